@@ -1,0 +1,50 @@
+"""The ``v2x`` command line.
+
+Exit codes (stable, for CI): 0 every expectation held; 1 an expectation failed; 2 bad input (scenario file,
+arguments); 3 the run could not complete (broker unreachable, an agent stopped answering).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_RUN_ERROR = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="v2x",
+        description="V2X vehicle-road-cloud testbed emulator.",
+        epilog="Exit codes: 0 all expectations held, 1 an expectation failed, 2 bad input, 3 run error.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    from v2x import runner_cli
+
+    runner_cli.register(sub)
+
+    from v2x.bench import cli as bench_cli
+
+    bench_cli.register(sub)
+
+    from v2x.impair import cli as impair_cli
+
+    impair_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = args.handler
+    code: int = handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
