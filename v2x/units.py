@@ -1,0 +1,776 @@
+"""Units: the one place that converts between SI values and the integer units of T/CSAE 53 on the wire.
+
+Everything in the project that builds or reads a wire message converts through this module. It holds:
+
+* the "unavailable" sentinels and ranges of the data elements (``*_UNAVAILABLE``, ``*_MIN``, ``*_MAX``);
+* scalar converters ``x_to_wire(si) -> int`` and ``x_from_wire(int) -> float | None``;
+* time stamps (DSecond, MinuteOfTheYear, TimeMark) from simulation time;
+* heading conventions (compass degrees vs. ENU yaw);
+* :class:`LocalFrame`, an exact WGS84 geodetic <-> ECEF <-> local ENU transform.
+
+Conventions shared by all scalar converters
+-------------------------------------------
+* ``None`` means "unavailable" in both directions: ``x_to_wire(None)`` returns the element's
+  unavailable sentinel and ``x_from_wire(sentinel)`` returns ``None``. A NaN input is treated like ``None``.
+  (Exception: :func:`yaw_rate_to_wire`, whose data element has no unavailable value.)
+* Rounding is to the nearest quantum (ties to even, as :func:`round`).
+* An SI value outside the element's range (including +/-inf) is clamped to the largest (or smallest)
+  valid wire value that is *not* the unavailable sentinel; clamping never produces "unavailable".
+* ``x_from_wire`` raises :class:`ValueError` for an integer outside the element's range: a message that
+  carries one is malformed and must not be silently reinterpreted.
+
+Simulation time ``t_s`` is seconds (float) since the scenario epoch, a :class:`~datetime.datetime` in UTC.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, overload
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "ACCEL_MAX",
+    "ACCEL_MIN",
+    "ACCEL_UNAVAILABLE",
+    "COUNTDOWN_MAX",
+    "ELEVATION_MAX",
+    "ELEVATION_MIN",
+    "ELEVATION_UNAVAILABLE",
+    "G0",
+    "HEADING_UNAVAILABLE",
+    "LAT_MAX",
+    "LAT_MIN",
+    "LAT_UNAVAILABLE",
+    "LON_MAX",
+    "LON_MIN",
+    "LON_UNAVAILABLE",
+    "MINUTE_OF_YEAR_UNAVAILABLE",
+    "MSG_CNT_MODULO",
+    "ORIENTATION_UNAVAILABLE",
+    "POSITION_CONFIDENCE_BOUNDS_M",
+    "SECMARK_UNAVAILABLE",
+    "SEMI_MAJOR_GE_12_7_M",
+    "SEMI_MAJOR_UNAVAILABLE",
+    "SPEED_MAX",
+    "SPEED_UNAVAILABLE",
+    "STEERING_MAX",
+    "STEERING_MIN",
+    "STEERING_UNAVAILABLE",
+    "TIMEMARK_UNAVAILABLE",
+    "VEHICLE_HEIGHT_MAX",
+    "VEHICLE_LENGTH_MAX",
+    "VEHICLE_WIDTH_MAX",
+    "VERT_ACCEL_MAX",
+    "VERT_ACCEL_MIN",
+    "VERT_ACCEL_UNAVAILABLE",
+    "WGS84_A",
+    "WGS84_F",
+    "YAW_RATE_MAX",
+    "YAW_RATE_MIN",
+    "LocalFrame",
+    "accel_from_wire",
+    "accel_to_wire",
+    "accuracy_orientation_from_wire",
+    "accuracy_orientation_to_wire",
+    "compass_deg_to_enu_yaw_rad",
+    "countdown_from_wire",
+    "countdown_to_wire",
+    "elevation_from_wire",
+    "elevation_to_wire",
+    "enu_yaw_rad_to_compass_deg",
+    "heading_from_wire",
+    "heading_to_wire",
+    "height_from_wire",
+    "height_to_wire",
+    "lat_from_wire",
+    "lat_to_wire",
+    "lon_from_wire",
+    "lon_to_wire",
+    "minute_of_year",
+    "msg_cnt",
+    "position_confidence",
+    "position_confidence_bound_m",
+    "sec_mark",
+    "semi_major_from_wire",
+    "semi_major_to_wire",
+    "size_cm_from_wire",
+    "size_cm_to_wire",
+    "speed_from_wire",
+    "speed_to_wire",
+    "steering_from_wire",
+    "steering_to_wire",
+    "time_mark",
+    "vert_accel_from_wire",
+    "vert_accel_to_wire",
+    "yaw_rate_from_wire",
+    "yaw_rate_to_wire",
+]
+
+# --------------------------------------------------------------------------------------------------
+# Ranges and "unavailable" sentinels (T/CSAE 53 DF/DE definitions)
+# --------------------------------------------------------------------------------------------------
+
+LAT_UNAVAILABLE: Final = 900_000_001
+LAT_MIN: Final = -900_000_000
+LAT_MAX: Final = 900_000_000
+LON_UNAVAILABLE: Final = 1_800_000_001
+LON_MIN: Final = -1_799_999_999
+LON_MAX: Final = 1_800_000_000
+LATLON_UNIT_DEG: Final = 1e-7
+
+ELEVATION_UNAVAILABLE: Final = -4096
+ELEVATION_MIN: Final = -4095
+ELEVATION_MAX: Final = 61439
+
+SPEED_UNAVAILABLE: Final = 8191
+SPEED_MAX: Final = 8190
+
+HEADING_UNAVAILABLE: Final = 28800
+HEADING_UNIT_DEG: Final = 0.0125
+
+ACCEL_UNAVAILABLE: Final = 2001
+ACCEL_MIN: Final = -2000
+ACCEL_MAX: Final = 2000
+
+#: Standard gravity, the "g" of VerticalAcceleration.
+G0: Final = 9.80665
+VERT_ACCEL_UNAVAILABLE: Final = -127
+VERT_ACCEL_MIN: Final = -126
+VERT_ACCEL_MAX: Final = 127
+
+YAW_RATE_MIN: Final = -32767
+YAW_RATE_MAX: Final = 32767
+
+STEERING_UNAVAILABLE: Final = 127
+STEERING_MIN: Final = -126
+STEERING_MAX: Final = 126
+
+SEMI_MAJOR_UNAVAILABLE: Final = 255
+#: SemiMajorAxisAccuracy value meaning ">= 12.7 m".
+SEMI_MAJOR_GE_12_7_M: Final = 254
+#: SemiMajorAxisOrientation: 0..65534 in units of 360/65536 degree (0.0054932479), 65535 unavailable.
+ORIENTATION_UNAVAILABLE: Final = 65535
+
+#: VehicleWidth 0..1023 cm, VehicleLength 0..4095 cm, VehicleHeight 0..127 in 5 cm.
+VEHICLE_WIDTH_MAX: Final = 1023
+VEHICLE_LENGTH_MAX: Final = 4095
+VEHICLE_HEIGHT_MAX: Final = 127
+
+SECMARK_UNAVAILABLE: Final = 65535
+MINUTE_OF_YEAR_UNAVAILABLE: Final = 527040
+TIMEMARK_UNAVAILABLE: Final = 36001
+#: Largest relative TimeMark used for SPAT countdowns (0.1 s units, one hour).
+COUNTDOWN_MAX: Final = 36000
+
+MSG_CNT_MODULO: Final = 128
+
+#: PositionConfidence code -> 95 % bound in metres (code 0 = unavailable). Same ladder for elevation.
+POSITION_CONFIDENCE_BOUNDS_M: Final[tuple[float, ...]] = (
+    500.0, 200.0, 100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01,
+)  # fmt: skip
+
+# WGS84 ellipsoid
+WGS84_A: Final = 6_378_137.0
+WGS84_F: Final = 1.0 / 298.257223563
+_B: Final = WGS84_A * (1.0 - WGS84_F)
+_E2: Final = WGS84_F * (2.0 - WGS84_F)  # first eccentricity squared
+_EP2: Final = _E2 / (1.0 - _E2)  # second eccentricity squared
+
+
+# --------------------------------------------------------------------------------------------------
+# Generic helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _quantise(value: float, unit: float, lo: int, hi: int) -> int:
+    """``round(value / unit)`` clamped to ``[lo, hi]``; safe for +/-inf."""
+    x = value / unit
+    if x >= hi:
+        return hi
+    if x <= lo:
+        return lo
+    return min(hi, max(lo, round(x)))
+
+
+def _check(raw: int, lo: int, hi: int, name: str) -> None:
+    if not lo <= raw <= hi:
+        raise ValueError(f"{name} wire value {raw} outside {lo}..{hi}")
+
+
+def _scalar_to_wire(value: float | None, unit: float, lo: int, hi: int, unavailable: int) -> int:
+    if value is None or math.isnan(value):
+        return unavailable
+    return _quantise(value, unit, lo, hi)
+
+
+def _scalar_from_wire(raw: int, unit: float, lo: int, hi: int, unavailable: int, *, name: str) -> float | None:
+    if raw == unavailable:
+        return None
+    _check(raw, lo, hi, name)
+    return raw * unit
+
+
+# --------------------------------------------------------------------------------------------------
+# Position
+# --------------------------------------------------------------------------------------------------
+
+
+def lat_to_wire(deg: float | None) -> int:
+    """Latitude in degrees -> 1e-7 degree. Clamped to -90..90 degrees (-900000000..900000000)."""
+    return _scalar_to_wire(deg, LATLON_UNIT_DEG, LAT_MIN, LAT_MAX, LAT_UNAVAILABLE)
+
+
+def lat_from_wire(raw: int) -> float | None:
+    """1e-7 degree -> latitude in degrees; ``None`` for 900000001."""
+    return _scalar_from_wire(raw, LATLON_UNIT_DEG, LAT_MIN, LAT_MAX, LAT_UNAVAILABLE, name="latitude")
+
+
+def _wrap_lon_deg(deg: float) -> float:
+    """Longitude into (-180, 180]."""
+    wrapped = math.fmod(deg, 360.0)
+    if wrapped > 180.0:
+        wrapped -= 360.0
+    elif wrapped <= -180.0:
+        wrapped += 360.0
+    return wrapped
+
+
+def lon_to_wire(deg: float | None) -> int:
+    """Longitude in degrees -> 1e-7 degree.
+
+    Longitude is periodic, so instead of being clamped it is wrapped into (-180, 180] degrees
+    (wire -1799999999..1800000000; a value that rounds to -1800000000 becomes 1800000000, the same
+    meridian). +/-inf cannot be wrapped and is treated as unavailable.
+    """
+    if deg is None or not math.isfinite(deg):
+        return LON_UNAVAILABLE
+    raw = round(_wrap_lon_deg(deg) / LATLON_UNIT_DEG)
+    if raw < LON_MIN:
+        raw += 3_600_000_000
+    return min(raw, LON_MAX)
+
+
+def lon_from_wire(raw: int) -> float | None:
+    """1e-7 degree -> longitude in degrees; ``None`` for 1800000001."""
+    return _scalar_from_wire(raw, LATLON_UNIT_DEG, LON_MIN, LON_MAX, LON_UNAVAILABLE, name="longitude")
+
+
+def elevation_to_wire(m: float | None) -> int:
+    """Elevation in metres -> 0.1 m, clamped to -409.5..6143.9 m (-4095..61439; -4096 is unavailable)."""
+    return _scalar_to_wire(m, 0.1, ELEVATION_MIN, ELEVATION_MAX, ELEVATION_UNAVAILABLE)
+
+
+def elevation_from_wire(raw: int) -> float | None:
+    """0.1 m -> metres; ``None`` for -4096."""
+    return _scalar_from_wire(raw, 0.1, ELEVATION_MIN, ELEVATION_MAX, ELEVATION_UNAVAILABLE, name="elevation")
+
+
+# --------------------------------------------------------------------------------------------------
+# Motion
+# --------------------------------------------------------------------------------------------------
+
+
+def speed_to_wire(mps: float | None) -> int:
+    """Speed in m/s -> 0.02 m/s, clamped to 0..163.8 m/s (0..8190; 8191 is unavailable).
+
+    Negative speeds clamp to 0 (Speed is a magnitude; direction of travel is TransmissionState).
+    """
+    return _scalar_to_wire(mps, 0.02, 0, SPEED_MAX, SPEED_UNAVAILABLE)
+
+
+def speed_from_wire(raw: int) -> float | None:
+    """0.02 m/s -> m/s; ``None`` for 8191."""
+    return _scalar_from_wire(raw, 0.02, 0, SPEED_MAX, SPEED_UNAVAILABLE, name="speed")
+
+
+def heading_to_wire(deg_cw_from_north: float | None) -> int:
+    """Compass heading in degrees (clockwise from north) -> 0.0125 degree, 0..28799.
+
+    Any finite input is first normalised into [0, 360); a value that rounds up to 360 degrees wraps to 0,
+    so 28800 (unavailable) is never produced from a number. +/-inf is treated as unavailable.
+    """
+    if deg_cw_from_north is None or not math.isfinite(deg_cw_from_north):
+        return HEADING_UNAVAILABLE
+    return round((deg_cw_from_north % 360.0) / HEADING_UNIT_DEG) % HEADING_UNAVAILABLE
+
+
+def heading_from_wire(raw: int) -> float | None:
+    """0.0125 degree -> compass degrees in [0, 360); ``None`` for 28800."""
+    return _scalar_from_wire(raw, HEADING_UNIT_DEG, 0, HEADING_UNAVAILABLE - 1, HEADING_UNAVAILABLE, name="heading")
+
+
+def accel_to_wire(mps2: float | None) -> int:
+    """Longitudinal / lateral acceleration in m/s^2 -> 0.01 m/s^2, clamped to +/-20 m/s^2 (+/-2000)."""
+    return _scalar_to_wire(mps2, 0.01, ACCEL_MIN, ACCEL_MAX, ACCEL_UNAVAILABLE)
+
+
+def accel_from_wire(raw: int) -> float | None:
+    """0.01 m/s^2 -> m/s^2; ``None`` for 2001."""
+    return _scalar_from_wire(raw, 0.01, ACCEL_MIN, ACCEL_MAX, ACCEL_UNAVAILABLE, name="acceleration")
+
+
+def vert_accel_to_wire(mps2: float | None) -> int:
+    """Vertical acceleration in m/s^2 -> 0.02 g (g = 9.80665), clamped to -126..127 (-127 is unavailable)."""
+    return _scalar_to_wire(mps2, 0.02 * G0, VERT_ACCEL_MIN, VERT_ACCEL_MAX, VERT_ACCEL_UNAVAILABLE)
+
+
+def vert_accel_from_wire(raw: int) -> float | None:
+    """0.02 g -> m/s^2; ``None`` for -127."""
+    return _scalar_from_wire(
+        raw, 0.02 * G0, VERT_ACCEL_MIN, VERT_ACCEL_MAX, VERT_ACCEL_UNAVAILABLE, name="vertical acceleration"
+    )
+
+
+def yaw_rate_to_wire(deg_s: float) -> int:
+    """Yaw rate in degree/s (positive = clockwise seen from above, as in J2735/CSAE) -> 0.01 degree/s.
+
+    Clamped to +/-327.67 degree/s. The YawRate element has no "unavailable" value, so ``None`` is not
+    accepted; NaN raises :class:`ValueError`.
+    """
+    if math.isnan(deg_s):
+        raise ValueError("yaw rate has no unavailable value on the wire")
+    return _quantise(deg_s, 0.01, YAW_RATE_MIN, YAW_RATE_MAX)
+
+
+def yaw_rate_from_wire(raw: int) -> float:
+    """0.01 degree/s -> degree/s."""
+    _check(raw, YAW_RATE_MIN, YAW_RATE_MAX, "yaw rate")
+    return raw * 0.01
+
+
+def steering_to_wire(deg: float | None) -> int:
+    """Steering wheel angle in degrees -> 1.5 degree, clamped to +/-189 degrees (+/-126; 127 unavailable)."""
+    return _scalar_to_wire(deg, 1.5, STEERING_MIN, STEERING_MAX, STEERING_UNAVAILABLE)
+
+
+def steering_from_wire(raw: int) -> float | None:
+    """1.5 degree -> degrees; ``None`` for 127."""
+    return _scalar_from_wire(raw, 1.5, STEERING_MIN, STEERING_MAX, STEERING_UNAVAILABLE, name="steering angle")
+
+
+# --------------------------------------------------------------------------------------------------
+# Accuracy and confidence
+# --------------------------------------------------------------------------------------------------
+
+
+def semi_major_to_wire(m: float | None) -> int:
+    """Semi-major (or semi-minor) axis of the accuracy ellipse in metres -> 0.05 m.
+
+    0..253 are exact quanta; anything from 12.7 m up (including values that round to 254) is coded 254
+    (">= 12.7 m"); 255 is unavailable. Negative values clamp to 0.
+    """
+    return _scalar_to_wire(m, 0.05, 0, SEMI_MAJOR_GE_12_7_M, SEMI_MAJOR_UNAVAILABLE)
+
+
+def semi_major_from_wire(raw: int) -> float | None:
+    """0.05 m -> metres; 254 gives 12.7 (a lower bound), 255 gives ``None``."""
+    return _scalar_from_wire(raw, 0.05, 0, SEMI_MAJOR_GE_12_7_M, SEMI_MAJOR_UNAVAILABLE, name="semi-major axis")
+
+
+_ORIENTATION_UNIT_DEG: Final = 360.0 / 65536.0
+
+
+def accuracy_orientation_to_wire(deg_cw_from_north: float | None) -> int:
+    """Orientation of the semi-major axis (degrees clockwise from north) -> 360/65536 degree, 0..65534.
+
+    Normalised into [0, 360); a value that would round to 65535 (unavailable) or above wraps to 0.
+    """
+    if deg_cw_from_north is None or not math.isfinite(deg_cw_from_north):
+        return ORIENTATION_UNAVAILABLE
+    raw = round((deg_cw_from_north % 360.0) / _ORIENTATION_UNIT_DEG)
+    return 0 if raw >= ORIENTATION_UNAVAILABLE else raw
+
+
+def accuracy_orientation_from_wire(raw: int) -> float | None:
+    """360/65536 degree -> degrees; ``None`` for 65535."""
+    return _scalar_from_wire(
+        raw, _ORIENTATION_UNIT_DEG, 0, ORIENTATION_UNAVAILABLE - 1, ORIENTATION_UNAVAILABLE, name="orientation"
+    )
+
+
+def position_confidence(r95_m: float | None) -> int:
+    """95 % horizontal (or vertical) error bound in metres -> PositionConfidence code.
+
+    Returns the code of the smallest bound that still contains ``r95_m`` (so the reported confidence is
+    never better than the truth): 15 (a1cm) for r95 <= 0.01 m, ... 1 (a500m) for r95 <= 500 m, and
+    0 (unavailable) for ``None``, NaN or r95 > 500 m. Negative values raise :class:`ValueError`.
+    """
+    if r95_m is None or math.isnan(r95_m):
+        return 0
+    if r95_m < 0:
+        raise ValueError(f"negative error bound {r95_m}")
+    for code in range(len(POSITION_CONFIDENCE_BOUNDS_M), 0, -1):
+        if r95_m <= POSITION_CONFIDENCE_BOUNDS_M[code - 1]:
+            return code
+    return 0
+
+
+def position_confidence_bound_m(code: int) -> float | None:
+    """PositionConfidence code -> its 95 % bound in metres; ``None`` for 0 (unavailable)."""
+    _check(code, 0, len(POSITION_CONFIDENCE_BOUNDS_M), "position confidence")
+    return None if code == 0 else POSITION_CONFIDENCE_BOUNDS_M[code - 1]
+
+
+# --------------------------------------------------------------------------------------------------
+# Size
+# --------------------------------------------------------------------------------------------------
+
+
+def size_cm_to_wire(m: float | None, max_cm: int = VEHICLE_LENGTH_MAX) -> int:
+    """Width / length in metres -> 1 cm, clamped to 1..``max_cm``.
+
+    Use ``max_cm=VEHICLE_WIDTH_MAX`` (1023) for VehicleWidth; the default 4095 is VehicleLength. The
+    standard has no "unavailable" size; 0 (the proto3 default, never a real size) stands for unknown,
+    so ``None`` -> 0 and a tiny positive size is coded 1 cm.
+    """
+    if m is None or math.isnan(m):
+        return 0
+    return _quantise(m, 0.01, 1, max_cm)
+
+
+def size_cm_from_wire(raw: int) -> float | None:
+    """1 cm -> metres; ``None`` for 0 (unknown)."""
+    _check(raw, 0, VEHICLE_LENGTH_MAX, "size")
+    return None if raw == 0 else raw * 0.01
+
+
+def height_to_wire(m: float | None) -> int:
+    """Vehicle height in metres -> 5 cm, clamped to 1..127 (6.35 m); ``None`` -> 0 (unknown)."""
+    if m is None or math.isnan(m):
+        return 0
+    return _quantise(m, 0.05, 1, VEHICLE_HEIGHT_MAX)
+
+
+def height_from_wire(raw: int) -> float | None:
+    """5 cm -> metres; ``None`` for 0 (unknown)."""
+    _check(raw, 0, VEHICLE_HEIGHT_MAX, "height")
+    return None if raw == 0 else raw * 0.05
+
+
+# --------------------------------------------------------------------------------------------------
+# Time
+# --------------------------------------------------------------------------------------------------
+
+_UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc(epoch: datetime) -> datetime:
+    """A naive epoch is taken to be UTC."""
+    return epoch.replace(tzinfo=UTC) if epoch.tzinfo is None else epoch.astimezone(UTC)
+
+
+def _unix_us(t_s: float, epoch: datetime) -> int:
+    """Microseconds since 1970-01-01 UTC of simulation time ``t_s`` (rounded to 1 us, so float noise
+    such as 0.1 * 3 does not lose a millisecond)."""
+    return (_utc(epoch) - _UNIX_EPOCH) // timedelta(microseconds=1) + round(t_s * 1e6)
+
+
+def sec_mark(t_s: float, epoch: datetime) -> int:
+    """DSecond: milliseconds within the current UTC minute, 0..59999 (65535 = unavailable, never
+    returned; leap seconds are not modelled)."""
+    return (_unix_us(t_s, epoch) // 1000) % 60_000
+
+
+def minute_of_year(t_s: float, epoch: datetime) -> int:
+    """MinuteOfTheYear: whole minutes since 1 January 00:00 UTC of the current year, 0..527039."""
+    now = _UNIX_EPOCH + timedelta(microseconds=_unix_us(t_s, epoch))
+    return (now - datetime(now.year, 1, 1, tzinfo=UTC)) // timedelta(minutes=1)
+
+
+def time_mark(t_s: float, epoch: datetime) -> int:
+    """TimeMark: tenths of a second within the current UTC hour, 0..35999 (36001 = unavailable)."""
+    return (_unix_us(t_s, epoch) // 100_000) % 36_000
+
+
+def countdown_to_wire(seconds: float | None) -> int:
+    """A relative time (SPAT TimeCountingDown: time until a phase starts / ends) -> 0.1 s, clamped to
+    0..36000 (one hour); ``None`` -> 36001."""
+    return _scalar_to_wire(seconds, 0.1, 0, COUNTDOWN_MAX, TIMEMARK_UNAVAILABLE)
+
+
+def countdown_from_wire(raw: int) -> float | None:
+    """0.1 s -> seconds; ``None`` for 36001."""
+    return _scalar_from_wire(raw, 0.1, 0, COUNTDOWN_MAX, TIMEMARK_UNAVAILABLE, name="countdown")
+
+
+def msg_cnt(n: int) -> int:
+    """Message counter: ``n`` wrapped into 0..127."""
+    return n % MSG_CNT_MODULO
+
+
+# --------------------------------------------------------------------------------------------------
+# Heading conventions
+# --------------------------------------------------------------------------------------------------
+
+FloatArray = NDArray[np.float64]
+
+
+@overload
+def compass_deg_to_enu_yaw_rad(deg: float) -> float: ...
+@overload
+def compass_deg_to_enu_yaw_rad(deg: FloatArray) -> FloatArray: ...
+def compass_deg_to_enu_yaw_rad(deg: float | FloatArray) -> float | FloatArray:
+    """Compass heading (degrees clockwise from north) -> ENU yaw (radians counter-clockwise from east),
+    in [-pi, pi)."""
+    yaw = np.radians(90.0 - np.asarray(deg, dtype=np.float64))
+    wrapped: FloatArray = (yaw + np.pi) % (2.0 * np.pi) - np.pi
+    return float(wrapped) if np.ndim(deg) == 0 else wrapped
+
+
+@overload
+def enu_yaw_rad_to_compass_deg(rad: float) -> float: ...
+@overload
+def enu_yaw_rad_to_compass_deg(rad: FloatArray) -> FloatArray: ...
+def enu_yaw_rad_to_compass_deg(rad: float | FloatArray) -> float | FloatArray:
+    """ENU yaw (radians counter-clockwise from east) -> compass heading in degrees [0, 360)."""
+    deg: FloatArray = (90.0 - np.degrees(np.asarray(rad, dtype=np.float64))) % 360.0
+    deg = np.where(deg >= 360.0, 0.0, deg)  # -tiny % 360 can round to 360.0
+    return float(deg) if np.ndim(rad) == 0 else deg
+
+
+# --------------------------------------------------------------------------------------------------
+# Local frame
+# --------------------------------------------------------------------------------------------------
+
+
+def _geodetic_to_ecef(
+    lat_rad: FloatArray, lon_rad: FloatArray, h_m: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    sin_lat = np.sin(lat_rad)
+    cos_lat = np.cos(lat_rad)
+    n = WGS84_A / np.sqrt(1.0 - _E2 * sin_lat * sin_lat)
+    x = (n + h_m) * cos_lat * np.cos(lon_rad)
+    y = (n + h_m) * cos_lat * np.sin(lon_rad)
+    z = (n * (1.0 - _E2) + h_m) * sin_lat
+    return x, y, z
+
+
+def _ecef_to_geodetic(x: FloatArray, y: FloatArray, z: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Closed-form ECEF -> geodetic (Heikkinen 1982, as given by Zhu 1993); sub-millimetre for any point
+    more than a few km from the Earth's centre. Returns radians, radians, metres."""
+    a2 = WGS84_A * WGS84_A
+    b2 = _B * _B
+    e4 = _E2 * _E2
+    p2 = x * x + y * y
+    p = np.sqrt(p2)
+    z2 = z * z
+    f = 54.0 * b2 * z2
+    g = p2 + (1.0 - _E2) * z2 - _E2 * (a2 - b2)
+    c = e4 * f * p2 / (g * g * g)
+    s = np.cbrt(1.0 + c + np.sqrt(c * c + 2.0 * c))
+    k = s + 1.0 + 1.0 / s
+    big_p = f / (3.0 * k * k * g * g)
+    q = np.sqrt(1.0 + 2.0 * e4 * big_p)
+    r0 = -big_p * _E2 * p / (1.0 + q) + np.sqrt(
+        np.maximum(
+            0.5 * a2 * (1.0 + 1.0 / q) - big_p * (1.0 - _E2) * z2 / (q * (1.0 + q)) - 0.5 * big_p * p2,
+            0.0,
+        )
+    )
+    t = p - _E2 * r0
+    u = np.sqrt(t * t + z2)
+    v = np.sqrt(t * t + (1.0 - _E2) * z2)
+    z0 = b2 * z / (WGS84_A * v)
+    h = u * (1.0 - b2 / (WGS84_A * v))
+    lat = np.arctan2(z + _EP2 * z0, p)
+    lon = np.arctan2(y, x)
+    return lat, lon, h
+
+
+def _as_array(v: float | FloatArray) -> FloatArray:
+    return np.asarray(v, dtype=np.float64)
+
+
+def _all_scalar(*values: Any) -> bool:
+    return all(np.ndim(v) == 0 for v in values)
+
+
+@dataclass(frozen=True)
+class LocalFrame:
+    """A local east-north-up (ENU) Cartesian frame tangent to the WGS84 ellipsoid at an origin.
+
+    Conversions are exact (geodetic <-> ECEF <-> ENU, closed form both ways) and numpy-vectorised: the
+    methods accept floats or arrays (broadcast together) and return floats for all-scalar input, arrays
+    otherwise. Longitudes come back in (-180, 180].
+
+    The emulator's world is the plane ``up = 0``: :meth:`to_geodetic` defaults to it, and
+    :meth:`to_local` without a height returns the point of that plane with the given latitude and
+    longitude, so ``to_local(*to_geodetic(e, n)[:2])`` gives back ``(e, n, 0)``. (The plane rises above
+    the ellipsoid with distance: about 7.8 m at 10 km.)
+    """
+
+    lat0_deg: float
+    lon0_deg: float
+    h0_m: float = 0.0
+    _origin_ecef: tuple[float, float, float] = field(init=False, repr=False, compare=False)
+    _rot: NDArray[np.float64] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not (-90.0 <= self.lat0_deg <= 90.0 and math.isfinite(self.lon0_deg) and math.isfinite(self.h0_m)):
+            raise ValueError(f"invalid frame origin {self.lat0_deg}, {self.lon0_deg}, {self.h0_m}")
+        lat = math.radians(self.lat0_deg)
+        lon = math.radians(self.lon0_deg)
+        x0, y0, z0 = _geodetic_to_ecef(_as_array(lat), _as_array(lon), _as_array(self.h0_m))
+        sl, cl, so, co = math.sin(lat), math.cos(lat), math.sin(lon), math.cos(lon)
+        # Rows: unit vectors east, north, up in ECEF.
+        rot = np.array(
+            [
+                [-so, co, 0.0],
+                [-sl * co, -sl * so, cl],
+                [cl * co, cl * so, sl],
+            ]
+        )
+        rot.setflags(write=False)
+        object.__setattr__(self, "_origin_ecef", (float(x0), float(y0), float(z0)))
+        object.__setattr__(self, "_rot", rot)
+
+    # -- ECEF <-> ENU ------------------------------------------------------------------------------
+
+    def _enu_to_ecef(self, e: FloatArray, n: FloatArray, u: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        r = self._rot
+        x0, y0, z0 = self._origin_ecef
+        x = x0 + r[0, 0] * e + r[1, 0] * n + r[2, 0] * u
+        y = y0 + r[0, 1] * e + r[1, 1] * n + r[2, 1] * u
+        z = z0 + r[0, 2] * e + r[1, 2] * n + r[2, 2] * u
+        return x, y, z
+
+    def _ecef_to_enu(self, x: FloatArray, y: FloatArray, z: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        r = self._rot
+        x0, y0, z0 = self._origin_ecef
+        dx, dy, dz = x - x0, y - y0, z - z0
+        e = r[0, 0] * dx + r[0, 1] * dy + r[0, 2] * dz
+        n = r[1, 0] * dx + r[1, 1] * dy + r[1, 2] * dz
+        u = r[2, 0] * dx + r[2, 1] * dy + r[2, 2] * dz
+        return e, n, u
+
+    # -- public API --------------------------------------------------------------------------------
+
+    @overload
+    def to_geodetic(self, east_m: float, north_m: float, up_m: float = 0.0) -> tuple[float, float, float]: ...
+    @overload
+    def to_geodetic(
+        self, east_m: FloatArray, north_m: FloatArray | float, up_m: FloatArray | float = 0.0
+    ) -> tuple[FloatArray, FloatArray, FloatArray]: ...
+    def to_geodetic(
+        self, east_m: float | FloatArray, north_m: float | FloatArray, up_m: float | FloatArray = 0.0
+    ) -> tuple[float, float, float] | tuple[FloatArray, FloatArray, FloatArray]:
+        """Local ENU metres -> (latitude degrees, longitude degrees in (-180, 180], ellipsoidal height m)."""
+        x, y, z = self._enu_to_ecef(_as_array(east_m), _as_array(north_m), _as_array(up_m))
+        lat, lon, h = _ecef_to_geodetic(x, y, z)
+        lat_deg, lon_deg = np.degrees(lat), np.degrees(lon)
+        lon_deg = np.where(lon_deg <= -180.0, lon_deg + 360.0, lon_deg)
+        if _all_scalar(east_m, north_m, up_m):
+            return float(lat_deg), float(lon_deg), float(h)
+        return lat_deg, lon_deg, h
+
+    @overload
+    def to_local(self, lat_deg: float, lon_deg: float, h_m: float | None = None) -> tuple[float, float, float]: ...
+    @overload
+    def to_local(
+        self, lat_deg: FloatArray, lon_deg: FloatArray | float, h_m: FloatArray | float | None = None
+    ) -> tuple[FloatArray, FloatArray, FloatArray]: ...
+    def to_local(
+        self,
+        lat_deg: float | FloatArray,
+        lon_deg: float | FloatArray,
+        h_m: float | FloatArray | None = None,
+    ) -> tuple[float, float, float] | tuple[FloatArray, FloatArray, FloatArray]:
+        """(latitude, longitude degrees, ellipsoidal height m) -> local ENU metres.
+
+        With ``h_m=None`` the height is unknown and the point is placed on the local plane ``up = 0``
+        (the intersection of the ellipsoid normal through (lat, lon) with that plane), so ``up`` is 0.
+        """
+        lat = np.radians(_as_array(lat_deg))
+        lon = np.radians(_as_array(lon_deg))
+        if h_m is None:
+            x, y, z = _geodetic_to_ecef(lat, lon, np.zeros_like(lat))
+            e, n, u = self._ecef_to_enu(x, y, z)
+            # ECEF(lat, lon, h) = ECEF(lat, lon, 0) + h * normal, so up(h) is linear in h.
+            cos_lat = np.cos(lat)
+            nx, ny, nz = cos_lat * np.cos(lon), cos_lat * np.sin(lon), np.sin(lat)
+            r = self._rot
+            h = -u / (r[2, 0] * nx + r[2, 1] * ny + r[2, 2] * nz)
+            e = e + h * (r[0, 0] * nx + r[0, 1] * ny + r[0, 2] * nz)
+            n = n + h * (r[1, 0] * nx + r[1, 1] * ny + r[1, 2] * nz)
+            u = np.zeros_like(e)
+        else:
+            x, y, z = _geodetic_to_ecef(lat, lon, _as_array(h_m))
+            e, n, u = self._ecef_to_enu(x, y, z)
+        if _all_scalar(lat_deg, lon_deg, 0.0 if h_m is None else h_m):
+            return float(e), float(n), float(u)
+        return e, n, u
+
+    @overload
+    def to_wire(self, east_m: float, north_m: float) -> tuple[int, int]: ...
+    @overload
+    def to_wire(
+        self, east_m: FloatArray, north_m: FloatArray | float
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]: ...
+    def to_wire(
+        self, east_m: float | FloatArray, north_m: float | FloatArray
+    ) -> tuple[int, int] | tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Point of the plane ``up = 0`` -> (lat, lon) in 1e-7 degree (the height is dropped)."""
+        lat_deg, lon_deg, _ = self.to_geodetic(_as_array(east_m), _as_array(north_m))
+        lat = np.rint(lat_deg / LATLON_UNIT_DEG).astype(np.int64)
+        lon = np.rint(lon_deg / LATLON_UNIT_DEG).astype(np.int64)
+        lon = np.where(lon < LON_MIN, lon + 3_600_000_000, lon)
+        if _all_scalar(east_m, north_m):
+            return int(lat), int(lon)
+        return lat, lon
+
+    @overload
+    def from_wire(self, lat_int: int, lon_int: int) -> tuple[float, float]: ...
+    @overload
+    def from_wire(
+        self, lat_int: NDArray[np.integer[Any]], lon_int: NDArray[np.integer[Any]] | int
+    ) -> tuple[FloatArray, FloatArray]: ...
+    def from_wire(
+        self, lat_int: int | NDArray[np.integer[Any]], lon_int: int | NDArray[np.integer[Any]]
+    ) -> tuple[float, float] | tuple[FloatArray, FloatArray]:
+        """(lat, lon) in 1e-7 degree -> (east, north) on the plane ``up = 0``.
+
+        Raises :class:`ValueError` for the unavailable values or anything out of range.
+        """
+        lat_a = np.asarray(lat_int, dtype=np.int64)
+        lon_a = np.asarray(lon_int, dtype=np.int64)
+        if np.any((lat_a < LAT_MIN) | (lat_a > LAT_MAX)) or np.any((lon_a < LON_MIN) | (lon_a > LON_MAX)):
+            raise ValueError("latitude/longitude unavailable or out of range")
+        e, n, _ = self.to_local(
+            (lat_a * LATLON_UNIT_DEG).astype(np.float64), (lon_a * LATLON_UNIT_DEG).astype(np.float64)
+        )
+        if _all_scalar(lat_int, lon_int):
+            return float(e), float(n)
+        return e, n
+
+    @overload
+    def offset_to_wire(self, ref_lat_int: int, ref_lon_int: int, east_m: float, north_m: float) -> tuple[int, int]: ...
+    @overload
+    def offset_to_wire(
+        self, ref_lat_int: int, ref_lon_int: int, east_m: FloatArray, north_m: FloatArray | float
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]: ...
+    def offset_to_wire(
+        self, ref_lat_int: int, ref_lon_int: int, east_m: float | FloatArray, north_m: float | FloatArray
+    ) -> tuple[int, int] | tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Position offset (PositionOffsetLLV, 1e-7 degree) of the point at local ``(east_m, north_m)``
+        from a reference position ``(ref_lat_int, ref_lon_int)`` given in wire units (e.g. an RSM's refPos).
+
+        ``east_m, north_m`` are frame coordinates of the point itself, not a displacement from the
+        reference. The longitude offset is wrapped across the antimeridian.
+        """
+        lat, lon = self.to_wire(_as_array(east_m), _as_array(north_m))
+        dlat = lat - ref_lat_int
+        dlon = (lon - ref_lon_int + 1_800_000_000) % 3_600_000_000 - 1_800_000_000
+        if _all_scalar(east_m, north_m):
+            return int(dlat), int(dlon)
+        return dlat, dlon
+
+    def offset_from_wire(self, ref_lat_int: int, ref_lon_int: int, dlat: int, dlon: int) -> tuple[float, float]:
+        """Inverse of :meth:`offset_to_wire` for one point: frame ``(east, north)`` of refPos + offset."""
+        lon = (ref_lon_int + dlon + 1_800_000_000) % 3_600_000_000 - 1_800_000_000
+        if lon < LON_MIN:
+            lon += 3_600_000_000
+        return self.from_wire(ref_lat_int + dlat, lon)
