@@ -1,0 +1,190 @@
+"""The vehicle / OBU agent: follows its route with a speed profile and scripted events, publishes BSM at
+10 Hz over PC5 (and to the edge/cloud over Uu), runs its on-board apps, and reacts to warnings through its
+driver model."""
+
+from __future__ import annotations
+
+import math
+
+from v2x.agents.base import Agent, Environment, TickContext, TickResult, Transmission
+from v2x.apps.collision import Participant, forward_collision
+from v2x.apps.driver import Driver
+from v2x.messages import APP_BY_NAME, APP_NAME, OwnState, RemoteState, decode_bsm, encode_bsm, temporary_id
+from v2x.scenario.geometry import Route
+from v2x.scenario.model import DEFAULT_SIZE, ActorSpec, ScriptedEvent
+from v2x.units import enu_yaw_rad_to_compass_deg
+from v2x.wire import testbed_pb2
+
+BSM_PERIOD_S = 0.1  # 10 Hz (T/CSAE 53 Day-1 table)
+
+
+class VehicleAgent(Agent):
+    def __init__(self, spec: ActorSpec, route: Route, env: Environment) -> None:
+        super().__init__(spec.id, spec.kind, env)
+        self.spec = spec
+        self.route = route
+        length, width, height = DEFAULT_SIZE[spec.kind]
+        self.length_m = spec.length_m or length
+        self.width_m = spec.width_m or width
+        self.height_m = height
+        self.s = spec.start_m
+        self.v = spec.speed_mps
+        self.a = 0.0
+        self._command: tuple[float, float | None] | None = None  # (accel, stop at this speed)
+        self._events: list[ScriptedEvent] = sorted(spec.events, key=lambda e: e.at_s)
+        self.driver = Driver(spec.driver.reaction_s, spec.driver.brake_mps2) if spec.driver else None
+        self.remotes: dict[bytes, RemoteState] = {}
+        self.own_id = temporary_id(spec.id)
+        self.msg_count = 0
+        self._next_bsm_s = 0.0
+        self._warned_until: dict[tuple[int, str], float] = {}
+
+    # -- motion -------------------------------------------------------------------------------------
+    def _integrate(self, dt: float) -> None:
+        a, v = self.a, self.v
+        if a < 0 and v + a * dt <= 0:
+            self.s += v * v / (-2 * a) if v > 0 else 0.0
+            self.v = 0.0
+            return
+        target = self._command[1] if self._command else None
+        if target is not None and a != 0 and (v - target) * (v + a * dt - target) < 0:
+            t1 = (target - v) / a  # reach the target speed inside the step, then hold it
+            self.s += v * t1 + 0.5 * a * t1 * t1 + target * (dt - t1)
+            self.v = target
+            self._command = None
+            return
+        self.s += v * dt + 0.5 * a * dt * dt
+        self.v = max(0.0, v + a * dt)
+
+    def _choose_accel(self, t: float) -> float:
+        while self._events and self._events[0].at_s <= t + 1e-9:
+            ev = self._events.pop(0)
+            if ev.action == "hold":
+                self._command = (0.0, None)
+            elif ev.action == "brake":
+                self._command = (-ev.rate_mps2, ev.until_speed_mps if ev.until_speed_mps is not None else 0.0)
+            else:
+                self._command = (ev.rate_mps2, ev.until_speed_mps)
+        accel = 0.0
+        if self._command is not None:
+            accel, target = self._command
+            if target is not None and ((accel < 0 and self.v <= target) or (accel > 0 and self.v >= target)):
+                self._command = None
+                accel = 0.0
+        if self.driver is not None:
+            brake = self.driver.command(t)
+            if brake is not None:
+                accel = min(accel, brake)
+        if accel < 0 and self.v <= 0:
+            accel = 0.0
+        return accel
+
+    # -- the tick -----------------------------------------------------------------------------------
+    def step(self, ctx: TickContext) -> TickResult:
+        t = ctx.t_s
+        if ctx.tick > 0:
+            self._integrate(ctx.dt_s)
+        pose = self.route.pose(self.s)
+        result = TickResult()
+
+        for heard in ctx.heard:
+            which = heard.frame.WhichOneof("msg")
+            if which == "bsm":
+                remote = decode_bsm(heard.frame.bsm, now_s=t, frame=self.env.frame, epoch=self.env.epoch)
+                if remote is not None and remote.temp_id != self.own_id:
+                    known = self.remotes.get(remote.temp_id)
+                    if known is None or remote.t_s >= known.t_s:
+                        self.remotes[remote.temp_id] = remote
+            elif which == "advisory" and heard.frame.advisory.target_id == self.actor_id:
+                adv = testbed_pb2.Advisory()
+                adv.CopyFrom(heard.frame.advisory)
+                self._warn(result, adv, t)
+        max_age = self.env.thresholds["max_age_s"]
+        self.remotes = {k: r for k, r in self.remotes.items() if t - r.t_s <= max_age}
+
+        gnss = ctx.gnss
+        ex = gnss.east_error_m if gnss.available else 0.0
+        ny = gnss.north_error_m if gnss.available else 0.0
+        if "fcw" in self.spec.apps and self.remotes:
+            host = Participant(
+                "host",
+                pose.x + ex,
+                pose.y + ny,
+                self.v * math.cos(pose.heading_rad),
+                self.v * math.sin(pose.heading_rad),
+                self.a,
+                pose.heading_rad,
+                self.length_m,
+                self.width_m,
+                gnss.sigma_major_m,
+            )
+            remotes = [Participant.from_remote(r.temp_id.hex(), r, t) for r in self.remotes.values()]
+            for f in forward_collision(host, remotes, self.env.thresholds):
+                adv = testbed_pb2.Advisory(
+                    app=testbed_pb2.APP_FCW,
+                    severity=testbed_pb2.SEVERITY_WARNING,
+                    target_id=self.actor_id,
+                    other_id=f.other,  # temporary id (hex); the world resolves it to an actor id
+                    source_id=self.actor_id,
+                    ttc_s=f.ttc_s,
+                    raised_at_s=t,
+                    valid_until_s=t + self.env.thresholds["warning_validity_s"],
+                    conflict_type=f.kind,
+                )
+                self._warn(result, adv, t)
+
+        self.a = self._choose_accel(t)
+        if t + 1e-9 >= self._next_bsm_s:
+            self._next_bsm_s += BSM_PERIOD_S
+            result.transmissions.extend(self._bsm(t, pose.x + ex, pose.y + ny, pose.heading_rad, gnss))
+        c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)
+        result.truth = testbed_pb2.TruthState(
+            x_m=pose.x,
+            y_m=pose.y,
+            vx_mps=self.v * c,
+            vy_mps=self.v * s,
+            ax_mps2=self.a * c,
+            ay_mps2=self.a * s,
+            heading_deg=enu_yaw_rad_to_compass_deg(pose.heading_rad),
+            speed_mps=self.v,
+            accel_mps2=self.a,
+            lane=self.spec.lane or "",
+        )
+        return result
+
+    def _warn(self, result: TickResult, adv: testbed_pb2.Advisory, t: float) -> None:
+        """Record a warning (raised on board or received) once per validity period, and tell the driver."""
+        key = (adv.app, adv.other_id)
+        if self._warned_until.get(key, -math.inf) > t:
+            return
+        self._warned_until[key] = adv.valid_until_s if adv.valid_until_s > t else t + 3.0
+        result.events.append(adv)
+        if self.driver is not None:
+            self.driver.on_warning(t, APP_NAME.get(adv.app, "warning"))
+
+    def _bsm(self, t: float, x: float, y: float, yaw: float, gnss: testbed_pb2.GnssReading) -> list[Transmission]:
+        own = OwnState(
+            x=x,
+            y=y,
+            speed_mps=self.v,
+            heading_rad=yaw,
+            accel_mps2=self.a,
+            length_m=self.length_m,
+            width_m=self.width_m,
+            height_m=self.height_m,
+            kind=self.kind,
+            sigma_major_m=gnss.sigma_major_m if gnss.available else None,
+            sigma_minor_m=gnss.sigma_minor_m if gnss.available else None,
+            braking=self.a < 0,
+        )
+        frame = encode_bsm(
+            own, actor_id=self.actor_id, t_s=t, msg_count=self.msg_count, frame=self.env.frame, epoch=self.env.epoch
+        )
+        self.msg_count += 1
+        out = [Transmission(testbed_pb2.LINK_PC5, frame)]
+        if self.spec.uplink and self.env.platform_id:
+            out.append(Transmission(testbed_pb2.LINK_UU, frame, (self.env.platform_id,)))
+        return out
+
+
+__all__ = ["APP_BY_NAME", "VehicleAgent"]

@@ -1,0 +1,34 @@
+"""The defaults table for application thresholds: one source of truth, overridable per scenario file.
+
+Sources: ../shared/brief/SCENARIOS.md ("Thresholds used by open implementations").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+DEFAULTS: Mapping[str, float] = MappingProxyType(
+    {
+        # FCW: same lane ahead, TTC 3 s (Wanji OBU stack, VDS/src/GPSInterface/Common.c).
+        "fcw_ttc_s": 3.0,
+        # ICW: TTC 5 s to the conflict point (Wanji OBU stack; public ICW write-up).
+        "icw_ttc_s": 5.0,
+        # ICW: both reach the conflict point within this many seconds of each other (SUMO SSM PET 2 s).
+        "icw_max_pet_s": 2.0,
+        # How long a raised warning stays valid before it may be raised again for the same pair.
+        "warning_validity_s": 3.0,
+        # Conflict prediction horizon, s.
+        "horizon_s": 6.0,
+        # Remote state older than this is dropped from the on-board / platform tables, s.
+        "max_age_s": 1.0,
+    }
+)
+
+
+def resolve(overrides: Mapping[str, float]) -> dict[str, float]:
+    """Defaults with the scenario's overrides applied; unknown keys raise KeyError."""
+    unknown = sorted(set(overrides) - set(DEFAULTS))
+    if unknown:
+        raise KeyError(", ".join(unknown))
+    return {**DEFAULTS, **overrides}

@@ -1,0 +1,114 @@
+"""The clock the world runs on: one interface, two implementations.
+
+``LockstepClock`` (virtual time): a tick ends when every agent has reported it; deterministic and as fast
+as the agents answer. When a tick stalls (a broker restart lost messages) it asks the caller to retransmit,
+and gives up with ``AgentTimeout`` naming the silent agents.
+
+``RealTimeClock``: a tick ends at its wall-clock deadline whether or not everyone has reported.
+
+Agents never see the clock: they act on every ``TickInput`` they receive, so they run unchanged on both.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+
+class AgentTimeout(RuntimeError):
+    def __init__(self, tick: int, t_s: float, missing: list[str], waited_s: float) -> None:
+        self.tick, self.t_s, self.missing = tick, t_s, missing
+        super().__init__(f"tick {tick} (t={t_s:.2f} s): no report from {', '.join(missing)} after {waited_s:.0f} s")
+
+
+class Clock(abc.ABC):
+    mode: str
+
+    def __init__(self, tick_s: float) -> None:
+        self.tick_s = tick_s
+
+    def time_of(self, tick: int) -> float:
+        return round(tick * self.tick_s, 9)
+
+    def start(self) -> None:  # noqa: B027 - optional hook; lockstep needs nothing
+        """Called once, just before tick 0 is sent."""
+
+    @abc.abstractmethod
+    async def end_of_tick(
+        self,
+        tick: int,
+        reported: asyncio.Event,
+        missing: Callable[[], list[str]],
+        retransmit: Callable[[], Awaitable[None]],
+    ) -> bool:
+        """Wait until tick ``tick`` is over. True if every agent reported it."""
+
+
+class LockstepClock(Clock):
+    mode = "lockstep"
+
+    def __init__(self, tick_s: float, *, retransmit_after_s: float = 2.0, give_up_after_s: float = 60.0) -> None:
+        super().__init__(tick_s)
+        self.retransmit_after_s = retransmit_after_s
+        self.give_up_after_s = give_up_after_s
+        self.retransmissions = 0
+
+    async def end_of_tick(
+        self,
+        tick: int,
+        reported: asyncio.Event,
+        missing: Callable[[], list[str]],
+        retransmit: Callable[[], Awaitable[None]],
+    ) -> bool:
+        started = time.monotonic()
+        while True:
+            try:
+                await asyncio.wait_for(reported.wait(), self.retransmit_after_s)
+                return True
+            except TimeoutError:
+                waited = time.monotonic() - started
+                if waited >= self.give_up_after_s:
+                    raise AgentTimeout(tick, self.time_of(tick), missing(), waited) from None
+                self.retransmissions += 1
+                await retransmit()
+
+
+class RealTimeClock(Clock):
+    mode = "realtime"
+
+    def __init__(self, tick_s: float) -> None:
+        super().__init__(tick_s)
+        self._t0 = 0.0
+        self.overruns = 0
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+
+    async def end_of_tick(
+        self,
+        tick: int,
+        reported: asyncio.Event,
+        missing: Callable[[], list[str]],
+        retransmit: Callable[[], Awaitable[None]],
+    ) -> bool:
+        deadline = self._t0 + (tick + 1) * self.tick_s
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            self.overruns += 1
+            return reported.is_set()
+        try:
+            await asyncio.wait_for(reported.wait(), remaining)
+        except TimeoutError:
+            return False
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        return True
+
+
+def make_clock(mode: str, tick_s: float) -> Clock:
+    if mode == "lockstep":
+        return LockstepClock(tick_s)
+    if mode == "realtime":
+        return RealTimeClock(tick_s)
+    raise ValueError(f"unknown clock mode {mode!r}: lockstep or realtime")

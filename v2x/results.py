@@ -1,0 +1,139 @@
+"""Expectations checked against a run's events and metrics, and the result file.
+
+result.json (docs/RESULTS.md): ``scenario``, ``seed``, ``passed``, ``expectations``, ``events``, ``metrics``,
+and ``run`` (broker, mode, run ids, wall time: everything that may differ between identical runs). The
+outcome section - ``passed``, ``expectations`` and ``events`` - is identical for the same scenario and seed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from v2x.scenario.model import (
+    CollisionExpectation,
+    Expectation,
+    MetricExpectation,
+    NoCollisionExpectation,
+    NoWarningExpectation,
+    Scenario,
+    WarningExpectation,
+)
+
+OUTCOME_KEYS = ("scenario", "seed", "passed", "expectations", "events")
+
+
+def _warnings(events: list[dict[str, Any]], variant: str, target: str, app: str | None) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in events
+        if e["type"] == "warning"
+        and e["variant"] == variant
+        and e["target"] == target
+        and (app is None or e["app"] == app)
+    ]
+
+
+def _collisions(events: list[dict[str, Any]], variant: str, pair: tuple[str, str] | None) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in events
+        if e["type"] == "collision" and e["variant"] == variant and (pair is None or set(e["actors"]) == set(pair))
+    ]
+
+
+def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]) -> tuple[bool, str]:
+    """(passed, detail) for one expectation."""
+    v = exp.variant
+    if isinstance(exp, WarningExpectation):
+        found = _warnings(events, v, exp.target, exp.app)
+        if exp.other is not None:
+            found = [e for e in found if e["other"] == exp.other]
+        if not found:
+            return False, f"no {exp.app.upper()} warning reached {exp.target}" + (
+                f" about {exp.other}" if exp.other else ""
+            )
+        first = found[0]
+        t, ttc = first["t_s"], first["ttc_s"]
+        detail = f"first {exp.app.upper()} to {exp.target} at t={t:.2f} s about {first['other']}, TTC {ttc:.2f} s"
+        if exp.window_s is not None and not exp.window_s[0] <= t <= exp.window_s[1]:
+            return False, detail + f"; expected within {exp.window_s[0]:.2f}-{exp.window_s[1]:.2f} s"
+        if exp.min_ttc_s is not None and ttc < exp.min_ttc_s:
+            return False, detail + f"; expected TTC >= {exp.min_ttc_s:.2f} s"
+        return True, detail
+    if isinstance(exp, NoWarningExpectation):
+        found = _warnings(events, v, exp.target, exp.app)
+        if found:
+            e = found[0]
+            return False, f"{exp.target} got {e['app'].upper()} at t={e['t_s']:.2f} s about {e['other']}"
+        return True, f"no {(exp.app or 'any').upper()} warning reached {exp.target}"
+    if isinstance(exp, CollisionExpectation):
+        hits = _collisions(events, v, exp.actors)
+        if hits:
+            e = hits[0]
+            return True, f"{' - '.join(e['actors'])} collided at t={e['t_s']:.2f} s, {e['relative_speed_mps']} m/s"
+        return False, f"{' and '.join(exp.actors)} did not collide"
+    if isinstance(exp, NoCollisionExpectation):
+        hits = _collisions(events, v, exp.actors)
+        if hits:
+            e = hits[0]
+            return False, f"{' - '.join(e['actors'])} collided at t={e['t_s']:.2f} s"
+        return True, "no collision" + (f" between {' and '.join(exp.actors)}" if exp.actors else "")
+    assert isinstance(exp, MetricExpectation)
+    m = metrics.get(v, {})
+    value: float | None
+    if exp.metric == "delivery_ratio":
+        value = m.get("delivery_ratio")
+    elif exp.metric == "rejected":
+        value = float(sum(m.get("rejected", {}).values()))
+    else:
+        value = m.get("latency_ms", {}).get(exp.metric.removeprefix("latency_ms_"))
+    if value is None:
+        return False, f"{exp.metric} not measured in variant {v}"
+    ok = (exp.min is None or value >= exp.min) and (exp.max is None or value <= exp.max)
+    bounds = " and ".join(
+        s for s in (f">= {exp.min}" if exp.min is not None else "", f"<= {exp.max}" if exp.max is not None else "") if s
+    )
+    return ok, f"{exp.metric} = {value} (expected {bounds})"
+
+
+def evaluate(
+    scenario: Scenario, events: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    out = []
+    for exp in scenario.expectations:
+        passed, detail = check(exp, events, metrics)
+        out.append({"name": exp.name, "variant": exp.variant, "passed": passed, "detail": detail})
+    return out
+
+
+def build_result(
+    scenario: Scenario,
+    seed: int,
+    events: list[dict[str, Any]],
+    metrics: dict[str, dict[str, Any]],
+    run_info: dict[str, Any],
+) -> dict[str, Any]:
+    expectations = evaluate(scenario, events, metrics)
+    return {
+        "scenario": scenario.id,
+        "seed": seed,
+        "passed": all(e["passed"] for e in expectations),
+        "expectations": expectations,
+        "events": events,
+        "metrics": metrics,
+        "run": run_info,
+    }
+
+
+def outcome(result: dict[str, Any]) -> dict[str, Any]:
+    """The deterministic part of a result."""
+    return {k: result[k] for k in OUTCOME_KEYS}
+
+
+def write_result(result: dict[str, Any], out_dir: Path) -> Path:
+    path = out_dir / str(result["scenario"]) / "result.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path

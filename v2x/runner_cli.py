@@ -1,0 +1,153 @@
+"""``v2x run`` and ``v2x list``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from v2x.broker import BrokerURLError, parse_broker_url
+from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 1, 2, 3
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run scenarios and check their expectations",
+        description="Run scenarios (each with and without V2X), check their expectations, write DIR/<id>/result.json.",
+        epilog="Exit codes: 0 every expectation held, 1 an expectation failed, 2 bad input "
+        "(nothing was run), 3 the run could not complete.",
+    )
+    run.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario id (see 'v2x list') or YAML file")
+    run.add_argument(
+        "--broker",
+        default="embedded",
+        metavar="URL",
+        help="'embedded' (default: an in-process broker) or mqtt://host:port of any MQTT broker",
+    )
+    run.add_argument("--seed", type=int, default=0, help="random seed (same seed, same outcome); default 0")
+    run.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="output directory (results/)")
+    run.add_argument(
+        "--mode",
+        choices=("lockstep", "realtime"),
+        default="lockstep",
+        help="lockstep: virtual time, deterministic, fast (default); realtime: wall-clock ticks",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="log every warning, collision and message problem")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress, only the summary")
+    run.set_defaults(handler=cmd_run)
+
+    lst = sub.add_parser("list", help="list the shipped scenarios", description="List the shipped scenarios.")
+    lst.set_defaults(handler=cmd_list)
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("amqtt", "transitions", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+class _Progress:
+    """One line per 10 % of a variant on stderr, and a live line when stderr is a terminal."""
+
+    def __init__(self, scenario: Scenario, enabled: bool) -> None:
+        self.scenario = scenario
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.last_decile: dict[str, int] = {}
+        self.started = time.monotonic()
+
+    def __call__(self, variant: str, tick: int, n_ticks: int) -> None:
+        if not self.enabled:
+            return
+        frac = tick / max(n_ticks, 1)
+        decile = int(frac * 10)
+        t = tick * self.scenario.tick_s
+        line = (
+            f"{self.scenario.id} [{variant}] t={t:6.1f}/{self.scenario.duration_s:.1f} s "
+            f"{frac * 100:5.1f}%  wall {time.monotonic() - self.started:5.1f} s"
+        )
+        if self.tty:
+            print("\r" + line, end="\n" if tick == n_ticks else "", file=sys.stderr, flush=True)
+        elif self.last_decile.get(variant) != decile:
+            self.last_decile[variant] = decile
+            print(line, file=sys.stderr, flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose, args.quiet)
+    if args.broker != "embedded":
+        try:
+            parse_broker_url(args.broker)
+        except BrokerURLError as exc:
+            print(f"v2x run: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    scenarios: list[Scenario] = []
+    bad = False
+    for name in args.scenarios:
+        try:
+            scenarios.append(load_scenario(find_scenario(name)))
+        except ScenarioError as exc:
+            print(str(exc), file=sys.stderr)
+            bad = True
+    if bad:
+        print("v2x run: invalid scenario file(s); nothing was run", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    from v2x.results import write_result
+    from v2x.runner import RunError, run_scenario
+
+    failed = False
+    for scenario in scenarios:
+        progress = _Progress(scenario, enabled=not args.quiet)
+        try:
+            result = asyncio.run(
+                run_scenario(scenario, seed=args.seed, broker=args.broker, mode=args.mode, progress=progress)
+            )
+        except RunError as exc:
+            print(f"v2x run: {scenario.id}: run error: {exc}", file=sys.stderr)
+            return EXIT_RUN_ERROR
+        path = write_result(result, args.out)
+        _print_summary(result, path)
+        failed |= not result["passed"]
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _print_summary(result: dict[str, Any], path: Path) -> None:
+    verdict = "PASS" if result["passed"] else "FAIL"
+    print(f"{verdict} {result['scenario']} (seed {result['seed']}) -> {path}")
+    for exp in result["expectations"]:
+        mark = "ok  " if exp["passed"] else "FAIL"
+        print(f"  {mark} [{exp['variant']}] {exp['name']}: {exp['detail']}")
+    for variant, m in result["metrics"].items():
+        lat = m["latency_ms"]
+        rejected = sum(m["rejected"].values())
+        print(
+            f"  [{variant}] sent {sum(m['messages']['sent'].values())}, delivered "
+            f"{sum(m['messages']['delivered'].values())}, dropped {sum(m['messages']['dropped'].values())}, "
+            f"latency p50/p95 {lat['p50']}/{lat['p95']} ms, rejected {rejected}, "
+            f"{m['sim_seconds']} s simulated in {m['wall_seconds']} s"
+        )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = []
+    for path in catalogue():
+        try:
+            sc = load_scenario(path)
+        except ScenarioError as exc:
+            rows.append((path.stem, f"INVALID: {exc.problems[0][1]}", "", "", ""))
+            continue
+        rows.append((sc.id, sc.name, f"{sc.duration_s:g} s", str(len(sc.actors)), str(len(sc.expectations))))
+    header = ("id", "name", "duration", "actors", "expectations")
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(5)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK

@@ -1,0 +1,144 @@
+"""Load and validate scenario files. Every problem names the file, the field path and what was expected."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
+from v2x.scenario.model import ROAD_USER_KINDS, Scenario
+
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+class ScenarioError(Exception):
+    """A scenario file is invalid. ``problems`` are (field path, what was expected) pairs."""
+
+    def __init__(self, path: Path | str, problems: list[tuple[str, str]]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{self.path}: {loc}: {msg}" if loc else f"{self.path}: {msg}" for loc, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+def _loc(parts: Iterable[Any]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        # Drop the discriminator tag pydantic inserts into union paths (e.g. expectations[0].warning.app).
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _TAGS)]
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field (not in the schema; see docs/SCENARIOS.md)"
+        elif "input" in err and err["type"] not in ("missing",):
+            msg = f"{msg}; got {err['input']!r}"
+        problems.append((_loc(loc), msg))
+    return problems
+
+
+_TAGS = {"warning", "no_warning", "collision", "no_collision", "metric"}
+
+
+def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
+    from v2x.impair import NETWORK_PROFILES, POSITIONING_PROFILES
+
+    problems: list[tuple[str, str]] = []
+    lane_ids = [lane.id for lane in sc.road.lanes]
+    ids = [a.id for a in sc.actors]
+    seen: set[str] = set()
+    for i, actor in enumerate(sc.actors):
+        if actor.id in seen:
+            problems.append((f"actors[{i}].id", f"actor id {actor.id!r} is used twice"))
+        seen.add(actor.id)
+        if actor.lane is not None and actor.lane not in lane_ids:
+            problems.append((f"actors[{i}].lane", f"one of the road's lanes {lane_ids}; got {actor.lane!r}"))
+        if actor.positioning is not None and actor.positioning not in POSITIONING_PROFILES:
+            problems.append(
+                (
+                    f"actors[{i}].positioning",
+                    f"a positioning profile {sorted(POSITIONING_PROFILES)}; got {actor.positioning!r}",
+                )
+            )
+        if actor.apps and actor.kind not in (*ROAD_USER_KINDS, "platform"):
+            problems.append((f"actors[{i}].apps", f"apps run on road users or the platform, not a {actor.kind}"))
+        if "icw" in actor.apps and actor.kind != "platform":
+            problems.append((f"actors[{i}].apps", "icw runs on the edge/cloud platform (kind: platform)"))
+        if "fcw" in actor.apps and actor.kind not in ROAD_USER_KINDS:
+            problems.append((f"actors[{i}].apps", "fcw runs on board a road user"))
+    if sum(a.kind == "platform" for a in sc.actors) > 1:
+        problems.append(("actors", "at most one actor of kind 'platform'"))
+    if sc.positioning not in POSITIONING_PROFILES:
+        expected = f"a positioning profile {sorted(POSITIONING_PROFILES)}; got {sc.positioning!r}"
+        problems.append(("positioning", expected))
+    for field in ("pc5", "uu", "wired"):
+        name = getattr(sc.network, field)
+        if name not in NETWORK_PROFILES:
+            problems.append((f"network.{field}", f"a network profile {sorted(NETWORK_PROFILES)}; got {name!r}"))
+    for key in sc.thresholds:
+        if key not in THRESHOLD_DEFAULTS:
+            problems.append((f"thresholds.{key}", f"one of {sorted(THRESHOLD_DEFAULTS)}"))
+    for i, exp in enumerate(sc.expectations):
+        refs: list[tuple[str, str | None]] = []
+        for attr in ("target", "other"):
+            refs.append((attr, getattr(exp, attr, None)))
+        actors = getattr(exp, "actors", None)
+        if actors:
+            refs += [(f"actors[{k}]", a) for k, a in enumerate(actors)]
+        for attr, ref in refs:
+            if ref is not None and ref not in ids:
+                problems.append((f"expectations[{i}].{attr}", f"an actor id {ids}; got {ref!r}"))
+        if exp.variant not in sc.variants:
+            problems.append((f"expectations[{i}].variant", f"one of the scenario's variants {sc.variants}"))
+    return problems
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """Parse and validate a scenario file. Raises ScenarioError with every problem found."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(path, [("", f"cannot read the file: {exc.strerror or exc}")]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ScenarioError(path, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+    if not isinstance(data, dict):
+        raise ScenarioError(path, [("", f"expected a mapping at the top level; got {type(data).__name__}")])
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(path, _pydantic_problems(exc, data)) from exc
+    problems = _semantic_problems(scenario)
+    if problems:
+        raise ScenarioError(path, problems)
+    return scenario
+
+
+def find_scenario(name: str) -> Path:
+    """A path, or the id of a shipped scenario (``fcw`` -> scenarios/fcw.yaml)."""
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return candidate
+    return SCENARIO_DIR / f"{name}.yaml"
+
+
+def catalogue() -> list[Path]:
+    return sorted(SCENARIO_DIR.glob("*.yaml"))

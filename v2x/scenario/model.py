@@ -1,0 +1,195 @@
+"""The scenario file schema (YAML), as pydantic models. docs/SCENARIOS.md describes every field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ActorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Point = tuple[float, float]
+
+VEHICLE_KINDS = ("car", "truck", "bus", "emergency")
+ROAD_USER_KINDS = (*VEHICLE_KINDS, "pedestrian", "cyclist")
+ActorKindName = Literal["car", "truck", "bus", "emergency", "pedestrian", "cyclist", "rsu", "platform"]
+Variant = Literal["v2x", "baseline"]
+ALL_VARIANTS: tuple[Variant, ...] = ("v2x", "baseline")
+AppName = Literal["fcw", "icw"]
+
+# Footprints (length, width, height) in metres: TR 37.885 car and truck; others are common values.
+DEFAULT_SIZE: dict[str, tuple[float, float, float]] = {
+    "car": (5.0, 2.0, 1.6),
+    "truck": (13.0, 2.6, 3.0),
+    "bus": (12.0, 2.55, 3.2),
+    "emergency": (5.5, 2.1, 2.4),
+    "pedestrian": (0.5, 0.5, 1.7),
+    "cyclist": (1.8, 0.6, 1.7),
+    "rsu": (0.5, 0.5, 6.0),
+    "platform": (1.0, 1.0, 1.0),  # a placeholder box: the platform is never on the road
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Origin(Strict):
+    lat_deg: float = Field(ge=-90, le=90)
+    lon_deg: float = Field(ge=-180, le=180)
+    alt_m: float = 0.0
+
+
+class LaneSpec(Strict):
+    id: ActorId
+    centerline: list[Point] = Field(min_length=2, description="local ENU metres, in the direction of travel")
+    width_m: float = Field(default=3.5, gt=0, le=10)
+    speed_limit_kph: float | None = Field(default=None, gt=0)
+
+
+class IntersectionSpec(Strict):
+    id: ActorId
+    center: Point
+    radius_m: float = Field(default=15.0, gt=0)
+
+
+class RoadSpec(Strict):
+    lanes: list[LaneSpec] = Field(default_factory=list)
+    intersections: list[IntersectionSpec] = Field(default_factory=list)
+
+
+class ZoneSpec(Strict):
+    name: ActorId
+    kind: Literal["tunnel", "urban-canyon", "correction-loss"]
+    polygon: list[Point] = Field(min_length=3)
+
+
+class NetworkSpec(Strict):
+    pc5: str = "pc5-sidelink-los"
+    uu: str = "5g-uu-edge-sa"
+    wired: str = "wired-backhaul"
+
+
+class DriverSpec(Strict):
+    reaction_s: float = Field(default=1.0, ge=0, le=5)
+    brake_mps2: float = Field(default=6.0, gt=0, le=12)
+
+
+class ScriptedEvent(Strict):
+    at_s: float = Field(ge=0)
+    action: Literal["brake", "accelerate", "hold"]
+    rate_mps2: float = Field(default=0.0, ge=0, le=12, description="magnitude of the deceleration/acceleration")
+    until_speed_mps: float | None = Field(default=None, ge=0)
+
+
+class ActorSpec(Strict):
+    id: ActorId
+    kind: ActorKindName
+    lane: ActorId | None = Field(default=None, description="lane to follow (road users)")
+    path: list[Point] | None = Field(default=None, description="explicit path instead of a lane")
+    start_m: float = Field(default=0.0, ge=0, description="distance along the lane/path at t = 0")
+    speed_mps: float = Field(default=0.0, ge=0, le=140)
+    position: Point | None = Field(default=None, description="fixed position (rsu)")
+    length_m: float | None = Field(default=None, gt=0)
+    width_m: float | None = Field(default=None, gt=0)
+    positioning: str | None = None
+    uplink: bool = Field(default=True, description="also send BSM to the edge/cloud platform over Uu")
+    apps: list[AppName] = Field(default_factory=list)
+    driver: DriverSpec | None = None
+    events: list[ScriptedEvent] = Field(default_factory=list)
+    external: bool = Field(default=False, description="driven by an outside stack that joins over MQTT")
+    range_m: float | None = Field(default=None, gt=0, description="rsu: forward BSMs heard within this range")
+
+    @model_validator(mode="after")
+    def _placement(self) -> ActorSpec:
+        if self.kind in ROAD_USER_KINDS and not self.external and self.lane is None and self.path is None:
+            raise ValueError(f"a {self.kind} needs 'lane' or 'path'")
+        if self.lane is not None and self.path is not None:
+            raise ValueError("give 'lane' or 'path', not both")
+        if self.kind == "rsu" and self.position is None:
+            raise ValueError("an rsu needs 'position'")
+        return self
+
+
+class _ExpectationBase(Strict):
+    name: str
+    variant: Variant = "v2x"
+
+
+class WarningExpectation(_ExpectationBase):
+    """``target`` receives a warning from ``app`` about ``other`` (if given) inside the window."""
+
+    type: Literal["warning"]
+    app: AppName
+    target: ActorId
+    other: ActorId | None = None
+    window_s: tuple[float, float] | None = None
+    min_ttc_s: float | None = Field(default=None, ge=0)
+
+
+class NoWarningExpectation(_ExpectationBase):
+    type: Literal["no_warning"]
+    app: AppName | None = None
+    target: ActorId
+
+
+class CollisionExpectation(_ExpectationBase):
+    type: Literal["collision"]
+    actors: tuple[ActorId, ActorId]
+
+
+class NoCollisionExpectation(_ExpectationBase):
+    type: Literal["no_collision"]
+    actors: tuple[ActorId, ActorId] | None = None
+
+
+class MetricExpectation(_ExpectationBase):
+    type: Literal["metric"]
+    metric: Literal["delivery_ratio", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "rejected"]
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bound(self) -> MetricExpectation:
+        if self.min is None and self.max is None:
+            raise ValueError("give 'min' and/or 'max'")
+        return self
+
+
+Expectation = Annotated[
+    WarningExpectation | NoWarningExpectation | CollisionExpectation | NoCollisionExpectation | MetricExpectation,
+    Field(discriminator="type"),
+]
+
+
+class Scenario(Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+    name: str
+    description: str = ""
+    origin: Origin
+    epoch: datetime = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    duration_s: float = Field(gt=0, le=3600)
+    tick_s: float = Field(default=0.1, ge=0.01, le=1.0)
+    network: NetworkSpec = NetworkSpec()
+    positioning: str = "rtk-fixed"
+    zones: list[ZoneSpec] = Field(default_factory=list)
+    road: RoadSpec = RoadSpec()
+    actors: list[ActorSpec] = Field(min_length=1)
+    variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS), min_length=1)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    expectations: list[Expectation] = Field(default_factory=list)
+
+    @field_validator("epoch")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def actor(self, actor_id: str) -> ActorSpec:
+        for actor in self.actors:
+            if actor.id == actor_id:
+                return actor
+        raise KeyError(actor_id)
+
+    @property
+    def n_ticks(self) -> int:
+        return round(self.duration_s / self.tick_s)

@@ -1,0 +1,84 @@
+"""The MQTT topic scheme: the one place topic strings are made and parsed.
+
+Every topic carries the run id, so concurrent runs on one broker never mix::
+
+    v2x/{run}/join/{actor}   Hello        agent -> world   (on start and after every reconnect)
+    v2x/{run}/in/{actor}     TickInput    world -> agent   (per tick: tick, GNSS reading, messages heard)
+    v2x/{run}/tx/{actor}     Envelope     agent -> world   (a transmission over the air / network)
+    v2x/{run}/ack/{actor}    Ack          agent -> world   (tick done: tx count, ground truth, events)
+    v2x/{run}/control        Control      world -> all     (start / stop)
+
+See docs/PROTOCOL.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+PREFIX = "v2x"
+PROTOCOL_VERSION = 1
+
+Kind = Literal["join", "in", "tx", "ack"]
+KINDS: tuple[Kind, ...] = ("join", "in", "tx", "ack")
+
+_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def valid_id(value: str) -> bool:
+    """Run and actor ids: 1-64 characters of letters, digits, ``_``, ``.``, ``-`` (no MQTT wildcards)."""
+    return bool(_ID.match(value))
+
+
+def _check(value: str, what: str) -> str:
+    if not valid_id(value):
+        raise ValueError(f"invalid {what} {value!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    return value
+
+
+def actor_topic(run_id: str, kind: Kind, actor_id: str) -> str:
+    return f"{PREFIX}/{_check(run_id, 'run id')}/{kind}/{_check(actor_id, 'actor id')}"
+
+
+def join(run_id: str, actor_id: str) -> str:
+    return actor_topic(run_id, "join", actor_id)
+
+
+def tick_input(run_id: str, actor_id: str) -> str:
+    return actor_topic(run_id, "in", actor_id)
+
+
+def tx(run_id: str, actor_id: str) -> str:
+    return actor_topic(run_id, "tx", actor_id)
+
+
+def ack(run_id: str, actor_id: str) -> str:
+    return actor_topic(run_id, "ack", actor_id)
+
+
+def control(run_id: str) -> str:
+    return f"{PREFIX}/{_check(run_id, 'run id')}/control"
+
+
+def all_of(run_id: str, kind: Kind) -> str:
+    """Subscription filter for one kind from every actor of a run, e.g. ``v2x/r1/tx/+``."""
+    return f"{PREFIX}/{_check(run_id, 'run id')}/{kind}/+"
+
+
+@dataclass(frozen=True)
+class ParsedTopic:
+    run_id: str
+    kind: Kind
+    actor_id: str
+
+
+def parse(topic: str) -> ParsedTopic | None:
+    """Parse an actor topic; None if it is not one of ours (wrong prefix, kind, or id syntax)."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != PREFIX:
+        return None
+    _, run_id, kind, actor_id = parts
+    if kind not in KINDS or not valid_id(run_id) or not valid_id(actor_id):
+        return None
+    return ParsedTopic(run_id, kind, actor_id)

@@ -1,0 +1,515 @@
+"""The world: the testbed's view of physical reality, one per run.
+
+It is the only party that sees ground truth. Every tick it
+  1. sends each agent its ``TickInput``: the GNSS reading of its positioning sensor and what it heard,
+  2. waits (through the clock) for every agent's transmissions and ``Ack``,
+  3. validates and counts everything it received (bad payloads are rejected and counted, never raised),
+  4. updates the core's ``WorldState`` with the reported truth, records warnings and collisions (referee),
+  5. runs the channel (``v2x.core`` fan-out with the scenario's network profiles) over the tick's
+     transmissions, and advances the positioning model.
+Steps 3-5 are sans-I/O calls into ``v2x.core`` and ``v2x.impair``; this module is the thin shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from v2x import topics
+from v2x.clock import Clock
+from v2x.core import (
+    ActorKind,
+    Deliveries,
+    WorldState,
+    fan_out_addressed,
+    fan_out_broadcast,
+    overlapping_pairs,
+)
+from v2x.impair import PositioningModel, Zone, network_link
+from v2x.messages import APP_NAME, temporary_id
+from v2x.scenario.geometry import polygon
+from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
+from v2x.transport import Transport
+from v2x.units import compass_deg_to_enu_yaw_rad
+from v2x.wire import frame_pb2, testbed_pb2
+
+log = logging.getLogger("v2x.world")
+
+MAX_TX_BYTES = 16 * 1024  # TS 22.185: event messages up to 1200 B; MAP and envelopes need more headroom
+KIND = {
+    "car": ActorKind.CAR,
+    "truck": ActorKind.TRUCK,
+    "bus": ActorKind.BUS,
+    "emergency": ActorKind.EMERGENCY,
+    "pedestrian": ActorKind.PEDESTRIAN,
+    "cyclist": ActorKind.CYCLIST,
+    "rsu": ActorKind.RSU,
+    "platform": ActorKind.RSU,  # has a slot for addressing; never a PC5 receiver nor on the road
+}
+LINK_NAME = {testbed_pb2.LINK_PC5: "pc5", testbed_pb2.LINK_UU: "uu", testbed_pb2.LINK_WIRED: "wired"}
+
+
+@dataclass
+class _Received:
+    tick: int
+    sender_slot: int
+    seq: int
+    tx_time_s: float
+    link: int
+    dest_ids: tuple[str, ...]
+    raw: bytes
+
+
+@dataclass
+class WorldReport:
+    """What a finished run leaves behind: the outcome (events) and the metrics."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class World:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        variant: str,
+        seed: int,
+        run_id: str,
+        transport: Transport,
+        clock: Clock,
+        progress: Callable[[int, int], None] | None = None,
+        join_timeout_s: float = 30.0,
+    ) -> None:
+        self.sc = scenario
+        self.variant = variant
+        self.v2x = variant == "v2x"
+        self.run_id = run_id
+        self.transport = transport
+        self.clock = clock
+        self.progress = progress
+        self.join_timeout_s = join_timeout_s
+        self.n_ticks = scenario.n_ticks
+        self.tick_us = round(scenario.tick_s * 1e6)
+        variant_no = 0 if variant == "v2x" else 1
+        self.rng_net = np.random.default_rng([seed, variant_no, 1])
+        rng_pos = np.random.default_rng([seed, variant_no, 2])
+
+        # Slots in id order so that the layout, and every draw that depends on it, is deterministic.
+        self.actor_ids = sorted(a.id for a in scenario.actors)
+        self.world = WorldState(capacity=max(8, len(self.actor_ids)))
+        for actor_id in self.actor_ids:
+            spec = scenario.actor(actor_id)
+            length, width, _ = DEFAULT_SIZE[spec.kind]
+            self.world.add(actor_id, KIND[spec.kind], spec.length_m or length, spec.width_m or width)
+            if spec.position is not None:
+                s = self.world.slot_of(actor_id)
+                self.world.x[s], self.world.y[s] = spec.position
+        self.road_users = np.array(
+            [self.world.slot_of(a.id) for a in scenario.actors if a.kind in ROAD_USER_KINDS], dtype=np.intp
+        )
+        self.road_users.sort()
+        self.pc5_receivers = np.zeros(self.world.capacity, dtype=np.bool_)
+        for a in scenario.actors:
+            if a.kind != "platform":
+                self.pc5_receivers[self.world.slot_of(a.id)] = True
+        self.links = {
+            testbed_pb2.LINK_PC5: network_link(scenario.network.pc5),
+            testbed_pb2.LINK_UU: network_link(scenario.network.uu),
+            testbed_pb2.LINK_WIRED: network_link(scenario.network.wired),
+        }
+        ru_ids = [self.world.id_of(int(s)) for s in self.road_users]
+        profiles = [scenario.actor(a).positioning or scenario.positioning for a in ru_ids]
+        zones = [Zone(z.name, z.kind, polygon(list(z.polygon))) for z in scenario.zones]
+        self.positioning = PositioningModel(profiles, zones, rng_pos)
+        self.gnss: dict[str, testbed_pb2.GnssReading] = {}
+        self.temp_ids = {temporary_id(a).hex(): a for a in self.actor_ids}
+
+        self.hellos: set[str] = set()
+        self.all_joined = asyncio.Event()
+        self.current_tick = -1
+        self.acks: dict[str, testbed_pb2.Ack] = {}
+        self.received: dict[tuple[int, int], _Received] = {}  # (sender slot, seq) -> transmission
+        self.tick_tx: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.reported = asyncio.Event()
+        self.pending = Deliveries.empty()
+        self.payloads: dict[int, _Received] = {}  # global tx index -> transmission
+        self._next_tx_index = 0
+        self._last_input: dict[str, bytes] = {}
+        self.report = WorldReport()
+        self._collided: set[tuple[str, str]] = set()
+
+        self.rejected: Counter[str] = Counter()
+        self.rejected_by_agents: dict[str, dict[str, int]] = {}
+        self.duplicates = 0
+        self.sent: Counter[str] = Counter()
+        self.delivered: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.candidates: Counter[str] = Counter()
+        self.latencies_ms: list[float] = []
+        self.late_reports = 0
+
+        transport.route(topics.all_of(run_id, "join"), self._on_join)
+        transport.route(topics.all_of(run_id, "tx"), self._on_tx)
+        transport.route(topics.all_of(run_id, "ack"), self._on_ack)
+
+    # -- inbound ------------------------------------------------------------------------------------
+    def _reject(self, reason: str, topic: str, detail: str = "") -> None:
+        self.rejected[reason] += 1
+        t = max(self.current_tick, 0) * self.sc.tick_s
+        log.warning("world t=%.2f s: rejected %s on %s %s", t, reason, topic, detail)
+
+    def _sender(self, topic: str, kind: str) -> str | None:
+        parsed = topics.parse(topic)
+        if parsed is None or parsed.run_id != self.run_id or parsed.kind != kind:
+            self._reject("bad_topic", topic)
+            return None
+        if parsed.actor_id not in self.world:
+            self._reject("unknown_sender", topic)
+            return None
+        return parsed.actor_id
+
+    def _on_join(self, topic: str, payload: bytes) -> None:
+        actor_id = self._sender(topic, "join")
+        if actor_id is None:
+            return
+        hello = testbed_pb2.Hello()
+        try:
+            hello.ParseFromString(payload)
+        except DecodeError:
+            self._reject("malformed", topic)
+            return
+        if hello.actor_id != actor_id:
+            self._reject("sender_mismatch", topic, f"(hello from {hello.actor_id!r})")
+            return
+        if actor_id in self.hellos:
+            log.info("world: %s joined again (reconnect)", actor_id)
+        self.hellos.add(actor_id)
+        if self.hellos >= set(self.actor_ids):
+            self.all_joined.set()
+
+    def _on_tx(self, topic: str, payload: bytes) -> None:
+        actor_id = self._sender(topic, "tx")
+        if actor_id is None:
+            return
+        if len(payload) > MAX_TX_BYTES:
+            self._reject("oversized", topic, f"({len(payload)} bytes > {MAX_TX_BYTES})")
+            return
+        env = testbed_pb2.Envelope()
+        frame = frame_pb2.MessageFrame()
+        try:
+            env.ParseFromString(payload)
+            frame.ParseFromString(env.frame)
+        except DecodeError:
+            self._reject("malformed", topic)
+            return
+        if env.sender_id != actor_id:
+            self._reject("sender_mismatch", topic, f"(envelope says {env.sender_id!r})")
+            return
+        if frame.WhichOneof("msg") is None:
+            self._reject("unknown_type", topic)
+            return
+        if env.link not in self.links:
+            self._reject("bad_link", topic)
+            return
+        if env.link != testbed_pb2.LINK_PC5 and (not env.dest_ids or any(d not in self.world for d in env.dest_ids)):
+            self._reject("bad_destination", topic, f"({list(env.dest_ids)})")
+            return
+        slot = self.world.slot_of(actor_id)
+        key = (slot, env.seq)
+        if key in self.received or env.tick < self.current_tick:
+            self.duplicates += 1
+            return
+        if env.tick > self.current_tick:
+            self._reject("bad_tick", topic, f"(tick {env.tick}, current {self.current_tick})")
+            return
+        self.received[key] = _Received(
+            env.tick, slot, env.seq, env.tx_time_us / 1e6, env.link, tuple(env.dest_ids), payload
+        )
+        self.tick_tx[env.tick][actor_id] += 1
+        self._check_reported()
+
+    def _on_ack(self, topic: str, payload: bytes) -> None:
+        actor_id = self._sender(topic, "ack")
+        if actor_id is None:
+            return
+        ack = testbed_pb2.Ack()
+        try:
+            ack.ParseFromString(payload)
+        except DecodeError:
+            self._reject("malformed", topic)
+            return
+        if ack.actor_id != actor_id:
+            self._reject("sender_mismatch", topic, f"(ack from {ack.actor_id!r})")
+            return
+        if ack.tick != self.current_tick:
+            if ack.tick < self.current_tick:
+                self.duplicates += 1
+            else:
+                self._reject("bad_tick", topic, f"(tick {ack.tick}, current {self.current_tick})")
+            return
+        if actor_id in self.acks:
+            self.duplicates += 1
+            return
+        self.acks[actor_id] = ack
+        self._check_reported()
+
+    def _missing(self) -> list[str]:
+        out = []
+        counts = self.tick_tx.get(self.current_tick, {})
+        for actor_id in self.actor_ids:
+            ack = self.acks.get(actor_id)
+            if ack is None or counts.get(actor_id, 0) < ack.tx_count:
+                out.append(actor_id)
+        return out
+
+    def _check_reported(self) -> None:
+        if len(self.acks) == len(self.actor_ids) and not self._missing():
+            self.reported.set()
+
+    # -- the run ------------------------------------------------------------------------------------
+    async def run(self) -> WorldReport:
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self.all_joined.wait(), self.join_timeout_s)
+        except TimeoutError:
+            missing = sorted(set(self.actor_ids) - self.hellos)
+            raise RuntimeError(f"these actors never joined within {self.join_timeout_s:.0f} s: {missing}") from None
+        await self._publish_control(testbed_pb2.Control.COMMAND_START)
+        self.clock.start()
+        for tick in range(self.n_ticks + 1):
+            self.current_tick = tick
+            self.acks = {}
+            self.reported.clear()
+            await self._send_inputs(tick, final=tick == self.n_ticks)
+            complete = await self.clock.end_of_tick(tick, self.reported, self._missing, self._retransmit)
+            if not complete:
+                self.late_reports += len(self._missing())
+            self._process(tick)
+            if self.progress is not None:
+                self.progress(tick, self.n_ticks)
+        await self._publish_control(testbed_pb2.Control.COMMAND_STOP)
+        self.report.metrics = self._metrics(time.monotonic() - started)
+        self.report.events.sort(key=_event_key)
+        return self.report
+
+    async def _publish_control(self, command: testbed_pb2.Control.Command.ValueType) -> None:
+        platform = next((a.id for a in self.sc.actors if a.kind == "platform"), "")
+        msg = testbed_pb2.Control(
+            command=command,
+            run_id=self.run_id,
+            scenario_id=self.sc.id,
+            origin_lat_deg=self.sc.origin.lat_deg,
+            origin_lon_deg=self.sc.origin.lon_deg,
+            origin_alt_m=self.sc.origin.alt_m,
+            tick_us=self.tick_us,
+            platform_id=platform,
+            epoch_utc=self.sc.epoch.isoformat(),
+            actor_ids=self.actor_ids,
+        )
+        await self.transport.publish(topics.control(self.run_id), msg.SerializeToString(), qos=1, retain=True)
+
+    async def _send_inputs(self, tick: int, *, final: bool) -> None:
+        t_end = self.clock.time_of(tick) + 1e-9
+        due, self.pending = self.pending.split_due(t_end)
+        by_receiver: dict[int, tuple[list[bytes], list[int]]] = defaultdict(lambda: ([], []))
+        for k in range(len(due)):
+            rec = self.payloads[int(due.tx_index[k])]
+            envs, times = by_receiver[int(due.receiver[k])]
+            envs.append(rec.raw)
+            times.append(round(float(due.delivery_time_s[k]) * 1e6))
+        live = set(self.pending.tx_index.tolist())
+        self.payloads = {i: r for i, r in self.payloads.items() if i in live}
+        self._last_input = {}
+        for actor_id in self.actor_ids:
+            envs, times = by_receiver.get(self.world.slot_of(actor_id), ([], []))
+            msg = testbed_pb2.TickInput(
+                run_id=self.run_id,
+                tick=tick,
+                time_us=round(self.clock.time_of(tick) * 1e6),
+                tick_us=self.tick_us,
+                envelopes=envs,
+                rx_time_us=times,
+                final=final,
+            )
+            gnss = self.gnss.get(actor_id)
+            if gnss is not None:
+                msg.gnss.CopyFrom(gnss)
+            self._last_input[actor_id] = msg.SerializeToString()
+        await asyncio.gather(
+            *(self.transport.publish(topics.tick_input(self.run_id, a), p) for a, p in self._last_input.items())
+        )
+
+    async def _retransmit(self) -> None:
+        missing = self._missing()
+        log.warning("world tick %d: waiting for %s; sending their input again", self.current_tick, missing)
+        await asyncio.gather(
+            *(self.transport.publish(topics.tick_input(self.run_id, a), self._last_input[a]) for a in missing)
+        )
+
+    # -- one tick, sans-I/O from here on --------------------------------------------------------------
+    def _process(self, tick: int) -> None:
+        t = self.clock.time_of(tick)
+        w = self.world
+        for actor_id in self.actor_ids:
+            ack = self.acks.get(actor_id)
+            if ack is None:
+                continue
+            self.rejected_by_agents[actor_id] = dict(ack.rejected)
+            if ack.HasField("truth"):
+                s = w.slot_of(actor_id)
+                tr = ack.truth
+                w.set_state(
+                    np.array([s], dtype=np.intp),
+                    np.array([tr.x_m]),
+                    np.array([tr.y_m]),
+                    np.array([tr.vx_mps]),
+                    np.array([tr.vy_mps]),
+                    np.array([tr.ax_mps2]),
+                    np.array([tr.ay_mps2]),
+                    np.array([compass_deg_to_enu_yaw_rad(tr.heading_deg)]),
+                )
+            for adv in ack.events:
+                self._record_warning(actor_id, adv)
+            for note in ack.notes:
+                log.info("%s t=%.2f s: %s", actor_id, t, note)
+        self._referee(t)
+        self._channel(tick)
+        self._sense(t)
+
+    def _record_warning(self, actor_id: str, adv: testbed_pb2.Advisory) -> None:
+        other = self.temp_ids.get(adv.other_id, adv.other_id)
+        event: dict[str, Any] = {
+            "t_s": round(adv.raised_at_s, 3),
+            "type": "warning",
+            "variant": self.variant,
+            "app": APP_NAME.get(adv.app, str(adv.app)),
+            "target": actor_id,
+            "other": other,
+            "source": adv.source_id,
+            "conflict": adv.conflict_type,
+            "ttc_s": round(adv.ttc_s, 3),
+        }
+        if adv.figure_name:
+            event[adv.figure_name] = round(adv.figure, 3)
+        self.report.events.append(event)
+        log.info(
+            "%s t=%.2f s: %s warning about %s (ttc %.2f s, from %s)",
+            actor_id,
+            adv.raised_at_s,
+            event["app"].upper(),
+            other,
+            adv.ttc_s,
+            adv.source_id,
+        )
+
+    def _referee(self, t: float) -> None:
+        i, j = overlapping_pairs(self.world)
+        for a, b in zip(i.tolist(), j.tolist(), strict=True):
+            if a not in self.road_users or b not in self.road_users:
+                continue
+            first, second = sorted((self.world.id_of(a), self.world.id_of(b)))
+            pair = (first, second)
+            if pair in self._collided:
+                continue
+            self._collided.add(pair)
+            w = self.world
+            rel = float(np.hypot(w.vx[a] - w.vx[b], w.vy[a] - w.vy[b]))
+            self.report.events.append(
+                {
+                    "t_s": round(t, 3),
+                    "type": "collision",
+                    "variant": self.variant,
+                    "actors": list(pair),
+                    "relative_speed_mps": round(rel, 2),
+                }
+            )
+            log.warning("world t=%.2f s: COLLISION %s - %s at %.1f m/s", t, pair[0], pair[1], rel)
+
+    def _channel(self, tick: int) -> None:
+        batch = sorted((r for r in self.received.values() if r.tick == tick), key=lambda r: (r.sender_slot, r.seq))
+        self.received = {k: r for k, r in self.received.items() if r.tick > tick}
+        if not batch or not self.v2x:
+            return  # baseline: no V2X equipment, nothing is heard
+        parts = []
+        for link, model in self.links.items():
+            recs = [r for r in batch if r.link == link]
+            if not recs:
+                continue
+            name = LINK_NAME[link]
+            base = self._next_tx_index
+            self._next_tx_index += len(recs)
+            for k, rec in enumerate(recs):
+                self.payloads[base + k] = rec
+            senders = np.array([r.sender_slot for r in recs], dtype=np.intp)
+            tx_time = np.array([r.tx_time_s for r in recs], dtype=np.float64)
+            self.sent[name] += len(recs)
+            if link == testbed_pb2.LINK_PC5:
+                d = fan_out_broadcast(self.world, senders, tx_time, model, self.rng_net, can_receive=self.pc5_receivers)
+            else:
+                tx_of_dest = np.array([k for k, r in enumerate(recs) for _ in r.dest_ids], dtype=np.intp)
+                dests = np.array([self.world.slot_of(d) for r in recs for d in r.dest_ids], dtype=np.intp)
+                d = fan_out_addressed(self.world, senders, tx_time, tx_of_dest, dests, model, self.rng_net)
+            d = dataclasses.replace(d, tx_index=d.tx_index + base)
+            self.candidates[name] += d.candidates
+            self.dropped[name] += d.dropped
+            self.delivered[name] += len(d)
+            self.latencies_ms.extend(((d.delivery_time_s - tx_time[d.tx_index - base]) * 1e3).tolist())
+            parts.append(d)
+        self.pending = Deliveries.concat(self.pending, *parts)
+
+    def _sense(self, t: float) -> None:
+        w = self.world
+        slots = self.road_users
+        xy = np.stack([w.x[slots], w.y[slots]], axis=1)
+        speed = np.hypot(w.vx[slots], w.vy[slots])
+        fixes = self.positioning.step(t, self.sc.tick_s, xy, speed)
+        for k, s in enumerate(slots.tolist()):
+            self.gnss[w.id_of(s)] = testbed_pb2.GnssReading(
+                east_error_m=float(fixes.error_en[k, 0]),
+                north_error_m=float(fixes.error_en[k, 1]),
+                sigma_major_m=float(fixes.sigma_major_m[k]),
+                sigma_minor_m=float(fixes.sigma_minor_m[k]),
+                state=fixes.state[k],
+                available=bool(fixes.available[k]),
+            )
+
+    def _metrics(self, wall_s: float) -> dict[str, Any]:
+        lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(0)
+
+        def pct(q: float) -> float | None:
+            return round(float(np.percentile(lat, q)), 3) if lat.size else None
+
+        total_candidates = sum(self.candidates.values())
+        return {
+            "variant": self.variant,
+            "v2x_enabled": self.v2x,
+            "ticks": self.n_ticks + 1,
+            "sim_seconds": round(self.n_ticks * self.sc.tick_s, 3),
+            "wall_seconds": round(wall_s, 3),
+            "messages": {
+                "sent": dict(sorted(self.sent.items())),
+                "delivered": dict(sorted(self.delivered.items())),
+                "dropped": dict(sorted(self.dropped.items())),
+                "in_flight_at_end": len(self.pending),
+            },
+            "delivery_ratio": round(sum(self.delivered.values()) / total_candidates, 4) if total_candidates else None,
+            "latency_ms": {"p50": pct(50), "p95": pct(95), "p99": pct(99), "max": pct(100)},
+            "rejected": dict(sorted(self.rejected.items())),
+            "rejected_by_agents": {a: dict(sorted(c.items())) for a, c in sorted(self.rejected_by_agents.items()) if c},
+            "duplicates": self.duplicates,
+            "late_reports": self.late_reports,
+        }
+
+
+def _event_key(e: dict[str, Any]) -> tuple[Any, ...]:
+    return (e["t_s"], e["type"], e.get("target", ""), e.get("other", ""), str(e.get("actors", "")))
