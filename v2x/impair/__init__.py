@@ -5,6 +5,7 @@ true position into the fix its receiver reports, with an honest 1-sigma accuracy
 docs/IMPAIRMENTS.md.
 """
 
+from v2x.impair._gauss_markov import GaussMarkov
 from v2x.impair._network import (
     NETWORK_PROFILES,
     ConstantDelay,
@@ -19,18 +20,28 @@ from v2x.impair._network import (
     network_link,
     network_profile,
 )
+from v2x.impair._positioning import STATE_NAMES, PositionFixes, PositioningModel, Zone
+from v2x.impair._positioning_profiles import POSITIONING_PROFILES, PositioningProfile, positioning_profile
 
 __all__ = [
     "NETWORK_PROFILES",
+    "POSITIONING_PROFILES",
+    "STATE_NAMES",
     "ConstantDelay",
     "GammaDelay",
+    "GaussMarkov",
     "HandoverGap",
     "LogisticDelivery",
     "NetworkLink",
     "NetworkProfile",
+    "PositionFixes",
+    "PositioningModel",
+    "PositioningProfile",
     "RetryDelivery",
     "ShadowedPathLossDelivery",
     "UniformDelay",
+    "Zone",
     "network_link",
     "network_profile",
+    "positioning_profile",
 ]
