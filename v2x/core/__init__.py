@@ -1,0 +1,23 @@
+"""Latency-critical, sans-I/O core: world state, spatial grid, fan-out and conflict detection.
+
+Arrays in, arrays out. No asyncio, no MQTT, no per-tick logging. See docs/CORE.md.
+"""
+
+from v2x.core._conflict import Conflicts, ConflictType, detect_conflicts, overlapping_pairs
+from v2x.core._fanout import Deliveries, LinkModel, fan_out_addressed, fan_out_broadcast
+from v2x.core._grid import SpatialGrid
+from v2x.core._world import ActorKind, WorldState
+
+__all__ = [
+    "ActorKind",
+    "ConflictType",
+    "Conflicts",
+    "Deliveries",
+    "LinkModel",
+    "SpatialGrid",
+    "WorldState",
+    "detect_conflicts",
+    "fan_out_addressed",
+    "fan_out_broadcast",
+    "overlapping_pairs",
+]
