@@ -1,0 +1,261 @@
+"""``v2x impair``: list the impairment profiles and sample one of them.
+
+* ``v2x impair list [--kind positioning|network]`` prints every profile with its parameters and sources.
+* ``v2x impair sample PROFILE --hz H --seconds S --seed N --csv FILE [--png FILE]``
+
+  - a positioning profile: the error trace of one stationary receiver (``--speed`` makes it move, which
+    matters for dead reckoning), columns ``t,east_m,north_m,state,reported_sigma_m``;
+  - a network profile: ``H x S`` packets at each distance from 0 m to the link's range (1000 m for
+    cellular and wired links) in 10 m steps, columns ``distance_m,delivery_probability,delivered_fraction,
+    delay_p50_ms,delay_p95_ms,delay_p99_ms`` (delays of the delivered packets).
+
+Exit codes: 0 written, 2 bad input (unknown profile, bad number, unwritable file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+import numpy as np
+
+from v2x.impair._network import NETWORK_PROFILES, network_link
+from v2x.impair._positioning import PositioningModel
+from v2x.impair._positioning_profiles import POSITIONING_PROFILES
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+NETWORK_STEP_M = 10.0
+CELLULAR_SAMPLE_RANGE_M = 1000.0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``impair`` command (with ``list`` and ``sample``) to a ``v2x`` sub-parser set."""
+    impair = sub.add_parser(
+        "impair",
+        help="list and sample the positioning and network impairment profiles",
+        description="Positioning noise (5G + Beidou) and network impairment profiles.",
+    )
+    actions = impair.add_subparsers(dest="impair_command", metavar="ACTION", required=True)
+
+    lister = actions.add_parser("list", help="print the profiles with their parameters and sources")
+    lister.add_argument("--kind", choices=("all", "positioning", "network"), default="all")
+    lister.set_defaults(handler=_list_handler)
+
+    sampler = actions.add_parser(
+        "sample",
+        help="write a sample trace of one profile to CSV (and PNG)",
+        description=(
+            "Positioning profile: the error trace of one stationary receiver"
+            " (t, east_m, north_m, state, reported_sigma_m). Network profile: delivery probability and"
+            " delay percentiles against distance, from H x S packets per distance."
+        ),
+    )
+    sampler.add_argument("profile", metavar="PROFILE", help="a profile name (see `v2x impair list`)")
+    sampler.add_argument("--hz", type=float, default=10.0, help="update / packet rate (default 10)")
+    sampler.add_argument("--seconds", type=float, default=60.0, help="duration (default 60)")
+    sampler.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sampler.add_argument("--csv", required=True, metavar="FILE", help="CSV output file ('-' for stdout)")
+    sampler.add_argument("--png", metavar="FILE", help="also draw the trace to this PNG file")
+    sampler.add_argument(
+        "--speed", type=float, default=0.0, help="positioning: receiver speed in m/s (default 0, stationary)"
+    )
+    sampler.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="positioning: start unconverged (PPP convergence, 5G first fix) instead of in steady state",
+    )
+    sampler.set_defaults(handler=_sample_handler)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# list
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _list_handler(args: argparse.Namespace) -> int:
+    sys.stdout.write(format_profiles(args.kind))
+    return EXIT_OK
+
+
+def format_profiles(kind: str = "all") -> str:
+    """The text ``v2x impair list`` prints."""
+    out = io.StringIO()
+    if kind in ("all", "positioning"):
+        out.write("Positioning profiles (sigma per horizontal axis, 1 sigma)\n\n")
+        for p in POSITIONING_PROFILES.values():
+            out.write(f"{p.name}: {p.summary}\n")
+            out.write(f"    parameters: {p.describe()}\n")
+            out.write(f"    source: {p.source}\n")
+            for note in p.notes:
+                out.write(f"    - {note}\n")
+            out.write("\n")
+    if kind in ("all", "network"):
+        out.write("Network profiles (one-way delay; loss and delay applied by the emulator, not TCP)\n\n")
+        for n in NETWORK_PROFILES.values():
+            out.write(f"{n.name} [{n.kind}]: {n.summary}\n")
+            for key, value in n.parameters().items():
+                out.write(f"    {key}: {value}\n")
+            out.write(f"    source: {n.source}\n")
+            for assumption in n.assumptions:
+                out.write(f"    - assumption: {assumption}\n")
+            out.write("\n")
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sample
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _bad_input(message: str) -> int:
+    print(f"v2x impair: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _sample_handler(args: argparse.Namespace) -> int:
+    name: str = args.profile
+    if name not in POSITIONING_PROFILES and name not in NETWORK_PROFILES:
+        return _bad_input(
+            f"unknown profile {name!r}; positioning: {', '.join(POSITIONING_PROFILES)};"
+            f" network: {', '.join(NETWORK_PROFILES)}"
+        )
+    hz, seconds = float(args.hz), float(args.seconds)
+    if not (math.isfinite(hz) and hz > 0.0):
+        return _bad_input(f"--hz must be a positive number, got {args.hz}")
+    if not (math.isfinite(seconds) and seconds > 0.0):
+        return _bad_input(f"--seconds must be a positive number, got {args.seconds}")
+    if round(hz * seconds) < 1 or hz * seconds > 10_000_000:
+        return _bad_input("--hz x --seconds must give between 1 and 10 000 000 samples")
+    if not (math.isfinite(args.speed) and args.speed >= 0.0):
+        return _bad_input(f"--speed must be >= 0, got {args.speed}")
+    rng = np.random.default_rng(args.seed)
+    if name in POSITIONING_PROFILES:
+        header, rows = sample_positioning(name, hz, seconds, rng, speed_mps=args.speed, cold_start=args.cold_start)
+    else:
+        header, rows = sample_network(name, hz, seconds, rng)
+    try:
+        _write_csv(args.csv, header, rows)
+        if args.png:
+            _draw(name, header, rows, args.png)
+    except OSError as exc:
+        return _bad_input(f"cannot write output: {exc}")
+    return EXIT_OK
+
+
+Row = list[float | str]
+
+
+def sample_positioning(
+    name: str, hz: float, seconds: float, rng: np.random.Generator, *, speed_mps: float = 0.0, cold_start: bool
+) -> tuple[list[str], list[Row]]:
+    """Error trace of one receiver (moving east at ``speed_mps``; no zones)."""
+    model = PositioningModel([name], [], rng, cold_start=cold_start)
+    dt = 1.0 / hz
+    rows: list[Row] = []
+    for k in range(1, round(hz * seconds) + 1):
+        t = k * dt
+        fix = model.step(t, dt, np.array([[speed_mps * t, 0.0]]), np.array([speed_mps]))
+        e, n = fix.error_en[0]
+        rows.append([round(t, 9), float(e), float(n), fix.state[0], float(fix.sigma_major_m[0])])
+    return ["t", "east_m", "north_m", "state", "reported_sigma_m"], rows
+
+
+def sample_network(name: str, hz: float, seconds: float, rng: np.random.Generator) -> tuple[list[str], list[Row]]:
+    """Delivery probability (model and drawn) and delay percentiles of delivered packets per distance."""
+    link = network_link(name)
+    top = link.max_range_m if math.isfinite(link.max_range_m) else CELLULAR_SAMPLE_RANGE_M
+    distances = np.arange(0.0, math.ceil(top / NETWORK_STEP_M) * NETWORK_STEP_M + 0.5, NETWORK_STEP_M)
+    packets = round(hz * seconds)
+    rows: list[Row] = []
+    for d in distances:
+        at = np.full(packets, d)
+        p = float(link.delivery_probability(at[:1])[0])
+        delivered = rng.random(packets) < link.delivery_probability(at)
+        delays_ms = link.sample_delay_s(rng, at[delivered]) * 1e3
+        if delays_ms.size:
+            p50, p95, p99 = (float(v) for v in np.quantile(delays_ms, (0.5, 0.95, 0.99)))
+        else:
+            p50 = p95 = p99 = math.nan
+        rows.append([float(d), p, float(delivered.mean()), p50, p95, p99])
+    header = [
+        "distance_m",
+        "delivery_probability",
+        "delivered_fraction",
+        "delay_p50_ms",
+        "delay_p95_ms",
+        "delay_p99_ms",
+    ]
+    return header, rows
+
+
+def _format(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    if math.isnan(value):
+        return ""
+    return f"{value:.6g}"
+
+
+def _write_csv(path: str, header: Sequence[str], rows: Sequence[Row]) -> None:
+    def write(stream: TextIO) -> None:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([_format(v) for v in row] for row in rows)
+
+    if path == "-":
+        write(sys.stdout)
+    else:
+        with open(path, "w", encoding="utf-8", newline="") as stream:
+            write(stream)
+
+
+def _draw(name: str, header: Sequence[str], rows: Sequence[Row], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = list(zip(*rows, strict=True))
+    fig, axes = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
+    try:
+        if header[0] == "t":
+            t = np.array(columns[0], dtype=float)
+            east, north = np.array(columns[1], dtype=float), np.array(columns[2], dtype=float)
+            sigma = np.array(columns[4], dtype=float)
+            axes[0].fill_between(t, -2 * sigma, 2 * sigma, color="0.85", label="reported ±2σ")
+            axes[0].plot(t, east, lw=0.8, label="east error")
+            axes[0].plot(t, north, lw=0.8, label="north error")
+            axes[0].set_ylabel("error [m]")
+            axes[0].legend(loc="upper right")
+            states = list(dict.fromkeys(str(s) for s in columns[3]))
+            codes = np.array([states.index(str(s)) for s in columns[3]])
+            axes[1].plot(t, sigma, color="k", lw=1.0, label="reported σ")
+            axes[1].set_ylabel("reported σ [m]")
+            state_axis = axes[1].twinx()
+            state_axis.step(t, codes, where="post", color="tab:red", lw=0.8)
+            state_axis.set_yticks(range(len(states)), states)
+            axes[1].set_xlabel("t [s]")
+            fig.suptitle(f"positioning profile {name}")
+        else:
+            d = np.array(columns[0], dtype=float)
+            axes[0].plot(d, np.array(columns[1], dtype=float), label="model")
+            axes[0].plot(d, np.array(columns[2], dtype=float), ".", ms=3, label="drawn")
+            axes[0].set_ylabel("delivery probability")
+            axes[0].set_ylim(-0.02, 1.02)
+            axes[0].legend(loc="upper right")
+            for i, label in ((3, "p50"), (4, "p95"), (5, "p99")):
+                axes[1].plot(d, np.array(columns[i], dtype=float), label=label)
+            axes[1].set_ylabel("one-way delay [ms]")
+            axes[1].set_xlabel("distance [m]")
+            axes[1].legend(loc="upper right")
+            fig.suptitle(f"network profile {name}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
