@@ -69,6 +69,12 @@ def test_unknown_profile_and_bad_zone() -> None:
         Zone("z", "bridge", shapely.box(0, 0, 1, 1))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="polygon"):
         Zone("z", "tunnel", shapely.Polygon())
+    with pytest.raises(ValueError, match="polygon"):
+        Zone.from_points("bow-tie", "tunnel", [(0, 0), (1, 1), (1, 0), (0, 1)])
+    with pytest.raises(ValueError, match="3 points"):
+        Zone.from_points("line", "tunnel", [(0, 0), (1, 1)])
+    zone = Zone.from_points("t", "tunnel", [(0, 0), (10, 0), (10, 5), (0, 5)])
+    assert zone.polygon.area == pytest.approx(50.0)
 
 
 def test_same_seed_same_trace_and_shapes() -> None:

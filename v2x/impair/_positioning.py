@@ -51,6 +51,13 @@ class Zone:
         if not isinstance(self.polygon, shapely.Polygon) or self.polygon.is_empty or not self.polygon.is_valid:
             raise ValueError(f"zone {self.name!r}: polygon must be a valid, non-empty shapely.Polygon")
 
+    @classmethod
+    def from_points(cls, name: str, kind: ZoneKind, points: Sequence[tuple[float, float]]) -> Zone:
+        """A zone from its outline, as the scenario file lists it: (east, north) metres, >= 3 points."""
+        if len(points) < 3:
+            raise ValueError(f"zone {name!r}: a polygon needs at least 3 points, got {len(points)}")
+        return cls(name, kind, shapely.Polygon(points))
+
 
 @dataclass(frozen=True)
 class PositionFixes:
