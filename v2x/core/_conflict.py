@@ -5,6 +5,7 @@ Formulas are documented in docs/CORE.md; the names below follow it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from enum import IntEnum
@@ -23,12 +24,14 @@ __all__ = [
     "ConflictType",
     "Conflicts",
     "detect_conflicts",
+    "max_reach_m",
     "overlapping_pairs",
 ]
 
 F64 = NDArray[np.float64]
 IntP = NDArray[np.intp]
 
+PREFILTER_STEPS = 5  # sub-intervals of the horizon in the conservative CA pre-filter
 SPEED_EPS_MPS = 1e-6  # below this an actor counts as standing; its box heading gives the direction
 CONTACT_TOL_M = 1e-6  # slack in the separating-axis test when checking candidate contact times
 # Classification bands on the angle between the two directions of travel:
@@ -221,21 +224,17 @@ def _ttc(mi: _Motion, mj: _Motion, cx: F64, cy: F64, ax: _Axes, horizon_s: float
                 for root in _quadratic_roots(c2, b, c0):
                     ok = (root >= lo - 1e-9) & (root <= hi + 1e-9)
                     cands.append(np.where(ok, np.clip(root, lo, hi), np.inf))
-    times = np.stack(cands, axis=1)  # (p, m)
-    finite = np.isfinite(times)
-    t_eval = np.where(finite, times, 0.0)
-    li = _path_length(mi.s[:, None], mi.a[:, None], mi.ts[:, None], t_eval)
-    lj = _path_length(mj.s[:, None], mj.a[:, None], mj.ts[:, None], t_eval)
-    rx = cx[:, None] + mj.dx[:, None] * lj - mi.dx[:, None] * li
-    ry = cy[:, None] + mj.dy[:, None] * lj - mi.dy[:, None] * li
-    ax2 = _Axes(
-        tuple(u[:, None] for u in ax.ux),  # type: ignore[arg-type]
-        tuple(u[:, None] for u in ax.uy),  # type: ignore[arg-type]
-        tuple(r[:, None] for r in ax.rho),  # type: ignore[arg-type]
-    )
-    sep = _separation(rx, ry, ax2)
-    hit = finite & (sep <= CONTACT_TOL_M)
-    result: F64 = np.where(hit, times, np.inf).min(axis=1)
+    times = np.stack(cands, axis=1)  # (p, m); most entries are inf (root outside its piece)
+    pair, col = np.nonzero(np.isfinite(times))  # evaluate only the real candidates
+    t_eval = times[pair, col]
+    li = _path_length(mi.s[pair], mi.a[pair], mi.ts[pair], t_eval)
+    lj = _path_length(mj.s[pair], mj.a[pair], mj.ts[pair], t_eval)
+    rx = cx[pair] + mj.dx[pair] * lj - mi.dx[pair] * li
+    ry = cy[pair] + mj.dy[pair] * lj - mi.dy[pair] * li
+    sep = _separation(rx, ry, _take_axes(ax, pair))
+    hit = sep <= CONTACT_TOL_M
+    result: F64 = np.full(p, np.inf)
+    np.minimum.at(result, pair[hit], t_eval[hit])
     return result
 
 
@@ -254,13 +253,21 @@ def _quadratic_roots(c2: F64, c1: F64, c0: F64) -> tuple[F64, F64]:
 # -- public API -----------------------------------------------------------------------------------
 
 
+def max_reach_m(world: WorldState, horizon_s: float, model: Literal["cv", "ca"] = "ca") -> float:
+    """Largest per-actor reach (path length within the horizon plus circumradius) over active actors."""
+    slots = world.active_slots()
+    if len(slots) == 0:
+        return 0.0
+    return float(_motion(world, slots, model, horizon_s).reach.max())
+
+
 def _candidate_pairs(
     world: WorldState, motion_all: _Motion, slots: IntP, grid: SpatialGrid | None
 ) -> tuple[IntP, IntP]:
     if len(slots) < 2:
         z = np.zeros(0, dtype=np.intp)
         return z, z.copy()
-    radius = 2.0 * float(motion_all.reach.max())
+    radius = 2.0 * float(motion_all.reach[slots].max())
     if grid is None:
         grid = SpatialGrid.build(world, default_cell_m(radius))
     return grid.pairs_within(radius)
@@ -315,13 +322,20 @@ def detect_conflicts(
     vx = mj.dx * mj.s - mi.dx * mi.s
     vy = mj.dy * mj.s - mi.dy * mi.s
     v2 = vx * vx + vy * vy
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tstar = np.clip(np.where(v2 > 0.0, -(cx * vx + cy * vy) / v2, 0.0), 0.0, horizon_s)
-    dmin = np.hypot(cx + vx * tstar, cy + vy * tstar)
     ri = np.hypot(mi.hl, mi.hw)
     rj = np.hypot(mj.hl, mj.hw)
-    margin = 0.5 * (np.abs(mi.a) + np.abs(mj.a)) * horizon_s * horizon_s
-    may_collide = dmin <= ri + rj + margin
+    # Conservative: under CA each path length deviates from CV by at most |a| t^2 / 2, so on each
+    # sub-interval [t0, t1] the circumcircles can only meet if the CV closest approach there is
+    # within ri + rj + (|a_i| + |a_j|) t1^2 / 2.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_free = np.where(v2 > 0.0, -(cx * vx + cy * vy) / v2, 0.0)
+    acc = 0.5 * (np.abs(mi.a) + np.abs(mj.a))
+    may_collide = np.zeros(len(pi), dtype=np.bool_)
+    edges = np.linspace(0.0, horizon_s, PREFILTER_STEPS + 1) if model == "ca" else np.array([0.0, horizon_s])
+    for t0, t1 in itertools.pairwise(edges):
+        tstar = np.clip(t_free, t0, t1)
+        dmin = np.hypot(cx + vx * tstar, cy + vy * tstar)
+        may_collide |= dmin <= ri + rj + acc * (t1 * t1)
 
     cos_d = mi.dx * mj.dx + mi.dy * mj.dy
     cross_d = mi.dx * mj.dy - mi.dy * mj.dx  # sin of the angle from d_i to d_j

@@ -39,11 +39,19 @@ def _sorted_order(
     receiver: NDArray[np.intp], time_s: NDArray[np.float64], tx_index: NDArray[np.intp]
 ) -> NDArray[np.intp]:
     """Permutation sorting by (receiver, time, tx_index)."""
-    if len(receiver) == 0:
+    n = len(receiver)
+    if n == 0:
         return np.zeros(0, dtype=np.intp)
-    # Stable sort by time keeps tx_index order for equal times when the input is tx-sorted;
-    # lexsort is the general (slower) path.
-    return np.lexsort((tx_index, time_s, receiver)).astype(np.intp, copy=False)
+    # Fast path: rank the times, then one argsort of the unique int64 key receiver * n + rank.
+    # Two plain argsorts are ~5x faster than lexsort on a million rows. Exact ties in time need the
+    # tx_index tie-break, so they take the general lexsort path.
+    by_time = np.argsort(time_s)
+    t_sorted = time_s[by_time]
+    if n > 1 and bool(np.any(t_sorted[1:] == t_sorted[:-1])):
+        return np.lexsort((tx_index, time_s, receiver)).astype(np.intp, copy=False)
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_time] = np.arange(n, dtype=np.int64)
+    return np.argsort(receiver.astype(np.int64) * n + rank).astype(np.intp, copy=False)
 
 
 @dataclass(frozen=True, eq=False)

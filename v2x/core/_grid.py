@@ -183,38 +183,37 @@ class SpatialGrid:
     def member_pairs(
         self, radius_m: float
     ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
-        """Unordered member-position pairs (a, b), a != b, within radius_m, each pair once."""
-        if self.n < 2:
+        """Unordered member-position pairs (a, b), a != b, within radius_m, each pair once.
+
+        Every member queries the half neighbourhood of its cell (cells at a lexicographically larger
+        offset, plus the members after it in its own cell), so no pair is produced twice and no
+        integer division is needed in the expansion.
+        """
+        n = self.n
+        if n < 2:
             return _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64
-        a_parts: list[NDArray[np.intp]] = []
-        b_parts: list[NDArray[np.intp]] = []
         n_cells = len(self.cell_start)
-        all_cells = np.arange(n_cells, dtype=np.intp)
+        cell_of_member = np.repeat(np.arange(n_cells, dtype=np.intp), self.cell_count)
+        members = np.arange(n, dtype=np.intp)
+        cell_end = (self.cell_start + self.cell_count)[cell_of_member]
+        a_parts: list[NDArray[np.intp]] = [members]
+        start_parts: list[NDArray[np.intp]] = [members + 1]
+        count_parts: list[NDArray[np.intp]] = [cell_end - members - 1]
         for dx, dy in self._offsets(radius_m, half=True):
             if dx == 0 and dy == 0:
-                a_parts.append(all_cells)
-                b_parts.append(all_cells)
                 continue
             nb = self._lookup(self.cell_cx + dx, self.cell_cy + dy)
             hit = nb >= 0
-            a_parts.append(all_cells[hit])
-            b_parts.append(nb[hit])
-        ca = np.concatenate(a_parts)
-        cb = np.concatenate(b_parts)
-        # Expand cell pairs to member pairs: |a| * |b| entries per cell pair.
-        na = self.cell_count[ca]
-        nb_ = self.cell_count[cb]
-        sizes = na * nb_
-        pair_id, local = _expand(np.arange(len(ca), dtype=np.intp), np.zeros(len(ca), np.intp), sizes)
-        if len(pair_id) == 0:
+            if not bool(hit.any()):
+                continue
+            nb_m = nb[cell_of_member]
+            sel = nb_m >= 0
+            a_parts.append(members[sel])
+            start_parts.append(self.cell_start[nb_m[sel]])
+            count_parts.append(self.cell_count[nb_m[sel]])
+        ma, mb = _expand(np.concatenate(a_parts), np.concatenate(start_parts), np.concatenate(count_parts))
+        if len(ma) == 0:
             return _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64
-        width = nb_[pair_id]
-        ma = self.cell_start[ca[pair_id]] + local // width
-        mb = self.cell_start[cb[pair_id]] + local % width
-        same = ca[pair_id] == cb[pair_id]
-        keep = ~same | (ma < mb)
-        ma = ma[keep]
-        mb = mb[keep]
         ddx = self.xs[mb] - self.xs[ma]
         ddy = self.ys[mb] - self.ys[ma]
         d2 = ddx * ddx + ddy * ddy
