@@ -1,0 +1,57 @@
+"""`v2x bench core` wiring and JSON shape on a tiny run (no timing assertions)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+
+from v2x.bench import cli as bench_cli
+from v2x.bench import core as bench_core
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="v2x")
+    sub = p.add_subparsers(dest="command", required=True)
+    bench_cli.register(sub)
+    return p
+
+
+def test_bench_core_json_shape() -> None:
+    args = _parser().parse_args(["bench", "core", "--n", "300,600", "--ticks", "2", "--json", "--seed", "3"])
+    out, err = io.StringIO(), io.StringIO()
+    assert bench_core.main(args, out=out, err=err) == 0
+    doc = json.loads(out.getvalue())  # exactly one JSON object
+    assert doc["bench"] == "core"
+    rows = doc["results"]
+    assert [(r["scenario"], r["n"]) for r in rows] == [
+        ("urban", 300), ("urban", 600), ("freeway", 300), ("freeway", 600),
+    ]
+    for r in rows:
+        for key in ("fanout_ms_p50", "fanout_ms_p99", "conflict_ms_p50", "conflict_ms_p99",
+                    "naive_speedup", "strtree_speedup", "peak_mib"):
+            assert isinstance(r[key], float) and r[key] > 0, (key, r)
+        assert r["fanout_ms_p99"] >= r["fanout_ms_p50"]
+        assert r["deliveries_per_tick"] > 0
+    assert "urban n=300" in err.getvalue()  # progress goes to stderr
+
+
+def test_bench_rejects_bad_n() -> None:
+    p = _parser()
+    try:
+        p.parse_args(["bench", "core", "--n", "abc"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    else:  # pragma: no cover
+        raise AssertionError("expected argparse error")
+
+
+def test_workloads_respect_tr_geometry() -> None:
+    import numpy as np
+
+    wl = bench_core.freeway(600, np.random.default_rng(0))
+    ys = np.unique(np.round(wl.world.y[wl.slots], 6))
+    assert sorted(ys.tolist()) == [-10.0, -6.0, -2.0, 2.0, 6.0, 10.0]  # 3 lanes each way, 4 m lanes
+    u = bench_core.urban(2000, np.random.default_rng(0))
+    speeds = np.hypot(u.world.vx[u.slots], u.world.vy[u.slots])
+    assert abs(float(np.median(speeds)) - 60 / 3.6) < 1.0
