@@ -10,6 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from v2x.bench.cli import register as register_bench
+from v2x.impair.cli import register as register_impair
+from v2x.runner_cli import register as register_run
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -23,18 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 all expectations held, 1 an expectation failed, 2 bad input, 3 run error.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    from v2x import runner_cli
-
-    runner_cli.register(sub)
-
-    from v2x.bench import cli as bench_cli
-
-    bench_cli.register(sub)
-
-    from v2x.impair import cli as impair_cli
-
-    impair_cli.register(sub)
+    register_run(sub)
+    register_bench(sub)
+    register_impair(sub)
     return parser
 
 

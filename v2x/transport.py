@@ -43,6 +43,7 @@ class Transport:
         self._reconnect_initial_s = reconnect_initial_s
         self._reconnect_max_s = reconnect_max_s
         self.connections = 0
+        self.publish_timeout_s = 2.0
         self._stopping = False
 
     def route(self, topic_filter: str, handler: Handler) -> None:
@@ -60,16 +61,19 @@ class Transport:
         """Publish, waiting through a reconnection if the broker is away."""
         while True:
             await self.connected.wait()
-            client = self._client
+            client, generation = self._client, self.connections
             if client is None:
+                await asyncio.sleep(0.01)
                 continue
             try:
-                await client.publish(topic, payload, qos=qos, retain=retain)
+                await client.publish(topic, payload, qos=qos, retain=retain, timeout=self.publish_timeout_s)
                 return
             except aiomqtt.MqttError as exc:
+                # This connection is gone; the run loop notices and reconnects. Wait for the next one
+                # (never clear `connected` here: a newer connection may already have set it).
                 log.debug("%s: publish to %s failed (%s); waiting for reconnect", self.client_id, topic, exc)
-                self.connected.clear()
-                await asyncio.sleep(0.05)
+                while self.connections == generation and not self._stopping:
+                    await asyncio.sleep(0.02)
 
     async def _subscribe(self, client: aiomqtt.Client, filters: list[str]) -> None:
         for topic_filter in filters:

@@ -1,0 +1,77 @@
+"""Shared fixtures: real brokers (embedded amqtt, and a real Mosquitto on a free loopback port)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from v2x.broker import BrokerAddress, embedded_broker, free_port
+
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+
+
+class Mosquitto:
+    """A real Mosquitto broker process on a loopback port; can be restarted on the same port."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="v2x-mosquitto-")
+        self.conf = Path(self.dir) / "mosquitto.conf"
+        # set_tcp_nodelay: without it Nagle + delayed ACK add ~40 ms to every lockstep round trip
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> BrokerAddress:
+        return BrokerAddress("127.0.0.1", self.port)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError as exc:
+                if self.proc.poll() is not None:
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    raise RuntimeError(f"mosquitto exited: {err}") from exc
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening within 10 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[Mosquitto]:
+    if MOSQUITTO is None:
+        if os.environ.get("CI"):
+            pytest.fail("mosquitto is not installed; .ci/run installs it (apt-get install mosquitto)")
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto); Mosquitto tests skipped")
+    broker = Mosquitto(MOSQUITTO)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+async def embedded() -> AsyncIterator[BrokerAddress]:
+    async with embedded_broker() as address:
+        yield address

@@ -1,0 +1,23 @@
+import pytest
+
+from v2x import topics
+
+
+def test_topics_carry_the_run_id_and_parse_back() -> None:
+    t = topics.tx("run-1", "car_a")
+    assert t == "v2x/run-1/tx/car_a"
+    parsed = topics.parse(t)
+    assert parsed == topics.ParsedTopic("run-1", "tx", "car_a")
+    assert topics.all_of("run-1", "ack") == "v2x/run-1/ack/+"
+    assert topics.control("r") == "v2x/r/control"
+
+
+@pytest.mark.parametrize("bad", ["a/b", "+", "#", "", "x" * 65, "sp ace"])
+def test_ids_with_wildcards_or_separators_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="invalid actor id"):
+        topics.tx("run", bad)
+
+
+@pytest.mark.parametrize("topic", ["v2x/r/tx", "v2x/r/nope/a", "other/r/tx/a", "v2x/r/tx/a/b", "v2x/r/tx/+"])
+def test_foreign_topics_do_not_parse(topic: str) -> None:
+    assert topics.parse(topic) is None
