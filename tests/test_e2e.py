@@ -26,7 +26,7 @@ def _failed(result: dict[str, Any]) -> list[str]:
     return [f"[{e['variant']}] {e['name']}: {e['detail']}" for e in result["expectations"] if not e["passed"]]
 
 
-@pytest.mark.parametrize("scenario_id", ["fcw", "icw"])
+@pytest.mark.parametrize("scenario_id", ["fcw", "icw", "gnss"])
 async def test_scenario_passes_on_the_embedded_broker(scenario_id: str) -> None:
     sc = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")
     result = await run_scenario(sc, seed=0, broker="embedded")
@@ -123,7 +123,7 @@ async def test_lockstep_run_survives_a_broker_restart_with_the_same_outcome(mosq
 def test_cli_runs_both_scenarios_and_writes_results(tmp_path: Path) -> None:
     from v2x.cli import main
 
-    assert main(["run", "fcw", "icw", "--out", str(tmp_path), "-q"]) == 0
+    assert main(["run", "fcw", "icw", "--out", str(tmp_path), "-q"]) == 0  # gnss runs above
     for sid in ("fcw", "icw"):
         doc = json.loads((tmp_path / sid / "result.json").read_text())
         assert list(doc)[:6] == ["scenario", "seed", "passed", "expectations", "events", "metrics"]

@@ -52,8 +52,10 @@ def test_missing_field_and_unknown_field(tmp_path: Path) -> None:
 
 
 def test_bad_expectation_kind_and_profile(tmp_path: Path) -> None:
-    text = FCW.read_text().replace("type: no_warning", "type: nowarning").replace(
-        "positioning: rtk-fixed", "positioning: gps-magic"
+    text = (
+        FCW.read_text()
+        .replace("type: no_warning", "type: nowarning")
+        .replace("positioning: rtk-fixed", "positioning: gps-magic")
     )
     problems = dict(_problems(_write(tmp_path, text)))
     assert "expectations[1]" in problems and "no_warning" in problems["expectations[1]"]

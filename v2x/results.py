@@ -17,11 +17,24 @@ from v2x.scenario.model import (
     MetricExpectation,
     NoCollisionExpectation,
     NoWarningExpectation,
+    PositioningExpectation,
     Scenario,
     WarningExpectation,
 )
 
 OUTCOME_KEYS = ("scenario", "seed", "passed", "expectations", "events")
+
+
+def event_order(e: dict[str, Any]) -> tuple[Any, ...]:
+    """Time order; ties broken by variant, kind and the actors involved, so the order is deterministic."""
+    return (
+        e["t_s"],
+        e["variant"],
+        e["type"],
+        e.get("target", e.get("actor", "")),
+        e.get("other", ""),
+        str(e.get("actors", "")),
+    )
 
 
 def _warnings(events: list[dict[str, Any]], variant: str, target: str, app: str | None) -> list[dict[str, Any]]:
@@ -80,6 +93,16 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
             e = hits[0]
             return False, f"{' - '.join(e['actors'])} collided at t={e['t_s']:.2f} s"
         return True, "no collision" + (f" between {' and '.join(exp.actors)}" if exp.actors else "")
+    if isinstance(exp, PositioningExpectation):
+        changes = [e for e in events if e["type"] == "positioning" and e["variant"] == v and e["actor"] == exp.actor]
+        lo, hi = exp.window_s
+        hits = [e for e in changes if e["state"] == exp.state and lo <= e["t_s"] <= hi]
+        if hits:
+            e = hits[0]
+            sigma = "unknown" if e["sigma_m"] is None else f"{e['sigma_m']} m"
+            return True, f"{exp.actor} entered {exp.state} at t={e['t_s']:.2f} s (reported sigma {sigma})"
+        seen = ", ".join(f"{e['state']}@{e['t_s']:.1f}" for e in changes) or "none"
+        return False, f"{exp.actor} did not enter {exp.state} within {lo:.1f}-{hi:.1f} s (states: {seen})"
     assert isinstance(exp, MetricExpectation)
     m = metrics.get(v, {})
     value: float | None
@@ -115,6 +138,7 @@ def build_result(
     metrics: dict[str, dict[str, Any]],
     run_info: dict[str, Any],
 ) -> dict[str, Any]:
+    events = sorted(events, key=event_order)
     expectations = evaluate(scenario, events, metrics)
     return {
         "scenario": scenario.id,

@@ -36,6 +36,7 @@ from v2x.core import (
 )
 from v2x.impair import PositioningModel, Zone, network_link
 from v2x.messages import APP_NAME, temporary_id
+from v2x.results import event_order
 from v2x.scenario.geometry import polygon
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
 from v2x.transport import Transport
@@ -299,7 +300,7 @@ class World:
                 self.progress(tick, self.n_ticks)
         await self._publish_control(testbed_pb2.Control.COMMAND_STOP)
         self.report.metrics = self._metrics(time.monotonic() - started)
-        self.report.events.sort(key=_event_key)
+        self.report.events.sort(key=event_order)
         return self.report
 
     async def _publish_control(self, command: testbed_pb2.Control.Command.ValueType) -> None:
@@ -474,7 +475,21 @@ class World:
         speed = np.hypot(w.vx[slots], w.vy[slots])
         fixes = self.positioning.step(t, self.sc.tick_s, xy, speed)
         for k, s in enumerate(slots.tolist()):
-            self.gnss[w.id_of(s)] = testbed_pb2.GnssReading(
+            actor_id = w.id_of(s)
+            previous = self.gnss.get(actor_id)
+            if previous is None or previous.state != fixes.state[k]:
+                sigma = float(fixes.sigma_major_m[k])
+                self.report.events.append(
+                    {
+                        "t_s": round(t + self.sc.tick_s, 3),  # the reading is used from the next tick on
+                        "type": "positioning",
+                        "variant": self.variant,
+                        "actor": actor_id,
+                        "state": fixes.state[k],
+                        "sigma_m": round(sigma, 3) if np.isfinite(sigma) else None,
+                    }
+                )
+            self.gnss[actor_id] = testbed_pb2.GnssReading(
                 east_error_m=float(fixes.error_en[k, 0]),
                 north_error_m=float(fixes.error_en[k, 1]),
                 sigma_major_m=float(fixes.sigma_major_m[k]),
@@ -510,6 +525,3 @@ class World:
             "late_reports": self.late_reports,
         }
 
-
-def _event_key(e: dict[str, Any]) -> tuple[Any, ...]:
-    return (e["t_s"], e["type"], e.get("target", ""), e.get("other", ""), str(e.get("actors", "")))

@@ -116,7 +116,7 @@ class VehicleAgent(Agent):
                 pose.heading_rad,
                 self.length_m,
                 self.width_m,
-                gnss.sigma_major_m,
+                gnss.sigma_major_m if gnss.available else float("inf"),
             )
             remotes = [Participant.from_remote(r.temp_id.hex(), r, t) for r in self.remotes.values()]
             for f in forward_collision(host, remotes, self.env.thresholds):

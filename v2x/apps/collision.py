@@ -47,8 +47,16 @@ class Participant:
             remote.heading_rad,
             remote.length_m,
             remote.width_m,
-            remote.sigma_major_m or 0.0,
+            remote.sigma_major_m if remote.sigma_major_m is not None else float("inf"),
         )
+
+
+R95_PER_SIGMA = 2.448  # 95 % radius of a circular Gaussian in units of its per-axis sigma
+
+
+def accurate_enough(p: Participant, required_r95_m: float) -> bool:
+    """Is the party's reported position good enough for an app that needs ``required_r95_m``?"""
+    return bool(np.isfinite(p.sigma_m)) and R95_PER_SIGMA * p.sigma_m <= required_r95_m
 
 
 @dataclass(frozen=True)
@@ -128,15 +136,23 @@ def find_conflicts(
 def forward_collision(
     host: Participant, remotes: Sequence[Participant], thresholds: Mapping[str, float]
 ) -> list[Finding]:
-    """FCW: a rear-end conflict in which the host is the follower and TTC is below the threshold."""
+    """FCW: a rear-end conflict in which the host is the follower and TTC is below the threshold.
+    Parties whose reported accuracy is worse than FCW needs are ignored (no warnings from noise)."""
+    need = thresholds["fcw_required_accuracy_m"]
+    if not accurate_enough(host, need):
+        return []
+    remotes = [r for r in remotes if accurate_enough(r, need)]
     found = find_conflicts(
         [host, *remotes], horizon_s=thresholds["horizon_s"], max_pet_s=thresholds["icw_max_pet_s"], subject=host.key
     )
-    return [f for f in found if f.kind == "rear-end" and f.ttc_s <= thresholds["fcw_ttc_s"]]
+    # The core orders a rear-end pair follower first: keep only those where the host is the follower.
+    return [f for f in found if f.kind == "rear-end" and f.subject == host.key and f.ttc_s <= thresholds["fcw_ttc_s"]]
 
 
 def intersection_collision(participants: Sequence[Participant], thresholds: Mapping[str, float]) -> list[Finding]:
-    """ICW: crossing conflicts whose both parties reach the conflict point within the ICW TTC."""
+    """ICW: crossing conflicts whose both parties reach the conflict point within the ICW TTC.
+    Parties whose reported accuracy is worse than ICW needs are ignored."""
+    participants = [p for p in participants if accurate_enough(p, thresholds["icw_required_accuracy_m"])]
     found = find_conflicts(participants, horizon_s=thresholds["horizon_s"], max_pet_s=thresholds["icw_max_pet_s"])
     out = []
     for f in found:

@@ -18,6 +18,10 @@ DEFAULTS: Mapping[str, float] = MappingProxyType(
         "icw_max_pet_s": 2.0,
         # How long a raised warning stays valid before it may be raised again for the same pair.
         "warning_validity_s": 3.0,
+        # Position accuracy an app needs (T/CSAE 53 Day-1 table, read as the 95 % horizontal radius): a
+        # party whose reported accuracy is worse is left out, so noise alone cannot raise a warning.
+        "fcw_required_accuracy_m": 1.5,
+        "icw_required_accuracy_m": 5.0,
         # Conflict prediction horizon, s.
         "horizon_s": 6.0,
         # Remote state older than this is dropped from the on-board / platform tables, s.

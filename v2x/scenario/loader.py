@@ -51,11 +51,11 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]
     return problems
 
 
-_TAGS = {"warning", "no_warning", "collision", "no_collision", "metric"}
+_TAGS = {"warning", "no_warning", "collision", "no_collision", "metric", "positioning"}
 
 
 def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
-    from v2x.impair import NETWORK_PROFILES, POSITIONING_PROFILES
+    from v2x.impair import NETWORK_PROFILES, POSITIONING_PROFILES, STATE_NAMES
 
     problems: list[tuple[str, str]] = []
     lane_ids = [lane.id for lane in sc.road.lanes]
@@ -94,7 +94,10 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append((f"thresholds.{key}", f"one of {sorted(THRESHOLD_DEFAULTS)}"))
     for i, exp in enumerate(sc.expectations):
         refs: list[tuple[str, str | None]] = []
-        for attr in ("target", "other"):
+        state = getattr(exp, "state", None)
+        if state is not None and state not in STATE_NAMES:
+            problems.append((f"expectations[{i}].state", f"a receiver state {list(STATE_NAMES)}; got {state!r}"))
+        for attr in ("target", "other", "actor"):
             refs.append((attr, getattr(exp, attr, None)))
         actors = getattr(exp, "actors", None)
         if actors:

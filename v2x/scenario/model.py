@@ -156,8 +156,23 @@ class MetricExpectation(_ExpectationBase):
         return self
 
 
+class PositioningExpectation(_ExpectationBase):
+    """``actor``'s receiver enters ``state`` inside the window (e.g. dead reckoning in a tunnel, then back
+    to rtk-fixed after it)."""
+
+    type: Literal["positioning"]
+    actor: ActorId
+    state: str
+    window_s: tuple[float, float]
+
+
 Expectation = Annotated[
-    WarningExpectation | NoWarningExpectation | CollisionExpectation | NoCollisionExpectation | MetricExpectation,
+    WarningExpectation
+    | NoWarningExpectation
+    | CollisionExpectation
+    | NoCollisionExpectation
+    | MetricExpectation
+    | PositioningExpectation,
     Field(discriminator="type"),
 ]
 
