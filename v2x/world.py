@@ -29,11 +29,13 @@ from v2x.clock import Clock
 from v2x.core import (
     ActorKind,
     Deliveries,
+    SpatialGrid,
     WorldState,
     fan_out_addressed,
     fan_out_broadcast,
     overlapping_pairs,
 )
+from v2x.core._fanout import default_cell_m
 from v2x.impair import PositioningModel, Zone, network_link
 from v2x.messages import APP_NAME, temporary_id
 from v2x.results import event_order
@@ -133,6 +135,8 @@ class World:
         zones = [Zone(z.name, z.kind, polygon(list(z.polygon))) for z in scenario.zones]
         self.positioning = PositioningModel(profiles, zones, rng_pos)
         self.gnss: dict[str, testbed_pb2.GnssReading] = {}
+        pc5_range = self.links[testbed_pb2.LINK_PC5].max_range_m
+        self.cell_m = default_cell_m(pc5_range if np.isfinite(pc5_range) else 1000.0)
         self.temp_ids = {temporary_id(a).hex(): a for a in self.actor_ids}
 
         self.hellos: set[str] = set()
@@ -383,8 +387,10 @@ class World:
                 self._record_warning(actor_id, adv)
             for note in ack.notes:
                 log.info("%s t=%.2f s: %s", actor_id, t, note)
-        self._referee(t)
-        self._channel(tick)
+        # One spatial index per tick, shared by the channel's fan-out and the referee.
+        grid = SpatialGrid.build(w, self.cell_m)
+        self._referee(t, grid)
+        self._channel(tick, grid)
         self._sense(t)
 
     def _record_warning(self, actor_id: str, adv: testbed_pb2.Advisory) -> None:
@@ -413,8 +419,8 @@ class World:
             adv.source_id,
         )
 
-    def _referee(self, t: float) -> None:
-        i, j = overlapping_pairs(self.world)
+    def _referee(self, t: float, grid: SpatialGrid) -> None:
+        i, j = overlapping_pairs(self.world, grid)
         for a, b in zip(i.tolist(), j.tolist(), strict=True):
             if a not in self.road_users or b not in self.road_users:
                 continue
@@ -436,7 +442,7 @@ class World:
             )
             log.warning("world t=%.2f s: COLLISION %s - %s at %.1f m/s", t, pair[0], pair[1], rel)
 
-    def _channel(self, tick: int) -> None:
+    def _channel(self, tick: int, grid: SpatialGrid) -> None:
         batch = sorted((r for r in self.received.values() if r.tick == tick), key=lambda r: (r.sender_slot, r.seq))
         self.received = {k: r for k, r in self.received.items() if r.tick > tick}
         if not batch or not self.v2x:
@@ -455,7 +461,9 @@ class World:
             tx_time = np.array([r.tx_time_s for r in recs], dtype=np.float64)
             self.sent[name] += len(recs)
             if link == testbed_pb2.LINK_PC5:
-                d = fan_out_broadcast(self.world, senders, tx_time, model, self.rng_net, can_receive=self.pc5_receivers)
+                d = fan_out_broadcast(
+                    self.world, senders, tx_time, model, self.rng_net, grid=grid, can_receive=self.pc5_receivers
+                )
             else:
                 tx_of_dest = np.array([k for k, r in enumerate(recs) for _ in r.dest_ids], dtype=np.intp)
                 dests = np.array([self.world.slot_of(d) for r in recs for d in r.dest_ids], dtype=np.intp)
@@ -524,4 +532,3 @@ class World:
             "duplicates": self.duplicates,
             "late_reports": self.late_reports,
         }
-
