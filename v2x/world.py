@@ -31,11 +31,11 @@ from v2x.core import (
     Deliveries,
     SpatialGrid,
     WorldState,
+    default_cell_m,
     fan_out_addressed,
     fan_out_broadcast,
     overlapping_pairs,
 )
-from v2x.core._fanout import default_cell_m
 from v2x.impair import PositioningModel, Zone, network_link
 from v2x.messages import APP_NAME, temporary_id
 from v2x.results import event_order

@@ -4,7 +4,7 @@ Arrays in, arrays out. No asyncio, no MQTT, no per-tick logging. See docs/CORE.m
 """
 
 from v2x.core._conflict import Conflicts, ConflictType, detect_conflicts, overlapping_pairs
-from v2x.core._fanout import Deliveries, LinkModel, fan_out_addressed, fan_out_broadcast
+from v2x.core._fanout import Deliveries, LinkModel, default_cell_m, fan_out_addressed, fan_out_broadcast
 from v2x.core._grid import SpatialGrid
 from v2x.core._world import ActorKind, WorldState
 
@@ -16,6 +16,7 @@ __all__ = [
     "LinkModel",
     "SpatialGrid",
     "WorldState",
+    "default_cell_m",
     "detect_conflicts",
     "fan_out_addressed",
     "fan_out_broadcast",
