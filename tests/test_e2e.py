@@ -26,7 +26,7 @@ def _failed(result: dict[str, Any]) -> list[str]:
     return [f"[{e['variant']}] {e['name']}: {e['detail']}" for e in result["expectations"] if not e["passed"]]
 
 
-@pytest.mark.parametrize("scenario_id", ["fcw", "icw", "gnss"])
+@pytest.mark.parametrize("scenario_id", ["fcw", "icw", "gnss", "rlvw"])
 async def test_scenario_passes_on_the_embedded_broker(scenario_id: str) -> None:
     sc = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")
     result = await run_scenario(sc, seed=0, broker="embedded")
@@ -36,7 +36,7 @@ async def test_scenario_passes_on_the_embedded_broker(scenario_id: str) -> None:
     assert result["metrics"]["v2x"]["messages"]["delivered"]["pc5"] > 0
 
 
-@pytest.mark.parametrize("scenario_id", ["fcw", "icw"])
+@pytest.mark.parametrize("scenario_id", ["fcw", "icw", "rlvw"])
 async def test_scenario_passes_on_mosquitto(scenario_id: str, mosquitto: Mosquitto) -> None:
     sc = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")
     result = await run_scenario(sc, seed=0, broker=mosquitto.address.url)
@@ -142,3 +142,18 @@ def test_cli_exit_1_when_an_expectation_fails(tmp_path: Path) -> None:
     failed = [e for e in doc["expectations"] if not e["passed"]]
     assert [e["name"] for e in failed] == ["follower warned in time"]
     assert "expected within 1.00-2.00 s" in failed[0]["detail"]
+
+
+async def test_real_time_mode_paces_the_run_and_keeps_the_outcome(embedded: BrokerAddress) -> None:
+    """The same agents on the real-time clock: a tick every 100 ms of wall time, and the RLVW story (warned
+    at about 6.1 s, stops before the line, nothing crashes) still holds."""
+    sc = load_scenario(SCENARIO_DIR / "rlvw.yaml").model_copy(update={"duration_s": 8.0})
+    report = await run_variant(sc, "v2x", seed=0, broker=embedded, mode="realtime")
+    wall = report.metrics["wall_seconds"]
+    assert 7.9 <= wall <= 10.0, wall  # paced by the wall clock, not as fast as possible
+    warnings = [e for e in report.events if e["type"] == "warning"]
+    assert [(e["app"], e["target"]) for e in warnings] == [("rlvw", "car_a")]
+    assert 5.9 <= warnings[0]["t_s"] <= 6.3
+    assert not [e for e in report.events if e["type"] in ("collision", "violation")]
+    lockstep = await run_variant(sc, "v2x", seed=0, broker=embedded)
+    assert lockstep.metrics["wall_seconds"] < wall / 2  # lockstep runs faster than real time

@@ -12,9 +12,9 @@ from v2x.scenario import ScenarioError, catalogue, load_scenario
 FCW = Path(__file__).resolve().parents[1] / "scenarios" / "fcw.yaml"
 
 
-def test_catalogue_has_fcw_and_icw_and_all_are_valid() -> None:
+def test_catalogue_has_the_shipped_scenarios_and_all_are_valid() -> None:
     ids = {load_scenario(p).id for p in catalogue()}
-    assert {"fcw", "icw"} <= ids
+    assert {"fcw", "icw", "gnss", "rlvw"} <= ids
 
 
 def _write(tmp_path: Path, text: str) -> Path:

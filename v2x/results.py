@@ -16,9 +16,11 @@ from v2x.scenario.model import (
     Expectation,
     MetricExpectation,
     NoCollisionExpectation,
+    NoViolationExpectation,
     NoWarningExpectation,
     PositioningExpectation,
     Scenario,
+    ViolationExpectation,
     WarningExpectation,
 )
 
@@ -56,6 +58,17 @@ def _collisions(events: list[dict[str, Any]], variant: str, pair: tuple[str, str
     ]
 
 
+def _violations(events: list[dict[str, Any]], variant: str, kind: str, actor: str | None) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in events
+        if e["type"] == "violation"
+        and e["variant"] == variant
+        and e["kind"] == kind
+        and (actor is None or e["actor"] == actor)
+    ]
+
+
 def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]) -> tuple[bool, str]:
     """(passed, detail) for one expectation."""
     v = exp.variant
@@ -80,7 +93,7 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         if found:
             e = found[0]
             return False, f"{exp.target} got {e['app'].upper()} at t={e['t_s']:.2f} s about {e['other']}"
-        return True, f"no {(exp.app or 'any').upper()} warning reached {exp.target}"
+        return True, f"no {exp.app.upper() + ' ' if exp.app else ''}warning reached {exp.target}"
     if isinstance(exp, CollisionExpectation):
         hits = _collisions(events, v, exp.actors)
         if hits:
@@ -93,6 +106,14 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
             e = hits[0]
             return False, f"{' - '.join(e['actors'])} collided at t={e['t_s']:.2f} s"
         return True, "no collision" + (f" between {' and '.join(exp.actors)}" if exp.actors else "")
+    if isinstance(exp, ViolationExpectation | NoViolationExpectation):
+        hits = _violations(events, v, exp.kind, exp.actor)
+        who = exp.actor or "any vehicle"
+        if hits:
+            e = hits[0]
+            what = f"{e['actor']} crossed the {e['lane']} stop line of {e['intersection']} on red at t={e['t_s']:.2f} s"
+            return isinstance(exp, ViolationExpectation), what + f", {e['speed_mps']} m/s"
+        return isinstance(exp, NoViolationExpectation), f"{who}: no {exp.kind.replace('_', ' ')} violation"
     if isinstance(exp, PositioningExpectation):
         changes = [e for e in events if e["type"] == "positioning" and e["variant"] == v and e["actor"] == exp.actor]
         lo, hi = exp.window_s

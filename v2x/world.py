@@ -4,7 +4,8 @@ It is the only party that sees ground truth. Every tick it
   1. sends each agent its ``TickInput``: the GNSS reading of its positioning sensor and what it heard,
   2. waits (through the clock) for every agent's transmissions and ``Ack``,
   3. validates and counts everything it received (bad payloads are rejected and counted, never raised),
-  4. updates the core's ``WorldState`` with the reported truth, records warnings and collisions (referee),
+  4. updates the core's ``WorldState`` with the reported truth, records warnings, collisions and
+     red-light violations (referee),
   5. runs the channel (``v2x.core`` fan-out with the scenario's network profiles) over the tick's
      transmissions, and advances the positioning model.
 Steps 3-5 are sans-I/O calls into ``v2x.core`` and ``v2x.impair``; this module is the thin shell.
@@ -40,7 +41,8 @@ from v2x.impair import PositioningModel, Zone, network_link
 from v2x.messages import APP_NAME, temporary_id
 from v2x.results import event_order
 from v2x.scenario.geometry import polygon
-from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
+from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, VEHICLE_KINDS, Scenario
+from v2x.signals import LIGHT_NAME, STOPPING_LIGHTS, FixedTimeController, approaches, crossed
 from v2x.transport import Transport
 from v2x.units import compass_deg_to_enu_yaw_rad
 from v2x.wire import frame_pb2, testbed_pb2
@@ -152,6 +154,17 @@ class World:
         self._last_input: dict[str, bytes] = {}
         self.report = WorldReport()
         self._collided: set[tuple[str, str]] = set()
+        # Signalised stop lines for the referee; the controllers run the same plans as the RSUs' (the
+        # signal heads are physical: they run in the baseline too).
+        controllers = {ix.id: FixedTimeController(ix.signal) for ix in scenario.road.intersections if ix.signal}
+        self.stop_lines = [
+            (ap, controllers[ap.intersection])
+            for ap in approaches(scenario)
+            if ap.phase_id and ap.intersection in controllers
+        ]
+        self.vehicles = [self.world.slot_of(a.id) for a in scenario.actors if a.kind in VEHICLE_KINDS]
+        self.vehicles.sort()
+        self._front: dict[int, tuple[float, float]] = {}
 
         self.rejected: Counter[str] = Counter()
         self.rejected_by_agents: dict[str, dict[str, int]] = {}
@@ -390,6 +403,7 @@ class World:
         # One spatial index per tick, shared by the channel's fan-out and the referee.
         grid = SpatialGrid.build(w, self.cell_m)
         self._referee(t, grid)
+        self._stop_lines(t)
         self._channel(tick, grid)
         self._sense(t)
 
@@ -441,6 +455,49 @@ class World:
                 }
             )
             log.warning("world t=%.2f s: COLLISION %s - %s at %.1f m/s", t, pair[0], pair[1], rel)
+
+    def _stop_lines(self, t: float) -> None:
+        """Record every vehicle whose front bumper crosses a signalised stop line while its phase is red."""
+        if not self.stop_lines:
+            return
+        w = self.world
+        for s in self.vehicles:
+            half = w.length_m[s] / 2
+            front = (float(w.x[s] + half * np.cos(w.heading_rad[s])), float(w.y[s] + half * np.sin(w.heading_rad[s])))
+            before = self._front.get(s)
+            self._front[s] = front
+            if before is None:
+                continue
+            for ap, ctl in self.stop_lines:
+                if not crossed(ap, before, front):
+                    continue
+                light = ctl.light(ap.phase_id, t)
+                actor = w.id_of(s)
+                if light in STOPPING_LIGHTS:
+                    speed = float(np.hypot(w.vx[s], w.vy[s]))
+                    self.report.events.append(
+                        {
+                            "t_s": round(t, 3),
+                            "type": "violation",
+                            "variant": self.variant,
+                            "kind": "red_light",
+                            "actor": actor,
+                            "intersection": ap.intersection,
+                            "lane": ap.lane,
+                            "speed_mps": round(speed, 2),
+                        }
+                    )
+                    log.warning(
+                        "world t=%.2f s: RED LIGHT %s crossed the %s stop line at %s",
+                        t,
+                        actor,
+                        ap.lane,
+                        ap.intersection,
+                    )
+                else:
+                    log.info(
+                        "%s t=%.2f s: crossed the %s stop line on %s", actor, t, ap.lane, LIGHT_NAME.get(light, light)
+                    )
 
     def _channel(self, tick: int, grid: SpatialGrid) -> None:
         batch = sorted((r for r in self.received.values() if r.tick == tick), key=lambda r: (r.sender_slot, r.seq))

@@ -9,9 +9,21 @@ import math
 from v2x.agents.base import Agent, Environment, TickContext, TickResult, Transmission
 from v2x.apps.collision import Participant, forward_collision
 from v2x.apps.driver import Driver
-from v2x.messages import APP_BY_NAME, APP_NAME, OwnState, RemoteState, decode_bsm, encode_bsm, temporary_id
+from v2x.apps.rlvw import Host, red_light_warning
+from v2x.messages import (
+    APP_BY_NAME,
+    APP_NAME,
+    OwnState,
+    RemoteState,
+    decode_bsm,
+    decode_map,
+    decode_spat,
+    encode_bsm,
+    temporary_id,
+)
 from v2x.scenario.geometry import Route
 from v2x.scenario.model import DEFAULT_SIZE, ActorSpec, ScriptedEvent
+from v2x.signals import Approach, Interval
 from v2x.units import enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
 
@@ -38,6 +50,9 @@ class VehicleAgent(Agent):
         self.msg_count = 0
         self._next_bsm_s = 0.0
         self._warned_until: dict[tuple[int, str], float] = {}
+        # From MAP (per node id: its ingress lanes) and SPAT ((node id, phase id) -> lights ahead).
+        self.approaches: dict[int, list[Approach]] = {}
+        self.signals: dict[tuple[int, int], list[Interval]] = {}
 
     # -- motion -------------------------------------------------------------------------------------
     def _integrate(self, dt: float) -> None:
@@ -95,6 +110,12 @@ class VehicleAgent(Agent):
                     known = self.remotes.get(remote.temp_id)
                     if known is None or remote.t_s >= known.t_s:
                         self.remotes[remote.temp_id] = remote
+            elif which == "map":
+                self.approaches.update(self._by_node(decode_map(heard.frame.map, frame=self.env.frame)))
+            elif which == "spat":
+                for st in decode_spat(heard.frame.spat, now_s=t, epoch=self.env.epoch):
+                    for phase_id, timeline in st.phases.items():
+                        self.signals[(st.node_id, phase_id)] = timeline
             elif which == "advisory" and heard.frame.advisory.target_id == self.actor_id:
                 adv = testbed_pb2.Advisory()
                 adv.CopyFrom(heard.frame.advisory)
@@ -133,6 +154,33 @@ class VehicleAgent(Agent):
                 )
                 self._warn(result, adv, t)
 
+        if "rlvw" in self.spec.apps and self.approaches and self.signals:
+            host_state = Host(
+                pose.x + ex,
+                pose.y + ny,
+                pose.heading_rad,
+                self.v,
+                self.a,
+                self.length_m,
+                gnss.sigma_major_m if gnss.available else math.inf,
+            )
+            aps = [ap for node in self.approaches.values() for ap in node]
+            w = red_light_warning(host_state, aps, self.signals, t, self.env.thresholds)
+            if w is not None:
+                adv = testbed_pb2.Advisory(
+                    app=testbed_pb2.APP_RLVW,
+                    severity=testbed_pb2.SEVERITY_WARNING,
+                    target_id=self.actor_id,
+                    other_id=w.approach.intersection,
+                    source_id=self.actor_id,
+                    ttc_s=w.time_to_line_s,
+                    figure=w.distance_m,
+                    figure_name="stop_line_m",
+                    raised_at_s=t,
+                    valid_until_s=t + self.env.thresholds["warning_validity_s"],
+                )
+                self._warn(result, adv, t)
+
         self.a = self._choose_accel(t)
         if t + 1e-9 >= self._next_bsm_s:
             self._next_bsm_s += BSM_PERIOD_S
@@ -151,6 +199,13 @@ class VehicleAgent(Agent):
             lane=self.spec.lane or "",
         )
         return result
+
+    @staticmethod
+    def _by_node(aps: list[Approach]) -> dict[int, list[Approach]]:
+        out: dict[int, list[Approach]] = {}
+        for ap in aps:
+            out.setdefault(ap.node_id, []).append(ap)
+        return out
 
     def _warn(self, result: TickResult, adv: testbed_pb2.Advisory, t: float) -> None:
         """Record a warning (raised on board or received) once per validity period, and tell the driver."""

@@ -22,6 +22,16 @@ DEFAULTS: Mapping[str, float] = MappingProxyType(
         # party whose reported accuracy is worse is left out, so noise alone cannot raise a warning.
         "fcw_required_accuracy_m": 1.5,
         "icw_required_accuracy_m": 5.0,
+        # RLVW (v2x/apps/rlvw.py). Time to the stop line at which a host that would arrive on red is warned:
+        # our default, chosen so that a driver at 60 km/h who reacts in 1.5 s and brakes at 4 m/s^2 still
+        # stops before the line (16.7 m/s x 4 s = 67 m >= 25 m + 35 m).
+        "rlvw_tti_s": 4.0,
+        # RLVW range (T/CSAE 53 Day-1 table: 150 m communication range for RLVW).
+        "rlvw_max_distance_m": 150.0,
+        # RLVW position accuracy requirement (T/CSAE 53 Day-1 table: 1.5 m).
+        "rlvw_required_accuracy_m": 1.5,
+        # Map matching: how far outside the lane strip the host's position may be, m.
+        "rlvw_match_margin_m": 0.5,
         # Conflict prediction horizon, s.
         "horizon_s": 6.0,
         # Remote state older than this is dropped from the on-board / platform tables, s.

@@ -51,7 +51,47 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]
     return problems
 
 
-_TAGS = {"warning", "no_warning", "collision", "no_collision", "metric", "positioning"}
+_TAGS = {"warning", "no_warning", "collision", "no_collision", "metric", "positioning", "violation", "no_violation"}
+
+
+def _road_problems(sc: Scenario) -> list[tuple[str, str]]:
+    from v2x.signals import ingress
+
+    problems: list[tuple[str, str]] = []
+    lanes = {lane.id: lane for lane in sc.road.lanes}
+    for kind, ids in (
+        ("lane", [lane.id for lane in sc.road.lanes]),
+        ("intersection", [x.id for x in sc.road.intersections]),
+    ):
+        for dup in sorted({x for x in ids if ids.count(x) > 1}):
+            problems.append((f"road.{kind}s", f"{kind} id {dup!r} is used twice"))
+    for i, ix in enumerate(sc.road.intersections):
+        if ix.signal is None:
+            continue
+        where = f"road.intersections[{i}].signal.phases"
+        seen_phase: set[int] = set()
+        seen_lane: set[str] = set()
+        for p, phase in enumerate(ix.signal.phases):
+            if phase.id in seen_phase:
+                problems.append((f"{where}[{p}].id", f"phase id {phase.id} is used twice"))
+            seen_phase.add(phase.id)
+            for k, lane_id in enumerate(phase.lanes):
+                loc = f"{where}[{p}].lanes[{k}]"
+                lane = lanes.get(lane_id)
+                if lane is None:
+                    problems.append((loc, f"one of the road's lanes {sorted(lanes)}; got {lane_id!r}"))
+                elif lane_id in seen_lane:
+                    problems.append((loc, f"lane {lane_id!r} is controlled by two phases"))
+                elif ingress(lane, ix) is None:
+                    problems.append(
+                        (
+                            loc,
+                            f"a lane that enters the intersection box (within {ix.radius_m} m of its centre); "
+                            f"{lane_id!r} does not",
+                        )
+                    )
+                seen_lane.add(lane_id)
+    return problems
 
 
 def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
@@ -59,6 +99,8 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
 
     problems: list[tuple[str, str]] = []
     lane_ids = [lane.id for lane in sc.road.lanes]
+    ix_ids = [ix.id for ix in sc.road.intersections]
+    problems += _road_problems(sc)
     ids = [a.id for a in sc.actors]
     seen: set[str] = set()
     for i, actor in enumerate(sc.actors):
@@ -78,8 +120,17 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append((f"actors[{i}].apps", f"apps run on road users or the platform, not a {actor.kind}"))
         if "icw" in actor.apps and actor.kind != "platform":
             problems.append((f"actors[{i}].apps", "icw runs on the edge/cloud platform (kind: platform)"))
-        if "fcw" in actor.apps and actor.kind not in ROAD_USER_KINDS:
-            problems.append((f"actors[{i}].apps", "fcw runs on board a road user"))
+        for app in ("fcw", "rlvw"):
+            if app in actor.apps and actor.kind not in ROAD_USER_KINDS:
+                problems.append((f"actors[{i}].apps", f"{app} runs on board a road user"))
+        if actor.intersections is not None:
+            if actor.kind != "rsu":
+                problems.append((f"actors[{i}].intersections", "only an rsu serves intersections"))
+            for k, ix_ref in enumerate(actor.intersections):
+                if ix_ref not in ix_ids:
+                    problems.append(
+                        (f"actors[{i}].intersections[{k}]", f"one of the road's intersections {ix_ids}; got {ix_ref!r}")
+                    )
     if sum(a.kind == "platform" for a in sc.actors) > 1:
         problems.append(("actors", "at most one actor of kind 'platform'"))
     if sc.positioning not in POSITIONING_PROFILES:

@@ -15,7 +15,7 @@ ROAD_USER_KINDS = (*VEHICLE_KINDS, "pedestrian", "cyclist")
 ActorKindName = Literal["car", "truck", "bus", "emergency", "pedestrian", "cyclist", "rsu", "platform"]
 Variant = Literal["v2x", "baseline"]
 ALL_VARIANTS: tuple[Variant, ...] = ("v2x", "baseline")
-AppName = Literal["fcw", "icw"]
+AppName = Literal["fcw", "icw", "rlvw"]
 
 # Footprints (length, width, height) in metres: TR 37.885 car and truck; others are common values.
 DEFAULT_SIZE: dict[str, tuple[float, float, float]] = {
@@ -47,10 +47,32 @@ class LaneSpec(Strict):
     speed_limit_kph: float | None = Field(default=None, gt=0)
 
 
+class SignalPhaseSpec(Strict):
+    """One phase of a fixed-time plan: the ingress lanes it gives green, and its interval lengths."""
+
+    id: int = Field(ge=1, le=255, description="phase id as sent in MAP connectsTo and SPAT")
+    lanes: list[ActorId] = Field(min_length=1, description="ingress lanes this phase controls")
+    green_s: float = Field(gt=0, le=300)
+    yellow_s: float = Field(default=3.0, ge=0, le=10)
+    all_red_s: float = Field(default=2.0, ge=0, le=30, description="clearance red after yellow")
+
+
+class SignalSpec(Strict):
+    """A fixed-time signal plan: the phases run in the order given, one after another, every cycle."""
+
+    offset_s: float = Field(default=0.0, ge=0, description="the cycle time at t = 0 (0: phase 1 turns green at t = 0)")
+    phases: list[SignalPhaseSpec] = Field(min_length=1)
+
+    @property
+    def cycle_s(self) -> float:
+        return sum(p.green_s + p.yellow_s + p.all_red_s for p in self.phases)
+
+
 class IntersectionSpec(Strict):
     id: ActorId
     center: Point
-    radius_m: float = Field(default=15.0, gt=0)
+    radius_m: float = Field(default=15.0, gt=0, description="the box: lanes have their stop line where they enter it")
+    signal: SignalSpec | None = None
 
 
 class RoadSpec(Strict):
@@ -99,6 +121,9 @@ class ActorSpec(Strict):
     events: list[ScriptedEvent] = Field(default_factory=list)
     external: bool = Field(default=False, description="driven by an outside stack that joins over MQTT")
     range_m: float | None = Field(default=None, gt=0, description="rsu: forward BSMs heard within this range")
+    intersections: list[ActorId] | None = Field(
+        default=None, description="rsu: intersections whose MAP (and SPAT, if signalised) it sends; default all"
+    )
 
     @model_validator(mode="after")
     def _placement(self) -> ActorSpec:
@@ -166,13 +191,29 @@ class PositioningExpectation(_ExpectationBase):
     window_s: tuple[float, float]
 
 
+class ViolationExpectation(_ExpectationBase):
+    """``actor`` (or any road user) crosses a stop line on red."""
+
+    type: Literal["violation"]
+    kind: Literal["red_light"] = "red_light"
+    actor: ActorId | None = None
+
+
+class NoViolationExpectation(_ExpectationBase):
+    type: Literal["no_violation"]
+    kind: Literal["red_light"] = "red_light"
+    actor: ActorId | None = None
+
+
 Expectation = Annotated[
     WarningExpectation
     | NoWarningExpectation
     | CollisionExpectation
     | NoCollisionExpectation
     | MetricExpectation
-    | PositioningExpectation,
+    | PositioningExpectation
+    | ViolationExpectation
+    | NoViolationExpectation,
     Field(discriminator="type"),
 ]
 

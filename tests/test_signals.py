@@ -1,0 +1,262 @@
+"""Signal controllers, MAP + SPAT on the wire, and the on-board RLVW app, without a broker."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from v2x.agents.base import Heard, TickContext
+from v2x.agents.roadside import RoadsideUnit
+from v2x.agents.vehicle import VehicleAgent
+from v2x.apps.rlvw import Host, match, red_light_warning, time_to_travel
+from v2x.apps.thresholds import DEFAULTS
+from v2x.messages import MapNode, SignalState, decode_map, decode_spat, encode_map, encode_spat
+from v2x.runner import build_agents, environment
+from v2x.scenario import ScenarioError, load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+from v2x.scenario.model import SignalSpec
+from v2x.signals import GREEN, RED, YELLOW, Approach, FixedTimeController, Interval, approaches, crossed, light_at
+from v2x.wire import testbed_pb2
+
+RLVW = SCENARIO_DIR / "rlvw.yaml"
+STOP_X = -math.sqrt(12.0**2 - 1.75**2)  # where lane eb (y = -1.75) enters the 12 m box
+
+
+def _plan(offset: float = 0.0) -> SignalSpec:
+    return SignalSpec.model_validate(
+        {
+            "offset_s": offset,
+            "phases": [
+                {"id": 1, "lanes": ["eb"], "green_s": 20, "yellow_s": 3, "all_red_s": 2},
+                {"id": 2, "lanes": ["nb"], "green_s": 15, "yellow_s": 3, "all_red_s": 5},
+            ],
+        }
+    )
+
+
+# -- the controller ---------------------------------------------------------------------------------
+def test_fixed_time_plan_lights_over_a_cycle() -> None:
+    ctl = FixedTimeController(_plan())
+    assert ctl.cycle_s == 48.0
+    expected_1 = [(0, GREEN), (19.9, GREEN), (20, YELLOW), (22.9, YELLOW), (23, RED), (47.9, RED), (48, GREEN)]
+    for t, light in expected_1:
+        assert ctl.light(1, t) == light, t
+    # phase 2 starts after phase 1's green, yellow and all-red: green 25-40, yellow 40-43, red 43-73
+    expected_2 = [(0, RED), (24.9, RED), (25, GREEN), (39.9, GREEN), (40, YELLOW), (43, RED), (72.9, RED), (73, GREEN)]
+    for t, light in expected_2:
+        assert ctl.light(2, t) == light, t
+
+
+def test_offset_shifts_the_cycle_and_red_merges_across_cycles() -> None:
+    ctl = FixedTimeController(_plan(offset=15.0))  # at t = 0 the cycle is 15 s in
+    assert ctl.light(1, 0.0) == GREEN and ctl.light(1, 5.0) == YELLOW and ctl.light(1, 8.0) == RED
+    timeline = ctl.timeline(1, 0.0)
+    assert timeline[:3] == [Interval(GREEN, -15.0, 5.0), Interval(YELLOW, 5.0, 8.0), Interval(RED, 8.0, 33.0)]
+    # phase 2 is red from 43 s into one cycle to 25 s into the next: one interval, -20 s to 10 s here
+    assert ctl.timeline(2, 0.0)[0] == Interval(RED, -20.0, 10.0)
+    assert light_at(timeline, 1000.0) is None  # beyond what the timeline covers: unknown, not guessed
+
+
+# -- geometry -----------------------------------------------------------------------------------------
+def test_stop_lines_are_where_lanes_enter_the_box_and_crossing_is_directional() -> None:
+    sc = load_scenario(RLVW)
+    aps = {a.lane: a for a in approaches(sc)}
+    assert set(aps) == {"eb", "wb", "nb", "sb"}
+    eb = aps["eb"]
+    assert eb.stop_point == pytest.approx((STOP_X, -1.75))
+    assert eb.phase_id == 1 and aps["nb"].phase_id == 2
+    assert crossed(eb, (STOP_X - 0.5, -1.75), (STOP_X + 0.5, -1.75))
+    assert not crossed(eb, (STOP_X + 0.5, -1.75), (STOP_X - 0.5, -1.75))  # backwards
+    assert not crossed(eb, (STOP_X - 0.5, 1.75), (STOP_X + 0.5, 1.75))  # the other lane
+    assert not crossed(eb, (STOP_X - 1.0, -1.75), (STOP_X - 0.1, -1.75))  # not there yet
+
+
+# -- MAP and SPAT on the wire ---------------------------------------------------------------------------
+def test_map_round_trip_keeps_geometry_phase_and_limit() -> None:
+    sc = load_scenario(RLVW)
+    env = environment(sc)
+    aps = approaches(sc)
+    frame = encode_map([MapNode(1, "x1", 0.0, 0.0, aps)], frame=env.frame, t_s=3.0, epoch=env.epoch, msg_count=3)
+    back = decode_map(frame.map, frame=env.frame)
+    assert [(a.lane, a.node_id, a.intersection, a.phase_id) for a in back] == [
+        (a.lane, 1, "x1", a.phase_id) for a in aps
+    ]
+    for got, sent in zip(back, aps, strict=True):
+        assert got.width_m == pytest.approx(sent.width_m)
+        assert got.speed_limit_mps == pytest.approx(50 / 3.6, abs=0.02)
+        for (gx, gy), (sx, sy) in zip(got.points, sent.points, strict=True):
+            assert math.hypot(gx - sx, gy - sy) < 0.02  # 1e-7 degree is ~1 cm
+
+
+def test_spat_round_trip_gives_absolute_intervals_even_when_received_late() -> None:
+    sc = load_scenario(RLVW)
+    env = environment(sc)
+    ctl = FixedTimeController(_plan(offset=15.0))
+    t = 6.3
+    state = SignalState(1, "x1", {p: ctl.timeline(p, t) for p in ctl.phase_ids})
+    frame = encode_spat([state], t_s=t, epoch=env.epoch, msg_count=0, name="rsu")
+    ps = frame.spat.intersections[0].phases[0].phase_states
+    # phase 1 at 6.3 s: yellow now (ends in 1.7 s), then red from 1.7 s to 26.7 s, then green
+    assert [p.light for p in ps] == [YELLOW, RED, GREEN]
+    assert ps[0].timing.start_time == 0 and ps[0].timing.likely_end_time == 17
+    assert ps[1].timing.start_time == 17 and ps[1].timing.likely_end_time == 267
+    for delay in (0.0, 0.25):  # decoded 250 ms later: the countdown is relative to the message's timestamp
+        [back] = decode_spat(frame.spat, now_s=t + delay, epoch=env.epoch)
+        got = back.phases[1]
+        assert [iv.light for iv in got[:3]] == [YELLOW, RED, GREEN]
+        assert got[0].end_s == pytest.approx(8.0, abs=0.051)
+        assert got[1].start_s == pytest.approx(8.0, abs=0.051) and got[1].end_s == pytest.approx(33.0, abs=0.051)
+
+
+# -- the RLVW app -------------------------------------------------------------------------------------
+def _eb() -> Approach:
+    return Approach("x1", 1, "eb", [(-300.0, -1.75), (STOP_X, -1.75)], 3.5, 1)
+
+
+def _host(front_to_line: float, v: float = 14.0, a: float = 0.0, **kw: float) -> Host:
+    centre_x = STOP_X - front_to_line - 2.5
+    args = {"x": centre_x, "y": -1.75, "heading_rad": 0.0, "speed_mps": v, "accel_mps2": a, "length_m": 5.0}
+    args["sigma_m"] = 0.05
+    args.update(kw)
+    return Host(**args)
+
+
+SIGNALS_RED_AT_10 = {(1, 1): [Interval(YELLOW, 5.0, 8.0), Interval(RED, 8.0, 33.0), Interval(GREEN, 33.0, 53.0)]}
+
+
+def test_time_to_travel_exact_cases() -> None:
+    assert time_to_travel(56.0, 14.0, 0.0) == pytest.approx(4.0)
+    assert time_to_travel(0.0, 14.0, 0.0) == 0.0
+    assert time_to_travel(24.0, 10.0, 2.0) == pytest.approx(2.0)  # 10 t + t^2 = 24 -> t = 2
+    assert time_to_travel(30.0, 10.0, -2.0) == math.inf  # stops after 25 m
+    assert time_to_travel(24.0, 10.0, -2.0) == pytest.approx(4.0)  # 10 t - t^2 = 24 -> t = 4
+    assert time_to_travel(10.0, 0.0, 0.0) == math.inf
+
+
+def test_rlvw_warns_when_the_light_is_red_at_arrival_within_the_tti() -> None:
+    # t = 6: 56 m at 14 m/s -> arrives at t = 10, 2 s into red; TTI 4 s = the threshold
+    w = red_light_warning(_host(56.0), [_eb()], SIGNALS_RED_AT_10, 6.0, DEFAULTS)
+    assert w is not None
+    assert w.distance_m == pytest.approx(56.0) and w.time_to_line_s == pytest.approx(4.0) and w.light_at_arrival == RED
+
+
+@pytest.mark.parametrize(
+    ("why", "host", "t"),
+    [
+        ("beyond the 150 m range", _host(151.0, v=40.0), 6.0),  # 3.8 s away, red at arrival
+        ("before the TTI", _host(57.0), 6.0),  # 4.07 s away
+        ("braking to a stop before the line", _host(40.0, a=-3.0), 6.0),  # stops in 32.7 m
+        ("already past the line", _host(-3.0), 6.0),
+        ("position not good enough", _host(56.0, sigma_m=1.0), 6.0),
+        ("crosses on yellow", _host(14.0), 6.0),  # arrives at 7.0 s, yellow until 8 s
+        ("opposite direction", _host(56.0, heading_rad=math.pi), 6.0),
+        ("other lane", _host(56.0, y=1.75), 6.0),
+    ],
+)
+def test_rlvw_stays_silent(why: str, host: Host, t: float) -> None:
+    assert red_light_warning(host, [_eb()], SIGNALS_RED_AT_10, t, DEFAULTS) is None, why
+
+
+def test_rlvw_unknown_timing_or_unsignalised_lane_is_silent() -> None:
+    assert red_light_warning(_host(56.0), [_eb()], {}, 6.0, DEFAULTS) is None
+    unsignalised = Approach("x1", 1, "eb", _eb().points, 3.5, 0)
+    assert red_light_warning(_host(56.0), [unsignalised], SIGNALS_RED_AT_10, 6.0, DEFAULTS) is None
+    green = {(1, 1): [Interval(GREEN, 0.0, 20.0)]}
+    assert red_light_warning(_host(56.0), [_eb()], green, 6.0, DEFAULTS) is None
+
+
+def test_map_matching_picks_the_closest_lane_with_the_right_heading() -> None:
+    wb = Approach("x1", 1, "wb", [(300.0, 1.75), (-STOP_X, 1.75)], 3.5, 1)
+    m = match(_host(20.0, y=-1.0), [wb, _eb()], 0.5)
+    assert m is not None and m.approach.lane == "eb" and m.distance_m == pytest.approx(20.0)
+
+
+# -- the agents: RSU -> SPAT/MAP -> vehicle, by hand ------------------------------------------------------
+def _agents() -> tuple[RoadsideUnit, VehicleAgent]:
+    sc = load_scenario(RLVW)
+    env = environment(sc)
+    agents = {a.actor_id: a for a in build_agents(sc, env)}
+    rsu, car = agents["rsu_x1"], agents["car_a"]
+    assert isinstance(rsu, RoadsideUnit) and isinstance(car, VehicleAgent)
+    return rsu, car
+
+
+def _gnss() -> testbed_pb2.GnssReading:
+    return testbed_pb2.GnssReading(available=True, sigma_major_m=0.02, sigma_minor_m=0.02, state="rtk-fixed")
+
+
+def _drive(rsu: RoadsideUnit, car: VehicleAgent, until_s: float) -> list[testbed_pb2.Advisory]:
+    """Step both, delivering everything the RSU sends in a tick to the car in the next tick."""
+    warnings: list[testbed_pb2.Advisory] = []
+    heard: tuple[Heard, ...] = ()
+    for tick in range(round(until_s / 0.1) + 1):
+        t = round(tick * 0.1, 9)
+        sent = rsu.step(TickContext(tick, t, 0.1, _gnss(), ()))
+        warnings += car.step(TickContext(tick, t, 0.1, _gnss(), heard)).events
+        heard = tuple(Heard(rsu.actor_id, tx.link, t + 0.002, t, tx.frame) for tx in sent.transmissions)
+    return warnings
+
+
+def test_rsu_sends_map_each_second_and_spat_each_tick() -> None:
+    rsu, _ = _agents()
+    kinds = [
+        [tx.frame.WhichOneof("msg") for tx in rsu.step(TickContext(k, k * 0.1, 0.1, _gnss(), ())).transmissions]
+        for k in range(12)
+    ]
+    assert kinds[0] == ["map", "spat"] and kinds[1] == ["spat"] and kinds[10] == ["map", "spat"]
+    assert sum(k.count("spat") for k in kinds) == 12
+
+
+def test_vehicle_warns_from_what_spat_says_not_from_the_scenario() -> None:
+    rsu, car = _agents()
+    warnings = _drive(rsu, car, 7.0)
+    assert [w.app for w in warnings] == [testbed_pb2.APP_RLVW]
+    assert 5.9 <= warnings[0].raised_at_s <= 6.2 and warnings[0].other_id == "x1"
+    # The same drive with an RSU whose controller shows phase 1 green for longer: no warning. The car only
+    # knows the light through SPAT.
+    rsu2, car2 = _agents()
+    _, ctl = rsu2.controllers[1]
+    rsu2.controllers[1] = ("x1", FixedTimeController(ctl.plan.model_copy(update={"offset_s": 0.0})))
+    assert _drive(rsu2, car2, 7.0) == []
+
+
+# -- the scenario file -------------------------------------------------------------------------------------
+def _bad(tmp_path: Path, old: str, new: str) -> dict[str, str]:
+    path = tmp_path / "bad.yaml"
+    text = RLVW.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(path) in str(info.value)
+    return dict(info.value.problems)
+
+
+def test_signal_plan_errors_name_the_field(tmp_path: Path) -> None:
+    p = _bad(tmp_path, "lanes: [nb, sb]", "lanes: [nb, zz]")
+    assert "zz" in p["road.intersections[0].signal.phases[1].lanes[1]"]
+    p = _bad(tmp_path, "lanes: [nb, sb]", "lanes: [nb, eb]")
+    assert "two phases" in p["road.intersections[0].signal.phases[1].lanes[1]"]
+    p = _bad(tmp_path, "{id: 2, lanes", "{id: 1, lanes")
+    assert "used twice" in p["road.intersections[0].signal.phases[1].id"]
+    p = _bad(tmp_path, "intersections: [x1]", "intersections: [x9]")
+    assert "x9" in p["actors[2].intersections[0]"]
+    p = _bad(
+        tmp_path, "green_s: 20, yellow_s: 3, all_red_s: 2}\n          - {id: 2", "green_s: -1}\n          - {id: 2"
+    )
+    assert "greater than 0" in p["road.intersections[0].signal.phases[0].green_s"]
+
+
+def test_a_phase_lane_that_never_reaches_the_box_is_rejected(tmp_path: Path) -> None:
+    far = "- {id: far, centerline: [[-300, 50], [300, 50]], width_m: 3.5}\n  intersections:"
+    text = (
+        RLVW.read_text().replace("  intersections:", "    " + far, 1).replace("lanes: [nb, sb]", "lanes: [nb, sb, far]")
+    )
+    path = tmp_path / "far.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    problems = dict(info.value.problems)
+    assert "does not" in problems["road.intersections[0].signal.phases[1].lanes[2]"]
