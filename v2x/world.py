@@ -132,6 +132,9 @@ class World:
             testbed_pb2.LINK_UU: network_link(scenario.network.uu),
             testbed_pb2.LINK_WIRED: network_link(scenario.network.wired),
         }
+        # Uu runs both ways with different delays in some profiles: the platform sends on the downlink.
+        self.uu_downlink = network_link(scenario.network.uu, "downlink")
+        self.platform_slots = {self.world.slot_of(a.id) for a in scenario.actors if a.kind == "platform"}
         ru_ids = [self.world.id_of(int(s)) for s in self.road_users]
         profiles = [scenario.actor(a).positioning or scenario.positioning for a in ru_ids]
         zones = [Zone(z.name, z.kind, polygon(list(z.polygon))) for z in scenario.zones]
@@ -174,6 +177,7 @@ class World:
         self.dropped: Counter[str] = Counter()
         self.candidates: Counter[str] = Counter()
         self.latencies_ms: list[float] = []
+        self.latencies_by_channel: dict[str, list[float]] = defaultdict(list)
         self.late_reports = 0
 
         transport.route(topics.all_of(run_id, "join"), self._on_join)
@@ -505,8 +509,18 @@ class World:
         if not batch or not self.v2x:
             return  # baseline: no V2X equipment, nothing is heard
         parts = []
-        for link, model in self.links.items():
-            recs = [r for r in batch if r.link == link]
+        channels = [
+            (testbed_pb2.LINK_PC5, self.links[testbed_pb2.LINK_PC5], None, "pc5"),
+            (testbed_pb2.LINK_UU, self.links[testbed_pb2.LINK_UU], False, "uu-up"),
+            (testbed_pb2.LINK_UU, self.uu_downlink, True, "uu-down"),
+            (testbed_pb2.LINK_WIRED, self.links[testbed_pb2.LINK_WIRED], None, "wired"),
+        ]
+        for link, model, downlink, channel in channels:
+            recs = [
+                r
+                for r in batch
+                if r.link == link and (downlink is None or (r.sender_slot in self.platform_slots) == downlink)
+            ]
             if not recs:
                 continue
             name = LINK_NAME[link]
@@ -529,7 +543,9 @@ class World:
             self.candidates[name] += d.candidates
             self.dropped[name] += d.dropped
             self.delivered[name] += len(d)
-            self.latencies_ms.extend(((d.delivery_time_s - tx_time[d.tx_index - base]) * 1e3).tolist())
+            lat = ((d.delivery_time_s - tx_time[d.tx_index - base]) * 1e3).tolist()
+            self.latencies_ms.extend(lat)
+            self.latencies_by_channel[channel].extend(lat)
             parts.append(d)
         self.pending = Deliveries.concat(self.pending, *parts)
 
@@ -564,10 +580,11 @@ class World:
             )
 
     def _metrics(self, wall_s: float) -> dict[str, Any]:
-        lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(0)
+        def pct(values: list[float], q: float) -> float | None:
+            return round(float(np.percentile(values, q)), 3) if values else None
 
-        def pct(q: float) -> float | None:
-            return round(float(np.percentile(lat, q)), 3) if lat.size else None
+        def summary(values: list[float]) -> dict[str, float | None]:
+            return {"p50": pct(values, 50), "p95": pct(values, 95), "p99": pct(values, 99), "max": pct(values, 100)}
 
         total_candidates = sum(self.candidates.values())
         return {
@@ -583,7 +600,8 @@ class World:
                 "in_flight_at_end": len(self.pending),
             },
             "delivery_ratio": round(sum(self.delivered.values()) / total_candidates, 4) if total_candidates else None,
-            "latency_ms": {"p50": pct(50), "p95": pct(95), "p99": pct(99), "max": pct(100)},
+            "latency_ms": summary(self.latencies_ms),
+            "latency_ms_by_channel": {c: summary(v) for c, v in sorted(self.latencies_by_channel.items())},
             "rejected": dict(sorted(self.rejected.items())),
             "rejected_by_agents": {a: dict(sorted(c.items())) for a, c in sorted(self.rejected_by_agents.items()) if c},
             "duplicates": self.duplicates,
