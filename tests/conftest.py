@@ -18,6 +18,17 @@ from v2x.broker import BrokerAddress, embedded_broker, free_port
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 
 
+DOCKER_DIR = Path(__file__).resolve().parents[1] / "docker"
+
+
+def mosquitto_conf(port: int) -> str:
+    """docker/mosquitto.conf (the settings we ship, set_tcp_nodelay among them) on a loopback port."""
+    text = (DOCKER_DIR / "mosquitto.conf").read_text()
+    if "listener 1883\n" not in text:
+        raise RuntimeError("docker/mosquitto.conf must have the line 'listener 1883'")
+    return text.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
+
+
 class Mosquitto:
     """A real Mosquitto broker process on a loopback port; can be restarted on the same port."""
 
@@ -26,10 +37,7 @@ class Mosquitto:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="v2x-mosquitto-")
         self.conf = Path(self.dir) / "mosquitto.conf"
-        # set_tcp_nodelay: without it Nagle + delayed ACK add ~40 ms to every lockstep round trip
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
-        )
+        self.conf.write_text(mosquitto_conf(self.port))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

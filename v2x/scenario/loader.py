@@ -12,7 +12,10 @@ from pydantic import ValidationError
 from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
+# A source checkout has scenarios/ at the top; an installed wheel carries a copy as v2x/_scenarios.
+_CHECKOUT_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+_PACKAGED_SCENARIOS = Path(__file__).resolve().parents[1] / "_scenarios"
+SCENARIO_DIR = _CHECKOUT_SCENARIOS if _CHECKOUT_SCENARIOS.is_dir() else _PACKAGED_SCENARIOS
 
 
 class ScenarioError(Exception):

@@ -1,0 +1,89 @@
+"""What an install outside a checkout gets (the wheel), and static checks of docker/ (no Docker engine
+runs here; see docker/README.md)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import DOCKER_DIR, mosquitto_conf
+
+from v2x.scenario import catalogue
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p.stem for p in catalogue())
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    [whl] = out.glob("v2x_testbed-*.whl")
+    return whl
+
+
+@pytest.mark.slow
+def test_wheel_carries_generated_code_and_scenarios_and_finds_them_when_installed(wheel: Path, tmp_path: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    for module in ("common", "day1", "frame", "testbed"):
+        assert f"v2x/wire/{module}_pb2.py" in names
+    assert sorted(Path(n).stem for n in names if n.startswith("v2x/_scenarios/")) == SHIPPED
+    # Unpacked on its own (as site-packages would hold it), the package lists and loads its scenarios.
+    zipfile.ZipFile(wheel).extractall(tmp_path)
+    code = (
+        "import v2x, sys; from v2x.scenario import catalogue, load_scenario; "
+        "assert v2x.__file__.startswith(sys.argv[1]), v2x.__file__; "
+        "print(' '.join(load_scenario(p).id for p in catalogue()))"
+    )
+    env_path = f"{tmp_path}"
+    done = subprocess.run(
+        [sys.executable, "-c", code, env_path],
+        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert sorted(done.stdout.split()) == SHIPPED
+
+
+def test_dockerfile_copies_what_exists_and_runs_shipped_scenarios() -> None:
+    text = (DOCKER_DIR / "Dockerfile").read_text()
+    copied = [
+        src
+        for line in text.splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+        for src in line.split()[1:-1]
+    ]
+    assert copied, "no COPY lines"
+    for src in copied:
+        assert (ROOT / src).exists(), src
+    cmd = re.search(r"^CMD \[(.*)\]$", text, re.MULTILINE)
+    assert cmd is not None
+    args = [a.strip().strip('"') for a in cmd.group(1).split(",")]
+    assert args[0] == "run" and {a for a in args[1:] if not a.startswith("-") and "/" not in a} == set(SHIPPED)
+
+
+def test_compose_builds_from_the_repository_and_names_real_brokers() -> None:
+    doc = yaml.safe_load((DOCKER_DIR / "compose.yaml").read_text())
+    services = doc["services"]
+    assert {"mosquitto", "emqx", "testbed"} <= set(services)
+    build = services["testbed"]["build"]
+    assert (DOCKER_DIR / build["context"] / build["dockerfile"]).resolve() == (DOCKER_DIR / "Dockerfile").resolve()
+    assert "mqtt://mosquitto:1883" in " ".join(services["testbed"]["command"])
+    assert services["mosquitto"]["volumes"][0].startswith("./mosquitto.conf:")
+
+
+def test_the_shipped_mosquitto_settings_are_the_tests_settings() -> None:
+    conf = mosquitto_conf(41234)
+    assert "listener 41234 127.0.0.1\n" in conf and "set_tcp_nodelay true" in conf
