@@ -7,9 +7,10 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from v2x import topics
 from v2x.agents.base import Agent, Environment
 from v2x.agents.host import AgentHost
 from v2x.agents.platform import EdgePlatform
@@ -21,8 +22,10 @@ from v2x.clock import make_clock
 from v2x.results import build_result
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
+from v2x.signals import signal_heads
 from v2x.transport import Transport
 from v2x.units import LocalFrame
+from v2x.wire import testbed_pb2
 from v2x.world import World, WorldReport
 
 log = logging.getLogger("v2x.run")
@@ -32,6 +35,27 @@ Progress = Callable[[str, int, int], None]
 
 class RunError(RuntimeError):
     """The run could not complete (broker unreachable, an agent stopped answering)."""
+
+
+# The longest variant suffix ("-baseline") must still leave a valid topic id (1-64 characters).
+_LONGEST_SUFFIX = len("-baseline")
+RUN_ID_RULE = f"use 1-{64 - _LONGEST_SUFFIX} characters of A-Z a-z 0-9 _ . - (the variant is appended: PREFIX-v2x)"
+
+
+def valid_run_id_prefix(prefix: str) -> bool:
+    """A ``--run-id`` prefix: a topic id that stays one (<= 64 characters) with ``-{variant}`` appended."""
+    return topics.valid_id(prefix) and len(prefix) <= 64 - _LONGEST_SUFFIX
+
+
+def only_variants(scenario: Scenario, variants: Sequence[str]) -> Scenario:
+    """The scenario restricted to ``variants`` (in the scenario's order), with only their expectations."""
+    unknown = [v for v in variants if v not in scenario.variants]
+    if unknown:
+        raise ValueError(f"scenario {scenario.id} has no variant {', '.join(unknown)} (it has {scenario.variants})")
+    keep = [v for v in scenario.variants if v in variants]
+    return scenario.model_copy(
+        update={"variants": keep, "expectations": [e for e in scenario.expectations if e.variant in keep]}
+    )
 
 
 def environment(scenario: Scenario) -> Environment:
@@ -48,13 +72,14 @@ def environment(scenario: Scenario) -> Environment:
 def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
     """The built-in agents of a scenario (actors marked ``external`` are left to outside stacks)."""
     agents: list[Agent] = []
+    heads = signal_heads(scenario)  # the physical signal heads, which drivers see
     for spec in scenario.actors:
         if spec.external:
             continue
         if spec.kind in ROAD_USER_KINDS:
             route = route_for(scenario, spec)
             assert route is not None  # the schema requires a lane or a path
-            agents.append(VehicleAgent(spec, route, env))
+            agents.append(VehicleAgent(spec, route, env, heads))
         elif spec.kind == "rsu":
             agents.append(RoadsideUnit(spec, scenario, env))
         else:
@@ -98,6 +123,9 @@ async def run_variant(
             await asyncio.wait_for(ready.wait(), connect_timeout_s)
         except TimeoutError:
             raise RunError(f"cannot reach the MQTT broker at {broker.url} within {connect_timeout_s:.0f} s") from None
+        # A retained Control left by an earlier run with this id (a fixed --run-id) must not reach outside
+        # stacks that subscribe from now on: clear it before the world announces this run's START.
+        await world_tp.publish(topics.control(run_id), b"", qos=1, retain=True)
         tasks.append(asyncio.create_task(agents_tp.run(), name="agents-transport"))
         host_task = asyncio.create_task(host.run(), name="agents")
         tasks.append(host_task)
@@ -106,11 +134,13 @@ async def run_variant(
         if world_task not in done and host_task.exception() is not None:
             world_task.cancel()
             exc = host_task.exception()
+            await _announce_stop(world_tp, scenario, run_id, f"run error: the agents stopped: {exc!r}")
             raise RunError(f"the agents stopped: {exc!r}") from exc
         await asyncio.wait({world_task})
         try:
             return world_task.result()
         except (RuntimeError, TimeoutError) as exc:
+            await _announce_stop(world_tp, scenario, run_id, f"run error: {exc}")
             raise RunError(str(exc)) from exc
     finally:
         world_tp.stop()
@@ -122,6 +152,17 @@ async def run_variant(
                 await task
 
 
+async def _announce_stop(transport: Transport, scenario: Scenario, run_id: str, reason: str) -> None:
+    """Tell outside stacks that a run ended early (the world only sends STOP after the final tick)."""
+    stop = testbed_pb2.Control(
+        command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, scenario_id=scenario.id, reason=reason
+    )
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            transport.publish(topics.control(run_id), stop.SerializeToString(), qos=1, retain=True), 2.0
+        )
+
+
 async def run_scenario(
     scenario: Scenario,
     *,
@@ -129,21 +170,35 @@ async def run_scenario(
     broker: str = "embedded",
     mode: str = "lockstep",
     progress: Progress | None = None,
+    run_id: str | None = None,
+    variants: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Run every variant of a scenario and return the result document (see v2x.results)."""
+    """Run every variant of a scenario (or only ``variants``) and return the result document (v2x.results).
+
+    Run ids are ``{run_id}-{variant}`` when ``run_id`` is given (so that an outside stack can know them
+    before the run), else ``{scenario}-{variant}-s{seed}-{random hex}``. Expectations of variants that are
+    not run are not checked.
+    """
+    if run_id is not None and not valid_run_id_prefix(run_id):
+        raise ValueError(f"invalid run id {run_id!r}: {RUN_ID_RULE}")
+    if variants is not None:
+        scenario = only_variants(scenario, variants)
     started = time.monotonic()
     events: list[dict[str, Any]] = []
     metrics: dict[str, dict[str, Any]] = {}
     run_ids = {}
     async with broker_for(broker) as address:
         for variant in scenario.variants:
-            run_id = f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
+            if run_id is not None:
+                variant_run_id = f"{run_id}-{variant}"
+            else:
+                variant_run_id = f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
             report = await run_variant(
-                scenario, variant, seed=seed, broker=address, mode=mode, progress=progress, run_id=run_id
+                scenario, variant, seed=seed, broker=address, mode=mode, progress=progress, run_id=variant_run_id
             )
             events.extend(report.events)
             metrics[variant] = report.metrics
-            run_ids[variant] = run_id
+            run_ids[variant] = variant_run_id
     run_info = {
         "broker": broker if broker != "embedded" else "embedded",
         "mode": mode,

@@ -12,6 +12,7 @@ from typing import Any
 
 from v2x.broker import BrokerURLError, parse_broker_url
 from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario
+from v2x.scenario.model import ALL_VARIANTS
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 1, 2, 3
 
@@ -38,6 +39,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=("lockstep", "realtime"),
         default="lockstep",
         help="lockstep: virtual time, deterministic, fast (default); realtime: wall-clock ticks",
+    )
+    run.add_argument(
+        "--run-id",
+        metavar="PREFIX",
+        help="fixed run ids PREFIX-v2x and PREFIX-baseline instead of random ones, so that an outside stack "
+        "(docs/PROTOCOL.md) knows which run to join; 1-55 of A-Z a-z 0-9 _ . -; one scenario only",
+    )
+    run.add_argument(
+        "--variant",
+        choices=ALL_VARIANTS,
+        action="append",
+        metavar="{v2x,baseline}",
+        help="run only this variant (repeatable; default: every variant of the scenario); "
+        "expectations of the other variants are not checked",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log every warning, collision and message problem")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, only the summary")
@@ -102,14 +117,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
 
     from v2x.results import write_result
-    from v2x.runner import RunError, run_scenario
+    from v2x.runner import RUN_ID_RULE, RunError, only_variants, run_scenario, valid_run_id_prefix
+
+    if args.run_id is not None:
+        if not valid_run_id_prefix(args.run_id):
+            print(f"v2x run: --run-id {args.run_id!r}: {RUN_ID_RULE}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if len(scenarios) > 1:
+            print("v2x run: --run-id takes a single scenario (run ids must differ between runs)", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    if args.variant:
+        try:
+            scenarios = [only_variants(sc, args.variant) for sc in scenarios]
+        except ValueError as exc:
+            print(f"v2x run: --variant: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
 
     failed = False
     for scenario in scenarios:
         progress = _Progress(scenario, enabled=not args.quiet)
         try:
             result = asyncio.run(
-                run_scenario(scenario, seed=args.seed, broker=args.broker, mode=args.mode, progress=progress)
+                run_scenario(
+                    scenario,
+                    seed=args.seed,
+                    broker=args.broker,
+                    mode=args.mode,
+                    progress=progress,
+                    run_id=args.run_id,
+                )
             )
         except RunError as exc:
             print(f"v2x run: {scenario.id}: run error: {exc}", file=sys.stderr)
