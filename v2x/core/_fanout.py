@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
-from v2x.core._grid import SpatialGrid
+from v2x.core._grid import SpatialGrid, bucket_points
+from v2x.core._kernels import RX_LIMIT, TX_BITS, broadcast_kernel, canonical_kernel, pairs_delivery_kernel
 from v2x.core._world import WorldState
 
 __all__ = [
+    "ChannelTables",
     "Deliveries",
     "LinkModel",
+    "LinkTables",
+    "TabulatedLink",
     "default_cell_m",
+    "deliver_pairs",
     "fan_out_addressed",
     "fan_out_broadcast",
 ]
@@ -30,9 +35,116 @@ class LinkModel(Protocol):
 
     def delivery_probability(self, distance_m: NDArray[np.float64]) -> NDArray[np.float64]: ...
 
-    def sample_delay_s(
-        self, rng: np.random.Generator, distance_m: NDArray[np.float64]
-    ) -> NDArray[np.float64]: ...
+    def sample_delay_s(self, rng: np.random.Generator, distance_m: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+
+class LinkTables(Protocol):
+    """A link described as data, so the compiled fan-out can draw loss and delay itself.
+
+    - Delivery probability: ``pdr[k]`` at distance ``k * pdr_step_m``, linear in between, ``pdr[-1]``
+      beyond the last knot.
+    - Delay = base * multiplier + extra, three independent parts:
+      base from the inverse CDF ``delay_quantiles_s`` (``delay_stepped`` False: values at
+      q = k / (M - 1), linear in between; True: M equally likely values); multiplier
+      ``delay_multipliers[j]`` with cumulative probabilities ``delay_multiplier_cdf`` (last = 1);
+      extra: with probability ``extra_delay_probability`` a uniform delay in [0, ``extra_delay_max_s``).
+    """
+
+    @property
+    def pdr_step_m(self) -> float: ...
+    @property
+    def pdr(self) -> NDArray[np.float64]: ...
+    @property
+    def delay_quantiles_s(self) -> NDArray[np.float64]: ...
+    @property
+    def delay_stepped(self) -> bool: ...
+    @property
+    def delay_multipliers(self) -> NDArray[np.float64]: ...
+    @property
+    def delay_multiplier_cdf(self) -> NDArray[np.float64]: ...
+    @property
+    def extra_delay_probability(self) -> float: ...
+    @property
+    def extra_delay_max_s(self) -> float: ...
+
+
+@runtime_checkable
+class TabulatedLink(LinkModel, Protocol):
+    """A link that can also describe itself as tables (the fast, compiled fan-out path)."""
+
+    def channel_tables(self) -> LinkTables: ...
+
+
+def _ones() -> NDArray[np.float64]:
+    return np.ones(1, dtype=np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelTables:
+    """A concrete :class:`LinkTables` (any object with these attributes will do)."""
+
+    pdr_step_m: float
+    pdr: NDArray[np.float64]
+    delay_quantiles_s: NDArray[np.float64]
+    delay_stepped: bool = False
+    delay_multipliers: NDArray[np.float64] = field(default_factory=_ones)
+    delay_multiplier_cdf: NDArray[np.float64] = field(default_factory=_ones)
+    extra_delay_probability: float = 0.0
+    extra_delay_max_s: float = 0.0
+
+
+class _Tables(NamedTuple):
+    """Validated, contiguous tables in the form the kernels take."""
+
+    pdr: NDArray[np.float64]
+    pdr_inv_step: float
+    delay_q: NDArray[np.float64]
+    stepped: bool
+    mult: NDArray[np.float64]
+    mult_cdf: NDArray[np.float64]
+    extra_p: float
+    extra_max: float
+
+
+def _f64(a: object, what: str) -> NDArray[np.float64]:
+    arr = np.ascontiguousarray(a, dtype=np.float64)
+    if arr.ndim != 1 or len(arr) == 0 or not bool(np.isfinite(arr).all()):
+        raise ValueError(f"link tables: {what} must be a non-empty 1-D array of finite numbers")
+    return arr
+
+
+def _checked_tables(t: LinkTables, name: str) -> _Tables:
+    step = float(t.pdr_step_m)
+    if not (step > 0 and math.isfinite(step)):
+        raise ValueError(f"{name}: pdr_step_m must be positive and finite, got {step}")
+    pdr = _f64(t.pdr, "pdr")
+    if pdr.min() < 0 or pdr.max() > 1:
+        raise ValueError(f"{name}: pdr outside [0, 1]")
+    dq = _f64(t.delay_quantiles_s, "delay_quantiles_s")
+    if dq.min() < 0 or bool(np.any(np.diff(dq) < 0)):
+        raise ValueError(f"{name}: delay_quantiles_s must be non-negative and non-decreasing")
+    mult = _f64(t.delay_multipliers, "delay_multipliers")
+    cdf = _f64(t.delay_multiplier_cdf, "delay_multiplier_cdf")
+    if mult.shape != cdf.shape or mult.min() < 0 or bool(np.any(np.diff(cdf) < 0)) or abs(cdf[-1] - 1) > 1e-9:
+        raise ValueError(f"{name}: delay multipliers need non-negative values and a CDF ending at 1")
+    extra_p = float(t.extra_delay_probability)
+    extra_max = float(t.extra_delay_max_s)
+    if not (0 <= extra_p <= 1 and 0 <= extra_max < math.inf):
+        raise ValueError(f"{name}: extra delay probability must be in [0, 1] and its maximum finite")
+    stepped = bool(t.delay_stepped)
+    if len(pdr) == 1:
+        pdr = np.repeat(pdr, 2)
+    if len(dq) == 1 and not stepped:
+        dq = np.repeat(dq, 2)
+    cdf = cdf.copy()
+    cdf[-1] = 1.0
+    return _Tables(pdr, 1.0 / step, dq, stepped, mult, cdf, extra_p, extra_max)
+
+
+def _tables_of(link: LinkModel) -> _Tables | None:
+    if isinstance(link, TabulatedLink):
+        return _checked_tables(link.channel_tables(), link.name)
+    return None
 
 
 def _sorted_order(
@@ -90,9 +202,7 @@ class Deliveries:
     ) -> Deliveries:
         if order is None:
             order = _sorted_order(receiver, time_s, tx_index)
-        return Deliveries(
-            tx_index[order], receiver[order], time_s[order], distance_m[order], candidates, dropped
-        )
+        return Deliveries(tx_index[order], receiver[order], time_s[order], distance_m[order], candidates, dropped)
 
     @staticmethod
     def concat(*parts: Deliveries) -> Deliveries:
@@ -124,8 +234,12 @@ class Deliveries:
         due = self.delivery_time_s <= t_end_s
         first = self.take(due)
         first = Deliveries(
-            first.tx_index, first.receiver, first.delivery_time_s, first.distance_m,
-            self.candidates, self.dropped,
+            first.tx_index,
+            first.receiver,
+            first.delivery_time_s,
+            first.distance_m,
+            self.candidates,
+            self.dropped,
         )
         return first, self.take(~due)
 
@@ -172,6 +286,75 @@ def _apply_link(
     return Deliveries._sorted(tx_k, rx_k, t, d_k, candidates, candidates - len(rx_k))
 
 
+# -- compiled fan-out ----------------------------------------------------------------------------------
+
+
+def _link_seed(rng: np.random.Generator) -> np.uint64:
+    """One 64-bit word from the caller's generator keys every draw of one fan-out call."""
+    return np.uint64(rng.integers(0, np.iinfo(np.uint64).max, dtype=np.uint64, endpoint=True))
+
+
+class _OutputSize:
+    """Size hint for the next output allocation: the last result plus 5 % (ticks look alike)."""
+
+    last = 0
+
+    @classmethod
+    def guess(cls, floor: int) -> int:
+        return max(floor, cls.last + cls.last // 20, 1024)
+
+
+def _fan_cell_m(radius: float) -> float:
+    """Cell size of the transmission grid: a third of the range (7 grid rows per receiver)."""
+    return max(radius / 3.0, 10.0)
+
+
+def _compiled_broadcast(
+    world: WorldState,
+    sender_slots: NDArray[np.intp],
+    tx_time_s: NDArray[np.float64],
+    rx_slots: NDArray[np.intp],
+    radius: float,
+    tables: _Tables,
+    seed: np.uint64,
+) -> Deliveries:
+    sx = world.x[sender_slots]
+    sy = world.y[sender_slots]
+    if math.isinf(radius):
+        mtx = np.arange(len(sender_slots), dtype=np.intp)
+        z = np.zeros(2, dtype=np.int64)
+        gargs: tuple[float, int, int, int, int, bool, NDArray[np.int64], NDArray[np.int64]] = (
+            1.0, 0, 0, 1, 1, True, z, z,
+        )  # fmt: skip
+    else:
+        b = bucket_points(sx, sy, _fan_cell_m(radius))
+        mtx = b.order
+        gargs = b.kernel_args(_fan_cell_m(radius))
+    txs = np.ascontiguousarray(sx[mtx])
+    tys = np.ascontiguousarray(sy[mtx])
+    msender = np.ascontiguousarray(sender_slots[mtx])
+    cap = _OutputSize.guess(len(rx_slots))
+    out = (np.empty(cap, np.intp), np.empty(cap, np.intp), np.empty(cap, np.float64), np.empty(cap, np.float64))
+    i = pos = candidates = 0
+    while True:
+        i, pos, added = broadcast_kernel(
+            txs, tys, mtx, msender, *gargs, rx_slots, world.x, world.y, tx_time_s, radius, *tables, seed,
+            *out, i, pos,
+        )  # fmt: skip
+        candidates += added
+        if i == len(rx_slots):
+            break
+        grown = (np.empty(2 * len(out[0]), a.dtype) for a in out)
+        out = tuple(_copy_head(a, o, pos) for a, o in zip(grown, out, strict=True))  # type: ignore[assignment]
+    _OutputSize.last = pos
+    return Deliveries(out[0][:pos], out[1][:pos], out[2][:pos], out[3][:pos], candidates, candidates - pos)
+
+
+def _copy_head(new: NDArray[np.generic], old: NDArray[np.generic], n: int) -> NDArray[np.generic]:
+    new[:n] = old[:n]
+    return new
+
+
 def fan_out_broadcast(
     world: WorldState,
     sender_slots: NDArray[np.intp],
@@ -184,13 +367,19 @@ def fan_out_broadcast(
 ) -> Deliveries:
     """PC5-style broadcast: every active actor within ``link.max_range_m`` of the sender hears it.
 
-    Each (transmission, receiver) candidate is kept with ``link.delivery_probability(d)`` and delayed
-    by ``link.sample_delay_s``. Random draws happen in (tx index, receiver slot) order, so the result
-    depends only on the inputs and the rng state, not on the grid. ``can_receive`` (indexed by slot)
-    excludes receivers such as RSUs on another channel or powered-down units.
+    Each (transmission, receiver) candidate is kept with the link's delivery probability at distance
+    ``d`` and delayed by the link's delay. ``can_receive`` (indexed by slot) excludes receivers such as
+    RSUs on another channel or powered-down units. The result depends only on the inputs and the rng
+    state, never on the grid.
+
+    Links that provide ``channel_tables()`` (:class:`TabulatedLink`) take the compiled path: one 64-bit
+    seed is taken from ``rng`` and every draw is a counter-based function of (seed, tx index, receiver
+    slot); ``grid`` is not needed (the kernel hashes the transmissions itself). Other links are called as
+    before: candidates in (tx index, receiver slot) order, one ``rng`` uniform each for loss, then
+    ``link.sample_delay_s`` on the kept ones in that order.
     """
-    sender_slots = np.asarray(sender_slots, dtype=np.intp)
-    tx_time_s = np.asarray(tx_time_s, dtype=np.float64)
+    sender_slots = np.ascontiguousarray(sender_slots, dtype=np.intp)
+    tx_time_s = np.ascontiguousarray(tx_time_s, dtype=np.float64)
     if sender_slots.shape != tx_time_s.shape:
         raise ValueError("sender_slots and tx_time_s must have the same shape")
     n_tx = len(sender_slots)
@@ -198,32 +387,63 @@ def fan_out_broadcast(
         return Deliveries.empty()
     if not bool(world.active[sender_slots].all()):
         raise ValueError("a sender slot is not active")
+    if can_receive is not None:
+        can_receive = np.ascontiguousarray(can_receive, dtype=np.bool_)
+        if len(can_receive) < world.high_water:
+            raise ValueError("can_receive must cover every slot in use")
+    radius = float(link.max_range_m)
+    tables = _tables_of(link)
+    if tables is not None:
+        if n_tx >= 1 << TX_BITS or world.capacity >= RX_LIMIT:
+            raise ValueError("too many transmissions or slots for the counter-based draws")
+        rx_slots = world.active_slots()
+        if can_receive is not None:
+            rx_slots = rx_slots[can_receive[rx_slots]]
+        return _compiled_broadcast(world, sender_slots, tx_time_s, rx_slots, radius, tables, _link_seed(rng))
     sx = world.x[sender_slots]
     sy = world.y[sender_slots]
-    cap = world.capacity
-    if math.isinf(link.max_range_m):
-        rx_all = world.active_slots()
-        tx = np.repeat(np.arange(n_tx, dtype=np.intp), len(rx_all))
-        rx = np.tile(rx_all, n_tx)
+    if math.isinf(radius):
+        slots = world.active_slots()
+        z = np.zeros(2, dtype=np.int64)
+        xs, ys, mslots = world.x[slots], world.y[slots], slots
+        gargs: tuple[float, int, int, int, int, bool, NDArray[np.int64], NDArray[np.int64]] = (
+            1.0, 0, 0, 1, 1, True, z, z,
+        )  # fmt: skip
     else:
-        radius = float(link.max_range_m)
         if grid is None:
             grid = SpatialGrid.build(world, default_cell_m(radius))
-        tx, member, _ = grid.query_points(sx, sy, radius)
-        rx = grid.slots[member]
-    keep = rx != sender_slots[tx]
-    if can_receive is not None:
-        keep &= can_receive[rx]
-    tx = tx[keep]
-    rx = rx[keep]
-    # Canonical draw order: (tx index, receiver slot). One int64 key sort.
-    key = np.sort(tx.astype(np.int64) * cap + rx)
-    tx = (key // cap).astype(np.intp)
-    rx = (key % cap).astype(np.intp)
+        xs, ys, mslots, gargs = grid.xs, grid.ys, grid.slots, grid.kernel_args()
+    mask = can_receive if can_receive is not None else np.ones(1, dtype=np.bool_)
+    tx, rx = canonical_kernel(xs, ys, mslots, *gargs, sender_slots, sx, sy, radius, mask, can_receive is not None)
     ddx = world.x[rx] - sx[tx]
     ddy = world.y[rx] - sy[tx]
-    dist = np.sqrt(ddx * ddx + ddy * ddy)
-    return _apply_link(tx, rx, dist, tx_time_s, link, rng)
+    return _apply_link(tx, rx, np.sqrt(ddx * ddx + ddy * ddy), tx_time_s, link, rng)
+
+
+def deliver_pairs(
+    world: WorldState,
+    sender_slots: NDArray[np.intp],
+    tx_time_s: NDArray[np.float64],
+    tx_index: NDArray[np.intp],
+    receiver: NDArray[np.intp],
+    link: TabulatedLink,
+    rng: np.random.Generator,
+) -> Deliveries:
+    """Loss, delay and ordering for candidate (tx index, receiver slot) pairs found by another broad
+    phase, with exactly the draws of :func:`fan_out_broadcast` on a tabulated link: the same candidates
+    and rng state give the same deliveries. Pairs must be unique; their order does not matter.
+    """
+    sender_slots = np.ascontiguousarray(sender_slots, dtype=np.intp)
+    tx_time_s = np.ascontiguousarray(tx_time_s, dtype=np.float64)
+    tx = np.ascontiguousarray(tx_index, dtype=np.intp)
+    rx = np.ascontiguousarray(receiver, dtype=np.intp)
+    tables = _checked_tables(link.channel_tables(), link.name)
+    n = len(tx)
+    out = (np.empty(n, np.intp), np.empty(n, np.intp), np.empty(n, np.float64), np.empty(n, np.float64))
+    pos = pairs_delivery_kernel(
+        world.x, world.y, sender_slots, tx_time_s, tx, rx, world.capacity, *tables, _link_seed(rng), *out
+    )
+    return Deliveries(out[0][:pos], out[1][:pos], out[2][:pos], out[3][:pos], n, n - pos)
 
 
 def fan_out_addressed(

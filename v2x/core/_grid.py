@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
+from v2x.core._kernels import counting_order, pairs_kernel, query_kernel, sort_runs
 from v2x.core._world import WorldState
 
 __all__ = ["SpatialGrid"]
@@ -14,28 +16,66 @@ __all__ = ["SpatialGrid"]
 _EMPTY_INTP: NDArray[np.intp] = np.zeros(0, dtype=np.intp)
 _EMPTY_F64: NDArray[np.float64] = np.zeros(0, dtype=np.float64)
 
+# A dense cell -> first-member table is used while it has at most this many cells (or 8 per member);
+# beyond that (actors spread over a huge, mostly empty box) rows are found by binary search.
+_DENSE_MIN_CELLS = 1 << 16
+_DENSE_CELLS_PER_MEMBER = 8
 
-def _expand(
-    a: NDArray[np.intp], b_start: NDArray[np.intp], b_count: NDArray[np.intp]
-) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """For each k, emit (a[k], b_start[k] + m) for m in range(b_count[k]); vectorised."""
-    total = int(b_count.sum())
-    if total == 0:
-        return _EMPTY_INTP, _EMPTY_INTP
-    a_rep = np.repeat(a, b_count)
-    # member index = b_start[k] + (running position - offset of k)
-    shift = b_start - (np.cumsum(b_count) - b_count)
-    member = np.arange(total, dtype=np.intp) + np.repeat(shift, b_count)
-    return a_rep, member
+
+class Buckets(NamedTuple):
+    """Points bucketed into cells, row-major (key ``row * nx + column``), stable within a cell."""
+
+    order: NDArray[np.intp]  # point indices sorted by cell
+    cx0: int  # cell coordinates of the box corner
+    cy0: int
+    nx: int
+    ny: int
+    skey: NDArray[np.int64]  # sorted cell keys
+    dense_begin: NDArray[np.int64] | None  # first position of every cell (+1), if dense
+
+    def kernel_args(
+        self, cell_m: float
+    ) -> tuple[float, int, int, int, int, bool, NDArray[np.int64], NDArray[np.int64]]:
+        """(cell_m, cx0, cy0, nx, ny, dense, begin, ukeys) as the compiled scans take them."""
+        if self.dense_begin is not None:
+            return cell_m, self.cx0, self.cy0, self.nx, self.ny, True, self.dense_begin, self.dense_begin
+        n = len(self.skey)
+        first = np.empty(n, dtype=np.bool_)
+        first[:1] = True
+        np.not_equal(self.skey[1:], self.skey[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        begin = np.append(starts, n).astype(np.int64)
+        return cell_m, self.cx0, self.cy0, self.nx, self.ny, False, begin, self.skey[starts]
+
+
+def bucket_points(x: NDArray[np.float64], y: NDArray[np.float64], cell_m: float) -> Buckets:
+    """Bucket finite points (at least one) into square cells of ``cell_m``."""
+    cx = np.floor(x / cell_m).astype(np.int64)
+    cy = np.floor(y / cell_m).astype(np.int64)
+    cx0 = int(cx.min())
+    cy0 = int(cy.min())
+    cx -= cx0
+    cy -= cy0
+    nx = int(cx.max()) + 1
+    ny = int(cy.max()) + 1
+    key = cy * nx + cx
+    n_cells = nx * ny
+    dense_begin: NDArray[np.int64] | None = None
+    if n_cells <= max(_DENSE_MIN_CELLS, _DENSE_CELLS_PER_MEMBER * len(x)):
+        order, dense_begin = counting_order(key, n_cells)
+    else:
+        order = np.argsort(key, kind="stable").astype(np.intp)
+    return Buckets(order, cx0, cy0, nx, ny, key[order], dense_begin)
 
 
 class SpatialGrid:
     """Actors hashed into square cells of ``cell_m``; a snapshot of the world when built.
 
-    Build it after the tick's ``set_state`` calls. Members are kept sorted by cell (and by slot within
-    a cell), so every query is a handful of vectorised gathers with deterministic output order.
-    Queries with radius ``r`` visit ``ceil(r / cell_m)`` rings of cells, skipping cells that cannot
-    hold a point within ``r``.
+    Build it after the tick's ``set_state`` calls. Members are kept sorted by cell in row-major order
+    (key ``row * nx + column``; by slot within a cell), so the cells of one grid row that a circle
+    touches hold one contiguous run of members: a query with radius ``r`` scans ``~2r / cell_m + 1``
+    runs, each bounded by the circle's chord in that row, then tests the exact distance. The scans are
+    compiled kernels (numba); there is no Python loop over actors.
     """
 
     def __init__(
@@ -51,27 +91,28 @@ class SpatialGrid:
         origin: tuple[int, int],
         shape: tuple[int, int],
         capacity: int,
+        dense_begin: NDArray[np.int64] | None = None,
     ) -> None:
         self.cell_m = cell_m
-        self.slots = slots  # active slots sorted by cell, then slot
+        self.slots = slots  # active slots sorted by cell (row-major), then slot
         self.xs = xs
         self.ys = ys
-        self.cell_start = cell_start
+        self.cell_start = cell_start  # per occupied cell, in member order
         self.cell_count = cell_count
         self.cell_cx = cell_cx  # relative cell column of each occupied cell
-        self.cell_cy = cell_cy
+        self.cell_cy = cell_cy  # relative cell row
         self._origin = origin
         self._shape = shape
         self._capacity = capacity
-        nx, ny = shape
-        n_cells = nx * ny
-        # Dense cell -> occupied-cell lookup when it is small, otherwise binary search.
-        self._keys = cell_cx * ny + cell_cy
-        self._dense: NDArray[np.intp] | None = None
-        if n_cells <= max(1 << 16, 8 * max(len(slots), 1)):
-            dense = np.full(n_cells, -1, dtype=np.intp)
-            dense[self._keys] = np.arange(len(cell_start), dtype=np.intp)
-            self._dense = dense
+        nx, _ = shape
+        self._ukeys = (cell_cy * nx + cell_cx).astype(np.int64)
+        self._dense = dense_begin is not None
+        if dense_begin is not None:
+            self._begin = dense_begin
+        else:
+            self._begin = np.append(cell_start, len(slots)).astype(np.int64)
+        # Row of every member (the pair scan starts there).
+        self._row_of = np.repeat(cell_cy.astype(np.int64), cell_count)
 
     @classmethod
     def build(cls, world: WorldState, cell_m: float) -> SpatialGrid:
@@ -81,23 +122,25 @@ class SpatialGrid:
         n = len(slots)
         if n == 0:
             empty_i64 = np.zeros(0, dtype=np.int64)
-            return cls(cell_m, _EMPTY_INTP, _EMPTY_F64, _EMPTY_F64, _EMPTY_INTP, _EMPTY_INTP,
-                       empty_i64, empty_i64, (0, 0), (0, 0), world.capacity)
+            return cls(
+                cell_m,
+                _EMPTY_INTP,
+                _EMPTY_F64,
+                _EMPTY_F64,
+                _EMPTY_INTP,
+                _EMPTY_INTP,
+                empty_i64,
+                empty_i64,
+                (0, 0),
+                (0, 0),
+                world.capacity,
+            )
         x = world.x[slots]
         y = world.y[slots]
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             raise ValueError("non-finite position in an active slot")
-        cx = np.floor(x / cell_m).astype(np.int64)
-        cy = np.floor(y / cell_m).astype(np.int64)
-        cx0 = int(cx.min())
-        cy0 = int(cy.min())
-        cx -= cx0
-        cy -= cy0
-        nx = int(cx.max()) + 1
-        ny = int(cy.max()) + 1
-        key = cx * ny + cy
-        order = np.argsort(key, kind="stable")
-        skey = key[order]
+        b = bucket_points(x, y, cell_m)
+        order, skey, nx = b.order, b.skey, b.nx
         first = np.empty(n, dtype=np.bool_)
         first[0] = True
         np.not_equal(skey[1:], skey[:-1], out=first[1:])
@@ -111,116 +154,62 @@ class SpatialGrid:
             y[order],
             starts.astype(np.intp),
             counts.astype(np.intp),
-            ukeys // ny,
-            ukeys % ny,
-            (cx0, cy0),
-            (nx, ny),
+            ukeys % nx,
+            ukeys // nx,
+            (b.cx0, b.cy0),
+            (nx, b.ny),
             world.capacity,
+            b.dense_begin,
         )
 
     @property
     def n(self) -> int:
         return len(self.slots)
 
-    # -- internals -------------------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        """Capacity of the world the grid was built from (slot space)."""
+        return self._capacity
 
-    def _offsets(self, radius_m: float, half: bool) -> list[tuple[int, int]]:
-        reach = math.ceil(radius_m / self.cell_m)
-        out: list[tuple[int, int]] = []
-        for dx in range(-reach, reach + 1):
-            for dy in range(-reach, reach + 1):
-                if half and (dx < 0 or (dx == 0 and dy < 0)):
-                    continue
-                gx = max(abs(dx) - 1, 0) * self.cell_m
-                gy = max(abs(dy) - 1, 0) * self.cell_m
-                if gx * gx + gy * gy <= radius_m * radius_m:
-                    out.append((dx, dy))
-        return out
-
-    def _lookup(self, cx: NDArray[np.int64], cy: NDArray[np.int64]) -> NDArray[np.intp]:
-        """Occupied-cell index for relative cell coordinates, -1 where empty or outside."""
+    def kernel_args(self) -> tuple[float, int, int, int, int, bool, NDArray[np.int64], NDArray[np.int64]]:
+        """(cell_m, cx0, cy0, nx, ny, dense, begin, ukeys): what the compiled scans need."""
+        cx0, cy0 = self._origin
         nx, ny = self._shape
-        inside = (cx >= 0) & (cx < nx) & (cy >= 0) & (cy < ny)
-        key = np.where(inside, cx * ny + cy, 0)
-        if self._dense is not None:
-            idx = self._dense[key]
-        else:
-            pos = np.searchsorted(self._keys, key)
-            pos = np.minimum(pos, len(self._keys) - 1)
-            idx = np.where(self._keys[pos] == key, pos, -1)
-        return np.where(inside, idx, -1).astype(np.intp, copy=False)
+        return self.cell_m, cx0, cy0, nx, ny, self._dense, self._begin, self._ukeys
+
+    # -- public queries --------------------------------------------------------------------------
 
     def query_points(
         self, qx: NDArray[np.float64], qy: NDArray[np.float64], radius_m: float
     ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """All (query index, member position, distance) with distance <= radius_m.
 
-        Member positions index ``self.slots``. Order: by neighbour offset, then query, then member
-        (deterministic for a given grid, but callers that need a canonical order sort).
+        Member positions index ``self.slots``. Order: by query, then member position (deterministic
+        for a given grid; callers that need a canonical order sort).
         """
+        qx = np.ascontiguousarray(qx, dtype=np.float64)
+        qy = np.ascontiguousarray(qy, dtype=np.float64)
         if self.n == 0 or len(qx) == 0:
             return _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64
-        cx0, cy0 = self._origin
-        qcx = np.floor(qx / self.cell_m).astype(np.int64) - cx0
-        qcy = np.floor(qy / self.cell_m).astype(np.int64) - cy0
-        q_parts: list[NDArray[np.intp]] = []
-        c_parts: list[NDArray[np.intp]] = []
-        q_all = np.arange(len(qx), dtype=np.intp)
-        for dx, dy in self._offsets(radius_m, half=False):
-            cell = self._lookup(qcx + dx, qcy + dy)
-            hit = cell >= 0
-            q_parts.append(q_all[hit])
-            c_parts.append(cell[hit])
-        q_cell = np.concatenate(q_parts)
-        cells = np.concatenate(c_parts)
-        q, member = _expand(q_cell, self.cell_start[cells], self.cell_count[cells])
-        ddx = self.xs[member] - qx[q]
-        ddy = self.ys[member] - qy[q]
-        d2 = ddx * ddx + ddy * ddy
-        keep = d2 <= radius_m * radius_m
-        return q[keep], member[keep], np.sqrt(d2[keep])
+        args = (self.xs, self.ys, qx, qy, float(radius_m), *self.kernel_args())
+        total = query_kernel(*args, _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64, False)
+        q = np.empty(total, dtype=np.intp)
+        m = np.empty(total, dtype=np.intp)
+        d = np.empty(total, dtype=np.float64)
+        query_kernel(*args, q, m, d, True)
+        return q, m, d
 
-    def member_pairs(
-        self, radius_m: float
-    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
-        """Unordered member-position pairs (a, b), a != b, within radius_m, each pair once.
-
-        Every member queries the half neighbourhood of its cell (cells at a lexicographically larger
-        offset, plus the members after it in its own cell), so no pair is produced twice and no
-        integer division is needed in the expansion.
-        """
-        n = self.n
-        if n < 2:
+    def member_pairs(self, radius_m: float) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+        """Unordered member-position pairs (a, b), a < b, within radius_m, each pair once."""
+        if self.n < 2:
             return _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64
-        n_cells = len(self.cell_start)
-        cell_of_member = np.repeat(np.arange(n_cells, dtype=np.intp), self.cell_count)
-        members = np.arange(n, dtype=np.intp)
-        cell_end = (self.cell_start + self.cell_count)[cell_of_member]
-        a_parts: list[NDArray[np.intp]] = [members]
-        start_parts: list[NDArray[np.intp]] = [members + 1]
-        count_parts: list[NDArray[np.intp]] = [cell_end - members - 1]
-        for dx, dy in self._offsets(radius_m, half=True):
-            if dx == 0 and dy == 0:
-                continue
-            nb = self._lookup(self.cell_cx + dx, self.cell_cy + dy)
-            hit = nb >= 0
-            if not bool(hit.any()):
-                continue
-            nb_m = nb[cell_of_member]
-            sel = nb_m >= 0
-            a_parts.append(members[sel])
-            start_parts.append(self.cell_start[nb_m[sel]])
-            count_parts.append(self.cell_count[nb_m[sel]])
-        ma, mb = _expand(np.concatenate(a_parts), np.concatenate(start_parts), np.concatenate(count_parts))
-        if len(ma) == 0:
-            return _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64
-        ddx = self.xs[mb] - self.xs[ma]
-        ddy = self.ys[mb] - self.ys[ma]
-        d2 = ddx * ddx + ddy * ddy
-        keep = d2 <= radius_m * radius_m
-        return ma[keep], mb[keep], np.sqrt(d2[keep])
-
-    # -- public queries --------------------------------------------------------------------------
+        args = (self.xs, self.ys, self._row_of, float(radius_m), *self.kernel_args())
+        total = pairs_kernel(*args, _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64, False)
+        a = np.empty(total, dtype=np.intp)
+        b = np.empty(total, dtype=np.intp)
+        d = np.empty(total, dtype=np.float64)
+        pairs_kernel(*args, a, b, d, True)
+        return a, b, d
 
     def pairs_within(self, radius_m: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
         """Unordered slot pairs (i < j) of active actors at distance <= radius_m.
@@ -232,9 +221,7 @@ class SpatialGrid:
         sb = self.slots[mb]
         return np.minimum(sa, sb), np.maximum(sa, sb)
 
-    def neighbours_of(
-        self, slots: NDArray[np.intp], radius_m: float
-    ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    def neighbours_of(self, slots: NDArray[np.intp], radius_m: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
         """Directed (src, dst) slot pairs with dst != src within radius_m of src.
 
         ``slots`` must be active in the world the grid was built from. Sorted by (position of src in
@@ -244,11 +231,10 @@ class SpatialGrid:
         pos = self.position_of(slots)
         q, member, _ = self.query_points(self.xs[pos], self.ys[pos], radius_m)
         dst = self.slots[member]
-        src = slots[q]
-        keep = dst != src
-        q, dst, src = q[keep], dst[keep], src[keep]
-        order = np.argsort(q.astype(np.int64) * self._capacity + dst, kind="stable")
-        return src[order], dst[order]
+        keep = dst != slots[q]
+        q, dst = q[keep], dst[keep]
+        sort_runs(q, dst)  # q is sorted already; sort dst within each query
+        return slots[q], dst
 
     def position_of(self, slots: NDArray[np.intp]) -> NDArray[np.intp]:
         """Member position (index into ``self.slots``) of each slot; ValueError if not in the grid."""
