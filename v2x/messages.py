@@ -25,7 +25,12 @@ VEHICLE_CLASS = {
     "pedestrian": 82,
     "cyclist": 85,
 }
-APP_BY_NAME = {"fcw": testbed_pb2.APP_FCW, "icw": testbed_pb2.APP_ICW, "rlvw": testbed_pb2.APP_RLVW}
+APP_BY_NAME = {
+    "fcw": testbed_pb2.APP_FCW,
+    "icw": testbed_pb2.APP_ICW,
+    "rlvw": testbed_pb2.APP_RLVW,
+    "glosa": testbed_pb2.APP_GLOSA,
+}
 APP_NAME = {v: k for k, v in APP_BY_NAME.items()}
 HARD_BRAKING_MPS2 = 4.0  # deceleration above which the BSM event flag hardBraking is set (assumption)
 

@@ -20,10 +20,12 @@ from v2x.scenario.model import (
     NoWarningExpectation,
     PositioningExpectation,
     Scenario,
+    StopsExpectation,
     ViolationExpectation,
     WarningExpectation,
 )
 
+FIGURE_KEYS = ("pet_s", "stop_line_m", "advised_speed_mps")  # Advisory.figure_name values apps use
 OUTCOME_KEYS = ("scenario", "seed", "passed", "expectations", "events")
 
 
@@ -83,6 +85,9 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         first = found[0]
         t, ttc = first["t_s"], first["ttc_s"]
         detail = f"first {exp.app.upper()} to {exp.target} at t={t:.2f} s about {first['other']}, TTC {ttc:.2f} s"
+        figures = [f"{k} {first[k]}" for k in FIGURE_KEYS if k in first]
+        if figures:
+            detail += " (" + ", ".join(figures) + ")"
         if exp.window_s is not None and not exp.window_s[0] <= t <= exp.window_s[1]:
             return False, detail + f"; expected within {exp.window_s[0]:.2f}-{exp.window_s[1]:.2f} s"
         if exp.min_ttc_s is not None and ttc < exp.min_ttc_s:
@@ -114,6 +119,17 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
             what = f"{e['actor']} crossed the {e['lane']} stop line of {e['intersection']} on red at t={e['t_s']:.2f} s"
             return isinstance(exp, ViolationExpectation), what + f", {e['speed_mps']} m/s"
         return isinstance(exp, NoViolationExpectation), f"{who}: no {exp.kind.replace('_', ' ')} violation"
+    if isinstance(exp, StopsExpectation):
+        stops = [e for e in events if e["type"] == "stop" and e["variant"] == v and e["actor"] == exp.actor]
+        n = len(stops)
+        ok = (exp.min is None or n >= exp.min) and (exp.max is None or n <= exp.max)
+        where = ", ".join(f"t={e['t_s']:.1f} s" for e in stops)
+        bounds = " and ".join(
+            b
+            for b in (f">= {exp.min}" if exp.min is not None else "", f"<= {exp.max}" if exp.max is not None else "")
+            if b
+        )
+        return ok, f"{exp.actor} stopped {n} time(s)" + (f" ({where})" if where else "") + f"; expected {bounds}"
     if isinstance(exp, PositioningExpectation):
         changes = [e for e in events if e["type"] == "positioning" and e["variant"] == v and e["actor"] == exp.actor]
         lo, hi = exp.window_s

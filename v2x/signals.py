@@ -35,6 +35,7 @@ LIGHT_NAME: dict[int, str] = {
     day1_pb2.LIGHT_FLASHING_YELLOW: "flashing-yellow",
 }
 STOPPING_LIGHTS = frozenset({RED, day1_pb2.LIGHT_FLASHING_RED})
+GREEN_LIGHTS = frozenset({GREEN, day1_pb2.LIGHT_PERMISSIVE_GREEN})
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,17 @@ def approaches(scenario: Scenario, intersection_ids: list[str] | None = None) ->
     return out
 
 
+def signal_heads(scenario: Scenario) -> list[tuple[Approach, FixedTimeController]]:
+    """Every signalised approach with the controller of its intersection: the physical signal heads, which
+    drivers see and the referee checks (one controller per intersection, shared by its approaches)."""
+    controllers = {ix.id: FixedTimeController(ix.signal) for ix in scenario.road.intersections if ix.signal}
+    return [
+        (ap, controllers[ap.intersection])
+        for ap in approaches(scenario)
+        if ap.phase_id and ap.intersection in controllers
+    ]
+
+
 def crossed(approach: Approach, before: tuple[float, float], after: tuple[float, float]) -> bool:
     """Did a point moving from ``before`` to ``after`` cross the approach's stop line (the segment across
     the lane at the stop point) in the direction of travel?"""
@@ -205,6 +217,7 @@ def crossed(approach: Approach, before: tuple[float, float], after: tuple[float,
 
 __all__ = [
     "GREEN",
+    "GREEN_LIGHTS",
     "LIGHT_NAME",
     "RED",
     "STOPPING_LIGHTS",
@@ -217,4 +230,5 @@ __all__ = [
     "ingress",
     "light_at",
     "node_id_of",
+    "signal_heads",
 ]

@@ -42,13 +42,15 @@ from v2x.messages import APP_NAME, temporary_id
 from v2x.results import event_order
 from v2x.scenario.geometry import polygon
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, VEHICLE_KINDS, Scenario
-from v2x.signals import LIGHT_NAME, STOPPING_LIGHTS, FixedTimeController, approaches, crossed
+from v2x.signals import LIGHT_NAME, STOPPING_LIGHTS, crossed, signal_heads
 from v2x.transport import Transport
 from v2x.units import compass_deg_to_enu_yaw_rad
 from v2x.wire import frame_pb2, testbed_pb2
 
 log = logging.getLogger("v2x.world")
 
+STOP_SPEED_MPS = 0.1  # a vehicle slower than this has stopped ...
+STOP_RESUME_MPS = 1.0  # ... and is moving again once faster than this
 MAX_TX_BYTES = 16 * 1024  # TS 22.185: event messages up to 1200 B; MAP and envelopes need more headroom
 KIND = {
     "car": ActorKind.CAR,
@@ -159,15 +161,11 @@ class World:
         self._collided: set[tuple[str, str]] = set()
         # Signalised stop lines for the referee; the controllers run the same plans as the RSUs' (the
         # signal heads are physical: they run in the baseline too).
-        controllers = {ix.id: FixedTimeController(ix.signal) for ix in scenario.road.intersections if ix.signal}
-        self.stop_lines = [
-            (ap, controllers[ap.intersection])
-            for ap in approaches(scenario)
-            if ap.phase_id and ap.intersection in controllers
-        ]
+        self.stop_lines = signal_heads(scenario)
         self.vehicles = [self.world.slot_of(a.id) for a in scenario.actors if a.kind in VEHICLE_KINDS]
         self.vehicles.sort()
         self._front: dict[int, tuple[float, float]] = {}
+        self._moving: set[int] = set()
 
         self.rejected: Counter[str] = Counter()
         self.rejected_by_agents: dict[str, dict[str, int]] = {}
@@ -408,6 +406,7 @@ class World:
         grid = SpatialGrid.build(w, self.cell_m)
         self._referee(t, grid)
         self._stop_lines(t)
+        self._stops(t)
         self._channel(tick, grid)
         self._sense(t)
 
@@ -427,13 +426,15 @@ class World:
         if adv.figure_name:
             event[adv.figure_name] = round(adv.figure, 3)
         self.report.events.append(event)
+        figure = f"{adv.figure_name} {adv.figure:.2f}" if adv.figure_name else f"ttc {adv.ttc_s:.2f} s"
         log.info(
-            "%s t=%.2f s: %s warning about %s (ttc %.2f s, from %s)",
+            "%s t=%.2f s: %s %s about %s (%s, from %s)",
             actor_id,
             adv.raised_at_s,
             event["app"].upper(),
+            "warning" if adv.severity >= testbed_pb2.SEVERITY_WARNING else "advisory",
             other,
-            adv.ttc_s,
+            figure,
             adv.source_id,
         )
 
@@ -459,6 +460,27 @@ class World:
                 }
             )
             log.warning("world t=%.2f s: COLLISION %s - %s at %.1f m/s", t, pair[0], pair[1], rel)
+
+    def _stops(self, t: float) -> None:
+        """Record every vehicle that comes to a standstill (below 0.1 m/s after moving at 1 m/s or more)."""
+        w = self.world
+        for s in self.vehicles:
+            speed = float(np.hypot(w.vx[s], w.vy[s]))
+            if speed >= STOP_RESUME_MPS:
+                self._moving.add(s)
+            elif speed < STOP_SPEED_MPS and s in self._moving:
+                self._moving.discard(s)
+                self.report.events.append(
+                    {
+                        "t_s": round(t, 3),
+                        "type": "stop",
+                        "variant": self.variant,
+                        "actor": w.id_of(s),
+                        "x_m": round(float(w.x[s]), 2),
+                        "y_m": round(float(w.y[s]), 2),
+                    }
+                )
+                log.info("%s t=%.2f s: stopped at (%.1f, %.1f)", w.id_of(s), t, w.x[s], w.y[s])
 
     def _stop_lines(self, t: float) -> None:
         """Record every vehicle whose front bumper crosses a signalised stop line while its phase is red."""

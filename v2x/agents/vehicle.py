@@ -5,11 +5,13 @@ driver model."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from v2x.agents.base import Agent, Environment, TickContext, TickResult, Transmission
 from v2x.apps.collision import Participant, forward_collision
-from v2x.apps.driver import Driver
-from v2x.apps.rlvw import Host, red_light_warning
+from v2x.apps.driver import Driver, SignalView
+from v2x.apps.glosa import speed_advice
+from v2x.apps.rlvw import Host, match, red_light_warning
 from v2x.messages import (
     APP_BY_NAME,
     APP_NAME,
@@ -21,17 +23,24 @@ from v2x.messages import (
     encode_bsm,
     temporary_id,
 )
-from v2x.scenario.geometry import Route
+from v2x.scenario.geometry import Pose, Route
 from v2x.scenario.model import DEFAULT_SIZE, ActorSpec, ScriptedEvent
-from v2x.signals import Approach, Interval
+from v2x.signals import Approach, FixedTimeController, Interval
 from v2x.units import enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
 
 BSM_PERIOD_S = 0.1  # 10 Hz (T/CSAE 53 Day-1 table)
+SIGNAL_VISIBLE_M = 150.0  # how far ahead a driver reads a signal head and its countdown (assumption)
 
 
 class VehicleAgent(Agent):
-    def __init__(self, spec: ActorSpec, route: Route, env: Environment) -> None:
+    def __init__(
+        self,
+        spec: ActorSpec,
+        route: Route,
+        env: Environment,
+        signal_heads: Sequence[tuple[Approach, FixedTimeController]] = (),
+    ) -> None:
         super().__init__(spec.id, spec.kind, env)
         self.spec = spec
         self.route = route
@@ -44,7 +53,10 @@ class VehicleAgent(Agent):
         self.a = 0.0
         self._command: tuple[float, float | None] | None = None  # (accel, stop at this speed)
         self._events: list[ScriptedEvent] = sorted(spec.events, key=lambda e: e.at_s)
-        self.driver = Driver(spec.driver.reaction_s, spec.driver.brake_mps2) if spec.driver else None
+        self.driver = Driver.from_spec(spec.driver) if spec.driver else None
+        self.cruise_mps = spec.speed_mps  # what the driver goes back to; scripted events change it
+        # The signal heads the driver can see (physical lights, not V2X): what `sees_signals` looks at.
+        self.signal_heads = list(signal_heads)
         self.remotes: dict[bytes, RemoteState] = {}
         self.own_id = temporary_id(spec.id)
         self.msg_count = 0
@@ -71,11 +83,12 @@ class VehicleAgent(Agent):
         self.s += v * dt + 0.5 * a * dt * dt
         self.v = max(0.0, v + a * dt)
 
-    def _choose_accel(self, t: float) -> float:
+    def _choose_accel(self, t: float, view: SignalView | None) -> float:
         while self._events and self._events[0].at_s <= t + 1e-9:
             ev = self._events.pop(0)
             if ev.action == "hold":
                 self._command = (0.0, None)
+                self.cruise_mps = self.v
             elif ev.action == "brake":
                 self._command = (-ev.rate_mps2, ev.until_speed_mps if ev.until_speed_mps is not None else 0.0)
             else:
@@ -85,14 +98,34 @@ class VehicleAgent(Agent):
             accel, target = self._command
             if target is not None and ((accel < 0 and self.v <= target) or (accel > 0 and self.v >= target)):
                 self._command = None
+                self.cruise_mps = target
                 accel = 0.0
         if self.driver is not None:
             brake = self.driver.command(t)
             if brake is not None:
                 accel = min(accel, brake)
+            else:
+                if self._command is None:
+                    accel = self.driver.track(self.v, self.driver.target_speed(t, self.cruise_mps))
+                stop = self.driver.signal_accel(self.v, view)
+                if stop is not None:
+                    accel = min(accel, stop)
         if accel < 0 and self.v <= 0:
             accel = 0.0
         return accel
+
+    def _signal_view(self, t: float, pose: Pose) -> SignalView | None:
+        """The signal head of the approach the vehicle is truly on (the driver's eyes, not V2X)."""
+        if not self.signal_heads or self.driver is None or not self.driver.sees_signals:
+            return None
+        host = Host(pose.x, pose.y, pose.heading_rad, self.v, self.a, self.length_m, 0.0)
+        m = match(host, [ap for ap, _ in self.signal_heads], 0.5)
+        if m is None or m.distance_m > SIGNAL_VISIBLE_M:
+            return None
+        ctl = next(c for ap, c in self.signal_heads if ap is m.approach)
+        now = ctl.light(m.approach.phase_id, t)
+        later = ctl.light(m.approach.phase_id, t + m.distance_m / self.v) if self.v > 0.5 else now
+        return SignalView(m.distance_m, now, later)
 
     # -- the tick -----------------------------------------------------------------------------------
     def step(self, ctx: TickContext) -> TickResult:
@@ -181,7 +214,36 @@ class VehicleAgent(Agent):
                 )
                 self._warn(result, adv, t)
 
-        self.a = self._choose_accel(t)
+        if "glosa" in self.spec.apps and self.approaches and self.signals:
+            host_state = Host(
+                pose.x + ex,
+                pose.y + ny,
+                pose.heading_rad,
+                self.v,
+                self.a,
+                self.length_m,
+                gnss.sigma_major_m if gnss.available else math.inf,
+            )
+            aps = [ap for node in self.approaches.values() for ap in node]
+            advice = speed_advice(host_state, aps, self.signals, t, self.env.thresholds)
+            if advice is not None:
+                if self.driver is not None:
+                    self.driver.on_advice(t, advice.speed_mps)
+                adv = testbed_pb2.Advisory(
+                    app=testbed_pb2.APP_GLOSA,
+                    severity=testbed_pb2.SEVERITY_ADVISORY,
+                    target_id=self.actor_id,
+                    other_id=advice.approach.intersection,
+                    source_id=self.actor_id,
+                    figure=advice.speed_mps,
+                    figure_name="advised_speed_mps",
+                    raised_at_s=t,
+                    valid_until_s=t + self.env.thresholds["warning_validity_s"],
+                    conflict_type=advice.reason,
+                )
+                self._warn(result, adv, t)
+
+        self.a = self._choose_accel(t, self._signal_view(t, pose))
         if t + 1e-9 >= self._next_bsm_s:
             self._next_bsm_s += BSM_PERIOD_S
             result.transmissions.extend(self._bsm(t, pose.x + ex, pose.y + ny, pose.heading_rad, gnss))
@@ -214,7 +276,7 @@ class VehicleAgent(Agent):
             return
         self._warned_until[key] = adv.valid_until_s if adv.valid_until_s > t else t + 3.0
         result.events.append(adv)
-        if self.driver is not None:
+        if self.driver is not None and adv.severity >= testbed_pb2.SEVERITY_WARNING:
             self.driver.on_warning(t, APP_NAME.get(adv.app, "warning"))
 
     def _bsm(self, t: float, x: float, y: float, yaw: float, gnss: testbed_pb2.GnssReading) -> list[Transmission]:

@@ -1,17 +1,67 @@
-"""Driver model: a warning is noticed after a reaction time, then the driver brakes to a stop."""
+"""Driver model, sans-I/O. The rules, in order of precedence:
+
+1. **Warnings** (FCW, ICW, RLVW): the first one is noticed after ``reaction_s``; from then on the driver
+   brakes at ``brake_mps2`` to a stop.
+2. **Signals** (``sees_signals``): the driver sees the signal head of the approach he is on, with its
+   countdown (common on Chinese signals). A stop is called for when, by the countdown, the light will be
+   red when he reaches the stop line at his current speed (standing: when it is red now). He then brakes
+   at the rate that stops him ``STOP_GAP_M`` before the line, ``v^2 / 2(d - gap)``, once that rate
+   reaches ``comfort_decel_mps2`` (at most ``brake_mps2``); on yellow he goes on if stopping would need
+   more than ``YELLOW_MAX_STOP_MPS2`` (the dilemma zone). Stopped at red, he waits; on green he drives off.
+3. **Speed**: otherwise he tracks a target speed, the advised speed while a speed advisory (GLOSA) is
+   fresh and ``follows_advice``, else his cruise speed, with a 2 s time constant, limited to
+   ``comfort_accel_mps2`` / ``comfort_decel_mps2``.
+
+A driver without warnings, red lights or advice therefore keeps his speed, as the scripted profile says.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from v2x.scenario.model import DriverSpec
+from v2x.signals import STOPPING_LIGHTS, YELLOW
+
+STOP_GAP_M = 1.0  # where a driver aims to stop, before the stop line
+YELLOW_MAX_STOP_MPS2 = 3.0  # on yellow, stop only if it needs no more than this (else go through)
+ADVICE_FRESH_S = 0.5  # a speed advisory is followed for this long after it was last given
+TRACK_TIME_CONSTANT_S = 2.0
+
+
+@dataclass(frozen=True)
+class SignalView:
+    """What the driver sees of the signal ahead: distance from the front bumper to the stop line, the light
+    now and the light (by the countdown) when he would reach the line at his current speed."""
+
+    distance_m: float
+    light_now: int
+    light_at_arrival: int
 
 
 @dataclass
 class Driver:
     reaction_s: float
     brake_mps2: float
+    sees_signals: bool = True
+    follows_advice: bool = True
+    comfort_decel_mps2: float = 2.0
+    comfort_accel_mps2: float = 1.5
     brake_at_s: float | None = None
     cause: str = ""
+    _advice: tuple[float, float] | None = field(default=None, repr=False)  # (speed, last given at)
 
+    @staticmethod
+    def from_spec(spec: DriverSpec) -> Driver:
+        return Driver(
+            spec.reaction_s,
+            spec.brake_mps2,
+            spec.sees_signals,
+            spec.follows_advice,
+            spec.comfort_decel_mps2,
+            spec.comfort_accel_mps2,
+        )
+
+    # -- rule 1 -----------------------------------------------------------------------------------------
     def on_warning(self, t_s: float, cause: str) -> None:
         """Take note of a warning raised at ``t_s``; the first one decides when braking starts."""
         if self.brake_at_s is None:
@@ -19,7 +69,40 @@ class Driver:
             self.cause = cause
 
     def command(self, t_s: float) -> float | None:
-        """The driver's deceleration command (negative m/s^2) once braking has started, else None."""
+        """The driver's emergency deceleration (negative m/s^2) once braking has started, else None."""
         if self.brake_at_s is not None and t_s >= self.brake_at_s - 1e-9:
             return -self.brake_mps2
         return None
+
+    # -- rule 2 -----------------------------------------------------------------------------------------
+    def signal_accel(self, speed_mps: float, view: SignalView | None) -> float | None:
+        """The deceleration the signal ahead calls for, or None if it calls for nothing."""
+        if not self.sees_signals or view is None:
+            return None
+        if view.light_at_arrival not in STOPPING_LIGHTS:
+            return None  # green or yellow when he gets there (by the countdown): go
+        if speed_mps < 0.5:
+            return -self.brake_mps2  # waiting at the line
+        a_req = speed_mps * speed_mps / (2 * max(view.distance_m - STOP_GAP_M, 0.05))
+        if view.light_now == YELLOW and a_req > YELLOW_MAX_STOP_MPS2:
+            return None
+        if a_req >= self.comfort_decel_mps2:
+            return -min(a_req, self.brake_mps2)
+        return None
+
+    # -- rule 3 -----------------------------------------------------------------------------------------
+    def on_advice(self, t_s: float, speed_mps: float) -> None:
+        if self.follows_advice:
+            self._advice = (speed_mps, t_s)
+
+    def target_speed(self, t_s: float, cruise_mps: float) -> float:
+        if self._advice is not None and t_s - self._advice[1] <= ADVICE_FRESH_S + 1e-9:
+            return self._advice[0]
+        return cruise_mps
+
+    def track(self, speed_mps: float, target_mps: float) -> float:
+        a = (target_mps - speed_mps) / TRACK_TIME_CONSTANT_S
+        return max(-self.comfort_decel_mps2, min(self.comfort_accel_mps2, a))
+
+
+__all__ = ["Driver", "SignalView"]

@@ -32,6 +32,14 @@ DEFAULTS: Mapping[str, float] = MappingProxyType(
         "rlvw_required_accuracy_m": 1.5,
         # Map matching: how far outside the lane strip the host's position may be, m.
         "rlvw_match_margin_m": 0.5,
+        # GLOSA (v2x/apps/glosa.py). Range: T/CSAE 53 Day-1 table (150 m); minimum advised speed and speed-up
+        # factor: SUMO's glosa device defaults (device.glosa.min-speed 5 m/s, max-speedfactor 1.1); margin:
+        # ours, aim to reach the line this long after the switch to green; accuracy: T/CSAE 53 (1.5 m).
+        "glosa_max_distance_m": 150.0,
+        "glosa_min_speed_mps": 5.0,
+        "glosa_max_speed_factor": 1.1,
+        "glosa_margin_s": 1.0,
+        "glosa_required_accuracy_m": 1.5,
         # Conflict prediction horizon, s.
         "horizon_s": 6.0,
         # Remote state older than this is dropped from the on-board / platform tables, s.

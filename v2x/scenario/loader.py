@@ -54,7 +54,17 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]
     return problems
 
 
-_TAGS = {"warning", "no_warning", "collision", "no_collision", "metric", "positioning", "violation", "no_violation"}
+_TAGS = {
+    "warning",
+    "no_warning",
+    "collision",
+    "no_collision",
+    "metric",
+    "positioning",
+    "violation",
+    "no_violation",
+    "stops",
+}
 
 
 def _road_problems(sc: Scenario) -> list[tuple[str, str]]:
@@ -123,7 +133,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append((f"actors[{i}].apps", f"apps run on road users or the platform, not a {actor.kind}"))
         if "icw" in actor.apps and actor.kind != "platform":
             problems.append((f"actors[{i}].apps", "icw runs on the edge/cloud platform (kind: platform)"))
-        for app in ("fcw", "rlvw"):
+        for app in ("fcw", "rlvw", "glosa"):
             if app in actor.apps and actor.kind not in ROAD_USER_KINDS:
                 problems.append((f"actors[{i}].apps", f"{app} runs on board a road user"))
         if actor.intersections is not None:

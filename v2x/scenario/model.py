@@ -15,7 +15,7 @@ ROAD_USER_KINDS = (*VEHICLE_KINDS, "pedestrian", "cyclist")
 ActorKindName = Literal["car", "truck", "bus", "emergency", "pedestrian", "cyclist", "rsu", "platform"]
 Variant = Literal["v2x", "baseline"]
 ALL_VARIANTS: tuple[Variant, ...] = ("v2x", "baseline")
-AppName = Literal["fcw", "icw", "rlvw"]
+AppName = Literal["fcw", "icw", "rlvw", "glosa"]
 
 # Footprints (length, width, height) in metres: TR 37.885 car and truck; others are common values.
 DEFAULT_SIZE: dict[str, tuple[float, float, float]] = {
@@ -93,8 +93,14 @@ class NetworkSpec(Strict):
 
 
 class DriverSpec(Strict):
-    reaction_s: float = Field(default=1.0, ge=0, le=5)
-    brake_mps2: float = Field(default=6.0, gt=0, le=12)
+    """The human (or automation) behind the wheel. See v2x/apps/driver.py for the rules."""
+
+    reaction_s: float = Field(default=1.0, ge=0, le=5, description="warning -> braking delay")
+    brake_mps2: float = Field(default=6.0, gt=0, le=12, description="braking on a warning (and the most it uses)")
+    sees_signals: bool = Field(default=True, description="sees the signal heads and stops for red (false: glare)")
+    follows_advice: bool = Field(default=True, description="follows speed advisories (GLOSA)")
+    comfort_decel_mps2: float = Field(default=2.0, gt=0, le=6)
+    comfort_accel_mps2: float = Field(default=1.5, gt=0, le=6)
 
 
 class ScriptedEvent(Strict):
@@ -205,6 +211,21 @@ class NoViolationExpectation(_ExpectationBase):
     actor: ActorId | None = None
 
 
+class StopsExpectation(_ExpectationBase):
+    """How many times ``actor`` comes to a standstill (``stop`` events) in the variant."""
+
+    type: Literal["stops"]
+    actor: ActorId
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _bound(self) -> StopsExpectation:
+        if self.min is None and self.max is None:
+            raise ValueError("give 'min' and/or 'max'")
+        return self
+
+
 Expectation = Annotated[
     WarningExpectation
     | NoWarningExpectation
@@ -213,7 +234,8 @@ Expectation = Annotated[
     | MetricExpectation
     | PositioningExpectation
     | ViolationExpectation
-    | NoViolationExpectation,
+    | NoViolationExpectation
+    | StopsExpectation,
     Field(discriminator="type"),
 ]
 

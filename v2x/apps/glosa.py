@@ -1,0 +1,77 @@
+"""Green light optimal speed advisory (T/CSAE 53 Day-1, V2I), on board. Sans-I/O: the host's state, the
+approaches from MAP and the signal timing from SPAT in; an advised speed or None out.
+
+SUMO's method (docs: Simulation/GLOSA; MSDevice_GLOSA), with the host on a signalised approach (map
+matching as in RLVW) within ``glosa_max_distance_m`` of its stop line, ``d`` metres away at speed ``v``:
+
+- **Slow down.** If at ``v`` it would reach the line before the light next turns green (it is red or will
+  be), advise the speed that reaches the line ``glosa_margin_s`` after the switch: ``d / (t_green - t +
+  margin)``, if that is at least ``glosa_min_speed_mps``; otherwise no advice (the host will have to stop).
+- **Speed up.** If the light is green but at ``v`` it would arrive after the green ends, advise
+  ``glosa_max_speed_factor`` x the lane's speed limit (from MAP) if that arrives within the green.
+- Otherwise (it arrives on green at ``v``) there is nothing to advise.
+
+Like RLVW it stands down when the host's 95 % position error exceeds ``glosa_required_accuracy_m``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from v2x.apps.collision import R95_PER_SIGMA
+from v2x.apps.rlvw import Host, match
+from v2x.signals import GREEN_LIGHTS, Approach, Interval, light_at
+
+
+@dataclass(frozen=True)
+class SpeedAdvice:
+    approach: Approach
+    speed_mps: float
+    distance_m: float
+    reason: str  # "slow-down" | "speed-up"
+    green_at_s: float  # the green the advice aims for starts (slow-down) or ends (speed-up) then
+
+
+def _next_green(timeline: list[Interval], t_s: float) -> Interval | None:
+    return next((iv for iv in timeline if iv.light in GREEN_LIGHTS and iv.end_s > t_s), None)
+
+
+def speed_advice(
+    host: Host,
+    approaches: Iterable[Approach],
+    signals: Mapping[tuple[int, int], list[Interval]],
+    t_s: float,
+    thresholds: Mapping[str, float],
+) -> SpeedAdvice | None:
+    if not (math.isfinite(host.sigma_m) and R95_PER_SIGMA * host.sigma_m <= thresholds["glosa_required_accuracy_m"]):
+        return None
+    m = match(host, approaches, thresholds["rlvw_match_margin_m"])
+    if m is None or m.approach.phase_id == 0 or m.distance_m > thresholds["glosa_max_distance_m"]:
+        return None
+    timeline = signals.get((m.approach.node_id, m.approach.phase_id))
+    if not timeline or host.speed_mps < 0.5:
+        return None
+    d, v = m.distance_m, host.speed_mps
+    arrival = t_s + d / v
+    green = _next_green(timeline, t_s)
+    if green is None:
+        return None
+    now = light_at(timeline, t_s)
+    if now in GREEN_LIGHTS and arrival <= green.end_s:
+        return None  # arrives on this green
+    if now in GREEN_LIGHTS:
+        v_max = thresholds["glosa_max_speed_factor"] * (m.approach.speed_limit_mps or v)
+        if v_max > v and t_s + d / v_max <= green.end_s:
+            return SpeedAdvice(m.approach, v_max, d, "speed-up", green.end_s)
+        return None
+    if arrival >= green.start_s:
+        return None  # arrives after the switch anyway (and before its end, or the next cycle is not known)
+    advised = d / (green.start_s - t_s + thresholds["glosa_margin_s"])
+    if advised < thresholds["glosa_min_speed_mps"]:
+        return None
+    return SpeedAdvice(m.approach, advised, d, "slow-down", green.start_s)
+
+
+__all__ = ["SpeedAdvice", "speed_advice"]
