@@ -130,6 +130,7 @@ async def run_variant(
         host_task = asyncio.create_task(host.run(), name="agents")
         tasks.append(host_task)
         world_task = asyncio.create_task(world.run(), name="world")
+        tasks.append(world_task)
         done, _ = await asyncio.wait({world_task, host_task}, return_when=asyncio.FIRST_COMPLETED)
         if world_task not in done and host_task.exception() is not None:
             world_task.cancel()
@@ -147,9 +148,15 @@ async def run_variant(
         agents_tp.stop()
         for task in tasks:
             task.cancel()
+        # Bounded: a task that swallows its cancellation must not turn a run error into a hang.
+        _, stuck = await asyncio.wait(tasks, timeout=5.0) if tasks else (set(), set())
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved, so that asyncio does not log it again at exit
+        if stuck:
+            log.warning(
+                "run %s: tasks still running after cancellation: %s", run_id, sorted(t.get_name() for t in stuck)
+            )
 
 
 async def _announce_stop(transport: Transport, scenario: Scenario, run_id: str, reason: str) -> None:

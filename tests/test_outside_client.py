@@ -1,0 +1,249 @@
+"""An outside vehicle stack joins a run from its own process: examples/outside_vehicle.py drives the lead car of
+the fcw scenario over a real broker, and the built-in follower's FCW must warn about it as it does about the
+built-in lead. Also: an outside client that misbehaves is rejected and counted, and the run completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from conftest import Mosquitto
+from paho.mqtt.enums import CallbackAPIVersion
+
+from v2x.broker import BrokerAddress
+from v2x.runner import run_scenario
+from v2x.scenario import Scenario, load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+from v2x.wire import common_pb2, day1_pb2, frame_pb2, testbed_pb2
+
+pytestmark = pytest.mark.broker
+
+REPO = Path(__file__).resolve().parents[1]
+CLIENT = REPO / "examples" / "outside_vehicle.py"
+# The lead of scenarios/fcw.yaml: lane eb1 ([0, 0] -> [1500, 0], east), start_m 130, 16.67 m/s, and its
+# scripted event (brake at 6 s at 6 m/s^2 to a stop) done by the outside stack instead.
+LEAD_ARGS = ["--actor", "lead", "--start", "130,0", "--heading", "90", "--speed", "16.67", "--lane", "eb1"]
+LEAD_BRAKE = ["--brake-at", "6", "--brake-rate", "6"]
+
+
+def external_fcw(tmp_path: Path) -> Path:
+    """scenarios/fcw.yaml with its lead driven from outside (a copy; the shipped file is unchanged)."""
+    doc = yaml.safe_load((SCENARIO_DIR / "fcw.yaml").read_text(encoding="utf-8"))
+    lead = next(a for a in doc["actors"] if a["id"] == "lead")
+    lead["external"] = True
+    del lead["events"]  # the outside stack brakes (LEAD_BRAKE); the world would ignore them anyway
+    path = tmp_path / "fcw-outside.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def unique_prefix(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+class Clients:
+    """Outside vehicle processes started by a test; whatever is still running at the end is killed."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, broker: BrokerAddress, run_id: str, *extra: str) -> None:
+        log = (self.tmp_path / f"{run_id}.log").open("wb")
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        self.procs[run_id] = subprocess.Popen(
+            [sys.executable, str(CLIENT), "--broker", broker.url, "--run", run_id, "--join-timeout", "60", *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.tmp_path,
+            env=env,
+        )
+        log.close()
+
+    def wait(self, run_id: str, timeout: float = 30.0) -> tuple[int, str]:
+        code = self.procs[run_id].wait(timeout=timeout)
+        return code, self.log(run_id)
+
+    def log(self, run_id: str) -> str:
+        return (self.tmp_path / f"{run_id}.log").read_text(encoding="utf-8", errors="replace")
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def clients(tmp_path: Path) -> Iterator[Clients]:
+    c = Clients(tmp_path)
+    yield c
+    c.stop_all()
+
+
+def check_fcw_outcome(result: dict[str, Any], variants: tuple[str, ...] = ("v2x", "baseline")) -> None:
+    """The fcw story with the outside lead, checked from the events themselves."""
+    events = result["events"]
+    if "v2x" in variants:
+        fcw = [e for e in events if e["type"] == "warning" and e["variant"] == "v2x" and e["app"] == "fcw"]
+        to_follower = [e for e in fcw if e["target"] == "follower"]
+        assert to_follower, f"no FCW reached the follower: {events}"
+        first = to_follower[0]
+        assert first["other"] == "lead"  # the outside stack's BSM id maps back to its actor id
+        assert 6.0 <= first["t_s"] <= 7.0, first
+        assert first["ttc_s"] >= 1.5, first
+        assert not [e for e in fcw if e["target"] == "neighbour"], "the adjacent-lane car was warned"
+        v2x_hits = [e for e in events if e["type"] == "collision" and e["variant"] == "v2x"]
+        assert not v2x_hits, v2x_hits
+        assert result["metrics"]["v2x"]["messages"]["delivered"]["pc5"] > 0
+    if "baseline" in variants:
+        hits = [e for e in events if e["type"] == "collision" and e["variant"] == "baseline"]
+        assert [sorted(e["actors"]) for e in hits] == [["follower", "lead"]], hits
+    for variant in variants:
+        m = result["metrics"][variant]
+        assert m["rejected"] == {}, (variant, m["rejected"])
+        assert m["rejected_by_agents"] == {}, (variant, m["rejected_by_agents"])
+    assert result["passed"], [f"[{e['variant']}] {e['name']}: {e['detail']}" for e in result["expectations"]]
+
+
+def check_client(code: int, log: str) -> None:
+    assert code == 0, log
+    assert "START: scenario fcw" in log, log
+    assert "final tick 140: done" in log, log
+    assert "[lead t=6.0s]" in log  # logs name the actor and the simulation time
+
+
+def test_outside_lead_with_v2x_run_on_mosquitto(mosquitto: Mosquitto, clients: Clients, tmp_path: Path) -> None:
+    """The real thing: `v2x run --run-id` in one process, the outside lead in two others (one per variant)."""
+    scenario = external_fcw(tmp_path)
+    prefix = unique_prefix("outside")
+    for variant in ("v2x", "baseline"):
+        clients.start(mosquitto.address, f"{prefix}-{variant}", *LEAD_ARGS, *LEAD_BRAKE)
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "v2x.cli", "run", str(scenario), "--broker", mosquitto.address.url]
+    cmd += ["--run-id", prefix, "--out", str(out), "-q"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((out / "fcw" / "result.json").read_text(encoding="utf-8"))
+    assert result["run"]["run_ids"] == {"v2x": f"{prefix}-v2x", "baseline": f"{prefix}-baseline"}
+    check_fcw_outcome(result)
+    for variant in ("v2x", "baseline"):
+        check_client(*clients.wait(f"{prefix}-{variant}"))
+
+
+async def test_outside_lead_one_variant_in_process_on_the_embedded_broker(
+    embedded: BrokerAddress, clients: Clients, tmp_path: Path
+) -> None:
+    """run_scenario(run_id=..., variants=["v2x"]) in process: one run, one outside client, on amqtt."""
+    scenario = load_scenario(external_fcw(tmp_path))
+    prefix = unique_prefix("embedded")
+    clients.start(embedded, f"{prefix}-v2x", *LEAD_ARGS, *LEAD_BRAKE, "--no-uplink")
+    result = await run_scenario(scenario, broker=embedded.url, run_id=prefix, variants=["v2x"])
+    assert list(result["metrics"]) == ["v2x"]
+    assert {e["variant"] for e in result["expectations"]} == {"v2x"}
+    assert result["run"]["run_ids"] == {"v2x": f"{prefix}-v2x"}
+    check_fcw_outcome(result, variants=("v2x",))
+    assert result["metrics"]["v2x"]["messages"]["sent"].get("uu", 0) < 430  # the lead sent no Uu uplink
+    check_client(*await asyncio.to_thread(clients.wait, f"{prefix}-v2x"))
+
+
+async def test_fixed_run_id_can_be_reused(embedded: BrokerAddress, clients: Clients, tmp_path: Path) -> None:
+    """A second run with the same id: the first run's retained STOP must not stop the new client."""
+    scenario = load_scenario(external_fcw(tmp_path))
+    prefix = unique_prefix("again")
+    for attempt in range(2):
+        clients.start(embedded, f"{prefix}-v2x", *LEAD_ARGS, *LEAD_BRAKE)
+        if attempt == 1:
+            await asyncio.sleep(1.5)  # the client has seen the retained STOP of the first run by now
+        result = await run_scenario(scenario, broker=embedded.url, run_id=prefix, variants=["v2x"])
+        check_fcw_outcome(result, variants=("v2x",))
+        code, log = await asyncio.to_thread(clients.wait, f"{prefix}-v2x")
+        check_client(code, log)
+    assert "ignoring the STOP of an earlier run" in log
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Misbehaving outside clients
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Intruder:
+    """A paho client that publishes ``payloads(tick)`` when the lead's TickInput(tick) goes by (for each
+    tick in ``ticks``): the messages arrive while the world is in that tick."""
+
+    def __init__(
+        self, broker: BrokerAddress, run_id: str, ticks: range, payloads: Callable[[int], list[tuple[str, bytes]]]
+    ) -> None:
+        self.ticks = ticks
+        self.payloads = payloads
+        self.done: set[int] = set()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"intruder-{uuid.uuid4().hex[:8]}")
+        self.client.on_connect = lambda c, *_: c.subscribe(f"v2x/{run_id}/in/lead")
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        tick = testbed_pb2.TickInput.FromString(bytes(msg.payload)).tick
+        if tick in self.ticks and tick not in self.done:
+            self.done.add(tick)
+            for topic, payload in self.payloads(tick):
+                client.publish(topic, payload)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _envelope(sender: str, frame: bytes, *, tick: int, seq: int) -> bytes:
+    env = testbed_pb2.Envelope(sender_id=sender, seq=seq, tick=tick, link=testbed_pb2.LINK_PC5, frame=frame)
+    return env.SerializeToString()
+
+
+async def test_misbehaving_outside_client_is_rejected_and_counted(
+    mosquitto: Mosquitto, clients: Clients, tmp_path: Path
+) -> None:
+    """Publishing on another actor's topic, as an actor not in the scenario, or garbage on its own topics:
+    each is rejected and counted by reason, the run completes and the outcome is unchanged."""
+    scenario: Scenario = load_scenario(external_fcw(tmp_path))
+    prefix = unique_prefix("intruder")
+    run_id = f"{prefix}-v2x"
+    tick = 20
+    bsm = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(id=b"\x00" * 8, pos=common_pb2.Position3D())).SerializeToString()
+    bad = [
+        # the lead's stack publishing on the follower's topic (its own envelope, or one claiming to be the follower)
+        (f"v2x/{run_id}/tx/follower", _envelope("lead", bsm, tick=tick, seq=10**6)),
+        # garbage on its own topics
+        (f"v2x/{run_id}/tx/lead", b"\xff\x00not protobuf\x13\x37"),
+        (f"v2x/{run_id}/ack/lead", b"\xff\xff\xff"),
+        # a frame with no message type this protocol knows
+        (f"v2x/{run_id}/tx/lead", _envelope("lead", b"\x90\x03\x01", tick=tick, seq=10**6 + 1)),
+        # an actor the scenario does not have
+        (f"v2x/{run_id}/tx/ghost", _envelope("ghost", bsm, tick=tick, seq=1)),
+        (f"v2x/{run_id}/join/ghost", testbed_pb2.Hello(actor_id="ghost", protocol_version=1).SerializeToString()),
+    ]
+    clients.start(mosquitto.address, run_id, *LEAD_ARGS, *LEAD_BRAKE)
+    intruder = Intruder(mosquitto.address, run_id, range(tick, tick + 1), lambda _tick: bad)
+    try:
+        started = time.monotonic()
+        result = await run_scenario(scenario, broker=mosquitto.address.url, run_id=prefix, variants=["v2x"])
+    finally:
+        intruder.close()
+    assert intruder.done == {tick}
+    assert time.monotonic() - started < 60
+    rejected = result["metrics"]["v2x"]["rejected"]
+    assert rejected == {"malformed": 2, "sender_mismatch": 1, "unknown_type": 1, "unknown_sender": 2}, rejected
+    assert result["passed"], result["expectations"]  # the outcome is unchanged
+    check_client(*await asyncio.to_thread(clients.wait, run_id))
