@@ -623,3 +623,601 @@ def canonical_kernel(
                 k += 1
         out_rx[first:k] = np.sort(out_rx[first:k])
     return out_tx[:k], out_rx[:k]
+
+
+# -- conflict detection ------------------------------------------------------------------------------
+# Scalar ports of the formulas in docs/CORE.md ("Conflict detection"), one pair at a time. Per-actor
+# motion arrays are indexed by slot: s (speed), dx, dy (direction of travel), a (longitudinal
+# acceleration), ts (stop time), hl, hw (half length, half width), ch, sh (box axis), reach.
+
+CONTACT_TOL_M = 1e-6  # slack in the separating-axis test at candidate contact times
+PRUNE_SLACK_M = 1e-4  # extra margin of the conservative pruning tests (rounding)
+N_SUB = 8  # sub-intervals of the horizon in the separating-axis pruning
+REAR_END = 1
+CROSSING = 2
+HEAD_ON = 3
+LATERAL = 4
+
+
+@jit_inline
+def path_length(s: float, a: float, ts: float, t: float) -> float:
+    tau = min(t, ts)
+    return s * tau + 0.5 * a * tau * tau
+
+
+@jit_inline
+def time_to_path_length(s: float, a: float, ts: float, dist: float) -> float:
+    """First time with L(t) = dist; inf if never reached; 0 if dist <= 0."""
+    disc = s * s + 2.0 * a * dist
+    t = 2.0 * dist / (s + math.sqrt(max(disc, 0.0)))
+    if disc < 0.0:
+        t = math.inf
+    lmax = s * ts + 0.5 * a * ts * ts if math.isfinite(ts) else math.inf
+    if dist > lmax + 1e-12:
+        t = math.inf
+    if dist <= 0.0:
+        t = 0.0
+    if math.isnan(t):
+        t = math.inf
+    return t
+
+
+@jit_inline
+def _np_max(a: float, b: float) -> float:
+    """np.maximum for scalars: nan if either is nan."""
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    return a if a >= b else b
+
+
+@jit_inline
+def _sign(v: float) -> float:
+    if v > 0.0:
+        return 1.0
+    if v < 0.0:
+        return -1.0
+    return v  # 0.0, -0.0 or nan, as np.sign
+
+
+@jit_inline
+def _separated(cu: float, diu: float, dju: float, rho: float, li0: float, li1: float, lj0: float, lj1: float) -> bool:
+    """Axis projection cu + dju * Lj - diu * Li stays outside [-rho, rho] for all Li in [li0, li1], Lj in
+    [lj0, lj1] (interval arithmetic; the path lengths are monotone in time, so this covers a time span)."""
+    jl = dju * lj0
+    jh = dju * lj1
+    il = diu * li0
+    ih = diu * li1
+    lo = cu + min(jl, jh) - max(il, ih)
+    hi = cu + max(jl, jh) - min(il, ih)
+    lim = rho + CONTACT_TOL_M + PRUNE_SLACK_M
+    return lo > lim or hi < -lim
+
+
+@jit_inline
+def _speed_at(s: float, a: float, ts: float, t: float) -> float:
+    return s + a * min(t, ts)
+
+
+@jit_inline
+def _separated_lin(
+    cu: float,
+    diu: float,
+    dju: float,
+    rho: float,
+    li0: float,
+    vi0: float,
+    abs_ai: float,
+    lj0: float,
+    vj0: float,
+    abs_aj: float,
+    tau: float,
+) -> bool:
+    """Axis projection over [t0, t0 + tau] stays outside [-rho, rho]: each path linearised at t0 (path
+    length, speed) with the CA remainder |L(t) - L(t0) - v0 (t - t0)| <= |a| (t - t0)^2 / 2, which also
+    holds across a stop."""
+    base = cu + dju * lj0 - diu * li0
+    step = (dju * vj0 - diu * vi0) * tau
+    err = 0.5 * (abs(dju) * abs_aj + abs(diu) * abs_ai) * tau * tau
+    lim = rho + CONTACT_TOL_M + PRUNE_SLACK_M
+    return base + min(step, 0.0) - err > lim or base + max(step, 0.0) + err < -lim
+
+
+@jit_inline
+def _live_leaves(
+    si: float,
+    ai: float,
+    tsi: float,
+    sj: float,
+    aj: float,
+    tsj: float,
+    horizon: float,
+    sub_edges: F64,
+    cu_a: float,
+    di_a: float,
+    dj_a: float,
+    rho_a: float,
+    cu_b: float,
+    di_b: float,
+    dj_b: float,
+    rho_b: float,
+    cu_c: float,
+    di_c: float,
+    dj_c: float,
+    rho_c: float,
+    cu_d: float,
+    di_d: float,
+    dj_d: float,
+    rho_d: float,
+) -> int:
+    """Bit k set: sub-interval k of the horizon (N_SUB = 8 equal parts) is not proven contact-free.
+
+    Bisection from [0, H]: a node is dropped when some axis separates the boxes on it (linearised
+    bound); its halves are tested otherwise, down to the eighths."""
+    live = 0
+    abs_ai = abs(ai)
+    abs_aj = abs(aj)
+    # DFS stack of nodes packed 5 bits each (depth << 3 | index); at most 4 entries are pending
+    stack = 0
+    pending = 1
+    while pending > 0:
+        pending -= 1
+        node = stack & 31
+        stack >>= 5
+        d = node >> 3
+        k = node & 7
+        width = 8 >> d  # leaves covered
+        lo_leaf = k * width
+        t0 = sub_edges[lo_leaf]
+        tau = sub_edges[lo_leaf + width] - t0
+        li0 = path_length(si, ai, tsi, t0)
+        lj0 = path_length(sj, aj, tsj, t0)
+        vi0 = _speed_at(si, ai, tsi, t0)
+        vj0 = _speed_at(sj, aj, tsj, t0)
+        if (
+            _separated_lin(cu_a, di_a, dj_a, rho_a, li0, vi0, abs_ai, lj0, vj0, abs_aj, tau)
+            or _separated_lin(cu_b, di_b, dj_b, rho_b, li0, vi0, abs_ai, lj0, vj0, abs_aj, tau)
+            or _separated_lin(cu_c, di_c, dj_c, rho_c, li0, vi0, abs_ai, lj0, vj0, abs_aj, tau)
+            or _separated_lin(cu_d, di_d, dj_d, rho_d, li0, vi0, abs_ai, lj0, vj0, abs_aj, tau)
+        ):
+            continue
+        if d == 3:
+            live |= 1 << k
+            continue
+        stack = (stack << 10) | (((d + 1) << 3 | (2 * k + 1)) << 5) | ((d + 1) << 3 | (2 * k))
+        pending += 2
+    return live
+
+
+@jit
+def conflict_pair(
+    i: int,
+    j: int,
+    x: F64,
+    y: F64,
+    s: F64,
+    dx: F64,
+    dy: F64,
+    a: F64,
+    ts: F64,
+    hl: F64,
+    hw: F64,
+    ch: F64,
+    sh: F64,
+    reach: F64,
+    circ: F64,
+    horizon: float,
+    max_pet: float,
+    cos_same: float,
+    cos_head_on: float,
+    sub_edges: F64,
+    li_edges: F64,
+    lj_edges: F64,
+) -> tuple[bool, int, int, int, float, float, float, float, float, bool, float]:
+    """Evaluate the directed pair (i, j). Returns (report, out_i, out_j, kind, ttc, pet, drac,
+    t_conflict_out_i, t_conflict_out_j, overlapping, distance); out_i/out_j are swapped for a REAR_END
+    where j is the follower. ``li_edges``/``lj_edges`` are scratch (N_SUB + 1)."""
+    nope = (False, i, j, 0, math.inf, math.nan, 0.0, math.nan, math.nan, False, 0.0)
+    cx = x[j] - x[i]
+    cy = y[j] - y[i]
+    rr = reach[i] + reach[j] + PRUNE_SLACK_M
+    if not cx * cx + cy * cy <= rr * rr * (1.0 + 1e-12):
+        return nope
+    si, sj = s[i], s[j]
+    dxi, dyi, dxj, dyj = dx[i], dy[i], dx[j], dy[j]
+    ai, aj = a[i], a[j]
+    tsi, tsj = ts[i], ts[j]
+    hli, hwi, hlj, hwj = hl[i], hw[i], hl[j], hw[j]
+
+    # separating axes: e_i, n_i, e_j, n_j
+    cih, sih, cjh, sjh = ch[i], sh[i], ch[j], sh[j]
+    cc = abs(cih * cjh + sih * sjh)
+    ss = abs(cih * sjh - sih * cjh)
+    rho0 = hli + hlj * cc + hwj * ss
+    rho1 = hwi + hlj * ss + hwj * cc
+    rho2 = hlj + hli * cc + hwi * ss
+    rho3 = hwj + hli * ss + hwi * cc
+    ux0, ux1, ux2, ux3 = cih, -sih, cjh, -sjh
+    uy0, uy1, uy2, uy3 = sih, cih, sjh, cjh
+    cu0 = cx * ux0 + cy * uy0
+    cu1 = cx * ux1 + cy * uy1
+    cu2 = cx * ux2 + cy * uy2
+    cu3 = cx * ux3 + cy * uy3
+    di0 = dxi * ux0 + dyi * uy0
+    di1 = dxi * ux1 + dyi * uy1
+    di2 = dxi * ux2 + dyi * uy2
+    di3 = dxi * ux3 + dyi * uy3
+    dj0 = dxj * ux0 + dyj * uy0
+    dj1 = dxj * ux1 + dyj * uy1
+    dj2 = dxj * ux2 + dyj * uy2
+    dj3 = dxj * ux3 + dyj * uy3
+    lmax_i = path_length(si, ai, tsi, horizon)
+    lmax_j = path_length(sj, aj, tsj, horizon)
+    # conservative pruning: an axis that separates the boxes over the whole horizon (this also rules
+    # out an overlap now, which lies inside the same intervals)
+    whole = (
+        _separated(cu0, di0, dj0, rho0, 0.0, lmax_i, 0.0, lmax_j)
+        or _separated(cu1, di1, dj1, rho1, 0.0, lmax_i, 0.0, lmax_j)
+        or _separated(cu2, di2, dj2, rho2, 0.0, lmax_i, 0.0, lmax_j)
+        or _separated(cu3, di3, dj3, rho3, 0.0, lmax_i, 0.0, lmax_j)
+    )
+    cos_d = dxi * dxj + dyi * dyj
+    crossing = cos_d < cos_same and cos_d > cos_head_on
+    if whole and not crossing:
+        return nope
+    cross_d = dxi * dyj - dyi * dxj
+    ai_c = math.nan
+    aj_c = math.nan
+    may_cross = False
+    if crossing:
+        ai_c = (cx * dyj - cy * dxj) / cross_d  # path distance of i to the crossing point
+        aj_c = (cx * dyi - cy * dxi) / cross_d
+        travel_i = reach[i] - circ[i]
+        travel_j = reach[j] - circ[j]
+        tol_i = 1e-9 * (1.0 + travel_i) + PRUNE_SLACK_M
+        tol_j = 1e-9 * (1.0 + travel_j) + PRUNE_SLACK_M
+        may_cross = ai_c >= 0.0 and aj_c >= 0.0 and ai_c <= travel_i + tol_i and aj_c <= travel_j + tol_j
+    if whole and not may_cross:
+        return nope
+    overlapping = False
+    live = 0  # bit k: sub-interval k may hold a contact
+    if not whole:
+        sep0 = abs(cu0) - rho0
+        sep0 = _np_max(sep0, abs(cu1) - rho1)
+        sep0 = _np_max(sep0, abs(cu2) - rho2)
+        sep0 = _np_max(sep0, abs(cu3) - rho3)
+        overlapping = sep0 <= 0.0
+        if not overlapping:
+            live = _live_leaves(
+                si, ai, tsi, sj, aj, tsj, horizon, sub_edges,
+                cu1, di1, dj1, rho1, cu3, di3, dj3, rho3, cu0, di0, dj0, rho0, cu2, di2, dj2, rho2,
+            )  # fmt: skip
+    if not (overlapping or live or may_cross):
+        return nope
+
+    # --- TTC: earliest root of u.r(t) = +-rho on each motion piece, checked with the full SAT ---
+    ttc = math.inf
+    if overlapping:
+        ttc = 0.0
+    elif live:
+        t1 = min(tsi, tsj, horizon)
+        t2 = min(max(tsi, tsj), horizon)
+        sub_w = horizon / N_SUB
+        for cand in range(1 + 4 * 3 * 2 * 2):
+            if cand == 0:
+                t = 0.0
+                if not live & 1:
+                    continue
+            else:
+                c = cand - 1
+                root_k = c % 2
+                c //= 2
+                sign = 1.0 if c % 2 == 0 else -1.0
+                c //= 2
+                piece = c % 3
+                axis = c // 3
+                if piece == 0:
+                    lo, hi = 0.0, t1
+                elif piece == 1:
+                    lo, hi = t1, t2
+                else:
+                    lo, hi = t2, horizon
+                if lo - 1e-9 >= ttc:
+                    continue
+                if axis == 0:
+                    cu, diu, dju, rho = cu0, di0, dj0, rho0
+                elif axis == 1:
+                    cu, diu, dju, rho = cu1, di1, dj1, rho1
+                elif axis == 2:
+                    cu, diu, dju, rho = cu2, di2, dj2, rho2
+                else:
+                    cu, diu, dju, rho = cu3, di3, dj3, rho3
+                mov_i = tsi >= hi
+                mov_j = tsj >= hi
+                a0 = cu + (0.0 if mov_j else dju * lmax_j) - (0.0 if mov_i else diu * lmax_i)
+                b = (dju * sj if mov_j else 0.0) - (diu * si if mov_i else 0.0)
+                c2 = 0.5 * ((dju * aj if mov_j else 0.0) - (diu * ai if mov_i else 0.0))
+                c0 = a0 - sign * rho
+                # roots of c2 t^2 + b t + c0 (numerically stable form; linear when c2 == 0)
+                if c2 != 0.0:
+                    disc = b * b - 4.0 * c2 * c0
+                    sq = math.sqrt(disc) if disc >= 0.0 else math.nan
+                    q = -0.5 * (b + (sq if b >= 0.0 else -sq))
+                    root = q / c2 if root_k == 0 else c0 / q
+                else:
+                    if root_k == 1:
+                        continue
+                    root = -c0 / b
+                if not (root >= lo - 1e-9 and root <= hi + 1e-9):
+                    continue
+                t = min(max(root, lo), hi)
+                if t >= ttc:
+                    continue
+                # skip times inside sub-intervals proven separated
+                kf = int(t / sub_w)
+                ok = False
+                for kk in range(max(kf - 1, 0), min(kf + 2, N_SUB)):
+                    if live & (1 << kk) and t >= sub_edges[kk] - 1e-9 and t <= sub_edges[kk + 1] + 1e-9:
+                        ok = True
+                if not ok:
+                    continue
+            li = path_length(si, ai, tsi, t)
+            lj = path_length(sj, aj, tsj, t)
+            rx = cx + dxj * lj - dxi * li
+            ry = cy + dyj * lj - dyi * li
+            sep = abs(rx * ux0 + ry * uy0) - rho0
+            sep = _np_max(sep, abs(rx * ux1 + ry * uy1) - rho1)
+            sep = _np_max(sep, abs(rx * ux2 + ry * uy2) - rho2)
+            sep = _np_max(sep, abs(rx * ux3 + ry * uy3) - rho3)
+            if sep <= CONTACT_TOL_M:
+                ttc = min(ttc, t)
+
+    # --- crossing: times to the crossing point and the conflict area, PET ---
+    pet = math.nan
+    t_ci = math.nan
+    t_cj = math.nan
+    pet_conflict = False
+    cross_drac = 0.0
+    if crossing:
+        sin_abs = abs(cross_d)
+        cos_abs = abs(cos_d)
+        h_i = (hwj + hwi * cos_abs) / sin_abs  # half extent of the conflict area along path i
+        h_j = (hwi + hwj * cos_abs) / sin_abs
+        if ai_c >= 0.0:
+            t_ci = time_to_path_length(si, ai, tsi, ai_c)
+        if aj_c >= 0.0:
+            t_cj = time_to_path_length(sj, aj, tsj, aj_c)
+        in_i = time_to_path_length(si, ai, tsi, max(ai_c - h_i - hli, 0.0))
+        out_i = time_to_path_length(si, ai, tsi, max(ai_c + h_i + hli, 0.0))
+        in_j = time_to_path_length(sj, aj, tsj, max(aj_c - h_j - hlj, 0.0))
+        out_j = time_to_path_length(sj, aj, tsj, max(aj_c + h_j + hlj, 0.0))
+        i_first = in_i < in_j or (in_i == in_j and out_i <= out_j)
+        exit_first = out_i if i_first else out_j
+        enter_second = in_j if i_first else in_i
+        pet_raw = enter_second - exit_first
+        pet = 0.0 if math.isnan(pet_raw) else max(pet_raw, 0.0)
+        if math.isinf(enter_second):
+            pet = math.inf
+        pet_conflict = t_ci >= 0.0 and t_ci <= horizon and t_cj >= 0.0 and t_cj <= horizon and pet <= max_pet
+        # DRAC for the second actor: enter no earlier than the first leaves
+        s2 = sj if i_first else si
+        dist2 = (aj_c - h_j - hlj) if i_first else (ai_c - h_i - hli)
+        t_exit = exit_first
+        arrive_late = 2.0 * (s2 * t_exit - dist2) / (t_exit * t_exit)
+        stop = s2 * s2 / (2.0 * dist2)
+        need_stop = (not math.isfinite(t_exit)) or (arrive_late * t_exit > s2)
+        drac_c = stop if need_stop else arrive_late
+        if dist2 <= 0.0:
+            drac_c = math.inf
+        cross_drac = 0.0 if (enter_second >= exit_first or s2 <= 0.0) else _np_max(drac_c, 0.0)
+
+    if not (math.isfinite(ttc) or pet_conflict or overlapping):
+        return nope
+
+    # --- classification ---
+    kind = CROSSING if crossing else HEAD_ON
+    swap = False
+    if cos_d >= cos_same:
+        t_ref = ttc if math.isfinite(ttc) else 0.0
+        li = path_length(si, ai, tsi, t_ref)
+        lj = path_length(sj, aj, tsj, t_ref)
+        rx = cx + dxj * lj - dxi * li
+        ry = cy + dyj * lj - dyi * li
+        mx = dxi + dxj
+        my = dyi + dyj
+        mn = math.hypot(mx, my)
+        mx, my = mx / mn, my / mn
+        lon = rx * mx + ry * my
+        lat = -rx * my + ry * mx
+        rear = abs(lon) / (hli + hlj) >= abs(lat) / (hwi + hwj)
+        kind = REAR_END if rear else LATERAL
+        swap = rear and lon < 0.0
+
+    # --- DRAC ---
+    if crossing:
+        drac = cross_drac
+    else:
+        vx = dxj * sj - dxi * si
+        vy = dyj * sj - dyi * si
+        best_gap = -math.inf
+        best_vc = 0.0
+        for k in range(4):
+            if k == 0:
+                cu, ux, uy, rho = cu0, ux0, uy0, rho0
+            elif k == 1:
+                cu, ux, uy, rho = cu1, ux1, uy1, rho1
+            elif k == 2:
+                cu, ux, uy, rho = cu2, ux2, uy2, rho2
+            else:
+                cu, ux, uy, rho = cu3, ux3, uy3, rho3
+            gap = abs(cu) - rho
+            vc = -_sign(cu) * (vx * ux + vy * uy)
+            if gap > best_gap:
+                best_gap = gap
+                best_vc = vc
+        closing = best_vc > 0.0 and (math.isfinite(ttc) or overlapping)
+        drac = best_vc * best_vc / (2.0 * best_gap) if best_gap > 0.0 else math.inf
+        if not closing:
+            drac = 0.0
+    dist = math.hypot(cx, cy)
+    if swap:
+        return (True, j, i, kind, ttc, pet, drac, t_cj, t_ci, overlapping, dist)
+    return (True, i, j, kind, ttc, pet, drac, t_ci, t_cj, overlapping, dist)
+
+
+@jit_inline
+def _put(out: F64, n: int, res: tuple[bool, int, int, int, float, float, float, float, float, bool, float]) -> F64:
+    """Append one reported pair to the (rows, 10) result table, growing it when full."""
+    if n == out.shape[0]:
+        grown = np.empty((max(16, 2 * n), out.shape[1]), dtype=np.float64)
+        grown[:n] = out[:n]
+        out = grown
+    out[n, 0] = res[1]
+    out[n, 1] = res[2]
+    out[n, 2] = res[3]
+    out[n, 3] = res[4]
+    out[n, 4] = res[5]
+    out[n, 5] = res[6]
+    out[n, 6] = res[7]
+    out[n, 7] = res[8]
+    out[n, 8] = 1.0 if res[9] else 0.0
+    out[n, 9] = res[10]
+    return out
+
+
+@jit
+def conflicts_of_pairs(
+    pi: IntP,
+    pj: IntP,
+    x: F64,
+    y: F64,
+    s: F64,
+    dx: F64,
+    dy: F64,
+    a: F64,
+    ts: F64,
+    hl: F64,
+    hw: F64,
+    ch: F64,
+    sh: F64,
+    reach: F64,
+    circ: F64,
+    horizon: float,
+    max_pet: float,
+    cos_same: float,
+    cos_head_on: float,
+    sub_edges: F64,
+) -> tuple[F64, int]:
+    """Evaluate the given directed pairs; returns the result table (see ``_put``) and its row count."""
+    out = np.empty((16, 10), dtype=np.float64)
+    n = 0
+    li_e = np.empty(N_SUB + 1, dtype=np.float64)
+    lj_e = np.empty(N_SUB + 1, dtype=np.float64)
+    for e in range(len(pi)):
+        res = conflict_pair(
+            pi[e], pj[e], x, y, s, dx, dy, a, ts, hl, hw, ch, sh, reach, circ, horizon, max_pet, cos_same,
+            cos_head_on, sub_edges, li_e, lj_e,
+        )  # fmt: skip
+        if res[0]:
+            out = _put(out, n, res)
+            n += 1
+    return out, n
+
+
+@jit
+def conflicts_swept(
+    slots: IntP,
+    lox: F64,
+    loy: F64,
+    hix: F64,
+    hiy: F64,
+    cell_m: float,
+    max_cells: int,
+    x: F64,
+    y: F64,
+    s: F64,
+    dx: F64,
+    dy: F64,
+    a: F64,
+    ts: F64,
+    hl: F64,
+    hw: F64,
+    ch: F64,
+    sh: F64,
+    reach: F64,
+    circ: F64,
+    horizon: float,
+    max_pet: float,
+    cos_same: float,
+    cos_head_on: float,
+    sub_edges: F64,
+) -> tuple[F64, int, int]:
+    """Swept-box broad phase, then ``conflict_pair`` on every candidate (i < j by slot).
+
+    Each actor's box ``[lox, hix] x [loy, hiy]`` (its footprint swept along its path over the horizon) is
+    entered in every cell it covers. Two actors are candidates when their boxes overlap; the pair is
+    taken in the one cell that holds the lower-left corner of the overlap. The cell size doubles until
+    the grid has at most ``max_cells`` cells. Returns (table, rows, candidate pairs).
+    """
+    n = len(slots)
+    out = np.empty((16, 10), dtype=np.float64)
+    if n < 2:
+        return out, 0, 0
+    c = cell_m
+    while True:
+        inv = 1.0 / c
+        gx0 = np.floor(lox.min() * inv)
+        gy0 = np.floor(loy.min() * inv)
+        nx = int(np.floor(hix.max() * inv) - gx0) + 1
+        ny = int(np.floor(hiy.max() * inv) - gy0) + 1
+        if nx * ny <= max_cells:
+            break
+        c *= 2.0
+    cx_lo = np.empty(n, dtype=np.int64)
+    cx_hi = np.empty(n, dtype=np.int64)
+    cy_lo = np.empty(n, dtype=np.int64)
+    cy_hi = np.empty(n, dtype=np.int64)
+    begin = np.zeros(nx * ny + 1, dtype=np.int64)
+    for m in range(n):
+        cx_lo[m] = int(np.floor(lox[m] * inv) - gx0)
+        cx_hi[m] = int(np.floor(hix[m] * inv) - gx0)
+        cy_lo[m] = int(np.floor(loy[m] * inv) - gy0)
+        cy_hi[m] = int(np.floor(hiy[m] * inv) - gy0)
+        for gy in range(cy_lo[m], cy_hi[m] + 1):
+            for gx in range(cx_lo[m], cx_hi[m] + 1):
+                begin[gy * nx + gx + 1] += 1
+    for k in range(nx * ny):
+        begin[k + 1] += begin[k]
+    head = begin[:-1].copy()
+    entry = np.empty(begin[nx * ny], dtype=np.int64)
+    for m in range(n):
+        for gy in range(cy_lo[m], cy_hi[m] + 1):
+            for gx in range(cx_lo[m], cx_hi[m] + 1):
+                key = gy * nx + gx
+                entry[head[key]] = m
+                head[key] += 1
+    li_e = np.empty(N_SUB + 1, dtype=np.float64)
+    lj_e = np.empty(N_SUB + 1, dtype=np.float64)
+    rows = 0
+    candidates = 0
+    for m in range(n):
+        for gy in range(cy_lo[m], cy_hi[m] + 1):
+            for gx in range(cx_lo[m], cx_hi[m] + 1):
+                key = gy * nx + gx
+                first = begin[key]
+                for e in range(begin[key + 1] - 1, first - 1, -1):  # entries ascend: stop at m
+                    o = entry[e]
+                    if o <= m:
+                        break
+                    if lox[o] > hix[m] or lox[m] > hix[o] or loy[o] > hiy[m] or loy[m] > hiy[o]:
+                        continue
+                    if max(cx_lo[m], cx_lo[o]) != gx or max(cy_lo[m], cy_lo[o]) != gy:
+                        continue  # counted in the cell of the overlap's lower-left corner
+                    candidates += 1
+                    res = conflict_pair(
+                        slots[m], slots[o], x, y, s, dx, dy, a, ts, hl, hw, ch, sh, reach, circ, horizon, max_pet,
+                        cos_same, cos_head_on, sub_edges, li_e, lj_e,
+                    )  # fmt: skip
+                    if res[0]:
+                        out = _put(out, rows, res)
+                        rows += 1
+    return out, rows, candidates
