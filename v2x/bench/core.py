@@ -5,9 +5,10 @@ with N at the TR's density, so the number of neighbours per vehicle stays fixed 
 good spatial index grows linearly. Every tick each vehicle sends one BSM (10 Hz at a 100 ms tick) over
 a PC5-like link; then every pair in conflict within 5 s is found (CA model).
 
-Baselines get the *same* data and the same narrow phase (loss/delay draws, TTC/PET/DRAC), only the
-broad phase differs: naive all-pairs distances in numpy (row-chunked), or a shapely STRtree query.
-Their outputs are checked to be identical to ours.
+Baselines get the *same* data and the same narrow phase (the compiled loss/delay draws and bundling,
+the compiled TTC/PET/DRAC), only the broad phase differs: naive all-pairs distances in numpy
+(row-chunked), or a shapely STRtree query; they hand their candidate pairs to the narrow phase as
+arrays. Their outputs are checked to be identical to ours, field by field.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from typing import Any, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from v2x.core import ActorKind, Conflicts, Deliveries, SpatialGrid, WorldState, detect_conflicts
+from v2x.core import ActorKind, ChannelTables, Conflicts, Deliveries, WorldState, detect_conflicts
 from v2x.core._conflict import max_reach_m
-from v2x.core._fanout import _apply_link
+from v2x.core._fanout import deliver_pairs
 
 TICK_S = 0.1
 HORIZON_S = 5.0
@@ -50,16 +51,38 @@ TRUCK = (13.0, 2.6)
 TRUCK_SHARE = 0.1
 
 
+TABLE_KNOTS = 4097
+
+
+def _bench_tables(max_range_m: float) -> ChannelTables:
+    """BenchPC5 as data: PRR at 4097 distances over the range, delay inverse CDF at 4097 quantiles
+    (the exponential's last knot at q = 1 - 1e-9)."""
+    step = max_range_m / (TABLE_KNOTS - 1)
+    d = np.arange(TABLE_KNOTS) * step
+    q = np.linspace(0.0, 1.0, TABLE_KNOTS)
+    q[-1] = 1.0 - 1e-9
+    return ChannelTables(step, 0.98 / (1.0 + np.exp((d - 250.0) / 20.0)), 0.002 - 0.003 * np.log1p(-q))
+
+
+_TABLES: dict[float, ChannelTables] = {}
+
+
 class BenchPC5:
     """PC5-like stand-in link for the benchmark (the real profiles live in v2x.impair).
 
-    Packet reception ratio falls off logistically around 250 m; delay 2 ms + exponential(3 ms).
+    Packet reception ratio falls off logistically around 250 m; delay 2 ms + exponential(3 ms). Given as
+    callables and as tables (``channel_tables``, what the compiled fan-out uses).
     """
 
     name = "bench-pc5"
 
     def __init__(self, max_range_m: float = PC5_RANGE_M) -> None:
         self.max_range_m = max_range_m
+
+    def channel_tables(self) -> ChannelTables:
+        if self.max_range_m not in _TABLES:
+            _TABLES[self.max_range_m] = _bench_tables(self.max_range_m)
+        return _TABLES[self.max_range_m]
 
     def delivery_probability(self, distance_m: NDArray[np.float64]) -> NDArray[np.float64]:
         p: NDArray[np.float64] = 0.98 / (1.0 + np.exp((distance_m - 250.0) / 20.0))
@@ -98,7 +121,13 @@ class Workload:
         x = self.ox + self.ux * self.s
         y = self.oy + self.uy * self.s
         self.world.set_state(
-            self.slots, x, y, self.ux * self.v, self.uy * self.v, self.ux * self.a, self.uy * self.a,
+            self.slots,
+            x,
+            y,
+            self.ux * self.v,
+            self.uy * self.v,
+            self.ux * self.a,
+            self.uy * self.a,
             np.arctan2(self.uy, self.ux),
         )
 
@@ -114,8 +143,14 @@ def _make_world(n: int, rng: np.random.Generator) -> tuple[WorldState, NDArray[n
     return w, w.active_slots()
 
 
-def _place(lanes: list[tuple[float, float, float, float, float]], n: int, speed: float,
-           rng: np.random.Generator, name: str, info: dict[str, Any]) -> Workload:
+def _place(
+    lanes: list[tuple[float, float, float, float, float]],
+    n: int,
+    speed: float,
+    rng: np.random.Generator,
+    name: str,
+    info: dict[str, Any],
+) -> Workload:
     """lanes: (ox, oy, ux, uy, length). Vehicles drop uniformly over total lane length."""
     arr = np.array(lanes, dtype=np.float64)
     lengths = arr[:, 4]
@@ -130,9 +165,19 @@ def _place(lanes: list[tuple[float, float, float, float, float]], n: int, speed:
         scale = min(1.0, lengths[k] / total)
         pos[idx] = (np.cumsum(gaps) * scale + rng.uniform(0.0, lengths[k])) % lengths[k]
     wl = Workload(
-        name, world, slots, arr[lane, 0], arr[lane, 1], arr[lane, 2], arr[lane, 3], lengths[lane],
-        pos, np.clip(rng.normal(speed, 0.1 * speed, n), 0.0, None),
-        rng.normal(0.0, 0.5, n), rng, info,
+        name,
+        world,
+        slots,
+        arr[lane, 0],
+        arr[lane, 1],
+        arr[lane, 2],
+        arr[lane, 3],
+        lengths[lane],
+        pos,
+        np.clip(rng.normal(speed, 0.1 * speed, n), 0.0, None),
+        rng.normal(0.0, 0.5, n),
+        rng,
+        info,
     )
     wl._write()
     return wl
@@ -159,8 +204,12 @@ def urban(n: int, rng: np.random.Generator) -> Workload:
         for o in offs:
             lanes.append((x + o, 0.0, 0.0, 1.0, height_m))
             lanes.append((x - o, height_m, 0.0, -1.0, height_m))
-    info = {"blocks": f"{nx}x{ny}", "area_km2": round(width_m * height_m / 1e6, 2), "speed_kmh": 60,
-            "mean_spacing_m": round(spacing, 1)}
+    info = {
+        "blocks": f"{nx}x{ny}",
+        "area_km2": round(width_m * height_m / 1e6, 2),
+        "speed_kmh": 60,
+        "mean_spacing_m": round(spacing, 1),
+    }
     return _place(lanes, n, URBAN_SPEED_MPS, rng, "urban", info)
 
 
@@ -180,34 +229,43 @@ def freeway(n: int, rng: np.random.Generator) -> Workload:
 # -- the three implementations (same narrow phase, different broad phase) ---------------------------
 
 
-def _fanout_from_pairs(world: WorldState, tx: NDArray[np.intp], rx: NDArray[np.intp],
-                       senders: NDArray[np.intp], tx_time: NDArray[np.float64], link: BenchPC5,
-                       rng: np.random.Generator) -> Deliveries:
-    cap = world.capacity
-    key = np.sort(tx.astype(np.int64) * cap + rx)
-    tx = (key // cap).astype(np.intp)
-    rx = (key % cap).astype(np.intp)
-    s = senders[tx]
-    dist = np.hypot(world.x[rx] - world.x[s], world.y[rx] - world.y[s])
-    return _apply_link(tx, rx, dist, tx_time, link, rng)
+def _fanout_from_pairs(
+    world: WorldState,
+    tx: NDArray[np.intp],
+    rx: NDArray[np.intp],
+    senders: NDArray[np.intp],
+    tx_time: NDArray[np.float64],
+    link: BenchPC5,
+    rng: np.random.Generator,
+) -> Deliveries:
+    """The shared narrow phase: the compiled draws and bundling for candidate (tx, receiver) pairs."""
+    return deliver_pairs(world, senders, tx_time, tx, rx, link, rng)
 
 
-def naive_fanout(world: WorldState, senders: NDArray[np.intp], tx_time: NDArray[np.float64],
-                 link: BenchPC5, rng: np.random.Generator) -> Deliveries:
+def naive_fanout(
+    world: WorldState, senders: NDArray[np.intp], tx_time: NDArray[np.float64], link: BenchPC5, rng: np.random.Generator
+) -> Deliveries:
     slots = world.active_slots()
     x, y = world.x[slots], world.y[slots]
     r2 = link.max_range_m**2
     tx_parts, rx_parts = [], []
     chunk = max(1, 4_000_000 // max(len(slots), 1))
     for start in range(0, len(senders), chunk):
-        s = senders[start:start + chunk]
+        s = senders[start : start + chunk]
         d2 = (world.x[s][:, None] - x[None, :]) ** 2 + (world.y[s][:, None] - y[None, :]) ** 2
         q, m = np.nonzero(d2 <= r2)
         keep = slots[m] != s[q]
         tx_parts.append(q[keep] + start)
         rx_parts.append(slots[m[keep]])
-    return _fanout_from_pairs(world, np.concatenate(tx_parts).astype(np.intp),
-                              np.concatenate(rx_parts).astype(np.intp), senders, tx_time, link, rng)
+    return _fanout_from_pairs(
+        world,
+        np.concatenate(tx_parts).astype(np.intp),
+        np.concatenate(rx_parts).astype(np.intp),
+        senders,
+        tx_time,
+        link,
+        rng,
+    )
 
 
 def naive_pairs(world: WorldState, radius: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -227,19 +285,20 @@ def naive_pairs(world: WorldState, radius: float) -> tuple[NDArray[np.intp], NDA
     return np.concatenate(pi_parts).astype(np.intp), np.concatenate(pj_parts).astype(np.intp)
 
 
-def strtree_fanout(world: WorldState, senders: NDArray[np.intp], tx_time: NDArray[np.float64],
-                   link: BenchPC5, rng: np.random.Generator) -> Deliveries:
+def strtree_fanout(
+    world: WorldState, senders: NDArray[np.intp], tx_time: NDArray[np.float64], link: BenchPC5, rng: np.random.Generator
+) -> Deliveries:
     import shapely
 
     slots = world.active_slots()
     pts = shapely.points(world.x[slots], world.y[slots])
     tree = shapely.STRtree(pts)
-    q, m = tree.query(shapely.points(world.x[senders], world.y[senders]), predicate="dwithin",
-                      distance=link.max_range_m)
+    q, m = tree.query(
+        shapely.points(world.x[senders], world.y[senders]), predicate="dwithin", distance=link.max_range_m
+    )
     rx = slots[m]
     keep = rx != senders[q]
-    return _fanout_from_pairs(world, q[keep].astype(np.intp), rx[keep].astype(np.intp), senders, tx_time,
-                              link, rng)
+    return _fanout_from_pairs(world, q[keep].astype(np.intp), rx[keep].astype(np.intp), senders, tx_time, link, rng)
 
 
 def strtree_pairs(world: WorldState, radius: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -268,20 +327,23 @@ class TickTimes:
         return float(np.median(np.add(self.fanout_ms, self.conflict_ms)))
 
 
-Impl = Callable[[WorldState, NDArray[np.intp], NDArray[np.float64], np.random.Generator],
-                tuple[Deliveries, Conflicts]]
+Impl = Callable[[WorldState, NDArray[np.intp], NDArray[np.float64], np.random.Generator], tuple[Deliveries, Conflicts]]
 
 
-def ours(world: WorldState, senders: NDArray[np.intp], tx_time: NDArray[np.float64],
-         rng: np.random.Generator, times: TickTimes | None = None) -> tuple[Deliveries, Conflicts]:
+def ours(
+    world: WorldState,
+    senders: NDArray[np.intp],
+    tx_time: NDArray[np.float64],
+    rng: np.random.Generator,
+    times: TickTimes | None = None,
+) -> tuple[Deliveries, Conflicts]:
     from v2x.core import fan_out_broadcast
 
     link = BenchPC5()
     t0 = time.perf_counter()
-    grid = SpatialGrid.build(world, cell_m=GRID_CELL_M)
-    d = fan_out_broadcast(world, senders, tx_time, link, rng, grid=grid)
+    d = fan_out_broadcast(world, senders, tx_time, link, rng)
     t1 = time.perf_counter()
-    c = detect_conflicts(world, horizon_s=HORIZON_S, model="ca", grid=grid)
+    c = detect_conflicts(world, horizon_s=HORIZON_S, model="ca")
     t2 = time.perf_counter()
     if times is not None:
         times.fanout_ms.append((t1 - t0) * 1e3)
@@ -289,15 +351,17 @@ def ours(world: WorldState, senders: NDArray[np.intp], tx_time: NDArray[np.float
     return d, c
 
 
-GRID_CELL_M = 75.0
-
-
 def _baseline(kind: str) -> Callable[..., tuple[Deliveries, Conflicts]]:
     fan = naive_fanout if kind == "naive" else strtree_fanout
     pairs_fn = naive_pairs if kind == "naive" else strtree_pairs
 
-    def run(world: WorldState, senders: NDArray[np.intp], tx_time: NDArray[np.float64],
-            rng: np.random.Generator, times: TickTimes | None = None) -> tuple[Deliveries, Conflicts]:
+    def run(
+        world: WorldState,
+        senders: NDArray[np.intp],
+        tx_time: NDArray[np.float64],
+        rng: np.random.Generator,
+        times: TickTimes | None = None,
+    ) -> tuple[Deliveries, Conflicts]:
         link = BenchPC5()
         t0 = time.perf_counter()
         d = fan(world, senders, tx_time, link, rng)
@@ -315,22 +379,23 @@ def _baseline(kind: str) -> Callable[..., tuple[Deliveries, Conflicts]]:
 
 
 def _same(a: tuple[Deliveries, Conflicts], b: tuple[Deliveries, Conflicts]) -> bool:
+    """Every output field identical (nan == nan)."""
     da, ca = a
     db, cb = b
-    return (
-        np.array_equal(da.receiver, db.receiver) and np.array_equal(da.tx_index, db.tx_index)
-        and np.array_equal(da.delivery_time_s, db.delivery_time_s)
-        and np.array_equal(ca.i, cb.i) and np.array_equal(ca.j, cb.j)
-        and np.allclose(ca.ttc_s, cb.ttc_s, equal_nan=True)
-    )
+    if (da.candidates, da.dropped) != (db.candidates, db.dropped):
+        return False
+    fields = [(getattr(da, f), getattr(db, f)) for f in ("tx_index", "receiver", "delivery_time_s", "distance_m")]
+    fields += [(getattr(ca, f), getattr(cb, f)) for f in Conflicts.__dataclass_fields__]
+    return all(x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind == "f") for x, y in fields)
 
 
 def _percentile(xs: list[float], q: float) -> float:
     return round(float(np.percentile(xs, q)), 2) if xs else math.nan
 
 
-def bench_one(scenario: str, n: int, ticks: int, seed: int, baseline_ticks: int, quick: bool,
-              err: TextIO) -> dict[str, Any]:
+def bench_one(
+    scenario: str, n: int, ticks: int, seed: int, baseline_ticks: int, quick: bool, err: TextIO
+) -> dict[str, Any]:
     make = urban if scenario == "urban" else freeway
     wl = make(n, np.random.default_rng(seed))
     world = wl.world
@@ -372,8 +437,11 @@ def bench_one(scenario: str, n: int, ticks: int, seed: int, baseline_ticks: int,
         "ticks": ticks,
         "workload": wl.info,
     }
-    print(f"  {scenario} n={n}: ours fan-out p50 {row['fanout_ms_p50']} ms, conflict p50 "
-          f"{row['conflict_ms_p50']} ms", file=err, flush=True)
+    print(
+        f"  {scenario} n={n}: ours fan-out p50 {row['fanout_ms_p50']} ms, conflict p50 {row['conflict_ms_p50']} ms",
+        file=err,
+        flush=True,
+    )
     # Baselines on the same final state, same rng seeds; outputs must match ours exactly.
     ref = ours(world, senders, tx_time, np.random.default_rng(seed))
     ours_t = TickTimes()
@@ -383,6 +451,7 @@ def bench_one(scenario: str, n: int, ticks: int, seed: int, baseline_ticks: int,
         if n > max_n:
             continue
         fn = _baseline(kind)
+        fn(world, senders, tx_time, np.random.default_rng(seed))  # warm-up (loads compiled kernels), untimed
         bt = TickTimes()
         for _ in range(baseline_ticks):
             out = fn(world, senders, tx_time, np.random.default_rng(seed), bt)
@@ -391,21 +460,45 @@ def bench_one(scenario: str, n: int, ticks: int, seed: int, baseline_ticks: int,
         speedup = bt.total_p50() / ours_t.total_p50()
         row[f"{kind}_speedup"] = round(speedup, 1)
         row[f"{kind}_ms_p50"] = round(bt.total_p50(), 1)
-        print(f"  {scenario} n={n}: {kind} {bt.total_p50():.1f} ms/tick -> speed-up {speedup:.1f}x",
-              file=err, flush=True)
+        print(
+            f"  {scenario} n={n}: {kind} {bt.total_p50():.1f} ms/tick -> speed-up {speedup:.1f}x", file=err, flush=True
+        )
     return row
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ("scenario", "n", "fan-out p50", "fan-out p99", "conflict p50", "conflict p99", "total p50",
-            "naive x", "STRtree x", "peak MiB", "rx/tx", "deliv/tick", "conflicts")
+    head = (
+        "scenario",
+        "n",
+        "fan-out p50",
+        "fan-out p99",
+        "conflict p50",
+        "conflict p99",
+        "total p50",
+        "naive x",
+        "STRtree x",
+        "peak MiB",
+        "rx/tx",
+        "deliv/tick",
+        "conflicts",
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        vals = (r["scenario"], r["n"], r["fanout_ms_p50"], r["fanout_ms_p99"], r["conflict_ms_p50"],
-                r["conflict_ms_p99"], r["total_ms_p50"],
-                "-" if r["naive_speedup"] is None else r["naive_speedup"],
-                "-" if r["strtree_speedup"] is None else r["strtree_speedup"],
-                r["peak_mib"], r["receivers_per_tx"], r["deliveries_per_tick"], r["conflicts_per_tick"])
+        vals = (
+            r["scenario"],
+            r["n"],
+            r["fanout_ms_p50"],
+            r["fanout_ms_p99"],
+            r["conflict_ms_p50"],
+            r["conflict_ms_p99"],
+            r["total_ms_p50"],
+            "-" if r["naive_speedup"] is None else r["naive_speedup"],
+            "-" if r["strtree_speedup"] is None else r["strtree_speedup"],
+            r["peak_mib"],
+            r["receivers_per_tx"],
+            r["deliveries_per_tick"],
+            r["conflicts_per_tick"],
+        )
         lines.append("| " + " | ".join(str(v) for v in vals) + " |")
     return "\n".join(lines)
 
@@ -433,7 +526,6 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         "horizon_s": HORIZON_S,
         "model": "ca",
         "pc5_range_m": PC5_RANGE_M,
-        "grid_cell_m": GRID_CELL_M,
         "baseline_ticks": baseline_ticks,
         "baselines_up_to_n": {"naive": NAIVE_MAX_N, "strtree": STRTREE_MAX_N},
         "seed": args.seed,
@@ -445,9 +537,12 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         print(json.dumps({**meta, "results": rows}), file=out)
     else:
         print(_table(rows), file=out)
-        print(f"\nspeed-up = baseline (fan-out + conflict) / ours, median over {baseline_ticks} tick(s) on the "
-              f"same state; times in ms per {TICK_S * 1000:.0f} ms tick; range {PC5_RANGE_M:.0f} m, "
-              f"horizon {HORIZON_S:.0f} s; {elapsed:.0f} s total", file=out)
+        print(
+            f"\nspeed-up = baseline (fan-out + conflict) / ours, median over {baseline_ticks} tick(s) on the "
+            f"same state; times in ms per {TICK_S * 1000:.0f} ms tick; range {PC5_RANGE_M:.0f} m, "
+            f"horizon {HORIZON_S:.0f} s; {elapsed:.0f} s total",
+            file=out,
+        )
     return 0
 
 

@@ -4,17 +4,29 @@ Arrays in, arrays out. No asyncio, no MQTT, no per-tick logging. See docs/CORE.m
 """
 
 from v2x.core._conflict import Conflicts, ConflictType, detect_conflicts, overlapping_pairs
-from v2x.core._fanout import Deliveries, LinkModel, default_cell_m, fan_out_addressed, fan_out_broadcast
+from v2x.core._fanout import (
+    ChannelTables,
+    Deliveries,
+    LinkModel,
+    LinkTables,
+    TabulatedLink,
+    default_cell_m,
+    fan_out_addressed,
+    fan_out_broadcast,
+)
 from v2x.core._grid import SpatialGrid
 from v2x.core._world import ActorKind, WorldState
 
 __all__ = [
     "ActorKind",
+    "ChannelTables",
     "ConflictType",
     "Conflicts",
     "Deliveries",
     "LinkModel",
+    "LinkTables",
     "SpatialGrid",
+    "TabulatedLink",
     "WorldState",
     "default_cell_m",
     "detect_conflicts",

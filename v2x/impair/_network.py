@@ -314,6 +314,57 @@ class NetworkProfile:
         return out
 
 
+#: Knots of the tables that ``NetworkLink.channel_tables`` exports (delivery probability over distance,
+#: delay inverse CDF).
+TABLE_KNOTS = 4097
+#: Last knot of a tabulated unbounded delay (gamma): the inverse CDF at this quantile.
+TABLE_TOP_QUANTILE = 1.0 - 1e-9
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelTables:
+    """A link as data, for the core's compiled fan-out (structurally ``v2x.core.LinkTables``).
+
+    Delivery probability ``pdr[k]`` at ``k * pdr_step_m``, linear in between, ``pdr[-1]`` beyond. Delay
+    = base * multiplier + extra: base from the inverse CDF ``delay_quantiles_s`` (``delay_stepped``:
+    equally likely values, else knots at q = k / (n - 1) with linear interpolation), multiplier
+    ``delay_multipliers[j]`` with cumulative probabilities ``delay_multiplier_cdf``, and with probability
+    ``extra_delay_probability`` an extra uniform delay in [0, ``extra_delay_max_s``).
+    """
+
+    pdr_step_m: float
+    pdr: FloatArray
+    delay_quantiles_s: FloatArray
+    delay_stepped: bool
+    delay_multipliers: FloatArray
+    delay_multiplier_cdf: FloatArray
+    extra_delay_probability: float
+    extra_delay_max_s: float
+
+
+def _delay_quantiles(model: DelayModel) -> tuple[FloatArray, bool]:
+    """Inverse CDF of a delay model: (values, stepped). Exact except for the gamma, which is tabulated
+    at ``TABLE_KNOTS`` quantiles up to ``TABLE_TOP_QUANTILE``."""
+    if isinstance(model, ConstantDelay):
+        return np.array([model.delay_s, model.delay_s]), False
+    if isinstance(model, UniformDelay):
+        if model.steps is None:
+            return np.array([model.min_s, model.max_s]), False
+        k = np.arange(model.steps)
+        return model.min_s + (model.max_s - model.min_s) * k / max(model.steps - 1, 1), True
+    q = np.linspace(0.0, 1.0, TABLE_KNOTS)
+    q[-1] = TABLE_TOP_QUANTILE
+    # Gamma(2, scale 1) has CDF 1 - exp(-x) (1 + x); invert all knots at once by bisection.
+    lo = np.zeros_like(q)
+    hi = np.full_like(q, 100.0)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        below = 1.0 - np.exp(-mid) * (1.0 + mid) < q
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    return model.min_s + (model.mean_s - model.min_s) * (2.0 * hi) / 4.0, False
+
+
 class NetworkLink:
     """One profile in one direction, as the fan-out sees it (structurally the core's link protocol).
 
@@ -328,6 +379,7 @@ class NetworkLink:
         self.direction: Direction = direction
         self.max_range_m: float = profile.delivery.range_m()
         self._delay = profile.delay(direction)
+        self._tables: ChannelTables | None = None
 
     def __repr__(self) -> str:
         return f"NetworkLink({self.name!r}, direction={self.direction!r})"
@@ -350,6 +402,37 @@ class NetworkLink:
             hit = rng.random(n) < ho.gap_s / ho.mean_interval_s
             delay = delay + np.where(hit, rng.uniform(0.0, ho.gap_s, n), 0.0)
         return np.asarray(delay.reshape(np.shape(distance_m)), dtype=np.float64)
+
+    def channel_tables(self) -> ChannelTables:
+        """This link as tables for the compiled fan-out (built once, then cached).
+
+        The same model as :meth:`delivery_probability` and :meth:`sample_delay_s`: delivery probability at
+        ``TABLE_KNOTS`` distances from 0 to ``max_range_m`` (constant for cellular links), the delay's
+        inverse CDF, the retransmission attempt (a multiplier of the delay, given delivery) and the
+        handover gap (an extra uniform delay with probability ``gap / mean interval``).
+        """
+        if self._tables is not None:
+            return self._tables
+        if math.isinf(self.max_range_m):
+            step = 1.0
+            pdr = np.asarray(self.profile.delivery.probability(np.zeros(2)), dtype=np.float64)
+        else:
+            step = self.max_range_m / (TABLE_KNOTS - 1)
+            pdr = self.delivery_probability(np.arange(TABLE_KNOTS, dtype=np.float64) * step)
+        quantiles, stepped = _delay_quantiles(self._delay)
+        mult = np.ones(1)
+        mult_cdf = np.ones(1)
+        delivery = self.profile.delivery
+        if isinstance(delivery, RetryDelivery) and delivery.max_retries > 0 and delivery.loss_probability > 0.0:
+            k = np.arange(1, delivery.max_retries + 2)
+            weights = delivery.loss_probability ** (k - 1) * (1.0 - delivery.loss_probability)
+            mult = k.astype(np.float64)
+            mult_cdf = np.cumsum(weights) / weights.sum()
+        ho = self.profile.handover
+        extra_p = 0.0 if ho is None else ho.gap_s / ho.mean_interval_s
+        extra_max = 0.0 if ho is None else ho.gap_s
+        self._tables = ChannelTables(step, pdr, quantiles, stepped, mult, mult_cdf, extra_p, extra_max)
+        return self._tables
 
 
 _PC5_DELAY = UniformDelay(0.4 * _MS, 2.4 * _MS, steps=5)
