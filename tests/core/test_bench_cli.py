@@ -25,11 +25,21 @@ def test_bench_core_json_shape() -> None:
     assert doc["bench"] == "core"
     rows = doc["results"]
     assert [(r["scenario"], r["n"]) for r in rows] == [
-        ("urban", 300), ("urban", 600), ("freeway", 300), ("freeway", 600),
+        ("urban", 300),
+        ("urban", 600),
+        ("freeway", 300),
+        ("freeway", 600),
     ]
     for r in rows:
-        for key in ("fanout_ms_p50", "fanout_ms_p99", "conflict_ms_p50", "conflict_ms_p99",
-                    "naive_speedup", "strtree_speedup", "peak_mib"):
+        for key in (
+            "fanout_ms_p50",
+            "fanout_ms_p99",
+            "conflict_ms_p50",
+            "conflict_ms_p99",
+            "naive_speedup",
+            "strtree_speedup",
+            "peak_mib",
+        ):
             assert isinstance(r[key], float) and r[key] > 0, (key, r)
         assert r["fanout_ms_p99"] >= r["fanout_ms_p50"]
         assert r["deliveries_per_tick"] > 0

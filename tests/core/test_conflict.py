@@ -16,8 +16,14 @@ def world_of(*actors: dict[str, float]) -> WorldState:
     for k, a in enumerate(actors):
         s = w.add(f"a{k}", ActorKind.CAR, a.get("L", 5.0), a.get("W", 2.0))
         w.set_state(
-            np.array([s]), a.get("x", 0.0), a.get("y", 0.0), a.get("vx", 0.0), a.get("vy", 0.0),
-            a.get("ax", 0.0), a.get("ay", 0.0), a.get("h", 0.0),
+            np.array([s]),
+            a.get("x", 0.0),
+            a.get("y", 0.0),
+            a.get("vx", 0.0),
+            a.get("vy", 0.0),
+            a.get("ax", 0.0),
+            a.get("ay", 0.0),
+            a.get("h", 0.0),
         )
     return w
 

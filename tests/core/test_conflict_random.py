@@ -22,8 +22,14 @@ def test_ttc_matches_dense_time_stepping() -> None:
     acc = rng.uniform(-6, 3, 2 * n)
     drift = heading + rng.normal(0, 0.1, 2 * n)  # velocity not exactly along the box
     w.set_state(
-        s, pos[:, 0], pos[:, 1], speed * np.cos(drift), speed * np.sin(drift),
-        acc * np.cos(drift), acc * np.sin(drift), heading,
+        s,
+        pos[:, 0],
+        pos[:, 1],
+        speed * np.cos(drift),
+        speed * np.sin(drift),
+        acc * np.cos(drift),
+        acc * np.sin(drift),
+        heading,
     )
     pi, pj = s[0::2], s[1::2]
     horizon = 5.0

@@ -41,7 +41,12 @@ def test_broadcast_range_self_exclusion_and_times() -> None:
     # tx1 from x=300.5 reaches 0 (300.5 m? no), 1 (200.5), 2 (0.5), 4 (250.5).
     got = list(zip(d.receiver.tolist(), d.tx_index.tolist(), d.delivery_time_s.tolist(), strict=True))
     assert got == [
-        (1, 0, 1.02), (1, 1, 1.52), (2, 0, 1.02), (2, 1, 1.52), (4, 0, 1.02), (4, 1, 1.52),
+        (1, 0, 1.02),
+        (1, 1, 1.52),
+        (2, 0, 1.02),
+        (2, 1, 1.52),
+        (4, 0, 1.02),
+        (4, 1, 1.52),
     ]
     assert d.candidates == 6 and d.dropped == 0
     assert d.distance_m.tolist() == pytest.approx([100.0, 200.5, 300.0, 0.5, 50.0, 250.5])
@@ -114,8 +119,13 @@ def test_addressed_pairs_loss_and_order() -> None:
     w.remove("v3")
     link = FixedLink(max_range_m=math.inf, delay_s=0.03)
     d = fan_out_addressed(
-        w, np.array([0, 1]), np.array([0.0, 0.01]), np.array([1, 0, 0, 1]), np.array([2, 2, 1, 3]),
-        link, np.random.default_rng(0),
+        w,
+        np.array([0, 1]),
+        np.array([0.0, 0.01]),
+        np.array([1, 0, 0, 1]),
+        np.array([2, 2, 1, 3]),
+        link,
+        np.random.default_rng(0),
     )
     # (tx1 -> 3) dropped as inactive destination; not a candidate.
     assert d.candidates == 3

@@ -69,3 +69,18 @@ def test_boundary_distance_is_inclusive_and_empty_world() -> None:
     assert len(empty.pairs_within(100.0)[0]) == 0
     with pytest.raises(ValueError):
         SpatialGrid.build(w, 0.0)
+
+
+def test_sparse_grid_uses_binary_search_and_matches_brute_force() -> None:
+    # Two clusters 1000 km apart with 1 m cells: far too many cells for a dense table.
+    w = _random_world(200, seed=11, extent=100.0, remove=10)
+    s = w.active_slots()
+    w.x[s[::2]] += 1e6
+    g = SpatialGrid.build(w, 1.0)
+    assert not g.kernel_args()[5]  # sparse
+    i, j = g.pairs_within(30.0)
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == _brute_pairs(w, 30.0)
+    q = s[[0, 1, 5]]
+    src, dst = g.neighbours_of(q, 30.0)
+    expected = [(int(a), int(b)) for a in q for b in s if b != a and np.hypot(w.x[a] - w.x[b], w.y[a] - w.y[b]) <= 30.0]
+    assert list(zip(src.tolist(), dst.tolist(), strict=True)) == expected

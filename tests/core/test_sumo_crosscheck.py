@@ -71,7 +71,11 @@ def sumo_net(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Modul
     netconvert = os.path.join(home, "bin", "netconvert")
     proc = subprocess.run(
         [netconvert, "-n", "n.nod.xml", "-e", "e.edg.xml", "-o", "net.net.xml", "--no-turnarounds", "true"],
-        cwd=d, capture_output=True, text=True, timeout=60, check=False,
+        cwd=d,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if proc.returncode != 0:  # pragma: no cover
         pytest.skip(f"SUMO not installed properly: netconvert failed: {proc.stderr[-500:]}")
@@ -91,11 +95,33 @@ def _run(net: tuple[Path, str, ModuleType], name: str, vehicles: list[tuple[str,
     )
     out = d / f"{name}.ssm.xml"
     cmd = [
-        os.path.join(home, "bin", "sumo"), "-n", str(d / "net.net.xml"), "-r", str(d / f"{name}.rou.xml"),
-        "--step-length", "0.1", "--device.ssm.probability", "1", "--device.ssm.measures", "TTC DRAC PET",
-        "--device.ssm.thresholds", "30 0 5", "--device.ssm.trajectories", "true", "--device.ssm.range", "300",
-        "--device.ssm.file", str(out), "--no-step-log", "true", "--collision.action", "none",
-        "--end", "40", "--no-warnings", "true",
+        os.path.join(home, "bin", "sumo"),
+        "-n",
+        str(d / "net.net.xml"),
+        "-r",
+        str(d / f"{name}.rou.xml"),
+        "--step-length",
+        "0.1",
+        "--device.ssm.probability",
+        "1",
+        "--device.ssm.measures",
+        "TTC DRAC PET",
+        "--device.ssm.thresholds",
+        "30 0 5",
+        "--device.ssm.trajectories",
+        "true",
+        "--device.ssm.range",
+        "300",
+        "--device.ssm.file",
+        str(out),
+        "--no-step-log",
+        "true",
+        "--collision.action",
+        "none",
+        "--end",
+        "40",
+        "--no-warnings",
+        "true",
     ]
     traci.start(cmd, label=name)
     conn = traci.getConnection(name)
@@ -120,8 +146,12 @@ def _floats(el: ET.Element, tag: str) -> list[Any]:
     return found.get("values", "").split()
 
 
-def _pair_world(ego_front: tuple[float, float], ego_v: tuple[float, float],
-                foe_front: tuple[float, float], foe_v: tuple[float, float]) -> WorldState:
+def _pair_world(
+    ego_front: tuple[float, float],
+    ego_v: tuple[float, float],
+    foe_front: tuple[float, float],
+    foe_v: tuple[float, float],
+) -> WorldState:
     w = WorldState(2)
     for k, (p, v) in enumerate(((ego_front, ego_v), (foe_front, foe_v))):
         s = w.add(f"v{k}", ActorKind.CAR, LENGTH_M, WIDTH_M)

@@ -26,14 +26,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "workloads, with speed-ups against naive all-pairs numpy and a shapely STRtree broad phase "
         "measured in the same run. Progress goes to stderr.",
     )
-    core.add_argument("--n", type=_parse_ns, default=[1000, 5000, 10000, 20000],
-                      help="comma-separated vehicle counts (default 1000,5000,10000,20000)")
+    core.add_argument(
+        "--n",
+        type=_parse_ns,
+        default=[1000, 5000, 10000, 20000],
+        help="comma-separated vehicle counts (default 1000,5000,10000,20000)",
+    )
     core.add_argument("--ticks", type=int, default=None, help="timed ticks per N (default 20, quick 5)")
     core.add_argument("--seed", type=int, default=1, help="workload and channel seed (default 1)")
     core.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     core.add_argument("--quick", action="store_true", help="small run (< 60 s): fewer N, ticks, baselines")
-    core.add_argument("--scenario", choices=("urban", "freeway", "both"), default="both",
-                      help="workload (default both)")
+    core.add_argument(
+        "--scenario", choices=("urban", "freeway", "both"), default="both", help="workload (default both)"
+    )
     core.set_defaults(handler=_run_core)
 
 

@@ -257,6 +257,20 @@ def sort_runs(run_key: IntP, vals: IntP) -> None:
 
 
 @jit_inline
+def _time_range(tx_time: F64, dq: F64, mult: F64, extra_max: float) -> tuple[float, float]:
+    """Earliest send and 1 / (latest usual delivery - earliest send) over a call (bucket sort range)."""
+    t_lo = math.inf
+    t_hi = -math.inf
+    for t in tx_time:
+        t_lo = min(t_lo, t)
+        t_hi = max(t_hi, t)
+    # the 99th percentile of the base delay: a long tail would only empty the upper buckets (later
+    # deliveries are clamped into the last bucket; the insertion pass keeps the order exact)
+    span = t_hi + dq[min(int(0.99 * len(dq)), len(dq) - 1)] * mult.max() + extra_max - t_lo
+    return t_lo, (1.0 / span if span > 0.0 else 0.0)
+
+
+@jit_inline
 def _finish_receiver(
     r: int,
     k: int,
@@ -264,8 +278,11 @@ def _finish_receiver(
     ld: F64,
     lt: F64,
     lb: I64,
+    perm: I64,
     hist: I64,
     tx_time: F64,
+    t_lo: float,
+    t_inv_span: float,
     seed: np.uint64,
     dq: F64,
     stepped: bool,
@@ -283,14 +300,19 @@ def _finish_receiver(
     write them to ``out[pos:pos + k]`` sorted by (delivery time, tx index).
 
     Delay = base * multiplier + extra (see LinkTables), one counter draw each. The sort is a bucket sort
-    on time (2k buckets between the segment's earliest and latest delivery) followed by an insertion
-    pass that fixes the order inside buckets and breaks exact ties by tx index.
+    on time: 2k buckets over [t_lo, t_lo + 1 / t_inv_span] (the call's earliest send to its latest
+    possible delivery), a counting scatter of indices, then an insertion pass that fixes the order
+    inside buckets and breaks exact ties by tx index.
     """
     rbits = np.uint64(r) << _SHIFT_RX
     for j in range(k):  # vectorised: one hash per delivery
         lt[j] = uniform01(seed, ((np.uint64(ltx[j]) << _SHIFT_TX) | rbits) + _DRAW_BASE)
     m = len(dq)
     n_mult = len(mult)
+    nbk = 2 * k
+    scale = nbk * t_inv_span
+    for b in range(nbk + 1):
+        hist[b] = 0
     for j in range(k):
         u = lt[j]
         if stepped:
@@ -312,62 +334,38 @@ def _finish_receiver(
                 u_extra = uniform01(seed, ctr + _DRAW_EXTRA)
                 if u_extra < extra_p:
                     extra = (u_extra / extra_p) * extra_max  # given u < p, u / p is uniform in [0, 1)
-        lt[j] = tx_time[ltx[j]] + (base * mult[jm] + extra)
-    for j in range(k):
-        out_rx[pos + j] = r
-    if k <= 16:
-        for j in range(k):
-            tp = lt[j]
-            xp = ltx[j]
-            dp = ld[j]
-            q = pos + j
-            while q > pos and (out_t[q - 1] > tp or (out_t[q - 1] == tp and out_tx[q - 1] > xp)):
-                out_t[q] = out_t[q - 1]
-                out_tx[q] = out_tx[q - 1]
-                out_d[q] = out_d[q - 1]
-                q -= 1
-            out_t[q] = tp
-            out_tx[q] = xp
-            out_d[q] = dp
-        return
-    tmin = lt[0]
-    tmax = lt[0]
-    for j in range(1, k):
-        tmin = min(tmin, lt[j])
-        tmax = max(tmax, lt[j])
-    nbk = 2 * k
-    span = tmax - tmin
-    scale = (nbk - 1) / span if span > 0.0 else 0.0
-    for b in range(nbk + 1):
-        hist[b] = 0
-    for j in range(k):
-        b = min(int((lt[j] - tmin) * scale), nbk - 1)
+        t = tx_time[ltx[j]] + (base * mult[jm] + extra)
+        lt[j] = t
+        b = min(max(int((t - t_lo) * scale), 0), nbk - 1)
         lb[j] = b
         hist[b + 1] += 1
     for b in range(nbk):
         hist[b + 1] += hist[b]
     for j in range(k):
         b = lb[j]
-        p = pos + hist[b]
+        perm[hist[b]] = j
         hist[b] += 1
-        out_t[p] = lt[j]
-        out_tx[p] = ltx[j]
-        out_d[p] = ld[j]
-    for i in range(pos + 1, pos + k):
-        tp = out_t[i]
-        if out_t[i - 1] < tp:
+    for q in range(k):
+        j = perm[q]
+        out_t[pos + q] = lt[j]
+        out_tx[pos + q] = ltx[j]
+        out_d[pos + q] = ld[j]
+        out_rx[pos + q] = r
+    for q in range(pos + 1, pos + k):
+        tp = out_t[q]
+        if out_t[q - 1] < tp:
             continue
-        xp = out_tx[i]
-        dp = out_d[i]
-        q = i
-        while q > pos and (out_t[q - 1] > tp or (out_t[q - 1] == tp and out_tx[q - 1] > xp)):
-            out_t[q] = out_t[q - 1]
-            out_tx[q] = out_tx[q - 1]
-            out_d[q] = out_d[q - 1]
-            q -= 1
-        out_t[q] = tp
-        out_tx[q] = xp
-        out_d[q] = dp
+        xp = out_tx[q]
+        dp = out_d[q]
+        p = q
+        while p > pos and (out_t[p - 1] > tp or (out_t[p - 1] == tp and out_tx[p - 1] > xp)):
+            out_t[p] = out_t[p - 1]
+            out_tx[p] = out_tx[p - 1]
+            out_d[p] = out_d[p - 1]
+            p -= 1
+        out_t[p] = tp
+        out_tx[p] = xp
+        out_d[p] = dp
 
 
 @jit_inline
@@ -432,7 +430,9 @@ def broadcast_kernel(
     ld = np.empty(n, dtype=np.float64)
     lt = np.empty(n, dtype=np.float64)
     lb = np.empty(n, dtype=np.int64)
+    perm = np.empty(n, dtype=np.int64)
     hist = np.empty(2 * n + 2, dtype=np.int64)
+    t_lo, t_inv_span = _time_range(tx_time, dq, mult, extra_max)
     last = len(pdr) - 1
     lastf = float(last)
     pos = pos0
@@ -485,8 +485,8 @@ def broadcast_kernel(
         if pos + k > len(out_tx):
             return i, pos, candidates
         _finish_receiver(
-            r, k, ltx, ld, lt, lb, hist, tx_time, seed, dq, stepped, mult, mult_cdf, extra_p, extra_max,
-            out_tx, out_rx, out_t, out_d, pos,
+            r, k, ltx, ld, lt, lb, perm, hist, tx_time, t_lo, t_inv_span, seed, dq, stepped, mult, mult_cdf,
+            extra_p, extra_max, out_tx, out_rx, out_t, out_d, pos,
         )  # fmt: skip
         pos += k
         candidates += cands
@@ -533,7 +533,9 @@ def pairs_delivery_kernel(
     ld = np.empty(n, dtype=np.float64)
     lt = np.empty(n, dtype=np.float64)
     lb = np.empty(n, dtype=np.int64)
+    perm = np.empty(n, dtype=np.int64)
     hist = np.empty(2 * n + 2, dtype=np.int64)
+    t_lo, t_inv_span = _time_range(tx_time, dq, mult, extra_max)
     pos = 0
     for r in range(capacity):
         x = wx[r]
@@ -550,8 +552,8 @@ def pairs_delivery_kernel(
                 ld[k] = d
                 k += 1
         _finish_receiver(
-            r, k, ltx, ld, lt, lb, hist, tx_time, seed, dq, stepped, mult, mult_cdf, extra_p, extra_max,
-            out_tx, out_rx, out_t, out_d, pos,
+            r, k, ltx, ld, lt, lb, perm, hist, tx_time, t_lo, t_inv_span, seed, dq, stepped, mult, mult_cdf,
+            extra_p, extra_max, out_tx, out_rx, out_t, out_d, pos,
         )  # fmt: skip
         pos += k
     return pos
@@ -978,37 +980,39 @@ def conflict_pair(
     pet_conflict = False
     cross_drac = 0.0
     if crossing:
-        sin_abs = abs(cross_d)
-        cos_abs = abs(cos_d)
-        h_i = (hwj + hwi * cos_abs) / sin_abs  # half extent of the conflict area along path i
-        h_j = (hwi + hwj * cos_abs) / sin_abs
         if ai_c >= 0.0:
             t_ci = time_to_path_length(si, ai, tsi, ai_c)
         if aj_c >= 0.0:
             t_cj = time_to_path_length(sj, aj, tsj, aj_c)
-        in_i = time_to_path_length(si, ai, tsi, max(ai_c - h_i - hli, 0.0))
-        out_i = time_to_path_length(si, ai, tsi, max(ai_c + h_i + hli, 0.0))
-        in_j = time_to_path_length(sj, aj, tsj, max(aj_c - h_j - hlj, 0.0))
-        out_j = time_to_path_length(sj, aj, tsj, max(aj_c + h_j + hlj, 0.0))
-        i_first = in_i < in_j or (in_i == in_j and out_i <= out_j)
-        exit_first = out_i if i_first else out_j
-        enter_second = in_j if i_first else in_i
-        pet_raw = enter_second - exit_first
-        pet = 0.0 if math.isnan(pet_raw) else max(pet_raw, 0.0)
-        if math.isinf(enter_second):
-            pet = math.inf
-        pet_conflict = t_ci >= 0.0 and t_ci <= horizon and t_cj >= 0.0 and t_cj <= horizon and pet <= max_pet
-        # DRAC for the second actor: enter no earlier than the first leaves
-        s2 = sj if i_first else si
-        dist2 = (aj_c - h_j - hlj) if i_first else (ai_c - h_i - hli)
-        t_exit = exit_first
-        arrive_late = 2.0 * (s2 * t_exit - dist2) / (t_exit * t_exit)
-        stop = s2 * s2 / (2.0 * dist2)
-        need_stop = (not math.isfinite(t_exit)) or (arrive_late * t_exit > s2)
-        drac_c = stop if need_stop else arrive_late
-        if dist2 <= 0.0:
-            drac_c = math.inf
-        cross_drac = 0.0 if (enter_second >= exit_first or s2 <= 0.0) else _np_max(drac_c, 0.0)
+        times_ok = t_ci >= 0.0 and t_ci <= horizon and t_cj >= 0.0 and t_cj <= horizon
+        if times_ok or overlapping or math.isfinite(ttc):  # otherwise not reported: PET not needed
+            sin_abs = abs(cross_d)
+            cos_abs = abs(cos_d)
+            h_i = (hwj + hwi * cos_abs) / sin_abs  # half extent of the conflict area along path i
+            h_j = (hwi + hwj * cos_abs) / sin_abs
+            in_i = time_to_path_length(si, ai, tsi, max(ai_c - h_i - hli, 0.0))
+            out_i = time_to_path_length(si, ai, tsi, max(ai_c + h_i + hli, 0.0))
+            in_j = time_to_path_length(sj, aj, tsj, max(aj_c - h_j - hlj, 0.0))
+            out_j = time_to_path_length(sj, aj, tsj, max(aj_c + h_j + hlj, 0.0))
+            i_first = in_i < in_j or (in_i == in_j and out_i <= out_j)
+            exit_first = out_i if i_first else out_j
+            enter_second = in_j if i_first else in_i
+            pet_raw = enter_second - exit_first
+            pet = 0.0 if math.isnan(pet_raw) else max(pet_raw, 0.0)
+            if math.isinf(enter_second):
+                pet = math.inf
+            pet_conflict = times_ok and pet <= max_pet
+            # DRAC for the second actor: enter no earlier than the first leaves
+            s2 = sj if i_first else si
+            dist2 = (aj_c - h_j - hlj) if i_first else (ai_c - h_i - hli)
+            t_exit = exit_first
+            arrive_late = 2.0 * (s2 * t_exit - dist2) / (t_exit * t_exit)
+            stop = s2 * s2 / (2.0 * dist2)
+            need_stop = (not math.isfinite(t_exit)) or (arrive_late * t_exit > s2)
+            drac_c = stop if need_stop else arrive_late
+            if dist2 <= 0.0:
+                drac_c = math.inf
+            cross_drac = 0.0 if (enter_second >= exit_first or s2 <= 0.0) else _np_max(drac_c, 0.0)
 
     if not (math.isfinite(ttc) or pet_conflict or overlapping):
         return nope
