@@ -23,12 +23,11 @@ from conftest import Mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
 
 from v2x.broker import BrokerAddress
+from v2x.cli import main as v2x_main
 from v2x.runner import run_scenario
 from v2x.scenario import Scenario, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.wire import common_pb2, day1_pb2, frame_pb2, testbed_pb2
-
-pytestmark = pytest.mark.broker
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT = REPO / "examples" / "outside_vehicle.py"
@@ -125,6 +124,7 @@ def check_client(code: int, log: str) -> None:
     assert "[lead t=6.0s]" in log  # logs name the actor and the simulation time
 
 
+@pytest.mark.broker
 def test_outside_lead_with_v2x_run_on_mosquitto(mosquitto: Mosquitto, clients: Clients, tmp_path: Path) -> None:
     """The real thing: `v2x run --run-id` in one process, the outside lead in two others (one per variant)."""
     scenario = external_fcw(tmp_path)
@@ -143,6 +143,7 @@ def test_outside_lead_with_v2x_run_on_mosquitto(mosquitto: Mosquitto, clients: C
         check_client(*clients.wait(f"{prefix}-{variant}"))
 
 
+@pytest.mark.broker
 async def test_outside_lead_one_variant_in_process_on_the_embedded_broker(
     embedded: BrokerAddress, clients: Clients, tmp_path: Path
 ) -> None:
@@ -159,6 +160,7 @@ async def test_outside_lead_one_variant_in_process_on_the_embedded_broker(
     check_client(*await asyncio.to_thread(clients.wait, f"{prefix}-v2x"))
 
 
+@pytest.mark.broker
 async def test_fixed_run_id_can_be_reused(embedded: BrokerAddress, clients: Clients, tmp_path: Path) -> None:
     """A second run with the same id: the first run's retained STOP must not stop the new client."""
     scenario = load_scenario(external_fcw(tmp_path))
@@ -212,6 +214,7 @@ def _envelope(sender: str, frame: bytes, *, tick: int, seq: int) -> bytes:
     return env.SerializeToString()
 
 
+@pytest.mark.broker
 async def test_misbehaving_outside_client_is_rejected_and_counted(
     mosquitto: Mosquitto, clients: Clients, tmp_path: Path
 ) -> None:
@@ -247,3 +250,46 @@ async def test_misbehaving_outside_client_is_rejected_and_counted(
     assert rejected == {"malformed": 2, "sender_mismatch": 1, "unknown_type": 1, "unknown_sender": 2}, rejected
     assert result["passed"], result["expectations"]  # the outcome is unchanged
     check_client(*await asyncio.to_thread(clients.wait, run_id))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# v2x run --run-id / --variant
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--run-id", "bad/id"], "--run-id 'bad/id': use 1-55 characters of A-Z a-z 0-9 _ . -"),
+        (["--run-id", "+"], "--run-id '+': use 1-55"),
+        (["--run-id", "x" * 56], "use 1-55 characters"),
+        (["--run-id", ""], "--run-id '': use 1-55"),
+        (["icw", "--run-id", "ok"], "--run-id takes a single scenario"),
+    ],
+)
+def test_bad_run_id_exits_2_before_anything_runs(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = v2x_main(["run", "fcw", *args, "--out", str(tmp_path)])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "fcw").exists()
+
+
+def test_run_id_and_variant_appear_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        v2x_main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "--run-id PREFIX" in out and "PREFIX-v2x" in out and "--variant" in out
+
+
+@pytest.mark.broker
+def test_variant_and_run_id_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`v2x run fcw --variant baseline --run-id cli`: one run, named cli-baseline, only its expectations."""
+    code = v2x_main(["run", "fcw", "--variant", "baseline", "--run-id", "cli", "--out", str(tmp_path), "-q"])
+    assert code == 0, capsys.readouterr()
+    result = json.loads((tmp_path / "fcw" / "result.json").read_text(encoding="utf-8"))
+    assert result["run"]["run_ids"] == {"baseline": "cli-baseline"}
+    assert list(result["metrics"]) == ["baseline"]
+    assert [e["variant"] for e in result["expectations"]] == ["baseline"]
+    assert result["passed"]
