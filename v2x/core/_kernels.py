@@ -46,6 +46,7 @@ _DRAW_LOSS = np.uint64(0)
 _DRAW_BASE = np.uint64(1)
 _DRAW_MULT = np.uint64(2)
 _DRAW_EXTRA = np.uint64(3)
+_ONE = np.uint64(1)
 
 
 @jit_inline
@@ -308,6 +309,7 @@ def _finish_receiver(
     for j in range(k):  # vectorised: one hash per delivery
         lt[j] = uniform01(seed, ((np.uint64(ltx[j]) << _SHIFT_TX) | rbits) + _DRAW_BASE)
     m = len(dq)
+    m_last = np.uint64(m - 1)
     n_mult = len(mult)
     nbk = 2 * k
     scale = nbk * t_inv_span
@@ -316,12 +318,12 @@ def _finish_receiver(
     for j in range(k):
         u = lt[j]
         if stepped:
-            kq = min(int(u * m), m - 1)
+            kq = min(np.uint64(u * m), m_last)
             base = dq[kq]
         else:
             pq = u * (m - 1)
-            kq = min(int(pq), m - 2)
-            base = dq[kq] + (pq - kq) * (dq[kq + 1] - dq[kq])
+            kq = min(np.uint64(pq), m_last - _ONE)
+            base = dq[kq] + (pq - np.float64(kq)) * (dq[kq + _ONE] - dq[kq])
         jm = 0
         extra = 0.0
         if n_mult > 1 or extra_p > 0.0:
@@ -345,27 +347,31 @@ def _finish_receiver(
         b = lb[j]
         perm[hist[b]] = j
         hist[b] += 1
+    ot = out_t[pos : pos + k]  # views of this receiver's rows: indices from 0
+    otx = out_tx[pos : pos + k]
+    od = out_d[pos : pos + k]
+    orx = out_rx[pos : pos + k]
     for q in range(k):
         j = perm[q]
-        out_t[pos + q] = lt[j]
-        out_tx[pos + q] = ltx[j]
-        out_d[pos + q] = ld[j]
-        out_rx[pos + q] = r
-    for q in range(pos + 1, pos + k):
-        tp = out_t[q]
-        if out_t[q - 1] < tp:
+        ot[q] = lt[j]
+        otx[q] = ltx[j]
+        od[q] = ld[j]
+        orx[q] = r
+    for q in range(1, k):
+        tp = ot[q]
+        if ot[q - 1] < tp:
             continue
-        xp = out_tx[q]
-        dp = out_d[q]
+        xp = otx[q]
+        dp = od[q]
         p = q
-        while p > pos and (out_t[p - 1] > tp or (out_t[p - 1] == tp and out_tx[p - 1] > xp)):
-            out_t[p] = out_t[p - 1]
-            out_tx[p] = out_tx[p - 1]
-            out_d[p] = out_d[p - 1]
+        while p > 0 and (ot[p - 1] > tp or (ot[p - 1] == tp and otx[p - 1] > xp)):
+            ot[p] = ot[p - 1]
+            otx[p] = otx[p - 1]
+            od[p] = od[p - 1]
             p -= 1
-        out_t[p] = tp
-        out_tx[p] = xp
-        out_d[p] = dp
+        ot[p] = tp
+        otx[p] = xp
+        od[p] = dp
 
 
 @jit_inline
@@ -435,6 +441,7 @@ def broadcast_kernel(
     t_lo, t_inv_span = _time_range(tx_time, dq, mult, extra_max)
     last = len(pdr) - 1
     lastf = float(last)
+    p_last = pdr[last]
     pos = pos0
     candidates = 0
     for i in range(i0, len(rx_slots)):
@@ -447,7 +454,7 @@ def broadcast_kernel(
         else:
             row_lo = max(floor_index(y - radius, cell_m, cy0, ny), 0)
             row_hi = min(floor_index(y + radius, cell_m, cy0, ny), ny - 1)
-        k = 0
+        k = np.uint64(0)
         cands = 0
         for row in range(row_lo, row_hi + 1):
             if everyone:
@@ -470,25 +477,26 @@ def broadcast_kernel(
                 cdist[j] = math.sqrt(d2)
                 cu[j] = uniform01(seed, (np.uint64(tr[j]) << _SHIFT_TX) | rbits)
             for j in range(cnt):
-                inr = ((cd2[j] <= r2) | everyone) & (sr[j] != r)
+                inr = (cd2[j] <= r2) & (sr[j] != r)  # r2 is inf for an infinite range
                 cands += inr
                 d = cdist[j]
                 pp = d * pdr_inv_step
                 if pp < lastf:
-                    kk = int(pp)
-                    p = pdr[kk] + (pp - kk) * (pdr[kk + 1] - pdr[kk])
+                    kk = np.uint64(pp)  # d >= 0: unsigned, no negative-index handling
+                    p = pdr[kk] + (pp - np.float64(kk)) * (pdr[kk + _ONE] - pdr[kk])
                 else:
-                    p = pdr[last]
+                    p = p_last
                 ltx[k] = tr[j]
                 ld[k] = d
-                k += inr & (cu[j] < p)
-        if pos + k > len(out_tx):
+                k += np.uint64(inr & (cu[j] < p))
+        kept = np.int64(k)
+        if pos + kept > len(out_tx):
             return i, pos, candidates
         _finish_receiver(
-            r, k, ltx, ld, lt, lb, perm, hist, tx_time, t_lo, t_inv_span, seed, dq, stepped, mult, mult_cdf,
+            r, kept, ltx, ld, lt, lb, perm, hist, tx_time, t_lo, t_inv_span, seed, dq, stepped, mult, mult_cdf,
             extra_p, extra_max, out_tx, out_rx, out_t, out_d, pos,
         )  # fmt: skip
-        pos += k
+        pos += kept
         candidates += cands
     return len(rx_slots), pos, candidates
 
