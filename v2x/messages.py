@@ -1,7 +1,7 @@
 """The helper layer between protobuf messages (standard integer units) and SI domain values.
 
-Everything that builds or reads a BSM, an Advisory, a MapData or a SPAT goes through here, and converts units
-only through ``v2x.units``.
+Everything that builds or reads a BSM, an RSM, an Advisory, a MapData or a SPAT goes through here, and converts
+units only through ``v2x.units``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,38 @@ APP_BY_NAME = {
     "icw": testbed_pb2.APP_ICW,
     "rlvw": testbed_pb2.APP_RLVW,
     "glosa": testbed_pb2.APP_GLOSA,
+    "vrucw": testbed_pb2.APP_VRUCW,
 }
 APP_NAME = {v: k for k, v in APP_BY_NAME.items()}
 HARD_BRAKING_MPS2 = 4.0  # deceleration above which the BSM event flag hardBraking is set (assumption)
+# RSM ParticipantType of an actor kind, and of a BSM's vehicleClass (pedestrian 82, bicycle 85: CSAE 53).
+PARTICIPANT_TYPE = {
+    "car": day1_pb2.PARTICIPANT_MOTOR,
+    "truck": day1_pb2.PARTICIPANT_MOTOR,
+    "bus": day1_pb2.PARTICIPANT_MOTOR,
+    "emergency": day1_pb2.PARTICIPANT_MOTOR,
+    "pedestrian": day1_pb2.PARTICIPANT_PEDESTRIAN,
+    "cyclist": day1_pb2.PARTICIPANT_NON_MOTOR,
+}
+VRU_TYPES = frozenset({day1_pb2.PARTICIPANT_PEDESTRIAN, day1_pb2.PARTICIPANT_NON_MOTOR})
+# RSM SourceType of a roadside sensor kind; several kinds fused together are "integrated".
+SOURCE_OF_SENSOR = {
+    "camera": day1_pb2.SOURCE_VIDEO,
+    "radar": day1_pb2.SOURCE_MICROWAVE_RADAR,
+    "lidar": day1_pb2.SOURCE_LIDAR,
+    "integrated": day1_pb2.SOURCE_INTEGRATED,
+}
+RSM_MAX_PARTICIPANTS = 16  # CSAE 53 RSM: 1..16 participants per message
+R95_PER_SIGMA = 2.448  # 95 % radius of a circular Gaussian in units of its per-axis sigma
+
+
+def participant_type_of_class(vehicle_class: int) -> int:
+    """The RSM ParticipantType of a BSM sender, from its BasicVehicleClass."""
+    if vehicle_class == VEHICLE_CLASS["pedestrian"]:
+        return day1_pb2.PARTICIPANT_PEDESTRIAN
+    if vehicle_class == VEHICLE_CLASS["cyclist"]:
+        return day1_pb2.PARTICIPANT_NON_MOTOR
+    return day1_pb2.PARTICIPANT_MOTOR
 
 
 def temporary_id(actor_id: str) -> bytes:
@@ -74,6 +103,16 @@ class RemoteState:
     sigma_major_m: float | None
     kind_class: int
     hard_braking: bool
+    # What kind of road user it is (ParticipantType), and for one heard of in an RSM: its ptcId there and
+    # the sensor source (SourceType). A BSM sender has ``ptc_id`` None and source SOURCE_V2X.
+    ptc_type: int = day1_pb2.PARTICIPANT_MOTOR
+    ptc_id: int | None = None
+    source: int = day1_pb2.SOURCE_V2X
+
+    @property
+    def key(self) -> str:
+        """Who it is, as an app names it in a warning: the BSM id (hex), or ``{rsm id hex}/{ptcId}``."""
+        return self.temp_id.hex() if self.ptc_id is None else participant_key(self.temp_id, self.ptc_id)
 
     def extrapolated(self, t_s: float) -> tuple[float, float, float, float]:
         """(x, y, vx, vy) at ``t_s`` under constant acceleration along the heading (no reversing)."""
@@ -114,7 +153,7 @@ def encode_bsm(
             orientation=units.accuracy_orientation_to_wire(None),
         ),
         pos_confidence=common_pb2.PositionConfidenceSet(
-            pos=units.position_confidence(None if sigma is None else 2.448 * sigma),
+            pos=units.position_confidence(None if sigma is None else R95_PER_SIGMA * sigma),
             elevation=0,
         ),
         trans_state=2,
@@ -169,7 +208,129 @@ def decode_bsm(bsm: day1_pb2.BSM, *, now_s: float, frame: LocalFrame, epoch: dat
         sigma_major_m=units.semi_major_from_wire(bsm.accuracy.semi_major),
         kind_class=bsm.vehicle_class,
         hard_braking=bool(bsm.safety_ext.events & (1 << day1_pb2.EVENT_HARD_BRAKING)),
+        ptc_type=participant_type_of_class(bsm.vehicle_class),
     )
+
+
+def participant_key(rsm_id: bytes, ptc_id: int) -> str:
+    """How a participant heard of in an RSM is named: the RSM's id (hex) and its ptcId."""
+    return f"{rsm_id.hex()}/{ptc_id}"
+
+
+def parse_participant_key(key: str) -> tuple[bytes, int] | None:
+    """Inverse of :func:`participant_key`; None if ``key`` is not one."""
+    head, sep, tail = key.partition("/")
+    if not sep or not tail.isdigit():
+        return None
+    try:
+        return bytes.fromhex(head), int(tail)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class PerceivedObject:
+    """A road user as a roadside unit's perception reports it (SI, local frame): one RSM participant."""
+
+    ptc_id: int  # 0..65535, stable while the object is tracked
+    kind: str  # actor kind: car, truck, bus, emergency, pedestrian, cyclist
+    source: str  # camera, radar, lidar or integrated
+    t_s: float  # the time the measurement refers to
+    x: float
+    y: float
+    speed_mps: float
+    heading_rad: float  # ENU yaw
+    length_m: float
+    width_m: float
+    sigma_m: float  # 1-sigma position error per axis
+
+
+def encode_rsm(
+    objects: list[PerceivedObject],
+    *,
+    actor_id: str,
+    ref_x: float,
+    ref_y: float,
+    frame: LocalFrame,
+    epoch: datetime,
+    msg_count: int,
+) -> frame_pb2.MessageFrame:
+    """An RSM from ``actor_id`` (its id: :func:`temporary_id`) with refPos at ``(ref_x, ref_y)`` (the RSU)
+    and one ParticipantData per object (at most 16): position as an offset from refPos, posConfidence from
+    the 95 % radius 2.448 sigma, secMark of the measurement, speed, heading, size, type and source."""
+    if not 1 <= len(objects) <= RSM_MAX_PARTICIPANTS:
+        raise ValueError(f"an RSM carries 1..{RSM_MAX_PARTICIPANTS} participants, got {len(objects)}")
+    ref_lat, ref_lon = frame.to_wire(ref_x, ref_y)
+    participants = []
+    for obj in objects:
+        dlat, dlon = frame.offset_to_wire(ref_lat, ref_lon, obj.x, obj.y)
+        participants.append(
+            day1_pb2.ParticipantData(
+                ptc_type=PARTICIPANT_TYPE.get(obj.kind, day1_pb2.PARTICIPANT_UNKNOWN),
+                ptc_id=obj.ptc_id,
+                source=SOURCE_OF_SENSOR.get(obj.source, day1_pb2.SOURCE_UNKNOWN),
+                sec_mark=units.sec_mark(obj.t_s, epoch),
+                pos=common_pb2.PositionOffsetLLV(offset_lat=dlat, offset_lon=dlon),
+                pos_confidence=common_pb2.PositionConfidenceSet(
+                    pos=units.position_confidence(R95_PER_SIGMA * obj.sigma_m), elevation=0
+                ),
+                speed=units.speed_to_wire(obj.speed_mps),
+                heading=units.heading_to_wire(units.enu_yaw_rad_to_compass_deg(obj.heading_rad)),
+                accel_set=common_pb2.AccelerationSet4Way(
+                    long=units.accel_to_wire(None),
+                    lat=units.accel_to_wire(None),
+                    vert=units.vert_accel_to_wire(None),
+                    yaw=units.yaw_rate_to_wire(0.0),
+                ),
+                size=common_pb2.VehicleSize(
+                    width=units.size_cm_to_wire(obj.width_m, max_cm=units.VEHICLE_WIDTH_MAX),
+                    length=units.size_cm_to_wire(obj.length_m),
+                    height=0,
+                ),
+                vehicle_class=VEHICLE_CLASS.get(obj.kind, 0),
+            )
+        )
+    rsm = day1_pb2.RSM(
+        msg_cnt=units.msg_cnt(msg_count),
+        id=temporary_id(actor_id),
+        ref_pos=common_pb2.Position3D(lat=ref_lat, lon=ref_lon, elevation=units.elevation_to_wire(frame.h0_m)),
+        participants=participants,
+    )
+    return frame_pb2.MessageFrame(rsm=rsm)
+
+
+def decode_rsm(rsm: day1_pb2.RSM, *, now_s: float, frame: LocalFrame, epoch: datetime) -> list[RemoteState]:
+    """The participants of an RSM as remote states (``temp_id`` = the RSM's id, ``ptc_id`` set); those
+    without a speed or heading are left out. ``sigma_major_m`` is the posConfidence bound / 2.448 (None
+    when unavailable)."""
+    out = []
+    for p in rsm.participants:
+        speed = units.speed_from_wire(p.speed)
+        heading = units.heading_from_wire(p.heading)
+        if speed is None or heading is None:
+            continue
+        x, y = frame.offset_from_wire(rsm.ref_pos.lat, rsm.ref_pos.lon, p.pos.offset_lat, p.pos.offset_lon)
+        bound = units.position_confidence_bound_m(p.pos_confidence.pos)
+        out.append(
+            RemoteState(
+                temp_id=bytes(rsm.id),
+                t_s=time_from_sec_mark(p.sec_mark, now_s, epoch),
+                x=float(x),
+                y=float(y),
+                speed_mps=speed,
+                heading_rad=units.compass_deg_to_enu_yaw_rad(heading),
+                accel_mps2=units.accel_from_wire(p.accel_set.long) or 0.0,
+                length_m=units.size_cm_from_wire(p.size.length) or 0.5,
+                width_m=units.size_cm_from_wire(p.size.width) or 0.5,
+                sigma_major_m=None if bound is None else bound / R95_PER_SIGMA,
+                kind_class=p.vehicle_class,
+                hard_braking=False,
+                ptc_type=int(p.ptc_type),
+                ptc_id=p.ptc_id,
+                source=int(p.source),
+            )
+        )
+    return out
 
 
 @dataclass(frozen=True)

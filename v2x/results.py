@@ -95,10 +95,13 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         return True, detail
     if isinstance(exp, NoWarningExpectation):
         found = _warnings(events, v, exp.target, exp.app)
+        if exp.other is not None:
+            found = [e for e in found if e["other"] == exp.other]
         if found:
             e = found[0]
             return False, f"{exp.target} got {e['app'].upper()} at t={e['t_s']:.2f} s about {e['other']}"
-        return True, f"no {exp.app.upper() + ' ' if exp.app else ''}warning reached {exp.target}"
+        about = f" about {exp.other}" if exp.other is not None else ""
+        return True, f"no {exp.app.upper() + ' ' if exp.app else ''}warning reached {exp.target}{about}"
     if isinstance(exp, CollisionExpectation):
         hits = _collisions(events, v, exp.actors)
         if hits:
@@ -147,15 +150,18 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         value = m.get("delivery_ratio")
     elif exp.metric == "rejected":
         value = float(sum(m.get("rejected", {}).values()))
+    elif exp.message is not None:
+        value = m.get("latency_ms_by_message", {}).get(exp.message, {}).get(exp.metric.removeprefix("latency_ms_"))
     else:
         value = m.get("latency_ms", {}).get(exp.metric.removeprefix("latency_ms_"))
+    name = exp.metric if exp.message is None else f"{exp.metric} of {exp.message.upper()}"
     if value is None:
-        return False, f"{exp.metric} not measured in variant {v}"
+        return False, f"{name} not measured in variant {v}"
     ok = (exp.min is None or value >= exp.min) and (exp.max is None or value <= exp.max)
     bounds = " and ".join(
         s for s in (f">= {exp.min}" if exp.min is not None else "", f"<= {exp.max}" if exp.max is not None else "") if s
     )
-    return ok, f"{exp.metric} = {value} (expected {bounds})"
+    return ok, f"{name} = {value} (expected {bounds})"
 
 
 def evaluate(

@@ -1,14 +1,16 @@
 """The world: the testbed's view of physical reality, one per run.
 
 It is the only party that sees ground truth. Every tick it
-  1. sends each agent its ``TickInput``: the GNSS reading of its positioning sensor and what it heard,
+  1. sends each agent its ``TickInput``: the GNSS reading of its positioning sensor and what it heard (and
+     to each roadside unit what its roadside sensors detected),
   2. waits (through the clock) for every agent's transmissions and ``Ack``,
   3. validates and counts everything it received (bad payloads are rejected and counted, never raised),
   4. updates the core's ``WorldState`` with the reported truth, records warnings, collisions and
      red-light violations (referee),
   5. runs the channel (``v2x.core`` fan-out with the scenario's network profiles) over the tick's
-     transmissions, and advances the positioning model.
-Steps 3-5 are sans-I/O calls into ``v2x.core`` and ``v2x.impair``; this module is the thin shell.
+     transmissions, and advances the positioning model and the roadside sensors.
+Steps 3-5 are sans-I/O calls into ``v2x.core``, ``v2x.impair`` and ``v2x.sensors``; this module is the thin
+shell. An unequipped road user (no OBU) hears nothing, and anything it transmits is rejected.
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ from v2x.core import (
     overlapping_pairs,
 )
 from v2x.impair import PositioningModel, Zone, network_link
-from v2x.messages import APP_NAME, temporary_id
+from v2x.messages import APP_NAME, parse_participant_key, temporary_id
 from v2x.results import event_order
 from v2x.scenario.geometry import polygon
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, VEHICLE_KINDS, Scenario
+from v2x.sensors import RoadsideSensing, Targets
 from v2x.signals import LIGHT_NAME, STOPPING_LIGHTS, crossed, signal_heads
 from v2x.transport import Transport
 from v2x.units import compass_deg_to_enu_yaw_rad
@@ -63,6 +66,11 @@ KIND = {
     "platform": ActorKind.RSU,  # has a slot for addressing; never a PC5 receiver nor on the road
 }
 LINK_NAME = {testbed_pb2.LINK_PC5: "pc5", testbed_pb2.LINK_UU: "uu", testbed_pb2.LINK_WIRED: "wired"}
+SENSOR_KIND = {
+    "camera": testbed_pb2.SENSOR_CAMERA,
+    "radar": testbed_pb2.SENSOR_RADAR,
+    "lidar": testbed_pb2.SENSOR_LIDAR,
+}
 
 
 @dataclass
@@ -74,6 +82,7 @@ class _Received:
     link: int
     dest_ids: tuple[str, ...]
     raw: bytes
+    msg: str = ""  # the MessageFrame's message type (bsm, rsm, spat, ...)
 
 
 @dataclass
@@ -110,6 +119,7 @@ class World:
         variant_no = 0 if variant == "v2x" else 1
         self.rng_net = np.random.default_rng([seed, variant_no, 1])
         rng_pos = np.random.default_rng([seed, variant_no, 2])
+        rng_sense = np.random.default_rng([seed, variant_no, 3])
 
         # Slots in id order so that the layout, and every draw that depends on it, is deterministic.
         self.actor_ids = sorted(a.id for a in scenario.actors)
@@ -126,8 +136,9 @@ class World:
         )
         self.road_users.sort()
         self.pc5_receivers = np.zeros(self.world.capacity, dtype=np.bool_)
+        self.unequipped = {a.id for a in scenario.actors if not a.equipped}
         for a in scenario.actors:
-            if a.kind != "platform":
+            if a.kind != "platform" and a.equipped:
                 self.pc5_receivers[self.world.slot_of(a.id)] = True
         self.links = {
             testbed_pb2.LINK_PC5: network_link(scenario.network.pc5),
@@ -145,6 +156,14 @@ class World:
         pc5_range = self.links[testbed_pb2.LINK_PC5].max_range_m
         self.cell_m = default_cell_m(pc5_range if np.isfinite(pc5_range) else 1000.0)
         self.temp_ids = {temporary_id(a).hex(): a for a in self.actor_ids}
+        # Roadside sensors: the RSUs' sensors look at the road users; object id = slot + 1 (stable per run).
+        rsus = []
+        for a in scenario.actors:
+            if a.kind == "rsu" and a.sensors and a.position is not None:
+                rsus.append((a.id, a.position, a.sensors))
+        obstacles = [polygon(list(o.polygon)) for o in scenario.obstacles]
+        self.sensing = RoadsideSensing(rsus, obstacles, rng_sense) if rsus else None
+        self.detections: dict[str, list[testbed_pb2.Detection]] = {}
 
         self.hellos: set[str] = set()
         self.all_joined = asyncio.Event()
@@ -176,6 +195,7 @@ class World:
         self.candidates: Counter[str] = Counter()
         self.latencies_ms: list[float] = []
         self.latencies_by_channel: dict[str, list[float]] = defaultdict(list)
+        self.latencies_by_message: dict[str, list[float]] = defaultdict(list)
         self.late_reports = 0
 
         transport.route(topics.all_of(run_id, "join"), self._on_join)
@@ -235,8 +255,12 @@ class World:
         if env.sender_id != actor_id:
             self._reject("sender_mismatch", topic, f"(envelope says {env.sender_id!r})")
             return
-        if frame.WhichOneof("msg") is None:
+        msg_type = frame.WhichOneof("msg")
+        if msg_type is None:
             self._reject("unknown_type", topic)
+            return
+        if actor_id in self.unequipped:
+            self._reject("unequipped_sender", topic, "(equipped: false: it has no OBU)")
             return
         if env.link not in self.links:
             self._reject("bad_link", topic)
@@ -253,7 +277,7 @@ class World:
             self._reject("bad_tick", topic, f"(tick {env.tick}, current {self.current_tick})")
             return
         self.received[key] = _Received(
-            env.tick, slot, env.seq, env.tx_time_us / 1e6, env.link, tuple(env.dest_ids), payload
+            env.tick, slot, env.seq, env.tx_time_us / 1e6, env.link, tuple(env.dest_ids), payload, msg_type
         )
         self.tick_tx[env.tick][actor_id] += 1
         self._check_reported()
@@ -364,6 +388,7 @@ class World:
             gnss = self.gnss.get(actor_id)
             if gnss is not None:
                 msg.gnss.CopyFrom(gnss)
+            msg.detections.extend(self.detections.get(actor_id, ()))
             self._last_input[actor_id] = msg.SerializeToString()
         await asyncio.gather(
             *(self.transport.publish(topics.tick_input(self.run_id, a), p) for a, p in self._last_input.items())
@@ -410,8 +435,18 @@ class World:
         self._channel(tick, grid)
         self._sense(t)
 
+    def _resolve(self, other_id: str) -> str:
+        """The actor an app's ``other_id`` names: a BSM id (hex), or an RSM participant ({rsm id}/{ptcId},
+        ptcId = the world's object id = slot + 1); anything else is kept as it is."""
+        if other_id in self.temp_ids:
+            return self.temp_ids[other_id]
+        parsed = parse_participant_key(other_id)
+        if parsed is not None and 1 <= parsed[1] <= len(self.actor_ids):
+            return self.world.id_of(parsed[1] - 1)
+        return other_id
+
     def _record_warning(self, actor_id: str, adv: testbed_pb2.Advisory) -> None:
-        other = self.temp_ids.get(adv.other_id, adv.other_id)
+        other = self._resolve(adv.other_id)
         event: dict[str, Any] = {
             "t_s": round(adv.raised_at_s, 3),
             "type": "warning",
@@ -568,19 +603,24 @@ class World:
             lat = ((d.delivery_time_s - tx_time[d.tx_index - base]) * 1e3).tolist()
             self.latencies_ms.extend(lat)
             self.latencies_by_channel[channel].extend(lat)
+            for k, ms in zip((d.tx_index - base).tolist(), lat, strict=True):
+                self.latencies_by_message[recs[k].msg or "unknown"].append(ms)
             parts.append(d)
         self.pending = Deliveries.concat(self.pending, *parts)
 
     def _sense(self, t: float) -> None:
         w = self.world
         slots = self.road_users
+        if self.sensing is not None:
+            self._sense_roadside(t)
         xy = np.stack([w.x[slots], w.y[slots]], axis=1)
         speed = np.hypot(w.vx[slots], w.vy[slots])
         fixes = self.positioning.step(t, self.sc.tick_s, xy, speed)
         for k, s in enumerate(slots.tolist()):
             actor_id = w.id_of(s)
             previous = self.gnss.get(actor_id)
-            if previous is None or previous.state != fixes.state[k]:
+            # An unequipped road user has no receiver to report on (its slot in the model keeps the draws).
+            if (previous is None or previous.state != fixes.state[k]) and actor_id not in self.unequipped:
                 sigma = float(fixes.sigma_major_m[k])
                 self.report.events.append(
                     {
@@ -600,6 +640,46 @@ class World:
                 state=fixes.state[k],
                 available=bool(fixes.available[k]),
             )
+
+    def _sense_roadside(self, t: float) -> None:
+        """The roadside sensors' frames at ``t`` (the truth just reported), for the RSUs' next TickInput."""
+        assert self.sensing is not None
+        w = self.world
+        slots = self.road_users
+        targets = Targets(
+            object_id=slots.astype(np.int64) + 1,
+            kind=[self.sc.actor(w.id_of(int(s))).kind for s in slots],
+            x=w.x[slots],
+            y=w.y[slots],
+            vx=w.vx[slots],
+            vy=w.vy[slots],
+            heading_rad=w.heading_rad[slots],
+            length_m=w.length_m[slots],
+            width_m=w.width_m[slots],
+        )
+        found = self.sensing.step(t, targets)
+        self.detections = {
+            rsu: [
+                testbed_pb2.Detection(
+                    object_id=d.object_id,
+                    sensor=d.sensor,
+                    sensor_kind=SENSOR_KIND[d.sensor_kind],
+                    object_kind=d.object_kind,
+                    time_us=round(d.t_s * 1e6),
+                    x_m=d.x,
+                    y_m=d.y,
+                    vx_mps=d.vx,
+                    vy_mps=d.vy,
+                    heading_deg=d.heading_deg,
+                    length_m=d.length_m,
+                    width_m=d.width_m,
+                    sigma_m=d.sigma_m,
+                    speed_sigma_mps=d.speed_sigma_mps,
+                )
+                for d in ds
+            ]
+            for rsu, ds in found.items()
+        }
 
     def _metrics(self, wall_s: float) -> dict[str, Any]:
         def pct(values: list[float], q: float) -> float | None:
@@ -624,8 +704,13 @@ class World:
             "delivery_ratio": round(sum(self.delivered.values()) / total_candidates, 4) if total_candidates else None,
             "latency_ms": summary(self.latencies_ms),
             "latency_ms_by_channel": {c: summary(v) for c, v in sorted(self.latencies_by_channel.items())},
+            "latency_ms_by_message": {m: summary(v) for m, v in sorted(self.latencies_by_message.items())},
             "rejected": dict(sorted(self.rejected.items())),
             "rejected_by_agents": {a: dict(sorted(c.items())) for a, c in sorted(self.rejected_by_agents.items()) if c},
             "duplicates": self.duplicates,
             "late_reports": self.late_reports,
+            "sensing": {
+                name: {"frames": c.frames, "in_view": c.in_view, "occluded": c.occluded, "detected": c.detected}
+                for name, c in (self.sensing.counts.items() if self.sensing is not None else ())
+            },
         }

@@ -32,6 +32,7 @@ class TickContext:
     dt_s: float
     gnss: testbed_pb2.GnssReading
     heard: tuple[Heard, ...]
+    detections: tuple[testbed_pb2.Detection, ...] = ()  # roadside units: what their sensors saw
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ class AgentHost:
                 dt_s=tick_input.tick_us / 1e6,
                 gnss=tick_input.gnss,
                 heard=self._heard(slot, tick_input),
+                detections=tuple(tick_input.detections),
             )
             try:
                 result = agent.step(ctx)

@@ -1,20 +1,75 @@
 """The roadside unit: broadcasts MAP at 1 Hz and, for signalised intersections, SPAT at 10 Hz from its
-fixed-time signal controllers over PC5, and relays the BSMs it hears to the edge/cloud platform over the
-wired backhaul."""
+fixed-time signal controllers over PC5; broadcasts RSM with what its roadside sensors detect (every sensor
+frame, 10 Hz by default); and relays the BSMs it hears to the edge/cloud platform over the wired backhaul."""
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from collections.abc import Sequence
 
 from v2x.agents.base import Agent, Environment, TickContext, TickResult, Transmission
-from v2x.messages import MapNode, SignalState, encode_map, encode_spat
+from v2x.messages import (
+    PARTICIPANT_TYPE,
+    RSM_MAX_PARTICIPANTS,
+    VRU_TYPES,
+    MapNode,
+    PerceivedObject,
+    SignalState,
+    encode_map,
+    encode_rsm,
+    encode_spat,
+)
 from v2x.scenario.model import ActorSpec, Scenario
 from v2x.signals import FixedTimeController, approaches, node_id_of
-from v2x.units import enu_yaw_rad_to_compass_deg
-from v2x.wire import testbed_pb2
+from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
+from v2x.wire import day1_pb2, testbed_pb2
 
 MAP_PERIOD_S = 1.0  # T/CSAE 53: MAP at 1 Hz
 SPAT_PERIOD_S = 0.1  # T/CSAE 53 Day-1 table: RLVW / GLOSA need SPAT at up to 10 Hz
+HEADING_FROM_VELOCITY_MPS = 0.5  # below this fused speed the heading is the sensors' reported one
+SENSOR_KIND_NAME = {
+    testbed_pb2.SENSOR_CAMERA: "camera",
+    testbed_pb2.SENSOR_RADAR: "radar",
+    testbed_pb2.SENSOR_LIDAR: "lidar",
+}
+
+
+def fuse(detections: Sequence[testbed_pb2.Detection]) -> list[PerceivedObject]:
+    """The RSU's object list from one tick's detections: one object per ``object_id``. Several sensors'
+    detections of one object are combined by inverse-variance weighting, sigma = (sum sigma_i^-2)^-1/2
+    (position and velocity alike), and the source becomes "integrated" when the sensors differ in kind."""
+    by_object: dict[int, list[testbed_pb2.Detection]] = defaultdict(list)
+    for d in detections:
+        by_object[d.object_id].append(d)
+    out = []
+    for object_id, ds in sorted(by_object.items()):
+        w = [max(d.sigma_m, 1e-3) ** -2 for d in ds]
+        wv = [max(d.speed_sigma_mps, 1e-3) ** -2 for d in ds]
+        x = sum(wi * d.x_m for wi, d in zip(w, ds, strict=True)) / sum(w)
+        y = sum(wi * d.y_m for wi, d in zip(w, ds, strict=True)) / sum(w)
+        vx = sum(wi * d.vx_mps for wi, d in zip(wv, ds, strict=True)) / sum(wv)
+        vy = sum(wi * d.vy_mps for wi, d in zip(wv, ds, strict=True)) / sum(wv)
+        speed = math.hypot(vx, vy)
+        best = min(ds, key=lambda d: d.sigma_m)
+        yaw = math.atan2(vy, vx) if speed >= HEADING_FROM_VELOCITY_MPS else compass_deg_to_enu_yaw_rad(best.heading_deg)
+        kinds = {SENSOR_KIND_NAME.get(d.sensor_kind, "unknown") for d in ds}
+        out.append(
+            PerceivedObject(
+                ptc_id=object_id % 65536,
+                kind=best.object_kind,
+                source=kinds.pop() if len(kinds) == 1 else "integrated",
+                t_s=max(d.time_us for d in ds) / 1e6,
+                x=x,
+                y=y,
+                speed_mps=speed,
+                heading_rad=yaw,
+                length_m=best.length_m,
+                width_m=best.width_m,
+                sigma_m=sum(w) ** -0.5,
+            )
+        )
+    return out
 
 
 class RoadsideUnit(Agent):
@@ -43,6 +98,7 @@ class RoadsideUnit(Agent):
         }
         self._map_count = 0
         self._spat_count = 0
+        self._rsm_count = 0
         self._next_map_s = 0.0
         self._next_spat_s = 0.0
         self.relayed = 0
@@ -79,5 +135,33 @@ class RoadsideUnit(Agent):
             )
             self._spat_count += 1
             result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
+        if ctx.detections:
+            result.transmissions.extend(self._rsm(ctx.detections))
         result.truth = testbed_pb2.TruthState(x_m=self.x, y_m=self.y, heading_deg=enu_yaw_rad_to_compass_deg(0.0))
         return result
+
+    def _rsm(self, detections: Sequence[testbed_pb2.Detection]) -> list[Transmission]:
+        """RSM over PC5 with the fused objects, vulnerable road users first, then by distance from the RSU;
+        more than 16 objects take several messages."""
+        objects = fuse(detections)
+        objects.sort(
+            key=lambda o: (
+                PARTICIPANT_TYPE.get(o.kind, day1_pb2.PARTICIPANT_UNKNOWN) not in VRU_TYPES,
+                math.hypot(o.x - self.x, o.y - self.y),
+                o.ptc_id,
+            )
+        )
+        out = []
+        for k in range(0, len(objects), RSM_MAX_PARTICIPANTS):
+            frame = encode_rsm(
+                objects[k : k + RSM_MAX_PARTICIPANTS],
+                actor_id=self.actor_id,
+                ref_x=self.x,
+                ref_y=self.y,
+                frame=self.env.frame,
+                epoch=self.env.epoch,
+                msg_count=self._rsm_count,
+            )
+            self._rsm_count += 1
+            out.append(Transmission(testbed_pb2.LINK_PC5, frame))
+        return out

@@ -1,6 +1,7 @@
-"""The vehicle / OBU agent: follows its route with a speed profile and scripted events, publishes BSM at
-10 Hz over PC5 (and to the edge/cloud over Uu), runs its on-board apps, and reacts to warnings through its
-driver model."""
+"""The vehicle / OBU agent (also a pedestrian or cyclist): follows its route with a speed profile and
+scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu), runs its on-board apps on
+what it hears (BSM, MAP, SPAT, RSM), and reacts to warnings through its driver model. An unequipped road
+user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything it is given."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from v2x.apps.collision import Participant, forward_collision
 from v2x.apps.driver import Driver, SignalView
 from v2x.apps.glosa import speed_advice
 from v2x.apps.rlvw import Host, match, red_light_warning
+from v2x.apps.vrucw import vru_participant, vulnerable_road_user_collision
 from v2x.messages import (
     APP_BY_NAME,
     APP_NAME,
@@ -19,6 +21,7 @@ from v2x.messages import (
     RemoteState,
     decode_bsm,
     decode_map,
+    decode_rsm,
     decode_spat,
     encode_bsm,
     temporary_id,
@@ -57,7 +60,10 @@ class VehicleAgent(Agent):
         self.cruise_mps = spec.speed_mps  # what the driver goes back to; scripted events change it
         # The signal heads the driver can see (physical lights, not V2X): what `sees_signals` looks at.
         self.signal_heads = list(signal_heads)
+        self.equipped = spec.equipped
         self.remotes: dict[bytes, RemoteState] = {}
+        # Road users heard of in RSMs (roadside perception), by participant key ({rsm id}/{ptcId}).
+        self.perceived: dict[str, RemoteState] = {}
         self.own_id = temporary_id(spec.id)
         self.msg_count = 0
         self._next_bsm_s = 0.0
@@ -135,7 +141,7 @@ class VehicleAgent(Agent):
         pose = self.route.pose(self.s)
         result = TickResult()
 
-        for heard in ctx.heard:
+        for heard in ctx.heard if self.equipped else ():
             which = heard.frame.WhichOneof("msg")
             if which == "bsm":
                 remote = decode_bsm(heard.frame.bsm, now_s=t, frame=self.env.frame, epoch=self.env.epoch)
@@ -143,6 +149,11 @@ class VehicleAgent(Agent):
                     known = self.remotes.get(remote.temp_id)
                     if known is None or remote.t_s >= known.t_s:
                         self.remotes[remote.temp_id] = remote
+            elif which == "rsm":
+                for remote in decode_rsm(heard.frame.rsm, now_s=t, frame=self.env.frame, epoch=self.env.epoch):
+                    known_p = self.perceived.get(remote.key)
+                    if known_p is None or remote.t_s >= known_p.t_s:
+                        self.perceived[remote.key] = remote
             elif which == "map":
                 self.approaches.update(self._by_node(decode_map(heard.frame.map, frame=self.env.frame)))
             elif which == "spat":
@@ -155,23 +166,24 @@ class VehicleAgent(Agent):
                 self._warn(result, adv, t)
         max_age = self.env.thresholds["max_age_s"]
         self.remotes = {k: r for k, r in self.remotes.items() if t - r.t_s <= max_age}
+        self.perceived = {k: r for k, r in self.perceived.items() if t - r.t_s <= max_age}
 
         gnss = ctx.gnss
         ex = gnss.east_error_m if gnss.available else 0.0
         ny = gnss.north_error_m if gnss.available else 0.0
+        host = Participant(
+            "host",
+            pose.x + ex,
+            pose.y + ny,
+            self.v * math.cos(pose.heading_rad),
+            self.v * math.sin(pose.heading_rad),
+            self.a,
+            pose.heading_rad,
+            self.length_m,
+            self.width_m,
+            gnss.sigma_major_m if gnss.available else float("inf"),
+        )
         if "fcw" in self.spec.apps and self.remotes:
-            host = Participant(
-                "host",
-                pose.x + ex,
-                pose.y + ny,
-                self.v * math.cos(pose.heading_rad),
-                self.v * math.sin(pose.heading_rad),
-                self.a,
-                pose.heading_rad,
-                self.length_m,
-                self.width_m,
-                gnss.sigma_major_m if gnss.available else float("inf"),
-            )
             remotes = [Participant.from_remote(r.temp_id.hex(), r, t) for r in self.remotes.values()]
             for f in forward_collision(host, remotes, self.env.thresholds):
                 adv = testbed_pb2.Advisory(
@@ -179,6 +191,26 @@ class VehicleAgent(Agent):
                     severity=testbed_pb2.SEVERITY_WARNING,
                     target_id=self.actor_id,
                     other_id=f.other,  # temporary id (hex); the world resolves it to an actor id
+                    source_id=self.actor_id,
+                    ttc_s=f.ttc_s,
+                    raised_at_s=t,
+                    valid_until_s=t + self.env.thresholds["warning_validity_s"],
+                    conflict_type=f.kind,
+                )
+                self._warn(result, adv, t)
+
+        if "vrucw" in self.spec.apps and (self.perceived or self.remotes):
+            vrus = [
+                p
+                for r in (*self.perceived.values(), *self.remotes.values())
+                if (p := vru_participant(r, t, self.env.thresholds)) is not None
+            ]
+            for f in vulnerable_road_user_collision(host, vrus, self.env.thresholds):
+                adv = testbed_pb2.Advisory(
+                    app=testbed_pb2.APP_VRUCW,
+                    severity=testbed_pb2.SEVERITY_WARNING,
+                    target_id=self.actor_id,
+                    other_id=f.other,  # BSM id (hex) or {rsm id hex}/{ptcId}; the world resolves it
                     source_id=self.actor_id,
                     ttc_s=f.ttc_s,
                     raised_at_s=t,
@@ -244,7 +276,7 @@ class VehicleAgent(Agent):
                 self._warn(result, adv, t)
 
         self.a = self._choose_accel(t, self._signal_view(t, pose))
-        if t + 1e-9 >= self._next_bsm_s:
+        if self.equipped and t + 1e-9 >= self._next_bsm_s:
             self._next_bsm_s += BSM_PERIOD_S
             result.transmissions.extend(self._bsm(t, pose.x + ex, pose.y + ny, pose.heading_rad, gnss))
         c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
-from v2x.messages import RemoteState
+from v2x.messages import R95_PER_SIGMA, RemoteState
 
 CONFLICT_NAME = {
     ConflictType.REAR_END: "rear-end",
@@ -49,9 +49,6 @@ class Participant:
             remote.width_m,
             remote.sigma_major_m if remote.sigma_major_m is not None else float("inf"),
         )
-
-
-R95_PER_SIGMA = 2.448  # 95 % radius of a circular Gaussian in units of its per-axis sigma
 
 
 def accurate_enough(p: Participant, required_r95_m: float) -> bool:

@@ -20,8 +20,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from v2x.apps.collision import R95_PER_SIGMA
 from v2x.apps.rlvw import Host, match
+from v2x.messages import R95_PER_SIGMA
 from v2x.signals import GREEN_LIGHTS, Approach, Interval, light_at
 
 

@@ -40,6 +40,17 @@ DEFAULTS: Mapping[str, float] = MappingProxyType(
         "glosa_max_speed_factor": 1.1,
         "glosa_margin_s": 1.0,
         "glosa_required_accuracy_m": 1.5,
+        # VRUCW (v2x/apps/vrucw.py). TTC 2.14 s, the minimum speed (one of the two faster than 2.8 m/s, else
+        # no check) and the VRU footprints (circles of radius 0.5 m pedestrian / 1.0 m non-motor; we use the
+        # square around the circle): open-v2x/cerebrum scenario_algo/algo_lib/collision_warning.py
+        # (ttc_threshold, _min_speed_for_checking, PedestrianDefaultRadius, NonMotorDefaultRadius).
+        # Range and accuracy: T/CSAE 53 Day-1 table (VRUCW: 150 m, 5 m).
+        "vrucw_ttc_s": 2.14,
+        "vrucw_min_speed_mps": 2.8,
+        "vrucw_pedestrian_radius_m": 0.5,
+        "vrucw_non_motor_radius_m": 1.0,
+        "vrucw_max_distance_m": 150.0,
+        "vrucw_required_accuracy_m": 5.0,
         # Conflict prediction horizon, s.
         "horizon_s": 6.0,
         # Remote state older than this is dropped from the on-board / platform tables, s.

@@ -109,6 +109,8 @@ def _road_problems(sc: Scenario) -> list[tuple[str, str]]:
 
 def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     from v2x.impair import NETWORK_PROFILES, POSITIONING_PROFILES, STATE_NAMES
+    from v2x.scenario.geometry import polygon
+    from v2x.sensors import resolve as resolve_sensor
 
     problems: list[tuple[str, str]] = []
     lane_ids = [lane.id for lane in sc.road.lanes]
@@ -133,9 +135,25 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append((f"actors[{i}].apps", f"apps run on road users or the platform, not a {actor.kind}"))
         if "icw" in actor.apps and actor.kind != "platform":
             problems.append((f"actors[{i}].apps", "icw runs on the edge/cloud platform (kind: platform)"))
-        for app in ("fcw", "rlvw", "glosa"):
+        for app in ("fcw", "rlvw", "glosa", "vrucw"):
             if app in actor.apps and actor.kind not in ROAD_USER_KINDS:
                 problems.append((f"actors[{i}].apps", f"{app} runs on board a road user"))
+        if not actor.equipped:
+            if actor.kind not in ROAD_USER_KINDS:
+                problems.append((f"actors[{i}].equipped", f"only a road user can be unequipped, not a {actor.kind}"))
+            if actor.apps:
+                problems.append((f"actors[{i}].apps", "an unequipped road user (no OBU) runs no apps"))
+        if actor.sensors and actor.kind != "rsu":
+            problems.append((f"actors[{i}].sensors", "only an rsu carries roadside sensors"))
+        for k, sensor in enumerate(actor.sensors):
+            period = resolve_sensor(sensor).period_s
+            if period < sc.tick_s - 1e-9:
+                problems.append(
+                    (
+                        f"actors[{i}].sensors[{k}].period_s",
+                        f"at least the tick ({sc.tick_s} s): one frame per tick at most; got {period}",
+                    )
+                )
         if actor.intersections is not None:
             if actor.kind != "rsu":
                 problems.append((f"actors[{i}].intersections", "only an rsu serves intersections"))
@@ -144,6 +162,10 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                     problems.append(
                         (f"actors[{i}].intersections[{k}]", f"one of the road's intersections {ix_ids}; got {ix_ref!r}")
                     )
+    for i, obstacle in enumerate(sc.obstacles):
+        shape = polygon(list(obstacle.polygon))
+        if not shape.is_valid or shape.area <= 0:
+            problems.append((f"obstacles[{i}].polygon", "a simple polygon with a positive area"))
     if sum(a.kind == "platform" for a in sc.actors) > 1:
         problems.append(("actors", "at most one actor of kind 'platform'"))
     if sc.positioning not in POSITIONING_PROFILES:

@@ -15,7 +15,9 @@ ROAD_USER_KINDS = (*VEHICLE_KINDS, "pedestrian", "cyclist")
 ActorKindName = Literal["car", "truck", "bus", "emergency", "pedestrian", "cyclist", "rsu", "platform"]
 Variant = Literal["v2x", "baseline"]
 ALL_VARIANTS: tuple[Variant, ...] = ("v2x", "baseline")
-AppName = Literal["fcw", "icw", "rlvw", "glosa"]
+AppName = Literal["fcw", "icw", "rlvw", "glosa", "vrucw"]
+SensorKindName = Literal["camera", "radar", "lidar"]
+MessageName = Literal["bsm", "map", "spat", "rsi", "rsm", "advisory"]
 
 # Footprints (length, width, height) in metres: TR 37.885 car and truck; others are common values.
 DEFAULT_SIZE: dict[str, tuple[float, float, float]] = {
@@ -86,6 +88,28 @@ class ZoneSpec(Strict):
     polygon: list[Point] = Field(min_length=3)
 
 
+class ObstacleSpec(Strict):
+    """A static obstacle (a parked bus, a building corner) that blocks roadside sensors' line of sight. It
+    is not a road user: nothing collides with it, and it does not block radio."""
+
+    name: ActorId
+    polygon: list[Point] = Field(min_length=3, description="local ENU metres")
+
+
+class SensorSpec(Strict):
+    """A roadside sensor mounted at its RSU's position. Figures left unset take the defaults of the kind
+    (v2x/sensors.py, docs/IMPAIRMENTS.md)."""
+
+    kind: SensorKindName
+    heading_deg: float = Field(default=0.0, ge=0, lt=360, description="where it looks: compass degrees")
+    range_m: float | None = Field(default=None, gt=0, le=1000)
+    fov_deg: float | None = Field(default=None, gt=0, le=360, description="full horizontal field of view")
+    sigma_m: float | None = Field(default=None, ge=0, le=50, description="1-sigma position error per axis")
+    speed_sigma_mps: float | None = Field(default=None, ge=0, le=20, description="1-sigma velocity error per axis")
+    detection_probability: float | None = Field(default=None, ge=0, le=1, description="per object in view, per frame")
+    period_s: float | None = Field(default=None, gt=0, le=10, description="time between frames")
+
+
 class NetworkSpec(Strict):
     pc5: str = "pc5-sidelink-los"
     uu: str = "5g-uu-edge-sa"
@@ -121,6 +145,9 @@ class ActorSpec(Strict):
     length_m: float | None = Field(default=None, gt=0)
     width_m: float | None = Field(default=None, gt=0)
     positioning: str | None = None
+    equipped: bool = Field(
+        default=True, description="has an OBU; false: transmits and hears nothing (sensors and the referee see it)"
+    )
     uplink: bool = Field(default=True, description="also send BSM to the edge/cloud platform over Uu")
     apps: list[AppName] = Field(default_factory=list)
     driver: DriverSpec | None = None
@@ -130,6 +157,7 @@ class ActorSpec(Strict):
     intersections: list[ActorId] | None = Field(
         default=None, description="rsu: intersections whose MAP (and SPAT, if signalised) it sends; default all"
     )
+    sensors: list[SensorSpec] = Field(default_factory=list, description="rsu: roadside sensors (RSM)")
 
     @model_validator(mode="after")
     def _placement(self) -> ActorSpec:
@@ -159,9 +187,12 @@ class WarningExpectation(_ExpectationBase):
 
 
 class NoWarningExpectation(_ExpectationBase):
+    """``target`` never receives a warning (from ``app``, about ``other``, when given)."""
+
     type: Literal["no_warning"]
     app: AppName | None = None
     target: ActorId
+    other: ActorId | None = None
 
 
 class CollisionExpectation(_ExpectationBase):
@@ -177,6 +208,7 @@ class NoCollisionExpectation(_ExpectationBase):
 class MetricExpectation(_ExpectationBase):
     type: Literal["metric"]
     metric: Literal["delivery_ratio", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "rejected"]
+    message: MessageName | None = Field(default=None, description="latency of this message type only")
     min: float | None = None
     max: float | None = None
 
@@ -184,6 +216,8 @@ class MetricExpectation(_ExpectationBase):
     def _bound(self) -> MetricExpectation:
         if self.min is None and self.max is None:
             raise ValueError("give 'min' and/or 'max'")
+        if self.message is not None and not self.metric.startswith("latency_ms_"):
+            raise ValueError("'message' applies to the latency metrics only")
         return self
 
 
@@ -251,6 +285,7 @@ class Scenario(Strict):
     network: NetworkSpec = NetworkSpec()
     positioning: str = "rtk-fixed"
     zones: list[ZoneSpec] = Field(default_factory=list)
+    obstacles: list[ObstacleSpec] = Field(default_factory=list)
     road: RoadSpec = RoadSpec()
     actors: list[ActorSpec] = Field(min_length=1)
     variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS), min_length=1)
