@@ -798,7 +798,7 @@ def _live_leaves(
     return live
 
 
-@jit
+@jit_inline
 def conflict_pair(
     i: int,
     j: int,
