@@ -642,7 +642,7 @@ def canonical_kernel(
 
 CONTACT_TOL_M = 1e-6  # slack in the separating-axis test at candidate contact times
 PRUNE_SLACK_M = 1e-4  # extra margin of the conservative pruning tests (rounding)
-N_SUB = 8  # sub-intervals of the horizon in the separating-axis pruning
+N_SUB = 8  # sub-intervals of the horizon in the separating-axis pruning (bisection depth 3: fixed)
 REAR_END = 1
 CROSSING = 2
 HEAD_ON = 3
@@ -820,12 +820,10 @@ def conflict_pair(
     cos_same: float,
     cos_head_on: float,
     sub_edges: F64,
-    li_edges: F64,
-    lj_edges: F64,
 ) -> tuple[bool, int, int, int, float, float, float, float, float, bool, float]:
     """Evaluate the directed pair (i, j). Returns (report, out_i, out_j, kind, ttc, pet, drac,
     t_conflict_out_i, t_conflict_out_j, overlapping, distance); out_i/out_j are swapped for a REAR_END
-    where j is the follower. ``li_edges``/``lj_edges`` are scratch (N_SUB + 1)."""
+    where j is the follower."""
     nope = (False, i, j, 0, math.inf, math.nan, 0.0, math.nan, math.nan, False, 0.0)
     cx = x[j] - x[i]
     cy = y[j] - y[i]
@@ -1122,12 +1120,10 @@ def conflicts_of_pairs(
     """Evaluate the given directed pairs; returns the result table (see ``_put``) and its row count."""
     out = np.empty((16, 10), dtype=np.float64)
     n = 0
-    li_e = np.empty(N_SUB + 1, dtype=np.float64)
-    lj_e = np.empty(N_SUB + 1, dtype=np.float64)
     for e in range(len(pi)):
         res = conflict_pair(
             pi[e], pj[e], x, y, s, dx, dy, a, ts, hl, hw, ch, sh, reach, circ, horizon, max_pet, cos_same,
-            cos_head_on, sub_edges, li_e, lj_e,
+            cos_head_on, sub_edges,
         )  # fmt: skip
         if res[0]:
             out = _put(out, n, res)
@@ -1207,8 +1203,6 @@ def conflicts_swept(
                 key = gy * nx + gx
                 entry[head[key]] = m
                 head[key] += 1
-    li_e = np.empty(N_SUB + 1, dtype=np.float64)
-    lj_e = np.empty(N_SUB + 1, dtype=np.float64)
     rows = 0
     candidates = 0
     for m in range(n):
@@ -1227,7 +1221,7 @@ def conflicts_swept(
                     candidates += 1
                     res = conflict_pair(
                         slots[m], slots[o], x, y, s, dx, dy, a, ts, hl, hw, ch, sh, reach, circ, horizon, max_pet,
-                        cos_same, cos_head_on, sub_edges, li_e, lj_e,
+                        cos_same, cos_head_on, sub_edges,
                     )  # fmt: skip
                     if res[0]:
                         out = _put(out, rows, res)
