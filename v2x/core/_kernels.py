@@ -489,7 +489,7 @@ def broadcast_kernel(
                 ltx[k] = tr[j]
                 ld[k] = d
                 k += np.uint64(inr & (cu[j] < p))
-        kept = np.int64(k)
+        kept = int(k)
         if pos + kept > len(out_tx):
             return i, pos, candidates
         _finish_receiver(
