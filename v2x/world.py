@@ -163,6 +163,7 @@ class World:
                 rsus.append((a.id, a.position, a.sensors))
         obstacles = [polygon(list(o.polygon)) for o in scenario.obstacles]
         self.sensing = RoadsideSensing(rsus, obstacles, rng_sense) if rsus else None
+        self.road_user_kinds = [scenario.actor(self.world.id_of(int(s))).kind for s in self.road_users]
         self.detections: dict[str, list[testbed_pb2.Detection]] = {}
 
         self.hellos: set[str] = set()
@@ -648,7 +649,7 @@ class World:
         slots = self.road_users
         targets = Targets(
             object_id=slots.astype(np.int64) + 1,
-            kind=[self.sc.actor(w.id_of(int(s))).kind for s in slots],
+            kind=self.road_user_kinds,
             x=w.x[slots],
             y=w.y[slots],
             vx=w.vx[slots],
