@@ -94,3 +94,22 @@ def test_route_follows_a_polyline_and_continues_past_its_end() -> None:
     assert pose.heading_rad == pytest.approx(math.pi / 2)
     beyond = route.pose(route.length + 10)
     assert beyond.y == pytest.approx(210.0)
+
+
+def test_an_out_of_range_message_is_rejected_and_counted_not_raised() -> None:
+    """A well-formed BSM whose speed is outside the standard's range (8191 = unavailable is the top) must
+    not stop the receiver: it is counted as out_of_range and the next message is still read."""
+    vehicles = _fcw_vehicles()
+    follower, lead = vehicles["follower"], vehicles["lead"]
+    good = lead.step(_ctx(0, 0.1)).transmissions[0].frame
+    broken = type(good)()
+    broken.CopyFrom(good)
+    broken.bsm.speed = 9000
+    heard = (
+        Heard("lead", testbed_pb2.LINK_PC5, 0.1, 0.0, broken),
+        Heard("lead", testbed_pb2.LINK_PC5, 0.1, 0.0, good),
+    )
+    follower.step(_ctx(0, 0.1))
+    follower.step(_ctx(1, 0.1, heard))
+    assert follower.rejected == {"out_of_range": 1}
+    assert temporary_id("lead") in follower.remotes  # the good one was taken

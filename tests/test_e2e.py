@@ -180,3 +180,26 @@ async def test_uu_downlink_has_its_own_delay_profile(embedded: BrokerAddress) ->
     assert set(by) == {"pc5", "uu-up", "uu-down", "wired"}
     assert by["uu-up"]["p50"] > 8.0 and by["uu-down"]["p50"] > 5.0  # each above its profile's floor
     # (the direction split itself is measured on many samples in tests/test_world.py)
+
+
+async def test_a_failing_agent_ends_the_run_at_once_with_its_name(
+    embedded: BrokerAddress, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in one built-in agent is a run error (exit 3) named after the agent, raised at once: not after
+    the world's 60 s silence timeout."""
+    from v2x.agents.vehicle import VehicleAgent
+    from v2x.runner import RunError
+
+    original = VehicleAgent.step
+
+    def broken(self: VehicleAgent, ctx: Any) -> Any:
+        if self.actor_id == "neighbour" and ctx.t_s >= 1.0:
+            raise ZeroDivisionError("a bug")
+        return original(self, ctx)
+
+    monkeypatch.setattr(VehicleAgent, "step", broken)
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(RunError, match="neighbour"):
+        await run_variant(sc, "v2x", seed=0, broker=embedded)
+    assert asyncio.get_running_loop().time() - started < 20.0

@@ -7,11 +7,16 @@ so they are tested without a broker and behave the same under the lockstep and t
 from __future__ import annotations
 
 import abc
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from v2x.units import LocalFrame
 from v2x.wire import frame_pb2, testbed_pb2
+
+log = logging.getLogger("v2x.agent")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,25 @@ class Agent(abc.ABC):
         self.actor_id = actor_id
         self.kind = kind
         self.env = env
+        self.rejected: Counter[str] = Counter()  # messages refused by the agent's own decoding, by reason
+
+    def receive(self, heard: Iterable[Heard], handle: Callable[[Heard], None]) -> None:
+        """Hand each message heard to ``handle``. A message whose content is outside the standard's ranges
+        (``ValueError`` from the unit conversions) is rejected and counted as ``out_of_range``, never raised:
+        one bad sender must not stop a receiver."""
+        for h in heard:
+            try:
+                handle(h)
+            except ValueError as exc:
+                self.rejected["out_of_range"] += 1
+                log.warning(
+                    "%s: rejected a %s from %s (t=%.2f s): %s",
+                    self.actor_id,
+                    h.frame.WhichOneof("msg"),
+                    h.sender_id,
+                    h.tx_time_s,
+                    exc,
+                )
 
     @abc.abstractmethod
     def step(self, ctx: TickContext) -> TickResult:

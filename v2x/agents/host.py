@@ -25,6 +25,12 @@ log = logging.getLogger("v2x.agent")
 MAX_INPUT_BYTES = 4 * 1024 * 1024
 
 
+class AgentFailed(RuntimeError):
+    def __init__(self, actor_id: str, exc: BaseException) -> None:
+        super().__init__(f"agent {actor_id} failed: {exc!r}")
+        self.actor_id = actor_id
+
+
 @dataclass
 class _Slot:
     agent: Agent
@@ -60,9 +66,18 @@ class AgentHost:
             await self.transport.publish(topics.join(self.run_id, actor_id), hello.SerializeToString())
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for slot in self.slots.values():
-                tg.create_task(self._serve(slot))
+        """Serve every agent until its final tick. If one agent fails, the others are cancelled and the
+        failure is raised at once (not after the world's silence timeout)."""
+        tasks = [asyncio.create_task(self._serve(slot), name=f"agent-{a}") for a, slot in self.slots.items()]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                exc = task.exception()
+                if exc is not None:
+                    raise AgentFailed(task.get_name().removeprefix("agent-"), exc) from exc
+        finally:
+            for task in tasks:
+                task.cancel()
 
     async def _serve(self, slot: _Slot) -> None:
         agent = slot.agent
@@ -111,7 +126,7 @@ class AgentHost:
                 tx_count=len(result.transmissions),
                 events=result.events,
                 notes=result.notes,
-                rejected=dict(slot.rejected),
+                rejected=dict(slot.rejected + agent.rejected),
             )
             if result.truth is not None:
                 ack.truth.CopyFrom(result.truth)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from v2x.agents.base import Agent, Environment, TickContext, TickResult, Transmission
+from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
 from v2x.apps.collision import Participant, intersection_collision
 from v2x.messages import RemoteState, decode_bsm
 from v2x.scenario.model import ActorSpec
@@ -23,17 +23,7 @@ class EdgePlatform(Agent):
 
     def step(self, ctx: TickContext) -> TickResult:
         t = ctx.t_s
-        for heard in ctx.heard:
-            if heard.frame.WhichOneof("msg") != "bsm":
-                continue
-            remote = decode_bsm(heard.frame.bsm, now_s=t, frame=self.env.frame, epoch=self.env.epoch)
-            if remote is None:
-                continue
-            if heard.link == testbed_pb2.LINK_UU:
-                self.address[remote.temp_id] = heard.sender_id
-            known = self.known.get(remote.temp_id)
-            if known is None or remote.t_s > known.t_s:
-                self.known[remote.temp_id] = remote
+        self.receive(ctx.heard, lambda heard: self._on_heard(heard, t))
         max_age = self.env.thresholds["max_age_s"]
         self.known = {k: r for k, r in self.known.items() if t - r.t_s <= max_age}
         result = TickResult()
@@ -44,6 +34,18 @@ class EdgePlatform(Agent):
                 for target, other, t_own in ((a, b, f.t_conflict_subject_s), (b, a, f.t_conflict_other_s)):
                     self._advise(result, t, target, other, f.kind, t_own, f.pet_s)
         return result
+
+    def _on_heard(self, heard: Heard, t: float) -> None:
+        if heard.frame.WhichOneof("msg") != "bsm":
+            return
+        remote = decode_bsm(heard.frame.bsm, now_s=t, frame=self.env.frame, epoch=self.env.epoch)
+        if remote is None:
+            return
+        if heard.link == testbed_pb2.LINK_UU:
+            self.address[remote.temp_id] = heard.sender_id
+        known = self.known.get(remote.temp_id)
+        if known is None or remote.t_s > known.t_s:
+            self.known[remote.temp_id] = remote
 
     def _advise(
         self, result: TickResult, t: float, target: bytes, other: bytes, kind: str, ttc: float, pet: float

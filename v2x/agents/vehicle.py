@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from v2x.agents.base import Agent, Environment, TickContext, TickResult, Transmission
+from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
 from v2x.apps.collision import Participant, forward_collision
 from v2x.apps.driver import Driver, SignalView
 from v2x.apps.glosa import speed_advice
@@ -133,6 +133,30 @@ class VehicleAgent(Agent):
         later = ctl.light(m.approach.phase_id, t + m.distance_m / self.v) if self.v > 0.5 else now
         return SignalView(m.distance_m, now, later)
 
+    def _on_heard(self, heard: Heard, t: float, result: TickResult) -> None:
+        which = heard.frame.WhichOneof("msg")
+        if which == "bsm":
+            remote = decode_bsm(heard.frame.bsm, now_s=t, frame=self.env.frame, epoch=self.env.epoch)
+            if remote is not None and remote.temp_id != self.own_id:
+                known = self.remotes.get(remote.temp_id)
+                if known is None or remote.t_s >= known.t_s:
+                    self.remotes[remote.temp_id] = remote
+        elif which == "rsm":
+            for remote in decode_rsm(heard.frame.rsm, now_s=t, frame=self.env.frame, epoch=self.env.epoch):
+                known_p = self.perceived.get(remote.key)
+                if known_p is None or remote.t_s >= known_p.t_s:
+                    self.perceived[remote.key] = remote
+        elif which == "map":
+            self.approaches.update(self._by_node(decode_map(heard.frame.map, frame=self.env.frame)))
+        elif which == "spat":
+            for st in decode_spat(heard.frame.spat, now_s=t, epoch=self.env.epoch):
+                for phase_id, timeline in st.phases.items():
+                    self.signals[(st.node_id, phase_id)] = timeline
+        elif which == "advisory" and heard.frame.advisory.target_id == self.actor_id:
+            adv = testbed_pb2.Advisory()
+            adv.CopyFrom(heard.frame.advisory)
+            self._warn(result, adv, t)
+
     # -- the tick -----------------------------------------------------------------------------------
     def step(self, ctx: TickContext) -> TickResult:
         t = ctx.t_s
@@ -141,29 +165,8 @@ class VehicleAgent(Agent):
         pose = self.route.pose(self.s)
         result = TickResult()
 
-        for heard in ctx.heard if self.equipped else ():
-            which = heard.frame.WhichOneof("msg")
-            if which == "bsm":
-                remote = decode_bsm(heard.frame.bsm, now_s=t, frame=self.env.frame, epoch=self.env.epoch)
-                if remote is not None and remote.temp_id != self.own_id:
-                    known = self.remotes.get(remote.temp_id)
-                    if known is None or remote.t_s >= known.t_s:
-                        self.remotes[remote.temp_id] = remote
-            elif which == "rsm":
-                for remote in decode_rsm(heard.frame.rsm, now_s=t, frame=self.env.frame, epoch=self.env.epoch):
-                    known_p = self.perceived.get(remote.key)
-                    if known_p is None or remote.t_s >= known_p.t_s:
-                        self.perceived[remote.key] = remote
-            elif which == "map":
-                self.approaches.update(self._by_node(decode_map(heard.frame.map, frame=self.env.frame)))
-            elif which == "spat":
-                for st in decode_spat(heard.frame.spat, now_s=t, epoch=self.env.epoch):
-                    for phase_id, timeline in st.phases.items():
-                        self.signals[(st.node_id, phase_id)] = timeline
-            elif which == "advisory" and heard.frame.advisory.target_id == self.actor_id:
-                adv = testbed_pb2.Advisory()
-                adv.CopyFrom(heard.frame.advisory)
-                self._warn(result, adv, t)
+        if self.equipped:
+            self.receive(ctx.heard, lambda heard: self._on_heard(heard, t, result))
         max_age = self.env.thresholds["max_age_s"]
         self.remotes = {k: r for k, r in self.remotes.items() if t - r.t_s <= max_age}
         self.perceived = {k: r for k, r in self.perceived.items() if t - r.t_s <= max_age}
