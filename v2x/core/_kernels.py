@@ -825,19 +825,21 @@ def conflict_pair(
     t_conflict_out_i, t_conflict_out_j, overlapping, distance); out_i/out_j are swapped for a REAR_END
     where j is the follower."""
     nope = (False, i, j, 0, math.inf, math.nan, 0.0, math.nan, math.nan, False, 0.0)
-    cx = x[j] - x[i]
-    cy = y[j] - y[i]
-    rr = reach[i] + reach[j] + PRUNE_SLACK_M
+    ui = np.uint64(i)  # slots are >= 0: unsigned indices skip numba's negative-index handling
+    uj = np.uint64(j)
+    cx = x[uj] - x[ui]
+    cy = y[uj] - y[ui]
+    rr = reach[ui] + reach[uj] + PRUNE_SLACK_M
     if not cx * cx + cy * cy <= rr * rr * (1.0 + 1e-12):
         return nope
-    si, sj = s[i], s[j]
-    dxi, dyi, dxj, dyj = dx[i], dy[i], dx[j], dy[j]
-    ai, aj = a[i], a[j]
-    tsi, tsj = ts[i], ts[j]
-    hli, hwi, hlj, hwj = hl[i], hw[i], hl[j], hw[j]
+    si, sj = s[ui], s[uj]
+    dxi, dyi, dxj, dyj = dx[ui], dy[ui], dx[uj], dy[uj]
+    ai, aj = a[ui], a[uj]
+    tsi, tsj = ts[ui], ts[uj]
+    hli, hwi, hlj, hwj = hl[ui], hw[ui], hl[uj], hw[uj]
 
     # separating axes: e_i, n_i, e_j, n_j
-    cih, sih, cjh, sjh = ch[i], sh[i], ch[j], sh[j]
+    cih, sih, cjh, sjh = ch[ui], sh[ui], ch[uj], sh[uj]
     cc = abs(cih * cjh + sih * sjh)
     ss = abs(cih * sjh - sih * cjh)
     rho0 = hli + hlj * cc + hwj * ss
@@ -879,8 +881,8 @@ def conflict_pair(
     if crossing:
         ai_c = (cx * dyj - cy * dxj) / cross_d  # path distance of i to the crossing point
         aj_c = (cx * dyi - cy * dxi) / cross_d
-        travel_i = reach[i] - circ[i]
-        travel_j = reach[j] - circ[j]
+        travel_i = reach[ui] - circ[ui]
+        travel_j = reach[uj] - circ[uj]
         tol_i = 1e-9 * (1.0 + travel_i) + PRUNE_SLACK_M
         tol_j = 1e-9 * (1.0 + travel_j) + PRUNE_SLACK_M
         may_cross = ai_c >= 0.0 and aj_c >= 0.0 and ai_c <= travel_i + tol_i and aj_c <= travel_j + tol_j
@@ -1206,6 +1208,8 @@ def conflicts_swept(
     rows = 0
     candidates = 0
     for m in range(n):
+        lox_m, loy_m, hix_m, hiy_m = lox[m], loy[m], hix[m], hiy[m]
+        cxl_m, cyl_m = cx_lo[m], cy_lo[m]
         for gy in range(cy_lo[m], cy_hi[m] + 1):
             for gx in range(cx_lo[m], cx_hi[m] + 1):
                 key = gy * nx + gx
@@ -1214,9 +1218,10 @@ def conflicts_swept(
                     o = entry[e]
                     if o <= m:
                         break
-                    if lox[o] > hix[m] or lox[m] > hix[o] or loy[o] > hiy[m] or loy[m] > hiy[o]:
+                    uo = np.uint64(o)  # o > m >= 0: unsigned index, no negative-index handling
+                    if lox[uo] > hix_m or lox_m > hix[uo] or loy[uo] > hiy_m or loy_m > hiy[uo]:
                         continue
-                    if max(cx_lo[m], cx_lo[o]) != gx or max(cy_lo[m], cy_lo[o]) != gy:
+                    if max(cxl_m, cx_lo[uo]) != gx or max(cyl_m, cy_lo[uo]) != gy:
                         continue  # counted in the cell of the overlap's lower-left corner
                     candidates += 1
                     res = conflict_pair(
