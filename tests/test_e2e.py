@@ -131,15 +131,26 @@ async def test_lockstep_run_survives_a_broker_restart_with_the_same_outcome(mosq
     assert restarted.metrics["messages"] == reference.metrics["messages"]
 
 
-def test_cli_runs_both_scenarios_and_writes_results(tmp_path: Path) -> None:
-    from v2x.cli import main
+def test_cli_runs_the_catalogue_and_writes_results_and_junit(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
 
-    assert main(["run", "fcw", "icw", "--out", str(tmp_path), "-q"]) == 0  # gnss runs above
-    for sid in ("fcw", "icw"):
-        doc = json.loads((tmp_path / sid / "result.json").read_text())
+    from v2x.cli import main
+    from v2x.scenario import catalogue
+
+    junit = tmp_path / "junit.xml"
+    assert main(["run", "--all", "--out", str(tmp_path), "--junit", str(junit), "-q"]) == 0
+    shipped = [load_scenario(p) for p in catalogue()]
+    for sc in shipped:
+        doc = json.loads((tmp_path / sc.id / "result.json").read_text())
         assert list(doc)[:6] == ["scenario", "seed", "passed", "expectations", "events", "metrics"]
         assert doc["passed"] is True
         assert [e["t_s"] for e in doc["events"]] == sorted(e["t_s"] for e in doc["events"])
+    root = ET.parse(junit).getroot()
+    cases = root.findall("./testsuite/testcase")
+    assert len(root.findall("testsuite")) == len(shipped)
+    assert len(cases) == sum(len(sc.expectations) for sc in shipped)
+    assert not root.findall(".//failure") and not root.findall(".//error")
+    assert {c.get("classname") for c in cases} >= {"fcw.v2x", "fcw.baseline"}
 
 
 def test_cli_exit_1_when_an_expectation_fails(tmp_path: Path) -> None:
@@ -148,11 +159,21 @@ def test_cli_exit_1_when_an_expectation_fails(tmp_path: Path) -> None:
     text = (SCENARIO_DIR / "fcw.yaml").read_text().replace("window_s: [6.0, 7.0]", "window_s: [1.0, 2.0]")
     path = tmp_path / "fcw-strict.yaml"
     path.write_text(text)
-    assert main(["run", str(path), "--out", str(tmp_path / "out"), "-q"]) == 1
+    junit = tmp_path / "junit.xml"
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--junit", str(junit), "-q"]) == 1
     doc = json.loads((tmp_path / "out" / "fcw" / "result.json").read_text())
     failed = [e for e in doc["expectations"] if not e["passed"]]
     assert [e["name"] for e in failed] == ["follower warned in time"]
     assert "expected within 1.00-2.00 s" in failed[0]["detail"]
+    text = junit.read_text()
+    assert text.count("<failure") == 1 and "expected within 1.00-2.00 s" in text
+
+
+def test_cli_needs_scenarios_or_all(capsys: pytest.CaptureFixture[str]) -> None:
+    from v2x.cli import main
+
+    assert main(["run"]) == 2
+    assert "--all" in capsys.readouterr().err
 
 
 async def test_real_time_mode_paces_the_run_and_keeps_the_outcome(embedded: BrokerAddress) -> None:

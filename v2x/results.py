@@ -8,6 +8,7 @@ outcome section - ``passed``, ``expectations`` and ``events`` - is identical for
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -203,4 +204,43 @@ def write_result(result: dict[str, Any], out_dir: Path) -> Path:
     path = out_dir / str(result["scenario"]) / "result.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+def write_junit(results: list[dict[str, Any]], path: Path, *, error: tuple[str, str] | None = None) -> Path:
+    """A JUnit XML report: one ``testsuite`` per scenario, one ``testcase`` per expectation (classname
+    ``<scenario>.<variant>``), a ``failure`` carrying the detail when it did not hold. ``error`` adds a
+    suite for a scenario whose run could not complete. Times are the scenario's wall seconds, split evenly."""
+    root = ET.Element("testsuites", name="v2x-testbed")
+    for result in results:
+        exps = result["expectations"]
+        wall = float(result["run"].get("wall_seconds", 0.0))
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=f"{result['scenario']} (seed {result['seed']})",
+            tests=str(len(exps)),
+            failures=str(sum(not e["passed"] for e in exps)),
+            errors="0",
+            time=f"{wall:.3f}",
+        )
+        for exp in exps:
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"{result['scenario']}.{exp['variant']}",
+                name=exp["name"],
+                time=f"{wall / max(len(exps), 1):.3f}",
+            )
+            if exp["passed"]:
+                ET.SubElement(case, "system-out").text = exp["detail"]
+            else:
+                ET.SubElement(case, "failure", message=exp["detail"]).text = exp["detail"]
+    if error is not None:
+        scenario_id, message = error
+        suite = ET.SubElement(root, "testsuite", name=scenario_id, tests="1", failures="0", errors="1", time="0")
+        case = ET.SubElement(suite, "testcase", classname=scenario_id, name="run")
+        ET.SubElement(case, "error", message=message).text = message
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
     return path

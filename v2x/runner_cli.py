@@ -25,7 +25,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog="Exit codes: 0 every expectation held, 1 an expectation failed, 2 bad input "
         "(nothing was run), 3 the run could not complete.",
     )
-    run.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario id (see 'v2x list') or YAML file")
+    run.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenario id (see 'v2x list') or YAML file")
+    run.add_argument("--all", action="store_true", help="run every shipped scenario (the 'v2x list' catalogue)")
+    run.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write a JUnit XML report (one test case per expectation and variant) for CI systems",
+    )
     run.add_argument(
         "--broker",
         default="embedded",
@@ -104,9 +111,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         except BrokerURLError as exc:
             print(f"v2x run: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
+    names = [str(p) for p in catalogue()] if args.all else []
+    names += args.scenarios
+    if not names:
+        print("v2x run: give one or more SCENARIO ids or files, or --all", file=sys.stderr)
+        return EXIT_BAD_INPUT
     scenarios: list[Scenario] = []
     bad = False
-    for name in args.scenarios:
+    for name in names:
         try:
             scenarios.append(load_scenario(find_scenario(name)))
         except ScenarioError as exc:
@@ -116,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("v2x run: invalid scenario file(s); nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    from v2x.results import write_result
+    from v2x.results import write_junit, write_result
     from v2x.runner import RUN_ID_RULE, RunError, only_variants, run_scenario, valid_run_id_prefix
 
     if args.run_id is not None:
@@ -134,6 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
 
     failed = False
+    results: list[dict[str, Any]] = []
     for scenario in scenarios:
         progress = _Progress(scenario, enabled=not args.quiet)
         try:
@@ -149,10 +162,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         except RunError as exc:
             print(f"v2x run: {scenario.id}: run error: {exc}", file=sys.stderr)
+            if args.junit:
+                write_junit(results, args.junit, error=(scenario.id, str(exc)))
             return EXIT_RUN_ERROR
         path = write_result(result, args.out)
         _print_summary(result, path)
+        results.append(result)
         failed |= not result["passed"]
+    if args.junit:
+        write_junit(results, args.junit)
     return EXIT_FAILED if failed else EXIT_OK
 
 
