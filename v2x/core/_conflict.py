@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from v2x.core._grid import SpatialGrid
-from v2x.core._kernels import N_SUB, conflicts_of_pairs, conflicts_swept
+from v2x.core._kernels import N_SUB, conflict_arrays, conflicts_of_pairs, conflicts_swept, motion_kernel
 from v2x.core._world import WorldState
 
 __all__ = [
@@ -202,54 +202,6 @@ def max_reach_m(world: WorldState, horizon_s: float, model: Literal["cv", "ca"] 
     return float(_motion(world, slots, model, horizon_s).reach.max())
 
 
-def _swept_boxes(world: WorldState, m: _Motion, slots: IntP) -> tuple[F64, F64, F64, F64]:
-    """Axis-aligned box around each actor's footprint swept along its path over the horizon.
-
-    The footprint keeps its heading, so the sweep is the path segment plus the footprint's own
-    axis-aligned half extents (exact, tighter than the circumradius for road-aligned boxes).
-    """
-    travel = m.reach[slots] - np.hypot(m.hl[slots], m.hw[slots])
-    x0 = world.x[slots]
-    y0 = world.y[slots]
-    x1 = x0 + m.dx[slots] * travel
-    y1 = y0 + m.dy[slots] * travel
-    c = np.abs(m.cos_h[slots])
-    s = np.abs(m.sin_h[slots])
-    hl = m.hl[slots]
-    hw = m.hw[slots]
-    # margin: contact tolerance plus rounding, so the box test can never drop a reported pair
-    pad = _BOX_MARGIN_M + 1e-9 * (np.abs(x0) + np.abs(y0) + travel)
-    ex = hl * c + hw * s + pad
-    ey = hl * s + hw * c + pad
-    return np.minimum(x0, x1) - ex, np.minimum(y0, y1) - ey, np.maximum(x0, x1) + ex, np.maximum(y0, y1) + ey
-
-
-def _swept_cell_m(lox: F64, loy: F64, hix: F64, hiy: F64) -> float:
-    """Cell size of the swept-box hash: the median longer side of the boxes, at least 10 m."""
-    side = np.maximum(hix - lox, hiy - loy)
-    return max(float(np.median(side)), 10.0)
-
-
-def _conflicts_from_table(table: F64, rows: int, capacity: int) -> Conflicts:
-    t = table[:rows]
-    oi = t[:, 0].astype(np.intp)
-    oj = t[:, 1].astype(np.intp)
-    order = np.argsort(oi.astype(np.int64) * capacity + oj, kind="stable")
-    t = t[order]
-    return Conflicts(
-        i=oi[order],
-        j=oj[order],
-        kind=t[:, 2].astype(np.int64),
-        ttc_s=np.ascontiguousarray(t[:, 3]),
-        pet_s=np.ascontiguousarray(t[:, 4]),
-        drac_mps2=np.ascontiguousarray(t[:, 5]),
-        t_conflict_i_s=np.ascontiguousarray(t[:, 6]),
-        t_conflict_j_s=np.ascontiguousarray(t[:, 7]),
-        overlapping=t[:, 8] != 0.0,
-        distance_m=np.ascontiguousarray(t[:, 9]),
-    )
-
-
 def detect_conflicts(
     world: WorldState,
     *,
@@ -275,9 +227,16 @@ def detect_conflicts(
     del grid  # the swept-box broad phase builds its own cell hash
     cap = world.capacity
     # Per-actor motion, indexed by slot (inactive slots hold garbage and are never gathered).
-    m = _motion(world, np.arange(world.high_water, dtype=np.intp), model, horizon_s)
-    circ = np.hypot(m.hl, m.hw)
-    motion = (world.x, world.y, m.s, m.dx, m.dy, m.a, m.ts, m.hl, m.hw, m.cos_h, m.sin_h, m.reach, circ)
+    hi = world.high_water
+    circ = np.hypot(0.5 * world.length_m[:hi], 0.5 * world.width_m[:hi])
+    ch = np.cos(world.heading_rad[:hi])
+    sh = np.sin(world.heading_rad[:hi])
+    speed = np.hypot(world.vx[:hi], world.vy[:hi])
+    s, dx, dy, a, ts, hl, hw, reach = motion_kernel(
+        world.vx[:hi], world.vy[:hi], world.ax[:hi], world.ay[:hi], world.length_m[:hi], world.width_m[:hi],
+        speed, ch, sh, circ, model == "ca", float(horizon_s), SPEED_EPS_MPS,
+    )  # fmt: skip
+    motion = (world.x, world.y, s, dx, dy, a, ts, hl, hw, ch, sh, reach, circ)
     edges = np.linspace(0.0, horizon_s, N_SUB + 1)
     consts = (float(horizon_s), float(max_pet_s), COS_SAME_DIRECTION, COS_HEAD_ON, edges)
     if pairs is not None:
@@ -285,22 +244,19 @@ def detect_conflicts(
         pj = np.asarray(pairs[1], dtype=np.intp)
         if pi.shape != pj.shape:
             raise ValueError("pairs arrays differ in length")
-        ok = (pi != pj) & (pi >= 0) & (pj >= 0) & (pi < world.high_water) & (pj < world.high_water)
+        ok = (pi != pj) & (pi >= 0) & (pj >= 0) & (pi < hi) & (pj < hi)
         ok[ok] = world.active[pi[ok]] & world.active[pj[ok]]
         pi, pj = np.ascontiguousarray(pi[ok]), np.ascontiguousarray(pj[ok])
         if len(pi) == 0:
             return Conflicts.empty()
         table, rows = conflicts_of_pairs(pi, pj, *motion, *consts)
-        return _conflicts_from_table(table, rows, cap)
-    slots = world.active_slots()
-    if len(slots) < 2:
-        return Conflicts.empty()
-    lox, loy, hix, hiy = _swept_boxes(world, m, slots)
-    max_cells = max(1 << 16, 16 * len(slots))
-    table, rows, _ = conflicts_swept(
-        slots, lox, loy, hix, hiy, _swept_cell_m(lox, loy, hix, hiy), max_cells, *motion, *consts
-    )
-    return _conflicts_from_table(table, rows, cap)
+    else:
+        slots = world.active_slots()
+        if len(slots) < 2:
+            return Conflicts.empty()
+        max_cells = max(1 << 16, 16 * len(slots))
+        table, rows, _ = conflicts_swept(slots, max_cells, _BOX_MARGIN_M, *motion, *consts)
+    return Conflicts(*conflict_arrays(table, rows, cap))
 
 
 def overlapping_pairs(world: WorldState, grid: SpatialGrid | None = None) -> tuple[IntP, IntP]:

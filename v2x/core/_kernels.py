@@ -655,6 +655,53 @@ def path_length(s: float, a: float, ts: float, t: float) -> float:
     return s * tau + 0.5 * a * tau * tau
 
 
+@jit
+def motion_kernel(
+    vx: F64,
+    vy: F64,
+    ax: F64,
+    ay: F64,
+    length: F64,
+    width: F64,
+    speed: F64,
+    ch: F64,
+    sh: F64,
+    circ: F64,
+    ca: bool,
+    horizon: float,
+    speed_eps: float,
+) -> tuple[F64, F64, F64, F64, F64, F64, F64, F64]:
+    """Per-actor motion (s, dx, dy, a, ts, hl, hw, reach) as in docs/CORE.md "Motion models". The
+    transcendental parts (speed = hypot(vx, vy), cos/sin of the heading, circ = hypot(hl, hw)) come
+    from numpy, so every value is bit-for-bit what the numpy formulas give."""
+    n = len(vx)
+    s = np.empty(n)
+    dx = np.empty(n)
+    dy = np.empty(n)
+    a = np.empty(n)
+    ts = np.empty(n)
+    hl = np.empty(n)
+    hw = np.empty(n)
+    reach = np.empty(n)
+    for k in range(n):
+        sp = speed[k]
+        moving = sp > speed_eps
+        dxk = vx[k] / sp if moving else ch[k]
+        dyk = vy[k] / sp if moving else sh[k]
+        sk = sp if moving else 0.0
+        ak = ax[k] * dxk + ay[k] * dyk if ca else 0.0
+        tsk = sk / -ak if ak < 0.0 else math.inf
+        s[k] = sk
+        dx[k] = dxk
+        dy[k] = dyk
+        a[k] = ak
+        ts[k] = tsk
+        hl[k] = 0.5 * length[k]
+        hw[k] = 0.5 * width[k]
+        reach[k] = max(path_length(sk, ak, tsk, horizon), 0.0) + circ[k]
+    return s, dx, dy, a, ts, hl, hw, reach
+
+
 @jit_inline
 def time_to_path_length(s: float, a: float, ts: float, dist: float) -> float:
     """First time with L(t) = dist; inf if never reached; 0 if dist <= 0."""
@@ -761,14 +808,15 @@ def _live_leaves(
 ) -> int:
     """Bit k set: sub-interval k of the horizon (N_SUB = 8 equal parts) is not proven contact-free.
 
-    Bisection from [0, H]: a node is dropped when some axis separates the boxes on it (linearised
-    bound); its halves are tested otherwise, down to the eighths."""
+    Bisection from the two halves of [0, H]: a node is dropped when some axis separates the boxes on it
+    (linearised bound); its halves are tested otherwise, down to the eighths."""
     live = 0
     abs_ai = abs(ai)
     abs_aj = abs(aj)
-    # DFS stack of nodes packed 5 bits each (depth << 3 | index); at most 4 entries are pending
-    stack = 0
-    pending = 1
+    # DFS stack of nodes packed 5 bits each (depth << 3 | index); at most 4 entries are pending. The
+    # whole horizon was tested by the caller (interval arithmetic), so start from its two halves.
+    stack = ((1 << 3 | 1) << 5) | (1 << 3 | 0)
+    pending = 2
     while pending > 0:
         pending -= 1
         node = stack & 31
@@ -1136,12 +1184,8 @@ def conflicts_of_pairs(
 @jit
 def conflicts_swept(
     slots: IntP,
-    lox: F64,
-    loy: F64,
-    hix: F64,
-    hiy: F64,
-    cell_m: float,
     max_cells: int,
+    box_margin: float,
     x: F64,
     y: F64,
     s: F64,
@@ -1163,12 +1207,37 @@ def conflicts_swept(
 ) -> tuple[F64, int, int]:
     """Swept-box broad phase, then ``conflict_pair`` on every candidate (i < j by slot).
 
-    Each actor's box ``[lox, hix] x [loy, hiy]`` (its footprint swept along its path over the horizon) is
-    entered in every cell it covers. Two actors are candidates when their boxes overlap; the pair is
-    taken in the one cell that holds the lower-left corner of the overlap. The cell size doubles until
-    the grid has at most ``max_cells`` cells. Returns (table, rows, candidate pairs).
+    Each actor's footprint keeps its heading, so its sweep over the horizon has the exact axis-aligned
+    box: the path segment widened by the footprint's own half extents (plus ``box_margin`` and a
+    relative 1e-9 for rounding). Boxes are entered in every cell they cover (cell: the mean longer box
+    side, at least 10 m, doubled until the grid has at most ``max_cells`` cells). Two actors are
+    candidates when their boxes overlap; the pair is taken in the one cell that holds the lower-left
+    corner of the overlap. Returns (table, rows, candidate pairs).
     """
     n = len(slots)
+    lox = np.empty(n)
+    loy = np.empty(n)
+    hix = np.empty(n)
+    hiy = np.empty(n)
+    side_sum = 0.0
+    for m in range(n):
+        k = slots[m]
+        travel = reach[k] - circ[k]
+        x0 = x[k]
+        y0 = y[k]
+        x1 = x0 + dx[k] * travel
+        y1 = y0 + dy[k] * travel
+        c = abs(ch[k])
+        sn = abs(sh[k])
+        pad = box_margin + 1e-9 * (abs(x0) + abs(y0) + travel)
+        ex = hl[k] * c + hw[k] * sn + pad
+        ey = hl[k] * sn + hw[k] * c + pad
+        lox[m] = min(x0, x1) - ex
+        loy[m] = min(y0, y1) - ey
+        hix[m] = max(x0, x1) + ex
+        hiy[m] = max(y0, y1) + ey
+        side_sum += max(hix[m] - lox[m], hiy[m] - loy[m])
+    cell_m = max(side_sum / max(n, 1), 10.0)
     out = np.empty((16, 10), dtype=np.float64)
     if n < 2:
         return out, 0, 0
@@ -1232,3 +1301,32 @@ def conflicts_swept(
                         out = _put(out, rows, res)
                         rows += 1
     return out, rows, candidates
+
+
+@jit
+def conflict_arrays(
+    table: F64, rows: int, capacity: int
+) -> tuple[IntP, IntP, I64, F64, F64, F64, F64, F64, NDArray[np.bool_], F64]:
+    """Result table -> the Conflicts columns, sorted by (i, j) (stable)."""
+    key = np.empty(rows, dtype=np.int64)
+    for r in range(rows):
+        key[r] = np.int64(table[r, 0]) * capacity + np.int64(table[r, 1])
+    order = np.argsort(key, kind="mergesort")
+    oi = np.empty(rows, dtype=np.intp)
+    oj = np.empty(rows, dtype=np.intp)
+    kind = np.empty(rows, dtype=np.int64)
+    cols = np.empty((7, rows), dtype=np.float64)
+    ovl = np.empty(rows, dtype=np.bool_)
+    for q in range(rows):
+        r = order[q]
+        oi[q] = np.intp(table[r, 0])
+        oj[q] = np.intp(table[r, 1])
+        kind[q] = np.int64(table[r, 2])
+        cols[0, q] = table[r, 3]
+        cols[1, q] = table[r, 4]
+        cols[2, q] = table[r, 5]
+        cols[3, q] = table[r, 6]
+        cols[4, q] = table[r, 7]
+        ovl[q] = table[r, 8] != 0.0
+        cols[5, q] = table[r, 9]
+    return oi, oj, kind, cols[0], cols[1], cols[2], cols[3], cols[4], ovl, cols[5]
