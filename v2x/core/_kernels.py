@@ -432,6 +432,10 @@ def broadcast_kernel(
     cd2 = np.empty(n, dtype=np.float64)
     cdist = np.empty(n, dtype=np.float64)
     cu = np.empty(n, dtype=np.float64)
+    cidx = np.empty(n, dtype=np.int64)
+    cfrac = np.empty(n, dtype=np.float64)
+    cp = np.empty(n, dtype=np.float64)
+    cinr = np.empty(n, dtype=np.bool_)
     ltx = np.empty(n, dtype=np.intp)
     ld = np.empty(n, dtype=np.float64)
     lt = np.empty(n, dtype=np.float64)
@@ -476,19 +480,26 @@ def broadcast_kernel(
                 cd2[j] = d2
                 cdist[j] = math.sqrt(d2)
                 cu[j] = uniform01(seed, (np.uint64(tr[j]) << _SHIFT_TX) | rbits)
-            for j in range(cnt):
-                inr = (cd2[j] <= r2) & (sr[j] != r)  # r2 is inf for an infinite range
-                cands += inr
-                d = cdist[j]
-                pp = d * pdr_inv_step
-                if pp < lastf:
-                    kk = np.uint64(pp)  # d >= 0: unsigned, no negative-index handling
-                    p = pdr[kk] + (pp - np.float64(kk)) * (pdr[kk + _ONE] - pdr[kk])
-                else:
-                    p = p_last
+            # The candidate work is split so that everything but the table gather vectorises.
+            for j in range(cnt):  # vectorised: in range (r2 is inf for an infinite range), table position
+                pp = cdist[j] * pdr_inv_step
+                ppc = min(pp, lastf - 1.0)
+                kj = np.int64(ppc)
+                cidx[j] = kj
+                cfrac[j] = pp - kj
+                cinr[j] = (cd2[j] <= r2) & (sr[j] != r)
+            for j in range(cnt):  # the gather (LLVM keeps it scalar on this CPU model)
+                kj = cidx[j]
+                cp[j] = pdr[kj] + cfrac[j] * (pdr[kj + 1] - pdr[kj])
+            for j in range(cnt):  # vectorised: loss decision (beyond the last knot the table is flat)
+                pp = cdist[j] * pdr_inv_step
+                p = p_last if pp >= lastf else cp[j]
+                cinr[j] = cinr[j] & (cu[j] < p)
+                cands += (cd2[j] <= r2) & (sr[j] != r)
+            for j in range(cnt):  # branch-free compaction
                 ltx[k] = tr[j]
-                ld[k] = d
-                k += np.uint64(inr & (cu[j] < p))
+                ld[k] = cdist[j]
+                k += np.uint64(cinr[j])
         kept = int(k)
         if pos + kept > len(out_tx):
             return i, pos, candidates
