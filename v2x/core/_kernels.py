@@ -309,38 +309,45 @@ def _finish_receiver(
     for j in range(k):  # vectorised: one hash per delivery
         lt[j] = uniform01(seed, ((np.uint64(ltx[j]) << _SHIFT_TX) | rbits) + _DRAW_BASE)
     m = len(dq)
-    m_last = np.uint64(m - 1)
     n_mult = len(mult)
     nbk = 2 * k
     scale = nbk * t_inv_span
     for b in range(nbk + 1):
         hist[b] = 0
-    for j in range(k):
-        u = lt[j]
-        if stepped:
-            kq = min(np.uint64(u * m), m_last)
-            base = dq[kq]
-        else:
-            pq = u * (m - 1)
-            kq = min(np.uint64(pq), m_last - _ONE)
-            base = dq[kq] + (pq - np.float64(kq)) * (dq[kq + _ONE] - dq[kq])
-        jm = 0
-        extra = 0.0
-        if n_mult > 1 or extra_p > 0.0:
+    # split so that all but the table gathers and the histogram vectorise
+    if stepped:
+        for j in range(k):
+            lb[j] = min(int(lt[j] * m), m - 1)
+            lt[j] = 0.0
+    else:
+        for j in range(k):
+            pq = lt[j] * (m - 1)
+            kq = min(int(pq), m - 2)
+            lb[j] = kq
+            lt[j] = pq - kq
+    for j in range(k):  # gathers: base delay and send time
+        kq = lb[j]
+        lo = dq[kq]
+        base = lo if stepped else lo + lt[j] * (dq[kq + 1] - lo)
+        lt[j] = tx_time[ltx[j]] + base * mult[0] if n_mult == 1 and extra_p <= 0.0 else base
+    if n_mult > 1 or extra_p > 0.0:
+        for j in range(k):
             ctr = (np.uint64(ltx[j]) << _SHIFT_TX) | rbits
+            jm = 0
             if n_mult > 1:
                 u_mult = uniform01(seed, ctr + _DRAW_MULT)
                 while jm < n_mult - 1 and u_mult >= mult_cdf[jm]:
                     jm += 1
+            extra = 0.0
             if extra_p > 0.0:
                 u_extra = uniform01(seed, ctr + _DRAW_EXTRA)
                 if u_extra < extra_p:
                     extra = (u_extra / extra_p) * extra_max  # given u < p, u / p is uniform in [0, 1)
-        t = tx_time[ltx[j]] + (base * mult[jm] + extra)
-        lt[j] = t
-        b = min(max(int((t - t_lo) * scale), 0), nbk - 1)
-        lb[j] = b
-        hist[b + 1] += 1
+            lt[j] = tx_time[ltx[j]] + (lt[j] * mult[jm] + extra)
+    for j in range(k):  # vectorised: bucket of each delivery time
+        lb[j] = min(max(int((lt[j] - t_lo) * scale), 0), nbk - 1)
+    for j in range(k):
+        hist[lb[j] + 1] += 1
     for b in range(nbk):
         hist[b + 1] += hist[b]
     for j in range(k):
