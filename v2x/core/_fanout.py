@@ -325,8 +325,9 @@ _OUTPUT_SIZE = _OutputSize()
 
 
 def _fan_cell_m(radius: float) -> float:
-    """Cell size of the transmission grid: a third of the range (7 grid rows per receiver)."""
-    return max(radius / 3.0, 10.0)
+    """Cell size of the transmission grid: half the range (5 grid rows per receiver; smaller cells scan
+    fewer members outside the range but pay the per-row set-up more often)."""
+    return default_cell_m(radius)
 
 
 def _compiled_broadcast(
