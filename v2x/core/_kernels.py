@@ -755,20 +755,6 @@ def _sign(v: float) -> float:
 
 
 @jit_inline
-def _separated(cu: float, diu: float, dju: float, rho: float, li0: float, li1: float, lj0: float, lj1: float) -> bool:
-    """Axis projection cu + dju * Lj - diu * Li stays outside [-rho, rho] for all Li in [li0, li1], Lj in
-    [lj0, lj1] (interval arithmetic; the path lengths are monotone in time, so this covers a time span)."""
-    jl = dju * lj0
-    jh = dju * lj1
-    il = diu * li0
-    ih = diu * li1
-    lo = cu + min(jl, jh) - max(il, ih)
-    hi = cu + max(jl, jh) - min(il, ih)
-    lim = rho + CONTACT_TOL_M + PRUNE_SLACK_M
-    return lo > lim or hi < -lim
-
-
-@jit_inline
 def _speed_at(s: float, a: float, ts: float, t: float) -> float:
     return s + a * min(t, ts)
 
@@ -831,8 +817,8 @@ def _live_leaves(
     live = 0
     abs_ai = abs(ai)
     abs_aj = abs(aj)
-    # DFS stack of nodes packed 5 bits each (depth << 3 | index); at most 4 entries are pending. The
-    # whole horizon was tested by the caller (interval arithmetic), so start from its two halves.
+    # DFS stack of nodes packed 5 bits each (depth << 3 | index); at most 4 entries are pending. Start
+    # from the two halves of the horizon (the swept boxes already did the coarse work).
     stack = ((1 << 3 | 1) << 5) | (1 << 3 | 0)
     pending = 2
     while pending > 0:
@@ -928,18 +914,8 @@ def conflict_pair(
     dj3 = dxj * ux3 + dyj * uy3
     lmax_i = path_length(si, ai, tsi, horizon)
     lmax_j = path_length(sj, aj, tsj, horizon)
-    # conservative pruning: an axis that separates the boxes over the whole horizon (this also rules
-    # out an overlap now, which lies inside the same intervals)
-    whole = (
-        _separated(cu0, di0, dj0, rho0, 0.0, lmax_i, 0.0, lmax_j)
-        or _separated(cu1, di1, dj1, rho1, 0.0, lmax_i, 0.0, lmax_j)
-        or _separated(cu2, di2, dj2, rho2, 0.0, lmax_i, 0.0, lmax_j)
-        or _separated(cu3, di3, dj3, rho3, 0.0, lmax_i, 0.0, lmax_j)
-    )
     cos_d = dxi * dxj + dyi * dyj
     crossing = cos_d < cos_same and cos_d > cos_head_on
-    if whole and not crossing:
-        return nope
     cross_d = dxi * dyj - dyi * dxj
     ai_c = math.nan
     aj_c = math.nan
@@ -952,21 +928,17 @@ def conflict_pair(
         tol_i = 1e-9 * (1.0 + travel_i) + PRUNE_SLACK_M
         tol_j = 1e-9 * (1.0 + travel_j) + PRUNE_SLACK_M
         may_cross = ai_c >= 0.0 and aj_c >= 0.0 and ai_c <= travel_i + tol_i and aj_c <= travel_j + tol_j
-    if whole and not may_cross:
-        return nope
-    overlapping = False
-    live = 0  # bit k: sub-interval k may hold a contact
-    if not whole:
-        sep0 = abs(cu0) - rho0
-        sep0 = _np_max(sep0, abs(cu1) - rho1)
-        sep0 = _np_max(sep0, abs(cu2) - rho2)
-        sep0 = _np_max(sep0, abs(cu3) - rho3)
-        overlapping = sep0 <= 0.0
-        if not overlapping:
-            live = _live_leaves(
-                si, ai, tsi, sj, aj, tsj, horizon, sub_edges,
-                cu1, di1, dj1, rho1, cu3, di3, dj3, rho3, cu0, di0, dj0, rho0, cu2, di2, dj2, rho2,
-            )  # fmt: skip
+    sep0 = abs(cu0) - rho0
+    sep0 = _np_max(sep0, abs(cu1) - rho1)
+    sep0 = _np_max(sep0, abs(cu2) - rho2)
+    sep0 = _np_max(sep0, abs(cu3) - rho3)
+    overlapping = sep0 <= 0.0
+    live = 0  # bit k: sub-interval k may hold a contact (conservative pruning, see _live_leaves)
+    if not overlapping:
+        live = _live_leaves(
+            si, ai, tsi, sj, aj, tsj, horizon, sub_edges,
+            cu1, di1, dj1, rho1, cu3, di3, dj3, rho3, cu0, di0, dj0, rho0, cu2, di2, dj2, rho2,
+        )  # fmt: skip
     if not (overlapping or live or may_cross):
         return nope
 
