@@ -597,7 +597,7 @@ class World:
                 tx_of_dest = np.array([k for k, r in enumerate(recs) for _ in r.dest_ids], dtype=np.intp)
                 dests = np.array([self.world.slot_of(d) for r in recs for d in r.dest_ids], dtype=np.intp)
                 d = fan_out_addressed(self.world, senders, tx_time, tx_of_dest, dests, model, self.rng_net)
-            d = dataclasses.replace(d, tx_index=d.tx_index + base)
+            d = dataclasses.replace(d, tx_index=d.tx_index.astype(np.int64) + base)  # int32 from the fan-out
             self.candidates[name] += d.candidates
             self.dropped[name] += d.dropped
             self.delivered[name] += len(d)

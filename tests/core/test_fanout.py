@@ -145,3 +145,20 @@ def test_addressed_deterministic_independent_of_pair_order() -> None:
     b = fan_out_addressed(w, s[:5], np.zeros(5), txi[perm], dst[perm], link, np.random.default_rng(9))
     assert np.array_equal(a.receiver, b.receiver) and np.array_equal(a.delivery_time_s, b.delivery_time_s)
     assert a.candidates == 40 and 0 < a.dropped < 40
+
+
+def test_output_dtypes() -> None:
+    """int32 indices, float64 times, float32 distances on every path (the compiled one is in
+    test_fanout_compiled.py)."""
+    w = _random_world(60, seed=3)
+    s = w.active_slots()
+    rng = np.random.default_rng(0)
+    parts = [
+        Deliveries.empty(),
+        fan_out_broadcast(w, s[:10], np.zeros(10), LossyLink(max_range_m=400.0), rng),
+        fan_out_addressed(w, s[:2], np.zeros(2), np.array([0, 1]), s[2:4], FixedLink(max_range_m=math.inf), rng),
+    ]
+    for d in parts:
+        assert (d.tx_index.dtype, d.receiver.dtype) == (np.int32, np.int32)
+        assert (d.delivery_time_s.dtype, d.distance_m.dtype) == (np.float64, np.float32)
+    assert len(parts[1]) > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -165,9 +165,18 @@ def _tables_of(link: LinkModel) -> _Tables | None:
     return _LAST_TABLES.tables
 
 
-def _sorted_order(
-    receiver: NDArray[np.intp], time_s: NDArray[np.float64], tx_index: NDArray[np.intp]
-) -> NDArray[np.intp]:
+Index = NDArray[np.signedinteger[Any]]
+Distance = NDArray[np.floating[Any]]
+
+# Output columns of the fan-out: int32 indices and float32 distances (20 bytes per delivery instead of
+# 32: writing them is a sizeable part of a tick), float64 delivery times.
+TX_DTYPE = np.int32
+RX_DTYPE = np.int32
+DIST_DTYPE = np.float32
+_SLOT_LIMIT = 1 << 31  # receiver slots must fit the int32 column
+
+
+def _sorted_order(receiver: Index, time_s: NDArray[np.float64], tx_index: Index) -> NDArray[np.intp]:
     """Permutation sorting by (receiver, time, tx_index)."""
     n = len(receiver)
     if n == 0:
@@ -190,12 +199,15 @@ class Deliveries:
 
     ``tx_index`` indexes the transmission arrays passed to the fan-out call that produced it.
     ``candidates`` counts receivers in range (or addressed) before loss, ``dropped`` those lost.
+    The fan-out functions return int32 ``tx_index`` and ``receiver``, float64 ``delivery_time_s`` and
+    float32 ``distance_m`` (the float64 distance rounded once); ``concat`` keeps numpy's promotion (e.g. a
+    caller that offsets ``tx_index`` into int64 keeps int64).
     """
 
-    tx_index: NDArray[np.intp]
-    receiver: NDArray[np.intp]
+    tx_index: Index
+    receiver: Index
     delivery_time_s: NDArray[np.float64]
-    distance_m: NDArray[np.float64]
+    distance_m: Distance
     candidates: int = 0
     dropped: int = 0
 
@@ -204,16 +216,16 @@ class Deliveries:
 
     @staticmethod
     def empty() -> Deliveries:
-        z = np.zeros(0, dtype=np.intp)
-        f = np.zeros(0, dtype=np.float64)
-        return Deliveries(z, z.copy(), f, f.copy(), 0, 0)
+        return Deliveries(
+            np.zeros(0, TX_DTYPE), np.zeros(0, RX_DTYPE), np.zeros(0, np.float64), np.zeros(0, DIST_DTYPE), 0, 0
+        )
 
     @staticmethod
     def _sorted(
-        tx_index: NDArray[np.intp],
-        receiver: NDArray[np.intp],
+        tx_index: Index,
+        receiver: Index,
         time_s: NDArray[np.float64],
-        distance_m: NDArray[np.float64],
+        distance_m: Distance,
         candidates: int,
         dropped: int,
         order: NDArray[np.intp] | None = None,
@@ -261,12 +273,12 @@ class Deliveries:
         )
         return first, self.take(~due)
 
-    def receiver_bounds(self) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    def receiver_bounds(self) -> tuple[Index, NDArray[np.intp], NDArray[np.intp]]:
         """(receivers, start, stop): row range of each distinct receiver, for one bundle per receiver."""
         n = len(self.receiver)
         if n == 0:
             z = np.zeros(0, dtype=np.intp)
-            return z, z.copy(), z.copy()
+            return self.receiver[:0], z, z.copy()
         first = np.empty(n, dtype=np.bool_)
         first[0] = True
         np.not_equal(self.receiver[1:], self.receiver[:-1], out=first[1:])
@@ -301,7 +313,9 @@ def _apply_link(
     if delay.shape != d_k.shape:
         raise ValueError(f"{link.name}: sample_delay_s returned {delay.shape}, expected {d_k.shape}")
     t = tx_time_s[tx_k] + delay
-    return Deliveries._sorted(tx_k, rx_k, t, d_k, candidates, candidates - len(rx_k))
+    return Deliveries._sorted(
+        tx_k.astype(TX_DTYPE), rx_k.astype(RX_DTYPE), t, d_k.astype(DIST_DTYPE), candidates, candidates - len(rx_k)
+    )
 
 
 # -- compiled fan-out ----------------------------------------------------------------------------------
@@ -355,7 +369,7 @@ def _compiled_broadcast(
     tys = np.ascontiguousarray(sy[mtx])
     msender = np.ascontiguousarray(sender_slots[mtx])
     cap = _OUTPUT_SIZE.guess(len(rx_slots))
-    out = (np.empty(cap, np.intp), np.empty(cap, np.intp), np.empty(cap, np.float64), np.empty(cap, np.float64))
+    out = _output(cap)
     i = pos = candidates = 0
     while True:
         i, pos, added = broadcast_kernel(
@@ -365,15 +379,16 @@ def _compiled_broadcast(
         candidates += added
         if i == len(rx_slots):
             break
-        grown = (np.empty(2 * len(out[0]), a.dtype) for a in out)
-        out = tuple(_copy_head(a, o, pos) for a, o in zip(grown, out, strict=True))  # type: ignore[assignment]
+        bigger = _output(2 * len(out[0]))
+        for k in range(4):
+            bigger[k][:pos] = out[k][:pos]
+        out = bigger
     _OUTPUT_SIZE.last = pos
     return Deliveries(out[0][:pos], out[1][:pos], out[2][:pos], out[3][:pos], candidates, candidates - pos)
 
 
-def _copy_head(new: NDArray[np.generic], old: NDArray[np.generic], n: int) -> NDArray[np.generic]:
-    new[:n] = old[:n]
-    return new
+def _output(n: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.float32]]:
+    return np.empty(n, TX_DTYPE), np.empty(n, RX_DTYPE), np.empty(n, np.float64), np.empty(n, DIST_DTYPE)
 
 
 def fan_out_broadcast(
@@ -415,7 +430,7 @@ def fan_out_broadcast(
     radius = float(link.max_range_m)
     tables = _tables_of(link)
     if tables is not None:
-        if n_tx >= 1 << TX_BITS or world.capacity >= RX_LIMIT:
+        if n_tx >= 1 << TX_BITS or world.capacity >= min(RX_LIMIT, _SLOT_LIMIT):
             raise ValueError("too many transmissions or slots for the counter-based draws")
         rx_slots = world.active_slots()
         if can_receive is not None:
@@ -462,7 +477,7 @@ def deliver_pairs(
     if tables is None:
         raise TypeError(f"{link.name}: deliver_pairs needs a link with channel_tables()")
     n = len(tx)
-    out = (np.empty(n, np.intp), np.empty(n, np.intp), np.empty(n, np.float64), np.empty(n, np.float64))
+    out = _output(n)
     pos = pairs_delivery_kernel(
         world.x, world.y, sender_slots, tx_time_s, tx, rx, world.capacity, *tables, _link_seed(rng), *out
     )

@@ -4,10 +4,11 @@ numba's on-disk cache checks only the timestamp of the file that defines a funct
 inlines a helper from another file would keep stale machine code after that helper changes. Keeping all
 compiled code here avoids that; ``_grid``, ``_fanout`` and ``_conflict`` hold the Python API around it.
 
-Conventions: indices are int64 (``intp``), positions float64; outputs are written into arrays the
-caller allocates (numpy asks the OS for transparent huge pages on big arrays, which makes first touch
-several times cheaper than numba's own allocations). Kernels that produce an output of unknown size are
-resumable: they stop before a receiver whose rows would not fit and report where to continue.
+Conventions: indices are int64 (``intp``), positions float64 (the fan-out's output columns are narrower:
+int32 indices, float32 distances); outputs are written into arrays the caller allocates (numpy asks the
+OS for transparent huge pages on big arrays, which makes first touch several times cheaper than numba's
+own allocations). Kernels that produce an output of unknown size are resumable: they stop before a
+receiver whose rows would not fit and report where to continue.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from numpy.typing import NDArray
 from v2x.core._jit import jit, jit_inline
 
 F64 = NDArray[np.float64]
+F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
+I32 = NDArray[np.int32]
 IntP = NDArray[np.intp]
 
 # -- counter-based random numbers -------------------------------------------------------------------
@@ -291,10 +294,10 @@ def _finish_receiver(
     mult_cdf: F64,
     extra_p: float,
     extra_max: float,
-    out_tx: IntP,
-    out_rx: IntP,
+    out_tx: I32,
+    out_rx: I32,
     out_t: F64,
-    out_d: F64,
+    out_d: F32,
     pos: int,
 ) -> None:
     """Delay draws for the ``k`` kept deliveries to receiver ``r`` (tx ``ltx``, distance ``ld``), then
@@ -419,10 +422,10 @@ def broadcast_kernel(
     extra_p: float,
     extra_max: float,
     seed: np.uint64,
-    out_tx: IntP,
-    out_rx: IntP,
+    out_tx: I32,
+    out_rx: I32,
     out_t: F64,
-    out_d: F64,
+    out_d: F32,
     i0: int,
     pos0: int,
 ) -> tuple[int, int, int]:
@@ -537,10 +540,10 @@ def pairs_delivery_kernel(
     extra_p: float,
     extra_max: float,
     seed: np.uint64,
-    out_tx: IntP,
-    out_rx: IntP,
+    out_tx: I32,
+    out_rx: I32,
     out_t: F64,
-    out_d: F64,
+    out_d: F32,
 ) -> int:
     """The draws and ordering of ``broadcast_kernel`` for given unique (tx, receiver) pairs."""
     begin = np.zeros(capacity + 1, dtype=np.int64)
