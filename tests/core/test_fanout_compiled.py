@@ -192,3 +192,18 @@ def test_generic_links_still_use_the_callables() -> None:
     s = w.active_slots()
     d = fan_out_broadcast(w, s, np.zeros(len(s)), FixedLink(delay_s=0.03), np.random.default_rng(0))
     assert np.all(d.delivery_time_s == 0.03) and d.dropped == 0
+
+
+@pytest.mark.parametrize("cells", [(7.0, 7.0), (150.0, 3.0), (40.0, 400.0), (2000.0, 2000.0)])
+def test_compiled_output_independent_of_the_transmission_grid(
+    monkeypatch: pytest.MonkeyPatch, cells: tuple[float, float]
+) -> None:
+    """The kernel's own grid of the transmissions (cells h tall, w wide) changes nothing."""
+    w = _world(500, seed=8)
+    senders = w.active_slots()
+    times = np.random.default_rng(2).uniform(0, 0.1, len(senders))
+    link = LINKS["linear"]
+    ref = fan_out_broadcast(w, senders, times, link, np.random.default_rng(5))
+    monkeypatch.setattr(_fanout, "_fan_cell_m", lambda radius: cells)
+    _assert_same(ref, fan_out_broadcast(w, senders, times, link, np.random.default_rng(5)))
+    _assert_same(ref, _oracle(w, senders, times, link, _seed_of(5), None))

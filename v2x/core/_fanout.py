@@ -338,10 +338,12 @@ class _OutputSize(threading.local):
 _OUTPUT_SIZE = _OutputSize()
 
 
-def _fan_cell_m(radius: float) -> float:
-    """Cell size of the transmission grid: half the range (5 grid rows per receiver; smaller cells scan
-    fewer members outside the range but pay the per-row set-up more often)."""
-    return default_cell_m(radius)
+def _fan_cell_m(radius: float) -> tuple[float, float]:
+    """Cells of the transmission grid (height, width): half the range tall (5 grid rows per receiver;
+    lower rows scan fewer members outside the range but pay the per-row set-up more often) and an eighth
+    of the range wide (a row's run then ends closer to the circle; narrower cells cost nothing per row)."""
+    h = default_cell_m(radius)
+    return h, max(h / 4.0, 1.0)
 
 
 def _compiled_broadcast(
@@ -361,10 +363,12 @@ def _compiled_broadcast(
         gargs: tuple[float, int, int, int, int, bool, NDArray[np.int64], NDArray[np.int64]] = (
             1.0, 0, 0, 1, 1, True, z, z,
         )  # fmt: skip
+        cell_w = 1.0
     else:
-        b = bucket_points(sx, sy, _fan_cell_m(radius))
+        cell_h, cell_w = _fan_cell_m(radius)
+        b = bucket_points(sx, sy, cell_h, cell_w)
         mtx = b.order
-        gargs = b.kernel_args(_fan_cell_m(radius))
+        gargs = b.kernel_args(cell_h)
     txs = np.ascontiguousarray(sx[mtx])
     tys = np.ascontiguousarray(sy[mtx])
     msender = np.ascontiguousarray(sender_slots[mtx])
@@ -373,7 +377,7 @@ def _compiled_broadcast(
     i = pos = candidates = 0
     while True:
         i, pos, added = broadcast_kernel(
-            txs, tys, mtx, msender, *gargs, rx_slots, world.x, world.y, tx_time_s, radius, *tables, seed,
+            txs, tys, mtx, msender, *gargs, cell_w, rx_slots, world.x, world.y, tx_time_s, radius, *tables, seed,
             *out, i, pos,
         )  # fmt: skip
         candidates += added

@@ -48,9 +48,12 @@ class Buckets(NamedTuple):
         return cell_m, self.cx0, self.cy0, self.nx, self.ny, False, begin, self.skey[starts]
 
 
-def bucket_points(x: NDArray[np.float64], y: NDArray[np.float64], cell_m: float) -> Buckets:
-    """Bucket finite points (at least one) into square cells of ``cell_m``."""
-    cx = np.floor(x / cell_m).astype(np.int64)
+def bucket_points(
+    x: NDArray[np.float64], y: NDArray[np.float64], cell_m: float, cell_w: float | None = None
+) -> Buckets:
+    """Bucket finite points (at least one) into cells ``cell_m`` tall and ``cell_w`` wide (square when
+    ``cell_w`` is None)."""
+    cx = np.floor(x / (cell_m if cell_w is None else cell_w)).astype(np.int64)
     cy = np.floor(y / cell_m).astype(np.int64)
     cx0 = int(cx.min())
     cy0 = int(cy.min())

@@ -136,6 +136,24 @@ def row_span(
     return lo, hi
 
 
+@jit_inline
+def row_span_rect(
+    qx: float, qy: float, radius: float, row: int, cell_h: float, cell_w: float, cx0: int, cy0: int, nx: int
+) -> tuple[int, int]:
+    """:func:`row_span` for cells ``cell_w`` wide and ``cell_h`` tall."""
+    band_lo = (row + cy0) * cell_h
+    band_hi = band_lo + cell_h
+    eps = 1e-9 * (abs(qy) + abs(qx) + radius + cell_h + cell_w)
+    dy = max(band_lo - qy, qy - band_hi, 0.0) - eps
+    dy = max(dy, 0.0)
+    if dy > radius:
+        return 1, 0
+    w = math.sqrt(radius * radius - dy * dy) + eps
+    lo = max(floor_index(qx - w, cell_w, cx0, nx), 0)
+    hi = min(floor_index(qx + w, cell_w, cx0, nx), nx - 1)
+    return lo, hi
+
+
 @jit
 def query_kernel(
     xs: F64,
@@ -408,6 +426,7 @@ def broadcast_kernel(
     dense: bool,
     begin: I64,
     ukeys: I64,
+    cell_w: float,
     rx_slots: IntP,
     wx: F64,
     wy: F64,
@@ -430,8 +449,9 @@ def broadcast_kernel(
     pos0: int,
 ) -> tuple[int, int, int]:
     """Receiver-major broadcast over a grid of the transmissions (members ``mtx``, their senders
-    ``msender``, positions ``txs, tys``). For each receiver in ``rx_slots[i0:]``: scan the grid rows
-    within ``radius``, draw loss per candidate, draw delays for the kept ones, write them sorted.
+    ``msender``, positions ``txs, tys``; cells ``cell_w`` wide and ``cell_m`` tall). For each receiver in
+    ``rx_slots[i0:]``: scan the grid rows within ``radius``, draw loss per candidate, draw delays for the
+    kept ones, write them sorted.
 
     Returns (next receiver index, rows written, candidates counted); stops early (next < len) when the
     next receiver's rows would not fit the output arrays.
@@ -474,7 +494,7 @@ def broadcast_kernel(
             if everyone:
                 start, stop = 0, n
             else:
-                lo, hi = row_span(x, y, radius, row, cell_m, cx0, cy0, nx)
+                lo, hi = row_span_rect(x, y, radius, row, cell_m, cell_w, cx0, cy0, nx)
                 if lo > hi:
                     continue
                 start, stop = cell_range(dense, begin, ukeys, row * nx + lo, row * nx + hi)
