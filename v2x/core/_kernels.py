@@ -874,6 +874,50 @@ def _live_leaves(
 
 
 @jit_inline
+def _contact_at(
+    t: float,
+    si: float,
+    ai: float,
+    tsi: float,
+    sj: float,
+    aj: float,
+    tsj: float,
+    sat: tuple[
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+        float,
+    ],
+) -> bool:
+    """The full SAT at time t (tolerance CONTACT_TOL_M). ``sat``: (cx, cy, dxi, dyi, dxj, dyj) then
+    (ux, uy, rho) of the four axes."""
+    cx, cy, dxi, dyi, dxj, dyj, ux0, uy0, rho0, ux1, uy1, rho1, ux2, uy2, rho2, ux3, uy3, rho3 = sat
+    li = path_length(si, ai, tsi, t)
+    lj = path_length(sj, aj, tsj, t)
+    rx = cx + dxj * lj - dxi * li
+    ry = cy + dyj * lj - dyi * li
+    sep = abs(rx * ux0 + ry * uy0) - rho0
+    sep = _np_max(sep, abs(rx * ux1 + ry * uy1) - rho1)
+    sep = _np_max(sep, abs(rx * ux2 + ry * uy2) - rho2)
+    sep = _np_max(sep, abs(rx * ux3 + ry * uy3) - rho3)
+    return sep <= CONTACT_TOL_M
+
+
+@jit_inline
 def conflict_pair(
     i: int,
     j: int,
@@ -973,19 +1017,21 @@ def conflict_pair(
         t1 = min(tsi, tsj, horizon)
         t2 = min(max(tsi, tsj), horizon)
         sub_w = horizon / N_SUB
-        for cand in range(1 + 4 * 3 * 2 * 2):
-            if cand == 0:
-                t = 0.0
-                if not live & 1:
-                    continue
+        # Candidate times in the order (t = 0; axis, piece, sign, root): the coefficients of a piece and
+        # the discriminant of a sign are computed once for the roots that share them.
+        sat = (cx, cy, dxi, dyi, dxj, dyj, ux0, uy0, rho0, ux1, uy1, rho1, ux2, uy2, rho2, ux3, uy3, rho3)
+        if live & 1 and _contact_at(0.0, si, ai, tsi, sj, aj, tsj, sat):
+            ttc = 0.0
+        for axis in range(4):
+            if axis == 0:
+                cu, diu, dju, rho = cu0, di0, dj0, rho0
+            elif axis == 1:
+                cu, diu, dju, rho = cu1, di1, dj1, rho1
+            elif axis == 2:
+                cu, diu, dju, rho = cu2, di2, dj2, rho2
             else:
-                c = cand - 1
-                root_k = c % 2
-                c //= 2
-                sign = 1.0 if c % 2 == 0 else -1.0
-                c //= 2
-                piece = c % 3
-                axis = c // 3
+                cu, diu, dju, rho = cu3, di3, dj3, rho3
+            for piece in range(3):
                 if piece == 0:
                     lo, hi = 0.0, t1
                 elif piece == 1:
@@ -994,53 +1040,40 @@ def conflict_pair(
                     lo, hi = t2, horizon
                 if lo - 1e-9 >= ttc:
                     continue
-                if axis == 0:
-                    cu, diu, dju, rho = cu0, di0, dj0, rho0
-                elif axis == 1:
-                    cu, diu, dju, rho = cu1, di1, dj1, rho1
-                elif axis == 2:
-                    cu, diu, dju, rho = cu2, di2, dj2, rho2
-                else:
-                    cu, diu, dju, rho = cu3, di3, dj3, rho3
                 mov_i = tsi >= hi
                 mov_j = tsj >= hi
                 a0 = cu + (0.0 if mov_j else dju * lmax_j) - (0.0 if mov_i else diu * lmax_i)
                 b = (dju * sj if mov_j else 0.0) - (diu * si if mov_i else 0.0)
                 c2 = 0.5 * ((dju * aj if mov_j else 0.0) - (diu * ai if mov_i else 0.0))
-                c0 = a0 - sign * rho
-                # roots of c2 t^2 + b t + c0 (numerically stable form; linear when c2 == 0)
-                if c2 != 0.0:
-                    disc = b * b - 4.0 * c2 * c0
-                    sq = math.sqrt(disc) if disc >= 0.0 else math.nan
-                    q = -0.5 * (b + (sq if b >= 0.0 else -sq))
-                    root = q / c2 if root_k == 0 else c0 / q
-                else:
-                    if root_k == 1:
-                        continue
-                    root = -c0 / b
-                if not (root >= lo - 1e-9 and root <= hi + 1e-9):
-                    continue
-                t = min(max(root, lo), hi)
-                if t >= ttc:
-                    continue
-                # skip times inside sub-intervals proven separated
-                kf = int(t / sub_w)
-                ok = False
-                for kk in range(max(kf - 1, 0), min(kf + 2, N_SUB)):
-                    if live & (1 << kk) and t >= sub_edges[kk] - 1e-9 and t <= sub_edges[kk + 1] + 1e-9:
-                        ok = True
-                if not ok:
-                    continue
-            li = path_length(si, ai, tsi, t)
-            lj = path_length(sj, aj, tsj, t)
-            rx = cx + dxj * lj - dxi * li
-            ry = cy + dyj * lj - dyi * li
-            sep = abs(rx * ux0 + ry * uy0) - rho0
-            sep = _np_max(sep, abs(rx * ux1 + ry * uy1) - rho1)
-            sep = _np_max(sep, abs(rx * ux2 + ry * uy2) - rho2)
-            sep = _np_max(sep, abs(rx * ux3 + ry * uy3) - rho3)
-            if sep <= CONTACT_TOL_M:
-                ttc = min(ttc, t)
+                for sign_k in range(2):
+                    c0 = a0 - (1.0 if sign_k == 0 else -1.0) * rho
+                    # roots of c2 t^2 + b t + c0 (numerically stable form; linear when c2 == 0)
+                    if c2 != 0.0:
+                        disc = b * b - 4.0 * c2 * c0
+                        sq = math.sqrt(disc) if disc >= 0.0 else math.nan
+                        q = -0.5 * (b + (sq if b >= 0.0 else -sq))
+                        root0 = q / c2
+                        root1 = c0 / q
+                        n_roots = 2
+                    else:
+                        root0 = -c0 / b
+                        root1 = math.nan
+                        n_roots = 1
+                    for root_k in range(n_roots):
+                        root = root0 if root_k == 0 else root1
+                        if not (root >= lo - 1e-9 and root <= hi + 1e-9):
+                            continue
+                        t = min(max(root, lo), hi)
+                        if t >= ttc:
+                            continue
+                        # skip times inside sub-intervals proven separated
+                        kf = int(t / sub_w)
+                        ok = False
+                        for kk in range(max(kf - 1, 0), min(kf + 2, N_SUB)):
+                            if live & (1 << kk) and t >= sub_edges[kk] - 1e-9 and t <= sub_edges[kk + 1] + 1e-9:
+                                ok = True
+                        if ok and _contact_at(t, si, ai, tsi, sj, aj, tsj, sat):
+                            ttc = min(ttc, t)
 
     # --- crossing: times to the crossing point and the conflict area, PET ---
     pet = math.nan
