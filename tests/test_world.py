@@ -36,4 +36,3 @@ def test_uu_uplink_and_downlink_draw_from_their_own_delay_models() -> None:
     assert up.min() >= 8.0 and down.min() >= 5.0 and down.min() < 8.0
     assert up.mean() == pytest.approx(13.0, rel=0.1) and down.mean() == pytest.approx(8.0, rel=0.1)
     assert world.sent["uu"] == 2 * n
-
