@@ -145,6 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"v2x run: --variant: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
 
+    _warm_up(quiet=args.quiet)
     failed = False
     results: list[dict[str, Any]] = []
     for scenario in scenarios:
@@ -172,6 +173,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.junit:
         write_junit(results, args.junit)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _warm_up(*, quiet: bool) -> None:
+    """Compile (or load from numba's cache) the core's kernels before the first tick, and say so if that
+    takes a while (the first run after installing: about 30 s), so that a silent first tick is not taken
+    for a hang."""
+    import threading
+
+    from v2x.runner import warm_up_core
+
+    done = threading.Event()
+
+    def notice() -> None:
+        if not done.wait(1.0) and not quiet:
+            print(
+                "v2x run: compiling the core's kernels (first run after installing, ~30 s; cached afterwards)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    threading.Thread(target=notice, daemon=True).start()
+    try:
+        warm_up_core()
+    finally:
+        done.set()
 
 
 def _print_summary(result: dict[str, Any], path: Path) -> None:
