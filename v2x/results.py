@@ -72,6 +72,13 @@ def _violations(events: list[dict[str, Any]], variant: str, kind: str, actor: st
     ]
 
 
+def _within(value: float, lo: float | None, hi: float | None) -> tuple[bool, str]:
+    """Is ``value`` within the optional bounds, and the bounds as text (">= lo and <= hi")."""
+    ok = (lo is None or value >= lo) and (hi is None or value <= hi)
+    text = " and ".join(b for b in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if b)
+    return ok, text
+
+
 def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]) -> tuple[bool, str]:
     """(passed, detail) for one expectation."""
     v = exp.variant
@@ -126,13 +133,8 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
     if isinstance(exp, StopsExpectation):
         stops = [e for e in events if e["type"] == "stop" and e["variant"] == v and e["actor"] == exp.actor]
         n = len(stops)
-        ok = (exp.min is None or n >= exp.min) and (exp.max is None or n <= exp.max)
+        ok, bounds = _within(n, exp.min, exp.max)
         where = ", ".join(f"t={e['t_s']:.1f} s" for e in stops)
-        bounds = " and ".join(
-            b
-            for b in (f">= {exp.min}" if exp.min is not None else "", f"<= {exp.max}" if exp.max is not None else "")
-            if b
-        )
         return ok, f"{exp.actor} stopped {n} time(s)" + (f" ({where})" if where else "") + f"; expected {bounds}"
     if isinstance(exp, PositioningExpectation):
         changes = [e for e in events if e["type"] == "positioning" and e["variant"] == v and e["actor"] == exp.actor]
@@ -158,10 +160,7 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
     name = exp.metric if exp.message is None else f"{exp.metric} of {exp.message.upper()}"
     if value is None:
         return False, f"{name} not measured in variant {v}"
-    ok = (exp.min is None or value >= exp.min) and (exp.max is None or value <= exp.max)
-    bounds = " and ".join(
-        s for s in (f">= {exp.min}" if exp.min is not None else "", f"<= {exp.max}" if exp.max is not None else "") if s
-    )
+    ok, bounds = _within(value, exp.min, exp.max)
     return ok, f"{name} = {value} (expected {bounds})"
 
 

@@ -15,8 +15,6 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from shapely.geometry import LineString, Point
-
 from v2x.scenario.model import IntersectionSpec, LaneSpec, Scenario, SignalSpec
 from v2x.wire import day1_pb2
 
@@ -139,14 +137,12 @@ def node_id_of(scenario: Scenario, intersection_id: str) -> int:
 def ingress(lane: LaneSpec, ix: IntersectionSpec) -> list[tuple[float, float]] | None:
     """The lane's centre line up to where it first enters the intersection box (its stop line), or None if
     it never enters the box or starts inside it."""
-    line = LineString(lane.centerline)
-    box = Point(ix.center).buffer(ix.radius_m, quad_segs=64)
-    if not line.intersects(box) or box.contains(Point(lane.centerline[0])):
-        return None
-    # Walk the polyline to the first crossing of the circle, exactly (not the buffer's polygon).
     cx, cy = ix.center
     r = ix.radius_m
     pts = [tuple(p) for p in lane.centerline]
+    if math.hypot(pts[0][0] - cx, pts[0][1] - cy) < r:
+        return None  # starts inside the box
+    # Walk the polyline to its first entry into the circle (exact; None if it never enters).
     out: list[tuple[float, float]] = [(float(pts[0][0]), float(pts[0][1]))]
     for (x0, y0), (x1, y1) in itertools.pairwise(pts):
         dx, dy = x1 - x0, y1 - y0

@@ -189,18 +189,8 @@ class VehicleAgent(Agent):
         if "fcw" in self.spec.apps and self.remotes:
             remotes = [Participant.from_remote(r.temp_id.hex(), r, t) for r in self.remotes.values()]
             for f in forward_collision(host, remotes, self.env.thresholds):
-                adv = testbed_pb2.Advisory(
-                    app=testbed_pb2.APP_FCW,
-                    severity=testbed_pb2.SEVERITY_WARNING,
-                    target_id=self.actor_id,
-                    other_id=f.other,  # temporary id (hex); the world resolves it to an actor id
-                    source_id=self.actor_id,
-                    ttc_s=f.ttc_s,
-                    raised_at_s=t,
-                    valid_until_s=t + self.env.thresholds["warning_validity_s"],
-                    conflict_type=f.kind,
-                )
-                self._warn(result, adv, t)
+                # other: temporary id (hex); the world resolves it to an actor id
+                self._raise(result, t, testbed_pb2.APP_FCW, f.other, ttc_s=f.ttc_s, conflict_type=f.kind)
 
         if "vrucw" in self.spec.apps and (self.perceived or self.remotes):
             vrus = [
@@ -209,74 +199,38 @@ class VehicleAgent(Agent):
                 if (p := vru_participant(r, t, self.env.thresholds)) is not None
             ]
             for f in vulnerable_road_user_collision(host, vrus, self.env.thresholds):
-                adv = testbed_pb2.Advisory(
-                    app=testbed_pb2.APP_VRUCW,
-                    severity=testbed_pb2.SEVERITY_WARNING,
-                    target_id=self.actor_id,
-                    other_id=f.other,  # BSM id (hex) or {rsm id hex}/{ptcId}; the world resolves it
-                    source_id=self.actor_id,
-                    ttc_s=f.ttc_s,
-                    raised_at_s=t,
-                    valid_until_s=t + self.env.thresholds["warning_validity_s"],
-                    conflict_type=f.kind,
-                )
-                self._warn(result, adv, t)
+                # other: BSM id (hex) or {rsm id hex}/{ptcId}; the world resolves it
+                self._raise(result, t, testbed_pb2.APP_VRUCW, f.other, ttc_s=f.ttc_s, conflict_type=f.kind)
 
-        if "rlvw" in self.spec.apps and self.approaches and self.signals:
-            host_state = Host(
-                pose.x + ex,
-                pose.y + ny,
-                pose.heading_rad,
-                self.v,
-                self.a,
-                self.length_m,
-                gnss.sigma_major_m if gnss.available else math.inf,
-            )
+        signal_apps = {"rlvw", "glosa"} & set(self.spec.apps)
+        if signal_apps and self.approaches and self.signals:
+            own = Host(host.x, host.y, pose.heading_rad, self.v, self.a, self.length_m, host.sigma_m)
             aps = [ap for node in self.approaches.values() for ap in node]
-            w = red_light_warning(host_state, aps, self.signals, t, self.env.thresholds)
+            w = red_light_warning(own, aps, self.signals, t, self.env.thresholds) if "rlvw" in signal_apps else None
             if w is not None:
-                adv = testbed_pb2.Advisory(
-                    app=testbed_pb2.APP_RLVW,
-                    severity=testbed_pb2.SEVERITY_WARNING,
-                    target_id=self.actor_id,
-                    other_id=w.approach.intersection,
-                    source_id=self.actor_id,
+                self._raise(
+                    result,
+                    t,
+                    testbed_pb2.APP_RLVW,
+                    w.approach.intersection,
                     ttc_s=w.time_to_line_s,
                     figure=w.distance_m,
                     figure_name="stop_line_m",
-                    raised_at_s=t,
-                    valid_until_s=t + self.env.thresholds["warning_validity_s"],
                 )
-                self._warn(result, adv, t)
-
-        if "glosa" in self.spec.apps and self.approaches and self.signals:
-            host_state = Host(
-                pose.x + ex,
-                pose.y + ny,
-                pose.heading_rad,
-                self.v,
-                self.a,
-                self.length_m,
-                gnss.sigma_major_m if gnss.available else math.inf,
-            )
-            aps = [ap for node in self.approaches.values() for ap in node]
-            advice = speed_advice(host_state, aps, self.signals, t, self.env.thresholds)
+            advice = speed_advice(own, aps, self.signals, t, self.env.thresholds) if "glosa" in signal_apps else None
             if advice is not None:
                 if self.driver is not None:
                     self.driver.on_advice(t, advice.speed_mps)
-                adv = testbed_pb2.Advisory(
-                    app=testbed_pb2.APP_GLOSA,
+                self._raise(
+                    result,
+                    t,
+                    testbed_pb2.APP_GLOSA,
+                    advice.approach.intersection,
                     severity=testbed_pb2.SEVERITY_ADVISORY,
-                    target_id=self.actor_id,
-                    other_id=advice.approach.intersection,
-                    source_id=self.actor_id,
                     figure=advice.speed_mps,
                     figure_name="advised_speed_mps",
-                    raised_at_s=t,
-                    valid_until_s=t + self.env.thresholds["warning_validity_s"],
                     conflict_type=advice.reason,
                 )
-                self._warn(result, adv, t)
 
         self.a = self._choose_accel(t, self._signal_view(t, pose))
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
@@ -303,6 +257,35 @@ class VehicleAgent(Agent):
         for ap in aps:
             out.setdefault(ap.node_id, []).append(ap)
         return out
+
+    def _raise(
+        self,
+        result: TickResult,
+        t: float,
+        app: testbed_pb2.Application.ValueType,
+        other_id: str,
+        *,
+        severity: testbed_pb2.Severity.ValueType = testbed_pb2.SEVERITY_WARNING,
+        ttc_s: float = 0.0,
+        figure: float = 0.0,
+        figure_name: str = "",
+        conflict_type: str = "",
+    ) -> None:
+        """An advisory raised on board for this vehicle, valid for ``warning_validity_s``."""
+        adv = testbed_pb2.Advisory(
+            app=app,
+            severity=severity,
+            target_id=self.actor_id,
+            other_id=other_id,
+            source_id=self.actor_id,
+            ttc_s=ttc_s,
+            figure=figure,
+            figure_name=figure_name,
+            raised_at_s=t,
+            valid_until_s=t + self.env.thresholds["warning_validity_s"],
+            conflict_type=conflict_type,
+        )
+        self._warn(result, adv, t)
 
     def _warn(self, result: TickResult, adv: testbed_pb2.Advisory, t: float) -> None:
         """Record a warning (raised on board or received) once per validity period, and tell the driver."""
