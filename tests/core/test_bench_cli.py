@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+from dataclasses import replace
+
+import numpy as np
 
 from v2x.bench import cli as bench_cli
 from v2x.bench import core as bench_core
@@ -65,3 +68,25 @@ def test_workloads_respect_tr_geometry() -> None:
     u = bench_core.urban(2000, np.random.default_rng(0))
     speeds = np.hypot(u.world.vx[u.slots], u.world.vy[u.slots])
     assert abs(float(np.median(speeds)) - 60 / 3.6) < 1.0
+
+
+def test_result_digest_sees_any_difference() -> None:
+    """The baselines are checked against ours by digest: one changed time, index, counter or conflict
+    field must change it; equal results (nan included) must not."""
+    wl = bench_core.urban(300, np.random.default_rng(3))
+    wl.step(0.1)
+    tx = np.random.default_rng(4).uniform(0.0, 0.1, len(wl.slots))
+    d, c = bench_core.ours(wl.world, wl.slots, tx, np.random.default_rng(5))
+    assert len(d) > 0 and len(c) > 0
+    ref = bench_core._digest((d, c))
+    assert bench_core._digest(bench_core.ours(wl.world, wl.slots, tx, np.random.default_rng(5))) == ref
+    t = d.delivery_time_s.copy()
+    t[len(t) // 2] = np.nextafter(t[len(t) // 2], np.inf)
+    assert bench_core._digest((replace(d, delivery_time_s=t), c)) != ref
+    assert bench_core._digest((replace(d, dropped=d.dropped + 1), c)) != ref
+    rx = d.receiver.copy()
+    rx[0] += 1
+    assert bench_core._digest((replace(d, receiver=rx), c)) != ref
+    pet = c.pet_s.copy()
+    pet[0] = 1.0 if np.isnan(pet[0]) else np.nan
+    assert bench_core._digest((d, replace(c, pet_s=pet))) != ref

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from tests.core._doubles import FixedLink, LossyLink
-from v2x.core import ActorKind, Deliveries, LinkModel, SpatialGrid, WorldState, fan_out_addressed, fan_out_broadcast
+from v2x.core import (
+    ActorKind,
+    Deliveries,
+    LinkModel,
+    SpatialGrid,
+    WorldState,
+    delivery_distances,
+    fan_out_addressed,
+    fan_out_broadcast,
+)
 
 
 def _line_world(xs: list[float]) -> WorldState:
@@ -49,7 +58,7 @@ def test_broadcast_range_self_exclusion_and_times() -> None:
         (4, 1, 1.52),
     ]
     assert d.candidates == 6 and d.dropped == 0
-    assert d.distance_m.tolist() == pytest.approx([100.0, 200.5, 300.0, 0.5, 50.0, 250.5])
+    assert delivery_distances(w, np.array([0, 3]), d).tolist() == pytest.approx([100.0, 200.5, 300.0, 0.5, 50.0, 250.5])
 
 
 def test_can_receive_and_inactive_receivers_excluded() -> None:
@@ -69,7 +78,7 @@ def test_broadcast_deterministic_and_grid_independent(cell: float) -> None:
     link = LossyLink(max_range_m=250.0)
     ref = fan_out_broadcast(w, senders, times, link, np.random.default_rng(42))
     got = fan_out_broadcast(w, senders, times, link, np.random.default_rng(42), grid=SpatialGrid.build(w, cell))
-    for f in ("tx_index", "receiver", "delivery_time_s", "distance_m"):
+    for f in ("tx_index", "receiver", "delivery_time_s"):
         assert np.array_equal(getattr(ref, f), getattr(got, f))
     assert (ref.candidates, ref.dropped) == (got.candidates, got.dropped)
     assert ref.candidates == len(ref) + ref.dropped
@@ -78,7 +87,7 @@ def test_broadcast_deterministic_and_grid_independent(cell: float) -> None:
     assert keys == sorted(keys)
     # Loss rises with distance: mean distance of delivered < mean distance of candidates in range.
     assert 0 < ref.dropped < ref.candidates
-    assert np.all(ref.distance_m <= 250.0)
+    assert np.all(delivery_distances(w, senders, ref) <= 250.0)
     other = fan_out_broadcast(w, senders, times, link, np.random.default_rng(43))
     assert not np.array_equal(other.receiver, ref.receiver) or not np.array_equal(
         other.delivery_time_s, ref.delivery_time_s
@@ -130,7 +139,7 @@ def test_addressed_pairs_loss_and_order() -> None:
     # (tx1 -> 3) dropped as inactive destination; not a candidate.
     assert d.candidates == 3
     assert list(zip(d.receiver.tolist(), d.tx_index.tolist(), strict=True)) == [(1, 0), (2, 0), (2, 1)]
-    assert d.distance_m.tolist() == [100.0, 200.0, 100.0]
+    assert delivery_distances(w, np.array([0, 1]), d).tolist() == [100.0, 200.0, 100.0]
     assert d.delivery_time_s.tolist() == pytest.approx([0.03, 0.03, 0.04])
 
 
@@ -148,8 +157,7 @@ def test_addressed_deterministic_independent_of_pair_order() -> None:
 
 
 def test_output_dtypes() -> None:
-    """int32 indices, float64 times, float32 distances on every path (the compiled one is in
-    test_fanout_compiled.py)."""
+    """int32 indices and float64 times on every path (the compiled one is in test_fanout_compiled.py)."""
     w = _random_world(60, seed=3)
     s = w.active_slots()
     rng = np.random.default_rng(0)
@@ -160,5 +168,5 @@ def test_output_dtypes() -> None:
     ]
     for d in parts:
         assert (d.tx_index.dtype, d.receiver.dtype) == (np.int32, np.int32)
-        assert (d.delivery_time_s.dtype, d.distance_m.dtype) == (np.float64, np.float32)
+        assert d.delivery_time_s.dtype == np.float64
     assert len(parts[1]) > 0

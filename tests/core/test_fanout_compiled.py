@@ -70,8 +70,7 @@ def _oracle(
     time = times[tx] + (base * mult + extra)
     order = np.lexsort((tx, time, rx))
     n = int(ok.sum())
-    tx, rx, d = tx[order].astype(np.int32), rx[order].astype(np.int32), d[order].astype(np.float32)
-    return Deliveries(tx, rx, time[order], d, n, n - len(order))
+    return Deliveries(tx[order].astype(np.int32), rx[order].astype(np.int32), time[order], n, n - len(order))
 
 
 def _world(n: int, seed: int, extent: float = 900.0) -> WorldState:
@@ -91,7 +90,7 @@ def _seed_of(rng_seed: int) -> np.uint64:
 
 
 def _assert_same(a: Deliveries, b: Deliveries) -> None:
-    for f in ("tx_index", "receiver", "delivery_time_s", "distance_m"):
+    for f in ("tx_index", "receiver", "delivery_time_s"):
         assert getattr(a, f).dtype == getattr(b, f).dtype, f
         assert np.array_equal(getattr(a, f), getattr(b, f)), f
     assert (a.candidates, a.dropped) == (b.candidates, b.dropped)

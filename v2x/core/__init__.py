@@ -11,6 +11,7 @@ from v2x.core._fanout import (
     LinkTables,
     TabulatedLink,
     default_cell_m,
+    delivery_distances,
     fan_out_addressed,
     fan_out_broadcast,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "TabulatedLink",
     "WorldState",
     "default_cell_m",
+    "delivery_distances",
     "detect_conflicts",
     "fan_out_addressed",
     "fan_out_broadcast",

@@ -166,13 +166,11 @@ def _tables_of(link: LinkModel) -> _Tables | None:
 
 
 Index = NDArray[np.signedinteger[Any]]
-Distance = NDArray[np.floating[Any]]
 
-# Output columns of the fan-out: int32 indices and float32 distances (20 bytes per delivery instead of
-# 32: writing them is a sizeable part of a tick), float64 delivery times.
+# Output columns of the fan-out: int32 indices and float64 delivery times (16 bytes per delivery;
+# writing a million rows per tick is a sizeable part of the urban tick).
 TX_DTYPE = np.int32
 RX_DTYPE = np.int32
-DIST_DTYPE = np.float32
 _SLOT_LIMIT = 1 << 31  # receiver slots must fit the int32 column
 
 
@@ -199,15 +197,15 @@ class Deliveries:
 
     ``tx_index`` indexes the transmission arrays passed to the fan-out call that produced it.
     ``candidates`` counts receivers in range (or addressed) before loss, ``dropped`` those lost.
-    The fan-out functions return int32 ``tx_index`` and ``receiver``, float64 ``delivery_time_s`` and
-    float32 ``distance_m`` (the float64 distance rounded once); ``concat`` keeps numpy's promotion (e.g. a
-    caller that offsets ``tx_index`` into int64 keeps int64).
+    The fan-out functions return int32 ``tx_index`` and ``receiver`` and float64 ``delivery_time_s``;
+    ``concat`` keeps numpy's promotion (e.g. a caller that offsets ``tx_index`` into int64 keeps int64).
+    Distances are not carried (nothing on the hot path needs them): :func:`delivery_distances` computes
+    them from the world state of the same tick.
     """
 
     tx_index: Index
     receiver: Index
     delivery_time_s: NDArray[np.float64]
-    distance_m: Distance
     candidates: int = 0
     dropped: int = 0
 
@@ -216,23 +214,20 @@ class Deliveries:
 
     @staticmethod
     def empty() -> Deliveries:
-        return Deliveries(
-            np.zeros(0, TX_DTYPE), np.zeros(0, RX_DTYPE), np.zeros(0, np.float64), np.zeros(0, DIST_DTYPE), 0, 0
-        )
+        return Deliveries(np.zeros(0, TX_DTYPE), np.zeros(0, RX_DTYPE), np.zeros(0, np.float64), 0, 0)
 
     @staticmethod
     def _sorted(
         tx_index: Index,
         receiver: Index,
         time_s: NDArray[np.float64],
-        distance_m: Distance,
         candidates: int,
         dropped: int,
         order: NDArray[np.intp] | None = None,
     ) -> Deliveries:
         if order is None:
             order = _sorted_order(receiver, time_s, tx_index)
-        return Deliveries(tx_index[order], receiver[order], time_s[order], distance_m[order], candidates, dropped)
+        return Deliveries(tx_index[order], receiver[order], time_s[order], candidates, dropped)
 
     @staticmethod
     def concat(*parts: Deliveries) -> Deliveries:
@@ -243,7 +238,6 @@ class Deliveries:
             np.concatenate([p.tx_index for p in parts]),
             np.concatenate([p.receiver for p in parts]),
             np.concatenate([p.delivery_time_s for p in parts]),
-            np.concatenate([p.distance_m for p in parts]),
             sum(p.candidates for p in parts),
             sum(p.dropped for p in parts),
         )
@@ -254,7 +248,6 @@ class Deliveries:
             self.tx_index[mask_or_index],
             self.receiver[mask_or_index],
             self.delivery_time_s[mask_or_index],
-            self.distance_m[mask_or_index],
             0,
             0,
         )
@@ -263,14 +256,7 @@ class Deliveries:
         """(due at or before t_end_s, later). Counters stay with the first part so sums stay right."""
         due = self.delivery_time_s <= t_end_s
         first = self.take(due)
-        first = Deliveries(
-            first.tx_index,
-            first.receiver,
-            first.delivery_time_s,
-            first.distance_m,
-            self.candidates,
-            self.dropped,
-        )
+        first = Deliveries(first.tx_index, first.receiver, first.delivery_time_s, self.candidates, self.dropped)
         return first, self.take(~due)
 
     def receiver_bounds(self) -> tuple[Index, NDArray[np.intp], NDArray[np.intp]]:
@@ -285,6 +271,16 @@ class Deliveries:
         start = np.flatnonzero(first).astype(np.intp)
         stop = np.append(start[1:], n).astype(np.intp)
         return self.receiver[start], start, stop
+
+
+def delivery_distances(world: WorldState, sender_slots: NDArray[np.intp], d: Deliveries) -> NDArray[np.float64]:
+    """Sender-receiver distance (m) of each delivery, from the world's current positions: the distances
+    the fan-out used when called in the same tick (before the world moves), e.g. for PRR-by-distance."""
+    s = np.asarray(sender_slots, dtype=np.intp)[d.tx_index]
+    ddx = world.x[d.receiver] - world.x[s]
+    ddy = world.y[d.receiver] - world.y[s]
+    dist: NDArray[np.float64] = np.sqrt(ddx * ddx + ddy * ddy)
+    return dist
 
 
 def default_cell_m(radius_m: float) -> float:
@@ -313,9 +309,7 @@ def _apply_link(
     if delay.shape != d_k.shape:
         raise ValueError(f"{link.name}: sample_delay_s returned {delay.shape}, expected {d_k.shape}")
     t = tx_time_s[tx_k] + delay
-    return Deliveries._sorted(
-        tx_k.astype(TX_DTYPE), rx_k.astype(RX_DTYPE), t, d_k.astype(DIST_DTYPE), candidates, candidates - len(rx_k)
-    )
+    return Deliveries._sorted(tx_k.astype(TX_DTYPE), rx_k.astype(RX_DTYPE), t, candidates, candidates - len(rx_k))
 
 
 # -- compiled fan-out ----------------------------------------------------------------------------------
@@ -384,15 +378,15 @@ def _compiled_broadcast(
         if i == len(rx_slots):
             break
         bigger = _output(2 * len(out[0]))
-        for k in range(4):
+        for k in range(3):
             bigger[k][:pos] = out[k][:pos]
         out = bigger
     _OUTPUT_SIZE.last = pos
-    return Deliveries(out[0][:pos], out[1][:pos], out[2][:pos], out[3][:pos], candidates, candidates - pos)
+    return Deliveries(out[0][:pos], out[1][:pos], out[2][:pos], candidates, candidates - pos)
 
 
-def _output(n: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.float32]]:
-    return np.empty(n, TX_DTYPE), np.empty(n, RX_DTYPE), np.empty(n, np.float64), np.empty(n, DIST_DTYPE)
+def _output(n: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64]]:
+    return np.empty(n, TX_DTYPE), np.empty(n, RX_DTYPE), np.empty(n, np.float64)
 
 
 def fan_out_broadcast(
@@ -485,7 +479,7 @@ def deliver_pairs(
     pos = pairs_delivery_kernel(
         world.x, world.y, sender_slots, tx_time_s, tx, rx, world.capacity, *tables, _link_seed(rng), *out
     )
-    return Deliveries(out[0][:pos], out[1][:pos], out[2][:pos], out[3][:pos], n, n - pos)
+    return Deliveries(out[0][:pos], out[1][:pos], out[2][:pos], n, n - pos)
 
 
 def fan_out_addressed(

@@ -4,8 +4,8 @@ numba's on-disk cache checks only the timestamp of the file that defines a funct
 inlines a helper from another file would keep stale machine code after that helper changes. Keeping all
 compiled code here avoids that; ``_grid``, ``_fanout`` and ``_conflict`` hold the Python API around it.
 
-Conventions: indices are int64 (``intp``), positions float64 (the fan-out's output columns are narrower:
-int32 indices, float32 distances); outputs are written into arrays the caller allocates (numpy asks the
+Conventions: indices are int64 (``intp``), positions float64 (the fan-out's output index columns are
+int32); outputs are written into arrays the caller allocates (numpy asks the
 OS for transparent huge pages on big arrays, which makes first touch several times cheaper than numba's
 own allocations). Kernels that produce an output of unknown size are resumable: they stop before a
 receiver whose rows would not fit and report where to continue.
@@ -21,7 +21,6 @@ from numpy.typing import NDArray
 from v2x.core._jit import jit, jit_inline
 
 F64 = NDArray[np.float64]
-F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
 I32 = NDArray[np.int32]
 IntP = NDArray[np.intp]
@@ -297,7 +296,6 @@ def _finish_receiver(
     r: int,
     k: int,
     ltx: IntP,
-    ld: F64,
     lt: F64,
     lb: I64,
     perm: I64,
@@ -315,10 +313,9 @@ def _finish_receiver(
     out_tx: I32,
     out_rx: I32,
     out_t: F64,
-    out_d: F32,
     pos: int,
 ) -> None:
-    """Delay draws for the ``k`` kept deliveries to receiver ``r`` (tx ``ltx``, distance ``ld``), then
+    """Delay draws for the ``k`` kept deliveries to receiver ``r`` (tx ``ltx``), then
     write them to ``out[pos:pos + k]`` sorted by (delivery time, tx index).
 
     Delay = base * multiplier + extra (see LinkTables), one counter draw each. The sort is a bucket sort
@@ -377,29 +374,24 @@ def _finish_receiver(
         hist[b] += 1
     ot = out_t[pos : pos + k]  # views of this receiver's rows: indices from 0
     otx = out_tx[pos : pos + k]
-    od = out_d[pos : pos + k]
     orx = out_rx[pos : pos + k]
     for q in range(k):
         j = perm[q]
         ot[q] = lt[j]
         otx[q] = ltx[j]
-        od[q] = ld[j]
         orx[q] = r
     for q in range(1, k):
         tp = ot[q]
         if ot[q - 1] < tp:
             continue
         xp = otx[q]
-        dp = od[q]
         p = q
         while p > 0 and (ot[p - 1] > tp or (ot[p - 1] == tp and otx[p - 1] > xp)):
             ot[p] = ot[p - 1]
             otx[p] = otx[p - 1]
-            od[p] = od[p - 1]
             p -= 1
         ot[p] = tp
         otx[p] = xp
-        od[p] = dp
 
 
 @jit_inline
@@ -444,7 +436,6 @@ def broadcast_kernel(
     out_tx: I32,
     out_rx: I32,
     out_t: F64,
-    out_d: F32,
     i0: int,
     pos0: int,
 ) -> tuple[int, int, int]:
@@ -467,7 +458,6 @@ def broadcast_kernel(
     cp = np.empty(n, dtype=np.float64)
     cinr = np.empty(n, dtype=np.bool_)
     ltx = np.empty(n, dtype=np.intp)
-    ld = np.empty(n, dtype=np.float64)
     lt = np.empty(n, dtype=np.float64)
     lb = np.empty(n, dtype=np.int64)
     perm = np.empty(n, dtype=np.int64)
@@ -498,11 +488,15 @@ def broadcast_kernel(
                 if lo > hi:
                     continue
                 start, stop = cell_range(dense, begin, ukeys, row * nx + lo, row * nx + hi)
-            xr = txs[start:stop]
-            yr = tys[start:stop]
-            tr = mtx[start:stop]
-            sr = msender[start:stop]
-            cnt = stop - start
+            # Runs are short (~40 members), so the vector loops below would spend much of their time in
+            # their scalar remainders: round the run up to a multiple of 8 members (past its end, within
+            # the arrays) and mask the extra ones out.
+            run = stop - start
+            cnt = min((run + 7) & ~7, n - start)
+            xr = txs[start : start + cnt]
+            yr = tys[start : start + cnt]
+            tr = mtx[start : start + cnt]
+            sr = msender[start : start + cnt]
             for j in range(cnt):  # vectorised: distance and the loss uniform of every member
                 ddx = xr[j] - x
                 ddy = yr[j] - y
@@ -517,25 +511,24 @@ def broadcast_kernel(
                 kj = np.int64(ppc)
                 cidx[j] = kj
                 cfrac[j] = pp - kj
-                cinr[j] = (cd2[j] <= r2) & (sr[j] != r)
+                cinr[j] = (cd2[j] <= r2) & (sr[j] != r) & (j < run)
             for j in range(cnt):  # the gather (LLVM keeps it scalar on this CPU model)
                 kj = cidx[j]
                 cp[j] = pdr[kj] + cfrac[j] * (pdr[kj + 1] - pdr[kj])
             for j in range(cnt):  # vectorised: loss decision (beyond the last knot the table is flat)
                 pp = cdist[j] * pdr_inv_step
                 p = p_last if pp >= lastf else cp[j]
+                cands += cinr[j]
                 cinr[j] = cinr[j] & (cu[j] < p)
-                cands += (cd2[j] <= r2) & (sr[j] != r)
             for j in range(cnt):  # branch-free compaction
                 ltx[k] = tr[j]
-                ld[k] = cdist[j]
                 k += np.uint64(cinr[j])
         kept = int(k)
         if pos + kept > len(out_tx):
             return i, pos, candidates
         _finish_receiver(
-            r, kept, ltx, ld, lt, lb, perm, hist, tx_time, t_lo, t_inv_span, seed, dq, stepped, mult, mult_cdf,
-            extra_p, extra_max, out_tx, out_rx, out_t, out_d, pos,
+            r, kept, ltx, lt, lb, perm, hist, tx_time, t_lo, t_inv_span, seed, dq, stepped, mult, mult_cdf,
+            extra_p, extra_max, out_tx, out_rx, out_t, pos,
         )  # fmt: skip
         pos += kept
         candidates += cands
@@ -563,7 +556,6 @@ def pairs_delivery_kernel(
     out_tx: I32,
     out_rx: I32,
     out_t: F64,
-    out_d: F32,
 ) -> int:
     """The draws and ordering of ``broadcast_kernel`` for given unique (tx, receiver) pairs."""
     begin = np.zeros(capacity + 1, dtype=np.int64)
@@ -579,7 +571,6 @@ def pairs_delivery_kernel(
         head[r] += 1
     n = len(sender)
     ltx = np.empty(n, dtype=np.intp)
-    ld = np.empty(n, dtype=np.float64)
     lt = np.empty(n, dtype=np.float64)
     lb = np.empty(n, dtype=np.int64)
     perm = np.empty(n, dtype=np.int64)
@@ -598,11 +589,10 @@ def pairs_delivery_kernel(
             d = math.sqrt(ddx * ddx + ddy * ddy)
             if uniform01(seed, draw_counter(tx, r)) < _pdr_at(d, pdr, pdr_inv_step):
                 ltx[k] = tx
-                ld[k] = d
                 k += 1
         _finish_receiver(
-            r, k, ltx, ld, lt, lb, perm, hist, tx_time, t_lo, t_inv_span, seed, dq, stepped, mult, mult_cdf,
-            extra_p, extra_max, out_tx, out_rx, out_t, out_d, pos,
+            r, k, ltx, lt, lb, perm, hist, tx_time, t_lo, t_inv_span, seed, dq, stepped, mult, mult_cdf,
+            extra_p, extra_max, out_tx, out_rx, out_t, pos,
         )  # fmt: skip
         pos += k
     return pos
