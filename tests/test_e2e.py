@@ -224,3 +224,30 @@ async def test_a_failing_agent_ends_the_run_at_once_with_its_name(
     with pytest.raises(RunError, match="neighbour"):
         await run_variant(sc, "v2x", seed=0, broker=embedded)
     assert asyncio.get_running_loop().time() - started < 20.0
+
+
+def test_cli_goes_on_after_a_run_error_and_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run error in one scenario of several is reported (stderr, JUnit error) and the others still run
+    and write their results; the exit status is 3."""
+    import xml.etree.ElementTree as ET
+
+    from v2x.agents.vehicle import VehicleAgent
+    from v2x.cli import main
+
+    original = VehicleAgent.step
+
+    def broken(self: VehicleAgent, ctx: Any) -> Any:
+        if self.actor_id == "neighbour":  # only the fcw scenario has it
+            raise ZeroDivisionError("a bug")
+        return original(self, ctx)
+
+    monkeypatch.setattr(VehicleAgent, "step", broken)
+    junit = tmp_path / "junit.xml"
+    out = tmp_path / "out"
+    assert main(["run", "fcw", "rlvw", "--out", str(out), "--junit", str(junit), "-q"]) == 3
+    assert not (out / "fcw" / "result.json").exists()
+    assert json.loads((out / "rlvw" / "result.json").read_text())["passed"] is True
+    root = ET.parse(junit).getroot()
+    errors = root.findall(".//error")
+    assert len(errors) == 1 and "neighbour" in (errors[0].get("message") or "")
+    assert {s.get("name") for s in root.findall("testsuite")} == {"fcw", "rlvw (seed 0)"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,10 +207,11 @@ def write_result(result: dict[str, Any], out_dir: Path) -> Path:
     return path
 
 
-def write_junit(results: list[dict[str, Any]], path: Path, *, error: tuple[str, str] | None = None) -> Path:
+def write_junit(results: list[dict[str, Any]], path: Path, *, errors: Sequence[tuple[str, str]] = ()) -> Path:
     """A JUnit XML report: one ``testsuite`` per scenario, one ``testcase`` per expectation (classname
-    ``<scenario>.<variant>``), a ``failure`` carrying the detail when it did not hold. ``error`` adds a
-    suite for a scenario whose run could not complete. Times are the scenario's wall seconds, split evenly."""
+    ``<scenario>.<variant>``), a ``failure`` carrying the detail when it did not hold. Each of ``errors``
+    (scenario id, message) adds a suite for a scenario whose run could not complete. Times are the
+    scenario's wall seconds, split evenly."""
     root = ET.Element("testsuites", name="v2x-testbed")
     for result in results:
         exps = result["expectations"]
@@ -235,8 +237,7 @@ def write_junit(results: list[dict[str, Any]], path: Path, *, error: tuple[str, 
                 ET.SubElement(case, "system-out").text = exp["detail"]
             else:
                 ET.SubElement(case, "failure", message=exp["detail"]).text = exp["detail"]
-    if error is not None:
-        scenario_id, message = error
+    for scenario_id, message in errors:
         suite = ET.SubElement(root, "testsuite", name=scenario_id, tests="1", failures="0", errors="1", time="0")
         case = ET.SubElement(suite, "testcase", classname=scenario_id, name="run")
         ET.SubElement(case, "error", message=message).text = message

@@ -148,6 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _warm_up(quiet=args.quiet)
     failed = False
     results: list[dict[str, Any]] = []
+    errors: list[tuple[str, str]] = []
     for scenario in scenarios:
         progress = _Progress(scenario, enabled=not args.quiet)
         try:
@@ -162,16 +163,20 @@ def cmd_run(args: argparse.Namespace) -> int:
                 )
             )
         except RunError as exc:
+            # Go on with the other scenarios: one broken run should not hide the outcome of the rest.
             print(f"v2x run: {scenario.id}: run error: {exc}", file=sys.stderr)
-            if args.junit:
-                write_junit(results, args.junit, error=(scenario.id, str(exc)))
-            return EXIT_RUN_ERROR
+            errors.append((scenario.id, str(exc)))
+            continue
         path = write_result(result, args.out)
         _print_summary(result, path)
         results.append(result)
         failed |= not result["passed"]
     if args.junit:
-        write_junit(results, args.junit)
+        write_junit(results, args.junit, errors=errors)
+    if errors:
+        print(f"v2x run: {len(errors)} of {len(scenarios)} scenario(s) could not run: "
+              + ", ".join(sid for sid, _ in errors), file=sys.stderr)  # fmt: skip
+        return EXIT_RUN_ERROR
     return EXIT_FAILED if failed else EXIT_OK
 
 
