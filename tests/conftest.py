@@ -3,68 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
-from v2x.broker import BrokerAddress, embedded_broker, free_port
-
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-
-
-DOCKER_DIR = Path(__file__).resolve().parents[1] / "docker"
-
-
-def mosquitto_conf(port: int) -> str:
-    """docker/mosquitto.conf (the settings we ship, set_tcp_nodelay among them) on a loopback port."""
-    text = (DOCKER_DIR / "mosquitto.conf").read_text()
-    if "listener 1883\n" not in text:
-        raise RuntimeError("docker/mosquitto.conf must have the line 'listener 1883'")
-    return text.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
-
-
-class Mosquitto:
-    """A real Mosquitto broker process on a loopback port; can be restarted on the same port."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="v2x-mosquitto-")
-        self.conf = Path(self.dir) / "mosquitto.conf"
-        self.conf.write_text(mosquitto_conf(self.port))
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> BrokerAddress:
-        return BrokerAddress("127.0.0.1", self.port)
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError as exc:
-                if self.proc.poll() is not None:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                    raise RuntimeError(f"mosquitto exited: {err}") from exc
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening within 10 s")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
+from tests._mosquitto import MOSQUITTO, Mosquitto
+from v2x.broker import BrokerAddress, embedded_broker
 
 
 @pytest.fixture(scope="session")

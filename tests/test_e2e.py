@@ -9,8 +9,8 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from conftest import Mosquitto
 
+from tests._mosquitto import Mosquitto
 from v2x import topics
 from v2x.broker import BrokerAddress
 from v2x.results import outcome
@@ -88,7 +88,7 @@ async def _inject(address: BrokerAddress, run_id: str, payloads: list[tuple[str,
         await client.subscribe(topics.control(run_id))
         async for message in client.messages:  # wait for START (retained)
             ctrl = testbed_pb2.Control()
-            ctrl.ParseFromString(message.payload)  # type: ignore[arg-type]
+            ctrl.ParseFromString(message.payload)
             if ctrl.command == testbed_pb2.Control.COMMAND_START:
                 break
         for topic, payload, _ in payloads:

@@ -55,8 +55,8 @@ def test_glosa_range_and_accuracy() -> None:
 
 
 # -- the driver --------------------------------------------------------------------------------------------
-def _driver(**kw: bool) -> Driver:
-    return Driver(reaction_s=1.0, brake_mps2=6.0, **kw)
+def _driver(*, sees_signals: bool = True, follows_advice: bool = True) -> Driver:
+    return Driver(reaction_s=1.0, brake_mps2=6.0, sees_signals=sees_signals, follows_advice=follows_advice)
 
 
 def test_stops_for_a_red_at_arrival_once_comfortable_braking_is_needed() -> None:

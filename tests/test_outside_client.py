@@ -19,9 +19,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from conftest import Mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests._mosquitto import Mosquitto
 from v2x.broker import BrokerAddress
 from v2x.cli import main as v2x_main
 from v2x.runner import run_scenario

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DOCKER_DIR, mosquitto_conf
 
+from tests._mosquitto import DOCKER_DIR, mosquitto_conf
 from v2x.scenario import catalogue
 
 ROOT = Path(__file__).resolve().parents[1]

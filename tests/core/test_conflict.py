@@ -37,7 +37,7 @@ def test_rear_end_cv_exact() -> None:
     # gap 30 - 5 = 25 m, closing 10 m/s -> TTC 2.5 s; DRAC = 10^2 / (2 * 25) = 2 m/s^2.
     w = world_of(dict(x=0, vx=20), dict(x=30, vx=10))
     for model in ("cv", "ca"):
-        c = only(detect_conflicts(w, model=model))  # type: ignore[arg-type]
+        c = only(detect_conflicts(w, model=model))
         assert (c["i"], c["j"], c["kind"]) == (0, 1, ConflictType.REAR_END)
         assert c["ttc_s"] == pytest.approx(2.5, abs=1e-12)
         assert c["drac_mps2"] == pytest.approx(2.0, abs=1e-12)

@@ -167,6 +167,6 @@ def test_output_dtypes() -> None:
         fan_out_addressed(w, s[:2], np.zeros(2), np.array([0, 1]), s[2:4], FixedLink(max_range_m=math.inf), rng),
     ]
     for d in parts:
-        assert (d.tx_index.dtype, d.receiver.dtype) == (np.int32, np.int32)
+        assert d.tx_index.dtype == np.int32 and d.receiver.dtype == np.int32
         assert d.delivery_time_s.dtype == np.float64
     assert len(parts[1]) > 0

@@ -37,8 +37,8 @@ def _oracle(
     rx_all = w.active_slots()
     if mask is not None:
         rx_all = rx_all[mask[rx_all]]
-    tx, rx = np.meshgrid(np.arange(len(senders)), rx_all, indexing="ij")
-    tx, rx = tx.ravel(), rx.ravel()
+    tx_grid, rx_grid = np.meshgrid(np.arange(len(senders)), rx_all, indexing="ij")
+    tx, rx = tx_grid.ravel(), rx_grid.ravel()
     s = senders[tx]
     ddx = w.x[s] - w.x[rx]
     ddy = w.y[s] - w.y[rx]
