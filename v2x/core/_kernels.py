@@ -669,7 +669,9 @@ def canonical_kernel(
 # -- conflict detection ------------------------------------------------------------------------------
 # Scalar ports of the formulas in docs/CORE.md ("Conflict detection"), one pair at a time. Per-actor
 # motion arrays are indexed by slot: s (speed), dx, dy (direction of travel), a (longitudinal
-# acceleration), ts (stop time), hl, hw (half length, half width), ch, sh (box axis), reach.
+# acceleration), ts (stop time), hl, hw (half length, half width), ch, sh (box axis), reach. The pair
+# code gets each actor's values as a tuple of floats (``Actor``), not the arrays: an array handed to
+# inlined code inside a loop with this much control flow keeps an atomic incref / decref per pair.
 
 CONTACT_TOL_M = 1e-6  # slack in the separating-axis test at candidate contact times
 PRUNE_SLACK_M = 1e-4  # extra margin of the conservative pruning tests (rounding)
@@ -805,7 +807,6 @@ def _live_leaves(
     aj: float,
     tsj: float,
     horizon: float,
-    sub_edges: F64,
     cu_a: float,
     di_a: float,
     dj_a: float,
@@ -826,8 +827,11 @@ def _live_leaves(
     """Bit k set: sub-interval k of the horizon (N_SUB = 8 equal parts) is not proven contact-free.
 
     Bisection from the two halves of [0, H]: a node is dropped when some axis separates the boxes on it
-    (linearised bound); its halves are tested otherwise, down to the eighths."""
+    (linearised bound); its halves are tested otherwise, down to the eighths. Sub-interval edges are
+    k * (horizon / N_SUB), bit for bit np.linspace(0, horizon, N_SUB + 1) (k * step + 0.0, and
+    N_SUB * step == horizon exactly since N_SUB is a power of two)."""
     live = 0
+    sub_w = horizon / N_SUB
     abs_ai = abs(ai)
     abs_aj = abs(aj)
     # DFS stack of nodes packed 5 bits each (depth << 3 | index); at most 4 entries are pending. Start
@@ -842,8 +846,8 @@ def _live_leaves(
         k = node & 7
         width = 8 >> d  # leaves covered
         lo_leaf = k * width
-        t0 = sub_edges[lo_leaf]
-        tau = sub_edges[lo_leaf + width] - t0
+        t0 = lo_leaf * sub_w
+        tau = (lo_leaf + width) * sub_w - t0
         li0 = path_length(si, ai, tsi, t0)
         lj0 = path_length(sj, aj, tsj, t0)
         vi0 = _speed_at(si, ai, tsi, t0)
@@ -907,48 +911,34 @@ def _contact_at(
     return sep <= CONTACT_TOL_M
 
 
+# One actor's motion: (x, y, s, dx, dy, a, ts, hl, hw, ch, sh, reach, circ).
+Actor = tuple[float, float, float, float, float, float, float, float, float, float, float, float, float]
+
+
 @jit_inline
 def conflict_pair(
     i: int,
     j: int,
-    x: F64,
-    y: F64,
-    s: F64,
-    dx: F64,
-    dy: F64,
-    a: F64,
-    ts: F64,
-    hl: F64,
-    hw: F64,
-    ch: F64,
-    sh: F64,
-    reach: F64,
-    circ: F64,
+    act_i: Actor,
+    act_j: Actor,
     horizon: float,
     max_pet: float,
     cos_same: float,
     cos_head_on: float,
-    sub_edges: F64,
 ) -> tuple[bool, int, int, int, float, float, float, float, float, bool, float]:
-    """Evaluate the directed pair (i, j). Returns (report, out_i, out_j, kind, ttc, pet, drac,
+    """Evaluate the directed pair (i, j) with motions act_i, act_j. Returns (report, out_i, out_j, kind, ttc, pet, drac,
     t_conflict_out_i, t_conflict_out_j, overlapping, distance); out_i/out_j are swapped for a REAR_END
     where j is the follower."""
     nope = (False, i, j, 0, math.inf, math.nan, 0.0, math.nan, math.nan, False, 0.0)
-    ui = np.uint64(i)  # slots are >= 0: unsigned indices skip numba's negative-index handling
-    uj = np.uint64(j)
-    cx = x[uj] - x[ui]
-    cy = y[uj] - y[ui]
-    rr = reach[ui] + reach[uj] + PRUNE_SLACK_M
+    xi, yi, si, dxi, dyi, ai, tsi, hli, hwi, cih, sih, reach_i, circ_i = act_i
+    xj, yj, sj, dxj, dyj, aj, tsj, hlj, hwj, cjh, sjh, reach_j, circ_j = act_j
+    cx = xj - xi
+    cy = yj - yi
+    rr = reach_i + reach_j + PRUNE_SLACK_M
     if not cx * cx + cy * cy <= rr * rr * (1.0 + 1e-12):
         return nope
-    si, sj = s[ui], s[uj]
-    dxi, dyi, dxj, dyj = dx[ui], dy[ui], dx[uj], dy[uj]
-    ai, aj = a[ui], a[uj]
-    tsi, tsj = ts[ui], ts[uj]
-    hli, hwi, hlj, hwj = hl[ui], hw[ui], hl[uj], hw[uj]
 
     # separating axes: e_i, n_i, e_j, n_j
-    cih, sih, cjh, sjh = ch[ui], sh[ui], ch[uj], sh[uj]
     cc = abs(cih * cjh + sih * sjh)
     ss = abs(cih * sjh - sih * cjh)
     rho0 = hli + hlj * cc + hwj * ss
@@ -980,8 +970,8 @@ def conflict_pair(
     if crossing:
         ai_c = (cx * dyj - cy * dxj) / cross_d  # path distance of i to the crossing point
         aj_c = (cx * dyi - cy * dxi) / cross_d
-        travel_i = reach[ui] - circ[ui]
-        travel_j = reach[uj] - circ[uj]
+        travel_i = reach_i - circ_i
+        travel_j = reach_j - circ_j
         tol_i = 1e-9 * (1.0 + travel_i) + PRUNE_SLACK_M
         tol_j = 1e-9 * (1.0 + travel_j) + PRUNE_SLACK_M
         may_cross = ai_c >= 0.0 and aj_c >= 0.0 and ai_c <= travel_i + tol_i and aj_c <= travel_j + tol_j
@@ -993,7 +983,7 @@ def conflict_pair(
     live = 0  # bit k: sub-interval k may hold a contact (conservative pruning, see _live_leaves)
     if not overlapping:
         live = _live_leaves(
-            si, ai, tsi, sj, aj, tsj, horizon, sub_edges,
+            si, ai, tsi, sj, aj, tsj, horizon,
             cu1, di1, dj1, rho1, cu3, di3, dj3, rho3, cu0, di0, dj0, rho0, cu2, di2, dj2, rho2,
         )  # fmt: skip
     if not (overlapping or live or may_cross):
@@ -1060,7 +1050,7 @@ def conflict_pair(
                         kf = int(t / sub_w)
                         ok = False
                         for kk in range(max(kf - 1, 0), min(kf + 2, N_SUB)):
-                            if live & (1 << kk) and t >= sub_edges[kk] - 1e-9 and t <= sub_edges[kk + 1] + 1e-9:
+                            if live & (1 << kk) and t >= kk * sub_w - 1e-9 and t <= (kk + 1) * sub_w + 1e-9:
                                 ok = True
                         if ok and _contact_at(t, si, ai, tsi, sj, aj, tsj, sat):
                             ttc = min(ttc, t)
@@ -1161,12 +1151,10 @@ def conflict_pair(
 
 
 @jit_inline
-def _put(out: F64, n: int, res: tuple[bool, int, int, int, float, float, float, float, float, bool, float]) -> F64:
-    """Append one reported pair to the (rows, 10) result table, growing it when full."""
-    if n == out.shape[0]:
-        grown = np.empty((max(16, 2 * n), out.shape[1]), dtype=np.float64)
-        grown[:n] = out[:n]
-        out = grown
+def _put(out: F64, r: int, res: tuple[bool, int, int, int, float, float, float, float, float, bool, float]) -> None:
+    """Write one reported pair into row r of the (rows, 10) result table. The callers pass a table they
+    do not reassign in their loop (a growing table would be a loop-carried array: refcounted per pair)."""
+    n = np.uint64(r)
     out[n, 0] = res[1]
     out[n, 1] = res[2]
     out[n, 2] = res[3]
@@ -1177,7 +1165,6 @@ def _put(out: F64, n: int, res: tuple[bool, int, int, int, float, float, float, 
     out[n, 7] = res[8]
     out[n, 8] = 1.0 if res[9] else 0.0
     out[n, 9] = res[10]
-    return out
 
 
 @jit
@@ -1201,20 +1188,21 @@ def conflicts_of_pairs(
     max_pet: float,
     cos_same: float,
     cos_head_on: float,
-    sub_edges: F64,
-) -> tuple[F64, int]:
-    """Evaluate the given directed pairs; returns the result table (see ``_put``) and its row count."""
-    out = np.empty((16, 10), dtype=np.float64)
+    out: F64,
+) -> int:
+    """Evaluate the given directed pairs (slots >= 0) into ``out`` (see ``_put``; at least len(pi) rows);
+    returns the row count."""
     n = 0
     for e in range(len(pi)):
-        res = conflict_pair(
-            pi[e], pj[e], x, y, s, dx, dy, a, ts, hl, hw, ch, sh, reach, circ, horizon, max_pet, cos_same,
-            cos_head_on, sub_edges,
-        )  # fmt: skip
+        p = np.uint64(pi[e])  # slots are >= 0: unsigned indices skip numba's negative-index handling
+        q = np.uint64(pj[e])
+        act_i = (x[p], y[p], s[p], dx[p], dy[p], a[p], ts[p], hl[p], hw[p], ch[p], sh[p], reach[p], circ[p])
+        act_j = (x[q], y[q], s[q], dx[q], dy[q], a[q], ts[q], hl[q], hw[q], ch[q], sh[q], reach[q], circ[q])
+        res = conflict_pair(pi[e], pj[e], act_i, act_j, horizon, max_pet, cos_same, cos_head_on)
         if res[0]:
-            out = _put(out, n, res)
+            _put(out, n, res)
             n += 1
-    return out, n
+    return n
 
 
 @jit
@@ -1239,8 +1227,8 @@ def conflicts_swept(
     max_pet: float,
     cos_same: float,
     cos_head_on: float,
-    sub_edges: F64,
-) -> tuple[F64, int, int]:
+    out: F64,
+) -> tuple[int, int]:
     """Swept-box broad phase, then ``conflict_pair`` on every candidate (i < j by slot).
 
     Each actor's footprint keeps its heading, so its sweep over the horizon has the exact axis-aligned
@@ -1248,7 +1236,8 @@ def conflicts_swept(
     relative 1e-9 for rounding). Boxes are entered in every cell they cover (cell: the mean longer box
     side, at least 10 m, doubled until the grid has at most ``max_cells`` cells). Two actors are
     candidates when their boxes overlap; the pair is taken in the one cell that holds the lower-left
-    corner of the overlap. Returns (table, rows, candidate pairs).
+    corner of the overlap. Reported pairs go into ``out`` (see ``_put``) as long as it has room; returns
+    (rows, candidate pairs): rows > len(out) means the table was too small (nothing else differs).
     """
     n = len(slots)
     lox = np.empty(n)
@@ -1274,9 +1263,8 @@ def conflicts_swept(
         hiy[m] = max(y0, y1) + ey
         side_sum += max(hix[m] - lox[m], hiy[m] - loy[m])
     cell_m = max(side_sum / max(n, 1), 10.0)
-    out = np.empty((16, 10), dtype=np.float64)
     if n < 2:
-        return out, 0, 0
+        return 0, 0
     c = cell_m
     while True:
         inv = 1.0 / c
@@ -1315,6 +1303,9 @@ def conflicts_swept(
     for m in range(n):
         lox_m, loy_m, hix_m, hiy_m = lox[m], loy[m], hix[m], hiy[m]
         cxl_m, cyl_m = cx_lo[m], cy_lo[m]
+        i = slots[m]
+        p = np.uint64(i)
+        act_i = (x[p], y[p], s[p], dx[p], dy[p], a[p], ts[p], hl[p], hw[p], ch[p], sh[p], reach[p], circ[p])
         for gy in range(cy_lo[m], cy_hi[m] + 1):
             for gx in range(cx_lo[m], cx_hi[m] + 1):
                 key = gy * nx + gx
@@ -1329,14 +1320,15 @@ def conflicts_swept(
                     if max(cxl_m, cx_lo[uo]) != gx or max(cyl_m, cy_lo[uo]) != gy:
                         continue  # counted in the cell of the overlap's lower-left corner
                     candidates += 1
-                    res = conflict_pair(
-                        slots[m], slots[o], x, y, s, dx, dy, a, ts, hl, hw, ch, sh, reach, circ, horizon, max_pet,
-                        cos_same, cos_head_on, sub_edges,
-                    )  # fmt: skip
+                    j = slots[uo]
+                    q = np.uint64(j)
+                    act_j = (x[q], y[q], s[q], dx[q], dy[q], a[q], ts[q], hl[q], hw[q], ch[q], sh[q], reach[q], circ[q])
+                    res = conflict_pair(i, j, act_i, act_j, horizon, max_pet, cos_same, cos_head_on)
                     if res[0]:
-                        out = _put(out, rows, res)
+                        if rows < out.shape[0]:
+                            _put(out, rows, res)
                         rows += 1
-    return out, rows, candidates
+    return rows, candidates
 
 
 @jit
