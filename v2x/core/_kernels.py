@@ -1335,11 +1335,35 @@ def conflicts_swept(
 def conflict_arrays(
     table: F64, rows: int, capacity: int
 ) -> tuple[IntP, IntP, I64, F64, F64, F64, F64, F64, NDArray[np.bool_], F64]:
-    """Result table -> the Conflicts columns, sorted by (i, j) (stable)."""
-    key = np.empty(rows, dtype=np.int64)
-    for r in range(rows):
-        key[r] = np.int64(table[r, 0]) * capacity + np.int64(table[r, 1])
-    order = np.argsort(key, kind="mergesort")
+    """Result table -> the Conflicts columns, sorted by (i, j) (stable: equal pairs keep their row order)."""
+    if capacity <= 4 * rows + 4096:
+        # two stable counting sorts (by j, then by i): O(rows + capacity)
+        cnt = np.zeros(capacity + 1, dtype=np.int64)
+        for r in range(rows):
+            cnt[np.int64(table[r, 1]) + 1] += 1
+        for k in range(capacity):
+            cnt[k + 1] += cnt[k]
+        by_j = np.empty(rows, dtype=np.int64)
+        for r in range(rows):
+            jr = np.int64(table[r, 1])
+            by_j[cnt[jr]] = r
+            cnt[jr] += 1
+        cnt[:] = 0
+        for r in range(rows):
+            cnt[np.int64(table[r, 0]) + 1] += 1
+        for k in range(capacity):
+            cnt[k + 1] += cnt[k]
+        order = np.empty(rows, dtype=np.int64)
+        for q in range(rows):
+            r = by_j[q]
+            ir = np.int64(table[r, 0])
+            order[cnt[ir]] = r
+            cnt[ir] += 1
+    else:  # few rows in a large world
+        key = np.empty(rows, dtype=np.int64)
+        for r in range(rows):
+            key[r] = np.int64(table[r, 0]) * capacity + np.int64(table[r, 1])
+        order = np.argsort(key, kind="mergesort")
     oi = np.empty(rows, dtype=np.intp)
     oj = np.empty(rows, dtype=np.intp)
     kind = np.empty(rows, dtype=np.int64)
