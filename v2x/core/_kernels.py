@@ -1291,13 +1291,28 @@ def conflicts_swept(
     for k in range(nx * ny):
         begin[k + 1] += begin[k]
     head = begin[:-1].copy()
-    entry = np.empty(begin[nx * ny], dtype=np.int64)
+    n_entries = begin[nx * ny]
+    entry = np.empty(n_entries, dtype=np.int64)
+    ebox = np.empty((n_entries, 4))  # the member's box and lower-left cell, next to its entry
+    ecell = np.empty((n_entries, 2), dtype=np.int64)
     for m in range(n):
         for gy in range(cy_lo[m], cy_hi[m] + 1):
             for gx in range(cx_lo[m], cx_hi[m] + 1):
                 key = gy * nx + gx
-                entry[head[key]] = m
-                head[key] += 1
+                h = head[key]
+                entry[h] = m
+                ebox[h, 0] = lox[m]
+                ebox[h, 1] = loy[m]
+                ebox[h, 2] = hix[m]
+                ebox[h, 3] = hiy[m]
+                ecell[h, 0] = cx_lo[m]
+                ecell[h, 1] = cy_lo[m]
+                head[key] = h + 1
+    fill = 1
+    for k in range(nx * ny):
+        fill = max(fill, begin[k + 1] - begin[k])
+    buf = np.empty(fill, dtype=np.int64)
+    own = begin[:-1].copy()  # per cell: the entry of the member being scanned (entries ascend)
     rows = 0
     candidates = 0
     for m in range(n):
@@ -1309,18 +1324,24 @@ def conflicts_swept(
         for gy in range(cy_lo[m], cy_hi[m] + 1):
             for gx in range(cx_lo[m], cx_hi[m] + 1):
                 key = gy * nx + gx
-                first = begin[key]
-                for e in range(begin[key + 1] - 1, first - 1, -1):  # entries ascend: stop at m
-                    o = entry[e]
-                    if o <= m:
-                        break
-                    uo = np.uint64(o)  # o > m >= 0: unsigned index, no negative-index handling
-                    if lox[uo] > hix_m or lox_m > hix[uo] or loy[uo] > hiy_m or loy_m > hiy[uo]:
-                        continue
-                    if max(cxl_m, cx_lo[uo]) != gx or max(cyl_m, cy_lo[uo]) != gy:
-                        continue  # counted in the cell of the overlap's lower-left corner
+                e0 = own[key] + 1  # the entries after m's own are the members o > m
+                own[key] = e0
+                nb = 0
+                for e in range(e0, begin[key + 1]):
+                    ue = np.uint64(e)
+                    miss = (
+                        (ebox[ue, 0] > hix_m)
+                        | (lox_m > ebox[ue, 2])
+                        | (ebox[ue, 1] > hiy_m)
+                        | (loy_m > ebox[ue, 3])
+                        | (max(cxl_m, ecell[ue, 0]) != gx)  # counted in the cell of the overlap's lower-left corner
+                        | (max(cyl_m, ecell[ue, 1]) != gy)
+                    )
+                    buf[nb] = entry[ue]  # branch-free: kept only if it passed
+                    nb += 0 if miss else 1
+                for b in range(nb):
                     candidates += 1
-                    j = slots[uo]
+                    j = slots[np.uint64(buf[b])]
                     q = np.uint64(j)
                     act_j = (x[q], y[q], s[q], dx[q], dy[q], a[q], ts[q], hl[q], hw[q], ch[q], sh[q], reach[q], circ[q])
                     res = conflict_pair(i, j, act_i, act_j, horizon, max_pet, cos_same, cos_head_on)
