@@ -1011,6 +1011,11 @@ def conflict_pair(
                 cu, diu, dju, rho = cu2, di2, dj2, rho2
             else:
                 cu, diu, dju, rho = cu3, di3, dj3, rho3
+            # roots of both signs, reused by the next piece when its coefficients are the same (no stop
+            # in between: typically the pieces [H, H] after a first piece [0, H])
+            r00 = r01 = r10 = r11 = math.nan
+            prev_i = prev_j = False
+            have = False
             for piece in range(3):
                 if piece == 0:
                     lo, hi = 0.0, t1
@@ -1022,38 +1027,51 @@ def conflict_pair(
                     continue
                 mov_i = tsi >= hi
                 mov_j = tsj >= hi
-                a0 = cu + (0.0 if mov_j else dju * lmax_j) - (0.0 if mov_i else diu * lmax_i)
-                b = (dju * sj if mov_j else 0.0) - (diu * si if mov_i else 0.0)
-                c2 = 0.5 * ((dju * aj if mov_j else 0.0) - (diu * ai if mov_i else 0.0))
-                for sign_k in range(2):
-                    c0 = a0 - (1.0 if sign_k == 0 else -1.0) * rho
-                    # roots of c2 t^2 + b t + c0 (numerically stable form; linear when c2 == 0)
-                    if c2 != 0.0:
-                        disc = b * b - 4.0 * c2 * c0
-                        sq = math.sqrt(disc) if disc >= 0.0 else math.nan
-                        q = -0.5 * (b + (sq if b >= 0.0 else -sq))
-                        root0 = q / c2
-                        root1 = c0 / q
-                        n_roots = 2
+                if not (have and mov_i == prev_i and mov_j == prev_j):
+                    have = True
+                    prev_i = mov_i
+                    prev_j = mov_j
+                    a0 = cu + (0.0 if mov_j else dju * lmax_j) - (0.0 if mov_i else diu * lmax_i)
+                    b = (dju * sj if mov_j else 0.0) - (diu * si if mov_i else 0.0)
+                    c2 = 0.5 * ((dju * aj if mov_j else 0.0) - (diu * ai if mov_i else 0.0))
+                    for sign_k in range(2):
+                        c0 = a0 - (1.0 if sign_k == 0 else -1.0) * rho
+                        # roots of c2 t^2 + b t + c0 (numerically stable form; linear when c2 == 0)
+                        if c2 != 0.0:
+                            disc = b * b - 4.0 * c2 * c0
+                            sq = math.sqrt(disc) if disc >= 0.0 else math.nan
+                            q = -0.5 * (b + (sq if b >= 0.0 else -sq))
+                            root0 = q / c2
+                            root1 = c0 / q
+                        else:
+                            root0 = -c0 / b
+                            root1 = math.nan  # no second root (never inside a piece)
+                        if sign_k == 0:
+                            r00, r01 = root0, root1
+                        else:
+                            r10, r11 = root0, root1
+                for root_k in range(4):
+                    if root_k == 0:
+                        root = r00
+                    elif root_k == 1:
+                        root = r01
+                    elif root_k == 2:
+                        root = r10
                     else:
-                        root0 = -c0 / b
-                        root1 = math.nan
-                        n_roots = 1
-                    for root_k in range(n_roots):
-                        root = root0 if root_k == 0 else root1
-                        if not (root >= lo - 1e-9 and root <= hi + 1e-9):
-                            continue
-                        t = min(max(root, lo), hi)
-                        if t >= ttc:
-                            continue
-                        # skip times inside sub-intervals proven separated
-                        kf = int(t / sub_w)
-                        ok = False
-                        for kk in range(max(kf - 1, 0), min(kf + 2, N_SUB)):
-                            if live & (1 << kk) and t >= kk * sub_w - 1e-9 and t <= (kk + 1) * sub_w + 1e-9:
-                                ok = True
-                        if ok and _contact_at(t, si, ai, tsi, sj, aj, tsj, sat):
-                            ttc = min(ttc, t)
+                        root = r11
+                    if not (root >= lo - 1e-9 and root <= hi + 1e-9):
+                        continue
+                    t = min(max(root, lo), hi)
+                    if t >= ttc:
+                        continue
+                    # skip times inside sub-intervals proven separated
+                    kf = int(t / sub_w)
+                    ok = False
+                    for kk in range(max(kf - 1, 0), min(kf + 2, N_SUB)):
+                        if live & (1 << kk) and t >= kk * sub_w - 1e-9 and t <= (kk + 1) * sub_w + 1e-9:
+                            ok = True
+                    if ok and _contact_at(t, si, ai, tsi, sj, aj, tsj, sat):
+                        ttc = min(ttc, t)
 
     # --- crossing: times to the crossing point and the conflict area, PET ---
     pet = math.nan
