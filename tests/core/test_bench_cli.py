@@ -6,8 +6,10 @@ import argparse
 import io
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from v2x.bench import cli as bench_cli
 from v2x.bench import core as bench_core
@@ -90,3 +92,13 @@ def test_result_digest_sees_any_difference() -> None:
     pet = c.pet_s.copy()
     pet[0] = 1.0 if np.isnan(pet[0]) else np.nan
     assert bench_core._digest((d, replace(c, pet_s=pet))) != ref
+
+
+def test_shared_grid_script_finds_the_same_conflicts_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/shared_grid.py (quoted in docs/CORE.md) still runs and both broad phases agree."""
+    import runpy
+
+    module = runpy.run_path(str(Path(__file__).resolve().parents[2] / "benchmarks" / "shared_grid.py"))
+    module["main"](600)
+    out = capsys.readouterr().out
+    assert "same conflicts: True" in out and "pairs within 2 x max reach" in out
