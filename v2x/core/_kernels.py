@@ -1377,27 +1377,14 @@ def conflict_arrays(
     """Result table -> the Conflicts columns, sorted by (i, j) (stable: equal pairs keep their row order)."""
     if capacity <= 4 * rows + 4096:
         # two stable counting sorts (by j, then by i): O(rows + capacity)
-        cnt = np.zeros(capacity + 1, dtype=np.int64)
+        ik = np.empty(rows, dtype=np.int64)
+        jk = np.empty(rows, dtype=np.int64)
         for r in range(rows):
-            cnt[np.int64(table[r, 1]) + 1] += 1
-        for k in range(capacity):
-            cnt[k + 1] += cnt[k]
-        by_j = np.empty(rows, dtype=np.int64)
-        for r in range(rows):
-            jr = np.int64(table[r, 1])
-            by_j[cnt[jr]] = r
-            cnt[jr] += 1
-        cnt[:] = 0
-        for r in range(rows):
-            cnt[np.int64(table[r, 0]) + 1] += 1
-        for k in range(capacity):
-            cnt[k + 1] += cnt[k]
-        order = np.empty(rows, dtype=np.int64)
-        for q in range(rows):
-            r = by_j[q]
-            ir = np.int64(table[r, 0])
-            order[cnt[ir]] = r
-            cnt[ir] += 1
+            ik[r] = np.int64(table[r, 0])
+            jk[r] = np.int64(table[r, 1])
+        by_j, _ = counting_order(jk, capacity)
+        by_i, _ = counting_order(ik[by_j], capacity)
+        order = by_j[by_i]
     else:  # few rows in a large world
         key = np.empty(rows, dtype=np.int64)
         for r in range(rows):
