@@ -113,3 +113,65 @@ def test_an_out_of_range_message_is_rejected_and_counted_not_raised() -> None:
     follower.step(_ctx(1, 0.1, heard))
     assert follower.rejected == {"out_of_range": 1}
     assert temporary_id("lead") in follower.remotes  # the good one was taken
+
+
+def test_one_transmission_is_decoded_once_for_all_its_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host parses each envelope once per tick and its receivers share the decode: a BSM heard by the
+    follower and the neighbour is converted once; each still keeps its own copy of the remote; a bad one
+    is rejected and counted by each receiver."""
+    from v2x.agents import base
+
+    calls: list[int] = []
+    real = decode_bsm
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(base, "decode_bsm", counting)
+    vehicles = _fcw_vehicles()
+    lead, follower, neighbour = vehicles["lead"], vehicles["follower"], vehicles["neighbour"]
+    good = lead.step(_ctx(0, 0.1)).transmissions[0].frame
+    broken = type(good)()
+    broken.CopyFrom(good)
+    broken.bsm.speed = 9000
+    shared_good = Heard("lead", testbed_pb2.LINK_PC5, 0.1, 0.0, good)
+    shared_bad = Heard("lead", testbed_pb2.LINK_PC5, 0.1, 0.0, broken)
+    for v in (follower, neighbour):
+        v.step(_ctx(0, 0.1))
+        # each receiver gets its own Heard (its own receive time) around the shared frame and memo
+        mine_good = Heard("lead", testbed_pb2.LINK_PC5, 0.105, 0.0, good, shared_good.memo)
+        mine_bad = Heard("lead", testbed_pb2.LINK_PC5, 0.105, 0.0, broken, shared_bad.memo)
+        v.step(_ctx(1, 0.1, (mine_bad, mine_good)))
+    assert len(calls) == 2  # one good and one bad decode, not four
+    for v in (follower, neighbour):
+        assert v.rejected == {"out_of_range": 1}
+        assert temporary_id("lead") in v.remotes
+    assert follower.remotes[temporary_id("lead")] == neighbour.remotes[temporary_id("lead")]
+
+
+def test_host_parses_each_envelope_once_per_tick() -> None:
+    """AgentHost._heard: the same envelope bytes in two agents' inputs give Heard objects that share the
+    frame and memo; a malformed envelope is counted by every agent that got it."""
+    from v2x.agents.host import AgentHost
+    from v2x.wire import frame_pb2
+
+    vehicles = _fcw_vehicles()
+    frame = vehicles["lead"].step(_ctx(0, 0.1)).transmissions[0].frame
+    env = testbed_pb2.Envelope(sender_id="lead", seq=1, tick=0, tx_time_us=0, frame=frame.SerializeToString())
+    raw = env.SerializeToString()
+
+    class _NoTransport:
+        def route(self, *_: object) -> None: ...
+        def on_connect(self, *_: object) -> None: ...
+
+    host = AgentHost(_NoTransport(), "r1", [vehicles["follower"], vehicles["neighbour"]])  # type: ignore[arg-type]
+    tick = testbed_pb2.TickInput(run_id="r1", tick=1, envelopes=[raw, b"\xff\x00junk"], rx_time_us=[100_000, 100_000])
+    a = host._heard(host.slots["follower"], tick)
+    b = host._heard(host.slots["neighbour"], tick)
+    assert len(a) == len(b) == 1
+    assert a[0].frame is b[0].frame and a[0].memo is b[0].memo
+    assert isinstance(a[0].frame, frame_pb2.MessageFrame) and a[0].sender_id == "lead"
+    assert host.slots["follower"].rejected == host.slots["neighbour"].rejected == {"malformed": 1}
+    nxt = testbed_pb2.TickInput(run_id="r1", tick=2, envelopes=[raw], rx_time_us=[200_000])
+    assert host._heard(host.slots["follower"], nxt)[0].memo is not a[0].memo  # a new tick, a fresh memo

@@ -20,6 +20,7 @@ from v2x.broker import BrokerAddress
 log = logging.getLogger("v2x.transport")
 
 Handler = Callable[[str, bytes], None]
+PENDING_PUBLISH_WARNING = 100_000  # publishes in flight on one connection before aiomqtt logs a warning
 ConnectCallback = Callable[[], Awaitable[None]]
 
 
@@ -37,6 +38,11 @@ class Transport:
         self.broker = broker
         self.client_id = client_id
         self._routes: list[tuple[str, Handler]] = []
+        # Dispatch index: exact topics map straight to their routes (the agent host has one per actor, so
+        # matching every message against every filter would cost O(actors) per message); filters with
+        # wildcards are matched one by one. Values are route positions, to call in registration order.
+        self._exact: dict[str, list[int]] = {}
+        self._wildcard: list[int] = []
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self._on_connect: list[ConnectCallback] = []
@@ -49,6 +55,10 @@ class Transport:
     def route(self, topic_filter: str, handler: Handler) -> None:
         """Deliver messages matching ``topic_filter`` to ``handler`` (subscribes now if connected)."""
         self._routes.append((topic_filter, handler))
+        if "+" in topic_filter or "#" in topic_filter:
+            self._wildcard.append(len(self._routes) - 1)
+        else:
+            self._exact.setdefault(topic_filter, []).append(len(self._routes) - 1)
         if self._client is not None and self.connected.is_set():
             task = asyncio.get_running_loop().create_task(self._subscribe(self._client, [topic_filter]))
             task.add_done_callback(_log_failure)
@@ -95,6 +105,9 @@ class Transport:
                     max_queued_outgoing_messages=0,
                 ) as client:
                     _no_delay(client)
+                    # aiomqtt warns above 10 publishes in flight; a tick legitimately has one per actor
+                    # (the world's inputs, the host's transmissions and acks), so that warning is noise.
+                    client.pending_calls_threshold = PENDING_PUBLISH_WARNING
                     self._client = client
                     await self._subscribe(client, [f for f, _ in self._routes])
                     self.connections += 1
@@ -127,12 +140,14 @@ class Transport:
     def _dispatch(self, topic: str, message: aiomqtt.Message) -> None:
         payload = message.payload
         data = payload if isinstance(payload, bytes | bytearray) else str(payload or "").encode()
-        for topic_filter, handler in self._routes:
-            if message.topic.matches(topic_filter):
-                try:
-                    handler(topic, bytes(data))
-                except Exception:  # a handler bug must not take the connection down
-                    log.exception("%s: handler for %s failed on %s", self.client_id, topic_filter, topic)
+        hits = self._exact.get(topic, [])
+        wild = [k for k in self._wildcard if message.topic.matches(self._routes[k][0])]
+        for k in sorted(hits + wild) if wild else hits:
+            topic_filter, handler = self._routes[k]
+            try:
+                handler(topic, bytes(data))
+            except Exception:  # a handler bug must not take the connection down
+                log.exception("%s: handler for %s failed on %s", self.client_id, topic_filter, topic)
 
     def stop(self) -> None:
         self._stopping = True

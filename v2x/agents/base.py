@@ -9,25 +9,58 @@ from __future__ import annotations
 import abc
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar, cast
 
+from v2x.messages import RemoteState, SignalState, decode_bsm, decode_map, decode_rsm, decode_spat
+from v2x.signals import Approach
 from v2x.units import LocalFrame
 from v2x.wire import frame_pb2, testbed_pb2
 
 log = logging.getLogger("v2x.agent")
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Heard:
-    """One received transmission."""
+    """One received transmission.
+
+    ``frame`` and ``memo`` may be shared by every receiver of the same transmission in this process (the
+    host parses each envelope once per tick): treat the frame as read-only, and put only immutable
+    results in the memo, through :meth:`decoded`.
+    """
 
     sender_id: str
     link: int
     rx_time_s: float
     tx_time_s: float
     frame: frame_pb2.MessageFrame
+    memo: dict[Hashable, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def decoded(self, key: Hashable, decode: Callable[[], T]) -> T:
+        """``decode()`` once per ``key`` for all receivers of this transmission (a BSM heard by 80
+        vehicles is converted to local units once, not 80 times). ``key`` must hold everything the result
+        depends on besides the frame (e.g. the receiver's time); a ``ValueError`` is remembered and raised
+        again for every receiver, so each one rejects and counts it."""
+        try:
+            hit = self.memo[key]
+        except KeyError:
+            try:
+                hit = decode()
+            except ValueError as exc:
+                hit = _Failed(exc)
+            self.memo[key] = hit
+        if isinstance(hit, _Failed):
+            raise ValueError(*hit.exc.args)
+        return cast(T, hit)
+
+
+@dataclass(frozen=True)
+class _Failed:
+    exc: ValueError
 
 
 @dataclass(frozen=True)
@@ -64,6 +97,24 @@ class Environment:
     tick_s: float
     platform_id: str | None
     thresholds: dict[str, float]
+
+    # Decoding what was heard, in local SI units. Each is computed once per receiver time for every
+    # receiver of the same transmission in this process (Heard.decoded); results are immutable.
+    def bsm(self, heard: Heard, t: float) -> RemoteState | None:
+        f, e = self.frame, self.epoch
+        return heard.decoded(("bsm", t, f, e), lambda: decode_bsm(heard.frame.bsm, now_s=t, frame=f, epoch=e))
+
+    def rsm(self, heard: Heard, t: float) -> tuple[RemoteState, ...]:
+        f, e = self.frame, self.epoch
+        return heard.decoded(("rsm", t, f, e), lambda: tuple(decode_rsm(heard.frame.rsm, now_s=t, frame=f, epoch=e)))
+
+    def map(self, heard: Heard) -> tuple[Approach, ...]:
+        f = self.frame
+        return heard.decoded(("map", f), lambda: tuple(decode_map(heard.frame.map, frame=f)))
+
+    def spat(self, heard: Heard, t: float) -> tuple[SignalState, ...]:
+        e = self.epoch
+        return heard.decoded(("spat", t, e), lambda: tuple(decode_spat(heard.frame.spat, now_s=t, epoch=e)))
 
 
 class Agent(abc.ABC):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
@@ -48,6 +49,8 @@ class AgentHost:
         self.run_id = run_id
         self.software = software
         self.slots = {a.actor_id: _Slot(a) for a in agents}
+        self._parsed: dict[bytes, _Parsed | str] = {}  # this tick's envelopes, parsed once for all agents
+        self._parsed_tick = -1
         for actor_id, slot in self.slots.items():
             transport.route(topics.tick_input(run_id, actor_id), self._enqueue(slot))
         transport.on_connect(self._hello)
@@ -156,18 +159,36 @@ class AgentHost:
         return msg
 
     def _heard(self, slot: _Slot, tick_input: testbed_pb2.TickInput) -> tuple[Heard, ...]:
+        """The tick's envelopes as Heard. Each distinct envelope is parsed once per tick for all the agents
+        of this host (a BSM reaches most of them); they share its frame and decode memo."""
+        if tick_input.tick != self._parsed_tick:
+            self._parsed.clear()
+            self._parsed_tick = tick_input.tick
         out = []
         for raw, rx_us in zip(tick_input.envelopes, tick_input.rx_time_us, strict=True):
-            env = testbed_pb2.Envelope()
-            frame = frame_pb2.MessageFrame()
-            try:
-                env.ParseFromString(raw)
-                frame.ParseFromString(env.frame)
-            except DecodeError:
-                slot.rejected["malformed"] += 1
+            parsed = self._parsed.get(raw)
+            if parsed is None:
+                parsed = self._parsed[raw] = _parse_envelope(raw)
+            if isinstance(parsed, str):
+                slot.rejected[parsed] += 1
                 continue
-            if frame.WhichOneof("msg") is None:
-                slot.rejected["unknown_type"] += 1
-                continue
-            out.append(Heard(env.sender_id, env.link, rx_us / 1e6, env.tx_time_us / 1e6, frame))
+            sender_id, link, tx_time_s, frame, memo = parsed
+            out.append(Heard(sender_id, link, rx_us / 1e6, tx_time_s, frame, memo))
         return tuple(out)
+
+
+_Parsed = tuple[str, int, float, frame_pb2.MessageFrame, dict[Hashable, object]]
+
+
+def _parse_envelope(raw: bytes) -> _Parsed | str:
+    """(sender, link, tx time, frame, a fresh memo), or the rejection reason."""
+    env = testbed_pb2.Envelope()
+    frame = frame_pb2.MessageFrame()
+    try:
+        env.ParseFromString(raw)
+        frame.ParseFromString(env.frame)
+    except DecodeError:
+        return "malformed"
+    if frame.WhichOneof("msg") is None:
+        return "unknown_type"
+    return env.sender_id, env.link, env.tx_time_us / 1e6, frame, {}

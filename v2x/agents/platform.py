@@ -8,7 +8,7 @@ import math
 
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
 from v2x.apps.collision import Participant, intersection_collision
-from v2x.messages import RemoteState, decode_bsm
+from v2x.messages import RemoteState
 from v2x.scenario.model import ActorSpec
 from v2x.wire import frame_pb2, testbed_pb2
 
@@ -38,7 +38,7 @@ class EdgePlatform(Agent):
     def _on_heard(self, heard: Heard, t: float) -> None:
         if heard.frame.WhichOneof("msg") != "bsm":
             return
-        remote = decode_bsm(heard.frame.bsm, now_s=t, frame=self.env.frame, epoch=self.env.epoch)
+        remote = self.env.bsm(heard, t)
         if remote is None:
             return
         if heard.link == testbed_pb2.LINK_UU:

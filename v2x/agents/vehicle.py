@@ -19,10 +19,6 @@ from v2x.messages import (
     APP_NAME,
     OwnState,
     RemoteState,
-    decode_bsm,
-    decode_map,
-    decode_rsm,
-    decode_spat,
     encode_bsm,
     temporary_id,
 )
@@ -136,20 +132,20 @@ class VehicleAgent(Agent):
     def _on_heard(self, heard: Heard, t: float, result: TickResult) -> None:
         which = heard.frame.WhichOneof("msg")
         if which == "bsm":
-            remote = decode_bsm(heard.frame.bsm, now_s=t, frame=self.env.frame, epoch=self.env.epoch)
+            remote = self.env.bsm(heard, t)
             if remote is not None and remote.temp_id != self.own_id:
                 known = self.remotes.get(remote.temp_id)
                 if known is None or remote.t_s >= known.t_s:
                     self.remotes[remote.temp_id] = remote
         elif which == "rsm":
-            for remote in decode_rsm(heard.frame.rsm, now_s=t, frame=self.env.frame, epoch=self.env.epoch):
+            for remote in self.env.rsm(heard, t):
                 known_p = self.perceived.get(remote.key)
                 if known_p is None or remote.t_s >= known_p.t_s:
                     self.perceived[remote.key] = remote
         elif which == "map":
-            self.approaches.update(self._by_node(decode_map(heard.frame.map, frame=self.env.frame)))
+            self.approaches.update(self._by_node(list(self.env.map(heard))))
         elif which == "spat":
-            for st in decode_spat(heard.frame.spat, now_s=t, epoch=self.env.epoch):
+            for st in self.env.spat(heard, t):
                 for phase_id, timeline in st.phases.items():
                     self.signals[(st.node_id, phase_id)] = timeline
         elif which == "advisory" and heard.frame.advisory.target_id == self.actor_id:
