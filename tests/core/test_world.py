@@ -56,3 +56,25 @@ def test_readd_resets_state() -> None:
     s2 = w.add("b", ActorKind.PEDESTRIAN, 0.5, 0.5)
     assert s2 == s
     assert w.x[s] == 0.0 and w.vx[s] == 0.0 and w.lane[s] == -1 and w.kind[s] == ActorKind.PEDESTRIAN
+
+
+def test_add_many_gives_the_slots_of_adding_one_by_one() -> None:
+    one, many = WorldState(capacity=2), WorldState(capacity=2)
+    ids = ["a", "b", "c", "d", "e"]
+    slots_one = [one.add(a, ActorKind.CAR, 4.0 + k, 1.8) for k, a in enumerate(ids)]
+    slots_many = many.add_many(ids, ActorKind.CAR, [4.0, 5.0, 6.0, 7.0, 8.0], 1.8)
+    assert slots_many.tolist() == slots_one
+    for name in ("length_m", "width_m", "kind", "lane", "active", "x"):
+        assert np.array_equal(getattr(one, name)[:5], getattr(many, name)[:5]), name
+    assert many.slot_of("d") == 3 and many.n_active == 5
+    # with freed slots below the high-water mark it falls back to add(): the lowest free slot first
+    many.remove("b")
+    many.remove("a")
+    assert many.add_many(["x", "y", "z"], ActorKind.TRUCK, 13.0, 2.6).tolist() == [0, 1, 5]
+    with pytest.raises(ValueError, match="already present"):
+        many.add_many(["q", "c"], ActorKind.CAR, 4.0, 1.8)
+    with pytest.raises(ValueError, match="already present"):
+        many.add_many(["q", "q"], ActorKind.CAR, 4.0, 1.8)
+    with pytest.raises(ValueError, match="positive"):
+        many.add_many(["q"], ActorKind.CAR, 0.0, 1.8)
+    assert many.n_active == 6

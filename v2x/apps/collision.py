@@ -69,9 +69,6 @@ class Finding:
 
 def _world(participants: Sequence[Participant]) -> WorldState:
     world = WorldState(capacity=max(4, len(participants)))
-    for p in participants:
-        world.add(p.key, ActorKind.CAR, p.length_m, p.width_m)
-    slots = np.arange(len(participants), dtype=np.intp)
     arr = np.array(
         [
             (
@@ -83,11 +80,14 @@ def _world(participants: Sequence[Participant]) -> WorldState:
                 p.accel_mps2 * np.sin(p.heading_rad),
                 p.heading_rad,
                 p.sigma_m,
+                p.length_m,
+                p.width_m,
             )
             for p in participants
         ],
         dtype=np.float64,
-    ).reshape(-1, 8)
+    ).reshape(-1, 10)
+    slots = world.add_many([p.key for p in participants], ActorKind.CAR, arr[:, 8], arr[:, 9])
     world.set_state(
         slots, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], arr[:, 5], arr[:, 6], pos_sigma_m=arr[:, 7]
     )

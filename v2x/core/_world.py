@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from enum import IntEnum
 
 import numpy as np
@@ -132,6 +133,41 @@ class WorldState:
         self._slot_by_id[actor_id] = slot
         self._id_by_slot[slot] = actor_id
         return slot
+
+    def add_many(
+        self, actor_ids: Sequence[str], kind: ActorKind, length_m: ArrayLike, width_m: ArrayLike
+    ) -> NDArray[np.intp]:
+        """:meth:`add` for several actors of one kind at once (the same slots, in order, as adding them one
+        by one); vectorised when no slot below the high-water mark is free."""
+        lengths = np.broadcast_to(np.asarray(length_m, dtype=np.float64), (len(actor_ids),))
+        widths = np.broadcast_to(np.asarray(width_m, dtype=np.float64), (len(actor_ids),))
+        if self._free:
+            return np.array(
+                [self.add(a, kind, float(ln), float(w)) for a, ln, w in zip(actor_ids, lengths, widths, strict=True)],
+                dtype=np.intp,
+            )
+        ids = list(actor_ids)
+        if len(set(ids)) != len(ids) or any(a in self._slot_by_id for a in ids):
+            dup = next(a for k, a in enumerate(ids) if a in self._slot_by_id or a in ids[:k])
+            raise ValueError(f"actor {dup!r} already present")
+        if not (bool(np.all(lengths > 0)) and bool(np.all(widths > 0))):
+            raise ValueError("footprints must be positive")
+        first = self._high_water
+        stop = first + len(ids)
+        if stop > self._capacity:
+            self._grow(stop)
+        self._high_water = stop
+        for name in _FLOAT_FIELDS:
+            getattr(self, name)[first:stop] = 0.0
+        self.length_m[first:stop] = lengths
+        self.width_m[first:stop] = widths
+        self.kind[first:stop] = int(kind)
+        self.lane[first:stop] = -1
+        self.active[first:stop] = True
+        for k, a in enumerate(ids):
+            self._slot_by_id[a] = first + k
+        self._id_by_slot[first:stop] = ids
+        return np.arange(first, stop, dtype=np.intp)
 
     def remove(self, actor_id: str) -> None:
         """Remove an actor (KeyError if unknown); its slot becomes free for reuse."""

@@ -1,0 +1,83 @@
+"""How the whole stack (world, agents, broker) keeps up as vehicles are added: wall seconds per simulated
+second of a lockstep run, one process, for N cars with FCW on a 4-lane road (every car hears the others
+within 300 m, as in dense traffic).
+
+    .venv/bin/python benchmarks/agents_scale.py [--n 25,50,100] [--seconds 10] [--broker embedded|mqtt://...]
+
+Below 1.0 the run is faster than real time (real-time mode can keep up); the core's own figures are in
+`v2x bench core`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from v2x.runner import run_scenario, warm_up_core
+from v2x.scenario import load_scenario
+
+
+def scenario_text(n: int, seconds: float) -> str:
+    """N cars at 60 km/h, 30 m apart per lane on 4 lanes, each with FCW; an RSU and the platform."""
+    lanes = [{"id": f"l{k}", "centerline": [[0, 3.5 * k], [6000, 3.5 * k]], "width_m": 3.5} for k in range(4)]
+    actors: list[dict[str, Any]] = [
+        {
+            "id": f"v{i}",
+            "kind": "car",
+            "lane": f"l{i % 4}",
+            "start_m": 50 + (i // 4) * 30,
+            "speed_mps": 16.67,
+            "apps": ["fcw"],
+            "driver": {"reaction_s": 1.0, "brake_mps2": 7.0},
+        }
+        for i in range(n)
+    ]
+    actors.append({"id": "rsu1", "kind": "rsu", "position": [400, -12], "range_m": 300})
+    actors.append({"id": "cloud", "kind": "platform"})
+    doc = {
+        "id": f"scale{n}",
+        "name": f"{n} cars",
+        "description": "stack scaling benchmark (benchmarks/agents_scale.py)",
+        "origin": {"lat_deg": 29.7215, "lon_deg": 106.6310, "alt_m": 250.0},
+        "duration_s": seconds,
+        "tick_s": 0.1,
+        "network": {"pc5": "pc5-sidelink-los", "uu": "5g-uu-edge-sa", "wired": "wired-backhaul"},
+        "positioning": "rtk-fixed",
+        "road": {"lanes": lanes},
+        "actors": actors,
+        "expectations": [{"name": "no collision", "type": "no_collision", "actors": ["v0", "v4"]}],
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", default="25,50,100")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--broker", default="embedded")
+    args = ap.parse_args()
+    warm_up_core()  # compile or load the numba kernels before timing
+    print(f"lockstep, {args.seconds:g} s simulated, broker {args.broker}, one process")
+    print("| cars | wall s | wall s per simulated s | deliveries per tick |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (int(x) for x in args.n.split(",")):
+            path = Path(tmp) / f"scale{n}.yaml"
+            path.write_text(scenario_text(n, args.seconds))
+            sc = load_scenario(path)
+            t0 = time.perf_counter()
+            result = asyncio.run(run_scenario(sc, seed=0, broker=args.broker, variants=["v2x"]))
+            wall = time.perf_counter() - t0
+            metrics = result["metrics"]["v2x"]
+            per_tick = sum(metrics["messages"]["delivered"].values()) / (args.seconds / 0.1)
+            print(f"| {n} | {wall:.1f} | {wall / args.seconds:.2f} | {per_tick:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
