@@ -51,7 +51,8 @@ def scenario_text(n: int, seconds: float) -> str:
         "positioning": "rtk-fixed",
         "road": {"lanes": lanes},
         "actors": actors,
-        "expectations": [{"name": "no collision", "type": "no_collision", "actors": ["v0", "v4"]}],
+        # v4 follows v0 in the same lane
+        "expectations": [{"name": "no collision", "type": "no_collision", "actors": ["v0", "v4" if n > 4 else "v1"]}],
     }
     return yaml.safe_dump(doc, sort_keys=False)
 

@@ -102,3 +102,14 @@ def test_shared_grid_script_finds_the_same_conflicts_both_ways(capsys: pytest.Ca
     module["main"](600)
     out = capsys.readouterr().out
     assert "same conflicts: True" in out and "pairs within 2 x max reach" in out
+
+
+def test_agents_scale_script_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/agents_scale.py (quoted in the README) still runs: a tiny lockstep run, one table row."""
+    import runpy
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["agents_scale.py", "--n", "4", "--seconds", "1"])
+    runpy.run_path(str(Path(__file__).resolve().parents[2] / "benchmarks" / "agents_scale.py"), run_name="__main__")
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 4 |")]
+    assert len(rows) == 1 and float(rows[0].split("|")[3]) > 0
