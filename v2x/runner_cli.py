@@ -34,6 +34,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="also write a JUnit XML report (one test case per expectation and variant) for CI systems",
     )
     run.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="also write a self-contained HTML report (verdicts, expectations, event timelines, metrics)",
+    )
+    run.add_argument(
         "--broker",
         default="embedded",
         metavar="URL",
@@ -67,6 +73,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     lst = sub.add_parser("list", help="list the shipped scenarios", description="List the shipped scenarios.")
     lst.set_defaults(handler=cmd_list)
+
+    rep = sub.add_parser(
+        "report",
+        help="write an HTML report from result files",
+        description="Write one self-contained HTML page (no scripts, nothing fetched) from result.json files "
+        "or directories holding them (searched recursively): verdicts, expectations with details, a timeline "
+        "of warnings, collisions, violations and stops per variant, and the service metrics.",
+        epilog="Exit codes: 0 report written and every scenario passed, 1 a scenario failed, 2 bad input "
+        "(a file that is not a result document; nothing written).",
+    )
+    rep.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="result.json file or directory")
+    rep.add_argument("-o", "--out", type=Path, default=Path("report.html"), metavar="FILE", help="report.html")
+    rep.set_defaults(handler=cmd_report)
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
@@ -173,6 +192,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         failed |= not result["passed"]
     if args.junit:
         write_junit(results, args.junit, errors=errors)
+    if args.html:
+        from v2x.report import write_html
+
+        print(f"HTML report -> {write_html(results, args.html, errors=errors)}")
     if errors:
         print(f"v2x run: {len(errors)} of {len(scenarios)} scenario(s) could not run: "
               + ", ".join(sid for sid, _ in errors), file=sys.stderr)  # fmt: skip
@@ -220,6 +243,20 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
             f"latency p50/p95 {lat['p50']}/{lat['p95']} ms, rejected {rejected}, "
             f"{m['sim_seconds']} s simulated in {m['wall_seconds']} s"
         )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from v2x.report import ReportInputError, load_results, write_html
+
+    try:
+        results = load_results(args.paths)
+    except ReportInputError as exc:
+        print(f"v2x report: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    path = write_html(results, args.out)
+    failed = [r["scenario"] for r in results if not r["passed"]]
+    print(f"{len(results)} result(s), {len(failed)} failed -> {path}")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:

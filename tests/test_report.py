@@ -1,0 +1,139 @@
+"""The HTML report: from a real run, from result files, and from bad input."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from v2x.cli import main
+from v2x.report import ReportInputError, load_results, render_html
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _parse(page: str) -> ET.Element:
+    """The page is well-formed XML (XHTML-style), so a parser can check every tag is closed."""
+    assert page.startswith("<!DOCTYPE html>\n")
+    return ET.fromstring(page.split("\n", 1)[1])
+
+
+def _titles(root: ET.Element) -> list[str]:
+    return [t.text or "" for t in root.iter(f"{SVG}title")]
+
+
+def _result(**over: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "scenario": "demo",
+        "seed": 3,
+        "passed": False,
+        "expectations": [
+            {"name": "warned", "variant": "v2x", "passed": True, "detail": "first FCW at t=1.00 s"},
+            {"name": "odd <script>alert(1)</script>", "variant": "v2x", "passed": False, "detail": "a & b < c"},
+        ],
+        "events": [
+            {"t_s": 0.1, "type": "positioning", "variant": "v2x", "actor": "a", "state": "rtk-fixed", "sigma_m": 0.01},
+            {"t_s": 0.2, "type": "positioning", "variant": "v2x", "actor": "a", "state": "rtk-fixed", "sigma_m": 0.01},
+            {"t_s": 1.0, "type": "warning", "variant": "v2x", "app": "fcw", "target": "a", "other": "b",
+             "source": "a", "conflict": "rear-end", "ttc_s": 2.5},
+            {"t_s": 3.0, "type": "collision", "variant": "baseline", "actors": ["a", "b"], "relative_speed_mps": 5.0},
+            {"t_s": 4.0, "type": "violation", "variant": "baseline", "kind": "red_light", "actor": "a",
+             "intersection": "x1", "lane": "eb", "speed_mps": 10.0},
+            {"t_s": 5.0, "type": "stop", "variant": "v2x", "actor": "b", "x_m": 1.0, "y_m": 2.0},
+            {"t_s": 5.5, "type": "something-new", "variant": "v2x"},
+        ],
+        "metrics": {
+            "v2x": {"sim_seconds": 6.0, "delivery_ratio": 0.9, "latency_ms": {"p50": 1.0, "p99": 9.5},
+                    "messages": {"sent": {"pc5": 10}, "delivered": {"pc5": 20}, "dropped": {"pc5": 1}},
+                    "rejected": {"malformed": 2}, "rejected_by_agents": {"a": {"out_of_range": 1}}},
+            "baseline": {"sim_seconds": 6.0, "delivery_ratio": None},
+        },
+        "run": {},
+    }  # fmt: skip
+    doc.update(over)
+    return doc
+
+
+def test_page_shows_verdicts_expectations_and_one_mark_per_event_escaped() -> None:
+    root = _parse(render_html([_result()], errors=[("broken", "agent x failed: ZeroDivisionError")]))
+    text = "".join(root.itertext())
+    assert "v2x-testbed report: FAIL" in text  # the title: one scenario failed, one could not run
+    assert "odd <script>alert(1)</script>" in text and "a & b < c" in text  # escaped, shown as text
+    assert root.find(".//script") is None
+    assert "RUN ERROR" in text and "agent x failed: ZeroDivisionError" in text
+    titles = _titles(root)
+    # positioning: only the state change is drawn; the unknown event type is not drawn
+    assert titles == [
+        "t=0.10 s a positioning rtk-fixed, sigma 0.01 m",
+        "t=1.00 s FCW to a about b (rear-end), TTC 2.50; sent by a",
+        "t=5.00 s b stopped",
+        "t=3.00 s collision a - b at 5.00 m/s",
+        "t=3.00 s collision a - b at 5.00 m/s",
+        "t=4.00 s red_light by a at x1",
+    ]
+    assert len(root.findall(f".//{SVG}svg")) == 2  # one timeline per variant
+    # the summary counts the world's and the agents' rejections; a missing ratio shows as "-"
+    summary = root.find(".//table")
+    assert summary is not None
+    cells = ["".join(td.itertext()) for td in summary.iter("td")]
+    assert cells[:9] == ["demo", "3", "FAIL", "1 / 2", "v2x", "0.9000", "9.50", "3", "-"]
+    assert cells[9:14] == ["baseline", "-", "-", "0", "-"]
+
+
+def test_same_results_same_bytes_and_all_pass_verdict() -> None:
+    ok = _result(passed=True, expectations=[_result()["expectations"][0]])
+    assert render_html([ok]) == render_html([ok])
+    assert "<title>v2x-testbed report: PASS</title>" in render_html([ok])
+    assert "<title>v2x-testbed report: FAIL</title>" in render_html([])  # nothing ran: not a pass
+
+
+def test_bad_result_files_are_named_with_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ReportInputError, match=r"no result\.json below this directory"):
+        load_results([empty])
+    bad_json = tmp_path / "a" / "result.json"
+    bad_json.parent.mkdir()
+    bad_json.write_text("{not json")
+    with pytest.raises(ReportInputError, match=r"a/result\.json: not valid JSON"):
+        load_results([tmp_path / "a"])
+    wrong = tmp_path / "wrong.json"
+    broken = _result()
+    broken["events"][2] = {"type": "warning"}
+    wrong.write_text(json.dumps(broken))
+    with pytest.raises(ReportInputError, match=r"wrong\.json: not a v2x result document: events\[2\]: expected t_s"):
+        load_results([wrong])
+    out = tmp_path / "r.html"
+    assert main(["report", str(wrong), "-o", str(out)]) == 2
+    assert "wrong.json" in capsys.readouterr().err and not out.exists()
+
+
+def test_run_writes_the_report_and_report_rebuilds_it_from_the_results(tmp_path: Path) -> None:
+    """A real fcw run: the page shows the FCW warning to the follower in the v2x timeline and the collision
+    in the baseline one; `v2x report` on the result directory gives the same bytes; a failed scenario
+    makes `v2x report` exit 1."""
+    out = tmp_path / "out"
+    page = tmp_path / "run.html"
+    assert main(["run", "fcw", "--out", str(out), "--html", str(page), "-q"]) == 0
+    root = _parse(page.read_text())
+    figures = root.findall(".//figure")
+    assert [f.findtext("figcaption") for f in figures] == [
+        "v2x: what happened, to whom",
+        "baseline: what happened, to whom",
+    ]
+    v2x_titles = _titles(figures[0])
+    assert any(t.startswith("t=6.10 s FCW to follower about lead (rear-end)") for t in v2x_titles), v2x_titles
+    assert not any("collision" in t for t in v2x_titles)
+    assert "t=8.90 s collision follower - lead at 16.67 m/s" in _titles(figures[1])
+    rebuilt = tmp_path / "rebuilt.html"
+    assert main(["report", str(out), "-o", str(rebuilt)]) == 0
+    assert rebuilt.read_bytes() == page.read_bytes()
+    doc = json.loads((out / "fcw" / "result.json").read_text())
+    doc["passed"] = False
+    doc["expectations"][0]["passed"] = False
+    (out / "fcw" / "result.json").write_text(json.dumps(doc))
+    assert main(["report", str(out / "fcw" / "result.json"), "-o", str(rebuilt)]) == 1
+    assert "<title>v2x-testbed report: FAIL</title>" in rebuilt.read_text()

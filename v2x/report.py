@@ -1,0 +1,359 @@
+"""A self-contained HTML report of scenario results (``v2x run --html FILE``, ``v2x report``).
+
+One file, no scripts and nothing fetched: inline CSS and SVG, so it can be archived as a CI artifact and
+opened anywhere. It shows, per scenario: the verdict, every expectation with its detail, a timeline of
+what happened to whom (warnings and advice by app, collisions, red-light violations, stops, positioning
+state changes; hover a mark for its details) for each variant side by side, and the service metrics.
+
+The page is a pure function of the result documents (v2x.results): the same results give the same bytes.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from v2x import __version__
+
+__all__ = ["ReportInputError", "load_results", "render_html", "write_html"]
+
+# Timeline marks: shape and colour per event (and per app for warnings).
+APP_COLOURS = {
+    "fcw": "#d62728",
+    "icw": "#9467bd",
+    "rlvw": "#ff7f0e",
+    "glosa": "#2ca02c",
+    "vrucw": "#8c564b",
+}
+DEFAULT_APP_COLOUR = "#1f77b4"
+ROW_H = 22
+LABEL_W = 120
+PLOT_W = 640
+PAD = 8
+
+
+class ReportInputError(ValueError):
+    """A result file that is missing, not JSON, or not a v2x result document."""
+
+
+def load_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Result documents from ``result.json`` files or directories holding them (searched recursively),
+    sorted by scenario id. Raises ReportInputError naming the file and what is wrong."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(p.rglob("result.json"))
+            if not found:
+                raise ReportInputError(f"{p}: no result.json below this directory")
+            files += found
+        else:
+            files.append(p)
+    results = []
+    for f in files:
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ReportInputError(f"{f}: cannot read: {exc.strerror or exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise ReportInputError(f"{f}: not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+        problem = _shape_problem(doc)
+        if problem:
+            raise ReportInputError(f"{f}: not a v2x result document: {problem}")
+        results.append(doc)
+    return sorted(results, key=lambda r: (str(r["scenario"]), int(r["seed"])))
+
+
+def _shape_problem(doc: object) -> str:
+    if not isinstance(doc, dict):
+        return "expected a JSON object"
+    for key, kind in (("scenario", str), ("seed", int), ("passed", bool), ("expectations", list), ("events", list)):
+        if not isinstance(doc.get(key), kind):
+            return f"field '{key}' missing or not a {kind.__name__}"
+    if not isinstance(doc.get("metrics"), dict):
+        return "field 'metrics' missing or not an object"
+    for k, e in enumerate(doc["expectations"]):
+        if not isinstance(e, dict) or not {"name", "variant", "passed", "detail"} <= e.keys():
+            return f"expectations[{k}]: expected name, variant, passed and detail"
+    for k, e in enumerate(doc["events"]):
+        if not isinstance(e, dict) or not isinstance(e.get("t_s"), int | float) or "type" not in e:
+            return f"events[{k}]: expected t_s and type"
+    return ""
+
+
+def write_html(results: Sequence[dict[str, Any]], path: Path, *, errors: Sequence[tuple[str, str]] = ()) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(results, errors=errors), encoding="utf-8")
+    return path
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: object, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return _e(value)
+
+
+def render_html(results: Sequence[dict[str, Any]], *, errors: Sequence[tuple[str, str]] = ()) -> str:
+    """The report page for ``results`` (and scenarios whose run could not complete: ``errors``)."""
+    n_pass = sum(bool(r["passed"]) for r in results)
+    verdict = "PASS" if results and n_pass == len(results) and not errors else "FAIL"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"/>',
+        f"<title>v2x-testbed report: {verdict}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>v2x-testbed report <span class='badge {verdict.lower()}'>{verdict}</span></h1>",
+        f"<p class='meta'>{len(results)} scenario(s), {n_pass} passed, {len(errors)} could not run; "
+        f"v2x-testbed {_e(__version__)}</p>",
+        _summary(results, errors),
+    ]
+    for sid, message in errors:
+        parts.append(f"<section id='{_e(sid)}'><h2>{_e(sid)} <span class='badge error'>RUN ERROR</span></h2>")
+        parts.append(f"<pre class='error'>{_e(message)}</pre></section>")
+    for r in results:
+        parts.append(_scenario(r))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _anchor(r: dict[str, Any]) -> str:
+    return f"{r['scenario']}-s{r['seed']}"
+
+
+def _summary(results: Sequence[dict[str, Any]], errors: Sequence[tuple[str, str]]) -> str:
+    rows = [
+        "<table class='summary'><tr><th>scenario</th><th>seed</th><th>result</th><th>expectations</th>"
+        "<th>variant</th><th>delivery ratio</th><th>latency p99 ms</th><th>rejected</th><th>wall s</th></tr>"
+    ]
+    for r in results:
+        exps = r["expectations"]
+        held = sum(bool(e["passed"]) for e in exps)
+        variants = list(r["metrics"].items()) or [("-", {})]
+        span = len(variants)
+        badge = "pass" if r["passed"] else "fail"
+        for k, (variant, m) in enumerate(variants):
+            cells = []
+            if k == 0:
+                cells += [
+                    f"<td rowspan='{span}'><a href='#{_e(_anchor(r))}'>{_e(r['scenario'])}</a></td>",
+                    f"<td rowspan='{span}'>{_e(r['seed'])}</td>",
+                    f"<td rowspan='{span}'><span class='badge {badge}'>{badge.upper()}</span></td>",
+                    f"<td rowspan='{span}'>{held} / {len(exps)}</td>",
+                ]
+            rejected = sum(m.get("rejected", {}).values()) + sum(
+                sum(v.values()) for v in m.get("rejected_by_agents", {}).values()
+            )
+            cells += [
+                f"<td>{_e(variant)}</td>",
+                f"<td>{_fmt(m.get('delivery_ratio', '-'), 4)}</td>",
+                f"<td>{_fmt(m.get('latency_ms', {}).get('p99', '-'))}</td>",
+                f"<td>{rejected}</td>",
+                f"<td>{_fmt(m.get('wall_seconds', '-'))}</td>",
+            ]
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+    for sid, _ in errors:
+        rows.append(
+            f"<tr><td><a href='#{_e(sid)}'>{_e(sid)}</a></td><td></td><td><span class='badge error'>"
+            "RUN ERROR</span></td><td colspan='6'></td></tr>"
+        )
+    rows.append("</table>")
+    return "\n".join(rows)
+
+
+def _scenario(r: dict[str, Any]) -> str:
+    badge = "pass" if r["passed"] else "fail"
+    out = [
+        f"<section id='{_e(_anchor(r))}'>",
+        f"<h2>{_e(r['scenario'])} (seed {_e(r['seed'])}) <span class='badge {badge}'>{badge.upper()}</span></h2>",
+        "<table class='exp'><tr><th>variant</th><th>expectation</th><th>result</th><th>detail</th></tr>",
+    ]
+    for e in r["expectations"]:
+        ok = "pass" if e["passed"] else "fail"
+        out.append(
+            f"<tr class='{ok}'><td>{_e(e['variant'])}</td><td>{_e(e['name'])}</td>"
+            f"<td><span class='badge {ok}'>{ok.upper()}</span></td><td>{_e(e['detail'])}</td></tr>"
+        )
+    out.append("</table>")
+    variants = list(r["metrics"]) or sorted({str(ev.get("variant", "")) for ev in r["events"]})
+    out.append("<div class='timelines'>")
+    for variant in variants:
+        events = [ev for ev in r["events"] if ev.get("variant") == variant]
+        sim_s = float(r["metrics"].get(variant, {}).get("sim_seconds", 0.0))
+        out.append(f"<figure><figcaption>{_e(variant)}: what happened, to whom</figcaption>")
+        out.append(_timeline(events, sim_s))
+        out.append("</figure>")
+    out.append("</div>")
+    out.append(_legend())
+    for variant, m in r["metrics"].items():
+        out.append(_metrics(variant, m))
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _marks(ev: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(actor row, shape, title) for one event; empty for events not drawn."""
+    t = float(ev["t_s"])
+    kind = ev["type"]
+    if kind == "warning":
+        app = str(ev.get("app", ""))
+        extra = []
+        for key, label in (("ttc_s", "TTC"), ("pet_s", "PET"), ("advised_speed_mps", "advised")):
+            if isinstance(ev.get(key), int | float):
+                extra.append(f"{label} {float(ev[key]):.2f}")
+        conflict = f" ({ev['conflict']})" if ev.get("conflict") else ""
+        title = f"t={t:.2f} s {app.upper()} to {ev.get('target')} about {ev.get('other')}{conflict}"
+        title += (", " + ", ".join(extra) if extra else "") + f"; sent by {ev.get('source')}"
+        return [(str(ev.get("target")), f"warn:{app}", title)]
+    if kind == "collision":
+        actors = [str(a) for a in ev.get("actors", [])]
+        title = f"t={t:.2f} s collision {' - '.join(actors)} at {float(ev.get('relative_speed_mps', 0.0)):.2f} m/s"
+        return [(a, "collision", title) for a in actors]
+    if kind == "violation":
+        title = f"t={t:.2f} s {ev.get('kind', 'violation')} by {ev.get('actor')} at {ev.get('intersection')}"
+        return [(str(ev.get("actor")), "violation", title)]
+    if kind == "stop":
+        return [(str(ev.get("actor")), "stop", f"t={t:.2f} s {ev.get('actor')} stopped")]
+    if kind == "positioning":
+        title = f"t={t:.2f} s {ev.get('actor')} positioning {ev.get('state')}, sigma {ev.get('sigma_m')} m"
+        return [(str(ev.get("actor")), "positioning", title)]
+    return []
+
+
+def _timeline(events: list[dict[str, Any]], sim_s: float) -> str:
+    drawn: list[tuple[float, str, str, str]] = []
+    last_state: dict[str, object] = {}
+    for ev in events:
+        if ev["type"] == "positioning":  # draw state changes only
+            actor = str(ev.get("actor"))
+            if last_state.get(actor) == ev.get("state"):
+                continue
+            last_state[actor] = ev.get("state")
+        drawn += [(float(ev["t_s"]), row, shape, title) for row, shape, title in _marks(ev)]
+    rows = sorted({row for _, row, _, _ in drawn})
+    t_end = max([sim_s, *(t for t, _, _, _ in drawn), 1.0])
+    height = PAD * 2 + ROW_H * max(len(rows), 1) + 18
+    width = LABEL_W + PLOT_W + PAD * 2
+    svg = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+        f"viewBox='0 0 {width} {height}' role='img'>"
+    ]
+    if not rows:
+        svg.append(f"<text x='{PAD}' y='{PAD + 14}' class='muted'>no events</text>")
+    axis_y = PAD + ROW_H * max(len(rows), 1)
+
+    def x_of(t: float) -> float:
+        return LABEL_W + PLOT_W * t / t_end
+
+    for k, row in enumerate(rows):
+        y = PAD + ROW_H * k + ROW_H / 2
+        svg.append(f"<text x='{LABEL_W - 6}' y='{y + 4:.1f}' text-anchor='end' class='actor'>{_e(row)}</text>")
+        svg.append(f"<line x1='{LABEL_W}' y1='{y:.1f}' x2='{LABEL_W + PLOT_W}' y2='{y:.1f}' class='lane'/>")
+    step = _tick_step(t_end)
+    t = 0.0
+    while t <= t_end + 1e-9:
+        x = x_of(t)
+        svg.append(f"<line x1='{x:.1f}' y1='{PAD}' x2='{x:.1f}' y2='{axis_y}' class='grid'/>")
+        svg.append(f"<text x='{x:.1f}' y='{axis_y + 14}' text-anchor='middle' class='muted'>{t:g} s</text>")
+        t += step
+    for t_ev, row, shape, title in drawn:
+        x = x_of(t_ev)
+        y = PAD + ROW_H * rows.index(row) + ROW_H / 2
+        svg.append(f"<g class='mark {_e(shape.split(':')[0])}'><title>{_e(title)}</title>{_shape(shape, x, y)}</g>")
+    svg.append("</svg>")
+    return "".join(svg)
+
+
+def _tick_step(t_end: float) -> float:
+    for step in (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0):
+        if t_end / step <= 12:
+            return step
+    return 3600.0
+
+
+def _shape(shape: str, x: float, y: float) -> str:
+    if shape.startswith("warn:"):
+        colour = APP_COLOURS.get(shape[5:], DEFAULT_APP_COLOUR)
+        return f"<path d='M{x:.1f},{y - 7:.1f} L{x + 6:.1f},{y + 5:.1f} L{x - 6:.1f},{y + 5:.1f} Z' fill='{colour}'/>"
+    if shape == "collision":
+        return (
+            f"<path d='M{x - 6:.1f},{y - 6:.1f} L{x + 6:.1f},{y + 6:.1f} M{x - 6:.1f},{y + 6:.1f} "
+            f"L{x + 6:.1f},{y - 6:.1f}' stroke='#b00' stroke-width='3'/>"
+        )
+    if shape == "violation":
+        return (
+            f"<rect x='{x - 5:.1f}' y='{y - 5:.1f}' width='10' height='10' fill='#e377c2' "
+            f"transform='rotate(45 {x:.1f} {y:.1f})'/>"
+        )
+    if shape == "stop":
+        return f"<rect x='{x - 4:.1f}' y='{y - 4:.1f}' width='8' height='8' fill='#7f7f7f'/>"
+    return f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='#17becf'/>"
+
+
+def _legend() -> str:
+    items = [f"<span style='color:{c}'>&#9650;</span> {app.upper()}" for app, c in APP_COLOURS.items()]
+    items += [
+        "<span style='color:#b00'>&#10006;</span> collision",
+        "<span style='color:#e377c2'>&#9670;</span> red-light violation",
+        "<span style='color:#7f7f7f'>&#9632;</span> stop",
+        "<span style='color:#17becf'>&#9679;</span> positioning state",
+    ]
+    return "<p class='legend'>" + "  &#160; ".join(items) + "  &#160; (hover a mark for its details)</p>"
+
+
+def _metrics(variant: str, m: dict[str, Any]) -> str:
+    msgs = m.get("messages", {})
+    channels = sorted({*msgs.get("sent", {}), *msgs.get("delivered", {}), *msgs.get("dropped", {})})
+    out = [f"<details><summary>{_e(variant)}: service metrics</summary>"]
+    out.append("<table class='metrics'><tr><th>channel</th><th>sent</th><th>delivered</th><th>dropped</th></tr>")
+    for ch in channels:
+        out.append(
+            f"<tr><td>{_e(ch)}</td><td>{_e(msgs.get('sent', {}).get(ch, 0))}</td>"
+            f"<td>{_e(msgs.get('delivered', {}).get(ch, 0))}</td><td>{_e(msgs.get('dropped', {}).get(ch, 0))}</td></tr>"
+        )
+    out.append("</table>")
+    lat_rows = [("all", m.get("latency_ms", {}))]
+    lat_rows += [(f"channel {k}", v) for k, v in sorted(m.get("latency_ms_by_channel", {}).items())]
+    lat_rows += [(f"message {k}", v) for k, v in sorted(m.get("latency_ms_by_message", {}).items())]
+    out.append("<table class='metrics'><tr><th>latency ms</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>")
+    for name, lat in lat_rows:
+        if not lat:
+            continue
+        cells = "".join(f"<td>{_fmt(lat.get(q, '-'), 3)}</td>" for q in ("p50", "p95", "p99", "max"))
+        out.append(f"<tr><td>{_e(name)}</td>{cells}</tr>")
+    out.append("</table>")
+    facts = [
+        ("delivery ratio", m.get("delivery_ratio")),
+        ("ticks", m.get("ticks")),
+        ("simulated s", m.get("sim_seconds")),
+        ("late reports", m.get("late_reports")),
+        ("duplicates", m.get("duplicates")),
+        ("rejected by the world", json.dumps(m.get("rejected", {}), sort_keys=True)),
+        ("rejected by agents", json.dumps(m.get("rejected_by_agents", {}), sort_keys=True)),
+    ]
+    out.append("<table class='metrics'>")
+    out += [f"<tr><th>{_e(k)}</th><td>{_fmt(v, 4)}</td></tr>" for k, v in facts]
+    out.append("</table></details>")
+    return "\n".join(out)
+
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
+th{background:#f4f4f4}tr.fail td{background:#fff0f0}
+.badge{display:inline-block;padding:0 .5em;border-radius:3px;color:#fff;font-size:.85em}
+.badge.pass{background:#2a7d2a}.badge.fail{background:#c0392b}.badge.error{background:#8e44ad}
+.meta,.muted{color:#666}.legend{font-size:.9em;color:#444}
+pre.error{background:#f8f0ff;padding:.5em;white-space:pre-wrap}
+figure{margin:.5em 0}figcaption{font-weight:600;font-size:.9em}
+svg text{font-size:11px}svg .actor{font-size:12px}svg .lane{stroke:#ccc}svg .grid{stroke:#f0f0f0}
+svg .muted{fill:#888}details{margin:.5em 0}summary{cursor:pointer;font-weight:600}
+"""
