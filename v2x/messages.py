@@ -1,7 +1,7 @@
 """The helper layer between protobuf messages (standard integer units) and SI domain values.
 
-Everything that builds or reads a BSM, an RSM, an Advisory, a MapData or a SPAT goes through here, and converts
-units only through ``v2x.units``.
+Everything that builds or reads a BSM, an RSM, an RSI, an Advisory, a MapData or a SPAT goes through here, and
+converts units only through ``v2x.units``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ APP_BY_NAME = {
     "rlvw": testbed_pb2.APP_RLVW,
     "glosa": testbed_pb2.APP_GLOSA,
     "vrucw": testbed_pb2.APP_VRUCW,
+    "hlw": testbed_pb2.APP_HLW,
 }
 APP_NAME = {v: k for k, v in APP_BY_NAME.items()}
 HARD_BRAKING_MPS2 = 4.0  # deceleration above which the BSM event flag hardBraking is set (assumption)
@@ -52,6 +53,19 @@ SOURCE_OF_SENSOR = {
     "integrated": day1_pb2.SOURCE_INTEGRATED,
 }
 RSM_MAX_PARTICIPANTS = 16  # CSAE 53 RSM: 1..16 participants per message
+RSI_MAX_EVENTS = 8  # CSAE 53 RSI: up to 8 road traffic events (RTEData) per message
+RSI_MAX_PATH_POINTS = 32  # CSAE 53 ReferencePath.activePath: PathPointList, 2..32 points
+# GB/T 29100-2012 event codes (RTEData.eventType) the testbed names; any other code 0..65535 may be sent
+# and is shown by number. Only codes we could check against a public reproduction of the GB/T 29100-2012
+# table (the GbEventType list of an open OBU stack) are named here.
+RTE_EVENT_TYPE_NAME = {
+    407: "road ponding",
+    408: "slippery road",
+    707: "traffic congestion",
+}
+# RTEData.eventSource (CSAE 53 EventSource).
+RTE_EVENT_SOURCE = {"unknown": 0, "police": 1, "government": 2, "meteorological": 3, "internet": 4, "detection": 5}
+RTE_CONFIDENCE_MAX = 200  # CSAE 53 Confidence: 0..200 in 0.005
 R95_PER_SIGMA = 2.448  # 95 % radius of a circular Gaussian in units of its per-axis sigma
 
 
@@ -495,3 +509,174 @@ def decode_spat(msg: day1_pb2.SPAT, *, now_s: float, epoch: datetime) -> list[Si
             phases[phase.id] = sorted(ivs, key=lambda iv: iv.start_s)
         out.append(SignalState(ix.intersection_id, msg.name, phases))
     return out
+
+
+# --- RSI: road traffic events ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReferencePath:
+    """The stretch of road an RSI event applies to (CSAE 53 ReferencePath): a centre line in the direction
+    of travel (local metres) and the half-width ``radius_m`` around it."""
+
+    points: tuple[tuple[float, float], ...]
+    radius_m: float
+
+
+@dataclass(frozen=True)
+class RoadEvent:
+    """One road traffic event (CSAE 53 RTEData) in SI units in the local frame.
+
+    ``start_s`` / ``end_s`` are simulation times (None: open-ended). On the wire they are MinuteOfTheYear,
+    so after a round trip they are whole minutes: the start of the minute the event starts in, and the
+    first minute boundary at or after its end. ``paths`` empty means the event applies whatever the
+    direction (receivers then judge "ahead" from their heading)."""
+
+    rte_id: int  # 0..255, set by the RSU
+    event_type: int  # GB/T 29100-2012 code, 0..65535
+    x: float
+    y: float
+    radius_m: float
+    paths: tuple[ReferencePath, ...] = ()
+    start_s: float | None = None
+    end_s: float | None = None
+    priority: int = 0  # 0..7, higher is more urgent
+    source: int = RTE_EVENT_SOURCE["detection"]
+    confidence: float | None = None  # 0..1
+
+    def active(self, t_s: float) -> bool:
+        """Inside the event's time window at ``t_s`` (start inclusive, end exclusive)."""
+        return (self.start_s is None or t_s >= self.start_s) and (self.end_s is None or t_s < self.end_s)
+
+    @property
+    def type_name(self) -> str:
+        name = RTE_EVENT_TYPE_NAME.get(self.event_type)
+        return f"{name} ({self.event_type})" if name else f"event type {self.event_type}"
+
+
+@dataclass(frozen=True)
+class RoadSideInfo:
+    """A decoded RSI: the sender's id and its road traffic events."""
+
+    rsi_id: bytes
+    events: tuple[RoadEvent, ...]
+
+    def key(self, event: RoadEvent) -> str:
+        return road_event_key(self.rsi_id, event.rte_id)
+
+
+def road_event_key(rsi_id: bytes, rte_id: int) -> str:
+    """How an app names an RSI event in a warning: ``{rsi id hex}/rte{rteId}``."""
+    return f"{rsi_id.hex()}/rte{rte_id}"
+
+
+def _minute_ceil(t_s: float, epoch: datetime) -> int:
+    """MinuteOfTheYear of the first minute boundary at or after ``t_s``."""
+    moy = units.minute_of_year(t_s, epoch)
+    on_boundary = units.minute_of_year(t_s - 1e-6, epoch) != moy
+    return moy if on_boundary else (moy + 1) % units.MINUTE_OF_YEAR_UNAVAILABLE
+
+
+def encode_rsi(
+    events: list[RoadEvent],
+    *,
+    actor_id: str,
+    ref_x: float,
+    ref_y: float,
+    frame: LocalFrame,
+    t_s: float,
+    epoch: datetime,
+    msg_count: int,
+) -> frame_pb2.MessageFrame:
+    """An RSI from ``actor_id`` (id: :func:`temporary_id`) with refPos at ``(ref_x, ref_y)`` (the RSU) and
+    one RTEData per event (at most 8): eventPos and the reference paths' points as offsets from refPos
+    (1e-7 degree), eventRadius and pathRadius in 0.1 m, timeDetails as MinuteOfTheYear (start floored,
+    end ceiled to the minute; 527040 when open-ended), priority 0..7, eventConfidence in 0.005 (200 when
+    not given)."""
+    if not 1 <= len(events) <= RSI_MAX_EVENTS:
+        raise ValueError(f"an RSI carries 1..{RSI_MAX_EVENTS} road traffic events, got {len(events)}")
+    ref_lat, ref_lon = frame.to_wire(ref_x, ref_y)
+    rtes = []
+    for ev in events:
+        dlat, dlon = frame.offset_to_wire(ref_lat, ref_lon, ev.x, ev.y)
+        paths = []
+        for path in ev.paths:
+            if not 2 <= len(path.points) <= RSI_MAX_PATH_POINTS:
+                raise ValueError(f"a reference path has 2..{RSI_MAX_PATH_POINTS} points, got {len(path.points)}")
+            offsets = []
+            for px, py in path.points:
+                plat, plon = frame.offset_to_wire(ref_lat, ref_lon, px, py)
+                offsets.append(common_pb2.PositionOffsetLLV(offset_lat=plat, offset_lon=plon))
+            paths.append(day1_pb2.ReferencePath(active_path=offsets, path_radius=units.radius_to_wire(path.radius_m)))
+        start = units.minute_of_year(ev.start_s, epoch) if ev.start_s is not None else units.minute_of_year(t_s, epoch)
+        end = _minute_ceil(ev.end_s, epoch) if ev.end_s is not None else units.MINUTE_OF_YEAR_UNAVAILABLE
+        confidence = RTE_CONFIDENCE_MAX if ev.confidence is None else round(min(max(ev.confidence, 0.0), 1.0) * 200)
+        rtes.append(
+            day1_pb2.RTEData(
+                rte_id=ev.rte_id % 256,
+                event_type=min(max(ev.event_type, 0), 65535),
+                event_source=ev.source,
+                event_pos=common_pb2.PositionOffsetLLV(offset_lat=dlat, offset_lon=dlon),
+                event_radius=units.radius_to_wire(ev.radius_m),
+                start_time=start,
+                end_time=end,
+                priority=min(max(ev.priority, 0), 7),
+                reference_paths=paths,
+                event_confidence=confidence,
+            )
+        )
+    rsi = day1_pb2.RSI(
+        msg_cnt=units.msg_cnt(msg_count),
+        moy=units.minute_of_year(t_s, epoch),
+        id=temporary_id(actor_id),
+        ref_pos=common_pb2.Position3D(lat=ref_lat, lon=ref_lon, elevation=units.elevation_to_wire(frame.h0_m)),
+        rtes=rtes,
+    )
+    return frame_pb2.MessageFrame(rsi=rsi)
+
+
+def _wire_range(value: int, hi: int, name: str) -> int:
+    if not 0 <= value <= hi:
+        raise ValueError(f"{name} wire value {value} outside 0..{hi}")
+    return value
+
+
+def decode_rsi(rsi: day1_pb2.RSI, *, now_s: float, frame: LocalFrame, epoch: datetime) -> RoadSideInfo:
+    """The road traffic events of an RSI in local SI units. Times become simulation times (the occurrence
+    of each MinuteOfTheYear nearest to ``now_s``). A value outside its element's range raises ValueError
+    (the receiver rejects the message as ``out_of_range``); the traffic signs (RTSData) are not read."""
+    if len(rsi.rtes) > RSI_MAX_EVENTS:
+        raise ValueError(f"an RSI carries at most {RSI_MAX_EVENTS} road traffic events, got {len(rsi.rtes)}")
+    events = []
+    for rte in rsi.rtes:
+        ref_lat, ref_lon = rsi.ref_pos.lat, rsi.ref_pos.lon
+        x, y = frame.offset_from_wire(ref_lat, ref_lon, rte.event_pos.offset_lat, rte.event_pos.offset_lon)
+        confidence = _wire_range(rte.event_confidence, RTE_CONFIDENCE_MAX, "eventConfidence")
+        paths = []
+        for path in rte.reference_paths:
+            if not 2 <= len(path.active_path) <= RSI_MAX_PATH_POINTS:
+                raise ValueError(f"a reference path has 2..{RSI_MAX_PATH_POINTS} points, got {len(path.active_path)}")
+            pts = tuple(
+                (float(px), float(py))
+                for px, py in (
+                    frame.offset_from_wire(rsi.ref_pos.lat, rsi.ref_pos.lon, p.offset_lat, p.offset_lon)
+                    for p in path.active_path
+                )
+            )
+            paths.append(ReferencePath(pts, units.radius_from_wire(path.path_radius)))
+        events.append(
+            RoadEvent(
+                rte_id=_wire_range(rte.rte_id, 255, "rteId"),
+                event_type=_wire_range(rte.event_type, 65535, "eventType"),
+                x=float(x),
+                y=float(y),
+                radius_m=units.radius_from_wire(rte.event_radius),
+                paths=tuple(paths),
+                start_s=units.start_of_minute_of_year(rte.start_time, now_s, epoch),
+                end_s=units.start_of_minute_of_year(rte.end_time, now_s, epoch),
+                priority=_wire_range(rte.priority, 7, "priority"),
+                source=_wire_range(rte.event_source, 5, "eventSource"),
+                confidence=confidence / RTE_CONFIDENCE_MAX,
+            )
+        )
+    return RoadSideInfo(bytes(rsi.id), tuple(events))

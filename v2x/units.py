@@ -52,6 +52,7 @@ __all__ = [
     "MSG_CNT_MODULO",
     "ORIENTATION_UNAVAILABLE",
     "POSITION_CONFIDENCE_BOUNDS_M",
+    "RADIUS_MAX",
     "SECMARK_UNAVAILABLE",
     "SEMI_MAJOR_GE_12_7_M",
     "SEMI_MAJOR_UNAVAILABLE",
@@ -94,6 +95,8 @@ __all__ = [
     "msg_cnt",
     "position_confidence",
     "position_confidence_bound_m",
+    "radius_from_wire",
+    "radius_to_wire",
     "sec_mark",
     "semi_major_from_wire",
     "semi_major_to_wire",
@@ -101,6 +104,7 @@ __all__ = [
     "size_cm_to_wire",
     "speed_from_wire",
     "speed_to_wire",
+    "start_of_minute_of_year",
     "steering_from_wire",
     "steering_to_wire",
     "time_mark",
@@ -159,6 +163,9 @@ ORIENTATION_UNAVAILABLE: Final = 65535
 VEHICLE_WIDTH_MAX: Final = 1023
 VEHICLE_LENGTH_MAX: Final = 4095
 VEHICLE_HEIGHT_MAX: Final = 127
+
+#: Radius (RSI event radius, ReferencePath pathRadius): 0..1024 in 0.1 m (102.4 m); no unavailable value.
+RADIUS_MAX: Final = 1024
 
 SECMARK_UNAVAILABLE: Final = 65535
 MINUTE_OF_YEAR_UNAVAILABLE: Final = 527040
@@ -451,6 +458,20 @@ def height_from_wire(raw: int) -> float | None:
     return None if raw == 0 else raw * 0.05
 
 
+def radius_to_wire(m: float | None) -> int:
+    """A radius in metres (RSI eventRadius, ReferencePath pathRadius) -> 0.1 m, clamped to 0..1024; the
+    element has no "unavailable" value: ``None`` -> 0 (not given)."""
+    if m is None or math.isnan(m):
+        return 0
+    return _quantise(m, 0.1, 0, RADIUS_MAX)
+
+
+def radius_from_wire(raw: int) -> float:
+    """0.1 m -> metres (0 means not given; the caller decides what that implies)."""
+    _check(raw, 0, RADIUS_MAX, "radius")
+    return raw * 0.1
+
+
 # --------------------------------------------------------------------------------------------------
 # Time
 # --------------------------------------------------------------------------------------------------
@@ -479,6 +500,20 @@ def minute_of_year(t_s: float, epoch: datetime) -> int:
     """MinuteOfTheYear: whole minutes since 1 January 00:00 UTC of the current year, 0..527039."""
     now = _UNIX_EPOCH + timedelta(microseconds=_unix_us(t_s, epoch))
     return (now - datetime(now.year, 1, 1, tzinfo=UTC)) // timedelta(minutes=1)
+
+
+def start_of_minute_of_year(moy: int, now_s: float, epoch: datetime) -> float | None:
+    """Simulation time at which MinuteOfTheYear ``moy`` begins, taking the occurrence nearest to ``now_s``
+    (within half a year either way); ``None`` for 527040 (unavailable). Raises ``ValueError`` outside
+    0..527040."""
+    if moy == MINUTE_OF_YEAR_UNAVAILABLE:
+        return None
+    _check(moy, 0, MINUTE_OF_YEAR_UNAVAILABLE - 1, "MinuteOfTheYear")
+    minute_start = now_s - sec_mark(now_s, epoch) / 1000.0 - (_unix_us(now_s, epoch) % 1000) / 1e6
+    delta = moy - minute_of_year(now_s, epoch)
+    half = MINUTE_OF_YEAR_UNAVAILABLE // 2
+    delta = (delta + half) % MINUTE_OF_YEAR_UNAVAILABLE - half
+    return minute_start + 60.0 * delta
 
 
 def time_mark(t_s: float, epoch: datetime) -> int:

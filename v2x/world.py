@@ -40,7 +40,7 @@ from v2x.core import (
     overlapping_pairs,
 )
 from v2x.impair import PositioningModel, Zone, network_link
-from v2x.messages import APP_NAME, parse_participant_key, temporary_id
+from v2x.messages import APP_NAME, parse_participant_key, road_event_key, temporary_id
 from v2x.results import event_order
 from v2x.scenario.geometry import polygon
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, VEHICLE_KINDS, Scenario
@@ -156,6 +156,12 @@ class World:
         pc5_range = self.links[testbed_pb2.LINK_PC5].max_range_m
         self.cell_m = default_cell_m(pc5_range if np.isfinite(pc5_range) else 1000.0)
         self.temp_ids = {temporary_id(a).hex(): a for a in self.actor_ids}
+        # RSI road events as apps name them ({rsi id hex}/rte{rteId}, rteId from 1 in file order) -> event id.
+        self.road_event_ids = {
+            road_event_key(temporary_id(a.id), k): ev.id
+            for a in scenario.actors
+            for k, ev in enumerate(a.road_events, start=1)
+        }
         # Roadside sensors: the RSUs' sensors look at the road users; object id = slot + 1 (stable per run).
         rsus = []
         for a in scenario.actors:
@@ -438,9 +444,12 @@ class World:
 
     def _resolve(self, other_id: str) -> str:
         """The actor an app's ``other_id`` names: a BSM id (hex), or an RSM participant ({rsm id}/{ptcId},
-        ptcId = the world's object id = slot + 1); anything else is kept as it is."""
+        ptcId = the world's object id = slot + 1); an RSI road event ({rsi id}/rte{rteId}) becomes the
+        scenario's road event id; anything else is kept as it is."""
         if other_id in self.temp_ids:
             return self.temp_ids[other_id]
+        if other_id in self.road_event_ids:
+            return self.road_event_ids[other_id]
         parsed = parse_participant_key(other_id)
         if parsed is not None and 1 <= parsed[1] <= len(self.actor_ids):
             return self.world.id_of(parsed[1] - 1)

@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar, cast
 
-from v2x.messages import RemoteState, SignalState, decode_bsm, decode_map, decode_rsm, decode_spat
+from v2x.messages import (
+    RemoteState,
+    RoadSideInfo,
+    SignalState,
+    decode_bsm,
+    decode_map,
+    decode_rsi,
+    decode_rsm,
+    decode_spat,
+)
 from v2x.signals import Approach
 from v2x.units import LocalFrame
 from v2x.wire import frame_pb2, testbed_pb2
@@ -107,6 +116,10 @@ class Environment:
     def rsm(self, heard: Heard, t: float) -> tuple[RemoteState, ...]:
         f, e = self.frame, self.epoch
         return heard.decoded(("rsm", t, f, e), lambda: tuple(decode_rsm(heard.frame.rsm, now_s=t, frame=f, epoch=e)))
+
+    def rsi(self, heard: Heard, t: float) -> RoadSideInfo:
+        f, e = self.frame, self.epoch
+        return heard.decoded(("rsi", t, f, e), lambda: decode_rsi(heard.frame.rsi, now_s=t, frame=f, epoch=e))
 
     def map(self, heard: Heard) -> tuple[Approach, ...]:
         f = self.frame

@@ -1,6 +1,7 @@
 """The roadside unit: broadcasts MAP at 1 Hz and, for signalised intersections, SPAT at 10 Hz from its
-fixed-time signal controllers over PC5; broadcasts RSM with what its roadside sensors detect (every sensor
-frame, 10 Hz by default); and relays the BSMs it hears to the edge/cloud platform over the wired backhaul."""
+fixed-time signal controllers over PC5; broadcasts RSI at 10 Hz with its active road traffic events;
+broadcasts RSM with what its roadside sensors detect (every sensor frame, 10 Hz by default); and relays
+the BSMs it hears to the edge/cloud platform over the wired backhaul."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from v2x.agents.base import Agent, Environment, TickContext, TickResult, Transmi
 from v2x.messages import (
     PARTICIPANT_TYPE,
     RSM_MAX_PARTICIPANTS,
+    RTE_EVENT_SOURCE,
     VRU_TYPES,
     MapNode,
     PerceivedObject,
+    ReferencePath,
+    RoadEvent,
     SignalState,
     encode_map,
+    encode_rsi,
     encode_rsm,
     encode_spat,
 )
@@ -27,12 +32,42 @@ from v2x.wire import day1_pb2, testbed_pb2
 
 MAP_PERIOD_S = 1.0  # T/CSAE 53: MAP at 1 Hz
 SPAT_PERIOD_S = 0.1  # T/CSAE 53 Day-1 table: RLVW / GLOSA need SPAT at up to 10 Hz
+RSI_PERIOD_S = 0.1  # T/CSAE 53 Day-1 table: HLW needs RSI events at 10 Hz
 HEADING_FROM_VELOCITY_MPS = 0.5  # below this fused speed the heading is the sensors' reported one
 SENSOR_KIND_NAME = {
     testbed_pb2.SENSOR_CAMERA: "camera",
     testbed_pb2.SENSOR_RADAR: "radar",
     testbed_pb2.SENSOR_LIDAR: "lidar",
 }
+
+
+def road_events(spec: ActorSpec, scenario: Scenario) -> list[RoadEvent]:
+    """The RSU's road traffic events from its scenario entry (``rte_id`` = position in the list, from 1):
+    reference paths are the named lanes' centre lines (half a lane wide) or the explicit path."""
+    lanes = {lane.id: lane for lane in scenario.road.lanes}
+    out = []
+    for k, ev in enumerate(spec.road_events, start=1):
+        paths: list[ReferencePath] = []
+        for lane_id in ev.lanes or []:
+            lane = lanes[lane_id]
+            paths.append(ReferencePath(tuple(lane.centerline), lane.width_m / 2))
+        if ev.path is not None:
+            paths.append(ReferencePath(tuple(ev.path), ev.path_radius_m))
+        out.append(
+            RoadEvent(
+                rte_id=k,
+                event_type=ev.type,
+                x=ev.position[0],
+                y=ev.position[1],
+                radius_m=ev.radius_m,
+                paths=tuple(paths),
+                start_s=ev.active_s[0] if ev.active_s else None,
+                end_s=ev.active_s[1] if ev.active_s else None,
+                priority=ev.priority,
+                source=RTE_EVENT_SOURCE[ev.source],
+            )
+        )
+    return out
 
 
 def fuse(detections: Sequence[testbed_pb2.Detection]) -> list[PerceivedObject]:
@@ -99,6 +134,9 @@ class RoadsideUnit(Agent):
         self._map_count = 0
         self._spat_count = 0
         self._rsm_count = 0
+        self.road_events = road_events(spec, scenario)
+        self._rsi_count = 0
+        self._next_rsi_s = 0.0
         self._next_map_s = 0.0
         self._next_spat_s = 0.0
         self.relayed = 0
@@ -135,6 +173,22 @@ class RoadsideUnit(Agent):
             )
             self._spat_count += 1
             result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
+        if self.road_events and ctx.t_s + 1e-9 >= self._next_rsi_s:
+            self._next_rsi_s += RSI_PERIOD_S
+            active = [ev for ev in self.road_events if ev.active(ctx.t_s)]
+            if active:  # an event is announced only inside its time window
+                frame = encode_rsi(
+                    active,
+                    actor_id=self.actor_id,
+                    ref_x=self.x,
+                    ref_y=self.y,
+                    frame=self.env.frame,
+                    t_s=ctx.t_s,
+                    epoch=self.env.epoch,
+                    msg_count=self._rsi_count,
+                )
+                self._rsi_count += 1
+                result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
         if ctx.detections:
             result.transmissions.extend(self._rsm(ctx.detections))
         result.truth = testbed_pb2.TruthState(x_m=self.x, y_m=self.y, heading_deg=enu_yaw_rad_to_compass_deg(0.0))

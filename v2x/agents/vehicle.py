@@ -1,6 +1,6 @@
 """The vehicle / OBU agent (also a pedestrian or cyclist): follows its route with a speed profile and
 scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu), runs its on-board apps on
-what it hears (BSM, MAP, SPAT, RSM), and reacts to warnings through its driver model. An unequipped road
+what it hears (BSM, MAP, SPAT, RSM, RSI), and reacts to warnings through its driver model. An unequipped road
 user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything it is given."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, 
 from v2x.apps.collision import Participant, forward_collision
 from v2x.apps.driver import Driver, SignalView
 from v2x.apps.glosa import speed_advice
+from v2x.apps.hlw import hazardous_location_warnings
 from v2x.apps.rlvw import Host, match, red_light_warning
 from v2x.apps.vrucw import vru_participant, vulnerable_road_user_collision
 from v2x.messages import (
@@ -19,6 +20,7 @@ from v2x.messages import (
     APP_NAME,
     OwnState,
     RemoteState,
+    RoadEvent,
     encode_bsm,
     temporary_id,
 )
@@ -67,6 +69,8 @@ class VehicleAgent(Agent):
         # From MAP (per node id: its ingress lanes) and SPAT ((node id, phase id) -> lights ahead).
         self.approaches: dict[int, list[Approach]] = {}
         self.signals: dict[tuple[int, int], list[Interval]] = {}
+        # From RSI: road traffic events by key ({rsi id hex}/rte{rteId}), with the time last heard.
+        self.road_events: dict[str, tuple[RoadEvent, float]] = {}
 
     # -- motion -------------------------------------------------------------------------------------
     def _integrate(self, dt: float) -> None:
@@ -142,6 +146,10 @@ class VehicleAgent(Agent):
                 known_p = self.perceived.get(remote.key)
                 if known_p is None or remote.t_s >= known_p.t_s:
                     self.perceived[remote.key] = remote
+        elif which == "rsi":
+            info = self.env.rsi(heard, t)
+            for event in info.events:
+                self.road_events[info.key(event)] = (event, t)
         elif which == "map":
             self.approaches.update(self._by_node(list(self.env.map(heard))))
         elif which == "spat":
@@ -166,6 +174,7 @@ class VehicleAgent(Agent):
         max_age = self.env.thresholds["max_age_s"]
         self.remotes = {k: r for k, r in self.remotes.items() if t - r.t_s <= max_age}
         self.perceived = {k: r for k, r in self.perceived.items() if t - r.t_s <= max_age}
+        self.road_events = {k: e for k, e in self.road_events.items() if t - e[1] <= max_age}
 
         gnss = ctx.gnss
         ex = gnss.east_error_m if gnss.available else 0.0
@@ -197,6 +206,22 @@ class VehicleAgent(Agent):
             for f in vulnerable_road_user_collision(host, vrus, self.env.thresholds):
                 # other: BSM id (hex) or {rsm id hex}/{ptcId}; the world resolves it
                 self._raise(result, t, testbed_pb2.APP_VRUCW, f.other, ttc_s=f.ttc_s, conflict_type=f.kind)
+
+        if "hlw" in self.spec.apps and self.road_events:
+            own = Host(host.x, host.y, pose.heading_rad, self.v, self.a, self.length_m, host.sigma_m)
+            events = {k: e for k, (e, _) in self.road_events.items()}
+            for hw in hazardous_location_warnings(own, events, t, self.env.thresholds):
+                # other: {rsi id hex}/rte{rteId}; the world resolves it to the scenario's road event id
+                self._raise(
+                    result,
+                    t,
+                    testbed_pb2.APP_HLW,
+                    hw.key,
+                    ttc_s=hw.time_to_hazard_s,
+                    figure=hw.distance_m,
+                    figure_name="hazard_m",
+                    conflict_type=hw.event.type_name,
+                )
 
         signal_apps = {"rlvw", "glosa"} & set(self.spec.apps)
         if signal_apps and self.approaches and self.signals:

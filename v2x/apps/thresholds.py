@@ -51,6 +51,15 @@ DEFAULTS: Mapping[str, float] = MappingProxyType(
         "vrucw_non_motor_radius_m": 1.0,
         "vrucw_max_distance_m": 150.0,
         "vrucw_required_accuracy_m": 5.0,
+        # HLW (v2x/apps/hlw.py). No open implementation we know gives HLW figures (SCENARIOS.md lists none;
+        # Wanji's 50 m is for in-vehicle signage), so the warning time is ours: a driver who reacts in 1.5 s
+        # and brakes at 4 m/s^2 from 100 km/h (27.8 m/s) needs 1.5 + 27.8 / (2 x 4) = 5.0 s to stop at the
+        # hazard; 6 s leaves 1 s of margin. Range and accuracy: T/CSAE 53 Day-1 table (HLW: 300 m, 5 m).
+        # Map matching margin outside the reference path's half-width: ours, as for RLVW.
+        "hlw_tti_s": 6.0,
+        "hlw_max_distance_m": 300.0,
+        "hlw_required_accuracy_m": 5.0,
+        "hlw_match_margin_m": 0.5,
         # Conflict prediction horizon, s.
         "horizon_s": 6.0,
         # Remote state older than this is dropped from the on-board / platform tables, s.

@@ -117,6 +117,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     ix_ids = [ix.id for ix in sc.road.intersections]
     problems += _road_problems(sc)
     ids = [a.id for a in sc.actors]
+    event_ids = [ev.id for a in sc.actors for ev in a.road_events]
     seen: set[str] = set()
     for i, actor in enumerate(sc.actors):
         if actor.id in seen:
@@ -135,7 +136,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append((f"actors[{i}].apps", f"apps run on road users or the platform, not a {actor.kind}"))
         if "icw" in actor.apps and actor.kind != "platform":
             problems.append((f"actors[{i}].apps", "icw runs on the edge/cloud platform (kind: platform)"))
-        for app in ("fcw", "rlvw", "glosa", "vrucw"):
+        for app in ("fcw", "rlvw", "glosa", "vrucw", "hlw"):
             if app in actor.apps and actor.kind not in ROAD_USER_KINDS:
                 problems.append((f"actors[{i}].apps", f"{app} runs on board a road user"))
         if not actor.equipped:
@@ -154,6 +155,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                         f"at least the tick ({sc.tick_s} s): one frame per tick at most; got {period}",
                     )
                 )
+        problems += _road_event_problems(sc, i)
         if actor.intersections is not None:
             if actor.kind != "rsu":
                 problems.append((f"actors[{i}].intersections", "only an rsu serves intersections"))
@@ -189,10 +191,75 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         if actors:
             refs += [(f"actors[{k}]", a) for k, a in enumerate(actors)]
         for attr, ref in refs:
-            if ref is not None and ref not in ids:
+            if ref is None or ref in ids:
+                continue
+            if attr == "other" and event_ids:
+                if ref not in event_ids:
+                    expected = f"an actor id {ids} or a road event id {event_ids}; got {ref!r}"
+                    problems.append((f"expectations[{i}].{attr}", expected))
+            else:
                 problems.append((f"expectations[{i}].{attr}", f"an actor id {ids}; got {ref!r}"))
         if exp.variant not in sc.variants:
             problems.append((f"expectations[{i}].variant", f"one of the scenario's variants {sc.variants}"))
+    return problems
+
+
+def _road_event_problems(sc: Scenario, i: int) -> list[tuple[str, str]]:
+    """Checks of ``actors[i].road_events``: only an rsu has them, at most 8 (one RSI), unique ids that are
+    not actor ids, known lanes whose centre lines fit a CSAE 53 reference path, and each event on its
+    reference paths."""
+    from shapely.geometry import LineString, Point
+
+    from v2x.messages import RSI_MAX_EVENTS, RSI_MAX_PATH_POINTS
+
+    actor = sc.actors[i]
+    where = f"actors[{i}].road_events"
+    if not actor.road_events:
+        return []
+    if actor.kind != "rsu":
+        return [(where, f"only an rsu announces road events (RSI), not a {actor.kind}")]
+    problems: list[tuple[str, str]] = []
+    if len(actor.road_events) > RSI_MAX_EVENTS:
+        problems.append(
+            (where, f"at most {RSI_MAX_EVENTS} road events per rsu (one RSI); got {len(actor.road_events)}")
+        )
+    lanes = {lane.id: lane for lane in sc.road.lanes}
+    actor_ids = {a.id for a in sc.actors}
+    seen = [ev.id for a in sc.actors[:i] for ev in a.road_events]
+    for k, ev in enumerate(actor.road_events):
+        loc = f"{where}[{k}]"
+        if ev.id in actor_ids:
+            problems.append((f"{loc}.id", f"an id that no actor has; {ev.id!r} is an actor's"))
+        elif ev.id in seen:
+            problems.append((f"{loc}.id", f"road event id {ev.id!r} is used twice"))
+        seen.append(ev.id)
+        paths: list[tuple[str, list[tuple[float, float]], float]] = []
+        for j, lane_id in enumerate(ev.lanes or []):
+            lane = lanes.get(lane_id)
+            if lane is None:
+                problems.append((f"{loc}.lanes[{j}]", f"one of the road's lanes {sorted(lanes)}; got {lane_id!r}"))
+            elif len(lane.centerline) > RSI_MAX_PATH_POINTS:
+                problems.append(
+                    (
+                        f"{loc}.lanes[{j}]",
+                        f"a lane of at most {RSI_MAX_PATH_POINTS} centre-line points (a CSAE 53 reference path); "
+                        f"{lane_id!r} has {len(lane.centerline)}",
+                    )
+                )
+            else:
+                paths.append((f"lane {lane_id!r}", list(lane.centerline), lane.width_m / 2))
+        if ev.path is not None:
+            paths.append(("path", list(ev.path), ev.path_radius_m))
+        for name, points, half_width in paths:
+            off = float(LineString(points).distance(Point(ev.position)))
+            if off > ev.radius_m + half_width + 1e-9:
+                problems.append(
+                    (
+                        f"{loc}.position",
+                        f"a point within radius_m + half the width ({ev.radius_m + half_width:g} m) of its "
+                        f"reference path; it is {off:.1f} m from {name}",
+                    )
+                )
     return problems
 
 

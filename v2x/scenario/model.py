@@ -15,7 +15,7 @@ ROAD_USER_KINDS = (*VEHICLE_KINDS, "pedestrian", "cyclist")
 ActorKindName = Literal["car", "truck", "bus", "emergency", "pedestrian", "cyclist", "rsu", "platform"]
 Variant = Literal["v2x", "baseline"]
 ALL_VARIANTS: tuple[Variant, ...] = ("v2x", "baseline")
-AppName = Literal["fcw", "icw", "rlvw", "glosa", "vrucw"]
+AppName = Literal["fcw", "icw", "rlvw", "glosa", "vrucw", "hlw"]
 SensorKindName = Literal["camera", "radar", "lidar"]
 MessageName = Literal["bsm", "map", "spat", "rsi", "rsm", "advisory"]
 
@@ -110,6 +110,33 @@ class SensorSpec(Strict):
     period_s: float | None = Field(default=None, gt=0, le=10, description="time between frames")
 
 
+class RoadEventSpec(Strict):
+    """A road traffic event an RSU announces in RSI (CSAE 53 RTEData): a hazard at ``position`` with
+    ``radius_m``, on the stretch of road given by ``lanes`` (their centre lines, half a lane wide) or
+    ``path`` (with ``path_radius_m``); neither: every direction. Announced while ``active_s`` holds."""
+
+    id: ActorId = Field(description="names the event in results (the 'other' of an HLW warning)")
+    type: int = Field(ge=0, le=65535, description="GB/T 29100-2012 event code (e.g. 408 slippery road)")
+    position: Point = Field(description="centre of the hazard, local metres")
+    radius_m: float = Field(gt=0, le=102.4, description="the hazard zone around position (wire: 0.1 m, <= 102.4 m)")
+    lanes: list[ActorId] | None = Field(default=None, min_length=1, description="reference paths: these lanes")
+    path: list[Point] | None = Field(
+        default=None, min_length=2, max_length=32, description="reference path, in the direction of travel"
+    )
+    path_radius_m: float = Field(default=1.75, gt=0, le=102.4, description="half-width of 'path'")
+    active_s: tuple[float, float] | None = Field(default=None, description="[start, end) in simulation seconds")
+    priority: int = Field(default=0, ge=0, le=7, description="0..7, higher is more urgent")
+    source: Literal["unknown", "police", "government", "meteorological", "internet", "detection"] = "detection"
+
+    @model_validator(mode="after")
+    def _where(self) -> RoadEventSpec:
+        if self.lanes is not None and self.path is not None:
+            raise ValueError("give 'lanes' or 'path', not both")
+        if self.active_s is not None and not 0 <= self.active_s[0] < self.active_s[1]:
+            raise ValueError(f"'active_s' is [start, end) with 0 <= start < end; got {list(self.active_s)}")
+        return self
+
+
 class NetworkSpec(Strict):
     pc5: str = "pc5-sidelink-los"
     uu: str = "5g-uu-edge-sa"
@@ -158,6 +185,7 @@ class ActorSpec(Strict):
         default=None, description="rsu: intersections whose MAP (and SPAT, if signalised) it sends; default all"
     )
     sensors: list[SensorSpec] = Field(default_factory=list, description="rsu: roadside sensors (RSM)")
+    road_events: list[RoadEventSpec] = Field(default_factory=list, description="rsu: road traffic events (RSI)")
 
     @model_validator(mode="after")
     def _placement(self) -> ActorSpec:
