@@ -68,7 +68,7 @@ def test_page_shows_verdicts_expectations_and_one_mark_per_event_escaped() -> No
     # positioning: only the state change is drawn; the unknown event type is not drawn
     assert titles == [
         "t=0.10 s a positioning rtk-fixed, sigma 0.01 m",
-        "t=1.00 s FCW to a about b (rear-end), TTC 2.50; sent by a",
+        "t=1.00 s FCW to a about b (rear-end), TTC 2.50 s; sent by a",
         "t=5.00 s b stopped",
         "t=3.00 s collision a - b at 5.00 m/s",
         "t=3.00 s collision a - b at 5.00 m/s",

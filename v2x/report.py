@@ -27,8 +27,17 @@ APP_COLOURS = {
     "rlvw": "#ff7f0e",
     "glosa": "#2ca02c",
     "vrucw": "#8c564b",
+    "hlw": "#bcbd22",
 }
 DEFAULT_APP_COLOUR = "#1f77b4"
+# Figures a warning event may carry (v2x.results), shown in its mark's details.
+WARNING_FIGURES = (
+    ("ttc_s", "TTC", "s"),
+    ("pet_s", "PET", "s"),
+    ("advised_speed_mps", "advised", "m/s"),
+    ("stop_line_m", "to the stop line", "m"),
+    ("hazard_m", "to the hazard", "m"),
+)
 ROW_H = 22
 LABEL_W = 120
 PLOT_W = 640
@@ -205,9 +214,9 @@ def _marks(ev: dict[str, Any]) -> list[tuple[str, str, str]]:
     if kind == "warning":
         app = str(ev.get("app", ""))
         extra = []
-        for key, label in (("ttc_s", "TTC"), ("pet_s", "PET"), ("advised_speed_mps", "advised")):
+        for key, label, unit in WARNING_FIGURES:
             if isinstance(ev.get(key), int | float):
-                extra.append(f"{label} {float(ev[key]):.2f}")
+                extra.append(f"{label} {float(ev[key]):.2f} {unit}")
         conflict = f" ({ev['conflict']})" if ev.get("conflict") else ""
         title = f"t={t:.2f} s {app.upper()} to {ev.get('target')} about {ev.get('other')}{conflict}"
         title += (", " + ", ".join(extra) if extra else "") + f"; sent by {ev.get('source')}"
