@@ -1,7 +1,7 @@
 """The roadside unit: broadcasts MAP at 1 Hz and, for signalised intersections, SPAT at 10 Hz from its
 fixed-time signal controllers over PC5; broadcasts RSI at 10 Hz with its active road traffic events;
-broadcasts RSM with what its roadside sensors detect (every sensor frame, 10 Hz by default); and relays
-the BSMs it hears to the edge/cloud platform over the wired backhaul."""
+broadcasts RSM with what its roadside sensors detect (every sensor frame, 10 Hz by default); and sends
+the BSMs it hears and its RSMs to the edge/cloud platform over the wired backhaul."""
 
 from __future__ import annotations
 
@@ -190,7 +190,10 @@ class RoadsideUnit(Agent):
                 self._rsi_count += 1
                 result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
         if ctx.detections:
-            result.transmissions.extend(self._rsm(ctx.detections))
+            rsm = self._rsm(ctx.detections)
+            result.transmissions.extend(rsm)
+            if platform:  # the edge fuses every RSU's perception with the BSMs (v2x.agents.platform)
+                result.transmissions += [Transmission(testbed_pb2.LINK_WIRED, tx.frame, (platform,)) for tx in rsm]
         result.truth = testbed_pb2.TruthState(x_m=self.x, y_m=self.y, heading_deg=enu_yaw_rad_to_compass_deg(0.0))
         return result
 
