@@ -84,7 +84,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(a file that is not a result document; nothing written).",
     )
     rep.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="result.json file or directory")
-    rep.add_argument("-o", "--out", type=Path, default=Path("report.html"), metavar="FILE", help="report.html")
+    rep.add_argument(
+        "-o", "--out", type=Path, default=Path("report.html"), metavar="FILE", help="output file (default: report.html)"
+    )
     rep.set_defaults(handler=cmd_report)
 
 
