@@ -364,7 +364,7 @@ def _ped(
         width_m=0.5,
         sigma_major_m=bound_m / 2.448,
         kind_class=0,
-        hard_braking=False,
+        events=0,
         ptc_type=day1_pb2.PARTICIPANT_PEDESTRIAN,
         ptc_id=7,
         source=day1_pb2.SOURCE_VIDEO,

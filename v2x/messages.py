@@ -32,9 +32,37 @@ APP_BY_NAME = {
     "glosa": testbed_pb2.APP_GLOSA,
     "vrucw": testbed_pb2.APP_VRUCW,
     "hlw": testbed_pb2.APP_HLW,
+    "ebw": testbed_pb2.APP_EBW,
+    "avw": testbed_pb2.APP_AVW,
+    "clw": testbed_pb2.APP_CLW,
 }
 APP_NAME = {v: k for k, v in APP_BY_NAME.items()}
-HARD_BRAKING_MPS2 = 4.0  # deceleration above which the BSM event flag hardBraking is set (assumption)
+# The BSM's hardBraking event flag is set while the vehicle decelerates at 0.4 g or more: the figure of SAE
+# J2945/1 (the BSM minimum performance requirements, hardBraking "deceleration greater than 0.4 g"); CSAE 53
+# takes the flag from J2735 and gives no figure of its own.
+HARD_BRAKING_MPS2 = 0.4 * units.G0
+# VehicleEventFlags (CSAE 53 / SAE J2735) a vehicle sets, by the names scenario files use: ``hard_braking`` is
+# set from the vehicle's own deceleration, the others by scripted events (docs/SCENARIOS.md).
+VEHICLE_EVENT_BIT = {
+    "hazard_lights": day1_pb2.EVENT_HAZARD_LIGHTS,
+    "abs": day1_pb2.EVENT_ABS_ACTIVATED,
+    "traction_control": day1_pb2.EVENT_TRACTION_CONTROL_LOSS,
+    "stability_control": day1_pb2.EVENT_STABILITY_CONTROL_ACTIVATED,
+    "hard_braking": day1_pb2.EVENT_HARD_BRAKING,
+    "disabled": day1_pb2.EVENT_DISABLED_VEHICLE,
+}
+VEHICLE_EVENT_TEXT = {
+    "hazard_lights": "hazard lights",
+    "abs": "ABS activated",
+    "traction_control": "traction control activated",
+    "stability_control": "stability control activated",
+    "hard_braking": "hard braking",
+    "disabled": "disabled vehicle",
+}
+HAZARD_SIGNAL_LIGHT_BIT = 4  # ExteriorLights hazardSignalOn
+# BrakeSystemStatus values (CSAE 53 / SAE J2735): pedal 1 off / 2 on; ABS, traction and stability control
+# 1 off / 2 on (available, not intervening) / 3 engaged (intervening now).
+BRAKE_OFF, BRAKE_ON, BRAKE_ENGAGED = 1, 2, 3
 # RSM ParticipantType of an actor kind, and of a BSM's vehicleClass (pedestrian 82, bicycle 85: CSAE 53).
 PARTICIPANT_TYPE = {
     "car": day1_pb2.PARTICIPANT_MOTOR,
@@ -99,6 +127,9 @@ class OwnState:
     sigma_major_m: float | None
     sigma_minor_m: float | None
     braking: bool
+    # Event flags set by the driver or the vehicle's systems (names of VEHICLE_EVENT_BIT, not hard_braking,
+    # which encode_bsm sets from ``accel_mps2``).
+    flags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -116,12 +147,23 @@ class RemoteState:
     width_m: float
     sigma_major_m: float | None
     kind_class: int
-    hard_braking: bool
+    # VehicleEventFlags as decoded (bit n = VehicleEventFlag n), with the equivalent states of the brake
+    # system status (ABS / traction / stability control engaged) and the exterior lights (hazard signal)
+    # merged in: see :func:`decode_event_flags`.
+    events: int
     # What kind of road user it is (ParticipantType), and for one heard of in an RSM: its ptcId there and
     # the sensor source (SourceType). A BSM sender has ``ptc_id`` None and source SOURCE_V2X.
     ptc_type: int = day1_pb2.PARTICIPANT_MOTOR
     ptc_id: int | None = None
     source: int = day1_pb2.SOURCE_V2X
+
+    def has(self, flag: str) -> bool:
+        """Is the event flag ``flag`` (a name of VEHICLE_EVENT_BIT) set?"""
+        return bool(self.events & (1 << VEHICLE_EVENT_BIT[flag]))
+
+    @property
+    def hard_braking(self) -> bool:
+        return self.has("hard_braking")
 
     @property
     def key(self) -> str:
@@ -148,9 +190,17 @@ def encode_bsm(
     own: OwnState, *, actor_id: str, t_s: float, msg_count: int, frame: LocalFrame, epoch: datetime
 ) -> frame_pb2.MessageFrame:
     lat, lon, _ = frame.to_geodetic(own.x, own.y)
-    events = 0
+    flags = set(own.flags) - {"hard_braking"}
     if own.accel_mps2 <= -HARD_BRAKING_MPS2:
-        events |= 1 << day1_pb2.EVENT_HARD_BRAKING
+        flags.add("hard_braking")
+    events = 0
+    for name in flags:
+        events |= 1 << VEHICLE_EVENT_BIT[name]
+    lights = 1 << HAZARD_SIGNAL_LIGHT_BIT if "hazard_lights" in flags else 0
+
+    def system(name: str) -> int:
+        return BRAKE_ENGAGED if name in flags else BRAKE_ON
+
     sigma = own.sigma_major_m
     bsm = day1_pb2.BSM(
         msg_cnt=units.msg_cnt(msg_count),
@@ -180,14 +230,19 @@ def encode_bsm(
             vert=units.vert_accel_to_wire(None),
             yaw=units.yaw_rate_to_wire(0.0),
         ),
-        brakes=day1_pb2.BrakeSystemStatus(brake_pedal=2 if own.braking else 1),
+        brakes=day1_pb2.BrakeSystemStatus(
+            brake_pedal=BRAKE_ON if own.braking else BRAKE_OFF,
+            abs=system("abs"),
+            traction=system("traction_control"),
+            scs=system("stability_control"),
+        ),
         size=common_pb2.VehicleSize(
             width=units.size_cm_to_wire(own.width_m, max_cm=units.VEHICLE_WIDTH_MAX),
             length=units.size_cm_to_wire(own.length_m),
             height=units.height_to_wire(own.height_m),
         ),
         vehicle_class=VEHICLE_CLASS.get(own.kind, 0),
-        safety_ext=day1_pb2.VehicleSafetyExtensions(events=events, path_prediction_radius=32767),
+        safety_ext=day1_pb2.VehicleSafetyExtensions(events=events, path_prediction_radius=32767, lights=lights),
     )
     return frame_pb2.MessageFrame(bsm=bsm)
 
@@ -197,6 +252,26 @@ def time_from_sec_mark(sec_mark: int, now_s: float, epoch: datetime) -> float:
     now_mark = units.sec_mark(now_s, epoch)
     age_ms = (now_mark - sec_mark) % 60000
     return now_s - age_ms / 1000.0
+
+
+def decode_event_flags(bsm: day1_pb2.BSM) -> int:
+    """The BSM's VehicleEventFlags, with the same facts said elsewhere in the BSM merged in: ABS, traction
+    or stability control ``engaged`` in the brake system status sets abs / traction_control /
+    stability_control, and the hazard signal among the exterior lights sets hazard_lights. A bit string or
+    status outside its range raises ValueError (the receiver rejects the BSM as out_of_range)."""
+    events = units.bit_string_from_wire(bsm.safety_ext.events, units.VEHICLE_EVENT_FLAGS_BITS, "events")
+    lights = units.bit_string_from_wire(bsm.safety_ext.lights, units.EXTERIOR_LIGHTS_BITS, "lights")
+    if lights & (1 << HAZARD_SIGNAL_LIGHT_BIT):
+        events |= 1 << VEHICLE_EVENT_BIT["hazard_lights"]
+    units.brake_status_from_wire(bsm.brakes.brake_pedal, "brakePedal")
+    for name, raw in (
+        ("abs", bsm.brakes.abs),
+        ("traction_control", bsm.brakes.traction),
+        ("stability_control", bsm.brakes.scs),
+    ):
+        if units.brake_status_from_wire(raw, name) == BRAKE_ENGAGED:
+            events |= 1 << VEHICLE_EVENT_BIT[name]
+    return events
 
 
 def decode_bsm(bsm: day1_pb2.BSM, *, now_s: float, frame: LocalFrame, epoch: datetime) -> RemoteState | None:
@@ -221,7 +296,7 @@ def decode_bsm(bsm: day1_pb2.BSM, *, now_s: float, frame: LocalFrame, epoch: dat
         width_m=units.size_cm_from_wire(bsm.size.width) or 2.0,
         sigma_major_m=units.semi_major_from_wire(bsm.accuracy.semi_major),
         kind_class=bsm.vehicle_class,
-        hard_braking=bool(bsm.safety_ext.events & (1 << day1_pb2.EVENT_HARD_BRAKING)),
+        events=decode_event_flags(bsm),
         ptc_type=participant_type_of_class(bsm.vehicle_class),
     )
 
@@ -338,7 +413,7 @@ def decode_rsm(rsm: day1_pb2.RSM, *, now_s: float, frame: LocalFrame, epoch: dat
                 width_m=units.size_cm_from_wire(p.size.width) or 0.5,
                 sigma_major_m=None if bound is None else bound / R95_PER_SIGMA,
                 kind_class=p.vehicle_class,
-                hard_braking=False,
+                events=0,
                 ptc_type=int(p.ptc_type),
                 ptc_id=p.ptc_id,
                 source=int(p.source),

@@ -27,7 +27,7 @@ from v2x.scenario.model import (
     WarningExpectation,
 )
 
-FIGURE_KEYS = ("pet_s", "stop_line_m", "advised_speed_mps", "hazard_m")  # Advisory.figure_name values apps use
+FIGURE_KEYS = ("pet_s", "stop_line_m", "advised_speed_mps", "hazard_m", "gap_m")  # Advisory.figure_name values apps use
 OUTCOME_KEYS = ("scenario", "seed", "passed", "expectations", "events")
 
 

@@ -36,10 +36,12 @@ __all__ = [
     "ACCEL_MAX",
     "ACCEL_MIN",
     "ACCEL_UNAVAILABLE",
+    "BRAKE_STATUS_MAX",
     "COUNTDOWN_MAX",
     "ELEVATION_MAX",
     "ELEVATION_MIN",
     "ELEVATION_UNAVAILABLE",
+    "EXTERIOR_LIGHTS_BITS",
     "G0",
     "HEADING_UNAVAILABLE",
     "LAT_MAX",
@@ -62,6 +64,7 @@ __all__ = [
     "STEERING_MIN",
     "STEERING_UNAVAILABLE",
     "TIMEMARK_UNAVAILABLE",
+    "VEHICLE_EVENT_FLAGS_BITS",
     "VEHICLE_HEIGHT_MAX",
     "VEHICLE_LENGTH_MAX",
     "VEHICLE_WIDTH_MAX",
@@ -77,6 +80,8 @@ __all__ = [
     "accel_to_wire",
     "accuracy_orientation_from_wire",
     "accuracy_orientation_to_wire",
+    "bit_string_from_wire",
+    "brake_status_from_wire",
     "compass_deg_to_enu_yaw_rad",
     "countdown_from_wire",
     "countdown_to_wire",
@@ -174,6 +179,12 @@ TIMEMARK_UNAVAILABLE: Final = 36001
 COUNTDOWN_MAX: Final = 36000
 
 MSG_CNT_MODULO: Final = 128
+
+#: Bit strings of the BSM: VehicleEventFlags (13 bits, CSAE 53 / SAE J2735) and ExteriorLights (9 bits).
+VEHICLE_EVENT_FLAGS_BITS: Final = 13
+EXTERIOR_LIGHTS_BITS: Final = 9
+#: BrakeSystemStatus brake pedal / ABS / traction / stability control status: 0..3 (0 unavailable).
+BRAKE_STATUS_MAX: Final = 3
 
 #: PositionConfidence code -> 95 % bound in metres (code 0 = unavailable). Same ladder for elevation.
 POSITION_CONFIDENCE_BOUNDS_M: Final[tuple[float, ...]] = (
@@ -470,6 +481,19 @@ def radius_from_wire(raw: int) -> float:
     """0.1 m -> metres (0 means not given; the caller decides what that implies)."""
     _check(raw, 0, RADIUS_MAX, "radius")
     return raw * 0.1
+
+
+def bit_string_from_wire(raw: int, bits: int, name: str) -> int:
+    """A BIT STRING of ``bits`` bits carried as an integer (bit n = named bit n); a set bit beyond the
+    string's size raises ValueError."""
+    _check(raw, 0, (1 << bits) - 1, name)
+    return raw
+
+
+def brake_status_from_wire(raw: int, name: str) -> int:
+    """A BrakeSystemStatus element (brake pedal, ABS, traction, stability control): 0..3."""
+    _check(raw, 0, BRAKE_STATUS_MAX, name)
+    return raw
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from v2x.apps.driver import Driver, SignalView
 from v2x.apps.glosa import speed_advice
 from v2x.apps.hlw import hazardous_location_warnings
 from v2x.apps.rlvw import Host, match, red_light_warning
+from v2x.apps.vehicle_events import EVENT_APPS, vehicle_event_warnings
 from v2x.apps.vrucw import vru_participant, vulnerable_road_user_collision
 from v2x.messages import (
     APP_BY_NAME,
@@ -25,7 +26,7 @@ from v2x.messages import (
     temporary_id,
 )
 from v2x.scenario.geometry import Pose, Route
-from v2x.scenario.model import DEFAULT_SIZE, ActorSpec, ScriptedEvent
+from v2x.scenario.model import DEFAULT_SIZE, FLAG_ACTIONS, ActorSpec, ScriptedEvent
 from v2x.signals import Approach, FixedTimeController, Interval
 from v2x.units import enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
@@ -56,6 +57,10 @@ class VehicleAgent(Agent):
         self._events: list[ScriptedEvent] = sorted(spec.events, key=lambda e: e.at_s)
         self.driver = Driver.from_spec(spec.driver) if spec.driver else None
         self.cruise_mps = spec.speed_mps  # what the driver goes back to; scripted events change it
+        # BSM event flags set by scripted events (hazard_lights, disabled, abs, ...), and when those set
+        # with ``for_s`` clear again. hardBraking is not here: the BSM takes it from the deceleration.
+        self.flags: set[str] = set()
+        self._flag_clears_at: dict[str, float] = {}
         # The signal heads the driver can see (physical lights, not V2X): what `sees_signals` looks at.
         self.signal_heads = list(signal_heads)
         self.equipped = spec.equipped
@@ -89,10 +94,27 @@ class VehicleAgent(Agent):
         self.s += v * dt + 0.5 * a * dt * dt
         self.v = max(0.0, v + a * dt)
 
+    def _set_flag(self, ev: ScriptedEvent) -> None:
+        if ev.sets_flag:
+            self.flags.add(ev.action)
+            if ev.for_s is not None:
+                self._flag_clears_at[ev.action] = ev.at_s + ev.for_s
+            else:
+                self._flag_clears_at.pop(ev.action, None)
+        else:
+            self.flags.discard(ev.action)
+            self._flag_clears_at.pop(ev.action, None)
+
     def _choose_accel(self, t: float, view: SignalView | None) -> float:
+        for name, at in list(self._flag_clears_at.items()):
+            if at <= t + 1e-9:
+                self.flags.discard(name)
+                del self._flag_clears_at[name]
         while self._events and self._events[0].at_s <= t + 1e-9:
             ev = self._events.pop(0)
-            if ev.action == "hold":
+            if ev.action in FLAG_ACTIONS:
+                self._set_flag(ev)
+            elif ev.action == "hold":
                 self._command = (0.0, None)
                 self.cruise_mps = self.v
             elif ev.action == "brake":
@@ -223,6 +245,22 @@ class VehicleAgent(Agent):
                     conflict_type=hw.event.type_name,
                 )
 
+        event_apps = [app for app in EVENT_APPS if app in self.spec.apps]
+        if event_apps and self.remotes:
+            own = Host(host.x, host.y, pose.heading_rad, self.v, self.a, self.length_m, host.sigma_m)
+            for ew in vehicle_event_warnings(own, self.remotes.values(), t, self.env.thresholds, event_apps):
+                # other: the sender's BSM id (hex); the world resolves it to an actor id
+                self._raise(
+                    result,
+                    t,
+                    APP_BY_NAME[ew.app],
+                    ew.key,
+                    ttc_s=ew.time_to_reach_s,
+                    figure=ew.gap_m,
+                    figure_name="gap_m",
+                    conflict_type=ew.description,
+                )
+
         signal_apps = {"rlvw", "glosa"} & set(self.spec.apps)
         if signal_apps and self.approaches and self.signals:
             own = Host(host.x, host.y, pose.heading_rad, self.v, self.a, self.length_m, host.sigma_m)
@@ -332,6 +370,7 @@ class VehicleAgent(Agent):
             sigma_major_m=gnss.sigma_major_m if gnss.available else None,
             sigma_minor_m=gnss.sigma_minor_m if gnss.available else None,
             braking=self.a < 0,
+            flags=frozenset(self.flags),
         )
         frame = encode_bsm(
             own, actor_id=self.actor_id, t_s=t, msg_count=self.msg_count, frame=self.env.frame, epoch=self.env.epoch

@@ -60,6 +60,31 @@ DEFAULTS: Mapping[str, float] = MappingProxyType(
         "hlw_max_distance_m": 300.0,
         "hlw_required_accuracy_m": 5.0,
         "hlw_match_margin_m": 0.5,
+        # V2V event warnings (v2x/apps/vehicle_events.py): EBW from the BSM event hardBraking, AVW from
+        # hazardLights / disabledVehicle, CLW from ABS / traction / stability control activated. Range and
+        # position accuracy: T/CSAE 53 Day-1 table (EBW 150 m and 1.5 m, AVW 150 m and 5 m, CLW 300 m and 5 m).
+        # Time for the host to reach where the sender is now (a car braking hard, stalled or out of control
+        # may stop there): ours, the HLW figure and reasoning (6 s; see hlw_tti_s). Lateral offset from the
+        # host's heading line: EBW is a same-lane warning, half a 3.5 m lane (the usual Chinese urban lane
+        # width); AVW and CLW also warn about a car in the next lane (1.5 lanes, 5.25 m: a stalled car on
+        # the lane line or a car skidding across it is in the way); ours, for straight roads (no path history
+        # is sent). AVW: hazard lights alone mark a vehicle as abnormal only when it is stopped or crawling, at
+        # most 15 km/h (4.17 m/s; ours: the slowest level of open-v2x/cerebrum congestion_warning.py, 0-14
+        # km/h); disabledVehicle always does. Same direction: headings within 45 degrees, as for HLW and RLVW.
+        "ebw_tti_s": 6.0,
+        "ebw_max_distance_m": 150.0,
+        "ebw_required_accuracy_m": 1.5,
+        "ebw_max_lateral_m": 1.75,
+        "avw_tti_s": 6.0,
+        "avw_max_distance_m": 150.0,
+        "avw_required_accuracy_m": 5.0,
+        "avw_max_lateral_m": 5.25,
+        "avw_max_speed_mps": 4.17,
+        "clw_tti_s": 6.0,
+        "clw_max_distance_m": 300.0,
+        "clw_required_accuracy_m": 5.0,
+        "clw_max_lateral_m": 5.25,
+        "v2v_event_max_heading_deg": 45.0,
         # Conflict prediction horizon, s.
         "horizon_s": 6.0,
         # Remote state older than this is dropped from the on-board / platform tables, s.

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
-from v2x.scenario.model import ROAD_USER_KINDS, Scenario
+from v2x.scenario.model import FLAG_ACTIONS, ROAD_USER_KINDS, VEHICLE_KINDS, Scenario
 
 # A source checkout has scenarios/ at the top; an installed wheel carries a copy as v2x/_scenarios.
 _CHECKOUT_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -136,7 +136,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append((f"actors[{i}].apps", f"apps run on road users or the platform, not a {actor.kind}"))
         if "icw" in actor.apps and actor.kind != "platform":
             problems.append((f"actors[{i}].apps", "icw runs on the edge/cloud platform (kind: platform)"))
-        for app in ("fcw", "rlvw", "glosa", "vrucw", "hlw"):
+        for app in ("fcw", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw"):
             if app in actor.apps and actor.kind not in ROAD_USER_KINDS:
                 problems.append((f"actors[{i}].apps", f"{app} runs on board a road user"))
         if not actor.equipped:
@@ -144,6 +144,16 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                 problems.append((f"actors[{i}].equipped", f"only a road user can be unequipped, not a {actor.kind}"))
             if actor.apps:
                 problems.append((f"actors[{i}].apps", "an unequipped road user (no OBU) runs no apps"))
+        for k, ev in enumerate(actor.events):
+            if ev.action not in FLAG_ACTIONS:
+                continue
+            loc = f"actors[{i}].events[{k}].action"
+            if actor.kind not in VEHICLE_KINDS:
+                problems.append(
+                    (loc, f"'{ev.action}' is a vehicle's BSM event flag: {list(VEHICLE_KINDS)}, not a {actor.kind}")
+                )
+            elif not actor.equipped:
+                problems.append((loc, f"'{ev.action}' is sent in the BSM: an unequipped vehicle (no OBU) sends none"))
         if actor.sensors and actor.kind != "rsu":
             problems.append((f"actors[{i}].sensors", "only an rsu carries roadside sensors"))
         for k, sensor in enumerate(actor.sensors):

@@ -15,7 +15,12 @@ ROAD_USER_KINDS = (*VEHICLE_KINDS, "pedestrian", "cyclist")
 ActorKindName = Literal["car", "truck", "bus", "emergency", "pedestrian", "cyclist", "rsu", "platform"]
 Variant = Literal["v2x", "baseline"]
 ALL_VARIANTS: tuple[Variant, ...] = ("v2x", "baseline")
-AppName = Literal["fcw", "icw", "rlvw", "glosa", "vrucw", "hlw"]
+AppName = Literal["fcw", "icw", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw"]
+# Scripted actions that set or clear a BSM event flag (v2x.messages.VEHICLE_EVENT_BIT has the same names).
+FLAG_ACTIONS = ("hazard_lights", "disabled", "abs", "traction_control", "stability_control")
+EventAction = Literal[
+    "brake", "accelerate", "hold", "hazard_lights", "disabled", "abs", "traction_control", "stability_control"
+]
 SensorKindName = Literal["camera", "radar", "lidar"]
 MessageName = Literal["bsm", "map", "spat", "rsi", "rsm", "advisory"]
 
@@ -155,10 +160,37 @@ class DriverSpec(Strict):
 
 
 class ScriptedEvent(Strict):
+    """At ``at_s``: a change of motion (``brake``, ``accelerate``, ``hold``) or of a BSM event flag
+    (``hazard_lights``, ``disabled``, ``abs``, ``traction_control``, ``stability_control``: set with
+    ``active: true``, the default, cleared with ``active: false``; ``for_s`` clears it again after that
+    long). Flags change nothing in the motion: script a ``brake`` as well for a car that stops."""
+
     at_s: float = Field(ge=0)
-    action: Literal["brake", "accelerate", "hold"]
+    action: EventAction
     rate_mps2: float = Field(default=0.0, ge=0, le=12, description="magnitude of the deceleration/acceleration")
     until_speed_mps: float | None = Field(default=None, ge=0)
+    active: bool | None = Field(default=None, description="flag actions: set (true, default) or clear (false)")
+    for_s: float | None = Field(default=None, gt=0, description="flag actions: clear the flag again after this long")
+
+    @model_validator(mode="after")
+    def _fields_of_the_action(self) -> ScriptedEvent:
+        if self.action in FLAG_ACTIONS:
+            if self.rate_mps2 or self.until_speed_mps is not None:
+                raise ValueError(
+                    f"'{self.action}' sets a BSM event flag: it takes 'active' and 'for_s', not 'rate_mps2' or "
+                    "'until_speed_mps'"
+                )
+            if self.for_s is not None and self.active is False:
+                raise ValueError("'for_s' applies when the flag is set ('active: true')")
+        elif self.active is not None or self.for_s is not None:
+            raise ValueError(
+                f"'active' and 'for_s' apply to the flag actions {list(FLAG_ACTIONS)}, not '{self.action}'"
+            )
+        return self
+
+    @property
+    def sets_flag(self) -> bool:
+        return self.action in FLAG_ACTIONS and self.active is not False
 
 
 class ActorSpec(Strict):
