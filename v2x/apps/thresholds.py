@@ -64,7 +64,10 @@ DEFAULTS: Mapping[str, float] = MappingProxyType(
         # hazardLights / disabledVehicle, CLW from ABS / traction / stability control activated. Range and
         # position accuracy: T/CSAE 53 Day-1 table (EBW 150 m and 1.5 m, AVW 150 m and 5 m, CLW 300 m and 5 m).
         # Time for the host to reach where the sender is now (a car braking hard, stalled or out of control
-        # may stop there): ours, the HLW figure and reasoning (6 s; see hlw_tti_s). Lateral offset from the
+        # may stop there): ours, for EBW and AVW the HLW figure and reasoning (6 s; see hlw_tti_s); for CLW
+        # 7 s, the same reasoning on a slippery road (a car losing control ahead says the host will find
+        # little grip too): braking at 3 m/s^2 (wet snow, friction ~0.3) from 100 km/h after 1.5 s takes
+        # 1.5 + 27.8 / (2 x 3) = 6.1 s, plus the margin rounded to 7 s. Lateral offset from the
         # host's heading line: EBW is a same-lane warning, half a 3.5 m lane (the usual Chinese urban lane
         # width); AVW and CLW also warn about a car in the next lane (1.5 lanes, 5.25 m: a stalled car on
         # the lane line or a car skidding across it is in the way); ours, for straight roads (no path history
@@ -80,7 +83,7 @@ DEFAULTS: Mapping[str, float] = MappingProxyType(
         "avw_required_accuracy_m": 5.0,
         "avw_max_lateral_m": 5.25,
         "avw_max_speed_mps": 4.17,
-        "clw_tti_s": 6.0,
+        "clw_tti_s": 7.0,
         "clw_max_distance_m": 300.0,
         "clw_required_accuracy_m": 5.0,
         "clw_max_lateral_m": 5.25,

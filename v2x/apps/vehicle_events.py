@@ -1,11 +1,11 @@
 """V2V event warnings (T/CSAE 53 Day-1, BSM event flags), on board: one mechanism for three applications.
 Sans-I/O: the host's own state and the remote vehicles heard in BSMs in; warnings out.
 
-| app | raised by the sender's | T/CSAE 53 range, accuracy |
-|---|---|---|
-| EBW emergency brake warning | hardBraking | 150 m, 1.5 m |
-| AVW abnormal vehicle warning | disabledVehicle; hazardLights while stopped or crawling | 150 m, 5 m |
-| CLW control loss warning | ABSactivated, tractionControlLoss, stabilityControlActivated | 300 m, 5 m |
+| app | raised by the sender's | range, accuracy (T/CSAE 53) | time to reach | lateral |
+|---|---|---|---|---|
+| EBW emergency brake warning | hardBraking | 150 m, 1.5 m | 6 s | 1.75 m (its lane) |
+| AVW abnormal vehicle warning | disabledVehicle; hazardLights while stopped or crawling | 150 m, 5 m | 6 s | 5.25 m |
+| CLW control loss warning | ABSactivated, tractionControlLoss, stabilityControlActivated | 300 m, 5 m | 7 s | 5.25 m |
 
 The flags come from ``RemoteState.events``, decoded once per transmission (``v2x.messages.decode_event_flags``
 also reads the brake system status and the exterior lights). The logic, stated so that it can be checked
