@@ -35,7 +35,7 @@ def _happenings(result: dict[str, Any], variant: str) -> set[tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize("scenario_id", ["fcw", "icw", "gnss", "rlvw", "glosa", "vrucw", "hlw"])
+@pytest.mark.parametrize("scenario_id", ["fcw", "icw", "gnss", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw"])
 async def test_scenario_passes_on_the_embedded_broker(scenario_id: str) -> None:
     sc = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")
     result = await run_scenario(sc, seed=0, broker="embedded")
@@ -54,7 +54,7 @@ async def test_scenario_passes_on_mosquitto(scenario_id: str, mosquitto: Mosquit
     assert result["passed"], _failed(result)
 
 
-@pytest.mark.parametrize("scenario_id", ["fcw", "hlw"])
+@pytest.mark.parametrize("scenario_id", ["fcw", "hlw", "ebw"])
 async def test_same_seed_same_outcome_byte_for_byte_and_other_seed_differs(
     scenario_id: str, mosquitto: Mosquitto
 ) -> None:
