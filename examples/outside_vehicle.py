@@ -141,7 +141,7 @@ class LocalFrame:
 LAT_UNAVAILABLE, LON_UNAVAILABLE, ELEVATION_UNAVAILABLE = 900000001, 1800000001, -4096
 # PositionConfidence ladder: enumeration value -> 95 % bound in metres (1 a500m ... 15 a1cm)
 POS_CONFIDENCE_M = (500, 200, 100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
-HARD_BRAKING_MPS2 = 4.0  # decelerations beyond ~0.4 g set the hardBraking event flag (SAE J2735 practice)
+HARD_BRAKING_MPS2 = 0.4 * 9.80665  # 0.4 g or more sets the hardBraking event flag (SAE J2945/1), as built-in cars do
 
 
 def clamp(value: int, lo: int, hi: int) -> int:

@@ -35,7 +35,9 @@ def _happenings(result: dict[str, Any], variant: str) -> set[tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize("scenario_id", ["fcw", "icw", "gnss", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw"])
+@pytest.mark.parametrize(
+    "scenario_id", ["fcw", "icw", "icw-perception", "gnss", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw"]
+)
 async def test_scenario_passes_on_the_embedded_broker(scenario_id: str) -> None:
     sc = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")
     result = await run_scenario(sc, seed=0, broker="embedded")

@@ -28,6 +28,9 @@ APP_COLOURS = {
     "glosa": "#2ca02c",
     "vrucw": "#8c564b",
     "hlw": "#bcbd22",
+    "ebw": "#e6550d",
+    "avw": "#7f3b08",
+    "clw": "#17a2b8",
 }
 DEFAULT_APP_COLOUR = "#1f77b4"
 # Figures a warning event may carry (v2x.results), shown in its mark's details.
@@ -37,6 +40,7 @@ WARNING_FIGURES = (
     ("advised_speed_mps", "advised", "m/s"),
     ("stop_line_m", "to the stop line", "m"),
     ("hazard_m", "to the hazard", "m"),
+    ("gap_m", "gap", "m"),
 )
 ROW_H = 22
 LABEL_W = 120
