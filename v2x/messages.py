@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,6 +36,8 @@ APP_BY_NAME = {
     "ebw": testbed_pb2.APP_EBW,
     "avw": testbed_pb2.APP_AVW,
     "clw": testbed_pb2.APP_CLW,
+    "ivs": testbed_pb2.APP_IVS,
+    "slw": testbed_pb2.APP_SLW,
 }
 APP_NAME = {v: k for k, v in APP_BY_NAME.items()}
 # The BSM's hardBraking event flag is set while the vehicle decelerates at 0.4 g or more: the figure of SAE
@@ -94,6 +97,17 @@ RTE_EVENT_TYPE_NAME = {
 # RTEData.eventSource (CSAE 53 EventSource).
 RTE_EVENT_SOURCE = {"unknown": 0, "police": 1, "government": 2, "meteorological": 3, "internet": 4, "detection": 5}
 RTE_CONFIDENCE_MAX = 200  # CSAE 53 Confidence: 0..200 in 0.005
+RSI_MAX_SIGNS = 16  # CSAE 53 RSI: up to 16 road traffic signs (RTSData) per message
+# GB 5768.2-2009 signs (RTSData.signType, INTEGER 0..65535 "according to GB 5768.2") the testbed names. The
+# CSAE 53 text we work from gives no numbering table for SignType, so these codes are the testbed's own:
+# 1xx warning signs (警告标志), 2xx prohibitory signs (禁令标志); a deployment with its own table replaces
+# them here. Any other code may be sent and is shown by number.
+RTS_SIGN_TYPE_NAME = {
+    101: "sharp curve",  # 急弯路
+    102: "children",  # 注意儿童 (school zones)
+    201: "speed limit",  # 限制速度 (the limit: RTSData.speed_limit)
+}
+SIGN_SPEED_LIMIT = 201
 R95_PER_SIGMA = 2.448  # 95 % radius of a circular Gaussian in units of its per-axis sigma
 
 
@@ -586,7 +600,7 @@ def decode_spat(msg: day1_pb2.SPAT, *, now_s: float, epoch: datetime) -> list[Si
     return out
 
 
-# --- RSI: road traffic events ---------------------------------------------------------------------
+# --- RSI: road traffic events and signs ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -630,14 +644,47 @@ class RoadEvent:
 
 
 @dataclass(frozen=True)
+class RoadSign:
+    """One road traffic sign (CSAE 53 RTSData) in SI units in the local frame: a GB 5768.2 sign at
+    ``(x, y)`` (where it stands) for the traffic on its reference ``paths`` (empty: every direction), with
+    the figure of a speed-limit sign in ``speed_limit_mps``. Times as for :class:`RoadEvent`."""
+
+    rts_id: int  # 0..255, set by the RSU
+    sign_type: int  # GB 5768.2 code, 0..65535 (RTS_SIGN_TYPE_NAME)
+    x: float
+    y: float
+    paths: tuple[ReferencePath, ...] = ()
+    start_s: float | None = None
+    end_s: float | None = None
+    priority: int = 0  # 0..7
+    speed_limit_mps: float | None = None
+
+    def active(self, t_s: float) -> bool:
+        """Inside the sign's time window at ``t_s`` (start inclusive, end exclusive)."""
+        return (self.start_s is None or t_s >= self.start_s) and (self.end_s is None or t_s < self.end_s)
+
+    @property
+    def type_name(self) -> str:
+        name = RTS_SIGN_TYPE_NAME.get(self.sign_type)
+        text = f"{name} ({self.sign_type})" if name else f"sign type {self.sign_type}"
+        if self.speed_limit_mps is not None:
+            text += f" {self.speed_limit_mps * 3.6:.0f} km/h"
+        return text
+
+
+@dataclass(frozen=True)
 class RoadSideInfo:
-    """A decoded RSI: the sender's id and its road traffic events."""
+    """A decoded RSI: the sender's id, its road traffic events and its road traffic signs."""
 
     rsi_id: bytes
     events: tuple[RoadEvent, ...]
+    signs: tuple[RoadSign, ...] = ()
 
     def key(self, event: RoadEvent) -> str:
         return road_event_key(self.rsi_id, event.rte_id)
+
+    def sign_key(self, sign: RoadSign) -> str:
+        return road_sign_key(self.rsi_id, sign.rts_id)
 
 
 def road_event_key(rsi_id: bytes, rte_id: int) -> str:
@@ -645,11 +692,38 @@ def road_event_key(rsi_id: bytes, rte_id: int) -> str:
     return f"{rsi_id.hex()}/rte{rte_id}"
 
 
+def road_sign_key(rsi_id: bytes, rts_id: int) -> str:
+    """How an app names an RSI sign in a warning: ``{rsi id hex}/rts{rtsId}``."""
+    return f"{rsi_id.hex()}/rts{rts_id}"
+
+
 def _minute_ceil(t_s: float, epoch: datetime) -> int:
     """MinuteOfTheYear of the first minute boundary at or after ``t_s``."""
     moy = units.minute_of_year(t_s, epoch)
     on_boundary = units.minute_of_year(t_s - 1e-6, epoch) != moy
     return moy if on_boundary else (moy + 1) % units.MINUTE_OF_YEAR_UNAVAILABLE
+
+
+def _paths_to_wire(
+    paths: tuple[ReferencePath, ...], frame: LocalFrame, ref_lat: int, ref_lon: int
+) -> list[day1_pb2.ReferencePath]:
+    out = []
+    for path in paths:
+        if not 2 <= len(path.points) <= RSI_MAX_PATH_POINTS:
+            raise ValueError(f"a reference path has 2..{RSI_MAX_PATH_POINTS} points, got {len(path.points)}")
+        offsets = []
+        for px, py in path.points:
+            plat, plon = frame.offset_to_wire(ref_lat, ref_lon, px, py)
+            offsets.append(common_pb2.PositionOffsetLLV(offset_lat=plat, offset_lon=plon))
+        out.append(day1_pb2.ReferencePath(active_path=offsets, path_radius=units.radius_to_wire(path.radius_m)))
+    return out
+
+
+def _window_to_wire(start_s: float | None, end_s: float | None, t_s: float, epoch: datetime) -> tuple[int, int]:
+    """RSITimeDetails as MinuteOfTheYear: start floored (now when not given), end ceiled (527040: none)."""
+    start = units.minute_of_year(start_s if start_s is not None else t_s, epoch)
+    end = _minute_ceil(end_s, epoch) if end_s is not None else units.MINUTE_OF_YEAR_UNAVAILABLE
+    return start, end
 
 
 def encode_rsi(
@@ -662,29 +736,25 @@ def encode_rsi(
     t_s: float,
     epoch: datetime,
     msg_count: int,
+    signs: Sequence[RoadSign] = (),
 ) -> frame_pb2.MessageFrame:
-    """An RSI from ``actor_id`` (id: :func:`temporary_id`) with refPos at ``(ref_x, ref_y)`` (the RSU) and
-    one RTEData per event (at most 8): eventPos and the reference paths' points as offsets from refPos
-    (1e-7 degree), eventRadius and pathRadius in 0.1 m, timeDetails as MinuteOfTheYear (start floored,
-    end ceiled to the minute; 527040 when open-ended), priority 0..7, eventConfidence in 0.005 (200 when
-    not given)."""
-    if not 1 <= len(events) <= RSI_MAX_EVENTS:
-        raise ValueError(f"an RSI carries 1..{RSI_MAX_EVENTS} road traffic events, got {len(events)}")
+    """An RSI from ``actor_id`` (id: :func:`temporary_id`) with refPos at ``(ref_x, ref_y)`` (the RSU),
+    one RTEData per event (at most 8) and one RTSData per sign (at most 16; at least one of either):
+    eventPos / signPos and the reference paths' points as offsets from refPos (1e-7 degree), eventRadius
+    and pathRadius in 0.1 m, timeDetails as MinuteOfTheYear (start floored, end ceiled to the minute; 527040
+    when open-ended), priority 0..7, eventConfidence in 0.005 (200 when not given), a sign's speed limit
+    in 0.02 m/s (0: none)."""
+    if len(events) > RSI_MAX_EVENTS or len(signs) > RSI_MAX_SIGNS or (not events and not signs):
+        raise ValueError(
+            f"an RSI carries 0..{RSI_MAX_EVENTS} road traffic events and 0..{RSI_MAX_SIGNS} signs, at least one; "
+            f"got {len(events)} and {len(signs)}"
+        )
     ref_lat, ref_lon = frame.to_wire(ref_x, ref_y)
     rtes = []
     for ev in events:
         dlat, dlon = frame.offset_to_wire(ref_lat, ref_lon, ev.x, ev.y)
-        paths = []
-        for path in ev.paths:
-            if not 2 <= len(path.points) <= RSI_MAX_PATH_POINTS:
-                raise ValueError(f"a reference path has 2..{RSI_MAX_PATH_POINTS} points, got {len(path.points)}")
-            offsets = []
-            for px, py in path.points:
-                plat, plon = frame.offset_to_wire(ref_lat, ref_lon, px, py)
-                offsets.append(common_pb2.PositionOffsetLLV(offset_lat=plat, offset_lon=plon))
-            paths.append(day1_pb2.ReferencePath(active_path=offsets, path_radius=units.radius_to_wire(path.radius_m)))
-        start = units.minute_of_year(ev.start_s, epoch) if ev.start_s is not None else units.minute_of_year(t_s, epoch)
-        end = _minute_ceil(ev.end_s, epoch) if ev.end_s is not None else units.MINUTE_OF_YEAR_UNAVAILABLE
+        paths = _paths_to_wire(ev.paths, frame, ref_lat, ref_lon)
+        start, end = _window_to_wire(ev.start_s, ev.end_s, t_s, epoch)
         confidence = RTE_CONFIDENCE_MAX if ev.confidence is None else round(min(max(ev.confidence, 0.0), 1.0) * 200)
         rtes.append(
             day1_pb2.RTEData(
@@ -700,12 +770,30 @@ def encode_rsi(
                 event_confidence=confidence,
             )
         )
+    rtss = []
+    for sign in signs:
+        dlat, dlon = frame.offset_to_wire(ref_lat, ref_lon, sign.x, sign.y)
+        start, end = _window_to_wire(sign.start_s, sign.end_s, t_s, epoch)
+        limit = sign.speed_limit_mps
+        rtss.append(
+            day1_pb2.RTSData(
+                rts_id=sign.rts_id % 256,
+                sign_type=min(max(sign.sign_type, 0), 65535),
+                sign_pos=common_pb2.PositionOffsetLLV(offset_lat=dlat, offset_lon=dlon),
+                start_time=start,
+                end_time=end,
+                priority=min(max(sign.priority, 0), 7),
+                reference_paths=_paths_to_wire(sign.paths, frame, ref_lat, ref_lon),
+                speed_limit=0 if limit is None else max(1, units.speed_to_wire(limit)),
+            )
+        )
     rsi = day1_pb2.RSI(
         msg_cnt=units.msg_cnt(msg_count),
         moy=units.minute_of_year(t_s, epoch),
         id=temporary_id(actor_id),
         ref_pos=common_pb2.Position3D(lat=ref_lat, lon=ref_lon, elevation=units.elevation_to_wire(frame.h0_m)),
         rtes=rtes,
+        rtss=rtss,
     )
     return frame_pb2.MessageFrame(rsi=rsi)
 
@@ -716,29 +804,38 @@ def _wire_range(value: int, hi: int, name: str) -> int:
     return value
 
 
+def _paths_from_wire(
+    rsi: day1_pb2.RSI, paths: Sequence[day1_pb2.ReferencePath], frame: LocalFrame
+) -> tuple[ReferencePath, ...]:
+    out = []
+    for path in paths:
+        if not 2 <= len(path.active_path) <= RSI_MAX_PATH_POINTS:
+            raise ValueError(f"a reference path has 2..{RSI_MAX_PATH_POINTS} points, got {len(path.active_path)}")
+        pts = tuple(
+            (float(px), float(py))
+            for px, py in (
+                frame.offset_from_wire(rsi.ref_pos.lat, rsi.ref_pos.lon, p.offset_lat, p.offset_lon)
+                for p in path.active_path
+            )
+        )
+        out.append(ReferencePath(pts, units.radius_from_wire(path.path_radius)))
+    return tuple(out)
+
+
 def decode_rsi(rsi: day1_pb2.RSI, *, now_s: float, frame: LocalFrame, epoch: datetime) -> RoadSideInfo:
-    """The road traffic events of an RSI in local SI units. Times become simulation times (the occurrence
-    of each MinuteOfTheYear nearest to ``now_s``). A value outside its element's range raises ValueError
-    (the receiver rejects the message as ``out_of_range``); the traffic signs (RTSData) are not read."""
+    """The road traffic events and signs of an RSI in local SI units. Times become simulation times (the
+    occurrence of each MinuteOfTheYear nearest to ``now_s``). A value outside its element's range raises
+    ValueError (the receiver rejects the message as ``out_of_range``)."""
     if len(rsi.rtes) > RSI_MAX_EVENTS:
         raise ValueError(f"an RSI carries at most {RSI_MAX_EVENTS} road traffic events, got {len(rsi.rtes)}")
+    if len(rsi.rtss) > RSI_MAX_SIGNS:
+        raise ValueError(f"an RSI carries at most {RSI_MAX_SIGNS} road traffic signs, got {len(rsi.rtss)}")
     events = []
     for rte in rsi.rtes:
         ref_lat, ref_lon = rsi.ref_pos.lat, rsi.ref_pos.lon
         x, y = frame.offset_from_wire(ref_lat, ref_lon, rte.event_pos.offset_lat, rte.event_pos.offset_lon)
         confidence = _wire_range(rte.event_confidence, RTE_CONFIDENCE_MAX, "eventConfidence")
-        paths = []
-        for path in rte.reference_paths:
-            if not 2 <= len(path.active_path) <= RSI_MAX_PATH_POINTS:
-                raise ValueError(f"a reference path has 2..{RSI_MAX_PATH_POINTS} points, got {len(path.active_path)}")
-            pts = tuple(
-                (float(px), float(py))
-                for px, py in (
-                    frame.offset_from_wire(rsi.ref_pos.lat, rsi.ref_pos.lon, p.offset_lat, p.offset_lon)
-                    for p in path.active_path
-                )
-            )
-            paths.append(ReferencePath(pts, units.radius_from_wire(path.path_radius)))
+        paths = _paths_from_wire(rsi, rte.reference_paths, frame)
         events.append(
             RoadEvent(
                 rte_id=_wire_range(rte.rte_id, 255, "rteId"),
@@ -746,7 +843,7 @@ def decode_rsi(rsi: day1_pb2.RSI, *, now_s: float, frame: LocalFrame, epoch: dat
                 x=float(x),
                 y=float(y),
                 radius_m=units.radius_from_wire(rte.event_radius),
-                paths=tuple(paths),
+                paths=paths,
                 start_s=units.start_of_minute_of_year(rte.start_time, now_s, epoch),
                 end_s=units.start_of_minute_of_year(rte.end_time, now_s, epoch),
                 priority=_wire_range(rte.priority, 7, "priority"),
@@ -754,4 +851,23 @@ def decode_rsi(rsi: day1_pb2.RSI, *, now_s: float, frame: LocalFrame, epoch: dat
                 confidence=confidence / RTE_CONFIDENCE_MAX,
             )
         )
-    return RoadSideInfo(bytes(rsi.id), tuple(events))
+    signs = []
+    for rts in rsi.rtss:
+        x, y = frame.offset_from_wire(
+            rsi.ref_pos.lat, rsi.ref_pos.lon, rts.sign_pos.offset_lat, rts.sign_pos.offset_lon
+        )
+        limit = None if rts.speed_limit == 0 else units.speed_from_wire(rts.speed_limit)
+        signs.append(
+            RoadSign(
+                rts_id=_wire_range(rts.rts_id, 255, "rtsId"),
+                sign_type=_wire_range(rts.sign_type, 65535, "signType"),
+                x=float(x),
+                y=float(y),
+                paths=_paths_from_wire(rsi, rts.reference_paths, frame),
+                start_s=units.start_of_minute_of_year(rts.start_time, now_s, epoch),
+                end_s=units.start_of_minute_of_year(rts.end_time, now_s, epoch),
+                priority=_wire_range(rts.priority, 7, "priority"),
+                speed_limit_mps=limit,
+            )
+        )
+    return RoadSideInfo(bytes(rsi.id), tuple(events), tuple(signs))

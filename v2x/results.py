@@ -22,12 +22,21 @@ from v2x.scenario.model import (
     NoWarningExpectation,
     PositioningExpectation,
     Scenario,
+    SpeedExpectation,
     StopsExpectation,
     ViolationExpectation,
     WarningExpectation,
 )
 
-FIGURE_KEYS = ("pet_s", "stop_line_m", "advised_speed_mps", "hazard_m", "gap_m")  # Advisory.figure_name values apps use
+FIGURE_KEYS = (
+    "pet_s",
+    "stop_line_m",
+    "advised_speed_mps",
+    "hazard_m",
+    "gap_m",
+    "sign_m",
+    "speed_limit_mps",
+)  # Advisory.figure_name values apps use
 OUTCOME_KEYS = ("scenario", "seed", "passed", "expectations", "events")
 
 
@@ -137,6 +146,21 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         ok, bounds = _within(n, exp.min, exp.max)
         where = ", ".join(f"t={e['t_s']:.1f} s" for e in stops)
         return ok, f"{exp.actor} stopped {n} time(s)" + (f" ({where})" if where else "") + f"; expected {bounds}"
+    if isinstance(exp, SpeedExpectation):
+        at = [float(exp.at[0]), float(exp.at[1])]
+        passed = [
+            e
+            for e in events
+            if e["type"] == "passage" and e["variant"] == v and e["actor"] == exp.actor and e["at"] == at
+        ]
+        where = f"({at[0]:g}, {at[1]:g})"
+        if not passed:
+            return False, f"{exp.actor} did not pass {where}"
+        e = passed[0]
+        ok, bounds = _within(e["speed_mps"], exp.min_mps, exp.max_mps)
+        kph = e["speed_mps"] * 3.6
+        speed = f"{e['speed_mps']} m/s ({kph:.1f} km/h)"
+        return ok, f"{exp.actor} passed {where} at t={e['t_s']:.2f} s at {speed}; expected {bounds}"
     if isinstance(exp, PositioningExpectation):
         changes = [e for e in events if e["type"] == "positioning" and e["variant"] == v and e["actor"] == exp.actor]
         lo, hi = exp.window_s

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -40,10 +41,10 @@ from v2x.core import (
     overlapping_pairs,
 )
 from v2x.impair import PositioningModel, Zone, network_link
-from v2x.messages import APP_NAME, parse_participant_key, road_event_key, temporary_id
+from v2x.messages import APP_NAME, parse_participant_key, road_event_key, road_sign_key, temporary_id
 from v2x.results import event_order
 from v2x.scenario.geometry import polygon
-from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, VEHICLE_KINDS, Scenario
+from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, SPEED_GATE_M, VEHICLE_KINDS, Scenario, SpeedExpectation
 from v2x.sensors import RoadsideSensing, Targets
 from v2x.signals import LIGHT_NAME, STOPPING_LIGHTS, crossed, signal_heads
 from v2x.transport import Transport
@@ -161,6 +162,18 @@ class World:
             road_event_key(temporary_id(a.id), k): ev.id
             for a in scenario.actors
             for k, ev in enumerate(a.road_events, start=1)
+        }
+        # ... and RSI road signs ({rsi id hex}/rts{rtsId}, rtsId from 1 in file order) -> sign id.
+        self.road_event_ids.update(
+            {
+                road_sign_key(temporary_id(a.id), k): sign.id
+                for a in scenario.actors
+                for k, sign in enumerate(a.road_signs, start=1)
+            }
+        )
+        # Speed gates (`speed` expectations): (actor slot, point) -> the along-heading offset last tick.
+        self._gates: dict[tuple[int, tuple[float, float]], float | None] = {
+            (self.world.slot_of(e.actor), e.at): None for e in scenario.expectations if isinstance(e, SpeedExpectation)
         }
         # Roadside sensors: the RSUs' sensors look at the road users; object id = slot + 1 (stable per run).
         rsus = []
@@ -439,6 +452,7 @@ class World:
         self._referee(t, grid)
         self._stop_lines(t)
         self._stops(t)
+        self._passages(t)
         self._channel(tick, grid)
         self._sense(t)
 
@@ -526,6 +540,31 @@ class World:
                     }
                 )
                 log.info("%s t=%.2f s: stopped at (%.1f, %.1f)", w.id_of(s), t, w.x[s], w.y[s])
+
+    def _passages(self, t: float) -> None:
+        """Record the speed of an actor as its centre passes a speed gate: the line through the gate's point
+        square to the actor's heading, crossed within SPEED_GATE_M of the point (once per gate)."""
+        w = self.world
+        for (s, (px, py)), before in list(self._gates.items()):
+            if before is not None and math.isnan(before):
+                continue  # recorded
+            c, sn = math.cos(float(w.heading_rad[s])), math.sin(float(w.heading_rad[s]))
+            dx, dy = px - float(w.x[s]), py - float(w.y[s])
+            ahead = dx * c + dy * sn
+            if before is not None and before > 0 >= ahead and abs(-dx * sn + dy * c) <= SPEED_GATE_M:
+                self._gates[(s, (px, py))] = math.nan
+                self.report.events.append(
+                    {
+                        "t_s": round(t, 3),
+                        "type": "passage",
+                        "variant": self.variant,
+                        "actor": w.id_of(s),
+                        "at": [px, py],
+                        "speed_mps": round(float(np.hypot(w.vx[s], w.vy[s])), 2),
+                    }
+                )
+            else:
+                self._gates[(s, (px, py))] = ahead
 
     def _stop_lines(self, t: float) -> None:
         """Record every vehicle whose front bumper crosses a signalised stop line while its phase is red."""

@@ -1,5 +1,6 @@
 """The roadside unit: broadcasts MAP at 1 Hz and, for signalised intersections, SPAT at 10 Hz from its
-fixed-time signal controllers over PC5; broadcasts RSI at 10 Hz with its active road traffic events;
+fixed-time signal controllers over PC5; broadcasts RSI with its active road traffic events (10 Hz) and
+road traffic signs (1 Hz; both in one RSI when both are due);
 broadcasts RSM with what its roadside sensors detect (every sensor frame, 10 Hz by default); and sends
 the BSMs it hears and its RSMs to the edge/cloud platform over the wired backhaul."""
 
@@ -19,13 +20,14 @@ from v2x.messages import (
     PerceivedObject,
     ReferencePath,
     RoadEvent,
+    RoadSign,
     SignalState,
     encode_map,
     encode_rsi,
     encode_rsm,
     encode_spat,
 )
-from v2x.scenario.model import ActorSpec, Scenario
+from v2x.scenario.model import ActorSpec, RsiItemSpec, Scenario
 from v2x.signals import FixedTimeController, approaches, node_id_of
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
 from v2x.wire import day1_pb2, testbed_pb2
@@ -33,6 +35,7 @@ from v2x.wire import day1_pb2, testbed_pb2
 MAP_PERIOD_S = 1.0  # T/CSAE 53: MAP at 1 Hz
 SPAT_PERIOD_S = 0.1  # T/CSAE 53 Day-1 table: RLVW / GLOSA need SPAT at up to 10 Hz
 RSI_PERIOD_S = 0.1  # T/CSAE 53 Day-1 table: HLW needs RSI events at 10 Hz
+RTS_PERIOD_S = 1.0  # T/CSAE 53 Day-1 table: IVS and SLW need RSI signs at 1 Hz
 HEADING_FROM_VELOCITY_MPS = 0.5  # below this fused speed the heading is the sensors' reported one
 SENSOR_KIND_NAME = {
     testbed_pb2.SENSOR_CAMERA: "camera",
@@ -41,18 +44,21 @@ SENSOR_KIND_NAME = {
 }
 
 
-def road_events(spec: ActorSpec, scenario: Scenario) -> list[RoadEvent]:
-    """The RSU's road traffic events from its scenario entry (``rte_id`` = position in the list, from 1):
-    reference paths are the named lanes' centre lines (half a lane wide) or the explicit path."""
+def _reference_paths(item: RsiItemSpec, scenario: Scenario) -> tuple[ReferencePath, ...]:
+    """An RSI item's reference paths: the named lanes' centre lines (half a lane wide) or the explicit path."""
     lanes = {lane.id: lane for lane in scenario.road.lanes}
+    paths = [
+        ReferencePath(tuple(lanes[lane_id].centerline), lanes[lane_id].width_m / 2) for lane_id in item.lanes or []
+    ]
+    if item.path is not None:
+        paths.append(ReferencePath(tuple(item.path), item.path_radius_m))
+    return tuple(paths)
+
+
+def road_events(spec: ActorSpec, scenario: Scenario) -> list[RoadEvent]:
+    """The RSU's road traffic events from its scenario entry (``rte_id`` = position in the list, from 1)."""
     out = []
     for k, ev in enumerate(spec.road_events, start=1):
-        paths: list[ReferencePath] = []
-        for lane_id in ev.lanes or []:
-            lane = lanes[lane_id]
-            paths.append(ReferencePath(tuple(lane.centerline), lane.width_m / 2))
-        if ev.path is not None:
-            paths.append(ReferencePath(tuple(ev.path), ev.path_radius_m))
         out.append(
             RoadEvent(
                 rte_id=k,
@@ -60,7 +66,7 @@ def road_events(spec: ActorSpec, scenario: Scenario) -> list[RoadEvent]:
                 x=ev.position[0],
                 y=ev.position[1],
                 radius_m=ev.radius_m,
-                paths=tuple(paths),
+                paths=_reference_paths(ev, scenario),
                 start_s=ev.active_s[0] if ev.active_s else None,
                 end_s=ev.active_s[1] if ev.active_s else None,
                 priority=ev.priority,
@@ -68,6 +74,24 @@ def road_events(spec: ActorSpec, scenario: Scenario) -> list[RoadEvent]:
             )
         )
     return out
+
+
+def road_signs(spec: ActorSpec, scenario: Scenario) -> list[RoadSign]:
+    """The RSU's road traffic signs from its scenario entry (``rts_id`` = position in the list, from 1)."""
+    return [
+        RoadSign(
+            rts_id=k,
+            sign_type=sign.type,
+            x=sign.position[0],
+            y=sign.position[1],
+            paths=_reference_paths(sign, scenario),
+            start_s=sign.active_s[0] if sign.active_s else None,
+            end_s=sign.active_s[1] if sign.active_s else None,
+            priority=sign.priority,
+            speed_limit_mps=None if sign.speed_limit_kph is None else sign.speed_limit_kph / 3.6,
+        )
+        for k, sign in enumerate(spec.road_signs, start=1)
+    ]
 
 
 def fuse(detections: Sequence[testbed_pb2.Detection]) -> list[PerceivedObject]:
@@ -137,6 +161,8 @@ class RoadsideUnit(Agent):
         self.road_events = road_events(spec, scenario)
         self._rsi_count = 0
         self._next_rsi_s = 0.0
+        self.road_signs = road_signs(spec, scenario)
+        self._next_rts_s = 0.0
         self._next_map_s = 0.0
         self._next_spat_s = 0.0
         self.relayed = 0
@@ -173,22 +199,28 @@ class RoadsideUnit(Agent):
             )
             self._spat_count += 1
             result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
+        events: list[RoadEvent] = []
+        signs: list[RoadSign] = []
         if self.road_events and ctx.t_s + 1e-9 >= self._next_rsi_s:
             self._next_rsi_s += RSI_PERIOD_S
-            active = [ev for ev in self.road_events if ev.active(ctx.t_s)]
-            if active:  # an event is announced only inside its time window
-                frame = encode_rsi(
-                    active,
-                    actor_id=self.actor_id,
-                    ref_x=self.x,
-                    ref_y=self.y,
-                    frame=self.env.frame,
-                    t_s=ctx.t_s,
-                    epoch=self.env.epoch,
-                    msg_count=self._rsi_count,
-                )
-                self._rsi_count += 1
-                result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
+            events = [ev for ev in self.road_events if ev.active(ctx.t_s)]
+        if self.road_signs and ctx.t_s + 1e-9 >= self._next_rts_s:
+            self._next_rts_s += RTS_PERIOD_S
+            signs = [sign for sign in self.road_signs if sign.active(ctx.t_s)]
+        if events or signs:  # an event or sign is announced only inside its time window
+            frame = encode_rsi(
+                events,
+                actor_id=self.actor_id,
+                ref_x=self.x,
+                ref_y=self.y,
+                frame=self.env.frame,
+                t_s=ctx.t_s,
+                epoch=self.env.epoch,
+                msg_count=self._rsi_count,
+                signs=signs,
+            )
+            self._rsi_count += 1
+            result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
         if ctx.detections:
             rsm = self._rsm(ctx.detections)
             result.transmissions.extend(rsm)

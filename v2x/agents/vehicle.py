@@ -1,7 +1,8 @@
 """The vehicle / OBU agent (also a pedestrian or cyclist): follows its route with a speed profile and
 scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu), runs its on-board apps on
-what it hears (BSM, MAP, SPAT, RSM, RSI), and reacts to warnings through its driver model. An unequipped road
-user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything it is given."""
+what it hears (BSM, MAP, SPAT, RSM, RSI events and signs), and reacts to warnings through its driver model.
+An unequipped road user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything
+it is given."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from v2x.apps.driver import Driver, SignalView
 from v2x.apps.glosa import speed_advice
 from v2x.apps.hlw import hazardous_location_warnings
 from v2x.apps.rlvw import Host, match, red_light_warning
+from v2x.apps.road_signs import in_vehicle_signage, speed_limit_warnings, time_to_sign
 from v2x.apps.vehicle_events import EVENT_APPS, vehicle_event_warnings
 from v2x.apps.vrucw import vru_participant, vulnerable_road_user_collision
 from v2x.messages import (
@@ -22,6 +24,7 @@ from v2x.messages import (
     OwnState,
     RemoteState,
     RoadEvent,
+    RoadSign,
     encode_bsm,
     temporary_id,
 )
@@ -76,6 +79,10 @@ class VehicleAgent(Agent):
         self.signals: dict[tuple[int, int], list[Interval]] = {}
         # From RSI: road traffic events by key ({rsi id hex}/rte{rteId}), with the time last heard.
         self.road_events: dict[str, tuple[RoadEvent, float]] = {}
+        # From RSI: road traffic signs by key ({rsi id hex}/rts{rtsId}), with the time last heard, and the
+        # signs IVS has shown (each once).
+        self.road_signs: dict[str, tuple[RoadSign, float]] = {}
+        self.signs_shown: set[str] = set()
 
     # -- motion -------------------------------------------------------------------------------------
     def _integrate(self, dt: float) -> None:
@@ -172,6 +179,8 @@ class VehicleAgent(Agent):
             info = self.env.rsi(heard, t)
             for event in info.events:
                 self.road_events[info.key(event)] = (event, t)
+            for sign in info.signs:
+                self.road_signs[info.sign_key(sign)] = (sign, t)
         elif which == "map":
             self.approaches.update(self._by_node(list(self.env.map(heard))))
         elif which == "spat":
@@ -197,6 +206,8 @@ class VehicleAgent(Agent):
         self.remotes = {k: r for k, r in self.remotes.items() if t - r.t_s <= max_age}
         self.perceived = {k: r for k, r in self.perceived.items() if t - r.t_s <= max_age}
         self.road_events = {k: e for k, e in self.road_events.items() if t - e[1] <= max_age}
+        sign_age = self.env.thresholds["rsi_sign_max_age_s"]
+        self.road_signs = {k: e for k, e in self.road_signs.items() if t - e[1] <= sign_age}
 
         gnss = ctx.gnss
         ex = gnss.east_error_m if gnss.available else 0.0
@@ -244,6 +255,10 @@ class VehicleAgent(Agent):
                     figure_name="hazard_m",
                     conflict_type=hw.event.type_name,
                 )
+
+        if {"ivs", "slw"} & set(self.spec.apps) and self.road_signs:
+            own = Host(host.x, host.y, pose.heading_rad, self.v, self.a, self.length_m, host.sigma_m)
+            self._road_signs(result, t, own)
 
         event_apps = [app for app in EVENT_APPS if app in self.spec.apps]
         if event_apps and self.remotes:
@@ -310,6 +325,46 @@ class VehicleAgent(Agent):
         )
         return result
 
+    def _road_signs(self, result: TickResult, t: float, own: Host) -> None:
+        """IVS shows each sign once; SLW warns about speed-limit signs (v2x/apps/road_signs.py). The driver
+        keeps to a shown speed-limit sign's figure, to his caution speed for a shown sign without one, and
+        to an SLW warning's limit (Driver.on_speed_cap). ``other``: {rsi id hex}/rts{rtsId}, which the world
+        resolves to the scenario's sign id."""
+        signs = {k: sign for k, (sign, _) in self.road_signs.items()}
+        if "ivs" in self.spec.apps:
+            for shown in in_vehicle_signage(own, signs, t, self.env.thresholds):
+                if shown.key in self.signs_shown:
+                    continue
+                self.signs_shown.add(shown.key)
+                self._raise(
+                    result,
+                    t,
+                    testbed_pb2.APP_IVS,
+                    shown.key,
+                    severity=testbed_pb2.SEVERITY_INFO,
+                    ttc_s=shown.time_to_sign_s,
+                    figure=shown.distance_m,
+                    figure_name="sign_m",
+                    conflict_type=shown.sign.type_name,
+                )
+                keep_to = shown.sign.speed_limit_mps
+                if self.driver is not None:
+                    keep_to = keep_to if keep_to is not None else self.driver.caution_speed_mps
+                    if keep_to is not None:
+                        self.driver.on_speed_cap(t, keep_to)
+        if "slw" in self.spec.apps:
+            for w in speed_limit_warnings(own, signs, t, self.env.thresholds):
+                self._raise(
+                    result,
+                    t,
+                    testbed_pb2.APP_SLW,
+                    w.key,
+                    ttc_s=time_to_sign(w.distance_m, own.speed_mps),
+                    figure=w.limit_mps,
+                    figure_name="speed_limit_mps",
+                    conflict_type=f"{w.sign.type_name}, {own.speed_mps * 3.6:.0f} km/h",
+                )
+
     @staticmethod
     def _by_node(aps: list[Approach]) -> dict[int, list[Approach]]:
         out: dict[int, list[Approach]] = {}
@@ -353,7 +408,11 @@ class VehicleAgent(Agent):
             return
         self._warned_until[key] = adv.valid_until_s if adv.valid_until_s > t else t + 3.0
         result.events.append(adv)
-        if self.driver is not None and adv.severity >= testbed_pb2.SEVERITY_WARNING:
+        if self.driver is None:
+            return
+        if adv.app == testbed_pb2.APP_SLW:
+            self.driver.on_speed_cap(t, adv.figure)  # slow down to the limit, not to a stop
+        elif adv.severity >= testbed_pb2.SEVERITY_WARNING:
             self.driver.on_warning(t, APP_NAME.get(adv.app, "warning"))
 
     def _bsm(self, t: float, x: float, y: float, yaw: float, gnss: testbed_pb2.GnssReading) -> list[Transmission]:

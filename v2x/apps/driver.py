@@ -10,7 +10,10 @@
    more than ``YELLOW_MAX_STOP_MPS2`` (the dilemma zone). Stopped at red, he waits; on green he drives off.
 3. **Speed**: otherwise he tracks a target speed, the advised speed while a speed advisory (GLOSA) is
    fresh and ``follows_advice``, else his cruise speed, with a 2 s time constant, limited to
-   ``comfort_accel_mps2`` / ``comfort_decel_mps2``.
+   ``comfort_accel_mps2`` / ``comfort_decel_mps2``. A speed he has been told to keep to (``on_speed_cap``:
+   an SLW warning's limit, a speed-limit sign shown by IVS, or his ``caution_speed_mps`` for a warning sign
+   shown by IVS) caps the target from ``reaction_s`` after he was told, for the rest of the run (the lowest
+   cap wins; signs that end a restriction are not modelled).
 
 A driver without warnings, red lights or advice therefore keeps his speed, as the scripted profile says.
 """
@@ -46,9 +49,11 @@ class Driver:
     follows_advice: bool = True
     comfort_decel_mps2: float = 2.0
     comfort_accel_mps2: float = 1.5
+    caution_speed_mps: float | None = None
     brake_at_s: float | None = None
     cause: str = ""
     _advice: tuple[float, float] | None = field(default=None, repr=False)  # (speed, last given at)
+    _caps: list[tuple[float, float]] = field(default_factory=list, repr=False)  # (speed, from)
 
     @staticmethod
     def from_spec(spec: DriverSpec) -> Driver:
@@ -59,6 +64,7 @@ class Driver:
             spec.follows_advice,
             spec.comfort_decel_mps2,
             spec.comfort_accel_mps2,
+            spec.caution_speed_mps,
         )
 
     # -- rule 1 -----------------------------------------------------------------------------------------
@@ -95,10 +101,15 @@ class Driver:
         if self.follows_advice:
             self._advice = (speed_mps, t_s)
 
+    def on_speed_cap(self, t_s: float, speed_mps: float) -> None:
+        """Told at ``t_s`` to keep to ``speed_mps`` (a speed limit, a warning sign's caution speed)."""
+        self._caps.append((speed_mps, t_s + self.reaction_s))
+
     def target_speed(self, t_s: float, cruise_mps: float) -> float:
+        target = cruise_mps
         if self._advice is not None and t_s - self._advice[1] <= ADVICE_FRESH_S + 1e-9:
-            return self._advice[0]
-        return cruise_mps
+            target = self._advice[0]
+        return min([target, *(speed for speed, start in self._caps if t_s >= start - 1e-9)])
 
     def track(self, speed_mps: float, target_mps: float) -> float:
         a = (target_mps - speed_mps) / TRACK_TIME_CONSTANT_S

@@ -22,17 +22,13 @@ The logic, stated so that it can be checked (thresholds and their sources: v2x/a
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shapely.geometry import LineString, Point
-
 from v2x.apps.rlvw import Host, time_to_travel
-from v2x.messages import R95_PER_SIGMA, ReferencePath, RoadEvent
-
-MAX_HEADING_DIFF_RAD = math.radians(45.0)
+from v2x.apps.rsi import item_distance
+from v2x.messages import R95_PER_SIGMA, RoadEvent
 
 
 @dataclass(frozen=True)
@@ -43,57 +39,12 @@ class HazardWarning:
     time_to_hazard_s: float
 
 
-def _wrap(a: float) -> float:
-    return (a + math.pi) % (2 * math.pi) - math.pi
-
-
-def _direction_at(points: tuple[tuple[float, float], ...], along: float) -> float:
-    """ENU direction of the path segment at arc length ``along`` (the last one beyond the end)."""
-    acc = 0.0
-    direction = 0.0
-    for (x0, y0), (x1, y1) in itertools.pairwise(points):
-        seg = math.hypot(x1 - x0, y1 - y0)
-        if seg <= 0:
-            continue
-        direction = math.atan2(y1 - y0, x1 - x0)
-        if along <= acc + seg:
-            break
-        acc += seg
-    return direction
-
-
-def _along_path(host: Host, event: RoadEvent, path: ReferencePath, margin_m: float) -> float | None:
-    """Rule 2 on one reference path: the distance to the hazard zone along it, or None if the host is not
-    on the path, heads the other way, or has passed the hazard."""
-    line = LineString(path.points)
-    p = Point(host.x, host.y)
-    if float(line.distance(p)) > path.radius_m + margin_m:
-        return None
-    s_host = float(line.project(p))
-    if abs(_wrap(host.heading_rad - _direction_at(path.points, s_host))) > MAX_HEADING_DIFF_RAD:
-        return None
-    s_front = s_host + host.length_m / 2
-    s_event = float(line.project(Point(event.x, event.y)))
-    if s_front > s_event + event.radius_m:
-        return None  # passed
-    return max(0.0, s_event - event.radius_m - s_front)
-
-
-def _straight_line(host: Host, event: RoadEvent) -> float | None:
-    """Rule 2 for an event without reference paths: the distance to the zone's edge if it lies ahead."""
-    dx, dy = event.x - host.x, event.y - host.y
-    centre = math.hypot(dx, dy)
-    if centre > 1e-6 and abs(_wrap(math.atan2(dy, dx) - host.heading_rad)) > MAX_HEADING_DIFF_RAD:
-        return None
-    return max(0.0, centre - event.radius_m - host.length_m / 2)
-
-
 def hazard_distance(host: Host, event: RoadEvent, margin_m: float) -> float | None:
     """Distance from the host's front bumper to the event's hazard zone on its way (rule 2), or None."""
-    if not event.paths:
-        return _straight_line(host, event)
-    found = [d for path in event.paths if (d := _along_path(host, event, path, margin_m)) is not None]
-    return min(found) if found else None
+    d = item_distance(host, event.x, event.y, event.paths, margin_m, ahead_of=-event.radius_m)
+    if d is None or (event.paths and d < -event.radius_m):
+        return None  # not on the host's way, or passed
+    return max(0.0, d - event.radius_m)
 
 
 def hazardous_location_warnings(

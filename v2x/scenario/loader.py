@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
 
 from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
-from v2x.scenario.model import FLAG_ACTIONS, ROAD_USER_KINDS, VEHICLE_KINDS, Scenario
+from v2x.scenario.model import (
+    FLAG_ACTIONS,
+    ROAD_USER_KINDS,
+    VEHICLE_KINDS,
+    RoadEventSpec,
+    RoadSignSpec,
+    Scenario,
+)
 
 # A source checkout has scenarios/ at the top; an installed wheel carries a copy as v2x/_scenarios.
+SIGN_MAX_OFFSET_M = 10.0  # a road sign stands beside its reference path: at most this far outside its half-width
 _CHECKOUT_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 _PACKAGED_SCENARIOS = Path(__file__).resolve().parents[1] / "_scenarios"
 SCENARIO_DIR = _CHECKOUT_SCENARIOS if _CHECKOUT_SCENARIOS.is_dir() else _PACKAGED_SCENARIOS
@@ -64,6 +72,7 @@ _TAGS = {
     "violation",
     "no_violation",
     "stops",
+    "speed",
 }
 
 
@@ -117,7 +126,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     ix_ids = [ix.id for ix in sc.road.intersections]
     problems += _road_problems(sc)
     ids = [a.id for a in sc.actors]
-    event_ids = [ev.id for a in sc.actors for ev in a.road_events]
+    event_ids = [ev.id for a in sc.actors for ev in (*a.road_events, *a.road_signs)]
     seen: set[str] = set()
     for i, actor in enumerate(sc.actors):
         if actor.id in seen:
@@ -136,7 +145,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append((f"actors[{i}].apps", f"apps run on road users or the platform, not a {actor.kind}"))
         if "icw" in actor.apps and actor.kind != "platform":
             problems.append((f"actors[{i}].apps", "icw runs on the edge/cloud platform (kind: platform)"))
-        for app in ("fcw", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw"):
+        for app in ("fcw", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw", "ivs", "slw"):
             if app in actor.apps and actor.kind not in ROAD_USER_KINDS:
                 problems.append((f"actors[{i}].apps", f"{app} runs on board a road user"))
         if not actor.equipped:
@@ -165,7 +174,8 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                         f"at least the tick ({sc.tick_s} s): one frame per tick at most; got {period}",
                     )
                 )
-        problems += _road_event_problems(sc, i)
+        problems += _rsi_problems(sc, i, "road_events")
+        problems += _rsi_problems(sc, i, "road_signs")
         if actor.intersections is not None:
             if actor.kind != "rsu":
                 problems.append((f"actors[{i}].intersections", "only an rsu serves intersections"))
@@ -205,7 +215,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                 continue
             if attr == "other" and event_ids:
                 if ref not in event_ids:
-                    expected = f"an actor id {ids} or a road event id {event_ids}; got {ref!r}"
+                    expected = f"an actor id {ids} or a road event / sign id {event_ids}; got {ref!r}"
                     problems.append((f"expectations[{i}].{attr}", expected))
             else:
                 problems.append((f"expectations[{i}].{attr}", f"an actor id {ids}; got {ref!r}"))
@@ -214,37 +224,41 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     return problems
 
 
-def _road_event_problems(sc: Scenario, i: int) -> list[tuple[str, str]]:
-    """Checks of ``actors[i].road_events``: only an rsu has them, at most 8 (one RSI), unique ids that are
-    not actor ids, known lanes whose centre lines fit a CSAE 53 reference path, and each event on its
-    reference paths."""
+def _rsi_problems(sc: Scenario, i: int, field: Literal["road_events", "road_signs"]) -> list[tuple[str, str]]:
+    """Checks of ``actors[i].road_events`` or ``.road_signs`` (what one RSI carries): only an rsu has them,
+    at most 8 events / 16 signs, ids unique among events and signs and not actor ids, known lanes whose
+    centre lines fit a CSAE 53 reference path, and each item on (an event: within its radius plus the
+    half-width) or beside (a sign: within ``SIGN_MAX_OFFSET_M`` plus the half-width) its reference paths."""
     from shapely.geometry import LineString, Point
 
-    from v2x.messages import RSI_MAX_EVENTS, RSI_MAX_PATH_POINTS
+    from v2x.messages import RSI_MAX_EVENTS, RSI_MAX_PATH_POINTS, RSI_MAX_SIGNS
 
     actor = sc.actors[i]
-    where = f"actors[{i}].road_events"
-    if not actor.road_events:
+    where = f"actors[{i}].{field}"
+    items: list[RoadEventSpec] | list[RoadSignSpec] = getattr(actor, field)
+    what, most = ("road events", RSI_MAX_EVENTS) if field == "road_events" else ("road signs", RSI_MAX_SIGNS)
+    if not items:
         return []
     if actor.kind != "rsu":
-        return [(where, f"only an rsu announces road events (RSI), not a {actor.kind}")]
+        return [(where, f"only an rsu announces {what} (RSI), not a {actor.kind}")]
     problems: list[tuple[str, str]] = []
-    if len(actor.road_events) > RSI_MAX_EVENTS:
-        problems.append(
-            (where, f"at most {RSI_MAX_EVENTS} road events per rsu (one RSI); got {len(actor.road_events)}")
-        )
+    if len(items) > most:
+        problems.append((where, f"at most {most} {what} per rsu (one RSI); got {len(items)}"))
     lanes = {lane.id: lane for lane in sc.road.lanes}
     actor_ids = {a.id for a in sc.actors}
-    seen = [ev.id for a in sc.actors[:i] for ev in a.road_events]
-    for k, ev in enumerate(actor.road_events):
+    # ids met before: earlier RSUs' events and signs, and this RSU's events when checking its signs
+    seen = [ev.id for a in sc.actors[:i] for ev in (*a.road_events, *a.road_signs)]
+    if field == "road_signs":
+        seen += [ev.id for ev in actor.road_events]
+    for k, item in enumerate(items):
         loc = f"{where}[{k}]"
-        if ev.id in actor_ids:
-            problems.append((f"{loc}.id", f"an id that no actor has; {ev.id!r} is an actor's"))
-        elif ev.id in seen:
-            problems.append((f"{loc}.id", f"road event id {ev.id!r} is used twice"))
-        seen.append(ev.id)
+        if item.id in actor_ids:
+            problems.append((f"{loc}.id", f"an id that no actor has; {item.id!r} is an actor's"))
+        elif item.id in seen:
+            problems.append((f"{loc}.id", f"{what[:-1]} id {item.id!r} is used twice (events and signs share ids)"))
+        seen.append(item.id)
         paths: list[tuple[str, list[tuple[float, float]], float]] = []
-        for j, lane_id in enumerate(ev.lanes or []):
+        for j, lane_id in enumerate(item.lanes or []):
             lane = lanes.get(lane_id)
             if lane is None:
                 problems.append((f"{loc}.lanes[{j}]", f"one of the road's lanes {sorted(lanes)}; got {lane_id!r}"))
@@ -258,16 +272,20 @@ def _road_event_problems(sc: Scenario, i: int) -> list[tuple[str, str]]:
                 )
             else:
                 paths.append((f"lane {lane_id!r}", list(lane.centerline), lane.width_m / 2))
-        if ev.path is not None:
-            paths.append(("path", list(ev.path), ev.path_radius_m))
+        if item.path is not None:
+            paths.append(("path", list(item.path), item.path_radius_m))
+        if isinstance(item, RoadEventSpec):
+            reach, text = item.radius_m, "radius_m + half the width"
+        else:
+            reach, text = SIGN_MAX_OFFSET_M, f"{SIGN_MAX_OFFSET_M:g} m (the roadside) + half the width"
         for name, points, half_width in paths:
-            off = float(LineString(points).distance(Point(ev.position)))
-            if off > ev.radius_m + half_width + 1e-9:
+            off = float(LineString(points).distance(Point(item.position)))
+            if off > reach + half_width + 1e-9:
                 problems.append(
                     (
                         f"{loc}.position",
-                        f"a point within radius_m + half the width ({ev.radius_m + half_width:g} m) of its "
-                        f"reference path; it is {off:.1f} m from {name}",
+                        f"a point within {text} ({reach + half_width:g} m) of its reference path; "
+                        f"it is {off:.1f} m from {name}",
                     )
                 )
     return problems

@@ -9,13 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 ActorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Point = tuple[float, float]
+SPEED_GATE_M = 10.0  # a `speed` expectation's point counts as passed within this distance of it, sideways
 
 VEHICLE_KINDS = ("car", "truck", "bus", "emergency")
 ROAD_USER_KINDS = (*VEHICLE_KINDS, "pedestrian", "cyclist")
 ActorKindName = Literal["car", "truck", "bus", "emergency", "pedestrian", "cyclist", "rsu", "platform"]
 Variant = Literal["v2x", "baseline"]
 ALL_VARIANTS: tuple[Variant, ...] = ("v2x", "baseline")
-AppName = Literal["fcw", "icw", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw"]
+AppName = Literal["fcw", "icw", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw", "ivs", "slw"]
 # Scripted actions that set or clear a BSM event flag (v2x.messages.VEHICLE_EVENT_BIT has the same names).
 FLAG_ACTIONS = ("hazard_lights", "disabled", "abs", "traction_control", "stability_control")
 EventAction = Literal[
@@ -115,15 +116,13 @@ class SensorSpec(Strict):
     period_s: float | None = Field(default=None, gt=0, le=10, description="time between frames")
 
 
-class RoadEventSpec(Strict):
-    """A road traffic event an RSU announces in RSI (CSAE 53 RTEData): a hazard at ``position`` with
-    ``radius_m``, on the stretch of road given by ``lanes`` (their centre lines, half a lane wide) or
-    ``path`` (with ``path_radius_m``); neither: every direction. Announced while ``active_s`` holds."""
+class RsiItemSpec(Strict):
+    """What road events and road signs (RSI) share: an id, a position, the stretch of road it applies to
+    (``lanes``: their centre lines, half a lane wide, or ``path`` with ``path_radius_m``; neither: every
+    direction), the time window ``active_s`` it is announced in, and a priority."""
 
-    id: ActorId = Field(description="names the event in results (the 'other' of an HLW warning)")
-    type: int = Field(ge=0, le=65535, description="GB/T 29100-2012 event code (e.g. 408 slippery road)")
-    position: Point = Field(description="centre of the hazard, local metres")
-    radius_m: float = Field(gt=0, le=102.4, description="the hazard zone around position (wire: 0.1 m, <= 102.4 m)")
+    id: ActorId = Field(description="names the item in results (the 'other' of an HLW, IVS or SLW warning)")
+    position: Point = Field(description="local metres")
     lanes: list[ActorId] | None = Field(default=None, min_length=1, description="reference paths: these lanes")
     path: list[Point] | None = Field(
         default=None, min_length=2, max_length=32, description="reference path, in the direction of travel"
@@ -131,14 +130,42 @@ class RoadEventSpec(Strict):
     path_radius_m: float = Field(default=1.75, gt=0, le=102.4, description="half-width of 'path'")
     active_s: tuple[float, float] | None = Field(default=None, description="[start, end) in simulation seconds")
     priority: int = Field(default=0, ge=0, le=7, description="0..7, higher is more urgent")
-    source: Literal["unknown", "police", "government", "meteorological", "internet", "detection"] = "detection"
 
     @model_validator(mode="after")
-    def _where(self) -> RoadEventSpec:
+    def _where(self) -> RsiItemSpec:
         if self.lanes is not None and self.path is not None:
             raise ValueError("give 'lanes' or 'path', not both")
         if self.active_s is not None and not 0 <= self.active_s[0] < self.active_s[1]:
             raise ValueError(f"'active_s' is [start, end) with 0 <= start < end; got {list(self.active_s)}")
+        return self
+
+
+class RoadEventSpec(RsiItemSpec):
+    """A road traffic event an RSU announces in RSI (CSAE 53 RTEData): a hazard at ``position`` (its
+    centre) with ``radius_m``."""
+
+    type: int = Field(ge=0, le=65535, description="GB/T 29100-2012 event code (e.g. 408 slippery road)")
+    radius_m: float = Field(gt=0, le=102.4, description="the hazard zone around position (wire: 0.1 m, <= 102.4 m)")
+    source: Literal["unknown", "police", "government", "meteorological", "internet", "detection"] = "detection"
+
+
+class RoadSignSpec(RsiItemSpec):
+    """A road traffic sign an RSU announces in RSI (CSAE 53 RTSData): a GB 5768.2 sign standing at
+    ``position`` (beside its reference path) for the traffic on that path."""
+
+    type: int = Field(
+        ge=0, le=65535, description="GB 5768.2 sign code (101 sharp curve, 102 children, 201 speed limit)"
+    )
+    speed_limit_kph: float | None = Field(
+        default=None, gt=0, le=250, description="the figure on a speed-limit sign (required for type 201)"
+    )
+
+    @model_validator(mode="after")
+    def _limit(self) -> RoadSignSpec:
+        from v2x.messages import SIGN_SPEED_LIMIT
+
+        if self.type == SIGN_SPEED_LIMIT and self.speed_limit_kph is None:
+            raise ValueError(f"a speed-limit sign (type {SIGN_SPEED_LIMIT}) needs 'speed_limit_kph'")
         return self
 
 
@@ -157,6 +184,12 @@ class DriverSpec(Strict):
     follows_advice: bool = Field(default=True, description="follows speed advisories (GLOSA)")
     comfort_decel_mps2: float = Field(default=2.0, gt=0, le=6)
     comfort_accel_mps2: float = Field(default=1.5, gt=0, le=6)
+    caution_speed_mps: float | None = Field(
+        default=None,
+        gt=0,
+        le=70,
+        description="shown a warning sign in the car (IVS: sharp curve, children), slow to this; none: no change",
+    )
 
 
 class ScriptedEvent(Strict):
@@ -218,6 +251,7 @@ class ActorSpec(Strict):
     )
     sensors: list[SensorSpec] = Field(default_factory=list, description="rsu: roadside sensors (RSM)")
     road_events: list[RoadEventSpec] = Field(default_factory=list, description="rsu: road traffic events (RSI)")
+    road_signs: list[RoadSignSpec] = Field(default_factory=list, description="rsu: road traffic signs (RSI)")
 
     @model_validator(mode="after")
     def _placement(self) -> ActorSpec:
@@ -320,6 +354,23 @@ class StopsExpectation(_ExpectationBase):
         return self
 
 
+class SpeedExpectation(_ExpectationBase):
+    """``actor``'s speed as its centre passes the point ``at`` (the line through it square to the actor's
+    heading, within ``SPEED_GATE_M`` of the point) is within the bounds; it must pass it."""
+
+    type: Literal["speed"]
+    actor: ActorId
+    at: Point
+    min_mps: float | None = Field(default=None, ge=0)
+    max_mps: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _bound(self) -> SpeedExpectation:
+        if self.min_mps is None and self.max_mps is None:
+            raise ValueError("give 'min_mps' and/or 'max_mps'")
+        return self
+
+
 Expectation = Annotated[
     WarningExpectation
     | NoWarningExpectation
@@ -329,7 +380,8 @@ Expectation = Annotated[
     | PositioningExpectation
     | ViolationExpectation
     | NoViolationExpectation
-    | StopsExpectation,
+    | StopsExpectation
+    | SpeedExpectation,
     Field(discriminator="type"),
 ]
 
