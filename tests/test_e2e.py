@@ -27,24 +27,26 @@ def _failed(result: dict[str, Any]) -> list[str]:
 
 
 def _happenings(result: dict[str, Any], variant: str) -> set[tuple[str, str]]:
-    """(event type, who) of the physical outcomes of a variant: collisions, violations, stops."""
+    """(event type, who) of the physical outcomes of a variant: collisions, violations, stops, and the
+    speed (to 0.1 m/s) at which an actor passed a `speed` expectation's point."""
     return {
-        (e["type"], str(e.get("actors", e.get("actor"))))
+        (e["type"], str(e.get("actors", e.get("actor"))) + (f" {e['speed_mps']:.1f}" if e["type"] == "passage" else ""))
         for e in result["events"]
-        if e["variant"] == variant and e["type"] in ("collision", "violation", "stop")
+        if e["variant"] == variant and e["type"] in ("collision", "violation", "stop", "passage")
     }
 
 
 @pytest.mark.parametrize(
-    "scenario_id", ["fcw", "icw", "icw-perception", "gnss", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw"]
+    "scenario_id",
+    ["fcw", "icw", "icw-perception", "gnss", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw", "ivs", "slw"],
 )
 async def test_scenario_passes_on_the_embedded_broker(scenario_id: str) -> None:
     sc = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")
     result = await run_scenario(sc, seed=0, broker="embedded")
     assert result["passed"], _failed(result)
     assert any(e["type"] == "warning" and e["variant"] == "v2x" for e in result["events"])
-    # V2X changed what physically happened: something in the baseline (a crash, a red light run, a stop)
-    # did not happen with it.
+    # V2X changed what physically happened: something in the baseline (a crash, a red light run, a stop,
+    # a speed at a checked point) did not happen with it.
     assert _happenings(result, "baseline") - _happenings(result, "v2x")
     assert result["metrics"]["v2x"]["messages"]["delivered"]["pc5"] > 0
 

@@ -14,7 +14,21 @@ FCW = Path(__file__).resolve().parents[1] / "scenarios" / "fcw.yaml"
 
 def test_catalogue_has_the_shipped_scenarios_and_all_are_valid() -> None:
     ids = {load_scenario(p).id for p in catalogue()}
-    assert {"fcw", "icw", "icw-perception", "gnss", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw"} <= ids
+    assert {
+        "fcw",
+        "icw",
+        "icw-perception",
+        "gnss",
+        "rlvw",
+        "glosa",
+        "vrucw",
+        "hlw",
+        "ebw",
+        "avw",
+        "clw",
+        "ivs",
+        "slw",
+    } <= ids
 
 
 def _write(tmp_path: Path, text: str) -> Path:

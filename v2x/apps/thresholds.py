@@ -92,8 +92,8 @@ DEFAULTS: Mapping[str, float] = MappingProxyType(
         # (Wanji OBU stack, VDS/src/GPSInterface/Common.c). SLW: ours. Look-ahead 150 m: a driver at 80 km/h
         # who reacts in 1 s and tracks the limit as the driver model does (v2x/apps/driver.py: 2 m/s^2 at
         # most, 2 s time constant) is down to about 41 km/h at the sign (scenarios/slw.yaml), inside the
-        # 5 km/h tolerance; within the T/CSAE 53 SLW range, 300 m. Tolerance 5 km/h over the limit: ours (a driver cannot
-        # hold a speedometer needle closer; nobody is warned for a needle's width). Accuracy: T/CSAE 53
+        # 5 km/h tolerance; within the T/CSAE 53 SLW range, 300 m. Tolerance 5 km/h over the limit: ours
+        # (a driver cannot hold a speedometer needle closer; nobody is warned for a needle's width). Accuracy: T/CSAE 53
         # (IVS and SLW: 5 m). Map matching margin as for HLW. A sign not heard for 3 s (three periods of the
         # 1 Hz sign rate) is forgotten (events, at 10 Hz, after max_age_s).
         "ivs_max_distance_m": 50.0,
