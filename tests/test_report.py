@@ -43,6 +43,7 @@ def _result(**over: Any) -> dict[str, Any]:
             {"t_s": 4.0, "type": "violation", "variant": "baseline", "kind": "red_light", "actor": "a",
              "intersection": "x1", "lane": "eb", "speed_mps": 10.0},
             {"t_s": 5.0, "type": "stop", "variant": "v2x", "actor": "b", "x_m": 1.0, "y_m": 2.0},
+            {"t_s": 5.2, "type": "passage", "variant": "v2x", "actor": "a", "at": [10.0, 0.0], "speed_mps": 8.34},
             {"t_s": 5.5, "type": "something-new", "variant": "v2x"},
         ],
         "metrics": {
@@ -70,6 +71,7 @@ def test_page_shows_verdicts_expectations_and_one_mark_per_event_escaped() -> No
         "t=0.10 s a positioning rtk-fixed, sigma 0.01 m",
         "t=1.00 s FCW to a about b (rear-end), TTC 2.50 s; sent by a",
         "t=5.00 s b stopped",
+        "t=5.20 s a passed (10.0, 0.0) at 8.34 m/s",
         "t=3.00 s collision a - b at 5.00 m/s",
         "t=3.00 s collision a - b at 5.00 m/s",
         "t=4.00 s red_light by a at x1",

@@ -31,6 +31,8 @@ APP_COLOURS = {
     "ebw": "#e6550d",
     "avw": "#7f3b08",
     "clw": "#17a2b8",
+    "ivs": "#6b8fd6",
+    "slw": "#f0a030",
 }
 DEFAULT_APP_COLOUR = "#1f77b4"
 # Figures a warning event may carry (v2x.results), shown in its mark's details.
@@ -41,6 +43,8 @@ WARNING_FIGURES = (
     ("stop_line_m", "to the stop line", "m"),
     ("hazard_m", "to the hazard", "m"),
     ("gap_m", "gap", "m"),
+    ("sign_m", "to the sign", "m"),
+    ("speed_limit_mps", "limit", "m/s"),
 )
 ROW_H = 22
 LABEL_W = 120
@@ -234,6 +238,10 @@ def _marks(ev: dict[str, Any]) -> list[tuple[str, str, str]]:
         return [(str(ev.get("actor")), "violation", title)]
     if kind == "stop":
         return [(str(ev.get("actor")), "stop", f"t={t:.2f} s {ev.get('actor')} stopped")]
+    if kind == "passage":
+        at = ev.get("at") or ["?", "?"]
+        title = f"t={t:.2f} s {ev.get('actor')} passed ({at[0]}, {at[1]}) at {float(ev.get('speed_mps', 0.0)):.2f} m/s"
+        return [(str(ev.get("actor")), "passage", title)]
     if kind == "positioning":
         title = f"t={t:.2f} s {ev.get('actor')} positioning {ev.get('state')}, sigma {ev.get('sigma_m')} m"
         return [(str(ev.get("actor")), "positioning", title)]
@@ -307,6 +315,8 @@ def _shape(shape: str, x: float, y: float) -> str:
         )
     if shape == "stop":
         return f"<rect x='{x - 4:.1f}' y='{y - 4:.1f}' width='8' height='8' fill='#7f7f7f'/>"
+    if shape == "passage":
+        return f"<path d='M{x:.1f},{y - 7:.1f} L{x:.1f},{y + 7:.1f}' stroke='#555' stroke-width='2'/>"
     return f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='#17becf'/>"
 
 
@@ -316,6 +326,7 @@ def _legend() -> str:
         "<span style='color:#b00'>&#10006;</span> collision",
         "<span style='color:#e377c2'>&#9670;</span> red-light violation",
         "<span style='color:#7f7f7f'>&#9632;</span> stop",
+        "<span style='color:#555'>|</span> passes a checked point (speed)",
         "<span style='color:#17becf'>&#9679;</span> positioning state",
     ]
     return "<p class='legend'>" + "  &#160; ".join(items) + "  &#160; (hover a mark for its details)</p>"
