@@ -38,7 +38,7 @@ def _happenings(result: dict[str, Any], variant: str) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     "scenario_id",
-    ["fcw", "icw", "icw-perception", "gnss", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw", "ivs", "slw"],
+    ["fcw", "icw", "icw-perception", "gnss", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw", "ivs", "slw", "evw"],
 )
 async def test_scenario_passes_on_the_embedded_broker(scenario_id: str) -> None:
     sc = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")

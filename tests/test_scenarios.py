@@ -28,6 +28,7 @@ def test_catalogue_has_the_shipped_scenarios_and_all_are_valid() -> None:
         "clw",
         "ivs",
         "slw",
+        "evw",
     } <= ids
 
 

@@ -38,6 +38,7 @@ APP_BY_NAME = {
     "clw": testbed_pb2.APP_CLW,
     "ivs": testbed_pb2.APP_IVS,
     "slw": testbed_pb2.APP_SLW,
+    "evw": testbed_pb2.APP_EVW,
 }
 APP_NAME = {v: k for k, v in APP_BY_NAME.items()}
 # The BSM's hardBraking event flag is set while the vehicle decelerates at 0.4 g or more: the figure of SAE
@@ -62,6 +63,15 @@ VEHICLE_EVENT_TEXT = {
     "hard_braking": "hard braking",
     "disabled": "disabled vehicle",
 }
+# The emergency vehicle's lights and siren (VehicleEmergencyExtensions lightsUse / sirenUse, CSAE 53 / SAE
+# J2735), by the names scenario files use; not VehicleEventFlags: an emergency vehicle sends them in the BSM's
+# emergency extension.
+EMERGENCY_USE = ("emergency_lights", "siren")
+EMERGENCY_USE_TEXT = {"emergency_lights": "emergency lights", "siren": "siren"}
+FLAG_TEXT = {**VEHICLE_EVENT_TEXT, **EMERGENCY_USE_TEXT}  # every flag a warning can name
+# ResponseType 1 emergency / 2 nonEmergency; SirenInUse and LightbarInUse 1 notInUse / 2 inUse.
+RESPONSE_EMERGENCY, RESPONSE_NON_EMERGENCY = 1, 2
+NOT_IN_USE, IN_USE = 1, 2
 HAZARD_SIGNAL_LIGHT_BIT = 4  # ExteriorLights hazardSignalOn
 # BrakeSystemStatus values (CSAE 53 / SAE J2735): pedal 1 off / 2 on; ABS, traction and stability control
 # 1 off / 2 on (available, not intervening) / 3 engaged (intervening now).
@@ -142,7 +152,8 @@ class OwnState:
     sigma_minor_m: float | None
     braking: bool
     # Event flags set by the driver or the vehicle's systems (names of VEHICLE_EVENT_BIT, not hard_braking,
-    # which encode_bsm sets from ``accel_mps2``).
+    # which encode_bsm sets from ``accel_mps2``; and for an emergency vehicle EMERGENCY_USE, which go in the
+    # emergency extension).
     flags: frozenset[str] = frozenset()
 
 
@@ -170,9 +181,13 @@ class RemoteState:
     ptc_type: int = day1_pb2.PARTICIPANT_MOTOR
     ptc_id: int | None = None
     source: int = day1_pb2.SOURCE_V2X
+    # An emergency vehicle's lights / siren in use (names of EMERGENCY_USE): see :func:`decode_emergency_use`.
+    emergency_use: frozenset[str] = frozenset()
 
     def has(self, flag: str) -> bool:
-        """Is the event flag ``flag`` (a name of VEHICLE_EVENT_BIT) set?"""
+        """Is the event flag ``flag`` (a name of VEHICLE_EVENT_BIT or EMERGENCY_USE) set?"""
+        if flag in EMERGENCY_USE:
+            return flag in self.emergency_use
         return bool(self.events & (1 << VEHICLE_EVENT_BIT[flag]))
 
     @property
@@ -204,7 +219,7 @@ def encode_bsm(
     own: OwnState, *, actor_id: str, t_s: float, msg_count: int, frame: LocalFrame, epoch: datetime
 ) -> frame_pb2.MessageFrame:
     lat, lon, _ = frame.to_geodetic(own.x, own.y)
-    flags = set(own.flags) - {"hard_braking"}
+    flags = set(own.flags) - {"hard_braking", *EMERGENCY_USE}
     if own.accel_mps2 <= -HARD_BRAKING_MPS2:
         flags.add("hard_braking")
     events = 0
@@ -258,6 +273,17 @@ def encode_bsm(
         vehicle_class=VEHICLE_CLASS.get(own.kind, 0),
         safety_ext=day1_pb2.VehicleSafetyExtensions(events=events, path_prediction_radius=32767, lights=lights),
     )
+    if own.kind == "emergency":
+        # An emergency vehicle always says whether its lights and siren are in use; others leave the
+        # extension out (all 0: notInUseOrNotEquipped / unavailable).
+        lights_on, siren_on = "emergency_lights" in own.flags, "siren" in own.flags
+        bsm.emergency_ext.CopyFrom(
+            day1_pb2.VehicleEmergencyExtensions(
+                response_type=RESPONSE_EMERGENCY if lights_on or siren_on else RESPONSE_NON_EMERGENCY,
+                siren_use=IN_USE if siren_on else NOT_IN_USE,
+                lights_use=IN_USE if lights_on else NOT_IN_USE,
+            )
+        )
     return frame_pb2.MessageFrame(bsm=bsm)
 
 
@@ -288,6 +314,17 @@ def decode_event_flags(bsm: day1_pb2.BSM) -> int:
     return events
 
 
+def decode_emergency_use(bsm: day1_pb2.BSM) -> frozenset[str]:
+    """The emergency extension's lights and siren in use (``emergency_lights``, ``siren``). Values out of
+    range raise ValueError (the BSM is rejected as out_of_range); a response type, the other lightbar states
+    (yellow caution lights, arrow signs, ...) and an absent extension mean neither."""
+    ext = bsm.emergency_ext
+    units.emergency_use_from_wire(ext.response_type, units.EMERGENCY_RESPONSE_TYPE_MAX, "responseType")
+    siren = units.emergency_use_from_wire(ext.siren_use, units.SIREN_IN_USE_MAX, "sirenUse")
+    lights = units.emergency_use_from_wire(ext.lights_use, units.LIGHTBAR_IN_USE_MAX, "lightsUse")
+    return frozenset(name for name, raw in (("emergency_lights", lights), ("siren", siren)) if raw == IN_USE)
+
+
 def decode_bsm(bsm: day1_pb2.BSM, *, now_s: float, frame: LocalFrame, epoch: datetime) -> RemoteState | None:
     """A BSM in SI units, or None if it lacks a position, speed or heading."""
     lat = units.lat_from_wire(bsm.pos.lat)
@@ -312,6 +349,7 @@ def decode_bsm(bsm: day1_pb2.BSM, *, now_s: float, frame: LocalFrame, epoch: dat
         kind_class=bsm.vehicle_class,
         events=decode_event_flags(bsm),
         ptc_type=participant_type_of_class(bsm.vehicle_class),
+        emergency_use=decode_emergency_use(bsm),
     )
 
 

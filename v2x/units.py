@@ -41,12 +41,14 @@ __all__ = [
     "ELEVATION_MAX",
     "ELEVATION_MIN",
     "ELEVATION_UNAVAILABLE",
+    "EMERGENCY_RESPONSE_TYPE_MAX",
     "EXTERIOR_LIGHTS_BITS",
     "G0",
     "HEADING_UNAVAILABLE",
     "LAT_MAX",
     "LAT_MIN",
     "LAT_UNAVAILABLE",
+    "LIGHTBAR_IN_USE_MAX",
     "LON_MAX",
     "LON_MIN",
     "LON_UNAVAILABLE",
@@ -58,6 +60,7 @@ __all__ = [
     "SECMARK_UNAVAILABLE",
     "SEMI_MAJOR_GE_12_7_M",
     "SEMI_MAJOR_UNAVAILABLE",
+    "SIREN_IN_USE_MAX",
     "SPEED_MAX",
     "SPEED_UNAVAILABLE",
     "STEERING_MAX",
@@ -87,6 +90,7 @@ __all__ = [
     "countdown_to_wire",
     "elevation_from_wire",
     "elevation_to_wire",
+    "emergency_use_from_wire",
     "enu_yaw_rad_to_compass_deg",
     "heading_from_wire",
     "heading_to_wire",
@@ -185,6 +189,12 @@ VEHICLE_EVENT_FLAGS_BITS: Final = 13
 EXTERIOR_LIGHTS_BITS: Final = 9
 #: BrakeSystemStatus brake pedal / ABS / traction / stability control status: 0..3 (0 unavailable).
 BRAKE_STATUS_MAX: Final = 3
+#: VehicleEmergencyExtensions (CSAE 53 / SAE J2735): ResponseType 0..6 (0 notInUseOrNotEquipped, 1 emergency,
+#: 2 nonEmergency, 3 pursuit, 4 stationary, 5 slowMoving, 6 stopAndGoMovement), SirenInUse 0..3 (0 unavailable,
+#: 1 notInUse, 2 inUse, 3 reserved), LightbarInUse 0..7 (0 unavailable, 1 notInUse, 2 inUse, 3..7 other lights).
+EMERGENCY_RESPONSE_TYPE_MAX: Final = 6
+SIREN_IN_USE_MAX: Final = 3
+LIGHTBAR_IN_USE_MAX: Final = 7
 
 #: PositionConfidence code -> 95 % bound in metres (code 0 = unavailable). Same ladder for elevation.
 POSITION_CONFIDENCE_BOUNDS_M: Final[tuple[float, ...]] = (
@@ -493,6 +503,13 @@ def bit_string_from_wire(raw: int, bits: int, name: str) -> int:
 def brake_status_from_wire(raw: int, name: str) -> int:
     """A BrakeSystemStatus element (brake pedal, ABS, traction, stability control): 0..3."""
     _check(raw, 0, BRAKE_STATUS_MAX, name)
+    return raw
+
+
+def emergency_use_from_wire(raw: int, max_raw: int, name: str) -> int:
+    """An element of VehicleEmergencyExtensions (responseType, sirenUse, lightsUse) checked against its
+    range, ``0..max_raw`` (EMERGENCY_RESPONSE_TYPE_MAX, SIREN_IN_USE_MAX, LIGHTBAR_IN_USE_MAX)."""
+    _check(raw, 0, max_raw, name)
     return raw
 
 

@@ -88,6 +88,19 @@ DEFAULTS: Mapping[str, float] = MappingProxyType(
         "clw_required_accuracy_m": 5.0,
         "clw_max_lateral_m": 5.25,
         "v2v_event_max_heading_deg": 45.0,
+        # EVW (v2x/apps/vehicle_events.py) from an emergency vehicle's lights / siren in use (BSM emergency
+        # extension). Range 300 m and accuracy 5 m: T/CSAE 53 Day-1 table. The host is warned about an
+        # emergency vehicle BEHIND it in the same direction, in its lane or the next (5.25 m, as AVW / CLW:
+        # the emergency vehicle will pass through the host's lane or beside it), when the emergency vehicle
+        # would reach where the host is now within 8 s (ours): the host has to get out of the way, and to do
+        # so a driver needs to notice (1-1.5 s), look for a place and slow down or pull over: from 60 km/h at
+        # 3 m/s^2, 16.7 / 3 = 5.6 s; 1.5 + 5.6 = 7.1 s, rounded up to 8 s. At 100 km/h that is 222 m, inside
+        # the 300 m range. One ahead (driving away, or the host following it), oncoming or beside the host
+        # is not warned about: a stopped one at an incident is AVW / HLW's business.
+        "evw_tti_s": 8.0,
+        "evw_max_distance_m": 300.0,
+        "evw_required_accuracy_m": 5.0,
+        "evw_max_lateral_m": 5.25,
         # IVS and SLW (v2x/apps/road_signs.py) on RSI road traffic signs. IVS shows a sign within 50 m of it
         # (Wanji OBU stack, VDS/src/GPSInterface/Common.c). SLW: ours. Look-ahead 150 m: a driver at 80 km/h
         # who reacts in 1 s and tracks the limit as the driver model does (v2x/apps/driver.py: 2 m/s^2 at

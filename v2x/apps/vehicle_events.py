@@ -1,4 +1,4 @@
-"""V2V event warnings (T/CSAE 53 Day-1, BSM event flags), on board: one mechanism for three applications.
+"""V2V event warnings (T/CSAE 53 Day-1, BSM event flags), on board: one mechanism for four applications.
 Sans-I/O: the host's own state and the remote vehicles heard in BSMs in; warnings out.
 
 | app | raised by the sender's | range, accuracy (T/CSAE 53) | time to reach | lateral |
@@ -6,6 +6,7 @@ Sans-I/O: the host's own state and the remote vehicles heard in BSMs in; warning
 | EBW emergency brake warning | hardBraking | 150 m, 1.5 m | 6 s | 1.75 m (its lane) |
 | AVW abnormal vehicle warning | disabledVehicle; hazardLights while stopped or crawling | 150 m, 5 m | 6 s | 5.25 m |
 | CLW control loss warning | ABSactivated, tractionControlLoss, stabilityControlActivated | 300 m, 5 m | 7 s | 5.25 m |
+| EVW emergency vehicle warning | emergency ext.: lightsUse or sirenUse inUse | 300 m, 5 m | 8 s (it to us) | 5.25 m |
 
 The flags come from ``RemoteState.events``, decoded once per transmission (``v2x.messages.decode_event_flags``
 also reads the brake system status and the exterior lights). The logic, stated so that it can be checked
@@ -27,6 +28,14 @@ also reads the brake system status and the exterior lights). The logic, stated s
    within ``{app}_tti_s``: the sender is treated as if it stopped where it is now (a car braking hard, stalled
    or out of control may). A host that stands, or is braking to a stop short of it, is not warned.
 
+EVW looks the other way: rules 1 and 2 as above (lights or siren in use, from the BSM's emergency extension),
+then **behind** instead of ahead (the gap from the sender's front bumper to the host's rear bumper, along the
+host's heading, is positive), same direction, in the way (lateral offset at most ``evw_max_lateral_m``) and in
+range (``evw_max_distance_m``), and **time**: the emergency vehicle, at its speed, would reach the host's
+present position within ``evw_tti_s`` (the host may slow down or stop to let it through, so its own speed is
+not counted on). An emergency vehicle standing still is not warned about. The driver yields as to any
+warning (v2x/apps/driver.py rule 1: brakes to a stop; no lane change in the model).
+
 A sender carrying the flags of several apps raises each of the host's apps that it concerns.
 """
 
@@ -37,29 +46,32 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from v2x.apps.rlvw import Host, time_to_travel
-from v2x.messages import R95_PER_SIGMA, VEHICLE_EVENT_TEXT, RemoteState
+from v2x.messages import FLAG_TEXT, R95_PER_SIGMA, RemoteState
 
-EVENT_APPS = ("ebw", "avw", "clw")
-# The event flags (v2x.messages.VEHICLE_EVENT_BIT names) each app warns about.
+EVENT_APPS = ("ebw", "avw", "clw", "evw")
+# The event flags (v2x.messages.VEHICLE_EVENT_BIT and EMERGENCY_USE names) each app warns about.
 APP_FLAGS: Mapping[str, tuple[str, ...]] = {
     "ebw": ("hard_braking",),
     "avw": ("disabled", "hazard_lights"),
     "clw": ("abs", "traction_control", "stability_control"),
+    "evw": ("emergency_lights", "siren"),
 }
+BEHIND_APPS = ("evw",)  # apps about a sender behind the host (the others: ahead of it)
 
 
 @dataclass(frozen=True)
 class EventWarning:
-    app: str  # ebw, avw or clw
+    app: str  # ebw, avw, clw or evw
     key: str  # the sender as the app names it: its BSM id (hex)
     flags: tuple[str, ...]  # the flags that raised it, in APP_FLAGS order
-    gap_m: float  # host front bumper to the sender's rear bumper, along the host's heading
+    gap_m: float  # host front bumper to the sender's rear bumper, along the host's heading (EVW: the
+    # sender's front bumper to the host's rear bumper)
     lateral_m: float  # the sender's centre from the host's heading line (left positive)
     time_to_reach_s: float
 
     @property
     def description(self) -> str:
-        return ", ".join(VEHICLE_EVENT_TEXT[f] for f in self.flags)
+        return ", ".join(FLAG_TEXT[f] for f in self.flags)
 
 
 @dataclass(frozen=True)
@@ -108,7 +120,7 @@ def vehicle_event_warnings(
     thresholds: Mapping[str, float],
     apps: Sequence[str] = EVENT_APPS,
 ) -> list[EventWarning]:
-    """Rules 1-4 of the module docstring, for the host's ``apps`` among ebw, avw and clw."""
+    """Rules 1-4 of the module docstring, for the host's ``apps`` among ebw, avw, clw and evw."""
     max_heading = math.radians(thresholds["v2v_event_max_heading_deg"])
     out = []
     for remote in sorted(remotes, key=lambda r: r.key):
@@ -121,18 +133,33 @@ def vehicle_event_warnings(
             if not (_accurate(host.sigma_m, need) and _accurate(remote.sigma_major_m, need)):
                 continue
             where = where or placement(host, remote, t_s)
+            behind = app in BEHIND_APPS
+            # EVW: the sender behind, front bumper to the host's rear bumper (placement's gap is measured
+            # ahead; minus it and both lengths the other way round is the same bumpers' gap).
+            gap = -where.gap_m - host.length_m - remote.length_m if behind else where.gap_m
             if (
                 abs(where.heading_diff_rad) > max_heading
-                or where.gap_m <= 0
+                or gap <= 0
                 or abs(where.lateral_m) > thresholds[f"{app}_max_lateral_m"]
-                or where.gap_m > thresholds[f"{app}_max_distance_m"]
+                or gap > thresholds[f"{app}_max_distance_m"]
             ):
                 continue
-            t_reach = time_to_travel(where.gap_m, host.speed_mps, host.accel_mps2)
+            if behind:
+                t_reach = gap / remote.speed_mps if remote.speed_mps > 0 else math.inf
+            else:
+                t_reach = time_to_travel(gap, host.speed_mps, host.accel_mps2)
             if not math.isfinite(t_reach) or t_reach > thresholds[f"{app}_tti_s"]:
                 continue
-            out.append(EventWarning(app, remote.key, flags, where.gap_m, where.lateral_m, t_reach))
+            out.append(EventWarning(app, remote.key, flags, gap, where.lateral_m, t_reach))
     return out
 
 
-__all__ = ["APP_FLAGS", "EVENT_APPS", "EventWarning", "active_flags", "placement", "vehicle_event_warnings"]
+__all__ = [
+    "APP_FLAGS",
+    "BEHIND_APPS",
+    "EVENT_APPS",
+    "EventWarning",
+    "active_flags",
+    "placement",
+    "vehicle_event_warnings",
+]

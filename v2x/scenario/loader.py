@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
 from v2x.scenario.model import (
+    EMERGENCY_FLAG_ACTIONS,
     FLAG_ACTIONS,
     ROAD_USER_KINDS,
     VEHICLE_KINDS,
@@ -145,7 +146,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append((f"actors[{i}].apps", f"apps run on road users or the platform, not a {actor.kind}"))
         if "icw" in actor.apps and actor.kind != "platform":
             problems.append((f"actors[{i}].apps", "icw runs on the edge/cloud platform (kind: platform)"))
-        for app in ("fcw", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw", "ivs", "slw"):
+        for app in ("fcw", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw", "ivs", "slw", "evw"):
             if app in actor.apps and actor.kind not in ROAD_USER_KINDS:
                 problems.append((f"actors[{i}].apps", f"{app} runs on board a road user"))
         if not actor.equipped:
@@ -157,7 +158,14 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             if ev.action not in FLAG_ACTIONS:
                 continue
             loc = f"actors[{i}].events[{k}].action"
-            if actor.kind not in VEHICLE_KINDS:
+            if ev.action in EMERGENCY_FLAG_ACTIONS and actor.kind != "emergency":
+                problems.append(
+                    (
+                        loc,
+                        f"'{ev.action}' is sent in an emergency vehicle's BSM (kind: emergency), not a {actor.kind}'s",
+                    )
+                )
+            elif actor.kind not in VEHICLE_KINDS:
                 problems.append(
                     (loc, f"'{ev.action}' is a vehicle's BSM event flag: {list(VEHICLE_KINDS)}, not a {actor.kind}")
                 )

@@ -16,11 +16,30 @@ ROAD_USER_KINDS = (*VEHICLE_KINDS, "pedestrian", "cyclist")
 ActorKindName = Literal["car", "truck", "bus", "emergency", "pedestrian", "cyclist", "rsu", "platform"]
 Variant = Literal["v2x", "baseline"]
 ALL_VARIANTS: tuple[Variant, ...] = ("v2x", "baseline")
-AppName = Literal["fcw", "icw", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw", "ivs", "slw"]
+AppName = Literal["fcw", "icw", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw", "ivs", "slw", "evw"]
 # Scripted actions that set or clear a BSM event flag (v2x.messages.VEHICLE_EVENT_BIT has the same names).
-FLAG_ACTIONS = ("hazard_lights", "disabled", "abs", "traction_control", "stability_control")
+FLAG_ACTIONS = (
+    "hazard_lights",
+    "disabled",
+    "abs",
+    "traction_control",
+    "stability_control",
+    "emergency_lights",
+    "siren",
+)
+# Of those, the ones only an emergency vehicle has (sent in the BSM's emergency extension).
+EMERGENCY_FLAG_ACTIONS = ("emergency_lights", "siren")
 EventAction = Literal[
-    "brake", "accelerate", "hold", "hazard_lights", "disabled", "abs", "traction_control", "stability_control"
+    "brake",
+    "accelerate",
+    "hold",
+    "hazard_lights",
+    "disabled",
+    "abs",
+    "traction_control",
+    "stability_control",
+    "emergency_lights",
+    "siren",
 ]
 SensorKindName = Literal["camera", "radar", "lidar"]
 MessageName = Literal["bsm", "map", "spat", "rsi", "rsm", "advisory"]
@@ -194,7 +213,8 @@ class DriverSpec(Strict):
 
 class ScriptedEvent(Strict):
     """At ``at_s``: a change of motion (``brake``, ``accelerate``, ``hold``) or of a BSM event flag
-    (``hazard_lights``, ``disabled``, ``abs``, ``traction_control``, ``stability_control``: set with
+    (``hazard_lights``, ``disabled``, ``abs``, ``traction_control``, ``stability_control``; for an emergency
+    vehicle also ``emergency_lights`` and ``siren``, in its emergency extension: set with
     ``active: true``, the default, cleared with ``active: false``; ``for_s`` clears it again after that
     long). Flags change nothing in the motion: script a ``brake`` as well for a car that stops."""
 
