@@ -33,6 +33,7 @@ APP_COLOURS = {
     "clw": "#17a2b8",
     "ivs": "#6b8fd6",
     "slw": "#f0a030",
+    "evw": "#3b4cc0",
 }
 DEFAULT_APP_COLOUR = "#1f77b4"
 # Figures a warning event may carry (v2x.results), shown in its mark's details.
