@@ -6,21 +6,14 @@ import math
 
 import pytest
 
-from v2x.agents.base import Heard, TickContext
+from tests._agents import tick_ctx
+from v2x.agents.base import Heard
 from v2x.agents.vehicle import VehicleAgent
 from v2x.messages import decode_bsm, temporary_id
 from v2x.runner import build_agents, environment
 from v2x.scenario import load_scenario, route_for
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.wire import testbed_pb2
-
-
-def _gnss() -> testbed_pb2.GnssReading:
-    return testbed_pb2.GnssReading(available=True, sigma_major_m=0.02, sigma_minor_m=0.02, state="rtk-fixed")
-
-
-def _ctx(tick: int, dt: float, heard: tuple[Heard, ...] = ()) -> TickContext:
-    return TickContext(tick=tick, t_s=round(tick * dt, 9), dt_s=dt, gnss=_gnss(), heard=heard)
 
 
 def _fcw_vehicles() -> dict[str, VehicleAgent]:
@@ -33,7 +26,7 @@ def test_scripted_brake_stops_at_the_kinematic_distance() -> None:
     lead = _fcw_vehicles()["lead"]
     dt = 0.1
     for tick in range(0, 141):
-        lead.step(_ctx(tick, dt))
+        lead.step(tick_ctx(tick, dt=dt))
     v0, a, t_brake = 16.67, 6.0, 6.0
     expected = 130 + v0 * t_brake + v0 * v0 / (2 * a)
     assert lead.v == 0.0
@@ -42,7 +35,7 @@ def test_scripted_brake_stops_at_the_kinematic_distance() -> None:
 
 def test_bsm_carries_position_speed_heading_in_wire_units_and_decodes_back() -> None:
     lead = _fcw_vehicles()["lead"]
-    res = lead.step(_ctx(0, 0.1))
+    res = lead.step(tick_ctx(0))
     pc5 = [t for t in res.transmissions if t.link == testbed_pb2.LINK_PC5]
     assert len(pc5) == 1
     bsm = pc5[0].frame.bsm
@@ -65,7 +58,7 @@ def test_fcw_app_warns_on_a_braking_lead_and_the_driver_brakes_after_the_reactio
         t = round(tick * dt, 9)
         outputs = {}
         for name, car in cars.items():
-            res = car.step(_ctx(tick, dt, tuple(inbox[name])))
+            res = car.step(tick_ctx(tick, tuple(inbox[name]), dt=dt))
             outputs[name] = res
             if res.events:
                 first_warning.setdefault(name, t)
@@ -101,7 +94,7 @@ def test_an_out_of_range_message_is_rejected_and_counted_not_raised() -> None:
     not stop the receiver: it is counted as out_of_range and the next message is still read."""
     vehicles = _fcw_vehicles()
     follower, lead = vehicles["follower"], vehicles["lead"]
-    good = lead.step(_ctx(0, 0.1)).transmissions[0].frame
+    good = lead.step(tick_ctx(0)).transmissions[0].frame
     broken = type(good)()
     broken.CopyFrom(good)
     broken.bsm.speed = 9000
@@ -109,8 +102,8 @@ def test_an_out_of_range_message_is_rejected_and_counted_not_raised() -> None:
         Heard("lead", testbed_pb2.LINK_PC5, 0.1, 0.0, broken),
         Heard("lead", testbed_pb2.LINK_PC5, 0.1, 0.0, good),
     )
-    follower.step(_ctx(0, 0.1))
-    follower.step(_ctx(1, 0.1, heard))
+    follower.step(tick_ctx(0))
+    follower.step(tick_ctx(1, heard))
     assert follower.rejected == {"out_of_range": 1}
     assert temporary_id("lead") in follower.remotes  # the good one was taken
 
@@ -131,18 +124,18 @@ def test_one_transmission_is_decoded_once_for_all_its_receivers(monkeypatch: pyt
     monkeypatch.setattr(base, "decode_bsm", counting)
     vehicles = _fcw_vehicles()
     lead, follower, neighbour = vehicles["lead"], vehicles["follower"], vehicles["neighbour"]
-    good = lead.step(_ctx(0, 0.1)).transmissions[0].frame
+    good = lead.step(tick_ctx(0)).transmissions[0].frame
     broken = type(good)()
     broken.CopyFrom(good)
     broken.bsm.speed = 9000
     shared_good = Heard("lead", testbed_pb2.LINK_PC5, 0.1, 0.0, good)
     shared_bad = Heard("lead", testbed_pb2.LINK_PC5, 0.1, 0.0, broken)
     for v in (follower, neighbour):
-        v.step(_ctx(0, 0.1))
+        v.step(tick_ctx(0))
         # each receiver gets its own Heard (its own receive time) around the shared frame and memo
         mine_good = Heard("lead", testbed_pb2.LINK_PC5, 0.105, 0.0, good, shared_good.memo)
         mine_bad = Heard("lead", testbed_pb2.LINK_PC5, 0.105, 0.0, broken, shared_bad.memo)
-        v.step(_ctx(1, 0.1, (mine_bad, mine_good)))
+        v.step(tick_ctx(1, (mine_bad, mine_good)))
     assert len(calls) == 2  # one good and one bad decode, not four
     for v in (follower, neighbour):
         assert v.rejected == {"out_of_range": 1}
@@ -157,7 +150,7 @@ def test_host_parses_each_envelope_once_per_tick() -> None:
     from v2x.wire import frame_pb2
 
     vehicles = _fcw_vehicles()
-    frame = vehicles["lead"].step(_ctx(0, 0.1)).transmissions[0].frame
+    frame = vehicles["lead"].step(tick_ctx(0)).transmissions[0].frame
     env = testbed_pb2.Envelope(sender_id="lead", seq=1, tick=0, tx_time_us=0, frame=frame.SerializeToString())
     raw = env.SerializeToString()
 

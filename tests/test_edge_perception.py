@@ -7,8 +7,9 @@ import math
 
 import pytest
 
+from tests._agents import tick_ctx
 from tests._mosquitto import Mosquitto
-from v2x.agents.base import Heard, TickContext
+from v2x.agents.base import Heard
 from v2x.agents.platform import EdgePlatform, associate
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
@@ -48,17 +49,13 @@ def _agents() -> tuple[EdgePlatform, RoadsideUnit, VehicleAgent]:
     return edge, rsu, car_a
 
 
-def _gnss() -> testbed_pb2.GnssReading:
-    return testbed_pb2.GnssReading(available=True, sigma_major_m=0.02, sigma_minor_m=0.02, state="rtk-fixed")
-
-
 def test_edge_warns_the_equipped_car_about_a_road_user_only_the_rsu_sees() -> None:
     """Car A's BSM over Uu, and an RSM (over the backhaul) with car A itself and car B on a crossing course
     to the same point: the edge warns car A about car B, named by its RSM participant key, and nothing
     about car A's own perceived copy; car B cannot be warned."""
     edge, rsu, car_a = _agents()
     t = 3.5  # both 4.5 s from the crossing point: inside the ICW time (5 s)
-    car_a.step(TickContext(0, 0.0, 0.1, _gnss(), ()))
+    car_a.step(tick_ctx(0))
     # as the scenario is built, both centres reach the crossing point (1.75, -1.75) at t = 8 s
     copy_a = PerceivedObject(11, "car", "radar", t, 1.75 - 13.89 * (8.0 - t), -1.75, 13.89, 0.0, 4.8, 1.8, 0.3)
     car_b = PerceivedObject(12, "car", "radar", t, 1.75, -1.75 - 13.89 * (8.0 - t), 13.89, math.pi / 2, 4.8, 1.8, 0.3)
@@ -66,13 +63,13 @@ def test_edge_warns_the_equipped_car_about_a_road_user_only_the_rsu_sees() -> No
                      epoch=edge.env.epoch, msg_count=0)  # fmt: skip
     # the BSM as if sent at t: move car A on by re-stepping it to time t
     for k in range(1, round(t / 0.1) + 1):
-        out = car_a.step(TickContext(k, round(k * 0.1, 9), 0.1, _gnss(), ()))
+        out = car_a.step(tick_ctx(k))
     bsm = out.transmissions[0].frame
     heard = (
         Heard("car_a", testbed_pb2.LINK_UU, t, t, bsm),
         Heard("rsu_x1", testbed_pb2.LINK_WIRED, t, t, rsm),
     )
-    result = edge.step(TickContext(int(t * 10), t, 0.1, _gnss(), heard))
+    result = edge.step(tick_ctx(round(t * 10), heard))
     advice = [tx.frame.advisory for tx in result.transmissions if tx.frame.WhichOneof("msg") == "advisory"]
     assert [(a.target_id, a.other_id, a.app) for a in advice] == [
         ("car_a", participant_key(temporary_id("rsu_x1"), 12), testbed_pb2.APP_ICW)
@@ -80,7 +77,7 @@ def test_edge_warns_the_equipped_car_about_a_road_user_only_the_rsu_sees() -> No
     assert advice[0].ttc_s == pytest.approx(8.0 - t, abs=0.1)  # car A's time to the conflict point
     # without the RSM the edge knows only car A: nothing to warn about
     edge2, _, _ = _agents()
-    quiet = edge2.step(TickContext(int(t * 10), t, 0.1, _gnss(), heard[:1]))
+    quiet = edge2.step(tick_ctx(round(t * 10), heard[:1]))
     assert not [tx for tx in quiet.transmissions if tx.frame.WhichOneof("msg") == "advisory"]
 
 
@@ -91,7 +88,7 @@ def test_rsu_sends_its_rsm_to_the_edge_over_the_backhaul() -> None:
         x_m=1.75, y_m=-60.0, vx_mps=0.0, vy_mps=13.89, heading_deg=0.0, length_m=4.8, width_m=1.8, sigma_m=0.3,
         speed_sigma_mps=0.1,
     )  # fmt: skip
-    ctx = TickContext(10, 1.0, 0.1, _gnss(), (), (det,))
+    ctx = tick_ctx(10, detections=(det,))
     txs = [tx for tx in rsu.step(ctx).transmissions if tx.frame.WhichOneof("msg") == "rsm"]
     assert sorted((tx.link, tx.dest_ids) for tx in txs) == [
         (testbed_pb2.LINK_PC5, ()),

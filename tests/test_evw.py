@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from v2x.agents.base import TickContext
+from tests._agents import tick_ctx
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.rlvw import Host
 from v2x.apps.thresholds import DEFAULTS
@@ -136,18 +136,13 @@ def test_accuracy_5_m_and_only_for_evw() -> None:
 
 
 # -- the vehicle and the scenario file --------------------------------------------------------------
-def _ctx(tick: int) -> TickContext:
-    gnss = testbed_pb2.GnssReading(available=True, sigma_major_m=0.02, sigma_minor_m=0.02, state="rtk-fixed")
-    return TickContext(tick=tick, t_s=round(tick * 0.1, 9), dt_s=0.1, gnss=gnss, heard=())
-
-
 def test_the_ambulance_sends_its_lights_and_siren_in_the_bsm(tmp_path: Path) -> None:
     path = _scenario(tmp_path, "- {at_s: 0.0, action: siren}", "- {at_s: 0.0, action: siren, for_s: 1.0}")
     sc = load_scenario(path)
     [amb] = [a for a in build_agents(sc, environment(sc)) if isinstance(a, VehicleAgent) and a.actor_id == "ambulance"]
     sent = []
     for tick in range(15):
-        [pc5] = [tx for tx in amb.step(_ctx(tick)).transmissions if tx.link == testbed_pb2.LINK_PC5]
+        [pc5] = [tx for tx in amb.step(tick_ctx(tick)).transmissions if tx.link == testbed_pb2.LINK_PC5]
         ext = pc5.frame.bsm.emergency_ext
         sent.append((ext.lights_use, ext.siren_use))
     assert set(sent[:10]) == {(2, 2)} and set(sent[10:]) == {(2, 1)}  # the siren off after 1 s

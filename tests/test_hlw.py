@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from v2x.agents.base import Heard, TickContext
+from tests._agents import offline_world, tick_ctx
+from v2x.agents.base import Heard
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.hlw import hazard_distance, hazardous_location_warnings
 from v2x.apps.rlvw import Host
 from v2x.apps.thresholds import DEFAULTS
-from v2x.broker import BrokerAddress
 from v2x.cli import main
-from v2x.clock import LockstepClock
 from v2x.messages import (
     RTE_CONFIDENCE_MAX,
     ReferencePath,
@@ -31,10 +30,8 @@ from v2x.messages import (
 from v2x.runner import build_agents, environment
 from v2x.scenario import ScenarioError, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
-from v2x.transport import Transport
 from v2x.units import MINUTE_OF_YEAR_UNAVAILABLE, LocalFrame
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
-from v2x.world import World
 
 HLW = SCENARIO_DIR / "hlw.yaml"
 FRAME = LocalFrame(29.6005, 106.7420, 320.0)
@@ -108,7 +105,7 @@ def test_rsi_out_of_range_values_are_rejected_and_counted() -> None:
             decode_rsi(bad.rsi, now_s=0.0, frame=FRAME, epoch=EPOCH)
     car = _vehicles()["car_a"]
     bad.rsi.rtes[0].event_radius = 5000
-    car.step(_ctx(0, (Heard("rsu_bend", testbed_pb2.LINK_PC5, 0.0, 0.0, bad),)))
+    car.step(tick_ctx(0, (Heard("rsu_bend", testbed_pb2.LINK_PC5, 0.0, 0.0, bad),)))
     assert car.rejected == {"out_of_range": 1} and car.road_events == {}
     with pytest.raises(ValueError):
         encode_rsi([], actor_id="r", ref_x=0, ref_y=0, frame=FRAME, t_s=0.0, epoch=EPOCH, msg_count=0)
@@ -139,7 +136,7 @@ def test_rsu_broadcasts_rsi_at_10_hz_only_inside_the_events_time_window(tmp_path
     rsu = next(a for a in build_agents(sc, environment(sc)) if isinstance(a, RoadsideUnit))
     sent = []
     for tick in range(31):
-        res = rsu.step(_ctx(tick))
+        res = rsu.step(tick_ctx(tick))
         rsis = [tx for tx in res.transmissions if tx.frame.WhichOneof("msg") == "rsi"]
         assert all(tx.link == testbed_pb2.LINK_PC5 for tx in rsis)
         sent += [tick] * len(rsis)
@@ -152,7 +149,7 @@ def test_rsu_broadcasts_rsi_at_10_hz_only_inside_the_events_time_window(tmp_path
 
 def _rtes_of(rsu: RoadsideUnit, tick: int) -> list[day1_pb2.RTEData]:
     rsu._next_rsi_s = tick * 0.1  # due now
-    res = rsu.step(_ctx(tick))
+    res = rsu.step(tick_ctx(tick))
     return [rte for tx in res.transmissions if tx.frame.WhichOneof("msg") == "rsi" for rte in tx.frame.rsi.rtes]
 
 
@@ -248,11 +245,6 @@ def _vehicles() -> dict[str, VehicleAgent]:
     return {a.actor_id: a for a in build_agents(sc, environment(sc)) if isinstance(a, VehicleAgent)}
 
 
-def _ctx(tick: int, heard: tuple[Heard, ...] = ()) -> TickContext:
-    gnss = testbed_pb2.GnssReading(available=True, sigma_major_m=0.02, sigma_minor_m=0.02, state="rtk-fixed")
-    return TickContext(tick=tick, t_s=round(tick * 0.1, 9), dt_s=0.1, gnss=gnss, heard=heard)
-
-
 def test_the_vehicle_warns_from_rsi_once_and_the_driver_brakes_and_others_are_left_alone() -> None:
     sc = load_scenario(HLW)
     env = environment(sc)
@@ -260,10 +252,10 @@ def test_the_vehicle_warns_from_rsi_once_and_the_driver_brakes_and_others_are_le
     cars = _vehicles()
     events: dict[str, list[testbed_pb2.Advisory]] = {name: [] for name in cars}
     for tick in range(80):
-        rsi = [tx.frame for tx in rsu.step(_ctx(tick)).transmissions if tx.frame.WhichOneof("msg") == "rsi"]
+        rsi = [tx.frame for tx in rsu.step(tick_ctx(tick)).transmissions if tx.frame.WhichOneof("msg") == "rsi"]
         heard = tuple(Heard("rsu_bend", testbed_pb2.LINK_PC5, tick * 0.1, tick * 0.1, f) for f in rsi)
         for name, car in cars.items():
-            events[name] += car.step(_ctx(tick, heard)).events
+            events[name] += car.step(tick_ctx(tick, heard)).events
     # car A's front reaches 100 m before the zone (s = 698.77 - 100) at t = 5.77 s: first tick 5.8 s
     [adv] = events["car_a"]
     assert adv.app == testbed_pb2.APP_HLW and adv.other_id == road_event_key(temporary_id("rsu_bend"), 1)
@@ -278,14 +270,7 @@ def test_the_vehicle_warns_from_rsi_once_and_the_driver_brakes_and_others_are_le
 
 def test_the_world_names_the_warning_after_the_scenarios_road_event() -> None:
     sc = load_scenario(HLW)
-    world = World(
-        sc,
-        variant="v2x",
-        seed=0,
-        run_id="t",
-        transport=Transport(BrokerAddress("127.0.0.1", 1), "unused"),
-        clock=LockstepClock(sc.tick_s),
-    )
+    world = offline_world(sc)
     assert world._resolve(road_event_key(temporary_id("rsu_bend"), 1)) == "spill"
     assert world._resolve(road_event_key(temporary_id("rsu_bend"), 2)) == road_event_key(temporary_id("rsu_bend"), 2)
     assert not world.pc5_receivers[world.world.slot_of("stalled")]

@@ -12,16 +12,15 @@ from typing import Any
 
 import pytest
 
-from v2x.agents.base import Heard, TickContext
+from tests._agents import offline_world, tick_ctx
+from v2x.agents.base import Heard
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.driver import Driver
 from v2x.apps.rlvw import Host
 from v2x.apps.road_signs import in_vehicle_signage, speed_limit_warnings
 from v2x.apps.thresholds import DEFAULTS
-from v2x.broker import BrokerAddress
 from v2x.cli import main
-from v2x.clock import LockstepClock
 from v2x.messages import (
     ReferencePath,
     RoadEvent,
@@ -36,10 +35,8 @@ from v2x.runner import build_agents, environment
 from v2x.scenario import ScenarioError, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.scenario.model import SpeedExpectation
-from v2x.transport import Transport
 from v2x.units import MINUTE_OF_YEAR_UNAVAILABLE, LocalFrame
 from v2x.wire import frame_pb2, testbed_pb2
-from v2x.world import World
 
 IVS = SCENARIO_DIR / "ivs.yaml"
 SLW = SCENARIO_DIR / "slw.yaml"
@@ -120,15 +117,14 @@ def test_sign_values_out_of_range_are_rejected() -> None:
 
 
 # -- the roadside unit --------------------------------------------------------------------------------
-def _ctx(tick: int, heard: tuple[Heard, ...] = ()) -> TickContext:
-    gnss = testbed_pb2.GnssReading(available=True, sigma_major_m=0.02, sigma_minor_m=0.02, state="rtk-fixed")
-    return TickContext(tick=tick, t_s=round(tick * 0.1, 9), dt_s=0.1, gnss=gnss, heard=heard)
 
 
 def _rsis(rsu: RoadsideUnit, ticks: int) -> list[tuple[int, frame_pb2.MessageFrame]]:
     out = []
     for tick in range(ticks):
-        out += [(tick, tx.frame) for tx in rsu.step(_ctx(tick)).transmissions if tx.frame.WhichOneof("msg") == "rsi"]
+        out += [
+            (tick, tx.frame) for tx in rsu.step(tick_ctx(tick)).transmissions if tx.frame.WhichOneof("msg") == "rsi"
+        ]
     return out
 
 
@@ -217,10 +213,10 @@ def test_the_vehicle_shows_the_sign_once_and_the_driver_slows_others_see_nothing
     cars = {a.actor_id: a for a in agents if isinstance(a, VehicleAgent)}
     events: dict[str, list[testbed_pb2.Advisory]] = {name: [] for name in cars}
     for tick in range(120):
-        rsi = [tx.frame for tx in rsu.step(_ctx(tick)).transmissions if tx.frame.WhichOneof("msg") == "rsi"]
+        rsi = [tx.frame for tx in rsu.step(tick_ctx(tick)).transmissions if tx.frame.WhichOneof("msg") == "rsi"]
         heard = tuple(Heard("rsu_school", testbed_pb2.LINK_PC5, tick * 0.1, tick * 0.1, f) for f in rsi)
         for name, car in cars.items():
-            events[name] += car.step(_ctx(tick, heard)).events
+            events[name] += car.step(tick_ctx(tick, heard)).events
     # car A's front bumper (centre 60 + 2.5 at t = 0, 13.89 m/s) is 50 m from the sign at t = 6.2995 s
     [adv] = events["car_a"]
     assert adv.app == testbed_pb2.APP_IVS and adv.severity == testbed_pb2.SEVERITY_INFO
@@ -235,14 +231,7 @@ def test_the_vehicle_shows_the_sign_once_and_the_driver_slows_others_see_nothing
 
 def test_the_world_names_the_sign_after_the_scenario() -> None:
     sc = load_scenario(IVS)
-    world = World(
-        sc,
-        variant="v2x",
-        seed=0,
-        run_id="t",
-        transport=Transport(BrokerAddress("127.0.0.1", 1), "unused"),
-        clock=LockstepClock(sc.tick_s),
-    )
+    world = offline_world(sc)
     assert world._resolve(road_sign_key(temporary_id("rsu_school"), 1)) == "children_sign"
 
 

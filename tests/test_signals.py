@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._agents import rtk_gnss
 from v2x.agents.base import Heard, TickContext
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
@@ -183,18 +184,14 @@ def _agents() -> tuple[RoadsideUnit, VehicleAgent]:
     return rsu, car
 
 
-def _gnss() -> testbed_pb2.GnssReading:
-    return testbed_pb2.GnssReading(available=True, sigma_major_m=0.02, sigma_minor_m=0.02, state="rtk-fixed")
-
-
 def _drive(rsu: RoadsideUnit, car: VehicleAgent, until_s: float) -> list[testbed_pb2.Advisory]:
     """Step both, delivering everything the RSU sends in a tick to the car in the next tick."""
     warnings: list[testbed_pb2.Advisory] = []
     heard: tuple[Heard, ...] = ()
     for tick in range(round(until_s / 0.1) + 1):
         t = round(tick * 0.1, 9)
-        sent = rsu.step(TickContext(tick, t, 0.1, _gnss(), ()))
-        warnings += car.step(TickContext(tick, t, 0.1, _gnss(), heard)).events
+        sent = rsu.step(TickContext(tick, t, 0.1, rtk_gnss(), ()))
+        warnings += car.step(TickContext(tick, t, 0.1, rtk_gnss(), heard)).events
         heard = tuple(Heard(rsu.actor_id, tx.link, t + 0.002, t, tx.frame) for tx in sent.transmissions)
     return warnings
 
@@ -202,7 +199,7 @@ def _drive(rsu: RoadsideUnit, car: VehicleAgent, until_s: float) -> list[testbed
 def test_rsu_sends_map_each_second_and_spat_each_tick() -> None:
     rsu, _ = _agents()
     kinds = [
-        [tx.frame.WhichOneof("msg") for tx in rsu.step(TickContext(k, k * 0.1, 0.1, _gnss(), ())).transmissions]
+        [tx.frame.WhichOneof("msg") for tx in rsu.step(TickContext(k, k * 0.1, 0.1, rtk_gnss(), ())).transmissions]
         for k in range(12)
     ]
     assert kinds[0] == ["map", "spat"] and kinds[1] == ["spat"] and kinds[10] == ["map", "spat"]

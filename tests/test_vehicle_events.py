@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from v2x.agents.base import Heard, TickContext
+from tests._agents import tick_ctx
+from v2x.agents.base import Heard
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.rlvw import Host
 from v2x.apps.thresholds import DEFAULTS
@@ -107,7 +108,7 @@ def test_out_of_range_flags_and_statuses_reject_the_bsm_and_are_counted() -> Non
         with pytest.raises(ValueError):
             decode_bsm(bad.bsm, now_s=1.0, frame=FRAME, epoch=EPOCH)
     follower = _vehicles(EBW)["follower"]
-    follower.step(_ctx(0, (Heard("lead", testbed_pb2.LINK_PC5, 0.0, 0.0, bad),)))
+    follower.step(tick_ctx(0, (Heard("lead", testbed_pb2.LINK_PC5, 0.0, 0.0, bad),)))
     assert follower.rejected == {"out_of_range": 1} and follower.remotes == {}
 
 
@@ -237,15 +238,10 @@ def _vehicles(path: Path) -> dict[str, VehicleAgent]:
     return {a.actor_id: a for a in build_agents(sc, environment(sc)) if isinstance(a, VehicleAgent)}
 
 
-def _ctx(tick: int, heard: tuple[Heard, ...] = ()) -> TickContext:
-    gnss = testbed_pb2.GnssReading(available=True, sigma_major_m=0.02, sigma_minor_m=0.02, state="rtk-fixed")
-    return TickContext(tick=tick, t_s=round(tick * 0.1, 9), dt_s=0.1, gnss=gnss, heard=heard)
-
-
 def _events_sent(car: VehicleAgent, ticks: int) -> list[int]:
     out = []
     for tick in range(ticks):
-        [pc5] = [tx for tx in car.step(_ctx(tick)).transmissions if tx.link == testbed_pb2.LINK_PC5]
+        [pc5] = [tx for tx in car.step(tick_ctx(tick)).transmissions if tx.link == testbed_pb2.LINK_PC5]
         out.append(pc5.frame.bsm.safety_ext.events)
     return out
 
@@ -278,7 +274,7 @@ def test_ebw_vehicles_over_an_ideal_channel_warn_about_the_car_two_ahead() -> No
     inbox: dict[str, list[Heard]] = {k: [] for k in cars}
     for tick in range(100):
         t = round(tick * 0.1, 9)
-        outputs = {name: car.step(_ctx(tick, tuple(inbox[name]))) for name, car in cars.items()}
+        outputs = {name: car.step(tick_ctx(tick, tuple(inbox[name]))) for name, car in cars.items()}
         inbox = {k: [] for k in cars}
         for sender, res in outputs.items():
             warnings[sender] += res.events

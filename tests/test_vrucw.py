@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon
 
+from tests._agents import offline_world, tick_ctx
 from v2x.agents.base import Heard, TickContext
 from v2x.agents.roadside import RoadsideUnit, fuse
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.collision import Participant
 from v2x.apps.thresholds import DEFAULTS
 from v2x.apps.vrucw import vru_participant, vulnerable_road_user_collision
-from v2x.broker import BrokerAddress
-from v2x.clock import LockstepClock
 from v2x.messages import (
     PerceivedObject,
     RemoteState,
@@ -35,10 +34,8 @@ from v2x.scenario import ScenarioError, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.scenario.model import MetricExpectation, NoWarningExpectation, SensorSpec
 from v2x.sensors import SENSOR_DEFAULTS, RoadsideSensing, Targets, in_view, resolve
-from v2x.transport import Transport
 from v2x.units import LocalFrame, compass_deg_to_enu_yaw_rad
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
-from v2x.world import World
 
 VRUCW = SCENARIO_DIR / "vrucw.yaml"
 FRAME = LocalFrame(29.5410, 106.4560, 260.0)
@@ -262,22 +259,17 @@ def _vehicles() -> dict[str, VehicleAgent]:
     return {a.actor_id: a for a in build_agents(sc, environment(sc)) if isinstance(a, VehicleAgent)}
 
 
-def _ctx(tick: int, heard: tuple[Heard, ...] = ()) -> TickContext:
-    gnss = testbed_pb2.GnssReading(available=True, sigma_major_m=0.02, sigma_minor_m=0.02, state="rtk-fixed")
-    return TickContext(tick=tick, t_s=round(tick * 0.1, 9), dt_s=0.1, gnss=gnss, heard=heard)
-
-
 def test_an_unequipped_pedestrian_walks_but_transmits_and_hears_nothing() -> None:
     cars = _vehicles()
     ped, car = cars["ped"], cars["car_a"]
-    bsm = car.step(_ctx(0)).transmissions[0].frame
+    bsm = car.step(tick_ctx(0)).transmissions[0].frame
     warning = frame_pb2.MessageFrame(advisory=testbed_pb2.Advisory(app=testbed_pb2.APP_VRUCW, target_id="ped"))
     for tick in range(11):
         heard = (
             Heard("car_a", testbed_pb2.LINK_PC5, 0.0, 0.0, bsm),
             Heard("x", testbed_pb2.LINK_UU, 0.0, 0.0, warning),
         )
-        res = ped.step(_ctx(tick, heard))
+        res = ped.step(tick_ctx(tick, heard))
         assert res.transmissions == [] and res.events == []
     assert ped.remotes == {} and ped.s == pytest.approx(1.4)
     assert res.truth is not None and res.truth.y_m == pytest.approx(-9 + 1.4)
@@ -285,14 +277,7 @@ def test_an_unequipped_pedestrian_walks_but_transmits_and_hears_nothing() -> Non
 
 def test_the_world_hears_nothing_from_an_unequipped_actor_and_delivers_nothing_to_it() -> None:
     sc = load_scenario(VRUCW)
-    world = World(
-        sc,
-        variant="v2x",
-        seed=0,
-        run_id="t",
-        transport=Transport(BrokerAddress("127.0.0.1", 1), "unused"),
-        clock=LockstepClock(sc.tick_s),
-    )
+    world = offline_world(sc)
     assert not world.pc5_receivers[world.world.slot_of("ped")]
     assert world.pc5_receivers[world.world.slot_of("car_a")]
     world.current_tick = 0
@@ -314,14 +299,7 @@ def test_the_world_hears_nothing_from_an_unequipped_actor_and_delivers_nothing_t
 
 def test_the_world_gives_the_rsu_what_its_sensors_see_and_the_bus_hides_the_waiting_passenger() -> None:
     sc = load_scenario(VRUCW)
-    world = World(
-        sc,
-        variant="baseline",
-        seed=0,
-        run_id="t",
-        transport=Transport(BrokerAddress("127.0.0.1", 1), "unused"),
-        clock=LockstepClock(sc.tick_s),
-    )
+    world = offline_world(sc, "baseline")
     w = world.world
     for actor, (x, y, heading) in {
         "car_a": (-40.0, -1.75, 0.0),
@@ -449,7 +427,7 @@ def test_the_vehicle_warns_from_rsm_and_the_driver_brakes() -> None:
     events = []
     for tick in range(32):  # at t = 3.1 s car A's front is 23.4 m before the crosswalk: TTC 2.06 s
         heard = (Heard("rsu1", testbed_pb2.LINK_PC5, 3.1, 3.1, frame),) if tick == 31 else ()
-        events += car.step(_ctx(tick, heard)).events
+        events += car.step(tick_ctx(tick, heard)).events
     assert len(events) == 1
     adv = events[0]
     assert adv.app == testbed_pb2.APP_VRUCW and adv.other_id == participant_key(temporary_id("rsu1"), 3)

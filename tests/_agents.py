@@ -1,0 +1,39 @@
+"""Feeding agents by hand in tests: a tick's context with an RTK fix, and a world that never connects."""
+
+from __future__ import annotations
+
+from v2x.agents.base import Heard, TickContext
+from v2x.broker import BrokerAddress
+from v2x.clock import LockstepClock
+from v2x.scenario.model import Scenario
+from v2x.transport import Transport
+from v2x.wire import testbed_pb2
+from v2x.world import World
+
+
+def rtk_gnss() -> testbed_pb2.GnssReading:
+    """A receiver with an RTK fix: 2 cm per axis."""
+    return testbed_pb2.GnssReading(available=True, sigma_major_m=0.02, sigma_minor_m=0.02, state="rtk-fixed")
+
+
+def tick_ctx(
+    tick: int,
+    heard: tuple[Heard, ...] = (),
+    *,
+    dt: float = 0.1,
+    detections: tuple[testbed_pb2.Detection, ...] = (),
+) -> TickContext:
+    """Tick ``tick`` of ``dt`` seconds (time rounded to 1e-9 s, as the clocks do) with an RTK fix."""
+    return TickContext(tick=tick, t_s=round(tick * dt, 9), dt_s=dt, gnss=rtk_gnss(), heard=heard, detections=detections)
+
+
+def offline_world(scenario: Scenario, variant: str = "v2x") -> World:
+    """The world of ``scenario`` for calling its methods directly: its transport never connects."""
+    return World(
+        scenario,
+        variant=variant,
+        seed=0,
+        run_id="t",
+        transport=Transport(BrokerAddress("127.0.0.1", 1), "unused"),
+        clock=LockstepClock(scenario.tick_s),
+    )
