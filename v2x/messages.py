@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from google.protobuf.message import DecodeError
+
 from v2x import units
 from v2x.signals import Approach, Interval
 from v2x.units import LocalFrame
@@ -118,6 +120,21 @@ RTS_SIGN_TYPE_NAME = {
     201: "speed limit",  # 限制速度 (the limit: RTSData.speed_limit)
 }
 SIGN_SPEED_LIMIT = 201
+
+
+def parse_envelope(raw: bytes) -> tuple[testbed_pb2.Envelope, frame_pb2.MessageFrame] | None:
+    """An Envelope and the MessageFrame inside it, or None if either is not valid protobuf. (Whether the
+    frame holds a known message type, ``frame.WhichOneof("msg")``, is the caller's next check.)"""
+    env = testbed_pb2.Envelope()
+    frame = frame_pb2.MessageFrame()
+    try:
+        env.ParseFromString(raw)
+        frame.ParseFromString(env.frame)
+    except DecodeError:
+        return None
+    return env, frame
+
+
 R95_PER_SIGMA = 2.448  # 95 % radius of a circular Gaussian in units of its per-axis sigma
 
 

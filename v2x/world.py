@@ -41,7 +41,14 @@ from v2x.core import (
     overlapping_pairs,
 )
 from v2x.impair import PositioningModel, Zone, network_link
-from v2x.messages import APP_NAME, parse_participant_key, road_event_key, road_sign_key, temporary_id
+from v2x.messages import (
+    APP_NAME,
+    parse_envelope,
+    parse_participant_key,
+    road_event_key,
+    road_sign_key,
+    temporary_id,
+)
 from v2x.results import event_order
 from v2x.scenario.geometry import polygon
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, SPEED_GATE_M, VEHICLE_KINDS, Scenario, SpeedExpectation
@@ -49,7 +56,7 @@ from v2x.sensors import RoadsideSensing, Targets
 from v2x.signals import LIGHT_NAME, STOPPING_LIGHTS, crossed, signal_heads
 from v2x.transport import Transport
 from v2x.units import compass_deg_to_enu_yaw_rad
-from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire import testbed_pb2
 
 log = logging.getLogger("v2x.world")
 
@@ -264,14 +271,11 @@ class World:
         if len(payload) > MAX_TX_BYTES:
             self._reject("oversized", topic, f"({len(payload)} bytes > {MAX_TX_BYTES})")
             return
-        env = testbed_pb2.Envelope()
-        frame = frame_pb2.MessageFrame()
-        try:
-            env.ParseFromString(payload)
-            frame.ParseFromString(env.frame)
-        except DecodeError:
+        parsed = parse_envelope(payload)
+        if parsed is None:
             self._reject("malformed", topic)
             return
+        env, frame = parsed
         if env.sender_id != actor_id:
             self._reject("sender_mismatch", topic, f"(envelope says {env.sender_id!r})")
             return

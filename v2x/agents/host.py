@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 
 from v2x import topics
 from v2x.agents.base import Agent, Heard, TickContext
+from v2x.messages import parse_envelope
 from v2x.transport import Handler, Transport
 from v2x.wire import frame_pb2, testbed_pb2
 
@@ -168,7 +169,7 @@ class AgentHost:
         for raw, rx_us in zip(tick_input.envelopes, tick_input.rx_time_us, strict=True):
             parsed = self._parsed.get(raw)
             if parsed is None:
-                parsed = self._parsed[raw] = _parse_envelope(raw)
+                parsed = self._parsed[raw] = _envelope_parts(raw)
             if isinstance(parsed, str):
                 slot.rejected[parsed] += 1
                 continue
@@ -180,15 +181,12 @@ class AgentHost:
 _Parsed = tuple[str, int, float, frame_pb2.MessageFrame, dict[Hashable, object]]
 
 
-def _parse_envelope(raw: bytes) -> _Parsed | str:
+def _envelope_parts(raw: bytes) -> _Parsed | str:
     """(sender, link, tx time, frame, a fresh memo), or the rejection reason."""
-    env = testbed_pb2.Envelope()
-    frame = frame_pb2.MessageFrame()
-    try:
-        env.ParseFromString(raw)
-        frame.ParseFromString(env.frame)
-    except DecodeError:
+    parsed = parse_envelope(raw)
+    if parsed is None:
         return "malformed"
+    env, frame = parsed
     if frame.WhichOneof("msg") is None:
         return "unknown_type"
     return env.sender_id, env.link, env.tx_time_us / 1e6, frame, {}

@@ -328,9 +328,6 @@ class TickTimes:
         return float(np.median(np.add(self.fanout_ms, self.conflict_ms)))
 
 
-Impl = Callable[[WorldState, NDArray[np.intp], NDArray[np.float64], np.random.Generator], tuple[Deliveries, Conflicts]]
-
-
 def ours(
     world: WorldState,
     senders: NDArray[np.intp],
@@ -341,10 +338,21 @@ def ours(
     from v2x.core import fan_out_broadcast
 
     link = BenchPC5()
+    return _timed(
+        lambda: fan_out_broadcast(world, senders, tx_time, link, rng),
+        lambda: detect_conflicts(world, horizon_s=HORIZON_S, model="ca"),
+        times,
+    )
+
+
+def _timed(
+    fan_out: Callable[[], Deliveries], conflicts: Callable[[], Conflicts], times: TickTimes | None
+) -> tuple[Deliveries, Conflicts]:
+    """One tick: the fan-out, then conflict detection, each timed into ``times`` (if given)."""
     t0 = time.perf_counter()
-    d = fan_out_broadcast(world, senders, tx_time, link, rng)
+    d = fan_out()
     t1 = time.perf_counter()
-    c = detect_conflicts(world, horizon_s=HORIZON_S, model="ca")
+    c = conflicts()
     t2 = time.perf_counter()
     if times is not None:
         times.fanout_ms.append((t1 - t0) * 1e3)
@@ -364,17 +372,12 @@ def _baseline(kind: str) -> Callable[..., tuple[Deliveries, Conflicts]]:
         times: TickTimes | None = None,
     ) -> tuple[Deliveries, Conflicts]:
         link = BenchPC5()
-        t0 = time.perf_counter()
-        d = fan(world, senders, tx_time, link, rng)
-        t1 = time.perf_counter()
-        radius = 2.0 * max_reach_m(world, HORIZON_S, "ca")
-        pairs = pairs_fn(world, radius)
-        c = detect_conflicts(world, horizon_s=HORIZON_S, model="ca", pairs=pairs)
-        t2 = time.perf_counter()
-        if times is not None:
-            times.fanout_ms.append((t1 - t0) * 1e3)
-            times.conflict_ms.append((t2 - t1) * 1e3)
-        return d, c
+
+        def conflicts() -> Conflicts:
+            pairs = pairs_fn(world, 2.0 * max_reach_m(world, HORIZON_S, "ca"))
+            return detect_conflicts(world, horizon_s=HORIZON_S, model="ca", pairs=pairs)
+
+        return _timed(lambda: fan(world, senders, tx_time, link, rng), conflicts, times)
 
     return run
 
