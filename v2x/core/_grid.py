@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -194,25 +195,13 @@ class SpatialGrid:
         qy = np.ascontiguousarray(qy, dtype=np.float64)
         if self.n == 0 or len(qx) == 0:
             return _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64
-        args = (self.xs, self.ys, qx, qy, float(radius_m), *self.kernel_args())
-        total = query_kernel(*args, _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64, False)
-        q = np.empty(total, dtype=np.intp)
-        m = np.empty(total, dtype=np.intp)
-        d = np.empty(total, dtype=np.float64)
-        query_kernel(*args, q, m, d, True)
-        return q, m, d
+        return _count_then_fill(query_kernel, (self.xs, self.ys, qx, qy, float(radius_m), *self.kernel_args()))
 
     def member_pairs(self, radius_m: float) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Unordered member-position pairs (a, b), a < b, within radius_m, each pair once."""
         if self.n < 2:
             return _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64
-        args = (self.xs, self.ys, self._row_of, float(radius_m), *self.kernel_args())
-        total = pairs_kernel(*args, _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64, False)
-        a = np.empty(total, dtype=np.intp)
-        b = np.empty(total, dtype=np.intp)
-        d = np.empty(total, dtype=np.float64)
-        pairs_kernel(*args, a, b, d, True)
-        return a, b, d
+        return _count_then_fill(pairs_kernel, (self.xs, self.ys, self._row_of, float(radius_m), *self.kernel_args()))
 
     def pairs_within(self, radius_m: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
         """Unordered slot pairs (i < j) of active actors at distance <= radius_m.
@@ -247,3 +236,14 @@ class SpatialGrid:
         if len(pos) and pos.min() < 0:
             raise ValueError("slot not in the grid (inactive when the grid was built?)")
         return pos
+
+
+def _count_then_fill(
+    kernel: Callable[..., int], args: tuple[Any, ...]
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    """Run a (first index, second index, distance) kernel twice: once to count the rows (fill=False),
+    then into arrays of exactly that size (fill=True)."""
+    total = kernel(*args, _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64, False)
+    out = np.empty(total, dtype=np.intp), np.empty(total, dtype=np.intp), np.empty(total, dtype=np.float64)
+    kernel(*args, *out, True)
+    return out
