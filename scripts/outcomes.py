@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Record or compare the outcomes of the shipped scenarios over several seeds.
+
+    .venv/bin/python scripts/outcomes.py record DIR [--seeds 0-4] [--scenario ID ...]
+    .venv/bin/python scripts/outcomes.py compare DIR [--seeds 0-4] [--scenario ID ...]
+
+For each scenario and seed it keeps the result document's ``passed``, ``expectations``, ``events`` and
+``metrics`` sections, less the wall-clock figures (``metrics.<variant>.wall_seconds``), as one JSON file
+``DIR/<scenario>-s<seed>.json``. ``compare`` runs the same scenarios again on the embedded broker and
+exits 1 naming every file whose bytes differ (0 when all are byte-identical, 2 when a record is missing).
+
+Used to show that a refactoring left every outcome unchanged (records taken before it in
+``tests/records/outcomes/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from v2x.scenario import catalogue, load_scenario
+
+SECTIONS = ("passed", "expectations", "events", "metrics")
+WALL_CLOCK_KEYS = ("wall_seconds",)
+
+
+def _seeds(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def comparable(result: dict[str, Any]) -> str:
+    """The deterministic sections of a result document as canonical JSON text."""
+    doc = {k: result[k] for k in SECTIONS}
+    doc["metrics"] = {
+        variant: {k: v for k, v in m.items() if k not in WALL_CLOCK_KEYS} for variant, m in result["metrics"].items()
+    }
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+
+
+async def _run(path: Path, seed: int) -> str:
+    from v2x.run.runner import run_scenario
+
+    result = await run_scenario(load_scenario(path), seed=seed)
+    return comparable(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=("record", "compare"))
+    parser.add_argument("dir", type=Path)
+    parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3 (default 0-4)")
+    parser.add_argument("--scenario", action="append", default=None, help="only this catalogue id (repeatable)")
+    args = parser.parse_args(argv)
+    paths = [p for p in catalogue() if args.scenario is None or p.stem in args.scenario]
+    args.dir.mkdir(parents=True, exist_ok=True)
+    differ: list[str] = []
+    missing: list[str] = []
+    for path in paths:
+        for seed in _seeds(args.seeds):
+            name = f"{path.stem}-s{seed}.json"
+            text = asyncio.run(_run(path, seed))
+            target = args.dir / name
+            if args.action == "record":
+                target.write_text(text, encoding="utf-8")
+                print(f"recorded {target}", file=sys.stderr)
+                continue
+            if not target.is_file():
+                missing.append(name)
+                print(f"MISSING  {name}", file=sys.stderr)
+                continue
+            before = target.read_text(encoding="utf-8")
+            if before == text:
+                print(f"same     {name}", file=sys.stderr)
+            else:
+                differ.append(name)
+                print(f"DIFFERS  {name}", file=sys.stderr)
+                diff = difflib.unified_diff(
+                    before.splitlines(), text.splitlines(), f"{name} (recorded)", f"{name} (now)", lineterm="", n=2
+                )
+                for line in list(diff)[:60]:
+                    print("    " + line, file=sys.stderr)
+    if args.action == "compare":
+        total = len(paths) * len(_seeds(args.seeds))
+        print(f"{total - len(differ) - len(missing)} identical, {len(differ)} differ, {len(missing)} missing")
+        if missing:
+            return 2
+        return 1 if differ else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
