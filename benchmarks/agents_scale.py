@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from v2x.runner import run_scenario, warm_up_core
+from v2x.run.runner import run_scenario, warm_up_core
 from v2x.scenario import load_scenario
 
 

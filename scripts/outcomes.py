@@ -47,7 +47,7 @@ def comparable(result: dict[str, Any]) -> str:
 
 
 async def _run(path: Path, seed: int) -> str:
-    from v2x.runner import run_scenario
+    from v2x.run.runner import run_scenario
 
     result = await run_scenario(load_scenario(path), seed=seed)
     return comparable(result)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from v2x.agents.base import Heard, TickContext
-from v2x.broker import BrokerAddress
-from v2x.clock import LockstepClock
+from v2x.net.broker import BrokerAddress
+from v2x.net.clock import LockstepClock
+from v2x.net.transport import Transport
+from v2x.net.world import World
 from v2x.scenario.model import Scenario
-from v2x.transport import Transport
 from v2x.wire import testbed_pb2
-from v2x.world import World
 
 
 def rtk_gnss() -> testbed_pb2.GnssReading:

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from v2x.broker import BrokerAddress, free_port
+from v2x.net.broker import BrokerAddress, free_port
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tests._mosquitto import MOSQUITTO, Mosquitto
-from v2x.broker import BrokerAddress, embedded_broker
+from v2x.net.broker import BrokerAddress, embedded_broker
 
 
 @pytest.fixture(scope="session")

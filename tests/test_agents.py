@@ -9,11 +9,12 @@ import pytest
 from tests._agents import tick_ctx
 from v2x.agents.base import Heard
 from v2x.agents.vehicle import VehicleAgent
-from v2x.messages import decode_bsm, temporary_id
-from v2x.runner import build_agents, environment
+from v2x.run.runner import build_agents, environment
 from v2x.scenario import load_scenario, route_for
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.wire import testbed_pb2
+from v2x.wire.bsm import decode_bsm
+from v2x.wire.envelope import temporary_id
 
 
 def _fcw_vehicles() -> dict[str, VehicleAgent]:
@@ -146,7 +147,7 @@ def test_one_transmission_is_decoded_once_for_all_its_receivers(monkeypatch: pyt
 def test_host_parses_each_envelope_once_per_tick() -> None:
     """AgentHost._heard: the same envelope bytes in two agents' inputs give Heard objects that share the
     frame and memo; a malformed envelope is counted by every agent that got it."""
-    from v2x.agents.host import AgentHost
+    from v2x.net.host import AgentHost
     from v2x.wire import frame_pb2
 
     vehicles = _fcw_vehicles()

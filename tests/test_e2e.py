@@ -11,10 +11,10 @@ import aiomqtt
 import pytest
 
 from tests._mosquitto import Mosquitto
-from v2x import topics
-from v2x.broker import BrokerAddress
-from v2x.results import outcome
-from v2x.runner import run_scenario, run_variant
+from v2x.net import topics
+from v2x.net.broker import BrokerAddress
+from v2x.run.results import outcome
+from v2x.run.runner import run_scenario, run_variant
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.wire import frame_pb2, testbed_pb2
@@ -217,7 +217,7 @@ async def test_a_failing_agent_ends_the_run_at_once_with_its_name(
     """A bug in one built-in agent is a run error (exit 3) named after the agent, raised at once: not after
     the world's 60 s silence timeout."""
     from v2x.agents.vehicle import VehicleAgent
-    from v2x.runner import RunError
+    from v2x.run.runner import RunError
 
     original = VehicleAgent.step
 

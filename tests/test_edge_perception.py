@@ -14,11 +14,12 @@ from v2x.agents.platform import EdgePlatform, associate
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.collision import Participant
-from v2x.messages import PerceivedObject, encode_rsm, participant_key, temporary_id
-from v2x.runner import build_agents, environment, run_scenario
+from v2x.run.runner import build_agents, environment, run_scenario
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.wire import testbed_pb2
+from v2x.wire.envelope import participant_key, temporary_id
+from v2x.wire.rsm import PerceivedObject, encode_rsm
 
 SCENARIO = SCENARIO_DIR / "icw-perception.yaml"
 

@@ -18,12 +18,13 @@ from v2x.apps.rlvw import Host
 from v2x.apps.thresholds import DEFAULTS
 from v2x.apps.vehicle_events import vehicle_event_warnings
 from v2x.cli import main
-from v2x.messages import OwnState, RemoteState, decode_bsm, encode_bsm, temporary_id
-from v2x.runner import build_agents, environment
+from v2x.geodesy import LocalFrame
+from v2x.run.runner import build_agents, environment
 from v2x.scenario import ScenarioError, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
-from v2x.units import LocalFrame
 from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire.bsm import OwnState, RemoteState, decode_bsm, encode_bsm
+from v2x.wire.envelope import temporary_id
 
 EVW = SCENARIO_DIR / "evw.yaml"
 FRAME = LocalFrame(29.5630, 106.5516, 240.0)
@@ -188,7 +189,7 @@ def test_a_malformed_flag_action_exits_2_naming_file_and_field(
 @pytest.mark.broker
 async def test_evw_runs() -> None:
     """(Passing on the embedded broker with seed 0 as the other scenarios: tests/test_e2e.py.)"""
-    from v2x.runner import run_scenario
+    from v2x.run.runner import run_scenario
 
     result = await run_scenario(load_scenario(EVW), seed=3, broker="embedded")
     assert result["passed"], [e for e in result["expectations"] if not e["passed"]]

@@ -10,7 +10,7 @@ from v2x.apps.driver import STOP_GAP_M, YELLOW_MAX_STOP_MPS2, Driver, SignalView
 from v2x.apps.glosa import speed_advice
 from v2x.apps.rlvw import Host
 from v2x.apps.thresholds import DEFAULTS
-from v2x.signals import GREEN, RED, YELLOW, Approach, Interval
+from v2x.wire.map_spat import GREEN, RED, YELLOW, Approach, Interval
 
 STOP_X = -math.sqrt(12.0**2 - 1.75**2)
 EB = Approach("x1", 1, "eb", [(-400.0, -1.75), (STOP_X, -1.75)], 3.5, 1, 50 / 3.6)

@@ -18,20 +18,14 @@ from v2x.apps.hlw import hazard_distance, hazardous_location_warnings
 from v2x.apps.rlvw import Host
 from v2x.apps.thresholds import DEFAULTS
 from v2x.cli import main
-from v2x.messages import (
-    RTE_CONFIDENCE_MAX,
-    ReferencePath,
-    RoadEvent,
-    decode_rsi,
-    encode_rsi,
-    road_event_key,
-    temporary_id,
-)
-from v2x.runner import build_agents, environment
+from v2x.geodesy import LocalFrame
+from v2x.run.runner import build_agents, environment
 from v2x.scenario import ScenarioError, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
-from v2x.units import MINUTE_OF_YEAR_UNAVAILABLE, LocalFrame
+from v2x.units import MINUTE_OF_YEAR_UNAVAILABLE
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
+from v2x.wire.envelope import temporary_id
+from v2x.wire.rsi import RTE_CONFIDENCE_MAX, ReferencePath, RoadEvent, decode_rsi, encode_rsi, road_event_key
 
 HLW = SCENARIO_DIR / "hlw.yaml"
 FRAME = LocalFrame(29.6005, 106.7420, 320.0)
@@ -330,7 +324,7 @@ def test_the_shipped_scenario_is_in_the_catalogue() -> None:
 @pytest.mark.broker
 async def test_hlw_run_rsi_in_the_metrics_warning_stop_and_baseline_crash() -> None:
     """(Same seed, same outcome, also across brokers: tests/test_e2e.py, parametrised with hlw.)"""
-    from v2x.runner import run_scenario
+    from v2x.run.runner import run_scenario
 
     sc = load_scenario(HLW)
     a = await run_scenario(sc, seed=7, broker="embedded")

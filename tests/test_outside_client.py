@@ -22,9 +22,9 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests._mosquitto import Mosquitto
-from v2x.broker import BrokerAddress
 from v2x.cli import main as v2x_main
-from v2x.runner import run_scenario
+from v2x.net.broker import BrokerAddress
+from v2x.run.runner import run_scenario
 from v2x.scenario import Scenario, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.wire import common_pb2, day1_pb2, frame_pb2, testbed_pb2

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from v2x.cli import main
-from v2x.report import ReportInputError, load_results, render_html
+from v2x.run.report import ReportInputError, load_results, render_html
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -21,22 +21,16 @@ from v2x.apps.rlvw import Host
 from v2x.apps.road_signs import in_vehicle_signage, speed_limit_warnings
 from v2x.apps.thresholds import DEFAULTS
 from v2x.cli import main
-from v2x.messages import (
-    ReferencePath,
-    RoadEvent,
-    RoadSign,
-    decode_rsi,
-    encode_rsi,
-    road_sign_key,
-    temporary_id,
-)
-from v2x.results import check
-from v2x.runner import build_agents, environment
+from v2x.geodesy import LocalFrame
+from v2x.run.results import check
+from v2x.run.runner import build_agents, environment
 from v2x.scenario import ScenarioError, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.scenario.model import SpeedExpectation
-from v2x.units import MINUTE_OF_YEAR_UNAVAILABLE, LocalFrame
+from v2x.units import MINUTE_OF_YEAR_UNAVAILABLE
 from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire.envelope import temporary_id
+from v2x.wire.rsi import ReferencePath, RoadEvent, RoadSign, decode_rsi, encode_rsi, road_sign_key
 
 IVS = SCENARIO_DIR / "ivs.yaml"
 SLW = SCENARIO_DIR / "slw.yaml"
@@ -306,7 +300,7 @@ def test_the_shipped_scenarios_are_in_the_catalogue() -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 @pytest.mark.parametrize("scenario", [IVS, SLW])
 async def test_ivs_and_slw_pass_for_seeds_0_to_3(scenario: Path, seed: int) -> None:
-    from v2x.runner import run_scenario
+    from v2x.run.runner import run_scenario
 
     result = await run_scenario(load_scenario(scenario), seed=seed, broker="embedded")
     assert result["passed"], [e for e in result["expectations"] if not e["passed"]]

@@ -13,13 +13,26 @@ from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.rlvw import Host, match, red_light_warning, time_to_travel
 from v2x.apps.thresholds import DEFAULTS
-from v2x.messages import MapNode, SignalState, decode_map, decode_spat, encode_map, encode_spat
-from v2x.runner import build_agents, environment
+from v2x.run.runner import build_agents, environment
 from v2x.scenario import ScenarioError, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.scenario.model import SignalSpec
-from v2x.signals import GREEN, RED, YELLOW, Approach, FixedTimeController, Interval, approaches, crossed, light_at
+from v2x.scenario.signals import FixedTimeController, approaches, crossed
 from v2x.wire import testbed_pb2
+from v2x.wire.map_spat import (
+    GREEN,
+    RED,
+    YELLOW,
+    Approach,
+    Interval,
+    MapNode,
+    SignalState,
+    decode_map,
+    decode_spat,
+    encode_map,
+    encode_spat,
+    light_at,
+)
 
 RLVW = SCENARIO_DIR / "rlvw.yaml"
 STOP_X = -math.sqrt(12.0**2 - 1.75**2)  # where lane eb (y = -1.75) enters the 12 m box

@@ -2,7 +2,7 @@ from collections.abc import Callable
 
 import pytest
 
-from v2x import topics
+from v2x.net import topics
 
 
 def test_topics_carry_the_run_id_and_parse_back() -> None:
@@ -30,8 +30,8 @@ def test_transport_dispatch_exact_and_wildcard_routes_in_registration_order() ->
     order the routes were added; a failing handler does not stop the others."""
     import aiomqtt
 
-    from v2x.broker import BrokerAddress
-    from v2x.transport import Transport
+    from v2x.net.broker import BrokerAddress
+    from v2x.net.transport import Transport
 
     tp = Transport(BrokerAddress("127.0.0.1", 1), "t")
     calls: list[str] = []

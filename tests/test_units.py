@@ -11,8 +11,9 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
+from v2x import geodesy
 from v2x import units as u
-from v2x.units import LocalFrame
+from v2x.geodesy import LocalFrame
 
 # --------------------------------------------------------------------------------------------------
 # Constants
@@ -470,10 +471,10 @@ def test_ten_km_east_curvature() -> None:
 
 def test_known_distances() -> None:
     # 1e-5 degree of latitude at 29.6 N is the meridian arc M * dphi, M = a(1-e2)/(1-e2 sin^2)^1.5.
-    e2 = u.WGS84_F * (2 - u.WGS84_F)
+    e2 = geodesy.WGS84_F * (2 - geodesy.WGS84_F)
     s = math.sin(math.radians(29.6))
-    m = u.WGS84_A * (1 - e2) / (1 - e2 * s * s) ** 1.5
-    n = u.WGS84_A / math.sqrt(1 - e2 * s * s)
+    m = geodesy.WGS84_A * (1 - e2) / (1 - e2 * s * s) ** 1.5
+    n = geodesy.WGS84_A / math.sqrt(1 - e2 * s * s)
     _, north, _ = CHONGQING.to_local(29.6 + 1e-5, 106.5, 250.0)
     assert north == pytest.approx(m * math.radians(1e-5) * (1 + 250.0 / m), abs=1e-6)
     assert north == pytest.approx(1.108, abs=0.001)

@@ -20,20 +20,13 @@ from v2x.apps.rlvw import Host
 from v2x.apps.thresholds import DEFAULTS
 from v2x.apps.vehicle_events import vehicle_event_warnings
 from v2x.cli import main
-from v2x.messages import (
-    HARD_BRAKING_MPS2,
-    VEHICLE_EVENT_BIT,
-    OwnState,
-    RemoteState,
-    decode_bsm,
-    encode_bsm,
-    temporary_id,
-)
-from v2x.runner import build_agents, environment
+from v2x.geodesy import LocalFrame
+from v2x.run.runner import build_agents, environment
 from v2x.scenario import ScenarioError, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
-from v2x.units import LocalFrame
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
+from v2x.wire.bsm import HARD_BRAKING_MPS2, VEHICLE_EVENT_BIT, OwnState, RemoteState, decode_bsm, encode_bsm
+from v2x.wire.envelope import temporary_id
 
 EBW = SCENARIO_DIR / "ebw.yaml"
 AVW = SCENARIO_DIR / "avw.yaml"
@@ -357,7 +350,7 @@ async def test_event_warning_runs(
     path: Path, target: str, other: str, app: str, conflict: str, crash: list[str]
 ) -> None:
     """(Passing on the embedded broker with the same seed as the other scenarios: tests/test_e2e.py.)"""
-    from v2x.runner import run_scenario
+    from v2x.run.runner import run_scenario
 
     result = await run_scenario(load_scenario(path), seed=3, broker="embedded")
     assert result["passed"], [e for e in result["expectations"] if not e["passed"]]

@@ -19,23 +19,18 @@ from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.collision import Participant
 from v2x.apps.thresholds import DEFAULTS
 from v2x.apps.vrucw import vru_participant, vulnerable_road_user_collision
-from v2x.messages import (
-    PerceivedObject,
-    RemoteState,
-    decode_rsm,
-    encode_rsm,
-    parse_participant_key,
-    participant_key,
-    temporary_id,
-)
-from v2x.results import check
-from v2x.runner import build_agents, environment
+from v2x.geodesy import LocalFrame
+from v2x.run.results import check
+from v2x.run.runner import build_agents, environment
 from v2x.scenario import ScenarioError, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.scenario.model import MetricExpectation, NoWarningExpectation, SensorSpec
-from v2x.sensors import SENSOR_DEFAULTS, RoadsideSensing, Targets, in_view, resolve
-from v2x.units import LocalFrame, compass_deg_to_enu_yaw_rad
+from v2x.sim.sensing import SENSOR_DEFAULTS, RoadsideSensing, Targets, in_view, resolve
+from v2x.units import compass_deg_to_enu_yaw_rad
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
+from v2x.wire.bsm import RemoteState
+from v2x.wire.envelope import parse_participant_key, participant_key, temporary_id
+from v2x.wire.rsm import PerceivedObject, decode_rsm, encode_rsm
 
 VRUCW = SCENARIO_DIR / "vrucw.yaml"
 FRAME = LocalFrame(29.5410, 106.4560, 260.0)
@@ -489,7 +484,7 @@ def test_no_warning_about_a_named_other_and_latency_of_one_message_type() -> Non
 # -- end to end -------------------------------------------------------------------------------------
 @pytest.mark.broker
 async def test_vrucw_run_rsm_latency_and_sensing_in_the_metrics() -> None:
-    from v2x.runner import run_scenario
+    from v2x.run.runner import run_scenario
 
     result = await run_scenario(load_scenario(VRUCW), seed=3, broker="embedded")
     assert result["passed"], [e for e in result["expectations"] if not e["passed"]]

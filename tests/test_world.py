@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from v2x.broker import BrokerAddress
-from v2x.clock import LockstepClock
 from v2x.core import SpatialGrid
+from v2x.net.broker import BrokerAddress
+from v2x.net.clock import LockstepClock
+from v2x.net.transport import Transport
+from v2x.net.world import World, _Received
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
-from v2x.transport import Transport
 from v2x.wire import testbed_pb2
-from v2x.world import World, _Received
 
 
 def _world(uu: str) -> World:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from v2x.bench.cli import register as register_bench
 from v2x.impair.cli import register as register_impair
-from v2x.runner_cli import register as register_run
+from v2x.run.cli import register as register_run
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -14,19 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar, cast
 
-from v2x.messages import (
-    RemoteState,
-    RoadSideInfo,
-    SignalState,
-    decode_bsm,
-    decode_map,
-    decode_rsi,
-    decode_rsm,
-    decode_spat,
-)
-from v2x.signals import Approach
-from v2x.units import LocalFrame
+from v2x.geodesy import LocalFrame
 from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire.bsm import RemoteState, decode_bsm
+from v2x.wire.map_spat import Approach, SignalState, decode_map, decode_spat
+from v2x.wire.rsi import RoadSideInfo, decode_rsi
+from v2x.wire.rsm import decode_rsm
 
 log = logging.getLogger("v2x.agent")
 

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
 from v2x.apps.collision import Participant, intersection_collision
-from v2x.messages import RemoteState
 from v2x.scenario.model import ActorSpec
 from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire.bsm import RemoteState
 
 # Association gate between a perceived object and a BSM sender (both taken to the same time): the same
 # road user if their centres are within ASSOC_SIGMAS combined 1-sigma position errors (at least

@@ -11,26 +11,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from v2x.agents.base import Agent, Environment, TickContext, TickResult, Transmission
-from v2x.messages import (
-    PARTICIPANT_TYPE,
-    RSM_MAX_PARTICIPANTS,
-    RTE_EVENT_SOURCE,
-    VRU_TYPES,
-    MapNode,
-    PerceivedObject,
-    ReferencePath,
-    RoadEvent,
-    RoadSign,
-    SignalState,
-    encode_map,
-    encode_rsi,
-    encode_rsm,
-    encode_spat,
-)
 from v2x.scenario.model import ActorSpec, RsiItemSpec, Scenario
-from v2x.signals import FixedTimeController, approaches, node_id_of
+from v2x.scenario.signals import FixedTimeController, approaches, node_id_of
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
 from v2x.wire import day1_pb2, testbed_pb2
+from v2x.wire.map_spat import MapNode, SignalState, encode_map, encode_spat
+from v2x.wire.rsi import RTE_EVENT_SOURCE, ReferencePath, RoadEvent, RoadSign, encode_rsi
+from v2x.wire.rsm import PARTICIPANT_TYPE, RSM_MAX_PARTICIPANTS, VRU_TYPES, PerceivedObject, encode_rsm
 
 MAP_PERIOD_S = 1.0  # T/CSAE 53: MAP at 1 Hz
 SPAT_PERIOD_S = 0.1  # T/CSAE 53 Day-1 table: RLVW / GLOSA need SPAT at up to 10 Hz

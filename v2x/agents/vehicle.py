@@ -18,24 +18,32 @@ from v2x.apps.rlvw import Host, match, red_light_warning
 from v2x.apps.road_signs import in_vehicle_signage, speed_limit_warnings, time_to_sign
 from v2x.apps.vehicle_events import EVENT_APPS, vehicle_event_warnings
 from v2x.apps.vrucw import vru_participant, vulnerable_road_user_collision
-from v2x.messages import (
-    APP_BY_NAME,
-    APP_NAME,
-    OwnState,
-    RemoteState,
-    RoadEvent,
-    RoadSign,
-    encode_bsm,
-    temporary_id,
-)
 from v2x.scenario.geometry import Pose, Route
-from v2x.scenario.model import DEFAULT_SIZE, FLAG_ACTIONS, ActorSpec, ScriptedEvent
-from v2x.signals import Approach, FixedTimeController, Interval
+from v2x.scenario.model import DEFAULT_SIZE, FLAG_ACTIONS, ActorSpec, DriverSpec, ScriptedEvent
+from v2x.scenario.signals import FixedTimeController
 from v2x.units import enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
+from v2x.wire.bsm import OwnState, RemoteState, encode_bsm
+from v2x.wire.envelope import temporary_id
+from v2x.wire.map_spat import Approach, Interval
+from v2x.wire.rsi import RoadEvent, RoadSign
+from v2x.wire.tables import APP_BY_NAME, APP_NAME
 
 BSM_PERIOD_S = 0.1  # 10 Hz (T/CSAE 53 Day-1 table)
 SIGNAL_VISIBLE_M = 150.0  # how far ahead a driver reads a signal head and its countdown (assumption)
+
+
+def driver_of(spec: DriverSpec) -> Driver:
+    """The driver model a scenario's ``driver:`` block describes."""
+    return Driver(
+        spec.reaction_s,
+        spec.brake_mps2,
+        spec.sees_signals,
+        spec.follows_advice,
+        spec.comfort_decel_mps2,
+        spec.comfort_accel_mps2,
+        spec.caution_speed_mps,
+    )
 
 
 class VehicleAgent(Agent):
@@ -58,7 +66,7 @@ class VehicleAgent(Agent):
         self.a = 0.0
         self._command: tuple[float, float | None] | None = None  # (accel, stop at this speed)
         self._events: list[ScriptedEvent] = sorted(spec.events, key=lambda e: e.at_s)
-        self.driver = Driver.from_spec(spec.driver) if spec.driver else None
+        self.driver = driver_of(spec.driver) if spec.driver else None
         self.cruise_mps = spec.speed_mps  # what the driver goes back to; scripted events change it
         # BSM event flags set by scripted events (hazard_lights, disabled, abs, ...), and when those set
         # with ``for_s`` clear again. hardBraking is not here: the BSM takes it from the deceleration.

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
-from v2x.messages import R95_PER_SIGMA, RemoteState
+from v2x.units import R95_PER_SIGMA
+from v2x.wire.bsm import RemoteState
 
 CONFLICT_NAME = {
     ConflictType.REAR_END: "rear-end",

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from v2x.scenario.model import DriverSpec
-from v2x.signals import STOPPING_LIGHTS, YELLOW
+from v2x.wire.map_spat import STOPPING_LIGHTS, YELLOW
 
 STOP_GAP_M = 1.0  # where a driver aims to stop, before the stop line
 YELLOW_MAX_STOP_MPS2 = 3.0  # on yellow, stop only if it needs no more than this (else go through)
@@ -54,18 +53,6 @@ class Driver:
     cause: str = ""
     _advice: tuple[float, float] | None = field(default=None, repr=False)  # (speed, last given at)
     _caps: list[tuple[float, float]] = field(default_factory=list, repr=False)  # (speed, from)
-
-    @staticmethod
-    def from_spec(spec: DriverSpec) -> Driver:
-        return Driver(
-            spec.reaction_s,
-            spec.brake_mps2,
-            spec.sees_signals,
-            spec.follows_advice,
-            spec.comfort_decel_mps2,
-            spec.comfort_accel_mps2,
-            spec.caution_speed_mps,
-        )
 
     # -- rule 1 -----------------------------------------------------------------------------------------
     def on_warning(self, t_s: float, cause: str) -> None:

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from v2x.apps.rlvw import Host, match
-from v2x.messages import R95_PER_SIGMA
-from v2x.signals import GREEN_LIGHTS, Approach, Interval, light_at
+from v2x.units import R95_PER_SIGMA
+from v2x.wire.map_spat import GREEN_LIGHTS, Approach, Interval, light_at
 
 
 @dataclass(frozen=True)

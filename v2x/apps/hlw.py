@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from v2x.apps.rlvw import Host, time_to_travel
 from v2x.apps.rsi import item_distance
-from v2x.messages import R95_PER_SIGMA, RoadEvent
+from v2x.units import R95_PER_SIGMA
+from v2x.wire.rsi import RoadEvent
 
 
 @dataclass(frozen=True)

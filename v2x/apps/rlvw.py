@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from shapely.geometry import LineString, Point
 
-from v2x.messages import R95_PER_SIGMA
-from v2x.signals import STOPPING_LIGHTS, Approach, Interval, light_at
+from v2x.units import R95_PER_SIGMA
+from v2x.wire.map_spat import STOPPING_LIGHTS, Approach, Interval, light_at
 
 MAX_HEADING_DIFF_RAD = math.radians(45.0)
 

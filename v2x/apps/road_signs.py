@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 from v2x.apps.rlvw import Host
 from v2x.apps.rsi import item_distance
-from v2x.messages import R95_PER_SIGMA, RoadSign
+from v2x.units import R95_PER_SIGMA
+from v2x.wire.rsi import RoadSign
 
 KPH = 1 / 3.6
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from shapely.geometry import LineString, Point
 
 from v2x.apps.rlvw import Host
-from v2x.messages import ReferencePath
+from v2x.wire.rsi import ReferencePath
 
 MAX_HEADING_DIFF_RAD = math.radians(45.0)
 

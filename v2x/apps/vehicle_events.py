@@ -46,7 +46,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from v2x.apps.rlvw import Host, time_to_travel
-from v2x.messages import FLAG_TEXT, R95_PER_SIGMA, RemoteState
+from v2x.units import R95_PER_SIGMA
+from v2x.wire.bsm import FLAG_TEXT, RemoteState
 
 EVENT_APPS = ("ebw", "avw", "clw", "evw")
 # The event flags (v2x.messages.VEHICLE_EVENT_BIT and EMERGENCY_USE names) each app warns about.

@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from v2x.apps.collision import Finding, Participant, accurate_enough, find_conflicts
-from v2x.messages import RemoteState
 from v2x.wire import day1_pb2
+from v2x.wire.bsm import RemoteState
 
 
 def vru_participant(remote: RemoteState, t_s: float, thresholds: Mapping[str, float]) -> Participant | None:

@@ -78,7 +78,7 @@ _TAGS = {
 
 
 def _road_problems(sc: Scenario) -> list[tuple[str, str]]:
-    from v2x.signals import ingress
+    from v2x.scenario.signals import ingress
 
     problems: list[tuple[str, str]] = []
     lanes = {lane.id: lane for lane in sc.road.lanes}
@@ -120,7 +120,7 @@ def _road_problems(sc: Scenario) -> list[tuple[str, str]]:
 def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     from v2x.impair import NETWORK_PROFILES, POSITIONING_PROFILES, STATE_NAMES
     from v2x.scenario.geometry import polygon
-    from v2x.sensors import resolve as resolve_sensor
+    from v2x.scenario.sensors import resolve as resolve_sensor
 
     problems: list[tuple[str, str]] = []
     lane_ids = [lane.id for lane in sc.road.lanes]
@@ -239,7 +239,7 @@ def _rsi_problems(sc: Scenario, i: int, field: Literal["road_events", "road_sign
     half-width) or beside (a sign: within ``SIGN_MAX_OFFSET_M`` plus the half-width) its reference paths."""
     from shapely.geometry import LineString, Point
 
-    from v2x.messages import RSI_MAX_EVENTS, RSI_MAX_PATH_POINTS, RSI_MAX_SIGNS
+    from v2x.wire.rsi import RSI_MAX_EVENTS, RSI_MAX_PATH_POINTS, RSI_MAX_SIGNS
 
     actor = sc.actors[i]
     where = f"actors[{i}].{field}"

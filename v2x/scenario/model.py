@@ -181,7 +181,7 @@ class RoadSignSpec(RsiItemSpec):
 
     @model_validator(mode="after")
     def _limit(self) -> RoadSignSpec:
-        from v2x.messages import SIGN_SPEED_LIMIT
+        from v2x.wire.rsi import SIGN_SPEED_LIMIT
 
         if self.type == SIGN_SPEED_LIMIT and self.speed_limit_kph is None:
             raise ValueError(f"a speed-limit sign (type {SIGN_SPEED_LIMIT}) needs 'speed_limit_kph'")

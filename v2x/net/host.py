@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
-from v2x import topics
 from v2x.agents.base import Agent, Heard, TickContext
-from v2x.messages import parse_envelope
-from v2x.transport import Handler, Transport
+from v2x.net import topics
+from v2x.net.transport import Handler, Transport
 from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire.envelope import parse_envelope
 
 log = logging.getLogger("v2x.agent")
 

@@ -27,6 +27,7 @@ from v2x.scenario.model import (
     ViolationExpectation,
     WarningExpectation,
 )
+from v2x.sim.events import event_order
 
 FIGURE_KEYS = (
     "pet_s",
@@ -38,18 +39,6 @@ FIGURE_KEYS = (
     "speed_limit_mps",
 )  # Advisory.figure_name values apps use
 OUTCOME_KEYS = ("scenario", "seed", "passed", "expectations", "events")
-
-
-def event_order(e: dict[str, Any]) -> tuple[Any, ...]:
-    """Time order; ties broken by variant, kind and the actors involved, so the order is deterministic."""
-    return (
-        e["t_s"],
-        e["variant"],
-        e["type"],
-        e.get("target", e.get("actor", "")),
-        e.get("other", ""),
-        str(e.get("actors", "")),
-    )
 
 
 def _warnings(events: list[dict[str, Any]], variant: str, target: str, app: str | None) -> list[dict[str, Any]]:

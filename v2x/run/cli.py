@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from v2x.broker import BrokerURLError, parse_broker_url
+from v2x.net.broker import BrokerURLError, parse_broker_url
 from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario
 from v2x.scenario.model import ALL_VARIANTS
 
@@ -149,8 +149,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("v2x run: invalid scenario file(s); nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    from v2x.results import write_junit, write_result
-    from v2x.runner import RUN_ID_RULE, RunError, only_variants, run_scenario, valid_run_id_prefix
+    from v2x.run.results import write_junit, write_result
+    from v2x.run.runner import RUN_ID_RULE, RunError, only_variants, run_scenario, valid_run_id_prefix
 
     if args.run_id is not None:
         if not valid_run_id_prefix(args.run_id):
@@ -195,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.junit:
         write_junit(results, args.junit, errors=errors)
     if args.html:
-        from v2x.report import write_html
+        from v2x.run.report import write_html
 
         print(f"HTML report -> {write_html(results, args.html, errors=errors)}")
     if errors:
@@ -211,7 +211,7 @@ def _warm_up(*, quiet: bool) -> None:
     for a hang."""
     import threading
 
-    from v2x.runner import warm_up_core
+    from v2x.run.runner import warm_up_core
 
     done = threading.Event()
 
@@ -248,7 +248,7 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from v2x.report import ReportInputError, load_results, write_html
+    from v2x.run.report import ReportInputError, load_results, write_html
 
     try:
         results = load_results(args.paths)

@@ -28,8 +28,6 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from v2x import topics
-from v2x.clock import Clock
 from v2x.core import (
     ActorKind,
     Deliveries,
@@ -41,24 +39,22 @@ from v2x.core import (
     overlapping_pairs,
 )
 from v2x.impair import PositioningModel, Zone, network_link
-from v2x.messages import (
-    APP_NAME,
-    parse_envelope,
-    parse_participant_key,
-    road_event_key,
-    road_sign_key,
-    temporary_id,
-)
-from v2x.results import event_order
+from v2x.net import topics
+from v2x.net.clock import Clock
+from v2x.net.transport import Transport
 from v2x.scenario.geometry import polygon
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, SPEED_GATE_M, VEHICLE_KINDS, Scenario, SpeedExpectation
-from v2x.sensors import RoadsideSensing, Targets
-from v2x.signals import LIGHT_NAME, STOPPING_LIGHTS, crossed, signal_heads
-from v2x.transport import Transport
+from v2x.scenario.signals import crossed, signal_heads
+from v2x.sim.events import event_order
+from v2x.sim.sensing import RoadsideSensing, Targets
 from v2x.units import compass_deg_to_enu_yaw_rad
 from v2x.wire import testbed_pb2
+from v2x.wire.envelope import parse_envelope, parse_participant_key, temporary_id
+from v2x.wire.map_spat import LIGHT_NAME, STOPPING_LIGHTS
+from v2x.wire.rsi import road_event_key, road_sign_key
+from v2x.wire.tables import APP_NAME
 
-log = logging.getLogger("v2x.world")
+log = logging.getLogger("v2x.net.world")
 
 STOP_SPEED_MPS = 0.1  # a vehicle slower than this has stopped ...
 STOP_RESUME_MPS = 1.0  # ... and is moving again once faster than this

@@ -1,56 +1,20 @@
-"""Signalised intersections, sans-I/O: fixed-time signal controllers and the approach geometry (ingress
-lane, stop line) that MAP describes.
+"""Signalised intersections of a scenario, sans-I/O: fixed-time signal controllers and the approach geometry
+(ingress lane, stop line) that MAP describes.
 
-Used by the roadside unit (MAP + SPAT), by the world's referee (who crossed a stop line on red) and by
-the tests. On-board applications never read this module's scenario-side objects: they rebuild the same
-geometry and timing from MAP and SPAT received over the air (``v2x.messages.decode_map`` / ``decode_spat``).
+Used by the roadside unit (MAP + SPAT), by the referee (who crossed a stop line on red) and by drivers' eyes.
+On-board applications never read this module: they rebuild the same geometry and timing from MAP and SPAT
+received over the air (``v2x.wire.map_spat.decode_map`` / ``decode_spat``).
 
 A fixed-time plan serves its phases in order, each for green, then yellow, then an all-red clearance; a
-phase is red whenever another phase is served. The cycle starts (phase 1 green) at ``-offset_s``.
-"""
+phase is red whenever another phase is served. The cycle starts (phase 1 green) at ``-offset_s``."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
 
 from v2x.scenario.model import IntersectionSpec, LaneSpec, Scenario, SignalSpec
-from v2x.wire import day1_pb2
-
-GREEN = day1_pb2.LIGHT_PROTECTED_GREEN
-YELLOW = day1_pb2.LIGHT_YELLOW
-RED = day1_pb2.LIGHT_RED
-LIGHT_NAME: dict[int, str] = {
-    day1_pb2.LIGHT_UNAVAILABLE: "unavailable",
-    day1_pb2.LIGHT_DARK: "dark",
-    day1_pb2.LIGHT_FLASHING_RED: "flashing-red",
-    RED: "red",
-    day1_pb2.LIGHT_FLASHING_GREEN: "flashing-green",
-    day1_pb2.LIGHT_PERMISSIVE_GREEN: "permissive-green",
-    GREEN: "protected-green",
-    YELLOW: "yellow",
-    day1_pb2.LIGHT_FLASHING_YELLOW: "flashing-yellow",
-}
-STOPPING_LIGHTS = frozenset({RED, day1_pb2.LIGHT_FLASHING_RED})
-GREEN_LIGHTS = frozenset({GREEN, day1_pb2.LIGHT_PERMISSIVE_GREEN})
-
-
-@dataclass(frozen=True)
-class Interval:
-    """One light shown from ``start_s`` to ``end_s`` (absolute simulation seconds)."""
-
-    light: int
-    start_s: float
-    end_s: float
-
-
-def light_at(timeline: list[Interval], t_s: float) -> int | None:
-    """The light a timeline shows at ``t_s``, or None if the timeline does not reach that far."""
-    for iv in timeline:
-        if iv.start_s - 1e-9 <= t_s < iv.end_s - 1e-9:
-            return iv.light
-    return None
+from v2x.wire.map_spat import GREEN, RED, YELLOW, Approach, Interval, light_at
 
 
 class FixedTimeController:
@@ -102,28 +66,6 @@ class FixedTimeController:
         found = light_at(self.timeline(phase_id, t_s), t_s)
         assert found is not None
         return found
-
-
-@dataclass(frozen=True)
-class Approach:
-    """An ingress lane of an intersection, up to its stop line."""
-
-    intersection: str
-    node_id: int
-    lane: str
-    points: list[tuple[float, float]]  # centre line, in the direction of travel, ending at the stop line
-    width_m: float
-    phase_id: int  # 0 if the intersection has no signal or no phase controls this lane
-    speed_limit_mps: float | None = None
-
-    @property
-    def stop_point(self) -> tuple[float, float]:
-        return self.points[-1]
-
-    @property
-    def direction_rad(self) -> float:
-        (x0, y0), (x1, y1) = self.points[-2], self.points[-1]
-        return math.atan2(y1 - y0, x1 - x0)
 
 
 def node_id_of(scenario: Scenario, intersection_id: str) -> int:
@@ -209,22 +151,3 @@ def crossed(approach: Approach, before: tuple[float, float], after: tuple[float,
     px, py = before[0] + f * (after[0] - before[0]), before[1] + f * (after[1] - before[1])
     lateral = abs(-(px - sx) * uy + (py - sy) * ux)
     return lateral <= approach.width_m / 2
-
-
-__all__ = [
-    "GREEN",
-    "GREEN_LIGHTS",
-    "LIGHT_NAME",
-    "RED",
-    "STOPPING_LIGHTS",
-    "YELLOW",
-    "Approach",
-    "FixedTimeController",
-    "Interval",
-    "approaches",
-    "crossed",
-    "ingress",
-    "light_at",
-    "node_id_of",
-    "signal_heads",
-]

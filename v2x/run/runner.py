@@ -10,23 +10,23 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from v2x import topics
 from v2x.agents.base import Agent, Environment
-from v2x.agents.host import AgentHost
 from v2x.agents.platform import EdgePlatform
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.thresholds import resolve
-from v2x.broker import BrokerAddress, broker_for
-from v2x.clock import make_clock
-from v2x.results import build_result
+from v2x.geodesy import LocalFrame
+from v2x.net import topics
+from v2x.net.broker import BrokerAddress, broker_for
+from v2x.net.clock import make_clock
+from v2x.net.host import AgentHost
+from v2x.net.transport import Transport
+from v2x.net.world import World, WorldReport
+from v2x.run.results import build_result
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
-from v2x.signals import signal_heads
-from v2x.transport import Transport
-from v2x.units import LocalFrame
+from v2x.scenario.signals import signal_heads
 from v2x.wire import testbed_pb2
-from v2x.world import World, WorldReport
 
 log = logging.getLogger("v2x.run")
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-log = logging.getLogger("v2x.broker")
+log = logging.getLogger("v2x.net.broker")
 
 
 class BrokerURLError(ValueError):

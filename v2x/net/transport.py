@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
-from v2x.broker import BrokerAddress
+from v2x.net.broker import BrokerAddress
 
-log = logging.getLogger("v2x.transport")
+log = logging.getLogger("v2x.net.transport")
 
 Handler = Callable[[str, bytes], None]
 PENDING_PUBLISH_WARNING = 100_000  # publishes in flight on one connection before aiomqtt logs a warning

@@ -1,0 +1,1 @@
+"""Agents: vehicles (OBUs), roadside units and the edge platform as sans-I/O ``step()``s."""

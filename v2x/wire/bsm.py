@@ -1,0 +1,280 @@
+"""BSM (T/CSAE 53 Basic Safety Message) <-> SI: the sender's own state out, a remote vehicle's state in.
+
+Units are converted only through ``v2x.units``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from v2x import units
+from v2x.geodesy import LocalFrame
+from v2x.units import R95_PER_SIGMA, time_from_sec_mark
+from v2x.wire import common_pb2, day1_pb2, frame_pb2
+from v2x.wire.envelope import participant_key, temporary_id
+
+# BasicVehicleClass values (CSAE 53 / SAE J2735).
+VEHICLE_CLASS = {
+    "car": 10,
+    "truck": 20,
+    "bus": 23,
+    "emergency": 60,
+    "pedestrian": 82,
+    "cyclist": 85,
+}
+# The BSM's hardBraking event flag is set while the vehicle decelerates at 0.4 g or more: the figure of SAE
+# J2945/1 (the BSM minimum performance requirements, hardBraking "deceleration greater than 0.4 g"); CSAE 53
+# takes the flag from J2735 and gives no figure of its own.
+HARD_BRAKING_MPS2 = 0.4 * units.G0
+# VehicleEventFlags (CSAE 53 / SAE J2735) a vehicle sets, by the names scenario files use: ``hard_braking`` is
+# set from the vehicle's own deceleration, the others by scripted events (docs/SCENARIOS.md).
+VEHICLE_EVENT_BIT = {
+    "hazard_lights": day1_pb2.EVENT_HAZARD_LIGHTS,
+    "abs": day1_pb2.EVENT_ABS_ACTIVATED,
+    "traction_control": day1_pb2.EVENT_TRACTION_CONTROL_LOSS,
+    "stability_control": day1_pb2.EVENT_STABILITY_CONTROL_ACTIVATED,
+    "hard_braking": day1_pb2.EVENT_HARD_BRAKING,
+    "disabled": day1_pb2.EVENT_DISABLED_VEHICLE,
+}
+VEHICLE_EVENT_TEXT = {
+    "hazard_lights": "hazard lights",
+    "abs": "ABS activated",
+    "traction_control": "traction control activated",
+    "stability_control": "stability control activated",
+    "hard_braking": "hard braking",
+    "disabled": "disabled vehicle",
+}
+# The emergency vehicle's lights and siren (VehicleEmergencyExtensions lightsUse / sirenUse, CSAE 53 / SAE
+# J2735), by the names scenario files use; not VehicleEventFlags: an emergency vehicle sends them in the BSM's
+# emergency extension.
+EMERGENCY_USE = ("emergency_lights", "siren")
+EMERGENCY_USE_TEXT = {"emergency_lights": "emergency lights", "siren": "siren"}
+FLAG_TEXT = {**VEHICLE_EVENT_TEXT, **EMERGENCY_USE_TEXT}  # every flag a warning can name
+# ResponseType 1 emergency / 2 nonEmergency; SirenInUse and LightbarInUse 1 notInUse / 2 inUse.
+RESPONSE_EMERGENCY, RESPONSE_NON_EMERGENCY = 1, 2
+NOT_IN_USE, IN_USE = 1, 2
+HAZARD_SIGNAL_LIGHT_BIT = 4  # ExteriorLights hazardSignalOn
+# BrakeSystemStatus values (CSAE 53 / SAE J2735): pedal 1 off / 2 on; ABS, traction and stability control
+# 1 off / 2 on (available, not intervening) / 3 engaged (intervening now).
+BRAKE_OFF, BRAKE_ON, BRAKE_ENGAGED = 1, 2, 3
+
+
+def participant_type_of_class(vehicle_class: int) -> int:
+    """The RSM ParticipantType of a BSM sender, from its BasicVehicleClass."""
+    if vehicle_class == VEHICLE_CLASS["pedestrian"]:
+        return day1_pb2.PARTICIPANT_PEDESTRIAN
+    if vehicle_class == VEHICLE_CLASS["cyclist"]:
+        return day1_pb2.PARTICIPANT_NON_MOTOR
+    return day1_pb2.PARTICIPANT_MOTOR
+
+
+@dataclass(frozen=True)
+class OwnState:
+    """What a vehicle knows about itself when it builds a BSM (SI, local frame)."""
+
+    x: float
+    y: float
+    speed_mps: float
+    heading_rad: float  # ENU yaw
+    accel_mps2: float
+    length_m: float
+    width_m: float
+    height_m: float
+    kind: str
+    sigma_major_m: float | None
+    sigma_minor_m: float | None
+    braking: bool
+    # Event flags set by the driver or the vehicle's systems (names of VEHICLE_EVENT_BIT, not hard_braking,
+    # which encode_bsm sets from ``accel_mps2``; and for an emergency vehicle EMERGENCY_USE, which go in the
+    # emergency extension).
+    flags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RemoteState:
+    """A road user as known from a received BSM, in SI units in the local frame."""
+
+    temp_id: bytes
+    t_s: float  # generation time reconstructed from secMark
+    x: float
+    y: float
+    speed_mps: float
+    heading_rad: float
+    accel_mps2: float
+    length_m: float
+    width_m: float
+    sigma_major_m: float | None
+    kind_class: int
+    # VehicleEventFlags as decoded (bit n = VehicleEventFlag n), with the equivalent states of the brake
+    # system status (ABS / traction / stability control engaged) and the exterior lights (hazard signal)
+    # merged in: see :func:`decode_event_flags`.
+    events: int
+    # What kind of road user it is (ParticipantType), and for one heard of in an RSM: its ptcId there and
+    # the sensor source (SourceType). A BSM sender has ``ptc_id`` None and source SOURCE_V2X.
+    ptc_type: int = day1_pb2.PARTICIPANT_MOTOR
+    ptc_id: int | None = None
+    source: int = day1_pb2.SOURCE_V2X
+    # An emergency vehicle's lights / siren in use (names of EMERGENCY_USE): see :func:`decode_emergency_use`.
+    emergency_use: frozenset[str] = frozenset()
+
+    def has(self, flag: str) -> bool:
+        """Is the event flag ``flag`` (a name of VEHICLE_EVENT_BIT or EMERGENCY_USE) set?"""
+        if flag in EMERGENCY_USE:
+            return flag in self.emergency_use
+        return bool(self.events & (1 << VEHICLE_EVENT_BIT[flag]))
+
+    @property
+    def hard_braking(self) -> bool:
+        return self.has("hard_braking")
+
+    @property
+    def key(self) -> str:
+        """Who it is, as an app names it in a warning: the BSM id (hex), or ``{rsm id hex}/{ptcId}``."""
+        return self.temp_id.hex() if self.ptc_id is None else participant_key(self.temp_id, self.ptc_id)
+
+    def extrapolated(self, t_s: float) -> tuple[float, float, float, float]:
+        """(x, y, vx, vy) at ``t_s`` under constant acceleration along the heading (no reversing)."""
+        dt = max(0.0, t_s - self.t_s)
+        a = self.accel_mps2
+        v0 = self.speed_mps
+        if a < 0 and v0 + a * dt < 0:
+            dt_stop = v0 / -a
+            dist = v0 * dt_stop / 2
+            v = 0.0
+        else:
+            dist = v0 * dt + 0.5 * a * dt * dt
+            v = v0 + a * dt
+        c, s = math.cos(self.heading_rad), math.sin(self.heading_rad)
+        return self.x + dist * c, self.y + dist * s, v * c, v * s
+
+
+def encode_bsm(
+    own: OwnState, *, actor_id: str, t_s: float, msg_count: int, frame: LocalFrame, epoch: datetime
+) -> frame_pb2.MessageFrame:
+    lat, lon, _ = frame.to_geodetic(own.x, own.y)
+    flags = set(own.flags) - {"hard_braking", *EMERGENCY_USE}
+    if own.accel_mps2 <= -HARD_BRAKING_MPS2:
+        flags.add("hard_braking")
+    events = 0
+    for name in flags:
+        events |= 1 << VEHICLE_EVENT_BIT[name]
+    lights = 1 << HAZARD_SIGNAL_LIGHT_BIT if "hazard_lights" in flags else 0
+
+    def system(name: str) -> int:
+        return BRAKE_ENGAGED if name in flags else BRAKE_ON
+
+    sigma = own.sigma_major_m
+    bsm = day1_pb2.BSM(
+        msg_cnt=units.msg_cnt(msg_count),
+        id=temporary_id(actor_id),
+        sec_mark=units.sec_mark(t_s, epoch),
+        pos=common_pb2.Position3D(
+            lat=units.lat_to_wire(lat),
+            lon=units.lon_to_wire(lon),
+            elevation=units.elevation_to_wire(frame.h0_m),
+        ),
+        accuracy=common_pb2.PositionalAccuracy(
+            semi_major=units.semi_major_to_wire(sigma),
+            semi_minor=units.semi_major_to_wire(own.sigma_minor_m),
+            orientation=units.accuracy_orientation_to_wire(None),
+        ),
+        pos_confidence=common_pb2.PositionConfidenceSet(
+            pos=units.position_confidence(None if sigma is None else R95_PER_SIGMA * sigma),
+            elevation=0,
+        ),
+        trans_state=2,
+        speed=units.speed_to_wire(own.speed_mps),
+        heading=units.heading_to_wire(units.enu_yaw_rad_to_compass_deg(own.heading_rad)),
+        angle=units.steering_to_wire(None),
+        accel_set=common_pb2.AccelerationSet4Way(
+            long=units.accel_to_wire(own.accel_mps2),
+            lat=units.accel_to_wire(0.0),
+            vert=units.vert_accel_to_wire(None),
+            yaw=units.yaw_rate_to_wire(0.0),
+        ),
+        brakes=day1_pb2.BrakeSystemStatus(
+            brake_pedal=BRAKE_ON if own.braking else BRAKE_OFF,
+            abs=system("abs"),
+            traction=system("traction_control"),
+            scs=system("stability_control"),
+        ),
+        size=common_pb2.VehicleSize(
+            width=units.size_cm_to_wire(own.width_m, max_cm=units.VEHICLE_WIDTH_MAX),
+            length=units.size_cm_to_wire(own.length_m),
+            height=units.height_to_wire(own.height_m),
+        ),
+        vehicle_class=VEHICLE_CLASS.get(own.kind, 0),
+        safety_ext=day1_pb2.VehicleSafetyExtensions(events=events, path_prediction_radius=32767, lights=lights),
+    )
+    if own.kind == "emergency":
+        # An emergency vehicle always says whether its lights and siren are in use; others leave the
+        # extension out (all 0: notInUseOrNotEquipped / unavailable).
+        lights_on, siren_on = "emergency_lights" in own.flags, "siren" in own.flags
+        bsm.emergency_ext.CopyFrom(
+            day1_pb2.VehicleEmergencyExtensions(
+                response_type=RESPONSE_EMERGENCY if lights_on or siren_on else RESPONSE_NON_EMERGENCY,
+                siren_use=IN_USE if siren_on else NOT_IN_USE,
+                lights_use=IN_USE if lights_on else NOT_IN_USE,
+            )
+        )
+    return frame_pb2.MessageFrame(bsm=bsm)
+
+
+def decode_event_flags(bsm: day1_pb2.BSM) -> int:
+    """The BSM's VehicleEventFlags, with the same facts said elsewhere in the BSM merged in: ABS, traction
+    or stability control ``engaged`` in the brake system status sets abs / traction_control /
+    stability_control, and the hazard signal among the exterior lights sets hazard_lights. A bit string or
+    status outside its range raises ValueError (the receiver rejects the BSM as out_of_range)."""
+    events = units.bit_string_from_wire(bsm.safety_ext.events, units.VEHICLE_EVENT_FLAGS_BITS, "events")
+    lights = units.bit_string_from_wire(bsm.safety_ext.lights, units.EXTERIOR_LIGHTS_BITS, "lights")
+    if lights & (1 << HAZARD_SIGNAL_LIGHT_BIT):
+        events |= 1 << VEHICLE_EVENT_BIT["hazard_lights"]
+    units.brake_status_from_wire(bsm.brakes.brake_pedal, "brakePedal")
+    for name, raw in (
+        ("abs", bsm.brakes.abs),
+        ("traction_control", bsm.brakes.traction),
+        ("stability_control", bsm.brakes.scs),
+    ):
+        if units.brake_status_from_wire(raw, name) == BRAKE_ENGAGED:
+            events |= 1 << VEHICLE_EVENT_BIT[name]
+    return events
+
+
+def decode_emergency_use(bsm: day1_pb2.BSM) -> frozenset[str]:
+    """The emergency extension's lights and siren in use (``emergency_lights``, ``siren``). Values out of
+    range raise ValueError (the BSM is rejected as out_of_range); a response type, the other lightbar states
+    (yellow caution lights, arrow signs, ...) and an absent extension mean neither."""
+    ext = bsm.emergency_ext
+    units.emergency_use_from_wire(ext.response_type, units.EMERGENCY_RESPONSE_TYPE_MAX, "responseType")
+    siren = units.emergency_use_from_wire(ext.siren_use, units.SIREN_IN_USE_MAX, "sirenUse")
+    lights = units.emergency_use_from_wire(ext.lights_use, units.LIGHTBAR_IN_USE_MAX, "lightsUse")
+    return frozenset(name for name, raw in (("emergency_lights", lights), ("siren", siren)) if raw == IN_USE)
+
+
+def decode_bsm(bsm: day1_pb2.BSM, *, now_s: float, frame: LocalFrame, epoch: datetime) -> RemoteState | None:
+    """A BSM in SI units, or None if it lacks a position, speed or heading."""
+    lat = units.lat_from_wire(bsm.pos.lat)
+    lon = units.lon_from_wire(bsm.pos.lon)
+    speed = units.speed_from_wire(bsm.speed)
+    heading = units.heading_from_wire(bsm.heading)
+    if lat is None or lon is None or speed is None or heading is None:
+        return None
+    x, y, _ = frame.to_local(lat, lon, frame.h0_m)
+    accel = units.accel_from_wire(bsm.accel_set.long) or 0.0
+    return RemoteState(
+        temp_id=bytes(bsm.id),
+        t_s=time_from_sec_mark(bsm.sec_mark, now_s, epoch),
+        x=float(x),
+        y=float(y),
+        speed_mps=speed,
+        heading_rad=units.compass_deg_to_enu_yaw_rad(heading),
+        accel_mps2=accel,
+        length_m=units.size_cm_from_wire(bsm.size.length) or 5.0,
+        width_m=units.size_cm_from_wire(bsm.size.width) or 2.0,
+        sigma_major_m=units.semi_major_from_wire(bsm.accuracy.semi_major),
+        kind_class=bsm.vehicle_class,
+        events=decode_event_flags(bsm),
+        ptc_type=participant_type_of_class(bsm.vehicle_class),
+        emergency_use=decode_emergency_use(bsm),
+    )
