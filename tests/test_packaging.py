@@ -87,3 +87,45 @@ def test_compose_builds_from_the_repository_and_names_real_brokers() -> None:
 def test_the_shipped_mosquitto_settings_are_the_tests_settings() -> None:
     conf = mosquitto_conf(41234)
     assert "listener 41234 127.0.0.1\n" in conf and "set_tcp_nodelay true" in conf
+
+
+def _requirement_names(specs: list[str]) -> set[str]:
+    names = set()
+    for spec in specs:
+        name = re.split(r"[\[<>=!~; ]", spec, maxsplit=1)[0]
+        if name and name != "v2x-testbed":
+            names.add(_canonical(name))
+    return names
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_dependency_build_requirement_and_extra_is_pinned_in_constraints() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    named = _requirement_names(project["build-system"]["requires"])
+    named |= _requirement_names(project["project"]["dependencies"])
+    for extra in project["project"]["optional-dependencies"].values():
+        named |= _requirement_names(extra)
+    pins: dict[str, str] = {}
+    for raw in (ROOT / "constraints.txt").read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, f"constraints.txt: {line!r} is not an exact pin (name==version)"
+            pins[_canonical(name)] = version
+    assert named - set(pins) == set(), "named in pyproject.toml but not pinned in constraints.txt"
+    # The runtime figures that outcomes depend on (random streams, compiled kernels) are among the pins.
+    assert {"numpy", "numba", "llvmlite", "protobuf"} <= set(pins)
+
+
+def test_every_install_path_uses_the_constraints() -> None:
+    setup = (ROOT / "scripts" / "_setup.sh").read_text()
+    assert 'PIP_CONSTRAINT="$PWD/constraints.txt"' in setup
+    for script in ("check", "demo"):
+        assert "setup_venv" in (ROOT / "scripts" / script).read_text(), script
+    docker = (DOCKER_DIR / "Dockerfile").read_text()
+    assert "ENV PIP_CONSTRAINT=/src/constraints.txt" in docker and "-c /tmp/constraints.txt" in docker

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import io
 import math
 import sys
@@ -134,6 +135,8 @@ def _sample_handler(args: argparse.Namespace) -> int:
         return _bad_input("--hz x --seconds must give between 1 and 10 000 000 samples")
     if not (math.isfinite(args.speed) and args.speed >= 0.0):
         return _bad_input(f"--speed must be >= 0, got {args.speed}")
+    if args.png and importlib.util.find_spec("matplotlib") is None:
+        return _bad_input("--png needs matplotlib, an optional extra: pip install 'v2x-testbed[plot]'")
     rng = np.random.default_rng(args.seed)
     if name in POSITIONING_PROFILES:
         header, rows = sample_positioning(name, hz, seconds, rng, speed_mps=args.speed, cold_start=args.cold_start)
