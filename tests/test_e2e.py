@@ -15,11 +15,13 @@ from v2x.net import topics
 from v2x.net.broker import BrokerAddress
 from v2x.run.results import outcome
 from v2x.run.runner import run_scenario, run_variant
-from v2x.scenario import load_scenario
+from v2x.scenario import catalogue, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.wire import frame_pb2, testbed_pb2
 
 pytestmark = pytest.mark.broker
+
+SHIPPED = [p.stem for p in catalogue()]  # every shipped scenario, from the catalogue itself
 
 
 def _failed(result: dict[str, Any]) -> list[str]:
@@ -36,10 +38,7 @@ def _happenings(result: dict[str, Any], variant: str) -> set[tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize(
-    "scenario_id",
-    ["fcw", "icw", "icw-perception", "gnss", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw", "ivs", "slw", "evw"],
-)
+@pytest.mark.parametrize("scenario_id", SHIPPED)
 async def test_scenario_passes_on_the_embedded_broker(scenario_id: str) -> None:
     sc = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")
     result = await run_scenario(sc, seed=0, broker="embedded")
