@@ -37,6 +37,104 @@ class ScenarioError(Exception):
         super().__init__("\n".join(lines))
 
 
+# Limits on what a scenario file may hold, checked before anything is built from it: a file is at most
+# MAX_FILE_BYTES, nests at most MAX_DEPTH levels, and expands (YAML aliases counted as copies, which is
+# what validating them costs) to at most MAX_NODES values. A "billion laughs" alias bomb, a 100k-deep
+# nesting or a 1 GB file is refused with exit 2 instead of eating memory or the stack.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+
+
+class _LimitExceeded(Exception):
+    pass
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, with a bound on the nesting depth of what it composes."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _LimitExceeded(
+                    f"line {mark.line + 1}, column {mark.column + 1}",
+                    f"nested deeper than {MAX_DEPTH} levels",
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expanded_size(node: yaml.Node) -> int:
+    """How many values ``node`` stands for once every alias is expanded (iterative, memoised per node)."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:
+        current, children_done = stack.pop()
+        if id(current) in sizes:
+            continue
+        if isinstance(current, yaml.SequenceNode):
+            children = list(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            children = [n for pair in current.value for n in pair]
+        else:
+            sizes[id(current)] = 1
+            continue
+        if children_done:
+            sizes[id(current)] = min(1 + sum(sizes[id(c)] for c in children), MAX_NODES + 1)
+        else:
+            stack.append((current, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(node)]
+
+
+def _read_yaml(path: Path) -> Any:
+    """The file's YAML document, or ScenarioError: unreadable, too large, not UTF-8, not YAML, or over the
+    limits above."""
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ScenarioError(path, [("", f"cannot read the file: {exc.strerror or exc}")]) from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError(path, [("", f"a scenario file of at most {MAX_FILE_BYTES // 1024 // 1024} MiB")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise ScenarioError(
+            path, [(f"line {line}", f"UTF-8 text; byte 0x{bad} at offset {exc.start} is not")]
+        ) from None
+    loader = _LimitedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node) > MAX_NODES:
+            raise ScenarioError(path, [("", f"at most {MAX_NODES} values once YAML aliases are expanded")])
+        return loader.construct_document(node) if node is not None else None
+    except _LimitExceeded as exc:
+        where, what = exc.args
+        raise ScenarioError(path, [(where, what)]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ScenarioError(path, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    finally:
+        loader.dispose()
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a problem message quotes what it got, not all of it)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _loc(parts: Iterable[Any]) -> str:
     out = ""
     for part in parts:
@@ -58,7 +156,7 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]
         elif err["type"] == "extra_forbidden":
             msg = "unknown field (not in the schema; see docs/SCENARIOS.md)"
         elif "input" in err and err["type"] not in ("missing",):
-            msg = f"{msg}; got {err['input']!r}"
+            msg = f"{msg}; got {_short(err['input'])}"
         problems.append((_loc(loc), msg))
     return problems
 
@@ -302,16 +400,7 @@ def _rsi_problems(sc: Scenario, i: int, field: Literal["road_events", "road_sign
 def load_scenario(path: Path | str) -> Scenario:
     """Parse and validate a scenario file. Raises ScenarioError with every problem found."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(path, [("", f"cannot read the file: {exc.strerror or exc}")]) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ScenarioError(path, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+    data = _read_yaml(path)
     if not isinstance(data, dict):
         raise ScenarioError(path, [("", f"expected a mapping at the top level; got {type(data).__name__}")])
     try:

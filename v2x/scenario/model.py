@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 ActorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-Point = tuple[float, float]
+# Numbers in a scenario file are finite (the models set allow_inf_nan=False: NaN, inf and 1e400 are refused)
+# and real numbers, not booleans or strings (strict: `false` or "3" is not 0.0 or 3.0).
+# PyYAML reads YAML 1.1, where `1e3` (no dot) is a string: such a string is taken as the number YAML 1.2 reads.
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _yaml12_number(value: object) -> object:
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+Real = Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True)]
+MAX_EXTENT_M = 100_000.0  # local coordinates: within 100 km of the origin (the local ENU plane's reach)
+Coord = Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True, ge=-MAX_EXTENT_M, le=MAX_EXTENT_M)]
+Point = tuple[Coord, Coord]
 SPEED_GATE_M = 10.0  # a `speed` expectation's point counts as passed within this distance of it, sideways
 
 VEHICLE_KINDS = ("car", "truck", "bus", "emergency")
@@ -58,20 +74,20 @@ DEFAULT_SIZE: dict[str, tuple[float, float, float]] = {
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Origin(Strict):
-    lat_deg: float = Field(ge=-90, le=90)
-    lon_deg: float = Field(ge=-180, le=180)
-    alt_m: float = 0.0
+    lat_deg: Real = Field(ge=-90, le=90)
+    lon_deg: Real = Field(ge=-180, le=180)
+    alt_m: Real = Field(default=0.0, ge=-500, le=9000)
 
 
 class LaneSpec(Strict):
     id: ActorId
     centerline: list[Point] = Field(min_length=2, description="local ENU metres, in the direction of travel")
-    width_m: float = Field(default=3.5, gt=0, le=10)
-    speed_limit_kph: float | None = Field(default=None, gt=0)
+    width_m: Real = Field(default=3.5, gt=0, le=10)
+    speed_limit_kph: Real | None = Field(default=None, gt=0, le=250)
 
 
 class SignalPhaseSpec(Strict):
@@ -79,15 +95,17 @@ class SignalPhaseSpec(Strict):
 
     id: int = Field(ge=1, le=255, description="phase id as sent in MAP connectsTo and SPAT")
     lanes: list[ActorId] = Field(min_length=1, description="ingress lanes this phase controls")
-    green_s: float = Field(gt=0, le=300)
-    yellow_s: float = Field(default=3.0, ge=0, le=10)
-    all_red_s: float = Field(default=2.0, ge=0, le=30, description="clearance red after yellow")
+    green_s: Real = Field(gt=0, le=300)
+    yellow_s: Real = Field(default=3.0, ge=0, le=10)
+    all_red_s: Real = Field(default=2.0, ge=0, le=30, description="clearance red after yellow")
 
 
 class SignalSpec(Strict):
     """A fixed-time signal plan: the phases run in the order given, one after another, every cycle."""
 
-    offset_s: float = Field(default=0.0, ge=0, description="the cycle time at t = 0 (0: phase 1 turns green at t = 0)")
+    offset_s: Real = Field(
+        default=0.0, ge=0, le=3600, description="the cycle time at t = 0 (0: phase 1 turns green at t = 0)"
+    )
     phases: list[SignalPhaseSpec] = Field(min_length=1)
 
     @property
@@ -98,7 +116,9 @@ class SignalSpec(Strict):
 class IntersectionSpec(Strict):
     id: ActorId
     center: Point
-    radius_m: float = Field(default=15.0, gt=0, description="the box: lanes have their stop line where they enter it")
+    radius_m: Real = Field(
+        default=15.0, gt=0, le=500, description="the box: lanes have their stop line where they enter it"
+    )
     signal: SignalSpec | None = None
 
 
@@ -126,13 +146,13 @@ class SensorSpec(Strict):
     (v2x/sensors.py, docs/IMPAIRMENTS.md)."""
 
     kind: SensorKindName
-    heading_deg: float = Field(default=0.0, ge=0, lt=360, description="where it looks: compass degrees")
-    range_m: float | None = Field(default=None, gt=0, le=1000)
-    fov_deg: float | None = Field(default=None, gt=0, le=360, description="full horizontal field of view")
-    sigma_m: float | None = Field(default=None, ge=0, le=50, description="1-sigma position error per axis")
-    speed_sigma_mps: float | None = Field(default=None, ge=0, le=20, description="1-sigma velocity error per axis")
-    detection_probability: float | None = Field(default=None, ge=0, le=1, description="per object in view, per frame")
-    period_s: float | None = Field(default=None, gt=0, le=10, description="time between frames")
+    heading_deg: Real = Field(default=0.0, ge=0, lt=360, description="where it looks: compass degrees")
+    range_m: Real | None = Field(default=None, gt=0, le=1000)
+    fov_deg: Real | None = Field(default=None, gt=0, le=360, description="full horizontal field of view")
+    sigma_m: Real | None = Field(default=None, ge=0, le=50, description="1-sigma position error per axis")
+    speed_sigma_mps: Real | None = Field(default=None, ge=0, le=20, description="1-sigma velocity error per axis")
+    detection_probability: Real | None = Field(default=None, ge=0, le=1, description="per object in view, per frame")
+    period_s: Real | None = Field(default=None, gt=0, le=10, description="time between frames")
 
 
 class RsiItemSpec(Strict):
@@ -146,8 +166,8 @@ class RsiItemSpec(Strict):
     path: list[Point] | None = Field(
         default=None, min_length=2, max_length=32, description="reference path, in the direction of travel"
     )
-    path_radius_m: float = Field(default=1.75, gt=0, le=102.4, description="half-width of 'path'")
-    active_s: tuple[float, float] | None = Field(default=None, description="[start, end) in simulation seconds")
+    path_radius_m: Real = Field(default=1.75, gt=0, le=102.4, description="half-width of 'path'")
+    active_s: tuple[Real, Real] | None = Field(default=None, description="[start, end) in simulation seconds")
     priority: int = Field(default=0, ge=0, le=7, description="0..7, higher is more urgent")
 
     @model_validator(mode="after")
@@ -164,7 +184,7 @@ class RoadEventSpec(RsiItemSpec):
     centre) with ``radius_m``."""
 
     type: int = Field(ge=0, le=65535, description="GB/T 29100-2012 event code (e.g. 408 slippery road)")
-    radius_m: float = Field(gt=0, le=102.4, description="the hazard zone around position (wire: 0.1 m, <= 102.4 m)")
+    radius_m: Real = Field(gt=0, le=102.4, description="the hazard zone around position (wire: 0.1 m, <= 102.4 m)")
     source: Literal["unknown", "police", "government", "meteorological", "internet", "detection"] = "detection"
 
 
@@ -175,7 +195,7 @@ class RoadSignSpec(RsiItemSpec):
     type: int = Field(
         ge=0, le=65535, description="GB 5768.2 sign code (101 sharp curve, 102 children, 201 speed limit)"
     )
-    speed_limit_kph: float | None = Field(
+    speed_limit_kph: Real | None = Field(
         default=None, gt=0, le=250, description="the figure on a speed-limit sign (required for type 201)"
     )
 
@@ -197,13 +217,13 @@ class NetworkSpec(Strict):
 class DriverSpec(Strict):
     """The human (or automation) behind the wheel. See v2x/apps/driver.py for the rules."""
 
-    reaction_s: float = Field(default=1.0, ge=0, le=5, description="warning -> braking delay")
-    brake_mps2: float = Field(default=6.0, gt=0, le=12, description="braking on a warning (and the most it uses)")
+    reaction_s: Real = Field(default=1.0, ge=0, le=5, description="warning -> braking delay")
+    brake_mps2: Real = Field(default=6.0, gt=0, le=12, description="braking on a warning (and the most it uses)")
     sees_signals: bool = Field(default=True, description="sees the signal heads and stops for red (false: glare)")
     follows_advice: bool = Field(default=True, description="follows speed advisories (GLOSA)")
-    comfort_decel_mps2: float = Field(default=2.0, gt=0, le=6)
-    comfort_accel_mps2: float = Field(default=1.5, gt=0, le=6)
-    caution_speed_mps: float | None = Field(
+    comfort_decel_mps2: Real = Field(default=2.0, gt=0, le=6)
+    comfort_accel_mps2: Real = Field(default=1.5, gt=0, le=6)
+    caution_speed_mps: Real | None = Field(
         default=None,
         gt=0,
         le=70,
@@ -218,12 +238,14 @@ class ScriptedEvent(Strict):
     ``active: true``, the default, cleared with ``active: false``; ``for_s`` clears it again after that
     long). Flags change nothing in the motion: script a ``brake`` as well for a car that stops."""
 
-    at_s: float = Field(ge=0)
+    at_s: Real = Field(ge=0, le=86400)
     action: EventAction
-    rate_mps2: float = Field(default=0.0, ge=0, le=12, description="magnitude of the deceleration/acceleration")
-    until_speed_mps: float | None = Field(default=None, ge=0)
+    rate_mps2: Real = Field(default=0.0, ge=0, le=12, description="magnitude of the deceleration/acceleration")
+    until_speed_mps: Real | None = Field(default=None, ge=0, le=140)
     active: bool | None = Field(default=None, description="flag actions: set (true, default) or clear (false)")
-    for_s: float | None = Field(default=None, gt=0, description="flag actions: clear the flag again after this long")
+    for_s: Real | None = Field(
+        default=None, gt=0, le=86400, description="flag actions: clear the flag again after this long"
+    )
 
     @model_validator(mode="after")
     def _fields_of_the_action(self) -> ScriptedEvent:
@@ -251,11 +273,11 @@ class ActorSpec(Strict):
     kind: ActorKindName
     lane: ActorId | None = Field(default=None, description="lane to follow (road users)")
     path: list[Point] | None = Field(default=None, description="explicit path instead of a lane")
-    start_m: float = Field(default=0.0, ge=0, description="distance along the lane/path at t = 0")
-    speed_mps: float = Field(default=0.0, ge=0, le=140)
+    start_m: Real = Field(default=0.0, ge=0, le=MAX_EXTENT_M, description="distance along the lane/path at t = 0")
+    speed_mps: Real = Field(default=0.0, ge=0, le=140)
     position: Point | None = Field(default=None, description="fixed position (rsu)")
-    length_m: float | None = Field(default=None, gt=0)
-    width_m: float | None = Field(default=None, gt=0)
+    length_m: Real | None = Field(default=None, gt=0, le=50)
+    width_m: Real | None = Field(default=None, gt=0, le=10)
     positioning: str | None = None
     equipped: bool = Field(
         default=True, description="has an OBU; false: transmits and hears nothing (sensors and the referee see it)"
@@ -265,7 +287,7 @@ class ActorSpec(Strict):
     driver: DriverSpec | None = None
     events: list[ScriptedEvent] = Field(default_factory=list)
     external: bool = Field(default=False, description="driven by an outside stack that joins over MQTT")
-    range_m: float | None = Field(default=None, gt=0, description="rsu: forward BSMs heard within this range")
+    range_m: Real | None = Field(default=None, gt=0, le=10_000, description="rsu: forward BSMs heard within this range")
     intersections: list[ActorId] | None = Field(
         default=None, description="rsu: intersections whose MAP (and SPAT, if signalised) it sends; default all"
     )
@@ -296,8 +318,8 @@ class WarningExpectation(_ExpectationBase):
     app: AppName
     target: ActorId
     other: ActorId | None = None
-    window_s: tuple[float, float] | None = None
-    min_ttc_s: float | None = Field(default=None, ge=0)
+    window_s: tuple[Real, Real] | None = None
+    min_ttc_s: Real | None = Field(default=None, ge=0)
 
 
 class NoWarningExpectation(_ExpectationBase):
@@ -323,8 +345,8 @@ class MetricExpectation(_ExpectationBase):
     type: Literal["metric"]
     metric: Literal["delivery_ratio", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "rejected"]
     message: MessageName | None = Field(default=None, description="latency of this message type only")
-    min: float | None = None
-    max: float | None = None
+    min: Real | None = None
+    max: Real | None = None
 
     @model_validator(mode="after")
     def _bound(self) -> MetricExpectation:
@@ -342,7 +364,7 @@ class PositioningExpectation(_ExpectationBase):
     type: Literal["positioning"]
     actor: ActorId
     state: str
-    window_s: tuple[float, float]
+    window_s: tuple[Real, Real]
 
 
 class ViolationExpectation(_ExpectationBase):
@@ -381,8 +403,8 @@ class SpeedExpectation(_ExpectationBase):
     type: Literal["speed"]
     actor: ActorId
     at: Point
-    min_mps: float | None = Field(default=None, ge=0)
-    max_mps: float | None = Field(default=None, ge=0)
+    min_mps: Real | None = Field(default=None, ge=0, le=140)
+    max_mps: Real | None = Field(default=None, ge=0, le=140)
 
     @model_validator(mode="after")
     def _bound(self) -> SpeedExpectation:
@@ -412,8 +434,8 @@ class Scenario(Strict):
     description: str = ""
     origin: Origin
     epoch: datetime = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
-    duration_s: float = Field(gt=0, le=3600)
-    tick_s: float = Field(default=0.1, ge=0.01, le=1.0)
+    duration_s: Real = Field(gt=0, le=3600)
+    tick_s: Real = Field(default=0.1, ge=0.01, le=1.0)
     network: NetworkSpec = NetworkSpec()
     positioning: str = "rtk-fixed"
     zones: list[ZoneSpec] = Field(default_factory=list)
@@ -421,7 +443,9 @@ class Scenario(Strict):
     road: RoadSpec = RoadSpec()
     actors: list[ActorSpec] = Field(min_length=1)
     variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS), min_length=1)
-    thresholds: dict[str, float] = Field(default_factory=dict)
+    thresholds: dict[str, Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True, ge=0, le=1e6)]] = Field(
+        default_factory=dict
+    )
     expectations: list[Expectation] = Field(default_factory=list)
 
     @field_validator("epoch")

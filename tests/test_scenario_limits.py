@@ -1,0 +1,156 @@
+"""Hostile scenario files: extreme and non-finite numbers, wrong types, deep nesting, alias bombs, bytes
+that are not UTF-8 and oversized files are refused before anything runs, naming the file and the field,
+with exit status 2 and no traceback (issue #12: several of these crashed or hung the tool)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from v2x.cli import main
+from v2x.scenario import ScenarioError, load_scenario
+from v2x.scenario.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, SCENARIO_DIR
+
+FCW = (SCENARIO_DIR / "fcw.yaml").read_text()
+
+
+def _variant(old: str, new: str) -> str:
+    assert old in FCW, old
+    return FCW.replace(old, new, 1)
+
+
+# (case, scenario text, the field path named, words in what was expected)
+CASES = [
+    ("start_m 1e308", _variant("start_m: 130", "start_m: 1e308"), "actors[0].start_m", "less than or equal to 100000"),
+    ("rsu at x 1e308", _variant("position: [250, -12]", "position: [1e308, -12]"), "actors[3].position[0]", "100000"),
+    ("NaN coordinate", _variant("position: [250, -12]", "position: [.nan, -12]"), "actors[3].position[0]", "finite"),
+    (
+        "inf coordinate",
+        _variant("[[0, 0], [1500, 0]]", "[[0, 0], [.inf, 0]]"),
+        "road.lanes[0].centerline[1][0]",
+        "finite",
+    ),
+    (
+        "1e400 speed",
+        _variant("speed_mps: 16.67\n    apps", "speed_mps: 1e400\n    apps"),
+        "actors[1].speed_mps",
+        "finite",
+    ),
+    (
+        "1e308 centerline",
+        _variant("[[0, 3.5], [1500, 3.5]]", "[[0, 3.5], [1e308, 3.5]]"),
+        "road.lanes[1].centerline[1][0]",
+        "100000",
+    ),
+    ("lat false", _variant("lat_deg: 29.7215", "lat_deg: false"), "origin.lat_deg", "valid number"),
+    ("lat as text", _variant("lat_deg: 29.7215", "lat_deg: north"), "origin.lat_deg", "valid number"),
+    ("lat 1e3", _variant("lat_deg: 29.7215", "lat_deg: 1e3"), "origin.lat_deg", "less than or equal to 90"),
+    (
+        "infinite limit",
+        _variant("speed_limit_kph: 80}", "speed_limit_kph: .inf}"),
+        "road.lanes[0].speed_limit_kph",
+        "finite",
+    ),
+    ("huge limit", _variant("speed_limit_kph: 80}", "speed_limit_kph: 1e9}"), "road.lanes[0].speed_limit_kph", "250"),
+    ("infinite range", _variant("range_m: 300", "range_m: .inf"), "actors[3].range_m", "finite"),
+    ("huge length", _variant("start_m: 130", "start_m: 130\n    length_m: 1e12"), "actors[0].length_m", "50"),
+    ("NaN window", _variant("window_s: [6.0, 7.0]", "window_s: [.nan, 7.0]"), "expectations[0].window_s[0]", "finite"),
+    (
+        "NaN threshold",
+        _variant("expectations:", "thresholds: {fcw_ttc_s: .nan}\nexpectations:"),
+        "thresholds.fcw_ttc_s",
+        "finite",
+    ),
+    ("NaN metric bound", _variant("min: 0.9", "min: .nan"), "expectations[4].min", "finite"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "field", "words"), CASES, ids=[c[0] for c in CASES])
+def test_a_bad_number_names_the_file_and_the_field(
+    case: str, text: str, field: str, words: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(path) in str(info.value)
+    assert any(loc == field and words in msg for loc, msg in info.value.problems), info.value.problems
+
+
+def _problems_of(raw: bytes, tmp_path: Path) -> list[tuple[str, str]]:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(path) in str(info.value)
+    return info.value.problems
+
+
+def test_deep_nesting_is_refused_without_recursion(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    problems = _problems_of(_variant("description: >", f"notes: {deep}\ndescription: >").encode(), tmp_path)
+    assert problems == [("line 6, column 71", f"nested deeper than {MAX_DEPTH} levels")]  # notes: [[[...
+
+
+def test_an_alias_bomb_in_a_known_field_is_refused_before_it_expands(tmp_path: Path) -> None:
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 10)}]" for k in range(1, 10)]
+    text = "bomb:\n" + "".join(f"  {line}\n" for line in bomb) + _variant("name: Forward", "name: *a9\nx: Forward")
+    problems = _problems_of(text.encode(), tmp_path)
+    assert problems == [("", f"at most {MAX_NODES} values once YAML aliases are expanded")]
+
+
+def test_bytes_that_are_not_utf8_are_named(tmp_path: Path) -> None:
+    raw = FCW.encode().replace(b"Two cars", b"Two \xff\xfe cars", 1)
+    [(where, what)] = _problems_of(raw, tmp_path)
+    assert where.startswith("line ") and "UTF-8 text; byte 0xff" in what
+
+
+def test_an_oversized_file_is_refused_unread(tmp_path: Path) -> None:
+    raw = FCW.encode() + b"# " + b"x" * MAX_FILE_BYTES + b"\n"
+    assert _problems_of(raw, tmp_path) == [("", "a scenario file of at most 4 MiB")]
+
+
+def test_aliases_within_the_limits_still_work(tmp_path: Path) -> None:
+    text = _variant(
+        "    driver: {reaction_s: 1.0, brake_mps2: 7.0}\n  - id: neighbour",
+        "    driver: &d {reaction_s: 1.0, brake_mps2: 7.0}\n  - id: neighbour",
+    )
+    text = text.replace("    driver: {reaction_s: 1.0, brake_mps2: 7.0}\n  - id: rsu1", "    driver: *d\n  - id: rsu1")
+    path = tmp_path / "ok.yaml"
+    path.write_text(text)
+    sc = load_scenario(path)
+    assert sc.actor("neighbour").driver == sc.actor("follower").driver
+
+
+def test_the_cli_exits_2_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for k, (_, text, field, _) in enumerate(CASES):
+        path = tmp_path / f"bad{k}.yaml"
+        path.write_text(text)
+        assert main(["run", str(path), "--out", str(tmp_path / "out"), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert f"{path}: {field}:" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_worst_files_exit_2_in_a_process_of_their_own(tmp_path: Path) -> None:
+    """As a user runs it: a separate process, so that a segfault or a hang would show as such."""
+    files = []
+    for name, text in (("far.yaml", CASES[0][1]), ("rsu.yaml", CASES[1][1]), ("deep.yaml", "a: " + "[" * 50_000)):
+        path = tmp_path / name
+        path.write_text(text)
+        files.append(str(path))
+    done = subprocess.run(
+        [sys.executable, "-m", "v2x.cli", "run", *files, "--out", str(tmp_path / "out"), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    for f in files:
+        assert f in done.stderr
