@@ -1,8 +1,9 @@
 """Expectations checked against a run's events and metrics, and the result file.
 
-result.json (docs/RESULTS.md describes every key): ``scenario``, ``seed``, ``passed``, ``expectations``, ``events``, ``metrics``,
-and ``run`` (broker, mode, run ids, wall time: everything that may differ between identical runs). The
-outcome section - ``passed``, ``expectations`` and ``events`` - is identical for the same scenario and seed.
+result.json (docs/RESULTS.md describes every key): ``scenario``, ``seed``, ``passed``, ``expectations``,
+``events``, ``metrics``, and ``run`` (broker, mode, run ids, wall time: everything that may differ between
+identical runs). The outcome section - ``passed``, ``expectations`` and ``events`` - is identical for the
+same scenario and seed.
 """
 
 from __future__ import annotations
