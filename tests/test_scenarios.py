@@ -90,3 +90,38 @@ def test_cli_exits_2_before_running_anything(tmp_path: Path, capsys: pytest.Capt
 def test_cli_rejects_a_bad_broker_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "fcw", "--broker", "http://x", "-q"]) == 2
     assert "mqtt://host:port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("nosuchscenario", "not a shipped scenario id nor a file ('v2x list' shows the ids)"),
+        ("fcv", "did you mean fcw?"),
+        ("elsewhere/fcw.yaml", "no such file"),
+    ],
+)
+def test_an_unknown_scenario_says_so_and_suggests(name: str, words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from v2x.cli import main
+
+    assert main(["run", name, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"{name}: " in err and words in err and "site-packages" not in err
+
+
+def test_ids_are_forgiven_case_and_suffix() -> None:
+    from v2x.scenario import find_scenario
+
+    assert find_scenario("FCW") == find_scenario("fcw") == find_scenario("fcw.yaml") == FCW
+
+
+def test_all_plus_a_named_scenario_runs_it_once_and_prints_the_tally(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from v2x.cli import main
+    from v2x.run import cli
+
+    monkeypatch.setattr(cli, "catalogue", lambda: [FCW])  # --all over a one-scenario catalogue
+    assert main(["run", "--all", "fcw", "FCW", "--out", str(tmp_path), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS fcw") == 1
+    assert out.rstrip().endswith("1 passed, 0 failed, 0 could not run")

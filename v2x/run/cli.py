@@ -134,6 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
     names = [str(p) for p in catalogue()] if args.all else []
     names += args.scenarios
+    names = _unique_scenarios(names)
     if not names:
         print("v2x run: give one or more SCENARIO ids or files, or --all", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -198,11 +199,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         from v2x.run.report import write_html
 
         print(f"HTML report -> {write_html(results, args.html, errors=errors)}")
+    n_failed = sum(not r["passed"] for r in results)
+    print(f"{len(results) - n_failed} passed, {n_failed} failed, {len(errors)} could not run")
     if errors:
         print(f"v2x run: {len(errors)} of {len(scenarios)} scenario(s) could not run: "
               + ", ".join(sid for sid, _ in errors), file=sys.stderr)  # fmt: skip
         return EXIT_RUN_ERROR
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _unique_scenarios(names: list[str]) -> list[str]:
+    """``names`` without repeats of the same scenario (``--all fcw`` runs fcw once), in first-seen order."""
+    seen: set[Path] = set()
+    out = []
+    for name in names:
+        try:
+            key = find_scenario(name).resolve()
+        except ScenarioError:
+            key = Path(name)
+        if key not in seen:
+            seen.add(key)
+            out.append(name)
+    return out
 
 
 def _warm_up(*, quiet: bool) -> None:

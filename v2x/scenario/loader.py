@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -414,11 +415,21 @@ def load_scenario(path: Path | str) -> Scenario:
 
 
 def find_scenario(name: str) -> Path:
-    """A path, or the id of a shipped scenario (``fcw`` -> scenarios/fcw.yaml)."""
+    """A scenario file given as a path, or a shipped scenario given by its id (``fcw`` -> scenarios/fcw.yaml;
+    case and a ``.yaml`` suffix are forgiven). An id that names no shipped scenario raises ScenarioError
+    listing the close matches and pointing to ``v2x list``."""
     candidate = Path(name)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+    if candidate.exists():
         return candidate
-    return SCENARIO_DIR / f"{name}.yaml"
+    shipped = {p.stem: p for p in catalogue()}
+    key = candidate.name.lower().removesuffix(".yaml").removesuffix(".yml")
+    if key in shipped and candidate.parent == Path("."):
+        return shipped[key]
+    if candidate.suffix in (".yaml", ".yml") or len(candidate.parts) > 1:
+        raise ScenarioError(name, [("", "no such file (and not the id of a shipped scenario; see 'v2x list')")])
+    close = difflib.get_close_matches(key, list(shipped), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ScenarioError(name, [("", f"not a shipped scenario id nor a file{hint} ('v2x list' shows the ids)")])
 
 
 def catalogue() -> list[Path]:
