@@ -2,7 +2,7 @@
 next to its code, in the module that implements it.
 
 An application module declares its applications in a module attribute ``APPS`` (a sequence of
-:class:`AppSpec`): the name scenario files use ("fcw"), the wire code (``testbed_pb2.APP_FCW``, the proto
+:class:`AppSpec`): the name scenario files use ("fcw"), the wire code (``APP_FCW`` in testbed_pb2, the proto
 enum value ``APP_`` + the name in capitals), where it runs, the messages it consumes, its thresholds with
 their defaults (their sources in comments beside them), the figure its warnings carry, its report colour,
 how the driver reacts to it, and a factory for the object that evaluates it. Everything else - the scenario
@@ -203,14 +203,36 @@ def _check(specs: Sequence[AppSpec]) -> None:
             raise RegistryError(f"{s.name}: runs on the {s.runs_on.value}; give exactly its factory")
 
 
+class EntryPoint(Protocol):
+    """What the registry uses of an ``importlib.metadata.EntryPoint``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+    def load(self) -> object: ...
+
+
+def plugin_entry_points() -> list[EntryPoint]:
+    """The installed packages' entry points in the group ``v2x.apps``, sorted by name."""
+    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+
+
 @cache
 def registered() -> Mapping[str, AppSpec]:
     """Every application, by name, in evaluation order: the built-in ones, then those of entry points."""
     specs = [s for module in BUILTIN_MODULES for s in _declared(importlib.import_module(module), module)]
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    for ep in plugin_entry_points():
         specs += _declared(ep.load(), f"entry point {ep.name} ({ep.value})")
     _check(specs)
     return MappingProxyType({s.name: s for s in specs})
+
+
+def refresh() -> None:
+    """Forget the apps found, so that the next call looks again (a package installed at run time, tests).
+    Tables computed from the registry at import time (thresholds.DEFAULTS, the report's colours) stay."""
+    registered.cache_clear()
+    _by_code.cache_clear()
 
 
 @cache
@@ -289,6 +311,7 @@ __all__ = [
     "AppSpec",
     "EdgeApp",
     "EdgeView",
+    "EntryPoint",
     "Figure",
     "Message",
     "OnBoardApp",
@@ -304,5 +327,7 @@ __all__ = [
     "edge_apps",
     "figures",
     "onboard_apps",
+    "plugin_entry_points",
+    "refresh",
     "registered",
 ]
