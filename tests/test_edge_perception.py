@@ -13,7 +13,7 @@ from v2x.agents.base import Heard
 from v2x.agents.platform import EdgePlatform, associate
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
-from v2x.apps.collision import Participant
+from v2x.apps.host import Participant
 from v2x.run.runner import build_agents, environment, run_scenario
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR

@@ -8,7 +8,7 @@ import pytest
 
 from v2x.apps.driver import STOP_GAP_M, YELLOW_MAX_STOP_MPS2, Driver, SignalView
 from v2x.apps.glosa import speed_advice
-from v2x.apps.rlvw import Host
+from v2x.apps.host import Host
 from v2x.apps.thresholds import DEFAULTS
 from v2x.wire.map_spat import GREEN, RED, YELLOW, Approach, Interval
 

@@ -15,7 +15,7 @@ from v2x.agents.base import Heard
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.hlw import hazard_distance, hazardous_location_warnings
-from v2x.apps.rlvw import Host
+from v2x.apps.host import Host
 from v2x.apps.thresholds import DEFAULTS
 from v2x.cli import main
 from v2x.geodesy import LocalFrame

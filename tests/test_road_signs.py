@@ -17,7 +17,7 @@ from v2x.agents.base import Heard
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.driver import Driver
-from v2x.apps.rlvw import Host
+from v2x.apps.host import Host
 from v2x.apps.road_signs import in_vehicle_signage, speed_limit_warnings
 from v2x.apps.thresholds import DEFAULTS
 from v2x.cli import main

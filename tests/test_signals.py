@@ -11,7 +11,8 @@ from tests._agents import rtk_gnss
 from v2x.agents.base import Heard, TickContext
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
-from v2x.apps.rlvw import Host, match, red_light_warning, time_to_travel
+from v2x.apps.host import Host
+from v2x.apps.rlvw import match, red_light_warning, time_to_travel
 from v2x.apps.thresholds import DEFAULTS
 from v2x.run.runner import build_agents, environment
 from v2x.scenario import ScenarioError, load_scenario

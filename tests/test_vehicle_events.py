@@ -16,7 +16,7 @@ import pytest
 from tests._agents import tick_ctx
 from v2x.agents.base import Heard
 from v2x.agents.vehicle import VehicleAgent
-from v2x.apps.rlvw import Host
+from v2x.apps.host import Host
 from v2x.apps.thresholds import DEFAULTS
 from v2x.apps.vehicle_events import vehicle_event_warnings
 from v2x.cli import main

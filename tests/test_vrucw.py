@@ -16,7 +16,7 @@ from tests._agents import offline_world, tick_ctx
 from v2x.agents.base import Heard, TickContext
 from v2x.agents.roadside import RoadsideUnit, fuse
 from v2x.agents.vehicle import VehicleAgent
-from v2x.apps.collision import Participant
+from v2x.apps.host import Participant
 from v2x.apps.thresholds import DEFAULTS
 from v2x.apps.vrucw import vru_participant, vulnerable_road_user_collision
 from v2x.geodesy import LocalFrame

@@ -54,6 +54,7 @@ __all__ = [
     "LON_MIN",
     "LON_UNAVAILABLE",
     "MINUTE_OF_YEAR_UNAVAILABLE",
+    "MPS_PER_KPH",
     "MSG_CNT_MODULO",
     "ORIENTATION_UNAVAILABLE",
     "POSITION_CONFIDENCE_BOUNDS_M",
@@ -82,6 +83,7 @@ __all__ = [
     "accel_to_wire",
     "accuracy_orientation_from_wire",
     "accuracy_orientation_to_wire",
+    "accurate_enough",
     "bit_string_from_wire",
     "brake_status_from_wire",
     "compass_deg_to_enu_yaw_rad",
@@ -95,11 +97,13 @@ __all__ = [
     "heading_to_wire",
     "height_from_wire",
     "height_to_wire",
+    "kph_to_mps",
     "lat_from_wire",
     "lat_to_wire",
     "lon_from_wire",
     "lon_to_wire",
     "minute_of_year",
+    "mps_to_kph",
     "msg_cnt",
     "position_confidence",
     "position_confidence_bound_m",
@@ -119,6 +123,7 @@ __all__ = [
     "time_mark",
     "vert_accel_from_wire",
     "vert_accel_to_wire",
+    "wrap_angle_rad",
     "yaw_rate_from_wire",
     "yaw_rate_to_wire",
 ]
@@ -608,3 +613,34 @@ def enu_yaw_rad_to_compass_deg(rad: float | FloatArray) -> float | FloatArray:
     deg: FloatArray = (90.0 - np.degrees(np.asarray(rad, dtype=np.float64))) % 360.0
     deg = np.where(deg >= 360.0, 0.0, deg)  # -tiny % 360 can round to 360.0
     return float(deg) if np.ndim(rad) == 0 else deg
+
+
+def wrap_angle_rad(rad: float) -> float:
+    """An angle in radians wrapped into [-pi, pi): ``(rad + pi) % 2pi - pi``."""
+    return (rad + math.pi) % (2 * math.pi) - math.pi
+
+
+# --------------------------------------------------------------------------------------------------
+# Speed and accuracy conventions
+# --------------------------------------------------------------------------------------------------
+
+#: The km/h -> m/s factor, 1 / 3.6. ``x * MPS_PER_KPH`` is not always bit-equal to ``kph_to_mps(x)``
+#: (``x / 3.6``): code that has always multiplied keeps multiplying.
+MPS_PER_KPH: Final = 1 / 3.6
+
+
+def kph_to_mps(kph: float) -> float:
+    """km/h -> m/s, ``kph / 3.6``."""
+    return kph / 3.6
+
+
+def mps_to_kph(mps: float) -> float:
+    """m/s -> km/h, ``mps * 3.6``."""
+    return mps * 3.6
+
+
+def accurate_enough(sigma_m: float | None, required_r95_m: float) -> bool:
+    """The position-accuracy gate of the applications: is a position with per-axis 1-sigma ``sigma_m``
+    (None or inf: unknown) good enough for an app that needs its 95 % horizontal radius within
+    ``required_r95_m`` (the T/CSAE 53 Day-1 table's accuracy, read as a 95 % radius)?"""
+    return sigma_m is not None and math.isfinite(sigma_m) and R95_PER_SIGMA * sigma_m <= required_r95_m

@@ -15,8 +15,10 @@ import math
 from collections.abc import Sequence
 
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
-from v2x.apps.collision import Participant, intersection_collision
+from v2x.apps.host import Participant
+from v2x.apps.registry import AppSpec, EdgeView, Raised, edge_apps
 from v2x.scenario.model import ActorSpec
+from v2x.units import wrap_angle_rad
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import RemoteState
 
@@ -41,7 +43,7 @@ def associate(bsm: Sequence[Participant], perceived: Sequence[Participant]) -> l
                 continue
             moving = math.hypot(p.vx, p.vy) > ASSOC_MOVING_MPS and math.hypot(b.vx, b.vy) > ASSOC_MOVING_MPS
             if moving:
-                diff = abs((math.atan2(p.vy, p.vx) - math.atan2(b.vy, b.vx) + math.pi) % (2 * math.pi) - math.pi)
+                diff = abs(wrap_angle_rad(math.atan2(p.vy, p.vx) - math.atan2(b.vy, b.vx)))
                 if diff > math.radians(ASSOC_HEADING_DEG):
                     continue
             same = True
@@ -58,11 +60,11 @@ def _finite(sigma: float) -> float:
 class EdgePlatform(Agent):
     def __init__(self, spec: ActorSpec, env: Environment) -> None:
         super().__init__(spec.id, spec.kind, env)
-        self.apps = set(spec.apps)
+        self.apps = edge_apps(spec.apps)  # the scenario's edge apps (v2x.apps.registry), in registry order
         self.known: dict[str, RemoteState] = {}  # BSM senders, by key (temporary id, hex)
         self.perceived: dict[str, RemoteState] = {}  # RSM objects, by key ({rsm id}/{ptcId})
         self.address: dict[str, str] = {}  # key -> actor id reachable over Uu
-        self._sent_until: dict[tuple[str, str], float] = {}
+        self._sent_until: dict[tuple[int, str, str], float] = {}
 
     def step(self, ctx: TickContext) -> TickResult:
         t = ctx.t_s
@@ -71,17 +73,13 @@ class EdgePlatform(Agent):
         self.known = {k: r for k, r in self.known.items() if t - r.t_s <= max_age}
         self.perceived = {k: r for k, r in self.perceived.items() if t - r.t_s <= max_age}
         result = TickResult()
-        if "icw" in self.apps:
+        if self.apps:
             senders = [Participant.from_remote(k, r, t) for k, r in sorted(self.known.items())]
             seen = [Participant.from_remote(k, r, t) for k, r in sorted(self.perceived.items())]
-            participants = senders + associate(senders, seen)
-            if len(participants) >= 2:
-                for f in intersection_collision(participants, self.env.thresholds):
-                    for target, other, t_own in (
-                        (f.subject, f.other, f.t_conflict_subject_s),
-                        (f.other, f.subject, f.t_conflict_other_s),
-                    ):
-                        self._advise(result, t, target, other, f.kind, t_own, f.pet_s)
+            view = EdgeView(senders + associate(senders, seen), self.env.thresholds)
+            for spec, app in self.apps:
+                for addressed in app.evaluate(view, t):
+                    self._advise(result, t, spec, addressed.target, addressed.raised)
         return result
 
     def _on_heard(self, heard: Heard, t: float) -> None:
@@ -102,27 +100,28 @@ class EdgePlatform(Agent):
                 if seen is None or obj.t_s > seen.t_s:
                     self.perceived[obj.key] = obj
 
-    def _advise(self, result: TickResult, t: float, target: str, other: str, kind: str, ttc: float, pet: float) -> None:
+    def _advise(self, result: TickResult, t: float, spec: AppSpec, target: str, raised: Raised) -> None:
+        """Send ``target`` an app's advisory over Uu, once per validity period per (app, target, other)."""
         dest = self.address.get(target)
         if dest is None:
             return  # not reachable over Uu (an unequipped road user, or a vehicle heard only via an RSU)
-        other_name = self.address.get(other, other)
-        key = (dest, other_name)
+        other_name = self.address.get(raised.other, raised.other)
+        key = (spec.code, dest, other_name)
         if self._sent_until.get(key, -math.inf) > t:
             return
         validity = self.env.thresholds["warning_validity_s"]
         self._sent_until[key] = t + validity
         adv = testbed_pb2.Advisory(
-            app=testbed_pb2.APP_ICW,
-            severity=testbed_pb2.SEVERITY_WARNING,
+            app=spec.code,
+            severity=spec.severity,
             target_id=dest,
             other_id=other_name,
             source_id=self.actor_id,
-            ttc_s=ttc,
-            figure=0.0 if math.isnan(pet) else pet,
-            figure_name="pet_s",
+            ttc_s=raised.ttc_s,
+            figure=raised.figure,
+            figure_name=spec.figure_name,
             raised_at_s=t,
             valid_until_s=t + validity,
-            conflict_type=kind,
+            conflict_type=raised.conflict_type,
         )
         result.transmissions.append(Transmission(testbed_pb2.LINK_UU, frame_pb2.MessageFrame(advisory=adv), (dest,)))

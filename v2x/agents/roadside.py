@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from v2x.agents.base import Agent, Environment, TickContext, TickResult, Transmission
 from v2x.scenario.model import ActorSpec, RsiItemSpec, Scenario
 from v2x.scenario.signals import FixedTimeController, approaches, node_id_of
-from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
+from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, kph_to_mps
 from v2x.wire import day1_pb2, testbed_pb2
 from v2x.wire.map_spat import MapNode, SignalState, encode_map, encode_spat
 from v2x.wire.rsi import RTE_EVENT_SOURCE, ReferencePath, RoadEvent, RoadSign, encode_rsi
@@ -75,7 +75,7 @@ def road_signs(spec: ActorSpec, scenario: Scenario) -> list[RoadSign]:
             start_s=sign.active_s[0] if sign.active_s else None,
             end_s=sign.active_s[1] if sign.active_s else None,
             priority=sign.priority,
-            speed_limit_mps=None if sign.speed_limit_kph is None else sign.speed_limit_kph / 3.6,
+            speed_limit_mps=None if sign.speed_limit_kph is None else kph_to_mps(sign.speed_limit_kph),
         )
         for k, sign in enumerate(spec.road_signs, start=1)
     ]

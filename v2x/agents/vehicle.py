@@ -10,14 +10,10 @@ import math
 from collections.abc import Sequence
 
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
-from v2x.apps.collision import Participant, forward_collision
 from v2x.apps.driver import Driver, SignalView
-from v2x.apps.glosa import speed_advice
-from v2x.apps.hlw import hazardous_location_warnings
-from v2x.apps.rlvw import Host, match, red_light_warning
-from v2x.apps.road_signs import in_vehicle_signage, speed_limit_warnings, time_to_sign
-from v2x.apps.vehicle_events import EVENT_APPS, vehicle_event_warnings
-from v2x.apps.vrucw import vru_participant, vulnerable_road_user_collision
+from v2x.apps.host import Host, Participant
+from v2x.apps.registry import OnBoardView, Raised, Reaction, app_by_code, app_spec, onboard_apps
+from v2x.apps.rlvw import match
 from v2x.scenario.geometry import Pose, Route
 from v2x.scenario.model import DEFAULT_SIZE, FLAG_ACTIONS, ActorSpec, DriverSpec, ScriptedEvent
 from v2x.scenario.signals import FixedTimeController
@@ -27,7 +23,7 @@ from v2x.wire.bsm import OwnState, RemoteState, encode_bsm
 from v2x.wire.envelope import temporary_id
 from v2x.wire.map_spat import Approach, Interval
 from v2x.wire.rsi import RoadEvent, RoadSign
-from v2x.wire.tables import APP_BY_NAME, APP_NAME
+from v2x.wire.tables import APP_NAME
 
 BSM_PERIOD_S = 0.1  # 10 Hz (T/CSAE 53 Day-1 table)
 SIGNAL_VISIBLE_M = 150.0  # how far ahead a driver reads a signal head and its countdown (assumption)
@@ -87,10 +83,10 @@ class VehicleAgent(Agent):
         self.signals: dict[tuple[int, int], list[Interval]] = {}
         # From RSI: road traffic events by key ({rsi id hex}/rte{rteId}), with the time last heard.
         self.road_events: dict[str, tuple[RoadEvent, float]] = {}
-        # From RSI: road traffic signs by key ({rsi id hex}/rts{rtsId}), with the time last heard, and the
-        # signs IVS has shown (each once).
+        # From RSI: road traffic signs by key ({rsi id hex}/rts{rtsId}), with the time last heard.
         self.road_signs: dict[str, tuple[RoadSign, float]] = {}
-        self.signs_shown: set[str] = set()
+        # The scenario's on-board apps (v2x.apps.registry), in evaluation order; each keeps its own state.
+        self.apps = onboard_apps(spec.apps)
 
     # -- motion -------------------------------------------------------------------------------------
     def _integrate(self, dt: float) -> None:
@@ -232,87 +228,20 @@ class VehicleAgent(Agent):
             self.width_m,
             gnss.sigma_major_m if gnss.available else float("inf"),
         )
-        if "fcw" in self.spec.apps and self.remotes:
-            remotes = [Participant.from_remote(r.temp_id.hex(), r, t) for r in self.remotes.values()]
-            for f in forward_collision(host, remotes, self.env.thresholds):
-                # other: temporary id (hex); the world resolves it to an actor id
-                self._raise(result, t, testbed_pb2.APP_FCW, f.other, ttc_s=f.ttc_s, conflict_type=f.kind)
-
-        if "vrucw" in self.spec.apps and (self.perceived or self.remotes):
-            vrus = [
-                p
-                for r in (*self.perceived.values(), *self.remotes.values())
-                if (p := vru_participant(r, t, self.env.thresholds)) is not None
-            ]
-            for f in vulnerable_road_user_collision(host, vrus, self.env.thresholds):
-                # other: BSM id (hex) or {rsm id hex}/{ptcId}; the world resolves it
-                self._raise(result, t, testbed_pb2.APP_VRUCW, f.other, ttc_s=f.ttc_s, conflict_type=f.kind)
-
-        if "hlw" in self.spec.apps and self.road_events:
-            own = Host(host.x, host.y, pose.heading_rad, self.v, self.a, self.length_m, host.sigma_m)
-            events = {k: e for k, (e, _) in self.road_events.items()}
-            for hw in hazardous_location_warnings(own, events, t, self.env.thresholds):
-                # other: {rsi id hex}/rte{rteId}; the world resolves it to the scenario's road event id
-                self._raise(
-                    result,
-                    t,
-                    testbed_pb2.APP_HLW,
-                    hw.key,
-                    ttc_s=hw.time_to_hazard_s,
-                    figure=hw.distance_m,
-                    figure_name="hazard_m",
-                    conflict_type=hw.event.type_name,
-                )
-
-        if {"ivs", "slw"} & set(self.spec.apps) and self.road_signs:
-            own = Host(host.x, host.y, pose.heading_rad, self.v, self.a, self.length_m, host.sigma_m)
-            self._road_signs(result, t, own)
-
-        event_apps = [app for app in EVENT_APPS if app in self.spec.apps]
-        if event_apps and self.remotes:
-            own = Host(host.x, host.y, pose.heading_rad, self.v, self.a, self.length_m, host.sigma_m)
-            for ew in vehicle_event_warnings(own, self.remotes.values(), t, self.env.thresholds, event_apps):
-                # other: the sender's BSM id (hex); the world resolves it to an actor id
-                self._raise(
-                    result,
-                    t,
-                    APP_BY_NAME[ew.app],
-                    ew.key,
-                    ttc_s=ew.time_to_reach_s,
-                    figure=ew.gap_m,
-                    figure_name="gap_m",
-                    conflict_type=ew.description,
-                )
-
-        signal_apps = {"rlvw", "glosa"} & set(self.spec.apps)
-        if signal_apps and self.approaches and self.signals:
-            own = Host(host.x, host.y, pose.heading_rad, self.v, self.a, self.length_m, host.sigma_m)
-            aps = [ap for node in self.approaches.values() for ap in node]
-            w = red_light_warning(own, aps, self.signals, t, self.env.thresholds) if "rlvw" in signal_apps else None
-            if w is not None:
-                self._raise(
-                    result,
-                    t,
-                    testbed_pb2.APP_RLVW,
-                    w.approach.intersection,
-                    ttc_s=w.time_to_line_s,
-                    figure=w.distance_m,
-                    figure_name="stop_line_m",
-                )
-            advice = speed_advice(own, aps, self.signals, t, self.env.thresholds) if "glosa" in signal_apps else None
-            if advice is not None:
-                if self.driver is not None:
-                    self.driver.on_advice(t, advice.speed_mps)
-                self._raise(
-                    result,
-                    t,
-                    testbed_pb2.APP_GLOSA,
-                    advice.approach.intersection,
-                    severity=testbed_pb2.SEVERITY_ADVISORY,
-                    figure=advice.speed_mps,
-                    figure_name="advised_speed_mps",
-                    conflict_type=advice.reason,
-                )
+        view = OnBoardView(
+            host=Host(host.x, host.y, pose.heading_rad, self.v, self.a, self.length_m, host.sigma_m),
+            host_party=host,
+            remotes=self.remotes,
+            perceived=self.perceived,
+            heard_events=self.road_events,
+            heard_signs=self.road_signs,
+            approaches=self.approaches,
+            signals=self.signals,
+            thresholds=self.env.thresholds,
+        )
+        for app in self.apps:
+            for raised in app.evaluate(view, t):
+                self._on_raised(result, t, raised)
 
         self.a = self._choose_accel(t, self._signal_view(t, pose))
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
@@ -333,45 +262,27 @@ class VehicleAgent(Agent):
         )
         return result
 
-    def _road_signs(self, result: TickResult, t: float, own: Host) -> None:
-        """IVS shows each sign once; SLW warns about speed-limit signs (v2x/apps/road_signs.py). The driver
-        keeps to a shown speed-limit sign's figure, to his caution speed for a shown sign without one, and
-        to an SLW warning's limit (Driver.on_speed_cap). ``other``: {rsi id hex}/rts{rtsId}, which the world
-        resolves to the scenario's sign id."""
-        signs = {k: sign for k, (sign, _) in self.road_signs.items()}
-        if "ivs" in self.spec.apps:
-            for shown in in_vehicle_signage(own, signs, t, self.env.thresholds):
-                if shown.key in self.signs_shown:
-                    continue
-                self.signs_shown.add(shown.key)
-                self._raise(
-                    result,
-                    t,
-                    testbed_pb2.APP_IVS,
-                    shown.key,
-                    severity=testbed_pb2.SEVERITY_INFO,
-                    ttc_s=shown.time_to_sign_s,
-                    figure=shown.distance_m,
-                    figure_name="sign_m",
-                    conflict_type=shown.sign.type_name,
-                )
-                keep_to = shown.sign.speed_limit_mps
-                if self.driver is not None:
-                    keep_to = keep_to if keep_to is not None else self.driver.caution_speed_mps
-                    if keep_to is not None:
-                        self.driver.on_speed_cap(t, keep_to)
-        if "slw" in self.spec.apps:
-            for w in speed_limit_warnings(own, signs, t, self.env.thresholds):
-                self._raise(
-                    result,
-                    t,
-                    testbed_pb2.APP_SLW,
-                    w.key,
-                    ttc_s=time_to_sign(w.distance_m, own.speed_mps),
-                    figure=w.limit_mps,
-                    figure_name="speed_limit_mps",
-                    conflict_type=f"{w.sign.type_name}, {own.speed_mps * 3.6:.0f} km/h",
-                )
+    def _on_raised(self, result: TickResult, t: float, raised: Raised) -> None:
+        """Record an on-board app's advisory (``_raise``) and let the driver react as the app declares
+        (v2x.apps.registry.Reaction; the reactions to recorded advisories are in ``_warn``)."""
+        spec = app_spec(raised.app)
+        if spec.reaction is Reaction.SPEED_ADVICE and self.driver is not None:
+            self.driver.on_advice(t, raised.figure)
+        self._raise(
+            result,
+            t,
+            spec.code,
+            raised.other,
+            severity=spec.severity,
+            ttc_s=raised.ttc_s,
+            figure=raised.figure,
+            figure_name=spec.figure_name,
+            conflict_type=raised.conflict_type,
+        )
+        if spec.reaction is Reaction.SHOWN_SIGN and self.driver is not None:
+            keep_to = raised.keep_to_mps if raised.keep_to_mps is not None else self.driver.caution_speed_mps
+            if keep_to is not None:
+                self.driver.on_speed_cap(t, keep_to)
 
     @staticmethod
     def _by_node(aps: list[Approach]) -> dict[int, list[Approach]]:
@@ -418,7 +329,8 @@ class VehicleAgent(Agent):
         result.events.append(adv)
         if self.driver is None:
             return
-        if adv.app == testbed_pb2.APP_SLW:
+        spec = app_by_code(adv.app)
+        if spec is not None and spec.reaction is Reaction.SPEED_CAP:
             self.driver.on_speed_cap(t, adv.figure)  # slow down to the limit, not to a stop
         elif adv.severity >= testbed_pb2.SEVERITY_WARNING:
             self.driver.on_warning(t, APP_NAME.get(adv.app, "warning"))
@@ -449,4 +361,4 @@ class VehicleAgent(Agent):
         return out
 
 
-__all__ = ["APP_BY_NAME", "VehicleAgent"]
+__all__ = ["VehicleAgent"]

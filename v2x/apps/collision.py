@@ -3,14 +3,25 @@ conflict detection. Sans-I/O: remote states in, warnings out."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from v2x.apps.host import Participant
+from v2x.apps.registry import (
+    Addressed,
+    AppSpec,
+    EdgeView,
+    Figure,
+    OnBoardView,
+    Raised,
+    RunsOn,
+)
 from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
-from v2x.units import R95_PER_SIGMA
-from v2x.wire.bsm import RemoteState
+from v2x.units import accurate_enough
+from v2x.wire import testbed_pb2
 
 CONFLICT_NAME = {
     ConflictType.REAR_END: "rear-end",
@@ -18,43 +29,6 @@ CONFLICT_NAME = {
     ConflictType.HEAD_ON: "head-on",
     ConflictType.LATERAL: "lateral",
 }
-
-
-@dataclass(frozen=True)
-class Participant:
-    """A road user as an application sees it at time t (local frame, SI)."""
-
-    key: str
-    x: float
-    y: float
-    vx: float
-    vy: float
-    accel_mps2: float
-    heading_rad: float
-    length_m: float
-    width_m: float
-    sigma_m: float
-
-    @staticmethod
-    def from_remote(key: str, remote: RemoteState, t_s: float) -> Participant:
-        x, y, vx, vy = remote.extrapolated(t_s)
-        return Participant(
-            key,
-            x,
-            y,
-            vx,
-            vy,
-            remote.accel_mps2,
-            remote.heading_rad,
-            remote.length_m,
-            remote.width_m,
-            remote.sigma_major_m if remote.sigma_major_m is not None else float("inf"),
-        )
-
-
-def accurate_enough(p: Participant, required_r95_m: float) -> bool:
-    """Is the party's reported position good enough for an app that needs ``required_r95_m``?"""
-    return bool(np.isfinite(p.sigma_m)) and R95_PER_SIGMA * p.sigma_m <= required_r95_m
 
 
 @dataclass(frozen=True)
@@ -137,9 +111,9 @@ def forward_collision(
     """FCW: a rear-end conflict in which the host is the follower and TTC is below the threshold.
     Parties whose reported accuracy is worse than FCW needs are ignored (no warnings from noise)."""
     need = thresholds["fcw_required_accuracy_m"]
-    if not accurate_enough(host, need):
+    if not accurate_enough(host.sigma_m, need):
         return []
-    remotes = [r for r in remotes if accurate_enough(r, need)]
+    remotes = [r for r in remotes if accurate_enough(r.sigma_m, need)]
     found = find_conflicts(
         [host, *remotes], horizon_s=thresholds["horizon_s"], max_pet_s=thresholds["icw_max_pet_s"], subject=host.key
     )
@@ -150,7 +124,7 @@ def forward_collision(
 def intersection_collision(participants: Sequence[Participant], thresholds: Mapping[str, float]) -> list[Finding]:
     """ICW: crossing conflicts whose both parties reach the conflict point within the ICW TTC.
     Parties whose reported accuracy is worse than ICW needs are ignored."""
-    participants = [p for p in participants if accurate_enough(p, thresholds["icw_required_accuracy_m"])]
+    participants = [p for p in participants if accurate_enough(p.sigma_m, thresholds["icw_required_accuracy_m"])]
     found = find_conflicts(participants, horizon_s=thresholds["horizon_s"], max_pet_s=thresholds["icw_max_pet_s"])
     out = []
     for f in found:
@@ -160,3 +134,74 @@ def intersection_collision(participants: Sequence[Participant], thresholds: Mapp
         if t_first <= thresholds["icw_ttc_s"]:
             out.append(f)
     return out
+
+
+class ForwardCollisionWarning:
+    """FCW on board: the host against every vehicle heard in a BSM (``other``: its temporary id, hex, which
+    the world resolves to an actor id)."""
+
+    def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
+        if not view.remotes:
+            return []
+        remotes = [Participant.from_remote(r.temp_id.hex(), r, t_s) for r in view.remotes.values()]
+        return [
+            Raised("fcw", f.other, ttc_s=f.ttc_s, conflict_type=f.kind)
+            for f in forward_collision(view.host_party, remotes, view.thresholds)
+        ]
+
+
+class IntersectionCollisionWarning:
+    """ICW on the platform: each party of a crossing conflict is warned about the other, with its own time
+    to the conflict point and the PET (0 when unknown)."""
+
+    def evaluate(self, view: EdgeView, t_s: float) -> list[Addressed]:
+        if len(view.participants) < 2:
+            return []
+        out = []
+        for f in intersection_collision(view.participants, view.thresholds):
+            pet = 0.0 if math.isnan(f.pet_s) else f.pet_s
+            for target, other, t_own in (
+                (f.subject, f.other, f.t_conflict_subject_s),
+                (f.other, f.subject, f.t_conflict_other_s),
+            ):
+                out.append(Addressed(target, Raised("icw", other, ttc_s=t_own, figure=pet, conflict_type=f.kind)))
+        return out
+
+
+APPS = (
+    AppSpec(
+        name="fcw",
+        code=testbed_pb2.APP_FCW,
+        title="forward collision warning",
+        runs_on=RunsOn.VEHICLE,
+        consumes=("bsm",),
+        colour="#d62728",
+        thresholds={
+            # FCW: same lane ahead, TTC 3 s (Wanji OBU stack, VDS/src/GPSInterface/Common.c).
+            "fcw_ttc_s": 3.0,
+            # Position accuracy an app needs (T/CSAE 53 Day-1 table, read as the 95 % horizontal radius): a
+            # party whose reported accuracy is worse is left out, so noise alone cannot raise a warning.
+            "fcw_required_accuracy_m": 1.5,
+        },
+        onboard=lambda names: ForwardCollisionWarning(),
+    ),
+    AppSpec(
+        name="icw",
+        code=testbed_pb2.APP_ICW,
+        title="intersection collision warning",
+        runs_on=RunsOn.EDGE,
+        consumes=("bsm", "rsm"),
+        colour="#9467bd",
+        figure=Figure("pet_s", "PET", "s"),
+        thresholds={
+            # ICW: TTC 5 s to the conflict point (Wanji OBU stack; public ICW write-up).
+            "icw_ttc_s": 5.0,
+            # ICW: both reach the conflict point within this many seconds of each other (SUMO SSM PET 2 s).
+            # FCW and VRUCW use it too, as the conflict detection's PET bound.
+            "icw_max_pet_s": 2.0,
+            # Accuracy: T/CSAE 53 Day-1 table (see fcw_required_accuracy_m).
+            "icw_required_accuracy_m": 5.0,
+        },
+        edge=IntersectionCollisionWarning,
+    ),
+)

@@ -16,12 +16,14 @@ Like RLVW it stands down when the host's 95 % position error exceeds ``glosa_req
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from v2x.apps.rlvw import Host, match
-from v2x.units import R95_PER_SIGMA
+from v2x.apps.host import Host
+from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, Reaction, RunsOn
+from v2x.apps.rlvw import match
+from v2x.units import accurate_enough
+from v2x.wire import testbed_pb2
 from v2x.wire.map_spat import GREEN_LIGHTS, Approach, Interval, light_at
 
 
@@ -45,7 +47,7 @@ def speed_advice(
     t_s: float,
     thresholds: Mapping[str, float],
 ) -> SpeedAdvice | None:
-    if not (math.isfinite(host.sigma_m) and R95_PER_SIGMA * host.sigma_m <= thresholds["glosa_required_accuracy_m"]):
+    if not accurate_enough(host.sigma_m, thresholds["glosa_required_accuracy_m"]):
         return None
     m = match(host, approaches, thresholds["rlvw_match_margin_m"])
     if m is None or m.approach.phase_id == 0 or m.distance_m > thresholds["glosa_max_distance_m"]:
@@ -74,4 +76,42 @@ def speed_advice(
     return SpeedAdvice(m.approach, advised, d, "slow-down", green.start_s)
 
 
-__all__ = ["SpeedAdvice", "speed_advice"]
+class GreenLightSpeedAdvisory:
+    """GLOSA on board (``other``: the intersection's id); the driver follows the advised speed
+    (Reaction.SPEED_ADVICE)."""
+
+    def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
+        if not (view.approaches and view.signals):
+            return []
+        advice = speed_advice(view.host, view.all_approaches, view.signals, t_s, view.thresholds)
+        if advice is None:
+            return []
+        return [Raised("glosa", advice.approach.intersection, figure=advice.speed_mps, conflict_type=advice.reason)]
+
+
+APPS = (
+    AppSpec(
+        name="glosa",
+        code=testbed_pb2.APP_GLOSA,
+        title="green light optimal speed advisory",
+        runs_on=RunsOn.VEHICLE,
+        consumes=("map", "spat"),
+        colour="#2ca02c",
+        reaction=Reaction.SPEED_ADVICE,
+        severity=testbed_pb2.SEVERITY_ADVISORY,
+        figure=Figure("advised_speed_mps", "advised", "m/s"),
+        # Range: T/CSAE 53 Day-1 table (150 m); minimum advised speed and speed-up factor: SUMO's glosa device
+        # defaults (device.glosa.min-speed 5 m/s, max-speedfactor 1.1); margin: ours, aim to reach the line
+        # this long after the switch to green; accuracy: T/CSAE 53 (1.5 m). Map matching: rlvw_match_margin_m.
+        thresholds={
+            "glosa_max_distance_m": 150.0,
+            "glosa_min_speed_mps": 5.0,
+            "glosa_max_speed_factor": 1.1,
+            "glosa_margin_s": 1.0,
+            "glosa_required_accuracy_m": 1.5,
+        },
+        onboard=lambda names: GreenLightSpeedAdvisory(),
+    ),
+)
+
+__all__ = ["APPS", "GreenLightSpeedAdvisory", "SpeedAdvice", "speed_advice"]

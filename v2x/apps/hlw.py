@@ -1,7 +1,7 @@
 """Hazardous location warning (T/CSAE 53 Day-1, V2I: RSI road traffic events), on board. Sans-I/O: the
 host's own state and the road events heard in RSI in; warnings out.
 
-The logic, stated so that it can be checked (thresholds and their sources: v2x/apps/thresholds.py):
+The logic, stated so that it can be checked (thresholds and their sources: ``APPS`` below):
 
 1. **Active.** An event counts only inside its time window (``RoadEvent.active``) and while the RSU keeps
    announcing it (the vehicle forgets an event not heard for ``max_age_s``).
@@ -26,9 +26,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from v2x.apps.rlvw import Host, time_to_travel
+from v2x.apps.host import Host
+from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, RunsOn
+from v2x.apps.rlvw import time_to_travel
 from v2x.apps.rsi import item_distance
-from v2x.units import R95_PER_SIGMA
+from v2x.units import accurate_enough
+from v2x.wire import testbed_pb2
 from v2x.wire.rsi import RoadEvent
 
 
@@ -52,7 +55,7 @@ def hazardous_location_warnings(
     host: Host, events: Mapping[str, RoadEvent], t_s: float, thresholds: Mapping[str, float]
 ) -> list[HazardWarning]:
     """Rules 1-4 of the module docstring, for every event heard (keyed as the app names them)."""
-    if not (math.isfinite(host.sigma_m) and R95_PER_SIGMA * host.sigma_m <= thresholds["hlw_required_accuracy_m"]):
+    if not accurate_enough(host.sigma_m, thresholds["hlw_required_accuracy_m"]):
         return []
     out = []
     for key, event in sorted(events.items()):
@@ -70,4 +73,47 @@ def hazardous_location_warnings(
     return out
 
 
-__all__ = ["HazardWarning", "hazard_distance", "hazardous_location_warnings"]
+class HazardousLocationWarning:
+    """HLW on board (``other``: {rsi id hex}/rte{rteId}; the world resolves it to the scenario's road event
+    id)."""
+
+    def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
+        if not view.heard_events:
+            return []
+        return [
+            Raised(
+                "hlw",
+                hw.key,
+                ttc_s=hw.time_to_hazard_s,
+                figure=hw.distance_m,
+                conflict_type=hw.event.type_name,
+            )
+            for hw in hazardous_location_warnings(view.host, view.road_events, t_s, view.thresholds)
+        ]
+
+
+APPS = (
+    AppSpec(
+        name="hlw",
+        code=testbed_pb2.APP_HLW,
+        title="hazardous location warning",
+        runs_on=RunsOn.VEHICLE,
+        consumes=("rsi",),
+        colour="#bcbd22",
+        figure=Figure("hazard_m", "to the hazard", "m"),
+        # No open implementation we know gives HLW figures (SCENARIOS.md lists none; Wanji's 50 m is for
+        # in-vehicle signage), so the warning time is ours: a driver who reacts in 1.5 s and brakes at 4 m/s^2
+        # from 100 km/h (27.8 m/s) needs 1.5 + 27.8 / (2 x 4) = 5.0 s to stop at the hazard; 6 s leaves 1 s of
+        # margin. Range and accuracy: T/CSAE 53 Day-1 table (HLW: 300 m, 5 m). Map matching margin outside
+        # the reference path's half-width: ours, as for RLVW.
+        thresholds={
+            "hlw_tti_s": 6.0,
+            "hlw_max_distance_m": 300.0,
+            "hlw_required_accuracy_m": 5.0,
+            "hlw_match_margin_m": 0.5,
+        },
+        onboard=lambda names: HazardousLocationWarning(),
+    ),
+)
+
+__all__ = ["APPS", "HazardWarning", "HazardousLocationWarning", "hazard_distance", "hazardous_location_warnings"]

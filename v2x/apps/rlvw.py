@@ -25,21 +25,13 @@ from dataclasses import dataclass
 
 from shapely.geometry import LineString, Point
 
-from v2x.units import R95_PER_SIGMA
+from v2x.apps.host import Host
+from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, RunsOn
+from v2x.units import accurate_enough, wrap_angle_rad
+from v2x.wire import testbed_pb2
 from v2x.wire.map_spat import STOPPING_LIGHTS, Approach, Interval, light_at
 
 MAX_HEADING_DIFF_RAD = math.radians(45.0)
-
-
-@dataclass(frozen=True)
-class Host:
-    x: float  # footprint centre, local metres
-    y: float
-    heading_rad: float
-    speed_mps: float
-    accel_mps2: float  # longitudinal
-    length_m: float
-    sigma_m: float  # per-axis 1-sigma of the position the host believes (inf if unknown)
 
 
 @dataclass(frozen=True)
@@ -55,10 +47,6 @@ class RedLightWarning:
     distance_m: float
     time_to_line_s: float
     light_at_arrival: int
-
-
-def _wrap(a: float) -> float:
-    return (a + math.pi) % (2 * math.pi) - math.pi
 
 
 def match(host: Host, approaches: Iterable[Approach], margin_m: float) -> Match | None:
@@ -80,7 +68,7 @@ def match(host: Host, approaches: Iterable[Approach], margin_m: float) -> Match 
                 seg_dir = math.atan2(y1 - y0, x1 - x0)
                 break
             acc += seg
-        if abs(_wrap(host.heading_rad - seg_dir)) > MAX_HEADING_DIFF_RAD:
+        if abs(wrap_angle_rad(host.heading_rad - seg_dir)) > MAX_HEADING_DIFF_RAD:
             continue
         distance = float(line.length) - along - host.length_m / 2
         if distance < 0:
@@ -111,7 +99,7 @@ def red_light_warning(
     thresholds: Mapping[str, float],
 ) -> RedLightWarning | None:
     """Rules 1-4 of the module docstring. ``signals`` maps (MAP node id, phase id) to SPAT intervals."""
-    if not (math.isfinite(host.sigma_m) and R95_PER_SIGMA * host.sigma_m <= thresholds["rlvw_required_accuracy_m"]):
+    if not accurate_enough(host.sigma_m, thresholds["rlvw_required_accuracy_m"]):
         return None
     m = match(host, approaches, thresholds["rlvw_match_margin_m"])
     if m is None or m.approach.phase_id == 0 or m.distance_m > thresholds["rlvw_max_distance_m"]:
@@ -128,4 +116,49 @@ def red_light_warning(
     return RedLightWarning(m.approach, m.distance_m, t_arr, light)
 
 
-__all__ = ["Host", "Match", "RedLightWarning", "match", "red_light_warning", "time_to_travel"]
+class RedLightViolationWarning:
+    """RLVW on board (``other``: the intersection's id)."""
+
+    def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
+        if not (view.approaches and view.signals):
+            return []
+        w = red_light_warning(view.host, view.all_approaches, view.signals, t_s, view.thresholds)
+        if w is None:
+            return []
+        return [Raised("rlvw", w.approach.intersection, ttc_s=w.time_to_line_s, figure=w.distance_m)]
+
+
+APPS = (
+    AppSpec(
+        name="rlvw",
+        code=testbed_pb2.APP_RLVW,
+        title="red light violation warning",
+        runs_on=RunsOn.VEHICLE,
+        consumes=("map", "spat"),
+        colour="#ff7f0e",
+        figure=Figure("stop_line_m", "to the stop line", "m"),
+        thresholds={
+            # Time to the stop line at which a host that would arrive on red is warned: our default, chosen so
+            # that a driver at 60 km/h who reacts in 1.5 s and brakes at 4 m/s^2 still stops before the line
+            # (16.7 m/s x 4 s = 67 m >= 25 m + 35 m).
+            "rlvw_tti_s": 4.0,
+            # RLVW range (T/CSAE 53 Day-1 table: 150 m communication range for RLVW).
+            "rlvw_max_distance_m": 150.0,
+            # RLVW position accuracy requirement (T/CSAE 53 Day-1 table: 1.5 m).
+            "rlvw_required_accuracy_m": 1.5,
+            # Map matching: how far outside the lane strip the host's position may be, m (GLOSA uses it too).
+            "rlvw_match_margin_m": 0.5,
+        },
+        onboard=lambda names: RedLightViolationWarning(),
+    ),
+)
+
+__all__ = [
+    "APPS",
+    "Match",
+    "RedLightViolationWarning",
+    "RedLightWarning",
+    "match",
+    "red_light_warning",
+    "time_to_travel",
+]

@@ -18,15 +18,11 @@ from collections.abc import Sequence
 
 from shapely.geometry import LineString, Point
 
-from v2x.apps.rlvw import Host
+from v2x.apps.host import Host
+from v2x.units import wrap_angle_rad
 from v2x.wire.rsi import ReferencePath
 
 MAX_HEADING_DIFF_RAD = math.radians(45.0)
-
-
-def wrap(a: float) -> float:
-    """An angle in radians wrapped into [-pi, pi)."""
-    return (a + math.pi) % (2 * math.pi) - math.pi
 
 
 def direction_at(points: tuple[tuple[float, float], ...], along: float) -> float:
@@ -52,7 +48,7 @@ def along_path(host: Host, x: float, y: float, path: ReferencePath, margin_m: fl
     if float(line.distance(p)) > path.radius_m + margin_m:
         return None
     s_host = float(line.project(p))
-    if abs(wrap(host.heading_rad - direction_at(path.points, s_host))) > MAX_HEADING_DIFF_RAD:
+    if abs(wrap_angle_rad(host.heading_rad - direction_at(path.points, s_host))) > MAX_HEADING_DIFF_RAD:
         return None
     return float(line.project(Point(x, y))) - (s_host + host.length_m / 2)
 
@@ -62,7 +58,7 @@ def straight_ahead(host: Host, x: float, y: float) -> float | None:
     the heading (the centre-to-point bearing), else None."""
     dx, dy = x - host.x, y - host.y
     centre = math.hypot(dx, dy)
-    if centre > 1e-6 and abs(wrap(math.atan2(dy, dx) - host.heading_rad)) > MAX_HEADING_DIFF_RAD:
+    if centre > 1e-6 and abs(wrap_angle_rad(math.atan2(dy, dx) - host.heading_rad)) > MAX_HEADING_DIFF_RAD:
         return None
     return centre - host.length_m / 2
 
@@ -82,4 +78,4 @@ def item_distance(
     return min(ahead) if ahead else max(found)
 
 
-__all__ = ["MAX_HEADING_DIFF_RAD", "along_path", "direction_at", "item_distance", "straight_ahead", "wrap"]
+__all__ = ["MAX_HEADING_DIFF_RAD", "along_path", "direction_at", "item_distance", "straight_ahead"]

@@ -10,7 +10,7 @@ Sans-I/O: the host's own state and the remote vehicles heard in BSMs in; warning
 
 The flags come from ``RemoteState.events``, decoded once per transmission (``v2x.messages.decode_event_flags``
 also reads the brake system status and the exterior lights). The logic, stated so that it can be checked
-(thresholds and their sources: v2x/apps/thresholds.py; ``{app}_...`` is the app's own figure):
+(thresholds and their sources: ``APPS`` below; ``{app}_...`` is the app's own figure):
 
 1. **Flag.** The sender's latest BSM (not older than ``max_age_s``) carries one of the app's flags. For AVW,
    hazard lights count only while the sender moves at ``avw_max_speed_mps`` or slower (a car driving with
@@ -45,8 +45,11 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from v2x.apps.rlvw import Host, time_to_travel
-from v2x.units import R95_PER_SIGMA
+from v2x.apps.host import Host
+from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, RunsOn
+from v2x.apps.rlvw import time_to_travel
+from v2x.units import accurate_enough, wrap_angle_rad
+from v2x.wire import testbed_pb2
 from v2x.wire.bsm import FLAG_TEXT, RemoteState
 
 EVENT_APPS = ("ebw", "avw", "clw", "evw")
@@ -84,14 +87,6 @@ class Placement:
     heading_diff_rad: float
 
 
-def _wrap(a: float) -> float:
-    return (a + math.pi) % (2 * math.pi) - math.pi
-
-
-def _accurate(sigma_m: float | None, required_r95_m: float) -> bool:
-    return sigma_m is not None and math.isfinite(sigma_m) and R95_PER_SIGMA * sigma_m <= required_r95_m
-
-
 def placement(host: Host, remote: RemoteState, t_s: float) -> Placement:
     """The sender extrapolated to ``t_s`` in the host's frame: bumper-to-bumper gap along the host's
     heading, lateral offset of its centre (left positive) and the difference of the headings."""
@@ -102,7 +97,7 @@ def placement(host: Host, remote: RemoteState, t_s: float) -> Placement:
     return Placement(
         along - (host.length_m + remote.length_m) / 2,
         dy * ux - dx * uy,
-        _wrap(remote.heading_rad - host.heading_rad),
+        wrap_angle_rad(remote.heading_rad - host.heading_rad),
     )
 
 
@@ -131,7 +126,7 @@ def vehicle_event_warnings(
             if not flags:
                 continue
             need = thresholds[f"{app}_required_accuracy_m"]
-            if not (_accurate(host.sigma_m, need) and _accurate(remote.sigma_major_m, need)):
+            if not (accurate_enough(host.sigma_m, need) and accurate_enough(remote.sigma_major_m, need)):
                 continue
             where = where or placement(host, remote, t_s)
             behind = app in BEHIND_APPS
@@ -155,11 +150,125 @@ def vehicle_event_warnings(
     return out
 
 
+class VehicleEventWarnings:
+    """EBW, AVW, CLW and EVW on board, one object for the ones a vehicle runs (``apps``): sender by sender
+    (in key order), each sender's apps in EVENT_APPS order. ``other``: the sender's BSM id (hex); the world
+    resolves it to an actor id."""
+
+    def __init__(self, apps: Sequence[str]) -> None:
+        self.apps = [app for app in EVENT_APPS if app in apps]
+
+    def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
+        if not (self.apps and view.remotes):
+            return []
+        return [
+            Raised(ew.app, ew.key, ttc_s=ew.time_to_reach_s, figure=ew.gap_m, conflict_type=ew.description)
+            for ew in vehicle_event_warnings(view.host, view.remotes.values(), t_s, view.thresholds, self.apps)
+        ]
+
+
+# Range and position accuracy: T/CSAE 53 Day-1 table (EBW 150 m and 1.5 m, AVW 150 m and 5 m, CLW 300 m and
+# 5 m). Time for the host to reach where the sender is now (a car braking hard, stalled or out of control may
+# stop there): ours, for EBW and AVW the HLW figure and reasoning (6 s; see hlw_tti_s); for CLW 7 s, the same
+# reasoning on a slippery road (a car losing control ahead says the host will find little grip too): braking
+# at 3 m/s^2 (wet snow, friction ~0.3) from 100 km/h after 1.5 s takes 1.5 + 27.8 / (2 x 3) = 6.1 s, plus the
+# margin rounded to 7 s. Lateral offset from the host's heading line: EBW is a same-lane warning, half a
+# 3.5 m lane (the usual Chinese urban lane width); AVW and CLW also warn about a car in the next lane (1.5
+# lanes, 5.25 m: a stalled car on the lane line or a car skidding across it is in the way); ours, for straight
+# roads (no path history is sent). AVW: hazard lights alone mark a vehicle as abnormal only when it is
+# stopped or crawling, at most 15 km/h (4.17 m/s; ours: the slowest level of open-v2x/cerebrum
+# congestion_warning.py, 0-14 km/h); disabledVehicle always does. Same direction: headings within 45
+# degrees, as for HLW and RLVW (v2v_event_max_heading_deg, declared with EBW, applies to all four).
+#
+# EVW from an emergency vehicle's lights / siren in use (BSM emergency extension). Range 300 m and accuracy
+# 5 m: T/CSAE 53 Day-1 table. The host is warned about an emergency vehicle BEHIND it in the same direction,
+# in its lane or the next (5.25 m, as AVW / CLW: the emergency vehicle will pass through the host's lane or
+# beside it), when the emergency vehicle would reach where the host is now within 8 s (ours): the host has
+# to get out of the way, and to do so a driver needs to notice (1-1.5 s), look for a place and slow down or
+# pull over: from 60 km/h at 3 m/s^2, 16.7 / 3 = 5.6 s; 1.5 + 5.6 = 7.1 s, rounded up to 8 s. At 100 km/h
+# that is 222 m, inside the 300 m range. One ahead (driving away, or the host following it), oncoming or
+# beside the host is not warned about: a stopped one at an incident is AVW / HLW's business.
+_GAP = Figure("gap_m", "gap", "m")
+APPS = (
+    AppSpec(
+        name="ebw",
+        code=testbed_pb2.APP_EBW,
+        title="emergency brake warning",
+        runs_on=RunsOn.VEHICLE,
+        consumes=("bsm",),
+        colour="#e6550d",
+        figure=_GAP,
+        thresholds={
+            "ebw_tti_s": 6.0,
+            "ebw_max_distance_m": 150.0,
+            "ebw_required_accuracy_m": 1.5,
+            "ebw_max_lateral_m": 1.75,
+            "v2v_event_max_heading_deg": 45.0,
+        },
+        onboard=VehicleEventWarnings,
+        family="vehicle_events",
+    ),
+    AppSpec(
+        name="avw",
+        code=testbed_pb2.APP_AVW,
+        title="abnormal vehicle warning",
+        runs_on=RunsOn.VEHICLE,
+        consumes=("bsm",),
+        colour="#7f3b08",
+        figure=_GAP,
+        thresholds={
+            "avw_tti_s": 6.0,
+            "avw_max_distance_m": 150.0,
+            "avw_required_accuracy_m": 5.0,
+            "avw_max_lateral_m": 5.25,
+            "avw_max_speed_mps": 4.17,
+        },
+        onboard=VehicleEventWarnings,
+        family="vehicle_events",
+    ),
+    AppSpec(
+        name="clw",
+        code=testbed_pb2.APP_CLW,
+        title="control loss warning",
+        runs_on=RunsOn.VEHICLE,
+        consumes=("bsm",),
+        colour="#17a2b8",
+        figure=_GAP,
+        thresholds={
+            "clw_tti_s": 7.0,
+            "clw_max_distance_m": 300.0,
+            "clw_required_accuracy_m": 5.0,
+            "clw_max_lateral_m": 5.25,
+        },
+        onboard=VehicleEventWarnings,
+        family="vehicle_events",
+    ),
+    AppSpec(
+        name="evw",
+        code=testbed_pb2.APP_EVW,
+        title="emergency vehicle warning",
+        runs_on=RunsOn.VEHICLE,
+        consumes=("bsm",),
+        colour="#3b4cc0",
+        figure=_GAP,
+        thresholds={
+            "evw_tti_s": 8.0,
+            "evw_max_distance_m": 300.0,
+            "evw_required_accuracy_m": 5.0,
+            "evw_max_lateral_m": 5.25,
+        },
+        onboard=VehicleEventWarnings,
+        family="vehicle_events",
+    ),
+)
+
 __all__ = [
+    "APPS",
     "APP_FLAGS",
     "BEHIND_APPS",
     "EVENT_APPS",
     "EventWarning",
+    "VehicleEventWarnings",
     "active_flags",
     "placement",
     "vehicle_event_warnings",

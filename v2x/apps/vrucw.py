@@ -1,7 +1,7 @@
 """Vulnerable road user collision warning (T/CSAE 53 Day-1, V2P / V2I), on board. Sans-I/O: the host's
 own state and the vulnerable road users it has heard of in; warnings out.
 
-The logic, stated so that it can be checked (thresholds and their sources: v2x/apps/thresholds.py):
+The logic, stated so that it can be checked (thresholds and their sources: ``APPS`` below):
 
 1. **Who.** Pedestrians and non-motor road users (cyclists): participants of those types in a roadside
    unit's RSM (its sensors saw them; they need no V2X device), or senders of a BSM with vehicleClass 82 /
@@ -26,8 +26,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from v2x.apps.collision import Finding, Participant, accurate_enough, find_conflicts
-from v2x.wire import day1_pb2
+from v2x.apps.collision import Finding, find_conflicts
+from v2x.apps.host import Participant
+from v2x.apps.registry import AppSpec, OnBoardView, Raised, RunsOn
+from v2x.units import accurate_enough
+from v2x.wire import day1_pb2, testbed_pb2
 from v2x.wire.bsm import RemoteState
 
 
@@ -49,14 +52,14 @@ def vulnerable_road_user_collision(
 ) -> list[Finding]:
     """The VRUs the host should be warned about (``Finding.subject`` is the host, ``other`` the VRU)."""
     need = thresholds["vrucw_required_accuracy_m"]
-    if not accurate_enough(host, need):
+    if not accurate_enough(host.sigma_m, need):
         return []
     min_speed = thresholds["vrucw_min_speed_mps"]
     host_fast = math.hypot(host.vx, host.vy) >= min_speed
     near = [
         v
         for v in vrus
-        if accurate_enough(v, need)
+        if accurate_enough(v.sigma_m, need)
         and math.hypot(v.x - host.x, v.y - host.y) <= thresholds["vrucw_max_distance_m"]
         and (host_fast or math.hypot(v.vx, v.vy) >= min_speed)
     ]
@@ -85,4 +88,47 @@ def vulnerable_road_user_collision(
     return out
 
 
-__all__ = ["vru_participant", "vulnerable_road_user_collision"]
+class VulnerableRoadUserCollisionWarning:
+    """VRUCW on board, over the VRUs heard in RSMs and BSMs (``other``: the BSM id, hex, or
+    {rsm id hex}/{ptcId}; the world resolves it)."""
+
+    def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
+        if not (view.perceived or view.remotes):
+            return []
+        vrus = [
+            p
+            for r in (*view.perceived.values(), *view.remotes.values())
+            if (p := vru_participant(r, t_s, view.thresholds)) is not None
+        ]
+        return [
+            Raised("vrucw", f.other, ttc_s=f.ttc_s, conflict_type=f.kind)
+            for f in vulnerable_road_user_collision(view.host_party, vrus, view.thresholds)
+        ]
+
+
+APPS = (
+    AppSpec(
+        name="vrucw",
+        code=testbed_pb2.APP_VRUCW,
+        title="vulnerable road user collision warning",
+        runs_on=RunsOn.VEHICLE,
+        consumes=("bsm", "rsm"),
+        colour="#8c564b",
+        # TTC 2.14 s, the minimum speed (one of the two faster than 2.8 m/s, else no check) and the VRU
+        # footprints (circles of radius 0.5 m pedestrian / 1.0 m non-motor; we use the square around the
+        # circle): open-v2x/cerebrum scenario_algo/algo_lib/collision_warning.py (ttc_threshold,
+        # _min_speed_for_checking, PedestrianDefaultRadius, NonMotorDefaultRadius). Range and accuracy:
+        # T/CSAE 53 Day-1 table (VRUCW: 150 m, 5 m).
+        thresholds={
+            "vrucw_ttc_s": 2.14,
+            "vrucw_min_speed_mps": 2.8,
+            "vrucw_pedestrian_radius_m": 0.5,
+            "vrucw_non_motor_radius_m": 1.0,
+            "vrucw_max_distance_m": 150.0,
+            "vrucw_required_accuracy_m": 5.0,
+        },
+        onboard=lambda names: VulnerableRoadUserCollisionWarning(),
+    ),
+)
+
+__all__ = ["APPS", "VulnerableRoadUserCollisionWarning", "vru_participant", "vulnerable_road_user_collision"]

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from v2x.core import ActorKind, ChannelTables, Conflicts, Deliveries, WorldState, detect_conflicts
 from v2x.core._conflict import max_reach_m
 from v2x.core._fanout import deliver_pairs
+from v2x.units import kph_to_mps
 
 TICK_S = 0.1
 HORIZON_S = 5.0
@@ -41,10 +42,10 @@ STRTREE_MAX_N = 20_000
 # TR 36.885 / 37.885 anchors (../shared/brief/SCENARIOS.md)
 URBAN_BLOCK_M = (433.0, 250.0)
 URBAN_LANES_PER_DIR = 2
-URBAN_SPEED_MPS = 60 / 3.6
+URBAN_SPEED_MPS = kph_to_mps(60)
 FREEWAY_LANES_PER_DIR = 3
 FREEWAY_LANE_M = 4.0
-FREEWAY_SPEED_MPS = 140 / 3.6
+FREEWAY_SPEED_MPS = kph_to_mps(140)
 LANE_M = 3.5
 HEADWAY_S = 2.5
 CAR = (5.0, 2.0)

@@ -17,36 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from v2x import __version__
+from v2x.apps.registry import figures, registered
 
 __all__ = ["ReportInputError", "load_results", "render_html", "write_html"]
 
-# Timeline marks: shape and colour per event (and per app for warnings).
-APP_COLOURS = {
-    "fcw": "#d62728",
-    "icw": "#9467bd",
-    "rlvw": "#ff7f0e",
-    "glosa": "#2ca02c",
-    "vrucw": "#8c564b",
-    "hlw": "#bcbd22",
-    "ebw": "#e6550d",
-    "avw": "#7f3b08",
-    "clw": "#17a2b8",
-    "ivs": "#6b8fd6",
-    "slw": "#f0a030",
-    "evw": "#3b4cc0",
-}
+# Timeline marks: shape and colour per event (and per app for warnings: the app's declared colour).
+APP_COLOURS = {spec.name: spec.colour for spec in registered().values()}
 DEFAULT_APP_COLOUR = "#1f77b4"
-# Figures a warning event may carry (v2x.results), shown in its mark's details.
-WARNING_FIGURES = (
-    ("ttc_s", "TTC", "s"),
-    ("pet_s", "PET", "s"),
-    ("advised_speed_mps", "advised", "m/s"),
-    ("stop_line_m", "to the stop line", "m"),
-    ("hazard_m", "to the hazard", "m"),
-    ("gap_m", "gap", "m"),
-    ("sign_m", "to the sign", "m"),
-    ("speed_limit_mps", "limit", "m/s"),
-)
+# Figures a warning event may carry (v2x.results), shown in its mark's details: the TTC, then the figures
+# apps declare.
+WARNING_FIGURES = (("ttc_s", "TTC", "s"), *((f.name, f.label, f.unit) for f in figures()))
 ROW_H = 22
 LABEL_W = 120
 PLOT_W = 640
@@ -209,7 +189,7 @@ def _scenario(r: dict[str, Any]) -> str:
         out.append(_timeline(events, sim_s))
         out.append("</figure>")
     out.append("</div>")
-    out.append(_legend())
+    out.append(_legend(str(ev.get("app", "")) for ev in r["events"] if ev.get("type") == "warning"))
     for variant, m in r["metrics"].items():
         out.append(_metrics(variant, m))
     out.append("</section>")
@@ -321,8 +301,16 @@ def _shape(shape: str, x: float, y: float) -> str:
     return f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='#17becf'/>"
 
 
-def _legend() -> str:
-    items = [f"<span style='color:{c}'>&#9650;</span> {app.upper()}" for app, c in APP_COLOURS.items()]
+def _legend(apps: Iterable[str]) -> str:
+    """The legend of a scenario's timelines: the apps whose warnings appear in them (registry order, then
+    apps the registry does not know, by name), then the other marks."""
+    shown = set(apps)
+    known = [app for app in APP_COLOURS if app in shown]
+    ordered = known + sorted(shown - set(known))
+    items = [
+        f"<span style='color:{APP_COLOURS.get(app, DEFAULT_APP_COLOUR)}'>&#9650;</span> {_e(app.upper())}"
+        for app in ordered
+    ]
     items += [
         "<span style='color:#b00'>&#10006;</span> collision",
         "<span style='color:#e377c2'>&#9670;</span> red-light violation",

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from v2x.apps.registry import figures
 from v2x.scenario.model import (
     CollisionExpectation,
     Expectation,
@@ -29,16 +30,9 @@ from v2x.scenario.model import (
     WarningExpectation,
 )
 from v2x.sim.events import event_order
+from v2x.units import mps_to_kph
 
-FIGURE_KEYS = (
-    "pet_s",
-    "stop_line_m",
-    "advised_speed_mps",
-    "hazard_m",
-    "gap_m",
-    "sign_m",
-    "speed_limit_mps",
-)  # Advisory.figure_name values apps use
+FIGURE_KEYS = tuple(f.name for f in figures())  # Advisory.figure_name values apps use (v2x.apps.registry)
 OUTCOME_KEYS = ("scenario", "seed", "passed", "expectations", "events")
 
 
@@ -148,7 +142,7 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
             return False, f"{exp.actor} did not pass {where}"
         e = passed[0]
         ok, bounds = _within(e["speed_mps"], exp.min_mps, exp.max_mps)
-        kph = e["speed_mps"] * 3.6
+        kph = mps_to_kph(e["speed_mps"])
         speed = f"{e['speed_mps']} m/s ({kph:.1f} km/h)"
         return ok, f"{exp.actor} passed {where} at t={e['t_s']:.2f} s at {speed}; expected {bounds}"
     if isinstance(exp, PositioningExpectation):

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
+from v2x.apps.registry import RunsOn, app_spec
 from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
 from v2x.scenario.model import (
     EMERGENCY_FLAG_ACTIONS,
@@ -243,10 +244,11 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             )
         if actor.apps and actor.kind not in (*ROAD_USER_KINDS, "platform"):
             problems.append((f"actors[{i}].apps", f"apps run on road users or the platform, not a {actor.kind}"))
-        if "icw" in actor.apps and actor.kind != "platform":
-            problems.append((f"actors[{i}].apps", "icw runs on the edge/cloud platform (kind: platform)"))
-        for app in ("fcw", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw", "ivs", "slw", "evw"):
-            if app in actor.apps and actor.kind not in ROAD_USER_KINDS:
+        for app in dict.fromkeys(actor.apps):
+            runs_on = app_spec(app).runs_on
+            if runs_on is RunsOn.EDGE and actor.kind != "platform":
+                problems.append((f"actors[{i}].apps", f"{app} runs on the edge/cloud platform (kind: platform)"))
+            if runs_on is RunsOn.VEHICLE and actor.kind not in ROAD_USER_KINDS:
                 problems.append((f"actors[{i}].apps", f"{app} runs on board a road user"))
         if not actor.equipped:
             if actor.kind not in ROAD_USER_KINDS:

@@ -6,7 +6,9 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from v2x.apps.registry import app_names
 
 ActorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 # Numbers in a scenario file are finite (the models set allow_inf_nan=False: NaN, inf and 1e400 are refused)
@@ -32,7 +34,16 @@ ROAD_USER_KINDS = (*VEHICLE_KINDS, "pedestrian", "cyclist")
 ActorKindName = Literal["car", "truck", "bus", "emergency", "pedestrian", "cyclist", "rsu", "platform"]
 Variant = Literal["v2x", "baseline"]
 ALL_VARIANTS: tuple[Variant, ...] = ("v2x", "baseline")
-AppName = Literal["fcw", "icw", "rlvw", "glosa", "vrucw", "hlw", "ebw", "avw", "clw", "ivs", "slw", "evw"]
+
+
+def _registered_app(name: str) -> str:
+    known = app_names()
+    if name not in known:
+        raise ValueError(f"one of the apps {', '.join(known)} (v2x/apps/registry.py)")
+    return name
+
+
+AppName = Annotated[str, AfterValidator(_registered_app)]  # a registered application's name ("fcw")
 # Scripted actions that set or clear a BSM event flag (v2x.messages.VEHICLE_EVENT_BIT has the same names).
 FLAG_ACTIONS = (
     "hazard_lights",

@@ -14,6 +14,7 @@ import itertools
 import math
 
 from v2x.scenario.model import IntersectionSpec, LaneSpec, Scenario, SignalSpec
+from v2x.units import kph_to_mps
 from v2x.wire.map_spat import GREEN, RED, YELLOW, Approach, Interval, light_at
 
 
@@ -117,7 +118,7 @@ def approaches(scenario: Scenario, intersection_ids: list[str] | None = None) ->
             pts = ingress(lane, ix)
             if pts is None:
                 continue
-            limit = None if lane.speed_limit_kph is None else lane.speed_limit_kph / 3.6
+            limit = None if lane.speed_limit_kph is None else kph_to_mps(lane.speed_limit_kph)
             out.append(
                 Approach(
                     ix.id, node_id_of(scenario, ix.id), lane.id, pts, lane.width_m, phase_of.get(lane.id, 0), limit

@@ -102,7 +102,7 @@ class RoadSign:
         name = RTS_SIGN_TYPE_NAME.get(self.sign_type)
         text = f"{name} ({self.sign_type})" if name else f"sign type {self.sign_type}"
         if self.speed_limit_mps is not None:
-            text += f" {self.speed_limit_mps * 3.6:.0f} km/h"
+            text += f" {units.mps_to_kph(self.speed_limit_mps):.0f} km/h"
         return text
 
 

@@ -1,0 +1,55 @@
+"""The own vehicle and the road users around it as the applications see them (local frame, SI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from v2x.wire.bsm import RemoteState
+
+
+@dataclass(frozen=True)
+class Host:
+    """The own vehicle as an on-board app sees it: where it believes it is, how it moves."""
+
+    x: float  # footprint centre, local metres
+    y: float
+    heading_rad: float
+    speed_mps: float
+    accel_mps2: float  # longitudinal
+    length_m: float
+    sigma_m: float  # per-axis 1-sigma of the position the host believes (inf if unknown)
+
+
+@dataclass(frozen=True)
+class Participant:
+    """A road user as an application sees it at time t (local frame, SI): the input of conflict detection."""
+
+    key: str
+    x: float
+    y: float
+    vx: float
+    vy: float
+    accel_mps2: float
+    heading_rad: float
+    length_m: float
+    width_m: float
+    sigma_m: float
+
+    @staticmethod
+    def from_remote(key: str, remote: RemoteState, t_s: float) -> Participant:
+        x, y, vx, vy = remote.extrapolated(t_s)
+        return Participant(
+            key,
+            x,
+            y,
+            vx,
+            vy,
+            remote.accel_mps2,
+            remote.heading_rad,
+            remote.length_m,
+            remote.width_m,
+            remote.sigma_major_m if remote.sigma_major_m is not None else float("inf"),
+        )
+
+
+__all__ = ["Host", "Participant"]

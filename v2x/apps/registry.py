@@ -1,0 +1,333 @@
+"""The application registry: one open set of V2X applications (on board and on the edge), each declared once,
+next to its code, in the module that implements it.
+
+An application module declares its applications in a module attribute ``APPS`` (a sequence of
+:class:`AppSpec`): the name scenario files use ("fcw"), the wire code (``APP_FCW`` in testbed_pb2, the proto
+enum value ``APP_`` + the name in capitals), where it runs, the messages it consumes, its thresholds with
+their defaults (their sources in comments beside them), the figure its warnings carry, its report colour,
+how the driver reacts to it, and a factory for the object that evaluates it. Everything else - the scenario
+schema's app names, the loader's threshold names, the report's colours and legend, the result's figure
+keys - is read from here.
+
+Where the registry finds applications, in this order (the order on-board apps are evaluated in):
+
+1. the built-in modules, :data:`BUILTIN_MODULES`;
+2. installed packages that declare an entry point in the group ``v2x.apps`` (sorted by entry point name),
+   whose object is a module with ``APPS`` or a sequence of :class:`AppSpec`, e.g. in a user package's
+   pyproject.toml: ``[project.entry-points."v2x.apps"] tjw = "my_package.tjw"``.
+
+Apps are evaluated together with their ``family``: several apps that one mechanism serves (EBW, AVW, CLW and
+EVW on the BSM event flags) are one on-board object, created with the names of the family's apps a vehicle
+runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cache
+from importlib import metadata
+from types import MappingProxyType, ModuleType
+from typing import Literal, Protocol, TypeAlias
+
+from v2x.apps.host import Host, Participant
+from v2x.wire import testbed_pb2
+from v2x.wire.bsm import RemoteState
+from v2x.wire.map_spat import Approach, Interval
+from v2x.wire.rsi import RoadEvent, RoadSign
+
+#: The modules of the built-in applications, in evaluation order (apps within a module: declaration order).
+BUILTIN_MODULES = (
+    "v2x.apps.collision",  # fcw, icw
+    "v2x.apps.vrucw",
+    "v2x.apps.hlw",
+    "v2x.apps.road_signs",  # ivs, slw
+    "v2x.apps.vehicle_events",  # ebw, avw, clw, evw
+    "v2x.apps.rlvw",
+    "v2x.apps.glosa",
+)
+ENTRY_POINT_GROUP = "v2x.apps"
+DECLARATION = "APPS"  # the module attribute that holds a module's AppSpecs
+
+Message = Literal["bsm", "rsm", "rsi", "map", "spat"]
+MESSAGES: tuple[Message, ...] = ("bsm", "rsm", "rsi", "map", "spat")
+AppCode: TypeAlias = testbed_pb2.Application.ValueType
+Severity: TypeAlias = testbed_pb2.Severity.ValueType
+
+
+class RunsOn(Enum):
+    VEHICLE = "vehicle"  # on board a road user (OBU)
+    EDGE = "edge"  # on the edge/cloud platform, which sends its warnings over Uu
+
+
+class Reaction(Enum):
+    """How the driver model (v2x/apps/driver.py) reacts to an app's advisory."""
+
+    WARNING = "warning"  # brake to a stop (Driver.on_warning), if the severity is warning or higher; once per
+    # validity period per (app, other)
+    SPEED_CAP = "speed_cap"  # keep to the advisory's figure, a speed (Driver.on_speed_cap); once per validity
+    SPEED_ADVICE = "speed_advice"  # follow the advisory's figure, a speed (Driver.on_advice); every time advised
+    SHOWN_SIGN = "shown_sign"  # keep to the sign's speed (Raised.keep_to_mps), else the driver's caution
+    # speed (Driver.on_speed_cap); every time a sign is shown
+
+
+@dataclass(frozen=True)
+class Figure:
+    """The figure an app's advisories carry (Advisory.figure_name), as results and reports show it."""
+
+    name: str  # e.g. "gap_m"
+    label: str  # e.g. "gap"
+    unit: str  # e.g. "m"
+
+
+@dataclass(frozen=True)
+class Raised:
+    """An advisory an app raises; the wire code, severity and figure name come from its AppSpec."""
+
+    app: str  # the app's name (a family's object raises for each of its apps)
+    other: str  # what it is about, as the app names it (a BSM id in hex, an RSI item key, an intersection)
+    ttc_s: float = 0.0
+    figure: float = 0.0
+    conflict_type: str = ""
+    keep_to_mps: float | None = None  # Reaction.SHOWN_SIGN: the sign's speed, if it has one
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """An edge app's advisory for one vehicle (``target``: the road user's key as the platform knows it)."""
+
+    target: str
+    raised: Raised
+
+
+@dataclass(frozen=True)
+class OnBoardView:
+    """What a vehicle's on-board apps see at a tick: the host and everything it has heard, still fresh."""
+
+    host: Host
+    host_party: Participant  # the host for conflict detection (key "host", velocity along its heading)
+    remotes: Mapping[bytes, RemoteState]  # BSM senders, by temporary id
+    perceived: Mapping[str, RemoteState]  # road users in RSMs, by {rsm id hex}/{ptcId}
+    heard_events: Mapping[str, tuple[RoadEvent, float]]  # RSI road traffic events, with the time last heard
+    heard_signs: Mapping[str, tuple[RoadSign, float]]  # RSI road traffic signs, with the time last heard
+    approaches: Mapping[int, Sequence[Approach]]  # MAP: ingress lanes per node id
+    signals: Mapping[tuple[int, int], list[Interval]]  # SPAT: (node id, phase id) -> lights ahead
+    thresholds: Mapping[str, float]
+
+    @property
+    def road_events(self) -> dict[str, RoadEvent]:
+        return {k: e for k, (e, _) in self.heard_events.items()}
+
+    @property
+    def road_signs(self) -> dict[str, RoadSign]:
+        return {k: sign for k, (sign, _) in self.heard_signs.items()}
+
+    @property
+    def all_approaches(self) -> list[Approach]:
+        return [ap for node in self.approaches.values() for ap in node]
+
+
+class OnBoardApp(Protocol):
+    """One vehicle's instance of an on-board app (or app family); keeps the app's state between ticks."""
+
+    def evaluate(self, view: OnBoardView, t_s: float) -> Sequence[Raised]: ...
+
+
+@dataclass(frozen=True)
+class EdgeView:
+    """What the platform's apps see at a tick: every road user it knows of, each once."""
+
+    participants: Sequence[Participant]
+    thresholds: Mapping[str, float]
+
+
+class EdgeApp(Protocol):
+    def evaluate(self, view: EdgeView, t_s: float) -> Sequence[Addressed]: ...
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """One application's declaration."""
+
+    name: str  # as scenario files and results name it: the proto enum value without APP_, in lower case
+    code: AppCode  # testbed_pb2.APP_...
+    title: str  # "forward collision warning"
+    runs_on: RunsOn
+    consumes: tuple[Message, ...]
+    colour: str  # the report's timeline mark
+    reaction: Reaction = Reaction.WARNING
+    severity: Severity = testbed_pb2.SEVERITY_WARNING
+    figure: Figure | None = None
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # its own, with their defaults
+    # RunsOn.VEHICLE: the family's apps the vehicle runs (registry order) -> the object that evaluates them
+    onboard: Callable[[tuple[str, ...]], OnBoardApp] | None = None
+    family: str = ""  # apps one on-board object evaluates together; default: the app alone
+    edge: Callable[[], EdgeApp] | None = None  # RunsOn.EDGE
+
+    @property
+    def family_name(self) -> str:
+        return self.family or self.name
+
+    @property
+    def figure_name(self) -> str:
+        return self.figure.name if self.figure is not None else ""
+
+
+class RegistryError(Exception):
+    """Two apps with one name, code or colour; or an app that does not match the proto enum."""
+
+
+def _declared(obj: object, where: str) -> list[AppSpec]:
+    specs = getattr(obj, DECLARATION, None) if isinstance(obj, ModuleType) else obj
+    if not isinstance(specs, Sequence) or not all(isinstance(s, AppSpec) for s in specs):
+        raise RegistryError(f"{where}: expected a module with {DECLARATION} or a sequence of AppSpec")
+    return list(specs)
+
+
+def _check(specs: Sequence[AppSpec]) -> None:
+    for attr in ("name", "code", "colour"):
+        values = [getattr(s, attr) for s in specs]
+        dup = sorted({str(v) for v in values if values.count(v) > 1})
+        if dup:
+            raise RegistryError(f"apps with the same {attr}: {', '.join(dup)}")
+    for s in specs:
+        if testbed_pb2.Application.Name(s.code) != "APP_" + s.name.upper():
+            raise RegistryError(f"{s.name}: code {s.code} is {testbed_pb2.Application.Name(s.code)} in the proto enum")
+        if not set(s.consumes) <= set(MESSAGES):
+            raise RegistryError(f"{s.name}: consumes one of {MESSAGES}; got {s.consumes}")
+        if (s.runs_on is RunsOn.VEHICLE) != (s.onboard is not None) or (s.runs_on is RunsOn.EDGE) != (
+            s.edge is not None
+        ):
+            raise RegistryError(f"{s.name}: runs on the {s.runs_on.value}; give exactly its factory")
+
+
+class EntryPoint(Protocol):
+    """What the registry uses of an ``importlib.metadata.EntryPoint``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+    def load(self) -> object: ...
+
+
+def plugin_entry_points() -> list[EntryPoint]:
+    """The installed packages' entry points in the group ``v2x.apps``, sorted by name."""
+    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+
+
+@cache
+def registered() -> Mapping[str, AppSpec]:
+    """Every application, by name, in evaluation order: the built-in ones, then those of entry points."""
+    specs = [s for module in BUILTIN_MODULES for s in _declared(importlib.import_module(module), module)]
+    for ep in plugin_entry_points():
+        specs += _declared(ep.load(), f"entry point {ep.name} ({ep.value})")
+    _check(specs)
+    return MappingProxyType({s.name: s for s in specs})
+
+
+def refresh() -> None:
+    """Forget the apps found, so that the next call looks again (a package installed at run time, tests).
+    Tables computed from the registry at import time (thresholds.DEFAULTS, the report's colours) stay."""
+    registered.cache_clear()
+    _by_code.cache_clear()
+
+
+@cache
+def _by_code() -> Mapping[int, AppSpec]:
+    return MappingProxyType({s.code: s for s in registered().values()})
+
+
+def app_spec(name: str) -> AppSpec:
+    """The app called ``name``; KeyError if there is none."""
+    return registered()[name]
+
+
+def app_by_code(code: int) -> AppSpec | None:
+    """The app with wire code ``code``, or None (an enum value nobody implements)."""
+    return _by_code().get(code)
+
+
+def app_names(runs_on: RunsOn | None = None) -> tuple[str, ...]:
+    return tuple(s.name for s in registered().values() if runs_on is None or s.runs_on is runs_on)
+
+
+def app_thresholds() -> dict[str, float]:
+    """Every app's thresholds with their defaults; a name two apps declare raises RegistryError."""
+    out: dict[str, float] = {}
+    for s in registered().values():
+        twice = sorted(set(out) & set(s.thresholds))
+        if twice:
+            raise RegistryError(f"{s.name}: thresholds declared by another app too: {', '.join(twice)}")
+        out.update(s.thresholds)
+    return out
+
+
+def figures() -> tuple[Figure, ...]:
+    """The figures apps report, each once, in registry order."""
+    out: dict[str, Figure] = {}
+    for s in registered().values():
+        if s.figure is not None:
+            seen = out.setdefault(s.figure.name, s.figure)
+            if seen != s.figure:
+                raise RegistryError(f"{s.name}: figure {s.figure.name} declared differently ({seen})")
+    return tuple(out.values())
+
+
+def onboard_apps(names: Iterable[str]) -> list[OnBoardApp]:
+    """A vehicle's on-board app objects for the apps ``names`` (edge apps among them are skipped), in
+    evaluation order: one per family."""
+    wanted = set(names)
+    chosen = [s for s in registered().values() if s.runs_on is RunsOn.VEHICLE and s.name in wanted]
+    out: list[OnBoardApp] = []
+    made: set[str] = set()
+    for s in chosen:
+        if s.family_name in made or s.onboard is None:
+            continue
+        made.add(s.family_name)
+        out.append(s.onboard(tuple(m.name for m in chosen if m.family_name == s.family_name)))
+    return out
+
+
+def edge_apps(names: Iterable[str]) -> list[tuple[AppSpec, EdgeApp]]:
+    """The platform's app objects for the apps ``names`` (on-board apps among them are skipped)."""
+    wanted = set(names)
+    return [
+        (s, s.edge())
+        for s in registered().values()
+        if s.runs_on is RunsOn.EDGE and s.name in wanted and s.edge is not None
+    ]
+
+
+__all__ = [
+    "BUILTIN_MODULES",
+    "DECLARATION",
+    "ENTRY_POINT_GROUP",
+    "MESSAGES",
+    "Addressed",
+    "AppCode",
+    "AppSpec",
+    "EdgeApp",
+    "EdgeView",
+    "EntryPoint",
+    "Figure",
+    "Message",
+    "OnBoardApp",
+    "OnBoardView",
+    "Raised",
+    "Reaction",
+    "RegistryError",
+    "RunsOn",
+    "app_by_code",
+    "app_names",
+    "app_spec",
+    "app_thresholds",
+    "edge_apps",
+    "figures",
+    "onboard_apps",
+    "plugin_entry_points",
+    "refresh",
+    "registered",
+]
