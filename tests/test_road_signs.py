@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests._agents import offline_world, tick_ctx
+from tests._agents import offline_sim, tick_ctx
 from v2x.agents.base import Heard
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
@@ -225,8 +225,8 @@ def test_the_vehicle_shows_the_sign_once_and_the_driver_slows_others_see_nothing
 
 def test_the_world_names_the_sign_after_the_scenario() -> None:
     sc = load_scenario(IVS)
-    world = offline_world(sc)
-    assert world._resolve(road_sign_key(temporary_id("rsu_school"), 1)) == "children_sign"
+    sim = offline_sim(sc)
+    assert sim.names.resolve(road_sign_key(temporary_id("rsu_school"), 1)) == "children_sign"
 
 
 # -- the speed expectation --------------------------------------------------------------------------------
