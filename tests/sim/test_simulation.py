@@ -81,6 +81,8 @@ def test_the_run_starts_once_every_actor_has_said_hello() -> None:
 
 def test_a_tick_opens_with_every_actors_input_and_closes_when_all_reported() -> None:
     sim = _sim()
+    with pytest.raises(RuntimeError, match="before begin"):
+        sim.step()
     inputs = sim.begin(0)
     assert list(inputs) == ACTORS
     first = testbed_pb2.TickInput.FromString(inputs["follower"])

@@ -204,6 +204,8 @@ class Simulation:
         Reports still missing are counted as late (the real-time clock closes ticks at their deadline).
         Returns the events recorded, in order."""
         tick = self.inbound.current_tick
+        if tick < 0:
+            raise RuntimeError("step() before begin(): no tick is open")
         t = self.time_of(tick)
         w = self.world
         start = len(self.events)
