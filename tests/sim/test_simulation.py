@@ -69,7 +69,7 @@ def test_the_run_starts_once_every_actor_has_said_hello() -> None:
     assert sim.actor_ids == ACTORS and not sim.joined
     for actor in ACTORS[:-1]:
         sim.receive("join", actor, testbed_pb2.Hello(actor_id=actor).SerializeToString())
-    assert not sim.joined and sim.inbound.not_joined() == ["rsu1"]
+    assert not sim.joined and sim.not_joined() == ["rsu1"]
     sim.receive("join", "rsu1", testbed_pb2.Hello(actor_id="lead").SerializeToString())  # not its name
     assert not sim.joined and sim.inbound.stats.rejected == {"sender_mismatch": 1}
     sim.receive("join", "rsu1", testbed_pb2.Hello(actor_id="rsu1").SerializeToString())

@@ -189,6 +189,10 @@ class Simulation:
         """Every actor has said hello: the run can start."""
         return self.inbound.joined
 
+    def not_joined(self) -> list[str]:
+        """The actors that have not said hello yet."""
+        return self.inbound.not_joined()
+
     @property
     def reported(self) -> bool:
         """Every actor has reported the current tick: it can be closed."""
