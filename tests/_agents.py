@@ -1,13 +1,10 @@
-"""Feeding agents by hand in tests: a tick's context with an RTK fix, and a world that never connects."""
+"""Feeding agents by hand in tests: a tick's context with an RTK fix, and the world's simulation on its own."""
 
 from __future__ import annotations
 
 from v2x.agents.base import Heard, TickContext
-from v2x.net.broker import BrokerAddress
-from v2x.net.clock import LockstepClock
-from v2x.net.transport import Transport
-from v2x.net.world import World
 from v2x.scenario.model import Scenario
+from v2x.sim.simulation import Simulation
 from v2x.wire import testbed_pb2
 
 
@@ -27,13 +24,6 @@ def tick_ctx(
     return TickContext(tick=tick, t_s=round(tick * dt, 9), dt_s=dt, gnss=rtk_gnss(), heard=heard, detections=detections)
 
 
-def offline_world(scenario: Scenario, variant: str = "v2x") -> World:
-    """The world of ``scenario`` for calling its methods directly: its transport never connects."""
-    return World(
-        scenario,
-        variant=variant,
-        seed=0,
-        run_id="t",
-        transport=Transport(BrokerAddress("127.0.0.1", 1), "unused"),
-        clock=LockstepClock(scenario.tick_s),
-    )
+def offline_sim(scenario: Scenario, variant: str = "v2x") -> Simulation:
+    """The world of ``scenario`` with no transport: its ``Simulation``, seed 0, run id ``t``."""
+    return Simulation(scenario, variant=variant, seed=0, run_id="t")

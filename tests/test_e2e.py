@@ -38,16 +38,43 @@ def _happenings(result: dict[str, Any], variant: str) -> set[tuple[str, str]]:
     }
 
 
+_EMBEDDED: dict[str, dict[str, Any]] = {}
+
+
+async def _on_embedded(scenario_id: str) -> dict[str, Any]:
+    """The result of ``scenario_id`` with seed 0 on the embedded broker (run once per session: the loopback
+    comparison below reuses it)."""
+    if scenario_id not in _EMBEDDED:
+        sc = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")
+        _EMBEDDED[scenario_id] = await run_scenario(sc, seed=0, broker="embedded")
+    return _EMBEDDED[scenario_id]
+
+
+def _deterministic(result: dict[str, Any]) -> str:
+    """Everything in a result that a run must reproduce: verdicts, events, metrics less the wall clock."""
+    metrics = {v: {k: x for k, x in m.items() if k != "wall_seconds"} for v, m in result["metrics"].items()}
+    doc = {k: result[k] for k in ("passed", "expectations", "events")} | {"metrics": metrics}
+    return json.dumps(doc, sort_keys=True)
+
+
 @pytest.mark.parametrize("scenario_id", SHIPPED)
 async def test_scenario_passes_on_the_embedded_broker(scenario_id: str) -> None:
-    sc = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")
-    result = await run_scenario(sc, seed=0, broker="embedded")
+    result = await _on_embedded(scenario_id)
     assert result["passed"], _failed(result)
     assert any(e["type"] == "warning" and e["variant"] == "v2x" for e in result["events"])
     # V2X changed what physically happened: something in the baseline (a crash, a red light run, a stop,
     # a speed at a checked point) did not happen with it.
     assert _happenings(result, "baseline") - _happenings(result, "v2x")
     assert result["metrics"]["v2x"]["messages"]["delivered"]["pc5"] > 0
+
+
+async def test_the_loopback_bus_gives_the_same_result_as_the_embedded_broker() -> None:
+    """The world and the agents over the in-process bus (no broker, no sockets): both variants of fcw give
+    the same verdicts, events and metrics, byte for byte, as over the embedded broker."""
+    loop = await run_scenario(load_scenario(SCENARIO_DIR / "fcw.yaml"), seed=0, broker="loopback")
+    assert loop["run"]["broker"] == "loopback" and set(loop["metrics"]) == {"v2x", "baseline"}
+    assert loop["passed"], _failed(loop)
+    assert _deterministic(loop) == _deterministic(await _on_embedded("fcw"))
 
 
 @pytest.mark.parametrize("scenario_id", ["fcw", "icw", "rlvw"])
@@ -207,7 +234,7 @@ async def test_uu_downlink_has_its_own_delay_profile(embedded: BrokerAddress) ->
     by = report.metrics["latency_ms_by_channel"]
     assert set(by) == {"pc5", "uu-up", "uu-down", "wired"}
     assert by["uu-up"]["p50"] > 8.0 and by["uu-down"]["p50"] > 5.0  # each above its profile's floor
-    # (the direction split itself is measured on many samples in tests/test_world.py)
+    # (the direction split itself is measured on many samples in tests/sim/test_channel.py)
 
 
 async def test_a_failing_agent_ends_the_run_at_once_with_its_name(

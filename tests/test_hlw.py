@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._agents import offline_world, tick_ctx
+from tests._agents import offline_sim, tick_ctx
 from v2x.agents.base import Heard
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
@@ -264,10 +264,10 @@ def test_the_vehicle_warns_from_rsi_once_and_the_driver_brakes_and_others_are_le
 
 def test_the_world_names_the_warning_after_the_scenarios_road_event() -> None:
     sc = load_scenario(HLW)
-    world = offline_world(sc)
-    assert world._resolve(road_event_key(temporary_id("rsu_bend"), 1)) == "spill"
-    assert world._resolve(road_event_key(temporary_id("rsu_bend"), 2)) == road_event_key(temporary_id("rsu_bend"), 2)
-    assert not world.pc5_receivers[world.world.slot_of("stalled")]
+    sim = offline_sim(sc)
+    assert sim.names.resolve(road_event_key(temporary_id("rsu_bend"), 1)) == "spill"
+    assert sim.names.resolve(road_event_key(temporary_id("rsu_bend"), 2)) == road_event_key(temporary_id("rsu_bend"), 2)
+    assert not sim.channel.pc5_receivers[sim.world.slot_of("stalled")]
 
 
 # -- scenario files ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests._agents import offline_world, tick_ctx
+from tests._agents import offline_sim, tick_ctx
 from v2x.agents.base import Heard
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
@@ -225,8 +225,8 @@ def test_the_vehicle_shows_the_sign_once_and_the_driver_slows_others_see_nothing
 
 def test_the_world_names_the_sign_after_the_scenario() -> None:
     sc = load_scenario(IVS)
-    world = offline_world(sc)
-    assert world._resolve(road_sign_key(temporary_id("rsu_school"), 1)) == "children_sign"
+    sim = offline_sim(sc)
+    assert sim.names.resolve(road_sign_key(temporary_id("rsu_school"), 1)) == "children_sign"
 
 
 # -- the speed expectation --------------------------------------------------------------------------------
@@ -296,12 +296,13 @@ def test_the_shipped_scenarios_are_in_the_catalogue() -> None:
 
 
 # -- end to end -------------------------------------------------------------------------------------------
-@pytest.mark.broker
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 @pytest.mark.parametrize("scenario", [IVS, SLW])
 async def test_ivs_and_slw_pass_for_seeds_0_to_3(scenario: Path, seed: int) -> None:
+    """On the loopback bus (the same outcome as over a broker, tests/test_e2e.py; seed 0 of each also runs
+    there on the embedded broker)."""
     from v2x.run.runner import run_scenario
 
-    result = await run_scenario(load_scenario(scenario), seed=seed, broker="embedded")
+    result = await run_scenario(load_scenario(scenario), seed=seed, broker="loopback")
     assert result["passed"], [e for e in result["expectations"] if not e["passed"]]
     assert "rsi" in result["metrics"]["v2x"]["latency_ms_by_message"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon
 
-from tests._agents import offline_world, tick_ctx
+from tests._agents import offline_sim, tick_ctx
 from v2x.agents.base import Heard, TickContext
 from v2x.agents.roadside import RoadsideUnit, fuse
 from v2x.agents.vehicle import VehicleAgent
@@ -272,10 +272,10 @@ def test_an_unequipped_pedestrian_walks_but_transmits_and_hears_nothing() -> Non
 
 def test_the_world_hears_nothing_from_an_unequipped_actor_and_delivers_nothing_to_it() -> None:
     sc = load_scenario(VRUCW)
-    world = offline_world(sc)
-    assert not world.pc5_receivers[world.world.slot_of("ped")]
-    assert world.pc5_receivers[world.world.slot_of("car_a")]
-    world.current_tick = 0
+    sim = offline_sim(sc)
+    assert not sim.channel.pc5_receivers[sim.world.slot_of("ped")]
+    assert sim.channel.pc5_receivers[sim.world.slot_of("car_a")]
+    sim.begin(0)
     env = testbed_pb2.Envelope(
         sender_id="ped",
         seq=1,
@@ -283,19 +283,19 @@ def test_the_world_hears_nothing_from_an_unequipped_actor_and_delivers_nothing_t
         link=testbed_pb2.LINK_PC5,
         frame=frame_pb2.MessageFrame(advisory=testbed_pb2.Advisory()).SerializeToString(),
     )
-    world._on_tx("v2x/t/tx/ped", env.SerializeToString())
-    assert world.rejected == {"unequipped_sender": 1} and not world.received
+    sim.receive("tx", "ped", env.SerializeToString())
+    assert sim.inbound.stats.rejected == {"unequipped_sender": 1} and not sim.inbound.received
     # warnings about RSM participants name the actor: ptcId = the world's object id = slot + 1
-    ped_slot = world.world.slot_of("ped")
-    assert world._resolve(participant_key(temporary_id("rsu1"), ped_slot + 1)) == "ped"
-    assert world._resolve(temporary_id("car_b").hex()) == "car_b"
-    assert world._resolve("rsu1/x") == "rsu1/x"
+    ped_slot = sim.world.slot_of("ped")
+    assert sim.names.resolve(participant_key(temporary_id("rsu1"), ped_slot + 1)) == "ped"
+    assert sim.names.resolve(temporary_id("car_b").hex()) == "car_b"
+    assert sim.names.resolve("rsu1/x") == "rsu1/x"
 
 
 def test_the_world_gives_the_rsu_what_its_sensors_see_and_the_bus_hides_the_waiting_passenger() -> None:
     sc = load_scenario(VRUCW)
-    world = offline_world(sc, "baseline")
-    w = world.world
+    sim = offline_sim(sc, "baseline")
+    w = sim.world
     for actor, (x, y, heading) in {
         "car_a": (-40.0, -1.75, 0.0),
         "car_b": (30.0, 1.75, math.pi),
@@ -307,14 +307,14 @@ def test_the_world_gives_the_rsu_what_its_sensors_see_and_the_bus_hides_the_wait
         w.x[s], w.y[s], w.heading_rad[s] = x, y, heading
     seen: dict[str, int] = {}
     for k in range(20):
-        world._sense(k * 0.1)
-        for d in world.detections["rsu1"]:
+        sim.sensors.step(k * 0.1)
+        for d in sim.sensors.detections["rsu1"]:
             name = w.id_of(d.object_id - 1)
             seen[name] = seen.get(name, 0) + 1
-    assert set(world.detections) == {"rsu1"}
+    assert set(sim.sensors.detections) == {"rsu1"}
     assert "ped_c" not in seen and "car_b" not in seen  # behind the bus; behind the cameras
     assert seen["ped"] >= 15 and seen["car_a"] >= 15 and seen["ped_b"] >= 15
-    assert world.sensing is not None and world.sensing.counts["rsu1/0"].occluded == 20
+    assert sim.sensors.roadside is not None and sim.sensors.roadside.counts["rsu1/0"].occluded == 20
 
 
 # -- the on-board app -------------------------------------------------------------------------------

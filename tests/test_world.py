@@ -1,38 +1,38 @@
-"""The world's channel stage, driven directly (no broker): which link model each transmission gets."""
+"""The world's shell on the loopback bus (no broker): it routes what arrives to its Simulation and gives
+up, naming them, on actors that never join."""
 
 from __future__ import annotations
 
-import numpy as np
+import asyncio
+
 import pytest
 
-from v2x.core import SpatialGrid
-from v2x.net.broker import BrokerAddress
 from v2x.net.clock import LockstepClock
-from v2x.net.transport import Transport
-from v2x.net.world import World, _Received
+from v2x.net.transport import LoopbackBroker, LoopbackTransport
+from v2x.net.world import World
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.wire import testbed_pb2
 
 
-def _world(uu: str) -> World:
-    sc = load_scenario(SCENARIO_DIR / "icw.yaml")
-    sc = sc.model_copy(update={"network": sc.network.model_copy(update={"uu": uu}), "variants": ["v2x"]})
-    tp = Transport(BrokerAddress("127.0.0.1", 1), "unused")  # never connected: the channel is sans-I/O
-    return World(sc, variant="v2x", seed=1, run_id="t", transport=tp, clock=LockstepClock(sc.tick_s))
-
-
-def test_uu_uplink_and_downlink_draw_from_their_own_delay_models() -> None:
-    world = _world("5g-uu-nsa-public")  # uplink 8 ms + gamma (mean 13 ms); downlink 5 ms + gamma (mean 8 ms)
-    edge, car = world.world.slot_of("edge"), world.world.slot_of("car_a")
-    n = 400
-    for k in range(n):
-        world.received[(car, k)] = _Received(0, car, k, 0.0, testbed_pb2.LINK_UU, ("edge",), b"")
-        world.received[(edge, k)] = _Received(0, edge, k, 0.0, testbed_pb2.LINK_UU, ("car_a",), b"")
-    world._channel(0, SpatialGrid.build(world.world, world.cell_m))
-    up = np.array(world.latencies_by_channel["uu-up"])
-    down = np.array(world.latencies_by_channel["uu-down"])
-    assert len(up) == len(down) == n
-    assert up.min() >= 8.0 and down.min() >= 5.0 and down.min() < 8.0
-    assert up.mean() == pytest.approx(13.0, rel=0.1) and down.mean() == pytest.approx(8.0, rel=0.1)
-    assert world.sent["uu"] == 2 * n
+async def test_the_world_routes_joins_to_its_simulation_and_names_who_never_joined() -> None:
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    bus = LoopbackBroker()
+    world_tp, agent_tp = LoopbackTransport(bus, "world"), LoopbackTransport(bus, "agent")
+    world = World(
+        sc, variant="v2x", seed=0, run_id="t", transport=world_tp, clock=LockstepClock(0.1), join_timeout_s=0.2
+    )
+    ready = asyncio.Event()
+    tasks = [asyncio.create_task(world_tp.run(ready)), asyncio.create_task(agent_tp.run())]
+    await ready.wait()
+    await agent_tp.publish("v2x/t/join/lead", testbed_pb2.Hello(actor_id="lead").SerializeToString())
+    await agent_tp.publish("v2x/t/join/cloud", testbed_pb2.Hello(actor_id="cloud").SerializeToString())
+    await agent_tp.publish("v2x/t/tx/no-such", b"")  # a syntactically valid id, not an actor
+    await agent_tp.publish("v2x/t/ack/bad*id", b"")  # not a valid id: not even attributable
+    with pytest.raises(RuntimeError, match=r"never joined within 0 s: \['follower', 'neighbour', 'rsu1'\]"):
+        await world.run()
+    assert world.sim.inbound.hellos == {"lead", "cloud"}
+    assert world.sim.inbound.stats.rejected == {"unknown_sender": 1, "bad_topic": 1}
+    for tp in (world_tp, agent_tp):
+        tp.stop()
+    await asyncio.gather(*tasks)

@@ -1,8 +1,16 @@
-"""The MQTT transport: one aiomqtt connection, routed to handlers by topic filter, that reconnects.
+"""Transports: how the world and the agent host move bytes by topic. One protocol, two implementations.
 
-Thin by design: it moves bytes. Decoding, validation and counting happen in the world and the agent host.
-Loss and delay are never left to TCP: Nagle is switched off (TCP_NODELAY), QoS 0 is used for the air
-traffic, and the emulator applies loss and delay itself.
+``MqttTransport``: one aiomqtt connection to a real broker (the embedded amqtt, Mosquitto, EMQX, ...),
+routed to handlers by topic filter, that reconnects. Loss and delay are never left to TCP: Nagle is
+switched off (TCP_NODELAY), QoS 0 is used for the air traffic, and the emulator applies loss and delay
+itself.
+
+``LoopbackTransport``: an in-process stand-in for a broker and a connection (``LoopbackBroker``), with the
+MQTT semantics the testbed relies on: topic filters with ``+`` and ``#``, retained messages (an empty
+retained payload clears), per-subscriber order kept, delivery asynchronous (a handler never runs inside
+``publish``). Behaviour tests run the world and the agents on it with no broker and no sockets.
+
+Thin by design: they move bytes. Decoding, validation and counting happen in the world and the agent host.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import aiomqtt
 
@@ -24,8 +33,94 @@ PENDING_PUBLISH_WARNING = 100_000  # publishes in flight on one connection befor
 ConnectCallback = Callable[[], Awaitable[None]]
 
 
-class Transport:
-    """One MQTT connection shared by any number of handlers in this process."""
+class Transport(Protocol):
+    """What the world and the agent host need of a message transport."""
+
+    connected: asyncio.Event  # set while connected
+
+    def route(self, topic_filter: str, handler: Handler) -> None:
+        """Deliver messages matching ``topic_filter`` (MQTT wildcards) to ``handler``."""
+        ...
+
+    def on_connect(self, callback: ConnectCallback) -> None:
+        """Run ``callback`` after every (re)connection and (re)subscription."""
+        ...
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
+        """Publish, waiting until connected."""
+        ...
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Connect, subscribe and dispatch until stopped or cancelled; ``ready`` is set once connected."""
+        ...
+
+    def stop(self) -> None:
+        """Stop ``run`` (no reconnection attempts from now on)."""
+        ...
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """Whether ``topic`` matches an MQTT ``topic_filter``: ``+`` is one level, a final ``#`` any number
+    of levels (zero included: ``a/#`` matches ``a``); wildcards do not match topics starting with ``$``."""
+    if topic_filter == topic:
+        return True
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
+    levels = topic.split("/")
+    parts = topic_filter.split("/")
+    for k, part in enumerate(parts):
+        if part == "#":
+            return k == len(parts) - 1
+        if k >= len(levels) or (part != "+" and part != levels[k]):
+            return False
+    return len(parts) == len(levels)
+
+
+class Routes:
+    """Topic filters -> handlers, dispatched in registration order; a failing handler is logged and does
+    not stop the others.
+
+    Exact topics map straight to their routes (the agent host has one per actor, so matching every message
+    against every filter would cost O(actors) per message); filters with wildcards are matched one by one.
+    """
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner  # for the log
+        self.routes: list[tuple[str, Handler]] = []
+        self._exact: dict[str, list[int]] = {}  # topic -> route positions
+        self._wildcard: list[int] = []
+
+    def add(self, topic_filter: str, handler: Handler) -> None:
+        """Route ``topic_filter`` to ``handler`` (after the routes already added)."""
+        self.routes.append((topic_filter, handler))
+        if "+" in topic_filter or "#" in topic_filter:
+            self._wildcard.append(len(self.routes) - 1)
+        else:
+            self._exact.setdefault(topic_filter, []).append(len(self.routes) - 1)
+
+    @property
+    def filters(self) -> list[str]:
+        """Every filter routed, in registration order."""
+        return [f for f, _ in self.routes]
+
+    def matches(self, topic: str) -> bool:
+        """Whether any route matches ``topic``."""
+        return topic in self._exact or any(topic_matches(self.routes[k][0], topic) for k in self._wildcard)
+
+    def dispatch(self, topic: str, payload: bytes) -> None:
+        """Call every handler whose filter matches ``topic``, in registration order."""
+        hits = self._exact.get(topic, [])
+        wild = [k for k in self._wildcard if topic_matches(self.routes[k][0], topic)]
+        for k in sorted(hits + wild) if wild else hits:
+            topic_filter, handler = self.routes[k]
+            try:
+                handler(topic, payload)
+            except Exception:  # a handler bug must not take the connection down
+                log.exception("%s: handler for %s failed on %s", self.owner, topic_filter, topic)
+
+
+class MqttTransport:
+    """One MQTT connection shared by any number of handlers in this process (a ``Transport``)."""
 
     def __init__(
         self,
@@ -37,12 +132,7 @@ class Transport:
     ) -> None:
         self.broker = broker
         self.client_id = client_id
-        self._routes: list[tuple[str, Handler]] = []
-        # Dispatch index: exact topics map straight to their routes (the agent host has one per actor, so
-        # matching every message against every filter would cost O(actors) per message); filters with
-        # wildcards are matched one by one. Values are route positions, to call in registration order.
-        self._exact: dict[str, list[int]] = {}
-        self._wildcard: list[int] = []
+        self.routes = Routes(client_id)
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self._on_connect: list[ConnectCallback] = []
@@ -54,11 +144,7 @@ class Transport:
 
     def route(self, topic_filter: str, handler: Handler) -> None:
         """Deliver messages matching ``topic_filter`` to ``handler`` (subscribes now if connected)."""
-        self._routes.append((topic_filter, handler))
-        if "+" in topic_filter or "#" in topic_filter:
-            self._wildcard.append(len(self._routes) - 1)
-        else:
-            self._exact.setdefault(topic_filter, []).append(len(self._routes) - 1)
+        self.routes.add(topic_filter, handler)
         if self._client is not None and self.connected.is_set():
             task = asyncio.get_running_loop().create_task(self._subscribe(self._client, [topic_filter]))
             task.add_done_callback(_log_failure)
@@ -109,7 +195,7 @@ class Transport:
                     # (the world's inputs, the host's transmissions and acks), so that warning is noise.
                     client.pending_calls_threshold = PENDING_PUBLISH_WARNING
                     self._client = client
-                    await self._subscribe(client, [f for f, _ in self._routes])
+                    await self._subscribe(client, self.routes.filters)
                     self.connections += 1
                     if self.connections > 1:
                         log.warning("%s: reconnected to %s", self.client_id, self.broker.url)
@@ -120,7 +206,9 @@ class Transport:
                     if ready is not None:
                         ready.set()
                     async for message in client.messages:
-                        self._dispatch(str(message.topic), message)
+                        payload = message.payload
+                        data = payload if isinstance(payload, bytes | bytearray) else str(payload or "").encode()
+                        self.routes.dispatch(str(message.topic), bytes(data))
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 self._client = None
@@ -137,20 +225,102 @@ class Transport:
                 delay = min(delay * 2, self._reconnect_max_s)
         self.connected.clear()
 
-    def _dispatch(self, topic: str, message: aiomqtt.Message) -> None:
-        payload = message.payload
-        data = payload if isinstance(payload, bytes | bytearray) else str(payload or "").encode()
-        hits = self._exact.get(topic, [])
-        wild = [k for k in self._wildcard if message.topic.matches(self._routes[k][0])]
-        for k in sorted(hits + wild) if wild else hits:
-            topic_filter, handler = self._routes[k]
-            try:
-                handler(topic, bytes(data))
-            except Exception:  # a handler bug must not take the connection down
-                log.exception("%s: handler for %s failed on %s", self.client_id, topic_filter, topic)
+    def stop(self) -> None:
+        """Stop reconnecting; ``run`` ends when the connection does."""
+        self._stopping = True
+
+
+class LoopbackBroker:
+    """An in-process message bus standing in for an MQTT broker: the ``LoopbackTransport`` clients attached
+    to it get every message published on a topic they route, and the retained messages of the filters they
+    route. No sockets, no threads; one event loop."""
+
+    url = "loopback"
+
+    def __init__(self) -> None:
+        self.clients: list[LoopbackTransport] = []
+        self.retained: dict[str, bytes] = {}
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Queue ``payload`` to every attached client that routes ``topic``; ``retain``: keep it for later
+        subscribers (an empty payload clears the retained message instead)."""
+        if retain:
+            if payload:
+                self.retained[topic] = payload
+            else:
+                self.retained.pop(topic, None)
+        for client in self.clients:
+            if client.routes.matches(topic):
+                client.deliver(topic, payload)
+
+    def retained_for(self, topic_filter: str) -> list[tuple[str, bytes]]:
+        """The retained messages whose topics match ``topic_filter``, oldest first."""
+        return [(t, p) for t, p in self.retained.items() if topic_matches(topic_filter, t)]
+
+
+class LoopbackTransport:
+    """A ``Transport`` over a ``LoopbackBroker``: messages are queued to the subscriber and dispatched from
+    its ``run`` loop (never inside ``publish``), in the order they were published."""
+
+    def __init__(self, broker: LoopbackBroker, client_id: str) -> None:
+        self.broker = broker
+        self.client_id = client_id
+        self.routes = Routes(client_id)
+        self.connected = asyncio.Event()
+        self._on_connect: list[ConnectCallback] = []
+        self._queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self._stopping = False
+
+    def route(self, topic_filter: str, handler: Handler) -> None:
+        """Deliver messages matching ``topic_filter`` to ``handler`` (and, if connected, its retained ones)."""
+        self.routes.add(topic_filter, handler)
+        if self.connected.is_set():
+            for topic, payload in self.broker.retained_for(topic_filter):
+                self.deliver(topic, payload)
+
+    def on_connect(self, callback: ConnectCallback) -> None:
+        """Run ``callback`` once connected."""
+        self._on_connect.append(callback)
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
+        """Publish through the bus (once connected); ``qos`` is moot: nothing is lost in-process."""
+        await self.connected.wait()
+        self.broker.publish(topic, payload, retain=retain)
+
+    def deliver(self, topic: str, payload: bytes) -> None:
+        """Queue a message for this client's handlers (called by the bus)."""
+        self._queue.put_nowait((topic, payload))
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Attach to the bus, receive the retained messages of the routes, then dispatch until stopped."""
+        if self._stopping:
+            return
+        self.broker.clients.append(self)
+        try:
+            seen: set[str] = set()
+            for topic_filter in self.routes.filters:
+                for topic, payload in self.broker.retained_for(topic_filter):
+                    if topic not in seen:
+                        seen.add(topic)
+                        self.deliver(topic, payload)
+            self.connected.set()
+            for callback in self._on_connect:
+                await callback()
+            if ready is not None:
+                ready.set()
+            while not self._stopping:
+                item = await self._queue.get()
+                if item is None:
+                    break
+                self.routes.dispatch(*item)
+        finally:
+            self.connected.clear()
+            self.broker.clients.remove(self)
 
     def stop(self) -> None:
+        """Stop dispatching and detach from the bus (messages still queued are dropped, like a disconnect)."""
         self._stopping = True
+        self._queue.put_nowait(None)
 
 
 def _no_delay(client: aiomqtt.Client) -> None:

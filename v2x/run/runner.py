@@ -7,7 +7,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from v2x.agents.base import Agent, Environment
@@ -20,7 +20,7 @@ from v2x.net import topics
 from v2x.net.broker import BrokerAddress, broker_for
 from v2x.net.clock import make_clock
 from v2x.net.host import AgentHost
-from v2x.net.transport import Transport
+from v2x.net.transport import LoopbackBroker, LoopbackTransport, MqttTransport, Transport
 from v2x.net.world import World, WorldReport
 from v2x.run.results import build_result
 from v2x.scenario.geometry import route_for
@@ -87,12 +87,32 @@ def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
     return agents
 
 
+Bus = BrokerAddress | LoopbackBroker  # an MQTT broker's address, or the in-process loopback bus
+
+
+def make_transport(bus: Bus, client_id: str) -> Transport:
+    """A connection to ``bus``: an MQTT client of the broker, or a client of the loopback bus."""
+    if isinstance(bus, LoopbackBroker):
+        return LoopbackTransport(bus, client_id)
+    return MqttTransport(bus, client_id)
+
+
+@contextlib.asynccontextmanager
+async def bus_for(spec: str) -> AsyncIterator[Bus]:
+    """``loopback`` -> an in-process bus (no broker, no sockets); otherwise ``broker_for(spec)``."""
+    if spec == "loopback":
+        yield LoopbackBroker()
+    else:
+        async with broker_for(spec) as address:
+            yield address
+
+
 async def run_variant(
     scenario: Scenario,
     variant: str,
     *,
     seed: int,
-    broker: BrokerAddress,
+    broker: Bus,
     mode: str = "lockstep",
     progress: Progress | None = None,
     run_id: str | None = None,
@@ -101,8 +121,8 @@ async def run_variant(
     run_id = run_id or f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
     env = environment(scenario)
     agents = build_agents(scenario, env)
-    world_tp = Transport(broker, f"world-{run_id}")
-    agents_tp = Transport(broker, f"agents-{run_id}")
+    world_tp = make_transport(broker, f"world-{run_id}")
+    agents_tp = make_transport(broker, f"agents-{run_id}")
     clock = make_clock(mode, scenario.tick_s)
     world = World(
         scenario,
@@ -182,6 +202,9 @@ async def run_scenario(
 ) -> dict[str, Any]:
     """Run every variant of a scenario (or only ``variants``) and return the result document (v2x.results).
 
+    ``broker``: ``embedded`` (an in-process amqtt broker), ``mqtt://host:port``, or ``loopback`` (no broker
+    at all: the world and the agents talk over an in-process bus, ``v2x.net.transport.LoopbackBroker``).
+
     Run ids are ``{run_id}-{variant}`` when ``run_id`` is given (so that an outside stack can know them
     before the run), else ``{scenario}-{variant}-s{seed}-{random hex}``. Expectations of variants that are
     not run are not checked.
@@ -194,7 +217,7 @@ async def run_scenario(
     events: list[dict[str, Any]] = []
     metrics: dict[str, dict[str, Any]] = {}
     run_ids = {}
-    async with broker_for(broker) as address:
+    async with bus_for(broker) as address:
         for variant in scenario.variants:
             if run_id is not None:
                 variant_run_id = f"{run_id}-{variant}"

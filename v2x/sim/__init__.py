@@ -1,1 +1,9 @@
-"""sim"""
+"""The world of a run, sans-I/O: ground truth, the channel, the sensors, the referee and the metrics.
+
+``simulation.Simulation`` ties the parts together behind a bytes-in, bytes-and-events-out API; each part
+can be used and tested alone: ``channel`` (who hears what, when), ``referee`` (collisions, red-light
+violations, stops, speed gates), ``sensors`` (GNSS readings and roadside detections; ``sensing`` is the
+roadside sensor model), ``inbound`` (validating and counting what the agents send), ``names`` (an app's
+name for the other party -> the scenario's), ``metrics``, ``events`` (their order) and ``actors`` (the
+slot layout). ``v2x.net.world`` runs a Simulation on a transport.
+"""

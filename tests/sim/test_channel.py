@@ -1,0 +1,139 @@
+"""The channel stage alone (no scenario, no broker): which link model each transmission gets, who can hear
+it, when it is handed out, and what is counted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from v2x.core import ActorKind, SpatialGrid, WorldState
+from v2x.scenario.model import NetworkSpec
+from v2x.sim.channel import Channel, Received, Transmission
+from v2x.wire import testbed_pb2
+
+# id -> (kind, x, has a PC5 radio)
+ACTORS = {
+    "car_a": (ActorKind.CAR, 0.0, True),
+    "car_b": (ActorKind.CAR, 50.0, True),
+    "car_far": (ActorKind.CAR, 5000.0, True),  # far beyond PC5 range
+    "ped": (ActorKind.PEDESTRIAN, 10.0, False),  # unequipped
+    "rsu": (ActorKind.RSU, 20.0, True),
+    "edge": (ActorKind.RSU, 0.0, False),  # the platform: no radio
+}
+
+
+def _channel(network: NetworkSpec | None = None, *, enabled: bool = True, seed: int = 1) -> Channel:
+    w = WorldState(capacity=8)
+    radios = np.zeros(w.capacity, dtype=np.bool_)
+    for actor_id, (kind, x, radio) in ACTORS.items():
+        s = w.add(actor_id, kind, 4.5, 1.8)
+        w.x[s] = x
+        radios[s] = radio
+    return Channel(
+        w,
+        network or NetworkSpec(),
+        rng=np.random.default_rng(seed),
+        pc5_receivers=radios,
+        platform_slots={w.slot_of("edge")},
+        enabled=enabled,
+    )
+
+
+def _tx(
+    ch: Channel, sender: str, seq: int, link: int, dests: tuple[str, ...] = (), t: float = 0.0, msg: str = "bsm"
+) -> Transmission:
+    return Transmission(0, ch.world.slot_of(sender), seq, t, link, dests, f"{sender}/{seq}".encode(), msg)
+
+
+def _grid(ch: Channel) -> SpatialGrid:
+    return SpatialGrid.build(ch.world, ch.cell_m)
+
+
+def test_pc5_reaches_only_equipped_receivers_in_range() -> None:
+    ch = _channel()
+    n = 200
+    ch.transmit([_tx(ch, "car_a", k, testbed_pb2.LINK_PC5) for k in range(n)], _grid(ch))
+    st = ch.stats
+    # in range and with a radio: car_b (50 m) and rsu (20 m); not ped (no OBU), edge (no radio), car_far
+    assert st.sent == {"pc5": n} and st.candidates == {"pc5": 2 * n}
+    assert st.delivered["pc5"] + st.dropped["pc5"] == 2 * n and 0 < st.dropped["pc5"] < n // 5  # PDR ~0.976
+    assert len(st.latencies_ms) == st.delivered["pc5"] == len(st.latencies_by_channel["pc5"])
+    assert set(st.latencies_by_message) == {"bsm"}
+    got = ch.due(1.0)
+    slot = ch.world.slot_of
+    assert set(got) == {slot("car_b"), slot("rsu")}
+    assert sum(len(r.envelopes) for r in got.values()) == st.delivered["pc5"]
+    assert ch.in_flight == 0 and ch.payloads == {}
+
+
+def test_wired_is_addressed_lossless_1_to_2_ms_and_handed_out_when_due() -> None:
+    ch = _channel()
+    first = _tx(ch, "rsu", 1, testbed_pb2.LINK_WIRED, ("edge",), t=0.05, msg="rsm")
+    second = _tx(ch, "rsu", 2, testbed_pb2.LINK_WIRED, ("edge",), t=0.06, msg="rsm")
+    ch.transmit([first, second], _grid(ch))
+    st = ch.stats
+    assert (st.sent, st.candidates, st.delivered, st.dropped) == (
+        {"wired": 2},
+        {"wired": 2},
+        {"wired": 2},
+        {"wired": 0},
+    )
+    assert all(1.0 <= ms <= 2.0 for ms in st.latencies_ms) and len(st.latencies_by_message["rsm"]) == 2
+    assert ch.due(0.05) == {} and ch.in_flight == 2  # sent at 50 ms, arrives at 51-52 ms
+    got = ch.due(0.1)
+    [(receiver, received)] = got.items()
+    assert receiver == ch.world.slot_of("edge") and received.envelopes == [first.raw, second.raw]
+    assert 51_000 <= received.rx_time_us[0] <= 52_000 and 61_000 <= received.rx_time_us[1] <= 62_000
+    assert received.rx_time_us[0] == round(0.05e6 + st.latencies_ms[0] * 1e3)
+    assert ch.in_flight == 0 and ch.payloads == {} and ch.due(0.2) == {}
+
+
+def test_uu_goes_up_from_road_users_and_down_from_the_platform() -> None:
+    ch = _channel()
+    up = _tx(ch, "car_a", 1, testbed_pb2.LINK_UU, ("edge",), msg="bsm")
+    down = _tx(ch, "edge", 1, testbed_pb2.LINK_UU, ("car_a", "car_b"), msg="advisory")
+    ch.transmit([up, down], _grid(ch))
+    st = ch.stats
+    assert st.sent == {"uu": 2} and st.candidates == {"uu": 3}  # one per destination
+    assert {c: len(v) for c, v in st.latencies_by_channel.items()} == {"uu-up": 1, "uu-down": 2}
+    assert {m: len(v) for m, v in st.latencies_by_message.items()} == {"bsm": 1, "advisory": 2}
+    got = ch.due(1.0)
+    slot = ch.world.slot_of
+    assert got[slot("edge")].envelopes == [up.raw]
+    assert got[slot("car_a")].envelopes == got[slot("car_b")].envelopes == [down.raw]
+
+
+def test_uu_uplink_and_downlink_draw_from_their_own_delay_models() -> None:
+    ch = _channel(NetworkSpec(uu="5g-uu-nsa-public"))  # uplink 8 ms + gamma (mean 13); downlink 5 ms + gamma (mean 8)
+    n = 400
+    batch = [_tx(ch, "car_a", k, testbed_pb2.LINK_UU, ("edge",)) for k in range(n)]
+    batch += [_tx(ch, "edge", k, testbed_pb2.LINK_UU, ("car_a",)) for k in range(n)]
+    ch.transmit(batch, _grid(ch))
+    up = np.array(ch.stats.latencies_by_channel["uu-up"])
+    down = np.array(ch.stats.latencies_by_channel["uu-down"])
+    assert len(up) == len(down) == n
+    assert up.min() >= 8.0 and down.min() >= 5.0 and down.min() < 8.0
+    assert up.mean() == pytest.approx(13.0, rel=0.1) and down.mean() == pytest.approx(8.0, rel=0.1)
+    assert ch.stats.sent["uu"] == 2 * n
+
+
+def test_the_baseline_channel_hears_nothing_and_draws_nothing() -> None:
+    ch = _channel(enabled=False)
+    before = ch.rng.bit_generator.state
+    ch.transmit(
+        [_tx(ch, "car_a", 1, testbed_pb2.LINK_PC5), _tx(ch, "rsu", 1, testbed_pb2.LINK_WIRED, ("edge",))], _grid(ch)
+    )
+    assert ch.rng.bit_generator.state == before
+    assert ch.stats.sent == {} and ch.in_flight == 0 and ch.due(1.0) == {}
+
+
+def test_same_seed_same_deliveries_and_the_draws_follow_the_batch_order() -> None:
+    def run(seed: int) -> dict[int, Received]:
+        ch = _channel(seed=seed)
+        batch = [_tx(ch, "car_a", k, testbed_pb2.LINK_PC5) for k in range(50)]
+        batch += [_tx(ch, "rsu", k, testbed_pb2.LINK_WIRED, ("edge",)) for k in range(5)]
+        ch.transmit(batch, _grid(ch))
+        return ch.due(1.0)
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)

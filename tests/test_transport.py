@@ -1,0 +1,122 @@
+"""The transports without a broker: topic filters, routing, and the in-process loopback bus (retained
+messages, asynchronous and ordered delivery)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import aiomqtt
+import pytest
+
+from v2x.net.transport import LoopbackBroker, LoopbackTransport, Routes, topic_matches
+
+CASES = [
+    ("v2x/r/tx/+", "v2x/r/tx/car_a", True),
+    ("v2x/r/tx/+", "v2x/r/tx", False),
+    ("v2x/r/tx/+", "v2x/r/tx/a/b", False),
+    ("v2x/r/+/a", "v2x/r/in/a", True),
+    ("v2x/r/#", "v2x/r/in/a", True),
+    ("v2x/r/#", "v2x/r", True),  # '#' includes the parent level
+    ("v2x/r/#", "v2x/s/in/a", False),
+    ("#", "v2x/r/control", True),
+    ("+/+", "a/b", True),
+    ("+", "a/b", False),
+    ("a/b", "a/b", True),
+    ("a/b", "a/c", False),
+    ("a/+/c", "a//c", True),
+    ("#", "$SYS/broker", False),  # wildcards do not match $ topics
+    ("+/broker", "$SYS/broker", False),
+]
+
+
+@pytest.mark.parametrize(("topic_filter", "topic", "expected"), CASES)
+def test_topic_filters_match_as_mqtt_and_aiomqtt_say(topic_filter: str, topic: str, expected: bool) -> None:
+    assert topic_matches(topic_filter, topic) is expected
+    if not topic.startswith(
+        "$"
+    ):  # the $ rule is the broker's (MQTT 3.1.1 4.7.2); aiomqtt's client-side match ignores it
+        assert aiomqtt.Topic(topic).matches(topic_filter) is expected
+
+
+def _recorder(calls: list[str], name: str, fail: bool = False) -> Callable[[str, bytes], None]:
+    def handler(topic: str, payload: bytes) -> None:
+        calls.append(f"{name}:{topic}:{payload.decode()}")
+        if fail:
+            raise RuntimeError("handler bug")
+
+    return handler
+
+
+def test_routes_dispatch_exact_and_wildcard_routes_in_registration_order() -> None:
+    """Exact topics are looked up, wildcard filters matched; every matching handler runs once, in the
+    order the routes were added; a failing handler does not stop the others."""
+    routes = Routes("t")
+    calls: list[str] = []
+    routes.add("v2x/r/+/a", _recorder(calls, "wild1"))
+    routes.add("v2x/r/in/a", _recorder(calls, "exact"))
+    routes.add("v2x/r/#", _recorder(calls, "boom", fail=True))
+    routes.add("v2x/r/in/b", _recorder(calls, "other"))
+    routes.dispatch("v2x/r/in/a", b"x")
+    assert calls == ["wild1:v2x/r/in/a:x", "exact:v2x/r/in/a:x", "boom:v2x/r/in/a:x"]
+    calls.clear()
+    routes.dispatch("v2x/r/in/b", b"y")
+    assert calls == ["boom:v2x/r/in/b:y", "other:v2x/r/in/b:y"]
+    calls.clear()
+    routes.dispatch("v2x/s/in/a", b"z")
+    assert calls == [] and not routes.matches("v2x/s/in/a") and routes.matches("v2x/r/in/a")
+
+
+async def test_loopback_delivers_in_order_after_publish_returns_and_keeps_retained_messages() -> None:
+    bus = LoopbackBroker()
+    alice, bob = LoopbackTransport(bus, "alice"), LoopbackTransport(bus, "bob")
+    calls: list[str] = []
+    bob.route("v2x/r/in/+", _recorder(calls, "in"))
+    ready = asyncio.Event()
+    tasks = [asyncio.create_task(alice.run(ready)), asyncio.create_task(bob.run())]
+    await ready.wait()
+    await alice.publish("v2x/r/control", b"start", retain=True)
+    await alice.publish("v2x/r/control", b"replaced", retain=True)
+    for k in range(3):
+        await alice.publish(f"v2x/r/in/a{k}", str(k).encode())
+    await alice.publish("v2x/r/other/a", b"not routed")
+    assert calls == []  # never inside publish
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert calls == ["in:v2x/r/in/a0:0", "in:v2x/r/in/a1:1", "in:v2x/r/in/a2:2"]
+    # a late subscriber gets the retained message (the latest one), once
+    late: list[str] = []
+    bob.route("v2x/r/control", _recorder(late, "control"))
+    await asyncio.sleep(0)
+    assert late == ["control:v2x/r/control:replaced"]
+    # an empty retained payload clears it: a client that connects later gets nothing
+    await alice.publish("v2x/r/control", b"", retain=True)
+    carol_calls: list[str] = []
+    carol = LoopbackTransport(bus, "carol")
+    carol.route("v2x/r/#", _recorder(carol_calls, "all"))
+    carol_ready = asyncio.Event()
+    tasks.append(asyncio.create_task(carol.run(carol_ready)))
+    await carol_ready.wait()
+    await asyncio.sleep(0)
+    assert carol_calls == []
+    for tp in (alice, bob, carol):
+        tp.stop()
+    await asyncio.wait_for(asyncio.gather(*tasks), 1.0)
+    assert bus.clients == [] and not bob.connected.is_set()
+
+
+async def test_loopback_runs_the_on_connect_callbacks_before_ready() -> None:
+    bus = LoopbackBroker()
+    tp = LoopbackTransport(bus, "x")
+    said: list[str] = []
+
+    async def hello() -> None:
+        said.append("hello")
+
+    tp.on_connect(hello)
+    ready = asyncio.Event()
+    task = asyncio.create_task(tp.run(ready))
+    await ready.wait()
+    assert said == ["hello"] and tp.connected.is_set()
+    tp.stop()
+    await asyncio.wait_for(task, 1.0)

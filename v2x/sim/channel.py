@@ -1,0 +1,171 @@
+"""The radio and network channel, sans-I/O: a tick's transmissions in, deliveries per receiver out.
+
+Which link model a transmission gets:
+
+* ``LINK_PC5``: sidelink broadcast, fanned out by ``v2x.core.fan_out_broadcast`` to every equipped actor
+  in range (``can_receive``; the platform has no radio), with the scenario's ``network.pc5`` profile;
+* ``LINK_UU``: addressed (``dest_ids``) through the cellular network: a road user's or RSU's message goes
+  up (the ``network.uu`` profile's uplink), the platform's comes down (its downlink);
+* ``LINK_WIRED``: addressed over the ``network.wired`` backhaul.
+
+Every fan-out draws from one generator (``rng``) in a fixed order: PC5, Uu up, Uu down, wired, and within
+each in (sender slot, seq) order. A delivery is pending until its delivery time; ``due`` hands out, per
+receiver, the payloads whose time has come (for that tick's ``TickInput``). The channel also keeps the
+message counters and latencies that the run's metrics report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from v2x.core import Deliveries, SpatialGrid, WorldState, default_cell_m, fan_out_addressed, fan_out_broadcast
+from v2x.impair import network_link
+from v2x.scenario.model import NetworkSpec
+from v2x.wire import testbed_pb2
+
+LINK_NAME = {testbed_pb2.LINK_PC5: "pc5", testbed_pb2.LINK_UU: "uu", testbed_pb2.LINK_WIRED: "wired"}
+
+
+@dataclass
+class Transmission:
+    """One envelope an actor transmitted, as the world accepted it (``raw`` is forwarded unchanged)."""
+
+    tick: int
+    sender_slot: int
+    seq: int
+    tx_time_s: float
+    link: int  # testbed_pb2.Link
+    dest_ids: tuple[str, ...]  # addressed links (Uu, wired): the receivers; PC5: empty
+    raw: bytes
+    msg: str = ""  # the MessageFrame's message type (bsm, rsm, spat, ...)
+
+
+@dataclass
+class ChannelStats:
+    """What the channel counted over a run: messages per link name (pc5, uu, wired) and latencies in ms
+    (all, per channel pc5/uu-up/uu-down/wired, per message type)."""
+
+    sent: Counter[str] = field(default_factory=Counter)
+    delivered: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    candidates: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    latencies_by_channel: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    latencies_by_message: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+
+@dataclass
+class Received:
+    """What one receiver is handed at a tick: the envelopes (raw bytes) and their delivery times in us."""
+
+    envelopes: list[bytes] = field(default_factory=list)
+    rx_time_us: list[int] = field(default_factory=list)
+
+
+class Channel:
+    """The channel stage of one run over ``world`` (positions are read from it at each ``transmit``)."""
+
+    def __init__(
+        self,
+        world: WorldState,
+        network: NetworkSpec,
+        *,
+        rng: np.random.Generator,
+        pc5_receivers: NDArray[np.bool_],
+        platform_slots: set[int],
+        enabled: bool = True,
+    ) -> None:
+        """``pc5_receivers``: per slot, whether it has a PC5 radio (equipped and not the platform);
+        ``platform_slots``: the slots whose Uu messages take the downlink; ``enabled`` false: the
+        baseline (no V2X equipment), where nothing is heard and nothing is drawn."""
+        self.world = world
+        self.rng = rng
+        self.pc5_receivers = pc5_receivers
+        self.platform_slots = platform_slots
+        self.enabled = enabled
+        self.links = {
+            testbed_pb2.LINK_PC5: network_link(network.pc5),
+            testbed_pb2.LINK_UU: network_link(network.uu),
+            testbed_pb2.LINK_WIRED: network_link(network.wired),
+        }
+        # Uu runs both ways with different delays in some profiles: the platform sends on the downlink.
+        self.uu_downlink = network_link(network.uu, "downlink")
+        pc5_range = self.links[testbed_pb2.LINK_PC5].max_range_m
+        self.cell_m = default_cell_m(pc5_range if np.isfinite(pc5_range) else 1000.0)
+        self.pending = Deliveries.empty()
+        self.payloads: dict[int, Transmission] = {}  # global tx index -> transmission
+        self._next_tx_index = 0
+        self.stats = ChannelStats()
+
+    def transmit(self, batch: list[Transmission], grid: SpatialGrid) -> None:
+        """Fan out one tick's transmissions (in (sender slot, seq) order) over their links; the deliveries
+        become pending. ``grid`` indexes the world's current positions."""
+        if not batch or not self.enabled:
+            return  # baseline: no V2X equipment, nothing is heard
+        parts = []
+        channels = [
+            (testbed_pb2.LINK_PC5, self.links[testbed_pb2.LINK_PC5], None, "pc5"),
+            (testbed_pb2.LINK_UU, self.links[testbed_pb2.LINK_UU], False, "uu-up"),
+            (testbed_pb2.LINK_UU, self.uu_downlink, True, "uu-down"),
+            (testbed_pb2.LINK_WIRED, self.links[testbed_pb2.LINK_WIRED], None, "wired"),
+        ]
+        st = self.stats
+        for link, model, downlink, channel in channels:
+            recs = [
+                r
+                for r in batch
+                if r.link == link and (downlink is None or (r.sender_slot in self.platform_slots) == downlink)
+            ]
+            if not recs:
+                continue
+            name = LINK_NAME[link]
+            base = self._next_tx_index
+            self._next_tx_index += len(recs)
+            for k, rec in enumerate(recs):
+                self.payloads[base + k] = rec
+            senders = np.array([r.sender_slot for r in recs], dtype=np.intp)
+            tx_time = np.array([r.tx_time_s for r in recs], dtype=np.float64)
+            st.sent[name] += len(recs)
+            if link == testbed_pb2.LINK_PC5:
+                d = fan_out_broadcast(
+                    self.world, senders, tx_time, model, self.rng, grid=grid, can_receive=self.pc5_receivers
+                )
+            else:
+                tx_of_dest = np.array([k for k, r in enumerate(recs) for _ in r.dest_ids], dtype=np.intp)
+                dests = np.array([self.world.slot_of(d) for r in recs for d in r.dest_ids], dtype=np.intp)
+                d = fan_out_addressed(self.world, senders, tx_time, tx_of_dest, dests, model, self.rng)
+            d = dataclasses.replace(d, tx_index=d.tx_index.astype(np.int64) + base)  # int32 from the fan-out
+            st.candidates[name] += d.candidates
+            st.dropped[name] += d.dropped
+            st.delivered[name] += len(d)
+            lat = ((d.delivery_time_s - tx_time[d.tx_index - base]) * 1e3).tolist()
+            st.latencies_ms.extend(lat)
+            st.latencies_by_channel[channel].extend(lat)
+            for k, ms in zip((d.tx_index - base).tolist(), lat, strict=True):
+                st.latencies_by_message[recs[k].msg or "unknown"].append(ms)
+            parts.append(d)
+        self.pending = Deliveries.concat(self.pending, *parts)
+
+    def due(self, t_s: float) -> dict[int, Received]:
+        """Take the deliveries due by ``t_s`` (1 ns of slack for rounding), per receiver slot, in the
+        order the fan-out produced them; the rest stay pending."""
+        due, self.pending = self.pending.split_due(t_s + 1e-9)
+        by_receiver: dict[int, Received] = defaultdict(Received)
+        for k in range(len(due)):
+            rec = self.payloads[int(due.tx_index[k])]
+            got = by_receiver[int(due.receiver[k])]
+            got.envelopes.append(rec.raw)
+            got.rx_time_us.append(round(float(due.delivery_time_s[k]) * 1e6))
+        live = set(self.pending.tx_index.tolist())
+        self.payloads = {i: r for i, r in self.payloads.items() if i in live}
+        return dict(by_receiver)
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries still pending."""
+        return len(self.pending)

@@ -1,0 +1,178 @@
+"""The referee, sans-I/O: it watches the ground truth tick by tick and records what happened on the road.
+
+Each tick, after the truths the agents reported are applied, ``Referee.step`` records, in this order:
+
+* ``collision``: two road users' footprints overlap (once per pair and run), with their relative speed;
+* ``violation`` (``red_light``): a vehicle's front bumper crosses a signalised stop line while its signal
+  head shows a stopping light (the heads run the scenario's plans, in the baseline too: they are physical);
+* ``stop``: a vehicle comes to a standstill (below 0.1 m/s after moving at 1 m/s or more);
+* ``passage``: an actor's centre passes a speed gate (a ``speed`` expectation's point), with its speed.
+
+Events are plain dicts (the form result.json keeps them in), times rounded to 1 ms.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from v2x.core import SpatialGrid, WorldState, overlapping_pairs
+from v2x.scenario.model import SPEED_GATE_M, Scenario, SpeedExpectation
+from v2x.scenario.signals import crossed, signal_heads
+from v2x.sim.actors import road_user_slots, vehicle_slots
+from v2x.wire.map_spat import LIGHT_NAME, STOPPING_LIGHTS
+
+log = logging.getLogger("v2x.sim.referee")
+
+STOP_SPEED_MPS = 0.1  # a vehicle slower than this has stopped ...
+STOP_RESUME_MPS = 1.0  # ... and is moving again once faster than this
+
+Event = dict[str, Any]
+
+
+class Referee:
+    """The referee of one run of ``scenario`` (variant ``variant``) over ``world``."""
+
+    def __init__(self, world: WorldState, scenario: Scenario, variant: str) -> None:
+        self.world = world
+        self.variant = variant
+        self.road_users = set(road_user_slots(scenario, world).tolist())
+        self.vehicles = vehicle_slots(scenario, world)
+        # Signalised stop lines; the controllers run the same plans as the RSUs'.
+        self.stop_lines = signal_heads(scenario)
+        # Speed gates (`speed` expectations): (actor slot, point) -> the along-heading offset last tick.
+        self.gates: dict[tuple[int, tuple[float, float]], float | None] = {
+            (world.slot_of(e.actor), e.at): None for e in scenario.expectations if isinstance(e, SpeedExpectation)
+        }
+        self.collided: set[tuple[str, str]] = set()
+        self._front: dict[int, tuple[float, float]] = {}
+        self._moving: set[int] = set()
+
+    def step(self, t: float, grid: SpatialGrid) -> list[Event]:
+        """Everything the referee records at time ``t``; ``grid`` indexes the world's current positions."""
+        return self.collisions(t, grid) + self.red_lights(t) + self.stops(t) + self.passages(t)
+
+    def collisions(self, t: float, grid: SpatialGrid) -> list[Event]:
+        """Road users whose footprints overlap for the first time in the run."""
+        out: list[Event] = []
+        w = self.world
+        i, j = overlapping_pairs(w, grid)
+        for a, b in zip(i.tolist(), j.tolist(), strict=True):
+            if a not in self.road_users or b not in self.road_users:
+                continue
+            first, second = sorted((w.id_of(a), w.id_of(b)))
+            pair = (first, second)
+            if pair in self.collided:
+                continue
+            self.collided.add(pair)
+            rel = float(np.hypot(w.vx[a] - w.vx[b], w.vy[a] - w.vy[b]))
+            out.append(
+                {
+                    "t_s": round(t, 3),
+                    "type": "collision",
+                    "variant": self.variant,
+                    "actors": list(pair),
+                    "relative_speed_mps": round(rel, 2),
+                }
+            )
+            log.warning("world t=%.2f s: COLLISION %s - %s at %.1f m/s", t, pair[0], pair[1], rel)
+        return out
+
+    def stops(self, t: float) -> list[Event]:
+        """Vehicles that come to a standstill (below 0.1 m/s after moving at 1 m/s or more)."""
+        out: list[Event] = []
+        w = self.world
+        for s in self.vehicles:
+            speed = float(np.hypot(w.vx[s], w.vy[s]))
+            if speed >= STOP_RESUME_MPS:
+                self._moving.add(s)
+            elif speed < STOP_SPEED_MPS and s in self._moving:
+                self._moving.discard(s)
+                out.append(
+                    {
+                        "t_s": round(t, 3),
+                        "type": "stop",
+                        "variant": self.variant,
+                        "actor": w.id_of(s),
+                        "x_m": round(float(w.x[s]), 2),
+                        "y_m": round(float(w.y[s]), 2),
+                    }
+                )
+                log.info("%s t=%.2f s: stopped at (%.1f, %.1f)", w.id_of(s), t, w.x[s], w.y[s])
+        return out
+
+    def passages(self, t: float) -> list[Event]:
+        """The speed of an actor as its centre passes a speed gate: the line through the gate's point square
+        to the actor's heading, crossed within SPEED_GATE_M of the point (once per gate)."""
+        out: list[Event] = []
+        w = self.world
+        for (s, (px, py)), before in list(self.gates.items()):
+            if before is not None and math.isnan(before):
+                continue  # recorded
+            c, sn = math.cos(float(w.heading_rad[s])), math.sin(float(w.heading_rad[s]))
+            dx, dy = px - float(w.x[s]), py - float(w.y[s])
+            ahead = dx * c + dy * sn
+            if before is not None and before > 0 >= ahead and abs(-dx * sn + dy * c) <= SPEED_GATE_M:
+                self.gates[(s, (px, py))] = math.nan
+                out.append(
+                    {
+                        "t_s": round(t, 3),
+                        "type": "passage",
+                        "variant": self.variant,
+                        "actor": w.id_of(s),
+                        "at": [px, py],
+                        "speed_mps": round(float(np.hypot(w.vx[s], w.vy[s])), 2),
+                    }
+                )
+            else:
+                self.gates[(s, (px, py))] = ahead
+        return out
+
+    def red_lights(self, t: float) -> list[Event]:
+        """Vehicles whose front bumper crosses a signalised stop line while its phase shows a stopping
+        light (red; red-amber and flashing red count too: ``STOPPING_LIGHTS``)."""
+        out: list[Event] = []
+        if not self.stop_lines:
+            return out
+        w = self.world
+        for s in self.vehicles:
+            half = w.length_m[s] / 2
+            front = (float(w.x[s] + half * np.cos(w.heading_rad[s])), float(w.y[s] + half * np.sin(w.heading_rad[s])))
+            before = self._front.get(s)
+            self._front[s] = front
+            if before is None:
+                continue
+            for ap, ctl in self.stop_lines:
+                if not crossed(ap, before, front):
+                    continue
+                light = ctl.light(ap.phase_id, t)
+                actor = w.id_of(s)
+                if light in STOPPING_LIGHTS:
+                    speed = float(np.hypot(w.vx[s], w.vy[s]))
+                    out.append(
+                        {
+                            "t_s": round(t, 3),
+                            "type": "violation",
+                            "variant": self.variant,
+                            "kind": "red_light",
+                            "actor": actor,
+                            "intersection": ap.intersection,
+                            "lane": ap.lane,
+                            "speed_mps": round(speed, 2),
+                        }
+                    )
+                    log.warning(
+                        "world t=%.2f s: RED LIGHT %s crossed the %s stop line at %s",
+                        t,
+                        actor,
+                        ap.lane,
+                        ap.intersection,
+                    )
+                else:
+                    log.info(
+                        "%s t=%.2f s: crossed the %s stop line on %s", actor, t, ap.lane, LIGHT_NAME.get(light, light)
+                    )
+        return out

@@ -1,0 +1,153 @@
+"""What the actors' sensors report about the ground truth, sans-I/O: each road user's GNSS reading (the
+positioning model, ``v2x.impair.PositioningModel``) and each RSU's roadside detections
+(``v2x.sim.sensing.RoadsideSensing``), as the protobuf messages a ``TickInput`` carries.
+
+``Sensors.step(t)`` takes the truth at ``t`` (just reported) and makes the readings the agents get with
+the next tick's input. Its draws: the roadside sensors first (from ``rng_sense``), then the positioning
+model for every road user in slot order (from ``rng_pos``), unequipped ones included (so that equipping a
+road user does not shift anyone else's noise). It also returns a ``positioning`` event whenever an equipped
+road user's receiver changes state (e.g. rtk-fixed to rtk-float, dead-reckoning in a tunnel, no-fix).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from v2x.core import WorldState
+from v2x.impair import PositioningModel, Zone
+from v2x.scenario.geometry import polygon
+from v2x.scenario.model import Scenario
+from v2x.sim.sensing import RoadsideSensing, Targets
+from v2x.wire import testbed_pb2
+
+SENSOR_KIND = {
+    "camera": testbed_pb2.SENSOR_CAMERA,
+    "radar": testbed_pb2.SENSOR_RADAR,
+    "lidar": testbed_pb2.SENSOR_LIDAR,
+}
+
+Event = dict[str, Any]
+
+
+class Sensors:
+    """The positioning receivers of the road users and the roadside sensors of the RSUs, over ``world``."""
+
+    def __init__(
+        self,
+        world: WorldState,
+        scenario: Scenario,
+        variant: str,
+        *,
+        road_users: NDArray[np.intp],
+        unequipped: set[str],
+        rng_pos: np.random.Generator,
+        rng_sense: np.random.Generator,
+    ) -> None:
+        """``road_users``: their slots, ascending (the order of the draws); ``unequipped``: road users with
+        no receiver to report on (they still take their draws)."""
+        self.world = world
+        self.variant = variant
+        self.tick_s = scenario.tick_s
+        self.road_users = road_users
+        self.unequipped = unequipped
+        ru_ids = [world.id_of(int(s)) for s in road_users]
+        profiles = [scenario.actor(a).positioning or scenario.positioning for a in ru_ids]
+        zones = [Zone(z.name, z.kind, polygon(list(z.polygon))) for z in scenario.zones]
+        self.positioning = PositioningModel(profiles, zones, rng_pos)
+        # Roadside sensors: the RSUs' sensors look at the road users; object id = slot + 1 (stable per run).
+        rsus = [
+            (a.id, a.position, a.sensors)
+            for a in scenario.actors
+            if a.kind == "rsu" and a.sensors and a.position is not None
+        ]
+        obstacles = [polygon(list(o.polygon)) for o in scenario.obstacles]
+        self.roadside = RoadsideSensing(rsus, obstacles, rng_sense) if rsus else None
+        self.road_user_kinds = [scenario.actor(a).kind for a in ru_ids]
+        self.gnss: dict[str, testbed_pb2.GnssReading] = {}  # actor -> its latest reading
+        self.detections: dict[str, list[testbed_pb2.Detection]] = {}  # RSU -> its latest frames' detections
+
+    def step(self, t: float) -> list[Event]:
+        """Read the sensors on the truth at ``t``: updates ``detections`` and ``gnss`` (used from the next
+        tick on) and returns the positioning-state changes."""
+        if self.roadside is not None:
+            self.detections = self.roadside_detections(t)
+        return self.read_positioning(t)
+
+    def read_positioning(self, t: float) -> list[Event]:
+        """Every road user's GNSS reading at ``t``; a ``positioning`` event (timed at the next tick, when the
+        reading is first used) for each equipped one whose receiver state changed."""
+        out: list[Event] = []
+        w = self.world
+        slots = self.road_users
+        xy = np.stack([w.x[slots], w.y[slots]], axis=1)
+        speed = np.hypot(w.vx[slots], w.vy[slots])
+        fixes = self.positioning.step(t, self.tick_s, xy, speed)
+        for k, s in enumerate(slots.tolist()):
+            actor_id = w.id_of(s)
+            previous = self.gnss.get(actor_id)
+            # An unequipped road user has no receiver to report on (its slot in the model keeps the draws).
+            if (previous is None or previous.state != fixes.state[k]) and actor_id not in self.unequipped:
+                sigma = float(fixes.sigma_major_m[k])
+                out.append(
+                    {
+                        "t_s": round(t + self.tick_s, 3),  # the reading is used from the next tick on
+                        "type": "positioning",
+                        "variant": self.variant,
+                        "actor": actor_id,
+                        "state": fixes.state[k],
+                        "sigma_m": round(sigma, 3) if np.isfinite(sigma) else None,
+                    }
+                )
+            self.gnss[actor_id] = testbed_pb2.GnssReading(
+                east_error_m=float(fixes.error_en[k, 0]),
+                north_error_m=float(fixes.error_en[k, 1]),
+                sigma_major_m=float(fixes.sigma_major_m[k]),
+                sigma_minor_m=float(fixes.sigma_minor_m[k]),
+                state=fixes.state[k],
+                available=bool(fixes.available[k]),
+            )
+        return out
+
+    def roadside_detections(self, t: float) -> dict[str, list[testbed_pb2.Detection]]:
+        """The roadside sensors' frames at ``t``, per RSU (none without roadside sensors)."""
+        if self.roadside is None:
+            return {}
+        w = self.world
+        slots = self.road_users
+        targets = Targets(
+            object_id=slots.astype(np.int64) + 1,
+            kind=self.road_user_kinds,
+            x=w.x[slots],
+            y=w.y[slots],
+            vx=w.vx[slots],
+            vy=w.vy[slots],
+            heading_rad=w.heading_rad[slots],
+            length_m=w.length_m[slots],
+            width_m=w.width_m[slots],
+        )
+        found = self.roadside.step(t, targets)
+        return {
+            rsu: [
+                testbed_pb2.Detection(
+                    object_id=d.object_id,
+                    sensor=d.sensor,
+                    sensor_kind=SENSOR_KIND[d.sensor_kind],
+                    object_kind=d.object_kind,
+                    time_us=round(d.t_s * 1e6),
+                    x_m=d.x,
+                    y_m=d.y,
+                    vx_mps=d.vx,
+                    vy_mps=d.vy,
+                    heading_deg=d.heading_deg,
+                    length_m=d.length_m,
+                    width_m=d.width_m,
+                    sigma_m=d.sigma_m,
+                    speed_sigma_mps=d.speed_sigma_mps,
+                )
+                for d in ds
+            ]
+            for rsu, ds in found.items()
+        }

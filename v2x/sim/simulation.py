@@ -1,0 +1,279 @@
+"""One run of one variant of a scenario, sans-I/O: the world's ground truth and everything it does with it.
+
+Bytes in, bytes and events out; no networking, no clock, no asyncio. ``v2x.net.world.World`` is the shell
+that moves the bytes over MQTT and waits; a test can drive a ``Simulation`` directly.
+
+One tick ``n``:
+
+1. ``begin(n)`` opens the tick and returns each actor's serialized ``TickInput``: the deliveries the
+   channel has due by the tick's time, the actor's GNSS reading and (an RSU) its roadside detections;
+2. the agents answer: ``receive("tx", actor, envelope)`` for each transmission and ``receive("ack",
+   actor, ack)`` once, which validate and count (``reported`` turns true once all have reported;
+   ``missing()`` names those who have not);
+3. ``step()`` closes the tick: it applies the truths the acks report to the world state, records their
+   warnings, runs the referee, fans the tick's transmissions out over the channel and reads the sensors
+   for the next tick. It returns the events it recorded.
+
+``report(wall_s)`` gives the run's events (in ``event_order``) and its metrics.
+
+Three generators, seeded from (seed, variant): the channel's (``rng_net``), the positioning model's
+(``rng_pos``) and the roadside sensors' (``rng_sense``); each is drawn from in a fixed order, so a run's
+outcome depends on the scenario, variant and seed only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from v2x.core import SpatialGrid
+from v2x.scenario.model import Scenario
+from v2x.sim.actors import road_user_slots, unequipped_ids, world_state
+from v2x.sim.channel import Channel
+from v2x.sim.events import event_order
+from v2x.sim.inbound import Inbound
+from v2x.sim.metrics import run_metrics
+from v2x.sim.names import Names
+from v2x.sim.referee import Referee
+from v2x.sim.sensors import Sensors
+from v2x.units import compass_deg_to_enu_yaw_rad
+from v2x.wire import testbed_pb2
+from v2x.wire.tables import APP_NAME
+
+log = logging.getLogger("v2x.sim")
+
+Event = dict[str, Any]
+
+
+@dataclass
+class WorldReport:
+    """What a finished run leaves behind: the outcome (events) and the metrics."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def warning_event(variant: str, target: str, other: str, adv: testbed_pb2.Advisory) -> Event:
+    """The event for a warning (or advisory) that ``target``'s app raised about ``other`` (already resolved
+    to the scenario's name)."""
+    event: Event = {
+        "t_s": round(adv.raised_at_s, 3),
+        "type": "warning",
+        "variant": variant,
+        "app": APP_NAME.get(adv.app, str(adv.app)),
+        "target": target,
+        "other": other,
+        "source": adv.source_id,
+        "conflict": adv.conflict_type,
+        "ttc_s": round(adv.ttc_s, 3),
+    }
+    if adv.figure_name:
+        event[adv.figure_name] = round(adv.figure, 3)
+    return event
+
+
+class Simulation:
+    """The world of one run of ``scenario``'s ``variant`` with ``seed`` (``run_id`` goes into the
+    ``TickInput`` and ``Control`` messages)."""
+
+    def __init__(self, scenario: Scenario, *, variant: str, seed: int, run_id: str = "") -> None:
+        self.scenario = scenario
+        self.variant = variant
+        self.run_id = run_id
+        self.n_ticks = scenario.n_ticks
+        self.tick_s = scenario.tick_s
+        self.tick_us = round(scenario.tick_s * 1e6)
+        variant_no = 0 if variant == "v2x" else 1
+        rng_net = np.random.default_rng([seed, variant_no, 1])
+        rng_pos = np.random.default_rng([seed, variant_no, 2])
+        rng_sense = np.random.default_rng([seed, variant_no, 3])
+
+        # Slots in id order so that the layout, and every draw that depends on it, is deterministic.
+        self.actor_ids = sorted(a.id for a in scenario.actors)
+        self.world = world_state(scenario)
+        w = self.world
+        unequipped = unequipped_ids(scenario)
+        pc5_receivers = np.zeros(w.capacity, dtype=np.bool_)
+        for a in scenario.actors:
+            if a.kind != "platform" and a.equipped:
+                pc5_receivers[w.slot_of(a.id)] = True
+        platform_slots = {w.slot_of(a.id) for a in scenario.actors if a.kind == "platform"}
+        self.channel = Channel(
+            w,
+            scenario.network,
+            rng=rng_net,
+            pc5_receivers=pc5_receivers,
+            platform_slots=platform_slots,
+            enabled=variant == "v2x",
+        )
+        road_users = road_user_slots(scenario, w)
+        self.sensors = Sensors(
+            w, scenario, variant, road_users=road_users, unequipped=unequipped, rng_pos=rng_pos, rng_sense=rng_sense
+        )
+        self.referee = Referee(w, scenario, variant)
+        self.names = Names(scenario, w)
+        self.inbound = Inbound(
+            self.actor_ids, slot_of={a: w.slot_of(a) for a in self.actor_ids}, unequipped=unequipped, tick_s=self.tick_s
+        )
+        self.events: list[Event] = []  # in the order recorded; report() sorts them
+
+    # -- time ---------------------------------------------------------------------------------------
+    def time_of(self, tick: int) -> float:
+        """The simulated time of ``tick`` in s (rounded to 1 ns, as the clocks do)."""
+        return round(tick * self.tick_s, 9)
+
+    @property
+    def current_tick(self) -> int:
+        """The tick in progress (-1 before the first)."""
+        return self.inbound.current_tick
+
+    # -- bytes out ----------------------------------------------------------------------------------
+    def control(self, command: testbed_pb2.Control.Command.ValueType) -> bytes:
+        """The serialized ``Control`` announcing this run's start or stop (origin, tick, epoch, actors)."""
+        sc = self.scenario
+        platform = next((a.id for a in sc.actors if a.kind == "platform"), "")
+        msg = testbed_pb2.Control(
+            command=command,
+            run_id=self.run_id,
+            scenario_id=sc.id,
+            origin_lat_deg=sc.origin.lat_deg,
+            origin_lon_deg=sc.origin.lon_deg,
+            origin_alt_m=sc.origin.alt_m,
+            tick_us=self.tick_us,
+            platform_id=platform,
+            epoch_utc=sc.epoch.isoformat(),
+            actor_ids=self.actor_ids,
+        )
+        return msg.SerializeToString()
+
+    def begin(self, tick: int) -> dict[str, bytes]:
+        """Open ``tick`` and return every actor's serialized ``TickInput`` (in actor-id order): what it
+        hears (deliveries due by the tick's time), its GNSS reading, its roadside detections."""
+        self.inbound.open(tick)
+        t = self.time_of(tick)
+        due = self.channel.due(t)
+        inputs = {}
+        for actor_id in self.actor_ids:
+            got = due.get(self.world.slot_of(actor_id))
+            msg = testbed_pb2.TickInput(
+                run_id=self.run_id,
+                tick=tick,
+                time_us=round(t * 1e6),
+                tick_us=self.tick_us,
+                envelopes=got.envelopes if got is not None else [],
+                rx_time_us=got.rx_time_us if got is not None else [],
+                final=tick == self.n_ticks,
+            )
+            gnss = self.sensors.gnss.get(actor_id)
+            if gnss is not None:
+                msg.gnss.CopyFrom(gnss)
+            msg.detections.extend(self.sensors.detections.get(actor_id, ()))
+            inputs[actor_id] = msg.SerializeToString()
+        return inputs
+
+    # -- bytes in -----------------------------------------------------------------------------------
+    def receive(self, kind: str, actor_id: str, payload: bytes, *, where: str = "") -> None:
+        """A ``join`` (Hello), ``tx`` (Envelope) or ``ack`` (Ack) message from ``actor_id``: validated and
+        counted (see ``v2x.sim.inbound``); ``where`` names it in the log (its topic)."""
+        self.inbound.receive(kind, actor_id, payload, where=where)
+
+    def reject(self, reason: str, where: str, detail: str = "") -> None:
+        """Count a message the shell could not even attribute (``bad_topic``)."""
+        self.inbound.reject(reason, where, detail)
+
+    @property
+    def joined(self) -> bool:
+        """Every actor has said hello: the run can start."""
+        return self.inbound.joined
+
+    def not_joined(self) -> list[str]:
+        """The actors that have not said hello yet."""
+        return self.inbound.not_joined()
+
+    @property
+    def reported(self) -> bool:
+        """Every actor has reported the current tick: it can be closed."""
+        return self.inbound.reported
+
+    def missing(self) -> list[str]:
+        """The actors that have not (completely) reported the current tick."""
+        return self.inbound.missing()
+
+    # -- closing a tick -----------------------------------------------------------------------------
+    def step(self) -> list[Event]:
+        """Close the current tick: apply the reported truths, record warnings, referee, channel, sensors.
+        Reports still missing are counted as late (the real-time clock closes ticks at their deadline).
+        Returns the events recorded, in order."""
+        tick = self.inbound.current_tick
+        if tick < 0:
+            raise RuntimeError("step() before begin(): no tick is open")
+        t = self.time_of(tick)
+        w = self.world
+        start = len(self.events)
+        self.inbound.stats.late_reports += len(self.missing())
+        for actor_id in self.actor_ids:
+            ack = self.inbound.acks.get(actor_id)
+            if ack is None:
+                continue
+            self.inbound.stats.rejected_by_agents[actor_id] = dict(ack.rejected)
+            if ack.HasField("truth"):
+                s = w.slot_of(actor_id)
+                tr = ack.truth
+                w.set_state(
+                    np.array([s], dtype=np.intp),
+                    np.array([tr.x_m]),
+                    np.array([tr.y_m]),
+                    np.array([tr.vx_mps]),
+                    np.array([tr.vy_mps]),
+                    np.array([tr.ax_mps2]),
+                    np.array([tr.ay_mps2]),
+                    np.array([compass_deg_to_enu_yaw_rad(tr.heading_deg)]),
+                )
+            for adv in ack.events:
+                self._record_warning(actor_id, adv)
+            for note in ack.notes:
+                log.info("%s t=%.2f s: %s", actor_id, t, note)
+        # One spatial index per tick, shared by the channel's fan-out and the referee.
+        grid = SpatialGrid.build(w, self.channel.cell_m)
+        self.events.extend(self.referee.step(t, grid))
+        self.channel.transmit(self.inbound.take(tick), grid)
+        self.events.extend(self.sensors.step(t))
+        return self.events[start:]
+
+    def _record_warning(self, actor_id: str, adv: testbed_pb2.Advisory) -> None:
+        other = self.names.resolve(adv.other_id)
+        event = warning_event(self.variant, actor_id, other, adv)
+        self.events.append(event)
+        figure = f"{adv.figure_name} {adv.figure:.2f}" if adv.figure_name else f"ttc {adv.ttc_s:.2f} s"
+        log.info(
+            "%s t=%.2f s: %s %s about %s (%s, from %s)",
+            actor_id,
+            adv.raised_at_s,
+            event["app"].upper(),
+            "warning" if adv.severity >= testbed_pb2.SEVERITY_WARNING else "advisory",
+            other,
+            figure,
+            adv.source_id,
+        )
+
+    # -- the end ------------------------------------------------------------------------------------
+    def metrics(self, wall_s: float) -> dict[str, Any]:
+        """The run's metrics so far (``wall_s``: its wall-clock duration)."""
+        roadside = self.sensors.roadside
+        return run_metrics(
+            self.variant,
+            n_ticks=self.n_ticks,
+            tick_s=self.tick_s,
+            wall_s=wall_s,
+            channel=self.channel.stats,
+            in_flight=self.channel.in_flight,
+            inbound=self.inbound.stats,
+            sensing=roadside.counts if roadside is not None else {},
+        )
+
+    def report(self, wall_s: float) -> WorldReport:
+        """The run's outcome: every event recorded, in ``event_order``, and the metrics."""
+        return WorldReport(events=sorted(self.events, key=event_order), metrics=self.metrics(wall_s))
