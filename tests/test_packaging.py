@@ -37,7 +37,9 @@ def test_wheel_carries_generated_code_and_scenarios_and_finds_them_when_installe
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("common", "day1", "frame", "testbed"):
         assert f"v2x/wire/{module}_pb2.py" in names
-    assert sorted(Path(n).stem for n in names if n.startswith("v2x/_scenarios/")) == SHIPPED
+    assert sorted(Path(n).stem for n in names if n.startswith("v2x/_scenarios/") and n.endswith(".yaml")) == SHIPPED
+    # ... with their golden records (v2x check)
+    assert sorted(Path(n).stem for n in names if n.startswith("v2x/_scenarios/golden/")) == SHIPPED
     # Unpacked on its own (as site-packages would hold it), the package lists and loads its scenarios.
     zipfile.ZipFile(wheel).extractall(tmp_path)
     code = (

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from v2x.bench.cli import register as register_bench
 from v2x.impair.cli import register as register_impair
+from v2x.run.check import register as register_check
 from v2x.run.cli import register as register_run
 
 EXIT_OK = 0
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register_run(sub)
+    register_check(sub)
     register_bench(sub)
     register_impair(sub)
     return parser

@@ -1,0 +1,170 @@
+"""``v2x check`` (golden regression of outcomes) and the pytest plugin that collects scenario files."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from v2x.cli import main
+from v2x.run.check import GOLDEN_VERSION, TOLERANCES, compare_variant, golden_path, load_golden
+from v2x.scenario import catalogue, load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+
+pytest_plugins = ("pytester",)
+
+FCW = SCENARIO_DIR / "fcw.yaml"
+# The inner pytest run: our plugin, and pytest-asyncio told its loop scope (no ini file there).
+INNER = ("-p", "v2x.run.pytest_plugin", "-o", "asyncio_default_fixture_loop_scope=function")
+
+
+def _summary(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "expectations": {"warned": True},
+        "warnings": {"follower|fcw|lead": 6.1},
+        "collisions": [{"actors": "a-b", "t_s": 8.9, "relative_speed_mps": 16.67}],
+        "stops": {"follower": [{"t_s": 9.5, "x_m": 238.21, "y_m": 0.0}]},
+        "speeds": {"car_a@120,0": 8.33},
+        "violations": [{"actor": "car_a", "kind": "red_light", "t_s": 12.0}],
+    }
+    base.update(overrides)
+    return base
+
+
+def test_the_same_outcome_within_tolerance_is_no_difference() -> None:
+    now = _summary(
+        warnings={"follower|fcw|lead": 6.3},  # 0.2 s later: at the tolerance
+        stops={"follower": [{"t_s": 9.6, "x_m": 238.9, "y_m": 0.5}]},
+        speeds={"car_a@120,0": 8.8},
+    )
+    assert compare_variant(_summary(), now, TOLERANCES) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        (
+            {"warnings": {"follower|fcw|lead": 7.3}},
+            "follower: first FCW about lead 6.10 s -> 7.30 s (tolerance 0.20 s)",
+        ),
+        ({"warnings": {}}, "follower: FCW about lead no longer raised (was first at 6.10 s)"),
+        (
+            {"warnings": {"follower|fcw|lead": 6.1, "neighbour|fcw|lead": 6.4}},
+            "neighbour: FCW about lead now raised, first at 6.40 s (not in the golden record)",
+        ),
+        ({"collisions": []}, "collision a-b at 8.90 s no longer happens"),
+        (
+            {"collisions": [{"actors": "a-b", "t_s": 8.9, "relative_speed_mps": 10.0}]},
+            "collision a-b: 16.67 -> 10.00 m/s (tolerance 0.50 m/s)",
+        ),
+        ({"stops": {}}, "follower: stops 1 -> 0"),
+        (
+            {"stops": {"follower": [{"t_s": 9.5, "x_m": 250.0, "y_m": 0.0}]}},
+            "follower: stop 1 at (238.2, 0.0) -> (250.0, 0.0) m (11.8 m apart, tolerance 1.0 m)",
+        ),
+        ({"speeds": {"car_a@120,0": 13.9}}, "car_a: speed at (120,0) 8.33 -> 13.90 m/s (tolerance 0.50 m/s)"),
+        ({"violations": []}, "car_a: red_light violation at 12.00 s no longer happens"),
+        ({"expectations": {"warned": False}}, "expectation 'warned': passed -> failed"),
+    ],
+)
+def test_a_changed_outcome_reads_as_one_line(change: dict[str, Any], line: str) -> None:
+    assert compare_variant(_summary(), _summary(**change), TOLERANCES) == [line]
+
+
+def _copy_fcw(tmp_path: Path) -> Path:
+    folder = tmp_path / "mine"
+    (folder / "golden").mkdir(parents=True)
+    shutil.copy(FCW, folder / "fcw.yaml")
+    shutil.copy(golden_path(FCW, "fcw"), folder / "golden" / "fcw.json")
+    return folder
+
+
+def test_check_passes_then_fails_with_a_readable_diff_when_a_threshold_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _copy_fcw(tmp_path)
+    out = tmp_path / "out"
+    assert main(["check", str(folder), "--out", str(out)]) == 0
+    cases = ET.parse(out / "junit.xml").getroot().findall(".//testcase")
+    assert sorted((c.get("classname"), c.get("name")) for c in cases) == [
+        ("v2x.check.fcw", "baseline"),
+        ("v2x.check.fcw", "v2x"),
+    ]
+    assert json.loads((out / "summary.json").read_text())["passed"] is True
+    capsys.readouterr()
+
+    path = folder / "fcw.yaml"
+    path.write_text(path.read_text().replace("expectations:", "thresholds: {fcw_ttc_s: 2.0}\nexpectations:", 1))
+    assert main(["check", str(path), "--out", str(out), "-v"]) == 1
+    printed = capsys.readouterr().out
+    assert "follower: first FCW about lead 6.10 s -> 6.90 s (tolerance 0.20 s)" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] is False and summary["counts"]["fail"] == 1
+    failures = ET.parse(out / "junit.xml").getroot().findall(".//failure")
+    assert len(failures) == 1 and "6.10 s -> 6.90 s" in (failures[0].text or "")
+
+    # --update-golden takes the new outcome and says what changed; then the outcome matches its record, but
+    # the scenario still fails: with the later warning the follower no longer stops in time.
+    assert main(["check", str(path), "--out", str(out), "--update-golden"]) == 0
+    assert "[v2x] follower: first FCW about lead 6.10 s -> 6.90 s" in capsys.readouterr().out
+    assert main(["check", str(path), "--out", str(out)]) == 1
+    [case] = [c for c in json.loads((out / "summary.json").read_text())["cases"] if c["variant"] == "v2x"]
+    assert case["lines"] == [
+        "expectation 'warned driver avoids the crash' failed: follower - lead collided at t=9.40 s"
+    ]
+
+
+def test_a_scenario_without_a_record_fails_until_one_is_written(tmp_path: Path) -> None:
+    folder = _copy_fcw(tmp_path)
+    (folder / "golden" / "fcw.json").unlink()
+    assert main(["check", str(folder), "--out", str(tmp_path / "out")]) == 1
+    assert main(["check", str(folder), "--out", str(tmp_path / "out"), "--update-golden"]) == 0
+    record = load_golden(folder / "golden" / "fcw.json")
+    assert record is not None and record["version"] == GOLDEN_VERSION and set(record["variants"]) == {"v2x", "baseline"}
+
+
+def test_bad_input_exits_2_before_running(tmp_path: Path) -> None:
+    folder = _copy_fcw(tmp_path)
+    (folder / "golden" / "fcw.json").write_text("{not json")
+    assert main(["check", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert main(["check", "nosuch", "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_shipped_scenario_has_a_golden_record_that_matches_its_expectations() -> None:
+    for path in catalogue():
+        sc = load_scenario(path)
+        record = load_golden(golden_path(path, sc.id))
+        assert record is not None, f"{path.name}: no golden record (v2x check {sc.id} --update-golden)"
+        assert set(record["variants"]) == set(sc.variants)
+        for variant, summary in record["variants"].items():
+            names = {e.name for e in sc.expectations if e.variant == variant}
+            assert set(summary["expectations"]) == names and all(summary["expectations"].values())
+
+
+def test_pytest_collects_a_folder_of_scenarios_with_readable_names(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    folder = _copy_fcw(tmp_path)
+    bad = folder / "broken.yaml"
+    bad.write_text(FCW.read_text().replace("speed_mps: 16.67", "speed_mps: fast", 1).replace("id: fcw", "id: broken"))
+    (folder / "notes.yaml").write_text("just: a yaml file that is not a scenario\n")
+    result = pytester.runpytest_inprocess(*INNER, str(folder), "-v", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1)
+    for line in ("*fcw.yaml::v2x PASSED*", "*fcw.yaml::baseline PASSED*", "*broken.yaml::load FAILED*"):
+        result.stdout.fnmatch_lines([line])
+    result.stdout.fnmatch_lines(["*actors[[]0[]].speed_mps: Input should be a valid number*"])
+
+
+def test_the_plugin_reports_a_changed_outcome(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    folder = _copy_fcw(tmp_path)
+    record = json.loads((folder / "golden" / "fcw.json").read_text())
+    changed = copy.deepcopy(record)
+    changed["variants"]["baseline"]["collisions"][0]["t_s"] = 7.0
+    (folder / "golden" / "fcw.json").write_text(json.dumps(changed))
+    result = pytester.runpytest_inprocess(*INNER, str(folder), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*collision follower-lead: 7.00 s -> 8.90 s (tolerance 0.20 s)*"])

@@ -1,0 +1,428 @@
+"""``v2x check``: golden regression of scenario outcomes, for CI.
+
+A golden record (``golden/<id>.json`` beside the scenario file) keeps, per variant, what a run of the
+scenario did: the first warning of each (target, app, other), the collisions in order, each vehicle's
+stops, the speeds at ``speed`` expectation points, the red-light violations, and the verdict of every
+expectation, with the tolerances they are compared within. ``v2x check`` runs the scenarios again and
+compares; ``--update-golden`` rewrites the records and prints what changed.
+
+A changed outcome reads as a line a person can act on::
+
+    follower: first FCW about lead 6.10 s -> 7.30 s (tolerance 0.20 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GOLDEN_DIR = "golden"
+GOLDEN_VERSION = 1
+#: Default tolerances, written into every golden record (edit a record's to loosen or tighten it).
+TOLERANCES: dict[str, float] = {"time_s": 0.2, "speed_mps": 0.5, "position_m": 1.0}
+
+
+def golden_path(scenario_file: Path, scenario_id: str) -> Path:
+    return scenario_file.parent / GOLDEN_DIR / f"{scenario_id}.json"
+
+
+# -- the outcome summary ---------------------------------------------------------------------------------
+
+
+def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a result document a golden record keeps, per variant."""
+    variants: dict[str, Any] = {}
+    for variant in result["metrics"]:
+        events = [e for e in result["events"] if e["variant"] == variant]
+        warnings: dict[str, float] = {}
+        for e in events:
+            if e["type"] == "warning":
+                warnings.setdefault(f"{e['target']}|{e['app']}|{e['other']}", e["t_s"])
+        stops: dict[str, list[dict[str, float]]] = {}
+        for e in events:
+            if e["type"] == "stop":
+                stops.setdefault(e["actor"], []).append({"t_s": e["t_s"], "x_m": e["x_m"], "y_m": e["y_m"]})
+        variants[variant] = {
+            "expectations": {x["name"]: x["passed"] for x in result["expectations"] if x["variant"] == variant},
+            "warnings": dict(sorted(warnings.items())),
+            "collisions": [
+                {"actors": "-".join(e["actors"]), "t_s": e["t_s"], "relative_speed_mps": e["relative_speed_mps"]}
+                for e in events
+                if e["type"] == "collision"
+            ],
+            "stops": dict(sorted(stops.items())),
+            "speeds": {
+                f"{e['actor']}@{e['at'][0]:g},{e['at'][1]:g}": e["speed_mps"] for e in events if e["type"] == "passage"
+            },
+            "violations": [
+                {"actor": e["actor"], "kind": e["kind"], "t_s": e["t_s"]} for e in events if e["type"] == "violation"
+            ],
+        }
+    return variants
+
+
+def golden_record(result: dict[str, Any], tolerance: dict[str, float] | None = None) -> dict[str, Any]:
+    return {
+        "version": GOLDEN_VERSION,
+        "scenario": result["scenario"],
+        "seed": result["seed"],
+        "tolerance": dict(tolerance or TOLERANCES),
+        "variants": summarise(result),
+    }
+
+
+# -- comparison ------------------------------------------------------------------------------------------
+
+
+def _s(value: float) -> str:
+    return f"{value:.2f} s"
+
+
+def _warning_name(key: str) -> tuple[str, str]:
+    target, app, other = key.split("|", 2)
+    return target, f"{app.upper()} about {other}"
+
+
+def compare_variant(golden: dict[str, Any], now: dict[str, Any], tol: dict[str, float]) -> list[str]:
+    """Readable differences between a variant's golden summary and this run's (empty: the same, within
+    tolerance)."""
+    out: list[str] = []
+    t_tol, v_tol, p_tol = tol["time_s"], tol["speed_mps"], tol["position_m"]
+
+    for name, was in golden["expectations"].items():
+        is_ = now["expectations"].get(name)
+        if is_ is None:
+            out.append(f"expectation '{name}': no longer in the scenario")
+        elif is_ != was:
+            out.append(f"expectation '{name}': {'passed' if was else 'failed'} -> {'passed' if is_ else 'failed'}")
+    for name in now["expectations"].keys() - golden["expectations"].keys():
+        out.append(f"expectation '{name}': new ({'passed' if now['expectations'][name] else 'failed'})")
+
+    for key, was_t in golden["warnings"].items():
+        target, what = _warning_name(key)
+        is_t = now["warnings"].get(key)
+        if is_t is None:
+            out.append(f"{target}: {what} no longer raised (was first at {_s(was_t)})")
+        elif abs(is_t - was_t) > t_tol + 1e-9:
+            out.append(f"{target}: first {what} {_s(was_t)} -> {_s(is_t)} (tolerance {_s(t_tol)})")
+    for key in sorted(now["warnings"].keys() - golden["warnings"].keys()):
+        target, what = _warning_name(key)
+        out.append(f"{target}: {what} now raised, first at {_s(now['warnings'][key])} (not in the golden record)")
+
+    was_c, is_c = golden["collisions"], now["collisions"]
+    for k in range(max(len(was_c), len(is_c))):
+        if k >= len(is_c):
+            out.append(f"collision {was_c[k]['actors']} at {_s(was_c[k]['t_s'])} no longer happens")
+        elif k >= len(was_c):
+            out.append(f"collision {is_c[k]['actors']} at {_s(is_c[k]['t_s'])} is new")
+        elif was_c[k]["actors"] != is_c[k]["actors"]:
+            out.append(f"collision {k + 1}: {was_c[k]['actors']} -> {is_c[k]['actors']}")
+        else:
+            pair = was_c[k]["actors"]
+            if abs(is_c[k]["t_s"] - was_c[k]["t_s"]) > t_tol + 1e-9:
+                out.append(f"collision {pair}: {_s(was_c[k]['t_s'])} -> {_s(is_c[k]['t_s'])} (tolerance {_s(t_tol)})")
+            dv = abs(is_c[k]["relative_speed_mps"] - was_c[k]["relative_speed_mps"])
+            if dv > v_tol + 1e-9:
+                out.append(
+                    f"collision {pair}: {was_c[k]['relative_speed_mps']:.2f} -> "
+                    f"{is_c[k]['relative_speed_mps']:.2f} m/s (tolerance {v_tol:.2f} m/s)"
+                )
+
+    for actor in sorted(golden["stops"].keys() | now["stops"].keys()):
+        was_s, is_s = golden["stops"].get(actor, []), now["stops"].get(actor, [])
+        if len(was_s) != len(is_s):
+            out.append(f"{actor}: stops {len(was_s)} -> {len(is_s)}")
+            continue
+        for k, (a, b) in enumerate(zip(was_s, is_s, strict=True), start=1):
+            if abs(b["t_s"] - a["t_s"]) > t_tol + 1e-9:
+                out.append(f"{actor}: stop {k} at {_s(a['t_s'])} -> {_s(b['t_s'])} (tolerance {_s(t_tol)})")
+            moved = math.hypot(b["x_m"] - a["x_m"], b["y_m"] - a["y_m"])
+            if moved > p_tol + 1e-9:
+                out.append(
+                    f"{actor}: stop {k} at ({a['x_m']:.1f}, {a['y_m']:.1f}) -> ({b['x_m']:.1f}, {b['y_m']:.1f}) m "
+                    f"({moved:.1f} m apart, tolerance {p_tol:.1f} m)"
+                )
+
+    for gate in sorted(golden["speeds"].keys() | now["speeds"].keys()):
+        was_v, is_v = golden["speeds"].get(gate), now["speeds"].get(gate)
+        actor, at = gate.split("@", 1)
+        if is_v is None:
+            out.append(f"{actor}: no longer passes ({at})")
+        elif was_v is None:
+            out.append(f"{actor}: passes ({at}) at {is_v:.2f} m/s (not in the golden record)")
+        elif abs(is_v - was_v) > v_tol + 1e-9:
+            out.append(f"{actor}: speed at ({at}) {was_v:.2f} -> {is_v:.2f} m/s (tolerance {v_tol:.2f} m/s)")
+
+    def _v_key(v: dict[str, Any]) -> tuple[str, str]:
+        return (v["actor"], v["kind"])
+
+    was_v = {_v_key(v): v for v in golden["violations"]}
+    is_v = {_v_key(v): v for v in now["violations"]}
+    for key in sorted(was_v.keys() | is_v.keys()):
+        actor, kind = key
+        if key not in is_v:
+            out.append(f"{actor}: {kind} violation at {_s(was_v[key]['t_s'])} no longer happens")
+        elif key not in was_v:
+            out.append(f"{actor}: {kind} violation at {_s(is_v[key]['t_s'])} is new")
+        elif abs(is_v[key]["t_s"] - was_v[key]["t_s"]) > t_tol + 1e-9:
+            out.append(f"{actor}: {kind} violation {_s(was_v[key]['t_s'])} -> {_s(is_v[key]['t_s'])}")
+    return out
+
+
+# -- a check run -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class CaseResult:
+    """One scenario and variant: ``status`` is pass, fail (outcome changed or an expectation failed),
+    new (no golden record yet), updated (``--update-golden``) or error (the run could not complete)."""
+
+    scenario: str
+    variant: str
+    status: str
+    lines: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def check_result(result: dict[str, Any], golden: dict[str, Any] | None, wall_s: float) -> list[CaseResult]:
+    now = summarise(result)
+    cases = []
+    for variant, summary in now.items():
+        failed = [
+            f"expectation '{x['name']}' failed: {x['detail']}"
+            for x in result["expectations"]
+            if x["variant"] == variant and not x["passed"]
+        ]
+        if golden is None or variant not in golden["variants"]:
+            lines = ["no golden record (create it with --update-golden)", *failed]
+            cases.append(CaseResult(result["scenario"], variant, "new", lines, wall_s))
+            continue
+        diffs = compare_variant(golden["variants"][variant], summary, golden.get("tolerance", TOLERANCES))
+        lines = diffs + failed
+        cases.append(CaseResult(result["scenario"], variant, "fail" if lines else "pass", lines, wall_s))
+    return cases
+
+
+def load_golden(path: Path) -> dict[str, Any] | None:
+    """A golden record, or None if there is none; ValueError naming the file if it is not one."""
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a golden record: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("version") != GOLDEN_VERSION or not isinstance(doc.get("variants"), dict):
+        raise ValueError(f"{path}: not a golden record (version {GOLDEN_VERSION} with 'variants')")
+    return doc
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def update_golden(path: Path, result: dict[str, Any]) -> list[str]:
+    """Write the golden record of ``result`` to ``path``; the differences from the old record, if any."""
+    old = load_golden(path)
+    new = golden_record(result, old.get("tolerance") if old else None)
+    changes: list[str] = []
+    if old is None:
+        changes.append("new golden record")
+    else:
+        for variant, summary in new["variants"].items():
+            if variant not in old["variants"]:
+                changes.append(f"[{variant}] new variant")
+                continue
+            tol = {k: 0.0 for k in TOLERANCES}  # every change, however small
+            changes += [f"[{variant}] {line}" for line in compare_variant(old["variants"][variant], summary, tol)]
+    write_atomic(path, json.dumps(new, indent=1, sort_keys=True) + "\n")
+    return changes
+
+
+def write_junit(cases: Sequence[CaseResult], path: Path) -> None:
+    """One testcase per scenario and variant (classname ``v2x.check.<scenario>``, name the variant)."""
+    root = ET.Element(
+        "testsuites",
+        name="v2x check",
+        tests=str(len(cases)),
+        failures=str(sum(c.status in ("fail", "new") for c in cases)),
+        errors=str(sum(c.status == "error" for c in cases)),
+    )
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name="v2x check",
+        tests=str(len(cases)),
+        failures=str(sum(c.status in ("fail", "new") for c in cases)),
+        errors=str(sum(c.status == "error" for c in cases)),
+        time=f"{sum(c.wall_s for c in cases):.3f}",
+    )
+    for c in cases:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"v2x.check.{c.scenario}", name=c.variant, time=f"{c.wall_s:.3f}"
+        )
+        text = "\n".join(c.lines)
+        if c.status in ("fail", "new"):
+            ET.SubElement(case, "failure", message=c.lines[0] if c.lines else c.status).text = text
+        elif c.status == "error":
+            ET.SubElement(case, "error", message=c.lines[0] if c.lines else "run error").text = text
+        elif text:
+            ET.SubElement(case, "system-out").text = text
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def summary_document(cases: Sequence[CaseResult], wall_s: float) -> dict[str, Any]:
+    return {
+        "passed": all(c.status in ("pass", "updated") for c in cases),
+        "counts": {s: sum(c.status == s for c in cases) for s in ("pass", "fail", "new", "updated", "error")},
+        "wall_seconds": round(wall_s, 3),
+        "cases": [
+            {"scenario": c.scenario, "variant": c.variant, "status": c.status, "lines": c.lines, "wall_s": c.wall_s}
+            for c in cases
+        ],
+    }
+
+
+def table(cases: Sequence[CaseResult]) -> str:
+    rows = [("scenario", "variant", "status", "detail")]
+    for c in cases:
+        detail = c.lines[0] if c.lines else ""
+        more = f" (+{len(c.lines) - 1} more)" if len(c.lines) > 1 else ""
+        rows.append((c.scenario, c.variant, c.status.upper(), detail + more))
+    widths = [max(len(r[k]) for r in rows) for k in range(3)]
+    return "\n".join(
+        "  ".join([*(cell.ljust(w) for cell, w in zip(r[:3], widths, strict=True)), r[3]]).rstrip() for r in rows
+    )
+
+
+# -- the command -----------------------------------------------------------------------------------------
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 1, 2, 3
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = sub.add_parser(
+        "check",
+        help="run scenarios and compare their outcomes with golden records (CI regression)",
+        description="Run scenarios (ids, files, or directories of *.yaml; default: the shipped catalogue) "
+        "and compare each variant's outcome - who was warned and when, collisions, stops, speeds at checked "
+        "points, violations, expectation verdicts - with its golden record (golden/<id>.json beside the "
+        "scenario file), within the tolerances the record states. Writes OUT/junit.xml (one test case per "
+        "scenario and variant) and OUT/summary.json, and prints a table.",
+        epilog="Exit codes: 0 every outcome matches its record and every expectation held, 1 an outcome "
+        "changed, an expectation failed or a record is missing, 2 bad input (nothing was run), 3 a run could "
+        "not complete.",
+    )
+    check.add_argument("targets", nargs="*", metavar="SCENARIO|DIR", help="scenario ids, files or directories")
+    check.add_argument("--out", type=Path, default=Path("check-results"), metavar="OUT", help="(check-results/)")
+    check.add_argument(
+        "--update-golden", action="store_true", help="rewrite the golden records from this run; print what changed"
+    )
+    check.add_argument("--broker", default="embedded", metavar="URL", help="'embedded' (default) or mqtt://host:port")
+    check.add_argument("--seed", type=int, default=None, help="seed (default: the record's, else 0)")
+    check.add_argument("-v", "--verbose", action="store_true", help="print every difference, not only the first")
+    check.set_defaults(handler=cmd_check)
+
+
+def scenario_files(targets: Sequence[str]) -> list[Path]:
+    """The scenario files ``targets`` name (ids, files, directories), without repeats; the catalogue if
+    none. Raises ScenarioError for a name that is none of these."""
+    from v2x.scenario import catalogue, find_scenario
+
+    if not targets:
+        return catalogue()
+    out: list[Path] = []
+    for target in targets:
+        path = Path(target)
+        found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [find_scenario(target)]
+        out.extend(p for p in found if p.resolve() not in {q.resolve() for q in out})
+    return out
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import sys
+
+    from v2x.net.broker import BrokerURLError, parse_broker_url
+    from v2x.run.runner import RunError, run_scenario, warm_up_core
+    from v2x.scenario import ScenarioError, load_scenario
+
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.broker != "embedded":
+        try:
+            parse_broker_url(args.broker)
+        except BrokerURLError as exc:
+            print(f"v2x check: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    try:
+        files = scenario_files(args.targets)
+        loaded = [(path, load_scenario(path)) for path in files]
+        goldens = {path: load_golden(golden_path(path, sc.id)) for path, sc in loaded}
+    except ScenarioError as exc:
+        print(str(exc), file=sys.stderr)
+        print("v2x check: invalid scenario; nothing was run", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as exc:
+        print(f"v2x check: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not loaded:
+        print("v2x check: no scenario files found", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    warm_up_core()
+    started = time.monotonic()
+    cases: list[CaseResult] = []
+    for k, (path, sc) in enumerate(loaded, start=1):
+        golden = goldens[path]
+        seed = args.seed if args.seed is not None else int(golden["seed"]) if golden else 0
+        print(f"[{k}/{len(loaded)}] {sc.id} (seed {seed})", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        try:
+            result = asyncio.run(run_scenario(sc, seed=seed, broker=args.broker))
+        except RunError as exc:
+            cases += [CaseResult(sc.id, v, "error", [f"run error: {exc}"]) for v in sc.variants]
+            continue
+        wall = round(time.monotonic() - t0, 3)
+        if args.update_golden:
+            changes = update_golden(golden_path(path, sc.id), result)
+            for line in changes:
+                print(f"  {sc.id}: {line}")
+            cases += [CaseResult(sc.id, v, "updated", changes, wall) for v in result["metrics"]]
+        else:
+            cases += check_result(result, golden, wall)
+    wall_s = time.monotonic() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_junit(cases, args.out / "junit.xml")
+    doc = summary_document(cases, wall_s)
+    write_atomic(args.out / "summary.json", json.dumps(doc, indent=1) + "\n")
+    print(table(cases))
+    if args.verbose:
+        for c in cases:
+            for line in c.lines[1:]:
+                print(f"  {c.scenario} [{c.variant}] {line}")
+    n = doc["counts"]
+    print(
+        f"{n['pass'] + n['updated']} passed, {n['fail'] + n['new']} failed, {n['error']} could not run "
+        f"({len(loaded)} scenarios, {wall_s:.1f} s) -> {args.out}/junit.xml, {args.out}/summary.json"
+    )
+    if n["error"]:
+        return EXIT_RUN_ERROR
+    return EXIT_OK if doc["passed"] else EXIT_FAILED

@@ -1,0 +1,124 @@
+"""A pytest plugin: ``pytest scenarios/`` (or any folder of scenario files) collects every scenario file as
+test items, one per variant (``fcw.yaml::v2x``, ``fcw.yaml::baseline``), so that a user's CI needs nothing
+but pytest.
+
+An item passes when every expectation of its variant held and, if the scenario has a golden record
+(``golden/<id>.json`` beside it, written by ``v2x check --update-golden``), the variant's outcome matches it
+within the record's tolerances. A scenario file that does not load is one failing item naming the field.
+
+Registered through the ``pytest11`` entry point; it collects a ``.yaml`` file only if it looks like a
+scenario (top-level ``id:`` and ``actors:`` keys). Options: ``--v2x-broker URL`` (default the embedded
+broker), ``--v2x-seed N`` (default: the golden record's seed, else 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_SCENARIO_KEYS = (re.compile(r"^id:", re.MULTILINE), re.compile(r"^actors:", re.MULTILINE))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("v2x", "v2x-testbed scenario files")
+    group.addoption("--v2x-broker", default="embedded", help="broker for scenario items (default: embedded)")
+    group.addoption("--v2x-seed", type=int, default=None, help="seed for scenario items (default: golden's, else 0)")
+
+
+def _looks_like_scenario(path: Path) -> bool:
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(256 * 1024).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return all(p.search(head) for p in _SCENARIO_KEYS)
+
+
+def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:
+    if file_path.suffix in (".yaml", ".yml") and _looks_like_scenario(file_path):
+        item: ScenarioFile = ScenarioFile.from_parent(parent, path=file_path)
+        return item
+    return None
+
+
+class ScenarioFailure(Exception):
+    """A scenario item's failure: the lines to show."""
+
+
+class ScenarioFile(pytest.File):
+    """One scenario file; it runs once (both variants) for all its items."""
+
+    _result: dict[str, Any] | None = None
+    _golden: dict[str, Any] | None = None
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from v2x.scenario import ScenarioError, load_scenario
+
+        try:
+            scenario = load_scenario(self.path)
+        except ScenarioError as exc:
+            yield InvalidScenarioItem.from_parent(self, name="load", message=str(exc))
+            return
+        self.scenario = scenario
+        for variant in scenario.variants:
+            yield ScenarioItem.from_parent(self, name=variant, variant=variant)
+
+    def outcome(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        if self._result is None:
+            from v2x.run.check import golden_path, load_golden
+            from v2x.run.runner import run_scenario, warm_up_core
+
+            self._golden = load_golden(golden_path(self.path, self.scenario.id))
+            seed = self.config.getoption("--v2x-seed")
+            if seed is None:
+                seed = int(self._golden["seed"]) if self._golden else 0
+            warm_up_core()
+            broker = self.config.getoption("--v2x-broker")
+            self._result = asyncio.run(run_scenario(self.scenario, seed=seed, broker=broker))
+        return self._result, self._golden
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, variant: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.variant = variant
+
+    def runtest(self) -> None:
+        from v2x.run.check import check_result
+
+        assert isinstance(self.parent, ScenarioFile)
+        result, golden = self.parent.outcome()
+        for case in check_result(result, golden, 0.0):
+            if case.variant != self.variant:
+                continue
+            problems = [line for line in case.lines if not line.startswith("no golden record")]
+            if problems:
+                raise ScenarioFailure("\n".join(problems))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ScenarioFailure):
+            return f"{self.path.name} [{self.variant}]:\n  " + str(excinfo.value).replace("\n", "\n  ")
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"scenario {self.path.name} [{self.variant}]"
+
+
+class InvalidScenarioItem(pytest.Item):
+    def __init__(self, *, message: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.message = message
+
+    def runtest(self) -> None:
+        raise ScenarioFailure(self.message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        return str(excinfo.value)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"scenario file {self.path.name}"
