@@ -14,6 +14,7 @@ from v2x.bench.cli import register as register_bench
 from v2x.impair.cli import register as register_impair
 from v2x.run.check import register as register_check
 from v2x.run.cli import register as register_run
+from v2x.run.sweep import register as register_sweep
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register_run(sub)
     register_check(sub)
+    register_sweep(sub)
     register_bench(sub)
     register_impair(sub)
     return parser

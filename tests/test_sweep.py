@@ -1,0 +1,92 @@
+"""``v2x sweep``: rates over seeds, from hand-built results and from real runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from v2x.cli import main
+from v2x.run.sweep import seed_findings, summarise
+
+EXPECTATIONS: list[dict[str, Any]] = [
+    {"name": "warned", "type": "warning", "variant": "v2x", "app": "fcw", "target": "b", "other": "a"},
+    {"name": "quiet", "type": "no_warning", "variant": "v2x", "app": "fcw", "target": "c", "other": None},
+    {"name": "nobody warns d", "type": "no_warning", "variant": "v2x", "app": None, "target": "d", "other": None},
+    {"name": "crash", "type": "collision", "variant": "baseline", "actors": ["a", "b"]},
+]
+
+
+def _result(*, warned: bool, quiet: bool, crash_at: float | None) -> dict[str, Any]:
+    events: list[dict[str, Any]] = [
+        {"type": "warning", "variant": "v2x", "target": "b", "app": "fcw", "other": "a", "t_s": 6.1, "ttc_s": 2.5}
+    ]
+    if crash_at is not None:
+        events.append({"type": "collision", "variant": "baseline", "actors": ["a", "b"], "t_s": crash_at})
+    return {
+        "passed": warned and quiet,
+        "expectations": [
+            {"name": "warned", "variant": "v2x", "passed": warned},
+            {"name": "quiet", "variant": "v2x", "passed": quiet},
+            {"name": "nobody warns d", "variant": "v2x", "passed": True},
+            {"name": "crash", "variant": "baseline", "passed": crash_at is not None},
+        ],
+        "events": events,
+        "metrics": {"v2x": {}, "baseline": {}},
+    }
+
+
+def test_one_seed_counts_detections_false_warnings_and_the_lead_before_the_baseline_crash() -> None:
+    f = seed_findings(_result(warned=True, quiet=False, crash_at=8.9), EXPECTATIONS)
+    assert f["apps"]["fcw"] == {"expected": 1, "detected": 1, "quiet": 1, "false": 1}
+    assert f["apps"]["any"] == {"expected": 0, "detected": 0, "quiet": 1, "false": 0}
+    assert f["leads"] == {"fcw": [2.8]}  # 8.9 - 6.1
+    assert f["collided"] == {"v2x": False, "baseline": True}
+    # without a baseline crash of the pair, the lead is the warning's own TTC; a miss has no lead
+    assert seed_findings(_result(warned=True, quiet=True, crash_at=None), EXPECTATIONS)["leads"] == {"fcw": [2.5]}
+    assert seed_findings(_result(warned=False, quiet=True, crash_at=8.9), EXPECTATIONS)["leads"] == {}
+
+
+def test_rates_and_percentiles_over_seeds() -> None:
+    runs = [
+        {
+            "seed": k,
+            "passed": k != 3,
+            **seed_findings(_result(warned=k != 3, quiet=k != 1, crash_at=8.0 + k / 10), EXPECTATIONS),
+        }
+        for k in range(5)
+    ]
+    s = summarise("toy", runs, None, [])
+    fcw = s.apps["fcw"]
+    assert fcw["detection_rate"] == 0.8 and fcw["false_warning_rate"] == 0.2
+    # leads 1.9, 2.0, 2.1, 2.3 (seed 3 missed): p50 between 2.0 and 2.1, linear interpolation
+    assert fcw["lead_time_s"] == {"p5": 1.915, "p50": 2.05, "p95": 2.27}
+    assert s.collision_rate == {"baseline": 1.0, "v2x": 0.0} and s.passed_rate == 0.8
+
+
+def test_a_real_sweep_and_how_fcw_degrades_without_rtk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sweep", "fcw", "--seeds", "2", "--jobs", "2", "--json", "--svg", str(tmp_path / "s.svg")]) == 0
+    rtk = json.loads(capsys.readouterr().out)
+    assert rtk["apps"]["fcw"]["detection_rate"] == 1.0 and rtk["apps"]["fcw"]["false_warning_rate"] == 0.0
+    assert rtk["collision_rate"] == {"baseline": 1.0, "v2x": 0.0}
+    assert (tmp_path / "s.svg").read_text().startswith("<svg")
+    # Single point positioning (~1.5-2 m sigma) fails FCW's 1.5 m accuracy gate: no warning, the crash stays.
+    assert main(["sweep", "fcw", "--seeds", "2", "--jobs", "1", "--json", "--positioning", "spp-open-sky"]) == 0
+    spp = json.loads(capsys.readouterr().out)
+    assert spp["positioning"] == "spp-open-sky"
+    assert spp["apps"]["fcw"]["detection_rate"] == 0.0 and spp["collision_rate"]["v2x"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "fcw", "--seeds", "0"],
+        ["sweep", "fcw", "--positioning", "gps-magic"],
+        ["sweep", "fcw", "--network", "wifi"],
+        ["sweep", "nosuch"],
+    ],
+)
+def test_bad_input_exits_2(argv: list[str]) -> None:
+    assert main(argv) == 2
