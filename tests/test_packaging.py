@@ -131,3 +131,16 @@ def test_every_install_path_uses_the_constraints() -> None:
         assert "setup_venv" in (ROOT / "scripts" / script).read_text(), script
     docker = (DOCKER_DIR / "Dockerfile").read_text()
     assert "ENV PIP_CONSTRAINT=/src/constraints.txt" in docker and "-c /tmp/constraints.txt" in docker
+
+
+def test_the_docs_travel_with_the_wheel_and_v2x_docs_prints_them(
+    wheel: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped_docs = sorted(Path(n).name for n in names if n.startswith("v2x/_docs/"))
+    assert shipped_docs == sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    from v2x.cli import main
+
+    assert main(["docs", "scenarios"]) == 0
+    assert capsys.readouterr().out == (ROOT / "docs" / "SCENARIOS.md").read_text()
+    assert main(["docs", "nosuch"]) == 2

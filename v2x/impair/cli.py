@@ -148,6 +148,9 @@ def _sample_handler(args: argparse.Namespace) -> int:
             _draw(name, header, rows, args.png)
     except OSError as exc:
         return _bad_input(f"cannot write output: {exc}")
+    wrote = "stdout" if args.csv == "-" else args.csv
+    also = f" and {args.png}" if args.png else ""
+    print(f"v2x impair sample: {len(rows)} rows of {name} -> {wrote}{also}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -240,6 +243,9 @@ def _draw(name: str, header: Sequence[str], rows: Sequence[Row], path: str) -> N
             codes = np.array([states.index(str(s)) for s in columns[3]])
             axes[1].plot(t, sigma, color="k", lw=1.0, label="reported σ")
             axes[1].set_ylabel("reported σ [m]")
+            # From zero, with headroom: a constant sigma is a flat line, not noise magnified by autoscaling.
+            finite = sigma[np.isfinite(sigma)]
+            axes[1].set_ylim(0.0, max(float(finite.max()) * 1.25 if finite.size else 1.0, 0.01))
             state_axis = axes[1].twinx()
             state_axis.step(t, codes, where="post", color="tab:red", lw=0.8)
             state_axis.set_yticks(range(len(states)), states)

@@ -156,7 +156,7 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]
         if err["type"] == "missing":
             msg = "required field is missing"
         elif err["type"] == "extra_forbidden":
-            msg = "unknown field (not in the schema; see docs/SCENARIOS.md)"
+            msg = "unknown field (not in the schema; 'v2x docs scenarios' describes every field)"
         elif "input" in err and err["type"] not in ("missing",):
             msg = f"{msg}; got {_short(err['input'])}"
         problems.append((_loc(loc), msg))
