@@ -125,3 +125,12 @@ def test_all_plus_a_named_scenario_runs_it_once_and_prints_the_tally(
     out = capsys.readouterr().out
     assert out.count("PASS fcw") == 1
     assert out.rstrip().endswith("1 passed, 0 failed, 0 could not run")
+
+
+def test_the_thresholds_table_in_the_docs_lists_every_threshold_with_its_default() -> None:
+    from v2x.apps.thresholds import DEFAULTS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "SCENARIOS.md").read_text()
+    table = doc.split("## Thresholds", 1)[1]
+    rows = dict(re.findall(r"^\| `([a-z0-9_]+)` \| ([0-9.]+) \|", table, re.MULTILINE))
+    assert rows == {name: f"{value:g}" for name, value in DEFAULTS.items()}
