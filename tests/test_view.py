@@ -115,9 +115,7 @@ def test_the_live_view_shows_a_real_fcw_run(browser: Any) -> None:
         runner.join(30)
         _wait(lambda: "run finished" in browser.find_element(By.ID, "status").text)
         # nothing but the run's own server was asked for anything
-        hosts = browser.execute_script(
-            "return performance.getEntriesByType('resource').map(e => new URL(e.name).host)"
-        )
+        hosts = browser.execute_script("return performance.getEntriesByType('resource').map(e => new URL(e.name).host)")
         assert set(hosts) <= {server.url.split("/")[2]}
     finally:
         server.hub.control("resume")

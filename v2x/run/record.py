@@ -262,7 +262,7 @@ class VariantRecorder:
                     "rx_time_s": round(d.rx_time_s, 6),
                     "latency_ms": round((d.rx_time_s - s.tx_time_s) * 1e3, 3),
                 }
-                self.json(f"/v2x/rx/{d.receiver}", "v2x.Delivery", doc["rx_time_s"], doc)  # as agents see it: 1 us
+                self.json(f"/v2x/rx/{d.receiver}", "v2x.Delivery", round(d.rx_time_s, 6), doc)  # as agents see it: 1 us
         road = [p for p in poses(sim) if p.kind != "platform"]
         self._poses(t, road)
         for actor, reading in sim.sensors.gnss.items():
