@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from v2x.net import topics
 from v2x.net.clock import Clock
@@ -25,9 +26,17 @@ from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation, WorldReport
 from v2x.wire import testbed_pb2
 
-__all__ = ["World", "WorldReport"]
+__all__ = ["Observer", "World", "WorldReport"]
 
 log = logging.getLogger("v2x.net.world")
+
+
+class Observer(Protocol):
+    """Watches a run (a recorder, a live view): ``on_tick`` is awaited after each tick is closed
+    (``Simulation.step``) with that tick's events, before the next tick begins, so it may hold the world
+    there (a paused view). It only reads ``sim``."""
+
+    async def on_tick(self, sim: Simulation, tick: int, events: list[dict[str, Any]]) -> None: ...
 
 
 class World:
@@ -45,6 +54,7 @@ class World:
         clock: Clock,
         progress: Callable[[int, int], None] | None = None,
         join_timeout_s: float = 30.0,
+        observer: Observer | None = None,
     ) -> None:
         self.sim = Simulation(scenario, variant=variant, seed=seed, run_id=run_id)
         self.run_id = run_id
@@ -52,6 +62,7 @@ class World:
         self.clock = clock
         self.progress = progress
         self.join_timeout_s = join_timeout_s
+        self.observer = observer
         self.all_joined = asyncio.Event()
         self.reported = asyncio.Event()
         self._last_input: dict[str, bytes] = {}
@@ -92,7 +103,9 @@ class World:
                 *(self.transport.publish(topics.tick_input(self.run_id, a), p) for a, p in self._last_input.items())
             )
             await self.clock.end_of_tick(tick, self.reported, self.sim.missing, self._retransmit)
-            self.sim.step()  # counts the reports still missing as late
+            events = self.sim.step()  # counts the reports still missing as late
+            if self.observer is not None:
+                await self.observer.on_tick(self.sim, tick, events)
             if self.progress is not None:
                 self.progress(tick, n_ticks)
         await self._publish_control(testbed_pb2.Control.COMMAND_STOP)

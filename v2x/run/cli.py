@@ -67,6 +67,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run only this variant (repeatable; default: every variant of the scenario); "
         "expectations of the other variants are not checked",
     )
+    run.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="record each run as DIR/<id>-<variant>.mcap: every message on the wire, poses and positioning in "
+        "Foxglove's schemas, warnings, collisions, verdicts (docs/RECORDING.md; read back with 'v2x replay')",
+    )
+    run.add_argument("--view", action="store_true", help="serve a live view of the run (map, warnings, messages/s)")
+    run.add_argument("--port", type=int, default=8642, help="--view: the page's port on 127.0.0.1 (default 8642)")
+    run.add_argument("--paused", action="store_true", help="--view: hold the world after tick 0 until Run or Step")
     run.add_argument("-v", "--verbose", action="store_true", help="log every warning, collision and message problem")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, only the summary")
     run.set_defaults(handler=cmd_run)
@@ -88,6 +98,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "-o", "--out", type=Path, default=Path("report.html"), metavar="FILE", help="output file (default: report.html)"
     )
     rep.set_defaults(handler=cmd_report)
+
+    rp = sub.add_parser(
+        "replay",
+        help="summarize a recording (v2x run --record), or rebuild its HTML report",
+        description="Print what an MCAP recording of 'v2x run --record' holds: channels with schemas and "
+        "message counts, the time span, warnings, collisions and verdicts. With --report, rebuild the run's "
+        "result document from the recordings given (one per variant) and write its HTML report.",
+        epilog="Exit codes: 0 read (and every recorded expectation held, with --report), 1 one failed, "
+        "2 bad input (not a finished v2x recording).",
+    )
+    rp.add_argument("files", nargs="+", type=Path, metavar="FILE.mcap", help="recording(s) of one run")
+    rp.add_argument("--report", type=Path, metavar="OUT.html", help="write the run's HTML report, as 'v2x report'")
+    rp.set_defaults(handler=cmd_replay)
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
@@ -168,11 +191,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
 
     _warm_up(quiet=args.quiet)
+    view = None
+    if args.view:
+        from v2x.run.view import ViewServer
+
+        try:
+            view = ViewServer(port=args.port, paused=args.paused).start()
+        except OSError as exc:
+            print(f"v2x run: --view: cannot serve on port {args.port}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"v2x run: live view at {view.url}", file=sys.stderr, flush=True)
     failed = False
     results: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = []
     for scenario in scenarios:
         progress = _Progress(scenario, enabled=not args.quiet)
+        recording = None
+        if args.record is not None:
+            from v2x.run.record import Recording
+
+            recording = Recording(args.record, scenario, args.seed)
+        observe = _observe(scenario, recording, view) if recording or view else None
         try:
             result = asyncio.run(
                 run_scenario(
@@ -182,14 +221,20 @@ def cmd_run(args: argparse.Namespace) -> int:
                     mode=args.mode,
                     progress=progress,
                     run_id=args.run_id,
+                    observe=observe,
                 )
             )
         except RunError as exc:
+            if recording is not None:
+                recording.finish(None)
             # Go on with the other scenarios: one broken run should not hide the outcome of the rest.
             print(f"v2x run: {scenario.id}: run error: {exc}", file=sys.stderr)
             errors.append((scenario.id, str(exc)))
             continue
         path = write_result(result, args.out)
+        if recording is not None:
+            for rec_path in recording.finish(result):
+                print(f"recording -> {rec_path}")
         _print_summary(result, path)
         results.append(result)
         failed |= not result["passed"]
@@ -199,6 +244,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from v2x.run.report import write_html
 
         print(f"HTML report -> {write_html(results, args.html, errors=errors)}")
+    if view is not None:
+        view.stop()
     n_failed = sum(not r["passed"] for r in results)
     print(f"{len(results) - n_failed} passed, {n_failed} failed, {len(errors)} could not run")
     if errors:
@@ -206,6 +253,40 @@ def cmd_run(args: argparse.Namespace) -> int:
               + ", ".join(sid for sid, _ in errors), file=sys.stderr)  # fmt: skip
         return EXIT_RUN_ERROR
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _observe(scenario: Scenario, recording: Any, view: Any) -> Any:
+    """The ``observe(variant, run_id)`` of ``run_scenario``: the recorder and/or the live view of a run."""
+    from v2x.run.tap import Observers
+
+    def observe(variant: str, run_id: str) -> Observers:
+        observers: list[Any] = []
+        if recording is not None:
+            observers.append(recording.observer(variant, run_id))
+        if view is not None:
+            observers.append(view.observer(scenario, variant))
+        return Observers(observers)
+
+    return observe
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from v2x.run.record import RecordingError, read_recording, rebuild_result, summary_text
+
+    try:
+        recordings = [read_recording(path) for path in args.files]
+        for rec in recordings:
+            print(summary_text(rec))
+        if args.report is None:
+            return EXIT_OK
+        result = rebuild_result(recordings)
+    except RecordingError as exc:
+        print(f"v2x replay: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from v2x.run.report import write_html
+
+    print(f"HTML report -> {write_html([result], args.report)}")
+    return EXIT_OK if result["passed"] else EXIT_FAILED
 
 
 def _unique_scenarios(names: list[str]) -> list[str]:

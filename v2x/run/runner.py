@@ -21,7 +21,7 @@ from v2x.net.broker import BrokerAddress, broker_for
 from v2x.net.clock import make_clock
 from v2x.net.host import AgentHost
 from v2x.net.transport import LoopbackBroker, LoopbackTransport, MqttTransport, Transport
-from v2x.net.world import World, WorldReport
+from v2x.net.world import Observer, World, WorldReport
 from v2x.run.results import build_result
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
@@ -117,6 +117,7 @@ async def run_variant(
     progress: Progress | None = None,
     run_id: str | None = None,
     connect_timeout_s: float = 10.0,
+    observer: Observer | None = None,
 ) -> WorldReport:
     run_id = run_id or f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
     env = environment(scenario)
@@ -132,6 +133,7 @@ async def run_variant(
         transport=world_tp,
         clock=clock,
         progress=(lambda k, n: progress(variant, k, n)) if progress else None,
+        observer=observer,
     )
     host = AgentHost(agents_tp, run_id, agents)
     log.info("run %s: %s [%s] on %s, %d agents, %s clock", run_id, scenario.id, variant, broker.url, len(agents), mode)
@@ -199,6 +201,7 @@ async def run_scenario(
     progress: Progress | None = None,
     run_id: str | None = None,
     variants: Sequence[str] | None = None,
+    observe: Callable[[str, str], Observer | None] | None = None,
 ) -> dict[str, Any]:
     """Run every variant of a scenario (or only ``variants``) and return the result document (v2x.results).
 
@@ -207,7 +210,8 @@ async def run_scenario(
 
     Run ids are ``{run_id}-{variant}`` when ``run_id`` is given (so that an outside stack can know them
     before the run), else ``{scenario}-{variant}-s{seed}-{random hex}``. Expectations of variants that are
-    not run are not checked.
+    not run are not checked. ``observe(variant, run_id)`` gives each variant's World an observer (a
+    recorder, a live view; ``v2x.net.world.Observer``) or None.
     """
     if run_id is not None and not valid_run_id_prefix(run_id):
         raise ValueError(f"invalid run id {run_id!r}: {RUN_ID_RULE}")
@@ -223,8 +227,16 @@ async def run_scenario(
                 variant_run_id = f"{run_id}-{variant}"
             else:
                 variant_run_id = f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
+            observer = observe(variant, variant_run_id) if observe is not None else None
             report = await run_variant(
-                scenario, variant, seed=seed, broker=address, mode=mode, progress=progress, run_id=variant_run_id
+                scenario,
+                variant,
+                seed=seed,
+                broker=address,
+                mode=mode,
+                progress=progress,
+                run_id=variant_run_id,
+                observer=observer,
             )
             events.extend(report.events)
             metrics[variant] = report.metrics

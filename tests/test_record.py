@@ -1,0 +1,179 @@
+"""Recording a run as MCAP (v2x run --record) and reading it back (v2x replay): the file is valid MCAP with
+its summary and indexes, its schemas are self-contained, its counts agree with result.json, and recording
+changes no outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcap.reader import make_reader
+from mcap.stream_reader import StreamReader
+from mcap_protobuf.decoder import DecoderFactory
+
+from v2x.cli import main
+from v2x.run.record import Recording, read_recording, rebuild_result
+from v2x.run.report import render_html
+from v2x.run.results import outcome
+from v2x.run.runner import run_scenario
+from v2x.run.tap import Observers
+from v2x.scenario import load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+
+pytestmark = pytest.mark.slow
+
+
+class Run:
+    def __init__(self, tmp: Path) -> None:
+        sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+        self.recording = Recording(tmp / "rec", sc, 0)
+        rec = self.recording
+        self.recorded = asyncio.run(
+            run_scenario(sc, seed=0, broker="loopback", observe=lambda v, r: Observers([rec.observer(v, r)]))
+        )
+        self.paths = {v: p for v, p in zip(rec.recorders, rec.finish(self.recorded), strict=True)}
+        self.plain = asyncio.run(run_scenario(sc, seed=0, broker="loopback"))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return Run(tmp_path_factory.mktemp("record"))
+
+
+def _messages(path: Path) -> list[tuple[str, str, str, bytes, int]]:
+    """(topic, schema name, encoding, data, log time) of every message, through mcap's streaming reader
+    over the whole file (every record, CRCs checked)."""
+    schemas: dict[int, Any] = {}
+    channels: dict[int, Any] = {}
+    out = []
+    with path.open("rb") as f:
+        for record in StreamReader(f, validate_crcs=True).records:
+            kind = type(record).__name__
+            if kind == "Schema":
+                schemas[record.id] = record  # type: ignore[attr-defined]
+            elif kind == "Channel":
+                channels[record.id] = record  # type: ignore[attr-defined]
+            elif kind == "Message":
+                ch = channels[record.channel_id]  # type: ignore[attr-defined]
+                s = schemas[ch.schema_id]
+                out.append((ch.topic, s.name, ch.message_encoding, record.data, record.log_time))  # type: ignore[attr-defined]
+    return out
+
+
+def test_recording_does_not_change_the_outcome(run: Run) -> None:
+    assert outcome(run.recorded) == outcome(run.plain)
+    strip = {v: {k: x for k, x in m.items() if k != "wall_seconds"} for v, m in run.recorded["metrics"].items()}
+    plain = {v: {k: x for k, x in m.items() if k != "wall_seconds"} for v, m in run.plain["metrics"].items()}
+    assert strip == plain
+
+
+def test_the_file_is_valid_mcap_with_summary_and_index(run: Run) -> None:
+    for path in run.paths.values():
+        with path.open("rb") as f:
+            reader = make_reader(f)
+            summary = reader.get_summary()
+            assert summary is not None and summary.statistics is not None
+            assert summary.chunk_indexes, "chunk indexes"
+            n = sum(1 for _ in reader.iter_messages())
+            assert n == summary.statistics.message_count == len(_messages(path))
+            decoder = DecoderFactory()
+            for schema, channel, message in reader.iter_messages():
+                if channel.message_encoding == "protobuf":
+                    decode = decoder.decoder_for("protobuf", schema)
+                    assert decode is not None
+                    decode(message.data)  # the schema is self-contained
+                else:
+                    assert channel.message_encoding == "json" and schema is not None
+                    assert schema.encoding == "jsonschema"
+                    json.loads(message.data)
+
+
+def test_schemas_and_counts_agree_with_the_result(run: Run) -> None:
+    result = run.recorded
+    for variant, path in run.paths.items():
+        msgs = _messages(path)
+        schema_of = {t: (s, e) for t, s, e, _, _ in msgs}
+        count = Counter(t.rsplit("/", 1)[0] if t.startswith("/v2x/") else t for t, *_ in msgs)
+        m = result["metrics"][variant]
+        assert count["/v2x/tx"] == sum(m["messages"]["sent"].values())
+        assert count["/v2x/rx"] == sum(m["messages"]["delivered"].values())
+        events = [e for e in result["events"] if e["variant"] == variant]
+        assert count["/events"] == len(events)
+        assert count["/verdicts"] == sum(e["variant"] == variant for e in result["expectations"])
+        assert count["/metrics"] == 1
+        warnings = [json.loads(d) for t, _, _, d, _ in msgs if t == "/events" and json.loads(d)["type"] == "warning"]
+        assert len(warnings) == sum(e["type"] == "warning" for e in events)
+        collisions = [e for t, _, _, d, _ in msgs if t == "/events" and (e := json.loads(d))["type"] == "collision"]
+        assert len(collisions) == sum(e["type"] == "collision" for e in events)
+        for actor in ("lead", "follower", "neighbour"):
+            assert schema_of[f"/truth/{actor}"] == ("foxglove.LocationFix", "protobuf")
+            assert schema_of[f"/gnss/{actor}"] == ("foxglove.LocationFix", "protobuf")
+            assert count[f"/truth/{actor}"] == m["ticks"]
+        assert schema_of["/tf"] == ("foxglove.FrameTransforms", "protobuf")
+        assert schema_of["/scene"] == ("foxglove.SceneUpdate", "protobuf")
+        assert schema_of["/log"] == ("foxglove.Log", "protobuf")
+        if count["/v2x/tx"]:
+            assert {s for t, (s, _) in schema_of.items() if t.startswith("/v2x/tx/")} == {"v2x.wire.Envelope"}
+            assert {s for t, (s, _) in schema_of.items() if t.startswith("/v2x/rx/")} == {"v2x.Delivery"}
+    # the v2x run: every BSM the vehicles sent, with send time = log time and deliveries after it
+    msgs = _messages(run.paths["v2x"])
+    from v2x.wire import frame_pb2, testbed_pb2
+
+    epoch_ns = 1_777_622_400 * 1_000_000_000  # 2026-05-01T08:00Z, fcw's epoch (the default)
+    bsm = 0
+    for topic, _, _, data, log_time in msgs:
+        if topic.startswith("/v2x/tx/"):
+            env = testbed_pb2.Envelope.FromString(data)
+            assert topic == f"/v2x/tx/{env.sender_id}"
+            assert log_time == epoch_ns + env.tx_time_us * 1000
+            bsm += frame_pb2.MessageFrame.FromString(env.frame).WhichOneof("msg") == "bsm"
+        elif topic.startswith("/v2x/rx/"):
+            d = json.loads(data)
+            assert topic == f"/v2x/rx/{d['receiver']}" and d["rx_time_s"] >= d["tx_time_s"]
+            assert log_time == epoch_ns + round(d["rx_time_s"] * 1e9)
+    m = run.recorded["metrics"]["v2x"]
+    assert bsm == sum(m["messages"]["sent"].values())  # fcw: the cars' BSMs and the RSU's forwarded ones
+    assert bsm > 0 and m["latency_ms_by_message"]["bsm"]["p50"] is not None
+    # the map: true positions near the scenario's origin
+    from foxglove_schemas_protobuf.LocationFix_pb2 import LocationFix
+
+    fix = next(LocationFix.FromString(d) for t, _, _, d, _ in msgs if t == "/truth/lead")
+    assert math.isclose(fix.latitude, 29.7215, abs_tol=0.01) and math.isclose(fix.longitude, 106.6310, abs_tol=0.01)
+
+
+def test_the_fcw_warning_and_the_baseline_collision_are_logged(run: Run) -> None:
+    from foxglove_schemas_protobuf.Log_pb2 import Log
+
+    logs = {v: [Log.FromString(d) for t, _, _, d, _ in _messages(p) if t == "/log"] for v, p in run.paths.items()}
+    assert any(log.name == "warning/follower" and "FCW" in log.message for log in logs["v2x"])
+    assert any(log.name == "collision" for log in logs["baseline"])
+    assert any(log.name == "verdict" for log in logs["v2x"])
+
+
+def test_replay_rebuilds_the_result_and_its_report(
+    run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rebuilt = rebuild_result([read_recording(p) for p in run.paths.values()])
+    assert rebuilt == run.recorded
+    assert render_html([rebuilt]) == render_html([run.recorded])
+    out = tmp_path / "r.html"
+    code = main(["replay", *map(str, run.paths.values()), "--report", str(out)])
+    assert code == 0
+    assert out.read_text(encoding="utf-8") == render_html([run.recorded])
+    text = capsys.readouterr().out
+    assert "/v2x/tx/lead" in text and "v2x.wire.Envelope" in text and "warning fcw to follower about lead" in text
+    assert "collision follower / lead" in text and "time span" in text
+
+
+def test_replay_refuses_what_is_not_a_finished_recording(tmp_path: Path, run: Run) -> None:
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(b"not an mcap file")
+    assert main(["replay", str(bad)]) == 2
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(run.paths["v2x"].read_bytes()[:5000])
+    assert main(["replay", str(cut)]) == 2

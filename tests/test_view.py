@@ -1,0 +1,124 @@
+"""The live view (v2x run --view) in headless Chromium: the page loads from the run's own server (nothing
+fetched elsewhere), shows the vehicles of a real fcw run, the FCW warning reaches the follower, and pause
+and step move the clock one tick at a time. Skipped when Chromium, its driver or selenium is missing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from v2x.run.runner import run_scenario
+from v2x.run.view import ViewServer
+from v2x.scenario import load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None or DRIVER is None:
+        pytest.skip("Chromium or chromedriver is not installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the test extra)")
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="v2x-view-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _state(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url + "state", timeout=5) as r:
+        doc: dict[str, Any] = json.loads(r.read())
+        return doc
+
+
+def _wait(cond: Any, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def test_the_live_view_shows_a_real_fcw_run(browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    server = ViewServer(port=0, paused=True).start()
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        result.update(
+            asyncio.run(
+                run_scenario(
+                    sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: server.observer(sc, v)
+                )
+            )
+        )
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    try:
+        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+        browser.get(server.url)
+        clock = browser.find_element(By.ID, "clock")
+        _wait(lambda: clock.text == "t = 0.0 s")
+        for actor in ("lead", "follower", "neighbour"):
+            assert browser.find_element(By.ID, f"actor-{actor}").tag_name == "g"
+        assert browser.find_element(By.ID, "lane-eb1") and browser.find_element(By.ID, "rsu-rsu1")
+        assert "paused" in browser.find_element(By.ID, "status").text
+        # step: one tick at a time
+        browser.find_element(By.ID, "step").click()
+        _wait(lambda: clock.text == "t = 0.1 s")
+        browser.find_element(By.ID, "step").click()
+        _wait(lambda: clock.text == "t = 0.2 s")
+        time.sleep(0.3)
+        assert clock.text == "t = 0.2 s" and _state(server.url)["tick"]["tick"] == 2  # held
+        # run on: the lead brakes at 6 s, the follower is warned (FCW) and flashes
+        browser.find_element(By.ID, "resume").click()
+        follower = browser.find_element(By.ID, "actor-follower")
+        _wait(lambda: "fcw" in (follower.get_attribute("data-warnings") or ""))
+        assert "fcw" not in (browser.find_element(By.ID, "actor-neighbour").get_attribute("data-warnings") or "")
+        assert "FCW to follower about lead" in browser.find_element(By.ID, "log").text
+        assert browser.find_elements(By.CSS_SELECTOR, "#rates tr#rate-bsm")
+        runner.join(30)
+        _wait(lambda: "run finished" in browser.find_element(By.ID, "status").text)
+        # nothing but the run's own server was asked for anything
+        hosts = browser.execute_script("return performance.getEntriesByType('resource').map(e => new URL(e.name).host)")
+        assert set(hosts) <= {server.url.split("/")[2]}
+    finally:
+        server.hub.control("resume")
+        runner.join(30)
+        server.stop()
+    assert result["passed"]

@@ -1,0 +1,511 @@
+"""Recording runs as MCAP files (``v2x run --record DIR``) and reading them back (``v2x replay``).
+
+One file per run and variant, ``DIR/<scenario>-<variant>.mcap``, zstd-chunked with the full summary and
+indexes. Log times are the scenario's epoch plus the simulation time (deterministic, and Foxglove shows the
+run at its scenario's date). Channels (docs/RECORDING.md):
+
+* ``/v2x/tx/<actor>``: every Envelope the world accepted from the actor (protobuf ``v2x.wire.Envelope``,
+  the bytes as sent), log time = send time;
+* ``/v2x/rx/<actor>``: every delivery to the actor (JSON ``v2x.Delivery``: sender, seq, message, link,
+  send and delivery times, latency), log time = delivery time;
+* ``/truth/<actor>`` and ``/gnss/<actor>``: the true position and the positioning reading (truth + the
+  receiver's error, with its covariance) as ``foxglove.LocationFix`` in WGS84 (the scenario's origin and
+  ``v2x.geodesy.LocalFrame``): the Map panel;
+* ``/tf`` (``foxglove.FrameTransforms``: ``world`` -> each actor) and ``/scene`` (``foxglove.SceneUpdate``:
+  the lanes, RSU ranges and the actors' boxes): the 3D panel;
+* ``/log`` (``foxglove.Log``): warnings, collisions, violations, stops, positioning changes and verdicts;
+* ``/events``, ``/verdicts``, ``/metrics`` (JSON): the result document's events, this variant's
+  expectations and metrics exactly as in result.json, from which ``v2x replay --report`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from foxglove_schemas_protobuf.Color_pb2 import Color
+from foxglove_schemas_protobuf.CubePrimitive_pb2 import CubePrimitive
+from foxglove_schemas_protobuf.FrameTransform_pb2 import FrameTransform
+from foxglove_schemas_protobuf.FrameTransforms_pb2 import FrameTransforms
+from foxglove_schemas_protobuf.LinePrimitive_pb2 import LinePrimitive
+from foxglove_schemas_protobuf.LocationFix_pb2 import LocationFix
+from foxglove_schemas_protobuf.Log_pb2 import Log
+from foxglove_schemas_protobuf.Point3_pb2 import Point3
+from foxglove_schemas_protobuf.Pose_pb2 import Pose as FoxPose
+from foxglove_schemas_protobuf.Quaternion_pb2 import Quaternion
+from foxglove_schemas_protobuf.SceneEntity_pb2 import SceneEntity
+from foxglove_schemas_protobuf.SceneUpdate_pb2 import SceneUpdate
+from foxglove_schemas_protobuf.Vector3_pb2 import Vector3
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from mcap.writer import CompressionType
+from mcap.writer import Writer as McapWriter
+from mcap_protobuf.schema import register_schema
+
+from v2x.geodesy import LocalFrame
+from v2x.run.tap import Event, Pose, Tap, poses
+from v2x.scenario.model import Scenario
+from v2x.sim.events import event_order
+from v2x.sim.simulation import Simulation
+from v2x.wire import testbed_pb2
+
+PROFILE = ""  # protobuf + JSON channels: no ROS profile
+FRAME_WORLD = "world"
+JSON_SCHEMAS: dict[str, dict[str, Any]] = {
+    "v2x.Delivery": {
+        "type": "object",
+        "properties": {
+            "sender": {"type": "string"},
+            "seq": {"type": "integer"},
+            "msg": {"type": "string"},
+            "link": {"type": "string"},
+            "receiver": {"type": "string"},
+            "tx_time_s": {"type": "number"},
+            "rx_time_s": {"type": "number"},
+            "latency_ms": {"type": "number"},
+        },
+    },
+    "v2x.Event": {"type": "object", "properties": {"t_s": {"type": "number"}, "type": {"type": "string"}}},
+    "v2x.Expectation": {
+        "type": "object",
+        "properties": {
+            "index": {"type": "integer"},
+            "name": {"type": "string"},
+            "variant": {"type": "string"},
+            "passed": {"type": "boolean"},
+            "detail": {"type": "string"},
+        },
+    },
+    "v2x.Metrics": {"type": "object"},
+}
+KIND_COLOUR = {
+    "car": (0.2, 0.45, 0.85),
+    "truck": (0.35, 0.35, 0.6),
+    "bus": (0.35, 0.35, 0.6),
+    "emergency": (0.85, 0.2, 0.2),
+    "pedestrian": (0.9, 0.6, 0.1),
+    "cyclist": (0.2, 0.7, 0.3),
+    "rsu": (0.5, 0.2, 0.7),
+}
+LOG_INFO, LOG_WARNING, LOG_ERROR = 2, 3, 4  # foxglove.Log.Level
+
+
+def recording_path(out_dir: Path, scenario_id: str, variant: str) -> Path:
+    return out_dir / f"{scenario_id}-{variant}.mcap"
+
+
+def _quat_yaw(yaw: float) -> Quaternion:
+    return Quaternion(x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2))
+
+
+class VariantRecorder:
+    """The recording of one variant's run: an observer for ``v2x.net.world.World`` (``on_tick``), closed
+    by ``finish`` (with the verdicts and metrics once the result is known)."""
+
+    def __init__(self, path: Path, scenario: Scenario, *, variant: str, seed: int, run_id: str) -> None:
+        self.path = path
+        self.scenario = scenario
+        self.variant = variant
+        self.frame = LocalFrame(scenario.origin.lat_deg, scenario.origin.lon_deg, scenario.origin.alt_m)
+        self.epoch_ns = round(scenario.epoch.timestamp()) * 1_000_000_000
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[bytes] = path.open("wb")
+        self.w = McapWriter(self._file, compression=CompressionType.ZSTD)
+        self.w.start(profile=PROFILE, library="v2x-testbed")
+        self._schemas: dict[str, int] = {}
+        self._channels: dict[str, int] = {}
+        self._seq: Counter[int] = Counter()
+        self.tap = Tap()
+        self.closed = False
+        self.w.add_metadata(
+            "v2x",
+            {
+                "scenario": scenario.id,
+                "variant": variant,
+                "seed": str(seed),
+                "run_id": run_id,
+                "origin_lat_deg": repr(scenario.origin.lat_deg),
+                "origin_lon_deg": repr(scenario.origin.lon_deg),
+                "origin_alt_m": repr(scenario.origin.alt_m),
+                "epoch_utc": scenario.epoch.isoformat(),
+                "tick_s": repr(scenario.tick_s),
+                "duration_s": repr(scenario.duration_s),
+            },
+        )
+        self._scene_static()
+
+    # -- low level ----------------------------------------------------------------------------------
+    def ns(self, t_s: float) -> int:
+        return self.epoch_ns + round(t_s * 1e9)
+
+    def _stamp(self, t_s: float) -> Timestamp:
+        ns = self.ns(t_s)
+        return Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)
+
+    def _channel(self, topic: str, schema: str, encoding: str, message_class: Any = None) -> int:
+        cid = self._channels.get(topic)
+        if cid is not None:
+            return cid
+        sid = self._schemas.get(schema)
+        if sid is None:
+            if message_class is not None:
+                sid = register_schema(self.w, message_class)
+            else:
+                data = json.dumps({"title": schema, **JSON_SCHEMAS[schema]}).encode()
+                sid = self.w.register_schema(name=schema, encoding="jsonschema", data=data)
+            self._schemas[schema] = sid
+        cid = self.w.register_channel(topic=topic, message_encoding=encoding, schema_id=sid)
+        self._channels[topic] = cid
+        return cid
+
+    def _write(self, cid: int, t_s: float, data: bytes) -> None:
+        ns = self.ns(t_s)
+        self.w.add_message(channel_id=cid, log_time=ns, data=data, publish_time=ns, sequence=self._seq[cid])
+        self._seq[cid] += 1
+
+    def proto(self, topic: str, t_s: float, msg: Message) -> None:
+        cid = self._channel(topic, msg.DESCRIPTOR.full_name, "protobuf", type(msg))
+        self._write(cid, t_s, msg.SerializeToString())
+
+    def json(self, topic: str, schema: str, t_s: float, doc: dict[str, Any]) -> None:
+        cid = self._channel(topic, schema, "json")
+        self._write(cid, t_s, json.dumps(doc, sort_keys=False).encode())
+
+    def log(self, t_s: float, level: int, text: str, name: str) -> None:
+        self.proto("/log", t_s, Log(timestamp=self._stamp(t_s), level=level, message=text, name=name))  # type: ignore[arg-type]
+
+    # -- what is recorded ---------------------------------------------------------------------------
+    def _scene_static(self) -> None:
+        """The lanes (centre lines with their widths) and the RSUs' ranges, once at t = 0."""
+        sc = self.scenario
+        entities = []
+        for lane in sc.road.lanes:
+            entities.append(
+                SceneEntity(
+                    timestamp=self._stamp(0.0),
+                    frame_id=FRAME_WORLD,
+                    id=f"lane/{lane.id}",
+                    frame_locked=True,
+                    lines=[
+                        LinePrimitive(
+                            type=LinePrimitive.LINE_STRIP,
+                            pose=FoxPose(position=Vector3(), orientation=_quat_yaw(0.0)),
+                            thickness=lane.width_m,
+                            scale_invariant=False,
+                            points=[Point3(x=float(p[0]), y=float(p[1]), z=-0.05) for p in lane.centerline],
+                            color=Color(r=0.3, g=0.3, b=0.3, a=0.6),
+                        )
+                    ],
+                )
+            )
+        for a in sc.actors:
+            if a.kind == "rsu" and a.position is not None and a.range_m:
+                x, y = float(a.position[0]), float(a.position[1])
+                ring = [
+                    Point3(x=x + a.range_m * math.cos(k * math.pi / 32), y=y + a.range_m * math.sin(k * math.pi / 32))
+                    for k in range(65)
+                ]
+                entities.append(
+                    SceneEntity(
+                        timestamp=self._stamp(0.0),
+                        frame_id=FRAME_WORLD,
+                        id=f"range/{a.id}",
+                        frame_locked=True,
+                        lines=[
+                            LinePrimitive(
+                                type=LinePrimitive.LINE_STRIP,
+                                pose=FoxPose(position=Vector3(), orientation=_quat_yaw(0.0)),
+                                thickness=2.0,
+                                scale_invariant=True,
+                                points=ring,
+                                color=Color(r=0.5, g=0.2, b=0.7, a=0.5),
+                            )
+                        ],
+                    )
+                )
+        self.proto("/scene", 0.0, SceneUpdate(entities=entities))
+
+    def _fix(self, t_s: float, actor: str, x: float, y: float, sigma: tuple[float, float] | None) -> LocationFix:
+        lat, lon, alt = self.frame.to_geodetic(x, y, 0.0)
+        fix = LocationFix(
+            timestamp=self._stamp(t_s), frame_id=actor, latitude=float(lat), longitude=float(lon), altitude=float(alt)
+        )
+        if sigma is not None:
+            fix.position_covariance.extend([sigma[0] ** 2, 0.0, 0.0, 0.0, sigma[1] ** 2, 0.0, 0.0, 0.0, 0.0])
+            fix.position_covariance_type = LocationFix.DIAGONAL_KNOWN
+        return fix
+
+    async def on_tick(self, sim: Simulation, tick: int, events: list[Event]) -> None:
+        if self.closed:
+            return
+        t = sim.time_of(tick)
+        for s in self.tap.sent(sim):
+            self._write(
+                self._channel(f"/v2x/tx/{s.sender}", "v2x.wire.Envelope", "protobuf", testbed_pb2.Envelope),
+                s.tx_time_s,
+                s.raw,
+            )
+            for d in s.deliveries:
+                doc = {
+                    "sender": s.sender,
+                    "seq": s.seq,
+                    "msg": s.msg,
+                    "link": s.link,
+                    "receiver": d.receiver,
+                    "tx_time_s": round(s.tx_time_s, 6),
+                    "rx_time_s": round(d.rx_time_s, 6),
+                    "latency_ms": round((d.rx_time_s - s.tx_time_s) * 1e3, 3),
+                }
+                self.json(f"/v2x/rx/{d.receiver}", "v2x.Delivery", round(d.rx_time_s, 6), doc)  # as agents see it: 1 us
+        road = [p for p in poses(sim) if p.kind != "platform"]
+        self._poses(t, road)
+        for actor, reading in sim.sensors.gnss.items():
+            p = next((q for q in road if q.actor == actor), None)
+            if p is None or not reading.available:
+                continue
+            sigma = (reading.sigma_major_m, reading.sigma_minor_m)
+            fix = self._fix(
+                t,
+                actor,
+                p.x_m + reading.east_error_m,
+                p.y_m + reading.north_error_m,
+                sigma if all(math.isfinite(v) for v in sigma) else None,
+            )
+            self.proto(f"/gnss/{actor}", t, fix)
+        for ev in events:
+            self.event(ev)
+
+    def _poses(self, t: float, road: Sequence[Pose]) -> None:
+        transforms = []
+        entities = []
+        for p in road:
+            self.proto(f"/truth/{p.actor}", t, self._fix(t, p.actor, p.x_m, p.y_m, None))
+            transforms.append(
+                FrameTransform(
+                    timestamp=self._stamp(t),
+                    parent_frame_id=FRAME_WORLD,
+                    child_frame_id=p.actor,
+                    translation=Vector3(x=p.x_m, y=p.y_m, z=0.0),
+                    rotation=_quat_yaw(p.yaw_rad),
+                )
+            )
+            r, g, b = KIND_COLOUR.get(p.kind, (0.5, 0.5, 0.5))
+            size = (p.length_m or 0.6, p.width_m or 0.6, 1.5 if p.kind != "rsu" else 5.0)
+            entities.append(
+                SceneEntity(
+                    timestamp=self._stamp(t),
+                    frame_id=p.actor,
+                    id=f"actor/{p.actor}",
+                    lifetime=Duration(nanos=0),
+                    frame_locked=True,
+                    cubes=[
+                        CubePrimitive(
+                            pose=FoxPose(position=Vector3(z=size[2] / 2), orientation=_quat_yaw(0.0)),
+                            size=Vector3(x=size[0], y=size[1], z=size[2]),
+                            color=Color(r=r, g=g, b=b, a=0.9),
+                        )
+                    ],
+                )
+            )
+        self.proto("/tf", t, FrameTransforms(transforms=transforms))
+        self.proto("/scene", t, SceneUpdate(entities=entities))
+
+    def event(self, ev: Event) -> None:
+        t = float(ev["t_s"])
+        self.json("/events", "v2x.Event", t, ev)
+        kind = ev["type"]
+        if kind == "warning":
+            ttc = f", TTC {ev['ttc_s']:.2f} s" if ev.get("ttc_s") else ""
+            text = f"{str(ev['app']).upper()} to {ev['target']} about {ev['other']} ({ev['conflict']}{ttc})"
+            self.log(t, LOG_WARNING, text, f"warning/{ev['target']}")
+        elif kind == "collision":
+            a, b = ev["actors"]
+            self.log(t, LOG_ERROR, f"collision {a} / {b} at {ev['relative_speed_mps']:.1f} m/s", "collision")
+        elif kind == "violation":
+            self.log(t, LOG_ERROR, f"{ev['actor']} ran the red light at {ev['intersection']}", "violation")
+        elif kind == "stop":
+            self.log(t, LOG_INFO, f"{ev['actor']} stopped", "stop")
+        elif kind == "positioning":
+            self.log(t, LOG_INFO, f"{ev['actor']} positioning {ev['state']}", "positioning")
+        else:
+            self.log(t, LOG_INFO, f"{kind}: {json.dumps(ev)}", kind)
+
+    def finish(self, result: dict[str, Any] | None = None) -> None:
+        """Write the verdicts (this variant's expectations) and metrics of ``result`` and close the file;
+        without a result (the run failed) only close it."""
+        if self.closed:
+            return
+        if result is not None:
+            t_end = float(self.scenario.n_ticks * self.scenario.tick_s)
+            for k, exp in enumerate(result["expectations"]):
+                if exp["variant"] != self.variant:
+                    continue
+                self.json("/verdicts", "v2x.Expectation", t_end, {"index": k, **exp})
+                mark = "held" if exp["passed"] else "FAILED"
+                self.log(
+                    t_end,
+                    LOG_INFO if exp["passed"] else LOG_ERROR,
+                    f"{mark}: {exp['name']}: {exp['detail']}",
+                    "verdict",
+                )
+            metrics = result["metrics"].get(self.variant)
+            if metrics is not None:
+                self.json("/metrics", "v2x.Metrics", t_end, metrics)
+            self.w.add_metadata("v2x.result", {"seed": str(result["seed"]), "run": json.dumps(result["run"])})
+        self.w.finish()  # type: ignore[no-untyped-call]
+        self._file.close()
+        self.closed = True
+
+
+@dataclass
+class Recording:
+    """``v2x run --record DIR`` for one scenario run: a recorder per variant (``observer``), finished
+    together once the result is known."""
+
+    out_dir: Path
+    scenario: Scenario
+    seed: int
+    recorders: dict[str, VariantRecorder] = field(default_factory=dict)
+
+    def observer(self, variant: str, run_id: str) -> VariantRecorder:
+        path = recording_path(self.out_dir, self.scenario.id, variant)
+        rec = VariantRecorder(path, self.scenario, variant=variant, seed=self.seed, run_id=run_id)
+        self.recorders[variant] = rec
+        return rec
+
+    def finish(self, result: dict[str, Any] | None) -> list[Path]:
+        for rec in self.recorders.values():
+            rec.finish(result)
+        return [rec.path for rec in self.recorders.values()]
+
+
+# -- reading back -------------------------------------------------------------------------------------
+@dataclass
+class Replayed:
+    """What ``v2x replay`` reads from one recording."""
+
+    path: Path
+    meta: dict[str, str]
+    channels: dict[str, tuple[str, str, int]]  # topic -> (schema name, encoding, message count)
+    start_ns: int
+    end_ns: int
+    events: list[Event]
+    verdicts: list[dict[str, Any]]
+    metrics: dict[str, Any] | None
+    run: dict[str, Any]
+    seed: int
+
+
+class RecordingError(ValueError):
+    """Not a v2x recording (or not a readable MCAP file)."""
+
+
+def read_recording(path: Path) -> Replayed:
+    from mcap.exceptions import McapError
+    from mcap.reader import make_reader
+
+    try:
+        with path.open("rb") as f:
+            reader = make_reader(f)
+            summary = reader.get_summary()
+            if summary is None or summary.statistics is None:
+                raise RecordingError(f"{path}: no MCAP summary (the file was not finished)")
+            meta: dict[str, str] = {}
+            result_meta: dict[str, str] = {}
+            for m in reader.iter_metadata():
+                if m.name == "v2x":
+                    meta = dict(m.metadata)
+                elif m.name == "v2x.result":
+                    result_meta = dict(m.metadata)
+            if not meta:
+                raise RecordingError(f"{path}: not a v2x recording (no 'v2x' metadata)")
+            counts = summary.statistics.channel_message_counts
+            channels = {
+                ch.topic: (summary.schemas[ch.schema_id].name, ch.message_encoding, counts.get(cid, 0))
+                for cid, ch in summary.channels.items()
+            }
+            events: list[Event] = []
+            verdicts: list[dict[str, Any]] = []
+            metrics = None
+            for _schema, channel, message in reader.iter_messages(topics=["/events", "/verdicts", "/metrics"]):
+                doc = json.loads(message.data)
+                if channel.topic == "/events":
+                    events.append(doc)
+                elif channel.topic == "/verdicts":
+                    verdicts.append(doc)
+                else:
+                    metrics = doc
+    except (McapError, OSError, json.JSONDecodeError) as exc:
+        raise RecordingError(f"{path}: {exc}") from exc
+    stats = summary.statistics
+    return Replayed(
+        path=path,
+        meta=meta,
+        channels=channels,
+        start_ns=stats.message_start_time,
+        end_ns=stats.message_end_time,
+        events=sorted(events, key=event_order),
+        verdicts=sorted(verdicts, key=lambda v: int(v["index"])),
+        metrics=metrics,
+        run=json.loads(result_meta["run"]) if "run" in result_meta else {},
+        seed=int(result_meta.get("seed", meta.get("seed", "0"))),
+    )
+
+
+def rebuild_result(recordings: Iterable[Replayed]) -> dict[str, Any]:
+    """The result document of a run from the recordings of its variants (all of one scenario): events,
+    expectations (verdicts), metrics as the run wrote them; ``passed`` from the verdicts."""
+    recs = list(recordings)
+    scenarios = {r.meta["scenario"] for r in recs}
+    if len(scenarios) != 1:
+        raise RecordingError(f"recordings of different scenarios: {sorted(scenarios)}")
+    events: list[Event] = []
+    verdicts: list[dict[str, Any]] = []
+    metrics: dict[str, Any] = {}
+    for r in recs:
+        events.extend(r.events)
+        verdicts.extend(r.verdicts)
+        if r.metrics is not None:
+            metrics[r.meta["variant"]] = r.metrics
+    verdicts.sort(key=lambda v: int(v["index"]))
+    expectations = [{k: v for k, v in x.items() if k != "index"} for x in verdicts]
+    order = [v for v in ("v2x", "baseline") if v in metrics] + sorted(set(metrics) - {"v2x", "baseline"})
+    return {
+        "scenario": scenarios.pop(),
+        "seed": recs[0].seed,
+        "passed": all(e["passed"] for e in expectations),
+        "expectations": expectations,
+        "events": sorted(events, key=event_order),
+        "metrics": {v: metrics[v] for v in order},
+        "run": recs[0].run,
+    }
+
+
+def summary_text(r: Replayed) -> str:
+    span = (r.end_ns - r.start_ns) / 1e9 if r.end_ns >= r.start_ns else 0.0
+    m = r.meta
+    lines = [
+        f"{r.path}: scenario {m.get('scenario')} [{m.get('variant')}] seed {m.get('seed')} run {m.get('run_id')}",
+        f"  time span {span:.3f} s (from {m.get('epoch_utc')}), {sum(c for _, _, c in r.channels.values())} messages"
+        f" on {len(r.channels)} channels",
+    ]
+    width = max((len(t) for t in r.channels), default=0)
+    for topic in sorted(r.channels):
+        schema, enc, count = r.channels[topic]
+        lines.append(f"  {topic.ljust(width)}  {count:7d}  {schema} ({enc})")
+    kinds = Counter(e["type"] for e in r.events)
+    lines.append("  events: " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"))
+    for e in r.events:
+        if e["type"] == "warning":
+            lines.append(f"    t={e['t_s']:.2f} s warning {e['app']} to {e['target']} about {e['other']}")
+        elif e["type"] == "collision":
+            lines.append(f"    t={e['t_s']:.2f} s collision {' / '.join(e['actors'])}")
+    for v in r.verdicts:
+        lines.append(f"  {'ok  ' if v['passed'] else 'FAIL'} {v['name']}: {v['detail']}")
+    return "\n".join(lines)

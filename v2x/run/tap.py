@@ -1,0 +1,114 @@
+"""What an observer of a run (``v2x.net.world.Observer``: the recorder, the live view) reads from the
+``Simulation`` after each tick: the transmissions the channel accepted in that tick, with every delivery
+the channel scheduled for them, and the actors' poses. Read-only; nothing here changes an outcome."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from v2x.sim.channel import LINK_NAME
+from v2x.sim.simulation import Simulation
+
+Event = dict[str, Any]
+
+
+@dataclass
+class Delivery:
+    receiver: str
+    rx_time_s: float
+
+
+@dataclass
+class Sent:
+    """One transmission the world accepted (``raw``: the Envelope bytes as sent) and its deliveries."""
+
+    sender: str
+    seq: int
+    msg: str
+    link: str
+    tx_time_s: float
+    raw: bytes
+    dest_ids: tuple[str, ...] = ()
+    deliveries: list[Delivery] = field(default_factory=list)
+
+
+@dataclass
+class Pose:
+    actor: str
+    kind: str
+    x_m: float
+    y_m: float
+    speed_mps: float
+    yaw_rad: float  # ENU: counter-clockwise from east
+    length_m: float
+    width_m: float
+
+
+class Tap:
+    """Per run: call ``sent(sim)`` once after every tick for that tick's transmissions."""
+
+    def __init__(self) -> None:
+        self._next = 0  # the channel's transmission index of the next new transmission
+
+    def sent(self, sim: Simulation) -> list[Sent]:
+        ch = sim.channel
+        new = sorted(i for i in ch.payloads if i >= self._next)
+        if not new:
+            return []
+        out: dict[int, Sent] = {}
+        w = sim.world
+        for i in new:
+            rec = ch.payloads[i]
+            out[i] = Sent(
+                sender=w.id_of(rec.sender_slot),
+                seq=rec.seq,
+                msg=rec.msg or "unknown",
+                link=LINK_NAME.get(rec.link, str(rec.link)),  # type: ignore[call-overload]
+                tx_time_s=rec.tx_time_s,
+                raw=rec.raw,
+                dest_ids=rec.dest_ids,
+            )
+        self._next = new[-1] + 1
+        p = ch.pending
+        for tx, rx, t in zip(p.tx_index.tolist(), p.receiver.tolist(), p.delivery_time_s.tolist(), strict=True):
+            s = out.get(int(tx))
+            if s is not None:
+                s.deliveries.append(Delivery(w.id_of(int(rx)), float(t)))
+        for s in out.values():
+            s.deliveries.sort(key=lambda d: (d.rx_time_s, d.receiver))
+        return list(out.values())
+
+
+def poses(sim: Simulation) -> list[Pose]:
+    """Every actor's true pose now (actor-id order)."""
+    w = sim.world
+    out = []
+    for actor_id in sim.actor_ids:
+        s = w.slot_of(actor_id)
+        out.append(
+            Pose(
+                actor=actor_id,
+                kind=sim.scenario.actor(actor_id).kind,
+                x_m=float(w.x[s]),
+                y_m=float(w.y[s]),
+                speed_mps=math.hypot(float(w.vx[s]), float(w.vy[s])),
+                yaw_rad=float(w.heading_rad[s]),
+                length_m=float(w.length_m[s]),
+                width_m=float(w.width_m[s]),
+            )
+        )
+    return out
+
+
+class Observers:
+    """Several observers as one (recording and viewing the same run), called in order."""
+
+    def __init__(self, observers: Sequence[Any]) -> None:
+        self.observers = list(observers)
+
+    async def on_tick(self, sim: Simulation, tick: int, events: list[Event]) -> None:
+        for o in self.observers:
+            await o.on_tick(sim, tick, events)

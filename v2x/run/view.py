@@ -1,0 +1,265 @@
+"""The live view of a run (``v2x run --view [--port P] [--paused]``): one small page served by the standard
+library's HTTP server in a thread, updated over Server-Sent Events.
+
+* ``GET /``: the page (``view.html`` next to this module; inline CSS and JS, nothing fetched elsewhere);
+* ``GET /events``: the stream: a ``scene`` event when a variant starts (lanes, RSUs with their ranges,
+  intersections, the warnings so far) and a ``tick`` event per tick (the clock, every actor's pose, the
+  tick's warnings, messages per second by type over the last simulated second, paused or not);
+* ``GET /state``: the latest scene and tick as one JSON document;
+* ``POST /control/pause``, ``/control/resume``, ``/control/step``: pause holds the world after the tick it
+  has just closed (before the next one begins); step lets one more tick run. Meant for lockstep runs (a
+  real-time run that is held falls behind its wall clock).
+
+The observer (``ViewObserver.on_tick``) runs in the run's event loop and only hands copies of what it read
+to the server thread; it never changes what the simulation does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import threading
+from collections import Counter, deque
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from typing import Any
+
+from v2x.run.tap import Event, Tap, poses
+from v2x.scenario.model import Scenario
+from v2x.sim.simulation import Simulation
+
+MAX_FRAMES = 5000  # frames kept for clients that lag behind
+
+
+def scene_of(scenario: Scenario, variant: str) -> dict[str, Any]:
+    """The static part of the map: lanes, intersections, RSUs with their ranges."""
+    return {
+        "scenario": scenario.id,
+        "name": scenario.name,
+        "variant": variant,
+        "tick_s": scenario.tick_s,
+        "duration_s": scenario.duration_s,
+        "lanes": [
+            {"id": ln.id, "width_m": ln.width_m, "points": [[float(p[0]), float(p[1])] for p in ln.centerline]}
+            for ln in scenario.road.lanes
+        ],
+        "intersections": [
+            {"id": i.id, "center": [float(i.center[0]), float(i.center[1])], "radius_m": i.radius_m}
+            for i in scenario.road.intersections
+        ],
+        "rsus": [
+            {"id": a.id, "position": [float(a.position[0]), float(a.position[1])], "range_m": a.range_m}
+            for a in scenario.actors
+            if a.kind == "rsu" and a.position is not None
+        ],
+    }
+
+
+class Hub:
+    """What the server thread shows and the controls the page sends, shared with the run's loop."""
+
+    def __init__(self, *, paused: bool = False) -> None:
+        self.cond = threading.Condition()
+        self.scene: dict[str, Any] | None = None
+        self.scene_no = 0
+        self.frames: deque[tuple[int, dict[str, Any]]] = deque(maxlen=MAX_FRAMES)
+        self.next_frame = 0
+        self.warnings: list[Event] = []
+        self.paused = paused
+        self.credits = 0
+        self.closed = False
+
+    def new_scene(self, scene: dict[str, Any]) -> None:
+        with self.cond:
+            self.scene = scene
+            self.scene_no += 1
+            self.warnings = []
+            self.cond.notify_all()
+
+    def publish(self, frame: dict[str, Any]) -> None:
+        with self.cond:
+            self.warnings.extend(frame["warnings"])
+            self.frames.append((self.next_frame, frame))
+            self.next_frame += 1
+            self.cond.notify_all()
+
+    def control(self, command: str) -> bool:
+        with self.cond:
+            if command == "pause":
+                self.paused = True
+            elif command == "resume":
+                self.paused = False
+            elif command == "step":
+                self.paused = True
+                self.credits += 1
+            else:
+                return False
+            self.cond.notify_all()
+        return True
+
+    def may_proceed(self) -> bool:
+        with self.cond:
+            if self.closed or not self.paused:
+                return True
+            if self.credits > 0:
+                self.credits -= 1
+                return True
+            return False
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def _news(self, scene_no: int, sent: int) -> bool:
+        return self.closed or self.scene_no != scene_no or self.next_frame - 1 > sent
+
+    def stream(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """SSE events for one client: the scene (again whenever it changes) and every tick from the latest."""
+        scene_no = 0
+        sent = -1
+        while True:
+            with self.cond:
+                self.cond.wait_for(functools.partial(self._news, scene_no, sent), timeout=15.0)
+                if self.closed:
+                    return
+                out: list[tuple[str, dict[str, Any]]] = []
+                if self.scene_no != scene_no and self.scene is not None:
+                    scene_no = self.scene_no
+                    out.append(("scene", {**self.scene, "warnings": list(self.warnings)}))
+                    sent = max(sent, self.next_frame - 2)  # a new client starts at the latest tick
+                out += [("tick", f) for k, f in self.frames if k > sent]
+                sent = self.next_frame - 1
+                if not out:
+                    out.append(("ping", {}))
+            yield from out
+
+
+class ViewObserver:
+    """The live view's observer of one variant's run (``v2x.net.world.Observer``)."""
+
+    def __init__(self, hub: Hub, scenario: Scenario, variant: str) -> None:
+        self.hub = hub
+        self.scenario = scenario
+        self.variant = variant
+        self.tap = Tap()
+        self.window: deque[tuple[float, Counter[str]]] = deque()
+        hub.new_scene(scene_of(scenario, variant))
+
+    async def on_tick(self, sim: Simulation, tick: int, events: list[Event]) -> None:
+        t = sim.time_of(tick)
+        sent = Counter(s.msg for s in self.tap.sent(sim))
+        self.window.append((t, sent))
+        while self.window and self.window[0][0] <= t - 1.0 + 1e-9:
+            self.window.popleft()
+        span = min(1.0, t + sim.tick_s)
+        rates: Counter[str] = Counter()
+        for _, c in self.window:
+            rates.update(c)
+        frame = {
+            "variant": self.variant,
+            "tick": tick,
+            "t_s": round(t, 3),
+            "final": tick == sim.n_ticks,
+            "paused": self.hub.paused,
+            "actors": [
+                {
+                    "id": p.actor,
+                    "kind": p.kind,
+                    "x": round(p.x_m, 3),
+                    "y": round(p.y_m, 3),
+                    "yaw": round(p.yaw_rad, 4),
+                    "length_m": p.length_m,
+                    "width_m": p.width_m,
+                    "speed_mps": round(p.speed_mps, 2),
+                }
+                for p in poses(sim)
+                if p.kind != "platform"
+            ],
+            "warnings": [
+                {k: e.get(k) for k in ("t_s", "app", "target", "other", "ttc_s")}
+                for e in events
+                if e["type"] == "warning"
+            ],
+            "collisions": [e["actors"] for e in events if e["type"] == "collision"],
+            "rates": {m: round(n / span, 1) for m, n in sorted(rates.items())},
+        }
+        self.hub.publish(frame)
+        while not self.hub.may_proceed():
+            await asyncio.sleep(0.02)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    hub: Hub
+    page: bytes
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _send(self, code: int, body: bytes, ctype: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path in ("/", "/index.html"):
+            self._send(200, self.page, "text/html; charset=utf-8")
+        elif self.path == "/state":
+            hub = self.hub
+            with hub.cond:
+                doc = {"scene": hub.scene, "tick": hub.frames[-1][1] if hub.frames else None, "paused": hub.paused}
+            self._send(200, json.dumps(doc).encode(), "application/json")
+        elif self.path == "/events":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for name, doc in self.hub.stream():
+                    self.wfile.write(f"event: {name}\ndata: {json.dumps(doc)}\n\n".encode())
+                    self.wfile.flush()
+        else:
+            self._send(404, b"not found\n", "text/plain")
+
+    def do_POST(self) -> None:
+        prefix = "/control/"
+        if self.path.startswith(prefix) and self.hub.control(self.path[len(prefix) :]):
+            self._send(200, json.dumps({"paused": self.hub.paused}).encode(), "application/json")
+        else:
+            self._send(404, b"unknown control\n", "text/plain")
+
+
+class ViewServer:
+    """The page's server in a daemon thread (``start``/``stop``), bound to ``host``:``port`` (0: any
+    free port)."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 8642, paused: bool = False) -> None:
+        self.hub = Hub(paused=paused)
+        page = files("v2x.run").joinpath("view.html").read_bytes()
+        handler = type("Handler", (_Handler,), {"hub": self.hub, "page": page})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="v2x-view", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}/"
+
+    def start(self) -> ViewServer:
+        self.thread.start()
+        return self
+
+    def observer(self, scenario: Scenario, variant: str) -> ViewObserver:
+        return ViewObserver(self.hub, scenario, variant)
+
+    def stop(self) -> None:
+        self.hub.close()
+        self.httpd.shutdown()
+        self.httpd.server_close()
