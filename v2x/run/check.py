@@ -20,7 +20,8 @@ import os
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,6 +338,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     check.add_argument("--broker", default="embedded", metavar="URL", help="'embedded' (default) or mqtt://host:port")
     check.add_argument("--seed", type=int, default=None, help="seed (default: the record's, else 0)")
+    check.add_argument(
+        "--jobs", type=int, default=None, metavar="J", help="scenarios run at once in processes (default: cores)"
+    )
     check.add_argument("-v", "--verbose", action="store_true", help="print every difference, not only the first")
     check.set_defaults(handler=cmd_check)
 
@@ -356,13 +360,31 @@ def scenario_files(targets: Sequence[str]) -> list[Path]:
     return out
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def _run_one(job: tuple[str, int, str]) -> tuple[dict[str, Any] | str, float]:
+    """Run one scenario file (in a worker process, or here): its result document, or the run error's text;
+    and the wall seconds it took."""
     import asyncio
+    import logging
+
+    from v2x.run.runner import RunError, run_scenario
+    from v2x.scenario import load_scenario
+
+    logging.getLogger().setLevel(logging.ERROR)
+    path, seed, broker = job
+    t0 = time.monotonic()
+    try:
+        result: dict[str, Any] | str = asyncio.run(run_scenario(load_scenario(path), seed=seed, broker=broker))
+    except RunError as exc:
+        result = str(exc)
+    return result, round(time.monotonic() - t0, 3)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
     import logging
     import sys
 
     from v2x.net.broker import BrokerURLError, parse_broker_url
-    from v2x.run.runner import RunError, run_scenario, warm_up_core
+    from v2x.run.runner import warm_up_core
     from v2x.scenario import ScenarioError, load_scenario
 
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -390,24 +412,32 @@ def cmd_check(args: argparse.Namespace) -> int:
     warm_up_core()
     started = time.monotonic()
     cases: list[CaseResult] = []
-    for k, (path, sc) in enumerate(loaded, start=1):
-        golden = goldens[path]
-        seed = args.seed if args.seed is not None else int(golden["seed"]) if golden else 0
-        print(f"[{k}/{len(loaded)}] {sc.id} (seed {seed})", file=sys.stderr, flush=True)
-        t0 = time.monotonic()
-        try:
-            result = asyncio.run(run_scenario(sc, seed=seed, broker=args.broker))
-        except RunError as exc:
-            cases += [CaseResult(sc.id, v, "error", [f"run error: {exc}"]) for v in sc.variants]
-            continue
-        wall = round(time.monotonic() - t0, 3)
-        if args.update_golden:
-            changes = update_golden(golden_path(path, sc.id), result)
-            for line in changes:
-                print(f"  {sc.id}: {line}")
-            cases += [CaseResult(sc.id, v, "updated", changes, wall) for v in result["metrics"]]
-        else:
-            cases += check_result(result, golden, wall)
+    seeds = {
+        path: args.seed if args.seed is not None else int(goldens[path]["seed"]) if goldens[path] else 0  # type: ignore[index]
+        for path, _ in loaded
+    }
+    jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(loaded)))
+    work = [(str(path), seeds[path], args.broker) for path, _ in loaded]
+    if jobs == 1:
+        outcomes: Iterable[tuple[dict[str, Any] | str, float]] = map(_run_one, work)
+    else:
+        pool = ProcessPoolExecutor(max_workers=jobs)
+        outcomes = pool.map(_run_one, work)
+    try:
+        for k, ((path, sc), (outcome, wall)) in enumerate(zip(loaded, outcomes, strict=True), start=1):
+            print(f"[{k}/{len(loaded)}] {sc.id} (seed {seeds[path]}) {wall:.1f} s", file=sys.stderr, flush=True)
+            if isinstance(outcome, str):
+                cases += [CaseResult(sc.id, v, "error", [f"run error: {outcome}"]) for v in sc.variants]
+            elif args.update_golden:
+                changes = update_golden(golden_path(path, sc.id), outcome)
+                for line in changes:
+                    print(f"  {sc.id}: {line}")
+                cases += [CaseResult(sc.id, v, "updated", changes, wall) for v in outcome["metrics"]]
+            else:
+                cases += check_result(outcome, goldens[path], wall)
+    finally:
+        if jobs > 1:
+            pool.shutdown(cancel_futures=True)
     wall_s = time.monotonic() - started
     args.out.mkdir(parents=True, exist_ok=True)
     write_junit(cases, args.out / "junit.xml")
