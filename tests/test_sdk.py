@@ -19,6 +19,7 @@ from tests._agents import offline_sim
 from tests._mosquitto import Mosquitto
 from v2x.scenario import Scenario, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
+from v2x.sim.simulation import Simulation
 from v2x.wire import common_pb2, testbed_pb2
 from v2x.wire.envelope import temporary_id
 
@@ -36,7 +37,7 @@ def fcw_with_external(tmp_path: Path, actor: str) -> Path:
     return path
 
 
-def _sim(tmp_path: Path, actor: str = "follower") -> tuple[Scenario, object]:
+def _sim(tmp_path: Path, actor: str = "follower") -> tuple[Scenario, Simulation]:
     sc = load_scenario(fcw_with_external(tmp_path, actor))
     return sc, offline_sim(sc)
 
@@ -46,7 +47,7 @@ def _sim(tmp_path: Path, actor: str = "follower") -> tuple[Scenario, object]:
 
 def test_start_gives_each_external_actor_its_start_pose_box_and_route(tmp_path: Path) -> None:
     _, sim = _sim(tmp_path)
-    start = testbed_pb2.Control.FromString(sim.control(testbed_pb2.Control.COMMAND_START))  # type: ignore[attr-defined]
+    start = testbed_pb2.Control.FromString(sim.control(testbed_pb2.Control.COMMAND_START))
     assert [a.actor_id for a in start.external_actors] == ["follower"]  # only the external ones
     me = start.external_actors[0]
     # the centre of the box start_m (100) along lane eb1 ([0,0] -> [1500,0]), heading east, at speed_mps
@@ -56,7 +57,7 @@ def test_start_gives_each_external_actor_its_start_pose_box_and_route(tmp_path: 
     assert me.equipped
     assert start.n_ticks == 140 and start.protocol_version == 1
     assert start.epoch_utc == "2026-05-01T08:00:00+00:00"  # isoformat: +00:00, no fractional seconds here
-    stop = testbed_pb2.Control.FromString(sim.control(testbed_pb2.Control.COMMAND_STOP))  # type: ignore[attr-defined]
+    stop = testbed_pb2.Control.FromString(sim.control(testbed_pb2.Control.COMMAND_STOP))
     assert not stop.external_actors
 
 
@@ -70,22 +71,20 @@ def _ack(actor: str, tick: int, x: float, events: tuple[testbed_pb2.Advisory, ..
 
 def test_tick_input_tells_an_actor_its_collisions_and_the_ticks_closed_without_its_ack(tmp_path: Path) -> None:
     _, sim = _sim(tmp_path)
-    s: object = sim
-    assert isinstance(s, type(sim))
-    sim.begin(0)  # type: ignore[attr-defined]
+    sim.begin(0)
     places = {"lead": 130.0, "follower": 128.0, "neighbour": 110.0}  # lead and follower overlap
     for actor in ("cloud", "lead", "neighbour", "rsu1"):  # the follower does not ack tick 0
-        sim.receive("ack", actor, _ack(actor, 0, places.get(actor, 0.0)))  # type: ignore[attr-defined]
-    sim.step()  # type: ignore[attr-defined]
-    inputs = sim.begin(1)  # type: ignore[attr-defined]
+        sim.receive("ack", actor, _ack(actor, 0, places.get(actor, 0.0)))
+    sim.step()
+    inputs = sim.begin(1)
     follower = testbed_pb2.TickInput.FromString(inputs["follower"])
     assert list(follower.late_ticks) == [0]
     assert not follower.collisions  # its truth never came: still at the origin
     for actor in ("cloud", "lead", "neighbour", "rsu1", "follower"):
-        sim.receive("ack", actor, _ack(actor, 1, places.get(actor, 0.0)))  # type: ignore[attr-defined]
-    events = sim.step()  # type: ignore[attr-defined]
+        sim.receive("ack", actor, _ack(actor, 1, places.get(actor, 0.0)))
+    events = sim.step()
     assert [e["actors"] for e in events if e["type"] == "collision"] == [["follower", "lead"]]
-    inputs = sim.begin(2)  # type: ignore[attr-defined]
+    inputs = sim.begin(2)
     for me, other in (("follower", "lead"), ("lead", "follower")):
         got = testbed_pb2.TickInput.FromString(inputs[me])
         assert [(c.other_id, c.t_s) for c in got.collisions] == [(other, 0.1)]
@@ -100,13 +99,13 @@ def test_a_warning_counts_at_raised_at_s_once_however_often_it_is_reported(tmp_p
         other_id=temporary_id("lead").hex(), source_id="follower", ttc_s=2.5, raised_at_s=0.1,
     )  # fmt: skip
     for tick in range(3):  # reported in ticks 1 and 2 (an echo sent twice, a re-report after a late tick)
-        sim.begin(tick)  # type: ignore[attr-defined]
+        sim.begin(tick)
         for actor in ("cloud", "lead", "neighbour", "rsu1", "follower"):
             events = (adv,) if actor == "follower" and tick >= 1 else ()
             x = {"lead": 130.0, "follower": 100.0, "neighbour": 110.0}.get(actor, 0.0)
-            sim.receive("ack", actor, _ack(actor, tick, x, events))  # type: ignore[attr-defined]
-        sim.step()  # type: ignore[attr-defined]
-    warnings = [e for e in sim.report(0.0).events if e["type"] == "warning"]  # type: ignore[attr-defined]
+            sim.receive("ack", actor, _ack(actor, tick, x, events))
+        sim.step()
+    warnings = [e for e in sim.report(0.0).events if e["type"] == "warning"]
     assert len(warnings) == 1
     assert warnings[0]["t_s"] == 0.1 and warnings[0]["other"] == "lead"  # timed at raised_at_s, BSM id -> actor
 
