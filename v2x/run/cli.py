@@ -112,6 +112,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rp.add_argument("--report", type=Path, metavar="OUT.html", help="write the run's HTML report, as 'v2x report'")
     rp.set_defaults(handler=cmd_replay)
 
+    from v2x.run import conformance
+
+    conformance.register(sub)
+
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING

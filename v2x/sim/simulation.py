@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from v2x.core import SpatialGrid
-from v2x.scenario.model import Scenario
+from v2x.scenario.geometry import route_for
+from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
 from v2x.sim.actors import road_user_slots, unequipped_ids, world_state
 from v2x.sim.channel import Channel
 from v2x.sim.events import event_order
@@ -39,11 +40,13 @@ from v2x.sim.metrics import run_metrics
 from v2x.sim.names import Names
 from v2x.sim.referee import Referee
 from v2x.sim.sensors import Sensors
-from v2x.units import compass_deg_to_enu_yaw_rad
+from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
 from v2x.wire.tables import APP_NAME
 
 log = logging.getLogger("v2x.sim")
+
+PROTOCOL_VERSION = 1  # docs/PROTOCOL.md
 
 Event = dict[str, Any]
 
@@ -119,6 +122,11 @@ class Simulation:
             self.actor_ids, slot_of={a: w.slot_of(a) for a in self.actor_ids}, unequipped=unequipped, tick_s=self.tick_s
         )
         self.events: list[Event] = []  # in the order recorded; report() sorts them
+        # Told to each actor in its next TickInput: the collisions it was in and the ticks that closed
+        # without its Ack (docs/PROTOCOL.md, TickInput).
+        self._collisions: dict[str, list[testbed_pb2.TickInput.Collision]] = {}
+        self._late: dict[str, list[int]] = {}
+        self._warned: set[tuple[str, int, str, str, float]] = set()  # warnings recorded (echoes count once)
 
     # -- time ---------------------------------------------------------------------------------------
     def time_of(self, tick: int) -> float:
@@ -147,7 +155,51 @@ class Simulation:
             epoch_utc=sc.epoch.isoformat(),
             actor_ids=self.actor_ids,
         )
+        if command == testbed_pb2.Control.COMMAND_START:
+            msg.external_actors.extend(self.external_starts())
+            msg.n_ticks = self.n_ticks
+            msg.protocol_version = PROTOCOL_VERSION
         return msg.SerializeToString()
+
+    def external_starts(self) -> list[testbed_pb2.Control.ActorStart]:
+        """Where each actor driven from outside (``external: true``) starts: the pose and speed the
+        built-in agent would start with (the centre of its box ``start_m`` along its lane or path), its box
+        and its route, in actor-id order."""
+        out = []
+        for actor_id in self.actor_ids:
+            spec = self.scenario.actor(actor_id)
+            if not spec.external:
+                continue
+            length, width, height = DEFAULT_SIZE[spec.kind]
+            start = testbed_pb2.Control.ActorStart(
+                actor_id=actor_id,
+                kind=spec.kind,
+                length_m=spec.length_m or length,
+                width_m=spec.width_m or width,
+                height_m=height,
+                equipped=spec.equipped,
+            )
+            route = route_for(self.scenario, spec) if spec.kind in ROAD_USER_KINDS else None
+            if route is not None:
+                pose = route.pose(spec.start_m)
+                points = list(spec.path) if spec.path is not None else self._lane_points(spec.lane)
+                start.x_m, start.y_m = pose.x, pose.y
+                start.heading_deg = enu_yaw_rad_to_compass_deg(pose.heading_rad)
+                start.speed_mps = spec.speed_mps
+                start.lane = spec.lane or ""
+                start.start_m = spec.start_m
+                start.path_x_m.extend(float(p[0]) for p in points)
+                start.path_y_m.extend(float(p[1]) for p in points)
+            elif spec.position is not None:
+                start.x_m, start.y_m = spec.position
+            out.append(start)
+        return out
+
+    def _lane_points(self, lane_id: str | None) -> list[tuple[float, float]]:
+        for lane in self.scenario.road.lanes:
+            if lane.id == lane_id:
+                return [(float(x), float(y)) for x, y in lane.centerline]
+        return []
 
     def begin(self, tick: int) -> dict[str, bytes]:
         """Open ``tick`` and return every actor's serialized ``TickInput`` (in actor-id order): what it
@@ -171,6 +223,8 @@ class Simulation:
             if gnss is not None:
                 msg.gnss.CopyFrom(gnss)
             msg.detections.extend(self.sensors.detections.get(actor_id, ()))
+            msg.collisions.extend(self._collisions.pop(actor_id, ()))
+            msg.late_ticks.extend(self._late.pop(actor_id, ()))
             inputs[actor_id] = msg.SerializeToString()
         return inputs
 
@@ -217,6 +271,7 @@ class Simulation:
         for actor_id in self.actor_ids:
             ack = self.inbound.acks.get(actor_id)
             if ack is None:
+                self._late.setdefault(actor_id, []).append(tick)
                 continue
             self.inbound.stats.rejected_by_agents[actor_id] = dict(ack.rejected)
             if ack.HasField("truth"):
@@ -238,12 +293,27 @@ class Simulation:
                 log.info("%s t=%.2f s: %s", actor_id, t, note)
         # One spatial index per tick, shared by the channel's fan-out and the referee.
         grid = SpatialGrid.build(w, self.channel.cell_m)
-        self.events.extend(self.referee.step(t, grid))
+        refereed = self.referee.step(t, grid)
+        self.events.extend(refereed)
+        for event in refereed:
+            if event["type"] == "collision":
+                a, b = event["actors"]
+                for me, other in ((a, b), (b, a)):
+                    self._collisions.setdefault(me, []).append(
+                        testbed_pb2.TickInput.Collision(
+                            other_id=other, t_s=event["t_s"], relative_speed_mps=event["relative_speed_mps"]
+                        )
+                    )
         self.channel.transmit(self.inbound.take(tick), grid)
         self.events.extend(self.sensors.step(t))
         return self.events[start:]
 
     def _record_warning(self, actor_id: str, adv: testbed_pb2.Advisory) -> None:
+        # The same advisory reported again (an echo sent twice, or re-reported after a late tick) counts once.
+        key = (actor_id, adv.app, adv.other_id, adv.source_id, round(adv.raised_at_s, 6))
+        if key in self._warned:
+            return
+        self._warned.add(key)
         other = self.names.resolve(adv.other_id)
         event = warning_event(self.variant, actor_id, other, adv)
         self.events.append(event)

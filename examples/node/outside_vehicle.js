@@ -1,0 +1,217 @@
+#!/usr/bin/env node
+// An outside vehicle stack for v2x-testbed in Node.js, written from docs/PROTOCOL.md: mqtt.js for the
+// broker, protobufjs loading proto/v2x/wire/*.proto at run time (proto/ is the import root: the files
+// import "v2x/wire/...").
+//
+// It drives one external actor from where Control START says it starts (external_actors: centre of its
+// box, heading, speed, box), at that speed; with --brake-at T --brake-rate A it brakes at A m/s^2 to a
+// stop from simulation time T. Per tick: move to the tick's time, send a BSM over PC5 (and the same
+// bytes over Uu to the platform), Ack with the truth, echo advisories addressed to it. Exits after the
+// final tick (0), on a STOP before it (1), or when START does not come within --join-timeout s (3).
+//
+//   node examples/node/outside_vehicle.js --broker mqtt://127.0.0.1:1883 --run demo-v2x --actor lead \
+//       --brake-at 6 --brake-rate 6
+"use strict";
+
+const path = require("path");
+const crypto = require("crypto");
+const mqtt = require("mqtt");
+const protobuf = require("protobufjs");
+
+// ---- arguments ---------------------------------------------------------------------------------------
+function parseArgs(argv) {
+  const o = { broker: "mqtt://127.0.0.1:1883", run: null, actor: null, kind: "car", brakeAt: null,
+    brakeRate: 6, joinTimeout: 60, protoDir: path.resolve(__dirname, "..", "..", "proto") };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [k, v] = [argv[i], argv[i + 1]];
+    if (k === "--broker") o.broker = v;
+    else if (k === "--run") o.run = v;
+    else if (k === "--actor") o.actor = v;
+    else if (k === "--kind") o.kind = v;
+    else if (k === "--brake-at") o.brakeAt = Number(v);
+    else if (k === "--brake-rate") o.brakeRate = Number(v);
+    else if (k === "--join-timeout") o.joinTimeout = Number(v);
+    else if (k === "--proto") o.protoDir = path.resolve(v);
+    else { console.error(`unknown argument ${k}`); process.exit(2); }
+  }
+  const id = /^[A-Za-z0-9_.-]{1,64}$/;
+  if (!id.test(o.run || "") || !id.test(o.actor || "")) {
+    console.error("--run and --actor are required: 1-64 of A-Z a-z 0-9 _ . -");
+    process.exit(2);
+  }
+  return o;
+}
+
+// ---- the local frame: WGS84 geodetic <-> ECEF <-> ENU (docs/PROTOCOL.md "Local frame") -----------------
+const A = 6378137.0, F = 1 / 298.257223563, E2 = F * (2 - F), RAD = Math.PI / 180;
+function toEcef(latDeg, lonDeg, h) {
+  const lat = latDeg * RAD, lon = lonDeg * RAD, s = Math.sin(lat), c = Math.cos(lat);
+  const n = A / Math.sqrt(1 - E2 * s * s);
+  return [(n + h) * c * Math.cos(lon), (n + h) * c * Math.sin(lon), (n * (1 - E2) + h) * s];
+}
+function toGeodetic(x, y, z) { // iterative (Bowring start, converges to < 1e-12 rad in a few steps)
+  const lon = Math.atan2(y, x), p = Math.hypot(x, y);
+  let lat = Math.atan2(z, p * (1 - E2)), h = 0;
+  for (let i = 0; i < 10; i++) {
+    const s = Math.sin(lat), n = A / Math.sqrt(1 - E2 * s * s);
+    h = p / Math.cos(lat) - n;
+    lat = Math.atan2(z, p * (1 - E2 * n / (n + h)));
+  }
+  return [lat / RAD, lon / RAD, h];
+}
+class LocalFrame {
+  constructor(lat0, lon0, h0) {
+    this.h0 = h0; this.o = toEcef(lat0, lon0, h0);
+    const la = lat0 * RAD, lo = lon0 * RAD;
+    this.e = [-Math.sin(lo), Math.cos(lo), 0];
+    this.n = [-Math.sin(la) * Math.cos(lo), -Math.sin(la) * Math.sin(lo), Math.cos(la)];
+  }
+  toWgs84(x, y) {
+    const p = [0, 1, 2].map((k) => this.o[k] + x * this.e[k] + y * this.n[k]);
+    return toGeodetic(...p);
+  }
+}
+
+// ---- units (docs/PROTOCOL.md "Units on the wire": round to nearest, clamp) -----------------------------
+const num = (v) => (typeof v === "number" ? v : v.toNumber()); // uint64/sint64 may decode as Long
+const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, Math.round(v)));
+const units = {
+  latlon: (deg) => Math.round(deg * 1e7),
+  speed: (mps) => clamp(mps / 0.02, 0, 8190),
+  heading: (deg) => { const r = Math.round((((deg % 360) + 360) % 360) / 0.0125); return r >= 28800 ? 0 : r; },
+  accel: (mps2) => clamp(mps2 / 0.01, -2000, 2000),
+  sigma: (m) => (m == null ? 255 : clamp(m / 0.05, 0, 254)),
+  secMark: (epochMs, timeUs) => Math.floor((epochMs * 1000 + timeUs) / 1000) % 60000,
+};
+// PositionConfidence: the smallest bound >= r95 (docs/PROTOCOL.md "The BSM"), 0 = unavailable
+const CONF_BOUNDS = [500, 200, 100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01];
+function posConfidence(r95) {
+  if (r95 == null) return 0;
+  for (let code = CONF_BOUNDS.length; code >= 1; code--) if (r95 <= CONF_BOUNDS[code - 1]) return code;
+  return 0;
+}
+const VEHICLE_CLASS = { car: 10, truck: 20, bus: 23, emergency: 60, pedestrian: 82, cyclist: 85 };
+
+// ---- the vehicle -----------------------------------------------------------------------------------------
+class Car {
+  constructor(start, brakeAt, brakeRate) {
+    Object.assign(this, { x0: start.x_m || 0, y0: start.y_m || 0, v0: start.speed_mps || 0,
+      heading: start.heading_deg || 0, brakeAt, brakeRate });
+  }
+  at(t) { // exact: constant speed, then constant deceleration to a stop
+    let s, v, a = 0;
+    const tb = this.brakeAt == null ? Infinity : this.brakeAt;
+    if (t < tb - 1e-9) { s = this.v0 * t; v = this.v0; }
+    else {
+      const dt = t - tb, stop = this.v0 / this.brakeRate;
+      s = this.v0 * tb + (dt < stop ? this.v0 * dt - 0.5 * this.brakeRate * dt * dt : this.v0 * stop / 2);
+      v = Math.max(0, this.v0 - this.brakeRate * dt);
+      a = v > 0 ? -this.brakeRate : 0;
+    }
+    const yaw = (90 - this.heading) * RAD;
+    return { x: this.x0 + s * Math.cos(yaw), y: this.y0 + s * Math.sin(yaw), v, a, yaw, heading: this.heading };
+  }
+}
+
+// ---- main --------------------------------------------------------------------------------------------------
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => path.join(o.protoDir, target);
+  root.loadSync(["v2x/wire/testbed.proto", "v2x/wire/frame.proto"], { keepCase: true });
+  const T = (name) => root.lookupType(`v2x.wire.${name}`);
+  const [Hello, Control, TickInput, Envelope, Ack, MessageFrame] =
+    ["Hello", "Control", "TickInput", "Envelope", "Ack", "MessageFrame"].map(T);
+  const LINK_PC5 = 1, LINK_UU = 2, START = 1, STOP = 2;
+  const me = o.actor, run = o.run, topic = (k) => `v2x/${run}/${k}/${me}`;
+  const bsmId = crypto.createHash("sha256").update(me, "utf8").digest().subarray(0, 8);
+  const log = (t, msg) => console.log(`[${me}${t == null ? "" : ` t=${t.toFixed(1)}s`}] ${msg}`);
+
+  const client = mqtt.connect(o.broker, { clientId: `node-${me}-${crypto.randomBytes(3).toString("hex")}`,
+    clean: true, reconnectPeriod: 500 });
+  let finalDone = false, start = null, frame = null, epochMs = 0, car = null, last = null, seq = 0, msgCnt = 0, done = false;
+  const hello = Hello.encode({ actor_id: me, kind: o.kind, software: "examples/node 1.0", protocol_version: 1 }).finish();
+  const helloTimer = setInterval(() => { if (last == null) client.publish(`v2x/${run}/join/${me}`, Buffer.from(hello)); }, 1000);
+  const joinTimer = setTimeout(() => { if (!start) { log(null, "no START"); finish(3); } }, o.joinTimeout * 1000);
+  function finish(code) { clearInterval(helloTimer); clearTimeout(joinTimer); done = true; client.end(false, () => process.exit(code)); }
+
+  client.on("connect", () => {
+    client.subscribe([`v2x/${run}/in/${me}`], { qos: 0 });
+    client.subscribe([`v2x/${run}/control`], { qos: 1 });
+    if (last == null) client.publish(`v2x/${run}/join/${me}`, Buffer.from(hello));
+  });
+  const pending = [];
+  client.on("message", (t, payload) => {
+    if (done) return;
+    if (t.endsWith("/control")) {
+      if (!payload.length) return; // a cleared retained Control
+      const c = Control.decode(payload);
+      if (c.run_id !== run) return;
+      if (c.command === START && !start) {
+        start = c;
+        const mine = (c.external_actors || []).find((a) => a.actor_id === me) || {};
+        frame = new LocalFrame(c.origin_lat_deg, c.origin_lon_deg, c.origin_alt_m);
+        epochMs = Date.parse(c.epoch_utc);
+        car = new Car(mine, o.brakeAt, o.brakeRate);
+        Object.assign(car, { length: mine.length_m || 5, width: mine.width_m || 2, height: mine.height_m || 1.6 });
+        log(null, `START: scenario ${c.scenario_id}, start (${car.x0.toFixed(2)}, ${car.y0.toFixed(2)}) heading ${car.heading}`);
+        while (pending.length) onTick(pending.shift());
+      } else if (c.command === STOP && last != null && !finalDone) {
+        log(null, `STOP before the final tick: ${c.reason}`);
+        finish(1);
+      }
+      return;
+    }
+    const ti = TickInput.decode(payload);
+    if (!start) { pending.push(ti); return; }
+    onTick(ti);
+  });
+
+  function onTick(ti) {
+    const tick = num(ti.tick), timeUs = num(ti.time_us);
+    if (last && tick <= last.tick) { // the world asks again: the same bytes
+      if (tick === last.tick) for (const [tp, p] of last.out) client.publish(tp, p);
+      return;
+    }
+    const t = timeUs / 1e6, s = car.at(t), g = ti.gnss || {};
+    const fix = g.available ? [s.x + g.east_error_m, s.y + g.north_error_m] : [s.x, s.y];
+    const [lat, lon] = frame.toWgs84(...fix);
+    const sigma = g.available ? g.sigma_major_m : null;
+    const bsm = {
+      msg_cnt: msgCnt++ % 128, id: bsmId, sec_mark: units.secMark(epochMs, timeUs),
+      pos: { lat: units.latlon(lat), lon: units.latlon(lon), elevation: Math.round(start.origin_alt_m / 0.1) },
+      accuracy: { semi_major: units.sigma(sigma), semi_minor: units.sigma(g.available ? g.sigma_minor_m : null), orientation: 65535 },
+      pos_confidence: { pos: posConfidence(sigma == null ? null : 2.448 * sigma), elevation: 0 },
+      trans_state: 2, speed: units.speed(s.v), heading: units.heading(s.heading), angle: 127,
+      accel_set: { long: units.accel(s.a), lat: 0, vert: -127, yaw: 0 },
+      brakes: { brake_pedal: s.a < 0 ? 2 : 1, abs: 2, traction: 2, scs: 2 },
+      size: { width: Math.round(car.width * 100), length: Math.round(car.length * 100), height: Math.round(car.height / 0.05) },
+      vehicle_class: VEHICLE_CLASS[o.kind] || 10,
+      safety_ext: { events: s.a <= -3.92266 ? 1 << 7 : 0, path_prediction_radius: 32767, lights: 0 },
+    };
+    const frameBytes = MessageFrame.encode({ bsm }).finish();
+    const out = [];
+    const env = (link, dest) => Envelope.encode({ sender_id: me, seq: ++seq, tick, tx_time_us: timeUs, link,
+      dest_ids: dest, frame: frameBytes }).finish();
+    out.push([topic("tx"), Buffer.from(env(LINK_PC5, []))]);
+    if (start.platform_id) out.push([topic("tx"), Buffer.from(env(LINK_UU, [start.platform_id]))]);
+    const echoes = [];
+    for (let k = 0; k < (ti.envelopes || []).length; k++) { // advisories addressed to me: echo them
+      try {
+        const e = Envelope.decode(ti.envelopes[k]), f = MessageFrame.decode(e.frame);
+        if (f.advisory && f.advisory.target_id === me) echoes.push(f.advisory);
+      } catch (err) { /* malformed: ignored */ }
+    }
+    for (const c of ti.collisions || []) log(t, `collided with ${c.other_id}`);
+    const c = Math.cos(s.yaw), sn = Math.sin(s.yaw);
+    const ack = Ack.encode({ actor_id: me, tick, tx_count: out.length, events: echoes,
+      truth: { x_m: s.x, y_m: s.y, vx_mps: s.v * c, vy_mps: s.v * sn, ax_mps2: s.a * c, ay_mps2: s.a * sn,
+        heading_deg: s.heading, speed_mps: s.v, accel_mps2: s.a, lane: "" } }).finish();
+    out.push([topic("ack"), Buffer.from(ack)]);
+    for (const [tp, p] of out) client.publish(tp, p);
+    last = { tick, out };
+    if (ti.final) { finalDone = true; log(t, `final tick ${tick}: done`); setTimeout(() => finish(0), 200); }
+  }
+}
+
+main().catch((err) => { console.error(err); process.exit(1); });

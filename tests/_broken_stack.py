@@ -1,0 +1,42 @@
+"""A deliberately broken outside stack on v2x.sdk, for `v2x conformance` tests: it drives its actor like
+examples/sdk_vehicle.py but sends a wrong BSM id (``--wrong-id``), a BSM only every other tick (5 Hz,
+``--every 2``) and a secMark one second old (``--stale-secmark``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from v2x import units
+from v2x.sdk import Stack, VehicleState
+from v2x.wire.envelope import temporary_id
+
+
+async def main(args: argparse.Namespace) -> int:
+    async with Stack(args.broker, run_id=args.run, actor_id=args.actor, uplink=False) as stack:
+        run = await stack.start(timeout_s=120)
+        state = VehicleState.at_start(run.me)
+        async for tick in stack.ticks(tick_timeout_s=90):
+            if tick.n > 0:
+                state = state.advanced(tick.dt_s)
+            if tick.n % args.every == 0:
+                frame = stack.bsm(tick, state)
+                if args.wrong_id:
+                    frame.bsm.id = temporary_id("someone-else")
+                if args.stale_secmark:
+                    frame.bsm.sec_mark = units.sec_mark(tick.t_s - 1.0, run.epoch)
+                await stack.send(tick, frame)
+            await stack.ack(tick, state)
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--broker", required=True)
+    p.add_argument("--run", required=True)
+    p.add_argument("--actor", default="follower")
+    p.add_argument("--every", type=int, default=1)
+    p.add_argument("--wrong-id", action="store_true")
+    p.add_argument("--stale-secmark", action="store_true")
+    sys.exit(asyncio.run(main(p.parse_args())))

@@ -1,0 +1,252 @@
+"""Protocol v1 for outside stacks (docs/PROTOCOL.md): what START and TickInput tell an external actor, how
+warnings are counted, and the SDK (v2x.sdk) driving an actor from its own process against Mosquitto, with
+``v2x run`` and with ``v2x conformance``; the Node.js example when node and npm are installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests._agents import offline_sim
+from tests._mosquitto import Mosquitto
+from v2x.scenario import Scenario, load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+from v2x.sim.simulation import Simulation
+from v2x.wire import common_pb2, testbed_pb2
+from v2x.wire.envelope import temporary_id
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+
+
+def fcw_with_external(tmp_path: Path, actor: str) -> Path:
+    doc = yaml.safe_load((SCENARIO_DIR / "fcw.yaml").read_text(encoding="utf-8"))
+    spec = next(a for a in doc["actors"] if a["id"] == actor)
+    spec["external"] = True
+    path = tmp_path / f"fcw-{actor}-outside.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _sim(tmp_path: Path, actor: str = "follower") -> tuple[Scenario, Simulation]:
+    sc = load_scenario(fcw_with_external(tmp_path, actor))
+    return sc, offline_sim(sc)
+
+
+# ---- Simulation: START, TickInput, warnings -----------------------------------------------------------------
+
+
+def test_start_gives_each_external_actor_its_start_pose_box_and_route(tmp_path: Path) -> None:
+    _, sim = _sim(tmp_path)
+    start = testbed_pb2.Control.FromString(sim.control(testbed_pb2.Control.COMMAND_START))
+    assert [a.actor_id for a in start.external_actors] == ["follower"]  # only the external ones
+    me = start.external_actors[0]
+    # the centre of the box start_m (100) along lane eb1 ([0,0] -> [1500,0]), heading east, at speed_mps
+    assert (me.x_m, me.y_m, me.heading_deg, me.speed_mps) == (100.0, 0.0, 90.0, 16.67)
+    assert (me.length_m, me.width_m, me.height_m, me.kind, me.lane, me.start_m) == (5.0, 2.0, 1.6, "car", "eb1", 100.0)
+    assert list(zip(me.path_x_m, me.path_y_m, strict=True)) == [(0.0, 0.0), (1500.0, 0.0)]
+    assert me.equipped
+    assert start.n_ticks == 140 and start.protocol_version == 1
+    assert start.epoch_utc == "2026-05-01T08:00:00+00:00"  # isoformat: +00:00, no fractional seconds here
+    stop = testbed_pb2.Control.FromString(sim.control(testbed_pb2.Control.COMMAND_STOP))
+    assert not stop.external_actors
+
+
+def _ack(actor: str, tick: int, x: float, events: tuple[testbed_pb2.Advisory, ...] = ()) -> bytes:
+    ack = testbed_pb2.Ack(actor_id=actor, tick=tick, events=events)
+    ack.truth.CopyFrom(
+        testbed_pb2.TruthState(x_m=x, y_m=0.0 if actor != "neighbour" else 3.5, vx_mps=10.0, heading_deg=90)
+    )
+    return ack.SerializeToString()
+
+
+def test_tick_input_tells_an_actor_its_collisions_and_the_ticks_closed_without_its_ack(tmp_path: Path) -> None:
+    _, sim = _sim(tmp_path)
+    sim.begin(0)
+    places = {"lead": 130.0, "follower": 128.0, "neighbour": 110.0}  # lead and follower overlap
+    for actor in ("cloud", "lead", "neighbour", "rsu1"):  # the follower does not ack tick 0
+        sim.receive("ack", actor, _ack(actor, 0, places.get(actor, 0.0)))
+    sim.step()
+    inputs = sim.begin(1)
+    follower = testbed_pb2.TickInput.FromString(inputs["follower"])
+    assert list(follower.late_ticks) == [0]
+    assert not follower.collisions  # its truth never came: still at the origin
+    for actor in ("cloud", "lead", "neighbour", "rsu1", "follower"):
+        sim.receive("ack", actor, _ack(actor, 1, places.get(actor, 0.0)))
+    events = sim.step()
+    assert [e["actors"] for e in events if e["type"] == "collision"] == [["follower", "lead"]]
+    inputs = sim.begin(2)
+    for me, other in (("follower", "lead"), ("lead", "follower")):
+        got = testbed_pb2.TickInput.FromString(inputs[me])
+        assert [(c.other_id, c.t_s) for c in got.collisions] == [(other, 0.1)]
+        assert not got.late_ticks
+    assert not testbed_pb2.TickInput.FromString(inputs["neighbour"]).collisions
+
+
+def test_a_warning_counts_at_raised_at_s_once_however_often_it_is_reported(tmp_path: Path) -> None:
+    _, sim = _sim(tmp_path)
+    adv = testbed_pb2.Advisory(
+        app=testbed_pb2.APP_FCW, severity=testbed_pb2.SEVERITY_WARNING, target_id="follower",
+        other_id=temporary_id("lead").hex(), source_id="follower", ttc_s=2.5, raised_at_s=0.1,
+    )  # fmt: skip
+    for tick in range(3):  # reported in ticks 1 and 2 (an echo sent twice, a re-report after a late tick)
+        sim.begin(tick)
+        for actor in ("cloud", "lead", "neighbour", "rsu1", "follower"):
+            events = (adv,) if actor == "follower" and tick >= 1 else ()
+            x = {"lead": 130.0, "follower": 100.0, "neighbour": 110.0}.get(actor, 0.0)
+            sim.receive("ack", actor, _ack(actor, tick, x, events))
+        sim.step()
+    warnings = [e for e in sim.report(0.0).events if e["type"] == "warning"]
+    assert len(warnings) == 1
+    assert warnings[0]["t_s"] == 0.1 and warnings[0]["other"] == "lead"  # timed at raised_at_s, BSM id -> actor
+
+
+def test_generated_modules_hold_the_messages_the_doc_says() -> None:
+    from v2x.wire import day1_pb2, frame_pb2
+
+    assert hasattr(common_pb2, "PositionalAccuracy") and not hasattr(day1_pb2, "PositionalAccuracy")
+    assert hasattr(day1_pb2, "BSM") and hasattr(frame_pb2, "MessageFrame") and hasattr(testbed_pb2, "TickInput")
+
+
+def test_bsm_without_a_fix_and_start_values() -> None:
+    """Tick 0 has no GNSS fix: accuracy semi_major/semi_minor 255, orientation 65535, pos_confidence 0;
+    msg_cnt of the first BSM 0; path_prediction_confidence 0; rounding of ties is to even."""
+    from datetime import UTC, datetime
+
+    from v2x import units
+    from v2x.geodesy import LocalFrame
+    from v2x.wire.bsm import OwnState, encode_bsm
+
+    own = OwnState(0, 0, 10.0, 0.0, 0.0, 5.0, 2.0, 1.6, "car", None, None, False)
+    f = encode_bsm(own, actor_id="a", t_s=0.0, msg_count=0, frame=LocalFrame(29.7, 106.6, 250.0),
+                   epoch=datetime(2026, 5, 1, 8, tzinfo=UTC))  # fmt: skip
+    b = f.bsm
+    assert (b.accuracy.semi_major, b.accuracy.semi_minor, b.accuracy.orientation) == (255, 255, 65535)
+    assert (b.pos_confidence.pos, b.msg_cnt, b.safety_ext.path_prediction_confidence) == (0, 0, 0)
+    assert units.speed_to_wire(0.05) == 2 and units.speed_to_wire(0.03) == 2  # 2.5 -> 2, 1.5 -> 2: half to even
+
+
+# ---- The SDK against Mosquitto -------------------------------------------------------------------------------------
+
+
+def _start(args: list[str], log: Path, cwd: Path = REPO) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=ENV)
+
+
+@pytest.mark.broker
+def test_sdk_example_drives_the_fcw_follower_with_its_own_fcw(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    scenario = fcw_with_external(tmp_path, "follower")
+    prefix = f"sdk-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "stack.log"
+    stack = _start([PY, "examples/sdk_vehicle.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
+                    "--join-timeout", "300"], log)  # fmt: skip
+    try:
+        out = tmp_path / "out"
+        cmd = [PY, "-m", "v2x.cli", "run", str(scenario), "--broker", mosquitto.address.url, "--run-id", prefix]
+        run = subprocess.run([*cmd, "--variant", "v2x", "--out", str(out), "-q"], capture_output=True, text=True,
+                             timeout=300, cwd=REPO, env=ENV, check=False)  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert stack.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    result = json.loads((out / "fcw" / "result.json").read_text(encoding="utf-8"))
+    events = result["events"]
+    fcw = [e for e in events if e["type"] == "warning" and e["target"] == "follower" and e["app"] == "fcw"]
+    assert fcw and fcw[0]["other"] == "lead" and fcw[0]["source"] == "follower", events
+    assert 6.0 <= fcw[0]["t_s"] <= 7.0 and fcw[0]["ttc_s"] >= 1.5
+    assert not [e for e in events if e["type"] == "collision"]
+    assert result["metrics"]["v2x"]["rejected"] == {} and result["metrics"]["v2x"]["duplicates"] == 0
+    assert result["passed"]
+    text = log.read_text()
+    assert "START: scenario fcw" in text and "follower starts at (100.00, 0.00) heading 90.0" in text
+    assert "final tick 140: done" in text
+
+
+def _conformance(
+    mosquitto: Mosquitto, prefix: str, *extra: str, actor: str = "follower"
+) -> subprocess.CompletedProcess[str]:
+    cmd = [PY, "-m", "v2x.cli", "conformance", "--actor", actor, "--broker", mosquitto.address.url, "--run-id", prefix]
+    return subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=300, cwd=REPO, env=ENV, check=False)
+
+
+@pytest.mark.broker
+def test_conformance_passes_the_sdk_example_and_names_what_a_broken_stack_gets_wrong(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    url = mosquitto.address.url
+    good, bad = f"good-{uuid.uuid4().hex[:6]}", f"bad-{uuid.uuid4().hex[:6]}"
+    stacks = [
+        _start([PY, "examples/sdk_vehicle.py", "--broker", url, "--run", f"{good}-v2x", "--join-timeout", "300"],
+               tmp_path / "good.log"),
+        _start([PY, "tests/_broken_stack.py", "--broker", url, "--run", f"{bad}-v2x", "--every", "2", "--wrong-id",
+                "--stale-secmark"], tmp_path / "bad.log"),
+    ]  # fmt: skip
+    try:
+        ok = _conformance(mosquitto, good)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "PASS follower in fcw" in ok.stdout and "FAIL" not in ok.stdout
+        broken = _conformance(mosquitto, bad)
+    finally:
+        for p in stacks:
+            if p.poll() is None:
+                p.kill()
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    out = broken.stdout
+    assert "FAIL ids:" in out and f"expected {temporary_id('follower').hex()}" in out
+    assert "FAIL BSM rate:" in out and "5.0 Hz" in out
+    assert "FAIL tick and timestamps:" in out and "(-1000 ms)" in out
+    assert "PASS seq:" in out and "PASS acks:" in out
+
+
+def test_conformance_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from v2x.cli import main
+
+    assert main(["conformance", "--actor", "rsu1"]) == 2  # not a road user
+    assert "has no road user 'rsu1'" in capsys.readouterr().err
+    assert main(["conformance", "--actor", "follower", "--broker", "http://x"]) == 2
+
+
+@pytest.mark.broker
+def test_conformance_without_a_stack_exits_3(mosquitto: Mosquitto) -> None:
+    run = _conformance(mosquitto, f"none-{uuid.uuid4().hex[:6]}", "--join-timeout", "2")
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "no stack joined" in run.stderr
+
+
+# ---- Node.js ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.broker
+def test_node_example_passes_conformance(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are not installed")
+    node_dir = REPO / "examples" / "node"
+    ci = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=node_dir, capture_output=True, text=True,
+                        timeout=300, check=False)  # fmt: skip
+    if ci.returncode != 0:
+        pytest.skip(f"npm ci failed (registry unreachable?): {ci.stderr[-500:]}")
+    prefix = f"node-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "node.log"
+    stack = _start([node, str(node_dir / "outside_vehicle.js"), "--broker", mosquitto.address.url, "--run",
+                    f"{prefix}-v2x", "--actor", "lead", "--brake-at", "6", "--brake-rate", "6",
+                    "--join-timeout", "300"], log)  # fmt: skip
+    try:
+        run = _conformance(mosquitto, prefix, actor="lead")
+        assert run.returncode == 0, run.stdout + run.stderr + log.read_text()
+        assert stack.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    assert "START: scenario fcw, start (130.00, 0.00) heading 90" in log.read_text()

@@ -1,0 +1,478 @@
+"""``v2x conformance``: check an outside stack against protocol v1 (docs/PROTOCOL.md) in a real run.
+
+The command runs one variant (``v2x``) of a scenario with the chosen actor marked ``external: true``, waits
+for an outside stack to join it over the broker, and meanwhile listens to everything on that actor's
+topics. After the run it checks what the stack sent, tick by tick, and prints a checklist:
+
+* joined: a Hello that decodes, names the actor, protocol version 1, the scenario's kind;
+* decode: every envelope and Ack parses; every frame holds a known message type;
+* ids: envelope ``sender_id`` and Ack ``actor_id`` are the actor; the BSM id is SHA-256(actor id)[:8];
+* units in range: every BSM decodes with ``v2x.wire.bsm.decode_bsm`` (no value outside its element's
+  range) and has a position, speed and heading;
+* BSM rate: exactly one BSM over PC5 per tick (10 Hz at 0.1 s ticks);
+* msg_cnt: +1 per BSM, wrapping at 127; a Uu copy carries the same msg_cnt as the PC5 BSM of its tick;
+* seq: increasing across the run;
+* tick and timestamps: envelope ``tick`` = the tick answered, ``tx_time_us`` = its ``time_us``, BSM
+  ``sec_mark`` = the tick's time in ms within the UTC minute (``epoch_utc`` + ``time_us``);
+* consistency: the BSM position is the Ack's truth plus the tick's GNSS error (within 0.1 m); speed and
+  heading agree with the truth; ``accuracy.semi_major`` is the reading's sigma (255 without a fix);
+* Acks: one per tick 0..N with the truth, ``tx_count`` = the envelopes sent in that tick;
+* the world's view: nothing rejected, no duplicates, nothing reported late;
+* deadline (``--mode realtime``): every Ack reached the broker within one tick of its TickInput.
+
+Exit codes: 0 every check passed, 1 a check failed, 2 bad input (scenario, actor, broker URL), 3 no stack
+joined (or the run could not complete before the stack said anything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_NO_STACK = 0, 1, 2, 3
+DEFAULT_SCENARIO = "fcw"
+POS_TOLERANCE_M = 0.1
+SPEED_TOLERANCE_MPS = 0.1
+HEADING_TOLERANCE_DEG = 1.0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "conformance",
+        help="check an outside stack against the protocol in a real run",
+        description="Run a scenario with ACTOR driven from outside, wait for an outside stack to join it, and "
+        "check what it sends: decoding, units, rate, ids, msg_cnt, seq, timestamps, consistency with its "
+        "truth, and (--mode realtime) the deadline. Prints a checklist.",
+        epilog="Exit codes: 0 pass, 1 a check failed, 2 bad input, 3 no stack joined.",
+    )
+    p.add_argument("--actor", required=True, metavar="ID", help="the actor the stack drives (a road user)")
+    p.add_argument(
+        "--scenario", default=DEFAULT_SCENARIO, metavar="S", help=f"scenario id or file (default {DEFAULT_SCENARIO})"
+    )
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL", help="mqtt://host:port")
+    p.add_argument("--run-id", default="conformance", metavar="PREFIX", help="the run is PREFIX-v2x")
+    p.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--join-timeout", type=float, default=30.0, metavar="S", help="wait this long for the stack")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(handler=cmd_conformance)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What was heard on the actor's topics
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Capture:
+    """Every message on the actor's topics, with the time it reached the listener."""
+
+    hellos: list[bytes] = field(default_factory=list)
+    inputs: dict[int, tuple[float, Any]] = field(default_factory=dict)  # tick -> (first seen, TickInput)
+    tx: list[tuple[float, bytes]] = field(default_factory=list)
+    acks: list[tuple[float, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+    problems: list[str] = field(default_factory=list)
+
+
+class Checklist:
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+
+    def add(self, name: str, problems: list[str], ok_detail: str) -> None:
+        detail = ok_detail if not problems else f"{len(problems)} problem(s): " + "; ".join(problems[:3])
+        if len(problems) > 3:
+            detail += f"; ... ({len(problems) - 3} more)"
+        self.checks.append(Check(name, not problems, detail, problems))
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def print(self) -> None:
+        for c in self.checks:
+            print(f"  {'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}")
+
+
+def analyse(
+    capture: Capture,
+    *,
+    actor_id: str,
+    kind: str,
+    epoch: datetime,
+    frame: Any,
+    tick_s: float,
+    n_ticks: int,
+    platform_id: str,
+    metrics: dict[str, Any] | None,
+    realtime: bool,
+) -> Checklist:
+    """The checklist for what ``actor_id`` sent in one run (``metrics``: the world's, None if it failed)."""
+    from v2x import units
+    from v2x.wire import testbed_pb2
+    from v2x.wire.bsm import decode_bsm
+    from v2x.wire.envelope import parse_envelope, temporary_id
+
+    out = Checklist()
+
+    # -- joining ------------------------------------------------------------------------------------
+    problems = []
+    versions, kinds = set(), set()
+    for raw in capture.hellos:
+        try:
+            hello = testbed_pb2.Hello.FromString(raw)
+        except DecodeError:
+            problems.append("a Hello does not parse")
+            continue
+        if hello.actor_id != actor_id:
+            problems.append(f"Hello.actor_id {hello.actor_id!r} is not {actor_id!r}")
+        versions.add(hello.protocol_version)
+        kinds.add(hello.kind)
+    if versions - {1}:
+        problems.append(f"Hello.protocol_version {sorted(versions - {1})}, expected 1")
+    if kinds - {kind}:
+        problems.append(f"Hello.kind {sorted(kinds - {kind})}, the scenario says {kind!r}")
+    out.add("joined", problems, f"{len(capture.hellos)} Hello(s), protocol 1, kind {kind}")
+
+    # -- envelopes ------------------------------------------------------------------------------------
+    decode_problems, id_problems, range_problems, tick_problems, seq_problems = [], [], [], [], []
+    cnt_problems, time_problems, truth_problems = [], [], []
+    bsm_id = temporary_id(actor_id)
+    seen: dict[bytes, int] = {}
+    last_seq = 0
+    pc5_bsms: dict[int, list[Any]] = defaultdict(list)  # tick -> BSMs over PC5
+    uu_bsms: dict[int, list[Any]] = defaultdict(list)
+    tx_per_tick: Counter[int] = Counter()
+    for _at, raw in capture.tx:
+        if raw in seen:
+            continue  # a retransmission of the same bytes (the world asked again)
+        seen[raw] = 1
+        parsed = parse_envelope(raw)
+        if parsed is None:
+            decode_problems.append("an envelope (or its frame) does not parse")
+            continue
+        env, fr = parsed
+        which = fr.WhichOneof("msg")
+        if which is None:
+            decode_problems.append(f"tick {env.tick}: a frame with no known message type")
+            continue
+        if env.sender_id != actor_id:
+            id_problems.append(f"tick {env.tick}: Envelope.sender_id {env.sender_id!r}")
+        if env.seq <= last_seq:
+            seq_problems.append(f"tick {env.tick}: seq {env.seq} after {last_seq}")
+        last_seq = max(last_seq, env.seq)
+        tx_per_tick[env.tick] += 1
+        ti = capture.inputs.get(env.tick)
+        if ti is None:
+            tick_problems.append(f"an envelope for tick {env.tick}, which was never sent to the stack")
+            continue
+        if env.tx_time_us != ti[1].time_us:
+            tick_problems.append(f"tick {env.tick}: tx_time_us {env.tx_time_us}, the tick's time_us is {ti[1].time_us}")
+        if env.link == testbed_pb2.LINK_UNSPECIFIED:
+            tick_problems.append(f"tick {env.tick}: link unspecified")
+        if which != "bsm":
+            continue
+        bsm = fr.bsm
+        if bytes(bsm.id) != bsm_id:
+            id_problems.append(f"tick {env.tick}: BSM id {bytes(bsm.id).hex()}, expected {bsm_id.hex()}")
+        t_s = ti[1].time_us / 1e6
+        try:
+            remote = decode_bsm(bsm, now_s=t_s, frame=frame, epoch=epoch)
+        except ValueError as exc:
+            range_problems.append(f"tick {env.tick}: {exc}")
+            continue
+        if remote is None:
+            range_problems.append(f"tick {env.tick}: BSM without position, speed or heading")
+            continue
+        if env.link == testbed_pb2.LINK_PC5:
+            pc5_bsms[env.tick].append((bsm, remote))
+        else:
+            uu_bsms[env.tick].append((bsm, remote))
+            if env.link == testbed_pb2.LINK_UU and platform_id and list(env.dest_ids) != [platform_id]:
+                tick_problems.append(f"tick {env.tick}: Uu BSM to {list(env.dest_ids)}, the platform is {platform_id}")
+        want_mark = units.sec_mark(t_s, epoch)
+        diff = (bsm.sec_mark - want_mark + 30000) % 60000 - 30000
+        if abs(diff) > 1:
+            time_problems.append(
+                f"tick {env.tick}: secMark {bsm.sec_mark}, the tick's time is {want_mark} ({diff:+d} ms)"
+            )
+    out.add("decode", decode_problems, f"{len(seen)} envelope(s) parse, known message types")
+    out.add("ids", id_problems, f"sender_id {actor_id}, BSM id {bsm_id.hex()}")
+    out.add("units in range", range_problems, "every BSM decodes within its elements' ranges")
+
+    missing = [n for n in range(n_ticks + 1) if len(pc5_bsms.get(n, [])) != 1]
+    rate_problems = []
+    if missing:
+        none = [n for n in missing if not pc5_bsms.get(n)]
+        many = [n for n in missing if len(pc5_bsms.get(n, [])) > 1]
+        n_bsm = sum(len(v) for v in pc5_bsms.values())
+        rate = n_bsm / ((n_ticks + 1) * tick_s)
+        if none:
+            rate_problems.append(f"no PC5 BSM in {len(none)} of {n_ticks + 1} ticks (first: {none[:5]}); {rate:.1f} Hz")
+        if many:
+            rate_problems.append(f"several PC5 BSMs in ticks {many[:5]}")
+    out.add("BSM rate", rate_problems, f"one PC5 BSM per tick ({1 / tick_s:.0f} Hz)")
+
+    prev = None
+    for n in sorted(pc5_bsms):
+        for bsm, _remote in pc5_bsms[n]:
+            if prev is not None and bsm.msg_cnt != (prev + 1) % 128:
+                cnt_problems.append(f"tick {n}: msg_cnt {bsm.msg_cnt} after {prev}")
+            prev = bsm.msg_cnt
+        for bsm, _ in uu_bsms.get(n, []):
+            if pc5_bsms[n] and bsm.msg_cnt != pc5_bsms[n][0][0].msg_cnt:
+                cnt_problems.append(
+                    f"tick {n}: the Uu copy has msg_cnt {bsm.msg_cnt}, the PC5 BSM {pc5_bsms[n][0][0].msg_cnt}"
+                )
+    out.add("msg_cnt", cnt_problems, "+1 per BSM, wrapping at 127; Uu copies carry the same")
+    out.add("seq", seq_problems, f"increasing across the run (last {last_seq})")
+
+    # -- acks -----------------------------------------------------------------------------------------
+    ack_problems = []
+    acks: dict[int, Any] = {}
+    ack_at: dict[int, float] = {}
+    for at, raw in capture.acks:
+        try:
+            ack = testbed_pb2.Ack.FromString(raw)
+        except DecodeError:
+            decode_problems.append("an Ack does not parse")
+            continue
+        if ack.actor_id != actor_id:
+            id_problems.append(f"tick {ack.tick}: Ack.actor_id {ack.actor_id!r}")
+        if ack.tick not in acks:
+            acks[ack.tick] = ack
+            ack_at[ack.tick] = at
+    no_ack = [n for n in range(n_ticks + 1) if n not in acks]
+    if no_ack:
+        ack_problems.append(f"no Ack for {len(no_ack)} tick(s) (first: {no_ack[:5]})")
+    for n, ack in sorted(acks.items()):
+        if not ack.HasField("truth"):
+            ack_problems.append(f"tick {n}: Ack without truth")
+        if ack.tx_count != tx_per_tick.get(n, 0):
+            ack_problems.append(f"tick {n}: tx_count {ack.tx_count}, {tx_per_tick.get(n, 0)} envelope(s) sent")
+        for bsm, remote in pc5_bsms.get(n, [])[:1]:
+            if not ack.HasField("truth"):
+                continue
+            tr = ack.truth
+            g = capture.inputs[n][1].gnss
+            ex, ny = (g.east_error_m, g.north_error_m) if g.available else (0.0, 0.0)
+            off = math.hypot(remote.x - (tr.x_m + ex), remote.y - (tr.y_m + ny))
+            if off > POS_TOLERANCE_M:
+                truth_problems.append(f"tick {n}: BSM position {off:.2f} m from truth + GNSS error")
+            if abs(remote.speed_mps - tr.speed_mps) > SPEED_TOLERANCE_MPS:
+                truth_problems.append(f"tick {n}: BSM speed {remote.speed_mps:.2f}, truth {tr.speed_mps:.2f} m/s")
+            if tr.speed_mps > 0.5:
+                dh = (units.enu_yaw_rad_to_compass_deg(remote.heading_rad) - tr.heading_deg + 180) % 360 - 180
+                if abs(dh) > HEADING_TOLERANCE_DEG:
+                    truth_problems.append(f"tick {n}: BSM heading {dh:+.1f} deg off the truth")
+            want = units.semi_major_to_wire(g.sigma_major_m if g.available else None)
+            if bsm.accuracy.semi_major != want:
+                truth_problems.append(
+                    f"tick {n}: accuracy.semi_major {bsm.accuracy.semi_major}, the reading says {want}"
+                )
+    out.add(
+        "tick and timestamps", tick_problems + time_problems, "tick, tx_time_us and secMark match the tick answered"
+    )
+    out.add("consistent with truth", truth_problems, "BSM = truth + GNSS error; speed, heading and accuracy agree")
+    out.add("acks", ack_problems, f"one per tick 0..{n_ticks}, with truth and tx_count")
+
+    # -- the world's view -------------------------------------------------------------------------------
+    world_problems = []
+    if metrics is None:
+        world_problems.append("the run did not complete")
+    else:
+        if metrics.get("rejected"):
+            world_problems.append(f"rejected by the world: {metrics['rejected']}")
+        if metrics.get("duplicates"):
+            world_problems.append(f"{metrics['duplicates']} duplicate(s)")
+        if metrics.get("late_reports"):
+            world_problems.append(f"{metrics['late_reports']} report(s) late")
+        theirs = metrics.get("rejected_by_agents", {}).get(actor_id)
+        if theirs:
+            world_problems.append(f"the stack reports rejecting {theirs}")
+    out.add("world's view", world_problems, "nothing rejected, no duplicates, nothing late")
+
+    # -- deadline ---------------------------------------------------------------------------------------
+    delays = sorted(ack_at[n] - capture.inputs[n][0] for n in ack_at if n in capture.inputs)
+    p95 = delays[int(0.95 * (len(delays) - 1))] * 1000 if delays else float("nan")
+    if realtime:
+        late = [n for n in ack_at if n in capture.inputs and ack_at[n] - capture.inputs[n][0] > tick_s]
+        out.add(
+            "real-time deadline",
+            [f"{len(late)} Ack(s) later than {tick_s * 1000:.0f} ms after their input (first: {sorted(late)[:5]})"]
+            if late
+            else [],
+            f"every Ack within {tick_s * 1000:.0f} ms of its input (p95 {p95:.1f} ms)",
+        )
+    else:
+        out.add("response time", [], f"p95 {p95:.1f} ms from TickInput to Ack (lockstep: no deadline)")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The command
+# ----------------------------------------------------------------------------------------------------------
+
+
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from v2x.net import topics
+    from v2x.net.broker import BrokerURLError, parse_broker_url
+    from v2x.run.runner import valid_run_id_prefix
+    from v2x.scenario import ScenarioError, find_scenario, load_scenario
+    from v2x.scenario.model import ROAD_USER_KINDS
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    try:
+        broker = parse_broker_url(args.broker)
+    except BrokerURLError as exc:
+        print(f"v2x conformance: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not valid_run_id_prefix(args.run_id):
+        print(f"v2x conformance: --run-id {args.run_id!r}: use 1-55 of A-Z a-z 0-9 _ . -", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        scenario = load_scenario(find_scenario(args.scenario))
+    except ScenarioError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    spec = next((a for a in scenario.actors if a.id == args.actor), None)
+    if spec is None or spec.kind not in ROAD_USER_KINDS or not topics.valid_id(args.actor):
+        road_users = [a.id for a in scenario.actors if a.kind in ROAD_USER_KINDS]
+        print(f"v2x conformance: {scenario.id} has no road user {args.actor!r} (it has {road_users})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if "v2x" not in scenario.variants:
+        print(f"v2x conformance: {scenario.id} has no v2x variant", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    actors = [a.model_copy(update={"external": True}) if a.id == args.actor else a for a in scenario.actors]
+    scenario = scenario.model_copy(update={"actors": actors, "variants": ["v2x"], "expectations": []})
+    run_id = f"{args.run_id}-v2x"
+    from v2x.run.runner import warm_up_core
+
+    warm_up_core()
+    print(
+        f"v2x conformance: run {run_id} of {scenario.id} ({args.mode}) on {broker.url}: waiting up to "
+        f"{args.join_timeout:.0f} s for a stack to join as {args.actor!r}",
+        flush=True,
+    )
+    return asyncio.run(_conformance(scenario, broker, run_id, args, spec.kind))
+
+
+async def _conformance(scenario: Any, broker: Any, run_id: str, args: argparse.Namespace, kind: str) -> int:
+    from v2x.net import topics
+    from v2x.net.clock import make_clock
+    from v2x.net.host import AgentHost
+    from v2x.net.transport import MqttTransport
+    from v2x.net.world import World
+    from v2x.run.runner import build_agents, environment
+    from v2x.wire import testbed_pb2
+
+    actor = args.actor
+    capture = Capture()
+
+    def on(kind_: str) -> Any:
+        def handler(topic: str, payload: bytes) -> None:
+            now = time.monotonic()
+            if kind_ == "join":
+                capture.hellos.append(payload)
+            elif kind_ == "in":
+                with_tick = testbed_pb2.TickInput.FromString(payload)
+                capture.inputs.setdefault(with_tick.tick, (now, with_tick))
+            elif kind_ == "tx":
+                capture.tx.append((now, payload))
+            else:
+                capture.acks.append((now, payload))
+
+        return handler
+
+    tag = uuid.uuid4().hex[:6]
+    listener = MqttTransport(broker, f"conformance-{tag}")
+    for kind_ in ("join", "in", "tx", "ack"):
+        listener.route(topics.actor_topic(run_id, kind_, actor), on(kind_))
+    world_tp = MqttTransport(broker, f"world-{run_id}-{tag}")
+    agents_tp = MqttTransport(broker, f"agents-{run_id}-{tag}")
+    env = environment(scenario)
+    world = World(
+        scenario,
+        variant="v2x",
+        seed=args.seed,
+        run_id=run_id,
+        transport=world_tp,
+        clock=make_clock(args.mode, scenario.tick_s),
+        join_timeout_s=args.join_timeout,
+    )
+    host = AgentHost(agents_tp, run_id, build_agents(scenario, env))
+    tasks: list[asyncio.Task[Any]] = []
+    metrics = None
+    error = ""
+    try:
+        ready = [asyncio.Event(), asyncio.Event()]
+        tasks.append(asyncio.create_task(listener.run(ready[0])))
+        tasks.append(asyncio.create_task(world_tp.run(ready[1])))
+        try:
+            await asyncio.wait_for(asyncio.gather(ready[0].wait(), ready[1].wait()), 10.0)
+        except TimeoutError:
+            print(f"v2x conformance: cannot reach the MQTT broker at {broker.url}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        await world_tp.publish(topics.control(run_id), b"", qos=1, retain=True)
+        tasks.append(asyncio.create_task(agents_tp.run()))
+        tasks.append(asyncio.create_task(host.run()))
+        try:
+            report = await world.run()
+            metrics = report.metrics
+        except Exception as exc:  # a stack that never joined or went silent: still report what it sent
+            error = str(exc)
+            stop = testbed_pb2.Control(
+                command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, scenario_id=scenario.id,
+                reason=f"run error: {exc}",
+            )  # fmt: skip
+            await asyncio.wait_for(
+                world_tp.publish(topics.control(run_id), stop.SerializeToString(), qos=1, retain=True), 2.0
+            )
+        await asyncio.sleep(0.2)  # the last messages reach the listener
+    finally:
+        for tp in (listener, world_tp, agents_tp):
+            tp.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=5.0)
+    if not capture.hellos:
+        print(f"v2x conformance: no stack joined run {run_id} as {actor!r}: {error}", file=sys.stderr)
+        return EXIT_NO_STACK
+    control = testbed_pb2.Control.FromString(world.sim.control(testbed_pb2.Control.COMMAND_START))
+    checks = analyse(
+        capture,
+        actor_id=actor,
+        kind=kind,
+        epoch=scenario.epoch,
+        frame=env.frame,
+        tick_s=scenario.tick_s,
+        n_ticks=scenario.n_ticks,
+        platform_id=control.platform_id,
+        metrics=metrics,
+        realtime=args.mode == "realtime",
+    )
+    if error:
+        print(f"v2x conformance: the run stopped: {error}")
+    print(f"{'PASS' if checks.passed else 'FAIL'} {actor} in {scenario.id} ({args.mode}), run {run_id}")
+    checks.print()
+    return EXIT_PASS if checks.passed else EXIT_FAIL

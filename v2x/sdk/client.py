@@ -1,0 +1,458 @@
+"""The SDK's client: one actor of one run over one aiomqtt connection (docs/PROTOCOL.md, protocol v1).
+
+What it does for the stack, so that the stack only moves its vehicle and runs its applications:
+
+* joining: subscribes to ``in/{actor}`` and ``control``, sends ``Hello`` every second until the first
+  ``TickInput``; waits for this run's ``Control START`` (a STOP before the first tick is an earlier run's);
+* the tick loop: one :class:`~v2x.sdk.types.Tick` per ``TickInput``, with the envelopes heard decoded to
+  SI (``v2x.wire``); a repeated ``TickInput`` for the tick just answered is answered again with the same
+  bytes (lockstep retransmission), an older one is ignored; in ``realtime`` mode, when the stack has
+  fallen behind, only the newest waiting tick is handed out (the older ones are gone anyway);
+* sending: BSMs encoded from SI (``v2x.wire.bsm.encode_bsm``: the actor's BSM id, msg_cnt from 0 +1 per
+  BSM, secMark from the epoch), the same bytes over PC5 and over Uu to the platform; envelopes numbered
+  ``seq`` 1, 2, ... across the run;
+* the Ack: ``tx_count``, the truth, the warnings, the inputs it rejected; and the warnings of a tick the
+  world reports in ``late_ticks`` (closed without this Ack: it came too late) again in the next Ack, with
+  their own ``raised_at_s`` (the world counts each warning once).
+
+No reconnection: if the broker goes away, :meth:`Stack.ticks` raises ``aiomqtt.MqttError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+
+import aiomqtt
+from google.protobuf.message import DecodeError
+
+from v2x.geodesy import LocalFrame
+from v2x.net import topics
+from v2x.net.broker import BrokerAddress, parse_broker_url
+from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
+from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
+from v2x.wire.envelope import parse_envelope
+
+log = logging.getLogger("v2x.sdk")
+
+PROTOCOL_VERSION = topics.PROTOCOL_VERSION
+HELLO_EVERY_S = 1.0
+KEEP_EVENTS_TICKS = 100  # how many ticks' warnings are kept for re-reporting after a late tick
+
+
+class RunAborted(RuntimeError):
+    """The run stopped before its final tick (``Control STOP``, reason ``run error: ...``)."""
+
+
+def _epoch(text: str) -> datetime:
+    """``Control.epoch_utc`` (ISO 8601; ``Z`` or ``+00:00``; fractional seconds allowed) as a UTC datetime."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Stack:
+    """One outside stack driving ``actor_id`` in run ``run_id`` through the broker at ``broker``
+    (``mqtt://host:port`` or a ``BrokerAddress``). Use as an async context manager.
+
+    ``realtime``: hand out only the newest waiting tick when the stack falls behind. ``uplink``: also send
+    each BSM over Uu to the run's platform (as built-in vehicles do). ``software`` goes into ``Hello``.
+    """
+
+    def __init__(
+        self,
+        broker: str | BrokerAddress,
+        *,
+        run_id: str,
+        actor_id: str,
+        kind: str = "car",
+        software: str = "v2x.sdk 1",
+        realtime: bool = False,
+        uplink: bool = True,
+    ) -> None:
+        self.broker = parse_broker_url(broker) if isinstance(broker, str) else broker
+        for value, what in ((run_id, "run id"), (actor_id, "actor id")):
+            if not topics.valid_id(value):
+                raise ValueError(f"invalid {what} {value!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+        self.run_id = run_id
+        self.actor_id = actor_id
+        self.kind = kind
+        self.software = software
+        self.realtime = realtime
+        self.uplink = uplink
+        self.run: RunInfo | None = None
+        self.rejected: Counter[str] = Counter()  # inputs this stack rejected, by reason (sent in every Ack)
+        self.skipped_ticks = 0  # realtime: ticks never handed out because the stack was behind
+        self.seq = 0
+        self.msg_count = 0
+        self._client: aiomqtt.Client | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inputs: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        self._started = asyncio.Event()
+        self._stopped: testbed_pb2.Control | None = None
+        self._stop_event = asyncio.Event()
+        self._first_input = asyncio.Event()
+        self._last: tuple[int, list[tuple[str, bytes]]] | None = None  # (tick, what was published for it)
+        self._open: Tick | None = None
+        self._out: list[tuple[str, bytes]] = []
+        self._events: deque[tuple[int, list[testbed_pb2.Advisory]]] = deque(maxlen=KEEP_EVENTS_TICKS)
+        self._carry: list[testbed_pb2.Advisory] = []
+        self._token: object = None
+
+    # -- connection ---------------------------------------------------------------------------------
+    async def __aenter__(self) -> Stack:
+        client = aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            username=self.broker.username,
+            password=self.broker.password,
+            identifier=f"sdk-{self.actor_id}-{uuid.uuid4().hex[:8]}",
+            keepalive=10,
+            timeout=5.0,
+        )
+        await client.__aenter__()
+        self._client = client
+        await client.subscribe(topics.tick_input(self.run_id, self.actor_id), qos=0)
+        await client.subscribe(topics.control(self.run_id), qos=1)
+        self._tasks = [
+            asyncio.create_task(self._read(client), name=f"sdk-read-{self.actor_id}"),
+            asyncio.create_task(self._hello(), name=f"sdk-hello-{self.actor_id}"),
+        ]
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.__aexit__(None, None, None)
+            self._client = None
+
+    async def _publish(self, topic: str, payload: bytes) -> None:
+        assert self._client is not None, "use the Stack as an async context manager"
+        await self._client.publish(topic, payload, qos=0)
+
+    async def _hello(self) -> None:
+        hello = testbed_pb2.Hello(
+            actor_id=self.actor_id, kind=self.kind, software=self.software, protocol_version=PROTOCOL_VERSION
+        ).SerializeToString()
+        while not self._first_input.is_set():
+            await self._publish(topics.join(self.run_id, self.actor_id), hello)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first_input.wait(), HELLO_EVERY_S)
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
+            topic = str(message.topic)
+            if topic.endswith("/control"):
+                self._on_control(bytes(payload))
+            else:
+                self._first_input.set()
+                self._inputs.put_nowait((time.monotonic(), bytes(payload)))
+
+    def _on_control(self, payload: bytes) -> None:
+        if not payload:  # a retained Control cleared by the next run with this id
+            return
+        try:
+            ctrl = testbed_pb2.Control.FromString(payload)
+        except DecodeError:
+            self.rejected["malformed"] += 1
+            return
+        if ctrl.run_id != self.run_id:
+            return
+        if ctrl.command == testbed_pb2.Control.COMMAND_START and self.run is None:
+            self.run = self._run_info(ctrl)
+            self._token = getattr(ctrl, "token", None)
+            self._started.set()
+        elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
+            if self._last is None:
+                log.info("%s: ignoring the STOP of an earlier run (%s)", self.actor_id, ctrl.reason)
+                return
+            token = getattr(ctrl, "token", None)
+            if self._token and token != self._token:
+                log.warning("%s: ignoring a STOP without this run's token", self.actor_id)
+                return
+            self._stopped = ctrl
+            self._stop_event.set()
+
+    def _run_info(self, ctrl: testbed_pb2.Control) -> RunInfo:
+        external = tuple(ActorStart.from_wire(a) for a in ctrl.external_actors)
+        me = next((a for a in external if a.actor_id == self.actor_id), None)
+        if me is None:  # a world older than protocol v1's START additions: a start at the origin
+            me = ActorStart(self.actor_id, self.kind, 0.0, 0.0, 0.0, 0.0, 5.0, 2.0, 1.6, "", (), 0.0, True)
+        return RunInfo(
+            run_id=ctrl.run_id,
+            scenario_id=ctrl.scenario_id,
+            frame=LocalFrame(ctrl.origin_lat_deg, ctrl.origin_lon_deg, ctrl.origin_alt_m),
+            epoch=_epoch(ctrl.epoch_utc),
+            tick_s=ctrl.tick_us / 1e6,
+            n_ticks=ctrl.n_ticks,
+            platform_id=ctrl.platform_id,
+            actor_ids=tuple(ctrl.actor_ids),
+            me=me,
+            external=external,
+            protocol_version=ctrl.protocol_version,
+            control=ctrl,
+        )
+
+    # -- the run ------------------------------------------------------------------------------------
+    async def start(self, timeout_s: float | None = None) -> RunInfo:
+        """Wait for this run's ``Control START`` (``TimeoutError`` after ``timeout_s``) and return it."""
+        await asyncio.wait_for(self._started.wait(), timeout_s)
+        assert self.run is not None
+        return self.run
+
+    async def ticks(self, *, tick_timeout_s: float | None = None) -> AsyncIterator[Tick]:
+        """Every tick of the run, in order, until the final one (answer each with :meth:`ack` before asking
+        for the next). Raises ``RunAborted`` on a STOP before the final tick and ``TimeoutError`` when no
+        input comes for ``tick_timeout_s``."""
+        run = await self.start()
+        while True:
+            received_at, payload = await self._next_input(tick_timeout_s)
+            ti = self._parse_input(payload)
+            if ti is None:
+                continue
+            if self._last is not None and ti.tick <= self._last[0]:
+                if ti.tick == self._last[0]:  # the world asks again: the same bytes
+                    for topic, data in self._last[1]:
+                        await self._publish(topic, data)
+                continue
+            if self.realtime:
+                received_at, ti = self._newest(received_at, ti)
+            tick = self._tick(run, ti, received_at)
+            self._open = tick
+            self._out = []
+            yield tick
+            if self._open is tick:
+                raise RuntimeError(f"tick {tick.n} was not acknowledged: call Stack.ack(tick, ...) in the loop")
+            if tick.final:
+                return
+
+    async def _next_input(self, timeout_s: float | None) -> tuple[float, bytes]:
+        get = asyncio.ensure_future(self._inputs.get())
+        stop = asyncio.ensure_future(self._stop_event.wait())
+        try:
+            done, _ = await asyncio.wait({get, stop}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if get in done:
+            return get.result()
+        get.cancel()
+        if stop in done and self._stopped is not None:
+            raise RunAborted(f"run {self.run_id} stopped before its final tick: {self._stopped.reason}")
+        raise TimeoutError(f"no TickInput for {timeout_s} s")
+
+    def _newest(self, received_at: float, ti: testbed_pb2.TickInput) -> tuple[float, testbed_pb2.TickInput]:
+        while not self._inputs.empty():
+            at, payload = self._inputs.get_nowait()
+            newer = self._parse_input(payload)
+            if newer is not None and newer.tick > ti.tick:
+                self.skipped_ticks += 1
+                received_at, ti = at, newer
+        return received_at, ti
+
+    def _parse_input(self, payload: bytes) -> testbed_pb2.TickInput | None:
+        ti = testbed_pb2.TickInput()
+        try:
+            ti.ParseFromString(payload)
+        except DecodeError:
+            self.rejected["malformed"] += 1
+            return None
+        if ti.run_id != self.run_id or len(ti.rx_time_us) != len(ti.envelopes):
+            self.rejected["malformed"] += 1
+            return None
+        return ti
+
+    def _tick(self, run: RunInfo, ti: testbed_pb2.TickInput, received_at: float) -> Tick:
+        t_s = ti.time_us / 1e6
+        heard, advisories = [], []
+        for raw, rx_us in zip(ti.envelopes, ti.rx_time_us, strict=True):
+            h = self._decode(run, raw, rx_us / 1e6, t_s)
+            if h is None:
+                continue
+            heard.append(h)
+            if h.advisory is not None and h.advisory.target_id == self.actor_id:
+                advisories.append(h.advisory)
+        for late in ti.late_ticks:  # those Acks were dropped: report their warnings again
+            for n, events in self._events:
+                if n == late:
+                    self._carry.extend(events)
+        g = ti.gnss
+        gnss = Gnss(g.east_error_m, g.north_error_m, g.sigma_major_m, g.sigma_minor_m, g.state) if g.available else None
+        dt_s = ti.tick_us / 1e6
+        return Tick(
+            n=ti.tick,
+            t_s=t_s,
+            dt_s=dt_s,
+            final=ti.final,
+            gnss=gnss,
+            heard=heard,
+            advisories=advisories,
+            collisions=[Collision(c.other_id, c.t_s, c.relative_speed_mps) for c in ti.collisions],
+            late_ticks=list(ti.late_ticks),
+            received_at=received_at,
+            deadline=received_at + dt_s,
+            raw=ti,
+        )
+
+    def _decode(self, run: RunInfo, raw: bytes, rx_s: float, now_s: float) -> Heard | None:
+        parsed = parse_envelope(raw)
+        if parsed is None:
+            self.rejected["malformed"] += 1
+            return None
+        env, frame = parsed
+        kind = frame.WhichOneof("msg")
+        if kind is None:
+            self.rejected["unknown_type"] += 1
+            return None
+        heard = Heard(env.sender_id, env.link, env.tx_time_us / 1e6, rx_s, kind, frame)
+        if kind == "bsm":
+            try:
+                remote = decode_bsm(frame.bsm, now_s=now_s, frame=run.frame, epoch=run.epoch)
+            except ValueError:
+                self.rejected["out_of_range"] += 1
+                return None
+            heard = Heard(env.sender_id, env.link, env.tx_time_us / 1e6, rx_s, kind, frame, bsm=remote)
+        elif kind == "advisory":
+            heard = Heard(env.sender_id, env.link, env.tx_time_us / 1e6, rx_s, kind, frame, advisory=frame.advisory)
+        return heard
+
+    # -- sending ------------------------------------------------------------------------------------
+    def _check_open(self, tick: Tick) -> RunInfo:
+        if self._open is not tick or self.run is None:
+            raise RuntimeError(f"tick {tick.n} is not the open tick (already acknowledged?)")
+        return self.run
+
+    async def send(
+        self,
+        tick: Tick,
+        frame: frame_pb2.MessageFrame,
+        *,
+        link: testbed_pb2.LinkKind.ValueType = testbed_pb2.LINK_PC5,
+        dest_ids: Sequence[str] = (),
+    ) -> None:
+        """Transmit ``frame`` in ``tick`` over ``link`` (PC5: broadcast; Uu / wired: to ``dest_ids``)."""
+        self._check_open(tick)
+        self.seq += 1
+        env = testbed_pb2.Envelope(
+            sender_id=self.actor_id,
+            seq=self.seq,
+            tick=tick.n,
+            tx_time_us=tick.raw.time_us,
+            link=link,
+            dest_ids=list(dest_ids),
+            frame=frame.SerializeToString(),
+        )
+        item = (topics.tx(self.run_id, self.actor_id), env.SerializeToString())
+        self._out.append(item)
+        await self._publish(*item)
+
+    def bsm(self, tick: Tick, state: VehicleState, *, flags: Iterable[str] = ()) -> frame_pb2.MessageFrame:
+        """The BSM of a vehicle truly in ``state`` at ``tick``: position = the GNSS fix (truth + the tick's
+        error), accuracy from the reading (unavailable without a fix), the box from START, ``flags`` names of
+        ``v2x.wire.bsm.VEHICLE_EVENT_BIT`` (hard braking is set from the deceleration). Counts msg_cnt."""
+        run = self._check_open(tick)
+        x, y = tick.fix(state.x_m, state.y_m)
+        me = run.me
+        own = OwnState(
+            x=x,
+            y=y,
+            speed_mps=state.speed_mps,
+            heading_rad=state.yaw_rad,
+            accel_mps2=state.accel_mps2,
+            length_m=me.length_m,
+            width_m=me.width_m,
+            height_m=me.height_m,
+            kind=me.kind or self.kind,
+            sigma_major_m=tick.gnss.sigma_major_m if tick.gnss else None,
+            sigma_minor_m=tick.gnss.sigma_minor_m if tick.gnss else None,
+            braking=state.accel_mps2 < 0,
+            flags=frozenset(flags),
+        )
+        frame = encode_bsm(
+            own, actor_id=self.actor_id, t_s=tick.t_s, msg_count=self.msg_count, frame=run.frame, epoch=run.epoch
+        )
+        self.msg_count += 1
+        return frame
+
+    async def send_bsm(self, tick: Tick, state: VehicleState, *, flags: Iterable[str] = ()) -> None:
+        """Send this tick's BSM (:meth:`bsm`) over PC5 and, with ``uplink`` and a platform, the same bytes
+        over Uu to it."""
+        run = self._check_open(tick)
+        frame = self.bsm(tick, state, flags=flags)
+        await self.send(tick, frame)
+        if self.uplink and run.platform_id:
+            await self.send(tick, frame, link=testbed_pb2.LINK_UU, dest_ids=[run.platform_id])
+
+    def warning(
+        self,
+        tick: Tick,
+        app: testbed_pb2.Application.ValueType,
+        other_id: str,
+        *,
+        ttc_s: float = 0.0,
+        severity: testbed_pb2.Severity.ValueType = testbed_pb2.SEVERITY_WARNING,
+        figure: float = 0.0,
+        figure_name: str = "",
+        conflict_type: str = "",
+        valid_s: float = 3.0,
+    ) -> testbed_pb2.Advisory:
+        """A warning raised on board at ``tick`` about ``other_id`` (a BSM id in hex for FCW/ICW/EBW...,
+        ``{rsm id hex}/{ptcId}`` for an RSM participant, ``{rsi id hex}/rte{n}`` or ``/rts{n}`` for RSI)."""
+        return testbed_pb2.Advisory(
+            app=app,
+            severity=severity,
+            target_id=self.actor_id,
+            other_id=other_id,
+            source_id=self.actor_id,
+            ttc_s=ttc_s,
+            figure=figure,
+            figure_name=figure_name,
+            raised_at_s=tick.t_s,
+            valid_until_s=tick.t_s + valid_s,
+            conflict_type=conflict_type,
+        )
+
+    async def ack(
+        self,
+        tick: Tick,
+        state: VehicleState | testbed_pb2.TruthState | None,
+        *,
+        warnings: Iterable[testbed_pb2.Advisory] = (),
+        notes: Iterable[str] = (),
+    ) -> None:
+        """Close ``tick``: the Ack with the number of envelopes sent in it, the true state, the warnings
+        (raised on board, or received advisories echoed) and notes. Warnings of ticks the world reported
+        late are added again."""
+        self._check_open(tick)
+        events = list(warnings)
+        self._events.append((tick.n, events))
+        ack = testbed_pb2.Ack(
+            actor_id=self.actor_id,
+            tick=tick.n,
+            tx_count=len(self._out),
+            events=self._carry + events,
+            notes=list(notes),
+            rejected=dict(self.rejected),
+        )
+        self._carry = []
+        if state is not None:
+            ack.truth.CopyFrom(state.truth() if isinstance(state, VehicleState) else state)
+        item = (topics.ack(self.run_id, self.actor_id), ack.SerializeToString())
+        self._out.append(item)
+        await self._publish(*item)
+        self._last = (tick.n, self._out)
+        self._open = None

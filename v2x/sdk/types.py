@@ -1,0 +1,188 @@
+"""What a stack built on ``v2x.sdk`` sees, in SI units: the run, its own start, each tick."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from v2x.geodesy import LocalFrame
+from v2x.units import compass_deg_to_enu_yaw_rad
+from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire.bsm import RemoteState
+
+
+@dataclass(frozen=True)
+class ActorStart:
+    """Where an external actor starts (``Control.external_actors``): the centre of its box at t = 0 in the
+    local frame, its compass heading, its speed, its box, and its route (lane centre line or path)."""
+
+    actor_id: str
+    kind: str
+    x_m: float
+    y_m: float
+    heading_deg: float
+    speed_mps: float
+    length_m: float
+    width_m: float
+    height_m: float
+    lane: str
+    route: tuple[tuple[float, float], ...]
+    start_m: float
+    equipped: bool
+
+    @classmethod
+    def from_wire(cls, msg: testbed_pb2.Control.ActorStart) -> ActorStart:
+        return cls(
+            actor_id=msg.actor_id,
+            kind=msg.kind,
+            x_m=msg.x_m,
+            y_m=msg.y_m,
+            heading_deg=msg.heading_deg,
+            speed_mps=msg.speed_mps,
+            length_m=msg.length_m,
+            width_m=msg.width_m,
+            height_m=msg.height_m,
+            lane=msg.lane,
+            route=tuple(zip(msg.path_x_m, msg.path_y_m, strict=True)),
+            start_m=msg.start_m,
+            equipped=msg.equipped,
+        )
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run as ``Control START`` announces it."""
+
+    run_id: str
+    scenario_id: str
+    frame: LocalFrame  # the local frame: origin_lat_deg, origin_lon_deg, origin_alt_m
+    epoch: datetime  # simulation time 0 (UTC)
+    tick_s: float
+    n_ticks: int  # ticks 0..n_ticks
+    platform_id: str  # "" when the run has none
+    actor_ids: tuple[str, ...]
+    me: ActorStart  # this stack's actor
+    external: tuple[ActorStart, ...]  # every external actor of the run
+    protocol_version: int
+    control: testbed_pb2.Control = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Gnss:
+    """The tick's simulated GNSS reading (``TickInput.gnss`` when ``available``)."""
+
+    east_error_m: float
+    north_error_m: float
+    sigma_major_m: float
+    sigma_minor_m: float
+    state: str
+
+
+@dataclass(frozen=True)
+class Collision:
+    """A collision the referee recorded with this actor (reported in the next tick's input)."""
+
+    other_id: str
+    t_s: float
+    relative_speed_mps: float
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One envelope heard this tick, with its frame decoded: ``bsm`` for a BSM (SI, local frame; None when
+    it has no position, speed or heading), ``advisory`` for an Advisory."""
+
+    sender_id: str
+    link: int  # testbed_pb2.LINK_PC5, LINK_UU, LINK_WIRED
+    tx_time_s: float
+    rx_time_s: float
+    kind: str  # the MessageFrame case: bsm, map, spat, rsi, rsm, advisory
+    frame: frame_pb2.MessageFrame = field(repr=False)
+    bsm: RemoteState | None = None
+    advisory: testbed_pb2.Advisory | None = None
+
+
+@dataclass
+class Tick:
+    """One tick: ``n`` (0..n_ticks), simulation time ``t_s``, the GNSS reading (None: no fix, as at tick 0),
+    what was heard, the advisories addressed to this actor (echo them in the Ack to make them count),
+    the collisions recorded with it, and the ticks that closed without its Ack (``late_ticks``).
+
+    ``received_at`` (time.monotonic) and ``deadline`` (received_at + one tick): in real time the world
+    closes the tick one tick after it sent the input, and an Ack after that is dropped."""
+
+    n: int
+    t_s: float
+    dt_s: float
+    final: bool
+    gnss: Gnss | None
+    heard: list[Heard]
+    advisories: list[testbed_pb2.Advisory]
+    collisions: list[Collision]
+    late_ticks: list[int]
+    received_at: float
+    deadline: float
+    raw: testbed_pb2.TickInput = field(repr=False)
+
+    @property
+    def bsms(self) -> list[RemoteState]:
+        """The BSMs heard this tick, decoded (each sender's latest first is not guaranteed: delivery order)."""
+        return [h.bsm for h in self.heard if h.bsm is not None]
+
+    def fix(self, x_m: float, y_m: float) -> tuple[float, float]:
+        """The GNSS fix of a vehicle truly at (x_m, y_m): the true position plus this tick's error (the
+        true position itself when there is no fix)."""
+        if self.gnss is None:
+            return x_m, y_m
+        return x_m + self.gnss.east_error_m, y_m + self.gnss.north_error_m
+
+
+@dataclass(frozen=True)
+class VehicleState:
+    """A vehicle's kinematic state in the local frame: the centre of its box, speed along its heading
+    (compass degrees), acceleration along it (negative = braking)."""
+
+    x_m: float
+    y_m: float
+    speed_mps: float
+    heading_deg: float
+    accel_mps2: float = 0.0
+    lane: str = ""
+
+    @classmethod
+    def at_start(cls, start: ActorStart) -> VehicleState:
+        return cls(start.x_m, start.y_m, start.speed_mps, start.heading_deg, 0.0, start.lane)
+
+    @property
+    def yaw_rad(self) -> float:
+        """ENU yaw (counter-clockwise from east)."""
+        return compass_deg_to_enu_yaw_rad(self.heading_deg)
+
+    def advanced(self, dt_s: float, accel_mps2: float | None = None) -> VehicleState:
+        """The state ``dt_s`` later at a constant acceleration (``accel_mps2``, default the current one) along
+        a straight heading, never reversing: exact for piecewise-constant acceleration."""
+        a = self.accel_mps2 if accel_mps2 is None else accel_mps2
+        v0 = self.speed_mps
+        if a < 0 and v0 + a * dt_s < 0:
+            dist, v = v0 * v0 / (-2 * a), 0.0
+        else:
+            dist, v = v0 * dt_s + 0.5 * a * dt_s * dt_s, v0 + a * dt_s
+        c, s = math.cos(self.yaw_rad), math.sin(self.yaw_rad)
+        return VehicleState(self.x_m + dist * c, self.y_m + dist * s, v, self.heading_deg, a, self.lane)
+
+    def truth(self) -> testbed_pb2.TruthState:
+        """``Ack.truth`` for this state."""
+        c, s = math.cos(self.yaw_rad), math.sin(self.yaw_rad)
+        return testbed_pb2.TruthState(
+            x_m=self.x_m,
+            y_m=self.y_m,
+            vx_mps=self.speed_mps * c,
+            vy_mps=self.speed_mps * s,
+            ax_mps2=self.accel_mps2 * c,
+            ay_mps2=self.accel_mps2 * s,
+            heading_deg=self.heading_deg,
+            speed_mps=self.speed_mps,
+            accel_mps2=self.accel_mps2,
+            lane=self.lane,
+        )
