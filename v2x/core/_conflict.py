@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from v2x.core._grid import SpatialGrid
-from v2x.core._kernels import conflict_arrays, conflicts_of_pairs, conflicts_swept, motion_kernel
+from v2x.core._kernels import conflict_arrays, conflict_order, conflicts_of_pairs, conflicts_swept, motion_kernel
 from v2x.core._world import WorldState
 
 __all__ = [
@@ -34,6 +34,9 @@ IntP = NDArray[np.intp]
 
 _BOX_MARGIN_M = 1e-3  # swept boxes are padded by this (>> the 1e-6 m contact tolerance)
 _TABLE_COLS = 10  # columns of the kernels' result table (see ``_kernels._put``)
+# From this many result rows on (in a world not much larger), the rows are ordered by two counting sorts
+# (``conflict_order``); below it, numpy's stable argsort (same order, no kernel to compile for small worlds).
+_COUNTING_SORT_ROWS = 4096
 SPEED_EPS_MPS = 1e-6  # below this an actor counts as standing; its box heading gives the direction
 # Classification bands on the angle between the two directions of travel:
 #   < 30 deg same direction (REAR_END or LATERAL), > 150 deg HEAD_ON, otherwise CROSSING.
@@ -263,7 +266,12 @@ def detect_conflicts(
         if rows > len(table):
             table = np.empty((rows, _TABLE_COLS))
             conflicts_swept(slots, max_cells, _BOX_MARGIN_M, *motion, *consts, table)
-    return Conflicts(*conflict_arrays(table, rows, cap))
+    if rows >= _COUNTING_SORT_ROWS and cap <= 4 * rows + 4096:
+        order = conflict_order(table, rows, cap)
+    else:  # few rows (or few for the world): numpy's stable sort of i * capacity + j, the same order
+        key = table[:rows, 0].astype(np.int64) * cap + table[:rows, 1].astype(np.int64)
+        order = np.argsort(key, kind="stable").astype(np.intp)
+    return Conflicts(*conflict_arrays(table, order))
 
 
 def overlapping_pairs(world: WorldState, grid: SpatialGrid | None = None) -> tuple[IntP, IntP]:

@@ -682,7 +682,7 @@ HEAD_ON = 3
 LATERAL = 4
 
 
-@jit_inline
+@jit
 def path_length(s: float, a: float, ts: float, t: float) -> float:
     tau = min(t, ts)
     return s * tau + 0.5 * a * tau * tau
@@ -735,7 +735,7 @@ def motion_kernel(
     return s, dx, dy, a, ts, hl, hw, reach
 
 
-@jit_inline
+@jit
 def time_to_path_length(s: float, a: float, ts: float, dist: float) -> float:
     """First time with L(t) = dist; inf if never reached; 0 if dist <= 0."""
     disc = s * s + 2.0 * a * dist
@@ -752,7 +752,7 @@ def time_to_path_length(s: float, a: float, ts: float, dist: float) -> float:
     return t
 
 
-@jit_inline
+@jit
 def _np_max(a: float, b: float) -> float:
     """np.maximum for scalars: nan if either is nan."""
     if math.isnan(a) or math.isnan(b):
@@ -760,7 +760,7 @@ def _np_max(a: float, b: float) -> float:
     return a if a >= b else b
 
 
-@jit_inline
+@jit
 def _sign(v: float) -> float:
     if v > 0.0:
         return 1.0
@@ -769,12 +769,12 @@ def _sign(v: float) -> float:
     return v  # 0.0, -0.0 or nan, as np.sign
 
 
-@jit_inline
+@jit
 def _speed_at(s: float, a: float, ts: float, t: float) -> float:
     return s + a * min(t, ts)
 
 
-@jit_inline
+@jit
 def _separated_lin(
     cu: float,
     diu: float,
@@ -798,7 +798,7 @@ def _separated_lin(
     return base + min(step, 0.0) - err > lim or base + max(step, 0.0) + err < -lim
 
 
-@jit_inline
+@jit
 def _live_leaves(
     si: float,
     ai: float,
@@ -867,7 +867,7 @@ def _live_leaves(
     return live
 
 
-@jit_inline
+@jit
 def _contact_at(
     t: float,
     si: float,
@@ -915,7 +915,7 @@ def _contact_at(
 Actor = tuple[float, float, float, float, float, float, float, float, float, float, float, float, float]
 
 
-@jit_inline
+@jit
 def conflict_pair(
     i: int,
     j: int,
@@ -1371,25 +1371,24 @@ def conflicts_swept(
 
 
 @jit
-def conflict_arrays(
-    table: F64, rows: int, capacity: int
-) -> tuple[IntP, IntP, I64, F64, F64, F64, F64, F64, NDArray[np.bool_], F64]:
-    """Result table -> the Conflicts columns, sorted by (i, j) (stable: equal pairs keep their row order)."""
-    if capacity <= 4 * rows + 4096:
-        # two stable counting sorts (by j, then by i): O(rows + capacity)
-        ik = np.empty(rows, dtype=np.int64)
-        jk = np.empty(rows, dtype=np.int64)
-        for r in range(rows):
-            ik[r] = np.int64(table[r, 0])
-            jk[r] = np.int64(table[r, 1])
-        by_j, _ = counting_order(jk, capacity)
-        by_i, _ = counting_order(ik[by_j], capacity)
-        order = by_j[by_i]
-    else:  # few rows in a large world
-        key = np.empty(rows, dtype=np.int64)
-        for r in range(rows):
-            key[r] = np.int64(table[r, 0]) * capacity + np.int64(table[r, 1])
-        order = np.argsort(key, kind="mergesort")
+def conflict_order(table: F64, rows: int, capacity: int) -> IntP:
+    """Row order of the result table sorted by (i, j), stable (equal pairs keep their row order): two stable
+    counting sorts (by j, then by i), O(rows + capacity). For few rows in a large world the caller sorts
+    the keys i * capacity + j with numpy's stable sort instead (same order)."""
+    ik = np.empty(rows, dtype=np.int64)
+    jk = np.empty(rows, dtype=np.int64)
+    for r in range(rows):
+        ik[r] = np.int64(table[r, 0])
+        jk[r] = np.int64(table[r, 1])
+    by_j, _ = counting_order(jk, capacity)
+    by_i, _ = counting_order(ik[by_j], capacity)
+    return by_j[by_i]
+
+
+@jit
+def conflict_arrays(table: F64, order: IntP) -> tuple[IntP, IntP, I64, F64, F64, F64, F64, F64, NDArray[np.bool_], F64]:
+    """Result table rows in ``order`` -> the Conflicts columns."""
+    rows = len(order)
     oi = np.empty(rows, dtype=np.intp)
     oj = np.empty(rows, dtype=np.intp)
     kind = np.empty(rows, dtype=np.int64)

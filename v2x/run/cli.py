@@ -309,28 +309,15 @@ def _unique_scenarios(names: list[str]) -> list[str]:
 
 
 def _warm_up(*, quiet: bool) -> None:
-    """Compile (or load from numba's cache) the core's kernels before the first tick, and say so if that
-    takes a while (the first run after installing: about 30 s), so that a silent first tick is not taken
-    for a hang."""
-    import threading
-
+    """Compile (or load from numba's cache) the core's kernels before the first tick. When they compile
+    (the first run after installing or upgrading), say so and report each step as it finishes, so that a
+    silent first tick is not taken for a hang."""
     from v2x.run.runner import warm_up_core
 
-    done = threading.Event()
+    def report(line: str) -> None:
+        print(f"v2x run: {line}", file=sys.stderr, flush=True)
 
-    def notice() -> None:
-        if not done.wait(1.0) and not quiet:
-            print(
-                "v2x run: compiling the core's kernels (first run after installing, ~30 s; cached afterwards)",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    threading.Thread(target=notice, daemon=True).start()
-    try:
-        warm_up_core()
-    finally:
-        done.set()
+    warm_up_core(None if quiet else report)
 
 
 def _print_summary(result: dict[str, Any], path: Path) -> None:

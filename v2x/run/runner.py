@@ -250,36 +250,9 @@ async def run_scenario(
     return build_result(scenario, seed, events, metrics, run_info)
 
 
-def warm_up_core() -> None:
-    """Run the core's compiled paths once on a two-car world, so that numba compiles (or loads from its
-    on-disk cache) every kernel a run uses before the run's first tick."""
-    import numpy as np
+def warm_up_core(report: Callable[[str], None] | None = None) -> None:
+    """Compile (or load from numba's on-disk cache) every kernel a run's world uses before the run's first
+    tick (see v2x/run/warmup.py); ``report`` hears the progress when they compile."""
+    from v2x.run.warmup import warm_up
 
-    from v2x.core import (
-        ActorKind,
-        SpatialGrid,
-        WorldState,
-        detect_conflicts,
-        fan_out_addressed,
-        fan_out_broadcast,
-        overlapping_pairs,
-    )
-    from v2x.impair import network_link
-
-    w = WorldState(capacity=8)
-    a = w.add("a", ActorKind.CAR, 5.0, 2.0)
-    b = w.add("b", ActorKind.CAR, 5.0, 2.0)
-    z = np.zeros(2)
-    slots = np.array([a, b], dtype=np.intp)
-    w.set_state(slots, np.array([0.0, 20.0]), z, np.array([10.0, 0.0]), z, z, z, z)
-    rng = np.random.default_rng(0)
-    grid = SpatialGrid.build(w, 75.0)
-    tx = np.array([a], dtype=np.intp)
-    t0 = np.array([0.0])
-    fan_out_broadcast(w, tx, t0, network_link("pc5-sidelink-los"), rng, grid=grid, can_receive=np.ones(8, dtype=bool))
-    fan_out_addressed(
-        w, tx, t0, np.array([0], dtype=np.intp), np.array([b], dtype=np.intp), network_link("5g-uu-edge-sa"), rng
-    )
-    detect_conflicts(w, horizon_s=6.0)
-    detect_conflicts(w, horizon_s=6.0, pairs=(tx, np.array([b], dtype=np.intp)))
-    overlapping_pairs(w, grid)
+    warm_up(report)
