@@ -3,7 +3,8 @@
 Workload: a TR 36.885 urban grid (433 x 250 m blocks, 2 lanes per direction, 60 km/h) wrapped into a
 torus so that no vehicle leaves, each block side one lane pair; at every junction the right lane goes
 straight or turns right, the left lane straight or left, and a fixed-time signal gives east-west and
-north-south 30 s of green each. The grid grows with N at the TR's density (one vehicle per 2.5 s x v of
+north-south 27 s of green each, with 3 s of all-red between (streams
+that merge into one lane at a junction then never have green together). The grid grows with N at the TR's density (one vehicle per 2.5 s x v of
 lane), 10 % trucks. After a warm-up (compilation, the first sort) the compiled step is timed over the
 ticks; then both steps start from copies of the same state and are timed over the same ticks, and
 their results are checked to be identical bit for bit.
@@ -33,7 +34,8 @@ LANES_PER_DIR = 2
 SPEED_MPS = kph_to_mps(60)
 HEADWAY_S = 2.5
 TRUCK_SHARE = 0.1
-CYCLE_S = 60.0  # east-west green the first half, north-south the second
+CYCLE_S = 60.0  # east-west green 27 s, all red 3 s, north-south green 27 s, all red 3 s
+CLEARANCE_S = 3.0
 DIRS = ((1, 0), (0, 1), (-1, 0), (0, -1))  # E, N, W, S: left turn d + 1, right turn d + 3
 
 
@@ -45,8 +47,11 @@ class Workload:
     info: dict[str, Any] = field(default_factory=dict)
 
     def red(self, tick: int) -> NDArray[np.bool_]:
-        ew_green = (tick * TICK_S) % CYCLE_S < CYCLE_S / 2
-        out: NDArray[np.bool_] = self.east_west != ew_green
+        t = (tick * TICK_S) % CYCLE_S
+        half = CYCLE_S / 2
+        if t % half >= half - CLEARANCE_S:  # all red: whoever passed the line clears the junction
+            return np.ones(len(self.east_west), dtype=np.bool_)
+        out: NDArray[np.bool_] = self.east_west != (t < half)
         return out
 
 
@@ -88,7 +93,10 @@ def grid(n: int, rng: np.random.Generator) -> Workload:
     counts = np.floor(share).astype(np.int64)
     counts[np.argsort(share - counts)[::-1][: n - counts.sum()]] += 1
     lane = np.repeat(np.arange(n_lanes), counts)
-    step = length[lane] / counts[lane]
+    # north-south approaches start red: keep their vehicles beyond stopping distance of the line (a
+    # driver too close to stop would run the red into the east-west stream)
+    usable = length - np.where(ew, 0.0, 40.0)
+    step = usable[lane] / counts[lane]
     rank = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
     s = (rank + 0.5 + rng.uniform(-0.2, 0.2, n)) * step
     kind = np.where(rng.random(n) < TRUCK_SHARE, ActorKind.TRUCK, ActorKind.CAR)

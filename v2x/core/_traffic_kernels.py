@@ -24,6 +24,9 @@ I8 = NDArray[np.int8]
 B = NDArray[np.bool_]
 
 B_MAX = 9.0  # m/s², the physical braking limit every acceleration is clamped to (SUMO's emergencyDecel)
+# No lane changes in a lane's first metres: a follower still on a lane before the junction is not seen
+# by MOBIL's safety check (followers are searched on the target lane only).
+NO_CHANGE_M = 30.0
 
 # Route choice at a junction: splitmix64 (Steele, Lea & Flood 2014) of (vehicle, lane), the same words
 # in _traffic_numpy.
@@ -233,9 +236,9 @@ def traffic_step(
         i = order[k]
         li = lane[i]
         t = left[li] if go_left else right[li]
-        if t < 0:
-            continue
         si = s[i]
+        if t < 0 or si < NO_CHANGE_M:
+            continue
         vi = v[i]
         leni = length[i]
         # first vehicle on t with s >= si (binary search in t's block)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from v2x.core._traffic_kernels import _M1, _M2, B_MAX, GAMMA, K_LANE
+from v2x.core._traffic_kernels import _M1, _M2, B_MAX, GAMMA, K_LANE, NO_CHANGE_M
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -161,7 +161,7 @@ def traffic_step(
     change[:] = 0
     go_left = tick % 2 == 0
     tl = (left if go_left else right)[li]
-    c = np.flatnonzero(tl >= 0)
+    c = np.flatnonzero((tl >= 0) & (si >= NO_CHANGE_M))
     i_c = veh[c]
     t = tl[c]
     sc = si[c]
