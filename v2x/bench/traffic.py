@@ -3,11 +3,11 @@
 Workload: a TR 36.885 urban grid (433 x 250 m blocks, 2 lanes per direction, 60 km/h) wrapped into a
 torus so that no vehicle leaves, each block side one lane pair; at every junction the right lane goes
 straight or turns right, the left lane straight or left, and a fixed-time signal gives east-west and
-north-south 27 s of green each, with 3 s of all-red between (streams
-that merge into one lane at a junction then never have green together). The grid grows with N at the TR's density (one vehicle per 2.5 s x v of
-lane), 10 % trucks. After a warm-up (compilation, the first sort) the compiled step is timed over the
-ticks; then both steps start from copies of the same state and are timed over the same ticks, and
-their results are checked to be identical bit for bit.
+north-south 27 s of green each with 3 s of all-red between (streams that merge into one lane at a
+junction then never have green together). The grid grows with N at the TR's density (one vehicle per
+2.5 s x v of lane), 10 % trucks. After a warm-up (compilation, the first sort) the compiled step is
+timed over the ticks; then both steps start from copies of the same state and are timed over the same
+ticks, interleaved, and their results are checked to be identical bit for bit.
 """
 
 from __future__ import annotations
