@@ -181,20 +181,22 @@ def traffic_step(
     n_lanes = lane_len.shape[0]
     begin = np.empty(n_lanes + 2, dtype=np.int64)
     sort_vehicles(lane, s, order, n_lanes, begin)
-    pos = np.empty(n, dtype=np.int64)
-    for k in range(n):
-        pos[order[k]] = k
+    s_k = np.empty(n, dtype=np.float64)  # s in sorted order
     acc_car = np.empty(n, dtype=np.float64)  # IDM towards the vehicle leader only
     inv_den = np.empty(n, dtype=np.float64)  # 1 / (2 sqrt(a b))
     free = np.empty(n, dtype=np.float64)  # free-road term on the own lane
     ss_line = np.empty(n, dtype=np.float64)  # s* towards a standing obstacle
     nxt = np.empty(n, dtype=np.int64)  # the lane each vehicle takes at the end of its lane
+    # gain[i]: the most any change of leader could raise i's acceleration (free road minus acc_car),
+    # which bounds MOBIL's incentive from above (see the MOBIL loop)
+    gain = np.empty(n, dtype=np.float64)
 
     # leaders and IDM (vehicle leader, then red stop lines)
     for k in range(begin[n_lanes]):
         i = order[k]
         li = lane[i]
         si = s[i]
+        s_k[k] = si
         vi = v[i]
         ai = a[i]
         di = 1.0 / (2.0 * math.sqrt(ai * b[i]))
@@ -216,6 +218,7 @@ def traffic_step(
         free[i] = fr
         ac = acc_of(ai, fr, desired_gap(vi, t_gap[i], s0[i], di, dv), g)
         acc_car[i] = ac
+        gain[i] = max(ai * fr, -B_MAX) - ac
         ssl = desired_gap(vi, t_gap[i], s0[i], di, vi)
         ss_line[i] = ssl
         al = acc_of(ai, fr, ssl, line_gap(li, si, vi, b_safe[i], nl, lane_len, stop_s, red))
@@ -232,50 +235,67 @@ def traffic_step(
     change[:] = 0
     new_acc = np.empty(n, dtype=np.float64)
     go_left = tick % 2 == 0
+    cur = -1  # the lane whose block the loop is in
+    ptr = 0  # first position on the neighbour lane t with s >= the current vehicle's (s rises along a block)
     for k in range(begin[n_lanes]):
         i = order[k]
         li = lane[i]
         t = left[li] if go_left else right[li]
-        si = s[i]
+        if li != cur:
+            cur = li
+            ptr = begin[t] if t >= 0 else 0
+        si = s_k[k]
         if t < 0 or si < NO_CHANGE_M:
             continue
         vi = v[i]
+        v0t = min(v0[i], limit[t])
+        fr = free[i] if v0t == min(v0[i], limit[li]) else free_term(vi, v0t)
+        kp = k - 1
+        pi = politeness[i]
         leni = length[i]
-        # first vehicle on t with s >= si (binary search in t's block)
-        lo = begin[t]
-        hi = begin[t + 1]
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if s[order[mid]] < si:
-                lo = mid + 1
-            else:
-                hi = mid
-        ins = lo
-        nt = next_lane(i, t, succ_begin, succ_lane)
-        # new leader
+        end_t = begin[t + 1]
+        while ptr < end_t and s_k[ptr] < si:
+            ptr += 1
+        ins = ptr
+        # Upper bound of the incentive: a~_c <= the free-road acceleration on t, a~_n - a_n <= the new
+        # follower's gain, a~_o - a_o <= the old follower's gain. Every step is monotone in floating
+        # point too, so skipping when the bound fails changes no decision (for p >= 0).
+        g_n_max = gain[order[ins - 1]] if ins > begin[t] else 0.0
+        g_o_max = gain[order[kp]] if kp >= begin[li] else 0.0
+        if pi >= 0.0 and not (max(a[i] * fr, -B_MAX) - acc[i]) + pi * (g_n_max + g_o_max) > a_th[i]:
+            continue
+        # new leader (on t, else the first vehicle on the lane after t)
         g_new = math.inf
         dv_new = 0.0
-        if ins < begin[t + 1]:
+        nt = -2  # not looked up yet
+        if ins < end_t:
             nl_v = order[ins]
-            g_new = s[nl_v] - length[nl_v] - si
+            g_new = s_k[ins] - length[nl_v] - si
             dv_new = vi - v[nl_v]
             if not g_new > 0.0:
                 continue
-        elif nt >= 0 and begin[nt] < begin[nt + 1]:
-            f = order[begin[nt]]
-            if f != i:
-                g_new = (lane_len[t] - si) + s[f] - length[f]
-                dv_new = vi - v[f]
-        v0t = min(v0[i], limit[t])
-        fr = free[i] if v0t == min(v0[i], limit[li]) else free_term(vi, v0t)
+        else:
+            nt = next_lane(i, t, succ_begin, succ_lane)
+            if nt >= 0 and begin[nt] < begin[nt + 1]:
+                f = order[begin[nt]]
+                if f != i:
+                    g_new = (lane_len[t] - si) + s[f] - length[f]
+                    dv_new = vi - v[f]
         at = acc_of(a[i], fr, desired_gap(vi, t_gap[i], s0[i], inv_den[i], dv_new), g_new)
+        # the same bound with a~_c towards the new leader (a~_c = min of it and the red-line term)
+        if pi >= 0.0 and not (at - acc[i]) + pi * (g_n_max + g_o_max) > a_th[i]:
+            continue
+        if nt == -2:
+            nt = next_lane(i, t, succ_begin, succ_lane)
         al = acc_of(a[i], fr, ss_line[i], line_gap(t, si, vi, b_safe[i], nt, lane_len, stop_s, red))
         at = min(at, al)
+        if pi >= 0.0 and not (at - acc[i]) + pi * (g_n_max + g_o_max) > a_th[i]:
+            continue
         # new follower
         d_n = 0.0
         if ins > begin[t]:
             fo = order[ins - 1]
-            g_f = si - leni - s[fo]
+            g_f = si - leni - s_k[ins - 1]
             if not g_f > 0.0:
                 continue
             an_new = acc_of(a[fo], free[fo], desired_gap(v[fo], t_gap[fo], s0[fo], inv_den[fo], v[fo] - vi), g_f)
@@ -284,7 +304,6 @@ def traffic_step(
             d_n = an_new - acc_car[fo]
         # old follower
         d_o = 0.0
-        kp = pos[i] - 1
         if kp >= begin[li]:
             o = order[kp]
             ld = leader[i]
@@ -292,7 +311,7 @@ def traffic_step(
             g_o = (gap[i] + si) - s[o]
             ao_new = acc_of(a[o], free[o], desired_gap(v[o], t_gap[o], s0[o], inv_den[o], dv_o), g_o)
             d_o = ao_new - acc_car[o]
-        incentive = (at - acc[i]) + politeness[i] * (d_n + d_o)
+        incentive = (at - acc[i]) + pi * (d_n + d_o)
         if incentive > a_th[i]:
             change[i] = 1 if go_left else -1
             new_acc[i] = at
