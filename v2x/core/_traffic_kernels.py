@@ -176,166 +176,218 @@ def traffic_step(
 ) -> None:
     """One tick for every vehicle: sort, leaders, IDM, MOBIL, ballistic update. Writes the state in place
     and ``acc`` (applied acceleration), ``leader``/``gap`` (before lane changes), ``change`` (+1 left,
-    -1 right, 0)."""
+    -1 right, 0).
+
+    Works on copies gathered into (lane, s) order, so that a vehicle's leader and follower on its lane
+    are its neighbours in memory and the IDM and integration loops are contiguous; results are
+    scattered back by vehicle index at the end."""
     n = lane.shape[0]
     n_lanes = lane_len.shape[0]
     begin = np.empty(n_lanes + 2, dtype=np.int64)
     sort_vehicles(lane, s, order, n_lanes, begin)
-    s_k = np.empty(n, dtype=np.float64)  # s in sorted order
-    acc_car = np.empty(n, dtype=np.float64)  # IDM towards the vehicle leader only
-    inv_den = np.empty(n, dtype=np.float64)  # 1 / (2 sqrt(a b))
-    free = np.empty(n, dtype=np.float64)  # free-road term on the own lane
-    ss_line = np.empty(n, dtype=np.float64)  # s* towards a standing obstacle
-    nxt = np.empty(n, dtype=np.int64)  # the lane each vehicle takes at the end of its lane
-    # gain[i]: the most any change of leader could raise i's acceleration (free road minus acc_car),
-    # which bounds MOBIL's incentive from above (see the MOBIL loop)
-    gain = np.empty(n, dtype=np.float64)
+    m = begin[n_lanes]  # vehicles on the network; below, arrays are indexed by sorted position k
 
-    # leaders and IDM (vehicle leader, then red stop lines)
-    for k in range(begin[n_lanes]):
+    # gather into sorted order: neighbours on a lane are then adjacent and the loops below are contiguous
+    ln = np.empty(m, dtype=np.int64)
+    sk = np.empty(m, dtype=np.float64)
+    vk = np.empty(m, dtype=np.float64)
+    lenk = np.empty(m, dtype=np.float64)
+    v0k = np.empty(m, dtype=np.float64)  # desired speed capped by the lane's limit
+    tk = np.empty(m, dtype=np.float64)
+    s0k = np.empty(m, dtype=np.float64)
+    ak = np.empty(m, dtype=np.float64)
+    bk = np.empty(m, dtype=np.float64)
+    bsk = np.empty(m, dtype=np.float64)
+    nxk = np.empty(m, dtype=np.int64)  # the lane taken at the end of the own lane
+    for k in range(m):
         i = order[k]
         li = lane[i]
-        si = s[i]
-        s_k[k] = si
-        vi = v[i]
-        ai = a[i]
-        di = 1.0 / (2.0 * math.sqrt(ai * b[i]))
-        inv_den[i] = di
-        nl = next_lane(i, li, succ_begin, succ_lane)
-        nxt[i] = nl
-        ld = -1
-        g = math.inf
-        if k + 1 < begin[li + 1]:
-            ld = order[k + 1]
-            g = s[ld] - length[ld] - si
-        elif nl >= 0 and begin[nl] < begin[nl + 1]:
-            f = order[begin[nl]]
-            if f != i:
-                ld = f
-                g = (lane_len[li] - si) + s[f] - length[f]
-        dv = vi - v[ld] if ld >= 0 else 0.0
-        fr = free_term(vi, min(v0[i], limit[li]))
-        free[i] = fr
-        ac = acc_of(ai, fr, desired_gap(vi, t_gap[i], s0[i], di, dv), g)
-        acc_car[i] = ac
-        gain[i] = max(ai * fr, -B_MAX) - ac
-        ssl = desired_gap(vi, t_gap[i], s0[i], di, vi)
-        ss_line[i] = ssl
-        al = acc_of(ai, fr, ssl, line_gap(li, si, vi, b_safe[i], nl, lane_len, stop_s, red))
-        acc[i] = min(ac, al)
-        leader[i] = ld
-        gap[i] = g
-    for k in range(begin[n_lanes], n):
-        i = order[k]
-        acc[i] = 0.0
-        leader[i] = -1
-        gap[i] = math.inf
+        ln[k] = li
+        sk[k] = s[i]
+        vk[k] = v[i]
+        lenk[k] = length[i]
+        v0k[k] = min(v0[i], limit[li])
+        tk[k] = t_gap[i]
+        s0k[k] = s0[i]
+        ak[k] = a[i]
+        bk[k] = b[i]
+        bsk[k] = b_safe[i]
+        nxk[k] = next_lane(i, li, succ_begin, succ_lane)
+
+    # leaders: the next position on the same lane, else the first vehicle on the next lane
+    ldk = np.empty(m, dtype=np.int64)
+    gk = np.empty(m, dtype=np.float64)
+    dvk = np.empty(m, dtype=np.float64)
+    for k in range(m - 1):
+        same = ln[k + 1] == ln[k]
+        ldk[k] = k + 1 if same else -1
+        gk[k] = sk[k + 1] - lenk[k + 1] - sk[k] if same else math.inf
+        dvk[k] = vk[k] - vk[k + 1] if same else 0.0
+    if m > 0:
+        ldk[m - 1] = -1
+        gk[m - 1] = math.inf
+        dvk[m - 1] = 0.0
+    for li in range(n_lanes):
+        if begin[li] == begin[li + 1]:
+            continue
+        k = begin[li + 1] - 1
+        nl = nxk[k]
+        if nl >= 0 and begin[nl] < begin[nl + 1]:
+            f = begin[nl]
+            if f != k:
+                ldk[k] = f
+                gk[k] = (lane_len[li] - sk[k]) + sk[f] - lenk[f]
+                dvk[k] = vk[k] - vk[f]
+
+    # IDM towards the vehicle leader (branch-free, contiguous: vectorised)
+    invd = np.empty(m, dtype=np.float64)  # 1 / (2 sqrt(a b))
+    fr = np.empty(m, dtype=np.float64)  # free-road term on the own lane
+    accc = np.empty(m, dtype=np.float64)  # acceleration towards the vehicle leader only
+    gain = np.empty(m, dtype=np.float64)  # free-road acceleration minus accc: bounds MOBIL's incentive
+    ssl = np.empty(m, dtype=np.float64)  # s* towards a standing obstacle
+    for k in range(m):
+        d = 1.0 / (2.0 * math.sqrt(ak[k] * bk[k]))
+        invd[k] = d
+        f_ = free_term(vk[k], v0k[k])
+        fr[k] = f_
+        ac = acc_of(ak[k], f_, desired_gap(vk[k], tk[k], s0k[k], d, dvk[k]), gk[k])
+        accc[k] = ac
+        gain[k] = max(ak[k] * f_, -B_MAX) - ac
+        ssl[k] = desired_gap(vk[k], tk[k], s0k[k], d, vk[k])
+    # red stop lines: the line_gap rule, branch-free over per-lane red-line positions (nan: none or green;
+    # g >= 0 iff s <= line, exactly, since float subtraction keeps the sign)
+    red_at = np.empty(n_lanes + 1, dtype=np.float64)
+    for li in range(n_lanes):
+        red_at[li] = stop_s[li] if red[li] else math.nan
+    red_at[n_lanes] = math.nan  # "no next lane" (nxk = -1) reads this entry
+    accs = np.empty(m, dtype=np.float64)
+    for k in range(m):
+        li = ln[k]
+        nl = nxk[k]
+        vv = vk[k] * vk[k]
+        g_own = red_at[li] - sk[k]
+        g_next = (lane_len[li] - sk[k]) + red_at[nl if nl >= 0 else n_lanes]
+        two_b = 2.0 * bsk[k]
+        own = g_own >= 0.0 and vv <= two_b * g_own
+        gl = g_own if own else (g_next if vv <= two_b * g_next else math.inf)
+        accs[k] = min(accc[k], acc_of(ak[k], fr[k], ssl[k], gl))
 
     # MOBIL: left on even ticks, right on odd ones (decided on the state before any change)
-    change[:] = 0
-    new_acc = np.empty(n, dtype=np.float64)
+    chk = np.zeros(m, dtype=np.int8)
+    newacc = np.empty(m, dtype=np.float64)
     go_left = tick % 2 == 0
     cur = -1  # the lane whose block the loop is in
     ptr = 0  # first position on the neighbour lane t with s >= the current vehicle's (s rises along a block)
-    for k in range(begin[n_lanes]):
-        i = order[k]
-        li = lane[i]
+    for k in range(m):
+        li = ln[k]
         t = left[li] if go_left else right[li]
         if li != cur:
             cur = li
             ptr = begin[t] if t >= 0 else 0
-        si = s_k[k]
+        si = sk[k]
         if t < 0 or si < NO_CHANGE_M:
             continue
-        vi = v[i]
+        i = order[k]
+        vi = vk[k]
         v0t = min(v0[i], limit[t])
-        fr = free[i] if v0t == min(v0[i], limit[li]) else free_term(vi, v0t)
+        frt = fr[k] if v0t == v0k[k] else free_term(vi, v0t)
         kp = k - 1
         pi = politeness[i]
-        leni = length[i]
+        a_c = accs[k]
         end_t = begin[t + 1]
-        while ptr < end_t and s_k[ptr] < si:
+        while ptr < end_t and sk[ptr] < si:
             ptr += 1
         ins = ptr
         # Upper bound of the incentive: a~_c <= the free-road acceleration on t, a~_n - a_n <= the new
         # follower's gain, a~_o - a_o <= the old follower's gain. Every step is monotone in floating
         # point too, so skipping when the bound fails changes no decision (for p >= 0).
-        g_n_max = gain[order[ins - 1]] if ins > begin[t] else 0.0
-        g_o_max = gain[order[kp]] if kp >= begin[li] else 0.0
-        if pi >= 0.0 and not (max(a[i] * fr, -B_MAX) - acc[i]) + pi * (g_n_max + g_o_max) > a_th[i]:
+        g_n_max = gain[ins - 1] if ins > begin[t] else 0.0
+        g_o_max = gain[kp] if kp >= begin[li] else 0.0
+        if pi >= 0.0 and not (max(ak[k] * frt, -B_MAX) - a_c) + pi * (g_n_max + g_o_max) > a_th[i]:
             continue
         # new leader (on t, else the first vehicle on the lane after t)
         g_new = math.inf
         dv_new = 0.0
         nt = -2  # not looked up yet
         if ins < end_t:
-            nl_v = order[ins]
-            g_new = s_k[ins] - length[nl_v] - si
-            dv_new = vi - v[nl_v]
+            g_new = sk[ins] - lenk[ins] - si
+            dv_new = vi - vk[ins]
             if not g_new > 0.0:
                 continue
         else:
             nt = next_lane(i, t, succ_begin, succ_lane)
             if nt >= 0 and begin[nt] < begin[nt + 1]:
-                f = order[begin[nt]]
-                if f != i:
-                    g_new = (lane_len[t] - si) + s[f] - length[f]
-                    dv_new = vi - v[f]
-        at = acc_of(a[i], fr, desired_gap(vi, t_gap[i], s0[i], inv_den[i], dv_new), g_new)
+                f = begin[nt]
+                if f != k:
+                    g_new = (lane_len[t] - si) + sk[f] - lenk[f]
+                    dv_new = vi - vk[f]
+        at = acc_of(ak[k], frt, desired_gap(vi, tk[k], s0k[k], invd[k], dv_new), g_new)
         # the same bound with a~_c towards the new leader (a~_c = min of it and the red-line term)
-        if pi >= 0.0 and not (at - acc[i]) + pi * (g_n_max + g_o_max) > a_th[i]:
+        if pi >= 0.0 and not (at - a_c) + pi * (g_n_max + g_o_max) > a_th[i]:
             continue
         if nt == -2:
             nt = next_lane(i, t, succ_begin, succ_lane)
-        al = acc_of(a[i], fr, ss_line[i], line_gap(t, si, vi, b_safe[i], nt, lane_len, stop_s, red))
+        al = acc_of(ak[k], frt, ssl[k], line_gap(t, si, vi, bsk[k], nt, lane_len, stop_s, red))
         at = min(at, al)
-        if pi >= 0.0 and not (at - acc[i]) + pi * (g_n_max + g_o_max) > a_th[i]:
+        if pi >= 0.0 and not (at - a_c) + pi * (g_n_max + g_o_max) > a_th[i]:
             continue
         # new follower
         d_n = 0.0
         if ins > begin[t]:
-            fo = order[ins - 1]
-            g_f = si - leni - s_k[ins - 1]
+            fo = ins - 1
+            g_f = si - lenk[k] - sk[fo]
             if not g_f > 0.0:
                 continue
-            an_new = acc_of(a[fo], free[fo], desired_gap(v[fo], t_gap[fo], s0[fo], inv_den[fo], v[fo] - vi), g_f)
-            if an_new < -b_safe[i]:
+            an_new = acc_of(ak[fo], fr[fo], desired_gap(vk[fo], tk[fo], s0k[fo], invd[fo], vk[fo] - vi), g_f)
+            if an_new < -bsk[k]:
                 continue
-            d_n = an_new - acc_car[fo]
+            d_n = an_new - accc[fo]
         # old follower
         d_o = 0.0
         if kp >= begin[li]:
-            o = order[kp]
-            ld = leader[i]
-            dv_o = v[o] - v[ld] if ld >= 0 else 0.0
-            g_o = (gap[i] + si) - s[o]
-            ao_new = acc_of(a[o], free[o], desired_gap(v[o], t_gap[o], s0[o], inv_den[o], dv_o), g_o)
-            d_o = ao_new - acc_car[o]
-        incentive = (at - acc[i]) + pi * (d_n + d_o)
+            ld = ldk[k]
+            dv_o = vk[kp] - vk[ld] if ld >= 0 else 0.0
+            g_o = (gk[k] + si) - sk[kp]
+            ao_new = acc_of(ak[kp], fr[kp], desired_gap(vk[kp], tk[kp], s0k[kp], invd[kp], dv_o), g_o)
+            d_o = ao_new - accc[kp]
+        incentive = (at - a_c) + pi * (d_n + d_o)
         if incentive > a_th[i]:
-            change[i] = 1 if go_left else -1
-            new_acc[i] = at
+            chk[k] = 1 if go_left else -1
+            newacc[k] = at
 
-    # lane changes, then the ballistic update (Treiber & Kanagaraj 2015) without negative speeds;
-    # junctions are crossed at the lane end
-    for k in range(begin[n_lanes]):
-        i = order[k]
-        if change[i] != 0:
-            lane[i] = left[lane[i]] if change[i] > 0 else right[lane[i]]
-            acc[i] = new_acc[i]
-        ai = acc[i]
-        vi = v[i]
+    # lane changes, then the ballistic update (Treiber & Kanagaraj 2015) without negative speeds, in
+    # sorted order (branch-free: vectorised); then scattered back, crossing junctions at the lane end
+    for k in range(m):
+        c = chk[k]
+        ai = newacc[k] if c != 0 else accs[k]
+        accs[k] = ai
+        vi = vk[k]
         vn = vi + ai * dt
-        if vn < 0.0:
-            ds = -(vi * vi) / (2.0 * ai)
-            vn = 0.0
-        else:
-            ds = vi * dt + 0.5 * ai * dt * dt
-        v[i] = vn
-        si = s[i] + ds
-        li = lane[i]
+        stop = vn < 0.0
+        ds = -(vi * vi) / (2.0 * ai) if stop else vi * dt + 0.5 * ai * dt * dt
+        vk[k] = 0.0 if stop else vn
+        sk[k] = sk[k] + ds
+    for k in range(m):
+        i = order[k]
+        ld = ldk[k]
+        leader[i] = order[ld] if ld >= 0 else -1
+        gap[i] = gk[k]
+        c = chk[k]
+        change[i] = c
+        acc[i] = accs[k]
+        v[i] = vk[k]
+        li = ln[k]
+        if c != 0:
+            li = left[li] if c > 0 else right[li]
+        si = sk[k]
         while li >= 0 and si > lane_len[li]:
             si = si - lane_len[li]
             li = next_lane(i, li, succ_begin, succ_lane)
         s[i] = si
         lane[i] = li
+    for k in range(m, n):
+        i = order[k]
+        acc[i] = 0.0
+        leader[i] = -1
+        gap[i] = math.inf
+        change[i] = 0
