@@ -198,6 +198,8 @@ def traffic_step(
     ak = np.empty(m, dtype=np.float64)
     bk = np.empty(m, dtype=np.float64)
     bsk = np.empty(m, dtype=np.float64)
+    pk = np.empty(m, dtype=np.float64)
+    athk = np.empty(m, dtype=np.float64)
     nxk = np.empty(m, dtype=np.int64)  # the lane taken at the end of the own lane
     for k in range(m):
         i = order[k]
@@ -212,6 +214,8 @@ def traffic_step(
         ak[k] = a[i]
         bk[k] = b[i]
         bsk[k] = b_safe[i]
+        pk[k] = politeness[i]
+        athk[k] = a_th[i]
         nxk[k] = next_lane(i, li, succ_begin, succ_lane)
 
     # leaders: the next position on the same lane, else the first vehicle on the next lane
@@ -287,12 +291,15 @@ def traffic_step(
         si = sk[k]
         if t < 0 or si < NO_CHANGE_M:
             continue
-        i = order[k]
         vi = vk[k]
-        v0t = min(v0[i], limit[t])
-        frt = fr[k] if v0t == v0k[k] else free_term(vi, v0t)
+        frt = fr[k]
+        if limit[t] != limit[li]:
+            v0t = min(v0[order[k]], limit[t])
+            if v0t != v0k[k]:
+                frt = free_term(vi, v0t)
         kp = k - 1
-        pi = politeness[i]
+        pi = pk[k]
+        ath = athk[k]
         a_c = accs[k]
         end_t = begin[t + 1]
         while ptr < end_t and sk[ptr] < si:
@@ -303,7 +310,7 @@ def traffic_step(
         # point too, so skipping when the bound fails changes no decision (for p >= 0).
         g_n_max = gain[ins - 1] if ins > begin[t] else 0.0
         g_o_max = gain[kp] if kp >= begin[li] else 0.0
-        if pi >= 0.0 and not (max(ak[k] * frt, -B_MAX) - a_c) + pi * (g_n_max + g_o_max) > a_th[i]:
+        if pi >= 0.0 and not (max(ak[k] * frt, -B_MAX) - a_c) + pi * (g_n_max + g_o_max) > ath:
             continue
         # new leader (on t, else the first vehicle on the lane after t)
         g_new = math.inf
@@ -315,7 +322,7 @@ def traffic_step(
             if not g_new > 0.0:
                 continue
         else:
-            nt = next_lane(i, t, succ_begin, succ_lane)
+            nt = next_lane(order[k], t, succ_begin, succ_lane)
             if nt >= 0 and begin[nt] < begin[nt + 1]:
                 f = begin[nt]
                 if f != k:
@@ -323,13 +330,13 @@ def traffic_step(
                     dv_new = vi - vk[f]
         at = acc_of(ak[k], frt, desired_gap(vi, tk[k], s0k[k], invd[k], dv_new), g_new)
         # the same bound with a~_c towards the new leader (a~_c = min of it and the red-line term)
-        if pi >= 0.0 and not (at - a_c) + pi * (g_n_max + g_o_max) > a_th[i]:
+        if pi >= 0.0 and not (at - a_c) + pi * (g_n_max + g_o_max) > ath:
             continue
         if nt == -2:
-            nt = next_lane(i, t, succ_begin, succ_lane)
+            nt = next_lane(order[k], t, succ_begin, succ_lane)
         al = acc_of(ak[k], frt, ssl[k], line_gap(t, si, vi, bsk[k], nt, lane_len, stop_s, red))
         at = min(at, al)
-        if pi >= 0.0 and not (at - a_c) + pi * (g_n_max + g_o_max) > a_th[i]:
+        if pi >= 0.0 and not (at - a_c) + pi * (g_n_max + g_o_max) > ath:
             continue
         # new follower
         d_n = 0.0
@@ -351,7 +358,7 @@ def traffic_step(
             ao_new = acc_of(ak[kp], fr[kp], desired_gap(vk[kp], tk[kp], s0k[kp], invd[kp], dv_o), g_o)
             d_o = ao_new - accc[kp]
         incentive = (at - a_c) + pi * (d_n + d_o)
-        if incentive > a_th[i]:
+        if incentive > ath:
             chk[k] = 1 if go_left else -1
             newacc[k] = at
 
