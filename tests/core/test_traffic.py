@@ -73,26 +73,25 @@ def test_leader_across_a_junction() -> None:
 
 
 def test_route_choice_is_the_lane_the_vehicle_then_takes() -> None:
-    """With two successors the vehicle sees the leader on the lane it will take, and takes it."""
+    """With two successors a vehicle sees the leader on the lane it will take, and then takes that lane;
+    the choice is per vehicle (both successors get chosen)."""
     net = LaneNetwork.build([100.0, 200.0, 200.0], 30.0, [[1, 2], [], []])
+    taken = set()
     for vid in range(8):
-        lane = [1, 1, 1, 1, 1, 1, 1, 1, 2]
-        s = [30.0] * 8 + [30.0]
-        lane[vid] = 0
-        s[vid] = 95.0
-        lane[8] = 2
-        tr = Traffic.create(lane, s, [10.0] * 9)
-        tr.lane[:8] = [1 if k != vid else 0 for k in range(8)]
-        # one vehicle per successor lane at s = 30: vehicle `vid` sees the one on its chosen lane
-        tr.lane[:] = -1
-        tr.lane[vid] = 0
-        tr.lane[(vid + 1) % 8] = 1
-        tr.lane[8] = 2
-        r = traffic_step(net, tr)
-        ahead = int(r.leader[vid])
-        for _ in range(30):
+        # vehicle `vid` 5 m before the junction; one vehicle 30 m into each successor; the rest off the net
+        lane = np.full(10, -1)
+        s = np.zeros(10)
+        lane[vid], s[vid] = 0, 95.0
+        lane[8], s[8] = 1, 30.0
+        lane[9], s[9] = 2, 30.0
+        tr = Traffic.create(lane, s, np.full(10, 10.0))
+        ahead = int(traffic_step(net, tr).leader[vid])
+        assert ahead in (8, 9)
+        for _ in range(20):
             traffic_step(net, tr)
-        assert tr.lane[vid] == tr.lane[ahead] or tr.lane[ahead] == -1
+        assert tr.lane[vid] == tr.lane[ahead]
+        taken.add(int(tr.lane[vid]))
+    assert taken == {1, 2}
 
 
 # -- stop lines and speed limits --------------------------------------------------------------------
@@ -266,5 +265,7 @@ def test_network_validation() -> None:
         LaneNetwork.build([100.0], 30.0, [[3]])
     with pytest.raises(ValueError, match="stop lines"):
         LaneNetwork.build([100.0], 30.0, [[]], stop_line_m=[120.0])
+    with pytest.raises(ValueError, match="vehicles only"):
+        Traffic.create([0], [0.0], [0.0], ActorKind.PEDESTRIAN)
     with pytest.raises(ValueError, match="red wants"):
         traffic_step(LaneNetwork.build([100.0], 30.0, [[]]), Traffic.create([0], [0.0], [0.0]), [True, False])

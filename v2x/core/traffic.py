@@ -193,6 +193,9 @@ class Traffic:
         ln = _i64(lane)
         n = len(ln)
         kinds = np.broadcast_to(np.asarray(kind, dtype=np.int64), (n,))
+        unknown = sorted(set(kinds.tolist()) - {int(k) for k in CLASS_PARAMS})
+        if unknown:
+            raise ValueError(f"no traffic parameters for actor kind(s) {unknown} (vehicles only)")
         cols: dict[str, Any] = {}
         for name in (*_PARAM_FIELDS, *_MOBIL_FIELDS):
             table = np.array([getattr(CLASS_PARAMS[ActorKind(k)], name) for k in kinds])
