@@ -1,0 +1,271 @@
+"""The traffic model (v2x/core/traffic.py): hand-computed IDM and MOBIL cases, junctions, stop lines,
+speed limits, and the compiled step against the plain-numpy step (bit for bit)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+
+import numpy as np
+import pytest
+
+from v2x.core import ActorKind
+from v2x.core.traffic import (
+    CLASS_PARAMS,
+    LaneNetwork,
+    StepResult,
+    Traffic,
+    idm_acceleration,
+    traffic_step,
+    traffic_step_numpy,
+)
+
+CAR = CLASS_PARAMS[ActorKind.CAR]
+
+
+# -- IDM, hand-computed -----------------------------------------------------------------------------
+
+
+def test_idm_free_road() -> None:
+    # a [1 - (v/v0)^4] = 1 - 0.5^4
+    acc = idm_acceleration(10.0, 20.0, 1.0, 2.0, 1.0, 1.5)
+    assert float(acc) == pytest.approx(0.9375, abs=1e-15)
+
+
+def test_idm_approaching_a_standing_leader() -> None:
+    # s* = 2 + 10·1 + 10·10 / (2 sqrt(1·1.5)) = 52.82482905; a [1 - 0.0625 - (52.82482905/50)²]
+    acc = idm_acceleration(10.0, 20.0, 1.0, 2.0, 1.0, 1.5, gap=50.0, dv=10.0)
+    assert float(acc) == pytest.approx(-0.17868502551197518, abs=1e-12)
+    # far closer: the IDM asks for more than any car can do; clamped to the physical limit
+    assert float(idm_acceleration(10.0, 20.0, 1.0, 2.0, 1.0, 1.5, gap=3.0, dv=10.0)) == -9.0
+
+
+def test_idm_equilibrium_gap_gives_zero_acceleration() -> None:
+    # s_e(v) = (s0 + v T) / sqrt(1 - (v/v0)^4) (Treiber & Kesting 2013, eq. 11.9)
+    v, v0, t_gap, s0 = 10.0, 20.0, 1.0, 2.0
+    s_e = (s0 + v * t_gap) / math.sqrt(1.0 - (v / v0) ** 4)
+    assert float(idm_acceleration(v, v0, t_gap, s0, 1.0, 1.5, gap=s_e, dv=0.0)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_platoon_at_equilibrium_on_a_ring_stays_there() -> None:
+    n, v = 10, 15.0
+    s_e = (CAR.s0_m + v * CAR.t_gap_s) / math.sqrt(1.0 - (v / CAR.v0_mps) ** 4)
+    ring = n * (s_e + CAR.length_m)
+    net = LaneNetwork.build([ring], 100.0, [[0]])
+    tr = Traffic.create(np.zeros(n), np.arange(n) * (s_e + CAR.length_m), np.full(n, v))
+    for tick in range(100):
+        r = traffic_step(net, tr, None, 0.1, tick)
+    assert np.max(np.abs(r.acc_mps2)) < 1e-9
+    assert np.allclose(tr.v_mps, v, atol=1e-9)
+    assert np.allclose(r.gap_m, s_e, atol=1e-6)
+
+
+# -- lane graph: leaders across a junction -----------------------------------------------------------
+
+
+def test_leader_across_a_junction() -> None:
+    net = LaneNetwork.build([100.0, 50.0], 30.0, [[1], []])
+    tr = Traffic.create([0, 1], [90.0, 20.0], [10.0, 10.0])
+    r = traffic_step(net, tr)
+    assert r.leader.tolist() == [1, -1]
+    assert r.gap_m[0] == pytest.approx((100.0 - 90.0) + 20.0 - CAR.length_m)  # 25 m
+    assert math.isinf(r.gap_m[1])  # the lane ends the network: no leader
+
+
+def test_route_choice_is_the_lane_the_vehicle_then_takes() -> None:
+    """With two successors a vehicle sees the leader on the lane it will take, and then takes that lane;
+    the choice is per vehicle (both successors get chosen)."""
+    net = LaneNetwork.build([100.0, 200.0, 200.0], 30.0, [[1, 2], [], []])
+    taken = set()
+    for vid in range(8):
+        # vehicle `vid` 5 m before the junction; one vehicle 30 m into each successor; the rest off the net
+        lane = np.full(10, -1)
+        s = np.zeros(10)
+        lane[vid], s[vid] = 0, 95.0
+        lane[8], s[8] = 1, 30.0
+        lane[9], s[9] = 2, 30.0
+        tr = Traffic.create(lane, s, np.full(10, 10.0))
+        ahead = int(traffic_step(net, tr).leader[vid])
+        assert ahead in (8, 9)
+        for _ in range(20):
+            traffic_step(net, tr)
+        assert tr.lane[vid] == tr.lane[ahead]
+        taken.add(int(tr.lane[vid]))
+    assert taken == {1, 2}
+
+
+# -- stop lines and speed limits --------------------------------------------------------------------
+
+
+def _signal_road() -> LaneNetwork:
+    return LaneNetwork.build([200.0, 300.0], 30.0, [[1], []], stop_line_m=[150.0, np.nan])
+
+
+def test_red_line_holds_and_green_releases() -> None:
+    net = _signal_road()
+    tr = Traffic.create([0], [0.0], [10.0])
+    red = np.array([True, False])
+    for tick in range(600):  # 60 s of red
+        traffic_step(net, tr, red, 0.1, tick)
+        assert tr.lane[0] == 0 and tr.s_m[0] <= 150.0
+    assert tr.v_mps[0] < 0.05
+    assert 150.0 - CAR.s0_m - 0.5 <= tr.s_m[0] <= 150.0  # stopped about s0 before the line
+    for tick in range(600, 800):  # green
+        traffic_step(net, tr, ~red & np.array([True, False]), 0.1, tick)
+    assert tr.lane[0] == 1
+
+
+def test_red_too_late_to_stop_is_passed() -> None:
+    """15 m/s, 5 m before the line: stopping needs 22.5 m/s² > b_safe, so the driver goes on."""
+    net = _signal_road()
+    tr = Traffic.create([0], [145.0], [15.0])
+    r = traffic_step(net, tr, np.array([True, False]))
+    assert r.acc_mps2[0] > 0.0
+    stopper = Traffic.create([0], [50.0], [15.0])  # 100 m before: brakes
+    assert traffic_step(net, stopper, np.array([True, False])).acc_mps2[0] < 0.0
+
+
+def test_red_line_on_the_next_lane_is_seen_across_the_junction() -> None:
+    net = LaneNetwork.build([100.0, 100.0], 30.0, [[1], []], stop_line_m=[np.nan, 20.0])
+    tr = Traffic.create([0], [60.0], [15.0])
+    for tick in range(400):
+        traffic_step(net, tr, np.array([False, True]), 0.1, tick)
+    assert tr.lane[0] == 1 and 20.0 - CAR.s0_m - 0.5 <= tr.s_m[0] <= 20.0 and tr.v_mps[0] < 0.05
+
+
+def test_speed_limit_respected() -> None:
+    net = LaneNetwork.build([5000.0], 10.0, [[]])
+    tr = Traffic.create([0, 0], [0.0, 100.0], [0.0, 14.0], kind=[ActorKind.CAR, ActorKind.EMERGENCY])
+    top = 0.0
+    for tick in range(600):
+        traffic_step(net, tr, None, 0.1, tick)
+        if tick > 0:
+            top = max(top, float(tr.v_mps[0]))
+    assert top <= 10.0 + 1e-12 and top > 9.5
+    assert tr.v_mps[1] < 10.0 + 1e-6  # started above the limit: brought down to it
+
+
+# -- MOBIL ------------------------------------------------------------------------------------------
+
+
+def _two_lanes() -> LaneNetwork:
+    # lane 0 right, lane 1 left; 1 km, no successors
+    return LaneNetwork.build([1000.0, 1000.0], 40.0, [[], []], left=[1, -1], right=[-1, 0])
+
+
+def _car_acc(v: float, gap: float = math.inf, dv: float = 0.0) -> float:
+    return float(idm_acceleration(v, CAR.v0_mps, CAR.t_gap_s, CAR.s0_m, CAR.a_mps2, CAR.b_mps2, gap, dv))
+
+
+def test_mobil_incentive_decides() -> None:
+    """A car stuck behind a slow one (25 m gap, 10 m/s slower), empty left lane, no followers, p = 0:
+    incentive = a_free - a_c; it changes iff that exceeds the threshold."""
+    net = _two_lanes()
+    incentive = _car_acc(20.0) - _car_acc(20.0, 25.0, 10.0)
+    assert incentive > 1.0
+    for a_th, expected in ((incentive - 0.01, 1), (incentive + 0.01, 0)):
+        tr = Traffic.create([0, 0], [100.0, 130.0], [20.0, 10.0], politeness=0.0, a_threshold_mps2=a_th)
+        r = traffic_step(net, tr, None, 0.1, 0)  # even tick: to the left
+        assert r.lane_change.tolist() == [expected, 0]
+        assert tr.lane[0] == (1 if expected else 0)
+        assert r.acc_mps2[0] == pytest.approx(_car_acc(20.0) if expected else _car_acc(20.0, 25.0, 10.0), abs=1e-12)
+    # odd tick: only changes to the right are considered, and lane 0 has none
+    tr = Traffic.create([0, 0], [100.0, 130.0], [20.0, 10.0], politeness=0.0)
+    assert traffic_step(net, tr, None, 0.1, 1).lane_change.tolist() == [0, 0]
+
+
+def test_mobil_safety_decides() -> None:
+    """Same, with a faster car 35 m behind on the left lane: it would have to brake at a_n~; the change
+    happens iff a_n~ >= -b_safe."""
+    net = _two_lanes()
+    a_n = _car_acc(22.0, 100.0 - CAR.length_m - 60.0, 22.0 - 20.0)  # gap 35 m, closing at 2 m/s
+    assert -2.0 < a_n < -0.3
+    for b_safe, expected in ((-a_n - 0.01, 0), (-a_n + 0.01, 1)):
+        tr = Traffic.create(
+            [0, 0, 1],
+            [100.0, 130.0, 60.0],
+            [20.0, 10.0, 22.0],
+            politeness=0.0,
+            a_threshold_mps2=0.1,
+            b_safe_mps2=b_safe,
+        )
+        r = traffic_step(net, tr, None, 0.1, 0)
+        assert r.lane_change.tolist() == [expected, 0, 0]
+
+
+def test_mobil_politeness_counts_the_others() -> None:
+    """With p = 1 the new follower's loss counts in full and outweighs the changer's gain."""
+    net = _two_lanes()
+    args = ([0, 0, 1], [100.0, 130.0, 75.0], [20.0, 10.0, 25.0])
+    selfish = traffic_step(net, Traffic.create(*args, politeness=0.0, b_safe_mps2=9.0), None, 0.1, 0)
+    polite = traffic_step(net, Traffic.create(*args, politeness=1.0, b_safe_mps2=9.0), None, 0.1, 0)
+    assert selfish.lane_change[0] == 1 and polite.lane_change[0] == 0
+
+
+# -- the compiled step equals the numpy step --------------------------------------------------------
+
+
+def _assert_same(a: Traffic, b: Traffic, ra: StepResult, rb: StepResult, tick: int) -> None:
+    for f in fields(a):
+        assert np.array_equal(getattr(a, f.name), getattr(b, f.name)), (tick, f.name)
+    for f in fields(ra):
+        assert np.array_equal(getattr(ra, f.name), getattr(rb, f.name)), (tick, f.name)
+
+
+def test_compiled_step_equals_numpy_step_on_random_states() -> None:
+    rng = np.random.default_rng(7)
+    # three parallel lanes on a ring, a side loop through a junction with a signal, some dead ends
+    length = [800.0, 800.0, 800.0, 300.0, 120.0]
+    succ = [[0, 3], [1], [2, 4], [0], []]
+    net = LaneNetwork.build(
+        length,
+        [30.0, 25.0, 30.0, 15.0, 20.0],
+        succ,
+        left=[1, 2, -1, -1, -1],
+        right=[-1, 0, 1, -1, -1],
+        stop_line_m=[800.0, np.nan, 400.0, 290.0, np.nan],
+    )
+    n = 150
+    lane = rng.integers(0, 5, n)
+    s = rng.uniform(0.0, 1.0, n) * np.asarray(length)[lane]
+    kinds = rng.choice([1, 2, 3, 4], n)
+    tr = Traffic.create(lane, s, rng.uniform(0.0, 30.0, n), kinds, politeness=rng.uniform(0.0, 0.5, n))
+    tr.order = rng.permutation(n).astype(np.int64)  # any starting order is valid
+    a, b = tr.copy(), tr.copy()
+    for tick in range(300):
+        red = rng.random(5) < 0.5
+        ra = traffic_step(net, a, red, 0.1, tick)
+        rb = traffic_step_numpy(net, b, red, 0.1, tick)
+        _assert_same(a, b, ra, rb, tick)
+    assert np.any(a.lane == -1) and np.any(a.lane >= 0)  # some left through the dead end
+
+
+def test_compiled_step_equals_numpy_step_on_the_bench_grid() -> None:
+    from v2x.bench.traffic import grid
+
+    wl = grid(400, np.random.default_rng(3))
+    a, b = wl.traffic.copy(), wl.traffic.copy()
+    changes = 0
+    for tick in range(400):
+        lane0 = a.lane.copy()
+        ra = traffic_step(wl.net, a, wl.red(tick), 0.1, tick)
+        rb = traffic_step_numpy(wl.net, b, wl.red(tick), 0.1, tick)
+        _assert_same(a, b, ra, rb, tick)
+        changes += int(np.count_nonzero(ra.lane_change))
+        same_lane = (ra.leader >= 0) & (lane0[np.maximum(ra.leader, 0)] == lane0)
+        assert np.all(ra.gap_m[same_lane] > 0.0), tick  # nobody overlaps the vehicle ahead on its lane
+    assert changes > 0
+    assert np.all(a.lane >= 0)  # a torus: nobody leaves
+
+
+def test_network_validation() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        LaneNetwork.build([100.0, 90.0], 30.0, [[], []], left=[1, -1], right=[-1, 0])
+    with pytest.raises(ValueError, match="successor"):
+        LaneNetwork.build([100.0], 30.0, [[3]])
+    with pytest.raises(ValueError, match="stop lines"):
+        LaneNetwork.build([100.0], 30.0, [[]], stop_line_m=[120.0])
+    with pytest.raises(ValueError, match="vehicles only"):
+        Traffic.create([0], [0.0], [0.0], ActorKind.PEDESTRIAN)
+    with pytest.raises(ValueError, match="red wants"):
+        traffic_step(LaneNetwork.build([100.0], 30.0, [[]]), Traffic.create([0], [0.0], [0.0]), [True, False])
