@@ -140,8 +140,11 @@ async def run_variant(
     token = secrets.token_hex(16)  # the run's Control token (docs/SECURITY.md)
     env = environment(scenario)
     agents = build_agents(scenario, env)
-    world_tp = make_transport(broker, f"world-{run_id}", will=last_will(scenario, run_id, token))
-    agents_tp = make_transport(broker, f"agents-{run_id}")
+    # Client ids are unique on a broker, and a second connection with one takes over the first: a random
+    # part keeps another run (or anyone) from knocking this run's connections off by naming them.
+    nonce = secrets.token_hex(4)
+    world_tp = make_transport(broker, f"world-{run_id}-{nonce}", will=last_will(scenario, run_id, token))
+    agents_tp = make_transport(broker, f"agents-{run_id}-{nonce}")
     clock = make_clock(mode, scenario.tick_s)
     world = World(
         scenario,

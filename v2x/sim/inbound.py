@@ -348,15 +348,15 @@ class Inbound:
         if ack.actor_id != actor_id:
             self.reject("sender_mismatch", where, f"(ack from {ack.actor_id[:64]!r})")
             return
+        problem = ack_problem(ack, run_end_s=self.run_end_s)
+        if problem:
+            self.reject("out_of_range", where, f"({problem})")
+            return
         if ack.tick != self.current_tick:
             if ack.tick < self.current_tick:
                 self.stats.duplicates += 1
             else:
                 self.reject("bad_tick", where, f"(tick {ack.tick}, current {self.current_tick})")
-            return
-        problem = ack_problem(ack, run_end_s=self.run_end_s)
-        if problem:
-            self.reject("out_of_range", where, f"({problem})")
             return
         if actor_id in self.acks:
             if payload == self._ack_bytes[actor_id]:
