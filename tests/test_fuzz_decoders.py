@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -71,7 +71,7 @@ def _scalar(f: FieldDescriptor) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def _message(draw: st.DrawFn, desc: Descriptor, depth: int = 0) -> dict[str, Any]:
+def _message(draw: st.DrawFn, desc: Any, depth: int = 0) -> dict[str, Any]:
     """Field values for a message of ``desc`` (a dict for ``ParseDict``-free filling, see ``_fill``)."""
     out: dict[str, Any] = {}
     for f in desc.fields:
@@ -114,7 +114,7 @@ def _fill(msg: Message, values: dict[str, Any]) -> None:
             setattr(msg, name, items[0])
 
 
-def _default(f: FieldDescriptor) -> Any:
+def _default(f: Any) -> Any:
     return "" if f.type == FieldDescriptor.TYPE_STRING else b"" if f.type == FieldDescriptor.TYPE_BYTES else 0
 
 

@@ -44,7 +44,7 @@ async def _intruder(broker: BrokerAddress, run_id: str, *filters: str) -> AsyncI
 
 async def _until(client: aiomqtt.Client, pred: Callable[[str, bytes], bool]) -> None:
     async for message in client.messages:
-        if pred(str(message.topic), bytes(message.payload)):  # type: ignore[arg-type]
+        if pred(str(message.topic), bytes(message.payload)):
             return
 
 
@@ -63,7 +63,7 @@ def _bsm_envelope(sender: str, bsm_id: bytes, seq: int, tick: int) -> bytes:
 def _ack(actor: str, tick: int, **truth: float) -> testbed_pb2.Ack:
     ack = testbed_pb2.Ack(actor_id=actor, tick=tick, tx_count=1)
     fields = {"x_m": 100.0, "vx_mps": 16.67, "heading_deg": 90.0} | truth
-    ack.truth.CopyFrom(testbed_pb2.TruthState(**fields))
+    ack.truth.CopyFrom(testbed_pb2.TruthState(**fields))  # type: ignore[arg-type]
     return ack
 
 
@@ -135,7 +135,7 @@ async def test_no_single_message_crashes_stalls_or_changes_a_run(embedded: Broke
     # the world said its START again over the forged STOP, then STOP with its token at the end
     async with _intruder(embedded, run_id) as client:
         async for message in client.messages:
-            ctrl = testbed_pb2.Control.FromString(bytes(message.payload))  # type: ignore[arg-type]
+            ctrl = testbed_pb2.Control.FromString(bytes(message.payload))
             assert ctrl.command == testbed_pb2.Control.COMMAND_STOP and ctrl.reason == "" and len(ctrl.token) == 32
             break
 
@@ -151,7 +151,7 @@ async def test_conflicting_acks_are_counted_flagged_and_cannot_stall_the_run(emb
         async for message in client.messages:
             if not str(message.topic).endswith("/in/lead"):
                 continue
-            tick = testbed_pb2.TickInput.FromString(bytes(message.payload)).tick  # type: ignore[arg-type]
+            tick = testbed_pb2.TickInput.FromString(bytes(message.payload)).tick
             if 10 <= tick <= 20:
                 forged = _ack("lead", tick, x_m=400.0)
                 forged.tx_count = 60

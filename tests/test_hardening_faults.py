@@ -37,7 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 FCW = load_scenario(SCENARIO_DIR / "fcw.yaml")
 
 
-def _env(sender: str, seq: int, tick: int, bsm_id: bytes | None = None, link: int = testbed_pb2.LINK_PC5) -> bytes:
+def _env(
+    sender: str,
+    seq: int,
+    tick: int,
+    bsm_id: bytes | None = None,
+    link: testbed_pb2.LinkKind.ValueType = testbed_pb2.LINK_PC5,
+) -> bytes:
     frame = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(msg_cnt=seq % 128, id=bsm_id or temporary_id(sender)))
     dests = ["cloud"] if link != testbed_pb2.LINK_PC5 else []
     return testbed_pb2.Envelope(
@@ -46,7 +52,7 @@ def _env(sender: str, seq: int, tick: int, bsm_id: bytes | None = None, link: in
         tick=tick,
         link=link,
         dest_ids=dests,
-        frame=frame.SerializeToString(),  # type: ignore[arg-type]
+        frame=frame.SerializeToString(),
     ).SerializeToString()
 
 
@@ -269,7 +275,7 @@ async def _retained_control(mosquitto: Mosquitto, run_id: str) -> testbed_pb2.Co
     async with aiomqtt.Client(address.host, address.port, identifier=f"check-{run_id}") as client:
         await client.subscribe(topics.control(run_id))
         async for message in client.messages:
-            return testbed_pb2.Control.FromString(bytes(message.payload))  # type: ignore[arg-type]
+            return testbed_pb2.Control.FromString(bytes(message.payload))
     raise AssertionError("no retained Control")
 
 
