@@ -147,8 +147,10 @@ def _event_problem(k: int, e: object) -> str:
     if not isinstance(e, dict) or "type" not in e:
         return f"events[{k}]: expected t_s and type"
     t = e.get("t_s")
-    if not _num(t) or not -MAX_TIME_S <= float(t) <= MAX_TIME_S:  # type: ignore[arg-type]
-        return f"events[{k}]: t_s must be a time within {MAX_TIME_S:g} s"
+    if not _num(t):
+        return f"events[{k}]: expected t_s and type"
+    if not -MAX_TIME_S <= float(t) <= MAX_TIME_S:  # type: ignore[arg-type]
+        return f"events[{k}]: expected t_s and type, with t_s within {MAX_TIME_S:g} s"
     for key in ("relative_speed_mps", "speed_mps"):
         if key in e and not _num(e[key]):
             return f"events[{k}].{key}: expected a number"
