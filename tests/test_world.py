@@ -25,8 +25,12 @@ async def test_the_world_routes_joins_to_its_simulation_and_names_who_never_join
     ready = asyncio.Event()
     tasks = [asyncio.create_task(world_tp.run(ready)), asyncio.create_task(agent_tp.run())]
     await ready.wait()
-    await agent_tp.publish("v2x/t/join/lead", testbed_pb2.Hello(actor_id="lead").SerializeToString())
-    await agent_tp.publish("v2x/t/join/cloud", testbed_pb2.Hello(actor_id="cloud").SerializeToString())
+    await agent_tp.publish(
+        "v2x/t/join/lead", testbed_pb2.Hello(actor_id="lead", kind="car", protocol_version=1).SerializeToString()
+    )
+    await agent_tp.publish(
+        "v2x/t/join/cloud", testbed_pb2.Hello(actor_id="cloud", kind="platform", protocol_version=1).SerializeToString()
+    )
     await agent_tp.publish("v2x/t/tx/no-such", b"")  # a syntactically valid id, not an actor
     await agent_tp.publish("v2x/t/ack/bad*id", b"")  # not a valid id: not even attributable
     with pytest.raises(RuntimeError, match=r"never joined within 0 s: \['follower', 'neighbour', 'rsu1'\]"):

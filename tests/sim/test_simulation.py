@@ -20,6 +20,15 @@ def _sim(variant: str = "v2x") -> Simulation:
     return offline_sim(load_scenario(FCW), variant)
 
 
+KIND = {"cloud": "platform", "follower": "car", "lead": "car", "neighbour": "car", "rsu1": "rsu"}
+
+
+def _hello(actor: str, kind: str | None = None) -> bytes:
+    return testbed_pb2.Hello(
+        actor_id=actor, kind=kind or KIND.get(actor, "car"), protocol_version=1
+    ).SerializeToString()
+
+
 def _ack(
     actor: str,
     tick: int,
@@ -68,11 +77,11 @@ def test_the_run_starts_once_every_actor_has_said_hello() -> None:
     sim = _sim()
     assert sim.actor_ids == ACTORS and not sim.joined
     for actor in ACTORS[:-1]:
-        sim.receive("join", actor, testbed_pb2.Hello(actor_id=actor).SerializeToString())
+        sim.receive("join", actor, _hello(actor))
     assert not sim.joined and sim.not_joined() == ["rsu1"]
-    sim.receive("join", "rsu1", testbed_pb2.Hello(actor_id="lead").SerializeToString())  # not its name
+    sim.receive("join", "rsu1", _hello("lead", "rsu"))  # not its name
     assert not sim.joined and sim.inbound.stats.rejected == {"sender_mismatch": 1}
-    sim.receive("join", "rsu1", testbed_pb2.Hello(actor_id="rsu1").SerializeToString())
+    sim.receive("join", "rsu1", _hello("rsu1"))
     assert sim.joined
     control = testbed_pb2.Control.FromString(sim.control(testbed_pb2.Control.COMMAND_START))
     assert control.run_id == "t" and control.tick_us == 100_000 and list(control.actor_ids) == ACTORS

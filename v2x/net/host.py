@@ -3,7 +3,12 @@
 Per agent: TickInput(n) arrives on ``in/{actor}`` -> validated and decoded -> ``agent.step`` -> its
 transmissions are published on ``tx/{actor}``, then ``Ack(n)`` on ``ack/{actor}``. A TickInput for a tick
 already done (the world retransmits after a broker restart) is answered from a cache with the same bytes,
-so a resumed lockstep run has the same outcome. Bad inputs are rejected and counted, never raised.
+so a resumed lockstep run has the same outcome. Bad inputs are rejected and counted, never raised:
+a TickInput for another run or that is not one (``malformed``), for a tick other than the next one or the
+current one again (``bad_tick``: a forged tick 10^6 must not make an agent deaf to the real ticks), a second,
+different TickInput for the tick already answered (``conflicting_input``: counted, the first answer stands),
+and, in a baseline run (no V2X), any envelope in a TickInput (``unexpected_envelope``: an agent without
+V2X hears nothing). A ``Control`` STOP ends the agents early only when it carries the run's token.
 """
 
 from __future__ import annotations
@@ -13,18 +18,22 @@ import logging
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from v2x.agents.base import Agent, Heard, TickContext
 from v2x.net import topics
 from v2x.net.transport import Handler, Transport
+from v2x.net.world import WORLD_LOST
+from v2x.sim.inbound import mistyped_fields
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.envelope import parse_envelope
 
 log = logging.getLogger("v2x.agent")
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024
+LOG_FIRST = 5  # rejections logged at WARNING per agent and reason; the rest are counted only
 
 
 class AgentFailed(RuntimeError):
@@ -38,6 +47,7 @@ class _Slot:
     agent: Agent
     queue: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     last_tick: int = -1
+    last_input: bytes = b""
     last_output: list[tuple[str, bytes]] = field(default_factory=list)
     seq: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
@@ -45,16 +55,72 @@ class _Slot:
 
 
 class AgentHost:
-    def __init__(self, transport: Transport, run_id: str, agents: list[Agent], software: str = "v2x-testbed") -> None:
+    """The agents of one run on one connection.
+
+    ``v2x``: false in a baseline run (the agents hear nothing, whatever a TickInput carries); ``token``: the
+    run's Control token (a STOP without it is ignored; None: no Control is listened to); ``n_ticks``: the
+    run's last tick (``TickInput.final`` counts only there; None: trust it); ``max_skip``: how many ticks a
+    TickInput may skip (0 in lockstep, where the world sends every tick until it is answered; a few in real
+    time, where an input can be lost)."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        run_id: str,
+        agents: list[Agent],
+        software: str = "v2x-testbed",
+        *,
+        v2x: bool = True,
+        token: str | None = None,
+        n_ticks: int | None = None,
+        max_skip: int = 0,
+    ) -> None:
         self.transport = transport
         self.run_id = run_id
         self.software = software
+        self.v2x = v2x
+        self.token = token
+        self.n_ticks = n_ticks
+        self.max_skip = max_skip
         self.slots = {a.actor_id: _Slot(a) for a in agents}
         self._parsed: dict[bytes, _Parsed | str] = {}  # this tick's envelopes, parsed once for all agents
         self._parsed_tick = -1
+        self.ignored_controls = 0  # Control messages without the run's token
+        self.stopped = asyncio.Event()  # the run's world said STOP
+        self.stop_reason = ""
         for actor_id, slot in self.slots.items():
             transport.route(topics.tick_input(run_id, actor_id), self._enqueue(slot))
+        if token is not None:
+            transport.route(topics.control(run_id), self._on_control)
         transport.on_connect(self._hello)
+
+    def _on_control(self, topic: str, payload: bytes) -> None:
+        if not payload:
+            return  # a retained Control cleared
+        ctrl = testbed_pb2.Control()
+        try:
+            ctrl.ParseFromString(payload)
+        except DecodeError:
+            self.ignored_controls += 1
+            return
+        if not self.token or ctrl.token != self.token or ctrl.run_id != self.run_id:
+            self.ignored_controls += 1
+            if self.ignored_controls <= LOG_FIRST:
+                log.warning("agents of %s: ignored a Control without this run's token", self.run_id)
+            return
+        # "world lost" is the world connection's Last Will: a restarting broker publishes it too, and the world
+        # says START again once reconnected. These agents live in the world's process: its runner ends them.
+        if ctrl.command == testbed_pb2.Control.COMMAND_STOP and ctrl.reason != WORLD_LOST:
+            self.stop_reason = ctrl.reason
+            self.stopped.set()
+
+    def _reject(self, slot: _Slot, reason: str, detail: str) -> None:
+        slot.rejected[reason] += 1
+        n = slot.rejected[reason]
+        if n <= LOG_FIRST:
+            log.warning("%s: rejected a TickInput (%s): %s", slot.agent.actor_id, reason, detail)
+        if n == LOG_FIRST:
+            log.warning("%s: %d %s rejections so far; further ones are only counted", slot.agent.actor_id, n, reason)
 
     def _enqueue(self, slot: _Slot) -> Handler:
         def handler(topic: str, payload: bytes) -> None:
@@ -73,13 +139,20 @@ class AgentHost:
         """Serve every agent until its final tick. If one agent fails, the others are cancelled and the
         failure is raised at once (not after the world's silence timeout)."""
         tasks = [asyncio.create_task(self._serve(slot), name=f"agent-{a}") for a, slot in self.slots.items()]
+        stop = asyncio.create_task(self.stopped.wait(), name="stop")
+        pending: set[asyncio.Task[Any]] = {*tasks, stop}
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                exc = task.exception()
-                if exc is not None:
-                    raise AgentFailed(task.get_name().removeprefix("agent-"), exc) from exc
+            while pending - {stop}:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is stop:
+                        log.info("agents of %s: the world said STOP (%s)", self.run_id, self.stop_reason)
+                        return
+                    exc = task.exception()
+                    if exc is not None:
+                        raise AgentFailed(task.get_name().removeprefix("agent-"), exc) from exc
         finally:
+            stop.cancel()
             for task in tasks:
                 task.cancel()
 
@@ -90,13 +163,21 @@ class AgentHost:
             tick_input = self._decode(slot, payload)
             if tick_input is None:
                 continue
-            if tick_input.tick <= slot.last_tick:
-                if tick_input.tick == slot.last_tick:  # the world asks again: answer identically
-                    for topic, data in slot.last_output:
-                        await self.transport.publish(topic, data)
+            if tick_input.tick == slot.last_tick:  # the world asks again: answer identically
+                if payload != slot.last_input:
+                    self._reject(slot, "conflicting_input", f"a different TickInput for tick {tick_input.tick}")
+                for topic, data in slot.last_output:
+                    await self.transport.publish(topic, data)
                 continue
-            if tick_input.tick != slot.last_tick + 1 and slot.last_tick >= 0:
+            if not slot.last_tick < tick_input.tick <= slot.last_tick + 1 + self.max_skip:
+                self._reject(slot, "bad_tick", f"tick {tick_input.tick} after {slot.last_tick}")
+                continue
+            if tick_input.tick != slot.last_tick + 1:
                 log.warning("%s: tick %d follows %d", agent.actor_id, tick_input.tick, slot.last_tick)
+            if not self.v2x and tick_input.envelopes:  # no V2X: nothing to hear, whoever says otherwise
+                self._reject(slot, "unexpected_envelope", f"{len(tick_input.envelopes)} envelopes in a baseline run")
+                del tick_input.envelopes[:]
+                del tick_input.rx_time_us[:]
             ctx = TickContext(
                 tick=tick_input.tick,
                 t_s=tick_input.time_us / 1e6,
@@ -136,26 +217,29 @@ class AgentHost:
                 ack.truth.CopyFrom(result.truth)
             output.append((topics.ack(self.run_id, agent.actor_id), ack.SerializeToString()))
             slot.last_tick = tick_input.tick
+            slot.last_input = payload
             slot.last_output = output
             for topic, data in output:
                 await self.transport.publish(topic, data)
-            if tick_input.final:
+            if tick_input.tick == self.n_ticks or (tick_input.final and self.n_ticks is None):
                 slot.done.set()
                 return
 
     def _decode(self, slot: _Slot, payload: bytes) -> testbed_pb2.TickInput | None:
         if len(payload) > MAX_INPUT_BYTES:
-            slot.rejected["oversized"] += 1
+            self._reject(slot, "oversized", f"{len(payload)} bytes")
             return None
         msg = testbed_pb2.TickInput()
         try:
             msg.ParseFromString(payload)
         except DecodeError:
-            slot.rejected["malformed"] += 1
-            log.warning("%s: rejected a malformed TickInput (%d bytes)", slot.agent.actor_id, len(payload))
+            self._reject(slot, "malformed", f"{len(payload)} bytes that do not parse")
             return None
-        if msg.run_id != self.run_id or len(msg.rx_time_us) != len(msg.envelopes):
-            slot.rejected["malformed"] += 1
+        if mistyped_fields(msg) or len(msg.rx_time_us) != len(msg.envelopes):
+            self._reject(slot, "malformed", "not a TickInput")
+            return None
+        if msg.run_id != self.run_id:
+            self._reject(slot, "malformed", f"run id {msg.run_id[:64]!r}, not {self.run_id!r}")
             return None
         return msg
 

@@ -129,9 +129,13 @@ class MqttTransport:
         *,
         reconnect_initial_s: float = 0.2,
         reconnect_max_s: float = 5.0,
+        will: tuple[str, bytes] | None = None,
     ) -> None:
+        """``will``: a (topic, payload) the broker publishes, retained at QoS 1, if this connection drops
+        without saying goodbye (the world's STOP "world lost")."""
         self.broker = broker
         self.client_id = client_id
+        self.will = will
         self.routes = Routes(client_id)
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
@@ -189,6 +193,7 @@ class MqttTransport:
                     keepalive=10,
                     timeout=5.0,
                     max_queued_outgoing_messages=0,
+                    will=aiomqtt.Will(self.will[0], self.will[1], qos=1, retain=True) if self.will else None,
                 ) as client:
                     _no_delay(client)
                     # aiomqtt warns above 10 publishes in flight; a tick legitimately has one per actor

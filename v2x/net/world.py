@@ -8,13 +8,18 @@ Each tick it
      silent agents their input again when the clock says so,
   3. closes the tick (``Simulation.step``: truth, warnings, referee, channel, sensors).
 Before tick 0 (once every actor has joined) it announces the run with a retained ``Control`` START, and
-after the last tick STOP.
+after the last tick STOP; both carry the run's random token, and so does the STOP "world lost" that the
+runner leaves with the broker as the world connection's Last Will (``last_will``). Before anything else
+``claim`` checks that no live world of the same run id holds the control topic. A Control on the topic that
+is not this world's (another token) is counted as ``forged_control`` and this world's announcement is
+published again (docs/SECURITY.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -29,6 +34,24 @@ from v2x.wire import testbed_pb2
 __all__ = ["Observer", "World", "WorldReport"]
 
 log = logging.getLogger("v2x.net.world")
+
+WORLD_LOST = "world lost"
+REASSERT_EVERY_S = 1.0  # at most this often, and
+REASSERT_MAX = 20  # this many times a run, the world publishes its Control again over a forged one
+
+
+class RunIdInUse(RuntimeError):
+    """A live world of the same run id holds the control topic (its retained START is there)."""
+
+
+def last_will(scenario: Scenario, run_id: str, token: str) -> tuple[str, bytes]:
+    """The topic and payload of the world connection's Last Will: a retained STOP "world lost" with the
+    run's token, so that a run whose world dies (killed, its host gone) does not leave its START behind as
+    if it were live."""
+    stop = testbed_pb2.Control(
+        command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, scenario_id=scenario.id, reason=WORLD_LOST, token=token
+    )
+    return topics.control(run_id), stop.SerializeToString()
 
 
 class Observer(Protocol):
@@ -55,8 +78,10 @@ class World:
         progress: Callable[[int, int], None] | None = None,
         join_timeout_s: float = 30.0,
         observer: Observer | None = None,
+        token: str | None = None,
     ) -> None:
-        self.sim = Simulation(scenario, variant=variant, seed=seed, run_id=run_id)
+        self.token = token or secrets.token_hex(16)
+        self.sim = Simulation(scenario, variant=variant, seed=seed, run_id=run_id, token=self.token)
         self.run_id = run_id
         self.transport = transport
         self.clock = clock
@@ -69,6 +94,79 @@ class World:
         kinds: tuple[topics.Kind, ...] = ("join", "tx", "ack")
         for kind in kinds:
             transport.route(topics.all_of(run_id, kind), self._handler(kind))
+        self._announced: bytes | None = None  # the Control this world last published (retained)
+        self._found: testbed_pb2.Control | None = None  # a retained Control of another world, before claim()
+        self._probe_topic = f"v2x-probe/{run_id}/{self.token[:12]}"
+        self._probed = asyncio.Event()
+        self._reasserted: list[float] = []
+        self._claimed = False
+        transport.route(topics.control(run_id), self._on_control)
+        transport.route(self._probe_topic, lambda topic, payload: self._probed.set())
+        # A broker that restarts publishes the Last Will ("world lost") of the connection it dropped: once
+        # reconnected, say again where the run is.
+        transport.on_connect(self._republish)
+
+    async def claim(self, probe_timeout_s: float = 5.0) -> None:
+        """Make sure no live world runs under this run id, then clear the control topic's retained message.
+
+        Every world's connection leaves a Last Will that replaces its retained START with a STOP when the
+        connection drops, and a world that ends publishes STOP: a retained START on the topic means its
+        world is still connected. The retained message comes with the subscription; a probe published to
+        this world alone after subscribing comes back after it (brokers keep a client's order)."""
+        await self.transport.publish(self._probe_topic, b"probe")
+        try:
+            await asyncio.wait_for(self._probed.wait(), probe_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "world %s: no echo of the probe within %.0f s; not sure the run id is free",
+                self.run_id,
+                probe_timeout_s,
+            )
+        found = self._found
+        if found is not None and found.command == testbed_pb2.Control.COMMAND_START:
+            raise RunIdInUse(
+                f"run id {self.run_id} is in use: the broker holds a START of that run (scenario "
+                f"{found.scenario_id or '?'}) and its world is still connected (a world that is gone leaves a "
+                "STOP 'world lost'); choose another --run-id, or wait until that run ends"
+            )
+        # A retained Control left by an earlier run with this id (a fixed --run-id) must not reach outside
+        # stacks that subscribe from now on: clear it before this run's START.
+        await self.transport.publish(topics.control(self.run_id), b"", qos=1, retain=True)
+        self._claimed = True
+
+    def _on_control(self, topic: str, payload: bytes) -> None:
+        if self._announced is None:  # before START: what an earlier world left (claim() reads it)
+            ctrl = testbed_pb2.Control()
+            try:
+                ctrl.ParseFromString(payload)
+            except Exception:
+                return
+            if payload and ctrl.token != self.token:
+                self._found = ctrl
+            return
+        if payload == self._announced:
+            return
+        ctrl = testbed_pb2.Control()
+        try:
+            ctrl.ParseFromString(payload)
+            ours = ctrl.token == self.token
+        except Exception:
+            ours = False
+        if ours:
+            return
+        # Someone else's Control (or a cleared topic) over this run's: count it and say ours again.
+        self.sim.reject("forged_control", topic)
+        now = time.monotonic()
+        if len(self._reasserted) < REASSERT_MAX and (
+            not self._reasserted or now - self._reasserted[-1] >= REASSERT_EVERY_S
+        ):
+            self._reasserted.append(now)
+            task = asyncio.get_running_loop().create_task(self._republish())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _republish(self) -> None:
+        if self._announced is not None:
+            await self.transport.publish(topics.control(self.run_id), self._announced, qos=1, retain=True)
 
     def _handler(self, kind: topics.Kind) -> Handler:
         def handler(topic: str, payload: bytes) -> None:
@@ -111,9 +209,21 @@ class World:
         await self._publish_control(testbed_pb2.Control.COMMAND_STOP)
         return self.sim.report(time.monotonic() - started)
 
-    async def _publish_control(self, command: testbed_pb2.Control.Command.ValueType) -> None:
-        payload = self.sim.control(command)
+    async def _publish_control(self, command: testbed_pb2.Control.Command.ValueType, reason: str = "") -> None:
+        payload = self.sim.control(command, reason)
+        self._announced = payload
         await self.transport.publish(topics.control(self.run_id), payload, qos=1, retain=True)
+
+    async def announce_stop(self, reason: str, timeout_s: float = 2.0) -> None:
+        """Tell the agents and outside stacks that the run ended early (``reason``), with the run's token;
+        never raises (the broker may be what failed). Nothing before ``claim``: the topic may be another
+        live world's."""
+        if not self._claimed:
+            return
+        try:
+            await asyncio.wait_for(self._publish_control(testbed_pb2.Control.COMMAND_STOP, reason), timeout_s)
+        except Exception as exc:  # best effort: the run is ending anyway
+            log.warning("world %s: could not announce STOP (%s): %r", self.run_id, reason, exc)
 
     async def _retransmit(self) -> None:
         missing = self.sim.missing()

@@ -5,16 +5,63 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from v2x.net.broker import BrokerURLError, parse_broker_url
 from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario
 from v2x.scenario.model import ALL_VARIANTS
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 1, 2, 3
+T = TypeVar("T")
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived: the run in progress announced STOP; exit 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def _outside_the_loop() -> None:
+    """SIGINT and SIGTERM outside the event loop (loading, compiling, writing): Interrupted."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_interrupted)
+
+
+async def _interruptible(coro: Awaitable[T]) -> T:
+    """Run ``coro``; SIGINT or SIGTERM cancels it (the runner publishes STOP on its way out), then raises
+    Interrupted."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    got: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not got and task is not None:
+            got.append(signum)
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if got:
+            raise Interrupted(got[0]) from None
+        raise
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        _outside_the_loop()
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +70,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run scenarios and check their expectations",
         description="Run scenarios (each with and without V2X), check their expectations, write DIR/<id>/result.json.",
         epilog="Exit codes: 0 every expectation held, 1 an expectation failed, 2 bad input "
-        "(nothing was run), 3 the run could not complete.",
+        "(nothing was run), 3 the run could not complete (or its result could not be written), "
+        "130 / 143 interrupted by SIGINT / SIGTERM (the run in progress was stopped).",
     )
     run.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenario id (see 'v2x list') or YAML file")
     run.add_argument("--all", action="store_true", help="run every shipped scenario (the 'v2x list' catalogue)")
@@ -91,7 +139,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "or directories holding them (searched recursively): verdicts, expectations with details, a timeline "
         "of warnings, collisions, violations and stops per variant, and the service metrics.",
         epilog="Exit codes: 0 report written and every scenario passed, 1 a scenario failed, 2 bad input "
-        "(a file that is not a result document; nothing written).",
+        "(a file that is not a result document; nothing written), 3 the report could not be written.",
     )
     rep.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="result.json file or directory")
     rep.add_argument(
@@ -152,6 +200,20 @@ class _Progress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``v2x run``; SIGINT / SIGTERM stop the run (STOP published) and exit 130 / 143, without a traceback."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _outside_the_loop()
+    try:
+        return _cmd_run(args)
+    except Interrupted as exc:
+        print(f"v2x run: interrupted ({exc}); the run in progress was stopped", file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose, args.quiet)
     if args.broker != "embedded":
         try:
@@ -218,14 +280,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         observe = _observe(scenario, recording, view) if recording or view else None
         try:
             result = asyncio.run(
-                run_scenario(
-                    scenario,
-                    seed=args.seed,
-                    broker=args.broker,
-                    mode=args.mode,
-                    progress=progress,
-                    run_id=args.run_id,
-                    observe=observe,
+                _interruptible(
+                    run_scenario(
+                        scenario,
+                        seed=args.seed,
+                        broker=args.broker,
+                        mode=args.mode,
+                        progress=progress,
+                        run_id=args.run_id,
+                        observe=observe,
+                    )
                 )
             )
         except RunError as exc:
@@ -235,21 +299,33 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"v2x run: {scenario.id}: run error: {exc}", file=sys.stderr)
             errors.append((scenario.id, str(exc)))
             continue
-        path = write_result(result, args.out)
+        try:
+            path = write_result(result, args.out)
+        except (OSError, ValueError) as exc:
+            print(f"v2x run: {scenario.id}: cannot write its result under {args.out}: {_why(exc)}", file=sys.stderr)
+            errors.append((scenario.id, f"cannot write the result: {_why(exc)}"))
+            if recording is not None:
+                recording.finish(None)
+            continue
         if recording is not None:
             for rec_path in recording.finish(result):
                 print(f"recording -> {rec_path}")
         _print_summary(result, path)
         results.append(result)
         failed |= not result["passed"]
-    if args.junit:
-        write_junit(results, args.junit, errors=errors)
-    if args.html:
-        from v2x.run.report import write_html
+    try:
+        if args.junit:
+            write_junit(results, args.junit, errors=errors)
+        if args.html:
+            from v2x.run.report import write_html
 
-        print(f"HTML report -> {write_html(results, args.html, errors=errors)}")
-    if view is not None:
-        view.stop()
+            print(f"HTML report -> {write_html(results, args.html, errors=errors)}")
+    except OSError as exc:
+        print(f"v2x run: cannot write a report: {_why(exc)} (an existing one was left as it was)", file=sys.stderr)
+        return EXIT_RUN_ERROR
+    finally:
+        if view is not None:
+            view.stop()
     n_failed = sum(not r["passed"] for r in results)
     print(f"{len(results) - n_failed} passed, {n_failed} failed, {len(errors)} could not run")
     if errors:
@@ -293,6 +369,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK if result["passed"] else EXIT_FAILED
 
 
+def _why(exc: BaseException) -> str:
+    """An OSError as its file and reason (``No space left on device``), anything else as its message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")
+    return str(exc) or type(exc).__name__
+
+
 def _unique_scenarios(names: list[str]) -> list[str]:
     """``names`` without repeats of the same scenario (``--all fcw`` runs fcw once), in first-seen order."""
     seen: set[Path] = set()
@@ -326,6 +409,11 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
     for exp in result["expectations"]:
         mark = "ok  " if exp["passed"] else "FAIL"
         print(f"  {mark} [{exp['variant']}] {exp['name']}: {exp['detail']}")
+    for flag in result.get("flagged", []):
+        print(
+            f"  FLAGGED [{flag['variant']}] {flag['actor']}: its reports conflicted {flag['conflicts']} "
+            "(two stacks drive it, or someone forges its messages; docs/SECURITY.md)"
+        )
     for variant, m in result["metrics"].items():
         lat = m["latency_ms"]
         rejected = sum(m["rejected"].values())
@@ -338,14 +426,26 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from v2x.run.report import ReportInputError, load_results, write_html
+    from v2x.run.report import ReportInputError, load_results, render_html
+    from v2x.run.results import write_atomic
 
     try:
         results = load_results(args.paths)
+        page = render_html(results)
     except ReportInputError as exc:
         print(f"v2x report: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    path = write_html(results, args.out)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        # load_results checks what the page shows; this is the net under it: still bad input, never a trace.
+        print(f"v2x report: not a v2x result document ({type(exc).__name__}: {str(exc)[:200]})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        path = write_atomic(args.out, page)
+    except OSError as exc:
+        print(
+            f"v2x report: cannot write {args.out}: {_why(exc)} (an existing file was left as it was)", file=sys.stderr
+        )
+        return EXIT_RUN_ERROR
     failed = [r["scenario"] for r in results if not r["passed"]]
     print(f"{len(results)} result(s), {len(failed)} failed -> {path}")
     return EXIT_FAILED if failed else EXIT_OK

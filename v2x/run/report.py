@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from v2x import __version__
 from v2x.apps.registry import figures, registered
+from v2x.run.results import write_atomic
 
 __all__ = ["ReportInputError", "load_results", "render_html", "write_html"]
 
@@ -37,9 +39,42 @@ class ReportInputError(ValueError):
     """A result file that is missing, not JSON, or not a v2x result document."""
 
 
+MAX_RESULT_BYTES = 64 * 1024 * 1024  # a result.json is kilobytes; beyond this it is not one of ours
+MAX_EVENTS = 200_000  # per result (the shipped scenarios make dozens)
+MAX_TIME_S = 1e7  # event times and simulated seconds (a run is at most an hour)
+MAX_DEPTH = 64  # nesting levels in a result document (it has five)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a result holds")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
+
+
+def _depth(doc: object, limit: int) -> bool:
+    """Whether ``doc`` nests at most ``limit`` levels (iteratively: a deep document must not recurse)."""
+    stack: list[tuple[object, int]] = [(doc, 0)]
+    while stack:
+        item, level = stack.pop()
+        if level > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return True
+
+
 def load_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Result documents from ``result.json`` files or directories holding them (searched recursively),
-    sorted by scenario id. Raises ReportInputError naming the file and what is wrong."""
+    sorted by scenario id. Raises ReportInputError naming the file and what is wrong: anything that is not
+    a result document as ``v2x run`` writes it (strict JSON: no NaN or Infinity, numbers in range, the
+    fields the page shows of the types it shows)."""
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -52,11 +87,21 @@ def load_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
     results = []
     for f in files:
         try:
-            doc = json.loads(f.read_text(encoding="utf-8"))
+            if f.stat().st_size > MAX_RESULT_BYTES:
+                raise ReportInputError(f"{f}: larger than {MAX_RESULT_BYTES >> 20} MiB: not a result document")
+            text = f.read_text(encoding="utf-8")
         except OSError as exc:
             raise ReportInputError(f"{f}: cannot read: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ReportInputError(f"{f}: not UTF-8 text") from exc
+        try:
+            doc = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         except json.JSONDecodeError as exc:
             raise ReportInputError(f"{f}: not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+        except RecursionError as exc:
+            raise ReportInputError(f"{f}: nested too deeply to be a result document") from exc
+        except ValueError as exc:  # NaN, Infinity, 1e400, an integer of 5000 digits
+            raise ReportInputError(f"{f}: not a v2x result document: {exc}") from exc
         problem = _shape_problem(doc)
         if problem:
             raise ReportInputError(f"{f}: not a v2x result document: {problem}")
@@ -64,27 +109,87 @@ def load_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return sorted(results, key=lambda r: (str(r["scenario"]), int(r["seed"])))
 
 
+def _num(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) <= MAX_TIME_S * 1e3
+
+
+def _counts(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and _num(v) for k, v in value.items())
+
+
+def _metrics_problem(variant: str, m: object) -> str:
+    if not isinstance(m, dict):
+        return f"metrics.{variant}: expected an object"
+    for key in ("delivery_ratio", "wall_seconds", "sim_seconds"):
+        if m.get(key) is not None and not _num(m[key]):
+            return f"metrics.{variant}.{key}: expected a number"
+    if not _counts(m.get("rejected", {})):
+        return f"metrics.{variant}.rejected: expected counts"
+    by_agents = m.get("rejected_by_agents", {})
+    if not isinstance(by_agents, dict) or not all(_counts(c) for c in by_agents.values()):
+        return f"metrics.{variant}.rejected_by_agents: expected counts per agent"
+    msgs = m.get("messages", {})
+    if not isinstance(msgs, dict) or not all(_counts(msgs.get(k, {})) for k in ("sent", "delivered", "dropped")):
+        return f"metrics.{variant}.messages: expected sent, delivered and dropped counts"
+    lats = [m.get("latency_ms", {})]
+    for key in ("latency_ms_by_channel", "latency_ms_by_message"):
+        group = m.get(key, {})
+        if not isinstance(group, dict):
+            return f"metrics.{variant}.{key}: expected an object"
+        lats += list(group.values())
+    for lat in lats:
+        if not isinstance(lat, dict) or not all(v is None or _num(v) for v in lat.values()):
+            return f"metrics.{variant}: latency summaries must be numbers or null"
+    return ""
+
+
+def _event_problem(k: int, e: object) -> str:
+    if not isinstance(e, dict) or "type" not in e:
+        return f"events[{k}]: expected t_s and type"
+    t = e.get("t_s")
+    if not _num(t):
+        return f"events[{k}]: expected t_s and type"
+    if not -MAX_TIME_S <= float(t) <= MAX_TIME_S:  # type: ignore[arg-type]
+        return f"events[{k}]: expected t_s and type, with t_s within {MAX_TIME_S:g} s"
+    for key in ("relative_speed_mps", "speed_mps"):
+        if key in e and not _num(e[key]):
+            return f"events[{k}].{key}: expected a number"
+    if e["type"] == "collision" and not isinstance(e.get("actors", []), list):
+        return f"events[{k}].actors: expected a list"
+    if e["type"] == "passage" and "at" in e and not (isinstance(e["at"], list) and len(e["at"]) >= 2):
+        return f"events[{k}].at: expected [x, y]"
+    return ""
+
+
 def _shape_problem(doc: object) -> str:
     if not isinstance(doc, dict):
         return "expected a JSON object"
+    if not _depth(doc, MAX_DEPTH):
+        return f"nested deeper than {MAX_DEPTH} levels"
     for key, kind in (("scenario", str), ("seed", int), ("passed", bool), ("expectations", list), ("events", list)):
-        if not isinstance(doc.get(key), kind):
+        if not isinstance(doc.get(key), kind) or (key == "seed" and isinstance(doc["seed"], bool)):
             return f"field '{key}' missing or not a {kind.__name__}"
     if not isinstance(doc.get("metrics"), dict):
         return "field 'metrics' missing or not an object"
     for k, e in enumerate(doc["expectations"]):
         if not isinstance(e, dict) or not {"name", "variant", "passed", "detail"} <= e.keys():
             return f"expectations[{k}]: expected name, variant, passed and detail"
+    if len(doc["events"]) > MAX_EVENTS:
+        return f"{len(doc['events'])} events (at most {MAX_EVENTS})"
     for k, e in enumerate(doc["events"]):
-        if not isinstance(e, dict) or not isinstance(e.get("t_s"), int | float) or "type" not in e:
-            return f"events[{k}]: expected t_s and type"
+        problem = _event_problem(k, e)
+        if problem:
+            return problem
+    for variant, m in doc["metrics"].items():
+        problem = _metrics_problem(variant, m)
+        if problem:
+            return problem
     return ""
 
 
 def write_html(results: Sequence[dict[str, Any]], path: Path, *, errors: Sequence[tuple[str, str]] = ()) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(results, errors=errors), encoding="utf-8")
-    return path
+    """The report page, written atomically (the old page stays if writing fails)."""
+    return write_atomic(path, render_html(results, errors=errors))
 
 
 def _e(value: object) -> str:
@@ -259,12 +364,13 @@ def _timeline(events: list[dict[str, Any]], sim_s: float) -> str:
         svg.append(f"<text x='{LABEL_W - 6}' y='{y + 4:.1f}' text-anchor='end' class='actor'>{_e(row)}</text>")
         svg.append(f"<line x1='{LABEL_W}' y1='{y:.1f}' x2='{LABEL_W + PLOT_W}' y2='{y:.1f}' class='lane'/>")
     step = _tick_step(t_end)
-    t = 0.0
-    while t <= t_end + 1e-9:
+    for k in range(13):  # at most 12 steps fit (bounded whatever the times are)
+        t = k * step
+        if not t <= t_end + 1e-9:
+            break
         x = x_of(t)
         svg.append(f"<line x1='{x:.1f}' y1='{PAD}' x2='{x:.1f}' y2='{axis_y}' class='grid'/>")
         svg.append(f"<text x='{x:.1f}' y='{axis_y + 14}' text-anchor='middle' class='muted'>{t:g} s</text>")
-        t += step
     for t_ev, row, shape, title in drawn:
         x = x_of(t_ev)
         y = PAD + ROW_H * rows.index(row) + ROW_H / 2
@@ -274,10 +380,11 @@ def _timeline(events: list[dict[str, Any]], sim_s: float) -> str:
 
 
 def _tick_step(t_end: float) -> float:
-    for step in (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0):
+    """A round step that puts at most 12 grid lines on ``[0, t_end]``."""
+    for step in (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0):
         if t_end / step <= 12:
             return step
-    return 3600.0
+    return float(10 ** math.ceil(math.log10(t_end / 12))) if math.isfinite(t_end) and t_end > 0 else t_end
 
 
 def _shape(shape: str, x: float, y: float) -> str:

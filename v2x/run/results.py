@@ -9,6 +9,7 @@ same scenario and seed.
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -200,7 +201,18 @@ def build_result(
         "events": events,
         "metrics": metrics,
         "run": run_info,
+        "flagged": flagged(metrics),
     }
+
+
+def flagged(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The actors whose reports conflicted tick after tick (two stacks drive them, or someone forges their
+    messages; docs/SECURITY.md), per variant: the run's outcome for them is not to be trusted."""
+    return [
+        {"variant": variant, "actor": actor, "conflicts": counts}
+        for variant, m in metrics.items()
+        for actor, counts in m.get("flagged", {}).items()
+    ]
 
 
 def outcome(result: dict[str, Any]) -> dict[str, Any]:
@@ -208,11 +220,30 @@ def outcome(result: dict[str, Any]) -> dict[str, Any]:
     return {k: result[k] for k in OUTCOME_KEYS}
 
 
-def write_result(result: dict[str, Any], out_dir: Path) -> Path:
-    path = out_dir / str(result["scenario"]) / "result.json"
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write ``path`` whole or not at all: a temporary file in the same directory, flushed to disk, then
+    renamed over ``path``. On any error (a full disk: OSError ENOSPC) the old file is left as it was, the
+    temporary file is removed and the error raised."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def write_result(result: dict[str, Any], out_dir: Path) -> Path:
+    """``out_dir/<scenario>/result.json``, atomically; strict JSON (a NaN or an infinity raises ValueError:
+    the world never lets one into a result)."""
+    path = out_dir / str(result["scenario"]) / "result.json"
+    return write_atomic(path, json.dumps(result, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def write_junit(results: list[dict[str, Any]], path: Path, *, errors: Sequence[tuple[str, str]] = ()) -> Path:
@@ -249,6 +280,4 @@ def write_junit(results: list[dict[str, Any]], path: Path, *, errors: Sequence[t
         suite = ET.SubElement(root, "testsuite", name=scenario_id, tests="1", failures="0", errors="1", time="0")
         case = ET.SubElement(suite, "testcase", classname=scenario_id, name="run")
         ET.SubElement(case, "error", message=message).text = message
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
-    return path
+    return write_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))

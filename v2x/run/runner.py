@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from v2x.agents.base import Agent, Environment
 from v2x.agents.platform import EdgePlatform
@@ -21,16 +22,18 @@ from v2x.net.broker import BrokerAddress, broker_for
 from v2x.net.clock import make_clock
 from v2x.net.host import AgentHost
 from v2x.net.transport import LoopbackBroker, LoopbackTransport, MqttTransport, Transport
-from v2x.net.world import Observer, World, WorldReport
+from v2x.net.world import Observer, RunIdInUse, World, WorldReport, last_will
 from v2x.run.results import build_result
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
 from v2x.scenario.signals import signal_heads
-from v2x.wire import testbed_pb2
 
 log = logging.getLogger("v2x.run")
 
 Progress = Callable[[str, int, int], None]
+
+
+REALTIME_MAX_SKIP = 10  # ticks a TickInput may skip in real time (a lost input), never in lockstep
 
 
 class RunError(RuntimeError):
@@ -90,11 +93,26 @@ def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
 Bus = BrokerAddress | LoopbackBroker  # an MQTT broker's address, or the in-process loopback bus
 
 
-def make_transport(bus: Bus, client_id: str) -> Transport:
-    """A connection to ``bus``: an MQTT client of the broker, or a client of the loopback bus."""
+def make_transport(bus: Bus, client_id: str, will: tuple[str, bytes] | None = None) -> Transport:
+    """A connection to ``bus``: an MQTT client of the broker (``will``: its Last Will, published retained),
+    or a client of the loopback bus (which has no wills: nothing there outlives the process)."""
     if isinstance(bus, LoopbackBroker):
         return LoopbackTransport(bus, client_id)
-    return MqttTransport(bus, client_id)
+    return MqttTransport(bus, client_id, will=will)
+
+
+def public_broker(spec: str) -> str:
+    """``spec`` as result.json and logs may show it: an MQTT URL without its user name and password."""
+    if "@" not in spec:
+        return spec
+    parts = urlsplit(spec)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
 
 @contextlib.asynccontextmanager
@@ -120,10 +138,14 @@ async def run_variant(
     observer: Observer | None = None,
 ) -> WorldReport:
     run_id = run_id or f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
+    token = secrets.token_hex(16)  # the run's Control token (docs/SECURITY.md)
     env = environment(scenario)
     agents = build_agents(scenario, env)
-    world_tp = make_transport(broker, f"world-{run_id}")
-    agents_tp = make_transport(broker, f"agents-{run_id}")
+    # Client ids are unique on a broker, and a second connection with one takes over the first: a random
+    # part keeps another run (or anyone) from knocking this run's connections off by naming them.
+    nonce = secrets.token_hex(4)
+    world_tp = make_transport(broker, f"world-{run_id}-{nonce}", will=last_will(scenario, run_id, token))
+    agents_tp = make_transport(broker, f"agents-{run_id}-{nonce}")
     clock = make_clock(mode, scenario.tick_s)
     world = World(
         scenario,
@@ -134,10 +156,20 @@ async def run_variant(
         clock=clock,
         progress=(lambda k, n: progress(variant, k, n)) if progress else None,
         observer=observer,
+        token=token,
     )
-    host = AgentHost(agents_tp, run_id, agents)
+    host = AgentHost(
+        agents_tp,
+        run_id,
+        agents,
+        v2x=variant == "v2x",
+        token=token,
+        n_ticks=scenario.n_ticks,
+        max_skip=0 if mode == "lockstep" else REALTIME_MAX_SKIP,
+    )
     log.info("run %s: %s [%s] on %s, %d agents, %s clock", run_id, scenario.id, variant, broker.url, len(agents), mode)
     tasks: list[asyncio.Task[Any]] = []
+    announced = False
     try:
         ready = asyncio.Event()
         tasks.append(asyncio.create_task(world_tp.run(ready), name="world-transport"))
@@ -145,9 +177,11 @@ async def run_variant(
             await asyncio.wait_for(ready.wait(), connect_timeout_s)
         except TimeoutError:
             raise RunError(f"cannot reach the MQTT broker at {broker.url} within {connect_timeout_s:.0f} s") from None
-        # A retained Control left by an earlier run with this id (a fixed --run-id) must not reach outside
-        # stacks that subscribe from now on: clear it before the world announces this run's START.
-        await world_tp.publish(topics.control(run_id), b"", qos=1, retain=True)
+        try:
+            await world.claim()
+        except RunIdInUse as exc:
+            announced = True  # that run's Control stays as it is
+            raise RunError(str(exc)) from None
         tasks.append(asyncio.create_task(agents_tp.run(), name="agents-transport"))
         host_task = asyncio.create_task(host.run(), name="agents")
         tasks.append(host_task)
@@ -156,15 +190,25 @@ async def run_variant(
         done, _ = await asyncio.wait({world_task, host_task}, return_when=asyncio.FIRST_COMPLETED)
         if world_task not in done and host_task.exception() is not None:
             world_task.cancel()
-            exc = host_task.exception()
-            await _announce_stop(world_tp, scenario, run_id, f"run error: the agents stopped: {exc!r}")
-            raise RunError(f"the agents stopped: {exc!r}") from exc
+            failure = host_task.exception()
+            announced = True
+            await world.announce_stop(f"run error: the agents stopped: {failure!r}")
+            raise RunError(f"the agents stopped: {failure!r}") from failure
         await asyncio.wait({world_task})
         try:
-            return world_task.result()
+            report = world_task.result()
+            announced = True
+            return report
         except (RuntimeError, TimeoutError) as exc:
-            await _announce_stop(world_tp, scenario, run_id, f"run error: {exc}")
+            announced = True
+            await world.announce_stop(f"run error: {exc}")
             raise RunError(str(exc)) from exc
+    except asyncio.CancelledError:
+        # Interrupted (SIGINT/SIGTERM: v2x.run.cli): tell the agents and outside stacks before going.
+        if not announced:
+            announced = True
+            await world.announce_stop("interrupted")
+        raise
     finally:
         world_tp.stop()
         agents_tp.stop()
@@ -179,17 +223,6 @@ async def run_variant(
             log.warning(
                 "run %s: tasks still running after cancellation: %s", run_id, sorted(t.get_name() for t in stuck)
             )
-
-
-async def _announce_stop(transport: Transport, scenario: Scenario, run_id: str, reason: str) -> None:
-    """Tell outside stacks that a run ended early (the world only sends STOP after the final tick)."""
-    stop = testbed_pb2.Control(
-        command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, scenario_id=scenario.id, reason=reason
-    )
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(
-            transport.publish(topics.control(run_id), stop.SerializeToString(), qos=1, retain=True), 2.0
-        )
 
 
 async def run_scenario(
@@ -242,7 +275,7 @@ async def run_scenario(
             metrics[variant] = report.metrics
             run_ids[variant] = variant_run_id
     run_info = {
-        "broker": broker if broker != "embedded" else "embedded",
+        "broker": public_broker(broker),
         "mode": mode,
         "run_ids": run_ids,
         "wall_seconds": round(time.monotonic() - started, 3),

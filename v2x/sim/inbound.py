@@ -3,62 +3,162 @@
 
 A bad payload is rejected and counted by reason (``bad_topic``, ``unknown_sender``, ``malformed``,
 ``sender_mismatch``, ``oversized``, ``unknown_type``, ``unequipped_sender``, ``bad_link``,
-``bad_destination``, ``bad_tick``), never raised; a copy of something already received (a retransmission
-after a reconnect, an old tick) is counted as a duplicate and otherwise ignored. A tick is reported once
-every actor has acked it and the world has received as many transmissions as its ack counts.
+``bad_destination``, ``bad_tick``, ``bad_hello``, ``id_mismatch``, ``bad_seq``, ``out_of_range``,
+``conflicting_ack``, ``conflicting_tx``), never raised; a copy of something already received (a
+retransmission after a reconnect, an old tick, a sequence number at or below the sender's last) is counted
+as a duplicate and otherwise ignored. A tick is reported once every actor has acked it and as many payloads
+have arrived on its tx topic as its ack counts (rejected ones included: a sender whose envelope the world
+refuses must not stall the run). docs/SECURITY.md says what these checks stop and what they do not.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 
+from v2x.scenario.model import MAX_EXTENT_M
 from v2x.sim.channel import LINK_NAME, Transmission
 from v2x.wire import testbed_pb2
-from v2x.wire.envelope import parse_envelope
+from v2x.wire.envelope import parse_envelope, temporary_id
 
 log = logging.getLogger("v2x.sim.inbound")
 
 MAX_TX_BYTES = 16 * 1024  # TS 22.185: event messages up to 1200 B; MAP and envelopes need more headroom
+MAX_ACK_BYTES = 64 * 1024  # an Ack: truth, a few warnings and notes
+MAX_TX_PER_TICK = 64  # transmissions one actor may make in a tick (built-in agents make a handful)
+MAX_EVENTS_PER_ACK = 256
+MAX_NOTES_PER_ACK = 64
+MAX_TEXT = 256  # characters of an id or other short text in an Ack
+MAX_REJECTED_KEYS = 32  # reasons in Ack.rejected
+PROTOCOL_VERSIONS = (1,)  # Hello.protocol_version values this world speaks
+# Physical range of what an Ack may report (beyond it, the value is a forgery or a bug, never a vehicle).
+MAX_SPEED_MPS = 150.0
+MAX_ACCEL_MPS2 = 100.0
+MAX_HEADING_DEG = 720.0
+MAX_FIGURE = 1e9  # ttc_s, figure, valid_until_s: finite and sane
+CONFLICTS_FLAGGED = 3  # an actor whose Acks conflict in this many ticks is flagged in the result
+LOG_FIRST = 5  # rejections logged at WARNING per reason; the rest are summarised at the end
 KINDS = ("join", "tx", "ack")
+SIGNED_IDS = ("bsm", "rsm", "rsi")  # messages that carry their sender's 8-octet id
 
 
 @dataclass
 class InboundStats:
     """What the world rejected (by reason), what the agents reported rejecting (by agent and reason), how
-    many duplicates it ignored and how many reports were missing when a tick ended (real-time clock)."""
+    many duplicates it ignored, how many reports were missing when a tick ended (real-time clock), and the
+    conflicts per actor (two different Acks for one tick, two different envelopes with one sequence number,
+    two different Hellos: two stacks drive the actor, or someone forges its messages)."""
 
     rejected: Counter[str] = field(default_factory=Counter)
     rejected_by_agents: dict[str, dict[str, int]] = field(default_factory=dict)
     duplicates: int = 0
     late_reports: int = 0
+    conflicts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+
+def mistyped_fields(msg: Message) -> list[int]:
+    """The field numbers ``msg`` knows that arrived with another wire type (kept as unknown fields by the
+    parser): the bytes are some other message (an Envelope published on an ack topic parses as an Ack
+    with its ``tx_time_us`` in place of the truth). Unknown field numbers (a newer peer's fields) are fine."""
+    known = msg.DESCRIPTOR.fields_by_number
+    unknown = UnknownFieldSet(msg)
+    return [unknown[k].field_number for k in range(len(unknown)) if unknown[k].field_number in known]
+
+
+def _finite(value: float, bound: float) -> bool:
+    return math.isfinite(value) and abs(value) <= bound
+
+
+def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float) -> str:
+    """What is wrong with the numbers (and sizes) an Ack carries, or "" (``run_end_s``: the last time a
+    warning may be raised at)."""
+    if ack.tx_count > MAX_TX_PER_TICK:
+        return f"tx_count {ack.tx_count} > {MAX_TX_PER_TICK}"
+    if len(ack.events) > MAX_EVENTS_PER_ACK or len(ack.notes) > MAX_NOTES_PER_ACK:
+        return f"{len(ack.events)} events, {len(ack.notes)} notes"
+    if len(ack.rejected) > MAX_REJECTED_KEYS or any(len(k) > MAX_TEXT for k in ack.rejected):
+        return "rejected: too many or too long reasons"
+    if ack.HasField("truth"):
+        tr = ack.truth
+        for name, bound in (
+            ("x_m", MAX_EXTENT_M),
+            ("y_m", MAX_EXTENT_M),
+            ("vx_mps", MAX_SPEED_MPS),
+            ("vy_mps", MAX_SPEED_MPS),
+            ("speed_mps", MAX_SPEED_MPS),
+            ("ax_mps2", MAX_ACCEL_MPS2),
+            ("ay_mps2", MAX_ACCEL_MPS2),
+            ("accel_mps2", MAX_ACCEL_MPS2),
+            ("heading_deg", MAX_HEADING_DEG),
+        ):
+            value = getattr(tr, name)
+            if not _finite(value, bound):
+                return f"truth.{name} = {value!r} (|value| <= {bound:g})"
+        if len(tr.lane) > MAX_TEXT:
+            return "truth.lane too long"
+    for k, adv in enumerate(ack.events):
+        if not (math.isfinite(adv.raised_at_s) and -1e-6 <= adv.raised_at_s <= run_end_s):
+            return f"events[{k}].raised_at_s = {adv.raised_at_s!r} (within 0..{run_end_s:g} s)"
+        for name in ("ttc_s", "figure", "valid_until_s"):
+            value = getattr(adv, name)
+            if not _finite(value, MAX_FIGURE):
+                return f"events[{k}].{name} = {value!r}"
+        texts = (adv.target_id, adv.other_id, adv.source_id, adv.figure_name, adv.conflict_type)
+        if any(len(s) > MAX_TEXT for s in texts):
+            return f"events[{k}]: text longer than {MAX_TEXT}"
+    return ""
 
 
 class Inbound:
     """The world's inbox for one run: who joined, this tick's acks, the transmissions not yet on the air."""
 
-    def __init__(self, actor_ids: Iterable[str], *, slot_of: dict[str, int], unequipped: set[str], tick_s: float):
-        """``slot_of``: every actor's slot in the world (its keys are the known senders and destinations)."""
+    def __init__(
+        self,
+        actor_ids: Iterable[str],
+        *,
+        slot_of: dict[str, int],
+        unequipped: set[str],
+        tick_s: float,
+        kind_of: dict[str, str] | None = None,
+        run_end_s: float = math.inf,
+    ):
+        """``slot_of``: every actor's slot in the world (its keys are the known senders and destinations);
+        ``kind_of``: every actor's kind in the scenario (a Hello must say the same); ``run_end_s``: the end
+        of the run (a warning raised later is out of range)."""
         self.actor_ids = sorted(actor_ids)
         self.slot_of = slot_of
         self.unequipped = unequipped
         self.tick_s = tick_s
+        self.kind_of = kind_of or {}
+        self.run_end_s = run_end_s
         self.hellos: set[str] = set()
+        self.software: dict[str, bytes] = {}  # the first accepted Hello of each actor
         self.current_tick = -1
         self.acks: dict[str, testbed_pb2.Ack] = {}
+        self._ack_bytes: dict[str, bytes] = {}
+        self._ack_counts: dict[str, list[int]] = {}  # tx_count of every distinct Ack of this tick
+        self._conflict_ticks: dict[str, set[int]] = defaultdict(set)
+        self.arrivals: Counter[str] = Counter()  # payloads on each actor's tx topic during this tick
         self.received: dict[tuple[int, int], Transmission] = {}  # (sender slot, seq) -> transmission
-        self.tick_tx: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.last_seq: dict[str, tuple[int, int]] = {}  # actor -> (last accepted seq, its tick)
         self.stats = InboundStats()
+        self._logged: Counter[str] = Counter()
+        self._ids = {a: temporary_id(a) for a in self.actor_ids}
 
     # -- state --------------------------------------------------------------------------------------
     def open(self, tick: int) -> None:
         """Tick ``tick`` begins: acks and transmissions for it are accepted from now on."""
         self.current_tick = tick
         self.acks = {}
+        self._ack_bytes = {}
+        self._ack_counts = {}
+        self.arrivals = Counter()
 
     @property
     def joined(self) -> bool:
@@ -70,15 +170,9 @@ class Inbound:
         return sorted(set(self.actor_ids) - self.hellos)
 
     def missing(self) -> list[str]:
-        """The actors whose report of the current tick is incomplete (no ack, or fewer transmissions
-        received than their ack counts)."""
-        out = []
-        counts = self.tick_tx.get(self.current_tick, {})
-        for actor_id in self.actor_ids:
-            ack = self.acks.get(actor_id)
-            if ack is None or counts.get(actor_id, 0) < ack.tx_count:
-                out.append(actor_id)
-        return out
+        """The actors whose report of the current tick is incomplete (no ack, or fewer payloads arrived on
+        its tx topic than its ack counts; with conflicting acks, than every one of them counts)."""
+        return [a for a in self.actor_ids if a not in self.acks or min(self._ack_counts.get(a, [0])) > self.arrivals[a]]
 
     @property
     def reported(self) -> bool:
@@ -92,12 +186,38 @@ class Inbound:
         self.received = {k: r for k, r in self.received.items() if r.tick > tick}
         return batch
 
+    def flagged(self) -> dict[str, dict[str, int]]:
+        """Actors whose Acks conflicted in ``CONFLICTS_FLAGGED`` ticks or more, with their conflict counts."""
+        return {
+            a: dict(sorted(self.stats.conflicts[a].items()))
+            for a, ticks in sorted(self._conflict_ticks.items())
+            if len(ticks) >= CONFLICTS_FLAGGED
+        }
+
     # -- messages -----------------------------------------------------------------------------------
     def reject(self, reason: str, where: str, detail: str = "") -> None:
-        """Count a rejection (``where``: the topic or sender, for the log)."""
+        """Count a rejection (``where``: the topic or sender, for the log). The first ``LOG_FIRST`` of each
+        reason are logged at WARNING, the rest at DEBUG (``log_summary`` sums them up at the end)."""
         self.stats.rejected[reason] += 1
+        self._logged[reason] += 1
         t = max(self.current_tick, 0) * self.tick_s
-        log.warning("world t=%.2f s: rejected %s on %s %s", t, reason, where, detail)
+        level = logging.WARNING if self._logged[reason] <= LOG_FIRST else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(level, "world t=%.2f s: rejected %s on %s %s", t, reason, where, detail[:200])
+        if self._logged[reason] == LOG_FIRST:
+            log.warning("world: %d %s rejections so far; further ones are only counted", LOG_FIRST, reason)
+
+    def log_summary(self) -> None:
+        """One WARNING line per reason that was rejected more often than it was logged."""
+        for reason, n in sorted(self.stats.rejected.items()):
+            if n > LOG_FIRST:
+                log.warning("world: rejected %d %s in all (the first %d logged)", n, reason, LOG_FIRST)
+        for actor, counts in self.flagged().items():
+            log.warning("world: %s's reports conflicted (%s): two stacks drive it, or it is forged", actor, counts)
+
+    def _conflict(self, actor_id: str, what: str) -> None:
+        self.stats.conflicts[actor_id][what] += 1
+        self._conflict_ticks[actor_id].add(self.current_tick)
 
     def receive(self, kind: str, actor_id: str, payload: bytes, *, where: str = "") -> None:
         """One message of ``kind`` (join, tx or ack) that ``actor_id`` sent (``where``: its topic, for the
@@ -112,22 +232,41 @@ class Inbound:
         if kind == "join":
             self._join(actor_id, payload, where)
         elif kind == "tx":
+            self.arrivals[actor_id] += 1
             self._tx(actor_id, payload, where)
         else:
             self._ack(actor_id, payload, where)
 
     def _join(self, actor_id: str, payload: bytes, where: str) -> None:
         hello = testbed_pb2.Hello()
+        if len(payload) > MAX_TX_BYTES:
+            self.reject("oversized", where)
+            return
         try:
             hello.ParseFromString(payload)
         except DecodeError:
             self.reject("malformed", where)
             return
-        if hello.actor_id != actor_id:
-            self.reject("sender_mismatch", where, f"(hello from {hello.actor_id!r})")
+        if mistyped_fields(hello):
+            self.reject("malformed", where, "(not a Hello)")
             return
+        if hello.actor_id != actor_id:
+            self.reject("sender_mismatch", where, f"(hello from {hello.actor_id[:64]!r})")
+            return
+        expected_kind = self.kind_of.get(actor_id)
+        if hello.protocol_version not in PROTOCOL_VERSIONS or (expected_kind and hello.kind != expected_kind):
+            detail = f"(protocol {hello.protocol_version}, kind {hello.kind[:32]!r}; expected 1, {expected_kind!r})"
+            self.reject("bad_hello", where, detail)
+            return
+        who = hello.SerializeToString(deterministic=True)
         if actor_id in self.hellos:
-            log.info("world: %s joined again (reconnect)", actor_id)
+            if who != self.software.get(actor_id):
+                self._conflict(actor_id, "hello")
+                log.warning("world: %s said hello again as %r (another stack?)", actor_id, hello.software[:64])
+            else:
+                log.info("world: %s joined again (reconnect)", actor_id)
+            return
+        self.software[actor_id] = who
         self.hellos.add(actor_id)
 
     def _tx(self, actor_id: str, payload: bytes, where: str) -> None:
@@ -139,8 +278,11 @@ class Inbound:
             self.reject("malformed", where)
             return
         env, frame = parsed
+        if mistyped_fields(env):
+            self.reject("malformed", where, "(not an Envelope)")
+            return
         if env.sender_id != actor_id:
-            self.reject("sender_mismatch", where, f"(envelope says {env.sender_id!r})")
+            self.reject("sender_mismatch", where, f"(envelope says {env.sender_id[:64]!r})")
             return
         msg_type = frame.WhichOneof("msg")
         if msg_type is None:
@@ -153,30 +295,62 @@ class Inbound:
             self.reject("bad_link", where)
             return
         if env.link != testbed_pb2.LINK_PC5 and (not env.dest_ids or any(d not in self.slot_of for d in env.dest_ids)):
-            self.reject("bad_destination", where, f"({list(env.dest_ids)})")
+            self.reject("bad_destination", where, f"({list(env.dest_ids)[:8]})")
             return
+        if env.link == testbed_pb2.LINK_WIRED and self.kind_of.get(actor_id) not in (None, "rsu", "platform"):
+            self.reject("bad_link", where, "(the wired backhaul is the roadside's and the platform's)")
+            return
+        # A message naming its sender by id names the envelope's sender (a relay over the backhaul
+        # carries the heard sender's id, as it was heard).
+        if msg_type in SIGNED_IDS and env.link != testbed_pb2.LINK_WIRED:
+            inner = getattr(frame, msg_type)
+            if inner.id != self._ids[actor_id]:
+                self.reject("id_mismatch", where, f"({msg_type} id {inner.id.hex()[:16]} is not {actor_id}'s)")
+                return
         slot = self.slot_of[actor_id]
         key = (slot, env.seq)
-        if key in self.received or env.tick < self.current_tick:
+        seen = self.received.get(key)
+        if seen is not None:
+            if seen.raw != payload:
+                self._conflict(actor_id, "tx")
+                self.reject("conflicting_tx", where, f"(seq {env.seq} again, different bytes)")
+            else:
+                self.stats.duplicates += 1
+            return
+        last_seq, last_tick = self.last_seq.get(actor_id, (0, -1))
+        if env.tick < self.current_tick or env.seq <= last_seq:
             self.stats.duplicates += 1
             return
         if env.tick > self.current_tick:
             self.reject("bad_tick", where, f"(tick {env.tick}, current {self.current_tick})")
             return
+        if env.seq - last_seq > MAX_TX_PER_TICK * (self.current_tick - last_tick + 1):
+            self.reject("bad_seq", where, f"(seq {env.seq} after {last_seq}: a jump no sender makes)")
+            return
+        self.last_seq[actor_id] = (env.seq, self.current_tick)
         self.received[key] = Transmission(
             env.tick, slot, env.seq, env.tx_time_us / 1e6, env.link, tuple(env.dest_ids), payload, msg_type
         )
-        self.tick_tx[env.tick][actor_id] += 1
 
     def _ack(self, actor_id: str, payload: bytes, where: str) -> None:
+        if len(payload) > MAX_ACK_BYTES:
+            self.reject("oversized", where, f"({len(payload)} bytes > {MAX_ACK_BYTES})")
+            return
         ack = testbed_pb2.Ack()
         try:
             ack.ParseFromString(payload)
         except DecodeError:
             self.reject("malformed", where)
             return
+        if mistyped_fields(ack):
+            self.reject("malformed", where, "(not an Ack)")
+            return
         if ack.actor_id != actor_id:
-            self.reject("sender_mismatch", where, f"(ack from {ack.actor_id!r})")
+            self.reject("sender_mismatch", where, f"(ack from {ack.actor_id[:64]!r})")
+            return
+        problem = ack_problem(ack, run_end_s=self.run_end_s)
+        if problem:
+            self.reject("out_of_range", where, f"({problem})")
             return
         if ack.tick != self.current_tick:
             if ack.tick < self.current_tick:
@@ -185,6 +359,13 @@ class Inbound:
                 self.reject("bad_tick", where, f"(tick {ack.tick}, current {self.current_tick})")
             return
         if actor_id in self.acks:
-            self.stats.duplicates += 1
+            if payload == self._ack_bytes[actor_id]:
+                self.stats.duplicates += 1
+            else:  # the first stays; the tick is complete once any of them is
+                self._conflict(actor_id, "ack")
+                self._ack_counts[actor_id].append(ack.tx_count)
+                self.reject("conflicting_ack", where, f"(a second, different ack for tick {ack.tick})")
             return
         self.acks[actor_id] = ack
+        self._ack_bytes[actor_id] = payload
+        self._ack_counts[actor_id] = [ack.tx_count]

@@ -82,10 +82,11 @@ class Simulation:
     """The world of one run of ``scenario``'s ``variant`` with ``seed`` (``run_id`` goes into the
     ``TickInput`` and ``Control`` messages)."""
 
-    def __init__(self, scenario: Scenario, *, variant: str, seed: int, run_id: str = "") -> None:
+    def __init__(self, scenario: Scenario, *, variant: str, seed: int, run_id: str = "", token: str = "") -> None:
         self.scenario = scenario
         self.variant = variant
         self.run_id = run_id
+        self.token = token  # Control.token: START and STOP of this run carry it (docs/SECURITY.md)
         self.n_ticks = scenario.n_ticks
         self.tick_s = scenario.tick_s
         self.tick_us = round(scenario.tick_s * 1e6)
@@ -119,7 +120,12 @@ class Simulation:
         self.referee = Referee(w, scenario, variant)
         self.names = Names(scenario, w)
         self.inbound = Inbound(
-            self.actor_ids, slot_of={a: w.slot_of(a) for a in self.actor_ids}, unequipped=unequipped, tick_s=self.tick_s
+            self.actor_ids,
+            slot_of={a: w.slot_of(a) for a in self.actor_ids},
+            unequipped=unequipped,
+            tick_s=self.tick_s,
+            kind_of={a.id: a.kind for a in scenario.actors},
+            run_end_s=self.time_of(self.n_ticks) + self.tick_s,
         )
         self.events: list[Event] = []  # in the order recorded; report() sorts them
         # Told to each actor in its next TickInput: the collisions it was in and the ticks that closed
@@ -139,8 +145,9 @@ class Simulation:
         return self.inbound.current_tick
 
     # -- bytes out ----------------------------------------------------------------------------------
-    def control(self, command: testbed_pb2.Control.Command.ValueType) -> bytes:
-        """The serialized ``Control`` announcing this run's start or stop (origin, tick, epoch, actors)."""
+    def control(self, command: testbed_pb2.Control.Command.ValueType, reason: str = "") -> bytes:
+        """The serialized ``Control`` announcing this run's start or stop (origin, tick, epoch, actors, the
+        run's token; ``reason``: why it stops)."""
         sc = self.scenario
         platform = next((a.id for a in sc.actors if a.kind == "platform"), "")
         msg = testbed_pb2.Control(
@@ -154,6 +161,8 @@ class Simulation:
             platform_id=platform,
             epoch_utc=sc.epoch.isoformat(),
             actor_ids=self.actor_ids,
+            reason=reason,
+            token=self.token,
         )
         if command == testbed_pb2.Control.COMMAND_START:
             msg.external_actors.extend(self.external_starts())
@@ -333,7 +342,7 @@ class Simulation:
     def metrics(self, wall_s: float) -> dict[str, Any]:
         """The run's metrics so far (``wall_s``: its wall-clock duration)."""
         roadside = self.sensors.roadside
-        return run_metrics(
+        metrics = run_metrics(
             self.variant,
             n_ticks=self.n_ticks,
             tick_s=self.tick_s,
@@ -343,7 +352,14 @@ class Simulation:
             inbound=self.inbound.stats,
             sensing=roadside.counts if roadside is not None else {},
         )
+        # Only when something conflicted, so that the metrics of a clean run stay as they were.
+        conflicts = {a: dict(sorted(c.items())) for a, c in sorted(self.inbound.stats.conflicts.items()) if c}
+        if conflicts:
+            metrics["conflicts"] = conflicts
+            metrics["flagged"] = self.inbound.flagged()
+        return metrics
 
     def report(self, wall_s: float) -> WorldReport:
         """The run's outcome: every event recorded, in ``event_order``, and the metrics."""
+        self.inbound.log_summary()
         return WorldReport(events=sorted(self.events, key=event_order), metrics=self.metrics(wall_s))

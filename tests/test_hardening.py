@@ -1,0 +1,264 @@
+"""Issue #12: a run nobody on the broker can crash, stall or steer. Each finding, attacked from outside
+during a live run on a real broker (embedded amqtt; unique run ids), and what the world and the agents do
+about it (docs/SECURITY.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Callable
+
+import aiomqtt
+import pytest
+
+from v2x.net import topics
+from v2x.net.broker import BrokerAddress
+from v2x.net.host import AgentHost
+from v2x.run.runner import RunError, build_agents, environment, run_variant
+from v2x.scenario import load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+from v2x.sim.simulation import WorldReport
+from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
+from v2x.wire.envelope import temporary_id
+
+pytestmark = pytest.mark.broker
+
+FCW = load_scenario(SCENARIO_DIR / "fcw.yaml")
+_CLEAN: dict[str, WorldReport] = {}
+
+
+async def _clean(broker: BrokerAddress, variant: str = "v2x") -> WorldReport:
+    if variant not in _CLEAN:
+        _CLEAN[variant] = await run_variant(FCW, variant, seed=3, broker=broker, run_id=f"hard-clean-{variant}")
+    return _CLEAN[variant]
+
+
+@contextlib.asynccontextmanager
+async def _intruder(broker: BrokerAddress, run_id: str, *filters: str) -> AsyncIterator[aiomqtt.Client]:
+    async with aiomqtt.Client(broker.host, broker.port, identifier=f"intruder-{run_id}") as client:
+        for f in (topics.control(run_id), *filters):
+            await client.subscribe(f)
+        yield client
+
+
+async def _until(client: aiomqtt.Client, pred: Callable[[str, bytes], bool]) -> None:
+    async for message in client.messages:
+        if pred(str(message.topic), bytes(message.payload)):
+            return
+
+
+def _is_start(topic: str, payload: bytes) -> bool:
+    return topic.endswith("/control") and bool(payload) and testbed_pb2.Control.FromString(payload).command == 1
+
+
+def _bsm_envelope(sender: str, bsm_id: bytes, seq: int, tick: int) -> bytes:
+    frame = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(msg_cnt=1, id=bsm_id))
+    env = testbed_pb2.Envelope(
+        sender_id=sender, seq=seq, tick=tick, link=testbed_pb2.LINK_PC5, frame=frame.SerializeToString()
+    )
+    return env.SerializeToString()
+
+
+def _ack(actor: str, tick: int, **truth: float) -> testbed_pb2.Ack:
+    ack = testbed_pb2.Ack(actor_id=actor, tick=tick, tx_count=1)
+    fields = {"x_m": 100.0, "vx_mps": 16.67, "heading_deg": 90.0} | truth
+    ack.truth.CopyFrom(testbed_pb2.TruthState(**fields))  # type: ignore[arg-type]
+    return ack
+
+
+async def test_no_single_message_crashes_stalls_or_changes_a_run(embedded: BrokerAddress) -> None:
+    """The findings "one message stops any run" and "one forged Ack crashes the world": a TickInput for tick
+    10^6, an Ack with tx_count 10^6, an Envelope on an ack topic, a retained STOP from a third party, truths
+    of 1e308 and NaN, a warning raised at t = inf, Hellos of protocol 999 and of a tank, a BSM naming another
+    sender, a TickInput of another run. The run completes with the clean run's events, every one counted."""
+    clean = await _clean(embedded)
+    run_id = "hard-one-message"
+    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id))
+    async with _intruder(embedded, run_id, topics.tick_input(run_id, "follower")) as client:
+        await _until(client, _is_start)
+        seen: dict[str, int] = {}
+
+        def at_tick_5(topic: str, payload: bytes) -> bool:
+            if topic.endswith("/in/follower"):
+                seen["tick"] = testbed_pb2.TickInput.FromString(payload).tick
+            return seen.get("tick", -1) >= 5
+
+        await _until(client, at_tick_5)
+        n = seen["tick"]
+        far = testbed_pb2.TickInput(run_id=run_id, tick=10**6, time_us=10**11, tick_us=100_000)
+        other_run = testbed_pb2.TickInput(run_id="someone-else", tick=n + 1, tick_us=100_000)
+        huge = _ack("follower", n)
+        huge.tx_count = 10**6
+        envelope_as_ack = _bsm_envelope("follower", temporary_id("follower"), n, n)
+        inf_warning = _ack("follower", n)
+        inf_warning.events.add(app=testbed_pb2.APP_FCW, raised_at_s=math.inf, other_id="x")
+        stop = testbed_pb2.Control(command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, reason="pwned")
+        attack: list[tuple[str, bytes, bool]] = [
+            (topics.tick_input(run_id, "lead"), far.SerializeToString(), False),
+            (topics.tick_input(run_id, "neighbour"), other_run.SerializeToString(), False),
+            (topics.ack(run_id, "follower"), huge.SerializeToString(), False),
+            (topics.ack(run_id, "follower"), envelope_as_ack, False),
+            (topics.ack(run_id, "follower"), _ack("follower", n, x_m=1e308).SerializeToString(), False),
+            (topics.ack(run_id, "follower"), _ack("follower", n, y_m=math.nan).SerializeToString(), False),
+            (topics.ack(run_id, "follower"), _ack("follower", n, vx_mps=200.0).SerializeToString(), False),
+            (topics.ack(run_id, "follower"), inf_warning.SerializeToString(), False),
+            (topics.ack(run_id, "follower"), _ack("follower", n + 10**6).SerializeToString(), False),
+            (
+                topics.join(run_id, "lead"),
+                testbed_pb2.Hello(actor_id="lead", kind="car", protocol_version=999).SerializeToString(),
+                False,
+            ),
+            (
+                topics.join(run_id, "lead"),
+                testbed_pb2.Hello(actor_id="lead", kind="tank", protocol_version=1).SerializeToString(),
+                False,
+            ),
+            (topics.tx(run_id, "follower"), _bsm_envelope("follower", temporary_id("lead"), 10**6, n), False),
+            (topics.control(run_id), stop.SerializeToString(), True),
+        ]
+        for topic, payload, retain in attack:
+            await client.publish(topic, payload, qos=1, retain=retain)
+    attacked = await asyncio.wait_for(task, 60)
+    assert attacked.events == clean.events
+    assert attacked.metrics["rejected"] == {
+        "bad_tick": 1,
+        "malformed": 1,
+        "out_of_range": 5,
+        "bad_hello": 2,
+        "id_mismatch": 1,
+        "forged_control": 1,
+    }
+    assert attacked.metrics["rejected_by_agents"] == {"lead": {"bad_tick": 1}, "neighbour": {"malformed": 1}}
+    for key in ("messages", "latency_ms", "delivery_ratio"):
+        assert attacked.metrics[key] == clean.metrics[key]
+    # the world said its START again over the forged STOP, then STOP with its token at the end
+    async with _intruder(embedded, run_id) as client:
+        async for message in client.messages:
+            ctrl = testbed_pb2.Control.FromString(bytes(message.payload))
+            assert ctrl.command == testbed_pb2.Control.COMMAND_STOP and ctrl.reason == "" and len(ctrl.token) == 32
+            break
+
+
+async def test_conflicting_acks_are_counted_flagged_and_cannot_stall_the_run(embedded: BrokerAddress) -> None:
+    """Two stacks driving one actor (or a forger racing it): every tick from 10 to 20 a second, different Ack
+    for the lead (teleported, counting 60 transmissions). Whichever comes first is kept, the other counted
+    as conflicting_ack; the tick completes once either is satisfied (no stall), and the lead is flagged."""
+    run_id = "hard-conflicts"
+    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id))
+    async with _intruder(embedded, run_id, topics.tick_input(run_id, "lead")) as client:
+        await _until(client, _is_start)
+        async for message in client.messages:
+            if not str(message.topic).endswith("/in/lead"):
+                continue
+            tick = testbed_pb2.TickInput.FromString(bytes(message.payload)).tick
+            if 10 <= tick <= 20:
+                forged = _ack("lead", tick, x_m=400.0)
+                forged.tx_count = 60
+                await client.publish(topics.ack(run_id, "lead"), forged.SerializeToString())
+            if tick > 20:
+                break
+    report = await asyncio.wait_for(task, 60)
+    assert report.metrics["rejected"].get("conflicting_ack", 0) >= 3
+    assert report.metrics["conflicts"]["lead"]["ack"] >= 3
+    assert "lead" in report.metrics["flagged"]
+
+
+async def test_a_second_world_cannot_take_a_live_run_id(embedded: BrokerAddress) -> None:
+    """A retained START of a run whose world is connected: a second run with that id refuses to start
+    (v2x run exits 3), and leaves the first alone."""
+    run_id = "hard-twice"
+    first = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id))
+    async with _intruder(embedded, run_id) as client:
+        await _until(client, _is_start)
+    with pytest.raises(RunError, match="run id hard-twice is in use"):
+        await run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id)
+    assert (await asyncio.wait_for(first, 60)).events == (await _clean(embedded)).events
+
+
+async def _drive_host(
+    broker: BrokerAddress, run_id: str, host: AgentHost, inputs: list[bytes], actor: str
+) -> list[testbed_pb2.Ack]:
+    """Play the world for ``host``: publish ``inputs`` to ``actor`` one by one, collecting its Acks."""
+    from v2x.net.transport import MqttTransport
+
+    acks: list[testbed_pb2.Ack] = []
+    got = asyncio.Event()
+    world = MqttTransport(broker, f"fake-world-{run_id}")
+
+    def on_ack(topic: str, payload: bytes) -> None:
+        acks.append(testbed_pb2.Ack.FromString(payload))
+        got.set()
+
+    world.route(topics.all_of(run_id, "ack"), on_ack)
+    ready = asyncio.Event()
+    tasks = [asyncio.create_task(world.run(ready)), asyncio.create_task(host.transport.run())]
+    serving = asyncio.create_task(host.run())
+    await ready.wait()
+    await host.transport.connected.wait()
+    await asyncio.sleep(0.2)
+    for payload in inputs:
+        got.clear()
+        await world.publish(topics.tick_input(run_id, actor), payload)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(got.wait(), 1.0)
+    serving.cancel()
+    world.stop()
+    host.transport.stop()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(serving, *tasks, return_exceptions=True)
+    return [a for a in acks if a.actor_id == actor]
+
+
+async def test_an_agent_in_a_baseline_run_hears_nothing_and_takes_only_the_expected_tick(
+    embedded: BrokerAddress,
+) -> None:
+    """The ghost BSM: a TickInput carrying the lead's BSM to the follower of a baseline (no V2X) run. The
+    follower hears nothing and counts it; a TickInput for tick 10^6 or an old tick is rejected as bad_tick
+    and the next real tick is still served; a different TickInput for the tick already answered is
+    conflicting_input, answered with the first answer."""
+    from v2x.run.runner import make_transport
+
+    run_id = "hard-ghost-baseline"
+    agents = [a for a in build_agents(FCW, environment(FCW)) if a.actor_id == "follower"]
+    host = AgentHost(make_transport(embedded, f"agents-{run_id}"), run_id, agents, v2x=False, n_ticks=FCW.n_ticks)
+    ghost = testbed_pb2.Envelope(sender_id="lead", seq=1, tick=0, link=testbed_pb2.LINK_PC5).SerializeToString()
+
+    def tick(n: int, *envelopes: bytes) -> bytes:
+        ti = testbed_pb2.TickInput(run_id=run_id, tick=n, time_us=n * 100_000, tick_us=100_000)
+        ti.envelopes.extend(envelopes)
+        ti.rx_time_us.extend([n * 100_000] * len(envelopes))
+        return ti.SerializeToString()
+
+    inputs = [tick(0), tick(1, ghost), tick(10**6), tick(1, ghost, ghost), tick(0), tick(2)]
+    acks = await _drive_host(embedded, run_id, host, inputs, "follower")
+    assert [a.tick for a in acks] == [0, 1, 1, 2]  # tick 1 asked again (differently): the same answer
+    assert acks[1].SerializeToString() == acks[2].SerializeToString()
+    assert dict(acks[-1].rejected) == {"unexpected_envelope": 1, "bad_tick": 2, "conflicting_input": 1}
+
+
+async def test_a_stop_without_the_runs_token_is_ignored_and_with_it_ends_the_agents(embedded: BrokerAddress) -> None:
+    from v2x.run.runner import make_transport
+
+    run_id = "hard-token"
+    agents = [a for a in build_agents(FCW, environment(FCW)) if a.actor_id == "follower"]
+    tp = make_transport(embedded, f"agents-{run_id}")
+    host = AgentHost(tp, run_id, agents, token="s3cret", n_ticks=FCW.n_ticks)
+    tasks = [asyncio.create_task(tp.run()), asyncio.create_task(host.run())]
+    await tp.connected.wait()
+    async with _intruder(embedded, run_id) as client:
+        stop = testbed_pb2.Control(command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id)
+        await client.publish(topics.control(run_id), stop.SerializeToString(), qos=1)
+        stop.reason = "world lost"  # a restarting broker sends the world's will: not the end
+        stop.token = "s3cret"
+        await client.publish(topics.control(run_id), stop.SerializeToString(), qos=1)
+        await asyncio.sleep(0.3)
+        assert not tasks[1].done() and host.ignored_controls == 1
+        stop.reason = "run error: the world gave up"
+        await client.publish(topics.control(run_id), stop.SerializeToString(), qos=1)
+        await asyncio.wait_for(tasks[1], 5)
+    assert host.stop_reason == "run error: the world gave up"
+    tp.stop()
+    tasks[0].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,326 @@
+"""Issue #12, the world's inbox by hand (ids bound to senders, sequence numbers, conflicts, Hellos,
+rate-limited logs) and the faults: atomic result files on a full disk, `v2x report` on malformed results
+(fuzzed), SIGINT / SIGTERM / SIGKILL during `v2x run`, credentials kept out of result.json."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import errno
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from tests._agents import offline_sim
+from tests._mosquitto import Mosquitto
+from v2x.cli import main
+from v2x.net import topics
+from v2x.run.results import write_atomic, write_result
+from v2x.run.runner import public_broker
+from v2x.scenario import load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+from v2x.sim.inbound import LOG_FIRST
+from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
+from v2x.wire.envelope import temporary_id
+
+ROOT = Path(__file__).resolve().parents[1]
+FCW = load_scenario(SCENARIO_DIR / "fcw.yaml")
+
+
+def _env(
+    sender: str,
+    seq: int,
+    tick: int,
+    bsm_id: bytes | None = None,
+    link: testbed_pb2.LinkKind.ValueType = testbed_pb2.LINK_PC5,
+) -> bytes:
+    frame = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(msg_cnt=seq % 128, id=bsm_id or temporary_id(sender)))
+    dests = ["cloud"] if link != testbed_pb2.LINK_PC5 else []
+    return testbed_pb2.Envelope(
+        sender_id=sender,
+        seq=seq,
+        tick=tick,
+        link=link,
+        dest_ids=dests,
+        frame=frame.SerializeToString(),
+    ).SerializeToString()
+
+
+def test_a_bsm_is_bound_to_its_sender_and_seq_only_increases() -> None:
+    sim = offline_sim(FCW)
+    sim.begin(0)
+    sim.receive("tx", "follower", _env("follower", 1, 0, temporary_id("lead")))  # the lead's id
+    sim.receive("tx", "follower", _env("follower", 2, 0, temporary_id("lead"), testbed_pb2.LINK_UU))
+    sim.receive("tx", "follower", _env("follower", 3, 0, link=testbed_pb2.LINK_WIRED))  # a car has no backhaul
+    sim.receive("tx", "rsu1", _env("rsu1", 1, 0, temporary_id("lead"), testbed_pb2.LINK_WIRED))  # a relay: fine
+    sim.receive("tx", "lead", _env("lead", 5, 0))
+    other = testbed_pb2.Envelope.FromString(_env("lead", 5, 0))
+    other.tx_time_us = 7
+    sim.receive("tx", "lead", other.SerializeToString())  # same seq, other bytes
+    sim.receive("tx", "lead", _env("lead", 4, 0))  # below the last accepted
+    sim.receive("tx", "lead", _env("lead", 10**9, 0))  # a jump no sender makes
+    assert sim.inbound.stats.rejected == {"id_mismatch": 2, "bad_link": 1, "conflicting_tx": 1, "bad_seq": 1}
+    assert sim.inbound.stats.duplicates == 1
+    assert sorted(k[1] for k in sim.inbound.received) == [1, 5]
+    sim.inbound.take(0)  # tick 0 went on the air
+    sim.begin(1)
+    sim.receive("tx", "lead", _env("lead", 5, 1))  # at the last seq, in a later tick: a duplicate still
+    sim.receive("tx", "lead", _env("lead", 6, 1))
+    assert sim.inbound.stats.duplicates == 2 and (sim.world.slot_of("lead"), 6) in sim.inbound.received
+
+
+def test_hellos_must_speak_protocol_1_as_the_scenarios_kind_and_a_second_stack_is_noticed() -> None:
+    sim = offline_sim(FCW)
+    hello = testbed_pb2.Hello(actor_id="lead", kind="car", protocol_version=999)
+    sim.receive("join", "lead", hello.SerializeToString())
+    hello.protocol_version, hello.kind = 1, "tank"
+    sim.receive("join", "lead", hello.SerializeToString())
+    assert "lead" in sim.not_joined() and sim.inbound.stats.rejected == {"bad_hello": 2}
+    hello.kind, hello.software = "car", "stack A"
+    sim.receive("join", "lead", hello.SerializeToString())
+    sim.receive("join", "lead", hello.SerializeToString())  # a reconnect: fine
+    hello.software = "stack B"
+    sim.receive("join", "lead", hello.SerializeToString())
+    assert "lead" not in sim.not_joined() and sim.inbound.stats.conflicts == {"lead": {"hello": 1}}
+
+
+def test_a_rejected_envelope_still_counts_toward_the_ticks_arrivals() -> None:
+    sim = offline_sim(FCW)
+    sim.begin(0)
+    for actor in sim.actor_ids:
+        ack = testbed_pb2.Ack(actor_id=actor, tick=0, tx_count=1 if actor == "lead" else 0)
+        sim.receive("ack", actor, ack.SerializeToString())
+    assert sim.missing() == ["lead"]
+    sim.receive("tx", "lead", b"\xff garbage")  # the lead's own envelope, refused: no stall
+    assert sim.reported and sim.inbound.stats.rejected == {"malformed": 1}
+
+
+def test_rejections_are_logged_a_few_times_per_reason_then_summed_up(caplog: pytest.LogCaptureFixture) -> None:
+    sim = offline_sim(FCW)
+    sim.begin(0)
+    with caplog.at_level(logging.WARNING, logger="v2x.sim.inbound"):
+        for _ in range(1000):
+            sim.receive("tx", "lead", b"\xff")
+        sim.report(0.0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == LOG_FIRST + 2, lines
+    assert lines[-1] == f"world: rejected 1000 malformed in all (the first {LOG_FIRST} logged)"
+
+
+# -- files --------------------------------------------------------------------------------------------
+def test_result_files_are_written_atomically_and_a_full_disk_leaves_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = {"scenario": "fcw", "seed": 0, "passed": True}
+    path = write_result(result, tmp_path)
+    old = path.read_bytes()
+
+    import builtins
+
+    class FullDisk:
+        """A file on a full disk: opening works, writing fails with ENOSPC."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.f = builtins.open(*args, **kwargs)  # noqa: SIM115 - closed in __exit__
+
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.f.close()
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    import v2x.run.results
+
+    full = ("open", FullDisk)
+    monkeypatch.setattr(v2x.run.results, *full, raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        write_result(result | {"passed": False}, tmp_path)
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "report.html", "<html/>")
+    monkeypatch.undo()
+    assert path.read_bytes() == old and sorted(p.name for p in tmp_path.rglob("*")) == ["fcw", "result.json"]
+    with pytest.raises(ValueError):  # never Infinity in a result file
+        write_result(result | {"x": float("inf")}, tmp_path)
+    assert path.read_bytes() == old
+    # and the command says so, exit 3, no traceback
+    good = tmp_path / "fcw" / "result.json"
+    good.write_text(json.dumps(_real_result()), encoding="utf-8")
+    out = tmp_path / "report.html"
+    out.write_text("old page", encoding="utf-8")
+    monkeypatch.setattr(v2x.run.results, *full, raising=False)
+    code = main(["report", str(good), "-o", str(out)])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert code == 3 and "No space left on device" in err and "Traceback" not in err
+    assert out.read_text(encoding="utf-8") == "old page"
+
+
+def test_credentials_in_the_broker_url_never_reach_the_result() -> None:
+    assert public_broker("mqtt://user:s3cret@broker.example:1884") == "mqtt://broker.example:1884"
+    assert public_broker("mqtt://user@host") == "mqtt://host"
+    assert public_broker("embedded") == "embedded" and public_broker("mqtt://h:1") == "mqtt://h:1"
+
+
+_REAL: dict[str, Any] = {}
+
+
+def _real_result() -> dict[str, Any]:
+    """A real result.json of fcw (recorded outcomes plus the run section)."""
+    if not _REAL:
+        doc = json.loads((ROOT / "tests/records/outcomes/fcw-s0.json").read_text(encoding="utf-8"))
+        doc |= {"scenario": "fcw", "seed": 0, "run": {"broker": "embedded"}}
+        _REAL.update(doc)
+    return copy.deepcopy(_REAL)
+
+
+def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(doc, list):
+        for k, v in enumerate(doc[:3]):
+            out += _paths(v, (*prefix, k))
+    return out
+
+
+BAD_VALUES: list[Any] = [None, True, -1, 10**30, 1.5, "x", "", [], {}, [1, 2], {"a": 1}, "\u0000\ud7ff", -0.0]
+RAW_BAD = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "9" * 5000]
+
+
+def _mutants(rng: random.Random, n: int) -> list[str]:
+    base = _real_result()
+    paths = _paths(base)
+    texts: list[str] = []
+    while len(texts) < n:
+        doc = copy.deepcopy(base)
+        path = rng.choice(paths[1:])
+        parent = doc
+        for k in path[:-1]:
+            parent = parent[k]
+        kind = rng.randrange(6)
+        if kind == 0:
+            del parent[path[-1]]
+            texts.append(json.dumps(doc))
+        elif kind == 1:
+            parent[path[-1]] = rng.choice(BAD_VALUES)
+            texts.append(json.dumps(doc))
+        elif kind == 2:  # NaN, Infinity, 1e400, a 5000-digit number where a value was
+            parent[path[-1]] = "@@RAW@@"
+            texts.append(json.dumps(doc).replace('"@@RAW@@"', rng.choice(RAW_BAD)))
+        elif kind == 3:  # a huge list
+            parent[path[-1]] = [parent[path[-1]]] * rng.choice((1000, 30_000))
+            texts.append(json.dumps(doc))
+        elif kind == 4:  # deep nesting where a value was
+            depth = rng.choice((100, 5000, 200_000))
+            parent[path[-1]] = "@@RAW@@"
+            texts.append(json.dumps(doc).replace('"@@RAW@@"', "[" * depth + "]" * depth))
+        else:  # truncated or with a byte changed
+            text = json.dumps(doc)
+            cut = rng.randrange(len(text))
+            texts.append(text[:cut] if rng.random() < 0.5 else text[:cut] + rng.choice('{}[],:"0e-') + text[cut + 1 :])
+    return texts
+
+
+def test_v2x_report_exits_2_on_any_malformed_result_never_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = random.Random(12)
+    f = tmp_path / "result.json"
+    out = tmp_path / "report.html"
+    extra = [
+        json.dumps(_real_result() | {"events": [{"t_s": 1e300, "type": "stop", "actor": "a"}]}),
+        json.dumps(_real_result()).replace('"t_s": 8.9', '"t_s": 1e400', 1),
+    ]
+    codes: dict[int, int] = {}
+    for text in [*extra, *_mutants(rng, 200)]:
+        f.write_text(text, encoding="utf-8")
+        started = time.monotonic()
+        code = main(["report", str(f), "-o", str(out)])
+        assert time.monotonic() - started < 5.0
+        err = capsys.readouterr().err
+        assert code in (0, 1, 2) and "Traceback" not in err, (code, err, text[:300])
+        codes[code] = codes.get(code, 0) + 1
+    assert codes.get(2, 0) > 100 and codes.get(0, 0) + codes.get(1, 0) > 0
+
+
+# -- signals and the Last Will -------------------------------------------------------------------------
+def _external_lead(tmp_path: Path) -> Path:
+    """fcw with its lead external: the run waits for it to join, long enough to be interrupted."""
+    text = (SCENARIO_DIR / "fcw.yaml").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    k = next(i for i, line in enumerate(lines) if line.strip() == "- id: lead")
+    indent = lines[k].index("id")
+    lines.insert(k + 1, " " * indent + "external: true")
+    path = tmp_path / "fcw-external.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+async def _retained_control(mosquitto: Mosquitto, run_id: str) -> testbed_pb2.Control:
+    address = mosquitto.address
+    async with aiomqtt.Client(address.host, address.port, identifier=f"check-{run_id}") as client:
+        await client.subscribe(topics.control(run_id))
+        async for message in client.messages:
+            return testbed_pb2.Control.FromString(bytes(message.payload))
+    raise AssertionError("no retained Control")
+
+
+def _start_run(tmp_path: Path, mosquitto: Mosquitto, run_id: str) -> subprocess.Popen[str]:
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "v2x.cli", "run", str(_external_lead(tmp_path)), "--variant", "v2x", "-q"]
+    cmd += ["--broker", mosquitto.address.url, "--run-id", run_id, "--out", str(tmp_path / "out")]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def _wait_for_world(mosquitto: Mosquitto, run_id: str, proc: subprocess.Popen[str]) -> None:
+    """Until the world has claimed the run id (its probe went by)."""
+    address = mosquitto.address
+    async with aiomqtt.Client(address.host, address.port, identifier=f"probe-{run_id}") as client:
+        await client.subscribe(f"v2x-probe/{run_id}-v2x/#")
+        async with asyncio.timeout(60):
+            async for _ in client.messages:
+                break
+    assert proc.poll() is None, proc.communicate()
+    await asyncio.sleep(0.5)
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+async def test_a_signal_during_v2x_run_publishes_stop_and_exits_cleanly(
+    sig: int, status: int, tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    run_id = f"hard-sig{sig}"
+    proc = _start_run(tmp_path, mosquitto, run_id)
+    await _wait_for_world(mosquitto, run_id, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == status, err
+    assert "Traceback" not in err and "interrupted" in err
+    ctrl = await _retained_control(mosquitto, f"{run_id}-v2x")
+    assert ctrl.command == testbed_pb2.Control.COMMAND_STOP and ctrl.reason == "interrupted" and ctrl.token
+
+
+@pytest.mark.broker
+async def test_a_killed_world_leaves_a_stop_world_lost_not_its_start(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    run_id = "hard-kill"
+    proc = _start_run(tmp_path, mosquitto, run_id)
+    await _wait_for_world(mosquitto, run_id, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    time.sleep(0.5)
+    ctrl = await _retained_control(mosquitto, f"{run_id}-v2x")
+    assert ctrl.command == testbed_pb2.Control.COMMAND_STOP and ctrl.reason == "world lost" and ctrl.token
