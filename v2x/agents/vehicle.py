@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
 from v2x.apps.driver import Driver, SignalView
 from v2x.apps.host import Host, Participant
-from v2x.apps.registry import OnBoardView, Raised, Reaction, app_by_code, app_spec, onboard_apps
+from v2x.apps.registry import OnBoardView, Raised, Reaction, RouteAhead, app_by_code, app_spec, onboard_apps
 from v2x.apps.rlvw import match
 from v2x.scenario.geometry import Pose, Route
 from v2x.scenario.model import DEFAULT_SIZE, FLAG_ACTIONS, ActorSpec, DriverSpec, ScriptedEvent
@@ -153,6 +153,17 @@ class VehicleAgent(Agent):
             accel = 0.0
         return accel
 
+    def _route_ahead(self, ex: float, ny: float) -> RouteAhead:
+        """The vehicle's own route ahead of its centre (OnBoardView.route_ahead), in the frame of its believed
+        position: shifted by its positioning error (east ``ex``, north ``ny``)."""
+        s0 = self.s
+
+        def ahead(d_m: float) -> tuple[float, float, float]:
+            p = self.route.pose(s0 + d_m)
+            return p.x + ex, p.y + ny, p.heading_rad
+
+        return ahead
+
     def _signal_view(self, t: float, pose: Pose) -> SignalView | None:
         """The signal head of the approach the vehicle is truly on (the driver's eyes, not V2X)."""
         if not self.signal_heads or self.driver is None or not self.driver.sees_signals:
@@ -238,6 +249,7 @@ class VehicleAgent(Agent):
             approaches=self.approaches,
             signals=self.signals,
             thresholds=self.env.thresholds,
+            route_ahead=self._route_ahead(ex, ny),
         )
         for app in self.apps:
             for raised in app.evaluate(view, t):

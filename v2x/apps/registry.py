@@ -47,6 +47,7 @@ BUILTIN_MODULES = (
     "v2x.apps.vehicle_events",  # ebw, avw, clw, evw
     "v2x.apps.rlvw",
     "v2x.apps.glosa",
+    "v2x.apps.lta",
 )
 ENTRY_POINT_GROUP = "v2x.apps"
 DECLARATION = "APPS"  # the module attribute that holds a module's AppSpecs
@@ -55,6 +56,7 @@ Message = Literal["bsm", "rsm", "rsi", "map", "spat"]
 MESSAGES: tuple[Message, ...] = ("bsm", "rsm", "rsi", "map", "spat")
 AppCode: TypeAlias = testbed_pb2.Application.ValueType
 Severity: TypeAlias = testbed_pb2.Severity.ValueType
+RouteAhead: TypeAlias = Callable[[float], tuple[float, float, float]]  # metres ahead -> (x, y, heading_rad)
 
 
 class RunsOn(Enum):
@@ -115,6 +117,10 @@ class OnBoardView:
     approaches: Mapping[int, Sequence[Approach]]  # MAP: ingress lanes per node id
     signals: Mapping[tuple[int, int], list[Interval]]  # SPAT: (node id, phase id) -> lights ahead
     thresholds: Mapping[str, float]
+    # The host's own route (its navigation's plan, what its turn signal announces): metres ahead of its
+    # centre along the path it will drive -> (x, y, heading_rad) there, in the frame of ``host`` (its believed
+    # position). None when the vehicle does not know it. LTA reads its turn from it.
+    route_ahead: RouteAhead | None = None
 
     @property
     def road_events(self) -> dict[str, RoadEvent]:
@@ -319,6 +325,7 @@ __all__ = [
     "Raised",
     "Reaction",
     "RegistryError",
+    "RouteAhead",
     "RunsOn",
     "app_by_code",
     "app_names",
