@@ -19,8 +19,9 @@ from v2x.scenario.loader import SCENARIO_DIR
 pytest_plugins = ("pytester",)
 
 FCW = SCENARIO_DIR / "fcw.yaml"
-# The inner pytest run: our plugin, and pytest-asyncio told its loop scope (no ini file there).
-INNER = ("-p", "v2x.run.pytest_plugin", "-o", "asyncio_default_fixture_loop_scope=function")
+# The inner pytest run: our plugin loads through its pytest11 entry point, as in a user's CI; pytest-asyncio
+# is told its loop scope (no ini file there).
+INNER = ("-o", "asyncio_default_fixture_loop_scope=function")
 
 
 def _summary(**overrides: Any) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from mcap.writer import Writer as McapWriter
 from mcap_protobuf.schema import register_schema
 
 from v2x.geodesy import LocalFrame
+from v2x.run.results import flagged
 from v2x.run.tap import Event, Pose, Tap, poses
 from v2x.scenario.model import Scenario
 from v2x.sim.events import event_order
@@ -484,6 +485,7 @@ def rebuild_result(recordings: Iterable[Replayed]) -> dict[str, Any]:
         "events": sorted(events, key=event_order),
         "metrics": {v: metrics[v] for v in order},
         "run": recs[0].run,
+        "flagged": flagged({v: metrics[v] for v in order}),
     }
 
 
