@@ -87,7 +87,9 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
             )
         first = found[0]
         t, ttc = first["t_s"], first["ttc_s"]
-        detail = f"first {exp.app.upper()} to {exp.target} at t={t:.2f} s about {first['other']}, TTC {ttc:.2f} s"
+        detail = f"first {exp.app.upper()} to {exp.target} at t={t:.2f} s about {first['other']}"
+        if ttc:  # 0: not applicable (Advisory.ttc_s), e.g. a GLOSA speed advice
+            detail += f", TTC {ttc:.2f} s"
         figures = [f"{k} {first[k]}" for k in FIGURE_KEYS if k in first]
         if figures:
             detail += " (" + ", ".join(figures) + ")"
