@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 from v2x.core import _traffic_kernels, _traffic_numpy
 from v2x.core._traffic_kernels import B_MAX
 from v2x.core._world import ActorKind
+from v2x.units import kph_to_mps
 
 __all__ = [
     "B_MAX",
@@ -58,10 +59,10 @@ class DriverParams:
 # 80 km/h, T × 1.2, a × 0.8). MOBIL: p 0.1, Δa_th 0.4 m/s², b_safe 4 m/s² (traffic-simulation.de, the
 # same file). Bus and emergency rows and all lengths are ours (lengths as TR 37.885 / v2x bench core).
 CLASS_PARAMS: Mapping[ActorKind, DriverParams] = {
-    ActorKind.CAR: DriverParams(5.0, 120 / 3.6, 1.0, 2.0, 1.0, 1.5, 0.1, 0.4, 4.0),
-    ActorKind.TRUCK: DriverParams(13.0, 80 / 3.6, 1.2, 2.0, 0.8, 1.5, 0.1, 0.4, 4.0),
-    ActorKind.BUS: DriverParams(12.0, 80 / 3.6, 1.2, 2.0, 0.8, 1.5, 0.1, 0.4, 4.0),
-    ActorKind.EMERGENCY: DriverParams(5.0, 150 / 3.6, 1.0, 2.0, 1.5, 1.5, 0.1, 0.4, 4.0),
+    ActorKind.CAR: DriverParams(5.0, kph_to_mps(120), 1.0, 2.0, 1.0, 1.5, 0.1, 0.4, 4.0),
+    ActorKind.TRUCK: DriverParams(13.0, kph_to_mps(80), 1.2, 2.0, 0.8, 1.5, 0.1, 0.4, 4.0),
+    ActorKind.BUS: DriverParams(12.0, kph_to_mps(80), 1.2, 2.0, 0.8, 1.5, 0.1, 0.4, 4.0),
+    ActorKind.EMERGENCY: DriverParams(5.0, kph_to_mps(150), 1.0, 2.0, 1.5, 1.5, 0.1, 0.4, 4.0),
 }
 
 
