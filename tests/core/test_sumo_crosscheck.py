@@ -12,11 +12,9 @@ PET 0.05 s (SUMO measures PET while stepping at 0.1 s; observed max difference 0
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import ModuleType
@@ -25,28 +23,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.core._sumo import sumo_or_skip
 from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
 
 TTC_TOL_S = 0.01
 PET_TOL_S = 0.05
 LENGTH_M = 5.0
 WIDTH_M = 1.8
-
-
-def _sumo() -> tuple[str, ModuleType]:
-    try:
-        sumo = importlib.import_module("sumo")
-        home = str(sumo.SUMO_HOME)
-        tools = os.path.join(home, "tools")
-        if tools not in sys.path:
-            sys.path.append(tools)
-        traci = importlib.import_module("traci")
-    except Exception as exc:  # pragma: no cover - depends on the environment
-        pytest.skip(f"SUMO not installed: eclipse-sumo / traci import failed ({exc})")
-    binary = os.path.join(home, "bin", "sumo")
-    if not os.path.exists(binary):  # pragma: no cover
-        pytest.skip(f"SUMO not installed: no binary at {binary}")
-    return home, traci
 
 
 NODES = """<nodes>
@@ -64,7 +47,7 @@ EDGES = """<edges>
 
 @pytest.fixture(scope="module")
 def sumo_net(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, ModuleType]:
-    home, traci = _sumo()
+    home, traci = sumo_or_skip()
     d = tmp_path_factory.mktemp("sumo")
     (d / "n.nod.xml").write_text(NODES)
     (d / "e.edg.xml").write_text(EDGES)

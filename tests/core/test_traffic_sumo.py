@@ -9,16 +9,14 @@ the followers are compared step by step (tolerance GAP_TOL_M).
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
+from tests.core._sumo import sumo_or_skip
 from v2x.core.traffic import LaneNetwork, Traffic, traffic_step
 
 pytestmark = pytest.mark.slow
@@ -31,29 +29,13 @@ N_FOLLOW = 5
 DT = 0.1
 
 
-def _sumo() -> tuple[str, ModuleType]:
-    try:
-        sumo = importlib.import_module("sumo")
-        home = str(sumo.SUMO_HOME)
-        tools = os.path.join(home, "tools")
-        if tools not in sys.path:
-            sys.path.append(tools)
-        traci = importlib.import_module("traci")
-    except Exception as exc:  # pragma: no cover - depends on the environment
-        pytest.skip(f"SUMO not installed: eclipse-sumo / traci import failed ({exc})")
-    binary = os.path.join(home, "bin", "sumo")
-    if not os.path.exists(binary):  # pragma: no cover
-        pytest.skip(f"SUMO not installed: no binary at {binary}")
-    return home, traci
-
-
 def _leader_speed(t: float) -> float:
     return max(10.0, 30.0 - 3.0 * max(0.0, t - 5.0))
 
 
 def _run_sumo(tmp: Path) -> tuple[np.ndarray, np.ndarray]:
     """SUMO positions (front bumper) and speeds per step: arrays (steps, 1 + N_FOLLOW)."""
-    home, traci = _sumo()
+    home, traci = sumo_or_skip()
     (tmp / "net.net.xml").write_text(
         """<net version="1.20" junctionCornerDetail="5" limitTurnSpeed="5.50">
   <location netOffset="0.00,0.00" convBoundary="0.00,0.00,3000.00,0.00" origBoundary="0.00,0.00,3000.00,0.00"
