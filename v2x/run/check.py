@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -25,6 +24,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from v2x.run.results import write_atomic
 
 GOLDEN_DIR = "golden"
 GOLDEN_VERSION = 1
@@ -224,18 +225,6 @@ def load_golden(path: Path) -> dict[str, Any] | None:
     if not isinstance(doc, dict) or doc.get("version") != GOLDEN_VERSION or not isinstance(doc.get("variants"), dict):
         raise ValueError(f"{path}: not a golden record (version {GOLDEN_VERSION} with 'variants')")
     return doc
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def update_golden(path: Path, result: dict[str, Any]) -> list[str]:

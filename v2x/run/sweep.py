@@ -286,7 +286,7 @@ def svg(s: SweepSummary) -> str:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import os
 
-    from v2x.run.check import write_atomic
+    from v2x.run.results import write_atomic
     from v2x.run.runner import warm_up_core
     from v2x.scenario import ScenarioError, find_scenario
 
