@@ -210,6 +210,17 @@ def test_cli_needs_scenarios_or_all(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--all" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra", [["--port", "9000"], ["--paused"]])
+def test_cli_view_options_without_view_exit_2(
+    extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from v2x.cli import main
+
+    assert main(["run", "fcw", "--out", str(tmp_path), *extra]) == 2
+    assert "go with --view" in capsys.readouterr().err
+    assert not (tmp_path / "fcw").exists()  # nothing ran
+
+
 async def test_real_time_mode_paces_the_run_and_keeps_the_outcome(embedded: BrokerAddress) -> None:
     """The same agents on the real-time clock: a tick every 100 ms of wall time, and the RLVW story (warned
     at about 6.1 s, stops before the line, nothing crashes) still holds."""

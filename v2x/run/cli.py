@@ -18,6 +18,7 @@ from v2x.scenario.model import ALL_VARIANTS
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 1, 2, 3
 T = TypeVar("T")
+DEFAULT_VIEW_PORT = 8642
 
 
 class Interrupted(Exception):
@@ -123,7 +124,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "Foxglove's schemas, warnings, collisions, verdicts (docs/RECORDING.md; read back with 'v2x replay')",
     )
     run.add_argument("--view", action="store_true", help="serve a live view of the run (map, warnings, messages/s)")
-    run.add_argument("--port", type=int, default=8642, help="--view: the page's port on 127.0.0.1 (default 8642)")
+    run.add_argument("--port", type=int, default=None, help="--view: the page's port on 127.0.0.1 (default 8642)")
     run.add_argument("--paused", action="store_true", help="--view: hold the world after tick 0 until Run or Step")
     run.add_argument("-v", "--verbose", action="store_true", help="log every warning, collision and message problem")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, only the summary")
@@ -256,15 +257,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"v2x run: --variant: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
 
-    _warm_up(quiet=args.quiet)
+    if not args.view and (args.port is not None or args.paused):
+        print("v2x run: --port and --paused go with --view", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _warm_up(scenarios, quiet=args.quiet)
     view = None
     if args.view:
         from v2x.run.view import ViewServer
 
         try:
-            view = ViewServer(port=args.port, paused=args.paused).start()
+            port = args.port if args.port is not None else DEFAULT_VIEW_PORT
+            view = ViewServer(port=port, paused=args.paused).start()
         except OSError as exc:
-            print(f"v2x run: --view: cannot serve on port {args.port}: {exc}", file=sys.stderr)
+            print(f"v2x run: --view: cannot serve on port {port}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         print(f"v2x run: live view at {view.url}", file=sys.stderr, flush=True)
     failed = False
@@ -391,7 +396,7 @@ def _unique_scenarios(names: list[str]) -> list[str]:
     return out
 
 
-def _warm_up(*, quiet: bool) -> None:
+def _warm_up(scenarios: list[Scenario], *, quiet: bool) -> None:
     """Compile (or load from numba's cache) the core's kernels before the first tick. When they compile
     (the first run after installing or upgrading), say so and report each step as it finishes, so that a
     silent first tick is not taken for a hang."""
@@ -400,7 +405,7 @@ def _warm_up(*, quiet: bool) -> None:
     def report(line: str) -> None:
         print(f"v2x run: {line}", file=sys.stderr, flush=True)
 
-    warm_up_core(None if quiet else report)
+    warm_up_core(scenarios, None if quiet else report)
 
 
 def _print_summary(result: dict[str, Any], path: Path) -> None:

@@ -24,6 +24,8 @@ from v2x.net.host import AgentHost
 from v2x.net.transport import LoopbackBroker, LoopbackTransport, MqttTransport, Transport
 from v2x.net.world import Observer, RunIdInUse, World, WorldReport, last_will
 from v2x.run.results import build_result
+from v2x.run.tap import Observers
+from v2x.run.tracks import Tracks, scenario_map
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
 from v2x.scenario.signals import signal_heads
@@ -254,13 +256,16 @@ async def run_scenario(
     events: list[dict[str, Any]] = []
     metrics: dict[str, dict[str, Any]] = {}
     run_ids = {}
+    tracks: dict[str, Tracks] = {}
     async with bus_for(broker) as address:
         for variant in scenario.variants:
             if run_id is not None:
                 variant_run_id = f"{run_id}-{variant}"
             else:
                 variant_run_id = f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
-            observer = observe(variant, variant_run_id) if observe is not None else None
+            tracks[variant] = Tracks()
+            outside = observe(variant, variant_run_id) if observe is not None else None
+            observer = tracks[variant] if outside is None else Observers([tracks[variant], outside])
             report = await run_variant(
                 scenario,
                 variant,
@@ -280,12 +285,17 @@ async def run_scenario(
         "run_ids": run_ids,
         "wall_seconds": round(time.monotonic() - started, 3),
     }
-    return build_result(scenario, seed, events, metrics, run_info)
+    paths = {variant: t.points for variant, t in tracks.items()}
+    return build_result(scenario, seed, events, metrics, run_info, scene=scenario_map(scenario), tracks=paths)
 
 
-def warm_up_core(report: Callable[[str], None] | None = None) -> None:
-    """Compile (or load from numba's on-disk cache) every kernel a run's world uses before the run's first
-    tick (see v2x/run/warmup.py); ``report`` hears the progress when they compile."""
+def warm_up_core(scenarios: Sequence[Scenario], report: Callable[[str], None] | None = None) -> None:
+    """Before the first tick, compile (or load from numba's on-disk cache) every kernel the worlds of
+    ``scenarios`` will run compiled (see v2x/run/warmup.py): none when every world is small (up to
+    ``v2x.core.SMALL_WORLD`` actors, run by the interpreter); ``report`` hears the progress when they
+    compile."""
+    from v2x.core import SMALL_WORLD
     from v2x.run.warmup import warm_up
 
-    warm_up(report)
+    if any(len(sc.actors) > SMALL_WORLD for sc in scenarios):
+        warm_up(report)
