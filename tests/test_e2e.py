@@ -84,7 +84,7 @@ async def test_scenario_passes_on_mosquitto(scenario_id: str, mosquitto: Mosquit
     assert result["passed"], _failed(result)
 
 
-@pytest.mark.parametrize("scenario_id", ["fcw", "hlw", "ebw"])
+@pytest.mark.parametrize("scenario_id", ["fcw", "hlw", "ebw", "bsw-lcw", "dnpw"])
 async def test_same_seed_same_outcome_byte_for_byte_and_other_seed_differs(
     scenario_id: str, mosquitto: Mosquitto
 ) -> None:

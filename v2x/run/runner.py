@@ -26,7 +26,7 @@ from v2x.net.world import Observer, RunIdInUse, World, WorldReport, last_will
 from v2x.run.results import build_result
 from v2x.run.tap import Observers
 from v2x.run.tracks import Tracks, scenario_map
-from v2x.scenario.geometry import route_for
+from v2x.scenario.geometry import lane_routes, route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
 from v2x.scenario.signals import signal_heads
 
@@ -84,7 +84,8 @@ def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
         if spec.kind in ROAD_USER_KINDS:
             route = route_for(scenario, spec)
             assert route is not None  # the schema requires a lane or a path
-            agents.append(VehicleAgent(spec, route, env, heads))
+            targets = {ev.lane for ev in spec.events if ev.lane is not None}
+            agents.append(VehicleAgent(spec, route, env, heads, lane_routes(scenario, targets)))
         elif spec.kind == "rsu":
             agents.append(RoadsideUnit(spec, scenario, env))
         else:
