@@ -5,11 +5,12 @@ A bad payload is rejected and counted by reason (``bad_topic``, ``unknown_sender
 ``sender_mismatch``, ``oversized``, ``unknown_type``, ``unequipped_sender``, ``bad_link``,
 ``bad_destination``, ``bad_tick``, ``bad_hello``, ``id_mismatch``, ``bad_seq``, ``out_of_range``,
 ``conflicting_ack``, ``conflicting_tx``; in a secure run also ``unsigned``, ``unknown_cert``, ``expired``,
-``no_permission``, ``bad_signature``, ``replayed``: ``v2x.wire.security``), never raised; a copy of something already received (a
-retransmission after a reconnect, an old tick, a sequence number at or below the sender's last) is counted
-as a duplicate and otherwise ignored. A tick is reported once every actor has acked it and as many payloads
-have arrived on its tx topic as its ack counts (rejected ones included: a sender whose envelope the world
-refuses must not stall the run). docs/SECURITY.md says what these checks stop and what they do not.
+``no_permission``, ``bad_signature``, ``replayed``: ``v2x.wire.security``), never raised; a copy of
+something already received (a retransmission after a reconnect, an old tick, a sequence number at or below
+the sender's last) is counted as a duplicate and otherwise ignored. A tick is reported once every actor has
+acked it and as many payloads have arrived on its tx topic as its ack counts (rejected ones included: a
+sender whose envelope the world refuses must not stall the run). docs/SECURITY.md says what these checks
+stop and what they do not.
 """
 
 from __future__ import annotations
@@ -347,8 +348,8 @@ class Inbound:
         )
 
     def _verify(self, env: testbed_pb2.Envelope, msg_type: str) -> str:
-        """"" or why a secure run refuses ``env``: the signature checks of ``v2x.wire.security``, against
-        the world's clock (the current tick's time)."""
+        """Why a secure run refuses ``env`` ("" if it does not): the signature checks of
+        ``v2x.wire.security``, against the world's clock (the current tick's time)."""
         assert self.security is not None
         verified = self.security.verifier.check(env, msg_type)
         if not isinstance(verified, Verified):

@@ -373,14 +373,14 @@ class Freshness:
     _pruned_at: int = -(2**63)
 
     def check(self, verified: Verified, now_us: int) -> str:
-        """"" (accepted, and remembered), ``expired`` or ``replayed``."""
+        """``expired``, ``replayed``, or "" (accepted, and remembered)."""
         gen = verified.generation_time_us
-        if gen < now_us - self.max_age_us or gen > now_us + self.max_ahead_us:
-            return "expired"
-        if now_us - self._pruned_at > self.max_age_us:
+        if now_us - self._pruned_at > self.max_age_us:  # forget what is too old to be accepted anyway
             horizon = now_us - self.max_age_us
             self.seen = {k: g for k, g in self.seen.items() if g >= horizon}
             self._pruned_at = now_us
+        if gen < now_us - self.max_age_us or gen > now_us + self.max_ahead_us:
+            return "expired"
         if verified.replay_key in self.seen:
             return "replayed"
         self.seen[verified.replay_key] = gen
