@@ -344,18 +344,25 @@ async def test_a_secure_run_refuses_forged_unsigned_stale_and_replayed_envelopes
 
 
 def test_bench_sign_runs_and_prints_its_fields() -> None:
+    """``v2x bench sign`` through its parser: the JSON fields and the table (no timing assertions)."""
     import argparse
 
+    from v2x.bench import cli as bench_cli
+
+    parser = argparse.ArgumentParser(prog="v2x")
+    bench_cli.register(parser.add_subparsers(dest="command", required=True))
     from v2x.bench import sign as bench_sign
 
     out, err = io.StringIO(), io.StringIO()
-    assert bench_sign.main(argparse.Namespace(seconds=0.05, json=True, quick=True), out=out, err=err) == 0
+    args = parser.parse_args(["bench", "sign", "--seconds", "0.05", "--json"])
+    assert args.handler.__name__ == "_run_sign"
+    assert bench_sign.main(args, out=out, err=err) == 0
     doc = json.loads(out.getvalue())
     assert doc["bench"] == "sign" and doc["algorithm"] == "ecdsa-p256" and doc["cores"] == 1
     assert set(doc["per_s"]) == {"decode", "verify", "verify_cold", "sign"}
     assert all(v > 0 for v in doc["per_s"].values())
     assert {"verify_vs_decode", "verify_cold_vs_verify", "sign_vs_verify", "envelope_bytes"} <= set(doc)
     out = io.StringIO()
-    assert bench_sign.main(argparse.Namespace(seconds=0.05, json=False, quick=True), out=out, err=err) == 0
+    assert bench_sign.main(parser.parse_args(["bench", "sign", "--seconds", "0.05"]), out=out, err=err) == 0
     assert "verify ECDSA P-256" in out.getvalue() and "x decode" in out.getvalue()
-    assert bench_sign.main(argparse.Namespace(seconds=-1.0, json=False, quick=True), out=out, err=err) == 2
+    assert bench_sign.main(parser.parse_args(["bench", "sign", "--seconds", "-1"]), out=out, err=err) == 2
