@@ -343,6 +343,45 @@ async def test_a_secure_run_refuses_forged_unsigned_stale_and_replayed_envelopes
     assert attacked.metrics["messages"] == clean.metrics["messages"]
 
 
+@pytest.mark.broker
+async def test_an_outside_stack_on_the_sdk_signs_and_verifies_with_its_credentials_file(
+    embedded: BrokerAddress, tmp_path: Path
+) -> None:
+    """fcw with the follower driven by examples/sdk_vehicle.py in a secure run: the run writes the
+    follower's credentials file, the stack signs with it (the world refuses nothing) and verifies the
+    lead's BSMs (it refuses nothing either, and its FCW warns about the lead)."""
+    import os
+    import sys
+
+    scenario = FCW.model_copy(
+        update={"actors": [a.model_copy(update={"external": a.id == "follower"}) for a in FCW.actors]}
+    )
+    run_id = "sign-sdk-v2x"
+    secure = Security(credentials_dir=tmp_path)
+    task = asyncio.create_task(run_variant(scenario, "v2x", seed=3, broker=embedded, run_id=run_id, secure=secure))
+    path = tmp_path / run_id / "follower.cred"
+    for _ in range(600):
+        if path.exists() or task.done():
+            break
+        await asyncio.sleep(0.05)
+    from v2x.sdk import Stack
+
+    with pytest.raises(ValueError, match=r"are for actor, run .* not"):
+        Stack(embedded.url, run_id=run_id, actor_id="lead", credentials=path)
+    repo = Path(__file__).resolve().parents[1]
+    stack = await asyncio.create_subprocess_exec(
+        sys.executable, "examples/sdk_vehicle.py", "--broker", embedded.url, "--run", run_id,
+        "--credentials", str(path), cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    report = await asyncio.wait_for(task, 120)
+    out, _ = await asyncio.wait_for(stack.communicate(), 60)
+    assert stack.returncode == 0, out.decode()
+    fcw = [e for e in report.events if e["type"] == "warning" and e["target"] == "follower" and e["app"] == "fcw"]
+    assert fcw and fcw[0]["other"] == "lead", report.events
+    assert report.metrics["rejected"] == {} and report.metrics["rejected_by_agents"] == {}
+
+
 def test_bench_sign_runs_and_prints_its_fields() -> None:
     """``v2x bench sign`` through its parser: the JSON fields and the table (no timing assertions)."""
     import argparse
