@@ -324,9 +324,9 @@ class Verifier:
             return self.certs.get(sec.digest)
         if which != "certificate":
             return None
-        digest = hashed_id8(sec.certificate.SerializeToString())
-        known = self.certs.get(digest)
-        if known is not None and known.raw == sec.certificate.SerializeToString():
+        raw = sec.certificate.SerializeToString()
+        known = self.certs.get(hashed_id8(raw))
+        if known is not None and known.raw == raw:
             return known
         try:
             cert = parse_certificate(sec.certificate)
