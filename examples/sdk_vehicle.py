@@ -115,6 +115,7 @@ async def drive(args: argparse.Namespace) -> int:
         software="examples/sdk_vehicle.py 1.0",
         realtime=args.realtime,
         uplink=not args.no_uplink,
+        credentials=args.credentials,
     ) as stack:
         try:
             run = await stack.start(timeout_s=args.join_timeout)
@@ -187,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--realtime", action="store_true", help="skip to the newest tick when behind")
     p.add_argument("--no-uplink", action="store_true", help="no Uu copy of the BSM to the platform")
     p.add_argument("--work-ms", type=float, default=0.0, help="time each tick takes (a slow stack)")
+    p.add_argument(
+        "--credentials",
+        help="a secure run's credentials file of the actor (v2x run --secure writes OUT/credentials/RUN/ACTOR.cred): "
+        "sign what is sent, verify what is heard",
+    )
     p.add_argument("--join-timeout", type=float, default=60.0)
     p.add_argument("--tick-timeout", type=float, default=90.0)
     args = p.parse_args(argv)

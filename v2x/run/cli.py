@@ -123,6 +123,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="record each run as DIR/<id>-<variant>.mcap: every message on the wire, poses and positioning in "
         "Foxglove's schemas, warnings, collisions, verdicts (docs/RECORDING.md; read back with 'v2x replay')",
     )
+    run.add_argument(
+        "--secure",
+        action="store_true",
+        help="signed V2X messages: a CA per run, pseudonym certificates per actor, every envelope signed "
+        "(ECDSA P-256) and verified by the world and every receiver (docs/SECURITY.md); the credentials of "
+        "external actors are written to OUT/credentials/RUN_ID/ACTOR.cred",
+    )
     run.add_argument("--view", action="store_true", help="serve a live view of the run (map, warnings, messages/s)")
     run.add_argument("--port", type=int, default=None, help="--view: the page's port on 127.0.0.1 (default 8642)")
     run.add_argument("--paused", action="store_true", help="--view: hold the world after tick 0 until Run or Step")
@@ -241,7 +248,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
 
     from v2x.run.results import write_junit, write_result
-    from v2x.run.runner import RUN_ID_RULE, RunError, only_variants, run_scenario, valid_run_id_prefix
+    from v2x.run.runner import RUN_ID_RULE, RunError, Security, only_variants, run_scenario, valid_run_id_prefix
 
     if args.run_id is not None:
         if not valid_run_id_prefix(args.run_id):
@@ -294,6 +301,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         progress=progress,
                         run_id=args.run_id,
                         observe=observe,
+                        secure=Security(credentials_dir=args.out / "credentials") if args.secure else None,
                     )
                 )
             )

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,6 +32,7 @@ from v2x.run.tracks import Tracks, scenario_map
 from v2x.scenario.geometry import lane_routes, route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
 from v2x.scenario.signals import signal_heads
+from v2x.wire.security import PSEUDONYM_CHANGE_S, EnvelopeSecurity, Signer, authority_for, permissions_for
 
 log = logging.getLogger("v2x.run")
 
@@ -40,6 +44,62 @@ REALTIME_MAX_SKIP = 10  # ticks a TickInput may skip in real time (a lost input)
 
 class RunError(RuntimeError):
     """The run could not complete (broker unreachable, an agent stopped answering)."""
+
+
+@dataclass(frozen=True)
+class Security:
+    """A secure run's options (``v2x run --secure``; docs/SECURITY.md): every variant gets its own CA,
+    every equipped actor a pool of pseudonym certificates (the next one every ``change_every_s`` of
+    simulation time), every envelope is signed, and the world and every built-in receiver verify.
+    ``credentials_dir``: where the credentials of the actors driven from outside are written, as
+    ``{credentials_dir}/{run_id}/{actor}.cred`` (docs/PROTOCOL.md "Signed envelopes"), before the run waits
+    for them to join."""
+
+    credentials_dir: Path | None = None
+    change_every_s: float = PSEUDONYM_CHANGE_S
+
+
+@dataclass
+class RunKeys:
+    """What a secure run of one variant hands the world and the agents: the receivers' checks and each
+    built-in agent's signer."""
+
+    checks: EnvelopeSecurity
+    signers: dict[str, Signer]
+    files: list[Path]
+
+
+def issue_keys(scenario: Scenario, run_id: str, security: Security) -> RunKeys:
+    """A fresh CA for the run ``run_id`` of ``scenario``, pseudonyms for each equipped actor, and the
+    credentials files of the external ones (written, owner-only, under ``security.credentials_dir``)."""
+    run_s = (scenario.n_ticks + 1) * scenario.tick_s
+    ca = authority_for(run_id, scenario.epoch, run_s)
+    signers: dict[str, Signer] = {}
+    files: list[Path] = []
+    for spec in scenario.actors:
+        if not spec.equipped:
+            continue
+        creds = ca.credentials(
+            spec.id,
+            run_id=run_id,
+            epoch=scenario.epoch,
+            run_s=run_s,
+            permissions=permissions_for(spec.kind),
+            change_every_s=security.change_every_s,
+        )
+        if not spec.external:
+            signers[spec.id] = Signer(creds, scenario.epoch)
+        elif security.credentials_dir is not None:
+            folder = security.credentials_dir / run_id
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{spec.id}.cred"
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(creds.SerializeToString())
+            tmp.replace(path)
+            files.append(path)
+    return RunKeys(EnvelopeSecurity.of(ca.root, scenario.epoch), signers, files)
 
 
 # The longest variant suffix ("-baseline") must still leave a valid topic id (1-64 characters).
@@ -139,11 +199,15 @@ async def run_variant(
     run_id: str | None = None,
     connect_timeout_s: float = 10.0,
     observer: Observer | None = None,
+    secure: Security | None = None,
 ) -> WorldReport:
     run_id = run_id or f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
     token = secrets.token_hex(16)  # the run's Control token (docs/SECURITY.md)
     env = environment(scenario)
     agents = build_agents(scenario, env)
+    keys = issue_keys(scenario, run_id, secure) if secure is not None else None
+    for path in keys.files if keys is not None else ():
+        log.info("run %s: credentials of an outside stack -> %s", run_id, path)
     # Client ids are unique on a broker, and a second connection with one takes over the first: a random
     # part keeps another run (or anyone) from knocking this run's connections off by naming them.
     nonce = secrets.token_hex(4)
@@ -160,6 +224,7 @@ async def run_variant(
         progress=(lambda k, n: progress(variant, k, n)) if progress else None,
         observer=observer,
         token=token,
+        security=keys.checks if keys is not None else None,
     )
     host = AgentHost(
         agents_tp,
@@ -169,6 +234,8 @@ async def run_variant(
         token=token,
         n_ticks=scenario.n_ticks,
         max_skip=0 if mode == "lockstep" else REALTIME_MAX_SKIP,
+        security=keys.checks if keys is not None else None,
+        signers=keys.signers if keys is not None else None,
     )
     log.info("run %s: %s [%s] on %s, %d agents, %s clock", run_id, scenario.id, variant, broker.url, len(agents), mode)
     tasks: list[asyncio.Task[Any]] = []
@@ -238,6 +305,7 @@ async def run_scenario(
     run_id: str | None = None,
     variants: Sequence[str] | None = None,
     observe: Callable[[str, str], Observer | None] | None = None,
+    secure: Security | None = None,
 ) -> dict[str, Any]:
     """Run every variant of a scenario (or only ``variants``) and return the result document (v2x.results).
 
@@ -247,7 +315,8 @@ async def run_scenario(
     Run ids are ``{run_id}-{variant}`` when ``run_id`` is given (so that an outside stack can know them
     before the run), else ``{scenario}-{variant}-s{seed}-{random hex}``. Expectations of variants that are
     not run are not checked. ``observe(variant, run_id)`` gives each variant's World an observer (a
-    recorder, a live view; ``v2x.net.world.Observer``) or None.
+    recorder, a live view; ``v2x.net.world.Observer``) or None. ``secure``: sign and verify every envelope
+    (:class:`Security`; None, the default: no signatures, as before).
     """
     if run_id is not None and not valid_run_id_prefix(run_id):
         raise ValueError(f"invalid run id {run_id!r}: {RUN_ID_RULE}")
@@ -276,6 +345,7 @@ async def run_scenario(
                 progress=progress,
                 run_id=variant_run_id,
                 observer=observer,
+                secure=secure,
             )
             events.extend(report.events)
             metrics[variant] = report.metrics
@@ -286,6 +356,8 @@ async def run_scenario(
         "run_ids": run_ids,
         "wall_seconds": round(time.monotonic() - started, 3),
     }
+    if secure is not None:  # only then, so that the result of a run without signatures stays as it was
+        run_info["signed"] = "ecdsa-p256"
     paths = {variant: t.points for variant, t in tracks.items()}
     return build_result(scenario, seed, events, metrics, run_info, scene=scenario_map(scenario), tracks=paths)
 

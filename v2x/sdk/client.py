@@ -15,6 +15,11 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
   world reports in ``late_ticks`` (closed without this Ack: it came too late) again in the next Ack, with
   their own ``raised_at_s`` (the world counts each warning once).
 
+* a secure run (``credentials``: the file ``v2x run --secure`` writes for the actor, docs/PROTOCOL.md
+  "Signed envelopes"): every envelope it sends is signed with the pseudonym of its time, and every
+  envelope it hears is verified first (refusals are counted in ``rejected`` under their reason, as the
+  built-in receivers do).
+
 No reconnection: if the broker goes away, :meth:`Stack.ticks` raises ``aiomqtt.MqttError``.
 """
 
@@ -28,6 +33,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 
 import aiomqtt
@@ -40,6 +46,7 @@ from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, Veh
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
 from v2x.wire.envelope import parse_envelope
+from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, read_credentials
 
 log = logging.getLogger("v2x.sdk")
 
@@ -64,6 +71,8 @@ class Stack:
 
     ``realtime``: hand out only the newest waiting tick when the stack falls behind. ``uplink``: also send
     each BSM over Uu to the run's platform (as built-in vehicles do). ``software`` goes into ``Hello``.
+    ``credentials``: a secure run's credentials file of this actor (a path; ``ValueError`` if it is not one,
+    or is another actor's or run's): sign what is sent, verify what is heard.
     """
 
     def __init__(
@@ -76,6 +85,7 @@ class Stack:
         software: str = "v2x.sdk 1",
         realtime: bool = False,
         uplink: bool = True,
+        credentials: str | Path | None = None,
     ) -> None:
         self.broker = parse_broker_url(broker) if isinstance(broker, str) else broker
         for value, what in ((run_id, "run id"), (actor_id, "actor id")):
@@ -87,6 +97,18 @@ class Stack:
         self.software = software
         self.realtime = realtime
         self.uplink = uplink
+        self.credentials = None
+        if credentials is not None:
+            try:
+                self.credentials = read_credentials(Path(credentials).read_bytes())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"credentials {str(credentials)!r}: {exc}") from None
+            if (self.credentials.actor_id, self.credentials.run_id) != (actor_id, run_id):
+                got = (self.credentials.actor_id, self.credentials.run_id)
+                raise ValueError(f"credentials {str(credentials)!r} are for actor, run {got}, not {(actor_id, run_id)}")
+        self._signer: Signer | None = None
+        self._checks: EnvelopeSecurity | None = None
+        self._fresh = Freshness()
         self.run: RunInfo | None = None
         self.rejected: Counter[str] = Counter()  # inputs this stack rejected, by reason (sent in every Ack)
         self.skipped_ticks = 0  # realtime: ticks never handed out because the stack was behind
@@ -208,6 +230,15 @@ class Stack:
             control=ctrl,
         )
 
+    def _security(self, run: RunInfo) -> tuple[Signer, EnvelopeSecurity] | None:
+        """This stack's signer and checks in a secure run (made once the epoch is known), else None."""
+        if self.credentials is None:
+            return None
+        if self._signer is None or self._checks is None:
+            self._signer = Signer(self.credentials, run.epoch)
+            self._checks = EnvelopeSecurity.of(self.credentials.root, run.epoch)
+        return self._signer, self._checks
+
     # -- the run ------------------------------------------------------------------------------------
     async def start(self, timeout_s: float | None = None) -> RunInfo:
         """Wait for this run's ``Control START`` (``TimeoutError`` after ``timeout_s``) and return it."""
@@ -318,6 +349,16 @@ class Stack:
         if kind is None:
             self.rejected["unknown_type"] += 1
             return None
+        security = self._security(run)
+        if security is not None:
+            checks = security[1]
+            verified = checks.verifier.check(env, kind)
+            why = verified if isinstance(verified, str) else ""
+            if isinstance(verified, Verified):
+                why = self._fresh.check(verified, checks.epoch_us + round(rx_s * 1e6))
+            if why:
+                self.rejected[why] += 1
+                return None
         heard = Heard(env.sender_id, env.link, env.tx_time_us / 1e6, rx_s, kind, frame)
         if kind == "bsm":
             try:
@@ -345,7 +386,7 @@ class Stack:
         dest_ids: Sequence[str] = (),
     ) -> None:
         """Transmit ``frame`` in ``tick`` over ``link`` (PC5: broadcast; Uu / wired: to ``dest_ids``)."""
-        self._check_open(tick)
+        run = self._check_open(tick)
         self.seq += 1
         env = testbed_pb2.Envelope(
             sender_id=self.actor_id,
@@ -356,6 +397,9 @@ class Stack:
             dest_ids=list(dest_ids),
             frame=frame.SerializeToString(),
         )
+        security = self._security(run)
+        if security is not None:
+            security[0].sign(env)
         item = (topics.tx(self.run_id, self.actor_id), env.SerializeToString())
         self._out.append(item)
         await self._publish(*item)
