@@ -28,14 +28,17 @@ import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiomqtt
 from google.protobuf.message import DecodeError
 
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
-from v2x.net.broker import BrokerAddress, parse_broker_url
+from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
+from v2x.net.secure import load_actor_credentials
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
@@ -60,7 +63,8 @@ def _epoch(text: str) -> datetime:
 
 class Stack:
     """One outside stack driving ``actor_id`` in run ``run_id`` through the broker at ``broker``
-    (``mqtt://host:port`` or a ``BrokerAddress``). Use as an async context manager.
+    (``mqtt://host:port``, ``mqtts://...`` or a ``BrokerAddress``, which may carry a user, password and
+    CA; a secure run's stack: ``Stack.from_credentials``). Use as an async context manager.
 
     ``realtime``: hand out only the newest waiting tick when the stack falls behind. ``uplink``: also send
     each BSM over Uu to the run's platform (as built-in vehicles do). ``software`` goes into ``Hello``.
@@ -106,6 +110,16 @@ class Stack:
         self._carry: list[testbed_pb2.Advisory] = []
         self._token: object = None
 
+    @classmethod
+    def from_credentials(
+        cls, path: str | Path, *, variant: str = "v2x", broker: str | None = None, **kwargs: Any
+    ) -> Stack:
+        """The stack of a secure run (``v2x secure init``): the actor, its run id for ``variant``, the broker
+        URL, the user, password and CA come from the actor's credentials file ``path``; ``broker``
+        replaces the file's URL (same CA). Other keyword arguments as for ``Stack``."""
+        creds = load_actor_credentials(Path(path), broker)
+        return cls(creds.broker, run_id=creds.run_id(variant), actor_id=creds.actor_id, **kwargs)
+
     # -- connection ---------------------------------------------------------------------------------
     async def __aenter__(self) -> Stack:
         client = aiomqtt.Client(
@@ -113,6 +127,7 @@ class Stack:
             self.broker.port,
             username=self.broker.username,
             password=self.broker.password,
+            tls_context=tls_context(self.broker),
             identifier=f"sdk-{self.actor_id}-{uuid.uuid4().hex[:8]}",
             keepalive=10,
             timeout=5.0,
