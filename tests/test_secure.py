@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +18,8 @@ import aiomqtt
 import pytest
 
 from tests._mosquitto import MOSQUITTO, Mosquitto
+from tests.test_sdk import ENV, REPO, fcw_with_external
+from v2x.cli import main
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress, embedded_broker, parse_broker_url, tls_context
 from v2x.net.secure import (
@@ -233,3 +238,98 @@ def test_broker_urls() -> None:
     assert (a.tls, a.port, a.url, a.username, a.password) == (True, 8883, "mqtts://example.org:8883", "u", "s3cr3t")
     assert "s3cr3t" not in repr(a)
     assert public_broker("mqtts://u:p@example.org:8884") == "mqtts://example.org:8884"
+
+
+def _drop_with_will(lead: BrokerAddress, topic: str) -> None:
+    """Connect as ``lead`` with a retained Last Will on ``topic``, then drop the connection without
+    DISCONNECT (so a broker would publish the will)."""
+    import socket
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-will")
+    client.username_pw_set(lead.username, lead.password)
+    client.tls_set_context(tls_context(lead))
+    client.will_set(topic, b"forged will", qos=1, retain=True)
+    with contextlib.suppress(OSError):
+        client.connect(lead.host, lead.port)
+        for _ in range(10):
+            client.loop(0.05)
+        sock = client.socket()
+        if isinstance(sock, socket.socket):
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+async def _foreign_will(address: BrokerAddress, keys: RunKeys) -> None:
+    got: list[bytes] = []
+    async with _client(keys.world_address(address), "will-watch") as world:
+        await world.subscribe(topics.control(V2X_RUN), qos=1)
+
+        async def listen() -> None:
+            async for message in world.messages:
+                got.append(bytes(message.payload) if isinstance(message.payload, bytes | bytearray) else b"")
+
+        task = asyncio.create_task(listen())
+        await asyncio.to_thread(_drop_with_will, keys.actor_address(address, "lead"), topics.control(V2X_RUN))
+        await asyncio.sleep(1.0)
+        task.cancel()
+    async with _client(keys.world_address(address), "will-retained") as world:  # nor is it left retained
+        await world.subscribe(topics.control(V2X_RUN), qos=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.3):
+                async for message in world.messages:
+                    got.append(bytes(message.payload) if isinstance(message.payload, bytes | bytearray) else b"")
+    assert b"forged will" not in got
+
+
+async def test_mosquitto_never_publishes_a_foreign_will(secure_mosquitto: tuple[BrokerAddress, RunKeys]) -> None:
+    await _foreign_will(*secure_mosquitto)
+
+
+async def test_embedded_broker_never_publishes_a_foreign_will() -> None:
+    async with _secure_embedded() as (address, keys):
+        await _foreign_will(address, keys)
+
+
+@pytest.mark.broker
+def test_the_documented_steps_with_an_outside_sdk_stack(tmp_path: Path) -> None:
+    """docs/SECURITY.md's steps: 'v2x secure init', Mosquitto with its conf, the SDK example with its actor's
+    credentials file, 'v2x run --secure-dir' over mqtts://; the outside follower warns and the run passes."""
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed")
+    scenario = fcw_with_external(tmp_path, "follower")
+    sec = tmp_path / "sec"
+
+    def conf(port: int) -> str:
+        args = ["secure", "init", str(sec), "--scenario", str(scenario), "--run-id", "doc", "--port", str(port)]
+        assert main(args) == 0
+        return (sec / "mosquitto.conf").read_text()
+
+    broker = Mosquitto(MOSQUITTO, conf)
+    broker.start()
+    log = tmp_path / "stack.log"
+    try:
+        with log.open("wb") as out:
+            stack = subprocess.Popen(
+                [sys.executable, "examples/sdk_vehicle.py", "--credentials", str(sec / "actors" / "follower.json"),
+                 "--join-timeout", "120"],
+                stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=ENV,
+            )  # fmt: skip
+        try:
+            cmd = [sys.executable, "-m", "v2x.cli", "run", str(scenario), "--variant", "v2x", "--secure-dir", str(sec),
+                   "--broker", f"mqtts://127.0.0.1:{broker.port}", "--out", str(tmp_path / "out"), "-q"]  # fmt: skip
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=ENV, check=False)
+            assert run.returncode == 0, run.stdout + run.stderr
+            assert stack.wait(timeout=60) == 0, log.read_text()
+        finally:
+            if stack.poll() is None:
+                stack.kill()
+    finally:
+        broker.stop()
+    result = json.loads((tmp_path / "out" / "fcw" / "result.json").read_text())
+    assert result["run"]["run_ids"] == {"v2x": "doc-v2x"} and result["passed"]
+    assert any(e["type"] == "warning" and e["target"] == "follower" for e in result["events"])
+    assert oct(os.stat(sec / "actors" / "follower.json").st_mode & 0o777) == "0o600"
+    _credentials_never_in(result, load_secure_dir(sec).keys)
