@@ -98,7 +98,7 @@ class World:
             transport.route(topics.all_of(run_id, kind), self._handler(kind))
         self._announced: bytes | None = None  # the Control this world last published (retained)
         self._found: testbed_pb2.Control | None = None  # a retained Control of another world, before claim()
-        self._probe_topic = f"v2x-probe/{run_id}/{self.token[:12]}"
+        self._probe_topic = topics.probe(run_id, self.token[:12])
         self._probed = asyncio.Event()
         self._reasserted: list[float] = []
         self._claimed = False

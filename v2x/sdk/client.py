@@ -15,7 +15,7 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
   world reports in ``late_ticks`` (closed without this Ack: it came too late) again in the next Ack, with
   their own ``raised_at_s`` (the world counts each warning once).
 
-* a secure run (``credentials``: the file ``v2x run --secure`` writes for the actor, docs/PROTOCOL.md
+* a secure run (``signing_key``: the file ``v2x run --secure`` writes for the actor, docs/PROTOCOL.md
   "Signed envelopes"): every envelope it sends is signed with the pseudonym of its time, and every
   envelope it hears is verified first (refusals are counted in ``rejected`` under their reason, as the
   built-in receivers do).
@@ -35,13 +35,15 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiomqtt
 from google.protobuf.message import DecodeError
 
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
-from v2x.net.broker import BrokerAddress, parse_broker_url
+from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
+from v2x.net.secure import load_actor_credentials
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
@@ -67,12 +69,14 @@ def _epoch(text: str) -> datetime:
 
 class Stack:
     """One outside stack driving ``actor_id`` in run ``run_id`` through the broker at ``broker``
-    (``mqtt://host:port`` or a ``BrokerAddress``). Use as an async context manager.
+    (``mqtt://host:port``, ``mqtts://...`` or a ``BrokerAddress``, which may carry a user, password and
+    CA; a secure run's stack: ``Stack.from_credentials``). Use as an async context manager.
 
     ``realtime``: hand out only the newest waiting tick when the stack falls behind. ``uplink``: also send
     each BSM over Uu to the run's platform (as built-in vehicles do). ``software`` goes into ``Hello``.
-    ``credentials``: a secure run's credentials file of this actor (a path; ``ValueError`` if it is not one,
-    or is another actor's or run's): sign what is sent, verify what is heard.
+    ``signing_key``: a secure run's signing credentials file of this actor (``OUT/credentials/RUN/ACTOR.cred``,
+    written by ``v2x run --secure``; a path; ``ValueError`` if it is not one, or is another actor's or run's):
+    sign what is sent, verify what is heard.
     """
 
     def __init__(
@@ -85,7 +89,7 @@ class Stack:
         software: str = "v2x.sdk 1",
         realtime: bool = False,
         uplink: bool = True,
-        credentials: str | Path | None = None,
+        signing_key: str | Path | None = None,
     ) -> None:
         self.broker = parse_broker_url(broker) if isinstance(broker, str) else broker
         for value, what in ((run_id, "run id"), (actor_id, "actor id")):
@@ -97,15 +101,15 @@ class Stack:
         self.software = software
         self.realtime = realtime
         self.uplink = uplink
-        self.credentials = None
-        if credentials is not None:
+        self.signing = None
+        if signing_key is not None:
             try:
-                self.credentials = read_credentials(Path(credentials).read_bytes())
+                self.signing = read_credentials(Path(signing_key).read_bytes())
             except (OSError, ValueError) as exc:
-                raise ValueError(f"credentials {str(credentials)!r}: {exc}") from None
-            if (self.credentials.actor_id, self.credentials.run_id) != (actor_id, run_id):
-                got = (self.credentials.actor_id, self.credentials.run_id)
-                raise ValueError(f"credentials {str(credentials)!r} are for actor, run {got}, not {(actor_id, run_id)}")
+                raise ValueError(f"signing key {str(signing_key)!r}: {exc}") from None
+            if (self.signing.actor_id, self.signing.run_id) != (actor_id, run_id):
+                got = (self.signing.actor_id, self.signing.run_id)
+                raise ValueError(f"signing key {str(signing_key)!r} is for actor, run {got}, not {(actor_id, run_id)}")
         self._signer: Signer | None = None
         self._checks: EnvelopeSecurity | None = None
         self._fresh = Freshness()
@@ -128,6 +132,16 @@ class Stack:
         self._carry: list[testbed_pb2.Advisory] = []
         self._token: object = None
 
+    @classmethod
+    def from_credentials(
+        cls, path: str | Path, *, variant: str = "v2x", broker: str | None = None, **kwargs: Any
+    ) -> Stack:
+        """The stack of a secure run (``v2x secure init``): the actor, its run id for ``variant``, the broker
+        URL, the user, password and CA come from the actor's credentials file ``path``; ``broker``
+        replaces the file's URL (same CA). Other keyword arguments as for ``Stack``."""
+        creds = load_actor_credentials(Path(path), broker)
+        return cls(creds.broker, run_id=creds.run_id(variant), actor_id=creds.actor_id, **kwargs)
+
     # -- connection ---------------------------------------------------------------------------------
     async def __aenter__(self) -> Stack:
         client = aiomqtt.Client(
@@ -135,6 +149,7 @@ class Stack:
             self.broker.port,
             username=self.broker.username,
             password=self.broker.password,
+            tls_context=tls_context(self.broker),
             identifier=f"sdk-{self.actor_id}-{uuid.uuid4().hex[:8]}",
             keepalive=10,
             timeout=5.0,
@@ -232,11 +247,11 @@ class Stack:
 
     def _security(self, run: RunInfo) -> tuple[Signer, EnvelopeSecurity] | None:
         """This stack's signer and checks in a secure run (made once the epoch is known), else None."""
-        if self.credentials is None:
+        if self.signing is None:
             return None
         if self._signer is None or self._checks is None:
-            self._signer = Signer(self.credentials, run.epoch)
-            self._checks = EnvelopeSecurity.of(self.credentials.root, run.epoch)
+            self._signer = Signer(self.signing, run.epoch)
+            self._checks = EnvelopeSecurity.of(self.signing.root, run.epoch)
         return self._signer, self._checks
 
     # -- the run ------------------------------------------------------------------------------------
