@@ -7,7 +7,10 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
 * the tick loop: one :class:`~v2x.sdk.types.Tick` per ``TickInput``, with the envelopes heard decoded to
   SI (``v2x.wire``); a repeated ``TickInput`` for the tick just answered is answered again with the same
   bytes (lockstep retransmission), an older one is ignored; in ``realtime`` mode, when the stack has
-  fallen behind, only the newest waiting tick is handed out (the older ones are gone anyway);
+  fallen behind, only the newest waiting tick is handed out (the older ones are closed anyway), with what
+  the skipped ones carried (envelopes, collisions, late ticks) and ``dt_s`` the time since the tick before;
+* a STOP counts only with the run's token; a STOP "world lost" (the world's Last Will) is not the end:
+  the world may come back after a broker restart (``tick_timeout_s`` ends the wait);
 * sending: BSMs encoded from SI (``v2x.wire.bsm.encode_bsm``: the actor's BSM id, msg_cnt from 0 +1 per
   BSM, secMark from the epoch), the same bytes over PC5 and over Uu to the platform; envelopes numbered
   ``seq`` 1, 2, ... across the run;
@@ -36,6 +39,7 @@ from google.protobuf.message import DecodeError
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress, parse_broker_url
+from v2x.net.world import WORLD_LOST
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
@@ -90,6 +94,8 @@ class Stack:
         self.run: RunInfo | None = None
         self.rejected: Counter[str] = Counter()  # inputs this stack rejected, by reason (sent in every Ack)
         self.skipped_ticks = 0  # realtime: ticks never handed out because the stack was behind
+        self.rereported = 0  # warnings reported again because their tick closed without this stack's Ack
+        self._last_time_us = 0
         self.seq = 0
         self.msg_count = 0
         self._client: aiomqtt.Client | None = None
@@ -185,6 +191,9 @@ class Stack:
             if self._token and token != self._token:
                 log.warning("%s: ignoring a STOP without this run's token", self.actor_id)
                 return
+            if ctrl.reason == WORLD_LOST:  # the world's Last Will: it died, or the broker restarted
+                log.warning("%s: STOP %r: waiting for the world to come back", self.actor_id, WORLD_LOST)
+                return
             self._stopped = ctrl
             self._stop_event.set()
 
@@ -256,12 +265,21 @@ class Stack:
         raise TimeoutError(f"no TickInput for {timeout_s} s")
 
     def _newest(self, received_at: float, ti: testbed_pb2.TickInput) -> tuple[float, testbed_pb2.TickInput]:
+        """The newest waiting TickInput, carrying what the skipped ones told: their envelopes (an advisory
+        in them counts only if echoed), collisions and ``late_ticks`` come first, in order."""
         while not self._inputs.empty():
             at, payload = self._inputs.get_nowait()
             newer = self._parse_input(payload)
             if newer is not None and newer.tick > ti.tick:
                 self.skipped_ticks += 1
-                received_at, ti = at, newer
+                merged = testbed_pb2.TickInput()
+                merged.CopyFrom(newer)
+                for name in ("envelopes", "rx_time_us", "collisions", "late_ticks"):
+                    field_ = getattr(merged, name)
+                    del field_[:]
+                    field_.extend(getattr(ti, name))
+                    field_.extend(getattr(newer, name))
+                received_at, ti = at, merged
         return received_at, ti
 
     def _parse_input(self, payload: bytes) -> testbed_pb2.TickInput | None:
@@ -290,9 +308,13 @@ class Stack:
             for n, events in self._events:
                 if n == late:
                     self._carry.extend(events)
+                    self.rereported += len(events)
         g = ti.gnss
         gnss = Gnss(g.east_error_m, g.north_error_m, g.sigma_major_m, g.sigma_minor_m, g.state) if g.available else None
-        dt_s = ti.tick_us / 1e6
+        tick_s = ti.tick_us / 1e6
+        # The time since the tick handed out before (one tick, unless realtime skipped some): move by this.
+        dt_s = tick_s if self._last is None else (ti.time_us - self._last_time_us) / 1e6
+        self._last_time_us = ti.time_us
         return Tick(
             n=ti.tick,
             t_s=t_s,
@@ -304,7 +326,7 @@ class Stack:
             collisions=[Collision(c.other_id, c.t_s, c.relative_speed_mps) for c in ti.collisions],
             late_ticks=list(ti.late_ticks),
             received_at=received_at,
-            deadline=received_at + dt_s,
+            deadline=received_at + tick_s,
             raw=ti,
         )
 
@@ -438,13 +460,14 @@ class Stack:
         (raised on board, or received advisories echoed) and notes. Warnings of ticks the world reported
         late are added again."""
         self._check_open(tick)
-        events = list(warnings)
+        # What this Ack reports, re-reports included: if it is late as well, all of it is reported again.
+        events = self._carry + list(warnings)
         self._events.append((tick.n, events))
         ack = testbed_pb2.Ack(
             actor_id=self.actor_id,
             tick=tick.n,
             tx_count=len(self._out),
-            events=self._carry + events,
+            events=events,
             notes=list(notes),
             rejected=dict(self.rejected),
         )
