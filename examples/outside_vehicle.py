@@ -890,9 +890,14 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s [%(actor)s %(sim)s] %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     logging.getLogger("paho").setLevel(logging.WARNING)
+    return Session(options(args), sim_time).serve()
+
+
+def options(args: argparse.Namespace) -> Options:
+    """The session's options from the parsed command line."""
     vehicle_class = KINDS[args.kind][0]
     host, port = args.broker
-    opts = Options(
+    return Options(
         broker_host=host,
         broker_port=port,
         run_id=args.run,
@@ -915,7 +920,6 @@ def main(argv: list[str] | None = None) -> int:
         join_timeout_s=args.join_timeout,
         tick_timeout_s=args.tick_timeout,
     )
-    return Session(opts, sim_time).serve()
 
 
 if __name__ == "__main__":

@@ -194,7 +194,7 @@ def check_icw_story(result: dict[str, Any], logs: dict[str, str], actor: str = "
     v2x, baseline = logs["v2x"], logs["baseline"]
     heard = re.findall(r"heard: (.*)", v2x)
     assert any(other in line for line in heard) and any("car_c" in line for line in heard), v2x
-    assert re.search(rf"advisory from edge at [\d.]+ s: APP_ICW SEVERITY_WARNING about \S+", v2x), v2x
+    assert re.search(r"advisory from edge at [\d.]+ s: APP_ICW SEVERITY_WARNING about \S+", v2x), v2x
     assert "warned: braking at 6.0 m/s^2 from t=" in v2x, v2x
     assert "collided" not in v2x
     assert f"collided with {other} at t=" in baseline, baseline

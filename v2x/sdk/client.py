@@ -180,7 +180,11 @@ class Stack:
         if ctrl.run_id != self.run_id:
             return
         if ctrl.command == testbed_pb2.Control.COMMAND_START and self.run is None:
-            self.run = self._run_info(ctrl)
+            try:
+                self.run = self._run_info(ctrl)
+            except ValueError:  # no usable epoch or frame: not a START of a world
+                self.rejected["malformed"] += 1
+                return
             self._token = getattr(ctrl, "token", None)
             self._started.set()
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
