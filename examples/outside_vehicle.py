@@ -662,8 +662,10 @@ class Session:
                     return EXIT_OK
 
     def _on_control(self, payload: bytes) -> int | None:
-        if not payload:
-            return None  # the runner cleared a retained Control before this run
+        if not payload:  # the runner cleared a retained Control before this run: what came before is stale
+            if self.vehicle is None:
+                self.info = None
+            return None
         try:
             ctrl = testbed_pb2.Control.FromString(payload)
         except DecodeError:

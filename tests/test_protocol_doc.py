@@ -412,11 +412,8 @@ def test_script_timing_an_event_at_t_n_acts_in_tick_n_exactly_integrated() -> No
 # ==== Control STOP and the examples' side of it ==============================================================
 
 
-def test_the_examples_ignore_a_stop_without_the_runs_token_and_wait_out_world_lost() -> None:
-    """ "a STOP counts only with the same token"; "A STOP seen before your first `TickInput` belongs to an earlier
-    run with the same id: ignore it"; "A STOP with `reason` "world lost" is the world connection's Last Will ...
-    (then the world publishes its START again when it reconnects: keep waiting)"; "a STOP before the final tick
-    therefore means the run was aborted". examples/outside_vehicle.py (written from the doc) and the SDK."""
+def _example_session() -> tuple[Any, Any, list[tuple[str, bytes]]]:
+    """examples/outside_vehicle.py's Session for actor lead of run r, publishing into a list (no broker)."""
     example = _load_example("outside_vehicle")
     args = example.build_parser().parse_args(["--broker", "mqtt://127.0.0.1:1", "--run", "r", "--actor", "lead"])
     session = example.Session(example.options(args), example._SimTime("lead"))
@@ -430,11 +427,51 @@ def test_the_examples_ignore_a_stop_without_the_runs_token_and_wait_out_world_lo
         published.append((topic, payload))
         return _Sent()
 
-    session.client.publish = publish  # no broker: collect what it would publish
+    session.client.publish = publish
+    return example, session, published
+
+
+def _start(token: str, x_m: float = 130.0) -> testbed_pb2.Control:
     ctrl = testbed_pb2.Control
-    start = ctrl(command=ctrl.COMMAND_START, run_id="r", actor_ids=["lead"], token="tok", tick_us=100_000,
+    start = ctrl(command=ctrl.COMMAND_START, run_id="r", actor_ids=["lead"], token=token, tick_us=100_000,
                  epoch_utc="2026-05-01T08:00:00+00:00", origin_lat_deg=29.7, origin_lon_deg=106.6)  # fmt: skip
-    start.external_actors.add(actor_id="lead", kind="car", x_m=130.0, heading_deg=90.0, speed_mps=16.67)
+    start.external_actors.add(actor_id="lead", kind="car", x_m=x_m, heading_deg=90.0, speed_mps=16.67)
+    return start
+
+
+def test_the_example_keeps_a_tick_that_overtakes_start_and_takes_the_latest_start() -> None:
+    """ "`TickInput(0)` follows at once; if it overtakes `START`, keep it until `START` is there"; "let a later
+    START replace an earlier one until the first `TickInput`" (examples/outside_vehicle.py)."""
+    _, session, published = _example_session()
+    session._on_control(_start("stale", x_m=5.0).SerializeToString())  # an earlier run's, retained
+    session._on_control(_start("stale2", x_m=6.0).SerializeToString())
+    assert session.info.token == "stale2"  # the later one replaces it
+    session._on_control(b"")  # v2x run clears the retained Control before its START: what came before is stale
+    assert session.info is None  # so a TickInput now waits (Session._loop)
+    session.waiting.append(testbed_pb2.TickInput(run_id="r", tick=0, tick_us=100_000))
+    assert not published
+    session._on_control(_start("tok").SerializeToString())
+    assert session.vehicle.info.token == "tok" and session.vehicle.car.start_x == 130.0
+    assert [t for t, _ in published] == ["v2x/r/tx/lead", "v2x/r/ack/lead"]  # tick 0 answered once START came
+
+    from v2x.sdk import Stack
+
+    stack = Stack("mqtt://127.0.0.1:1", run_id="r", actor_id="lead")
+    stack._on_control(_start("stale", x_m=5.0).SerializeToString())
+    stack._on_control(_start("tok").SerializeToString())
+    assert stack.run is not None and stack.run.me.x_m == 130.0  # the SDK takes the later START too
+    stack._on_control(b"")
+    assert stack.run is None and not stack._started.is_set()
+
+
+def test_the_examples_ignore_a_stop_without_the_runs_token_and_wait_out_world_lost() -> None:
+    """ "a STOP counts only with the same token"; "A STOP seen before your first `TickInput` belongs to an earlier
+    run with the same id: ignore it"; "A STOP with `reason` "world lost" is the world connection's Last Will ...
+    (then the world publishes its START again when it reconnects: keep waiting)"; "a STOP before the final tick
+    therefore means the run was aborted". examples/outside_vehicle.py (written from the doc) and the SDK."""
+    example, session, published = _example_session()
+    ctrl = testbed_pb2.Control
+    start = _start("tok")
 
     def stop(token: str, reason: str = "run error: x") -> bytes:
         return ctrl(command=ctrl.COMMAND_STOP, run_id="r", token=token, reason=reason).SerializeToString()
@@ -477,11 +514,12 @@ def test_the_examples_ignore_a_stop_without_the_runs_token_and_wait_out_world_lo
 #     ::test_lockstep_run_survives_a_broker_restart_with_the_same_outcome.
 
 
-def test_a_late_ack_is_dropped_with_its_truth_and_warnings_and_the_tick_counted_late() -> None:
+def test_a_late_ack_is_dropped_with_its_truth_its_warnings_still_count_and_the_tick_counted_late() -> None:
     """ "the Ack is dropped when it comes (tick already closed: counted in `metrics.duplicates`), its truth is
-    not applied (the world keeps your previous state for that tick), its warnings are not recorded then;
-    `metrics.late_reports` counts the tick"; "your late envelopes are dropped too"; "`TickInput(n+1)` lists n
-    in `late_ticks`"; re-reported in the next Ack, the warning counts once, at its `raised_at_s`."""
+    not applied (the world keeps your previous state for that tick), its warnings are still recorded, at their
+    `raised_at_s`, when the world closes its current tick; `metrics.late_reports` counts the tick"; "your late
+    envelopes are dropped too"; "`TickInput(n+1)` lists n in `late_ticks`"; a warning re-reported as well
+    counts once."""
     sim = offline_sim(_fcw())
     adv = testbed_pb2.Advisory(app=testbed_pb2.APP_FCW, target_id="follower", source_id="follower",
                                other_id=temporary_id("lead").hex(), raised_at_s=0.0)  # fmt: skip
@@ -495,14 +533,15 @@ def test_a_late_ack_is_dropped_with_its_truth_and_warnings_and_the_tick_counted_
     ti = testbed_pb2.TickInput.FromString(sim.begin(1)["follower"])
     assert list(ti.late_ticks) == [0]
     sim.receive("tx", "follower", _env("follower", 1, 0))
-    sim.receive("ack", "follower", _ack("follower", 0, tx=1, x=105.0, events=(adv,)))
-    assert sim.inbound.stats.duplicates == 2 and float(sim.world.x[slot]) == before
-    assert not [e for e in sim.events if e["type"] == "warning"]
-    for actor in sim.actor_ids:
-        sim.receive("ack", actor, _ack(actor, 1, events=(adv,) if actor == "follower" else ()))
+    late = _ack("follower", 0, tx=1, x=105.0, events=(adv,))
+    sim.receive("ack", "follower", late)
+    sim.receive("ack", "follower", late)  # a copy of it
+    assert sim.inbound.stats.duplicates == 3 and float(sim.world.x[slot]) == before
+    _all_ack(sim, 1)  # no re-report
     sim.step()
+    assert [(e["t_s"], e["other"]) for e in sim.events if e["type"] == "warning"] == [(0.0, "lead")]
     sim.begin(2)
-    for actor in sim.actor_ids:
+    for actor in sim.actor_ids:  # a re-report of it, as the doc asks
         sim.receive("ack", actor, _ack(actor, 2, events=(adv,) if actor == "follower" else ()))
     sim.step()
     report = sim.report(0.0)

@@ -170,7 +170,10 @@ class Stack:
                 self._inputs.put_nowait((time.monotonic(), bytes(payload)))
 
     def _on_control(self, payload: bytes) -> None:
-        if not payload:  # a retained Control cleared by the next run with this id
+        if not payload:  # a retained Control cleared by the next run with this id: an earlier START was stale
+            if self._last is None and self._open is None:
+                self.run = None
+                self._started.clear()
             return
         try:
             ctrl = testbed_pb2.Control.FromString(payload)
@@ -179,7 +182,8 @@ class Stack:
             return
         if ctrl.run_id != self.run_id:
             return
-        if ctrl.command == testbed_pb2.Control.COMMAND_START and self.run is None:
+        # A later START replaces an earlier one (a stale retained one) until the first tick is handed out.
+        if ctrl.command == testbed_pb2.Control.COMMAND_START and self._last is None and self._open is None:
             try:
                 self.run = self._run_info(ctrl)
             except ValueError:  # no usable epoch or frame: not a START of a world
@@ -232,12 +236,13 @@ class Stack:
         """Every tick of the run, in order, until the final one (answer each with :meth:`ack` before asking
         for the next). Raises ``RunAborted`` on a STOP before the final tick and ``TimeoutError`` when no
         input comes for ``tick_timeout_s``."""
-        run = await self.start()
+        await self.start()
         while True:
             received_at, payload = await self._next_input(tick_timeout_s)
             ti = self._parse_input(payload)
             if ti is None:
                 continue
+            run = await self.start()  # a TickInput that overtook START waits for it
             if self._last is not None and ti.tick <= self._last[0]:
                 if ti.tick == self._last[0]:  # the world asks again: the same bytes
                     for topic, data in self._last[1]:
