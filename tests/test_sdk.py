@@ -240,9 +240,10 @@ def test_a_stack_needing_90_ms_per_tick_in_real_time_loses_no_warning(mosquitto:
     an Ack after that is dropped (its truth; its warnings still count) and ``metrics.late_reports`` counts the
     tick; ``TickInput(n+1)`` lists n in ``late_ticks``; the SDK reports that tick's warnings again and the
     world counts the warning once, at its ``raised_at_s``; the run's verdict comes from the scenario's
-    expectations. On a loaded machine such a stack is late in many ticks, even in all after its warning. The stack (tests/_slow_stack.py)
-    works 90 ms per tick and 150 ms more in the tick of its warning, so that at least that tick is late
-    however the machine is loaded; the test asserts the mechanism, not how many ticks were late."""
+    expectations. On a loaded machine such a stack is late in many ticks, even in all after its warning.
+    The stack (tests/_slow_stack.py) works 90 ms per tick and 150 ms more in the tick of its warning, so that
+    at least that tick is late however the machine is loaded; the test asserts the mechanism, not how many
+    ticks were late."""
     scenario = fcw_with_external(tmp_path, "follower", duration_s=REALTIME_S)
     prefix = f"rt-{uuid.uuid4().hex[:6]}"
     log = tmp_path / "slow.log"

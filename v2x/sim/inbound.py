@@ -7,9 +7,10 @@ A bad payload is rejected and counted by reason (``bad_topic``, ``unknown_sender
 ``conflicting_ack``, ``conflicting_tx``), never raised; a copy of something already received (a
 retransmission after a reconnect, an old tick, a sequence number at or below the sender's last) is counted
 as a duplicate and otherwise ignored, except that the first Ack of a tick that closed without it (real
-time: it came after the deadline) is kept in ``late_acks`` for its warnings. A tick is reported once every actor has acked it and as many payloads
-have arrived on its tx topic as its ack counts (rejected ones included: a sender whose envelope the world
-refuses must not stall the run). docs/SECURITY.md says what these checks stop and what they do not.
+time: it came after the deadline) is kept in ``late_acks`` for its warnings. A tick is reported once every
+actor has acked it and as many payloads have arrived on its tx topic as its ack counts (rejected ones
+included: a sender whose envelope the world refuses must not stall the run). docs/SECURITY.md says what
+these checks stop and what they do not.
 """
 
 from __future__ import annotations
