@@ -7,7 +7,10 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
 * the tick loop: one :class:`~v2x.sdk.types.Tick` per ``TickInput``, with the envelopes heard decoded to
   SI (``v2x.wire``); a repeated ``TickInput`` for the tick just answered is answered again with the same
   bytes (lockstep retransmission), an older one is ignored; in ``realtime`` mode, when the stack has
-  fallen behind, only the newest waiting tick is handed out (the older ones are gone anyway);
+  fallen behind, only the newest waiting tick is handed out (the older ones are closed anyway), with what
+  the skipped ones carried (envelopes, collisions, late ticks) and ``dt_s`` the time since the tick before;
+* a STOP counts only with the run's token; a STOP "world lost" (the world's Last Will) is not the end:
+  the world may come back after a broker restart (``tick_timeout_s`` ends the wait);
 * sending: BSMs encoded from SI (``v2x.wire.bsm.encode_bsm``: the actor's BSM id, msg_cnt from 0 +1 per
   BSM, secMark from the epoch), the same bytes over PC5 and over Uu to the platform; envelopes numbered
   ``seq`` 1, 2, ... across the run;
@@ -44,6 +47,7 @@ from v2x.geodesy import LocalFrame
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
 from v2x.net.secure import load_actor_credentials
+from v2x.net.world import WORLD_LOST
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
@@ -116,6 +120,8 @@ class Stack:
         self.run: RunInfo | None = None
         self.rejected: Counter[str] = Counter()  # inputs this stack rejected, by reason (sent in every Ack)
         self.skipped_ticks = 0  # realtime: ticks never handed out because the stack was behind
+        self.rereported = 0  # warnings reported again because their tick closed without this stack's Ack
+        self._last_time_us = 0
         self.seq = 0
         self.msg_count = 0
         self._client: aiomqtt.Client | None = None
@@ -201,7 +207,10 @@ class Stack:
                 self._inputs.put_nowait((time.monotonic(), bytes(payload)))
 
     def _on_control(self, payload: bytes) -> None:
-        if not payload:  # a retained Control cleared by the next run with this id
+        if not payload:  # a retained Control cleared by the next run with this id: an earlier START was stale
+            if self._last is None and self._open is None:
+                self.run = None
+                self._started.clear()
             return
         try:
             ctrl = testbed_pb2.Control.FromString(payload)
@@ -210,8 +219,13 @@ class Stack:
             return
         if ctrl.run_id != self.run_id:
             return
-        if ctrl.command == testbed_pb2.Control.COMMAND_START and self.run is None:
-            self.run = self._run_info(ctrl)
+        # A later START replaces an earlier one (a stale retained one) until the first tick is handed out.
+        if ctrl.command == testbed_pb2.Control.COMMAND_START and self._last is None and self._open is None:
+            try:
+                self.run = self._run_info(ctrl)
+            except ValueError:  # no usable epoch or frame: not a START of a world
+                self.rejected["malformed"] += 1
+                return
             self._token = getattr(ctrl, "token", None)
             self._started.set()
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
@@ -221,6 +235,9 @@ class Stack:
             token = getattr(ctrl, "token", None)
             if self._token and token != self._token:
                 log.warning("%s: ignoring a STOP without this run's token", self.actor_id)
+                return
+            if ctrl.reason == WORLD_LOST:  # the world's Last Will: it died, or the broker restarted
+                log.warning("%s: STOP %r: waiting for the world to come back", self.actor_id, WORLD_LOST)
                 return
             self._stopped = ctrl
             self._stop_event.set()
@@ -265,12 +282,13 @@ class Stack:
         """Every tick of the run, in order, until the final one (answer each with :meth:`ack` before asking
         for the next). Raises ``RunAborted`` on a STOP before the final tick and ``TimeoutError`` when no
         input comes for ``tick_timeout_s``."""
-        run = await self.start()
+        await self.start()
         while True:
             received_at, payload = await self._next_input(tick_timeout_s)
             ti = self._parse_input(payload)
             if ti is None:
                 continue
+            run = await self.start()  # a TickInput that overtook START waits for it
             if self._last is not None and ti.tick <= self._last[0]:
                 if ti.tick == self._last[0]:  # the world asks again: the same bytes
                     for topic, data in self._last[1]:
@@ -302,12 +320,21 @@ class Stack:
         raise TimeoutError(f"no TickInput for {timeout_s} s")
 
     def _newest(self, received_at: float, ti: testbed_pb2.TickInput) -> tuple[float, testbed_pb2.TickInput]:
+        """The newest waiting TickInput, carrying what the skipped ones told: their envelopes (an advisory
+        in them counts only if echoed), collisions and ``late_ticks`` come first, in order."""
         while not self._inputs.empty():
             at, payload = self._inputs.get_nowait()
             newer = self._parse_input(payload)
             if newer is not None and newer.tick > ti.tick:
                 self.skipped_ticks += 1
-                received_at, ti = at, newer
+                merged = testbed_pb2.TickInput()
+                merged.CopyFrom(newer)
+                for name in ("envelopes", "rx_time_us", "collisions", "late_ticks"):
+                    field_ = getattr(merged, name)
+                    del field_[:]
+                    field_.extend(getattr(ti, name))
+                    field_.extend(getattr(newer, name))
+                received_at, ti = at, merged
         return received_at, ti
 
     def _parse_input(self, payload: bytes) -> testbed_pb2.TickInput | None:
@@ -336,9 +363,13 @@ class Stack:
             for n, events in self._events:
                 if n == late:
                     self._carry.extend(events)
+                    self.rereported += len(events)
         g = ti.gnss
         gnss = Gnss(g.east_error_m, g.north_error_m, g.sigma_major_m, g.sigma_minor_m, g.state) if g.available else None
-        dt_s = ti.tick_us / 1e6
+        tick_s = ti.tick_us / 1e6
+        # The time since the tick handed out before (one tick, unless realtime skipped some): move by this.
+        dt_s = tick_s if self._last is None else (ti.time_us - self._last_time_us) / 1e6
+        self._last_time_us = ti.time_us
         return Tick(
             n=ti.tick,
             t_s=t_s,
@@ -350,7 +381,7 @@ class Stack:
             collisions=[Collision(c.other_id, c.t_s, c.relative_speed_mps) for c in ti.collisions],
             late_ticks=list(ti.late_ticks),
             received_at=received_at,
-            deadline=received_at + dt_s,
+            deadline=received_at + tick_s,
             raw=ti,
         )
 
@@ -497,13 +528,14 @@ class Stack:
         (raised on board, or received advisories echoed) and notes. Warnings of ticks the world reported
         late are added again."""
         self._check_open(tick)
-        events = list(warnings)
+        # What this Ack reports, re-reports included: if it is late as well, all of it is reported again.
+        events = self._carry + list(warnings)
         self._events.append((tick.n, events))
         ack = testbed_pb2.Ack(
             actor_id=self.actor_id,
             tick=tick.n,
             tx_count=len(self._out),
-            events=self._carry + events,
+            events=events,
             notes=list(notes),
             rejected=dict(self.rejected),
         )

@@ -7,10 +7,11 @@ A bad payload is rejected and counted by reason (``bad_topic``, ``unknown_sender
 ``conflicting_ack``, ``conflicting_tx``; in a secure run also ``unsigned``, ``unknown_cert``, ``expired``,
 ``no_permission``, ``bad_signature``, ``replayed``: ``v2x.wire.security``), never raised; a copy of
 something already received (a retransmission after a reconnect, an old tick, a sequence number at or below
-the sender's last) is counted as a duplicate and otherwise ignored. A tick is reported once every actor has
-acked it and as many payloads have arrived on its tx topic as its ack counts (rejected ones included: a
-sender whose envelope the world refuses must not stall the run). docs/SECURITY.md says what these checks
-stop and what they do not.
+the sender's last) is counted as a duplicate and otherwise ignored, except that the first Ack of a tick that
+closed without it (real time: it came after the deadline) is kept in ``late_acks`` for its warnings. A tick
+is reported once every actor has acked it and as many payloads have arrived on its tx topic as its ack
+counts (rejected ones included: a sender whose envelope the world refuses must not stall the run).
+docs/SECURITY.md says what these checks stop and what they do not.
 """
 
 from __future__ import annotations
@@ -152,6 +153,10 @@ class Inbound:
         self.arrivals: Counter[str] = Counter()  # payloads on each actor's tx topic during this tick
         self.received: dict[tuple[int, int], Transmission] = {}  # (sender slot, seq) -> transmission
         self.last_seq: dict[str, tuple[int, int]] = {}  # actor -> (last accepted seq, its tick)
+        # Ticks that closed without the actor's Ack (real time), and the Acks for them that came after all:
+        # their truth is history, but their warnings still count (docs/PROTOCOL.md "Timing and late stacks").
+        self.closed_without: dict[str, set[int]] = defaultdict(set)
+        self.late_acks: list[tuple[str, testbed_pb2.Ack]] = []
         self.stats = InboundStats()
         self._logged: Counter[str] = Counter()
         self._ids = {a: temporary_id(a) for a in self.actor_ids}
@@ -380,6 +385,9 @@ class Inbound:
         if ack.tick != self.current_tick:
             if ack.tick < self.current_tick:
                 self.stats.duplicates += 1
+                if ack.tick in self.closed_without[actor_id]:  # the first Ack of a tick closed without it
+                    self.closed_without[actor_id].discard(ack.tick)
+                    self.late_acks.append((actor_id, ack))
             else:
                 self.reject("bad_tick", where, f"(tick {ack.tick}, current {self.current_tick})")
             return

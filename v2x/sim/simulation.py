@@ -289,10 +289,16 @@ class Simulation:
         w = self.world
         start = len(self.events)
         self.inbound.stats.late_reports += len(self.missing())
+        # Acks that came after their tick closed (real time): too late for their truth, not for their warnings.
+        for actor_id, late_ack in self.inbound.late_acks:
+            for adv in late_ack.events:
+                self._record_warning(actor_id, adv)
+        self.inbound.late_acks.clear()
         for actor_id in self.actor_ids:
             ack = self.inbound.acks.get(actor_id)
             if ack is None:
                 self._late.setdefault(actor_id, []).append(tick)
+                self.inbound.closed_without[actor_id].add(tick)
                 continue
             self.inbound.stats.rejected_by_agents[actor_id] = dict(ack.rejected)
             if ack.HasField("truth"):
