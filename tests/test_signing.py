@@ -366,7 +366,7 @@ async def test_an_outside_stack_on_the_sdk_signs_and_verifies_with_its_credentia
         await asyncio.sleep(0.05)
     from v2x.sdk import Stack
 
-    with pytest.raises(ValueError, match=r"are for actor, run .* not"):
+    with pytest.raises(ValueError, match=r"is for actor, run .* not"):
         Stack(embedded.url, run_id=run_id, actor_id="lead", signing_key=path)
     repo = Path(__file__).resolve().parents[1]
     stack = await asyncio.create_subprocess_exec(
