@@ -260,3 +260,31 @@ def test_a_vehicle_counts_an_out_of_range_day2_message_and_keeps_going() -> None
     result = car.step(tick_ctx(0, heard))
     assert car.rejected["out_of_range"] == 1 and result.truth is not None
     assert list(car.personal) == [temporary_id("p")]
+
+
+def test_the_world_rejects_a_day2_message_whose_id_is_not_its_senders() -> None:
+    from tests._agents import offline_sim
+
+    sc = load_scenario(SCENARIO_DIR / "vru-psm.yaml")
+    sim = offline_sim(sc)
+    for actor in sc.actors:
+        sim.receive(
+            "join",
+            actor.id,
+            testbed_pb2.Hello(actor_id=actor.id, kind=actor.kind, protocol_version=1).SerializeToString(),
+        )
+    sim.begin(0)
+    own = PersonalState("cyclist", 0.0, -20.0, 5.0, math.pi / 2, 0.0, 0.9, 2.0, 2.0)
+    for seq, claimed in ((1, "cyclist"), (2, "walker")):
+        frame = encode_psm(own, actor_id=claimed, t_s=0.0, msg_count=0, frame=FRAME, epoch=EPOCH)
+        env = testbed_pb2.Envelope(
+            sender_id="cyclist",
+            seq=seq,
+            tick=0,
+            tx_time_us=0,
+            link=testbed_pb2.LINK_PC5,
+            frame=frame.SerializeToString(),
+        )
+        sim.receive("tx", "cyclist", env.SerializeToString())
+    assert sim.inbound.stats.rejected == {"id_mismatch": 1}
+    assert [r.msg for r in sim.inbound.received.values()] == ["psm"]

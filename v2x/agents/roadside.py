@@ -1,8 +1,9 @@
 """The roadside unit: broadcasts MAP at 1 Hz and, for signalised intersections, SPAT at 10 Hz from its
 fixed-time signal controllers over PC5; broadcasts RSI with its active road traffic events (10 Hz) and
 road traffic signs (1 Hz; both in one RSI when both are due);
-broadcasts RSM with what its roadside sensors detect (every sensor frame, 10 Hz by default); and sends
-the BSMs it hears and its RSMs to the edge/cloud platform over the wired backhaul."""
+broadcasts RSM (or, with ``shares_as: ssm``, the Day-2 SSM) with what its roadside sensors detect (every
+sensor frame, 10 Hz by default); and sends
+the BSMs it hears and its RSMs (SSMs) to the edge/cloud platform over the wired backhaul."""
 
 from __future__ import annotations
 

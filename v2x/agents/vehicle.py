@@ -1,6 +1,8 @@
 """The vehicle / OBU agent (also a pedestrian or cyclist): follows its route with a speed profile and
-scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu), runs its on-board apps on
-what it hears (BSM, MAP, SPAT, RSM, RSI events and signs), and reacts to warnings through its driver model.
+scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu; a pedestrian's or
+cyclist's phone, ``device: phone``, publishes the Day-2 PSM instead), runs its on-board apps on what it
+hears (BSM, MAP, SPAT, RSM, RSI events and signs; Day-2 SSM and PSM; VIR, RSC and CLPMM are only
+range-checked), and reacts to warnings through its driver model.
 An unequipped road user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything
 it is given."""
 
