@@ -17,6 +17,7 @@ from typing import TypeVar, cast
 from v2x.geodesy import LocalFrame
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import RemoteState, decode_bsm
+from v2x.wire.day2 import SensorShare, decode_clpmm, decode_psm, decode_rsc, decode_ssm, decode_vir
 from v2x.wire.map_spat import Approach, SignalState, decode_map, decode_spat
 from v2x.wire.rsi import RoadSideInfo, decode_rsi
 from v2x.wire.rsm import decode_rsm
@@ -113,6 +114,26 @@ class Environment:
     def rsi(self, heard: Heard, t: float) -> RoadSideInfo:
         f, e = self.frame, self.epoch
         return heard.decoded(("rsi", t, f, e), lambda: decode_rsi(heard.frame.rsi, now_s=t, frame=f, epoch=e))
+
+    def ssm(self, heard: Heard, t: float) -> SensorShare:
+        f, e = self.frame, self.epoch
+        return heard.decoded(("ssm", t, f, e), lambda: decode_ssm(heard.frame.ssm, now_s=t, frame=f, epoch=e))
+
+    def psm(self, heard: Heard, t: float) -> RemoteState | None:
+        f, e = self.frame, self.epoch
+        return heard.decoded(("psm", t, f, e), lambda: decode_psm(heard.frame.psm, now_s=t, frame=f, epoch=e))
+
+    def check_day2(self, heard: Heard, t: float) -> None:
+        """Decode a VIR, RSC or CLPMM only to check its ranges (ValueError: rejected as out_of_range); no
+        built-in app reads them yet."""
+        f, e = self.frame, self.epoch
+        which = heard.frame.WhichOneof("msg")
+        if which == "vir":
+            heard.decoded(("vir", t, f, e), lambda: decode_vir(heard.frame.vir, now_s=t, frame=f, epoch=e))
+        elif which == "rsc":
+            heard.decoded(("rsc", f), lambda: decode_rsc(heard.frame.rsc, frame=f))
+        elif which == "clpmm":
+            heard.decoded(("clpmm",), lambda: decode_clpmm(heard.frame.clpmm))
 
     def map(self, heard: Heard) -> tuple[Approach, ...]:
         f = self.frame

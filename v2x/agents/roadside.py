@@ -1,8 +1,9 @@
 """The roadside unit: broadcasts MAP at 1 Hz and, for signalised intersections, SPAT at 10 Hz from its
 fixed-time signal controllers over PC5; broadcasts RSI with its active road traffic events (10 Hz) and
 road traffic signs (1 Hz; both in one RSI when both are due);
-broadcasts RSM with what its roadside sensors detect (every sensor frame, 10 Hz by default); and sends
-the BSMs it hears and its RSMs to the edge/cloud platform over the wired backhaul."""
+broadcasts RSM (or, with ``shares_as: ssm``, the Day-2 SSM) with what its roadside sensors detect (every
+sensor frame, 10 Hz by default); and sends
+the BSMs it hears and its RSMs (SSMs) to the edge/cloud platform over the wired backhaul."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from v2x.scenario.model import ActorSpec, RsiItemSpec, Scenario
 from v2x.scenario.signals import FixedTimeController, approaches, node_id_of
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, kph_to_mps
 from v2x.wire import day1_pb2, testbed_pb2
+from v2x.wire.day2 import SSM_MAX_PARTICIPANTS, encode_ssm
 from v2x.wire.map_spat import MapNode, SignalState, encode_map, encode_spat
 from v2x.wire.rsi import RTE_EVENT_SOURCE, ReferencePath, RoadEvent, RoadSign, encode_rsi
 from v2x.wire.rsm import PARTICIPANT_TYPE, RSM_MAX_PARTICIPANTS, VRU_TYPES, PerceivedObject, encode_rsm
@@ -113,6 +115,7 @@ def fuse(detections: Sequence[testbed_pb2.Detection]) -> list[PerceivedObject]:
                 length_m=best.length_m,
                 width_m=best.width_m,
                 sigma_m=sum(w) ** -0.5,
+                speed_sigma_mps=sum(wv) ** -0.5,
             )
         )
     return out
@@ -153,6 +156,8 @@ class RoadsideUnit(Agent):
         self._next_map_s = 0.0
         self._next_spat_s = 0.0
         self.relayed = 0
+        self.shares_as = spec.shares_as  # rsm (Day-1) or ssm (Day-2): how it broadcasts what it detects
+        self._ssm_count = 0
 
     def signal_states(self, t_s: float) -> list[SignalState]:
         return [
@@ -208,13 +213,43 @@ class RoadsideUnit(Agent):
             )
             self._rsi_count += 1
             result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
-        if ctx.detections:
+        if ctx.detections and self.shares_as == "ssm":
+            ssm = self._ssm(ctx.t_s, ctx.detections)
+            result.transmissions.append(ssm)
+            if platform:
+                result.transmissions.append(Transmission(testbed_pb2.LINK_WIRED, ssm.frame, (platform,)))
+        elif ctx.detections:
             rsm = self._rsm(ctx.detections)
             result.transmissions.extend(rsm)
             if platform:  # the edge fuses every RSU's perception with the BSMs (v2x.agents.platform)
                 result.transmissions += [Transmission(testbed_pb2.LINK_WIRED, tx.frame, (platform,)) for tx in rsm]
         result.truth = testbed_pb2.TruthState(x_m=self.x, y_m=self.y, heading_deg=enu_yaw_rad_to_compass_deg(0.0))
         return result
+
+    def _ssm(self, t_s: float, detections: Sequence[testbed_pb2.Detection]) -> Transmission:
+        """One SSM over PC5 (equipment type rsu, the sensor position = the RSU's) with every fused object
+        (up to 512), in the RSM's order: vulnerable road users first, then by distance from the RSU."""
+        objects = sorted(
+            fuse(detections),
+            key=lambda o: (
+                PARTICIPANT_TYPE.get(o.kind, day1_pb2.PARTICIPANT_UNKNOWN) not in VRU_TYPES,
+                math.hypot(o.x - self.x, o.y - self.y),
+                o.ptc_id,
+            ),
+        )[:SSM_MAX_PARTICIPANTS]
+        frame = encode_ssm(
+            objects,
+            actor_id=self.actor_id,
+            equipment="rsu",
+            sensor_x=self.x,
+            sensor_y=self.y,
+            t_s=max((o.t_s for o in objects), default=t_s),
+            frame=self.env.frame,
+            epoch=self.env.epoch,
+            msg_count=self._ssm_count,
+        )
+        self._ssm_count += 1
+        return Transmission(testbed_pb2.LINK_PC5, frame)
 
     def _rsm(self, detections: Sequence[testbed_pb2.Detection]) -> list[Transmission]:
         """RSM over PC5 with the fused objects, vulnerable road users first, then by distance from the RSU;

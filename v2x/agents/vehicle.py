@@ -1,6 +1,8 @@
 """The vehicle / OBU agent (also a pedestrian or cyclist): follows its route with a speed profile and
-scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu), runs its on-board apps on
-what it hears (BSM, MAP, SPAT, RSM, RSI events and signs), and reacts to warnings through its driver model.
+scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu; a pedestrian's or
+cyclist's phone, ``device: phone``, publishes the Day-2 PSM instead), runs its on-board apps on what it
+hears (BSM, MAP, SPAT, RSM, RSI events and signs; Day-2 SSM and PSM; VIR, RSC and CLPMM are only
+range-checked), and reacts to warnings through its driver model.
 An unequipped road user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything
 it is given."""
 
@@ -21,6 +23,7 @@ from v2x.scenario.signals import FixedTimeController
 from v2x.units import enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import OwnState, RemoteState, encode_bsm
+from v2x.wire.day2 import PersonalState, encode_psm
 from v2x.wire.envelope import temporary_id
 from v2x.wire.map_spat import Approach, Interval
 from v2x.wire.rsi import RoadEvent, RoadSign
@@ -107,6 +110,11 @@ class VehicleAgent(Agent):
         self.remotes: dict[bytes, RemoteState] = {}
         # Road users heard of in RSMs (roadside perception), by participant key ({rsm id}/{ptcId}).
         self.perceived: dict[str, RemoteState] = {}
+        # Road users heard of in SSMs (other stations' sensors), by participant key ({ssm id}/{ptcId}), and
+        # personal devices heard (PSM), by temporary id.
+        self.shared: dict[str, RemoteState] = {}
+        self.personal: dict[bytes, RemoteState] = {}
+        self.phone = spec.device == "phone"  # sends PSM (T/CSAE 157) instead of BSM
         self.own_id = temporary_id(spec.id)
         self.msg_count = 0
         self._next_bsm_s = 0.0
@@ -272,6 +280,19 @@ class VehicleAgent(Agent):
                 known_p = self.perceived.get(remote.key)
                 if known_p is None or remote.t_s >= known_p.t_s:
                     self.perceived[remote.key] = remote
+        elif which == "ssm":
+            for remote in self.env.ssm(heard, t).participants:
+                known_s = self.shared.get(remote.key)
+                if known_s is None or remote.t_s >= known_s.t_s:
+                    self.shared[remote.key] = remote
+        elif which == "psm":
+            person = self.env.psm(heard, t)
+            if person is not None and person.temp_id != self.own_id:
+                known_d = self.personal.get(person.temp_id)
+                if known_d is None or person.t_s >= known_d.t_s:
+                    self.personal[person.temp_id] = person
+        elif which in ("vir", "rsc", "clpmm"):
+            self.env.check_day2(heard, t)
         elif which == "rsi":
             info = self.env.rsi(heard, t)
             for event in info.events:
@@ -302,6 +323,10 @@ class VehicleAgent(Agent):
         max_age = self.env.thresholds["max_age_s"]
         self.remotes = {k: r for k, r in self.remotes.items() if t - r.t_s <= max_age}
         self.perceived = {k: r for k, r in self.perceived.items() if t - r.t_s <= max_age}
+        if self.shared:
+            self.shared = {k: r for k, r in self.shared.items() if t - r.t_s <= max_age}
+        if self.personal:
+            self.personal = {k: r for k, r in self.personal.items() if t - r.t_s <= max_age}
         self.road_events = {k: e for k, e in self.road_events.items() if t - e[1] <= max_age}
         sign_age = self.env.thresholds["rsi_sign_max_age_s"]
         self.road_signs = {k: e for k, e in self.road_signs.items() if t - e[1] <= sign_age}
@@ -342,6 +367,8 @@ class VehicleAgent(Agent):
             signals=self.signals,
             thresholds=self.env.thresholds,
             route_ahead=self._route_ahead(ex, ny),
+            shared=self.shared,
+            personal=self.personal,
         )
         for app in self.apps:
             for raised in app.evaluate(view, t):
@@ -350,7 +377,10 @@ class VehicleAgent(Agent):
         self.a = self._choose_accel(t, self._signal_view(t, pose))
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
             self._next_bsm_s += BSM_PERIOD_S
-            result.transmissions.extend(self._bsm(t, pose.x + ex, pose.y + ny, pose.heading_rad, gnss))
+            if self.phone:
+                result.transmissions.extend(self._psm(t, pose.x + ex, pose.y + ny, pose.heading_rad, gnss))
+            else:
+                result.transmissions.extend(self._bsm(t, pose.x + ex, pose.y + ny, pose.heading_rad, gnss))
         c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)
         result.truth = testbed_pb2.TruthState(
             x_m=pose.x,
@@ -441,6 +471,28 @@ class VehicleAgent(Agent):
                 self.driver.on_abort(t)  # abandon the lane change / overtake, not brake
         elif adv.severity >= testbed_pb2.SEVERITY_WARNING:
             self.driver.on_warning(t, APP_NAME.get(adv.app, "warning"))
+
+    def _psm(self, t: float, x: float, y: float, yaw: float, gnss: testbed_pb2.GnssReading) -> list[Transmission]:
+        """A phone's PSM (T/CSAE 157) at the BSM's rate, over PC5 (and to the platform over Uu, as a BSM)."""
+        own = PersonalState(
+            kind=self.kind,
+            x=x,
+            y=y,
+            speed_mps=self.v,
+            heading_rad=yaw,
+            accel_mps2=self.a,
+            radius_m=max(self.length_m, self.width_m) / 2,
+            sigma_major_m=gnss.sigma_major_m if gnss.available else None,
+            sigma_minor_m=gnss.sigma_minor_m if gnss.available else None,
+        )
+        frame = encode_psm(
+            own, actor_id=self.actor_id, t_s=t, msg_count=self.msg_count, frame=self.env.frame, epoch=self.env.epoch
+        )
+        self.msg_count += 1
+        out = [Transmission(testbed_pb2.LINK_PC5, frame)]
+        if self.spec.uplink and self.env.platform_id:
+            out.append(Transmission(testbed_pb2.LINK_UU, frame, (self.env.platform_id,)))
+        return out
 
     def _bsm(self, t: float, x: float, y: float, yaw: float, gnss: testbed_pb2.GnssReading) -> list[Transmission]:
         own = OwnState(

@@ -50,12 +50,13 @@ BUILTIN_MODULES = (
     "v2x.apps.lta",
     "v2x.apps.blind_spot",  # bsw, lcw
     "v2x.apps.dnpw",
+    "v2x.apps.sds",
 )
 ENTRY_POINT_GROUP = "v2x.apps"
 DECLARATION = "APPS"  # the module attribute that holds a module's AppSpecs
 
-Message = Literal["bsm", "rsm", "rsi", "map", "spat"]
-MESSAGES: tuple[Message, ...] = ("bsm", "rsm", "rsi", "map", "spat")
+Message = Literal["bsm", "rsm", "rsi", "map", "spat", "ssm", "psm", "vir", "rsc", "clpmm"]
+MESSAGES: tuple[Message, ...] = ("bsm", "rsm", "rsi", "map", "spat", "ssm", "psm", "vir", "rsc", "clpmm")
 AppCode: TypeAlias = testbed_pb2.Application.ValueType
 Severity: TypeAlias = testbed_pb2.Severity.ValueType
 RouteAhead: TypeAlias = Callable[[float], tuple[float, float, float]]  # metres ahead -> (x, y, heading_rad)
@@ -125,6 +126,10 @@ class OnBoardView:
     # centre along the path it will drive -> (x, y, heading_rad) there, in the frame of ``host`` (its believed
     # position). None when the vehicle does not know it. LTA reads its turn from it.
     route_ahead: RouteAhead | None = None
+    # Day-2: road users other stations' sensors detected (SSM participants, by {ssm id hex}/{ptcId}) and
+    # personal devices heard (PSM senders, by temporary id).
+    shared: Mapping[str, RemoteState] = field(default_factory=dict)
+    personal: Mapping[bytes, RemoteState] = field(default_factory=dict)
 
     @property
     def road_events(self) -> dict[str, RoadEvent]:

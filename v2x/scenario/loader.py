@@ -287,6 +287,10 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                 problems.append((loc, f"'{ev.action}' is sent in the BSM: an unequipped vehicle (no OBU) sends none"))
         if actor.sensors and actor.kind != "rsu":
             problems.append((f"actors[{i}].sensors", "only an rsu carries roadside sensors"))
+        if actor.shares_as != "rsm" and (actor.kind != "rsu" or not actor.sensors):
+            problems.append((f"actors[{i}].shares_as", "only an rsu with sensors shares what they detect"))
+        if actor.device == "phone" and not actor.equipped:
+            problems.append((f"actors[{i}].device", "a phone sends PSM: 'equipped: false' means no device at all"))
         for k, sensor in enumerate(actor.sensors):
             period = resolve_sensor(sensor).period_s
             if period < sc.tick_s - 1e-9:

@@ -74,7 +74,7 @@ EventAction = Literal[
     "siren",
 ]
 SensorKindName = Literal["camera", "radar", "lidar"]
-MessageName = Literal["bsm", "map", "spat", "rsi", "rsm", "advisory"]
+MessageName = Literal["bsm", "map", "spat", "rsi", "rsm", "ssm", "psm", "vir", "rsc", "clpmm", "advisory"]
 
 # Footprints (length, width, height) in metres: TR 37.885 car and truck; others are common values.
 DEFAULT_SIZE: dict[str, tuple[float, float, float]] = {
@@ -346,6 +346,12 @@ class ActorSpec(Strict):
         default=None, description="rsu: intersections whose MAP (and SPAT, if signalised) it sends; default all"
     )
     sensors: list[SensorSpec] = Field(default_factory=list, description="rsu: roadside sensors (RSM)")
+    shares_as: Literal["rsm", "ssm"] = Field(
+        default="rsm", description="rsu: broadcast what its sensors detect as RSM (Day-1) or SSM (Day-2)"
+    )
+    device: Literal["obu", "phone"] = Field(
+        default="obu", description="pedestrian / cyclist: an OBU (BSM) or a phone (PSM, Day-2)"
+    )
     road_events: list[RoadEventSpec] = Field(default_factory=list, description="rsu: road traffic events (RSI)")
     road_signs: list[RoadSignSpec] = Field(default_factory=list, description="rsu: road traffic signs (RSI)")
 
@@ -357,6 +363,8 @@ class ActorSpec(Strict):
             raise ValueError("give 'lane' or 'path', not both")
         if self.kind == "rsu" and self.position is None:
             raise ValueError("an rsu needs 'position'")
+        if self.device == "phone" and self.kind not in ("pedestrian", "cyclist"):
+            raise ValueError(f"'device: phone' is for a pedestrian or cyclist, not a {self.kind}")
         return self
 
 

@@ -49,7 +49,7 @@ MAX_FIGURE = 1e9  # ttc_s, figure, valid_until_s: finite and sane
 CONFLICTS_FLAGGED = 3  # an actor whose Acks conflict in this many ticks is flagged in the result
 LOG_FIRST = 5  # rejections logged at WARNING per reason; the rest are summarised at the end
 KINDS = ("join", "tx", "ack")
-SIGNED_IDS = ("bsm", "rsm", "rsi")  # messages that carry their sender's 8-octet id
+SIGNED_IDS = ("bsm", "rsm", "rsi", "ssm", "psm", "vir", "rsc", "clpmm")  # messages carrying their sender's id
 
 
 @dataclass

@@ -3,8 +3,8 @@
 Apps only know what they heard on the air, so they name the other party by its over-the-air identity:
 
 * a BSM sender by its temporary id (hex): ``v2x.wire.envelope.temporary_id(actor id)``;
-* a participant of a roadside unit's RSM by ``{rsm id hex}/{ptcId}``; the ptcId is the world's object id
-  of the road user (its slot + 1, see ``v2x.sim.actors``);
+* a participant of a roadside unit's RSM (or SSM) by ``{rsm id hex}/{ptcId}``; the ptcId is the world's
+  object id of the road user (its slot + 1, see ``v2x.sim.actors``);
 * an RSI road event by ``{rsi id hex}/rte{rteId}`` and an RSI road sign by ``{rsi id hex}/rts{rtsId}``
   (ids from 1 in the RSU's file order).
 
