@@ -26,6 +26,7 @@ from v2x.net.world import Observer, RunIdInUse, World, WorldReport, last_will
 from v2x.run.results import build_result
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
+from v2x.scenario.sensors import roadside_coverage
 from v2x.scenario.signals import signal_heads
 
 log = logging.getLogger("v2x.run")
@@ -82,11 +83,12 @@ def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
         if spec.kind in ROAD_USER_KINDS:
             route = route_for(scenario, spec)
             assert route is not None  # the schema requires a lane or a path
-            agents.append(VehicleAgent(spec, route, env, heads))
+            phantom = route_for(scenario, spec.phantom) if spec.phantom is not None else None
+            agents.append(VehicleAgent(spec, route, env, heads, phantom))
         elif spec.kind == "rsu":
             agents.append(RoadsideUnit(spec, scenario, env))
         else:
-            agents.append(EdgePlatform(spec, env))
+            agents.append(EdgePlatform(spec, env, roadside_coverage(scenario)))
     return agents
 
 
