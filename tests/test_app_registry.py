@@ -75,8 +75,9 @@ def test_every_figure_an_app_reports_is_declared_once() -> None:
         assert not re.search(r"figure_name=\"", path.read_text()), path
 
 
-def test_thresholds_are_the_common_table_and_each_apps_own() -> None:
-    merged = dict(thresholds.COMMON)
+def test_thresholds_are_the_common_table_the_misbehaviour_checks_and_each_apps_own() -> None:
+    assert all(key.startswith("mbd_") for key in thresholds.MISBEHAVIOUR)
+    merged = {**thresholds.COMMON, **thresholds.MISBEHAVIOUR}
     for name, spec in registered().items():
         for key in spec.thresholds:
             assert key.startswith(f"{name}_") or key in SHARED_THRESHOLDS, key
