@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from pathlib import Path
 from typing import Any, get_args
 
 import pytest
@@ -123,7 +124,7 @@ def test_an_insider_that_starts_lying_mid_run_jumps(tmp_path: Any) -> None:
 
 
 def test_phantom_needs_an_equipped_road_user_and_a_known_lane(tmp_path: Any) -> None:
-    text = open(GHOST, encoding="utf-8").read()
+    text = Path(GHOST).read_text(encoding="utf-8")
     bad = tmp_path / "bad.yaml"
     bad.write_text(text.replace("phantom: {lane: sb,", "phantom: {lane: nowhere,"), encoding="utf-8")
     with pytest.raises(ScenarioError, match=r"phantom\.lane"):

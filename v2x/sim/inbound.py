@@ -274,6 +274,8 @@ class Inbound:
                 log.warning("world: %s said hello again as %r (another stack?)", actor_id, hello.software[:64])
             else:
                 log.info("world: %s joined again (reconnect)", actor_id)
+                if self.current_tick >= 1:  # once the run is under way, the same Hello again is a duplicate
+                    self.stats.duplicates += 1  # (before: a stack's join retries, which depend on wall time)
             return
         self.software[actor_id] = who
         self.hellos.add(actor_id)
