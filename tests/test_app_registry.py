@@ -12,7 +12,7 @@ import pytest
 from tests._agents import tick_ctx
 from v2x.agents.base import Heard
 from v2x.agents.vehicle import VehicleAgent
-from v2x.apps import registry, thresholds
+from v2x.apps import misbehaviour, registry, thresholds
 from v2x.apps.registry import (
     AppSpec,
     Figure,
@@ -75,8 +75,9 @@ def test_every_figure_an_app_reports_is_declared_once() -> None:
         assert not re.search(r"figure_name=\"", path.read_text()), path
 
 
-def test_thresholds_are_the_common_table_and_each_apps_own() -> None:
-    merged = dict(thresholds.COMMON)
+def test_thresholds_are_the_common_table_the_misbehaviour_checks_and_each_apps_own() -> None:
+    assert all(key.startswith("mbd_") for key in misbehaviour.THRESHOLDS)
+    merged = {**thresholds.COMMON, **misbehaviour.THRESHOLDS}
     for name, spec in registered().items():
         for key in spec.thresholds:
             assert key.startswith(f"{name}_") or key in SHARED_THRESHOLDS, key

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar, cast
 
+from v2x.apps.misbehaviour import Verdict
 from v2x.geodesy import LocalFrame
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import RemoteState, decode_bsm
@@ -89,6 +90,13 @@ class TickResult:
     truth: testbed_pb2.TruthState | None = None
     events: list[testbed_pb2.Advisory] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    misbehaviour: list[testbed_pb2.Misbehaviour] = field(default_factory=list)  # senders judged this tick
+
+    def judged(self, verdicts: Iterable[Verdict]) -> None:
+        """Report misbehaviour verdicts (v2x.apps.misbehaviour) in this tick's Ack."""
+        self.misbehaviour += [
+            testbed_pb2.Misbehaviour(suspect_id=v.suspect.hex(), check=v.check, t_s=v.t_s) for v in verdicts
+        ]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
 from v2x.apps.driver import Driver, SignalView
 from v2x.apps.host import Host, Participant
+from v2x.apps.misbehaviour import Detector
 from v2x.apps.registry import OnBoardView, Raised, Reaction, RouteAhead, app_by_code, app_spec, onboard_apps
 from v2x.apps.rlvw import match
 from v2x.scenario.geometry import Pose, Route, shifted, smoothstep5
@@ -78,6 +79,7 @@ class VehicleAgent(Agent):
         env: Environment,
         signal_heads: Sequence[tuple[Approach, FixedTimeController]] = (),
         lanes: Mapping[str, Route] | None = None,
+        phantom_route: Route | None = None,
     ) -> None:
         super().__init__(spec.id, spec.kind, env)
         self.spec = spec
@@ -128,6 +130,11 @@ class VehicleAgent(Agent):
         self.road_signs: dict[str, tuple[RoadSign, float]] = {}
         # The scenario's on-board apps (v2x.apps.registry), in evaluation order; each keeps its own state.
         self.apps = onboard_apps(spec.apps)
+        # An insider's lie (ActorSpec.phantom): the route of the vehicle its BSMs fabricate.
+        self.phantom_route = phantom_route if spec.phantom is not None else None
+        # Misbehaviour detection (v2x.apps.misbehaviour) where apps act on what is heard: a sender judged
+        # misbehaving is left out of this vehicle's apps and reported in the Ack.
+        self.detector = Detector(env.thresholds) if self.apps else None
 
     # -- motion -------------------------------------------------------------------------------------
     def _integrate(self, dt: float) -> None:
@@ -272,6 +279,13 @@ class VehicleAgent(Agent):
         if which == "bsm":
             remote = self.env.bsm(heard, t)
             if remote is not None and remote.temp_id != self.own_id:
+                if self.detector is not None:
+                    verdict = self.detector.observe(remote, t)
+                    if verdict is not None:
+                        result.judged([verdict])
+                    if self.detector.excluded(remote.temp_id):
+                        self.remotes.pop(remote.temp_id, None)
+                        return
                 known = self.remotes.get(remote.temp_id)
                 if known is None or remote.t_s >= known.t_s:
                     self.remotes[remote.temp_id] = remote
@@ -346,6 +360,10 @@ class VehicleAgent(Agent):
             self.width_m,
             gnss.sigma_major_m if gnss.available else float("inf"),
         )
+        if self.detector is not None and self.remotes:
+            own = Participant("own", pose.x, pose.y, 0.0, 0.0, 0.0, pose.heading_rad, self.length_m, self.width_m, 0.0)
+            result.judged(self.detector.overlaps(self.remotes.values(), t, own))
+            self.remotes = {k: r for k, r in self.remotes.items() if not self.detector.excluded(k)}
         view = OnBoardView(
             host=Host(
                 host.x,
@@ -377,10 +395,16 @@ class VehicleAgent(Agent):
         self.a = self._choose_accel(t, self._signal_view(t, pose))
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
             self._next_bsm_s += BSM_PERIOD_S
+            claim, speed, accel = pose, self.v, self.a
+            ph = self.spec.phantom
+            if ph is not None and self.phantom_route is not None and t + 1e-9 >= ph.from_s:
+                claim, speed, accel = self.phantom_route.pose(ph.start_m + ph.speed_mps * t), ph.speed_mps, 0.0
             if self.phone:
                 result.transmissions.extend(self._psm(t, pose.x + ex, pose.y + ny, pose.heading_rad, gnss))
             else:
-                result.transmissions.extend(self._bsm(t, pose.x + ex, pose.y + ny, pose.heading_rad, gnss))
+                result.transmissions.extend(
+                    self._bsm(t, claim.x + ex, claim.y + ny, claim.heading_rad, gnss, speed_mps=speed, accel_mps2=accel)
+                )
         c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)
         result.truth = testbed_pb2.TruthState(
             x_m=pose.x,
@@ -494,20 +518,30 @@ class VehicleAgent(Agent):
             out.append(Transmission(testbed_pb2.LINK_UU, frame, (self.env.platform_id,)))
         return out
 
-    def _bsm(self, t: float, x: float, y: float, yaw: float, gnss: testbed_pb2.GnssReading) -> list[Transmission]:
+    def _bsm(
+        self,
+        t: float,
+        x: float,
+        y: float,
+        yaw: float,
+        gnss: testbed_pb2.GnssReading,
+        *,
+        speed_mps: float,
+        accel_mps2: float,
+    ) -> list[Transmission]:
         own = OwnState(
             x=x,
             y=y,
-            speed_mps=self.v,
+            speed_mps=speed_mps,
             heading_rad=yaw,
-            accel_mps2=self.a,
+            accel_mps2=accel_mps2,
             length_m=self.length_m,
             width_m=self.width_m,
             height_m=self.height_m,
             kind=self.kind,
             sigma_major_m=gnss.sigma_major_m if gnss.available else None,
             sigma_minor_m=gnss.sigma_minor_m if gnss.available else None,
-            braking=self.a < 0,
+            braking=accel_mps2 < 0,
             flags=frozenset(self.flags),
             turn_signal=self.turn_signal,
         )

@@ -229,6 +229,7 @@ class AgentHost:
                 events=result.events,
                 notes=result.notes,
                 rejected=dict(slot.rejected + agent.rejected),
+                misbehaviour=result.misbehaviour,
             )
             if result.truth is not None:
                 ack.truth.CopyFrom(result.truth)

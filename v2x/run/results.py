@@ -20,7 +20,9 @@ from v2x.scenario.model import (
     CollisionExpectation,
     Expectation,
     MetricExpectation,
+    MisbehaviourExpectation,
     NoCollisionExpectation,
+    NoMisbehaviourExpectation,
     NoViolationExpectation,
     NoWarningExpectation,
     PositioningExpectation,
@@ -148,6 +150,32 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         kph = mps_to_kph(e["speed_mps"])
         speed = f"{e['speed_mps']} m/s ({kph:.1f} km/h)"
         return ok, f"{exp.actor} passed {where} at t={e['t_s']:.2f} s at {speed}; expected {bounds}"
+    if isinstance(exp, MisbehaviourExpectation | NoMisbehaviourExpectation):
+        reports = [
+            e
+            for e in events
+            if e["type"] == "misbehaviour"
+            and e["variant"] == v
+            and (exp.suspect is None or e["suspect"] == exp.suspect)
+        ]
+        if isinstance(exp, NoMisbehaviourExpectation):
+            if reports:
+                e = reports[0]
+                return False, f"{e['actor']} reported {e['suspect']} ({e['check']}) at t={e['t_s']:.2f} s"
+            return True, f"nobody reported {exp.suspect or 'anybody'} misbehaving"
+        reports = [
+            e
+            for e in reports
+            if (exp.actor is None or e["actor"] == exp.actor) and (exp.check is None or e["check"] == exp.check)
+        ]
+        by = f" by {exp.actor}" if exp.actor else ""
+        if not reports:
+            return False, f"no report of {exp.suspect}{by}" + (f" ({exp.check})" if exp.check else "")
+        e = reports[0]
+        detail = f"{e['actor']} reported {e['suspect']} ({e['check']}) at t={e['t_s']:.2f} s"
+        if exp.window_s is not None and not exp.window_s[0] <= e["t_s"] <= exp.window_s[1]:
+            return False, detail + f"; expected within {exp.window_s[0]:.2f}-{exp.window_s[1]:.2f} s"
+        return True, detail
     if isinstance(exp, PositioningExpectation):
         changes = [e for e in events if e["type"] == "positioning" and e["variant"] == v and e["actor"] == exp.actor]
         lo, hi = exp.window_s

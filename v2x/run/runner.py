@@ -33,6 +33,7 @@ from v2x.run.tap import Observers
 from v2x.run.tracks import Tracks, scenario_map
 from v2x.scenario.geometry import lane_routes, route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
+from v2x.scenario.sensors import roadside_coverage
 from v2x.scenario.signals import signal_heads
 from v2x.wire.security import PSEUDONYM_CHANGE_S, EnvelopeSecurity, Signer, authority_for, permissions_for
 
@@ -147,11 +148,14 @@ def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
             route = route_for(scenario, spec)
             assert route is not None  # the schema requires a lane or a path
             targets = {ev.lane for ev in spec.events if ev.lane is not None}
-            agents.append(VehicleAgent(spec, route, env, heads, lane_routes(scenario, targets)))
+            phantom = route_for(scenario, spec.phantom) if spec.phantom is not None else None
+            agents.append(
+                VehicleAgent(spec, route, env, heads, lanes=lane_routes(scenario, targets), phantom_route=phantom)
+            )
         elif spec.kind == "rsu":
             agents.append(RoadsideUnit(spec, scenario, env))
         else:
-            agents.append(EdgePlatform(spec, env))
+            agents.append(EdgePlatform(spec, env, roadside_coverage(scenario)))
     return agents
 
 

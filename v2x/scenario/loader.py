@@ -236,6 +236,10 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         seen.add(actor.id)
         if actor.lane is not None and actor.lane not in lane_ids:
             problems.append((f"actors[{i}].lane", f"one of the road's lanes {lane_ids}; got {actor.lane!r}"))
+        if actor.phantom is not None and actor.phantom.lane is not None and actor.phantom.lane not in lane_ids:
+            problems.append(
+                (f"actors[{i}].phantom.lane", f"one of the road's lanes {lane_ids}; got {actor.phantom.lane!r}")
+            )
         if actor.positioning is not None and actor.positioning not in POSITIONING_PROFILES:
             problems.append(
                 (
@@ -331,7 +335,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         state = getattr(exp, "state", None)
         if state is not None and state not in STATE_NAMES:
             problems.append((f"expectations[{i}].state", f"a receiver state {list(STATE_NAMES)}; got {state!r}"))
-        for attr in ("target", "other", "actor"):
+        for attr in ("target", "other", "actor", "suspect"):
             refs.append((attr, getattr(exp, attr, None)))
         actors = getattr(exp, "actors", None)
         if actors:

@@ -74,6 +74,8 @@ EventAction = Literal[
     "siren",
 ]
 SensorKindName = Literal["camera", "radar", "lidar"]
+# The checks of v2x.apps.misbehaviour (CHECKS there; a test keeps the two the same).
+MisbehaviourCheck = Literal["speed", "acceleration", "position_jump", "position_speed", "overlap", "rsu_unseen"]
 MessageName = Literal["bsm", "map", "spat", "rsi", "rsm", "ssm", "psm", "vir", "rsc", "clpmm", "advisory"]
 
 # Footprints (length, width, height) in metres: TR 37.885 car and truck; others are common values.
@@ -322,6 +324,24 @@ class ScriptedEvent(Strict):
         return self.signal_s if self.signal_s is not None else LANE_CHANGE_SIGNAL_S
 
 
+class PhantomSpec(Strict):
+    """An insider's lie (docs/SECURITY.md, "Misbehaviour detection"): from ``from_s`` on, the actor's OBU
+    broadcasts, under its own identity, the BSMs of a vehicle that is not there, driving ``lane`` / ``path``
+    from ``start_m`` (its place at t = 0) at a constant ``speed_mps``; before ``from_s``, its true state."""
+
+    lane: ActorId | None = Field(default=None, description="lane the phantom follows")
+    path: list[Point] | None = Field(default=None, description="explicit path instead of a lane")
+    start_m: Real = Field(default=0.0, ge=0, le=MAX_EXTENT_M, description="distance along the lane/path at t = 0")
+    speed_mps: Real = Field(default=0.0, ge=0, le=140)
+    from_s: Real = Field(default=0.0, ge=0, le=86400, description="when the lie begins")
+
+    @model_validator(mode="after")
+    def _placement(self) -> PhantomSpec:
+        if (self.lane is None) == (self.path is None):
+            raise ValueError("give 'lane' or 'path' (one of them)")
+        return self
+
+
 class ActorSpec(Strict):
     id: ActorId
     kind: ActorKindName
@@ -354,9 +374,14 @@ class ActorSpec(Strict):
     )
     road_events: list[RoadEventSpec] = Field(default_factory=list, description="rsu: road traffic events (RSI)")
     road_signs: list[RoadSignSpec] = Field(default_factory=list, description="rsu: road traffic signs (RSI)")
+    phantom: PhantomSpec | None = Field(
+        default=None, description="road user with an OBU: broadcast a fabricated vehicle's BSMs (an insider)"
+    )
 
     @model_validator(mode="after")
     def _placement(self) -> ActorSpec:
+        if self.phantom is not None and (self.kind not in ROAD_USER_KINDS or not self.equipped or self.external):
+            raise ValueError("'phantom' needs a built-in road user with an OBU (equipped, not external)")
         if self.kind in ROAD_USER_KINDS and not self.external and self.lane is None and self.path is None:
             raise ValueError(f"a {self.kind} needs 'lane' or 'path'")
         if self.lane is not None and self.path is not None:
@@ -475,6 +500,24 @@ class SpeedExpectation(_ExpectationBase):
         return self
 
 
+class MisbehaviourExpectation(_ExpectationBase):
+    """``suspect`` is reported misbehaving (by ``actor``, by the check ``check``, inside the window: each when
+    given); see docs/SECURITY.md, "Misbehaviour detection"."""
+
+    type: Literal["misbehaviour"]
+    suspect: ActorId
+    actor: ActorId | None = None
+    check: MisbehaviourCheck | None = None
+    window_s: tuple[Real, Real] | None = None
+
+
+class NoMisbehaviourExpectation(_ExpectationBase):
+    """Nobody reports ``suspect`` (anybody, when not given) misbehaving."""
+
+    type: Literal["no_misbehaviour"]
+    suspect: ActorId | None = None
+
+
 Expectation = Annotated[
     WarningExpectation
     | NoWarningExpectation
@@ -485,7 +528,9 @@ Expectation = Annotated[
     | ViolationExpectation
     | NoViolationExpectation
     | StopsExpectation
-    | SpeedExpectation,
+    | SpeedExpectation
+    | MisbehaviourExpectation
+    | NoMisbehaviourExpectation,
     Field(discriminator="type"),
 ]
 

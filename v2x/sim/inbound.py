@@ -84,8 +84,12 @@ def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float) -> str:
     warning may be raised at)."""
     if ack.tx_count > MAX_TX_PER_TICK:
         return f"tx_count {ack.tx_count} > {MAX_TX_PER_TICK}"
-    if len(ack.events) > MAX_EVENTS_PER_ACK or len(ack.notes) > MAX_NOTES_PER_ACK:
-        return f"{len(ack.events)} events, {len(ack.notes)} notes"
+    if (
+        len(ack.events) > MAX_EVENTS_PER_ACK
+        or len(ack.notes) > MAX_NOTES_PER_ACK
+        or len(ack.misbehaviour) > MAX_EVENTS_PER_ACK
+    ):
+        return f"{len(ack.events)} events, {len(ack.notes)} notes, {len(ack.misbehaviour)} misbehaviour reports"
     if len(ack.rejected) > MAX_REJECTED_KEYS or any(len(k) > MAX_TEXT for k in ack.rejected):
         return "rejected: too many or too long reasons"
     if ack.HasField("truth"):
@@ -116,6 +120,11 @@ def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float) -> str:
         texts = (adv.target_id, adv.other_id, adv.source_id, adv.figure_name, adv.conflict_type)
         if any(len(s) > MAX_TEXT for s in texts):
             return f"events[{k}]: text longer than {MAX_TEXT}"
+    for k, mb in enumerate(ack.misbehaviour):
+        if not (math.isfinite(mb.t_s) and -1e-6 <= mb.t_s <= run_end_s):
+            return f"misbehaviour[{k}].t_s = {mb.t_s!r} (within 0..{run_end_s:g} s)"
+        if len(mb.suspect_id) > MAX_TEXT or len(mb.check) > MAX_TEXT:
+            return f"misbehaviour[{k}]: text longer than {MAX_TEXT}"
     return ""
 
 
@@ -277,6 +286,8 @@ class Inbound:
                 log.warning("world: %s said hello again as %r (another stack?)", actor_id, hello.software[:64])
             else:
                 log.info("world: %s joined again (reconnect)", actor_id)
+                if self.current_tick >= 1:  # once the run is under way, the same Hello again is a duplicate
+                    self.stats.duplicates += 1  # (before: a stack's join retries, which depend on wall time)
             return
         self.software[actor_id] = who
         self.hellos.add(actor_id)

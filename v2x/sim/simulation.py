@@ -145,6 +145,7 @@ class Simulation:
         self._collisions: dict[str, list[testbed_pb2.TickInput.Collision]] = {}
         self._late: dict[str, list[int]] = {}
         self._warned: set[tuple[str, int, str, str, float]] = set()  # warnings recorded (echoes count once)
+        self._judged: set[tuple[str, str, str]] = set()  # misbehaviour reports recorded
 
     # -- time ---------------------------------------------------------------------------------------
     def time_of(self, tick: int) -> float:
@@ -316,6 +317,8 @@ class Simulation:
                 )
             for adv in ack.events:
                 self._record_warning(actor_id, adv)
+            for mb in ack.misbehaviour:
+                self._record_misbehaviour(actor_id, mb)
             for note in ack.notes:
                 log.info("%s t=%.2f s: %s", actor_id, t, note)
         # One spatial index per tick, shared by the channel's fan-out and the referee.
@@ -355,6 +358,26 @@ class Simulation:
             figure,
             adv.source_id,
         )
+
+    def _record_misbehaviour(self, actor_id: str, mb: testbed_pb2.Misbehaviour) -> None:
+        # Once per (detector, suspect, check): a report sent again (a re-sent Ack) counts once.
+        key = (actor_id, mb.suspect_id, mb.check)
+        if key in self._judged:
+            return
+        self._judged.add(key)
+        suspect = self.names.resolve(mb.suspect_id)
+        self.events.append(
+            {
+                "t_s": round(mb.t_s, 3),
+                "type": "misbehaviour",
+                "variant": self.variant,
+                "actor": actor_id,
+                "suspect": suspect,
+                "suspect_id": mb.suspect_id,
+                "check": mb.check,
+            }
+        )
+        log.info("%s t=%.2f s: misbehaviour of %s (%s)", actor_id, mb.t_s, suspect, mb.check)
 
     # -- the end ------------------------------------------------------------------------------------
     def metrics(self, wall_s: float) -> dict[str, Any]:
