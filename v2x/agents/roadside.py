@@ -20,9 +20,9 @@ from v2x.scenario.model import ActorSpec, RsiItemSpec, Scenario
 from v2x.scenario.signals import FixedTimeController, approaches, node_id_of
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, kph_to_mps
 from v2x.wire import day1_pb2, testbed_pb2
+from v2x.wire.bsm import RemoteState
 from v2x.wire.map_spat import MapNode, SignalState, encode_map, encode_spat
 from v2x.wire.rsi import RTE_EVENT_SOURCE, ReferencePath, RoadEvent, RoadSign, encode_rsi
-from v2x.wire.bsm import RemoteState
 from v2x.wire.rsm import PARTICIPANT_TYPE, RSM_MAX_PARTICIPANTS, VRU_TYPES, PerceivedObject, encode_rsm
 
 MAP_PERIOD_S = 1.0  # T/CSAE 53: MAP at 1 Hz

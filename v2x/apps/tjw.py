@@ -43,6 +43,7 @@ The on-board rules:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ def _clip(points: Sequence[tuple[float, float]], s0: float, s1: float) -> tuple[
     s0, s1 = max(0.0, s0), min(float(line.length), s1)
     out = [line.interpolate(s0).coords[0]]
     acc = 0.0
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
         acc += math.hypot(x1 - x0, y1 - y0)
         if s0 < acc < s1:
             out.append((x1, y1))

@@ -228,7 +228,8 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     ix_ids = [ix.id for ix in sc.road.intersections]
     problems += _road_problems(sc)
     ids = [a.id for a in sc.actors]
-    event_ids = [ev.id for a in sc.actors for ev in (*a.road_events, *a.road_signs, *a.congestion)]
+    event_ids = [ev.id for a in sc.actors for ev in (*a.road_events, *a.road_signs)]
+    event_ids += [watch.id for a in sc.actors for watch in a.congestion]
     seen: set[str] = set()
     for i, actor in enumerate(sc.actors):
         if actor.id in seen:
