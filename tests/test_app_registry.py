@@ -34,8 +34,8 @@ from v2x.wire import testbed_pb2
 from v2x.wire.tables import APP_BY_NAME, APP_NAME
 
 V2X = Path(__file__).resolve().parents[1] / "v2x"
-# Proto enum values no app implements yet (planned Day-1 apps).
-NOT_IMPLEMENTED = {"tjw"}
+# Proto enum values no app implements yet (planned apps).
+NOT_IMPLEMENTED: set[str] = set()
 # Thresholds an app declares for its family, not under its own name.
 SHARED_THRESHOLDS = {"v2v_event_max_heading_deg"}
 
@@ -108,6 +108,7 @@ def test_on_board_apps_run_in_the_documented_order_one_object_per_family() -> No
         "BlindSpotWarnings",  # bsw, lcw
         "DoNotPassWarning",
         "SensorDataSharingWarning",
+        "TrafficJamWarning",
     ]
     assert onboard_apps(["icw"]) == []  # an edge app does not run on board
 
@@ -165,6 +166,8 @@ class _EntryPoint:
 
 @pytest.fixture
 def with_tjw(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # TJW is built in (v2x/apps/tjw.py); here a package brings its own instead, as if it were not.
+    monkeypatch.setattr(registry, "BUILTIN_MODULES", tuple(m for m in registry.BUILTIN_MODULES if m != "v2x.apps.tjw"))
     monkeypatch.setattr(registry, "plugin_entry_points", lambda: [_EntryPoint()])
     registry.refresh()
     monkeypatch.setattr(thresholds, "DEFAULTS", thresholds._merged())

@@ -1,6 +1,8 @@
 """The roadside unit: broadcasts MAP at 1 Hz and, for signalised intersections, SPAT at 10 Hz from its
 fixed-time signal controllers over PC5; broadcasts RSI with its active road traffic events (10 Hz) and
-road traffic signs (1 Hz; both in one RSI when both are due);
+road traffic signs (1 Hz; both in one RSI when both are due), among the events the queues it finds on the
+lanes it watches (TJW: traffic congestion at the queue's tail, v2x/apps/tjw.py, from the BSMs it hears and
+what its sensors see, looked at again once a second);
 broadcasts RSM (or, with ``shares_as: ssm``, the Day-2 SSM) with what its roadside sensors detect (every
 sensor frame, 10 Hz by default); and sends
 the BSMs it hears and its RSMs (SSMs) to the edge/cloud platform over the wired backhaul."""
@@ -11,11 +13,15 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 
-from v2x.agents.base import Agent, Environment, TickContext, TickResult, Transmission
+from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
+from v2x.agents.platform import associate
+from v2x.apps.host import Participant
+from v2x.apps.tjw import detect_queue, queue_event
 from v2x.scenario.model import ActorSpec, RsiItemSpec, Scenario
 from v2x.scenario.signals import FixedTimeController, approaches, node_id_of
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, kph_to_mps
 from v2x.wire import day1_pb2, testbed_pb2
+from v2x.wire.bsm import RemoteState
 from v2x.wire.day2 import SSM_MAX_PARTICIPANTS, encode_ssm
 from v2x.wire.map_spat import MapNode, SignalState, encode_map, encode_spat
 from v2x.wire.rsi import RTE_EVENT_SOURCE, ReferencePath, RoadEvent, RoadSign, encode_rsi
@@ -158,6 +164,22 @@ class RoadsideUnit(Agent):
         self.relayed = 0
         self.shares_as = spec.shares_as  # rsm (Day-1) or ssm (Day-2): how it broadcasts what it detects
         self._ssm_count = 0
+        # Queue detection (TJW): the lanes watched, each with the rteId of its event (after the road events),
+        # what the RSU knows of the road users (BSM senders by key, its sensors' objects by ptcId), and the
+        # events of the queues found at the last look, by rteId.
+        lanes = {lane.id: lane for lane in scenario.road.lanes}
+        self.watches = [
+            (
+                watch,
+                ReferencePath(tuple(lanes[watch.lane].centerline), lanes[watch.lane].width_m / 2),
+                len(self.road_events) + k,
+            )
+            for k, watch in enumerate(spec.congestion, start=1)
+        ]
+        self.bsm_senders: dict[str, RemoteState] = {}
+        self.sensed: dict[int, PerceivedObject] = {}
+        self.queue_events: dict[int, RoadEvent] = {}
+        self._next_tjw_s = 0.0
 
     def signal_states(self, t_s: float) -> list[SignalState]:
         return [
@@ -191,11 +213,15 @@ class RoadsideUnit(Agent):
             )
             self._spat_count += 1
             result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
+        objects = fuse(ctx.detections) if ctx.detections else []
+        if self.watches:
+            self._watch(ctx, objects)
         events: list[RoadEvent] = []
         signs: list[RoadSign] = []
-        if self.road_events and ctx.t_s + 1e-9 >= self._next_rsi_s:
+        if (self.road_events or self.watches) and ctx.t_s + 1e-9 >= self._next_rsi_s:
             self._next_rsi_s += RSI_PERIOD_S
             events = [ev for ev in self.road_events if ev.active(ctx.t_s)]
+            events += [self.queue_events[k] for k in sorted(self.queue_events)]
         if self.road_signs and ctx.t_s + 1e-9 >= self._next_rts_s:
             self._next_rts_s += RTS_PERIOD_S
             signs = [sign for sign in self.road_signs if sign.active(ctx.t_s)]
@@ -213,24 +239,24 @@ class RoadsideUnit(Agent):
             )
             self._rsi_count += 1
             result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
-        if ctx.detections and self.shares_as == "ssm":
-            ssm = self._ssm(ctx.t_s, ctx.detections)
+        if objects and self.shares_as == "ssm":
+            ssm = self._ssm(ctx.t_s, objects)
             result.transmissions.append(ssm)
             if platform:
                 result.transmissions.append(Transmission(testbed_pb2.LINK_WIRED, ssm.frame, (platform,)))
-        elif ctx.detections:
-            rsm = self._rsm(ctx.detections)
+        elif objects:
+            rsm = self._rsm(objects)
             result.transmissions.extend(rsm)
             if platform:  # the edge fuses every RSU's perception with the BSMs (v2x.agents.platform)
                 result.transmissions += [Transmission(testbed_pb2.LINK_WIRED, tx.frame, (platform,)) for tx in rsm]
         result.truth = testbed_pb2.TruthState(x_m=self.x, y_m=self.y, heading_deg=enu_yaw_rad_to_compass_deg(0.0))
         return result
 
-    def _ssm(self, t_s: float, detections: Sequence[testbed_pb2.Detection]) -> Transmission:
+    def _ssm(self, t_s: float, fused: Sequence[PerceivedObject]) -> Transmission:
         """One SSM over PC5 (equipment type rsu, the sensor position = the RSU's) with every fused object
         (up to 512), in the RSM's order: vulnerable road users first, then by distance from the RSU."""
         objects = sorted(
-            fuse(detections),
+            fused,
             key=lambda o: (
                 PARTICIPANT_TYPE.get(o.kind, day1_pb2.PARTICIPANT_UNKNOWN) not in VRU_TYPES,
                 math.hypot(o.x - self.x, o.y - self.y),
@@ -251,10 +277,60 @@ class RoadsideUnit(Agent):
         self._ssm_count += 1
         return Transmission(testbed_pb2.LINK_PC5, frame)
 
-    def _rsm(self, detections: Sequence[testbed_pb2.Detection]) -> list[Transmission]:
+    def _watch(self, ctx: TickContext, objects: Sequence[PerceivedObject]) -> None:
+        """Queue detection (TJW, v2x/apps/tjw.py): keep what the RSU knows of the road users, and every
+        ``tjw_update_period_s`` look for a queue on each watched lane and announce or withdraw its event."""
+        t = ctx.t_s
+
+        def heard_bsm(heard: Heard) -> None:
+            if heard.link == testbed_pb2.LINK_PC5 and heard.frame.WhichOneof("msg") == "bsm":
+                remote = self.env.bsm(heard, t)
+                known = self.bsm_senders.get(remote.key) if remote is not None else None
+                if remote is not None and (known is None or remote.t_s >= known.t_s):
+                    self.bsm_senders[remote.key] = remote
+
+        self.receive(ctx.heard, heard_bsm)
+        for obj in objects:
+            self.sensed[obj.ptc_id] = obj
+        thresholds = self.env.thresholds
+        max_age = thresholds["max_age_s"]
+        self.bsm_senders = {k: r for k, r in self.bsm_senders.items() if t - r.t_s <= max_age}
+        self.sensed = {k: o for k, o in self.sensed.items() if t - o.t_s <= max_age}
+        if t + 1e-9 < self._next_tjw_s:
+            return
+        self._next_tjw_s += thresholds["tjw_update_period_s"]
+        senders = [Participant.from_remote(k, r, t) for k, r in sorted(self.bsm_senders.items())]
+        seen = [
+            Participant(
+                f"ptc{o.ptc_id}",
+                o.x,
+                o.y,
+                o.speed_mps * math.cos(o.heading_rad),
+                o.speed_mps * math.sin(o.heading_rad),
+                0.0,
+                o.heading_rad,
+                o.length_m,
+                o.width_m,
+                o.sigma_m,
+            )
+            for _, o in sorted(self.sensed.items())
+        ]
+        road_users = senders + associate(senders, seen)
+        for watch, lane, rte_id in self.watches:
+            queue = detect_queue(road_users, lane, thresholds)
+            if queue is None:
+                self.queue_events.pop(rte_id, None)
+                continue
+            before = self.queue_events.get(rte_id)
+            since = before.start_s if before is not None and before.start_s is not None else t
+            self.queue_events[rte_id] = queue_event(
+                queue, lane, rte_id=rte_id, since_s=since, priority=watch.priority, thresholds=thresholds
+            )
+
+    def _rsm(self, objects: Sequence[PerceivedObject]) -> list[Transmission]:
         """RSM over PC5 with the fused objects, vulnerable road users first, then by distance from the RSU;
         more than 16 objects take several messages."""
-        objects = fuse(detections)
+        objects = list(objects)
         objects.sort(
             key=lambda o: (
                 PARTICIPANT_TYPE.get(o.kind, day1_pb2.PARTICIPANT_UNKNOWN) not in VRU_TYPES,

@@ -51,6 +51,7 @@ BUILTIN_MODULES = (
     "v2x.apps.blind_spot",  # bsw, lcw
     "v2x.apps.dnpw",
     "v2x.apps.sds",
+    "v2x.apps.tjw",
 )
 ENTRY_POINT_GROUP = "v2x.apps"
 DECLARATION = "APPS"  # the module attribute that holds a module's AppSpecs

@@ -229,6 +229,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     problems += _road_problems(sc)
     ids = [a.id for a in sc.actors]
     event_ids = [ev.id for a in sc.actors for ev in (*a.road_events, *a.road_signs)]
+    event_ids += [watch.id for a in sc.actors for watch in a.congestion]
     seen: set[str] = set()
     for i, actor in enumerate(sc.actors):
         if actor.id in seen:
@@ -306,6 +307,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                 )
         problems += _rsi_problems(sc, i, "road_events")
         problems += _rsi_problems(sc, i, "road_signs")
+        problems += _congestion_problems(sc, i)
         if actor.intersections is not None:
             if actor.kind != "rsu":
                 problems.append((f"actors[{i}].intersections", "only an rsu serves intersections"))
@@ -418,6 +420,39 @@ def _rsi_problems(sc: Scenario, i: int, field: Literal["road_events", "road_sign
                         f"it is {off:.1f} m from {name}",
                     )
                 )
+    return problems
+
+
+def _congestion_problems(sc: Scenario, i: int) -> list[tuple[str, str]]:
+    """Checks of ``actors[i].congestion`` (lanes an RSU watches for queues, TJW): only an rsu has them, its
+    road events and congestion events fit one RSI (8), known lanes, ids unique among every RSI item and not
+    actor ids."""
+    from v2x.wire.rsi import RSI_MAX_EVENTS
+
+    actor = sc.actors[i]
+    where = f"actors[{i}].congestion"
+    if not actor.congestion:
+        return []
+    if actor.kind != "rsu":
+        return [(where, f"only an rsu watches lanes for queues (TJW), not a {actor.kind}")]
+    problems: list[tuple[str, str]] = []
+    if len(actor.road_events) + len(actor.congestion) > RSI_MAX_EVENTS:
+        problems.append(
+            (where, f"road_events and congestion together at most {RSI_MAX_EVENTS} per rsu (one RSI's events)")
+        )
+    lane_ids = [lane.id for lane in sc.road.lanes]
+    actor_ids = {a.id for a in sc.actors}
+    items = [ev.id for a in sc.actors for ev in (*a.road_events, *a.road_signs)]
+    seen = [w.id for a in sc.actors[:i] for w in a.congestion]
+    for k, watch in enumerate(actor.congestion):
+        loc = f"{where}[{k}]"
+        if watch.id in actor_ids:
+            problems.append((f"{loc}.id", f"an id that no actor has; {watch.id!r} is an actor's"))
+        elif watch.id in items or watch.id in seen:
+            problems.append((f"{loc}.id", f"congestion id {watch.id!r} is used twice (RSI items share ids)"))
+        seen.append(watch.id)
+        if watch.lane not in lane_ids:
+            problems.append((f"{loc}.lane", f"one of the road's lanes {lane_ids}; got {watch.lane!r}"))
     return problems
 
 

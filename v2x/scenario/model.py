@@ -226,6 +226,15 @@ class RoadSignSpec(RsiItemSpec):
         return self
 
 
+class CongestionWatchSpec(Strict):
+    """A lane an RSU watches for queues (TJW, v2x/apps/tjw.py): while it finds one, it announces a traffic
+    congestion event (GB/T 29100 707) at the queue's tail in RSI."""
+
+    id: ActorId = Field(description="names the announced event in results (the 'other' of a TJW warning)")
+    lane: ActorId = Field(description="the lane watched (its direction of travel is the queue's)")
+    priority: int = Field(default=5, ge=0, le=7, description="the event's RSI priority, 0..7")
+
+
 class NetworkSpec(Strict):
     pc5: str = "pc5-sidelink-los"
     uu: str = "5g-uu-edge-sa"
@@ -376,6 +385,9 @@ class ActorSpec(Strict):
     road_signs: list[RoadSignSpec] = Field(default_factory=list, description="rsu: road traffic signs (RSI)")
     phantom: PhantomSpec | None = Field(
         default=None, description="road user with an OBU: broadcast a fabricated vehicle's BSMs (an insider)"
+    )
+    congestion: list[CongestionWatchSpec] = Field(
+        default_factory=list, description="rsu: lanes watched for queues, announced in RSI (TJW)"
     )
 
     @model_validator(mode="after")
