@@ -16,9 +16,19 @@ from typing import TypeVar, cast
 
 from v2x.apps.misbehaviour import Verdict
 from v2x.geodesy import LocalFrame
+from v2x.units import time_from_sec_mark
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import RemoteState, decode_bsm
-from v2x.wire.day2 import SensorShare, decode_clpmm, decode_psm, decode_rsc, decode_ssm, decode_vir
+from v2x.wire.day2 import (
+    Coordination,
+    Intention,
+    SensorShare,
+    decode_clpmm,
+    decode_psm,
+    decode_rsc,
+    decode_ssm,
+    decode_vir,
+)
 from v2x.wire.map_spat import Approach, SignalState, decode_map, decode_spat
 from v2x.wire.rsi import RoadSideInfo, decode_rsi
 from v2x.wire.rsm import decode_rsm
@@ -75,6 +85,8 @@ class TickContext:
     gnss: testbed_pb2.GnssReading
     heard: tuple[Heard, ...]
     detections: tuple[testbed_pb2.Detection, ...] = ()  # roadside units: what their sensors saw
+    # Signal plan changes roadside units made (signal priority), which the signal heads now show.
+    signal_warps: tuple[testbed_pb2.SignalWarp, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,7 @@ class Transmission:
 @dataclass
 class TickResult:
     transmissions: list[Transmission] = field(default_factory=list)
-    truth: testbed_pb2.TruthState | None = None
+    truth: testbed_pb2.TruthState | None = None  # a roadside unit's carries its signal plan changes
     events: list[testbed_pb2.Advisory] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     misbehaviour: list[testbed_pb2.Misbehaviour] = field(default_factory=list)  # senders judged this tick
@@ -130,6 +142,20 @@ class Environment:
     def psm(self, heard: Heard, t: float) -> RemoteState | None:
         f, e = self.frame, self.epoch
         return heard.decoded(("psm", t, f, e), lambda: decode_psm(heard.frame.psm, now_s=t, frame=f, epoch=e))
+
+    def vir(self, heard: Heard, t: float) -> Intention:
+        f, e = self.frame, self.epoch
+        return heard.decoded(("vir", t, f, e), lambda: decode_vir(heard.frame.vir, now_s=t, frame=f, epoch=e))
+
+    def rsc(self, heard: Heard, t: float) -> tuple[bytes, float, tuple[Coordination, ...]]:
+        """An RSC: (its sender's id, its time, the vehicles' suggestions)."""
+        f, e = self.frame, self.epoch
+
+        def decode() -> tuple[bytes, float, tuple[Coordination, ...]]:
+            sender, items = decode_rsc(heard.frame.rsc, frame=f)
+            return sender, time_from_sec_mark(heard.frame.rsc.sec_mark, t, e), items
+
+        return heard.decoded(("rsc", t, f, e), decode)
 
     def check_day2(self, heard: Heard, t: float) -> None:
         """Decode a VIR, RSC or CLPMM only to check its ranges (ValueError: rejected as out_of_range); no

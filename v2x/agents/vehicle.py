@@ -1,13 +1,15 @@
 """The vehicle / OBU agent (also a pedestrian or cyclist): follows its route with a speed profile and
 scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu; a pedestrian's or
 cyclist's phone, ``device: phone``, publishes the Day-2 PSM instead), runs its on-board apps on what it
-hears (BSM, MAP, SPAT, RSM, RSI events and signs; Day-2 SSM and PSM; VIR, RSC and CLPMM are only
-range-checked), and reacts to warnings through its driver model.
+hears (BSM, MAP, SPAT, RSM, RSI events and signs; Day-2 SSM, PSM and the RSCs addressed to it; VIR and
+CLPMM are only range-checked), and reacts to warnings through its driver model. A vehicle that runs ``svp``
+asks the signals it approaches for priority with VIR (v2x.apps.svp).
 An unequipped road user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything
 it is given."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,15 +18,33 @@ from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, 
 from v2x.apps.driver import Driver, SignalView
 from v2x.apps.host import Host, Participant
 from v2x.apps.misbehaviour import Detector
-from v2x.apps.registry import OnBoardView, Raised, Reaction, RouteAhead, app_by_code, app_spec, onboard_apps
+from v2x.apps.registry import (
+    Grant,
+    OnBoardView,
+    Raised,
+    Reaction,
+    RouteAhead,
+    app_by_code,
+    app_spec,
+    onboard_apps,
+)
 from v2x.apps.rlvw import match
+from v2x.apps.svp import PRIORITY_OF_KIND
 from v2x.scenario.geometry import Pose, Route, shifted, smoothstep5
 from v2x.scenario.model import DEFAULT_SIZE, FLAG_ACTIONS, LANE_ACTIONS, ActorSpec, DriverSpec, ScriptedEvent
-from v2x.scenario.signals import FixedTimeController
+from v2x.scenario.signals import FixedTimeController, apply_warps, warp_from_wire
 from v2x.units import enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import OwnState, RemoteState, encode_bsm
-from v2x.wire.day2 import PersonalState, encode_psm
+from v2x.wire.day2 import (
+    REQ_ID_MAX,
+    Intention,
+    PersonalState,
+    PlannedPoint,
+    VehicleRequest,
+    encode_psm,
+    encode_vir,
+)
 from v2x.wire.envelope import temporary_id
 from v2x.wire.map_spat import Approach, Interval
 from v2x.wire.rsi import RoadEvent, RoadSign
@@ -135,6 +155,11 @@ class VehicleAgent(Agent):
         # Misbehaviour detection (v2x.apps.misbehaviour) where apps act on what is heard: a sender judged
         # misbehaving is left out of this vehicle's apps and reported in the Ack.
         self.detector = Detector(env.thresholds) if self.apps else None
+        # Signal priority (svp): VIR requests sent, and the grants (RSC) received, by RSU id.
+        self.asks_priority = "svp" in spec.apps
+        self._vir_count = 0
+        self._next_vir_s = 0.0
+        self.grants: dict[bytes, Grant] = {}
 
     # -- motion -------------------------------------------------------------------------------------
     def _integrate(self, dt: float) -> None:
@@ -305,7 +330,16 @@ class VehicleAgent(Agent):
                 known_d = self.personal.get(person.temp_id)
                 if known_d is None or person.t_s >= known_d.t_s:
                     self.personal[person.temp_id] = person
-        elif which in ("vir", "rsc", "clpmm"):
+        elif which == "rsc":
+            rsu_id, t_rsc, items = self.env.rsc(heard, t)
+            for item in items:
+                if item.vehicle_id != self.own_id:
+                    continue
+                start, end = item.window_s
+                if end is None:
+                    continue
+                self.grants[rsu_id] = Grant(rsu_id, item.req_id, t_rsc, (t_rsc + (start or 0.0), t_rsc + end))
+        elif which in ("vir", "clpmm"):
             self.env.check_day2(heard, t)
         elif which == "rsi":
             info = self.env.rsi(heard, t)
@@ -329,6 +363,11 @@ class VehicleAgent(Agent):
         t = ctx.t_s
         if ctx.tick > 0:
             self._integrate(ctx.dt_s)
+        if ctx.signal_warps and self.signal_heads:
+            # The signal heads show what the controllers changed (heads shared by vehicles: applied once); the
+            # world passes on only changes its own heads took.
+            with contextlib.suppress(ValueError):
+                apply_warps(self.signal_heads, [warp_from_wire(w) for w in ctx.signal_warps])
         pose = shifted(self.route.pose(self.s), *self._lateral(t), self.v)
         result = TickResult()
 
@@ -344,6 +383,8 @@ class VehicleAgent(Agent):
         self.road_events = {k: e for k, e in self.road_events.items() if t - e[1] <= max_age}
         sign_age = self.env.thresholds["rsi_sign_max_age_s"]
         self.road_signs = {k: e for k, e in self.road_signs.items() if t - e[1] <= sign_age}
+        if self.grants:
+            self.grants = {k: g for k, g in self.grants.items() if g.window_s[1] >= t}
 
         gnss = ctx.gnss
         ex = gnss.east_error_m if gnss.available else 0.0
@@ -387,6 +428,7 @@ class VehicleAgent(Agent):
             route_ahead=self._route_ahead(ex, ny),
             shared=self.shared,
             personal=self.personal,
+            grants=tuple(self.grants.values()),
         )
         for app in self.apps:
             for raised in app.evaluate(view, t):
@@ -405,6 +447,11 @@ class VehicleAgent(Agent):
                 result.transmissions.extend(
                     self._bsm(t, claim.x + ex, claim.y + ny, claim.heading_rad, gnss, speed_mps=speed, accel_mps2=accel)
                 )
+        if self.asks_priority and self.equipped and t + 1e-9 >= self._next_vir_s:
+            vir = self._priority_request(t, view)
+            if vir is not None:
+                self._next_vir_s = t + self.env.thresholds["svp_request_period_s"]
+                result.transmissions.append(vir)
         c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)
         result.truth = testbed_pb2.TruthState(
             x_m=pose.x,
@@ -495,6 +542,38 @@ class VehicleAgent(Agent):
                 self.driver.on_abort(t)  # abandon the lane change / overtake, not brake
         elif adv.severity >= testbed_pb2.SEVERITY_WARNING:
             self.driver.on_warning(t, APP_NAME.get(adv.app, "warning"))
+
+    def _priority_request(self, t: float, view: OnBoardView) -> Transmission | None:
+        """A VIR asking for signal priority at the signalised approach the host is on (from MAP), within
+        ``svp_request_distance_m`` of its stop line: the node id and phase id, and a planned path whose point
+        at the stop line carries the arrival time (at the current speed, or the cruise speed if faster)."""
+        th = view.thresholds
+        m = match(view.host, view.all_approaches, th["rlvw_match_margin_m"])
+        if m is None or m.approach.phase_id == 0 or m.distance_m > th["svp_request_distance_m"]:
+            return None
+        speed = max(self.v, self.cruise_mps, 0.5)
+        eta = m.distance_m / speed
+        sx, sy = m.approach.stop_point
+        request = VehicleRequest(
+            req_id=m.approach.node_id % (REQ_ID_MAX + 1),
+            type="signal_priority",
+            priority=PRIORITY_OF_KIND.get(self.kind, 0),
+            intersection_id=m.approach.node_id,
+            phase_id=m.approach.phase_id,
+            life_time_s=eta + th["svp_clear_s"],
+        )
+        intention = Intention(
+            sender_id=self.own_id,
+            t_s=t,
+            x=view.host.x,
+            y=view.host.y,
+            behaviors=frozenset({"intersection_straight"}),
+            path=(PlannedPoint(sx, sy, eta, speed),),
+            requests=(request,),
+        )
+        frame = encode_vir(intention, t_s=t, msg_count=self._vir_count, frame=self.env.frame, epoch=self.env.epoch)
+        self._vir_count += 1
+        return Transmission(testbed_pb2.LINK_PC5, frame)
 
     def _psm(self, t: float, x: float, y: float, yaw: float, gnss: testbed_pb2.GnssReading) -> list[Transmission]:
         """A phone's PSM (T/CSAE 157) at the BSM's rate, over PC5 (and to the platform over Uu, as a BSM)."""

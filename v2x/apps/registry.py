@@ -52,6 +52,7 @@ BUILTIN_MODULES = (
     "v2x.apps.dnpw",
     "v2x.apps.sds",
     "v2x.apps.tjw",
+    "v2x.apps.svp",
 )
 ENTRY_POINT_GROUP = "v2x.apps"
 DECLARATION = "APPS"  # the module attribute that holds a module's AppSpecs
@@ -111,6 +112,17 @@ class Addressed:
 
 
 @dataclass(frozen=True)
+class Grant:
+    """A roadside unit's answer to the host's signal priority request (an RSC drive suggestion addressed to
+    it): the green granted at the stop line, as absolute simulation times."""
+
+    rsu_id: bytes  # the RSC sender's temporary id
+    req_id: int
+    heard_at_s: float
+    window_s: tuple[float, float]
+
+
+@dataclass(frozen=True)
 class OnBoardView:
     """What a vehicle's on-board apps see at a tick: the host and everything it has heard, still fresh."""
 
@@ -131,6 +143,8 @@ class OnBoardView:
     # personal devices heard (PSM senders, by temporary id).
     shared: Mapping[str, RemoteState] = field(default_factory=dict)
     personal: Mapping[bytes, RemoteState] = field(default_factory=dict)
+    # Day-2: RSC answers to the host's own VIR requests (signal priority grants), still standing.
+    grants: Sequence[Grant] = ()
 
     @property
     def road_events(self) -> dict[str, RoadEvent]:
@@ -329,6 +343,7 @@ __all__ = [
     "EdgeView",
     "EntryPoint",
     "Figure",
+    "Grant",
     "Message",
     "OnBoardApp",
     "OnBoardView",

@@ -199,6 +199,7 @@ class AgentHost:
                 gnss=tick_input.gnss,
                 heard=self._heard(slot, tick_input),
                 detections=tuple(tick_input.detections),
+                signal_warps=tuple(tick_input.signal_warps),
             )
             try:
                 result = agent.step(ctx)

@@ -29,6 +29,7 @@ from v2x.scenario.model import (
     Scenario,
     SpeedExpectation,
     StopsExpectation,
+    TravelTimeExpectation,
     ViolationExpectation,
     WarningExpectation,
 )
@@ -176,6 +177,8 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         if exp.window_s is not None and not exp.window_s[0] <= e["t_s"] <= exp.window_s[1]:
             return False, detail + f"; expected within {exp.window_s[0]:.2f}-{exp.window_s[1]:.2f} s"
         return True, detail
+    if isinstance(exp, TravelTimeExpectation):
+        return _travel_time(exp, events)
     if isinstance(exp, PositioningExpectation):
         changes = [e for e in events if e["type"] == "positioning" and e["variant"] == v and e["actor"] == exp.actor]
         lo, hi = exp.window_s
@@ -202,6 +205,42 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         return False, f"{name} not measured in variant {v}"
     ok, bounds = _within(value, exp.min, exp.max)
     return ok, f"{name} = {value} (expected {bounds})"
+
+
+def _passage_time(events: list[dict[str, Any]], variant: str, actor: str, at: list[float]) -> float | None:
+    return next(
+        (
+            e["t_s"]
+            for e in events
+            if e["type"] == "passage" and e["variant"] == variant and e["actor"] == actor and e["at"] == at
+        ),
+        None,
+    )
+
+
+def travel_time(events: list[dict[str, Any]], variant: str, exp: TravelTimeExpectation) -> float | None:
+    """``exp.actor``'s time from its passage of ``start_at`` to that of ``end_at`` in ``variant``, or None."""
+    t0 = _passage_time(events, variant, exp.actor, [float(exp.start_at[0]), float(exp.start_at[1])])
+    t1 = _passage_time(events, variant, exp.actor, [float(exp.end_at[0]), float(exp.end_at[1])])
+    return None if t0 is None or t1 is None else round(t1 - t0, 3)
+
+
+def _travel_time(exp: TravelTimeExpectation, events: list[dict[str, Any]]) -> tuple[bool, str]:
+    a, b = exp.start_at, exp.end_at
+    span = f"({a[0]:g}, {a[1]:g}) to ({b[0]:g}, {b[1]:g})"
+    took = travel_time(events, exp.variant, exp)
+    if took is None:
+        return False, f"{exp.actor} did not pass both {span}"
+    ok, bounds = _within(took, exp.min_s, exp.max_s)
+    detail = f"{exp.actor} took {took:.2f} s from {span}" + (f"; expected {bounds}" if bounds else "")
+    if exp.saves_s is not None:
+        base = travel_time(events, "baseline", exp)
+        if base is None:
+            return False, detail + "; no baseline travel time to compare with"
+        saved = round(base - took, 3)
+        ok = ok and saved >= exp.saves_s
+        detail += f"; {saved:.2f} s less than the baseline's {base:.2f} s (expected >= {exp.saves_s})"
+    return ok, detail
 
 
 def evaluate(

@@ -530,6 +530,28 @@ class NoMisbehaviourExpectation(_ExpectationBase):
     suspect: ActorId | None = None
 
 
+class TravelTimeExpectation(_ExpectationBase):
+    """``actor``'s travel time between two speed gates (``start_at`` and ``end_at``: passed as a ``speed``
+    expectation's point) is within the bounds; with ``saves_s``, it is at least that many seconds shorter than
+    the same actor's travel time between the same gates in the baseline (the delay V2X saves)."""
+
+    type: Literal["travel_time"]
+    actor: ActorId
+    start_at: Point
+    end_at: Point
+    min_s: Real | None = Field(default=None, ge=0)
+    max_s: Real | None = Field(default=None, ge=0)
+    saves_s: Real | None = Field(default=None, gt=0, description="at least this much faster than in the baseline")
+
+    @model_validator(mode="after")
+    def _bound(self) -> TravelTimeExpectation:
+        if self.min_s is None and self.max_s is None and self.saves_s is None:
+            raise ValueError("give 'min_s', 'max_s' and/or 'saves_s'")
+        if self.saves_s is not None and self.variant == "baseline":
+            raise ValueError("'saves_s' compares a v2x run with the baseline; give it in the v2x variant")
+        return self
+
+
 Expectation = Annotated[
     WarningExpectation
     | NoWarningExpectation
@@ -542,7 +564,8 @@ Expectation = Annotated[
     | StopsExpectation
     | SpeedExpectation
     | MisbehaviourExpectation
-    | NoMisbehaviourExpectation,
+    | NoMisbehaviourExpectation
+    | TravelTimeExpectation,
     Field(discriminator="type"),
 ]
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from v2x.core import SpatialGrid, WorldState, overlapping_pairs
-from v2x.scenario.model import SPEED_GATE_M, Scenario, SpeedExpectation
-from v2x.scenario.signals import crossed, signal_heads
+from v2x.scenario.model import SPEED_GATE_M, Scenario, SpeedExpectation, TravelTimeExpectation
+from v2x.scenario.signals import SignalWarp, apply_warps, crossed, signal_heads
 from v2x.sim.actors import road_user_slots, vehicle_slots
 from v2x.wire.map_spat import LIGHT_NAME, STOPPING_LIGHTS
 
@@ -43,13 +43,22 @@ class Referee:
         self.vehicles = vehicle_slots(scenario, world)
         # Signalised stop lines; the controllers run the same plans as the RSUs'.
         self.stop_lines = signal_heads(scenario)
-        # Speed gates (`speed` expectations): (actor slot, point) -> the along-heading offset last tick.
-        self.gates: dict[tuple[int, tuple[float, float]], float | None] = {
-            (world.slot_of(e.actor), e.at): None for e in scenario.expectations if isinstance(e, SpeedExpectation)
-        }
+        # Speed gates (`speed` and `travel_time` expectations): (actor slot, point) -> the along-heading offset
+        # last tick.
+        self.gates: dict[tuple[int, tuple[float, float]], float | None] = {}
+        for e in scenario.expectations:
+            if isinstance(e, SpeedExpectation):
+                self.gates[(world.slot_of(e.actor), e.at)] = None
+            elif isinstance(e, TravelTimeExpectation):
+                self.gates[(world.slot_of(e.actor), e.start_at)] = None
+                self.gates[(world.slot_of(e.actor), e.end_at)] = None
         self.collided: set[tuple[str, str]] = set()
         self._front: dict[int, tuple[float, float]] = {}
         self._moving: set[int] = set()
+
+    def change_signals(self, warps: list[SignalWarp]) -> int:
+        """A roadside unit's signal controller changed its plan (signal priority): the signal heads show it."""
+        return apply_warps(self.stop_lines, warps)
 
     def step(self, t: float, grid: SpatialGrid) -> list[Event]:
         """Everything the referee records at time ``t``; ``grid`` indexes the world's current positions."""

@@ -24,6 +24,7 @@ outcome depends on the scenario, variant and seed only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ import numpy as np
 from v2x.core import SpatialGrid
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
+from v2x.scenario.signals import warp_from_wire
 from v2x.sim.actors import road_user_slots, unequipped_ids, world_state
 from v2x.sim.channel import Channel
 from v2x.sim.events import event_order
@@ -144,6 +146,10 @@ class Simulation:
         # without its Ack (docs/PROTOCOL.md, TickInput).
         self._collisions: dict[str, list[testbed_pb2.TickInput.Collision]] = {}
         self._late: dict[str, list[int]] = {}
+        # Signal plan changes roadside units reported (signal priority), told to every actor in the next
+        # TickInput (docs/PROTOCOL.md "Signal priority").
+        self._signal_warps: list[testbed_pb2.SignalWarp] = []
+        self._kind = {a.id: a.kind for a in scenario.actors}
         self._warned: set[tuple[str, int, str, str, float]] = set()  # warnings recorded (echoes count once)
         self._judged: set[tuple[str, str, str]] = set()  # misbehaviour reports recorded
 
@@ -247,7 +253,9 @@ class Simulation:
             msg.detections.extend(self.sensors.detections.get(actor_id, ()))
             msg.collisions.extend(self._collisions.pop(actor_id, ()))
             msg.late_ticks.extend(self._late.pop(actor_id, ()))
+            msg.signal_warps.extend(self._signal_warps)
             inputs[actor_id] = msg.SerializeToString()
+        self._signal_warps = []
         return inputs
 
     # -- bytes in -----------------------------------------------------------------------------------
@@ -315,6 +323,8 @@ class Simulation:
                     np.array([tr.ay_mps2]),
                     np.array([compass_deg_to_enu_yaw_rad(tr.heading_deg)]),
                 )
+                if tr.signal_warps:
+                    self._change_signals(actor_id, tr.signal_warps, t)
             for adv in ack.events:
                 self._record_warning(actor_id, adv)
             for mb in ack.misbehaviour:
@@ -337,6 +347,27 @@ class Simulation:
         self.channel.transmit(self.inbound.take(tick), grid)
         self.events.extend(self.sensors.step(t))
         return self.events[start:]
+
+    def _change_signals(self, actor_id: str, warps: Sequence[testbed_pb2.SignalWarp], t: float) -> None:
+        """A roadside unit's signal controller changed its plan: the signal heads (the referee's) show it from
+        now on, and every actor hears of it in its next TickInput (drivers see the heads). Only roadside units
+        run signal controllers; a warp from anyone else, or one the plan cannot take, is ignored and logged."""
+        if self._kind.get(actor_id) != "rsu":
+            log.warning("%s t=%.2f s: signal plan changes from a %s ignored", actor_id, t, self._kind.get(actor_id))
+            return
+        for msg in warps:
+            try:
+                self.referee.change_signals([warp_from_wire(msg)])
+            except ValueError as exc:
+                log.warning("%s t=%.2f s: signal plan change ignored: %s", actor_id, t, exc)
+                continue
+            change = (
+                f"skip {msg.at_s:.2f} -> {msg.skip_to_s:.2f}"
+                if msg.skip
+                else f"hold {msg.hold_s:.2f} s at {msg.at_s:.2f}"
+            )
+            log.info("%s t=%.2f s: signal plan of %s changed: %s (plan time)", actor_id, t, msg.intersection, change)
+            self._signal_warps.append(msg)
 
     def _record_warning(self, actor_id: str, adv: testbed_pb2.Advisory) -> None:
         # The same advisory reported again (an echo sent twice, or re-reported after a late tick) counts once.
