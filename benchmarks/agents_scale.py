@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from v2x.run.runner import run_scenario, warm_up_core
+from v2x.run.runner import run_scenario
+from v2x.run.warmup import warm_up
 from v2x.scenario import load_scenario
 
 
@@ -63,7 +64,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--broker", default="embedded")
     args = ap.parse_args()
-    warm_up_core()  # compile or load the numba kernels before timing
+    warm_up()  # compile or load the numba kernels before timing (the worlds here are large)
     print(f"lockstep, {args.seconds:g} s simulated, broker {args.broker}, one process")
     print("| cars | wall s | wall s per simulated s | deliveries per tick |")
     print("|---|---|---|---|")

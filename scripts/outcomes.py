@@ -60,13 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3 (default 0-4)")
     parser.add_argument("--scenario", action="append", default=None, help="only this catalogue id (repeatable)")
     args = parser.parse_args(argv)
-    # Compile (or load) the core's kernels first, as `v2x run` does: compiled inside the first tick, they
-    # stall it past the lockstep clock's retransmission timer, and the retransmitted inputs show up as
-    # `duplicates` in the metrics of the first run.
-    from v2x.run.runner import warm_up_core
-
-    warm_up_core()
     paths = [p for p in catalogue() if args.scenario is None or p.stem in args.scenario]
+    # Compile (or load) the kernels a large world runs compiled first, as `v2x run` does: compiled inside
+    # the first tick, they stall it past the lockstep clock's retransmission timer, and the retransmitted
+    # inputs show up as `duplicates` in the metrics of the first run.
+    from v2x.run.runner import warm_up_core
+    from v2x.scenario import load_scenario
+
+    warm_up_core([load_scenario(p) for p in paths])
     args.dir.mkdir(parents=True, exist_ok=True)
     differ: list[str] = []
     missing: list[str] = []

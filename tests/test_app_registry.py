@@ -35,7 +35,7 @@ from v2x.wire.tables import APP_BY_NAME, APP_NAME
 
 V2X = Path(__file__).resolve().parents[1] / "v2x"
 # Proto enum values no app implements yet (planned Day-1 apps).
-NOT_IMPLEMENTED = {"bsw", "lcw", "dnpw", "tjw"}
+NOT_IMPLEMENTED = {"tjw"}
 # Thresholds an app declares for its family, not under its own name.
 SHARED_THRESHOLDS = {"v2v_event_max_heading_deg"}
 
@@ -105,6 +105,8 @@ def test_on_board_apps_run_in_the_documented_order_one_object_per_family() -> No
         "GreenLightSpeedAdvisory",
         "LeftTurnAssist",
         "SensorDataSharingWarning",
+        "BlindSpotWarnings",  # bsw, lcw
+        "DoNotPassWarning",
     ]
     assert onboard_apps(["icw"]) == []  # an edge app does not run on board
 

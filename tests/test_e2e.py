@@ -84,7 +84,7 @@ async def test_scenario_passes_on_mosquitto(scenario_id: str, mosquitto: Mosquit
     assert result["passed"], _failed(result)
 
 
-@pytest.mark.parametrize("scenario_id", ["fcw", "hlw", "ebw"])
+@pytest.mark.parametrize("scenario_id", ["fcw", "hlw", "ebw", "bsw-lcw", "dnpw"])
 async def test_same_seed_same_outcome_byte_for_byte_and_other_seed_differs(
     scenario_id: str, mosquitto: Mosquitto
 ) -> None:
@@ -208,6 +208,17 @@ def test_cli_needs_scenarios_or_all(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["run"]) == 2
     assert "--all" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--port", "9000"], ["--paused"]])
+def test_cli_view_options_without_view_exit_2(
+    extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from v2x.cli import main
+
+    assert main(["run", "fcw", "--out", str(tmp_path), *extra]) == 2
+    assert "go with --view" in capsys.readouterr().err
+    assert not (tmp_path / "fcw").exists()  # nothing ran
 
 
 async def test_real_time_mode_paces_the_run_and_keeps_the_outcome(embedded: BrokerAddress) -> None:

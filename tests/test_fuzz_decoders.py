@@ -1,6 +1,7 @@
 """Every decoder of v2x.wire, fuzzed (hypothesis): random bytes and structured messages with random field
 values. A decoder returns a value or raises ValueError (receivers count it as out_of_range), never
-anything else; parse_envelope returns the parts or None."""
+anything else; parse_envelope returns the parts or None. The signed envelope's certificates, security
+headers and credentials files: parsed or refused by reason, never raised."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from v2x.geodesy import LocalFrame
-from v2x.wire import day1_pb2, day2_pb2
+from v2x.wire import day1_pb2, day2_pb2, security_pb2, testbed_pb2
 from v2x.wire.bsm import decode_bsm, decode_emergency_use, decode_event_flags
 from v2x.wire.day2 import decode_clpmm, decode_psm, decode_rsc, decode_ssm, decode_vir
 from v2x.wire.envelope import parse_envelope, parse_participant_key
 from v2x.wire.map_spat import decode_map, decode_spat
 from v2x.wire.rsi import decode_rsi
 from v2x.wire.rsm import decode_rsm
+from v2x.wire.security import REASONS, Verifier, authority_for, parse_certificate, read_credentials
 
 FRAME = LocalFrame(31.0, 121.0, 4.0)
 EPOCH = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
@@ -167,3 +169,36 @@ def test_parse_envelope_returns_the_parts_or_none(raw: bytes) -> None:
 def test_participant_keys_parse_or_none(key: str) -> None:
     parsed = parse_participant_key(key)
     assert parsed is None or isinstance(parsed[0], bytes)
+
+
+# -- the signed envelope's decoders (v2x.wire.security) -------------------------------------------------
+_CA = authority_for("fuzz", EPOCH, 30.0)
+_VERIFIER = Verifier(_CA.root)
+_LEAD = _CA.credentials("lead", run_id="fuzz", epoch=EPOCH, run_s=30.0, permissions=("bsm",))
+
+
+@FUZZ
+@given(data=st.data(), real_cert=st.booleans())
+def test_structured_signed_envelopes_are_refused_by_reason(data: st.DataObject, real_cert: bool) -> None:
+    """Random Envelopes with random security headers (optionally the lead's real certificate with a random
+    signature, time and fields): the verifier names a reason, never raises, never accepts."""
+    env = testbed_pb2.Envelope()
+    _fill(env, data.draw(_message(testbed_pb2.Envelope.DESCRIPTOR)))
+    if real_cert:
+        env.security.certificate.CopyFrom(_LEAD.pseudonyms[0].certificate)
+    got = _VERIFIER.check(env, data.draw(st.sampled_from(["bsm", "spat", "advisory", ""])))
+    assert got in REASONS and got != "replayed"
+
+
+@FUZZ
+@given(raw=st.binary(max_size=400))
+def test_random_bytes_as_certificates_and_credentials_parse_or_raise_value_error(raw: bytes) -> None:
+    cert = security_pb2.Certificate()
+    with contextlib.suppress(DecodeError, ValueError):
+        cert.ParseFromString(raw)
+        parse_certificate(cert)
+    with contextlib.suppress(ValueError):
+        read_credentials(raw)
+    with contextlib.suppress(DecodeError):
+        sec = security_pb2.SignedData.FromString(raw)
+        assert _VERIFIER.certificate(sec) is None or sec.WhichOneof("signer") == "digest"

@@ -122,14 +122,23 @@ def test_run_writes_the_report_and_report_rebuilds_it_from_the_results(tmp_path:
     assert main(["run", "fcw", "--out", str(out), "--html", str(page), "-q"]) == 0
     root = _parse(page.read_text())
     figures = root.findall(".//figure")
-    assert [f.findtext("figcaption") for f in figures] == [
-        "v2x: what happened, to whom",
-        "baseline: what happened, to whom",
-    ]
-    v2x_titles = _titles(figures[0])
+    assert [(f.findtext("figcaption") or "").split(":")[0] for f in figures] == ["map", "v2x", "baseline"]
+    v2x_titles = _titles(figures[1])
     assert any(t.startswith("t=6.10 s FCW to follower about lead (rear-end)") for t in v2x_titles), v2x_titles
     assert not any("collision" in t for t in v2x_titles)
-    assert "t=8.90 s collision follower - lead at 16.67 m/s" in _titles(figures[1])
+    assert "t=8.90 s collision follower - lead at 16.67 m/s" in _titles(figures[2])
+    # The map: the lanes, every road user's track in both variants, and the events where they happened.
+    map_titles = _titles(figures[0])
+    for actor in ("follower", "lead", "neighbour"):
+        assert f"{actor} (v2x)" in map_titles and f"{actor} (baseline)" in map_titles
+    assert any(t.startswith("lane ") for t in map_titles)
+    assert any(t.startswith("v2x: t=6.10 s FCW to follower about lead") for t in map_titles), map_titles
+    assert "baseline: t=8.90 s collision follower - lead at 16.67 m/s" in map_titles
+    doc = json.loads((out / "fcw" / "result.json").read_text())
+    follower = doc["tracks"]["v2x"]["follower"]
+    assert [6.1, *follower[[p[0] for p in follower].index(6.1)][1:]] in follower  # sampled at its warning
+    assert follower[0][0] == 0.0 and follower[-1][0] == doc["metrics"]["v2x"]["sim_seconds"] and len(follower) > 14
+    assert doc["map"]["lanes"] and {"centerline", "width_m"} <= doc["map"]["lanes"][0].keys()
     rebuilt = tmp_path / "rebuilt.html"
     assert main(["report", str(out), "-o", str(rebuilt)]) == 0
     assert rebuilt.read_bytes() == page.read_bytes()
@@ -139,3 +148,35 @@ def test_run_writes_the_report_and_report_rebuilds_it_from_the_results(tmp_path:
     (out / "fcw" / "result.json").write_text(json.dumps(doc))
     assert main(["report", str(out / "fcw" / "result.json"), "-o", str(rebuilt)]) == 1
     assert "<title>v2x-testbed report: FAIL</title>" in rebuilt.read_text()
+
+
+def test_every_shipped_scenario_has_a_map_the_report_draws() -> None:
+    from v2x.run.tracks import scenario_map
+    from v2x.scenario import catalogue, load_scenario
+
+    for path in catalogue():
+        scene = scenario_map(load_scenario(path))
+        assert scene["lanes"] or scene["paths"], path
+        root = _parse(render_html([_result(map=scene, tracks={})]))
+        map_svg = root.find(f".//{SVG}svg[@class='map']")
+        assert map_svg is not None, path
+        assert any(t.startswith(("lane ", "obstacle ")) for t in _titles(map_svg)) or scene["paths"], path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"map": []}, "field 'map': expected an object"),
+        ({"map": {"lanes": [{"centerline": [[0, 0]]}]}}, r"map\.lanes\[0\]\.centerline: expected a list of"),
+        ({"map": {"rsus": [{"position": [0, "x"]}]}}, r"map\.rsus\[0\]\.position: expected \[x, y\]"),
+        ({"map": {"rsus": [{"position": [0, 0], "range_m": -1}]}}, r"map\.rsus\[0\]\.range_m: expected a length"),
+        ({"tracks": {"v2x": {"a": [[0, 1]]}}}, r"tracks\.v2x\.a: expected a list of \[t, x, y\]"),
+        ({"tracks": {"v2x": {"a": [[0, 1, 1e300]]}}}, r"tracks\.v2x\.a: expected a list of \[t, x, y\]"),
+        ({"tracks": {"v2x": {"a": [[0, 1, 2]] * 500_001}}}, "500001 map and track points"),
+    ],
+)
+def test_a_bad_map_or_track_is_named(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(_result(**change)))
+    with pytest.raises(ReportInputError, match=message):
+        load_results([path])

@@ -134,8 +134,9 @@ def _host(front_to_line: float, v: float = 14.0, a: float = 0.0, **kw: float) ->
     centre_x = STOP_X - front_to_line - 2.5
     args = {"x": centre_x, "y": -1.75, "heading_rad": 0.0, "speed_mps": v, "accel_mps2": a, "length_m": 5.0}
     args["sigma_m"] = 0.05
+    args["width_m"] = 2.0
     args.update(kw)
-    return Host(**args)
+    return Host(**args)  # type: ignore[arg-type]  # every field a float but turn_signal (left at "")
 
 
 SIGNALS_RED_AT_10 = {(1, 1): [Interval(YELLOW, 5.0, 8.0), Interval(RED, 8.0, 33.0), Interval(GREEN, 33.0, 53.0)]}

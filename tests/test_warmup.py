@@ -18,16 +18,22 @@ from v2x.run import warmup
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Run each step in a fresh interpreter and list the kernels the core's API calls (numba dispatchers) that each
+# Run each step in a fresh interpreter and list the kernels the core's API calls (numba twins) that each
 # one compiled or loaded from the cache.
 _PROBE = """
 import json
-from numba.core.registry import CPUDispatcher
 from v2x.core import _conflict, _fanout, _grid
+from v2x.core._jit import twins
 from v2x.run.warmup import STEPS, run_step
 
-# the kernels the core's Python API calls (their callees are compiled with them)
-entry = {n: d for m in (_grid, _fanout, _conflict) for n, d in vars(m).items() if isinstance(d, CPUDispatcher)}
+# the kernels the core's Python API calls (their callees are compiled with them), as compiled twins
+compiled = twins("v2x.core._kernels")
+entry = {
+    n: compiled[n]
+    for m in (_grid, _fanout, _conflict)
+    for n, f in vars(m).items()
+    if hasattr(f, "__v2x_kernel__") and f.__module__ == "v2x.core._kernels"
+}
 
 def loaded():
     return {n for n, d in entry.items() if d.signatures}

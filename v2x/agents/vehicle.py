@@ -9,15 +9,16 @@ it is given."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
 from v2x.apps.driver import Driver, SignalView
 from v2x.apps.host import Host, Participant
 from v2x.apps.registry import OnBoardView, Raised, Reaction, RouteAhead, app_by_code, app_spec, onboard_apps
 from v2x.apps.rlvw import match
-from v2x.scenario.geometry import Pose, Route
-from v2x.scenario.model import DEFAULT_SIZE, FLAG_ACTIONS, ActorSpec, DriverSpec, ScriptedEvent
+from v2x.scenario.geometry import Pose, Route, shifted, smoothstep5
+from v2x.scenario.model import DEFAULT_SIZE, FLAG_ACTIONS, LANE_ACTIONS, ActorSpec, DriverSpec, ScriptedEvent
 from v2x.scenario.signals import FixedTimeController
 from v2x.units import enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
@@ -30,6 +31,30 @@ from v2x.wire.tables import APP_NAME
 
 BSM_PERIOD_S = 0.1  # 10 Hz (T/CSAE 53 Day-1 table)
 SIGNAL_VISIBLE_M = 150.0  # how far ahead a driver reads a signal head and its countdown (assumption)
+MIN_RETURN_S = 1.0  # an abandoned lane change steers back over at least this long (ours)
+
+
+@dataclass(frozen=True)
+class LaneMove:
+    """A sideways move across lanes: from ``from_m`` to ``to_m`` to the left of the vehicle's line (negative:
+    right), starting at ``start_s`` and taking ``duration_s`` (the quintic of ``smoothstep5``)."""
+
+    start_s: float
+    duration_s: float
+    from_m: float
+    to_m: float
+    lane: str  # the lane it ends in
+    cruise_mps: float  # the driver's cruise speed when he signalled (an abandoned overtake goes back to it)
+    abortable: bool = True  # false: the move back of an abandoned one
+
+    def offset(self, t: float) -> tuple[float, float]:
+        """The offset at ``t`` and its rate (m/s)."""
+        f, df = smoothstep5((t - self.start_s) / self.duration_s)
+        span = self.to_m - self.from_m
+        return self.from_m + span * f, span * df / self.duration_s
+
+    def done(self, t: float) -> bool:
+        return t >= self.start_s + self.duration_s - 1e-9
 
 
 def driver_of(spec: DriverSpec) -> Driver:
@@ -52,6 +77,7 @@ class VehicleAgent(Agent):
         route: Route,
         env: Environment,
         signal_heads: Sequence[tuple[Approach, FixedTimeController]] = (),
+        lanes: Mapping[str, Route] | None = None,
     ) -> None:
         super().__init__(spec.id, spec.kind, env)
         self.spec = spec
@@ -71,6 +97,13 @@ class VehicleAgent(Agent):
         # with ``for_s`` clear again. hardBraking is not here: the BSM takes it from the deceleration.
         self.flags: set[str] = set()
         self._flag_clears_at: dict[str, float] = {}
+        # Lane changes (scripted ``lane_change``): the lanes it may move onto, its sideways offset from its
+        # line, the move under way, the turn signal ("left", "right", "") and the lane it is in.
+        self.lanes = dict(lanes or {})
+        self.offset_m = 0.0
+        self._move: LaneMove | None = None
+        self.turn_signal = ""
+        self.lane_id = spec.lane or ""
         # The signal heads the driver can see (physical lights, not V2X): what `sees_signals` looks at.
         self.signal_heads = list(signal_heads)
         self.equipped = spec.equipped
@@ -133,6 +166,8 @@ class VehicleAgent(Agent):
             ev = self._events.pop(0)
             if ev.action in FLAG_ACTIONS:
                 self._set_flag(ev)
+            elif ev.action in LANE_ACTIONS:
+                self._start_lane_change(t, ev)
             elif ev.action == "hold":
                 self._command = (0.0, None)
                 self.cruise_mps = self.v
@@ -140,6 +175,8 @@ class VehicleAgent(Agent):
                 self._command = (-ev.rate_mps2, ev.until_speed_mps if ev.until_speed_mps is not None else 0.0)
             else:
                 self._command = (ev.rate_mps2, ev.until_speed_mps)
+        if self.driver is not None and self.driver.abort_due(t):
+            self._abandon_lane_change(t)
         accel = 0.0
         if self._command is not None:
             accel, target = self._command
@@ -160,6 +197,51 @@ class VehicleAgent(Agent):
         if accel < 0 and self.v <= 0:
             accel = 0.0
         return accel
+
+    # -- lane changes ---------------------------------------------------------------------------------
+    def _lateral(self, t: float) -> tuple[float, float]:
+        """The sideways offset from the line at ``t`` and its rate; a move that has ended is settled."""
+        move = self._move
+        if move is None:
+            return self.offset_m, 0.0
+        if move.done(t):
+            self._move = None
+            self.offset_m = move.to_m
+            self.lane_id = move.lane
+            self.turn_signal = ""
+            return self.offset_m, 0.0
+        return move.offset(t)
+
+    def _start_lane_change(self, t: float, ev: ScriptedEvent) -> None:
+        """Turn the signal on now; the sideways move onto ``ev.lane`` starts ``ev.lead_s`` later."""
+        assert ev.lane is not None  # the schema requires it
+        target = self.lanes.get(ev.lane)
+        if target is None:
+            raise ValueError(f"{self.actor_id}: lane_change onto {ev.lane!r}, a lane it was not given")
+        now, _ = self._lateral(t)
+        to_m = self.route.offset_to(self.s, target)
+        self._move = LaneMove(t + ev.lead_s, ev.move_s, now, to_m, ev.lane, self.cruise_mps)
+        self.turn_signal = "left" if to_m > now else "right" if to_m < now else ""
+
+    def _abandon_lane_change(self, t: float) -> None:
+        """The driver abandons the lane change (or overtake) under way: the signal goes off, he steers back
+        to where he started from (if he had begun to move) and goes back to his speed when he signalled,
+        dropping a scripted acceleration."""
+        move = self._move
+        if move is None or not move.abortable:
+            return
+        now, _ = move.offset(t)
+        self.turn_signal = ""
+        self._move = None
+        self.offset_m = move.from_m
+        back = abs(now - move.from_m)
+        if back > 1e-6:
+            span = abs(move.to_m - move.from_m)
+            duration = max(MIN_RETURN_S, move.duration_s * back / span)
+            self._move = LaneMove(t, duration, now, move.from_m, self.lane_id, move.cruise_mps, abortable=False)
+        if self._command is not None and self._command[0] > 0:
+            self._command = None
+        self.cruise_mps = move.cruise_mps
 
     def _route_ahead(self, ex: float, ny: float) -> RouteAhead:
         """The vehicle's own route ahead of its centre (OnBoardView.route_ahead), in the frame of its believed
@@ -233,7 +315,7 @@ class VehicleAgent(Agent):
         t = ctx.t_s
         if ctx.tick > 0:
             self._integrate(ctx.dt_s)
-        pose = self.route.pose(self.s)
+        pose = shifted(self.route.pose(self.s), *self._lateral(t), self.v)
         result = TickResult()
 
         if self.equipped:
@@ -265,7 +347,17 @@ class VehicleAgent(Agent):
             gnss.sigma_major_m if gnss.available else float("inf"),
         )
         view = OnBoardView(
-            host=Host(host.x, host.y, pose.heading_rad, self.v, self.a, self.length_m, host.sigma_m),
+            host=Host(
+                host.x,
+                host.y,
+                pose.heading_rad,
+                self.v,
+                self.a,
+                self.length_m,
+                host.sigma_m,
+                self.width_m,
+                self.turn_signal,
+            ),
             host_party=host,
             remotes=self.remotes,
             perceived=self.perceived,
@@ -300,7 +392,7 @@ class VehicleAgent(Agent):
             heading_deg=enu_yaw_rad_to_compass_deg(pose.heading_rad),
             speed_mps=self.v,
             accel_mps2=self.a,
-            lane=self.spec.lane or "",
+            lane=self.lane_id,
         )
         return result
 
@@ -374,6 +466,9 @@ class VehicleAgent(Agent):
         spec = app_by_code(adv.app)
         if spec is not None and spec.reaction is Reaction.SPEED_CAP:
             self.driver.on_speed_cap(t, adv.figure)  # slow down to the limit, not to a stop
+        elif spec is not None and spec.reaction is Reaction.ABORT_MANOEUVRE:
+            if adv.severity >= testbed_pb2.SEVERITY_WARNING:
+                self.driver.on_abort(t)  # abandon the lane change / overtake, not brake
         elif adv.severity >= testbed_pb2.SEVERITY_WARNING:
             self.driver.on_warning(t, APP_NAME.get(adv.app, "warning"))
 
@@ -414,6 +509,7 @@ class VehicleAgent(Agent):
             sigma_minor_m=gnss.sigma_minor_m if gnss.available else None,
             braking=self.a < 0,
             flags=frozenset(self.flags),
+            turn_signal=self.turn_signal,
         )
         frame = encode_bsm(
             own, actor_id=self.actor_id, t_s=t, msg_count=self.msg_count, frame=self.env.frame, epoch=self.env.epoch

@@ -15,6 +15,12 @@
    shown by IVS) caps the target from ``reaction_s`` after he was told, for the rest of the run (the lowest
    cap wins; signs that end a restriction are not modelled).
 
+Beside them, a warning against a manoeuvre he has announced with his turn signal (LCW: a car in or coming
+into his blind spot; DNPW: an oncoming car in the passing zone) makes him **abandon the manoeuvre**
+(``on_abort``): ``reaction_s`` later he steers back into the lane he was leaving, turns the signal off, drops
+the acceleration of the overtake and goes back to the speed he had when he signalled (rule 3's tracking).
+He does not brake for it, and does not try the manoeuvre again (the vehicle's side: v2x/agents/vehicle.py).
+
 A driver without warnings, red lights or advice therefore keeps his speed, as the scripted profile says.
 """
 
@@ -51,6 +57,7 @@ class Driver:
     caution_speed_mps: float | None = None
     brake_at_s: float | None = None
     cause: str = ""
+    abort_at_s: float | None = None  # when he abandons the manoeuvre he was warned against
     _advice: tuple[float, float] | None = field(default=None, repr=False)  # (speed, last given at)
     _caps: list[tuple[float, float]] = field(default_factory=list, repr=False)  # (speed, from)
 
@@ -66,6 +73,20 @@ class Driver:
         if self.brake_at_s is not None and t_s >= self.brake_at_s - 1e-9:
             return -self.brake_mps2
         return None
+
+    # -- abandoning a manoeuvre ----------------------------------------------------------------------------
+    def on_abort(self, t_s: float) -> None:
+        """Warned at ``t_s`` against the lane change or overtake he has signalled: he abandons it after
+        ``reaction_s`` (a second warning before then changes nothing)."""
+        if self.abort_at_s is None:
+            self.abort_at_s = t_s + self.reaction_s
+
+    def abort_due(self, t_s: float) -> bool:
+        """Is it time to abandon the manoeuvre (true once per ``on_abort``)?"""
+        if self.abort_at_s is not None and t_s >= self.abort_at_s - 1e-9:
+            self.abort_at_s = None
+            return True
+        return False
 
     # -- rule 2 -----------------------------------------------------------------------------------------
     def signal_accel(self, speed_mps: float, view: SignalView | None) -> float | None:

@@ -18,6 +18,10 @@ class Host:
     accel_mps2: float  # longitudinal
     length_m: float
     sigma_m: float  # per-axis 1-sigma of the position the host believes (inf if unknown)
+    width_m: float = 2.0
+    # The turn signal the driver has on ("left", "right", "" off): the lane change or overtake he announces
+    # (BSW/LCW, DNPW read it).
+    turn_signal: str = ""
 
 
 @dataclass(frozen=True)

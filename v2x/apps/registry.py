@@ -49,6 +49,8 @@ BUILTIN_MODULES = (
     "v2x.apps.glosa",
     "v2x.apps.lta",
     "v2x.apps.sds",
+    "v2x.apps.blind_spot",  # bsw, lcw
+    "v2x.apps.dnpw",
 )
 ENTRY_POINT_GROUP = "v2x.apps"
 DECLARATION = "APPS"  # the module attribute that holds a module's AppSpecs
@@ -74,6 +76,8 @@ class Reaction(Enum):
     SPEED_ADVICE = "speed_advice"  # follow the advisory's figure, a speed (Driver.on_advice); every time advised
     SHOWN_SIGN = "shown_sign"  # keep to the sign's speed (Raised.keep_to_mps), else the driver's caution
     # speed (Driver.on_speed_cap); every time a sign is shown
+    ABORT_MANOEUVRE = "abort_manoeuvre"  # abandon the lane change / overtake the turn signal announced
+    # (Driver.on_abort), if the severity is warning or higher; once per validity period per (app, other)
 
 
 @dataclass(frozen=True)

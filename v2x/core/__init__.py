@@ -16,9 +16,11 @@ from v2x.core._fanout import (
     fan_out_broadcast,
 )
 from v2x.core._grid import SpatialGrid
+from v2x.core._jit import SMALL_WORLD, always_compiled
 from v2x.core._world import ActorKind, WorldState
 
 __all__ = [
+    "SMALL_WORLD",
     "ActorKind",
     "ChannelTables",
     "ConflictType",
@@ -29,6 +31,7 @@ __all__ = [
     "SpatialGrid",
     "TabulatedLink",
     "WorldState",
+    "always_compiled",
     "default_cell_m",
     "delivery_distances",
     "detect_conflicts",

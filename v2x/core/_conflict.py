@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from v2x.core._grid import SpatialGrid
+from v2x.core._jit import kernel
 from v2x.core._kernels import conflict_arrays, conflict_order, conflicts_of_pairs, conflicts_swept, motion_kernel
 from v2x.core._world import WorldState
 
@@ -236,7 +237,8 @@ def detect_conflicts(
     ch = np.cos(world.heading_rad[:hi])
     sh = np.sin(world.heading_rad[:hi])
     speed = np.hypot(world.vx[:hi], world.vy[:hi])
-    s, dx, dy, a, ts, hl, hw, reach = motion_kernel(
+    n = world.n_active
+    s, dx, dy, a, ts, hl, hw, reach = kernel(motion_kernel, n)(
         world.vx[:hi], world.vy[:hi], world.ax[:hi], world.ay[:hi], world.length_m[:hi], world.width_m[:hi],
         speed, ch, sh, circ, model == "ca", float(horizon_s), SPEED_EPS_MPS,
     )  # fmt: skip
@@ -253,7 +255,7 @@ def detect_conflicts(
         if len(pi) == 0:
             return Conflicts.empty()
         table = np.empty((len(pi), _TABLE_COLS))  # at most one row per pair
-        rows = conflicts_of_pairs(pi, pj, *motion, *consts, table)
+        rows = int(kernel(conflicts_of_pairs, n)(pi, pj, *motion, *consts, table))
     else:
         slots = world.active_slots()
         if len(slots) < 2:
@@ -262,16 +264,16 @@ def detect_conflicts(
         # Room for 2 rows per actor (the benchmark's dense urban traffic reports ~1); if that is too
         # little, the kernel still counts the rows and the same evaluation runs again with room for all.
         table = np.empty((max(64, 2 * len(slots)), _TABLE_COLS))
-        rows, _ = conflicts_swept(slots, max_cells, _BOX_MARGIN_M, *motion, *consts, table)
+        rows = int(kernel(conflicts_swept, n)(slots, max_cells, _BOX_MARGIN_M, *motion, *consts, table)[0])
         if rows > len(table):
             table = np.empty((rows, _TABLE_COLS))
-            conflicts_swept(slots, max_cells, _BOX_MARGIN_M, *motion, *consts, table)
+            kernel(conflicts_swept, n)(slots, max_cells, _BOX_MARGIN_M, *motion, *consts, table)
     if rows >= _COUNTING_SORT_ROWS and cap <= 4 * rows + 4096:
-        order = conflict_order(table, rows, cap)
+        order = kernel(conflict_order, n)(table, rows, cap)
     else:  # few rows (or few for the world): numpy's stable sort of i * capacity + j, the same order
         key = table[:rows, 0].astype(np.int64) * cap + table[:rows, 1].astype(np.int64)
         order = np.argsort(key, kind="stable").astype(np.intp)
-    return Conflicts(*conflict_arrays(table, order))
+    return Conflicts(*kernel(conflict_arrays, n)(table, order))
 
 
 def overlapping_pairs(world: WorldState, grid: SpatialGrid | None = None) -> tuple[IntP, IntP]:

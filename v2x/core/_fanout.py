@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from v2x.core._grid import SpatialGrid, bucket_points
+from v2x.core._jit import kernel
 from v2x.core._kernels import RX_LIMIT, TX_BITS, broadcast_kernel, canonical_kernel, pairs_delivery_kernel
 from v2x.core._world import WorldState
 
@@ -370,11 +371,11 @@ def _compiled_broadcast(
     out = _output(cap)
     i = pos = candidates = 0
     while True:
-        i, pos, added = broadcast_kernel(
+        i, pos, added = kernel(broadcast_kernel, world.n_active)(
             txs, tys, mtx, msender, *gargs, cell_w, rx_slots, world.x, world.y, tx_time_s, radius, *tables, seed,
             *out, i, pos,
         )  # fmt: skip
-        candidates += added
+        i, pos, candidates = int(i), int(pos), candidates + int(added)
         if i == len(rx_slots):
             break
         bigger = _output(2 * len(out[0]))
@@ -448,7 +449,9 @@ def fan_out_broadcast(
             grid = SpatialGrid.build(world, default_cell_m(radius))
         xs, ys, mslots, gargs = grid.xs, grid.ys, grid.slots, grid.kernel_args()
     mask = can_receive if can_receive is not None else np.ones(1, dtype=np.bool_)
-    tx, rx = canonical_kernel(xs, ys, mslots, *gargs, sender_slots, sx, sy, radius, mask, can_receive is not None)
+    tx, rx = kernel(canonical_kernel, world.n_active)(
+        xs, ys, mslots, *gargs, sender_slots, sx, sy, radius, mask, can_receive is not None
+    )
     ddx = world.x[rx] - sx[tx]
     ddy = world.y[rx] - sy[tx]
     return _apply_link(tx, rx, np.sqrt(ddx * ddx + ddy * ddy), tx_time_s, link, rng)
@@ -476,9 +479,10 @@ def deliver_pairs(
         raise TypeError(f"{link.name}: deliver_pairs needs a link with channel_tables()")
     n = len(tx)
     out = _output(n)
-    pos = pairs_delivery_kernel(
+    pos = kernel(pairs_delivery_kernel, world.n_active)(
         world.x, world.y, sender_slots, tx_time_s, tx, rx, world.capacity, *tables, _link_seed(rng), *out
     )
+    pos = int(pos)
     return Deliveries(out[0][:pos], out[1][:pos], out[2][:pos], n, n - pos)
 
 

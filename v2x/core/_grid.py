@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from v2x.core._jit import kernel
 from v2x.core._kernels import counting_order, pairs_kernel, query_kernel, sort_runs
 from v2x.core._world import WorldState
 
@@ -66,7 +67,7 @@ def bucket_points(
     n_cells = nx * ny
     dense_begin: NDArray[np.int64] | None = None
     if n_cells <= max(_DENSE_MIN_CELLS, _DENSE_CELLS_PER_MEMBER * len(x)):
-        order, dense_begin = counting_order(key, n_cells)
+        order, dense_begin = kernel(counting_order, len(x))(key, n_cells)
     else:
         order = np.argsort(key, kind="stable").astype(np.intp)
     return Buckets(order, cx0, cy0, nx, ny, key[order], dense_begin)
@@ -195,13 +196,17 @@ class SpatialGrid:
         qy = np.ascontiguousarray(qy, dtype=np.float64)
         if self.n == 0 or len(qx) == 0:
             return _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64
-        return _count_then_fill(query_kernel, (self.xs, self.ys, qx, qy, float(radius_m), *self.kernel_args()))
+        return _count_then_fill(
+            kernel(query_kernel, self.n), (self.xs, self.ys, qx, qy, float(radius_m), *self.kernel_args())
+        )
 
     def member_pairs(self, radius_m: float) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """Unordered member-position pairs (a, b), a < b, within radius_m, each pair once."""
         if self.n < 2:
             return _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64
-        return _count_then_fill(pairs_kernel, (self.xs, self.ys, self._row_of, float(radius_m), *self.kernel_args()))
+        return _count_then_fill(
+            kernel(pairs_kernel, self.n), (self.xs, self.ys, self._row_of, float(radius_m), *self.kernel_args())
+        )
 
     def pairs_within(self, radius_m: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
         """Unordered slot pairs (i < j) of active actors at distance <= radius_m.
@@ -225,7 +230,7 @@ class SpatialGrid:
         dst = self.slots[member]
         keep = dst != slots[q]
         q, dst = q[keep], dst[keep]
-        sort_runs(q, dst)  # q is sorted already; sort dst within each query
+        kernel(sort_runs, self.n)(q, dst)  # q is sorted already; sort dst within each query
         return slots[q], dst
 
     def position_of(self, slots: NDArray[np.intp]) -> NDArray[np.intp]:
@@ -243,7 +248,7 @@ def _count_then_fill(
 ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
     """Run a (first index, second index, distance) kernel twice: once to count the rows (fill=False),
     then into arrays of exactly that size (fill=True)."""
-    total = kernel(*args, _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64, False)
+    total = int(kernel(*args, _EMPTY_INTP, _EMPTY_INTP, _EMPTY_F64, False))
     out = np.empty(total, dtype=np.intp), np.empty(total, dtype=np.intp), np.empty(total, dtype=np.float64)
     kernel(*args, *out, True)
     return out

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from v2x.core import _traffic_kernels, _traffic_numpy
+from v2x.core._jit import compiled
 from v2x.core._traffic_kernels import B_MAX
 from v2x.core._world import ActorKind
 from v2x.units import kph_to_mps
@@ -284,7 +285,7 @@ def traffic_step(
 
     ``red``: one flag per lane, its stop line is red this tick (None: all green). ``tick``: the tick
     number; MOBIL considers changes to the left on even ticks and to the right on odd ones."""
-    return _run(_traffic_kernels.traffic_step, net, traffic, red, dt, tick)
+    return _run(compiled(_traffic_kernels.traffic_step), net, traffic, red, dt, tick)
 
 
 def traffic_step_numpy(

@@ -9,6 +9,13 @@ current one again (``bad_tick``: a forged tick 10^6 must not make an agent deaf 
 different TickInput for the tick already answered (``conflicting_input``: counted, the first answer stands),
 and, in a baseline run (no V2X), any envelope in a TickInput (``unexpected_envelope``: an agent without
 V2X hears nothing). A ``Control`` STOP ends the agents early only when it carries the run's token.
+
+In a secure run (``security``) each agent signs its envelopes with its pseudonyms (``signers``) and
+verifies every envelope it hears before its apps see it, as every V2X receiver does: the signature and
+certificate checks once per distinct envelope for all the agents of the host (``v2x.wire.security``
+caches the certificates it verified), the clock and replay checks per agent, against the delivery time.
+A refused envelope is counted in the agent's ``Ack.rejected`` under its reason (``unsigned``,
+``unknown_cert``, ``expired``, ``no_permission``, ``bad_signature``, ``replayed``).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from v2x.net.world import WORLD_LOST
 from v2x.sim.inbound import mistyped_fields
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.envelope import parse_envelope
+from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, Verifier
 
 log = logging.getLogger("v2x.agent")
 
@@ -52,6 +60,7 @@ class _Slot:
     seq: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    fresh: Freshness = field(default_factory=Freshness)  # secure runs: this receiver's replay memory
 
 
 class AgentHost:
@@ -61,7 +70,8 @@ class AgentHost:
     run's Control token (a STOP without it is ignored; None: no Control is listened to); ``n_ticks``: the
     run's last tick (``TickInput.final`` counts only there; None: trust it); ``max_skip``: how many ticks a
     TickInput may skip (0 in lockstep, where the world sends every tick until it is answered; a few in real
-    time, where an input can be lost)."""
+    time, where an input can be lost); ``security``: a secure run's verifier and epoch, ``signers``: each
+    agent's signing keys (both None in a run without signatures)."""
 
     def __init__(
         self,
@@ -74,6 +84,8 @@ class AgentHost:
         token: str | None = None,
         n_ticks: int | None = None,
         max_skip: int = 0,
+        security: EnvelopeSecurity | None = None,
+        signers: dict[str, Signer] | None = None,
     ) -> None:
         self.transport = transport
         self.run_id = run_id
@@ -82,6 +94,8 @@ class AgentHost:
         self.token = token
         self.n_ticks = n_ticks
         self.max_skip = max_skip
+        self.security = security
+        self.signers = signers or {}
         self.slots = {a.actor_id: _Slot(a) for a in agents}
         self._parsed: dict[bytes, _Parsed | str] = {}  # this tick's envelopes, parsed once for all agents
         self._parsed_tick = -1
@@ -204,6 +218,9 @@ class AgentHost:
                     dest_ids=list(tx.dest_ids),
                     frame=tx.frame.SerializeToString(),
                 )
+                signer = self.signers.get(agent.actor_id)
+                if signer is not None:
+                    signer.sign(env)
                 output.append((tx_topic, env.SerializeToString()))
             ack = testbed_pb2.Ack(
                 actor_id=agent.actor_id,
@@ -250,27 +267,37 @@ class AgentHost:
             self._parsed.clear()
             self._parsed_tick = tick_input.tick
         out = []
+        security = self.security
+        verifier = security.verifier if security is not None else None
         for raw, rx_us in zip(tick_input.envelopes, tick_input.rx_time_us, strict=True):
             parsed = self._parsed.get(raw)
             if parsed is None:
-                parsed = self._parsed[raw] = _envelope_parts(raw)
+                parsed = self._parsed[raw] = _envelope_parts(raw, verifier)
             if isinstance(parsed, str):
                 slot.rejected[parsed] += 1
                 continue
-            sender_id, link, tx_time_s, frame, memo = parsed
+            sender_id, link, tx_time_s, frame, memo, verified = parsed
+            if security is not None:
+                why = verified if isinstance(verified, str) else slot.fresh.check(verified, security.epoch_us + rx_us)
+                if why:
+                    slot.rejected[why] += 1
+                    continue
             out.append(Heard(sender_id, link, rx_us / 1e6, tx_time_s, frame, memo))
         return tuple(out)
 
 
-_Parsed = tuple[str, int, float, frame_pb2.MessageFrame, dict[Hashable, object]]
+_Parsed = tuple[str, int, float, frame_pb2.MessageFrame, dict[Hashable, object], Verified | str]
 
 
-def _envelope_parts(raw: bytes) -> _Parsed | str:
-    """(sender, link, tx time, frame, a fresh memo), or the rejection reason."""
+def _envelope_parts(raw: bytes, verifier: Verifier | None) -> _Parsed | str:
+    """(sender, link, tx time, frame, a fresh memo, what ``verifier`` says of it: verified or why not), or
+    the rejection reason."""
     parsed = parse_envelope(raw)
     if parsed is None:
         return "malformed"
     env, frame = parsed
-    if frame.WhichOneof("msg") is None:
+    kind = frame.WhichOneof("msg")
+    if kind is None:
         return "unknown_type"
-    return env.sender_id, env.link, env.tx_time_us / 1e6, frame, {}
+    verified = verifier.check(env, kind) if verifier is not None else ""
+    return env.sender_id, env.link, env.tx_time_us / 1e6, frame, {}, verified

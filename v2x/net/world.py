@@ -30,6 +30,7 @@ from v2x.net.transport import Handler, Transport
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation, WorldReport
 from v2x.wire import testbed_pb2
+from v2x.wire.security import EnvelopeSecurity
 
 __all__ = ["Observer", "World", "WorldReport"]
 
@@ -79,9 +80,10 @@ class World:
         join_timeout_s: float = 30.0,
         observer: Observer | None = None,
         token: str | None = None,
+        security: EnvelopeSecurity | None = None,
     ) -> None:
         self.token = token or secrets.token_hex(16)
-        self.sim = Simulation(scenario, variant=variant, seed=seed, run_id=run_id, token=self.token)
+        self.sim = Simulation(scenario, variant=variant, seed=seed, run_id=run_id, token=self.token, security=security)
         self.run_id = run_id
         self.transport = transport
         self.clock = clock
@@ -96,7 +98,7 @@ class World:
             transport.route(topics.all_of(run_id, kind), self._handler(kind))
         self._announced: bytes | None = None  # the Control this world last published (retained)
         self._found: testbed_pb2.Control | None = None  # a retained Control of another world, before claim()
-        self._probe_topic = f"v2x-probe/{run_id}/{self.token[:12]}"
+        self._probe_topic = topics.probe(run_id, self.token[:12])
         self._probed = asyncio.Event()
         self._reasserted: list[float] = []
         self._claimed = False

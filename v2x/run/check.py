@@ -398,7 +398,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("v2x check: no scenario files found", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    warm_up_core()
+    warm_up_core([sc for _, sc in loaded])
     started = time.monotonic()
     cases: list[CaseResult] = []
     seeds = {

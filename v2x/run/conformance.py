@@ -368,7 +368,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     run_id = f"{args.run_id}-v2x"
     from v2x.run.runner import warm_up_core
 
-    warm_up_core()
+    warm_up_core([scenario])
     print(
         f"v2x conformance: run {run_id} of {scenario.id} ({args.mode}) on {broker.url}: waiting up to "
         f"{args.join_timeout:.0f} s for a stack to join as {args.actor!r}",

@@ -77,7 +77,7 @@ class ScenarioFile(pytest.File):
             seed = self.config.getoption("--v2x-seed")
             if seed is None:
                 seed = int(self._golden["seed"]) if self._golden else 0
-            warm_up_core()
+            warm_up_core([self.scenario])
             broker = self.config.getoption("--v2x-broker")
             self._result = asyncio.run(run_scenario(self.scenario, seed=seed, broker=broker))
         return self._result, self._golden

@@ -358,7 +358,12 @@ class VariantRecorder:
             metrics = result["metrics"].get(self.variant)
             if metrics is not None:
                 self.json("/metrics", "v2x.Metrics", t_end, metrics)
-            self.w.add_metadata("v2x.result", {"seed": str(result["seed"]), "run": json.dumps(result["run"])})
+            meta = {"seed": str(result["seed"]), "run": json.dumps(result["run"])}
+            if "map" in result:  # what the report's map draws (v2x/run/tracks.py)
+                meta["map"] = json.dumps(result["map"])
+            if self.variant in result.get("tracks", {}):
+                meta["tracks"] = json.dumps(result["tracks"][self.variant])
+            self.w.add_metadata("v2x.result", meta)
         self.w.finish()  # type: ignore[no-untyped-call]
         self._file.close()
         self.closed = True
@@ -401,6 +406,8 @@ class Replayed:
     metrics: dict[str, Any] | None
     run: dict[str, Any]
     seed: int
+    scene: dict[str, Any] | None = None  # the result's map (v2x/run/tracks.py)
+    tracks: dict[str, list[list[float]]] | None = None  # this variant's tracks
 
 
 class RecordingError(ValueError):
@@ -456,6 +463,8 @@ def read_recording(path: Path) -> Replayed:
         metrics=metrics,
         run=json.loads(result_meta["run"]) if "run" in result_meta else {},
         seed=int(result_meta.get("seed", meta.get("seed", "0"))),
+        scene=json.loads(result_meta["map"]) if "map" in result_meta else None,
+        tracks=json.loads(result_meta["tracks"]) if "tracks" in result_meta else None,
     )
 
 
@@ -477,7 +486,7 @@ def rebuild_result(recordings: Iterable[Replayed]) -> dict[str, Any]:
     verdicts.sort(key=lambda v: int(v["index"]))
     expectations = [{k: v for k, v in x.items() if k != "index"} for x in verdicts]
     order = [v for v in ("v2x", "baseline") if v in metrics] + sorted(set(metrics) - {"v2x", "baseline"})
-    return {
+    doc = {
         "scenario": scenarios.pop(),
         "seed": recs[0].seed,
         "passed": all(e["passed"] for e in expectations),
@@ -487,6 +496,12 @@ def rebuild_result(recordings: Iterable[Replayed]) -> dict[str, Any]:
         "run": recs[0].run,
         "flagged": flagged({v: metrics[v] for v in order}),
     }
+    if recs[0].scene is not None:
+        doc["map"] = recs[0].scene
+    tracks = {r.meta["variant"]: r.tracks for r in recs if r.tracks is not None}
+    if tracks:
+        doc["tracks"] = {v: tracks[v] for v in order if v in tracks}
+    return doc
 
 
 def summary_text(r: Replayed) -> str:

@@ -3,7 +3,9 @@
 One file, no scripts and nothing fetched: inline CSS and SVG, so it can be archived as a CI artifact and
 opened anywhere. It shows, per scenario: the verdict, every expectation with its detail, a timeline of
 what happened to whom (warnings and advice by app, collisions, red-light violations, stops, positioning
-state changes; hover a mark for its details) for each variant side by side, and the service metrics.
+state changes; hover a mark for its details) for each variant side by side, a map (the road, the RSUs and
+their ranges, both variants' tracks and the events where they happened; from the result's ``map`` and
+``tracks``) and the service metrics.
 
 The page is a pure function of the result documents (v2x.results): the same results give the same bytes.
 """
@@ -33,6 +35,21 @@ ROW_H = 22
 LABEL_W = 120
 PLOT_W = 640
 PAD = 8
+MAP_W = 760  # the map's width in px; its height follows the drawn area (MAP_H_MIN to MAP_H_MAX)
+MAP_H_MIN = 160
+MAP_H_MAX = 480
+# What the map draws of ``map`` (v2x/run/tracks.py): per list, the fields it reads and their shapes.
+MAP_SHAPES: dict[str, dict[str, str]] = {
+    "lanes": {"centerline": "line", "width_m": "size"},
+    "intersections": {"center": "point", "radius_m": "size"},
+    "obstacles": {"polygon": "line"},
+    "zones": {"polygon": "line"},
+    "paths": {"path": "line"},
+    "rsus": {"position": "point", "range_m": "size"},
+    "rsi": {"position": "point"},
+}
+# Track colours, by actor (in sorted order); the v2x variant is drawn solid, the others dashed.
+TRACK_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 
 
 class ReportInputError(ValueError):
@@ -43,6 +60,7 @@ MAX_RESULT_BYTES = 64 * 1024 * 1024  # a result.json is kilobytes; beyond this i
 MAX_EVENTS = 200_000  # per result (the shipped scenarios make dozens)
 MAX_TIME_S = 1e7  # event times and simulated seconds (a run is at most an hour)
 MAX_DEPTH = 64  # nesting levels in a result document (it has five)
+MAX_POINTS = 500_000  # map and track points per result (a shipped scenario has a few hundred)
 
 
 def _reject_constant(name: str) -> float:
@@ -184,6 +202,45 @@ def _shape_problem(doc: object) -> str:
         problem = _metrics_problem(variant, m)
         if problem:
             return problem
+    return _map_problem(doc.get("map", {}), doc.get("tracks", {}))
+
+
+def _xy(p: object, n: int = 2) -> bool:
+    return isinstance(p, list) and len(p) == n and all(_num(v) for v in p)
+
+
+def _map_problem(scene: object, tracks: object) -> str:
+    """The map and tracks are optional (result files of older versions have none), but drawn only if whole."""
+    if not isinstance(scene, dict):
+        return "field 'map': expected an object"
+    points = 0
+    for key, shape in MAP_SHAPES.items():
+        items = scene.get(key, [])
+        if not isinstance(items, list):
+            return f"map.{key}: expected a list"
+        for k, item in enumerate(items):
+            if not isinstance(item, dict):
+                return f"map.{key}[{k}]: expected an object"
+            for field, kind in shape.items():
+                value = item.get(field)
+                if kind == "line" and not (isinstance(value, list) and len(value) >= 2 and all(map(_xy, value))):
+                    return f"map.{key}[{k}].{field}: expected a list of [x, y] points"
+                if kind == "point" and not _xy(value):
+                    return f"map.{key}[{k}].{field}: expected [x, y]"
+                if kind == "size" and value is not None and not (_num(value) and value >= 0):
+                    return f"map.{key}[{k}].{field}: expected a length in m or null"
+                points += len(value) if isinstance(value, list) and kind == "line" else 1
+    if not isinstance(tracks, dict):
+        return "field 'tracks': expected an object"
+    for variant, by_actor in tracks.items():
+        if not isinstance(by_actor, dict):
+            return f"tracks.{variant}: expected an object"
+        for actor, track in by_actor.items():
+            if not isinstance(track, list) or not all(_xy(p, 3) for p in track):
+                return f"tracks.{variant}.{actor}: expected a list of [t, x, y]"
+            points += len(track)
+    if points > MAX_POINTS:
+        return f"{points} map and track points (at most {MAX_POINTS})"
     return ""
 
 
@@ -285,6 +342,13 @@ def _scenario(r: dict[str, Any]) -> str:
             f"<td><span class='badge {ok}'>{ok.upper()}</span></td><td>{_e(e['detail'])}</td></tr>"
         )
     out.append("</table>")
+    if r.get("map") or r.get("tracks"):
+        out.append(
+            "<figure><figcaption>map: the road, RSUs (dashed: declared range), where each road user went "
+            "(solid: with V2X, dashed: baseline) and where things happened</figcaption>"
+        )
+        out.append(_map(r))
+        out.append("</figure>")
     variants = list(r["metrics"]) or sorted({str(ev.get("variant", "")) for ev in r["events"]})
     out.append("<div class='timelines'>")
     for variant in variants:
@@ -377,6 +441,168 @@ def _timeline(events: list[dict[str, Any]], sim_s: float) -> str:
         svg.append(f"<g class='mark {_e(shape.split(':')[0])}'><title>{_e(title)}</title>{_shape(shape, x, y)}</g>")
     svg.append("</svg>")
     return "".join(svg)
+
+
+def _at(track: list[list[float]], t: float) -> tuple[float, float] | None:
+    """Where a track was at ``t``: linear between its samples; None outside them."""
+    if not track or t < track[0][0] or t > track[-1][0]:
+        return None
+    lo, hi = 0, len(track) - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if track[mid][0] <= t:
+            lo = mid
+        else:
+            hi = mid
+    (t0, x0, y0), (t1, x1, y1) = track[lo], track[hi]
+    f = 0.0 if t1 <= t0 else min(max((t - t0) / (t1 - t0), 0.0), 1.0)
+    return x0 + f * (x1 - x0), y0 + f * (y1 - y0)
+
+
+def _map(r: dict[str, Any]) -> str:
+    """The scenario's map as inline SVG: lanes, intersections, obstacles, zones, RSUs with their declared
+    range, RSI items, each road user's track per variant and the events drawn where they happened."""
+    scene: dict[str, Any] = r.get("map") or {}
+    tracks: dict[str, dict[str, list[list[float]]]] = r.get("tracks") or {}
+    xs: list[float] = []
+    ys: list[float] = []
+
+    def take(p: list[float]) -> None:
+        xs.append(float(p[0]))
+        ys.append(float(p[1]))
+
+    # Frame what moved and what stands beside it (tracks, RSUs, obstacles, RSI items, intersections);
+    # lanes and zones, often much longer, frame the map only when there is nothing else.
+    for key in ("lanes", "zones", "intersections", "obstacles", "paths", "rsus", "rsi"):
+        if key in ("lanes", "zones", "paths") and (tracks or xs):
+            continue
+        for item in scene.get(key, []):
+            for field, kind in MAP_SHAPES[key].items():
+                if kind == "line":
+                    for p in item[field]:
+                        take(p)
+                elif kind == "point":
+                    take(item[field])
+    for by_actor in tracks.values():
+        for track in by_actor.values():
+            for _, x, y in track:
+                take([x, y])
+    if not xs:
+        for key in ("lanes", "zones", "paths"):
+            for item in scene.get(key, []):
+                for p in item[next(iter(MAP_SHAPES[key]))]:
+                    take(p)
+    if not xs:
+        return "<p class='muted'>no map in this result</p>"
+    pad_m = 15.0
+    x0, x1 = min(xs) - pad_m, max(xs) + pad_m
+    y0, y1 = min(ys) - pad_m, max(ys) + pad_m
+    scale = min(MAP_W / max(x1 - x0, 1.0), MAP_H_MAX / max(y1 - y0, 1.0))
+    height = max(MAP_H_MIN, round((y1 - y0) * scale))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+
+    def px(x: float, y: float) -> str:
+        return f"{MAP_W / 2 + (x - cx) * scale:.1f},{height / 2 - (y - cy) * scale:.1f}"
+
+    def poly(points: list[list[float]]) -> str:
+        return " ".join(px(p[0], p[1]) for p in points)
+
+    svg = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{MAP_W}' height='{height}' viewBox='0 0 {MAP_W} {height}' "
+        "role='img' class='map'>",
+        f"<rect width='{MAP_W}' height='{height}' fill='#fbfbf8'/>",
+    ]
+    for z in scene.get("zones", []):
+        svg.append(
+            f"<polygon points='{poly(z['polygon'])}' fill='#fdebd0' stroke='#e59866'><title>{_e(z.get('kind'))} "
+            f"zone {_e(z.get('id'))}</title></polygon>"
+        )
+    for i in scene.get("intersections", []):
+        (x, y), rad = i["center"], float(i.get("radius_m") or 0.0)
+        c = px(x, y).split(",")
+        svg.append(
+            f"<circle cx='{c[0]}' cy='{c[1]}' r='{max(rad * scale, 2):.1f}' fill='#eeeeee' stroke='#cccccc'>"
+            f"<title>intersection {_e(i.get('id'))}</title></circle>"
+        )
+    for lane in scene.get("lanes", []):
+        width = max(float(lane.get("width_m") or 3.5) * scale, 1.0)
+        svg.append(
+            f"<polyline points='{poly(lane['centerline'])}' fill='none' stroke='#d5d5d5' stroke-width='{width:.1f}' "
+            f"stroke-linejoin='round'><title>lane {_e(lane.get('id'))}</title></polyline>"
+        )
+        svg.append(
+            f"<polyline points='{poly(lane['centerline'])}' fill='none' stroke='#ffffff' stroke-dasharray='6 6'/>"
+        )
+    for o in scene.get("obstacles", []):
+        svg.append(
+            f"<polygon points='{poly(o['polygon'])}' fill='#7f8c8d' stroke='#555'><title>obstacle {_e(o.get('id'))}"
+            "</title></polygon>"
+        )
+    for rsu in scene.get("rsus", []):
+        x, y = rsu["position"]
+        c = px(x, y).split(",")
+        if rsu.get("range_m"):
+            svg.append(
+                f"<circle cx='{c[0]}' cy='{c[1]}' r='{float(rsu['range_m']) * scale:.1f}' fill='none' "
+                "stroke='#555' stroke-dasharray='4 4'/>"
+            )
+        cxf, cyf = float(c[0]), float(c[1])
+        svg.append(
+            f"<g class='rsu'><title>RSU {_e(rsu.get('id'))}"
+            + (f", range {float(rsu['range_m']):g} m" if rsu.get("range_m") else "")
+            + f"</title><rect x='{cxf - 5:.1f}' y='{cyf - 5:.1f}' width='10' height='10' fill='#333'/>"
+            f"<circle cx='{cxf:.1f}' cy='{cyf:.1f}' r='2' fill='#fff'/>"
+            f"<text x='{cxf + 8:.1f}' y='{cyf - 6:.1f}' class='muted'>{_e(rsu.get('id'))}</text></g>"
+        )
+    for item in scene.get("rsi", []):
+        c = px(*item["position"]).split(",")
+        svg.append(
+            f"<rect x='{float(c[0]) - 4:.1f}' y='{float(c[1]) - 4:.1f}' width='8' height='8' fill='#f39c12'>"
+            f"<title>RSI {_e(item.get('kind'))} {_e(item.get('id'))}</title></rect>"
+        )
+    actors = sorted({a for by_actor in tracks.values() for a in by_actor})
+    colour = {a: TRACK_COLOURS[k % len(TRACK_COLOURS)] for k, a in enumerate(actors)}
+    for variant in sorted(tracks, key=lambda v: (v != "v2x", v)):
+        dash = "" if variant == "v2x" else " stroke-dasharray='5 3'"
+        for actor, track in sorted(tracks[variant].items()):
+            if not track:
+                continue
+            svg.append(
+                f"<polyline points='{poly([p[1:] for p in track])}' fill='none' stroke='{colour[actor]}' "
+                f"stroke-width='2'{dash}><title>{_e(actor)} ({_e(variant)})</title></polyline>"
+            )
+            start = px(track[0][1], track[0][2]).split(",")
+            svg.append(f"<circle cx='{start[0]}' cy='{start[1]}' r='3' fill='{colour[actor]}'/>")
+    for ev in r["events"]:
+        variant = str(ev.get("variant", ""))
+        for row, shape, title in _marks(ev):
+            if shape in ("passage", "positioning"):
+                continue
+            where = _at(tracks.get(variant, {}).get(row, []), float(ev["t_s"]))
+            if where is None:
+                continue
+            x, y = (float(v) for v in px(*where).split(","))
+            svg.append(
+                f"<g class='mark {_e(shape.split(':')[0])}'><title>{_e(variant)}: {_e(title)}</title>"
+                f"{_shape(shape, x, y)}</g>"
+            )
+    bar_m = _scale_bar_m(MAP_W / scale)
+    bar_px = bar_m * scale
+    svg.append(
+        f"<path d='M10,{height - 12} h{bar_px:.1f}' stroke='#333' stroke-width='2'/>"
+        f"<text x='{14 + bar_px:.1f}' y='{height - 8}' class='muted'>{bar_m:g} m</text>"
+    )
+    svg.append("</svg>")
+    legend = "  &#160; ".join(f"<span style='color:{colour[a]}'>&#9473;</span> {_e(a)}" for a in actors)
+    return "".join(svg) + (f"<p class='legend'>{legend}</p>" if legend else "")
+
+
+def _scale_bar_m(width_m: float) -> float:
+    """A round length of about a fifth of the map's width."""
+    for bar in (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0):
+        if bar >= width_m / 5:
+            return bar
+    return 20000.0
 
 
 def _tick_step(t_end: float) -> float:

@@ -192,10 +192,15 @@ def build_result(
     events: list[dict[str, Any]],
     metrics: dict[str, dict[str, Any]],
     run_info: dict[str, Any],
+    *,
+    scene: dict[str, Any] | None = None,
+    tracks: dict[str, dict[str, list[list[float]]]] | None = None,
 ) -> dict[str, Any]:
+    """The result document; ``scene`` (the road and RSUs) and ``tracks`` (each variant's road-user paths)
+    are what the report's map draws (v2x/run/tracks.py)."""
     events = sorted(events, key=event_order)
     expectations = evaluate(scenario, events, metrics)
-    return {
+    doc = {
         "scenario": scenario.id,
         "seed": seed,
         "passed": all(e["passed"] for e in expectations),
@@ -205,6 +210,11 @@ def build_result(
         "run": run_info,
         "flagged": flagged(metrics),
     }
+    if scene is not None:
+        doc["map"] = scene
+    if tracks is not None:
+        doc["tracks"] = tracks
+    return doc
 
 
 def flagged(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

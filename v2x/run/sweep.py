@@ -307,7 +307,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"v2x sweep: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    warm_up_core()  # compiled (or loaded) once here; the workers load the cached kernels
+    warm_up_core([scenario])  # compiled (or loaded) once here if needed; the workers load the cached kernels
     started = time.monotonic()
     work = [(path, seed, args.positioning, tuple(networks)) for seed in range(args.seeds)]
     runs: list[dict[str, Any]] = []

@@ -1,6 +1,8 @@
 """Compile (or load from numba's on-disk cache) the core's kernels before a run's first tick.
 
-A run must not compile inside a tick: compiling stalls the world past the lockstep retransmission timer,
+Only runs with a large world need this: a world of up to ``v2x.core.SMALL_WORLD`` actors (every shipped
+scenario) runs the kernels interpreted and never waits for numba (see v2x/core/_jit.py). A run must not
+compile inside a tick: compiling stalls the world past the lockstep retransmission timer,
 which changes what the run counts. So every kernel a run's world uses is compiled first, on a two-car world,
 one step per kernel family (:data:`STEPS`). When the cache is cold (the first run after installing or
 upgrading: numba keys its cache by the source file's timestamp), the steps are split between this process
@@ -64,6 +66,13 @@ def _two_cars() -> tuple[Any, Any, Any, Any]:
 
 def run_step(name: str) -> None:
     """Run the core's compiled path of one step (see :data:`STEPS`) on a two-car world."""
+    from v2x.core import always_compiled
+
+    with always_compiled():
+        _run_step(name)
+
+
+def _run_step(name: str) -> None:
     import numpy as np
 
     from v2x.core import detect_conflicts, fan_out_addressed, fan_out_broadcast, overlapping_pairs
@@ -91,9 +100,10 @@ def run_step(name: str) -> None:
 
 def _compiled(step: Step) -> bool:
     """Whether numba compiled (rather than loaded from its cache) any kernel of ``step`` in this process."""
-    from v2x.core import _kernels
+    from v2x.core._jit import twins
 
-    return any(getattr(_kernels, k).stats.cache_misses for k in step.kernels)
+    compiled = twins("v2x.core._kernels")
+    return any(compiled[k].stats.cache_misses for k in step.kernels)
 
 
 def warm_up(report: Callable[[str], None] | None = None, *, processes: int | None = None) -> None:

@@ -47,6 +47,35 @@ class Route:
         y = float(self._xy[i, 1] + frac * math.sin(yaw))
         return Pose(x, y, yaw)
 
+    def offset_to(self, s: float, other: Route) -> float:
+        """The signed sideways distance (left positive) from this line's point at ``s`` to the nearest point of
+        ``other``, along this line's left normal there (a lane beside it: its distance, centre to centre)."""
+        p = self.pose(s)
+        q = other.line.interpolate(other.line.project(Point(p.x, p.y)))
+        return float((q.x - p.x) * -math.sin(p.heading_rad) + (q.y - p.y) * math.cos(p.heading_rad))
+
+
+def shifted(pose: Pose, offset_m: float, offset_rate_mps: float, speed_mps: float) -> Pose:
+    """``pose`` moved ``offset_m`` to the left (negative: right) of its line, heading turned by the sideways
+    motion: ``offset_rate_mps`` sideways at ``speed_mps`` along the line."""
+    if offset_m == 0.0 and offset_rate_mps == 0.0:
+        return pose
+    c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)
+    yaw = pose.heading_rad + (math.atan2(offset_rate_mps, speed_mps) if speed_mps > 0.1 else 0.0)
+    return Pose(pose.x - offset_m * s, pose.y + offset_m * c, yaw)
+
+
+def smoothstep5(u: float) -> tuple[float, float]:
+    """The quintic 0 -> 1 over ``u`` in [0, 1] with zero slope and curvature at both ends, and its slope
+    (d/du): the sideways profile of a lane change (no jerk in the lateral acceleration at its ends)."""
+    u = min(max(u, 0.0), 1.0)
+    return u * u * u * (10.0 - 15.0 * u + 6.0 * u * u), 30.0 * u * u * (1.0 - u) * (1.0 - u)
+
+
+def lane_routes(scenario: Scenario, ids: set[str]) -> dict[str, Route]:
+    """The centre lines of the lanes ``ids`` as routes."""
+    return {lane.id: Route(list(lane.centerline)) for lane in scenario.road.lanes if lane.id in ids}
+
 
 def route_for(scenario: Scenario, actor: ActorSpec) -> Route | None:
     if actor.path is not None:

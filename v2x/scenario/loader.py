@@ -15,6 +15,7 @@ from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
 from v2x.scenario.model import (
     EMERGENCY_FLAG_ACTIONS,
     FLAG_ACTIONS,
+    LANE_ACTIONS,
     ROAD_USER_KINDS,
     VEHICLE_KINDS,
     RoadEventSpec,
@@ -256,6 +257,18 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             if actor.apps:
                 problems.append((f"actors[{i}].apps", "an unequipped road user (no OBU) runs no apps"))
         for k, ev in enumerate(actor.events):
+            if ev.action in LANE_ACTIONS:
+                loc = f"actors[{i}].events[{k}]"
+                if actor.kind not in VEHICLE_KINDS:
+                    problems.append(
+                        (
+                            f"{loc}.action",
+                            f"'{ev.action}' is a vehicle's manoeuvre: {list(VEHICLE_KINDS)}, not a {actor.kind}",
+                        )
+                    )
+                if ev.lane not in lane_ids:
+                    problems.append((f"{loc}.lane", f"one of the road's lanes {lane_ids}; got {ev.lane!r}"))
+                continue
             if ev.action not in FLAG_ACTIONS:
                 continue
             loc = f"actors[{i}].events[{k}].action"

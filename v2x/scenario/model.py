@@ -56,10 +56,15 @@ FLAG_ACTIONS = (
 )
 # Of those, the ones only an emergency vehicle has (sent in the BSM's emergency extension).
 EMERGENCY_FLAG_ACTIONS = ("emergency_lights", "siren")
+# Scripted manoeuvres across lanes (fields ``lane``, ``duration_s``, ``signal_s``).
+LANE_ACTIONS = ("lane_change",)
+LANE_CHANGE_DURATION_S = 3.0  # default lateral motion time: a lane change takes about 3 s (open-v2x cerebrum)
+LANE_CHANGE_SIGNAL_S = 1.0  # default turn-signal lead before the wheel turns (ours; see docs/SCENARIOS.md)
 EventAction = Literal[
     "brake",
     "accelerate",
     "hold",
+    "lane_change",
     "hazard_lights",
     "disabled",
     "abs",
@@ -243,11 +248,13 @@ class DriverSpec(Strict):
 
 
 class ScriptedEvent(Strict):
-    """At ``at_s``: a change of motion (``brake``, ``accelerate``, ``hold``) or of a BSM event flag
-    (``hazard_lights``, ``disabled``, ``abs``, ``traction_control``, ``stability_control``; for an emergency
-    vehicle also ``emergency_lights`` and ``siren``, in its emergency extension: set with
-    ``active: true``, the default, cleared with ``active: false``; ``for_s`` clears it again after that
-    long). Flags change nothing in the motion: script a ``brake`` as well for a car that stops."""
+    """At ``at_s``: a change of motion (``brake``, ``accelerate``, ``hold``), a lane change (``lane_change``:
+    the turn signal on at once, then after ``signal_s`` a smooth sideways move over ``duration_s`` onto
+    ``lane``), or a change of a BSM event flag (``hazard_lights``, ``disabled``, ``abs``, ``traction_control``,
+    ``stability_control``; for an emergency vehicle also ``emergency_lights`` and ``siren``, in its emergency
+    extension: set with ``active: true``, the default, cleared with ``active: false``; ``for_s`` clears it
+    again after that long). Flags change nothing in the motion: script a ``brake`` as well for a car that
+    stops."""
 
     at_s: Real = Field(ge=0, le=86400)
     action: EventAction
@@ -257,9 +264,35 @@ class ScriptedEvent(Strict):
     for_s: Real | None = Field(
         default=None, gt=0, le=86400, description="flag actions: clear the flag again after this long"
     )
+    lane: ActorId | None = Field(default=None, description="lane_change: the lane to move onto")
+    duration_s: Real | None = Field(
+        default=None, gt=0, le=30, description=f"lane_change: the sideways move (default {LANE_CHANGE_DURATION_S} s)"
+    )
+    signal_s: Real | None = Field(
+        default=None,
+        ge=0,
+        le=30,
+        description=f"lane_change: turn signal on this long before the move starts (default {LANE_CHANGE_SIGNAL_S} s)",
+    )
 
     @model_validator(mode="after")
     def _fields_of_the_action(self) -> ScriptedEvent:
+        lane_fields = [f for f in ("lane", "duration_s", "signal_s") if getattr(self, f) is not None]
+        if self.action in LANE_ACTIONS:
+            if self.lane is None:
+                raise ValueError(f"'{self.action}' needs 'lane': the lane to move onto")
+            extra = [f for f in ("until_speed_mps", "active", "for_s") if getattr(self, f) is not None]
+            if self.rate_mps2 or extra:
+                raise ValueError(
+                    f"'{self.action}' takes 'lane', 'duration_s' and 'signal_s', not "
+                    f"{', '.join(repr(f) for f in (['rate_mps2'] if self.rate_mps2 else []) + extra)}"
+                )
+            return self
+        if lane_fields:
+            raise ValueError(
+                f"{', '.join(repr(f) for f in lane_fields)} apply to the lane actions {list(LANE_ACTIONS)}, "
+                f"not '{self.action}'"
+            )
         if self.action in FLAG_ACTIONS:
             if self.rate_mps2 or self.until_speed_mps is not None:
                 raise ValueError(
@@ -277,6 +310,16 @@ class ScriptedEvent(Strict):
     @property
     def sets_flag(self) -> bool:
         return self.action in FLAG_ACTIONS and self.active is not False
+
+    @property
+    def move_s(self) -> float:
+        """lane_change: how long the sideways move takes."""
+        return self.duration_s if self.duration_s is not None else LANE_CHANGE_DURATION_S
+
+    @property
+    def lead_s(self) -> float:
+        """lane_change: how long the turn signal is on before the move starts."""
+        return self.signal_s if self.signal_s is not None else LANE_CHANGE_SIGNAL_S
 
 
 class ActorSpec(Strict):

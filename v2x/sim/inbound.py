@@ -4,11 +4,14 @@
 A bad payload is rejected and counted by reason (``bad_topic``, ``unknown_sender``, ``malformed``,
 ``sender_mismatch``, ``oversized``, ``unknown_type``, ``unequipped_sender``, ``bad_link``,
 ``bad_destination``, ``bad_tick``, ``bad_hello``, ``id_mismatch``, ``bad_seq``, ``out_of_range``,
-``conflicting_ack``, ``conflicting_tx``), never raised; a copy of something already received (a
-retransmission after a reconnect, an old tick, a sequence number at or below the sender's last) is counted
-as a duplicate and otherwise ignored. A tick is reported once every actor has acked it and as many payloads
-have arrived on its tx topic as its ack counts (rejected ones included: a sender whose envelope the world
-refuses must not stall the run). docs/SECURITY.md says what these checks stop and what they do not.
+``conflicting_ack``, ``conflicting_tx``; in a secure run also ``unsigned``, ``unknown_cert``, ``expired``,
+``no_permission``, ``bad_signature``, ``replayed``: ``v2x.wire.security``), never raised; a copy of
+something already received (a retransmission after a reconnect, an old tick, a sequence number at or below
+the sender's last) is counted as a duplicate and otherwise ignored, except that the first Ack of a tick that
+closed without it (real time: it came after the deadline) is kept in ``late_acks`` for its warnings. A tick
+is reported once every actor has acked it and as many payloads have arrived on its tx topic as its ack
+counts (rejected ones included: a sender whose envelope the world refuses must not stall the run).
+docs/SECURITY.md says what these checks stop and what they do not.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from v2x.scenario.model import MAX_EXTENT_M
 from v2x.sim.channel import LINK_NAME, Transmission
 from v2x.wire import testbed_pb2
 from v2x.wire.envelope import parse_envelope, temporary_id
+from v2x.wire.security import EnvelopeSecurity, Freshness, Verified
 
 log = logging.getLogger("v2x.sim.inbound")
 
@@ -127,10 +131,12 @@ class Inbound:
         tick_s: float,
         kind_of: dict[str, str] | None = None,
         run_end_s: float = math.inf,
+        security: EnvelopeSecurity | None = None,
     ):
         """``slot_of``: every actor's slot in the world (its keys are the known senders and destinations);
         ``kind_of``: every actor's kind in the scenario (a Hello must say the same); ``run_end_s``: the end
-        of the run (a warning raised later is out of range)."""
+        of the run (a warning raised later is out of range); ``security``: a secure run's verifier (every
+        envelope must then be signed by a pseudonym of the run's CA, fresh and not seen before)."""
         self.actor_ids = sorted(actor_ids)
         self.slot_of = slot_of
         self.unequipped = unequipped
@@ -147,9 +153,15 @@ class Inbound:
         self.arrivals: Counter[str] = Counter()  # payloads on each actor's tx topic during this tick
         self.received: dict[tuple[int, int], Transmission] = {}  # (sender slot, seq) -> transmission
         self.last_seq: dict[str, tuple[int, int]] = {}  # actor -> (last accepted seq, its tick)
+        # Ticks that closed without the actor's Ack (real time), and the Acks for them that came after all:
+        # their truth is history, but their warnings still count (docs/PROTOCOL.md "Timing and late stacks").
+        self.closed_without: dict[str, set[int]] = defaultdict(set)
+        self.late_acks: list[tuple[str, testbed_pb2.Ack]] = []
         self.stats = InboundStats()
         self._logged: Counter[str] = Counter()
         self._ids = {a: temporary_id(a) for a in self.actor_ids}
+        self.security = security
+        self._fresh = Freshness()
 
     # -- state --------------------------------------------------------------------------------------
     def open(self, tick: int) -> None:
@@ -310,6 +322,14 @@ class Inbound:
         slot = self.slot_of[actor_id]
         key = (slot, env.seq)
         seen = self.received.get(key)
+        if seen is not None and seen.raw == payload:
+            self.stats.duplicates += 1
+            return
+        if self.security is not None:  # before the sequence checks: a forgery must not take a real seq
+            reason = self._verify(env, msg_type)
+            if reason:
+                self.reject(reason, where, f"(seq {env.seq}, tick {env.tick})")
+                return
         if seen is not None:
             if seen.raw != payload:
                 self._conflict(actor_id, "tx")
@@ -331,6 +351,16 @@ class Inbound:
         self.received[key] = Transmission(
             env.tick, slot, env.seq, env.tx_time_us / 1e6, env.link, tuple(env.dest_ids), payload, msg_type
         )
+
+    def _verify(self, env: testbed_pb2.Envelope, msg_type: str) -> str:
+        """Why a secure run refuses ``env`` ("" if it does not): the signature checks of
+        ``v2x.wire.security``, against the world's clock (the current tick's time)."""
+        assert self.security is not None
+        verified = self.security.verifier.check(env, msg_type)
+        if not isinstance(verified, Verified):
+            return verified
+        now_us = self.security.epoch_us + round(max(self.current_tick, 0) * self.tick_s * 1e6)
+        return self._fresh.check(verified, now_us)
 
     def _ack(self, actor_id: str, payload: bytes, where: str) -> None:
         if len(payload) > MAX_ACK_BYTES:
@@ -355,6 +385,9 @@ class Inbound:
         if ack.tick != self.current_tick:
             if ack.tick < self.current_tick:
                 self.stats.duplicates += 1
+                if ack.tick in self.closed_without[actor_id]:  # the first Ack of a tick closed without it
+                    self.closed_without[actor_id].discard(ack.tick)
+                    self.late_acks.append((actor_id, ack))
             else:
                 self.reject("bad_tick", where, f"(tick {ack.tick}, current {self.current_tick})")
             return

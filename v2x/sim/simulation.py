@@ -42,6 +42,7 @@ from v2x.sim.referee import Referee
 from v2x.sim.sensors import Sensors
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
+from v2x.wire.security import EnvelopeSecurity
 from v2x.wire.tables import APP_NAME
 
 log = logging.getLogger("v2x.sim")
@@ -80,9 +81,19 @@ def warning_event(variant: str, target: str, other: str, adv: testbed_pb2.Adviso
 
 class Simulation:
     """The world of one run of ``scenario``'s ``variant`` with ``seed`` (``run_id`` goes into the
-    ``TickInput`` and ``Control`` messages)."""
+    ``TickInput`` and ``Control`` messages; ``security``: a secure run's envelope verifier, see
+    ``v2x.sim.inbound``)."""
 
-    def __init__(self, scenario: Scenario, *, variant: str, seed: int, run_id: str = "", token: str = "") -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        variant: str,
+        seed: int,
+        run_id: str = "",
+        token: str = "",
+        security: EnvelopeSecurity | None = None,
+    ) -> None:
         self.scenario = scenario
         self.variant = variant
         self.run_id = run_id
@@ -126,6 +137,7 @@ class Simulation:
             tick_s=self.tick_s,
             kind_of={a.id: a.kind for a in scenario.actors},
             run_end_s=self.time_of(self.n_ticks) + self.tick_s,
+            security=security,
         )
         self.events: list[Event] = []  # in the order recorded; report() sorts them
         # Told to each actor in its next TickInput: the collisions it was in and the ticks that closed
@@ -277,10 +289,16 @@ class Simulation:
         w = self.world
         start = len(self.events)
         self.inbound.stats.late_reports += len(self.missing())
+        # Acks that came after their tick closed (real time): too late for their truth, not for their warnings.
+        for actor_id, late_ack in self.inbound.late_acks:
+            for adv in late_ack.events:
+                self._record_warning(actor_id, adv)
+        self.inbound.late_acks.clear()
         for actor_id in self.actor_ids:
             ack = self.inbound.acks.get(actor_id)
             if ack is None:
                 self._late.setdefault(actor_id, []).append(tick)
+                self.inbound.closed_without[actor_id].add(tick)
                 continue
             self.inbound.stats.rejected_by_agents[actor_id] = dict(ack.rejected)
             if ack.HasField("truth"):

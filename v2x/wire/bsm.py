@@ -55,6 +55,9 @@ FLAG_TEXT = {**VEHICLE_EVENT_TEXT, **EMERGENCY_USE_TEXT}  # every flag a warning
 RESPONSE_EMERGENCY, RESPONSE_NON_EMERGENCY = 1, 2
 NOT_IN_USE, IN_USE = 1, 2
 HAZARD_SIGNAL_LIGHT_BIT = 4  # ExteriorLights hazardSignalOn
+# ExteriorLights leftTurnSignalOn / rightTurnSignalOn (CSAE 53 / SAE J2735): what the driver's turn signal
+# announces (a lane change, an overtake, a turn), by the names OwnState.turn_signal / RemoteState.turn_signal use.
+TURN_SIGNAL_LIGHT_BIT = {"left": 2, "right": 3}
 # BrakeSystemStatus values (CSAE 53 / SAE J2735): pedal 1 off / 2 on; ABS, traction and stability control
 # 1 off / 2 on (available, not intervening) / 3 engaged (intervening now).
 BRAKE_OFF, BRAKE_ON, BRAKE_ENGAGED = 1, 2, 3
@@ -89,6 +92,8 @@ class OwnState:
     # which encode_bsm sets from ``accel_mps2``; and for an emergency vehicle EMERGENCY_USE, which go in the
     # emergency extension).
     flags: frozenset[str] = frozenset()
+    # The turn signal the driver has on: "left", "right" or "" (off); ExteriorLights bit 2 / 3.
+    turn_signal: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,8 @@ class RemoteState:
     source: int = day1_pb2.SOURCE_V2X
     # An emergency vehicle's lights / siren in use (names of EMERGENCY_USE): see :func:`decode_emergency_use`.
     emergency_use: frozenset[str] = frozenset()
+    # Its turn signal from the exterior lights: "left", "right" or "" (off, unknown, or both on: hazards).
+    turn_signal: str = ""
 
     def has(self, flag: str) -> bool:
         """Is the event flag ``flag`` (a name of VEHICLE_EVENT_BIT or EMERGENCY_USE) set?"""
@@ -160,6 +167,8 @@ def encode_bsm(
     for name in flags:
         events |= 1 << VEHICLE_EVENT_BIT[name]
     lights = 1 << HAZARD_SIGNAL_LIGHT_BIT if "hazard_lights" in flags else 0
+    if own.turn_signal:
+        lights |= 1 << TURN_SIGNAL_LIGHT_BIT[own.turn_signal]
 
     def system(name: str) -> int:
         return BRAKE_ENGAGED if name in flags else BRAKE_ON
@@ -241,6 +250,14 @@ def decode_event_flags(bsm: day1_pb2.BSM) -> int:
     return events
 
 
+def decode_turn_signal(bsm: day1_pb2.BSM) -> str:
+    """The turn signal among the exterior lights: "left", "right", or "" when neither or both are on (both
+    blinking is what hazard lights look like). Lights above 9 bits raise ValueError (out_of_range)."""
+    lights = units.bit_string_from_wire(bsm.safety_ext.lights, units.EXTERIOR_LIGHTS_BITS, "lights")
+    on = [side for side, bit in TURN_SIGNAL_LIGHT_BIT.items() if lights & (1 << bit)]
+    return on[0] if len(on) == 1 else ""
+
+
 def decode_emergency_use(bsm: day1_pb2.BSM) -> frozenset[str]:
     """The emergency extension's lights and siren in use (``emergency_lights``, ``siren``). Values out of
     range raise ValueError (the BSM is rejected as out_of_range); a response type, the other lightbar states
@@ -277,4 +294,5 @@ def decode_bsm(bsm: day1_pb2.BSM, *, now_s: float, frame: LocalFrame, epoch: dat
         events=decode_event_flags(bsm),
         ptc_type=participant_type_of_class(bsm.vehicle_class),
         emergency_use=decode_emergency_use(bsm),
+        turn_signal=decode_turn_signal(bsm),
     )
