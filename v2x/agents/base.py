@@ -17,7 +17,16 @@ from typing import TypeVar, cast
 from v2x.geodesy import LocalFrame
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import RemoteState, decode_bsm
-from v2x.wire.day2 import SensorShare, decode_clpmm, decode_psm, decode_rsc, decode_ssm, decode_vir
+from v2x.wire.day2 import (
+    Coordination,
+    Intention,
+    SensorShare,
+    decode_clpmm,
+    decode_psm,
+    decode_rsc,
+    decode_ssm,
+    decode_vir,
+)
 from v2x.wire.map_spat import Approach, SignalState, decode_map, decode_spat
 from v2x.wire.rsi import RoadSideInfo, decode_rsi
 from v2x.wire.rsm import decode_rsm
@@ -123,15 +132,22 @@ class Environment:
         f, e = self.frame, self.epoch
         return heard.decoded(("psm", t, f, e), lambda: decode_psm(heard.frame.psm, now_s=t, frame=f, epoch=e))
 
-    def check_day2(self, heard: Heard, t: float) -> None:
-        """Decode a VIR, RSC or CLPMM only to check its ranges (ValueError: rejected as out_of_range); no
-        built-in app reads them yet."""
+    def vir(self, heard: Heard, t: float) -> Intention:
         f, e = self.frame, self.epoch
+        return heard.decoded(("vir", t, f, e), lambda: decode_vir(heard.frame.vir, now_s=t, frame=f, epoch=e))
+
+    def rsc(self, heard: Heard) -> tuple[bytes, tuple[Coordination, ...]]:
+        f = self.frame
+        return heard.decoded(("rsc", f), lambda: decode_rsc(heard.frame.rsc, frame=f))
+
+    def check_day2(self, heard: Heard, t: float) -> None:
+        """Decode a VIR, RSC or CLPMM only to check its ranges (ValueError: rejected as out_of_range), where
+        the receiver has no use for it."""
         which = heard.frame.WhichOneof("msg")
         if which == "vir":
-            heard.decoded(("vir", t, f, e), lambda: decode_vir(heard.frame.vir, now_s=t, frame=f, epoch=e))
+            self.vir(heard, t)
         elif which == "rsc":
-            heard.decoded(("rsc", f), lambda: decode_rsc(heard.frame.rsc, frame=f))
+            self.rsc(heard)
         elif which == "clpmm":
             heard.decoded(("clpmm",), lambda: decode_clpmm(heard.frame.clpmm))
 

@@ -140,6 +140,7 @@ def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
     """The built-in agents of a scenario (actors marked ``external`` are left to outside stacks)."""
     agents: list[Agent] = []
     heads = signal_heads(scenario)  # the physical signal heads, which drivers see
+    numbers = {lane.id: k for k, lane in enumerate(scenario.road.lanes, start=1) if k <= 255}  # VIR targetLane
     for spec in scenario.actors:
         if spec.external:
             continue
@@ -147,7 +148,7 @@ def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
             route = route_for(scenario, spec)
             assert route is not None  # the schema requires a lane or a path
             targets = {ev.lane for ev in spec.events if ev.lane is not None}
-            agents.append(VehicleAgent(spec, route, env, heads, lane_routes(scenario, targets)))
+            agents.append(VehicleAgent(spec, route, env, heads, lane_routes(scenario, targets), numbers))
         elif spec.kind == "rsu":
             agents.append(RoadsideUnit(spec, scenario, env))
         else:
