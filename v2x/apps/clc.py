@@ -11,15 +11,15 @@ Two apps, one on each side of the coordination:
   recommended speed; ``conflict_type``: the suggested behaviours), and the driver keeps to that speed
   (Reaction.SPEED_ADVICE).
 - **clc_coord** (on the edge platform, the coordinator). It takes each new lane-change request whose
-  merge (the last point of the VIR's path) is at most ``clc_horizon_s`` ahead, and looks at the road users
+  merge (the last point of the VIR's path) is at most ``clc_coord_horizon_s`` ahead, and looks at the road users
   it knows from their BSMs: one that moves the merging vehicle's way and, at its present velocity, will be
-  in the target lane (within ``clc_lane_half_width_m`` of the merge point, square to the lane) at the merge
-  time is checked against the critical gap ``clc_critical_gap_s``, bumper to bumper. One behind the merge
+  in the target lane (within ``clc_coord_lane_half_width_m`` of the merge point, square to the lane) at the merge
+  time is checked against the critical gap ``clc_coord_critical_gap_s``, bumper to bumper. One behind the merge
   point that would be closer than the gap is asked to slow down to the speed that drops it back to the gap
-  by ``clc_response_s`` before the merge (its driver needs that long to get to the speed); one ahead that
+  by ``clc_coord_response_s`` before the merge (its driver needs that long to get to the speed); one ahead that
   would be closer makes the merging vehicle's own recommended speed lower the same way. The merging vehicle
   gets its answer (its lane change, its time window, the speed to keep) whatever the traffic. The plan is
-  made once per request and sent in an RSC every ``RSC_PERIOD_S`` until ``clc_hold_s`` after the merge;
+  made once per request and sent in an RSC every ``RSC_PERIOD_S`` until ``clc_coord_hold_s`` after the merge;
   every suggestion stands until then. A road user far enough behind or ahead gets nothing.
 """
 
@@ -156,7 +156,7 @@ def plan_merge(
         return None
     merge_s = intention.t_s + end.after_s
     lead = merge_s - t_s
-    if lead <= 0 or lead > thresholds["clc_horizon_s"] + 1e-9:
+    if lead <= 0 or lead > thresholds["clc_coord_horizon_s"] + 1e-9:
         return None
     me = next((p for p in others if p.key == requester), None)
     v_a = end.speed_mps if end.speed_mps is not None else (math.hypot(me.vx, me.vy) if me else 0.0)
@@ -168,8 +168,8 @@ def plan_merge(
         return None
     ux, uy = math.cos(yaw), math.sin(yaw)
     length_a = me.length_m if me is not None else 5.0
-    gap_s = thresholds["clc_critical_gap_s"]
-    settle = max(lead - thresholds["clc_response_s"], MIN_PLAN_S)
+    gap_s = thresholds["clc_coord_critical_gap_s"]
+    settle = max(lead - thresholds["clc_coord_response_s"], MIN_PLAN_S)
     speed_a = v_a
     advice: list[Advice] = []
     for p in sorted(others, key=lambda q: q.key):
@@ -179,7 +179,7 @@ def plan_merge(
         if (p.vx * ux + p.vy * uy) < speed * math.cos(math.radians(SAME_WAY_DEG)):
             continue
         px, py = p.x + p.vx * lead - end.x, p.y + p.vy * lead - end.y
-        if abs(-px * uy + py * ux) > thresholds["clc_lane_half_width_m"]:
+        if abs(-px * uy + py * ux) > thresholds["clc_coord_lane_half_width_m"]:
             continue
         along = px * ux + py * uy  # > 0: ahead of the merging vehicle at the merge
         half = (p.length_m + length_a) / 2
@@ -196,7 +196,7 @@ def plan_merge(
     if speed_a < v_a - 1e-6:
         behaviors = behaviors | {"slow_down"}
     own = Advice(requester, behaviors, speed_a, (intention.t_s + start, merge_s), request.target_lane)
-    until = merge_s + thresholds["clc_hold_s"]
+    until = merge_s + thresholds["clc_coord_hold_s"]
     return Plan(merge_s, until, request.req_id, (own, *advice))
 
 
@@ -251,7 +251,7 @@ APPS = (
         reaction=Reaction.SPEED_ADVICE,
         severity=testbed_pb2.SEVERITY_ADVISORY,
         figure=Figure("suggested_speed_mps", "suggested", "m/s"),
-        # Announce: ours, about the coordination horizon (clc_horizon_s): the request is there when the
+        # Announce: ours, about the coordination horizon (clc_coord_horizon_s): the request is there when the
         # coordinator starts to look.
         thresholds={"clc_announce_s": 10.0},
         onboard=lambda names: CooperativeLaneChange(),
@@ -269,11 +269,11 @@ APPS = (
         # (cerebrum) ahead; response: ours, the driver model's 2 s speed-tracking time constant
         # (v2x/apps/driver.py); lane half width: half a 3.5 m lane (JTG B01 expressway lane); hold: ours.
         thresholds={
-            "clc_critical_gap_s": 2.0,
-            "clc_horizon_s": 10.0,
-            "clc_response_s": 2.0,
-            "clc_lane_half_width_m": 1.75,
-            "clc_hold_s": 1.0,
+            "clc_coord_critical_gap_s": 2.0,
+            "clc_coord_horizon_s": 10.0,
+            "clc_coord_response_s": 2.0,
+            "clc_coord_lane_half_width_m": 1.75,
+            "clc_coord_hold_s": 1.0,
         },
         edge=LaneChangeCoordinator,
     ),
