@@ -158,14 +158,13 @@ class Environment:
         return heard.decoded(("rsc", t, f, e), decode)
 
     def check_day2(self, heard: Heard, t: float) -> None:
-        """Decode a VIR, RSC or CLPMM only to check its ranges (ValueError: rejected as out_of_range); no
-        built-in app reads them yet."""
-        f, e = self.frame, self.epoch
+        """Decode a VIR, RSC or CLPMM only to check its ranges (ValueError: rejected as out_of_range), where
+        the receiver has no use for it."""
         which = heard.frame.WhichOneof("msg")
         if which == "vir":
-            heard.decoded(("vir", t, f, e), lambda: decode_vir(heard.frame.vir, now_s=t, frame=f, epoch=e))
+            self.vir(heard, t)
         elif which == "rsc":
-            heard.decoded(("rsc", f), lambda: decode_rsc(heard.frame.rsc, frame=f))
+            self.rsc(heard, t)
         elif which == "clpmm":
             heard.decoded(("clpmm",), lambda: decode_clpmm(heard.frame.clpmm))
 

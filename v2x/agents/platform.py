@@ -15,7 +15,11 @@ sender that claims to be well inside the view of an RSU's sensor (the platform k
 :class:`v2x.scenario.sensors.RoadsideCoverage`) and is associated with none of the objects that RSU perceives,
 in every one of its RSM frames for ``mbd_rsu_unseen_s`` (and ``mbd_rsu_min_frames`` frames), is a phantom. A
 sender judged misbehaving is left out of the apps. An RSU that perceives nothing sends no RSM, so silence is
-never taken as evidence."""
+never taken as evidence.
+
+Day-2: the platform also keeps the latest VIR of each vehicle (its intentions, for the lane-change
+coordinator, ``clc_coord``) and sends the drive suggestions its apps make in one RSC per tick, over Uu to
+each vehicle addressed."""
 
 from __future__ import annotations
 
@@ -25,12 +29,13 @@ from collections.abc import Sequence
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
 from v2x.apps.host import Participant
 from v2x.apps.misbehaviour import Detector, Verdict
-from v2x.apps.registry import AppSpec, EdgeView, Raised, edge_apps
+from v2x.apps.registry import AppSpec, EdgeView, Raised, Suggested, edge_apps
 from v2x.scenario.model import ActorSpec
 from v2x.scenario.sensors import RoadsideCoverage
 from v2x.units import wrap_angle_rad
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import RemoteState
+from v2x.wire.day2 import RSC_MAX_VEHICLES, Intention, encode_rsc
 from v2x.wire.envelope import temporary_id
 
 # Association gate between a perceived object and a BSM sender (both taken to the same time): the same
@@ -77,6 +82,8 @@ class EdgePlatform(Agent):
         self.perceived: dict[str, RemoteState] = {}  # RSM objects, by key ({rsm id}/{ptcId})
         self.address: dict[str, str] = {}  # key -> actor id reachable over Uu
         self._sent_until: dict[tuple[int, str, str], float] = {}
+        self.intentions: dict[str, Intention] = {}  # VIR senders' latest, by key (temporary id, hex)
+        self._rsc_count = 0
 
     def step(self, ctx: TickContext) -> TickResult:
         t = ctx.t_s
@@ -90,14 +97,41 @@ class EdgePlatform(Agent):
             result.judged(self.detector.overlaps(self.known.values(), t))
             result.judged(self._rsu_check(t, self.detector))
             self.known = {k: r for k, r in self.known.items() if not self.detector.excluded(r.temp_id)}
+        if self.intentions:  # a request stands for its life time (the longest of a VIR's requests)
+            self.intentions = {k: i for k, i in self.intentions.items() if t <= _stands_until(i)}
         if self.apps:
             senders = [Participant.from_remote(k, r, t) for k, r in sorted(self.known.items())]
             seen = [Participant.from_remote(k, r, t) for k, r in sorted(self.perceived.items())]
-            view = EdgeView(senders + associate(senders, seen), self.env.thresholds)
+            view = EdgeView(senders + associate(senders, seen), self.env.thresholds, self.intentions)
+            suggested: list[Suggested] = []
             for spec, app in self.apps:
-                for addressed in app.evaluate(view, t):
-                    self._advise(result, t, spec, addressed.target, addressed.raised)
+                for out in app.evaluate(view, t):
+                    if isinstance(out, Suggested):
+                        suggested.append(out)
+                    else:
+                        self._advise(result, t, spec, out.target, out.raised)
+            self._coordinate(result, t, suggested)
         return result
+
+    def _coordinate(self, result: TickResult, t: float, suggested: list[Suggested]) -> None:
+        """One RSC (up to 16 vehicles each) with this tick's drive suggestions for the vehicles reachable
+        over Uu, sent to each of them."""
+        reachable = [s for s in suggested if s.target in self.address]
+        for k in range(0, len(reachable), RSC_MAX_VEHICLES):
+            part = reachable[k : k + RSC_MAX_VEHICLES]
+            frame = encode_rsc(
+                [s.coordination for s in part],
+                actor_id=self.actor_id,
+                ref_x=0.0,
+                ref_y=0.0,
+                t_s=t,
+                msg_count=self._rsc_count,
+                frame=self.env.frame,
+                epoch=self.env.epoch,
+            )
+            self._rsc_count += 1
+            dests = tuple(dict.fromkeys(self.address[s.target] for s in part))
+            result.transmissions.append(Transmission(testbed_pb2.LINK_UU, frame, dests))
 
     def _rsu_check(self, t: float, detector: Detector) -> list[Verdict]:
         """The check against roadside perception (see the module's docstring), for each RSU heard this tick."""
@@ -150,6 +184,14 @@ class EdgePlatform(Agent):
                 seen = self.perceived.get(obj.key)
                 if seen is None or obj.t_s > seen.t_s:
                     self.perceived[obj.key] = obj
+        elif which == "vir":
+            intention = self.env.vir(heard, t)
+            key = intention.sender_id.hex()
+            had = self.intentions.get(key)
+            if had is None or intention.t_s >= had.t_s:
+                self.intentions[key] = intention
+        elif which in ("rsc", "clpmm"):
+            self.env.check_day2(heard, t)
 
     def _advise(self, result: TickResult, t: float, spec: AppSpec, target: str, raised: Raised) -> None:
         """Send ``target`` an app's advisory over Uu, once per validity period per (app, target, other)."""
@@ -176,3 +218,9 @@ class EdgePlatform(Agent):
             conflict_type=raised.conflict_type,
         )
         result.transmissions.append(Transmission(testbed_pb2.LINK_UU, frame_pb2.MessageFrame(advisory=adv), (dest,)))
+
+
+def _stands_until(intention: Intention) -> float:
+    """When the last of a VIR's requests lapses (its life time after the VIR's time; one without a life
+    time: the VIR's time)."""
+    return intention.t_s + max((r.life_time_s or 0.0 for r in intention.requests), default=0.0) + 1e-9

@@ -2,8 +2,9 @@
 scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu; a pedestrian's or
 cyclist's phone, ``device: phone``, publishes the Day-2 PSM instead), runs its on-board apps on what it
 hears (BSM, MAP, SPAT, RSM, RSI events and signs; Day-2 SSM, PSM and the RSCs addressed to it; VIR and
-CLPMM are only range-checked), and reacts to warnings through its driver model. A vehicle that runs ``svp``
-asks the signals it approaches for priority with VIR (v2x.apps.svp).
+CLPMM are only range-checked), sends the VIRs its apps ask for (CLC: a lane change it plans), and reacts to
+warnings and suggestions through its driver model. A vehicle that runs ``svp`` asks the signals it
+approaches for priority with VIR (v2x.apps.svp).
 An unequipped road user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything
 it is given."""
 
@@ -20,10 +21,13 @@ from v2x.apps.host import Host, Participant
 from v2x.apps.misbehaviour import Detector
 from v2x.apps.registry import (
     Grant,
+    Intends,
+    Manoeuvre,
     OnBoardView,
     Raised,
     Reaction,
     RouteAhead,
+    Suggestion,
     app_by_code,
     app_spec,
     onboard_apps,
@@ -100,6 +104,7 @@ class VehicleAgent(Agent):
         signal_heads: Sequence[tuple[Approach, FixedTimeController]] = (),
         lanes: Mapping[str, Route] | None = None,
         phantom_route: Route | None = None,
+        lane_numbers: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(spec.id, spec.kind, env)
         self.spec = spec
@@ -122,6 +127,7 @@ class VehicleAgent(Agent):
         # Lane changes (scripted ``lane_change``): the lanes it may move onto, its sideways offset from its
         # line, the move under way, the turn signal ("left", "right", "") and the lane it is in.
         self.lanes = dict(lanes or {})
+        self.lane_numbers = dict(lane_numbers or {})  # lane id -> its number in VIR (1.., the road's order)
         self.offset_m = 0.0
         self._move: LaneMove | None = None
         self.turn_signal = ""
@@ -148,6 +154,9 @@ class VehicleAgent(Agent):
         self.road_events: dict[str, tuple[RoadEvent, float]] = {}
         # From RSI: road traffic signs by key ({rsi id hex}/rts{rtsId}), with the time last heard.
         self.road_signs: dict[str, tuple[RoadSign, float]] = {}
+        # From RSC: the drive suggestion addressed to this vehicle, per sender (the latest), while it stands.
+        self.suggestions: dict[bytes, Suggestion] = {}
+        self._vir_count = 0
         # The scenario's on-board apps (v2x.apps.registry), in evaluation order; each keeps its own state.
         self.apps = onboard_apps(spec.apps)
         # An insider's lie (ActorSpec.phantom): the route of the vehicle its BSMs fabricate.
@@ -157,7 +166,6 @@ class VehicleAgent(Agent):
         self.detector = Detector(env.thresholds) if self.apps else None
         # Signal priority (svp): VIR requests sent, and the grants (RSC) received, by RSU id.
         self.asks_priority = "svp" in spec.apps
-        self._vir_count = 0
         self._next_vir_s = 0.0
         self.grants: dict[bytes, Grant] = {}
 
@@ -275,6 +283,19 @@ class VehicleAgent(Agent):
             self._command = None
         self.cruise_mps = move.cruise_mps
 
+    def _manoeuvre(self, t: float) -> Manoeuvre | None:
+        """The lane change under way (not one being abandoned) or else the next scripted one, if any."""
+        move = self._move
+        if move is not None and move.abortable:
+            end = move.start_s + move.duration_s
+            return Manoeuvre(move.lane, self.lane_numbers.get(move.lane, 0), move.start_s, end, move.to_m)
+        ev = next((e for e in self._events if e.action in LANE_ACTIONS), None)
+        if ev is None or ev.lane not in self.lanes:
+            return None
+        start = ev.at_s + ev.lead_s
+        to_m = self.route.offset_to(self.s + self.v * max(ev.at_s - t, 0.0), self.lanes[ev.lane])
+        return Manoeuvre(ev.lane, self.lane_numbers.get(ev.lane, 0), start, start + ev.move_s, to_m)
+
     def _route_ahead(self, ex: float, ny: float) -> RouteAhead:
         """The vehicle's own route ahead of its centre (OnBoardView.route_ahead), in the frame of its believed
         position: shifted by its positioning error (east ``ex``, north ``ny``)."""
@@ -332,13 +353,16 @@ class VehicleAgent(Agent):
                     self.personal[person.temp_id] = person
         elif which == "rsc":
             rsu_id, t_rsc, items = self.env.rsc(heard, t)
-            for item in items:
-                if item.vehicle_id != self.own_id:
-                    continue
+            mine = [c for c in items if c.vehicle_id == self.own_id]
+            for item in mine:
                 start, end = item.window_s
                 if end is None:
                     continue
                 self.grants[rsu_id] = Grant(rsu_id, item.req_id, t_rsc, (t_rsc + (start or 0.0), t_rsc + end))
+            if mine:
+                known_r = self.suggestions.get(rsu_id)
+                if known_r is None or t_rsc >= known_r.t_s:
+                    self.suggestions[rsu_id] = Suggestion(rsu_id.hex(), t_rsc, mine[0])
         elif which in ("vir", "clpmm"):
             self.env.check_day2(heard, t)
         elif which == "rsi":
@@ -381,6 +405,8 @@ class VehicleAgent(Agent):
         if self.personal:
             self.personal = {k: r for k, r in self.personal.items() if t - r.t_s <= max_age}
         self.road_events = {k: e for k, e in self.road_events.items() if t - e[1] <= max_age}
+        if self.suggestions:
+            self.suggestions = {k: g for k, g in self.suggestions.items() if not _expired(g, t)}
         sign_age = self.env.thresholds["rsi_sign_max_age_s"]
         self.road_signs = {k: e for k, e in self.road_signs.items() if t - e[1] <= sign_age}
         if self.grants:
@@ -429,10 +455,16 @@ class VehicleAgent(Agent):
             shared=self.shared,
             personal=self.personal,
             grants=tuple(self.grants.values()),
+            manoeuvre=self._manoeuvre(t),
+            suggestions=tuple(self.suggestions.values()),
         )
         for app in self.apps:
             for raised in app.evaluate(view, t):
-                self._on_raised(result, t, raised)
+                if isinstance(raised, Intends):
+                    if self.equipped:
+                        result.transmissions.extend(self._vir(t, host.x, host.y, raised))
+                else:
+                    self._on_raised(result, t, raised)
 
         self.a = self._choose_accel(t, self._signal_view(t, pose))
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
@@ -575,6 +607,17 @@ class VehicleAgent(Agent):
         self._vir_count += 1
         return Transmission(testbed_pb2.LINK_PC5, frame)
 
+    def _vir(self, t: float, x: float, y: float, intends: Intends) -> list[Transmission]:
+        """A VIR (T/CSAE 157) an app asked for, from where the vehicle believes it is: over PC5, and to the
+        platform over Uu (its coordinator)."""
+        intention = Intention(self.own_id, t, x, y, intends.behaviors, intends.path, intends.requests)
+        frame = encode_vir(intention, t_s=t, msg_count=self._vir_count, frame=self.env.frame, epoch=self.env.epoch)
+        self._vir_count += 1
+        out = [Transmission(testbed_pb2.LINK_PC5, frame)]
+        if self.spec.uplink and self.env.platform_id:
+            out.append(Transmission(testbed_pb2.LINK_UU, frame, (self.env.platform_id,)))
+        return out
+
     def _psm(self, t: float, x: float, y: float, yaw: float, gnss: testbed_pb2.GnssReading) -> list[Transmission]:
         """A phone's PSM (T/CSAE 157) at the BSM's rate, over PC5 (and to the platform over Uu, as a BSM)."""
         own = PersonalState(
@@ -632,6 +675,11 @@ class VehicleAgent(Agent):
         if self.spec.uplink and self.env.platform_id:
             out.append(Transmission(testbed_pb2.LINK_UU, frame, (self.env.platform_id,)))
         return out
+
+
+def _expired(suggestion: Suggestion, t: float) -> bool:
+    life = suggestion.coordination.life_time_s
+    return life is None or t > suggestion.t_s + life + 1e-9
 
 
 __all__ = ["VehicleAgent"]

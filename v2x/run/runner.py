@@ -141,6 +141,7 @@ def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
     """The built-in agents of a scenario (actors marked ``external`` are left to outside stacks)."""
     agents: list[Agent] = []
     heads = signal_heads(scenario)  # the physical signal heads, which drivers see
+    numbers = {lane.id: k for k, lane in enumerate(scenario.road.lanes, start=1) if k <= 255}  # VIR targetLane
     for spec in scenario.actors:
         if spec.external:
             continue
@@ -150,7 +151,15 @@ def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
             targets = {ev.lane for ev in spec.events if ev.lane is not None}
             phantom = route_for(scenario, spec.phantom) if spec.phantom is not None else None
             agents.append(
-                VehicleAgent(spec, route, env, heads, lanes=lane_routes(scenario, targets), phantom_route=phantom)
+                VehicleAgent(
+                    spec,
+                    route,
+                    env,
+                    heads,
+                    lanes=lane_routes(scenario, targets),
+                    phantom_route=phantom,
+                    lane_numbers=numbers,
+                )
             )
         elif spec.kind == "rsu":
             agents.append(RoadsideUnit(spec, scenario, env))
