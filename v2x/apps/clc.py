@@ -262,7 +262,7 @@ APPS = (
         title="cooperative lane change coordinator (edge: RSC from VIR and BSM)",
         runs_on=RunsOn.EDGE,
         consumes=("vir", "bsm"),
-        colour="#c2185b",
+        colour="#4a6fa5",
         severity=testbed_pb2.SEVERITY_ADVISORY,
         # Critical gap: a safe gap of 2 s time headway for a lane change (open-v2x cerebrum, as in
         # ../shared/brief/SCENARIOS.md; the "two-second rule"); horizon: ours, about three lane changes of 3 s
