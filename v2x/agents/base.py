@@ -17,7 +17,7 @@ from typing import TypeVar, cast
 from v2x.geodesy import LocalFrame
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import RemoteState, decode_bsm
-from v2x.wire.day2 import SensorShare, decode_clpmm, decode_psm, decode_rsc, decode_ssm, decode_vir
+from v2x.wire.day2 import PlatoonInfo, SensorShare, decode_clpmm, decode_psm, decode_rsc, decode_ssm, decode_vir
 from v2x.wire.map_spat import Approach, SignalState, decode_map, decode_spat
 from v2x.wire.rsi import RoadSideInfo, decode_rsi
 from v2x.wire.rsm import decode_rsm
@@ -123,9 +123,12 @@ class Environment:
         f, e = self.frame, self.epoch
         return heard.decoded(("psm", t, f, e), lambda: decode_psm(heard.frame.psm, now_s=t, frame=f, epoch=e))
 
+    def clpmm(self, heard: Heard) -> PlatoonInfo:
+        return heard.decoded(("clpmm",), lambda: decode_clpmm(heard.frame.clpmm))
+
     def check_day2(self, heard: Heard, t: float) -> None:
-        """Decode a VIR, RSC or CLPMM only to check its ranges (ValueError: rejected as out_of_range); no
-        built-in app reads them yet."""
+        """Decode a VIR, RSC or CLPMM only to check its ranges (ValueError: rejected as out_of_range), for a
+        receiver that does not act on them (a vehicle in no platoon reads no CLPMM)."""
         f, e = self.frame, self.epoch
         which = heard.frame.WhichOneof("msg")
         if which == "vir":

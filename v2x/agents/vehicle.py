@@ -1,8 +1,10 @@
 """The vehicle / OBU agent (also a pedestrian or cyclist): follows its route with a speed profile and
 scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu; a pedestrian's or
 cyclist's phone, ``device: phone``, publishes the Day-2 PSM instead), runs its on-board apps on what it
-hears (BSM, MAP, SPAT, RSM, RSI events and signs; Day-2 SSM and PSM; VIR, RSC and CLPMM are only
-range-checked), and reacts to warnings through its driver model.
+hears (BSM, MAP, SPAT, RSM, RSI events and signs; Day-2 SSM and PSM; VIR and RSC are only range-checked),
+and reacts to warnings through its driver model. A platoon member (``platoon:``) is driven by its
+longitudinal controller instead (v2x.apps.platoon: CACC on its forward radar and its predecessor's BSM, ACC
+without V2X) and, like the leader, takes part in the platoon's management over CLPMM.
 An unequipped road user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything
 it is given."""
 
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
 from v2x.apps.driver import Driver, SignalView
 from v2x.apps.host import Host, Participant
+from v2x.apps.platoon import Ahead, PlatoonLeader, PlatoonMember
 from v2x.apps.registry import OnBoardView, Raised, Reaction, RouteAhead, app_by_code, app_spec, onboard_apps
 from v2x.apps.rlvw import match
 from v2x.scenario.geometry import Pose, Route
@@ -22,7 +25,7 @@ from v2x.scenario.signals import FixedTimeController
 from v2x.units import enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import OwnState, RemoteState, encode_bsm
-from v2x.wire.day2 import PersonalState, encode_psm
+from v2x.wire.day2 import PersonalState, PlatoonInfo, encode_clpmm, encode_psm
 from v2x.wire.envelope import temporary_id
 from v2x.wire.map_spat import Approach, Interval
 from v2x.wire.rsi import RoadEvent, RoadSign
@@ -95,6 +98,21 @@ class VehicleAgent(Agent):
         self.road_signs: dict[str, tuple[RoadSign, float]] = {}
         # The scenario's on-board apps (v2x.apps.registry), in evaluation order; each keeps its own state.
         self.apps = onboard_apps(spec.apps)
+        # Platooning (v2x.apps.platoon): the leader's or member's logic, the CLPMMs heard by sender (with the
+        # time heard), and this vehicle's CLPMM counter.
+        self.platoon: PlatoonLeader | PlatoonMember | None = None
+        if spec.platoon is not None and spec.platoon.role == "leader":
+            self.platoon = PlatoonLeader(self.own_id, env.thresholds)
+        elif spec.platoon is not None:
+            self.platoon = PlatoonMember(
+                self.own_id,
+                join_at_s=spec.platoon.join_at_s,
+                leave_at_s=spec.platoon.leave_at_s,
+                cruise_mps=spec.speed_mps,
+                thresholds=env.thresholds,
+            )
+        self.platoons: dict[bytes, tuple[PlatoonInfo, float]] = {}
+        self.clpmm_count = 0
 
     # -- motion -------------------------------------------------------------------------------------
     def _integrate(self, dt: float) -> None:
@@ -209,6 +227,10 @@ class VehicleAgent(Agent):
                 known_d = self.personal.get(person.temp_id)
                 if known_d is None or person.t_s >= known_d.t_s:
                     self.personal[person.temp_id] = person
+        elif which == "clpmm" and self.platoon is not None:
+            clpmm = self.env.clpmm(heard)
+            if clpmm.sender_id != self.own_id:
+                self.platoons[clpmm.sender_id] = (clpmm, t)
         elif which in ("vir", "rsc", "clpmm"):
             self.env.check_day2(heard, t)
         elif which == "rsi":
@@ -246,6 +268,8 @@ class VehicleAgent(Agent):
         if self.personal:
             self.personal = {k: r for k, r in self.personal.items() if t - r.t_s <= max_age}
         self.road_events = {k: e for k, e in self.road_events.items() if t - e[1] <= max_age}
+        if self.platoons:
+            self.platoons = {k: p for k, p in self.platoons.items() if t - p[1] <= max_age}
         sign_age = self.env.thresholds["rsi_sign_max_age_s"]
         self.road_signs = {k: e for k, e in self.road_signs.items() if t - e[1] <= sign_age}
 
@@ -282,7 +306,11 @@ class VehicleAgent(Agent):
             for raised in app.evaluate(view, t):
                 self._on_raised(result, t, raised)
 
-        self.a = self._choose_accel(t, self._signal_view(t, pose))
+        controlled = self._platoon(ctx, view.host, pose, result)
+        if controlled is not None:
+            self.a = controlled if controlled >= 0 or self.v > 0 else 0.0
+        else:
+            self.a = self._choose_accel(t, self._signal_view(t, pose))
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
             self._next_bsm_s += BSM_PERIOD_S
             if self.phone:
@@ -303,6 +331,37 @@ class VehicleAgent(Agent):
             lane=self.spec.lane or "",
         )
         return result
+
+    def _ahead(self, ctx: TickContext, pose: Pose) -> Ahead | None:
+        """The vehicle ahead as the forward radar saw it (the world's detection at the last tick, predicted
+        to now with the measured speeds), or None when it sees nothing."""
+        sensor = f"{self.actor_id}/radar"
+        d = next((d for d in ctx.detections if d.sensor == sensor), None)
+        if d is None:
+            return None
+        c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)
+        age = max(0.0, ctx.t_s - d.time_us / 1e6)
+        along = (d.x_m + d.vx_mps * age - pose.x) * c + (d.y_m + d.vy_mps * age - pose.y) * s
+        rel = d.vx_mps * c + d.vy_mps * s - self.v
+        return Ahead(along - (d.length_m + self.length_m) / 2, rel)
+
+    def _platoon(self, ctx: TickContext, host: Host, pose: Pose, result: TickResult) -> float | None:
+        """Run the platoon logic: send its CLPMM, record its advisories; the member's acceleration (None: not
+        a member, the vehicle's own script and driver drive it)."""
+        if self.platoon is None:
+            return None
+        t = ctx.t_s
+        if isinstance(self.platoon, PlatoonLeader):
+            out = self.platoon.step(t, host, self.cruise_mps, self.remotes, self.platoons)
+        else:
+            out = self.platoon.step(t, ctx.dt_s, host, self._ahead(ctx, pose), self.remotes, self.platoons)
+        for raised in out.raised:
+            self._on_raised(result, t, raised)
+        if out.clpmm is not None:
+            frame = encode_clpmm(out.clpmm, t_s=t, msg_count=self.clpmm_count, epoch=self.env.epoch)
+            self.clpmm_count += 1
+            result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
+        return out.accel
 
     def _on_raised(self, result: TickResult, t: float, raised: Raised) -> None:
         """Record an on-board app's advisory (``_raise``) and let the driver react as the app declares

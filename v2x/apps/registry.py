@@ -49,6 +49,7 @@ BUILTIN_MODULES = (
     "v2x.apps.glosa",
     "v2x.apps.lta",
     "v2x.apps.sds",
+    "v2x.apps.platoon",
 )
 ENTRY_POINT_GROUP = "v2x.apps"
 DECLARATION = "APPS"  # the module attribute that holds a module's AppSpecs

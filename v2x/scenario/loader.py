@@ -287,6 +287,19 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                         f"at least the tick ({sc.tick_s} s): one frame per tick at most; got {period}",
                     )
                 )
+        if actor.platoon is not None:
+            if actor.kind not in VEHICLE_KINDS or not actor.equipped or actor.external:
+                problems.append(
+                    (f"actors[{i}].platoon", f"a platoon takes built-in vehicles with an OBU {list(VEHICLE_KINDS)}")
+                )
+            elif actor.platoon.role == "member" and not any(
+                a.platoon is not None and a.platoon.role == "leader" for a in sc.actors
+            ):
+                problems.append((f"actors[{i}].platoon", "a member needs a leader (platoon: {role: leader})"))
+            elif actor.platoon.role == "member" and (actor.events or actor.driver is not None):
+                problems.append(
+                    (f"actors[{i}].platoon", "a member's longitudinal controller drives it: no 'events' or 'driver'")
+                )
         problems += _rsi_problems(sc, i, "road_events")
         problems += _rsi_problems(sc, i, "road_signs")
         if actor.intersections is not None:
