@@ -321,7 +321,7 @@ class PlatoonMember:
         return out
 
 
-class _Managed:
+class PlatoonAdvisories:
     """The registry's on-board object for ``platoon``: the vehicle's platoon logic (``platoon:`` in the
     scenario) raises its advisories; evaluating the view adds nothing."""
 
@@ -365,7 +365,7 @@ APPS = (
             # gaps from 0.8 s; 1.5 s is a common middle setting).
             "platoon_leave_time_gap_s": 1.5,
         },
-        onboard=lambda names: _Managed(),
+        onboard=lambda names: PlatoonAdvisories(),
     ),
 )
 

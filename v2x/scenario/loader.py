@@ -245,6 +245,9 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         if actor.apps and actor.kind not in (*ROAD_USER_KINDS, "platform"):
             problems.append((f"actors[{i}].apps", f"apps run on road users or the platform, not a {actor.kind}"))
         for app in dict.fromkeys(actor.apps):
+            if app == "platoon":
+                problems.append((f"actors[{i}].apps", "platoon is run by a 'platoon:' block, not listed in apps"))
+                continue
             runs_on = app_spec(app).runs_on
             if runs_on is RunsOn.EDGE and actor.kind != "platform":
                 problems.append((f"actors[{i}].apps", f"{app} runs on the edge/cloud platform (kind: platform)"))
