@@ -3,10 +3,11 @@ forward radar, the string-stability expectations and the loader's checks, and th
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ def _string(feed_forward: bool, n: int = 5, dt: float = 0.1) -> list[float]:
     worst = [0.0] * (n - 1)
     for step in range(int(60 / dt)):
         t = step * dt
-        lead = -1.0 if 5 <= t and v[0] > 15 + 1e-9 and t < 20 else (0.5 if t >= 20 and v[0] < 25 - 1e-9 else 0.0)
+        lead = -1.0 if t >= 5 and v[0] > 15 + 1e-9 and t < 20 else (0.5 if t >= 20 and v[0] < 25 - 1e-9 else 0.0)
         new = a.copy()
         new[0] = lead
         for k in range(1, n):
@@ -67,8 +68,8 @@ def _string(feed_forward: bool, n: int = 5, dt: float = 0.1) -> list[float]:
 def test_cacc_with_the_predecessors_acceleration_is_string_stable_and_acc_at_the_same_gap_is_not() -> None:
     cacc = _string(feed_forward=True)
     acc = _string(feed_forward=False)
-    assert all(b <= a for a, b in zip(cacc, cacc[1:], strict=False)), cacc
-    assert all(b > a * 1.05 for a, b in zip(acc, acc[1:], strict=False)), acc
+    assert all(b <= a for a, b in itertools.pairwise(cacc)), cacc
+    assert all(b > a * 1.05 for a, b in itertools.pairwise(acc)), acc
     assert max(cacc) < 0.5 < min(acc)
 
 
@@ -195,7 +196,11 @@ def _metrics(errors: dict[str, float]) -> dict[str, dict[str, Any]]:
 )
 def test_string_stable_and_unstable_read_the_referees_measurement(errors: dict[str, float], stable: bool) -> None:
     actors = ["lead", *errors]
-    for kind, holds in (("string_stable", stable), ("string_unstable", not stable)):
+    kinds: tuple[tuple[Literal["string_stable", "string_unstable"], bool], ...] = (
+        ("string_stable", stable),
+        ("string_unstable", not stable),
+    )
+    for kind, holds in kinds:
         exp = StringStableExpectation(name="s", type=kind, actors=actors, window_s=(1.0, 2.0), tolerance=0.05)
         ok, detail = check(exp, [], _metrics(errors))
         assert ok is holds, detail
