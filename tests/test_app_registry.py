@@ -111,6 +111,7 @@ def test_on_board_apps_run_in_the_documented_order_one_object_per_family() -> No
         "TrafficJamWarning",
         "SignalPriorityGrant",
         "CooperativeLaneChange",  # clc
+        "PlatoonAdvisories",
     ]
     assert onboard_apps(["icw"]) == []  # an edge app does not run on board
 

@@ -22,6 +22,7 @@ from v2x.wire.bsm import RemoteState, decode_bsm
 from v2x.wire.day2 import (
     Coordination,
     Intention,
+    PlatoonInfo,
     SensorShare,
     decode_clpmm,
     decode_psm,
@@ -143,6 +144,9 @@ class Environment:
         f, e = self.frame, self.epoch
         return heard.decoded(("psm", t, f, e), lambda: decode_psm(heard.frame.psm, now_s=t, frame=f, epoch=e))
 
+    def clpmm(self, heard: Heard) -> PlatoonInfo:
+        return heard.decoded(("clpmm",), lambda: decode_clpmm(heard.frame.clpmm))
+
     def vir(self, heard: Heard, t: float) -> Intention:
         f, e = self.frame, self.epoch
         return heard.decoded(("vir", t, f, e), lambda: decode_vir(heard.frame.vir, now_s=t, frame=f, epoch=e))
@@ -159,14 +163,14 @@ class Environment:
 
     def check_day2(self, heard: Heard, t: float) -> None:
         """Decode a VIR, RSC or CLPMM only to check its ranges (ValueError: rejected as out_of_range), where
-        the receiver has no use for it."""
+        the receiver has no use for it (a vehicle in no platoon reads no CLPMM)."""
         which = heard.frame.WhichOneof("msg")
         if which == "vir":
             self.vir(heard, t)
         elif which == "rsc":
             self.rsc(heard, t)
         elif which == "clpmm":
-            heard.decoded(("clpmm",), lambda: decode_clpmm(heard.frame.clpmm))
+            self.clpmm(heard)
 
     def map(self, heard: Heard) -> tuple[Approach, ...]:
         f = self.frame

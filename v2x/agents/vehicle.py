@@ -1,10 +1,13 @@
 """The vehicle / OBU agent (also a pedestrian or cyclist): follows its route with a speed profile and
 scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu; a pedestrian's or
 cyclist's phone, ``device: phone``, publishes the Day-2 PSM instead), runs its on-board apps on what it
-hears (BSM, MAP, SPAT, RSM, RSI events and signs; Day-2 SSM, PSM and the RSCs addressed to it; VIR and
-CLPMM are only range-checked), sends the VIRs its apps ask for (CLC: a lane change it plans), and reacts to
-warnings and suggestions through its driver model. A vehicle that runs ``svp`` asks the signals it
-approaches for priority with VIR (v2x.apps.svp).
+hears (BSM, MAP, SPAT, RSM, RSI events and signs; Day-2 SSM, PSM, the RSCs addressed to it and, in a
+platoon, CLPMM; VIR and other CLPMM are only range-checked), sends the VIRs its apps ask for (CLC: a lane
+change it plans), and reacts to warnings and suggestions through its driver model. A vehicle that runs
+``svp`` asks the signals it approaches for priority with VIR (v2x.apps.svp). A platoon member
+(``platoon:``) is driven by its longitudinal controller instead (v2x.apps.platoon: CACC on its forward
+radar and its predecessor's BSM, ACC without V2X) and, like the leader, takes part in the platoon's
+management over CLPMM.
 An unequipped road user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything
 it is given."""
 
@@ -19,6 +22,7 @@ from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, 
 from v2x.apps.driver import Driver, SignalView
 from v2x.apps.host import Host, Participant
 from v2x.apps.misbehaviour import Detector
+from v2x.apps.platoon import Ahead, PlatoonLeader, PlatoonMember
 from v2x.apps.registry import (
     Grant,
     Intends,
@@ -45,7 +49,9 @@ from v2x.wire.day2 import (
     Intention,
     PersonalState,
     PlannedPoint,
+    PlatoonInfo,
     VehicleRequest,
+    encode_clpmm,
     encode_psm,
     encode_vir,
 )
@@ -168,6 +174,21 @@ class VehicleAgent(Agent):
         self.asks_priority = "svp" in spec.apps
         self._next_vir_s = 0.0
         self.grants: dict[bytes, Grant] = {}
+        # Platooning (v2x.apps.platoon): the leader's or member's logic, the CLPMMs heard by sender (with the
+        # time heard), and this vehicle's CLPMM counter.
+        self.platoon: PlatoonLeader | PlatoonMember | None = None
+        if spec.platoon is not None and spec.platoon.role == "leader":
+            self.platoon = PlatoonLeader(self.own_id, env.thresholds)
+        elif spec.platoon is not None:
+            self.platoon = PlatoonMember(
+                self.own_id,
+                join_at_s=spec.platoon.join_at_s,
+                leave_at_s=spec.platoon.leave_at_s,
+                cruise_mps=spec.speed_mps,
+                thresholds=env.thresholds,
+            )
+        self.platoons: dict[bytes, tuple[PlatoonInfo, float]] = {}
+        self.clpmm_count = 0
 
     # -- motion -------------------------------------------------------------------------------------
     def _integrate(self, dt: float) -> None:
@@ -363,6 +384,10 @@ class VehicleAgent(Agent):
                 known_r = self.suggestions.get(rsu_id)
                 if known_r is None or t_rsc >= known_r.t_s:
                     self.suggestions[rsu_id] = Suggestion(rsu_id.hex(), t_rsc, mine[0])
+        elif which == "clpmm" and self.platoon is not None:
+            clpmm = self.env.clpmm(heard)
+            if clpmm.sender_id != self.own_id:
+                self.platoons[clpmm.sender_id] = (clpmm, t)
         elif which in ("vir", "clpmm"):
             self.env.check_day2(heard, t)
         elif which == "rsi":
@@ -407,6 +432,8 @@ class VehicleAgent(Agent):
         self.road_events = {k: e for k, e in self.road_events.items() if t - e[1] <= max_age}
         if self.suggestions:
             self.suggestions = {k: g for k, g in self.suggestions.items() if not _expired(g, t)}
+        if self.platoons:
+            self.platoons = {k: p for k, p in self.platoons.items() if t - p[1] <= max_age}
         sign_age = self.env.thresholds["rsi_sign_max_age_s"]
         self.road_signs = {k: e for k, e in self.road_signs.items() if t - e[1] <= sign_age}
         if self.grants:
@@ -466,7 +493,11 @@ class VehicleAgent(Agent):
                 else:
                     self._on_raised(result, t, raised)
 
-        self.a = self._choose_accel(t, self._signal_view(t, pose))
+        controlled = self._platoon(ctx, view.host, pose, result)
+        if controlled is not None:
+            self.a = controlled if controlled >= 0 or self.v > 0 else 0.0
+        else:
+            self.a = self._choose_accel(t, self._signal_view(t, pose))
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
             self._next_bsm_s += BSM_PERIOD_S
             claim, speed, accel = pose, self.v, self.a
@@ -498,6 +529,37 @@ class VehicleAgent(Agent):
             lane=self.lane_id,
         )
         return result
+
+    def _ahead(self, ctx: TickContext, pose: Pose) -> Ahead | None:
+        """The vehicle ahead as the forward radar saw it (the world's detection at the last tick, predicted
+        to now with the measured speeds), or None when it sees nothing."""
+        sensor = f"{self.actor_id}/radar"
+        d = next((d for d in ctx.detections if d.sensor == sensor), None)
+        if d is None:
+            return None
+        c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)
+        age = max(0.0, ctx.t_s - d.time_us / 1e6)
+        along = (d.x_m + d.vx_mps * age - pose.x) * c + (d.y_m + d.vy_mps * age - pose.y) * s
+        rel = d.vx_mps * c + d.vy_mps * s - self.v
+        return Ahead(along - (d.length_m + self.length_m) / 2, rel)
+
+    def _platoon(self, ctx: TickContext, host: Host, pose: Pose, result: TickResult) -> float | None:
+        """Run the platoon logic: send its CLPMM, record its advisories; the member's acceleration (None: not
+        a member, the vehicle's own script and driver drive it)."""
+        if self.platoon is None:
+            return None
+        t = ctx.t_s
+        if isinstance(self.platoon, PlatoonLeader):
+            out = self.platoon.step(t, host, self.cruise_mps, self.remotes, self.platoons)
+        else:
+            out = self.platoon.step(t, ctx.dt_s, host, self._ahead(ctx, pose), self.remotes, self.platoons)
+        for raised in out.raised:
+            self._on_raised(result, t, raised)
+        if out.clpmm is not None:
+            frame = encode_clpmm(out.clpmm, t_s=t, msg_count=self.clpmm_count, epoch=self.env.epoch)
+            self.clpmm_count += 1
+            result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
+        return out.accel
 
     def _on_raised(self, result: TickResult, t: float, raised: Raised) -> None:
         """Record an on-board app's advisory (``_raise``) and let the driver react as the app declares

@@ -55,6 +55,7 @@ BUILTIN_MODULES = (
     "v2x.apps.tjw",
     "v2x.apps.svp",
     "v2x.apps.clc",  # clc, clc_coord
+    "v2x.apps.platoon",
 )
 ENTRY_POINT_GROUP = "v2x.apps"
 DECLARATION = "APPS"  # the module attribute that holds a module's AppSpecs

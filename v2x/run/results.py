@@ -8,6 +8,7 @@ same scenario and seed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -29,6 +30,7 @@ from v2x.scenario.model import (
     Scenario,
     SpeedExpectation,
     StopsExpectation,
+    StringStableExpectation,
     TravelTimeExpectation,
     ViolationExpectation,
     WarningExpectation,
@@ -84,13 +86,19 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         found = _warnings(events, v, exp.target, exp.app)
         if exp.other is not None:
             found = [e for e in found if e["other"] == exp.other]
+        if exp.conflict is not None:
+            found = [e for e in found if e["conflict"] == exp.conflict]
         if not found:
-            return False, f"no {exp.app.upper()} warning reached {exp.target}" + (
-                f" about {exp.other}" if exp.other else ""
+            return False, (
+                f"no {exp.app.upper()} warning reached {exp.target}"
+                + (f" about {exp.other}" if exp.other else "")
+                + (f" ({exp.conflict})" if exp.conflict else "")
             )
         first = found[0]
         t, ttc = first["t_s"], first["ttc_s"]
         detail = f"first {exp.app.upper()} to {exp.target} at t={t:.2f} s about {first['other']}"
+        if exp.conflict is not None:
+            detail += f" ({exp.conflict})"
         if ttc:  # 0: not applicable (Advisory.ttc_s), e.g. a GLOSA speed advice
             detail += f", TTC {ttc:.2f} s"
         figures = [f"{k} {first[k]}" for k in FIGURE_KEYS if k in first]
@@ -189,6 +197,8 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
             return True, f"{exp.actor} entered {exp.state} at t={e['t_s']:.2f} s (reported sigma {sigma})"
         seen = ", ".join(f"{e['state']}@{e['t_s']:.1f}" for e in changes) or "none"
         return False, f"{exp.actor} did not enter {exp.state} within {lo:.1f}-{hi:.1f} s (states: {seen})"
+    if isinstance(exp, StringStableExpectation):
+        return _string_stability(exp, metrics.get(v, {}))
     assert isinstance(exp, MetricExpectation)
     m = metrics.get(v, {})
     value: float | None
@@ -241,6 +251,31 @@ def _travel_time(exp: TravelTimeExpectation, events: list[dict[str, Any]]) -> tu
         ok = ok and saved >= exp.saves_s
         detail += f"; {saved:.2f} s less than the baseline's {base:.2f} s (expected >= {exp.saves_s})"
     return ok, detail
+
+
+def _string_stability(exp: StringStableExpectation, m: dict[str, Any]) -> tuple[bool, str]:
+    """``string_stable``: from the second follower on, each follower's largest gap error is at most its
+    predecessor's x (1 + tolerance); ``string_unstable``: not so. From the referee's measurement (metrics)."""
+    window = [float(exp.window_s[0]), float(exp.window_s[1])]
+    found = next(
+        (s for s in m.get("string_stability", []) if s["actors"] == list(exp.actors) and s["window_s"] == window),
+        None,
+    )
+    if found is None:
+        return False, f"string stability of {', '.join(exp.actors)} not measured in variant {exp.variant}"
+    errors = [found["max_gap_error_m"][a] for a in exp.actors[1:]]
+    growing = [
+        f"{exp.actors[k + 2]} {b} m > {a} m x {1 + exp.tolerance:g}"
+        for k, (a, b) in enumerate(itertools.pairwise(errors))
+        if b > a * (1 + exp.tolerance)
+    ]
+    measured = ", ".join(f"{a} {e} m" for a, e in zip(exp.actors[1:], errors, strict=True))
+    ratios = ", ".join(f"{r:g}" if r is not None else "-" for r in found["amplification"])
+    detail = f"max |gap error| {measured} (amplification {ratios}) in {window[0]:g}-{window[1]:g} s"
+    stable = not growing
+    if exp.type == "string_stable":
+        return stable, detail + ("" if stable else "; grows: " + "; ".join(growing))
+    return not stable, detail + ("; grows: " + "; ".join(growing) if growing else "; does not grow")
 
 
 def evaluate(

@@ -251,6 +251,9 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         if actor.apps and actor.kind not in (*ROAD_USER_KINDS, "platform"):
             problems.append((f"actors[{i}].apps", f"apps run on road users or the platform, not a {actor.kind}"))
         for app in dict.fromkeys(actor.apps):
+            if app == "platoon":
+                problems.append((f"actors[{i}].apps", "platoon is run by a 'platoon:' block, not listed in apps"))
+                continue
             runs_on = app_spec(app).runs_on
             if runs_on is RunsOn.EDGE and actor.kind != "platform":
                 problems.append((f"actors[{i}].apps", f"{app} runs on the edge/cloud platform (kind: platform)"))
@@ -304,6 +307,19 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                         f"actors[{i}].sensors[{k}].period_s",
                         f"at least the tick ({sc.tick_s} s): one frame per tick at most; got {period}",
                     )
+                )
+        if actor.platoon is not None:
+            if actor.kind not in VEHICLE_KINDS or not actor.equipped or actor.external:
+                problems.append(
+                    (f"actors[{i}].platoon", f"a platoon takes built-in vehicles with an OBU {list(VEHICLE_KINDS)}")
+                )
+            elif actor.platoon.role == "member" and not any(
+                a.platoon is not None and a.platoon.role == "leader" for a in sc.actors
+            ):
+                problems.append((f"actors[{i}].platoon", "a member needs a leader (platoon: {role: leader})"))
+            elif actor.platoon.role == "member" and (actor.events or actor.driver is not None):
+                problems.append(
+                    (f"actors[{i}].platoon", "a member's longitudinal controller drives it: no 'events' or 'driver'")
                 )
         problems += _rsi_problems(sc, i, "road_events")
         problems += _rsi_problems(sc, i, "road_signs")

@@ -351,6 +351,25 @@ class PhantomSpec(Strict):
         return self
 
 
+class PlatoonSpec(Strict):
+    """A platoon-capable vehicle (docs/SCENARIOS.md, "Platoons"). The ``leader`` drives its scripted profile
+    and manages the platoon over CLPMM; a ``member`` runs the automated longitudinal controller from t = 0
+    (CACC with the predecessor's BSM acceleration once the leader has accepted it, else ACC on its forward
+    radar), asks the leader ahead to join at ``join_at_s`` and leaves at ``leave_at_s``."""
+
+    role: Literal["leader", "member"] = "member"
+    join_at_s: Real = Field(default=0.0, ge=0, le=86400, description="member: when it asks to join (CLPMM)")
+    leave_at_s: Real | None = Field(default=None, gt=0, le=86400, description="member: when it leaves (CLPMM)")
+
+    @model_validator(mode="after")
+    def _times(self) -> PlatoonSpec:
+        if self.role == "leader" and (self.join_at_s or self.leave_at_s is not None):
+            raise ValueError("'join_at_s' and 'leave_at_s' are a member's; the leader manages the platoon")
+        if self.leave_at_s is not None and self.leave_at_s <= self.join_at_s:
+            raise ValueError(f"'leave_at_s' ({self.leave_at_s}) must come after 'join_at_s' ({self.join_at_s})")
+        return self
+
+
 class ActorSpec(Strict):
     id: ActorId
     kind: ActorKindName
@@ -389,6 +408,7 @@ class ActorSpec(Strict):
     congestion: list[CongestionWatchSpec] = Field(
         default_factory=list, description="rsu: lanes watched for queues, announced in RSI (TJW)"
     )
+    platoon: PlatoonSpec | None = Field(default=None, description="vehicle: platoon leader or member (CLPMM)")
 
     @model_validator(mode="after")
     def _placement(self) -> ActorSpec:
@@ -411,7 +431,8 @@ class _ExpectationBase(Strict):
 
 
 class WarningExpectation(_ExpectationBase):
-    """``target`` receives a warning from ``app`` about ``other`` (if given) inside the window."""
+    """``target`` receives a warning from ``app`` about ``other`` (and with ``conflict``, if given) inside the
+    window."""
 
     type: Literal["warning"]
     app: AppName
@@ -419,6 +440,7 @@ class WarningExpectation(_ExpectationBase):
     other: ActorId | None = None
     window_s: tuple[Real, Real] | None = None
     min_ttc_s: Real | None = Field(default=None, ge=0)
+    conflict: str | None = Field(default=None, description="only warnings whose 'conflict' is this (e.g. joined)")
 
 
 class NoWarningExpectation(_ExpectationBase):
@@ -552,6 +574,26 @@ class TravelTimeExpectation(_ExpectationBase):
         return self
 
 
+class StringStableExpectation(_ExpectationBase):
+    """The platoon ``actors`` (the leader first, then its followers in order) is string stable over
+    ``window_s``: each follower's largest gap error (ground truth: bumper-to-bumper gap less the spacing
+    policy's ``platoon_standstill_m`` + ``platoon_time_gap_s`` x its speed) is at most its predecessor's x
+    (1 + ``tolerance``), from the second follower on. ``string_unstable``: some follower's exceeds it."""
+
+    type: Literal["string_stable", "string_unstable"]
+    actors: list[ActorId] = Field(min_length=3, max_length=32, description="the leader, then the followers")
+    window_s: tuple[Real, Real]
+    tolerance: Real = Field(default=0.05, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _window(self) -> StringStableExpectation:
+        if not 0 <= self.window_s[0] < self.window_s[1]:
+            raise ValueError(f"'window_s' is [start, end] with 0 <= start < end; got {list(self.window_s)}")
+        if len(set(self.actors)) != len(self.actors):
+            raise ValueError("'actors' names each actor once")
+        return self
+
+
 Expectation = Annotated[
     WarningExpectation
     | NoWarningExpectation
@@ -565,7 +607,8 @@ Expectation = Annotated[
     | SpeedExpectation
     | MisbehaviourExpectation
     | NoMisbehaviourExpectation
-    | TravelTimeExpectation,
+    | TravelTimeExpectation
+    | StringStableExpectation,
     Field(discriminator="type"),
 ]
 

@@ -8,19 +8,31 @@ Each tick, after the truths the agents reported are applied, ``Referee.step`` re
 * ``stop``: a vehicle comes to a standstill (below 0.1 m/s after moving at 1 m/s or more);
 * ``passage``: an actor's centre passes a speed gate (a ``speed`` expectation's point), with its speed.
 
+It also measures what ``string_stable`` / ``string_unstable`` expectations ask about, for the metrics
+(``string_stability``): over each one's window, every follower's largest gap error, from the truth.
+
 Events are plain dicts (the form result.json keeps them in), times rounded to 1 ms.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from typing import Any
 
 import numpy as np
 
+from v2x.apps.platoon import gap_error
+from v2x.apps.thresholds import resolve
 from v2x.core import SpatialGrid, WorldState, overlapping_pairs
-from v2x.scenario.model import SPEED_GATE_M, Scenario, SpeedExpectation, TravelTimeExpectation
+from v2x.scenario.model import (
+    SPEED_GATE_M,
+    Scenario,
+    SpeedExpectation,
+    StringStableExpectation,
+    TravelTimeExpectation,
+)
 from v2x.scenario.signals import SignalWarp, apply_warps, crossed, signal_heads
 from v2x.sim.actors import road_user_slots, vehicle_slots
 from v2x.wire.map_spat import LIGHT_NAME, STOPPING_LIGHTS
@@ -53,6 +65,17 @@ class Referee:
                 self.gates[(world.slot_of(e.actor), e.start_at)] = None
                 self.gates[(world.slot_of(e.actor), e.end_at)] = None
         self.collided: set[tuple[str, str]] = set()
+        # String stability (`string_stable` / `string_unstable` expectations of this variant): per (actors,
+        # window), each follower's largest |gap error| in the window, under the platoon's spacing policy.
+        thresholds = resolve(scenario.thresholds)
+        self.time_gap_s = thresholds["platoon_time_gap_s"]
+        self.standstill_m = thresholds["platoon_standstill_m"]
+        self.strings: dict[tuple[tuple[str, ...], tuple[float, float]], list[float]] = {}
+        for e in scenario.expectations:
+            if isinstance(e, StringStableExpectation) and e.variant == variant:
+                self.strings[(tuple(e.actors), (float(e.window_s[0]), float(e.window_s[1])))] = [0.0] * (
+                    len(e.actors) - 1
+                )
         self._front: dict[int, tuple[float, float]] = {}
         self._moving: set[int] = set()
 
@@ -62,7 +85,40 @@ class Referee:
 
     def step(self, t: float, grid: SpatialGrid) -> list[Event]:
         """Everything the referee records at time ``t``; ``grid`` indexes the world's current positions."""
+        if self.strings:
+            self.gap_errors(t)
         return self.collisions(t, grid) + self.red_lights(t) + self.stops(t) + self.passages(t)
+
+    def gap_errors(self, t: float) -> None:
+        """Track each follower's largest |gap error| (bumper to bumper, along its heading, less the spacing
+        policy's gap at its speed) inside the windows of the string-stability expectations."""
+        w = self.world
+        for (actors, (start, end)), worst in self.strings.items():
+            if not start - 1e-9 <= t <= end + 1e-9:
+                continue
+            for k in range(1, len(actors)):
+                p, f = w.slot_of(actors[k - 1]), w.slot_of(actors[k])
+                c, sn = math.cos(float(w.heading_rad[f])), math.sin(float(w.heading_rad[f]))
+                along = float((w.x[p] - w.x[f]) * c + (w.y[p] - w.y[f]) * sn)
+                gap = along - float(w.length_m[p] + w.length_m[f]) / 2
+                speed = float(np.hypot(w.vx[f], w.vy[f]))
+                worst[k - 1] = max(worst[k - 1], abs(gap_error(gap, speed, self.time_gap_s, self.standstill_m)))
+
+    def string_stability(self) -> list[dict[str, Any]]:
+        """Per string-stability expectation (actors, window): each follower's largest |gap error| in m and
+        the amplification from each follower to the next (its largest error over its predecessor's)."""
+        out = []
+        for (actors, window), worst in self.strings.items():
+            errors = [round(e, 3) for e in worst]
+            out.append(
+                {
+                    "actors": list(actors),
+                    "window_s": list(window),
+                    "max_gap_error_m": dict(zip(actors[1:], errors, strict=True)),
+                    "amplification": [round(b / a, 3) if a > 0 else None for a, b in itertools.pairwise(errors)],
+                }
+            )
+        return out
 
     def collisions(self, t: float, grid: SpatialGrid) -> list[Event]:
         """Road users whose footprints overlap for the first time in the run."""

@@ -424,6 +424,10 @@ class Simulation:
             inbound=self.inbound.stats,
             sensing=roadside.counts if roadside is not None else {},
         )
+        # Only when a string-stability expectation asks, so that the metrics of other runs stay as they were.
+        strings = self.referee.string_stability()
+        if strings:
+            metrics["string_stability"] = strings
         # Only when something conflicted, so that the metrics of a clean run stay as they were.
         conflicts = {a: dict(sorted(c.items())) for a, c in sorted(self.inbound.stats.conflicts.items()) if c}
         if conflicts:
