@@ -29,13 +29,18 @@ def _failed(result: dict[str, Any]) -> list[str]:
 
 
 def _happenings(result: dict[str, Any], variant: str) -> set[tuple[str, str]]:
-    """(event type, who) of the physical outcomes of a variant: collisions, violations, stops, and the
-    speed (to 0.1 m/s) at which an actor passed a `speed` expectation's point."""
-    return {
+    """(event type, who) of the physical outcomes of a variant: collisions, violations, stops, the speed
+    (to 0.1 m/s) at which an actor passed a `speed` expectation's point, and whether a platoon's gap error
+    grew down the platoon (string stability, measured from the truth)."""
+    out = {
         (e["type"], str(e.get("actors", e.get("actor"))) + (f" {e['speed_mps']:.1f}" if e["type"] == "passage" else ""))
         for e in result["events"]
         if e["variant"] == variant and e["type"] in ("collision", "violation", "stop", "passage")
     }
+    for s in result["metrics"].get(variant, {}).get("string_stability", []):
+        grows = any(a is not None and a > 1.05 for a in s["amplification"])
+        out.add(("string", f"{','.join(s['actors'])} {'grows' if grows else 'stable'}"))
+    return out
 
 
 _EMBEDDED: dict[str, dict[str, Any]] = {}
