@@ -8,7 +8,9 @@ nothing else from the testbed.
 The car follows a straight line from ``--start`` along ``--heading`` at ``--speed``, optionally brakes at
 ``--brake-rate`` from simulation time ``--brake-at`` down to ``--brake-until``. Per tick it moves to the
 tick's time, publishes a BSM over PC5 (and, with ``--uplink``, over Uu to the edge platform) and acknowledges
-the tick with its true state. It exits after the final tick.
+the tick with its true state. Told of a collision (``TickInput.collisions``), it comes to rest where it
+touched, the pose of the collision's tick, and stays there (docs/PROTOCOL.md, "Collisions"). It exits after
+the final tick.
 
 Example: the ``lead`` car of scenarios/fcw.yaml, marked ``external: true`` in a copy ``my-fcw.yaml`` (its
 scripted brake becomes ``--brake-at 6 --brake-rate 6`` here). Each variant is a run of its own, so one
@@ -42,7 +44,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -309,6 +311,7 @@ class Vehicle:
     rejected: Counter[str] = field(default_factory=Counter)
     heard: dict[str, tuple[float, float]] = field(default_factory=dict)  # sender -> last decoded local (x, y)
     names: dict[bytes, str] = field(default_factory=dict)
+    rest_at: float | None = None  # after a collision: at rest where it touched, for good (PROTOCOL.md, "Collisions")
 
     def __post_init__(self) -> None:
         self.names = {bsm_id(a): a for a in self.info.actor_ids}
@@ -331,7 +334,13 @@ class Vehicle:
                 return None
         t = ti.time_us / 1e6
         self._read(ti)
-        state = self.opts.car.at(t)
+        for c in ti.collisions:
+            log.warning("collided with %s at t=%.1f s, %.1f m/s: at rest", c.other_id, c.t_s, c.relative_speed_mps)
+        if self.rest_at is None and ti.collisions:
+            self.rest_at = ti.collisions[0].t_s
+        state = self.opts.car.at(t if self.rest_at is None else self.rest_at)
+        if self.rest_at is not None:
+            state = replace(state, speed_mps=0.0, accel_mps2=0.0)
         out: list[tuple[str, bytes]] = []
         frame = frame_pb2.MessageFrame(bsm=self._bsm(state, ti)).SerializeToString()
         links: list[tuple[testbed_pb2.LinkKind.ValueType, list[str]]] = [(testbed_pb2.LINK_PC5, [])]

@@ -130,6 +130,7 @@ async function main() {
   const client = mqtt.connect(o.broker, { clientId: `node-${me}-${crypto.randomBytes(3).toString("hex")}`,
     clean: true, reconnectPeriod: 500 });
   let finalDone = false, start = null, frame = null, epochMs = 0, car = null, last = null, seq = 0, msgCnt = 0, done = false;
+  let restAt = null; // after a collision: at rest where it touched, for good (docs/PROTOCOL.md, "Collisions")
   const hello = Hello.encode({ actor_id: me, kind: o.kind, software: "examples/node 1.0", protocol_version: 1 }).finish();
   const helloTimer = setInterval(() => { if (last == null) client.publish(`v2x/${run}/join/${me}`, Buffer.from(hello)); }, 1000);
   const joinTimer = setTimeout(() => { if (!start) { log(null, "no START"); finish(3); } }, o.joinTimeout * 1000);
@@ -173,7 +174,10 @@ async function main() {
       if (tick === last.tick) for (const [tp, p] of last.out) client.publish(tp, p);
       return;
     }
-    const t = timeUs / 1e6, s = car.at(t), g = ti.gnss || {};
+    const t = timeUs / 1e6, g = ti.gnss || {};
+    for (const c of ti.collisions || []) log(t, `collided with ${c.other_id}`);
+    if (restAt == null && (ti.collisions || []).length) restAt = ti.collisions[0].t_s;
+    const s = restAt == null ? car.at(t) : { ...car.at(restAt), v: 0, a: 0 };
     const fix = g.available ? [s.x + g.east_error_m, s.y + g.north_error_m] : [s.x, s.y];
     const [lat, lon] = frame.toWgs84(...fix);
     const sigma = g.available ? g.sigma_major_m : null;
@@ -202,7 +206,6 @@ async function main() {
         if (f.advisory && f.advisory.target_id === me) echoes.push(f.advisory);
       } catch (err) { /* malformed: ignored */ }
     }
-    for (const c of ti.collisions || []) log(t, `collided with ${c.other_id}`);
     const c = Math.cos(s.yaw), sn = Math.sin(s.yaw);
     const ack = Ack.encode({ actor_id: me, tick, tx_count: out.length, events: echoes,
       truth: { x_m: s.x, y_m: s.y, vx_mps: s.v * c, vy_mps: s.v * sn, ax_mps2: s.a * c, ay_mps2: s.a * sn,

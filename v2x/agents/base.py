@@ -73,6 +73,9 @@ class TickContext:
     gnss: testbed_pb2.GnssReading
     heard: tuple[Heard, ...]
     detections: tuple[testbed_pb2.Detection, ...] = ()  # roadside units: what their sensors saw
+    # The collisions the world recorded with this actor when the previous tick closed (TickInput.collisions):
+    # a road user comes to rest where it touched (docs/PROTOCOL.md, "Collisions").
+    collisions: tuple[testbed_pb2.TickInput.Collision, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,12 @@
 scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu), runs its on-board apps on
 what it hears (BSM, MAP, SPAT, RSM, RSI events and signs), and reacts to warnings through its driver model.
 An unequipped road user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything
-it is given."""
+it is given.
+
+Told of a collision (``TickContext.collisions``, in the tick after it), the road user comes to rest where it
+touched, the pose it reported in the collision's tick, as the world holds it (docs/PROTOCOL.md, "Collisions"):
+speed and acceleration zero, its scripted events, lane change and driver done with; it goes on sending BSMs
+(a stationary vehicle) and running its apps."""
 
 from __future__ import annotations
 
@@ -120,6 +125,8 @@ class VehicleAgent(Agent):
         self.road_signs: dict[str, tuple[RoadSign, float]] = {}
         # The scenario's on-board apps (v2x.apps.registry), in evaluation order; each keeps its own state.
         self.apps = onboard_apps(spec.apps)
+        self._pose: Pose | None = None  # the pose it reported last tick
+        self.rest: Pose | None = None  # where it came to rest after a collision
 
     # -- motion -------------------------------------------------------------------------------------
     def _integrate(self, dt: float) -> None:
@@ -290,12 +297,29 @@ class VehicleAgent(Agent):
             self._warn(result, adv, t)
 
     # -- the tick -----------------------------------------------------------------------------------
+    def _come_to_rest(self, t: float, ctx: TickContext, result: TickResult) -> None:
+        """Told of a collision: at rest from now on, where it was when it touched (the pose of the last tick)."""
+        self.rest = self._pose or shifted(self.route.pose(self.s), *self._lateral(t), self.v)
+        self.v = self.a = 0.0
+        self._command = None
+        self._events = []
+        self._move = None
+        self.turn_signal = ""
+        others = ", ".join(f"{c.other_id} at t={c.t_s:.2f} s" for c in ctx.collisions)
+        result.notes.append(f"collided with {others}: at rest")
+
     def step(self, ctx: TickContext) -> TickResult:
         t = ctx.t_s
-        if ctx.tick > 0:
-            self._integrate(ctx.dt_s)
-        pose = shifted(self.route.pose(self.s), *self._lateral(t), self.v)
         result = TickResult()
+        if ctx.collisions and self.rest is None:
+            self._come_to_rest(t, ctx, result)
+        if self.rest is not None:
+            pose = self.rest
+        else:
+            if ctx.tick > 0:
+                self._integrate(ctx.dt_s)
+            pose = shifted(self.route.pose(self.s), *self._lateral(t), self.v)
+        self._pose = pose
 
         if self.equipped:
             self.receive(ctx.heard, lambda heard: self._on_heard(heard, t, result))
@@ -347,7 +371,8 @@ class VehicleAgent(Agent):
             for raised in app.evaluate(view, t):
                 self._on_raised(result, t, raised)
 
-        self.a = self._choose_accel(t, self._signal_view(t, pose))
+        if self.rest is None:
+            self.a = self._choose_accel(t, self._signal_view(t, pose))
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
             self._next_bsm_s += BSM_PERIOD_S
             result.transmissions.extend(self._bsm(t, pose.x + ex, pose.y + ny, pose.heading_rad, gnss))
