@@ -5,10 +5,13 @@ Written from docs/PROTOCOL.md and proto/v2x/wire/*.proto only: it uses paho-mqtt
 generated from proto/ (here ``v2x.wire.*_pb2``; your own stack would run ``protoc`` on proto/ itself) and
 nothing else from the testbed.
 
-The car follows a straight line from ``--start`` along ``--heading`` at ``--speed``, optionally brakes at
-``--brake-rate`` from simulation time ``--brake-at`` down to ``--brake-until``. Per tick it moves to the
-tick's time, publishes a BSM over PC5 (and, with ``--uplink``, over Uu to the edge platform) and acknowledges
-the tick with its true state. Told of a collision (``TickInput.collisions``), it comes to rest where it
+The car follows a straight line from ``--start`` along ``--heading`` at ``--speed`` (by default: where, how
+and how fast Control START says it starts), optionally brakes at ``--brake-rate`` from simulation time
+``--brake-at`` down to ``--brake-until``. Per tick it moves to the tick's time, reads the BSMs it heard,
+publishes a BSM over PC5 (and, with ``--uplink``, over Uu to the edge platform) and acknowledges the tick with
+its true state, echoing the advisories addressed to it (that is what makes them count). With ``--react-brake
+A`` its driver brakes at A m/s^2 to a stop ``--reaction`` s after the first warning it receives. It logs the
+collisions the world tells it about; told of one (``TickInput.collisions``), it comes to rest where it
 touched, the pose of the collision's tick, and stays there (docs/PROTOCOL.md, "Collisions"). It exits after
 the final tick.
 
@@ -61,6 +64,7 @@ from v2x.wire import common_pb2, day1_pb2, frame_pb2, testbed_pb2
 PROTOCOL_VERSION = 1
 SOFTWARE = "examples/outside_vehicle.py 1.0"
 HELLO_PERIOD_S = 1.0
+WORLD_LOST = "world lost"  # the reason of the STOP the world's connection leaves as its Last Will
 ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_START = 0, 1, 2, 3
@@ -253,6 +257,8 @@ class RunInfo:
     epoch_us: int  # UTC microseconds since 1970 at simulation time 0
     platform_id: str
     actor_ids: list[str]
+    token: str  # a STOP counts only with it (docs/PROTOCOL.md "Control")
+    me: testbed_pb2.Control.ActorStart | None  # where this actor starts (external_actors), if START says
 
     @classmethod
     def from_start(cls, ctrl: testbed_pb2.Control) -> RunInfo:
@@ -268,6 +274,8 @@ class RunInfo:
             epoch_us=epoch_us,
             platform_id=ctrl.platform_id,
             actor_ids=list(ctrl.actor_ids),
+            token=ctrl.token,
+            me=None,
         )
 
     def sec_mark(self, time_us: int) -> int:
@@ -287,11 +295,18 @@ class Options:
     run_id: str
     actor_id: str
     kind: str
-    car: StraightCar
+    start: tuple[float, float] | None  # None: from START (external_actors)
+    heading_deg: float | None
+    speed_mps: float | None
+    brake_at: float | None
+    brake_rate: float
+    brake_until: float
+    react_brake: float  # > 0: brake at this rate to a stop `reaction_s` after the first warning received
+    reaction_s: float
     lane: str
-    length_m: float
-    width_m: float
-    height_m: float
+    length_m: float | None  # None: START's box, else the kind's (docs/PROTOCOL.md "Vehicle size")
+    width_m: float | None
+    height_m: float | None
     vehicle_class: int
     uplink: bool
     join_timeout_s: float
@@ -311,10 +326,28 @@ class Vehicle:
     rejected: Counter[str] = field(default_factory=Counter)
     heard: dict[str, tuple[float, float]] = field(default_factory=dict)  # sender -> last decoded local (x, y)
     names: dict[bytes, str] = field(default_factory=dict)
+    car: StraightCar = field(init=False)  # from the options, or where START says the actor starts
+    length_m: float = field(init=False)
+    width_m: float = field(init=False)
+    height_m: float = field(init=False)
+    lane: str = field(init=False)
+    warned_at: float | None = None  # simulation time of the first warning received
     rest_at: float | None = None  # after a collision: at rest where it touched, for good (PROTOCOL.md, "Collisions")
 
     def __post_init__(self) -> None:
         self.names = {bsm_id(a): a for a in self.info.actor_ids}
+        o, me = self.opts, self.info.me
+        start = o.start if o.start is not None else ((me.x_m, me.y_m) if me is not None else (0.0, 0.0))
+        heading = o.heading_deg if o.heading_deg is not None else (me.heading_deg if me is not None else 0.0)
+        speed = o.speed_mps if o.speed_mps is not None else (me.speed_mps if me is not None else 0.0)
+        self.car = StraightCar(start[0], start[1], heading, speed, o.brake_at, o.brake_rate, o.brake_until)
+        _, length, width, height = KINDS[o.kind]
+        if me is not None and me.length_m > 0:
+            length, width, height = me.length_m, me.width_m, me.height_m
+        self.length_m = o.length_m or length
+        self.width_m = o.width_m or width
+        self.height_m = o.height_m or height
+        self.lane = o.lane or (me.lane if me is not None else "")
 
     def topic(self, kind: str) -> str:
         return f"v2x/{self.opts.run_id}/{kind}/{self.opts.actor_id}"
@@ -333,12 +366,21 @@ class Vehicle:
                 log.debug("ignoring stale TickInput(%d)", ti.tick)
                 return None
         t = ti.time_us / 1e6
-        self._read(ti)
+        echoes = self._read(ti)
         for c in ti.collisions:
             log.warning("collided with %s at t=%.1f s, %.1f m/s: at rest", c.other_id, c.t_s, c.relative_speed_mps)
         if self.rest_at is None and ti.collisions:
             self.rest_at = ti.collisions[0].t_s
-        state = self.opts.car.at(t if self.rest_at is None else self.rest_at)
+        if echoes and self.warned_at is None and self.opts.react_brake > 0:
+            self.warned_at = t
+            brake_at = t + self.opts.reaction_s  # the driver reacts: from then on the car brakes to a stop
+            if self.car.brake_at is None or brake_at < self.car.brake_at:
+                log.warning("warned: braking at %.1f m/s^2 from t=%.1f s", self.opts.react_brake, brake_at)
+                car = self.car
+                self.car = StraightCar(
+                    car.start_x, car.start_y, car.heading_deg, car.speed, brake_at, self.opts.react_brake
+                )
+        state = self.car.at(t if self.rest_at is None else self.rest_at)
         if self.rest_at is not None:
             state = replace(state, speed_mps=0.0, accel_mps2=0.0)
         out: list[tuple[str, bytes]] = []
@@ -372,15 +414,16 @@ class Vehicle:
                 heading_deg=state.heading_deg,
                 speed_mps=state.speed_mps,
                 accel_mps2=state.accel_mps2,
-                lane=self.opts.lane,
+                lane=self.lane,
             ),
             rejected=dict(self.rejected),
+            events=echoes,  # advisories addressed to us, echoed unchanged: only then do they count
         )
         if ti.tick % 10 == 0:
             ack.notes.append(f"{SOFTWARE}: x={state.x_m:.2f} m v={state.speed_mps:.2f} m/s a={state.accel_mps2:.1f}")
         out.append((self.topic("ack"), ack.SerializeToString()))
         self.last_tick, self.last_output = ti.tick, out
-        if ti.tick % 10 == 0 or (self.opts.car.brake_at is not None and abs(t - self.opts.car.brake_at) < 1e-9):
+        if ti.tick % 10 == 0 or (self.car.brake_at is not None and abs(t - self.car.brake_at) < 1e-9):
             near = ", ".join(
                 f"{who} {math.hypot(x - state.x_m, y - state.y_m):.1f} m" for who, (x, y) in sorted(self.heard.items())
             )
@@ -407,15 +450,15 @@ class Vehicle:
             accel_set=common_pb2.AccelerationSet4Way(long=accel_units(s.accel_mps2), lat=0, vert=-127, yaw=0),
             brakes=day1_pb2.BrakeSystemStatus(brake_pedal=2 if s.accel_mps2 < 0 else 1),
             size=common_pb2.VehicleSize(
-                width=round(self.opts.width_m * 100),
-                length=round(self.opts.length_m * 100),
-                height=round(self.opts.height_m * 20),
+                width=round(self.width_m * 100),
+                length=round(self.length_m * 100),
+                height=round(self.height_m * 20),
             ),
             vehicle_class=self.opts.vehicle_class,
             safety_ext=day1_pb2.VehicleSafetyExtensions(
                 events=(1 << day1_pb2.EVENT_HARD_BRAKING) if -s.accel_mps2 >= HARD_BRAKING_MPS2 else 0,
                 path_prediction_radius=32767,  # straight
-                path_prediction_confidence=200,  # 100 %
+                path_prediction_confidence=0,  # as built-in vehicles send (docs/PROTOCOL.md "Start values")
             ),
         )
         self.msg_cnt = (self.msg_cnt + 1) % 128
@@ -440,8 +483,10 @@ class Vehicle:
             bsm.pos_confidence.CopyFrom(common_pb2.PositionConfidenceSet(pos=0))
         return bsm
 
-    def _read(self, ti: testbed_pb2.TickInput) -> None:
-        """Decode what was heard: BSMs become local positions (for the log); advisories to us are logged."""
+    def _read(self, ti: testbed_pb2.TickInput) -> list[testbed_pb2.Advisory]:
+        """Decode what was heard: BSMs become local positions (for the log); the advisories to us are logged
+        and returned (to echo in the Ack)."""
+        echoes: list[testbed_pb2.Advisory] = []
         for raw, rx_us in zip(ti.envelopes, ti.rx_time_us, strict=False):
             try:
                 env = testbed_pb2.Envelope.FromString(raw)
@@ -461,6 +506,7 @@ class Vehicle:
                 self.heard[sender] = (x, y)
             elif which == "advisory" and frame.advisory.target_id == self.opts.actor_id:
                 a = frame.advisory
+                echoes.append(a)
                 log.warning(
                     "advisory from %s at %.2f s: %s %s about %s, TTC %.2f s",
                     env.sender_id,
@@ -470,6 +516,7 @@ class Vehicle:
                     a.other_id or "-",
                     a.ttc_s,
                 )
+        return echoes
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -622,8 +669,10 @@ class Session:
                     return EXIT_OK
 
     def _on_control(self, payload: bytes) -> int | None:
-        if not payload:
-            return None  # the runner cleared a retained Control before this run
+        if not payload:  # the runner cleared a retained Control before this run: what came before is stale
+            if self.vehicle is None:
+                self.info = None
+            return None
         try:
             ctrl = testbed_pb2.Control.FromString(payload)
         except DecodeError:
@@ -635,6 +684,10 @@ class Session:
             info = RunInfo.from_start(ctrl)
             if self.opts.actor_id not in info.actor_ids:
                 log.error("run %s has no actor %r (actors: %s)", info.run_id, self.opts.actor_id, info.actor_ids)
+                return EXIT_ERROR
+            info.me = next((a for a in ctrl.external_actors if a.actor_id == self.opts.actor_id), None)
+            if info.me is None and self.opts.start is None:
+                log.error("START does not say where %r starts (not external?): give --start", self.opts.actor_id)
                 return EXIT_ERROR
             self.info = info
             log.info(
@@ -657,6 +710,15 @@ class Session:
                 # Retained from an earlier run with the same id: ours has not started yet.
                 log.info("ignoring the STOP of an earlier run %s (%s)", ctrl.run_id, ctrl.reason or "ended")
                 self.info = None
+                return None
+            if self.info is not None and ctrl.token != self.info.token:
+                # Not from this run's world (docs/PROTOCOL.md "Control"): anyone can publish on the topic.
+                log.warning("ignoring a STOP without this run's token (%s)", ctrl.reason or "no reason given")
+                return None
+            if ctrl.reason == WORLD_LOST:
+                # The world connection's Last Will: the world died, or the broker restarted and the world
+                # will say START again. Keep waiting; --tick-timeout ends the wait if it never comes back.
+                log.warning("STOP %r: waiting for the world to come back", WORLD_LOST)
                 return None
             log.error("run stopped before its final tick: %s", ctrl.reason or "no reason given")
             return EXIT_ERROR
@@ -744,11 +806,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kind", default="car", choices=sorted(KINDS), help="vehicle kind, as in the scenario (default car)"
     )
-    p.add_argument("--start", type=_point, required=True, metavar="X,Y", help="position at t = 0, east,north in m")
     p.add_argument(
-        "--heading", type=float, required=True, metavar="DEG", help="direction of travel, degrees clockwise from north"
+        "--start",
+        type=_point,
+        default=None,
+        metavar="X,Y",
+        help="position at t = 0, east,north in m (default: START's)",
     )
-    p.add_argument("--speed", type=float, required=True, metavar="MPS", help="speed at t = 0, m/s")
+    p.add_argument(
+        "--heading",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="direction of travel, degrees clockwise from north (default: START's)",
+    )
+    p.add_argument("--speed", type=float, default=None, metavar="MPS", help="speed at t = 0, m/s (default: START's)")
     p.add_argument("--lane", default="", metavar="ID", help="lane id to report in the truth state (default none)")
     p.add_argument(
         "--brake-at", type=float, default=None, metavar="S", help="simulation time to start braking, s (default: never)"
@@ -764,11 +836,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="speed at which braking ends, m/s (default 0: stop)",
     )
     p.add_argument(
+        "--react-brake",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="on the first warning received, brake at A m/s^2 to a stop (default 0: do not react)",
+    )
+    p.add_argument(
+        "--reaction",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="the driver's reaction time to a warning, s (default 1)",
+    )
+    p.add_argument(
         "--length",
         type=float,
         default=None,
         metavar="M",
-        help="length in m (default: the testbed's for --kind: car 5.0)",
+        help="length in m (default: START's box, else the testbed's for --kind: car 5.0)",
     )
     p.add_argument(
         "--width", type=float, default=None, metavar="M", help="width in m (default: the testbed's, car 2.0)"
@@ -803,8 +889,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if min(args.speed, args.brake_rate, args.brake_until) < 0:
-        parser.error("--speed, --brake-rate and --brake-until must be >= 0")
+    if min(args.speed or 0.0, args.brake_rate, args.brake_until, args.react_brake, args.reaction) < 0:
+        parser.error("--speed, --brake-rate, --brake-until, --react-brake and --reaction must be >= 0")
     if any(v is not None and v <= 0 for v in (args.length, args.width, args.height)):
         parser.error("--length, --width and --height must be > 0")
     sim_time = _SimTime(args.actor)
@@ -813,33 +899,36 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s [%(actor)s %(sim)s] %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     logging.getLogger("paho").setLevel(logging.WARNING)
-    vehicle_class, length, width, height = KINDS[args.kind]
+    return Session(options(args), sim_time).serve()
+
+
+def options(args: argparse.Namespace) -> Options:
+    """The session's options from the parsed command line."""
+    vehicle_class = KINDS[args.kind][0]
     host, port = args.broker
-    opts = Options(
+    return Options(
         broker_host=host,
         broker_port=port,
         run_id=args.run,
         actor_id=args.actor,
         kind=args.kind,
-        car=StraightCar(
-            start_x=args.start[0],
-            start_y=args.start[1],
-            heading_deg=args.heading,
-            speed=args.speed,
-            brake_at=args.brake_at,
-            brake_rate=args.brake_rate,
-            brake_until=args.brake_until,
-        ),
+        start=args.start,
+        heading_deg=args.heading,
+        speed_mps=args.speed,
+        brake_at=args.brake_at,
+        brake_rate=args.brake_rate,
+        brake_until=args.brake_until,
+        react_brake=args.react_brake,
+        reaction_s=args.reaction,
         lane=args.lane,
-        length_m=args.length or length,
-        width_m=args.width or width,
-        height_m=args.height or height,
+        length_m=args.length,
+        width_m=args.width,
+        height_m=args.height,
         vehicle_class=vehicle_class,
         uplink=args.uplink,
         join_timeout_s=args.join_timeout,
         tick_timeout_s=args.tick_timeout,
     )
-    return Session(opts, sim_time).serve()
 
 
 if __name__ == "__main__":

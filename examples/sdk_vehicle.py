@@ -26,6 +26,7 @@ import logging
 import math
 import sys
 import time
+from typing import Any
 
 from v2x.sdk import RunAborted, Stack, Tick, VehicleState
 from v2x.wire import testbed_pb2
@@ -108,16 +109,22 @@ class Driver:
 
 
 async def drive(args: argparse.Namespace) -> int:
-    async with Stack(
-        args.broker,
-        run_id=args.run,
-        actor_id=args.actor,
-        kind=args.kind,
-        software="examples/sdk_vehicle.py 1.0",
-        realtime=args.realtime,
-        uplink=not args.no_uplink,
-        credentials=args.credentials,
-    ) as stack:
+    options: dict[str, Any] = {
+        "kind": args.kind,
+        "software": "examples/sdk_vehicle.py 1.0",
+        "realtime": args.realtime,
+        "uplink": not args.no_uplink,
+        "signing_key": args.signing_key,
+    }
+    if args.credentials:  # a secure run: actor, run id, broker, user, password and CA from the file
+        secure = Stack.from_credentials(args.credentials, variant=args.variant, **options)
+        args.actor, args.run = secure.actor_id, secure.run_id
+        stack_cm = secure
+    else:
+        if not args.run:
+            raise ValueError("give --run (or --credentials)")
+        stack_cm = Stack(args.broker, run_id=args.run, actor_id=args.actor, **options)
+    async with stack_cm as stack:
         try:
             run = await stack.start(timeout_s=args.join_timeout)
         except TimeoutError:
@@ -182,7 +189,14 @@ async def step(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://host:port")
-    p.add_argument("--run", required=True, help="the run id (v2x run --run-id PREFIX: PREFIX-v2x)")
+    p.add_argument("--run", help="the run id (v2x run --run-id PREFIX: PREFIX-v2x)")
+    p.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="a secure run: the actor's file of 'v2x secure init' (DIR/actors/ID.json); gives the actor, run, "
+        "broker, user, password and CA",
+    )
+    p.add_argument("--variant", default="v2x", help="--credentials: which variant's run to join (default v2x)")
     p.add_argument("--actor", default="follower", help="the actor to drive (external: true in the scenario)")
     p.add_argument("--kind", default="car")
     p.add_argument("--ttc", type=float, default=3.0, help="FCW time-to-collision threshold, s")
@@ -192,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-uplink", action="store_true", help="no Uu copy of the BSM to the platform")
     p.add_argument("--work-ms", type=float, default=0.0, help="time each tick takes (a slow stack)")
     p.add_argument(
-        "--credentials",
-        help="a secure run's credentials file of the actor (v2x run --secure writes OUT/credentials/RUN/ACTOR.cred): "
+        "--signing-key",
+        metavar="FILE",
+        help="a secure run's signing credentials (v2x run --secure writes OUT/credentials/RUN/ACTOR.cred): "
         "sign what is sent, verify what is heard",
     )
     p.add_argument("--join-timeout", type=float, default=60.0)

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from v2x.net.broker import BrokerAddress, free_port
@@ -26,14 +27,17 @@ def mosquitto_conf(port: int) -> str:
 
 
 class Mosquitto:
-    """A real Mosquitto broker process on a loopback port; can be restarted on the same port."""
+    """A real Mosquitto broker process on a loopback port; can be restarted on the same port.
 
-    def __init__(self, binary: str) -> None:
+    ``conf(port)``: the configuration to run (default: docker/mosquitto.conf on that port), e.g. the
+    mosquitto.conf of ``v2x secure init``."""
+
+    def __init__(self, binary: str, conf: Callable[[int], str] | None = None) -> None:
         self.binary = binary
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="v2x-mosquitto-")
         self.conf = Path(self.dir) / "mosquitto.conf"
-        self.conf.write_text(mosquitto_conf(self.port))
+        self.conf.write_text((conf or mosquitto_conf)(self.port))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

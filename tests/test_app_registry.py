@@ -12,7 +12,7 @@ import pytest
 from tests._agents import tick_ctx
 from v2x.agents.base import Heard
 from v2x.agents.vehicle import VehicleAgent
-from v2x.apps import registry, thresholds
+from v2x.apps import misbehaviour, registry, thresholds
 from v2x.apps.registry import (
     AppSpec,
     Figure,
@@ -34,8 +34,8 @@ from v2x.wire import testbed_pb2
 from v2x.wire.tables import APP_BY_NAME, APP_NAME
 
 V2X = Path(__file__).resolve().parents[1] / "v2x"
-# Proto enum values no app implements yet (planned Day-1 apps).
-NOT_IMPLEMENTED = {"tjw"}
+# Proto enum values no app implements yet (planned apps).
+NOT_IMPLEMENTED: set[str] = set()
 # Thresholds an app declares for its family, not under its own name.
 SHARED_THRESHOLDS = {"v2v_event_max_heading_deg"}
 
@@ -75,8 +75,9 @@ def test_every_figure_an_app_reports_is_declared_once() -> None:
         assert not re.search(r"figure_name=\"", path.read_text()), path
 
 
-def test_thresholds_are_the_common_table_and_each_apps_own() -> None:
-    merged = dict(thresholds.COMMON)
+def test_thresholds_are_the_common_table_the_misbehaviour_checks_and_each_apps_own() -> None:
+    assert all(key.startswith("mbd_") for key in misbehaviour.THRESHOLDS)
+    merged = {**thresholds.COMMON, **misbehaviour.THRESHOLDS}
     for name, spec in registered().items():
         for key in spec.thresholds:
             assert key.startswith(f"{name}_") or key in SHARED_THRESHOLDS, key
@@ -106,6 +107,11 @@ def test_on_board_apps_run_in_the_documented_order_one_object_per_family() -> No
         "LeftTurnAssist",
         "BlindSpotWarnings",  # bsw, lcw
         "DoNotPassWarning",
+        "SensorDataSharingWarning",
+        "TrafficJamWarning",
+        "SignalPriorityGrant",
+        "CooperativeLaneChange",  # clc
+        "PlatoonAdvisories",
     ]
     assert onboard_apps(["icw"]) == []  # an edge app does not run on board
 
@@ -163,6 +169,8 @@ class _EntryPoint:
 
 @pytest.fixture
 def with_tjw(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # TJW is built in (v2x/apps/tjw.py); here a package brings its own instead, as if it were not.
+    monkeypatch.setattr(registry, "BUILTIN_MODULES", tuple(m for m in registry.BUILTIN_MODULES if m != "v2x.apps.tjw"))
     monkeypatch.setattr(registry, "plugin_entry_points", lambda: [_EntryPoint()])
     registry.refresh()
     monkeypatch.setattr(thresholds, "DEFAULTS", thresholds._merged())

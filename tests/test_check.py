@@ -169,3 +169,16 @@ def test_the_plugin_reports_a_changed_outcome(pytester: pytest.Pytester, tmp_pat
     result = pytester.runpytest_inprocess(*INNER, str(folder), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*collision follower-lead: 7.00 s -> 8.90 s (tolerance 0.20 s)*"])
+
+
+def test_the_whole_catalogue_passes_v2x_check_on_mosquitto(mosquitto: Any, tmp_path: Path) -> None:
+    """Every shipped scenario, both variants, over a real Mosquitto: the outcomes match their golden records
+    (the embedded broker's runs are in test_e2e.py), and junit.xml lists every scenario and variant."""
+    out = tmp_path / "check"
+    assert main(["check", "--broker", mosquitto.address.url, "--jobs", "2", "--out", str(out)]) == 0
+    cases = ET.parse(out / "junit.xml").getroot().iter("testcase")
+    names = {(c.get("classname"), c.get("name")) for c in cases}
+    expected = {(f"v2x.check.{sc.id}", v) for sc in map(load_scenario, catalogue()) for v in sc.variants}
+    assert names == expected
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] is True and summary["counts"]["pass"] == len(expected)

@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from v2x.geodesy import LocalFrame
-from v2x.wire import day1_pb2, security_pb2, testbed_pb2
+from v2x.wire import day1_pb2, day2_pb2, security_pb2, testbed_pb2
 from v2x.wire.bsm import decode_bsm, decode_emergency_use, decode_event_flags
+from v2x.wire.day2 import decode_clpmm, decode_psm, decode_rsc, decode_ssm, decode_vir
 from v2x.wire.envelope import parse_envelope, parse_participant_key
 from v2x.wire.map_spat import decode_map, decode_spat
 from v2x.wire.rsi import decode_rsi
@@ -37,6 +38,12 @@ DECODERS: dict[str, tuple[type[Message], Callable[[Any], object]]] = {
     "map": (day1_pb2.MapData, lambda m: decode_map(m, frame=FRAME)),
     "spat": (day1_pb2.SPAT, lambda m: decode_spat(m, now_s=NOW, epoch=EPOCH)),
     "rsi": (day1_pb2.RSI, lambda m: decode_rsi(m, now_s=NOW, frame=FRAME, epoch=EPOCH)),
+    # Day-2 (T/CSAE 157)
+    "ssm": (day2_pb2.SSM, lambda m: decode_ssm(m, now_s=NOW, frame=FRAME, epoch=EPOCH)),
+    "psm": (day2_pb2.PSM, lambda m: decode_psm(m, now_s=NOW, frame=FRAME, epoch=EPOCH)),
+    "vir": (day2_pb2.VIR, lambda m: decode_vir(m, now_s=NOW, frame=FRAME, epoch=EPOCH)),
+    "rsc": (day2_pb2.RSC, lambda m: decode_rsc(m, frame=FRAME)),
+    "clpmm": (day2_pb2.CLPMM, decode_clpmm),
 }
 
 _INT_RANGE = {

@@ -226,7 +226,7 @@ def test_distance_runs_along_a_bent_reference_path() -> None:
 
 
 def test_an_event_without_paths_applies_ahead_in_every_direction() -> None:
-    anywhere = RoadEvent(1, 707, 100.0, 20.0, 10.0, ())
+    anywhere = RoadEvent(1, 407, 100.0, 20.0, 10.0, ())
     d = math.hypot(100.0, 20.0) - 10.0 - 2.5
     assert _warn(_host(0.0), anywhere) == [pytest.approx((d, d / 20.0))]  # 11.3 degrees off the heading
     assert _warn(_host(0.0, heading_deg=90.0), anywhere) == []  # 78.7 degrees off: not ahead

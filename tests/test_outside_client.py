@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -174,6 +175,60 @@ async def test_fixed_run_id_can_be_reused(embedded: BrokerAddress, clients: Clie
         code, log = await asyncio.to_thread(clients.wait, f"{prefix}-v2x")
         check_client(code, log)
     assert "ignoring the STOP of an earlier run" in log
+
+
+def external_icw(tmp_path: Path, actor: str = "car_b") -> Path:
+    """scenarios/icw.yaml with ``actor`` driven from outside (a copy)."""
+    doc = yaml.safe_load((SCENARIO_DIR / "icw.yaml").read_text(encoding="utf-8"))
+    spec = next(a for a in doc["actors"] if a["id"] == actor)
+    spec["external"] = True
+    path = tmp_path / "icw-outside.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def check_icw_story(result: dict[str, Any], logs: dict[str, str], actor: str = "car_b", other: str = "car_a") -> None:
+    """An outside car in icw (docs/PROTOCOL.md end to end): it hears its neighbours' BSMs, receives the edge
+    platform's ICW warning over Uu, echoes it (so it counts) and brakes; it appears in the result (warned in
+    time, no crash); without V2X it crashes into ``other`` and the world tells it so."""
+    v2x, baseline = logs["v2x"], logs["baseline"]
+    heard = re.findall(r"heard: (.*)", v2x)
+    assert any(other in line for line in heard) and any("car_c" in line for line in heard), v2x
+    assert re.search(r"advisory from edge at [\d.]+ s: APP_ICW SEVERITY_WARNING about \S+", v2x), v2x
+    assert "warned: braking at 6.0 m/s^2 from t=" in v2x, v2x
+    assert "collided" not in v2x
+    assert f"collided with {other} at t=" in baseline, baseline
+    assert "advisory from" not in baseline and "warned:" not in baseline
+    events = result["events"]
+    to_me = [e for e in events if e["type"] == "warning" and e["target"] == actor]
+    assert to_me and {(e["app"], e["other"], e["source"], e["variant"]) for e in to_me} == {
+        ("icw", other, "edge", "v2x")
+    }
+    crashes = [sorted(e["actors"]) for e in events if e["type"] == "collision"]
+    assert crashes == [sorted([actor, other])], crashes  # in baseline only
+    assert [e["variant"] for e in events if e["type"] == "collision"] == ["baseline"]
+    assert result["passed"], [f"[{e['variant']}] {e['name']}: {e['detail']}" for e in result["expectations"]]
+
+
+@pytest.mark.broker
+def test_outside_car_hears_is_warned_brakes_and_learns_of_its_collision(
+    mosquitto: Mosquitto, clients: Clients, tmp_path: Path
+) -> None:
+    """examples/outside_vehicle.py as car_b of icw, starting where START says (no --start): the whole story."""
+    scenario = external_icw(tmp_path)
+    prefix = unique_prefix("icw")
+    for variant in ("v2x", "baseline"):
+        clients.start(mosquitto.address, f"{prefix}-{variant}", "--actor", "car_b", "--react-brake", "6")
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "v2x.cli", "run", str(scenario), "--broker", mosquitto.address.url]
+    run = subprocess.run([*cmd, "--run-id", prefix, "--out", str(out), "-q"], capture_output=True, text=True,
+                         timeout=120, cwd=REPO, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    logs = {}
+    for variant in ("v2x", "baseline"):
+        code, logs[variant] = clients.wait(f"{prefix}-{variant}")
+        assert code == 0, logs[variant]
+    check_icw_story(json.loads((out / "icw" / "result.json").read_text(encoding="utf-8")), logs)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from v2x.net import topics
 from v2x.net.broker import BrokerAddress
 from v2x.net.host import AgentHost
 from v2x.run.results import outcome
-from v2x.run.runner import Security, build_agents, environment, issue_keys, make_transport, run_scenario, run_variant
+from v2x.run.runner import Signing, build_agents, environment, issue_keys, make_transport, run_scenario, run_variant
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.sim.inbound import Inbound
@@ -187,7 +187,7 @@ def test_credentials_files_are_written_for_external_actors_only(tmp_path: Path) 
     scenario = FCW.model_copy(
         update={"actors": [a.model_copy(update={"external": a.id == "lead"}) for a in FCW.actors]}
     )
-    keys = issue_keys(scenario, "creds-v2x", Security(credentials_dir=tmp_path))
+    keys = issue_keys(scenario, "creds-v2x", Signing(credentials_dir=tmp_path))
     assert keys.files == [tmp_path / "creds-v2x" / "lead.cred"]
     assert keys.files[0].stat().st_mode & 0o077 == 0
     creds = read_credentials(keys.files[0].read_bytes())
@@ -278,7 +278,7 @@ async def test_signed_runs_have_the_outcome_of_unsigned_ones() -> None:
     nothing refused anywhere; the result says it was signed."""
     icw = load_scenario(SCENARIO_DIR / "icw.yaml")
     plain = await run_scenario(icw, seed=2, broker="loopback")
-    signed = await run_scenario(icw, seed=2, broker="loopback", secure=Security())
+    signed = await run_scenario(icw, seed=2, broker="loopback", signing=Signing())
     assert outcome(signed) == outcome(plain)
     assert signed["run"]["signed"] == "ecdsa-p256" and "signed" not in plain["run"]
     for variant in icw.variants:
@@ -298,7 +298,7 @@ async def test_a_secure_run_refuses_forged_unsigned_stale_and_replayed_envelopes
 
     clean = await run_variant(FCW, "v2x", seed=3, broker=embedded, run_id="sign-clean")
     run_id = "sign-attacked"
-    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id, secure=Security()))
+    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id, signing=Signing()))
     heard: list[testbed_pb2.Envelope] = []
 
     def lead_tx(topic: str, payload: bytes) -> bool:
@@ -357,8 +357,8 @@ async def test_an_outside_stack_on_the_sdk_signs_and_verifies_with_its_credentia
         update={"actors": [a.model_copy(update={"external": a.id == "follower"}) for a in FCW.actors]}
     )
     run_id = "sign-sdk-v2x"
-    secure = Security(credentials_dir=tmp_path)
-    task = asyncio.create_task(run_variant(scenario, "v2x", seed=3, broker=embedded, run_id=run_id, secure=secure))
+    signing = Signing(credentials_dir=tmp_path)
+    task = asyncio.create_task(run_variant(scenario, "v2x", seed=3, broker=embedded, run_id=run_id, signing=signing))
     path = tmp_path / run_id / "follower.cred"
     for _ in range(600):
         if path.exists() or task.done():
@@ -366,12 +366,12 @@ async def test_an_outside_stack_on_the_sdk_signs_and_verifies_with_its_credentia
         await asyncio.sleep(0.05)
     from v2x.sdk import Stack
 
-    with pytest.raises(ValueError, match=r"are for actor, run .* not"):
-        Stack(embedded.url, run_id=run_id, actor_id="lead", credentials=path)
+    with pytest.raises(ValueError, match=r"is for actor, run .* not"):
+        Stack(embedded.url, run_id=run_id, actor_id="lead", signing_key=path)
     repo = Path(__file__).resolve().parents[1]
     stack = await asyncio.create_subprocess_exec(
         sys.executable, "examples/sdk_vehicle.py", "--broker", embedded.url, "--run", run_id,
-        "--credentials", str(path), cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+        "--signing-key", str(path), cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     report = await asyncio.wait_for(task, 120)

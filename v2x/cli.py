@@ -15,6 +15,7 @@ from v2x.impair.cli import register as register_impair
 from v2x.run.check import register as register_check
 from v2x.run.cli import register as register_run
 from v2x.run.docs import register as register_docs
+from v2x.run.secure import register as register_secure
 from v2x.run.sweep import register as register_sweep
 
 EXIT_OK = 0
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_check(sub)
     register_sweep(sub)
     register_docs(sub)
+    register_secure(sub)
     register_bench(sub)
     register_impair(sub)
     return parser

@@ -38,13 +38,16 @@ __all__ = [
     "ACCEL_MIN",
     "ACCEL_UNAVAILABLE",
     "BRAKE_STATUS_MAX",
+    "CONFIDENCE_MAX",
     "COUNTDOWN_MAX",
+    "DISTANCE_CM_MAX",
     "ELEVATION_MAX",
     "ELEVATION_MIN",
     "ELEVATION_UNAVAILABLE",
     "EMERGENCY_RESPONSE_TYPE_MAX",
     "EXTERIOR_LIGHTS_BITS",
     "G0",
+    "HEADING_CONFIDENCE_BOUNDS_DEG",
     "HEADING_UNAVAILABLE",
     "LAT_MAX",
     "LAT_MIN",
@@ -57,6 +60,7 @@ __all__ = [
     "MPS_PER_KPH",
     "MSG_CNT_MODULO",
     "ORIENTATION_UNAVAILABLE",
+    "OVERALL_RADIUS_MAX",
     "POSITION_CONFIDENCE_BOUNDS_M",
     "R95_PER_SIGMA",
     "RADIUS_MAX",
@@ -64,12 +68,14 @@ __all__ = [
     "SEMI_MAJOR_GE_12_7_M",
     "SEMI_MAJOR_UNAVAILABLE",
     "SIREN_IN_USE_MAX",
+    "SPEED_CONFIDENCE_BOUNDS_MPS",
     "SPEED_MAX",
     "SPEED_UNAVAILABLE",
     "STEERING_MAX",
     "STEERING_MIN",
     "STEERING_UNAVAILABLE",
     "TIMEMARK_UNAVAILABLE",
+    "TIME_OFFSET_MAX",
     "VEHICLE_EVENT_FLAGS_BITS",
     "VEHICLE_HEIGHT_MAX",
     "VEHICLE_LENGTH_MAX",
@@ -86,13 +92,20 @@ __all__ = [
     "accurate_enough",
     "bit_string_from_wire",
     "brake_status_from_wire",
+    "code_from_wire",
     "compass_deg_to_enu_yaw_rad",
+    "confidence_from_wire",
+    "confidence_to_wire",
     "countdown_from_wire",
     "countdown_to_wire",
+    "distance_cm_from_wire",
+    "distance_cm_to_wire",
     "elevation_from_wire",
     "elevation_to_wire",
     "emergency_use_from_wire",
     "enu_yaw_rad_to_compass_deg",
+    "heading_confidence",
+    "heading_confidence_bound_deg",
     "heading_from_wire",
     "heading_to_wire",
     "height_from_wire",
@@ -105,6 +118,8 @@ __all__ = [
     "minute_of_year",
     "mps_to_kph",
     "msg_cnt",
+    "overall_radius_from_wire",
+    "overall_radius_to_wire",
     "position_confidence",
     "position_confidence_bound_m",
     "radius_from_wire",
@@ -114,6 +129,8 @@ __all__ = [
     "semi_major_to_wire",
     "size_cm_from_wire",
     "size_cm_to_wire",
+    "speed_confidence",
+    "speed_confidence_bound_mps",
     "speed_from_wire",
     "speed_to_wire",
     "start_of_minute_of_year",
@@ -121,6 +138,8 @@ __all__ = [
     "steering_to_wire",
     "time_from_sec_mark",
     "time_mark",
+    "time_offset_from_wire",
+    "time_offset_to_wire",
     "vert_accel_from_wire",
     "vert_accel_to_wire",
     "wrap_angle_rad",
@@ -200,6 +219,16 @@ BRAKE_STATUS_MAX: Final = 3
 EMERGENCY_RESPONSE_TYPE_MAX: Final = 6
 SIREN_IN_USE_MAX: Final = 3
 LIGHTBAR_IN_USE_MAX: Final = 7
+
+#: Day-2 (T/CSAE 157) elements: Confidence 0..200 in 0.5 %; TimeOffset 1..65535 in 10 ms (0: not given);
+#: a PSM's overall radius 1..200 in 0.1 m (0: unknown; a testbed reading, 20 m covers a group).
+CONFIDENCE_MAX: Final = 200
+TIME_OFFSET_MAX: Final = 65535
+OVERALL_RADIUS_MAX: Final = 200
+DISTANCE_CM_MAX: Final = 65535  # a CLPMM gap distance, 1 cm
+#: SpeedConfidence / HeadingConfidence code -> bound (code 0 = unavailable), as in T/CSAE 53.
+SPEED_CONFIDENCE_BOUNDS_MPS: Final[tuple[float, ...]] = (100.0, 10.0, 5.0, 1.0, 0.1, 0.05, 0.01)
+HEADING_CONFIDENCE_BOUNDS_DEG: Final[tuple[float, ...]] = (10.0, 5.0, 1.0, 0.1, 0.05, 0.01, 0.0125)
 
 R95_PER_SIGMA: Final = 2.448  # 95 % radius of a circular Gaussian in units of its per-axis sigma
 
@@ -511,6 +540,105 @@ def emergency_use_from_wire(raw: int, max_raw: int, name: str) -> int:
     range, ``0..max_raw`` (EMERGENCY_RESPONSE_TYPE_MAX, SIREN_IN_USE_MAX, LIGHTBAR_IN_USE_MAX)."""
     _check(raw, 0, max_raw, name)
     return raw
+
+
+def code_from_wire(raw: int, max_raw: int, name: str) -> int:
+    """An enumerated element (a code table's value, an id) checked against its range ``0..max_raw``."""
+    _check(raw, 0, max_raw, name)
+    return raw
+
+
+# --------------------------------------------------------------------------------------------------
+# Day-2 elements (T/CSAE 157): confidences, time offsets, a personal device's radius
+# --------------------------------------------------------------------------------------------------
+
+
+def confidence_to_wire(fraction: float | None) -> int:
+    """A probability 0..1 -> Confidence in 0.5 % (0..200), clamped; ``None`` -> 0."""
+    if fraction is None or math.isnan(fraction):
+        return 0
+    return _quantise(fraction, 0.005, 0, CONFIDENCE_MAX)
+
+
+def confidence_from_wire(raw: int) -> float:
+    """Confidence 0.5 % -> a probability 0..1."""
+    _check(raw, 0, CONFIDENCE_MAX, "confidence")
+    return raw * 0.005
+
+
+def _ladder_code(bound: float | None, ladder: tuple[float, ...]) -> int:
+    """The code of the smallest bound of ``ladder`` (descending, code = index + 1) that still contains
+    ``bound``; 0 (unavailable) for None, NaN or a bound beyond the ladder's first."""
+    if bound is None or math.isnan(bound):
+        return 0
+    for code in range(len(ladder), 0, -1):
+        if abs(bound) <= ladder[code - 1]:
+            return code
+    return 0
+
+
+def speed_confidence(bound_mps: float | None) -> int:
+    """A 95 % speed error bound (m/s) -> SpeedConfidence code (0 unavailable, 1 100 m/s ... 7 0.01 m/s)."""
+    return _ladder_code(bound_mps, SPEED_CONFIDENCE_BOUNDS_MPS)
+
+
+def speed_confidence_bound_mps(code: int) -> float | None:
+    """SpeedConfidence code -> its bound in m/s; ``None`` for 0 (unavailable)."""
+    _check(code, 0, len(SPEED_CONFIDENCE_BOUNDS_MPS), "speed confidence")
+    return None if code == 0 else SPEED_CONFIDENCE_BOUNDS_MPS[code - 1]
+
+
+def heading_confidence(bound_deg: float | None) -> int:
+    """A 95 % heading error bound (degrees) -> HeadingConfidence code (0 unavailable, 1 10 deg ... 7
+    0.0125 deg)."""
+    return _ladder_code(bound_deg, HEADING_CONFIDENCE_BOUNDS_DEG)
+
+
+def heading_confidence_bound_deg(code: int) -> float | None:
+    """HeadingConfidence code -> its bound in degrees; ``None`` for 0 (unavailable)."""
+    _check(code, 0, len(HEADING_CONFIDENCE_BOUNDS_DEG), "heading confidence")
+    return None if code == 0 else HEADING_CONFIDENCE_BOUNDS_DEG[code - 1]
+
+
+def time_offset_to_wire(seconds: float | None) -> int:
+    """A time after a message's secMark, in seconds -> TimeOffset in 10 ms, clamped to 1..65535; ``None``
+    -> 0 (not given)."""
+    if seconds is None or math.isnan(seconds):
+        return 0
+    return _quantise(seconds, 0.01, 1, TIME_OFFSET_MAX)
+
+
+def time_offset_from_wire(raw: int) -> float | None:
+    """TimeOffset 10 ms -> seconds; ``None`` for 0 (not given)."""
+    _check(raw, 0, TIME_OFFSET_MAX, "time offset")
+    return None if raw == 0 else raw * 0.01
+
+
+def distance_cm_to_wire(m: float | None) -> int:
+    """A distance in metres (a platoon gap) -> 1 cm, clamped to 1..65535 (655.35 m); ``None`` -> 0 (not
+    applicable)."""
+    if m is None or math.isnan(m):
+        return 0
+    return _quantise(m, 0.01, 1, DISTANCE_CM_MAX)
+
+
+def distance_cm_from_wire(raw: int) -> float | None:
+    """1 cm -> metres; ``None`` for 0 (not applicable)."""
+    _check(raw, 0, DISTANCE_CM_MAX, "distance")
+    return None if raw == 0 else raw * 0.01
+
+
+def overall_radius_to_wire(m: float | None) -> int:
+    """A personal device user's footprint radius in metres -> 0.1 m, clamped to 1..200; ``None`` -> 0."""
+    if m is None or math.isnan(m):
+        return 0
+    return _quantise(m, 0.1, 1, OVERALL_RADIUS_MAX)
+
+
+def overall_radius_from_wire(raw: int) -> float | None:
+    """0.1 m -> metres; ``None`` for 0 (unknown)."""
+    _check(raw, 0, OVERALL_RADIUS_MAX, "overall radius")
+    return None if raw == 0 else raw * 0.1
 
 
 # --------------------------------------------------------------------------------------------------

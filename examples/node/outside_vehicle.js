@@ -5,9 +5,12 @@
 //
 // It drives one external actor from where Control START says it starts (external_actors: centre of its
 // box, heading, speed, box), at that speed; with --brake-at T --brake-rate A it brakes at A m/s^2 to a
-// stop from simulation time T. Per tick: move to the tick's time, send a BSM over PC5 (and the same
-// bytes over Uu to the platform), Ack with the truth, echo advisories addressed to it. Exits after the
-// final tick (0), on a STOP before it (1), or when START does not come within --join-timeout s (3).
+// stop from simulation time T, and with --react-brake A it brakes so --reaction s (1) after the first
+// warning it receives. Per tick: move to the tick's time, read the BSMs heard (logged once a second),
+// send a BSM over PC5 (and the same bytes over Uu to the platform), Ack with the truth, echo the
+// advisories addressed to it, log the collisions the world reports. A STOP counts only with the run's
+// token (a STOP "world lost" is waited out). Exits after the final tick (0), on a STOP before it (1), or
+// when START does not come within --join-timeout s (3).
 //
 //   node examples/node/outside_vehicle.js --broker mqtt://127.0.0.1:1883 --run demo-v2x --actor lead \
 //       --brake-at 6 --brake-rate 6
@@ -21,7 +24,7 @@ const protobuf = require("protobufjs");
 // ---- arguments ---------------------------------------------------------------------------------------
 function parseArgs(argv) {
   const o = { broker: "mqtt://127.0.0.1:1883", run: null, actor: null, kind: "car", brakeAt: null,
-    brakeRate: 6, joinTimeout: 60, protoDir: path.resolve(__dirname, "..", "..", "proto") };
+    brakeRate: 6, reactBrake: 0, reaction: 1, joinTimeout: 60, protoDir: path.resolve(__dirname, "..", "..", "proto") };
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i], argv[i + 1]];
     if (k === "--broker") o.broker = v;
@@ -30,6 +33,8 @@ function parseArgs(argv) {
     else if (k === "--kind") o.kind = v;
     else if (k === "--brake-at") o.brakeAt = Number(v);
     else if (k === "--brake-rate") o.brakeRate = Number(v);
+    else if (k === "--react-brake") o.reactBrake = Number(v);
+    else if (k === "--reaction") o.reaction = Number(v);
     else if (k === "--join-timeout") o.joinTimeout = Number(v);
     else if (k === "--proto") o.protoDir = path.resolve(v);
     else { console.error(`unknown argument ${k}`); process.exit(2); }
@@ -69,6 +74,11 @@ class LocalFrame {
   toWgs84(x, y) {
     const p = [0, 1, 2].map((k) => this.o[k] + x * this.e[k] + y * this.n[k]);
     return toGeodetic(...p);
+  }
+  toLocal(latDeg, lonDeg) { // at the origin's height: x = e . (P - O), y = n . (P - O)
+    const p = toEcef(latDeg, lonDeg, this.h0), d = [0, 1, 2].map((k) => p[k] - this.o[k]);
+    const dot = (u) => u[0] * d[0] + u[1] * d[1] + u[2] * d[2];
+    return [dot(this.e), dot(this.n)];
   }
 }
 
@@ -126,6 +136,10 @@ async function main() {
   const me = o.actor, run = o.run, topic = (k) => `v2x/${run}/${k}/${me}`;
   const bsmId = crypto.createHash("sha256").update(me, "utf8").digest().subarray(0, 8);
   const log = (t, msg) => console.log(`[${me}${t == null ? "" : ` t=${t.toFixed(1)}s`}] ${msg}`);
+  const sha8 = (id) => crypto.createHash("sha256").update(id, "utf8").digest().subarray(0, 8).toString("hex");
+  let names = {}; // BSM id (hex) -> actor id, for the log
+  const heard = {}; // actor -> [x, y] of its latest BSM
+  let warnedAt = null;
 
   const client = mqtt.connect(o.broker, { clientId: `node-${me}-${crypto.randomBytes(3).toString("hex")}`,
     clean: true, reconnectPeriod: 500 });
@@ -148,8 +162,9 @@ async function main() {
       if (!payload.length) return; // a cleared retained Control
       const c = Control.decode(payload);
       if (c.run_id !== run) return;
-      if (c.command === START && !start) {
+      if (c.command === START && last == null) { // a later START replaces an earlier (stale) one
         start = c;
+        names = Object.fromEntries((c.actor_ids || []).map((a) => [sha8(a), a]));
         const mine = (c.external_actors || []).find((a) => a.actor_id === me) || {};
         frame = new LocalFrame(c.origin_lat_deg, c.origin_lon_deg, c.origin_alt_m);
         epochMs = Date.parse(c.epoch_utc);
@@ -158,6 +173,9 @@ async function main() {
         log(null, `START: scenario ${c.scenario_id}, start (${car.x0.toFixed(2)}, ${car.y0.toFixed(2)}) heading ${car.heading}`);
         while (pending.length) onTick(pending.shift());
       } else if (c.command === STOP && last != null && !finalDone) {
+        // Only this run's world may stop it: a STOP without START's token is someone else's.
+        if ((c.token || "") !== (start.token || "")) { log(null, `ignoring a STOP without this run's token`); return; }
+        if (c.reason === "world lost") { log(null, "STOP world lost: waiting for the world to come back"); return; }
         log(null, `STOP before the final tick: ${c.reason}`);
         finish(1);
       }
@@ -175,9 +193,33 @@ async function main() {
       return;
     }
     const t = timeUs / 1e6, g = ti.gnss || {};
-    for (const c of ti.collisions || []) log(t, `collided with ${c.other_id}`);
+    const echoes = [];
+    for (let k = 0; k < (ti.envelopes || []).length; k++) { // what was heard: BSMs, advisories to me
+      try {
+        const e = Envelope.decode(ti.envelopes[k]), f = MessageFrame.decode(e.frame);
+        if (f.bsm && f.bsm.pos && f.bsm.pos.lat !== 900000001) {
+          const who = names[Buffer.from(f.bsm.id).toString("hex")] || e.sender_id;
+          heard[who] = frame.toLocal(f.bsm.pos.lat / 1e7, f.bsm.pos.lon / 1e7);
+        } else if (f.advisory && f.advisory.target_id === me) {
+          echoes.push(f.advisory); // echoed unchanged in the Ack: only then does it count
+          log(t, `advisory from ${e.sender_id}: app ${f.advisory.app} severity ${f.advisory.severity} about ${f.advisory.other_id}`);
+        }
+      } catch (err) { /* malformed: ignored */ }
+    }
+    if (echoes.some((a) => a.severity >= 3) && warnedAt == null && o.reactBrake > 0) { // 3 = SEVERITY_WARNING
+      warnedAt = t;
+      const at = t + o.reaction;
+      if (car.brakeAt == null || at < car.brakeAt) {
+        Object.assign(car, { brakeAt: at, brakeRate: o.reactBrake });
+        log(t, `warned: braking at ${o.reactBrake} m/s^2 from t=${at.toFixed(1)} s`);
+      }
+    }
     if (restAt == null && (ti.collisions || []).length) restAt = ti.collisions[0].t_s;
     const s = restAt == null ? car.at(t) : { ...car.at(restAt), v: 0, a: 0 };
+    if (tick % 10 === 0) {
+      const near = Object.entries(heard).map(([who, [x, y]]) => `${who} ${Math.hypot(x - s.x, y - s.y).toFixed(1)} m`);
+      log(t, `heard: ${near.join(", ") || "nobody"}`);
+    }
     const fix = g.available ? [s.x + g.east_error_m, s.y + g.north_error_m] : [s.x, s.y];
     const [lat, lon] = frame.toWgs84(...fix);
     const sigma = g.available ? g.sigma_major_m : null;
@@ -199,13 +241,7 @@ async function main() {
       dest_ids: dest, frame: frameBytes }).finish();
     out.push([topic("tx"), Buffer.from(env(LINK_PC5, []))]);
     if (start.platform_id) out.push([topic("tx"), Buffer.from(env(LINK_UU, [start.platform_id]))]);
-    const echoes = [];
-    for (let k = 0; k < (ti.envelopes || []).length; k++) { // advisories addressed to me: echo them
-      try {
-        const e = Envelope.decode(ti.envelopes[k]), f = MessageFrame.decode(e.frame);
-        if (f.advisory && f.advisory.target_id === me) echoes.push(f.advisory);
-      } catch (err) { /* malformed: ignored */ }
-    }
+    for (const c of ti.collisions || []) log(t, `collided with ${c.other_id} at t=${c.t_s.toFixed(1)} s: at rest`);
     const c = Math.cos(s.yaw), sn = Math.sin(s.yaw);
     const ack = Ack.encode({ actor_id: me, tick, tx_count: out.length, events: echoes,
       truth: { x_m: s.x, y_m: s.y, vx_mps: s.v * c, vy_mps: s.v * sn, ax_mps2: s.a * c, ay_mps2: s.a * sn,

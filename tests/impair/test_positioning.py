@@ -24,6 +24,7 @@ EXPECTED = {
     "bdsbas-sf",
     "bdsbas-df",
     "spp-open-sky",
+    "phone-gnss",
     "urban-canyon",
     "tunnel-outage",
     "5g-nr-pos",
@@ -97,11 +98,12 @@ def test_same_seed_same_trace_and_shapes() -> None:
 
 @pytest.mark.parametrize("hz", [1, 10, 50])
 def test_profile_sigma_and_autocorrelation_at_tau_independent_of_rate(hz: int) -> None:
-    """bdsbas-df (GM 0.82 m, tau 60 s), spp-open-sky (GM 2.2 m + white 1.1 m, tau 60 s) and rtk-float
-    (GM 0.16 m, tau 30 s + white 0.12 m): sigma within 4 %, correlation at lag tau within 0.05 of
-    gm^2 e^-1 / sigma^2 (4000 samples per profile, standard error ~0.015)."""
+    """bdsbas-df (GM 0.82 m, tau 60 s), spp-open-sky (GM 2.2 m + white 1.1 m, tau 60 s), phone-gnss (GM
+    1.8 m + white 0.87 m, tau 60 s: the spp state with the profile's own error) and rtk-float (GM 0.16 m,
+    tau 30 s + white 0.12 m): sigma within 4 %, correlation at lag tau within 0.05 of gm^2 e^-1 / sigma^2
+    (4000 samples per profile, standard error ~0.015)."""
     per = 2000
-    cases = {"bdsbas-df": pp.BDSBAS_DF, "spp-open-sky": pp.SPP, "rtk-float": pp.RTK_FLOAT}
+    cases = {"bdsbas-df": pp.BDSBAS_DF, "spp-open-sky": pp.SPP, "phone-gnss": pp.PHONE, "rtk-float": pp.RTK_FLOAT}
     names = [name for name in cases for _ in range(per)]
     trace = _run(_model(names, seed=hz), hz, 60.0 + 1.0 / hz)
     start = trace[0][1].error_en

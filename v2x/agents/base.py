@@ -14,9 +14,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar, cast
 
+from v2x.apps.misbehaviour import Verdict
 from v2x.geodesy import LocalFrame
+from v2x.units import time_from_sec_mark
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import RemoteState, decode_bsm
+from v2x.wire.day2 import (
+    Coordination,
+    Intention,
+    PlatoonInfo,
+    SensorShare,
+    decode_clpmm,
+    decode_psm,
+    decode_rsc,
+    decode_ssm,
+    decode_vir,
+)
 from v2x.wire.map_spat import Approach, SignalState, decode_map, decode_spat
 from v2x.wire.rsi import RoadSideInfo, decode_rsi
 from v2x.wire.rsm import decode_rsm
@@ -76,6 +89,8 @@ class TickContext:
     # The collisions the world recorded with this actor when the previous tick closed (TickInput.collisions):
     # a road user comes to rest where it touched (docs/PROTOCOL.md, "Collisions").
     collisions: tuple[testbed_pb2.TickInput.Collision, ...] = ()
+    # Signal plan changes roadside units made (signal priority), which the signal heads now show.
+    signal_warps: tuple[testbed_pb2.SignalWarp, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,9 +103,16 @@ class Transmission:
 @dataclass
 class TickResult:
     transmissions: list[Transmission] = field(default_factory=list)
-    truth: testbed_pb2.TruthState | None = None
+    truth: testbed_pb2.TruthState | None = None  # a roadside unit's carries its signal plan changes
     events: list[testbed_pb2.Advisory] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    misbehaviour: list[testbed_pb2.Misbehaviour] = field(default_factory=list)  # senders judged this tick
+
+    def judged(self, verdicts: Iterable[Verdict]) -> None:
+        """Report misbehaviour verdicts (v2x.apps.misbehaviour) in this tick's Ack."""
+        self.misbehaviour += [
+            testbed_pb2.Misbehaviour(suspect_id=v.suspect.hex(), check=v.check, t_s=v.t_s) for v in verdicts
+        ]
 
 
 @dataclass(frozen=True)
@@ -116,6 +138,42 @@ class Environment:
     def rsi(self, heard: Heard, t: float) -> RoadSideInfo:
         f, e = self.frame, self.epoch
         return heard.decoded(("rsi", t, f, e), lambda: decode_rsi(heard.frame.rsi, now_s=t, frame=f, epoch=e))
+
+    def ssm(self, heard: Heard, t: float) -> SensorShare:
+        f, e = self.frame, self.epoch
+        return heard.decoded(("ssm", t, f, e), lambda: decode_ssm(heard.frame.ssm, now_s=t, frame=f, epoch=e))
+
+    def psm(self, heard: Heard, t: float) -> RemoteState | None:
+        f, e = self.frame, self.epoch
+        return heard.decoded(("psm", t, f, e), lambda: decode_psm(heard.frame.psm, now_s=t, frame=f, epoch=e))
+
+    def clpmm(self, heard: Heard) -> PlatoonInfo:
+        return heard.decoded(("clpmm",), lambda: decode_clpmm(heard.frame.clpmm))
+
+    def vir(self, heard: Heard, t: float) -> Intention:
+        f, e = self.frame, self.epoch
+        return heard.decoded(("vir", t, f, e), lambda: decode_vir(heard.frame.vir, now_s=t, frame=f, epoch=e))
+
+    def rsc(self, heard: Heard, t: float) -> tuple[bytes, float, tuple[Coordination, ...]]:
+        """An RSC: (its sender's id, its time, the vehicles' suggestions)."""
+        f, e = self.frame, self.epoch
+
+        def decode() -> tuple[bytes, float, tuple[Coordination, ...]]:
+            sender, items = decode_rsc(heard.frame.rsc, frame=f)
+            return sender, time_from_sec_mark(heard.frame.rsc.sec_mark, t, e), items
+
+        return heard.decoded(("rsc", t, f, e), decode)
+
+    def check_day2(self, heard: Heard, t: float) -> None:
+        """Decode a VIR, RSC or CLPMM only to check its ranges (ValueError: rejected as out_of_range), where
+        the receiver has no use for it (a vehicle in no platoon reads no CLPMM)."""
+        which = heard.frame.WhichOneof("msg")
+        if which == "vir":
+            self.vir(heard, t)
+        elif which == "rsc":
+            self.rsc(heard, t)
+        elif which == "clpmm":
+            self.clpmm(heard)
 
     def map(self, heard: Heard) -> tuple[Approach, ...]:
         f = self.frame

@@ -1,8 +1,23 @@
 """The roadside unit: broadcasts MAP at 1 Hz and, for signalised intersections, SPAT at 10 Hz from its
 fixed-time signal controllers over PC5; broadcasts RSI with its active road traffic events (10 Hz) and
-road traffic signs (1 Hz; both in one RSI when both are due);
-broadcasts RSM with what its roadside sensors detect (every sensor frame, 10 Hz by default); and sends
-the BSMs it hears and its RSMs to the edge/cloud platform over the wired backhaul."""
+road traffic signs (1 Hz; both in one RSI when both are due), among the events the queues it finds on the
+lanes it watches (TJW: traffic congestion at the queue's tail, v2x/apps/tjw.py, from the BSMs it hears and
+what its sensors see, looked at again once a second);
+broadcasts RSM (or, with ``shares_as: ssm``, the Day-2 SSM) with what its roadside sensors detect (every
+sensor frame, 10 Hz by default); and sends
+the BSMs it hears and its RSMs (SSMs) to the edge/cloud platform over the wired backhaul.
+
+Signal priority (T/CSAE 157 VIR signalPriority, docs/SCENARIOS.md "svp"): the RSU runs the signal controllers
+of its intersections. A VIR signal priority request for one of them (node id, phase id; the arrival time is
+the time of its planned path's point nearest the phase's stop line) from a vehicle whose BSM declares an
+eligible class (emergency 60-69 or bus) is served by the controller (``FixedTimeController.request``, within
+the svp limits of the thresholds): the plan changes (reported to the world in the RSU's truth, so that the
+signal heads show it, and in SPAT from then on) and the RSU answers over PC5 with an RSC addressed to the
+vehicle: time window = the granted green at the stop line, recommended speed = the speed that reaches the
+line when the window opens, suggestion = the movement asked for. One decision per (vehicle, request id);
+while it stands the RSC is repeated with each VIR. A request from any other vehicle, or one the controller
+refuses, gets no RSC (silence) and changes nothing; so does a request while another vehicle's grant at the
+same intersection still stands."""
 
 from __future__ import annotations
 
@@ -10,11 +25,24 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 
-from v2x.agents.base import Agent, Environment, TickContext, TickResult, Transmission
+from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
+from v2x.agents.platform import associate
+from v2x.apps.host import Participant
+from v2x.apps.tjw import detect_queue, queue_event
 from v2x.scenario.model import ActorSpec, RsiItemSpec, Scenario
-from v2x.scenario.signals import FixedTimeController, approaches, node_id_of
+from v2x.scenario.signals import (
+    FixedTimeController,
+    PriorityDecision,
+    PriorityLimits,
+    approaches,
+    node_id_of,
+    warp_to_wire,
+)
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, kph_to_mps
 from v2x.wire import day1_pb2, testbed_pb2
+from v2x.wire.bsm import VEHICLE_CLASS, RemoteState
+from v2x.wire.day2 import SSM_MAX_PARTICIPANTS, Coordination, Intention, VehicleRequest, encode_rsc, encode_ssm
+from v2x.wire.envelope import temporary_id
 from v2x.wire.map_spat import MapNode, SignalState, encode_map, encode_spat
 from v2x.wire.rsi import RTE_EVENT_SOURCE, ReferencePath, RoadEvent, RoadSign, encode_rsi
 from v2x.wire.rsm import PARTICIPANT_TYPE, RSM_MAX_PARTICIPANTS, VRU_TYPES, PerceivedObject, encode_rsm
@@ -24,6 +52,8 @@ SPAT_PERIOD_S = 0.1  # T/CSAE 53 Day-1 table: RLVW / GLOSA need SPAT at up to 10
 RSI_PERIOD_S = 0.1  # T/CSAE 53 Day-1 table: HLW needs RSI events at 10 Hz
 RTS_PERIOD_S = 1.0  # T/CSAE 53 Day-1 table: IVS and SLW need RSI signs at 1 Hz
 HEADING_FROM_VELOCITY_MPS = 0.5  # below this fused speed the heading is the sensors' reported one
+# Vehicle classes (BSM BasicVehicleClass) the RSU grants signal priority to: emergency vehicles (60-69) and buses.
+PRIORITY_CLASSES = frozenset({*range(60, 70), VEHICLE_CLASS["bus"]})
 SENSOR_KIND_NAME = {
     testbed_pb2.SENSOR_CAMERA: "camera",
     testbed_pb2.SENSOR_RADAR: "radar",
@@ -113,6 +143,7 @@ def fuse(detections: Sequence[testbed_pb2.Detection]) -> list[PerceivedObject]:
                 length_m=best.length_m,
                 width_m=best.width_m,
                 sigma_m=sum(w) ** -0.5,
+                speed_sigma_mps=sum(wv) ** -0.5,
             )
         )
     return out
@@ -138,10 +169,16 @@ class RoadsideUnit(Agent):
         ]
         self._nodes = [n for n in self._nodes if n.approaches]
         self.controllers = {
-            node_id_of(scenario, ix.id): (ix.id, FixedTimeController(ix.signal))
+            node_id_of(scenario, ix.id): (ix.id, FixedTimeController(ix.signal, ix.id))
             for ix in served
             if ix.signal is not None
         }
+        self._approaches = [a for a in aps if a.phase_id]
+        self.own_id = temporary_id(spec.id)
+        self._classes: dict[bytes, int] = {}  # vehicle class by BSM temporary id (the last BSM heard)
+        # Signal priority decisions by (vehicle, request id), with the node id they were for.
+        self.decisions: dict[tuple[bytes, int], tuple[int, PriorityDecision]] = {}
+        self._rsc_count = 0
         self._map_count = 0
         self._spat_count = 0
         self._rsm_count = 0
@@ -153,6 +190,24 @@ class RoadsideUnit(Agent):
         self._next_map_s = 0.0
         self._next_spat_s = 0.0
         self.relayed = 0
+        self.shares_as = spec.shares_as  # rsm (Day-1) or ssm (Day-2): how it broadcasts what it detects
+        self._ssm_count = 0
+        # Queue detection (TJW): the lanes watched, each with the rteId of its event (after the road events),
+        # what the RSU knows of the road users (BSM senders by key, its sensors' objects by ptcId), and the
+        # events of the queues found at the last look, by rteId.
+        lanes = {lane.id: lane for lane in scenario.road.lanes}
+        self.watches = [
+            (
+                watch,
+                ReferencePath(tuple(lanes[watch.lane].centerline), lanes[watch.lane].width_m / 2),
+                len(self.road_events) + k,
+            )
+            for k, watch in enumerate(spec.congestion, start=1)
+        ]
+        self.bsm_senders: dict[str, RemoteState] = {}
+        self.sensed: dict[int, PerceivedObject] = {}
+        self.queue_events: dict[int, RoadEvent] = {}
+        self._next_tjw_s = 0.0
 
     def signal_states(self, t_s: float) -> list[SignalState]:
         return [
@@ -168,6 +223,9 @@ class RoadsideUnit(Agent):
                 if heard.link == testbed_pb2.LINK_PC5 and heard.frame.WhichOneof("msg") == "bsm":
                     result.transmissions.append(Transmission(testbed_pb2.LINK_WIRED, heard.frame, (platform,)))
                     self.relayed += 1
+        warps: list[testbed_pb2.SignalWarp] = []
+        if self.controllers:
+            self.receive(ctx.heard, lambda heard: self._on_heard(heard, ctx.t_s, result, warps))
         if self._nodes and ctx.t_s + 1e-9 >= self._next_map_s:
             self._next_map_s += MAP_PERIOD_S
             frame = encode_map(
@@ -186,11 +244,15 @@ class RoadsideUnit(Agent):
             )
             self._spat_count += 1
             result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
+        objects = fuse(ctx.detections) if ctx.detections else []
+        if self.watches:
+            self._watch(ctx, objects)
         events: list[RoadEvent] = []
         signs: list[RoadSign] = []
-        if self.road_events and ctx.t_s + 1e-9 >= self._next_rsi_s:
+        if (self.road_events or self.watches) and ctx.t_s + 1e-9 >= self._next_rsi_s:
             self._next_rsi_s += RSI_PERIOD_S
             events = [ev for ev in self.road_events if ev.active(ctx.t_s)]
+            events += [self.queue_events[k] for k in sorted(self.queue_events)]
         if self.road_signs and ctx.t_s + 1e-9 >= self._next_rts_s:
             self._next_rts_s += RTS_PERIOD_S
             signs = [sign for sign in self.road_signs if sign.active(ctx.t_s)]
@@ -208,18 +270,202 @@ class RoadsideUnit(Agent):
             )
             self._rsi_count += 1
             result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
-        if ctx.detections:
-            rsm = self._rsm(ctx.detections)
+        if objects and self.shares_as == "ssm":
+            ssm = self._ssm(ctx.t_s, objects)
+            result.transmissions.append(ssm)
+            if platform:
+                result.transmissions.append(Transmission(testbed_pb2.LINK_WIRED, ssm.frame, (platform,)))
+        elif objects:
+            rsm = self._rsm(objects)
             result.transmissions.extend(rsm)
             if platform:  # the edge fuses every RSU's perception with the BSMs (v2x.agents.platform)
                 result.transmissions += [Transmission(testbed_pb2.LINK_WIRED, tx.frame, (platform,)) for tx in rsm]
-        result.truth = testbed_pb2.TruthState(x_m=self.x, y_m=self.y, heading_deg=enu_yaw_rad_to_compass_deg(0.0))
+        result.truth = testbed_pb2.TruthState(
+            x_m=self.x, y_m=self.y, heading_deg=enu_yaw_rad_to_compass_deg(0.0), signal_warps=warps
+        )
         return result
 
-    def _rsm(self, detections: Sequence[testbed_pb2.Detection]) -> list[Transmission]:
+    # -- signal priority ----------------------------------------------------------------------------
+    def _on_heard(self, heard: Heard, t: float, result: TickResult, warps: list[testbed_pb2.SignalWarp]) -> None:
+        which = heard.frame.WhichOneof("msg")
+        if which == "bsm":
+            remote = self.env.bsm(heard, t)
+            if remote is not None:
+                self._classes[remote.temp_id] = remote.kind_class
+        elif which == "vir":
+            intention = self.env.vir(heard, t)
+            items = []
+            for request in intention.requests:
+                coordination = self._serve(intention, request, t, warps)
+                if coordination is not None:
+                    items.append(coordination)
+            if items:
+                frame = encode_rsc(
+                    items,
+                    actor_id=self.actor_id,
+                    ref_x=self.x,
+                    ref_y=self.y,
+                    t_s=t,
+                    msg_count=self._rsc_count,
+                    frame=self.env.frame,
+                    epoch=self.env.epoch,
+                )
+                self._rsc_count += 1
+                result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
+
+    def _limits(self) -> PriorityLimits:
+        th = self.env.thresholds
+        return PriorityLimits(
+            max_extension_s=th["svp_max_extension_s"],
+            max_early_green_s=th["svp_max_early_green_s"],
+            min_green_s=th["svp_min_green_s"],
+            clear_s=th["svp_clear_s"],
+            green_lead_s=th["svp_green_lead_s"],
+        )
+
+    def _serve(
+        self, intention: Intention, request: VehicleRequest, t: float, warps: list[testbed_pb2.SignalWarp]
+    ) -> Coordination | None:
+        """One signal priority request (see the module docstring): the RSC item that answers it, or None."""
+        if request.type != "signal_priority" or request.status != "request":
+            return None
+        if request.target_rsu and request.target_rsu != self.own_id:
+            return None
+        if request.intersection_id not in self.controllers:
+            return None
+        key = (intention.sender_id, request.req_id)
+        known = self.decisions.get(key)
+        if known is None:
+            if self._classes.get(intention.sender_id) not in PRIORITY_CLASSES:
+                return None  # no priority for vehicles that are not eligible (by their BSM's class)
+            arrival = self._arrival(intention, request)
+            if arrival is None or self._busy(request.intersection_id, intention.sender_id, t):
+                return None
+            _, ctl = self.controllers[request.intersection_id]
+            if request.phase_id not in ctl.phase_ids:
+                return None
+            decision = ctl.request(request.phase_id, arrival, t, t + self.env.tick_s, self._limits())
+            self.decisions[key] = (request.intersection_id, decision)
+            warps.extend(warp_to_wire(w) for w in decision.warps)
+            known = self.decisions[key]
+        decision = known[1]
+        if decision.green is None or decision.green.end_s <= t:
+            return None
+        start, end = decision.green.start_s, decision.green.end_s
+        path = intention.path
+        to_line = None
+        if path and path[0].after_s is not None:
+            d = math.hypot(path[0].x - intention.x, path[0].y - intention.y)
+            to_line = d / max(start - t, 0.1) if start > t else path[0].speed_mps
+        return Coordination(
+            vehicle_id=intention.sender_id,
+            behaviors=intention.behaviors,
+            life_time_s=end - t,
+            window_s=(max(start - t, 0.01), end - t),
+            speed_mps=to_line,
+            req_id=request.req_id,
+        )
+
+    def _arrival(self, intention: Intention, request: VehicleRequest) -> float | None:
+        """The arrival time at the phase's stop line: the time of the planned point nearest it (within half
+        a lane width plus 2 m), or None."""
+        best: tuple[float, float] | None = None
+        for ap in self._approaches:
+            if ap.node_id != request.intersection_id or ap.phase_id != request.phase_id:
+                continue
+            sx, sy = ap.stop_point
+            for p in intention.path:
+                d = math.hypot(p.x - sx, p.y - sy)
+                if p.after_s is not None and d <= ap.width_m / 2 + 2.0 and (best is None or d < best[0]):
+                    best = (d, intention.t_s + p.after_s)
+        return None if best is None else best[1]
+
+    def _busy(self, node_id: int, sender: bytes, t: float) -> bool:
+        """Another vehicle's grant at this intersection still stands (its green has not ended)."""
+        return any(
+            node == node_id and who != sender and d.green is not None and d.warps and d.green.end_s > t
+            for (who, _), (node, d) in self.decisions.items()
+        )
+
+    def _ssm(self, t_s: float, fused: Sequence[PerceivedObject]) -> Transmission:
+        """One SSM over PC5 (equipment type rsu, the sensor position = the RSU's) with every fused object
+        (up to 512), in the RSM's order: vulnerable road users first, then by distance from the RSU."""
+        objects = sorted(
+            fused,
+            key=lambda o: (
+                PARTICIPANT_TYPE.get(o.kind, day1_pb2.PARTICIPANT_UNKNOWN) not in VRU_TYPES,
+                math.hypot(o.x - self.x, o.y - self.y),
+                o.ptc_id,
+            ),
+        )[:SSM_MAX_PARTICIPANTS]
+        frame = encode_ssm(
+            objects,
+            actor_id=self.actor_id,
+            equipment="rsu",
+            sensor_x=self.x,
+            sensor_y=self.y,
+            t_s=max((o.t_s for o in objects), default=t_s),
+            frame=self.env.frame,
+            epoch=self.env.epoch,
+            msg_count=self._ssm_count,
+        )
+        self._ssm_count += 1
+        return Transmission(testbed_pb2.LINK_PC5, frame)
+
+    def _watch(self, ctx: TickContext, objects: Sequence[PerceivedObject]) -> None:
+        """Queue detection (TJW, v2x/apps/tjw.py): keep what the RSU knows of the road users, and every
+        ``tjw_update_period_s`` look for a queue on each watched lane and announce or withdraw its event."""
+        t = ctx.t_s
+
+        def heard_bsm(heard: Heard) -> None:
+            if heard.link == testbed_pb2.LINK_PC5 and heard.frame.WhichOneof("msg") == "bsm":
+                remote = self.env.bsm(heard, t)
+                known = self.bsm_senders.get(remote.key) if remote is not None else None
+                if remote is not None and (known is None or remote.t_s >= known.t_s):
+                    self.bsm_senders[remote.key] = remote
+
+        self.receive(ctx.heard, heard_bsm)
+        for obj in objects:
+            self.sensed[obj.ptc_id] = obj
+        thresholds = self.env.thresholds
+        max_age = thresholds["max_age_s"]
+        self.bsm_senders = {k: r for k, r in self.bsm_senders.items() if t - r.t_s <= max_age}
+        self.sensed = {k: o for k, o in self.sensed.items() if t - o.t_s <= max_age}
+        if t + 1e-9 < self._next_tjw_s:
+            return
+        self._next_tjw_s += thresholds["tjw_update_period_s"]
+        senders = [Participant.from_remote(k, r, t) for k, r in sorted(self.bsm_senders.items())]
+        seen = [
+            Participant(
+                f"ptc{o.ptc_id}",
+                o.x,
+                o.y,
+                o.speed_mps * math.cos(o.heading_rad),
+                o.speed_mps * math.sin(o.heading_rad),
+                0.0,
+                o.heading_rad,
+                o.length_m,
+                o.width_m,
+                o.sigma_m,
+            )
+            for _, o in sorted(self.sensed.items())
+        ]
+        road_users = senders + associate(senders, seen)
+        for watch, lane, rte_id in self.watches:
+            queue = detect_queue(road_users, lane, thresholds)
+            if queue is None:
+                self.queue_events.pop(rte_id, None)
+                continue
+            before = self.queue_events.get(rte_id)
+            since = before.start_s if before is not None and before.start_s is not None else t
+            self.queue_events[rte_id] = queue_event(
+                queue, lane, rte_id=rte_id, since_s=since, priority=watch.priority, thresholds=thresholds
+            )
+
+    def _rsm(self, objects: Sequence[PerceivedObject]) -> list[Transmission]:
         """RSM over PC5 with the fused objects, vulnerable road users first, then by distance from the RSU;
         more than 16 objects take several messages."""
-        objects = fuse(detections)
+        objects = list(objects)
         objects.sort(
             key=lambda o: (
                 PARTICIPANT_TYPE.get(o.kind, day1_pb2.PARTICIPANT_UNKNOWN) not in VRU_TYPES,

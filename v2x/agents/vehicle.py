@@ -1,6 +1,13 @@
 """The vehicle / OBU agent (also a pedestrian or cyclist): follows its route with a speed profile and
-scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu), runs its on-board apps on
-what it hears (BSM, MAP, SPAT, RSM, RSI events and signs), and reacts to warnings through its driver model.
+scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu; a pedestrian's or
+cyclist's phone, ``device: phone``, publishes the Day-2 PSM instead), runs its on-board apps on what it
+hears (BSM, MAP, SPAT, RSM, RSI events and signs; Day-2 SSM, PSM, the RSCs addressed to it and, in a
+platoon, CLPMM; VIR and other CLPMM are only range-checked), sends the VIRs its apps ask for (CLC: a lane
+change it plans), and reacts to warnings and suggestions through its driver model. A vehicle that runs
+``svp`` asks the signals it approaches for priority with VIR (v2x.apps.svp). A platoon member
+(``platoon:``) is driven by its longitudinal controller instead (v2x.apps.platoon: CACC on its forward
+radar and its predecessor's BSM, ACC without V2X) and, like the leader, takes part in the platoon's
+management over CLPMM.
 An unequipped road user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything
 it is given.
 
@@ -11,6 +18,7 @@ speed and acceleration zero, its scripted events, lane change and driver done wi
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,14 +26,40 @@ from dataclasses import dataclass
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
 from v2x.apps.driver import Driver, SignalView
 from v2x.apps.host import Host, Participant
-from v2x.apps.registry import OnBoardView, Raised, Reaction, RouteAhead, app_by_code, app_spec, onboard_apps
+from v2x.apps.misbehaviour import Detector
+from v2x.apps.platoon import Ahead, PlatoonLeader, PlatoonMember
+from v2x.apps.registry import (
+    Grant,
+    Intends,
+    Manoeuvre,
+    OnBoardView,
+    Raised,
+    Reaction,
+    RouteAhead,
+    Suggestion,
+    app_by_code,
+    app_spec,
+    onboard_apps,
+)
 from v2x.apps.rlvw import match
+from v2x.apps.svp import PRIORITY_OF_KIND
 from v2x.scenario.geometry import Pose, Route, shifted, smoothstep5
 from v2x.scenario.model import DEFAULT_SIZE, FLAG_ACTIONS, LANE_ACTIONS, ActorSpec, DriverSpec, ScriptedEvent
-from v2x.scenario.signals import FixedTimeController
+from v2x.scenario.signals import FixedTimeController, apply_warps, warp_from_wire
 from v2x.units import enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import OwnState, RemoteState, encode_bsm
+from v2x.wire.day2 import (
+    REQ_ID_MAX,
+    Intention,
+    PersonalState,
+    PlannedPoint,
+    PlatoonInfo,
+    VehicleRequest,
+    encode_clpmm,
+    encode_psm,
+    encode_vir,
+)
 from v2x.wire.envelope import temporary_id
 from v2x.wire.map_spat import Approach, Interval
 from v2x.wire.rsi import RoadEvent, RoadSign
@@ -80,6 +114,8 @@ class VehicleAgent(Agent):
         env: Environment,
         signal_heads: Sequence[tuple[Approach, FixedTimeController]] = (),
         lanes: Mapping[str, Route] | None = None,
+        phantom_route: Route | None = None,
+        lane_numbers: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(spec.id, spec.kind, env)
         self.spec = spec
@@ -102,6 +138,7 @@ class VehicleAgent(Agent):
         # Lane changes (scripted ``lane_change``): the lanes it may move onto, its sideways offset from its
         # line, the move under way, the turn signal ("left", "right", "") and the lane it is in.
         self.lanes = dict(lanes or {})
+        self.lane_numbers = dict(lane_numbers or {})  # lane id -> its number in VIR (1.., the road's order)
         self.offset_m = 0.0
         self._move: LaneMove | None = None
         self.turn_signal = ""
@@ -112,6 +149,11 @@ class VehicleAgent(Agent):
         self.remotes: dict[bytes, RemoteState] = {}
         # Road users heard of in RSMs (roadside perception), by participant key ({rsm id}/{ptcId}).
         self.perceived: dict[str, RemoteState] = {}
+        # Road users heard of in SSMs (other stations' sensors), by participant key ({ssm id}/{ptcId}), and
+        # personal devices heard (PSM), by temporary id.
+        self.shared: dict[str, RemoteState] = {}
+        self.personal: dict[bytes, RemoteState] = {}
+        self.phone = spec.device == "phone"  # sends PSM (T/CSAE 157) instead of BSM
         self.own_id = temporary_id(spec.id)
         self.msg_count = 0
         self._next_bsm_s = 0.0
@@ -123,10 +165,37 @@ class VehicleAgent(Agent):
         self.road_events: dict[str, tuple[RoadEvent, float]] = {}
         # From RSI: road traffic signs by key ({rsi id hex}/rts{rtsId}), with the time last heard.
         self.road_signs: dict[str, tuple[RoadSign, float]] = {}
+        # From RSC: the drive suggestion addressed to this vehicle, per sender (the latest), while it stands.
+        self.suggestions: dict[bytes, Suggestion] = {}
+        self._vir_count = 0
         # The scenario's on-board apps (v2x.apps.registry), in evaluation order; each keeps its own state.
         self.apps = onboard_apps(spec.apps)
         self._pose: Pose | None = None  # the pose it reported last tick
         self.rest: Pose | None = None  # where it came to rest after a collision
+        # An insider's lie (ActorSpec.phantom): the route of the vehicle its BSMs fabricate.
+        self.phantom_route = phantom_route if spec.phantom is not None else None
+        # Misbehaviour detection (v2x.apps.misbehaviour) where apps act on what is heard: a sender judged
+        # misbehaving is left out of this vehicle's apps and reported in the Ack.
+        self.detector = Detector(env.thresholds) if self.apps else None
+        # Signal priority (svp): VIR requests sent, and the grants (RSC) received, by RSU id.
+        self.asks_priority = "svp" in spec.apps
+        self._next_vir_s = 0.0
+        self.grants: dict[bytes, Grant] = {}
+        # Platooning (v2x.apps.platoon): the leader's or member's logic, the CLPMMs heard by sender (with the
+        # time heard), and this vehicle's CLPMM counter.
+        self.platoon: PlatoonLeader | PlatoonMember | None = None
+        if spec.platoon is not None and spec.platoon.role == "leader":
+            self.platoon = PlatoonLeader(self.own_id, env.thresholds)
+        elif spec.platoon is not None:
+            self.platoon = PlatoonMember(
+                self.own_id,
+                join_at_s=spec.platoon.join_at_s,
+                leave_at_s=spec.platoon.leave_at_s,
+                cruise_mps=spec.speed_mps,
+                thresholds=env.thresholds,
+            )
+        self.platoons: dict[bytes, tuple[PlatoonInfo, float]] = {}
+        self.clpmm_count = 0
 
     # -- motion -------------------------------------------------------------------------------------
     def _integrate(self, dt: float) -> None:
@@ -242,6 +311,19 @@ class VehicleAgent(Agent):
             self._command = None
         self.cruise_mps = move.cruise_mps
 
+    def _manoeuvre(self, t: float) -> Manoeuvre | None:
+        """The lane change under way (not one being abandoned) or else the next scripted one, if any."""
+        move = self._move
+        if move is not None and move.abortable:
+            end = move.start_s + move.duration_s
+            return Manoeuvre(move.lane, self.lane_numbers.get(move.lane, 0), move.start_s, end, move.to_m)
+        ev = next((e for e in self._events if e.action in LANE_ACTIONS), None)
+        if ev is None or ev.lane not in self.lanes:
+            return None
+        start = ev.at_s + ev.lead_s
+        to_m = self.route.offset_to(self.s + self.v * max(ev.at_s - t, 0.0), self.lanes[ev.lane])
+        return Manoeuvre(ev.lane, self.lane_numbers.get(ev.lane, 0), start, start + ev.move_s, to_m)
+
     def _route_ahead(self, ex: float, ny: float) -> RouteAhead:
         """The vehicle's own route ahead of its centre (OnBoardView.route_ahead), in the frame of its believed
         position: shifted by its positioning error (east ``ex``, north ``ny``)."""
@@ -271,6 +353,13 @@ class VehicleAgent(Agent):
         if which == "bsm":
             remote = self.env.bsm(heard, t)
             if remote is not None and remote.temp_id != self.own_id:
+                if self.detector is not None:
+                    verdict = self.detector.observe(remote, t)
+                    if verdict is not None:
+                        result.judged([verdict])
+                    if self.detector.excluded(remote.temp_id):
+                        self.remotes.pop(remote.temp_id, None)
+                        return
                 known = self.remotes.get(remote.temp_id)
                 if known is None or remote.t_s >= known.t_s:
                     self.remotes[remote.temp_id] = remote
@@ -279,6 +368,35 @@ class VehicleAgent(Agent):
                 known_p = self.perceived.get(remote.key)
                 if known_p is None or remote.t_s >= known_p.t_s:
                     self.perceived[remote.key] = remote
+        elif which == "ssm":
+            for remote in self.env.ssm(heard, t).participants:
+                known_s = self.shared.get(remote.key)
+                if known_s is None or remote.t_s >= known_s.t_s:
+                    self.shared[remote.key] = remote
+        elif which == "psm":
+            person = self.env.psm(heard, t)
+            if person is not None and person.temp_id != self.own_id:
+                known_d = self.personal.get(person.temp_id)
+                if known_d is None or person.t_s >= known_d.t_s:
+                    self.personal[person.temp_id] = person
+        elif which == "rsc":
+            rsu_id, t_rsc, items = self.env.rsc(heard, t)
+            mine = [c for c in items if c.vehicle_id == self.own_id]
+            for item in mine:
+                start, end = item.window_s
+                if end is None:
+                    continue
+                self.grants[rsu_id] = Grant(rsu_id, item.req_id, t_rsc, (t_rsc + (start or 0.0), t_rsc + end))
+            if mine:
+                known_r = self.suggestions.get(rsu_id)
+                if known_r is None or t_rsc >= known_r.t_s:
+                    self.suggestions[rsu_id] = Suggestion(rsu_id.hex(), t_rsc, mine[0])
+        elif which == "clpmm" and self.platoon is not None:
+            clpmm = self.env.clpmm(heard)
+            if clpmm.sender_id != self.own_id:
+                self.platoons[clpmm.sender_id] = (clpmm, t)
+        elif which in ("vir", "clpmm"):
+            self.env.check_day2(heard, t)
         elif which == "rsi":
             info = self.env.rsi(heard, t)
             for event in info.events:
@@ -310,6 +428,11 @@ class VehicleAgent(Agent):
 
     def step(self, ctx: TickContext) -> TickResult:
         t = ctx.t_s
+        if ctx.signal_warps and self.signal_heads:
+            # The signal heads show what the controllers changed (heads shared by vehicles: applied once); the
+            # world passes on only changes its own heads took.
+            with contextlib.suppress(ValueError):
+                apply_warps(self.signal_heads, [warp_from_wire(w) for w in ctx.signal_warps])
         result = TickResult()
         if ctx.collisions and self.rest is None:
             self._come_to_rest(t, ctx, result)
@@ -326,9 +449,19 @@ class VehicleAgent(Agent):
         max_age = self.env.thresholds["max_age_s"]
         self.remotes = {k: r for k, r in self.remotes.items() if t - r.t_s <= max_age}
         self.perceived = {k: r for k, r in self.perceived.items() if t - r.t_s <= max_age}
+        if self.shared:
+            self.shared = {k: r for k, r in self.shared.items() if t - r.t_s <= max_age}
+        if self.personal:
+            self.personal = {k: r for k, r in self.personal.items() if t - r.t_s <= max_age}
         self.road_events = {k: e for k, e in self.road_events.items() if t - e[1] <= max_age}
+        if self.suggestions:
+            self.suggestions = {k: g for k, g in self.suggestions.items() if not _expired(g, t)}
+        if self.platoons:
+            self.platoons = {k: p for k, p in self.platoons.items() if t - p[1] <= max_age}
         sign_age = self.env.thresholds["rsi_sign_max_age_s"]
         self.road_signs = {k: e for k, e in self.road_signs.items() if t - e[1] <= sign_age}
+        if self.grants:
+            self.grants = {k: g for k, g in self.grants.items() if g.window_s[1] >= t}
 
         gnss = ctx.gnss
         ex = gnss.east_error_m if gnss.available else 0.0
@@ -345,6 +478,10 @@ class VehicleAgent(Agent):
             self.width_m,
             gnss.sigma_major_m if gnss.available else float("inf"),
         )
+        if self.detector is not None and self.remotes:
+            own = Participant("own", pose.x, pose.y, 0.0, 0.0, 0.0, pose.heading_rad, self.length_m, self.width_m, 0.0)
+            result.judged(self.detector.overlaps(self.remotes.values(), t, own))
+            self.remotes = {k: r for k, r in self.remotes.items() if not self.detector.excluded(k)}
         view = OnBoardView(
             host=Host(
                 host.x,
@@ -366,16 +503,42 @@ class VehicleAgent(Agent):
             signals=self.signals,
             thresholds=self.env.thresholds,
             route_ahead=self._route_ahead(ex, ny),
+            shared=self.shared,
+            personal=self.personal,
+            grants=tuple(self.grants.values()),
+            manoeuvre=self._manoeuvre(t),
+            suggestions=tuple(self.suggestions.values()),
         )
         for app in self.apps:
             for raised in app.evaluate(view, t):
-                self._on_raised(result, t, raised)
+                if isinstance(raised, Intends):
+                    if self.equipped:
+                        result.transmissions.extend(self._vir(t, host.x, host.y, raised))
+                else:
+                    self._on_raised(result, t, raised)
 
-        if self.rest is None:
+        controlled = self._platoon(ctx, view.host, pose, result) if self.rest is None else None
+        if controlled is not None:
+            self.a = controlled if controlled >= 0 or self.v > 0 else 0.0
+        elif self.rest is None:
             self.a = self._choose_accel(t, self._signal_view(t, pose))
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
             self._next_bsm_s += BSM_PERIOD_S
-            result.transmissions.extend(self._bsm(t, pose.x + ex, pose.y + ny, pose.heading_rad, gnss))
+            claim, speed, accel = pose, self.v, self.a
+            ph = self.spec.phantom
+            if ph is not None and self.phantom_route is not None and t + 1e-9 >= ph.from_s:
+                claim, speed, accel = self.phantom_route.pose(ph.start_m + ph.speed_mps * t), ph.speed_mps, 0.0
+            if self.phone:
+                result.transmissions.extend(self._psm(t, pose.x + ex, pose.y + ny, pose.heading_rad, gnss))
+            else:
+                result.transmissions.extend(
+                    self._bsm(t, claim.x + ex, claim.y + ny, claim.heading_rad, gnss, speed_mps=speed, accel_mps2=accel)
+                )
+        if self.asks_priority and self.equipped and t + 1e-9 >= self._next_vir_s:
+            vir = self._priority_request(t, view)
+            if vir is not None:
+                self._next_vir_s = t + self.env.thresholds["svp_request_period_s"]
+                result.transmissions.append(vir)
         c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)
         result.truth = testbed_pb2.TruthState(
             x_m=pose.x,
@@ -390,6 +553,37 @@ class VehicleAgent(Agent):
             lane=self.lane_id,
         )
         return result
+
+    def _ahead(self, ctx: TickContext, pose: Pose) -> Ahead | None:
+        """The vehicle ahead as the forward radar saw it (the world's detection at the last tick, predicted
+        to now with the measured speeds), or None when it sees nothing."""
+        sensor = f"{self.actor_id}/radar"
+        d = next((d for d in ctx.detections if d.sensor == sensor), None)
+        if d is None:
+            return None
+        c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)
+        age = max(0.0, ctx.t_s - d.time_us / 1e6)
+        along = (d.x_m + d.vx_mps * age - pose.x) * c + (d.y_m + d.vy_mps * age - pose.y) * s
+        rel = d.vx_mps * c + d.vy_mps * s - self.v
+        return Ahead(along - (d.length_m + self.length_m) / 2, rel)
+
+    def _platoon(self, ctx: TickContext, host: Host, pose: Pose, result: TickResult) -> float | None:
+        """Run the platoon logic: send its CLPMM, record its advisories; the member's acceleration (None: not
+        a member, the vehicle's own script and driver drive it)."""
+        if self.platoon is None:
+            return None
+        t = ctx.t_s
+        if isinstance(self.platoon, PlatoonLeader):
+            out = self.platoon.step(t, host, self.cruise_mps, self.remotes, self.platoons)
+        else:
+            out = self.platoon.step(t, ctx.dt_s, host, self._ahead(ctx, pose), self.remotes, self.platoons)
+        for raised in out.raised:
+            self._on_raised(result, t, raised)
+        if out.clpmm is not None:
+            frame = encode_clpmm(out.clpmm, t_s=t, msg_count=self.clpmm_count, epoch=self.env.epoch)
+            self.clpmm_count += 1
+            result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
+        return out.accel
 
     def _on_raised(self, result: TickResult, t: float, raised: Raised) -> None:
         """Record an on-board app's advisory (``_raise``) and let the driver react as the app declares
@@ -467,20 +661,95 @@ class VehicleAgent(Agent):
         elif adv.severity >= testbed_pb2.SEVERITY_WARNING:
             self.driver.on_warning(t, APP_NAME.get(adv.app, "warning"))
 
-    def _bsm(self, t: float, x: float, y: float, yaw: float, gnss: testbed_pb2.GnssReading) -> list[Transmission]:
-        own = OwnState(
+    def _priority_request(self, t: float, view: OnBoardView) -> Transmission | None:
+        """A VIR asking for signal priority at the signalised approach the host is on (from MAP), within
+        ``svp_request_distance_m`` of its stop line: the node id and phase id, and a planned path whose point
+        at the stop line carries the arrival time (at the current speed, or the cruise speed if faster)."""
+        th = view.thresholds
+        m = match(view.host, view.all_approaches, th["rlvw_match_margin_m"])
+        if m is None or m.approach.phase_id == 0 or m.distance_m > th["svp_request_distance_m"]:
+            return None
+        speed = max(self.v, self.cruise_mps, 0.5)
+        eta = m.distance_m / speed
+        sx, sy = m.approach.stop_point
+        request = VehicleRequest(
+            req_id=m.approach.node_id % (REQ_ID_MAX + 1),
+            type="signal_priority",
+            priority=PRIORITY_OF_KIND.get(self.kind, 0),
+            intersection_id=m.approach.node_id,
+            phase_id=m.approach.phase_id,
+            life_time_s=eta + th["svp_clear_s"],
+        )
+        intention = Intention(
+            sender_id=self.own_id,
+            t_s=t,
+            x=view.host.x,
+            y=view.host.y,
+            behaviors=frozenset({"intersection_straight"}),
+            path=(PlannedPoint(sx, sy, eta, speed),),
+            requests=(request,),
+        )
+        frame = encode_vir(intention, t_s=t, msg_count=self._vir_count, frame=self.env.frame, epoch=self.env.epoch)
+        self._vir_count += 1
+        return Transmission(testbed_pb2.LINK_PC5, frame)
+
+    def _vir(self, t: float, x: float, y: float, intends: Intends) -> list[Transmission]:
+        """A VIR (T/CSAE 157) an app asked for, from where the vehicle believes it is: over PC5, and to the
+        platform over Uu (its coordinator)."""
+        intention = Intention(self.own_id, t, x, y, intends.behaviors, intends.path, intends.requests)
+        frame = encode_vir(intention, t_s=t, msg_count=self._vir_count, frame=self.env.frame, epoch=self.env.epoch)
+        self._vir_count += 1
+        out = [Transmission(testbed_pb2.LINK_PC5, frame)]
+        if self.spec.uplink and self.env.platform_id:
+            out.append(Transmission(testbed_pb2.LINK_UU, frame, (self.env.platform_id,)))
+        return out
+
+    def _psm(self, t: float, x: float, y: float, yaw: float, gnss: testbed_pb2.GnssReading) -> list[Transmission]:
+        """A phone's PSM (T/CSAE 157) at the BSM's rate, over PC5 (and to the platform over Uu, as a BSM)."""
+        own = PersonalState(
+            kind=self.kind,
             x=x,
             y=y,
             speed_mps=self.v,
             heading_rad=yaw,
             accel_mps2=self.a,
+            radius_m=max(self.length_m, self.width_m) / 2,
+            sigma_major_m=gnss.sigma_major_m if gnss.available else None,
+            sigma_minor_m=gnss.sigma_minor_m if gnss.available else None,
+        )
+        frame = encode_psm(
+            own, actor_id=self.actor_id, t_s=t, msg_count=self.msg_count, frame=self.env.frame, epoch=self.env.epoch
+        )
+        self.msg_count += 1
+        out = [Transmission(testbed_pb2.LINK_PC5, frame)]
+        if self.spec.uplink and self.env.platform_id:
+            out.append(Transmission(testbed_pb2.LINK_UU, frame, (self.env.platform_id,)))
+        return out
+
+    def _bsm(
+        self,
+        t: float,
+        x: float,
+        y: float,
+        yaw: float,
+        gnss: testbed_pb2.GnssReading,
+        *,
+        speed_mps: float,
+        accel_mps2: float,
+    ) -> list[Transmission]:
+        own = OwnState(
+            x=x,
+            y=y,
+            speed_mps=speed_mps,
+            heading_rad=yaw,
+            accel_mps2=accel_mps2,
             length_m=self.length_m,
             width_m=self.width_m,
             height_m=self.height_m,
             kind=self.kind,
             sigma_major_m=gnss.sigma_major_m if gnss.available else None,
             sigma_minor_m=gnss.sigma_minor_m if gnss.available else None,
-            braking=self.a < 0,
+            braking=accel_mps2 < 0,
             flags=frozenset(self.flags),
             turn_signal=self.turn_signal,
         )
@@ -492,6 +761,11 @@ class VehicleAgent(Agent):
         if self.spec.uplink and self.env.platform_id:
             out.append(Transmission(testbed_pb2.LINK_UU, frame, (self.env.platform_id,)))
         return out
+
+
+def _expired(suggestion: Suggestion, t: float) -> bool:
+    life = suggestion.coordination.life_time_s
+    return life is None or t > suggestion.t_s + life + 1e-9
 
 
 __all__ = ["VehicleAgent"]

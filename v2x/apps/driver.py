@@ -8,8 +8,8 @@
    at the rate that stops him ``STOP_GAP_M`` before the line, ``v^2 / 2(d - gap)``, once that rate
    reaches ``comfort_decel_mps2`` (at most ``brake_mps2``); on yellow he goes on if stopping would need
    more than ``YELLOW_MAX_STOP_MPS2`` (the dilemma zone). Stopped at red, he waits; on green he drives off.
-3. **Speed**: otherwise he tracks a target speed, the advised speed while a speed advisory (GLOSA) is
-   fresh and ``follows_advice``, else his cruise speed, with a 2 s time constant, limited to
+3. **Speed**: otherwise he tracks a target speed, the advised speed while a speed advisory (GLOSA, a CLC
+   drive suggestion) is fresh and ``follows_advice``, else his cruise speed, with a 2 s time constant, limited to
    ``comfort_accel_mps2`` / ``comfort_decel_mps2``. A speed he has been told to keep to (``on_speed_cap``:
    an SLW warning's limit, a speed-limit sign shown by IVS, or his ``caution_speed_mps`` for a warning sign
    shown by IVS) caps the target from ``reaction_s`` after he was told, for the rest of the run (the lowest

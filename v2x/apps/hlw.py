@@ -4,7 +4,8 @@ host's own state and the road events heard in RSI in; warnings out.
 The logic, stated so that it can be checked (thresholds and their sources: ``APPS`` below):
 
 1. **Active.** An event counts only inside its time window (``RoadEvent.active``) and while the RSU keeps
-   announcing it (the vehicle forgets an event not heard for ``max_age_s``).
+   announcing it (the vehicle forgets an event not heard for ``max_age_s``). Traffic congestion (707) is
+   left to TJW (v2x/apps/tjw.py), which warns about the queue's tail.
 2. **On the host's way.** With reference paths, the host must be on one of them: within the path's
    half-width plus ``hlw_match_margin_m`` of its centre line, heading within 45 degrees of the path's
    direction where it is. The distance to the hazard is measured along that path, from the host's front
@@ -32,7 +33,7 @@ from v2x.apps.rlvw import time_to_travel
 from v2x.apps.rsi import item_distance
 from v2x.units import accurate_enough
 from v2x.wire import testbed_pb2
-from v2x.wire.rsi import RoadEvent
+from v2x.wire.rsi import RTE_TRAFFIC_CONGESTION, RoadEvent
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ def hazardous_location_warnings(
         return []
     out = []
     for key, event in sorted(events.items()):
-        if not event.active(t_s):
-            continue
+        if not event.active(t_s) or event.event_type == RTE_TRAFFIC_CONGESTION:
+            continue  # a queue's tail is TJW's (v2x/apps/tjw.py)
         d = hazard_distance(host, event, thresholds["hlw_match_margin_m"])
         if d is None or d > thresholds["hlw_max_distance_m"]:
             continue

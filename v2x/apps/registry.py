@@ -35,6 +35,7 @@ from typing import Literal, Protocol, TypeAlias
 from v2x.apps.host import Host, Participant
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import RemoteState
+from v2x.wire.day2 import Coordination, Intention, PlannedPoint, VehicleRequest
 from v2x.wire.map_spat import Approach, Interval
 from v2x.wire.rsi import RoadEvent, RoadSign
 
@@ -50,12 +51,17 @@ BUILTIN_MODULES = (
     "v2x.apps.lta",
     "v2x.apps.blind_spot",  # bsw, lcw
     "v2x.apps.dnpw",
+    "v2x.apps.sds",
+    "v2x.apps.tjw",
+    "v2x.apps.svp",
+    "v2x.apps.clc",  # clc, clc_coord
+    "v2x.apps.platoon",
 )
 ENTRY_POINT_GROUP = "v2x.apps"
 DECLARATION = "APPS"  # the module attribute that holds a module's AppSpecs
 
-Message = Literal["bsm", "rsm", "rsi", "map", "spat"]
-MESSAGES: tuple[Message, ...] = ("bsm", "rsm", "rsi", "map", "spat")
+Message = Literal["bsm", "rsm", "rsi", "map", "spat", "ssm", "psm", "vir", "rsc", "clpmm"]
+MESSAGES: tuple[Message, ...] = ("bsm", "rsm", "rsi", "map", "spat", "ssm", "psm", "vir", "rsc", "clpmm")
 AppCode: TypeAlias = testbed_pb2.Application.ValueType
 Severity: TypeAlias = testbed_pb2.Severity.ValueType
 RouteAhead: TypeAlias = Callable[[float], tuple[float, float, float]]  # metres ahead -> (x, y, heading_rad)
@@ -109,6 +115,57 @@ class Addressed:
 
 
 @dataclass(frozen=True)
+class Grant:
+    """A roadside unit's answer to the host's signal priority request (an RSC drive suggestion addressed to
+    it): the green granted at the stop line, as absolute simulation times."""
+
+    rsu_id: bytes  # the RSC sender's temporary id
+    req_id: int
+    heard_at_s: float
+    window_s: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Manoeuvre:
+    """The lane change the host plans or has under way (its driver's plan: a scripted ``lane_change``), as
+    on-board apps that announce it (CLC's VIR) see it."""
+
+    lane: str  # the lane it moves onto
+    lane_number: int  # that lane's number (1.., its place in the road's lanes; 0 unknown), as VIR sends it
+    start_s: float  # when the sideways move starts (the turn signal goes on earlier)
+    end_s: float  # when it is on the lane
+    offset_m: float  # where it ends: left (negative: right) of the host's own line (route_ahead), metres
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A drive suggestion for the host in a roadside coordination message (Day-2 RSC), as heard."""
+
+    sender: str  # the RSC's sender (temporary id, hex)
+    t_s: float  # the RSC's time (its windows and life time count from it)
+    coordination: Coordination
+
+
+@dataclass(frozen=True)
+class Intends:
+    """What an on-board app asks its vehicle to announce in a VIR (Day-2): the vehicle adds its id, position
+    and the time."""
+
+    behaviors: frozenset[str]
+    path: tuple[PlannedPoint, ...]
+    requests: tuple[VehicleRequest, ...]
+
+
+@dataclass(frozen=True)
+class Suggested:
+    """An edge app's drive suggestion for one vehicle (``target``: its key as the platform knows it, the
+    temporary id in hex), sent in the platform's RSC (Day-2) over Uu."""
+
+    target: str
+    coordination: Coordination
+
+
+@dataclass(frozen=True)
 class OnBoardView:
     """What a vehicle's on-board apps see at a tick: the host and everything it has heard, still fresh."""
 
@@ -125,6 +182,15 @@ class OnBoardView:
     # centre along the path it will drive -> (x, y, heading_rad) there, in the frame of ``host`` (its believed
     # position). None when the vehicle does not know it. LTA reads its turn from it.
     route_ahead: RouteAhead | None = None
+    # Day-2: road users other stations' sensors detected (SSM participants, by {ssm id hex}/{ptcId}) and
+    # personal devices heard (PSM senders, by temporary id).
+    shared: Mapping[str, RemoteState] = field(default_factory=dict)
+    personal: Mapping[bytes, RemoteState] = field(default_factory=dict)
+    # Day-2: RSC answers to the host's own VIR requests (signal priority grants), still standing.
+    grants: Sequence[Grant] = ()
+    # Day-2: the lane change the host plans or has under way, and the RSC drive suggestions addressed to it.
+    manoeuvre: Manoeuvre | None = None
+    suggestions: Sequence[Suggestion] = ()
 
     @property
     def road_events(self) -> dict[str, RoadEvent]:
@@ -142,7 +208,7 @@ class OnBoardView:
 class OnBoardApp(Protocol):
     """One vehicle's instance of an on-board app (or app family); keeps the app's state between ticks."""
 
-    def evaluate(self, view: OnBoardView, t_s: float) -> Sequence[Raised]: ...
+    def evaluate(self, view: OnBoardView, t_s: float) -> Sequence[Raised | Intends]: ...
 
 
 @dataclass(frozen=True)
@@ -151,10 +217,11 @@ class EdgeView:
 
     participants: Sequence[Participant]
     thresholds: Mapping[str, float]
+    intentions: Mapping[str, Intention] = field(default_factory=dict)  # Day-2 VIR senders' latest, by key
 
 
 class EdgeApp(Protocol):
-    def evaluate(self, view: EdgeView, t_s: float) -> Sequence[Addressed]: ...
+    def evaluate(self, view: EdgeView, t_s: float) -> Sequence[Addressed | Suggested]: ...
 
 
 @dataclass(frozen=True)
@@ -323,6 +390,9 @@ __all__ = [
     "EdgeView",
     "EntryPoint",
     "Figure",
+    "Grant",
+    "Intends",
+    "Manoeuvre",
     "Message",
     "OnBoardApp",
     "OnBoardView",
@@ -331,6 +401,8 @@ __all__ = [
     "RegistryError",
     "RouteAhead",
     "RunsOn",
+    "Suggested",
+    "Suggestion",
     "app_by_code",
     "app_names",
     "app_spec",

@@ -1,5 +1,6 @@
 """Application thresholds: the shared ones here, each app's own in its declaration (``AppSpec.thresholds``,
-next to its code, with their sources); :data:`DEFAULTS` is all of them, overridable per scenario file.
+next to its code, with their sources), the misbehaviour checks' in ``v2x.apps.misbehaviour.THRESHOLDS``;
+:data:`DEFAULTS` is all of them, overridable per scenario file.
 
 Sources: ../shared/brief/SCENARIOS.md ("Thresholds used by open implementations").
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from v2x.apps.misbehaviour import THRESHOLDS as MISBEHAVIOUR
 from v2x.apps.registry import RegistryError, app_thresholds
 
 COMMON: Mapping[str, float] = MappingProxyType(
@@ -28,10 +30,10 @@ COMMON: Mapping[str, float] = MappingProxyType(
 
 def _merged() -> Mapping[str, float]:
     own = app_thresholds()
-    twice = sorted(set(own) & set(COMMON))
+    twice = sorted((set(own) & set(COMMON)) | (set(own) & set(MISBEHAVIOUR)) | (set(COMMON) & set(MISBEHAVIOUR)))
     if twice:
-        raise RegistryError(f"thresholds declared by an app and in the common table: {', '.join(twice)}")
-    return MappingProxyType({**COMMON, **own})
+        raise RegistryError(f"thresholds declared twice (apps, common, misbehaviour): {', '.join(twice)}")
+    return MappingProxyType({**COMMON, **MISBEHAVIOUR, **own})
 
 
 DEFAULTS: Mapping[str, float] = _merged()

@@ -4,8 +4,9 @@ own state and the vulnerable road users it has heard of in; warnings out.
 The logic, stated so that it can be checked (thresholds and their sources: ``APPS`` below):
 
 1. **Who.** Pedestrians and non-motor road users (cyclists): participants of those types in a roadside
-   unit's RSM (its sensors saw them; they need no V2X device), or senders of a BSM with vehicleClass 82 /
-   85 (an equipped VRU). Motor vehicles are FCW's and ICW's business.
+   unit's RSM (its sensors saw them; they need no V2X device), senders of a BSM with vehicleClass 82 /
+   85 (an equipped VRU), or senders of a PSM (a pedestrian's or cyclist's phone, T/CSAE 157 Day-2).
+   Motor vehicles are FCW's and ICW's business.
 2. **Gates.** The host's and the VRU's reported 95 % position error must be within
    ``vrucw_required_accuracy_m`` (5 m in the T/CSAE 53 table; an RSM participant's error is its
    posConfidence bound); the VRU must be within ``vrucw_max_distance_m``; and, as in open-v2x/cerebrum, at
@@ -89,15 +90,15 @@ def vulnerable_road_user_collision(
 
 
 class VulnerableRoadUserCollisionWarning:
-    """VRUCW on board, over the VRUs heard in RSMs and BSMs (``other``: the BSM id, hex, or
+    """VRUCW on board, over the VRUs heard in RSMs, BSMs and PSMs (``other``: the BSM or PSM id, hex, or
     {rsm id hex}/{ptcId}; the world resolves it)."""
 
     def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
-        if not (view.perceived or view.remotes):
+        if not (view.perceived or view.remotes or view.personal):
             return []
         vrus = [
             p
-            for r in (*view.perceived.values(), *view.remotes.values())
+            for r in (*view.perceived.values(), *view.remotes.values(), *view.personal.values())
             if (p := vru_participant(r, t_s, view.thresholds)) is not None
         ]
         return [
@@ -112,7 +113,7 @@ APPS = (
         code=testbed_pb2.APP_VRUCW,
         title="vulnerable road user collision warning",
         runs_on=RunsOn.VEHICLE,
-        consumes=("bsm", "rsm"),
+        consumes=("bsm", "rsm", "psm"),
         colour="#8c564b",
         # TTC 2.14 s, the minimum speed (one of the two faster than 2.8 m/s, else no check) and the VRU
         # footprints (circles of radius 0.5 m pedestrian / 1.0 m non-motor; we use the square around the

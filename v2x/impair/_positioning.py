@@ -173,6 +173,9 @@ class PositioningModel:
         self._sbas_sigma = np.array(
             [pp.BDSBAS_SF.gm_sigma_m if p.name == "bdsbas-sf" else pp.BDSBAS_DF.gm_sigma_m for p in resolved]
         )
+        spp = [pp.SPP_ERROR.get(p.name, pp.SPP) for p in resolved]  # the spp state's error, per profile
+        self._spp_gm_sigma = np.array([e.gm_sigma_m for e in spp])
+        self._spp_white = np.array([e.white_sigma_m for e in spp])
         nominal_sigma = np.array([p.nominal_sigma_m for p in resolved], dtype=np.float64)
 
         # Dynamic state.
@@ -276,7 +279,8 @@ class PositioningModel:
             -pp.PPP_CONVERGENCE_E_FOLDS * np.maximum(ppp_elapsed, 0.0) / self._ppp_duration
         )
         g_gm_sigma = np.where(gstate == PPP_CONVERGING, pp.PPP_B2B_CONVERGED.sigma_m + ppp_excess, g_gm_sigma)
-        g_white = _WHITE[gstate]
+        g_gm_sigma = np.where(gstate == SPP, self._spp_gm_sigma, g_gm_sigma)
+        g_white = np.where(gstate == SPP, self._spp_white, _WHITE[gstate])
         g_err = g_gm_sigma[:, None] * self._gm + g_white[:, None] * normal[:, 2:4]
         g_sigma = np.hypot(g_gm_sigma, g_white)
         g_err = np.where((gstate == NLOS)[:, None], g_err + self._jump, g_err)

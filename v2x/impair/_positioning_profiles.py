@@ -47,6 +47,12 @@ BDSBAS_SF = SolutionError(1.23, 60.0, 0.0)
 BDSBAS_DF = SolutionError(0.82, 60.0, 0.0)
 # Yang et al.; BDS-3 global spec (10 m 95 %): 2.2 m GM bias + 1.1 m white, ~2.46 m total.
 SPP = SolutionError(2.2, 60.0, 1.1)
+# A smartphone's GNSS, open sky: "GPS-enabled smartphones are typically accurate to within a 4.9 m (16 ft.)
+# radius under open sky" (gps.gov, GPS Accuracy; from van Diggelen & Enge, ION GNSS+ 2015): R95 4.9 m ->
+# sigma 2.0 m per axis. The split into a GM bias (1.8 m, tau 60 s, as SPP) and white noise (0.87 m) is an
+# assumption, as is the lack of an IMU fallback (no fix in a tunnel).
+PHONE = SolutionError(1.8, 60.0, 0.87)
+PHONE_R95_M = 4.9
 # BDS-3 PPP-B2b vehicle assessment: 95 % horizontal 23.5 cm (BDS) / 18.6 cm (BDS+GPS).
 PPP_B2B_CONVERGED = SolutionError(0.096, 60.0, 0.0)
 PPP_B2B_CONVERGED_BDS_GPS_SIGMA_M = 0.076  # documented, not used: the profile is BDS only
@@ -216,6 +222,23 @@ _PROFILES: tuple[PositioningProfile, ...] = (
         nominal_sigma_m=SPP.sigma_m,
     ),
     PositioningProfile(
+        name="phone-gnss",
+        family="spp",
+        summary="a smartphone's GNSS (single point positioning), open sky, no IMU fallback",
+        parameters={
+            "sigma_m": PHONE.sigma_m,
+            "gm_sigma_m": PHONE.gm_sigma_m,
+            "gm_tau_s": PHONE.gm_tau_s,
+            "white_sigma_m": PHONE.white_sigma_m,
+            "r95_m": PHONE_R95_M,
+        },
+        assumed=frozenset({"gm_sigma_m", "gm_tau_s", "white_sigma_m"}),
+        source="gps.gov GPS Accuracy (smartphones: 4.9 m radius, open sky; van Diggelen & Enge, ION GNSS+ 2015)",
+        notes=("no IMU fallback (assumption): no fix at all in a tunnel", "the bias/white split is an assumption"),
+        dead_reckoning=False,
+        nominal_sigma_m=PHONE.sigma_m,
+    ),
+    PositioningProfile(
         name="urban-canyon",
         family="canyon",
         summary="GNSS in a street canyon everywhere: GM error plus NLOS jumps",
@@ -302,6 +325,10 @@ _PROFILES: tuple[PositioningProfile, ...] = (
 )
 
 POSITIONING_PROFILES: Mapping[str, PositioningProfile] = MappingProxyType({p.name: p for p in _PROFILES})
+
+
+#: The error of the single point positioning state per profile of the "spp" family.
+SPP_ERROR: Mapping[str, SolutionError] = MappingProxyType({"spp-open-sky": SPP, "phone-gnss": PHONE})
 
 
 def positioning_profile(name: str) -> PositioningProfile:

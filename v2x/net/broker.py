@@ -1,7 +1,9 @@
 """Broker addresses and the embedded broker.
 
 ``embedded`` starts an in-process amqtt broker on a free loopback port (nothing to install beyond the Python
-package); ``mqtt://host:port`` uses any external MQTT broker (Mosquitto, EMQX, ...).
+package); ``mqtt://host:port`` uses any external MQTT broker (Mosquitto, EMQX, ...), ``mqtts://host:port``
+the same over TLS. With ``--secure`` the embedded broker checks user names, passwords and per-user topic
+grants (``v2x.net.amqtt_acl``) and listens with TLS (docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import urlsplit
+
+from v2x.net.topics import Grants
 
 log = logging.getLogger("v2x.net.broker")
 
@@ -22,28 +28,48 @@ class BrokerURLError(ValueError):
 
 @dataclass(frozen=True)
 class BrokerAddress:
+    """Where a broker is and how to log in: ``tls`` connects with TLS, checking the broker's certificate
+    against ``ca_pem`` (PEM text of the CA; None: the system's CAs). ``url`` never shows the credentials."""
+
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_pem: str | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    def login(self, username: str, password: str) -> BrokerAddress:
+        """This broker with other credentials."""
+        return replace(self, username=username, password=password)
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://[user:pass@]host[:port]`` (port 1883 by default)."""
+    """``mqtt://[user:pass@]host[:port]`` (port 1883 by default) or ``mqtts://...`` (TLS, port 8883)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp"):
-        raise BrokerURLError(f"broker URL {url!r}: expected 'embedded' or mqtt://host:port")
+    if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
+        raise BrokerURLError(f"broker URL {url!r}: expected 'embedded', mqtt://host:port or mqtts://host:port")
     if not parts.hostname:
         raise BrokerURLError(f"broker URL {url!r}: no host")
+    tls = parts.scheme in ("mqtts", "ssl")
     try:
-        port = parts.port or 1883
+        port = parts.port or (8883 if tls else 1883)
     except ValueError as exc:
         raise BrokerURLError(f"broker URL {url!r}: {exc}") from exc
-    return BrokerAddress(parts.hostname, port, parts.username, parts.password)
+    return BrokerAddress(parts.hostname, port, parts.username, parts.password, tls=tls)
+
+
+def tls_context(broker: BrokerAddress) -> ssl.SSLContext | None:
+    """The TLS context of a client of ``broker`` (None without TLS): the broker's certificate must be
+    signed by ``broker.ca_pem`` (or, without it, by a CA the system trusts) and name ``broker.host``."""
+    if not broker.tls:
+        return None
+    context = ssl.create_default_context(cadata=broker.ca_pem) if broker.ca_pem else ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -53,33 +79,59 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+@dataclass(frozen=True)
+class EmbeddedSecurity:
+    """What a secure embedded broker enforces: ``passwords`` (user name -> password; nobody else may
+    connect), ``grants`` (user name -> the topics it may write and read; ``v2x.net.topics.Grants``), and
+    TLS with ``cert_file`` and ``key_file`` (PEM files; None: plain TCP) signed by the CA ``ca_pem``."""
+
+    passwords: dict[str, str]
+    grants: dict[str, Grants]
+    cert_file: str | None = None
+    key_file: str | None = None
+    ca_pem: str | None = None
+
+
 @contextlib.asynccontextmanager
-async def embedded_broker(host: str = "127.0.0.1", port: int | None = None) -> AsyncIterator[BrokerAddress]:
-    """Run an amqtt broker in this event loop for the duration of the context."""
+async def embedded_broker(
+    host: str = "127.0.0.1", port: int | None = None, security: EmbeddedSecurity | None = None
+) -> AsyncIterator[BrokerAddress]:
+    """Run an amqtt broker in this event loop for the duration of the context (``security``: with log-in,
+    per-user topic grants and, given a certificate, TLS)."""
     from amqtt.broker import Broker
 
     port = port or free_port(host)
-    config = {
-        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}},
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-    }
+    listener: dict[str, Any] = {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}
+    plugins: dict[str, Any] = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+    tls = False
+    if security is not None and security.cert_file and security.key_file:
+        listener.update(ssl=True, certfile=security.cert_file, keyfile=security.key_file)
+        tls = True
+    config = {"listeners": {"default": listener}, "plugins": plugins}
     # amqtt logs every connection at INFO; keep our logs readable.
     for name in ("amqtt", "transitions"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    broker = Broker(config)
+    if security is None:
+        broker = Broker(config)
+    else:
+        from v2x.net.amqtt_acl import SecureBroker
+
+        config["plugins"] = {}  # no anonymous log-in: SecureBroker checks every user and topic itself
+        broker = SecureBroker(config, security.passwords, security.grants)
     await broker.start()
     log.info("embedded MQTT broker listening on %s:%d", host, port)
     try:
-        yield BrokerAddress(host, port)
+        yield BrokerAddress(host, port, tls=tls, ca_pem=security.ca_pem if security and tls else None)
     finally:
         await broker.shutdown()
 
 
 @contextlib.asynccontextmanager
-async def broker_for(spec: str) -> AsyncIterator[BrokerAddress]:
-    """``embedded`` -> an in-process broker for the context; otherwise the parsed URL."""
+async def broker_for(spec: str, security: EmbeddedSecurity | None = None) -> AsyncIterator[BrokerAddress]:
+    """``embedded`` -> an in-process broker for the context (``security``: what it enforces); otherwise the
+    parsed URL."""
     if spec == "embedded":
-        async with embedded_broker() as address:
+        async with embedded_broker(security=security) as address:
             yield address
     else:
         yield parse_broker_url(spec)

@@ -200,6 +200,7 @@ class AgentHost:
                 heard=self._heard(slot, tick_input),
                 detections=tuple(tick_input.detections),
                 collisions=tuple(tick_input.collisions),
+                signal_warps=tuple(tick_input.signal_warps),
             )
             try:
                 result = agent.step(ctx)
@@ -230,6 +231,7 @@ class AgentHost:
                 events=result.events,
                 notes=result.notes,
                 rejected=dict(slot.rejected + agent.rejected),
+                misbehaviour=result.misbehaviour,
             )
             if result.truth is not None:
                 ack.truth.CopyFrom(result.truth)

@@ -66,6 +66,58 @@ def all_of(run_id: str, kind: Kind) -> str:
     return f"{PREFIX}/{_check(run_id, 'run id')}/{kind}/+"
 
 
+def probe(run_id: str, nonce: str) -> str:
+    """The topic a world publishes to itself before it starts (``World.claim``): ``v2x-probe/{run}/{nonce}``."""
+    return f"{PROBE_PREFIX}/{_check(run_id, 'run id')}/{_check(nonce, 'probe nonce')}"
+
+
+PROBE_PREFIX = "v2x-probe"
+
+
+@dataclass(frozen=True)
+class Grants:
+    """What one broker user may do with a run's topics: MQTT topic filters it may publish on (``write``)
+    and read (``read``: subscribe to, and receive). Everything else is refused (docs/SECURITY.md)."""
+
+    write: tuple[str, ...]
+    read: tuple[str, ...]
+
+
+def world_grants(run_id: str) -> Grants:
+    """The world of ``run_id``: it alone publishes TickInputs and Controls, and it reads every actor's
+    join, tx and ack topics, the control topic (to see forged Controls) and its own probe."""
+    probes = f"{PROBE_PREFIX}/{_check(run_id, 'run id')}/+"
+    return Grants(
+        write=(all_of(run_id, "in"), control(run_id), probes),
+        read=(all_of(run_id, "join"), all_of(run_id, "tx"), all_of(run_id, "ack"), control(run_id), probes),
+    )
+
+
+def actor_grants(run_id: str, actor_id: str) -> Grants:
+    """Actor ``actor_id`` of ``run_id``: it publishes only on its own join, tx and ack topics and reads only
+    its own TickInputs and the run's Control."""
+    return Grants(
+        write=(join(run_id, actor_id), tx(run_id, actor_id), ack(run_id, actor_id)),
+        read=(tick_input(run_id, actor_id), control(run_id)),
+    )
+
+
+def covers(pattern: str, topic_filter: str) -> bool:
+    """Whether every topic that ``topic_filter`` matches is matched by ``pattern`` (both MQTT filters; a
+    plain topic is a filter matching itself). ``v2x/r/in/+`` covers ``v2x/r/in/a`` and itself; nothing
+    but ``#`` covers ``#``."""
+    wanted = topic_filter.split("/")
+    allowed = pattern.split("/")
+    for k, part in enumerate(allowed):
+        if part == "#":
+            return True
+        if k >= len(wanted):
+            return False
+        if wanted[k] == "#" or (part != "+" and part != wanted[k]) or (part == "+" and wanted[k] == "#"):
+            return False
+    return len(wanted) == len(allowed)
+
+
 @dataclass(frozen=True)
 class ParsedTopic:
     run_id: str

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import aiomqtt
 
-from v2x.net.broker import BrokerAddress
+from v2x.net.broker import BrokerAddress, tls_context
 
 log = logging.getLogger("v2x.net.transport")
 
@@ -189,6 +189,7 @@ class MqttTransport:
                     self.broker.port,
                     username=self.broker.username,
                     password=self.broker.password,
+                    tls_context=tls_context(self.broker),
                     identifier=f"{self.client_id}",
                     keepalive=10,
                     timeout=5.0,

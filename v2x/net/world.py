@@ -98,7 +98,7 @@ class World:
             transport.route(topics.all_of(run_id, kind), self._handler(kind))
         self._announced: bytes | None = None  # the Control this world last published (retained)
         self._found: testbed_pb2.Control | None = None  # a retained Control of another world, before claim()
-        self._probe_topic = f"v2x-probe/{run_id}/{self.token[:12]}"
+        self._probe_topic = topics.probe(run_id, self.token[:12])
         self._probed = asyncio.Event()
         self._reasserted: list[float] = []
         self._claimed = False
@@ -151,12 +151,13 @@ class World:
         ctrl = testbed_pb2.Control()
         try:
             ctrl.ParseFromString(payload)
-            ours = ctrl.token == self.token
+            will = ctrl.token == self.token and ctrl.reason == WORLD_LOST
         except Exception:
-            ours = False
-        if ours:
+            will = False
+        if will:  # this world's Last Will, published by a broker that dropped its connection
             return
-        # Someone else's Control (or a cleared topic) over this run's: count it and say ours again.
+        # Someone else's Control (or a cleared topic, or one with this run's token that this world did not
+        # publish) over this run's: count it and say ours again.
         self.sim.reject("forged_control", topic)
         now = time.monotonic()
         if len(self._reasserted) < REASSERT_MAX and (

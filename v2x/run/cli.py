@@ -126,9 +126,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "--secure",
         action="store_true",
-        help="signed V2X messages: a CA per run, pseudonym certificates per actor, every envelope signed "
-        "(ECDSA P-256) and verified by the world and every receiver (docs/SECURITY.md); the credentials of "
-        "external actors are written to OUT/credentials/RUN_ID/ACTOR.cred",
+        help="a secure run (docs/SECURITY.md): the world and every actor log in as themselves over TLS and "
+        "may use only their own topics (with the embedded broker the run makes its users and CA itself; with "
+        "a broker of your own give --secure-dir), and every V2X envelope is signed (ECDSA P-256, pseudonym "
+        "certificates from a CA per run) and verified by the world and every receiver; the signing "
+        "credentials of external actors are written to OUT/credentials/RUN_ID/ACTOR.cred",
+    )
+    run.add_argument(
+        "--secure-dir",
+        type=Path,
+        metavar="DIR",
+        help="the files of 'v2x secure init' (implies --secure): the run's users and CA, the run id it was "
+        "made for; start your broker with DIR/mosquitto.conf and pass --broker mqtts://...",
     )
     run.add_argument("--view", action="store_true", help="serve a live view of the run (map, warnings, messages/s)")
     run.add_argument("--port", type=int, default=None, help="--view: the page's port on 127.0.0.1 (default 8642)")
@@ -248,7 +257,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
 
     from v2x.run.results import write_junit, write_result
-    from v2x.run.runner import RUN_ID_RULE, RunError, Security, only_variants, run_scenario, valid_run_id_prefix
+    from v2x.run.runner import RUN_ID_RULE, RunError, Signing, only_variants, run_scenario, valid_run_id_prefix
 
     if args.run_id is not None:
         if not valid_run_id_prefix(args.run_id):
@@ -257,6 +266,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if len(scenarios) > 1:
             print("v2x run: --run-id takes a single scenario (run ids must differ between runs)", file=sys.stderr)
             return EXIT_BAD_INPUT
+    security = _security(args, scenarios)
+    if isinstance(security, int):
+        return security
     if args.variant:
         try:
             scenarios = [only_variants(sc, args.variant) for sc in scenarios]
@@ -301,7 +313,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         progress=progress,
                         run_id=args.run_id,
                         observe=observe,
-                        secure=Security(credentials_dir=args.out / "credentials") if args.secure else None,
+                        security=security,
+                        signing=Signing(credentials_dir=args.out / "credentials") if security else None,
                     )
                 )
             )
@@ -346,6 +359,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
               + ", ".join(sid for sid, _ in errors), file=sys.stderr)  # fmt: skip
         return EXIT_RUN_ERROR
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _security(args: argparse.Namespace, scenarios: list[Scenario]) -> Any:
+    """``--secure`` / ``--secure-dir`` as a ``v2x.net.secure.Security`` (None: an open run), or the exit
+    code of bad input (said on stderr)."""
+    from v2x.net.secure import SecureDirError, Security, load_secure_dir
+
+    if args.secure_dir is None:
+        if not args.secure:
+            return None
+        if args.broker != "embedded":
+            print(
+                "v2x run: --secure with a broker of your own needs --secure-dir DIR: write DIR with "
+                "'v2x secure init DIR --scenario ID', start the broker with DIR/mosquitto.conf",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+        return Security()
+    try:
+        sd = load_secure_dir(args.secure_dir)
+    except SecureDirError as exc:
+        print(f"v2x run: --secure-dir: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    problem = None
+    if len(scenarios) != 1 or scenarios[0].id != sd.keys.scenario_id:
+        problem = f"it was made for scenario {sd.keys.scenario_id!r} alone"
+    elif args.run_id is not None and args.run_id != sd.run_prefix:
+        problem = f"it was made for --run-id {sd.run_prefix!r}"
+    elif missing := [a.id for a in scenarios[0].actors if a.id not in sd.keys.actors]:
+        problem = f"it has no credentials for actor(s) {', '.join(missing)}"
+    elif args.broker != "embedded" and not args.broker.startswith(("mqtts://", "ssl://")):
+        problem = f"--broker {args.broker} is not TLS: use mqtts://host:port (as in {sd.broker or 'DIR/world.json'})"
+    if problem:
+        print(f"v2x run: --secure-dir {args.secure_dir}: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return Security(directory=args.secure_dir)
 
 
 def _observe(scenario: Scenario, recording: Any, view: Any) -> Any:

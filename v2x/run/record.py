@@ -334,6 +334,9 @@ class VariantRecorder:
             self.log(t, LOG_INFO, f"{ev['actor']} stopped", "stop")
         elif kind == "positioning":
             self.log(t, LOG_INFO, f"{ev['actor']} positioning {ev['state']}", "positioning")
+        elif kind == "misbehaviour":
+            text = f"{ev['actor']} judged {ev['suspect']} misbehaving ({ev['check']})"
+            self.log(t, LOG_WARNING, text, f"misbehaviour/{ev['actor']}")
         else:
             self.log(t, LOG_INFO, f"{kind}: {json.dumps(ev)}", kind)
 

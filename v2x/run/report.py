@@ -395,6 +395,9 @@ def _marks(ev: dict[str, Any]) -> list[tuple[str, str, str]]:
     if kind == "positioning":
         title = f"t={t:.2f} s {ev.get('actor')} positioning {ev.get('state')}, sigma {ev.get('sigma_m')} m"
         return [(str(ev.get("actor")), "positioning", title)]
+    if kind == "misbehaviour":
+        title = f"t={t:.2f} s {ev.get('actor')} judged {ev.get('suspect')} misbehaving ({ev.get('check')})"
+        return [(str(ev.get("actor")), "misbehaviour", title)]
     return []
 
 
@@ -631,6 +634,8 @@ def _shape(shape: str, x: float, y: float) -> str:
         return f"<rect x='{x - 4:.1f}' y='{y - 4:.1f}' width='8' height='8' fill='#7f7f7f'/>"
     if shape == "passage":
         return f"<path d='M{x:.1f},{y - 7:.1f} L{x:.1f},{y + 7:.1f}' stroke='#555' stroke-width='2'/>"
+    if shape == "misbehaviour":
+        return f"<circle cx='{x:.1f}' cy='{y:.1f}' r='5' fill='none' stroke='#ff7f0e' stroke-width='2'/>"
     return f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='#17becf'/>"
 
 
@@ -650,6 +655,7 @@ def _legend(apps: Iterable[str]) -> str:
         "<span style='color:#7f7f7f'>&#9632;</span> stop",
         "<span style='color:#555'>|</span> passes a checked point (speed)",
         "<span style='color:#17becf'>&#9679;</span> positioning state",
+        "<span style='color:#ff7f0e'>&#9675;</span> misbehaviour judged (on the judge's row)",
     ]
     return "<p class='legend'>" + "  &#160; ".join(items) + "  &#160; (hover a mark for its details)</p>"
 

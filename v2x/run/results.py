@@ -8,6 +8,7 @@ same scenario and seed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -20,13 +21,17 @@ from v2x.scenario.model import (
     CollisionExpectation,
     Expectation,
     MetricExpectation,
+    MisbehaviourExpectation,
     NoCollisionExpectation,
+    NoMisbehaviourExpectation,
     NoViolationExpectation,
     NoWarningExpectation,
     PositioningExpectation,
     Scenario,
     SpeedExpectation,
     StopsExpectation,
+    StringStableExpectation,
+    TravelTimeExpectation,
     ViolationExpectation,
     WarningExpectation,
 )
@@ -81,13 +86,19 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         found = _warnings(events, v, exp.target, exp.app)
         if exp.other is not None:
             found = [e for e in found if e["other"] == exp.other]
+        if exp.conflict is not None:
+            found = [e for e in found if e["conflict"] == exp.conflict]
         if not found:
-            return False, f"no {exp.app.upper()} warning reached {exp.target}" + (
-                f" about {exp.other}" if exp.other else ""
+            return False, (
+                f"no {exp.app.upper()} warning reached {exp.target}"
+                + (f" about {exp.other}" if exp.other else "")
+                + (f" ({exp.conflict})" if exp.conflict else "")
             )
         first = found[0]
         t, ttc = first["t_s"], first["ttc_s"]
         detail = f"first {exp.app.upper()} to {exp.target} at t={t:.2f} s about {first['other']}"
+        if exp.conflict is not None:
+            detail += f" ({exp.conflict})"
         if ttc:  # 0: not applicable (Advisory.ttc_s), e.g. a GLOSA speed advice
             detail += f", TTC {ttc:.2f} s"
         figures = [f"{k} {first[k]}" for k in FIGURE_KEYS if k in first]
@@ -148,6 +159,34 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         kph = mps_to_kph(e["speed_mps"])
         speed = f"{e['speed_mps']} m/s ({kph:.1f} km/h)"
         return ok, f"{exp.actor} passed {where} at t={e['t_s']:.2f} s at {speed}; expected {bounds}"
+    if isinstance(exp, MisbehaviourExpectation | NoMisbehaviourExpectation):
+        reports = [
+            e
+            for e in events
+            if e["type"] == "misbehaviour"
+            and e["variant"] == v
+            and (exp.suspect is None or e["suspect"] == exp.suspect)
+        ]
+        if isinstance(exp, NoMisbehaviourExpectation):
+            if reports:
+                e = reports[0]
+                return False, f"{e['actor']} reported {e['suspect']} ({e['check']}) at t={e['t_s']:.2f} s"
+            return True, f"nobody reported {exp.suspect or 'anybody'} misbehaving"
+        reports = [
+            e
+            for e in reports
+            if (exp.actor is None or e["actor"] == exp.actor) and (exp.check is None or e["check"] == exp.check)
+        ]
+        by = f" by {exp.actor}" if exp.actor else ""
+        if not reports:
+            return False, f"no report of {exp.suspect}{by}" + (f" ({exp.check})" if exp.check else "")
+        e = reports[0]
+        detail = f"{e['actor']} reported {e['suspect']} ({e['check']}) at t={e['t_s']:.2f} s"
+        if exp.window_s is not None and not exp.window_s[0] <= e["t_s"] <= exp.window_s[1]:
+            return False, detail + f"; expected within {exp.window_s[0]:.2f}-{exp.window_s[1]:.2f} s"
+        return True, detail
+    if isinstance(exp, TravelTimeExpectation):
+        return _travel_time(exp, events)
     if isinstance(exp, PositioningExpectation):
         changes = [e for e in events if e["type"] == "positioning" and e["variant"] == v and e["actor"] == exp.actor]
         lo, hi = exp.window_s
@@ -158,6 +197,8 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
             return True, f"{exp.actor} entered {exp.state} at t={e['t_s']:.2f} s (reported sigma {sigma})"
         seen = ", ".join(f"{e['state']}@{e['t_s']:.1f}" for e in changes) or "none"
         return False, f"{exp.actor} did not enter {exp.state} within {lo:.1f}-{hi:.1f} s (states: {seen})"
+    if isinstance(exp, StringStableExpectation):
+        return _string_stability(exp, metrics.get(v, {}))
     assert isinstance(exp, MetricExpectation)
     m = metrics.get(v, {})
     value: float | None
@@ -174,6 +215,67 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         return False, f"{name} not measured in variant {v}"
     ok, bounds = _within(value, exp.min, exp.max)
     return ok, f"{name} = {value} (expected {bounds})"
+
+
+def _passage_time(events: list[dict[str, Any]], variant: str, actor: str, at: list[float]) -> float | None:
+    return next(
+        (
+            e["t_s"]
+            for e in events
+            if e["type"] == "passage" and e["variant"] == variant and e["actor"] == actor and e["at"] == at
+        ),
+        None,
+    )
+
+
+def travel_time(events: list[dict[str, Any]], variant: str, exp: TravelTimeExpectation) -> float | None:
+    """``exp.actor``'s time from its passage of ``start_at`` to that of ``end_at`` in ``variant``, or None."""
+    t0 = _passage_time(events, variant, exp.actor, [float(exp.start_at[0]), float(exp.start_at[1])])
+    t1 = _passage_time(events, variant, exp.actor, [float(exp.end_at[0]), float(exp.end_at[1])])
+    return None if t0 is None or t1 is None else round(t1 - t0, 3)
+
+
+def _travel_time(exp: TravelTimeExpectation, events: list[dict[str, Any]]) -> tuple[bool, str]:
+    a, b = exp.start_at, exp.end_at
+    span = f"({a[0]:g}, {a[1]:g}) to ({b[0]:g}, {b[1]:g})"
+    took = travel_time(events, exp.variant, exp)
+    if took is None:
+        return False, f"{exp.actor} did not pass both {span}"
+    ok, bounds = _within(took, exp.min_s, exp.max_s)
+    detail = f"{exp.actor} took {took:.2f} s from {span}" + (f"; expected {bounds}" if bounds else "")
+    if exp.saves_s is not None:
+        base = travel_time(events, "baseline", exp)
+        if base is None:
+            return False, detail + "; no baseline travel time to compare with"
+        saved = round(base - took, 3)
+        ok = ok and saved >= exp.saves_s
+        detail += f"; {saved:.2f} s less than the baseline's {base:.2f} s (expected >= {exp.saves_s})"
+    return ok, detail
+
+
+def _string_stability(exp: StringStableExpectation, m: dict[str, Any]) -> tuple[bool, str]:
+    """``string_stable``: from the second follower on, each follower's largest gap error is at most its
+    predecessor's x (1 + tolerance); ``string_unstable``: not so. From the referee's measurement (metrics)."""
+    window = [float(exp.window_s[0]), float(exp.window_s[1])]
+    found = next(
+        (s for s in m.get("string_stability", []) if s["actors"] == list(exp.actors) and s["window_s"] == window),
+        None,
+    )
+    if found is None:
+        return False, f"string stability of {', '.join(exp.actors)} not measured in variant {exp.variant}"
+    errors = [found["max_gap_error_m"][a] for a in exp.actors[1:]]
+    growing = [
+        f"{exp.actors[k + 2]} {b} m > {a} m x {1 + exp.tolerance:g}"
+        for k, (a, b) in enumerate(itertools.pairwise(errors))
+        if b > a * (1 + exp.tolerance)
+    ]
+    measured = ", ".join(f"{a} {e} m" for a, e in zip(exp.actors[1:], errors, strict=True))
+    ratios = ", ".join(f"{r:g}" if r is not None else "-" for r in found["amplification"])
+    detail = f"max |gap error| {measured} (amplification {ratios}) in {window[0]:g}-{window[1]:g} s"
+    stable = not growing
+    if exp.type == "string_stable":
+        return stable, detail + ("" if stable else "; grows: " + "; ".join(growing))
+    return not stable, detail + ("; grows: " + "; ".join(growing) if growing else "; does not grow")
 
 
 def evaluate(

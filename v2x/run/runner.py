@@ -7,8 +7,9 @@ import contextlib
 import logging
 import os
 import secrets
+import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.thresholds import resolve
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
-from v2x.net.broker import BrokerAddress, broker_for
+from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for
 from v2x.net.clock import make_clock
 from v2x.net.host import AgentHost
+from v2x.net.secure import RunKeys, SecureDirError, Security, load_secure_dir, make_tls, new_run_keys
 from v2x.net.transport import LoopbackBroker, LoopbackTransport, MqttTransport, Transport
 from v2x.net.world import Observer, RunIdInUse, World, WorldReport, last_will
 from v2x.run.results import build_result
@@ -31,6 +33,7 @@ from v2x.run.tap import Observers
 from v2x.run.tracks import Tracks, scenario_map
 from v2x.scenario.geometry import lane_routes, route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
+from v2x.scenario.sensors import roadside_coverage
 from v2x.scenario.signals import signal_heads
 from v2x.wire.security import PSEUDONYM_CHANGE_S, EnvelopeSecurity, Signer, authority_for, permissions_for
 
@@ -47,8 +50,8 @@ class RunError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Security:
-    """A secure run's options (``v2x run --secure``; docs/SECURITY.md): every variant gets its own CA,
+class Signing:
+    """A secure run's signing options (``v2x run --secure``; docs/SECURITY.md): every variant gets its own CA,
     every equipped actor a pool of pseudonym certificates (the next one every ``change_every_s`` of
     simulation time), every envelope is signed, and the world and every built-in receiver verify.
     ``credentials_dir``: where the credentials of the actors driven from outside are written, as
@@ -60,8 +63,8 @@ class Security:
 
 
 @dataclass
-class RunKeys:
-    """What a secure run of one variant hands the world and the agents: the receivers' checks and each
+class SigningKeys:
+    """What a signed run of one variant hands the world and the agents: the receivers' checks and each
     built-in agent's signer."""
 
     checks: EnvelopeSecurity
@@ -69,7 +72,7 @@ class RunKeys:
     files: list[Path]
 
 
-def issue_keys(scenario: Scenario, run_id: str, security: Security) -> RunKeys:
+def issue_keys(scenario: Scenario, run_id: str, security: Signing) -> SigningKeys:
     """A fresh CA for the run ``run_id`` of ``scenario``, pseudonyms for each equipped actor, and the
     credentials files of the external ones (written, owner-only, under ``security.credentials_dir``)."""
     run_s = (scenario.n_ticks + 1) * scenario.tick_s
@@ -99,7 +102,7 @@ def issue_keys(scenario: Scenario, run_id: str, security: Security) -> RunKeys:
                 fh.write(creds.SerializeToString())
             tmp.replace(path)
             files.append(path)
-    return RunKeys(EnvelopeSecurity.of(ca.root, scenario.epoch), signers, files)
+    return SigningKeys(EnvelopeSecurity.of(ca.root, scenario.epoch), signers, files)
 
 
 # The longest variant suffix ("-baseline") must still leave a valid topic id (1-64 characters).
@@ -138,6 +141,7 @@ def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
     """The built-in agents of a scenario (actors marked ``external`` are left to outside stacks)."""
     agents: list[Agent] = []
     heads = signal_heads(scenario)  # the physical signal heads, which drivers see
+    numbers = {lane.id: k for k, lane in enumerate(scenario.road.lanes, start=1) if k <= 255}  # VIR targetLane
     for spec in scenario.actors:
         if spec.external:
             continue
@@ -145,11 +149,22 @@ def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
             route = route_for(scenario, spec)
             assert route is not None  # the schema requires a lane or a path
             targets = {ev.lane for ev in spec.events if ev.lane is not None}
-            agents.append(VehicleAgent(spec, route, env, heads, lane_routes(scenario, targets)))
+            phantom = route_for(scenario, spec.phantom) if spec.phantom is not None else None
+            agents.append(
+                VehicleAgent(
+                    spec,
+                    route,
+                    env,
+                    heads,
+                    lanes=lane_routes(scenario, targets),
+                    phantom_route=phantom,
+                    lane_numbers=numbers,
+                )
+            )
         elif spec.kind == "rsu":
             agents.append(RoadsideUnit(spec, scenario, env))
         else:
-            agents.append(EdgePlatform(spec, env))
+            agents.append(EdgePlatform(spec, env, roadside_coverage(scenario)))
     return agents
 
 
@@ -179,13 +194,68 @@ def public_broker(spec: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def bus_for(spec: str) -> AsyncIterator[Bus]:
-    """``loopback`` -> an in-process bus (no broker, no sockets); otherwise ``broker_for(spec)``."""
+async def bus_for(spec: str, security: EmbeddedSecurity | None = None) -> AsyncIterator[Bus]:
+    """``loopback`` -> an in-process bus (no broker, no sockets); otherwise ``broker_for(spec, security)``."""
     if spec == "loopback":
         yield LoopbackBroker()
     else:
-        async with broker_for(spec) as address:
+        async with broker_for(spec, security) as address:
             yield address
+
+
+@dataclass(frozen=True)
+class SecureRun:
+    """A secure run's users (``keys``) and, for the embedded broker, what it enforces (``embedded``)."""
+
+    keys: RunKeys
+    embedded: EmbeddedSecurity | None
+
+
+@contextlib.contextmanager
+def secure_run(
+    scenario: Scenario, security: Security, broker: str, run_prefix: str | None, run_ids: dict[str, str]
+) -> Iterator[SecureRun]:
+    """The users, passwords, grants and TLS files of a ``--secure`` run of ``run_ids`` (variant -> run id):
+    from ``security.directory`` (``v2x secure init``), or made now for the embedded broker (the CA and the
+    server's key live in a private temporary directory for the run and are deleted after it)."""
+    if broker == "loopback":
+        raise SecureDirError("--secure needs a broker (embedded or mqtts://...): the loopback bus has no users")
+    if security.directory is not None:
+        sd = load_secure_dir(security.directory)
+        if sd.keys.scenario_id != scenario.id:
+            raise SecureDirError(
+                f"{security.directory} was made for scenario {sd.keys.scenario_id!r}, not {scenario.id!r}"
+            )
+        if run_prefix is not None and run_prefix != sd.run_prefix:
+            raise SecureDirError(f"{security.directory} was made for --run-id {sd.run_prefix!r}, not {run_prefix!r}")
+        missing = [a.id for a in scenario.actors if a.id not in sd.keys.actors]
+        if missing or any(v not in sd.keys.run_ids for v in run_ids):
+            raise SecureDirError(f"{security.directory} has no credentials for {missing or list(run_ids)}")
+        embedded = None
+        if broker == "embedded":
+            files = (str(security.directory / "server.crt"), str(security.directory / "server.key"))
+            embedded = sd.keys.embedded(files if security.tls else None)
+        yield SecureRun(sd.keys, embedded)
+        return
+    if broker != "embedded":
+        raise SecureDirError(
+            "--secure with a broker of your own needs --secure-dir DIR (write it with 'v2x secure init', "
+            "start the broker with DIR/mosquitto.conf)"
+        )
+    tls = make_tls() if security.tls else None
+    keys = new_run_keys(
+        scenario.id, run_prefix or next(iter(run_ids.values())), run_ids, [a.id for a in scenario.actors],
+        tls.ca_pem if tls else None,
+    )  # fmt: skip
+    if tls is None:
+        yield SecureRun(keys, keys.embedded())
+        return
+    with tempfile.TemporaryDirectory(prefix="v2x-secure-") as tmp:  # mode 0700
+        cert, key = Path(tmp) / "server.crt", Path(tmp) / "server.key"
+        cert.write_text(tls.cert_pem)
+        key.touch(mode=0o600)
+        key.write_text(tls.key_pem)
+        yield SecureRun(keys, keys.embedded((str(cert), str(key))))
 
 
 async def run_variant(
@@ -199,20 +269,31 @@ async def run_variant(
     run_id: str | None = None,
     connect_timeout_s: float = 10.0,
     observer: Observer | None = None,
-    secure: Security | None = None,
+    keys: RunKeys | None = None,
+    signing: Signing | None = None,
 ) -> WorldReport:
+    """One variant's run. ``keys``: a secure run's users; the world and each built-in agent then log in
+    as themselves, each agent on a connection of its own (the broker lets it write only its own topics).
+    ``signing``: every envelope signed, verified by the world and every built-in receiver."""
     run_id = run_id or f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
     token = secrets.token_hex(16)  # the run's Control token (docs/SECURITY.md)
     env = environment(scenario)
     agents = build_agents(scenario, env)
-    keys = issue_keys(scenario, run_id, secure) if secure is not None else None
-    for path in keys.files if keys is not None else ():
+    signed = issue_keys(scenario, run_id, signing) if signing is not None else None
+    for path in signed.files if signed is not None else ():
         log.info("run %s: credentials of an outside stack -> %s", run_id, path)
     # Client ids are unique on a broker, and a second connection with one takes over the first: a random
     # part keeps another run (or anyone) from knocking this run's connections off by naming them.
     nonce = secrets.token_hex(4)
-    world_tp = make_transport(broker, f"world-{run_id}-{nonce}", will=last_will(scenario, run_id, token))
-    agents_tp = make_transport(broker, f"agents-{run_id}-{nonce}")
+    world_bus: Bus = keys.world_address(broker) if keys and isinstance(broker, BrokerAddress) else broker
+    world_tp = make_transport(world_bus, f"world-{run_id}-{nonce}", will=last_will(scenario, run_id, token))
+    if keys is not None and isinstance(broker, BrokerAddress):
+        groups = [
+            (make_transport(keys.actor_address(broker, a.actor_id), f"agent-{a.actor_id}-{run_id}-{nonce}"), [a])
+            for a in agents
+        ]
+    else:
+        groups = [(make_transport(broker, f"agents-{run_id}-{nonce}"), agents)]
     clock = make_clock(mode, scenario.tick_s)
     world = World(
         scenario,
@@ -224,19 +305,22 @@ async def run_variant(
         progress=(lambda k, n: progress(variant, k, n)) if progress else None,
         observer=observer,
         token=token,
-        security=keys.checks if keys is not None else None,
+        security=signed.checks if signed is not None else None,
     )
-    host = AgentHost(
-        agents_tp,
-        run_id,
-        agents,
-        v2x=variant == "v2x",
-        token=token,
-        n_ticks=scenario.n_ticks,
-        max_skip=0 if mode == "lockstep" else REALTIME_MAX_SKIP,
-        security=keys.checks if keys is not None else None,
-        signers=keys.signers if keys is not None else None,
-    )
+    hosts = [
+        AgentHost(
+            agents_tp,
+            run_id,
+            group,
+            v2x=variant == "v2x",
+            token=token,
+            n_ticks=scenario.n_ticks,
+            max_skip=0 if mode == "lockstep" else REALTIME_MAX_SKIP,
+            security=signed.checks if signed is not None else None,
+            signers=signed.signers if signed is not None else None,
+        )
+        for agents_tp, group in groups
+    ]
     log.info("run %s: %s [%s] on %s, %d agents, %s clock", run_id, scenario.id, variant, broker.url, len(agents), mode)
     tasks: list[asyncio.Task[Any]] = []
     announced = False
@@ -252,8 +336,9 @@ async def run_variant(
         except RunIdInUse as exc:
             announced = True  # that run's Control stays as it is
             raise RunError(str(exc)) from None
-        tasks.append(asyncio.create_task(agents_tp.run(), name="agents-transport"))
-        host_task = asyncio.create_task(host.run(), name="agents")
+        for agents_tp, _ in groups:
+            tasks.append(asyncio.create_task(agents_tp.run(), name="agents-transport"))
+        host_task = asyncio.create_task(_serve_all(hosts), name="agents")
         tasks.append(host_task)
         world_task = asyncio.create_task(world.run(), name="world")
         tasks.append(world_task)
@@ -281,7 +366,8 @@ async def run_variant(
         raise
     finally:
         world_tp.stop()
-        agents_tp.stop()
+        for agents_tp, _ in groups:
+            agents_tp.stop()
         for task in tasks:
             task.cancel()
         # Bounded: a task that swallows its cancellation must not turn a run error into a hang.
@@ -295,6 +381,21 @@ async def run_variant(
             )
 
 
+async def _serve_all(hosts: list[AgentHost]) -> None:
+    """Run every host until each is done (or the world said STOP); the first failure cancels the others."""
+    if len(hosts) == 1:
+        await hosts[0].run()
+        return
+    tasks = [asyncio.create_task(h.run(), name=f"agents-{k}") for k, h in enumerate(hosts)]
+    try:
+        for task in asyncio.as_completed(tasks):
+            await task
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def run_scenario(
     scenario: Scenario,
     *,
@@ -305,7 +406,8 @@ async def run_scenario(
     run_id: str | None = None,
     variants: Sequence[str] | None = None,
     observe: Callable[[str, str], Observer | None] | None = None,
-    secure: Security | None = None,
+    security: Security | None = None,
+    signing: Signing | None = None,
 ) -> dict[str, Any]:
     """Run every variant of a scenario (or only ``variants``) and return the result document (v2x.results).
 
@@ -315,8 +417,12 @@ async def run_scenario(
     Run ids are ``{run_id}-{variant}`` when ``run_id`` is given (so that an outside stack can know them
     before the run), else ``{scenario}-{variant}-s{seed}-{random hex}``. Expectations of variants that are
     not run are not checked. ``observe(variant, run_id)`` gives each variant's World an observer (a
-    recorder, a live view; ``v2x.net.world.Observer``) or None. ``secure``: sign and verify every envelope
-    (:class:`Security`; None, the default: no signatures, as before).
+    recorder, a live view; ``v2x.net.world.Observer``) or None.
+
+    ``security``: a ``--secure`` run's broker side (``v2x.net.secure.Security``): every party logs in as
+    itself and the broker lets it use only its own topics (docs/SECURITY.md). With ``security.directory``
+    the run ids are the ones it was made for. ``signing``: sign and verify every envelope (:class:`Signing`).
+    The outcome is the same with either or both as without them.
     """
     if run_id is not None and not valid_run_id_prefix(run_id):
         raise ValueError(f"invalid run id {run_id!r}: {RUN_ID_RULE}")
@@ -325,38 +431,42 @@ async def run_scenario(
     started = time.monotonic()
     events: list[dict[str, Any]] = []
     metrics: dict[str, dict[str, Any]] = {}
-    run_ids = {}
+    if security is not None and security.directory is not None and run_id is None:
+        run_id = load_secure_dir(security.directory).run_prefix
+    run_ids: dict[str, str] = {
+        v: f"{run_id}-{v}" if run_id is not None else f"{scenario.id}-{v}-s{seed}-{secrets.token_hex(3)}"
+        for v in scenario.variants
+    }
     tracks: dict[str, Tracks] = {}
-    async with bus_for(broker) as address:
-        for variant in scenario.variants:
-            if run_id is not None:
-                variant_run_id = f"{run_id}-{variant}"
-            else:
-                variant_run_id = f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
-            tracks[variant] = Tracks()
-            outside = observe(variant, variant_run_id) if observe is not None else None
-            observer = tracks[variant] if outside is None else Observers([tracks[variant], outside])
-            report = await run_variant(
-                scenario,
-                variant,
-                seed=seed,
-                broker=address,
-                mode=mode,
-                progress=progress,
-                run_id=variant_run_id,
-                observer=observer,
-                secure=secure,
-            )
-            events.extend(report.events)
-            metrics[variant] = report.metrics
-            run_ids[variant] = variant_run_id
+    with contextlib.ExitStack() as stack:
+        secure = stack.enter_context(secure_run(scenario, security, broker, run_id, run_ids)) if security else None
+        async with bus_for(broker, secure.embedded if secure else None) as address:
+            for variant in scenario.variants:
+                variant_run_id = run_ids[variant]
+                tracks[variant] = Tracks()
+                outside = observe(variant, variant_run_id) if observe is not None else None
+                observer = tracks[variant] if outside is None else Observers([tracks[variant], outside])
+                report = await run_variant(
+                    scenario,
+                    variant,
+                    seed=seed,
+                    broker=address,
+                    mode=mode,
+                    progress=progress,
+                    run_id=variant_run_id,
+                    observer=observer,
+                    keys=secure.keys if secure else None,
+                    signing=signing,
+                )
+                events.extend(report.events)
+                metrics[variant] = report.metrics
     run_info = {
         "broker": public_broker(broker),
         "mode": mode,
         "run_ids": run_ids,
         "wall_seconds": round(time.monotonic() - started, 3),
     }
-    if secure is not None:  # only then, so that the result of a run without signatures stays as it was
+    if signing is not None:  # only then, so that the result of a run without signatures stays as it was
         run_info["signed"] = "ecdsa-p256"
     paths = {variant: t.points for variant, t in tracks.items()}
     return build_result(scenario, seed, events, metrics, run_info, scene=scenario_map(scenario), tracks=paths)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from shapely.geometry import LineString, Point, Polygon
 
-from v2x.scenario.model import ActorSpec, Scenario
+from v2x.scenario.model import ActorSpec, PhantomSpec, Scenario
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def lane_routes(scenario: Scenario, ids: set[str]) -> dict[str, Route]:
     return {lane.id: Route(list(lane.centerline)) for lane in scenario.road.lanes if lane.id in ids}
 
 
-def route_for(scenario: Scenario, actor: ActorSpec) -> Route | None:
+def route_for(scenario: Scenario, actor: ActorSpec | PhantomSpec) -> Route | None:
     if actor.path is not None:
         return Route(list(actor.path))
     if actor.lane is not None:

@@ -229,6 +229,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     problems += _road_problems(sc)
     ids = [a.id for a in sc.actors]
     event_ids = [ev.id for a in sc.actors for ev in (*a.road_events, *a.road_signs)]
+    event_ids += [watch.id for a in sc.actors for watch in a.congestion]
     seen: set[str] = set()
     for i, actor in enumerate(sc.actors):
         if actor.id in seen:
@@ -236,6 +237,10 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         seen.add(actor.id)
         if actor.lane is not None and actor.lane not in lane_ids:
             problems.append((f"actors[{i}].lane", f"one of the road's lanes {lane_ids}; got {actor.lane!r}"))
+        if actor.phantom is not None and actor.phantom.lane is not None and actor.phantom.lane not in lane_ids:
+            problems.append(
+                (f"actors[{i}].phantom.lane", f"one of the road's lanes {lane_ids}; got {actor.phantom.lane!r}")
+            )
         if actor.positioning is not None and actor.positioning not in POSITIONING_PROFILES:
             problems.append(
                 (
@@ -246,6 +251,9 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         if actor.apps and actor.kind not in (*ROAD_USER_KINDS, "platform"):
             problems.append((f"actors[{i}].apps", f"apps run on road users or the platform, not a {actor.kind}"))
         for app in dict.fromkeys(actor.apps):
+            if app == "platoon":
+                problems.append((f"actors[{i}].apps", "platoon is run by a 'platoon:' block, not listed in apps"))
+                continue
             runs_on = app_spec(app).runs_on
             if runs_on is RunsOn.EDGE and actor.kind != "platform":
                 problems.append((f"actors[{i}].apps", f"{app} runs on the edge/cloud platform (kind: platform)"))
@@ -287,6 +295,10 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                 problems.append((loc, f"'{ev.action}' is sent in the BSM: an unequipped vehicle (no OBU) sends none"))
         if actor.sensors and actor.kind != "rsu":
             problems.append((f"actors[{i}].sensors", "only an rsu carries roadside sensors"))
+        if actor.shares_as != "rsm" and (actor.kind != "rsu" or not actor.sensors):
+            problems.append((f"actors[{i}].shares_as", "only an rsu with sensors shares what they detect"))
+        if actor.device == "phone" and not actor.equipped:
+            problems.append((f"actors[{i}].device", "a phone sends PSM: 'equipped: false' means no device at all"))
         for k, sensor in enumerate(actor.sensors):
             period = resolve_sensor(sensor).period_s
             if period < sc.tick_s - 1e-9:
@@ -296,8 +308,22 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                         f"at least the tick ({sc.tick_s} s): one frame per tick at most; got {period}",
                     )
                 )
+        if actor.platoon is not None:
+            if actor.kind not in VEHICLE_KINDS or not actor.equipped or actor.external:
+                problems.append(
+                    (f"actors[{i}].platoon", f"a platoon takes built-in vehicles with an OBU {list(VEHICLE_KINDS)}")
+                )
+            elif actor.platoon.role == "member" and not any(
+                a.platoon is not None and a.platoon.role == "leader" for a in sc.actors
+            ):
+                problems.append((f"actors[{i}].platoon", "a member needs a leader (platoon: {role: leader})"))
+            elif actor.platoon.role == "member" and (actor.events or actor.driver is not None):
+                problems.append(
+                    (f"actors[{i}].platoon", "a member's longitudinal controller drives it: no 'events' or 'driver'")
+                )
         problems += _rsi_problems(sc, i, "road_events")
         problems += _rsi_problems(sc, i, "road_signs")
+        problems += _congestion_problems(sc, i)
         if actor.intersections is not None:
             if actor.kind != "rsu":
                 problems.append((f"actors[{i}].intersections", "only an rsu serves intersections"))
@@ -327,7 +353,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         state = getattr(exp, "state", None)
         if state is not None and state not in STATE_NAMES:
             problems.append((f"expectations[{i}].state", f"a receiver state {list(STATE_NAMES)}; got {state!r}"))
-        for attr in ("target", "other", "actor"):
+        for attr in ("target", "other", "actor", "suspect"):
             refs.append((attr, getattr(exp, attr, None)))
         actors = getattr(exp, "actors", None)
         if actors:
@@ -410,6 +436,39 @@ def _rsi_problems(sc: Scenario, i: int, field: Literal["road_events", "road_sign
                         f"it is {off:.1f} m from {name}",
                     )
                 )
+    return problems
+
+
+def _congestion_problems(sc: Scenario, i: int) -> list[tuple[str, str]]:
+    """Checks of ``actors[i].congestion`` (lanes an RSU watches for queues, TJW): only an rsu has them, its
+    road events and congestion events fit one RSI (8), known lanes, ids unique among every RSI item and not
+    actor ids."""
+    from v2x.wire.rsi import RSI_MAX_EVENTS
+
+    actor = sc.actors[i]
+    where = f"actors[{i}].congestion"
+    if not actor.congestion:
+        return []
+    if actor.kind != "rsu":
+        return [(where, f"only an rsu watches lanes for queues (TJW), not a {actor.kind}")]
+    problems: list[tuple[str, str]] = []
+    if len(actor.road_events) + len(actor.congestion) > RSI_MAX_EVENTS:
+        problems.append(
+            (where, f"road_events and congestion together at most {RSI_MAX_EVENTS} per rsu (one RSI's events)")
+        )
+    lane_ids = [lane.id for lane in sc.road.lanes]
+    actor_ids = {a.id for a in sc.actors}
+    items = [ev.id for a in sc.actors for ev in (*a.road_events, *a.road_signs)]
+    seen = [w.id for a in sc.actors[:i] for w in a.congestion]
+    for k, watch in enumerate(actor.congestion):
+        loc = f"{where}[{k}]"
+        if watch.id in actor_ids:
+            problems.append((f"{loc}.id", f"an id that no actor has; {watch.id!r} is an actor's"))
+        elif watch.id in items or watch.id in seen:
+            problems.append((f"{loc}.id", f"congestion id {watch.id!r} is used twice (RSI items share ids)"))
+        seen.append(watch.id)
+        if watch.lane not in lane_ids:
+            problems.append((f"{loc}.lane", f"one of the road's lanes {lane_ids}; got {watch.lane!r}"))
     return problems
 
 

@@ -74,7 +74,9 @@ EventAction = Literal[
     "siren",
 ]
 SensorKindName = Literal["camera", "radar", "lidar"]
-MessageName = Literal["bsm", "map", "spat", "rsi", "rsm", "advisory"]
+# The checks of v2x.apps.misbehaviour (CHECKS there; a test keeps the two the same).
+MisbehaviourCheck = Literal["speed", "acceleration", "position_jump", "position_speed", "overlap", "rsu_unseen"]
+MessageName = Literal["bsm", "map", "spat", "rsi", "rsm", "ssm", "psm", "vir", "rsc", "clpmm", "advisory"]
 
 # Footprints (length, width, height) in metres: TR 37.885 car and truck; others are common values.
 DEFAULT_SIZE: dict[str, tuple[float, float, float]] = {
@@ -224,6 +226,15 @@ class RoadSignSpec(RsiItemSpec):
         return self
 
 
+class CongestionWatchSpec(Strict):
+    """A lane an RSU watches for queues (TJW, v2x/apps/tjw.py): while it finds one, it announces a traffic
+    congestion event (GB/T 29100 707) at the queue's tail in RSI."""
+
+    id: ActorId = Field(description="names the announced event in results (the 'other' of a TJW warning)")
+    lane: ActorId = Field(description="the lane watched (its direction of travel is the queue's)")
+    priority: int = Field(default=5, ge=0, le=7, description="the event's RSI priority, 0..7")
+
+
 class NetworkSpec(Strict):
     pc5: str = "pc5-sidelink-los"
     uu: str = "5g-uu-edge-sa"
@@ -322,6 +333,43 @@ class ScriptedEvent(Strict):
         return self.signal_s if self.signal_s is not None else LANE_CHANGE_SIGNAL_S
 
 
+class PhantomSpec(Strict):
+    """An insider's lie (docs/SECURITY.md, "Misbehaviour detection"): from ``from_s`` on, the actor's OBU
+    broadcasts, under its own identity, the BSMs of a vehicle that is not there, driving ``lane`` / ``path``
+    from ``start_m`` (its place at t = 0) at a constant ``speed_mps``; before ``from_s``, its true state."""
+
+    lane: ActorId | None = Field(default=None, description="lane the phantom follows")
+    path: list[Point] | None = Field(default=None, description="explicit path instead of a lane")
+    start_m: Real = Field(default=0.0, ge=0, le=MAX_EXTENT_M, description="distance along the lane/path at t = 0")
+    speed_mps: Real = Field(default=0.0, ge=0, le=140)
+    from_s: Real = Field(default=0.0, ge=0, le=86400, description="when the lie begins")
+
+    @model_validator(mode="after")
+    def _placement(self) -> PhantomSpec:
+        if (self.lane is None) == (self.path is None):
+            raise ValueError("give 'lane' or 'path' (one of them)")
+        return self
+
+
+class PlatoonSpec(Strict):
+    """A platoon-capable vehicle (docs/SCENARIOS.md, "Platoons"). The ``leader`` drives its scripted profile
+    and manages the platoon over CLPMM; a ``member`` runs the automated longitudinal controller from t = 0
+    (CACC with the predecessor's BSM acceleration once the leader has accepted it, else ACC on its forward
+    radar), asks the leader ahead to join at ``join_at_s`` and leaves at ``leave_at_s``."""
+
+    role: Literal["leader", "member"] = "member"
+    join_at_s: Real = Field(default=0.0, ge=0, le=86400, description="member: when it asks to join (CLPMM)")
+    leave_at_s: Real | None = Field(default=None, gt=0, le=86400, description="member: when it leaves (CLPMM)")
+
+    @model_validator(mode="after")
+    def _times(self) -> PlatoonSpec:
+        if self.role == "leader" and (self.join_at_s or self.leave_at_s is not None):
+            raise ValueError("'join_at_s' and 'leave_at_s' are a member's; the leader manages the platoon")
+        if self.leave_at_s is not None and self.leave_at_s <= self.join_at_s:
+            raise ValueError(f"'leave_at_s' ({self.leave_at_s}) must come after 'join_at_s' ({self.join_at_s})")
+        return self
+
+
 class ActorSpec(Strict):
     id: ActorId
     kind: ActorKindName
@@ -346,17 +394,34 @@ class ActorSpec(Strict):
         default=None, description="rsu: intersections whose MAP (and SPAT, if signalised) it sends; default all"
     )
     sensors: list[SensorSpec] = Field(default_factory=list, description="rsu: roadside sensors (RSM)")
+    shares_as: Literal["rsm", "ssm"] = Field(
+        default="rsm", description="rsu: broadcast what its sensors detect as RSM (Day-1) or SSM (Day-2)"
+    )
+    device: Literal["obu", "phone"] = Field(
+        default="obu", description="pedestrian / cyclist: an OBU (BSM) or a phone (PSM, Day-2)"
+    )
     road_events: list[RoadEventSpec] = Field(default_factory=list, description="rsu: road traffic events (RSI)")
     road_signs: list[RoadSignSpec] = Field(default_factory=list, description="rsu: road traffic signs (RSI)")
+    phantom: PhantomSpec | None = Field(
+        default=None, description="road user with an OBU: broadcast a fabricated vehicle's BSMs (an insider)"
+    )
+    congestion: list[CongestionWatchSpec] = Field(
+        default_factory=list, description="rsu: lanes watched for queues, announced in RSI (TJW)"
+    )
+    platoon: PlatoonSpec | None = Field(default=None, description="vehicle: platoon leader or member (CLPMM)")
 
     @model_validator(mode="after")
     def _placement(self) -> ActorSpec:
+        if self.phantom is not None and (self.kind not in ROAD_USER_KINDS or not self.equipped or self.external):
+            raise ValueError("'phantom' needs a built-in road user with an OBU (equipped, not external)")
         if self.kind in ROAD_USER_KINDS and not self.external and self.lane is None and self.path is None:
             raise ValueError(f"a {self.kind} needs 'lane' or 'path'")
         if self.lane is not None and self.path is not None:
             raise ValueError("give 'lane' or 'path', not both")
         if self.kind == "rsu" and self.position is None:
             raise ValueError("an rsu needs 'position'")
+        if self.device == "phone" and self.kind not in ("pedestrian", "cyclist"):
+            raise ValueError(f"'device: phone' is for a pedestrian or cyclist, not a {self.kind}")
         return self
 
 
@@ -366,7 +431,8 @@ class _ExpectationBase(Strict):
 
 
 class WarningExpectation(_ExpectationBase):
-    """``target`` receives a warning from ``app`` about ``other`` (if given) inside the window."""
+    """``target`` receives a warning from ``app`` about ``other`` (and with ``conflict``, if given) inside the
+    window."""
 
     type: Literal["warning"]
     app: AppName
@@ -374,6 +440,7 @@ class WarningExpectation(_ExpectationBase):
     other: ActorId | None = None
     window_s: tuple[Real, Real] | None = None
     min_ttc_s: Real | None = Field(default=None, ge=0)
+    conflict: str | None = Field(default=None, description="only warnings whose 'conflict' is this (e.g. joined)")
 
 
 class NoWarningExpectation(_ExpectationBase):
@@ -467,6 +534,66 @@ class SpeedExpectation(_ExpectationBase):
         return self
 
 
+class MisbehaviourExpectation(_ExpectationBase):
+    """``suspect`` is reported misbehaving (by ``actor``, by the check ``check``, inside the window: each when
+    given); see docs/SECURITY.md, "Misbehaviour detection"."""
+
+    type: Literal["misbehaviour"]
+    suspect: ActorId
+    actor: ActorId | None = None
+    check: MisbehaviourCheck | None = None
+    window_s: tuple[Real, Real] | None = None
+
+
+class NoMisbehaviourExpectation(_ExpectationBase):
+    """Nobody reports ``suspect`` (anybody, when not given) misbehaving."""
+
+    type: Literal["no_misbehaviour"]
+    suspect: ActorId | None = None
+
+
+class TravelTimeExpectation(_ExpectationBase):
+    """``actor``'s travel time between two speed gates (``start_at`` and ``end_at``: passed as a ``speed``
+    expectation's point) is within the bounds; with ``saves_s``, it is at least that many seconds shorter than
+    the same actor's travel time between the same gates in the baseline (the delay V2X saves)."""
+
+    type: Literal["travel_time"]
+    actor: ActorId
+    start_at: Point
+    end_at: Point
+    min_s: Real | None = Field(default=None, ge=0)
+    max_s: Real | None = Field(default=None, ge=0)
+    saves_s: Real | None = Field(default=None, gt=0, description="at least this much faster than in the baseline")
+
+    @model_validator(mode="after")
+    def _bound(self) -> TravelTimeExpectation:
+        if self.min_s is None and self.max_s is None and self.saves_s is None:
+            raise ValueError("give 'min_s', 'max_s' and/or 'saves_s'")
+        if self.saves_s is not None and self.variant == "baseline":
+            raise ValueError("'saves_s' compares a v2x run with the baseline; give it in the v2x variant")
+        return self
+
+
+class StringStableExpectation(_ExpectationBase):
+    """The platoon ``actors`` (the leader first, then its followers in order) is string stable over
+    ``window_s``: each follower's largest gap error (ground truth: bumper-to-bumper gap less the spacing
+    policy's ``platoon_standstill_m`` + ``platoon_time_gap_s`` x its speed) is at most its predecessor's x
+    (1 + ``tolerance``), from the second follower on. ``string_unstable``: some follower's exceeds it."""
+
+    type: Literal["string_stable", "string_unstable"]
+    actors: list[ActorId] = Field(min_length=3, max_length=32, description="the leader, then the followers")
+    window_s: tuple[Real, Real]
+    tolerance: Real = Field(default=0.05, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _window(self) -> StringStableExpectation:
+        if not 0 <= self.window_s[0] < self.window_s[1]:
+            raise ValueError(f"'window_s' is [start, end] with 0 <= start < end; got {list(self.window_s)}")
+        if len(set(self.actors)) != len(self.actors):
+            raise ValueError("'actors' names each actor once")
+        return self
+
+
 Expectation = Annotated[
     WarningExpectation
     | NoWarningExpectation
@@ -477,7 +604,11 @@ Expectation = Annotated[
     | ViolationExpectation
     | NoViolationExpectation
     | StopsExpectation
-    | SpeedExpectation,
+    | SpeedExpectation
+    | MisbehaviourExpectation
+    | NoMisbehaviourExpectation
+    | TravelTimeExpectation
+    | StringStableExpectation,
     Field(discriminator="type"),
 ]
 

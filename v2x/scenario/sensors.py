@@ -7,7 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from v2x.scenario.model import SensorSpec
+import numpy as np
+import shapely
+from numpy.typing import NDArray
+from shapely.geometry import Polygon
+from shapely.ops import unary_union
+
+from v2x.scenario.geometry import polygon
+from v2x.scenario.model import Scenario, SensorSpec
+
+F64 = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -88,4 +97,62 @@ def resolve(spec: SensorSpec) -> SensorParams:
         speed_sigma_mps=pick("speed_sigma_mps"),
         detection_probability=pick("detection_probability"),
         period_s=pick("period_s"),
+    )
+
+
+def in_view(
+    sensor_x: float, sensor_y: float, params: SensorParams, x: F64, y: F64, obstacles: Polygon | None = None
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(visible, occluded) masks: inside range and field of view with a clear line of sight, and inside
+    range and field of view but hidden behind an obstacle."""
+    dx = x - sensor_x
+    dy = y - sensor_y
+    dist = np.hypot(dx, dy)
+    bearing = np.degrees(np.arctan2(dx, dy))  # compass: clockwise from north
+    off = (bearing - params.heading_deg + 180.0) % 360.0 - 180.0
+    covered = (dist <= params.range_m) & ((np.abs(off) <= params.fov_deg / 2) | (params.fov_deg >= 360.0))
+    hidden = np.zeros(len(x), dtype=np.bool_)
+    if obstacles is not None and not obstacles.is_empty and covered.any():
+        idx = np.flatnonzero(covered)
+        coords = np.empty((len(idx), 2, 2))
+        coords[:, 0, 0] = sensor_x
+        coords[:, 0, 1] = sensor_y
+        coords[:, 1, 0] = x[idx]
+        coords[:, 1, 1] = y[idx]
+        hidden[idx] = shapely.intersects(shapely.linestrings(coords), obstacles)
+    return covered & ~hidden, covered & hidden
+
+
+@dataclass(frozen=True)
+class RoadsideCoverage:
+    """Where one RSU's sensors look: what the edge platform knows of its roadside units' installation (their
+    positions, sensors and the static obstacles), for the misbehaviour check against their perception."""
+
+    rsu_id: str
+    x: float
+    y: float
+    sensors: tuple[SensorParams, ...]
+    obstacles: Polygon | None
+
+    def covers(self, x: float, y: float, margin_m: float) -> bool:
+        """Does one of the sensors see the point (x, y) and every point ``margin_m`` east, west, north and
+        south of it (well inside its range and field of view, with a clear line of sight)?"""
+        px = np.array([x, x + margin_m, x - margin_m, x, x])
+        py = np.array([y, y, y, y + margin_m, y - margin_m])
+        return any(bool(in_view(self.x, self.y, p, px, py, self.obstacles)[0].all()) for p in self.sensors)
+
+
+def roadside_coverage(scenario: Scenario) -> tuple[RoadsideCoverage, ...]:
+    """The coverage of every RSU with sensors, in id order."""
+    obstacles: Polygon | None = (
+        unary_union([polygon(list(o.polygon)) for o in scenario.obstacles]) if scenario.obstacles else None
+    )
+    if obstacles is not None:
+        shapely.prepare(obstacles)
+    return tuple(
+        RoadsideCoverage(
+            a.id, float(a.position[0]), float(a.position[1]), tuple(resolve(s) for s in a.sensors), obstacles
+        )
+        for a in sorted(scenario.actors, key=lambda a: a.id)
+        if a.kind == "rsu" and a.sensors and a.position is not None
     )

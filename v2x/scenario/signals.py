@@ -6,23 +6,75 @@ On-board applications never read this module: they rebuild the same geometry and
 received over the air (``v2x.wire.map_spat.decode_map`` / ``decode_spat``).
 
 A fixed-time plan serves its phases in order, each for green, then yellow, then an all-red clearance; a
-phase is red whenever another phase is served. The cycle starts (phase 1 green) at ``-offset_s``."""
+phase is red whenever another phase is served. The cycle starts (phase 1 green) at ``-offset_s``.
+
+Signal priority (T/CSAE 157 VIR signalPriority; docs/SCENARIOS.md "Signal priority"): a controller accepts a
+request for a phase with an arrival time and may change its plan, deterministically, by
+:class:`SignalWarp` (on the plan's own clock, plan time): *hold* the clock for some seconds inside the
+requested phase's green (the green lasts longer: a green extension) or *skip* it ahead inside a conflicting
+green (that green ends early; its yellow and all-red are kept: a red truncation, which gives the requested
+phase an early green). Each change is paired with its compensation, so that the cycle and the coordination
+are kept: an extension takes its seconds from the next conflicting green, an early green gives them back
+to the requested phase's green (which ends when the plan says). Without warps the controller is the
+fixed-time plan, exactly."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from v2x.scenario.model import IntersectionSpec, LaneSpec, Scenario, SignalSpec
 from v2x.units import kph_to_mps
-from v2x.wire.map_spat import GREEN, RED, YELLOW, Approach, Interval, light_at
+from v2x.wire import testbed_pb2
+from v2x.wire.map_spat import GREEN, GREEN_LIGHTS, RED, YELLOW, Approach, Interval, light_at
+
+MAX_HOLD_S = 120.0  # the longest hold a warp may carry (a sanity bound on what the world accepts)
+
+
+@dataclass(frozen=True)
+class SignalWarp:
+    """One change to an intersection's plan, on the plan clock (plan time, s: the fixed-time plan's own
+    time, which equals simulation time until the first warp): when the plan clock reaches ``at_s`` it stops
+    for ``hold_s`` seconds (a hold), or jumps ahead to ``skip_to_s`` (a skip). A hold lies inside a green of
+    the requested phase, a skip inside a conflicting green after its minimum green."""
+
+    intersection: str
+    at_s: float
+    hold_s: float = 0.0
+    skip_to_s: float | None = None
+
+
+@dataclass(frozen=True)
+class PriorityLimits:
+    """The safety limits of signal priority (the svp thresholds, v2x.apps.svp)."""
+
+    max_extension_s: float  # longest green extension
+    max_early_green_s: float  # most a conflicting green is cut short by
+    min_green_s: float  # a truncated conflicting green shows at least this much green
+    clear_s: float  # the requested green must last this long after the arrival time
+    green_lead_s: float  # an early green starts this long before the arrival time
+
+
+@dataclass(frozen=True)
+class PriorityDecision:
+    """What a controller did with a request: ``action`` "extension", "early_green", "none" (the arrival is
+    on green already) or "refused" (beyond the limits, or the plan cannot change in time); the warps it
+    applied; and the requested phase's green around the arrival time after the change (None if refused)."""
+
+    action: str
+    warps: tuple[SignalWarp, ...]
+    green: Interval | None
+    seconds: float = 0.0  # how much the plan was changed by
 
 
 class FixedTimeController:
-    """A pre-timed signal plan (one ring, phases in sequence)."""
+    """A pre-timed signal plan (one ring, phases in sequence) that accepts signal priority warps."""
 
-    def __init__(self, plan: SignalSpec) -> None:
+    def __init__(self, plan: SignalSpec, intersection: str = "") -> None:
         self.plan = plan
+        self.intersection = intersection
         self.cycle_s = plan.cycle_s
         self._green_start: dict[int, float] = {}
         start = 0.0
@@ -30,14 +82,95 @@ class FixedTimeController:
             self._green_start[phase.id] = start
             start += phase.green_s + phase.yellow_s + phase.all_red_s
         self._phase = {p.id: p for p in plan.phases}
+        self.warps: list[SignalWarp] = []
+        # Real-time pieces of the plan clock: (t_from, t_to, held plan time or None if running, shift); while
+        # running, plan time = t - shift.
+        self._pieces: list[tuple[float, float, float | None, float]] = []
 
     @property
     def phase_ids(self) -> list[int]:
         return [p.id for p in self.plan.phases]
 
+    # -- warps --------------------------------------------------------------------------------------
+    def apply(self, warp: SignalWarp) -> bool:
+        """Add a warp to the plan (False if it is there already: applying is idempotent). ValueError for a warp
+        that is not finite, holds too long, skips backwards or more than a cycle, or falls where an earlier
+        warp skipped."""
+        if warp in self.warps:
+            return False
+        if not math.isfinite(warp.at_s) or not 0 <= warp.hold_s <= MAX_HOLD_S:
+            raise ValueError(f"signal warp at {warp.at_s} holding {warp.hold_s} s: not a valid hold")
+        if warp.skip_to_s is not None and not (
+            math.isfinite(warp.skip_to_s) and warp.at_s < warp.skip_to_s <= warp.at_s + self.cycle_s
+        ):
+            raise ValueError(f"signal warp skipping from {warp.at_s} to {warp.skip_to_s}: not a valid skip")
+        warps = sorted([*self.warps, warp], key=lambda w: (w.at_s, w.skip_to_s is not None))
+        for a, b in itertools.pairwise(warps):
+            if a.skip_to_s is not None and b.at_s < a.skip_to_s:
+                raise ValueError(f"signal warp at {b.at_s} falls in the skip from {a.at_s} to {a.skip_to_s}")
+        self.warps = warps
+        pieces: list[tuple[float, float, float | None, float]] = []
+        shift, t0 = 0.0, -math.inf
+        for w in warps:
+            t_w = w.at_s + shift
+            pieces.append((t0, t_w, None, shift))
+            if w.skip_to_s is None:
+                pieces.append((t_w, t_w + w.hold_s, w.at_s, shift))
+                shift += w.hold_s
+                t0 = t_w + w.hold_s
+            else:
+                shift -= w.skip_to_s - w.at_s
+                t0 = t_w
+        pieces.append((t0, math.inf, None, shift))
+        self._pieces = [p for p in pieces if p[1] > p[0]]
+        return True
+
+    def plan_time(self, t_s: float) -> float:
+        """The plan clock at simulation time ``t_s``."""
+        for t0, t1, held, shift in self._pieces:
+            if t0 <= t_s < t1:
+                return held if held is not None else t_s - shift
+        return t_s
+
+    # -- lights -------------------------------------------------------------------------------------
     def timeline(self, phase_id: int, t_s: float, horizon_s: float | None = None) -> list[Interval]:
         """The phase's lights from the interval that contains ``t_s`` onwards, covering at least
         ``horizon_s`` (default: one cycle). Red intervals are merged across cycle boundaries."""
+        if not self.warps:
+            return self._fixed(phase_id, t_s, horizon_s)
+        horizon = self.cycle_s if horizon_s is None else horizon_s
+        lo, hi = t_s - 2 * self.cycle_s - MAX_HOLD_S, t_s + horizon + 2 * self.cycle_s
+        out: list[Interval] = []
+        for t0, t1, held, shift in self._pieces:
+            a, b = max(t0, lo), min(t1, hi)
+            if b <= a:
+                continue
+            if held is not None:
+                pieces = [Interval(self._fixed_light(phase_id, held), a, b)]
+            else:
+                pieces = [
+                    Interval(iv.light, max(iv.start_s + shift, a), min(iv.end_s + shift, b))
+                    for iv in self._fixed(phase_id, a - shift, b - a)
+                    if iv.start_s + shift < b
+                ]
+            for iv in pieces:
+                if iv.end_s - iv.start_s <= 1e-9:
+                    continue
+                if out and out[-1].light == iv.light and abs(out[-1].end_s - iv.start_s) < 1e-9:
+                    out[-1] = Interval(iv.light, out[-1].start_s, iv.end_s)
+                else:
+                    out.append(iv)
+        first = next(k for k, iv in enumerate(out) if iv.end_s > t_s + 1e-9)
+        last = next(k for k, iv in enumerate(out) if k >= first + 2 and iv.end_s >= t_s + horizon)
+        return out[first : last + 1]
+
+    def _fixed_light(self, phase_id: int, tau: float) -> int:
+        found = light_at(self._fixed(phase_id, tau), tau)
+        assert found is not None
+        return found
+
+    def _fixed(self, phase_id: int, t_s: float, horizon_s: float | None = None) -> list[Interval]:
+        """The fixed-time plan's timeline (``timeline`` without warps; on the plan clock)."""
         horizon = self.cycle_s if horizon_s is None else horizon_s
         phase = self._phase[phase_id]
         c = self.cycle_s
@@ -67,6 +200,120 @@ class FixedTimeController:
         found = light_at(self.timeline(phase_id, t_s), t_s)
         assert found is not None
         return found
+
+    # -- priority -----------------------------------------------------------------------------------
+    def _preceding(self, phase_id: int) -> int:
+        ids = self.phase_ids
+        return ids[(ids.index(phase_id) - 1) % len(ids)]
+
+    def _following(self, phase_id: int) -> int:
+        ids = self.phase_ids
+        return ids[(ids.index(phase_id) + 1) % len(ids)]
+
+    def _plan_green(self, phase_id: int, tau: float, *, after: bool) -> Interval:
+        """The phase's green on the plan clock that contains ``tau`` (``after``: the first starting at or
+        after ``tau``)."""
+        for iv in self._fixed(phase_id, tau, 2 * self.cycle_s):
+            if iv.light == GREEN and (iv.start_s >= tau - 1e-9 if after else iv.end_s > tau):
+                return iv
+        raise AssertionError("a fixed-time plan shows every phase green once a cycle")
+
+    def request(
+        self, phase_id: int, arrival_s: float, now_s: float, not_before_s: float, limits: PriorityLimits
+    ) -> PriorityDecision:
+        """Serve a priority request for ``phase_id`` by a vehicle expected at its stop line at ``arrival_s``
+        (decided at ``now_s``; no change may take effect before ``not_before_s``). Deterministic:
+
+        1. If the phase is green from ``arrival_s`` to ``arrival_s + clear_s``: nothing to do ("none").
+        2. **Green extension**, if a green of the phase ends after ``not_before_s`` but before
+           ``arrival_s + clear_s``, by at most ``max_extension_s``: hold the plan clock inside that green for
+           the missing seconds E; compensation: skip up to E at the end of the next phase's green, keeping its
+           ``min_green_s``.
+        3. **Early green**, if the phase is red at the arrival: skip the end of the preceding phase's green
+           (from no earlier than its start + ``min_green_s`` and ``not_before_s``), by up to
+           ``max_early_green_s``, so that the phase turns green ``green_lead_s`` before the arrival (or as
+           early as the limits allow); its yellow and all-red are kept. Compensation: hold the plan clock at
+           the start of the phase's green for the same time, so that it ends when the plan says.
+        4. Otherwise "refused": the plan is unchanged.
+        """
+        need_end = arrival_s + limits.clear_s
+        tl = self.timeline(phase_id, now_s, max(need_end - now_s, 0.0) + self.cycle_s)
+        here = next((iv for iv in tl if iv.start_s - 1e-9 <= arrival_s < iv.end_s - 1e-9), None)
+        if here is not None and here.light in GREEN_LIGHTS and here.end_s >= need_end - 1e-9:
+            return PriorityDecision("none", (), here)
+        tau_min = self.plan_time(not_before_s)
+        # 2. the green that ends too early: the one holding the arrival, or the last one before it
+        before = [iv for iv in tl if iv.light in GREEN_LIGHTS and iv.start_s <= arrival_s + 1e-9]
+        ending = before[-1] if before else None
+        if ending is not None and ending.end_s > not_before_s + 1e-9:
+            extension = need_end - ending.end_s
+            if 0 < extension <= limits.max_extension_s + 1e-9:
+                hold_at = max(tau_min, self.plan_time(ending.start_s))
+                green = self._plan_green(phase_id, hold_at, after=False)
+                warps = [SignalWarp(self.intersection, hold_at, hold_s=extension)]
+                nxt = self._plan_green(self._following(phase_id), green.end_s, after=True)
+                cut = min(extension, nxt.end_s - nxt.start_s - limits.min_green_s)
+                if cut > 1e-9 and self._following(phase_id) != phase_id:
+                    warps.append(SignalWarp(self.intersection, nxt.end_s - cut, skip_to_s=nxt.end_s))
+                return self._decided("extension", warps, phase_id, arrival_s, now_s, extension)
+        # 3. early green: the next green of the phase starts after the arrival
+        later = next((iv for iv in tl if iv.light in GREEN_LIGHTS and iv.start_s > arrival_s - 1e-9), None)
+        if later is not None and (here is None or here.light not in GREEN_LIGHTS):
+            advance = float(min(later.start_s - (arrival_s - limits.green_lead_s), limits.max_early_green_s))
+            tau_green = self.plan_time(later.start_s)
+            prev = self._preceding(phase_id)
+            if prev != phase_id and advance > 1e-9:
+                q = self._plan_green(prev, tau_green - self.cycle_s, after=True)
+                phase = self._phase[prev]
+                if abs(q.end_s + phase.yellow_s + phase.all_red_s - tau_green) < 1e-6:
+                    start = max(tau_min, q.start_s + limits.min_green_s)
+                    skip = float(min(advance, q.end_s - start))
+                    if skip > 1e-9:
+                        warps = [
+                            SignalWarp(self.intersection, start, skip_to_s=start + skip),
+                            SignalWarp(self.intersection, tau_green, hold_s=skip),
+                        ]
+                        return self._decided("early_green", warps, phase_id, arrival_s, now_s, skip)
+        return PriorityDecision("refused", (), None)
+
+    def _decided(
+        self, action: str, warps: list[SignalWarp], phase_id: int, arrival_s: float, now_s: float, seconds: float
+    ) -> PriorityDecision:
+        for w in warps:
+            self.apply(w)
+        tl = self.timeline(phase_id, now_s, max(arrival_s - now_s, 0.0) + self.cycle_s)
+        green = next(
+            (iv for iv in tl if iv.light in GREEN_LIGHTS and iv.end_s > arrival_s and iv.start_s <= arrival_s + 60),
+            None,
+        )
+        return PriorityDecision(action, tuple(warps), green, round(seconds, 6))
+
+
+def warp_to_wire(warp: SignalWarp) -> testbed_pb2.SignalWarp:
+    return testbed_pb2.SignalWarp(
+        intersection=warp.intersection,
+        at_s=warp.at_s,
+        hold_s=warp.hold_s,
+        skip=warp.skip_to_s is not None,
+        skip_to_s=warp.skip_to_s or 0.0,
+    )
+
+
+def warp_from_wire(msg: testbed_pb2.SignalWarp) -> SignalWarp:
+    return SignalWarp(msg.intersection, msg.at_s, 0.0 if msg.skip else msg.hold_s, msg.skip_to_s if msg.skip else None)
+
+
+def apply_warps(heads: Sequence[tuple[Approach, FixedTimeController]], warps: Iterable[SignalWarp]) -> int:
+    """Apply signal warps to the controllers of these signal heads (each controller once; a warp for an
+    intersection they do not show, or already applied, changes nothing; ValueError for an invalid one).
+    Returns how many controllers changed."""
+    controllers = {ctl.intersection: ctl for _, ctl in heads}
+    changed = 0
+    for warp in warps:
+        ctl = controllers.get(warp.intersection)
+        if ctl is not None and ctl.apply(warp):
+            changed += 1
+    return changed
 
 
 def node_id_of(scenario: Scenario, intersection_id: str) -> int:
@@ -130,7 +377,7 @@ def approaches(scenario: Scenario, intersection_ids: list[str] | None = None) ->
 def signal_heads(scenario: Scenario) -> list[tuple[Approach, FixedTimeController]]:
     """Every signalised approach with the controller of its intersection: the physical signal heads, which
     drivers see and the referee checks (one controller per intersection, shared by its approaches)."""
-    controllers = {ix.id: FixedTimeController(ix.signal) for ix in scenario.road.intersections if ix.signal}
+    controllers = {ix.id: FixedTimeController(ix.signal, ix.id) for ix in scenario.road.intersections if ix.signal}
     return [
         (ap, controllers[ap.intersection])
         for ap in approaches(scenario)

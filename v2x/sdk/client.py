@@ -7,7 +7,10 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
 * the tick loop: one :class:`~v2x.sdk.types.Tick` per ``TickInput``, with the envelopes heard decoded to
   SI (``v2x.wire``); a repeated ``TickInput`` for the tick just answered is answered again with the same
   bytes (lockstep retransmission), an older one is ignored; in ``realtime`` mode, when the stack has
-  fallen behind, only the newest waiting tick is handed out (the older ones are gone anyway);
+  fallen behind, only the newest waiting tick is handed out (the older ones are closed anyway), with what
+  the skipped ones carried (envelopes, collisions, late ticks) and ``dt_s`` the time since the tick before;
+* a STOP counts only with the run's token; a STOP "world lost" (the world's Last Will) is not the end:
+  the world may come back after a broker restart (``tick_timeout_s`` ends the wait);
 * sending: BSMs encoded from SI (``v2x.wire.bsm.encode_bsm``: the actor's BSM id, msg_cnt from 0 +1 per
   BSM, secMark from the epoch), the same bytes over PC5 and over Uu to the platform; envelopes numbered
   ``seq`` 1, 2, ... across the run;
@@ -15,7 +18,7 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
   world reports in ``late_ticks`` (closed without this Ack: it came too late) again in the next Ack, with
   their own ``raised_at_s`` (the world counts each warning once).
 
-* a secure run (``credentials``: the file ``v2x run --secure`` writes for the actor, docs/PROTOCOL.md
+* a secure run (``signing_key``: the file ``v2x run --secure`` writes for the actor, docs/PROTOCOL.md
   "Signed envelopes"): every envelope it sends is signed with the pseudonym of its time, and every
   envelope it hears is verified first (refusals are counted in ``rejected`` under their reason, as the
   built-in receivers do).
@@ -35,13 +38,16 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiomqtt
 from google.protobuf.message import DecodeError
 
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
-from v2x.net.broker import BrokerAddress, parse_broker_url
+from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
+from v2x.net.secure import load_actor_credentials
+from v2x.net.world import WORLD_LOST
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
@@ -67,12 +73,14 @@ def _epoch(text: str) -> datetime:
 
 class Stack:
     """One outside stack driving ``actor_id`` in run ``run_id`` through the broker at ``broker``
-    (``mqtt://host:port`` or a ``BrokerAddress``). Use as an async context manager.
+    (``mqtt://host:port``, ``mqtts://...`` or a ``BrokerAddress``, which may carry a user, password and
+    CA; a secure run's stack: ``Stack.from_credentials``). Use as an async context manager.
 
     ``realtime``: hand out only the newest waiting tick when the stack falls behind. ``uplink``: also send
     each BSM over Uu to the run's platform (as built-in vehicles do). ``software`` goes into ``Hello``.
-    ``credentials``: a secure run's credentials file of this actor (a path; ``ValueError`` if it is not one,
-    or is another actor's or run's): sign what is sent, verify what is heard.
+    ``signing_key``: a secure run's signing credentials file of this actor (``OUT/credentials/RUN/ACTOR.cred``,
+    written by ``v2x run --secure``; a path; ``ValueError`` if it is not one, or is another actor's or run's):
+    sign what is sent, verify what is heard.
     """
 
     def __init__(
@@ -85,7 +93,7 @@ class Stack:
         software: str = "v2x.sdk 1",
         realtime: bool = False,
         uplink: bool = True,
-        credentials: str | Path | None = None,
+        signing_key: str | Path | None = None,
     ) -> None:
         self.broker = parse_broker_url(broker) if isinstance(broker, str) else broker
         for value, what in ((run_id, "run id"), (actor_id, "actor id")):
@@ -97,21 +105,23 @@ class Stack:
         self.software = software
         self.realtime = realtime
         self.uplink = uplink
-        self.credentials = None
-        if credentials is not None:
+        self.signing = None
+        if signing_key is not None:
             try:
-                self.credentials = read_credentials(Path(credentials).read_bytes())
+                self.signing = read_credentials(Path(signing_key).read_bytes())
             except (OSError, ValueError) as exc:
-                raise ValueError(f"credentials {str(credentials)!r}: {exc}") from None
-            if (self.credentials.actor_id, self.credentials.run_id) != (actor_id, run_id):
-                got = (self.credentials.actor_id, self.credentials.run_id)
-                raise ValueError(f"credentials {str(credentials)!r} are for actor, run {got}, not {(actor_id, run_id)}")
+                raise ValueError(f"signing key {str(signing_key)!r}: {exc}") from None
+            if (self.signing.actor_id, self.signing.run_id) != (actor_id, run_id):
+                got = (self.signing.actor_id, self.signing.run_id)
+                raise ValueError(f"signing key {str(signing_key)!r} is for actor, run {got}, not {(actor_id, run_id)}")
         self._signer: Signer | None = None
         self._checks: EnvelopeSecurity | None = None
         self._fresh = Freshness()
         self.run: RunInfo | None = None
         self.rejected: Counter[str] = Counter()  # inputs this stack rejected, by reason (sent in every Ack)
         self.skipped_ticks = 0  # realtime: ticks never handed out because the stack was behind
+        self.rereported = 0  # warnings reported again because their tick closed without this stack's Ack
+        self._last_time_us = 0
         self.seq = 0
         self.msg_count = 0
         self._client: aiomqtt.Client | None = None
@@ -128,6 +138,16 @@ class Stack:
         self._carry: list[testbed_pb2.Advisory] = []
         self._token: object = None
 
+    @classmethod
+    def from_credentials(
+        cls, path: str | Path, *, variant: str = "v2x", broker: str | None = None, **kwargs: Any
+    ) -> Stack:
+        """The stack of a secure run (``v2x secure init``): the actor, its run id for ``variant``, the broker
+        URL, the user, password and CA come from the actor's credentials file ``path``; ``broker``
+        replaces the file's URL (same CA). Other keyword arguments as for ``Stack``."""
+        creds = load_actor_credentials(Path(path), broker)
+        return cls(creds.broker, run_id=creds.run_id(variant), actor_id=creds.actor_id, **kwargs)
+
     # -- connection ---------------------------------------------------------------------------------
     async def __aenter__(self) -> Stack:
         client = aiomqtt.Client(
@@ -135,6 +155,7 @@ class Stack:
             self.broker.port,
             username=self.broker.username,
             password=self.broker.password,
+            tls_context=tls_context(self.broker),
             identifier=f"sdk-{self.actor_id}-{uuid.uuid4().hex[:8]}",
             keepalive=10,
             timeout=5.0,
@@ -186,7 +207,10 @@ class Stack:
                 self._inputs.put_nowait((time.monotonic(), bytes(payload)))
 
     def _on_control(self, payload: bytes) -> None:
-        if not payload:  # a retained Control cleared by the next run with this id
+        if not payload:  # a retained Control cleared by the next run with this id: an earlier START was stale
+            if self._last is None and self._open is None:
+                self.run = None
+                self._started.clear()
             return
         try:
             ctrl = testbed_pb2.Control.FromString(payload)
@@ -195,8 +219,13 @@ class Stack:
             return
         if ctrl.run_id != self.run_id:
             return
-        if ctrl.command == testbed_pb2.Control.COMMAND_START and self.run is None:
-            self.run = self._run_info(ctrl)
+        # A later START replaces an earlier one (a stale retained one) until the first tick is handed out.
+        if ctrl.command == testbed_pb2.Control.COMMAND_START and self._last is None and self._open is None:
+            try:
+                self.run = self._run_info(ctrl)
+            except ValueError:  # no usable epoch or frame: not a START of a world
+                self.rejected["malformed"] += 1
+                return
             self._token = getattr(ctrl, "token", None)
             self._started.set()
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
@@ -206,6 +235,9 @@ class Stack:
             token = getattr(ctrl, "token", None)
             if self._token and token != self._token:
                 log.warning("%s: ignoring a STOP without this run's token", self.actor_id)
+                return
+            if ctrl.reason == WORLD_LOST:  # the world's Last Will: it died, or the broker restarted
+                log.warning("%s: STOP %r: waiting for the world to come back", self.actor_id, WORLD_LOST)
                 return
             self._stopped = ctrl
             self._stop_event.set()
@@ -232,11 +264,11 @@ class Stack:
 
     def _security(self, run: RunInfo) -> tuple[Signer, EnvelopeSecurity] | None:
         """This stack's signer and checks in a secure run (made once the epoch is known), else None."""
-        if self.credentials is None:
+        if self.signing is None:
             return None
         if self._signer is None or self._checks is None:
-            self._signer = Signer(self.credentials, run.epoch)
-            self._checks = EnvelopeSecurity.of(self.credentials.root, run.epoch)
+            self._signer = Signer(self.signing, run.epoch)
+            self._checks = EnvelopeSecurity.of(self.signing.root, run.epoch)
         return self._signer, self._checks
 
     # -- the run ------------------------------------------------------------------------------------
@@ -250,12 +282,13 @@ class Stack:
         """Every tick of the run, in order, until the final one (answer each with :meth:`ack` before asking
         for the next). Raises ``RunAborted`` on a STOP before the final tick and ``TimeoutError`` when no
         input comes for ``tick_timeout_s``."""
-        run = await self.start()
+        await self.start()
         while True:
             received_at, payload = await self._next_input(tick_timeout_s)
             ti = self._parse_input(payload)
             if ti is None:
                 continue
+            run = await self.start()  # a TickInput that overtook START waits for it
             if self._last is not None and ti.tick <= self._last[0]:
                 if ti.tick == self._last[0]:  # the world asks again: the same bytes
                     for topic, data in self._last[1]:
@@ -287,12 +320,21 @@ class Stack:
         raise TimeoutError(f"no TickInput for {timeout_s} s")
 
     def _newest(self, received_at: float, ti: testbed_pb2.TickInput) -> tuple[float, testbed_pb2.TickInput]:
+        """The newest waiting TickInput, carrying what the skipped ones told: their envelopes (an advisory
+        in them counts only if echoed), collisions and ``late_ticks`` come first, in order."""
         while not self._inputs.empty():
             at, payload = self._inputs.get_nowait()
             newer = self._parse_input(payload)
             if newer is not None and newer.tick > ti.tick:
                 self.skipped_ticks += 1
-                received_at, ti = at, newer
+                merged = testbed_pb2.TickInput()
+                merged.CopyFrom(newer)
+                for name in ("envelopes", "rx_time_us", "collisions", "late_ticks"):
+                    field_ = getattr(merged, name)
+                    del field_[:]
+                    field_.extend(getattr(ti, name))
+                    field_.extend(getattr(newer, name))
+                received_at, ti = at, merged
         return received_at, ti
 
     def _parse_input(self, payload: bytes) -> testbed_pb2.TickInput | None:
@@ -321,9 +363,13 @@ class Stack:
             for n, events in self._events:
                 if n == late:
                     self._carry.extend(events)
+                    self.rereported += len(events)
         g = ti.gnss
         gnss = Gnss(g.east_error_m, g.north_error_m, g.sigma_major_m, g.sigma_minor_m, g.state) if g.available else None
-        dt_s = ti.tick_us / 1e6
+        tick_s = ti.tick_us / 1e6
+        # The time since the tick handed out before (one tick, unless realtime skipped some): move by this.
+        dt_s = tick_s if self._last is None else (ti.time_us - self._last_time_us) / 1e6
+        self._last_time_us = ti.time_us
         return Tick(
             n=ti.tick,
             t_s=t_s,
@@ -335,7 +381,7 @@ class Stack:
             collisions=[Collision(c.other_id, c.t_s, c.relative_speed_mps) for c in ti.collisions],
             late_ticks=list(ti.late_ticks),
             received_at=received_at,
-            deadline=received_at + dt_s,
+            deadline=received_at + tick_s,
             raw=ti,
         )
 
@@ -482,13 +528,14 @@ class Stack:
         (raised on board, or received advisories echoed) and notes. Warnings of ticks the world reported
         late are added again."""
         self._check_open(tick)
-        events = list(warnings)
+        # What this Ack reports, re-reports included: if it is late as well, all of it is reported again.
+        events = self._carry + list(warnings)
         self._events.append((tick.n, events))
         ack = testbed_pb2.Ack(
             actor_id=self.actor_id,
             tick=tick.n,
             tx_count=len(self._out),
-            events=self._carry + events,
+            events=events,
             notes=list(notes),
             rejected=dict(self.rejected),
         )

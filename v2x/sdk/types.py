@@ -109,8 +109,10 @@ class Tick:
     what was heard, the advisories addressed to this actor (echo them in the Ack to make them count),
     the collisions recorded with it, and the ticks that closed without its Ack (``late_ticks``).
 
-    ``received_at`` (time.monotonic) and ``deadline`` (received_at + one tick): in real time the world
-    closes the tick one tick after it sent the input, and an Ack after that is dropped."""
+    ``dt_s``: the simulation time since the tick handed out before (one tick; more when a real-time stack
+    that fell behind skipped ticks), what to move the vehicle by. ``received_at`` (time.monotonic) and
+    ``deadline`` (received_at + one tick): in real time the world closes the tick one tick after it sent
+    the input, and an Ack after that is dropped."""
 
     n: int
     t_s: float

@@ -1,5 +1,5 @@
-"""The events a run records (warnings, collisions, violations, stops, passages, positioning changes) as
-plain dicts, the form result.json keeps them in, and their one deterministic order."""
+"""The events a run records (warnings, collisions, violations, stops, passages, positioning changes,
+misbehaviour reports) as plain dicts, the form result.json keeps them in, and their one deterministic order."""
 
 from __future__ import annotations
 
@@ -15,4 +15,6 @@ def event_order(e: dict[str, Any]) -> tuple[Any, ...]:
         e.get("target", e.get("actor", "")),
         e.get("other", ""),
         str(e.get("actors", "")),
+        e.get("suspect", ""),
+        e.get("check", ""),
     )

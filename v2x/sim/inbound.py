@@ -7,10 +7,11 @@ A bad payload is rejected and counted by reason (``bad_topic``, ``unknown_sender
 ``conflicting_ack``, ``conflicting_tx``; in a secure run also ``unsigned``, ``unknown_cert``, ``expired``,
 ``no_permission``, ``bad_signature``, ``replayed``: ``v2x.wire.security``), never raised; a copy of
 something already received (a retransmission after a reconnect, an old tick, a sequence number at or below
-the sender's last) is counted as a duplicate and otherwise ignored. A tick is reported once every actor has
-acked it and as many payloads have arrived on its tx topic as its ack counts (rejected ones included: a
-sender whose envelope the world refuses must not stall the run). docs/SECURITY.md says what these checks
-stop and what they do not.
+the sender's last) is counted as a duplicate and otherwise ignored, except that the first Ack of a tick that
+closed without it (real time: it came after the deadline) is kept in ``late_acks`` for its warnings. A tick
+is reported once every actor has acked it and as many payloads have arrived on its tx topic as its ack
+counts (rejected ones included: a sender whose envelope the world refuses must not stall the run).
+docs/SECURITY.md says what these checks stop and what they do not.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ MAX_FIGURE = 1e9  # ttc_s, figure, valid_until_s: finite and sane
 CONFLICTS_FLAGGED = 3  # an actor whose Acks conflict in this many ticks is flagged in the result
 LOG_FIRST = 5  # rejections logged at WARNING per reason; the rest are summarised at the end
 KINDS = ("join", "tx", "ack")
-SIGNED_IDS = ("bsm", "rsm", "rsi")  # messages that carry their sender's 8-octet id
+SIGNED_IDS = ("bsm", "rsm", "rsi", "ssm", "psm", "vir", "rsc", "clpmm")  # messages carrying their sender's id
 
 
 @dataclass
@@ -83,8 +84,12 @@ def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float) -> str:
     warning may be raised at)."""
     if ack.tx_count > MAX_TX_PER_TICK:
         return f"tx_count {ack.tx_count} > {MAX_TX_PER_TICK}"
-    if len(ack.events) > MAX_EVENTS_PER_ACK or len(ack.notes) > MAX_NOTES_PER_ACK:
-        return f"{len(ack.events)} events, {len(ack.notes)} notes"
+    if (
+        len(ack.events) > MAX_EVENTS_PER_ACK
+        or len(ack.notes) > MAX_NOTES_PER_ACK
+        or len(ack.misbehaviour) > MAX_EVENTS_PER_ACK
+    ):
+        return f"{len(ack.events)} events, {len(ack.notes)} notes, {len(ack.misbehaviour)} misbehaviour reports"
     if len(ack.rejected) > MAX_REJECTED_KEYS or any(len(k) > MAX_TEXT for k in ack.rejected):
         return "rejected: too many or too long reasons"
     if ack.HasField("truth"):
@@ -115,6 +120,11 @@ def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float) -> str:
         texts = (adv.target_id, adv.other_id, adv.source_id, adv.figure_name, adv.conflict_type)
         if any(len(s) > MAX_TEXT for s in texts):
             return f"events[{k}]: text longer than {MAX_TEXT}"
+    for k, mb in enumerate(ack.misbehaviour):
+        if not (math.isfinite(mb.t_s) and -1e-6 <= mb.t_s <= run_end_s):
+            return f"misbehaviour[{k}].t_s = {mb.t_s!r} (within 0..{run_end_s:g} s)"
+        if len(mb.suspect_id) > MAX_TEXT or len(mb.check) > MAX_TEXT:
+            return f"misbehaviour[{k}]: text longer than {MAX_TEXT}"
     return ""
 
 
@@ -152,6 +162,10 @@ class Inbound:
         self.arrivals: Counter[str] = Counter()  # payloads on each actor's tx topic during this tick
         self.received: dict[tuple[int, int], Transmission] = {}  # (sender slot, seq) -> transmission
         self.last_seq: dict[str, tuple[int, int]] = {}  # actor -> (last accepted seq, its tick)
+        # Ticks that closed without the actor's Ack (real time), and the Acks for them that came after all:
+        # their truth is history, but their warnings still count (docs/PROTOCOL.md "Timing and late stacks").
+        self.closed_without: dict[str, set[int]] = defaultdict(set)
+        self.late_acks: list[tuple[str, testbed_pb2.Ack]] = []
         self.stats = InboundStats()
         self._logged: Counter[str] = Counter()
         self._ids = {a: temporary_id(a) for a in self.actor_ids}
@@ -272,6 +286,8 @@ class Inbound:
                 log.warning("world: %s said hello again as %r (another stack?)", actor_id, hello.software[:64])
             else:
                 log.info("world: %s joined again (reconnect)", actor_id)
+                if self.current_tick >= 1:  # once the run is under way, the same Hello again is a duplicate
+                    self.stats.duplicates += 1  # (before: a stack's join retries, which depend on wall time)
             return
         self.software[actor_id] = who
         self.hellos.add(actor_id)
@@ -380,6 +396,9 @@ class Inbound:
         if ack.tick != self.current_tick:
             if ack.tick < self.current_tick:
                 self.stats.duplicates += 1
+                if ack.tick in self.closed_without[actor_id]:  # the first Ack of a tick closed without it
+                    self.closed_without[actor_id].discard(ack.tick)
+                    self.late_acks.append((actor_id, ack))
             else:
                 self.reject("bad_tick", where, f"(tick {ack.tick}, current {self.current_tick})")
             return

@@ -3,10 +3,11 @@
 Apps only know what they heard on the air, so they name the other party by its over-the-air identity:
 
 * a BSM sender by its temporary id (hex): ``v2x.wire.envelope.temporary_id(actor id)``;
-* a participant of a roadside unit's RSM by ``{rsm id hex}/{ptcId}``; the ptcId is the world's object id
-  of the road user (its slot + 1, see ``v2x.sim.actors``);
+* a participant of a roadside unit's RSM (or SSM) by ``{rsm id hex}/{ptcId}``; the ptcId is the world's
+  object id of the road user (its slot + 1, see ``v2x.sim.actors``);
 * an RSI road event by ``{rsi id hex}/rte{rteId}`` and an RSI road sign by ``{rsi id hex}/rts{rtsId}``
-  (ids from 1 in the RSU's file order).
+  (ids from 1 in the RSU's file order; an RSU's congestion watches, TJW, number their events after its
+  road events).
 
 The world records warnings under the scenario's names (actor ids, road event and sign ids), which the
 expectations refer to. Anything it cannot resolve is kept as the app wrote it.
@@ -33,6 +34,14 @@ class Names:
             for a in scenario.actors
             for k, ev in enumerate(a.road_events, start=1)
         }
+        # An RSU's congestion watches (TJW) announce their events after its road events.
+        self.road_event_ids.update(
+            {
+                road_event_key(temporary_id(a.id), len(a.road_events) + k): watch.id
+                for a in scenario.actors
+                for k, watch in enumerate(a.congestion, start=1)
+            }
+        )
         self.road_event_ids.update(
             {
                 road_sign_key(temporary_id(a.id), k): sign.id

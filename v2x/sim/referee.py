@@ -9,6 +9,9 @@ Each tick, after the truths the agents reported are applied, ``Referee.step`` re
 * ``stop``: a vehicle comes to a standstill (below 0.1 m/s after moving at 1 m/s or more);
 * ``passage``: an actor's centre passes a speed gate (a ``speed`` expectation's point), with its speed.
 
+It also measures what ``string_stable`` / ``string_unstable`` expectations ask about, for the metrics
+(``string_stability``): over each one's window, every follower's largest gap error, from the truth.
+
 Events are plain dicts (the form result.json keeps them in), times rounded to 1 ms.
 
 A collision has one consequence the referee enforces on the world: **both road users come to rest where
@@ -23,15 +26,24 @@ in turn). Since both parties of a collision rest, a pair cannot separate and tou
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from typing import Any
 
 import numpy as np
 
+from v2x.apps.platoon import gap_error
+from v2x.apps.thresholds import resolve
 from v2x.core import SpatialGrid, WorldState, overlapping_pairs
-from v2x.scenario.model import SPEED_GATE_M, Scenario, SpeedExpectation
-from v2x.scenario.signals import crossed, signal_heads
+from v2x.scenario.model import (
+    SPEED_GATE_M,
+    Scenario,
+    SpeedExpectation,
+    StringStableExpectation,
+    TravelTimeExpectation,
+)
+from v2x.scenario.signals import SignalWarp, apply_warps, crossed, signal_heads
 from v2x.sim.actors import road_user_slots, vehicle_slots
 from v2x.wire.map_spat import LIGHT_NAME, STOPPING_LIGHTS
 
@@ -53,10 +65,26 @@ class Referee:
         self.vehicles = vehicle_slots(scenario, world)
         # Signalised stop lines; the controllers run the same plans as the RSUs'.
         self.stop_lines = signal_heads(scenario)
-        # Speed gates (`speed` expectations): (actor slot, point) -> the along-heading offset last tick.
-        self.gates: dict[tuple[int, tuple[float, float]], float | None] = {
-            (world.slot_of(e.actor), e.at): None for e in scenario.expectations if isinstance(e, SpeedExpectation)
-        }
+        # Speed gates (`speed` and `travel_time` expectations): (actor slot, point) -> the along-heading offset
+        # last tick.
+        self.gates: dict[tuple[int, tuple[float, float]], float | None] = {}
+        for e in scenario.expectations:
+            if isinstance(e, SpeedExpectation):
+                self.gates[(world.slot_of(e.actor), e.at)] = None
+            elif isinstance(e, TravelTimeExpectation):
+                self.gates[(world.slot_of(e.actor), e.start_at)] = None
+                self.gates[(world.slot_of(e.actor), e.end_at)] = None
+        # String stability (`string_stable` / `string_unstable` expectations of this variant): per (actors,
+        # window), each follower's largest |gap error| in the window, under the platoon's spacing policy.
+        thresholds = resolve(scenario.thresholds)
+        self.time_gap_s = thresholds["platoon_time_gap_s"]
+        self.standstill_m = thresholds["platoon_standstill_m"]
+        self.strings: dict[tuple[tuple[str, ...], tuple[float, float]], list[float]] = {}
+        for e in scenario.expectations:
+            if isinstance(e, StringStableExpectation) and e.variant == variant:
+                self.strings[(tuple(e.actors), (float(e.window_s[0]), float(e.window_s[1])))] = [0.0] * (
+                    len(e.actors) - 1
+                )
         # Road users at rest after a collision: slot -> (x, y, heading) where they touched.
         self.wrecks: dict[int, tuple[float, float, float]] = {}
         self._touching: set[tuple[int, int]] = set()  # road-user pairs whose boxes overlapped last tick
@@ -64,8 +92,14 @@ class Referee:
         self._front: dict[int, tuple[float, float]] = {}
         self._moving: set[int] = set()
 
+    def change_signals(self, warps: list[SignalWarp]) -> int:
+        """A roadside unit's signal controller changed its plan (signal priority): the signal heads show it."""
+        return apply_warps(self.stop_lines, warps)
+
     def step(self, t: float, grid: SpatialGrid) -> list[Event]:
         """Everything the referee records at time ``t``; ``grid`` indexes the world's current positions."""
+        if self.strings:
+            self.gap_errors(t)
         return self.collisions(t, grid) + self.red_lights(t) + self.stops(t) + self.passages(t)
 
     def hold(self, t: float) -> None:
@@ -91,6 +125,37 @@ class Referee:
         rest = np.array(list(self.wrecks.values()))
         z = np.zeros(len(slots))
         self.world.set_state(slots, rest[:, 0], rest[:, 1], z, z, z, z, rest[:, 2])
+
+    def gap_errors(self, t: float) -> None:
+        """Track each follower's largest |gap error| (bumper to bumper, along its heading, less the spacing
+        policy's gap at its speed) inside the windows of the string-stability expectations."""
+        w = self.world
+        for (actors, (start, end)), worst in self.strings.items():
+            if not start - 1e-9 <= t <= end + 1e-9:
+                continue
+            for k in range(1, len(actors)):
+                p, f = w.slot_of(actors[k - 1]), w.slot_of(actors[k])
+                c, sn = math.cos(float(w.heading_rad[f])), math.sin(float(w.heading_rad[f]))
+                along = float((w.x[p] - w.x[f]) * c + (w.y[p] - w.y[f]) * sn)
+                gap = along - float(w.length_m[p] + w.length_m[f]) / 2
+                speed = float(np.hypot(w.vx[f], w.vy[f]))
+                worst[k - 1] = max(worst[k - 1], abs(gap_error(gap, speed, self.time_gap_s, self.standstill_m)))
+
+    def string_stability(self) -> list[dict[str, Any]]:
+        """Per string-stability expectation (actors, window): each follower's largest |gap error| in m and
+        the amplification from each follower to the next (its largest error over its predecessor's)."""
+        out = []
+        for (actors, window), worst in self.strings.items():
+            errors = [round(e, 3) for e in worst]
+            out.append(
+                {
+                    "actors": list(actors),
+                    "window_s": list(window),
+                    "max_gap_error_m": dict(zip(actors[1:], errors, strict=True)),
+                    "amplification": [round(b / a, 3) if a > 0 else None for a, b in itertools.pairwise(errors)],
+                }
+            )
+        return out
 
     def collisions(self, t: float, grid: SpatialGrid) -> list[Event]:
         """Road users whose footprints begin to overlap, in actor-id order of the pairs; both come to rest

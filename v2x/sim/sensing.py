@@ -36,7 +36,7 @@ from shapely.geometry import Polygon
 from shapely.ops import unary_union
 
 from v2x.scenario.model import SensorSpec
-from v2x.scenario.sensors import SENSOR_DEFAULTS, SensorParams, resolve
+from v2x.scenario.sensors import SENSOR_DEFAULTS, SensorParams, in_view, resolve
 from v2x.units import enu_yaw_rad_to_compass_deg
 
 F64 = NDArray[np.float64]
@@ -90,29 +90,6 @@ class SensorCounts:
     in_view: int = 0  # object-frames inside range and field of view with a clear line of sight
     occluded: int = 0  # object-frames inside range and field of view, hidden by an obstacle
     detected: int = 0
-
-
-def in_view(
-    sensor_x: float, sensor_y: float, params: SensorParams, x: F64, y: F64, obstacles: Polygon | None = None
-) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """(visible, occluded) masks: inside range and field of view with a clear line of sight, and inside
-    range and field of view but hidden behind an obstacle."""
-    dx = x - sensor_x
-    dy = y - sensor_y
-    dist = np.hypot(dx, dy)
-    bearing = np.degrees(np.arctan2(dx, dy))  # compass: clockwise from north
-    off = (bearing - params.heading_deg + 180.0) % 360.0 - 180.0
-    covered = (dist <= params.range_m) & ((np.abs(off) <= params.fov_deg / 2) | (params.fov_deg >= 360.0))
-    hidden = np.zeros(len(x), dtype=np.bool_)
-    if obstacles is not None and not obstacles.is_empty and covered.any():
-        idx = np.flatnonzero(covered)
-        coords = np.empty((len(idx), 2, 2))
-        coords[:, 0, 0] = sensor_x
-        coords[:, 0, 1] = sensor_y
-        coords[:, 1, 0] = x[idx]
-        coords[:, 1, 1] = y[idx]
-        hidden[idx] = shapely.intersects(shapely.linestrings(coords), obstacles)
-    return covered & ~hidden, covered & hidden
 
 
 @dataclass

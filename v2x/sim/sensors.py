@@ -20,6 +20,7 @@ from v2x.core import WorldState
 from v2x.impair import PositioningModel, Zone
 from v2x.scenario.geometry import polygon
 from v2x.scenario.model import Scenario
+from v2x.sim.radar import forward_radar
 from v2x.sim.sensing import RoadsideSensing, Targets
 from v2x.wire import testbed_pb2
 
@@ -67,13 +68,19 @@ class Sensors:
         self.roadside = RoadsideSensing(rsus, obstacles, rng_sense) if rsus else None
         self.road_user_kinds = [scenario.actor(a).kind for a in ru_ids]
         self.gnss: dict[str, testbed_pb2.GnssReading] = {}  # actor -> its latest reading
-        self.detections: dict[str, list[testbed_pb2.Detection]] = {}  # RSU -> its latest frames' detections
+        # Platoon vehicles' forward radars (v2x.sim.radar), by slot, in slot order.
+        self.radars = sorted(world.slot_of(a.id) for a in scenario.actors if a.platoon is not None)
+        # RSU -> its latest frames' detections; a platoon vehicle -> its radar's.
+        self.detections: dict[str, list[testbed_pb2.Detection]] = {}
 
     def step(self, t: float) -> list[Event]:
         """Read the sensors on the truth at ``t``: updates ``detections`` and ``gnss`` (used from the next
         tick on) and returns the positioning-state changes."""
         if self.roadside is not None:
             self.detections = self.roadside_detections(t)
+        if self.radars:
+            radar = forward_radar(self.world, self.radars, self.road_users, self.road_user_kinds, t)
+            self.detections = {**self.detections, **radar} if self.roadside is not None else radar
         return self.read_positioning(t)
 
     def read_positioning(self, t: float) -> list[Event]:

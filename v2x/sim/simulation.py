@@ -25,6 +25,7 @@ outcome depends on the scenario, variant and seed only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ import numpy as np
 from v2x.core import SpatialGrid
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
+from v2x.scenario.signals import warp_from_wire
 from v2x.sim.actors import road_user_slots, unequipped_ids, world_state
 from v2x.sim.channel import Channel
 from v2x.sim.events import event_order
@@ -145,7 +147,12 @@ class Simulation:
         # without its Ack (docs/PROTOCOL.md, TickInput).
         self._collisions: dict[str, list[testbed_pb2.TickInput.Collision]] = {}
         self._late: dict[str, list[int]] = {}
+        # Signal plan changes roadside units reported (signal priority), told to every actor in the next
+        # TickInput (docs/PROTOCOL.md "Signal priority").
+        self._signal_warps: list[testbed_pb2.SignalWarp] = []
+        self._kind = {a.id: a.kind for a in scenario.actors}
         self._warned: set[tuple[str, int, str, str, float]] = set()  # warnings recorded (echoes count once)
+        self._judged: set[tuple[str, str, str]] = set()  # misbehaviour reports recorded
 
     # -- time ---------------------------------------------------------------------------------------
     def time_of(self, tick: int) -> float:
@@ -247,7 +254,9 @@ class Simulation:
             msg.detections.extend(self.sensors.detections.get(actor_id, ()))
             msg.collisions.extend(self._collisions.pop(actor_id, ()))
             msg.late_ticks.extend(self._late.pop(actor_id, ()))
+            msg.signal_warps.extend(self._signal_warps)
             inputs[actor_id] = msg.SerializeToString()
+        self._signal_warps = []
         return inputs
 
     # -- bytes in -----------------------------------------------------------------------------------
@@ -290,10 +299,16 @@ class Simulation:
         w = self.world
         start = len(self.events)
         self.inbound.stats.late_reports += len(self.missing())
+        # Acks that came after their tick closed (real time): too late for their truth, not for their warnings.
+        for actor_id, late_ack in self.inbound.late_acks:
+            for adv in late_ack.events:
+                self._record_warning(actor_id, adv)
+        self.inbound.late_acks.clear()
         for actor_id in self.actor_ids:
             ack = self.inbound.acks.get(actor_id)
             if ack is None:
                 self._late.setdefault(actor_id, []).append(tick)
+                self.inbound.closed_without[actor_id].add(tick)
                 continue
             self.inbound.stats.rejected_by_agents[actor_id] = dict(ack.rejected)
             if ack.HasField("truth"):
@@ -309,8 +324,12 @@ class Simulation:
                     np.array([tr.ay_mps2]),
                     np.array([compass_deg_to_enu_yaw_rad(tr.heading_deg)]),
                 )
+                if tr.signal_warps:
+                    self._change_signals(actor_id, tr.signal_warps, t)
             for adv in ack.events:
                 self._record_warning(actor_id, adv)
+            for mb in ack.misbehaviour:
+                self._record_misbehaviour(actor_id, mb)
             for note in ack.notes:
                 log.info("%s t=%.2f s: %s", actor_id, t, note)
         # Road users in a collision stay where they came to rest, whatever their agents report.
@@ -331,6 +350,27 @@ class Simulation:
         self.channel.transmit(self.inbound.take(tick), grid)
         self.events.extend(self.sensors.step(t))
         return self.events[start:]
+
+    def _change_signals(self, actor_id: str, warps: Sequence[testbed_pb2.SignalWarp], t: float) -> None:
+        """A roadside unit's signal controller changed its plan: the signal heads (the referee's) show it from
+        now on, and every actor hears of it in its next TickInput (drivers see the heads). Only roadside units
+        run signal controllers; a warp from anyone else, or one the plan cannot take, is ignored and logged."""
+        if self._kind.get(actor_id) != "rsu":
+            log.warning("%s t=%.2f s: signal plan changes from a %s ignored", actor_id, t, self._kind.get(actor_id))
+            return
+        for msg in warps:
+            try:
+                self.referee.change_signals([warp_from_wire(msg)])
+            except ValueError as exc:
+                log.warning("%s t=%.2f s: signal plan change ignored: %s", actor_id, t, exc)
+                continue
+            change = (
+                f"skip {msg.at_s:.2f} -> {msg.skip_to_s:.2f}"
+                if msg.skip
+                else f"hold {msg.hold_s:.2f} s at {msg.at_s:.2f}"
+            )
+            log.info("%s t=%.2f s: signal plan of %s changed: %s (plan time)", actor_id, t, msg.intersection, change)
+            self._signal_warps.append(msg)
 
     def _record_warning(self, actor_id: str, adv: testbed_pb2.Advisory) -> None:
         # The same advisory reported again (an echo sent twice, or re-reported after a late tick) counts once.
@@ -353,6 +393,26 @@ class Simulation:
             adv.source_id,
         )
 
+    def _record_misbehaviour(self, actor_id: str, mb: testbed_pb2.Misbehaviour) -> None:
+        # Once per (detector, suspect, check): a report sent again (a re-sent Ack) counts once.
+        key = (actor_id, mb.suspect_id, mb.check)
+        if key in self._judged:
+            return
+        self._judged.add(key)
+        suspect = self.names.resolve(mb.suspect_id)
+        self.events.append(
+            {
+                "t_s": round(mb.t_s, 3),
+                "type": "misbehaviour",
+                "variant": self.variant,
+                "actor": actor_id,
+                "suspect": suspect,
+                "suspect_id": mb.suspect_id,
+                "check": mb.check,
+            }
+        )
+        log.info("%s t=%.2f s: misbehaviour of %s (%s)", actor_id, mb.t_s, suspect, mb.check)
+
     # -- the end ------------------------------------------------------------------------------------
     def metrics(self, wall_s: float) -> dict[str, Any]:
         """The run's metrics so far (``wall_s``: its wall-clock duration)."""
@@ -367,6 +427,10 @@ class Simulation:
             inbound=self.inbound.stats,
             sensing=roadside.counts if roadside is not None else {},
         )
+        # Only when a string-stability expectation asks, so that the metrics of other runs stay as they were.
+        strings = self.referee.string_stability()
+        if strings:
+            metrics["string_stability"] = strings
         # Only when something conflicted, so that the metrics of a clean run stay as they were.
         conflicts = {a: dict(sorted(c.items())) for a, c in sorted(self.inbound.stats.conflicts.items()) if c}
         if conflicts:

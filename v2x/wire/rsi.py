@@ -21,6 +21,7 @@ RTE_EVENT_TYPE_NAME = {
     408: "slippery road",
     707: "traffic congestion",
 }
+RTE_TRAFFIC_CONGESTION = 707  # what TJW announces and warns about (v2x/apps/tjw.py); HLW leaves it alone
 # RTEData.eventSource (CSAE 53 EventSource).
 RTE_EVENT_SOURCE = {"unknown": 0, "police": 1, "government": 2, "meteorological": 3, "internet": 4, "detection": 5}
 RTE_CONFIDENCE_MAX = 200  # CSAE 53 Confidence: 0..200 in 0.005

@@ -1,0 +1,134 @@
+"""Misbehaviour detection (v2x.apps.misbehaviour, the edge's check against roadside perception) and the
+insider of scenario ``ghost`` (docs/SECURITY.md, "Misbehaviour detection")."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+from typing import Any, get_args
+
+import pytest
+
+from v2x.apps.host import Participant
+from v2x.apps.misbehaviour import CHECKS, Detector, consistency, distance_bounds
+from v2x.apps.thresholds import DEFAULTS
+from v2x.run.runner import run_scenario
+from v2x.scenario import load_scenario
+from v2x.scenario.loader import ScenarioError
+from v2x.scenario.model import MisbehaviourCheck
+from v2x.wire.bsm import RemoteState
+
+GHOST = "scenarios/ghost.yaml"
+
+
+def bsm(
+    t: float,
+    x: float,
+    *,
+    v: float = 14.0,
+    a: float = 0.0,
+    y: float = 0.0,
+    sigma: float | None = 0.05,
+    tid: bytes = b"\x01" * 8,
+) -> RemoteState:
+    return RemoteState(tid, t, x, y, v, 0.0, a, 4.8, 1.8, sigma, 0, 0)
+
+
+def test_the_schema_names_the_checks_the_detector_has() -> None:
+    assert set(get_args(MisbehaviourCheck)) == set(CHECKS)
+
+
+def test_distance_bounds_bracket_constant_speed_and_respect_the_limits() -> None:
+    lo, hi = distance_bounds(10.0, 10.0, 1.0, 3.0, 9.0, 55.55)
+    assert lo < 10.0 < hi
+    # From standstill to standstill in 2 s: up at 3 m/s^2 for 1.5 s to 4.5 m/s, down at 9 m/s^2 in 0.5 s.
+    lo, hi = distance_bounds(0.0, 0.0, 2.0, 3.0, 9.0, 55.55)
+    assert lo == 0.0 and math.isclose(hi, 4.5)
+
+
+@pytest.mark.parametrize(
+    ("new", "check"),
+    [
+        (bsm(0.1, 1.4), None),  # 14 m/s for 0.1 s
+        (bsm(0.1, 40.0), "position_jump"),
+        (bsm(0.1, 1.4, v=70.0), "speed"),
+        (bsm(0.1, 1.4, a=-20.0), "acceleration"),
+        (bsm(0.1, 1.4, v=20.0), "acceleration"),  # +6 m/s in 0.1 s
+        (bsm(1.0, 4.0), "position_speed"),  # 4 m in 1 s at a claimed 14 m/s
+        (bsm(0.1, 40.0, sigma=3.0), None),  # a fix too poor to judge by position
+        (bsm(0.1, 40.0, sigma=None), None),
+    ],
+)
+def test_per_message_checks(new: RemoteState, check: str | None) -> None:
+    assert consistency(bsm(0.0, 0.0), new, DEFAULTS) == check
+
+
+def test_a_judged_sender_is_reported_once_and_stays_excluded() -> None:
+    d = Detector(DEFAULTS)
+    assert d.observe(bsm(0.0, 0.0), 0.0) is None
+    verdict = d.observe(bsm(0.1, 50.0), 0.1)
+    assert verdict is not None and verdict.check == "position_jump"
+    assert d.observe(bsm(0.2, 100.0), 0.2) is None  # reported once
+    assert d.excluded(b"\x01" * 8)
+    assert d.observe(bsm(0.1, 1.4, tid=b"\x02" * 8), 0.1) is None  # others are not
+
+
+def test_overlap_with_the_host_or_an_earlier_sender() -> None:
+    d = Detector(DEFAULTS)
+    own = Participant("own", 0.0, 0.0, 14.0, 0.0, 0.0, 0.0, 4.8, 1.8, 0.0)
+    on_me = bsm(1.0, 1.0, tid=b"\x03" * 8)
+    beside = bsm(1.0, 0.0, y=3.5, tid=b"\x04" * 8)  # the next lane
+    [v] = d.overlaps([on_me, beside], 1.0, own)
+    assert (v.suspect, v.check) == (b"\x03" * 8, "overlap")
+    d2 = Detector(DEFAULTS)
+    first = bsm(0.95, 50.0, tid=b"\x05" * 8)
+    second = bsm(1.0, 51.0, tid=b"\x06" * 8)
+    assert [v.suspect for v in d2.overlaps([second, first], 1.0)] == [b"\x06" * 8]  # the newer one
+
+
+def _run(overrides: dict[str, Any], tmp_path: Any, variants: tuple[str, ...] = ("v2x",)) -> dict[str, Any]:
+    sc = load_scenario(GHOST)
+    sc = sc.model_copy(update={"thresholds": {**sc.thresholds, **overrides}})
+    return asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=list(variants)))
+
+
+def test_ghost_phantom_is_reported_and_warns_nobody() -> None:
+    result = _run({}, None)
+    assert result["passed"], [e for e in result["expectations"] if not e["passed"]]
+    reports = [e for e in result["events"] if e["type"] == "misbehaviour"]
+    assert [(e["actor"], e["suspect"], e["check"]) for e in reports] == [("edge", "mallory", "rsu_unseen")]
+
+
+def test_ghost_without_the_rsu_check_warns_car_c_about_the_phantom() -> None:
+    result = _run({"mbd_rsu_unseen_s": 1000.0}, None)
+    warned = {(e["target"], e["other"]) for e in result["events"] if e["type"] == "warning"}
+    assert ("car_c", "mallory") in warned
+    assert not [e for e in result["events"] if e["type"] == "misbehaviour"]
+
+
+def test_an_insider_that_starts_lying_mid_run_jumps(tmp_path: Any) -> None:
+    sc = load_scenario(GHOST)
+    actors = [
+        # Mallory drives at the phantom's speed, so only the position gives the lie away.
+        a.model_copy(update={"speed_mps": 13.89, "phantom": a.phantom.model_copy(update={"from_s": 1.0})})
+        if a.phantom
+        else a
+        for a in sc.actors
+    ]
+    result = asyncio.run(
+        run_scenario(sc.model_copy(update={"actors": actors}), seed=0, broker="loopback", variants=["v2x"])
+    )
+    reports = [(e["actor"], e["suspect"], e["check"]) for e in result["events"] if e["type"] == "misbehaviour"]
+    assert ("edge", "mallory", "position_jump") in reports
+
+
+def test_phantom_needs_an_equipped_road_user_and_a_known_lane(tmp_path: Any) -> None:
+    text = Path(GHOST).read_text(encoding="utf-8")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("phantom: {lane: sb,", "phantom: {lane: nowhere,"), encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"phantom\.lane"):
+        load_scenario(bad)
+    bad.write_text(text.replace("    speed_mps: 0\n", "    speed_mps: 0\n    equipped: false\n"), encoding="utf-8")
+    with pytest.raises(ScenarioError, match="phantom"):
+        load_scenario(bad)

@@ -1,0 +1,257 @@
+"""Platooning: the CACC / ACC controller, the CLPMM handshake (join, keep, leave) through the wire codec, the
+forward radar, the string-stability expectations and the loader's checks, and the shipped scenario."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytest
+
+from v2x.apps.host import Host
+from v2x.apps.platoon import Ahead, FollowingController, Gains, PlatoonLeader, PlatoonMember, gap_error
+from v2x.apps.thresholds import DEFAULTS
+from v2x.core import ActorKind, WorldState
+from v2x.run.results import check
+from v2x.scenario import load_scenario
+from v2x.scenario.loader import ScenarioError
+from v2x.scenario.model import StringStableExpectation
+from v2x.sim.radar import forward_radar
+from v2x.wire import frame_pb2
+from v2x.wire.bsm import RemoteState
+from v2x.wire.day2 import PlatoonInfo, decode_clpmm, encode_clpmm
+from v2x.wire.envelope import temporary_id
+
+PLATOON = Path(__file__).resolve().parent.parent / "scenarios" / "platoon.yaml"
+EPOCH = datetime(2026, 5, 1, 8, tzinfo=UTC)
+TH = dict(DEFAULTS)
+TRUCK_M = 13.0
+
+
+def _string(feed_forward: bool, n: int = 5, dt: float = 0.1) -> list[float]:
+    """A leader and n-1 followers on the controller (exact kinematics, the radar and BSM one tick old): the
+    leader brakes from 25 to 15 m/s at 1 m/s^2 and comes back at 0.5 m/s^2. Each follower's max |gap error|."""
+    g = Gains.of(TH)
+    h, r = g.time_gap_s, g.standstill_m
+    x = np.array([-k * (TRUCK_M + r + h * 25.0) for k in range(n)])
+    v = np.full(n, 25.0)
+    a = np.zeros(n)
+    ctl = [FollowingController(g) for _ in range(n)]
+    worst = [0.0] * (n - 1)
+    for step in range(int(60 / dt)):
+        t = step * dt
+        lead = -1.0 if t >= 5 and v[0] > 15 + 1e-9 and t < 20 else (0.5 if t >= 20 and v[0] < 25 - 1e-9 else 0.0)
+        new = a.copy()
+        new[0] = lead
+        for k in range(1, n):
+            gap = x[k - 1] - x[k] - TRUCK_M
+            worst[k - 1] = max(worst[k - 1], abs(gap_error(gap, v[k], h, r)))
+            new[k] = ctl[k].accel(
+                dt=dt,
+                speed=v[k],
+                accel=a[k],
+                ahead=Ahead(gap, v[k - 1] - v[k]),
+                feed_forward=a[k - 1] if feed_forward else None,
+                set_speed=28.0,
+                time_gap_s=h,
+            )
+        a = new
+        x = x + v * dt + 0.5 * a * dt * dt
+        v = np.maximum(0.0, v + a * dt)
+    return worst
+
+
+def test_cacc_with_the_predecessors_acceleration_is_string_stable_and_acc_at_the_same_gap_is_not() -> None:
+    cacc = _string(feed_forward=True)
+    acc = _string(feed_forward=False)
+    assert all(b <= a for a, b in itertools.pairwise(cacc)), cacc
+    assert all(b > a * 1.05 for a, b in itertools.pairwise(acc)), acc
+    assert max(cacc) < 0.5 < min(acc)
+
+
+def test_the_controller_holds_the_set_speed_with_nothing_ahead_and_respects_its_limits() -> None:
+    ctl = FollowingController(Gains.of(TH))
+    assert ctl.accel(dt=0.1, speed=25, accel=0, ahead=None, feed_forward=None, set_speed=25, time_gap_s=0.6) == 0
+    hard = ctl.accel(dt=0.1, speed=25, accel=0, ahead=Ahead(-50, -20), feed_forward=-10, set_speed=25, time_gap_s=0.6)
+    assert hard >= -TH["platoon_max_decel_mps2"]
+    far = ctl.accel(dt=0.1, speed=20, accel=0, ahead=Ahead(500, 0), feed_forward=None, set_speed=25, time_gap_s=0.6)
+    assert 0 < far <= TH["platoon_max_accel_mps2"]
+
+
+def _remote(actor: str, x: float, accel: float = 0.0) -> RemoteState:
+    return RemoteState(
+        temp_id=temporary_id(actor),
+        t_s=0.0,
+        x=x,
+        y=0.0,
+        speed_mps=25.0,
+        heading_rad=0.0,
+        accel_mps2=accel,
+        length_m=TRUCK_M,
+        width_m=2.6,
+        sigma_major_m=0.02,
+        kind_class=0,
+        events=0,
+    )
+
+
+def _wire(info: PlatoonInfo | None) -> PlatoonInfo:
+    """The CLPMM as a receiver decodes it from the bytes on the air."""
+    assert info is not None
+    frame = encode_clpmm(info, t_s=1.0, msg_count=0, epoch=EPOCH)
+    heard = frame_pb2.MessageFrame.FromString(frame.SerializeToString())
+    return decode_clpmm(heard.clpmm)
+
+
+def _host(x: float) -> Host:
+    return Host(x, 0.0, 0.0, 25.0, 0.0, TRUCK_M, 0.02)
+
+
+def test_join_keep_and_leave_over_clpmm() -> None:
+    lead_id, me = temporary_id("leader"), temporary_id("joiner")
+    leader = PlatoonLeader(lead_id, TH)
+    member = PlatoonMember(me, join_at_s=1.0, leave_at_s=5.0, cruise_mps=25.0, thresholds=TH)
+    remotes_of_leader = {me: _remote("joiner", -60.0)}  # 47 m behind the leader's rear bumper
+    remotes_of_member = {lead_id: _remote("leader", 0.0, accel=-0.5)}
+    on_air = _wire(leader.step(0.0, _host(0.0), 25.0, {}, {}).clpmm)
+    assert on_air.role == "leader" and on_air.members == ((lead_id, "leader"),)
+
+    early = member.step(0.5, 0.1, _host(-60.0), Ahead(47.0, 0.0), remotes_of_member, {lead_id: (on_air, 0.5)})
+    assert member.state == "free" and early.clpmm is None and early.accel is not None  # ACC before asking
+
+    ask = _wire(
+        member.step(1.0, 0.1, _host(-60.0), Ahead(47.0, 0.0), remotes_of_member, {lead_id: (on_air, 1.0)}).clpmm
+    )
+    assert (ask.role, ask.status, ask.platoon_id) == ("free", "joining", lead_id)
+
+    listed = _wire(leader.step(1.1, _host(0.0), 25.0, remotes_of_leader, {me: (ask, 1.1)}).clpmm)
+    assert listed.members == ((lead_id, "leader"), (me, "tail"))
+
+    joining = member.step(1.2, 0.1, _host(-60.0), Ahead(47.0, 0.0), remotes_of_member, {lead_id: (listed, 1.2)})
+    assert member.state == "joining" and member.position == 2 and not joining.raised
+    assert _wire(joining.clpmm).status == "joining" and _wire(joining.clpmm).role == "tail"
+
+    gap = TH["platoon_standstill_m"] + TH["platoon_time_gap_s"] * 25.0
+    kept = member.step(3.0, 0.1, _host(-30.0), Ahead(gap + 0.2, 0.0), remotes_of_member, {lead_id: (listed, 3.0)})
+    assert member.state == "keeping"
+    assert [(r.app, r.conflict_type, r.other, r.figure) for r in kept.raised] == [
+        ("platoon", "joined", lead_id.hex(), 2)
+    ]
+
+    bye = _wire(member.step(5.0, 0.1, _host(-30.0), Ahead(gap, 0.0), remotes_of_member, {lead_id: (listed, 5.0)}).clpmm)
+    assert bye.status == "leaving"
+    after = _wire(leader.step(5.1, _host(0.0), 25.0, remotes_of_leader, {me: (bye, 5.1)}).clpmm)
+    assert after.members == ((lead_id, "leader"),)
+    left = member.step(5.2, 0.1, _host(-30.0), Ahead(gap, 0.0), remotes_of_member, {lead_id: (after, 5.2)})
+    assert member.state == "left" and [r.conflict_type for r in left.raised] == ["left"]
+    assert left.clpmm is None
+
+
+def test_the_leader_refuses_a_joiner_beyond_the_join_distance() -> None:
+    lead_id, far = temporary_id("leader"), temporary_id("far")
+    leader = PlatoonLeader(lead_id, TH)
+    ask = PlatoonInfo(sender_id=far, platoon_id=lead_id, role="free", status="joining")
+    behind = TRUCK_M + TH["platoon_join_max_distance_m"] + 5.0
+    out = leader.step(0.0, _host(0.0), 25.0, {far: _remote("far", -behind)}, {far: (ask, 0.0)})
+    assert out.clpmm is not None and out.clpmm.members == ((lead_id, "leader"),)
+
+
+def test_the_forward_radar_reports_the_nearest_road_user_ahead_in_the_lane() -> None:
+    w = WorldState(capacity=8)
+    for name, x, y in (
+        ("me", 0.0, 0.0),
+        ("near", 30.0, 0.3),
+        ("far", 60.0, 0.0),
+        ("beside", 10.0, 3.5),
+        ("back", -20.0, 0.0),
+    ):
+        w.add(name, ActorKind.TRUCK, TRUCK_M, 2.6)
+        s = w.slot_of(name)
+        w.x[s], w.y[s], w.vx[s], w.heading_rad[s] = x, y, 20.0, 0.0
+    users = np.arange(5, dtype=np.intp)
+    got = forward_radar(w, [w.slot_of("me")], users, ["truck"] * 5, 1.0)
+    (d,) = got["me"]
+    assert (d.object_id, d.sensor, d.x_m, d.time_us) == (w.slot_of("near") + 1, "me/radar", 30.0, 1_000_000)
+    assert forward_radar(w, [w.slot_of("far")], users, ["truck"] * 5, 1.0) == {}
+
+
+def _metrics(errors: dict[str, float]) -> dict[str, dict[str, Any]]:
+    actors = ["lead", *errors]
+    return {
+        "v2x": {
+            "string_stability": [
+                {"actors": actors, "window_s": [1.0, 2.0], "max_gap_error_m": errors, "amplification": []}
+            ]
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("errors", "stable"),
+    [({"a": 1.0, "b": 1.04, "c": 0.9}, True), ({"a": 1.0, "b": 1.2, "c": 1.1}, False)],
+)
+def test_string_stable_and_unstable_read_the_referees_measurement(errors: dict[str, float], stable: bool) -> None:
+    actors = ["lead", *errors]
+    kinds: tuple[tuple[Literal["string_stable", "string_unstable"], bool], ...] = (
+        ("string_stable", stable),
+        ("string_unstable", not stable),
+    )
+    for kind, holds in kinds:
+        exp = StringStableExpectation(name="s", type=kind, actors=actors, window_s=(1.0, 2.0), tolerance=0.05)
+        ok, detail = check(exp, [], _metrics(errors))
+        assert ok is holds, detail
+    missing = StringStableExpectation(name="s", type="string_stable", actors=actors, window_s=(0.0, 2.0))
+    assert check(missing, [], _metrics(errors)) == (
+        False,
+        f"string stability of {', '.join(actors)} not measured in variant v2x",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d["actors"][1].update(kind="pedestrian"), "actors[1].platoon"),
+        (lambda d: d["actors"][0].pop("platoon"), "actors[1].platoon"),
+        (lambda d: d["actors"][1]["platoon"].update(join_at_s=9.0, leave_at_s=5.0), "actors[1].platoon"),
+        (lambda d: d["actors"][0]["platoon"].update(leave_at_s=5.0), "actors[0].platoon"),
+        (lambda d: d["expectations"][2].update(actors=["leader", "truck2"]), "expectations[2].string_stable.actors"),
+        (lambda d: d["expectations"][2].update(actors=["leader", "truck2", "nobody"]), "expectations[2].actors[2]"),
+    ],
+)
+def test_the_loader_names_the_field_of_a_bad_platoon(tmp_path: Path, change: Any, field: str) -> None:
+    import yaml
+
+    data = yaml.safe_load(PLATOON.read_text())
+    change(data)
+    bad = tmp_path / "platoon.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(bad)
+    assert field in str(err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+async def test_the_platoon_scenario_passes_on_seeds_0_to_3(seed: int) -> None:
+    from v2x.run.runner import run_scenario
+
+    result = await run_scenario(load_scenario(PLATOON), seed=seed, broker="loopback")
+    assert result["passed"], [e for e in result["expectations"] if not e["passed"]]
+    v2x, baseline = (
+        next(s for s in result["metrics"][v]["string_stability"] if s["actors"][0] == "leader")
+        for v in ("v2x", "baseline")
+    )
+    assert all(r <= 1.05 for r in v2x["amplification"])
+    assert all(r > 1.05 for r in baseline["amplification"])
+    # Join and leave went over the air: CLPMMs were delivered, and the events name them.
+    assert result["metrics"]["v2x"]["latency_ms_by_message"]["clpmm"]["p50"] is not None
+    events = [
+        (e["conflict"], e["target"]) for e in result["events"] if e["type"] == "warning" and e["app"] == "platoon"
+    ]
+    assert [c for c, target in events if target == "joiner"] == ["joined", "left"]
+    assert {target for c, target in events if c == "joined"} == {"truck2", "truck3", "truck4", "joiner"}
+    assert not math.isnan(v2x["max_gap_error_m"]["joiner"])

@@ -1,0 +1,335 @@
+"""``--secure``: per-actor users, ACLs and TLS, on a real Mosquitto (the files of ``v2x secure init``) and on
+the embedded broker. Each check attacks the broker as a client would and asserts on what really arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from tests._mosquitto import MOSQUITTO, Mosquitto
+from tests.test_sdk import ENV, REPO, fcw_with_external
+from v2x.cli import main
+from v2x.net import topics
+from v2x.net.broker import BrokerAddress, embedded_broker, parse_broker_url, tls_context
+from v2x.net.secure import (
+    RunKeys,
+    Security,
+    load_actor_credentials,
+    load_secure_dir,
+    make_tls,
+    mosquitto_password,
+    new_run_keys,
+    write_secure_dir,
+)
+from v2x.run.results import outcome
+from v2x.run.runner import public_broker, run_scenario
+from v2x.scenario import find_scenario, load_scenario
+
+RUN = "sec"
+V2X_RUN = f"{RUN}-v2x"
+
+
+def test_grants_and_covers() -> None:
+    world, lead = topics.world_grants("r"), topics.actor_grants("r", "lead")
+    assert lead.write == ("v2x/r/join/lead", "v2x/r/tx/lead", "v2x/r/ack/lead")
+    assert lead.read == ("v2x/r/in/lead", "v2x/r/control")
+    assert "v2x/r/in/+" in world.write and "v2x/r/tx/+" in world.read
+    assert topics.covers("v2x/r/in/+", "v2x/r/in/lead")
+    assert topics.covers("v2x/r/in/+", "v2x/r/in/+")
+    assert not topics.covers("v2x/r/in/+", "v2x/r/in/#")
+    assert not topics.covers("v2x/r/in/lead", "#")
+    assert not topics.covers("v2x/r/in/lead", "v2x/r/+/lead")
+    assert not topics.covers("v2x/r/control", "v2x/r/control/x")
+
+
+def test_mosquitto_password_format() -> None:
+    line = mosquitto_password("secret", salt=bytes(12))
+    assert line.startswith("$7$101$AAAAAAAAAAAAAAAA$") and len(line.split("$")[-1]) == 88
+
+
+def _secure_dir(scenario_id: str, prefix: str, port: int) -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="v2x-secure-test-"))
+    scenario = load_scenario(find_scenario(scenario_id))
+    tls = make_tls()
+    run_ids: dict[str, str] = {v: f"{prefix}-{v}" for v in scenario.variants}
+    keys = new_run_keys(scenario.id, prefix, run_ids, [a.id for a in scenario.actors], tls.ca_pem)
+    write_secure_dir(directory, keys, tls, run_prefix=prefix, host="127.0.0.1", port=port)
+    return directory
+
+
+@contextlib.contextmanager
+def _secure_mosquitto(scenario_id: str, prefix: str) -> Iterator[tuple[Mosquitto, Path]]:
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed")
+    holder: list[Path] = []
+
+    def conf(port: int) -> str:
+        holder.append(_secure_dir(scenario_id, prefix, port))
+        return (holder[0] / "mosquitto.conf").read_text()
+
+    broker = Mosquitto(MOSQUITTO, conf)
+    broker.start()
+    try:
+        yield broker, holder[0]
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def secure_mosquitto() -> Iterator[tuple[BrokerAddress, RunKeys]]:
+    with _secure_mosquitto("fcw", RUN) as (broker, directory):
+        keys = load_secure_dir(directory).keys
+        yield BrokerAddress("127.0.0.1", broker.port, tls=True, ca_pem=keys.ca_pem), keys
+
+
+@contextlib.asynccontextmanager
+async def _secure_embedded() -> AsyncIterator[tuple[BrokerAddress, RunKeys]]:
+    scenario = load_scenario(find_scenario("fcw"))
+    tls = make_tls()
+    keys = new_run_keys("fcw", RUN, {"v2x": V2X_RUN}, [a.id for a in scenario.actors], tls.ca_pem)
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = Path(tmp) / "c.pem", Path(tmp) / "k.pem"
+        cert.write_text(tls.cert_pem)
+        key.write_text(tls.key_pem)
+        async with embedded_broker(security=keys.embedded((str(cert), str(key)))) as address:
+            yield address, keys
+
+
+def _client(address: BrokerAddress, name: str) -> aiomqtt.Client:
+    return aiomqtt.Client(
+        address.host,
+        address.port,
+        username=address.username,
+        password=address.password,
+        tls_context=tls_context(address),
+        identifier=f"test-{name}",
+        timeout=5.0,
+    )
+
+
+async def _attacks(address: BrokerAddress, keys: RunKeys) -> None:
+    """What an actor's credentials, wrong ones and none get on a secure broker."""
+    world = keys.world_address(address)
+    lead, follower = keys.actor_address(address, "lead"), keys.actor_address(address, "follower")
+    got: dict[str, list[str]] = {"world": [], "lead#": []}
+
+    async def listen(client: aiomqtt.Client, into: list[str]) -> None:
+        async for message in client.messages:
+            into.append(str(message.topic))
+
+    # (c) a wrong password and no password cannot connect
+    for bad in (lead.login(lead.username or "", "wrong"), address.login("", ""), address):
+        with pytest.raises(aiomqtt.MqttError):
+            async with _client(bad, "bad"):
+                pass
+    async with _client(world, "world") as w, _client(lead, "lead") as spy, _client(follower, "follower") as f:
+        for filt in (topics.all_of(V2X_RUN, "tx"), topics.all_of(V2X_RUN, "ack"), topics.all_of(V2X_RUN, "join")):
+            await w.subscribe(filt, qos=1)
+        await spy.subscribe("#", qos=1)  # (b) an actor reading everything (amqtt refuses it, Mosquitto filters)
+        await spy.subscribe(topics.tick_input(V2X_RUN, "lead"), qos=1)  # and its own input, which it may read
+        tasks = [asyncio.create_task(listen(w, got["world"])), asyncio.create_task(listen(spy, got["lead#"]))]
+        await asyncio.sleep(0.2)
+        # (a) the lead publishes as the follower, and as the world
+        await spy.publish(topics.tx(V2X_RUN, "follower"), b"forged", qos=1)
+        await spy.publish(topics.ack(V2X_RUN, "follower"), b"forged", qos=1)
+        await spy.publish(topics.tick_input(V2X_RUN, "follower"), b"forged", qos=1)
+        await spy.publish(topics.control(V2X_RUN), b"forged", qos=1)
+        # what the lead may see, and what it may not
+        await f.publish(topics.tx(V2X_RUN, "follower"), b"real", qos=1)
+        await f.publish(topics.ack(V2X_RUN, "follower"), b"real", qos=1)
+        await w.publish(topics.tick_input(V2X_RUN, "follower"), b"real", qos=1)
+        await w.publish(topics.tick_input(V2X_RUN, "lead"), b"real", qos=1)
+        await spy.publish(topics.tx(V2X_RUN, "lead"), b"own", qos=1)
+        await asyncio.sleep(0.5)
+        for task in tasks:
+            task.cancel()
+    assert sorted(got["world"]) == sorted(
+        [topics.tx(V2X_RUN, "follower"), topics.ack(V2X_RUN, "follower"), topics.tx(V2X_RUN, "lead")]
+    ), "the world got a forged message, or lost a real one"
+    assert set(got["lead#"]) == {topics.tick_input(V2X_RUN, "lead")}, "the lead read another party's topic"
+
+
+async def test_mosquitto_enforces_the_acl(secure_mosquitto: tuple[BrokerAddress, RunKeys]) -> None:
+    await _attacks(*secure_mosquitto)
+
+
+async def test_embedded_broker_enforces_the_acl() -> None:
+    async with _secure_embedded() as (address, keys):
+        assert address.tls
+        await _attacks(address, keys)
+
+
+def test_mosquitto_refuses_a_publish_as_another_actor(secure_mosquitto: tuple[BrokerAddress, RunKeys]) -> None:
+    """MQTT 5, QoS 1: Mosquitto answers a publish on another actor's topic with PUBACK 'Not authorized'."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    address, keys = secure_mosquitto
+    lead = keys.actor_address(address, "lead")
+    codes: dict[int, int] = {}
+    connected, done = threading.Event(), threading.Event()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-v5", protocol=paho.MQTTv5)
+    client.username_pw_set(lead.username, lead.password)
+    client.tls_set_context(tls_context(lead))
+    client.on_connect = lambda c, u, f, rc, p: connected.set()
+
+    def on_publish(c: object, u: object, mid: int, rc: ReasonCode, p: object) -> None:
+        codes[mid] = rc.value
+        if len(codes) == 2:
+            done.set()
+
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", address.port)
+    client.loop_start()
+    try:
+        assert connected.wait(5)
+        own = client.publish(topics.tx(V2X_RUN, "lead"), b"own", qos=1).mid
+        forged = client.publish(topics.tx(V2X_RUN, "follower"), b"forged", qos=1).mid
+        assert done.wait(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    assert codes[forged] == 0x87  # Not authorized
+    assert codes[own] in (0x00, 0x10)  # Success, or "no matching subscribers"
+
+
+def _credentials_never_in(result: dict[str, object], keys: RunKeys) -> None:
+    text = json.dumps(result)
+    assert all(pw not in text for pw in keys.passwords().values())
+
+
+@pytest.mark.parametrize("scenario_id", ["fcw", "icw"])
+async def test_secure_run_keeps_the_outcome(scenario_id: str) -> None:
+    """fcw and icw over TLS + ACL Mosquitto, each agent logged in as itself: the same outcome as an open run."""
+    scenario = load_scenario(find_scenario(scenario_id))
+    open_run = await run_scenario(scenario, seed=3, broker="loopback")
+    with _secure_mosquitto(scenario_id, f"{scenario_id}-sec") as (broker, directory):
+        url = f"mqtts://127.0.0.1:{broker.port}"
+        secure = await run_scenario(scenario, seed=3, broker=url, security=Security(directory=directory))
+        _credentials_never_in(secure, load_secure_dir(directory).keys)
+        # an outside stack's file names its broker, user and CA
+        creds = load_actor_credentials(directory / "actors" / f"{scenario.actors[0].id}.json")
+        assert creds.broker.tls and creds.broker.username and creds.run_id("v2x") == f"{scenario_id}-sec-v2x"
+    assert outcome(secure) == outcome(open_run)
+    assert secure["run"]["broker"] == url
+
+
+async def test_secure_embedded_run_keeps_the_outcome() -> None:
+    scenario = load_scenario(find_scenario("fcw"))
+    open_run = await run_scenario(scenario, seed=1, broker="loopback", variants=["v2x"])
+    secure = await run_scenario(scenario, seed=1, broker="embedded", variants=["v2x"], security=Security())
+    assert outcome(secure) == outcome(open_run)
+
+
+def test_broker_urls() -> None:
+    a = parse_broker_url("mqtts://u:s3cr3t@example.org")
+    assert (a.tls, a.port, a.url, a.username, a.password) == (True, 8883, "mqtts://example.org:8883", "u", "s3cr3t")
+    assert "s3cr3t" not in repr(a)
+    assert public_broker("mqtts://u:p@example.org:8884") == "mqtts://example.org:8884"
+
+
+def _drop_with_will(lead: BrokerAddress, topic: str) -> None:
+    """Connect as ``lead`` with a retained Last Will on ``topic``, then drop the connection without
+    DISCONNECT (so a broker would publish the will)."""
+    import socket
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-will")
+    client.username_pw_set(lead.username, lead.password)
+    client.tls_set_context(tls_context(lead))
+    client.will_set(topic, b"forged will", qos=1, retain=True)
+    with contextlib.suppress(OSError):
+        client.connect(lead.host, lead.port)
+        for _ in range(10):
+            client.loop(0.05)
+        sock = client.socket()
+        if isinstance(sock, socket.socket):
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+async def _foreign_will(address: BrokerAddress, keys: RunKeys) -> None:
+    got: list[bytes] = []
+    async with _client(keys.world_address(address), "will-watch") as world:
+        await world.subscribe(topics.control(V2X_RUN), qos=1)
+
+        async def listen() -> None:
+            async for message in world.messages:
+                got.append(bytes(message.payload) if isinstance(message.payload, bytes | bytearray) else b"")
+
+        task = asyncio.create_task(listen())
+        await asyncio.to_thread(_drop_with_will, keys.actor_address(address, "lead"), topics.control(V2X_RUN))
+        await asyncio.sleep(1.0)
+        task.cancel()
+    async with _client(keys.world_address(address), "will-retained") as world:  # nor is it left retained
+        await world.subscribe(topics.control(V2X_RUN), qos=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.3):
+                async for message in world.messages:
+                    got.append(bytes(message.payload) if isinstance(message.payload, bytes | bytearray) else b"")
+    assert b"forged will" not in got
+
+
+async def test_mosquitto_never_publishes_a_foreign_will(secure_mosquitto: tuple[BrokerAddress, RunKeys]) -> None:
+    await _foreign_will(*secure_mosquitto)
+
+
+async def test_embedded_broker_never_publishes_a_foreign_will() -> None:
+    async with _secure_embedded() as (address, keys):
+        await _foreign_will(address, keys)
+
+
+@pytest.mark.broker
+def test_the_documented_steps_with_an_outside_sdk_stack(tmp_path: Path) -> None:
+    """docs/SECURITY.md's steps: 'v2x secure init', Mosquitto with its conf, the SDK example with its actor's
+    credentials file, 'v2x run --secure-dir' over mqtts://; the outside follower warns and the run passes."""
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed")
+    scenario = fcw_with_external(tmp_path, "follower")
+    sec = tmp_path / "sec"
+
+    def conf(port: int) -> str:
+        args = ["secure", "init", str(sec), "--scenario", str(scenario), "--run-id", "doc", "--port", str(port)]
+        assert main(args) == 0
+        return (sec / "mosquitto.conf").read_text()
+
+    broker = Mosquitto(MOSQUITTO, conf)
+    broker.start()
+    log = tmp_path / "stack.log"
+    try:
+        with log.open("wb") as out:
+            stack = subprocess.Popen(
+                [sys.executable, "examples/sdk_vehicle.py", "--credentials", str(sec / "actors" / "follower.json"),
+                 "--join-timeout", "120"],
+                stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=ENV,
+            )  # fmt: skip
+        try:
+            cmd = [sys.executable, "-m", "v2x.cli", "run", str(scenario), "--variant", "v2x", "--secure-dir", str(sec),
+                   "--broker", f"mqtts://127.0.0.1:{broker.port}", "--out", str(tmp_path / "out"), "-q"]  # fmt: skip
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=ENV, check=False)
+            assert run.returncode == 0, run.stdout + run.stderr
+            assert stack.wait(timeout=60) == 0, log.read_text()
+        finally:
+            if stack.poll() is None:
+                stack.kill()
+    finally:
+        broker.stop()
+    result = json.loads((tmp_path / "out" / "fcw" / "result.json").read_text())
+    assert result["run"]["run_ids"] == {"v2x": "doc-v2x"} and result["passed"]
+    assert any(e["type"] == "warning" and e["target"] == "follower" for e in result["events"])
+    assert oct(os.stat(sec / "actors" / "follower.json").st_mode & 0o777) == "0o600"
+    _credentials_never_in(result, load_secure_dir(sec).keys)

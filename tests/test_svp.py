@@ -1,0 +1,227 @@
+"""Special vehicle priority: the controller's priority mechanism (green extension, early green, the limits,
+no change without requests), the RSU serving VIR requests (eligible classes only), the world keeping the
+signal heads in step, the travel_time expectation, and the svp scenario on the loopback bus."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests._agents import offline_sim, tick_ctx
+from v2x.agents.base import Heard
+from v2x.agents.roadside import RoadsideUnit
+from v2x.apps.thresholds import DEFAULTS
+from v2x.run.results import check
+from v2x.run.runner import environment
+from v2x.scenario import load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+from v2x.scenario.model import SignalSpec, TravelTimeExpectation
+from v2x.scenario.signals import (
+    FixedTimeController,
+    PriorityLimits,
+    SignalWarp,
+    warp_from_wire,
+    warp_to_wire,
+)
+from v2x.wire import testbed_pb2
+from v2x.wire.bsm import OwnState, encode_bsm
+from v2x.wire.day2 import Intention, PlannedPoint, VehicleRequest, decode_rsc, encode_vir
+from v2x.wire.envelope import temporary_id
+from v2x.wire.map_spat import GREEN, RED, YELLOW, Interval
+
+SVP = SCENARIO_DIR / "svp.yaml"
+LIMITS = PriorityLimits(max_extension_s=10, max_early_green_s=10, min_green_s=5, clear_s=2, green_lead_s=3)
+
+
+def _plan() -> SignalSpec:
+    # phase 1 green 0-20, yellow 20-23, red 23-48; phase 2 green 25-40, yellow 40-43, red 43-73 (cycle 48)
+    return SignalSpec.model_validate(
+        {
+            "phases": [
+                {"id": 1, "lanes": ["eb"], "green_s": 20, "yellow_s": 3, "all_red_s": 2},
+                {"id": 2, "lanes": ["nb"], "green_s": 15, "yellow_s": 3, "all_red_s": 5},
+            ],
+        }
+    )
+
+
+# -- the controller ---------------------------------------------------------------------------------
+def test_green_extension_holds_the_green_and_takes_the_time_from_the_next_green() -> None:
+    ctl = FixedTimeController(_plan(), "x")
+    d = ctl.request(1, 25.0, 5.0, 5.1, LIMITS)  # arrives 5 s after the green ends; needs green until 27
+    assert d.action == "extension" and d.seconds == pytest.approx(7.0)
+    assert d.green == Interval(GREEN, 0.0, 27.0)
+    assert ctl.timeline(1, 5.0)[:3] == [Interval(GREEN, 0, 27), Interval(YELLOW, 27, 30), Interval(RED, 30, 48)]
+    # phase 2: 7 s later and 7 s shorter (15 -> 8 s, above its 5 s minimum), then on plan again
+    assert ctl.timeline(2, 5.0)[:3] == [Interval(RED, -5, 32), Interval(GREEN, 32, 40), Interval(YELLOW, 40, 43)]
+    assert ctl.light(1, 48.0) == GREEN and ctl.light(2, 100.0) == FixedTimeController(_plan()).light(2, 100.0)
+
+
+def test_early_green_truncates_the_conflicting_green_keeping_min_green_yellow_and_all_red() -> None:
+    ctl = FixedTimeController(_plan(), "x")
+    d = ctl.request(1, 35.0, 26.0, 26.1, LIMITS)  # phase 1 red until 48; wants green from 32: 16 s early
+    assert d.action == "early_green" and d.seconds == pytest.approx(10.0)  # capped at max_early_green_s
+    two = ctl.timeline(2, 26.0)
+    assert two[:3] == [Interval(GREEN, 25, 30), Interval(YELLOW, 30, 33), Interval(RED, 33, 73)]  # 5 s min green
+    one = ctl.timeline(1, 26.0)
+    assert one[:2] == [Interval(RED, 23, 38), Interval(GREEN, 38, 68)]  # early by 10 s, ends as planned
+    assert one[1].start_s - two[0].end_s == 3 + 5  # the yellow and all-red of phase 2 are kept
+
+
+def test_no_change_when_the_arrival_is_on_green_and_refused_beyond_the_limits() -> None:
+    ctl = FixedTimeController(_plan(), "x")
+    assert ctl.request(1, 10.0, 5.0, 5.1, LIMITS).action == "none"
+    assert ctl.warps == []
+    # phase 2's green is already at its end (yellow from 40): nothing left to cut, the red cannot be shortened
+    late = FixedTimeController(_plan(), "x")
+    d = late.request(1, 44.0, 41.0, 41.1, LIMITS)
+    assert d.action == "refused" and d.green is None and late.warps == []
+
+
+def test_without_warps_the_controller_is_the_fixed_time_plan() -> None:
+    plain, warped = FixedTimeController(_plan(), "x"), FixedTimeController(_plan(), "x")
+    warped.apply(SignalWarp("x", 200.0, hold_s=1.0))  # a change far in the future
+    for t in [k * 0.7 for k in range(200)]:
+        for p in (1, 2):
+            assert warped.timeline(p, t)[:3] == plain.timeline(p, t)[:3], (p, t)
+
+
+def test_warps_are_idempotent_and_checked_and_survive_the_wire() -> None:
+    ctl = FixedTimeController(_plan(), "x")
+    hold, skip = SignalWarp("x", 5.0, hold_s=3.0), SignalWarp("x", 30.0, skip_to_s=35.0)
+    assert ctl.apply(hold) and not ctl.apply(hold)
+    assert ctl.apply(skip) and ctl.warps == [hold, skip]
+    for bad in (SignalWarp("x", 31.0, hold_s=1.0), SignalWarp("x", 1.0, hold_s=-1), SignalWarp("x", 1, skip_to_s=0.5)):
+        with pytest.raises(ValueError):
+            ctl.apply(bad)
+    assert [warp_from_wire(warp_to_wire(w)) for w in (hold, skip)] == [hold, skip]
+
+
+# -- the roadside unit --------------------------------------------------------------------------------
+def _rsu_and_request(kind: str) -> tuple[RoadsideUnit, list[Heard], bytes]:
+    sc = load_scenario(SVP)
+    env = environment(sc)
+    rsu = RoadsideUnit(sc.actor("rsu_x1"), sc, env)
+    who = temporary_id(f"a-{kind}")
+    bsm = encode_bsm(
+        OwnState(
+            x=-150.0,
+            y=-1.75,
+            speed_mps=16.67,
+            heading_rad=0.0,
+            accel_mps2=0.0,
+            length_m=5.5,
+            width_m=2.1,
+            height_m=2.4,
+            kind=kind,
+            sigma_major_m=0.02,
+            sigma_minor_m=0.02,
+            braking=False,
+        ),
+        actor_id=f"a-{kind}",
+        t_s=9.9,
+        msg_count=0,
+        frame=env.frame,
+        epoch=env.epoch,
+    )
+    ap = next(a for a in rsu._approaches if a.lane == "eb")
+    sx, sy = ap.stop_point
+    vir = encode_vir(
+        Intention(
+            who,
+            10.0,
+            -150.0,
+            -1.75,
+            frozenset({"intersection_straight"}),
+            (PlannedPoint(sx, sy, 9.0, 16.67),),
+            (VehicleRequest(1, "signal_priority", priority=7, intersection_id=ap.node_id, phase_id=ap.phase_id),),
+        ),
+        t_s=10.0,
+        msg_count=0,
+        frame=env.frame,
+        epoch=env.epoch,
+    )
+    heard = [
+        Heard(f"a-{kind}", testbed_pb2.LINK_PC5, 9.95, 9.9, bsm),
+        Heard(f"a-{kind}", testbed_pb2.LINK_PC5, 10.0, 10.0, vir),
+    ]
+    return rsu, heard, who
+
+
+def test_the_rsu_grants_an_ambulance_an_early_green_and_answers_with_rsc() -> None:
+    rsu, heard, who = _rsu_and_request("emergency")
+    result = rsu.step(tick_ctx(100, tuple(heard)))
+    assert result.truth is not None and len(result.truth.signal_warps) == 2  # the truncation and its compensation
+    rscs = [tx.frame for tx in result.transmissions if tx.frame.WhichOneof("msg") == "rsc"]
+    assert len(rscs) == 1
+    _, items = decode_rsc(rscs[0].rsc, frame=rsu.env.frame)
+    assert items[0].vehicle_id == who and items[0].req_id == 1
+    start, end = items[0].window_s
+    assert start is not None and end is not None and 5.5 <= start <= 6.5 and end > 30  # green 16 s (19 - 3) to 45 s
+
+
+@pytest.mark.parametrize("kind", ["car", "truck"])
+def test_the_rsu_ignores_priority_requests_from_normal_vehicles(kind: str) -> None:
+    rsu, heard, _ = _rsu_and_request(kind)
+    result = rsu.step(tick_ctx(100, tuple(heard)))
+    assert result.truth is not None and not result.truth.signal_warps
+    assert not [tx for tx in result.transmissions if tx.frame.WhichOneof("msg") == "rsc"]
+    _, ctl = next(iter(rsu.controllers.values()))
+    assert ctl.warps == []
+
+
+# -- the world ----------------------------------------------------------------------------------------
+def test_the_world_shows_an_rsus_plan_change_on_its_heads_and_tells_every_actor() -> None:
+    sim = offline_sim(load_scenario(SVP))
+    sim.begin(0)
+    warp = warp_to_wire(SignalWarp("x1", 5.0, skip_to_s=14.0))
+    ack = testbed_pb2.Ack(actor_id="rsu_x1", tick=0, truth=testbed_pb2.TruthState(x_m=12, y_m=12, signal_warps=[warp]))
+    forged = testbed_pb2.Ack(
+        actor_id="car_w",
+        tick=0,
+        truth=testbed_pb2.TruthState(signal_warps=[warp_to_wire(SignalWarp("x1", 1.0, hold_s=9))]),
+    )
+    sim.receive("ack", "rsu_x1", ack.SerializeToString())
+    sim.receive("ack", "car_w", forged.SerializeToString())
+    sim.step()
+    (_, ctl), *_ = sim.referee.stop_lines
+    assert ctl.warps == [SignalWarp("x1", 5.0, skip_to_s=14.0)]  # only the RSU's
+    inputs = sim.begin(1)
+    for payload in inputs.values():
+        msg = testbed_pb2.TickInput.FromString(payload)
+        assert list(msg.signal_warps) == [warp]
+    assert not testbed_pb2.TickInput.FromString(sim.begin(2)["car_n"]).signal_warps  # told once
+
+
+# -- the expectation ----------------------------------------------------------------------------------
+def test_travel_time_compares_with_the_baseline() -> None:
+    exp = TravelTimeExpectation(
+        name="t", type="travel_time", actor="a", start_at=(0, 0), end_at=(100, 0), max_s=12, saves_s=5
+    )
+
+    def passage(variant: str, at: list[float], t: float) -> dict[str, object]:
+        return {"type": "passage", "variant": variant, "actor": "a", "at": at, "t_s": t, "speed_mps": 10.0}
+
+    events = [passage("v2x", [0.0, 0.0], 1.0), passage("v2x", [100.0, 0.0], 11.0)]
+    assert not check(exp, events, {})[0]  # no baseline to compare with
+    events += [passage("baseline", [0.0, 0.0], 1.0), passage("baseline", [100.0, 0.0], 17.0)]
+    ok, detail = check(exp, events, {})
+    assert ok and "6.00 s less" in detail
+    events[-1]["t_s"] = 14.0
+    assert not check(exp, events, {})[0]  # only 3 s saved
+
+
+# -- the scenario ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+async def test_svp_scenario_passes_on_the_loopback_bus(seed: int) -> None:
+    from v2x.run.runner import run_scenario
+
+    result = await run_scenario(load_scenario(SVP), seed=seed, broker="loopback")
+    assert result["passed"], [e for e in result["expectations"] if not e["passed"]]
+    assert not [e for e in result["events"] if e["type"] == "violation"]
+    grants = [e for e in result["events"] if e["type"] == "warning" and e["app"] == "svp"]
+    assert [(e["target"], e["other"]) for e in grants] == [("ambulance", "rsu_x1")]
+    assert set(result["metrics"]["v2x"]["latency_ms_by_message"]) >= {"vir", "rsc", "spat", "map"}
+
+
+def test_svp_thresholds_are_registered() -> None:
+    assert DEFAULTS["svp_max_extension_s"] == 10.0 and DEFAULTS["svp_min_green_s"] == 5.0

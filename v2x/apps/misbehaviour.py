@@ -1,0 +1,256 @@
+"""Misbehaviour detection: plausibility checks on what BSM senders claim, after the checks of F2MD (the
+VeReMi extension's framework: J. Kamel, M. R. Ansari, J. Petit, A. Kaiser, I. Ben Jemaa, P. Urien,
+"Simulation Framework for Misbehavior Detection in Vehicular Networks", IEEE Transactions on Vehicular
+Technology 69(6), 2020; its "legacy" checks). Sans-I/O: remote states in, verdicts out.
+
+A vehicle's OBU and the edge platform each keep one :class:`Detector`. Every new BSM of a sender is checked
+against the sender's previous one (:meth:`Detector.observe`); the claimed boxes are checked against each
+other and against the host's own (:meth:`Detector.overlaps`). The edge adds the check against what the
+roadside units perceive (``v2x.agents.platform``). A sender judged misbehaving stays judged for the rest of
+the run on that host: its BSMs are left out of the host's apps, and the verdict is reported once
+(``Ack.misbehaviour``, a ``misbehaviour`` event in result.json).
+
+The checks and their names (the ``check`` of a verdict):
+
+- ``speed``: a claimed speed above ``mbd_max_speed_mps`` (F2MD SpeedPlausibilityCheck).
+- ``acceleration``: a claimed acceleration, or the change of the claimed speed between two BSMs, beyond
+  ``mbd_max_accel_mps2`` / ``mbd_max_decel_mps2`` plus ``mbd_mgt_rng_mps2`` (F2MD SpeedConsistancyCheck).
+- ``position_jump``: a displacement between two BSMs longer than the fastest plausible speed allows
+  (F2MD PositionConsistancyCheck), plus the reported position errors.
+- ``position_speed``: a displacement outside the distances the two claimed speeds allow under the
+  acceleration bounds, with F2MD's tolerances (PositionSpeedConsistancyCheck), plus the reported errors.
+- ``overlap``: the claimed box overlaps the host's own or another sender's (F2MD IntersectionCheck).
+- ``rsu_unseen`` (edge): the sender claims to be well inside a roadside sensor's view, and that RSU's
+  perception does not see it (v2x.agents.platform).
+
+Every position check widens its bound by ``mbd_sigmas`` times the reported position errors; the kinematic
+ones (position_jump, position_speed, overlap) are skipped for a position reported less accurate than
+``mbd_required_accuracy_m`` (``v2x.units.accurate_enough``; FCW leaves such a party out too): noise alone,
+honestly reported, must not make a liar of anyone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import pairwise
+from types import MappingProxyType
+
+from v2x.apps.host import Participant
+from v2x.units import accurate_enough
+from v2x.wire.bsm import RemoteState
+
+#: The checks' thresholds, overridable per scenario like the apps' (``thresholds:``). F2MD's defaults are
+#: those of its parameter file (F2MD_CAMParameters); where F2MD takes a figure from the SUMO vehicle type,
+#: the type's default is given.
+THRESHOLDS: Mapping[str, float] = MappingProxyType(
+    {
+        # Fastest plausible road user: SUMO's default vehicle maxSpeed (55.55 m/s, 200 km/h), which F2MD
+        # reads from the vehicle type (and takes at least MIN_MAX_SPEED 40 m/s).
+        "mbd_max_speed_mps": 55.55,
+        # Strongest plausible acceleration: F2MD MIN_MAX_ACCEL 3.0 m/s^2 (SUMO passenger accel 2.6).
+        "mbd_max_accel_mps2": 3.0,
+        # Hardest plausible braking: SUMO passenger emergencyDecel 9 m/s^2 (F2MD's MIN_MAX_DECEL 4.5 is a
+        # normal deceleration, which drivers braking on a warning exceed).
+        "mbd_max_decel_mps2": 9.0,
+        # F2MD MAX_MGT_RNG: the acceleration margin of the speed consistency check, m/s^2.
+        "mbd_mgt_rng_mps2": 4.0,
+        # F2MD MAX_MGT_RNG_UP / MAX_MGT_RNG_DOWN: the distance margins of the position-speed check, m.
+        "mbd_mgt_rng_up_m": 2.1,
+        "mbd_mgt_rng_down_m": 6.2,
+        # F2MD MAX_TIME_DELTA: two BSMs further apart than this are not compared, s.
+        "mbd_max_time_delta_s": 3.1,
+        # Our choice: how many reported 1-sigma position errors widen every position bound (as the edge's
+        # association gate, v2x.agents.platform).
+        "mbd_sigmas": 3.0,
+        # The kinematic position checks (position_jump, position_speed, overlap) judge only positions
+        # reported at least this accurate (95 % radius, m: T/CSAE 53's lane-level 1.5 m, FCW's figure). A
+        # receiver in a street canyon jumps by 10-100 m (NLOS) while reporting metres; judging it would make
+        # a liar of an honest car with a bad fix.
+        "mbd_required_accuracy_m": 1.5,
+        # Our choice: claims are compared with others (boxes, roadside perception) at the host's time only
+        # for BSMs at most this old, s (F2MD compares messages up to MAX_DELTA_INTER 2 s apart without
+        # extrapolation; we extrapolate, so keep it short).
+        "mbd_max_age_s": 0.3,
+        # Our choice: a sender well inside a roadside sensor's view and unseen by its RSU for this long and
+        # at least mbd_rsu_min_frames RSM frames is judged misbehaving (edge), s. F2MD's sudden-appearance
+        # window MAX_SA_TIME is 2.1 s.
+        "mbd_rsu_unseen_s": 1.0,
+        "mbd_rsu_min_frames": 5.0,
+        # Our choice: "well inside" - this far inside the sensor's range and field of view at least (and
+        # mbd_sigmas reported errors), m.
+        "mbd_rsu_margin_m": 5.0,
+    }
+)
+
+CHECKS = ("speed", "acceleration", "position_jump", "position_speed", "overlap", "rsu_unseen")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A sender judged misbehaving: by its BSM temporary id, the check that fired, when."""
+
+    suspect: bytes
+    check: str
+    t_s: float
+
+
+def _sigma(remote: RemoteState, th: Mapping[str, float]) -> float | None:
+    """The sender's reported 1-sigma error, if it is accurate enough to be judged by position."""
+    s = remote.sigma_major_m
+    return s if s is not None and accurate_enough(s, th["mbd_required_accuracy_m"]) else None
+
+
+def distance_bounds(v0: float, v1: float, dt: float, accel: float, decel: float, vmax: float) -> tuple[float, float]:
+    """(least, most) distance a road user can cover in ``dt`` going from speed ``v0`` to ``v1`` with
+    acceleration at most ``accel``, deceleration at most ``decel`` and speeds in 0..``vmax``: the speed
+    profile is bounded above by min(v0 + a t, v1 + d (dt - t), vmax) and below by max(v0 - d t, v1 - a (dt - t),
+    0); both are integrated exactly on a fine grid of their breakpoints."""
+    if dt <= 0:
+        return 0.0, 0.0
+    accel, decel = max(accel, 1e-9), max(decel, 1e-9)
+    ts = {0.0, dt}
+    # breakpoints of the piecewise-linear bounds
+    for t in (
+        (v1 - v0 + decel * dt) / (accel + decel),
+        (vmax - v0) / accel,
+        dt - (vmax - v1) / decel,
+        (v0 - v1 + accel * dt) / (accel + decel),
+        v0 / decel,
+        dt - v1 / accel,
+    ):
+        if 0.0 < t < dt:
+            ts.add(t)
+    grid = sorted(ts)
+
+    def hi(t: float) -> float:
+        return max(0.0, min(v0 + accel * t, v1 + decel * (dt - t), vmax))
+
+    def lo(t: float) -> float:
+        return min(vmax, max(v0 - decel * t, v1 - accel * (dt - t), 0.0))
+
+    most = sum((b - a) * (hi(a) + hi(b)) / 2 for a, b in pairwise(grid))
+    least = sum((b - a) * (lo(a) + lo(b)) / 2 for a, b in pairwise(grid))
+    return least, most
+
+
+def consistency(old: RemoteState, new: RemoteState, th: Mapping[str, float]) -> str | None:
+    """The check that ``new`` fails on its own or against the same sender's ``old`` BSM, or None."""
+    vmax, acc, dec, rng = (
+        th["mbd_max_speed_mps"],
+        th["mbd_max_accel_mps2"],
+        th["mbd_max_decel_mps2"],
+        th["mbd_mgt_rng_mps2"],
+    )
+    if new.speed_mps > vmax:
+        return "speed"
+    if new.accel_mps2 > acc + rng or new.accel_mps2 < -(dec + rng):
+        return "acceleration"
+    dt = new.t_s - old.t_s
+    if not 0.0 < dt <= th["mbd_max_time_delta_s"]:
+        return None
+    dv = new.speed_mps - old.speed_mps
+    if dv > (acc + rng) * dt or -dv > (dec + rng) * dt:
+        return "acceleration"
+    s0, s1 = _sigma(old, th), _sigma(new, th)
+    if s0 is None or s1 is None:
+        return None
+    noise = th["mbd_sigmas"] * math.hypot(s0, s1)
+    d = math.hypot(new.x - old.x, new.y - old.y)
+    if d > vmax * dt + th["mbd_mgt_rng_up_m"] + noise:
+        return "position_jump"
+    least, most = distance_bounds(old.speed_mps, new.speed_mps, dt, acc, dec, vmax)
+    vmin = min(old.speed_mps, new.speed_mps)
+    down = max(0.0, th["mbd_mgt_rng_down_m"] + 0.3571 * vmin - 0.01694 * vmin * vmin)  # F2MD's margin
+    if d < least - down - noise or d > most + th["mbd_mgt_rng_up_m"] + noise:
+        return "position_speed"
+    return None
+
+
+def _corners(p: Participant, shrink: float) -> list[tuple[float, float]] | None:
+    """The corners of ``p``'s box, each side moved in by ``shrink``; None when nothing is left."""
+    hl, hw = p.length_m / 2 - shrink, p.width_m / 2 - shrink
+    if hl <= 0 or hw <= 0:
+        return None
+    c, s = math.cos(p.heading_rad), math.sin(p.heading_rad)
+    return [(p.x + c * a - s * b, p.y + s * a + c * b) for a, b in ((hl, hw), (-hl, hw), (-hl, -hw), (hl, -hw))]
+
+
+def boxes_overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
+    """Do two convex polygons (corners in order) overlap (separating axis test; touching is not overlap)?"""
+    for poly in (a, b):
+        for k in range(len(poly)):
+            (x0, y0), (x1, y1) = poly[k], poly[(k + 1) % len(poly)]
+            nx, ny = y0 - y1, x1 - x0
+            pa = [nx * x + ny * y for x, y in a]
+            pb = [nx * x + ny * y for x, y in b]
+            if max(pa) <= min(pb) or max(pb) <= min(pa):
+                return False
+    return True
+
+
+class Detector:
+    """One host's misbehaviour detection over the BSM senders it hears (see the module's docstring)."""
+
+    def __init__(self, thresholds: Mapping[str, float]) -> None:
+        self.th = thresholds
+        self.last: dict[bytes, RemoteState] = {}  # each sender's latest BSM checked
+        self.judged: dict[bytes, Verdict] = {}  # senders judged misbehaving, with the first verdict
+
+    def excluded(self, temp_id: bytes) -> bool:
+        return temp_id in self.judged
+
+    def judge(self, suspect: bytes, check: str, t_s: float) -> Verdict | None:
+        """Record a verdict; the new one, or None if the sender was judged already."""
+        if suspect in self.judged:
+            return None
+        verdict = Verdict(suspect, check, t_s)
+        self.judged[suspect] = verdict
+        return verdict
+
+    def observe(self, remote: RemoteState, t_s: float) -> Verdict | None:
+        """Check a BSM newer than the sender's last one; a verdict if it fails a check."""
+        old = self.last.get(remote.temp_id)
+        if old is not None and remote.t_s <= old.t_s:
+            return None  # the same BSM heard again (PC5 and a relay), or an older one
+        self.last[remote.temp_id] = remote
+        if remote.temp_id in self.judged:
+            return None
+        check = consistency(old, remote, self.th) if old is not None else consistency(remote, remote, self.th)
+        return self.judge(remote.temp_id, check, t_s) if check is not None else None
+
+    def overlaps(self, remotes: Iterable[RemoteState], t_s: float, own: Participant | None = None) -> list[Verdict]:
+        """Verdicts for senders whose claimed box (at ``t_s``) overlaps the host's own box ``own`` or the box
+        of another sender heard earlier (F2MD flags the newer message; ties: the larger temporary id).
+        Boxes shrink by ``mbd_sigmas`` reported errors; a sender without a reported accuracy is skipped."""
+        k = self.th["mbd_sigmas"]
+        max_age = self.th["mbd_max_age_s"]
+        boxes: list[tuple[RemoteState, list[tuple[float, float]]]] = []
+        for r in remotes:
+            sigma = _sigma(r, self.th)
+            if r.temp_id in self.judged or sigma is None or t_s - r.t_s > max_age:
+                continue
+            corners = _corners(Participant.from_remote("", r, t_s), k * sigma)
+            if corners is not None:
+                boxes.append((r, corners))
+        out = []
+        mine = _corners(own, k * own.sigma_m if math.isfinite(own.sigma_m) else 0.0) if own is not None else None
+        for r, corners in boxes:
+            if mine is not None and boxes_overlap(corners, mine):
+                v = self.judge(r.temp_id, "overlap", t_s)
+                if v is not None:
+                    out.append(v)
+        boxes = [(r, c) for r, c in boxes if r.temp_id not in self.judged]
+        boxes.sort(key=lambda b: (b[0].t_s, b[0].temp_id))
+        for n, (r, corners) in enumerate(boxes):
+            for other, theirs in boxes[:n]:
+                if other.temp_id not in self.judged and boxes_overlap(corners, theirs):
+                    v = self.judge(r.temp_id, "overlap", t_s)
+                    if v is not None:
+                        out.append(v)
+                    break
+        return out
+
+
+__all__ = ["CHECKS", "THRESHOLDS", "Detector", "Verdict", "boxes_overlap", "consistency", "distance_bounds"]

@@ -1,0 +1,97 @@
+"""``v2x secure init``: the files of a secure run on a broker of one's own (docs/SECURITY.md)."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from pathlib import Path
+
+from v2x.net import topics
+from v2x.scenario import ScenarioError, find_scenario, load_scenario
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 2, 3
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sec = sub.add_parser(
+        "secure",
+        help="make the users, ACLs and TLS files of a secure run on your own Mosquitto",
+        description="Secure runs (v2x run --secure) on a broker of your own.",
+    )
+    cmds = sec.add_subparsers(dest="secure_command", metavar="COMMAND", required=True)
+    init = cmds.add_parser(
+        "init",
+        help="write a run's users, passwords, ACLs, a CA and a Mosquitto configuration into DIR",
+        description="Write into DIR, for one scenario and run id: a CA and a server certificate for --host (ca.crt, "
+        "server.crt, server.key), a Mosquitto 2 password file and ACL file (passwd, acl) and a configuration "
+        "with a TLS listener on --port (mosquitto.conf), the world's credentials (world.json) and one "
+        "credentials file per actor for outside stacks (actors/ID.json). Then: mosquitto -c DIR/mosquitto.conf, "
+        "and v2x run ID --secure-dir DIR --broker mqtts://HOST:PORT (docs/SECURITY.md).",
+        epilog="Exit codes: 0 written, 2 bad input (nothing written), 3 the files could not be written. "
+        "world.json, passwd, server.key and actors/*.json hold secrets (mode 0600): keep DIR private.",
+    )
+    init.add_argument("dir", type=Path, metavar="DIR", help="directory to write (created; files in it are replaced)")
+    init.add_argument("--scenario", required=True, metavar="SCENARIO", help="scenario id or YAML file")
+    init.add_argument(
+        "--run-id",
+        metavar="PREFIX",
+        help="the run ids PREFIX-v2x and PREFIX-baseline the files are for (default: a random one, printed); "
+        "v2x run --secure-dir DIR uses it",
+    )
+    init.add_argument(
+        "--host",
+        action="append",
+        metavar="NAME",
+        help="the broker's host name or IP address as clients will dial it (repeatable; the server "
+        "certificate names each; the first goes into the credentials files' broker URL; default 127.0.0.1)",
+    )
+    init.add_argument("--port", type=int, default=8883, help="the TLS listener's port (default 8883)")
+    init.set_defaults(handler=cmd_secure_init)
+
+
+def cmd_secure_init(args: argparse.Namespace) -> int:
+    from v2x.net.secure import make_tls, new_run_keys, write_secure_dir
+    from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix
+
+    try:
+        scenario = load_scenario(find_scenario(args.scenario))
+    except ScenarioError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    prefix = args.run_id or f"{scenario.id[:40]}-{secrets.token_hex(4)}"
+    if not valid_run_id_prefix(prefix):
+        print(f"v2x secure init: --run-id {prefix!r}: {RUN_ID_RULE}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not 0 < args.port < 65536:
+        print(f"v2x secure init: --port {args.port}: not a TCP port", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    hosts: list[str] = args.host or ["127.0.0.1"]
+    bad = [h for h in hosts if not h or (any(c in h for c in "/@:# ") and not _is_ipv6(h))]
+    if bad:
+        print(f"v2x secure init: --host {bad[0]!r}: not a host name or IP address", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    run_ids: dict[str, str] = {v: f"{prefix}-{v}" for v in scenario.variants}
+    assert all(topics.valid_id(r) for r in run_ids.values())
+    tls = make_tls(hosts)
+    keys = new_run_keys(scenario.id, prefix, run_ids, [a.id for a in scenario.actors], tls.ca_pem)
+    host = f"[{hosts[0]}]" if _is_ipv6(hosts[0]) else hosts[0]
+    try:
+        written = write_secure_dir(args.dir, keys, tls, run_prefix=prefix, host=host, port=args.port)
+    except OSError as exc:
+        print(f"v2x secure init: cannot write {args.dir}: {exc}", file=sys.stderr)
+        return EXIT_RUN_ERROR
+    print(f"wrote {len(written)} files to {args.dir} for scenario {scenario.id}, run ids {', '.join(run_ids.values())}")
+    print(f"  broker:        mosquitto -c {args.dir / 'mosquitto.conf'}")
+    print(f"  run:           v2x run {args.scenario} --secure-dir {args.dir} --broker mqtts://{host}:{args.port}")
+    print(f"  outside stack: {args.dir / 'actors'}/<actor>.json (its user, password, CA and topics)")
+    return EXIT_OK
+
+
+def _is_ipv6(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
