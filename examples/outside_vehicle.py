@@ -11,7 +11,9 @@ and how fast Control START says it starts), optionally brakes at ``--brake-rate`
 publishes a BSM over PC5 (and, with ``--uplink``, over Uu to the edge platform) and acknowledges the tick with
 its true state, echoing the advisories addressed to it (that is what makes them count). With ``--react-brake
 A`` its driver brakes at A m/s^2 to a stop ``--reaction`` s after the first warning it receives. It logs the
-collisions the world tells it about. It exits after the final tick.
+collisions the world tells it about; told of one (``TickInput.collisions``), it comes to rest where it
+touched, the pose of the collision's tick, and stays there (docs/PROTOCOL.md, "Collisions"). It exits after
+the final tick.
 
 Example: the ``lead`` car of scenarios/fcw.yaml, marked ``external: true`` in a copy ``my-fcw.yaml`` (its
 scripted brake becomes ``--brake-at 6 --brake-rate 6`` here). Each variant is a run of its own, so one
@@ -45,7 +47,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -330,6 +332,7 @@ class Vehicle:
     height_m: float = field(init=False)
     lane: str = field(init=False)
     warned_at: float | None = None  # simulation time of the first warning received
+    rest_at: float | None = None  # after a collision: at rest where it touched, for good (PROTOCOL.md, "Collisions")
 
     def __post_init__(self) -> None:
         self.names = {bsm_id(a): a for a in self.info.actor_ids}
@@ -365,7 +368,9 @@ class Vehicle:
         t = ti.time_us / 1e6
         echoes = self._read(ti)
         for c in ti.collisions:
-            log.warning("collided with %s at t=%.1f s, %.1f m/s relative", c.other_id, c.t_s, c.relative_speed_mps)
+            log.warning("collided with %s at t=%.1f s, %.1f m/s: at rest", c.other_id, c.t_s, c.relative_speed_mps)
+        if self.rest_at is None and ti.collisions:
+            self.rest_at = ti.collisions[0].t_s
         if echoes and self.warned_at is None and self.opts.react_brake > 0:
             self.warned_at = t
             brake_at = t + self.opts.reaction_s  # the driver reacts: from then on the car brakes to a stop
@@ -375,7 +380,9 @@ class Vehicle:
                 self.car = StraightCar(
                     car.start_x, car.start_y, car.heading_deg, car.speed, brake_at, self.opts.react_brake
                 )
-        state = self.car.at(t)
+        state = self.car.at(t if self.rest_at is None else self.rest_at)
+        if self.rest_at is not None:
+            state = replace(state, speed_mps=0.0, accel_mps2=0.0)
         out: list[tuple[str, bytes]] = []
         frame = frame_pb2.MessageFrame(bsm=self._bsm(state, ti)).SerializeToString()
         links: list[tuple[testbed_pb2.LinkKind.ValueType, list[str]]] = [(testbed_pb2.LINK_PC5, [])]

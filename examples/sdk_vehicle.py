@@ -7,7 +7,8 @@ its speed, and runs its own FCW on the BSMs it hears: a vehicle ahead in its lan
 its heading, centre within 1.75 m of its heading line) whose time to collision at the present relative
 speed and acceleration falls to ``--ttc`` (3 s) raises an FCW warning about that vehicle's BSM id. The
 driver brakes at ``--brake`` (7 m/s^2) to a stop ``--reaction`` (1 s) after the warning. Advisories the
-platform sends it are echoed in its Ack (that is what makes them count) and acted on the same way.
+platform sends it are echoed in its Ack (that is what makes them count) and acted on the same way. Told
+of a collision, it comes to rest where it touched and stays there (docs/PROTOCOL.md, "Collisions").
 
     python examples/sdk_vehicle.py --broker mqtt://127.0.0.1:1883 --run demo-v2x --actor follower
     v2x run my-fcw.yaml --broker mqtt://127.0.0.1:1883 --run-id demo --variant v2x
@@ -158,10 +159,12 @@ async def step(
     stack: Stack, tick: Tick, state: VehicleState, fcw: Fcw, driver: Driver, length_m: float, work_ms: float
 ) -> VehicleState:
     t = tick.t_s
-    if tick.n > 0:
-        state = state.advanced(tick.dt_s)  # the acceleration chosen last tick, over the tick
     for c in tick.collisions:
         log.warning("t=%.1fs: collided with %s at %.1f m/s", c.t_s, c.other_id, c.relative_speed_mps)
+    if tick.collisions:  # at rest where it touched (last tick's pose), for good: docs/PROTOCOL.md, "Collisions"
+        state = state.at_rest()
+    elif tick.n > 0:
+        state = state.advanced(tick.dt_s)  # the acceleration chosen last tick, over the tick
     if tick.late_ticks:
         log.warning("t=%.1fs: the world closed ticks %s without my Ack", t, tick.late_ticks)
     fcw.hear(tick.bsms, t)

@@ -337,15 +337,19 @@ def test_lane_change_fields_are_checked_with_their_paths(tmp_path: Path) -> None
 # -- end to end -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 @pytest.mark.parametrize(
-    ("path", "app", "crash"),
-    [(BSW_LCW, "lcw", ["car_a", "car_b"]), (DNPW, "dnpw", ["car_a", "car_b"])],
+    ("path", "app", "crashes"),
+    [
+        # car A side-swipes car B; both rest where they touched, in car F's lane, and car F runs into car B
+        (BSW_LCW, "lcw", [["car_a", "car_b"], ["car_b", "car_f"]]),
+        (DNPW, "dnpw", [["car_a", "car_b"]]),
+    ],
 )
-async def test_lane_scenarios_pass_for_seeds_0_to_3(path: Path, app: str, crash: list[str], seed: int) -> None:
+async def test_lane_scenarios_pass_for_seeds_0_to_3(path: Path, app: str, crashes: list[list[str]], seed: int) -> None:
     """The warning comes, the driver abandons the manoeuvre, nobody collides; the baseline collides."""
     result = await run_scenario(load_scenario(path), seed=seed, broker="loopback")
     assert result["passed"], [e for e in result["expectations"] if not e["passed"]]
     warned = [e for e in result["events"] if e["type"] == "warning" and e["app"] == app]
     assert warned and {(e["target"], e["other"]) for e in warned} == {("car_a", "car_b")}
     collisions = [(e["variant"], e["actors"]) for e in result["events"] if e["type"] == "collision"]
-    assert collisions == [("baseline", crash)]
+    assert collisions == [("baseline", crash) for crash in crashes]
     assert set(result["metrics"]["v2x"]["latency_ms_by_message"]) == {"bsm"}

@@ -144,6 +144,7 @@ async function main() {
   const client = mqtt.connect(o.broker, { clientId: `node-${me}-${crypto.randomBytes(3).toString("hex")}`,
     clean: true, reconnectPeriod: 500 });
   let finalDone = false, start = null, frame = null, epochMs = 0, car = null, last = null, seq = 0, msgCnt = 0, done = false;
+  let restAt = null; // after a collision: at rest where it touched, for good (docs/PROTOCOL.md, "Collisions")
   const hello = Hello.encode({ actor_id: me, kind: o.kind, software: "examples/node 1.0", protocol_version: 1 }).finish();
   const helloTimer = setInterval(() => { if (last == null) client.publish(`v2x/${run}/join/${me}`, Buffer.from(hello)); }, 1000);
   const joinTimer = setTimeout(() => { if (!start) { log(null, "no START"); finish(3); } }, o.joinTimeout * 1000);
@@ -213,7 +214,8 @@ async function main() {
         log(t, `warned: braking at ${o.reactBrake} m/s^2 from t=${at.toFixed(1)} s`);
       }
     }
-    const s = car.at(t);
+    if (restAt == null && (ti.collisions || []).length) restAt = ti.collisions[0].t_s;
+    const s = restAt == null ? car.at(t) : { ...car.at(restAt), v: 0, a: 0 };
     if (tick % 10 === 0) {
       const near = Object.entries(heard).map(([who, [x, y]]) => `${who} ${Math.hypot(x - s.x, y - s.y).toFixed(1)} m`);
       log(t, `heard: ${near.join(", ") || "nobody"}`);
@@ -239,7 +241,7 @@ async function main() {
       dest_ids: dest, frame: frameBytes }).finish();
     out.push([topic("tx"), Buffer.from(env(LINK_PC5, []))]);
     if (start.platform_id) out.push([topic("tx"), Buffer.from(env(LINK_UU, [start.platform_id]))]);
-    for (const c of ti.collisions || []) log(t, `collided with ${c.other_id} at t=${c.t_s.toFixed(1)} s`);
+    for (const c of ti.collisions || []) log(t, `collided with ${c.other_id} at t=${c.t_s.toFixed(1)} s: at rest`);
     const c = Math.cos(s.yaw), sn = Math.sin(s.yaw);
     const ack = Ack.encode({ actor_id: me, tick, tx_count: out.length, events: echoes,
       truth: { x_m: s.x, y_m: s.y, vx_mps: s.v * c, vy_mps: s.v * sn, ax_mps2: s.a * c, ay_mps2: s.a * sn,

@@ -1,6 +1,7 @@
-"""The referee alone, on hand-placed truths: collisions, red-light violations at stop lines, stops and
-passages of speed gates (rlvw's crossing: phase 1 (eb/wb) green until 5 s, yellow until 8 s, red until
-35 s; phase 2 (nb/sb) green 10-30 s; stop lines 11.87 m before the centre)."""
+"""The referee alone, on hand-placed truths: collisions (and the road users they bring to rest), red-light
+violations at stop lines, stops and passages of speed gates (rlvw's crossing: phase 1 (eb/wb) green until
+5 s, yellow until 8 s, red until 35 s; phase 2 (nb/sb) green 10-30 s; stop lines 11.87 m before the centre;
+queue-crash's three cars in one eastbound lane along y = 0)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,79 @@ def test_a_collision_is_recorded_once_per_pair_with_the_relative_speed() -> None
         "relative_speed_mps": 13.0,  # hypot(12, 5)
     }
     assert ref.collisions(3.1, _grid(w)) == []  # still overlapping: the same collision
+
+
+def _queue() -> tuple[Referee, WorldState]:
+    sc = load_scenario(SCENARIO_DIR / "queue-crash.yaml")
+    w = world_state(sc)
+    return Referee(w, sc, "baseline"), w
+
+
+def _state(w: WorldState, actor: str) -> tuple[float, ...]:
+    s = w.slot_of(actor)
+    return tuple(round(float(v), 6) for v in (w.x[s], w.y[s], w.vx[s], w.vy[s], w.ax[s], w.ay[s], w.heading_rad[s]))
+
+
+def test_colliding_road_users_come_to_rest_where_they_touched_whatever_is_reported_later() -> None:
+    ref, w = _queue()
+    _put(w, "lead", 100.0, 0.0, 0.0, 2.0)
+    _put(w, "middle", 95.5, 0.0, 0.0, 15.0)  # boxes (5 m long) overlap by 0.5 m
+    _put(w, "last", 50.0, 0.0, 0.0, 15.0)
+    [hit] = ref.collisions(6.0, _grid(w))
+    assert (hit["actors"], hit["relative_speed_mps"]) == (["lead", "middle"], 13.0)  # from the speeds before
+    assert _state(w, "lead") == (100.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # at rest at once, where it touched
+    assert _state(w, "middle") == (95.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert _state(w, "last")[2] == 15.0  # not in it: untouched
+    # their agents report them moving on (through each other): the world keeps them where they came to rest
+    _put(w, "lead", 101.0, 0.0, 0.0, 1.0)
+    _put(w, "middle", 97.0, 0.5, 0.3, 15.0)
+    ref.hold(6.1)
+    assert _state(w, "lead") == (100.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert _state(w, "middle") == (95.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert ref.collisions(6.1, _grid(w)) == []  # still touching: the same collision, not a new one
+    # the stop of each is recorded where it came to rest, in the tick of the collision
+    ref2, w2 = _queue()
+    for k, (lead_x, middle_x) in enumerate([(90.0, 80.0), (100.0, 95.5)]):
+        _put(w2, "lead", lead_x, 0.0, 0.0, 2.0)
+        _put(w2, "middle", middle_x, 0.0, 0.0, 15.0)
+        _put(w2, "last", 10.0, 0.0, 0.0, 0.0)
+        events = ref2.step(5.9 + k / 10, _grid(w2))
+    assert [(e["type"], e.get("actor"), e.get("x_m")) for e in events] == [
+        ("collision", None, None),
+        ("stop", "lead", 100.0),
+        ("stop", "middle", 95.5),
+    ]
+
+
+def test_every_new_contact_is_a_collision_in_order_a_road_user_running_into_a_wreck_too() -> None:
+    ref, w = _queue()
+    _put(w, "lead", 100.0, 0.0, 0.0, 0.0)
+    _put(w, "middle", 96.0, 0.0, 0.0, 15.0)
+    _put(w, "last", 80.0, 0.0, 0.0, 16.0)
+    first = ref.collisions(6.0, _grid(w))
+    _put(w, "last", 89.0, 0.0, 0.0, 16.0)  # 2 m short of the wreck's back (middle: 93.5 .. 98.5)
+    ref.hold(6.1)
+    assert ref.collisions(6.1, _grid(w)) == []
+    _put(w, "last", 91.2, 0.0, 0.0, 16.0)  # 0.2 m into the middle car's back (the lead is 3.8 m further on)
+    ref.hold(6.2)
+    second = ref.collisions(6.2, _grid(w))
+    assert [(e["t_s"], e["actors"], e["relative_speed_mps"]) for e in first + second] == [
+        (6.0, ["lead", "middle"], 15.0),
+        (6.2, ["last", "middle"], 16.0),  # the wreck stands still: the relative speed is the last car's
+    ]
+    assert _state(w, "last")[:3] == (91.2, 0.0, 0.0)  # it comes to rest in turn
+    _put(w, "last", 96.0, 0.0, 0.0, 16.0)  # its agent drives on, through both wrecks
+    ref.hold(6.3)
+    assert ref.collisions(6.3, _grid(w)) == [] and _state(w, "last")[0] == 91.2
+
+
+def test_several_new_contacts_in_one_tick_are_recorded_in_actor_id_order() -> None:
+    ref, w = _queue()
+    _put(w, "lead", 100.0, 0.0, 0.0, 0.0)
+    _put(w, "middle", 96.0, 0.0, 0.0, 10.0)
+    _put(w, "last", 92.0, 0.0, 0.0, 12.0)  # touches the middle car (and, 8 m behind, not the lead)
+    assert [e["actors"] for e in ref.collisions(1.0, _grid(w))] == [["last", "middle"], ["lead", "middle"]]
+    assert [_state(w, a)[2] for a in ("lead", "middle", "last")] == [0.0, 0.0, 0.0]
 
 
 def test_an_rsu_overlapping_a_car_is_no_collision() -> None:

@@ -86,6 +86,9 @@ class TickContext:
     gnss: testbed_pb2.GnssReading
     heard: tuple[Heard, ...]
     detections: tuple[testbed_pb2.Detection, ...] = ()  # roadside units: what their sensors saw
+    # The collisions the world recorded with this actor when the previous tick closed (TickInput.collisions):
+    # a road user comes to rest where it touched (docs/PROTOCOL.md, "Collisions").
+    collisions: tuple[testbed_pb2.TickInput.Collision, ...] = ()
     # Signal plan changes roadside units made (signal priority), which the signal heads now show.
     signal_warps: tuple[testbed_pb2.SignalWarp, ...] = ()
 

@@ -9,7 +9,12 @@ change it plans), and reacts to warnings and suggestions through its driver mode
 radar and its predecessor's BSM, ACC without V2X) and, like the leader, takes part in the platoon's
 management over CLPMM.
 An unequipped road user (``equipped: false``, no OBU) only moves: it transmits nothing and ignores anything
-it is given."""
+it is given.
+
+Told of a collision (``TickContext.collisions``, in the tick after it), the road user comes to rest where it
+touched, the pose it reported in the collision's tick, as the world holds it (docs/PROTOCOL.md, "Collisions"):
+speed and acceleration zero, its scripted events, lane change and driver done with; it goes on sending BSMs
+(a stationary vehicle) and running its apps."""
 
 from __future__ import annotations
 
@@ -165,6 +170,8 @@ class VehicleAgent(Agent):
         self._vir_count = 0
         # The scenario's on-board apps (v2x.apps.registry), in evaluation order; each keeps its own state.
         self.apps = onboard_apps(spec.apps)
+        self._pose: Pose | None = None  # the pose it reported last tick
+        self.rest: Pose | None = None  # where it came to rest after a collision
         # An insider's lie (ActorSpec.phantom): the route of the vehicle its BSMs fabricate.
         self.phantom_route = phantom_route if spec.phantom is not None else None
         # Misbehaviour detection (v2x.apps.misbehaviour) where apps act on what is heard: a sender judged
@@ -408,17 +415,34 @@ class VehicleAgent(Agent):
             self._warn(result, adv, t)
 
     # -- the tick -----------------------------------------------------------------------------------
+    def _come_to_rest(self, t: float, ctx: TickContext, result: TickResult) -> None:
+        """Told of a collision: at rest from now on, where it was when it touched (the pose of the last tick)."""
+        self.rest = self._pose or shifted(self.route.pose(self.s), *self._lateral(t), self.v)
+        self.v = self.a = 0.0
+        self._command = None
+        self._events = []
+        self._move = None
+        self.turn_signal = ""
+        others = ", ".join(f"{c.other_id} at t={c.t_s:.2f} s" for c in ctx.collisions)
+        result.notes.append(f"collided with {others}: at rest")
+
     def step(self, ctx: TickContext) -> TickResult:
         t = ctx.t_s
-        if ctx.tick > 0:
-            self._integrate(ctx.dt_s)
         if ctx.signal_warps and self.signal_heads:
             # The signal heads show what the controllers changed (heads shared by vehicles: applied once); the
             # world passes on only changes its own heads took.
             with contextlib.suppress(ValueError):
                 apply_warps(self.signal_heads, [warp_from_wire(w) for w in ctx.signal_warps])
-        pose = shifted(self.route.pose(self.s), *self._lateral(t), self.v)
         result = TickResult()
+        if ctx.collisions and self.rest is None:
+            self._come_to_rest(t, ctx, result)
+        if self.rest is not None:
+            pose = self.rest
+        else:
+            if ctx.tick > 0:
+                self._integrate(ctx.dt_s)
+            pose = shifted(self.route.pose(self.s), *self._lateral(t), self.v)
+        self._pose = pose
 
         if self.equipped:
             self.receive(ctx.heard, lambda heard: self._on_heard(heard, t, result))
@@ -493,10 +517,10 @@ class VehicleAgent(Agent):
                 else:
                     self._on_raised(result, t, raised)
 
-        controlled = self._platoon(ctx, view.host, pose, result)
+        controlled = self._platoon(ctx, view.host, pose, result) if self.rest is None else None
         if controlled is not None:
             self.a = controlled if controlled >= 0 or self.v > 0 else 0.0
-        else:
+        elif self.rest is None:
             self.a = self._choose_accel(t, self._signal_view(t, pose))
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
             self._next_bsm_s += BSM_PERIOD_S

@@ -199,6 +199,7 @@ class AgentHost:
                 gnss=tick_input.gnss,
                 heard=self._heard(slot, tick_input),
                 detections=tuple(tick_input.detections),
+                collisions=tuple(tick_input.collisions),
                 signal_warps=tuple(tick_input.signal_warps),
             )
             try:

@@ -156,6 +156,11 @@ class VehicleState:
     def at_start(cls, start: ActorStart) -> VehicleState:
         return cls(start.x_m, start.y_m, start.speed_mps, start.heading_deg, 0.0, start.lane)
 
+    def at_rest(self) -> VehicleState:
+        """The same pose at a standstill: what a stack reports after a collision (docs/PROTOCOL.md,
+        "Collisions"; at zero speed and acceleration ``advanced`` keeps it there)."""
+        return VehicleState(self.x_m, self.y_m, 0.0, self.heading_deg, 0.0, self.lane)
+
     @property
     def yaw_rad(self) -> float:
         """ENU yaw (counter-clockwise from east)."""

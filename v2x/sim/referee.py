@@ -2,7 +2,8 @@
 
 Each tick, after the truths the agents reported are applied, ``Referee.step`` records, in this order:
 
-* ``collision``: two road users' footprints overlap (once per pair and run), with their relative speed;
+* ``collision``: two road users' footprints begin to overlap (a pair that did not overlap at the previous
+  tick overlaps now), with their relative speed;
 * ``violation`` (``red_light``): a vehicle's front bumper crosses a signalised stop line while its signal
   head shows a stopping light (the heads run the scenario's plans, in the baseline too: they are physical);
 * ``stop``: a vehicle comes to a standstill (below 0.1 m/s after moving at 1 m/s or more);
@@ -12,6 +13,15 @@ It also measures what ``string_stable`` / ``string_unstable`` expectations ask a
 (``string_stability``): over each one's window, every follower's largest gap error, from the truth.
 
 Events are plain dicts (the form result.json keeps them in), times rounded to 1 ms.
+
+A collision has one consequence the referee enforces on the world: **both road users come to rest where
+they touched** (the pose of the tick their boxes first overlapped, speed and acceleration zero) and stay
+there as obstacles for the rest of the run, whatever their agents report afterwards (``hold``, called by the
+simulation after it applies the reported truths, before anything reads the world). The impact model is the
+simplest one: no momentum is exchanged, nothing is pushed, the overlap of that tick (at most one tick of
+their relative motion) stays. A third road user that runs into a wreck is a new collision (and comes to rest
+in turn). Since both parties of a collision rest, a pair cannot separate and touch again; if a pair ever did
+(a later impact model), each new contact would count again.
 """
 
 from __future__ import annotations
@@ -64,7 +74,6 @@ class Referee:
             elif isinstance(e, TravelTimeExpectation):
                 self.gates[(world.slot_of(e.actor), e.start_at)] = None
                 self.gates[(world.slot_of(e.actor), e.end_at)] = None
-        self.collided: set[tuple[str, str]] = set()
         # String stability (`string_stable` / `string_unstable` expectations of this variant): per (actors,
         # window), each follower's largest |gap error| in the window, under the platoon's spacing policy.
         thresholds = resolve(scenario.thresholds)
@@ -76,6 +85,10 @@ class Referee:
                 self.strings[(tuple(e.actors), (float(e.window_s[0]), float(e.window_s[1])))] = [0.0] * (
                     len(e.actors) - 1
                 )
+        # Road users at rest after a collision: slot -> (x, y, heading) where they touched.
+        self.wrecks: dict[int, tuple[float, float, float]] = {}
+        self._touching: set[tuple[int, int]] = set()  # road-user pairs whose boxes overlapped last tick
+        self._moved_logged: set[int] = set()  # wrecks whose agent was logged reporting motion
         self._front: dict[int, tuple[float, float]] = {}
         self._moving: set[int] = set()
 
@@ -88,6 +101,30 @@ class Referee:
         if self.strings:
             self.gap_errors(t)
         return self.collisions(t, grid) + self.red_lights(t) + self.stops(t) + self.passages(t)
+
+    def hold(self, t: float) -> None:
+        """Put every wreck back where it came to rest, at a standstill (its agent's reported truth is
+        ignored; a report of motion is logged once per actor)."""
+        w = self.world
+        for s, (x, y, _) in self.wrecks.items():
+            if s in self._moved_logged:
+                continue
+            if (
+                math.hypot(float(w.x[s]) - x, float(w.y[s]) - y) > 0.01
+                or math.hypot(float(w.vx[s]), float(w.vy[s])) >= STOP_SPEED_MPS
+            ):
+                self._moved_logged.add(s)
+                log.info("%s t=%.2f s: reports motion after its collision; the world keeps it at rest", w.id_of(s), t)
+        self._pin()
+
+    def _pin(self) -> None:
+        """Every wreck at its resting pose, speed and acceleration zero."""
+        if not self.wrecks:
+            return
+        slots = np.fromiter(self.wrecks, dtype=np.intp, count=len(self.wrecks))
+        rest = np.array(list(self.wrecks.values()))
+        z = np.zeros(len(slots))
+        self.world.set_state(slots, rest[:, 0], rest[:, 1], z, z, z, z, rest[:, 2])
 
     def gap_errors(self, t: float) -> None:
         """Track each follower's largest |gap error| (bumper to bumper, along its heading, less the spacing
@@ -121,31 +158,37 @@ class Referee:
         return out
 
     def collisions(self, t: float, grid: SpatialGrid) -> list[Event]:
-        """Road users whose footprints overlap for the first time in the run."""
+        """Road users whose footprints begin to overlap, in actor-id order of the pairs; both come to rest
+        (``hold``) from this tick on."""
         out: list[Event] = []
         w = self.world
         i, j = overlapping_pairs(w, grid)
-        for a, b in zip(i.tolist(), j.tolist(), strict=True):
-            if a not in self.road_users or b not in self.road_users:
-                continue
-            first, second = sorted((w.id_of(a), w.id_of(b)))
-            pair = (first, second)
-            if pair in self.collided:
-                continue
-            self.collided.add(pair)
+        touching = {
+            (a, b) for a, b in zip(i.tolist(), j.tolist(), strict=True) if a in self.road_users and b in self.road_users
+        }
+        new = sorted(touching - self._touching, key=lambda p: sorted((w.id_of(p[0]), w.id_of(p[1]))))
+        self._touching = touching
+        for a, b in new:  # every relative speed from the velocities before anyone is stopped
+            pair = sorted((w.id_of(a), w.id_of(b)))
             rel = float(np.hypot(w.vx[a] - w.vx[b], w.vy[a] - w.vy[b]))
             out.append(
                 {
                     "t_s": round(t, 3),
                     "type": "collision",
                     "variant": self.variant,
-                    "actors": list(pair),
+                    "actors": pair,
                     "relative_speed_mps": round(rel, 2),
                 }
             )
             # An outcome, not a problem of the tool (a baseline is often meant to crash): -v shows it; the
             # run's summary reports it through the expectations.
             log.info("world t=%.2f s: collision %s - %s at %.1f m/s", t, pair[0], pair[1], rel)
+        for a, b in new:
+            for s in (a, b):
+                if s not in self.wrecks:
+                    self.wrecks[s] = (float(w.x[s]), float(w.y[s]), float(w.heading_rad[s]))
+        if new:
+            self._pin()
         return out
 
     def stops(self, t: float) -> list[Event]:

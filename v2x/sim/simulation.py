@@ -10,8 +10,9 @@ One tick ``n``:
 2. the agents answer: ``receive("tx", actor, envelope)`` for each transmission and ``receive("ack",
    actor, ack)`` once, which validate and count (``reported`` turns true once all have reported;
    ``missing()`` names those who have not);
-3. ``step()`` closes the tick: it applies the truths the acks report to the world state, records their
-   warnings, runs the referee, fans the tick's transmissions out over the channel and reads the sensors
+3. ``step()`` closes the tick: it applies the truths the acks report to the world state (except for road
+   users at rest after a collision: the referee holds them where they touched), records their warnings,
+   runs the referee, fans the tick's transmissions out over the channel and reads the sensors
    for the next tick. It returns the events it recorded.
 
 ``report(wall_s)`` gives the run's events (in ``event_order``) and its metrics.
@@ -331,6 +332,8 @@ class Simulation:
                 self._record_misbehaviour(actor_id, mb)
             for note in ack.notes:
                 log.info("%s t=%.2f s: %s", actor_id, t, note)
+        # Road users in a collision stay where they came to rest, whatever their agents report.
+        self.referee.hold(t)
         # One spatial index per tick, shared by the channel's fan-out and the referee.
         grid = SpatialGrid.build(w, self.channel.cell_m)
         refereed = self.referee.step(t, grid)
