@@ -6,11 +6,12 @@ A bad payload is rejected and counted by reason (``bad_topic``, ``unknown_sender
 ``bad_destination``, ``bad_tick``, ``bad_hello``, ``id_mismatch``, ``bad_seq``, ``out_of_range``,
 ``conflicting_ack``, ``conflicting_tx``; in a secure run also ``unsigned``, ``unknown_cert``, ``expired``,
 ``no_permission``, ``bad_signature``, ``replayed``: ``v2x.wire.security``), never raised; a copy of
-something already received (a retransmission after a reconnect, an old tick, a sequence number at or below
-the sender's last) is counted as a duplicate and otherwise ignored, except that the first Ack of a tick that
-closed without it (real time: it came after the deadline) is kept in ``late_acks`` for its warnings. A tick
-is reported once every actor has acked it and as many payloads have arrived on its tx topic as its ack
-counts (rejected ones included: a sender whose envelope the world refuses must not stall the run).
+something already received (a retransmission after a reconnect, an old tick, a sequence number at or
+below the sender's last of an earlier tick) is counted as a duplicate and otherwise ignored, except that the
+first Ack of a tick that closed without it (real time: it came after the deadline) is kept in ``late_acks``
+for its warnings. A tick is reported once every actor has acked it and as many distinct payloads of the tick
+have arrived on its tx topic as its ack counts (rejected ones included: a sender whose envelope the world
+refuses must not stall the run).
 docs/SECURITY.md says what these checks stop and what they do not.
 """
 
@@ -159,9 +160,15 @@ class Inbound:
         self._ack_bytes: dict[str, bytes] = {}
         self._ack_counts: dict[str, list[int]] = {}  # tx_count of every distinct Ack of this tick
         self._conflict_ticks: dict[str, set[int]] = defaultdict(set)
-        self.arrivals: Counter[str] = Counter()  # payloads on each actor's tx topic during this tick
+        # The distinct payloads of this tick on each actor's tx topic (accepted, rejected or copies of
+        # these): a retransmission's copies must not make a report look complete before what it resends.
+        self.arrivals: defaultdict[str, set[int]] = defaultdict(set)
         self.received: dict[tuple[int, int], Transmission] = {}  # (sender slot, seq) -> transmission
-        self.last_seq: dict[str, tuple[int, int]] = {}  # actor -> (last accepted seq, its tick)
+        self.last_seq: dict[str, tuple[int, int]] = {}  # actor -> (highest accepted seq, its tick)
+        # actor -> the highest seq accepted in an earlier tick: below it, a copy. Above it, within the current
+        # tick, a seq that is new may come after a higher one (a reconnect: the envelopes published before it
+        # were lost, those after it arrived, then the retransmission brings all of them again).
+        self.seq_floor: dict[str, int] = {}
         # Ticks that closed without the actor's Ack (real time), and the Acks for them that came after all:
         # their truth is history, but their warnings still count (docs/PROTOCOL.md "Timing and late stacks").
         self.closed_without: dict[str, set[int]] = defaultdict(set)
@@ -176,10 +183,11 @@ class Inbound:
     def open(self, tick: int) -> None:
         """Tick ``tick`` begins: acks and transmissions for it are accepted from now on."""
         self.current_tick = tick
+        self.seq_floor = {a: seq for a, (seq, _) in self.last_seq.items()}
         self.acks = {}
         self._ack_bytes = {}
         self._ack_counts = {}
-        self.arrivals = Counter()
+        self.arrivals = defaultdict(set)
 
     @property
     def joined(self) -> bool:
@@ -193,7 +201,9 @@ class Inbound:
     def missing(self) -> list[str]:
         """The actors whose report of the current tick is incomplete (no ack, or fewer payloads arrived on
         its tx topic than its ack counts; with conflicting acks, than every one of them counts)."""
-        return [a for a in self.actor_ids if a not in self.acks or min(self._ack_counts.get(a, [0])) > self.arrivals[a]]
+        return [
+            a for a in self.actor_ids if a not in self.acks or min(self._ack_counts.get(a, [0])) > len(self.arrivals[a])
+        ]
 
     @property
     def reported(self) -> bool:
@@ -253,8 +263,8 @@ class Inbound:
         if kind == "join":
             self._join(actor_id, payload, where)
         elif kind == "tx":
-            self.arrivals[actor_id] += 1
-            self._tx(actor_id, payload, where)
+            if self._tx(actor_id, payload, where):
+                self.arrivals[actor_id].add(hash(payload))
         else:
             self._ack(actor_id, payload, where)
 
@@ -292,76 +302,80 @@ class Inbound:
         self.software[actor_id] = who
         self.hellos.add(actor_id)
 
-    def _tx(self, actor_id: str, payload: bytes, where: str) -> None:
+    def _tx(self, actor_id: str, payload: bytes, where: str) -> bool:
+        """Accept, reject or drop one envelope; False for a copy of an earlier tick's (it does not count
+        towards this tick's report)."""
         if len(payload) > MAX_TX_BYTES:
             self.reject("oversized", where, f"({len(payload)} bytes > {MAX_TX_BYTES})")
-            return
+            return True
         parsed = parse_envelope(payload)
         if parsed is None:
             self.reject("malformed", where)
-            return
+            return True
         env, frame = parsed
         if mistyped_fields(env):
             self.reject("malformed", where, "(not an Envelope)")
-            return
+            return True
         if env.sender_id != actor_id:
             self.reject("sender_mismatch", where, f"(envelope says {env.sender_id[:64]!r})")
-            return
+            return True
         msg_type = frame.WhichOneof("msg")
         if msg_type is None:
             self.reject("unknown_type", where)
-            return
+            return True
         if actor_id in self.unequipped:
             self.reject("unequipped_sender", where, "(equipped: false: it has no OBU)")
-            return
+            return True
         if env.link not in LINK_NAME:
             self.reject("bad_link", where)
-            return
+            return True
         if env.link != testbed_pb2.LINK_PC5 and (not env.dest_ids or any(d not in self.slot_of for d in env.dest_ids)):
             self.reject("bad_destination", where, f"({list(env.dest_ids)[:8]})")
-            return
+            return True
         if env.link == testbed_pb2.LINK_WIRED and self.kind_of.get(actor_id) not in (None, "rsu", "platform"):
             self.reject("bad_link", where, "(the wired backhaul is the roadside's and the platform's)")
-            return
+            return True
         # A message naming its sender by id names the envelope's sender (a relay over the backhaul
         # carries the heard sender's id, as it was heard).
         if msg_type in SIGNED_IDS and env.link != testbed_pb2.LINK_WIRED:
             inner = getattr(frame, msg_type)
             if inner.id != self._ids[actor_id]:
                 self.reject("id_mismatch", where, f"({msg_type} id {inner.id.hex()[:16]} is not {actor_id}'s)")
-                return
+                return True
         slot = self.slot_of[actor_id]
         key = (slot, env.seq)
         seen = self.received.get(key)
         if seen is not None and seen.raw == payload:
             self.stats.duplicates += 1
-            return
+            return True
         if self.security is not None:  # before the sequence checks: a forgery must not take a real seq
             reason = self._verify(env, msg_type)
             if reason:
                 self.reject(reason, where, f"(seq {env.seq}, tick {env.tick})")
-                return
+                return True
         if seen is not None:
             if seen.raw != payload:
                 self._conflict(actor_id, "tx")
                 self.reject("conflicting_tx", where, f"(seq {env.seq} again, different bytes)")
             else:
                 self.stats.duplicates += 1
-            return
+            return True
         last_seq, last_tick = self.last_seq.get(actor_id, (0, -1))
-        if env.tick < self.current_tick or env.seq <= last_seq:
+        if env.tick < self.current_tick or env.seq <= self.seq_floor.get(actor_id, 0):
             self.stats.duplicates += 1
-            return
+            return env.tick >= self.current_tick
         if env.tick > self.current_tick:
             self.reject("bad_tick", where, f"(tick {env.tick}, current {self.current_tick})")
-            return
-        if env.seq - last_seq > MAX_TX_PER_TICK * (self.current_tick - last_tick + 1):
-            self.reject("bad_seq", where, f"(seq {env.seq} after {last_seq}: a jump no sender makes)")
-            return
-        self.last_seq[actor_id] = (env.seq, self.current_tick)
+            return True
+        if env.seq > last_seq:
+            if env.seq - last_seq > MAX_TX_PER_TICK * (self.current_tick - last_tick + 1):
+                self.reject("bad_seq", where, f"(seq {env.seq} after {last_seq}: a jump no sender makes)")
+                return True
+            self.last_seq[actor_id] = (env.seq, self.current_tick)
         self.received[key] = Transmission(
             env.tick, slot, env.seq, env.tx_time_us / 1e6, env.link, tuple(env.dest_ids), payload, msg_type
         )
+        return True
 
     def _verify(self, env: testbed_pb2.Envelope, msg_type: str) -> str:
         """Why a secure run refuses ``env`` ("" if it does not): the signature checks of
