@@ -232,3 +232,33 @@ async def test_the_shipped_arterial_scenario_passes() -> None:
     for variant in ("v2x", "baseline"):
         assert result["metrics"][variant]["background"]["vehicles"] >= 500
     assert set(result["tracks"]) <= {"v2x", "baseline"}
+
+
+@pytest.mark.parametrize("accel", [0.0, 0.7, -1.0, -5.0])
+def test_a_refreshed_bsm_is_what_encode_bsm_makes(accel: float) -> None:
+    from v2x.wire.bsm import OwnState, encode_bsm, refresh_bsm
+
+    frame = LocalFrame(29.5, 106.5, 250.0)
+    sc = load_scenario(ARTERIAL)
+
+    def own(x: float, y: float, v: float, yaw: float, a: float) -> OwnState:
+        return OwnState(x, y, v, yaw, a, 13.0, 2.6, 3.0, "truck", None, None, a < 0)
+
+    msg = encode_bsm(own(0, 0, 0, 0, 0), actor_id="bg-1-7", t_s=0.0, msg_count=0, frame=frame, epoch=sc.epoch)
+    for k, (x, y, v, yaw, t) in enumerate([(120.5, -3.2, 13.9, 0.1, 1.2), (-850.0, 7.75, 0.0, math.pi, 61.3)]):
+        lat, lon, _ = frame.to_geodetic(np.array([x]), np.array([y]))
+        mark = (round(t * 1e6) // 1000) % 60_000
+        refresh_bsm(
+            msg,
+            lat_deg=float(lat[0]),
+            lon_deg=float(lon[0]),
+            speed_mps=v,
+            heading_rad=yaw,
+            accel_mps2=accel,
+            msg_count=k + 200,
+            sec_mark=mark,
+        )
+        want = encode_bsm(
+            own(x, y, v, yaw, accel), actor_id="bg-1-7", t_s=t, msg_count=k + 200, frame=frame, epoch=sc.epoch
+        )
+        assert msg.SerializeToString() == want.SerializeToString()

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from v2x import units
 from v2x.core import ActorKind, WorldState
 from v2x.core.traffic import CLASS_PARAMS, LaneNetwork, Traffic, traffic_step
 from v2x.geodesy import LocalFrame
@@ -55,8 +56,8 @@ from v2x.scenario.model import DEFAULT_SIZE, VEHICLE_KINDS, FlowClass, FlowSpec,
 from v2x.scenario.signals import FixedTimeController
 from v2x.sim.channel import Transmission
 from v2x.units import kph_to_mps
-from v2x.wire import testbed_pb2
-from v2x.wire.bsm import OwnState, encode_bsm
+from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire.bsm import OwnState, encode_bsm, refresh_bsm
 from v2x.wire.map_spat import STOPPING_LIGHTS, Approach
 
 F64 = NDArray[np.float64]
@@ -360,6 +361,7 @@ class Background:
         self.equipped_row = np.zeros(rows, dtype=np.bool_)
         self.msg_count = np.zeros(rows, dtype=np.int64)
         self.seq = np.zeros(rows, dtype=np.int64)
+        self.templates: dict[int, frame_pb2.MessageFrame] = {}  # row -> its BSM, refreshed each tick
         self.free_rows = list(range(rows - 1, n_story - 1, -1))  # a stack: the lowest free row on top
         self.stats = BackgroundStats(per_flow=[0] * len(scenario.flows))
         self.new_ids: list[str] = []  # spawned since the last ``take_new``
@@ -447,6 +449,7 @@ class Background:
         self.slot_of_row[row] = -1
         self.traffic.lane[row] = -1
         self.equipped_row[row] = False
+        self.templates.pop(row, None)
         self.free_rows.append(row)
         self.free_rows.sort(reverse=True)
         self.left_slots.append(slot)
@@ -522,41 +525,58 @@ class Background:
         w = self.world
         rows = np.flatnonzero(self.equipped_row)
         rows = rows[np.argsort(self.slot_of_row[rows], kind="stable")]  # (sender slot, seq) order
+        if len(rows) == 0:
+            return []
+        slots = self.slot_of_row[rows]
+        lat, lon, _ = self.frame.to_geodetic(w.x[slots], w.y[slots])
+        mark = units.sec_mark(t, self.epoch)
+        tx_us = round(t * 1e6)
         out = []
-        for r in rows.tolist():
-            s = int(self.slot_of_row[r])
-            vid = self.id_of_row[r]
-            a = float(acc[r])
-            own = OwnState(
-                x=float(w.x[s]),
-                y=float(w.y[s]),
+        for k, r in enumerate(rows.tolist()):
+            s = int(slots[k])
+            msg = self.templates.get(r)
+            if msg is None:  # its first BSM: the static parts (id, size, class, accuracy unknown)
+                kind = _kind_name(int(w.kind[s]))
+                own = OwnState(
+                    x=0.0,
+                    y=0.0,
+                    speed_mps=0.0,
+                    heading_rad=0.0,
+                    accel_mps2=0.0,
+                    length_m=float(w.length_m[s]),
+                    width_m=float(w.width_m[s]),
+                    height_m=DEFAULT_SIZE[kind][2],
+                    kind=kind,
+                    sigma_major_m=None,
+                    sigma_minor_m=None,
+                    braking=False,
+                )
+                msg = encode_bsm(
+                    own, actor_id=self.id_of_row[r], t_s=t, msg_count=0, frame=self.frame, epoch=self.epoch
+                )
+                self.templates[r] = msg
+            refresh_bsm(
+                msg,
+                lat_deg=float(lat[k]),
+                lon_deg=float(lon[k]),
                 speed_mps=float(self.traffic.v_mps[r]),
                 heading_rad=float(w.heading_rad[s]),
-                accel_mps2=a,
-                length_m=float(w.length_m[s]),
-                width_m=float(w.width_m[s]),
-                height_m=DEFAULT_SIZE[_kind_name(int(w.kind[s]))][2],
-                kind=_kind_name(int(w.kind[s])),
-                sigma_major_m=None,
-                sigma_minor_m=None,
-                braking=a < 0,
-            )
-            frame = encode_bsm(
-                own, actor_id=vid, t_s=t, msg_count=int(self.msg_count[r]), frame=self.frame, epoch=self.epoch
+                accel_mps2=float(acc[r]),
+                msg_count=int(self.msg_count[r]),
+                sec_mark=mark,
             )
             self.msg_count[r] += 1
             self.seq[r] += 1
+            seq = int(self.seq[r])
             env = testbed_pb2.Envelope(
-                sender_id=vid,
-                seq=int(self.seq[r]),
+                sender_id=self.id_of_row[r],
+                seq=seq,
                 tick=tick,
-                tx_time_us=round(t * 1e6),
+                tx_time_us=tx_us,
                 link=testbed_pb2.LINK_PC5,
-                frame=frame.SerializeToString(),
+                frame=msg.SerializeToString(),
             )
-            out.append(
-                Transmission(tick, s, int(self.seq[r]), t, testbed_pb2.LINK_PC5, (), env.SerializeToString(), "bsm")
-            )
+            out.append(Transmission(tick, s, seq, t, testbed_pb2.LINK_PC5, (), env.SerializeToString(), "bsm"))
         self.stats.bsm_sent += len(out)
         return out
 
