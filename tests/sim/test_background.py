@@ -262,3 +262,40 @@ def test_a_refreshed_bsm_is_what_encode_bsm_makes(accel: float) -> None:
             own(x, y, v, yaw, accel), actor_id="bg-1-7", t_s=t, msg_count=k + 200, frame=frame, epoch=sc.epoch
         )
         assert msg.SerializeToString() == want.SerializeToString()
+
+
+def test_a_crash_with_a_background_vehicle_is_refereed_and_the_traffic_stops_behind_the_wrecks(
+    tmp_path: Path,
+) -> None:
+    # A story car creeps across lane a at 2 m/s (the background drivers do not see crossing traffic): it
+    # hits a background car. Both rest where they touched (the referee); the traffic behind stops short
+    # of the wrecks (a background wreck, and the story car at rest across the lane, are obstacles).
+    crosser = "  - {id: crosser, kind: car, path: [[500, -40], [500, 40]], speed_mps: 2}\n" + RSU
+    sc = _scenario(tmp_path, prefill=True, duration=60, actors=crosser)
+    sim = Simulation(sc, variant="baseline", seed=0)
+    events: list[dict[str, object]] = []
+    for tick in range(400):
+        t = tick * sc.tick_s
+        sim.begin(tick)
+        for actor_id in sim.actor_ids:
+            ack = testbed_pb2.Ack(actor_id=actor_id, tick=tick)
+            if actor_id == "crosser":
+                ack.truth.CopyFrom(testbed_pb2.TruthState(x_m=500.0, y_m=-20.0 + 2.0 * t, vy_mps=2.0, heading_deg=0.0))
+            sim.receive("ack", actor_id, ack.SerializeToString())
+        events += sim.step()
+    crashes = [e for e in events if e["type"] == "collision"]
+    assert crashes, "the crossing car must meet the flow"
+    first = crashes[0]["actors"]
+    assert isinstance(first, list) and "crosser" in first
+    hit = next(a for a in first if a != "crosser")
+    assert hit.startswith("bg-0-")
+    assert not [e for e in crashes if all(str(a).startswith("bg-") for a in e["actors"])]  # type: ignore[attr-defined]
+    w = sim.world
+    s = w.slot_of(hit)
+    assert s in sim.referee.wrecks and (w.x[s], w.y[s]) == sim.referee.wrecks[s][:2]
+    assert w.vx[s] == 0.0 and w.vy[s] == 0.0
+    bg = sim.background
+    assert bg is not None
+    behind = np.array([int(x) for x in bg.present if int(x) not in sim.referee.wrecks and w.x[int(x)] < 490])
+    queue = behind[np.argsort(-w.x[behind])][:5]
+    assert len(queue) == 5 and np.all(np.hypot(w.vx[queue], w.vy[queue]) < 0.1)  # standing behind the wrecks

@@ -10,10 +10,12 @@ IDM's equilibrium gap), leaving room around the scenario's own vehicles.
 
 Each tick (``step``), after the story actors' truths are applied:
 
-1. the scenario's own vehicles (story vehicles) are projected onto the lanes: one on a lane (centre within
-   half its width, heading within 60° of the lane's) is a vehicle of the traffic model there, with its
-   reported position and speed, put back each tick (its agent moves it, not the model): background
-   vehicles behind it follow it (IDM), a stopped one stops them;
+1. the scenario's own road users (story vehicles, cyclists, pedestrians) are projected onto the lanes: one
+   on a lane (centre within half its width, heading within 60° of the lane's, or any heading when it
+   stands: under 0.5 m/s) is a vehicle of the traffic model there, with its reported position and speed
+   and its box's extent along the lane, put back each tick (its agent moves it, not the model):
+   background vehicles behind it follow it (IDM), a stopped one (a wreck across the lane) stops them. One
+   crossing the lane is not seen;
 2. the traffic model (``v2x.core.traffic``: IDM, lanes joined where one ends and the next starts, stop
    lines of signalised approaches shown red by the same signal heads the referee watches) moves every
    background vehicle by one tick; a background vehicle at rest after a collision (a wreck, held by the
@@ -52,7 +54,7 @@ from v2x.core import ActorKind, WorldState
 from v2x.core.traffic import CLASS_PARAMS, LaneNetwork, Traffic, traffic_step
 from v2x.geodesy import LocalFrame
 from v2x.scenario.geometry import route_for
-from v2x.scenario.model import DEFAULT_SIZE, VEHICLE_KINDS, FlowClass, FlowSpec, Scenario
+from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, FlowClass, FlowSpec, Scenario
 from v2x.scenario.signals import FixedTimeController
 from v2x.sim.channel import Transmission
 from v2x.units import kph_to_mps
@@ -66,7 +68,8 @@ CLASSES: tuple[FlowClass, ...] = ("car", "truck", "bus")  # the order in which a
 KIND = {"car": ActorKind.CAR, "truck": ActorKind.TRUCK, "bus": ActorKind.BUS, "emergency": ActorKind.EMERGENCY}
 JOIN_M = 1.0  # a lane whose start is within this of another lane's end continues it (a junction)
 ENTRY_ROOM_M = 1.0  # an arrival enters when the first vehicle on its lane is at least s0 + this ahead
-ON_LANE_COS = 0.5  # a story vehicle is on a lane if its heading is within 60° of the lane's
+ON_LANE_COS = 0.5  # a moving story road user is on a lane if its heading is within 60° of the lane's
+STANDING_MPS = 0.5  # ... and a slower one in any direction
 MIN_SPEED_KPH = 5.0  # the slowest desired speed a normal distribution is allowed to draw
 PACKED_M = 6.0
 # Headways at an entry: shifted exponential (Cowan's M3 without bunching): at least MIN_HEADWAY_S, the rest
@@ -178,15 +181,19 @@ class LaneGeometry:
             h[m] = yaw
         return x, y, h
 
-    def on_lane(self, x: float, y: float, heading: float) -> tuple[int, float] | None:
-        """The lane a vehicle centred at (x, y) heading ``heading`` is on and its centre's distance along it,
-        or None (off every lane, or across it)."""
-        best: tuple[float, int, float] | None = None
+    def on_lane(
+        self, x: float, y: float, heading: float, *, any_heading: bool = False
+    ) -> tuple[int, float, float] | None:
+        """The lane a road user centred at (x, y) heading ``heading`` is on (its centre within half the lane's
+        width; its heading within 60° of the lane's unless ``any_heading``), its centre's distance along it
+        and the lane's yaw there; None: off every lane, or across it."""
+        best: tuple[float, int, float, float] | None = None
         for k in range(len(self.ids)):
             along, off, yaw = self.locate(k, x, y)
-            if off <= self.width[k] / 2 and math.cos(heading - yaw) >= ON_LANE_COS and (best is None or off < best[0]):
-                best = (off, k, along)
-        return None if best is None else (best[1], best[2])
+            aligned = any_heading or math.cos(heading - yaw) >= ON_LANE_COS
+            if off <= self.width[k] / 2 and aligned and (best is None or off < best[0]):
+                best = (off, k, along, yaw)
+        return None if best is None else (best[1], best[2], best[3])
 
     def reach(self, entries: Sequence[int]) -> list[int]:
         """The lanes reachable from ``entries`` (them included), ascending."""
@@ -334,15 +341,15 @@ class Background:
         self.epoch = epoch
         self.geo = LaneGeometry(scenario, heads)
         net = self.geo.network
-        # Story vehicles: one traffic row each (rows 0..n_story-1), placed each tick from the world's truth.
-        self.story_slots = sorted(world.slot_of(a.id) for a in scenario.actors if a.kind in VEHICLE_KINDS)
+        # Story road users: one traffic row each (rows 0..n_story-1), placed each tick from the world's truth.
+        self.story_slots = sorted(world.slot_of(a.id) for a in scenario.actors if a.kind in ROAD_USER_KINDS)
         story0: list[tuple[int, float, float]] = []
         for a in scenario.actors:
-            route = route_for(scenario, a) if a.kind in VEHICLE_KINDS else None
+            route = route_for(scenario, a) if a.kind in ROAD_USER_KINDS else None
             if route is None:
                 continue
             pose = route.pose(a.start_m)
-            on = self.geo.on_lane(pose.x, pose.y, pose.heading_rad)
+            on = self.geo.on_lane(pose.x, pose.y, pose.heading_rad, any_heading=a.speed_mps < STANDING_MPS)
             if on is not None:
                 half = (a.length_m or DEFAULT_SIZE[a.kind][0]) / 2
                 story0.append((on[0], on[1] - half, on[1] + half))
@@ -353,7 +360,8 @@ class Background:
         rows = n_story + background_capacity(scenario)
         self.n_story = n_story
         self.traffic = Traffic.create(np.full(rows, -1), np.zeros(rows), np.zeros(rows), ActorKind.CAR)
-        story_kinds = [KIND[scenario.actor(world.id_of(s)).kind] for s in self.story_slots]
+        # (Their parameters do not matter: they are put back where their agents say each tick.)
+        story_kinds = [KIND.get(scenario.actor(world.id_of(s)).kind, ActorKind.CAR) for s in self.story_slots]
         for r, kind in enumerate(story_kinds):
             self._set_params(r, kind)
         self.slot_of_row = np.full(rows, -1, dtype=np.int64)
@@ -426,21 +434,25 @@ class Background:
         return self._bsms(tick, t, acc) if self.bsm else []
 
     def _place_story(self) -> None:
+        """Each story road user on a lane, as the traffic model's vehicle there: moving along the lane, or
+        standing on it in any direction (a car at rest across the lane after a crash, a stopped cyclist),
+        with its box's extent along the lane; elsewhere (crossing, off the road) it is not in the model."""
         w = self.world
         tr = self.traffic
+        lane_length = self.geo.network.length_m
         for r, s in enumerate(self.story_slots):
             heading = float(w.heading_rad[s])
-            on = self.geo.on_lane(float(w.x[s]), float(w.y[s]), heading)
+            speed = float(np.hypot(w.vx[s], w.vy[s]))
+            on = self.geo.on_lane(float(w.x[s]), float(w.y[s]), heading, any_heading=speed < STANDING_MPS)
             if on is None:
                 tr.lane[r] = -1
                 continue
-            lane, centre = on
-            length = float(w.length_m[s])
+            lane, centre, yaw = on
+            c, sn = abs(math.cos(heading - yaw)), abs(math.sin(heading - yaw))
+            extent = float(w.length_m[s]) * c + float(w.width_m[s]) * sn
             tr.lane[r] = lane
-            tr.length_m[r] = length
-            tr.s_m[r] = max(0.0, min(centre + length / 2, float(self.geo.network.length_m[lane])))
-            _, _, yaw = self.geo.locate(lane, float(w.x[s]), float(w.y[s]))
-            speed = float(np.hypot(w.vx[s], w.vy[s]))
+            tr.length_m[r] = extent
+            tr.s_m[r] = max(0.0, min(centre + extent / 2, float(lane_length[lane])))
             tr.v_mps[r] = max(0.0, speed * math.cos(heading - yaw))
 
     def _remove(self, row: int) -> None:
