@@ -475,10 +475,11 @@ async def run_scenario(
 def warm_up_core(scenarios: Sequence[Scenario], report: Callable[[str], None] | None = None) -> None:
     """Before the first tick, compile (or load from numba's on-disk cache) every kernel the worlds of
     ``scenarios`` will run compiled (see v2x/run/warmup.py): none when every world is small (up to
-    ``v2x.core.SMALL_WORLD`` actors, run by the interpreter); ``report`` hears the progress when they
-    compile."""
+    ``v2x.core.SMALL_WORLD`` actors, run by the interpreter; background traffic counts with the room the
+    world makes for it); ``report`` hears the progress when they compile."""
     from v2x.core import SMALL_WORLD
     from v2x.run.warmup import warm_up
+    from v2x.sim.background import background_capacity
 
-    if any(len(sc.actors) > SMALL_WORLD for sc in scenarios):
+    if any(len(sc.actors) + background_capacity(sc) > SMALL_WORLD for sc in scenarios):
         warm_up(report)

@@ -369,6 +369,13 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                 problems.append((f"expectations[{i}].{attr}", f"an actor id {ids}; got {ref!r}"))
         if exp.variant not in sc.variants:
             problems.append((f"expectations[{i}].variant", f"one of the scenario's variants {sc.variants}"))
+    flow_lanes: set[str] = set()
+    for i, flow in enumerate(sc.flows):
+        if flow.lane not in lane_ids:
+            problems.append((f"flows[{i}].lane", f"one of the road's lanes {lane_ids}; got {flow.lane!r}"))
+        elif flow.lane in flow_lanes:
+            problems.append((f"flows[{i}].lane", f"one flow per lane entry; {flow.lane!r} has two"))
+        flow_lanes.add(flow.lane)
     return problems
 
 

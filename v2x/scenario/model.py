@@ -425,6 +425,54 @@ class ActorSpec(Strict):
         return self
 
 
+class SpeedDistributionSpec(Strict):
+    """A background flow's desired speeds in km/h: normal (``mean``, ``sd``; draws are kept within
+    mean ± 3 sd and above 5 km/h) or uniform (``min``, ``max``). Give one pair."""
+
+    mean: Real | None = Field(default=None, gt=0, le=250)
+    sd: Real | None = Field(default=None, ge=0, le=100)
+    min: Real | None = Field(default=None, gt=0, le=250)
+    max: Real | None = Field(default=None, gt=0, le=250)
+
+    @model_validator(mode="after")
+    def _one_pair(self) -> SpeedDistributionSpec:
+        normal = self.mean is not None or self.sd is not None
+        uniform = self.min is not None or self.max is not None
+        if normal == uniform:
+            raise ValueError("give 'mean' and 'sd' (normal) or 'min' and 'max' (uniform), not both or neither")
+        if normal and (self.mean is None or self.sd is None):
+            raise ValueError("a normal distribution needs both 'mean' and 'sd'")
+        if uniform and (self.min is None or self.max is None or self.min > self.max):
+            raise ValueError("a uniform distribution needs 'min' <= 'max'")
+        return self
+
+
+FlowClass = Literal["car", "truck", "bus"]
+
+
+def _all_cars() -> dict[FlowClass, float]:
+    return {"car": 1.0}
+
+
+class FlowSpec(Strict):
+    """Background traffic entering the road at the start of ``lane`` (docs/SCENARIOS.md "Background traffic")."""
+
+    lane: ActorId = Field(description="the lane whose start is the entry")
+    vehicles_per_hour: Real = Field(gt=0, le=3600, description="mean arrival rate (Poisson arrivals)")
+    speed_kph: SpeedDistributionSpec = Field(description="desired speeds")
+    mix: dict[FlowClass, Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True, ge=0, le=1)]] = Field(
+        default_factory=_all_cars, description="vehicle class shares, summing to 1"
+    )
+    penetration: Real = Field(default=0.0, ge=0, le=1, description="share of vehicles with an OBU (they send BSMs)")
+    prefill: bool = Field(default=True, description="the lane starts filled at the flow's density at t = 0")
+
+    @model_validator(mode="after")
+    def _shares(self) -> FlowSpec:
+        if not self.mix or abs(sum(self.mix.values()) - 1.0) > 1e-6:
+            raise ValueError(f"'mix' shares must sum to 1; got {sum(self.mix.values()):g}")
+        return self
+
+
 class _ExpectationBase(Strict):
     name: str
     variant: Variant = "v2x"
@@ -464,7 +512,9 @@ class NoCollisionExpectation(_ExpectationBase):
 
 class MetricExpectation(_ExpectationBase):
     type: Literal["metric"]
-    metric: Literal["delivery_ratio", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "rejected"]
+    metric: Literal[
+        "delivery_ratio", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "rejected", "background_vehicles"
+    ]
     message: MessageName | None = Field(default=None, description="latency of this message type only")
     min: Real | None = None
     max: Real | None = None
@@ -627,6 +677,7 @@ class Scenario(Strict):
     obstacles: list[ObstacleSpec] = Field(default_factory=list)
     road: RoadSpec = RoadSpec()
     actors: list[ActorSpec] = Field(min_length=1)
+    flows: list[FlowSpec] = Field(default_factory=list, description="background traffic (docs/SCENARIOS.md)")
     variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS), min_length=1)
     thresholds: dict[str, Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True, ge=0, le=1e6)]] = Field(
         default_factory=dict

@@ -26,11 +26,12 @@ KIND = {
 }
 
 
-def world_state(scenario: Scenario) -> WorldState:
+def world_state(scenario: Scenario, *, extra: int = 0) -> WorldState:
     """The ground truth at the start of a run: every actor in a slot (sorted by id) with its footprint
-    (the scenario's size or its kind's default) and, for fixed actors, its position."""
+    (the scenario's size or its kind's default) and, for fixed actors, its position. ``extra``: room for
+    that many more road users (background traffic, ``v2x.sim.background``), so the world never grows."""
     actor_ids = sorted(a.id for a in scenario.actors)
-    world = WorldState(capacity=max(8, len(actor_ids)))
+    world = WorldState(capacity=max(8, len(actor_ids) + extra))
     for actor_id in actor_ids:
         spec = scenario.actor(actor_id)
         length, width, _ = DEFAULT_SIZE[spec.kind]

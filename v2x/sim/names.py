@@ -50,6 +50,10 @@ class Names:
             }
         )
 
+    def add(self, road_user_id: str) -> None:
+        """A road user that joined during the run (background traffic): its BSM id resolves to it."""
+        self.temp_ids[temporary_id(road_user_id).hex()] = road_user_id
+
     def resolve(self, other_id: str) -> str:
         """The scenario's name for what an app calls ``other_id``: an actor id (for a BSM id or an RSM
         participant), a road event or road sign id (for an RSI key), or ``other_id`` itself."""
@@ -59,5 +63,8 @@ class Names:
             return self.road_event_ids[other_id]
         parsed = parse_participant_key(other_id)
         if parsed is not None and 1 <= parsed[1] <= self.n_actors:
+            return self.world.id_of(parsed[1] - 1)
+        # A background vehicle (a slot after the actors'), if it is still on the road.
+        if parsed is not None and self.n_actors < parsed[1] <= self.world.capacity and self.world.active[parsed[1] - 1]:
             return self.world.id_of(parsed[1] - 1)
         return other_id

@@ -92,6 +92,12 @@ class Referee:
         self._front: dict[int, tuple[float, float]] = {}
         self._moving: set[int] = set()
 
+    def forget(self, slot: int) -> None:
+        """A road user left the world (background traffic): its slot is no longer watched (and may be
+        taken by a new one, which starts untouched)."""
+        self.road_users.discard(slot)
+        self._touching = {p for p in self._touching if slot not in p}
+
     def change_signals(self, warps: list[SignalWarp]) -> int:
         """A roadside unit's signal controller changed its plan (signal priority): the signal heads show it."""
         return apply_warps(self.stop_lines, warps)

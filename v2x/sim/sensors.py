@@ -11,6 +11,7 @@ road user's receiver changes state (e.g. rtk-fixed to rtk-float, dead-reckoning 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,9 @@ class Sensors:
         self.gnss: dict[str, testbed_pb2.GnssReading] = {}  # actor -> its latest reading
         # Platoon vehicles' forward radars (v2x.sim.radar), by slot, in slot order.
         self.radars = sorted(world.slot_of(a.id) for a in scenario.actors if a.platoon is not None)
+        # Background traffic (v2x.sim.background): its vehicles' slots (ascending) and kinds, now; the roadside
+        # sensors see them after the actors.
+        self.background: Callable[[], tuple[NDArray[np.intp], list[str]]] | None = None
         # RSU -> its latest frames' detections; a platoon vehicle -> its radar's.
         self.detections: dict[str, list[testbed_pb2.Detection]] = {}
 
@@ -124,9 +128,14 @@ class Sensors:
             return {}
         w = self.world
         slots = self.road_users
+        kinds: list[str] = list(self.road_user_kinds)
+        if self.background is not None:
+            extra, extra_kinds = self.background()
+            slots = np.concatenate([slots, extra]).astype(np.intp)
+            kinds = [*kinds, *extra_kinds]
         targets = Targets(
             object_id=slots.astype(np.int64) + 1,
-            kind=self.road_user_kinds,
+            kind=kinds,
             x=w.x[slots],
             y=w.y[slots],
             vx=w.vx[slots],

@@ -19,7 +19,12 @@ One tick ``n``:
 
 Three generators, seeded from (seed, variant): the channel's (``rng_net``), the positioning model's
 (``rng_pos``) and the roadside sensors' (``rng_sense``); each is drawn from in a fixed order, so a run's
-outcome depends on the scenario, variant and seed only.
+outcome depends on the scenario, variant and seed only. A fourth, the background flows' (``rng_flows``,
+``v2x.sim.background``), is seeded from the seed alone: both variants see the same background traffic.
+
+Background traffic (the scenario's ``flows``) is moved by the world itself, in ``step`` right after the
+reported truths are applied (``v2x.sim.background``): its vehicles are road users in the world's slots
+after the actors', seen by the referee, the channel and the roadside sensors.
 """
 
 from __future__ import annotations
@@ -32,11 +37,13 @@ from typing import Any
 import numpy as np
 
 from v2x.core import SpatialGrid
+from v2x.geodesy import LocalFrame
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
 from v2x.scenario.signals import warp_from_wire
 from v2x.sim.actors import road_user_slots, unequipped_ids, world_state
-from v2x.sim.channel import Channel
+from v2x.sim.background import Background, background_capacity
+from v2x.sim.channel import Channel, Transmission
 from v2x.sim.events import event_order
 from v2x.sim.inbound import Inbound
 from v2x.sim.metrics import run_metrics
@@ -108,10 +115,12 @@ class Simulation:
         rng_net = np.random.default_rng([seed, variant_no, 1])
         rng_pos = np.random.default_rng([seed, variant_no, 2])
         rng_sense = np.random.default_rng([seed, variant_no, 3])
+        # The flows' arrivals: the same in both variants (2 stands for "either variant").
+        rng_flows = np.random.default_rng([seed, 2, 4])
 
         # Slots in id order so that the layout, and every draw that depends on it, is deterministic.
         self.actor_ids = sorted(a.id for a in scenario.actors)
-        self.world = world_state(scenario)
+        self.world = world_state(scenario, extra=background_capacity(scenario))
         w = self.world
         unequipped = unequipped_ids(scenario)
         pc5_receivers = np.zeros(w.capacity, dtype=np.bool_)
@@ -133,6 +142,18 @@ class Simulation:
         )
         self.referee = Referee(w, scenario, variant)
         self.names = Names(scenario, w)
+        self.background: Background | None = None
+        if scenario.flows:
+            self.background = Background(
+                scenario,
+                w,
+                rng=rng_flows,
+                heads=self.referee.stop_lines,
+                bsm=variant == "v2x",
+                frame=LocalFrame(scenario.origin.lat_deg, scenario.origin.lon_deg, scenario.origin.alt_m),
+                epoch=scenario.epoch,
+            )
+            self.sensors.background = self.background.present_with_kinds
         self.inbound = Inbound(
             self.actor_ids,
             slot_of={a: w.slot_of(a) for a in self.actor_ids},
@@ -334,6 +355,7 @@ class Simulation:
                 log.info("%s t=%.2f s: %s", actor_id, t, note)
         # Road users in a collision stay where they came to rest, whatever their agents report.
         self.referee.hold(t)
+        background_tx = self._move_background(tick, t)
         # One spatial index per tick, shared by the channel's fan-out and the referee.
         grid = SpatialGrid.build(w, self.channel.cell_m)
         refereed = self.referee.step(t, grid)
@@ -347,9 +369,24 @@ class Simulation:
                             other_id=other, t_s=event["t_s"], relative_speed_mps=event["relative_speed_mps"]
                         )
                     )
-        self.channel.transmit(self.inbound.take(tick), grid)
+        # Background senders' slots come after every actor's: the batch stays in (sender slot, seq) order.
+        self.channel.transmit(self.inbound.take(tick) + background_tx, grid)
         self.events.extend(self.sensors.step(t))
         return self.events[start:]
+
+    def _move_background(self, tick: int, t: float) -> list[Transmission]:
+        """Move the background traffic to ``t`` (none without flows); returns its BSMs of this tick. The
+        referee and the name resolver learn of the vehicles that left and entered."""
+        bg = self.background
+        if bg is None:
+            return []
+        out = bg.step(tick, t, self.referee.wrecks)
+        for slot in bg.take_left():  # before the new ones: a slot freed this tick may be taken again
+            self.referee.forget(slot)
+        for vid in bg.take_new():
+            self.referee.road_users.add(self.world.slot_of(vid))
+            self.names.add(vid)
+        return out
 
     def _change_signals(self, actor_id: str, warps: Sequence[testbed_pb2.SignalWarp], t: float) -> None:
         """A roadside unit's signal controller changed its plan: the signal heads (the referee's) show it from
@@ -427,6 +464,8 @@ class Simulation:
             inbound=self.inbound.stats,
             sensing=roadside.counts if roadside is not None else {},
         )
+        if self.background is not None:
+            metrics["background"] = self.background.stats.as_dict()
         # Only when a string-stability expectation asks, so that the metrics of other runs stay as they were.
         strings = self.referee.string_stability()
         if strings:

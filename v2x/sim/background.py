@@ -1,0 +1,600 @@
+"""Background traffic, sans-I/O: the scenario's ``flows`` as vehicles the world itself moves.
+
+A flow enters at the start of a lane: random arrivals at its rate (shifted exponential headways, at least
+``MIN_HEADWAY_S`` apart), each with a class (car, truck, bus by
+the flow's mix), a desired speed (the flow's distribution) and an OBU or not (its penetration). All of it
+is drawn when the run is built, from a generator of its own seeded with the run's seed only (not the
+variant), so the baseline and the V2X run see the same traffic. With ``prefill`` (the default) the flow's
+lane also starts filled at the flow's density (vehicles per hour over mean speed, never closer than the
+IDM's equilibrium gap), leaving room around the scenario's own vehicles.
+
+Each tick (``step``), after the story actors' truths are applied:
+
+1. the scenario's own road users (story vehicles, cyclists, pedestrians) are projected onto the lanes: one
+   on a lane (centre within half its width, heading within 60° of the lane's, or any heading when it
+   stands: under 0.5 m/s) is a vehicle of the traffic model there, with its reported position and speed
+   and its box's extent along the lane, put back each tick (its agent moves it, not the model):
+   background vehicles behind it follow it (IDM), a stopped one (a wreck across the lane) stops them. One
+   crossing the lane is not seen;
+2. the traffic model (``v2x.core.traffic``: IDM, lanes joined where one ends and the next starts, stop
+   lines of signalised approaches shown red by the same signal heads the referee watches) moves every
+   background vehicle by one tick; a background vehicle at rest after a collision (a wreck, held by the
+   referee) does not move and is an obstacle for the vehicles behind it;
+3. vehicles that left the network are removed from the world; arrivals that are due enter at their lane's
+   start when there is room: the first vehicle on the lane is at least s0 + 1 m ahead and the room lets
+   the new one enter at the speed of that vehicle or its own desired speed, whichever is lower, with its
+   IDM desired gap (``entry_speed``); it enters at the fastest such speed up to its desired one. The
+   others wait, in order, at the entry (a point queue);
+4. the background vehicles' poses are written to the world (the centre of the box on the lane's centre
+   line), so that the referee, the channel and the roadside sensors see them;
+5. in the V2X variant every equipped background vehicle sends a BSM (10 Hz at the usual 100 ms tick) from
+   its true position, over PC5; it hears nothing (no agent runs its apps: the fleet agent of issue #10 is
+   the next step), so it is no PC5 receiver.
+
+Background vehicles take the world slots after the scenario's actors (the lowest free one, so the same
+run gives the same slots); their ids are ``bg-<flow>-<n>`` (flow index, arrival number within the flow).
+The world is sized once (``capacity``: room for every lane the flows can reach, packed at standstill), so
+no slot array ever grows during a run; an arrival that finds the world full waits at the entry.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from v2x import units
+from v2x.core import ActorKind, WorldState
+from v2x.core.traffic import CLASS_PARAMS, LaneNetwork, Traffic, traffic_step
+from v2x.geodesy import LocalFrame
+from v2x.scenario.geometry import route_for
+from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, FlowClass, FlowSpec, Scenario
+from v2x.scenario.signals import FixedTimeController
+from v2x.sim.channel import Transmission
+from v2x.units import kph_to_mps
+from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire.bsm import OwnState, encode_bsm, refresh_bsm
+from v2x.wire.map_spat import STOPPING_LIGHTS, Approach
+
+F64 = NDArray[np.float64]
+
+CLASSES: tuple[FlowClass, ...] = ("car", "truck", "bus")  # the order in which a flow's mix is drawn
+KIND = {"car": ActorKind.CAR, "truck": ActorKind.TRUCK, "bus": ActorKind.BUS, "emergency": ActorKind.EMERGENCY}
+JOIN_M = 1.0  # a lane whose start is within this of another lane's end continues it (a junction)
+ENTRY_ROOM_M = 1.0  # an arrival enters when the first vehicle on its lane is at least s0 + this ahead
+ON_LANE_COS = 0.5  # a moving story road user is on a lane if its heading is within 60° of the lane's
+STANDING_MPS = 0.5  # ... and a slower one in any direction
+MIN_SPEED_KPH = 5.0  # the slowest desired speed a normal distribution is allowed to draw
+PACKED_M = 6.0
+# Headways at an entry: shifted exponential (Cowan's M3 without bunching): at least MIN_HEADWAY_S, the rest
+# exponential, so that the mean is the flow's 3600 / rate (a flow's rate is at most 3600 veh/h).
+MIN_HEADWAY_S = 1.0  # the world has room for one vehicle every PACKED_M m of every lane the flows reach
+
+
+@dataclass
+class Arrivals:
+    """One flow's vehicles, in arrival order (prefilled ones first, at time 0 with a position)."""
+
+    time_s: F64
+    kind: list[str]
+    v0_mps: F64
+    equipped: NDArray[np.bool_]
+    start_s: F64  # front bumper at entry (nan: the lane's start, when there is room)
+    next: int = 0  # the next to enter
+
+
+@dataclass
+class BackgroundStats:
+    """What background traffic did over a run (result.json ``metrics.background``)."""
+
+    spawned: int = 0
+    prefilled: int = 0
+    left: int = 0
+    max_present: int = 0
+    equipped: int = 0
+    bsm_sent: int = 0
+    waiting_at_end: int = 0
+    per_flow: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "vehicles": self.spawned,
+            "prefilled": self.prefilled,
+            "left": self.left,
+            "max_present": self.max_present,
+            "equipped": self.equipped,
+            "bsm_sent": self.bsm_sent,
+            "waiting_at_end": self.waiting_at_end,
+            "per_flow": list(self.per_flow),
+        }
+
+
+class LaneGeometry:
+    """The scenario's lanes as the traffic model's network plus what it takes to go from (lane, s) to the
+    plane and back."""
+
+    def __init__(self, scenario: Scenario, heads: Sequence[tuple[Approach, FixedTimeController]]) -> None:
+        lanes = scenario.road.lanes
+        self.ids = [lane.id for lane in lanes]
+        self.index = {lane_id: k for k, lane_id in enumerate(self.ids)}
+        self.width = np.array([lane.width_m for lane in lanes])
+        self.xy: list[F64] = []
+        self.cum: list[F64] = []
+        self.yaw: list[F64] = []
+        for lane in lanes:
+            xy = np.asarray(lane.centerline, dtype=np.float64)
+            seg = np.diff(xy, axis=0)
+            seg_len = np.hypot(seg[:, 0], seg[:, 1])
+            keep = seg_len > 0
+            starts = np.vstack([xy[:-1][keep], xy[-1:]])
+            self.xy.append(starts)
+            self.cum.append(np.concatenate([[0.0], np.cumsum(seg_len[keep])]))
+            self.yaw.append(np.arctan2(seg[keep, 1], seg[keep, 0]))
+        length = np.array([c[-1] for c in self.cum])
+        limit = np.array([kph_to_mps(lane.speed_limit_kph) if lane.speed_limit_kph else math.inf for lane in lanes])
+        successors = [
+            [
+                j
+                for j in range(len(lanes))
+                if j != i and math.dist(tuple(self.xy[i][-1]), tuple(self.xy[j][0])) <= JOIN_M
+            ]
+            for i in range(len(lanes))
+        ]
+        stop = np.full(len(lanes), np.nan)
+        # Each lane's signal head (the first approach that has it): its stop line's distance along the lane.
+        self.heads: list[tuple[int, int, FixedTimeController]] = []
+        for ap, ctl in heads:
+            k = self.index.get(ap.lane)
+            if k is None or not np.isnan(stop[k]):
+                continue
+            stop[k] = min(max(self.locate(k, *ap.stop_point)[0], 0.0), float(length[k]))
+            self.heads.append((k, ap.phase_id, ctl))
+        self.network = LaneNetwork.build(length, limit, successors, stop_line_m=stop)
+
+    def locate(self, lane: int, x: float, y: float) -> tuple[float, float, float]:
+        """The point's (distance along, distance from the centre line, yaw of the segment) on ``lane``."""
+        p, cum, yaw = self.xy[lane], self.cum[lane], self.yaw[lane]
+        ux, uy = np.cos(yaw), np.sin(yaw)
+        dx, dy = x - p[:-1, 0], y - p[:-1, 1]
+        along = np.clip(dx * ux + dy * uy, 0.0, np.diff(cum))
+        off = np.hypot(dx - along * ux, dy - along * uy)
+        k = int(np.argmin(off))
+        return float(cum[k] + along[k]), float(off[k]), float(yaw[k])
+
+    def poses(self, lane: NDArray[np.int64], s: F64) -> tuple[F64, F64, F64]:
+        """x, y and yaw of the points ``s`` along ``lane`` (beyond either end: straight on)."""
+        x, y, h = np.empty(len(s)), np.empty(len(s)), np.empty(len(s))
+        for k in np.unique(lane).tolist():
+            m = lane == k
+            cum = self.cum[k]
+            seg = np.clip(np.searchsorted(cum, s[m], side="right") - 1, 0, len(cum) - 2)
+            yaw = self.yaw[k][seg]
+            frac = s[m] - cum[seg]
+            x[m] = self.xy[k][seg, 0] + frac * np.cos(yaw)
+            y[m] = self.xy[k][seg, 1] + frac * np.sin(yaw)
+            h[m] = yaw
+        return x, y, h
+
+    def on_lane(
+        self, x: float, y: float, heading: float, *, any_heading: bool = False
+    ) -> tuple[int, float, float] | None:
+        """The lane a road user centred at (x, y) heading ``heading`` is on (its centre within half the lane's
+        width; its heading within 60° of the lane's unless ``any_heading``), its centre's distance along it
+        and the lane's yaw there; None: off every lane, or across it."""
+        best: tuple[float, int, float, float] | None = None
+        for k in range(len(self.ids)):
+            along, off, yaw = self.locate(k, x, y)
+            aligned = any_heading or math.cos(heading - yaw) >= ON_LANE_COS
+            if off <= self.width[k] / 2 and aligned and (best is None or off < best[0]):
+                best = (off, k, along, yaw)
+        return None if best is None else (best[1], best[2], best[3])
+
+    def reach(self, entries: Sequence[int]) -> list[int]:
+        """The lanes reachable from ``entries`` (them included), ascending."""
+        seen = set(entries)
+        todo = list(entries)
+        while todo:
+            for nxt in self.network.successors(todo.pop()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return sorted(seen)
+
+
+def entry_speed(gap: float, v_leader: float, s0: float, t_gap: float, a: float, b: float) -> float:
+    """The fastest entry speed v whose IDM desired gap ``s0 + v T + v (v - v_leader) / (2 sqrt(a b))`` fits
+    in ``gap`` (bumper to bumper): the entering vehicle then needs no more than the IDM's own braking to
+    follow (a vehicle entering behind a faster one can come in faster than ``(gap - s0) / T``)."""
+    c = 1.0 / (2.0 * math.sqrt(a * b))
+    lin = t_gap - c * v_leader
+    return max(0.0, (-lin + math.sqrt(lin * lin + 4.0 * c * max(gap - s0, 0.0))) / (2.0 * c))
+
+
+def background_capacity(scenario: Scenario) -> int:
+    """How many background vehicles the world makes room for (0 without flows): one every ``PACKED_M`` m of
+    every lane the flows can reach, plus one per flow."""
+    if not scenario.flows:
+        return 0
+    geo = LaneGeometry(scenario, ())
+    lanes = geo.reach([geo.index[f.lane] for f in scenario.flows])
+    return int(sum(math.ceil(float(geo.network.length_m[k]) / PACKED_M) for k in lanes)) + len(scenario.flows)
+
+
+def _speeds_kph(flow: FlowSpec, rng: np.random.Generator, n: int) -> F64:
+    d = flow.speed_kph
+    if d.mean is not None and d.sd is not None:
+        v = rng.normal(d.mean, d.sd, n) if n else np.zeros(0)
+        return np.clip(v, max(MIN_SPEED_KPH, d.mean - 3 * d.sd), d.mean + 3 * d.sd)
+    assert d.min is not None and d.max is not None
+    return rng.uniform(d.min, d.max, n) if n else np.zeros(0)
+
+
+def draw_arrivals(
+    scenario: Scenario, rng: np.random.Generator, story: Sequence[tuple[int, float, float]], geo: LaneGeometry
+) -> list[Arrivals]:
+    """Every flow's vehicles for the whole run, drawn flow by flow (in file order): arrival times, then
+    classes, desired speeds and OBUs; then the prefill's classes, speeds and OBUs. ``story``: the story
+    vehicles' (lane, rear, front) at t = 0, which the prefill leaves room around."""
+    out = []
+    duration = float(scenario.duration_s)
+    for flow in scenario.flows:
+        lane = geo.index[flow.lane]
+        mean_headway = 3600.0 / flow.vehicles_per_hour
+        times: list[float] = []
+        t = 0.0
+        while True:
+            hw = MIN_HEADWAY_S + rng.exponential(mean_headway - MIN_HEADWAY_S, 64)
+            for h in hw.tolist():
+                t += h
+                if t > duration:
+                    break
+                times.append(t)
+            if t > duration:
+                break
+        n = len(times)
+        shares = np.array([flow.mix.get(c, 0.0) for c in CLASSES])
+        kinds = [CLASSES[k] for k in rng.choice(len(CLASSES), size=n, p=shares / shares.sum()).tolist()] if n else []
+        v0 = kph_to_mps(1.0) * _speeds_kph(flow, rng, n)
+        equipped = rng.random(n) < flow.penetration
+        start = np.full(n, np.nan)
+        if flow.prefill:
+            pre = _prefill(flow, lane, rng, story, geo)
+            kinds = pre.kind + kinds
+            v0 = np.concatenate([pre.v0_mps, v0])
+            equipped = np.concatenate([pre.equipped, equipped])
+            start = np.concatenate([pre.start_s, start])
+            times = [0.0] * len(pre.kind) + times
+        out.append(Arrivals(np.array(times, dtype=np.float64), kinds, v0, equipped, start))
+    return out
+
+
+def _prefill(
+    flow: FlowSpec, lane: int, rng: np.random.Generator, story: Sequence[tuple[int, float, float]], geo: LaneGeometry
+) -> Arrivals:
+    """The flow's lane at t = 0: vehicles from its end back to its start at the flow's density (rate over
+    mean desired speed, capped by the lane's limit), every one at least its IDM equilibrium gap behind the
+    next, none within that gap of a story vehicle."""
+    length = float(geo.network.length_m[lane])
+    limit = float(geo.network.speed_limit_mps[lane])
+    d = flow.speed_kph
+    mean_kph = d.mean if d.mean is not None else (float(d.min or 0) + float(d.max or 0)) / 2
+    v_mean = min(kph_to_mps(mean_kph), limit)
+    n_max = math.ceil(length / 5.0) + 1
+    shares = np.array([flow.mix.get(c, 0.0) for c in CLASSES])
+    kinds = [CLASSES[k] for k in rng.choice(len(CLASSES), size=n_max, p=shares / shares.sum()).tolist()]
+    v0 = kph_to_mps(1.0) * _speeds_kph(flow, rng, n_max)
+    equipped = rng.random(n_max) < flow.penetration
+    spacing = v_mean / (flow.vehicles_per_hour / 3600.0)
+    keep: list[int] = []
+    starts: list[float] = []
+    around = sorted(((rear, fr) for k_, rear, fr in story if k_ == lane), reverse=True)
+    prev_front, prev_rear = math.inf, length  # the vehicle ahead (none yet: the lane's end)
+    for k in range(n_max):
+        p = CLASS_PARAMS[KIND[kinds[k]]]
+        gap = p.s0_m + min(float(v0[k]), limit) * p.t_gap_s
+        s = min(length - spacing / 2 if not keep else prev_front - spacing, prev_rear - gap)
+        for rear, fr in around:  # room around the story vehicles on this lane, the front-most first
+            if s - p.length_m - gap < fr and rear - gap < s:
+                s = rear - gap
+        if s - p.length_m < 0:
+            break
+        keep.append(k)
+        starts.append(s)
+        prev_front, prev_rear = s, s - p.length_m
+    return Arrivals(
+        np.zeros(len(keep)),
+        [kinds[k] for k in keep],
+        v0[keep] if keep else np.zeros(0),
+        equipped[keep] if keep else np.zeros(0, dtype=np.bool_),
+        np.array(starts, dtype=np.float64),
+    )
+
+
+class Background:
+    """The background traffic of one run over ``world`` (whose capacity ``background_capacity`` sized).
+
+    ``rng``: the flows' generator (seeded without the variant); ``bsm``: whether equipped background
+    vehicles transmit (the V2X variant); ``heads``: the signal heads (the referee's, so that signal priority
+    shows on them too); ``frame``/``epoch``: for the BSMs."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        world: WorldState,
+        *,
+        rng: np.random.Generator,
+        heads: Sequence[tuple[Approach, FixedTimeController]],
+        bsm: bool,
+        frame: LocalFrame,
+        epoch: datetime,
+    ) -> None:
+        self.world = world
+        self.tick_s = float(scenario.tick_s)
+        self.bsm = bsm
+        self.frame = frame
+        self.epoch = epoch
+        self.geo = LaneGeometry(scenario, heads)
+        net = self.geo.network
+        # Story road users: one traffic row each (rows 0..n_story-1), placed each tick from the world's truth.
+        self.story_slots = sorted(world.slot_of(a.id) for a in scenario.actors if a.kind in ROAD_USER_KINDS)
+        story0: list[tuple[int, float, float]] = []
+        for a in scenario.actors:
+            route = route_for(scenario, a) if a.kind in ROAD_USER_KINDS else None
+            if route is None:
+                continue
+            pose = route.pose(a.start_m)
+            on = self.geo.on_lane(pose.x, pose.y, pose.heading_rad, any_heading=a.speed_mps < STANDING_MPS)
+            if on is not None:
+                half = (a.length_m or DEFAULT_SIZE[a.kind][0]) / 2
+                story0.append((on[0], on[1] - half, on[1] + half))
+        self.arrivals = draw_arrivals(scenario, rng, story0, self.geo)
+        self.entry = [self.geo.index[f.lane] for f in scenario.flows]
+        self.waiting: list[deque[int]] = [deque() for _ in scenario.flows]
+        n_story = len(self.story_slots)
+        rows = n_story + background_capacity(scenario)
+        self.n_story = n_story
+        self.traffic = Traffic.create(np.full(rows, -1), np.zeros(rows), np.zeros(rows), ActorKind.CAR)
+        # (Their parameters do not matter: they are put back where their agents say each tick.)
+        story_kinds = [KIND.get(scenario.actor(world.id_of(s)).kind, ActorKind.CAR) for s in self.story_slots]
+        for r, kind in enumerate(story_kinds):
+            self._set_params(r, kind)
+        self.slot_of_row = np.full(rows, -1, dtype=np.int64)
+        self.id_of_row: list[str] = [""] * rows
+        self.equipped_row = np.zeros(rows, dtype=np.bool_)
+        self.msg_count = np.zeros(rows, dtype=np.int64)
+        self.seq = np.zeros(rows, dtype=np.int64)
+        self.templates: dict[int, frame_pb2.MessageFrame] = {}  # row -> its BSM, refreshed each tick
+        self.free_rows = list(range(rows - 1, n_story - 1, -1))  # a stack: the lowest free row on top
+        self.stats = BackgroundStats(per_flow=[0] * len(scenario.flows))
+        self.new_ids: list[str] = []  # spawned since the last ``take_new``
+        self.left_slots: list[int] = []  # slots freed since the last ``take_left``
+        self._started = False
+        self._red = np.zeros(net.n_lanes, dtype=np.bool_)
+        # Compile (or load from numba's cache) the traffic kernel now, not inside the first tick.
+        traffic_step(net, Traffic.create(np.zeros(0), np.zeros(0), np.zeros(0)), None, self.tick_s, 0)
+
+    def _set_params(self, row: int, kind: ActorKind, v0_mps: float | None = None) -> None:
+        t = self.traffic
+        p = CLASS_PARAMS[kind]
+        for name in ("length_m", "v0_mps", "t_gap_s", "s0_m", "a_mps2", "b_mps2"):
+            getattr(t, name)[row] = getattr(p, name)
+        t.politeness[row], t.a_threshold_mps2[row], t.b_safe_mps2[row] = p.politeness, p.a_threshold_mps2, p.b_safe_mps2
+        if v0_mps is not None:
+            t.v0_mps[row] = v0_mps
+
+    @property
+    def present(self) -> NDArray[np.intp]:
+        """The world slots of the background vehicles on the road, ascending."""
+        slots = self.slot_of_row[self.n_story :]
+        return np.sort(slots[slots >= 0]).astype(np.intp)
+
+    def present_with_kinds(self) -> tuple[NDArray[np.intp], list[str]]:
+        """The background vehicles on the road (slots ascending) and their kind names."""
+        slots = self.present
+        return slots, [_kind_name(int(k)) for k in self.world.kind[slots].tolist()]
+
+    def take_new(self) -> list[str]:
+        out, self.new_ids = self.new_ids, []
+        return out
+
+    def take_left(self) -> list[int]:
+        out, self.left_slots = self.left_slots, []
+        return out
+
+    # -- one tick -----------------------------------------------------------------------------------
+    def step(self, tick: int, t: float, wrecks: set[int] | dict[int, Any]) -> list[Transmission]:
+        """Move the background traffic to ``t`` (see the module's docstring) and return the equipped
+        vehicles' BSMs of this tick (none in the baseline)."""
+        tr = self.traffic
+        self._place_story()
+        bg = np.flatnonzero(self.slot_of_row >= 0)
+        held = np.array([r for r in bg.tolist() if int(self.slot_of_row[r]) in wrecks], dtype=np.int64)
+        acc = np.zeros(len(tr))
+        if self._started:
+            tr.v_mps[held] = 0.0
+            keep_lane, keep_s = tr.lane[held].copy(), tr.s_m[held].copy()
+            for k, phase, ctl in self.geo.heads:
+                self._red[k] = ctl.light(phase, t) in STOPPING_LIGHTS
+            result = traffic_step(self.geo.network, tr, self._red, self.tick_s, tick)
+            acc = result.acc_mps2
+            tr.lane[held], tr.s_m[held], tr.v_mps[held] = keep_lane, keep_s, 0.0
+            acc[held] = 0.0
+            gone = bg[tr.lane[bg] < 0]
+            for r in gone.tolist():
+                self._remove(r)
+        self._started = True
+        self._spawn(t)
+        self._write(acc, held)
+        return self._bsms(tick, t, acc) if self.bsm else []
+
+    def _place_story(self) -> None:
+        """Each story road user on a lane, as the traffic model's vehicle there: moving along the lane, or
+        standing on it in any direction (a car at rest across the lane after a crash, a stopped cyclist),
+        with its box's extent along the lane; elsewhere (crossing, off the road) it is not in the model."""
+        w = self.world
+        tr = self.traffic
+        lane_length = self.geo.network.length_m
+        for r, s in enumerate(self.story_slots):
+            heading = float(w.heading_rad[s])
+            speed = float(np.hypot(w.vx[s], w.vy[s]))
+            on = self.geo.on_lane(float(w.x[s]), float(w.y[s]), heading, any_heading=speed < STANDING_MPS)
+            if on is None:
+                tr.lane[r] = -1
+                continue
+            lane, centre, yaw = on
+            c, sn = abs(math.cos(heading - yaw)), abs(math.sin(heading - yaw))
+            extent = float(w.length_m[s]) * c + float(w.width_m[s]) * sn
+            tr.lane[r] = lane
+            tr.length_m[r] = extent
+            tr.s_m[r] = max(0.0, min(centre + extent / 2, float(lane_length[lane])))
+            tr.v_mps[r] = max(0.0, speed * math.cos(heading - yaw))
+
+    def _remove(self, row: int) -> None:
+        slot = int(self.slot_of_row[row])
+        self.world.remove(self.id_of_row[row])
+        self.slot_of_row[row] = -1
+        self.traffic.lane[row] = -1
+        self.equipped_row[row] = False
+        self.templates.pop(row, None)
+        self.free_rows.append(row)
+        self.free_rows.sort(reverse=True)
+        self.left_slots.append(slot)
+        self.stats.left += 1
+
+    def _first_on(self, lane: int) -> int:
+        """The row of the rearmost vehicle on ``lane`` (-1: none)."""
+        tr = self.traffic
+        on = np.flatnonzero(tr.lane == lane)
+        return -1 if len(on) == 0 else int(on[np.argmin(tr.s_m[on])])
+
+    def _spawn(self, t: float) -> None:
+        tr = self.traffic
+        for f, arr in enumerate(self.arrivals):
+            while arr.next < len(arr.time_s) and arr.time_s[arr.next] <= t + 1e-9:
+                self.waiting[f].append(arr.next)
+                arr.next += 1
+            lane = self.entry[f]
+            limit = float(self.geo.network.speed_limit_mps[lane])
+            queue = self.waiting[f]
+            while queue and self.free_rows:
+                k = queue[0]
+                kind = KIND[arr.kind[k]]
+                p = CLASS_PARAMS[kind]
+                v = min(float(arr.v0_mps[k]), limit)
+                s = float(arr.start_s[k])
+                if np.isnan(s):  # at the entry, if there is room
+                    s = 0.0
+                    first = self._first_on(lane)
+                    if first >= 0:
+                        room = float(tr.s_m[first] - tr.length_m[first])
+                        v_first = float(tr.v_mps[first])
+                        fits = entry_speed(room, v_first, p.s0_m, p.t_gap_s, p.a_mps2, p.b_mps2)
+                        if room < p.s0_m + ENTRY_ROOM_M or fits < min(v, v_first):
+                            break  # not yet: it could not enter at the traffic's speed
+                        v = min(v, fits)
+                queue.popleft()
+                row = self.free_rows.pop()
+                vid = f"bg-{f}-{k}"
+                length, width, _ = DEFAULT_SIZE[arr.kind[k]]
+                slot = self.world.add(vid, kind, length, width)
+                self._set_params(row, kind, float(arr.v0_mps[k]))
+                tr.lane[row], tr.s_m[row], tr.v_mps[row] = lane, s, v
+                self.slot_of_row[row] = slot
+                self.id_of_row[row] = vid
+                self.equipped_row[row] = bool(arr.equipped[k])
+                self.msg_count[row] = 0
+                self.seq[row] = 0
+                self.new_ids.append(vid)
+                st = self.stats
+                st.spawned += 1
+                st.prefilled += int(not np.isnan(arr.start_s[k]))
+                st.equipped += int(arr.equipped[k])
+                st.per_flow[f] += 1
+        rows = np.flatnonzero(self.slot_of_row >= 0)
+        self.stats.max_present = max(self.stats.max_present, len(rows))
+        self.stats.waiting_at_end = sum(len(q) for q in self.waiting)
+
+    def _write(self, acc: F64, held: NDArray[np.int64]) -> None:
+        tr = self.traffic
+        rows = np.flatnonzero(self.slot_of_row >= 0)
+        if len(held):
+            rows = rows[~np.isin(rows, held)]  # wrecks: the referee holds them
+        if len(rows) == 0:
+            return
+        centre = tr.s_m[rows] - tr.length_m[rows] / 2
+        x, y, yaw = self.geo.poses(tr.lane[rows], centre)
+        c, s = np.cos(yaw), np.sin(yaw)
+        v, a = tr.v_mps[rows], acc[rows]
+        self.world.set_state(self.slot_of_row[rows].astype(np.intp), x, y, v * c, v * s, a * c, a * s, yaw)
+
+    def _bsms(self, tick: int, t: float, acc: F64) -> list[Transmission]:
+        w = self.world
+        rows = np.flatnonzero(self.equipped_row)
+        rows = rows[np.argsort(self.slot_of_row[rows], kind="stable")]  # (sender slot, seq) order
+        if len(rows) == 0:
+            return []
+        slots = self.slot_of_row[rows]
+        lat, lon, _ = self.frame.to_geodetic(w.x[slots], w.y[slots])
+        mark = units.sec_mark(t, self.epoch)
+        tx_us = round(t * 1e6)
+        out = []
+        for k, r in enumerate(rows.tolist()):
+            s = int(slots[k])
+            msg = self.templates.get(r)
+            if msg is None:  # its first BSM: the static parts (id, size, class, accuracy unknown)
+                kind = _kind_name(int(w.kind[s]))
+                own = OwnState(
+                    x=0.0,
+                    y=0.0,
+                    speed_mps=0.0,
+                    heading_rad=0.0,
+                    accel_mps2=0.0,
+                    length_m=float(w.length_m[s]),
+                    width_m=float(w.width_m[s]),
+                    height_m=DEFAULT_SIZE[kind][2],
+                    kind=kind,
+                    sigma_major_m=None,
+                    sigma_minor_m=None,
+                    braking=False,
+                )
+                msg = encode_bsm(
+                    own, actor_id=self.id_of_row[r], t_s=t, msg_count=0, frame=self.frame, epoch=self.epoch
+                )
+                self.templates[r] = msg
+            refresh_bsm(
+                msg,
+                lat_deg=float(lat[k]),
+                lon_deg=float(lon[k]),
+                speed_mps=float(self.traffic.v_mps[r]),
+                heading_rad=float(w.heading_rad[s]),
+                accel_mps2=float(acc[r]),
+                msg_count=int(self.msg_count[r]),
+                sec_mark=mark,
+            )
+            self.msg_count[r] += 1
+            self.seq[r] += 1
+            seq = int(self.seq[r])
+            env = testbed_pb2.Envelope(
+                sender_id=self.id_of_row[r],
+                seq=seq,
+                tick=tick,
+                tx_time_us=tx_us,
+                link=testbed_pb2.LINK_PC5,
+                frame=msg.SerializeToString(),
+            )
+            out.append(Transmission(tick, s, seq, t, testbed_pb2.LINK_PC5, (), env.SerializeToString(), "bsm"))
+        self.stats.bsm_sent += len(out)
+        return out
+
+
+_KIND_NAME = {int(v): k for k, v in KIND.items()}
+
+
+def _kind_name(kind: int) -> str:
+    return _KIND_NAME[kind]
