@@ -38,6 +38,9 @@ class Participant:
     length_m: float
     width_m: float
     sigma_m: float
+    # Height above the origin (the road surface under it), None if unknown: conflict detection keeps road
+    # users on different levels apart (v2x.core VERTICAL_SEPARATION_M); unknown keeps nobody apart.
+    z_m: float | None = None
 
     @staticmethod
     def from_remote(key: str, remote: RemoteState, t_s: float) -> Participant:
@@ -53,6 +56,7 @@ class Participant:
             remote.length_m,
             remote.width_m,
             remote.sigma_major_m if remote.sigma_major_m is not None else float("inf"),
+            remote.z_m,
         )
 
 
