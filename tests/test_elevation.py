@@ -93,3 +93,20 @@ def test_icw_keeps_a_crossing_car_above_apart_but_not_one_of_unknown_height() ->
 
     assert at(0.0) == [("a", "b")] and at(None) == [("a", "b")] and at(2.0) == [("a", "b")]
     assert at(7.5) == [] and at(-6.0) == []
+
+
+def test_an_outside_stack_is_told_its_heights_and_reports_them() -> None:
+    from tests._agents import offline_sim
+    from v2x.sdk.types import ActorStart, VehicleState
+
+    sc = load_scenario(SCENARIO_DIR / "flyover.yaml")
+    sc = sc.model_copy(
+        update={"actors": [a.model_copy(update={"external": a.id in ("car_f", "car_a")}) for a in sc.actors]}
+    )
+    starts = {s.actor_id: s for s in offline_sim(sc).external_starts()}
+    assert starts["car_f"].z_m == 7.5 and list(starts["car_f"].path_z_m) == [0.0, 7.5, 7.5, 0.0]
+    assert starts["car_a"].z_m == 0.0 and list(starts["car_a"].path_z_m) == []  # flat: as before
+    start = ActorStart.from_wire(starts["car_f"])
+    assert start.route_z == (0.0, 7.5, 7.5, 0.0)
+    state = VehicleState.at_start(start).advanced(0.1)
+    assert state.z_m == 7.5 and state.truth().z_m == 7.5
