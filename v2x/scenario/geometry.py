@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 from shapely.geometry import LineString, Point, Polygon
 
 from v2x.scenario.model import ActorSpec, LaneSpec, PhantomSpec, Scenario
@@ -35,8 +36,8 @@ class Route:
         self._cum = np.concatenate([[0.0], np.cumsum(self._seg_len)])
         self._xy = xy
         self._yaw = np.arctan2(seg[:, 1], seg[:, 0])
-        self._z: np.ndarray | None = None
-        self._grade: np.ndarray | None = None
+        self._z: NDArray[np.float64] | None = None
+        self._grade: NDArray[np.float64] | None = None
         if elevation is not None and any(z != 0.0 for z in elevation):
             if len(elevation) != len(points):
                 raise ValueError("one height per route point")
