@@ -85,14 +85,15 @@ def test_the_bsm_elevation_carries_the_height_and_decodes_back(tmp_path: Path) -
 
 
 def test_icw_keeps_a_crossing_car_above_apart_but_not_one_of_unknown_height() -> None:
-    # Two cars reach (0, 0) together in 3 s: a crossing conflict on one level.
-    def at(z: float | None) -> list[tuple[str, str]]:
+    # Two cars reach (0, 0) together in 3 s: a crossing conflict on one level; b's height is compared there.
+    def at(z: float | None, vz: float = 0.0) -> list[tuple[str, str]]:
         a = Participant("a", -30.0, 0.0, 10.0, 0.0, 0.0, 0.0, 5.0, 2.0, 0.02, 0.0)
-        b = Participant("b", 0.0, -30.0, 0.0, 10.0, 0.0, math.pi / 2, 5.0, 2.0, 0.02, z)
+        b = Participant("b", 0.0, -30.0, 0.0, 10.0, 0.0, math.pi / 2, 5.0, 2.0, 0.02, z, vz)
         return [(f.subject, f.other) for f in intersection_collision([a, b], DEFAULTS)]
 
     assert at(0.0) == [("a", "b")] and at(None) == [("a", "b")] and at(2.0) == [("a", "b")]
     assert at(7.5) == [] and at(-6.0) == []
+    assert at(2.0, 1.0) == [] and at(7.5, -1.5) == [("a", "b")]  # 5 m up / 3 m up where the paths cross
 
 
 def test_an_outside_stack_is_told_its_heights_and_reports_them() -> None:
@@ -101,12 +102,40 @@ def test_an_outside_stack_is_told_its_heights_and_reports_them() -> None:
 
     sc = load_scenario(SCENARIO_DIR / "flyover.yaml")
     sc = sc.model_copy(
-        update={"actors": [a.model_copy(update={"external": a.id in ("car_f", "car_a")}) for a in sc.actors]}
+        update={
+            "actors": [
+                a.model_copy(
+                    update={"external": a.id in ("car_f", "car_a"), "start_m": 150.0 if a.id == "car_f" else a.start_m}
+                )
+                for a in sc.actors
+            ]
+        }
     )
     starts = {s.actor_id: s for s in offline_sim(sc).external_starts()}
-    assert starts["car_f"].z_m == 7.5 and list(starts["car_f"].path_z_m) == [0.0, 7.5, 7.5, 0.0]
+    # car_f 150 m along its lane: y = 50, 50 m up the 60 m ramp that rises 7.5 m: 6.25 m.
+    assert starts["car_f"].z_m == pytest.approx(6.25) and list(starts["car_f"].path_z_m) == [0, 0, 7.5, 7.5, 0, 0]
     assert starts["car_a"].z_m == 0.0 and list(starts["car_a"].path_z_m) == []  # flat: as before
     start = ActorStart.from_wire(starts["car_f"])
-    assert start.route_z == (0.0, 7.5, 7.5, 0.0)
+    assert start.route_z == (0.0, 0.0, 7.5, 7.5, 0.0, 0.0)
     state = VehicleState.at_start(start).advanced(0.1)
-    assert state.z_m == 7.5 and state.truth().z_m == 7.5
+    assert state.z_m == pytest.approx(6.25) and state.truth().z_m == pytest.approx(6.25)
+
+
+def test_a_receiver_estimates_a_senders_vertical_rate_from_its_bsms() -> None:
+    from dataclasses import replace
+
+    from v2x.apps.host import VERTICAL_RATE_GAIN, with_vertical_rate
+    from v2x.wire.bsm import RemoteState
+
+    base = RemoteState(b"12345678", 0.0, 0.0, 0.0, 10.0, 0.0, 0.0, 5.0, 2.0, 0.02, 10, 0, z_m=0.0)
+    assert with_vertical_rate(base, None).z_rate_mps == 0.0
+    # Climbing 1 m/s in 0.1 m steps every 0.1 s: the estimate moves 20 % of the way each BSM.
+    known = base
+    for k in range(1, 21):
+        known = with_vertical_rate(replace(base, t_s=k / 10, z_m=k / 10), known)
+    assert known.z_rate_mps == pytest.approx(1 - (1 - VERTICAL_RATE_GAIN) ** 20)
+    again = with_vertical_rate(replace(known, z_rate_mps=0.0), known)  # the same BSM relayed again
+    assert again.z_rate_mps == known.z_rate_mps
+    assert with_vertical_rate(replace(base, t_s=0.1, z_m=None), known).z_rate_mps == 0.0  # height unknown
+    level = with_vertical_rate(replace(base, t_s=0.1), base)
+    assert level is not base and level.z_rate_mps == 0.0

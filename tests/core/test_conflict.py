@@ -242,3 +242,29 @@ def test_road_users_on_different_levels_are_never_in_conflict_or_in_contact(comp
         assert found == same[0] and directed == same[1] and touching == same[2], dz
     for dz in (7.5, -4.01):
         assert pairs_at(dz) == ([], [], []), dz
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["interpreted", "compiled"])
+def test_levels_are_compared_where_the_pair_would_meet(compiled: bool) -> None:
+    # Rear-end on one 15 % descent: the follower (20 m/s, TTC 2.5 s) is 4.5 m above its leader now and comes
+    # down at 3 m/s, the leader at 1.5 m/s: 4.5 - 1.5 x 2.5 = 0.75 m apart when they touch: in conflict.
+    # Crossing: car 1 climbs a ramp at 1.2 m/s, 2 m above car 0 now; both reach (0, 0) at 2 s, where car 1
+    # is 4.4 m up: kept apart. Overlaps compare heights now.
+    from v2x.core import always_compiled
+
+    w = world_of(
+        dict(x=-20, vx=10),
+        dict(y=-20, vy=10, h=math.pi / 2),
+        dict(x=40, y=50, vx=20),
+        dict(x=70, y=50, vx=10),
+    )
+    w.z[1], w.vz[1] = 2.0, 1.2
+    w.z[2], w.vz[2] = 4.5, -3.0
+    w.z[3], w.vz[3] = 0.0, -1.5
+    with always_compiled() if compiled else contextlib.nullcontext():
+        c = detect_conflicts(w, horizon_s=5.0)
+    assert [(int(i), int(j)) for i, j in zip(c.i, c.j, strict=True)] == [(2, 3)]
+    w.vz[1] = 0.9  # 3.8 m up at the crossing: same level
+    with always_compiled() if compiled else contextlib.nullcontext():
+        c = detect_conflicts(w, horizon_s=5.0)
+    assert [(int(i), int(j)) for i, j in zip(c.i, c.j, strict=True)] == [(0, 1), (2, 3)]

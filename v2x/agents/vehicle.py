@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
 from v2x.apps.driver import Driver, SignalView, grade_accel
-from v2x.apps.host import Host, Participant
+from v2x.apps.host import Host, Participant, with_vertical_rate
 from v2x.apps.misbehaviour import Detector
 from v2x.apps.platoon import Ahead, PlatoonLeader, PlatoonMember
 from v2x.apps.registry import (
@@ -371,7 +371,7 @@ class VehicleAgent(Agent):
                         return
                 known = self.remotes.get(remote.temp_id)
                 if known is None or remote.t_s >= known.t_s:
-                    self.remotes[remote.temp_id] = remote
+                    self.remotes[remote.temp_id] = with_vertical_rate(remote, known)
         elif which == "rsm":
             for remote in self.env.rsm(heard, t):
                 known_p = self.perceived.get(remote.key)
@@ -487,6 +487,7 @@ class VehicleAgent(Agent):
             self.width_m,
             gnss.sigma_major_m if gnss.available else float("inf"),
             pose.z,
+            self.v * pose.grade,
         )
         if self.detector is not None and self.remotes:
             own = Participant("own", pose.x, pose.y, 0.0, 0.0, 0.0, pose.heading_rad, self.length_m, self.width_m, 0.0)

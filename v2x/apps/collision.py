@@ -63,9 +63,20 @@ def _world(participants: Sequence[Participant]) -> WorldState:
         dtype=np.float64,
     ).reshape(-1, 10)
     z = np.array([np.nan if p.z_m is None else p.z_m for p in participants], dtype=np.float64)
+    vz = np.array([p.vz_mps for p in participants], dtype=np.float64)
     slots = world.add_many([p.key for p in participants], ActorKind.CAR, arr[:, 8], arr[:, 9])
     world.set_state(
-        slots, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], arr[:, 5], arr[:, 6], pos_sigma_m=arr[:, 7], z=z
+        slots,
+        arr[:, 0],
+        arr[:, 1],
+        arr[:, 2],
+        arr[:, 3],
+        arr[:, 4],
+        arr[:, 5],
+        arr[:, 6],
+        pos_sigma_m=arr[:, 7],
+        z=z,
+        vz=vz,
     )
     return world
 

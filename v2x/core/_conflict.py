@@ -192,10 +192,28 @@ def _separation(cx: F64, cy: F64, ax: _Axes) -> F64:
     return sep
 
 
-def same_level(world: WorldState, i: IntP, j: IntP) -> NDArray[np.bool_]:
-    """For slot pairs: not kept apart by height (``|z_i - z_j| <= VERTICAL_SEPARATION_M``, or a height
-    unknown). The one place the core separates levels: conflicts and overlaps both go through it."""
-    return ~(np.abs(world.z[i] - world.z[j]) > VERTICAL_SEPARATION_M)
+def same_level(
+    world: WorldState, i: IntP, j: IntP, t_i: F64 | None = None, t_j: F64 | None = None
+) -> NDArray[np.bool_]:
+    """For slot pairs: not kept apart by height, ``|z_i(t_i) - z_j(t_j)| <= VERTICAL_SEPARATION_M`` with each
+    height carried on at its vertical speed to its time (``t_i``, ``t_j``: when the pair would meet; default
+    now), or a height unknown. The one place the core separates levels: conflicts and overlaps both go
+    through it."""
+    zi = world.z[i] if t_i is None else world.z[i] + world.vz[i] * t_i
+    zj = world.z[j] if t_j is None else world.z[j] + world.vz[j] * t_j
+    return ~(np.abs(zi - zj) > VERTICAL_SEPARATION_M)
+
+
+def _meeting_times(found: Conflicts, horizon_s: float) -> tuple[F64, F64]:
+    """When each party of each conflict would be where they meet: at its own time to the crossing point
+    for a CROSSING that has one, else at the TTC when it is finite, else now; within [0, horizon_s]."""
+    cross = (
+        (found.kind == ConflictType.CROSSING) & np.isfinite(found.t_conflict_i_s) & np.isfinite(found.t_conflict_j_s)
+    )
+    at_ttc = np.where(np.isfinite(found.ttc_s), found.ttc_s, 0.0)
+    t_i = np.where(cross, found.t_conflict_i_s, at_ttc)
+    t_j = np.where(cross, found.t_conflict_j_s, at_ttc)
+    return np.clip(t_i, 0.0, horizon_s), np.clip(t_j, 0.0, horizon_s)
 
 
 def boxes_overlap(world: WorldState, i: IntP, j: IntP) -> NDArray[np.bool_]:
@@ -242,8 +260,9 @@ def detect_conflicts(
     footprint swept along its path over the horizon) overlap is a candidate (i < j); ``grid`` is
     accepted for compatibility and not needed. A pair is returned if its TTC is within the horizon, or
     it is a CROSSING where both centres reach the crossing point within the horizon and PET <=
-    max_pet_s, or the footprints overlap now, and the two are on the same level (``same_level``: heights
-    at most ``VERTICAL_SEPARATION_M`` apart). Sorted by (i, j).
+    max_pet_s, or the footprints overlap now, and the two are on the same level where they would meet
+    (``same_level``: heights, carried on at their vertical speeds to each one's time to the crossing point,
+    else to the TTC, at most ``VERTICAL_SEPARATION_M`` apart). Sorted by (i, j).
     """
     if model not in ("cv", "ca"):
         raise ValueError(f"model must be 'cv' or 'ca', got {model!r}")
@@ -294,7 +313,7 @@ def detect_conflicts(
         key = table[:rows, 0].astype(np.int64) * cap + table[:rows, 1].astype(np.int64)
         order = np.argsort(key, kind="stable").astype(np.intp)
     found = Conflicts(*kernel(conflict_arrays, n)(table, order))
-    level = same_level(world, found.i, found.j)
+    level = same_level(world, found.i, found.j, *_meeting_times(found, float(horizon_s)))
     return found if level.all() else found._where(level)
 
 

@@ -126,8 +126,10 @@ class RemoteState:
     emergency_use: frozenset[str] = frozenset()
     # Its turn signal from the exterior lights: "left", "right" or "" (off, unknown, or both on: hazards).
     turn_signal: str = ""
-    # Height above the frame's origin from the BSM's elevation (m); None: unavailable (or not a BSM).
+    # Height above the frame's origin from the BSM's elevation (m); None: unavailable (or not a BSM). Its rate
+    # (m/s, up positive) is no BSM field: a receiver estimates it from successive BSMs (v2x.apps.host).
     z_m: float | None = None
+    z_rate_mps: float = 0.0
 
     def has(self, flag: str) -> bool:
         """Is the event flag ``flag`` (a name of VEHICLE_EVENT_BIT or EMERGENCY_USE) set?"""
