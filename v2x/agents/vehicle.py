@@ -490,7 +490,9 @@ class VehicleAgent(Agent):
             self.v * pose.grade,
         )
         if self.detector is not None and self.remotes:
-            own = Participant("own", pose.x, pose.y, 0.0, 0.0, 0.0, pose.heading_rad, self.length_m, self.width_m, 0.0)
+            own = Participant(
+                "own", pose.x, pose.y, 0.0, 0.0, 0.0, pose.heading_rad, self.length_m, self.width_m, 0.0, pose.z
+            )
             result.judged(self.detector.overlaps(self.remotes.values(), t, own))
             self.remotes = {k: r for k, r in self.remotes.items() if not self.detector.excluded(k)}
         view = OnBoardView(
