@@ -139,3 +139,18 @@ def test_a_receiver_estimates_a_senders_vertical_rate_from_its_bsms() -> None:
     assert with_vertical_rate(replace(base, t_s=0.1, z_m=None), known).z_rate_mps == 0.0  # height unknown
     level = with_vertical_rate(replace(base, t_s=0.1), base)
     assert level is not base and level.z_rate_mps == 0.0
+
+
+def test_the_overlap_check_leaves_a_car_on_the_level_above_alone() -> None:
+    from dataclasses import replace
+
+    from v2x.apps.misbehaviour import THRESHOLDS, Detector
+    from v2x.wire.bsm import RemoteState
+
+    below = RemoteState(b"aaaaaaaa", 1.0, 0.0, 0.0, 10.0, 0.0, 0.0, 5.0, 2.0, 0.02, 10, 0, z_m=0.0)
+    above = replace(below, temp_id=b"bbbbbbbb", t_s=1.05, z_m=7.5)
+    own = Participant("own", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 2.0, 0.0, 7.5)
+    assert Detector(dict(THRESHOLDS)).overlaps([below, above], 1.1) == []
+    assert [v.check for v in Detector(dict(THRESHOLDS)).overlaps([above], 1.1, own)] == ["overlap"]
+    assert Detector(dict(THRESHOLDS)).overlaps([below], 1.1, own) == []
+    assert [v.check for v in Detector(dict(THRESHOLDS)).overlaps([below, replace(above, z_m=2.0)], 1.1)] == ["overlap"]
