@@ -65,6 +65,30 @@ CASES = [
         "finite",
     ),
     ("NaN metric bound", _variant("min: 0.9", "min: .nan"), "expectations[4].min", "finite"),
+    (
+        "NaN elevation",
+        _variant("[[0, 0], [1500, 0]],", "[[0, 0], [1500, 0]], elevation_m: [0, .nan],"),
+        "road.lanes[0].elevation_m[1]",
+        "finite",
+    ),
+    (
+        "inf elevation",
+        _variant("[[0, 0], [1500, 0]],", "[[0, 0], [1500, 0]], elevation_m: [.inf, 0],"),
+        "road.lanes[0].elevation_m[0]",
+        "finite",
+    ),
+    (
+        "1e308 elevation",
+        _variant("[[0, 0], [1500, 0]],", "[[0, 0], [1500, 0]], elevation_m: [0, 1e308],"),
+        "road.lanes[0].elevation_m[1]",
+        "less than or equal to 1000",
+    ),
+    (
+        "elevation as text",
+        _variant("[[0, 0], [1500, 0]],", "[[0, 0], [1500, 0]], elevation_m: [0, high],"),
+        "road.lanes[0].elevation_m[1]",
+        "valid number",
+    ),
 ]
 
 

@@ -72,6 +72,28 @@ def test_bad_expectation_kind_and_profile(tmp_path: Path) -> None:
     assert "gps-magic" in problems["positioning"]
 
 
+@pytest.mark.parametrize(
+    ("elevation", "words"),
+    [
+        ("[0, 5, 10]", "one height per centre-line point: 2 values, got 3"),
+        ("[0]", "one height per centre-line point: 2 values, got 1"),
+        ("[0, 500]", "at most 30% between centre-line points; points 0 and 1 are 1500.0 m apart and 500.0 m"),
+    ],
+)
+def test_an_elevation_profile_that_does_not_fit_its_lane(tmp_path: Path, elevation: str, words: str) -> None:
+    text = FCW.read_text().replace("[[0, 0], [1500, 0]],", f"[[0, 0], [1500, 0]], elevation_m: {elevation},", 1)
+    problems = dict(_problems(_write(tmp_path, text)))
+    assert words in problems["road.lanes[0]"], problems
+
+
+def test_an_elevation_profile_is_read_and_a_lane_without_one_is_flat(tmp_path: Path) -> None:
+    text = FCW.read_text().replace("[[0, 0], [1500, 0]],", "[[0, 0], [1500, 0]], elevation_m: [0, -90],", 1)
+    sc = load_scenario(_write(tmp_path, text))
+    lanes = {lane.id: lane for lane in sc.road.lanes}
+    assert lanes["eb1"].elevation_m == [0.0, -90.0] and lanes["eb1"].elevated
+    assert lanes["eb2"].elevation_m is None and not lanes["eb2"].elevated
+
+
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     problems = _problems(_write(tmp_path, "id: x\nactors: [\n  - a: b\n"))
     assert problems[0][0].startswith("line ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -199,3 +200,71 @@ def test_pairs_argument_and_inactive_slots() -> None:
     assert len(detect_conflicts(w, pairs=(np.array([0]), np.array([1])))) == 0
     with pytest.raises(ValueError):
         detect_conflicts(w, model="ctrv")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["interpreted", "compiled"])
+def test_road_users_on_different_levels_are_never_in_conflict_or_in_contact(compiled: bool) -> None:
+    # A crossing (both centres reach (0, 0) at t = 2 s, PET 0) and a rear-end (TTC 2.5 s) with the followers
+    # overlapping their leader now as well: all in conflict on one level. A car 7.5 m up (a flyover) is kept
+    # apart (> VERTICAL_SEPARATION_M = 4 m); 3.9 m apart (a ramp) or an unknown height (nan) is not.
+    from v2x.core import VERTICAL_SEPARATION_M, always_compiled
+
+    assert VERTICAL_SEPARATION_M == 4.0
+
+    def pairs_at(dz: float) -> tuple[list[tuple[int, int, int]], list[tuple[int, int]], list[tuple[int, int]]]:
+        w = world_of(
+            dict(x=-20, vx=10),  # 0: eastbound, reaches (0, 0) at 2 s
+            dict(y=-20, vy=10, h=math.pi / 2),  # 1: northbound, reaches (0, 0) at 2 s
+            dict(x=40, vx=20),  # 2: follower of 3
+            dict(x=70, vx=10),  # 3: leader, 30 m ahead
+            dict(x=100, y=50),  # 4: standing, overlapping 5
+            dict(x=101, y=50),  # 5
+        )
+        w.z[1] = w.z[3] = w.z[5] = dz
+        with always_compiled() if compiled else contextlib.nullcontext():
+            c = detect_conflicts(w, horizon_s=5.0)
+            pi, pj = overlapping_pairs(w)
+            host = np.array([0, 2, 4], dtype=np.intp)
+            d = detect_conflicts(w, horizon_s=5.0, pairs=(host, host + 1))
+        return (
+            [(int(i), int(j), int(k)) for i, j, k in zip(c.i, c.j, c.kind, strict=True)],
+            [(int(i), int(j)) for i, j in zip(d.i, d.j, strict=True)],
+            [(int(i), int(j)) for i, j in zip(pi, pj, strict=True)],
+        )
+
+    same = (
+        [(0, 1, ConflictType.CROSSING), (2, 3, ConflictType.REAR_END), (4, 5, ConflictType.REAR_END)],
+        [(0, 1), (2, 3), (4, 5)],
+        [(4, 5)],
+    )
+    for dz in (0.0, 3.9, -4.0, math.nan):
+        found, directed, touching = pairs_at(dz)
+        assert found == same[0] and directed == same[1] and touching == same[2], dz
+    for dz in (7.5, -4.01):
+        assert pairs_at(dz) == ([], [], []), dz
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["interpreted", "compiled"])
+def test_levels_are_compared_where_the_pair_would_meet(compiled: bool) -> None:
+    # Rear-end on one 15 % descent: the follower (20 m/s, TTC 2.5 s) is 4.5 m above its leader now and comes
+    # down at 3 m/s, the leader at 1.5 m/s: 4.5 - 1.5 x 2.5 = 0.75 m apart when they touch: in conflict.
+    # Crossing: car 1 climbs a ramp at 1.2 m/s, 2 m above car 0 now; both reach (0, 0) at 2 s, where car 1
+    # is 4.4 m up: kept apart. Overlaps compare heights now.
+    from v2x.core import always_compiled
+
+    w = world_of(
+        dict(x=-20, vx=10),
+        dict(y=-20, vy=10, h=math.pi / 2),
+        dict(x=40, y=50, vx=20),
+        dict(x=70, y=50, vx=10),
+    )
+    w.z[1], w.vz[1] = 2.0, 1.2
+    w.z[2], w.vz[2] = 4.5, -3.0
+    w.z[3], w.vz[3] = 0.0, -1.5
+    with always_compiled() if compiled else contextlib.nullcontext():
+        c = detect_conflicts(w, horizon_s=5.0)
+    assert [(int(i), int(j)) for i, j in zip(c.i, c.j, strict=True)] == [(2, 3)]
+    w.vz[1] = 0.9  # 3.8 m up at the crossing: same level
+    with always_compiled() if compiled else contextlib.nullcontext():
+        c = detect_conflicts(w, horizon_s=5.0)
+    assert [(int(i), int(j)) for i, j in zip(c.i, c.j, strict=True)] == [(0, 1), (2, 3)]

@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
-from v2x.apps.host import Participant
+from v2x.apps.host import Participant, with_vertical_rate
 from v2x.apps.misbehaviour import Detector, Verdict
 from v2x.apps.registry import AppSpec, EdgeView, Raised, Suggested, edge_apps
 from v2x.scenario.model import ActorSpec
@@ -177,7 +177,7 @@ class EdgePlatform(Agent):
                 self.address[key] = heard.sender_id
             known = self.known.get(key)
             if known is None or remote.t_s > known.t_s:
-                self.known[key] = remote
+                self.known[key] = with_vertical_rate(remote, known)
         elif which == "rsm":
             for obj in self.env.rsm(heard, t):
                 self._rsm_heard.setdefault(obj.temp_id, []).append(obj)

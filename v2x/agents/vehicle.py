@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
-from v2x.apps.driver import Driver, SignalView
-from v2x.apps.host import Host, Participant
+from v2x.apps.driver import Driver, SignalView, grade_accel
+from v2x.apps.host import Host, Participant, with_vertical_rate
 from v2x.apps.misbehaviour import Detector
 from v2x.apps.platoon import Ahead, PlatoonLeader, PlatoonMember
 from v2x.apps.registry import (
@@ -225,7 +225,11 @@ class VehicleAgent(Agent):
             self.flags.discard(ev.action)
             self._flag_clears_at.pop(ev.action, None)
 
-    def _choose_accel(self, t: float, view: SignalView | None) -> float:
+    def _choose_accel(self, t: float, view: SignalView | None, grade: float = 0.0) -> float:
+        """The acceleration along the road this tick. An effort at a set rate (the driver's braking on a
+        warning, a scripted ``brake`` or ``accelerate``) achieves that rate less gravity's pull along the
+        grade (``grade_accel``: downhill, braking achieves less); speed tracking, holding a speed and
+        stopping at a signal are closed loops that make up for the grade (v2x/apps/driver.py, "Grades")."""
         for name, at in list(self._flag_clears_at.items()):
             if at <= t + 1e-9:
                 self.flags.discard(name)
@@ -246,22 +250,27 @@ class VehicleAgent(Agent):
         if self.driver is not None and self.driver.abort_due(t):
             self._abandon_lane_change(t)
         accel = 0.0
+        effort = False  # the rate is an effort (brakes, throttle at a set rate), not a closed loop on speed
         if self._command is not None:
             accel, target = self._command
             if target is not None and ((accel < 0 and self.v <= target) or (accel > 0 and self.v >= target)):
                 self._command = None
                 self.cruise_mps = target
                 accel = 0.0
+            effort = accel != 0.0
         if self.driver is not None:
             brake = self.driver.command(t)
             if brake is not None:
                 accel = min(accel, brake)
+                effort = True
             else:
                 if self._command is None:
                     accel = self.driver.track(self.v, self.driver.target_speed(t, self.cruise_mps))
                 stop = self.driver.signal_accel(self.v, view)
-                if stop is not None:
-                    accel = min(accel, stop)
+                if stop is not None and stop < accel:
+                    accel, effort = stop, False
+        if effort and grade != 0.0:
+            accel += grade_accel(grade)
         if accel < 0 and self.v <= 0:
             accel = 0.0
         return accel
@@ -362,7 +371,7 @@ class VehicleAgent(Agent):
                         return
                 known = self.remotes.get(remote.temp_id)
                 if known is None or remote.t_s >= known.t_s:
-                    self.remotes[remote.temp_id] = remote
+                    self.remotes[remote.temp_id] = with_vertical_rate(remote, known)
         elif which == "rsm":
             for remote in self.env.rsm(heard, t):
                 known_p = self.perceived.get(remote.key)
@@ -477,9 +486,13 @@ class VehicleAgent(Agent):
             self.length_m,
             self.width_m,
             gnss.sigma_major_m if gnss.available else float("inf"),
+            pose.z,
+            self.v * pose.grade,
         )
         if self.detector is not None and self.remotes:
-            own = Participant("own", pose.x, pose.y, 0.0, 0.0, 0.0, pose.heading_rad, self.length_m, self.width_m, 0.0)
+            own = Participant(
+                "own", pose.x, pose.y, 0.0, 0.0, 0.0, pose.heading_rad, self.length_m, self.width_m, 0.0, pose.z
+            )
             result.judged(self.detector.overlaps(self.remotes.values(), t, own))
             self.remotes = {k: r for k, r in self.remotes.items() if not self.detector.excluded(k)}
         view = OnBoardView(
@@ -521,7 +534,7 @@ class VehicleAgent(Agent):
         if controlled is not None:
             self.a = controlled if controlled >= 0 or self.v > 0 else 0.0
         elif self.rest is None:
-            self.a = self._choose_accel(t, self._signal_view(t, pose))
+            self.a = self._choose_accel(t, self._signal_view(t, pose), pose.grade)
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
             self._next_bsm_s += BSM_PERIOD_S
             claim, speed, accel = pose, self.v, self.a
@@ -532,7 +545,16 @@ class VehicleAgent(Agent):
                 result.transmissions.extend(self._psm(t, pose.x + ex, pose.y + ny, pose.heading_rad, gnss))
             else:
                 result.transmissions.extend(
-                    self._bsm(t, claim.x + ex, claim.y + ny, claim.heading_rad, gnss, speed_mps=speed, accel_mps2=accel)
+                    self._bsm(
+                        t,
+                        claim.x + ex,
+                        claim.y + ny,
+                        claim.heading_rad,
+                        gnss,
+                        speed_mps=speed,
+                        accel_mps2=accel,
+                        z=claim.z,
+                    )
                 )
         if self.asks_priority and self.equipped and t + 1e-9 >= self._next_vir_s:
             vir = self._priority_request(t, view)
@@ -551,6 +573,7 @@ class VehicleAgent(Agent):
             speed_mps=self.v,
             accel_mps2=self.a,
             lane=self.lane_id,
+            z_m=pose.z,
         )
         return result
 
@@ -736,6 +759,7 @@ class VehicleAgent(Agent):
         *,
         speed_mps: float,
         accel_mps2: float,
+        z: float = 0.0,
     ) -> list[Transmission]:
         own = OwnState(
             x=x,
@@ -752,6 +776,7 @@ class VehicleAgent(Agent):
             braking=accel_mps2 < 0,
             flags=frozenset(self.flags),
             turn_signal=self.turn_signal,
+            z=z,
         )
         frame = encode_bsm(
             own, actor_id=self.actor_id, t_s=t, msg_count=self.msg_count, frame=self.env.frame, epoch=self.env.epoch

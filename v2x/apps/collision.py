@@ -62,9 +62,21 @@ def _world(participants: Sequence[Participant]) -> WorldState:
         ],
         dtype=np.float64,
     ).reshape(-1, 10)
+    z = np.array([np.nan if p.z_m is None else p.z_m for p in participants], dtype=np.float64)
+    vz = np.array([p.vz_mps for p in participants], dtype=np.float64)
     slots = world.add_many([p.key for p in participants], ActorKind.CAR, arr[:, 8], arr[:, 9])
     world.set_state(
-        slots, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], arr[:, 5], arr[:, 6], pos_sigma_m=arr[:, 7]
+        slots,
+        arr[:, 0],
+        arr[:, 1],
+        arr[:, 2],
+        arr[:, 3],
+        arr[:, 4],
+        arr[:, 5],
+        arr[:, 6],
+        pos_sigma_m=arr[:, 7],
+        z=z,
+        vz=vz,
     )
     return world
 
@@ -76,7 +88,9 @@ def find_conflicts(
     max_pet_s: float,
     subject: str | None = None,
 ) -> list[Finding]:
-    """Conflicts among ``participants``; with ``subject``, only those involving it (it as ``subject``)."""
+    """Conflicts among ``participants``; with ``subject``, only those involving it (it as ``subject``). Road
+    users on different levels (heights more than ``v2x.core.VERTICAL_SEPARATION_M`` apart: a flyover over
+    the road) are never in conflict."""
     if len(participants) < 2:
         return []
     world = _world(participants)

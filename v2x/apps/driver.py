@@ -22,18 +22,35 @@ the acceleration of the overtake and goes back to the speed he had when he signa
 He does not brake for it, and does not try the manoeuvre again (the vehicle's side: v2x/agents/vehicle.py).
 
 A driver without warnings, red lights or advice therefore keeps his speed, as the scripted profile says.
+
+**Grades** (a lane with ``elevation_m``, docs/SCENARIOS.md): gravity pulls a vehicle along a road of grade
+G (rise over run, positive uphill) at ``-g sin(theta)``, theta = atan(G) (``grade_accel``). An *effort* at a
+set rate - the driver's braking at ``brake_mps2`` on a warning, a scripted ``brake`` or ``accelerate`` at
+``rate_mps2`` - is what brakes or engine give, so the vehicle achieves that rate plus gravity's pull: on a
+6 % downhill a 6 m/s^2 stop decelerates at 6 - 9.80665 x sin(atan 0.06) = 5.41 m/s^2 and takes 11 % longer.
+A closed loop on speed (tracking the cruise or advised speed, holding a speed, braking to stop at a signal's
+line, a platoon controller) makes up for the grade itself and is unchanged. Speeds and distances are those of
+the horizontal projection (at a 10 % grade the slope is 0.5 % longer).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from v2x.units import G0
 from v2x.wire.map_spat import STOPPING_LIGHTS, YELLOW
 
 STOP_GAP_M = 1.0  # where a driver aims to stop, before the stop line
 YELLOW_MAX_STOP_MPS2 = 3.0  # on yellow, stop only if it needs no more than this (else go through)
 ADVICE_FRESH_S = 0.5  # a speed advisory is followed for this long after it was last given
 TRACK_TIME_CONSTANT_S = 2.0
+
+
+def grade_accel(grade: float) -> float:
+    """Gravity's pull along a road of ``grade`` (rise over run; positive uphill), m/s^2: ``-g sin(atan G)``
+    (negative uphill, positive downhill)."""
+    return -G0 * grade / math.sqrt(1.0 + grade * grade)
 
 
 @dataclass(frozen=True)
@@ -124,4 +141,4 @@ class Driver:
         return max(-self.comfort_decel_mps2, min(self.comfort_accel_mps2, a))
 
 
-__all__ = ["Driver", "SignalView"]
+__all__ = ["Driver", "SignalView", "grade_accel"]

@@ -38,6 +38,7 @@ from itertools import pairwise
 from types import MappingProxyType
 
 from v2x.apps.host import Participant
+from v2x.core import VERTICAL_SEPARATION_M
 from v2x.units import accurate_enough
 from v2x.wire.bsm import RemoteState
 
@@ -223,7 +224,9 @@ class Detector:
     def overlaps(self, remotes: Iterable[RemoteState], t_s: float, own: Participant | None = None) -> list[Verdict]:
         """Verdicts for senders whose claimed box (at ``t_s``) overlaps the host's own box ``own`` or the box
         of another sender heard earlier (F2MD flags the newer message; ties: the larger temporary id).
-        Boxes shrink by ``mbd_sigmas`` reported errors; a sender without a reported accuracy is skipped."""
+        Boxes shrink by ``mbd_sigmas`` reported errors; a sender without a reported accuracy is skipped, and
+        so is a pair on different levels (heights known and more than ``VERTICAL_SEPARATION_M`` apart: a car on
+        a flyover over another)."""
         k = self.th["mbd_sigmas"]
         max_age = self.th["mbd_max_age_s"]
         boxes: list[tuple[RemoteState, list[tuple[float, float]]]] = []
@@ -237,7 +240,12 @@ class Detector:
         out = []
         mine = _corners(own, k * own.sigma_m if math.isfinite(own.sigma_m) else 0.0) if own is not None else None
         for r, corners in boxes:
-            if mine is not None and boxes_overlap(corners, mine):
+            if (
+                mine is not None
+                and own is not None
+                and not _levels_apart(r.z_m, own.z_m)
+                and boxes_overlap(corners, mine)
+            ):
                 v = self.judge(r.temp_id, "overlap", t_s)
                 if v is not None:
                     out.append(v)
@@ -245,12 +253,21 @@ class Detector:
         boxes.sort(key=lambda b: (b[0].t_s, b[0].temp_id))
         for n, (r, corners) in enumerate(boxes):
             for other, theirs in boxes[:n]:
-                if other.temp_id not in self.judged and boxes_overlap(corners, theirs):
+                if (
+                    other.temp_id not in self.judged
+                    and not _levels_apart(r.z_m, other.z_m)
+                    and boxes_overlap(corners, theirs)
+                ):
                     v = self.judge(r.temp_id, "overlap", t_s)
                     if v is not None:
                         out.append(v)
                     break
         return out
+
+
+def _levels_apart(a: float | None, b: float | None) -> bool:
+    """Heights known and more than ``VERTICAL_SEPARATION_M`` apart: boxes that overlap in plan do not touch."""
+    return a is not None and b is not None and abs(a - b) > VERTICAL_SEPARATION_M
 
 
 __all__ = ["CHECKS", "THRESHOLDS", "Detector", "Verdict", "boxes_overlap", "consistency", "distance_bounds"]

@@ -3,7 +3,13 @@
 Arrays in, arrays out. No asyncio, no MQTT, no per-tick logging. See docs/CORE.md.
 """
 
-from v2x.core._conflict import Conflicts, ConflictType, detect_conflicts, overlapping_pairs
+from v2x.core._conflict import (
+    VERTICAL_SEPARATION_M,
+    Conflicts,
+    ConflictType,
+    detect_conflicts,
+    overlapping_pairs,
+)
 from v2x.core._fanout import (
     ChannelTables,
     Deliveries,
@@ -21,6 +27,7 @@ from v2x.core._world import ActorKind, WorldState
 
 __all__ = [
     "SMALL_WORLD",
+    "VERTICAL_SEPARATION_M",
     "ActorKind",
     "ChannelTables",
     "ConflictType",

@@ -23,6 +23,7 @@ from v2x.core._world import WorldState
 __all__ = [
     "COS_HEAD_ON",
     "COS_SAME_DIRECTION",
+    "VERTICAL_SEPARATION_M",
     "ConflictType",
     "Conflicts",
     "detect_conflicts",
@@ -43,6 +44,14 @@ SPEED_EPS_MPS = 1e-6  # below this an actor counts as standing; its box heading 
 #   < 30 deg same direction (REAR_END or LATERAL), > 150 deg HEAD_ON, otherwise CROSSING.
 COS_SAME_DIRECTION = math.cos(math.radians(30.0))
 COS_HEAD_ON = -COS_SAME_DIRECTION
+# Road users whose heights (``WorldState.z``, the road surface under each) differ by more than this are on
+# different levels - a flyover and the road under it, two decks of a stacked interchange - and are never in
+# conflict or in contact, whatever their footprints do. 4 m (ours): above the height of any vehicle the
+# testbed models (a bus: 3.2 m) and below the height between a road and a deck over it (the clearance of
+# China's urban road code, CJJ 37: 4.5 m over lanes for all motor vehicles, 3.5 m over lanes for cars only,
+# plus the deck's own depth). A height that is unknown (nan: a BSM whose elevation is unavailable) keeps
+# nobody apart.
+VERTICAL_SEPARATION_M = 4.0
 
 
 class ConflictType(IntEnum):
@@ -76,6 +85,10 @@ class Conflicts:
 
     def __len__(self) -> int:
         return len(self.i)
+
+    def _where(self, keep: NDArray[np.bool_]) -> Conflicts:
+        """The rows where ``keep`` is true, in the same order."""
+        return Conflicts(*(getattr(self, f)[keep] for f in Conflicts.__dataclass_fields__))
 
     @staticmethod
     def empty() -> Conflicts:
@@ -179,6 +192,30 @@ def _separation(cx: F64, cy: F64, ax: _Axes) -> F64:
     return sep
 
 
+def same_level(
+    world: WorldState, i: IntP, j: IntP, t_i: F64 | None = None, t_j: F64 | None = None
+) -> NDArray[np.bool_]:
+    """For slot pairs: not kept apart by height, ``|z_i(t_i) - z_j(t_j)| <= VERTICAL_SEPARATION_M`` with each
+    height carried on at its vertical speed to its time (``t_i``, ``t_j``: when the pair would meet; default
+    now), or a height unknown. The one place the core separates levels: conflicts and overlaps both go
+    through it."""
+    zi = world.z[i] if t_i is None else world.z[i] + world.vz[i] * t_i
+    zj = world.z[j] if t_j is None else world.z[j] + world.vz[j] * t_j
+    return ~(np.abs(zi - zj) > VERTICAL_SEPARATION_M)
+
+
+def _meeting_times(found: Conflicts, horizon_s: float) -> tuple[F64, F64]:
+    """When each party of each conflict would be where they meet: at its own time to the crossing point
+    for a CROSSING that has one, else at the TTC when it is finite, else now; within [0, horizon_s]."""
+    cross = (
+        (found.kind == ConflictType.CROSSING) & np.isfinite(found.t_conflict_i_s) & np.isfinite(found.t_conflict_j_s)
+    )
+    at_ttc = np.where(np.isfinite(found.ttc_s), found.ttc_s, 0.0)
+    t_i = np.where(cross, found.t_conflict_i_s, at_ttc)
+    t_j = np.where(cross, found.t_conflict_j_s, at_ttc)
+    return np.clip(t_i, 0.0, horizon_s), np.clip(t_j, 0.0, horizon_s)
+
+
 def boxes_overlap(world: WorldState, i: IntP, j: IntP) -> NDArray[np.bool_]:
     """Exact oriented-box intersection test for slot pairs, now."""
     mi = _box_only(world, i)
@@ -223,7 +260,9 @@ def detect_conflicts(
     footprint swept along its path over the horizon) overlap is a candidate (i < j); ``grid`` is
     accepted for compatibility and not needed. A pair is returned if its TTC is within the horizon, or
     it is a CROSSING where both centres reach the crossing point within the horizon and PET <=
-    max_pet_s, or the footprints overlap now. Sorted by (i, j).
+    max_pet_s, or the footprints overlap now, and the two are on the same level where they would meet
+    (``same_level``: heights, carried on at their vertical speeds to each one's time to the crossing point,
+    else to the TTC, at most ``VERTICAL_SEPARATION_M`` apart). Sorted by (i, j).
     """
     if model not in ("cv", "ca"):
         raise ValueError(f"model must be 'cv' or 'ca', got {model!r}")
@@ -273,11 +312,14 @@ def detect_conflicts(
     else:  # few rows (or few for the world): numpy's stable sort of i * capacity + j, the same order
         key = table[:rows, 0].astype(np.int64) * cap + table[:rows, 1].astype(np.int64)
         order = np.argsort(key, kind="stable").astype(np.intp)
-    return Conflicts(*kernel(conflict_arrays, n)(table, order))
+    found = Conflicts(*kernel(conflict_arrays, n)(table, order))
+    level = same_level(world, found.i, found.j, *_meeting_times(found, float(horizon_s)))
+    return found if level.all() else found._where(level)
 
 
 def overlapping_pairs(world: WorldState, grid: SpatialGrid | None = None) -> tuple[IntP, IntP]:
-    """Unordered slot pairs (i < j) whose oriented-box footprints intersect now (touching counts)."""
+    """Unordered slot pairs (i < j) whose oriented-box footprints intersect now (touching counts), on the same
+    level (``same_level``)."""
     slots = world.active_slots()
     if len(slots) < 2:
         z = np.zeros(0, dtype=np.intp)
@@ -286,7 +328,7 @@ def overlapping_pairs(world: WorldState, grid: SpatialGrid | None = None) -> tup
     if grid is None:
         grid = SpatialGrid.build(world, max(radius, 1.0))
     pi, pj = grid.pairs_within(radius)
-    hit = boxes_overlap(world, pi, pj)
+    hit = boxes_overlap(world, pi, pj) & same_level(world, pi, pj)
     pi, pj = pi[hit], pj[hit]
     order = np.argsort(pi.astype(np.int64) * world.capacity + pj, kind="stable")
     return pi[order], pj[order]

@@ -35,6 +35,8 @@ _FLOAT_FIELDS = (
     "length_m",
     "width_m",
     "pos_sigma_m",
+    "z",
+    "vz",
 )
 _INT_FIELDS = ("kind", "lane")
 
@@ -62,6 +64,8 @@ class WorldState:
     length_m: NDArray[np.float64]
     width_m: NDArray[np.float64]
     pos_sigma_m: NDArray[np.float64]
+    z: NDArray[np.float64]  # height above the origin (road surface); nan: unknown (never kept apart by it)
+    vz: NDArray[np.float64]  # vertical speed (m/s, up positive): the height's change to a predicted conflict
     kind: NDArray[np.int64]
     lane: NDArray[np.int64]
     active: NDArray[np.bool_]
@@ -202,8 +206,12 @@ class WorldState:
         heading_rad: ArrayLike,
         pos_sigma_m: ArrayLike | None = None,
         lane: ArrayLike | None = None,
+        z: ArrayLike | None = None,
+        vz: ArrayLike | None = None,
     ) -> None:
-        """Write kinematics for ``slots`` (vectorised; scalars broadcast). Slots must be active."""
+        """Write kinematics for ``slots`` (vectorised; scalars broadcast). Slots must be active. ``z`` (height)
+        and ``vz`` (its rate; each default: left as it is, 0 for a new actor) matter only to the vertical
+        separation of conflicts and overlaps (``v2x.core._conflict.same_level``)."""
         s = np.asarray(slots, dtype=np.intp)
         if s.size and (s.min() < 0 or s.max() >= self._capacity or not bool(self.active[s].all())):
             raise ValueError("set_state on an inactive or out-of-range slot")
@@ -218,3 +226,7 @@ class WorldState:
             self.pos_sigma_m[s] = pos_sigma_m
         if lane is not None:
             self.lane[s] = lane
+        if z is not None:
+            self.z[s] = z
+        if vz is not None:
+            self.vz[s] = vz

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -27,6 +28,14 @@ Real = Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True)]
 MAX_EXTENT_M = 100_000.0  # local coordinates: within 100 km of the origin (the local ENU plane's reach)
 Coord = Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True, ge=-MAX_EXTENT_M, le=MAX_EXTENT_M)]
 Point = tuple[Coord, Coord]
+# Elevation (local "up", metres above the origin's height): a lane's profile stays within this of the origin,
+# and rises or falls at most MAX_GRADE between two centre-line points (30 %: steeper than any road, ramps of
+# multi-storey car parks included; Chongqing's steepest streets are about 20 %).
+MAX_ELEVATION_M = 1000.0
+MAX_GRADE = 0.3
+Elevation = Annotated[
+    float, BeforeValidator(_yaml12_number), Field(strict=True, ge=-MAX_ELEVATION_M, le=MAX_ELEVATION_M)
+]
 SPEED_GATE_M = 10.0  # a `speed` expectation's point counts as passed within this distance of it, sideways
 
 VEHICLE_KINDS = ("car", "truck", "bus", "emergency")
@@ -106,6 +115,35 @@ class LaneSpec(Strict):
     centerline: list[Point] = Field(min_length=2, description="local ENU metres, in the direction of travel")
     width_m: Real = Field(default=3.5, gt=0, le=10)
     speed_limit_kph: Real | None = Field(default=None, gt=0, le=250)
+    elevation_m: list[Elevation] | None = Field(
+        default=None,
+        description="height above the origin of each centre-line point (linear between them); none: flat, 0",
+    )
+
+    @model_validator(mode="after")
+    def _profile(self) -> LaneSpec:
+        z = self.elevation_m
+        if z is None:
+            return self
+        if len(z) != len(self.centerline):
+            raise ValueError(
+                f"'elevation_m' gives one height per centre-line point: {len(self.centerline)} values, got {len(z)}"
+            )
+        for k in range(1, len(z)):
+            (x0, y0), (x1, y1) = self.centerline[k - 1], self.centerline[k]
+            run = math.hypot(x1 - x0, y1 - y0)
+            rise = abs(z[k] - z[k - 1])
+            if rise > MAX_GRADE * run:
+                raise ValueError(
+                    f"'elevation_m' rises or falls at most {MAX_GRADE:.0%} between centre-line points; "
+                    f"points {k - 1} and {k} are {run:.1f} m apart and {rise:.1f} m apart in height"
+                )
+        return self
+
+    @property
+    def elevated(self) -> bool:
+        """Has a profile that is not flat at the origin's height."""
+        return self.elevation_m is not None and any(z != 0.0 for z in self.elevation_m)
 
 
 class SignalPhaseSpec(Strict):

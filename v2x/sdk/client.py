@@ -471,6 +471,7 @@ class Stack:
             sigma_minor_m=tick.gnss.sigma_minor_m if tick.gnss else None,
             braking=state.accel_mps2 < 0,
             flags=frozenset(flags),
+            z=state.z_m,
         )
         frame = encode_bsm(
             own, actor_id=self.actor_id, t_s=tick.t_s, msg_count=self.msg_count, frame=run.frame, epoch=run.epoch

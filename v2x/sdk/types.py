@@ -30,6 +30,10 @@ class ActorStart:
     route: tuple[tuple[float, float], ...]
     start_m: float
     equipped: bool
+    # The start's height above the origin and the route's heights, one per route point (empty: flat at 0;
+    # docs/PROTOCOL.md, "Local frame").
+    z_m: float = 0.0
+    route_z: tuple[float, ...] = ()
 
     @classmethod
     def from_wire(cls, msg: testbed_pb2.Control.ActorStart) -> ActorStart:
@@ -47,6 +51,8 @@ class ActorStart:
             route=tuple(zip(msg.path_x_m, msg.path_y_m, strict=True)),
             start_m=msg.start_m,
             equipped=msg.equipped,
+            z_m=msg.z_m,
+            route_z=tuple(msg.path_z_m),
         )
 
 
@@ -143,7 +149,8 @@ class Tick:
 @dataclass(frozen=True)
 class VehicleState:
     """A vehicle's kinematic state in the local frame: the centre of its box, speed along its heading
-    (compass degrees), acceleration along it (negative = braking)."""
+    (compass degrees), acceleration along it (negative = braking), and the height of the road under it
+    (``z_m``, above the origin: 0 on a flat road; ``advanced`` keeps it, a stack on a ramp sets it)."""
 
     x_m: float
     y_m: float
@@ -151,15 +158,16 @@ class VehicleState:
     heading_deg: float
     accel_mps2: float = 0.0
     lane: str = ""
+    z_m: float = 0.0
 
     @classmethod
     def at_start(cls, start: ActorStart) -> VehicleState:
-        return cls(start.x_m, start.y_m, start.speed_mps, start.heading_deg, 0.0, start.lane)
+        return cls(start.x_m, start.y_m, start.speed_mps, start.heading_deg, 0.0, start.lane, start.z_m)
 
     def at_rest(self) -> VehicleState:
         """The same pose at a standstill: what a stack reports after a collision (docs/PROTOCOL.md,
         "Collisions"; at zero speed and acceleration ``advanced`` keeps it there)."""
-        return VehicleState(self.x_m, self.y_m, 0.0, self.heading_deg, 0.0, self.lane)
+        return VehicleState(self.x_m, self.y_m, 0.0, self.heading_deg, 0.0, self.lane, self.z_m)
 
     @property
     def yaw_rad(self) -> float:
@@ -176,7 +184,7 @@ class VehicleState:
         else:
             dist, v = v0 * dt_s + 0.5 * a * dt_s * dt_s, v0 + a * dt_s
         c, s = math.cos(self.yaw_rad), math.sin(self.yaw_rad)
-        return VehicleState(self.x_m + dist * c, self.y_m + dist * s, v, self.heading_deg, a, self.lane)
+        return VehicleState(self.x_m + dist * c, self.y_m + dist * s, v, self.heading_deg, a, self.lane, self.z_m)
 
     def truth(self) -> testbed_pb2.TruthState:
         """``Ack.truth`` for this state."""
@@ -192,4 +200,5 @@ class VehicleState:
             speed_mps=self.speed_mps,
             accel_mps2=self.accel_mps2,
             lane=self.lane,
+            z_m=self.z_m,
         )

@@ -240,6 +240,8 @@ class Simulation:
                 start.start_m = spec.start_m
                 start.path_x_m.extend(float(p[0]) for p in points)
                 start.path_y_m.extend(float(p[1]) for p in points)
+                start.z_m = pose.z
+                start.path_z_m.extend(self._lane_heights(spec.lane) if spec.path is None else ())
             elif spec.position is not None:
                 start.x_m, start.y_m = spec.position
             out.append(start)
@@ -249,6 +251,13 @@ class Simulation:
         for lane in self.scenario.road.lanes:
             if lane.id == lane_id:
                 return [(float(x), float(y)) for x, y in lane.centerline]
+        return []
+
+    def _lane_heights(self, lane_id: str | None) -> list[float]:
+        """The lane's elevation profile, one height per centre-line point; empty for a flat lane."""
+        for lane in self.scenario.road.lanes:
+            if lane.id == lane_id and lane.elevated and lane.elevation_m is not None:
+                return [float(z) for z in lane.elevation_m]
         return []
 
     def begin(self, tick: int) -> dict[str, bytes]:
@@ -344,6 +353,7 @@ class Simulation:
                     np.array([tr.ax_mps2]),
                     np.array([tr.ay_mps2]),
                     np.array([compass_deg_to_enu_yaw_rad(tr.heading_deg)]),
+                    z=np.array([tr.z_m]),
                 )
                 if tr.signal_warps:
                     self._change_signals(actor_id, tr.signal_warps, t)

@@ -94,6 +94,8 @@ class OwnState:
     flags: frozenset[str] = frozenset()
     # The turn signal the driver has on: "left", "right" or "" (off); ExteriorLights bit 2 / 3.
     turn_signal: str = ""
+    # Height above the frame's origin (local "up", m): the elevation sent is the origin's height plus it.
+    z: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,10 @@ class RemoteState:
     emergency_use: frozenset[str] = frozenset()
     # Its turn signal from the exterior lights: "left", "right" or "" (off, unknown, or both on: hazards).
     turn_signal: str = ""
+    # Height above the frame's origin from the BSM's elevation (m); None: unavailable (or not a BSM). Its rate
+    # (m/s, up positive) is no BSM field: a receiver estimates it from successive BSMs (v2x.apps.host).
+    z_m: float | None = None
+    z_rate_mps: float = 0.0
 
     def has(self, flag: str) -> bool:
         """Is the event flag ``flag`` (a name of VEHICLE_EVENT_BIT or EMERGENCY_USE) set?"""
@@ -181,7 +187,7 @@ def encode_bsm(
         pos=common_pb2.Position3D(
             lat=units.lat_to_wire(lat),
             lon=units.lon_to_wire(lon),
-            elevation=units.elevation_to_wire(frame.h0_m),
+            elevation=units.elevation_to_wire(frame.h0_m + own.z),
         ),
         accuracy=common_pb2.PositionalAccuracy(
             semi_major=units.semi_major_to_wire(sigma),
@@ -308,6 +314,7 @@ def decode_bsm(bsm: day1_pb2.BSM, *, now_s: float, frame: LocalFrame, epoch: dat
         return None
     x, y, _ = frame.to_local(lat, lon, frame.h0_m)
     accel = units.accel_from_wire(bsm.accel_set.long) or 0.0
+    elevation = units.elevation_from_wire(bsm.pos.elevation)
     return RemoteState(
         temp_id=bytes(bsm.id),
         t_s=time_from_sec_mark(bsm.sec_mark, now_s, epoch),
@@ -324,4 +331,5 @@ def decode_bsm(bsm: day1_pb2.BSM, *, now_s: float, frame: LocalFrame, epoch: dat
         ptc_type=participant_type_of_class(bsm.vehicle_class),
         emergency_use=decode_emergency_use(bsm),
         turn_signal=decode_turn_signal(bsm),
+        z_m=None if elevation is None else elevation - frame.h0_m,
     )
