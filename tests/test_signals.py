@@ -88,7 +88,6 @@ def test_stop_lines_are_where_lanes_enter_the_box_and_crossing_is_directional() 
     assert not crossed(eb, (STOP_X - 1.0, -1.75), (STOP_X - 0.1, -1.75))  # not there yet
 
 
-
 def test_a_lane_through_a_street_grid_is_an_approach_of_each_crossroads_from_the_one_before() -> None:
     sc = load_scenario(SCENARIO_DIR / "urban-grid.yaml")
     aps = approaches(sc)
@@ -114,6 +113,7 @@ def test_a_lane_through_a_street_grid_is_an_approach_of_each_crossroads_from_the
     m = match(car(-50.0, 1.75, math.pi), aps, 0.5)
     assert m is not None and (m.approach.intersection, m.approach.lane) == ("x_w", "wb_m")
     assert match(car(0.0, -1.75, 0.0), aps, 0.5) is None  # inside a box: on no approach
+
 
 # -- MAP and SPAT on the wire ---------------------------------------------------------------------------
 def test_map_round_trip_keeps_geometry_phase_and_limit() -> None:
