@@ -88,6 +88,33 @@ def test_stop_lines_are_where_lanes_enter_the_box_and_crossing_is_directional() 
     assert not crossed(eb, (STOP_X - 1.0, -1.75), (STOP_X - 0.1, -1.75))  # not there yet
 
 
+def test_a_lane_through_a_street_grid_is_an_approach_of_each_crossroads_from_the_one_before() -> None:
+    sc = load_scenario(SCENARIO_DIR / "urban-grid.yaml")
+    aps = approaches(sc)
+    eb = {a.intersection: a for a in aps if a.lane == "eb_m"}
+    assert set(eb) == {"x_w", "x_c", "x_e"}
+    assert eb["x_w"].points[0] == (-300.0, -1.75)  # from the lane's start
+    for ix, before in (("x_c", -100.0), ("x_e", 0.0)):  # from where it leaves the 12 m box before
+        assert eb[ix].points[0] == pytest.approx((before - STOP_X, -1.75))
+        assert eb[ix].stop_point == pytest.approx((before + 100.0 + STOP_X, -1.75))
+    wb = {a.intersection: a for a in aps if a.lane == "wb_m"}
+    assert wb["x_w"].points[0] == pytest.approx((STOP_X, 1.75))  # westbound: from x_c's west side
+    assert wb["x_w"].stop_point == pytest.approx((-100.0 - STOP_X, 1.75))
+
+    def car(x: float, y: float, heading_rad: float) -> Host:
+        args = {"x": x, "y": y, "heading_rad": heading_rad, "speed_mps": 10.0, "accel_mps2": 0.0}
+        args.update(length_m=5.0, width_m=2.0, sigma_m=0.1)
+        return Host(**args)  # type: ignore[arg-type]
+
+    # Map matching (RLVW, GLOSA, the driver's eyes) picks the crossroads ahead, whichever way one drives.
+    m = match(car(-50.0, -1.75, 0.0), aps, 0.5)
+    assert m is not None and (m.approach.intersection, m.approach.lane) == ("x_c", "eb_m")
+    assert m.distance_m == pytest.approx(STOP_X + 50.0 - 2.5)
+    m = match(car(-50.0, 1.75, math.pi), aps, 0.5)
+    assert m is not None and (m.approach.intersection, m.approach.lane) == ("x_w", "wb_m")
+    assert match(car(0.0, -1.75, 0.0), aps, 0.5) is None  # inside a box: on no approach
+
+
 # -- MAP and SPAT on the wire ---------------------------------------------------------------------------
 def test_map_round_trip_keeps_geometry_phase_and_limit() -> None:
     sc = load_scenario(RLVW)
@@ -272,3 +299,12 @@ def test_a_phase_lane_that_never_reaches_the_box_is_rejected(tmp_path: Path) -> 
         load_scenario(path)
     problems = dict(info.value.problems)
     assert "does not" in problems["road.intersections[0].signal.phases[1].lanes[2]"]
+
+
+def test_an_rlvw_or_glosa_expectation_names_the_intersection(tmp_path: Path) -> None:
+    old = "target: car_a, window_s: [5.5, 6.5]"
+    path = tmp_path / "named.yaml"
+    path.write_text(RLVW.read_text().replace(old, "target: car_a, other: x1, window_s: [5.5, 6.5]", 1))
+    assert load_scenario(path).expectations[0].other == "x1"  # type: ignore[union-attr]
+    p = _bad(tmp_path, old, "target: car_a, other: x9, window_s: [5.5, 6.5]")
+    assert "x9" in p["expectations[0].other"]

@@ -54,9 +54,13 @@ def match(host: Host, approaches: Iterable[Approach], margin_m: float) -> Match 
     best: Match | None = None
     p = Point(host.x, host.y)
     for ap in approaches:
+        reach = ap.width_m / 2 + margin_m
+        xs, ys = [q[0] for q in ap.points], [q[1] for q in ap.points]
+        if host.x < min(xs) - reach or host.x > max(xs) + reach or host.y < min(ys) - reach or host.y > max(ys) + reach:
+            continue  # farther than that from the line's bounding box: farther from the line too
         line = LineString(ap.points)
         lateral = float(line.distance(p))
-        if lateral > ap.width_m / 2 + margin_m:
+        if lateral > reach:
             continue
         along = float(line.project(p))
         # Direction of the segment the host projects onto.

@@ -348,6 +348,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     for key in sc.thresholds:
         if key not in THRESHOLD_DEFAULTS:
             problems.append((f"thresholds.{key}", f"one of {sorted(THRESHOLD_DEFAULTS)}"))
+    intersection_ids = {ix.id for ix in sc.road.intersections}
     for i, exp in enumerate(sc.expectations):
         refs: list[tuple[str, str | None]] = []
         state = getattr(exp, "state", None)
@@ -361,6 +362,8 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         for attr, ref in refs:
             if ref is None or ref in ids:
                 continue
+            if attr == "other" and intersection_ids and ref in intersection_ids:
+                continue  # RLVW and GLOSA name the intersection
             if attr == "other" and event_ids:
                 if ref not in event_ids:
                     expected = f"an actor id {ids} or a road event / sign id {event_ids}; got {ref!r}"

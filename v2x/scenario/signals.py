@@ -350,8 +350,48 @@ def ingress(lane: LaneSpec, ix: IntersectionSpec) -> list[tuple[float, float]] |
     return None
 
 
+def _last_exit(points: list[tuple[float, float]], boxes: Sequence[IntersectionSpec]) -> tuple[int, float] | None:
+    """Where a polyline last leaves one of the intersection boxes ``boxes`` (circles) before its end, as (segment
+    index, fraction along it), or None if it never leaves one."""
+    best: tuple[int, float] | None = None
+    for k, ((x0, y0), (x1, y1)) in enumerate(itertools.pairwise(points)):
+        dx, dy = x1 - x0, y1 - y0
+        a = dx * dx + dy * dy
+        if a == 0:
+            continue
+        for box in boxes:
+            fx, fy = x0 - box.center[0], y0 - box.center[1]
+            b = 2 * (fx * dx + fy * dy)
+            c = fx * fx + fy * fy - box.radius_m * box.radius_m
+            disc = b * b - 4 * a * c
+            if disc <= 0:
+                continue
+            u = (-b + math.sqrt(disc)) / (2 * a)  # the exit (the larger root)
+            if 0 <= u < 1 and (best is None or (k, u) > best):
+                best = (k, u)
+    return best
+
+
+def approach_points(
+    lane: LaneSpec, ix: IntersectionSpec, others: Sequence[IntersectionSpec] = ()
+) -> list[tuple[float, float]] | None:
+    """The ingress lane of ``ix`` as MAP describes it: the lane's centre line up to its stop line (``ingress``),
+    from where it last leaves the box of an intersection of ``others`` before (a lane through a street grid:
+    the stretch between the upstream intersection and this one), else from its start. None as ``ingress``."""
+    pts = ingress(lane, ix)
+    if pts is None:
+        return None
+    cut = _last_exit(pts, [o for o in others if o.id != ix.id])
+    if cut is None:
+        return pts
+    k, u = cut
+    (x0, y0), (x1, y1) = pts[k], pts[k + 1]
+    return [(x0 + u * (x1 - x0), y0 + u * (y1 - y0)), *pts[k + 1 :]]
+
+
 def approaches(scenario: Scenario, intersection_ids: list[str] | None = None) -> list[Approach]:
-    """Every ingress lane of the given intersections (default all), in file order."""
+    """Every ingress lane of the given intersections (default all), in file order; a lane that crosses
+    several intersections is an approach of each, from the one before it (``approach_points``)."""
     out: list[Approach] = []
     for ix in scenario.road.intersections:
         if intersection_ids is not None and ix.id not in intersection_ids:
@@ -362,7 +402,7 @@ def approaches(scenario: Scenario, intersection_ids: list[str] | None = None) ->
                 for lane_id in phase.lanes:
                     phase_of[lane_id] = phase.id
         for lane in scenario.road.lanes:
-            pts = ingress(lane, ix)
+            pts = approach_points(lane, ix, scenario.road.intersections)
             if pts is None:
                 continue
             limit = None if lane.speed_limit_kph is None else kph_to_mps(lane.speed_limit_kph)
