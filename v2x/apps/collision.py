@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -117,6 +117,36 @@ def find_conflicts(
             )
         )
     return findings
+
+
+def host_conflicts(
+    host: Participant, near: Sequence[Participant], thresholds: Mapping[str, float], ttc_s: float
+) -> list[Finding]:
+    """The conflicts of ``host`` with ``near`` whose TTC is at most ``ttc_s``, each with the host as
+    ``subject``; a rear-end conflict only when the host is the follower (someone running into the host's
+    back is not the host's to avoid). The on-board apps on other road users (SDS, VRUCW) share it."""
+    if not near:
+        return []
+    found = find_conflicts(
+        [host, *near], horizon_s=thresholds["horizon_s"], max_pet_s=thresholds["icw_max_pet_s"], subject=host.key
+    )
+    out = []
+    for f in found:
+        if f.ttc_s > ttc_s or (f.kind == "rear-end" and f.subject != host.key):
+            continue
+        if f.subject == host.key:
+            out.append(f)
+        else:  # the core put the other first: turn the finding round
+            out.append(
+                replace(
+                    f,
+                    subject=f.other,
+                    other=f.subject,
+                    t_conflict_subject_s=f.t_conflict_other_s,
+                    t_conflict_other_s=f.t_conflict_subject_s,
+                )
+            )
+    return out
 
 
 def forward_collision(

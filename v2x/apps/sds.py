@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
-from v2x.apps.collision import Finding, find_conflicts
+from v2x.apps.collision import Finding, host_conflicts
 from v2x.apps.host import Participant
 from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, RunsOn
 from v2x.apps.vrucw import vru_participant
@@ -59,30 +58,7 @@ def shared_collision(
         if accurate_enough(p.sigma_m, need)
         and math.hypot(p.x - host.x, p.y - host.y) <= thresholds["sds_max_distance_m"]
     ]
-    if not near:
-        return []
-    found = find_conflicts(
-        [host, *near], horizon_s=thresholds["horizon_s"], max_pet_s=thresholds["icw_max_pet_s"], subject=host.key
-    )
-    out = []
-    for f in found:
-        if f.ttc_s > thresholds["sds_ttc_s"]:
-            continue
-        if f.kind == "rear-end" and f.subject != host.key:
-            continue  # the other road user is the follower
-        if f.subject != host.key:  # the core put the other first: turn the finding round
-            out.append(
-                replace(
-                    f,
-                    subject=f.other,
-                    other=f.subject,
-                    t_conflict_subject_s=f.t_conflict_other_s,
-                    t_conflict_other_s=f.t_conflict_subject_s,
-                )
-            )
-        else:
-            out.append(f)
-    return out
+    return host_conflicts(host, near, thresholds, thresholds["sds_ttc_s"])
 
 
 class SensorDataSharingWarning:

@@ -27,7 +27,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from v2x.apps.collision import Finding, find_conflicts
+from v2x.apps.collision import Finding, host_conflicts
 from v2x.apps.host import Participant
 from v2x.apps.registry import AppSpec, OnBoardView, Raised, RunsOn
 from v2x.units import accurate_enough
@@ -64,29 +64,7 @@ def vulnerable_road_user_collision(
         and math.hypot(v.x - host.x, v.y - host.y) <= thresholds["vrucw_max_distance_m"]
         and (host_fast or math.hypot(v.vx, v.vy) >= min_speed)
     ]
-    if not near:
-        return []
-    found = find_conflicts(
-        [host, *near], horizon_s=thresholds["horizon_s"], max_pet_s=thresholds["icw_max_pet_s"], subject=host.key
-    )
-    out = []
-    for f in found:
-        if f.ttc_s > thresholds["vrucw_ttc_s"]:
-            continue
-        if f.kind == "rear-end" and f.subject != host.key:
-            continue  # the VRU is the follower
-        if f.subject != host.key:  # the core put the VRU first: turn the finding round
-            f_host = replace(
-                f,
-                subject=f.other,
-                other=f.subject,
-                t_conflict_subject_s=f.t_conflict_other_s,
-                t_conflict_other_s=f.t_conflict_subject_s,
-            )
-            out.append(f_host)
-        else:
-            out.append(f)
-    return out
+    return host_conflicts(host, near, thresholds, thresholds["vrucw_ttc_s"])
 
 
 class VulnerableRoadUserCollisionWarning:
