@@ -67,16 +67,18 @@ def test_a_bsm_is_bound_to_its_sender_and_seq_only_increases() -> None:
     other = testbed_pb2.Envelope.FromString(_env("lead", 5, 0))
     other.tx_time_us = 7
     sim.receive("tx", "lead", other.SerializeToString())  # same seq, other bytes
-    sim.receive("tx", "lead", _env("lead", 4, 0))  # below the last accepted
+    sim.receive("tx", "lead", _env("lead", 4, 0))  # below the last accepted, in the same tick: new, accepted
     sim.receive("tx", "lead", _env("lead", 10**9, 0))  # a jump no sender makes
     assert sim.inbound.stats.rejected == {"id_mismatch": 2, "bad_link": 1, "conflicting_tx": 1, "bad_seq": 1}
-    assert sim.inbound.stats.duplicates == 1
-    assert sorted(k[1] for k in sim.inbound.received) == [1, 5]
+    assert sim.inbound.stats.duplicates == 0
+    assert sorted(k[1] for k in sim.inbound.received) == [1, 4, 5]
     sim.inbound.take(0)  # tick 0 went on the air
     sim.begin(1)
     sim.receive("tx", "lead", _env("lead", 5, 1))  # at the last seq, in a later tick: a duplicate still
+    sim.receive("tx", "lead", _env("lead", 3, 1))  # below it, never used: a duplicate too (an earlier tick's)
     sim.receive("tx", "lead", _env("lead", 6, 1))
     assert sim.inbound.stats.duplicates == 2 and (sim.world.slot_of("lead"), 6) in sim.inbound.received
+    assert (sim.world.slot_of("lead"), 3) not in sim.inbound.received
 
 
 def test_hellos_must_speak_protocol_1_as_the_scenarios_kind_and_a_second_stack_is_noticed() -> None:
