@@ -16,10 +16,10 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.session import Session
 
+from v2x.net.amqtt_fanout import FanOutBroker
 from v2x.net.topics import Grants, covers
 
 
@@ -48,7 +48,7 @@ def may(grants: Grants, topic: str, action: Action) -> bool:
     return _allowed(grants.read, topic)
 
 
-class SecureBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
+class SecureBroker(FanOutBroker):
     """An amqtt broker for ``passwords`` (user -> password) and ``grants`` (user -> Grants)."""
 
     def __init__(self, config: dict[str, Any], passwords: dict[str, str], grants: dict[str, Grants]) -> None:

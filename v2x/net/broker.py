@@ -98,7 +98,7 @@ async def embedded_broker(
 ) -> AsyncIterator[BrokerAddress]:
     """Run an amqtt broker in this event loop for the duration of the context (``security``: with log-in,
     per-user topic grants and, given a certificate, TLS)."""
-    from amqtt.broker import Broker
+    from v2x.net.amqtt_fanout import FanOutBroker
 
     port = port or free_port(host)
     listener: dict[str, Any] = {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}
@@ -112,7 +112,7 @@ async def embedded_broker(
     for name in ("amqtt", "transitions"):
         logging.getLogger(name).setLevel(logging.WARNING)
     if security is None:
-        broker = Broker(config)
+        broker = FanOutBroker(config)
     else:
         from v2x.net.amqtt_acl import SecureBroker
 

@@ -23,9 +23,12 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from v2x.run.results import write_atomic
+
+if TYPE_CHECKING:
+    from v2x.scenario.model import Scenario
 
 GOLDEN_DIR = "golden"
 GOLDEN_VERSION = 1
@@ -349,6 +352,12 @@ def scenario_files(targets: Sequence[str]) -> list[Path]:
     return out
 
 
+def run_cost(scenario: Scenario) -> int:
+    """A scenario's run time in arbitrary units, to order the work by: ticks x (actors + 2) x variants
+    (a tick costs about as much as two more actors' messages and steps, whatever the scenario)."""
+    return (scenario.n_ticks + 1) * (len(scenario.actors) + 2) * len(scenario.variants)
+
+
 def _run_one(job: tuple[str, int, str]) -> tuple[dict[str, Any] | str, float]:
     """Run one scenario file (in a worker process, or here): its result document, or the run error's text;
     and the wall seconds it took."""
@@ -410,8 +419,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     if jobs == 1:
         outcomes: Iterable[tuple[dict[str, Any] | str, float]] = map(_run_one, work)
     else:
+        # The longest runs start first, so that the workers finish together instead of one of them
+        # starting a long scenario late; results are still reported in the catalogue's order.
         pool = ProcessPoolExecutor(max_workers=jobs)
-        outcomes = pool.map(_run_one, work)
+        longest_first = sorted(range(len(work)), key=lambda k: -run_cost(loaded[k][1]))
+        futures = {k: pool.submit(_run_one, work[k]) for k in longest_first}
+        outcomes = (futures[k].result() for k in range(len(work)))
     try:
         for k, ((path, sc), (outcome, wall)) in enumerate(zip(loaded, outcomes, strict=True), start=1):
             print(f"[{k}/{len(loaded)}] {sc.id} (seed {seeds[path]}) {wall:.1f} s", file=sys.stderr, flush=True)
