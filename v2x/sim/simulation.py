@@ -311,7 +311,10 @@ class Simulation:
             final=tick == self.n_ticks,
         )
         self._members = {}
-        index: dict[bytes, int] = {}
+        index: dict[bytes, int] = {}  # distinct envelope -> its place in msg.envelopes
+        vehicle: list[int] = []
+        envelope: list[int] = []
+        rx_time: list[int] = []
         for k, s in enumerate(slots.tolist()):
             vid = w.id_of(s)
             self._members[vid] = s
@@ -335,14 +338,14 @@ class Simulation:
             got = due.get(s)
             if got is None:
                 continue
-            for raw, rx_us in zip(got.envelopes, got.rx_time_us, strict=True):
-                e = index.get(raw)
-                if e is None:
-                    e = index[raw] = len(msg.envelopes)
-                    msg.envelopes.append(raw)
-                msg.delivery_vehicle.append(k)
-                msg.delivery_envelope.append(e)
-                msg.delivery_rx_time_us.append(rx_us)
+            for raw in got.envelopes:
+                envelope.append(index.setdefault(raw, len(index)))
+            vehicle.extend([k] * len(got.envelopes))
+            rx_time.extend(got.rx_time_us)
+        msg.envelopes.extend(index)  # in first-heard order (dicts keep it)
+        msg.delivery_vehicle.extend(vehicle)
+        msg.delivery_envelope.extend(envelope)
+        msg.delivery_rx_time_us.extend(rx_time)
         return msg.SerializeToString()
 
     # -- bytes in -----------------------------------------------------------------------------------
