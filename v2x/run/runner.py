@@ -352,9 +352,11 @@ async def run_variant(
         for fleet in fleets:  # subscribed before the first tick: a fleet says no hello
             fleet_ready = asyncio.Event()
             tasks.append(asyncio.create_task(fleet.transport.run(fleet_ready), name="fleet-transport"))
-            await asyncio.wait_for(fleet_ready.wait(), connect_timeout_s)
-            tasks.append(asyncio.create_task(fleet.run(), name="fleet"))
-        host_task = asyncio.create_task(_serve_all(hosts), name="agents")
+            try:
+                await asyncio.wait_for(fleet_ready.wait(), connect_timeout_s)
+            except TimeoutError:
+                raise RunError(f"the fleet agent cannot reach the MQTT broker at {broker.url}") from None
+        host_task = asyncio.create_task(_serve_all(hosts, fleets), name="agents")
         tasks.append(host_task)
         world_task = asyncio.create_task(world.run(), name="world")
         tasks.append(world_task)
@@ -399,12 +401,14 @@ async def run_variant(
             )
 
 
-async def _serve_all(hosts: list[AgentHost]) -> None:
-    """Run every host until each is done (or the world said STOP); the first failure cancels the others."""
-    if len(hosts) == 1:
+async def _serve_all(hosts: list[AgentHost], fleets: Sequence[FleetHost] = ()) -> None:
+    """Run every host and fleet until each is done (or the world said STOP); the first failure cancels the
+    others."""
+    if len(hosts) == 1 and not fleets:
         await hosts[0].run()
         return
     tasks = [asyncio.create_task(h.run(), name=f"agents-{k}") for k, h in enumerate(hosts)]
+    tasks += [asyncio.create_task(f.run(), name=f"fleet-{k}") for k, f in enumerate(fleets)]
     try:
         for task in asyncio.as_completed(tasks):
             await task
