@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from v2x.agents.fleet import FleetAgent
 from v2x.cli import main
 from v2x.geodesy import LocalFrame
+from v2x.run.runner import environment
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR, ScenarioError
 from v2x.scenario.model import Scenario
@@ -152,9 +154,6 @@ def _run_background(sc: Scenario, seconds: float, story: dict[str, tuple[float, 
         world,
         rng=np.random.default_rng([0, 2, 4]),
         heads=(),
-        bsm=False,
-        frame=LocalFrame(29.5, 106.5, 0.0),
-        epoch=sc.epoch,
     )
     for tick in range(round(seconds / sc.tick_s) + 1):
         bg.step(tick, tick * sc.tick_s, {})
@@ -190,10 +189,19 @@ def test_background_vehicles_queue_behind_a_stopped_story_vehicle(tmp_path: Path
 
 
 # -- in the world ----------------------------------------------------------------------------------------
-def _tick(sim: Simulation, tick: int) -> list[dict[str, object]]:
+def _tick(sim: Simulation, tick: int, fleets: dict[str, FleetAgent] | None = None) -> list[dict[str, object]]:
+    """One tick with silent story agents and the fleet agents (sans-I/O) answering their bundles."""
     sim.begin(tick)
     for actor_id in sim.actor_ids:
         sim.receive("ack", actor_id, testbed_pb2.Ack(actor_id=actor_id, tick=tick).SerializeToString())
+    fleets = {} if fleets is None else fleets
+    for fleet_id, payload in sim.fleet_inputs.items():
+        if fleet_id not in fleets:
+            env = environment(sim.scenario)
+            fleets[fleet_id] = FleetAgent(fleet_id, frame=env.frame, epoch=env.epoch, thresholds=env.thresholds)
+        ack = fleets[fleet_id].step(testbed_pb2.FleetInput.FromString(payload))
+        sim.receive_fleet(fleet_id, ack.SerializeToString())
+    assert sim.reported
     return sim.step()
 
 
@@ -201,8 +209,9 @@ def test_the_world_moves_them_the_sensors_see_them_and_they_send_bsms(tmp_path: 
     sc = _scenario(tmp_path, prefill=True)
     sim = Simulation(sc, variant="v2x", seed=0)
     assert sim.world.capacity >= len(sc.actors) + background_capacity(sc)
+    fleets: dict[str, FleetAgent] = {}
     for tick in range(30):
-        events = _tick(sim, tick)
+        events = _tick(sim, tick, fleets)
         assert not [e for e in events if e["type"] == "collision"]
     bg = sim.background
     assert bg is not None
@@ -213,7 +222,11 @@ def test_the_world_moves_them_the_sensors_see_them_and_they_send_bsms(tmp_path: 
     heard = {d.object_id for d in sim.sensors.detections.get("rsu1", [])}
     assert heard and heard <= {int(s) + 1 for s in present}  # the camera sees background vehicles
     assert sim.channel.stats.sent["pc5"] == bg.stats.bsm_sent > 0
-    assert math.isclose(bg.stats.bsm_sent / 30, int(np.sum(bg.equipped_row)), rel_tol=0.2)
+    assert math.isclose(bg.stats.bsm_sent / 29, int(np.sum(bg.equipped_row)), rel_tol=0.2)  # from tick 1
+    assert not sim.inbound.stats.rejected  # the fleet's bundles are all accepted
+    # The equipped background vehicles are PC5 receivers, and the fleet got what they heard.
+    assert np.all(sim.channel.pc5_receivers[bg.equipped()[1]])
+    assert sim.channel.stats.delivered["pc5"] > 0
     assert sim.metrics(1.0)["background"]["vehicles"] == bg.stats.spawned
     baseline = Simulation(sc, variant="baseline", seed=0)
     for tick in range(30):

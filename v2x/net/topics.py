@@ -7,6 +7,11 @@ Every topic carries the run id, so concurrent runs on one broker never mix::
     v2x/{run}/tx/{actor}     Envelope     agent -> world   (a transmission over the air / network)
     v2x/{run}/ack/{actor}    Ack          agent -> world   (tick done: tx count, ground truth, events)
     v2x/{run}/control        Control      world -> all     (start / stop)
+    v2x/{run}/fleet-in/{fleet}   FleetInput  world -> fleet  (per tick: its vehicles' truth, what they heard)
+    v2x/{run}/fleet-ack/{fleet}  FleetAck    fleet -> world  (tick done: its vehicles' envelopes, warnings)
+
+A fleet (the built-in agent of the equipped background vehicles, ``v2x.agents.fleet``) says no hello: the
+runner starts it, subscribed, before the world's first tick.
 
 See docs/PROTOCOL.md.
 """
@@ -20,8 +25,8 @@ from typing import Literal
 PREFIX = "v2x"
 PROTOCOL_VERSION = 1
 
-Kind = Literal["join", "in", "tx", "ack"]
-KINDS: tuple[Kind, ...] = ("join", "in", "tx", "ack")
+Kind = Literal["join", "in", "tx", "ack", "fleet-in", "fleet-ack"]
+KINDS: tuple[Kind, ...] = ("join", "in", "tx", "ack", "fleet-in", "fleet-ack")
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -57,6 +62,14 @@ def ack(run_id: str, actor_id: str) -> str:
     return actor_topic(run_id, "ack", actor_id)
 
 
+def fleet_input(run_id: str, fleet_id: str) -> str:
+    return actor_topic(run_id, "fleet-in", fleet_id)
+
+
+def fleet_ack(run_id: str, fleet_id: str) -> str:
+    return actor_topic(run_id, "fleet-ack", fleet_id)
+
+
 def control(run_id: str) -> str:
     return f"{PREFIX}/{_check(run_id, 'run id')}/control"
 
@@ -85,11 +98,13 @@ class Grants:
 
 def world_grants(run_id: str) -> Grants:
     """The world of ``run_id``: it alone publishes TickInputs and Controls, and it reads every actor's
-    join, tx and ack topics, the control topic (to see forged Controls) and its own probe."""
+    join, tx and ack topics, the control topic (to see forged Controls) and its own probe. The built-in
+    fleet agent runs under the world's user in a secure run: the fleet topics both ways."""
     probes = f"{PROBE_PREFIX}/{_check(run_id, 'run id')}/+"
+    fleets = (all_of(run_id, "fleet-in"), all_of(run_id, "fleet-ack"))
     return Grants(
-        write=(all_of(run_id, "in"), control(run_id), probes),
-        read=(all_of(run_id, "join"), all_of(run_id, "tx"), all_of(run_id, "ack"), control(run_id), probes),
+        write=(all_of(run_id, "in"), control(run_id), probes, *fleets),
+        read=(all_of(run_id, "join"), all_of(run_id, "tx"), all_of(run_id, "ack"), control(run_id), probes, *fleets),
     )
 
 

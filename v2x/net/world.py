@@ -4,6 +4,7 @@ The simulation is the only party that sees ground truth; this module only moves 
 Each tick it
   1. publishes every agent's ``TickInput`` (``Simulation.begin``) on ``in/{actor}``,
   2. hands the simulation whatever arrives on ``join/+``, ``tx/+`` and ``ack/+`` (``Simulation.receive``)
+     and on ``fleet-ack/+`` (``Simulation.receive_fleet``; each fleet gets its ``FleetInput`` on ``fleet-in``)
      and waits through the clock (``v2x.net.clock``) until every agent has reported the tick, sending the
      silent agents their input again when the clock says so,
   3. closes the tick (``Simulation.step``: truth, warnings, referee, channel, sensors).
@@ -102,6 +103,7 @@ class World:
         self._probed = asyncio.Event()
         self._reasserted: list[float] = []
         self._claimed = False
+        transport.route(topics.all_of(run_id, "fleet-ack"), self._on_fleet_ack)
         transport.route(topics.control(run_id), self._on_control)
         transport.route(self._probe_topic, lambda topic, payload: self._probed.set())
         # A broker that restarts publishes the Last Will ("world lost") of the connection it dropped: once
@@ -186,6 +188,21 @@ class World:
 
         return handler
 
+    def _on_fleet_ack(self, topic: str, payload: bytes) -> None:
+        parsed = topics.parse(topic)
+        if parsed is None or parsed.run_id != self.run_id or parsed.kind != "fleet-ack":
+            self.sim.reject("bad_topic", topic)
+            return
+        self.sim.receive_fleet(parsed.actor_id, payload, where=topic)
+        if self.sim.reported:
+            self.reported.set()
+
+    def _input_topic(self, who: str) -> str:
+        """Where ``who`` (an actor or a fleet) gets its input."""
+        if who in self.sim.fleet_inputs:
+            return topics.fleet_input(self.run_id, who)
+        return topics.tick_input(self.run_id, who)
+
     async def run(self) -> WorldReport:
         """Run every tick; the events (in order) and metrics of the run."""
         started = time.monotonic()
@@ -200,8 +217,9 @@ class World:
         for tick in range(n_ticks + 1):
             self.reported.clear()
             self._last_input = self.sim.begin(tick)
+            self._last_input.update(self.sim.fleet_inputs)
             await asyncio.gather(
-                *(self.transport.publish(topics.tick_input(self.run_id, a), p) for a, p in self._last_input.items())
+                *(self.transport.publish(self._input_topic(a), p) for a, p in self._last_input.items())
             )
             await self.clock.end_of_tick(tick, self.reported, self.sim.missing, self._retransmit)
             events = self.sim.step()  # counts the reports still missing as late
@@ -231,6 +249,4 @@ class World:
     async def _retransmit(self) -> None:
         missing = self.sim.missing()
         log.warning("world tick %d: waiting for %s; sending their input again", self.sim.current_tick, missing)
-        await asyncio.gather(
-            *(self.transport.publish(topics.tick_input(self.run_id, a), self._last_input[a]) for a in missing)
-        )
+        await asyncio.gather(*(self.transport.publish(self._input_topic(a), self._last_input[a]) for a in missing))

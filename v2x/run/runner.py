@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from v2x.agents.base import Agent, Environment
+from v2x.agents.fleet import FleetAgent
 from v2x.agents.platform import EdgePlatform
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
@@ -24,6 +25,7 @@ from v2x.geodesy import LocalFrame
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for
 from v2x.net.clock import make_clock
+from v2x.net.fleet import FleetHost
 from v2x.net.host import AgentHost
 from v2x.net.secure import RunKeys, SecureDirError, Security, load_secure_dir, make_tls, new_run_keys
 from v2x.net.transport import LoopbackBroker, LoopbackTransport, MqttTransport, Transport
@@ -321,6 +323,15 @@ async def run_variant(
         )
         for agents_tp, group in groups
     ]
+    fleets = [
+        FleetHost(
+            make_transport(world_bus, f"fleet-{run_id}-{nonce}"),
+            run_id,
+            FleetAgent(fleet_id, frame=env.frame, epoch=env.epoch, thresholds=env.thresholds),
+            n_ticks=scenario.n_ticks,
+        )
+        for fleet_id in world.sim.fleet_ids
+    ]
     log.info("run %s: %s [%s] on %s, %d agents, %s clock", run_id, scenario.id, variant, broker.url, len(agents), mode)
     tasks: list[asyncio.Task[Any]] = []
     announced = False
@@ -338,7 +349,14 @@ async def run_variant(
             raise RunError(str(exc)) from None
         for agents_tp, _ in groups:
             tasks.append(asyncio.create_task(agents_tp.run(), name="agents-transport"))
-        host_task = asyncio.create_task(_serve_all(hosts), name="agents")
+        for fleet in fleets:  # subscribed before the first tick: a fleet says no hello
+            fleet_ready = asyncio.Event()
+            tasks.append(asyncio.create_task(fleet.transport.run(fleet_ready), name="fleet-transport"))
+            try:
+                await asyncio.wait_for(fleet_ready.wait(), connect_timeout_s)
+            except TimeoutError:
+                raise RunError(f"the fleet agent cannot reach the MQTT broker at {broker.url}") from None
+        host_task = asyncio.create_task(_serve_all(hosts, fleets), name="agents")
         tasks.append(host_task)
         world_task = asyncio.create_task(world.run(), name="world")
         tasks.append(world_task)
@@ -368,6 +386,8 @@ async def run_variant(
         world_tp.stop()
         for agents_tp, _ in groups:
             agents_tp.stop()
+        for fleet in fleets:
+            fleet.transport.stop()
         for task in tasks:
             task.cancel()
         # Bounded: a task that swallows its cancellation must not turn a run error into a hang.
@@ -381,12 +401,14 @@ async def run_variant(
             )
 
 
-async def _serve_all(hosts: list[AgentHost]) -> None:
-    """Run every host until each is done (or the world said STOP); the first failure cancels the others."""
-    if len(hosts) == 1:
+async def _serve_all(hosts: list[AgentHost], fleets: Sequence[FleetHost] = ()) -> None:
+    """Run every host and fleet until each is done (or the world said STOP); the first failure cancels the
+    others."""
+    if len(hosts) == 1 and not fleets:
         await hosts[0].run()
         return
     tasks = [asyncio.create_task(h.run(), name=f"agents-{k}") for k, h in enumerate(hosts)]
+    tasks += [asyncio.create_task(f.run(), name=f"fleet-{k}") for k, f in enumerate(fleets)]
     try:
         for task in asyncio.as_completed(tasks):
             await task

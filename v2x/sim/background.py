@@ -27,9 +27,10 @@ Each tick (``step``), after the story actors' truths are applied:
    others wait, in order, at the entry (a point queue);
 4. the background vehicles' poses are written to the world (the centre of the box on the lane's centre
    line), so that the referee, the channel and the roadside sensors see them;
-5. in the V2X variant every equipped background vehicle sends a BSM (10 Hz at the usual 100 ms tick) from
-   its true position, over PC5; it hears nothing (no agent runs its apps: the fleet agent of issue #10 is
-   the next step), so it is no PC5 receiver.
+5. the equipped ones are not the world's to speak for: in the V2X variant the fleet agent
+   (``v2x.agents.fleet``) hosts them, gets their truth (``equipped``) and what they heard in one
+   ``FleetInput`` per tick, and sends their BSMs and the warnings of their FCW back in one ``FleetAck``
+   (``v2x.sim.simulation``); they are PC5 receivers. The fleet never moves them: this model does.
 
 Background vehicles take the world slots after the scenario's actors (the lowest free one, so the same
 run gives the same slots); their ids are ``bg-<flow>-<n>`` (flow index, arrival number within the flow).
@@ -43,23 +44,17 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from v2x import units
 from v2x.core import ActorKind, WorldState
 from v2x.core.traffic import CLASS_PARAMS, LaneNetwork, Traffic, traffic_step
-from v2x.geodesy import LocalFrame
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, FlowClass, FlowSpec, Scenario
 from v2x.scenario.signals import FixedTimeController
-from v2x.sim.channel import Transmission
 from v2x.units import kph_to_mps
-from v2x.wire import frame_pb2, testbed_pb2
-from v2x.wire.bsm import OwnState, encode_bsm, refresh_bsm
 from v2x.wire.map_spat import STOPPING_LIGHTS, Approach
 
 F64 = NDArray[np.float64]
@@ -319,9 +314,8 @@ def _prefill(
 class Background:
     """The background traffic of one run over ``world`` (whose capacity ``background_capacity`` sized).
 
-    ``rng``: the flows' generator (seeded without the variant); ``bsm``: whether equipped background
-    vehicles transmit (the V2X variant); ``heads``: the signal heads (the referee's, so that signal priority
-    shows on them too); ``frame``/``epoch``: for the BSMs."""
+    ``rng``: the flows' generator (seeded without the variant); ``heads``: the signal heads (the referee's,
+    so that signal priority shows on them too)."""
 
     def __init__(
         self,
@@ -330,15 +324,9 @@ class Background:
         *,
         rng: np.random.Generator,
         heads: Sequence[tuple[Approach, FixedTimeController]],
-        bsm: bool,
-        frame: LocalFrame,
-        epoch: datetime,
     ) -> None:
         self.world = world
         self.tick_s = float(scenario.tick_s)
-        self.bsm = bsm
-        self.frame = frame
-        self.epoch = epoch
         self.geo = LaneGeometry(scenario, heads)
         net = self.geo.network
         # Story road users: one traffic row each (rows 0..n_story-1), placed each tick from the world's truth.
@@ -367,9 +355,7 @@ class Background:
         self.slot_of_row = np.full(rows, -1, dtype=np.int64)
         self.id_of_row: list[str] = [""] * rows
         self.equipped_row = np.zeros(rows, dtype=np.bool_)
-        self.msg_count = np.zeros(rows, dtype=np.int64)
-        self.seq = np.zeros(rows, dtype=np.int64)
-        self.templates: dict[int, frame_pb2.MessageFrame] = {}  # row -> its BSM, refreshed each tick
+        self.acc = np.zeros(rows)  # each row's acceleration along its lane in the last step
         self.free_rows = list(range(rows - 1, n_story - 1, -1))  # a stack: the lowest free row on top
         self.stats = BackgroundStats(per_flow=[0] * len(scenario.flows))
         self.new_ids: list[str] = []  # spawned since the last ``take_new``
@@ -408,9 +394,8 @@ class Background:
         return out
 
     # -- one tick -----------------------------------------------------------------------------------
-    def step(self, tick: int, t: float, wrecks: set[int] | dict[int, Any]) -> list[Transmission]:
-        """Move the background traffic to ``t`` (see the module's docstring) and return the equipped
-        vehicles' BSMs of this tick (none in the baseline)."""
+    def step(self, tick: int, t: float, wrecks: set[int] | dict[int, Any]) -> None:
+        """Move the background traffic to ``t`` (see the module's docstring)."""
         tr = self.traffic
         self._place_story()
         bg = np.flatnonzero(self.slot_of_row >= 0)
@@ -431,7 +416,7 @@ class Background:
         self._started = True
         self._spawn(t)
         self._write(acc, held)
-        return self._bsms(tick, t, acc) if self.bsm else []
+        self.acc = acc
 
     def _place_story(self) -> None:
         """Each story road user on a lane, as the traffic model's vehicle there: moving along the lane, or
@@ -461,7 +446,6 @@ class Background:
         self.slot_of_row[row] = -1
         self.traffic.lane[row] = -1
         self.equipped_row[row] = False
-        self.templates.pop(row, None)
         self.free_rows.append(row)
         self.free_rows.sort(reverse=True)
         self.left_slots.append(slot)
@@ -508,8 +492,6 @@ class Background:
                 self.slot_of_row[row] = slot
                 self.id_of_row[row] = vid
                 self.equipped_row[row] = bool(arr.equipped[k])
-                self.msg_count[row] = 0
-                self.seq[row] = 0
                 self.new_ids.append(vid)
                 st = self.stats
                 st.spawned += 1
@@ -533,64 +515,15 @@ class Background:
         v, a = tr.v_mps[rows], acc[rows]
         self.world.set_state(self.slot_of_row[rows].astype(np.intp), x, y, v * c, v * s, a * c, a * s, yaw)
 
-    def _bsms(self, tick: int, t: float, acc: F64) -> list[Transmission]:
-        w = self.world
-        rows = np.flatnonzero(self.equipped_row)
-        rows = rows[np.argsort(self.slot_of_row[rows], kind="stable")]  # (sender slot, seq) order
-        if len(rows) == 0:
-            return []
-        slots = self.slot_of_row[rows]
-        lat, lon, _ = self.frame.to_geodetic(w.x[slots], w.y[slots])
-        mark = units.sec_mark(t, self.epoch)
-        tx_us = round(t * 1e6)
-        out = []
-        for k, r in enumerate(rows.tolist()):
-            s = int(slots[k])
-            msg = self.templates.get(r)
-            if msg is None:  # its first BSM: the static parts (id, size, class, accuracy unknown)
-                kind = _kind_name(int(w.kind[s]))
-                own = OwnState(
-                    x=0.0,
-                    y=0.0,
-                    speed_mps=0.0,
-                    heading_rad=0.0,
-                    accel_mps2=0.0,
-                    length_m=float(w.length_m[s]),
-                    width_m=float(w.width_m[s]),
-                    height_m=DEFAULT_SIZE[kind][2],
-                    kind=kind,
-                    sigma_major_m=None,
-                    sigma_minor_m=None,
-                    braking=False,
-                )
-                msg = encode_bsm(
-                    own, actor_id=self.id_of_row[r], t_s=t, msg_count=0, frame=self.frame, epoch=self.epoch
-                )
-                self.templates[r] = msg
-            refresh_bsm(
-                msg,
-                lat_deg=float(lat[k]),
-                lon_deg=float(lon[k]),
-                speed_mps=float(self.traffic.v_mps[r]),
-                heading_rad=float(w.heading_rad[s]),
-                accel_mps2=float(acc[r]),
-                msg_count=int(self.msg_count[r]),
-                sec_mark=mark,
-            )
-            self.msg_count[r] += 1
-            self.seq[r] += 1
-            seq = int(self.seq[r])
-            env = testbed_pb2.Envelope(
-                sender_id=self.id_of_row[r],
-                seq=seq,
-                tick=tick,
-                tx_time_us=tx_us,
-                link=testbed_pb2.LINK_PC5,
-                frame=msg.SerializeToString(),
-            )
-            out.append(Transmission(tick, s, seq, t, testbed_pb2.LINK_PC5, (), env.SerializeToString(), "bsm"))
-        self.stats.bsm_sent += len(out)
-        return out
+    def equipped(self) -> tuple[NDArray[np.int64], NDArray[np.intp], F64, F64]:
+        """The equipped background vehicles on the road, in slot order: their rows, slots, speeds along the
+        lane and accelerations along it (as of the last ``step``)."""
+        rows = np.flatnonzero(self.equipped_row & (self.slot_of_row >= 0))
+        rows = rows[np.argsort(self.slot_of_row[rows], kind="stable")]
+        return rows, self.slot_of_row[rows].astype(np.intp), self.traffic.v_mps[rows].copy(), self.acc[rows].copy()
+
+    def kind_name(self, slot: int) -> str:
+        return _kind_name(int(self.world.kind[slot]))
 
 
 _KIND_NAME = {int(v): k for k, v in KIND.items()}

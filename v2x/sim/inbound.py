@@ -4,7 +4,8 @@
 A bad payload is rejected and counted by reason (``bad_topic``, ``unknown_sender``, ``malformed``,
 ``sender_mismatch``, ``oversized``, ``unknown_type``, ``unequipped_sender``, ``bad_link``,
 ``bad_destination``, ``bad_tick``, ``bad_hello``, ``id_mismatch``, ``bad_seq``, ``out_of_range``,
-``conflicting_ack``, ``conflicting_tx``; in a secure run also ``unsigned``, ``unknown_cert``, ``expired``,
+``conflicting_ack``, ``conflicting_tx``,
+``not_in_fleet``; in a secure run also ``unsigned``, ``unknown_cert``, ``expired``,
 ``no_permission``, ``bad_signature``, ``replayed``: ``v2x.wire.security``), never raised; a copy of
 something already received (a retransmission after a reconnect, an old tick, a sequence number at or
 below the sender's last of an earlier tick) is counted as a duplicate and otherwise ignored, except that the
@@ -13,6 +14,13 @@ for its warnings. A tick is reported once every actor has acked it and as many d
 have arrived on its tx topic as its ack counts (rejected ones included: a sender whose envelope the world
 refuses must not stall the run).
 docs/SECURITY.md says what these checks stop and what they do not.
+
+A fleet (``v2x.agents.fleet``: the equipped background vehicles) reports with one ``FleetAck`` per tick
+(``fleet``): the bundle as a whole is checked like an Ack (size, parse, its fleet id, its tick, its
+warnings' numbers; a second, different one for the tick is ``conflicting_ack``) and each envelope in it like
+a transmission (size, parse, link, the BSM's id), except that its sender must be one of the vehicles the fleet
+hosts at this tick (``not_in_fleet`` otherwise, as is a warning for a vehicle it does not host). A rejected
+envelope or warning is counted and dropped; the rest of the bundle stands.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ log = logging.getLogger("v2x.sim.inbound")
 
 MAX_TX_BYTES = 16 * 1024  # TS 22.185: event messages up to 1200 B; MAP and envelopes need more headroom
 MAX_ACK_BYTES = 64 * 1024  # an Ack: truth, a few warnings and notes
+MAX_FLEET_ACK_BYTES = 4 * 1024 * 1024  # a FleetAck: the envelopes of every hosted vehicle, their warnings
 MAX_TX_PER_TICK = 64  # transmissions one actor may make in a tick (built-in agents make a handful)
 MAX_EVENTS_PER_ACK = 256
 MAX_NOTES_PER_ACK = 64
@@ -80,6 +89,21 @@ def _finite(value: float, bound: float) -> bool:
     return math.isfinite(value) and abs(value) <= bound
 
 
+def events_problem(events: Iterable[testbed_pb2.Advisory], *, run_end_s: float) -> str:
+    """What is wrong with the numbers and texts of the warnings an Ack or a FleetAck carries, or ""."""
+    for k, adv in enumerate(events):
+        if not (math.isfinite(adv.raised_at_s) and -1e-6 <= adv.raised_at_s <= run_end_s):
+            return f"events[{k}].raised_at_s = {adv.raised_at_s!r} (within 0..{run_end_s:g} s)"
+        for name in ("ttc_s", "figure", "valid_until_s"):
+            value = getattr(adv, name)
+            if not _finite(value, MAX_FIGURE):
+                return f"events[{k}].{name} = {value!r}"
+        texts = (adv.target_id, adv.other_id, adv.source_id, adv.figure_name, adv.conflict_type)
+        if any(len(s) > MAX_TEXT for s in texts):
+            return f"events[{k}]: text longer than {MAX_TEXT}"
+    return ""
+
+
 def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float) -> str:
     """What is wrong with the numbers (and sizes) an Ack carries, or "" (``run_end_s``: the last time a
     warning may be raised at)."""
@@ -111,16 +135,9 @@ def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float) -> str:
                 return f"truth.{name} = {value!r} (|value| <= {bound:g})"
         if len(tr.lane) > MAX_TEXT:
             return "truth.lane too long"
-    for k, adv in enumerate(ack.events):
-        if not (math.isfinite(adv.raised_at_s) and -1e-6 <= adv.raised_at_s <= run_end_s):
-            return f"events[{k}].raised_at_s = {adv.raised_at_s!r} (within 0..{run_end_s:g} s)"
-        for name in ("ttc_s", "figure", "valid_until_s"):
-            value = getattr(adv, name)
-            if not _finite(value, MAX_FIGURE):
-                return f"events[{k}].{name} = {value!r}"
-        texts = (adv.target_id, adv.other_id, adv.source_id, adv.figure_name, adv.conflict_type)
-        if any(len(s) > MAX_TEXT for s in texts):
-            return f"events[{k}]: text longer than {MAX_TEXT}"
+    problem = events_problem(ack.events, run_end_s=run_end_s)
+    if problem:
+        return problem
     for k, mb in enumerate(ack.misbehaviour):
         if not (math.isfinite(mb.t_s) and -1e-6 <= mb.t_s <= run_end_s):
             return f"misbehaviour[{k}].t_s = {mb.t_s!r} (within 0..{run_end_s:g} s)"
@@ -174,6 +191,9 @@ class Inbound:
         self.closed_without: dict[str, set[int]] = defaultdict(set)
         self.late_acks: list[tuple[str, testbed_pb2.Ack]] = []
         self.stats = InboundStats()
+        self.fleet_ids: set[str] = set()  # the run's fleets (each reports once per tick)
+        self.fleet_acks: dict[str, bytes] = {}  # this tick's FleetAck of each fleet
+        self.fleet_events: list[tuple[str, testbed_pb2.Advisory]] = []  # this tick's accepted fleet warnings
         self._logged: Counter[str] = Counter()
         self._ids = {a: temporary_id(a) for a in self.actor_ids}
         self.security = security
@@ -188,6 +208,7 @@ class Inbound:
         self._ack_bytes = {}
         self._ack_counts = {}
         self.arrivals = defaultdict(set)
+        self.fleet_acks = {}
 
     @property
     def joined(self) -> bool:
@@ -203,12 +224,14 @@ class Inbound:
         its tx topic than its ack counts; with conflicting acks, than every one of them counts)."""
         return [
             a for a in self.actor_ids if a not in self.acks or min(self._ack_counts.get(a, [0])) > len(self.arrivals[a])
-        ]
+        ] + sorted(f for f in self.fleet_ids if f not in self.fleet_acks)
 
     @property
     def reported(self) -> bool:
         """Every actor has reported the current tick completely."""
-        return len(self.acks) == len(self.actor_ids) and not self.missing()
+        return (
+            len(self.acks) == len(self.actor_ids) and len(self.fleet_acks) == len(self.fleet_ids) and not self.missing()
+        )
 
     def take(self, tick: int) -> list[Transmission]:
         """The transmissions of ``tick`` in (sender slot, seq) order; they (and anything older) are dropped
@@ -427,3 +450,100 @@ class Inbound:
         self.acks[actor_id] = ack
         self._ack_bytes[actor_id] = payload
         self._ack_counts[actor_id] = [ack.tx_count]
+
+    # -- fleets -------------------------------------------------------------------------------------
+    def fleet(self, fleet_id: str, payload: bytes, members: dict[str, int], *, where: str = "") -> None:
+        """The ``FleetAck`` of ``fleet_id`` for the current tick (``members``: the vehicles it hosts at this
+        tick, id -> world slot): its envelopes become this tick's transmissions and its warnings go to
+        ``fleet_events``; whatever is wrong is rejected and counted, never raised."""
+        where = where or f"fleet-ack/{fleet_id}"
+        if fleet_id not in self.fleet_ids:
+            self.reject("unknown_sender", where)
+            return
+        if len(payload) > MAX_FLEET_ACK_BYTES:
+            self.reject("oversized", where, f"({len(payload)} bytes > {MAX_FLEET_ACK_BYTES})")
+            return
+        ack = testbed_pb2.FleetAck()
+        try:
+            ack.ParseFromString(payload)
+        except DecodeError:
+            self.reject("malformed", where)
+            return
+        if mistyped_fields(ack):
+            self.reject("malformed", where, "(not a FleetAck)")
+            return
+        if ack.fleet_id != fleet_id:
+            self.reject("sender_mismatch", where, f"(fleet ack from {ack.fleet_id[:64]!r})")
+            return
+        if ack.tick != self.current_tick:
+            if ack.tick < self.current_tick:
+                self.stats.duplicates += 1
+            else:
+                self.reject("bad_tick", where, f"(tick {ack.tick}, current {self.current_tick})")
+            return
+        if fleet_id in self.fleet_acks:
+            if payload == self.fleet_acks[fleet_id]:
+                self.stats.duplicates += 1
+            else:
+                self._conflict(fleet_id, "ack")
+                self.reject("conflicting_ack", where, f"(a second, different fleet ack for tick {ack.tick})")
+            return
+        limit = MAX_TX_PER_TICK * max(1, len(members))
+        if len(ack.envelopes) > limit or len(ack.events) > MAX_EVENTS_PER_ACK * max(1, len(members)):
+            self.reject("out_of_range", where, f"({len(ack.envelopes)} envelopes, {len(ack.events)} events)")
+            return
+        problem = events_problem(ack.events, run_end_s=self.run_end_s)
+        if problem:
+            self.reject("out_of_range", where, f"({problem})")
+            return
+        self.fleet_acks[fleet_id] = payload
+        for raw in ack.envelopes:
+            self._fleet_tx(raw, members, where)
+        for adv in ack.events:
+            if adv.target_id not in members:
+                self.reject("not_in_fleet", where, f"(a warning for {adv.target_id[:64]!r})")
+                continue
+            self.fleet_events.append((adv.target_id, adv))
+
+    def _fleet_tx(self, raw: bytes, members: dict[str, int], where: str) -> None:
+        if len(raw) > MAX_TX_BYTES:
+            self.reject("oversized", where, f"(an envelope of {len(raw)} bytes > {MAX_TX_BYTES})")
+            return
+        parsed = parse_envelope(raw)
+        if parsed is None:
+            self.reject("malformed", where, "(an envelope)")
+            return
+        env, frame = parsed
+        if mistyped_fields(env):
+            self.reject("malformed", where, "(not an Envelope)")
+            return
+        slot = members.get(env.sender_id)
+        if slot is None:
+            self.reject("not_in_fleet", where, f"(an envelope from {env.sender_id[:64]!r})")
+            return
+        msg_type = frame.WhichOneof("msg")
+        if msg_type is None:
+            self.reject("unknown_type", where)
+            return
+        if env.link != testbed_pb2.LINK_PC5 or env.dest_ids:
+            self.reject("bad_link", where, "(a fleet vehicle broadcasts over PC5 only)")
+            return
+        if msg_type in SIGNED_IDS and getattr(frame, msg_type).id != temporary_id(env.sender_id):
+            self.reject("id_mismatch", where, f"({msg_type} id is not {env.sender_id[:64]}'s)")
+            return
+        if env.tick != self.current_tick:
+            self.reject("bad_tick", where, f"(envelope tick {env.tick}, current {self.current_tick})")
+            return
+        last, _ = self.last_seq.get(env.sender_id, (0, -1))
+        if env.seq <= last or (slot, env.seq) in self.received:
+            self.reject("bad_seq", where, f"(seq {env.seq} after {last})")
+            return
+        if self.security is not None:
+            reason = self._verify(env, msg_type)
+            if reason:
+                self.reject(reason, where, f"(seq {env.seq}, tick {env.tick})")
+                return
+        self.last_seq[env.sender_id] = (env.seq, self.current_tick)
+        self.received[(slot, env.seq)] = Transmission(
+            env.tick, slot, env.seq, env.tx_time_us / 1e6, env.link, (), raw, msg_type
+        )

@@ -24,7 +24,10 @@ outcome depends on the scenario, variant and seed only. A fourth, the background
 
 Background traffic (the scenario's ``flows``) is moved by the world itself, in ``step`` right after the
 reported truths are applied (``v2x.sim.background``): its vehicles are road users in the world's slots
-after the actors', seen by the referee, the channel and the roadside sensors.
+after the actors', seen by the referee, the channel and the roadside sensors. In the V2X variant the
+equipped ones are hosted by a fleet agent (``fleet_ids``): ``begin`` also makes its ``FleetInput``
+(``fleet_inputs``: the vehicles' truth and what they heard), ``receive_fleet`` takes its ``FleetAck`` (their
+BSMs, their warnings; checked in ``v2x.sim.inbound``), and a tick is reported only once it has answered.
 """
 
 from __future__ import annotations
@@ -37,13 +40,12 @@ from typing import Any
 import numpy as np
 
 from v2x.core import SpatialGrid
-from v2x.geodesy import LocalFrame
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
 from v2x.scenario.signals import warp_from_wire
 from v2x.sim.actors import road_user_slots, unequipped_ids, world_state
 from v2x.sim.background import Background, background_capacity
-from v2x.sim.channel import Channel, Transmission
+from v2x.sim.channel import Channel, Received
 from v2x.sim.events import event_order
 from v2x.sim.inbound import Inbound
 from v2x.sim.metrics import run_metrics
@@ -144,15 +146,7 @@ class Simulation:
         self.names = Names(scenario, w)
         self.background: Background | None = None
         if scenario.flows:
-            self.background = Background(
-                scenario,
-                w,
-                rng=rng_flows,
-                heads=self.referee.stop_lines,
-                bsm=variant == "v2x",
-                frame=LocalFrame(scenario.origin.lat_deg, scenario.origin.lon_deg, scenario.origin.alt_m),
-                epoch=scenario.epoch,
-            )
+            self.background = Background(scenario, w, rng=rng_flows, heads=self.referee.stop_lines)
             self.sensors.background = self.background.present_with_kinds
         self.inbound = Inbound(
             self.actor_ids,
@@ -163,6 +157,17 @@ class Simulation:
             run_end_s=self.time_of(self.n_ticks) + self.tick_s,
             security=security,
         )
+        # The fleets (v2x.agents.fleet) hosting the equipped background vehicles: one per run, in the V2X
+        # variant of a scenario whose flows have any; it reports once per tick (FleetAck) like an actor.
+        self.fleet_ids: list[str] = []
+        if self.background is not None and variant == "v2x" and any(f.penetration > 0 for f in scenario.flows):
+            fleet_id = "fleet-0"
+            while fleet_id in self.actor_ids:
+                fleet_id = "_" + fleet_id
+            self.fleet_ids.append(fleet_id)
+        self.inbound.fleet_ids = set(self.fleet_ids)
+        self._members: dict[str, int] = {}  # the vehicles the fleet hosts at this tick: id -> slot
+        self.fleet_inputs: dict[str, bytes] = {}  # this tick's FleetInput of each fleet
         self.events: list[Event] = []  # in the order recorded; report() sorts them
         # Told to each actor in its next TickInput: the collisions it was in and the ticks that closed
         # without its Ack (docs/PROTOCOL.md, TickInput).
@@ -287,13 +292,71 @@ class Simulation:
             msg.signal_warps.extend(self._signal_warps)
             inputs[actor_id] = msg.SerializeToString()
         self._signal_warps = []
+        self.fleet_inputs = {f: self._fleet_input(f, tick, t, due) for f in self.fleet_ids}
         return inputs
+
+    def _fleet_input(self, fleet_id: str, tick: int, t: float, due: dict[int, Received]) -> bytes:
+        """The FleetInput of ``tick``: the equipped background vehicles on the road (their truth when the
+        last tick closed) and everything the channel delivers to them by ``t``, each envelope once."""
+        bg = self.background
+        assert bg is not None
+        w = self.world
+        _, slots, speed, accel = bg.equipped()
+        msg = testbed_pb2.FleetInput(
+            run_id=self.run_id,
+            tick=tick,
+            time_us=round(t * 1e6),
+            tick_us=self.tick_us,
+            truth_time_us=round(self.time_of(tick - 1) * 1e6) if tick > 0 else 0,
+            final=tick == self.n_ticks,
+        )
+        self._members = {}
+        index: dict[bytes, int] = {}  # distinct envelope -> its place in msg.envelopes
+        vehicle: list[int] = []
+        envelope: list[int] = []
+        rx_time: list[int] = []
+        for k, s in enumerate(slots.tolist()):
+            vid = w.id_of(s)
+            self._members[vid] = s
+            msg.vehicles.append(
+                testbed_pb2.FleetVehicle(
+                    vehicle_id=vid,
+                    kind=bg.kind_name(s),
+                    x_m=float(w.x[s]),
+                    y_m=float(w.y[s]),
+                    vx_mps=float(w.vx[s]),
+                    vy_mps=float(w.vy[s]),
+                    ax_mps2=float(w.ax[s]),
+                    ay_mps2=float(w.ay[s]),
+                    heading_rad=float(w.heading_rad[s]),
+                    speed_mps=float(speed[k]),
+                    accel_mps2=float(accel[k]),
+                    length_m=float(w.length_m[s]),
+                    width_m=float(w.width_m[s]),
+                )
+            )
+            got = due.get(s)
+            if got is None:
+                continue
+            for raw in got.envelopes:
+                envelope.append(index.setdefault(raw, len(index)))
+            vehicle.extend([k] * len(got.envelopes))
+            rx_time.extend(got.rx_time_us)
+        msg.envelopes.extend(index)  # in first-heard order (dicts keep it)
+        msg.delivery_vehicle.extend(vehicle)
+        msg.delivery_envelope.extend(envelope)
+        msg.delivery_rx_time_us.extend(rx_time)
+        return msg.SerializeToString()
 
     # -- bytes in -----------------------------------------------------------------------------------
     def receive(self, kind: str, actor_id: str, payload: bytes, *, where: str = "") -> None:
         """A ``join`` (Hello), ``tx`` (Envelope) or ``ack`` (Ack) message from ``actor_id``: validated and
         counted (see ``v2x.sim.inbound``); ``where`` names it in the log (its topic)."""
         self.inbound.receive(kind, actor_id, payload, where=where)
+
+    def receive_fleet(self, fleet_id: str, payload: bytes, *, where: str = "") -> None:
+        """A ``FleetAck`` from ``fleet_id``: validated and counted (``v2x.sim.inbound``)."""
+        self.inbound.fleet(fleet_id, payload, self._members, where=where)
 
     def reject(self, reason: str, where: str, detail: str = "") -> None:
         """Count a message the shell could not even attribute (``bad_topic``)."""
@@ -363,9 +426,12 @@ class Simulation:
                 self._record_misbehaviour(actor_id, mb)
             for note in ack.notes:
                 log.info("%s t=%.2f s: %s", actor_id, t, note)
+        for vehicle_id, adv in self.inbound.fleet_events:  # the warnings of the fleets' vehicles
+            self._record_warning(vehicle_id, adv)
+        self.inbound.fleet_events.clear()
         # Road users in a collision stay where they came to rest, whatever their agents report.
         self.referee.hold(t)
-        background_tx = self._move_background(tick, t)
+        left = self._move_background(tick, t)
         # One spatial index per tick, shared by the channel's fan-out and the referee.
         grid = SpatialGrid.build(w, self.channel.cell_m)
         refereed = self.referee.step(t, grid)
@@ -379,24 +445,34 @@ class Simulation:
                             other_id=other, t_s=event["t_s"], relative_speed_mps=event["relative_speed_mps"]
                         )
                     )
-        # Background senders' slots come after every actor's: the batch stays in (sender slot, seq) order.
-        self.channel.transmit(self.inbound.take(tick) + background_tx, grid)
+        batch = self.inbound.take(tick)  # in (sender slot, seq) order, the fleets' vehicles' among them
+        if left:  # a background vehicle that left the network this tick sends nothing more
+            batch = [r for r in batch if r.sender_slot not in left]
+        if self.background is not None:
+            self.background.stats.bsm_sent += sum(r.sender_slot >= len(self.actor_ids) for r in batch)
+        self.channel.transmit(batch, grid)
         self.events.extend(self.sensors.step(t))
         return self.events[start:]
 
-    def _move_background(self, tick: int, t: float) -> list[Transmission]:
-        """Move the background traffic to ``t`` (none without flows); returns its BSMs of this tick. The
-        referee and the name resolver learn of the vehicles that left and entered."""
+    def _move_background(self, tick: int, t: float) -> set[int]:
+        """Move the background traffic to ``t`` (none without flows). The referee and the name resolver learn
+        of the vehicles that left and entered; with a fleet, its vehicles on the road are the PC5 receivers
+        among the background vehicles. Returns the slots of the vehicles that left."""
         bg = self.background
         if bg is None:
-            return []
-        out = bg.step(tick, t, self.referee.wrecks)
-        for slot in bg.take_left():  # before the new ones: a slot freed this tick may be taken again
+            return set()
+        bg.step(tick, t, self.referee.wrecks)
+        left = bg.take_left()
+        for slot in left:  # before the new ones: a slot freed this tick may be taken again
             self.referee.forget(slot)
         for vid in bg.take_new():
             self.referee.road_users.add(self.world.slot_of(vid))
             self.names.add(vid)
-        return out
+        if self.fleet_ids:
+            rx = self.channel.pc5_receivers
+            rx[len(self.actor_ids) :] = False
+            rx[bg.equipped()[1]] = True
+        return set(left)
 
     def _change_signals(self, actor_id: str, warps: Sequence[testbed_pb2.SignalWarp], t: float) -> None:
         """A roadside unit's signal controller changed its plan: the signal heads (the referee's) show it from

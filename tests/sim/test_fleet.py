@@ -1,0 +1,167 @@
+"""The fleet agent of the equipped background vehicles (issue #10): its bundles as the world checks them,
+and its FCW for every hosted vehicle at once (sans-I/O, no broker)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.sim.test_background import _scenario, _tick
+from v2x.agents.fleet import FleetAgent
+from v2x.geodesy import LocalFrame
+from v2x.run.runner import environment
+from v2x.scenario.loader import SCENARIO_DIR, load_scenario
+from v2x.sim.inbound import MAX_FLEET_ACK_BYTES
+from v2x.sim.simulation import Simulation
+from v2x.wire import testbed_pb2
+from v2x.wire.bsm import OwnState, encode_bsm
+from v2x.wire.envelope import temporary_id
+
+FRAME = LocalFrame(29.5, 106.5, 0.0)
+
+
+def _fleet_agent(sim: Simulation) -> FleetAgent:
+    env = environment(sim.scenario)
+    return FleetAgent(sim.fleet_ids[0], frame=env.frame, epoch=env.epoch, thresholds=env.thresholds)
+
+
+def _open_tick_with_members(tmp_path: Path) -> tuple[Simulation, FleetAgent, testbed_pb2.FleetAck]:
+    """A V2X run at tick 1 (the fleet hosts vehicles now) and the fleet's honest answer, not yet sent."""
+    sim = Simulation(_scenario(tmp_path, prefill=True), variant="v2x", seed=0)
+    assert len(sim.fleet_ids) == 1
+    agent = _fleet_agent(sim)
+    _tick(sim, 0, {sim.fleet_ids[0]: agent})
+    sim.begin(1)
+    for actor_id in sim.actor_ids:
+        sim.receive("ack", actor_id, testbed_pb2.Ack(actor_id=actor_id, tick=1).SerializeToString())
+    ack = agent.step(testbed_pb2.FleetInput.FromString(sim.fleet_inputs[sim.fleet_ids[0]]))
+    assert len(ack.envelopes) > 3
+    return sim, agent, ack
+
+
+def test_a_baseline_run_and_a_run_without_flows_have_no_fleet(tmp_path: Path) -> None:
+    assert Simulation(_scenario(tmp_path), variant="baseline", seed=0).fleet_ids == []
+    assert Simulation(load_scenario(SCENARIO_DIR / "fcw.yaml"), variant="v2x", seed=0).fleet_ids == []
+
+
+@pytest.mark.parametrize(
+    ("forge", "reason"),
+    [
+        (lambda ack: b"\x08" * (MAX_FLEET_ACK_BYTES + 1), "oversized"),
+        (lambda ack: b"\xff\xff\xff", "malformed"),
+        (lambda ack: testbed_pb2.Ack(actor_id="fleet-0", tick=1, tx_count=7).SerializeToString(), "malformed"),
+        (lambda ack: testbed_pb2.FleetAck(fleet_id="fleet-9", tick=1).SerializeToString(), "sender_mismatch"),
+        (lambda ack: testbed_pb2.FleetAck(fleet_id="fleet-0", tick=5).SerializeToString(), "bad_tick"),
+        (
+            lambda ack: testbed_pb2.FleetAck(
+                fleet_id="fleet-0", tick=1, events=[testbed_pb2.Advisory(raised_at_s=math.nan)]
+            ).SerializeToString(),
+            "out_of_range",
+        ),
+    ],
+)
+def test_a_forged_or_malformed_bundle_is_rejected_and_counted(tmp_path: Path, forge: object, reason: str) -> None:
+    sim, _, ack = _open_tick_with_members(tmp_path)
+    sim.receive_fleet("fleet-0", forge(ack))  # type: ignore[operator]
+    assert sim.inbound.stats.rejected == {reason: 1}
+    assert not sim.reported  # the fleet has not reported yet
+    sim.receive_fleet("fleet-0", ack.SerializeToString())  # the real one still counts
+    assert sim.reported
+    sim.step()
+
+
+def test_a_bundle_from_an_unknown_fleet_is_rejected(tmp_path: Path) -> None:
+    sim, _, ack = _open_tick_with_members(tmp_path)
+    sim.receive_fleet("fleet-7", ack.SerializeToString())
+    assert sim.inbound.stats.rejected == {"unknown_sender": 1}
+
+
+def test_an_envelope_or_warning_of_a_vehicle_outside_the_fleet_is_rejected_the_rest_stands(tmp_path: Path) -> None:
+    sim, _, ack = _open_tick_with_members(tmp_path)
+    honest = len(ack.envelopes)
+    for sender in ("lead", "bg-0-99999"):  # a story vehicle, a vehicle that is not on the road
+        env = testbed_pb2.Envelope.FromString(ack.envelopes[0])
+        env.sender_id = sender
+        env.seq = 1000
+        ack.envelopes.append(env.SerializeToString())
+    ack.events.append(testbed_pb2.Advisory(app=testbed_pb2.APP_FCW, target_id="lead", other_id="x", raised_at_s=0.1))
+    dup = testbed_pb2.Envelope.FromString(ack.envelopes[0])
+    dup.link = testbed_pb2.LINK_UU
+    dup.seq += 500
+    ack.envelopes.append(dup.SerializeToString())
+    sim.receive_fleet("fleet-0", ack.SerializeToString())
+    assert sim.inbound.stats.rejected == {"not_in_fleet": 3, "bad_link": 1}
+    assert sim.reported
+    batch = [r for r in sim.inbound.received.values() if r.tick == 1 and r.sender_slot >= len(sim.actor_ids)]
+    assert len(batch) == honest
+    assert not [e for e in sim.step() if e["type"] == "warning"]
+
+
+def _bsm_envelope(sender: str, x: float, speed: float, accel: float, t: float, seq: int) -> bytes:
+    own = OwnState(
+        x=x,
+        y=0.0,
+        speed_mps=speed,
+        heading_rad=0.0,
+        accel_mps2=accel,
+        length_m=4.5,
+        width_m=1.8,
+        height_m=1.5,
+        kind="car",
+        sigma_major_m=0.5,
+        sigma_minor_m=0.5,
+        braking=accel < 0,
+    )
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    frame = encode_bsm(own, actor_id=sender, t_s=t, msg_count=seq, frame=FRAME, epoch=sc.epoch)
+    env = testbed_pb2.Envelope(
+        sender_id=sender, seq=seq, tick=round(t * 10), tx_time_us=round(t * 1e6), link=testbed_pb2.LINK_PC5
+    )
+    env.frame = frame.SerializeToString()
+    return env.SerializeToString()
+
+
+def _vehicle(vid: str, x: float, speed: float) -> testbed_pb2.FleetVehicle:
+    return testbed_pb2.FleetVehicle(
+        vehicle_id=vid, kind="car", x_m=x, vx_mps=speed, speed_mps=speed, length_m=4.5, width_m=1.8
+    )
+
+
+def test_a_fleet_vehicle_gets_fcw_against_a_braking_story_vehicle_it_heard() -> None:
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+    warnings: list[testbed_pb2.Advisory] = []
+    for tick in range(1, 4):
+        t = tick * 0.1
+        inp = testbed_pb2.FleetInput(
+            run_id="r", tick=tick, time_us=round(t * 1e6), tick_us=100_000, truth_time_us=round((t - 0.1) * 1e6)
+        )
+        # bg-0-1 closes in on the braking lead (25 m ahead, 15 vs 8 m/s); bg-0-2, as close, heard nothing.
+        inp.vehicles.extend([_vehicle("bg-0-1", 0.0, 15.0), _vehicle("bg-0-2", 0.0, 15.0)])
+        inp.vehicles[1].y_m = 3.5
+        inp.envelopes.append(_bsm_envelope("lead", 25.0, 8.0, -6.0, t, tick))
+        inp.delivery_vehicle.append(0)
+        inp.delivery_envelope.append(0)
+        inp.delivery_rx_time_us.append(round(t * 1e6) + 2000)
+        ack = agent.step(inp)
+        assert {testbed_pb2.Envelope.FromString(e).sender_id for e in ack.envelopes} == {"bg-0-1", "bg-0-2"}
+        warnings.extend(ack.events)
+    assert len(warnings) == 1  # once per validity period
+    (w,) = warnings
+    assert w.target_id == "bg-0-1" and w.app == testbed_pb2.APP_FCW and w.conflict_type == "rear-end"
+    assert w.other_id == temporary_id("lead").hex()
+    assert 0 < w.ttc_s <= 3.0 and w.raised_at_s == pytest.approx(0.1)
+
+
+def test_fcw_stays_quiet_when_the_vehicle_ahead_pulls_away() -> None:
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+    inp = testbed_pb2.FleetInput(run_id="r", tick=1, time_us=100_000, tick_us=100_000, truth_time_us=0)
+    inp.vehicles.append(_vehicle("bg-0-1", 0.0, 10.0))
+    inp.envelopes.append(_bsm_envelope("lead", 25.0, 15.0, 0.0, 0.1, 1))
+    inp.delivery_vehicle.append(0)
+    inp.delivery_envelope.append(0)
+    inp.delivery_rx_time_us.append(102_000)
+    assert not agent.step(inp).events

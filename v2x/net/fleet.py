@@ -1,0 +1,90 @@
+"""The asyncio/MQTT shell of a fleet agent (``v2x.agents.fleet``): one connection, one bundle each way per
+tick.
+
+``FleetInput(n)`` arrives on ``fleet-in/{fleet}`` -> parsed and checked (size, the run, the tick: the next
+one, or the one just answered, which is answered again with the same bytes, as ``v2x.net.host`` does) ->
+``FleetAgent.step`` -> one ``FleetAck(n)`` on ``fleet-ack/{fleet}``. Bad inputs are counted
+(``rejected``), never raised. The runner starts it, subscribed, before the world's first tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+
+from google.protobuf.message import DecodeError
+
+from v2x.agents.fleet import FleetAgent
+from v2x.net import topics
+from v2x.net.host import MAX_INPUT_BYTES
+from v2x.net.transport import Transport
+from v2x.sim.inbound import mistyped_fields
+from v2x.wire import testbed_pb2
+
+log = logging.getLogger("v2x.fleet")
+
+
+class FleetHost:
+    """``agent`` served on ``transport`` under the topics of ``run_id`` until its final tick."""
+
+    def __init__(self, transport: Transport, run_id: str, agent: FleetAgent, *, n_ticks: int) -> None:
+        self.transport = transport
+        self.run_id = run_id
+        self.agent = agent
+        self.n_ticks = n_ticks
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.rejected: Counter[str] = Counter()
+        self.last_tick = -1
+        self.last_output = b""
+        transport.route(
+            topics.fleet_input(run_id, agent.fleet_id), lambda topic, payload: self.queue.put_nowait(payload)
+        )
+
+    async def run(self) -> None:
+        topic = topics.fleet_ack(self.run_id, self.agent.fleet_id)
+        while True:
+            payload = await self.queue.get()
+            inp = self._decode(payload)
+            if inp is None:
+                continue
+            if inp.tick == self.last_tick:  # the world asks again: answer identically
+                await self.transport.publish(topic, self.last_output)
+                continue
+            if inp.tick != self.last_tick + 1:
+                self._reject("bad_tick", f"tick {inp.tick} after {self.last_tick}")
+                continue
+            try:
+                ack = self.agent.step(inp)
+            except Exception:
+                log.exception("%s: tick %d: step failed", self.agent.fleet_id, inp.tick)
+                raise
+            self.last_tick = inp.tick
+            self.last_output = ack.SerializeToString()
+            await self.transport.publish(topic, self.last_output)
+            if inp.tick >= self.n_ticks:
+                return
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.rejected[reason] += 1
+        if self.rejected[reason] <= 5:
+            log.warning("%s: rejected a FleetInput (%s): %s", self.agent.fleet_id, reason, detail)
+
+    def _decode(self, payload: bytes) -> testbed_pb2.FleetInput | None:
+        if len(payload) > MAX_INPUT_BYTES:
+            self._reject("oversized", f"{len(payload)} bytes")
+            return None
+        msg = testbed_pb2.FleetInput()
+        try:
+            msg.ParseFromString(payload)
+        except DecodeError:
+            self._reject("malformed", "does not parse")
+            return None
+        n = len(msg.delivery_vehicle)
+        if mistyped_fields(msg) or n != len(msg.delivery_envelope) or n != len(msg.delivery_rx_time_us):
+            self._reject("malformed", "not a FleetInput")
+            return None
+        if msg.run_id != self.run_id:
+            self._reject("malformed", f"run id {msg.run_id[:64]!r}")
+            return None
+        return msg
