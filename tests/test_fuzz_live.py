@@ -27,7 +27,7 @@ from v2x.run.runner import run_variant
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.sim.inbound import mistyped_fields
-from v2x.sim.simulation import WorldReport
+from v2x.sim.simulation import Simulation, WorldReport
 from v2x.wire import testbed_pb2
 
 pytestmark = pytest.mark.broker
@@ -110,6 +110,28 @@ def _mutate(rng: random.Random, recorded: list[tuple[str, bytes]]) -> bytes:
     return bytes(msg.SerializeToString())
 
 
+class _HoldUntil:
+    """An observer that holds the world after ``tick`` until ``event`` is set (the fuzzer has published
+    everything) and what the world has counted has settled: every payload reaches the run while it is still
+    going, however fast the run and however slow the broker on a loaded machine. Lockstep: holding the
+    world changes nothing in the outcome."""
+
+    def __init__(self, tick: int, event: asyncio.Event) -> None:
+        self.tick, self.event, self.held = tick, event, False
+
+    async def on_tick(self, sim: Simulation, tick: int, events: list[dict[str, Any]]) -> None:
+        if tick != self.tick:
+            return
+        await asyncio.wait_for(self.event.wait(), 120)
+        self.held = True
+        seen, quiet = -1, 0
+        while quiet < 3:  # three looks 0.2 s apart with nothing new
+            await asyncio.sleep(0.2)
+            st = sim.inbound.stats
+            now = sum(st.rejected.values()) + st.duplicates
+            quiet, seen = (quiet + 1, seen) if now == seen else (0, now)
+
+
 def _counted(report: WorldReport) -> int:
     """Every input the run counted: the world's rejections, duplicates and Hello conflicts, the agents'
     rejections (the last Ack of each says them all)."""
@@ -125,7 +147,9 @@ async def test_thousands_of_fuzzed_payloads_change_nothing_and_are_all_counted(
 ) -> None:
     clean = await run_variant(FCW, "v2x", seed=SEED, broker=embedded, run_id="fuzz-clean")
     run_id = "fuzz-live"
-    task = asyncio.create_task(run_variant(FCW, "v2x", seed=SEED, broker=embedded, run_id=run_id))
+    fuzzed = asyncio.Event()
+    hold = _HoldUntil(ATTACK_AT_TICK + 3, fuzzed)
+    task = asyncio.create_task(run_variant(FCW, "v2x", seed=SEED, broker=embedded, run_id=run_id, observer=hold))
     rng = random.Random(20260512)
     published: Counter[str] = Counter()
     async with aiomqtt.Client(embedded.host, embedded.port, identifier=f"fuzzer-{run_id}") as client:
@@ -160,7 +184,12 @@ async def test_thousands_of_fuzzed_payloads_change_nothing_and_are_all_counted(
                 continue
             await client.publish(topic, payload, qos=0)  # QoS 1 (a PUBACK each) outlasts the run
             published[target_kind] += 1
+        # The broker handles a client's packets in order: once this PUBACK is back, it has taken every
+        # payload above (and its socket holds none that a close could throw away).
+        await client.publish(f"fuzzer/{run_id}/done", b"", qos=1)
+        fuzzed.set()
     attacked = await asyncio.wait_for(task, 120)
+    assert hold.held, "the run ended before the fuzzer was done: nothing to count"
     assert attacked.events == clean.events
     for key in ("messages", "latency_ms", "delivery_ratio", "sensing"):
         assert attacked.metrics[key] == clean.metrics[key], key

@@ -120,3 +120,18 @@ async def test_loopback_runs_the_on_connect_callbacks_before_ready() -> None:
     assert said == ["hello"] and tp.connected.is_set()
     tp.stop()
     await asyncio.wait_for(task, 1.0)
+
+
+def test_the_embedded_brokers_subscription_table_may_change_while_it_is_iterated() -> None:
+    """amqtt iterates its subscriptions with an ``await`` inside (retained messages for a new connection);
+    a subscription made meanwhile raised "dictionary changed size during iteration" and dropped the client."""
+    from v2x.net.amqtt_fanout import _Snapshots
+
+    table = _Snapshots({"a/#": [], "b/#": []})
+    seen = []
+    for topic in table:
+        table[f"{topic}/more"] = []  # another client subscribes meanwhile
+        seen.append(topic)
+    for topic, _ in table.items():
+        table.pop(topic)
+    assert seen == ["a/#", "b/#"] and table == {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from amqtt.broker import Broker
@@ -24,8 +25,25 @@ from amqtt.session import Session
 log = logging.getLogger("v2x.net.broker")
 
 
+class _Snapshots(dict[str, Any]):
+    """amqtt's table of subscriptions, iterated over a copy of its keys and items: amqtt loops over it with
+    an ``await`` inside (the retained messages for a new connection), and a subscription made meanwhile
+    raised "dictionary changed size during iteration" and dropped the connecting client."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().keys()))
+
+    def items(self) -> Any:
+        return list(super().items())
+
+
 class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
-    """An amqtt broker whose ``_broadcast_message`` delivers now instead of queueing (see the module)."""
+    """An amqtt broker whose ``_broadcast_message`` delivers now instead of queueing (see the module), and
+    whose subscription table survives a change while it is iterated (``_Snapshots``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._subscriptions = _Snapshots(self._subscriptions)  # type: ignore[has-type]
 
     async def _broadcast_message(
         self,
