@@ -37,6 +37,7 @@ from v2x.units import accurate_enough
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, RemoteState, decode_bsm, encode_bsm, refresh_bsm
 from v2x.wire.envelope import parse_envelope
+from v2x.wire.tables import APP_BY_NAME
 
 HEIGHT_M = {"car": 1.5, "truck": 3.5, "bus": 3.2}
 
@@ -220,7 +221,7 @@ class FleetAgent:
             self.warned_until[key] = valid
             out.append(
                 testbed_pb2.Advisory(
-                    app=testbed_pb2.APP_FCW,
+                    app=APP_BY_NAME["fcw"],
                     severity=testbed_pb2.SEVERITY_WARNING,
                     target_id=vid,
                     other_id=other,
