@@ -30,17 +30,20 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from v2x.scenario.model import MAX_EXTENT_M
 from v2x.sim.channel import LINK_NAME, Transmission
-from v2x.wire import testbed_pb2
+from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.envelope import parse_envelope, temporary_id
 from v2x.wire.security import EnvelopeSecurity, Freshness, Verified
 
 log = logging.getLogger("v2x.sim.inbound")
+
+M = TypeVar("M", bound=Message)
 
 MAX_TX_BYTES = 16 * 1024  # TS 22.185: event messages up to 1200 B; MAP and envelopes need more headroom
 MAX_ACK_BYTES = 64 * 1024  # an Ack: truth, a few warnings and notes
@@ -291,18 +294,43 @@ class Inbound:
         else:
             self._ack(actor_id, payload, where)
 
-    def _join(self, actor_id: str, payload: bytes, where: str) -> None:
-        hello = testbed_pb2.Hello()
-        if len(payload) > MAX_TX_BYTES:
-            self.reject("oversized", where)
-            return
+    def _decode(self, cls: type[M], payload: bytes, limit: int, where: str) -> M | None:
+        """``payload`` as a ``cls``, or None once rejected: ``oversized`` above ``limit`` bytes, ``malformed``
+        when it does not parse or its fields do not have the message's types."""
+        if len(payload) > limit:
+            self.reject("oversized", where, f"({len(payload)} bytes > {limit})")
+            return None
+        msg = cls()
         try:
-            hello.ParseFromString(payload)
+            msg.ParseFromString(payload)
         except DecodeError:
             self.reject("malformed", where)
-            return
-        if mistyped_fields(hello):
-            self.reject("malformed", where, "(not a Hello)")
+            return None
+        if mistyped_fields(msg):
+            self.reject("malformed", where, f"(not a {cls.DESCRIPTOR.name})")
+            return None
+        return msg
+
+    def _decode_envelope(
+        self, payload: bytes, where: str, what: str = ""
+    ) -> tuple[testbed_pb2.Envelope, frame_pb2.MessageFrame] | None:
+        """``payload`` as an ``Envelope`` and its frame, or None once rejected as ``_decode`` does (``what``
+        starts the detail the log gives)."""
+        if len(payload) > MAX_TX_BYTES:
+            self.reject("oversized", where, f"({what}{len(payload)} bytes > {MAX_TX_BYTES})")
+            return None
+        parsed = parse_envelope(payload)
+        if parsed is None:
+            self.reject("malformed", where, f"({what}does not parse)")
+            return None
+        if mistyped_fields(parsed[0]):
+            self.reject("malformed", where, f"({what}not an Envelope)")
+            return None
+        return parsed
+
+    def _join(self, actor_id: str, payload: bytes, where: str) -> None:
+        hello = self._decode(testbed_pb2.Hello, payload, MAX_TX_BYTES, where)
+        if hello is None:
             return
         if hello.actor_id != actor_id:
             self.reject("sender_mismatch", where, f"(hello from {hello.actor_id[:64]!r})")
@@ -328,17 +356,10 @@ class Inbound:
     def _tx(self, actor_id: str, payload: bytes, where: str) -> bool:
         """Accept, reject or drop one envelope; False for a copy of an earlier tick's (it does not count
         towards this tick's report)."""
-        if len(payload) > MAX_TX_BYTES:
-            self.reject("oversized", where, f"({len(payload)} bytes > {MAX_TX_BYTES})")
-            return True
-        parsed = parse_envelope(payload)
+        parsed = self._decode_envelope(payload, where)
         if parsed is None:
-            self.reject("malformed", where)
             return True
         env, frame = parsed
-        if mistyped_fields(env):
-            self.reject("malformed", where, "(not an Envelope)")
-            return True
         if env.sender_id != actor_id:
             self.reject("sender_mismatch", where, f"(envelope says {env.sender_id[:64]!r})")
             return True
@@ -411,17 +432,8 @@ class Inbound:
         return self._fresh.check(verified, now_us)
 
     def _ack(self, actor_id: str, payload: bytes, where: str) -> None:
-        if len(payload) > MAX_ACK_BYTES:
-            self.reject("oversized", where, f"({len(payload)} bytes > {MAX_ACK_BYTES})")
-            return
-        ack = testbed_pb2.Ack()
-        try:
-            ack.ParseFromString(payload)
-        except DecodeError:
-            self.reject("malformed", where)
-            return
-        if mistyped_fields(ack):
-            self.reject("malformed", where, "(not an Ack)")
+        ack = self._decode(testbed_pb2.Ack, payload, MAX_ACK_BYTES, where)
+        if ack is None:
             return
         if ack.actor_id != actor_id:
             self.reject("sender_mismatch", where, f"(ack from {ack.actor_id[:64]!r})")
@@ -460,17 +472,8 @@ class Inbound:
         if fleet_id not in self.fleet_ids:
             self.reject("unknown_sender", where)
             return
-        if len(payload) > MAX_FLEET_ACK_BYTES:
-            self.reject("oversized", where, f"({len(payload)} bytes > {MAX_FLEET_ACK_BYTES})")
-            return
-        ack = testbed_pb2.FleetAck()
-        try:
-            ack.ParseFromString(payload)
-        except DecodeError:
-            self.reject("malformed", where)
-            return
-        if mistyped_fields(ack):
-            self.reject("malformed", where, "(not a FleetAck)")
+        ack = self._decode(testbed_pb2.FleetAck, payload, MAX_FLEET_ACK_BYTES, where)
+        if ack is None:
             return
         if ack.fleet_id != fleet_id:
             self.reject("sender_mismatch", where, f"(fleet ack from {ack.fleet_id[:64]!r})")
@@ -506,17 +509,10 @@ class Inbound:
             self.fleet_events.append((adv.target_id, adv))
 
     def _fleet_tx(self, raw: bytes, members: dict[str, int], where: str) -> None:
-        if len(raw) > MAX_TX_BYTES:
-            self.reject("oversized", where, f"(an envelope of {len(raw)} bytes > {MAX_TX_BYTES})")
-            return
-        parsed = parse_envelope(raw)
+        parsed = self._decode_envelope(raw, where, "an envelope of the bundle: ")
         if parsed is None:
-            self.reject("malformed", where, "(an envelope)")
             return
         env, frame = parsed
-        if mistyped_fields(env):
-            self.reject("malformed", where, "(not an Envelope)")
-            return
         slot = members.get(env.sender_id)
         if slot is None:
             self.reject("not_in_fleet", where, f"(an envelope from {env.sender_id[:64]!r})")
