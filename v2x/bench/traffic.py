@@ -114,13 +114,13 @@ def grid(n: int, rng: np.random.Generator) -> Workload:
     return Workload(net, traffic, ew, info)
 
 
-def _digest(traffic: Traffic, results: list[StepResult]) -> str:
-    h = hashlib.sha256()
-    cols = [getattr(traffic, f.name) for f in fields(traffic)]
-    cols += [getattr(r, f.name) for r in results for f in fields(r)]
-    for c in cols:
+def _digest_update(h: Any, arrays: list[NDArray[Any]]) -> None:
+    for c in arrays:
         h.update(np.ascontiguousarray(c).tobytes())
-    return h.hexdigest()
+
+
+def _result_arrays(r: StepResult) -> list[NDArray[Any]]:
+    return [getattr(r, f.name) for f in fields(r)]
 
 
 def _ms(xs: list[float], q: float) -> float:
@@ -158,14 +158,16 @@ def bench_one(n: int, ticks: int, numpy_ticks: int, seed: int, err: TextIO) -> d
         digests = []
         for name, fn in impls:
             state = tr.copy()
-            kept: list[StepResult] = []
+            h = hashlib.sha256()
             for tick in range(t_start, t_start + numpy_ticks):
                 red = wl.red(tick)
                 t0 = time.perf_counter()
-                kept.append(fn(wl.net, state, red, TICK_S, tick))
+                res = fn(wl.net, state, red, TICK_S, tick)
                 per_impl[name].append((time.perf_counter() - t0) * 1e3)
-            digests.append(_digest(state, kept))
-            del kept
+                _digest_update(h, _result_arrays(res))  # untimed; each tick's results, then the end state
+                del res
+            _digest_update(h, [getattr(state, f.name) for f in fields(state)])
+            digests.append(h.hexdigest())
         if digests[0] != digests[1]:
             raise RuntimeError(f"numpy traffic step disagrees with the compiled one at n={n}")
     ours = float(np.median(per_impl["compiled"]))

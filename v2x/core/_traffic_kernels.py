@@ -61,6 +61,18 @@ def next_lane(i: int, lane: int, succ_begin: I64, succ_lane: I64) -> int:
 
 
 @jit_inline
+def next_lane_or_end(i: int, lane: int, succ_begin: I64, succ_lane: I64, end: int) -> int:
+    """:func:`next_lane` without branches (for vectorised loops), ``end`` where it gives -1; needs
+    ``succ_lane`` non-empty."""
+    b = succ_begin[lane]
+    n = succ_begin[lane + 1] - b
+    h = _mix64(np.uint64(i) * GAMMA + np.uint64(lane) * K_LANE)
+    pick = b + np.int64(((h >> _S32) * np.uint64(n)) >> _S32)
+    nl = succ_lane[pick if n > 0 else 0]
+    return nl if n > 0 else end
+
+
+@jit_inline
 def free_term(v: float, v0: float) -> float:
     """The IDM's free-road term 1 - (v/v0)^δ with δ = 4."""
     r = v / v0
@@ -104,13 +116,31 @@ def line_gap(lane: int, s: float, v: float, b_safe: float, nl: int, lane_len: F6
     return math.inf
 
 
+# Workspace rows (``traffic._Workspace``), allocated once per Traffic and reused from tick to tick
+# (allocating a dozen arrays per tick costs more than the step's arithmetic when the allocator hands
+# freshly trimmed pages back). Rows of N floats, by sorted position k (S, V, LEN) or by vehicle index.
+WF_S, WF_V, WF_LEN, WF_DV, WF_GLINE, WF_V0, WF_INVD, WF_FREE, WF_ACCC, WF_GAIN, WF_ACCS = range(11)
+N_WF = 11
+N_WI = 1  # sort scratch
+WL_BEGIN, WL_FILL = range(2)  # rows of lanes + 2: each lane's first position; fill pointers
+N_WL = 2
+
+
+@jit_inline
+def inv_den(a: float, b: float) -> float:
+    """1 / (2 sqrt(a b)), the IDM's braking-term factor."""
+    return 1.0 / (2.0 * math.sqrt(a * b))
+
+
 @jit
-def sort_vehicles(lane: I64, s: F64, order: I64, n_lanes: int, begin: I64) -> None:
-    """Reorder ``order`` by (lane, s, index), off-network vehicles (lane < 0) last as lane ``n_lanes``.
+def sort_vehicles(lane: I64, s: F64, order: I64, n_lanes: int, begin: I64, fill: I64, new: I64, sk: F64) -> None:
+    """Reorder ``order`` by (lane, s, index), off-network vehicles (lane < 0) last as lane ``n_lanes``,
+    and gather ``s`` into ``sk`` in that order.
 
     A stable counting sort by lane over the previous order, then an insertion sort by (s, index) inside
     each lane: O(N + lanes) when the previous order is nearly right, as it is from one tick to the next.
-    ``begin`` (n_lanes + 2) receives each lane's first position."""
+    ``begin`` (n_lanes + 2) receives each lane's first position; ``fill`` (n_lanes + 1) and ``new`` (N)
+    are scratch."""
     n = lane.shape[0]
     begin[:] = 0
     for k in range(n):
@@ -118,29 +148,34 @@ def sort_vehicles(lane: I64, s: F64, order: I64, n_lanes: int, begin: I64) -> No
         begin[(li if li >= 0 else n_lanes) + 1] += 1
     for j in range(n_lanes + 1):
         begin[j + 1] += begin[j]
-    fill = begin[: n_lanes + 1].copy()
-    new = np.empty(n, dtype=np.int64)
+        fill[j] = begin[j]
     for k in range(n):
         i = order[k]
         li = lane[i]
         key = li if li >= 0 else n_lanes
-        new[fill[key]] = i
-        fill[key] += 1
+        p = fill[key]
+        new[p] = i
+        sk[p] = s[i]
+        fill[key] = p + 1
     for j in range(n_lanes + 1):
         lo = begin[j]
         for k in range(lo + 1, begin[j + 1]):
+            if sk[k - 1] < sk[k]:  # in order already (the common case)
+                continue
             i = new[k]
-            si = s[i]
+            si = sk[k]
             m = k - 1
             while m >= lo:
                 o = new[m]
-                so = s[o]
+                so = sk[m]
                 if so > si or (so == si and o > i):
                     new[m + 1] = o
+                    sk[m + 1] = so
                     m -= 1
                 else:
                     break
             new[m + 1] = i
+            sk[m + 1] = si
     order[:] = new
 
 
@@ -173,228 +208,242 @@ def traffic_step(
     leader: I64,
     gap: F64,
     change: I8,
+    wf: F64,
+    wi: I64,
+    wl: I64,
 ) -> None:
     """One tick for every vehicle: sort, leaders, IDM, MOBIL, ballistic update. Writes the state in place
     and ``acc`` (applied acceleration), ``leader``/``gap`` (before lane changes), ``change`` (+1 left,
-    -1 right, 0).
+    -1 right, 0). ``wf`` (N_WF x N), ``wi`` (N_WI x N) and ``wl`` (N_WL x (lanes + 2)) are the
+    workspace (scratch; any content).
 
-    Works on copies gathered into (lane, s) order, so that a vehicle's leader and follower on its lane
-    are its neighbours in memory and the IDM and integration loops are contiguous; results are
-    scattered back by vehicle index at the end."""
+    Only what needs the neighbours runs in (lane, s) order: the sort gathers positions (then the leader
+    pass speeds and lengths), so that a vehicle's leader and follower on its lane are its neighbours in
+    memory; the leader pass writes each vehicle's gap, speed difference and red-line gap by vehicle
+    index. The IDM and the ballistic update then run over the vehicles by index on the state arrays
+    themselves (contiguous, branch-free: vectorised); MOBIL walks the sorted order and reads the rest
+    through ``order``, recomputing the few terms it needs beyond its first bound. No per-tick
+    allocation but two lane-sized arrays."""
     n = lane.shape[0]
     n_lanes = lane_len.shape[0]
-    begin = np.empty(n_lanes + 2, dtype=np.int64)
-    sort_vehicles(lane, s, order, n_lanes, begin)
-    m = begin[n_lanes]  # vehicles on the network; below, arrays are indexed by sorted position k
+    begin = wl[WL_BEGIN]
+    sk = wf[WF_S]
+    vk = wf[WF_V]
+    lenk = wf[WF_LEN]
+    sort_vehicles(lane, s, order, n_lanes, begin, wl[WL_FILL], wi[0], sk)
+    m = begin[n_lanes]  # vehicles on the network; sorted positions 0 .. m-1
+    # by vehicle index:
+    dvv = wf[WF_DV]  # speed difference to the leader
+    gline = wf[WF_GLINE]  # distance to the red stop line the vehicle stops for (inf: none)
+    v0c = wf[WF_V0]  # desired speed capped by the lane's limit
+    invd = wf[WF_INVD]  # 1 / (2 sqrt(a b))
+    fr = wf[WF_FREE]  # free-road term on the own lane
+    accc = wf[WF_ACCC]  # acceleration towards the vehicle leader only
+    gain = wf[WF_GAIN]  # free-road acceleration minus accc: bounds MOBIL's incentive
+    accs = wf[WF_ACCS]  # acceleration with red lines (before lane changes)
 
-    # gather into sorted order: neighbours on a lane are then adjacent and the loops below are contiguous
-    ln = np.empty(m, dtype=np.int64)
-    sk = np.empty(m, dtype=np.float64)
-    vk = np.empty(m, dtype=np.float64)
-    lenk = np.empty(m, dtype=np.float64)
-    v0k = np.empty(m, dtype=np.float64)  # desired speed capped by the lane's limit
-    tk = np.empty(m, dtype=np.float64)
-    s0k = np.empty(m, dtype=np.float64)
-    ak = np.empty(m, dtype=np.float64)
-    bk = np.empty(m, dtype=np.float64)
-    bsk = np.empty(m, dtype=np.float64)
-    pk = np.empty(m, dtype=np.float64)
-    athk = np.empty(m, dtype=np.float64)
-    nxk = np.empty(m, dtype=np.int64)  # the lane taken at the end of the own lane
-    for k in range(m):
-        i = order[k]
-        li = lane[i]
-        ln[k] = li
-        sk[k] = s[i]
-        vk[k] = v[i]
-        lenk[k] = length[i]
-        v0k[k] = min(v0[i], limit[li])
-        tk[k] = t_gap[i]
-        s0k[k] = s0[i]
-        ak[k] = a[i]
-        bk[k] = b[i]
-        bsk[k] = b_safe[i]
-        pk[k] = politeness[i]
-        athk[k] = a_th[i]
-        nxk[k] = next_lane(i, li, succ_begin, succ_lane)
-
-    # leaders: the next position on the same lane, else the first vehicle on the next lane
-    ldk = np.empty(m, dtype=np.int64)
-    gk = np.empty(m, dtype=np.float64)
-    dvk = np.empty(m, dtype=np.float64)
-    for k in range(m - 1):
-        same = ln[k + 1] == ln[k]
-        ldk[k] = k + 1 if same else -1
-        gk[k] = sk[k + 1] - lenk[k + 1] - sk[k] if same else math.inf
-        dvk[k] = vk[k] - vk[k + 1] if same else 0.0
-    if m > 0:
-        ldk[m - 1] = -1
-        gk[m - 1] = math.inf
-        dvk[m - 1] = 0.0
-    for li in range(n_lanes):
-        if begin[li] == begin[li + 1]:
-            continue
-        k = begin[li + 1] - 1
-        nl = nxk[k]
-        if nl >= 0 and begin[nl] < begin[nl + 1]:
-            f = begin[nl]
-            if f != k:
-                ldk[k] = f
-                gk[k] = (lane_len[li] - sk[k]) + sk[f] - lenk[f]
-                dvk[k] = vk[k] - vk[f]
-
-    # IDM towards the vehicle leader (branch-free, contiguous: vectorised)
-    invd = np.empty(m, dtype=np.float64)  # 1 / (2 sqrt(a b))
-    fr = np.empty(m, dtype=np.float64)  # free-road term on the own lane
-    accc = np.empty(m, dtype=np.float64)  # acceleration towards the vehicle leader only
-    gain = np.empty(m, dtype=np.float64)  # free-road acceleration minus accc: bounds MOBIL's incentive
-    ssl = np.empty(m, dtype=np.float64)  # s* towards a standing obstacle
-    for k in range(m):
-        d = 1.0 / (2.0 * math.sqrt(ak[k] * bk[k]))
-        invd[k] = d
-        f_ = free_term(vk[k], v0k[k])
-        fr[k] = f_
-        ac = acc_of(ak[k], f_, desired_gap(vk[k], tk[k], s0k[k], d, dvk[k]), gk[k])
-        accc[k] = ac
-        gain[k] = max(ak[k] * f_, -B_MAX) - ac
-        ssl[k] = desired_gap(vk[k], tk[k], s0k[k], d, vk[k])
-    # red stop lines: the line_gap rule, branch-free over per-lane red-line positions (nan: none or green;
-    # g >= 0 iff s <= line, exactly, since float subtraction keeps the sign)
+    # red stop lines per lane (nan: none or green); "no next lane" reads the extra entry
     red_at = np.empty(n_lanes + 1, dtype=np.float64)
     for li in range(n_lanes):
         red_at[li] = stop_s[li] if red[li] else math.nan
-    red_at[n_lanes] = math.nan  # "no next lane" (nxk = -1) reads this entry
-    accs = np.empty(m, dtype=np.float64)
-    for k in range(m):
-        li = ln[k]
-        nl = nxk[k]
-        vv = vk[k] * vk[k]
-        g_own = red_at[li] - sk[k]
-        g_next = (lane_len[li] - sk[k]) + red_at[nl if nl >= 0 else n_lanes]
-        two_b = 2.0 * bsk[k]
-        own = g_own >= 0.0 and vv <= two_b * g_own
-        gl = g_own if own else (g_next if vv <= two_b * g_next else math.inf)
-        accs[k] = min(accc[k], acc_of(ak[k], fr[k], ssl[k], gl))
+    red_at[n_lanes] = math.nan
+    succ_red = np.zeros(n_lanes, dtype=np.bool_)  # a successor's line is red (then the next lane matters)
+    for li in range(n_lanes):
+        for j in range(succ_begin[li], succ_begin[li + 1]):
+            if red[succ_lane[j]]:
+                succ_red[li] = True
 
-    # MOBIL: left on even ticks, right on odd ones (decided on the state before any change)
-    chk = np.zeros(m, dtype=np.int8)
-    newacc = np.empty(m, dtype=np.float64)
+    # leaders, from the front of each lane backwards (the next position on the same lane, else the first
+    # vehicle on the next lane), gathering speeds and lengths on the way; and the red-line rule (line_gap,
+    # branch-free over the per-lane red-line positions; g >= 0 iff s <= line, exactly, since float
+    # subtraction keeps the sign)
+    for li in range(n_lanes):
+        lo = begin[li]
+        hi = begin[li + 1]
+        lim = limit[li]  # the lane's values, hoisted (the compiler cannot: the loop writes other arrays)
+        red_own = red_at[li]
+        len_li = lane_len[li]
+        sred = succ_red[li]
+        for k in range(hi - 1, lo - 1, -1):
+            i = order[k]
+            vi = v[i]
+            si = sk[k]
+            vk[k] = vi
+            lenk[k] = length[i]
+            v0c[i] = min(v0[i], lim)
+            vv = vi * vi
+            two_b = 2.0 * b_safe[i]
+            g_own = red_own - si
+            own = g_own >= 0.0 and vv <= two_b * g_own
+            last = k == hi - 1
+            nl = -1
+            if last or (sred and not own):
+                nl = next_lane(i, li, succ_begin, succ_lane)
+            if not last:
+                leader[i] = order[k + 1]
+                gap[i] = sk[k + 1] - lenk[k + 1] - si
+                dvv[i] = vi - vk[k + 1]
+            else:
+                leader[i] = -1
+                gap[i] = math.inf
+                dvv[i] = 0.0
+                if nl >= 0 and begin[nl] < begin[nl + 1]:
+                    f = begin[nl]
+                    if f != k:
+                        fi = order[f]
+                        leader[i] = fi
+                        gap[i] = (len_li - si) + s[fi] - length[fi]
+                        dvv[i] = vi - v[fi]
+            if own:
+                gline[i] = g_own
+            else:
+                g_next = (len_li - si) + red_at[nl if nl >= 0 else n_lanes]
+                gline[i] = g_next if vv <= two_b * g_next else math.inf
+    for k in range(m, n):
+        i = order[k]
+        leader[i] = -1
+        gap[i] = math.inf
+        dvv[i] = 0.0
+        gline[i] = math.inf
+        v0c[i] = v0[i]
+
+    # IDM towards the vehicle leader and towards the red line, by vehicle index: contiguous arithmetic,
+    # vectorised (off-network vehicles compute too and are reset below)
+    for i in range(n):
+        vi = v[i]
+        ai = a[i]
+        ti = t_gap[i]
+        s0i = s0[i]
+        d = inv_den(ai, b[i])
+        invd[i] = d
+        f_ = free_term(vi, v0c[i])
+        fr[i] = f_
+        ac = acc_of(ai, f_, desired_gap(vi, ti, s0i, d, dvv[i]), gap[i])
+        accc[i] = ac
+        gain[i] = max(ai * f_, -B_MAX) - ac
+        accs[i] = min(ac, acc_of(ai, f_, desired_gap(vi, ti, s0i, d, vi), gline[i]))
+
+    # MOBIL: left on even ticks, right on odd ones (decided on the state before any change); a change
+    # writes change[i] and its acceleration into acc[i]
+    change[:] = 0
     go_left = tick % 2 == 0
-    cur = -1  # the lane whose block the loop is in
-    ptr = 0  # first position on the neighbour lane t with s >= the current vehicle's (s rises along a block)
-    for k in range(m):
-        li = ln[k]
+    for li in range(n_lanes):
         t = left[li] if go_left else right[li]
-        if li != cur:
-            cur = li
-            ptr = begin[t] if t >= 0 else 0
-        si = sk[k]
-        if t < 0 or si < NO_CHANGE_M:
+        if t < 0:
             continue
-        vi = vk[k]
-        frt = fr[k]
-        if limit[t] != limit[li]:
-            v0t = min(v0[order[k]], limit[t])
-            if v0t != v0k[k]:
-                frt = free_term(vi, v0t)
-        kp = k - 1
-        pi = pk[k]
-        ath = athk[k]
-        a_c = accs[k]
+        lo_t = begin[t]
         end_t = begin[t + 1]
-        while ptr < end_t and sk[ptr] < si:
-            ptr += 1
-        ins = ptr
-        # Upper bound of the incentive: a~_c <= the free-road acceleration on t, a~_n - a_n <= the new
-        # follower's gain, a~_o - a_o <= the old follower's gain. Every step is monotone in floating
-        # point too, so skipping when the bound fails changes no decision (for p >= 0).
-        g_n_max = gain[ins - 1] if ins > begin[t] else 0.0
-        g_o_max = gain[kp] if kp >= begin[li] else 0.0
-        if pi >= 0.0 and not (max(ak[k] * frt, -B_MAX) - a_c) + pi * (g_n_max + g_o_max) > ath:
-            continue
-        # new leader (on t, else the first vehicle on the lane after t)
-        g_new = math.inf
-        dv_new = 0.0
-        nt = -2  # not looked up yet
-        if ins < end_t:
-            g_new = sk[ins] - lenk[ins] - si
-            dv_new = vi - vk[ins]
-            if not g_new > 0.0:
+        lo = begin[li]
+        same_limit = limit[t] == limit[li]
+        ptr = lo_t  # first position on lane t with s >= the current vehicle's (s rises along a block)
+        for k in range(lo, begin[li + 1]):
+            si = sk[k]
+            if si < NO_CHANGE_M:
                 continue
-        else:
-            nt = next_lane(order[k], t, succ_begin, succ_lane)
-            if nt >= 0 and begin[nt] < begin[nt + 1]:
-                f = begin[nt]
-                if f != k:
-                    g_new = (lane_len[t] - si) + sk[f] - lenk[f]
-                    dv_new = vi - vk[f]
-        at = acc_of(ak[k], frt, desired_gap(vi, tk[k], s0k[k], invd[k], dv_new), g_new)
-        # the same bound with a~_c towards the new leader (a~_c = min of it and the red-line term)
-        if pi >= 0.0 and not (at - a_c) + pi * (g_n_max + g_o_max) > ath:
-            continue
-        if nt == -2:
-            nt = next_lane(order[k], t, succ_begin, succ_lane)
-        al = acc_of(ak[k], frt, ssl[k], line_gap(t, si, vi, bsk[k], nt, lane_len, stop_s, red))
-        at = min(at, al)
-        if pi >= 0.0 and not (at - a_c) + pi * (g_n_max + g_o_max) > ath:
-            continue
-        # new follower
-        d_n = 0.0
-        if ins > begin[t]:
-            fo = ins - 1
-            g_f = si - lenk[k] - sk[fo]
-            if not g_f > 0.0:
+            i = order[k]
+            vi = vk[k]
+            frt = fr[i]
+            if not same_limit:
+                v0i = v0[i]
+                v0t = min(v0i, limit[t])
+                if v0t != min(v0i, limit[li]):
+                    frt = free_term(vi, v0t)
+            kp = k - 1
+            pi = politeness[i]
+            ath = a_th[i]
+            a_c = accs[i]
+            ak = a[i]
+            while ptr < end_t and sk[ptr] < si:
+                ptr += 1
+            ins = ptr
+            # Upper bound of the incentive: a~_c <= the free-road acceleration on t, a~_n - a_n <= the new
+            # follower's gain, a~_o - a_o <= the old follower's gain. Every step is monotone in floating
+            # point too, so skipping when the bound fails changes no decision (for p >= 0).
+            g_n_max = gain[order[ins - 1]] if ins > lo_t else 0.0
+            g_o_max = gain[order[kp]] if kp >= lo else 0.0
+            if pi >= 0.0 and not (max(ak * frt, -B_MAX) - a_c) + pi * (g_n_max + g_o_max) > ath:
                 continue
-            an_new = acc_of(ak[fo], fr[fo], desired_gap(vk[fo], tk[fo], s0k[fo], invd[fo], vk[fo] - vi), g_f)
-            if an_new < -bsk[k]:
+            # new leader (on t, else the first vehicle on the lane after t)
+            g_new = math.inf
+            dv_new = 0.0
+            nt = -2  # not looked up yet
+            if ins < end_t:
+                g_new = sk[ins] - lenk[ins] - si
+                dv_new = vi - vk[ins]
+                if not g_new > 0.0:
+                    continue
+            else:
+                nt = next_lane(i, t, succ_begin, succ_lane)
+                if nt >= 0 and begin[nt] < begin[nt + 1]:
+                    f = begin[nt]
+                    if f != k:
+                        g_new = (lane_len[t] - si) + sk[f] - lenk[f]
+                        dv_new = vi - vk[f]
+            ti = t_gap[i]
+            s0i = s0[i]
+            d = invd[i]
+            at = acc_of(ak, frt, desired_gap(vi, ti, s0i, d, dv_new), g_new)
+            # the same bound with a~_c towards the new leader (a~_c = min of it and the red-line term)
+            if pi >= 0.0 and not (at - a_c) + pi * (g_n_max + g_o_max) > ath:
                 continue
-            d_n = an_new - accc[fo]
-        # old follower
-        d_o = 0.0
-        if kp >= begin[li]:
-            ld = ldk[k]
-            dv_o = vk[kp] - vk[ld] if ld >= 0 else 0.0
-            g_o = (gk[k] + si) - sk[kp]
-            ao_new = acc_of(ak[kp], fr[kp], desired_gap(vk[kp], tk[kp], s0k[kp], invd[kp], dv_o), g_o)
-            d_o = ao_new - accc[kp]
-        incentive = (at - a_c) + pi * (d_n + d_o)
-        if incentive > ath:
-            chk[k] = 1 if go_left else -1
-            newacc[k] = at
+            if nt == -2:
+                nt = next_lane(i, t, succ_begin, succ_lane)
+            al = acc_of(
+                ak, frt, desired_gap(vi, ti, s0i, d, vi), line_gap(t, si, vi, b_safe[i], nt, lane_len, stop_s, red)
+            )
+            at = min(at, al)
+            if pi >= 0.0 and not (at - a_c) + pi * (g_n_max + g_o_max) > ath:
+                continue
+            # new follower
+            d_n = 0.0
+            if ins > lo_t:
+                fo = ins - 1
+                io = order[fo]
+                g_f = si - lenk[k] - sk[fo]
+                if not g_f > 0.0:
+                    continue
+                an_new = acc_of(a[io], fr[io], desired_gap(vk[fo], t_gap[io], s0[io], invd[io], vk[fo] - vi), g_f)
+                if an_new < -b_safe[i]:
+                    continue
+                d_n = an_new - accc[io]
+            # old follower
+            d_o = 0.0
+            if kp >= lo:
+                ip = order[kp]
+                ld = leader[i]
+                dv_o = vk[kp] - v[ld] if ld >= 0 else 0.0
+                g_o = (gap[i] + si) - sk[kp]
+                ao_new = acc_of(a[ip], fr[ip], desired_gap(vk[kp], t_gap[ip], s0[ip], invd[ip], dv_o), g_o)
+                d_o = ao_new - accc[ip]
+            incentive = (at - a_c) + pi * (d_n + d_o)
+            if incentive > ath:
+                change[i] = 1 if go_left else -1
+                accs[i] = at
 
-    # lane changes, then the ballistic update (Treiber & Kanagaraj 2015) without negative speeds, in
-    # sorted order (branch-free: vectorised); then scattered back, crossing junctions at the lane end
-    for k in range(m):
-        c = chk[k]
-        ai = newacc[k] if c != 0 else accs[k]
-        accs[k] = ai
-        vi = vk[k]
+    # the ballistic update (Treiber & Kanagaraj 2015) without negative speeds, by vehicle index
+    # (branch-free: vectorised); then lane changes and junctions at the lane end
+    for i in range(n):
+        on = lane[i] >= 0
+        ai = accs[i] if on else 0.0
+        acc[i] = ai
+        vi = v[i]
         vn = vi + ai * dt
         stop = vn < 0.0
         ds = -(vi * vi) / (2.0 * ai) if stop else vi * dt + 0.5 * ai * dt * dt
-        vk[k] = 0.0 if stop else vn
-        sk[k] = sk[k] + ds
-    for k in range(m):
-        i = order[k]
-        ld = ldk[k]
-        leader[i] = order[ld] if ld >= 0 else -1
-        gap[i] = gk[k]
-        c = chk[k]
-        change[i] = c
-        acc[i] = accs[k]
-        v[i] = vk[k]
-        li = ln[k]
+        v[i] = vi if not on else (0.0 if stop else vn)
+        s[i] = s[i] if not on else s[i] + ds
+    for i in range(n):
+        li = lane[i]
+        if li < 0:
+            continue
+        c = change[i]
         if c != 0:
             li = left[li] if c > 0 else right[li]
-        si = sk[k]
-        while li >= 0 and si > lane_len[li]:
-            si = si - lane_len[li]
-            li = next_lane(i, li, succ_begin, succ_lane)
-        s[i] = si
-        lane[i] = li
-    for k in range(m, n):
-        i = order[k]
-        acc[i] = 0.0
-        leader[i] = -1
-        gap[i] = math.inf
-        change[i] = 0
+            lane[i] = li
+        si = s[i]
+        if si > lane_len[li]:
+            while li >= 0 and si > lane_len[li]:
+                si = si - lane_len[li]
+                li = next_lane(i, li, succ_begin, succ_lane)
+            s[i] = si
+            lane[i] = li

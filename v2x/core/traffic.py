@@ -10,6 +10,7 @@ bit for bit. The model, its parameters and sources are in docs/CORE.md, "Traffic
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -231,7 +232,46 @@ class StepResult:
 _Step = Callable[..., None]
 
 
-def _run(step: _Step, net: LaneNetwork, traffic: Traffic, red: ArrayLike | None, dt: float, tick: int) -> StepResult:
+@dataclass(frozen=True, eq=False)
+class _Workspace:
+    """The compiled step's scratch arrays for one :class:`Traffic` (rows: ``_traffic_kernels.WF_*`` ...)."""
+
+    wf: F64
+    wi: I64
+    wl: I64
+
+    @staticmethod
+    def for_size(n: int, n_lanes: int) -> _Workspace:
+        k = _traffic_kernels
+        return _Workspace(
+            np.empty((k.N_WF, n)),
+            np.empty((k.N_WI, n), dtype=np.int64),
+            np.empty((k.N_WL, n_lanes + 2), dtype=np.int64),
+        )
+
+
+# Each Traffic's workspace, reused from tick to tick (dropped with the Traffic).
+_WORK: weakref.WeakKeyDictionary[Traffic, _Workspace] = weakref.WeakKeyDictionary()
+
+
+def _workspace(traffic: Traffic, n_lanes: int) -> tuple[F64, I64, I64]:
+    ws = _WORK.get(traffic)
+    n = len(traffic)
+    if ws is None or ws.wf.shape[1] != n or ws.wl.shape[1] != n_lanes + 2:
+        ws = _Workspace.for_size(n, n_lanes)
+        _WORK[traffic] = ws
+    return ws.wf, ws.wi, ws.wl
+
+
+def _run(
+    step: _Step,
+    net: LaneNetwork,
+    traffic: Traffic,
+    red: ArrayLike | None,
+    dt: float,
+    tick: int,
+    work: tuple[Any, ...] = (),
+) -> StepResult:
     n = len(traffic)
     if red is None:
         red_a = np.zeros(net.n_lanes, dtype=np.bool_)
@@ -274,6 +314,7 @@ def _run(step: _Step, net: LaneNetwork, traffic: Traffic, red: ArrayLike | None,
         leader,
         gap,
         change,
+        *work,
     )
     return StepResult(acc, leader, gap, change)
 
@@ -285,7 +326,8 @@ def traffic_step(
 
     ``red``: one flag per lane, its stop line is red this tick (None: all green). ``tick``: the tick
     number; MOBIL considers changes to the left on even ticks and to the right on odd ones."""
-    return _run(compiled(_traffic_kernels.traffic_step), net, traffic, red, dt, tick)
+    work = _workspace(traffic, net.n_lanes)
+    return _run(compiled(_traffic_kernels.traffic_step), net, traffic, red, dt, tick, work)
 
 
 def traffic_step_numpy(
