@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import ValidationError
@@ -22,6 +23,9 @@ from v2x.scenario.model import (
     RoadSignSpec,
     Scenario,
 )
+
+if TYPE_CHECKING:
+    from v2x.scenario.geometry import Route
 
 # A source checkout has scenarios/ at the top; an installed wheel carries a copy as v2x/_scenarios.
 SIGN_MAX_OFFSET_M = 10.0  # a road sign stands beside its reference path: at most this far outside its half-width
@@ -215,7 +219,65 @@ def _road_problems(sc: Scenario) -> list[tuple[str, str]]:
                         )
                     )
                 seen_lane.add(lane_id)
+    problems += _neighbour_problems(sc)
     return problems
+
+
+NEIGHBOUR_HEADING_DEG = 15.0  # parallel lanes: directions of travel within this at every sample
+NEIGHBOUR_LENGTH_M = 1.0  # ... lengths within this (the traffic model's parallel lanes share s)
+NEIGHBOUR_GAP = (0.5, 1.5)  # ... centre-to-centre distance within these multiples of the half-widths' sum
+
+
+def _neighbour_problems(sc: Scenario) -> list[tuple[str, str]]:
+    """``road.lanes[i].left``/``right``: a known lane other than itself, beside it on that side (same
+    direction of travel, about a lane width away, the same length), and no lane with two left or two
+    right neighbours."""
+    from v2x.scenario.geometry import lane_route
+
+    problems: list[tuple[str, str]] = []
+    lanes = {lane.id: lane for lane in sc.road.lanes}
+    side_of: dict[tuple[str, str], str] = {}  # (lane, side) -> the neighbour, as declared or implied
+    for i, lane in enumerate(sc.road.lanes):
+        for side, other_id in (("left", lane.left), ("right", lane.right)):
+            if other_id is None:
+                continue
+            loc = f"road.lanes[{i}].{side}"
+            other = lanes.get(other_id)
+            if other is None:
+                problems.append((loc, f"one of the road's lanes {sorted(lanes)}; got {other_id!r}"))
+                continue
+            if other_id == lane.id:
+                problems.append((loc, f"a lane beside {lane.id!r}, not the lane itself"))
+                continue
+            why = _not_beside(lane_route(lane), lane.width_m, lane_route(other), other.width_m, side)
+            if why:
+                problems.append((loc, f"a lane parallel to {lane.id!r} on its {side}: {other_id!r} {why}"))
+                continue
+            back = "right" if side == "left" else "left"
+            for key, value in (((lane.id, side), other_id), ((other_id, back), lane.id)):
+                if side_of.setdefault(key, value) != value:
+                    problems.append(
+                        (loc, f"{key[0]!r} would have two {key[1]} neighbours, {side_of[key]!r} and {value!r}")
+                    )
+    return problems
+
+
+def _not_beside(a: Route, width_a: float, b: Route, width_b: float, side: str) -> str:
+    """Why lane ``b`` is not beside lane ``a`` on ``side`` ('' if it is)."""
+    if abs(a.length - b.length) > NEIGHBOUR_LENGTH_M:
+        return f"is {b.length:.1f} m long, {a.length:.1f} m expected (within {NEIGHBOUR_LENGTH_M} m)"
+    half = (width_a + width_b) / 2
+    lo, hi = NEIGHBOUR_GAP[0] * half, NEIGHBOUR_GAP[1] * half
+    sign = 1.0 if side == "left" else -1.0
+    for f in (0.0, 0.25, 0.5, 0.75, 1.0):
+        s = f * a.length
+        off = sign * a.offset_to(s, b)
+        if not lo <= off <= hi:
+            return f"is {off:.1f} m to the {side} at {s:.0f} m along, {lo:.2f}-{hi:.2f} m expected"
+        turn = abs((b.pose(f * b.length).heading_rad - a.pose(s).heading_rad + math.pi) % (2 * math.pi) - math.pi)
+        if math.degrees(turn) > NEIGHBOUR_HEADING_DEG:
+            return f"heads {math.degrees(turn):.0f} deg off at {s:.0f} m along (at most {NEIGHBOUR_HEADING_DEG})"
+    return ""
 
 
 def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:

@@ -119,6 +119,14 @@ class LaneSpec(Strict):
         default=None,
         description="height above the origin of each centre-line point (linear between them); none: flat, 0",
     )
+    left: ActorId | None = Field(
+        default=None,
+        description="the parallel lane to the left (in the direction of travel) background vehicles may change to",
+    )
+    right: ActorId | None = Field(
+        default=None,
+        description="the parallel lane to the right (in the direction of travel) background vehicles may change to",
+    )
 
     @model_validator(mode="after")
     def _profile(self) -> LaneSpec:
@@ -181,6 +189,16 @@ class IntersectionSpec(Strict):
 class RoadSpec(Strict):
     lanes: list[LaneSpec] = Field(default_factory=list)
     intersections: list[IntersectionSpec] = Field(default_factory=list)
+
+    def neighbour_pairs(self) -> list[tuple[str, str]]:
+        """Every (lane, its left neighbour) pair the lanes' ``left``/``right`` declare (a ``right`` is the
+        other lane's ``left``), deduplicated, in file order."""
+        out: list[tuple[str, str]] = []
+        for lane in self.lanes:
+            for pair in ((lane.id, lane.left), (lane.right, lane.id)):
+                if pair[0] is not None and pair[1] is not None and (pair[0], pair[1]) not in out:
+                    out.append((pair[0], pair[1]))
+        return out
 
 
 class ZoneSpec(Strict):

@@ -17,9 +17,11 @@ Each tick (``step``), after the story actors' truths are applied:
    background vehicles behind it follow it (IDM), a stopped one (a wreck across the lane) stops them. One
    crossing the lane is not seen;
 2. the traffic model (``v2x.core.traffic``: IDM, lanes joined where one ends and the next starts, stop
-   lines of signalised approaches shown red by the same signal heads the referee watches) moves every
-   background vehicle by one tick; a background vehicle at rest after a collision (a wreck, held by the
-   referee) does not move and is an obstacle for the vehicles behind it;
+   lines of signalised approaches shown red by the same signal heads the referee watches; MOBIL lane
+   changes between the lanes a scenario declares neighbours, ``road.lanes[i].left``/``right``) moves
+   every background vehicle by one tick; a lane change is immediate in the model and takes
+   ``LANE_CHANGE_DURATION_S`` sideways in the world (``_sideways``); a background vehicle at rest after a
+   collision (a wreck, held by the referee) does not move and is an obstacle for the vehicles behind it;
 3. vehicles that left the network are removed from the world; arrivals that are due enter at their lane's
    start when there is room: the first vehicle on the lane is at least s0 + 1 m ahead and the room lets
    the new one enter at the speed of that vehicle or its own desired speed, whichever is lower, with its
@@ -51,8 +53,15 @@ from numpy.typing import NDArray
 
 from v2x.core import ActorKind, WorldState
 from v2x.core.traffic import CLASS_PARAMS, LaneNetwork, Traffic, traffic_step
-from v2x.scenario.geometry import route_for
-from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, FlowClass, FlowSpec, Scenario
+from v2x.scenario.geometry import route_for, smoothstep5
+from v2x.scenario.model import (
+    DEFAULT_SIZE,
+    LANE_CHANGE_DURATION_S,
+    ROAD_USER_KINDS,
+    FlowClass,
+    FlowSpec,
+    Scenario,
+)
 from v2x.scenario.signals import FixedTimeController
 from v2x.units import kph_to_mps
 from v2x.wire.map_spat import STOPPING_LIGHTS, Approach
@@ -150,7 +159,29 @@ class LaneGeometry:
                 continue
             stop[k] = min(max(self.locate(k, *ap.stop_point)[0], 0.0), float(length[k]))
             self.heads.append((k, ap.phase_id, ctl))
-        self.network = LaneNetwork.build(length, limit, successors, stop_line_m=stop)
+        # Parallel neighbours (road.lanes[i].left/right, checked by the loader): MOBIL lane changes between
+        # them. The model's neighbours share s, so each group of side-by-side lanes takes its first lane's
+        # length (the loader allows them to differ by up to 1 m).
+        left = np.full(len(lanes), -1, dtype=np.int64)
+        right = np.full(len(lanes), -1, dtype=np.int64)
+        for lane_id, left_id in scenario.road.neighbour_pairs():
+            k, j = self.index[lane_id], self.index[left_id]
+            left[k], right[j] = j, k
+        self.lane_changes = bool(np.any(left >= 0))
+        group = list(range(len(lanes)))  # union-find of side-by-side lanes, rooted at the lowest index
+
+        def root(k: int) -> int:
+            while group[k] != k:
+                k = group[k]
+            return k
+
+        for k in np.flatnonzero(left >= 0).tolist():
+            a, b = sorted((root(k), root(int(left[k]))))
+            group[b] = a
+        for k in range(len(lanes)):
+            length[k] = length[root(k)]
+        stop = np.minimum(stop, length)  # nan stays nan
+        self.network = LaneNetwork.build(length, limit, successors, left, right, stop_line_m=stop)
 
     def locate(self, lane: int, x: float, y: float) -> tuple[float, float, float]:
         """The point's (distance along, distance from the centre line, yaw of the segment) on ``lane``."""
@@ -356,6 +387,12 @@ class Background:
         self.id_of_row: list[str] = [""] * rows
         self.equipped_row = np.zeros(rows, dtype=np.bool_)
         self.acc = np.zeros(rows)  # each row's acceleration along its lane in the last step
+        # Lane changes under way (lanes with neighbours only): when each began (nan: none) and the sideways
+        # offset, left positive, of the lane it left from the centre of the lane it changes to.
+        self.change_start = np.full(rows, np.nan)
+        self.change_offset = np.zeros(rows)
+        if self.geo.lane_changes:  # the story's road users change lanes by their own agents' rules only
+            self.traffic.a_threshold_mps2[:n_story] = math.inf
         self.free_rows = list(range(rows - 1, n_story - 1, -1))  # a stack: the lowest free row on top
         self.stats = BackgroundStats(per_flow=[0] * len(scenario.flows))
         self.new_ids: list[str] = []  # spawned since the last ``take_new``
@@ -410,13 +447,33 @@ class Background:
             acc = result.acc_mps2
             tr.lane[held], tr.s_m[held], tr.v_mps[held] = keep_lane, keep_s, 0.0
             acc[held] = 0.0
+            if self.geo.lane_changes:
+                changed = result.lane_change != 0
+                changed[held] = False
+                changed[: self.n_story] = False
+                self._begin_changes(np.flatnonzero(changed & (tr.lane >= 0) & (self.slot_of_row >= 0)), t)
             gone = bg[tr.lane[bg] < 0]
             for r in gone.tolist():
                 self._remove(r)
         self._started = True
         self._spawn(t)
-        self._write(acc, held)
+        self._write(acc, held, t)
         self.acc = acc
+
+    def _begin_changes(self, rows: NDArray[np.int64], t: float) -> None:
+        """MOBIL moved ``rows`` to a neighbour lane this tick: in the model at once (their followers there
+        see them), in the world over ``LANE_CHANGE_DURATION_S`` from where they were (``_write``). Until it
+        ends, a vehicle considers no further change."""
+        tr, w = self.traffic, self.world
+        for r in rows.tolist():
+            slot = int(self.slot_of_row[r])
+            x, y = float(w.x[slot]), float(w.y[slot])  # where it was: the centre of the lane it left
+            lane = np.array([tr.lane[r]], dtype=np.int64)
+            along = self.geo.locate(int(tr.lane[r]), x, y)[0]
+            px, py, yaw = (float(q[0]) for q in self.geo.poses(lane, np.array([along])))
+            self.change_start[r] = t
+            self.change_offset[r] = (x - px) * -math.sin(yaw) + (y - py) * math.cos(yaw)
+            tr.a_threshold_mps2[r] = math.inf
 
     def _place_story(self) -> None:
         """Each story road user on a lane, as the traffic model's vehicle there: moving along the lane, or
@@ -446,6 +503,7 @@ class Background:
         self.slot_of_row[row] = -1
         self.traffic.lane[row] = -1
         self.equipped_row[row] = False
+        self.change_start[row] = math.nan
         self.free_rows.append(row)
         self.free_rows.sort(reverse=True)
         self.left_slots.append(slot)
@@ -502,7 +560,7 @@ class Background:
         self.stats.max_present = max(self.stats.max_present, len(rows))
         self.stats.waiting_at_end = sum(len(q) for q in self.waiting)
 
-    def _write(self, acc: F64, held: NDArray[np.int64]) -> None:
+    def _write(self, acc: F64, held: NDArray[np.int64], t: float) -> None:
         tr = self.traffic
         rows = np.flatnonzero(self.slot_of_row >= 0)
         if len(held):
@@ -513,7 +571,31 @@ class Background:
         x, y, yaw = self.geo.poses(tr.lane[rows], centre)
         c, s = np.cos(yaw), np.sin(yaw)
         v, a = tr.v_mps[rows], acc[rows]
-        self.world.set_state(self.slot_of_row[rows].astype(np.intp), x, y, v * c, v * s, a * c, a * s, yaw)
+        vx, vy = v * c, v * s
+        for k in np.flatnonzero(~np.isnan(self.change_start[rows])).tolist():
+            self._sideways(int(rows[k]), k, t, x, y, vx, vy, yaw)
+        self.world.set_state(self.slot_of_row[rows].astype(np.intp), x, y, vx, vy, a * c, a * s, yaw)
+
+    def _sideways(self, row: int, k: int, t: float, x: F64, y: F64, vx: F64, vy: F64, yaw: F64) -> None:
+        """Entry ``k`` of the poses moved sideways along a lane change under way (the quintic of
+        ``geometry.smoothstep5`` from the lane it left to the centre of its own); the change ends after
+        ``LANE_CHANGE_DURATION_S`` and the vehicle may consider the next one."""
+        u = (t - float(self.change_start[row])) / LANE_CHANGE_DURATION_S
+        f, df = smoothstep5(u)
+        offset = float(self.change_offset[row]) * (1.0 - f)
+        rate = -float(self.change_offset[row]) * df / LANE_CHANGE_DURATION_S
+        h = float(yaw[k])
+        nx, ny = -math.sin(h), math.cos(h)  # the lane's left normal
+        x[k] += offset * nx
+        y[k] += offset * ny
+        vx[k] += rate * nx
+        vy[k] += rate * ny
+        v = float(self.traffic.v_mps[row])
+        yaw[k] = h + (math.atan2(rate, v) if v > 0.1 else 0.0)
+        if u >= 1.0:
+            self.change_start[row] = math.nan
+            kind = ActorKind(int(self.world.kind[int(self.slot_of_row[row])]))
+            self.traffic.a_threshold_mps2[row] = CLASS_PARAMS[kind].a_threshold_mps2
 
     def equipped(self) -> tuple[NDArray[np.int64], NDArray[np.intp], F64, F64]:
         """The equipped background vehicles on the road, in slot order: their rows, slots, speeds along the
