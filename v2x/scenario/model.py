@@ -511,6 +511,20 @@ class FlowSpec(Strict):
         return self
 
 
+class SumoSpec(Strict):
+    """Background traffic from SUMO (docs/SCENARIOS.md "SUMO co-simulation"): its network and routes, files
+    relative to the scenario file (the loader makes them absolute). The network's coordinates are the
+    scenario's local frame (x east, y north, metres)."""
+
+    net: str = Field(min_length=1, description="the SUMO network (.net.xml), relative to the scenario file")
+    routes: str = Field(min_length=1, description="the SUMO demand (.rou.xml), relative to the scenario file")
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="SUMO's --seed (default: the run's)")
+    penetration: Real = Field(default=0.0, ge=0, le=1, description="share of SUMO vehicles with an OBU")
+    driver: DriverSpec = Field(
+        default_factory=DriverSpec, description="how a warned SUMO driver reacts (reaction_s, brake_mps2)"
+    )
+
+
 class _ExpectationBase(Strict):
     name: str
     variant: Variant = "v2x"
@@ -551,7 +565,13 @@ class NoCollisionExpectation(_ExpectationBase):
 class MetricExpectation(_ExpectationBase):
     type: Literal["metric"]
     metric: Literal[
-        "delivery_ratio", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "rejected", "background_vehicles"
+        "delivery_ratio",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "latency_ms_p99",
+        "rejected",
+        "background_vehicles",
+        "background_slowed",
     ]
     message: MessageName | None = Field(default=None, description="latency of this message type only")
     min: Real | None = None
@@ -716,6 +736,7 @@ class Scenario(Strict):
     road: RoadSpec = RoadSpec()
     actors: list[ActorSpec] = Field(min_length=1)
     flows: list[FlowSpec] = Field(default_factory=list, description="background traffic (docs/SCENARIOS.md)")
+    sumo: SumoSpec | None = Field(default=None, description="background traffic from SUMO (docs/SCENARIOS.md)")
     variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS), min_length=1)
     thresholds: dict[str, Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True, ge=0, le=1e6)]] = Field(
         default_factory=dict

@@ -1,0 +1,332 @@
+"""Background traffic from SUMO, sans-I/O towards the simulation: the scenario's ``sumo`` block (issue #10).
+
+A second mover of background traffic beside ``v2x.sim.background.Background`` (the ``flows`` and our own
+IDM), behind the same interface (``BackgroundTraffic``), so that the referee, the sensors, the channel and
+the fleet agent treat SUMO's vehicles exactly as the flows' ones. SUMO (the eclipse-sumo binary) runs in a
+process of its own, driven over TraCI with ``--step-length`` = the scenario's tick and a fixed ``--seed``
+(the block's, else the run's; not the variant's, so both variants get the same demand), which makes its
+run deterministic. Each tick (``step``), after the story actors' truths are applied:
+
+1. the story vehicles (cars, trucks, buses, emergency vehicles of the scenario) are placed in SUMO where
+   their agents say they are (``vehicle.moveToXY``, the route kept to the edge they are on), so that SUMO's
+   drivers follow them and brake for them; one is added to SUMO when it first stands on a SUMO lane. Road
+   users the referee holds after a collision (wrecks) are placed at rest the same way;
+2. the equipped SUMO vehicles that were warned (the fleet's FCW, ``warned``) are braked: after the warned
+   driver's ``reaction_s`` their speed is commanded down at ``brake_mps2`` (``vehicle.setSpeed``; SUMO's
+   own car-following still keeps them from driving into anyone) until they stand, then SUMO's driver takes
+   over again;
+3. SUMO advances one step; the vehicles it inserted take world slots (``sumo-<SUMO id>``, the lowest free
+   slot), the ones that arrived leave the world; every SUMO vehicle's pose (the centre of its box: SUMO
+   reports the front bumper), speed and acceleration are read through subscriptions and written to the
+   world.
+
+Which SUMO vehicles have an OBU is drawn per vehicle from its SUMO id and the seed (``penetration``), so the
+same vehicle is equipped in both variants whatever order SUMO inserts them in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import logging
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from v2x.core import WorldState
+from v2x.scenario.model import Scenario
+from v2x.scenario.sumo import INSTALL_HINT
+from v2x.sim.background import KIND, BackgroundStats, _kind_name, background_capacity
+
+log = logging.getLogger(__name__)
+
+F64 = NDArray[np.float64]
+
+STORY_KINDS = ("car", "truck", "bus", "emergency")  # the story road users SUMO's drivers see
+VCLASS_KIND = {"truck": "truck", "trailer": "truck", "delivery": "truck", "bus": "bus", "coach": "bus"}
+VCLASS_KIND |= {"emergency": "emergency", "authority": "emergency"}  # others: car
+CONNECT_TRIES = 200  # TraCI connection attempts, CONNECT_WAIT_S apart, while SUMO starts
+CONNECT_WAIT_S = 0.025
+SPEED_MODE_WARNED = 0b10111  # SUMO's default checks but the vehicle type's deceleration limit (bit 3)
+SPEED_MODE_DEFAULT = 0b11111
+# TraCI variable ids (traci.constants), as numbers so that this module imports without SUMO.
+VAR_POSITION, VAR_SPEED, VAR_ANGLE, VAR_ACCELERATION = 0x42, 0x40, 0x43, 0x72
+VAR_DEPARTED_VEHICLES_IDS, VAR_ARRIVED_VEHICLES_IDS = 0x74, 0x7A
+
+
+class SumoNotInstalled(RuntimeError):
+    """SUMO (the eclipse-sumo wheel) is not installed; the message says what to install."""
+
+
+def _traci() -> tuple[str, Any]:
+    """SUMO_HOME of the eclipse-sumo wheel and its ``traci`` module (SUMO's tools put on sys.path)."""
+    try:
+        sumo = importlib.import_module("sumo")
+    except ImportError:
+        raise SumoNotInstalled(f"this scenario needs SUMO (the eclipse-sumo package): {INSTALL_HINT}") from None
+    home = str(sumo.SUMO_HOME)
+    tools = os.path.join(home, "tools")
+    if tools not in sys.path:
+        sys.path.append(tools)
+    return home, importlib.import_module("traci")
+
+
+def equipped(vehicle_id: str, seed: int, penetration: float) -> bool:
+    """Whether SUMO's vehicle ``vehicle_id`` has an OBU: a uniform draw from its id and ``seed``."""
+    if penetration <= 0:
+        return False
+    digest = hashlib.blake2b(f"{seed}:{vehicle_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64 < penetration
+
+
+def world_id(sumo_id: str) -> str:
+    """The world's id of SUMO's vehicle ``sumo_id``: ``sumo-`` and the id with characters other than
+    letters, digits, ``-`` and ``_`` as ``_``."""
+    return "sumo-" + "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in sumo_id)
+
+
+class SumoBackground:
+    """The SUMO traffic of one run over ``world`` (sized by ``background_capacity``). ``seed``: the run's."""
+
+    def __init__(self, scenario: Scenario, world: WorldState, *, seed: int) -> None:
+        spec = scenario.sumo
+        assert spec is not None
+        home, traci = _traci()
+        self._traci_error: type[Exception] = traci.exceptions.TraCIException
+        self.world = world
+        self.tick_s = float(scenario.tick_s)
+        self.seed = spec.seed if spec.seed is not None else seed
+        self.penetration = float(spec.penetration)
+        self.reaction_s = float(spec.driver.reaction_s)
+        self.brake_mps2 = float(spec.driver.brake_mps2)
+        self.capacity = background_capacity(scenario)
+        self.stats = BackgroundStats(slowed=0)
+        self.new_ids: list[str] = []
+        self.left_slots: list[int] = []
+        # SUMO's vehicles in the world: SUMO id -> (world id, slot, equipped)
+        self.slot: dict[str, int] = {}
+        self.wid: dict[str, str] = {}
+        self.is_equipped: dict[str, bool] = {}
+        self.sumo_of_slot: dict[int, str] = {}
+        self.speed: dict[str, float] = {}
+        self.acc: dict[str, float] = {}
+        self.overflow = 0  # SUMO vehicles the world had no room for (never seen by the world)
+        self.brake_at: dict[str, float] = {}  # warned SUMO vehicles: when their drivers brake
+        self.braking: set[str] = set()
+        self.ever_slowed: set[str] = set()
+        # The story vehicles: world slot -> SUMO id (``v2x.<actor id>``, not an id SUMO's demand can have...
+        # normally; a clash is SUMO's error at insertion).
+        self.story = {world.slot_of(a.id): f"v2x.{a.id}" for a in scenario.actors if a.kind in STORY_KINDS}
+        self._story_ids = set(self.story.values())
+        self.story_in: set[int] = set()  # of those, the ones in SUMO
+        self.held_in: set[int] = set()  # background wrecks already stopped in SUMO
+        self._proc, self.conn = self._start(home, traci, spec.net, spec.routes)
+        self._finalizer = weakref.finalize(self, _close, self.conn, self._proc)
+        self.conn.simulation.subscribe([VAR_DEPARTED_VEHICLES_IDS, VAR_ARRIVED_VEHICLES_IDS])
+
+    def _start(self, home: str, traci: Any, net: str, routes: str) -> tuple[subprocess.Popen[bytes], Any]:
+        with socket.socket() as s:  # a free port for SUMO's TraCI server
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        cmd = [os.path.join(home, "bin", "sumo"), "-n", net, "-r", routes, "--remote-port", str(port)]
+        cmd += ["--step-length", f"{self.tick_s:g}", "--seed", str(self.seed), "--begin", "0"]
+        cmd += ["--time-to-teleport", "-1", "--collision.action", "none", "--no-step-log", "true"]
+        cmd += ["--xml-validation", "never", "--no-warnings", "true", "--duration-log.disable", "true"]
+        err = tempfile.TemporaryFile()  # noqa: SIM115 - SUMO's stderr, read only if it fails to start
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "SUMO_HOME": home}, close_fds=True
+        )
+        for _ in range(CONNECT_TRIES):
+            try:
+                return proc, traci.connection.Connection("127.0.0.1", port, proc, None, True, None)
+            except OSError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(CONNECT_WAIT_S)
+        proc.kill()
+        proc.wait()
+        err.seek(0)
+        detail = err.read().decode("utf-8", "replace").strip()
+        raise RuntimeError(f"SUMO did not start ({' '.join(cmd)}): {detail or 'no connection'}")
+
+    def close(self) -> None:
+        """Stop SUMO (the run is over)."""
+        self._finalizer()
+
+    # -- the interface of v2x.sim.background.BackgroundTraffic -----------------------------------------
+    @property
+    def present(self) -> NDArray[np.intp]:
+        return np.array(sorted(self.slot.values()), dtype=np.intp)
+
+    def present_with_kinds(self) -> tuple[NDArray[np.intp], list[str]]:
+        slots = self.present
+        return slots, [_kind_name(int(k)) for k in self.world.kind[slots].tolist()]
+
+    def take_new(self) -> list[str]:
+        out, self.new_ids = self.new_ids, []
+        return out
+
+    def take_left(self) -> list[int]:
+        out, self.left_slots = self.left_slots, []
+        return out
+
+    def kind_name(self, slot: int) -> str:
+        return _kind_name(int(self.world.kind[slot]))
+
+    def equipped(self) -> tuple[NDArray[np.int64], NDArray[np.intp], F64, F64]:
+        """The equipped SUMO vehicles in the world, in slot order: (their indices, slots, speeds, accelerations)."""
+        ids = sorted((s, i) for i, s in self.slot.items() if self.is_equipped[i])
+        slots = np.array([s for s, _ in ids], dtype=np.intp)
+        speed = np.array([self.speed.get(i, 0.0) for _, i in ids])
+        acc = np.array([self.acc.get(i, 0.0) for _, i in ids])
+        return np.arange(len(ids), dtype=np.int64), slots, speed, acc
+
+    def warned(self, vehicle_id: str, t: float) -> None:
+        """The fleet's FCW warned ``vehicle_id`` at ``t``: unless its driver brakes already, he will after his
+        reaction time."""
+        sid = next((i for i, w in self.wid.items() if w == vehicle_id), None)
+        if sid is not None and sid not in self.brake_at:
+            self.brake_at[sid] = t + self.reaction_s
+
+    # -- one tick -----------------------------------------------------------------------------------
+    def step(self, tick: int, t: float, wrecks: set[int] | Mapping[int, Any]) -> None:
+        """Advance SUMO to ``t`` and bring the world up to date (see the module's docstring)."""
+        vehicle = self.conn.vehicle
+        for slot, sid in self.story.items():
+            self._place(slot, sid, slot in wrecks)
+        for slot in wrecks:  # SUMO's vehicles in a collision: at rest in SUMO too
+            wreck = self.sumo_of_slot.get(slot)
+            if wreck is not None and slot not in self.held_in:
+                self.held_in.add(slot)
+                self.brake_at.pop(wreck, None)
+                self.braking.discard(wreck)
+                vehicle.setSpeedMode(wreck, 0)
+                vehicle.setSpeed(wreck, 0.0)
+        for sid, at in sorted(self.brake_at.items()):
+            if at > t + 1e-9 or sid not in self.slot or self.slot[sid] in self.held_in:
+                continue
+            v = self.speed.get(sid, 0.0)
+            if sid not in self.braking:
+                self.braking.add(sid)
+                self.ever_slowed.add(sid)
+                vehicle.setSpeedMode(sid, SPEED_MODE_WARNED)
+            if v <= 1e-3:  # standing: his own driving again
+                vehicle.setSpeed(sid, -1.0)
+                vehicle.setSpeedMode(sid, SPEED_MODE_DEFAULT)
+                self.braking.discard(sid)
+                del self.brake_at[sid]
+            else:
+                vehicle.setSpeed(sid, max(0.0, v - self.brake_mps2 * self.tick_s))
+        self.conn.simulationStep()
+        got = self.conn.simulation.getSubscriptionResults()
+        for sid in got[VAR_ARRIVED_VEHICLES_IDS]:
+            self._leave(sid)
+        for sid in got[VAR_DEPARTED_VEHICLES_IDS]:
+            self._enter(sid)
+        self._write(vehicle.getAllSubscriptionResults(), wrecks)
+        st = self.stats
+        st.max_present = max(st.max_present, len(self.slot))
+        st.slowed = len(self.ever_slowed)
+        st.waiting_at_end = len(self.conn.simulation.getPendingVehicles())
+
+    def _place(self, slot: int, sid: str, held: bool) -> None:
+        """Story vehicle ``slot`` in SUMO where the world has it (added when it first stands on a SUMO lane)."""
+        w = self.world
+        yaw = float(w.heading_rad[slot])
+        half = float(w.length_m[slot]) / 2
+        fx, fy = float(w.x[slot]) + half * math.cos(yaw), float(w.y[slot]) + half * math.sin(yaw)
+        angle = (90.0 - math.degrees(yaw)) % 360.0
+        vehicle = self.conn.vehicle
+        if slot not in self.story_in:
+            edge, pos, lane = self.conn.simulation.convertRoad(fx, fy)
+            if not edge or edge.startswith(":"):
+                return
+            speed = float(np.hypot(w.vx[slot], w.vy[slot]))
+            route = f"{sid}.route"
+            self.conn.route.add(route, [edge])
+            vehicle.add(
+                sid, route, depart="now", departLane=str(lane), departPos=f"{pos:.3f}", departSpeed=f"{speed:.3f}"
+            )
+            vehicle.setLength(sid, float(w.length_m[slot]))
+            vehicle.setWidth(sid, float(w.width_m[slot]))
+            vehicle.setLaneChangeMode(sid, 0)
+            self.story_in.add(slot)
+        try:
+            vehicle.moveToXY(sid, "", -1, fx, fy, angle, 2)
+            if held:
+                vehicle.setSpeedMode(sid, 0)
+                vehicle.setSpeed(sid, 0.0)
+        except self._traci_error as exc:  # off SUMO's network: out of SUMO until it is back on a lane
+            log.info("story vehicle %s left SUMO's network: %s", sid, exc)
+            self.story_in.discard(slot)
+            vehicle.remove(sid)
+
+    def _enter(self, sid: str) -> None:
+        if sid in self._story_ids:
+            return
+        if len(self.slot) >= self.capacity:
+            self.overflow += 1
+            return
+        vehicle = self.conn.vehicle
+        kind = VCLASS_KIND.get(vehicle.getVehicleClass(sid), "car")
+        wid = world_id(sid)
+        while wid in self.world:  # a clash after the characters were replaced
+            wid += "_"
+        slot = self.world.add(wid, KIND[kind], float(vehicle.getLength(sid)), float(vehicle.getWidth(sid)))
+        self.slot[sid], self.wid[sid], self.sumo_of_slot[slot] = slot, wid, sid
+        self.is_equipped[sid] = equipped(sid, self.seed, self.penetration)
+        vehicle.subscribe(sid, [VAR_POSITION, VAR_SPEED, VAR_ANGLE, VAR_ACCELERATION])
+        self.new_ids.append(wid)
+        self.stats.spawned += 1
+        self.stats.equipped += int(self.is_equipped[sid])
+
+    def _leave(self, sid: str) -> None:
+        slot = self.slot.pop(sid, None)
+        if slot is None:
+            return
+        self.world.remove(self.wid.pop(sid))
+        del self.sumo_of_slot[slot]
+        self.held_in.discard(slot)
+        self.speed.pop(sid, None)
+        self.acc.pop(sid, None)
+        self.brake_at.pop(sid, None)
+        self.braking.discard(sid)
+        self.left_slots.append(slot)
+        self.stats.left += 1
+
+    def _write(self, results: Mapping[str, Mapping[int, Any]], wrecks: set[int] | Mapping[int, Any]) -> None:
+        ids = [sid for sid in sorted(self.slot, key=self.slot.__getitem__) if self.slot[sid] not in wrecks]
+        if not ids:
+            return
+        front = np.array([results[i][VAR_POSITION] for i in ids], dtype=np.float64)
+        v = np.array([results[i][VAR_SPEED] for i in ids], dtype=np.float64)
+        a = np.array([results[i][VAR_ACCELERATION] for i in ids], dtype=np.float64)
+        yaw = np.radians(90.0 - np.array([results[i][VAR_ANGLE] for i in ids], dtype=np.float64))
+        yaw = (yaw + math.pi) % (2 * math.pi) - math.pi
+        slots = np.array([self.slot[i] for i in ids], dtype=np.intp)
+        half = self.world.length_m[slots] / 2
+        c, s = np.cos(yaw), np.sin(yaw)
+        self.world.set_state(slots, front[:, 0] - half * c, front[:, 1] - half * s, v * c, v * s, a * c, a * s, yaw)
+        self.speed.update(zip(ids, v.tolist(), strict=True))
+        self.acc.update(zip(ids, a.tolist(), strict=True))
+
+
+def _close(conn: Any, proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(Exception):  # SUMO gone already: nothing to close
+        conn.close()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
