@@ -277,6 +277,10 @@ async def run_variant(
     """One variant's run. ``keys``: a secure run's users; the world and each built-in agent then log in
     as themselves, each agent on a connection of its own (the broker lets it write only its own topics).
     ``signing``: every envelope signed, verified by the world and every built-in receiver."""
+    from v2x.scenario.sumo import unmet
+
+    for line in unmet([scenario]):  # the commands say so before they start (exit 2); this is the last word
+        raise RunError(line)
     run_id = run_id or f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
     token = secrets.token_hex(16)  # the run's Control token (docs/SECURITY.md)
     env = environment(scenario)

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from v2x.scenario.model import Scenario
 
 MAX_SUMO_FILE_BYTES = 16 * 1024 * 1024  # a network or a demand file of a scenario: at most this
 INSTALL_HINT = "pip install 'v2x-testbed[sumo]'"
@@ -85,6 +90,12 @@ def check_routes(path: Path) -> None:
 def lane_lengths(net: str) -> list[float]:
     """The lengths of the network's lanes (m)."""
     return [lane.length_m for lane in read_lanes(Path(net))]
+
+
+def unmet(scenarios: Iterable[Scenario]) -> list[str]:
+    """One line per scenario that cannot run here: it has a ``sumo`` block and SUMO is not installed."""
+    gap = missing()
+    return [f"{sc.id}: {gap}" for sc in scenarios if sc.sumo is not None and gap is not None]
 
 
 def missing() -> str | None:
