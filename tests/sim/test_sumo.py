@@ -196,3 +196,36 @@ def test_the_same_seed_gives_the_same_traffic() -> None:
     assert ids_a == ids_b
     np.testing.assert_array_equal(x_a, x_b)
     np.testing.assert_array_equal(v_a, v_b)
+
+
+def test_the_demand_can_give_a_vehicle_an_obu(tmp_path: Path) -> None:
+    """``<param key="v2x.obu">`` in the demand overrides the penetration draw (both ways)."""
+    path = _copy(tmp_path, "penetration: 0.5", "penetration: 1.0")
+    routes = tmp_path / "sumo-corridor" / "corridor.rou.xml"
+    text = routes.read_text()
+    assert text.count('<param key="v2x.obu" value="true"/>') == 3
+    routes.write_text(text.replace('value="true"/></vehicle>', 'value="false"/></vehicle>', 1))
+    sim = _sim(scenario=load_scenario(path))
+    try:
+        for tick in range(3):
+            _tick(sim, tick)
+        bg = _bg(sim)
+        _, slots, _, _ = bg.equipped()
+        on = {sim.world.id_of(int(s)) for s in slots}
+        assert "sumo-eb1-behind-0" not in on  # the demand said no
+        assert {"sumo-eb1-behind-1", "sumo-eb1-behind-2", "sumo-eb1-ahead-0"} <= on  # said yes / drawn at 100 %
+        assert len(on) == len(bg.present) - 1
+    finally:
+        sim.report(1.0)
+
+
+def test_sumo_refusing_the_demand_is_a_run_error_with_its_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sumo_or_skip()
+    path = _copy(tmp_path)
+    routes = tmp_path / "sumo-corridor" / "corridor.rou.xml"
+    routes.write_text(routes.read_text().replace('edges="wb"', 'edges="nowhere"'))
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--variant", "baseline"]) == 3
+    err = capsys.readouterr().err
+    assert "SUMO stopped" in err and "'nowhere'" in err

@@ -37,6 +37,7 @@ from v2x.scenario.geometry import lane_routes, route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
 from v2x.scenario.sensors import roadside_coverage
 from v2x.scenario.signals import signal_heads
+from v2x.sim.sumo import SumoError
 from v2x.wire.security import PSEUDONYM_CHANGE_S, EnvelopeSecurity, Signer, authority_for, permissions_for
 
 log = logging.getLogger("v2x.run")
@@ -301,18 +302,21 @@ async def run_variant(
     else:
         groups = [(make_transport(broker, f"agents-{run_id}-{nonce}"), agents)]
     clock = make_clock(mode, scenario.tick_s)
-    world = World(
-        scenario,
-        variant=variant,
-        seed=seed,
-        run_id=run_id,
-        transport=world_tp,
-        clock=clock,
-        progress=(lambda k, n: progress(variant, k, n)) if progress else None,
-        observer=observer,
-        token=token,
-        security=signed.checks if signed is not None else None,
-    )
+    try:
+        world = World(
+            scenario,
+            variant=variant,
+            seed=seed,
+            run_id=run_id,
+            transport=world_tp,
+            clock=clock,
+            progress=(lambda k, n: progress(variant, k, n)) if progress else None,
+            observer=observer,
+            token=token,
+            security=signed.checks if signed is not None else None,
+        )
+    except SumoError as exc:  # SUMO refused the scenario's files (it stops later: RuntimeError below)
+        raise RunError(str(exc)) from None
     hosts = [
         AgentHost(
             agents_tp,

@@ -21,7 +21,8 @@ run deterministic. Each tick (``step``), after the story actors' truths are appl
    world.
 
 Which SUMO vehicles have an OBU is drawn per vehicle from its SUMO id and the seed (``penetration``), so the
-same vehicle is equipped in both variants whatever order SUMO inserts them in.
+same vehicle is equipped in both variants whatever order SUMO inserts them in; a vehicle (or flow) of the
+demand can say so itself with ``<param key="v2x.obu" value="true"/>`` (or ``"false"``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import tempfile
 import time
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,6 +57,7 @@ F64 = NDArray[np.float64]
 STORY_KINDS = ("car", "truck", "bus", "emergency")  # the story road users SUMO's drivers see
 VCLASS_KIND = {"truck": "truck", "trailer": "truck", "delivery": "truck", "bus": "bus", "coach": "bus"}
 VCLASS_KIND |= {"emergency": "emergency", "authority": "emergency"}  # others: car
+OBU_PARAM = "v2x.obu"  # a vehicle's <param key="v2x.obu" value="true|false"/> in the demand: OBU or not
 CONNECT_TRIES = 200  # TraCI connection attempts, CONNECT_WAIT_S apart, while SUMO starts
 CONNECT_WAIT_S = 0.025
 SPEED_MODE_WARNED = 0b10111  # SUMO's default checks but the vehicle type's deceleration limit (bit 3)
@@ -67,6 +69,11 @@ VAR_DEPARTED_VEHICLES_IDS, VAR_ARRIVED_VEHICLES_IDS = 0x74, 0x7A
 
 class SumoNotInstalled(RuntimeError):
     """SUMO (the eclipse-sumo wheel) is not installed; the message says what to install."""
+
+
+class SumoError(RuntimeError):
+    """SUMO did not start, or stopped during the run (its own error message, e.g. a route over an edge the
+    network does not have, is in the message)."""
 
 
 def _traci() -> tuple[str, Any]:
@@ -131,9 +138,14 @@ class SumoBackground:
         self._story_ids = set(self.story.values())
         self.story_in: set[int] = set()  # of those, the ones in SUMO
         self.held_in: set[int] = set()  # background wrecks already stopped in SUMO
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - SUMO's stderr, read if it fails to start; closed by close()
         self._proc, self.conn = self._start(home, traci, spec.net, spec.routes)
-        self._finalizer = weakref.finalize(self, _close, self.conn, self._proc)
-        self.conn.simulation.subscribe([VAR_DEPARTED_VEHICLES_IDS, VAR_ARRIVED_VEHICLES_IDS])
+        self._finalizer = weakref.finalize(self, _close, self.conn, self._proc, self._err)
+        self._fatal: tuple[type[Exception], ...] = (traci.exceptions.FatalTraCIError, self._traci_error)
+        try:
+            self.conn.simulation.subscribe([VAR_DEPARTED_VEHICLES_IDS, VAR_ARRIVED_VEHICLES_IDS])
+        except self._fatal as exc:
+            raise self._failed(exc) from None
 
     def _start(self, home: str, traci: Any, net: str, routes: str) -> tuple[subprocess.Popen[bytes], Any]:
         with socket.socket() as s:  # a free port for SUMO's TraCI server
@@ -143,7 +155,7 @@ class SumoBackground:
         cmd += ["--step-length", f"{self.tick_s:g}", "--seed", str(self.seed), "--begin", "0"]
         cmd += ["--time-to-teleport", "-1", "--collision.action", "none", "--no-step-log", "true"]
         cmd += ["--xml-validation", "never", "--no-warnings", "true", "--duration-log.disable", "true"]
-        err = tempfile.TemporaryFile()  # noqa: SIM115 - SUMO's stderr, read only if it fails to start
+        err = self._err
         proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "SUMO_HOME": home}, close_fds=True
         )
@@ -158,7 +170,17 @@ class SumoBackground:
         proc.wait()
         err.seek(0)
         detail = err.read().decode("utf-8", "replace").strip()
-        raise RuntimeError(f"SUMO did not start ({' '.join(cmd)}): {detail or 'no connection'}")
+        err.close()
+        raise SumoError(f"SUMO did not start ({' '.join(cmd)}): {detail or 'no connection'}")
+
+    def _failed(self, exc: Exception) -> SumoError:
+        """SUMO failed (``exc``, from TraCI): the error to raise, with what SUMO said on stderr."""
+        detail = str(exc)
+        with contextlib.suppress(OSError, ValueError):
+            self._err.seek(0)
+            detail = self._err.read().decode("utf-8", "replace").strip()[-2000:] or detail
+        self.close()
+        return SumoError(f"SUMO stopped: {detail}")
 
     def close(self) -> None:
         """Stop SUMO (the run is over)."""
@@ -201,7 +223,14 @@ class SumoBackground:
 
     # -- one tick -----------------------------------------------------------------------------------
     def step(self, tick: int, t: float, wrecks: set[int] | Mapping[int, Any]) -> None:
-        """Advance SUMO to ``t`` and bring the world up to date (see the module's docstring)."""
+        """Advance SUMO to ``t`` and bring the world up to date (see the module's docstring); SumoError if
+        SUMO fails."""
+        try:
+            self._step(t, wrecks)
+        except self._fatal as exc:
+            raise self._failed(exc) from None
+
+    def _step(self, t: float, wrecks: set[int] | Mapping[int, Any]) -> None:
         vehicle = self.conn.vehicle
         for slot, sid in self.story.items():
             self._place(slot, sid, slot in wrecks)
@@ -285,7 +314,10 @@ class SumoBackground:
             wid += "_"
         slot = self.world.add(wid, KIND[kind], float(vehicle.getLength(sid)), float(vehicle.getWidth(sid)))
         self.slot[sid], self.wid[sid], self.sumo_of_slot[slot] = slot, wid, sid
-        self.is_equipped[sid] = equipped(sid, self.seed, self.penetration)
+        obu = vehicle.getParameter(sid, OBU_PARAM).strip().lower()  # the demand's word, else the draw
+        self.is_equipped[sid] = (
+            obu == "true" if obu in ("true", "false") else equipped(sid, self.seed, self.penetration)
+        )
         vehicle.subscribe(sid, [VAR_POSITION, VAR_SPEED, VAR_ANGLE, VAR_ACCELERATION])
         self.new_ids.append(wid)
         self.stats.spawned += 1
@@ -322,7 +354,7 @@ class SumoBackground:
         self.acc.update(zip(ids, a.tolist(), strict=True))
 
 
-def _close(conn: Any, proc: subprocess.Popen[bytes]) -> None:
+def _close(conn: Any, proc: subprocess.Popen[bytes], err: IO[bytes]) -> None:
     with contextlib.suppress(Exception):  # SUMO gone already: nothing to close
         conn.close()
     try:
@@ -330,3 +362,4 @@ def _close(conn: Any, proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    err.close()
