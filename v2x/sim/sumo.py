@@ -8,7 +8,7 @@ process of its own, driven over TraCI with ``--step-length`` = the scenario's ti
 run deterministic. Each tick (``step``), after the story actors' truths are applied:
 
 1. the story vehicles (cars, trucks, buses, emergency vehicles of the scenario) are placed in SUMO where
-   their agents say they are (``vehicle.moveToXY``, the route kept to the edge they are on), so that SUMO's
+   their agents say they are (``vehicle.moveToXY``, keepRoute 2: mapped onto the nearest lane), so that SUMO's
    drivers follow them and brake for them; one is added to SUMO when it first stands on a SUMO lane. Road
    users the referee holds after a collision (wrecks) are placed at rest the same way;
 2. the equipped SUMO vehicles that were warned (the fleet's FCW, ``warned``) are braked: after the warned
@@ -113,6 +113,7 @@ class SumoBackground:
         self._traci_error: type[Exception] = traci.exceptions.TraCIException
         self.world = world
         self.tick_s = float(scenario.tick_s)
+        self.n_ticks = scenario.n_ticks
         self.seed = spec.seed if spec.seed is not None else seed
         self.penetration = float(spec.penetration)
         self.reaction_s = float(spec.driver.reaction_s)
@@ -227,6 +228,8 @@ class SumoBackground:
         SUMO fails."""
         try:
             self._step(t, wrecks)
+            if tick == self.n_ticks:  # SUMO's vehicles still waiting to enter (the run ends)
+                self.stats.waiting_at_end = len(self.conn.simulation.getPendingVehicles())
         except self._fatal as exc:
             raise self._failed(exc) from None
 
@@ -267,7 +270,6 @@ class SumoBackground:
         st = self.stats
         st.max_present = max(st.max_present, len(self.slot))
         st.slowed = len(self.ever_slowed)
-        st.waiting_at_end = len(self.conn.simulation.getPendingVehicles())
 
     def _place(self, slot: int, sid: str, held: bool) -> None:
         """Story vehicle ``slot`` in SUMO where the world has it (added when it first stands on a SUMO lane)."""
