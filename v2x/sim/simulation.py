@@ -22,12 +22,13 @@ Three generators, seeded from (seed, variant): the channel's (``rng_net``), the 
 outcome depends on the scenario, variant and seed only. A fourth, the background flows' (``rng_flows``,
 ``v2x.sim.background``), is seeded from the seed alone: both variants see the same background traffic.
 
-Background traffic (the scenario's ``flows``) is moved by the world itself, in ``step`` right after the
-reported truths are applied (``v2x.sim.background``): its vehicles are road users in the world's slots
-after the actors', seen by the referee, the channel and the roadside sensors. In the V2X variant the
-equipped ones are hosted by a fleet agent (``fleet_ids``): ``begin`` also makes its ``FleetInput``
-(``fleet_inputs``: the vehicles' truth and what they heard), ``receive_fleet`` takes its ``FleetAck`` (their
-BSMs, their warnings; checked in ``v2x.sim.inbound``), and a tick is reported only once it has answered.
+Background traffic (the scenario's ``flows``, or SUMO's with a ``sumo`` block) is moved by the world
+itself, in ``step`` right after the reported truths are applied (``v2x.sim.background``,
+``v2x.sim.sumo``): its vehicles are road users in the world's slots after the actors', seen by the
+referee, the channel and the roadside sensors. In the V2X variant the equipped ones are hosted by a
+fleet agent (``fleet_ids``): ``begin`` also makes its ``FleetInput`` (``fleet_inputs``: the vehicles'
+truth and what they heard), ``receive_fleet`` takes its ``FleetAck`` (their BSMs, their warnings; checked
+in ``v2x.sim.inbound``), and a tick is reported only once it has answered.
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ class Simulation:
         # The fleets (v2x.agents.fleet) hosting the equipped background vehicles: one per run, in the V2X
         # variant of a scenario whose flows have any; it reports once per tick (FleetAck) like an actor.
         self.fleet_ids: list[str] = []
-        equipped = any(f.penetration > 0 for f in scenario.flows) or (scenario.sumo and scenario.sumo.penetration > 0)
+        # (With SUMO always: its demand can give vehicles an OBU whatever the penetration.)
+        equipped = any(f.penetration > 0 for f in scenario.flows) or scenario.sumo is not None
         if self.background is not None and variant == "v2x" and equipped:
             fleet_id = "fleet-0"
             while fleet_id in self.actor_ids:

@@ -125,6 +125,7 @@ class SumoBackground:
         # SUMO's vehicles in the world: SUMO id -> (world id, slot, equipped)
         self.slot: dict[str, int] = {}
         self.wid: dict[str, str] = {}
+        self.sid_of: dict[str, str] = {}  # world id -> SUMO id
         self.is_equipped: dict[str, bool] = {}
         self.sumo_of_slot: dict[int, str] = {}
         self.speed: dict[str, float] = {}
@@ -218,7 +219,7 @@ class SumoBackground:
     def warned(self, vehicle_id: str, t: float) -> None:
         """The fleet's FCW warned ``vehicle_id`` at ``t``: unless its driver brakes already, he will after his
         reaction time."""
-        sid = next((i for i, w in self.wid.items() if w == vehicle_id), None)
+        sid = self.sid_of.get(vehicle_id)
         if sid is not None and sid not in self.brake_at:
             self.brake_at[sid] = t + self.reaction_s
 
@@ -315,7 +316,7 @@ class SumoBackground:
         while wid in self.world:  # a clash after the characters were replaced
             wid += "_"
         slot = self.world.add(wid, KIND[kind], float(vehicle.getLength(sid)), float(vehicle.getWidth(sid)))
-        self.slot[sid], self.wid[sid], self.sumo_of_slot[slot] = slot, wid, sid
+        self.slot[sid], self.wid[sid], self.sumo_of_slot[slot], self.sid_of[wid] = slot, wid, sid, sid
         obu = vehicle.getParameter(sid, OBU_PARAM).strip().lower()  # the demand's word, else the draw
         self.is_equipped[sid] = (
             obu == "true" if obu in ("true", "false") else equipped(sid, self.seed, self.penetration)
@@ -329,7 +330,9 @@ class SumoBackground:
         slot = self.slot.pop(sid, None)
         if slot is None:
             return
-        self.world.remove(self.wid.pop(sid))
+        wid = self.wid.pop(sid)
+        del self.sid_of[wid]
+        self.world.remove(wid)
         del self.sumo_of_slot[slot]
         self.held_in.discard(slot)
         self.speed.pop(sid, None)
