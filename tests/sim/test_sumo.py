@@ -3,6 +3,7 @@ the world, ours in SUMO, a warned SUMO driver braking in SUMO, and the same run 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import shutil
 from pathlib import Path
@@ -87,7 +88,8 @@ def test_the_scenario_lanes_are_the_networks() -> None:
 def test_without_sumo_run_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("v2x.scenario.sumo.importlib.util.find_spec", lambda name: None)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sumo" else real(name, *a))
     assert main(["run", str(CORRIDOR), "--out", "/nonexistent"]) == 2
     err = capsys.readouterr().err
     assert "sumo-corridor: this scenario needs SUMO" in err and "pip install 'v2x-testbed[sumo]'" in err

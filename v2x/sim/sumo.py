@@ -1,4 +1,6 @@
-"""Background traffic from SUMO, sans-I/O towards the simulation: the scenario's ``sumo`` block (issue #10).
+"""Background traffic from SUMO: the scenario's ``sumo`` block (issue #10). Unlike the rest of ``v2x.sim``
+this part does I/O - it drives a SUMO process over a local socket (TraCI) - but the simulation sees only
+values through the interface below.
 
 A second mover of background traffic beside ``v2x.sim.background.Background`` (the ``flows`` and our own
 IDM), behind the same interface (``BackgroundTraffic``), so that the referee, the sensors, the channel and
@@ -19,6 +21,10 @@ run deterministic. Each tick (``step``), after the story actors' truths are appl
    slot), the ones that arrived leave the world; every SUMO vehicle's pose (the centre of its box: SUMO
    reports the front bumper), speed and acceleration are read through subscriptions and written to the
    world.
+
+TraCI over SUMO's own binary rather than libsumo: no package beyond the eclipse-sumo wheel, and each run
+has a SUMO of its own (libsumo holds one simulation per process), so both variants, tests and sweeps can
+build their simulations side by side; with subscriptions it takes a few round trips per tick.
 
 Which SUMO vehicles have an OBU is drawn per vehicle from its SUMO id and the seed (``penetration``), so the
 same vehicle is equipped in both variants whatever order SUMO inserts them in; a vehicle (or flow) of the
