@@ -66,7 +66,7 @@ VCLASS_KIND |= {"emergency": "emergency", "authority": "emergency"}  # others: c
 OBU_PARAM = "v2x.obu"  # a vehicle's <param key="v2x.obu" value="true|false"/> in the demand: OBU or not
 CONNECT_TRIES = 200  # TraCI connection attempts, CONNECT_WAIT_S apart, while SUMO starts
 CONNECT_WAIT_S = 0.025
-SPEED_MODE_WARNED = 0b10111  # SUMO's default checks but the vehicle type's deceleration limit (bit 3)
+SPEED_MODE_WARNED = 0b11011  # SUMO's default checks but the vehicle type's deceleration limit (bit 2)
 SPEED_MODE_DEFAULT = 0b11111
 # TraCI variable ids (traci.constants), as numbers so that this module imports without SUMO.
 VAR_POSITION, VAR_SPEED, VAR_ANGLE, VAR_ACCELERATION = 0x42, 0x40, 0x43, 0x72
