@@ -231,3 +231,31 @@ def test_sumo_refusing_the_demand_is_a_run_error_with_its_words(
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--variant", "baseline"]) == 3
     err = capsys.readouterr().err
     assert "SUMO stopped" in err and "'nowhere'" in err
+
+
+def test_a_story_vehicle_off_sumos_lanes_leaves_sumo_and_comes_back() -> None:
+    sim = _sim()
+    try:
+        bg = _bg(sim)
+        lead = sim.world.slot_of("lead")
+        inside: list[bool] = []
+        for tick in range(12):
+            off = 4 <= tick < 8  # the lead reported 60 m north of the road, then back on its lane
+            sim.begin(tick)
+            for actor_id in sim.actor_ids:
+                route = route_for(sim.scenario, sim.scenario.actor(actor_id))
+                assert route is not None
+                pose = route.pose(sim.scenario.actor(actor_id).start_m)
+                y = pose.y + 60.0 if off and actor_id == "lead" else pose.y
+                heading = enu_yaw_rad_to_compass_deg(pose.heading_rad)
+                truth = testbed_pb2.TruthState(x_m=pose.x, y_m=y, heading_deg=heading)
+                sim.receive(
+                    "ack", actor_id, testbed_pb2.Ack(actor_id=actor_id, tick=tick, truth=truth).SerializeToString()
+                )
+            sim.step()
+            inside.append("v2x.lead" in bg.conn.vehicle.getIDList())
+        assert inside == [True] * 4 + [False] * 4 + [True] * 4
+        _, y = bg.conn.vehicle.getPosition("v2x.lead")
+        assert math.isclose(y, float(sim.world.y[lead]), abs_tol=1e-6)
+    finally:
+        sim.report(1.0)

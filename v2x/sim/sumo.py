@@ -11,7 +11,7 @@ run deterministic. Each tick (``step``), after the story actors' truths are appl
 
 1. the story vehicles (cars, trucks, buses, emergency vehicles of the scenario) are placed in SUMO where
    their agents say they are (``vehicle.moveToXY``, keepRoute 2: mapped onto the nearest lane), so that SUMO's
-   drivers follow them and brake for them; one is added to SUMO when it first stands on a SUMO lane. Road
+   drivers follow them and brake for them; one is in SUMO while its front is on a SUMO lane. Road
    users the referee holds after a collision (wrecks) are placed at rest the same way;
 2. the equipped SUMO vehicles that were warned (the fleet's FCW, ``warned``) are braked: after the warned
    driver's ``reaction_s`` their speed is commanded down at ``brake_mps2`` (``vehicle.setSpeed``; SUMO's
@@ -46,6 +46,7 @@ import tempfile
 import time
 import weakref
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -53,7 +54,7 @@ from numpy.typing import NDArray
 
 from v2x.core import WorldState
 from v2x.scenario.model import Scenario
-from v2x.scenario.sumo import INSTALL_HINT
+from v2x.scenario.sumo import INSTALL_HINT, read_lanes
 from v2x.sim.background import KIND, BackgroundStats, _kind_name, background_capacity
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ STORY_KINDS = ("car", "truck", "bus", "emergency")  # the story road users SUMO'
 VCLASS_KIND = {"truck": "truck", "trailer": "truck", "delivery": "truck", "bus": "bus", "coach": "bus"}
 VCLASS_KIND |= {"emergency": "emergency", "authority": "emergency"}  # others: car
 OBU_PARAM = "v2x.obu"  # a vehicle's <param key="v2x.obu" value="true|false"/> in the demand: OBU or not
+ON_LANE_M = 3.0  # a story vehicle is in SUMO while its front is this close to a SUMO lane's centre line
 CONNECT_TRIES = 200  # TraCI connection attempts, CONNECT_WAIT_S apart, while SUMO starts
 CONNECT_WAIT_S = 0.025
 SPEED_MODE_WARNED = 0b11011  # SUMO's default checks but the vehicle type's deceleration limit (bit 2)
@@ -144,6 +146,13 @@ class SumoBackground:
         # normally; a clash is SUMO's error at insertion).
         self.story = {world.slot_of(a.id): f"v2x.{a.id}" for a in scenario.actors if a.kind in STORY_KINDS}
         self._story_ids = set(self.story.values())
+        self._story_slot = {sid: slot for slot, sid in self.story.items()}
+        self._routes = 0  # routes added for story vehicles
+        # SUMO's lanes as segments (from the network file), to tell whether a story vehicle is on one.
+        shapes = [np.asarray(lane.shape, dtype=np.float64) for lane in read_lanes(Path(spec.net))]
+        self._seg_a = np.concatenate([p[:-1] for p in shapes])
+        self._seg_d = np.concatenate([np.diff(p, axis=0) for p in shapes])
+        self._seg_len2 = np.maximum((self._seg_d**2).sum(axis=1), 1e-12)
         self.story_in: set[int] = set()  # of those, the ones in SUMO
         self.held_in: set[int] = set()  # background wrecks already stopped in SUMO
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - SUMO's stderr, read if it fails to start; closed by close()
@@ -271,6 +280,7 @@ class SumoBackground:
         got = self.conn.simulation.getSubscriptionResults()
         for sid in got[VAR_ARRIVED_VEHICLES_IDS]:
             self._leave(sid)
+            self.story_in.discard(self._story_slot.get(sid, -1))  # SUMO let a story vehicle arrive
         for sid in got[VAR_DEPARTED_VEHICLES_IDS]:
             self._enter(sid)
         self._write(vehicle.getAllSubscriptionResults(), wrecks)
@@ -279,19 +289,25 @@ class SumoBackground:
         st.slowed = len(self.ever_slowed)
 
     def _place(self, slot: int, sid: str, held: bool) -> None:
-        """Story vehicle ``slot`` in SUMO where the world has it (added when it first stands on a SUMO lane)."""
+        """Story vehicle ``slot`` in SUMO where the world has it, while its front is on a SUMO lane (within
+        ``ON_LANE_M`` of a lane's centre line): added when it comes onto one, removed when it leaves them."""
         w = self.world
         yaw = float(w.heading_rad[slot])
         half = float(w.length_m[slot]) / 2
         fx, fy = float(w.x[slot]) + half * math.cos(yaw), float(w.y[slot]) + half * math.sin(yaw)
-        angle = (90.0 - math.degrees(yaw)) % 360.0
         vehicle = self.conn.vehicle
+        if not self._on_lane(fx, fy):
+            if slot in self.story_in:
+                log.info("story vehicle %s left SUMO's lanes", sid)
+                self.story_in.discard(slot)
+                with contextlib.suppress(self._traci_error):  # (SUMO may have let it arrive already)
+                    vehicle.remove(sid)
+            return
         if slot not in self.story_in:
             edge, pos, lane = self.conn.simulation.convertRoad(fx, fy)
-            if not edge or edge.startswith(":"):
-                return
             speed = float(np.hypot(w.vx[slot], w.vy[slot]))
-            route = f"{sid}.route"
+            self._routes += 1
+            route = f"{sid}.route{self._routes}"
             self.conn.route.add(route, [edge])
             vehicle.add(
                 sid, route, depart="now", departLane=str(lane), departPos=f"{pos:.3f}", departSpeed=f"{speed:.3f}"
@@ -300,20 +316,26 @@ class SumoBackground:
             vehicle.setWidth(sid, float(w.width_m[slot]))
             vehicle.setLaneChangeMode(sid, 0)
             self.story_in.add(slot)
-        try:
-            vehicle.moveToXY(sid, "", -1, fx, fy, angle, 2)
-            if held:
-                vehicle.setSpeedMode(sid, 0)
-                vehicle.setSpeed(sid, 0.0)
-        except self._traci_error as exc:  # off SUMO's network: out of SUMO until it is back on a lane
-            log.info("story vehicle %s left SUMO's network: %s", sid, exc)
-            self.story_in.discard(slot)
-            vehicle.remove(sid)
+        vehicle.moveToXY(sid, "", -1, fx, fy, (90.0 - math.degrees(yaw)) % 360.0, 2, ON_LANE_M)
+        if held:
+            vehicle.setSpeedMode(sid, 0)
+            vehicle.setSpeed(sid, 0.0)
+
+    def _on_lane(self, x: float, y: float) -> bool:
+        """Whether (x, y) is within ``ON_LANE_M`` of the centre line of a lane of SUMO's network."""
+        a, d = self._seg_a, self._seg_d
+        t = np.clip(((x - a[:, 0]) * d[:, 0] + (y - a[:, 1]) * d[:, 1]) / self._seg_len2, 0.0, 1.0)
+        dist2 = (a[:, 0] + t * d[:, 0] - x) ** 2 + (a[:, 1] + t * d[:, 1] - y) ** 2
+        return bool(dist2.min() <= ON_LANE_M**2)
 
     def _enter(self, sid: str) -> None:
         if sid in self._story_ids:
             return
         if len(self.slot) >= self.capacity:
+            if not self.overflow:
+                log.warning(
+                    "SUMO has more vehicles than the world has room for (%d): the others are not seen", self.capacity
+                )
             self.overflow += 1
             return
         vehicle = self.conn.vehicle
