@@ -355,7 +355,36 @@ def _prefill(
     )
 
 
-class Background:
+class WorldVehicles:
+    """What both movers of background traffic share: their vehicles in ``world``, the ones that entered
+    (``new_ids``) and left (``left_slots``) since the simulation last asked; ``present`` is theirs."""
+
+    world: WorldState
+    new_ids: list[str]
+    left_slots: list[int]
+
+    @property
+    def present(self) -> NDArray[np.intp]:
+        raise NotImplementedError
+
+    def present_with_kinds(self) -> tuple[NDArray[np.intp], list[str]]:
+        """The background vehicles on the road (slots ascending) and their kind names."""
+        slots = self.present
+        return slots, [_kind_name(int(k)) for k in self.world.kind[slots].tolist()]
+
+    def take_new(self) -> list[str]:
+        out, self.new_ids = self.new_ids, []
+        return out
+
+    def take_left(self) -> list[int]:
+        out, self.left_slots = self.left_slots, []
+        return out
+
+    def kind_name(self, slot: int) -> str:
+        return _kind_name(int(self.world.kind[slot]))
+
+
+class Background(WorldVehicles):
     """The background traffic of one run over ``world`` (whose capacity ``background_capacity`` sized).
 
     ``rng``: the flows' generator (seeded without the variant); ``heads``: the signal heads (the referee's,
@@ -423,19 +452,6 @@ class Background:
         """The world slots of the background vehicles on the road, ascending."""
         slots = self.slot_of_row[self.n_story :]
         return np.sort(slots[slots >= 0]).astype(np.intp)
-
-    def present_with_kinds(self) -> tuple[NDArray[np.intp], list[str]]:
-        """The background vehicles on the road (slots ascending) and their kind names."""
-        slots = self.present
-        return slots, [_kind_name(int(k)) for k in self.world.kind[slots].tolist()]
-
-    def take_new(self) -> list[str]:
-        out, self.new_ids = self.new_ids, []
-        return out
-
-    def take_left(self) -> list[int]:
-        out, self.left_slots = self.left_slots, []
-        return out
 
     # -- one tick -----------------------------------------------------------------------------------
     def step(self, tick: int, t: float, wrecks: set[int] | dict[int, Any]) -> None:
@@ -565,9 +581,6 @@ class Background:
         rows = np.flatnonzero(self.equipped_row & (self.slot_of_row >= 0))
         rows = rows[np.argsort(self.slot_of_row[rows], kind="stable")]
         return rows, self.slot_of_row[rows].astype(np.intp), self.traffic.v_mps[rows].copy(), self.acc[rows].copy()
-
-    def kind_name(self, slot: int) -> str:
-        return _kind_name(int(self.world.kind[slot]))
 
     def warned(self, vehicle_id: str, t: float) -> None:
         """No driver of the traffic model reacts to a warning (the fleet only reports them)."""

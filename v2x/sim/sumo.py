@@ -55,7 +55,7 @@ from numpy.typing import NDArray
 from v2x.core import WorldState
 from v2x.scenario.model import Scenario
 from v2x.scenario.sumo import INSTALL_HINT, read_lanes
-from v2x.sim.background import KIND, BackgroundStats, _kind_name, background_capacity
+from v2x.sim.background import KIND, BackgroundStats, WorldVehicles, background_capacity
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def world_id(sumo_id: str) -> str:
     return "sumo-" + "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in sumo_id)
 
 
-class SumoBackground:
+class SumoBackground(WorldVehicles):
     """The SUMO traffic of one run over ``world`` (sized by ``background_capacity``). ``seed``: the run's."""
 
     def __init__(self, scenario: Scenario, world: WorldState, *, seed: int) -> None:
@@ -206,22 +206,8 @@ class SumoBackground:
     # -- the interface of v2x.sim.background.BackgroundTraffic -----------------------------------------
     @property
     def present(self) -> NDArray[np.intp]:
+        """The world slots of SUMO's vehicles, ascending."""
         return np.array(sorted(self.slot.values()), dtype=np.intp)
-
-    def present_with_kinds(self) -> tuple[NDArray[np.intp], list[str]]:
-        slots = self.present
-        return slots, [_kind_name(int(k)) for k in self.world.kind[slots].tolist()]
-
-    def take_new(self) -> list[str]:
-        out, self.new_ids = self.new_ids, []
-        return out
-
-    def take_left(self) -> list[int]:
-        out, self.left_slots = self.left_slots, []
-        return out
-
-    def kind_name(self, slot: int) -> str:
-        return _kind_name(int(self.world.kind[slot]))
 
     def equipped(self) -> tuple[NDArray[np.int64], NDArray[np.intp], F64, F64]:
         """The equipped SUMO vehicles in the world, in slot order: (their indices, slots, speeds, accelerations)."""
