@@ -66,6 +66,7 @@ VCLASS_KIND = {"truck": "truck", "trailer": "truck", "delivery": "truck", "bus":
 VCLASS_KIND |= {"emergency": "emergency", "authority": "emergency"}  # others: car
 OBU_PARAM = "v2x.obu"  # a vehicle's <param key="v2x.obu" value="true|false"/> in the demand: OBU or not
 ON_LANE_M = 3.0  # a story vehicle is in SUMO while its front is this close to a SUMO lane's centre line
+START_TRIES = 3  # SUMO starts, each on a newly found free port
 CONNECT_TRIES = 200  # TraCI connection attempts, CONNECT_WAIT_S apart, while SUMO starts
 CONNECT_WAIT_S = 0.025
 SPEED_MODE_WARNED = 0b11011  # SUMO's default checks but the vehicle type's deceleration limit (bit 2)
@@ -156,7 +157,14 @@ class SumoBackground(WorldVehicles):
         self.story_in: set[int] = set()  # of those, the ones in SUMO
         self.held_in: set[int] = set()  # background wrecks already stopped in SUMO
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - SUMO's stderr, read if it fails to start; closed by close()
-        self._proc, self.conn = self._start(home, traci, spec.net, spec.routes)
+        for attempt in range(START_TRIES):  # another process may take the free port before SUMO does
+            try:
+                self._proc, self.conn = self._start(home, traci, spec.net, spec.routes)
+                break
+            except SumoError:
+                if attempt == START_TRIES - 1:
+                    self._err.close()
+                    raise
         self._finalizer = weakref.finalize(self, _close, self.conn, self._proc, self._err)
         self._fatal: tuple[type[Exception], ...] = (traci.exceptions.FatalTraCIError, self._traci_error)
         try:
@@ -173,6 +181,8 @@ class SumoBackground(WorldVehicles):
         cmd += ["--time-to-teleport", "-1", "--collision.action", "none", "--no-step-log", "true"]
         cmd += ["--xml-validation", "never", "--no-warnings", "true", "--duration-log.disable", "true"]
         err = self._err
+        err.seek(0)
+        err.truncate()
         proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "SUMO_HOME": home}, close_fds=True
         )
@@ -187,12 +197,13 @@ class SumoBackground(WorldVehicles):
         proc.wait()
         err.seek(0)
         detail = err.read().decode("utf-8", "replace").strip()
-        err.close()
         raise SumoError(f"SUMO did not start ({' '.join(cmd)}): {detail or 'no connection'}")
 
     def _failed(self, exc: Exception) -> SumoError:
         """SUMO failed (``exc``, from TraCI): the error to raise, with what SUMO said on stderr."""
         detail = str(exc)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # SUMO says why as it quits
+            self._proc.wait(timeout=5)
         with contextlib.suppress(OSError, ValueError):
             self._err.seek(0)
             detail = self._err.read().decode("utf-8", "replace").strip()[-2000:] or detail
