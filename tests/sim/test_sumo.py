@@ -259,3 +259,8 @@ def test_a_story_vehicle_off_sumos_lanes_leaves_sumo_and_comes_back() -> None:
         assert math.isclose(y, float(sim.world.y[lead]), abs_tol=1e-6)
     finally:
         sim.report(1.0)
+
+
+def test_the_warned_driver_takes_only_his_two_figures(tmp_path: Path) -> None:
+    problems = _problems(_copy(tmp_path, "brake_mps2: 6.0}", "brake_mps2: 6.0, sees_signals: false}"))
+    assert "sumo.driver.sees_signals" in problems

@@ -511,6 +511,14 @@ class FlowSpec(Strict):
         return self
 
 
+class SumoDriverSpec(Strict):
+    """How a SUMO driver reacts to an FCW warning (v2x.sim.sumo): brakes after ``reaction_s`` at ``brake_mps2``
+    until he stands (the same figures as ``DriverSpec``'s)."""
+
+    reaction_s: Real = Field(default=1.0, ge=0, le=5, description="warning -> braking delay")
+    brake_mps2: Real = Field(default=6.0, gt=0, le=12, description="braking on a warning")
+
+
 class SumoSpec(Strict):
     """Background traffic from SUMO (docs/SCENARIOS.md "SUMO co-simulation"): its network and routes, files
     relative to the scenario file (the loader makes them absolute). The network's coordinates are the
@@ -520,9 +528,7 @@ class SumoSpec(Strict):
     routes: str = Field(min_length=1, description="the SUMO demand (.rou.xml), relative to the scenario file")
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="SUMO's --seed (default: the run's)")
     penetration: Real = Field(default=0.0, ge=0, le=1, description="share of SUMO vehicles with an OBU")
-    driver: DriverSpec = Field(
-        default_factory=DriverSpec, description="how a warned SUMO driver reacts (reaction_s, brake_mps2)"
-    )
+    driver: SumoDriverSpec = Field(default_factory=SumoDriverSpec, description="a warned SUMO driver")
 
 
 class _ExpectationBase(Strict):
