@@ -74,6 +74,7 @@ def test_dockerfile_copies_what_exists_and_runs_the_catalogue() -> None:
     assert cmd is not None
     args = [a.strip().strip('"') for a in cmd.group(1).split(",")]
     assert args[:2] == ["run", "--all"]  # the whole catalogue, whatever it holds
+    assert '"v2x-testbed[sumo]"' in text  # ... sumo-corridor among it, which needs SUMO
 
 
 def test_compose_builds_from_the_repository_and_names_real_brokers() -> None:

@@ -56,6 +56,12 @@ def _text(
     )
 
 
+def _idm(sim: Simulation) -> Background:
+    """The simulation's mover of background traffic: the flows' (not SUMO's)."""
+    assert isinstance(sim.background, Background)
+    return sim.background
+
+
 def _scenario(tmp_path: Path, **kw: object) -> Scenario:
     path = tmp_path / "flows.yaml"
     path.write_text(_text(**kw))  # type: ignore[arg-type]
@@ -127,7 +133,7 @@ def _arrivals(sim: Simulation) -> list[tuple[list[float], list[str], list[float]
             a.equipped.tolist(),
             [None if math.isnan(s) else s for s in a.start_s.tolist()],
         )
-        for a in sim.background.arrivals
+        for a in _idm(sim).arrivals
     ]
 
 
@@ -222,7 +228,7 @@ def test_the_world_moves_them_the_sensors_see_them_and_they_send_bsms(tmp_path: 
     heard = {d.object_id for d in sim.sensors.detections.get("rsu1", [])}
     assert heard and heard <= {int(s) + 1 for s in present}  # the camera sees background vehicles
     assert sim.channel.stats.sent["pc5"] == bg.stats.bsm_sent > 0
-    assert math.isclose(bg.stats.bsm_sent / 29, int(np.sum(bg.equipped_row)), rel_tol=0.2)  # from tick 1
+    assert math.isclose(bg.stats.bsm_sent / 29, int(np.sum(_idm(sim).equipped_row)), rel_tol=0.2)  # from tick 1
     assert not sim.inbound.stats.rejected  # the fleet's bundles are all accepted
     # The equipped background vehicles are PC5 receivers, and the fleet got what they heard.
     assert np.all(sim.channel.pc5_receivers[bg.equipped()[1]])

@@ -384,6 +384,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from v2x.net.broker import BrokerURLError, parse_broker_url
     from v2x.run.runner import warm_up_core
     from v2x.scenario import ScenarioError, load_scenario
+    from v2x.scenario.sumo import unmet
 
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.broker != "embedded":
@@ -405,6 +406,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if not loaded:
         print("v2x check: no scenario files found", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for line in unmet(sc for _, sc in loaded):
+        print(f"v2x check: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     warm_up_core([sc for _, sc in loaded])

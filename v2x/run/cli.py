@@ -255,6 +255,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if bad:
         print("v2x run: invalid scenario file(s); nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from v2x.scenario.sumo import unmet
+
+    for line in unmet(scenarios):
+        print(f"v2x run: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     from v2x.run.results import write_junit, write_result
     from v2x.run.runner import RUN_ID_RULE, RunError, Signing, only_variants, run_scenario, valid_run_id_prefix

@@ -208,6 +208,8 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         value = float(sum(m.get("rejected", {}).values()))
     elif exp.metric == "background_vehicles":
         value = m.get("background", {}).get("vehicles")
+    elif exp.metric == "background_slowed":
+        value = m.get("background", {}).get("slowed")
     elif exp.message is not None:
         value = m.get("latency_ms_by_message", {}).get(exp.message, {}).get(exp.metric.removeprefix("latency_ms_"))
     else:

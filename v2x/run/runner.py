@@ -37,6 +37,7 @@ from v2x.scenario.geometry import lane_routes, route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
 from v2x.scenario.sensors import roadside_coverage
 from v2x.scenario.signals import signal_heads
+from v2x.sim.sumo import SumoError
 from v2x.wire.security import PSEUDONYM_CHANGE_S, EnvelopeSecurity, Signer, authority_for, permissions_for
 
 log = logging.getLogger("v2x.run")
@@ -277,6 +278,10 @@ async def run_variant(
     """One variant's run. ``keys``: a secure run's users; the world and each built-in agent then log in
     as themselves, each agent on a connection of its own (the broker lets it write only its own topics).
     ``signing``: every envelope signed, verified by the world and every built-in receiver."""
+    from v2x.scenario.sumo import unmet
+
+    for line in unmet([scenario]):  # the commands say so before they start (exit 2); this is the last word
+        raise RunError(line)
     run_id = run_id or f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
     token = secrets.token_hex(16)  # the run's Control token (docs/SECURITY.md)
     env = environment(scenario)
@@ -297,18 +302,21 @@ async def run_variant(
     else:
         groups = [(make_transport(broker, f"agents-{run_id}-{nonce}"), agents)]
     clock = make_clock(mode, scenario.tick_s)
-    world = World(
-        scenario,
-        variant=variant,
-        seed=seed,
-        run_id=run_id,
-        transport=world_tp,
-        clock=clock,
-        progress=(lambda k, n: progress(variant, k, n)) if progress else None,
-        observer=observer,
-        token=token,
-        security=signed.checks if signed is not None else None,
-    )
+    try:
+        world = World(
+            scenario,
+            variant=variant,
+            seed=seed,
+            run_id=run_id,
+            transport=world_tp,
+            clock=clock,
+            progress=(lambda k, n: progress(variant, k, n)) if progress else None,
+            observer=observer,
+            token=token,
+            security=signed.checks if signed is not None else None,
+        )
+    except SumoError as exc:  # SUMO refused the scenario's files (it stops later: RuntimeError below)
+        raise RunError(str(exc)) from None
     hosts = [
         AgentHost(
             agents_tp,

@@ -555,9 +555,36 @@ def load_scenario(path: Path | str) -> Scenario:
     except ValidationError as exc:
         raise ScenarioError(path, _pydantic_problems(exc, data)) from exc
     problems = _semantic_problems(scenario)
+    if scenario.sumo is not None:
+        scenario, sumo_problems = _with_sumo_files(scenario, path.parent)
+        problems += sumo_problems
     if problems:
         raise ScenarioError(path, problems)
     return scenario
+
+
+def _with_sumo_files(sc: Scenario, base: Path) -> tuple[Scenario, list[tuple[str, str]]]:
+    """The scenario with its ``sumo`` files resolved against ``base`` (the scenario file's folder) and read:
+    a SUMO network and a demand file (``v2x.scenario.sumo``); the problems found, by field."""
+    from v2x.scenario.sumo import check_routes, read_lanes
+
+    assert sc.sumo is not None
+    problems: list[tuple[str, str]] = []
+    if sc.flows:
+        problems.append(("sumo", "either 'flows' or 'sumo' moves the background traffic, not both"))
+    resolved: dict[str, str] = {}
+    for name, check in (("net", read_lanes), ("routes", check_routes)):
+        given = Path(getattr(sc.sumo, name))
+        target = given if given.is_absolute() else base / given
+        if not target.is_file():
+            problems.append((f"sumo.{name}", f"a file (relative to the scenario file); {str(target)!r} does not exist"))
+            continue
+        try:
+            check(target)
+        except ValueError as exc:
+            problems.append((f"sumo.{name}", str(exc)))
+        resolved[name] = str(target.resolve())
+    return sc.model_copy(update={"sumo": sc.sumo.model_copy(update=resolved)}), problems
 
 
 def find_scenario(name: str) -> Path:

@@ -529,6 +529,26 @@ class FlowSpec(Strict):
         return self
 
 
+class SumoDriverSpec(Strict):
+    """How a SUMO driver reacts to an FCW warning (v2x.sim.sumo): brakes after ``reaction_s`` at ``brake_mps2``
+    until he stands (the same figures as ``DriverSpec``'s)."""
+
+    reaction_s: Real = Field(default=1.0, ge=0, le=5, description="warning -> braking delay")
+    brake_mps2: Real = Field(default=6.0, gt=0, le=12, description="braking on a warning")
+
+
+class SumoSpec(Strict):
+    """Background traffic from SUMO (docs/SCENARIOS.md "SUMO co-simulation"): its network and routes, files
+    relative to the scenario file (the loader makes them absolute). The network's coordinates are the
+    scenario's local frame (x east, y north, metres)."""
+
+    net: str = Field(min_length=1, description="the SUMO network (.net.xml), relative to the scenario file")
+    routes: str = Field(min_length=1, description="the SUMO demand (.rou.xml), relative to the scenario file")
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="SUMO's --seed (default: the run's)")
+    penetration: Real = Field(default=0.0, ge=0, le=1, description="share of SUMO vehicles with an OBU")
+    driver: SumoDriverSpec = Field(default_factory=SumoDriverSpec, description="a warned SUMO driver")
+
+
 class _ExpectationBase(Strict):
     name: str
     variant: Variant = "v2x"
@@ -569,7 +589,13 @@ class NoCollisionExpectation(_ExpectationBase):
 class MetricExpectation(_ExpectationBase):
     type: Literal["metric"]
     metric: Literal[
-        "delivery_ratio", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "rejected", "background_vehicles"
+        "delivery_ratio",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "latency_ms_p99",
+        "rejected",
+        "background_vehicles",
+        "background_slowed",
     ]
     message: MessageName | None = Field(default=None, description="latency of this message type only")
     min: Real | None = None
@@ -734,6 +760,7 @@ class Scenario(Strict):
     road: RoadSpec = RoadSpec()
     actors: list[ActorSpec] = Field(min_length=1)
     flows: list[FlowSpec] = Field(default_factory=list, description="background traffic (docs/SCENARIOS.md)")
+    sumo: SumoSpec | None = Field(default=None, description="background traffic from SUMO (docs/SCENARIOS.md)")
     variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS), min_length=1)
     thresholds: dict[str, Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True, ge=0, le=1e6)]] = Field(
         default_factory=dict

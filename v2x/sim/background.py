@@ -46,7 +46,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -105,9 +105,10 @@ class BackgroundStats:
     bsm_sent: int = 0
     waiting_at_end: int = 0
     per_flow: list[int] = field(default_factory=list)
+    slowed: int | None = None  # SUMO (v2x.sim.sumo): its vehicles a warning braked; None: no driver reacts
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "vehicles": self.spawned,
             "prefilled": self.prefilled,
             "left": self.left,
@@ -117,6 +118,44 @@ class BackgroundStats:
             "waiting_at_end": self.waiting_at_end,
             "per_flow": list(self.per_flow),
         }
+        if self.slowed is not None:
+            out["slowed"] = self.slowed
+        return out
+
+
+class BackgroundTraffic(Protocol):
+    """What the simulation asks of a mover of background traffic: ``Background`` (the ``flows``, our IDM)
+    or ``v2x.sim.sumo.SumoBackground`` (the ``sumo`` block). Their vehicles take the world's slots after
+    the actors'."""
+
+    stats: BackgroundStats
+
+    @property
+    def present(self) -> NDArray[np.intp]:
+        """The world slots of the background vehicles on the road, ascending."""
+
+    def step(self, tick: int, t: float, wrecks: set[int] | dict[int, Any]) -> None:
+        """Move the background vehicles to ``t`` and write them to the world (wrecks: held by the referee)."""
+
+    def take_new(self) -> list[str]:
+        """The ids of the vehicles that entered since the last call."""
+
+    def take_left(self) -> list[int]:
+        """The slots of the vehicles that left since the last call."""
+
+    def equipped(self) -> tuple[NDArray[np.int64], NDArray[np.intp], F64, F64]:
+        """The equipped vehicles on the road, in slot order: (rows, slots, speeds, accelerations)."""
+
+    def present_with_kinds(self) -> tuple[NDArray[np.intp], list[str]]:
+        """The vehicles on the road (slots ascending) and their kinds."""
+
+    def kind_name(self, slot: int) -> str: ...
+
+    def warned(self, vehicle_id: str, t: float) -> None:
+        """The fleet's FCW warned ``vehicle_id`` at ``t``."""
+
+    def close(self) -> None:
+        """The run is over."""
 
 
 class LaneGeometry:
@@ -243,8 +282,13 @@ def entry_speed(gap: float, v_leader: float, s0: float, t_gap: float, a: float, 
 
 
 def background_capacity(scenario: Scenario) -> int:
-    """How many background vehicles the world makes room for (0 without flows): one every ``PACKED_M`` m of
-    every lane the flows can reach, plus one per flow."""
+    """How many background vehicles the world makes room for (0 without flows or ``sumo``): one every
+    ``PACKED_M`` m of every lane the flows can reach, plus one per flow; with ``sumo``, one every ``PACKED_M``
+    m of every lane of SUMO's network."""
+    if scenario.sumo is not None:  # every lane of SUMO's network, packed
+        from v2x.scenario.sumo import lane_lengths
+
+        return int(sum(math.ceil(length / PACKED_M) for length in lane_lengths(scenario.sumo.net)))
     if not scenario.flows:
         return 0
     geo = LaneGeometry(scenario, ())
@@ -342,7 +386,36 @@ def _prefill(
     )
 
 
-class Background:
+class WorldVehicles:
+    """What both movers of background traffic share: their vehicles in ``world``, the ones that entered
+    (``new_ids``) and left (``left_slots``) since the simulation last asked; ``present`` is theirs."""
+
+    world: WorldState
+    new_ids: list[str]
+    left_slots: list[int]
+
+    @property
+    def present(self) -> NDArray[np.intp]:
+        raise NotImplementedError
+
+    def present_with_kinds(self) -> tuple[NDArray[np.intp], list[str]]:
+        """The background vehicles on the road (slots ascending) and their kind names."""
+        slots = self.present
+        return slots, [_kind_name(int(k)) for k in self.world.kind[slots].tolist()]
+
+    def take_new(self) -> list[str]:
+        out, self.new_ids = self.new_ids, []
+        return out
+
+    def take_left(self) -> list[int]:
+        out, self.left_slots = self.left_slots, []
+        return out
+
+    def kind_name(self, slot: int) -> str:
+        return _kind_name(int(self.world.kind[slot]))
+
+
+class Background(WorldVehicles):
     """The background traffic of one run over ``world`` (whose capacity ``background_capacity`` sized).
 
     ``rng``: the flows' generator (seeded without the variant); ``heads``: the signal heads (the referee's,
@@ -416,19 +489,6 @@ class Background:
         """The world slots of the background vehicles on the road, ascending."""
         slots = self.slot_of_row[self.n_story :]
         return np.sort(slots[slots >= 0]).astype(np.intp)
-
-    def present_with_kinds(self) -> tuple[NDArray[np.intp], list[str]]:
-        """The background vehicles on the road (slots ascending) and their kind names."""
-        slots = self.present
-        return slots, [_kind_name(int(k)) for k in self.world.kind[slots].tolist()]
-
-    def take_new(self) -> list[str]:
-        out, self.new_ids = self.new_ids, []
-        return out
-
-    def take_left(self) -> list[int]:
-        out, self.left_slots = self.left_slots, []
-        return out
 
     # -- one tick -----------------------------------------------------------------------------------
     def step(self, tick: int, t: float, wrecks: set[int] | dict[int, Any]) -> None:
@@ -604,8 +664,11 @@ class Background:
         rows = rows[np.argsort(self.slot_of_row[rows], kind="stable")]
         return rows, self.slot_of_row[rows].astype(np.intp), self.traffic.v_mps[rows].copy(), self.acc[rows].copy()
 
-    def kind_name(self, slot: int) -> str:
-        return _kind_name(int(self.world.kind[slot]))
+    def warned(self, vehicle_id: str, t: float) -> None:
+        """No driver of the traffic model reacts to a warning (the fleet only reports them)."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 _KIND_NAME = {int(v): k for k, v in KIND.items()}

@@ -22,12 +22,13 @@ Three generators, seeded from (seed, variant): the channel's (``rng_net``), the 
 outcome depends on the scenario, variant and seed only. A fourth, the background flows' (``rng_flows``,
 ``v2x.sim.background``), is seeded from the seed alone: both variants see the same background traffic.
 
-Background traffic (the scenario's ``flows``) is moved by the world itself, in ``step`` right after the
-reported truths are applied (``v2x.sim.background``): its vehicles are road users in the world's slots
-after the actors', seen by the referee, the channel and the roadside sensors. In the V2X variant the
-equipped ones are hosted by a fleet agent (``fleet_ids``): ``begin`` also makes its ``FleetInput``
-(``fleet_inputs``: the vehicles' truth and what they heard), ``receive_fleet`` takes its ``FleetAck`` (their
-BSMs, their warnings; checked in ``v2x.sim.inbound``), and a tick is reported only once it has answered.
+Background traffic (the scenario's ``flows``, or SUMO's with a ``sumo`` block) is moved by the world
+itself, in ``step`` right after the reported truths are applied (``v2x.sim.background``,
+``v2x.sim.sumo``): its vehicles are road users in the world's slots after the actors', seen by the
+referee, the channel and the roadside sensors. In the V2X variant the equipped ones are hosted by a
+fleet agent (``fleet_ids``): ``begin`` also makes its ``FleetInput`` (``fleet_inputs``: the vehicles'
+truth and what they heard), ``receive_fleet`` takes its ``FleetAck`` (their BSMs, their warnings; checked
+in ``v2x.sim.inbound``), and a tick is reported only once it has answered.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from v2x.scenario.geometry import route_for
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
 from v2x.scenario.signals import warp_from_wire
 from v2x.sim.actors import road_user_slots, unequipped_ids, world_state
-from v2x.sim.background import Background, background_capacity
+from v2x.sim.background import Background, BackgroundTraffic, background_capacity
 from v2x.sim.channel import Channel, Received
 from v2x.sim.events import event_order
 from v2x.sim.inbound import Inbound
@@ -144,9 +145,14 @@ class Simulation:
         )
         self.referee = Referee(w, scenario, variant)
         self.names = Names(scenario, w)
-        self.background: Background | None = None
+        self.background: BackgroundTraffic | None = None
         if scenario.flows:
             self.background = Background(scenario, w, rng=rng_flows, heads=self.referee.stop_lines)
+        elif scenario.sumo is not None:  # SUMO moves it (v2x.sim.sumo)
+            from v2x.sim.sumo import SumoBackground
+
+            self.background = SumoBackground(scenario, w, seed=seed)
+        if self.background is not None:
             self.sensors.background = self.background.present_with_kinds
         self.inbound = Inbound(
             self.actor_ids,
@@ -160,7 +166,9 @@ class Simulation:
         # The fleets (v2x.agents.fleet) hosting the equipped background vehicles: one per run, in the V2X
         # variant of a scenario whose flows have any; it reports once per tick (FleetAck) like an actor.
         self.fleet_ids: list[str] = []
-        if self.background is not None and variant == "v2x" and any(f.penetration > 0 for f in scenario.flows):
+        # (With SUMO always: its demand can give vehicles an OBU whatever the penetration.)
+        equipped = any(f.penetration > 0 for f in scenario.flows) or scenario.sumo is not None
+        if self.background is not None and variant == "v2x" and equipped:
             fleet_id = "fleet-0"
             while fleet_id in self.actor_ids:
                 fleet_id = "_" + fleet_id
@@ -428,6 +436,8 @@ class Simulation:
                 log.info("%s t=%.2f s: %s", actor_id, t, note)
         for vehicle_id, adv in self.inbound.fleet_events:  # the warnings of the fleets' vehicles
             self._record_warning(vehicle_id, adv)
+            if self.background is not None:  # SUMO's drivers react to them (v2x.sim.sumo)
+                self.background.warned(vehicle_id, t)
         self.inbound.fleet_events.clear()
         # Road users in a collision stay where they came to rest, whatever their agents report.
         self.referee.hold(t)
@@ -566,4 +576,6 @@ class Simulation:
     def report(self, wall_s: float) -> WorldReport:
         """The run's outcome: every event recorded, in ``event_order``, and the metrics."""
         self.inbound.log_summary()
+        if self.background is not None:
+            self.background.close()
         return WorldReport(events=sorted(self.events, key=event_order), metrics=self.metrics(wall_s))

@@ -1,0 +1,266 @@
+"""SUMO co-simulation (v2x.sim.sumo, the scenario's ``sumo`` block): the loader's checks, SUMO's vehicles in
+the world, ours in SUMO, a warned SUMO driver braking in SUMO, and the same run twice."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.core._sumo import sumo_or_skip
+from v2x.cli import main
+from v2x.scenario import ScenarioError, load_scenario, route_for
+from v2x.scenario.loader import SCENARIO_DIR
+from v2x.scenario.model import Scenario
+from v2x.scenario.sumo import read_lanes
+from v2x.sim.simulation import Simulation
+from v2x.sim.sumo import SumoBackground, equipped, world_id
+from v2x.units import enu_yaw_rad_to_compass_deg
+from v2x.wire import testbed_pb2
+
+CORRIDOR = SCENARIO_DIR / "sumo-corridor.yaml"
+FILES = SCENARIO_DIR / "sumo-corridor"
+
+
+def _copy(tmp_path: Path, old: str = "", new: str = "") -> Path:
+    """The shipped scenario and its SUMO files in ``tmp_path``, ``old`` replaced by ``new`` in the YAML."""
+    shutil.copytree(FILES, tmp_path / "sumo-corridor")
+    text = CORRIDOR.read_text()
+    assert old in text
+    path = tmp_path / "s.yaml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def _problems(path: Path) -> dict[str, str]:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    return dict(info.value.problems)
+
+
+def test_the_files_resolve_against_the_scenario_file(tmp_path: Path) -> None:
+    sc = load_scenario(_copy(tmp_path))
+    assert sc.sumo is not None
+    assert sc.sumo.net == str((tmp_path / "sumo-corridor" / "corridor.net.xml").resolve())
+    assert sc.sumo.routes == str((tmp_path / "sumo-corridor" / "corridor.rou.xml").resolve())
+
+
+def test_a_missing_file_names_its_field(tmp_path: Path) -> None:
+    problems = _problems(_copy(tmp_path, "routes: sumo-corridor/corridor.rou.xml", "routes: nowhere.rou.xml"))
+    assert "nowhere.rou.xml" in problems["sumo.routes"] and "does not exist" in problems["sumo.routes"]
+
+
+def test_a_file_that_is_not_a_network_names_its_field(tmp_path: Path) -> None:
+    path = _copy(tmp_path, "net: sumo-corridor/corridor.net.xml", "net: sumo-corridor/corridor.rou.xml")
+    assert "root element <net>" in _problems(path)["sumo.net"]
+    other = _copy(tmp_path / "b")
+    (tmp_path / "b" / "sumo-corridor" / "corridor.net.xml").write_text("<net><edge")
+    (tmp_path / "b" / "sumo-corridor" / "corridor.rou.xml").write_text('<!DOCTYPE r [<!ENTITY a "b">]><routes/>')
+    problems = _problems(other)
+    assert "XML" in problems["sumo.net"] and "DOCTYPE" in problems["sumo.routes"]
+
+
+def test_flows_and_sumo_exclude_each_other(tmp_path: Path) -> None:
+    flows = "sumo:\n  net:"
+    path = _copy(
+        tmp_path, flows, "flows: [{lane: eb1, vehicles_per_hour: 600, speed_kph: {mean: 50, sd: 5}}]\n" + flows
+    )
+    assert "not both" in _problems(path)["sumo"]
+
+
+def test_a_bad_penetration_names_the_field(tmp_path: Path) -> None:
+    assert "sumo.penetration" in _problems(_copy(tmp_path, "penetration: 0.5", "penetration: 1.5"))
+
+
+def test_the_scenario_lanes_are_the_networks() -> None:
+    """The shipped scenario's road.lanes describe SUMO's network (what the referee and the story see)."""
+    sc = load_scenario(CORRIDOR)
+    assert sc.sumo is not None
+    sumo = {lane.shape for lane in read_lanes(Path(sc.sumo.net))}
+    ours = {tuple((float(x), float(y)) for x, y in lane.centerline) for lane in sc.road.lanes}
+    assert ours == sumo
+
+
+def test_without_sumo_run_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sumo" else real(name, *a))
+    assert main(["run", str(CORRIDOR), "--out", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "sumo-corridor: this scenario needs SUMO" in err and "pip install 'v2x-testbed[sumo]'" in err
+
+
+def test_the_obus_are_drawn_from_the_id_and_the_seed() -> None:
+    draws = [equipped(f"v{k}", 7, 0.5) for k in range(2000)]
+    assert draws == [equipped(f"v{k}", 7, 0.5) for k in range(2000)]
+    assert abs(sum(draws) / 2000 - 0.5) < 0.05
+    assert draws != [equipped(f"v{k}", 8, 0.5) for k in range(2000)]
+    assert not any(equipped(f"v{k}", 7, 0.0) for k in range(100))
+    assert world_id("f.1 x") == "sumo-f_1_x"
+
+
+# -- with SUMO ----------------------------------------------------------------------------------------
+
+
+def _sim(variant: str = "baseline", scenario: Scenario | None = None) -> Simulation:
+    sumo_or_skip()
+    return Simulation(scenario or load_scenario(CORRIDOR), variant=variant, seed=0)
+
+
+def _tick(sim: Simulation, tick: int) -> None:
+    """One tick with story agents standing where they start, and no fleet."""
+    sim.begin(tick)
+    for actor_id in sim.actor_ids:
+        route = route_for(sim.scenario, sim.scenario.actor(actor_id))
+        assert route is not None
+        pose = route.pose(sim.scenario.actor(actor_id).start_m)
+        truth = testbed_pb2.TruthState(x_m=pose.x, y_m=pose.y, heading_deg=enu_yaw_rad_to_compass_deg(pose.heading_rad))
+        ack = testbed_pb2.Ack(actor_id=actor_id, tick=tick, truth=truth)
+        sim.receive("ack", actor_id, ack.SerializeToString())
+    sim.step()
+
+
+def _bg(sim: Simulation) -> SumoBackground:
+    assert isinstance(sim.background, SumoBackground)
+    return sim.background
+
+
+def test_sumo_vehicles_are_in_the_world_and_ours_in_sumo() -> None:
+    sim = _sim()
+    try:
+        for tick in range(80):
+            _tick(sim, tick)
+        bg, w = _bg(sim), sim.world
+        present = bg.present
+        assert len(present) > 30 and present.min() >= len(sim.actor_ids)
+        assert set(np.round(np.abs(w.y[present]), 2).tolist()) <= {1.75, 5.25}  # on the lanes' centre lines
+        ids = [w.id_of(int(s)) for s in present]
+        assert all(i.startswith("sumo-") for i in ids) and sim.names is not None
+        # The story cars stand (silent agents) where they started: in SUMO at their front bumpers.
+        for actor in ("lead", "follower"):
+            s = w.slot_of(actor)
+            x, y = bg.conn.vehicle.getPosition(f"v2x.{actor}")
+            assert math.isclose(x, float(w.x[s]) + float(w.length_m[s]) / 2, abs_tol=1e-6)
+            assert math.isclose(y, float(w.y[s]), abs_tol=1e-6)
+        # ... and SUMO's drivers stop behind them: none in their lane passed the follower.
+        follower = w.slot_of("follower")
+        rear = float(w.x[follower]) - float(w.length_m[follower]) / 2
+        lane1 = [int(s) for s in present if abs(w.y[s] + 1.75) < 0.01 and w.x[s] < rear]
+        assert lane1 and all(w.x[s] + w.length_m[s] / 2 <= rear + 1e-6 for s in lane1)
+        closest = max(lane1, key=lambda s: float(w.x[s]))
+        assert float(np.hypot(w.vx[closest], w.vy[closest])) < 0.5  # queued
+        assert sim.metrics(1.0)["background"]["vehicles"] == bg.stats.spawned > 30
+    finally:
+        sim.report(1.0)
+
+
+def test_a_warned_sumo_driver_brakes_in_sumo() -> None:
+    """The same SUMO vehicle with and without a warning at t = 2 s: warned, its driver brakes after his
+    reaction time (1 s) at brake_mps2 (6 m/s^2), in SUMO."""
+    speeds = []
+    for warn in (False, True):
+        sim = _sim()
+        try:
+            bg = _bg(sim)
+            for tick in range(41):
+                if warn and tick == 20:
+                    bg.warned(world_id("eb0-pre.3"), sim.time_of(tick))
+                _tick(sim, tick)
+                if tick == 20:
+                    assert world_id("eb0-pre.3") in {sim.world.id_of(int(s)) for s in bg.present}
+            speeds.append(bg.conn.vehicle.getSpeed("eb0-pre.3"))
+            assert bg.stats.slowed == int(warn)
+        finally:
+            sim.report(1.0)
+    plain, warned = speeds
+    assert plain > 8.0
+    assert warned < plain - 0.95 * 6.0 * 1.0  # braking from t = 3.0 s at 6 m/s^2 (harder than its vType's decel 4.5)
+
+
+def test_the_same_seed_gives_the_same_traffic() -> None:
+    runs = []
+    for _ in range(2):
+        sim = _sim()
+        try:
+            for tick in range(40):
+                _tick(sim, tick)
+            present = _bg(sim).present
+            w = sim.world
+            runs.append(([w.id_of(int(s)) for s in present], w.x[present].copy(), w.vx[present].copy()))
+        finally:
+            sim.report(1.0)
+    (ids_a, x_a, v_a), (ids_b, x_b, v_b) = runs
+    assert ids_a == ids_b
+    np.testing.assert_array_equal(x_a, x_b)
+    np.testing.assert_array_equal(v_a, v_b)
+
+
+def test_the_demand_can_give_a_vehicle_an_obu(tmp_path: Path) -> None:
+    """``<param key="v2x.obu">`` in the demand overrides the penetration draw (both ways)."""
+    path = _copy(tmp_path, "penetration: 0.5", "penetration: 1.0")
+    routes = tmp_path / "sumo-corridor" / "corridor.rou.xml"
+    text = routes.read_text()
+    assert text.count('<param key="v2x.obu" value="true"/>') == 3
+    routes.write_text(text.replace('value="true"/></vehicle>', 'value="false"/></vehicle>', 1))
+    sim = _sim(scenario=load_scenario(path))
+    try:
+        for tick in range(3):
+            _tick(sim, tick)
+        bg = _bg(sim)
+        _, slots, _, _ = bg.equipped()
+        on = {sim.world.id_of(int(s)) for s in slots}
+        assert "sumo-eb1-behind-0" not in on  # the demand said no
+        assert {"sumo-eb1-behind-1", "sumo-eb1-behind-2", "sumo-eb1-ahead-0"} <= on  # said yes / drawn at 100 %
+        assert len(on) == len(bg.present) - 1
+    finally:
+        sim.report(1.0)
+
+
+def test_sumo_refusing_the_demand_is_a_run_error_with_its_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sumo_or_skip()
+    path = _copy(tmp_path)
+    routes = tmp_path / "sumo-corridor" / "corridor.rou.xml"
+    routes.write_text(routes.read_text().replace('edges="wb"', 'edges="nowhere"'))
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--variant", "baseline"]) == 3
+    err = capsys.readouterr().err
+    assert "SUMO stopped" in err and "'nowhere'" in err
+
+
+def test_a_story_vehicle_off_sumos_lanes_leaves_sumo_and_comes_back() -> None:
+    sim = _sim()
+    try:
+        bg = _bg(sim)
+        lead = sim.world.slot_of("lead")
+        inside: list[bool] = []
+        for tick in range(12):
+            off = 4 <= tick < 8  # the lead reported 60 m north of the road, then back on its lane
+            sim.begin(tick)
+            for actor_id in sim.actor_ids:
+                route = route_for(sim.scenario, sim.scenario.actor(actor_id))
+                assert route is not None
+                pose = route.pose(sim.scenario.actor(actor_id).start_m)
+                y = pose.y + 60.0 if off and actor_id == "lead" else pose.y
+                heading = enu_yaw_rad_to_compass_deg(pose.heading_rad)
+                truth = testbed_pb2.TruthState(x_m=pose.x, y_m=y, heading_deg=heading)
+                sim.receive(
+                    "ack", actor_id, testbed_pb2.Ack(actor_id=actor_id, tick=tick, truth=truth).SerializeToString()
+                )
+            sim.step()
+            inside.append("v2x.lead" in bg.conn.vehicle.getIDList())
+        assert inside == [True] * 4 + [False] * 4 + [True] * 4
+        _, y = bg.conn.vehicle.getPosition("v2x.lead")
+        assert math.isclose(y, float(sim.world.y[lead]), abs_tol=1e-6)
+    finally:
+        sim.report(1.0)
+
+
+def test_the_warned_driver_takes_only_his_two_figures(tmp_path: Path) -> None:
+    problems = _problems(_copy(tmp_path, "brake_mps2: 6.0}", "brake_mps2: 6.0, sees_signals: false}"))
+    assert "sumo.driver.sees_signals" in problems

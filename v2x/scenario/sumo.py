@@ -1,0 +1,106 @@
+"""A scenario's SUMO files (the ``sumo:`` block, docs/SCENARIOS.md "SUMO co-simulation"): where they are,
+what the network's lanes are, and whether SUMO is installed to run them.
+
+The loader reads the network here to check it (a SUMO ``.net.xml`` with at least one lane, its lanes'
+shapes in the scenario's local frame); the simulation sizes the world from its lanes (``lane_lengths``).
+SUMO itself (the eclipse-sumo wheel, the ``sumo`` extra) is needed only to run such a scenario, not to load
+it: ``missing`` says what to install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from v2x.scenario.model import Scenario
+
+MAX_SUMO_FILE_BYTES = 16 * 1024 * 1024  # a network or a demand file of a scenario: at most this
+INSTALL_HINT = "pip install 'v2x-testbed[sumo]'"
+
+
+@dataclass(frozen=True)
+class SumoLane:
+    """One (non-internal) lane of a SUMO network: its id, edge, centre line (local frame, m), length, width."""
+
+    id: str
+    edge: str
+    shape: tuple[tuple[float, float], ...]
+    length_m: float
+    width_m: float
+
+
+def read_xml(path: Path, what: str) -> ET.Element:
+    """The root element of a SUMO XML file, or ValueError saying why not (unreadable, too large, a DOCTYPE or
+    entity declaration - never expanded -, not XML)."""
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_SUMO_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_SUMO_FILE_BYTES:
+        raise ValueError(f"{what} of at most {MAX_SUMO_FILE_BYTES // 1024 // 1024} MiB; {str(path)!r} is larger")
+    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+        raise ValueError(f"{what} without DOCTYPE or ENTITY declarations; {str(path)!r} has one")
+    try:
+        return ET.fromstring(raw)
+    except ET.ParseError as exc:
+        raise ValueError(f"{what} in XML; {str(path)!r}: {exc}") from None
+
+
+def read_lanes(path: Path) -> list[SumoLane]:
+    """The lanes of the SUMO network at ``path`` (internal lanes of junctions left out), or ValueError."""
+    root = read_xml(path, "a SUMO network (.net.xml)")
+    if root.tag != "net":
+        raise ValueError(f"a SUMO network (.net.xml, root element <net>); {str(path)!r} has <{root.tag}>")
+    lanes: list[SumoLane] = []
+    for edge in root.iter("edge"):
+        if edge.get("function") == "internal":
+            continue
+        for lane in edge.iter("lane"):
+            try:
+                points = tuple(
+                    (float(x), float(y)) for x, y, *_ in (p.split(",") for p in (lane.get("shape") or "").split())
+                )
+                length = float(lane.get("length", "nan"))
+                width = float(lane.get("width", "3.2"))
+            except ValueError:
+                raise ValueError(
+                    f"lane {lane.get('id')!r} of {str(path)!r}: a shape 'x,y x,y ...' and a length"
+                ) from None
+            if len(points) < 2 or not length > 0:
+                raise ValueError(f"lane {lane.get('id')!r} of {str(path)!r}: two or more shape points, a length > 0")
+            lanes.append(SumoLane(lane.get("id", ""), edge.get("id", ""), points, length, width))
+    if not lanes:
+        raise ValueError(f"a SUMO network with at least one lane; {str(path)!r} has none")
+    return lanes
+
+
+def check_routes(path: Path) -> None:
+    """ValueError unless ``path`` is a SUMO demand file (root element <routes>)."""
+    root = read_xml(path, "a SUMO demand file (.rou.xml)")
+    if root.tag != "routes":
+        raise ValueError(f"a SUMO demand file (.rou.xml, root element <routes>); {str(path)!r} has <{root.tag}>")
+
+
+def lane_lengths(net: str) -> list[float]:
+    """The lengths of the network's lanes (m)."""
+    return [lane.length_m for lane in read_lanes(Path(net))]
+
+
+def unmet(scenarios: Iterable[Scenario]) -> list[str]:
+    """One line per scenario that cannot run here: it has a ``sumo`` block and SUMO is not installed."""
+    gap = missing()
+    return [f"{sc.id}: {gap}" for sc in scenarios if sc.sumo is not None and gap is not None]
+
+
+def missing() -> str | None:
+    """What is missing to run a SUMO scenario (None: nothing): the eclipse-sumo wheel (its ``sumo`` module,
+    which carries the binary and TraCI)."""
+    if importlib.util.find_spec("sumo") is None:
+        return f"this scenario needs SUMO (the eclipse-sumo package): {INSTALL_HINT}"
+    return None
