@@ -54,7 +54,12 @@ class FleetAgent:
         self.msg_count: dict[str, int] = {}
         self.seq: dict[str, int] = {}
         self.remotes: dict[str, RemoteState] = {}  # sender -> its freshest BSM
-        self.heard: dict[tuple[str, str], float] = {}  # (hosted vehicle, sender) -> when it last heard it
+        # (hosted vehicle, sender) -> when it last heard it: keys (vehicle number << 32 | sender number, see
+        # ``_number``) ascending, and times.
+        self.heard_key = np.zeros(0, dtype=np.int64)
+        self.heard_t = np.zeros(0, dtype=np.float64)
+        self._numbers: dict[str, int] = {}
+        self._names: list[str] = []
         self.warned_until: dict[tuple[str, str], float] = {}  # (vehicle, other temp id) -> validity end
         self.rejected = 0  # envelopes heard that did not parse as a BSM with a position
 
@@ -132,25 +137,41 @@ class FleetAgent:
         return out
 
     # -- hearing ------------------------------------------------------------------------------------
+    def _number(self, name: str) -> int:
+        """``name``'s number (vehicles and senders share one table, kept for the run)."""
+        no = self._numbers.get(name)
+        if no is None:
+            no = self._numbers[name] = len(self._names)
+            self._names.append(name)
+        return no
+
     def _hear(self, inp: testbed_pb2.FleetInput, vehicles: list[testbed_pb2.FleetVehicle], t: float) -> None:
-        senders: list[str | None] = []
-        for raw in inp.envelopes:  # each distinct envelope decoded once for the whole fleet
-            senders.append(self._decode(raw, t))
+        """Decode each distinct envelope once for the whole fleet, then note, per delivery (as arrays), that the
+        vehicle heard the sender at ``t``; forget what is older than ``max_age_s``."""
+        sender_no = np.array(
+            [-1 if (s := self._decode(raw, t)) is None else self._number(s) for raw in inp.envelopes], dtype=np.int64
+        )
         n = len(vehicles)
-        for vk, ek in zip(inp.delivery_vehicle, inp.delivery_envelope, strict=False):
-            if vk >= n or ek >= len(senders):
-                continue
-            sender = senders[ek]
-            if sender is not None and sender != vehicles[vk].vehicle_id:
-                self.heard[(vehicles[vk].vehicle_id, sender)] = t
+        vehicle_no = np.array([self._number(v.vehicle_id) for v in vehicles], dtype=np.int64)
+        dv = np.asarray(inp.delivery_vehicle, dtype=np.int64)
+        de = np.asarray(inp.delivery_envelope, dtype=np.int64)
+        ok = (dv < n) & (de < len(sender_no))
+        dv, de = dv[ok], de[ok]
+        who, heard_from = vehicle_no[dv], sender_no[de]
+        ok = (heard_from >= 0) & (heard_from != who)
+        keys = np.concatenate([self.heard_key, (who[ok] << 32) | heard_from[ok]])
+        when = np.concatenate([self.heard_t, np.full(int(ok.sum()), t)])
+        # The latest time per (vehicle, sender): sort by key, newest last, keep each key's last.
+        order = np.lexsort((when, keys))
+        keys, when = keys[order], when[order]
+        last = np.ones(len(keys), dtype=np.bool_)
+        last[:-1] = keys[1:] != keys[:-1]
+        keys, when = keys[last], when[last]
         max_age = self.thresholds["max_age_s"]
         self.remotes = {s: r for s, r in self.remotes.items() if t - r.t_s <= max_age}
-        present = {v.vehicle_id for v in vehicles}
-        self.heard = {
-            k: when
-            for k, when in self.heard.items()
-            if t - when <= max_age and k[0] in present and k[1] in self.remotes
-        }
+        live = np.array([self._number(s) for s in self.remotes], dtype=np.int64)
+        keep = (t - when <= max_age) & np.isin(keys >> 32, vehicle_no) & np.isin(keys & 0xFFFFFFFF, live)
+        self.heard_key, self.heard_t = keys[keep], when[keep]
 
     def _decode(self, raw: bytes, t: float) -> str | None:
         parsed = parse_envelope(raw)
@@ -176,14 +197,25 @@ class FleetAgent:
     ) -> list[testbed_pb2.Advisory]:  # fmt: skip
         th = self.thresholds
         need = th["fcw_required_accuracy_m"]
-        senders = sorted({s for _, s in self.heard if accurate_enough(self.remotes[s].sigma_major_m, need)})
+        heard_from = np.unique(self.heard_key & 0xFFFFFFFF)
+        names = [self._names[k] for k in heard_from.tolist()]
+        accurate = [accurate_enough(self.remotes[s].sigma_major_m, need) for s in names]
+        senders = sorted(s for s, ok in zip(names, accurate, strict=True) if ok)
         if not senders:
             return []
         n, m = len(vehicles), len(senders)
-        row_of_vehicle = {v.vehicle_id: k for k, v in enumerate(vehicles)}
-        row_of_sender = {s: n + k for k, s in enumerate(senders)}
-        pairs = sorted((row_of_vehicle[v], row_of_sender[s]) for v, s in self.heard if s in row_of_sender)
-        if not pairs:
+        # Rows: the hosted vehicles 0..n-1, then the senders (by id) n..n+m-1.
+        row = np.full(len(self._names), -1, dtype=np.int64)
+        row[[self._numbers[s] for s in senders]] = n + np.arange(m)
+        vehicle_row = np.full(len(self._names), -1, dtype=np.int64)
+        vehicle_row[[self._numbers[v.vehicle_id] for v in vehicles]] = np.arange(n)
+        pi = vehicle_row[self.heard_key >> 32]
+        pj = row[self.heard_key & 0xFFFFFFFF]
+        ok = (pi >= 0) & (pj >= 0)
+        pi, pj = pi[ok], pj[ok]
+        order = np.lexsort((pj, pi))
+        pi, pj = pi[order].astype(np.intp), pj[order].astype(np.intp)
+        if not len(pi):
             return []
         world = WorldState(capacity=n + m)
         length = [v.length_m for v in vehicles] + [self.remotes[s].length_m for s in senders]
@@ -202,8 +234,6 @@ class FleetAgent:
             accel * np.sin(heading),
             heading,
         )
-        pi = np.array([p[0] for p in pairs], dtype=np.intp)
-        pj = np.array([p[1] for p in pairs], dtype=np.intp)
         found = detect_conflicts(world, horizon_s=th["horizon_s"], pairs=(pi, pj), max_pet_s=th["icw_max_pet_s"])
         out = []
         for k in range(len(found)):
