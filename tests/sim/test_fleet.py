@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.sim.test_background import _scenario, _tick
@@ -18,6 +19,7 @@ from v2x.sim.simulation import Simulation
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import OwnState, encode_bsm
 from v2x.wire.envelope import temporary_id
+from v2x.wire.fleet import pack_deliveries, unpack_deliveries
 
 FRAME = LocalFrame(29.5, 106.5, 0.0)
 
@@ -142,9 +144,7 @@ def test_a_fleet_vehicle_gets_fcw_against_a_braking_story_vehicle_it_heard() -> 
         inp.vehicles.extend([_vehicle("bg-0-1", 0.0, 15.0), _vehicle("bg-0-2", 0.0, 15.0)])
         inp.vehicles[1].y_m = 3.5
         inp.envelopes.append(_bsm_envelope("lead", 25.0, 8.0, -6.0, t, tick))
-        inp.delivery_vehicle.append(0)
-        inp.delivery_envelope.append(0)
-        inp.delivery_rx_time_us.append(round(t * 1e6) + 2000)
+        pack_deliveries(inp, np.array([0]), np.array([0]), np.array([round(t * 1e6) + 2000]))
         ack = agent.step(inp)
         assert {testbed_pb2.Envelope.FromString(e).sender_id for e in ack.envelopes} == {"bg-0-1", "bg-0-2"}
         warnings.extend(ack.events)
@@ -161,7 +161,26 @@ def test_fcw_stays_quiet_when_the_vehicle_ahead_pulls_away() -> None:
     inp = testbed_pb2.FleetInput(run_id="r", tick=1, time_us=100_000, tick_us=100_000, truth_time_us=0)
     inp.vehicles.append(_vehicle("bg-0-1", 0.0, 10.0))
     inp.envelopes.append(_bsm_envelope("lead", 25.0, 15.0, 0.0, 0.1, 1))
-    inp.delivery_vehicle.append(0)
-    inp.delivery_envelope.append(0)
-    inp.delivery_rx_time_us.append(102_000)
+    pack_deliveries(inp, np.array([0]), np.array([0]), np.array([102_000]))
     assert not agent.step(inp).events
+
+
+def test_delivery_arrays_round_trip_and_arrays_that_do_not_fit_are_refused() -> None:
+    inp = testbed_pb2.FleetInput(time_us=1_000_000)
+    inp.vehicles.extend([_vehicle("bg-0-1", 0.0, 10.0), _vehicle("bg-0-2", 5.0, 10.0), _vehicle("bg-0-3", 9.0, 1.0)])
+    inp.envelopes.extend([b"a", b"b"])
+    pack_deliveries(inp, np.array([0, 0, 2]), np.array([1, 0, 1]), np.array([999_000, 998_500, 1_000_000]))
+    got = unpack_deliveries(testbed_pb2.FleetInput.FromString(inp.SerializeToString()))
+    assert got is not None
+    assert got.vehicle.tolist() == [0, 0, 2] and got.envelope.tolist() == [1, 0, 1]
+    assert got.rx_time_us.tolist() == [999_000, 998_500, 1_000_000]
+    for field, value in (
+        ("delivery_counts", np.array([1, 0, 1], "<u4").tobytes()),  # counts do not add up to the deliveries
+        ("delivery_counts", np.array([3, 0], "<u4").tobytes()),  # not one per vehicle
+        ("delivery_envelopes", np.array([1, 0, 2], "<u4").tobytes()),  # no envelope 2
+        ("delivery_offsets_us", b"\x00" * 8),  # fewer offsets than deliveries
+    ):
+        bad = testbed_pb2.FleetInput()
+        bad.CopyFrom(inp)
+        setattr(bad, field, value)
+        assert unpack_deliveries(bad) is None, field

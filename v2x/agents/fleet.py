@@ -24,7 +24,7 @@ Per tick, ``step``:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import numpy as np
@@ -34,9 +34,10 @@ from v2x.apps.collision import CONFLICT_NAME
 from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
 from v2x.geodesy import LocalFrame
 from v2x.units import accurate_enough
-from v2x.wire import frame_pb2, testbed_pb2
-from v2x.wire.bsm import OwnState, RemoteState, decode_bsm, encode_bsm, refresh_bsm
+from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
+from v2x.wire.bsm import OwnState, RemoteState, decode_bsm, decode_bsms, encode_bsm, refresh_bsm
 from v2x.wire.envelope import parse_envelope
+from v2x.wire.fleet import FleetDeliveries, unpack_deliveries
 from v2x.wire.tables import APP_BY_NAME
 
 HEIGHT_M = {"car": 1.5, "truck": 3.5, "bus": 3.2}
@@ -54,10 +55,10 @@ class FleetAgent:
         self.msg_count: dict[str, int] = {}
         self.seq: dict[str, int] = {}
         self.remotes: dict[str, RemoteState] = {}  # sender -> its freshest BSM
-        # (hosted vehicle, sender) -> when it last heard it: keys (vehicle number << 32 | sender number, see
-        # ``_number``) ascending, and times.
-        self.heard_key = np.zeros(0, dtype=np.int64)
-        self.heard_t = np.zeros(0, dtype=np.float64)
+        # When each hosted vehicle last heard each sender (-inf: not within max_age_s), by their numbers
+        # (``_number``: row the hosted vehicle, column the sender).
+        self.heard_t = np.full((0, 0), -np.inf)
+        self._present = np.zeros(0, dtype=np.int64)  # the numbers of the vehicles hosted at this tick
         self._numbers: dict[str, int] = {}
         self._names: list[str] = []
         self.warned_until: dict[tuple[str, str], float] = {}  # (vehicle, other temp id) -> validity end
@@ -149,46 +150,63 @@ class FleetAgent:
         """Decode each distinct envelope once for the whole fleet, then note, per delivery (as arrays), that the
         vehicle heard the sender at ``t``; forget what is older than ``max_age_s``."""
         sender_no = np.array(
-            [-1 if (s := self._decode(raw, t)) is None else self._number(s) for raw in inp.envelopes], dtype=np.int64
+            [-1 if s is None else self._number(s) for s in self._decode_all(inp.envelopes, t)], dtype=np.int64
         )
-        n = len(vehicles)
         vehicle_no = np.array([self._number(v.vehicle_id) for v in vehicles], dtype=np.int64)
-        dv = np.asarray(inp.delivery_vehicle, dtype=np.int64)
-        de = np.asarray(inp.delivery_envelope, dtype=np.int64)
-        ok = (dv < n) & (de < len(sender_no))
-        dv, de = dv[ok], de[ok]
-        who, heard_from = vehicle_no[dv], sender_no[de]
+        got = unpack_deliveries(inp)
+        if got is None:  # arrays that do not fit together (the shell rejects such an input before)
+            got = FleetDeliveries(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+            self.rejected += 1
+        who, heard_from = vehicle_no[got.vehicle], sender_no[got.envelope]
         ok = (heard_from >= 0) & (heard_from != who)
-        keys = np.concatenate([self.heard_key, (who[ok] << 32) | heard_from[ok]])
-        when = np.concatenate([self.heard_t, np.full(int(ok.sum()), t)])
-        # The latest time per (vehicle, sender): sort by key, newest last, keep each key's last.
-        order = np.lexsort((when, keys))
-        keys, when = keys[order], when[order]
-        last = np.ones(len(keys), dtype=np.bool_)
-        last[:-1] = keys[1:] != keys[:-1]
-        keys, when = keys[last], when[last]
+        size = len(self._names)
+        if size > len(self.heard_t):  # room for the numbers given out so far (doubling)
+            grown = np.full((max(size, 2 * len(self.heard_t)),) * 2, -np.inf)
+            grown[: len(self.heard_t), : len(self.heard_t)] = self.heard_t
+            self.heard_t = grown
+        self.heard_t[who[ok], heard_from[ok]] = t
         max_age = self.thresholds["max_age_s"]
+        dropped = [self._numbers[s] for s, r in self.remotes.items() if t - r.t_s > max_age]
         self.remotes = {s: r for s, r in self.remotes.items() if t - r.t_s <= max_age}
-        live = np.array([self._number(s) for s in self.remotes], dtype=np.int64)
-        keep = (t - when <= max_age) & np.isin(keys >> 32, vehicle_no) & np.isin(keys & 0xFFFFFFFF, live)
-        self.heard_key, self.heard_t = keys[keep], when[keep]
+        # A sender whose freshest BSM is too old is forgotten by every vehicle; what a vehicle heard longer
+        # than max_age_s ago and the vehicles gone are left out where the pairs are made (``_fcw``).
+        self.heard_t[:, dropped] = -np.inf
+        self._present = vehicle_no
 
-    def _decode(self, raw: bytes, t: float) -> str | None:
-        parsed = parse_envelope(raw)
-        if parsed is None:
-            self.rejected += 1
+    def _decode_all(self, envelopes: Sequence[bytes], t: float) -> list[str | None]:
+        """The sender of each envelope (None: not a BSM with a position, or not an envelope); the BSMs decoded
+        in one batch (``decode_bsms``), and each sender's freshest kept in ``remotes`` (in envelope order)."""
+        senders: list[str | None] = []
+        bsms: list[tuple[int, str, day1_pb2.BSM]] = []
+        for k, raw in enumerate(envelopes):
+            parsed = parse_envelope(raw)
+            if parsed is None:
+                self.rejected += 1
+                senders.append(None)
+                continue
+            env, frame = parsed
+            senders.append(None)
+            if frame.WhichOneof("msg") == "bsm":  # only BSMs feed FCW
+                bsms.append((k, env.sender_id, frame.bsm))
+        try:
+            remotes = decode_bsms([b for _, _, b in bsms], now_s=t, frame=self.frame, epoch=self.epoch)
+        except ValueError:  # a value out of range somewhere: one at a time, to drop only the bad ones
+            remotes = [self._decode_one(b, t) for _, _, b in bsms]
+        for (k, sender, _), remote in zip(bsms, remotes, strict=True):
+            if remote is None:
+                self.rejected += 1
+                continue
+            old = self.remotes.get(sender)
+            if old is None or remote.t_s >= old.t_s:
+                self.remotes[sender] = remote
+            senders[k] = sender
+        return senders
+
+    def _decode_one(self, bsm: day1_pb2.BSM, t: float) -> RemoteState | None:
+        try:
+            return decode_bsm(bsm, now_s=t, frame=self.frame, epoch=self.epoch)
+        except ValueError:
             return None
-        env, frame = parsed
-        if frame.WhichOneof("msg") != "bsm":
-            return None  # only BSMs feed FCW
-        remote = decode_bsm(frame.bsm, now_s=t, frame=self.frame, epoch=self.epoch)
-        if remote is None:
-            self.rejected += 1
-            return None
-        old = self.remotes.get(env.sender_id)
-        if old is None or remote.t_s >= old.t_s:
-            self.remotes[env.sender_id] = remote
-        return env.sender_id
 
     # -- FCW for the whole fleet --------------------------------------------------------------------
     def _fcw(
@@ -197,7 +215,12 @@ class FleetAgent:
     ) -> list[testbed_pb2.Advisory]:  # fmt: skip
         th = self.thresholds
         need = th["fcw_required_accuracy_m"]
-        heard_from = np.unique(self.heard_key & 0xFFFFFFFF)
+        live = np.array(sorted(self._numbers[s] for s in self.remotes), dtype=np.int64)
+        present = np.sort(self._present)
+        recent = t - self.heard_t[np.ix_(present, live)] <= th["max_age_s"]
+        rows, cols = np.nonzero(recent)  # row-major: by vehicle number, then sender number
+        heard_v, heard_s = present[rows], live[cols]
+        heard_from = np.unique(heard_s)
         names = [self._names[k] for k in heard_from.tolist()]
         accurate = [accurate_enough(self.remotes[s].sigma_major_m, need) for s in names]
         senders = sorted(s for s, ok in zip(names, accurate, strict=True) if ok)
@@ -209,8 +232,8 @@ class FleetAgent:
         row[[self._numbers[s] for s in senders]] = n + np.arange(m)
         vehicle_row = np.full(len(self._names), -1, dtype=np.int64)
         vehicle_row[[self._numbers[v.vehicle_id] for v in vehicles]] = np.arange(n)
-        pi = vehicle_row[self.heard_key >> 32]
-        pj = row[self.heard_key & 0xFFFFFFFF]
+        pi = vehicle_row[heard_v]
+        pj = row[heard_s]
         ok = (pi >= 0) & (pj >= 0)
         pi, pj = pi[ok], pj[ok]
         order = np.lexsort((pj, pi))

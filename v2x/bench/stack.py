@@ -152,7 +152,9 @@ def measure(doc: dict[str, Any], broker: str, *, workers: int = 1, mode: str = "
     timer = TickTimer()
     t0 = time.perf_counter()
     result = asyncio.run(
-        run_scenario(sc, seed=0, broker=broker, variants=["v2x"], mode=mode, observe=lambda v, r: timer)
+        run_scenario(
+            sc, seed=0, broker=broker, variants=["v2x"], mode=mode, observe=lambda v, r: timer, workers=workers
+        )
     )
     total = time.perf_counter() - t0
     metrics = result["metrics"]["v2x"]

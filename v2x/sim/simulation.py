@@ -54,6 +54,7 @@ from v2x.sim.referee import Referee
 from v2x.sim.sensors import Sensors
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
+from v2x.wire.fleet import pack_deliveries
 from v2x.wire.security import EnvelopeSecurity
 from v2x.wire.tables import APP_NAME
 
@@ -356,9 +357,7 @@ class Simulation:
             )
             msg.envelopes.extend(bulk.payloads)
             to_me = fleet_of_slot[bulk.receiver] == f if len(bulk.receiver) else np.zeros(0, dtype=np.bool_)
-            msg.delivery_vehicle.extend(index_of_slot[bulk.receiver[to_me]].tolist())
-            msg.delivery_envelope.extend(bulk.payload[to_me].tolist())
-            msg.delivery_rx_time_us.extend(bulk.rx_time_us[to_me].tolist())
+            pack_deliveries(msg, index_of_slot[bulk.receiver[to_me]], bulk.payload[to_me], bulk.rx_time_us[to_me])
             out[fleet_id] = msg.SerializeToString()
         return out
 
