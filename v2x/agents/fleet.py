@@ -215,15 +215,14 @@ class FleetAgent:
     ) -> list[testbed_pb2.Advisory]:  # fmt: skip
         th = self.thresholds
         need = th["fcw_required_accuracy_m"]
-        live = np.array(sorted(self._numbers[s] for s in self.remotes), dtype=np.int64)
+        # Only senders whose BSMs are accurate enough count (the background's own say "unknown"): their columns.
+        usable = sorted(self._numbers[s] for s, r in self.remotes.items() if accurate_enough(r.sigma_major_m, need))
+        live = np.array(usable, dtype=np.int64)
         present = np.sort(self._present)
         recent = t - self.heard_t[np.ix_(present, live)] <= th["max_age_s"]
         rows, cols = np.nonzero(recent)  # row-major: by vehicle number, then sender number
         heard_v, heard_s = present[rows], live[cols]
-        heard_from = np.unique(heard_s)
-        names = [self._names[k] for k in heard_from.tolist()]
-        accurate = [accurate_enough(self.remotes[s].sigma_major_m, need) for s in names]
-        senders = sorted(s for s, ok in zip(names, accurate, strict=True) if ok)
+        senders = sorted(self._names[k] for k in np.unique(heard_s).tolist())
         if not senders:
             return []
         n, m = len(vehicles), len(senders)
@@ -259,12 +258,16 @@ class FleetAgent:
         )
         found = detect_conflicts(world, horizon_s=th["horizon_s"], pairs=(pi, pj), max_pet_s=th["icw_max_pet_s"])
         out = []
-        for k in range(len(found)):
+        # Rear-end conflicts with the hosted vehicle as the follower (the core puts the follower first).
+        fcw = (
+            (found.kind == int(ConflictType.REAR_END))
+            & (found.i < n)
+            & (found.j >= n)
+            & ~(found.ttc_s > th["fcw_ttc_s"])
+        )
+        for k in np.flatnonzero(fcw).tolist():
             i, j = int(found.i[k]), int(found.j[k])
             ttc = float(found.ttc_s[k])
-            # A rear-end conflict with the hosted vehicle as the follower (the core puts the follower first).
-            if ConflictType(int(found.kind[k])) != ConflictType.REAR_END or i >= n or j < n or ttc > th["fcw_ttc_s"]:
-                continue
             vid = vehicles[i].vehicle_id
             other = self.remotes[senders[j - n]].temp_id.hex()
             key = (vid, other)

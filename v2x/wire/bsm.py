@@ -316,7 +316,8 @@ def decode_bsm(bsm: day1_pb2.BSM, *, now_s: float, frame: LocalFrame, epoch: dat
     if lat is None or lon is None or speed is None or heading is None:
         return None
     x, y, _ = frame.to_local(lat, lon, frame.h0_m)
-    return _remote(bsm, float(x), float(y), speed, heading, now_s, frame, epoch)
+    t_s = time_from_sec_mark(bsm.sec_mark, now_s, epoch)
+    return _remote(bsm, float(x), float(y), speed, units.compass_deg_to_enu_yaw_rad(heading), t_s, frame)
 
 
 def decode_bsms(
@@ -337,31 +338,36 @@ def decode_bsms(
     if not placed:
         return [None] * len(wire)
     xs, ys, _ = frame.to_local(np.array([w[1] for w in placed]), np.array([w[2] for w in placed]), frame.h0_m)
+    # The same numpy operations as the scalar conversions, on all of them at once (the same values).
+    yaws = units.compass_deg_to_enu_yaw_rad(np.array([w[4] for w in placed]))
+    now_mark = units.sec_mark(now_s, epoch)
+    ages_ms = (now_mark - np.array([w[0].sec_mark for w in placed], dtype=np.int64)) % 60000
+    times = (now_s - ages_ms / 1000.0).tolist()
     out: list[RemoteState | None] = []
     k = 0
     for w in wire:
         if w is None:
             out.append(None)
             continue
-        bsm, _, _, speed, heading = w
-        out.append(_remote(bsm, float(xs[k]), float(ys[k]), speed, heading, now_s, frame, epoch))
+        bsm, _, _, speed, _ = w
+        out.append(_remote(bsm, float(xs[k]), float(ys[k]), speed, float(yaws[k]), times[k], frame))
         k += 1
     return out
 
 
 def _remote(
-    bsm: day1_pb2.BSM, x: float, y: float, speed: float, heading: float, now_s: float, frame: LocalFrame,
-    epoch: datetime,
-) -> RemoteState:  # fmt: skip
+    bsm: day1_pb2.BSM, x: float, y: float, speed: float, yaw: float, t_s: float, frame: LocalFrame
+) -> RemoteState:
+    """The rest of a BSM in SI units, its position (``x``, ``y``), speed, ENU yaw and time already converted."""
     accel = units.accel_from_wire(bsm.accel_set.long) or 0.0
     elevation = units.elevation_from_wire(bsm.pos.elevation)
     return RemoteState(
         temp_id=bytes(bsm.id),
-        t_s=time_from_sec_mark(bsm.sec_mark, now_s, epoch),
+        t_s=t_s,
         x=x,
         y=y,
         speed_mps=speed,
-        heading_rad=units.compass_deg_to_enu_yaw_rad(heading),
+        heading_rad=yaw,
         accel_mps2=accel,
         length_m=units.size_cm_from_wire(bsm.size.length) or 5.0,
         width_m=units.size_cm_from_wire(bsm.size.width) or 2.0,
