@@ -91,6 +91,7 @@ class FleetAgent:
         x = np.array([v.x_m for v in vehicles])
         y = np.array([v.y_m for v in vehicles])
         lat, lon, _ = self.frame.to_geodetic(x, y)
+        compass = units.enu_yaw_rad_to_compass_deg(np.array([v.heading_rad for v in vehicles])).tolist()
         mark = units.sec_mark(inp.truth_time_us / 1e6, self.epoch)  # the truth's time: when it was so
         out = []
         for k, v in enumerate(vehicles):
@@ -123,6 +124,7 @@ class FleetAgent:
                 accel_mps2=v.accel_mps2,
                 msg_count=count,
                 sec_mark=mark,
+                compass_deg=compass[k],
             )
             self.msg_count[vid] = count + 1
             seq = self.seq[vid] = self.seq.get(vid, 0) + 1

@@ -200,7 +200,7 @@ class Channel:
     def due_split(self, t_s: float, bulk: NDArray[np.bool_] | None) -> tuple[dict[int, Received], Bulk]:
         """``due``, except that the deliveries to the slots ``bulk`` marks are handed over as arrays (in the
         fan-out's order: by receiver slot, delivery time, transmission), each payload once (a fleet's
-        receivers: hundreds of deliveries each per tick)."""
+        receivers: hundreds of deliveries each per tick; the payloads in transmission order)."""
         due, self.pending = self.pending.split_due(t_s + 1e-9)
         by_receiver: dict[int, Received] = defaultdict(Received)
         in_bulk = bulk[due.receiver] if bulk is not None and len(due) else np.zeros(len(due), dtype=np.bool_)
@@ -210,13 +210,16 @@ class Channel:
             got.envelopes.append(rec.raw)
             got.rx_time_us.append(round(float(due.delivery_time_s[k]) * 1e6))
         part = due.take(in_bulk)
-        tx, first, inverse = np.unique(part.tx_index, return_index=True, return_inverse=True)
-        order = np.argsort(first, kind="stable")  # payloads in first-delivered order
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
+        # Each payload once, in transmission order (tx_index ascending), without sorting the deliveries:
+        # the indices of one tick span a few thousand values.
+        tx_index = part.tx_index.astype(np.int64)
+        low = int(tx_index.min()) if len(tx_index) else 0
+        heard = np.zeros(int(tx_index.max()) - low + 1 if len(tx_index) else 0, dtype=np.bool_)
+        heard[tx_index - low] = True
+        rank = np.cumsum(heard) - 1
         bulk_out = Bulk(
-            payloads=[self.payloads[int(i)].raw for i in tx[order].tolist()],
-            payload=rank[inverse.reshape(-1)] if len(part) else np.zeros(0, dtype=np.int64),
+            payloads=[self.payloads[int(i) + low].raw for i in np.flatnonzero(heard).tolist()],
+            payload=rank[tx_index - low] if len(part) else np.zeros(0, dtype=np.int64),
             receiver=part.receiver.astype(np.intp),
             rx_time_us=np.rint(part.delivery_time_s * 1e6).astype(np.int64),
         )

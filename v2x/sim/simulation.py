@@ -306,7 +306,7 @@ class Simulation:
     def _fleet_inputs(self, tick: int, t: float, bulk: Bulk) -> dict[str, bytes]:
         """Every fleet's FleetInput of ``tick``: its equipped background vehicles on the road (their truth when
         the last tick closed), every envelope the channel delivers to any fleet's vehicle by ``t`` (each once,
-        in first-delivered order; the same list for every fleet, so that each knows every sender's freshest
+        in transmission order; the same list for every fleet, so that each knows every sender's freshest
         BSM whichever fleet hosts the vehicle that heard it), and the deliveries to its own vehicles (vehicle
         index, envelope index, delivery time; in the channel's order)."""
         bg = self.background

@@ -249,19 +249,22 @@ def refresh_bsm(
     accel_mps2: float,
     msg_count: int,
     sec_mark: int,
+    compass_deg: float | None = None,
 ) -> None:
     """Bring a BSM that :func:`encode_bsm` made for a vehicle with no flags and no turn signal (as the world
     makes them for background traffic) up to date in place: position (``lat_deg``/``lon_deg``: the frame's
     ``to_geodetic`` of the vehicle's x, y, computed for many at once), speed, heading, acceleration (and with
     it the brake pedal and the hardBraking flag), counter and secMark. The result is byte for byte what
-    ``encode_bsm`` would give for the same state (tested); it saves rebuilding the message each tick."""
+    ``encode_bsm`` would give for the same state (tested); it saves rebuilding the message each tick.
+    ``compass_deg``: ``units.enu_yaw_rad_to_compass_deg(heading_rad)`` when already computed (for many at once)."""
     bsm = msg.bsm
     bsm.msg_cnt = units.msg_cnt(msg_count)
     bsm.sec_mark = sec_mark
     bsm.pos.lat = units.lat_to_wire(lat_deg)
     bsm.pos.lon = units.lon_to_wire(lon_deg)
     bsm.speed = units.speed_to_wire(speed_mps)
-    bsm.heading = units.heading_to_wire(units.enu_yaw_rad_to_compass_deg(heading_rad))
+    deg = units.enu_yaw_rad_to_compass_deg(heading_rad) if compass_deg is None else compass_deg
+    bsm.heading = units.heading_to_wire(deg)
     bsm.accel_set.long = units.accel_to_wire(accel_mps2)
     bsm.brakes.brake_pedal = BRAKE_ON if accel_mps2 < 0 else BRAKE_OFF
     hard = accel_mps2 <= -HARD_BRAKING_MPS2
