@@ -303,6 +303,8 @@ def decode_emergency_use(bsm: day1_pb2.BSM) -> frozenset[str]:
     """The emergency extension's lights and siren in use (``emergency_lights``, ``siren``). Values out of
     range raise ValueError (the BSM is rejected as out_of_range); a response type, the other lightbar states
     (yellow caution lights, arrow signs, ...) and an absent extension mean neither."""
+    if not bsm.HasField("emergency_ext"):  # absent: every value 0, in range, neither in use
+        return frozenset()
     ext = bsm.emergency_ext
     units.emergency_use_from_wire(ext.response_type, units.EMERGENCY_RESPONSE_TYPE_MAX, "responseType")
     siren = units.emergency_use_from_wire(ext.siren_use, units.SIREN_IN_USE_MAX, "sirenUse")
