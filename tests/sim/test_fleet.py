@@ -177,10 +177,21 @@ def test_delivery_arrays_round_trip_and_arrays_that_do_not_fit_are_refused() -> 
     for field, value in (
         ("delivery_counts", np.array([1, 0, 1], "<u4").tobytes()),  # counts do not add up to the deliveries
         ("delivery_counts", np.array([3, 0], "<u4").tobytes()),  # not one per vehicle
-        ("delivery_envelopes", np.array([1, 0, 2], "<u4").tobytes()),  # no envelope 2
+        ("delivery_envelopes", np.array([1, 0, 2], "<u2").tobytes()),  # no envelope 2
+        ("delivery_envelopes", np.array([1, 0, 1], "<u4").tobytes()),  # uint32 for 2 envelopes
         ("delivery_offsets_us", b"\x00" * 8),  # fewer offsets than deliveries
     ):
         bad = testbed_pb2.FleetInput()
         bad.CopyFrom(inp)
         setattr(bad, field, value)
         assert unpack_deliveries(bad) is None, field
+
+
+def test_delivery_indices_widen_to_uint32_beyond_65536_envelopes() -> None:
+    inp = testbed_pb2.FleetInput(time_us=0)
+    inp.vehicles.append(_vehicle("bg-0-1", 0.0, 10.0))
+    inp.envelopes.extend([b"e"] * 70_000)
+    pack_deliveries(inp, np.array([0, 0]), np.array([3, 69_999]), np.array([0, -5]))
+    assert len(inp.delivery_envelopes) == 8
+    got = unpack_deliveries(inp)
+    assert got is not None and got.envelope.tolist() == [3, 69_999] and got.rx_time_us.tolist() == [0, -5]

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 from v2x.wire import testbed_pb2
 
+U16 = np.dtype("<u2")
 U32 = np.dtype("<u4")
 I32 = np.dtype("<i4")
 
@@ -36,19 +37,25 @@ def pack_deliveries(
     n = len(msg.vehicles)
     counts = np.bincount(np.asarray(vehicle, dtype=np.int64), minlength=n) if len(vehicle) else np.zeros(n)
     msg.delivery_counts = counts.astype(U32).tobytes()
-    msg.delivery_envelopes = np.asarray(envelope).astype(U32).tobytes()
+    index = U16 if len(msg.envelopes) <= 1 << 16 else U32  # the narrowest that holds every index
+    msg.delivery_envelopes = np.asarray(envelope).astype(index).tobytes()
     msg.delivery_offsets_us = (np.asarray(rx_time_us, dtype=np.int64) - msg.time_us).astype(I32).tobytes()
 
 
 def unpack_deliveries(msg: testbed_pb2.FleetInput) -> FleetDeliveries | None:
     """The deliveries of ``msg``; None when its arrays do not fit together (a count per vehicle, as many
-    envelope indices and offsets as the counts add up to, every envelope index within ``envelopes``)."""
+    envelope indices and offsets as the counts add up to, every envelope index within ``envelopes``). The
+    indices are uint16 when there are at most 65,536 envelopes, else uint32."""
     raw_counts, raw_env, raw_off = msg.delivery_counts, msg.delivery_envelopes, msg.delivery_offsets_us
-    if len(raw_counts) != 4 * len(msg.vehicles) or len(raw_env) % 4 or len(raw_off) != len(raw_env):
+    if len(raw_counts) != 4 * len(msg.vehicles) or len(raw_off) % 4:
         return None
     counts = np.frombuffer(raw_counts, dtype=U32).astype(np.int64)
-    envelope = np.frombuffer(raw_env, dtype=U32).astype(np.int64)
-    if int(counts.sum()) != len(envelope) or (len(envelope) and int(envelope.max()) >= len(msg.envelopes)):
+    total = len(raw_off) // 4
+    index = U16 if len(msg.envelopes) <= 1 << 16 else U32
+    if int(counts.sum()) != total or len(raw_env) != index.itemsize * total:
+        return None
+    envelope = np.frombuffer(raw_env, dtype=index).astype(np.int64)
+    if len(envelope) and int(envelope.max()) >= len(msg.envelopes):
         return None
     offsets = np.frombuffer(raw_off, dtype=I32).astype(np.int64)
     vehicle = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
