@@ -1,4 +1,4 @@
-"""`v2x bench stack` wiring and JSON shape on a tiny run (no timing assertions)."""
+"""`v2x bench stack` and `v2x bench realtime`: wiring and JSON shape on tiny runs (no timing assertions)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import io
 import json
 
 from v2x.bench import cli as bench_cli
+from v2x.bench import realtime as bench_realtime
 from v2x.bench import stack as bench_stack
 
 
-def _args(*argv: str) -> argparse.Namespace:
+def _args(*argv: str, bench: str = "stack") -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="v2x")
     sub = p.add_subparsers(dest="command", required=True)
     bench_cli.register(sub)
-    return p.parse_args(["bench", "stack", *argv])
+    return p.parse_args(["bench", bench, *argv])
 
 
 def test_bench_stack_quick_json_has_the_issue_keys_and_a_same_run_baseline() -> None:
@@ -39,3 +40,15 @@ def test_bench_stack_table_and_bad_input() -> None:
     assert "| vehicles | hosted by |" in out.getvalue() and "individual agents" not in out.getvalue()
     assert bench_stack.main(_args("--n", "1"), out=io.StringIO(), err=err) == 2
     assert "--n must be >= 2" in err.getvalue()
+
+
+def test_bench_realtime_quick_json_has_the_issue_keys() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    args = _args("--quick", "--json", "--broker", "loopback", bench="realtime")
+    assert bench_realtime.main(args, out=out, err=err) == 0
+    doc = json.loads(out.getvalue())
+    assert doc["bench"] == "realtime" and 10 <= doc["n"] <= 30
+    assert 0.0 <= doc["late_tick_ratio"] <= 1.0 and doc["ticks"] == 11
+    # Deliveries wait for the next tick: the emulator adds most of a tick to the channel's few ms.
+    assert doc["added_latency_ms_p99"] >= doc["added_latency_ms_p50"] > doc["channel_latency_ms_p99"]
+    assert "late ticks" in err.getvalue()
