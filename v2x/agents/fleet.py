@@ -74,24 +74,29 @@ class FleetAgent:
             del self.templates[gone]
         n = len(vehicles)
         dt = max(0.0, t - inp.truth_time_us / 1e6)
-        vx = np.array([v.vx_mps for v in vehicles]) + np.array([v.ax_mps2 for v in vehicles]) * dt
-        vy = np.array([v.vy_mps for v in vehicles]) + np.array([v.ay_mps2 for v in vehicles]) * dt
-        x = np.array([v.x_m + (v.vx_mps + 0.5 * v.ax_mps2 * dt) * dt for v in vehicles])
-        y = np.array([v.y_m + (v.vy_mps + 0.5 * v.ay_mps2 * dt) * dt for v in vehicles])
+        fields = [(v.x_m, v.y_m, v.vx_mps, v.vy_mps, v.ax_mps2, v.ay_mps2, v.heading_rad) for v in vehicles]
+        x0, y0, vx0, vy0, ax, ay, heading = np.array(fields, dtype=np.float64).reshape(-1, 7).T
+        # Carried on to the tick's time at constant acceleration.
+        vx = vx0 + ax * dt
+        vy = vy0 + ay * dt
+        x = x0 + (vx0 + 0.5 * ax * dt) * dt
+        y = y0 + (vy0 + 0.5 * ay * dt) * dt
         if n:
-            ack.envelopes.extend(self._bsms(inp, vehicles))
+            ack.envelopes.extend(self._bsms(inp, vehicles, x0, y0, heading))
         self._hear(inp, vehicles, t)
         if n:
             ack.events.extend(self._fcw(vehicles, x, y, vx, vy, t))
         return ack
 
     # -- transmitting -------------------------------------------------------------------------------
-    def _bsms(self, inp: testbed_pb2.FleetInput, vehicles: list[testbed_pb2.FleetVehicle]) -> list[bytes]:
+    def _bsms(
+        self, inp: testbed_pb2.FleetInput, vehicles: list[testbed_pb2.FleetVehicle], x: np.ndarray, y: np.ndarray,
+        heading: np.ndarray,
+    ) -> list[bytes]:  # fmt: skip
         t = inp.time_us / 1e6
-        x = np.array([v.x_m for v in vehicles])
-        y = np.array([v.y_m for v in vehicles])
-        lat, lon, _ = self.frame.to_geodetic(x, y)
-        compass = units.enu_yaw_rad_to_compass_deg(np.array([v.heading_rad for v in vehicles])).tolist()
+        lat_a, lon_a, _ = self.frame.to_geodetic(x, y)
+        lat, lon = lat_a.tolist(), lon_a.tolist()
+        compass = units.enu_yaw_rad_to_compass_deg(heading).tolist()
         mark = units.sec_mark(inp.truth_time_us / 1e6, self.epoch)  # the truth's time: when it was so
         out = []
         for k, v in enumerate(vehicles):
@@ -117,8 +122,8 @@ class FleetAgent:
             count = self.msg_count.get(vid, 0)
             refresh_bsm(
                 msg,
-                lat_deg=float(lat[k]),
-                lon_deg=float(lon[k]),
+                lat_deg=lat[k],
+                lon_deg=lon[k],
                 speed_mps=max(0.0, v.speed_mps),
                 heading_rad=v.heading_rad,
                 accel_mps2=v.accel_mps2,
