@@ -4,6 +4,7 @@ and its FCW for every hosted vehicle at once (sans-I/O, no broker)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from v2x.run.runner import environment
 from v2x.scenario.loader import SCENARIO_DIR, load_scenario
 from v2x.sim.inbound import MAX_FLEET_ACK_BYTES
 from v2x.sim.simulation import Simulation
-from v2x.wire import testbed_pb2
+from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, encode_bsm
 from v2x.wire.envelope import temporary_id
 from v2x.wire.fleet import pack_deliveries, unpack_deliveries
@@ -195,3 +196,28 @@ def test_delivery_indices_widen_to_uint32_beyond_65536_envelopes() -> None:
     assert len(inp.delivery_envelopes) == 8
     got = unpack_deliveries(inp)
     assert got is not None and got.envelope.tolist() == [3, 69_999] and got.rx_time_us.tolist() == [0, -5]
+
+
+def _with_bsm(raw: bytes, change: Callable[[day1_pb2.BSM], None]) -> bytes:
+    env = testbed_pb2.Envelope.FromString(raw)
+    frame = frame_pb2.MessageFrame.FromString(env.frame)
+    change(frame.bsm)
+    env.frame = frame.SerializeToString()
+    return env.SerializeToString()
+
+
+def test_fcw_ignores_a_sender_whose_freshest_bsm_is_too_inaccurate_and_refuses_bad_bsms() -> None:
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+    inp = testbed_pb2.FleetInput(run_id="r", tick=1, time_us=100_000, tick_us=100_000, truth_time_us=0)
+    inp.vehicles.append(_vehicle("bg-0-1", 0.0, 15.0))
+    accurate = _bsm_envelope("lead", 25.0, 8.0, -6.0, 0.1, 1)  # would warn bg-0-1 (the test above)
+    unknown = _with_bsm(
+        _bsm_envelope("lead", 25.0, 8.0, -6.0, 0.1, 2), lambda b: setattr(b.accuracy, "semi_major", 255)
+    )
+    bad = _with_bsm(_bsm_envelope("other", 40.0, 8.0, 0.0, 0.1, 1), lambda b: setattr(b.safety_ext, "lights", 1 << 12))
+    inp.envelopes.extend([accurate, unknown, bad])  # the same BSM time: the later one is the freshest
+    pack_deliveries(inp, np.array([0, 0, 0]), np.array([0, 1, 2]), np.array([102_000, 102_000, 102_000]))
+    assert not agent.step(inp).events
+    assert agent.remotes["lead"].sigma_major_m is None and "other" not in agent.remotes
+    assert agent.rejected == 1  # the lights out of range: refused as a decode would, the rest stands

@@ -12,8 +12,10 @@ Per tick, ``step``:
    time stamp says so, and receivers carry it on from there as they do every BSM), refreshed from a
    template per vehicle (``v2x.wire.bsm.refresh_bsm``; the static parts are encoded once), without
    positioning error and with the accuracy unknown, as the world did before fleets;
-2. decodes each distinct envelope heard once for the whole fleet and keeps, per sender, the freshest BSM, and
-   per (vehicle, sender) when it last heard it (``max_age_s`` forgets them);
+2. decodes each distinct envelope heard once for the whole fleet, in one batch (``decode_bsms``; a BSM that
+   FCW's accuracy gate would refuse, such as the background's own, is only checked as a decode would and
+   its time and accuracy kept: a ``Stamp``) and keeps, per sender, the freshest BSM, and per (vehicle,
+   sender) when it last heard it (``max_age_s`` forgets them);
 3. runs FCW for every hosted vehicle at once: one ``WorldState`` of the hosted vehicles (their truth carried
    on to the tick's time at constant acceleration) and the senders heard, and one call of the core's
    ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs, with FCW's thresholds and accuracy
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -33,14 +36,31 @@ from v2x import units
 from v2x.apps.collision import CONFLICT_NAME
 from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
 from v2x.geodesy import LocalFrame
-from v2x.units import accurate_enough
+from v2x.units import accurate_enough, time_from_sec_mark
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
-from v2x.wire.bsm import OwnState, RemoteState, decode_bsm, decode_bsms, encode_bsm, refresh_bsm
+from v2x.wire.bsm import OwnState, RemoteState, check_bsm, decode_bsm, decode_bsms, encode_bsm, refresh_bsm
 from v2x.wire.envelope import parse_envelope
 from v2x.wire.fleet import FleetDeliveries, unpack_deliveries
 from v2x.wire.tables import APP_BY_NAME
 
 HEIGHT_M = {"car": 1.5, "truck": 3.5, "bus": 3.2}
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A BSM too inaccurate for FCW (``_accurate``): its time and accuracy, all the fleet keeps of it."""
+
+    t_s: float
+    sigma_major_m: float | None
+
+
+def _accurate(bsm: day1_pb2.BSM, need_m: float) -> bool:
+    """Would FCW's accuracy gate pass the BSM's sender? (A semi-major axis out of range: decode it, and
+    let the decode refuse it.)"""
+    try:
+        return accurate_enough(units.semi_major_from_wire(bsm.accuracy.semi_major), need_m)
+    except ValueError:
+        return True
 
 
 class FleetAgent:
@@ -54,7 +74,8 @@ class FleetAgent:
         self.templates: dict[str, frame_pb2.MessageFrame] = {}  # vehicle -> its BSM, refreshed each tick
         self.msg_count: dict[str, int] = {}
         self.seq: dict[str, int] = {}
-        self.remotes: dict[str, RemoteState] = {}  # sender -> its freshest BSM
+        # sender -> its freshest BSM (a Stamp: one FCW does not act on, only its time and accuracy kept)
+        self.remotes: dict[str, RemoteState | Stamp] = {}
         # When each hosted vehicle last heard each sender (-inf: not within max_age_s), by their numbers
         # (``_number``: row the hosted vehicle, column the sender).
         self.heard_t = np.full((0, 0), -np.inf)
@@ -195,10 +216,16 @@ class FleetAgent:
             senders.append(None)
             if frame.WhichOneof("msg") == "bsm":  # only BSMs feed FCW
                 bsms.append((k, env.sender_id, frame.bsm))
+        # FCW acts only on senders accurate enough: the others' BSMs (the background's own: accuracy unknown)
+        # are checked like a decode would, and only their time and accuracy kept.
+        need = self.thresholds["fcw_required_accuracy_m"]
+        gated = [not _accurate(b, need) for _, _, b in bsms]
+        full = [b for (_, _, b), g in zip(bsms, gated, strict=True) if not g]
         try:
-            remotes = decode_bsms([b for _, _, b in bsms], now_s=t, frame=self.frame, epoch=self.epoch)
+            decoded = iter(decode_bsms(full, now_s=t, frame=self.frame, epoch=self.epoch))
         except ValueError:  # a value out of range somewhere: one at a time, to drop only the bad ones
-            remotes = [self._decode_one(b, t) for _, _, b in bsms]
+            decoded = iter([self._decode_one(b, t) for b in full])
+        remotes = [self._stamp(b, t) if g else next(decoded) for (_, _, b), g in zip(bsms, gated, strict=True)]
         for (k, sender, _), remote in zip(bsms, remotes, strict=True):
             if remote is None:
                 self.rejected += 1
@@ -208,6 +235,15 @@ class FleetAgent:
                 self.remotes[sender] = remote
             senders[k] = sender
         return senders
+
+    def _stamp(self, bsm: day1_pb2.BSM, t: float) -> Stamp | None:
+        try:
+            if not check_bsm(bsm):
+                return None
+        except ValueError:
+            return None
+        sigma = units.semi_major_from_wire(bsm.accuracy.semi_major)
+        return Stamp(time_from_sec_mark(bsm.sec_mark, t, self.epoch), sigma)
 
     def _decode_one(self, bsm: day1_pb2.BSM, t: float) -> RemoteState | None:
         try:
@@ -232,6 +268,11 @@ class FleetAgent:
         senders = sorted(self._names[k] for k in np.unique(heard_s).tolist())
         if not senders:
             return []
+        remotes: dict[str, RemoteState] = {}
+        for s in senders:  # accurate enough: decoded in full (``_decode_all``)
+            r = self.remotes[s]
+            assert isinstance(r, RemoteState)
+            remotes[s] = r
         n, m = len(vehicles), len(senders)
         # Rows: the hosted vehicles 0..n-1, then the senders (by id) n..n+m-1.
         row = np.full(len(self._names), -1, dtype=np.int64)
@@ -247,12 +288,12 @@ class FleetAgent:
         if not len(pi):
             return []
         world = WorldState(capacity=n + m)
-        length = [v.length_m for v in vehicles] + [self.remotes[s].length_m for s in senders]
-        width = [v.width_m for v in vehicles] + [self.remotes[s].width_m for s in senders]
+        length = [v.length_m for v in vehicles] + [remotes[s].length_m for s in senders]
+        width = [v.width_m for v in vehicles] + [remotes[s].width_m for s in senders]
         slots = world.add_many([f"h{k}" for k in range(n)] + [f"r{k}" for k in range(m)], ActorKind.CAR, length, width)
-        rx, ry, rvx, rvy = np.array([self.remotes[s].extrapolated(t) for s in senders]).reshape(-1, 4).T
-        heading = np.array([v.heading_rad for v in vehicles] + [self.remotes[s].heading_rad for s in senders])
-        accel = np.array([v.accel_mps2 for v in vehicles] + [self.remotes[s].accel_mps2 for s in senders])
+        rx, ry, rvx, rvy = np.array([remotes[s].extrapolated(t) for s in senders]).reshape(-1, 4).T
+        heading = np.array([v.heading_rad for v in vehicles] + [remotes[s].heading_rad for s in senders])
+        accel = np.array([v.accel_mps2 for v in vehicles] + [remotes[s].accel_mps2 for s in senders])
         world.set_state(
             slots,
             np.concatenate([x, rx]),
@@ -276,7 +317,7 @@ class FleetAgent:
             i, j = int(found.i[k]), int(found.j[k])
             ttc = float(found.ttc_s[k])
             vid = vehicles[i].vehicle_id
-            other = self.remotes[senders[j - n]].temp_id.hex()
+            other = remotes[senders[j - n]].temp_id.hex()
             key = (vid, other)
             if self.warned_until.get(key, -math.inf) > t:
                 continue

@@ -325,6 +325,29 @@ def decode_bsm(bsm: day1_pb2.BSM, *, now_s: float, frame: LocalFrame, epoch: dat
     return _remote(bsm, float(x), float(y), speed, units.compass_deg_to_enu_yaw_rad(heading), t_s, frame)
 
 
+def check_bsm(bsm: day1_pb2.BSM) -> bool:
+    """What :func:`decode_bsm` checks, without converting the position: False when it would give None (no
+    position, speed or heading), ValueError when it would raise (a value out of range), else True. For a
+    receiver that needs only the time and accuracy of BSMs it will not act on (a fleet: FCW's accuracy gate)."""
+    fields = (
+        units.lat_from_wire(bsm.pos.lat),
+        units.lon_from_wire(bsm.pos.lon),
+        units.speed_from_wire(bsm.speed),
+        units.heading_from_wire(bsm.heading),
+    )
+    if any(f is None for f in fields):
+        return False
+    units.accel_from_wire(bsm.accel_set.long)
+    units.elevation_from_wire(bsm.pos.elevation)
+    units.size_cm_from_wire(bsm.size.length)
+    units.size_cm_from_wire(bsm.size.width)
+    units.semi_major_from_wire(bsm.accuracy.semi_major)
+    decode_event_flags(bsm)
+    decode_emergency_use(bsm)
+    decode_turn_signal(bsm)
+    return True
+
+
 def decode_bsms(
     bsms: Sequence[day1_pb2.BSM], *, now_s: float, frame: LocalFrame, epoch: datetime
 ) -> list[RemoteState | None]:
