@@ -36,7 +36,7 @@ from v2x import units
 from v2x.apps.collision import CONFLICT_NAME
 from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
 from v2x.geodesy import LocalFrame
-from v2x.units import accurate_enough, time_from_sec_mark
+from v2x.units import accurate_enough
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, RemoteState, check_bsm, decode_bsm, decode_bsms, encode_bsm, refresh_bsm
 from v2x.wire.envelope import parse_envelope
@@ -225,7 +225,10 @@ class FleetAgent:
             decoded = iter(decode_bsms(full, now_s=t, frame=self.frame, epoch=self.epoch))
         except ValueError:  # a value out of range somewhere: one at a time, to drop only the bad ones
             decoded = iter([self._decode_one(b, t) for b in full])
-        remotes = [self._stamp(b, t) if g else next(decoded) for (_, _, b), g in zip(bsms, gated, strict=True)]
+        now_mark = units.sec_mark(t, self.epoch)
+        remotes = [
+            self._stamp(b, t, now_mark) if g else next(decoded) for (_, _, b), g in zip(bsms, gated, strict=True)
+        ]
         for (k, sender, _), remote in zip(bsms, remotes, strict=True):
             if remote is None:
                 self.rejected += 1
@@ -236,14 +239,16 @@ class FleetAgent:
             senders[k] = sender
         return senders
 
-    def _stamp(self, bsm: day1_pb2.BSM, t: float) -> Stamp | None:
+    def _stamp(self, bsm: day1_pb2.BSM, t: float, now_mark: int) -> Stamp | None:
+        """The BSM's time (as ``units.time_from_sec_mark`` gives it, ``now_mark`` the secMark of ``t``) and
+        accuracy, if it passes the checks of a decode."""
         try:
             if not check_bsm(bsm):
                 return None
         except ValueError:
             return None
         sigma = units.semi_major_from_wire(bsm.accuracy.semi_major)
-        return Stamp(time_from_sec_mark(bsm.sec_mark, t, self.epoch), sigma)
+        return Stamp(t - ((now_mark - bsm.sec_mark) % 60000) / 1000.0, sigma)
 
     def _decode_one(self, bsm: day1_pb2.BSM, t: float) -> RemoteState | None:
         try:
