@@ -4,8 +4,10 @@ and its FCW for every hosted vehicle at once (sans-I/O, no broker)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.sim.test_background import _scenario, _tick
@@ -15,9 +17,10 @@ from v2x.run.runner import environment
 from v2x.scenario.loader import SCENARIO_DIR, load_scenario
 from v2x.sim.inbound import MAX_FLEET_ACK_BYTES
 from v2x.sim.simulation import Simulation
-from v2x.wire import testbed_pb2
+from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, encode_bsm
 from v2x.wire.envelope import temporary_id
+from v2x.wire.fleet import pack_deliveries, unpack_deliveries
 
 FRAME = LocalFrame(29.5, 106.5, 0.0)
 
@@ -142,9 +145,7 @@ def test_a_fleet_vehicle_gets_fcw_against_a_braking_story_vehicle_it_heard() -> 
         inp.vehicles.extend([_vehicle("bg-0-1", 0.0, 15.0), _vehicle("bg-0-2", 0.0, 15.0)])
         inp.vehicles[1].y_m = 3.5
         inp.envelopes.append(_bsm_envelope("lead", 25.0, 8.0, -6.0, t, tick))
-        inp.delivery_vehicle.append(0)
-        inp.delivery_envelope.append(0)
-        inp.delivery_rx_time_us.append(round(t * 1e6) + 2000)
+        pack_deliveries(inp, np.array([0]), np.array([0]), np.array([round(t * 1e6) + 2000]))
         ack = agent.step(inp)
         assert {testbed_pb2.Envelope.FromString(e).sender_id for e in ack.envelopes} == {"bg-0-1", "bg-0-2"}
         warnings.extend(ack.events)
@@ -161,7 +162,62 @@ def test_fcw_stays_quiet_when_the_vehicle_ahead_pulls_away() -> None:
     inp = testbed_pb2.FleetInput(run_id="r", tick=1, time_us=100_000, tick_us=100_000, truth_time_us=0)
     inp.vehicles.append(_vehicle("bg-0-1", 0.0, 10.0))
     inp.envelopes.append(_bsm_envelope("lead", 25.0, 15.0, 0.0, 0.1, 1))
-    inp.delivery_vehicle.append(0)
-    inp.delivery_envelope.append(0)
-    inp.delivery_rx_time_us.append(102_000)
+    pack_deliveries(inp, np.array([0]), np.array([0]), np.array([102_000]))
     assert not agent.step(inp).events
+
+
+def test_delivery_arrays_round_trip_and_arrays_that_do_not_fit_are_refused() -> None:
+    inp = testbed_pb2.FleetInput(time_us=1_000_000)
+    inp.vehicles.extend([_vehicle("bg-0-1", 0.0, 10.0), _vehicle("bg-0-2", 5.0, 10.0), _vehicle("bg-0-3", 9.0, 1.0)])
+    inp.envelopes.extend([b"a", b"b"])
+    pack_deliveries(inp, np.array([0, 0, 2]), np.array([1, 0, 1]), np.array([999_000, 998_500, 1_000_000]))
+    got = unpack_deliveries(testbed_pb2.FleetInput.FromString(inp.SerializeToString()))
+    assert got is not None
+    assert got.vehicle.tolist() == [0, 0, 2] and got.envelope.tolist() == [1, 0, 1]
+    assert got.rx_time_us.tolist() == [999_000, 998_500, 1_000_000]
+    for field, value in (
+        ("delivery_counts", np.array([1, 0, 1], "<u4").tobytes()),  # counts do not add up to the deliveries
+        ("delivery_counts", np.array([3, 0], "<u4").tobytes()),  # not one per vehicle
+        ("delivery_envelopes", np.array([1, 0, 2], "<u2").tobytes()),  # no envelope 2
+        ("delivery_envelopes", np.array([1, 0, 1], "<u4").tobytes()),  # uint32 for 2 envelopes
+        ("delivery_offsets_us", b"\x00" * 8),  # fewer offsets than deliveries
+    ):
+        bad = testbed_pb2.FleetInput()
+        bad.CopyFrom(inp)
+        setattr(bad, field, value)
+        assert unpack_deliveries(bad) is None, field
+
+
+def test_delivery_indices_widen_to_uint32_beyond_65536_envelopes() -> None:
+    inp = testbed_pb2.FleetInput(time_us=0)
+    inp.vehicles.append(_vehicle("bg-0-1", 0.0, 10.0))
+    inp.envelopes.extend([b"e"] * 70_000)
+    pack_deliveries(inp, np.array([0, 0]), np.array([3, 69_999]), np.array([0, -5]))
+    assert len(inp.delivery_envelopes) == 8
+    got = unpack_deliveries(inp)
+    assert got is not None and got.envelope.tolist() == [3, 69_999] and got.rx_time_us.tolist() == [0, -5]
+
+
+def _with_bsm(raw: bytes, change: Callable[[day1_pb2.BSM], None]) -> bytes:
+    env = testbed_pb2.Envelope.FromString(raw)
+    frame = frame_pb2.MessageFrame.FromString(env.frame)
+    change(frame.bsm)
+    env.frame = frame.SerializeToString()
+    return env.SerializeToString()
+
+
+def test_fcw_ignores_a_sender_whose_freshest_bsm_is_too_inaccurate_and_refuses_bad_bsms() -> None:
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+    inp = testbed_pb2.FleetInput(run_id="r", tick=1, time_us=100_000, tick_us=100_000, truth_time_us=0)
+    inp.vehicles.append(_vehicle("bg-0-1", 0.0, 15.0))
+    accurate = _bsm_envelope("lead", 25.0, 8.0, -6.0, 0.1, 1)  # would warn bg-0-1 (the test above)
+    unknown = _with_bsm(
+        _bsm_envelope("lead", 25.0, 8.0, -6.0, 0.1, 2), lambda b: setattr(b.accuracy, "semi_major", 255)
+    )
+    bad = _with_bsm(_bsm_envelope("other", 40.0, 8.0, 0.0, 0.1, 1), lambda b: setattr(b.safety_ext, "lights", 1 << 12))
+    inp.envelopes.extend([accurate, unknown, bad])  # the same BSM time: the later one is the freshest
+    pack_deliveries(inp, np.array([0, 0, 0]), np.array([0, 1, 2]), np.array([102_000, 102_000, 102_000]))
+    assert not agent.step(inp).events
+    assert agent.remotes["lead"].sigma_major_m is None and "other" not in agent.remotes
+    assert agent.rejected == 1  # the lights out of range: refused as a decode would, the rest stands

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 from v2x.sim.channel import ChannelStats
 from v2x.sim.inbound import InboundStats
 from v2x.sim.metrics import latency_summary, run_metrics
@@ -23,11 +25,9 @@ def test_run_metrics_from_hand_filled_counters() -> None:
         delivered=Counter({"pc5": 3, "uu": 1}),
         dropped=Counter({"pc5": 2, "uu": 0}),
         candidates=Counter({"pc5": 5, "uu": 1}),
-        latencies_ms=[4.0, 1.0, 3.0, 2.0],
     )
-    channel.latencies_by_channel["uu-up"].append(2.0)
-    channel.latencies_by_channel["pc5"].extend([4.0, 1.0, 3.0])
-    channel.latencies_by_message["bsm"].extend([4.0, 1.0, 3.0, 2.0])
+    channel.add_latencies("uu-up", "bsm", np.array([2.0]))
+    channel.add_latencies("pc5", "bsm", np.array([4.0, 1.0, 3.0]))
     inbound = InboundStats(
         rejected=Counter({"malformed": 2, "bad_topic": 1}),
         rejected_by_agents={"car_b": {"out_of_range": 1}, "car_a": {}},

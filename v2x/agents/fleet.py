@@ -12,8 +12,10 @@ Per tick, ``step``:
    time stamp says so, and receivers carry it on from there as they do every BSM), refreshed from a
    template per vehicle (``v2x.wire.bsm.refresh_bsm``; the static parts are encoded once), without
    positioning error and with the accuracy unknown, as the world did before fleets;
-2. decodes each distinct envelope heard once for the whole fleet and keeps, per sender, the freshest BSM, and
-   per (vehicle, sender) when it last heard it (``max_age_s`` forgets them);
+2. decodes each distinct envelope heard once for the whole fleet, in one batch (``decode_bsms``; a BSM that
+   FCW's accuracy gate would refuse, such as the background's own, is only checked as a decode would and
+   its time and accuracy kept: a ``Stamp``) and keeps, per sender, the freshest BSM, and per (vehicle,
+   sender) when it last heard it (``max_age_s`` forgets them);
 3. runs FCW for every hosted vehicle at once: one ``WorldState`` of the hosted vehicles (their truth carried
    on to the tick's time at constant acceleration) and the senders heard, and one call of the core's
    ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs, with FCW's thresholds and accuracy
@@ -24,7 +26,8 @@ Per tick, ``step``:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -34,12 +37,30 @@ from v2x.apps.collision import CONFLICT_NAME
 from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
 from v2x.geodesy import LocalFrame
 from v2x.units import accurate_enough
-from v2x.wire import frame_pb2, testbed_pb2
-from v2x.wire.bsm import OwnState, RemoteState, decode_bsm, encode_bsm, refresh_bsm
+from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
+from v2x.wire.bsm import OwnState, RemoteState, check_bsm, decode_bsm, decode_bsms, encode_bsm, refresh_bsm
 from v2x.wire.envelope import parse_envelope
+from v2x.wire.fleet import FleetDeliveries, unpack_deliveries
 from v2x.wire.tables import APP_BY_NAME
 
 HEIGHT_M = {"car": 1.5, "truck": 3.5, "bus": 3.2}
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A BSM too inaccurate for FCW (``_accurate``): its time and accuracy, all the fleet keeps of it."""
+
+    t_s: float
+    sigma_major_m: float | None
+
+
+def _accurate(bsm: day1_pb2.BSM, need_m: float) -> bool:
+    """Would FCW's accuracy gate pass the BSM's sender? (A semi-major axis out of range: decode it, and
+    let the decode refuse it.)"""
+    try:
+        return accurate_enough(units.semi_major_from_wire(bsm.accuracy.semi_major), need_m)
+    except ValueError:
+        return True
 
 
 class FleetAgent:
@@ -53,8 +74,14 @@ class FleetAgent:
         self.templates: dict[str, frame_pb2.MessageFrame] = {}  # vehicle -> its BSM, refreshed each tick
         self.msg_count: dict[str, int] = {}
         self.seq: dict[str, int] = {}
-        self.remotes: dict[str, RemoteState] = {}  # sender -> its freshest BSM
-        self.heard: dict[tuple[str, str], float] = {}  # (hosted vehicle, sender) -> when it last heard it
+        # sender -> its freshest BSM (a Stamp: one FCW does not act on, only its time and accuracy kept)
+        self.remotes: dict[str, RemoteState | Stamp] = {}
+        # When each hosted vehicle last heard each sender (-inf: not within max_age_s), by their numbers
+        # (``_number``: row the hosted vehicle, column the sender).
+        self.heard_t = np.full((0, 0), -np.inf)
+        self._present = np.zeros(0, dtype=np.int64)  # the numbers of the vehicles hosted at this tick
+        self._numbers: dict[str, int] = {}
+        self._names: list[str] = []
         self.warned_until: dict[tuple[str, str], float] = {}  # (vehicle, other temp id) -> validity end
         self.rejected = 0  # envelopes heard that did not parse as a BSM with a position
 
@@ -68,23 +95,29 @@ class FleetAgent:
             del self.templates[gone]
         n = len(vehicles)
         dt = max(0.0, t - inp.truth_time_us / 1e6)
-        vx = np.array([v.vx_mps for v in vehicles]) + np.array([v.ax_mps2 for v in vehicles]) * dt
-        vy = np.array([v.vy_mps for v in vehicles]) + np.array([v.ay_mps2 for v in vehicles]) * dt
-        x = np.array([v.x_m + (v.vx_mps + 0.5 * v.ax_mps2 * dt) * dt for v in vehicles])
-        y = np.array([v.y_m + (v.vy_mps + 0.5 * v.ay_mps2 * dt) * dt for v in vehicles])
+        fields = [(v.x_m, v.y_m, v.vx_mps, v.vy_mps, v.ax_mps2, v.ay_mps2, v.heading_rad) for v in vehicles]
+        x0, y0, vx0, vy0, ax, ay, heading = np.array(fields, dtype=np.float64).reshape(-1, 7).T
+        # Carried on to the tick's time at constant acceleration.
+        vx = vx0 + ax * dt
+        vy = vy0 + ay * dt
+        x = x0 + (vx0 + 0.5 * ax * dt) * dt
+        y = y0 + (vy0 + 0.5 * ay * dt) * dt
         if n:
-            ack.envelopes.extend(self._bsms(inp, vehicles))
+            ack.envelopes.extend(self._bsms(inp, vehicles, x0, y0, heading))
         self._hear(inp, vehicles, t)
         if n:
             ack.events.extend(self._fcw(vehicles, x, y, vx, vy, t))
         return ack
 
     # -- transmitting -------------------------------------------------------------------------------
-    def _bsms(self, inp: testbed_pb2.FleetInput, vehicles: list[testbed_pb2.FleetVehicle]) -> list[bytes]:
+    def _bsms(
+        self, inp: testbed_pb2.FleetInput, vehicles: list[testbed_pb2.FleetVehicle], x: np.ndarray, y: np.ndarray,
+        heading: np.ndarray,
+    ) -> list[bytes]:  # fmt: skip
         t = inp.time_us / 1e6
-        x = np.array([v.x_m for v in vehicles])
-        y = np.array([v.y_m for v in vehicles])
-        lat, lon, _ = self.frame.to_geodetic(x, y)
+        lat_a, lon_a, _ = self.frame.to_geodetic(x, y)
+        lat, lon = lat_a.tolist(), lon_a.tolist()
+        compass = units.enu_yaw_rad_to_compass_deg(heading).tolist()
         mark = units.sec_mark(inp.truth_time_us / 1e6, self.epoch)  # the truth's time: when it was so
         out = []
         for k, v in enumerate(vehicles):
@@ -110,13 +143,14 @@ class FleetAgent:
             count = self.msg_count.get(vid, 0)
             refresh_bsm(
                 msg,
-                lat_deg=float(lat[k]),
-                lon_deg=float(lon[k]),
+                lat_deg=lat[k],
+                lon_deg=lon[k],
                 speed_mps=max(0.0, v.speed_mps),
                 heading_rad=v.heading_rad,
                 accel_mps2=v.accel_mps2,
                 msg_count=count,
                 sec_mark=mark,
+                compass_deg=compass[k],
             )
             self.msg_count[vid] = count + 1
             seq = self.seq[vid] = self.seq.get(vid, 0) + 1
@@ -132,42 +166,95 @@ class FleetAgent:
         return out
 
     # -- hearing ------------------------------------------------------------------------------------
-    def _hear(self, inp: testbed_pb2.FleetInput, vehicles: list[testbed_pb2.FleetVehicle], t: float) -> None:
-        senders: list[str | None] = []
-        for raw in inp.envelopes:  # each distinct envelope decoded once for the whole fleet
-            senders.append(self._decode(raw, t))
-        n = len(vehicles)
-        for vk, ek in zip(inp.delivery_vehicle, inp.delivery_envelope, strict=False):
-            if vk >= n or ek >= len(senders):
-                continue
-            sender = senders[ek]
-            if sender is not None and sender != vehicles[vk].vehicle_id:
-                self.heard[(vehicles[vk].vehicle_id, sender)] = t
-        max_age = self.thresholds["max_age_s"]
-        self.remotes = {s: r for s, r in self.remotes.items() if t - r.t_s <= max_age}
-        present = {v.vehicle_id for v in vehicles}
-        self.heard = {
-            k: when
-            for k, when in self.heard.items()
-            if t - when <= max_age and k[0] in present and k[1] in self.remotes
-        }
+    def _number(self, name: str) -> int:
+        """``name``'s number (vehicles and senders share one table, kept for the run)."""
+        no = self._numbers.get(name)
+        if no is None:
+            no = self._numbers[name] = len(self._names)
+            self._names.append(name)
+        return no
 
-    def _decode(self, raw: bytes, t: float) -> str | None:
-        parsed = parse_envelope(raw)
-        if parsed is None:
+    def _hear(self, inp: testbed_pb2.FleetInput, vehicles: list[testbed_pb2.FleetVehicle], t: float) -> None:
+        """Decode each distinct envelope once for the whole fleet, then note, per delivery (as arrays), that the
+        vehicle heard the sender at ``t``; forget what is older than ``max_age_s``."""
+        sender_no = np.array(
+            [-1 if s is None else self._number(s) for s in self._decode_all(inp.envelopes, t)], dtype=np.int64
+        )
+        vehicle_no = np.array([self._number(v.vehicle_id) for v in vehicles], dtype=np.int64)
+        got = unpack_deliveries(inp)
+        if got is None:  # arrays that do not fit together (the shell rejects such an input before)
+            got = FleetDeliveries(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
             self.rejected += 1
+        who, heard_from = vehicle_no[got.vehicle], sender_no[got.envelope]
+        ok = (heard_from >= 0) & (heard_from != who)
+        size = len(self._names)
+        if size > len(self.heard_t):  # room for the numbers given out so far (doubling)
+            grown = np.full((max(size, 2 * len(self.heard_t)),) * 2, -np.inf)
+            grown[: len(self.heard_t), : len(self.heard_t)] = self.heard_t
+            self.heard_t = grown
+        self.heard_t[who[ok], heard_from[ok]] = t
+        max_age = self.thresholds["max_age_s"]
+        dropped = [self._numbers[s] for s, r in self.remotes.items() if t - r.t_s > max_age]
+        self.remotes = {s: r for s, r in self.remotes.items() if t - r.t_s <= max_age}
+        # A sender whose freshest BSM is too old is forgotten by every vehicle; what a vehicle heard longer
+        # than max_age_s ago and the vehicles gone are left out where the pairs are made (``_fcw``).
+        self.heard_t[:, dropped] = -np.inf
+        self._present = vehicle_no
+
+    def _decode_all(self, envelopes: Sequence[bytes], t: float) -> list[str | None]:
+        """The sender of each envelope (None: not a BSM with a position, or not an envelope); the BSMs decoded
+        in one batch (``decode_bsms``), and each sender's freshest kept in ``remotes`` (in envelope order)."""
+        senders: list[str | None] = []
+        bsms: list[tuple[int, str, day1_pb2.BSM]] = []
+        for k, raw in enumerate(envelopes):
+            parsed = parse_envelope(raw)
+            if parsed is None:
+                self.rejected += 1
+                senders.append(None)
+                continue
+            env, frame = parsed
+            senders.append(None)
+            if frame.WhichOneof("msg") == "bsm":  # only BSMs feed FCW
+                bsms.append((k, env.sender_id, frame.bsm))
+        # FCW acts only on senders accurate enough: the others' BSMs (the background's own: accuracy unknown)
+        # are checked like a decode would, and only their time and accuracy kept.
+        need = self.thresholds["fcw_required_accuracy_m"]
+        gated = [not _accurate(b, need) for _, _, b in bsms]
+        full = [b for (_, _, b), g in zip(bsms, gated, strict=True) if not g]
+        try:
+            decoded = iter(decode_bsms(full, now_s=t, frame=self.frame, epoch=self.epoch))
+        except ValueError:  # a value out of range somewhere: one at a time, to drop only the bad ones
+            decoded = iter([self._decode_one(b, t) for b in full])
+        now_mark = units.sec_mark(t, self.epoch)
+        remotes = [
+            self._stamp(b, t, now_mark) if g else next(decoded) for (_, _, b), g in zip(bsms, gated, strict=True)
+        ]
+        for (k, sender, _), remote in zip(bsms, remotes, strict=True):
+            if remote is None:
+                self.rejected += 1
+                continue
+            old = self.remotes.get(sender)
+            if old is None or remote.t_s >= old.t_s:
+                self.remotes[sender] = remote
+            senders[k] = sender
+        return senders
+
+    def _stamp(self, bsm: day1_pb2.BSM, t: float, now_mark: int) -> Stamp | None:
+        """The BSM's time (as ``units.time_from_sec_mark`` gives it, ``now_mark`` the secMark of ``t``) and
+        accuracy, if it passes the checks of a decode."""
+        try:
+            if not check_bsm(bsm):
+                return None
+        except ValueError:
             return None
-        env, frame = parsed
-        if frame.WhichOneof("msg") != "bsm":
-            return None  # only BSMs feed FCW
-        remote = decode_bsm(frame.bsm, now_s=t, frame=self.frame, epoch=self.epoch)
-        if remote is None:
-            self.rejected += 1
+        sigma = units.semi_major_from_wire(bsm.accuracy.semi_major)
+        return Stamp(t - ((now_mark - bsm.sec_mark) % 60000) / 1000.0, sigma)
+
+    def _decode_one(self, bsm: day1_pb2.BSM, t: float) -> RemoteState | None:
+        try:
+            return decode_bsm(bsm, now_s=t, frame=self.frame, epoch=self.epoch)
+        except ValueError:
             return None
-        old = self.remotes.get(env.sender_id)
-        if old is None or remote.t_s >= old.t_s:
-            self.remotes[env.sender_id] = remote
-        return env.sender_id
 
     # -- FCW for the whole fleet --------------------------------------------------------------------
     def _fcw(
@@ -176,22 +263,42 @@ class FleetAgent:
     ) -> list[testbed_pb2.Advisory]:  # fmt: skip
         th = self.thresholds
         need = th["fcw_required_accuracy_m"]
-        senders = sorted({s for _, s in self.heard if accurate_enough(self.remotes[s].sigma_major_m, need)})
+        # Only senders whose BSMs are accurate enough count (the background's own say "unknown"): their columns.
+        usable = sorted(self._numbers[s] for s, r in self.remotes.items() if accurate_enough(r.sigma_major_m, need))
+        live = np.array(usable, dtype=np.int64)
+        present = np.sort(self._present)
+        recent = t - self.heard_t[np.ix_(present, live)] <= th["max_age_s"]
+        rows, cols = np.nonzero(recent)  # row-major: by vehicle number, then sender number
+        heard_v, heard_s = present[rows], live[cols]
+        senders = sorted(self._names[k] for k in np.unique(heard_s).tolist())
         if not senders:
             return []
+        remotes: dict[str, RemoteState] = {}
+        for s in senders:  # accurate enough: decoded in full (``_decode_all``)
+            r = self.remotes[s]
+            assert isinstance(r, RemoteState)
+            remotes[s] = r
         n, m = len(vehicles), len(senders)
-        row_of_vehicle = {v.vehicle_id: k for k, v in enumerate(vehicles)}
-        row_of_sender = {s: n + k for k, s in enumerate(senders)}
-        pairs = sorted((row_of_vehicle[v], row_of_sender[s]) for v, s in self.heard if s in row_of_sender)
-        if not pairs:
+        # Rows: the hosted vehicles 0..n-1, then the senders (by id) n..n+m-1.
+        row = np.full(len(self._names), -1, dtype=np.int64)
+        row[[self._numbers[s] for s in senders]] = n + np.arange(m)
+        vehicle_row = np.full(len(self._names), -1, dtype=np.int64)
+        vehicle_row[[self._numbers[v.vehicle_id] for v in vehicles]] = np.arange(n)
+        pi = vehicle_row[heard_v]
+        pj = row[heard_s]
+        ok = (pi >= 0) & (pj >= 0)
+        pi, pj = pi[ok], pj[ok]
+        order = np.lexsort((pj, pi))
+        pi, pj = pi[order].astype(np.intp), pj[order].astype(np.intp)
+        if not len(pi):
             return []
         world = WorldState(capacity=n + m)
-        length = [v.length_m for v in vehicles] + [self.remotes[s].length_m for s in senders]
-        width = [v.width_m for v in vehicles] + [self.remotes[s].width_m for s in senders]
+        length = [v.length_m for v in vehicles] + [remotes[s].length_m for s in senders]
+        width = [v.width_m for v in vehicles] + [remotes[s].width_m for s in senders]
         slots = world.add_many([f"h{k}" for k in range(n)] + [f"r{k}" for k in range(m)], ActorKind.CAR, length, width)
-        rx, ry, rvx, rvy = np.array([self.remotes[s].extrapolated(t) for s in senders]).reshape(-1, 4).T
-        heading = np.array([v.heading_rad for v in vehicles] + [self.remotes[s].heading_rad for s in senders])
-        accel = np.array([v.accel_mps2 for v in vehicles] + [self.remotes[s].accel_mps2 for s in senders])
+        rx, ry, rvx, rvy = np.array([remotes[s].extrapolated(t) for s in senders]).reshape(-1, 4).T
+        heading = np.array([v.heading_rad for v in vehicles] + [remotes[s].heading_rad for s in senders])
+        accel = np.array([v.accel_mps2 for v in vehicles] + [remotes[s].accel_mps2 for s in senders])
         world.set_state(
             slots,
             np.concatenate([x, rx]),
@@ -202,18 +309,20 @@ class FleetAgent:
             accel * np.sin(heading),
             heading,
         )
-        pi = np.array([p[0] for p in pairs], dtype=np.intp)
-        pj = np.array([p[1] for p in pairs], dtype=np.intp)
         found = detect_conflicts(world, horizon_s=th["horizon_s"], pairs=(pi, pj), max_pet_s=th["icw_max_pet_s"])
         out = []
-        for k in range(len(found)):
+        # Rear-end conflicts with the hosted vehicle as the follower (the core puts the follower first).
+        fcw = (
+            (found.kind == int(ConflictType.REAR_END))
+            & (found.i < n)
+            & (found.j >= n)
+            & ~(found.ttc_s > th["fcw_ttc_s"])
+        )
+        for k in np.flatnonzero(fcw).tolist():
             i, j = int(found.i[k]), int(found.j[k])
             ttc = float(found.ttc_s[k])
-            # A rear-end conflict with the hosted vehicle as the follower (the core puts the follower first).
-            if ConflictType(int(found.kind[k])) != ConflictType.REAR_END or i >= n or j < n or ttc > th["fcw_ttc_s"]:
-                continue
             vid = vehicles[i].vehicle_id
-            other = self.remotes[senders[j - n]].temp_id.hex()
+            other = remotes[senders[j - n]].temp_id.hex()
             key = (vid, other)
             if self.warned_until.get(key, -math.inf) > t:
                 continue

@@ -66,6 +66,44 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sign.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     sign.add_argument("--quick", action="store_true", help="short run (about 1.5 s)")
     sign.set_defaults(handler=_run_sign)
+    stack = bench_sub.add_parser(
+        "stack",
+        help="the whole stack with N equipped vehicles running FCW (fleet agent, broker, lockstep) vs "
+        "individual vehicle agents",
+        description="Wall seconds per simulated second of a lockstep V2X run with N equipped background vehicles "
+        "hosted by the fleet agent, all running FCW, on the given broker, against individual vehicle agents "
+        "measured in the same run (per-vehicle speed-up). Progress goes to stderr.",
+    )
+    stack.add_argument("--n", type=int, default=1000, help="equipped vehicles at once (default 1000, quick 20)")
+    stack.add_argument("--seconds", type=float, default=None, help="simulated seconds (default 10, quick 1)")
+    stack.add_argument("--broker", default="embedded", help="embedded, loopback or mqtt://host:port (default embedded)")
+    stack.add_argument("--workers", type=int, default=1, help="fleet agent processes (default 1)")
+    stack.add_argument(
+        "--baseline-n", type=int, default=None, help="individual agents in the baseline (default 50, quick 4; 0: none)"
+    )
+    stack.add_argument(
+        "--baseline-seconds", type=float, default=None, help="the baseline's simulated seconds (default 3, quick 1)"
+    )
+    stack.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    stack.add_argument("--quick", action="store_true", help="tiny run: 20 vehicles, 1 s, a 4-agent baseline")
+    stack.set_defaults(handler=_run_stack)
+    realtime = bench_sub.add_parser(
+        "realtime",
+        help="the bench stack workload under the real-time clock: late ticks and the latency the emulator adds",
+        description="N equipped vehicles with FCW hosted by the fleet agent, real-time clock (10 Hz), on the given "
+        "broker: the share of late ticks (a report missed its deadline, or the tick closed more than 10 ms "
+        "behind schedule) and the latency the emulator adds beyond the modelled channel (the wait for the next "
+        "tick plus how far behind schedule it went out). Progress goes to stderr.",
+    )
+    realtime.add_argument("--n", type=int, default=2000, help="equipped vehicles at once (default 2000, quick 20)")
+    realtime.add_argument("--seconds", type=float, default=None, help="seconds (default 60, quick 1)")
+    realtime.add_argument(
+        "--broker", default="embedded", help="embedded, loopback or mqtt://host:port (default embedded)"
+    )
+    realtime.add_argument("--workers", type=int, default=1, help="fleet agent processes (default 1)")
+    realtime.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    realtime.add_argument("--quick", action="store_true", help="tiny run: 20 vehicles, 1 s")
+    realtime.set_defaults(handler=_run_realtime)
 
 
 def _run_core(args: argparse.Namespace) -> int:
@@ -84,3 +122,15 @@ def _run_sign(args: argparse.Namespace) -> int:
     from v2x.bench import sign as bench_sign
 
     return bench_sign.main(args, out=sys.stdout, err=sys.stderr)
+
+
+def _run_stack(args: argparse.Namespace) -> int:
+    from v2x.bench import stack as bench_stack
+
+    return bench_stack.main(args, out=sys.stdout, err=sys.stderr)
+
+
+def _run_realtime(args: argparse.Namespace) -> int:
+    from v2x.bench import realtime as bench_realtime
+
+    return bench_realtime.main(args, out=sys.stdout, err=sys.stderr)

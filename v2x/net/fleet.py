@@ -21,6 +21,7 @@ from v2x.net.host import MAX_INPUT_BYTES
 from v2x.net.transport import Transport
 from v2x.sim.inbound import mistyped_fields
 from v2x.wire import testbed_pb2
+from v2x.wire.fleet import unpack_deliveries
 
 log = logging.getLogger("v2x.fleet")
 
@@ -80,8 +81,7 @@ class FleetHost:
         except DecodeError:
             self._reject("malformed", "does not parse")
             return None
-        n = len(msg.delivery_vehicle)
-        if mistyped_fields(msg) or n != len(msg.delivery_envelope) or n != len(msg.delivery_rx_time_us):
+        if mistyped_fields(msg) or unpack_deliveries(msg) is None:
             self._reject("malformed", "not a FleetInput")
             return None
         if msg.run_id != self.run_id:

@@ -82,9 +82,12 @@ class World:
         observer: Observer | None = None,
         token: str | None = None,
         security: EnvelopeSecurity | None = None,
+        fleets: int = 1,
     ) -> None:
         self.token = token or secrets.token_hex(16)
-        self.sim = Simulation(scenario, variant=variant, seed=seed, run_id=run_id, token=self.token, security=security)
+        self.sim = Simulation(
+            scenario, variant=variant, seed=seed, run_id=run_id, token=self.token, security=security, fleets=fleets
+        )
         self.run_id = run_id
         self.transport = transport
         self.clock = clock

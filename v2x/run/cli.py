@@ -103,6 +103,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="lockstep: virtual time, deterministic, fast (default); realtime: wall-clock ticks",
     )
     run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="host the equipped background vehicles (flows) in N fleet agent processes, each with its own "
+        "connection to the broker (default 1: one fleet in this process); the outcome is the same for any N "
+        '(docs/ARCHITECTURE.md "Fleets in worker processes")',
+    )
+    run.add_argument(
         "--run-id",
         metavar="PREFIX",
         help="fixed run ids PREFIX-v2x and PREFIX-baseline instead of random ones, so that an outside stack "
@@ -238,6 +247,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except BrokerURLError as exc:
             print(f"v2x run: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
+    if args.workers < 1:
+        print(f"v2x run: --workers wants N >= 1, got {args.workers}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     names = [str(p) for p in catalogue()] if args.all else []
     names += args.scenarios
     names = _unique_scenarios(names)
@@ -320,6 +332,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         observe=observe,
                         security=security,
                         signing=Signing(credentials_dir=args.out / "credentials") if security else None,
+                        workers=args.workers,
                     )
                 )
             )

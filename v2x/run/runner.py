@@ -33,6 +33,7 @@ from v2x.net.world import Observer, RunIdInUse, World, WorldReport, last_will
 from v2x.run.results import build_result
 from v2x.run.tap import Observers
 from v2x.run.tracks import Tracks, scenario_map
+from v2x.run.workers import FleetJob, FleetWorkers, WorkerFailed
 from v2x.scenario.geometry import lane_routes, route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
 from v2x.scenario.sensors import roadside_coverage
@@ -274,10 +275,15 @@ async def run_variant(
     observer: Observer | None = None,
     keys: RunKeys | None = None,
     signing: Signing | None = None,
+    workers: int = 1,
 ) -> WorldReport:
     """One variant's run. ``keys``: a secure run's users; the world and each built-in agent then log in
     as themselves, each agent on a connection of its own (the broker lets it write only its own topics).
-    ``signing``: every envelope signed, verified by the world and every built-in receiver."""
+    ``signing``: every envelope signed, verified by the world and every built-in receiver. ``workers``:
+    with more than one, the equipped background vehicles are spread over that many fleet agents, each in a
+    process of its own with its own connection to the broker (``v2x.run.workers``)."""
+    if workers > 1 and isinstance(broker, LoopbackBroker):
+        raise RunError("--workers needs an MQTT broker (embedded or mqtt://...): the loopback bus is in-process")
     from v2x.scenario.sumo import unmet
 
     for line in unmet([scenario]):  # the commands say so before they start (exit 2); this is the last word
@@ -314,6 +320,7 @@ async def run_variant(
             observer=observer,
             token=token,
             security=signed.checks if signed is not None else None,
+            fleets=workers,
         )
     except SumoError as exc:  # SUMO refused the scenario's files (it stops later: RuntimeError below)
         raise RunError(str(exc)) from None
@@ -331,6 +338,7 @@ async def run_variant(
         )
         for agents_tp, group in groups
     ]
+    in_process = workers <= 1 or not isinstance(world_bus, BrokerAddress)
     fleets = [
         FleetHost(
             make_transport(world_bus, f"fleet-{run_id}-{nonce}"),
@@ -338,8 +346,24 @@ async def run_variant(
             FleetAgent(fleet_id, frame=env.frame, epoch=env.epoch, thresholds=env.thresholds),
             n_ticks=scenario.n_ticks,
         )
-        for fleet_id in world.sim.fleet_ids
+        for fleet_id in (world.sim.fleet_ids if in_process else ())
     ]
+    pool = None
+    if not in_process and world.sim.fleet_ids and isinstance(world_bus, BrokerAddress):
+        jobs = [
+            FleetJob(
+                broker=world_bus,
+                client_id=f"{fleet_id}-{run_id}-{nonce}",
+                run_id=run_id,
+                fleet_id=fleet_id,
+                origin=(scenario.origin.lat_deg, scenario.origin.lon_deg, scenario.origin.alt_m),
+                epoch=env.epoch,
+                thresholds=dict(env.thresholds),
+                n_ticks=scenario.n_ticks,
+            )
+            for fleet_id in world.sim.fleet_ids
+        ]
+        pool = FleetWorkers(jobs)
     log.info("run %s: %s [%s] on %s, %d agents, %s clock", run_id, scenario.id, variant, broker.url, len(agents), mode)
     tasks: list[asyncio.Task[Any]] = []
     announced = False
@@ -364,7 +388,13 @@ async def run_variant(
                 await asyncio.wait_for(fleet_ready.wait(), connect_timeout_s)
             except TimeoutError:
                 raise RunError(f"the fleet agent cannot reach the MQTT broker at {broker.url}") from None
-        host_task = asyncio.create_task(_serve_all(hosts, fleets), name="agents")
+        if pool is not None:  # subscribed before the first tick, like the in-process fleets
+            pool.start()
+            try:
+                await pool.wait_ready(connect_timeout_s + 20.0)
+            except WorkerFailed as exc:
+                raise RunError(str(exc)) from None
+        host_task = asyncio.create_task(_serve_all(hosts, fleets, pool), name="agents")
         tasks.append(host_task)
         world_task = asyncio.create_task(world.run(), name="world")
         tasks.append(world_task)
@@ -396,6 +426,8 @@ async def run_variant(
             agents_tp.stop()
         for fleet in fleets:
             fleet.transport.stop()
+        if pool is not None:
+            await asyncio.to_thread(pool.stop)
         for task in tasks:
             task.cancel()
         # Bounded: a task that swallows its cancellation must not turn a run error into a hang.
@@ -409,14 +441,18 @@ async def run_variant(
             )
 
 
-async def _serve_all(hosts: list[AgentHost], fleets: Sequence[FleetHost] = ()) -> None:
-    """Run every host and fleet until each is done (or the world said STOP); the first failure cancels the
-    others."""
-    if len(hosts) == 1 and not fleets:
+async def _serve_all(
+    hosts: list[AgentHost], fleets: Sequence[FleetHost] = (), pool: FleetWorkers | None = None
+) -> None:
+    """Run every host and fleet until each is done (or the world said STOP), and watch the fleet workers;
+    the first failure cancels the others."""
+    if len(hosts) == 1 and not fleets and pool is None:
         await hosts[0].run()
         return
     tasks = [asyncio.create_task(h.run(), name=f"agents-{k}") for k, h in enumerate(hosts)]
     tasks += [asyncio.create_task(f.run(), name=f"fleet-{k}") for k, f in enumerate(fleets)]
+    if pool is not None:
+        tasks.append(asyncio.create_task(pool.watch(), name="fleet-workers"))
     try:
         for task in asyncio.as_completed(tasks):
             await task
@@ -438,6 +474,7 @@ async def run_scenario(
     observe: Callable[[str, str], Observer | None] | None = None,
     security: Security | None = None,
     signing: Signing | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run every variant of a scenario (or only ``variants``) and return the result document (v2x.results).
 
@@ -452,8 +489,11 @@ async def run_scenario(
     ``security``: a ``--secure`` run's broker side (``v2x.net.secure.Security``): every party logs in as
     itself and the broker lets it use only its own topics (docs/SECURITY.md). With ``security.directory``
     the run ids are the ones it was made for. ``signing``: sign and verify every envelope (:class:`Signing`).
-    The outcome is the same with either or both as without them.
+    The outcome is the same with either or both as without them. ``workers``: fleet agent processes for the
+    equipped background vehicles (``run_variant``); the outcome is the same for any number.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     if run_id is not None and not valid_run_id_prefix(run_id):
         raise ValueError(f"invalid run id {run_id!r}: {RUN_ID_RULE}")
     if variants is not None:
@@ -487,6 +527,7 @@ async def run_scenario(
                     observer=observer,
                     keys=secure.keys if secure else None,
                     signing=signing,
+                    workers=workers,
                 )
                 events.extend(report.events)
                 metrics[variant] = report.metrics

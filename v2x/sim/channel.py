@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,15 +49,38 @@ class Transmission:
 @dataclass
 class ChannelStats:
     """What the channel counted over a run: messages per link name (pc5, uu, wired) and latencies in ms
-    (all, per channel pc5/uu-up/uu-down/wired, per message type)."""
+    (all, per channel pc5/uu-up/uu-down/wired, per message type). The latencies are kept once, as arrays
+    per (channel, message type) (``add_latencies``); the three views concatenate them (percentiles do not
+    depend on the order)."""
 
     sent: Counter[str] = field(default_factory=Counter)
     delivered: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     candidates: Counter[str] = field(default_factory=Counter)
-    latencies_ms: list[float] = field(default_factory=list)
-    latencies_by_channel: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    latencies_by_message: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    latency_groups: dict[tuple[str, str], list[NDArray[np.float64]]] = field(default_factory=lambda: defaultdict(list))
+
+    def add_latencies(self, channel: str, message: str, ms: NDArray[np.float64]) -> None:
+        self.latency_groups[(channel, message)].append(np.asarray(ms, dtype=np.float64))
+
+    def _joined(self, keep: Callable[[tuple[str, str]], bool]) -> NDArray[np.float64]:
+        parts = [a for key, chunks in self.latency_groups.items() if keep(key) for a in chunks]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    @property
+    def latencies_ms(self) -> NDArray[np.float64]:
+        return self._joined(lambda key: True)
+
+    def _by(self, k: int) -> dict[str, NDArray[np.float64]]:
+        names = sorted({key[k] for key in self.latency_groups})
+        return {name: self._joined(lambda key, name=name: key[k] == name) for name in names}  # type: ignore[misc]
+
+    @property
+    def latencies_by_channel(self) -> dict[str, NDArray[np.float64]]:
+        return self._by(0)
+
+    @property
+    def latencies_by_message(self) -> dict[str, NDArray[np.float64]]:
+        return self._by(1)
 
 
 @dataclass
@@ -65,6 +89,17 @@ class Received:
 
     envelopes: list[bytes] = field(default_factory=list)
     rx_time_us: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Bulk:
+    """Deliveries handed over as arrays (``Channel.due_split``): the distinct payloads, and per delivery the
+    payload's index, the receiver's slot and the delivery time in us."""
+
+    payloads: list[bytes]
+    payload: NDArray[np.int64]
+    receiver: NDArray[np.intp]
+    rx_time_us: NDArray[np.int64]
 
 
 class Channel:
@@ -143,27 +178,54 @@ class Channel:
             st.candidates[name] += d.candidates
             st.dropped[name] += d.dropped
             st.delivered[name] += len(d)
-            lat = ((d.delivery_time_s - tx_time[d.tx_index - base]) * 1e3).tolist()
-            st.latencies_ms.extend(lat)
-            st.latencies_by_channel[channel].extend(lat)
-            for k, ms in zip((d.tx_index - base).tolist(), lat, strict=True):
-                st.latencies_by_message[recs[k].msg or "unknown"].append(ms)
+            lat = (d.delivery_time_s - tx_time[d.tx_index - base]) * 1e3
+            kinds = [r.msg or "unknown" for r in recs]
+            if len(set(kinds)) == 1:
+                st.add_latencies(channel, kinds[0], lat)
+            else:
+                code = np.array([sorted(set(kinds)).index(m) for m in kinds], dtype=np.intp)[d.tx_index - base]
+                for c, m in enumerate(sorted(set(kinds))):
+                    st.add_latencies(channel, m, lat[code == c])
             parts.append(d)
-        self.pending = Deliveries.concat(self.pending, *parts)
+        if len(parts) == 1 and not len(self.pending):  # already in order (the fan-out sorts): no second sort
+            self.pending = parts[0]
+        else:
+            self.pending = Deliveries.concat(self.pending, *parts)
 
     def due(self, t_s: float) -> dict[int, Received]:
         """Take the deliveries due by ``t_s`` (1 ns of slack for rounding), per receiver slot, in the
         order the fan-out produced them; the rest stay pending."""
+        return self.due_split(t_s, None)[0]
+
+    def due_split(self, t_s: float, bulk: NDArray[np.bool_] | None) -> tuple[dict[int, Received], Bulk]:
+        """``due``, except that the deliveries to the slots ``bulk`` marks are handed over as arrays (in the
+        fan-out's order: by receiver slot, delivery time, transmission), each payload once (a fleet's
+        receivers: hundreds of deliveries each per tick; the payloads in transmission order)."""
         due, self.pending = self.pending.split_due(t_s + 1e-9)
         by_receiver: dict[int, Received] = defaultdict(Received)
-        for k in range(len(due)):
+        in_bulk = bulk[due.receiver] if bulk is not None and len(due) else np.zeros(len(due), dtype=np.bool_)
+        for k in np.flatnonzero(~in_bulk).tolist():
             rec = self.payloads[int(due.tx_index[k])]
             got = by_receiver[int(due.receiver[k])]
             got.envelopes.append(rec.raw)
             got.rx_time_us.append(round(float(due.delivery_time_s[k]) * 1e6))
-        live = set(self.pending.tx_index.tolist())
-        self.payloads = {i: r for i, r in self.payloads.items() if i in live}
-        return dict(by_receiver)
+        part = due.take(in_bulk)
+        # Each payload once, in transmission order (tx_index ascending), without sorting the deliveries:
+        # the indices of one tick span a few thousand values.
+        tx_index = part.tx_index.astype(np.int64)
+        low = int(tx_index.min()) if len(tx_index) else 0
+        heard = np.zeros(int(tx_index.max()) - low + 1 if len(tx_index) else 0, dtype=np.bool_)
+        heard[tx_index - low] = True
+        rank = np.cumsum(heard) - 1
+        bulk_out = Bulk(
+            payloads=[self.payloads[int(i) + low].raw for i in np.flatnonzero(heard).tolist()],
+            payload=rank[tx_index - low] if len(part) else np.zeros(0, dtype=np.int64),
+            receiver=part.receiver.astype(np.intp),
+            rx_time_us=np.rint(part.delivery_time_s * 1e6).astype(np.int64),
+        )
+        live = np.unique(self.pending.tx_index).tolist()
+        self.payloads = {i: self.payloads[i] for i in live}
+        return dict(by_receiver), bulk_out
 
     @property
     def in_flight(self) -> int:

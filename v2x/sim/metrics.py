@@ -8,22 +8,23 @@ candidate is a (transmission, receiver) pair the link model was asked about.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from v2x.sim.channel import ChannelStats
 from v2x.sim.inbound import InboundStats
 from v2x.sim.sensing import SensorCounts
 
 
-def percentile(values: list[float], q: float) -> float | None:
+def percentile(values: Sequence[float] | NDArray[np.float64], q: float) -> float | None:
     """The ``q``-th percentile of ``values`` rounded to 3 decimals; None for no values."""
-    return round(float(np.percentile(values, q)), 3) if values else None
+    return round(float(np.percentile(values, q)), 3) if len(values) else None
 
 
-def latency_summary(values: list[float]) -> dict[str, float | None]:
+def latency_summary(values: Sequence[float] | NDArray[np.float64]) -> dict[str, float | None]:
     """p50, p95, p99 and max of latencies in ms."""
     return {
         "p50": percentile(values, 50),

@@ -46,7 +46,7 @@ from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
 from v2x.scenario.signals import warp_from_wire
 from v2x.sim.actors import road_user_slots, unequipped_ids, world_state
 from v2x.sim.background import Background, BackgroundTraffic, background_capacity
-from v2x.sim.channel import Channel, Received
+from v2x.sim.channel import Bulk, Channel
 from v2x.sim.events import event_order
 from v2x.sim.inbound import Inbound
 from v2x.sim.metrics import run_metrics
@@ -55,6 +55,7 @@ from v2x.sim.referee import Referee
 from v2x.sim.sensors import Sensors
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
+from v2x.wire.fleet import pack_deliveries
 from v2x.wire.security import EnvelopeSecurity
 from v2x.wire.tables import APP_NAME
 
@@ -95,7 +96,8 @@ def warning_event(variant: str, target: str, other: str, adv: testbed_pb2.Adviso
 class Simulation:
     """The world of one run of ``scenario``'s ``variant`` with ``seed`` (``run_id`` goes into the
     ``TickInput`` and ``Control`` messages; ``security``: a secure run's envelope verifier, see
-    ``v2x.sim.inbound``)."""
+    ``v2x.sim.inbound``; ``fleets``: how many fleet agents share the equipped background vehicles, one per
+    worker process of ``v2x run --workers``)."""
 
     def __init__(
         self,
@@ -106,6 +108,7 @@ class Simulation:
         run_id: str = "",
         token: str = "",
         security: EnvelopeSecurity | None = None,
+        fleets: int = 1,
     ) -> None:
         self.scenario = scenario
         self.variant = variant
@@ -163,18 +166,23 @@ class Simulation:
             run_end_s=self.time_of(self.n_ticks) + self.tick_s,
             security=security,
         )
-        # The fleets (v2x.agents.fleet) hosting the equipped background vehicles: one per run, in the V2X
-        # variant of a scenario whose flows have any; it reports once per tick (FleetAck) like an actor.
+        # The fleets (v2x.agents.fleet) hosting the equipped background vehicles: ``fleets`` of them (one per
+        # worker) in the V2X variant of a scenario whose flows have any; each reports once per tick (FleetAck)
+        # like an actor.
         self.fleet_ids: list[str] = []
         # (With SUMO always: its demand can give vehicles an OBU whatever the penetration.)
         equipped = any(f.penetration > 0 for f in scenario.flows) or scenario.sumo is not None
         if self.background is not None and variant == "v2x" and equipped:
-            fleet_id = "fleet-0"
-            while fleet_id in self.actor_ids:
-                fleet_id = "_" + fleet_id
-            self.fleet_ids.append(fleet_id)
+            prefix = "fleet-"
+            while any(f"{prefix}{k}" in self.actor_ids for k in range(max(1, fleets))):
+                prefix = "_" + prefix
+            self.fleet_ids = [f"{prefix}{k}" for k in range(max(1, fleets))]
         self.inbound.fleet_ids = set(self.fleet_ids)
-        self._members: dict[str, int] = {}  # the vehicles the fleet hosts at this tick: id -> slot
+        self._members: dict[str, dict[str, int]] = {}  # per fleet, the vehicles it hosts at this tick: id -> slot
+        self._fleet_assigned: dict[str, int] = {}  # equipped vehicle -> the number of its fleet
+        # The slots whose deliveries go into FleetInputs as arrays: the background vehicles'.
+        self._bulk = np.zeros(w.capacity, dtype=np.bool_)
+        self._bulk[len(self.actor_ids) :] = True
         self.fleet_inputs: dict[str, bytes] = {}  # this tick's FleetInput of each fleet
         self.events: list[Event] = []  # in the order recorded; report() sorts them
         # Told to each actor in its next TickInput: the collisions it was in and the ticks that closed
@@ -278,7 +286,7 @@ class Simulation:
         hears (deliveries due by the tick's time), its GNSS reading, its roadside detections."""
         self.inbound.open(tick)
         t = self.time_of(tick)
-        due = self.channel.due(t)
+        due, bulk = self.channel.due_split(t, self._bulk)
         inputs = {}
         for actor_id in self.actor_ids:
             got = due.get(self.world.slot_of(actor_id))
@@ -300,61 +308,74 @@ class Simulation:
             msg.signal_warps.extend(self._signal_warps)
             inputs[actor_id] = msg.SerializeToString()
         self._signal_warps = []
-        self.fleet_inputs = {f: self._fleet_input(f, tick, t, due) for f in self.fleet_ids}
+        self.fleet_inputs = self._fleet_inputs(tick, t, bulk) if self.fleet_ids else {}
         return inputs
 
-    def _fleet_input(self, fleet_id: str, tick: int, t: float, due: dict[int, Received]) -> bytes:
-        """The FleetInput of ``tick``: the equipped background vehicles on the road (their truth when the
-        last tick closed) and everything the channel delivers to them by ``t``, each envelope once."""
+    def _fleet_inputs(self, tick: int, t: float, bulk: Bulk) -> dict[str, bytes]:
+        """Every fleet's FleetInput of ``tick``: its equipped background vehicles on the road (their truth when
+        the last tick closed), every envelope the channel delivers to any fleet's vehicle by ``t`` (each once,
+        in transmission order; the same list for every fleet, so that each knows every sender's freshest
+        BSM whichever fleet hosts the vehicle that heard it), and the deliveries to its own vehicles (vehicle
+        index, envelope index, delivery time; in the channel's order)."""
         bg = self.background
         assert bg is not None
         w = self.world
         _, slots, speed, accel = bg.equipped()
-        msg = testbed_pb2.FleetInput(
-            run_id=self.run_id,
-            tick=tick,
-            time_us=round(t * 1e6),
-            tick_us=self.tick_us,
-            truth_time_us=round(self.time_of(tick - 1) * 1e6) if tick > 0 else 0,
-            final=tick == self.n_ticks,
-        )
+        truth_us = round(self.time_of(tick - 1) * 1e6) if tick > 0 else 0
+        fleet_no = np.array([self._fleet_of(w.id_of(s)) for s in slots.tolist()], dtype=np.intp)
+        index_of_slot = np.full(w.capacity, -1, dtype=np.int64)
+        fleet_of_slot = np.full(w.capacity, -1, dtype=np.intp)
+        out: dict[str, bytes] = {}
+        kinds = [bg.kind_name(s) for s in slots.tolist()]
+        cols = [w.x, w.y, w.vx, w.vy, w.ax, w.ay, w.heading_rad, w.length_m, w.width_m]
+        x, y, vx, vy, ax, ay, heading, length, width = (np.asarray(c[slots], dtype=np.float64).tolist() for c in cols)
+        sp, ac = speed.tolist(), accel.tolist()
         self._members = {}
-        index: dict[bytes, int] = {}  # distinct envelope -> its place in msg.envelopes
-        vehicle: list[int] = []
-        envelope: list[int] = []
-        rx_time: list[int] = []
-        for k, s in enumerate(slots.tolist()):
-            vid = w.id_of(s)
-            self._members[vid] = s
-            msg.vehicles.append(
+        for f, fleet_id in enumerate(self.fleet_ids):
+            mine = np.flatnonzero(fleet_no == f)
+            index_of_slot[slots[mine]] = np.arange(len(mine))
+            fleet_of_slot[slots[mine]] = f
+            self._members[fleet_id] = {w.id_of(int(slots[k])): int(slots[k]) for k in mine.tolist()}
+        for f, fleet_id in enumerate(self.fleet_ids):
+            msg = testbed_pb2.FleetInput(
+                run_id=self.run_id,
+                tick=tick,
+                time_us=round(t * 1e6),
+                tick_us=self.tick_us,
+                truth_time_us=truth_us,
+                final=tick == self.n_ticks,
+            )
+            msg.vehicles.extend(
                 testbed_pb2.FleetVehicle(
                     vehicle_id=vid,
-                    kind=bg.kind_name(s),
-                    x_m=float(w.x[s]),
-                    y_m=float(w.y[s]),
-                    vx_mps=float(w.vx[s]),
-                    vy_mps=float(w.vy[s]),
-                    ax_mps2=float(w.ax[s]),
-                    ay_mps2=float(w.ay[s]),
-                    heading_rad=float(w.heading_rad[s]),
-                    speed_mps=float(speed[k]),
-                    accel_mps2=float(accel[k]),
-                    length_m=float(w.length_m[s]),
-                    width_m=float(w.width_m[s]),
+                    kind=kinds[k],
+                    x_m=x[k],
+                    y_m=y[k],
+                    vx_mps=vx[k],
+                    vy_mps=vy[k],
+                    ax_mps2=ax[k],
+                    ay_mps2=ay[k],
+                    heading_rad=heading[k],
+                    speed_mps=sp[k],
+                    accel_mps2=ac[k],
+                    length_m=length[k],
+                    width_m=width[k],
                 )
+                for vid, k in zip(self._members[fleet_id], np.flatnonzero(fleet_no == f).tolist(), strict=True)
             )
-            got = due.get(s)
-            if got is None:
-                continue
-            for raw in got.envelopes:
-                envelope.append(index.setdefault(raw, len(index)))
-            vehicle.extend([k] * len(got.envelopes))
-            rx_time.extend(got.rx_time_us)
-        msg.envelopes.extend(index)  # in first-heard order (dicts keep it)
-        msg.delivery_vehicle.extend(vehicle)
-        msg.delivery_envelope.extend(envelope)
-        msg.delivery_rx_time_us.extend(rx_time)
-        return msg.SerializeToString()
+            msg.envelopes.extend(bulk.payloads)
+            to_me = fleet_of_slot[bulk.receiver] == f if len(bulk.receiver) else np.zeros(0, dtype=np.bool_)
+            pack_deliveries(msg, index_of_slot[bulk.receiver[to_me]], bulk.payload[to_me], bulk.rx_time_us[to_me])
+            out[fleet_id] = msg.SerializeToString()
+        return out
+
+    def _fleet_of(self, vehicle_id: str) -> int:
+        """The fleet hosting ``vehicle_id``: the fleets take the equipped vehicles in turn as they appear, and
+        keep them."""
+        f = self._fleet_assigned.get(vehicle_id)
+        if f is None:
+            f = self._fleet_assigned[vehicle_id] = len(self._fleet_assigned) % len(self.fleet_ids)
+        return f
 
     # -- bytes in -----------------------------------------------------------------------------------
     def receive(self, kind: str, actor_id: str, payload: bytes, *, where: str = "") -> None:
@@ -364,7 +385,7 @@ class Simulation:
 
     def receive_fleet(self, fleet_id: str, payload: bytes, *, where: str = "") -> None:
         """A ``FleetAck`` from ``fleet_id``: validated and counted (``v2x.sim.inbound``)."""
-        self.inbound.fleet(fleet_id, payload, self._members, where=where)
+        self.inbound.fleet(fleet_id, payload, self._members.get(fleet_id, {}), where=where)
 
     def reject(self, reason: str, where: str, detail: str = "") -> None:
         """Count a message the shell could not even attribute (``bad_topic``)."""

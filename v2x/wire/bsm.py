@@ -5,8 +5,11 @@ Units are converted only through ``v2x.units``."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+import numpy as np
 
 from v2x import units
 from v2x.geodesy import LocalFrame
@@ -246,19 +249,22 @@ def refresh_bsm(
     accel_mps2: float,
     msg_count: int,
     sec_mark: int,
+    compass_deg: float | None = None,
 ) -> None:
     """Bring a BSM that :func:`encode_bsm` made for a vehicle with no flags and no turn signal (as the world
     makes them for background traffic) up to date in place: position (``lat_deg``/``lon_deg``: the frame's
     ``to_geodetic`` of the vehicle's x, y, computed for many at once), speed, heading, acceleration (and with
     it the brake pedal and the hardBraking flag), counter and secMark. The result is byte for byte what
-    ``encode_bsm`` would give for the same state (tested); it saves rebuilding the message each tick."""
+    ``encode_bsm`` would give for the same state (tested); it saves rebuilding the message each tick.
+    ``compass_deg``: ``units.enu_yaw_rad_to_compass_deg(heading_rad)`` when already computed (for many at once)."""
     bsm = msg.bsm
     bsm.msg_cnt = units.msg_cnt(msg_count)
     bsm.sec_mark = sec_mark
     bsm.pos.lat = units.lat_to_wire(lat_deg)
     bsm.pos.lon = units.lon_to_wire(lon_deg)
     bsm.speed = units.speed_to_wire(speed_mps)
-    bsm.heading = units.heading_to_wire(units.enu_yaw_rad_to_compass_deg(heading_rad))
+    deg = units.enu_yaw_rad_to_compass_deg(heading_rad) if compass_deg is None else compass_deg
+    bsm.heading = units.heading_to_wire(deg)
     bsm.accel_set.long = units.accel_to_wire(accel_mps2)
     bsm.brakes.brake_pedal = BRAKE_ON if accel_mps2 < 0 else BRAKE_OFF
     hard = accel_mps2 <= -HARD_BRAKING_MPS2
@@ -297,6 +303,8 @@ def decode_emergency_use(bsm: day1_pb2.BSM) -> frozenset[str]:
     """The emergency extension's lights and siren in use (``emergency_lights``, ``siren``). Values out of
     range raise ValueError (the BSM is rejected as out_of_range); a response type, the other lightbar states
     (yellow caution lights, arrow signs, ...) and an absent extension mean neither."""
+    if not bsm.HasField("emergency_ext"):  # absent: every value 0, in range, neither in use
+        return frozenset()
     ext = bsm.emergency_ext
     units.emergency_use_from_wire(ext.response_type, units.EMERGENCY_RESPONSE_TYPE_MAX, "responseType")
     siren = units.emergency_use_from_wire(ext.siren_use, units.SIREN_IN_USE_MAX, "sirenUse")
@@ -313,15 +321,81 @@ def decode_bsm(bsm: day1_pb2.BSM, *, now_s: float, frame: LocalFrame, epoch: dat
     if lat is None or lon is None or speed is None or heading is None:
         return None
     x, y, _ = frame.to_local(lat, lon, frame.h0_m)
+    t_s = time_from_sec_mark(bsm.sec_mark, now_s, epoch)
+    return _remote(bsm, float(x), float(y), speed, units.compass_deg_to_enu_yaw_rad(heading), t_s, frame)
+
+
+def check_bsm(bsm: day1_pb2.BSM) -> bool:
+    """What :func:`decode_bsm` checks, without converting the position: False when it would give None (no
+    position, speed or heading), ValueError when it would raise (a value out of range), else True. For a
+    receiver that needs only the time and accuracy of BSMs it will not act on (a fleet: FCW's accuracy gate)."""
+    fields = (
+        units.lat_from_wire(bsm.pos.lat),
+        units.lon_from_wire(bsm.pos.lon),
+        units.speed_from_wire(bsm.speed),
+        units.heading_from_wire(bsm.heading),
+    )
+    if any(f is None for f in fields):
+        return False
+    units.accel_from_wire(bsm.accel_set.long)
+    units.elevation_from_wire(bsm.pos.elevation)
+    units.size_cm_from_wire(bsm.size.length)
+    units.size_cm_from_wire(bsm.size.width)
+    units.semi_major_from_wire(bsm.accuracy.semi_major)
+    decode_event_flags(bsm)
+    decode_emergency_use(bsm)
+    decode_turn_signal(bsm)
+    return True
+
+
+def decode_bsms(
+    bsms: Sequence[day1_pb2.BSM], *, now_s: float, frame: LocalFrame, epoch: datetime
+) -> list[RemoteState | None]:
+    """:func:`decode_bsm` of many BSMs at once, the same values (the positions go through the frame in one
+    vectorised call: a fleet decodes a thousand BSMs a tick). A value out of range raises ValueError, as
+    ``decode_bsm`` does."""
+    wire: list[tuple[day1_pb2.BSM, float, float, float, float] | None] = []
+    for bsm in bsms:
+        lat = units.lat_from_wire(bsm.pos.lat)
+        lon = units.lon_from_wire(bsm.pos.lon)
+        speed = units.speed_from_wire(bsm.speed)
+        heading = units.heading_from_wire(bsm.heading)
+        ok = lat is not None and lon is not None and speed is not None and heading is not None
+        wire.append((bsm, lat, lon, speed, heading) if ok else None)  # type: ignore[arg-type]
+    placed = [w for w in wire if w is not None]
+    if not placed:
+        return [None] * len(wire)
+    xs, ys, _ = frame.to_local(np.array([w[1] for w in placed]), np.array([w[2] for w in placed]), frame.h0_m)
+    # The same numpy operations as the scalar conversions, on all of them at once (the same values).
+    yaws = units.compass_deg_to_enu_yaw_rad(np.array([w[4] for w in placed]))
+    now_mark = units.sec_mark(now_s, epoch)
+    ages_ms = (now_mark - np.array([w[0].sec_mark for w in placed], dtype=np.int64)) % 60000
+    times = (now_s - ages_ms / 1000.0).tolist()
+    out: list[RemoteState | None] = []
+    k = 0
+    for w in wire:
+        if w is None:
+            out.append(None)
+            continue
+        bsm, _, _, speed, _ = w
+        out.append(_remote(bsm, float(xs[k]), float(ys[k]), speed, float(yaws[k]), times[k], frame))
+        k += 1
+    return out
+
+
+def _remote(
+    bsm: day1_pb2.BSM, x: float, y: float, speed: float, yaw: float, t_s: float, frame: LocalFrame
+) -> RemoteState:
+    """The rest of a BSM in SI units, its position (``x``, ``y``), speed, ENU yaw and time already converted."""
     accel = units.accel_from_wire(bsm.accel_set.long) or 0.0
     elevation = units.elevation_from_wire(bsm.pos.elevation)
     return RemoteState(
         temp_id=bytes(bsm.id),
-        t_s=time_from_sec_mark(bsm.sec_mark, now_s, epoch),
-        x=float(x),
-        y=float(y),
+        t_s=t_s,
+        x=x,
+        y=y,
         speed_mps=speed,
-        heading_rad=units.compass_deg_to_enu_yaw_rad(heading),
+        heading_rad=yaw,
         accel_mps2=accel,
         length_m=units.size_cm_from_wire(bsm.size.length) or 5.0,
         width_m=units.size_cm_from_wire(bsm.size.width) or 2.0,

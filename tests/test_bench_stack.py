@@ -1,0 +1,54 @@
+"""`v2x bench stack` and `v2x bench realtime`: wiring and JSON shape on tiny runs (no timing assertions)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+
+from v2x.bench import cli as bench_cli
+from v2x.bench import realtime as bench_realtime
+from v2x.bench import stack as bench_stack
+
+
+def _args(*argv: str, bench: str = "stack") -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="v2x")
+    sub = p.add_subparsers(dest="command", required=True)
+    bench_cli.register(sub)
+    return p.parse_args(["bench", bench, *argv])
+
+
+def test_bench_stack_quick_json_has_the_issue_keys_and_a_same_run_baseline() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert bench_stack.main(_args("--quick", "--json", "--broker", "loopback"), out=out, err=err) == 0
+    doc = json.loads(out.getvalue())  # exactly one JSON object
+    assert doc["bench"] == "stack"
+    assert 10 <= doc["n"] <= 30  # --quick asks for 20; the prefill gives about that many
+    assert doc["wall_per_sim_s"] > 0
+    # Every hosted vehicle hears the others on its few hundred metres of road: about n * (n - 1) + the story cars.
+    assert doc["n"] * (doc["n"] - 1) <= doc["deliveries_per_tick"] <= (doc["n"] + 2) ** 2
+    base = doc["baseline"]
+    assert base["n"] == 4 and base["wall_per_sim_s"] > 0 and base["deliveries_per_tick"] > 0
+    assert doc["per_vehicle_speedup"] > 0
+    assert "baseline: 4 individual vehicle agents" in err.getvalue()  # progress goes to stderr
+
+
+def test_bench_stack_table_and_bad_input() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    args = _args("--n", "12", "--seconds", "0.5", "--baseline-n", "0", "--broker", "loopback")
+    assert bench_stack.main(args, out=out, err=err) == 0
+    assert "| vehicles | hosted by |" in out.getvalue() and "individual agents" not in out.getvalue()
+    assert bench_stack.main(_args("--n", "1"), out=io.StringIO(), err=err) == 2
+    assert "--n must be >= 2" in err.getvalue()
+
+
+def test_bench_realtime_quick_json_has_the_issue_keys() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    args = _args("--quick", "--json", "--broker", "loopback", bench="realtime")
+    assert bench_realtime.main(args, out=out, err=err) == 0
+    doc = json.loads(out.getvalue())
+    assert doc["bench"] == "realtime" and 10 <= doc["n"] <= 30
+    assert 0.0 <= doc["late_tick_ratio"] <= 1.0 and doc["ticks"] == 11
+    # Deliveries wait for the next tick: the emulator adds most of a tick to the channel's few ms.
+    assert doc["added_latency_ms_p99"] >= doc["added_latency_ms_p50"] > doc["channel_latency_ms_p99"]
+    assert "late ticks" in err.getvalue()

@@ -1,0 +1,59 @@
+"""Fleets in worker processes (``v2x run --workers N``): the outcome does not depend on N, and bad uses are
+refused. Workers connect to a real broker (the embedded one here)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from v2x.bench.stack import stack_scenario
+from v2x.cli import main as cli_main
+from v2x.run.runner import RunError, run_scenario, warm_up_core
+from v2x.scenario import load_scenario
+from v2x.scenario.model import Scenario
+
+
+def _scenario(tmp_path: Path) -> Scenario:
+    """Fully equipped background traffic on 4 lanes with cars standing in them: the vehicles prefilled just
+    behind a standing car get FCW from the fleet."""
+    doc = stack_scenario(200, 1.0, lanes=4)
+    for k in range(4):
+        for j, start in enumerate((300, 900)):
+            doc["actors"].append(
+                {"id": f"stalled{k}{j}", "kind": "car", "lane": f"l{k}", "start_m": start + 37 * k, "speed_mps": 0.0}
+            )
+    path = tmp_path / "fleets.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return load_scenario(path)
+
+
+def _outcome(result: dict[str, Any]) -> str:
+    metrics = {
+        v: {k: x for k, x in m.items() if k not in ("wall_seconds", "duplicates")} for v, m in result["metrics"].items()
+    }
+    return json.dumps({"events": result["events"], "metrics": metrics, "passed": result["passed"]}, sort_keys=True)
+
+
+def test_the_outcome_is_the_same_with_one_fleet_and_with_two_worker_processes(tmp_path: Path) -> None:
+    sc = _scenario(tmp_path)
+    warm_up_core([sc])
+    one = asyncio.run(run_scenario(sc, seed=0, broker="embedded", variants=["v2x"]))
+    two = asyncio.run(run_scenario(sc, seed=0, broker="embedded", variants=["v2x"], workers=2))
+    fleet_warnings = [e for e in one["events"] if e["type"] == "warning" and e["target"].startswith("bg-")]
+    assert fleet_warnings  # the fleets did raise FCW, so the comparison means something
+    assert _outcome(one) == _outcome(two)
+
+
+def test_workers_need_a_broker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sc = _scenario(tmp_path)
+    with pytest.raises(RunError, match="needs an MQTT broker"):
+        asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], workers=2))
+    with pytest.raises(ValueError, match="workers"):
+        asyncio.run(run_scenario(sc, seed=0, broker="embedded", workers=0))
+    assert cli_main(["run", "fcw", "--workers", "0", "--out", str(tmp_path)]) == 2
+    assert "--workers" in capsys.readouterr().err

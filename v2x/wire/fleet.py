@@ -1,0 +1,62 @@
+"""The deliveries of a ``FleetInput`` (docs/PROTOCOL.md "Fleet bundles") as little-endian arrays: a fleet's
+vehicles hear hundreds of envelopes each per tick, and arrays in ``bytes`` fields cost nothing to build
+and to read with numpy, where repeated varints cost a Python object per number on either side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from v2x.wire import testbed_pb2
+
+U16 = np.dtype("<u2")
+U32 = np.dtype("<u4")
+I32 = np.dtype("<i4")
+
+
+@dataclass(frozen=True)
+class FleetDeliveries:
+    """Per delivery: the vehicle's index (into ``FleetInput.vehicles``), the envelope's index (into
+    ``FleetInput.envelopes``) and the delivery time in us."""
+
+    vehicle: NDArray[np.int64]
+    envelope: NDArray[np.int64]
+    rx_time_us: NDArray[np.int64]
+
+
+def pack_deliveries(
+    msg: testbed_pb2.FleetInput,
+    vehicle: NDArray[np.integer[Any]],
+    envelope: NDArray[np.integer[Any]],
+    rx_time_us: NDArray[np.integer[Any]],
+) -> None:
+    """Put the deliveries into ``msg`` (whose ``vehicles`` and ``time_us`` are set); ``vehicle`` ascending."""
+    n = len(msg.vehicles)
+    counts = np.bincount(np.asarray(vehicle, dtype=np.int64), minlength=n) if len(vehicle) else np.zeros(n)
+    msg.delivery_counts = counts.astype(U32).tobytes()
+    index = U16 if len(msg.envelopes) <= 1 << 16 else U32  # the narrowest that holds every index
+    msg.delivery_envelopes = np.asarray(envelope).astype(index).tobytes()
+    msg.delivery_offsets_us = (np.asarray(rx_time_us, dtype=np.int64) - msg.time_us).astype(I32).tobytes()
+
+
+def unpack_deliveries(msg: testbed_pb2.FleetInput) -> FleetDeliveries | None:
+    """The deliveries of ``msg``; None when its arrays do not fit together (a count per vehicle, as many
+    envelope indices and offsets as the counts add up to, every envelope index within ``envelopes``). The
+    indices are uint16 when there are at most 65,536 envelopes, else uint32."""
+    raw_counts, raw_env, raw_off = msg.delivery_counts, msg.delivery_envelopes, msg.delivery_offsets_us
+    if len(raw_counts) != 4 * len(msg.vehicles) or len(raw_off) % 4:
+        return None
+    counts = np.frombuffer(raw_counts, dtype=U32).astype(np.int64)
+    total = len(raw_off) // 4
+    index = U16 if len(msg.envelopes) <= 1 << 16 else U32
+    if int(counts.sum()) != total or len(raw_env) != index.itemsize * total:
+        return None
+    envelope = np.frombuffer(raw_env, dtype=index).astype(np.int64)
+    if len(envelope) and int(envelope.max()) >= len(msg.envelopes):
+        return None
+    offsets = np.frombuffer(raw_off, dtype=I32).astype(np.int64)
+    vehicle = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    return FleetDeliveries(vehicle, envelope, offsets + msg.time_us)
