@@ -15,46 +15,23 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from v2x.bench.stack import individual_scenario
 from v2x.run.runner import run_scenario
 from v2x.run.warmup import warm_up
 from v2x.scenario import load_scenario
 
 
 def scenario_text(n: int, seconds: float) -> str:
-    """N cars at 60 km/h, 30 m apart per lane on 4 lanes, each with FCW; an RSU and the platform."""
-    lanes = [{"id": f"l{k}", "centerline": [[0, 3.5 * k], [6000, 3.5 * k]], "width_m": 3.5} for k in range(4)]
-    actors: list[dict[str, Any]] = [
-        {
-            "id": f"v{i}",
-            "kind": "car",
-            "lane": f"l{i % 4}",
-            "start_m": 50 + (i // 4) * 30,
-            "speed_mps": 16.67,
-            "apps": ["fcw"],
-            "driver": {"reaction_s": 1.0, "brake_mps2": 7.0},
-        }
-        for i in range(n)
-    ]
-    actors.append({"id": "rsu1", "kind": "rsu", "position": [400, -12], "range_m": 300})
-    actors.append({"id": "cloud", "kind": "platform"})
-    doc = {
-        "id": f"scale{n}",
-        "name": f"{n} cars",
-        "description": "stack scaling benchmark (benchmarks/agents_scale.py)",
-        "origin": {"lat_deg": 29.7215, "lon_deg": 106.6310, "alt_m": 250.0},
-        "duration_s": seconds,
-        "tick_s": 0.1,
-        "network": {"pc5": "pc5-sidelink-los", "uu": "5g-uu-edge-sa", "wired": "wired-backhaul"},
-        "positioning": "rtk-fixed",
-        "road": {"lanes": lanes},
-        "actors": actors,
-        # v4 follows v0 in the same lane
-        "expectations": [{"name": "no collision", "type": "no_collision", "actors": ["v0", "v4" if n > 4 else "v1"]}],
-    }
+    """N cars at 60 km/h, 30 m apart per lane on 4 lanes, each with FCW (the baseline workload of
+    `v2x bench stack`); an RSU and the platform."""
+    doc = individual_scenario(n, seconds)
+    doc["id"] = f"scale{n}"
+    doc["description"] = "stack scaling benchmark (benchmarks/agents_scale.py)"
+    doc["actors"].append({"id": "rsu1", "kind": "rsu", "position": [400, -12], "range_m": 300})
+    doc["actors"].append({"id": "cloud", "kind": "platform"})
     return yaml.safe_dump(doc, sort_keys=False)
 
 
