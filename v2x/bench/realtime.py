@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any, TextIO
 import numpy as np
 import yaml
 
-from v2x.bench.stack import TICK_S, stack_scenario
+from v2x.bench.stack import TICK_S, run_facts, stack_scenario
 from v2x.net.world import Observer
 from v2x.run.runner import run_scenario, warm_up_core
 from v2x.scenario import load_scenario
@@ -104,10 +103,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         "ticks": ticks,
         "workers": args.workers,
         "broker": args.broker,
-        "cores": os.cpu_count(),
-        "load_1min": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "elapsed_s": round(time.perf_counter() - started, 1),
+        **run_facts(started),
     }
     print(
         f"  {doc_out['late_tick_ratio'] * 100:.1f} % late ticks, "

@@ -46,6 +46,27 @@ SPACING_M = 25.0  # 2000 veh/h at 50 km/h: the prefill's spacing (v2x.sim.backgr
 LANE_WIDTH_M = 3.5
 
 
+def _setting(seconds: float) -> dict[str, Any]:
+    """What both workloads share: the place, the run's length and tick, the network and positioning."""
+    return {
+        "origin": {"lat_deg": 29.5630, "lon_deg": 106.5516, "alt_m": 250.0},
+        "duration_s": seconds,
+        "tick_s": TICK_S,
+        "network": {"pc5": "pc5-sidelink-los", "uu": "5g-uu-edge-sa", "wired": "wired-backhaul"},
+        "positioning": "rtk-fixed",
+    }
+
+
+def run_facts(started: float) -> dict[str, Any]:
+    """The machine and the moment a bench ran on (its figures depend on them); ``started``: perf_counter."""
+    return {
+        "cores": os.cpu_count(),
+        "load_1min": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "elapsed_s": round(time.perf_counter() - started, 1),
+    }
+
+
 def stack_scenario(n: int, seconds: float, lanes: int = 8) -> dict[str, Any]:
     """The fleet workload: about ``n`` equipped background vehicles at once on ``lanes`` lanes."""
     lanes = max(1, min(lanes, math.ceil(n / 4)))
@@ -65,11 +86,7 @@ def stack_scenario(n: int, seconds: float, lanes: int = 8) -> dict[str, Any]:
         "id": f"stack{n}",
         "name": f"{n} equipped vehicles with FCW",
         "description": "v2x bench stack workload (v2x/bench/stack.py)",
-        "origin": {"lat_deg": 29.5630, "lon_deg": 106.5516, "alt_m": 250.0},
-        "duration_s": seconds,
-        "tick_s": TICK_S,
-        "network": {"pc5": "pc5-sidelink-los", "uu": "5g-uu-edge-sa", "wired": "wired-backhaul"},
-        "positioning": "rtk-fixed",
+        **_setting(seconds),
         "road": {"lanes": road},
         "flows": [{"lane": f"l{k}", **flow} for k in range(lanes)],
         "actors": [
@@ -108,11 +125,7 @@ def individual_scenario(n: int, seconds: float) -> dict[str, Any]:
         "id": f"agents{n}",
         "name": f"{n} vehicle agents",
         "description": "v2x bench stack baseline (individual agents)",
-        "origin": {"lat_deg": 29.5630, "lon_deg": 106.5516, "alt_m": 250.0},
-        "duration_s": seconds,
-        "tick_s": TICK_S,
-        "network": {"pc5": "pc5-sidelink-los", "uu": "5g-uu-edge-sa", "wired": "wired-backhaul"},
-        "positioning": "rtk-fixed",
+        **_setting(seconds),
         "road": {"lanes": lanes},
         "actors": actors,
         "expectations": [{"name": "no collision", "type": "no_collision", "actors": ["v0", "v4" if n > 4 else "v1"]}],
@@ -208,12 +221,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         doc["baseline"] = {"what": "individual vehicle agents with FCW", "n": base_n, **base}
         per_vehicle = fleet["wall_per_sim_s"] / max(hosted, 1.0)
         doc["per_vehicle_speedup"] = round(base["wall_per_sim_s"] / base_n / per_vehicle, 1) if per_vehicle else None
-    doc.update(
-        cores=os.cpu_count(),
-        load_1min=round(os.getloadavg()[0], 2),
-        python=platform.python_version(),
-        elapsed_s=round(time.perf_counter() - started, 1),
-    )
+    doc.update(run_facts(started))
     if args.json:
         print(json.dumps(doc), file=out)
         return 0
