@@ -114,7 +114,8 @@ def test_app_latency_is_from_the_trigger_s_sending_to_the_warning_per_app() -> N
     for tick in range(5):
         sim.begin(tick)
         for actor in sim.actor_ids:
-            ack = testbed_pb2.Ack(actor_id=actor, tick=tick, events=reported.get(tick, []) if actor == "follower" else [])
+            events = reported.get(tick, []) if actor == "follower" else []
+            ack = testbed_pb2.Ack(actor_id=actor, tick=tick, events=events)
             sim.receive("ack", actor, ack.SerializeToString())
         sim.step()
     m = sim.metrics(0.0)
