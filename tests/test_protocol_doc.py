@@ -599,7 +599,8 @@ def test_lockstep_resends_after_2_s_and_gives_up_after_60_s_naming_the_silent() 
 # "`raised_at_s` is when the driver is warned, and it may lie inside the tick", the built-in vehicle's
 # reaction `reaction_s` after it, a received advisory echoed at its delivery time keeping
 # `trigger_sent_at_s`, `app_latency_ms`, and "a later one ... makes the Ack `out_of_range`":
-#   tests/test_delivery_time.py (every test); the reasons: test_each_rejection_reason_of_the_doc_is_counted_by_its_name above.
+#   tests/test_delivery_time.py (every test); the reasons:
+#   test_each_rejection_reason_of_the_doc_is_counted_by_its_name above.
 
 
 async def test_a_received_advisory_counts_only_when_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
