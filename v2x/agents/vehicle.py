@@ -566,9 +566,9 @@ class VehicleAgent(Agent):
         """One tick, from the last tick's time to ``ctx.t_s``. Each message heard is handled at its delivery
         time: the vehicle moves to that instant, takes the message in and, if it is one its apps read, runs
         them there (deliveries at one instant together), so that a warning's time is the delivery time of
-        the message that made it (each app runs where a message it reads arrived). An app to which nothing
-        it reads arrived in the tick runs at the tick's time (its periodic evaluation). Then the acceleration
-        for the next tick, the BSM and the Ack."""
+        the message that made it (each app runs where a message it reads arrived). Every app runs at the
+        tick's time as well (its periodic evaluation: what the passing of time alone changes, the host moving
+        and the others extrapolated). Then the acceleration for the next tick, the BSM and the Ack."""
         t = ctx.t_s
         if ctx.signal_warps and self.signal_heads:
             # The signal heads show what the controllers changed (heads shared by vehicles: applied once); the
@@ -581,7 +581,7 @@ class VehicleAgent(Agent):
         now = t - ctx.dt_s if ctx.tick > 0 else t
         gnss = ctx.gnss
         self._judge = True
-        idle = set(range(len(self.apps)))  # the apps no delivery has made run in this tick
+        self._trigger = None
         if self.equipped and ctx.heard:
             for at, group in _instants(ctx.heard, now, t):
                 now = self._advance(now, at)
@@ -590,16 +590,18 @@ class VehicleAgent(Agent):
                 which = [k for k, reads in enumerate(self.inputs) if not reads.isdisjoint(kinds)]
                 if which:
                     self._trigger = max(h.tx_time_s for h in group if h.frame.WhichOneof("msg") != "advisory")
-                    self._evaluate(at, self._pose_now(at), gnss, result, which)
-                    idle.difference_update(which)
+                    if at < t:  # at the tick's time: the periodic evaluation below, prompted by them
+                        self._evaluate(at, self._pose_now(at), gnss, result, which)
+                        self._trigger = None
                 now = self._advance(now, at)  # a reaction that begins at once (advice)
         now = self._advance(now, t)
         pose = self._pose_now(t)
         self._pose = pose
-        self._trigger = None
         view: OnBoardView | None = None
-        if idle:
-            view = self._evaluate(t, pose, gnss, result, sorted(idle))
+        if self.apps:
+            # The periodic evaluation at the tick's time, of every app: what time alone changes (the host
+            # moving, the others extrapolated) is seen here, as before deliveries were handled on arrival.
+            view = self._evaluate(t, pose, gnss, result, range(len(self.apps)))
         else:
             self._prune(t)
         ex = gnss.east_error_m if gnss.available else 0.0
