@@ -62,7 +62,7 @@ def test_fcw_app_warns_on_a_braking_lead_and_the_driver_brakes_after_the_reactio
             res = car.step(tick_ctx(tick, tuple(inbox[name]), dt=dt))
             outputs[name] = res
             if res.events:
-                first_warning.setdefault(name, t)
+                first_warning.setdefault(name, res.events[0].raised_at_s)  # the BSM's delivery time
         inbox = {k: [] for k in cars}
         for sender, res in outputs.items():  # ideal channel: every BSM heard next tick
             for tx in res.transmissions:

@@ -103,16 +103,16 @@ def test_check_passes_then_fails_with_a_readable_diff_when_a_threshold_changes(
     path.write_text(path.read_text().replace("expectations:", "thresholds: {fcw_ttc_s: 2.0}\nexpectations:", 1))
     assert main(["check", str(path), "--out", str(out), "-v"]) == 1
     printed = capsys.readouterr().out
-    assert "follower: first FCW about lead 6.10 s -> 6.90 s (tolerance 0.20 s)" in printed
+    assert "follower: first FCW about lead 6.00 s -> 6.90 s (tolerance 0.20 s)" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passed"] is False and summary["counts"]["fail"] == 1
     failures = ET.parse(out / "junit.xml").getroot().findall(".//failure")
-    assert len(failures) == 1 and "6.10 s -> 6.90 s" in (failures[0].text or "")
+    assert len(failures) == 1 and "6.00 s -> 6.90 s" in (failures[0].text or "")
 
     # --update-golden takes the new outcome and says what changed; then the outcome matches its record, but
     # the scenario still fails: with the later warning the follower no longer stops in time.
     assert main(["check", str(path), "--out", str(out), "--update-golden"]) == 0
-    assert "[v2x] follower: first FCW about lead 6.10 s -> 6.90 s" in capsys.readouterr().out
+    assert "[v2x] follower: first FCW about lead 6.00 s -> 6.90 s" in capsys.readouterr().out
     assert main(["check", str(path), "--out", str(out)]) == 1
     [case] = [c for c in json.loads((out / "summary.json").read_text())["cases"] if c["variant"] == "v2x"]
     assert case["lines"] == [

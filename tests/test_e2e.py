@@ -233,7 +233,7 @@ def test_cli_view_options_without_view_exit_2(
 
 async def test_real_time_mode_paces_the_run_and_keeps_the_outcome(embedded: BrokerAddress) -> None:
     """The same agents on the real-time clock: a tick every 100 ms of wall time, and the RLVW story (warned
-    at about 6.1 s, stops before the line, nothing crashes) still holds."""
+    at about 6.0 s, stops before the line, nothing crashes) still holds."""
     sc = load_scenario(SCENARIO_DIR / "rlvw.yaml").model_copy(update={"duration_s": 8.0})
     report = await run_variant(sc, "v2x", seed=0, broker=embedded, mode="realtime")
     wall = report.metrics["wall_seconds"]

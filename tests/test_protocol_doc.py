@@ -116,6 +116,10 @@ def _reason_cases() -> dict[str, list[tuple[str, str, bytes]]]:
     other_id = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(id=temporary_id("follower"))).SerializeToString()
     bad_truth = testbed_pb2.Ack(actor_id="lead", tick=0, truth=testbed_pb2.TruthState(x_m=100_001.0))
     late_warning = testbed_pb2.Ack(actor_id="lead", tick=0, events=[testbed_pb2.Advisory(raised_at_s=99.0)])
+    future_warning = testbed_pb2.Ack(actor_id="lead", tick=0, events=[testbed_pb2.Advisory(raised_at_s=0.05)])
+    trigger_after = testbed_pb2.Ack(
+        actor_id="lead", tick=0, events=[testbed_pb2.Advisory(raised_at_s=0.0, trigger_sent_at_s=0.01)]
+    )
     return {
         "malformed": [("tx", "lead", b"\xff\x00 not protobuf")],
         "sender_mismatch": [("tx", "lead", _env("follower", 1, 0))],
@@ -131,6 +135,8 @@ def _reason_cases() -> dict[str, list[tuple[str, str, bytes]]]:
         "bad_seq": [("tx", "lead", _env("lead", 1, 0, frame=bsm)), ("tx", "lead", _env("lead", 66, 0, frame=bsm))],
         "out_of_range": [("ack", "lead", bad_truth.SerializeToString())],
         "out_of_range ": [("ack", "lead", late_warning.SerializeToString())],  # a warning timed after the run
+        "out_of_range  ": [("ack", "lead", future_warning.SerializeToString())],  # raised after the Ack's tick
+        "out_of_range   ": [("ack", "lead", trigger_after.SerializeToString())],  # sent after it was raised
         "bad_hello": [("join", "lead", _hello("car", 2))],
         "bad_hello ": [("join", "lead", _hello("truck", 1))],
         "conflicting_ack": [("ack", "lead", _ack("lead", 0)), ("ack", "lead", _ack("lead", 0, x=131.0))],
@@ -590,6 +596,11 @@ def test_lockstep_resends_after_2_s_and_gives_up_after_60_s_naming_the_silent() 
 # "each becomes a `warning` event at `raised_at_s` ..., `target` = the reporting actor", "the same advisory
 # reported twice counts once", BSM id in hex -> actor id:
 #   tests/test_sdk.py::test_a_warning_counts_at_raised_at_s_once_however_often_it_is_reported.
+# "`raised_at_s` is when the driver is warned, and it may lie inside the tick", the built-in vehicle's
+# reaction `reaction_s` after it, a received advisory echoed at its delivery time keeping
+# `trigger_sent_at_s`, `app_latency_ms`, and "a later one ... makes the Ack `out_of_range`":
+#   tests/test_delivery_time.py (every test); the reasons:
+#   test_each_rejection_reason_of_the_doc_is_counted_by_its_name above.
 
 
 async def test_a_received_advisory_counts_only_when_echoed(monkeypatch: pytest.MonkeyPatch) -> None:

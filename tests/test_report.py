@@ -124,7 +124,8 @@ def test_run_writes_the_report_and_report_rebuilds_it_from_the_results(tmp_path:
     figures = root.findall(".//figure")
     assert [(f.findtext("figcaption") or "").split(":")[0] for f in figures] == ["map", "v2x", "baseline"]
     v2x_titles = _titles(figures[1])
-    assert any(t.startswith("t=6.10 s FCW to follower about lead (rear-end)") for t in v2x_titles), v2x_titles
+    # raised when the lead's BSM of t = 6.0 s reached the follower (2.4 ms later)
+    assert any(t.startswith("t=6.00 s FCW to follower about lead (rear-end)") for t in v2x_titles), v2x_titles
     assert not any("collision" in t for t in v2x_titles)
     assert "t=8.90 s collision follower - lead at 16.67 m/s" in _titles(figures[2])
     # The map: the lanes, every road user's track in both variants, and the events where they happened.
@@ -132,11 +133,15 @@ def test_run_writes_the_report_and_report_rebuilds_it_from_the_results(tmp_path:
     for actor in ("follower", "lead", "neighbour"):
         assert f"{actor} (v2x)" in map_titles and f"{actor} (baseline)" in map_titles
     assert any(t.startswith("lane ") for t in map_titles)
-    assert any(t.startswith("v2x: t=6.10 s FCW to follower about lead") for t in map_titles), map_titles
+    assert any(t.startswith("v2x: t=6.00 s FCW to follower about lead") for t in map_titles), map_titles
     assert "baseline: t=8.90 s collision follower - lead at 16.67 m/s" in map_titles
     doc = json.loads((out / "fcw" / "result.json").read_text())
     follower = doc["tracks"]["v2x"]["follower"]
-    assert [6.1, *follower[[p[0] for p in follower].index(6.1)][1:]] in follower  # sampled at its warning
+    assert [6.1, *follower[[p[0] for p in follower].index(6.1)][1:]] in follower  # sampled at its warning's tick
+    # the application latency beside the channel's, in the service metrics
+    latency = doc["metrics"]["v2x"]["app_latency_ms"]["fcw"]
+    assert latency["warnings"] == 1 and 0 < latency["max"] < 100
+    assert "<td>app FCW (sent to warned)</td>" in page.read_text()
     assert follower[0][0] == 0.0 and follower[-1][0] == doc["metrics"]["v2x"]["sim_seconds"] and len(follower) > 14
     assert doc["map"]["lanes"] and {"centerline", "width_m"} <= doc["map"]["lanes"][0].keys()
     rebuilt = tmp_path / "rebuilt.html"

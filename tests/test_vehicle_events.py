@@ -275,14 +275,14 @@ def test_ebw_vehicles_over_an_ideal_channel_warn_about_the_car_two_ahead() -> No
                 for receiver in cars:
                     if receiver != sender and tx.link == testbed_pb2.LINK_PC5:
                         inbox[receiver].append(Heard(sender, tx.link, t + 0.002, t, tx.frame))
-    # the lead brakes at t = 5.0 s; its BSM of that tick is heard and acted on at t = 5.1 s
+    # the lead brakes at t = 5.0 s; its BSM of that tick is heard and acted on when it arrives, at t = 5.002 s
     first, second = warnings["follower"]
-    assert (first.app, first.other_id, first.raised_at_s) == (testbed_pb2.APP_EBW, temporary_id("lead").hex(), 5.1)
+    assert (first.app, first.other_id, first.raised_at_s) == (testbed_pb2.APP_EBW, temporary_id("lead").hex(), 5.002)
     assert first.figure_name == "gap_m" and first.figure == pytest.approx(78.0, abs=0.1)
     assert first.conflict_type == "hard braking" and first.ttc_s == pytest.approx(78.0 / 22.22, abs=0.01)
-    assert (second.other_id, second.raised_at_s) == (temporary_id("truck").hex(), 6.3)  # the truck brakes too
+    assert (second.other_id, second.raised_at_s) == (temporary_id("truck").hex(), 6.202)  # the truck brakes too
     driver = cars["follower"].driver
-    assert driver is not None and driver.brake_at_s == pytest.approx(6.1) and driver.cause == "ebw"
+    assert driver is not None and driver.brake_at_s == pytest.approx(6.002) and driver.cause == "ebw"
     assert warnings["neighbour"] == warnings["ahead"] == []
     truck, follower = cars["truck"], cars["follower"]
     assert follower.v == 0.0 and truck.s - follower.s - (truck.length_m + follower.length_m) / 2 > 30

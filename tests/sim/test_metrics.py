@@ -64,6 +64,7 @@ def test_run_metrics_from_hand_filled_counters() -> None:
             "uu-up": {"p50": 2.0, "p95": 2.0, "p99": 2.0, "max": 2.0},
         },
         "latency_ms_by_message": {"bsm": quartiles},
+        "app_latency_ms": {},
         "rejected": {"bad_topic": 1, "malformed": 2},
         "rejected_by_agents": {"car_b": {"out_of_range": 1}},  # agents that rejected nothing are left out
         "duplicates": 3,

@@ -84,11 +84,15 @@ class EdgePlatform(Agent):
         self._sent_until: dict[tuple[int, str, str], float] = {}
         self.intentions: dict[str, Intention] = {}  # VIR senders' latest, by key (temporary id, hex)
         self._rsc_count = 0
+        self._trigger: float | None = None  # when the newest message delivered in this tick was sent
 
     def step(self, ctx: TickContext) -> TickResult:
         t = ctx.t_s
         result = TickResult()
         self._rsm_heard = {}
+        # The platform runs its apps once a tick (its cycle) on everything delivered in it: the newest of
+        # those messages is what prompted what they raise (Advisory.trigger_sent_at_s).
+        self._trigger = max((h.tx_time_s for h in ctx.heard), default=None)
         self.receive(ctx.heard, lambda heard: self._on_heard(heard, t, result))
         max_age = self.env.thresholds["max_age_s"]
         self.known = {k: r for k, r in self.known.items() if t - r.t_s <= max_age}
@@ -217,6 +221,8 @@ class EdgePlatform(Agent):
             valid_until_s=t + validity,
             conflict_type=raised.conflict_type,
         )
+        if self._trigger is not None:
+            adv.trigger_sent_at_s = self._trigger
         result.transmissions.append(Transmission(testbed_pb2.LINK_UU, frame_pb2.MessageFrame(advisory=adv), (dest,)))
 
 

@@ -19,6 +19,7 @@ speed and acceleration zero, its scripted events, lane change and driver done wi
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from v2x.apps.registry import (
     app_by_code,
     app_spec,
     onboard_apps,
+    onboard_inputs,
 )
 from v2x.apps.rlvw import match
 from v2x.apps.svp import PRIORITY_OF_KIND
@@ -170,6 +172,7 @@ class VehicleAgent(Agent):
         self._vir_count = 0
         # The scenario's on-board apps (v2x.apps.registry), in evaluation order; each keeps its own state.
         self.apps = onboard_apps(spec.apps)
+        self.inputs = onboard_inputs(spec.apps)  # per app (family), the messages it reads
         self._pose: Pose | None = None  # the pose it reported last tick
         self.rest: Pose | None = None  # where it came to rest after a collision
         # An insider's lie (ActorSpec.phantom): the route of the vehicle its BSMs fabricate.
@@ -196,6 +199,9 @@ class VehicleAgent(Agent):
             )
         self.platoons: dict[bytes, tuple[PlatoonInfo, float]] = {}
         self.clpmm_count = 0
+        # When the message that prompted the apps' current evaluation was sent (None: the periodic one).
+        self._trigger: float | None = None
+        self._judge = False  # the detector's overlap check is still to run in this tick
 
     # -- motion -------------------------------------------------------------------------------------
     def _integrate(self, dt: float) -> None:
@@ -357,13 +363,15 @@ class VehicleAgent(Agent):
         later = ctl.light(m.approach.phase_id, t + m.distance_m / self.v) if self.v > 0.5 else now
         return SignalView(m.distance_m, now, later)
 
-    def _on_heard(self, heard: Heard, t: float, result: TickResult) -> None:
+    def _on_heard(self, heard: Heard, t: float, result: TickResult, at: float) -> None:
+        """Take in a message delivered at ``at`` (decoded against the tick's time ``t``, once for all its
+        receivers)."""
         which = heard.frame.WhichOneof("msg")
         if which == "bsm":
             remote = self.env.bsm(heard, t)
             if remote is not None and remote.temp_id != self.own_id:
                 if self.detector is not None:
-                    verdict = self.detector.observe(remote, t)
+                    verdict = self.detector.observe(remote, at)
                     if verdict is not None:
                         result.judged([verdict])
                     if self.detector.excluded(remote.temp_id):
@@ -403,15 +411,15 @@ class VehicleAgent(Agent):
         elif which == "clpmm" and self.platoon is not None:
             clpmm = self.env.clpmm(heard)
             if clpmm.sender_id != self.own_id:
-                self.platoons[clpmm.sender_id] = (clpmm, t)
+                self.platoons[clpmm.sender_id] = (clpmm, at)
         elif which in ("vir", "clpmm"):
             self.env.check_day2(heard, t)
         elif which == "rsi":
             info = self.env.rsi(heard, t)
             for event in info.events:
-                self.road_events[info.key(event)] = (event, t)
+                self.road_events[info.key(event)] = (event, at)
             for sign in info.signs:
-                self.road_signs[info.sign_key(sign)] = (sign, t)
+                self.road_signs[info.sign_key(sign)] = (sign, at)
         elif which == "map":
             self.approaches.update(self._by_node(list(self.env.map(heard))))
         elif which == "spat":
@@ -419,9 +427,12 @@ class VehicleAgent(Agent):
                 for phase_id, timeline in st.phases.items():
                     self.signals[(st.node_id, phase_id)] = timeline
         elif which == "advisory" and heard.frame.advisory.target_id == self.actor_id:
+            # The driver is warned when it arrives: that is the warning's time here (the platform's advisory
+            # keeps when the message that prompted it was sent, the start of its app latency).
             adv = testbed_pb2.Advisory()
             adv.CopyFrom(heard.frame.advisory)
-            self._warn(result, adv, t)
+            adv.raised_at_s = at
+            self._warn(result, adv, at)
 
     # -- the tick -----------------------------------------------------------------------------------
     def _come_to_rest(self, t: float, ctx: TickContext, result: TickResult) -> None:
@@ -435,26 +446,33 @@ class VehicleAgent(Agent):
         others = ", ".join(f"{c.other_id} at t={c.t_s:.2f} s" for c in ctx.collisions)
         result.notes.append(f"collided with {others}: at rest")
 
-    def step(self, ctx: TickContext) -> TickResult:
-        t = ctx.t_s
-        if ctx.signal_warps and self.signal_heads:
-            # The signal heads show what the controllers changed (heads shared by vehicles: applied once); the
-            # world passes on only changes its own heads took.
-            with contextlib.suppress(ValueError):
-                apply_warps(self.signal_heads, [warp_from_wire(w) for w in ctx.signal_warps])
-        result = TickResult()
-        if ctx.collisions and self.rest is None:
-            self._come_to_rest(t, ctx, result)
+    def _pose_now(self, t: float) -> Pose:
+        """Where the vehicle is at ``t`` (its motion integrated to ``t``), or where it rests."""
         if self.rest is not None:
-            pose = self.rest
-        else:
-            if ctx.tick > 0:
-                self._integrate(ctx.dt_s)
-            pose = shifted(self.route.pose(self.s), *self._lateral(t), self.v)
-        self._pose = pose
+            return self.rest
+        return shifted(self.route.pose(self.s), *self._lateral(t), self.v)
 
-        if self.equipped:
-            self.receive(ctx.heard, lambda heard: self._on_heard(heard, t, result))
+    def _advance(self, now: float, until: float) -> float:
+        """Move from ``now`` to ``until``, splitting the motion at each instant a driver's reaction begins in
+        between (braking ``reaction_s`` after the warning, not at the next tick): there the acceleration is
+        chosen again. Returns ``until``."""
+        if self.rest is not None:
+            return until
+        driver = self.driver
+        while driver is not None and self.platoon is None:
+            at = driver.next_change(now, until)
+            if at is None:
+                break
+            self._integrate(at - now)
+            now = at
+            pose = self._pose_now(now)
+            self.a = self._choose_accel(now, self._signal_view(now, pose), pose.grade)
+        if until > now:
+            self._integrate(until - now)
+        return until
+
+    def _prune(self, t: float) -> None:
+        """Forget what is no longer fresh at ``t``."""
         max_age = self.env.thresholds["max_age_s"]
         self.remotes = {k: r for k, r in self.remotes.items() if t - r.t_s <= max_age}
         self.perceived = {k: r for k, r in self.perceived.items() if t - r.t_s <= max_age}
@@ -472,7 +490,10 @@ class VehicleAgent(Agent):
         if self.grants:
             self.grants = {k: g for k, g in self.grants.items() if g.window_s[1] >= t}
 
-        gnss = ctx.gnss
+    def _view(self, t: float, pose: Pose, gnss: testbed_pb2.GnssReading, result: TickResult) -> OnBoardView:
+        """The apps' view at ``t``: the host where it is at ``t`` as its positioning reading of the tick
+        places it, and everything heard by then that is still fresh."""
+        self._prune(t)
         ex = gnss.east_error_m if gnss.available else 0.0
         ny = gnss.north_error_m if gnss.available else 0.0
         host = Participant(
@@ -489,13 +510,15 @@ class VehicleAgent(Agent):
             pose.z,
             self.v * pose.grade,
         )
-        if self.detector is not None and self.remotes:
+        if self.detector is not None and self.remotes and self._judge:
+            self._judge = False  # once a tick, the first time the apps run in it
             own = Participant(
                 "own", pose.x, pose.y, 0.0, 0.0, 0.0, pose.heading_rad, self.length_m, self.width_m, 0.0, pose.z
             )
             result.judged(self.detector.overlaps(self.remotes.values(), t, own))
+        if self.detector is not None and self.remotes:
             self.remotes = {k: r for k, r in self.remotes.items() if not self.detector.excluded(k)}
-        view = OnBoardView(
+        return OnBoardView(
             host=Host(
                 host.x,
                 host.y,
@@ -522,19 +545,77 @@ class VehicleAgent(Agent):
             manoeuvre=self._manoeuvre(t),
             suggestions=tuple(self.suggestions.values()),
         )
-        for app in self.apps:
-            for raised in app.evaluate(view, t):
+
+    def _evaluate(
+        self, t: float, pose: Pose, gnss: testbed_pb2.GnssReading, result: TickResult, which: Sequence[int]
+    ) -> OnBoardView:
+        """Run the on-board apps ``which`` (indices into ``self.apps``) at ``t`` and act on what they raise
+        (``self._trigger``: when the message that prompted this evaluation was sent, None for the tick's
+        periodic one)."""
+        view = self._view(t, pose, gnss, result)
+        for k in which:
+            for raised in self.apps[k].evaluate(view, t):
                 if isinstance(raised, Intends):
                     if self.equipped:
-                        result.transmissions.extend(self._vir(t, host.x, host.y, raised))
+                        result.transmissions.extend(self._vir(t, view.host.x, view.host.y, raised))
                 else:
                     self._on_raised(result, t, raised)
+        return view
 
-        controlled = self._platoon(ctx, view.host, pose, result) if self.rest is None else None
+    def step(self, ctx: TickContext) -> TickResult:
+        """One tick, from the last tick's time to ``ctx.t_s``. Each message heard is handled at its delivery
+        time: the vehicle moves to that instant, takes the message in and, if it is one its apps read, runs
+        them there (deliveries at one instant together), so that a warning's time is the delivery time of
+        the message that made it (each app runs where a message it reads arrived). Every app runs at the
+        tick's time as well (its periodic evaluation: what the passing of time alone changes, the host moving
+        and the others extrapolated). Then the acceleration for the next tick, the BSM and the Ack."""
+        t = ctx.t_s
+        if ctx.signal_warps and self.signal_heads:
+            # The signal heads show what the controllers changed (heads shared by vehicles: applied once); the
+            # world passes on only changes its own heads took.
+            with contextlib.suppress(ValueError):
+                apply_warps(self.signal_heads, [warp_from_wire(w) for w in ctx.signal_warps])
+        result = TickResult()
+        if ctx.collisions and self.rest is None:
+            self._come_to_rest(t, ctx, result)
+        now = t - ctx.dt_s if ctx.tick > 0 else t
+        gnss = ctx.gnss
+        self._judge = True
+        self._trigger = None
+        if self.equipped and ctx.heard:
+            for at, group in _instants(ctx.heard, now, t):
+                now = self._advance(now, at)
+                self.receive(group, functools.partial(self._on_heard, t=t, result=result, at=at))
+                kinds = {h.frame.WhichOneof("msg") for h in group}
+                which = [k for k, reads in enumerate(self.inputs) if not reads.isdisjoint(kinds)]
+                if which:
+                    self._trigger = max(h.tx_time_s for h in group if h.frame.WhichOneof("msg") != "advisory")
+                    if at < t:  # at the tick's time: the periodic evaluation below, prompted by them
+                        self._evaluate(at, self._pose_now(at), gnss, result, which)
+                        self._trigger = None
+                now = self._advance(now, at)  # a reaction that begins at once (advice)
+        now = self._advance(now, t)
+        pose = self._pose_now(t)
+        self._pose = pose
+        view: OnBoardView | None = None
+        if self.apps:
+            # The periodic evaluation at the tick's time, of every app: what time alone changes (the host
+            # moving, the others extrapolated) is seen here, as before deliveries were handled on arrival.
+            view = self._evaluate(t, pose, gnss, result, range(len(self.apps)))
+        else:
+            self._prune(t)
+        ex = gnss.east_error_m if gnss.available else 0.0
+        ny = gnss.north_error_m if gnss.available else 0.0
+        if view is None and (self.platoon is not None or self.asks_priority):
+            view = self._view(t, pose, gnss, result)
+
+        controlled = self._platoon(ctx, view.host, pose, result) if self.rest is None and view is not None else None
         if controlled is not None:
             self.a = controlled if controlled >= 0 or self.v > 0 else 0.0
         elif self.rest is None:
             self.a = self._choose_accel(t, self._signal_view(t, pose), pose.grade)
+            if self.driver is not None:
+                self.driver.settle(t)
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
             self._next_bsm_s += BSM_PERIOD_S
             claim, speed, accel = pose, self.v, self.a
@@ -557,7 +638,7 @@ class VehicleAgent(Agent):
                     )
                 )
         if self.asks_priority and self.equipped and t + 1e-9 >= self._next_vir_s:
-            vir = self._priority_request(t, view)
+            vir = self._priority_request(t, view) if view is not None else None
             if vir is not None:
                 self._next_vir_s = t + self.env.thresholds["svp_request_period_s"]
                 result.transmissions.append(vir)
@@ -664,6 +745,8 @@ class VehicleAgent(Agent):
             valid_until_s=t + self.env.thresholds["warning_validity_s"],
             conflict_type=conflict_type,
         )
+        if self._trigger is not None:
+            adv.trigger_sent_at_s = self._trigger
         self._warn(result, adv, t)
 
     def _warn(self, result: TickResult, adv: testbed_pb2.Advisory, t: float) -> None:
@@ -786,6 +869,15 @@ class VehicleAgent(Agent):
         if self.spec.uplink and self.env.platform_id:
             out.append(Transmission(testbed_pb2.LINK_UU, frame, (self.env.platform_id,)))
         return out
+
+
+def _instants(heard: Sequence[Heard], start: float, end: float) -> list[tuple[float, list[Heard]]]:
+    """The tick's deliveries grouped by delivery time, in time order (equal times in the order given),
+    each time held within [``start``, ``end``], the tick."""
+    by_time: dict[float, list[Heard]] = {}
+    for h in heard:
+        by_time.setdefault(min(max(h.rx_time_s, start), end), []).append(h)
+    return sorted(by_time.items(), key=lambda item: item[0])
 
 
 def _expired(suggestion: Suggestion, t: float) -> bool:

@@ -23,6 +23,12 @@ He does not brake for it, and does not try the manoeuvre again (the vehicle's si
 
 A driver without warnings, red lights or advice therefore keeps his speed, as the scripted profile says.
 
+**When** (docs/ARCHITECTURE.md, "One tick"): the vehicle tells the driver at the instant its app raised the
+warning (the delivery time of the message that made it, inside the tick), and each reaction begins exactly
+``reaction_s`` after that instant: ``next_change`` gives the vehicle the instants inside a tick at which what
+the driver does changes (braking begins, a cap starts, he abandons the manoeuvre, new advice), and the
+vehicle splits its motion there instead of waiting for the next tick.
+
 **Grades** (a lane with ``elevation_m``, docs/SCENARIOS.md): gravity pulls a vehicle along a road of grade
 G (rise over run, positive uphill) at ``-g sin(theta)``, theta = atan(G) (``grade_accel``). An *effort* at a
 set rate - the driver's braking at ``brake_mps2`` on a warning, a scripted ``brake`` or ``accelerate`` at
@@ -77,6 +83,29 @@ class Driver:
     abort_at_s: float | None = None  # when he abandons the manoeuvre he was warned against
     _advice: tuple[float, float] | None = field(default=None, repr=False)  # (speed, last given at)
     _caps: list[tuple[float, float]] = field(default_factory=list, repr=False)  # (speed, from)
+    _changes: list[float] = field(default_factory=list, repr=False)  # instants his reactions begin, pending
+
+    # -- when a reaction begins --------------------------------------------------------------------------
+    def _change_at(self, t_s: float) -> None:
+        self._changes.append(t_s)
+
+    def next_change(self, now_s: float, until_s: float) -> float | None:
+        """The first instant in [``now_s``, ``until_s``) at which a reaction begins (braking, a speed cap,
+        abandoning a manoeuvre, new advice), taken off the list; None when there is none before
+        ``until_s`` (one at ``until_s`` stays for the vehicle's choice there). Instants before ``now_s``
+        are gone."""
+        pending = [c for c in self._changes if c >= now_s - 1e-9]
+        first = min(pending, default=None)
+        if first is None or first >= until_s - 1e-9:
+            self._changes = pending
+            return None
+        self._changes = [c for c in pending if c > first + 1e-9]
+        return max(first, now_s)
+
+    def settle(self, t_s: float) -> None:
+        """The vehicle chose its acceleration at ``t_s``: reactions beginning by then are taken into account."""
+        if self._changes:
+            self._changes = [c for c in self._changes if c > t_s + 1e-9]
 
     # -- rule 1 -----------------------------------------------------------------------------------------
     def on_warning(self, t_s: float, cause: str) -> None:
@@ -84,6 +113,7 @@ class Driver:
         if self.brake_at_s is None:
             self.brake_at_s = t_s + self.reaction_s
             self.cause = cause
+            self._change_at(self.brake_at_s)
 
     def command(self, t_s: float) -> float | None:
         """The driver's emergency deceleration (negative m/s^2) once braking has started, else None."""
@@ -97,6 +127,7 @@ class Driver:
         ``reaction_s`` (a second warning before then changes nothing)."""
         if self.abort_at_s is None:
             self.abort_at_s = t_s + self.reaction_s
+            self._change_at(self.abort_at_s)
 
     def abort_due(self, t_s: float) -> bool:
         """Is it time to abandon the manoeuvre (true once per ``on_abort``)?"""
@@ -124,11 +155,14 @@ class Driver:
     # -- rule 3 -----------------------------------------------------------------------------------------
     def on_advice(self, t_s: float, speed_mps: float) -> None:
         if self.follows_advice:
+            if self._advice is None or self._advice[0] != speed_mps or t_s - self._advice[1] > ADVICE_FRESH_S:
+                self._change_at(t_s)  # new advice: he follows it from now
             self._advice = (speed_mps, t_s)
 
     def on_speed_cap(self, t_s: float, speed_mps: float) -> None:
         """Told at ``t_s`` to keep to ``speed_mps`` (a speed limit, a warning sign's caution speed)."""
         self._caps.append((speed_mps, t_s + self.reaction_s))
+        self._change_at(t_s + self.reaction_s)
 
     def target_speed(self, t_s: float, cruise_mps: float) -> float:
         target = cruise_mps

@@ -368,6 +368,14 @@ def onboard_apps(names: Iterable[str]) -> list[OnBoardApp]:
     return out
 
 
+def onboard_inputs(names: Iterable[str]) -> list[frozenset[str]]:
+    """For each of ``onboard_apps(names)``, in the same order: the messages its apps consume."""
+    wanted = set(names)
+    chosen = [s for s in registered().values() if s.runs_on is RunsOn.VEHICLE and s.name in wanted]
+    order = list(dict.fromkeys(s.family_name for s in chosen if s.onboard is not None))
+    return [frozenset(m for s in chosen if s.family_name == family for m in s.consumes) for family in order]
+
+
 def edge_apps(names: Iterable[str]) -> list[tuple[AppSpec, EdgeApp]]:
     """The platform's app objects for the apps ``names`` (on-board apps among them are skipped)."""
     wanted = set(names)
@@ -410,6 +418,7 @@ __all__ = [
     "edge_apps",
     "figures",
     "onboard_apps",
+    "onboard_inputs",
     "plugin_entry_points",
     "refresh",
     "registered",

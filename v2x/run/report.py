@@ -150,7 +150,7 @@ def _metrics_problem(variant: str, m: object) -> str:
     if not isinstance(msgs, dict) or not all(_counts(msgs.get(k, {})) for k in ("sent", "delivered", "dropped")):
         return f"metrics.{variant}.messages: expected sent, delivered and dropped counts"
     lats = [m.get("latency_ms", {})]
-    for key in ("latency_ms_by_channel", "latency_ms_by_message"):
+    for key in ("latency_ms_by_channel", "latency_ms_by_message", "app_latency_ms"):
         group = m.get(key, {})
         if not isinstance(group, dict):
             return f"metrics.{variant}.{key}: expected an object"
@@ -674,6 +674,8 @@ def _metrics(variant: str, m: dict[str, Any]) -> str:
     lat_rows = [("all", m.get("latency_ms", {}))]
     lat_rows += [(f"channel {k}", v) for k, v in sorted(m.get("latency_ms_by_channel", {}).items())]
     lat_rows += [(f"message {k}", v) for k, v in sorted(m.get("latency_ms_by_message", {}).items())]
+    # The application latency (message sent -> driver warned), per app, beside the channel's.
+    lat_rows += [(f"app {k.upper()} (sent to warned)", v) for k, v in sorted(m.get("app_latency_ms", {}).items())]
     out.append("<table class='metrics'><tr><th>latency ms</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>")
     for name, lat in lat_rows:
         if not lat:

@@ -500,10 +500,16 @@ class Stack:
         figure_name: str = "",
         conflict_type: str = "",
         valid_s: float = 3.0,
+        at_s: float | None = None,
+        trigger: Heard | None = None,
     ) -> testbed_pb2.Advisory:
         """A warning raised on board at ``tick`` about ``other_id`` (a BSM id in hex for FCW/ICW/EBW...,
-        ``{rsm id hex}/{ptcId}`` for an RSM participant, ``{rsi id hex}/rte{n}`` or ``/rts{n}`` for RSI)."""
-        return testbed_pb2.Advisory(
+        ``{rsm id hex}/{ptcId}`` for an RSM participant, ``{rsi id hex}/rte{n}`` or ``/rts{n}`` for RSI).
+        ``at_s``: when the driver is warned, inside the tick (default the tick's time; docs/PROTOCOL.md,
+        "Warnings"); ``trigger``: the message whose delivery made the app raise it (its send time goes into
+        ``trigger_sent_at_s``, the start of the app latency)."""
+        at = tick.t_s if at_s is None else at_s
+        adv = testbed_pb2.Advisory(
             app=app,
             severity=severity,
             target_id=self.actor_id,
@@ -512,10 +518,13 @@ class Stack:
             ttc_s=ttc_s,
             figure=figure,
             figure_name=figure_name,
-            raised_at_s=tick.t_s,
-            valid_until_s=tick.t_s + valid_s,
+            raised_at_s=at,
+            valid_until_s=at + valid_s,
             conflict_type=conflict_type,
         )
+        if trigger is not None:
+            adv.trigger_sent_at_s = trigger.tx_time_s
+        return adv
 
     async def ack(
         self,

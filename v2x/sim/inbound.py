@@ -92,11 +92,18 @@ def _finite(value: float, bound: float) -> bool:
     return math.isfinite(value) and abs(value) <= bound
 
 
-def events_problem(events: Iterable[testbed_pb2.Advisory], *, run_end_s: float) -> str:
-    """What is wrong with the numbers and texts of the warnings an Ack or a FleetAck carries, or ""."""
+def events_problem(events: Iterable[testbed_pb2.Advisory], *, run_end_s: float, tick_end_s: float = math.inf) -> str:
+    """What is wrong with the numbers and texts of the warnings an Ack or a FleetAck carries, or ""
+    (``tick_end_s``: the time of the tick it answers; nothing can have been raised after it, and a
+    ``trigger_sent_at_s`` is no later than the warning's ``raised_at_s``)."""
+    end_s = min(run_end_s, tick_end_s + 1e-6)
     for k, adv in enumerate(events):
-        if not (math.isfinite(adv.raised_at_s) and -1e-6 <= adv.raised_at_s <= run_end_s):
-            return f"events[{k}].raised_at_s = {adv.raised_at_s!r} (within 0..{run_end_s:g} s)"
+        if not (math.isfinite(adv.raised_at_s) and -1e-6 <= adv.raised_at_s <= end_s):
+            return f"events[{k}].raised_at_s = {adv.raised_at_s!r} (within 0..{end_s:g} s)"
+        if adv.HasField("trigger_sent_at_s") and not (
+            math.isfinite(adv.trigger_sent_at_s) and -1e-6 <= adv.trigger_sent_at_s <= adv.raised_at_s + 1e-6
+        ):
+            return f"events[{k}].trigger_sent_at_s = {adv.trigger_sent_at_s!r} (within 0..raised_at_s)"
         for name in ("ttc_s", "figure", "valid_until_s"):
             value = getattr(adv, name)
             if not _finite(value, MAX_FIGURE):
@@ -107,9 +114,9 @@ def events_problem(events: Iterable[testbed_pb2.Advisory], *, run_end_s: float) 
     return ""
 
 
-def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float) -> str:
+def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float, tick_s: float = 0.0) -> str:
     """What is wrong with the numbers (and sizes) an Ack carries, or "" (``run_end_s``: the last time a
-    warning may be raised at)."""
+    warning may be raised at; with ``tick_s``, none may be raised after the time of the tick it answers)."""
     if ack.tx_count > MAX_TX_PER_TICK:
         return f"tx_count {ack.tx_count} > {MAX_TX_PER_TICK}"
     if (
@@ -138,7 +145,8 @@ def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float) -> str:
                 return f"truth.{name} = {value!r} (|value| <= {bound:g})"
         if len(tr.lane) > MAX_TEXT:
             return "truth.lane too long"
-    problem = events_problem(ack.events, run_end_s=run_end_s)
+    tick_end_s = ack.tick * tick_s if tick_s > 0 else math.inf
+    problem = events_problem(ack.events, run_end_s=run_end_s, tick_end_s=tick_end_s)
     if problem:
         return problem
     for k, mb in enumerate(ack.misbehaviour):
@@ -438,7 +446,7 @@ class Inbound:
         if ack.actor_id != actor_id:
             self.reject("sender_mismatch", where, f"(ack from {ack.actor_id[:64]!r})")
             return
-        problem = ack_problem(ack, run_end_s=self.run_end_s)
+        problem = ack_problem(ack, run_end_s=self.run_end_s, tick_s=self.tick_s)
         if problem:
             self.reject("out_of_range", where, f"({problem})")
             return
@@ -495,7 +503,7 @@ class Inbound:
         if len(ack.envelopes) > limit or len(ack.events) > MAX_EVENTS_PER_ACK * max(1, len(members)):
             self.reject("out_of_range", where, f"({len(ack.envelopes)} envelopes, {len(ack.events)} events)")
             return
-        problem = events_problem(ack.events, run_end_s=self.run_end_s)
+        problem = events_problem(ack.events, run_end_s=self.run_end_s, tick_end_s=ack.tick * self.tick_s)
         if problem:
             self.reject("out_of_range", where, f"({problem})")
             return

@@ -1,6 +1,10 @@
 """The metrics of one run (one variant): what the channel carried, how late, what was rejected, what the
 roadside sensors saw. The dict goes into result.json under ``metrics.<variant>`` as it is.
 
+``app_latency_ms`` is the application's latency per app: from the time the message that prompted a
+warning was sent to the time the warning was raised for the driver (on board: that message's delivery time;
+from the edge: the advisory's delivery time), over the warnings recorded with such a message.
+
 Latency summaries are percentiles (numpy's linear interpolation) in ms rounded to 1 us; ``None`` where
 there was nothing to measure. ``delivery_ratio`` is delivered / candidates over all links, where a
 candidate is a (transmission, receiver) pair the link model was asked about.
@@ -34,6 +38,16 @@ def latency_summary(values: Sequence[float] | NDArray[np.float64]) -> dict[str, 
     }
 
 
+def app_latency_summary(values: list[float]) -> dict[str, float | int | None]:
+    """p50, p95 and max of an app's latencies in ms, and how many warnings they are of."""
+    return {
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "max": percentile(values, 100),
+        "warnings": len(values),
+    }
+
+
 def run_metrics(
     variant: str,
     *,
@@ -44,9 +58,11 @@ def run_metrics(
     in_flight: int,
     inbound: InboundStats,
     sensing: Mapping[str, SensorCounts],
+    app_latency_ms: Mapping[str, list[float]] | None = None,
 ) -> dict[str, Any]:
     """The metrics of a run of ``variant`` over ticks 0..``n_ticks`` of ``tick_s``, ``wall_s`` long;
-    ``in_flight``: deliveries still pending at the end; ``sensing``: the roadside sensors' counts by name."""
+    ``in_flight``: deliveries still pending at the end; ``sensing``: the roadside sensors' counts by name;
+    ``app_latency_ms``: per app, each recorded warning's time from its trigger's sending, in ms."""
     total_candidates = sum(channel.candidates.values())
     delivered = sum(channel.delivered.values())
     return {
@@ -65,6 +81,7 @@ def run_metrics(
         "latency_ms": latency_summary(channel.latencies_ms),
         "latency_ms_by_channel": {c: latency_summary(v) for c, v in sorted(channel.latencies_by_channel.items())},
         "latency_ms_by_message": {m: latency_summary(v) for m, v in sorted(channel.latencies_by_message.items())},
+        "app_latency_ms": {a: app_latency_summary(v) for a, v in sorted((app_latency_ms or {}).items())},
         "rejected": dict(sorted(inbound.rejected.items())),
         "rejected_by_agents": {a: dict(sorted(c.items())) for a, c in sorted(inbound.rejected_by_agents.items()) if c},
         "duplicates": inbound.duplicates,

@@ -194,6 +194,8 @@ class Simulation:
         self._signal_warps: list[testbed_pb2.SignalWarp] = []
         self._kind = {a.id: a.kind for a in scenario.actors}
         self._warned: set[tuple[str, int, str, str, float]] = set()  # warnings recorded (echoes count once)
+        # Per app, the app latency (ms) of each warning recorded with the time its trigger was sent.
+        self._app_latency: dict[str, list[float]] = {}
         self._judged: set[tuple[str, str, str]] = set()  # misbehaviour reports recorded
 
     # -- time ---------------------------------------------------------------------------------------
@@ -535,6 +537,9 @@ class Simulation:
         other = self.names.resolve(adv.other_id)
         event = warning_event(self.variant, actor_id, other, adv)
         self.events.append(event)
+        if adv.HasField("trigger_sent_at_s"):
+            latency = (adv.raised_at_s - adv.trigger_sent_at_s) * 1e3
+            self._app_latency.setdefault(event["app"], []).append(latency)
         figure = f"{adv.figure_name} {adv.figure:.2f}" if adv.figure_name else f"ttc {adv.ttc_s:.2f} s"
         log.info(
             "%s t=%.2f s: %s %s about %s (%s, from %s)",
@@ -580,6 +585,7 @@ class Simulation:
             in_flight=self.channel.in_flight,
             inbound=self.inbound.stats,
             sensing=roadside.counts if roadside is not None else {},
+            app_latency_ms=self._app_latency,
         )
         if self.background is not None:
             metrics["background"] = self.background.stats.as_dict()
