@@ -22,7 +22,7 @@ from tests._mosquitto import MOSQUITTO, Mosquitto, mosquitto_conf
 from v2x.bench.stack import stack_scenario
 from v2x.cli import main as cli_main
 from v2x.run.results import outcome
-from v2x.run.runner import RunError, run_scenario, warm_up_core
+from v2x.run.runner import RunError, Signing, run_scenario, warm_up_core
 from v2x.run.workers import remote_jobs, serve_remote
 from v2x.scenario import load_scenario
 
@@ -166,6 +166,10 @@ def test_worker_and_run_refuse_bad_input(tmp_path: Path, capsys: pytest.CaptureF
     assert "--remote-workers needs --run-id" in capsys.readouterr().err
     with pytest.raises(ValueError, match="run id"):
         asyncio.run(run_scenario(load_scenario(path), remote_workers=True))
+    assert cli_main(["run", str(path), "--remote-workers", "--run-id", "s1", "--secure", "--out", str(tmp_path)]) == 2
+    assert "--remote-workers does not go with --secure" in capsys.readouterr().err
+    with pytest.raises(RunError, match="does not go with a signed run"):
+        asyncio.run(run_scenario(load_scenario(path), remote_workers=True, run_id="s1", signing=Signing()))
 
 
 def test_a_worker_without_a_world_gives_up_with_exit_3(

@@ -14,7 +14,7 @@ import yaml
 from v2x.bench.stack import stack_scenario
 from v2x.cli import main as cli_main
 from v2x.run import runner
-from v2x.run.runner import RunError, run_scenario, warm_up_core
+from v2x.run.runner import RunError, Signing, run_scenario, warm_up_core
 from v2x.scenario import load_scenario
 from v2x.scenario.model import Scenario
 
@@ -81,3 +81,18 @@ def test_check_passes_workers_through_to_its_runs(
     assert asked == [2]
     assert cli_main(["check", str(path), "--workers", "0", "--out", out]) == 2
     assert "--workers wants N >= 1" in capsys.readouterr().err
+
+
+def test_the_fleets_vehicles_sign_their_bsms_in_a_signed_run(tmp_path: Path) -> None:
+    """With signatures (``--secure``) the fleet's BSMs are signed and accepted (none ``unsigned``), in the
+    runner's process and in worker processes: the outcome and the message counts are the unsigned run's."""
+    sc = _scenario(tmp_path)
+    warm_up_core([sc])
+    plain = asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"]))
+    signed = asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], signing=Signing()))
+    two = asyncio.run(run_scenario(sc, seed=0, broker="embedded", variants=["v2x"], signing=Signing(), workers=2))
+    assert plain["metrics"]["v2x"]["messages"]["sent"]["pc5"] > 1000  # the fleet's BSMs, mostly
+    for result in (signed, two):
+        assert result["run"]["signed"] == "ecdsa-p256"
+        assert result["metrics"]["v2x"]["rejected"] == {}
+        assert _outcome(result) == _outcome(plain)

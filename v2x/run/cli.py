@@ -359,8 +359,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"v2x run: --workers wants N >= 1, got {args.workers}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.remote_workers and args.run_id is None and args.secure_dir is None:
+    if args.remote_workers and args.run_id is None:
         print("v2x run: --remote-workers needs --run-id PREFIX (the workers find the run by it)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.remote_workers and (args.secure or args.secure_dir is not None):
+        print(
+            "v2x run: --remote-workers does not go with --secure: the fleets' signing keys are made by the world "
+            "for each run, and a worker started on its own has no way to get them",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     if not args.worker_timeout > 0:
         print(f"v2x run: --worker-timeout wants seconds > 0, got {args.worker_timeout}", file=sys.stderr)

@@ -10,7 +10,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,13 +33,21 @@ from v2x.net.world import Observer, RunIdInUse, World, WorldReport, last_will
 from v2x.run.results import build_result
 from v2x.run.tap import Observers
 from v2x.run.tracks import Tracks, scenario_map
-from v2x.run.workers import FleetWorkers, RemoteFleets, WorkerFailed, fleet_job, worker_command
+from v2x.run.workers import FleetWorkers, RemoteFleets, WorkerFailed, fleet_job, fleet_signer, worker_command
 from v2x.scenario.geometry import lane_routes, route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
 from v2x.scenario.sensors import roadside_coverage
 from v2x.scenario.signals import signal_heads
+from v2x.sim.simulation import fleet_ids_for
 from v2x.sim.sumo import SumoError
-from v2x.wire.security import PSEUDONYM_CHANGE_S, EnvelopeSecurity, Signer, authority_for, permissions_for
+from v2x.wire.security import (
+    PSEUDONYM_CHANGE_S,
+    ROAD_USER_PERMISSIONS,
+    EnvelopeSecurity,
+    Signer,
+    authority_for,
+    permissions_for,
+)
 
 log = logging.getLogger("v2x.run")
 
@@ -74,15 +82,28 @@ class SigningKeys:
     checks: EnvelopeSecurity
     signers: dict[str, Signer]
     files: list[Path]
+    fleets: dict[str, bytes] = field(default_factory=dict)  # fleet -> its Credentials (serialised)
 
 
-def issue_keys(scenario: Scenario, run_id: str, security: Signing) -> SigningKeys:
+def issue_keys(scenario: Scenario, run_id: str, security: Signing, fleets: Sequence[str] = ()) -> SigningKeys:
     """A fresh CA for the run ``run_id`` of ``scenario``, pseudonyms for each equipped actor, and the
-    credentials files of the external ones (written, owner-only, under ``security.credentials_dir``)."""
+    credentials files of the external ones (written, owner-only, under ``security.credentials_dir``).
+    Each of ``fleets`` gets a pool of road users' pseudonyms too, with which its vehicles sign their BSMs."""
     run_s = (scenario.n_ticks + 1) * scenario.tick_s
     ca = authority_for(run_id, scenario.epoch, run_s)
     signers: dict[str, Signer] = {}
     files: list[Path] = []
+    fleet_creds = {
+        fleet_id: ca.credentials(
+            fleet_id,
+            run_id=run_id,
+            epoch=scenario.epoch,
+            run_s=run_s,
+            permissions=ROAD_USER_PERMISSIONS,
+            change_every_s=security.change_every_s,
+        ).SerializeToString()
+        for fleet_id in fleets
+    }
     for spec in scenario.actors:
         if not spec.equipped:
             continue
@@ -106,7 +127,7 @@ def issue_keys(scenario: Scenario, run_id: str, security: Signing) -> SigningKey
                 fh.write(creds.SerializeToString())
             tmp.replace(path)
             files.append(path)
-    return SigningKeys(EnvelopeSecurity.of(ca.root, scenario.epoch), signers, files)
+    return SigningKeys(EnvelopeSecurity.of(ca.root, scenario.epoch), signers, files, fleet_creds)
 
 
 # The longest variant suffix ("-baseline") must still leave a valid topic id (1-64 characters).
@@ -296,7 +317,13 @@ async def run_variant(
     token = secrets.token_hex(16)  # the run's Control token (docs/SECURITY.md)
     env = environment(scenario)
     agents = build_agents(scenario, env)
-    signed = issue_keys(scenario, run_id, signing) if signing is not None else None
+    if remote_workers and signing is not None:
+        raise RunError(
+            "--remote-workers does not go with a signed run (--secure): the fleets' signing keys are made by "
+            "the world for each run, and a worker started on its own has no way to get them"
+        )
+    fleet_ids = fleet_ids_for(scenario, variant, workers)
+    signed = issue_keys(scenario, run_id, signing, fleet_ids) if signing is not None else None
     for path in signed.files if signed is not None else ():
         log.info("run %s: credentials of an outside stack -> %s", run_id, path)
     # Client ids are unique on a broker, and a second connection with one takes over the first: a random
@@ -347,7 +374,13 @@ async def run_variant(
         FleetHost(
             make_transport(world_bus, f"fleet-{run_id}-{nonce}"),
             run_id,
-            FleetAgent(fleet_id, frame=env.frame, epoch=env.epoch, thresholds=env.thresholds),
+            FleetAgent(
+                fleet_id,
+                frame=env.frame,
+                epoch=env.epoch,
+                thresholds=env.thresholds,
+                signer=fleet_signer(signed.fleets[fleet_id], env.epoch) if signed is not None else None,
+            ),
             n_ticks=scenario.n_ticks,
         )
         for fleet_id in (world.sim.fleet_ids if in_process else ())
@@ -355,7 +388,14 @@ async def run_variant(
     pool: FleetWorkers | RemoteFleets | None = None
     if not in_process and world.sim.fleet_ids and isinstance(world_bus, BrokerAddress):
         jobs = [
-            fleet_job(scenario, world_bus, f"{fleet_id}-{run_id}-{nonce}", run_id, fleet_id)
+            fleet_job(
+                scenario,
+                world_bus,
+                f"{fleet_id}-{run_id}-{nonce}",
+                run_id,
+                fleet_id,
+                credentials=signed.fleets[fleet_id] if signed is not None else b"",
+            )
             for fleet_id in world.sim.fleet_ids
         ]
         if remote_workers:
@@ -502,7 +542,7 @@ async def run_scenario(
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if remote_workers and run_id is None and (security is None or security.directory is None):
+    if remote_workers and run_id is None:
         raise ValueError("remote workers need a run id (--run-id PREFIX) to find the run")
     if run_id is not None and not valid_run_id_prefix(run_id):
         raise ValueError(f"invalid run id {run_id!r}: {RUN_ID_RULE}")

@@ -41,7 +41,8 @@ from v2x.net.broker import BrokerAddress
 from v2x.net.transport import Transport
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import fleet_ids_for
-from v2x.wire import testbed_pb2
+from v2x.wire import security_pb2, testbed_pb2
+from v2x.wire.security import Signer
 
 log = logging.getLogger("v2x.run.workers")
 
@@ -59,6 +60,7 @@ class FleetJob:
     epoch: datetime
     thresholds: Mapping[str, float]
     n_ticks: int
+    credentials: bytes = b""  # a signed run's: the fleet's Credentials (its vehicles sign their BSMs)
 
     def digest(self) -> str:
         """What the fleet serves (the run, the fleet, the frame, epoch, thresholds and ticks; not where the
@@ -69,8 +71,10 @@ class FleetJob:
         return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
 
 
-def fleet_job(scenario: Scenario, broker: BrokerAddress, client_id: str, run_id: str, fleet_id: str) -> FleetJob:
-    """The job of fleet ``fleet_id`` of run ``run_id`` of ``scenario``."""
+def fleet_job(
+    scenario: Scenario, broker: BrokerAddress, client_id: str, run_id: str, fleet_id: str, *, credentials: bytes = b""
+) -> FleetJob:
+    """The job of fleet ``fleet_id`` of run ``run_id`` of ``scenario`` (``credentials``: a signed run's)."""
     return FleetJob(
         broker=broker,
         client_id=client_id,
@@ -80,7 +84,13 @@ def fleet_job(scenario: Scenario, broker: BrokerAddress, client_id: str, run_id:
         epoch=scenario.epoch,
         thresholds=dict(resolve(scenario.thresholds)),
         n_ticks=scenario.n_ticks,
+        credentials=credentials,
     )
+
+
+def fleet_signer(credentials: bytes, epoch: datetime) -> Signer:
+    """The signer of a fleet's vehicles from its serialised Credentials."""
+    return Signer(security_pb2.Credentials.FromString(credentials), epoch)
 
 
 def remote_jobs(scenario: Scenario, broker: BrokerAddress, run_prefix: str, k: int, n: int) -> list[FleetJob]:
@@ -107,7 +117,10 @@ async def _serve(job: FleetJob, ready: EventType) -> None:
     from v2x.net.transport import MqttTransport
     from v2x.run.warmup import warm_up
 
-    agent = FleetAgent(job.fleet_id, frame=LocalFrame(*job.origin), epoch=job.epoch, thresholds=job.thresholds)
+    signer = fleet_signer(job.credentials, job.epoch) if job.credentials else None
+    agent = FleetAgent(
+        job.fleet_id, frame=LocalFrame(*job.origin), epoch=job.epoch, thresholds=job.thresholds, signer=signer
+    )
     transport = MqttTransport(job.broker, job.client_id)
     host = FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks)
     subscribed = asyncio.Event()
