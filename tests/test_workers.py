@@ -13,7 +13,8 @@ import yaml
 
 from v2x.bench.stack import stack_scenario
 from v2x.cli import main as cli_main
-from v2x.run.runner import RunError, run_scenario, warm_up_core
+from v2x.run import runner
+from v2x.run.runner import RunError, Signing, run_scenario, warm_up_core
 from v2x.scenario import load_scenario
 from v2x.scenario.model import Scenario
 
@@ -57,3 +58,41 @@ def test_workers_need_a_broker(tmp_path: Path, capsys: pytest.CaptureFixture[str
         asyncio.run(run_scenario(sc, seed=0, broker="embedded", workers=0))
     assert cli_main(["run", "fcw", "--workers", "0", "--out", str(tmp_path)]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_check_passes_workers_through_to_its_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``v2x check --workers 2`` runs the fleets in 2 worker processes; the outcome matches the golden
+    record made with one fleet."""
+    sc = _scenario(tmp_path)
+    path = tmp_path / "fleets.yaml"
+    out = str(tmp_path / "out")
+    assert cli_main(["check", str(path), "--update-golden", "--jobs", "1", "--out", out]) == 0
+    assert (tmp_path / "golden" / f"{sc.id}.json").exists()
+    asked: list[int] = []
+
+    async def counted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        asked.append(kwargs["workers"])
+        return await run_scenario(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_scenario", counted)  # --jobs 1: the runs are in this process
+    assert cli_main(["check", str(path), "--workers", "2", "--jobs", "1", "--out", out]) == 0
+    assert asked == [2]
+    assert cli_main(["check", str(path), "--workers", "0", "--out", out]) == 2
+    assert "--workers wants N >= 1" in capsys.readouterr().err
+
+
+def test_the_fleets_vehicles_sign_their_bsms_in_a_signed_run(tmp_path: Path) -> None:
+    """With signatures (``--secure``) the fleet's BSMs are signed and accepted (none ``unsigned``), in the
+    runner's process and in worker processes: the outcome and the message counts are the unsigned run's."""
+    sc = _scenario(tmp_path)
+    warm_up_core([sc])
+    plain = asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"]))
+    signed = asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], signing=Signing()))
+    two = asyncio.run(run_scenario(sc, seed=0, broker="embedded", variants=["v2x"], signing=Signing(), workers=2))
+    assert plain["metrics"]["v2x"]["messages"]["sent"]["pc5"] > 1000  # the fleet's BSMs, mostly
+    for result in (signed, two):
+        assert result["run"]["signed"] == "ecdsa-p256"
+        assert result["metrics"]["v2x"]["rejected"] == {}
+        assert _outcome(result) == _outcome(plain)

@@ -41,6 +41,7 @@ from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, RemoteState, check_bsm, decode_bsm, decode_bsms, encode_bsm, refresh_bsm
 from v2x.wire.envelope import parse_envelope
 from v2x.wire.fleet import FleetDeliveries, unpack_deliveries
+from v2x.wire.security import Signer
 from v2x.wire.tables import APP_BY_NAME
 
 HEIGHT_M = {"car": 1.5, "truck": 3.5, "bus": 3.2}
@@ -66,8 +67,19 @@ def _accurate(bsm: day1_pb2.BSM, need_m: float) -> bool:
 class FleetAgent:
     """The equipped background vehicles of one run (``fleet_id``), their BSMs and their FCW."""
 
-    def __init__(self, fleet_id: str, *, frame: LocalFrame, epoch: datetime, thresholds: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        fleet_id: str,
+        *,
+        frame: LocalFrame,
+        epoch: datetime,
+        thresholds: Mapping[str, float],
+        signer: Signer | None = None,
+    ) -> None:
+        """``signer``: in a secure run, the fleet's pseudonyms, with which every hosted vehicle signs its
+        BSMs (one certificate at a time for the whole fleet)."""
         self.fleet_id = fleet_id
+        self.signer = signer
         self.frame = frame
         self.epoch = epoch
         self.thresholds = dict(thresholds)
@@ -162,6 +174,8 @@ class FleetAgent:
                 link=testbed_pb2.LINK_PC5,
                 frame=msg.SerializeToString(),
             )
+            if self.signer is not None:
+                self.signer.sign(env)
             out.append(env.SerializeToString())
         return out
 

@@ -9,9 +9,11 @@ Every topic carries the run id, so concurrent runs on one broker never mix::
     v2x/{run}/control        Control      world -> all     (start / stop)
     v2x/{run}/fleet-in/{fleet}   FleetInput  world -> fleet  (per tick: its vehicles' truth, what they heard)
     v2x/{run}/fleet-ack/{fleet}  FleetAck    fleet -> world  (tick done: its vehicles' envelopes, warnings)
+    v2x/{run}/fleet-join/{fleet} FleetHello  fleet -> world  (a worker started on its own: ``v2x worker``)
 
-A fleet (the built-in agent of the equipped background vehicles, ``v2x.agents.fleet``) says no hello: the
-runner starts it, subscribed, before the world's first tick.
+A fleet (the built-in agent of the equipped background vehicles, ``v2x.agents.fleet``) the runner starts
+says no hello: it is subscribed before the world's first tick. One started on its own (``v2x worker``, on
+another machine) says ``FleetHello`` on ``fleet-join`` until its first input.
 
 See docs/PROTOCOL.md.
 """
@@ -25,8 +27,8 @@ from typing import Literal
 PREFIX = "v2x"
 PROTOCOL_VERSION = 1
 
-Kind = Literal["join", "in", "tx", "ack", "fleet-in", "fleet-ack"]
-KINDS: tuple[Kind, ...] = ("join", "in", "tx", "ack", "fleet-in", "fleet-ack")
+Kind = Literal["join", "in", "tx", "ack", "fleet-in", "fleet-ack", "fleet-join"]
+KINDS: tuple[Kind, ...] = ("join", "in", "tx", "ack", "fleet-in", "fleet-ack", "fleet-join")
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -70,6 +72,10 @@ def fleet_ack(run_id: str, fleet_id: str) -> str:
     return actor_topic(run_id, "fleet-ack", fleet_id)
 
 
+def fleet_join(run_id: str, fleet_id: str) -> str:
+    return actor_topic(run_id, "fleet-join", fleet_id)
+
+
 def control(run_id: str) -> str:
     return f"{PREFIX}/{_check(run_id, 'run id')}/control"
 
@@ -101,7 +107,7 @@ def world_grants(run_id: str) -> Grants:
     join, tx and ack topics, the control topic (to see forged Controls) and its own probe. The built-in
     fleet agent runs under the world's user in a secure run: the fleet topics both ways."""
     probes = f"{PROBE_PREFIX}/{_check(run_id, 'run id')}/+"
-    fleets = (all_of(run_id, "fleet-in"), all_of(run_id, "fleet-ack"))
+    fleets = (all_of(run_id, "fleet-in"), all_of(run_id, "fleet-ack"), all_of(run_id, "fleet-join"))
     return Grants(
         write=(all_of(run_id, "in"), control(run_id), probes, *fleets),
         read=(all_of(run_id, "join"), all_of(run_id, "tx"), all_of(run_id, "ack"), control(run_id), probes, *fleets),

@@ -333,6 +333,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check.add_argument(
         "--jobs", type=int, default=None, metavar="J", help="scenarios run at once in processes (default: cores)"
     )
+    check.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="host each run's equipped background vehicles in N fleet worker processes, as 'v2x run --workers "
+        "N' (default 1); needs a broker; the outcome is the same for any N",
+    )
     check.add_argument("-v", "--verbose", action="store_true", help="print every difference, not only the first")
     check.set_defaults(handler=cmd_check)
 
@@ -358,7 +366,7 @@ def run_cost(scenario: Scenario) -> int:
     return (scenario.n_ticks + 1) * (len(scenario.actors) + 2) * len(scenario.variants)
 
 
-def _run_one(job: tuple[str, int, str]) -> tuple[dict[str, Any] | str, float]:
+def _run_one(job: tuple[str, int, str, int]) -> tuple[dict[str, Any] | str, float]:
     """Run one scenario file (in a worker process, or here): its result document, or the run error's text;
     and the wall seconds it took."""
     import asyncio
@@ -368,10 +376,12 @@ def _run_one(job: tuple[str, int, str]) -> tuple[dict[str, Any] | str, float]:
     from v2x.scenario import load_scenario
 
     logging.getLogger().setLevel(logging.ERROR)
-    path, seed, broker = job
+    path, seed, broker, workers = job
     t0 = time.monotonic()
     try:
-        result: dict[str, Any] | str = asyncio.run(run_scenario(load_scenario(path), seed=seed, broker=broker))
+        result: dict[str, Any] | str = asyncio.run(
+            run_scenario(load_scenario(path), seed=seed, broker=broker, workers=workers)
+        )
     except RunError as exc:
         result = str(exc)
     return result, round(time.monotonic() - t0, 3)
@@ -393,6 +403,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         except BrokerURLError as exc:
             print(f"v2x check: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
+    if args.workers < 1:
+        print(f"v2x check: --workers wants N >= 1, got {args.workers}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         files = scenario_files(args.targets)
         loaded = [(path, load_scenario(path)) for path in files]
@@ -419,7 +432,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         for path, _ in loaded
     }
     jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(loaded)))
-    work = [(str(path), seeds[path], args.broker) for path, _ in loaded]
+    work = [(str(path), seeds[path], args.broker, args.workers) for path, _ in loaded]
     if jobs == 1:
         outcomes: Iterable[tuple[dict[str, Any] | str, float]] = map(_run_one, work)
     else:

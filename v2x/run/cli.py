@@ -112,6 +112,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         '(docs/ARCHITECTURE.md "Fleets in worker processes")',
     )
     run.add_argument(
+        "--remote-workers",
+        action="store_true",
+        help="start no fleet worker processes: wait for the N of --workers started with 'v2x worker SCENARIO "
+        "--broker URL --run-id PREFIX --fleet K --of N' (K = 0 ... N-1), on this or other machines, against "
+        "this broker or a node of the same cluster; needs --run-id and a broker; the outcome is the same "
+        '(docs/ARCHITECTURE.md "Fleets on other machines")',
+    )
+    run.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="--remote-workers: the run stops (exit 3, naming the missing fleets) when they have not all "
+        "joined within S seconds (default 120)",
+    )
+    run.add_argument(
         "--run-id",
         metavar="PREFIX",
         help="fixed run ids PREFIX-v2x and PREFIX-baseline instead of random ones, so that an outside stack "
@@ -186,9 +202,100 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rp.add_argument("--report", type=Path, metavar="OUT.html", help="write the run's HTML report, as 'v2x report'")
     rp.set_defaults(handler=cmd_replay)
 
+    _register_worker(sub)
+
     from v2x.run import conformance
 
     conformance.register(sub)
+
+
+def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``v2x worker`` (v2x.run.workers)."""
+    wk = sub.add_parser(
+        "worker",
+        help="serve a run's fleet of equipped background vehicles from this machine (v2x run --remote-workers)",
+        description="Serve fleet K of N of a run whose world waits for its workers ('v2x run SCENARIO "
+        "--workers N --remote-workers --run-id PREFIX', on this or another machine) over a broker both "
+        "reach (one broker, or nodes of a clustered one such as EMQX): the equipped background vehicles the "
+        "world gives that fleet, one bundle each way per tick. Start one per fleet, before or after the world; "
+        "each ends after the run's final tick. Give the same scenario (file), --run-id and --of as the world: "
+        'it refuses a worker whose job differs (docs/ARCHITECTURE.md "Fleets on other machines").',
+        epilog="Exit codes: 0 served the run to its final tick, 2 bad input (nothing was served), 3 the run "
+        "could not be served (broker unreachable, no world within --wait, the world stopped the run early), "
+        "130 / 143 interrupted.",
+    )
+    wk.add_argument("scenario", metavar="SCENARIO", help="the world's scenario: id (see 'v2x list') or YAML file")
+    wk.add_argument("--broker", required=True, metavar="URL", help="mqtt://[user:pass@]host:port of the broker")
+    wk.add_argument("--run-id", required=True, metavar="PREFIX", help="the world's --run-id")
+    wk.add_argument("--fleet", type=int, required=True, metavar="K", help="which fleet to serve: 0 ... N-1")
+    wk.add_argument("--of", type=int, required=True, metavar="N", help="the world's --workers N")
+    wk.add_argument(
+        "--wait",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="give up (exit 3) when no world sends the fleet its first input within S seconds (default 600)",
+    )
+    wk.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    wk.set_defaults(handler=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """``v2x worker``."""
+    from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix
+    from v2x.run.workers import WorkerError, remote_jobs, serve_remote
+
+    logging.basicConfig(
+        level=logging.ERROR if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("amqtt", "transitions", "asyncio", "v2x.net.transport"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    problem = None
+    try:
+        broker = parse_broker_url(args.broker)
+    except BrokerURLError as exc:
+        problem = str(exc)
+    if args.of < 1:
+        problem = f"--of wants N >= 1, got {args.of}"
+    elif not 0 <= args.fleet < args.of:
+        problem = f"--fleet wants K in 0 ... {args.of - 1} (--of {args.of}), got {args.fleet}"
+    elif not valid_run_id_prefix(args.run_id):
+        problem = f"--run-id {args.run_id!r}: {RUN_ID_RULE}"
+    elif not args.wait > 0:
+        problem = f"--wait wants seconds > 0, got {args.wait}"
+    if problem is not None:
+        print(f"v2x worker: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        scenario = load_scenario(find_scenario(args.scenario))
+    except ScenarioError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    jobs = remote_jobs(scenario, broker, args.run_id, args.fleet, args.of)
+    if not jobs:
+        print(
+            f"v2x worker: scenario {scenario.id} has no equipped background vehicles (flows with penetration "
+            "> 0 in its V2X variant): no fleet to serve",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _outside_the_loop()
+    try:
+        for job in jobs:
+            asyncio.run(_interruptible(serve_remote(job, wait_s=args.wait)))
+    except WorkerError as exc:
+        print(f"v2x worker: {exc}", file=sys.stderr)
+        return EXIT_RUN_ERROR
+    except Interrupted as exc:
+        print(f"v2x worker: interrupted ({exc})", file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
@@ -196,6 +303,8 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("amqtt", "transitions", "asyncio"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if not quiet:  # which fleet workers joined, and who is still missing (--remote-workers)
+        logging.getLogger("v2x.run.workers").setLevel(logging.INFO)
 
 
 class _Progress:
@@ -249,6 +358,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
     if args.workers < 1:
         print(f"v2x run: --workers wants N >= 1, got {args.workers}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.remote_workers and args.run_id is None:
+        print("v2x run: --remote-workers needs --run-id PREFIX (the workers find the run by it)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.remote_workers and (args.secure or args.secure_dir is not None):
+        print(
+            "v2x run: --remote-workers does not go with --secure: the fleets' signing keys are made by the world "
+            "for each run, and a worker started on its own has no way to get them",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    if not args.worker_timeout > 0:
+        print(f"v2x run: --worker-timeout wants seconds > 0, got {args.worker_timeout}", file=sys.stderr)
         return EXIT_BAD_INPUT
     names = [str(p) for p in catalogue()] if args.all else []
     names += args.scenarios
@@ -333,6 +455,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         security=security,
                         signing=Signing(credentials_dir=args.out / "credentials") if security else None,
                         workers=args.workers,
+                        remote_workers=args.remote_workers,
+                        worker_timeout_s=args.worker_timeout,
                     )
                 )
             )

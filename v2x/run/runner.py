@@ -10,7 +10,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,13 +33,21 @@ from v2x.net.world import Observer, RunIdInUse, World, WorldReport, last_will
 from v2x.run.results import build_result
 from v2x.run.tap import Observers
 from v2x.run.tracks import Tracks, scenario_map
-from v2x.run.workers import FleetJob, FleetWorkers, WorkerFailed
+from v2x.run.workers import FleetWorkers, RemoteFleets, WorkerFailed, fleet_job, fleet_signer, worker_command
 from v2x.scenario.geometry import lane_routes, route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
 from v2x.scenario.sensors import roadside_coverage
 from v2x.scenario.signals import signal_heads
+from v2x.sim.simulation import fleet_ids_for
 from v2x.sim.sumo import SumoError
-from v2x.wire.security import PSEUDONYM_CHANGE_S, EnvelopeSecurity, Signer, authority_for, permissions_for
+from v2x.wire.security import (
+    PSEUDONYM_CHANGE_S,
+    ROAD_USER_PERMISSIONS,
+    EnvelopeSecurity,
+    Signer,
+    authority_for,
+    permissions_for,
+)
 
 log = logging.getLogger("v2x.run")
 
@@ -74,15 +82,28 @@ class SigningKeys:
     checks: EnvelopeSecurity
     signers: dict[str, Signer]
     files: list[Path]
+    fleets: dict[str, bytes] = field(default_factory=dict)  # fleet -> its Credentials (serialised)
 
 
-def issue_keys(scenario: Scenario, run_id: str, security: Signing) -> SigningKeys:
+def issue_keys(scenario: Scenario, run_id: str, security: Signing, fleets: Sequence[str] = ()) -> SigningKeys:
     """A fresh CA for the run ``run_id`` of ``scenario``, pseudonyms for each equipped actor, and the
-    credentials files of the external ones (written, owner-only, under ``security.credentials_dir``)."""
+    credentials files of the external ones (written, owner-only, under ``security.credentials_dir``).
+    Each of ``fleets`` gets a pool of road users' pseudonyms too, with which its vehicles sign their BSMs."""
     run_s = (scenario.n_ticks + 1) * scenario.tick_s
     ca = authority_for(run_id, scenario.epoch, run_s)
     signers: dict[str, Signer] = {}
     files: list[Path] = []
+    fleet_creds = {
+        fleet_id: ca.credentials(
+            fleet_id,
+            run_id=run_id,
+            epoch=scenario.epoch,
+            run_s=run_s,
+            permissions=ROAD_USER_PERMISSIONS,
+            change_every_s=security.change_every_s,
+        ).SerializeToString()
+        for fleet_id in fleets
+    }
     for spec in scenario.actors:
         if not spec.equipped:
             continue
@@ -106,7 +127,7 @@ def issue_keys(scenario: Scenario, run_id: str, security: Signing) -> SigningKey
                 fh.write(creds.SerializeToString())
             tmp.replace(path)
             files.append(path)
-    return SigningKeys(EnvelopeSecurity.of(ca.root, scenario.epoch), signers, files)
+    return SigningKeys(EnvelopeSecurity.of(ca.root, scenario.epoch), signers, files, fleet_creds)
 
 
 # The longest variant suffix ("-baseline") must still leave a valid topic id (1-64 characters).
@@ -276,13 +297,17 @@ async def run_variant(
     keys: RunKeys | None = None,
     signing: Signing | None = None,
     workers: int = 1,
+    remote_workers: bool = False,
+    worker_timeout_s: float = 120.0,
 ) -> WorldReport:
     """One variant's run. ``keys``: a secure run's users; the world and each built-in agent then log in
     as themselves, each agent on a connection of its own (the broker lets it write only its own topics).
     ``signing``: every envelope signed, verified by the world and every built-in receiver. ``workers``:
     with more than one, the equipped background vehicles are spread over that many fleet agents, each in a
-    process of its own with its own connection to the broker (``v2x.run.workers``)."""
-    if workers > 1 and isinstance(broker, LoopbackBroker):
+    process of its own with its own connection to the broker (``v2x.run.workers``). ``remote_workers``:
+    start none of them but wait up to ``worker_timeout_s`` for ``workers`` fleet workers started with
+    ``v2x worker`` (on this or other machines) to join."""
+    if (workers > 1 or remote_workers) and isinstance(broker, LoopbackBroker):
         raise RunError("--workers needs an MQTT broker (embedded or mqtt://...): the loopback bus is in-process")
     from v2x.scenario.sumo import unmet
 
@@ -292,7 +317,13 @@ async def run_variant(
     token = secrets.token_hex(16)  # the run's Control token (docs/SECURITY.md)
     env = environment(scenario)
     agents = build_agents(scenario, env)
-    signed = issue_keys(scenario, run_id, signing) if signing is not None else None
+    if remote_workers and signing is not None:
+        raise RunError(
+            "--remote-workers does not go with a signed run (--secure): the fleets' signing keys are made by "
+            "the world for each run, and a worker started on its own has no way to get them"
+        )
+    fleet_ids = fleet_ids_for(scenario, variant, workers)
+    signed = issue_keys(scenario, run_id, signing, fleet_ids) if signing is not None else None
     for path in signed.files if signed is not None else ():
         log.info("run %s: credentials of an outside stack -> %s", run_id, path)
     # Client ids are unique on a broker, and a second connection with one takes over the first: a random
@@ -338,32 +369,45 @@ async def run_variant(
         )
         for agents_tp, group in groups
     ]
-    in_process = workers <= 1 or not isinstance(world_bus, BrokerAddress)
+    in_process = (workers <= 1 and not remote_workers) or not isinstance(world_bus, BrokerAddress)
     fleets = [
         FleetHost(
             make_transport(world_bus, f"fleet-{run_id}-{nonce}"),
             run_id,
-            FleetAgent(fleet_id, frame=env.frame, epoch=env.epoch, thresholds=env.thresholds),
+            FleetAgent(
+                fleet_id,
+                frame=env.frame,
+                epoch=env.epoch,
+                thresholds=env.thresholds,
+                signer=fleet_signer(signed.fleets[fleet_id], env.epoch) if signed is not None else None,
+            ),
             n_ticks=scenario.n_ticks,
         )
         for fleet_id in (world.sim.fleet_ids if in_process else ())
     ]
-    pool = None
+    pool: FleetWorkers | RemoteFleets | None = None
     if not in_process and world.sim.fleet_ids and isinstance(world_bus, BrokerAddress):
         jobs = [
-            FleetJob(
-                broker=world_bus,
-                client_id=f"{fleet_id}-{run_id}-{nonce}",
-                run_id=run_id,
-                fleet_id=fleet_id,
-                origin=(scenario.origin.lat_deg, scenario.origin.lon_deg, scenario.origin.alt_m),
-                epoch=env.epoch,
-                thresholds=dict(env.thresholds),
-                n_ticks=scenario.n_ticks,
+            fleet_job(
+                scenario,
+                world_bus,
+                f"{fleet_id}-{run_id}-{nonce}",
+                run_id,
+                fleet_id,
+                credentials=signed.fleets[fleet_id] if signed is not None else b"",
             )
             for fleet_id in world.sim.fleet_ids
         ]
-        pool = FleetWorkers(jobs)
+        if remote_workers:
+            prefix = run_id.removesuffix(f"-{variant}")
+            url, n = broker.url, len(jobs)
+
+            def hint(k: int) -> str:
+                return worker_command(scenario.id, url, prefix, k, n)
+
+            pool = RemoteFleets(world_tp, run_id, jobs, hint=hint)
+        else:
+            pool = FleetWorkers(jobs)
     log.info("run %s: %s [%s] on %s, %d agents, %s clock", run_id, scenario.id, variant, broker.url, len(agents), mode)
     tasks: list[asyncio.Task[Any]] = []
     announced = False
@@ -391,7 +435,7 @@ async def run_variant(
         if pool is not None:  # subscribed before the first tick, like the in-process fleets
             pool.start()
             try:
-                await pool.wait_ready(connect_timeout_s + 20.0)
+                await pool.wait_ready(worker_timeout_s if remote_workers else connect_timeout_s + 20.0)
             except WorkerFailed as exc:
                 raise RunError(str(exc)) from None
         host_task = asyncio.create_task(_serve_all(hosts, fleets, pool), name="agents")
@@ -442,7 +486,7 @@ async def run_variant(
 
 
 async def _serve_all(
-    hosts: list[AgentHost], fleets: Sequence[FleetHost] = (), pool: FleetWorkers | None = None
+    hosts: list[AgentHost], fleets: Sequence[FleetHost] = (), pool: FleetWorkers | RemoteFleets | None = None
 ) -> None:
     """Run every host and fleet until each is done (or the world said STOP), and watch the fleet workers;
     the first failure cancels the others."""
@@ -475,6 +519,8 @@ async def run_scenario(
     security: Security | None = None,
     signing: Signing | None = None,
     workers: int = 1,
+    remote_workers: bool = False,
+    worker_timeout_s: float = 120.0,
 ) -> dict[str, Any]:
     """Run every variant of a scenario (or only ``variants``) and return the result document (v2x.results).
 
@@ -491,9 +537,13 @@ async def run_scenario(
     the run ids are the ones it was made for. ``signing``: sign and verify every envelope (:class:`Signing`).
     The outcome is the same with either or both as without them. ``workers``: fleet agent processes for the
     equipped background vehicles (``run_variant``); the outcome is the same for any number.
+    ``remote_workers``: those processes are not started here; the run waits up to ``worker_timeout_s``
+    for them (``v2x worker``, on this or other machines; they need to know the run: give ``run_id``).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if remote_workers and run_id is None:
+        raise ValueError("remote workers need a run id (--run-id PREFIX) to find the run")
     if run_id is not None and not valid_run_id_prefix(run_id):
         raise ValueError(f"invalid run id {run_id!r}: {RUN_ID_RULE}")
     if variants is not None:
@@ -528,6 +578,8 @@ async def run_scenario(
                     keys=secure.keys if secure else None,
                     signing=signing,
                     workers=workers,
+                    remote_workers=remote_workers,
+                    worker_timeout_s=worker_timeout_s,
                 )
                 events.extend(report.events)
                 metrics[variant] = report.metrics

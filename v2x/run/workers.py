@@ -8,21 +8,41 @@ in parallel on as many cores. ``worker_main`` is what such a process runs; ``Fle
 subscribed (before tick 0), watches them during the run and stops them at its end.
 
 A worker on another machine does the same against a broker both reach (docs/ARCHITECTURE.md "Fleets on
-other machines").
+other machines"): ``v2x worker SCENARIO --broker URL --run-id PREFIX --fleet K --of N`` (``v2x.run.cli``)
+serves fleet K of N of the run ``PREFIX-v2x`` (``serve_remote``) and ``v2x run SCENARIO --workers N
+--remote-workers --run-id PREFIX`` waits for those workers (``RemoteFleets``) instead of starting its own. A
+remote worker says ``FleetHello`` on ``fleet-join/{fleet}`` (with a digest of its job, which must be the
+world's) every second until its first ``FleetInput``; its connection's Last Will (an empty ``fleet-join``)
+tells the world when it is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
 import multiprocessing
-from collections.abc import Mapping
+import secrets
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
 
+from google.protobuf.message import DecodeError
+
+from v2x import __version__
+from v2x.apps.thresholds import resolve
+from v2x.net import topics
 from v2x.net.broker import BrokerAddress
+from v2x.net.transport import Transport
+from v2x.scenario.model import Scenario
+from v2x.sim.simulation import fleet_ids_for
+from v2x.wire import security_pb2, testbed_pb2
+from v2x.wire.security import Signer
 
 log = logging.getLogger("v2x.run.workers")
 
@@ -40,6 +60,49 @@ class FleetJob:
     epoch: datetime
     thresholds: Mapping[str, float]
     n_ticks: int
+    credentials: bytes = b""  # a signed run's: the fleet's Credentials (its vehicles sign their BSMs)
+
+    def digest(self) -> str:
+        """What the fleet serves (the run, the fleet, the frame, epoch, thresholds and ticks; not where the
+        broker is), as 16 hex digits: a remote worker's ``FleetHello.job``, which must match the world's."""
+        thresholds = sorted(self.thresholds.items())
+        doc: list[object] = [self.run_id, self.fleet_id, list(self.origin), self.epoch.isoformat(), thresholds]
+        doc.append(self.n_ticks)
+        return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
+
+
+def fleet_job(
+    scenario: Scenario, broker: BrokerAddress, client_id: str, run_id: str, fleet_id: str, *, credentials: bytes = b""
+) -> FleetJob:
+    """The job of fleet ``fleet_id`` of run ``run_id`` of ``scenario`` (``credentials``: a signed run's)."""
+    return FleetJob(
+        broker=broker,
+        client_id=client_id,
+        run_id=run_id,
+        fleet_id=fleet_id,
+        origin=(scenario.origin.lat_deg, scenario.origin.lon_deg, scenario.origin.alt_m),
+        epoch=scenario.epoch,
+        thresholds=dict(resolve(scenario.thresholds)),
+        n_ticks=scenario.n_ticks,
+        credentials=credentials,
+    )
+
+
+def fleet_signer(credentials: bytes, epoch: datetime) -> Signer:
+    """The signer of a fleet's vehicles from its serialised Credentials."""
+    return Signer(security_pb2.Credentials.FromString(credentials), epoch)
+
+
+def remote_jobs(scenario: Scenario, broker: BrokerAddress, run_prefix: str, k: int, n: int) -> list[FleetJob]:
+    """What ``v2x worker`` serves: fleet ``k`` of ``n`` of every variant of ``scenario`` that has fleets
+    (run ids ``{run_prefix}-{variant}``, as ``v2x run --run-id``), in the world's order of variants."""
+    jobs = []
+    for variant in scenario.variants:
+        fleets = fleet_ids_for(scenario, variant, n)
+        if fleets:
+            run_id = f"{run_prefix}-{variant}"
+            jobs.append(fleet_job(scenario, broker, f"{fleets[k]}-{run_id}-{secrets.token_hex(4)}", run_id, fleets[k]))
+    return jobs
 
 
 def worker_main(job: FleetJob, ready: EventType) -> None:
@@ -54,7 +117,10 @@ async def _serve(job: FleetJob, ready: EventType) -> None:
     from v2x.net.transport import MqttTransport
     from v2x.run.warmup import warm_up
 
-    agent = FleetAgent(job.fleet_id, frame=LocalFrame(*job.origin), epoch=job.epoch, thresholds=job.thresholds)
+    signer = fleet_signer(job.credentials, job.epoch) if job.credentials else None
+    agent = FleetAgent(
+        job.fleet_id, frame=LocalFrame(*job.origin), epoch=job.epoch, thresholds=job.thresholds, signer=signer
+    )
     transport = MqttTransport(job.broker, job.client_id)
     host = FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks)
     subscribed = asyncio.Event()
@@ -127,3 +193,186 @@ class FleetWorkers:
                 log.warning("fleet worker %s (pid %s) still running: terminating it", proc.name, proc.pid)
                 proc.terminate()
                 proc.join(timeout_s)
+
+
+# -- workers started on their own (on other machines): ``v2x worker`` and the world's side -----------------
+
+WAITING_LOG_EVERY_S = 10.0
+HELLO_EVERY_S = 1.0
+GONE = b""  # an empty FleetHello: the Last Will of a remote worker's connection
+
+
+def worker_command(scenario: str, broker: str, run_prefix: str, k: int, n: int) -> str:
+    """The command that starts fleet ``k`` of ``n`` of a run on another machine."""
+    return f"v2x worker {scenario} --broker {broker} --run-id {run_prefix} --fleet {k} --of {n}"
+
+
+class RemoteFleets:
+    """The world's side of fleets served by workers it did not start (``v2x worker``): it hears their
+    ``FleetHello`` on ``transport`` (routed here, before the transport runs) and waits for every one of
+    ``jobs``; ``hint(k)`` is the command that starts fleet ``k`` (said when they are late). The same
+    methods as ``FleetWorkers``."""
+
+    def __init__(
+        self, transport: Transport, run_id: str, jobs: list[FleetJob], hint: Callable[[int], str] | None = None
+    ) -> None:
+        self.run_id = run_id
+        self.jobs = {job.fleet_id: job for job in jobs}
+        self.order = [job.fleet_id for job in jobs]
+        self.hint = hint
+        self.joined: dict[str, str] = {}  # fleet -> the worker's host and software, for the logs
+        self.refused: dict[str, str] = {}  # fleet -> why its worker was refused
+        self.changed = asyncio.Event()
+        transport.route(topics.all_of(run_id, "fleet-join"), self._on_hello)
+
+    def _on_hello(self, topic: str, payload: bytes) -> None:
+        parsed = topics.parse(topic)
+        if parsed is None or parsed.run_id != self.run_id or parsed.actor_id not in self.jobs:
+            log.warning("run %s: a FleetHello on %s, which is no fleet of this run: ignored", self.run_id, topic)
+            return
+        fleet = parsed.actor_id
+        if payload == GONE:
+            if fleet in self.joined:
+                log.warning("run %s: fleet worker %s (%s) lost its connection", self.run_id, fleet, self.joined[fleet])
+            return
+        hello = testbed_pb2.FleetHello()
+        try:
+            hello.ParseFromString(payload)
+        except DecodeError:
+            log.warning("run %s: a FleetHello on %s that does not parse: ignored", self.run_id, topic)
+            return
+        who = f"{hello.host[:64] or '?'}, {hello.software[:64] or '?'}"
+        if hello.fleet_id != fleet:
+            log.warning("run %s: a FleetHello for %r on %s: ignored", self.run_id, hello.fleet_id[:64], topic)
+            return
+        if hello.job != self.jobs[fleet].digest():
+            self.refused[fleet] = (
+                f"fleet worker {fleet} ({who}) serves another job (digest {hello.job[:16]!r}, the world's "
+                f"{self.jobs[fleet].digest()!r}): start it with the same scenario file, --run-id and --of"
+            )
+            self.changed.set()
+            return
+        if fleet not in self.joined:
+            self.joined[fleet] = who
+            waiting = [f for f in self.order if f not in self.joined]
+            log.info(
+                "run %s: fleet worker %s joined (%s); %d of %d, %s",
+                self.run_id, fleet, who, len(self.joined), len(self.jobs),
+                f"waiting for {', '.join(waiting)}" if waiting else "all here",
+            )  # fmt: skip
+            self.changed.set()
+
+    def start(self) -> None:
+        log.info(
+            "run %s: waiting for %d fleet worker(s) started with 'v2x worker': %s",
+            self.run_id, len(self.jobs), ", ".join(self.order),
+        )  # fmt: skip
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Until every fleet's worker has said hello with the world's job; ``WorkerFailed`` when one serves
+        another job or ``timeout_s`` passes (every ``WAITING_LOG_EVERY_S`` a line says who is missing)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        next_log = loop.time() + WAITING_LOG_EVERY_S
+        while True:
+            if self.refused:
+                raise WorkerFailed("; ".join(self.refused.values()))
+            missing = [f for f in self.order if f not in self.joined]
+            if not missing:
+                return
+            now = loop.time()
+            if now >= deadline:
+                how = [self.hint(self.order.index(f)) for f in missing] if self.hint is not None else []
+                raise WorkerFailed(
+                    f"fleet workers never joined run {self.run_id} within {timeout_s:g} s: {', '.join(missing)}"
+                    + (f"; start each on a machine that reaches the broker: {'; '.join(how)}" if how else "")
+                )
+            if now >= next_log:
+                next_log = now + WAITING_LOG_EVERY_S
+                log.info(
+                    "run %s: still waiting for fleet worker(s) %s (%.0f s left)",
+                    self.run_id, ", ".join(missing), deadline - now,
+                )  # fmt: skip
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(deadline, next_log) - now)
+
+    async def watch(self) -> None:
+        """Nothing to watch here: a worker that stops answering is the world's silent fleet (it retransmits,
+        then stops the run naming it), and one whose connection drops is said in the log."""
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """The workers end by themselves after the final tick or at the world's STOP."""
+
+
+class WorkerError(RuntimeError):
+    """A ``v2x worker`` could not serve its run (no world came, or the world stopped the run early)."""
+
+
+async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
+    """``v2x worker``: serve ``job``'s fleet of a world that did not start this process: connect, say
+    ``FleetHello`` every second until the first ``FleetInput`` (``WorkerError`` after ``wait_s`` without
+    one), then serve until the final tick; ``WorkerError`` if the world says STOP before it."""
+    from v2x.agents.fleet import FleetAgent
+    from v2x.geodesy import LocalFrame
+    from v2x.net.fleet import FleetHost
+    from v2x.net.transport import MqttTransport
+    from v2x.run.warmup import warm_up
+
+    agent = FleetAgent(job.fleet_id, frame=LocalFrame(*job.origin), epoch=job.epoch, thresholds=job.thresholds)
+    join_topic = topics.fleet_join(job.run_id, job.fleet_id)
+    transport = MqttTransport(job.broker, job.client_id, will=(join_topic, GONE))
+    host = FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks)
+    stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    reason: list[str] = []
+
+    def on_control(topic: str, payload: bytes) -> None:
+        ctrl = testbed_pb2.Control()
+        try:
+            ctrl.ParseFromString(payload)
+        except DecodeError:
+            return
+        # Before the first input a Control is an earlier run's (retained): not this one's.
+        if host.last_tick >= 0 and ctrl.command == testbed_pb2.Control.COMMAND_STOP and not stopped.done():
+            reason.append(ctrl.reason[:200] or "no reason given")
+            stopped.set_result(None)
+
+    transport.route(topics.control(job.run_id), on_control)
+    hello = testbed_pb2.FleetHello(
+        fleet_id=job.fleet_id,
+        job=job.digest(),
+        software=f"v2x-testbed {__version__}",
+        protocol_version=topics.PROTOCOL_VERSION,
+        host=socket.gethostname()[:64],
+    ).SerializeToString()
+    subscribed = asyncio.Event()
+    connection = asyncio.create_task(transport.run(subscribed))
+    serving = asyncio.create_task(host.run())
+    try:
+        try:
+            await asyncio.wait_for(subscribed.wait(), min(wait_s, 30.0))
+        except TimeoutError:
+            raise WorkerError(f"cannot reach the MQTT broker at {job.broker.url}") from None
+        await asyncio.to_thread(warm_up)  # the kernels before the first tick, as a spawned worker does
+        log.info("%s of run %s: connected to %s; waiting for the world", job.fleet_id, job.run_id, job.broker.url)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while host.last_tick < 0 and host.queue.empty() and not serving.done():
+            if loop.time() >= deadline:
+                raise WorkerError(f"no world of run {job.run_id} sent {job.fleet_id} its input within {wait_s:g} s")
+            await transport.publish(join_topic, hello, qos=1)
+            await asyncio.wait({serving}, timeout=HELLO_EVERY_S)
+            if not host.queue.empty() or host.last_tick >= 0:
+                break
+        log.info("%s of run %s: serving", job.fleet_id, job.run_id)
+        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if serving.done():
+            serving.result()  # raises what the fleet raised
+            log.info("%s of run %s: done after tick %d", job.fleet_id, job.run_id, host.last_tick)
+            return
+        raise WorkerError(f"the world stopped run {job.run_id} at tick {host.last_tick + 1}: {reason[0]}")
+    finally:
+        serving.cancel()
+        transport.stop()
+        connection.cancel()
+        await asyncio.gather(serving, connection, return_exceptions=True)

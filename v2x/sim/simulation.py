@@ -169,14 +169,7 @@ class Simulation:
         # The fleets (v2x.agents.fleet) hosting the equipped background vehicles: ``fleets`` of them (one per
         # worker) in the V2X variant of a scenario whose flows have any; each reports once per tick (FleetAck)
         # like an actor.
-        self.fleet_ids: list[str] = []
-        # (With SUMO always: its demand can give vehicles an OBU whatever the penetration.)
-        equipped = any(f.penetration > 0 for f in scenario.flows) or scenario.sumo is not None
-        if self.background is not None and variant == "v2x" and equipped:
-            prefix = "fleet-"
-            while any(f"{prefix}{k}" in self.actor_ids for k in range(max(1, fleets))):
-                prefix = "_" + prefix
-            self.fleet_ids = [f"{prefix}{k}" for k in range(max(1, fleets))]
+        self.fleet_ids: list[str] = fleet_ids_for(scenario, variant, fleets)
         self.inbound.fleet_ids = set(self.fleet_ids)
         self._members: dict[str, dict[str, int]] = {}  # per fleet, the vehicles it hosts at this tick: id -> slot
         self._fleet_assigned: dict[str, int] = {}  # equipped vehicle -> the number of its fleet
@@ -606,3 +599,18 @@ class Simulation:
         if self.background is not None:
             self.background.close()
         return WorldReport(events=sorted(self.events, key=event_order), metrics=self.metrics(wall_s))
+
+
+def fleet_ids_for(scenario: Scenario, variant: str, fleets: int) -> list[str]:
+    """The fleets of a run of ``scenario``'s ``variant`` with ``fleets`` of them: ``fleet-0`` ... (prefixed
+    with ``_`` until no actor has such an id) in the V2X variant of a scenario with equipped background
+    traffic (with SUMO always: its demand can give vehicles an OBU whatever the penetration), else none.
+    ``v2x worker`` finds its fleet's id with it."""
+    equipped = any(f.penetration > 0 for f in scenario.flows) or scenario.sumo is not None
+    if variant != "v2x" or not equipped:
+        return []
+    actor_ids = {a.id for a in scenario.actors}
+    prefix = "fleet-"
+    while any(f"{prefix}{k}" in actor_ids for k in range(max(1, fleets))):
+        prefix = "_" + prefix
+    return [f"{prefix}{k}" for k in range(max(1, fleets))]

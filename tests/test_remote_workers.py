@@ -1,0 +1,180 @@
+"""Fleet workers on other machines (``v2x worker`` + ``v2x run --workers N --remote-workers``), against a
+stand-in for a clustered broker: two real Mosquitto brokers on localhost, the second bridged to the first
+(``topic # both 0``). The world talks to the first, the workers (separate processes, started as a person
+would on another machine) to the second; the outcome is the single-process run's, byte for byte."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests._mosquitto import MOSQUITTO, Mosquitto, mosquitto_conf
+from v2x.bench.stack import stack_scenario
+from v2x.cli import main as cli_main
+from v2x.run.results import outcome
+from v2x.run.runner import RunError, Signing, run_scenario, warm_up_core
+from v2x.run.workers import remote_jobs, serve_remote
+from v2x.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed")
+
+
+def _scenario_file(tmp_path: Path, duration_s: float = 1.0) -> Path:
+    """Fully equipped background traffic on 4 lanes with cars standing in them (as tests/test_workers.py):
+    the fleets raise FCW, so the comparison means something."""
+    doc = stack_scenario(200, duration_s, lanes=4)
+    for k in range(4):
+        for j, start in enumerate((300, 900)):
+            doc["actors"].append(
+                {"id": f"stalled{k}{j}", "kind": "car", "lane": f"l{k}", "start_m": start + 37 * k, "speed_mps": 0.0}
+            )
+    path = tmp_path / f"fleets-{duration_s:g}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture
+def bridged() -> Iterator[tuple[Mosquitto, Mosquitto]]:
+    """Mosquitto A, and Mosquitto B bridged to A for every topic both ways (a two-node 'cluster')."""
+    assert MOSQUITTO is not None
+    a = Mosquitto(MOSQUITTO)
+    a.start()
+    bridge = f"\nconnection to-a\naddress 127.0.0.1:{a.port}\ntopic # both 0\ncleansession true\n"
+    b = Mosquitto(MOSQUITTO, conf=lambda port: mosquitto_conf(port) + bridge)
+    try:
+        b.start()
+        yield a, b
+    finally:
+        b.stop()
+        a.stop()
+
+
+def _worker(path: Path, broker: Mosquitto, run_id: str, k: int, n: int, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "v2x.cli", "worker", str(path), "--broker", f"mqtt://127.0.0.1:{broker.port}"]
+    cmd += ["--run-id", run_id, "--fleet", str(k), "--of", str(n), *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen[str], timeout_s: float = 30.0) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return proc.returncode, err
+
+
+def _same(result: dict[str, Any]) -> str:
+    """The outcome section, and the metrics but for wall time, as bytes to compare."""
+    metrics = {
+        v: {k: x for k, x in m.items() if k not in ("wall_seconds", "duplicates")} for v, m in result["metrics"].items()
+    }
+    return json.dumps({"outcome": outcome(result), "metrics": metrics}, sort_keys=True)
+
+
+def test_remote_workers_on_a_bridged_broker_give_the_single_process_outcome(
+    tmp_path: Path, bridged: tuple[Mosquitto, Mosquitto], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``v2x run --workers 2 --remote-workers`` with its world on broker A, and two ``v2x worker`` processes
+    on broker B: the result's outcome section is the single-process run's, byte for byte, and so are the
+    metrics but for wall time."""
+    a, b = bridged
+    path = _scenario_file(tmp_path)
+    sc = load_scenario(path)
+    warm_up_core([sc])
+    single = asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"]))
+    assert [e for e in single["events"] if e["type"] == "warning" and e["target"].startswith("bg-")]
+    workers = [_worker(path, b, "remote1", k, 2) for k in range(2)]
+    args = ["run", str(path), "--broker", f"mqtt://127.0.0.1:{a.port}", "--variant", "v2x", "--workers", "2"]
+    args += ["--remote-workers", "--run-id", "remote1", "--worker-timeout", "60", "--out", str(tmp_path / "r")]
+    try:
+        with caplog.at_level(logging.INFO, logger="v2x.run.workers"):
+            code = cli_main(args)
+    finally:
+        finished = [_finish(w) for w in workers]
+    assert (code, [c for c, _ in finished]) == (0, [0, 0]), [err[-2000:] for _, err in finished]
+    remote = json.loads((tmp_path / "r" / sc.id / "result.json").read_text())
+    assert _same(remote) == _same(single)
+    said = caplog.text
+    assert "waiting for 2 fleet worker(s)" in said
+    assert "fleet worker fleet-0 joined" in said and "fleet worker fleet-1 joined" in said
+    assert "fleet-1 of run remote1-v2x: serving" in finished[1][1]
+
+
+def test_workers_that_never_come_stop_the_run_with_exit_3_naming_them(
+    tmp_path: Path, bridged: tuple[Mosquitto, Mosquitto], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, _ = bridged
+    path = _scenario_file(tmp_path)
+    args = ["run", str(path), "--broker", f"mqtt://127.0.0.1:{a.port}", "--variant", "v2x", "--workers", "2"]
+    args += ["--remote-workers", "--run-id", "never1", "--worker-timeout", "1", "--out", str(tmp_path)]
+    assert cli_main(args) == 3
+    err = capsys.readouterr().err
+    assert "fleet workers never joined run never1-v2x within 1 s: fleet-0, fleet-1" in err
+    assert f"v2x worker {load_scenario(path).id} --broker mqtt://127.0.0.1:{a.port} --run-id never1 --fleet 1" in err
+
+
+def test_a_worker_with_another_job_is_refused(tmp_path: Path, bridged: tuple[Mosquitto, Mosquitto]) -> None:
+    """A worker given a scenario of another length (other ticks) would serve another run: refused."""
+    a, b = bridged
+    sc = load_scenario(_scenario_file(tmp_path))
+    other = load_scenario(_scenario_file(tmp_path, duration_s=2.0))
+    (job,) = remote_jobs(other, b.address, "other1", 0, 1)
+
+    async def both() -> None:
+        worker = asyncio.create_task(serve_remote(job, wait_s=20.0))
+        try:
+            await run_scenario(
+                sc,
+                broker=f"mqtt://127.0.0.1:{a.port}",
+                variants=["v2x"],
+                remote_workers=True,
+                worker_timeout_s=20.0,
+                run_id="other1",
+            )
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+
+    with pytest.raises(RunError, match=r"fleet worker fleet-0 \(.*\) serves another job"):
+        asyncio.run(both())
+
+
+def test_worker_and_run_refuse_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _scenario_file(tmp_path)
+    url = "mqtt://127.0.0.1:1"
+    assert cli_main(["worker", str(path), "--broker", url, "--run-id", "x", "--fleet", "2", "--of", "2"]) == 2
+    assert "--fleet wants K in 0 ... 1 (--of 2), got 2" in capsys.readouterr().err
+    assert cli_main(["worker", str(path), "--broker", "http://x", "--run-id", "x", "--fleet", "0", "--of", "1"]) == 2
+    assert "broker URL" in capsys.readouterr().err
+    assert cli_main(["worker", "fcw", "--broker", url, "--run-id", "x", "--fleet", "0", "--of", "1"]) == 2
+    assert "no equipped background vehicles" in capsys.readouterr().err
+    assert cli_main(["run", str(path), "--workers", "2", "--remote-workers", "--out", str(tmp_path)]) == 2
+    assert "--remote-workers needs --run-id" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="run id"):
+        asyncio.run(run_scenario(load_scenario(path), remote_workers=True))
+    assert cli_main(["run", str(path), "--remote-workers", "--run-id", "s1", "--secure", "--out", str(tmp_path)]) == 2
+    assert "--remote-workers does not go with --secure" in capsys.readouterr().err
+    with pytest.raises(RunError, match="does not go with a signed run"):
+        asyncio.run(run_scenario(load_scenario(path), remote_workers=True, run_id="s1", signing=Signing()))
+
+
+def test_a_worker_without_a_world_gives_up_with_exit_3(
+    tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["worker", str(_scenario_file(tmp_path)), "--broker", f"mqtt://127.0.0.1:{mosquitto.port}"]
+    assert cli_main([*args, "--run-id", "alone1", "--fleet", "0", "--of", "1", "--wait", "1", "-q"]) == 3
+    assert "no world of run alone1-v2x sent fleet-0 its input within 1 s" in capsys.readouterr().err
