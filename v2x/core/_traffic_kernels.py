@@ -121,7 +121,7 @@ def line_gap(lane: int, s: float, v: float, b_safe: float, nl: int, lane_len: F6
 # freshly trimmed pages back). Rows of N floats, by sorted position k (S, V, LEN) or by vehicle index.
 WF_S, WF_V, WF_LEN, WF_DV, WF_GLINE, WF_V0, WF_INVD, WF_FREE, WF_ACCC, WF_GAIN, WF_ACCS = range(11)
 N_WF = 11
-N_WI = 2  # sort scratch: the new order, each position's lane
+N_WI = 2  # sort scratch: the previous order, each position's lane
 WL_BEGIN, WL_FILL = range(2)  # rows of lanes + 2: each lane's first position; fill pointers
 N_WL = 2
 
@@ -142,7 +142,7 @@ def sort_vehicles(
     n_lanes: int,
     begin: I64,
     fill: I64,
-    new: I64,
+    old: I64,
     keys: I64,
     sk: F64,
     vk: F64,
@@ -152,18 +152,21 @@ def sort_vehicles(
     and gather ``s``, ``v`` and ``length`` into ``sk``, ``vk`` and ``lenk`` in that order.
 
     A stable counting sort by lane over the previous order, then an insertion sort by (s, index) inside
-    each lane: O(N + lanes) when the previous order is nearly right, as it is from one tick to the next.
-    ``begin`` (n_lanes + 2) receives each lane's first position; ``fill`` (n_lanes + 1), ``new`` and
-    ``keys`` (N) are scratch. The previous order keeps a lane's vehicles together, so the counts and fill
-    pointers are carried in registers along a run of one lane (a counter in memory would chain every
-    element through a store and a load). Gathering speeds and lengths here, in the one pass that reads
-    each vehicle's row, leaves the leader pass nothing to read by vehicle index."""
+    each lane that the scatter found out of order: O(N + lanes) when the previous order is nearly right,
+    as it is from one tick to the next. ``begin`` (n_lanes + 2) receives each lane's first position;
+    ``fill`` (n_lanes + 1), ``old`` and ``keys`` (N) are scratch. The previous order keeps a lane's
+    vehicles together, so the counts and fill pointers are carried in registers along a run of one lane
+    (a counter in memory would chain every element through a store and a load). Gathering speeds and
+    lengths here, in the one pass that reads each vehicle's row, leaves the leader pass nothing to read
+    by vehicle index."""
     n = lane.shape[0]
     begin[:] = 0
     prev = -1
     run = 0
     for k in range(n):
-        li = lane[np.uint64(order[k])]
+        o = order[k]
+        old[k] = o
+        li = lane[np.uint64(o)]
         key = li if li >= 0 else n_lanes
         keys[k] = key
         if key != prev:
@@ -177,49 +180,65 @@ def sort_vehicles(
     for j in range(n_lanes + 1):
         begin[j + 1] += begin[j]
         fill[j] = begin[j]
+    # scatter; a lane whose positions do not rise along it is marked (fill[j] < 0 after the pass: its
+    # end, negated and minus one)
     prev = -1
     p = 0
+    s_last = 0.0
+    bad = False
     for k in range(n):
         key = keys[k]
         if key != prev:
             if prev >= 0:
-                fill[prev] = p
+                fill[prev] = -p - 1 if bad else p
             prev = key
             p = fill[key]
-        o = order[k]
+            if p < 0:  # the lane was marked by an earlier run
+                p = -p - 1
+                bad = True
+            else:
+                bad = False
+            s_last = sk[np.uint64(p - 1)] if p > begin[key] else -math.inf
+        o = old[k]
         iu = np.uint64(o)
         pu = np.uint64(p)
-        new[pu] = o
-        sk[pu] = s[iu]
+        si = s[iu]
+        order[pu] = o
+        sk[pu] = si
         vk[pu] = v[iu]
         lenk[pu] = length[iu]
+        bad |= not s_last < si
+        s_last = si
         p += 1
+    if prev >= 0:
+        fill[prev] = -p - 1 if bad else p
     for j in range(n_lanes + 1):
+        if fill[j] >= 0:
+            continue
         lo = begin[j]
         for k in range(lo + 1, begin[j + 1]):
             if sk[k - 1] < sk[k]:  # in order already (the common case)
                 continue
-            i = new[k]
+            i = order[k]
             si = sk[k]
             vi = vk[k]
             leni = lenk[k]
             m = k - 1
             while m >= lo:
-                o = new[m]
+                o = order[m]
                 so = sk[m]
                 if so > si or (so == si and o > i):
-                    new[m + 1] = o
+                    order[m + 1] = o
                     sk[m + 1] = so
                     vk[m + 1] = vk[m]
                     lenk[m + 1] = lenk[m]
                     m -= 1
                 else:
                     break
-            new[m + 1] = i
+            order[m + 1] = i
             sk[m + 1] = si
             vk[m + 1] = vi
             lenk[m + 1] = leni
-    order[:] = new
 
 
 @jit
