@@ -48,7 +48,7 @@ def _mix64(z: np.uint64) -> np.uint64:
 
 
 @jit_inline
-def next_lane(i: int, lane: int, succ_begin: I64, succ_lane: I64) -> int:
+def next_lane(i: int | np.uint64, lane: int, succ_begin: I64, succ_lane: I64) -> int:
     """The successor lane vehicle ``i`` takes at the end of ``lane`` (-1: it leaves the network)."""
     b = succ_begin[lane]
     n = succ_begin[lane + 1] - b
@@ -147,7 +147,7 @@ def sort_vehicles(
     sk: F64,
     vk: F64,
     lenk: F64,
-) -> None:
+) -> bool:
     """Reorder ``order`` by (lane, s, index), off-network vehicles (lane < 0) last as lane ``n_lanes``,
     and gather ``s``, ``v`` and ``length`` into ``sk``, ``vk`` and ``lenk`` in that order.
 
@@ -158,16 +158,19 @@ def sort_vehicles(
     vehicles together, so the counts and fill pointers are carried in registers along a run of one lane
     (a counter in memory would chain every element through a store and a load). Gathering speeds and
     lengths here, in the one pass that reads each vehicle's row, leaves the leader pass nothing to read
-    by vehicle index."""
+    by vehicle index. Returns False, with ``order`` untouched, if a vehicle is on a lane >= ``n_lanes``."""
     n = lane.shape[0]
     begin[:] = 0
     prev = -1
     run = 0
+    off_net = False
     for k in range(n):
         o = order[k]
         old[k] = o
         li = lane[np.uint64(o)]
+        off_net |= li >= n_lanes
         key = li if li >= 0 else n_lanes
+        key = min(key, n_lanes)
         keys[k] = key
         if key != prev:
             if prev >= 0:
@@ -177,6 +180,8 @@ def sort_vehicles(
         run += 1
     if prev >= 0:
         begin[prev + 1] += run
+    if off_net:
+        return False
     for j in range(n_lanes + 1):
         begin[j + 1] += begin[j]
         fill[j] = begin[j]
@@ -239,6 +244,7 @@ def sort_vehicles(
             sk[m + 1] = si
             vk[m + 1] = vi
             lenk[m + 1] = leni
+    return True
 
 
 @jit
@@ -273,11 +279,12 @@ def traffic_step(
     wf: F64,
     wi: I64,
     wl: I64,
-) -> None:
+) -> bool:
     """One tick for every vehicle: sort, leaders, IDM, MOBIL, ballistic update. Writes the state in place
     and ``acc`` (applied acceleration), ``leader``/``gap`` (before lane changes), ``change`` (+1 left,
     -1 right, 0). ``wf`` (N_WF x N), ``wi`` (N_WI x N) and ``wl`` (N_WL x (lanes + 2)) are the
-    workspace (scratch; any content).
+    workspace (scratch; any content). Returns False, having changed nothing, if a vehicle is on a lane
+    the network does not have.
 
     Only what needs the neighbours runs in (lane, s) order: the sort gathers positions, speeds and
     lengths, so that a vehicle's leader and follower on its lane are its neighbours in memory; the leader
@@ -296,7 +303,8 @@ def traffic_step(
     sk = wf[WF_S]
     vk = wf[WF_V]
     lenk = wf[WF_LEN]
-    sort_vehicles(lane, s, v, length, order, n_lanes, begin, wl[WL_FILL], wi[0], wi[1], sk, vk, lenk)
+    if not sort_vehicles(lane, s, v, length, order, n_lanes, begin, wl[WL_FILL], wi[0], wi[1], sk, vk, lenk):
+        return False
     # by vehicle index:
     dvv = wf[WF_DV]  # speed difference to the leader
     gline = wf[WF_GLINE]  # distance to the red stop line the vehicle stops for (inf: none)
@@ -514,3 +522,4 @@ def traffic_step(
                 li = next_lane(i, li, succ_begin, succ_lane)
             s[i] = si
             lane[i] = li
+    return True
