@@ -321,7 +321,7 @@ def _run(
         change,
         *work,
     )
-    if ok is False:
+    if ok is not None and not ok:
         raise ValueError(_OFF_NETWORK)
     return StepResult(acc, leader, gap, change)
 
