@@ -258,6 +258,32 @@ def test_compiled_step_equals_numpy_step_on_the_bench_grid() -> None:
     assert np.all(a.lane >= 0)  # a torus: nobody leaves
 
 
+def test_compiled_step_equals_numpy_step_with_ties_in_s() -> None:
+    # equal positions (sorted by index), lanes split over several runs of the starting order
+    rng = np.random.default_rng(11)
+    net = LaneNetwork.build([500.0, 500.0, 500.0], 30.0, [[0], [1], [2]], left=[1, 2, -1], right=[-1, 0, 1])
+    n = 90
+    lane = np.repeat([0, 1, 2], 30)
+    s = np.tile(np.repeat(np.arange(10) * 45.0 + 40.0, 3), 3)  # three vehicles at each position
+    tr = Traffic.create(lane, s, rng.uniform(5.0, 15.0, n), ActorKind.CAR)
+    tr.order = rng.permutation(n).astype(np.int64)
+    a, b = tr.copy(), tr.copy()
+    for tick in range(20):
+        _assert_same(a, b, traffic_step(net, a, None, 0.1, tick), traffic_step_numpy(net, b, None, 0.1, tick), tick)
+
+
+def test_vehicle_on_a_missing_lane_is_refused_and_nothing_changes() -> None:
+    net = LaneNetwork.build([100.0, 100.0], 30.0, [[1], [0]])
+    for step in (traffic_step, traffic_step_numpy):
+        tr = Traffic.create([0, 1, 0], [10.0, 20.0, 30.0], [5.0, 5.0, 5.0])
+        tr.lane[1] = 2
+        before = tr.copy()
+        with pytest.raises(ValueError, match="lane the network does not have"):
+            step(net, tr)
+        for f in fields(tr):
+            assert np.array_equal(getattr(tr, f.name), getattr(before, f.name)), f.name
+
+
 def test_network_validation() -> None:
     with pytest.raises(ValueError, match="same length"):
         LaneNetwork.build([100.0, 90.0], 30.0, [[], []], left=[1, -1], right=[-1, 0])

@@ -48,7 +48,7 @@ def _mix64(z: np.uint64) -> np.uint64:
 
 
 @jit_inline
-def next_lane(i: int, lane: int, succ_begin: I64, succ_lane: I64) -> int:
+def next_lane(i: int | np.uint64, lane: int, succ_begin: I64, succ_lane: I64) -> int:
     """The successor lane vehicle ``i`` takes at the end of ``lane`` (-1: it leaves the network)."""
     b = succ_begin[lane]
     n = succ_begin[lane + 1] - b
@@ -121,7 +121,7 @@ def line_gap(lane: int, s: float, v: float, b_safe: float, nl: int, lane_len: F6
 # freshly trimmed pages back). Rows of N floats, by sorted position k (S, V, LEN) or by vehicle index.
 WF_S, WF_V, WF_LEN, WF_DV, WF_GLINE, WF_V0, WF_INVD, WF_FREE, WF_ACCC, WF_GAIN, WF_ACCS = range(11)
 N_WF = 11
-N_WI = 1  # sort scratch
+N_WI = 2  # sort scratch: the previous order, each position's lane
 WL_BEGIN, WL_FILL = range(2)  # rows of lanes + 2: each lane's first position; fill pointers
 N_WL = 2
 
@@ -133,50 +133,118 @@ def inv_den(a: float, b: float) -> float:
 
 
 @jit
-def sort_vehicles(lane: I64, s: F64, order: I64, n_lanes: int, begin: I64, fill: I64, new: I64, sk: F64) -> None:
+def sort_vehicles(
+    lane: I64,
+    s: F64,
+    v: F64,
+    length: F64,
+    order: I64,
+    n_lanes: int,
+    begin: I64,
+    fill: I64,
+    old: I64,
+    keys: I64,
+    sk: F64,
+    vk: F64,
+    lenk: F64,
+) -> bool:
     """Reorder ``order`` by (lane, s, index), off-network vehicles (lane < 0) last as lane ``n_lanes``,
-    and gather ``s`` into ``sk`` in that order.
+    and gather ``s``, ``v`` and ``length`` into ``sk``, ``vk`` and ``lenk`` in that order.
 
     A stable counting sort by lane over the previous order, then an insertion sort by (s, index) inside
-    each lane: O(N + lanes) when the previous order is nearly right, as it is from one tick to the next.
-    ``begin`` (n_lanes + 2) receives each lane's first position; ``fill`` (n_lanes + 1) and ``new`` (N)
-    are scratch."""
+    each lane that the scatter found out of order: O(N + lanes) when the previous order is nearly right,
+    as it is from one tick to the next. ``begin`` (n_lanes + 2) receives each lane's first position;
+    ``fill`` (n_lanes + 1), ``old`` and ``keys`` (N) are scratch. The previous order keeps a lane's
+    vehicles together, so the counts and fill pointers are carried in registers along a run of one lane
+    (a counter in memory would chain every element through a store and a load). Gathering speeds and
+    lengths here, in the one pass that reads each vehicle's row, leaves the leader pass nothing to read
+    by vehicle index. Returns False, with ``order`` untouched, if a vehicle is on a lane >= ``n_lanes``."""
     n = lane.shape[0]
     begin[:] = 0
+    prev = -1
+    run = 0
+    off_net = False
     for k in range(n):
-        li = lane[order[k]]
-        begin[(li if li >= 0 else n_lanes) + 1] += 1
+        o = order[k]
+        old[k] = o
+        li = lane[np.uint64(o)]
+        off_net |= li >= n_lanes
+        key = li if li >= 0 else n_lanes
+        key = min(key, n_lanes)
+        keys[k] = key
+        if key != prev:
+            if prev >= 0:
+                begin[prev + 1] += run
+            prev = key
+            run = 0
+        run += 1
+    if prev >= 0:
+        begin[prev + 1] += run
+    if off_net:
+        return False
     for j in range(n_lanes + 1):
         begin[j + 1] += begin[j]
         fill[j] = begin[j]
+    # scatter; a lane whose positions do not rise along it is marked (fill[j] < 0 after the pass: its
+    # end, negated and minus one)
+    prev = -1
+    p = 0
+    s_last = 0.0
+    bad = False
     for k in range(n):
-        i = order[k]
-        li = lane[i]
-        key = li if li >= 0 else n_lanes
-        p = fill[key]
-        new[p] = i
-        sk[p] = s[i]
-        fill[key] = p + 1
+        key = keys[k]
+        if key != prev:
+            if prev >= 0:
+                fill[prev] = -p - 1 if bad else p
+            prev = key
+            p = fill[key]
+            if p < 0:  # the lane was marked by an earlier run
+                p = -p - 1
+                bad = True
+            else:
+                bad = False
+            s_last = sk[np.uint64(p - 1)] if p > begin[key] else -math.inf
+        o = old[k]
+        iu = np.uint64(o)
+        pu = np.uint64(p)
+        si = s[iu]
+        order[pu] = o
+        sk[pu] = si
+        vk[pu] = v[iu]
+        lenk[pu] = length[iu]
+        bad |= not s_last < si
+        s_last = si
+        p += 1
+    if prev >= 0:
+        fill[prev] = -p - 1 if bad else p
     for j in range(n_lanes + 1):
+        if fill[j] >= 0:
+            continue
         lo = begin[j]
         for k in range(lo + 1, begin[j + 1]):
             if sk[k - 1] < sk[k]:  # in order already (the common case)
                 continue
-            i = new[k]
+            i = order[k]
             si = sk[k]
+            vi = vk[k]
+            leni = lenk[k]
             m = k - 1
             while m >= lo:
-                o = new[m]
+                o = order[m]
                 so = sk[m]
                 if so > si or (so == si and o > i):
-                    new[m + 1] = o
+                    order[m + 1] = o
                     sk[m + 1] = so
+                    vk[m + 1] = vk[m]
+                    lenk[m + 1] = lenk[m]
                     m -= 1
                 else:
                     break
-            new[m + 1] = i
+            order[m + 1] = i
             sk[m + 1] = si
-    order[:] = new
+            vk[m + 1] = vi
+            lenk[m + 1] = leni
+    return True
 
 
 @jit
@@ -211,27 +279,32 @@ def traffic_step(
     wf: F64,
     wi: I64,
     wl: I64,
-) -> None:
+) -> bool:
     """One tick for every vehicle: sort, leaders, IDM, MOBIL, ballistic update. Writes the state in place
     and ``acc`` (applied acceleration), ``leader``/``gap`` (before lane changes), ``change`` (+1 left,
     -1 right, 0). ``wf`` (N_WF x N), ``wi`` (N_WI x N) and ``wl`` (N_WL x (lanes + 2)) are the
-    workspace (scratch; any content).
+    workspace (scratch; any content). Returns False, having changed nothing, if a vehicle is on a lane
+    the network does not have.
 
-    Only what needs the neighbours runs in (lane, s) order: the sort gathers positions (then the leader
-    pass speeds and lengths), so that a vehicle's leader and follower on its lane are its neighbours in
-    memory; the leader pass writes each vehicle's gap, speed difference and red-line gap by vehicle
-    index. The IDM and the ballistic update then run over the vehicles by index on the state arrays
-    themselves (contiguous, branch-free: vectorised); MOBIL walks the sorted order and reads the rest
-    through ``order``, recomputing the few terms it needs beyond its first bound. No per-tick
-    allocation but two lane-sized arrays."""
+    Only what needs the neighbours runs in (lane, s) order: the sort gathers positions, speeds and
+    lengths, so that a vehicle's leader and follower on its lane are its neighbours in memory; the leader
+    pass reads only those and writes each vehicle's gap and speed difference by vehicle index. The rest
+    runs over the vehicles by index on the state arrays themselves: the red-line rule and the capped
+    desired speed (one pass over lanes as small tables), then the IDM and the ballistic update
+    (contiguous, branch-free: vectorised); MOBIL walks the sorted order and reads the rest through
+    ``order``, recomputing the few terms it needs beyond its first bound. Indices read from ``order``
+    (and sorted positions in the hot loops) index as unsigned integers: numba then drops the
+    negative-index wrap-around it adds to every signed index (a shift, a mask and an add, plus reloads
+    of the array's length under register pressure), -10 % of the step. No per-tick allocation but two
+    lane-sized arrays."""
     n = lane.shape[0]
     n_lanes = lane_len.shape[0]
     begin = wl[WL_BEGIN]
     sk = wf[WF_S]
     vk = wf[WF_V]
     lenk = wf[WF_LEN]
-    sort_vehicles(lane, s, order, n_lanes, begin, wl[WL_FILL], wi[0], sk)
-    m = begin[n_lanes]  # vehicles on the network; sorted positions 0 .. m-1
+    if not sort_vehicles(lane, s, v, length, order, n_lanes, begin, wl[WL_FILL], wi[0], wi[1], sk, vk, lenk):
+        return False
     # by vehicle index:
     dvv = wf[WF_DV]  # speed difference to the leader
     gline = wf[WF_GLINE]  # distance to the red stop line the vehicle stops for (inf: none)
@@ -253,59 +326,59 @@ def traffic_step(
             if red[succ_lane[j]]:
                 succ_red[li] = True
 
-    # leaders, from the front of each lane backwards (the next position on the same lane, else the first
-    # vehicle on the next lane), gathering speeds and lengths on the way; and the red-line rule (line_gap,
-    # branch-free over the per-lane red-line positions; g >= 0 iff s <= line, exactly, since float
-    # subtraction keeps the sign)
+    # leaders: the next position on the same lane, else (the front-most vehicle) the first vehicle on the
+    # next lane
     for li in range(n_lanes):
         lo = begin[li]
         hi = begin[li + 1]
-        lim = limit[li]  # the lane's values, hoisted (the compiler cannot: the loop writes other arrays)
-        red_own = red_at[li]
+        if lo == hi:
+            continue
         len_li = lane_len[li]
-        sred = succ_red[li]
-        for k in range(hi - 1, lo - 1, -1):
-            i = order[k]
-            vi = v[i]
-            si = sk[k]
-            vk[k] = vi
-            lenk[k] = length[i]
-            v0c[i] = min(v0[i], lim)
-            vv = vi * vi
-            two_b = 2.0 * b_safe[i]
-            g_own = red_own - si
-            own = g_own >= 0.0 and vv <= two_b * g_own
-            last = k == hi - 1
-            nl = -1
-            if last or (sred and not own):
-                nl = next_lane(i, li, succ_begin, succ_lane)
-            if not last:
-                leader[i] = order[k + 1]
-                gap[i] = sk[k + 1] - lenk[k + 1] - si
-                dvv[i] = vi - vk[k + 1]
-            else:
-                leader[i] = -1
-                gap[i] = math.inf
-                dvv[i] = 0.0
-                if nl >= 0 and begin[nl] < begin[nl + 1]:
-                    f = begin[nl]
-                    if f != k:
-                        fi = order[f]
-                        leader[i] = fi
-                        gap[i] = (len_li - si) + s[fi] - length[fi]
-                        dvv[i] = vi - v[fi]
-            if own:
-                gline[i] = g_own
-            else:
-                g_next = (len_li - si) + red_at[nl if nl >= 0 else n_lanes]
-                gline[i] = g_next if vv <= two_b * g_next else math.inf
-    for k in range(m, n):
+        k = hi - 1
         i = order[k]
         leader[i] = -1
         gap[i] = math.inf
         dvv[i] = 0.0
-        gline[i] = math.inf
-        v0c[i] = v0[i]
+        nl = next_lane(i, li, succ_begin, succ_lane)
+        if nl >= 0 and begin[nl] < begin[nl + 1]:
+            f = begin[nl]
+            if f != k:
+                leader[i] = order[f]
+                gap[i] = (len_li - sk[k]) + sk[f] - lenk[f]
+                dvv[i] = vk[k] - vk[f]
+        for kk in range(lo, hi - 1):
+            ku = np.uint64(kk)
+            ku1 = np.uint64(kk + 1)
+            iu = np.uint64(order[ku])
+            leader[iu] = order[ku1]
+            gap[iu] = sk[ku1] - lenk[ku1] - sk[ku]
+            dvv[iu] = vk[ku] - vk[ku1]
+    # by vehicle index: the desired speed and the red-line rule (line_gap, over the per-lane red-line
+    # positions; g >= 0 iff s <= line, exactly, since float subtraction keeps the sign)
+    for i in range(n):
+        li = lane[i]
+        if li < 0:
+            leader[i] = -1
+            gap[i] = math.inf
+            dvv[i] = 0.0
+            gline[i] = math.inf
+            v0c[i] = v0[i]
+            continue
+        lu = np.uint64(li)
+        v0c[i] = min(v0[i], limit[lu])
+        vi = v[i]
+        si = s[i]
+        vv = vi * vi
+        two_b = 2.0 * b_safe[i]
+        g_own = red_at[lu] - si
+        if g_own >= 0.0 and vv <= two_b * g_own:
+            gline[i] = g_own
+        elif succ_red[lu]:
+            nl = next_lane(i, li, succ_begin, succ_lane)
+            g_next = (lane_len[lu] - si) + red_at[np.uint64(nl if nl >= 0 else n_lanes)]
+            gline[i] = g_next if vv <= two_b * g_next else math.inf
+        else:
+            gline[i] = math.inf
 
     # IDM towards the vehicle leader and towards the red line, by vehicle index: contiguous arithmetic,
     # vectorised (off-network vehicles compute too and are reset below)
@@ -337,11 +410,12 @@ def traffic_step(
         same_limit = limit[t] == limit[li]
         ptr = lo_t  # first position on lane t with s >= the current vehicle's (s rises along a block)
         for k in range(lo, begin[li + 1]):
-            si = sk[k]
+            ku = np.uint64(k)
+            si = sk[ku]
             if si < NO_CHANGE_M:
                 continue
-            i = order[k]
-            vi = vk[k]
+            i = np.uint64(order[ku])
+            vi = vk[ku]
             frt = fr[i]
             if not same_limit:
                 v0i = v0[i]
@@ -353,14 +427,14 @@ def traffic_step(
             ath = a_th[i]
             a_c = accs[i]
             ak = a[i]
-            while ptr < end_t and sk[ptr] < si:
+            while ptr < end_t and sk[np.uint64(ptr)] < si:
                 ptr += 1
             ins = ptr
             # Upper bound of the incentive: a~_c <= the free-road acceleration on t, a~_n - a_n <= the new
             # follower's gain, a~_o - a_o <= the old follower's gain. Every step is monotone in floating
             # point too, so skipping when the bound fails changes no decision (for p >= 0).
-            g_n_max = gain[order[ins - 1]] if ins > lo_t else 0.0
-            g_o_max = gain[order[kp]] if kp >= lo else 0.0
+            g_n_max = gain[np.uint64(order[ins - 1])] if ins > lo_t else 0.0
+            g_o_max = gain[np.uint64(order[kp])] if kp >= lo else 0.0
             if pi >= 0.0 and not (max(ak * frt, -B_MAX) - a_c) + pi * (g_n_max + g_o_max) > ath:
                 continue
             # new leader (on t, else the first vehicle on the lane after t)
@@ -368,8 +442,9 @@ def traffic_step(
             dv_new = 0.0
             nt = -2  # not looked up yet
             if ins < end_t:
-                g_new = sk[ins] - lenk[ins] - si
-                dv_new = vi - vk[ins]
+                iu = np.uint64(ins)
+                g_new = sk[iu] - lenk[iu] - si
+                dv_new = vi - vk[iu]
                 if not g_new > 0.0:
                     continue
             else:
@@ -398,7 +473,7 @@ def traffic_step(
             d_n = 0.0
             if ins > lo_t:
                 fo = ins - 1
-                io = order[fo]
+                io = np.uint64(order[fo])
                 g_f = si - lenk[k] - sk[fo]
                 if not g_f > 0.0:
                     continue
@@ -409,7 +484,7 @@ def traffic_step(
             # old follower
             d_o = 0.0
             if kp >= lo:
-                ip = order[kp]
+                ip = np.uint64(order[kp])
                 ld = leader[i]
                 dv_o = vk[kp] - v[ld] if ld >= 0 else 0.0
                 g_o = (gap[i] + si) - sk[kp]
@@ -447,3 +522,4 @@ def traffic_step(
                 li = next_lane(i, li, succ_begin, succ_lane)
             s[i] = si
             lane[i] = li
+    return True
