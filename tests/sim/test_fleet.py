@@ -221,3 +221,67 @@ def test_fcw_ignores_a_sender_whose_freshest_bsm_is_too_inaccurate_and_refuses_b
     assert not agent.step(inp).events
     assert agent.remotes["lead"].sigma_major_m is None and "other" not in agent.remotes
     assert agent.rejected == 1  # the lights out of range: refused as a decode would, the rest stands
+
+
+def _check_or_false(bsm: day1_pb2.BSM) -> bool:
+    from v2x.wire.bsm import check_bsm
+
+    try:
+        return check_bsm(bsm)
+    except ValueError:
+        return False
+
+
+def test_check_bsms_answers_as_check_bsm_does_one_by_one() -> None:
+    from v2x.wire.bsm import check_bsms
+
+    def good() -> day1_pb2.BSM:
+        return frame_pb2.MessageFrame.FromString(_bsm_envelope_frame()).bsm
+
+    def changed(path: str, value: int) -> day1_pb2.BSM:
+        b = good()
+        *parents, leaf = path.split(".")
+        obj = b
+        for p in parents:
+            obj = getattr(obj, p)
+        setattr(obj, leaf, value)
+        return b
+
+    cases = [good()]
+    # Each checked field just inside and just outside its range, and the "unavailable" values.
+    for path, inside, outside in [
+        ("pos.lat", 900_000_000, 900_000_001),
+        ("pos.lat", -900_000_000, -900_000_001),
+        ("pos.lon", 1_800_000_000, 1_800_000_001),
+        ("pos.lon", -1_799_999_999, -1_800_000_000),
+        ("speed", 8190, 8191),
+        ("heading", 28799, 28800),
+        ("heading", 0, 28801),
+        ("accel_set.long", 2001, 2002),
+        ("accel_set.long", -2000, -2001),
+        ("pos.elevation", -4096, -4097),
+        ("pos.elevation", 61439, 61440),
+        ("size.length", 4095, 4096),
+        ("size.width", 0, 4096),
+        ("accuracy.semi_major", 255, 256),
+        ("safety_ext.events", (1 << 13) - 1, 1 << 13),
+        ("safety_ext.lights", (1 << 9) - 1, 1 << 9),
+        ("brakes.brake_pedal", 3, 4),
+        ("brakes.abs", 3, 4),
+        ("brakes.traction", 3, 4),
+        ("brakes.scs", 3, 4),
+        ("emergency_ext.response_type", 6, 7),
+        ("emergency_ext.siren_use", 3, 4),
+        ("emergency_ext.lights_use", 7, 8),
+    ]:
+        cases += [changed(path, inside), changed(path, outside)]
+    want = [_check_or_false(b) for b in cases]
+    assert want.count(False) >= 23  # every "outside" case is refused (lat/lon/speed/heading unavailable too)
+    assert check_bsms(cases) == want
+    assert check_bsms([good()] * 3) == [True] * 3
+    assert check_bsms([]) == []
+
+
+def _bsm_envelope_frame() -> bytes:
+    own = OwnState(5.0, 1.0, 10.0, 0.2, -0.5, 4.5, 1.8, 1.5, "car", None, None, False)
+    return encode_bsm(own, actor_id="v", t_s=1.0, msg_count=1, frame=FRAME, epoch=load_scenario(SCENARIO_DIR / "fcw.yaml").epoch).SerializeToString()

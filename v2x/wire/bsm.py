@@ -348,6 +348,53 @@ def check_bsm(bsm: day1_pb2.BSM) -> bool:
     return True
 
 
+# The ranges ``check_bsm`` accepts, field by field (``_BSM_FIELDS``): inclusive bounds of the raw values, the
+# "unavailable" values of the optional ones included (they decode to None), those of position, speed and
+# heading excluded (check_bsm says False for them). An absent emergency extension reads as zeros: in range.
+_BSM_LO = np.array(
+    [units.LAT_MIN, units.LON_MIN, 0, 0, units.ACCEL_MIN, units.ELEVATION_UNAVAILABLE, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+     0, 0, 0], dtype=np.int64,
+)  # fmt: skip
+_BSM_HI = np.array(
+    [units.LAT_MAX, units.LON_MAX, units.SPEED_MAX, units.HEADING_UNAVAILABLE - 1, units.ACCEL_UNAVAILABLE,
+     units.ELEVATION_MAX, units.VEHICLE_LENGTH_MAX, units.VEHICLE_LENGTH_MAX, units.SEMI_MAJOR_UNAVAILABLE,
+     (1 << units.VEHICLE_EVENT_FLAGS_BITS) - 1, (1 << units.EXTERIOR_LIGHTS_BITS) - 1, units.BRAKE_STATUS_MAX,
+     units.BRAKE_STATUS_MAX, units.BRAKE_STATUS_MAX, units.BRAKE_STATUS_MAX, units.EMERGENCY_RESPONSE_TYPE_MAX,
+     units.SIREN_IN_USE_MAX, units.LIGHTBAR_IN_USE_MAX], dtype=np.int64,
+)  # fmt: skip
+
+
+def _bsm_fields(b: day1_pb2.BSM) -> tuple[int, ...]:
+    """The raw values ``check_bsm`` checks, in the order of ``_BSM_LO`` / ``_BSM_HI``."""
+    pos, brakes, ext, emergency = b.pos, b.brakes, b.safety_ext, b.emergency_ext
+    return (
+        pos.lat, pos.lon, b.speed, b.heading, b.accel_set.long, pos.elevation, b.size.length, b.size.width,
+        b.accuracy.semi_major, ext.events, ext.lights, brakes.brake_pedal, brakes.abs, brakes.traction, brakes.scs,
+        emergency.response_type, emergency.siren_use, emergency.lights_use,
+    )  # fmt: skip
+
+
+def check_bsms(bsms: Sequence[day1_pb2.BSM]) -> list[bool]:
+    """:func:`check_bsm` of many BSMs at once, a ValueError counted as False: True where it would return
+    True. Every raw value is range-checked in one numpy comparison; only the BSMs that fail it (none, when
+    all are well formed) go through ``check_bsm`` one by one, so the answer is always ``check_bsm``'s."""
+    if not bsms:
+        return []
+    try:
+        raw = np.array([_bsm_fields(b) for b in bsms], dtype=np.int64)
+    except OverflowError:  # a uint64 beyond int64: out of range somewhere, let check_bsm say where
+        plain = np.zeros(len(bsms), dtype=np.bool_)
+    else:
+        plain = ((raw >= _BSM_LO) & (raw <= _BSM_HI)).all(axis=1)
+    out = plain.tolist()
+    for k in np.flatnonzero(~plain).tolist():
+        try:
+            out[k] = check_bsm(bsms[k])
+        except ValueError:
+            out[k] = False
+    return out
+
+
 def decode_bsms(
     bsms: Sequence[day1_pb2.BSM], *, now_s: float, frame: LocalFrame, epoch: datetime
 ) -> list[RemoteState | None]:
