@@ -284,4 +284,6 @@ def test_check_bsms_answers_as_check_bsm_does_one_by_one() -> None:
 
 def _bsm_envelope_frame() -> bytes:
     own = OwnState(5.0, 1.0, 10.0, 0.2, -0.5, 4.5, 1.8, 1.5, "car", None, None, False)
-    return encode_bsm(own, actor_id="v", t_s=1.0, msg_count=1, frame=FRAME, epoch=load_scenario(SCENARIO_DIR / "fcw.yaml").epoch).SerializeToString()
+    return encode_bsm(
+        own, actor_id="v", t_s=1.0, msg_count=1, frame=FRAME, epoch=load_scenario(SCENARIO_DIR / "fcw.yaml").epoch
+    ).SerializeToString()

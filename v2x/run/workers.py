@@ -14,9 +14,11 @@ other machines").
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import multiprocessing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.process import BaseProcess
@@ -42,6 +44,24 @@ class FleetJob:
     n_ticks: int
 
 
+@contextlib.contextmanager
+def steady_gc() -> Iterator[None]:
+    """Around a run's tick loop (the world's process and each worker's): what was built before it (the
+    world, the modules, numba's kernels) frozen out of the cyclic collector's sight (``gc.freeze``), and its
+    youngest generation collected every 10,000 allocations instead of 700. A tick with a thousand fleet
+    vehicles makes short-lived objects by the hundred thousand; each older collection walked all the
+    long-lived ones again (about a tenth of a tick). Memory is still freed by reference counting; both are
+    undone afterwards. No outcome depends on it."""
+    old = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(10_000, old[1], old[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
+
+
 def worker_main(job: FleetJob, ready: EventType) -> None:
     """A worker process: serve ``job``'s fleet until the run's final tick (``ready`` is set once subscribed)."""
     asyncio.run(_serve(job, ready))
@@ -65,7 +85,8 @@ async def _serve(job: FleetJob, ready: EventType) -> None:
         # retransmits to a fleet that takes seconds to answer.
         await asyncio.to_thread(warm_up)
         ready.set()
-        await host.run()
+        with steady_gc():
+            await host.run()
     finally:
         transport.stop()
         connection.cancel()

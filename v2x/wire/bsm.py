@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+from numpy.typing import NDArray
 
 from v2x import units
 from v2x.geodesy import LocalFrame
@@ -383,10 +384,10 @@ def check_bsms(bsms: Sequence[day1_pb2.BSM]) -> list[bool]:
     try:
         raw = np.array([_bsm_fields(b) for b in bsms], dtype=np.int64)
     except OverflowError:  # a uint64 beyond int64: out of range somewhere, let check_bsm say where
-        plain = np.zeros(len(bsms), dtype=np.bool_)
+        plain: NDArray[np.bool_] = np.zeros(len(bsms), dtype=np.bool_)
     else:
-        plain = ((raw >= _BSM_LO) & (raw <= _BSM_HI)).all(axis=1)
-    out = plain.tolist()
+        plain = np.asarray(((raw >= _BSM_LO) & (raw <= _BSM_HI)).all(axis=1))
+    out: list[bool] = plain.tolist()
     for k in np.flatnonzero(~plain).tolist():
         try:
             out[k] = check_bsm(bsms[k])
