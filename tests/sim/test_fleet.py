@@ -173,7 +173,9 @@ def test_delivery_arrays_round_trip_and_arrays_that_do_not_fit_are_refused() -> 
     pack_deliveries(inp, np.array([0, 0, 2]), np.array([1, 0, 1]), np.array([999_000, 998_500, 1_000_000]))
     got = unpack_deliveries(testbed_pb2.FleetInput.FromString(inp.SerializeToString()))
     assert got is not None
+    assert got.vehicle_of(np.array([2, 0, 1])).tolist() == [2, 0, 0]  # from the counts alone
     assert got.vehicle.tolist() == [0, 0, 2] and got.envelope.tolist() == [1, 0, 1]
+    assert got.vehicle_of(np.array([2])).tolist() == [2]
     assert got.rx_time_us.tolist() == [999_000, 998_500, 1_000_000]
     for field, value in (
         ("delivery_counts", np.array([1, 0, 1], "<u4").tobytes()),  # counts do not add up to the deliveries

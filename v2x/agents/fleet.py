@@ -192,7 +192,7 @@ class FleetAgent:
         vehicle_no = np.array([self._number(v.vehicle_id) for v in vehicles], dtype=np.int64)
         got = unpack_deliveries(inp)
         if got is None:  # arrays that do not fit together (the shell rejects such an input before)
-            got = FleetDeliveries(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+            got = FleetDeliveries.empty()
             self.rejected += 1
         max_age = self.thresholds["max_age_s"]
         self._window.append((t, vehicle_no, sender_no, got))
@@ -210,7 +210,7 @@ class FleetAgent:
         # This tick's deliveries from the tracked senders (each vehicle's own BSM aside).
         env_col = np.where(sender_no >= 0, self._column[np.maximum(sender_no, 0)], -1)
         k = np.flatnonzero(env_col[got.envelope] >= 0)
-        who, env = vehicle_no[got.vehicle[k]], got.envelope[k]
+        who, env = vehicle_no[got.vehicle_of(k)], got.envelope[k]
         ok = sender_no[env] != who
         self.heard_t[who[ok], env_col[env[ok]]] = t
         dropped = [self._numbers[s] for s, r in self.remotes.items() if t - r.t_s > max_age]
@@ -247,7 +247,7 @@ class FleetAgent:
             if t_h <= since:
                 continue
             k = np.flatnonzero((sender_no == no)[got.envelope])
-            who = vehicle_no[got.vehicle[k]]
+            who = vehicle_no[got.vehicle_of(k)]
             self.heard_t[who[who != no], col] = t_h
 
     def _decode_all(self, envelopes: Sequence[bytes], t: float) -> list[str | None]:
