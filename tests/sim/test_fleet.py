@@ -289,3 +289,31 @@ def _bsm_envelope_frame() -> bytes:
     return encode_bsm(
         own, actor_id="v", t_s=1.0, msg_count=1, frame=FRAME, epoch=load_scenario(SCENARIO_DIR / "fcw.yaml").epoch
     ).SerializeToString()
+
+
+def test_motion_to_wire_gives_the_integers_of_the_scalar_conversions() -> None:
+    from v2x import units
+    from v2x.wire.bsm import motion_to_wire
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    lat = np.concatenate([rng.uniform(-95, 95, n), [90.0, -90.0, 29.5 + 0.5e-7, 29.5 + 1.5e-7, 0.0]])
+    lon = np.concatenate([rng.uniform(-400, 400, n), [180.0, -180.0, 179.99999995, -179.99999995, 540.0]])
+    speed = np.concatenate([rng.uniform(0, 200, n), [0.01, 0.03, 163.8, 163.81, 0.0]])
+    compass = np.concatenate([rng.uniform(0, 360, n), [359.99999, 0.00625, 0.01875, 359.99375, 0.0]])
+    accel = np.concatenate([rng.uniform(-25, 25, n), [0.005, -0.015, 20.0, -20.005, 0.0]])
+    want = [
+        (
+            units.lat_to_wire(a),
+            units.lon_to_wire(b),
+            units.speed_to_wire(c),
+            units.heading_to_wire(d),
+            units.accel_to_wire(e),
+        )
+        for a, b, c, d, e in zip(
+            lat.tolist(), lon.tolist(), speed.tolist(), compass.tolist(), accel.tolist(), strict=True
+        )
+    ]
+    assert motion_to_wire(lat, lon, speed, compass, accel) == want
+    lat[3] = np.nan
+    assert motion_to_wire(lat, lon, speed, compass, accel) is None  # then one by one

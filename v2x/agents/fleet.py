@@ -39,7 +39,16 @@ from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
 from v2x.geodesy import LocalFrame
 from v2x.units import accurate_enough
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
-from v2x.wire.bsm import OwnState, RemoteState, check_bsms, decode_bsm, decode_bsms, encode_bsm, refresh_bsm
+from v2x.wire.bsm import (
+    OwnState,
+    RemoteState,
+    check_bsms,
+    decode_bsm,
+    decode_bsms,
+    encode_bsm,
+    motion_to_wire,
+    refresh_bsm,
+)
 from v2x.wire.envelope import parse_envelope
 from v2x.wire.fleet import FleetDeliveries, unpack_deliveries
 from v2x.wire.tables import APP_BY_NAME
@@ -126,7 +135,11 @@ class FleetAgent:
         t = inp.time_us / 1e6
         lat_a, lon_a, _ = self.frame.to_geodetic(x, y)
         lat, lon = lat_a.tolist(), lon_a.tolist()
-        compass = units.enu_yaw_rad_to_compass_deg(heading).tolist()
+        compass_a = units.enu_yaw_rad_to_compass_deg(heading)
+        compass = compass_a.tolist()
+        speed = np.array([max(0.0, v.speed_mps) for v in vehicles], dtype=np.float64)
+        accel = [v.accel_mps2 for v in vehicles]
+        wire = motion_to_wire(lat_a, lon_a, speed, compass_a, np.array(accel, dtype=np.float64))
         mark = units.sec_mark(inp.truth_time_us / 1e6, self.epoch)  # the truth's time: when it was so
         out = []
         for k, v in enumerate(vehicles):
@@ -156,10 +169,11 @@ class FleetAgent:
                 lon_deg=lon[k],
                 speed_mps=max(0.0, v.speed_mps),
                 heading_rad=v.heading_rad,
-                accel_mps2=v.accel_mps2,
+                accel_mps2=accel[k],
                 msg_count=count,
                 sec_mark=mark,
                 compass_deg=compass[k],
+                wire=None if wire is None else wire[k],
             )
             self.msg_count[vid] = count + 1
             seq = self.seq[vid] = self.seq.get(vid, 0) + 1
