@@ -12,7 +12,9 @@ start; tick n is due to begin n ticks later and to close by the next tick's time
   vehicles are handed over as soon as the tick before closes (the fleets' inputs of the next tick go out
   then, each delivery with its time); those to individual agents (the story cars) at the next tick's time.
   Sampled, at each tick's close, from the deliveries the channel holds for the next tick. The broker's
-  transfer and the receiver's own work are not in it (``v2x bench stack`` times the whole loop).
+  transfer and the receiver's own work are not in it (``v2x bench stack`` times the whole loop). The fleet
+  still runs its FCW once a tick at the tick's time (its model, as in lockstep): getting the deliveries
+  early on the wall clock does not move its warnings' simulated time.
 """
 
 from __future__ import annotations
