@@ -49,6 +49,9 @@ def test_bench_realtime_quick_json_has_the_issue_keys() -> None:
     doc = json.loads(out.getvalue())
     assert doc["bench"] == "realtime" and 10 <= doc["n"] <= 30
     assert 0.0 <= doc["late_tick_ratio"] <= 1.0 and doc["ticks"] == 11
-    # Deliveries wait for the next tick: the emulator adds most of a tick to the channel's few ms.
-    assert doc["added_latency_ms_p99"] >= doc["added_latency_ms_p50"] > doc["channel_latency_ms_p99"]
+    assert doc["added_latency_ms_p99"] >= doc["added_latency_ms_p50"] >= 0.0
+    # The individual agents' deliveries wait for the next tick (most of a tick on top of the channel's few
+    # ms); the fleet's are handed over when the tick before closes, sooner.
+    assert doc["added_latency_ms_p99_agents"] > doc["channel_latency_ms_p99"]
+    assert doc["added_latency_ms_p99_fleet"] <= doc["added_latency_ms_p99_agents"]
     assert "late ticks" in err.getvalue()

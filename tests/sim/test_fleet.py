@@ -173,7 +173,9 @@ def test_delivery_arrays_round_trip_and_arrays_that_do_not_fit_are_refused() -> 
     pack_deliveries(inp, np.array([0, 0, 2]), np.array([1, 0, 1]), np.array([999_000, 998_500, 1_000_000]))
     got = unpack_deliveries(testbed_pb2.FleetInput.FromString(inp.SerializeToString()))
     assert got is not None
+    assert got.vehicle_of(np.array([2, 0, 1])).tolist() == [2, 0, 0]  # from the counts alone
     assert got.vehicle.tolist() == [0, 0, 2] and got.envelope.tolist() == [1, 0, 1]
+    assert got.vehicle_of(np.array([2])).tolist() == [2]
     assert got.rx_time_us.tolist() == [999_000, 998_500, 1_000_000]
     for field, value in (
         ("delivery_counts", np.array([1, 0, 1], "<u4").tobytes()),  # counts do not add up to the deliveries
@@ -221,3 +223,97 @@ def test_fcw_ignores_a_sender_whose_freshest_bsm_is_too_inaccurate_and_refuses_b
     assert not agent.step(inp).events
     assert agent.remotes["lead"].sigma_major_m is None and "other" not in agent.remotes
     assert agent.rejected == 1  # the lights out of range: refused as a decode would, the rest stands
+
+
+def _check_or_false(bsm: day1_pb2.BSM) -> bool:
+    from v2x.wire.bsm import check_bsm
+
+    try:
+        return check_bsm(bsm)
+    except ValueError:
+        return False
+
+
+def test_check_bsms_answers_as_check_bsm_does_one_by_one() -> None:
+    from v2x.wire.bsm import check_bsms
+
+    def good() -> day1_pb2.BSM:
+        return frame_pb2.MessageFrame.FromString(_bsm_envelope_frame()).bsm
+
+    def changed(path: str, value: int) -> day1_pb2.BSM:
+        b = good()
+        *parents, leaf = path.split(".")
+        obj = b
+        for p in parents:
+            obj = getattr(obj, p)
+        setattr(obj, leaf, value)
+        return b
+
+    cases = [good()]
+    # Each checked field just inside and just outside its range, and the "unavailable" values.
+    for path, inside, outside in [
+        ("pos.lat", 900_000_000, 900_000_001),
+        ("pos.lat", -900_000_000, -900_000_001),
+        ("pos.lon", 1_800_000_000, 1_800_000_001),
+        ("pos.lon", -1_799_999_999, -1_800_000_000),
+        ("speed", 8190, 8191),
+        ("heading", 28799, 28800),
+        ("heading", 0, 28801),
+        ("accel_set.long", 2001, 2002),
+        ("accel_set.long", -2000, -2001),
+        ("pos.elevation", -4096, -4097),
+        ("pos.elevation", 61439, 61440),
+        ("size.length", 4095, 4096),
+        ("size.width", 0, 4096),
+        ("accuracy.semi_major", 255, 256),
+        ("safety_ext.events", (1 << 13) - 1, 1 << 13),
+        ("safety_ext.lights", (1 << 9) - 1, 1 << 9),
+        ("brakes.brake_pedal", 3, 4),
+        ("brakes.abs", 3, 4),
+        ("brakes.traction", 3, 4),
+        ("brakes.scs", 3, 4),
+        ("emergency_ext.response_type", 6, 7),
+        ("emergency_ext.siren_use", 3, 4),
+        ("emergency_ext.lights_use", 7, 8),
+    ]:
+        cases += [changed(path, inside), changed(path, outside)]
+    want = [_check_or_false(b) for b in cases]
+    assert want.count(False) >= 23  # every "outside" case is refused (lat/lon/speed/heading unavailable too)
+    assert check_bsms(cases) == want
+    assert check_bsms([good()] * 3) == [True] * 3
+    assert check_bsms([]) == []
+
+
+def _bsm_envelope_frame() -> bytes:
+    own = OwnState(5.0, 1.0, 10.0, 0.2, -0.5, 4.5, 1.8, 1.5, "car", None, None, False)
+    return encode_bsm(
+        own, actor_id="v", t_s=1.0, msg_count=1, frame=FRAME, epoch=load_scenario(SCENARIO_DIR / "fcw.yaml").epoch
+    ).SerializeToString()
+
+
+def test_motion_to_wire_gives_the_integers_of_the_scalar_conversions() -> None:
+    from v2x import units
+    from v2x.wire.bsm import motion_to_wire
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    lat = np.concatenate([rng.uniform(-95, 95, n), [90.0, -90.0, 29.5 + 0.5e-7, 29.5 + 1.5e-7, 0.0]])
+    lon = np.concatenate([rng.uniform(-400, 400, n), [180.0, -180.0, 179.99999995, -179.99999995, 540.0]])
+    speed = np.concatenate([rng.uniform(0, 200, n), [0.01, 0.03, 163.8, 163.81, 0.0]])
+    compass = np.concatenate([rng.uniform(0, 360, n), [359.99999, 0.00625, 0.01875, 359.99375, 0.0]])
+    accel = np.concatenate([rng.uniform(-25, 25, n), [0.005, -0.015, 20.0, -20.005, 0.0]])
+    want = [
+        (
+            units.lat_to_wire(a),
+            units.lon_to_wire(b),
+            units.speed_to_wire(c),
+            units.heading_to_wire(d),
+            units.accel_to_wire(e),
+        )
+        for a, b, c, d, e in zip(
+            lat.tolist(), lon.tolist(), speed.tolist(), compass.tolist(), accel.tolist(), strict=True
+        )
+    ]
+    assert motion_to_wire(lat, lon, speed, compass, accel) == want
+    lat[3] = np.nan
+    assert motion_to_wire(lat, lon, speed, compass, accel) is None  # then one by one

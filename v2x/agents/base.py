@@ -10,7 +10,7 @@ import abc
 import logging
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar, cast
 
@@ -129,7 +129,17 @@ class Environment:
     # receiver of the same transmission in this process (Heard.decoded); results are immutable.
     def bsm(self, heard: Heard, t: float) -> RemoteState | None:
         f, e = self.frame, self.epoch
-        return heard.decoded(("bsm", t, f, e), lambda: decode_bsm(heard.frame.bsm, now_s=t, frame=f, epoch=e))
+
+        def at_t() -> RemoteState | None:
+            # Only the BSM's time depends on the receiver's time (which minute its secMark is in): the rest is
+            # decoded once per transmission for every receiver, whatever its delivery time.
+            body = heard.decoded(("bsm", f, e), lambda: decode_bsm(heard.frame.bsm, now_s=t, frame=f, epoch=e))
+            if body is None:
+                return None
+            t_s = time_from_sec_mark(heard.frame.bsm.sec_mark, t, e)
+            return body if t_s == body.t_s else replace(body, t_s=t_s)
+
+        return heard.decoded(("bsm", t, f, e), at_t)
 
     def rsm(self, heard: Heard, t: float) -> tuple[RemoteState, ...]:
         f, e = self.frame, self.epoch

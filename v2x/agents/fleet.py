@@ -26,6 +26,7 @@ Per tick, ``step``:
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,7 +39,16 @@ from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
 from v2x.geodesy import LocalFrame
 from v2x.units import accurate_enough
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
-from v2x.wire.bsm import OwnState, RemoteState, check_bsm, decode_bsm, decode_bsms, encode_bsm, refresh_bsm
+from v2x.wire.bsm import (
+    OwnState,
+    RemoteState,
+    check_bsms,
+    decode_bsm,
+    decode_bsms,
+    encode_bsm,
+    motion_to_wire,
+    refresh_bsm,
+)
 from v2x.wire.envelope import parse_envelope
 from v2x.wire.fleet import FleetDeliveries, unpack_deliveries
 from v2x.wire.security import Signer
@@ -88,9 +98,17 @@ class FleetAgent:
         self.seq: dict[str, int] = {}
         # sender -> its freshest BSM (a Stamp: one FCW does not act on, only its time and accuracy kept)
         self.remotes: dict[str, RemoteState | Stamp] = {}
-        # When each hosted vehicle last heard each sender (-inf: not within max_age_s), by their numbers
-        # (``_number``: row the hosted vehicle, column the sender).
+        # When each hosted vehicle last heard each sender FCW can act on (-inf: not within max_age_s): row the
+        # vehicle's number (``_number``), column the sender's in ``_tracked``. A sender gets a column when its
+        # first BSM accurate enough for FCW arrives (the background's own never do), filled in from what was
+        # heard in the last max_age_s (``_window``): the same times as a column for every sender would hold,
+        # without writing a time per delivery (hundreds of thousands a tick) for senders FCW ignores.
         self.heard_t = np.full((0, 0), -np.inf)
+        self._column = np.zeros(0, dtype=np.int64)  # number -> its column in heard_t, -1: none
+        self._tracked: list[int] = []  # column -> sender number
+        self._forgotten: dict[int, float] = {}  # sender number -> when its freshest BSM got too old
+        # Each tick within max_age_s: (t, vehicle numbers, sender numbers by envelope, the deliveries).
+        self._window: deque[tuple[float, np.ndarray, np.ndarray, FleetDeliveries]] = deque()
         self._present = np.zeros(0, dtype=np.int64)  # the numbers of the vehicles hosted at this tick
         self._numbers: dict[str, int] = {}
         self._names: list[str] = []
@@ -129,7 +147,11 @@ class FleetAgent:
         t = inp.time_us / 1e6
         lat_a, lon_a, _ = self.frame.to_geodetic(x, y)
         lat, lon = lat_a.tolist(), lon_a.tolist()
-        compass = units.enu_yaw_rad_to_compass_deg(heading).tolist()
+        compass_a = units.enu_yaw_rad_to_compass_deg(heading)
+        compass = compass_a.tolist()
+        speed = np.array([max(0.0, v.speed_mps) for v in vehicles], dtype=np.float64)
+        accel = [v.accel_mps2 for v in vehicles]
+        wire = motion_to_wire(lat_a, lon_a, speed, compass_a, np.array(accel, dtype=np.float64))
         mark = units.sec_mark(inp.truth_time_us / 1e6, self.epoch)  # the truth's time: when it was so
         out = []
         for k, v in enumerate(vehicles):
@@ -159,10 +181,11 @@ class FleetAgent:
                 lon_deg=lon[k],
                 speed_mps=max(0.0, v.speed_mps),
                 heading_rad=v.heading_rad,
-                accel_mps2=v.accel_mps2,
+                accel_mps2=accel[k],
                 msg_count=count,
                 sec_mark=mark,
                 compass_deg=compass[k],
+                wire=None if wire is None else wire[k],
             )
             self.msg_count[vid] = count + 1
             seq = self.seq[vid] = self.seq.get(vid, 0) + 1
@@ -197,23 +220,63 @@ class FleetAgent:
         vehicle_no = np.array([self._number(v.vehicle_id) for v in vehicles], dtype=np.int64)
         got = unpack_deliveries(inp)
         if got is None:  # arrays that do not fit together (the shell rejects such an input before)
-            got = FleetDeliveries(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+            got = FleetDeliveries.empty()
             self.rejected += 1
-        who, heard_from = vehicle_no[got.vehicle], sender_no[got.envelope]
-        ok = (heard_from >= 0) & (heard_from != who)
-        size = len(self._names)
-        if size > len(self.heard_t):  # room for the numbers given out so far (doubling)
-            grown = np.full((max(size, 2 * len(self.heard_t)),) * 2, -np.inf)
-            grown[: len(self.heard_t), : len(self.heard_t)] = self.heard_t
-            self.heard_t = grown
-        self.heard_t[who[ok], heard_from[ok]] = t
         max_age = self.thresholds["max_age_s"]
+        self._window.append((t, vehicle_no, sender_no, got))
+        while t - self._window[0][0] > max_age:
+            self._window.popleft()
+        size = len(self._names)
+        if size > len(self.heard_t):  # rows for the numbers given out so far (doubling)
+            rows = max(size, 2 * len(self.heard_t))
+            grown = np.full((rows, self.heard_t.shape[1]), -np.inf)
+            grown[: len(self.heard_t)] = self.heard_t
+            self.heard_t = grown
+            self._column = np.concatenate([self._column, np.full(rows - len(self._column), -1, dtype=np.int64)])
+        for no in self._newly_accurate(sender_no):
+            self._track(no)
+        # This tick's deliveries from the tracked senders (each vehicle's own BSM aside).
+        env_col = np.where(sender_no >= 0, self._column[np.maximum(sender_no, 0)], -1)
+        k = np.flatnonzero(env_col[got.envelope] >= 0)
+        who, env = vehicle_no[got.vehicle_of(k)], got.envelope[k]
+        ok = sender_no[env] != who
+        self.heard_t[who[ok], env_col[env[ok]]] = t
         dropped = [self._numbers[s] for s, r in self.remotes.items() if t - r.t_s > max_age]
         self.remotes = {s: r for s, r in self.remotes.items() if t - r.t_s <= max_age}
         # A sender whose freshest BSM is too old is forgotten by every vehicle; what a vehicle heard longer
         # than max_age_s ago and the vehicles gone are left out where the pairs are made (``_fcw``).
-        self.heard_t[:, dropped] = -np.inf
+        for no in dropped:
+            self._forgotten[no] = t
+            if self._column[no] >= 0:
+                self.heard_t[:, self._column[no]] = -np.inf
         self._present = vehicle_no
+
+    def _newly_accurate(self, sender_no: np.ndarray) -> list[int]:
+        """The numbers of the senders heard this tick whose freshest BSM FCW can act on, without a column yet."""
+        need = self.thresholds["fcw_required_accuracy_m"]
+        out = []
+        for no in np.unique(sender_no[sender_no >= 0]).tolist():
+            if self._column[no] >= 0:
+                continue
+            r = self.remotes.get(self._names[no])
+            if isinstance(r, RemoteState) and accurate_enough(r.sigma_major_m, need):
+                out.append(no)
+        return out
+
+    def _track(self, no: int) -> None:
+        """Give sender ``no`` a column, with when each vehicle last heard it in the window (after it was last
+        forgotten), as if every delivery had been written down."""
+        col = len(self._tracked)
+        self._tracked.append(no)
+        self._column[no] = col
+        self.heard_t = np.concatenate([self.heard_t, np.full((len(self.heard_t), 1), -np.inf)], axis=1)
+        since = self._forgotten.get(no, -math.inf)
+        for t_h, vehicle_no, sender_no, got in self._window:  # oldest first: the latest time stays
+            if t_h <= since:
+                continue
+            k = np.flatnonzero((sender_no == no)[got.envelope])
+            who = vehicle_no[got.vehicle_of(k)]
+            self.heard_t[who[who != no], col] = t_h
 
     def _decode_all(self, envelopes: Sequence[bytes], t: float) -> list[str | None]:
         """The sender of each envelope (None: not a BSM with a position, or not an envelope); the BSMs decoded
@@ -240,8 +303,11 @@ class FleetAgent:
         except ValueError:  # a value out of range somewhere: one at a time, to drop only the bad ones
             decoded = iter([self._decode_one(b, t) for b in full])
         now_mark = units.sec_mark(t, self.epoch)
+        # The others pass the checks of a decode (``check_bsms``, one batch) or are rejected.
+        checked = iter(check_bsms([b for (_, _, b), g in zip(bsms, gated, strict=True) if g]))
         remotes = [
-            self._stamp(b, t, now_mark) if g else next(decoded) for (_, _, b), g in zip(bsms, gated, strict=True)
+            (self._stamp(b, t, now_mark) if next(checked) else None) if g else next(decoded)
+            for (_, _, b), g in zip(bsms, gated, strict=True)
         ]
         for (k, sender, _), remote in zip(bsms, remotes, strict=True):
             if remote is None:
@@ -253,14 +319,9 @@ class FleetAgent:
             senders[k] = sender
         return senders
 
-    def _stamp(self, bsm: day1_pb2.BSM, t: float, now_mark: int) -> Stamp | None:
+    def _stamp(self, bsm: day1_pb2.BSM, t: float, now_mark: int) -> Stamp:
         """The BSM's time (as ``units.time_from_sec_mark`` gives it, ``now_mark`` the secMark of ``t``) and
-        accuracy, if it passes the checks of a decode."""
-        try:
-            if not check_bsm(bsm):
-                return None
-        except ValueError:
-            return None
+        accuracy; the BSM passed the checks of a decode (``check_bsms``)."""
         sigma = units.semi_major_from_wire(bsm.accuracy.semi_major)
         return Stamp(t - ((now_mark - bsm.sec_mark) % 60000) / 1000.0, sigma)
 
@@ -281,7 +342,7 @@ class FleetAgent:
         usable = sorted(self._numbers[s] for s, r in self.remotes.items() if accurate_enough(r.sigma_major_m, need))
         live = np.array(usable, dtype=np.int64)
         present = np.sort(self._present)
-        recent = t - self.heard_t[np.ix_(present, live)] <= th["max_age_s"]
+        recent = t - self.heard_t[np.ix_(present, self._column[live])] <= th["max_age_s"]
         rows, cols = np.nonzero(recent)  # row-major: by vehicle number, then sender number
         heard_v, heard_s = present[rows], live[cols]
         senders = sorted(self._names[k] for k in np.unique(heard_s).tolist())

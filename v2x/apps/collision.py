@@ -187,7 +187,14 @@ class ForwardCollisionWarning:
     def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
         if not view.remotes:
             return []
-        remotes = [Participant.from_remote(r.temp_id.hex(), r, t_s) for r in view.remotes.values()]
+        # Only senders FCW's accuracy gate passes (``forward_collision`` drops the others): the background's
+        # BSMs, accuracy unknown, are most of what a vehicle in traffic hears.
+        need = view.thresholds["fcw_required_accuracy_m"]
+        remotes = [
+            Participant.from_remote(r.temp_id.hex(), r, t_s)
+            for r in view.remotes.values()
+            if accurate_enough(r.sigma_major_m, need)
+        ]
         return [
             Raised("fcw", f.other, ttc_s=f.ttc_s, conflict_type=f.kind)
             for f in forward_collision(view.host_party, remotes, view.thresholds)

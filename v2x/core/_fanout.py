@@ -256,6 +256,8 @@ class Deliveries:
     def split_due(self, t_end_s: float) -> tuple[Deliveries, Deliveries]:
         """(due at or before t_end_s, later). Counters stay with the first part so sums stay right."""
         due = self.delivery_time_s <= t_end_s
+        if due.all():  # the usual case (a tick is longer than the channel's latency): no copies
+            return self, Deliveries.empty()
         first = self.take(due)
         first = Deliveries(first.tx_index, first.receiver, first.delivery_time_s, self.candidates, self.dropped)
         return first, self.take(~due)

@@ -4,7 +4,9 @@
 as the agents answer. When a tick stalls (a broker restart lost messages) it asks the caller to retransmit,
 and gives up with ``AgentTimeout`` naming the silent agents.
 
-``RealTimeClock``: a tick ends at its wall-clock deadline whether or not everyone has reported.
+``RealTimeClock``: tick n begins at its wall-clock time (n ticks after tick 0) and closes as soon as everyone
+has reported it, or at its deadline (the next tick's time) whether or not everyone has: what the world
+computes when it closes a tick (the channel's deliveries among it) is ready well before the next one.
 
 Agents never see the clock: they act on every ``TickInput`` they receive, so they run unchanged on both.
 """
@@ -34,6 +36,9 @@ class Clock(abc.ABC):
 
     def start(self) -> None:  # noqa: B027 - optional hook; lockstep needs nothing
         """Called once, just before tick 0 is sent."""
+
+    async def start_of_tick(self, tick: int) -> None:  # noqa: B027 - optional hook; lockstep needs nothing
+        """Wait until tick ``tick`` may begin (real time: its wall-clock time)."""
 
     @abc.abstractmethod
     async def end_of_tick(
@@ -102,8 +107,10 @@ class RealTimeClock(Clock):
             await asyncio.wait_for(reported.wait(), remaining)
         except TimeoutError:
             return False
-        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
         return True
+
+    async def start_of_tick(self, tick: int) -> None:
+        await asyncio.sleep(max(0.0, self._t0 + tick * self.tick_s - time.monotonic()))
 
 
 def make_clock(mode: str, tick_s: float) -> Clock:

@@ -59,7 +59,8 @@ def last_will(scenario: Scenario, run_id: str, token: str) -> tuple[str, bytes]:
 class Observer(Protocol):
     """Watches a run (a recorder, a live view): ``on_tick`` is awaited after each tick is closed
     (``Simulation.step``) with that tick's events, before the next tick begins, so it may hold the world
-    there (a paused view). It only reads ``sim``."""
+    there (a paused view). It only reads ``sim``. It may also have ``on_inputs(sim, names)``, called right
+    after the world published the inputs of those actors or fleets (``World._publish_inputs``)."""
 
     async def on_tick(self, sim: Simulation, tick: int, events: list[dict[str, Any]]) -> None: ...
 
@@ -217,21 +218,43 @@ class World:
         await self._publish_control(testbed_pb2.Control.COMMAND_START)
         self.clock.start()
         n_ticks = self.sim.n_ticks
+        # Real time with fleets: tick n + 1 is opened as soon as tick n closes, and the fleets get their
+        # FleetInput at once (everything in it is known then: their vehicles' truth at tick n, the deliveries
+        # due by tick n + 1, each with its delivery time), so that they hear what was delivered to their
+        # vehicles within the tick, not up to a tick later; the actors get their TickInput at the tick's time.
+        early = self.clock.mode == "realtime" and bool(self.sim.fleet_ids)
+        opened: dict[str, bytes] | None = None  # the actors' inputs of a tick opened early
         for tick in range(n_ticks + 1):
-            self.reported.clear()
-            self._last_input = self.sim.begin(tick)
-            self._last_input.update(self.sim.fleet_inputs)
-            await asyncio.gather(
-                *(self.transport.publish(self._input_topic(a), p) for a, p in self._last_input.items())
-            )
+            if opened is None:
+                await self.clock.start_of_tick(tick)
+                self.reported.clear()
+                inputs = self.sim.begin(tick)
+                await self._publish_inputs({**inputs, **self.sim.fleet_inputs})
+            else:
+                inputs, opened = opened, None
+                await self.clock.start_of_tick(tick)
+                await self._publish_inputs(inputs)
+            self._last_input = {**inputs, **self.sim.fleet_inputs}
             await self.clock.end_of_tick(tick, self.reported, self.sim.missing, self._retransmit)
             events = self.sim.step()  # counts the reports still missing as late
             if self.observer is not None:
                 await self.observer.on_tick(self.sim, tick, events)
             if self.progress is not None:
                 self.progress(tick, n_ticks)
+            if early and tick < n_ticks:
+                self.reported.clear()
+                opened = self.sim.begin(tick + 1)
+                await self._publish_inputs(self.sim.fleet_inputs)
         await self._publish_control(testbed_pb2.Control.COMMAND_STOP)
         return self.sim.report(time.monotonic() - started)
+
+    async def _publish_inputs(self, inputs: dict[str, bytes]) -> None:
+        """Each actor's or fleet's input on its topic; an observer with ``on_inputs(sim, names)`` is told right
+        after (``v2x bench realtime`` times when deliveries are handed over)."""
+        await asyncio.gather(*(self.transport.publish(self._input_topic(a), p) for a, p in inputs.items()))
+        on_inputs = getattr(self.observer, "on_inputs", None)
+        if on_inputs is not None:
+            on_inputs(self.sim, list(inputs))
 
     async def _publish_control(self, command: testbed_pb2.Control.Command.ValueType, reason: str = "") -> None:
         payload = self.sim.control(command, reason)

@@ -33,7 +33,15 @@ from v2x.net.world import Observer, RunIdInUse, World, WorldReport, last_will
 from v2x.run.results import build_result
 from v2x.run.tap import Observers
 from v2x.run.tracks import Tracks, scenario_map
-from v2x.run.workers import FleetWorkers, RemoteFleets, WorkerFailed, fleet_job, fleet_signer, worker_command
+from v2x.run.workers import (
+    FleetWorkers,
+    RemoteFleets,
+    WorkerFailed,
+    fleet_job,
+    fleet_signer,
+    steady_gc,
+    worker_command,
+)
 from v2x.scenario.geometry import lane_routes, route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
 from v2x.scenario.sensors import roadside_coverage
@@ -411,6 +419,7 @@ async def run_variant(
     log.info("run %s: %s [%s] on %s, %d agents, %s clock", run_id, scenario.id, variant, broker.url, len(agents), mode)
     tasks: list[asyncio.Task[Any]] = []
     announced = False
+    quiet = contextlib.ExitStack()
     try:
         ready = asyncio.Event()
         tasks.append(asyncio.create_task(world_tp.run(ready), name="world-transport"))
@@ -438,6 +447,7 @@ async def run_variant(
                 await pool.wait_ready(worker_timeout_s if remote_workers else connect_timeout_s + 20.0)
             except WorkerFailed as exc:
                 raise RunError(str(exc)) from None
+        quiet.enter_context(steady_gc())  # for the tick loop (undone when the run ends)
         host_task = asyncio.create_task(_serve_all(hosts, fleets, pool), name="agents")
         tasks.append(host_task)
         world_task = asyncio.create_task(world.run(), name="world")
@@ -465,6 +475,7 @@ async def run_variant(
             await world.announce_stop("interrupted")
         raise
     finally:
+        quiet.close()
         world_tp.stop()
         for agents_tp, _ in groups:
             agents_tp.stop()

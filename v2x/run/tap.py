@@ -112,3 +112,9 @@ class Observers:
     async def on_tick(self, sim: Simulation, tick: int, events: list[Event]) -> None:
         for o in self.observers:
             await o.on_tick(sim, tick, events)
+
+    def on_inputs(self, sim: Simulation, names: list[str]) -> None:
+        for o in self.observers:
+            on_inputs = getattr(o, "on_inputs", None)
+            if on_inputs is not None:
+                on_inputs(sim, names)

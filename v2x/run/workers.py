@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import logging
 import multiprocessing
 import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.process import BaseProcess
@@ -105,6 +106,24 @@ def remote_jobs(scenario: Scenario, broker: BrokerAddress, run_prefix: str, k: i
     return jobs
 
 
+@contextlib.contextmanager
+def steady_gc() -> Iterator[None]:
+    """Around a run's tick loop (the world's process and each worker's): what was built before it (the
+    world, the modules, numba's kernels) frozen out of the cyclic collector's sight (``gc.freeze``), and its
+    youngest generation collected every 10,000 allocations instead of 700. A tick with a thousand fleet
+    vehicles makes short-lived objects by the hundred thousand; each older collection walked all the
+    long-lived ones again (about a tenth of a tick). Memory is still freed by reference counting; both are
+    undone afterwards. No outcome depends on it."""
+    old = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(10_000, old[1], old[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
+
+
 def worker_main(job: FleetJob, ready: EventType) -> None:
     """A worker process: serve ``job``'s fleet until the run's final tick (``ready`` is set once subscribed)."""
     asyncio.run(_serve(job, ready))
@@ -131,7 +150,8 @@ async def _serve(job: FleetJob, ready: EventType) -> None:
         # retransmits to a fleet that takes seconds to answer.
         await asyncio.to_thread(warm_up)
         ready.set()
-        await host.run()
+        with steady_gc():
+            await host.run()
     finally:
         transport.stop()
         connection.cancel()
@@ -365,7 +385,8 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
             if not host.queue.empty() or host.last_tick >= 0:
                 break
         log.info("%s of run %s: serving", job.fleet_id, job.run_id)
-        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        with steady_gc():
+            await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if serving.done():
             serving.result()  # raises what the fleet raised
             log.info("%s of run %s: done after tick %d", job.fleet_id, job.run_id, host.last_tick)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+from numpy.typing import NDArray
 
 from v2x import units
 from v2x.geodesy import LocalFrame
@@ -239,6 +240,32 @@ def encode_bsm(
     return frame_pb2.MessageFrame(bsm=bsm)
 
 
+def motion_to_wire(
+    lat_deg: NDArray[np.float64], lon_deg: NDArray[np.float64], speed_mps: NDArray[np.float64],
+    compass_deg: NDArray[np.float64], accel_mps2: NDArray[np.float64],
+) -> list[tuple[int, int, int, int, int]] | None:  # fmt: skip
+    """``units.lat_to_wire``, ``lon_to_wire``, ``speed_to_wire``, ``heading_to_wire`` and ``accel_to_wire`` of
+    many vehicles at once, per vehicle: the same integers (the same float operations; ``np.rint`` rounds half
+    to even as ``round`` does; tested). None when a value is not finite: convert those one by one."""
+    values = (lat_deg, lon_deg, speed_mps, compass_deg, accel_mps2)
+    if not all(np.isfinite(v).all() for v in values):
+        return None
+
+    def quantise(v: NDArray[np.float64], unit: float, lo: int, hi: int) -> NDArray[np.float64]:
+        return np.clip(np.rint(v / unit), lo, hi)
+
+    lat = quantise(lat_deg, units.LATLON_UNIT_DEG, units.LAT_MIN, units.LAT_MAX)
+    wrapped = np.fmod(lon_deg, 360.0)
+    wrapped = np.where(wrapped > 180.0, wrapped - 360.0, np.where(wrapped <= -180.0, wrapped + 360.0, wrapped))
+    lon = np.rint(wrapped / units.LATLON_UNIT_DEG)
+    lon = np.minimum(np.where(lon < units.LON_MIN, lon + 3_600_000_000, lon), units.LON_MAX)
+    speed = quantise(speed_mps, 0.02, 0, units.SPEED_MAX)
+    heading = np.rint((compass_deg % 360.0) / units.HEADING_UNIT_DEG) % units.HEADING_UNAVAILABLE
+    accel = quantise(accel_mps2, 0.01, units.ACCEL_MIN, units.ACCEL_MAX)
+    columns = [c.astype(np.int64).tolist() for c in (lat, lon, speed, heading, accel)]
+    return list(zip(*columns, strict=True))
+
+
 def refresh_bsm(
     msg: frame_pb2.MessageFrame,
     *,
@@ -250,22 +277,28 @@ def refresh_bsm(
     msg_count: int,
     sec_mark: int,
     compass_deg: float | None = None,
+    wire: tuple[int, int, int, int, int] | None = None,
 ) -> None:
     """Bring a BSM that :func:`encode_bsm` made for a vehicle with no flags and no turn signal (as the world
     makes them for background traffic) up to date in place: position (``lat_deg``/``lon_deg``: the frame's
     ``to_geodetic`` of the vehicle's x, y, computed for many at once), speed, heading, acceleration (and with
     it the brake pedal and the hardBraking flag), counter and secMark. The result is byte for byte what
     ``encode_bsm`` would give for the same state (tested); it saves rebuilding the message each tick.
-    ``compass_deg``: ``units.enu_yaw_rad_to_compass_deg(heading_rad)`` when already computed (for many at once)."""
+    ``compass_deg``: ``units.enu_yaw_rad_to_compass_deg(heading_rad)`` when already computed (for many at once);
+    ``wire``: position, speed, heading and acceleration already converted (``motion_to_wire``)."""
     bsm = msg.bsm
     bsm.msg_cnt = units.msg_cnt(msg_count)
     bsm.sec_mark = sec_mark
-    bsm.pos.lat = units.lat_to_wire(lat_deg)
-    bsm.pos.lon = units.lon_to_wire(lon_deg)
-    bsm.speed = units.speed_to_wire(speed_mps)
-    deg = units.enu_yaw_rad_to_compass_deg(heading_rad) if compass_deg is None else compass_deg
-    bsm.heading = units.heading_to_wire(deg)
-    bsm.accel_set.long = units.accel_to_wire(accel_mps2)
+    if wire is None:
+        deg = units.enu_yaw_rad_to_compass_deg(heading_rad) if compass_deg is None else compass_deg
+        wire = (
+            units.lat_to_wire(lat_deg),
+            units.lon_to_wire(lon_deg),
+            units.speed_to_wire(speed_mps),
+            units.heading_to_wire(deg),
+            units.accel_to_wire(accel_mps2),
+        )
+    bsm.pos.lat, bsm.pos.lon, bsm.speed, bsm.heading, bsm.accel_set.long = wire
     bsm.brakes.brake_pedal = BRAKE_ON if accel_mps2 < 0 else BRAKE_OFF
     hard = accel_mps2 <= -HARD_BRAKING_MPS2
     bsm.safety_ext.events = 1 << VEHICLE_EVENT_BIT["hard_braking"] if hard else 0
@@ -346,6 +379,53 @@ def check_bsm(bsm: day1_pb2.BSM) -> bool:
     decode_emergency_use(bsm)
     decode_turn_signal(bsm)
     return True
+
+
+# The ranges ``check_bsm`` accepts, field by field (``_BSM_FIELDS``): inclusive bounds of the raw values, the
+# "unavailable" values of the optional ones included (they decode to None), those of position, speed and
+# heading excluded (check_bsm says False for them). An absent emergency extension reads as zeros: in range.
+_BSM_LO = np.array(
+    [units.LAT_MIN, units.LON_MIN, 0, 0, units.ACCEL_MIN, units.ELEVATION_UNAVAILABLE, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+     0, 0, 0], dtype=np.int64,
+)  # fmt: skip
+_BSM_HI = np.array(
+    [units.LAT_MAX, units.LON_MAX, units.SPEED_MAX, units.HEADING_UNAVAILABLE - 1, units.ACCEL_UNAVAILABLE,
+     units.ELEVATION_MAX, units.VEHICLE_LENGTH_MAX, units.VEHICLE_LENGTH_MAX, units.SEMI_MAJOR_UNAVAILABLE,
+     (1 << units.VEHICLE_EVENT_FLAGS_BITS) - 1, (1 << units.EXTERIOR_LIGHTS_BITS) - 1, units.BRAKE_STATUS_MAX,
+     units.BRAKE_STATUS_MAX, units.BRAKE_STATUS_MAX, units.BRAKE_STATUS_MAX, units.EMERGENCY_RESPONSE_TYPE_MAX,
+     units.SIREN_IN_USE_MAX, units.LIGHTBAR_IN_USE_MAX], dtype=np.int64,
+)  # fmt: skip
+
+
+def _bsm_fields(b: day1_pb2.BSM) -> tuple[int, ...]:
+    """The raw values ``check_bsm`` checks, in the order of ``_BSM_LO`` / ``_BSM_HI``."""
+    pos, brakes, ext, emergency = b.pos, b.brakes, b.safety_ext, b.emergency_ext
+    return (
+        pos.lat, pos.lon, b.speed, b.heading, b.accel_set.long, pos.elevation, b.size.length, b.size.width,
+        b.accuracy.semi_major, ext.events, ext.lights, brakes.brake_pedal, brakes.abs, brakes.traction, brakes.scs,
+        emergency.response_type, emergency.siren_use, emergency.lights_use,
+    )  # fmt: skip
+
+
+def check_bsms(bsms: Sequence[day1_pb2.BSM]) -> list[bool]:
+    """:func:`check_bsm` of many BSMs at once, a ValueError counted as False: True where it would return
+    True. Every raw value is range-checked in one numpy comparison; only the BSMs that fail it (none, when
+    all are well formed) go through ``check_bsm`` one by one, so the answer is always ``check_bsm``'s."""
+    if not bsms:
+        return []
+    try:
+        raw = np.array([_bsm_fields(b) for b in bsms], dtype=np.int64)
+    except OverflowError:  # a uint64 beyond int64: out of range somewhere, let check_bsm say where
+        plain: NDArray[np.bool_] = np.zeros(len(bsms), dtype=np.bool_)
+    else:
+        plain = np.asarray(((raw >= _BSM_LO) & (raw <= _BSM_HI)).all(axis=1))
+    out: list[bool] = plain.tolist()
+    for k in np.flatnonzero(~plain).tolist():
+        try:
+            out[k] = check_bsm(bsms[k])
+        except ValueError:
+            out[k] = False
+    return out
 
 
 def decode_bsms(

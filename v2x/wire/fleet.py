@@ -4,7 +4,6 @@ and to read with numpy, where repeated varints cost a Python object per number o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,14 +16,52 @@ U32 = np.dtype("<u4")
 I32 = np.dtype("<i4")
 
 
-@dataclass(frozen=True)
 class FleetDeliveries:
     """Per delivery: the vehicle's index (into ``FleetInput.vehicles``), the envelope's index (into
-    ``FleetInput.envelopes``) and the delivery time in us."""
+    ``FleetInput.envelopes``) and the delivery time in us. ``envelope`` is the array as it came (uint16 or
+    uint32); ``vehicle`` and ``rx_time_us`` are made when first asked for (a fleet that needs the vehicles
+    of a few deliveries only asks ``vehicle_of``)."""
 
-    vehicle: NDArray[np.int64]
-    envelope: NDArray[np.int64]
-    rx_time_us: NDArray[np.int64]
+    def __init__(
+        self,
+        counts: NDArray[np.integer[Any]],
+        envelope: NDArray[np.integer[Any]],
+        offsets_us: NDArray[np.integer[Any]],
+        time_us: int = 0,
+    ) -> None:
+        self.counts = counts
+        self.envelope = envelope
+        self.offsets_us = offsets_us
+        self.time_us = time_us
+        self._ends: NDArray[np.int64] | None = None
+        self._vehicle: NDArray[np.int64] | None = None
+
+    def __len__(self) -> int:
+        return len(self.envelope)
+
+    @property
+    def vehicle(self) -> NDArray[np.int64]:
+        if self._vehicle is None:
+            self._vehicle = np.repeat(np.arange(len(self.counts), dtype=np.int64), self.counts)
+        return self._vehicle
+
+    @property
+    def rx_time_us(self) -> NDArray[np.int64]:
+        out: NDArray[np.int64] = self.offsets_us.astype(np.int64) + self.time_us
+        return out
+
+    def vehicle_of(self, k: NDArray[np.integer[Any]]) -> NDArray[np.int64]:
+        """The vehicle index of the deliveries ``k``."""
+        if self._vehicle is not None:
+            picked: NDArray[np.int64] = self._vehicle[k]
+            return picked
+        if self._ends is None:
+            self._ends = np.cumsum(self.counts, dtype=np.int64)
+        return np.searchsorted(self._ends, k, side="right").astype(np.int64)
+
+    @classmethod
+    def empty(cls) -> FleetDeliveries:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 def pack_deliveries(
@@ -54,9 +91,7 @@ def unpack_deliveries(msg: testbed_pb2.FleetInput) -> FleetDeliveries | None:
     index = U16 if len(msg.envelopes) <= 1 << 16 else U32
     if int(counts.sum()) != total or len(raw_env) != index.itemsize * total:
         return None
-    envelope = np.frombuffer(raw_env, dtype=index).astype(np.int64)
+    envelope: NDArray[np.unsignedinteger[Any]] = np.frombuffer(raw_env, dtype=index)
     if len(envelope) and int(envelope.max()) >= len(msg.envelopes):
         return None
-    offsets = np.frombuffer(raw_off, dtype=I32).astype(np.int64)
-    vehicle = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    return FleetDeliveries(vehicle, envelope, offsets + msg.time_us)
+    return FleetDeliveries(counts, envelope, np.frombuffer(raw_off, dtype=I32), msg.time_us)
