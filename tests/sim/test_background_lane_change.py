@@ -198,7 +198,8 @@ def test_the_lane_changes_metric_expectation(tmp_path: Path) -> None:
 async def test_the_breakdown_story_needs_the_lane_changes(tmp_path: Path) -> None:
     # The shipped scenario without V2X: the background vehicles ahead of car A change lanes around the
     # broken-down car, so car A runs into it. Without the lanes' neighbours (no lane changes) they queue
-    # behind it and car A runs into the queue's tail instead: the baseline's expectation fails.
+    # behind it and car A runs into the queue's tail instead: the baseline's expectation fails. And car B
+    # stops behind the wreck only because its driver is attentive.
     from v2x.run.runner import run_scenario
     from v2x.scenario.loader import SCENARIO_DIR
 
@@ -214,3 +215,10 @@ async def test_the_breakdown_story_needs_the_lane_changes(tmp_path: Path) -> Non
     first = crashes["without"][0]
     assert "car_a" in first and next(a for a in first if a != "car_a").startswith("bg-1-")
     assert not any("broken" in c and "car_a" in c for c in crashes["without"])
+    # Car B's attentive driver follows the traffic and stops behind the wreck; a distracted one runs into it.
+    assert not any("car_b" in c for c in crashes["with"])
+    assert text.count(", attentive: true}") == 1
+    result = await run_scenario(
+        _load(tmp_path, text.replace(", attentive: true}", "}")), broker="loopback", variants=["baseline"]
+    )
+    assert ["car_a", "car_b"] in [sorted(e["actors"]) for e in result["events"] if e["type"] == "collision"]
