@@ -88,6 +88,9 @@ def test_declared_neighbours_reach_the_traffic_model_both_ways(tmp_path: Path) -
     assert net.left.tolist() == [1, -1, -1, -1] and net.right.tolist() == [-1, 0, -1, -1]
     plain = _load(tmp_path, TEXT.replace(", left: b}", "}"))
     assert not _background(plain, []).geo.lane_changes
+    # result.json's metrics.<variant>.background.lane_changes: counted where lanes have neighbours only
+    assert bg.stats.as_dict()["lane_changes"] == 0
+    assert "lane_changes" not in _background(plain, []).stats.as_dict()
 
 
 # -- in the world ----------------------------------------------------------------------------------------
@@ -142,6 +145,7 @@ def test_a_car_behind_a_slow_truck_changes_to_the_free_lane_beside(tmp_path: Pat
     trace = _drive(bg, 12.0)
     changed = [k for k in range(1, len(trace)) if trace[k][1] != trace[k - 1][1]]
     assert len(changed) == 1 and trace[changed[0]][1] == 1  # once, to b (the state after the change tick)
+    assert bg.stats.lane_changes == 1
     tick, lane, s, v, s_truck, _, _ = trace[changed[0] - 1]  # the state before the change
     assert lane == 0 and tick % 2 == 0  # left changes on even ticks
     # MOBIL by hand: no follower on either lane, so the incentive is the car's own gain; b is empty.
@@ -169,8 +173,52 @@ def test_no_change_when_the_lane_beside_has_no_room(tmp_path: Path) -> None:
     bg = _background(_load(tmp_path, TEXT), [_car_truck(), queue])
     trace = _drive(bg, 20.0, keep="bg-1-")
     assert {lane for _, lane, *_ in trace} == {0}
+    assert bg.stats.lane_changes == 0
     assert all(abs(y) < 1e-9 for *_, y, _ in trace)
     _, _, s, v, s_truck, _, _ = trace[-1]
     assert s < s_truck - TRUCK.length_m and v == pytest.approx(3.0, abs=0.3)  # it follows the truck
     gap = s_truck - TRUCK.length_m - s
     assert gap > CAR.s0_m and math.isfinite(gap)
+
+
+def test_the_lane_changes_metric_expectation(tmp_path: Path) -> None:
+    from v2x.run.results import check
+
+    text = TEXT + "expectations:\n  - {name: lc, type: metric, metric: background_lane_changes, min: 2}\n"
+    exp = _load(tmp_path, text).expectations[0]
+    assert check(exp, [], {"v2x": {"background": {"lane_changes": 3}}}) == (
+        True,
+        "background_lane_changes = 3 (expected >= 2.0)",
+    )
+    assert check(exp, [], {"v2x": {"background": {"lane_changes": 1}}})[0] is False
+    # no lanes with neighbours: not measured
+    assert check(exp, [], {"v2x": {"background": {}}}) == (False, "background_lane_changes not measured in variant v2x")
+
+
+async def test_the_breakdown_story_needs_the_lane_changes(tmp_path: Path) -> None:
+    # The shipped scenario without V2X: the background vehicles ahead of car A change lanes around the
+    # broken-down car, so car A runs into it. Without the lanes' neighbours (no lane changes) they queue
+    # behind it and car A runs into the queue's tail instead: the baseline's expectation fails. And car B
+    # stops behind the wreck only because its driver is attentive.
+    from v2x.run.runner import run_scenario
+    from v2x.scenario.loader import SCENARIO_DIR
+
+    text = (SCENARIO_DIR / "breakdown.yaml").read_text()
+    assert text.count(", left: eb1}") == 1
+    crashes = {}
+    for name, body in (("with", text), ("without", text.replace(", left: eb1}", "}"))):
+        result = await run_scenario(_load(tmp_path, body), broker="loopback", variants=["baseline"])
+        crashes[name] = [e["actors"] for e in result["events"] if e["type"] == "collision"]
+        lane_changes = result["metrics"]["baseline"]["background"].get("lane_changes")
+        assert (lane_changes is not None and lane_changes >= 5) == (name == "with")
+    assert sorted(crashes["with"][0]) == ["broken", "car_a"]
+    first = crashes["without"][0]
+    assert "car_a" in first and next(a for a in first if a != "car_a").startswith("bg-1-")
+    assert not any("broken" in c and "car_a" in c for c in crashes["without"])
+    # Car B's attentive driver follows the traffic and stops behind the wreck; a distracted one runs into it.
+    assert not any("car_b" in c for c in crashes["with"])
+    assert text.count(", attentive: true}") == 1
+    result = await run_scenario(
+        _load(tmp_path, text.replace(", attentive: true}", "}")), broker="loopback", variants=["baseline"]
+    )
+    assert ["car_a", "car_b"] in [sorted(e["actors"]) for e in result["events"] if e["type"] == "collision"]

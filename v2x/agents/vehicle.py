@@ -45,6 +45,8 @@ from v2x.apps.registry import (
 )
 from v2x.apps.rlvw import match
 from v2x.apps.svp import PRIORITY_OF_KIND
+from v2x.core import ActorKind
+from v2x.core.traffic import CLASS_PARAMS
 from v2x.scenario.geometry import Pose, Route, shifted, smoothstep5
 from v2x.scenario.model import DEFAULT_SIZE, FLAG_ACTIONS, LANE_ACTIONS, ActorSpec, DriverSpec, ScriptedEvent
 from v2x.scenario.signals import FixedTimeController, apply_warps, warp_from_wire
@@ -105,6 +107,7 @@ def driver_of(spec: DriverSpec) -> Driver:
         spec.comfort_decel_mps2,
         spec.comfort_accel_mps2,
         spec.caution_speed_mps,
+        spec.attentive,
     )
 
 
@@ -132,6 +135,11 @@ class VehicleAgent(Agent):
         self._command: tuple[float, float | None] | None = None  # (accel, stop at this speed)
         self._events: list[ScriptedEvent] = sorted(spec.events, key=lambda e: e.at_s)
         self.driver = driver_of(spec.driver) if spec.driver else None
+        # An attentive driver's class parameters for following (v2x.core.traffic, the IDM's a, b, s0, T).
+        self.follow_params = (
+            CLASS_PARAMS[ActorKind[spec.kind.upper()]] if self.driver is not None and self.driver.attentive else None
+        )
+        self._seen: testbed_pb2.Detection | None = None  # the forward view's reading this tick (radar, eyes)
         self.cruise_mps = spec.speed_mps  # what the driver goes back to; scripted events change it
         # BSM event flags set by scripted events (hazard_lights, disabled, abs, ...), and when those set
         # with ``for_s`` clear again. hardBraking is not here: the BSM takes it from the deceleration.
@@ -231,11 +239,12 @@ class VehicleAgent(Agent):
             self.flags.discard(ev.action)
             self._flag_clears_at.pop(ev.action, None)
 
-    def _choose_accel(self, t: float, view: SignalView | None, grade: float = 0.0) -> float:
+    def _choose_accel(self, t: float, view: SignalView | None, grade: float = 0.0, ahead: Ahead | None = None) -> float:
         """The acceleration along the road this tick. An effort at a set rate (the driver's braking on a
         warning, a scripted ``brake`` or ``accelerate``) achieves that rate less gravity's pull along the
-        grade (``grade_accel``: downhill, braking achieves less); speed tracking, holding a speed and
-        stopping at a signal are closed loops that make up for the grade (v2x/apps/driver.py, "Grades")."""
+        grade (``grade_accel``: downhill, braking achieves less); speed tracking, holding a speed,
+        stopping at a signal and an attentive driver's following of the vehicle ``ahead`` are closed loops
+        that make up for the grade (v2x/apps/driver.py, "Grades")."""
         for name, at in list(self._flag_clears_at.items()):
             if at <= t + 1e-9:
                 self.flags.discard(name)
@@ -275,6 +284,10 @@ class VehicleAgent(Agent):
                 stop = self.driver.signal_accel(self.v, view)
                 if stop is not None and stop < accel:
                     accel, effort = stop, False
+                if ahead is not None and self.follow_params is not None:
+                    follow = self.driver.follow(self.v, ahead.gap_m, -ahead.rel_speed_mps, self.follow_params)
+                    if follow < accel:
+                        accel, effort = follow, False
         if effort and grade != 0.0:
             accel += grade_accel(grade)
         if accel < 0 and self.v <= 0:
@@ -466,7 +479,7 @@ class VehicleAgent(Agent):
             self._integrate(at - now)
             now = at
             pose = self._pose_now(now)
-            self.a = self._choose_accel(now, self._signal_view(now, pose), pose.grade)
+            self.a = self._choose_accel(now, self._signal_view(now, pose), pose.grade, self._looks_ahead(now, pose))
         if until > now:
             self._integrate(until - now)
         return until
@@ -576,6 +589,8 @@ class VehicleAgent(Agent):
             with contextlib.suppress(ValueError):
                 apply_warps(self.signal_heads, [warp_from_wire(w) for w in ctx.signal_warps])
         result = TickResult()
+        sensor = f"{self.actor_id}/radar"
+        self._seen = next((d for d in ctx.detections if d.sensor == sensor), None)
         if ctx.collisions and self.rest is None:
             self._come_to_rest(t, ctx, result)
         now = t - ctx.dt_s if ctx.tick > 0 else t
@@ -613,7 +628,7 @@ class VehicleAgent(Agent):
         if controlled is not None:
             self.a = controlled if controlled >= 0 or self.v > 0 else 0.0
         elif self.rest is None:
-            self.a = self._choose_accel(t, self._signal_view(t, pose), pose.grade)
+            self.a = self._choose_accel(t, self._signal_view(t, pose), pose.grade, self._looks_ahead(t, pose))
             if self.driver is not None:
                 self.driver.settle(t)
         if self.equipped and t + 1e-9 >= self._next_bsm_s:
@@ -658,18 +673,21 @@ class VehicleAgent(Agent):
         )
         return result
 
-    def _ahead(self, ctx: TickContext, pose: Pose) -> Ahead | None:
+    def _ahead(self, t: float, pose: Pose) -> Ahead | None:
         """The vehicle ahead as the forward radar saw it (the world's detection at the last tick, predicted
-        to now with the measured speeds), or None when it sees nothing."""
-        sensor = f"{self.actor_id}/radar"
-        d = next((d for d in ctx.detections if d.sensor == sensor), None)
+        to ``t`` with the measured speeds), or None when it sees nothing."""
+        d = self._seen
         if d is None:
             return None
         c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)
-        age = max(0.0, ctx.t_s - d.time_us / 1e6)
+        age = max(0.0, t - d.time_us / 1e6)
         along = (d.x_m + d.vx_mps * age - pose.x) * c + (d.y_m + d.vy_mps * age - pose.y) * s
         rel = d.vx_mps * c + d.vy_mps * s - self.v
         return Ahead(along - (d.length_m + self.length_m) / 2, rel)
+
+    def _looks_ahead(self, t: float, pose: Pose) -> Ahead | None:
+        """What an attentive driver sees ahead at ``t`` (``_ahead``); None for a distracted one."""
+        return self._ahead(t, pose) if self.follow_params is not None else None
 
     def _platoon(self, ctx: TickContext, host: Host, pose: Pose, result: TickResult) -> float | None:
         """Run the platoon logic: send its CLPMM, record its advisories; the member's acceleration (None: not
@@ -680,7 +698,7 @@ class VehicleAgent(Agent):
         if isinstance(self.platoon, PlatoonLeader):
             out = self.platoon.step(t, host, self.cruise_mps, self.remotes, self.platoons)
         else:
-            out = self.platoon.step(t, ctx.dt_s, host, self._ahead(ctx, pose), self.remotes, self.platoons)
+            out = self.platoon.step(t, ctx.dt_s, host, self._ahead(t, pose), self.remotes, self.platoons)
         for raised in out.raised:
             self._on_raised(result, t, raised)
         if out.clpmm is not None:

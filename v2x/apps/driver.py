@@ -21,7 +21,16 @@ into his blind spot; DNPW: an oncoming car in the passing zone) makes him **aban
 the acceleration of the overtake and goes back to the speed he had when he signalled (rule 3's tracking).
 He does not brake for it, and does not try the manoeuvre again (the vehicle's side: v2x/agents/vehicle.py).
 
-A driver without warnings, red lights or advice therefore keeps his speed, as the scripted profile says.
+4. **The vehicle ahead** (``attentive``): an attentive driver follows the nearest vehicle ahead in his lane,
+   story or background alike (the world's forward view, v2x/sim/radar.py, as his eyes: the truth at the last
+   tick, predicted to now with the speeds seen). His acceleration is then the lower of what rules 2 and 3
+   (or his script) ask and the IDM's interaction term for that vehicle with his class's parameters
+   (``follow``; the min of the two is IDM+, Schakel, van Arem & Netten 2010), braking at most ``brake_mps2``.
+   A distracted driver (``attentive`` false, the default) does not look: he keeps his scripted profile until
+   a warning reaches him, which is what makes the stories.
+
+A driver without warnings, red lights, advice or (attentive) a vehicle ahead therefore keeps his speed, as the
+scripted profile says.
 
 **When** (docs/ARCHITECTURE.md, "One tick"): the vehicle tells the driver at the instant its app raised the
 warning (the delivery time of the message that made it, inside the tick), and each reaction begins exactly
@@ -44,6 +53,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from v2x.core.traffic import DriverParams
 from v2x.units import G0
 from v2x.wire.map_spat import STOPPING_LIGHTS, YELLOW
 
@@ -78,6 +88,7 @@ class Driver:
     comfort_decel_mps2: float = 2.0
     comfort_accel_mps2: float = 1.5
     caution_speed_mps: float | None = None
+    attentive: bool = False
     brake_at_s: float | None = None
     cause: str = ""
     abort_at_s: float | None = None  # when he abandons the manoeuvre he was warned against
@@ -169,6 +180,19 @@ class Driver:
         if self._advice is not None and t_s - self._advice[1] <= ADVICE_FRESH_S + 1e-9:
             target = self._advice[0]
         return min([target, *(speed for speed, start in self._caps if t_s >= start - 1e-9)])
+
+    # -- rule 4 -----------------------------------------------------------------------------------------
+    def follow(self, speed_mps: float, gap_m: float, closing_mps: float, params: DriverParams) -> float:
+        """An attentive driver's acceleration for the vehicle ahead, ``gap_m`` bumper to bumper, closing at
+        ``closing_mps`` (his speed less its speed along his heading): the IDM's interaction term
+        ``a (1 - (s*/s)^2)``, ``s* = s0 + max(0, v T + v dv / (2 sqrt(a b)))``, with his class's a, b, s0 and
+        T, at most ``brake_mps2`` of braking. The vehicle takes the lower of it and what rules 2 and 3 ask."""
+        if gap_m <= 1e-3:
+            return -self.brake_mps2
+        a, b = params.a_mps2, params.b_mps2
+        dynamic = speed_mps * params.t_gap_s + speed_mps * closing_mps / (2.0 * math.sqrt(a * b))
+        desired = params.s0_m + max(0.0, dynamic)
+        return max(-self.brake_mps2, a * (1.0 - (desired / gap_m) ** 2))
 
     def track(self, speed_mps: float, target_mps: float) -> float:
         a = (target_mps - speed_mps) / TRACK_TIME_CONSTANT_S

@@ -210,6 +210,8 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         value = m.get("background", {}).get("vehicles")
     elif exp.metric == "background_slowed":
         value = m.get("background", {}).get("slowed")
+    elif exp.metric == "background_lane_changes":
+        value = m.get("background", {}).get("lane_changes")
     elif exp.message is not None:
         value = m.get("latency_ms_by_message", {}).get(exp.message, {}).get(exp.metric.removeprefix("latency_ms_"))
     else:

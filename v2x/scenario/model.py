@@ -312,6 +312,11 @@ class DriverSpec(Strict):
         le=70,
         description="shown a warning sign in the car (IVS: sharp curve, children), slow to this; none: no change",
     )
+    attentive: bool = Field(
+        default=False,
+        description="follows the nearest vehicle ahead in his lane (IDM), story or background; false: distracted,"
+        " keeps his scripted profile until warned",
+    )
 
 
 class ScriptedEvent(Strict):
@@ -478,6 +483,8 @@ class ActorSpec(Strict):
             raise ValueError("an rsu needs 'position'")
         if self.device == "phone" and self.kind not in ("pedestrian", "cyclist"):
             raise ValueError(f"'device: phone' is for a pedestrian or cyclist, not a {self.kind}")
+        if self.driver is not None and self.driver.attentive and self.kind not in VEHICLE_KINDS:
+            raise ValueError(f"'driver.attentive' is for a vehicle (car, truck, bus, emergency), not a {self.kind}")
         return self
 
 
@@ -596,6 +603,7 @@ class MetricExpectation(_ExpectationBase):
         "rejected",
         "background_vehicles",
         "background_slowed",
+        "background_lane_changes",
     ]
     message: MessageName | None = Field(default=None, description="latency of this message type only")
     min: Real | None = None

@@ -106,6 +106,7 @@ class BackgroundStats:
     waiting_at_end: int = 0
     per_flow: list[int] = field(default_factory=list)
     slowed: int | None = None  # SUMO (v2x.sim.sumo): its vehicles a warning braked; None: no driver reacts
+    lane_changes: int | None = None  # MOBIL lane changes begun (flows on lanes with neighbours); None: none possible
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -120,6 +121,8 @@ class BackgroundStats:
         }
         if self.slowed is not None:
             out["slowed"] = self.slowed
+        if self.lane_changes is not None:
+            out["lane_changes"] = self.lane_changes
         return out
 
 
@@ -467,7 +470,9 @@ class Background(WorldVehicles):
         if self.geo.lane_changes:  # the story's road users change lanes by their own agents' rules only
             self.traffic.a_threshold_mps2[:n_story] = math.inf
         self.free_rows = list(range(rows - 1, n_story - 1, -1))  # a stack: the lowest free row on top
-        self.stats = BackgroundStats(per_flow=[0] * len(scenario.flows))
+        self.stats = BackgroundStats(
+            per_flow=[0] * len(scenario.flows), lane_changes=0 if self.geo.lane_changes else None
+        )
         self.new_ids: list[str] = []  # spawned since the last ``take_new``
         self.left_slots: list[int] = []  # slots freed since the last ``take_left``
         self._started = False
@@ -525,6 +530,8 @@ class Background(WorldVehicles):
         see them), in the world over ``LANE_CHANGE_DURATION_S`` from where they were (``_write``). Until it
         ends, a vehicle considers no further change."""
         tr, w = self.traffic, self.world
+        if self.stats.lane_changes is not None:
+            self.stats.lane_changes += len(rows)
         for r in rows.tolist():
             slot = int(self.slot_of_row[r])
             x, y = float(w.x[slot]), float(w.y[slot])  # where it was: the centre of the lane it left

@@ -1,5 +1,6 @@
-"""The forward radar of platoon vehicles, sans-I/O: an ideal long-range radar that reports the nearest
-road user ahead in the vehicle's lane, from the ground truth.
+"""The forward view of platoon vehicles (their radar) and of attentive drivers (their eyes, v2x/apps/driver.py
+rule 4), sans-I/O: an ideal long-range radar that reports the nearest road user ahead in the vehicle's lane,
+story or background, from the ground truth.
 
 It sees a road user whose centre is ahead of the vehicle's centre along its heading, within
 ``RADAR_RANGE_M`` and within ``RADAR_HALF_WIDTH_M`` of its centre line (half a 3.5 m lane), and reports the
@@ -29,7 +30,8 @@ RADAR_HALF_WIDTH_M = 1.75  # what counts as in the lane ahead: half a 3.5 m lane
 def forward_radar(
     world: WorldState, owners: list[int], road_users: NDArray[np.intp], kinds: Sequence[str], t: float
 ) -> dict[str, list[testbed_pb2.Detection]]:
-    """Each owner's (slot) radar reading at ``t``: the nearest road user ahead in its lane, or none."""
+    """Each owner's (slot) radar reading at ``t``: the nearest of ``road_users`` (slots, with their ``kinds``:
+    the story's and the background's) ahead in its lane, or none."""
     out: dict[str, list[testbed_pb2.Detection]] = {}
     w = world
     for s in owners:

@@ -69,12 +69,17 @@ class Sensors:
         self.roadside = RoadsideSensing(rsus, obstacles, rng_sense) if rsus else None
         self.road_user_kinds = [scenario.actor(a).kind for a in ru_ids]
         self.gnss: dict[str, testbed_pb2.GnssReading] = {}  # actor -> its latest reading
-        # Platoon vehicles' forward radars (v2x.sim.radar), by slot, in slot order.
-        self.radars = sorted(world.slot_of(a.id) for a in scenario.actors if a.platoon is not None)
+        # Forward views (v2x.sim.radar), by slot, in slot order: platoon vehicles' radars and attentive
+        # drivers' eyes (v2x/apps/driver.py, rule 4).
+        self.radars = sorted(
+            world.slot_of(a.id)
+            for a in scenario.actors
+            if a.platoon is not None or (a.driver is not None and a.driver.attentive)
+        )
         # Background traffic (v2x.sim.background): its vehicles' slots (ascending) and kinds, now; the roadside
         # sensors see them after the actors.
         self.background: Callable[[], tuple[NDArray[np.intp], list[str]]] | None = None
-        # RSU -> its latest frames' detections; a platoon vehicle -> its radar's.
+        # RSU -> its latest frames' detections; a platoon vehicle or attentive driver -> its forward view's.
         self.detections: dict[str, list[testbed_pb2.Detection]] = {}
 
     def step(self, t: float) -> list[Event]:
@@ -83,7 +88,7 @@ class Sensors:
         if self.roadside is not None:
             self.detections = self.roadside_detections(t)
         if self.radars:
-            radar = forward_radar(self.world, self.radars, self.road_users, self.road_user_kinds, t)
+            radar = forward_radar(self.world, self.radars, *self.seen(), t)
             self.detections = {**self.detections, **radar} if self.roadside is not None else radar
         return self.read_positioning(t)
 
@@ -122,17 +127,22 @@ class Sensors:
             )
         return out
 
-    def roadside_detections(self, t: float) -> dict[str, list[testbed_pb2.Detection]]:
-        """The roadside sensors' frames at ``t``, per RSU (none without roadside sensors)."""
-        if self.roadside is None:
-            return {}
-        w = self.world
+    def seen(self) -> tuple[NDArray[np.intp], list[str]]:
+        """What sensors can see: the road users' slots and kinds, then the background vehicles' on the road."""
         slots = self.road_users
         kinds: list[str] = list(self.road_user_kinds)
         if self.background is not None:
             extra, extra_kinds = self.background()
             slots = np.concatenate([slots, extra]).astype(np.intp)
             kinds = [*kinds, *extra_kinds]
+        return slots, kinds
+
+    def roadside_detections(self, t: float) -> dict[str, list[testbed_pb2.Detection]]:
+        """The roadside sensors' frames at ``t``, per RSU (none without roadside sensors)."""
+        if self.roadside is None:
+            return {}
+        w = self.world
+        slots, kinds = self.seen()
         targets = Targets(
             object_id=slots.astype(np.int64) + 1,
             kind=kinds,
