@@ -6,9 +6,12 @@ import argparse
 import io
 import json
 
+import pytest
+
 from v2x.bench import cli as bench_cli
 from v2x.bench import realtime as bench_realtime
 from v2x.bench import stack as bench_stack
+from v2x.net.broker import free_port
 
 
 def _args(*argv: str, bench: str = "stack") -> argparse.Namespace:
@@ -55,3 +58,24 @@ def test_bench_realtime_quick_json_has_the_issue_keys() -> None:
     assert doc["added_latency_ms_p99_agents"] > doc["channel_latency_ms_p99"]
     assert doc["added_latency_ms_p99_fleet"] <= doc["added_latency_ms_p99_agents"]
     assert "late ticks" in err.getvalue()
+
+
+def test_bench_stack_and_realtime_bad_options_and_no_broker_exit_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad options exit 2 and an unreachable broker exits 3, with a last line on stderr naming the bench and no
+    traceback (through the CLI handler, as `v2x bench ...` runs it)."""
+    cases: list[tuple[str, list[str], int, str]] = [
+        (bench, argv, code, said)
+        for bench in ("stack", "realtime")
+        for argv, code, said in (
+            (["--broker", "foo"], 2, "--broker: broker URL 'foo'"),
+            (["--broker", "mqtt://127.0.0.1:99999"], 2, "Port out of range"),
+            (["--workers", "0"], 2, "--workers must be >= 1"),
+        )
+    ]
+    cases.append(("stack", ["--broker", f"mqtt://127.0.0.1:{free_port()}"], 3, "cannot reach the MQTT broker"))
+    for bench, argv, code, said in cases:
+        args = _args("--n", "4", "--seconds", "0.2", *argv, bench=bench)
+        assert args.handler(args) == code, (bench, argv)
+        err = capsys.readouterr().err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"v2x bench {bench}: ") and said in last and "Traceback" not in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 
 def _parse_ns(text: str) -> list[int]:
@@ -124,13 +125,36 @@ def _run_sign(args: argparse.Namespace) -> int:
     return bench_sign.main(args, out=sys.stdout, err=sys.stderr)
 
 
+def _whole_stack(args: argparse.Namespace, name: str, run: Callable[[], int]) -> int:
+    """A bench of the whole stack (``stack``, ``realtime``): bad options exit 2 and a run that cannot be made
+    (broker unreachable, a worker lost) exits 3, each with one line on stderr naming the bench, never a
+    traceback."""
+    from v2x.net.broker import BrokerURLError, parse_broker_url
+    from v2x.run.runner import RunError
+
+    if args.workers < 1:
+        print(f"v2x bench {name}: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+        return 2
+    if args.broker not in ("embedded", "loopback"):
+        try:
+            parse_broker_url(args.broker)
+        except BrokerURLError as exc:
+            print(f"v2x bench {name}: --broker: {exc}", file=sys.stderr)
+            return 2
+    try:
+        return run()
+    except RunError as exc:
+        print(f"v2x bench {name}: {exc}", file=sys.stderr)
+        return 3
+
+
 def _run_stack(args: argparse.Namespace) -> int:
     from v2x.bench import stack as bench_stack
 
-    return bench_stack.main(args, out=sys.stdout, err=sys.stderr)
+    return _whole_stack(args, "stack", lambda: bench_stack.main(args, out=sys.stdout, err=sys.stderr))
 
 
 def _run_realtime(args: argparse.Namespace) -> int:
     from v2x.bench import realtime as bench_realtime
 
-    return bench_realtime.main(args, out=sys.stdout, err=sys.stderr)
+    return _whole_stack(args, "realtime", lambda: bench_realtime.main(args, out=sys.stdout, err=sys.stderr))
