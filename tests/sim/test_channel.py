@@ -137,3 +137,39 @@ def test_same_seed_same_deliveries_and_the_draws_follow_the_batch_order() -> Non
 
     assert run(3) == run(3)
     assert run(3) != run(4)
+
+
+@pytest.mark.parametrize("tail", [True, False])
+def test_due_split_hands_the_marked_receivers_over_as_arrays_and_the_rest_as_due_does(tail: bool) -> None:
+    """A mask that marks every slot from one on (the fleets' vehicles after the actors: the deliveries' tail,
+    taken as views) and one that marks slots here and there: the same split as ``due``'s deliveries."""
+
+    def fill(ch: Channel) -> None:
+        batch = [_tx(ch, "car_a", k, testbed_pb2.LINK_PC5, t=0.001 * k) for k in range(60)]
+        batch += [_tx(ch, "rsu", k, testbed_pb2.LINK_PC5, t=0.001 * k) for k in range(40)]
+        batch += [_tx(ch, "edge", 1, testbed_pb2.LINK_UU, ("car_a", "car_b"), msg="advisory")]
+        ch.transmit(batch, _grid(ch))
+
+    reference, ch = _channel(), _channel()
+    fill(reference)
+    fill(ch)
+    everything = reference.due(0.05)
+    slot = ch.world.slot_of
+    bulk = np.zeros(ch.world.capacity, dtype=np.bool_)
+    if tail:
+        bulk[slot("car_b") :] = True
+    else:
+        bulk[[slot("car_b"), slot("rsu")]] = True
+    single, arrays = ch.due_split(0.05, bulk)
+    assert single == {s: r for s, r in everything.items() if not bulk[s]} and single
+    assert ch.in_flight == reference.in_flight > 0  # what is not due yet stays with both
+    assert ch.payloads.keys() == reference.payloads.keys()
+    # the arrays: by receiver, each delivery's payload and time as ``due`` hands them out
+    assert arrays.payload.dtype == np.uint16 and len(set(arrays.payloads)) == len(arrays.payloads)
+    receivers = arrays.receiver.tolist()
+    assert receivers == sorted(receivers) and set(receivers) == {s for s in everything if bulk[s]}
+    for s in set(receivers):
+        mine = arrays.receiver == s
+        assert [arrays.payloads[k] for k in arrays.payload[mine]] == everything[s].envelopes
+        times = np.rint(arrays.deliveries.delivery_time_s[mine] * 1e6).astype(np.int64).tolist()
+        assert times == everything[s].rx_time_us

@@ -243,8 +243,8 @@ class Deliveries:
             sum(p.dropped for p in parts),
         )
 
-    def take(self, mask_or_index: NDArray[np.bool_] | NDArray[np.intp]) -> Deliveries:
-        """Subset (order preserved), counters reset to 0."""
+    def take(self, mask_or_index: NDArray[np.bool_] | NDArray[np.intp] | slice) -> Deliveries:
+        """Subset (order preserved), counters reset to 0; a slice takes views of the arrays."""
         return Deliveries(
             self.tx_index[mask_or_index],
             self.receiver[mask_or_index],

@@ -20,6 +20,7 @@ import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -94,12 +95,17 @@ class Received:
 @dataclass
 class Bulk:
     """Deliveries handed over as arrays (``Channel.due_split``): the distinct payloads, and per delivery the
-    payload's index, the receiver's slot and the delivery time in us."""
+    payload's index (``payload``: uint16 when there are at most 65,536 payloads, else uint32), the receiver's
+    slot and the delivery time (``deliveries``, in the fan-out's order: by receiver slot, delivery time,
+    transmission; its arrays may be views of the channel's)."""
 
     payloads: list[bytes]
-    payload: NDArray[np.int64]
-    receiver: NDArray[np.intp]
-    rx_time_us: NDArray[np.int64]
+    payload: NDArray[np.unsignedinteger[Any]]
+    deliveries: Deliveries
+
+    @property
+    def receiver(self) -> NDArray[np.signedinteger[Any]]:
+        return self.deliveries.receiver
 
 
 class Channel:
@@ -174,16 +180,19 @@ class Channel:
                 tx_of_dest = np.array([k for k, r in enumerate(recs) for _ in r.dest_ids], dtype=np.intp)
                 dests = np.array([self.world.slot_of(d) for r in recs for d in r.dest_ids], dtype=np.intp)
                 d = fan_out_addressed(self.world, senders, tx_time, tx_of_dest, dests, model, self.rng)
-            d = dataclasses.replace(d, tx_index=d.tx_index.astype(np.int64) + base)  # int32 from the fan-out
+            lat = d.delivery_time_s - tx_time[d.tx_index]
+            lat *= 1e3
+            code_of = d.tx_index  # the transmission of each delivery within ``recs``
+            # int32 from the fan-out; one pass to the global index
+            d = dataclasses.replace(d, tx_index=np.add(d.tx_index, base, dtype=np.int64))
             st.candidates[name] += d.candidates
             st.dropped[name] += d.dropped
             st.delivered[name] += len(d)
-            lat = (d.delivery_time_s - tx_time[d.tx_index - base]) * 1e3
             kinds = [r.msg or "unknown" for r in recs]
             if len(set(kinds)) == 1:
                 st.add_latencies(channel, kinds[0], lat)
             else:
-                code = np.array([sorted(set(kinds)).index(m) for m in kinds], dtype=np.intp)[d.tx_index - base]
+                code = np.array([sorted(set(kinds)).index(m) for m in kinds], dtype=np.intp)[code_of]
                 for c, m in enumerate(sorted(set(kinds))):
                     st.add_latencies(channel, m, lat[code == c])
             parts.append(d)
@@ -203,31 +212,53 @@ class Channel:
         receivers: hundreds of deliveries each per tick; the payloads in transmission order)."""
         due, self.pending = self.pending.split_due(t_s + 1e-9)
         by_receiver: dict[int, Received] = defaultdict(Received)
-        in_bulk = bulk[due.receiver] if bulk is not None and len(due) else np.zeros(len(due), dtype=np.bool_)
-        for k in np.flatnonzero(~in_bulk).tolist():
-            rec = self.payloads[int(due.tx_index[k])]
-            got = by_receiver[int(due.receiver[k])]
-            got.envelopes.append(rec.raw)
-            got.rx_time_us.append(round(float(due.delivery_time_s[k]) * 1e6))
-        part = due.take(in_bulk)
-        # Each payload once, in transmission order (tx_index ascending), without sorting the deliveries:
-        # the indices of one tick span a few thousand values.
-        tx_index = part.tx_index.astype(np.int64)
-        low = int(tx_index.min()) if len(tx_index) else 0
-        heard = np.zeros(int(tx_index.max()) - low + 1 if len(tx_index) else 0, dtype=np.bool_)
-        heard[tx_index - low] = True
-        rank = np.cumsum(heard) - 1
-        bulk_out = Bulk(
-            payloads=[self.payloads[int(i) + low].raw for i in np.flatnonzero(heard).tolist()],
-            payload=rank[tx_index - low] if len(part) else np.zeros(0, dtype=np.int64),
-            receiver=part.receiver.astype(np.intp),
-            rx_time_us=np.rint(part.delivery_time_s * 1e6).astype(np.int64),
-        )
-        live = np.unique(self.pending.tx_index).tolist()
-        self.payloads = {i: self.payloads[i] for i in live}
+        # The deliveries are sorted by receiver: when ``bulk`` marks every slot from some slot on (the
+        # background vehicles come after the actors), theirs are the tail of the arrays, taken as views.
+        if bulk is None:
+            single, part = due, due.take(slice(0, 0))
+        elif (tail := _tail_from(bulk)) is not None:
+            first = int(np.searchsorted(due.receiver, tail)) if len(due) else 0
+            single = due.take(slice(0, first))
+            part = due.take(slice(first, None))
+        else:
+            in_bulk = bulk[due.receiver] if len(due) else np.zeros(0, dtype=np.bool_)
+            single, part = due.take(~in_bulk), due.take(in_bulk)
+        for tx, rx, when in zip(
+            single.tx_index.tolist(), single.receiver.tolist(), single.delivery_time_s.tolist(), strict=True
+        ):
+            got = by_receiver[rx]
+            got.envelopes.append(self.payloads[tx].raw)
+            got.rx_time_us.append(round(when * 1e6))
+        bulk_out = Bulk(payloads=[], payload=np.zeros(0, dtype=np.uint16), deliveries=part)
+        if len(part):
+            # Each payload once, in transmission order (tx_index ascending), without sorting the deliveries:
+            # the indices of one tick span a few thousand values.
+            low = int(part.tx_index.min())
+            offset = part.tx_index - low
+            heard = np.zeros(int(part.tx_index.max()) - low + 1, dtype=np.bool_)
+            heard[offset] = True
+            kept = np.flatnonzero(heard)
+            index = np.uint16 if len(kept) <= 1 << 16 else np.uint32
+            rank: NDArray[np.unsignedinteger[Any]] = np.zeros(len(heard), dtype=index)
+            rank[kept] = np.arange(len(kept), dtype=index)
+            bulk_out.payloads = [self.payloads[i + low].raw for i in kept.tolist()]
+            bulk_out.payload = rank[offset]
+        if len(self.pending):
+            live = np.unique(self.pending.tx_index).tolist()
+            self.payloads = {i: self.payloads[i] for i in live}
+        else:
+            self.payloads = {}
         return dict(by_receiver), bulk_out
 
     @property
     def in_flight(self) -> int:
         """Deliveries still pending."""
         return len(self.pending)
+
+
+def _tail_from(bulk: NDArray[np.bool_]) -> int | None:
+    """The slot from which ``bulk`` marks every slot and before which none (None: it does not have that
+    shape)."""
+    unmarked = np.flatnonzero(~bulk)
+    start = int(unmarked[-1]) + 1 if len(unmarked) else 0
+    return start if not bulk[:start].any() else None

@@ -521,33 +521,34 @@ class Inbound:
         if parsed is None:
             return
         env, frame = parsed
-        slot = members.get(env.sender_id)
+        sender = env.sender_id  # (each read of a protobuf field makes a new object: read once)
+        slot = members.get(sender)
         if slot is None:
-            self.reject("not_in_fleet", where, f"(an envelope from {env.sender_id[:64]!r})")
+            self.reject("not_in_fleet", where, f"(an envelope from {sender[:64]!r})")
             return
         msg_type = frame.WhichOneof("msg")
         if msg_type is None:
             self.reject("unknown_type", where)
             return
-        if env.link != testbed_pb2.LINK_PC5 or env.dest_ids:
+        link = env.link
+        if link != testbed_pb2.LINK_PC5 or env.dest_ids:
             self.reject("bad_link", where, "(a fleet vehicle broadcasts over PC5 only)")
             return
-        if msg_type in SIGNED_IDS and getattr(frame, msg_type).id != temporary_id(env.sender_id):
-            self.reject("id_mismatch", where, f"({msg_type} id is not {env.sender_id[:64]}'s)")
+        if msg_type in SIGNED_IDS and getattr(frame, msg_type).id != temporary_id(sender):
+            self.reject("id_mismatch", where, f"({msg_type} id is not {sender[:64]}'s)")
             return
-        if env.tick != self.current_tick:
-            self.reject("bad_tick", where, f"(envelope tick {env.tick}, current {self.current_tick})")
+        tick, seq = env.tick, env.seq
+        if tick != self.current_tick:
+            self.reject("bad_tick", where, f"(envelope tick {tick}, current {self.current_tick})")
             return
-        last, _ = self.last_seq.get(env.sender_id, (0, -1))
-        if env.seq <= last or (slot, env.seq) in self.received:
-            self.reject("bad_seq", where, f"(seq {env.seq} after {last})")
+        last, _ = self.last_seq.get(sender, (0, -1))
+        if seq <= last or (slot, seq) in self.received:
+            self.reject("bad_seq", where, f"(seq {seq} after {last})")
             return
         if self.security is not None:
             reason = self._verify(env, msg_type)
             if reason:
-                self.reject(reason, where, f"(seq {env.seq}, tick {env.tick})")
+                self.reject(reason, where, f"(seq {seq}, tick {tick})")
                 return
-        self.last_seq[env.sender_id] = (env.seq, self.current_tick)
-        self.received[(slot, env.seq)] = Transmission(
-            env.tick, slot, env.seq, env.tx_time_us / 1e6, env.link, (), raw, msg_type
-        )
+        self.last_seq[sender] = (seq, tick)
+        self.received[(slot, seq)] = Transmission(tick, slot, seq, env.tx_time_us / 1e6, link, (), raw, msg_type)

@@ -55,7 +55,7 @@ from v2x.sim.referee import Referee
 from v2x.sim.sensors import Sensors
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
-from v2x.wire.fleet import pack_deliveries
+from v2x.wire.fleet import put_deliveries
 from v2x.wire.security import EnvelopeSecurity
 from v2x.wire.tables import APP_NAME
 
@@ -317,32 +317,48 @@ class Simulation:
         w = self.world
         _, slots, speed, accel = bg.equipped()
         truth_us = round(self.time_of(tick - 1) * 1e6) if tick > 0 else 0
-        fleet_no = np.array([self._fleet_of(w.id_of(s)) for s in slots.tolist()], dtype=np.intp)
+        slot_list = slots.tolist()
+        ids = [w.id_of(s) for s in slot_list]
+        if len(self.fleet_ids) == 1:  # one fleet hosts every vehicle (no assignment to remember)
+            fleet_no = np.zeros(len(ids), dtype=np.intp)
+        else:
+            fleet_no = np.array([self._fleet_of(vid) for vid in ids], dtype=np.intp)
         index_of_slot = np.full(w.capacity, -1, dtype=np.int64)
         fleet_of_slot = np.full(w.capacity, -1, dtype=np.intp)
         out: dict[str, bytes] = {}
-        kinds = [bg.kind_name(s) for s in slots.tolist()]
+        kinds = [bg.kind_name(s) for s in slot_list]
         cols = [w.x, w.y, w.vx, w.vy, w.ax, w.ay, w.heading_rad, w.length_m, w.width_m]
         x, y, vx, vy, ax, ay, heading, length, width = (np.asarray(c[slots], dtype=np.float64).tolist() for c in cols)
         sp, ac = speed.tolist(), accel.tolist()
         self._members = {}
+        hosted: list[list[int]] = []  # per fleet, its vehicles (indices into slots)
         for f, fleet_id in enumerate(self.fleet_ids):
             mine = np.flatnonzero(fleet_no == f)
             index_of_slot[slots[mine]] = np.arange(len(mine))
             fleet_of_slot[slots[mine]] = f
-            self._members[fleet_id] = {w.id_of(int(slots[k])): int(slots[k]) for k in mine.tolist()}
+            hosted.append(mine.tolist())
+            self._members[fleet_id] = {ids[k]: slot_list[k] for k in hosted[f]}
+        # The deliveries come by receiver: one run of deliveries per vehicle that heard anything. Which fleet
+        # and which of its vehicles each run goes to is looked up per run, not per delivery.
+        _, start, stop = bulk.deliveries.receiver_bounds()
+        run_slot = bulk.receiver[start]
+        run_fleet, run_vehicle, run_length = fleet_of_slot[run_slot], index_of_slot[run_slot], stop - start
+        time_us = round(t * 1e6)
+        offsets_us = np.rint(bulk.deliveries.delivery_time_s * 1e6)  # whole us, exact as float64
+        offsets_us -= time_us
         for f, fleet_id in enumerate(self.fleet_ids):
             msg = testbed_pb2.FleetInput(
                 run_id=self.run_id,
                 tick=tick,
-                time_us=round(t * 1e6),
+                time_us=time_us,
                 tick_us=self.tick_us,
                 truth_time_us=truth_us,
                 final=tick == self.n_ticks,
             )
-            msg.vehicles.extend(
-                testbed_pb2.FleetVehicle(
-                    vehicle_id=vid,
+            add = msg.vehicles.add  # built in place (a FleetVehicle made apart is copied in by extend)
+            for k in hosted[f]:
+                add(
+                    vehicle_id=ids[k],
                     kind=kinds[k],
                     x_m=x[k],
                     y_m=y[k],
@@ -356,11 +372,15 @@ class Simulation:
                     length_m=length[k],
                     width_m=width[k],
                 )
-                for vid, k in zip(self._members[fleet_id], np.flatnonzero(fleet_no == f).tolist(), strict=True)
-            )
             msg.envelopes.extend(bulk.payloads)
-            to_me = fleet_of_slot[bulk.receiver] == f if len(bulk.receiver) else np.zeros(0, dtype=np.bool_)
-            pack_deliveries(msg, index_of_slot[bulk.receiver[to_me]], bulk.payload[to_me], bulk.rx_time_us[to_me])
+            my_runs = run_fleet == f
+            counts = np.zeros(len(msg.vehicles), dtype=np.uint32)
+            counts[run_vehicle[my_runs]] = run_length[my_runs]
+            if my_runs.all():  # one fleet, or the others heard nothing: every delivery, no copies
+                put_deliveries(msg, counts, bulk.payload, offsets_us)
+            else:
+                to_me = np.repeat(my_runs, run_length)
+                put_deliveries(msg, counts, bulk.payload[to_me], offsets_us[to_me])
             out[fleet_id] = msg.SerializeToString()
         return out
 

@@ -23,7 +23,7 @@ def parse_envelope(raw: bytes) -> tuple[testbed_pb2.Envelope, frame_pb2.MessageF
     return env, frame
 
 
-@functools.lru_cache(maxsize=1024)  # a pure function, asked for every BSM sent and heard
+@functools.lru_cache(maxsize=1 << 14)  # a pure function, asked for every BSM sent and heard (thousands of senders)
 def temporary_id(actor_id: str) -> bytes:
     """The 8-octet BSM id of an actor: the first 8 bytes of SHA-256 of its actor id (stable per run)."""
     return hashlib.sha256(actor_id.encode()).digest()[:8]

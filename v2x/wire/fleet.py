@@ -72,11 +72,23 @@ def pack_deliveries(
 ) -> None:
     """Put the deliveries into ``msg`` (whose ``vehicles`` and ``time_us`` are set); ``vehicle`` ascending."""
     n = len(msg.vehicles)
-    counts = np.bincount(np.asarray(vehicle, dtype=np.int64), minlength=n) if len(vehicle) else np.zeros(n)
-    msg.delivery_counts = counts.astype(U32).tobytes()
+    counts = np.bincount(np.asarray(vehicle, dtype=np.int64), minlength=n) if len(vehicle) else np.zeros(n, np.int64)
+    put_deliveries(msg, counts, envelope, np.asarray(rx_time_us, dtype=np.int64) - msg.time_us)
+
+
+def put_deliveries(
+    msg: testbed_pb2.FleetInput,
+    counts: NDArray[np.integer[Any]],
+    envelope: NDArray[np.integer[Any]],
+    offsets_us: NDArray[np.integer[Any] | np.floating[Any]],
+) -> None:
+    """``pack_deliveries`` from the deliveries per vehicle (``counts``, one per ``msg.vehicles``; the
+    deliveries by vehicle) and the delivery times less ``msg.time_us`` (whole numbers of us); arrays already
+    of the wire's types are not copied before ``tobytes``."""
+    msg.delivery_counts = np.asarray(counts).astype(U32, copy=False).tobytes()
     index = U16 if len(msg.envelopes) <= 1 << 16 else U32  # the narrowest that holds every index
-    msg.delivery_envelopes = np.asarray(envelope).astype(index).tobytes()
-    msg.delivery_offsets_us = (np.asarray(rx_time_us, dtype=np.int64) - msg.time_us).astype(I32).tobytes()
+    msg.delivery_envelopes = np.asarray(envelope).astype(index, copy=False).tobytes()
+    msg.delivery_offsets_us = np.asarray(offsets_us).astype(I32, copy=False).tobytes()
 
 
 def unpack_deliveries(msg: testbed_pb2.FleetInput) -> FleetDeliveries | None:
