@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +38,19 @@ def _outside_the_loop() -> None:
     """SIGINT and SIGTERM outside the event loop (loading, compiling, writing): Interrupted."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _raise_interrupted)
+
+
+@contextlib.contextmanager
+def _interruptible_command() -> Iterator[None]:
+    """Around a command that runs the event loop: SIGINT and SIGTERM raise Interrupted (``_outside_the_loop``,
+    ``_interruptible`` inside the loop); the handlers found are back afterwards."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _outside_the_loop()
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 async def _interruptible(coro: Awaitable[T]) -> T:
@@ -245,13 +259,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix
     from v2x.run.workers import WorkerError, remote_jobs, serve_remote
 
-    logging.basicConfig(
-        level=logging.ERROR if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("amqtt", "transitions", "asyncio", "v2x.net.transport"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _setup_logging(verbose=not args.quiet, quiet=args.quiet)  # a worker says what it does, unless -q
+    logging.getLogger("v2x.net.transport").setLevel(max(logging.getLogger().level, logging.WARNING))
     problem = None
     try:
         broker = parse_broker_url(args.broker)
@@ -281,20 +290,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    _outside_the_loop()
-    try:
-        for job in jobs:
-            asyncio.run(_interruptible(serve_remote(job, wait_s=args.wait)))
-    except WorkerError as exc:
-        print(f"v2x worker: {exc}", file=sys.stderr)
-        return EXIT_RUN_ERROR
-    except Interrupted as exc:
-        print(f"v2x worker: interrupted ({exc})", file=sys.stderr)
-        return 128 + exc.signum
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with _interruptible_command():
+        try:
+            for job in jobs:
+                asyncio.run(_interruptible(serve_remote(job, wait_s=args.wait)))
+        except WorkerError as exc:
+            print(f"v2x worker: {exc}", file=sys.stderr)
+            return EXIT_RUN_ERROR
+        except Interrupted as exc:
+            print(f"v2x worker: interrupted ({exc})", file=sys.stderr)
+            return 128 + exc.signum
     return EXIT_OK
 
 
@@ -336,16 +341,12 @@ class _Progress:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``v2x run``; SIGINT / SIGTERM stop the run (STOP published) and exit 130 / 143, without a traceback."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    _outside_the_loop()
-    try:
-        return _cmd_run(args)
-    except Interrupted as exc:
-        print(f"v2x run: interrupted ({exc}); the run in progress was stopped", file=sys.stderr)
-        return 128 + exc.signum
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with _interruptible_command():
+        try:
+            return _cmd_run(args)
+        except Interrupted as exc:
+            print(f"v2x run: interrupted ({exc}); the run in progress was stopped", file=sys.stderr)
+            return 128 + exc.signum
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

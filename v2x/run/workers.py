@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
 
@@ -39,11 +40,14 @@ from v2x import __version__
 from v2x.apps.thresholds import resolve
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress
-from v2x.net.transport import Transport
+from v2x.net.transport import MqttTransport, Transport
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import fleet_ids_for
 from v2x.wire import security_pb2, testbed_pb2
 from v2x.wire.security import Signer
+
+if TYPE_CHECKING:
+    from v2x.net.fleet import FleetHost
 
 log = logging.getLogger("v2x.run.workers")
 
@@ -129,19 +133,25 @@ def worker_main(job: FleetJob, ready: EventType) -> None:
     asyncio.run(_serve(job, ready))
 
 
-async def _serve(job: FleetJob, ready: EventType) -> None:
+def _fleet_host(job: FleetJob, will: tuple[str, bytes] | None = None) -> tuple[MqttTransport, FleetHost]:
+    """``job``'s fleet agent (its vehicles signing with the job's credentials, if any) on its own broker
+    connection (``will``: its Last Will), and the host that serves it tick by tick."""
     from v2x.agents.fleet import FleetAgent
     from v2x.geodesy import LocalFrame
     from v2x.net.fleet import FleetHost
-    from v2x.net.transport import MqttTransport
-    from v2x.run.warmup import warm_up
 
     signer = fleet_signer(job.credentials, job.epoch) if job.credentials else None
     agent = FleetAgent(
         job.fleet_id, frame=LocalFrame(*job.origin), epoch=job.epoch, thresholds=job.thresholds, signer=signer
     )
-    transport = MqttTransport(job.broker, job.client_id)
-    host = FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks)
+    transport = MqttTransport(job.broker, job.client_id, will=will)
+    return transport, FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks)
+
+
+async def _serve(job: FleetJob, ready: EventType) -> None:
+    from v2x.run.warmup import warm_up
+
+    transport, host = _fleet_host(job)
     subscribed = asyncio.Event()
     connection = asyncio.create_task(transport.run(subscribed))
     try:
@@ -333,16 +343,10 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
     """``v2x worker``: serve ``job``'s fleet of a world that did not start this process: connect, say
     ``FleetHello`` every second until the first ``FleetInput`` (``WorkerError`` after ``wait_s`` without
     one), then serve until the final tick; ``WorkerError`` if the world says STOP before it."""
-    from v2x.agents.fleet import FleetAgent
-    from v2x.geodesy import LocalFrame
-    from v2x.net.fleet import FleetHost
-    from v2x.net.transport import MqttTransport
     from v2x.run.warmup import warm_up
 
-    agent = FleetAgent(job.fleet_id, frame=LocalFrame(*job.origin), epoch=job.epoch, thresholds=job.thresholds)
     join_topic = topics.fleet_join(job.run_id, job.fleet_id)
-    transport = MqttTransport(job.broker, job.client_id, will=(join_topic, GONE))
-    host = FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks)
+    transport, host = _fleet_host(job, will=(join_topic, GONE))
     stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     reason: list[str] = []
 
