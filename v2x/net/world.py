@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from v2x.net import topics
 from v2x.net.clock import Clock
+from v2x.net.fleet import MAX_FLEET_INPUT_BYTES
 from v2x.net.transport import Handler, Transport
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation, WorldReport
@@ -251,6 +252,13 @@ class World:
     async def _publish_inputs(self, inputs: dict[str, bytes]) -> None:
         """Each actor's or fleet's input on its topic; an observer with ``on_inputs(sim, names)`` is told right
         after (``v2x bench realtime`` times when deliveries are handed over)."""
+        for who, payload in inputs.items():
+            if len(payload) > MAX_FLEET_INPUT_BYTES and who in self.sim.fleet_inputs:
+                raise RuntimeError(
+                    f"{who}'s input for tick {self.sim.inbound.current_tick} is {len(payload):,} bytes, over the "
+                    f"{MAX_FLEET_INPUT_BYTES:,} a fleet takes: spread the equipped vehicles over more fleets "
+                    "(--workers N)"
+                )
         await asyncio.gather(*(self.transport.publish(self._input_topic(a), p) for a, p in inputs.items()))
         on_inputs = getattr(self.observer, "on_inputs", None)
         if on_inputs is not None:
