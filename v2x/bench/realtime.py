@@ -9,8 +9,9 @@ start; tick n is due to begin n ticks later and to close by the next tick's time
   or it closed more than ``LATE_MS`` after its deadline (``lateness``);
 * **added latency** of a PC5 delivery: from its modelled delivery time to when the world handed it to its
   receiver, i.e. published the input that carries it (``Observer.on_inputs``). The deliveries to a fleet's
-  vehicles are handed over as soon as the tick before closes (the fleets' inputs of the next tick go out
-  then, each delivery with its time); those to individual agents (the story cars) at the next tick's time.
+  vehicles and to the built-in individual agents (the story cars) are handed over as soon as the tick before
+  closes (their inputs of the next tick go out then, each delivery with its time; an outside stack's would
+  go out at the next tick's time).
   Sampled, at each tick's close, from the deliveries the channel holds for the next tick. The broker's
   transfer and the receiver's own work are not in it (``v2x bench stack`` times the whole loop). The fleet
   still runs its FCW once a tick at the tick's time (its model, as in lockstep): getting the deliveries
@@ -147,8 +148,8 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     print(
         f"\nreal-time clock on {args.broker}, {seconds:g} s; a tick is late when a report missed its deadline or "
         f"it closed more than {LATE_MS:g} ms after its deadline; added latency = from a delivery's modelled time to "
-        f"when the world handed it over (to the fleets when the tick before closed, to individual agents at the "
-        f"next tick); p99 fleet {doc_out['added_latency_ms_p99_fleet']} ms, individual agents "
+        f"when the world handed it over (to the fleets and built-in agents when the tick before closed); "
+        f"p99 fleet {doc_out['added_latency_ms_p99_fleet']} ms, individual agents "
         f"{doc_out['added_latency_ms_p99_agents']} ms; {os.cpu_count()} cores, load {doc_out['load_1min']}",
         file=out,
     )

@@ -219,12 +219,14 @@ class World:
         await self._publish_control(testbed_pb2.Control.COMMAND_START)
         self.clock.start()
         n_ticks = self.sim.n_ticks
-        # Real time with fleets: tick n + 1 is opened as soon as tick n closes, and the fleets get their
-        # FleetInput at once (everything in it is known then: their vehicles' truth at tick n, the deliveries
-        # due by tick n + 1, each with its delivery time), so that they hear what was delivered to their
-        # vehicles within the tick, not up to a tick later; the actors get their TickInput at the tick's time.
-        early = self.clock.mode == "realtime" and bool(self.sim.fleet_ids)
-        opened: dict[str, bytes] | None = None  # the actors' inputs of a tick opened early
+        # Real time: tick n + 1 is opened as soon as tick n closes, and the fleets and the built-in agents get
+        # their input at once (everything in it is known then: the truth at tick n, the deliveries due by
+        # tick n + 1, each with its delivery time), so that they hear what was delivered within the tick, not
+        # up to a tick later; actors driven by outside stacks (``external``) get their TickInput at the tick's
+        # wall-clock time (docs/PROTOCOL.md). The tick still closes no earlier than its time.
+        early = self.clock.mode == "realtime"
+        external = {a for a in self.sim.actor_ids if self.sim.scenario.actor(a).external}
+        opened: dict[str, bytes] | None = None  # the inputs of a tick opened early
         for tick in range(n_ticks + 1):
             if opened is None:
                 await self.clock.start_of_tick(tick)
@@ -234,7 +236,7 @@ class World:
             else:
                 inputs, opened = opened, None
                 await self.clock.start_of_tick(tick)
-                await self._publish_inputs(inputs)
+                await self._publish_inputs({a: p for a, p in inputs.items() if a in external})
             self._last_input = {**inputs, **self.sim.fleet_inputs}
             await self.clock.end_of_tick(tick, self.reported, self.sim.missing, self._retransmit)
             events = self.sim.step()  # counts the reports still missing as late
@@ -245,7 +247,9 @@ class World:
             if early and tick < n_ticks:
                 self.reported.clear()
                 opened = self.sim.begin(tick + 1)
-                await self._publish_inputs(self.sim.fleet_inputs)
+                await self._publish_inputs(
+                    {**{a: p for a, p in opened.items() if a not in external}, **self.sim.fleet_inputs}
+                )
         await self._publish_control(testbed_pb2.Control.COMMAND_STOP)
         return self.sim.report(time.monotonic() - started)
 
