@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests._agents import offline_sim, tick_ctx
 from v2x.agents.vehicle import VehicleAgent
@@ -90,7 +92,27 @@ def test_a_built_in_vehicle_told_of_its_collision_rests_where_it_touched_and_say
         assert (tr.speed_mps, tr.vx_mps, tr.accel_mps2) == (0.0, 0.0, 0.0)
         bsm = decode_bsm(out.transmissions[0].frame.bsm, now_s=3.2, frame=car.env.frame, epoch=car.env.epoch)
         assert bsm is not None and bsm.speed_mps == 0.0 and bsm.accel_mps2 == 0.0  # a stationary obstacle
+        assert bsm.has("hazard_lights") and bsm.has("disabled")  # a wreck, and says so
+    first = decode_bsm(before.transmissions[0].frame.bsm, now_s=3.0, frame=car.env.frame, epoch=car.env.epoch)
+    assert first is not None and not first.has("hazard_lights") and not first.has("disabled")
     assert after.notes == ["collided with middle at t=3.00 s: at rest"]
+
+
+async def test_a_car_coming_up_behind_a_wreck_is_warned_by_avw(tmp_path: Path) -> None:
+    """queue-crash with a fourth car 140 m behind the lead, running AVW, whose driver never reacts: once the
+    lead (equipped) has crashed, its BSMs set hazardLights and disabledVehicle, and the fourth car's AVW warns
+    about it, not before; the unequipped middle car sends nothing to warn about."""
+    doc = yaml.safe_load(QUEUE.read_text(encoding="utf-8"))
+    doc["actors"].append({"id": "far", "kind": "car", "lane": "eb1", "start_m": 0, "speed_mps": 16.67, "apps": ["avw"]})
+    doc["expectations"] = []
+    path = tmp_path / "queue-crash-far.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    result = await run_scenario(load_scenario(path), seed=0, broker="loopback", variants=["v2x"])
+    crash = next(e["t_s"] for e in result["events"] if e["type"] == "collision" and e["actors"] == ["lead", "middle"])
+    avw = [e for e in result["events"] if e["type"] == "warning" and e["app"] == "avw"]
+    assert avw, "no AVW about the wreck"
+    assert {(e["target"], e["other"]) for e in avw} == {("far", "lead")}
+    assert min(e["t_s"] for e in avw) > crash
 
 
 async def test_the_queue_crash_pile_up_end_to_end() -> None:

@@ -14,7 +14,8 @@ it is given.
 Told of a collision (``TickContext.collisions``, in the tick after it), the road user comes to rest where it
 touched, the pose it reported in the collision's tick, as the world holds it (docs/PROTOCOL.md, "Collisions"):
 speed and acceleration zero, its scripted events, lane change and driver done with; it goes on sending BSMs
-(a stationary vehicle) and running its apps."""
+(a stationary vehicle) and running its apps. A vehicle's BSMs then set hazardLights and disabledVehicle for
+good (``WRECK_FLAGS``), so that the AVW of those coming up behind warns of the wreck."""
 
 from __future__ import annotations
 
@@ -48,7 +49,15 @@ from v2x.apps.svp import PRIORITY_OF_KIND
 from v2x.core import ActorKind
 from v2x.core.traffic import CLASS_PARAMS
 from v2x.scenario.geometry import Pose, Route, shifted, smoothstep5
-from v2x.scenario.model import DEFAULT_SIZE, FLAG_ACTIONS, LANE_ACTIONS, ActorSpec, DriverSpec, ScriptedEvent
+from v2x.scenario.model import (
+    DEFAULT_SIZE,
+    FLAG_ACTIONS,
+    LANE_ACTIONS,
+    VEHICLE_KINDS,
+    ActorSpec,
+    DriverSpec,
+    ScriptedEvent,
+)
 from v2x.scenario.signals import FixedTimeController, apply_warps, warp_from_wire
 from v2x.units import enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
@@ -72,6 +81,7 @@ from v2x.wire.tables import APP_NAME
 BSM_PERIOD_S = 0.1  # 10 Hz (T/CSAE 53 Day-1 table)
 SIGNAL_VISIBLE_M = 150.0  # how far ahead a driver reads a signal head and its countdown (assumption)
 MIN_RETURN_S = 1.0  # an abandoned lane change steers back over at least this long (ours)
+WRECK_FLAGS = frozenset({"hazard_lights", "disabled"})  # the BSM event flags a road user sets once it has crashed
 
 
 @dataclass(frozen=True)
@@ -456,6 +466,12 @@ class VehicleAgent(Agent):
         self._events = []
         self._move = None
         self.turn_signal = ""
+        if self.kind in VEHICLE_KINDS:
+            # A wreck: its hazard lights come on (as a car's do when its airbags fire) and it is disabled, for
+            # good; its BSMs say so, so that AVW warns those coming up behind it.
+            self.flags |= WRECK_FLAGS
+            for flag in WRECK_FLAGS:
+                self._flag_clears_at.pop(flag, None)
         others = ", ".join(f"{c.other_id} at t={c.t_s:.2f} s" for c in ctx.collisions)
         result.notes.append(f"collided with {others}: at rest")
 
