@@ -178,3 +178,41 @@ def test_a_worker_without_a_world_gives_up_with_exit_3(
     args = ["worker", str(_scenario_file(tmp_path)), "--broker", f"mqtt://127.0.0.1:{mosquitto.port}"]
     assert cli_main([*args, "--run-id", "alone1", "--fleet", "0", "--of", "1", "--wait", "1", "-q"]) == 3
     assert "no world of run alone1-v2x sent fleet-0 its input within 1 s" in capsys.readouterr().err
+
+
+def test_a_run_without_the_workers_variant_tells_them_there_is_nothing_to_do(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``v2x run --variant baseline --remote-workers``: no world will serve the V2X variant's fleets, so the
+    run tells the workers waiting for it (in answer to their FleetHello) that there is nothing to do, and
+    they end at once (exit 0) instead of waiting out their ``--wait``."""
+    path = _scenario_file(tmp_path)
+    workers = [_worker(path, mosquitto, "base1", k, 2) for k in range(2)]
+    args = ["run", str(path), "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--variant", "baseline"]
+    args += ["--workers", "2", "--remote-workers", "--run-id", "base1", "--worker-timeout", "60"]
+    try:
+        with caplog.at_level(logging.INFO, logger="v2x.run.workers"):
+            code = cli_main([*args, "--out", str(tmp_path / "r")])
+    finally:
+        finished = [_finish(w) for w in workers]  # --wait is 600 s: only the run's word ends them in time
+    assert (code, [c for c, _ in finished]) == (0, [0, 0]), [err[-2000:] for _, err in finished]
+    why = "this run (--run-id base1) runs only baseline (--variant), not v2x"
+    for k, (_, err) in enumerate(finished):
+        assert f"fleet-{k} of run base1-v2x: nothing to do: {why}" in err
+        assert "serving" not in err
+    said = caplog.text
+    assert f"run base1-v2x: {why}; waiting up to 60 s for its fleet worker(s) fleet-0, fleet-1" in said
+    assert "told fleet worker fleet-0" in said and "told fleet worker fleet-1" in said
+    result = json.loads((tmp_path / "r" / load_scenario(path).id / "result.json").read_text())
+    assert list(result["metrics"]) == ["baseline"]
+
+
+def test_a_run_without_the_workers_variant_goes_on_when_none_say_hello(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _scenario_file(tmp_path)
+    args = ["run", str(path), "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--variant", "baseline"]
+    args += ["--workers", "2", "--remote-workers", "--run-id", "base2", "--worker-timeout", "0.5"]
+    with caplog.at_level(logging.INFO, logger="v2x.run.workers"):
+        assert cli_main([*args, "--out", str(tmp_path / "r"), "-q"]) == 0
+    assert "run base2-v2x: fleet worker(s) fleet-0, fleet-1 did not say hello within 0.5 s" in caplog.text

@@ -96,3 +96,44 @@ def test_the_fleets_vehicles_sign_their_bsms_in_a_signed_run(tmp_path: Path) -> 
         assert result["run"]["signed"] == "ecdsa-p256"
         assert result["metrics"]["v2x"]["rejected"] == {}
         assert _outcome(result) == _outcome(plain)
+
+
+def test_a_fleet_host_heeds_a_dismissal_only_before_its_first_tick(tmp_path: Path) -> None:
+    """A FleetInput with ``dismissed`` ends a fleet host that has served no tick (no world will serve it:
+    ``v2x run --variant baseline --remote-workers``), and is refused as ``malformed`` once it serves one."""
+    from v2x.agents.fleet import FleetAgent
+    from v2x.apps.thresholds import resolve
+    from v2x.geodesy import LocalFrame
+    from v2x.net import topics
+    from v2x.net.fleet import FleetHost
+    from v2x.net.transport import LoopbackBroker, LoopbackTransport
+    from v2x.wire import testbed_pb2
+
+    sc = _scenario(tmp_path)
+    frame = LocalFrame(sc.origin.lat_deg, sc.origin.lon_deg, sc.origin.alt_m)
+
+    async def serve(first: testbed_pb2.FleetInput) -> FleetHost:
+        bus = LoopbackBroker()
+        transport = LoopbackTransport(bus, "fleet")
+        agent = FleetAgent("fleet-0", frame=frame, epoch=sc.epoch, thresholds=resolve(sc.thresholds))
+        host = FleetHost(transport, "r1", agent, n_ticks=1)
+        connection = asyncio.create_task(transport.run())
+        await transport.connected.wait()
+        world = LoopbackTransport(bus, "world")
+        world_connection = asyncio.create_task(world.run())
+        await world.connected.wait()
+        dismissal = testbed_pb2.FleetInput(run_id="r1", dismissed="not run")
+        for message in (first, dismissal, testbed_pb2.FleetInput(run_id="r1", tick=1, tick_us=100_000)):
+            await world.publish(topics.fleet_input("r1", "fleet-0"), message.SerializeToString())
+        try:
+            await asyncio.wait_for(host.run(), 10.0)
+        finally:
+            for tp, task in ((transport, connection), (world, world_connection)):
+                tp.stop()
+                await asyncio.gather(task, return_exceptions=True)
+        return host
+
+    dismissed = asyncio.run(serve(testbed_pb2.FleetInput(run_id="r1", dismissed="not run")))
+    assert (dismissed.dismissed, dismissed.last_tick) == ("not run", -1)
+    served = asyncio.run(serve(testbed_pb2.FleetInput(run_id="r1", tick=0, tick_us=100_000)))
+    assert (served.dismissed, served.last_tick, served.rejected["malformed"]) == ("", 1, 1)

@@ -4,7 +4,8 @@ tick.
 ``FleetInput(n)`` arrives on ``fleet-in/{fleet}`` -> parsed and checked (size, the run, the tick: the next
 one, or the one just answered, which is answered again with the same bytes, as ``v2x.net.host`` does) ->
 ``FleetAgent.step`` -> one ``FleetAck(n)`` on ``fleet-ack/{fleet}``. Bad inputs are counted
-(``rejected``), never raised. The runner starts it, subscribed, before the world's first tick.
+(``rejected``), never raised. The runner starts it, subscribed, before the world's first tick. A
+``FleetInput`` with ``dismissed`` before the first tick (no world will serve this fleet) ends ``run``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class FleetHost:
         self.rejected: Counter[str] = Counter()
         self.last_tick = -1
         self.last_output = b""
+        self.dismissed = ""  # why no world will serve this fleet, when the world said so before a first tick
         transport.route(
             topics.fleet_input(run_id, agent.fleet_id), lambda topic, payload: self.queue.put_nowait(payload)
         )
@@ -53,6 +55,12 @@ class FleetHost:
             payload = await self.queue.get()
             inp = self._decode(payload)
             if inp is None:
+                continue
+            if inp.dismissed:
+                if self.last_tick < 0:
+                    self.dismissed = inp.dismissed[:200]
+                    return
+                self._reject("malformed", f"dismissed after tick {self.last_tick}")
                 continue
             if inp.tick == self.last_tick:  # the world asks again: answer identically
                 await self.transport.publish(topic, self.last_output)

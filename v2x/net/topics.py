@@ -13,7 +13,7 @@ Every topic carries the run id, so concurrent runs on one broker never mix::
 
 A fleet (the built-in agent of the equipped background vehicles, ``v2x.agents.fleet``) the runner starts
 says no hello: it is subscribed before the world's first tick. One started on its own (``v2x worker``, on
-another machine) says ``FleetHello`` on ``fleet-join`` until its first input.
+another machine) says ``FleetHello`` on ``fleet-join`` until its first input, and after each reconnection.
 
 See docs/PROTOCOL.md.
 """

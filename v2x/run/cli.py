@@ -130,8 +130,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="start no fleet worker processes: wait for the N of --workers started with 'v2x worker SCENARIO "
         "--broker URL --run-id PREFIX --fleet K --of N' (K = 0 ... N-1), on this or other machines, against "
-        "this broker or a node of the same cluster; needs --run-id and a broker; the outcome is the same "
-        '(docs/ARCHITECTURE.md "Fleets on other machines")',
+        "this broker or a node of the same cluster; needs --run-id and a broker; the outcome is the same. With "
+        "--variant leaving out a variant with fleets (V2X), it tells that variant's workers, waiting up to "
+        '--worker-timeout for them, that there is nothing to do (docs/ARCHITECTURE.md "Fleets on other machines")',
     )
     run.add_argument(
         "--worker-timeout",
@@ -139,7 +140,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=120.0,
         metavar="S",
         help="--remote-workers: the run stops (exit 3, naming the missing fleets) when they have not all "
-        "joined within S seconds (default 120)",
+        "joined within S seconds (default 120); for a variant left out (--variant), it goes on without "
+        "telling the ones that did not say hello within S seconds",
     )
     run.add_argument(
         "--run-id",
@@ -234,9 +236,10 @@ def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "world gives that fleet, one bundle each way per tick. Start one per fleet, before or after the world; "
         "each ends after the run's final tick. Give the same scenario (file), --run-id and --of as the world: "
         'it refuses a worker whose job differs (docs/ARCHITECTURE.md "Fleets on other machines").',
-        epilog="Exit codes: 0 served the run to its final tick, 2 bad input (nothing was served), 3 the run "
-        "could not be served (broker unreachable, no world within --wait, the world stopped the run early), "
-        "130 / 143 interrupted.",
+        epilog="Exit codes: 0 served the run to its final tick, or the world said it does not run this variant "
+        "(nothing to do), 2 bad input (nothing was served), 3 the run could not be served (broker unreachable, "
+        "no world within --wait, the world stopped the run early, or lost its connection and did not come back "
+        "within --wait), 130 / 143 interrupted. A broker restart is waited out.",
     )
     wk.add_argument("scenario", metavar="SCENARIO", help="the world's scenario: id (see 'v2x list') or YAML file")
     wk.add_argument("--broker", required=True, metavar="URL", help="mqtt://[user:pass@]host:port of the broker")
@@ -248,7 +251,8 @@ def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=float,
         default=600.0,
         metavar="S",
-        help="give up (exit 3) when no world sends the fleet its first input within S seconds (default 600)",
+        help="give up (exit 3) when no world sends the fleet its first input within S seconds, or when the "
+        "world's connection is lost (its Last Will) and it does not come back within S seconds (default 600)",
     )
     wk.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     wk.set_defaults(handler=cmd_worker)
@@ -409,6 +413,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     security = _security(args, scenarios)
     if isinstance(security, int):
         return security
+    # run_scenario gets each whole scenario and the variants, so that --remote-workers can tell the workers
+    # of a variant left out that there is nothing to do; the rest reads the restricted scenario.
+    wholes = list(scenarios)
     if args.variant:
         try:
             scenarios = [only_variants(sc, args.variant) for sc in scenarios]
@@ -434,7 +441,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     failed = False
     results: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = []
-    for scenario in scenarios:
+    for scenario, whole in zip(scenarios, wholes, strict=True):
         progress = _Progress(scenario, enabled=not args.quiet)
         recording = None
         if args.record is not None:
@@ -446,8 +453,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             result = asyncio.run(
                 _interruptible(
                     run_scenario(
-                        scenario,
+                        whole,
                         seed=args.seed,
+                        variants=args.variant or None,
                         broker=args.broker,
                         mode=args.mode,
                         progress=progress,

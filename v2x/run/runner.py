@@ -34,6 +34,7 @@ from v2x.run.results import build_result
 from v2x.run.tap import Observers
 from v2x.run.tracks import Tracks, scenario_map
 from v2x.run.workers import (
+    Dismissal,
     FleetWorkers,
     RemoteFleets,
     WorkerFailed,
@@ -557,6 +558,8 @@ async def run_scenario(
         raise ValueError("remote workers need a run id (--run-id PREFIX) to find the run")
     if run_id is not None and not valid_run_id_prefix(run_id):
         raise ValueError(f"invalid run id {run_id!r}: {RUN_ID_RULE}")
+    full = scenario
+    skipped = [v for v in scenario.variants if variants is not None and v not in variants]
     if variants is not None:
         scenario = only_variants(scenario, variants)
     started = time.monotonic()
@@ -572,6 +575,8 @@ async def run_scenario(
     with contextlib.ExitStack() as stack:
         secure = stack.enter_context(secure_run(scenario, security, broker, run_id, run_ids)) if security else None
         async with bus_for(broker, secure.embedded if secure else None) as address:
+            if remote_workers and run_id is not None and skipped and isinstance(address, BrokerAddress):
+                await dismiss_remote_workers(full, address, run_id, skipped, workers, worker_timeout_s)
             for variant in scenario.variants:
                 variant_run_id = run_ids[variant]
                 tracks[variant] = Tracks()
@@ -604,6 +609,39 @@ async def run_scenario(
         run_info["signed"] = "ecdsa-p256"
     paths = {variant: t.points for variant, t in tracks.items()}
     return build_result(scenario, seed, events, metrics, run_info, scene=scenario_map(scenario), tracks=paths)
+
+
+async def dismiss_remote_workers(
+    scenario: Scenario, broker: BrokerAddress, prefix: str, skipped: Sequence[str], workers: int, timeout_s: float
+) -> None:
+    """``--remote-workers`` with variants left out (``--variant``): the workers of those that have fleets
+    (``v2x worker`` serves run ``{prefix}-{variant}``) would wait for a world that never comes. Tell each,
+    in answer to its ``FleetHello``, that there is nothing to do (``Dismissal``), waiting up to
+    ``timeout_s`` for them; the run needs none of them and goes on either way."""
+    kept = [v for v in scenario.variants if v not in skipped]
+    dismissals: list[Dismissal] = []
+    transport = make_transport(broker, f"dismiss-{prefix}-{secrets.token_hex(4)}")
+    for variant in skipped:
+        fleets = fleet_ids_for(scenario, variant, workers)
+        if fleets:
+            run_id = f"{prefix}-{variant}"
+            jobs = [fleet_job(scenario, broker, "", run_id, fleet) for fleet in fleets]
+            why = f"this run (--run-id {prefix}) runs only {', '.join(kept)} (--variant), not {variant}"
+            dismissals.append(Dismissal(transport, run_id, jobs, why))
+    if not dismissals:
+        return
+    ready = asyncio.Event()
+    connection = asyncio.create_task(transport.run(ready), name="dismiss-transport")
+    try:
+        try:
+            await asyncio.wait_for(ready.wait(), 10.0)
+        except TimeoutError:
+            raise RunError(f"cannot reach the MQTT broker at {broker.url}") from None
+        await asyncio.gather(*(d.wait(timeout_s) for d in dismissals))
+    finally:
+        transport.stop()
+        connection.cancel()
+        await asyncio.gather(connection, return_exceptions=True)
 
 
 def warm_up_core(scenarios: Sequence[Scenario], report: Callable[[str], None] | None = None) -> None:

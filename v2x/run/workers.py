@@ -12,8 +12,9 @@ other machines"): ``v2x worker SCENARIO --broker URL --run-id PREFIX --fleet K -
 serves fleet K of N of the run ``PREFIX-v2x`` (``serve_remote``) and ``v2x run SCENARIO --workers N
 --remote-workers --run-id PREFIX`` waits for those workers (``RemoteFleets``) instead of starting its own. A
 remote worker says ``FleetHello`` on ``fleet-join/{fleet}`` (with a digest of its job, which must be the
-world's) every second until its first ``FleetInput``; its connection's Last Will (an empty ``fleet-join``)
-tells the world when it is gone.
+world's) every second until its first ``FleetInput``, and once after each reconnection; its connection's
+Last Will (an empty ``fleet-join``) tells the world when it is gone. A run that leaves out the variant of
+such workers (``--variant baseline``) tells them there is nothing to do (``Dismissal``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from v2x.apps.thresholds import resolve
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress
 from v2x.net.transport import MqttTransport, Transport
+from v2x.net.world import WORLD_LOST
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import fleet_ids_for
 from v2x.wire import security_pb2, testbed_pb2
@@ -244,16 +246,37 @@ class RemoteFleets:
     methods as ``FleetWorkers``."""
 
     def __init__(
-        self, transport: Transport, run_id: str, jobs: list[FleetJob], hint: Callable[[int], str] | None = None
+        self,
+        transport: Transport,
+        run_id: str,
+        jobs: list[FleetJob],
+        hint: Callable[[int], str] | None = None,
+        on_hello: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``on_hello(fleet, who)``: called for every ``FleetHello`` of a fleet of ``jobs``, whatever its job."""
         self.run_id = run_id
         self.jobs = {job.fleet_id: job for job in jobs}
         self.order = [job.fleet_id for job in jobs]
         self.hint = hint
+        self.on_hello = on_hello
         self.joined: dict[str, str] = {}  # fleet -> the worker's host and software, for the logs
         self.refused: dict[str, str] = {}  # fleet -> why its worker was refused
+        self.lost: set[str] = set()  # joined fleets whose worker's connection dropped (its Last Will)
         self.changed = asyncio.Event()
         transport.route(topics.all_of(run_id, "fleet-join"), self._on_hello)
+        transport.route(topics.all_of(run_id, "fleet-ack"), self._on_ack)
+
+    def _on_ack(self, topic: str, payload: bytes) -> None:
+        """A fleet whose worker lost its connection answers again: it is back (its FleetHello on reconnecting
+        may have come while the world's own connection was away too)."""
+        if self.lost:
+            parsed = topics.parse(topic)
+            if parsed is not None and parsed.actor_id in self.lost:
+                self._back(parsed.actor_id)
+
+    def _back(self, fleet: str) -> None:
+        self.lost.discard(fleet)
+        log.info("run %s: fleet worker %s (%s) is back", self.run_id, fleet, self.joined[fleet])
 
     def _on_hello(self, topic: str, payload: bytes) -> None:
         parsed = topics.parse(topic)
@@ -262,7 +285,8 @@ class RemoteFleets:
             return
         fleet = parsed.actor_id
         if payload == GONE:
-            if fleet in self.joined:
+            if fleet in self.joined and fleet not in self.lost:
+                self.lost.add(fleet)
                 log.warning("run %s: fleet worker %s (%s) lost its connection", self.run_id, fleet, self.joined[fleet])
             return
         hello = testbed_pb2.FleetHello()
@@ -275,6 +299,10 @@ class RemoteFleets:
         if hello.fleet_id != fleet:
             log.warning("run %s: a FleetHello for %r on %s: ignored", self.run_id, hello.fleet_id[:64], topic)
             return
+        if self.on_hello is not None:
+            self.on_hello(fleet, who)
+        if fleet in self.lost and hello.job == self.jobs[fleet].digest():  # it said hello again on reconnecting
+            self._back(fleet)
         if hello.job != self.jobs[fleet].digest():
             self.refused[fleet] = (
                 f"fleet worker {fleet} ({who}) serves another job (digest {hello.job[:16]!r}, the world's "
@@ -335,6 +363,56 @@ class RemoteFleets:
         """The workers end by themselves after the final tick or at the world's STOP."""
 
 
+class Dismissal:
+    """The workers of a run id that this run does not run (``v2x run --variant baseline --remote-workers``:
+    the V2X variant's fleets): each that says ``FleetHello`` gets, in answer, a ``FleetInput`` with
+    ``dismissed`` (``why``), and ends at once saying so (``serve_remote``). ``wait`` returns when every one
+    of ``jobs`` has been told, or after ``timeout_s`` (saying which were not: they wait out their ``--wait``);
+    the run goes on either way, since it needs none of them."""
+
+    def __init__(self, transport: Transport, run_id: str, jobs: list[FleetJob], why: str) -> None:
+        self.transport = transport
+        self.run_id = run_id
+        self.order = [job.fleet_id for job in jobs]
+        self.why = why
+        self.told: set[str] = set()
+        self.changed = asyncio.Event()
+        self._replies: set[asyncio.Task[None]] = set()
+        self._hellos = RemoteFleets(transport, run_id, jobs, on_hello=self._answer)
+
+    def _answer(self, fleet: str, who: str) -> None:
+        if fleet not in self.told:
+            log.info("run %s: told fleet worker %s (%s) there is nothing to do", self.run_id, fleet, who)
+        self.told.add(fleet)
+        self.changed.set()
+        payload = testbed_pb2.FleetInput(run_id=self.run_id, dismissed=self.why).SerializeToString()
+        task = asyncio.get_running_loop().create_task(
+            self.transport.publish(topics.fleet_input(self.run_id, fleet), payload, qos=1)
+        )
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+
+    async def wait(self, timeout_s: float) -> None:
+        log.info(
+            "run %s: %s; waiting up to %g s for its fleet worker(s) %s to tell them there is nothing to do",
+            self.run_id, self.why, timeout_s, ", ".join(self.order),
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self.told >= set(self.order) and loop.time() < deadline:
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), deadline - loop.time())
+        if self._replies:
+            await asyncio.wait(set(self._replies), timeout=5.0)
+        missing = [f for f in self.order if f not in self.told]
+        if missing:
+            log.warning(
+                "run %s: fleet worker(s) %s did not say hello within %g s: if started, each waits out its --wait",
+                self.run_id, ", ".join(missing), timeout_s,
+            )  # fmt: skip
+
+
 class WorkerError(RuntimeError):
     """A ``v2x worker`` could not serve its run (no world came, or the world stopped the run early)."""
 
@@ -342,13 +420,21 @@ class WorkerError(RuntimeError):
 async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
     """``v2x worker``: serve ``job``'s fleet of a world that did not start this process: connect, say
     ``FleetHello`` every second until the first ``FleetInput`` (``WorkerError`` after ``wait_s`` without
-    one), then serve until the final tick; ``WorkerError`` if the world says STOP before it."""
+    one), then serve until the final tick; ``WorkerError`` if the world says STOP before it. A broker
+    restart is waited out: the connection comes back, says ``FleetHello`` once more (the world logs that the
+    worker is back) and the world sends the tick's input again. A STOP "world lost" (the world connection's
+    Last Will, which a broker also publishes when it restarts) is waited out too, up to ``wait_s``: the world
+    says START again once it has reconnected, or sends the next input; ``WorkerError`` if it does neither.
+    Returns at once, with a log line, when the world says that no world will serve the fleet (a
+    ``FleetInput`` with ``dismissed``: a run with ``--remote-workers`` that does not run this variant)."""
     from v2x.run.warmup import warm_up
 
     join_topic = topics.fleet_join(job.run_id, job.fleet_id)
     transport, host = _fleet_host(job, will=(join_topic, GONE))
-    stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[None] = loop.create_future()
     reason: list[str] = []
+    lost: list[tuple[float, int]] = []  # (when, the tick served then) while the world's connection is lost
 
     def on_control(topic: str, payload: bytes) -> None:
         ctrl = testbed_pb2.Control()
@@ -357,11 +443,40 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
         except DecodeError:
             return
         # Before the first input a Control is an earlier run's (retained): not this one's.
-        if host.last_tick >= 0 and ctrl.command == testbed_pb2.Control.COMMAND_STOP and not stopped.done():
+        if host.last_tick < 0 or stopped.done():
+            return
+        if ctrl.command == testbed_pb2.Control.COMMAND_START:
+            if lost:
+                log.info("%s of run %s: the world is back", job.fleet_id, job.run_id)
+                lost.clear()
+        elif ctrl.command == testbed_pb2.Control.COMMAND_STOP and ctrl.reason == WORLD_LOST:
+            if not lost:
+                log.warning(
+                    "%s of run %s: the world lost its connection after tick %d; waiting up to %g s for it",
+                    job.fleet_id, job.run_id, host.last_tick, wait_s,
+                )  # fmt: skip
+                lost.append((loop.time(), host.last_tick))
+        elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
             reason.append(ctrl.reason[:200] or "no reason given")
             stopped.set_result(None)
 
+    async def watchdog() -> None:
+        """Ends the wait for a world whose connection was lost and that did not come back in time."""
+        while not stopped.done():
+            await asyncio.sleep(min(1.0, wait_s))
+            if lost and host.last_tick > lost[0][1]:  # inputs flow again: it is back
+                log.info("%s of run %s: the world is back", job.fleet_id, job.run_id)
+                lost.clear()
+            if lost and loop.time() - lost[0][0] >= wait_s and not stopped.done():
+                reason.append(f"{WORLD_LOST}, and it did not come back within {wait_s:g} s")
+                stopped.set_result(None)
+
+    async def hello_again() -> None:  # after a reconnection: the world's log says the worker is back
+        if host.last_tick >= 0:
+            await transport.publish(join_topic, hello, qos=1)
+
     transport.route(topics.control(job.run_id), on_control)
+    transport.on_connect(hello_again)
     hello = testbed_pb2.FleetHello(
         fleet_id=job.fleet_id,
         job=job.digest(),
@@ -372,6 +487,7 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
     subscribed = asyncio.Event()
     connection = asyncio.create_task(transport.run(subscribed))
     serving = asyncio.create_task(host.run())
+    watching = asyncio.create_task(watchdog())
     try:
         try:
             await asyncio.wait_for(subscribed.wait(), min(wait_s, 30.0))
@@ -379,7 +495,6 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
             raise WorkerError(f"cannot reach the MQTT broker at {job.broker.url}") from None
         await asyncio.to_thread(warm_up)  # the kernels before the first tick, as a spawned worker does
         log.info("%s of run %s: connected to %s; waiting for the world", job.fleet_id, job.run_id, job.broker.url)
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while host.last_tick < 0 and host.queue.empty() and not serving.done():
             if loop.time() >= deadline:
@@ -388,16 +503,21 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
             await asyncio.wait({serving}, timeout=HELLO_EVERY_S)
             if not host.queue.empty() or host.last_tick >= 0:
                 break
-        log.info("%s of run %s: serving", job.fleet_id, job.run_id)
+        if not host.dismissed:
+            log.info("%s of run %s: serving", job.fleet_id, job.run_id)
         with steady_gc():
             await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if serving.done():
             serving.result()  # raises what the fleet raised
+            if host.dismissed:
+                log.info("%s of run %s: nothing to do: %s", job.fleet_id, job.run_id, host.dismissed)
+                return
             log.info("%s of run %s: done after tick %d", job.fleet_id, job.run_id, host.last_tick)
             return
         raise WorkerError(f"the world stopped run {job.run_id} at tick {host.last_tick + 1}: {reason[0]}")
     finally:
         serving.cancel()
+        watching.cancel()
         transport.stop()
         connection.cancel()
-        await asyncio.gather(serving, connection, return_exceptions=True)
+        await asyncio.gather(serving, watching, connection, return_exceptions=True)

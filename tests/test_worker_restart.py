@@ -1,0 +1,181 @@
+"""Fleet workers through broker restarts: a lockstep run whose fleets run in worker processes, spawned by the
+run (``v2x run --workers 2``) or started on their own (``v2x worker`` + ``--remote-workers``), on a real
+Mosquitto that is stopped and started again twice in the middle of the run, resumes with the outcome of the
+run with one fleet in the world's process, without a restart (which tests/test_workers.py shows is the
+outcome of two workers without a restart). The restarts come at fixed ticks (an observer holds the world
+while the broker is away; the second one right after the world sent a tick's inputs, so that inputs or
+answers in flight are lost); what is lost depends on timing, the outcome must not."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests._mosquitto import MOSQUITTO, Mosquitto
+from v2x.bench.stack import stack_scenario
+from v2x.net.clock import LockstepClock
+from v2x.run import runner
+from v2x.run.runner import run_scenario, warm_up_core
+from v2x.scenario import load_scenario
+from v2x.scenario.model import Scenario
+from v2x.sim.simulation import Simulation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = [pytest.mark.broker, pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed")]
+
+RETRANSMIT_AFTER_S = 0.5  # the world's lockstep retransmission, shorter than the default 2 s to keep it fast
+
+
+def _scenario(tmp_path: Path) -> Scenario:
+    """Fully equipped background traffic on 4 lanes with cars standing in them (as tests/test_workers.py):
+    the fleets raise FCW, so the comparison means something."""
+    doc = stack_scenario(200, 1.0, lanes=4)
+    for k in range(4):
+        for j, start in enumerate((300, 900)):
+            doc["actors"].append(
+                {"id": f"stalled{k}{j}", "kind": "car", "lane": f"l{k}", "start_m": start + 37 * k, "speed_mps": 0.0}
+            )
+    path = tmp_path / "fleets.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return load_scenario(path)
+
+
+def _outcome(result: dict[str, Any]) -> str:
+    """Events, verdicts and metrics (messages among them) but for wall time and duplicates (a message sent
+    again after the restart may arrive twice: counted as a duplicate and dropped)."""
+    metrics = {
+        v: {k: x for k, x in m.items() if k not in ("wall_seconds", "duplicates")} for v, m in result["metrics"].items()
+    }
+    return json.dumps({"events": result["events"], "metrics": metrics, "passed": result["passed"]}, sort_keys=True)
+
+
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    """A Mosquitto of this test's own (it is restarted)."""
+    assert MOSQUITTO is not None
+    mq = Mosquitto(MOSQUITTO)
+    mq.start()
+    try:
+        yield mq
+    finally:
+        mq.stop()
+
+
+@pytest.fixture
+def quick_retransmission(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        runner,
+        "make_clock",
+        lambda mode, tick_s: LockstepClock(tick_s, retransmit_after_s=RETRANSMIT_AFTER_S, give_up_after_s=20.0),
+    )
+
+
+class RestartBroker:
+    """An observer that restarts the broker twice: between two ticks (when tick ``between`` closes, holding
+    the world until the broker is back), and in the middle of tick ``within`` (right after the world sent
+    its inputs: the fleets' inputs or their answers may be lost). The broker is away ``away_s`` each time."""
+
+    def __init__(self, broker: Mosquitto, between: int, within: int, away_s: float = 0.5) -> None:
+        self.broker, self.between, self.within, self.away_s = broker, between, within, away_s
+        self.restarts = 0
+        self._later: asyncio.Task[None] | None = None
+
+    async def on_tick(self, sim: Simulation, tick: int, events: list[dict[str, Any]]) -> None:
+        if tick == self.between:
+            await asyncio.to_thread(self.broker.stop)
+            await self._start_again()
+
+    def on_inputs(self, sim: Simulation, names: list[str]) -> None:
+        if sim.current_tick == self.within and self._later is None:
+            self.broker.stop()  # at once: before the fleets' answers come back
+            self._later = asyncio.get_running_loop().create_task(self._start_again())
+
+    async def _start_again(self) -> None:
+        await asyncio.sleep(self.away_s)
+        await asyncio.to_thread(self.broker.start)
+        self.restarts += 1
+
+
+def test_fleet_workers_resume_after_a_broker_restart_with_the_same_outcome(
+    tmp_path: Path, broker: Mosquitto, quick_retransmission: None
+) -> None:
+    sc = _scenario(tmp_path)
+    assert sc.n_ticks > 8
+    warm_up_core([sc])
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    one = asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"]))
+    assert [e for e in one["events"] if e["type"] == "warning" and e["target"].startswith("bg-")]
+    restart = RestartBroker(broker, between=3, within=6)
+    restarted = asyncio.run(
+        run_scenario(sc, seed=0, broker=url, variants=["v2x"], workers=2, observe=lambda variant, run_id: restart)
+    )
+    assert restart.restarts == 2
+    assert _outcome(restarted) == _outcome(one)
+
+
+def _worker(path: Path, broker: Mosquitto, run_id: str, k: int, n: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "v2x.cli", "worker", str(path), "--broker", f"mqtt://127.0.0.1:{broker.port}"]
+    cmd += ["--run-id", run_id, "--fleet", str(k), "--of", str(n), "--wait", "60"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen[str], timeout_s: float = 30.0) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return proc.returncode, err
+
+
+def test_remote_workers_resume_after_a_restart_of_the_one_broker(
+    tmp_path: Path, broker: Mosquitto, quick_retransmission: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``v2x run --workers 2 --remote-workers`` and two ``v2x worker`` processes on one Mosquitto, restarted
+    twice during the run: the broker publishes the world's Last Will (STOP "world lost") to the workers, who
+    wait for the world to come back instead of giving up; the outcome is the single-process run's. The
+    world's log says when each worker lost its connection and when it was back."""
+    sc = _scenario(tmp_path)
+    warm_up_core([sc])
+    one = asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"]))
+    workers = [_worker(tmp_path / "fleets.yaml", broker, "restart2", k, 2) for k in range(2)]
+    restart = RestartBroker(broker, between=3, within=6)
+    try:
+        with caplog.at_level(logging.INFO, logger="v2x.run.workers"):
+            restarted = asyncio.run(
+                run_scenario(
+                    sc,
+                    seed=0,
+                    broker=f"mqtt://127.0.0.1:{broker.port}",
+                    variants=["v2x"],
+                    workers=2,
+                    remote_workers=True,
+                    worker_timeout_s=60.0,
+                    run_id="restart2",
+                    observe=lambda variant, run_id: restart,
+                )
+            )
+    finally:
+        finished = [_finish(w) for w in workers]
+    assert [c for c, _ in finished] == [0, 0], [err[-3000:] for _, err in finished]
+    assert restart.restarts == 2
+    assert _outcome(restarted) == _outcome(one)
+    for k, (_, err) in enumerate(finished):  # the world's Last Will, which the broker published, waited out
+        assert f"fleet-{k} of run restart2-v2x: the world lost its connection after tick 3" in err
+        assert f"fleet-{k} of run restart2-v2x: the world is back" in err
+        assert f"fleet-{k} of run restart2-v2x: done after tick {sc.n_ticks}" in err
+    said = caplog.text
+    assert "fleet worker fleet-0 (" in said and ") lost its connection" in said
+    assert said.count(") is back") == said.count(") lost its connection")
