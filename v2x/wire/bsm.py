@@ -304,6 +304,25 @@ def refresh_bsm(
     bsm.safety_ext.events = 1 << VEHICLE_EVENT_BIT["hard_braking"] if hard else 0
 
 
+def refresh_bsms(
+    msgs: Sequence[frame_pb2.MessageFrame],
+    wire: Sequence[tuple[int, int, int, int, int]],
+    accel_mps2: Sequence[float],
+    msg_counts: Sequence[int],
+    sec_mark: int,
+) -> None:
+    """:func:`refresh_bsm` of many BSMs whose position, speed, heading and acceleration are already converted
+    (``motion_to_wire``), all stamped ``sec_mark``: the same fields set to the same values."""
+    hard = 1 << VEHICLE_EVENT_BIT["hard_braking"]
+    for msg, values, accel, count in zip(msgs, wire, accel_mps2, msg_counts, strict=True):
+        bsm = msg.bsm
+        bsm.msg_cnt = units.msg_cnt(count)
+        bsm.sec_mark = sec_mark
+        bsm.pos.lat, bsm.pos.lon, bsm.speed, bsm.heading, bsm.accel_set.long = values
+        bsm.brakes.brake_pedal = BRAKE_ON if accel < 0 else BRAKE_OFF
+        bsm.safety_ext.events = hard if accel <= -HARD_BRAKING_MPS2 else 0
+
+
 def decode_event_flags(bsm: day1_pb2.BSM) -> int:
     """The BSM's VehicleEventFlags, with the same facts said elsewhere in the BSM merged in: ABS, traction
     or stability control ``engaged`` in the brake system status sets abs / traction_control /
@@ -407,6 +426,32 @@ def _bsm_fields(b: day1_pb2.BSM) -> tuple[int, ...]:
     )  # fmt: skip
 
 
+# The columns of ``_bsm_fields`` that ``refresh_bsm`` writes: the five of ``motion_to_wire``, the brake pedal and
+# the events (the others stay as the template has them).
+_MOTION_COLUMNS, _BRAKE_PEDAL_COLUMN, _EVENTS_COLUMN = [0, 1, 2, 3, 4], 11, 9
+
+
+def check_values(bsm: day1_pb2.BSM) -> tuple[int, ...]:
+    """The raw values :func:`check_bsm` checks the ranges of (for :func:`check_refreshed`: a template's)."""
+    return _bsm_fields(bsm)
+
+
+def check_refreshed(
+    template_values: NDArray[np.int64], wire: Sequence[tuple[int, int, int, int, int]], accel_mps2: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """For BSMs that :func:`refresh_bsm` brought up to date with ``wire`` (``motion_to_wire``'s integers) and
+    ``accel_mps2``, from templates whose :func:`check_values` are the rows of ``template_values``: True where
+    every value is within the ranges ``check_bsm`` accepts (it would return True), without reading the BSMs;
+    False: ask ``check_bsm`` (as ``check_bsms`` does)."""
+    raw = np.array(template_values, dtype=np.int64).reshape(-1, len(_BSM_LO))
+    if len(raw):
+        raw[:, _MOTION_COLUMNS] = np.array(wire, dtype=np.int64).reshape(-1, 5)
+        raw[:, _BRAKE_PEDAL_COLUMN] = np.where(accel_mps2 < 0, BRAKE_ON, BRAKE_OFF)
+        hard = 1 << VEHICLE_EVENT_BIT["hard_braking"]
+        raw[:, _EVENTS_COLUMN] = np.where(accel_mps2 <= -HARD_BRAKING_MPS2, hard, 0)
+    return np.asarray(((raw >= _BSM_LO) & (raw <= _BSM_HI)).all(axis=1))
+
+
 def check_bsms(bsms: Sequence[day1_pb2.BSM]) -> list[bool]:
     """:func:`check_bsm` of many BSMs at once, a ValueError counted as False: True where it would return
     True. Every raw value is range-checked in one numpy comparison; only the BSMs that fail it (none, when
@@ -421,11 +466,16 @@ def check_bsms(bsms: Sequence[day1_pb2.BSM]) -> list[bool]:
         plain = np.asarray(((raw >= _BSM_LO) & (raw <= _BSM_HI)).all(axis=1))
     out: list[bool] = plain.tolist()
     for k in np.flatnonzero(~plain).tolist():
-        try:
-            out[k] = check_bsm(bsms[k])
-        except ValueError:
-            out[k] = False
+        out[k] = passes_check(bsms[k])
     return out
+
+
+def passes_check(bsm: day1_pb2.BSM) -> bool:
+    """:func:`check_bsm`, a ValueError counted as False."""
+    try:
+        return check_bsm(bsm)
+    except ValueError:
+        return False
 
 
 def decode_bsms(
