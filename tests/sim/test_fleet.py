@@ -325,9 +325,14 @@ def test_envelope_bytes_are_what_protobuf_serialises() -> None:
     senders = ["", "bg-0-1", "é" * 70, "x" * 200]
     seqs = [0, 1, 127, 128, 16_383, 16_384, 2**32, 2**64 - 1]
     frames = [b"", b"\x00", bytes(range(128)), bytes(300), bytes(16_384)]
-    for tick, tx, link in ((0, 0, testbed_pb2.LINK_PC5), (7, -5, testbed_pb2.LINK_UU), (2**40, 10**12, 0)):
+    for tick, tx, link in (
+        (0, 0, testbed_pb2.LINK_PC5),
+        (7, -5, testbed_pb2.LINK_UU),
+        (2**40, 10**12, testbed_pb2.LINK_UNSPECIFIED),
+        (1, 1, testbed_pb2.LINK_WIRED),
+    ):
         rows = [(s, q, f) for s in senders for q in seqs for f in frames]
-        got = envelope_bytes(*zip(*rows, strict=True), tick=tick, tx_time_us=tx, link=link)  # type: ignore[arg-type]
+        got = envelope_bytes(*zip(*rows, strict=True), tick=tick, tx_time_us=tx, link=link)
         want = [
             testbed_pb2.Envelope(sender_id=s, seq=q, tick=tick, tx_time_us=tx, link=link, frame=f).SerializeToString()
             for s, q, f in rows
@@ -383,11 +388,11 @@ def test_a_fleet_hears_its_own_envelopes_as_it_hears_anyone_elses(monkeypatch: p
 
     sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
 
-    def inputs_and_acks() -> tuple[FleetAgent, list[bytes], list[tuple[object, ...]]]:
+    def inputs_and_acks() -> tuple[FleetAgent, list[bytes], list[tuple[list[tuple[str, str]], int]]]:
         agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
         sent: list[bytes] = []
         out: list[bytes] = []
-        seen: list[tuple[object, ...]] = []
+        seen: list[tuple[list[tuple[str, str]], int]] = []
         for tick in range(1, 8):
             t = tick * 0.1
             inp = testbed_pb2.FleetInput(
