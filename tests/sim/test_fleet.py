@@ -293,7 +293,7 @@ def _bsm_envelope_frame() -> bytes:
 
 def test_motion_to_wire_gives_the_integers_of_the_scalar_conversions() -> None:
     from v2x import units
-    from v2x.wire.bsm import motion_to_wire
+    from v2x.wire.bsm import motion_columns, motion_to_wire
 
     rng = np.random.default_rng(7)
     n = 20_000
@@ -315,8 +315,11 @@ def test_motion_to_wire_gives_the_integers_of_the_scalar_conversions() -> None:
         )
     ]
     assert motion_to_wire(lat, lon, speed, compass, accel) == want
+    columns = motion_columns(lat, lon, speed, compass, accel)
+    assert columns is not None and list(zip(*columns.tolist(), strict=True)) == want
     lat[3] = np.nan
     assert motion_to_wire(lat, lon, speed, compass, accel) is None  # then one by one
+    assert motion_columns(lat, lon, speed, compass, accel) is None
 
 
 def test_envelope_bytes_are_what_protobuf_serialises() -> None:
@@ -341,7 +344,7 @@ def test_envelope_bytes_are_what_protobuf_serialises() -> None:
 
 
 def test_refresh_bsms_and_check_refreshed_agree_with_refresh_bsm_and_check_bsm() -> None:
-    from v2x.wire.bsm import check_refreshed, check_values, passes_check, refresh_bsm, refresh_bsms
+    from v2x.wire.bsm import check_refreshed, passes_check, refresh_bsm, refresh_bsms, template_in_range
 
     epoch = load_scenario(SCENARIO_DIR / "fcw.yaml").epoch
 
@@ -374,7 +377,9 @@ def test_refresh_bsms_and_check_refreshed_agree_with_refresh_bsm_and_check_bsm()
     refresh_bsms(batch, [w for _, w, _ in cases], [a for _, _, a in cases], [200] * len(cases), 59_999)
     assert [m.SerializeToString() for m in batch] == [m.SerializeToString() for m in one]
     plain = check_refreshed(
-        np.array([check_values(t.bsm) for t, _, _ in cases]), [w for _, w, _ in cases], np.array([a for *_, a in cases])
+        np.array([template_in_range(t.bsm) for t, _, _ in cases]),
+        np.array([w for _, w, _ in cases]).T,
+        np.array([a for *_, a in cases]),
     ).tolist()
     want = [passes_check(m.bsm) for m in one]
     assert plain == want  # here the range test alone decides; a False would be asked of check_bsm

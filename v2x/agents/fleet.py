@@ -44,14 +44,14 @@ from v2x.wire.bsm import (
     RemoteState,
     check_bsms,
     check_refreshed,
-    check_values,
     decode_bsm,
     decode_bsms,
     encode_bsm,
-    motion_to_wire,
+    motion_columns,
     passes_check,
     refresh_bsm,
     refresh_bsms,
+    template_in_range,
 )
 from v2x.wire.envelope import envelope_bytes, parse_envelope
 from v2x.wire.fleet import FleetDeliveries, unpack_deliveries
@@ -100,7 +100,7 @@ class FleetAgent:
         self.thresholds = dict(thresholds)
         self.templates: dict[str, frame_pb2.MessageFrame] = {}  # vehicle -> its BSM, refreshed each tick
         # vehicle -> what stays true of its template (``_facts``)
-        self._template_facts: dict[str, tuple[tuple[int, ...], bool, float | None]] = {}
+        self._template_facts: dict[str, tuple[bool, bool, float | None]] = {}
         # The envelopes sent in the last SENT_TICKS_KEPT ticks whose BSMs FCW's accuracy gate refuses (all of
         # them: the accuracy is unknown) -> (sender, secMark, passes the checks of a decode, accuracy), and
         # which were sent when, to forget them (``_remember``).
@@ -151,7 +151,7 @@ class FleetAgent:
             ack.envelopes.extend(self._bsms(inp, vehicles, ids, x0, y0, heading, speed, accel))
         self._hear(inp, ids, t)
         if n:
-            ack.events.extend(self._fcw(vehicles, x, y, vx, vy, t))
+            ack.events.extend(self._fcw(vehicles, x, y, vx, vy, heading, accel, t))
         return ack
 
     # -- transmitting -------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ class FleetAgent:
         lat_a, lon_a, _ = self.frame.to_geodetic(x, y)
         compass_a = units.enu_yaw_rad_to_compass_deg(heading)
         speed_a = np.where(speed_in > 0.0, speed_in, 0.0)  # max(0.0, speed), NaN included
-        wire = motion_to_wire(lat_a, lon_a, speed_a, compass_a, accel)
+        motion = motion_columns(lat_a, lon_a, speed_a, compass_a, accel)
         mark = units.sec_mark(inp.truth_time_us / 1e6, self.epoch)  # the truth's time: when it was so
         msgs = []
         for v, vid in zip(vehicles, ids, strict=True):
@@ -190,8 +190,8 @@ class FleetAgent:
             msgs.append(msg)
         counts = [self.msg_count.get(vid, 0) for vid in ids]
         accel_l = accel.tolist()
-        if wire is not None:
-            refresh_bsms(msgs, wire, accel_l, counts, mark)
+        if motion is not None:
+            refresh_bsms(msgs, list(zip(*motion.tolist(), strict=True)), accel_l, counts, mark)
         else:  # a value not finite: one by one
             lat, lon, compass, speed = lat_a.tolist(), lon_a.tolist(), compass_a.tolist(), speed_a.tolist()
             for k, msg in enumerate(msgs):
@@ -219,20 +219,20 @@ class FleetAgent:
                 env.link, env.frame = testbed_pb2.LINK_PC5, frame
                 self.signer.sign(env)
                 out.append(env.SerializeToString())
-        self._remember(out, ids, msgs, wire, accel, mark)
+        self._remember(out, ids, msgs, motion, accel, mark)
         return out
 
     def _remember(
         self, out: list[bytes], ids: list[str], msgs: list[frame_pb2.MessageFrame],
-        wire: list[tuple[int, int, int, int, int]] | None, accel: np.ndarray, mark: int,
+        motion: np.ndarray | None, accel: np.ndarray, mark: int,
     ) -> None:  # fmt: skip
         """Keep, for the envelopes just sent, what hearing them needs (``_decode_all``): the sender, the secMark,
         whether the BSM passes the checks of a decode (``check_refreshed``, else ``check_bsm``) and its
         accuracy, for the BSMs FCW's accuracy gate refuses (the others are decoded as any envelope is). The
         bytes heard back are these bytes, so they parse to these BSMs."""
         facts = [self._template_facts[vid] for vid in ids]
-        if wire is not None:
-            plain = check_refreshed(np.array([f[0] for f in facts]), wire, accel).tolist()
+        if motion is not None:
+            plain = check_refreshed(np.array([f[0] for f in facts], dtype=np.bool_), motion, accel).tolist()
         else:
             plain = [False] * len(ids)
         sent: dict[bytes, tuple[str, int, bool, float | None]] = {}
@@ -245,11 +245,13 @@ class FleetAgent:
             for raw in self._sent_ticks.popleft():
                 self._sent.pop(raw, None)
 
-    def _facts(self, bsm: day1_pb2.BSM) -> tuple[tuple[int, ...], bool, float | None]:
-        """What stays true of a template's BSMs: the values ``check_bsm`` checks, whether FCW's accuracy gate
-        refuses them (``_accurate``) and, if so, their accuracy (a Stamp's)."""
+    def _facts(self, bsm: day1_pb2.BSM) -> tuple[bool, bool, float | None]:
+        """What stays true of a template's BSMs: whether the values ``check_bsm`` checks that a refresh leaves
+        are in range (``template_in_range``), whether FCW's accuracy gate refuses them (``_accurate``) and, if
+        so, their accuracy (a Stamp's)."""
         gated = not _accurate(bsm, self.thresholds["fcw_required_accuracy_m"])
-        return check_values(bsm), gated, units.semi_major_from_wire(bsm.accuracy.semi_major) if gated else None
+        sigma = units.semi_major_from_wire(bsm.accuracy.semi_major) if gated else None
+        return template_in_range(bsm), gated, sigma
 
     # -- hearing ------------------------------------------------------------------------------------
     def _number(self, name: str) -> int:
@@ -404,7 +406,7 @@ class FleetAgent:
     # -- FCW for the whole fleet --------------------------------------------------------------------
     def _fcw(
         self, vehicles: list[testbed_pb2.FleetVehicle], x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray,
-        t: float,
+        heading_v: np.ndarray, accel_v: np.ndarray, t: float,
     ) -> list[testbed_pb2.Advisory]:  # fmt: skip
         th = self.thresholds
         need = th["fcw_required_accuracy_m"]
@@ -428,7 +430,7 @@ class FleetAgent:
         row = np.full(len(self._names), -1, dtype=np.int64)
         row[[self._numbers[s] for s in senders]] = n + np.arange(m)
         vehicle_row = np.full(len(self._names), -1, dtype=np.int64)
-        vehicle_row[[self._numbers[v.vehicle_id] for v in vehicles]] = np.arange(n)
+        vehicle_row[self._present] = np.arange(n)  # the vehicles' numbers, in their order
         pi = vehicle_row[heard_v]
         pj = row[heard_s]
         ok = (pi >= 0) & (pj >= 0)
@@ -442,8 +444,8 @@ class FleetAgent:
         width = [v.width_m for v in vehicles] + [remotes[s].width_m for s in senders]
         slots = world.add_many([f"h{k}" for k in range(n)] + [f"r{k}" for k in range(m)], ActorKind.CAR, length, width)
         rx, ry, rvx, rvy = np.array([remotes[s].extrapolated(t) for s in senders]).reshape(-1, 4).T
-        heading = np.array([v.heading_rad for v in vehicles] + [remotes[s].heading_rad for s in senders])
-        accel = np.array([v.accel_mps2 for v in vehicles] + [remotes[s].accel_mps2 for s in senders])
+        heading = np.concatenate([heading_v, np.array([remotes[s].heading_rad for s in senders], dtype=np.float64)])
+        accel = np.concatenate([accel_v, np.array([remotes[s].accel_mps2 for s in senders], dtype=np.float64)])
         world.set_state(
             slots,
             np.concatenate([x, rx]),
