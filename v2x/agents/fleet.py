@@ -73,8 +73,13 @@ class Stamp:
 def _accurate(bsm: day1_pb2.BSM, need_m: float) -> bool:
     """Would FCW's accuracy gate pass the BSM's sender? (A semi-major axis out of range: decode it, and
     let the decode refuse it.)"""
+    return _accurate_wire(bsm.accuracy.semi_major, need_m)
+
+
+def _accurate_wire(semi_major: int, need_m: float) -> bool:
+    """``_accurate`` of a BSM whose accuracy's semi-major axis is ``semi_major`` (as on the wire)."""
     try:
-        return accurate_enough(units.semi_major_from_wire(bsm.accuracy.semi_major), need_m)
+        return accurate_enough(units.semi_major_from_wire(semi_major), need_m)
     except ValueError:
         return True
 
@@ -304,9 +309,8 @@ class FleetAgent:
         """The numbers of the senders heard this tick whose freshest BSM FCW can act on, without a column yet."""
         need = self.thresholds["fcw_required_accuracy_m"]
         out = []
-        for no in np.unique(sender_no[sender_no >= 0]).tolist():
-            if self._column[no] >= 0:
-                continue
+        heard = np.unique(sender_no[sender_no >= 0])
+        for no in heard[self._column[heard] < 0].tolist():  # no column yet
             r = self.remotes.get(self._names[no])
             if isinstance(r, RemoteState) and accurate_enough(r.sigma_major_m, need):
                 out.append(no)
@@ -357,7 +361,14 @@ class FleetAgent:
         # FCW acts only on senders accurate enough: the others' BSMs (the background's own: accuracy unknown)
         # are checked like a decode would, and only their time and accuracy kept.
         need = self.thresholds["fcw_required_accuracy_m"]
-        gated = [not _accurate(b, need) for _, _, b in bsms]
+        semis = [b.accuracy.semi_major for _, _, b in bsms]
+        refused: dict[int, bool] = {}  # semi-major (wire) -> FCW's accuracy gate refuses it: one answer per value
+        gated = []
+        for semi in semis:
+            g = refused.get(semi)
+            if g is None:
+                g = refused[semi] = not _accurate_wire(semi, need)
+            gated.append(g)
         full = [b for (_, _, b), g in zip(bsms, gated, strict=True) if not g]
         try:
             decoded = iter(decode_bsms(full, now_s=t, frame=self.frame, epoch=self.epoch))
@@ -365,19 +376,20 @@ class FleetAgent:
             decoded = iter([self._decode_one(b, t) for b in full])
         # The others pass the checks of a decode (``check_bsms``, one batch) or are rejected.
         checked = iter(check_bsms([b for (_, _, b), g in zip(bsms, gated, strict=True) if g]))
-        for (k, sender, b), g in zip(bsms, gated, strict=True):
+        for (k, sender, b), semi, g in zip(bsms, semis, gated, strict=True):
             remote: RemoteState | Stamp | None
             if not g:
                 remote = next(decoded)
             elif next(checked):
-                mark, sigma = b.sec_mark, units.semi_major_from_wire(b.accuracy.semi_major)
+                mark, sigma = b.sec_mark, units.semi_major_from_wire(semi)
                 remote = stamps.get((mark, sigma))
                 if remote is None:
                     remote = stamps[mark, sigma] = self._stamp_of(mark, sigma, t, now_mark)
             else:
                 remote = None
             remotes[k] = (sender, remote)
-        out = np.full(len(envelopes), -1, dtype=np.int64)
+        out = [-1] * len(envelopes)
+        numbers, freshest = self._numbers, self.remotes
         for k, heard in enumerate(remotes):
             if heard is None:
                 continue
@@ -385,11 +397,12 @@ class FleetAgent:
             if remote is None:
                 self.rejected += 1
                 continue
-            old = self.remotes.get(sender)
+            old = freshest.get(sender)
             if old is None or remote.t_s >= old.t_s:
-                self.remotes[sender] = remote
-            out[k] = self._number(sender)
-        return out
+                freshest[sender] = remote
+            no = numbers.get(sender)
+            out[k] = self._number(sender) if no is None else no
+        return np.array(out, dtype=np.int64)
 
     @staticmethod
     def _stamp_of(mark: int, sigma: float | None, t: float, now_mark: int) -> Stamp:
@@ -411,7 +424,11 @@ class FleetAgent:
         th = self.thresholds
         need = th["fcw_required_accuracy_m"]
         # Only senders whose BSMs are accurate enough count (the background's own say "unknown"): their columns.
-        usable = sorted(self._numbers[s] for s, r in self.remotes.items() if accurate_enough(r.sigma_major_m, need))
+        usable = sorted(
+            self._numbers[s]
+            for s, r in self.remotes.items()
+            if r.sigma_major_m is not None and accurate_enough(r.sigma_major_m, need)  # (None: never)
+        )
         live = np.array(usable, dtype=np.int64)
         present = np.sort(self._present)
         recent = t - self.heard_t[np.ix_(present, self._column[live])] <= th["max_age_s"]
