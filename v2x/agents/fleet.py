@@ -291,12 +291,14 @@ class FleetAgent:
             self._track(no)
         # This tick's deliveries from the tracked senders (each vehicle's own BSM aside).
         env_col = np.where(sender_no >= 0, self._column[np.maximum(sender_no, 0)], -1)
-        k = np.flatnonzero(env_col[got.envelope] >= 0)
+        k = np.flatnonzero((env_col >= 0)[got.envelope])
         who, env = vehicle_no[got.vehicle_of(k)], got.envelope[k]
         ok = sender_no[env] != who
         self.heard_t[who[ok], env_col[env[ok]]] = t
-        dropped = [self._numbers[s] for s, r in self.remotes.items() if t - r.t_s > max_age]
-        self.remotes = {s: r for s, r in self.remotes.items() if t - r.t_s <= max_age}
+        stale = [(s, t - r.t_s > max_age) for s, r in self.remotes.items() if not t - r.t_s <= max_age]
+        dropped = [self._numbers[s] for s, old in stale if old]
+        for s, _ in stale:
+            del self.remotes[s]
         # A sender whose freshest BSM is too old is forgotten by every vehicle; what a vehicle heard longer
         # than max_age_s ago and the vehicles gone are left out where the pairs are made (``_fcw``).
         for no in dropped:

@@ -327,7 +327,8 @@ def refresh_bsms(
         bsm = msg.bsm
         bsm.msg_cnt = units.msg_cnt(count)
         bsm.sec_mark = sec_mark
-        bsm.pos.lat, bsm.pos.lon, bsm.speed, bsm.heading, bsm.accel_set.long = values
+        pos = bsm.pos
+        pos.lat, pos.lon, bsm.speed, bsm.heading, bsm.accel_set.long = values
         bsm.brakes.brake_pedal = BRAKE_ON if accel < 0 else BRAKE_OFF
         bsm.safety_ext.events = hard if accel <= -HARD_BRAKING_MPS2 else 0
 
