@@ -144,7 +144,7 @@ class FleetAgent:
         vehicles = list(inp.vehicles)
         ids = [v.vehicle_id for v in vehicles]
         for gone in set(self.templates).difference(ids):  # left the network
-            del self.templates[gone]
+            del self.templates[gone], self._template_facts[gone]
         n = len(vehicles)
         dt = max(0.0, t - inp.truth_time_us / 1e6)
         fields = [
