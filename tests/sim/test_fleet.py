@@ -293,7 +293,7 @@ def _bsm_envelope_frame() -> bytes:
 
 def test_motion_to_wire_gives_the_integers_of_the_scalar_conversions() -> None:
     from v2x import units
-    from v2x.wire.bsm import motion_to_wire
+    from v2x.wire.bsm import motion_columns, motion_to_wire
 
     rng = np.random.default_rng(7)
     n = 20_000
@@ -315,5 +315,110 @@ def test_motion_to_wire_gives_the_integers_of_the_scalar_conversions() -> None:
         )
     ]
     assert motion_to_wire(lat, lon, speed, compass, accel) == want
+    columns = motion_columns(lat, lon, speed, compass, accel)
+    assert columns is not None and list(zip(*columns.tolist(), strict=True)) == want
     lat[3] = np.nan
     assert motion_to_wire(lat, lon, speed, compass, accel) is None  # then one by one
+    assert motion_columns(lat, lon, speed, compass, accel) is None
+
+
+def test_envelope_bytes_are_what_protobuf_serialises() -> None:
+    from v2x.wire.envelope import envelope_bytes
+
+    senders = ["", "bg-0-1", "é" * 70, "x" * 200]
+    seqs = [0, 1, 127, 128, 16_383, 16_384, 2**32, 2**64 - 1]
+    frames = [b"", b"\x00", bytes(range(128)), bytes(300), bytes(16_384)]
+    for tick, tx, link in (
+        (0, 0, testbed_pb2.LINK_PC5),
+        (7, -5, testbed_pb2.LINK_UU),
+        (2**40, 10**12, testbed_pb2.LINK_UNSPECIFIED),
+        (1, 1, testbed_pb2.LINK_WIRED),
+    ):
+        rows = [(s, q, f) for s in senders for q in seqs for f in frames]
+        got = envelope_bytes(*zip(*rows, strict=True), tick=tick, tx_time_us=tx, link=link)
+        want = [
+            testbed_pb2.Envelope(sender_id=s, seq=q, tick=tick, tx_time_us=tx, link=link, frame=f).SerializeToString()
+            for s, q, f in rows
+        ]
+        assert got == want
+
+
+def test_refresh_bsms_and_check_refreshed_agree_with_refresh_bsm_and_check_bsm() -> None:
+    from v2x.wire.bsm import check_refreshed, passes_check, refresh_bsm, refresh_bsms, template_in_range
+
+    epoch = load_scenario(SCENARIO_DIR / "fcw.yaml").epoch
+
+    def template(kind: str, length_m: float) -> frame_pb2.MessageFrame:
+        own = OwnState(0.0, 0.0, 0.0, 0.0, 0.0, length_m, 1.8, 1.5, kind, None, None, False)
+        return encode_bsm(own, actor_id=kind, t_s=0.0, msg_count=0, frame=FRAME, epoch=epoch)
+
+    in_range = (295_000_000, 1_065_000_000, 500, 100, -30)
+    wires = [
+        in_range,
+        (900_000_000, -1_799_999_999, 8190, 28799, 2001),  # every one at the edge of its range
+        (900_000_001, 1_800_000_001, 8191, 28800, 2001),  # unavailable: check_bsm says False
+        (295_000_000, 1_800_000_002, 500, 100, 0),  # beyond the range: check_bsm raises
+        (295_000_000, 1_065_000_000, 500, 100, -2001),
+    ]
+    accels = [-0.3, 0.0, 2.0, -4.0, -9.0]
+    bad_static = template("car", 4.5)
+    bad_static.bsm.safety_ext.lights = 1 << 12  # a template out of range: every BSM of it refused
+    templates = [template("car", 4.5), template("truck", 12.0), template("bus", 40.95), bad_static]
+    cases = [(t, w, a) for t in templates for w in wires for a in accels]
+    one, batch = [], []
+    for t, w, a in cases:
+        m1, m2 = frame_pb2.MessageFrame(), frame_pb2.MessageFrame()
+        m1.CopyFrom(t)
+        m2.CopyFrom(t)
+        refresh_bsm(m1, lat_deg=0.0, lon_deg=0.0, speed_mps=0.0, heading_rad=0.0, accel_mps2=a, msg_count=200,
+                    sec_mark=59_999, wire=w)  # fmt: skip
+        one.append(m1)
+        batch.append(m2)
+    refresh_bsms(batch, [w for _, w, _ in cases], [a for _, _, a in cases], [200] * len(cases), 59_999)
+    assert [m.SerializeToString() for m in batch] == [m.SerializeToString() for m in one]
+    plain = check_refreshed(
+        np.array([template_in_range(t.bsm) for t, _, _ in cases]),
+        np.array([w for _, w, _ in cases]).T,
+        np.array([a for *_, a in cases]),
+    ).tolist()
+    want = [passes_check(m.bsm) for m in one]
+    assert plain == want  # here the range test alone decides; a False would be asked of check_bsm
+    assert want.count(True) == 3 * 2 * len(accels)  # the good templates with the first two motions
+
+
+def test_a_fleet_hears_its_own_envelopes_as_it_hears_anyone_elses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The envelopes a fleet sent are not parsed when heard back (``_sent``): the same remotes, the same
+    refusals (a BSM without a position) and the same warnings as when it decodes them as anyone's."""
+    import v2x.agents.fleet as fleet_module
+
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+
+    def inputs_and_acks() -> tuple[FleetAgent, list[bytes], list[tuple[list[tuple[str, str]], int]]]:
+        agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+        sent: list[bytes] = []
+        out: list[bytes] = []
+        seen: list[tuple[list[tuple[str, str]], int]] = []
+        for tick in range(1, 8):
+            t = tick * 0.1
+            inp = testbed_pb2.FleetInput(
+                run_id="r", tick=tick, time_us=round(t * 1e6), tick_us=100_000, truth_time_us=round((t - 0.1) * 1e6)
+            )
+            inp.vehicles.extend([_vehicle(f"bg-0-{k}", 10.0 * k, 15.0) for k in range(4)])
+            inp.vehicles[3].x_m = math.nan if tick % 3 == 0 else 30.0  # no position in some BSMs: refused
+            inp.vehicles[2].speed_mps = math.nan if tick == 5 else 15.0  # converted one by one
+            inp.envelopes.extend([*sent, _bsm_envelope("lead", 55.0, 8.0, -6.0, t, tick)])
+            m = len(inp.envelopes)
+            pack_deliveries(inp, np.repeat(np.arange(4), m), np.tile(np.arange(m), 4), np.full(4 * m, inp.time_us))
+            ack = agent.step(inp)
+            sent = list(ack.envelopes)
+            out.append(ack.SerializeToString())
+            seen.append((sorted((k, repr(v)) for k, v in agent.remotes.items()), agent.rejected))
+        return agent, out, seen
+
+    fast, fast_acks, fast_seen = inputs_and_acks()
+    assert fast_seen[-1][1] > 0 and fast._sent  # some refused, and what it sent was remembered
+    monkeypatch.setattr(fleet_module, "SENT_TICKS_KEPT", 0)  # nothing remembered: every envelope parsed
+    slow, slow_acks, slow_seen = inputs_and_acks()
+    assert not slow._sent
+    assert slow_acks == fast_acks and slow_seen == fast_seen
+    assert any(testbed_pb2.FleetAck.FromString(a).events for a in fast_acks)

@@ -10,12 +10,17 @@ Per tick, ``step``:
 
 1. sends each hosted vehicle's BSM of its truth (the world's, when the previous tick closed: the BSM's
    time stamp says so, and receivers carry it on from there as they do every BSM), refreshed from a
-   template per vehicle (``v2x.wire.bsm.refresh_bsm``; the static parts are encoded once), without
-   positioning error and with the accuracy unknown, as the world did before fleets;
+   template per vehicle (``v2x.wire.bsm.refresh_bsms``; the static parts are encoded once), without
+   positioning error and with the accuracy unknown, as the world did before fleets, each in an envelope
+   written around the frame's bytes (``v2x.wire.envelope.envelope_bytes``: protobuf's bytes, no message
+   built);
 2. decodes each distinct envelope heard once for the whole fleet, in one batch (``decode_bsms``; a BSM that
    FCW's accuracy gate would refuse, such as the background's own, is only checked as a decode would and
    its time and accuracy kept: a ``Stamp``) and keeps, per sender, the freshest BSM, and per (vehicle,
-   sender) when it last heard it (``max_age_s`` forgets them);
+   sender) when it last heard it (``max_age_s`` forgets them). Its own envelopes of the last
+   ``SENT_TICKS_KEPT`` ticks are not parsed again: the same bytes parse to the BSMs it sent, so what hearing
+   them needs was kept when they were sent (``_remember``: sender, secMark, accuracy, and whether the BSM
+   passes the checks of a decode, found from the arrays it was made from, ``check_refreshed``);
 3. runs FCW for every hosted vehicle at once: one ``WorldState`` of the hosted vehicles (their truth carried
    on to the tick's time at constant acceleration) and the senders heard, and one call of the core's
    ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs, with FCW's thresholds and accuracy
@@ -43,18 +48,23 @@ from v2x.wire.bsm import (
     OwnState,
     RemoteState,
     check_bsms,
+    check_refreshed,
     decode_bsm,
     decode_bsms,
     encode_bsm,
-    motion_to_wire,
+    motion_columns,
+    passes_check,
     refresh_bsm,
+    refresh_bsms,
+    template_in_range,
 )
-from v2x.wire.envelope import parse_envelope
+from v2x.wire.envelope import envelope_bytes, parse_envelope
 from v2x.wire.fleet import FleetDeliveries, unpack_deliveries
 from v2x.wire.security import Signer
 from v2x.wire.tables import APP_BY_NAME
 
 HEIGHT_M = {"car": 1.5, "truck": 3.5, "bus": 3.2}
+SENT_TICKS_KEPT = 3  # the ticks whose envelopes the fleet remembers (``_sent``): this one and the two before
 
 
 @dataclass(frozen=True)
@@ -68,8 +78,13 @@ class Stamp:
 def _accurate(bsm: day1_pb2.BSM, need_m: float) -> bool:
     """Would FCW's accuracy gate pass the BSM's sender? (A semi-major axis out of range: decode it, and
     let the decode refuse it.)"""
+    return _accurate_wire(bsm.accuracy.semi_major, need_m)
+
+
+def _accurate_wire(semi_major: int, need_m: float) -> bool:
+    """``_accurate`` of a BSM whose accuracy's semi-major axis is ``semi_major`` (as on the wire)."""
     try:
-        return accurate_enough(units.semi_major_from_wire(bsm.accuracy.semi_major), need_m)
+        return accurate_enough(units.semi_major_from_wire(semi_major), need_m)
     except ValueError:
         return True
 
@@ -94,6 +109,13 @@ class FleetAgent:
         self.epoch = epoch
         self.thresholds = dict(thresholds)
         self.templates: dict[str, frame_pb2.MessageFrame] = {}  # vehicle -> its BSM, refreshed each tick
+        # vehicle -> what stays true of its template (``_facts``)
+        self._template_facts: dict[str, tuple[bool, bool, float | None]] = {}
+        # The envelopes sent in the last SENT_TICKS_KEPT ticks whose BSMs FCW's accuracy gate refuses (all of
+        # them: the accuracy is unknown) -> (sender, secMark, passes the checks of a decode, accuracy), and
+        # which were sent when, to forget them (``_remember``).
+        self._sent: dict[bytes, tuple[str, int, bool, float | None]] = {}
+        self._sent_ticks: deque[list[bytes]] = deque()
         self.msg_count: dict[str, int] = {}
         self.seq: dict[str, int] = {}
         # sender -> its freshest BSM (a Stamp: one FCW does not act on, only its time and accuracy kept)
@@ -120,42 +142,42 @@ class FleetAgent:
         t = inp.time_us / 1e6
         ack = testbed_pb2.FleetAck(fleet_id=self.fleet_id, tick=inp.tick)
         vehicles = list(inp.vehicles)
-        present = {v.vehicle_id for v in vehicles}
-        for gone in set(self.templates) - present:  # left the network
-            del self.templates[gone]
+        ids = [v.vehicle_id for v in vehicles]
+        for gone in set(self.templates).difference(ids):  # left the network
+            del self.templates[gone], self._template_facts[gone]
         n = len(vehicles)
         dt = max(0.0, t - inp.truth_time_us / 1e6)
-        fields = [(v.x_m, v.y_m, v.vx_mps, v.vy_mps, v.ax_mps2, v.ay_mps2, v.heading_rad) for v in vehicles]
-        x0, y0, vx0, vy0, ax, ay, heading = np.array(fields, dtype=np.float64).reshape(-1, 7).T
+        fields = [
+            (v.x_m, v.y_m, v.vx_mps, v.vy_mps, v.ax_mps2, v.ay_mps2, v.heading_rad, v.speed_mps, v.accel_mps2)
+            for v in vehicles
+        ]
+        x0, y0, vx0, vy0, ax, ay, heading, speed, accel = np.array(fields, dtype=np.float64).reshape(-1, 9).T
         # Carried on to the tick's time at constant acceleration.
         vx = vx0 + ax * dt
         vy = vy0 + ay * dt
         x = x0 + (vx0 + 0.5 * ax * dt) * dt
         y = y0 + (vy0 + 0.5 * ay * dt) * dt
         if n:
-            ack.envelopes.extend(self._bsms(inp, vehicles, x0, y0, heading))
-        self._hear(inp, vehicles, t)
+            ack.envelopes.extend(self._bsms(inp, vehicles, ids, x0, y0, heading, speed, accel))
+        self._hear(inp, ids, t)
         if n:
-            ack.events.extend(self._fcw(vehicles, x, y, vx, vy, t))
+            ack.events.extend(self._fcw(vehicles, x, y, vx, vy, heading, accel, t))
         return ack
 
     # -- transmitting -------------------------------------------------------------------------------
     def _bsms(
-        self, inp: testbed_pb2.FleetInput, vehicles: list[testbed_pb2.FleetVehicle], x: np.ndarray, y: np.ndarray,
-        heading: np.ndarray,
+        self, inp: testbed_pb2.FleetInput, vehicles: list[testbed_pb2.FleetVehicle], ids: list[str], x: np.ndarray,
+        y: np.ndarray, heading: np.ndarray, speed_in: np.ndarray, accel: np.ndarray,
     ) -> list[bytes]:  # fmt: skip
+        """Each vehicle's BSM envelope; each is also remembered with what hearing it needs (``_sent``)."""
         t = inp.time_us / 1e6
         lat_a, lon_a, _ = self.frame.to_geodetic(x, y)
-        lat, lon = lat_a.tolist(), lon_a.tolist()
         compass_a = units.enu_yaw_rad_to_compass_deg(heading)
-        compass = compass_a.tolist()
-        speed = np.array([max(0.0, v.speed_mps) for v in vehicles], dtype=np.float64)
-        accel = [v.accel_mps2 for v in vehicles]
-        wire = motion_to_wire(lat_a, lon_a, speed, compass_a, np.array(accel, dtype=np.float64))
+        speed_a = np.where(speed_in > 0.0, speed_in, 0.0)  # max(0.0, speed), NaN included
+        motion = motion_columns(lat_a, lon_a, speed_a, compass_a, accel)
         mark = units.sec_mark(inp.truth_time_us / 1e6, self.epoch)  # the truth's time: when it was so
-        out = []
-        for k, v in enumerate(vehicles):
-            vid = v.vehicle_id
+        msgs = []
+        for v, vid in zip(vehicles, ids, strict=True):
             msg = self.templates.get(vid)
             if msg is None:  # its first BSM: the static parts (id, size, class, accuracy unknown)
                 own = OwnState(
@@ -174,33 +196,72 @@ class FleetAgent:
                 )
                 msg = encode_bsm(own, actor_id=vid, t_s=t, msg_count=0, frame=self.frame, epoch=self.epoch)
                 self.templates[vid] = msg
-            count = self.msg_count.get(vid, 0)
-            refresh_bsm(
-                msg,
-                lat_deg=lat[k],
-                lon_deg=lon[k],
-                speed_mps=max(0.0, v.speed_mps),
-                heading_rad=v.heading_rad,
-                accel_mps2=accel[k],
-                msg_count=count,
-                sec_mark=mark,
-                compass_deg=compass[k],
-                wire=None if wire is None else wire[k],
-            )
-            self.msg_count[vid] = count + 1
-            seq = self.seq[vid] = self.seq.get(vid, 0) + 1
-            env = testbed_pb2.Envelope(
-                sender_id=vid,
-                seq=seq,
-                tick=inp.tick,
-                tx_time_us=inp.time_us,
-                link=testbed_pb2.LINK_PC5,
-                frame=msg.SerializeToString(),
-            )
-            if self.signer is not None:
+                self._template_facts[vid] = self._facts(msg.bsm)
+            msgs.append(msg)
+        counts = [self.msg_count.get(vid, 0) for vid in ids]
+        accel_l = accel.tolist()
+        if motion is not None:
+            refresh_bsms(msgs, list(zip(*motion.tolist(), strict=True)), accel_l, counts, mark)
+        else:  # a value not finite: one by one
+            lat, lon, compass, speed = lat_a.tolist(), lon_a.tolist(), compass_a.tolist(), speed_a.tolist()
+            for k, msg in enumerate(msgs):
+                refresh_bsm(
+                    msg,
+                    lat_deg=lat[k],
+                    lon_deg=lon[k],
+                    speed_mps=speed[k],
+                    heading_rad=vehicles[k].heading_rad,
+                    accel_mps2=accel_l[k],
+                    msg_count=counts[k],
+                    sec_mark=mark,
+                    compass_deg=compass[k],
+                )
+        seqs = [self.seq.get(vid, 0) + 1 for vid in ids]
+        self.msg_count.update(zip(ids, [c + 1 for c in counts], strict=True))
+        self.seq.update(zip(ids, seqs, strict=True))
+        frames = [msg.SerializeToString() for msg in msgs]
+        if self.signer is None:
+            out = envelope_bytes(ids, seqs, frames, tick=inp.tick, tx_time_us=inp.time_us, link=testbed_pb2.LINK_PC5)
+        else:
+            out = []
+            for vid, seq, frame in zip(ids, seqs, frames, strict=True):
+                env = testbed_pb2.Envelope(sender_id=vid, seq=seq, tick=inp.tick, tx_time_us=inp.time_us)
+                env.link, env.frame = testbed_pb2.LINK_PC5, frame
                 self.signer.sign(env)
-            out.append(env.SerializeToString())
+                out.append(env.SerializeToString())
+        self._remember(out, ids, msgs, motion, accel, mark)
         return out
+
+    def _remember(
+        self, out: list[bytes], ids: list[str], msgs: list[frame_pb2.MessageFrame],
+        motion: np.ndarray | None, accel: np.ndarray, mark: int,
+    ) -> None:  # fmt: skip
+        """Keep, for the envelopes just sent, what hearing them needs (``_decode_all``): the sender, the secMark,
+        whether the BSM passes the checks of a decode (``check_refreshed``, else ``check_bsm``) and its
+        accuracy, for the BSMs FCW's accuracy gate refuses (the others are decoded as any envelope is). The
+        bytes heard back are these bytes, so they parse to these BSMs."""
+        facts = [self._template_facts[vid] for vid in ids]
+        if motion is not None:
+            plain = check_refreshed(np.array([f[0] for f in facts], dtype=np.bool_), motion, accel).tolist()
+        else:
+            plain = [False] * len(ids)
+        sent: dict[bytes, tuple[str, int, bool, float | None]] = {}
+        for raw, vid, msg, in_range, (_, gated, sigma) in zip(out, ids, msgs, plain, facts, strict=True):
+            if gated:  # (else FCW acts on it: decoded when heard, as any BSM)
+                sent[raw] = (vid, mark, in_range or passes_check(msg.bsm), sigma)
+        self._sent.update(sent)
+        self._sent_ticks.append(list(sent))
+        while len(self._sent_ticks) > SENT_TICKS_KEPT:
+            for raw in self._sent_ticks.popleft():
+                self._sent.pop(raw, None)
+
+    def _facts(self, bsm: day1_pb2.BSM) -> tuple[bool, bool, float | None]:
+        """What stays true of a template's BSMs: whether the values ``check_bsm`` checks that a refresh leaves
+        are in range (``template_in_range``), whether FCW's accuracy gate refuses them (``_accurate``) and, if
+        so, their accuracy (a Stamp's)."""
+        gated = not _accurate(bsm, self.thresholds["fcw_required_accuracy_m"])
+        sigma = units.semi_major_from_wire(bsm.accuracy.semi_major) if gated else None
+        return template_in_range(bsm), gated, sigma
 
     # -- hearing ------------------------------------------------------------------------------------
     def _number(self, name: str) -> int:
@@ -211,13 +272,11 @@ class FleetAgent:
             self._names.append(name)
         return no
 
-    def _hear(self, inp: testbed_pb2.FleetInput, vehicles: list[testbed_pb2.FleetVehicle], t: float) -> None:
+    def _hear(self, inp: testbed_pb2.FleetInput, ids: list[str], t: float) -> None:
         """Decode each distinct envelope once for the whole fleet, then note, per delivery (as arrays), that the
         vehicle heard the sender at ``t``; forget what is older than ``max_age_s``."""
-        sender_no = np.array(
-            [-1 if s is None else self._number(s) for s in self._decode_all(inp.envelopes, t)], dtype=np.int64
-        )
-        vehicle_no = np.array([self._number(v.vehicle_id) for v in vehicles], dtype=np.int64)
+        sender_no = self._decode_all(inp.envelopes, t)
+        vehicle_no = np.array([self._number(vid) for vid in ids], dtype=np.int64)
         got = unpack_deliveries(inp)
         if got is None:  # arrays that do not fit together (the shell rejects such an input before)
             got = FleetDeliveries.empty()
@@ -237,12 +296,14 @@ class FleetAgent:
             self._track(no)
         # This tick's deliveries from the tracked senders (each vehicle's own BSM aside).
         env_col = np.where(sender_no >= 0, self._column[np.maximum(sender_no, 0)], -1)
-        k = np.flatnonzero(env_col[got.envelope] >= 0)
+        k = np.flatnonzero((env_col >= 0)[got.envelope])
         who, env = vehicle_no[got.vehicle_of(k)], got.envelope[k]
         ok = sender_no[env] != who
         self.heard_t[who[ok], env_col[env[ok]]] = t
-        dropped = [self._numbers[s] for s, r in self.remotes.items() if t - r.t_s > max_age]
-        self.remotes = {s: r for s, r in self.remotes.items() if t - r.t_s <= max_age}
+        stale = [(s, t - r.t_s > max_age) for s, r in self.remotes.items() if not t - r.t_s <= max_age]
+        dropped = [self._numbers[s] for s, old in stale if old]
+        for s, _ in stale:
+            del self.remotes[s]
         # A sender whose freshest BSM is too old is forgotten by every vehicle; what a vehicle heard longer
         # than max_age_s ago and the vehicles gone are left out where the pairs are made (``_fcw``).
         for no in dropped:
@@ -255,9 +316,8 @@ class FleetAgent:
         """The numbers of the senders heard this tick whose freshest BSM FCW can act on, without a column yet."""
         need = self.thresholds["fcw_required_accuracy_m"]
         out = []
-        for no in np.unique(sender_no[sender_no >= 0]).tolist():
-            if self._column[no] >= 0:
-                continue
+        heard = np.unique(sender_no[sender_no >= 0])
+        for no in heard[self._column[heard] < 0].tolist():  # no column yet
             r = self.remotes.get(self._names[no])
             if isinstance(r, RemoteState) and accurate_enough(r.sigma_major_m, need):
                 out.append(no)
@@ -278,52 +338,84 @@ class FleetAgent:
             who = vehicle_no[got.vehicle_of(k)]
             self.heard_t[who[who != no], col] = t_h
 
-    def _decode_all(self, envelopes: Sequence[bytes], t: float) -> list[str | None]:
-        """The sender of each envelope (None: not a BSM with a position, or not an envelope); the BSMs decoded
-        in one batch (``decode_bsms``), and each sender's freshest kept in ``remotes`` (in envelope order)."""
-        senders: list[str | None] = []
+    def _decode_all(self, envelopes: Sequence[bytes], t: float) -> np.ndarray:
+        """The number of each envelope's sender (-1: not a BSM with a position, or not an envelope); the BSMs
+        decoded in one batch (``decode_bsms``), and each sender's freshest kept in ``remotes`` (in envelope
+        order). An envelope this fleet sent (``_sent``) is not parsed again: what hearing it needs was kept."""
+        remotes: list[tuple[str, RemoteState | Stamp | None] | None] = [None] * len(envelopes)
         bsms: list[tuple[int, str, day1_pb2.BSM]] = []
+        now_mark = units.sec_mark(t, self.epoch)
+        stamps: dict[tuple[int, float | None], Stamp] = {}  # one per secMark and accuracy: they are many alike
+        sent = self._sent
         for k, raw in enumerate(envelopes):
+            own = sent.get(raw)
+            if own is not None:
+                sender, mark, ok, sigma = own
+                stamp = None
+                if ok:
+                    stamp = stamps.get((mark, sigma))
+                    if stamp is None:
+                        stamp = stamps[mark, sigma] = self._stamp_of(mark, sigma, t, now_mark)
+                remotes[k] = (sender, stamp)
+                continue
             parsed = parse_envelope(raw)
             if parsed is None:
                 self.rejected += 1
-                senders.append(None)
                 continue
             env, frame = parsed
-            senders.append(None)
             if frame.WhichOneof("msg") == "bsm":  # only BSMs feed FCW
                 bsms.append((k, env.sender_id, frame.bsm))
         # FCW acts only on senders accurate enough: the others' BSMs (the background's own: accuracy unknown)
         # are checked like a decode would, and only their time and accuracy kept.
         need = self.thresholds["fcw_required_accuracy_m"]
-        gated = [not _accurate(b, need) for _, _, b in bsms]
+        semis = [b.accuracy.semi_major for _, _, b in bsms]
+        refused: dict[int, bool] = {}  # semi-major (wire) -> FCW's accuracy gate refuses it: one answer per value
+        gated = []
+        for semi in semis:
+            g = refused.get(semi)
+            if g is None:
+                g = refused[semi] = not _accurate_wire(semi, need)
+            gated.append(g)
         full = [b for (_, _, b), g in zip(bsms, gated, strict=True) if not g]
         try:
             decoded = iter(decode_bsms(full, now_s=t, frame=self.frame, epoch=self.epoch))
         except ValueError:  # a value out of range somewhere: one at a time, to drop only the bad ones
             decoded = iter([self._decode_one(b, t) for b in full])
-        now_mark = units.sec_mark(t, self.epoch)
         # The others pass the checks of a decode (``check_bsms``, one batch) or are rejected.
         checked = iter(check_bsms([b for (_, _, b), g in zip(bsms, gated, strict=True) if g]))
-        remotes = [
-            (self._stamp(b, t, now_mark) if next(checked) else None) if g else next(decoded)
-            for (_, _, b), g in zip(bsms, gated, strict=True)
-        ]
-        for (k, sender, _), remote in zip(bsms, remotes, strict=True):
+        for (k, sender, b), semi, g in zip(bsms, semis, gated, strict=True):
+            remote: RemoteState | Stamp | None
+            if not g:
+                remote = next(decoded)
+            elif next(checked):
+                mark, sigma = b.sec_mark, units.semi_major_from_wire(semi)
+                remote = stamps.get((mark, sigma))
+                if remote is None:
+                    remote = stamps[mark, sigma] = self._stamp_of(mark, sigma, t, now_mark)
+            else:
+                remote = None
+            remotes[k] = (sender, remote)
+        out = [-1] * len(envelopes)
+        numbers, freshest = self._numbers, self.remotes
+        for k, heard in enumerate(remotes):
+            if heard is None:
+                continue
+            sender, remote = heard
             if remote is None:
                 self.rejected += 1
                 continue
-            old = self.remotes.get(sender)
+            old = freshest.get(sender)
             if old is None or remote.t_s >= old.t_s:
-                self.remotes[sender] = remote
-            senders[k] = sender
-        return senders
+                freshest[sender] = remote
+            no = numbers.get(sender)
+            out[k] = self._number(sender) if no is None else no
+        return np.array(out, dtype=np.int64)
 
-    def _stamp(self, bsm: day1_pb2.BSM, t: float, now_mark: int) -> Stamp:
-        """The BSM's time (as ``units.time_from_sec_mark`` gives it, ``now_mark`` the secMark of ``t``) and
-        accuracy; the BSM passed the checks of a decode (``check_bsms``)."""
-        sigma = units.semi_major_from_wire(bsm.accuracy.semi_major)
-        return Stamp(t - ((now_mark - bsm.sec_mark) % 60000) / 1000.0, sigma)
+    @staticmethod
+    def _stamp_of(mark: int, sigma: float | None, t: float, now_mark: int) -> Stamp:
+        """The Stamp of a BSM stamped ``mark`` heard at ``t`` (its time as ``units.time_from_sec_mark`` gives it,
+        ``now_mark`` the secMark of ``t``) with accuracy ``sigma``; the BSM passed the checks of a decode."""
+        return Stamp(t - ((now_mark - mark) % 60000) / 1000.0, sigma)
 
     def _decode_one(self, bsm: day1_pb2.BSM, t: float) -> RemoteState | None:
         try:
@@ -334,12 +426,16 @@ class FleetAgent:
     # -- FCW for the whole fleet --------------------------------------------------------------------
     def _fcw(
         self, vehicles: list[testbed_pb2.FleetVehicle], x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray,
-        t: float,
+        heading_v: np.ndarray, accel_v: np.ndarray, t: float,
     ) -> list[testbed_pb2.Advisory]:  # fmt: skip
         th = self.thresholds
         need = th["fcw_required_accuracy_m"]
         # Only senders whose BSMs are accurate enough count (the background's own say "unknown"): their columns.
-        usable = sorted(self._numbers[s] for s, r in self.remotes.items() if accurate_enough(r.sigma_major_m, need))
+        usable = sorted(
+            self._numbers[s]
+            for s, r in self.remotes.items()
+            if r.sigma_major_m is not None and accurate_enough(r.sigma_major_m, need)  # (None: never)
+        )
         live = np.array(usable, dtype=np.int64)
         present = np.sort(self._present)
         recent = t - self.heard_t[np.ix_(present, self._column[live])] <= th["max_age_s"]
@@ -358,7 +454,7 @@ class FleetAgent:
         row = np.full(len(self._names), -1, dtype=np.int64)
         row[[self._numbers[s] for s in senders]] = n + np.arange(m)
         vehicle_row = np.full(len(self._names), -1, dtype=np.int64)
-        vehicle_row[[self._numbers[v.vehicle_id] for v in vehicles]] = np.arange(n)
+        vehicle_row[self._present] = np.arange(n)  # the vehicles' numbers, in their order
         pi = vehicle_row[heard_v]
         pj = row[heard_s]
         ok = (pi >= 0) & (pj >= 0)
@@ -372,8 +468,8 @@ class FleetAgent:
         width = [v.width_m for v in vehicles] + [remotes[s].width_m for s in senders]
         slots = world.add_many([f"h{k}" for k in range(n)] + [f"r{k}" for k in range(m)], ActorKind.CAR, length, width)
         rx, ry, rvx, rvy = np.array([remotes[s].extrapolated(t) for s in senders]).reshape(-1, 4).T
-        heading = np.array([v.heading_rad for v in vehicles] + [remotes[s].heading_rad for s in senders])
-        accel = np.array([v.accel_mps2 for v in vehicles] + [remotes[s].accel_mps2 for s in senders])
+        heading = np.concatenate([heading_v, np.array([remotes[s].heading_rad for s in senders], dtype=np.float64)])
+        accel = np.concatenate([accel_v, np.array([remotes[s].accel_mps2 for s in senders], dtype=np.float64)])
         world.set_state(
             slots,
             np.concatenate([x, rx]),

@@ -240,13 +240,14 @@ def encode_bsm(
     return frame_pb2.MessageFrame(bsm=bsm)
 
 
-def motion_to_wire(
+def motion_columns(
     lat_deg: NDArray[np.float64], lon_deg: NDArray[np.float64], speed_mps: NDArray[np.float64],
     compass_deg: NDArray[np.float64], accel_mps2: NDArray[np.float64],
-) -> list[tuple[int, int, int, int, int]] | None:  # fmt: skip
+) -> NDArray[np.int64] | None:  # fmt: skip
     """``units.lat_to_wire``, ``lon_to_wire``, ``speed_to_wire``, ``heading_to_wire`` and ``accel_to_wire`` of
-    many vehicles at once, per vehicle: the same integers (the same float operations; ``np.rint`` rounds half
-    to even as ``round`` does; tested). None when a value is not finite: convert those one by one."""
+    many vehicles at once, as five rows (lat, lon, speed, heading, acceleration; a column per vehicle): the same
+    integers (the same float operations; ``np.rint`` rounds half to even as ``round`` does; tested). None when
+    a value is not finite: convert those one by one."""
     values = (lat_deg, lon_deg, speed_mps, compass_deg, accel_mps2)
     if not all(np.isfinite(v).all() for v in values):
         return None
@@ -262,8 +263,16 @@ def motion_to_wire(
     speed = quantise(speed_mps, 0.02, 0, units.SPEED_MAX)
     heading = np.rint((compass_deg % 360.0) / units.HEADING_UNIT_DEG) % units.HEADING_UNAVAILABLE
     accel = quantise(accel_mps2, 0.01, units.ACCEL_MIN, units.ACCEL_MAX)
-    columns = [c.astype(np.int64).tolist() for c in (lat, lon, speed, heading, accel)]
-    return list(zip(*columns, strict=True))
+    return np.array([lat, lon, speed, heading, accel]).astype(np.int64)
+
+
+def motion_to_wire(
+    lat_deg: NDArray[np.float64], lon_deg: NDArray[np.float64], speed_mps: NDArray[np.float64],
+    compass_deg: NDArray[np.float64], accel_mps2: NDArray[np.float64],
+) -> list[tuple[int, int, int, int, int]] | None:  # fmt: skip
+    """:func:`motion_columns` per vehicle: (lat, lon, speed, heading, acceleration)."""
+    columns = motion_columns(lat_deg, lon_deg, speed_mps, compass_deg, accel_mps2)
+    return None if columns is None else list(zip(*columns.tolist(), strict=True))
 
 
 def refresh_bsm(
@@ -302,6 +311,26 @@ def refresh_bsm(
     bsm.brakes.brake_pedal = BRAKE_ON if accel_mps2 < 0 else BRAKE_OFF
     hard = accel_mps2 <= -HARD_BRAKING_MPS2
     bsm.safety_ext.events = 1 << VEHICLE_EVENT_BIT["hard_braking"] if hard else 0
+
+
+def refresh_bsms(
+    msgs: Sequence[frame_pb2.MessageFrame],
+    wire: Sequence[tuple[int, int, int, int, int]],
+    accel_mps2: Sequence[float],
+    msg_counts: Sequence[int],
+    sec_mark: int,
+) -> None:
+    """:func:`refresh_bsm` of many BSMs whose position, speed, heading and acceleration are already converted
+    (``motion_to_wire``), all stamped ``sec_mark``: the same fields set to the same values."""
+    hard = 1 << VEHICLE_EVENT_BIT["hard_braking"]
+    for msg, values, accel, count in zip(msgs, wire, accel_mps2, msg_counts, strict=True):
+        bsm = msg.bsm
+        bsm.msg_cnt = units.msg_cnt(count)
+        bsm.sec_mark = sec_mark
+        pos = bsm.pos
+        pos.lat, pos.lon, bsm.speed, bsm.heading, bsm.accel_set.long = values
+        bsm.brakes.brake_pedal = BRAKE_ON if accel < 0 else BRAKE_OFF
+        bsm.safety_ext.events = hard if accel <= -HARD_BRAKING_MPS2 else 0
 
 
 def decode_event_flags(bsm: day1_pb2.BSM) -> int:
@@ -407,6 +436,32 @@ def _bsm_fields(b: day1_pb2.BSM) -> tuple[int, ...]:
     )  # fmt: skip
 
 
+# The columns of ``_bsm_fields`` that ``refresh_bsm`` writes: the five of ``motion_columns``, the events and the
+# brake pedal (9, 11; the others stay as the template has them).
+_MOTION_COLUMNS = [0, 1, 2, 3, 4]
+_KEPT = [k for k in range(len(_BSM_LO)) if k not in (*_MOTION_COLUMNS, 9, 11)]
+
+
+def template_in_range(bsm: day1_pb2.BSM) -> bool:
+    """Are the values ``check_bsm`` checks that :func:`refresh_bsm` leaves as they are within its ranges? (For
+    :func:`check_refreshed`: the BSMs refreshed from a template where they are not ask ``check_bsm``.)"""
+    raw = _bsm_fields(bsm)
+    return all(int(_BSM_LO[k]) <= raw[k] <= int(_BSM_HI[k]) for k in _KEPT)
+
+
+def check_refreshed(
+    template_ok: NDArray[np.bool_], motion: NDArray[np.int64], accel_mps2: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """For BSMs that :func:`refresh_bsm` brought up to date with ``motion`` (``motion_columns``) and
+    ``accel_mps2``, from templates for which :func:`template_in_range` said ``template_ok``: True where every
+    value is within the ranges ``check_bsm`` accepts (it would return True), without reading the BSMs; False:
+    ask ``check_bsm`` (as ``check_bsms`` does). The brake pedal and the events ``refresh_bsm`` writes are
+    always in range."""
+    lo, hi = _BSM_LO[_MOTION_COLUMNS, None], _BSM_HI[_MOTION_COLUMNS, None]
+    in_range: NDArray[np.bool_] = ((motion >= lo) & (motion <= hi)).all(axis=0) & template_ok
+    return in_range
+
+
 def check_bsms(bsms: Sequence[day1_pb2.BSM]) -> list[bool]:
     """:func:`check_bsm` of many BSMs at once, a ValueError counted as False: True where it would return
     True. Every raw value is range-checked in one numpy comparison; only the BSMs that fail it (none, when
@@ -421,11 +476,16 @@ def check_bsms(bsms: Sequence[day1_pb2.BSM]) -> list[bool]:
         plain = np.asarray(((raw >= _BSM_LO) & (raw <= _BSM_HI)).all(axis=1))
     out: list[bool] = plain.tolist()
     for k in np.flatnonzero(~plain).tolist():
-        try:
-            out[k] = check_bsm(bsms[k])
-        except ValueError:
-            out[k] = False
+        out[k] = passes_check(bsms[k])
     return out
+
+
+def passes_check(bsm: day1_pb2.BSM) -> bool:
+    """:func:`check_bsm`, a ValueError counted as False."""
+    try:
+        return check_bsm(bsm)
+    except ValueError:
+        return False
 
 
 def decode_bsms(

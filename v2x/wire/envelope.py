@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 
 from google.protobuf.message import DecodeError
 
@@ -21,6 +22,50 @@ def parse_envelope(raw: bytes) -> tuple[testbed_pb2.Envelope, frame_pb2.MessageF
     except DecodeError:
         return None
     return env, frame
+
+
+def _varint(n: int) -> bytes:
+    """Protobuf's base-128 varint of ``n`` (0 <= n < 2**64)."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_VARINTS = tuple(_varint(n) for n in range(1 << 14))  # the one- and two-byte varints, ready made
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _sender_field(sender_id: str) -> bytes:
+    return testbed_pb2.Envelope(sender_id=sender_id).SerializeToString()
+
+
+def envelope_bytes(
+    sender_ids: Sequence[str], seqs: Sequence[int], frames: Sequence[bytes], *, tick: int, tx_time_us: int,
+    link: testbed_pb2.LinkKind.ValueType,
+) -> list[bytes]:  # fmt: skip
+    """``Envelope(sender_id=s, seq=q, tick=tick, tx_time_us=tx_time_us, link=link, frame=f).SerializeToString()``
+    for each (s, q, f), byte for byte, without building the messages (a fleet sends a thousand a tick):
+    protobuf writes the fields set in field-number order, each as its tag and value, and leaves out those at
+    their default (tested against protobuf). No destinations, no security header; 0 <= q < 2**64."""
+    middle = testbed_pb2.Envelope(tick=tick, tx_time_us=tx_time_us, link=link).SerializeToString()
+    small = _VARINTS
+    out = []
+    for sender, seq, frame in zip(sender_ids, seqs, frames, strict=True):
+        size = len(frame)
+        out.append(
+            b"".join(
+                (
+                    _sender_field(sender),
+                    (b"\x10" + (small[seq] if seq < 1 << 14 else _varint(seq))) if seq else b"",
+                    middle,
+                    (b"\x3a" + (small[size] if size < 1 << 14 else _varint(size)) + frame) if size else b"",
+                )
+            )
+        )
+    return out
 
 
 @functools.lru_cache(maxsize=1 << 14)  # a pure function, asked for every BSM sent and heard (thousands of senders)
