@@ -352,7 +352,8 @@ class Simulation:
         run_slot = bulk.receiver[start]
         run_fleet, run_vehicle, run_length = fleet_of_slot[run_slot], index_of_slot[run_slot], stop - start
         time_us = round(t * 1e6)
-        offsets_us = np.rint(bulk.deliveries.delivery_time_s * 1e6)  # whole us, exact as float64
+        offsets_us = np.multiply(bulk.deliveries.delivery_time_s, 1e6)
+        np.rint(offsets_us, out=offsets_us)  # whole us, exact as float64
         offsets_us -= time_us
         offsets = offsets_us.astype(I32)  # the wire's type, once for every fleet
         for f, fleet_id in enumerate(self.fleet_ids):
