@@ -173,3 +173,19 @@ def test_due_split_hands_the_marked_receivers_over_as_arrays_and_the_rest_as_due
         assert [arrays.payloads[k] for k in arrays.payload[mine]] == everything[s].envelopes
         times = np.rint(arrays.deliveries.delivery_time_s[mine] * 1e6).astype(np.int64).tolist()
         assert times == everything[s].rx_time_us
+
+
+def test_global_tx_indices_go_to_int64_only_beyond_int32() -> None:
+    """The channel numbers transmissions over the whole run: in the fan-out's int32 column while they fit it,
+    in int64 after some 10^6 ticks of 2,000 transmissions; either way the same envelopes are handed out."""
+    got = {}
+    for start in (0, (1 << 31) - 3):
+        ch = _channel()
+        ch._next_tx_index = start
+        batch = [_tx(ch, "car_a", k, testbed_pb2.LINK_PC5, msg=("bsm", "rsm")[k % 2]) for k in range(8)]
+        ch.transmit(batch, _grid(ch))
+        assert ch.pending.tx_index.dtype == (np.int32 if start == 0 else np.int64)
+        assert int(ch.pending.tx_index.min()) >= start and int(ch.pending.tx_index.max()) < start + 8
+        got[start] = ch.due(1.0)
+        assert set(ch.stats.latencies_by_message) == {"bsm", "rsm"}
+    assert {r: v.envelopes for r, v in got[0].items()} == {r: v.envelopes for r, v in got[(1 << 31) - 3].items()}
