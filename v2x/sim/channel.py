@@ -288,15 +288,22 @@ class Channel:
             # Each payload once, in transmission order (tx_index ascending), without sorting the deliveries:
             # the indices of one tick span a few thousand values.
             low = int(part.tx_index.min())
-            offset = part.tx_index - low
-            heard = np.zeros(int(part.tx_index.max()) - low + 1, dtype=np.bool_)
+            span = int(part.tx_index.max()) - low + 1
+            # The offsets in one pass, in uint16 when they fit it: the indices and ``low`` wrap modulo 2^16 in
+            # the cast, and so does their difference, which is below ``span``, so exact.
+            narrow = np.uint16 if span <= 1 << 16 else np.int64
+            offset = np.subtract(part.tx_index, np.int64(low), dtype=narrow, casting="unsafe")
+            heard = np.zeros(span, dtype=np.bool_)
             heard[offset] = True
             kept = np.flatnonzero(heard)
             index = np.uint16 if len(kept) <= 1 << 16 else np.uint32
-            rank: NDArray[np.unsignedinteger[Any]] = np.zeros(len(heard), dtype=index)
-            rank[kept] = np.arange(len(kept), dtype=index)
             bulk_out.payloads = [self.payloads[i + low].raw for i in kept.tolist()]
-            bulk_out.payload = rank[offset]
+            if len(kept) == span and offset.dtype == index:  # every transmission heard: its rank is its offset
+                bulk_out.payload = offset
+            else:
+                rank: NDArray[np.unsignedinteger[Any]] = np.zeros(span, dtype=index)
+                rank[kept] = np.arange(len(kept), dtype=index)
+                bulk_out.payload = rank[offset]
         if len(self.pending):
             live = np.unique(self.pending.tx_index).tolist()
             self.payloads = {i: self.payloads[i] for i in live}
