@@ -206,3 +206,25 @@ def test_compiled_output_independent_of_the_transmission_grid(
     monkeypatch.setattr(_fanout, "_fan_cell_m", lambda radius: cells)
     _assert_same(ref, fan_out_broadcast(w, senders, times, link, np.random.default_rng(5)))
     _assert_same(ref, _oracle(w, senders, times, link, _seed_of(5), None))
+
+
+@pytest.mark.parametrize(("n_actors", "n_tx"), [(600, 40), (600, 540), (600, 5000), (30, 400)])
+def test_stepped_delays_with_every_send_at_one_instant(n_actors: int, n_tx: int) -> None:
+    """A fleet's BSMs all leave at the tick and a stepped delay takes five values: each receiver's deliveries
+    tie in time by the dozen, broken by tx index (the kernel puts them in tx order before its time sort;
+    fewer and more transmissions than receivers, slots sending many times; 30 actors: the interpreted way)."""
+    link = LINKS["stepped"]
+    w = _world(n_actors, seed=8, extent=400.0)
+    senders = np.random.default_rng(n_tx).choice(w.active_slots(), n_tx)
+    times = np.full(n_tx, 2.5)
+    got = fan_out_broadcast(w, senders, times, link, np.random.default_rng(11))
+    _assert_same(got, _oracle(w, senders, times, link, _seed_of(11), None))
+    _, start, stop = got.receiver_bounds()
+    assert int((stop - start).max()) > 16  # receivers with enough deliveries to be put in tx order
+    assert len(np.unique(got.delivery_time_s)) <= 5 < len(got)
+    tx, rx = np.nonzero(
+        np.hypot(w.x[senders][:, None] - w.x[None, :], w.y[senders][:, None] - w.y[None, :]) <= link.max_range_m
+    )
+    keep = w.active[rx] & (rx != senders[tx])
+    pairs = deliver_pairs(w, senders, times, tx[keep], rx[keep], link, np.random.default_rng(11))
+    _assert_same(pairs, got)

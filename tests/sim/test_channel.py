@@ -139,10 +139,13 @@ def test_same_seed_same_deliveries_and_the_draws_follow_the_batch_order() -> Non
     assert run(3) != run(4)
 
 
+@pytest.mark.parametrize("start", [0, 70_000, (1 << 31) - 50])
 @pytest.mark.parametrize("tail", [True, False])
-def test_due_split_hands_the_marked_receivers_over_as_arrays_and_the_rest_as_due_does(tail: bool) -> None:
+def test_due_split_hands_the_marked_receivers_over_as_arrays_and_the_rest_as_due_does(tail: bool, start: int) -> None:
     """A mask that marks every slot from one on (the fleets' vehicles after the actors: the deliveries' tail,
-    taken as views) and one that marks slots here and there: the same split as ``due``'s deliveries."""
+    taken as views) and one that marks slots here and there: the same split as ``due``'s deliveries. The
+    run's transmissions numbered from 0, from beyond 2^16 (the payload offsets wrap in uint16) and across
+    2^31 (int64 indices)."""
 
     def fill(ch: Channel) -> None:
         batch = [_tx(ch, "car_a", k, testbed_pb2.LINK_PC5, t=0.001 * k) for k in range(60)]
@@ -152,6 +155,7 @@ def test_due_split_hands_the_marked_receivers_over_as_arrays_and_the_rest_as_due
 
     reference, ch = _channel(), _channel()
     fill(reference)
+    ch._next_tx_index = start
     fill(ch)
     everything = reference.due(0.05)
     slot = ch.world.slot_of
@@ -163,7 +167,7 @@ def test_due_split_hands_the_marked_receivers_over_as_arrays_and_the_rest_as_due
     single, arrays = ch.due_split(0.05, bulk)
     assert single == {s: r for s, r in everything.items() if not bulk[s]} and single
     assert ch.in_flight == reference.in_flight > 0  # what is not due yet stays with both
-    assert ch.payloads.keys() == reference.payloads.keys()
+    assert {k - start for k in ch.payloads} == reference.payloads.keys()
     # the arrays: by receiver, each delivery's payload and time as ``due`` hands them out
     assert arrays.payload.dtype == np.uint16 and len(set(arrays.payloads)) == len(arrays.payloads)
     receivers = arrays.receiver.tolist()
@@ -173,3 +177,38 @@ def test_due_split_hands_the_marked_receivers_over_as_arrays_and_the_rest_as_due
         assert [arrays.payloads[k] for k in arrays.payload[mine]] == everything[s].envelopes
         times = np.rint(arrays.deliveries.delivery_time_s[mine] * 1e6).astype(np.int64).tolist()
         assert times == everything[s].rx_time_us
+
+
+def test_global_tx_indices_go_to_int64_only_beyond_int32() -> None:
+    """The channel numbers transmissions over the whole run: in the fan-out's int32 column while they fit it,
+    in int64 after some 10^6 ticks of 2,000 transmissions; either way the same envelopes are handed out."""
+    got = {}
+    for start in (0, (1 << 31) - 3):
+        ch = _channel()
+        ch._next_tx_index = start
+        batch = [_tx(ch, "car_a", k, testbed_pb2.LINK_PC5, msg=("bsm", "rsm")[k % 2]) for k in range(8)]
+        ch.transmit(batch, _grid(ch))
+        assert ch.pending.tx_index.dtype == (np.int32 if start == 0 else np.int64)
+        assert int(ch.pending.tx_index.min()) >= start and int(ch.pending.tx_index.max()) < start + 8
+        got[start] = ch.due(1.0)
+        assert set(ch.stats.latencies_by_message) == {"bsm", "rsm"}
+    assert {r: v.envelopes for r, v in got[0].items()} == {r: v.envelopes for r, v in got[(1 << 31) - 3].items()}
+
+
+@pytest.mark.parametrize("start", [0, 70_000, (1 << 31) - 3])
+def test_due_split_when_the_marked_receivers_heard_every_transmission(start: int) -> None:
+    """Every transmission heard by some marked receiver (the fleets' usual tick): each payload's index is its
+    offset from the first, handed over as it was computed; the same envelopes as ``due``."""
+    reference, ch = _channel(), _channel()
+    ch._next_tx_index = start
+    for c in (reference, ch):
+        c.transmit([_tx(c, "car_a", k, testbed_pb2.LINK_PC5, t=0.001 * k) for k in range(5)], _grid(c))
+    everything = reference.due(0.05)
+    bulk = np.zeros(ch.world.capacity, dtype=np.bool_)
+    bulk[ch.world.slot_of("car_b") :] = True  # car_b and the rsu, 50 m and 20 m away
+    single, arrays = ch.due_split(0.05, bulk)
+    assert single == {} and len(arrays.payloads) == 5  # each heard by car_b or the rsu
+    assert arrays.payload.dtype == np.uint16 and set(arrays.payload.tolist()) == set(range(5))
+    for s in set(arrays.receiver.tolist()):
+        mine = arrays.receiver == s
+        assert [arrays.payloads[k] for k in arrays.payload[mine]] == everything[s].envelopes

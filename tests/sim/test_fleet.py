@@ -20,7 +20,14 @@ from v2x.sim.simulation import Simulation
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, encode_bsm
 from v2x.wire.envelope import temporary_id
-from v2x.wire.fleet import pack_deliveries, unpack_deliveries
+from v2x.wire.fleet import (
+    VEHICLE_DOUBLES,
+    add_vehicles,
+    pack_deliveries,
+    unpack_deliveries,
+    vehicle_bodies,
+    vehicle_head,
+)
 
 FRAME = LocalFrame(29.5, 106.5, 0.0)
 
@@ -422,3 +429,32 @@ def test_a_fleet_hears_its_own_envelopes_as_it_hears_anyone_elses(monkeypatch: p
     assert not slow._sent
     assert slow_acks == fast_acks and slow_seen == fast_seen
     assert any(testbed_pb2.FleetAck.FromString(a).events for a in fast_acks)
+
+
+def test_vehicles_put_as_wire_bytes_serialise_as_field_by_field_adds() -> None:
+    """The world writes FleetInput.vehicles with numpy (v2x.wire.fleet.add_vehicles): the message it gets, and
+    so its bytes, are those of one ``vehicles.add(...)`` per vehicle, zeros, -0.0, nan and inf included."""
+    rng = np.random.default_rng(5)
+    n = 300
+    cols = [rng.normal(0.0, 10.0 ** rng.integers(-3, 6), n) for _ in VEHICLE_DOUBLES]
+    special = [0.0, -0.0, math.nan, math.inf, -math.inf, 5e-324, 1e300]
+    for c in cols:
+        c[rng.choice(n, 40, replace=False)] = rng.choice(special, 40)
+    cols[3][:] = 0.0  # a column of zeros (vy on an east-west road)
+    ids = [f"bg-{k % 7}-{k}" if k % 50 else f"véhicule-{'x' * (k % 200)}" for k in range(n)]
+    kinds = [("car", "truck", "bus", "")[k % 4] for k in range(n)]
+    heads = [vehicle_head(vid, kind) for vid, kind in zip(ids, kinds, strict=True)]
+    bodies = vehicle_bodies(cols)
+    which = rng.permutation(n)[: n - 20].tolist()
+    fast = testbed_pb2.FleetInput(run_id="r", tick=3, time_us=-7)
+    add_vehicles(fast, heads, bodies, which)
+    slow = testbed_pb2.FleetInput(run_id="r", tick=3, time_us=-7)
+    for k in which:
+        slow.vehicles.add(
+            vehicle_id=ids[k], kind=kinds[k], **{f: float(c[k]) for f, c in zip(VEHICLE_DOUBLES, cols, strict=True)}
+        )
+    assert fast.SerializeToString() == slow.SerializeToString()
+    assert [v.vehicle_id for v in fast.vehicles] == [ids[k] for k in which]
+    empty = testbed_pb2.FleetInput()
+    add_vehicles(empty, heads, bodies, [])
+    assert empty.SerializeToString() == b""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
+import pytest
 
-from v2x.sim.channel import ChannelStats
+from v2x.sim.channel import ChannelStats, LatencyColumn
 from v2x.sim.inbound import InboundStats
 from v2x.sim.metrics import latency_summary, run_metrics
 from v2x.sim.sensing import SensorCounts
@@ -91,3 +93,54 @@ def test_a_baseline_run_with_nothing_sent_has_no_ratio_and_no_latencies() -> Non
     assert m["latency_ms"] == {"p50": None, "p95": None, "p99": None, "max": None}
     assert m["messages"] == {"sent": {}, "delivered": {}, "dropped": {}, "in_flight_at_end": 0}
     assert m["latency_ms_by_channel"] == m["latency_ms_by_message"] == m["sensing"] == {}
+
+
+def _one_by_one(values: np.ndarray) -> dict[str, float | None]:
+    """The summary as it was computed before: one np.percentile call per figure."""
+    return {
+        k: round(float(np.percentile(values, q)), 3) for k, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
+    }
+
+
+def test_latency_summaries_over_blocks_and_groups_equal_percentiles_of_the_concatenation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(LatencyColumn, "BLOCK", 5000)  # many blocks per group
+    rng = np.random.default_rng(3)
+    channel = ChannelStats()
+    added: dict[tuple[str, str], list[np.ndarray]] = {}
+    groups = [("pc5", "bsm"), ("pc5", "rsm"), ("uu-up", "bsm"), ("uu-down", "advisory")]
+    for _ in range(60):
+        key = groups[int(rng.integers(len(groups)))]
+        ms = rng.gamma(2.0, 3.0, int(rng.integers(0, 3000)))
+        if rng.random() < 0.5:
+            channel.add_latencies(*key, ms)
+        else:
+            channel.latency_room(*key, len(ms))[:] = ms
+        added.setdefault(key, []).append(ms)
+    assert sum(len(c.parts()) for c in channel.latency_groups.values()) > len(groups)
+    m = run_metrics(
+        "v2x", n_ticks=1, tick_s=0.1, wall_s=1.0, channel=channel, in_flight=0, inbound=InboundStats(), sensing={}
+    )
+
+    def cat(keep: Callable[[tuple[str, str]], bool]) -> np.ndarray:
+        return np.concatenate([a for key, chunks in added.items() if keep(key) for a in chunks])
+
+    assert m["latency_ms"] == _one_by_one(cat(lambda key: True))
+    assert np.array_equal(channel.latencies_ms, cat(lambda key: True))  # the groups in order, each in order
+    for c in ("pc5", "uu-up", "uu-down"):
+        assert m["latency_ms_by_channel"][c] == _one_by_one(cat(lambda key, c=c: key[0] == c))  # type: ignore[misc]
+        assert np.array_equal(channel.latencies_by_channel[c], cat(lambda key, c=c: key[0] == c))  # type: ignore[misc]
+    for msg in ("bsm", "rsm", "advisory"):
+        assert m["latency_ms_by_message"][msg] == _one_by_one(cat(lambda key, msg=msg: key[1] == msg))  # type: ignore[misc]
+    assert list(m["latency_ms_by_channel"]) == ["pc5", "uu-down", "uu-up"]
+    # the summaries left the stored latencies as they were
+    assert np.array_equal(channel.latencies_ms, cat(lambda key: True))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 100, 1001, 99_999])
+def test_one_percentile_call_gives_the_figures_of_four(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for values in (rng.gamma(2.0, 1.5, n), np.round(rng.normal(5.0, 2.0, n), 3), rng.integers(0, 9, n) / 7.0):
+        assert latency_summary(values) == _one_by_one(values)
+        assert latency_summary(values.copy(), overwrite=True) == _one_by_one(values)

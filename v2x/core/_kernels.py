@@ -323,6 +323,34 @@ def _finish_receiver(
     possible delivery), a counting scatter of indices, then an insertion pass that fixes the order
     inside buckets and breaks exact ties by tx index.
     """
+    if stepped and k > 16:
+        # A stepped delay takes a few values, so deliveries of transmissions sent at the same time tie
+        # exactly (a fleet's BSMs all leave at the tick: some 50 ties per delay step and receiver), and the
+        # insertion pass below would order each tie by tx index one move at a time. Putting ``ltx`` in tx
+        # order first (a counting sort on tx >> shift, k to 2k keys, then a short insertion pass) makes
+        # the stable bucket scatter leave every tie in order already. Same output either way.
+        n_keys = len(tx_time)
+        shift = 0
+        while (n_keys >> shift) > 2 * k:
+            shift += 1
+        n_keys = (n_keys >> shift) + 1
+        for kc in range(n_keys + 1):
+            hist[kc] = 0
+        for j in range(k):
+            hist[(ltx[j] >> shift) + 1] += 1
+        for kc in range(n_keys):
+            hist[kc + 1] += hist[kc]
+        for j in range(k):
+            kc = ltx[j] >> shift
+            perm[hist[kc]] = ltx[j]
+            hist[kc] += 1
+        for js in range(k):
+            tx_js = perm[js]
+            at = np.intp(js)  # k may be a uint64 (broadcast_kernel): at - 1 must stay an integer
+            while at > 0 and ltx[at - 1] > tx_js:
+                ltx[at] = ltx[at - 1]
+                at -= 1
+            ltx[at] = tx_js
     rbits = np.uint64(r) << _SHIFT_RX
     for j in range(k):  # vectorised: one hash per delivery
         lt[j] = uniform01(seed, ((np.uint64(ltx[j]) << _SHIFT_TX) | rbits) + _DRAW_BASE)

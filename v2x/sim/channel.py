@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,41 +47,89 @@ class Transmission:
     msg: str = ""  # the MessageFrame's message type (bsm, rsm, spat, ...)
 
 
+class LatencyColumn:
+    """One group's latencies (ms) in arrival order, in float64 blocks filled one after the other: no list of
+    small per-tick chunks to concatenate and no copy while the run grows (the blocks double up to
+    ``BLOCK`` values, 32 MB, then stay at that size; a block's unwritten tail costs address space, not
+    memory)."""
+
+    BLOCK = 1 << 22
+    __slots__ = ("_blocks", "_used")
+
+    def __init__(self) -> None:
+        self._blocks: list[NDArray[np.float64]] = []
+        self._used = 0  # values in the last block
+
+    def extend(self, n: int) -> NDArray[np.float64]:
+        """Room for ``n`` more values: the view the caller fills."""
+        if not self._blocks or self._used + n > len(self._blocks[-1]):
+            last = len(self._blocks[-1]) if self._blocks else 0
+            if self._blocks:  # the full block keeps only what was written
+                self._blocks[-1] = self._blocks[-1][: self._used]
+            self._blocks.append(np.empty(max(n, min(2 * last, self.BLOCK), 1024), dtype=np.float64))
+            self._used = 0
+        room = self._blocks[-1][self._used : self._used + n]
+        self._used += n
+        return room
+
+    def parts(self) -> list[NDArray[np.float64]]:
+        """The values so far, block by block (views)."""
+        if not self._blocks:
+            return []
+        return [*self._blocks[:-1], self._blocks[-1][: self._used]]
+
+
 @dataclass
 class ChannelStats:
     """What the channel counted over a run: messages per link name (pc5, uu, wired) and latencies in ms
-    (all, per channel pc5/uu-up/uu-down/wired, per message type). The latencies are kept once, as arrays
-    per (channel, message type) (``add_latencies``); the three views concatenate them (percentiles do not
-    depend on the order)."""
+    (all, per channel pc5/uu-up/uu-down/wired, per message type). The latencies are kept once, one
+    :class:`LatencyColumn` per (channel, message type) (``add_latencies``, ``latency_room``); a view of one
+    block is that block, one of several concatenates them (percentiles do not depend on the order)."""
 
     sent: Counter[str] = field(default_factory=Counter)
     delivered: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     candidates: Counter[str] = field(default_factory=Counter)
-    latency_groups: dict[tuple[str, str], list[NDArray[np.float64]]] = field(default_factory=lambda: defaultdict(list))
+    latency_groups: dict[tuple[str, str], LatencyColumn] = field(default_factory=lambda: defaultdict(LatencyColumn))
 
     def add_latencies(self, channel: str, message: str, ms: NDArray[np.float64]) -> None:
-        self.latency_groups[(channel, message)].append(np.asarray(ms, dtype=np.float64))
+        self.latency_groups[(channel, message)].extend(len(ms))[:] = ms
 
-    def _joined(self, keep: Callable[[tuple[str, str]], bool]) -> NDArray[np.float64]:
-        parts = [a for key, chunks in self.latency_groups.items() if keep(key) for a in chunks]
-        return np.concatenate(parts) if parts else np.zeros(0)
+    def latency_room(self, channel: str, message: str, n: int) -> NDArray[np.float64]:
+        """Room for ``n`` more latencies of (``channel``, ``message``): the caller writes them there."""
+        return self.latency_groups[(channel, message)].extend(n)
+
+    def joined(self, keys: Sequence[tuple[str, str]]) -> tuple[NDArray[np.float64], bool]:
+        """The latencies of the groups ``keys`` (in that order), and whether that array is a fresh one the
+        caller may reorder (several blocks concatenated) rather than a view of the one block there is."""
+        parts = [part for key in keys if key in self.latency_groups for part in self.latency_groups[key].parts()]
+        if len(parts) == 1:
+            return parts[0], False
+        return (np.concatenate(parts) if parts else np.zeros(0)), True
+
+    def views(self) -> tuple[list[tuple[str, str]], dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]]:
+        """The groups of each view: all, per channel, per message type (names sorted)."""
+        keys = list(self.latency_groups)
+        by_channel = {c: [key for key in keys if key[0] == c] for c in sorted({key[0] for key in keys})}
+        by_message = {m: [key for key in keys if key[1] == m] for m in sorted({key[1] for key in keys})}
+        return keys, by_channel, by_message
 
     @property
     def latencies_ms(self) -> NDArray[np.float64]:
-        return self._joined(lambda key: True)
-
-    def _by(self, k: int) -> dict[str, NDArray[np.float64]]:
-        names = sorted({key[k] for key in self.latency_groups})
-        return {name: self._joined(lambda key, name=name: key[k] == name) for name in names}  # type: ignore[misc]
+        return _own(self.joined(self.views()[0]))
 
     @property
     def latencies_by_channel(self) -> dict[str, NDArray[np.float64]]:
-        return self._by(0)
+        return {c: _own(self.joined(keys)) for c, keys in self.views()[1].items()}
 
     @property
     def latencies_by_message(self) -> dict[str, NDArray[np.float64]]:
-        return self._by(1)
+        return {m: _own(self.joined(keys)) for m, keys in self.views()[2].items()}
+
+
+def _own(joined: tuple[NDArray[np.float64], bool]) -> NDArray[np.float64]:
+    values, fresh = joined
+    return values if fresh else values.copy()
 
 
 @dataclass
@@ -180,21 +228,27 @@ class Channel:
                 tx_of_dest = np.array([k for k, r in enumerate(recs) for _ in r.dest_ids], dtype=np.intp)
                 dests = np.array([self.world.slot_of(d) for r in recs for d in r.dest_ids], dtype=np.intp)
                 d = fan_out_addressed(self.world, senders, tx_time, tx_of_dest, dests, model, self.rng)
-            lat = d.delivery_time_s - tx_time[d.tx_index]
-            lat *= 1e3
-            code_of = d.tx_index  # the transmission of each delivery within ``recs``
-            # int32 from the fan-out; one pass to the global index
-            d = dataclasses.replace(d, tx_index=np.add(d.tx_index, base, dtype=np.int64))
             st.candidates[name] += d.candidates
             st.dropped[name] += d.dropped
             st.delivered[name] += len(d)
             kinds = [r.msg or "unknown" for r in recs]
-            if len(set(kinds)) == 1:
-                st.add_latencies(channel, kinds[0], lat)
+            if len(set(kinds)) == 1:  # written straight into the group's column (ms)
+                lat = np.subtract(
+                    d.delivery_time_s, tx_time[d.tx_index], out=st.latency_room(channel, kinds[0], len(d))
+                )
+                lat *= 1e3
             else:
-                code = np.array([sorted(set(kinds)).index(m) for m in kinds], dtype=np.intp)[code_of]
+                lat = d.delivery_time_s - tx_time[d.tx_index]
+                lat *= 1e3
+                code = np.array([sorted(set(kinds)).index(m) for m in kinds], dtype=np.intp)[d.tx_index]
                 for c, m in enumerate(sorted(set(kinds))):
                     st.add_latencies(channel, m, lat[code == c])
+            # To the global index, in place in the fan-out's own int32 column while the indices fit it (they
+            # reach 2^31 after some 10^6 ticks of 2,000 transmissions), else into int64.
+            if self._next_tx_index < 1 << 31:
+                np.add(d.tx_index, base, out=d.tx_index)
+            else:
+                d = dataclasses.replace(d, tx_index=np.add(d.tx_index, base, dtype=np.int64))
             parts.append(d)
         if len(parts) == 1 and not len(self.pending):  # already in order (the fan-out sorts): no second sort
             self.pending = parts[0]
@@ -234,15 +288,22 @@ class Channel:
             # Each payload once, in transmission order (tx_index ascending), without sorting the deliveries:
             # the indices of one tick span a few thousand values.
             low = int(part.tx_index.min())
-            offset = part.tx_index - low
-            heard = np.zeros(int(part.tx_index.max()) - low + 1, dtype=np.bool_)
+            span = int(part.tx_index.max()) - low + 1
+            # The offsets in one pass, in uint16 when they fit it: the indices and ``low`` wrap modulo 2^16 in
+            # the cast, and so does their difference, which is below ``span``, so exact.
+            narrow = np.uint16 if span <= 1 << 16 else np.int64
+            offset = np.subtract(part.tx_index, np.int64(low), dtype=narrow, casting="unsafe")
+            heard = np.zeros(span, dtype=np.bool_)
             heard[offset] = True
             kept = np.flatnonzero(heard)
             index = np.uint16 if len(kept) <= 1 << 16 else np.uint32
-            rank: NDArray[np.unsignedinteger[Any]] = np.zeros(len(heard), dtype=index)
-            rank[kept] = np.arange(len(kept), dtype=index)
             bulk_out.payloads = [self.payloads[i + low].raw for i in kept.tolist()]
-            bulk_out.payload = rank[offset]
+            if len(kept) == span and offset.dtype == index:  # every transmission heard: its rank is its offset
+                bulk_out.payload = offset
+            else:
+                rank: NDArray[np.unsignedinteger[Any]] = np.zeros(span, dtype=index)
+                rank[kept] = np.arange(len(kept), dtype=index)
+                bulk_out.payload = rank[offset]
         if len(self.pending):
             live = np.unique(self.pending.tx_index).tolist()
             self.payloads = {i: self.payloads[i] for i in live}

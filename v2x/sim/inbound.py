@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -79,12 +80,17 @@ class InboundStats:
     conflicts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
 
+_SLOT_SEQ = operator.attrgetter("sender_slot", "seq")  # a transmission's place in a tick's batch
+
+
 def mistyped_fields(msg: Message) -> list[int]:
     """The field numbers ``msg`` knows that arrived with another wire type (kept as unknown fields by the
     parser): the bytes are some other message (an Envelope published on an ack topic parses as an Ack
     with its ``tx_time_us`` in place of the truth). Unknown field numbers (a newer peer's fields) are fine."""
-    known = msg.DESCRIPTOR.fields_by_number
     unknown = UnknownFieldSet(msg)
+    if not len(unknown):  # the usual case, asked for every envelope (thousands per tick from fleets)
+        return []
+    known = msg.DESCRIPTOR.fields_by_number
     return [unknown[k].field_number for k in range(len(unknown)) if unknown[k].field_number in known]
 
 
@@ -247,7 +253,7 @@ class Inbound:
     def take(self, tick: int) -> list[Transmission]:
         """The transmissions of ``tick`` in (sender slot, seq) order; they (and anything older) are dropped
         from the inbox."""
-        batch = sorted((r for r in self.received.values() if r.tick == tick), key=lambda r: (r.sender_slot, r.seq))
+        batch = sorted((r for r in self.received.values() if r.tick == tick), key=_SLOT_SEQ)
         self.received = {k: r for k, r in self.received.items() if r.tick > tick}
         return batch
 

@@ -55,7 +55,7 @@ from v2x.sim.referee import Referee
 from v2x.sim.sensors import Sensors
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
-from v2x.wire.fleet import put_deliveries
+from v2x.wire.fleet import I32, add_vehicles, put_deliveries, vehicle_bodies, vehicle_head
 from v2x.wire.security import EnvelopeSecurity
 from v2x.wire.tables import APP_NAME
 
@@ -173,6 +173,7 @@ class Simulation:
         self.inbound.fleet_ids = set(self.fleet_ids)
         self._members: dict[str, dict[str, int]] = {}  # per fleet, the vehicles it hosts at this tick: id -> slot
         self._fleet_assigned: dict[str, int] = {}  # equipped vehicle -> the number of its fleet
+        self._vehicle_heads: dict[str, bytes] = {}  # equipped vehicle -> its FleetVehicle's strings on the wire
         # The slots whose deliveries go into FleetInputs as arrays: the background vehicles'.
         self._bulk = np.zeros(w.capacity, dtype=np.bool_)
         self._bulk[len(self.actor_ids) :] = True
@@ -326,10 +327,17 @@ class Simulation:
         index_of_slot = np.full(w.capacity, -1, dtype=np.int64)
         fleet_of_slot = np.full(w.capacity, -1, dtype=np.intp)
         out: dict[str, bytes] = {}
-        kinds = [bg.kind_name(s) for s in slot_list]
-        cols = [w.x, w.y, w.vx, w.vy, w.ax, w.ay, w.heading_rad, w.length_m, w.width_m]
-        x, y, vx, vy, ax, ay, heading, length, width = (np.asarray(c[slots], dtype=np.float64).tolist() for c in cols)
-        sp, ac = speed.tolist(), accel.tolist()
+        heads = self._vehicle_heads
+        if len(heads) > 2 * len(ids) + 1024:  # forget the vehicles long gone
+            heads = self._vehicle_heads = {vid: heads[vid] for vid in ids if vid in heads}
+        for vid, s in zip(ids, slot_list, strict=True):
+            if vid not in heads:
+                heads[vid] = vehicle_head(vid, bg.kind_name(s))
+        vehicle_heads = [heads[vid] for vid in ids]
+        bodies = vehicle_bodies(
+            [w.x[slots], w.y[slots], w.vx[slots], w.vy[slots], w.ax[slots], w.ay[slots], w.heading_rad[slots], speed,
+             accel, w.length_m[slots], w.width_m[slots]]
+        )  # fmt: skip
         self._members = {}
         hosted: list[list[int]] = []  # per fleet, its vehicles (indices into slots)
         for f, fleet_id in enumerate(self.fleet_ids):
@@ -344,8 +352,10 @@ class Simulation:
         run_slot = bulk.receiver[start]
         run_fleet, run_vehicle, run_length = fleet_of_slot[run_slot], index_of_slot[run_slot], stop - start
         time_us = round(t * 1e6)
-        offsets_us = np.rint(bulk.deliveries.delivery_time_s * 1e6)  # whole us, exact as float64
+        offsets_us = np.multiply(bulk.deliveries.delivery_time_s, 1e6)
+        np.rint(offsets_us, out=offsets_us)  # whole us, exact as float64
         offsets_us -= time_us
+        offsets = offsets_us.astype(I32)  # the wire's type, once for every fleet
         for f, fleet_id in enumerate(self.fleet_ids):
             msg = testbed_pb2.FleetInput(
                 run_id=self.run_id,
@@ -355,32 +365,16 @@ class Simulation:
                 truth_time_us=truth_us,
                 final=tick == self.n_ticks,
             )
-            add = msg.vehicles.add  # built in place (a FleetVehicle made apart is copied in by extend)
-            for k in hosted[f]:
-                add(
-                    vehicle_id=ids[k],
-                    kind=kinds[k],
-                    x_m=x[k],
-                    y_m=y[k],
-                    vx_mps=vx[k],
-                    vy_mps=vy[k],
-                    ax_mps2=ax[k],
-                    ay_mps2=ay[k],
-                    heading_rad=heading[k],
-                    speed_mps=sp[k],
-                    accel_mps2=ac[k],
-                    length_m=length[k],
-                    width_m=width[k],
-                )
+            add_vehicles(msg, vehicle_heads, bodies, hosted[f])
             msg.envelopes.extend(bulk.payloads)
             my_runs = run_fleet == f
             counts = np.zeros(len(msg.vehicles), dtype=np.uint32)
             counts[run_vehicle[my_runs]] = run_length[my_runs]
             if my_runs.all():  # one fleet, or the others heard nothing: every delivery, no copies
-                put_deliveries(msg, counts, bulk.payload, offsets_us)
+                put_deliveries(msg, counts, bulk.payload, offsets)
             else:
                 to_me = np.repeat(my_runs, run_length)
-                put_deliveries(msg, counts, bulk.payload[to_me], offsets_us[to_me])
+                put_deliveries(msg, counts, bulk.payload[to_me], offsets[to_me])
             out[fleet_id] = msg.SerializeToString()
         return out
 

@@ -4,6 +4,7 @@ and to read with numpy, where repeated varints cost a Python object per number o
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,62 @@ def put_deliveries(
     index = U16 if len(msg.envelopes) <= 1 << 16 else U32  # the narrowest that holds every index
     msg.delivery_envelopes = np.asarray(envelope).astype(index, copy=False).tobytes()
     msg.delivery_offsets_us = np.asarray(offsets_us).astype(I32, copy=False).tobytes()
+
+
+# -- FleetInput.vehicles as wire bytes --------------------------------------------------------------------
+# A FleetVehicle is two strings (vehicle_id = 1, kind = 2) and eleven doubles (fields 3 to 13). The world
+# builds every vehicle's doubles at once with numpy (each a one-byte key and 8 little-endian bytes) and puts
+# the entries into the message with one ``MergeFromString``: the message then holds exactly what field-by-
+# field ``vehicles.add(...)`` gives (so it serialises to the same bytes), at a fraction of the Python calls.
+VEHICLE_DOUBLES = (
+    "x_m", "y_m", "vx_mps", "vy_mps", "ax_mps2", "ay_mps2", "heading_rad", "speed_mps", "accel_mps2", "length_m",
+    "width_m",
+)  # fmt: skip
+_DOUBLE_ROW = np.dtype([(f, t) for k in range(len(VEHICLE_DOUBLES)) for f, t in ((f"key{k}", "u1"), (f"v{k}", "<f8"))])
+_DOUBLE_KEYS = [(field << 3) | 1 for field in range(3, 3 + len(VEHICLE_DOUBLES))]  # wire type 1: 64-bit
+_VEHICLES_KEY = (6 << 3) | 2  # FleetInput.vehicles, length-delimited
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _string_field(field: int, text: str) -> bytes:
+    raw = text.encode()
+    return _varint((field << 3) | 2) + _varint(len(raw)) + raw
+
+
+def vehicle_head(vehicle_id: str, kind: str) -> bytes:
+    """The start of a ``FleetInput.vehicles`` entry for this vehicle: the entry's key and length and the
+    vehicle's two strings; :func:`vehicle_bodies` gives the rest."""
+    strings = _string_field(1, vehicle_id) + _string_field(2, kind)
+    return _varint(_VEHICLES_KEY) + _varint(len(strings) + _DOUBLE_ROW.itemsize) + strings
+
+
+def vehicle_bodies(columns: Sequence[NDArray[np.floating[Any]]]) -> bytes:
+    """The doubles of every vehicle (``columns``: one array per ``VEHICLE_DOUBLES`` field, in that order), as
+    ``_DOUBLE_ROW.itemsize`` (99) wire bytes per vehicle."""
+    rows = np.empty(len(columns[0]), dtype=_DOUBLE_ROW)
+    for k, (key, col) in enumerate(zip(_DOUBLE_KEYS, columns, strict=True)):
+        rows[f"key{k}"] = key
+        rows[f"v{k}"] = col
+    return rows.tobytes()
+
+
+def add_vehicles(msg: testbed_pb2.FleetInput, heads: Sequence[bytes], bodies: bytes, which: Iterable[int]) -> None:
+    """Append to ``msg.vehicles`` the vehicles ``which`` (indices into ``heads``, from :func:`vehicle_head`,
+    and into ``bodies``, from :func:`vehicle_bodies`), in that order."""
+    size = _DOUBLE_ROW.itemsize
+    parts: list[bytes] = []
+    for k in which:
+        parts.append(heads[k])
+        parts.append(bodies[k * size : (k + 1) * size])
+    msg.MergeFromString(b"".join(parts))
 
 
 def unpack_deliveries(msg: testbed_pb2.FleetInput) -> FleetDeliveries | None:
