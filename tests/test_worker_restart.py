@@ -11,23 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests._mosquitto import MOSQUITTO, Mosquitto
-from v2x.bench.stack import stack_scenario
+from tests.test_remote_workers import _finish, _worker
+from tests.test_workers import _scenario
 from v2x.net.clock import LockstepClock
 from v2x.run import runner
 from v2x.run.runner import run_scenario, warm_up_core
-from v2x.scenario import load_scenario
-from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,20 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.broker, pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed")]
 
 RETRANSMIT_AFTER_S = 0.5  # the world's lockstep retransmission, shorter than the default 2 s to keep it fast
-
-
-def _scenario(tmp_path: Path) -> Scenario:
-    """Fully equipped background traffic on 4 lanes with cars standing in them (as tests/test_workers.py):
-    the fleets raise FCW, so the comparison means something."""
-    doc = stack_scenario(200, 1.0, lanes=4)
-    for k in range(4):
-        for j, start in enumerate((300, 900)):
-            doc["actors"].append(
-                {"id": f"stalled{k}{j}", "kind": "car", "lane": f"l{k}", "start_m": start + 37 * k, "speed_mps": 0.0}
-            )
-    path = tmp_path / "fleets.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return load_scenario(path)
 
 
 def _outcome(result: dict[str, Any]) -> str:
@@ -124,22 +105,6 @@ def test_fleet_workers_resume_after_a_broker_restart_with_the_same_outcome(
     assert _outcome(restarted) == _outcome(one)
 
 
-def _worker(path: Path, broker: Mosquitto, run_id: str, k: int, n: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "v2x.cli", "worker", str(path), "--broker", f"mqtt://127.0.0.1:{broker.port}"]
-    cmd += ["--run-id", run_id, "--fleet", str(k), "--of", str(n), "--wait", "60"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _finish(proc: subprocess.Popen[str], timeout_s: float = 30.0) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    return proc.returncode, err
-
-
 def test_remote_workers_resume_after_a_restart_of_the_one_broker(
     tmp_path: Path, broker: Mosquitto, quick_retransmission: None, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -150,7 +115,7 @@ def test_remote_workers_resume_after_a_restart_of_the_one_broker(
     sc = _scenario(tmp_path)
     warm_up_core([sc])
     one = asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"]))
-    workers = [_worker(tmp_path / "fleets.yaml", broker, "restart2", k, 2) for k in range(2)]
+    workers = [_worker(tmp_path / "fleets.yaml", broker, "restart2", k, 2, "--wait", "60") for k in range(2)]
     restart = RestartBroker(broker, between=3, within=6)
     try:
         with caplog.at_level(logging.INFO, logger="v2x.run.workers"):
