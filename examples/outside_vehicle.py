@@ -12,7 +12,8 @@ publishes a BSM over PC5 (and, with ``--uplink``, over Uu to the edge platform) 
 its true state, echoing the advisories addressed to it (that is what makes them count). With ``--react-brake
 A`` its driver brakes at A m/s^2 to a stop ``--reaction`` s after the first warning it receives. It logs the
 collisions the world tells it about; told of one (``TickInput.collisions``), it comes to rest where it
-touched, the pose of the collision's tick, and stays there (docs/PROTOCOL.md, "Collisions"). It exits after
+touched, the pose of the collision's tick, and stays there, hazard lights on: its BSMs set hazardLights and
+disabledVehicle (docs/PROTOCOL.md, "Collisions"). It exits after
 the final tick.
 
 Example: the ``lead`` car of scenarios/fcw.yaml, marked ``external: true`` in a copy ``my-fcw.yaml`` (its
@@ -148,6 +149,7 @@ LAT_UNAVAILABLE, LON_UNAVAILABLE, ELEVATION_UNAVAILABLE = 900000001, 1800000001,
 # PositionConfidence ladder: enumeration value -> 95 % bound in metres (1 a500m ... 15 a1cm)
 POS_CONFIDENCE_M = (500, 200, 100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
 HARD_BRAKING_MPS2 = 0.4 * 9.80665  # 0.4 g or more sets the hardBraking event flag (SAE J2945/1), as built-in cars do
+HAZARD_SIGNAL_LIGHT_BIT = 4  # ExteriorLights bit 4, the hazard signal (PROTOCOL.md, "The BSM")
 
 
 def clamp(value: int, lo: int, hi: int) -> int:
@@ -439,6 +441,13 @@ class Vehicle:
 
     def _bsm(self, s: Kinematics, ti: testbed_pb2.TickInput) -> day1_pb2.BSM:
         gnss = ti.gnss
+        events = (1 << day1_pb2.EVENT_HARD_BRAKING) if -s.accel_mps2 >= HARD_BRAKING_MPS2 else 0
+        # After a collision the car is a wreck, hazard lights on for good: hazardLights and disabledVehicle (and
+        # the lights' hazard signal bit), so that the AVW of those coming up behind warns of it (PROTOCOL.md,
+        # "Collisions").
+        wrecked = self.rest_at is not None
+        if wrecked:
+            events |= (1 << day1_pb2.EVENT_HAZARD_LIGHTS) | (1 << day1_pb2.EVENT_DISABLED_VEHICLE)
         bsm = day1_pb2.BSM(
             msg_cnt=self.msg_cnt,
             id=bsm_id(self.opts.actor_id),
@@ -456,7 +465,8 @@ class Vehicle:
             ),
             vehicle_class=self.opts.vehicle_class,
             safety_ext=day1_pb2.VehicleSafetyExtensions(
-                events=(1 << day1_pb2.EVENT_HARD_BRAKING) if -s.accel_mps2 >= HARD_BRAKING_MPS2 else 0,
+                events=events,
+                lights=(1 << HAZARD_SIGNAL_LIGHT_BIT) if wrecked else 0,
                 path_prediction_radius=32767,  # straight
                 path_prediction_confidence=0,  # as built-in vehicles send (docs/PROTOCOL.md "Start values")
             ),

@@ -8,7 +8,8 @@ its heading, centre within 1.75 m of its heading line) whose time to collision a
 speed and acceleration falls to ``--ttc`` (3 s) raises an FCW warning about that vehicle's BSM id. The
 driver brakes at ``--brake`` (7 m/s^2) to a stop ``--reaction`` (1 s) after the warning. Advisories the
 platform sends it are echoed in its Ack (that is what makes them count) and acted on the same way. Told
-of a collision, it comes to rest where it touched and stays there (docs/PROTOCOL.md, "Collisions").
+of a collision, it comes to rest where it touched and stays there, hazard lights on (its BSMs set the event
+flags hazardLights and disabledVehicle; docs/PROTOCOL.md, "Collisions").
 
     python examples/sdk_vehicle.py --broker mqtt://127.0.0.1:1883 --run demo-v2x --actor follower
     v2x run my-fcw.yaml --broker mqtt://127.0.0.1:1883 --run-id demo --variant v2x
@@ -36,6 +37,7 @@ log = logging.getLogger("sdk_vehicle")
 
 MAX_AGE_S = 1.0  # forget a sender not heard for 1 s
 LANE_HALF_WIDTH_M = 1.75
+WRECK_FLAGS = ("hazard_lights", "disabled")  # BSM event flags of a car that has crashed (v2x.wire.bsm's names)
 
 
 class Fcw:
@@ -91,12 +93,14 @@ def time_to_close(gap_m: float, closing_mps: float, closing_accel_mps2: float) -
 
 
 class Driver:
-    """Brakes at ``brake_mps2`` to a stop from ``reaction_s`` after the first warning."""
+    """Brakes at ``brake_mps2`` to a stop from ``reaction_s`` after the first warning. After a collision the
+    car is a wreck (``crashed``): its hazard lights are on for good."""
 
     def __init__(self, reaction_s: float, brake_mps2: float) -> None:
         self.reaction_s = reaction_s
         self.brake_mps2 = brake_mps2
         self.brake_from: float | None = None
+        self.crashed = False
 
     def warn(self, t: float) -> None:
         if self.brake_from is None:
@@ -163,6 +167,7 @@ async def step(
         log.warning("t=%.1fs: collided with %s at %.1f m/s", c.t_s, c.other_id, c.relative_speed_mps)
     if tick.collisions:  # at rest where it touched (last tick's pose), for good: docs/PROTOCOL.md, "Collisions"
         state = state.at_rest()
+        driver.crashed = True
     elif tick.n > 0:
         state = state.advanced(tick.dt_s)  # the acceleration chosen last tick, over the tick
     if tick.late_ticks:
@@ -181,7 +186,9 @@ async def step(
     state = VehicleState(state.x_m, state.y_m, state.speed_mps, state.heading_deg, driver.accel(t, state.speed_mps))
     if work_ms > 0:
         time.sleep(work_ms / 1000)  # a stack that needs this long per tick
-    await stack.send_bsm(tick, state)
+    # A wreck says so (BSM event flags hazardLights and disabledVehicle), so that the AVW of those coming up
+    # behind warns of it: docs/PROTOCOL.md, "Collisions".
+    await stack.send_bsm(tick, state, flags=WRECK_FLAGS if driver.crashed else ())
     await stack.ack(tick, state, warnings=warnings)
     return state
 

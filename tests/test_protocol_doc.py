@@ -704,3 +704,25 @@ def test_vehicle_sizes_per_kind_are_the_docs() -> None:
     doc = {"car": (5.0, 2.0, 1.6), "truck": (13.0, 2.6, 3.0), "bus": (12.0, 2.55, 3.2), "emergency": (5.5, 2.1, 2.4),
            "pedestrian": (0.5, 0.5, 1.7), "cyclist": (1.8, 0.6, 1.7)}  # fmt: skip
     assert {k: DEFAULT_SIZE[k] for k in doc} == doc
+
+
+def test_the_example_wreck_sends_hazard_lights_and_disabled_vehicle() -> None:
+    """ "A built-in vehicle ... also sets the BSM event flags `hazardLights` and `disabledVehicle` from then on ...;
+    a stack may do the same" (docs/PROTOCOL.md, "Collisions"): examples/outside_vehicle.py does, from the tick
+    that tells it of its collision, and not before; the testbed's decoder reads both flags."""
+    from v2x.wire import frame_pb2
+    from v2x.wire.bsm import VEHICLE_EVENT_BIT, decode_event_flags
+
+    _, session, published = _example_session()
+    session._on_control(_start("tok").SerializeToString())
+    flags: list[int] = []
+    for tick in range(5):
+        ti = testbed_pb2.TickInput(run_id="r", tick=tick, time_us=tick * 100_000, tick_us=100_000)
+        if tick == 2:
+            ti.collisions.add(other_id="follower", t_s=0.15, relative_speed_mps=5.0)
+        published.clear()
+        session._on_tick(ti)
+        env = testbed_pb2.Envelope.FromString(next(p for t, p in published if t == "v2x/r/tx/lead"))
+        flags.append(decode_event_flags(frame_pb2.MessageFrame.FromString(env.frame).bsm))
+    wreck = (1 << VEHICLE_EVENT_BIT["hazard_lights"]) | (1 << VEHICLE_EVENT_BIT["disabled"])
+    assert [f & wreck for f in flags] == [0, 0, wreck, wreck, wreck]

@@ -18,10 +18,13 @@ import yaml
 
 from tests._agents import offline_sim
 from tests._mosquitto import Mosquitto
+from tests._slow_stack import _example
 from v2x.scenario import Scenario, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
+from v2x.sdk import Collision, Tick, VehicleState
 from v2x.sim.simulation import Simulation
 from v2x.wire import common_pb2, testbed_pb2
+from v2x.wire.bsm import VEHICLE_EVENT_BIT
 from v2x.wire.envelope import temporary_id
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,6 +140,36 @@ def test_bsm_without_a_fix_and_start_values() -> None:
     assert (b.accuracy.semi_major, b.accuracy.semi_minor, b.accuracy.orientation) == (255, 255, 65535)
     assert (b.pos_confidence.pos, b.msg_cnt, b.safety_ext.path_prediction_confidence) == (0, 0, 0)
     assert units.speed_to_wire(0.05) == 2 and units.speed_to_wire(0.03) == 2  # 2.5 -> 2, 1.5 -> 2: half to even
+
+
+def _tick(n: int, collisions: list[Collision]) -> Tick:
+    t = n * 0.1
+    return Tick(n=n, t_s=t, dt_s=0.1, final=False, gnss=None, heard=[], advisories=[], collisions=collisions,
+                late_ticks=[], received_at=0.0, deadline=0.1, raw=testbed_pb2.TickInput())  # fmt: skip
+
+
+async def test_sdk_example_wreck_keeps_its_hazard_lights_on() -> None:
+    """examples/sdk_vehicle.py: after a collision its BSMs carry hazardLights and disabledVehicle, for good (so
+    that AVW behind warns of the wreck: docs/PROTOCOL.md, "Collisions"); before it, no flags."""
+    example = _example()
+    sent: list[frozenset[str]] = []
+
+    class Recorder:
+        async def send_bsm(self, tick: Tick, state: VehicleState, *, flags: tuple[str, ...] = ()) -> None:
+            sent.append(frozenset(flags))
+
+        async def ack(self, tick: Tick, state: VehicleState, *, warnings: list[testbed_pb2.Advisory]) -> None:
+            pass
+
+    fcw, driver = example.Fcw(3.0), example.Driver(1.0, 7.0)
+    state = VehicleState(0.0, 0.0, 10.0, 90.0, 0.0)
+    hit = [Collision("lead", 0.25, 6.0)]
+    for n, collisions in enumerate([[], [], hit, [], []]):
+        state = await example.step(Recorder(), _tick(n, collisions), state, fcw, driver, 4.5, 0.0)
+    assert sent[:2] == [frozenset(), frozenset()]
+    assert sent[2:] == [frozenset({"hazard_lights", "disabled"})] * 3
+    assert sent[2] <= set(VEHICLE_EVENT_BIT)  # names the SDK's BSM knows
+    assert state.speed_mps == 0.0
 
 
 # ---- The SDK against Mosquitto -------------------------------------------------------------------------------------

@@ -233,7 +233,13 @@ async function main() {
       brakes: { brake_pedal: s.a < 0 ? 2 : 1, abs: 2, traction: 2, scs: 2 },
       size: { width: Math.round(car.width * 100), length: Math.round(car.length * 100), height: Math.round(car.height / 0.05) },
       vehicle_class: VEHICLE_CLASS[o.kind] || 10,
-      safety_ext: { events: s.a <= -3.92266 ? 1 << 7 : 0, path_prediction_radius: 32767, lights: 0 },
+      // hardBraking (bit 7) at 0.4 g; a wreck (after a collision) keeps hazardLights (bit 0) and disabledVehicle
+      // (bit 11) set, and the lights' hazard signal (bit 4), for good (docs/PROTOCOL.md, "Collisions")
+      safety_ext: {
+        events: (s.a <= -3.92266 ? 1 << 7 : 0) | (restAt != null ? (1 << 0) | (1 << 11) : 0),
+        path_prediction_radius: 32767,
+        lights: restAt != null ? 1 << 4 : 0,
+      },
     };
     const frameBytes = MessageFrame.encode({ bsm }).finish();
     const out = [];
