@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.test_sdk import fcw_with_external
 from v2x.net.broker import BrokerAddress
 from v2x.run.runner import run_scenario
 from v2x.scenario import load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
 from v2x.sdk import Stack, VehicleState
 from v2x.sim.simulation import Simulation
 
@@ -79,3 +82,28 @@ async def test_built_in_agents_get_their_input_when_the_tick_before_closes_outsi
     assert sorted(early)[len(early) // 2] > 0.02, early  # typically most of a tick ahead of the wall clock
     for n, at in probe.closed:  # no tick closes before its time
         assert at >= n * TICK_S - 0.005, (n, at)
+
+
+async def test_without_outside_stacks_a_tick_closes_when_its_reports_are_in_and_hands_over_at_its_time(
+    tmp_path: Path, embedded: BrokerAddress
+) -> None:
+    """With only built-in agents (they report tick n before t(n): their input came a tick early), the world
+    closes tick n as soon as its reports are in, before t(n), so that its work is done by then; the inputs of
+    tick n+1 still go out no earlier than t(n) (the run keeps to the wall clock)."""
+    doc = yaml.safe_load((SCENARIO_DIR / "fcw.yaml").read_text(encoding="utf-8"))
+    doc["duration_s"] = 2.0
+    path = tmp_path / "fcw-2s.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    sc = load_scenario(path)
+    probe = _Handouts()
+    started = time.monotonic()
+    await run_scenario(
+        sc, seed=0, broker=embedded.url, variants=["v2x"], mode="realtime", run_id="early2", observe=lambda v, r: probe
+    )
+    ticks = round(sc.duration_s / TICK_S)
+    assert time.monotonic() - started >= ticks * TICK_S  # kept to the wall clock
+    assert [n for n, _ in probe.sent["lead"]] == list(range(ticks + 1))
+    for n, at in probe.sent["lead"][1:]:  # tick n's input: not before tick n-1's time
+        assert at >= (n - 1) * TICK_S - 0.005, (n, at)
+    ahead = [n * TICK_S - at for n, at in probe.closed[1:]]
+    assert sorted(ahead)[len(ahead) // 2] > 0.02, ahead  # most ticks closed well before their time

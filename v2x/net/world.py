@@ -220,10 +220,13 @@ class World:
         self.clock.start()
         n_ticks = self.sim.n_ticks
         # Real time: tick n + 1 is opened as soon as tick n closes, and the fleets and the built-in agents get
-        # their input at once (everything in it is known then: the truth at tick n, the deliveries due by
-        # tick n + 1, each with its delivery time), so that they hear what was delivered within the tick, not
-        # up to a tick later; actors driven by outside stacks (``external``) get their TickInput at the tick's
-        # wall-clock time (docs/PROTOCOL.md). The tick still closes no earlier than its time.
+        # their input then (everything in it is known: the truth at tick n, the deliveries due by tick n + 1,
+        # each with its delivery time), so that they hear what was delivered within the tick, not up to a tick
+        # later; actors driven by outside stacks (``external``) get their TickInput at the tick's wall-clock
+        # time (docs/PROTOCOL.md). A tick closes as soon as every report is in, before its wall-clock time
+        # too when nobody outside takes part (the built-in agents and fleets report tick n before t(n): they
+        # had their input a tick early), so that the world's work of closing it is done by then; nothing of
+        # tick n + 1 is handed over before t(n), which paces the run.
         early = self.clock.mode == "realtime"
         external = {a for a in self.sim.actor_ids if self.sim.scenario.actor(a).external}
         opened: dict[str, bytes] | None = None  # the inputs of a tick opened early
@@ -235,8 +238,9 @@ class World:
                 await self._publish_inputs({**inputs, **self.sim.fleet_inputs})
             else:
                 inputs, opened = opened, None
-                await self.clock.start_of_tick(tick)
-                await self._publish_inputs({a: p for a, p in inputs.items() if a in external})
+                if external:
+                    await self.clock.start_of_tick(tick)
+                    await self._publish_inputs({a: p for a, p in inputs.items() if a in external})
             self._last_input = {**inputs, **self.sim.fleet_inputs}
             await self.clock.end_of_tick(tick, self.reported, self.sim.missing, self._retransmit)
             events = self.sim.step()  # counts the reports still missing as late
@@ -244,12 +248,15 @@ class World:
                 await self.observer.on_tick(self.sim, tick, events)
             if self.progress is not None:
                 self.progress(tick, n_ticks)
-            if early and tick < n_ticks:
-                self.reported.clear()
-                opened = self.sim.begin(tick + 1)
-                await self._publish_inputs(
-                    {**{a: p for a, p in opened.items() if a not in external}, **self.sim.fleet_inputs}
-                )
+            if early:
+                if tick < n_ticks:
+                    self.reported.clear()
+                    opened = self.sim.begin(tick + 1)
+                await self.clock.start_of_tick(tick)  # nothing of tick n + 1 (nor the STOP) before tick n's time
+                if opened is not None:
+                    await self._publish_inputs(
+                        {**{a: p for a, p in opened.items() if a not in external}, **self.sim.fleet_inputs}
+                    )
         await self._publish_control(testbed_pb2.Control.COMMAND_STOP)
         return self.sim.report(time.monotonic() - started)
 
