@@ -47,6 +47,9 @@ from v2x.sim.simulation import Simulation
 TICK_S = 0.1
 SPACING_M = 25.0  # 2000 veh/h at 50 km/h: the prefill's spacing (v2x.sim.background)
 LANE_WIDTH_M = 3.5
+# The pilot zone's Beidou RTK (corrections over 5G; ``v2x impair list``): the story cars', the baseline's and the
+# background's receivers alike.
+POSITIONING = "rtk-fixed"
 
 
 def _setting(seconds: float) -> dict[str, Any]:
@@ -56,7 +59,7 @@ def _setting(seconds: float) -> dict[str, Any]:
         "duration_s": seconds,
         "tick_s": TICK_S,
         "network": {"pc5": "pc5-sidelink-los", "uu": "5g-uu-edge-sa", "wired": "wired-backhaul"},
-        "positioning": "rtk-fixed",
+        "positioning": POSITIONING,
     }
 
 
@@ -84,6 +87,7 @@ def stack_scenario(n: int, seconds: float, lanes: int = 8) -> dict[str, Any]:
         "speed_kph": {"mean": 50, "sd": 5},
         "mix": {"car": 1.0},
         "penetration": 1.0,
+        "positioning": POSITIONING,  # BSMs that state their accuracy: every vehicle's FCW acts on every one
     }
     return {
         "id": f"stack{n}",
