@@ -10,22 +10,30 @@ Per tick, ``step``:
 
 1. sends each hosted vehicle's BSM of its truth (the world's, when the previous tick closed: the BSM's
    time stamp says so, and receivers carry it on from there as they do every BSM), refreshed from a
-   template per vehicle (``v2x.wire.bsm.refresh_bsms``; the static parts are encoded once), without
-   positioning error and with the accuracy unknown, as the world did before fleets, each in an envelope
-   written around the frame's bytes (``v2x.wire.envelope.envelope_bytes``: protobuf's bytes, no message
-   built);
+   template per vehicle (``v2x.wire.bsm.refresh_bsms``; the static parts are encoded once), each in an
+   envelope written around the frame's bytes (``v2x.wire.envelope.envelope_bytes``: protobuf's bytes, no
+   message built). Without its flow's ``positioning`` a vehicle's BSM has no positioning error and the
+   accuracy unknown, as the world's BSMs had before fleets; with it, the world sends the vehicle's receiver
+   reading with the truth (``FleetVehicle`` fields 14-17: the error and the 1-sigma axes) and the BSM
+   carries the truth plus that error and states that accuracy (the template's accuracy is set again only
+   when it changes). A wreck (``FleetVehicle.wrecked``) sets the wreck flags (``WRECK_FLAGS``: hazard
+   lights, disabled vehicle) in its BSMs from then on;
 2. decodes each distinct envelope heard once for the whole fleet, in one batch (``decode_bsms``; a BSM that
-   FCW's accuracy gate would refuse, such as the background's own, is only checked as a decode would and
-   its time and accuracy kept: a ``Stamp``) and keeps, per sender, the freshest BSM, and per (vehicle,
-   sender) when it last heard it (``max_age_s`` forgets them). Its own envelopes of the last
-   ``SENT_TICKS_KEPT`` ticks are not parsed again: the same bytes parse to the BSMs it sent, so what hearing
-   them needs was kept when they were sent (``_remember``: sender, secMark, accuracy, and whether the BSM
-   passes the checks of a decode, found from the arrays it was made from, ``check_refreshed``);
-3. runs FCW for every hosted vehicle at once: one ``WorldState`` of the hosted vehicles (their truth carried
-   on to the tick's time at constant acceleration) and the senders heard, and one call of the core's
-   ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs, with FCW's thresholds and accuracy
-   gate (``v2x.apps.collision``); a warning is raised once per validity
-   period per (vehicle, other). No driver reacts: the traffic model's IDM keeps its gaps anyway.
+   FCW's accuracy gate would refuse, such as the background's own without positioning, is only checked as a
+   decode would and its time and accuracy kept: a ``Stamp``) and keeps, per sender, the freshest BSM, and
+   per (hosted vehicle, sender FCW can act on) when it last heard it (``heard``, a matrix whose rows and
+   columns are given back when the vehicle leaves or the sender is forgotten; ``max_age_s`` forgets them).
+   Its own envelopes of the last ``SENT_TICKS_KEPT`` ticks are not parsed again: the same bytes parse to the
+   BSMs it sent, so what hearing them needs was kept when they were sent (``_remember``: sender, secMark,
+   accuracy, and whether the BSM passes the checks of a decode, found from the arrays it was made from,
+   ``check_refreshed``; for a BSM FCW acts on, also its values on the wire, from which ``_decode_own`` gives
+   what decoding it gives, the same conversions on all of them at once);
+3. runs FCW for every hosted vehicle at once: one ``WorldState`` of the hosted vehicles (where their
+   receivers place them, carried on to the tick's time at constant acceleration) and the senders heard, and
+   one call of the core's ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs, with FCW's
+   thresholds and accuracy gate (``v2x.apps.collision``; a hosted vehicle whose stated accuracy fails it
+   raises nothing); a warning is raised once per validity period per (vehicle, other). No driver reacts:
+   the traffic model's IDM keeps its gaps anyway.
 """
 
 from __future__ import annotations

@@ -6,16 +6,19 @@ apart) of background traffic (``flows``), every vehicle equipped (penetration 1)
 2000 veh/h and 50 km/h (one vehicle every 25 m), the lanes as long as it takes for N vehicles at once; they
 send BSMs at 10 Hz on PC5 (line of sight), so each hears the few hundred within the sidelink's range; the
 fleet agent (``v2x.agents.fleet``) hosts them all and runs FCW for every one of them. Two story cars (a lead
-and a follower with FCW) in lane 0 keep the run a scenario. FCW acts only on BSMs that state an accuracy: the
-background's say "unknown" (docs/SCENARIOS.md), so each hosted vehicle's FCW checks the story cars it hears,
-not the hundreds of background vehicles (the fleet still receives, checks and time-stamps all their BSMs).
-Run lockstep, V2X variant only, through the runner (``run_scenario``) on the given broker.
+and a follower with FCW) in lane 0 keep the run a scenario. The flows have a positioning profile
+(``POSITIONING``, the pilot zone's Beidou RTK, as the story cars and the baseline; docs/SCENARIOS.md
+"Background traffic"), so every BSM states an accuracy FCW's gate accepts: each hosted vehicle's FCW checks
+every vehicle it heard within ``max_age_s`` (the fleet's one call of the core's conflict detection over
+some 250,000 (vehicle, sender) pairs a tick at 1,000 vehicles), and so do the story cars'. Run lockstep, V2X
+variant only, through the runner (``run_scenario``) on the given broker.
 
 Baseline (same run, same broker): ``benchmarks/agents_scale.py``'s workload, ``--baseline-n`` cars on four
 lanes, each an individual ``VehicleAgent`` with FCW (the way every equipped vehicle was hosted before
 fleets), over ``--baseline-seconds``; ``per_vehicle_speedup`` is its wall time per vehicle per simulated
-second over the fleet's (the two runs hold different numbers of vehicles). The two do unequal FCW work per
-vehicle: the baseline's cars state their accuracy, so each one's FCW checks every car it hears.
+second over the fleet's (the two runs hold different numbers of vehicles). The two do equal FCW work per
+vehicle: in both every vehicle states its accuracy and checks every vehicle it hears (before the flows had a
+positioning profile, the fleet's FCW checked only the story cars: figures from then compare unequal work).
 
 ``wall_per_sim_s``: the tick loop's wall time (from the end of tick 0 to the end of the last tick, timed by
 an observer of the world, so broker start, connections and the world's set-up are not in it) over the
