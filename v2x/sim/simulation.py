@@ -20,7 +20,10 @@ One tick ``n``:
 Three generators, seeded from (seed, variant): the channel's (``rng_net``), the positioning model's
 (``rng_pos``) and the roadside sensors' (``rng_sense``); each is drawn from in a fixed order, so a run's
 outcome depends on the scenario, variant and seed only. A fourth, the background flows' (``rng_flows``,
-``v2x.sim.background``), is seeded from the seed alone: both variants see the same background traffic.
+``v2x.sim.background``), is seeded from the seed alone: both variants see the same background traffic. A
+fifth, seeded from (seed, variant) as well, draws the readings of the fleets' vehicles whose flow names a
+``positioning`` profile (``v2x.sim.sensors.BackgroundPositioning``); it exists only then, so the others'
+draws, and every run without such a flow, stay as they were.
 
 Background traffic (the scenario's ``flows``, or SUMO's with a ``sumo`` block) is moved by the world
 itself, in ``step`` right after the reported truths are applied (``v2x.sim.background``,
