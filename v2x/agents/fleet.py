@@ -614,13 +614,14 @@ class FleetAgent:
         # Per hosted vehicle able to run FCW (in the order of ``vehicles``) and usable sender: heard within
         # max_age_s, i.e. at a tick still in the window (``_hear`` keeps those within max_age_s of t).
         hosts = np.flatnonzero(able)
-        recent = np.take(self.heard[self._row[self._present[hosts]]], self._column[live], axis=1)
-        recent = recent >= self._window[0][1]
+        since = self._window[0][1]
+        recent = np.take(self.heard[self._row[self._present[hosts]]], self._column[live], axis=1) >= since
         heard_cols = np.flatnonzero(recent.any(axis=0))
         if not len(heard_cols):
             return []
         # Rows of the WorldState: the hosted vehicles 0..n-1, then the senders heard, by id, n..n+m-1.
-        by_name = sorted((self._names[no], c) for no, c in zip(live[heard_cols].tolist(), heard_cols.tolist()))
+        names = self._names
+        by_name = sorted((names[no], c) for no, c in zip(live[heard_cols].tolist(), heard_cols.tolist(), strict=True))
         senders = [name for name, _ in by_name]
         n, m = len(vehicles), len(senders)
         col_row = np.full(len(live), -1, dtype=np.intp)
