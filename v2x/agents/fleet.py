@@ -558,29 +558,21 @@ class FleetAgent:
         now_mark = units.sec_mark(t, self.epoch)
         ages_ms = (now_mark - np.array([m for _, m, _, _, _ in kept], dtype=np.int64)) % 60000
         times = (t - ages_ms / 1000.0).tolist()
-        return [
-            RemoteState(
-                temp_id=p.temp_id,
-                t_s=t_s,
-                x=x,
-                y=y,
-                speed_mps=speed,
-                heading_rad=yaw,
-                accel_mps2=accel,
-                length_m=p.length_m,
-                width_m=p.width_m,
-                sigma_major_m=p.sigma_major_m,
-                kind_class=p.kind_class,
-                events=events | p.events,
-                ptc_type=p.ptc_type,
-                emergency_use=p.emergency_use,
-                turn_signal=p.turn_signal,
-                z_m=p.z_m,
+        out = []
+        new = object.__new__
+        for (_, _, _, events, p), x, y, speed, yaw, accel, t_s in zip(
+            kept, xs.tolist(), ys.tolist(), speeds, yaws, accels, times, strict=True
+        ):
+            # The template's decoding with what a refresh changes: the fields RemoteState's __init__ would set,
+            # without a frozen dataclass's __setattr__ per field (a thousand of them a tick).
+            r = new(RemoteState)
+            fields = r.__dict__
+            fields.update(p.__dict__)
+            fields.update(
+                t_s=t_s, x=x, y=y, speed_mps=speed, heading_rad=yaw, accel_mps2=accel, events=events | p.events
             )
-            for (_, _, _, events, p), x, y, speed, yaw, accel, t_s in zip(
-                kept, xs.tolist(), ys.tolist(), speeds, yaws, accels, times, strict=True
-            )
-        ]
+            out.append(r)
+        return out
 
     @staticmethod
     def _stamp_of(mark: int, sigma: float | None, t: float, now_mark: int) -> Stamp:
