@@ -229,7 +229,8 @@ class Detector:
         of another sender heard earlier (F2MD flags the newer message; ties: the larger temporary id).
         Boxes shrink by ``mbd_sigmas`` reported errors; a sender without a reported accuracy is skipped, and
         so is a pair on different levels (heights known and more than ``VERTICAL_SEPARATION_M`` apart: a car on
-        a flyover over another)."""
+        a flyover over another). Only boxes whose circumscribed circles meet (``_near``, ``_near_pairs``: one
+        numpy pass) get the exact test: the same verdicts, without a Python test per pair of hundreds of senders."""
         k = self.th["mbd_sigmas"]
         max_age = self.th["mbd_max_age_s"]
         boxes: list[tuple[RemoteState, list[tuple[float, float]]]] = []
