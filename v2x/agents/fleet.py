@@ -10,22 +10,30 @@ Per tick, ``step``:
 
 1. sends each hosted vehicle's BSM of its truth (the world's, when the previous tick closed: the BSM's
    time stamp says so, and receivers carry it on from there as they do every BSM), refreshed from a
-   template per vehicle (``v2x.wire.bsm.refresh_bsms``; the static parts are encoded once), without
-   positioning error and with the accuracy unknown, as the world did before fleets, each in an envelope
-   written around the frame's bytes (``v2x.wire.envelope.envelope_bytes``: protobuf's bytes, no message
-   built);
+   template per vehicle (``v2x.wire.bsm.refresh_bsms``; the static parts are encoded once), each in an
+   envelope written around the frame's bytes (``v2x.wire.envelope.envelope_bytes``: protobuf's bytes, no
+   message built). Without its flow's ``positioning`` a vehicle's BSM has no positioning error and the
+   accuracy unknown, as the world's BSMs had before fleets; with it, the world sends the vehicle's receiver
+   reading with the truth (``FleetVehicle`` fields 14-17: the error and the 1-sigma axes) and the BSM
+   carries the truth plus that error and states that accuracy (the template's accuracy is set again only
+   when it changes). A wreck (``FleetVehicle.wrecked``) sets the wreck flags (``WRECK_FLAGS``: hazard
+   lights, disabled vehicle) in its BSMs from then on;
 2. decodes each distinct envelope heard once for the whole fleet, in one batch (``decode_bsms``; a BSM that
-   FCW's accuracy gate would refuse, such as the background's own, is only checked as a decode would and
-   its time and accuracy kept: a ``Stamp``) and keeps, per sender, the freshest BSM, and per (vehicle,
-   sender) when it last heard it (``max_age_s`` forgets them). Its own envelopes of the last
-   ``SENT_TICKS_KEPT`` ticks are not parsed again: the same bytes parse to the BSMs it sent, so what hearing
-   them needs was kept when they were sent (``_remember``: sender, secMark, accuracy, and whether the BSM
-   passes the checks of a decode, found from the arrays it was made from, ``check_refreshed``);
-3. runs FCW for every hosted vehicle at once: one ``WorldState`` of the hosted vehicles (their truth carried
-   on to the tick's time at constant acceleration) and the senders heard, and one call of the core's
-   ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs, with FCW's thresholds and accuracy
-   gate (``v2x.apps.collision``); a warning is raised once per validity
-   period per (vehicle, other). No driver reacts: the traffic model's IDM keeps its gaps anyway.
+   FCW's accuracy gate would refuse, such as the background's own without positioning, is only checked as a
+   decode would and its time and accuracy kept: a ``Stamp``) and keeps, per sender, the freshest BSM, and
+   per (hosted vehicle, sender FCW can act on) when it last heard it (``heard``, a matrix whose rows and
+   columns are given back when the vehicle leaves or the sender is forgotten; ``max_age_s`` forgets them).
+   Its own envelopes of the last ``SENT_TICKS_KEPT`` ticks are not parsed again: the same bytes parse to the
+   BSMs it sent, so what hearing them needs was kept when they were sent (``_remember``: sender, secMark,
+   accuracy, and whether the BSM passes the checks of a decode, found from the arrays it was made from,
+   ``check_refreshed``; for a BSM FCW acts on, also its values on the wire, from which ``_decode_own`` gives
+   what decoding it gives, the same conversions on all of them at once);
+3. runs FCW for every hosted vehicle at once: one ``WorldState`` of the hosted vehicles (where their
+   receivers place them, carried on to the tick's time at constant acceleration) and the senders heard, and
+   one call of the core's ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs, with FCW's
+   thresholds and accuracy gate (``v2x.apps.collision``; a hosted vehicle whose stated accuracy fails it
+   raises nothing); a warning is raised once per validity period per (vehicle, other). No driver reacts:
+   the traffic model's IDM keeps its gaps anyway.
 """
 
 from __future__ import annotations
@@ -33,18 +41,20 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
 
 from v2x import units
+from v2x.agents.vehicle import WRECK_FLAGS
 from v2x.apps.collision import CONFLICT_NAME
 from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
 from v2x.geodesy import LocalFrame
-from v2x.units import accurate_enough
+from v2x.units import R95_PER_SIGMA, accurate_enough
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import (
+    VEHICLE_EVENT_BIT,
     OwnState,
     RemoteState,
     check_bsms,
@@ -64,6 +74,7 @@ from v2x.wire.security import Signer
 from v2x.wire.tables import APP_BY_NAME
 
 HEIGHT_M = {"car": 1.5, "truck": 3.5, "bus": 3.2}
+NEVER = np.iinfo(np.int32).min  # ``FleetAgent.heard``: not heard (since last forgotten)
 SENT_TICKS_KEPT = 3  # the ticks whose envelopes the fleet remembers (``_sent``): this one and the two before
 
 
@@ -87,6 +98,28 @@ def _accurate_wire(semi_major: int, need_m: float) -> bool:
         return accurate_enough(units.semi_major_from_wire(semi_major), need_m)
     except ValueError:
         return True
+
+
+WRECK_EVENTS = sum(1 << VEHICLE_EVENT_BIT[flag] for flag in WRECK_FLAGS)
+
+
+def _accuracy_wire(major: np.ndarray, minor: np.ndarray, known: np.ndarray) -> list[tuple[int, int, int]]:
+    """Per vehicle the accuracy its BSM states (semi-major, semi-minor, position confidence: wire values, as
+    ``encode_bsm`` sets them), from its reading's 1-sigma axes; unknown where ``known`` is False. Converted once
+    per distinct reading (a fleet's vehicles share a few)."""
+    pairs = np.stack([np.where(known, major, -1.0), np.where(known, minor, -1.0)], axis=1)
+    distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    wire = []
+    for a, b in distinct.tolist():
+        sigma, sigma_minor = (a, b) if a > 0.0 else (None, None)
+        wire.append(
+            (
+                units.semi_major_to_wire(sigma),
+                units.semi_major_to_wire(sigma_minor),
+                units.position_confidence(None if sigma is None else R95_PER_SIGMA * sigma),
+            )
+        )
+    return [wire[k] for k in inverse.reshape(-1).tolist()]
 
 
 class FleetAgent:
@@ -116,26 +149,37 @@ class FleetAgent:
         # which were sent when, to forget them (``_remember``).
         self._sent: dict[bytes, tuple[str, int, bool, float | None]] = {}
         self._sent_ticks: deque[list[bytes]] = deque()
+        # The envelopes sent in the last SENT_TICKS_KEPT ticks whose BSMs FCW acts on (their vehicles state an
+        # accuracy good enough) and pass the checks of a decode -> (sender, secMark, position, speed, heading and
+        # acceleration as on the wire, the raw event flags, ``_protos``' entry): decoding them needs no parsing.
+        self._sent_full: dict[bytes, tuple[str, int, list[int], int, RemoteState]] = {}
+        self._protos: dict[str, RemoteState] = {}  # vehicle -> what decoding its template gives (``_set_template``)
         self.msg_count: dict[str, int] = {}
         self.seq: dict[str, int] = {}
         # sender -> its freshest BSM (a Stamp: one FCW does not act on, only its time and accuracy kept)
         self.remotes: dict[str, RemoteState | Stamp] = {}
-        # When each hosted vehicle last heard each sender FCW can act on (-inf: not within max_age_s): row the
-        # vehicle's number (``_number``), column the sender's in ``_tracked``. A sender gets a column when its
-        # first BSM accurate enough for FCW arrives (the background's own never do), filled in from what was
-        # heard in the last max_age_s (``_window``): the same times as a column for every sender would hold,
-        # without writing a time per delivery (hundreds of thousands a tick) for senders FCW ignores.
-        self.heard_t = np.full((0, 0), -np.inf)
-        self._column = np.zeros(0, dtype=np.int64)  # number -> its column in heard_t, -1: none
-        self._tracked: list[int] = []  # column -> sender number
+        # When each hosted vehicle last heard each sender FCW can act on, as the number of the ``_hear`` call
+        # (``_clock``; NEVER: not since it was last forgotten): a row per hosted vehicle (``_row``), a column per
+        # such sender (``_column``), both given back when the vehicle leaves or the sender is forgotten and used
+        # again, so the matrix stays as big as the vehicles and senders of a moment, not of the run. A sender gets
+        # a column when its first BSM accurate enough for FCW arrives (the background's own without positioning
+        # never do), filled in from what was heard in the last max_age_s (``_window``): the same times as a
+        # column for every sender would hold, without writing a time per delivery for senders FCW ignores.
+        self.heard = np.full((0, 0), NEVER, dtype=np.int32)
+        self._clock = 0
+        self._row = np.zeros(0, dtype=np.int64)  # number -> its row in heard (a hosted vehicle), -1: none
+        self._free_rows: list[int] = []
+        self._column = np.zeros(0, dtype=np.int64)  # number -> its column in heard, -1: none
+        self._free_columns: list[int] = []
         self._forgotten: dict[int, float] = {}  # sender number -> when its freshest BSM got too old
-        # Each tick within max_age_s: (t, vehicle numbers, sender numbers by envelope, the deliveries).
-        self._window: deque[tuple[float, np.ndarray, np.ndarray, FleetDeliveries]] = deque()
+        # Each tick within max_age_s: (t, its clock, vehicle numbers, sender numbers by envelope, the deliveries).
+        self._window: deque[tuple[float, int, np.ndarray, np.ndarray, FleetDeliveries]] = deque()
         self._present = np.zeros(0, dtype=np.int64)  # the numbers of the vehicles hosted at this tick
         self._numbers: dict[str, int] = {}
         self._names: list[str] = []
         self.warned_until: dict[tuple[str, str], float] = {}  # (vehicle, other temp id) -> validity end
         self.rejected = 0  # envelopes heard that did not parse as a BSM with a position
+        self._wrecks: set[str] = set()  # hosted vehicles whose template carries the wreck flags
 
     def step(self, inp: testbed_pb2.FleetInput) -> testbed_pb2.FleetAck:
         """One tick: every hosted vehicle's BSM and the FCW warnings of all of them."""
@@ -144,32 +188,47 @@ class FleetAgent:
         vehicles = list(inp.vehicles)
         ids = [v.vehicle_id for v in vehicles]
         for gone in set(self.templates).difference(ids):  # left the network
-            del self.templates[gone], self._template_facts[gone]
+            del self.templates[gone], self._template_facts[gone], self._protos[gone]
         n = len(vehicles)
         dt = max(0.0, t - inp.truth_time_us / 1e6)
         fields = [
-            (v.x_m, v.y_m, v.vx_mps, v.vy_mps, v.ax_mps2, v.ay_mps2, v.heading_rad, v.speed_mps, v.accel_mps2)
+            (v.x_m, v.y_m, v.vx_mps, v.vy_mps, v.ax_mps2, v.ay_mps2, v.heading_rad, v.speed_mps, v.accel_mps2,
+             v.east_error_m, v.north_error_m, v.sigma_major_m, v.sigma_minor_m)
             for v in vehicles
-        ]
-        x0, y0, vx0, vy0, ax, ay, heading, speed, accel = np.array(fields, dtype=np.float64).reshape(-1, 9).T
+        ]  # fmt: skip
+        columns = np.array(fields, dtype=np.float64).reshape(-1, 13).T
+        x0, y0, vx0, vy0, ax, ay, heading, speed, accel, ex, ny, major, minor = columns
+        # Where its receiver puts it (the truth where it states no accuracy: no positioning modelled, or no fix).
+        known = major > 0.0
+        x0 = np.where(known, x0 + ex, x0)
+        y0 = np.where(known, y0 + ny, y0)
         # Carried on to the tick's time at constant acceleration.
         vx = vx0 + ax * dt
         vy = vy0 + ay * dt
         x = x0 + (vx0 + 0.5 * ax * dt) * dt
         y = y0 + (vy0 + 0.5 * ay * dt) * dt
         if n:
-            ack.envelopes.extend(self._bsms(inp, vehicles, ids, x0, y0, heading, speed, accel))
+            accuracy = _accuracy_wire(major, minor, known)
+            wrecked = [v.wrecked for v in vehicles]
+            ack.envelopes.extend(self._bsms(inp, vehicles, ids, x0, y0, heading, speed, accel, accuracy, wrecked))
         self._hear(inp, ids, t)
         if n:
-            ack.events.extend(self._fcw(vehicles, x, y, vx, vy, heading, accel, t))
+            # FCW's accuracy gate on the host: one that states an accuracy FCW cannot use does not warn (one that
+            # states none knows its truth: the background without positioning, as before).
+            need = self.thresholds["fcw_required_accuracy_m"]
+            able = ~known | (R95_PER_SIGMA * major <= need)
+            ack.events.extend(self._fcw(vehicles, x, y, vx, vy, heading, accel, t, able))
         return ack
 
     # -- transmitting -------------------------------------------------------------------------------
     def _bsms(
         self, inp: testbed_pb2.FleetInput, vehicles: list[testbed_pb2.FleetVehicle], ids: list[str], x: np.ndarray,
         y: np.ndarray, heading: np.ndarray, speed_in: np.ndarray, accel: np.ndarray,
+        accuracy: list[tuple[int, int, int]], wrecked: list[bool],
     ) -> list[bytes]:  # fmt: skip
-        """Each vehicle's BSM envelope; each is also remembered with what hearing it needs (``_sent``)."""
+        """Each vehicle's BSM envelope; each is also remembered with what hearing it needs (``_sent``).
+        ``accuracy``: per vehicle its BSM's semi-major and semi-minor axes and position confidence (wire values);
+        ``wrecked``: per vehicle whether its BSMs set the wreck flags."""
         t = inp.time_us / 1e6
         lat_a, lon_a, _ = self.frame.to_geodetic(x, y)
         compass_a = units.enu_yaw_rad_to_compass_deg(heading)
@@ -177,9 +236,15 @@ class FleetAgent:
         motion = motion_columns(lat_a, lon_a, speed_a, compass_a, accel)
         mark = units.sec_mark(inp.truth_time_us / 1e6, self.epoch)  # the truth's time: when it was so
         msgs = []
-        for v, vid in zip(vehicles, ids, strict=True):
+        wrecks: list[int] = []
+        for k, (v, vid, acc, wreck) in enumerate(zip(vehicles, ids, accuracy, wrecked, strict=True)):
             msg = self.templates.get(vid)
-            if msg is None:  # its first BSM: the static parts (id, size, class, accuracy unknown)
+            if wreck:
+                wrecks.append(k)
+                if vid not in self._wrecks:  # a wreck from now on: hazard lights and disabled (as a story car's)
+                    self._wrecks.add(vid)
+                    msg = None
+            if msg is None:  # its first BSM (or its first as a wreck): the static parts (id, size, class, flags)
                 own = OwnState(
                     x=0.0,
                     y=0.0,
@@ -193,10 +258,16 @@ class FleetAgent:
                     sigma_major_m=None,
                     sigma_minor_m=None,
                     braking=False,
+                    flags=WRECK_FLAGS if wreck else frozenset(),
                 )
                 msg = encode_bsm(own, actor_id=vid, t_s=t, msg_count=0, frame=self.frame, epoch=self.epoch)
                 self.templates[vid] = msg
-                self._template_facts[vid] = self._facts(msg.bsm)
+                self._set_template(vid, msg)
+            b = msg.bsm.accuracy
+            if acc != (b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos):  # the accuracy it states changed
+                b.semi_major, b.semi_minor = acc[0], acc[1]
+                msg.bsm.pos_confidence.pos = acc[2]
+                self._set_template(vid, msg)
             msgs.append(msg)
         counts = [self.msg_count.get(vid, 0) for vid in ids]
         accel_l = accel.tolist()
@@ -216,6 +287,8 @@ class FleetAgent:
                     sec_mark=mark,
                     compass_deg=compass[k],
                 )
+        for k in wrecks:  # (refreshing sets the events to hard braking or none)
+            msgs[k].bsm.safety_ext.events |= WRECK_EVENTS
         seqs = [self.seq.get(vid, 0) + 1 for vid in ids]
         self.msg_count.update(zip(ids, [c + 1 for c in counts], strict=True))
         self.seq.update(zip(ids, seqs, strict=True))
@@ -246,14 +319,29 @@ class FleetAgent:
         else:
             plain = [False] * len(ids)
         sent: dict[bytes, tuple[str, int, bool, float | None]] = {}
-        for raw, vid, msg, in_range, (_, gated, sigma) in zip(out, ids, msgs, plain, facts, strict=True):
-            if gated:  # (else FCW acts on it: decoded when heard, as any BSM)
+        full: dict[bytes, tuple[str, int, list[int], int, RemoteState]] = {}
+        columns = motion.T.tolist() if motion is not None else [None] * len(ids)
+        for raw, vid, msg, in_range, (_, gated, sigma), wire in zip(out, ids, msgs, plain, facts, columns, strict=True):
+            if gated:  # (else FCW acts on it: decoded when heard, as any BSM, or from what is kept here)
                 sent[raw] = (vid, mark, in_range or passes_check(msg.bsm), sigma)
+            elif in_range and wire is not None:  # what decoding it gives, less what the template fixes
+                full[raw] = (vid, mark, wire, msg.bsm.safety_ext.events, self._protos[vid])
         self._sent.update(sent)
-        self._sent_ticks.append(list(sent))
+        self._sent_full.update(full)
+        self._sent_ticks.append([*sent, *full])
         while len(self._sent_ticks) > SENT_TICKS_KEPT:
             for raw in self._sent_ticks.popleft():
                 self._sent.pop(raw, None)
+                self._sent_full.pop(raw, None)
+
+    def _set_template(self, vid: str, msg: frame_pb2.MessageFrame) -> None:
+        """``vid``'s template ``msg`` is new or changed (its accuracy, its flags): what stays true of it (``_facts``)
+        and what decoding any BSM refreshed from it gives, less what a refresh sets (``_protos``: its events
+        without the raw event flags, which a refresh sets)."""
+        self._template_facts[vid] = self._facts(msg.bsm)
+        proto = decode_bsm(msg.bsm, now_s=0.0, frame=self.frame, epoch=self.epoch)
+        assert proto is not None  # (encoded from a position, speed and heading)
+        self._protos[vid] = replace(proto, events=proto.events & ~msg.bsm.safety_ext.events)
 
     def _facts(self, bsm: day1_pb2.BSM) -> tuple[bool, bool, float | None]:
         """What stays true of a template's BSMs: whether the values ``check_bsm`` checks that a refresh leaves
@@ -274,7 +362,7 @@ class FleetAgent:
 
     def _hear(self, inp: testbed_pb2.FleetInput, ids: list[str], t: float) -> None:
         """Decode each distinct envelope once for the whole fleet, then note, per delivery (as arrays), that the
-        vehicle heard the sender at ``t``; forget what is older than ``max_age_s``."""
+        vehicle heard the sender at this tick; forget what is older than ``max_age_s``."""
         sender_no = self._decode_all(inp.envelopes, t)
         vehicle_no = np.array([self._number(vid) for vid in ids], dtype=np.int64)
         got = unpack_deliveries(inp)
@@ -282,35 +370,61 @@ class FleetAgent:
             got = FleetDeliveries.empty()
             self.rejected += 1
         max_age = self.thresholds["max_age_s"]
-        self._window.append((t, vehicle_no, sender_no, got))
+        self._clock += 1
+        self._window.append((t, self._clock, vehicle_no, sender_no, got))
         while t - self._window[0][0] > max_age:
             self._window.popleft()
         size = len(self._names)
-        if size > len(self.heard_t):  # rows for the numbers given out so far (doubling)
-            rows = max(size, 2 * len(self.heard_t))
-            grown = np.full((rows, self.heard_t.shape[1]), -np.inf)
-            grown[: len(self.heard_t)] = self.heard_t
-            self.heard_t = grown
-            self._column = np.concatenate([self._column, np.full(rows - len(self._column), -1, dtype=np.int64)])
-        for no in self._newly_accurate(sender_no):
-            self._track(no)
+        if size > len(self._row):  # room in the number -> row / column maps (doubling)
+            more = max(size, 2 * len(self._row)) - len(self._row)
+            self._row = np.concatenate([self._row, np.full(more, -1, dtype=np.int64)])
+            self._column = np.concatenate([self._column, np.full(more, -1, dtype=np.int64)])
+        self._seat(vehicle_no)
+        self._track(self._newly_accurate(sender_no))
         # This tick's deliveries from the tracked senders (each vehicle's own BSM aside).
         env_col = np.where(sender_no >= 0, self._column[np.maximum(sender_no, 0)], -1)
         k = np.flatnonzero((env_col >= 0)[got.envelope])
-        who, env = vehicle_no[got.vehicle_of(k)], got.envelope[k]
+        # (Most deliveries, once the vehicles state an accuracy: the vehicle of every delivery is cheaper then.)
+        who, env = vehicle_no[got.vehicle[k] if 4 * len(k) > len(got) else got.vehicle_of(k)], got.envelope[k]
         ok = sender_no[env] != who
-        self.heard_t[who[ok], env_col[env[ok]]] = t
+        self.heard[self._row[who[ok]], env_col[env[ok]]] = self._clock
         stale = [(s, t - r.t_s > max_age) for s, r in self.remotes.items() if not t - r.t_s <= max_age]
         dropped = [self._numbers[s] for s, old in stale if old]
         for s, _ in stale:
             del self.remotes[s]
-        # A sender whose freshest BSM is too old is forgotten by every vehicle; what a vehicle heard longer
-        # than max_age_s ago and the vehicles gone are left out where the pairs are made (``_fcw``).
+        # A sender whose freshest BSM is too old is forgotten by every vehicle (its column given back); what a
+        # vehicle heard longer than max_age_s ago is left out where the pairs are made (``_fcw``).
         for no in dropped:
             self._forgotten[no] = t
-            if self._column[no] >= 0:
-                self.heard_t[:, self._column[no]] = -np.inf
+            col = int(self._column[no])
+            if col >= 0:
+                self.heard[:, col] = NEVER
+                self._column[no] = -1
+                self._free_columns.append(col)
         self._present = vehicle_no
+
+    def _seat(self, vehicle_no: np.ndarray) -> None:
+        """Rows of ``heard`` for the vehicles hosted now (``vehicle_no``): the rows of the vehicles gone are given
+        back (cleared), the new ones take free rows (the lowest first) or new ones (doubling)."""
+        hosted = np.zeros(len(self._row), dtype=np.bool_)
+        hosted[vehicle_no] = True
+        gone = np.flatnonzero((self._row >= 0) & ~hosted)
+        if len(gone):
+            rows = self._row[gone]
+            self.heard[rows] = NEVER
+            self._row[gone] = -1
+            self._free_rows.extend(rows.tolist())
+            self._free_rows.sort(reverse=True)
+        new = vehicle_no[self._row[vehicle_no] < 0]
+        if not len(new):
+            return
+        while len(self._free_rows) < len(new):
+            old = len(self.heard)
+            grown = np.full((max(old + len(new), 2 * old), self.heard.shape[1]), NEVER, dtype=np.int32)
+            grown[:old] = self.heard
+            self.heard = grown
+            self._free_rows = sorted([*self._free_rows, *range(old, len(grown))], reverse=True)
+        self._row[new] = [self._free_rows.pop() for _ in range(len(new))]
 
     def _newly_accurate(self, sender_no: np.ndarray) -> list[int]:
         """The numbers of the senders heard this tick whose freshest BSM FCW can act on, without a column yet."""
@@ -323,20 +437,33 @@ class FleetAgent:
                 out.append(no)
         return out
 
-    def _track(self, no: int) -> None:
-        """Give sender ``no`` a column, with when each vehicle last heard it in the window (after it was last
-        forgotten), as if every delivery had been written down."""
-        col = len(self._tracked)
-        self._tracked.append(no)
-        self._column[no] = col
-        self.heard_t = np.concatenate([self.heard_t, np.full((len(self.heard_t), 1), -np.inf)], axis=1)
-        since = self._forgotten.get(no, -math.inf)
-        for t_h, vehicle_no, sender_no, got in self._window:  # oldest first: the latest time stays
-            if t_h <= since:
-                continue
-            k = np.flatnonzero((sender_no == no)[got.envelope])
+    def _track(self, nos: list[int]) -> None:
+        """Give senders ``nos`` a column each (a free one, or new ones: doubling), with when each hosted vehicle
+        last heard it in the window (after it was last forgotten), as if every delivery had been written down."""
+        if not nos:
+            return
+        while len(self._free_columns) < len(nos):
+            old = self.heard.shape[1]
+            grown = np.full((len(self.heard), max(old + len(nos), 2 * old)), NEVER, dtype=np.int32)
+            grown[:, :old] = self.heard
+            self.heard = grown
+            self._free_columns = sorted([*self._free_columns, *range(old, grown.shape[1])], reverse=True)
+        self._free_columns.sort(reverse=True)
+        cols = np.array([self._free_columns.pop() for _ in nos], dtype=np.int64)
+        new = np.array(nos, dtype=np.int64)
+        self._column[new] = cols
+        since = np.array([self._forgotten.get(no, -math.inf) for no in nos])
+        which = np.full(len(self._column), -1, dtype=np.int64)  # number -> its place in nos
+        which[new] = np.arange(len(nos))
+        for t_h, clock, vehicle_no, sender_no, got in self._window:  # oldest first: the latest time stays
+            place = np.where(sender_no >= 0, which[np.maximum(sender_no, 0)], -1)
+            place[place >= 0] = np.where(t_h > since[place[place >= 0]], place[place >= 0], -1)
+            k = np.flatnonzero((place >= 0)[got.envelope])
+            env = got.envelope[k]
             who = vehicle_no[got.vehicle_of(k)]
-            self.heard_t[who[who != no], col] = t_h
+            row = self._row[who]
+            ok = (sender_no[env] != who) & (row >= 0)  # (a vehicle gone since has no row)
+            self.heard[row[ok], cols[place[env[ok]]]] = clock
 
     def _decode_all(self, envelopes: Sequence[bytes], t: float) -> np.ndarray:
         """The number of each envelope's sender (-1: not a BSM with a position, or not an envelope); the BSMs
@@ -346,8 +473,13 @@ class FleetAgent:
         bsms: list[tuple[int, str, day1_pb2.BSM]] = []
         now_mark = units.sec_mark(t, self.epoch)
         stamps: dict[tuple[int, float | None], Stamp] = {}  # one per secMark and accuracy: they are many alike
-        sent = self._sent
+        sent, sent_full = self._sent, self._sent_full
+        own_full: list[tuple[int, tuple[str, int, list[int], int, RemoteState]]] = []
         for k, raw in enumerate(envelopes):
+            mine = sent_full.get(raw)
+            if mine is not None:
+                own_full.append((k, mine))
+                continue
             own = sent.get(raw)
             if own is not None:
                 sender, mark, ok, sigma = own
@@ -395,6 +527,9 @@ class FleetAgent:
             else:
                 remote = None
             remotes[k] = (sender, remote)
+        if own_full:
+            for (k, (sender, *_)), remote in zip(own_full, self._decode_own([m for _, m in own_full], t), strict=True):
+                remotes[k] = (sender, remote)
         out = [-1] * len(envelopes)
         numbers, freshest = self._numbers, self.remotes
         for k, heard in enumerate(remotes):
@@ -411,6 +546,34 @@ class FleetAgent:
             out[k] = self._number(sender) if no is None else no
         return np.array(out, dtype=np.int64)
 
+    def _decode_own(self, kept: list[tuple[str, int, list[int], int, RemoteState]], t: float) -> list[RemoteState]:
+        """What ``decode_bsms`` gives for this fleet's own BSMs heard at ``t`` (``_remember``: their values on the
+        wire, their template's decoding), without parsing them: the same conversions, on all of them at once."""
+        wire = np.array([w for _, _, w, _, _ in kept], dtype=np.float64).reshape(-1, 5)  # (exact: |raw| < 2**53)
+        lat, lon = wire[:, 0] * units.LATLON_UNIT_DEG, wire[:, 1] * units.LATLON_UNIT_DEG
+        xs, ys, _ = self.frame.to_local(lat, lon, self.frame.h0_m)
+        speeds = (wire[:, 2] * 0.02).tolist()
+        yaws = units.compass_deg_to_enu_yaw_rad(wire[:, 3] * units.HEADING_UNIT_DEG).tolist()
+        accels = (wire[:, 4] * 0.01).tolist()
+        now_mark = units.sec_mark(t, self.epoch)
+        ages_ms = (now_mark - np.array([m for _, m, _, _, _ in kept], dtype=np.int64)) % 60000
+        times = (t - ages_ms / 1000.0).tolist()
+        out = []
+        new = object.__new__
+        for (_, _, _, events, p), x, y, speed, yaw, accel, t_s in zip(
+            kept, xs.tolist(), ys.tolist(), speeds, yaws, accels, times, strict=True
+        ):
+            # The template's decoding with what a refresh changes: the fields RemoteState's __init__ would set,
+            # without a frozen dataclass's __setattr__ per field (a thousand of them a tick).
+            r = new(RemoteState)
+            fields = r.__dict__
+            fields.update(p.__dict__)
+            fields.update(
+                t_s=t_s, x=x, y=y, speed_mps=speed, heading_rad=yaw, accel_mps2=accel, events=events | p.events
+            )
+            out.append(r)
+        return out
+
     @staticmethod
     def _stamp_of(mark: int, sigma: float | None, t: float, now_mark: int) -> Stamp:
         """The Stamp of a BSM stamped ``mark`` heard at ``t`` (its time as ``units.time_from_sec_mark`` gives it,
@@ -426,8 +589,11 @@ class FleetAgent:
     # -- FCW for the whole fleet --------------------------------------------------------------------
     def _fcw(
         self, vehicles: list[testbed_pb2.FleetVehicle], x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray,
-        heading_v: np.ndarray, accel_v: np.ndarray, t: float,
+        heading_v: np.ndarray, accel_v: np.ndarray, t: float, able: np.ndarray,
     ) -> list[testbed_pb2.Advisory]:  # fmt: skip
+        """FCW of every hosted vehicle ``able`` to run it (its accuracy good enough, or its truth known) on the
+        senders it heard within ``max_age_s`` whose BSMs pass FCW's accuracy gate, in one call of the core's
+        ``detect_conflicts``."""
         th = self.thresholds
         need = th["fcw_required_accuracy_m"]
         # Only senders whose BSMs are accurate enough count (the background's own say "unknown"): their columns.
@@ -437,32 +603,28 @@ class FleetAgent:
             if r.sigma_major_m is not None and accurate_enough(r.sigma_major_m, need)  # (None: never)
         )
         live = np.array(usable, dtype=np.int64)
-        present = np.sort(self._present)
-        recent = t - self.heard_t[np.ix_(present, self._column[live])] <= th["max_age_s"]
-        rows, cols = np.nonzero(recent)  # row-major: by vehicle number, then sender number
-        heard_v, heard_s = present[rows], live[cols]
-        senders = sorted(self._names[k] for k in np.unique(heard_s).tolist())
-        if not senders:
+        # Per hosted vehicle able to run FCW (in the order of ``vehicles``) and usable sender: heard within
+        # max_age_s, i.e. at a tick still in the window (``_hear`` keeps those within max_age_s of t).
+        hosts = np.flatnonzero(able)
+        since = self._window[0][1]
+        recent = np.take(self.heard[self._row[self._present[hosts]]], self._column[live], axis=1) >= since
+        heard_cols = np.flatnonzero(recent.any(axis=0))
+        if not len(heard_cols):
             return []
+        # Rows of the WorldState: the hosted vehicles 0..n-1, then the senders heard, by id, n..n+m-1.
+        names = self._names
+        by_name = sorted((names[no], c) for no, c in zip(live[heard_cols].tolist(), heard_cols.tolist(), strict=True))
+        senders = [name for name, _ in by_name]
+        n, m = len(vehicles), len(senders)
+        col_row = np.full(len(live), -1, dtype=np.intp)
+        col_row[[c for _, c in by_name]] = n + np.arange(m)
+        rows, cols = np.nonzero(recent)  # (in any order: the core's answer is sorted by (i, j))
+        pi, pj = hosts[rows].astype(np.intp), col_row[cols]
         remotes: dict[str, RemoteState] = {}
         for s in senders:  # accurate enough: decoded in full (``_decode_all``)
             r = self.remotes[s]
             assert isinstance(r, RemoteState)
             remotes[s] = r
-        n, m = len(vehicles), len(senders)
-        # Rows: the hosted vehicles 0..n-1, then the senders (by id) n..n+m-1.
-        row = np.full(len(self._names), -1, dtype=np.int64)
-        row[[self._numbers[s] for s in senders]] = n + np.arange(m)
-        vehicle_row = np.full(len(self._names), -1, dtype=np.int64)
-        vehicle_row[self._present] = np.arange(n)  # the vehicles' numbers, in their order
-        pi = vehicle_row[heard_v]
-        pj = row[heard_s]
-        ok = (pi >= 0) & (pj >= 0)
-        pi, pj = pi[ok], pj[ok]
-        order = np.lexsort((pj, pi))
-        pi, pj = pi[order].astype(np.intp), pj[order].astype(np.intp)
-        if not len(pi):
-            return []
         world = WorldState(capacity=n + m)
         length = [v.length_m for v in vehicles] + [remotes[s].length_m for s in senders]
         width = [v.width_m for v in vehicles] + [remotes[s].width_m for s in senders]

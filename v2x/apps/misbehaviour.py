@@ -32,10 +32,13 @@ honestly reported, must not make a liar of anyone.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from types import MappingProxyType
+
+import numpy as np
+from numpy.typing import NDArray
 
 from v2x.apps.host import Participant
 from v2x.core import VERTICAL_SEPARATION_M
@@ -226,7 +229,8 @@ class Detector:
         of another sender heard earlier (F2MD flags the newer message; ties: the larger temporary id).
         Boxes shrink by ``mbd_sigmas`` reported errors; a sender without a reported accuracy is skipped, and
         so is a pair on different levels (heights known and more than ``VERTICAL_SEPARATION_M`` apart: a car on
-        a flyover over another)."""
+        a flyover over another). Only boxes whose circumscribed circles meet (``_near``, ``_near_pairs``: one
+        numpy pass) get the exact test: the same verdicts, without a Python test per pair of hundreds of senders."""
         k = self.th["mbd_sigmas"]
         max_age = self.th["mbd_max_age_s"]
         boxes: list[tuple[RemoteState, list[tuple[float, float]]]] = []
@@ -239,20 +243,18 @@ class Detector:
                 boxes.append((r, corners))
         out = []
         mine = _corners(own, k * own.sigma_m if math.isfinite(own.sigma_m) else 0.0) if own is not None else None
-        for r, corners in boxes:
-            if (
-                mine is not None
-                and own is not None
-                and not _levels_apart(r.z_m, own.z_m)
-                and boxes_overlap(corners, mine)
-            ):
-                v = self.judge(r.temp_id, "overlap", t_s)
-                if v is not None:
-                    out.append(v)
+        if mine is not None and own is not None:
+            near_me = _near([c for _, c in boxes], mine)
+            for (r, corners), near in zip(boxes, near_me, strict=True):
+                if near and not _levels_apart(r.z_m, own.z_m) and boxes_overlap(corners, mine):
+                    v = self.judge(r.temp_id, "overlap", t_s)
+                    if v is not None:
+                        out.append(v)
         boxes = [(r, c) for r, c in boxes if r.temp_id not in self.judged]
         boxes.sort(key=lambda b: (b[0].t_s, b[0].temp_id))
+        candidates = _near_pairs([c for _, c in boxes])
         for n, (r, corners) in enumerate(boxes):
-            for other, theirs in boxes[:n]:
+            for other, theirs in (boxes[m] for m in candidates[n]):
                 if (
                     other.temp_id not in self.judged
                     and not _levels_apart(r.z_m, other.z_m)
@@ -263,6 +265,42 @@ class Detector:
                         out.append(v)
                     break
         return out
+
+
+def _circles(boxes: Sequence[list[tuple[float, float]]]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each box's centre (n, 2) and the radius of the circle about it through its farthest corner, a little
+    enlarged (1 um) so that rounding never leaves out a pair that overlaps."""
+    corners = np.array(boxes, dtype=np.float64).reshape(-1, 4, 2)
+    centre = corners.mean(axis=1)
+    radius = np.sqrt(((corners - centre[:, None, :]) ** 2).sum(axis=2)).max(axis=1) + 1e-6
+    return centre, radius
+
+
+def _near(boxes: Sequence[list[tuple[float, float]]], box: list[tuple[float, float]]) -> list[bool]:
+    """Per box of ``boxes``: could it overlap ``box`` (their circles ``_circles`` meet)? Boxes whose circles do
+    not meet cannot overlap, so the exact test (``boxes_overlap``) is left to the others."""
+    if not boxes:
+        return []
+    centre, radius = _circles(boxes)
+    (c0,), (r0,) = _circles([box])
+    gap = np.hypot(centre[:, 0] - c0[0], centre[:, 1] - c0[1])
+    near: list[bool] = (gap <= radius + r0).tolist()
+    return near
+
+
+def _near_pairs(boxes: Sequence[list[tuple[float, float]]]) -> list[list[int]]:
+    """Per box, the earlier boxes (ascending) whose circles meet its own (``_near``): the only ones it could
+    overlap. One numpy pass, so that hundreds of senders do not cost a Python test per pair."""
+    if len(boxes) < 2:
+        return [[] for _ in boxes]
+    centre, radius = _circles(boxes)
+    gap = np.hypot(centre[:, None, 0] - centre[None, :, 0], centre[:, None, 1] - centre[None, :, 1])
+    near = np.tril(gap <= radius[:, None] + radius[None, :], k=-1)
+    rows, cols = np.nonzero(near)  # row-major: each box's earlier ones ascending
+    out: list[list[int]] = [[] for _ in boxes]
+    for a, b in zip(rows.tolist(), cols.tolist(), strict=True):
+        out[a].append(b)
+    return out
 
 
 def _levels_apart(a: float | None, b: float | None) -> bool:

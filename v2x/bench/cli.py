@@ -73,7 +73,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "individual vehicle agents",
         description="Wall seconds per simulated second of a lockstep V2X run with N equipped background vehicles "
         "hosted by the fleet agent, all running FCW, on the given broker, against individual vehicle agents "
-        "measured in the same run (per-vehicle speed-up). Progress goes to stderr.",
+        "measured in the same run (per-vehicle speed-up). Every vehicle has rtk-fixed positioning, so its BSMs "
+        "state an accuracy and every vehicle's FCW checks every vehicle it hears, in both runs (equal work). "
+        "Progress goes to stderr.",
     )
     stack.add_argument("--n", type=int, default=1000, help="equipped vehicles at once (default 1000, quick 20)")
     stack.add_argument("--seconds", type=float, default=None, help="simulated seconds (default 10, quick 1)")

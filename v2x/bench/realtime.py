@@ -1,6 +1,7 @@
 """``v2x bench realtime``: the ``v2x bench stack`` workload (N equipped vehicles with FCW hosted by the fleet
-agent) under the real-time clock (``--mode realtime``): how many ticks are late, and how much latency the
-emulator adds to the modelled channel's.
+agent, with rtk-fixed positioning: every vehicle's FCW checks every vehicle it hears) under the real-time
+clock (``--mode realtime``): how many ticks are late, and how much latency the emulator adds to the modelled
+channel's.
 
 An observer of the world measures on the wall clock, with time 0 when tick 0's inputs went out (the clock's
 start; tick n is due to begin n ticks later and to close by the next tick's time):

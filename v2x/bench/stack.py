@@ -6,16 +6,19 @@ apart) of background traffic (``flows``), every vehicle equipped (penetration 1)
 2000 veh/h and 50 km/h (one vehicle every 25 m), the lanes as long as it takes for N vehicles at once; they
 send BSMs at 10 Hz on PC5 (line of sight), so each hears the few hundred within the sidelink's range; the
 fleet agent (``v2x.agents.fleet``) hosts them all and runs FCW for every one of them. Two story cars (a lead
-and a follower with FCW) in lane 0 keep the run a scenario. FCW acts only on BSMs that state an accuracy: the
-background's say "unknown" (docs/SCENARIOS.md), so each hosted vehicle's FCW checks the story cars it hears,
-not the hundreds of background vehicles (the fleet still receives, checks and time-stamps all their BSMs).
-Run lockstep, V2X variant only, through the runner (``run_scenario``) on the given broker.
+and a follower with FCW) in lane 0 keep the run a scenario. The flows have a positioning profile
+(``POSITIONING``, the pilot zone's Beidou RTK, as the story cars and the baseline; docs/SCENARIOS.md
+"Background traffic"), so every BSM states an accuracy FCW's gate accepts: each hosted vehicle's FCW checks
+every vehicle it heard within ``max_age_s`` (the fleet's one call of the core's conflict detection over
+some 250,000 (vehicle, sender) pairs a tick at 1,000 vehicles), and so do the story cars'. Run lockstep, V2X
+variant only, through the runner (``run_scenario``) on the given broker.
 
 Baseline (same run, same broker): ``benchmarks/agents_scale.py``'s workload, ``--baseline-n`` cars on four
 lanes, each an individual ``VehicleAgent`` with FCW (the way every equipped vehicle was hosted before
 fleets), over ``--baseline-seconds``; ``per_vehicle_speedup`` is its wall time per vehicle per simulated
-second over the fleet's (the two runs hold different numbers of vehicles). The two do unequal FCW work per
-vehicle: the baseline's cars state their accuracy, so each one's FCW checks every car it hears.
+second over the fleet's (the two runs hold different numbers of vehicles). The two do equal FCW work per
+vehicle: in both every vehicle states its accuracy and checks every vehicle it hears (before the flows had a
+positioning profile, the fleet's FCW checked only the story cars: figures from then compare unequal work).
 
 ``wall_per_sim_s``: the tick loop's wall time (from the end of tick 0 to the end of the last tick, timed by
 an observer of the world, so broker start, connections and the world's set-up are not in it) over the
@@ -47,6 +50,9 @@ from v2x.sim.simulation import Simulation
 TICK_S = 0.1
 SPACING_M = 25.0  # 2000 veh/h at 50 km/h: the prefill's spacing (v2x.sim.background)
 LANE_WIDTH_M = 3.5
+# The pilot zone's Beidou RTK (corrections over 5G; ``v2x impair list``): the story cars', the baseline's and the
+# background's receivers alike.
+POSITIONING = "rtk-fixed"
 
 
 def _setting(seconds: float) -> dict[str, Any]:
@@ -56,7 +62,7 @@ def _setting(seconds: float) -> dict[str, Any]:
         "duration_s": seconds,
         "tick_s": TICK_S,
         "network": {"pc5": "pc5-sidelink-los", "uu": "5g-uu-edge-sa", "wired": "wired-backhaul"},
-        "positioning": "rtk-fixed",
+        "positioning": POSITIONING,
     }
 
 
@@ -84,6 +90,7 @@ def stack_scenario(n: int, seconds: float, lanes: int = 8) -> dict[str, Any]:
         "speed_kph": {"mean": 50, "sd": 5},
         "mix": {"car": 1.0},
         "penetration": 1.0,
+        "positioning": POSITIONING,  # BSMs that state their accuracy: every vehicle's FCW acts on every one
     }
     return {
         "id": f"stack{n}",

@@ -177,6 +177,7 @@ class PositioningModel:
         self._spp_gm_sigma = np.array([e.gm_sigma_m for e in spp])
         self._spp_white = np.array([e.white_sigma_m for e in spp])
         nominal_sigma = np.array([p.nominal_sigma_m for p in resolved], dtype=np.float64)
+        self._cold_start = cold_start
 
         # Dynamic state.
         self._gm = rng.standard_normal((n, 2))  # unit-variance GM, scaled by the state's sigma
@@ -198,6 +199,35 @@ class PositioningModel:
         self._dr_rate = np.zeros((n, 2))
         self._dr_err0 = np.zeros((n, 2))
         self._dr_sigma0 = np.zeros(n)
+
+    def restart(self, rows: NDArray[np.intp]) -> None:
+        """A new receiver in ``rows`` (a background vehicle taking a free slot): its state as at the model's
+        start (converged, or from scratch with ``cold_start``), its Gauss-Markov state and last fix drawn
+        afresh (4 normal draws per row, in row order)."""
+        rows = np.asarray(rows, dtype=np.intp)
+        if not len(rows):
+            return
+        draws = self._rng.standard_normal((len(rows), 4))
+        nominal = np.array([pp.positioning_profile(self.profiles[int(r)]).nominal_sigma_m for r in rows.tolist()])
+        self._gm[rows] = draws[:, 0:2]
+        self._last_err[rows] = nominal[:, None] * draws[:, 2:4]
+        self._last_sigma[rows] = nominal
+        if self._cold_start:
+            self._prev_state[rows] = NO_FIX
+        else:
+            self._prev_state[rows] = [_NOMINAL_STATE[int(f)] for f in self._family[rows]]
+        self._corr_lost_since[rows] = np.nan
+        self._refix_until[rows] = np.nan
+        self._ppp_start[rows] = -np.inf
+        self._ppp_duration[rows] = pp.PPP_CONVERGENCE_S[0]
+        self._nr_first_until[rows] = -np.inf
+        self._nr_first_sigma[rows] = pp.NR_SIGMA_M
+        self._nlos[rows] = False
+        self._jump[rows] = 0.0
+        self._dr_dist[rows] = 0.0
+        self._dr_rate[rows] = 0.0
+        self._dr_err0[rows] = 0.0
+        self._dr_sigma0[rows] = 0.0
 
     # ----------------------------------------------------------------------------------------------------
 

@@ -441,6 +441,9 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         elif flow.lane in flow_lanes:
             problems.append((f"flows[{i}].lane", f"one flow per lane entry; {flow.lane!r} has two"))
         flow_lanes.add(flow.lane)
+        if flow.positioning is not None and flow.positioning not in POSITIONING_PROFILES:
+            expected = f"a positioning profile {sorted(POSITIONING_PROFILES)}; got {flow.positioning!r}"
+            problems.append((f"flows[{i}].positioning", expected))
     return problems
 
 

@@ -528,6 +528,11 @@ class FlowSpec(Strict):
     )
     penetration: Real = Field(default=0.0, ge=0, le=1, description="share of vehicles with an OBU (they send BSMs)")
     prefill: bool = Field(default=True, description="the lane starts filled at the flow's density at t = 0")
+    positioning: str | None = Field(
+        default=None,
+        description="the equipped vehicles' positioning profile (v2x impair list); none: their BSMs carry the "
+        "truth with the accuracy unknown (the scenario's 'positioning' is the actors' default, not the flows')",
+    )
 
     @model_validator(mode="after")
     def _shares(self) -> FlowSpec:

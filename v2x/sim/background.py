@@ -462,6 +462,7 @@ class Background(WorldVehicles):
         self.slot_of_row = np.full(rows, -1, dtype=np.int64)
         self.id_of_row: list[str] = [""] * rows
         self.equipped_row = np.zeros(rows, dtype=np.bool_)
+        self.flow_of_slot = np.full(world.capacity, -1, dtype=np.int64)  # the flow of the vehicle in each slot
         self.acc = np.zeros(rows)  # each row's acceleration along its lane in the last step
         # Lane changes under way (lanes with neighbours only): when each began (nan: none) and the sideways
         # offset, left positive, of the lane it left from the centre of the lane it changes to.
@@ -615,6 +616,7 @@ class Background(WorldVehicles):
                 self._set_params(row, kind, float(arr.v0_mps[k]))
                 tr.lane[row], tr.s_m[row], tr.v_mps[row] = lane, s, v
                 self.slot_of_row[row] = slot
+                self.flow_of_slot[slot] = f
                 self.id_of_row[row] = vid
                 self.equipped_row[row] = bool(arr.equipped[k])
                 self.new_ids.append(vid)

@@ -177,3 +177,66 @@ class Sensors:
             ]
             for rsu, ds in found.items()
         }
+
+
+class BackgroundPositioning:
+    """The receivers of the equipped background vehicles of the flows that name a ``positioning`` profile
+    (docs/SCENARIOS.md "Background traffic"), for the fleets' BSMs.
+
+    One ``PositioningModel`` per profile named, over every background slot of the world (``first_slot`` to the
+    world's capacity), advanced together once a tick (``step``): a fixed number of draws per tick whatever
+    the traffic, from the run's own generator ``rng``, so a vehicle's readings depend on the scenario, variant
+    and seed only, never on how the vehicles are spread over fleets. A vehicle taking a slot (``enter``)
+    restarts that slot's receiver in its flow's profile's model (converged, fresh noise). ``reading(slots)``
+    gives the latest error to add to the truth and the 1-sigma accuracy; 0 accuracy where there is none to
+    state (a flow without a profile, or no fix: the BSM then carries the truth with the accuracy unknown, as
+    a story vehicle's does without a fix)."""
+
+    def __init__(self, scenario: Scenario, world: WorldState, *, first_slot: int, rng: np.random.Generator) -> None:
+        self.world = world
+        self.tick_s = float(scenario.tick_s)
+        self.first = first_slot
+        names = sorted({f.positioning for f in scenario.flows if f.positioning is not None})
+        self.profile_of_flow = np.array(
+            [names.index(f.positioning) if f.positioning is not None else -1 for f in scenario.flows], dtype=np.int64
+        )
+        n = world.capacity - first_slot
+        zones = [Zone(z.name, z.kind, polygon(list(z.polygon))) for z in scenario.zones]
+        self.models = [PositioningModel([name] * n, zones, rng) for name in names]
+        self.profile_of_row = np.full(n, -1, dtype=np.int64)  # per background slot: its vehicle's profile
+        self.error_en = np.zeros((n, 2))
+        self.sigma_major_m = np.zeros(n)
+        self.sigma_minor_m = np.zeros(n)
+
+    def enter(self, slots: NDArray[np.intp], flows: NDArray[np.int64]) -> None:
+        """Vehicles of ``flows`` took ``slots`` (in that order): their receivers start afresh."""
+        rows = np.asarray(slots, dtype=np.intp) - self.first
+        profile = self.profile_of_flow[np.asarray(flows, dtype=np.int64)]
+        self.profile_of_row[rows] = profile
+        for p, model in enumerate(self.models):
+            model.restart(rows[profile == p])
+
+    def step(self, t: float) -> None:
+        """Every background slot's receiver reads the truth at ``t`` (used in the next tick's FleetInput)."""
+        w = self.world
+        slots = np.arange(self.first, w.capacity)
+        xy = np.stack([w.x[slots], w.y[slots]], axis=1)
+        speed = np.hypot(w.vx[slots], w.vy[slots])
+        err, major, minor = (
+            np.zeros_like(self.error_en),
+            np.zeros_like(self.sigma_major_m),
+            np.zeros_like(self.sigma_minor_m),
+        )
+        for p, model in enumerate(self.models):
+            fixes = model.step(t, self.tick_s, xy, speed)
+            mine = (self.profile_of_row == p) & fixes.available
+            err[mine] = fixes.error_en[mine]
+            major[mine] = fixes.sigma_major_m[mine]
+            minor[mine] = fixes.sigma_minor_m[mine]
+        self.error_en, self.sigma_major_m, self.sigma_minor_m = err, major, minor
+
+    def reading(self, slots: NDArray[np.intp]) -> list[NDArray[np.float64]]:
+        """The latest readings of ``slots``: east error, north error, sigma major, sigma minor (FleetVehicle
+        fields 14 to 17)."""
+        rows = np.asarray(slots, dtype=np.intp) - self.first
+        return [self.error_en[rows, 0], self.error_en[rows, 1], self.sigma_major_m[rows], self.sigma_minor_m[rows]]

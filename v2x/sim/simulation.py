@@ -20,7 +20,10 @@ One tick ``n``:
 Three generators, seeded from (seed, variant): the channel's (``rng_net``), the positioning model's
 (``rng_pos``) and the roadside sensors' (``rng_sense``); each is drawn from in a fixed order, so a run's
 outcome depends on the scenario, variant and seed only. A fourth, the background flows' (``rng_flows``,
-``v2x.sim.background``), is seeded from the seed alone: both variants see the same background traffic.
+``v2x.sim.background``), is seeded from the seed alone: both variants see the same background traffic. A
+fifth, seeded from (seed, variant) as well, draws the readings of the fleets' vehicles whose flow names a
+``positioning`` profile (``v2x.sim.sensors.BackgroundPositioning``); it exists only then, so the others'
+draws, and every run without such a flow, stay as they were.
 
 Background traffic (the scenario's ``flows``, or SUMO's with a ``sumo`` block) is moved by the world
 itself, in ``step`` right after the reported truths are applied (``v2x.sim.background``,
@@ -52,7 +55,7 @@ from v2x.sim.inbound import Inbound
 from v2x.sim.metrics import run_metrics
 from v2x.sim.names import Names
 from v2x.sim.referee import Referee
-from v2x.sim.sensors import Sensors
+from v2x.sim.sensors import BackgroundPositioning, Sensors
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
 from v2x.wire.fleet import I32, add_vehicles, put_deliveries, vehicle_bodies, vehicle_head
@@ -178,6 +181,14 @@ class Simulation:
         self._bulk = np.zeros(w.capacity, dtype=np.bool_)
         self._bulk[len(self.actor_ids) :] = True
         self.fleet_inputs: dict[str, bytes] = {}  # this tick's FleetInput of each fleet
+        self._wrecked: set[str] = set()  # equipped vehicles whose FleetVehicle says ``wrecked``
+        # The receivers of the fleets' vehicles whose flows name a positioning profile (drawn by the world from
+        # a generator of their own: the other draws stay as they were; none without such a flow).
+        self.bg_positioning: BackgroundPositioning | None = None
+        if self.fleet_ids and isinstance(self.background, Background) and any(f.positioning for f in scenario.flows):
+            self.bg_positioning = BackgroundPositioning(
+                scenario, w, first_slot=len(self.actor_ids), rng=np.random.default_rng([seed, variant_no, 5])
+            )
         self.events: list[Event] = []  # in the order recorded; report() sorts them
         # Told to each actor in its next TickInput: the collisions it was in and the ticks that closed
         # without its Ack (docs/PROTOCOL.md, TickInput).
@@ -330,14 +341,22 @@ class Simulation:
         heads = self._vehicle_heads
         if len(heads) > 2 * len(ids) + 1024:  # forget the vehicles long gone
             heads = self._vehicle_heads = {vid: heads[vid] for vid in ids if vid in heads}
+        pos = self.bg_positioning
+        positioned = pos is not None
         for vid, s in zip(ids, slot_list, strict=True):
             if vid not in heads:
-                heads[vid] = vehicle_head(vid, bg.kind_name(s))
+                heads[vid] = vehicle_head(vid, bg.kind_name(s), positioning=positioned)
+        for s in self.referee.wrecks:  # a wreck's FleetVehicle says so from the tick it crashed on
+            vid = w.id_of(s)
+            if s >= len(self.actor_ids) and vid in heads and vid not in self._wrecked:
+                self._wrecked.add(vid)
+                heads[vid] = vehicle_head(vid, bg.kind_name(s), positioning=positioned, wrecked=True)
         vehicle_heads = [heads[vid] for vid in ids]
-        bodies = vehicle_bodies(
-            [w.x[slots], w.y[slots], w.vx[slots], w.vy[slots], w.ax[slots], w.ay[slots], w.heading_rad[slots], speed,
-             accel, w.length_m[slots], w.width_m[slots]]
-        )  # fmt: skip
+        columns = [w.x[slots], w.y[slots], w.vx[slots], w.vy[slots], w.ax[slots], w.ay[slots], w.heading_rad[slots],
+                   speed, accel, w.length_m[slots], w.width_m[slots]]  # fmt: skip
+        if pos is not None:
+            columns += pos.reading(slots)
+        bodies = vehicle_bodies(columns)
         self._members = {}
         hosted: list[list[int]] = []  # per fleet, its vehicles (indices into slots)
         for f, fleet_id in enumerate(self.fleet_ids):
@@ -365,7 +384,7 @@ class Simulation:
                 truth_time_us=truth_us,
                 final=tick == self.n_ticks,
             )
-            add_vehicles(msg, vehicle_heads, bodies, hosted[f])
+            add_vehicles(msg, vehicle_heads, bodies, hosted[f], positioning=positioned)
             msg.envelopes.extend(bulk.payloads)
             my_runs = run_fleet == f
             counts = np.zeros(len(msg.vehicles), dtype=np.uint32)
@@ -492,6 +511,8 @@ class Simulation:
             self.background.stats.bsm_sent += sum(r.sender_slot >= len(self.actor_ids) for r in batch)
         self.channel.transmit(batch, grid)
         self.events.extend(self.sensors.step(t))
+        if self.bg_positioning is not None:
+            self.bg_positioning.step(t)
         return self.events[start:]
 
     def _move_background(self, tick: int, t: float) -> set[int]:
@@ -505,9 +526,14 @@ class Simulation:
         left = bg.take_left()
         for slot in left:  # before the new ones: a slot freed this tick may be taken again
             self.referee.forget(slot)
-        for vid in bg.take_new():
+        new = bg.take_new()
+        for vid in new:
             self.referee.road_users.add(self.world.slot_of(vid))
             self.names.add(vid)
+        if self.bg_positioning is not None and new:
+            assert isinstance(bg, Background)
+            slots = np.array([self.world.slot_of(vid) for vid in new], dtype=np.intp)
+            self.bg_positioning.enter(slots, bg.flow_of_slot[slots])
         if self.fleet_ids:
             rx = self.channel.pc5_receivers
             rx[len(self.actor_ids) :] = False

@@ -93,17 +93,19 @@ def put_deliveries(
 
 
 # -- FleetInput.vehicles as wire bytes --------------------------------------------------------------------
-# A FleetVehicle is two strings (vehicle_id = 1, kind = 2) and eleven doubles (fields 3 to 13). The world
-# builds every vehicle's doubles at once with numpy (each a one-byte key and 8 little-endian bytes) and puts
-# the entries into the message with one ``MergeFromString``: the message then holds exactly what field-by-
-# field ``vehicles.add(...)`` gives (so it serialises to the same bytes), at a fraction of the Python calls.
+# A FleetVehicle is two strings (vehicle_id = 1, kind = 2), eleven doubles (fields 3 to 13), in a run whose
+# flows have a positioning profile four more (fields 14 to 17: the reading's error and accuracy), and
+# ``wrecked`` (field 18) once the vehicle is a wreck. The world builds every vehicle's doubles at once with
+# numpy (each a varint key and 8 little-endian bytes) and puts the entries into the message with one
+# ``MergeFromString``: the message then holds exactly what field-by-field ``vehicles.add(...)`` gives (so it
+# serialises to the same bytes), at a fraction of the Python calls.
 VEHICLE_DOUBLES = (
     "x_m", "y_m", "vx_mps", "vy_mps", "ax_mps2", "ay_mps2", "heading_rad", "speed_mps", "accel_mps2", "length_m",
     "width_m",
 )  # fmt: skip
-_DOUBLE_ROW = np.dtype([(f, t) for k in range(len(VEHICLE_DOUBLES)) for f, t in ((f"key{k}", "u1"), (f"v{k}", "<f8"))])
-_DOUBLE_KEYS = [(field << 3) | 1 for field in range(3, 3 + len(VEHICLE_DOUBLES))]  # wire type 1: 64-bit
+POSITIONING_DOUBLES = ("east_error_m", "north_error_m", "sigma_major_m", "sigma_minor_m")
 _VEHICLES_KEY = (6 << 3) | 2  # FleetInput.vehicles, length-delimited
+_WRECKED_KEY = (18 << 3) | 0  # FleetVehicle.wrecked, varint
 
 
 def _varint(v: int) -> bytes:
@@ -115,32 +117,65 @@ def _varint(v: int) -> bytes:
     return bytes(out)
 
 
+def _double_row(names: Sequence[str]) -> tuple[np.dtype[np.void], list[int]]:
+    """The structured dtype of a vehicle's doubles ``names`` (FleetVehicle fields, in field order) on the wire,
+    each a varint key (one or two bytes, as a little-endian integer) and 8 bytes; and the keys' values."""
+    desc = testbed_pb2.FleetVehicle.DESCRIPTOR.fields_by_name
+    fields: list[tuple[str, str]] = []
+    keys: list[int] = []
+    for k, name in enumerate(names):
+        key = _varint((desc[name].number << 3) | 1)  # wire type 1: 64-bit
+        fields += [(f"key{k}", f"<u{len(key)}"), (f"v{k}", "<f8")]
+        keys.append(int.from_bytes(key, "little"))
+    return np.dtype(fields), keys
+
+
+_ROWS = {False: _double_row(VEHICLE_DOUBLES), True: _double_row(VEHICLE_DOUBLES + POSITIONING_DOUBLES)}
+
+
+def body_size(*, positioning: bool) -> int:
+    """The bytes of one vehicle's doubles (:func:`vehicle_bodies`)."""
+    return _ROWS[positioning][0].itemsize
+
+
 def _string_field(field: int, text: str) -> bytes:
     raw = text.encode()
     return _varint((field << 3) | 2) + _varint(len(raw)) + raw
 
 
-def vehicle_head(vehicle_id: str, kind: str) -> bytes:
-    """The start of a ``FleetInput.vehicles`` entry for this vehicle: the entry's key and length and the
-    vehicle's two strings; :func:`vehicle_bodies` gives the rest."""
-    strings = _string_field(1, vehicle_id) + _string_field(2, kind)
-    return _varint(_VEHICLES_KEY) + _varint(len(strings) + _DOUBLE_ROW.itemsize) + strings
+def vehicle_head(vehicle_id: str, kind: str, *, positioning: bool = False, wrecked: bool = False) -> bytes:
+    """The start of a ``FleetInput.vehicles`` entry for this vehicle: the entry's key and length, the vehicle's
+    two strings and ``wrecked`` when set; :func:`vehicle_bodies` (with the same ``positioning``) gives the rest."""
+    fixed = _string_field(1, vehicle_id) + _string_field(2, kind)
+    if wrecked:
+        fixed += _varint(_WRECKED_KEY) + b"\x01"
+    return _varint(_VEHICLES_KEY) + _varint(len(fixed) + body_size(positioning=positioning)) + fixed
 
 
 def vehicle_bodies(columns: Sequence[NDArray[np.floating[Any]]]) -> bytes:
-    """The doubles of every vehicle (``columns``: one array per ``VEHICLE_DOUBLES`` field, in that order), as
-    ``_DOUBLE_ROW.itemsize`` (99) wire bytes per vehicle."""
-    rows = np.empty(len(columns[0]), dtype=_DOUBLE_ROW)
-    for k, (key, col) in enumerate(zip(_DOUBLE_KEYS, columns, strict=True)):
+    """The doubles of every vehicle (``columns``: one array per ``VEHICLE_DOUBLES`` field, in that order, then
+    one per ``POSITIONING_DOUBLES`` field in a run with positioning), as ``body_size`` wire bytes per vehicle."""
+    row, keys = _ROWS[len(columns) > len(VEHICLE_DOUBLES)]
+    if len(columns) != len(keys):
+        raise ValueError(f"{len(columns)} columns: {len(VEHICLE_DOUBLES)} or {len(keys)} expected")
+    rows = np.empty(len(columns[0]), dtype=row)
+    for k, (key, col) in enumerate(zip(keys, columns, strict=True)):
         rows[f"key{k}"] = key
         rows[f"v{k}"] = col
     return rows.tobytes()
 
 
-def add_vehicles(msg: testbed_pb2.FleetInput, heads: Sequence[bytes], bodies: bytes, which: Iterable[int]) -> None:
+def add_vehicles(
+    msg: testbed_pb2.FleetInput,
+    heads: Sequence[bytes],
+    bodies: bytes,
+    which: Iterable[int],
+    *,
+    positioning: bool = False,
+) -> None:
     """Append to ``msg.vehicles`` the vehicles ``which`` (indices into ``heads``, from :func:`vehicle_head`,
     and into ``bodies``, from :func:`vehicle_bodies`), in that order."""
-    size = _DOUBLE_ROW.itemsize
+    size = body_size(positioning=positioning)
     parts: list[bytes] = []
     for k in which:
         parts.append(heads[k])
