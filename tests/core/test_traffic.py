@@ -240,6 +240,41 @@ def test_compiled_step_equals_numpy_step_on_random_states() -> None:
     assert np.any(a.lane == -1) and np.any(a.lane >= 0)  # some left through the dead end
 
 
+def test_compiled_step_equals_numpy_step_with_crowded_lanes_and_any_politeness() -> None:
+    # MOBIL's early exits (gaps to the new leader or follower not positive, the incentive bounds, which
+    # hold only for p >= 0) must change no decision: dense parallel lanes, negative and large
+    # politeness, thresholds down to below zero (many changes), every class
+    rng = np.random.default_rng(23)
+    net = LaneNetwork.build(
+        [400.0, 400.0, 400.0],
+        [30.0, 20.0, 30.0],
+        [[0], [1], [2]],
+        left=[1, 2, -1],
+        right=[-1, 0, 1],
+        stop_line_m=[380.0, 380.0, np.nan],
+    )
+    n = 120
+    tr = Traffic.create(
+        rng.integers(0, 3, n),
+        rng.uniform(0.0, 400.0, n),
+        rng.uniform(0.0, 25.0, n),
+        rng.choice([1, 2, 3, 4], n),
+        politeness=rng.uniform(-0.5, 1.0, n),
+        a_threshold_mps2=rng.uniform(-0.2, 0.6, n),
+        b_safe_mps2=rng.uniform(1.0, 9.0, n),
+    )
+    tr.order = rng.permutation(n).astype(np.int64)
+    a, b = tr.copy(), tr.copy()
+    changes = 0
+    for tick in range(200):
+        red = np.array([tick % 100 < 50] * 2 + [False])
+        ra = traffic_step(net, a, red, 0.1, tick)
+        rb = traffic_step_numpy(net, b, red, 0.1, tick)
+        _assert_same(a, b, ra, rb, tick)
+        changes += int(np.count_nonzero(ra.lane_change))
+    assert changes > 10
+
+
 def test_compiled_step_equals_numpy_step_on_the_bench_grid() -> None:
     from v2x.bench.traffic import grid
 

@@ -320,20 +320,23 @@ def traffic_step(
     for li in range(n_lanes):
         red_at[li] = stop_s[li] if red[li] else math.nan
     red_at[n_lanes] = math.nan
-    succ_red = np.zeros(n_lanes, dtype=np.bool_)  # a successor's line is red (then the next lane matters)
-    for li in range(n_lanes):
-        for j in range(succ_begin[li], succ_begin[li + 1]):
-            if red[succ_lane[j]]:
-                succ_red[li] = True
 
     # leaders: the next position on the same lane, else (the front-most vehicle) the first vehicle on the
-    # next lane
+    # next lane. One flat pass over the sorted positions takes the next position for every vehicle (no
+    # loop per lane, whose exits the predictor cannot foresee), then a pass over the lanes sets the
+    # front-most vehicle of each.
+    n_on = begin[n_lanes]
+    for kk in range(n_on - 1):
+        ku = np.uint64(kk)
+        ku1 = np.uint64(kk + 1)
+        iu = np.uint64(order[ku])
+        leader[iu] = order[ku1]
+        gap[iu] = sk[ku1] - lenk[ku1] - sk[ku]
+        dvv[iu] = vk[ku] - vk[ku1]
     for li in range(n_lanes):
-        lo = begin[li]
         hi = begin[li + 1]
-        if lo == hi:
+        if begin[li] == hi:
             continue
-        len_li = lane_len[li]
         k = hi - 1
         i = order[k]
         leader[i] = -1
@@ -344,26 +347,17 @@ def traffic_step(
             f = begin[nl]
             if f != k:
                 leader[i] = order[f]
-                gap[i] = (len_li - sk[k]) + sk[f] - lenk[f]
+                gap[i] = (lane_len[li] - sk[k]) + sk[f] - lenk[f]
                 dvv[i] = vk[k] - vk[f]
-        for kk in range(lo, hi - 1):
-            ku = np.uint64(kk)
-            ku1 = np.uint64(kk + 1)
-            iu = np.uint64(order[ku])
-            leader[iu] = order[ku1]
-            gap[iu] = sk[ku1] - lenk[ku1] - sk[ku]
-            dvv[iu] = vk[ku] - vk[ku1]
     # by vehicle index: the desired speed and the red-line rule (line_gap, over the per-lane red-line
-    # positions; g >= 0 iff s <= line, exactly, since float subtraction keeps the sign)
+    # positions; g >= 0 iff s <= line, exactly, since float subtraction keeps the sign). Without branches:
+    # the next lane's line is looked up for every vehicle (a green or missing line reads nan, which no
+    # comparison passes: inf, as line_gap gives) and the own line's verdict is a select, where a branch
+    # on it (it follows the vehicle's signal, in an order the predictor cannot learn) cost more than the
+    # successor hash; off-network vehicles compute with lane 0 and are set below.
+    has_succ = succ_lane.shape[0] > 0
     for i in range(n):
-        li = lane[i]
-        if li < 0:
-            leader[i] = -1
-            gap[i] = math.inf
-            dvv[i] = 0.0
-            gline[i] = math.inf
-            v0c[i] = v0[i]
-            continue
+        li = max(lane[i], 0)
         lu = np.uint64(li)
         v0c[i] = min(v0[i], limit[lu])
         vi = v[i]
@@ -371,14 +365,20 @@ def traffic_step(
         vv = vi * vi
         two_b = 2.0 * b_safe[i]
         g_own = red_at[lu] - si
-        if g_own >= 0.0 and vv <= two_b * g_own:
-            gline[i] = g_own
-        elif succ_red[lu]:
-            nl = next_lane(i, li, succ_begin, succ_lane)
-            g_next = (lane_len[lu] - si) + red_at[np.uint64(nl if nl >= 0 else n_lanes)]
-            gline[i] = g_next if vv <= two_b * g_next else math.inf
-        else:
-            gline[i] = math.inf
+        g_next = math.inf
+        if has_succ:
+            nl = next_lane_or_end(i, li, succ_begin, succ_lane, n_lanes)
+            g_next = (lane_len[lu] - si) + red_at[np.uint64(nl)]
+        held = (g_own >= 0.0) & (vv <= two_b * g_own)
+        g_n = g_next if vv <= two_b * g_next else math.inf
+        gline[i] = g_own if held else g_n
+    for k in range(begin[n_lanes], n):  # off the network (sorted last)
+        i = order[k]
+        leader[i] = -1
+        gap[i] = math.inf
+        dvv[i] = 0.0
+        gline[i] = math.inf
+        v0c[i] = v0[i]
 
     # IDM towards the vehicle leader and towards the red line, by vehicle index: contiguous arithmetic,
     # vectorised (off-network vehicles compute too and are reset below)
@@ -414,6 +414,22 @@ def traffic_step(
             si = sk[ku]
             if si < NO_CHANGE_M:
                 continue
+            while ptr < end_t and sk[np.uint64(ptr)] < si:
+                ptr += 1
+            ins = ptr
+            # the gaps to the new leader and follower must be positive (read from the sorted rows: cheaper
+            # than the bound below, and they fail for a third of the candidates)
+            if ins < end_t:
+                iu = np.uint64(ins)
+                g_new = sk[iu] - lenk[iu] - si
+                if not g_new > 0.0:
+                    continue
+            kp = k - 1
+            fo = ins - 1
+            if ins > lo_t:
+                g_f = si - lenk[ku] - sk[np.uint64(fo)]
+                if not g_f > 0.0:
+                    continue
             i = np.uint64(order[ku])
             vi = vk[ku]
             frt = fr[i]
@@ -422,18 +438,14 @@ def traffic_step(
                 v0t = min(v0i, limit[t])
                 if v0t != min(v0i, limit[li]):
                     frt = free_term(vi, v0t)
-            kp = k - 1
             pi = politeness[i]
             ath = a_th[i]
             a_c = accs[i]
             ak = a[i]
-            while ptr < end_t and sk[np.uint64(ptr)] < si:
-                ptr += 1
-            ins = ptr
             # Upper bound of the incentive: a~_c <= the free-road acceleration on t, a~_n - a_n <= the new
             # follower's gain, a~_o - a_o <= the old follower's gain. Every step is monotone in floating
             # point too, so skipping when the bound fails changes no decision (for p >= 0).
-            g_n_max = gain[np.uint64(order[ins - 1])] if ins > lo_t else 0.0
+            g_n_max = gain[np.uint64(order[fo])] if ins > lo_t else 0.0
             g_o_max = gain[np.uint64(order[kp])] if kp >= lo else 0.0
             if pi >= 0.0 and not (max(ak * frt, -B_MAX) - a_c) + pi * (g_n_max + g_o_max) > ath:
                 continue
@@ -445,8 +457,6 @@ def traffic_step(
                 iu = np.uint64(ins)
                 g_new = sk[iu] - lenk[iu] - si
                 dv_new = vi - vk[iu]
-                if not g_new > 0.0:
-                    continue
             else:
                 nt = next_lane(i, t, succ_begin, succ_lane)
                 if nt >= 0 and begin[nt] < begin[nt + 1]:
@@ -472,11 +482,7 @@ def traffic_step(
             # new follower
             d_n = 0.0
             if ins > lo_t:
-                fo = ins - 1
                 io = np.uint64(order[fo])
-                g_f = si - lenk[k] - sk[fo]
-                if not g_f > 0.0:
-                    continue
                 an_new = acc_of(a[io], fr[io], desired_gap(vk[fo], t_gap[io], s0[io], invd[io], vk[fo] - vi), g_f)
                 if an_new < -b_safe[i]:
                     continue
