@@ -275,6 +275,29 @@ def test_compiled_step_equals_numpy_step_with_crowded_lanes_and_any_politeness()
     assert changes > 10
 
 
+def test_kept_next_lanes_follow_the_network_and_moved_vehicles() -> None:
+    # the compiled step keeps each vehicle's next lane from tick to tick: it must start again on another
+    # network of the same size, and see vehicles put on another lane between ticks
+    rng = np.random.default_rng(5)
+    length = [300.0, 300.0, 200.0, 200.0]
+    nets = [
+        LaneNetwork.build(length, 20.0, succ, stop_line_m=[300.0, 290.0, 200.0, 190.0])
+        for succ in ([[2, 3], [3, 2], [0, 1], [1, 0]], [[3], [2], [1, 0], [0]])
+    ]
+    n = 60
+    tr = Traffic.create(rng.integers(0, 4, n), rng.uniform(0.0, 190.0, n), rng.uniform(0.0, 20.0, n))
+    a, b = tr.copy(), tr.copy()
+    for tick in range(120):
+        net = nets[(tick // 7) % 2]
+        if tick % 11 == 10:  # some vehicles put elsewhere, as a caller may
+            moved = rng.choice(n, 5, replace=False)
+            for x in (a, b):
+                x.lane[moved] = (x.lane[moved] + 1) % 4
+                x.s_m[moved] = np.minimum(x.s_m[moved], 150.0)
+        red = rng.random(4) < 0.5
+        _assert_same(a, b, traffic_step(net, a, red, 0.1, tick), traffic_step_numpy(net, b, red, 0.1, tick), tick)
+
+
 def test_compiled_step_equals_numpy_step_on_the_bench_grid() -> None:
     from v2x.bench.traffic import grid
 

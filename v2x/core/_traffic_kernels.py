@@ -121,7 +121,12 @@ def line_gap(lane: int, s: float, v: float, b_safe: float, nl: int, lane_len: F6
 # freshly trimmed pages back). Rows of N floats, by sorted position k (S, V, LEN) or by vehicle index.
 WF_S, WF_V, WF_LEN, WF_DV, WF_GLINE, WF_V0, WF_INVD, WF_FREE, WF_ACCC, WF_GAIN, WF_ACCS = range(11)
 N_WF = 11
-N_WI = 2  # sort scratch: the previous order, each position's lane
+# int rows of N: sort scratch (the previous order, each position's lane), then each vehicle's next lane as
+# the red-line pass last computed it, kept from tick to tick: (lane << 32) | next lane (n_lanes: none),
+# valid while the vehicle is on that lane (next_lane is a function of the vehicle and its lane only, for
+# one network); the workspace starts it at -1 (no lane)
+WI_OLD, WI_KEYS, WI_NEXT = range(3)
+N_WI = 3
 WL_BEGIN, WL_FILL = range(2)  # rows of lanes + 2: each lane's first position; fill pointers
 N_WL = 2
 
@@ -303,7 +308,7 @@ def traffic_step(
     sk = wf[WF_S]
     vk = wf[WF_V]
     lenk = wf[WF_LEN]
-    if not sort_vehicles(lane, s, v, length, order, n_lanes, begin, wl[WL_FILL], wi[0], wi[1], sk, vk, lenk):
+    if not sort_vehicles(lane, s, v, length, order, n_lanes, begin, wl[WL_FILL], wi[WI_OLD], wi[WI_KEYS], sk, vk, lenk):
         return False
     # by vehicle index:
     dvv = wf[WF_DV]  # speed difference to the leader
@@ -356,6 +361,7 @@ def traffic_step(
     # on it (it follows the vehicle's signal, in an order the predictor cannot learn) cost more than the
     # successor hash; off-network vehicles compute with lane 0 and are set below.
     has_succ = succ_lane.shape[0] > 0
+    nxt = wi[WI_NEXT]
     for i in range(n):
         li = max(lane[i], 0)
         lu = np.uint64(li)
@@ -367,8 +373,11 @@ def traffic_step(
         g_own = red_at[lu] - si
         g_next = math.inf
         if has_succ:
-            nl = next_lane_or_end(i, li, succ_begin, succ_lane, n_lanes)
-            g_next = (lane_len[lu] - si) + red_at[np.uint64(nl)]
+            key = nxt[i]
+            if (key >> 32) != li:  # the vehicle changed lanes (a handful per tick): hash again
+                key = (li << 32) | next_lane_or_end(i, li, succ_begin, succ_lane, n_lanes)
+                nxt[i] = key
+            g_next = (lane_len[lu] - si) + red_at[np.uint64(key & 0xFFFFFFFF)]
         held = (g_own >= 0.0) & (vv <= two_b * g_own)
         g_n = g_next if vv <= two_b * g_next else math.inf
         gline[i] = g_own if held else g_n
