@@ -288,20 +288,21 @@ def traffic_step(
     """One tick for every vehicle: sort, leaders, IDM, MOBIL, ballistic update. Writes the state in place
     and ``acc`` (applied acceleration), ``leader``/``gap`` (before lane changes), ``change`` (+1 left,
     -1 right, 0). ``wf`` (N_WF x N), ``wi`` (N_WI x N) and ``wl`` (N_WL x (lanes + 2)) are the
-    workspace (scratch; any content). Returns False, having changed nothing, if a vehicle is on a lane
-    the network does not have.
+    workspace: scratch of any content, but for row ``WI_NEXT`` of ``wi``, kept from tick to tick (each
+    vehicle's next lane; -1 in a new workspace). Returns False, having changed nothing, if a vehicle is on
+    a lane the network does not have.
 
     Only what needs the neighbours runs in (lane, s) order: the sort gathers positions, speeds and
     lengths, so that a vehicle's leader and follower on its lane are its neighbours in memory; the leader
     pass reads only those and writes each vehicle's gap and speed difference by vehicle index. The rest
     runs over the vehicles by index on the state arrays themselves: the red-line rule and the capped
-    desired speed (one pass over lanes as small tables), then the IDM and the ballistic update
-    (contiguous, branch-free: vectorised); MOBIL walks the sorted order and reads the rest through
+    desired speed (one pass without branches, over lanes as small tables), then the IDM and the ballistic
+    update (contiguous, branch-free: vectorised); MOBIL walks the sorted order and reads the rest through
     ``order``, recomputing the few terms it needs beyond its first bound. Indices read from ``order``
     (and sorted positions in the hot loops) index as unsigned integers: numba then drops the
     negative-index wrap-around it adds to every signed index (a shift, a mask and an add, plus reloads
-    of the array's length under register pressure), -10 % of the step. No per-tick allocation but two
-    lane-sized arrays."""
+    of the array's length under register pressure), -10 % of the step. No per-tick allocation but one
+    lane-sized array."""
     n = lane.shape[0]
     n_lanes = lane_len.shape[0]
     begin = wl[WL_BEGIN]
