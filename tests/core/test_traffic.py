@@ -342,6 +342,25 @@ def test_vehicle_on_a_missing_lane_is_refused_and_nothing_changes() -> None:
             assert np.array_equal(getattr(tr, f.name), getattr(before, f.name)), f.name
 
 
+def test_vehicle_put_on_a_missing_lane_after_some_ticks_is_refused_and_nothing_changes() -> None:
+    # the compiled step keeps lane counts from tick to tick; a lane the network does not have must still
+    # be refused with the state (order included) left as it was, and the next good tick must agree
+    net = LaneNetwork.build([100.0, 100.0], 30.0, [[1], [0]])
+    a = Traffic.create([0, 1, 0, 1], [10.0, 20.0, 30.0, 40.0], [5.0, 6.0, 7.0, 8.0])
+    b = a.copy()
+    for tick in range(30):
+        _assert_same(a, b, traffic_step(net, a, None, 0.1, tick), traffic_step_numpy(net, b, None, 0.1, tick), tick)
+    a.lane[2] = 2
+    before = a.copy()
+    with pytest.raises(ValueError, match="lane the network does not have"):
+        traffic_step(net, a)
+    for f in fields(a):
+        assert np.array_equal(getattr(a, f.name), getattr(before, f.name)), f.name
+    a.lane[2] = b.lane[2]
+    for tick in range(30, 60):
+        _assert_same(a, b, traffic_step(net, a, None, 0.1, tick), traffic_step_numpy(net, b, None, 0.1, tick), tick)
+
+
 def test_network_validation() -> None:
     with pytest.raises(ValueError, match="same length"):
         LaneNetwork.build([100.0, 90.0], 30.0, [[], []], left=[1, -1], right=[-1, 0])

@@ -121,14 +121,16 @@ def line_gap(lane: int, s: float, v: float, b_safe: float, nl: int, lane_len: F6
 # freshly trimmed pages back). Rows of N floats, by sorted position k (S, V, LEN) or by vehicle index.
 WF_S, WF_V, WF_LEN, WF_DV, WF_GLINE, WF_V0, WF_INVD, WF_FREE, WF_ACCC, WF_GAIN, WF_ACCS = range(11)
 N_WF = 11
-# int rows of N: sort scratch (the previous order, each position's lane), then each vehicle's next lane as
-# the red-line pass last computed it, kept from tick to tick: (lane << 32) | next lane (n_lanes: none),
-# valid while the vehicle is on that lane (next_lane is a function of the vehicle and its lane only, for
-# one network); the workspace starts it at -1 (no lane)
-WI_OLD, WI_KEYS, WI_NEXT = range(3)
-N_WI = 3
-WL_BEGIN, WL_FILL = range(2)  # rows of lanes + 2: each lane's first position; fill pointers
-N_WL = 2
+# int rows of N: sort scratch (the previous order), then each vehicle's next lane as the red-line pass last
+# computed it, kept from tick to tick: (lane << 32) | next lane (n_lanes: none), valid while the vehicle is
+# on that lane (next_lane is a function of the vehicle and its lane only, for one network); the workspace
+# starts it at -1 (no lane)
+WI_OLD, WI_NEXT = range(2)
+N_WI = 2
+# rows of lanes + 2: each lane's first position; fill pointers; the vehicles per lane, kept from tick to
+# tick (sort_vehicles; -1 in a new workspace)
+WL_BEGIN, WL_FILL, WL_COUNT = range(3)
+N_WL = 3
 
 
 @jit_inline
@@ -147,8 +149,8 @@ def sort_vehicles(
     n_lanes: int,
     begin: I64,
     fill: I64,
+    count: I64,
     old: I64,
-    keys: I64,
     sk: F64,
     vk: F64,
     lenk: F64,
@@ -159,69 +161,99 @@ def sort_vehicles(
     A stable counting sort by lane over the previous order, then an insertion sort by (s, index) inside
     each lane that the scatter found out of order: O(N + lanes) when the previous order is nearly right,
     as it is from one tick to the next. ``begin`` (n_lanes + 2) receives each lane's first position;
-    ``fill`` (n_lanes + 1), ``old`` and ``keys`` (N) are scratch. The previous order keeps a lane's
-    vehicles together, so the counts and fill pointers are carried in registers along a run of one lane
-    (a counter in memory would chain every element through a store and a load). Gathering speeds and
-    lengths here, in the one pass that reads each vehicle's row, leaves the leader pass nothing to read
-    by vehicle index. Returns False, with ``order`` untouched, if a vehicle is on a lane >= ``n_lanes``."""
+    ``fill`` (n_lanes + 1) and ``old`` (N) are scratch. ``count`` (n_lanes + 2) is kept from tick to tick:
+    the number of vehicles per lane (off the network at ``n_lanes``) and, at ``n_lanes + 1``, N when the
+    counts are known (the step updates them as it moves vehicles). Known counts skip the counting pass;
+    a caller who moved vehicles between ticks makes some lane overflow its room in the scatter (the counts
+    sum to N), which falls back to counting. The previous order keeps a lane's vehicles together, so the
+    fill pointer is carried in a register along a run of one lane (a counter in memory would chain every
+    element through a store and a load). Gathering speeds and lengths here, in the one pass that reads
+    each vehicle's row, leaves the leader pass nothing to read by vehicle index. Returns False, with
+    ``order`` untouched, if a vehicle is on a lane >= ``n_lanes``."""
     n = lane.shape[0]
-    begin[:] = 0
-    prev = -1
-    run = 0
-    off_net = False
     for k in range(n):
-        o = order[k]
-        old[k] = o
-        li = lane[np.uint64(o)]
-        off_net |= li >= n_lanes
-        key = li if li >= 0 else n_lanes
-        key = min(key, n_lanes)
-        keys[k] = key
-        if key != prev:
-            if prev >= 0:
-                begin[prev + 1] += run
-            prev = key
+        old[k] = order[k]
+    known = count[n_lanes + 1] == n
+    for _attempt in range(2):  # the second only when the kept counts were wrong
+        if not known:  # count the vehicles per lane, in registers along the runs of one lane
+            count[: n_lanes + 2] = 0
+            prev = -1
             run = 0
-        run += 1
-    if prev >= 0:
-        begin[prev + 1] += run
-    if off_net:
-        return False
-    for j in range(n_lanes + 1):
-        begin[j + 1] += begin[j]
-        fill[j] = begin[j]
-    # scatter; a lane whose positions do not rise along it is marked (fill[j] < 0 after the pass: its
-    # end, negated and minus one)
-    prev = -1
-    p = 0
-    s_last = 0.0
-    bad = False
-    for k in range(n):
-        key = keys[k]
-        if key != prev:
+            off_net = False
+            for k in range(n):
+                li = lane[np.uint64(old[k])]
+                off_net |= li >= n_lanes
+                key = li if li >= 0 else n_lanes
+                key = min(key, n_lanes)
+                if key != prev:
+                    if prev >= 0:
+                        count[prev] += run
+                    prev = key
+                    run = 0
+                run += 1
             if prev >= 0:
-                fill[prev] = -p - 1 if bad else p
-            prev = key
-            p = fill[key]
-            if p < 0:  # the lane was marked by an earlier run
-                p = -p - 1
-                bad = True
-            else:
-                bad = False
-            s_last = sk[np.uint64(p - 1)] if p > begin[key] else -math.inf
-        o = old[k]
-        iu = np.uint64(o)
-        pu = np.uint64(p)
-        si = s[iu]
-        order[pu] = o
-        sk[pu] = si
-        vk[pu] = v[iu]
-        lenk[pu] = length[iu]
-        bad |= not s_last < si
-        s_last = si
-        p += 1
-    if prev >= 0:
-        fill[prev] = -p - 1 if bad else p
+                count[prev] += run
+            if off_net:
+                count[n_lanes + 1] = -1
+                return False
+            count[n_lanes + 1] = n
+        total = 0
+        for j in range(n_lanes + 1):
+            begin[j] = total
+            fill[j] = total
+            total += count[j]
+        begin[n_lanes + 1] = total
+        # scatter; a lane whose positions do not rise along it is marked (fill[j] < 0 after the pass: its
+        # end, negated and minus one); a lane with more vehicles than counted stops the pass
+        prev = -1
+        p = 0
+        end = 0
+        s_last = 0.0
+        bad = False
+        over = False
+        off_net = False
+        for k in range(n):
+            o = old[k]
+            iu = np.uint64(o)
+            li = lane[iu]
+            off_net |= li >= n_lanes
+            key = li if li >= 0 else n_lanes
+            key = min(key, n_lanes)
+            if key != prev:
+                if prev >= 0:
+                    fill[prev] = -p - 1 if bad else p
+                prev = key
+                p = fill[key]
+                if p < 0:  # the lane was marked by an earlier run
+                    p = -p - 1
+                    bad = True
+                else:
+                    bad = False
+                end = begin[key + 1]
+                s_last = sk[np.uint64(p - 1)] if p > begin[key] else -math.inf
+            if p >= end:
+                over = True
+                break
+            pu = np.uint64(p)
+            si = s[iu]
+            order[pu] = o
+            sk[pu] = si
+            vk[pu] = v[iu]
+            lenk[pu] = length[iu]
+            bad |= not s_last < si
+            s_last = si
+            p += 1
+        if off_net or over:
+            for k in range(n):
+                order[k] = old[k]
+            if off_net:
+                count[n_lanes + 1] = -1
+                return False
+            known = False
+            continue
+        if prev >= 0:
+            fill[prev] = -p - 1 if bad else p
+        break
     for j in range(n_lanes + 1):
         if fill[j] >= 0:
             continue
@@ -309,7 +341,8 @@ def traffic_step(
     sk = wf[WF_S]
     vk = wf[WF_V]
     lenk = wf[WF_LEN]
-    if not sort_vehicles(lane, s, v, length, order, n_lanes, begin, wl[WL_FILL], wi[WI_OLD], wi[WI_KEYS], sk, vk, lenk):
+    count = wl[WL_COUNT]
+    if not sort_vehicles(lane, s, v, length, order, n_lanes, begin, wl[WL_FILL], count, wi[WI_OLD], sk, vk, lenk):
         return False
     # by vehicle index:
     dvv = wf[WF_DV]  # speed difference to the leader
@@ -529,13 +562,17 @@ def traffic_step(
             continue
         c = change[i]
         if c != 0:
+            count[li] -= 1
             li = left[li] if c > 0 else right[li]
             lane[i] = li
+            count[li] += 1
         si = s[i]
         if si > lane_len[li]:
+            count[li] -= 1
             while li >= 0 and si > lane_len[li]:
                 si = si - lane_len[li]
                 li = next_lane(i, li, succ_begin, succ_lane)
             s[i] = si
             lane[i] = li
+            count[li if li >= 0 else n_lanes] += 1
     return True

@@ -248,7 +248,9 @@ class _Workspace:
         k = _traffic_kernels
         wi = np.empty((k.N_WI, n), dtype=np.int64)
         wi[k.WI_NEXT] = -1  # no next lane kept yet
-        return _Workspace(np.empty((k.N_WF, n)), wi, np.empty((k.N_WL, net.n_lanes + 2), dtype=np.int64), net)
+        wl = np.empty((k.N_WL, net.n_lanes + 2), dtype=np.int64)
+        wl[k.WL_COUNT] = -1  # no lane counts kept yet
+        return _Workspace(np.empty((k.N_WF, n)), wi, wl, net)
 
 
 # Each Traffic's workspace, reused from tick to tick (dropped with the Traffic).
