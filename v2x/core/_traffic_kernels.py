@@ -203,6 +203,9 @@ def sort_vehicles(
             fill[j] = total
             total += count[j]
         begin[n_lanes + 1] = total
+        if total != n:  # kept counts that do not add up (not expected: the step only moves counts between lanes)
+            known = False
+            continue
         # scatter; a lane whose positions do not rise along it is marked (fill[j] < 0 after the pass: its
         # end, negated and minus one); a lane with more vehicles than counted stops the pass
         prev = -1
