@@ -240,6 +240,64 @@ def test_compiled_step_equals_numpy_step_on_random_states() -> None:
     assert np.any(a.lane == -1) and np.any(a.lane >= 0)  # some left through the dead end
 
 
+def test_compiled_step_equals_numpy_step_with_crowded_lanes_and_any_politeness() -> None:
+    # MOBIL's early exits (gaps to the new leader or follower not positive, the incentive bounds, which
+    # hold only for p >= 0) must change no decision: dense parallel lanes, negative and large
+    # politeness, thresholds down to below zero (many changes), every class
+    rng = np.random.default_rng(23)
+    net = LaneNetwork.build(
+        [400.0, 400.0, 400.0],
+        [30.0, 20.0, 30.0],
+        [[0], [1], [2]],
+        left=[1, 2, -1],
+        right=[-1, 0, 1],
+        stop_line_m=[380.0, 380.0, np.nan],
+    )
+    n = 120
+    tr = Traffic.create(
+        rng.integers(0, 3, n),
+        rng.uniform(0.0, 400.0, n),
+        rng.uniform(0.0, 25.0, n),
+        rng.choice([1, 2, 3, 4], n),
+        politeness=rng.uniform(-0.5, 1.0, n),
+        a_threshold_mps2=rng.uniform(-0.2, 0.6, n),
+        b_safe_mps2=rng.uniform(1.0, 9.0, n),
+    )
+    tr.order = rng.permutation(n).astype(np.int64)
+    a, b = tr.copy(), tr.copy()
+    changes = 0
+    for tick in range(200):
+        red = np.array([tick % 100 < 50] * 2 + [False])
+        ra = traffic_step(net, a, red, 0.1, tick)
+        rb = traffic_step_numpy(net, b, red, 0.1, tick)
+        _assert_same(a, b, ra, rb, tick)
+        changes += int(np.count_nonzero(ra.lane_change))
+    assert changes > 10
+
+
+def test_kept_next_lanes_follow_the_network_and_moved_vehicles() -> None:
+    # the compiled step keeps each vehicle's next lane from tick to tick: it must start again on another
+    # network of the same size, and see vehicles put on another lane between ticks
+    rng = np.random.default_rng(5)
+    length = [300.0, 300.0, 200.0, 200.0]
+    nets = [
+        LaneNetwork.build(length, 20.0, succ, stop_line_m=[300.0, 290.0, 200.0, 190.0])
+        for succ in ([[2, 3], [3, 2], [0, 1], [1, 0]], [[3], [2], [1, 0], [0]])
+    ]
+    n = 60
+    tr = Traffic.create(rng.integers(0, 4, n), rng.uniform(0.0, 190.0, n), rng.uniform(0.0, 20.0, n))
+    a, b = tr.copy(), tr.copy()
+    for tick in range(120):
+        net = nets[(tick // 7) % 2]
+        if tick % 11 == 10:  # some vehicles put elsewhere, as a caller may
+            moved = rng.choice(n, 5, replace=False)
+            for x in (a, b):
+                x.lane[moved] = (x.lane[moved] + 1) % 4
+                x.s_m[moved] = np.minimum(x.s_m[moved], 150.0)
+        red = rng.random(4) < 0.5
+        _assert_same(a, b, traffic_step(net, a, red, 0.1, tick), traffic_step_numpy(net, b, red, 0.1, tick), tick)
+
+
 def test_compiled_step_equals_numpy_step_on_the_bench_grid() -> None:
     from v2x.bench.traffic import grid
 
@@ -282,6 +340,25 @@ def test_vehicle_on_a_missing_lane_is_refused_and_nothing_changes() -> None:
             step(net, tr)
         for f in fields(tr):
             assert np.array_equal(getattr(tr, f.name), getattr(before, f.name)), f.name
+
+
+def test_vehicle_put_on_a_missing_lane_after_some_ticks_is_refused_and_nothing_changes() -> None:
+    # the compiled step keeps lane counts from tick to tick; a lane the network does not have must still
+    # be refused with the state (order included) left as it was, and the next good tick must agree
+    net = LaneNetwork.build([100.0, 100.0], 30.0, [[1], [0]])
+    a = Traffic.create([0, 1, 0, 1], [10.0, 20.0, 30.0, 40.0], [5.0, 6.0, 7.0, 8.0])
+    b = a.copy()
+    for tick in range(30):
+        _assert_same(a, b, traffic_step(net, a, None, 0.1, tick), traffic_step_numpy(net, b, None, 0.1, tick), tick)
+    a.lane[2] = 2
+    before = a.copy()
+    with pytest.raises(ValueError, match="lane the network does not have"):
+        traffic_step(net, a)
+    for f in fields(a):
+        assert np.array_equal(getattr(a, f.name), getattr(before, f.name)), f.name
+    a.lane[2] = b.lane[2]
+    for tick in range(30, 60):
+        _assert_same(a, b, traffic_step(net, a, None, 0.1, tick), traffic_step_numpy(net, b, None, 0.1, tick), tick)
 
 
 def test_network_validation() -> None:

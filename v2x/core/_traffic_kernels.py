@@ -121,9 +121,16 @@ def line_gap(lane: int, s: float, v: float, b_safe: float, nl: int, lane_len: F6
 # freshly trimmed pages back). Rows of N floats, by sorted position k (S, V, LEN) or by vehicle index.
 WF_S, WF_V, WF_LEN, WF_DV, WF_GLINE, WF_V0, WF_INVD, WF_FREE, WF_ACCC, WF_GAIN, WF_ACCS = range(11)
 N_WF = 11
-N_WI = 2  # sort scratch: the previous order, each position's lane
-WL_BEGIN, WL_FILL = range(2)  # rows of lanes + 2: each lane's first position; fill pointers
-N_WL = 2
+# int rows of N: sort scratch (the previous order), then each vehicle's next lane as the red-line pass last
+# computed it, kept from tick to tick: (lane << 32) | next lane (n_lanes: none), valid while the vehicle is
+# on that lane (next_lane is a function of the vehicle and its lane only, for one network); the workspace
+# starts it at -1 (no lane)
+WI_OLD, WI_NEXT = range(2)
+N_WI = 2
+# rows of lanes + 2: each lane's first position; fill pointers; the vehicles per lane, kept from tick to
+# tick (sort_vehicles; -1 in a new workspace)
+WL_BEGIN, WL_FILL, WL_COUNT = range(3)
+N_WL = 3
 
 
 @jit_inline
@@ -142,8 +149,8 @@ def sort_vehicles(
     n_lanes: int,
     begin: I64,
     fill: I64,
+    count: I64,
     old: I64,
-    keys: I64,
     sk: F64,
     vk: F64,
     lenk: F64,
@@ -154,69 +161,102 @@ def sort_vehicles(
     A stable counting sort by lane over the previous order, then an insertion sort by (s, index) inside
     each lane that the scatter found out of order: O(N + lanes) when the previous order is nearly right,
     as it is from one tick to the next. ``begin`` (n_lanes + 2) receives each lane's first position;
-    ``fill`` (n_lanes + 1), ``old`` and ``keys`` (N) are scratch. The previous order keeps a lane's
-    vehicles together, so the counts and fill pointers are carried in registers along a run of one lane
-    (a counter in memory would chain every element through a store and a load). Gathering speeds and
-    lengths here, in the one pass that reads each vehicle's row, leaves the leader pass nothing to read
-    by vehicle index. Returns False, with ``order`` untouched, if a vehicle is on a lane >= ``n_lanes``."""
+    ``fill`` (n_lanes + 1) and ``old`` (N) are scratch. ``count`` (n_lanes + 2) is kept from tick to tick:
+    the number of vehicles per lane (off the network at ``n_lanes``) and, at ``n_lanes + 1``, N when the
+    counts are known (the step updates them as it moves vehicles). Known counts skip the counting pass;
+    a caller who moved vehicles between ticks makes some lane overflow its room in the scatter (the counts
+    sum to N), which falls back to counting. The previous order keeps a lane's vehicles together, so the
+    fill pointer is carried in a register along a run of one lane (a counter in memory would chain every
+    element through a store and a load). Gathering speeds and lengths here, in the one pass that reads
+    each vehicle's row, leaves the leader pass nothing to read by vehicle index. Returns False, with
+    ``order`` untouched, if a vehicle is on a lane >= ``n_lanes``."""
     n = lane.shape[0]
-    begin[:] = 0
-    prev = -1
-    run = 0
-    off_net = False
     for k in range(n):
-        o = order[k]
-        old[k] = o
-        li = lane[np.uint64(o)]
-        off_net |= li >= n_lanes
-        key = li if li >= 0 else n_lanes
-        key = min(key, n_lanes)
-        keys[k] = key
-        if key != prev:
-            if prev >= 0:
-                begin[prev + 1] += run
-            prev = key
+        old[k] = order[k]
+    known = count[n_lanes + 1] == n
+    for _attempt in range(2):  # the second only when the kept counts were wrong
+        if not known:  # count the vehicles per lane, in registers along the runs of one lane
+            count[: n_lanes + 2] = 0
+            prev = -1
             run = 0
-        run += 1
-    if prev >= 0:
-        begin[prev + 1] += run
-    if off_net:
-        return False
-    for j in range(n_lanes + 1):
-        begin[j + 1] += begin[j]
-        fill[j] = begin[j]
-    # scatter; a lane whose positions do not rise along it is marked (fill[j] < 0 after the pass: its
-    # end, negated and minus one)
-    prev = -1
-    p = 0
-    s_last = 0.0
-    bad = False
-    for k in range(n):
-        key = keys[k]
-        if key != prev:
+            off_net = False
+            for k in range(n):
+                li = lane[np.uint64(old[k])]
+                off_net |= li >= n_lanes
+                key = li if li >= 0 else n_lanes
+                key = min(key, n_lanes)
+                if key != prev:
+                    if prev >= 0:
+                        count[prev] += run
+                    prev = key
+                    run = 0
+                run += 1
             if prev >= 0:
-                fill[prev] = -p - 1 if bad else p
-            prev = key
-            p = fill[key]
-            if p < 0:  # the lane was marked by an earlier run
-                p = -p - 1
-                bad = True
-            else:
-                bad = False
-            s_last = sk[np.uint64(p - 1)] if p > begin[key] else -math.inf
-        o = old[k]
-        iu = np.uint64(o)
-        pu = np.uint64(p)
-        si = s[iu]
-        order[pu] = o
-        sk[pu] = si
-        vk[pu] = v[iu]
-        lenk[pu] = length[iu]
-        bad |= not s_last < si
-        s_last = si
-        p += 1
-    if prev >= 0:
-        fill[prev] = -p - 1 if bad else p
+                count[prev] += run
+            if off_net:
+                count[n_lanes + 1] = -1
+                return False
+            count[n_lanes + 1] = n
+        total = 0
+        for j in range(n_lanes + 1):
+            begin[j] = total
+            fill[j] = total
+            total += count[j]
+        begin[n_lanes + 1] = total
+        if total != n:  # kept counts that do not add up (not expected: the step only moves counts between lanes)
+            known = False
+            continue
+        # scatter; a lane whose positions do not rise along it is marked (fill[j] < 0 after the pass: its
+        # end, negated and minus one); a lane with more vehicles than counted stops the pass
+        prev = -1
+        p = 0
+        end = 0
+        s_last = 0.0
+        bad = False
+        over = False
+        off_net = False
+        for k in range(n):
+            o = old[k]
+            iu = np.uint64(o)
+            li = lane[iu]
+            off_net |= li >= n_lanes
+            key = li if li >= 0 else n_lanes
+            key = min(key, n_lanes)
+            if key != prev:
+                if prev >= 0:
+                    fill[prev] = -p - 1 if bad else p
+                prev = key
+                p = fill[key]
+                if p < 0:  # the lane was marked by an earlier run
+                    p = -p - 1
+                    bad = True
+                else:
+                    bad = False
+                end = begin[key + 1]
+                s_last = sk[np.uint64(p - 1)] if p > begin[key] else -math.inf
+            if p >= end:
+                over = True
+                break
+            pu = np.uint64(p)
+            si = s[iu]
+            order[pu] = o
+            sk[pu] = si
+            vk[pu] = v[iu]
+            lenk[pu] = length[iu]
+            bad |= not s_last < si
+            s_last = si
+            p += 1
+        if off_net or over:
+            for k in range(n):
+                order[k] = old[k]
+            if off_net:
+                count[n_lanes + 1] = -1
+                return False
+            known = False
+            continue
+        if prev >= 0:
+            fill[prev] = -p - 1 if bad else p
+        break
     for j in range(n_lanes + 1):
         if fill[j] >= 0:
             continue
@@ -283,27 +323,29 @@ def traffic_step(
     """One tick for every vehicle: sort, leaders, IDM, MOBIL, ballistic update. Writes the state in place
     and ``acc`` (applied acceleration), ``leader``/``gap`` (before lane changes), ``change`` (+1 left,
     -1 right, 0). ``wf`` (N_WF x N), ``wi`` (N_WI x N) and ``wl`` (N_WL x (lanes + 2)) are the
-    workspace (scratch; any content). Returns False, having changed nothing, if a vehicle is on a lane
-    the network does not have.
+    workspace: scratch of any content, but for row ``WI_NEXT`` of ``wi``, kept from tick to tick (each
+    vehicle's next lane; -1 in a new workspace). Returns False, having changed nothing, if a vehicle is on
+    a lane the network does not have.
 
     Only what needs the neighbours runs in (lane, s) order: the sort gathers positions, speeds and
     lengths, so that a vehicle's leader and follower on its lane are its neighbours in memory; the leader
     pass reads only those and writes each vehicle's gap and speed difference by vehicle index. The rest
     runs over the vehicles by index on the state arrays themselves: the red-line rule and the capped
-    desired speed (one pass over lanes as small tables), then the IDM and the ballistic update
-    (contiguous, branch-free: vectorised); MOBIL walks the sorted order and reads the rest through
+    desired speed (one pass without branches, over lanes as small tables), then the IDM and the ballistic
+    update (contiguous, branch-free: vectorised); MOBIL walks the sorted order and reads the rest through
     ``order``, recomputing the few terms it needs beyond its first bound. Indices read from ``order``
     (and sorted positions in the hot loops) index as unsigned integers: numba then drops the
     negative-index wrap-around it adds to every signed index (a shift, a mask and an add, plus reloads
-    of the array's length under register pressure), -10 % of the step. No per-tick allocation but two
-    lane-sized arrays."""
+    of the array's length under register pressure), -10 % of the step. No per-tick allocation but one
+    lane-sized array."""
     n = lane.shape[0]
     n_lanes = lane_len.shape[0]
     begin = wl[WL_BEGIN]
     sk = wf[WF_S]
     vk = wf[WF_V]
     lenk = wf[WF_LEN]
-    if not sort_vehicles(lane, s, v, length, order, n_lanes, begin, wl[WL_FILL], wi[0], wi[1], sk, vk, lenk):
+    count = wl[WL_COUNT]
+    if not sort_vehicles(lane, s, v, length, order, n_lanes, begin, wl[WL_FILL], count, wi[WI_OLD], sk, vk, lenk):
         return False
     # by vehicle index:
     dvv = wf[WF_DV]  # speed difference to the leader
@@ -320,20 +362,23 @@ def traffic_step(
     for li in range(n_lanes):
         red_at[li] = stop_s[li] if red[li] else math.nan
     red_at[n_lanes] = math.nan
-    succ_red = np.zeros(n_lanes, dtype=np.bool_)  # a successor's line is red (then the next lane matters)
-    for li in range(n_lanes):
-        for j in range(succ_begin[li], succ_begin[li + 1]):
-            if red[succ_lane[j]]:
-                succ_red[li] = True
 
     # leaders: the next position on the same lane, else (the front-most vehicle) the first vehicle on the
-    # next lane
+    # next lane. One flat pass over the sorted positions takes the next position for every vehicle (no
+    # loop per lane, whose exits the predictor cannot foresee), then a pass over the lanes sets the
+    # front-most vehicle of each.
+    n_on = begin[n_lanes]
+    for kk in range(n_on - 1):
+        ku = np.uint64(kk)
+        ku1 = np.uint64(kk + 1)
+        iu = np.uint64(order[ku])
+        leader[iu] = order[ku1]
+        gap[iu] = sk[ku1] - lenk[ku1] - sk[ku]
+        dvv[iu] = vk[ku] - vk[ku1]
     for li in range(n_lanes):
-        lo = begin[li]
         hi = begin[li + 1]
-        if lo == hi:
+        if begin[li] == hi:
             continue
-        len_li = lane_len[li]
         k = hi - 1
         i = order[k]
         leader[i] = -1
@@ -344,26 +389,18 @@ def traffic_step(
             f = begin[nl]
             if f != k:
                 leader[i] = order[f]
-                gap[i] = (len_li - sk[k]) + sk[f] - lenk[f]
+                gap[i] = (lane_len[li] - sk[k]) + sk[f] - lenk[f]
                 dvv[i] = vk[k] - vk[f]
-        for kk in range(lo, hi - 1):
-            ku = np.uint64(kk)
-            ku1 = np.uint64(kk + 1)
-            iu = np.uint64(order[ku])
-            leader[iu] = order[ku1]
-            gap[iu] = sk[ku1] - lenk[ku1] - sk[ku]
-            dvv[iu] = vk[ku] - vk[ku1]
     # by vehicle index: the desired speed and the red-line rule (line_gap, over the per-lane red-line
-    # positions; g >= 0 iff s <= line, exactly, since float subtraction keeps the sign)
+    # positions; g >= 0 iff s <= line, exactly, since float subtraction keeps the sign). Without branches:
+    # the next lane's line is looked up for every vehicle (a green or missing line reads nan, which no
+    # comparison passes: inf, as line_gap gives) and the own line's verdict is a select, where a branch
+    # on it (it follows the vehicle's signal, in an order the predictor cannot learn) cost more than the
+    # successor hash; off-network vehicles compute with lane 0 and are set below.
+    has_succ = succ_lane.shape[0] > 0
+    nxt = wi[WI_NEXT]
     for i in range(n):
-        li = lane[i]
-        if li < 0:
-            leader[i] = -1
-            gap[i] = math.inf
-            dvv[i] = 0.0
-            gline[i] = math.inf
-            v0c[i] = v0[i]
-            continue
+        li = max(lane[i], 0)
         lu = np.uint64(li)
         v0c[i] = min(v0[i], limit[lu])
         vi = v[i]
@@ -371,14 +408,23 @@ def traffic_step(
         vv = vi * vi
         two_b = 2.0 * b_safe[i]
         g_own = red_at[lu] - si
-        if g_own >= 0.0 and vv <= two_b * g_own:
-            gline[i] = g_own
-        elif succ_red[lu]:
-            nl = next_lane(i, li, succ_begin, succ_lane)
-            g_next = (lane_len[lu] - si) + red_at[np.uint64(nl if nl >= 0 else n_lanes)]
-            gline[i] = g_next if vv <= two_b * g_next else math.inf
-        else:
-            gline[i] = math.inf
+        g_next = math.inf
+        if has_succ:
+            key = nxt[i]
+            if (key >> 32) != li:  # the vehicle changed lanes (a handful per tick): hash again
+                key = (li << 32) | next_lane_or_end(i, li, succ_begin, succ_lane, n_lanes)
+                nxt[i] = key
+            g_next = (lane_len[lu] - si) + red_at[np.uint64(key & 0xFFFFFFFF)]
+        held = (g_own >= 0.0) & (vv <= two_b * g_own)
+        g_n = g_next if vv <= two_b * g_next else math.inf
+        gline[i] = g_own if held else g_n
+    for k in range(begin[n_lanes], n):  # off the network (sorted last)
+        i = order[k]
+        leader[i] = -1
+        gap[i] = math.inf
+        dvv[i] = 0.0
+        gline[i] = math.inf
+        v0c[i] = v0[i]
 
     # IDM towards the vehicle leader and towards the red line, by vehicle index: contiguous arithmetic,
     # vectorised (off-network vehicles compute too and are reset below)
@@ -414,6 +460,22 @@ def traffic_step(
             si = sk[ku]
             if si < NO_CHANGE_M:
                 continue
+            while ptr < end_t and sk[np.uint64(ptr)] < si:
+                ptr += 1
+            ins = ptr
+            # the gaps to the new leader and follower must be positive (read from the sorted rows: cheaper
+            # than the bound below, and they fail for a third of the candidates)
+            if ins < end_t:
+                iu = np.uint64(ins)
+                g_new = sk[iu] - lenk[iu] - si
+                if not g_new > 0.0:
+                    continue
+            kp = k - 1
+            fo = ins - 1
+            if ins > lo_t:
+                g_f = si - lenk[ku] - sk[np.uint64(fo)]
+                if not g_f > 0.0:
+                    continue
             i = np.uint64(order[ku])
             vi = vk[ku]
             frt = fr[i]
@@ -422,18 +484,14 @@ def traffic_step(
                 v0t = min(v0i, limit[t])
                 if v0t != min(v0i, limit[li]):
                     frt = free_term(vi, v0t)
-            kp = k - 1
             pi = politeness[i]
             ath = a_th[i]
             a_c = accs[i]
             ak = a[i]
-            while ptr < end_t and sk[np.uint64(ptr)] < si:
-                ptr += 1
-            ins = ptr
             # Upper bound of the incentive: a~_c <= the free-road acceleration on t, a~_n - a_n <= the new
             # follower's gain, a~_o - a_o <= the old follower's gain. Every step is monotone in floating
             # point too, so skipping when the bound fails changes no decision (for p >= 0).
-            g_n_max = gain[np.uint64(order[ins - 1])] if ins > lo_t else 0.0
+            g_n_max = gain[np.uint64(order[fo])] if ins > lo_t else 0.0
             g_o_max = gain[np.uint64(order[kp])] if kp >= lo else 0.0
             if pi >= 0.0 and not (max(ak * frt, -B_MAX) - a_c) + pi * (g_n_max + g_o_max) > ath:
                 continue
@@ -445,8 +503,6 @@ def traffic_step(
                 iu = np.uint64(ins)
                 g_new = sk[iu] - lenk[iu] - si
                 dv_new = vi - vk[iu]
-                if not g_new > 0.0:
-                    continue
             else:
                 nt = next_lane(i, t, succ_begin, succ_lane)
                 if nt >= 0 and begin[nt] < begin[nt + 1]:
@@ -472,11 +528,7 @@ def traffic_step(
             # new follower
             d_n = 0.0
             if ins > lo_t:
-                fo = ins - 1
                 io = np.uint64(order[fo])
-                g_f = si - lenk[k] - sk[fo]
-                if not g_f > 0.0:
-                    continue
                 an_new = acc_of(a[io], fr[io], desired_gap(vk[fo], t_gap[io], s0[io], invd[io], vk[fo] - vi), g_f)
                 if an_new < -b_safe[i]:
                     continue
@@ -513,13 +565,17 @@ def traffic_step(
             continue
         c = change[i]
         if c != 0:
+            count[li] -= 1
             li = left[li] if c > 0 else right[li]
             lane[i] = li
+            count[li] += 1
         si = s[i]
         if si > lane_len[li]:
+            count[li] -= 1
             while li >= 0 and si > lane_len[li]:
                 si = si - lane_len[li]
                 li = next_lane(i, li, succ_begin, succ_lane)
             s[i] = si
             lane[i] = li
+            count[li if li >= 0 else n_lanes] += 1
     return True

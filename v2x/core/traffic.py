@@ -241,25 +241,26 @@ class _Workspace:
     wi: I64
     wl: I64
 
+    net: LaneNetwork  # the network the kept next lanes (row WI_NEXT) belong to
+
     @staticmethod
-    def for_size(n: int, n_lanes: int) -> _Workspace:
+    def for_net(n: int, net: LaneNetwork) -> _Workspace:
         k = _traffic_kernels
-        return _Workspace(
-            np.empty((k.N_WF, n)),
-            np.empty((k.N_WI, n), dtype=np.int64),
-            np.empty((k.N_WL, n_lanes + 2), dtype=np.int64),
-        )
+        wi = np.empty((k.N_WI, n), dtype=np.int64)
+        wi[k.WI_NEXT] = -1  # no next lane kept yet
+        wl = np.empty((k.N_WL, net.n_lanes + 2), dtype=np.int64)
+        wl[k.WL_COUNT] = -1  # no lane counts kept yet
+        return _Workspace(np.empty((k.N_WF, n)), wi, wl, net)
 
 
 # Each Traffic's workspace, reused from tick to tick (dropped with the Traffic).
 _WORK: weakref.WeakKeyDictionary[Traffic, _Workspace] = weakref.WeakKeyDictionary()
 
 
-def _workspace(traffic: Traffic, n_lanes: int) -> tuple[F64, I64, I64]:
+def _workspace(traffic: Traffic, net: LaneNetwork) -> tuple[F64, I64, I64]:
     ws = _WORK.get(traffic)
-    n = len(traffic)
-    if ws is None or ws.wf.shape[1] != n or ws.wl.shape[1] != n_lanes + 2:
-        ws = _Workspace.for_size(n, n_lanes)
+    if ws is None or ws.wf.shape[1] != len(traffic) or ws.net is not net:
+        ws = _Workspace.for_net(len(traffic), net)
         _WORK[traffic] = ws
     return ws.wf, ws.wi, ws.wl
 
@@ -333,7 +334,7 @@ def traffic_step(
 
     ``red``: one flag per lane, its stop line is red this tick (None: all green). ``tick``: the tick
     number; MOBIL considers changes to the left on even ticks and to the right on odd ones."""
-    work = _workspace(traffic, net.n_lanes)
+    work = _workspace(traffic, net)
     return _run(compiled(_traffic_kernels.traffic_step), net, traffic, red, dt, tick, work, checks_lanes=True)
 
 
