@@ -10,8 +10,8 @@ start; tick n is due to begin n ticks later and to close by the next tick's time
 * **added latency** of a PC5 delivery: from its modelled delivery time to when the world handed it to its
   receiver, i.e. published the input that carries it (``Observer.on_inputs``). The deliveries to a fleet's
   vehicles and to the built-in individual agents (the story cars) are handed over as soon as the tick before
-  closes (their inputs of the next tick go out then, each delivery with its time; an outside stack's would
-  go out at the next tick's time).
+  closes, but not before that tick's wall-clock time (their inputs of the next tick go out then, each
+  delivery with its time; an outside stack's would go out at the next tick's time).
   Sampled, at each tick's close, from the deliveries the channel holds for the next tick. The broker's
   transfer and the receiver's own work are not in it (``v2x bench stack`` times the whole loop). The fleet
   still runs its FCW once a tick at the tick's time (its model, as in lockstep): getting the deliveries

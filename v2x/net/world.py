@@ -227,8 +227,9 @@ class World:
         # everyone has reported it, which the fleets and built-in agents do before its wall-clock time (they got
         # its input when the tick before closed): the world's work of closing it runs while it waits for that
         # time, not after it. What it hands over is still held until the tick's wall-clock time: no input of
-        # tick n + 1 goes out before t(n), so the deliveries of tick n's transmissions reach their receivers
-        # then. A tick with an outside stack in it closes after that stack's report, so after its time.
+        # tick n + 1 goes out before t(n) (nor the STOP before the last tick's time), so the deliveries of tick
+        # n's transmissions reach their receivers then. A tick with an outside stack in it closes after that
+        # stack's report, so after its time.
         early = self.clock.mode == "realtime"
         external = {a for a in self.sim.actor_ids if self.sim.scenario.actor(a).external}
         opened: dict[str, bytes] | None = None  # the inputs of a tick opened early
@@ -258,6 +259,8 @@ class World:
                 await self._publish_inputs(
                     {**{a: p for a, p in opened.items() if a not in external}, **self.sim.fleet_inputs}
                 )
+            elif early:  # the last tick: the run ends no earlier than its time either
+                await self.clock.start_of_tick(tick)
         await self._publish_control(testbed_pb2.Control.COMMAND_STOP)
         return self.sim.report(time.monotonic() - started)
 
