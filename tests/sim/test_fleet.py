@@ -226,7 +226,8 @@ def test_serialize_with_deliveries_gives_the_bytes_of_put_deliveries_and_seriali
     if vehicles:
         counts[: deliveries % vehicles] = deliveries // vehicles + 1
         counts[deliveries % vehicles :] = deliveries // vehicles
-    index = rng.integers(0, max(1, envelopes), deliveries).astype(np.uint16 if envelopes <= 1 << 16 else np.uint32)
+    drawn = rng.integers(0, max(1, envelopes), deliveries)
+    index = drawn.astype(np.uint16) if envelopes <= 1 << 16 else drawn.astype(np.uint32)
     offsets = rng.integers(-5, 3_000, deliveries).astype(np.int32)
     expected = testbed_pb2.FleetInput()
     expected.CopyFrom(msg)

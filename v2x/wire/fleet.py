@@ -118,7 +118,7 @@ def serialize_with_deliveries(
     parts: list[bytes | memoryview] = [msg.SerializeToString()]
     for field, array in zip(_DELIVERY_FIELDS, arrays, strict=True):
         if array.nbytes:
-            parts += [_varint((field << 3) | 2) + _varint(array.nbytes), memoryview(array).cast("B")]
+            parts += [_varint((field << 3) | 2) + _varint(array.nbytes), array.data.cast("B")]
     return b"".join(parts)
 
 
