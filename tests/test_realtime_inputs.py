@@ -97,7 +97,7 @@ async def test_a_tick_of_built_in_agents_is_closed_before_its_time_and_handed_ov
     ticks = round(sc.duration_s / TICK_S)
     assert [n for n, _ in probe.sent["lead"]] == list(range(ticks + 1))
     for n, at in probe.sent["lead"][1:]:  # tick n's inputs: not before tick n - 1's time
-        assert at >= (n - 1) * TICK_S - 0.002, (n, at)
+        assert at >= (n - 1) * TICK_S - 0.005, (n, at)
     ahead = sorted(n * TICK_S - at for n, at in probe.closed[1:])
     assert ahead[len(ahead) // 2] > 0.02, ahead  # typically closed most of a tick before its time
     assert result["metrics"]["v2x"]["wall_seconds"] >= sc.duration_s
