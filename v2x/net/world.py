@@ -256,10 +256,8 @@ class World:
                 self.reported.clear()
                 opened = self.sim.begin(tick + 1)
                 await self.clock.start_of_tick(tick)  # handed over no earlier than the tick's wall-clock time
-                # The fleets' first: the biggest inputs and the most work (in worker processes, started while
-                # this process serves the built-in agents).
                 await self._publish_inputs(
-                    {**self.sim.fleet_inputs, **{a: p for a, p in opened.items() if a not in external}}
+                    {**{a: p for a, p in opened.items() if a not in external}, **self.sim.fleet_inputs}
                 )
             elif early:  # the last tick: the run ends no earlier than its time either
                 await self.clock.start_of_tick(tick)
