@@ -24,6 +24,8 @@ from v2x.wire.fleet import (
     VEHICLE_DOUBLES,
     add_vehicles,
     pack_deliveries,
+    put_deliveries,
+    serialize_with_deliveries,
     unpack_deliveries,
     vehicle_bodies,
     vehicle_head,
@@ -205,6 +207,36 @@ def test_delivery_indices_widen_to_uint32_beyond_65536_envelopes() -> None:
     assert len(inp.delivery_envelopes) == 8
     got = unpack_deliveries(inp)
     assert got is not None and got.envelope.tolist() == [3, 69_999] and got.rx_time_us.tolist() == [0, -5]
+
+
+@pytest.mark.parametrize(
+    ("vehicles", "envelopes", "deliveries"), [(0, 0, 0), (3, 0, 0), (3, 2, 5), (40, 300, 4000), (2, 70_000, 9)]
+)
+def test_serialize_with_deliveries_gives_the_bytes_of_put_deliveries_and_serialize(
+    vehicles: int, envelopes: int, deliveries: int
+) -> None:
+    rng = np.random.default_rng(vehicles + envelopes + deliveries)
+    msg = testbed_pb2.FleetInput(run_id="r", tick=7, time_us=700_000, tick_us=100_000, truth_time_us=600_000)
+    heads = [vehicle_head(f"bg-0-{k}", "car") for k in range(vehicles)]
+    bodies = vehicle_bodies([rng.random(vehicles) for _ in VEHICLE_DOUBLES])
+    add_vehicles(msg, heads, bodies, range(vehicles))
+    msg.envelopes.extend(bytes(rng.integers(0, 256, 30, dtype=np.uint8)) for _ in range(envelopes))
+    msg.final = deliveries == 4000
+    counts = np.zeros(vehicles, dtype=np.uint32)
+    if vehicles:
+        counts[: deliveries % vehicles] = deliveries // vehicles + 1
+        counts[deliveries % vehicles :] = deliveries // vehicles
+    drawn = rng.integers(0, max(1, envelopes), deliveries)
+    index = drawn.astype(np.uint16) if envelopes <= 1 << 16 else drawn.astype(np.uint32)
+    offsets = rng.integers(-5, 3_000, deliveries).astype(np.int32)
+    expected = testbed_pb2.FleetInput()
+    expected.CopyFrom(msg)
+    put_deliveries(expected, counts, index, offsets)
+    assert serialize_with_deliveries(msg, counts, index, offsets) == expected.SerializeToString()
+    assert not msg.delivery_counts  # the message itself is left as it was
+    if vehicles:
+        with pytest.raises(ValueError, match="without deliveries"):
+            serialize_with_deliveries(expected, counts, index, offsets)
 
 
 def _with_bsm(raw: bytes, change: Callable[[day1_pb2.BSM], None]) -> bytes:

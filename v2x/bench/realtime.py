@@ -1,7 +1,6 @@
 """``v2x bench realtime``: the ``v2x bench stack`` workload (N equipped vehicles with FCW hosted by the fleet
-agent, with rtk-fixed positioning: every vehicle's FCW checks every vehicle it hears) under the real-time
-clock (``--mode realtime``): how many ticks are late, and how much latency the emulator adds to the modelled
-channel's.
+agent) under the real-time clock (``--mode realtime``): how many ticks are late, and how much latency the
+emulator adds to the modelled channel's.
 
 An observer of the world measures on the wall clock, with time 0 when tick 0's inputs went out (the clock's
 start; tick n is due to begin n ticks later and to close by the next tick's time):
@@ -10,11 +9,9 @@ start; tick n is due to begin n ticks later and to close by the next tick's time
   or it closed more than ``LATE_MS`` after its deadline (``lateness``);
 * **added latency** of a PC5 delivery: from its modelled delivery time to when the world handed it to its
   receiver, i.e. published the input that carries it (``Observer.on_inputs``). The deliveries to a fleet's
-  vehicles and to the built-in individual agents (the story cars) are handed over when the tick before has
-  closed and its wall-clock time has come (their inputs of the next tick go out then, each delivery with its
-  time; an outside stack's would go out at the next tick's time). With no outside stack the world closes a
-  tick as soon as its reports are in, before its time when everyone keeps up: then nothing is added
-  (docs/ARCHITECTURE.md, "Real time").
+  vehicles and to the built-in individual agents (the story cars) are handed over as soon as the tick before
+  closes, but not before that tick's wall-clock time (their inputs of the next tick go out then, each
+  delivery with its time; an outside stack's would go out at the next tick's time).
   Sampled, at each tick's close, from the deliveries the channel holds for the next tick. The broker's
   transfer and the receiver's own work are not in it (``v2x bench stack`` times the whole loop). The fleet
   still runs its FCW once a tick at the tick's time (its model, as in lockstep): getting the deliveries

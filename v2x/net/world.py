@@ -222,11 +222,14 @@ class World:
         # Real time: tick n + 1 is opened as soon as tick n closes, and the fleets and the built-in agents get
         # their input then (everything in it is known: the truth at tick n, the deliveries due by tick n + 1,
         # each with its delivery time), so that they hear what was delivered within the tick, not up to a tick
-        # later; actors driven by outside stacks (``external``) get their TickInput at the tick's wall-clock
-        # time (docs/PROTOCOL.md). A tick closes as soon as every report is in, before its wall-clock time
-        # too when nobody outside takes part (the built-in agents and fleets report tick n before t(n): they
-        # had their input a tick early), so that the world's work of closing it is done by then; nothing of
-        # tick n + 1 is handed over before t(n), which paces the run.
+        # later; actors driven by outside stacks (``external``) get their TickInput at the tick's wall-clock time
+        # (docs/PROTOCOL.md). A tick is closed (``Simulation.step``, then ``begin`` of the next) as soon as
+        # everyone has reported it, which the fleets and built-in agents do before its wall-clock time (they got
+        # its input when the tick before closed): the world's work of closing it runs while it waits for that
+        # time, not after it. What it hands over is still held until the tick's wall-clock time: no input of
+        # tick n + 1 goes out before t(n) (nor the STOP before the last tick's time), so the deliveries of tick
+        # n's transmissions reach their receivers then. A tick with an outside stack in it closes after that
+        # stack's report, so after its time.
         early = self.clock.mode == "realtime"
         external = {a for a in self.sim.actor_ids if self.sim.scenario.actor(a).external}
         opened: dict[str, bytes] | None = None  # the inputs of a tick opened early
@@ -238,9 +241,10 @@ class World:
                 await self._publish_inputs({**inputs, **self.sim.fleet_inputs})
             else:
                 inputs, opened = opened, None
-                if external:
+                outside = {a: p for a, p in inputs.items() if a in external}
+                if outside:
                     await self.clock.start_of_tick(tick)
-                    await self._publish_inputs({a: p for a, p in inputs.items() if a in external})
+                    await self._publish_inputs(outside)
             self._last_input = {**inputs, **self.sim.fleet_inputs}
             await self.clock.end_of_tick(tick, self.reported, self.sim.missing, self._retransmit)
             events = self.sim.step()  # counts the reports still missing as late
@@ -248,15 +252,15 @@ class World:
                 await self.observer.on_tick(self.sim, tick, events)
             if self.progress is not None:
                 self.progress(tick, n_ticks)
-            if early:
-                if tick < n_ticks:
-                    self.reported.clear()
-                    opened = self.sim.begin(tick + 1)
-                await self.clock.start_of_tick(tick)  # nothing of tick n + 1 (nor the STOP) before tick n's time
-                if opened is not None:
-                    await self._publish_inputs(
-                        {**{a: p for a, p in opened.items() if a not in external}, **self.sim.fleet_inputs}
-                    )
+            if early and tick < n_ticks:
+                self.reported.clear()
+                opened = self.sim.begin(tick + 1)
+                await self.clock.start_of_tick(tick)  # handed over no earlier than the tick's wall-clock time
+                await self._publish_inputs(
+                    {**{a: p for a, p in opened.items() if a not in external}, **self.sim.fleet_inputs}
+                )
+            elif early:  # the last tick: the run ends no earlier than its time either
+                await self.clock.start_of_tick(tick)
         await self._publish_control(testbed_pb2.Control.COMMAND_STOP)
         return self.sim.report(time.monotonic() - started)
 

@@ -271,7 +271,7 @@ class Channel:
         if bulk is None:
             single, part = due, due.take(slice(0, 0))
         elif (tail := _tail_from(bulk)) is not None:
-            first = int(np.searchsorted(due.receiver, tail)) if len(due) else 0
+            first = int(np.searchsorted(due.receiver, due.receiver.dtype.type(tail))) if len(due) else 0
             single = due.take(slice(0, first))
             part = due.take(slice(first, None))
         else:

@@ -58,7 +58,7 @@ from v2x.sim.referee import Referee
 from v2x.sim.sensors import BackgroundPositioning, Sensors
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
-from v2x.wire.fleet import I32, add_vehicles, put_deliveries, vehicle_bodies, vehicle_head
+from v2x.wire.fleet import I32, add_vehicles, serialize_with_deliveries, vehicle_bodies, vehicle_head
 from v2x.wire.security import EnvelopeSecurity
 from v2x.wire.tables import APP_NAME
 
@@ -390,11 +390,10 @@ class Simulation:
             counts = np.zeros(len(msg.vehicles), dtype=np.uint32)
             counts[run_vehicle[my_runs]] = run_length[my_runs]
             if my_runs.all():  # one fleet, or the others heard nothing: every delivery, no copies
-                put_deliveries(msg, counts, bulk.payload, offsets)
+                out[fleet_id] = serialize_with_deliveries(msg, counts, bulk.payload, offsets)
             else:
                 to_me = np.repeat(my_runs, run_length)
-                put_deliveries(msg, counts, bulk.payload[to_me], offsets[to_me])
-            out[fleet_id] = msg.SerializeToString()
+                out[fleet_id] = serialize_with_deliveries(msg, counts, bulk.payload[to_me], offsets[to_me])
         return out
 
     def _fleet_of(self, vehicle_id: str) -> int:

@@ -92,6 +92,36 @@ def put_deliveries(
     msg.delivery_offsets_us = np.asarray(offsets_us).astype(I32, copy=False).tobytes()
 
 
+_DELIVERY_FIELDS = (12, 13, 14)  # FleetInput.delivery_counts, delivery_envelopes, delivery_offsets_us
+
+
+def serialize_with_deliveries(
+    msg: testbed_pb2.FleetInput,
+    counts: NDArray[np.integer[Any]],
+    envelope: NDArray[np.integer[Any]],
+    offsets_us: NDArray[np.integer[Any] | np.floating[Any]],
+) -> bytes:
+    """The bytes of ``msg`` after ``put_deliveries(msg, counts, envelope, offsets_us)``, without putting the
+    arrays into the message: ``msg`` (no deliveries in it, no ``dismissed``: the fields after them) is
+    serialised and the three fields are written after it from the arrays' buffers, the bytes protobuf
+    writes (known fields in field-number order; an empty bytes field is left out), with one copy of the
+    arrays instead of three (``tobytes``, the field, the serialisation): some 2.6 MB a tick at 2,000
+    vehicles."""
+    if msg.delivery_counts or msg.delivery_envelopes or msg.delivery_offsets_us or msg.dismissed:
+        raise ValueError("serialize_with_deliveries takes a FleetInput without deliveries or dismissed")
+    index = U16 if len(msg.envelopes) <= 1 << 16 else U32
+    arrays = (
+        np.ascontiguousarray(counts, dtype=U32),
+        np.ascontiguousarray(envelope, dtype=index),
+        np.ascontiguousarray(offsets_us, dtype=I32),
+    )
+    parts: list[bytes | memoryview] = [msg.SerializeToString()]
+    for field, array in zip(_DELIVERY_FIELDS, arrays, strict=True):
+        if array.nbytes:
+            parts += [_varint((field << 3) | 2) + _varint(array.nbytes), array.data.cast("B")]
+    return b"".join(parts)
+
+
 # -- FleetInput.vehicles as wire bytes --------------------------------------------------------------------
 # A FleetVehicle is two strings (vehicle_id = 1, kind = 2), eleven doubles (fields 3 to 13), in a run whose
 # flows have a positioning profile four more (fields 14 to 17: the reading's error and accuracy), and
