@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numpy.typing import NDArray
 
 from v2x.apps.host import Participant
 from v2x.apps.registry import (
@@ -182,8 +183,8 @@ def may_touch(host: Participant, remotes: Sequence[RemoteState], t_s: float, hor
     c_h + c_r (circumradii) for some tau <= H. Each velocity changes by at most |a| tau (speed clamped at 0,
     direction fixed), so |r(tau)| >= |r(0)| - |u(0)| H - (|a_h| + |a_r|) H^2 / 2. The remote's state at ``t_s``
     lies within D = v0 dt + |a_r| dt^2 / 2 of its BSM's position and |a_r| dt of its BSM's velocity (dt its age),
-    so contact needs |r_BSM| <= D + c_h + c_r + (|u_BSM| + |a_r| dt) H + (|a_h| + |a_r|) H^2 / 2. A remote
-    with a value that is not a number is kept (the exact test decides)."""
+    so contact needs |r_BSM| - D <= c_h + c_r + (|u_BSM| + |a_r| dt) H + (|a_h| + |a_r|) H^2 / 2 (``out_of_reach``).
+    A remote with a value that is not a number is kept (the exact test decides)."""
     if not remotes:
         return []
     cols = np.array(
@@ -196,17 +197,30 @@ def may_touch(host: Participant, remotes: Sequence[RemoteState], t_s: float, hor
     drift = v0 * dt + 0.5 * a * dt * dt
     ux = v0 * np.cos(heading) - host.vx
     uy = v0 * np.sin(heading) - host.vy
-    a_h = abs(host.accel_mps2)
-    reach = (
-        drift
-        + math.hypot(0.5 * host.length_m, 0.5 * host.width_m)
-        + np.hypot(0.5 * length, 0.5 * width)
-        + (np.hypot(ux, uy) + a * dt) * horizon_s
-        + 0.5 * (a_h + a) * horizon_s * horizon_s
-        + MAY_TOUCH_SLACK_M
-    )
-    far: list[bool] = (np.hypot(x - host.x, y - host.y) > reach).tolist()
-    return [not f for f in far]
+    circ = math.hypot(0.5 * host.length_m, 0.5 * host.width_m) + np.hypot(0.5 * length, 0.5 * width)
+    gap = np.hypot(x - host.x, y - host.y) - drift
+    far = out_of_reach(gap, np.hypot(ux, uy) + a * dt, abs(host.accel_mps2) + a, circ, horizon_s)
+    near: list[bool] = (~far).tolist()
+    return near
+
+
+def out_of_reach(
+    gap: NDArray[np.float64],
+    closing: NDArray[np.float64],
+    accel: NDArray[np.float64],
+    circ: NDArray[np.float64],
+    horizon_s: float,
+) -> NDArray[np.bool_]:
+    """Per pair of road users: can their boxes provably not touch within ``horizon_s``, moving as the core's
+    conflict detection moves them (each along a straight line at constant acceleration, stopping at rest)?
+    ``gap``: the distance between their centres now (at least); ``closing``: |v_j - v_i| now (at most);
+    ``accel``: |a_i| + |a_j| (at most); ``circ``: the sum of their circumradii. Each velocity changes by at most
+    |a| tau in tau, so the centres stay at least gap - closing H - accel H^2 / 2 apart until H, and boxes touch
+    only within c_i + c_j (plus ``MAY_TOUCH_SLACK_M`` for rounding; a standing actor's speed below the core's
+    1e-6 m/s counts as 0 there, far within it). False where a value is not a number: the exact test decides."""
+    reach = circ + closing * horizon_s + 0.5 * accel * horizon_s * horizon_s + MAY_TOUCH_SLACK_M
+    far: NDArray[np.bool_] = gap > reach
+    return far
 
 
 def intersection_collision(participants: Sequence[Participant], thresholds: Mapping[str, float]) -> list[Finding]:
