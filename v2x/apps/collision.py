@@ -194,7 +194,7 @@ def may_touch(host: Participant, remotes: Sequence[RemoteState], t_s: float, hor
     x, y, v0, heading, a, t_r, length, width = cols.T
     a = np.abs(a)
     dt = np.maximum(0.0, t_s - t_r)
-    drift = v0 * dt + 0.5 * a * dt * dt
+    drift = np.abs(v0) * dt + 0.5 * a * dt * dt
     ux = v0 * np.cos(heading) - host.vx
     uy = v0 * np.sin(heading) - host.vy
     circ = math.hypot(0.5 * host.length_m, 0.5 * host.width_m) + np.hypot(0.5 * length, 0.5 * width)
