@@ -169,3 +169,40 @@ def test_host_parses_each_envelope_once_per_tick() -> None:
     assert host.slots["follower"].rejected == host.slots["neighbour"].rejected == {"malformed": 1}
     nxt = testbed_pb2.TickInput(run_id="r1", tick=2, envelopes=[raw], rx_time_us=[200_000])
     assert host._heard(host.slots["follower"], nxt)[0].memo is not a[0].memo  # a new tick, a fresh memo
+
+
+def test_batch_decoded_bsms_are_what_decoding_each_gives() -> None:
+    """``Environment.decode_bsms`` (a vehicle's whole tick of BSMs in one batch) leaves for ``Environment.bsm``
+    what it decodes one at a time, whatever the receiver's time; a batch with a value out of range keeps
+    nothing, so each BSM is decoded (and the bad one refused) on its own."""
+    import random
+
+    from v2x.wire.bsm import OwnState, encode_bsm
+
+    env = _fcw_vehicles()["lead"].env
+    rng = random.Random(3)
+    frames = []
+    for k in range(40):
+        own = OwnState(
+            x=rng.uniform(-2000, 2000), y=rng.uniform(-2000, 2000), speed_mps=rng.uniform(0, 40),
+            heading_rad=rng.uniform(-math.pi, math.pi), accel_mps2=rng.uniform(-8, 3), length_m=rng.uniform(3, 12),
+            width_m=2.0, height_m=1.5, kind="car", sigma_major_m=rng.choice([None, 0.3]), sigma_minor_m=None,
+            braking=False, z=rng.uniform(-5, 5),
+        )  # fmt: skip
+        frames.append(encode_bsm(own, actor_id=f"v{k}", t_s=rng.uniform(0, 120), msg_count=k, frame=env.frame,
+                                 epoch=env.epoch))  # fmt: skip
+    for t in (0.5, 59.95, 60.05, 119.0):
+        one = [Heard("x", testbed_pb2.LINK_PC5, t, t, f) for f in frames]
+        batch = [Heard("x", testbed_pb2.LINK_PC5, t, t, f) for f in frames]
+        env.decode_bsms(batch, t)
+        assert all(("bsm", env.frame, env.epoch) in h.memo for h in batch)
+        assert [env.bsm(h, t) for h in batch] == [env.bsm(h, t) for h in one]
+    broken = frames[0].__class__()
+    broken.CopyFrom(frames[0])
+    broken.bsm.speed = 9000  # beyond the wire's range: decode_bsm raises ValueError
+    heard = [Heard("x", testbed_pb2.LINK_PC5, 1.0, 1.0, f) for f in [*frames[:3], broken]]
+    env.decode_bsms(heard, 1.0)
+    assert not any(h.memo for h in heard)
+    assert env.bsm(heard[0], 1.0) == decode_bsm(frames[0].bsm, now_s=1.0, frame=env.frame, epoch=env.epoch)
+    with pytest.raises(ValueError):
+        env.bsm(heard[3], 1.0)

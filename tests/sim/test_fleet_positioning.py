@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -202,3 +203,26 @@ def test_a_wrecked_background_vehicle_sends_the_wreck_flags_from_the_tick_it_cra
     assert all(flags[k][victim] == 0 for k in range(1, 7))  # before: no flags
     assert all(flags[k][victim] == 3 for k in range(7, 12))  # from the next bundle on: hazard lights, disabled
     assert not any(v for k in flags for s, v in flags[k].items() if s != victim)
+
+
+def test_the_fleet_s_fcw_range_filter_changes_no_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fleet gives the core only the pairs that could touch within FCW's TTC (``touch_within_s``); with every
+    heard pair evaluated (the filter off) the run's events are the same, warnings among them."""
+    import v2x.agents.fleet as fleet_module
+    from v2x.core import detect_conflicts
+
+    sc = _scenario(tmp_path, "rtk-fixed")
+    filtered = _run(sc, 80)[2]
+    dropped: list[int] = []
+
+    def every_pair(world: Any, **kw: Any) -> Any:
+        within = kw.pop("touch_within_s")
+        found = detect_conflicts(world, **kw)
+        dropped.append(len(found) - len(detect_conflicts(world, **kw, touch_within_s=within)))
+        return found
+
+    monkeypatch.setattr(fleet_module, "detect_conflicts", every_pair)
+    every = _run(sc, 80)[2]
+    assert every == filtered
+    assert any(e["type"] == "warning" for e in every)
+    assert sum(dropped) > 0  # conflicts the filter leaves out (none of them a warning)

@@ -642,7 +642,15 @@ class FleetAgent:
             accel * np.sin(heading),
             heading,
         )
-        found = detect_conflicts(world, horizon_s=th["horizon_s"], pairs=(pi, pj), max_pet_s=th["icw_max_pet_s"])
+        # Only the pairs that could touch within FCW's TTC (``touch_within_s``: provably, the others raise nothing,
+        # and the core evaluates each pair on its own): a vehicle hears hundreds.
+        found = detect_conflicts(
+            world,
+            horizon_s=th["horizon_s"],
+            pairs=(pi, pj),
+            max_pet_s=th["icw_max_pet_s"],
+            touch_within_s=min(th["fcw_ttc_s"], th["horizon_s"]),
+        )
         out = []
         # Rear-end conflicts with the hosted vehicle as the follower (the core puts the follower first).
         fcw = (

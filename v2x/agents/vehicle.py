@@ -614,6 +614,7 @@ class VehicleAgent(Agent):
         self._judge = True
         self._trigger = None
         if self.equipped and ctx.heard:
+            self.env.decode_bsms(ctx.heard, t)  # all of the tick's BSMs in one batch (what ``env.bsm`` decodes)
             for at, group in _instants(ctx.heard, now, t):
                 now = self._advance(now, at)
                 self.receive(group, functools.partial(self._on_heard, t=t, result=result, at=at))

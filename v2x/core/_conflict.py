@@ -17,7 +17,14 @@ from numpy.typing import NDArray
 
 from v2x.core._grid import SpatialGrid
 from v2x.core._jit import kernel
-from v2x.core._kernels import conflict_arrays, conflict_order, conflicts_of_pairs, conflicts_swept, motion_kernel
+from v2x.core._kernels import (
+    conflict_arrays,
+    conflict_order,
+    conflicts_of_pairs,
+    conflicts_swept,
+    motion_kernel,
+    pairs_may_touch,
+)
 from v2x.core._world import WorldState
 
 __all__ = [
@@ -39,6 +46,9 @@ _TABLE_COLS = 10  # columns of the kernels' result table (see ``_kernels._put``)
 # From this many result rows on (in a world not much larger), the rows are ordered by two counting sorts
 # (``conflict_order``); below it, numpy's stable argsort (same order, no kernel to compile for small worlds).
 _COUNTING_SORT_ROWS = 4096
+#: ``detect_conflicts(touch_within_s=...)``'s allowance for rounding (m): far more than the contact tolerance
+#: (1e-6 m) and a standing actor's speed (below SPEED_EPS_MPS it counts as 0) over any horizon.
+TOUCH_SLACK_M = 0.5
 SPEED_EPS_MPS = 1e-6  # below this an actor counts as standing; its box heading gives the direction
 # Classification bands on the angle between the two directions of travel:
 #   < 30 deg same direction (REAR_END or LATERAL), > 150 deg HEAD_ON, otherwise CROSSING.
@@ -252,6 +262,7 @@ def detect_conflicts(
     grid: SpatialGrid | None = None,
     pairs: tuple[IntP, IntP] | None = None,
     max_pet_s: float = 2.0,
+    touch_within_s: float | None = None,
 ) -> Conflicts:
     """Pairs of active actors in conflict within ``horizon_s``.
 
@@ -263,11 +274,18 @@ def detect_conflicts(
     max_pet_s, or the footprints overlap now, and the two are on the same level where they would meet
     (``same_level``: heights, carried on at their vertical speeds to each one's time to the crossing point,
     else to the TTC, at most ``VERTICAL_SEPARATION_M`` apart). Sorted by (i, j).
+
+    ``touch_within_s`` (with ``pairs`` only): evaluate only the pairs whose boxes could touch within that many
+    seconds (``pairs_may_touch``, a bound on the same motion, one compiled pass; it drops only pairs that
+    provably cannot), for a caller that wants only conflicts with a TTC at most that (FCW): each pair is
+    evaluated on its own, so what is reported of the others is what it would be without it.
     """
     if model not in ("cv", "ca"):
         raise ValueError(f"model must be 'cv' or 'ca', got {model!r}")
     if not horizon_s > 0:
         raise ValueError("horizon_s must be positive")
+    if touch_within_s is not None and pairs is None:
+        raise ValueError("touch_within_s needs pairs")
     del grid  # the swept-box broad phase builds its own cell hash
     cap = world.capacity
     # Per-actor motion, indexed by slot (inactive slots hold garbage and are never gathered).
@@ -291,6 +309,13 @@ def detect_conflicts(
         ok = (pi != pj) & (pi >= 0) & (pj >= 0) & (pi < hi) & (pj < hi)
         ok[ok] = world.active[pi[ok]] & world.active[pj[ok]]
         pi, pj = np.ascontiguousarray(pi[ok]), np.ascontiguousarray(pj[ok])
+        if touch_within_s is not None and len(pi):
+            near = np.empty(len(pi), dtype=np.bool_)
+            kernel(pairs_may_touch, n)(
+                pi, pj, world.x, world.y, world.vx, world.vy, np.hypot(world.ax[:hi], world.ay[:hi]), circ,
+                float(touch_within_s), TOUCH_SLACK_M, near,
+            )  # fmt: skip
+            pi, pj = np.ascontiguousarray(pi[near]), np.ascontiguousarray(pj[near])
         if len(pi) == 0:
             return Conflicts.empty()
         table = np.empty((len(pi), _TABLE_COLS))  # at most one row per pair

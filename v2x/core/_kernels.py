@@ -1435,3 +1435,34 @@ def conflict_arrays(table: F64, order: IntP) -> tuple[IntP, IntP, I64, F64, F64,
         ovl[q] = table[r, 8] != 0.0
         cols[5, q] = table[r, 9]
     return oi, oj, kind, cols[0], cols[1], cols[2], cols[3], cols[4], ovl, cols[5]
+
+
+@jit
+def pairs_may_touch(
+    pi: IntP,
+    pj: IntP,
+    x: F64,
+    y: F64,
+    vx: F64,
+    vy: F64,
+    acc: F64,
+    circ: F64,
+    within: float,
+    slack: float,
+    out: NDArray[np.bool_],
+) -> None:
+    """Per directed pair (slots >= 0): could the two boxes touch within ``within`` s, each moving along a straight
+    line with its acceleration's component along it (at most ``acc``, |a|), stopping at rest? Their velocities change by
+    at most |a| tau each, so the centres stay at least |r| - |v_j - v_i| H - (|a_i| + |a_j|) H^2 / 2 apart, and
+    boxes touch only within their circumradii's sum; ``slack`` m more for rounding. A value that is not a number
+    keeps the pair (the comparison is False)."""
+    for e in range(len(pi)):
+        p = np.uint64(pi[e])
+        q = np.uint64(pj[e])
+        cx = x[q] - x[p]
+        cy = y[q] - y[p]
+        ux = vx[q] - vx[p]
+        uy = vy[q] - vy[p]
+        reach = circ[p] + circ[q] + math.sqrt(ux * ux + uy * uy) * within + 0.5 * (acc[p] + acc[q]) * within * within
+        reach += slack
+        out[e] = not (cx * cx + cy * cy > reach * reach)

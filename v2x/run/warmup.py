@@ -41,7 +41,7 @@ STEPS: tuple[Step, ...] = (
     Step("referee", "overlap referee", ("pairs_kernel",)),
     Step("motion", "motion model", ("motion_kernel",)),
     Step("broadcast", "broadcast fan-out", ("broadcast_kernel",)),
-    Step("pairs", "conflict detection, given pairs", ("conflicts_of_pairs", "conflict_arrays")),
+    Step("pairs", "conflict detection, given pairs", ("conflicts_of_pairs", "conflict_arrays", "pairs_may_touch")),
     Step("swept", "conflict detection, all pairs", ("conflicts_swept",)),
 )
 #: The steps the helper process takes when the cache is cold (the rest stay in this process): about half of
@@ -92,6 +92,7 @@ def _run_step(name: str) -> None:
         fan_out_addressed(w, tx, t0, np.array([0], dtype=np.intp), rx, network_link("5g-uu-edge-sa"), rng)
     elif name == "pairs":
         detect_conflicts(w, horizon_s=6.0, pairs=(tx, rx))
+        detect_conflicts(w, horizon_s=6.0, pairs=(tx, rx), touch_within_s=3.0)  # (the fleet's FCW)
     elif name == "swept":
         detect_conflicts(w, horizon_s=6.0)
     elif name != "grid":
