@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -80,7 +79,6 @@ class InboundStats:
     conflicts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
 
-_SLOT_SEQ = operator.attrgetter("sender_slot", "seq")  # a transmission's place in a tick's batch
 _NO_SEQ = (0, -1)  # (highest accepted seq, its tick) of a sender not heard yet
 
 
@@ -255,8 +253,11 @@ class Inbound:
     def take(self, tick: int) -> list[Transmission]:
         """The transmissions of ``tick`` in (sender slot, seq) order; they (and anything older) are dropped
         from the inbox."""
-        batch = sorted((r for r in self.received.values() if r.tick == tick), key=_SLOT_SEQ)
-        self.received = {k: r for k, r in self.received.items() if r.tick > tick}
+        received = self.received
+        keys = sorted(received)  # (sender slot, seq): each transmission's keys, its place in the batch
+        batch = [r for k in keys if (r := received[k]).tick == tick]
+        # (the usual case: every transmission in the inbox is of this tick)
+        self.received = {} if len(batch) == len(keys) else {k: r for k, r in received.items() if r.tick > tick}
         return batch
 
     def flagged(self) -> dict[str, dict[str, int]]:
