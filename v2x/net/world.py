@@ -28,7 +28,6 @@ from typing import Any, Protocol
 from v2x.net import topics
 from v2x.net.clock import Clock
 from v2x.net.fleet import MAX_FLEET_INPUT_BYTES
-from v2x.net.memory import retain_freed_memory
 from v2x.net.transport import Handler, Transport
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation, WorldReport
@@ -88,7 +87,6 @@ class World:
         fleets: int = 1,
     ) -> None:
         self.token = token or secrets.token_hex(16)
-        retain_freed_memory()  # the arrays of every tick reuse the pages of the last one's
         self.sim = Simulation(
             scenario, variant=variant, seed=seed, run_id=run_id, token=self.token, security=security, fleets=fleets
         )
