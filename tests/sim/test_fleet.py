@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from v2x.agents.fleet import FleetAgent
 from v2x.geodesy import LocalFrame
 from v2x.run.runner import environment
 from v2x.scenario.loader import SCENARIO_DIR, load_scenario
-from v2x.sim.inbound import MAX_FLEET_ACK_BYTES
+from v2x.sim.inbound import MAX_FLEET_ACK_BYTES, Inbound
 from v2x.sim.simulation import Simulation
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, encode_bsm
@@ -109,6 +110,74 @@ def test_an_envelope_or_warning_of_a_vehicle_outside_the_fleet_is_rejected_the_r
     batch = [r for r in sim.inbound.received.values() if r.tick == 1 and r.sender_slot >= len(sim.actor_ids)]
     assert len(batch) == honest
     assert not [e for e in sim.step() if e["type"] == "warning"]
+
+
+def _mixed_bundle(ack: testbed_pb2.FleetAck, members: dict[str, int]) -> list[bytes]:
+    """The honest envelopes of ``ack`` interleaved with one of each kind of bad one (and a copy)."""
+    honest = list(ack.envelopes)
+    first = testbed_pb2.Envelope.FromString(honest[0])
+    sender = first.sender_id
+    stranger = next(v for v in members if v != sender)
+
+    def forged(**change: object) -> bytes:
+        env = testbed_pb2.Envelope.FromString(honest[0])
+        env.seq += 100
+        for name, value in change.items():
+            if name == "dest_ids":
+                env.dest_ids.append(str(value))
+            else:
+                setattr(env, name, value)
+        return env.SerializeToString()
+
+    frame = frame_pb2.MessageFrame.FromString(first.frame)
+    frame.bsm.id = temporary_id(stranger)  # another vehicle's id in this vehicle's BSM
+    bad = [
+        b"\xff\xff\xff",  # malformed
+        b"\x08" * 20_000,  # oversized
+        testbed_pb2.Ack(actor_id="x", tick=1, tx_count=7).SerializeToString(),  # mistyped: not an Envelope
+        forged(sender_id="bg-0-99999"),  # not_in_fleet
+        forged(frame=b""),  # unknown_type
+        forged(link=testbed_pb2.LINK_UU),  # bad_link
+        forged(dest_ids="lead"),  # bad_link (a PC5 envelope with receivers)
+        forged(tick=7),  # bad_tick
+        forged(seq=0),  # bad_seq (at or below the last)
+        forged(frame=frame.SerializeToString()),  # id_mismatch
+        honest[0],  # the same envelope again: bad_seq
+    ]
+    mixed: list[bytes] = []
+    for k, raw in enumerate(honest):
+        mixed.append(raw)
+        if k < len(bad):
+            mixed.append(bad[k])
+    return mixed + bad[len(honest) :]
+
+
+def _one_by_one(inbound: Inbound, raws: list[bytes], members: dict[str, int], where: str) -> None:
+    for raw in raws:
+        inbound._fleet_tx(raw, members, where)
+
+
+def test_the_batch_path_decides_every_envelope_as_the_per_envelope_path_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outcomes = []
+    for batch in (True, False):
+        sim, _, ack = _open_tick_with_members(tmp_path)
+        members = sim._members["fleet-0"]
+        inbound = sim.inbound
+        if not batch:  # every envelope through the reference path
+            monkeypatch.setattr(inbound, "_fleet_batch", partial(_one_by_one, inbound))
+        mixed = _mixed_bundle(ack, members)
+        del ack.envelopes[:]
+        ack.envelopes.extend(mixed)
+        sim.receive_fleet("fleet-0", ack.SerializeToString())
+        stats = inbound.stats
+        outcomes.append((dict(stats.rejected), stats.duplicates, dict(inbound.last_seq), inbound.received))
+    assert outcomes[0] == outcomes[1]
+    rejected = outcomes[0][0]
+    assert set(rejected) >= {"malformed", "oversized", "not_in_fleet", "unknown_type", "bad_link", "bad_tick"}
+    assert set(rejected) >= {"bad_seq", "id_mismatch"}
+    assert sum(rejected.values()) == 11
 
 
 def _bsm_envelope(sender: str, x: float, speed: float, accel: float, t: float, seq: int) -> bytes:

@@ -33,7 +33,7 @@ from v2x.wire import testbed_pb2
 LINK_NAME = {testbed_pb2.LINK_PC5: "pc5", testbed_pb2.LINK_UU: "uu", testbed_pb2.LINK_WIRED: "wired"}
 
 
-@dataclass
+@dataclass(slots=True)
 class Transmission:
     """One envelope an actor transmitted, as the world accepted it (``raw`` is forwarded unchanged)."""
 
