@@ -330,6 +330,11 @@ def test_compiled_step_equals_numpy_step_with_ties_in_s() -> None:
         _assert_same(a, b, traffic_step(net, a, None, 0.1, tick), traffic_step_numpy(net, b, None, 0.1, tick), tick)
 
 
+def _assert_unchanged(tr: Traffic, before: Traffic) -> None:
+    for f in fields(tr):
+        assert np.array_equal(getattr(tr, f.name), getattr(before, f.name)), f.name
+
+
 def test_vehicle_on_a_missing_lane_is_refused_and_nothing_changes() -> None:
     net = LaneNetwork.build([100.0, 100.0], 30.0, [[1], [0]])
     for step in (traffic_step, traffic_step_numpy):
@@ -338,8 +343,7 @@ def test_vehicle_on_a_missing_lane_is_refused_and_nothing_changes() -> None:
         before = tr.copy()
         with pytest.raises(ValueError, match="lane the network does not have"):
             step(net, tr)
-        for f in fields(tr):
-            assert np.array_equal(getattr(tr, f.name), getattr(before, f.name)), f.name
+        _assert_unchanged(tr, before)
 
 
 def test_vehicle_put_on_a_missing_lane_after_some_ticks_is_refused_and_nothing_changes() -> None:
@@ -354,8 +358,7 @@ def test_vehicle_put_on_a_missing_lane_after_some_ticks_is_refused_and_nothing_c
     before = a.copy()
     with pytest.raises(ValueError, match="lane the network does not have"):
         traffic_step(net, a)
-    for f in fields(a):
-        assert np.array_equal(getattr(a, f.name), getattr(before, f.name)), f.name
+    _assert_unchanged(a, before)
     a.lane[2] = b.lane[2]
     for tick in range(30, 60):
         _assert_same(a, b, traffic_step(net, a, None, 0.1, tick), traffic_step_numpy(net, b, None, 0.1, tick), tick)

@@ -86,10 +86,27 @@ def put_deliveries(
     """``pack_deliveries`` from the deliveries per vehicle (``counts``, one per ``msg.vehicles``; the
     deliveries by vehicle) and the delivery times less ``msg.time_us`` (whole numbers of us); arrays already
     of the wire's types are not copied before ``tobytes``."""
-    msg.delivery_counts = np.asarray(counts).astype(U32, copy=False).tobytes()
-    index = U16 if len(msg.envelopes) <= 1 << 16 else U32  # the narrowest that holds every index
-    msg.delivery_envelopes = np.asarray(envelope).astype(index, copy=False).tobytes()
-    msg.delivery_offsets_us = np.asarray(offsets_us).astype(I32, copy=False).tobytes()
+    wire_counts, wire_envelopes, wire_offsets = _delivery_arrays(msg, counts, envelope, offsets_us)
+    msg.delivery_counts = wire_counts.tobytes()
+    msg.delivery_envelopes = wire_envelopes.tobytes()
+    msg.delivery_offsets_us = wire_offsets.tobytes()
+
+
+def _delivery_arrays(
+    msg: testbed_pb2.FleetInput,
+    counts: NDArray[np.integer[Any]],
+    envelope: NDArray[np.integer[Any]],
+    offsets_us: NDArray[np.integer[Any] | np.floating[Any]],
+) -> tuple[NDArray[np.integer[Any]], NDArray[np.integer[Any]], NDArray[np.integer[Any]]]:
+    """The three delivery arrays in the wire's types (contiguous; not copied when already so): counts
+    uint32, envelope indices uint16 when ``msg`` has at most 65,536 envelopes (the narrowest that holds
+    every index) else uint32, offsets int32."""
+    index = U16 if len(msg.envelopes) <= 1 << 16 else U32
+    return (
+        np.ascontiguousarray(counts, dtype=U32),
+        np.ascontiguousarray(envelope, dtype=index),
+        np.ascontiguousarray(offsets_us, dtype=I32),
+    )
 
 
 _DELIVERY_FIELDS = (12, 13, 14)  # FleetInput.delivery_counts, delivery_envelopes, delivery_offsets_us
@@ -109,12 +126,7 @@ def serialize_with_deliveries(
     vehicles."""
     if msg.delivery_counts or msg.delivery_envelopes or msg.delivery_offsets_us or msg.dismissed:
         raise ValueError("serialize_with_deliveries takes a FleetInput without deliveries or dismissed")
-    index = U16 if len(msg.envelopes) <= 1 << 16 else U32
-    arrays = (
-        np.ascontiguousarray(counts, dtype=U32),
-        np.ascontiguousarray(envelope, dtype=index),
-        np.ascontiguousarray(offsets_us, dtype=I32),
-    )
+    arrays = _delivery_arrays(msg, counts, envelope, offsets_us)
     parts: list[bytes | memoryview] = [msg.SerializeToString()]
     for field, array in zip(_DELIVERY_FIELDS, arrays, strict=True):
         if array.nbytes:
