@@ -275,6 +275,48 @@ def test_compiled_step_equals_numpy_step_with_crowded_lanes_and_any_politeness()
     assert changes > 10
 
 
+def test_kept_lane_counts_stay_exact_through_lane_changes_and_junctions() -> None:
+    # the compiled step keeps each lane's vehicle count from tick to tick (its sort then skips counting)
+    # and updates it itself as MOBIL changes lanes and vehicles cross junctions or leave; a wrong count
+    # would only make the next sort count again, so the results cannot show it: look at the counts
+    from v2x.core._traffic_kernels import WL_COUNT
+    from v2x.core.traffic import _WORK
+
+    rng = np.random.default_rng(31)
+    length = [300.0, 300.0, 300.0, 150.0]
+    net = LaneNetwork.build(
+        length,
+        [30.0, 20.0, 30.0, 15.0],
+        [[0, 3], [1], [2], []],
+        left=[1, 2, -1, -1],
+        right=[-1, 0, 1, -1],
+        stop_line_m=[290.0, 290.0, np.nan, np.nan],
+    )
+    n = 90
+    tr = Traffic.create(
+        rng.integers(0, 4, n),
+        rng.uniform(0.0, 150.0, n),
+        rng.uniform(0.0, 25.0, n),
+        rng.choice([1, 2, 3, 4], n),
+        politeness=rng.uniform(0.0, 0.5, n),
+        a_threshold_mps2=rng.uniform(-3.0, 0.3, n),  # many change whenever it is safe
+    )
+    a, b = tr.copy(), tr.copy()
+    change_and_cross = 0
+    for tick in range(300):
+        red = np.array([tick % 80 < 40] * 2 + [False, False])
+        s0 = a.s_m.copy()
+        ra = traffic_step(net, a, red, 0.1, tick)
+        _assert_same(a, b, ra, traffic_step_numpy(net, b, red, 0.1, tick), tick)
+        change_and_cross += int(np.count_nonzero((ra.lane_change != 0) & (a.s_m < s0)))
+        count = _WORK[a].wl[WL_COUNT]
+        expected = np.bincount(np.where(a.lane >= 0, a.lane, net.n_lanes), minlength=net.n_lanes + 1)
+        assert np.array_equal(count[: net.n_lanes + 1], expected), tick
+        assert count[net.n_lanes + 1] == n, tick
+    assert change_and_cross > 0, change_and_cross  # some changed lanes and crossed a junction in one tick
+    assert np.any(a.lane == -1)  # and some left the network
+
+
 def test_kept_next_lanes_follow_the_network_and_moved_vehicles() -> None:
     # the compiled step keeps each vehicle's next lane from tick to tick: it must start again on another
     # network of the same size, and see vehicles put on another lane between ticks

@@ -333,11 +333,12 @@ def traffic_step(
     runs over the vehicles by index on the state arrays themselves: the red-line rule and the capped
     desired speed (one pass without branches, over lanes as small tables), then the IDM and the ballistic
     update (contiguous, branch-free: vectorised); MOBIL walks the sorted order and reads the rest through
-    ``order``, recomputing the few terms it needs beyond its first bound. Indices read from ``order``
-    (and sorted positions in the hot loops) index as unsigned integers: numba then drops the
-    negative-index wrap-around it adds to every signed index (a shift, a mask and an add, plus reloads
-    of the array's length under register pressure), -10 % of the step. No per-tick allocation but one
-    lane-sized array."""
+    ``order``, recomputing the few terms it needs beyond its first bound, and makes the lane changes it
+    decides (lane and kept lane counts: the junction pass after the update reads no change flags).
+    Indices read from ``order`` (and sorted positions in the hot loops) index as unsigned integers:
+    numba then drops the negative-index wrap-around it adds to every signed index (a shift, a mask and
+    an add, plus reloads of the array's length under register pressure), -10 % of the step. No per-tick
+    allocation but one lane-sized array."""
     n = lane.shape[0]
     n_lanes = lane_len.shape[0]
     begin = wl[WL_BEGIN]
@@ -442,8 +443,9 @@ def traffic_step(
         gain[i] = max(ai * f_, -B_MAX) - ac
         accs[i] = min(ac, acc_of(ai, f_, desired_gap(vi, ti, s0i, d, vi), gline[i]))
 
-    # MOBIL: left on even ticks, right on odd ones (decided on the state before any change); a change
-    # writes change[i] and its acceleration into acc[i]
+    # MOBIL: left on even ticks, right on odd ones (decided on the state before any change, which MOBIL
+    # reads from the sorted rows and the by-index rows of the passes above, never from ``lane``); a change
+    # writes change[i], its acceleration into accs[i], the new lane and the kept lane counts
     change[:] = 0
     go_left = tick % 2 == 0
     for li in range(n_lanes):
@@ -546,9 +548,12 @@ def traffic_step(
             if incentive > ath:
                 change[i] = 1 if go_left else -1
                 accs[i] = at
+                lane[i] = t
+                count[li] -= 1
+                count[t] += 1
 
     # the ballistic update (Treiber & Kanagaraj 2015) without negative speeds, by vehicle index
-    # (branch-free: vectorised); then lane changes and junctions at the lane end
+    # (branch-free: vectorised); then junctions at the lane end (MOBIL has made the lane changes)
     for i in range(n):
         on = lane[i] >= 0
         ai = accs[i] if on else 0.0
@@ -563,12 +568,6 @@ def traffic_step(
         li = lane[i]
         if li < 0:
             continue
-        c = change[i]
-        if c != 0:
-            count[li] -= 1
-            li = left[li] if c > 0 else right[li]
-            lane[i] = li
-            count[li] += 1
         si = s[i]
         if si > lane_len[li]:
             count[li] -= 1
