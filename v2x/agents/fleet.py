@@ -49,7 +49,7 @@ import numpy as np
 from v2x import units
 from v2x.agents.vehicle import WRECK_FLAGS
 from v2x.apps.collision import CONFLICT_NAME
-from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
+from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts, pairs_at_least, stamp_deliveries
 from v2x.geodesy import LocalFrame
 from v2x.units import R95_PER_SIGMA, accurate_enough
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
@@ -180,6 +180,7 @@ class FleetAgent:
         self.warned_until: dict[tuple[str, str], float] = {}  # (vehicle, other temp id) -> validity end
         self.rejected = 0  # envelopes heard that did not parse as a BSM with a position
         self._wrecks: set[str] = set()  # hosted vehicles whose template carries the wreck flags
+        self._pairs_made = 0  # the (vehicle, sender) pairs FCW had last tick: room for as many, and some, now
 
     def step(self, inp: testbed_pb2.FleetInput) -> testbed_pb2.FleetAck:
         """One tick: every hosted vehicle's BSM and the FCW warnings of all of them."""
@@ -381,13 +382,11 @@ class FleetAgent:
             self._column = np.concatenate([self._column, np.full(more, -1, dtype=np.int64)])
         self._seat(vehicle_no)
         self._track(self._newly_accurate(sender_no))
-        # This tick's deliveries from the tracked senders (each vehicle's own BSM aside).
+        # This tick's deliveries from the tracked senders (each vehicle's own BSM aside), in one compiled pass.
         env_col = np.where(sender_no >= 0, self._column[np.maximum(sender_no, 0)], -1)
-        k = np.flatnonzero((env_col >= 0)[got.envelope])
-        # (Most deliveries, once the vehicles state an accuracy: the vehicle of every delivery is cheaper then.)
-        who, env = vehicle_no[got.vehicle[k] if 4 * len(k) > len(got) else got.vehicle_of(k)], got.envelope[k]
-        ok = sender_no[env] != who
-        self.heard[self._row[who[ok]], env_col[env[ok]]] = self._clock
+        if len(got):  # (a rejected input's deliveries: none, and no count per vehicle)
+            row_of = self._row[vehicle_no]
+            stamp_deliveries(self.heard, got.counts, got.envelope, row_of, env_col, sender_no, vehicle_no, self._clock)
         stale = [(s, t - r.t_s > max_age) for s, r in self.remotes.items() if not t - r.t_s <= max_age]
         dropped = [self._numbers[s] for s, old in stale if old]
         for s, _ in stale:
@@ -458,12 +457,11 @@ class FleetAgent:
         for t_h, clock, vehicle_no, sender_no, got in self._window:  # oldest first: the latest time stays
             place = np.where(sender_no >= 0, which[np.maximum(sender_no, 0)], -1)
             place[place >= 0] = np.where(t_h > since[place[place >= 0]], place[place >= 0], -1)
-            k = np.flatnonzero((place >= 0)[got.envelope])
-            env = got.envelope[k]
-            who = vehicle_no[got.vehicle_of(k)]
-            row = self._row[who]
-            ok = (sender_no[env] != who) & (row >= 0)  # (a vehicle gone since has no row)
-            self.heard[row[ok], cols[place[env[ok]]]] = clock
+            env_col = np.where(place >= 0, cols[np.maximum(place, 0)], -1)
+            # (A vehicle gone since has no row: its deliveries are left out.)
+            if len(got):
+                row_of = self._row[vehicle_no]
+                stamp_deliveries(self.heard, got.counts, got.envelope, row_of, env_col, sender_no, vehicle_no, clock)
 
     def _decode_all(self, envelopes: Sequence[bytes], t: float) -> np.ndarray:
         """The number of each envelope's sender (-1: not a BSM with a position, or not an envelope); the BSMs
@@ -607,8 +605,13 @@ class FleetAgent:
         # max_age_s, i.e. at a tick still in the window (``_hear`` keeps those within max_age_s of t).
         hosts = np.flatnonzero(able)
         since = self._window[0][1]
-        recent = np.take(self.heard[self._row[self._present[hosts]]], self._column[live], axis=1) >= since
-        heard_cols = np.flatnonzero(recent.any(axis=0))
+        # (i, j): host hosts[i] heard sender live[j] at a tick in the window, in row-major order (compiled: no
+        # hosts x senders matrix is gathered).
+        rows, cols, seen = pairs_at_least(
+            self.heard, self._row[self._present[hosts]], self._column[live], since, size_hint=self._pairs_made * 9 // 8
+        )
+        self._pairs_made = len(rows)
+        heard_cols = np.flatnonzero(seen)
         if not len(heard_cols):
             return []
         # Rows of the WorldState: the hosted vehicles 0..n-1, then the senders heard, by id, n..n+m-1.
@@ -618,8 +621,7 @@ class FleetAgent:
         n, m = len(vehicles), len(senders)
         col_row = np.full(len(live), -1, dtype=np.intp)
         col_row[[c for _, c in by_name]] = n + np.arange(m)
-        rows, cols = np.nonzero(recent)  # (in any order: the core's answer is sorted by (i, j))
-        pi, pj = hosts[rows].astype(np.intp), col_row[cols]
+        pi, pj = hosts[rows].astype(np.intp), col_row[cols]  # (in any order: the core's answer is sorted by (i, j))
         remotes: dict[str, RemoteState] = {}
         for s in senders:  # accurate enough: decoded in full (``_decode_all``)
             r = self.remotes[s]

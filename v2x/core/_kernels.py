@@ -1466,3 +1466,55 @@ def pairs_may_touch(
         reach = circ[p] + circ[q] + math.sqrt(ux * ux + uy * uy) * within + 0.5 * (acc[p] + acc[q]) * within * within
         reach += slack
         out[e] = not (cx * cx + cy * cy > reach * reach)
+
+
+# -- when each receiver last heard each sender (the fleet's FCW pairs) -----------------------------
+
+
+@jit
+def heard_pairs(
+    table: I32, rows: I64, cols: I64, least: int, start: int, oi: I64, oj: I64, seen: NDArray[np.bool_]
+) -> tuple[int, int]:
+    """From row ``start`` of ``rows`` on, the (i, j) with ``table[rows[i], cols[j]] >= least`` in row-major order,
+    written to ``oi``/``oj``; ``seen[j]`` set for each j found. Stops before a row that might not fit (one needs up
+    to ``len(cols)`` places): returns the next row to do (``len(rows)``: done) and how many pairs were written."""
+    m = len(cols)
+    cap = len(oi)
+    hits = np.empty(m, dtype=np.uint8)
+    w = 0
+    i = start
+    while i < len(rows):
+        if w + m > cap:
+            break
+        row = table[rows[i]]
+        for j in range(m):  # (a loop without a branch, which LLVM vectorises; then the few hits)
+            hits[j] = row[cols[j]] >= least
+        for j in range(m):
+            if hits[j]:
+                oi[w] = i
+                oj[w] = j
+                seen[j] = True
+                w += 1
+        i += 1
+    return i, w
+
+
+@jit
+def stamp_heard(
+    table: I32, counts: I64, envelope: I64, row_of: I64, col_of: I64, sender_of: I64, receiver_of: I64, value: int
+) -> None:
+    """Per delivery (receiver ``v``: the deliveries come in runs of ``counts[v]``, envelope ``e``): set
+    ``table[row_of[v], col_of[e]] = value`` where both are >= 0 and the envelope's sender (``sender_of[e]``) is not
+    the receiver (``receiver_of[v]``)."""
+    d = 0
+    for v in range(len(counts)):
+        r = row_of[v]
+        me = receiver_of[v]
+        end = d + counts[v]
+        if r >= 0:
+            for k in range(d, end):
+                e = envelope[k]
+                c = col_of[e]
+                if c >= 0 and sender_of[e] != me:
+                    table[r, c] = value
+        d = end
