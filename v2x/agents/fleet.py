@@ -57,6 +57,7 @@ from v2x.wire.bsm import (
     VEHICLE_EVENT_BIT,
     OwnState,
     RemoteState,
+    SenderKey,
     check_bsms,
     check_refreshed,
     decode_bsm,
@@ -180,6 +181,9 @@ class FleetAgent:
         self.warned_until: dict[tuple[str, str], float] = {}  # (vehicle, other temp id) -> validity end
         self.rejected = 0  # envelopes heard that did not parse as a BSM with a position
         self._wrecks: set[str] = set()  # hosted vehicles whose template carries the wreck flags
+        # What the BSMs heard decode to, besides their motion and time, by the wire values they decode it from
+        # (``decode_bsms``' memo: a sender's BSMs repeat them tick after tick).
+        self._decoded: dict[SenderKey, dict[str, object]] = {}
         self._pairs_made = 0  # the (vehicle, sender) pairs FCW had last tick: room for as many, and some, now
 
     def step(self, inp: testbed_pb2.FleetInput) -> testbed_pb2.FleetAck:
@@ -507,8 +511,10 @@ class FleetAgent:
                 g = refused[semi] = not _accurate_wire(semi, need)
             gated.append(g)
         full = [b for (_, _, b), g in zip(bsms, gated, strict=True) if not g]
+        if len(self._decoded) > 4 * len(full) + 1024:  # (senders gone, flags that changed: start again)
+            self._decoded.clear()
         try:
-            decoded = iter(decode_bsms(full, now_s=t, frame=self.frame, epoch=self.epoch))
+            decoded = iter(decode_bsms(full, now_s=t, frame=self.frame, epoch=self.epoch, memo=self._decoded))
         except ValueError:  # a value out of range somewhere: one at a time, to drop only the bad ones
             decoded = iter([self._decode_one(b, t) for b in full])
         # The others pass the checks of a decode (``check_bsms``, one batch) or are rejected.

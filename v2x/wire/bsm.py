@@ -488,12 +488,39 @@ def passes_check(bsm: day1_pb2.BSM) -> bool:
         return False
 
 
+SenderKey = tuple[bytes, int, int, int, int, int, int, int, int, int, int, int]
+
+
+def _sender_key(bsm: day1_pb2.BSM) -> SenderKey | None:
+    """Every field ``_remote`` decodes other than the motion (position, speed, heading, acceleration) and time, as
+    on the wire: what a sender's BSMs repeat tick after tick. None for a BSM with the emergency extension (decoded
+    in full every time)."""
+    if bsm.HasField("emergency_ext"):
+        return None
+    size, ext, brakes = bsm.size, bsm.safety_ext, bsm.brakes
+    return (
+        bsm.id, size.length, size.width, bsm.accuracy.semi_major, bsm.vehicle_class, ext.events, ext.lights,
+        brakes.brake_pedal, brakes.abs, brakes.traction, brakes.scs, bsm.pos.elevation,
+    )  # fmt: skip
+
+
 def decode_bsms(
-    bsms: Sequence[day1_pb2.BSM], *, now_s: float, frame: LocalFrame, epoch: datetime
+    bsms: Sequence[day1_pb2.BSM],
+    *,
+    now_s: float,
+    frame: LocalFrame,
+    epoch: datetime,
+    memo: dict[SenderKey, dict[str, object]] | None = None,
 ) -> list[RemoteState | None]:
     """:func:`decode_bsm` of many BSMs at once, the same values (the positions go through the frame in one
     vectorised call: a fleet decodes a thousand BSMs a tick). A value out of range raises ValueError, as
-    ``decode_bsm`` does."""
+    ``decode_bsm`` does.
+
+    ``memo`` (kept by the caller from call to call, for one ``frame``): per value of the fields a BSM's decoding
+    takes from other than its motion (``_sender_key``: its id, size, accuracy, class, flags, brakes, elevation),
+    the decoding of a BSM that had them; a BSM with the same values gets the same fields without converting
+    them again, and its motion and time as converted here (a sender's BSMs differ tick after tick only in
+    those). The same RemoteState either way; a value out of range is never remembered (it raised)."""
     wire: list[tuple[day1_pb2.BSM, float, float, float, float] | None] = []
     for bsm in bsms:
         lat = units.lat_from_wire(bsm.pos.lat)
@@ -513,12 +540,33 @@ def decode_bsms(
     times = (now_s - ages_ms / 1000.0).tolist()
     out: list[RemoteState | None] = []
     k = 0
+    new = object.__new__
     for w in wire:
         if w is None:
             out.append(None)
             continue
         bsm, _, _, speed, _ = w
-        out.append(_remote(bsm, float(xs[k]), float(ys[k]), speed, float(yaws[k]), times[k], frame))
+        key = None if memo is None else _sender_key(bsm)
+        known = None if memo is None or key is None else memo.get(key)
+        if known is None:
+            remote = _remote(bsm, float(xs[k]), float(ys[k]), speed, float(yaws[k]), times[k], frame)
+            if memo is not None and key is not None:
+                memo[key] = dict(remote.__dict__)
+        else:
+            # The known fields with this BSM's motion and time, without a frozen dataclass's __setattr__ per field.
+            accel = units.accel_from_wire(bsm.accel_set.long) or 0.0
+            remote = new(RemoteState)
+            fields = remote.__dict__
+            fields.update(known)
+            fields.update(
+                t_s=times[k],
+                x=float(xs[k]),
+                y=float(ys[k]),
+                speed_mps=speed,
+                heading_rad=float(yaws[k]),
+                accel_mps2=accel,
+            )
+        out.append(remote)
         k += 1
     return out
 
