@@ -1438,9 +1438,12 @@ def conflict_arrays(table: F64, order: IntP) -> tuple[IntP, IntP, I64, F64, F64,
 
 
 @jit
-def pairs_may_touch(
+def pairs_kept(
     pi: IntP,
     pj: IntP,
+    hi: int,
+    active: NDArray[np.bool_],
+    touch: bool,
     x: F64,
     y: F64,
     vx: F64,
@@ -1449,23 +1452,40 @@ def pairs_may_touch(
     circ: F64,
     within: float,
     slack: float,
-    out: NDArray[np.bool_],
-) -> None:
-    """Per directed pair (slots >= 0): could the two boxes touch within ``within`` s, each moving along a straight
-    line with its acceleration's component along it (at most ``acc``, |a|), stopping at rest? Their velocities change by
-    at most |a| tau each, so the centres stay at least |r| - |v_j - v_i| H - (|a_i| + |a_j|) H^2 / 2 apart, and
-    boxes touch only within their circumradii's sum; ``slack`` m more for rounding. A value that is not a number
-    keeps the pair (the comparison is False)."""
+    oi: IntP,
+    oj: IntP,
+) -> int:
+    """The directed pairs (``pi[e]``, ``pj[e]``) of two distinct active slots below ``hi``, in order, written to
+    ``oi``/``oj`` (as long as ``pi``); returns how many. With ``touch``, only those whose boxes could touch within
+    ``within`` s, each moving along a straight line with its acceleration's component along it (at most ``acc``,
+    |a|), stopping at rest: their velocities change by at most |a| tau each, so the centres stay at least
+    |r| - |v_j - v_i| H - (|a_i| + |a_j|) H^2 / 2 apart, and boxes touch only within their circumradii's sum;
+    ``slack`` m more for rounding. A value that is not a number keeps the pair (the comparison is False)."""
+    w = 0
     for e in range(len(pi)):
-        p = np.uint64(pi[e])
-        q = np.uint64(pj[e])
-        cx = x[q] - x[p]
-        cy = y[q] - y[p]
-        ux = vx[q] - vx[p]
-        uy = vy[q] - vy[p]
-        reach = circ[p] + circ[q] + math.sqrt(ux * ux + uy * uy) * within + 0.5 * (acc[p] + acc[q]) * within * within
-        reach += slack
-        out[e] = not (cx * cx + cy * cy > reach * reach)
+        a = pi[e]
+        b = pj[e]
+        if a == b or a < 0 or b < 0 or a >= hi or b >= hi:
+            continue
+        p = np.uint64(a)
+        q = np.uint64(b)
+        if not (active[p] and active[q]):
+            continue
+        if touch:
+            cx = x[q] - x[p]
+            cy = y[q] - y[p]
+            ux = vx[q] - vx[p]
+            uy = vy[q] - vy[p]
+            reach = (
+                circ[p] + circ[q] + math.sqrt(ux * ux + uy * uy) * within + 0.5 * (acc[p] + acc[q]) * within * within
+            )
+            reach += slack
+            if cx * cx + cy * cy > reach * reach:
+                continue
+        oi[w] = a
+        oj[w] = b
+        w += 1
+    return w
 
 
 # -- when each receiver last heard each sender (the fleet's FCW pairs) -----------------------------

@@ -41,7 +41,7 @@ STEPS: tuple[Step, ...] = (
     Step("referee", "overlap referee", ("pairs_kernel",)),
     Step("motion", "motion model", ("motion_kernel",)),
     Step("broadcast", "broadcast fan-out", ("broadcast_kernel",)),
-    Step("pairs", "conflict detection, given pairs", ("conflicts_of_pairs", "conflict_arrays", "pairs_may_touch")),
+    Step("pairs", "conflict detection, given pairs", ("conflicts_of_pairs", "conflict_arrays", "pairs_kept")),
     Step("swept", "conflict detection, all pairs", ("conflicts_swept",)),
     Step("heard", "the fleet's table of who heard whom", ("heard_pairs", "stamp_heard")),
 )
