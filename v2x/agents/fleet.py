@@ -18,11 +18,13 @@ Per tick, ``step``:
    carries the truth plus that error and states that accuracy (the template's accuracy is set again only
    when it changes). A wreck (``FleetVehicle.wrecked``) sets the wreck flags (``WRECK_FLAGS``: hazard
    lights, disabled vehicle) in its BSMs from then on;
-2. decodes each distinct envelope heard once for the whole fleet, in one batch (``decode_bsms``; a BSM that
+2. decodes each distinct envelope heard once for the whole fleet, in one batch (``decode_bsms``, with a memo of
+   what each sender's BSMs decode to besides their motion and time, ``_decoded``; a BSM that
    FCW's accuracy gate would refuse, such as the background's own without positioning, is only checked as a
    decode would and its time and accuracy kept: a ``Stamp``) and keeps, per sender, the freshest BSM, and
    per (hosted vehicle, sender FCW can act on) when it last heard it (``heard``, a matrix whose rows and
-   columns are given back when the vehicle leaves or the sender is forgotten; ``max_age_s`` forgets them).
+   columns are given back when the vehicle leaves or the sender is forgotten; ``max_age_s`` forgets them; the
+   core's ``stamp_deliveries`` writes the tick's deliveries into it in one compiled pass).
    Its own envelopes of the last ``SENT_TICKS_KEPT`` ticks are not parsed again: the same bytes parse to the
    BSMs it sent, so what hearing them needs was kept when they were sent (``_remember``: sender, secMark,
    accuracy, and whether the BSM passes the checks of a decode, found from the arrays it was made from,
@@ -30,7 +32,8 @@ Per tick, ``step``:
    what decoding it gives, the same conversions on all of them at once);
 3. runs FCW for every hosted vehicle at once: one ``WorldState`` of the hosted vehicles (where their
    receivers place them, carried on to the tick's time at constant acceleration) and the senders heard, and
-   one call of the core's ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs, with FCW's
+   one call of the core's ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs (read out of
+   ``heard`` by the core's ``pairs_at_least``, one compiled pass, no vehicles x senders matrix gathered), with FCW's
    thresholds and accuracy gate (``v2x.apps.collision``; a hosted vehicle whose stated accuracy fails it
    raises nothing); a warning is raised once per validity period per (vehicle, other). No driver reacts:
    the traffic model's IDM keeps its gaps anyway.
@@ -601,11 +604,19 @@ class FleetAgent:
         th = self.thresholds
         need = th["fcw_required_accuracy_m"]
         # Only senders whose BSMs are accurate enough count (the background's own say "unknown"): their columns.
-        usable = sorted(
-            self._numbers[s]
-            for s, r in self.remotes.items()
-            if r.sigma_major_m is not None and accurate_enough(r.sigma_major_m, need)  # (None: never)
-        )
+        gate: dict[float, bool] = {}  # the gate's answer per accuracy (the senders state a few)
+        usable = []
+        numbers = self._numbers
+        for s, r in self.remotes.items():
+            sigma = r.sigma_major_m
+            if sigma is None:  # (never accurate enough)
+                continue
+            ok = gate.get(sigma)
+            if ok is None:
+                ok = gate[sigma] = accurate_enough(sigma, need)
+            if ok:
+                usable.append(numbers[s])
+        usable.sort()
         live = np.array(usable, dtype=np.int64)
         # Per hosted vehicle able to run FCW (in the order of ``vehicles``) and usable sender: heard within
         # max_age_s, i.e. at a tick still in the window (``_hear`` keeps those within max_age_s of t).
@@ -628,18 +639,20 @@ class FleetAgent:
         col_row = np.full(len(live), -1, dtype=np.intp)
         col_row[[c for _, c in by_name]] = n + np.arange(m)
         pi, pj = hosts[rows].astype(np.intp), col_row[cols]  # (in any order: the core's answer is sorted by (i, j))
-        remotes: dict[str, RemoteState] = {}
+        remotes: list[RemoteState] = []
+        motion = []  # per sender: (x, y, vx, vy) at t, heading, acceleration
         for s in senders:  # accurate enough: decoded in full (``_decode_all``)
             r = self.remotes[s]
             assert isinstance(r, RemoteState)
-            remotes[s] = r
+            remotes.append(r)
+            motion.append((*r.extrapolated(t), r.heading_rad, r.accel_mps2))
         world = WorldState(capacity=n + m)
-        length = [v.length_m for v in vehicles] + [remotes[s].length_m for s in senders]
-        width = [v.width_m for v in vehicles] + [remotes[s].width_m for s in senders]
+        length = [v.length_m for v in vehicles] + [r.length_m for r in remotes]
+        width = [v.width_m for v in vehicles] + [r.width_m for r in remotes]
         slots = world.add_many([f"h{k}" for k in range(n)] + [f"r{k}" for k in range(m)], ActorKind.CAR, length, width)
-        rx, ry, rvx, rvy = np.array([remotes[s].extrapolated(t) for s in senders]).reshape(-1, 4).T
-        heading = np.concatenate([heading_v, np.array([remotes[s].heading_rad for s in senders], dtype=np.float64)])
-        accel = np.concatenate([accel_v, np.array([remotes[s].accel_mps2 for s in senders], dtype=np.float64)])
+        rx, ry, rvx, rvy, r_heading, r_accel = np.array(motion, dtype=np.float64).reshape(-1, 6).T
+        heading = np.concatenate([heading_v, r_heading])
+        accel = np.concatenate([accel_v, r_accel])
         world.set_state(
             slots,
             np.concatenate([x, rx]),
@@ -671,7 +684,7 @@ class FleetAgent:
             i, j = int(found.i[k]), int(found.j[k])
             ttc = float(found.ttc_s[k])
             vid = vehicles[i].vehicle_id
-            other = remotes[senders[j - n]].temp_id.hex()
+            other = remotes[j - n].temp_id.hex()
             key = (vid, other)
             if self.warned_until.get(key, -math.inf) > t:
                 continue
