@@ -3,8 +3,10 @@ and its FCW for every hosted vehicle at once (sans-I/O, no broker)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -402,28 +404,47 @@ def test_check_bsms_answers_as_check_bsm_does_one_by_one() -> None:
     assert check_bsms([]) == []
 
 
+@functools.cache
+def _fcw_epoch() -> datetime:
+    return load_scenario(SCENARIO_DIR / "fcw.yaml").epoch
+
+
 def _decoded(bsms: list[day1_pb2.BSM], memo: dict[Any, dict[str, object]] | None) -> list[object]:
     """``decode_bsms`` of ``bsms``, each RemoteState as its fields in the order of its ``__dict__`` (a frozen
     dataclass made without __init__ must hold the same, in the same order), or "ValueError"."""
     from v2x.wire.bsm import decode_bsms
 
-    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
     try:
-        out = decode_bsms(bsms, now_s=1.05, frame=FRAME, epoch=sc.epoch, memo=memo)
+        out = decode_bsms(bsms, now_s=1.05, frame=FRAME, epoch=_fcw_epoch(), memo=memo)
     except ValueError:
         return ["ValueError"]
     return [None if r is None else [(k, type(v), repr(v)) for k, v in r.__dict__.items()] + [hash(r)] for r in out]
 
 
+def _decoded_one_by_one(bsms: list[day1_pb2.BSM]) -> list[object]:
+    """``_decoded`` by ``decode_bsm``, one BSM at a time (a batch raises if any of its BSMs does)."""
+    from v2x.wire.bsm import decode_bsm
+
+    out: list[object] = []
+    for b in bsms:
+        try:
+            r = decode_bsm(b, now_s=1.05, frame=FRAME, epoch=_fcw_epoch())
+        except ValueError:
+            return ["ValueError"]
+        out.append(None if r is None else [(k, type(v), repr(v)) for k, v in r.__dict__.items()] + [hash(r)])
+    return out
+
+
 def test_decode_bsms_with_a_memo_gives_what_it_gives_without() -> None:
     """A sender's fields besides its motion kept from BSM to BSM (``decode_bsms``' memo): the same RemoteStates
-    (fields, types, order), the same refusals, whatever the memo held before."""
+    (fields, types, order), the same refusals, whatever the memo held before; and the same as ``decode_bsm`` one
+    BSM at a time (the batch's positions, speeds and headings converted at once when all are in range)."""
     rng = np.random.default_rng(4)
     memo: dict[Any, dict[str, object]] = {}
     edge = _edge_bsms()
     for _ in range(3):  # (edge cases decoded into a memo that already holds them, or their neighbours)
         for b in edge:
-            assert _decoded([b], memo) == _decoded([b], None)
+            assert _decoded([b], memo) == _decoded([b], None) == _decoded_one_by_one([b])
     assert _decoded(edge, memo) == _decoded(edge, None) == ["ValueError"]
     for _ in range(30):  # a few senders, each BSM's motion and flags changing from tick to tick
         batch = []
@@ -441,15 +462,15 @@ def test_decode_bsms_with_a_memo_gives_what_it_gives_without() -> None:
             if sender == 5:
                 b.emergency_ext.siren_use = int(rng.integers(0, 3))
             batch.append(b)
-        assert _decoded(batch, memo) == _decoded(batch, None)
+        if rng.random() < 0.3:  # (a BSM without a position among them: the batch is decoded one by one)
+            batch[int(rng.integers(0, len(batch)))].pos.lat = 900_000_001
+        assert _decoded(batch, memo) == _decoded(batch, None) == _decoded_one_by_one(batch)
     assert 6 < len(memo) < 30 * 5  # (senders' BSMs with the same values share an entry; none with the extension)
 
 
 def _bsm_envelope_frame() -> bytes:
     own = OwnState(5.0, 1.0, 10.0, 0.2, -0.5, 4.5, 1.8, 1.5, "car", None, None, False)
-    return encode_bsm(
-        own, actor_id="v", t_s=1.0, msg_count=1, frame=FRAME, epoch=load_scenario(SCENARIO_DIR / "fcw.yaml").epoch
-    ).SerializeToString()
+    return encode_bsm(own, actor_id="v", t_s=1.0, msg_count=1, frame=FRAME, epoch=_fcw_epoch()).SerializeToString()
 
 
 def test_motion_to_wire_gives_the_integers_of_the_scalar_conversions() -> None:

@@ -488,6 +488,10 @@ def passes_check(bsm: day1_pb2.BSM) -> bool:
         return False
 
 
+# The raw position, speed and heading a BSM with all three available and in range has (``decode_bsms``).
+_PLACED_LO = np.array([units.LAT_MIN, units.LON_MIN, 0, 0], dtype=np.int64)
+_PLACED_HI = np.array([units.LAT_MAX, units.LON_MAX, units.SPEED_MAX, units.HEADING_UNAVAILABLE - 1], dtype=np.int64)
+
 SenderKey = tuple[bytes, int, int, int, int, int, int, int, int, int, int, int]
 
 
@@ -521,20 +525,41 @@ def decode_bsms(
     the decoding of a BSM that had them; a BSM with the same values gets the same fields without converting
     them again, and its motion and time as converted here (a sender's BSMs differ tick after tick only in
     those). The same RemoteState either way; a value out of range is never remembered (it raised)."""
-    wire: list[tuple[day1_pb2.BSM, float, float, float, float] | None] = []
-    for bsm in bsms:
-        lat = units.lat_from_wire(bsm.pos.lat)
-        lon = units.lon_from_wire(bsm.pos.lon)
-        speed = units.speed_from_wire(bsm.speed)
-        heading = units.heading_from_wire(bsm.heading)
-        ok = lat is not None and lon is not None and speed is not None and heading is not None
-        wire.append((bsm, lat, lon, speed, heading) if ok else None)  # type: ignore[arg-type]
+    raw = np.array([(b.pos.lat, b.pos.lon, b.speed, b.heading) for b in bsms], dtype=np.int64).reshape(-1, 4)
+    wire: list[tuple[day1_pb2.BSM, float] | None]
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    compass: NDArray[np.float64]
+    if ((raw >= _PLACED_LO) & (raw <= _PLACED_HI)).all():
+        # Every one with a position, speed and heading in range (the usual case): the scalar conversions' products
+        # (``units.lat_from_wire`` & co.: the raw value times the unit), on all of them at once.
+        values = raw.astype(np.float64)  # (exact: |raw| < 2**53, as Python's int * float converts it)
+        lat, lon = values[:, 0] * units.LATLON_UNIT_DEG, values[:, 1] * units.LATLON_UNIT_DEG
+        wire = list(zip(bsms, (values[:, 2] * 0.02).tolist(), strict=True))
+        compass = values[:, 3] * units.HEADING_UNIT_DEG
+    else:  # one by one: which are unavailable (None), which out of range (ValueError)
+        wire, lats, lons, headings = [], [], [], []
+        for bsm in bsms:
+            la = units.lat_from_wire(bsm.pos.lat)
+            lo = units.lon_from_wire(bsm.pos.lon)
+            speed = units.speed_from_wire(bsm.speed)
+            heading = units.heading_from_wire(bsm.heading)
+            if la is None or lo is None or speed is None or heading is None:
+                wire.append(None)
+                continue
+            wire.append((bsm, speed))
+            lats.append(la)
+            lons.append(lo)
+            headings.append(heading)
+        lat = np.array(lats, dtype=np.float64)
+        lon = np.array(lons, dtype=np.float64)
+        compass = np.array(headings, dtype=np.float64)
     placed = [w for w in wire if w is not None]
     if not placed:
         return [None] * len(wire)
-    xs, ys, _ = frame.to_local(np.array([w[1] for w in placed]), np.array([w[2] for w in placed]), frame.h0_m)
+    xs, ys, _ = frame.to_local(lat, lon, frame.h0_m)
     # The same numpy operations as the scalar conversions, on all of them at once (the same values).
-    yaws = units.compass_deg_to_enu_yaw_rad(np.array([w[4] for w in placed]))
+    yaws = units.compass_deg_to_enu_yaw_rad(compass)
     now_mark = units.sec_mark(now_s, epoch)
     ages_ms = (now_mark - np.array([w[0].sec_mark for w in placed], dtype=np.int64)) % 60000
     times = (now_s - ages_ms / 1000.0).tolist()
@@ -545,7 +570,7 @@ def decode_bsms(
         if w is None:
             out.append(None)
             continue
-        bsm, _, _, speed, _ = w
+        bsm, speed = w
         key = None if memo is None else _sender_key(bsm)
         known = None if memo is None or key is None else memo.get(key)
         if known is None:
