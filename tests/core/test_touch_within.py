@@ -54,3 +54,27 @@ def test_touch_within_reports_every_conflict_with_a_ttc_within_it(compiled: bool
 def test_touch_within_needs_pairs() -> None:
     with pytest.raises(ValueError, match="touch_within_s"):
         detect_conflicts(WorldState(capacity=4), touch_within_s=3.0)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_pairs_of_one_actor_or_of_slots_out_of_range_or_inactive_are_left_out(compiled: bool) -> None:
+    """The pairs given that are not two distinct active actors are left out (one compiled pass, ``pairs_kept``):
+    the same conflicts as when only the others are given, with and without ``touch_within_s``."""
+    rng = np.random.default_rng(12)
+    n = 16 if not compiled else 800
+    w, lead, follow = _world(rng, n)
+    for k in rng.choice(2 * n, size=n // 4, replace=False).tolist():
+        w.remove(f"v{k}")
+    m = 20 * n
+    pi = np.concatenate([rng.integers(-3, 2 * n + 8, m), lead, follow])  # (the pairs _world makes close: conflicts)
+    pj = np.concatenate([rng.integers(-3, 2 * n + 8, m), follow, lead])
+    pj[: m // 10] = pi[: m // 10]
+    hi = w.high_water
+    ok = (pi != pj) & (pi >= 0) & (pj >= 0) & (pi < hi) & (pj < hi)
+    ok[ok] = w.active[pi[ok]] & w.active[pj[ok]]
+    assert 0 < ok.sum() < len(pi)
+    for within in (None, 3.0):
+        with always_compiled() if compiled else np.errstate():
+            given = detect_conflicts(w, horizon_s=6.0, pairs=(pi, pj), touch_within_s=within)
+            valid = detect_conflicts(w, horizon_s=6.0, pairs=(pi[ok], pj[ok]), touch_within_s=within)
+        assert _rows(given, np.inf) == _rows(valid, np.inf) and len(valid) > 0

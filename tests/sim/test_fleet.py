@@ -3,10 +3,13 @@ and its FCW for every hosted vehicle at once (sans-I/O, no broker)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -342,11 +345,13 @@ def _check_or_false(bsm: day1_pb2.BSM) -> bool:
         return False
 
 
-def test_check_bsms_answers_as_check_bsm_does_one_by_one() -> None:
-    from v2x.wire.bsm import check_bsms
+def _good_bsm() -> day1_pb2.BSM:
+    return frame_pb2.MessageFrame.FromString(_bsm_envelope_frame()).bsm
 
-    def good() -> day1_pb2.BSM:
-        return frame_pb2.MessageFrame.FromString(_bsm_envelope_frame()).bsm
+
+def _edge_bsms() -> list[day1_pb2.BSM]:
+    """A good BSM, and each checked field just inside and just outside its range, and the "unavailable" values."""
+    good = _good_bsm
 
     def changed(path: str, value: int) -> day1_pb2.BSM:
         b = good()
@@ -358,7 +363,6 @@ def test_check_bsms_answers_as_check_bsm_does_one_by_one() -> None:
         return b
 
     cases = [good()]
-    # Each checked field just inside and just outside its range, and the "unavailable" values.
     for path, inside, outside in [
         ("pos.lat", 900_000_000, 900_000_001),
         ("pos.lat", -900_000_000, -900_000_001),
@@ -385,6 +389,14 @@ def test_check_bsms_answers_as_check_bsm_does_one_by_one() -> None:
         ("emergency_ext.lights_use", 7, 8),
     ]:
         cases += [changed(path, inside), changed(path, outside)]
+    return cases
+
+
+def test_check_bsms_answers_as_check_bsm_does_one_by_one() -> None:
+    from v2x.wire.bsm import check_bsms
+
+    good = _good_bsm
+    cases = _edge_bsms()
     want = [_check_or_false(b) for b in cases]
     assert want.count(False) >= 23  # every "outside" case is refused (lat/lon/speed/heading unavailable too)
     assert check_bsms(cases) == want
@@ -392,11 +404,73 @@ def test_check_bsms_answers_as_check_bsm_does_one_by_one() -> None:
     assert check_bsms([]) == []
 
 
+@functools.cache
+def _fcw_epoch() -> datetime:
+    return load_scenario(SCENARIO_DIR / "fcw.yaml").epoch
+
+
+def _decoded(bsms: list[day1_pb2.BSM], memo: dict[Any, dict[str, object]] | None) -> list[object]:
+    """``decode_bsms`` of ``bsms``, each RemoteState as its fields in the order of its ``__dict__`` (a frozen
+    dataclass made without __init__ must hold the same, in the same order), or "ValueError"."""
+    from v2x.wire.bsm import decode_bsms
+
+    try:
+        out = decode_bsms(bsms, now_s=1.05, frame=FRAME, epoch=_fcw_epoch(), memo=memo)
+    except ValueError:
+        return ["ValueError"]
+    return [None if r is None else [(k, type(v), repr(v)) for k, v in r.__dict__.items()] + [hash(r)] for r in out]
+
+
+def _decoded_one_by_one(bsms: list[day1_pb2.BSM]) -> list[object]:
+    """``_decoded`` by ``decode_bsm``, one BSM at a time (a batch raises if any of its BSMs does)."""
+    from v2x.wire.bsm import decode_bsm
+
+    out: list[object] = []
+    for b in bsms:
+        try:
+            r = decode_bsm(b, now_s=1.05, frame=FRAME, epoch=_fcw_epoch())
+        except ValueError:
+            return ["ValueError"]
+        out.append(None if r is None else [(k, type(v), repr(v)) for k, v in r.__dict__.items()] + [hash(r)])
+    return out
+
+
+def test_decode_bsms_with_a_memo_gives_what_it_gives_without() -> None:
+    """A sender's fields besides its motion kept from BSM to BSM (``decode_bsms``' memo): the same RemoteStates
+    (fields, types, order), the same refusals, whatever the memo held before; and the same as ``decode_bsm`` one
+    BSM at a time (the batch's positions, speeds and headings converted at once when all are in range)."""
+    rng = np.random.default_rng(4)
+    memo: dict[Any, dict[str, object]] = {}
+    edge = _edge_bsms()
+    for _ in range(3):  # (edge cases decoded into a memo that already holds them, or their neighbours)
+        for b in edge:
+            assert _decoded([b], memo) == _decoded([b], None) == _decoded_one_by_one([b])
+    assert _decoded(edge, memo) == _decoded(edge, None) == ["ValueError"]
+    for _ in range(30):  # a few senders, each BSM's motion and flags changing from tick to tick
+        batch = []
+        for sender in range(6):
+            b = _good_bsm()
+            b.id = bytes([sender]) * 4
+            b.pos.lat += int(rng.integers(-5000, 5000))
+            b.pos.lon += int(rng.integers(-5000, 5000))
+            b.speed, b.heading = int(rng.integers(0, 8191)), int(rng.integers(0, 28800))
+            b.accel_set.long = int(rng.integers(-2000, 2002))
+            b.safety_ext.events = int(rng.choice([0, 1 << 3]))
+            b.safety_ext.lights = int(rng.choice([0, 1 << 3, 1 << 4, (1 << 3) | (1 << 4)]))
+            b.brakes.brake_pedal = int(rng.integers(0, 3))
+            b.pos.elevation = int(rng.choice([-4096, 0, 10]))
+            if sender == 5:
+                b.emergency_ext.siren_use = int(rng.integers(0, 3))
+            batch.append(b)
+        if rng.random() < 0.3:  # (a BSM without a position among them: the batch is decoded one by one)
+            batch[int(rng.integers(0, len(batch)))].pos.lat = 900_000_001
+        assert _decoded(batch, memo) == _decoded(batch, None) == _decoded_one_by_one(batch)
+    assert 6 < len(memo) < 30 * 5  # (senders' BSMs with the same values share an entry; none with the extension)
+
+
 def _bsm_envelope_frame() -> bytes:
     own = OwnState(5.0, 1.0, 10.0, 0.2, -0.5, 4.5, 1.8, 1.5, "car", None, None, False)
-    return encode_bsm(
-        own, actor_id="v", t_s=1.0, msg_count=1, frame=FRAME, epoch=load_scenario(SCENARIO_DIR / "fcw.yaml").epoch
-    ).SerializeToString()
+    return encode_bsm(own, actor_id="v", t_s=1.0, msg_count=1, frame=FRAME, epoch=_fcw_epoch()).SerializeToString()
 
 
 def test_motion_to_wire_gives_the_integers_of_the_scalar_conversions() -> None:

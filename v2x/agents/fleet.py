@@ -18,11 +18,13 @@ Per tick, ``step``:
    carries the truth plus that error and states that accuracy (the template's accuracy is set again only
    when it changes). A wreck (``FleetVehicle.wrecked``) sets the wreck flags (``WRECK_FLAGS``: hazard
    lights, disabled vehicle) in its BSMs from then on;
-2. decodes each distinct envelope heard once for the whole fleet, in one batch (``decode_bsms``; a BSM that
+2. decodes each distinct envelope heard once for the whole fleet, in one batch (``decode_bsms``, with a memo of
+   what each sender's BSMs decode to besides their motion and time, ``_decoded``; a BSM that
    FCW's accuracy gate would refuse, such as the background's own without positioning, is only checked as a
    decode would and its time and accuracy kept: a ``Stamp``) and keeps, per sender, the freshest BSM, and
    per (hosted vehicle, sender FCW can act on) when it last heard it (``heard``, a matrix whose rows and
-   columns are given back when the vehicle leaves or the sender is forgotten; ``max_age_s`` forgets them).
+   columns are given back when the vehicle leaves or the sender is forgotten; ``max_age_s`` forgets them; the
+   core's ``stamp_deliveries`` writes the tick's deliveries into it in one compiled pass).
    Its own envelopes of the last ``SENT_TICKS_KEPT`` ticks are not parsed again: the same bytes parse to the
    BSMs it sent, so what hearing them needs was kept when they were sent (``_remember``: sender, secMark,
    accuracy, and whether the BSM passes the checks of a decode, found from the arrays it was made from,
@@ -30,7 +32,8 @@ Per tick, ``step``:
    what decoding it gives, the same conversions on all of them at once);
 3. runs FCW for every hosted vehicle at once: one ``WorldState`` of the hosted vehicles (where their
    receivers place them, carried on to the tick's time at constant acceleration) and the senders heard, and
-   one call of the core's ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs, with FCW's
+   one call of the core's ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs (read out of
+   ``heard`` by the core's ``pairs_at_least``, one compiled pass, no vehicles x senders matrix gathered), with FCW's
    thresholds and accuracy gate (``v2x.apps.collision``; a hosted vehicle whose stated accuracy fails it
    raises nothing); a warning is raised once per validity period per (vehicle, other). No driver reacts:
    the traffic model's IDM keeps its gaps anyway.
@@ -49,7 +52,7 @@ import numpy as np
 from v2x import units
 from v2x.agents.vehicle import WRECK_FLAGS
 from v2x.apps.collision import CONFLICT_NAME
-from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts
+from v2x.core import ActorKind, ConflictType, WorldState, detect_conflicts, pairs_at_least, stamp_deliveries
 from v2x.geodesy import LocalFrame
 from v2x.units import R95_PER_SIGMA, accurate_enough
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
@@ -57,6 +60,7 @@ from v2x.wire.bsm import (
     VEHICLE_EVENT_BIT,
     OwnState,
     RemoteState,
+    SenderKey,
     check_bsms,
     check_refreshed,
     decode_bsm,
@@ -180,6 +184,10 @@ class FleetAgent:
         self.warned_until: dict[tuple[str, str], float] = {}  # (vehicle, other temp id) -> validity end
         self.rejected = 0  # envelopes heard that did not parse as a BSM with a position
         self._wrecks: set[str] = set()  # hosted vehicles whose template carries the wreck flags
+        # What the BSMs heard decode to, besides their motion and time, by the wire values they decode it from
+        # (``decode_bsms``' memo: a sender's BSMs repeat them tick after tick).
+        self._decoded: dict[SenderKey, dict[str, object]] = {}
+        self._pairs_made = 0  # the (vehicle, sender) pairs FCW had last tick: room for as many, and some, now
 
     def step(self, inp: testbed_pb2.FleetInput) -> testbed_pb2.FleetAck:
         """One tick: every hosted vehicle's BSM and the FCW warnings of all of them."""
@@ -381,13 +389,11 @@ class FleetAgent:
             self._column = np.concatenate([self._column, np.full(more, -1, dtype=np.int64)])
         self._seat(vehicle_no)
         self._track(self._newly_accurate(sender_no))
-        # This tick's deliveries from the tracked senders (each vehicle's own BSM aside).
+        # This tick's deliveries from the tracked senders (each vehicle's own BSM aside), in one compiled pass.
         env_col = np.where(sender_no >= 0, self._column[np.maximum(sender_no, 0)], -1)
-        k = np.flatnonzero((env_col >= 0)[got.envelope])
-        # (Most deliveries, once the vehicles state an accuracy: the vehicle of every delivery is cheaper then.)
-        who, env = vehicle_no[got.vehicle[k] if 4 * len(k) > len(got) else got.vehicle_of(k)], got.envelope[k]
-        ok = sender_no[env] != who
-        self.heard[self._row[who[ok]], env_col[env[ok]]] = self._clock
+        if len(got):  # (a rejected input's deliveries: none, and no count per vehicle)
+            row_of = self._row[vehicle_no]
+            stamp_deliveries(self.heard, got.counts, got.envelope, row_of, env_col, sender_no, vehicle_no, self._clock)
         stale = [(s, t - r.t_s > max_age) for s, r in self.remotes.items() if not t - r.t_s <= max_age]
         dropped = [self._numbers[s] for s, old in stale if old]
         for s, _ in stale:
@@ -458,12 +464,11 @@ class FleetAgent:
         for t_h, clock, vehicle_no, sender_no, got in self._window:  # oldest first: the latest time stays
             place = np.where(sender_no >= 0, which[np.maximum(sender_no, 0)], -1)
             place[place >= 0] = np.where(t_h > since[place[place >= 0]], place[place >= 0], -1)
-            k = np.flatnonzero((place >= 0)[got.envelope])
-            env = got.envelope[k]
-            who = vehicle_no[got.vehicle_of(k)]
-            row = self._row[who]
-            ok = (sender_no[env] != who) & (row >= 0)  # (a vehicle gone since has no row)
-            self.heard[row[ok], cols[place[env[ok]]]] = clock
+            env_col = np.where(place >= 0, cols[np.maximum(place, 0)], -1)
+            # (A vehicle gone since has no row: its deliveries are left out.)
+            if len(got):
+                row_of = self._row[vehicle_no]
+                stamp_deliveries(self.heard, got.counts, got.envelope, row_of, env_col, sender_no, vehicle_no, clock)
 
     def _decode_all(self, envelopes: Sequence[bytes], t: float) -> np.ndarray:
         """The number of each envelope's sender (-1: not a BSM with a position, or not an envelope); the BSMs
@@ -509,8 +514,10 @@ class FleetAgent:
                 g = refused[semi] = not _accurate_wire(semi, need)
             gated.append(g)
         full = [b for (_, _, b), g in zip(bsms, gated, strict=True) if not g]
+        if len(self._decoded) > 4 * len(full) + 1024:  # (senders gone, flags that changed: start again)
+            self._decoded.clear()
         try:
-            decoded = iter(decode_bsms(full, now_s=t, frame=self.frame, epoch=self.epoch))
+            decoded = iter(decode_bsms(full, now_s=t, frame=self.frame, epoch=self.epoch, memo=self._decoded))
         except ValueError:  # a value out of range somewhere: one at a time, to drop only the bad ones
             decoded = iter([self._decode_one(b, t) for b in full])
         # The others pass the checks of a decode (``check_bsms``, one batch) or are rejected.
@@ -597,18 +604,31 @@ class FleetAgent:
         th = self.thresholds
         need = th["fcw_required_accuracy_m"]
         # Only senders whose BSMs are accurate enough count (the background's own say "unknown"): their columns.
-        usable = sorted(
-            self._numbers[s]
-            for s, r in self.remotes.items()
-            if r.sigma_major_m is not None and accurate_enough(r.sigma_major_m, need)  # (None: never)
-        )
+        gate: dict[float, bool] = {}  # the gate's answer per accuracy (the senders state a few)
+        usable = []
+        numbers = self._numbers
+        for s, r in self.remotes.items():
+            sigma = r.sigma_major_m
+            if sigma is None:  # (never accurate enough)
+                continue
+            ok = gate.get(sigma)
+            if ok is None:
+                ok = gate[sigma] = accurate_enough(sigma, need)
+            if ok:
+                usable.append(numbers[s])
+        usable.sort()
         live = np.array(usable, dtype=np.int64)
         # Per hosted vehicle able to run FCW (in the order of ``vehicles``) and usable sender: heard within
         # max_age_s, i.e. at a tick still in the window (``_hear`` keeps those within max_age_s of t).
         hosts = np.flatnonzero(able)
         since = self._window[0][1]
-        recent = np.take(self.heard[self._row[self._present[hosts]]], self._column[live], axis=1) >= since
-        heard_cols = np.flatnonzero(recent.any(axis=0))
+        # (i, j): host hosts[i] heard sender live[j] at a tick in the window, in row-major order (compiled: no
+        # hosts x senders matrix is gathered).
+        rows, cols, seen = pairs_at_least(
+            self.heard, self._row[self._present[hosts]], self._column[live], since, size_hint=self._pairs_made * 9 // 8
+        )
+        self._pairs_made = len(rows)
+        heard_cols = np.flatnonzero(seen)
         if not len(heard_cols):
             return []
         # Rows of the WorldState: the hosted vehicles 0..n-1, then the senders heard, by id, n..n+m-1.
@@ -618,20 +638,21 @@ class FleetAgent:
         n, m = len(vehicles), len(senders)
         col_row = np.full(len(live), -1, dtype=np.intp)
         col_row[[c for _, c in by_name]] = n + np.arange(m)
-        rows, cols = np.nonzero(recent)  # (in any order: the core's answer is sorted by (i, j))
-        pi, pj = hosts[rows].astype(np.intp), col_row[cols]
-        remotes: dict[str, RemoteState] = {}
+        pi, pj = hosts[rows].astype(np.intp), col_row[cols]  # (in any order: the core's answer is sorted by (i, j))
+        remotes: list[RemoteState] = []
+        motion = []  # per sender: (x, y, vx, vy) at t, heading, acceleration
         for s in senders:  # accurate enough: decoded in full (``_decode_all``)
             r = self.remotes[s]
             assert isinstance(r, RemoteState)
-            remotes[s] = r
+            remotes.append(r)
+            motion.append((*r.extrapolated(t), r.heading_rad, r.accel_mps2))
         world = WorldState(capacity=n + m)
-        length = [v.length_m for v in vehicles] + [remotes[s].length_m for s in senders]
-        width = [v.width_m for v in vehicles] + [remotes[s].width_m for s in senders]
+        length = [v.length_m for v in vehicles] + [r.length_m for r in remotes]
+        width = [v.width_m for v in vehicles] + [r.width_m for r in remotes]
         slots = world.add_many([f"h{k}" for k in range(n)] + [f"r{k}" for k in range(m)], ActorKind.CAR, length, width)
-        rx, ry, rvx, rvy = np.array([remotes[s].extrapolated(t) for s in senders]).reshape(-1, 4).T
-        heading = np.concatenate([heading_v, np.array([remotes[s].heading_rad for s in senders], dtype=np.float64)])
-        accel = np.concatenate([accel_v, np.array([remotes[s].accel_mps2 for s in senders], dtype=np.float64)])
+        rx, ry, rvx, rvy, r_heading, r_accel = np.array(motion, dtype=np.float64).reshape(-1, 6).T
+        heading = np.concatenate([heading_v, r_heading])
+        accel = np.concatenate([accel_v, r_accel])
         world.set_state(
             slots,
             np.concatenate([x, rx]),
@@ -663,7 +684,7 @@ class FleetAgent:
             i, j = int(found.i[k]), int(found.j[k])
             ttc = float(found.ttc_s[k])
             vid = vehicles[i].vehicle_id
-            other = remotes[senders[j - n]].temp_id.hex()
+            other = remotes[j - n].temp_id.hex()
             key = (vid, other)
             if self.warned_until.get(key, -math.inf) > t:
                 continue

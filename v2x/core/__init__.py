@@ -22,6 +22,7 @@ from v2x.core._fanout import (
     fan_out_broadcast,
 )
 from v2x.core._grid import SpatialGrid
+from v2x.core._heard import pairs_at_least, stamp_deliveries
 from v2x.core._jit import SMALL_WORLD, always_compiled
 from v2x.core._world import ActorKind, WorldState
 
@@ -45,4 +46,6 @@ __all__ = [
     "fan_out_addressed",
     "fan_out_broadcast",
     "overlapping_pairs",
+    "pairs_at_least",
+    "stamp_deliveries",
 ]

@@ -23,7 +23,7 @@ from v2x.core._kernels import (
     conflicts_of_pairs,
     conflicts_swept,
     motion_kernel,
-    pairs_may_touch,
+    pairs_kept,
 )
 from v2x.core._world import WorldState
 
@@ -276,7 +276,7 @@ def detect_conflicts(
     else to the TTC, at most ``VERTICAL_SEPARATION_M`` apart). Sorted by (i, j).
 
     ``touch_within_s`` (with ``pairs`` only): evaluate only the pairs whose boxes could touch within that many
-    seconds (``pairs_may_touch``, a bound on the same motion, one compiled pass; it drops only pairs that
+    seconds (``pairs_kept``, a bound on the same motion, one compiled pass; it drops only pairs that
     provably cannot), for a caller that wants only conflicts with a TTC at most that (FCW): each pair is
     evaluated on its own, so what is reported of the others is what it would be without it.
     """
@@ -306,17 +306,22 @@ def detect_conflicts(
         pj = np.asarray(pairs[1], dtype=np.intp)
         if pi.shape != pj.shape:
             raise ValueError("pairs arrays differ in length")
-        ok = (pi != pj) & (pi >= 0) & (pj >= 0) & (pi < hi) & (pj < hi)
-        ok[ok] = world.active[pi[ok]] & world.active[pj[ok]]
-        pi, pj = np.ascontiguousarray(pi[ok]), np.ascontiguousarray(pj[ok])
-        if touch_within_s is not None and len(pi):
-            near = np.empty(len(pi), dtype=np.bool_)
-            kernel(pairs_may_touch, n)(
-                pi, pj, world.x, world.y, world.vx, world.vy, np.hypot(world.ax[:hi], world.ay[:hi]), circ,
-                float(touch_within_s), TOUCH_SLACK_M, near,
-            )  # fmt: skip
-            pi, pj = np.ascontiguousarray(pi[near]), np.ascontiguousarray(pj[near])
+        pi, pj = pi.ravel(), pj.ravel()
+        # The pairs of two distinct active actors (and with ``touch_within_s`` only those that could touch within
+        # it), in their order, in one compiled pass.
         if len(pi) == 0:
+            return Conflicts.empty()
+        touch = touch_within_s is not None
+        acc = np.hypot(world.ax[:hi], world.ay[:hi]) if touch else circ  # (not read without touch_within_s)
+        oi, oj = np.empty(len(pi), dtype=np.intp), np.empty(len(pi), dtype=np.intp)
+        kept = int(
+            kernel(pairs_kept, n)(
+                pi, pj, hi, world.active, touch, world.x, world.y, world.vx, world.vy, acc, circ,
+                float(touch_within_s or 0.0), TOUCH_SLACK_M, oi, oj,
+            )
+        )  # fmt: skip
+        pi, pj = oi[:kept], oj[:kept]
+        if kept == 0:
             return Conflicts.empty()
         table = np.empty((len(pi), _TABLE_COLS))  # at most one row per pair
         rows = int(kernel(conflicts_of_pairs, n)(pi, pj, *motion, *consts, table))

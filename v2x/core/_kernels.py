@@ -1438,9 +1438,12 @@ def conflict_arrays(table: F64, order: IntP) -> tuple[IntP, IntP, I64, F64, F64,
 
 
 @jit
-def pairs_may_touch(
+def pairs_kept(
     pi: IntP,
     pj: IntP,
+    hi: int,
+    active: NDArray[np.bool_],
+    touch: bool,
     x: F64,
     y: F64,
     vx: F64,
@@ -1449,20 +1452,89 @@ def pairs_may_touch(
     circ: F64,
     within: float,
     slack: float,
-    out: NDArray[np.bool_],
-) -> None:
-    """Per directed pair (slots >= 0): could the two boxes touch within ``within`` s, each moving along a straight
-    line with its acceleration's component along it (at most ``acc``, |a|), stopping at rest? Their velocities change by
-    at most |a| tau each, so the centres stay at least |r| - |v_j - v_i| H - (|a_i| + |a_j|) H^2 / 2 apart, and
-    boxes touch only within their circumradii's sum; ``slack`` m more for rounding. A value that is not a number
-    keeps the pair (the comparison is False)."""
+    oi: IntP,
+    oj: IntP,
+) -> int:
+    """The directed pairs (``pi[e]``, ``pj[e]``) of two distinct active slots below ``hi``, in order, written to
+    ``oi``/``oj`` (as long as ``pi``); returns how many. With ``touch``, only those whose boxes could touch within
+    ``within`` s, each moving along a straight line with its acceleration's component along it (at most ``acc``,
+    |a|), stopping at rest: their velocities change by at most |a| tau each, so the centres stay at least
+    |r| - |v_j - v_i| H - (|a_i| + |a_j|) H^2 / 2 apart, and boxes touch only within their circumradii's sum;
+    ``slack`` m more for rounding. A value that is not a number keeps the pair (the comparison is False)."""
+    w = 0
     for e in range(len(pi)):
-        p = np.uint64(pi[e])
-        q = np.uint64(pj[e])
-        cx = x[q] - x[p]
-        cy = y[q] - y[p]
-        ux = vx[q] - vx[p]
-        uy = vy[q] - vy[p]
-        reach = circ[p] + circ[q] + math.sqrt(ux * ux + uy * uy) * within + 0.5 * (acc[p] + acc[q]) * within * within
-        reach += slack
-        out[e] = not (cx * cx + cy * cy > reach * reach)
+        a = pi[e]
+        b = pj[e]
+        if a == b or a < 0 or b < 0 or a >= hi or b >= hi:
+            continue
+        p = np.uint64(a)
+        q = np.uint64(b)
+        if not (active[p] and active[q]):
+            continue
+        if touch:
+            cx = x[q] - x[p]
+            cy = y[q] - y[p]
+            ux = vx[q] - vx[p]
+            uy = vy[q] - vy[p]
+            reach = (
+                circ[p] + circ[q] + math.sqrt(ux * ux + uy * uy) * within + 0.5 * (acc[p] + acc[q]) * within * within
+            )
+            reach += slack
+            if cx * cx + cy * cy > reach * reach:
+                continue
+        oi[w] = a
+        oj[w] = b
+        w += 1
+    return w
+
+
+# -- when each receiver last heard each sender (the fleet's FCW pairs) -----------------------------
+
+
+@jit
+def heard_pairs(
+    table: I32, rows: I64, cols: I64, least: int, start: int, oi: I64, oj: I64, seen: NDArray[np.bool_]
+) -> tuple[int, int]:
+    """From row ``start`` of ``rows`` on, the (i, j) with ``table[rows[i], cols[j]] >= least`` in row-major order,
+    written to ``oi``/``oj``; ``seen[j]`` set for each j found. Stops before a row that might not fit (one needs up
+    to ``len(cols)`` places): returns the next row to do (``len(rows)``: done) and how many pairs were written."""
+    m = len(cols)
+    cap = len(oi)
+    hits = np.empty(m, dtype=np.uint8)
+    w = 0
+    i = start
+    while i < len(rows):
+        if w + m > cap:
+            break
+        row = table[rows[i]]
+        for j in range(m):  # (a loop without a branch, which LLVM vectorises; then the few hits)
+            hits[j] = row[cols[j]] >= least
+        for j in range(m):
+            if hits[j]:
+                oi[w] = i
+                oj[w] = j
+                seen[j] = True
+                w += 1
+        i += 1
+    return i, w
+
+
+@jit
+def stamp_heard(
+    table: I32, counts: I64, envelope: I64, row_of: I64, col_of: I64, sender_of: I64, receiver_of: I64, value: int
+) -> None:
+    """Per delivery (receiver ``v``: the deliveries come in runs of ``counts[v]``, envelope ``e``): set
+    ``table[row_of[v], col_of[e]] = value`` where both are >= 0 and the envelope's sender (``sender_of[e]``) is not
+    the receiver (``receiver_of[v]``)."""
+    d = 0
+    for v in range(len(counts)):
+        r = row_of[v]
+        me = receiver_of[v]
+        end = d + counts[v]
+        if r >= 0:
+            for k in range(d, end):
+                e = envelope[k]
+                c = col_of[e]
+                if c >= 0 and sender_of[e] != me:
+                    table[r, c] = value
+        d = end

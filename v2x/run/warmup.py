@@ -41,8 +41,9 @@ STEPS: tuple[Step, ...] = (
     Step("referee", "overlap referee", ("pairs_kernel",)),
     Step("motion", "motion model", ("motion_kernel",)),
     Step("broadcast", "broadcast fan-out", ("broadcast_kernel",)),
-    Step("pairs", "conflict detection, given pairs", ("conflicts_of_pairs", "conflict_arrays", "pairs_may_touch")),
+    Step("pairs", "conflict detection, given pairs", ("conflicts_of_pairs", "conflict_arrays", "pairs_kept")),
     Step("swept", "conflict detection, all pairs", ("conflicts_swept",)),
+    Step("heard", "the fleet's table of who heard whom", ("heard_pairs", "stamp_heard")),
 )
 #: The steps the helper process takes when the cache is cold (the rest stay in this process): about half of
 #: the compile time each.
@@ -75,7 +76,14 @@ def run_step(name: str) -> None:
 def _run_step(name: str) -> None:
     import numpy as np
 
-    from v2x.core import detect_conflicts, fan_out_addressed, fan_out_broadcast, overlapping_pairs
+    from v2x.core import (
+        detect_conflicts,
+        fan_out_addressed,
+        fan_out_broadcast,
+        overlapping_pairs,
+        pairs_at_least,
+        stamp_deliveries,
+    )
     from v2x.impair import network_link
 
     w, grid, tx, rx = _two_cars()  # builds the grid: the ``grid`` step
@@ -95,6 +103,11 @@ def _run_step(name: str) -> None:
         detect_conflicts(w, horizon_s=6.0, pairs=(tx, rx), touch_within_s=3.0)  # (the fleet's FCW)
     elif name == "swept":
         detect_conflicts(w, horizon_s=6.0)
+    elif name == "heard":  # (the fleet agent's, v2x.agents.fleet)
+        table = np.zeros((2, 2), dtype=np.int32)
+        pairs_at_least(table, np.arange(2), np.arange(2), 0)
+        one, zero = np.ones(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+        stamp_deliveries(table, one, zero, zero, zero, zero, one, 1)
     elif name != "grid":
         raise ValueError(f"no warm-up step {name!r}")
 
@@ -109,7 +122,7 @@ def _compiled(step: Step) -> bool:
 
 def warm_up(report: Callable[[str], None] | None = None, *, processes: int | None = None) -> None:
     """Run every step of :data:`STEPS`. ``report`` (if given) is told, when the cache turns out to be
-    cold, what is being compiled, each step as it finishes ("[3/6] broadcast fan-out: 4.2 s") and the
+    cold, what is being compiled, each step as it finishes ("[3/7] broadcast fan-out: 4.2 s") and the
     total; with a warm cache it hears nothing. ``processes``: how many processes compile at once on a
     cold cache (default: 2 if the machine has two cores or more, else 1)."""
     started = time.monotonic()

@@ -488,37 +488,110 @@ def passes_check(bsm: day1_pb2.BSM) -> bool:
         return False
 
 
+# The raw position, speed and heading a BSM with all three available and in range has (``decode_bsms``).
+_PLACED_LO = np.array([units.LAT_MIN, units.LON_MIN, 0, 0], dtype=np.int64)
+_PLACED_HI = np.array([units.LAT_MAX, units.LON_MAX, units.SPEED_MAX, units.HEADING_UNAVAILABLE - 1], dtype=np.int64)
+
+SenderKey = tuple[bytes, int, int, int, int, int, int, int, int, int, int, int]
+
+
+def _sender_key(bsm: day1_pb2.BSM) -> SenderKey | None:
+    """Every field ``_remote`` decodes other than the motion (position, speed, heading, acceleration) and time, as
+    on the wire: what a sender's BSMs repeat tick after tick. None for a BSM with the emergency extension (decoded
+    in full every time)."""
+    if bsm.HasField("emergency_ext"):
+        return None
+    size, ext, brakes = bsm.size, bsm.safety_ext, bsm.brakes
+    return (
+        bsm.id, size.length, size.width, bsm.accuracy.semi_major, bsm.vehicle_class, ext.events, ext.lights,
+        brakes.brake_pedal, brakes.abs, brakes.traction, brakes.scs, bsm.pos.elevation,
+    )  # fmt: skip
+
+
 def decode_bsms(
-    bsms: Sequence[day1_pb2.BSM], *, now_s: float, frame: LocalFrame, epoch: datetime
+    bsms: Sequence[day1_pb2.BSM],
+    *,
+    now_s: float,
+    frame: LocalFrame,
+    epoch: datetime,
+    memo: dict[SenderKey, dict[str, object]] | None = None,
 ) -> list[RemoteState | None]:
     """:func:`decode_bsm` of many BSMs at once, the same values (the positions go through the frame in one
     vectorised call: a fleet decodes a thousand BSMs a tick). A value out of range raises ValueError, as
-    ``decode_bsm`` does."""
-    wire: list[tuple[day1_pb2.BSM, float, float, float, float] | None] = []
-    for bsm in bsms:
-        lat = units.lat_from_wire(bsm.pos.lat)
-        lon = units.lon_from_wire(bsm.pos.lon)
-        speed = units.speed_from_wire(bsm.speed)
-        heading = units.heading_from_wire(bsm.heading)
-        ok = lat is not None and lon is not None and speed is not None and heading is not None
-        wire.append((bsm, lat, lon, speed, heading) if ok else None)  # type: ignore[arg-type]
+    ``decode_bsm`` does.
+
+    ``memo`` (kept by the caller from call to call, for one ``frame``): per value of the fields a BSM's decoding
+    takes from other than its motion (``_sender_key``: its id, size, accuracy, class, flags, brakes, elevation),
+    the decoding of a BSM that had them; a BSM with the same values gets the same fields without converting
+    them again, and its motion and time as converted here (a sender's BSMs differ tick after tick only in
+    those). The same RemoteState either way; a value out of range is never remembered (it raised)."""
+    raw = np.array([(b.pos.lat, b.pos.lon, b.speed, b.heading) for b in bsms], dtype=np.int64).reshape(-1, 4)
+    wire: list[tuple[day1_pb2.BSM, float] | None]
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    compass: NDArray[np.float64]
+    if ((raw >= _PLACED_LO) & (raw <= _PLACED_HI)).all():
+        # Every one with a position, speed and heading in range (the usual case): the scalar conversions' products
+        # (``units.lat_from_wire`` & co.: the raw value times the unit), on all of them at once.
+        values = raw.astype(np.float64)  # (exact: |raw| < 2**53, as Python's int * float converts it)
+        lat, lon = values[:, 0] * units.LATLON_UNIT_DEG, values[:, 1] * units.LATLON_UNIT_DEG
+        wire = list(zip(bsms, (values[:, 2] * 0.02).tolist(), strict=True))
+        compass = values[:, 3] * units.HEADING_UNIT_DEG
+    else:  # one by one: which are unavailable (None), which out of range (ValueError)
+        wire, lats, lons, headings = [], [], [], []
+        for bsm in bsms:
+            la = units.lat_from_wire(bsm.pos.lat)
+            lo = units.lon_from_wire(bsm.pos.lon)
+            speed = units.speed_from_wire(bsm.speed)
+            heading = units.heading_from_wire(bsm.heading)
+            if la is None or lo is None or speed is None or heading is None:
+                wire.append(None)
+                continue
+            wire.append((bsm, speed))
+            lats.append(la)
+            lons.append(lo)
+            headings.append(heading)
+        lat = np.array(lats, dtype=np.float64)
+        lon = np.array(lons, dtype=np.float64)
+        compass = np.array(headings, dtype=np.float64)
     placed = [w for w in wire if w is not None]
     if not placed:
         return [None] * len(wire)
-    xs, ys, _ = frame.to_local(np.array([w[1] for w in placed]), np.array([w[2] for w in placed]), frame.h0_m)
+    xs, ys, _ = frame.to_local(lat, lon, frame.h0_m)
     # The same numpy operations as the scalar conversions, on all of them at once (the same values).
-    yaws = units.compass_deg_to_enu_yaw_rad(np.array([w[4] for w in placed]))
+    yaws = units.compass_deg_to_enu_yaw_rad(compass)
     now_mark = units.sec_mark(now_s, epoch)
     ages_ms = (now_mark - np.array([w[0].sec_mark for w in placed], dtype=np.int64)) % 60000
     times = (now_s - ages_ms / 1000.0).tolist()
     out: list[RemoteState | None] = []
     k = 0
+    new = object.__new__
     for w in wire:
         if w is None:
             out.append(None)
             continue
-        bsm, _, _, speed, _ = w
-        out.append(_remote(bsm, float(xs[k]), float(ys[k]), speed, float(yaws[k]), times[k], frame))
+        bsm, speed = w
+        key = None if memo is None else _sender_key(bsm)
+        known = None if memo is None or key is None else memo.get(key)
+        if known is None:
+            remote = _remote(bsm, float(xs[k]), float(ys[k]), speed, float(yaws[k]), times[k], frame)
+            if memo is not None and key is not None:
+                memo[key] = dict(remote.__dict__)
+        else:
+            # The known fields with this BSM's motion and time, without a frozen dataclass's __setattr__ per field.
+            accel = units.accel_from_wire(bsm.accel_set.long) or 0.0
+            remote = new(RemoteState)
+            fields = remote.__dict__
+            fields.update(known)
+            fields.update(
+                t_s=times[k],
+                x=float(xs[k]),
+                y=float(ys[k]),
+                speed_mps=speed,
+                heading_rad=float(yaws[k]),
+                accel_mps2=accel,
+            )
+        out.append(remote)
         k += 1
     return out
 
