@@ -17,6 +17,7 @@ from v2x.run import runner
 from v2x.run.runner import RunError, Signing, run_scenario, warm_up_core
 from v2x.scenario import load_scenario
 from v2x.scenario.model import Scenario
+from v2x.sim.simulation import Simulation
 
 
 def _scenario(tmp_path: Path) -> Scenario:
@@ -48,6 +49,20 @@ def test_the_outcome_is_the_same_with_one_fleet_and_with_two_worker_processes(tm
     fleet_warnings = [e for e in one["events"] if e["type"] == "warning" and e["target"].startswith("bg-")]
     assert fleet_warnings  # the fleets did raise FCW, so the comparison means something
     assert _outcome(one) == _outcome(two)
+
+
+def test_the_outcome_is_the_same_whether_the_fleets_send_their_warnings_a_tick_later_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``FleetInput.warnings_next_tick`` (on by default: the fleets run their apps while the world closes the
+    tick and send the warnings with the next tick's bundle) leaves the outcome as it is without it."""
+    sc = _scenario(tmp_path)
+    warm_up_core([sc])
+    later = asyncio.run(run_scenario(sc, seed=0, broker="embedded", variants=["v2x"], workers=2))
+    monkeypatch.setattr(Simulation, "fleet_warnings_next_tick", False)
+    at_once = asyncio.run(run_scenario(sc, seed=0, broker="embedded", variants=["v2x"], workers=2))
+    assert [e for e in later["events"] if e["type"] == "warning" and e["target"].startswith("bg-")]
+    assert _outcome(later) == _outcome(at_once)
 
 
 def test_workers_need_a_broker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

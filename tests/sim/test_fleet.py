@@ -3,6 +3,7 @@ and its FCW for every hosted vehicle at once (sans-I/O, no broker)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 from collections.abc import Callable
@@ -17,6 +18,8 @@ import pytest
 from tests.sim.test_background import _scenario, _tick
 from v2x.agents.fleet import FleetAgent
 from v2x.geodesy import LocalFrame
+from v2x.net import topics
+from v2x.net.fleet import FleetHost
 from v2x.run.runner import environment
 from v2x.scenario.loader import SCENARIO_DIR, load_scenario
 from v2x.sim.inbound import MAX_FLEET_ACK_BYTES, Inbound
@@ -633,3 +636,69 @@ def test_vehicles_put_as_wire_bytes_serialise_as_field_by_field_adds() -> None:
     empty = testbed_pb2.FleetInput()
     add_vehicles(empty, heads, bodies, [])
     assert empty.SerializeToString() == b""
+
+
+def _fcw_inputs() -> list[testbed_pb2.FleetInput]:
+    """Three ticks of a fleet vehicle (bg-0-1) closing in on a braking story car it hears (FCW at tick 1)."""
+    inputs = []
+    for tick in range(1, 4):
+        t = tick * 0.1
+        inp = testbed_pb2.FleetInput(
+            run_id="r", tick=tick, time_us=round(t * 1e6), tick_us=100_000, truth_time_us=round((t - 0.1) * 1e6),
+            final=tick == 3, warnings_next_tick=tick < 3,
+        )  # fmt: skip
+        inp.vehicles.append(_vehicle("bg-0-1", 0.0, 15.0))
+        inp.envelopes.append(_bsm_envelope("lead", 25.0, 8.0, -6.0, t, tick))
+        pack_deliveries(inp, np.array([0]), np.array([0]), np.array([round(t * 1e6) + 2000]))
+        inputs.append(inp)
+    return inputs
+
+
+async def test_a_fleet_told_warnings_next_tick_sends_them_with_the_next_ack_and_the_final_ack_its_own() -> None:
+    """``FleetInput.warnings_next_tick``: the ack of tick n carries the vehicles' BSMs of tick n and the warnings
+    raised at tick n - 1 (``listen`` runs after the ack went out); the final tick's ack carries its own. The
+    warnings are those ``step`` gives, and an input sent again is answered with the same bytes."""
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    thresholds = environment(sc).thresholds
+    whole = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=thresholds)
+    expected = [list(whole.step(inp).events) for inp in _fcw_inputs()]
+    assert [len(e) for e in expected] == [1, 0, 0]  # FCW at tick 1 only (once per validity period)
+
+    raw: list[bytes] = []
+
+    class Wire:  # the shell's side of its connection: what it publishes, in order
+        def route(self, topic_filter: str, handler: object) -> None:
+            pass
+
+        async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
+            assert topic == topics.fleet_ack("r", "fleet-0")
+            raw.append(payload)
+
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=thresholds)
+    host = FleetHost(Wire(), "r", agent, n_ticks=3)  # type: ignore[arg-type]
+    inputs = _fcw_inputs()
+    host.last_tick = 0  # (ticks 1..3 here)
+    for inp in inputs[:2]:
+        host.queue.put_nowait(inp.SerializeToString())
+    host.queue.put_nowait(inputs[1].SerializeToString())  # tick 2 asked again
+    host.queue.put_nowait(inputs[2].SerializeToString())
+    await asyncio.wait_for(host.run(), 10)
+    acks = [testbed_pb2.FleetAck.FromString(p) for p in raw]
+    assert [a.tick for a in acks] == [1, 2, 2, 3]
+    assert raw[1] == raw[2]
+    assert [list(a.events) for a in acks] == [[], expected[0], expected[0], expected[1] + expected[2]]
+    assert all(len(a.envelopes) == 1 for a in acks)
+
+
+def test_a_warning_of_the_tick_before_may_name_a_vehicle_the_fleet_hosted_then(tmp_path: Path) -> None:
+    """A deferred warning (raised before the ack's tick) for a vehicle the fleet hosted at the tick before
+    stands; one raised at this tick for it, or for a vehicle never hosted, is ``not_in_fleet``."""
+    sim, _, ack = _open_tick_with_members(tmp_path)
+    members = sim._members["fleet-0"]
+    earlier = testbed_pb2.Advisory(app=testbed_pb2.APP_FCW, target_id="bg-gone", other_id="x", raised_at_s=0.0)
+    now = testbed_pb2.Advisory(app=testbed_pb2.APP_FCW, target_id="bg-gone", other_id="x", raised_at_s=0.1)
+    never = testbed_pb2.Advisory(app=testbed_pb2.APP_FCW, target_id="bg-never", other_id="x", raised_at_s=0.0)
+    ack.events.extend([earlier, now, never])
+    sim.inbound.fleet("fleet-0", ack.SerializeToString(), members, before={"bg-gone": 1})
+    assert sim.inbound.stats.rejected == {"not_in_fleet": 2}
+    assert [(vid, adv.raised_at_s) for vid, adv in sim.inbound.fleet_events] == [("bg-gone", 0.0)]

@@ -6,7 +6,8 @@ the equipped ones are hosted here, all of them in one ``FleetAgent`` per run. Ea
 heard) and the fleet answers with one ``FleetAck`` (every vehicle's envelopes, the warnings its apps
 raised). The fleet never moves a vehicle: the world keeps the truth.
 
-Per tick, ``step``:
+Per tick, ``step`` (``transmit``, step 1, then ``listen``, steps 2 and 3: the shell sends the BSMs before
+``listen`` when the world lets the warnings follow with the next tick's ack, ``FleetInput.warnings_next_tick``):
 
 1. sends each hosted vehicle's BSM of its truth (the world's, when the previous tick closed: the BSM's
    time stamp says so, and receivers carry it on from there as they do every BSM), refreshed from a
@@ -126,6 +127,23 @@ def _accuracy_wire(major: np.ndarray, minor: np.ndarray, known: np.ndarray) -> l
     return [wire[k] for k in inverse.reshape(-1).tolist()]
 
 
+@dataclass
+class _Begun:
+    """What ``FleetAgent.listen`` needs of the tick ``transmit`` began: the hosted vehicles, where their receivers
+    put them carried on to the tick's time, their heading and acceleration, and FCW's accuracy gate on each."""
+
+    tick: int
+    vehicles: list[testbed_pb2.FleetVehicle]
+    ids: list[str]
+    x: np.ndarray
+    y: np.ndarray
+    vx: np.ndarray
+    vy: np.ndarray
+    heading: np.ndarray
+    accel: np.ndarray
+    able: np.ndarray
+
+
 class FleetAgent:
     """The equipped background vehicles of one run (``fleet_id``), their BSMs and their FCW."""
 
@@ -188,9 +206,17 @@ class FleetAgent:
         # (``decode_bsms``' memo: a sender's BSMs repeat them tick after tick).
         self._decoded: dict[SenderKey, dict[str, object]] = {}
         self._pairs_made = 0  # the (vehicle, sender) pairs FCW had last tick: room for as many, and some, now
+        self._listening: _Begun | None = None  # the tick ``transmit`` began, for ``listen``
 
     def step(self, inp: testbed_pb2.FleetInput) -> testbed_pb2.FleetAck:
         """One tick: every hosted vehicle's BSM and the FCW warnings of all of them."""
+        ack = self.transmit(inp)
+        ack.events.extend(self.listen(inp))
+        return ack
+
+    def transmit(self, inp: testbed_pb2.FleetInput) -> testbed_pb2.FleetAck:
+        """The first half of a tick: a ``FleetAck`` with every hosted vehicle's BSM (no warnings yet). Then
+        ``listen(inp)`` gives the tick's warnings; ``step`` is the two."""
         t = inp.time_us / 1e6
         ack = testbed_pb2.FleetAck(fleet_id=self.fleet_id, tick=inp.tick)
         vehicles = list(inp.vehicles)
@@ -219,14 +245,24 @@ class FleetAgent:
             accuracy = _accuracy_wire(major, minor, known)
             wrecked = [v.wrecked for v in vehicles]
             ack.envelopes.extend(self._bsms(inp, vehicles, ids, x0, y0, heading, speed, accel, accuracy, wrecked))
-        self._hear(inp, ids, t)
-        if n:
-            # FCW's accuracy gate on the host: one that states an accuracy FCW cannot use does not warn (one that
-            # states none knows its truth: the background without positioning, as before).
-            need = self.thresholds["fcw_required_accuracy_m"]
-            able = ~known | (R95_PER_SIGMA * major <= need)
-            ack.events.extend(self._fcw(vehicles, x, y, vx, vy, heading, accel, t, able))
+        # FCW's accuracy gate on the host: one that states an accuracy FCW cannot use does not warn (one that
+        # states none knows its truth: the background without positioning, as before).
+        need = self.thresholds["fcw_required_accuracy_m"]
+        able = ~known | (R95_PER_SIGMA * major <= need)
+        self._listening = _Begun(inp.tick, vehicles, ids, x, y, vx, vy, heading, accel, able)
         return ack
+
+    def listen(self, inp: testbed_pb2.FleetInput) -> list[testbed_pb2.Advisory]:
+        """The second half of the tick ``transmit(inp)`` began: hear its deliveries, run FCW; the warnings."""
+        b = self._listening
+        if b is None or b.tick != inp.tick:
+            raise RuntimeError(f"listen() for tick {inp.tick} without transmit() first")
+        self._listening = None
+        t = inp.time_us / 1e6
+        self._hear(inp, b.ids, t)
+        if not b.vehicles:
+            return []
+        return self._fcw(b.vehicles, b.x, b.y, b.vx, b.vy, b.heading, b.accel, t, b.able)
 
     # -- transmitting -------------------------------------------------------------------------------
     def _bsms(

@@ -3,7 +3,9 @@ tick.
 
 ``FleetInput(n)`` arrives on ``fleet-in/{fleet}`` -> parsed and checked (size, the run, the tick: the next
 one, or the one just answered, which is answered again with the same bytes, as ``v2x.net.host`` does) ->
-``FleetAgent.step`` -> one ``FleetAck(n)`` on ``fleet-ack/{fleet}``. Bad inputs are counted
+``FleetAgent.transmit`` and ``listen`` -> one ``FleetAck(n)`` on ``fleet-ack/{fleet}``; with
+``warnings_next_tick`` the ack goes out after ``transmit`` (the vehicles' BSMs) and carries the warnings of
+tick n - 1, and ``listen`` (hearing, FCW) runs after it, while the world closes the tick. Bad inputs are counted
 (``rejected``), never raised. The runner starts it, subscribed, before the world's first tick. A
 ``FleetInput`` with ``dismissed`` before the first tick (no world will serve this fleet) ends ``run``.
 """
@@ -45,6 +47,7 @@ class FleetHost:
         self.last_tick = -1
         self.last_output = b""
         self.dismissed = ""  # why no world will serve this fleet, when the world said so before a first tick
+        self.held: list[testbed_pb2.Advisory] = []  # the last tick's warnings, for the next FleetAck
         transport.route(
             topics.fleet_input(run_id, agent.fleet_id), lambda topic, payload: self.queue.put_nowait(payload)
         )
@@ -69,13 +72,23 @@ class FleetHost:
                 self._reject("bad_tick", f"tick {inp.tick} after {self.last_tick}")
                 continue
             try:
-                ack = self.agent.step(inp)
+                ack = self.agent.transmit(inp)
+                ack.events.extend(self.held)  # the warnings of the tick before, when they were held back
+                self.held = []
+                if not inp.warnings_next_tick:
+                    ack.events.extend(self.agent.listen(inp))
             except Exception:
                 log.exception("%s: tick %d: step failed", self.agent.fleet_id, inp.tick)
                 raise
             self.last_tick = inp.tick
             self.last_output = ack.SerializeToString()
             await self.transport.publish(topic, self.last_output)
+            if inp.warnings_next_tick:  # the apps run while the world closes the tick; their warnings go next
+                try:
+                    self.held = self.agent.listen(inp)
+                except Exception:
+                    log.exception("%s: tick %d: step failed", self.agent.fleet_id, inp.tick)
+                    raise
             if inp.tick >= self.n_ticks:
                 return
 

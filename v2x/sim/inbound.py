@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -481,10 +481,14 @@ class Inbound:
         self._ack_counts[actor_id] = [ack.tx_count]
 
     # -- fleets -------------------------------------------------------------------------------------
-    def fleet(self, fleet_id: str, payload: bytes, members: dict[str, int], *, where: str = "") -> None:
+    def fleet(
+        self, fleet_id: str, payload: bytes, members: dict[str, int], *, where: str = "",
+        before: Mapping[str, int] | None = None,
+    ) -> None:  # fmt: skip
         """The ``FleetAck`` of ``fleet_id`` for the current tick (``members``: the vehicles it hosts at this
-        tick, id -> world slot): its envelopes become this tick's transmissions and its warnings go to
-        ``fleet_events``; whatever is wrong is rejected and counted, never raised."""
+        tick, id -> world slot; ``before``: those it hosted at the tick before, whose warnings may come with this
+        tick's ack): its envelopes become this tick's transmissions and its warnings go to ``fleet_events``;
+        whatever is wrong is rejected and counted, never raised."""
         where = where or f"fleet-ack/{fleet_id}"
         if fleet_id not in self.fleet_ids:
             self.reject("unknown_sender", where)
@@ -522,8 +526,11 @@ class Inbound:
         else:  # (the verifier remembers what it saw: each envelope is checked once, by ``_fleet_tx``)
             for raw in ack.envelopes:
                 self._fleet_tx(raw, members, where)
+        earlier = ack.tick * self.tick_s - 1e-9  # a warning raised before this tick: of the tick before
         for adv in ack.events:
-            if adv.target_id not in members:
+            if adv.target_id not in members and not (
+                before is not None and adv.target_id in before and adv.raised_at_s < earlier
+            ):
                 self.reject("not_in_fleet", where, f"(a warning for {adv.target_id[:64]!r})")
                 continue
             self.fleet_events.append((adv.target_id, adv))

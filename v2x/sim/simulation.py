@@ -102,6 +102,10 @@ class Simulation:
     ``v2x.sim.inbound``; ``fleets``: how many fleet agents share the equipped background vehicles, one per
     worker process of ``v2x run --workers``)."""
 
+    # The fleets may send a tick's warnings with the next tick's FleetAck (``FleetInput.warnings_next_tick``,
+    # see ``_fleet_inputs``); the outcome is the same either way (tests/test_workers.py turns it off).
+    fleet_warnings_next_tick = True
+
     def __init__(
         self,
         scenario: Scenario,
@@ -175,6 +179,7 @@ class Simulation:
         self.fleet_ids: list[str] = fleet_ids_for(scenario, variant, fleets)
         self.inbound.fleet_ids = set(self.fleet_ids)
         self._members: dict[str, dict[str, int]] = {}  # per fleet, the vehicles it hosts at this tick: id -> slot
+        self._members_before: dict[str, dict[str, int]] = {}  # and at the tick before (its warnings may come now)
         self._fleet_assigned: dict[str, int] = {}  # equipped vehicle -> the number of its fleet
         self._vehicle_heads: dict[str, bytes] = {}  # equipped vehicle -> its FleetVehicle's strings on the wire
         # The slots whose deliveries go into FleetInputs as arrays: the background vehicles'.
@@ -357,7 +362,7 @@ class Simulation:
         if pos is not None:
             columns += pos.reading(slots)
         bodies = vehicle_bodies(columns)
-        self._members = {}
+        self._members_before, self._members = self._members, {}
         hosted: list[list[int]] = []  # per fleet, its vehicles (indices into slots)
         for f, fleet_id in enumerate(self.fleet_ids):
             mine = np.flatnonzero(fleet_no == f)
@@ -375,6 +380,10 @@ class Simulation:
         np.rint(offsets_us, out=offsets_us)  # whole us, exact as float64
         offsets_us -= time_us
         offsets = offsets_us.astype(I32)  # the wire's type, once for every fleet
+        # The fleets may report a tick's warnings with the next tick's BSMs (they run their apps while the world
+        # closes the tick): no driver of the traffic model reacts to them, and each warning carries its time, so
+        # the outcome is the same. Not on the final tick, nor with SUMO, whose warned drivers brake (``warned``).
+        defer = self.fleet_warnings_next_tick and tick < self.n_ticks and isinstance(self.background, Background)
         for f, fleet_id in enumerate(self.fleet_ids):
             msg = testbed_pb2.FleetInput(
                 run_id=self.run_id,
@@ -383,6 +392,7 @@ class Simulation:
                 tick_us=self.tick_us,
                 truth_time_us=truth_us,
                 final=tick == self.n_ticks,
+                warnings_next_tick=defer,
             )
             add_vehicles(msg, vehicle_heads, bodies, hosted[f], positioning=positioned)
             msg.envelopes.extend(bulk.payloads)
@@ -412,7 +422,9 @@ class Simulation:
 
     def receive_fleet(self, fleet_id: str, payload: bytes, *, where: str = "") -> None:
         """A ``FleetAck`` from ``fleet_id``: validated and counted (``v2x.sim.inbound``)."""
-        self.inbound.fleet(fleet_id, payload, self._members.get(fleet_id, {}), where=where)
+        self.inbound.fleet(
+            fleet_id, payload, self._members.get(fleet_id, {}), where=where, before=self._members_before.get(fleet_id)
+        )
 
     def reject(self, reason: str, where: str, detail: str = "") -> None:
         """Count a message the shell could not even attribute (``bad_topic``)."""
