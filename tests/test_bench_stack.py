@@ -53,10 +53,12 @@ def test_bench_realtime_quick_json_has_the_issue_keys() -> None:
     assert doc["bench"] == "realtime" and 10 <= doc["n"] <= 30
     assert 0.0 <= doc["late_tick_ratio"] <= 1.0 and doc["ticks"] == 11
     assert doc["added_latency_ms_p99"] >= doc["added_latency_ms_p50"] >= 0.0
-    # The individual agents' deliveries wait for the next tick (most of a tick on top of the channel's few
-    # ms); the fleet's are handed over when the tick before closes, sooner.
-    assert doc["added_latency_ms_p99_agents"] > doc["channel_latency_ms_p99"]
-    assert doc["added_latency_ms_p99_fleet"] <= doc["added_latency_ms_p99_agents"]
+    # The fleet's and the built-in agents' deliveries are handed over together (when the tick before closes,
+    # not before its time), so which of the two p99s is higher depends on the machine's timing; both are
+    # measured, and the p99 of all of them lies between the two (each group has at most 1 % above its p99).
+    fleet, agents = doc["added_latency_ms_p99_fleet"], doc["added_latency_ms_p99_agents"]
+    assert fleet is not None and agents is not None and fleet >= 0.0 and agents >= 0.0
+    assert min(fleet, agents) - 0.01 <= doc["added_latency_ms_p99"] <= max(fleet, agents) + 0.01
     assert "late ticks" in err.getvalue()
 
 
