@@ -25,7 +25,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from v2x.core import Deliveries, SpatialGrid, WorldState, default_cell_m, fan_out_addressed, fan_out_broadcast
+from v2x.core import (
+    Deliveries,
+    SpatialGrid,
+    WorldState,
+    default_cell_m,
+    fan_out_addressed,
+    fan_out_broadcast,
+    latencies_ms,
+)
 from v2x.impair import network_link
 from v2x.scenario.model import NetworkSpec
 from v2x.wire import testbed_pb2
@@ -233,10 +241,7 @@ class Channel:
             st.delivered[name] += len(d)
             kinds = [r.msg or "unknown" for r in recs]
             if len(set(kinds)) == 1:  # written straight into the group's column (ms)
-                lat = np.subtract(
-                    d.delivery_time_s, tx_time[d.tx_index], out=st.latency_room(channel, kinds[0], len(d))
-                )
-                lat *= 1e3
+                latencies_ms(d, tx_time, st.latency_room(channel, kinds[0], len(d)), self.world.n_active)
             else:
                 lat = d.delivery_time_s - tx_time[d.tx_index]
                 lat *= 1e3
@@ -294,7 +299,7 @@ class Channel:
             narrow = np.uint16 if span <= 1 << 16 else np.int64
             offset = np.subtract(part.tx_index, np.int64(low), dtype=narrow, casting="unsafe")
             heard = np.zeros(span, dtype=np.bool_)
-            heard[offset] = True
+            heard[offset.astype(np.intp)] = True  # (numpy scatters with intp indices twice as fast as with narrow)
             kept = np.flatnonzero(heard)
             index = np.uint16 if len(kept) <= 1 << 16 else np.uint32
             bulk_out.payloads = [self.payloads[i + low].raw for i in kept.tolist()]
@@ -303,7 +308,7 @@ class Channel:
             else:
                 rank: NDArray[np.unsignedinteger[Any]] = np.zeros(span, dtype=index)
                 rank[kept] = np.arange(len(kept), dtype=index)
-                bulk_out.payload = rank[offset]
+                bulk_out.payload = np.take(rank, offset)  # (``rank[offset]``; np.take gathers it twice as fast)
         if len(self.pending):
             live = np.unique(self.pending.tx_index).tolist()
             self.payloads = {i: self.payloads[i] for i in live}
