@@ -538,16 +538,14 @@ class Inbound:
         received = self.received
         last_seq = self.last_seq
         ids = self._vehicle_ids
-        envelope, message_frame = testbed_pb2.Envelope, frame_pb2.MessageFrame
+        envelope_of, frame_of = testbed_pb2.Envelope.FromString, frame_pb2.MessageFrame.FromString
         for raw in envelopes:
             if len(raw) > MAX_TX_BYTES:
                 self._fleet_tx(raw, members, where)
                 continue
-            env = envelope()
-            frame = message_frame()
-            try:
-                env.ParseFromString(raw)
-                frame.ParseFromString(env.frame)
+            try:  # (``FromString``: a new message parsed from the bytes, as ``ParseFromString`` into a new one)
+                env = envelope_of(raw)
+                frame = frame_of(env.frame)
             except DecodeError:
                 self._fleet_tx(raw, members, where)
                 continue
