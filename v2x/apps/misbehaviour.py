@@ -264,8 +264,9 @@ class Detector:
         of another sender heard earlier (F2MD flags the newer message; ties: the larger temporary id).
         Boxes shrink by ``mbd_sigmas`` reported errors; a sender without a reported accuracy is skipped, and
         so is a pair on different levels (heights known and more than ``VERTICAL_SEPARATION_M`` apart: a car on
-        a flyover over another). Only boxes whose circumscribed circles meet (``_near``, ``_near_pairs``: one
-        numpy pass) get the exact test: the same verdicts, without a Python test per pair of hundreds of senders."""
+        a flyover over another). Only boxes whose circumscribed circles meet (``_near``, ``_near_pairs``: numpy,
+        a sweep in x) get the exact test: the same verdicts, without a Python test per pair of hundreds of senders.
+        Every sender's box is made at once (``_remote_corners``, the corners ``_corners`` gives)."""
         k = self.th["mbd_sigmas"]
         max_age = self.th["mbd_max_age_s"]
         judged = self.judged
