@@ -220,7 +220,10 @@ class Inbound:
     def open(self, tick: int) -> None:
         """Tick ``tick`` begins: acks and transmissions for it are accepted from now on."""
         self.current_tick = tick
-        self.seq_floor = {a: seq for a, (seq, _) in self.last_seq.items()}
+        # The last sequence number before this tick of each sender ``_tx`` takes (``slot_of``; its duplicate
+        # test): the fleets' vehicles, in ``last_seq`` too and thousands, are checked against ``last_seq``.
+        last = self.last_seq
+        self.seq_floor = {a: last[a][0] for a in self.slot_of if a in last}
         self.acks = {}
         self._ack_bytes = {}
         self._ack_counts = {}
