@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import DTypeLike, NDArray
 
 from v2x.core import (
     Deliveries,
@@ -140,6 +140,24 @@ def _own(joined: tuple[NDArray[np.float64], bool]) -> NDArray[np.float64]:
     return values if fresh else values.copy()
 
 
+class Scratch:
+    """A reusable array per name for a tick's temporaries of some 4 MB (one value per delivery): taken afresh
+    each tick, such an array is fresh memory, page-faulted in as it is written; kept, it is written in place.
+    ``room(name, n, dtype)`` is a view of ``n`` values of the array ``name`` (grown by an eighth when too small),
+    valid until the next ``room`` of that name: for what is consumed before then, never for what is kept."""
+
+    __slots__ = ("_arrays",)
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, NDArray[Any]] = {}
+
+    def room(self, name: str, n: int, dtype: DTypeLike) -> NDArray[Any]:
+        array = self._arrays.get(name)
+        if array is None or len(array) < n or array.dtype != dtype:
+            array = self._arrays[name] = np.empty(n + n // 8, dtype=dtype)
+        return array[:n]
+
+
 @dataclass
 class Received:
     """What one receiver is handed at a tick: the envelopes (raw bytes) and their delivery times in us."""
@@ -198,6 +216,7 @@ class Channel:
         self.payloads: dict[int, Transmission] = {}  # global tx index -> transmission
         self._next_tx_index = 0
         self.stats = ChannelStats()
+        self._scratch = Scratch()  # due_split's temporaries
 
     def transmit(self, batch: list[Transmission], grid: SpatialGrid) -> None:
         """Fan out one tick's transmissions (in (sender slot, seq) order) over their links; the deliveries
@@ -299,7 +318,11 @@ class Channel:
             narrow = np.uint16 if span <= 1 << 16 else np.int64
             offset = np.subtract(part.tx_index, np.int64(low), dtype=narrow, casting="unsafe")
             heard = np.zeros(span, dtype=np.bool_)
-            heard[offset.astype(np.intp)] = True  # (numpy scatters with intp indices twice as fast as with narrow)
+            # (numpy scatters with intp indices twice as fast as with narrow ones: the offsets again, in intp)
+            at = np.subtract(
+                part.tx_index, part.tx_index.dtype.type(low), out=self._scratch.room("at", len(part), np.intp)
+            )
+            heard[at] = True
             kept = np.flatnonzero(heard)
             index = np.uint16 if len(kept) <= 1 << 16 else np.uint32
             bulk_out.payloads = [self.payloads[i + low].raw for i in kept.tolist()]
