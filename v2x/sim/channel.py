@@ -231,19 +231,29 @@ class Channel:
             (testbed_pb2.LINK_WIRED, self.links[testbed_pb2.LINK_WIRED], None, "wired"),
         ]
         st = self.stats
-        for link, model, downlink, channel in channels:
-            recs = [
-                r
-                for r in batch
-                if r.link == link and (downlink is None or (r.sender_slot in self.platform_slots) == downlink)
-            ]
+        # Each channel's transmissions in batch order, sorted out in one pass (thousands a tick).
+        by_channel: dict[str, list[Transmission]] = {"pc5": [], "uu-up": [], "uu-down": [], "wired": []}
+        pc5, uu, wired, platforms = (
+            testbed_pb2.LINK_PC5,
+            testbed_pb2.LINK_UU,
+            testbed_pb2.LINK_WIRED,
+            self.platform_slots,
+        )
+        for r in batch:
+            if r.link == pc5:
+                by_channel["pc5"].append(r)
+            elif r.link == uu:
+                by_channel["uu-down" if r.sender_slot in platforms else "uu-up"].append(r)
+            elif r.link == wired:
+                by_channel["wired"].append(r)
+        for link, model, _, channel in channels:
+            recs = by_channel[channel]
             if not recs:
                 continue
             name = LINK_NAME[link]
             base = self._next_tx_index
             self._next_tx_index += len(recs)
-            for k, rec in enumerate(recs):
-                self.payloads[base + k] = rec
+            self.payloads.update(zip(range(base, base + len(recs)), recs, strict=True))
             senders = np.array([r.sender_slot for r in recs], dtype=np.intp)
             tx_time = np.array([r.tx_time_s for r in recs], dtype=np.float64)
             st.sent[name] += len(recs)
