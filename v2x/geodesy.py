@@ -101,6 +101,7 @@ class LocalFrame:
     h0_m: float = 0.0
     _origin_ecef: tuple[float, float, float] = field(init=False, repr=False, compare=False)
     _rot: NDArray[np.float64] = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (-90.0 <= self.lat0_deg <= 90.0 and math.isfinite(self.lon0_deg) and math.isfinite(self.h0_m)):
@@ -120,6 +121,12 @@ class LocalFrame:
         rot.setflags(write=False)
         object.__setattr__(self, "_origin_ecef", (float(x0), float(y0), float(z0)))
         object.__setattr__(self, "_rot", rot)
+        object.__setattr__(self, "_hash", hash((self.lat0_deg, self.lon0_deg, self.h0_m)))
+
+    def __hash__(self) -> int:
+        # The hash the dataclass would compute (of the compared fields), computed once: a frame is part of the
+        # key of every decoded message in a receiver's memo (``Heard.decoded``), hundreds of lookups a tick.
+        return self._hash
 
     # -- ECEF <-> ENU ------------------------------------------------------------------------------
 

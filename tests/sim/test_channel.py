@@ -212,3 +212,17 @@ def test_due_split_when_the_marked_receivers_heard_every_transmission(start: int
     for s in set(arrays.receiver.tolist()):
         mine = arrays.receiver == s
         assert [arrays.payloads[k] for k in arrays.payload[mine]] == everything[s].envelopes
+
+
+def test_scratch_hands_out_views_of_one_array_per_name_grown_when_too_small() -> None:
+    from v2x.sim.channel import Scratch
+
+    s = Scratch()
+    a = s.room("a", 100, np.intp)
+    assert len(a) == 100 and a.dtype == np.intp
+    b = s.room("a", 80, np.intp)
+    assert np.shares_memory(a, b)  # the same array, written in place
+    assert not np.shares_memory(b, s.room("b", 80, np.intp))  # another name, another array
+    c = s.room("a", 1000, np.intp)  # too small: a new one
+    assert len(c) == 1000 and not np.shares_memory(a, c)
+    assert s.room("a", 10, np.float64).dtype == np.float64  # another type: a new one

@@ -20,6 +20,7 @@ from v2x.core._fanout import (
     delivery_distances,
     fan_out_addressed,
     fan_out_broadcast,
+    latencies_ms,
 )
 from v2x.core._grid import SpatialGrid
 from v2x.core._heard import pairs_at_least, stamp_deliveries
@@ -45,6 +46,7 @@ __all__ = [
     "detect_conflicts",
     "fan_out_addressed",
     "fan_out_broadcast",
+    "latencies_ms",
     "overlapping_pairs",
     "pairs_at_least",
     "stamp_deliveries",

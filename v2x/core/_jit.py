@@ -28,7 +28,17 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-__all__ = ["SMALL_WORLD", "always_compiled", "compiled", "interpreted", "jit", "jit_inline", "kernel", "twins"]
+__all__ = [
+    "SMALL_WORLD",
+    "always_compiled",
+    "compiled",
+    "compiles",
+    "interpreted",
+    "jit",
+    "jit_inline",
+    "kernel",
+    "twins",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,11 +101,16 @@ def interpreted(fn: F) -> F:
     return cast(F, call)
 
 
+def compiles(n: int) -> bool:
+    """Whether a world of ``n`` actors runs the kernels compiled (see :data:`SMALL_WORLD`, :func:`always_compiled`)."""
+    return n > SMALL_WORLD or _forced[0]
+
+
 def kernel(fn: F, n: int) -> F:
     """The version of the kernel ``fn`` to run for a world of ``n`` actors (see :data:`SMALL_WORLD`)."""
     if getattr(fn, _MARK, None) is None:
         raise TypeError(f"{fn.__name__} is not marked with @jit")
-    return compiled(fn) if n > SMALL_WORLD or _forced[0] else interpreted(fn)
+    return compiled(fn) if compiles(n) else interpreted(fn)
 
 
 @contextlib.contextmanager

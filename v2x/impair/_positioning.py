@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -66,14 +67,20 @@ class PositionFixes:
     ``error_en`` (N, 2) is the east/north error in metres to ADD to the true position. ``sigma_major_m``
     and ``sigma_minor_m`` (N,) are the 1-sigma accuracy the receiver reports for its current state (the
     models are isotropic, so the two are equal). Where ``available`` is False (state "no-fix") there is no
-    position: ``error_en`` is NaN and the sigmas are inf.
+    position: ``error_en`` is NaN and the sigmas are inf. ``state`` names each receiver's state
+    (``STATE_NAMES``), made from the codes ``state_code`` when first asked for (the fleets' thousands of
+    receivers are stepped every tick, and nothing reads their names).
     """
 
     error_en: FloatArray
     sigma_major_m: FloatArray
     sigma_minor_m: FloatArray
-    state: tuple[str, ...]
+    state_code: NDArray[np.int64]
     available: NDArray[np.bool_]
+
+    @cached_property
+    def state(self) -> tuple[str, ...]:
+        return tuple(STATE_NAMES[s] for s in self.state_code.tolist())
 
 
 # State codes (index into STATE_NAMES).
@@ -368,6 +375,6 @@ class PositioningModel:
             error_en=err,
             sigma_major_m=sigma,
             sigma_minor_m=sigma.copy(),
-            state=tuple(STATE_NAMES[int(s)] for s in state),
+            state_code=state.copy(),  # (``_prev_state`` is the same array, which ``restart`` writes to)
             available=available,
         )

@@ -40,7 +40,7 @@ STEPS: tuple[Step, ...] = (
     Step("grid", "spatial grid", ("counting_order",)),
     Step("referee", "overlap referee", ("pairs_kernel",)),
     Step("motion", "motion model", ("motion_kernel",)),
-    Step("broadcast", "broadcast fan-out", ("broadcast_kernel",)),
+    Step("broadcast", "broadcast fan-out", ("broadcast_kernel", "latency_ms_kernel")),
     Step("pairs", "conflict detection, given pairs", ("conflicts_of_pairs", "conflict_arrays", "pairs_kept")),
     Step("swept", "conflict detection, all pairs", ("conflicts_swept",)),
     Step("heard", "the fleet's table of who heard whom", ("heard_pairs", "stamp_heard")),
@@ -80,6 +80,7 @@ def _run_step(name: str) -> None:
         detect_conflicts,
         fan_out_addressed,
         fan_out_broadcast,
+        latencies_ms,
         overlapping_pairs,
         pairs_at_least,
         stamp_deliveries,
@@ -96,7 +97,8 @@ def _run_step(name: str) -> None:
         rng = np.random.default_rng(0)
         t0 = np.array([0.0])
         can_receive = np.ones(w.capacity, dtype=bool)
-        fan_out_broadcast(w, tx, t0, network_link("pc5-sidelink-los"), rng, grid=grid, can_receive=can_receive)
+        d = fan_out_broadcast(w, tx, t0, network_link("pc5-sidelink-los"), rng, grid=grid, can_receive=can_receive)
+        latencies_ms(d, t0, np.empty(len(d)), w.n_active)  # (the channel's latency store)
         fan_out_addressed(w, tx, t0, np.array([0], dtype=np.intp), rx, network_link("5g-uu-edge-sa"), rng)
     elif name == "pairs":
         detect_conflicts(w, horizon_s=6.0, pairs=(tx, rx))

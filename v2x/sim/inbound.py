@@ -220,7 +220,10 @@ class Inbound:
     def open(self, tick: int) -> None:
         """Tick ``tick`` begins: acks and transmissions for it are accepted from now on."""
         self.current_tick = tick
-        self.seq_floor = {a: seq for a, (seq, _) in self.last_seq.items()}
+        # The last sequence number before this tick of each sender ``_tx`` takes (``slot_of``; its duplicate
+        # test): the fleets' vehicles, in ``last_seq`` too and thousands, are checked against ``last_seq``.
+        last = self.last_seq
+        self.seq_floor = {a: last[a][0] for a in self.slot_of if a in last}
         self.acks = {}
         self._ack_bytes = {}
         self._ack_counts = {}
@@ -545,16 +548,14 @@ class Inbound:
         received = self.received
         last_seq = self.last_seq
         ids = self._vehicle_ids
-        envelope, message_frame = testbed_pb2.Envelope, frame_pb2.MessageFrame
+        envelope_of, frame_of = testbed_pb2.Envelope.FromString, frame_pb2.MessageFrame.FromString
         for raw in envelopes:
             if len(raw) > MAX_TX_BYTES:
                 self._fleet_tx(raw, members, where)
                 continue
-            env = envelope()
-            frame = message_frame()
-            try:
-                env.ParseFromString(raw)
-                frame.ParseFromString(env.frame)
+            try:  # (``FromString``: a new message parsed from the bytes, as ``ParseFromString`` into a new one)
+                env = envelope_of(raw)
+                frame = frame_of(env.frame)
             except DecodeError:
                 self._fleet_tx(raw, members, where)
                 continue

@@ -49,7 +49,7 @@ from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
 from v2x.scenario.signals import warp_from_wire
 from v2x.sim.actors import road_user_slots, unequipped_ids, world_state
 from v2x.sim.background import Background, BackgroundTraffic, background_capacity
-from v2x.sim.channel import Bulk, Channel
+from v2x.sim.channel import Bulk, Channel, Scratch
 from v2x.sim.events import event_order
 from v2x.sim.inbound import Inbound
 from v2x.sim.metrics import run_metrics
@@ -186,6 +186,7 @@ class Simulation:
         self._bulk = np.zeros(w.capacity, dtype=np.bool_)
         self._bulk[len(self.actor_ids) :] = True
         self.fleet_inputs: dict[str, bytes] = {}  # this tick's FleetInput of each fleet
+        self._scratch = Scratch()  # the FleetInputs' temporaries (serialised before the next tick's)
         self._wrecked: set[str] = set()  # equipped vehicles whose FleetVehicle says ``wrecked``
         # The receivers of the fleets' vehicles whose flows name a positioning profile (drawn by the world from
         # a generator of their own: the other draws stay as they were; none without such a flow).
@@ -376,10 +377,12 @@ class Simulation:
         run_slot = bulk.receiver[start]
         run_fleet, run_vehicle, run_length = fleet_of_slot[run_slot], index_of_slot[run_slot], stop - start
         time_us = round(t * 1e6)
-        offsets_us = np.multiply(bulk.deliveries.delivery_time_s, 1e6)
+        n = len(bulk.deliveries)  # (the two temporaries in arrays kept from tick to tick: ``Scratch``)
+        offsets_us = np.multiply(bulk.deliveries.delivery_time_s, 1e6, out=self._scratch.room("us", n, np.float64))
         np.rint(offsets_us, out=offsets_us)  # whole us, exact as float64
         offsets_us -= time_us
-        offsets = offsets_us.astype(I32)  # the wire's type, once for every fleet
+        offsets = self._scratch.room("offsets", n, I32)  # the wire's type, once for every fleet
+        np.copyto(offsets, offsets_us, casting="unsafe")  # (``astype``'s conversion)
         # The fleets may report a tick's warnings with the next tick's BSMs (they run their apps while the world
         # closes the tick): no driver of the traffic model reacts to them, and each warning carries its time, so
         # the outcome is the same. Not on the final tick, nor with SUMO, whose warned drivers brake (``warned``).

@@ -1,0 +1,177 @@
+"""The misbehaviour detector's faster paths (v2x.apps.misbehaviour) against the code they replaced: the same
+values bit for bit and the same verdicts, on random inputs (NaN, infinities and boxes that touch among them)."""
+
+from __future__ import annotations
+
+import math
+import random
+from itertools import pairwise
+
+import numpy as np
+
+from v2x.apps import misbehaviour as mb
+from v2x.apps.host import Participant
+from v2x.apps.thresholds import resolve
+from v2x.wire.bsm import RemoteState
+
+
+def _distance_bounds_before(
+    v0: float, v1: float, dt: float, accel: float, decel: float, vmax: float
+) -> tuple[float, float]:
+    """``distance_bounds`` as it was (a closure per bound, called at both ends of every interval)."""
+    if dt <= 0:
+        return 0.0, 0.0
+    accel, decel = max(accel, 1e-9), max(decel, 1e-9)
+    ts = {0.0, dt}
+    for t in (
+        (v1 - v0 + decel * dt) / (accel + decel),
+        (vmax - v0) / accel,
+        dt - (vmax - v1) / decel,
+        (v0 - v1 + accel * dt) / (accel + decel),
+        v0 / decel,
+        dt - v1 / accel,
+    ):
+        if 0.0 < t < dt:
+            ts.add(t)
+    grid = sorted(ts)
+
+    def hi(t: float) -> float:
+        return max(0.0, min(v0 + accel * t, v1 + decel * (dt - t), vmax))
+
+    def lo(t: float) -> float:
+        return min(vmax, max(v0 - decel * t, v1 - accel * (dt - t), 0.0))
+
+    most = sum((b - a) * (hi(a) + hi(b)) / 2 for a, b in pairwise(grid))
+    least = sum((b - a) * (lo(a) + lo(b)) / 2 for a, b in pairwise(grid))
+    return least, most
+
+
+def _overlaps_before(
+    det: mb.Detector, remotes: list[RemoteState], t_s: float, own: Participant | None
+) -> list[mb.Verdict]:
+    """``Detector.overlaps`` as it was: each sender's box by ``_corners`` of ``Participant.from_remote``, the
+    pairs by the full matrix."""
+    k, max_age = det.th["mbd_sigmas"], det.th["mbd_max_age_s"]
+    boxes = []
+    for r in remotes:
+        sigma = mb._sigma(r, det.th)
+        if r.temp_id in det.judged or sigma is None or t_s - r.t_s > max_age:
+            continue
+        corners = mb._corners(Participant.from_remote("", r, t_s), k * sigma)
+        if corners is not None:
+            boxes.append((r, corners))
+    out = []
+    mine = mb._corners(own, k * own.sigma_m if math.isfinite(own.sigma_m) else 0.0) if own is not None else None
+    if mine is not None and own is not None:
+        near_me = mb._near([c for _, c in boxes], mine)
+        for (r, corners), near in zip(boxes, near_me, strict=True):
+            if near and not mb._levels_apart(r.z_m, own.z_m) and mb.boxes_overlap(corners, mine):
+                v = det.judge(r.temp_id, "overlap", t_s)
+                if v is not None:
+                    out.append(v)
+    boxes = [(r, c) for r, c in boxes if r.temp_id not in det.judged]
+    boxes.sort(key=lambda b: (b[0].t_s, b[0].temp_id))
+    candidates = mb._near_pairs_dense(*mb._circles([c for _, c in boxes])) if len(boxes) >= 2 else [[] for _ in boxes]
+    for n, (r, corners) in enumerate(boxes):
+        for other, theirs in (boxes[m] for m in candidates[n]):
+            if (
+                other.temp_id not in det.judged
+                and not mb._levels_apart(r.z_m, other.z_m)
+                and mb.boxes_overlap(corners, theirs)
+            ):
+                v = det.judge(r.temp_id, "overlap", t_s)
+                if v is not None:
+                    out.append(v)
+                break
+    return out
+
+
+def test_distance_bounds_gives_the_same_floats_as_before() -> None:
+    rng = random.Random(1)
+    odd = [0.0, 1e-9, 0.1, 3.0, 9.0, 55.55, -1.0, math.nan, math.inf, -math.inf]
+    for _ in range(20_000):
+        v0, v1 = (rng.choice(odd) if rng.random() < 0.2 else rng.uniform(-5, 60) for _ in range(2))
+        dt = rng.choice([0.0, -0.1, 0.1, 3.1, math.nan, rng.uniform(0, 4)])
+        accel, decel = rng.choice([0.0, math.nan, rng.uniform(0, 10)]), rng.uniform(0, 12)
+        vmax = rng.choice([55.55, 40.0, math.inf, rng.uniform(0, 60)])
+        args = (v0, v1, dt, accel, decel, vmax)
+        assert repr(mb.distance_bounds(*args)) == repr(_distance_bounds_before(*args)), args
+
+
+def _remote(rng: random.Random, x: float, y: float) -> RemoteState:
+    return RemoteState(
+        temp_id=rng.randbytes(8),
+        t_s=10.0 - rng.choice([0.0, 0.05, 0.1, 0.3, 0.31, -0.1]),
+        x=x,
+        y=y,
+        speed_mps=rng.choice([0.0, rng.uniform(0, 20)]),
+        heading_rad=rng.uniform(-3.2, 3.2),
+        accel_mps2=rng.choice([0.0, -9.0, rng.uniform(-9, 3)]),
+        length_m=rng.choice([4.5, 0.2, 12.0]),
+        width_m=rng.choice([1.8, 0.1, 2.5]),
+        sigma_major_m=rng.choice([None, 0.02, 0.3, 5.0, math.inf]),
+        kind_class=0,
+        events=0,
+        z_m=rng.choice([None, 0.0, 6.0]),
+    )
+
+
+def test_the_boxes_are_the_corners_of_the_extrapolated_participant_bit_for_bit() -> None:
+    rng = random.Random(2)
+    chosen = [
+        (_remote(rng, rng.uniform(-1e4, 1e4), rng.uniform(-50, 50)), rng.choice([0.0, 0.06, 1.0, 3.0]))
+        for _ in range(500)
+    ]
+    corners, kept = mb._remote_corners(chosen, 10.0)
+    for n, (r, shrink) in enumerate(chosen):
+        before = mb._corners(Participant.from_remote("", r, 10.0), shrink)
+        assert (before is not None) == (n in kept)
+        if before is not None:
+            assert corners[n].tolist() == [list(c) for c in before]
+
+
+def test_overlaps_judges_as_before() -> None:
+    rng = random.Random(3)
+    th = dict(resolve({}))
+    judged = 0
+    for trial in range(600):
+        dense = rng.random() < 0.5  # a crowd on three lanes, or traffic 25 m apart on eight
+        remotes = [
+            _remote(rng, rng.uniform(0, 60), rng.choice([0.0, 3.5, 7.0]) + rng.uniform(-1, 1))
+            if dense
+            else _remote(rng, 25.0 * k + rng.uniform(-4, 4), -3.5 * (k % 8 + 0.5))
+            for k in range(rng.randint(0, 60))
+        ]
+        if len(remotes) > 3 and rng.random() < 0.3:
+            remotes[1] = _remote(rng, remotes[0].x, remotes[0].y)  # the same place
+        new, old = mb.Detector(th), mb.Detector(th)
+        for r in remotes[:3]:
+            if rng.random() < 0.3:
+                new.judge(r.temp_id, "speed", 1.0)
+                old.judge(r.temp_id, "speed", 1.0)
+        own = None
+        if rng.random() < 0.8:
+            own = Participant("own", 30.0, 3.5, 0.0, 0.0, 0.0, 0.3, 4.5, 1.8, rng.choice([0.0, 0.5, math.inf]), 0.0)
+        assert new.overlaps(remotes, 10.0, own) == _overlaps_before(old, remotes, 10.0, own), trial
+        assert new.judged == old.judged
+        judged += len(new.judged)
+    assert judged > 100  # the cases judge
+
+
+def test_near_pairs_finds_the_pairs_of_the_full_matrix() -> None:
+    rng = random.Random(4)
+    for _ in range(1000):
+        spread = rng.choice([5.0, 50.0, 1e4, 1e7])
+        boxes = []
+        for _ in range(rng.randint(2, 60)):
+            cx, cy = rng.uniform(-spread, spread), rng.uniform(-spread / 10, spread / 10)
+            h, half_l, half_w = rng.uniform(-4, 4), rng.uniform(0.05, 6), rng.uniform(0.05, 1.5)
+            c, s = math.cos(h), math.sin(h)
+            corners = ((half_l, half_w), (-half_l, half_w), (-half_l, -half_w), (half_l, -half_w))
+            boxes.append([(cx + c * a - s * b, cy + s * a + c * b) for a, b in corners])
+        if len(boxes) > 2 and rng.random() < 0.3:
+            boxes[1] = list(boxes[0])
+        if len(boxes) > 3 and rng.random() < 0.1:
+            boxes[2] = [(math.nan, 0.0)] * 4
+        assert mb._near_pairs(boxes) == mb._near_pairs_dense(*mb._circles(boxes))
+        assert mb._near_pairs(np.array(boxes)) == mb._near_pairs(boxes)
