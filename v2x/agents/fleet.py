@@ -427,9 +427,7 @@ class FleetAgent:
         self._track(self._newly_accurate(sender_no))
         # This tick's deliveries from the tracked senders (each vehicle's own BSM aside), in one compiled pass.
         env_col = np.where(sender_no >= 0, self._column[np.maximum(sender_no, 0)], -1)
-        if len(got):  # (a rejected input's deliveries: none, and no count per vehicle)
-            row_of = self._row[vehicle_no]
-            stamp_deliveries(self.heard, got.counts, got.envelope, row_of, env_col, sender_no, vehicle_no, self._clock)
+        self._stamp(got, vehicle_no, sender_no, env_col, self._clock)
         stale = [(s, t - r.t_s > max_age) for s, r in self.remotes.items() if not t - r.t_s <= max_age]
         dropped = [self._numbers[s] for s, old in stale if old]
         for s, _ in stale:
@@ -501,10 +499,18 @@ class FleetAgent:
             place = np.where(sender_no >= 0, which[np.maximum(sender_no, 0)], -1)
             place[place >= 0] = np.where(t_h > since[place[place >= 0]], place[place >= 0], -1)
             env_col = np.where(place >= 0, cols[np.maximum(place, 0)], -1)
-            # (A vehicle gone since has no row: its deliveries are left out.)
-            if len(got):
-                row_of = self._row[vehicle_no]
-                stamp_deliveries(self.heard, got.counts, got.envelope, row_of, env_col, sender_no, vehicle_no, clock)
+            self._stamp(got, vehicle_no, sender_no, env_col, clock)  # (a vehicle gone since has no row: left out)
+
+    def _stamp(
+        self, got: FleetDeliveries, vehicle_no: np.ndarray, sender_no: np.ndarray, env_col: np.ndarray, clock: int
+    ) -> None:
+        """Write ``clock`` into ``heard`` for each of a tick's deliveries ``got`` (to the vehicles numbered
+        ``vehicle_no``, of envelopes sent by ``sender_no``) whose vehicle has a row and whose envelope a column
+        (``env_col``, -1: none), a vehicle's own envelopes aside. A rejected input's ``got`` is empty, without a
+        count per vehicle: nothing to write."""
+        if len(got):
+            row_of = self._row[vehicle_no]
+            stamp_deliveries(self.heard, got.counts, got.envelope, row_of, env_col, sender_no, vehicle_no, clock)
 
     def _decode_all(self, envelopes: Sequence[bytes], t: float) -> np.ndarray:
         """The number of each envelope's sender (-1: not a BSM with a position, or not an envelope); the BSMs

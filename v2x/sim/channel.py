@@ -225,14 +225,14 @@ class Channel:
             return  # baseline: no V2X equipment, nothing is heard
         parts = []
         channels = [
-            (testbed_pb2.LINK_PC5, self.links[testbed_pb2.LINK_PC5], None, "pc5"),
-            (testbed_pb2.LINK_UU, self.links[testbed_pb2.LINK_UU], False, "uu-up"),
-            (testbed_pb2.LINK_UU, self.uu_downlink, True, "uu-down"),
-            (testbed_pb2.LINK_WIRED, self.links[testbed_pb2.LINK_WIRED], None, "wired"),
+            (testbed_pb2.LINK_PC5, self.links[testbed_pb2.LINK_PC5], "pc5"),
+            (testbed_pb2.LINK_UU, self.links[testbed_pb2.LINK_UU], "uu-up"),  # from anyone but the platform
+            (testbed_pb2.LINK_UU, self.uu_downlink, "uu-down"),  # from the platform
+            (testbed_pb2.LINK_WIRED, self.links[testbed_pb2.LINK_WIRED], "wired"),
         ]
         st = self.stats
         # Each channel's transmissions in batch order, sorted out in one pass (thousands a tick).
-        by_channel: dict[str, list[Transmission]] = {"pc5": [], "uu-up": [], "uu-down": [], "wired": []}
+        by_channel: dict[str, list[Transmission]] = {channel: [] for _, _, channel in channels}
         pc5, uu, wired, platforms = (
             testbed_pb2.LINK_PC5,
             testbed_pb2.LINK_UU,
@@ -246,7 +246,7 @@ class Channel:
                 by_channel["uu-down" if r.sender_slot in platforms else "uu-up"].append(r)
             elif r.link == wired:
                 by_channel["wired"].append(r)
-        for link, model, _, channel in channels:
+        for link, model, channel in channels:
             recs = by_channel[channel]
             if not recs:
                 continue
