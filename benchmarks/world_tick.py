@@ -30,12 +30,12 @@ from typing import Any
 
 import yaml
 
-from v2x.agents.base import Environment, Heard, TickContext
+from v2x.agents.base import Environment, Heard
 from v2x.agents.fleet import FleetAgent
 from v2x.apps.collision import ForwardCollisionWarning
 from v2x.apps.misbehaviour import Detector
 from v2x.bench.stack import stack_scenario
-from v2x.net.host import _envelope_parts
+from v2x.net.host import _envelope_parts, ack_of, envelope_of, tick_context
 from v2x.run.runner import build_agents, environment, warm_up_core
 from v2x.run.workers import steady_gc
 from v2x.scenario import load_scenario
@@ -151,40 +151,11 @@ def _car(sim: Simulation, agent: Any, payload: bytes, parsed: dict[bytes, Any], 
             continue
         sender_id, link, tx_time_s, frame, memo, _ = parts
         heard.append(Heard(sender_id, link, rx_us / 1e6, tx_time_s, frame, memo))
-    ctx = TickContext(
-        tick=ti.tick,
-        t_s=ti.time_us / 1e6,
-        dt_s=ti.tick_us / 1e6,
-        gnss=ti.gnss,
-        heard=tuple(heard),
-        detections=tuple(ti.detections),
-        collisions=tuple(ti.collisions),
-        signal_warps=tuple(ti.signal_warps),
-    )
-    result = agent.step(ctx)
+    result = agent.step(tick_context(ti, tuple(heard)))
     for tx in result.transmissions:
         seq[agent.actor_id] += 1
-        env = testbed_pb2.Envelope(
-            sender_id=agent.actor_id,
-            seq=seq[agent.actor_id],
-            tick=ti.tick,
-            tx_time_us=ti.time_us,
-            link=tx.link,
-            dest_ids=list(tx.dest_ids),
-            frame=tx.frame.SerializeToString(),
-        )
-        sim.receive("tx", agent.actor_id, env.SerializeToString())
-    ack = testbed_pb2.Ack(
-        actor_id=agent.actor_id,
-        tick=ti.tick,
-        tx_count=len(result.transmissions),
-        events=result.events,
-        notes=result.notes,
-        rejected=dict(agent.rejected),
-        misbehaviour=result.misbehaviour,
-    )
-    if result.truth is not None:
-        ack.truth.CopyFrom(result.truth)
+        sim.receive("tx", agent.actor_id, envelope_of(agent.actor_id, seq[agent.actor_id], ti, tx).SerializeToString())
+    ack = ack_of(agent.actor_id, ti, result, agent.rejected)
     data = ack.SerializeToString()
     sim.receive("ack", agent.actor_id, data)
     return data

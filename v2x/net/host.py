@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from v2x.agents.base import Agent, Heard, TickContext
+from v2x.agents.base import Agent, Heard, TickContext, TickResult, Transmission
 from v2x.net import topics
 from v2x.net.transport import Handler, Transport
 from v2x.net.world import WORLD_LOST
@@ -61,6 +61,51 @@ class _Slot:
     rejected: Counter[str] = field(default_factory=Counter)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     fresh: Freshness = field(default_factory=Freshness)  # secure runs: this receiver's replay memory
+
+
+def tick_context(tick_input: testbed_pb2.TickInput, heard: tuple[Heard, ...]) -> TickContext:
+    """What an agent's ``step`` gets of ``tick_input``, with what it heard (parsed and checked by the host)."""
+    return TickContext(
+        tick=tick_input.tick,
+        t_s=tick_input.time_us / 1e6,
+        dt_s=tick_input.tick_us / 1e6,
+        gnss=tick_input.gnss,
+        heard=heard,
+        detections=tuple(tick_input.detections),
+        collisions=tuple(tick_input.collisions),
+        signal_warps=tuple(tick_input.signal_warps),
+    )
+
+
+def envelope_of(actor_id: str, seq: int, tick_input: testbed_pb2.TickInput, tx: Transmission) -> testbed_pb2.Envelope:
+    """The envelope of ``actor_id``'s transmission ``tx`` (its ``seq``-th) in the tick of ``tick_input``."""
+    return testbed_pb2.Envelope(
+        sender_id=actor_id,
+        seq=seq,
+        tick=tick_input.tick,
+        tx_time_us=tick_input.time_us,
+        link=tx.link,  # type: ignore[arg-type]
+        dest_ids=list(tx.dest_ids),
+        frame=tx.frame.SerializeToString(),
+    )
+
+
+def ack_of(
+    actor_id: str, tick_input: testbed_pb2.TickInput, result: TickResult, rejected: Mapping[str, int]
+) -> testbed_pb2.Ack:
+    """``actor_id``'s Ack of the tick of ``tick_input``: its step's ``result`` and what it rejected."""
+    ack = testbed_pb2.Ack(
+        actor_id=actor_id,
+        tick=tick_input.tick,
+        tx_count=len(result.transmissions),
+        events=result.events,
+        notes=result.notes,
+        rejected=dict(rejected),
+        misbehaviour=result.misbehaviour,
+    )
+    if result.truth is not None:
+        ack.truth.CopyFrom(result.truth)
+    return ack
 
 
 class AgentHost:
@@ -192,16 +237,7 @@ class AgentHost:
                 self._reject(slot, "unexpected_envelope", f"{len(tick_input.envelopes)} envelopes in a baseline run")
                 del tick_input.envelopes[:]
                 del tick_input.rx_time_us[:]
-            ctx = TickContext(
-                tick=tick_input.tick,
-                t_s=tick_input.time_us / 1e6,
-                dt_s=tick_input.tick_us / 1e6,
-                gnss=tick_input.gnss,
-                heard=self._heard(slot, tick_input),
-                detections=tuple(tick_input.detections),
-                collisions=tuple(tick_input.collisions),
-                signal_warps=tuple(tick_input.signal_warps),
-            )
+            ctx = tick_context(tick_input, self._heard(slot, tick_input))
             try:
                 result = agent.step(ctx)
             except Exception:
@@ -211,30 +247,12 @@ class AgentHost:
             tx_topic = topics.tx(self.run_id, agent.actor_id)
             for tx in result.transmissions:
                 slot.seq += 1
-                env = testbed_pb2.Envelope(
-                    sender_id=agent.actor_id,
-                    seq=slot.seq,
-                    tick=tick_input.tick,
-                    tx_time_us=tick_input.time_us,
-                    link=tx.link,  # type: ignore[arg-type]
-                    dest_ids=list(tx.dest_ids),
-                    frame=tx.frame.SerializeToString(),
-                )
+                env = envelope_of(agent.actor_id, slot.seq, tick_input, tx)
                 signer = self.signers.get(agent.actor_id)
                 if signer is not None:
                     signer.sign(env)
                 output.append((tx_topic, env.SerializeToString()))
-            ack = testbed_pb2.Ack(
-                actor_id=agent.actor_id,
-                tick=tick_input.tick,
-                tx_count=len(result.transmissions),
-                events=result.events,
-                notes=result.notes,
-                rejected=dict(slot.rejected + agent.rejected),
-                misbehaviour=result.misbehaviour,
-            )
-            if result.truth is not None:
-                ack.truth.CopyFrom(result.truth)
+            ack = ack_of(agent.actor_id, tick_input, result, slot.rejected + agent.rejected)
             output.append((topics.ack(self.run_id, agent.actor_id), ack.SerializeToString()))
             slot.last_tick = tick_input.tick
             slot.last_input = payload
