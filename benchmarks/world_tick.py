@@ -7,7 +7,8 @@ in the same process (their own time left out), the story cars stepped as the wor
 
 Prints one JSON object: CPU ms per tick (``time.process_time``, so the figures hold on a loaded machine
 better than wall time) of the world's parts (``begin``, ``cars``, ``fleet_ack``, ``step``) and of some of
-their pieces, the minor page faults per tick of those pieces, and ``digest``: SHA-256 of every TickInput,
+their pieces, the fleets' own CPU (``fleets.transmit``, ``fleets.listen``: all fleets together, outside the
+world's parts), the minor page faults per tick of those pieces, and ``digest``: SHA-256 of every TickInput,
 FleetInput, Ack, FleetAck, tick's events and the final events and metrics, in order. Two versions of the code
 that give the same digest made the same run byte for byte; comparing the figures of two checkouts
 (interleaved runs) is how the world's speed-ups were measured. The cyclic collector is set as the world's
@@ -59,6 +60,9 @@ PIECES = (
     (Detector, "observe", "cars.observe"),
     (Detector, "overlaps", "cars.overlaps"),
     (ForwardCollisionWarning, "evaluate", "cars.fcw"),
+    # The fleets' work (in their worker processes in a real run; here in this one, and not in the world's parts):
+    (FleetAgent, "transmit", "fleets.transmit"),
+    (FleetAgent, "listen", "fleets.listen"),
 )
 
 
