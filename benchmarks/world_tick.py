@@ -11,7 +11,9 @@ their pieces, the fleets' own CPU (``fleets.transmit``, ``fleets.listen``: all f
 world's parts), the minor page faults per tick of those pieces, and ``digest``: SHA-256 of every TickInput,
 FleetInput, Ack, FleetAck, tick's events and the final events and metrics, in order. Two versions of the code
 that give the same digest made the same run byte for byte; comparing the figures of two checkouts
-(interleaved runs) is how the world's speed-ups were measured. The cyclic collector is set as the world's
+(interleaved runs) is how the world's speed-ups were measured (the script uses ``v2x.net.host``'s
+``tick_context``, ``envelope_of`` and ``ack_of`` and ``FleetAgent.transmit``/``listen``: it runs against
+checkouts from ec25c7e on). The cyclic collector is set as the world's
 tick loop sets it (``steady_gc``).
 """
 
