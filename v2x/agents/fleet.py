@@ -904,7 +904,9 @@ class FleetAgent:
         n, m = len(vehicles), len(senders)
         col_row = np.full(len(live), -1, dtype=np.intp)
         col_row[heard_cols] = n + np.arange(m)
-        pi, pj = hosts[rows].astype(np.intp), col_row[cols]  # (in any order: the core's answer is sorted by (i, j))
+        # (In any order: the core's answer is sorted by (i, j). With every vehicle able, hosts[rows] is rows.)
+        pi = rows if len(hosts) == len(able) else hosts[rows].astype(np.intp)
+        pj = col_row[cols]
         rx, ry, rvx, rvy, r_heading, r_accel, r_length, r_width = self._extrapolated(senders, t)
         world = WorldState(capacity=n + m)
         length = np.concatenate([np.array([v.length_m for v in vehicles], dtype=np.float64), r_length])
