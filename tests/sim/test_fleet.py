@@ -571,42 +571,48 @@ def test_refresh_bsms_and_check_refreshed_agree_with_refresh_bsm_and_check_bsm()
     assert want.count(True) == 3 * 2 * len(accels)  # the good templates with the first two motions
 
 
+Heard = tuple[bytes, list[tuple[str, str]], int]  # a tick's ack, the fleet's remotes (repr), its refusals so far
+
+
+def _hearing(ticks: int, others: Callable[[float, int], list[bytes]]) -> tuple[FleetAgent, list[Heard]]:
+    """A fleet of four vehicles in the fcw scenario hearing, each tick, its own envelopes of the tick before and
+    ``others(t, tick)`` (some BSMs without a position, one converted one by one): per tick what it heard."""
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+    sent: list[bytes] = []
+    seen: list[Heard] = []
+    for tick in range(1, ticks + 1):
+        t = tick * 0.1
+        inp = testbed_pb2.FleetInput(
+            run_id="r", tick=tick, time_us=round(t * 1e6), tick_us=100_000, truth_time_us=round((t - 0.1) * 1e6)
+        )
+        inp.vehicles.extend([_vehicle(f"bg-0-{k}", 10.0 * k, 15.0) for k in range(4)])
+        inp.vehicles[3].x_m = math.nan if tick % 3 == 0 else 30.0  # no position in some BSMs: refused
+        inp.vehicles[2].speed_mps = math.nan if tick == 5 else 15.0  # converted one by one
+        inp.envelopes.extend([*sent, *others(t, tick)])
+        m = len(inp.envelopes)
+        pack_deliveries(inp, np.repeat(np.arange(4), m), np.tile(np.arange(m), 4), np.full(4 * m, inp.time_us))
+        ack = agent.step(inp)
+        sent = list(ack.envelopes)
+        seen.append((ack.SerializeToString(), sorted((k, repr(v)) for k, v in agent.remotes.items()), agent.rejected))
+    return agent, seen
+
+
 def test_a_fleet_hears_its_own_envelopes_as_it_hears_anyone_elses(monkeypatch: pytest.MonkeyPatch) -> None:
     """The envelopes a fleet sent are not parsed when heard back (``_sent``): the same remotes, the same
     refusals (a BSM without a position) and the same warnings as when it decodes them as anyone's."""
     import v2x.agents.fleet as fleet_module
 
-    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    def lead(t: float, tick: int) -> list[bytes]:
+        return [_bsm_envelope("lead", 55.0, 8.0, -6.0, t, tick)]
 
-    def inputs_and_acks() -> tuple[FleetAgent, list[bytes], list[tuple[list[tuple[str, str]], int]]]:
-        agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
-        sent: list[bytes] = []
-        out: list[bytes] = []
-        seen: list[tuple[list[tuple[str, str]], int]] = []
-        for tick in range(1, 8):
-            t = tick * 0.1
-            inp = testbed_pb2.FleetInput(
-                run_id="r", tick=tick, time_us=round(t * 1e6), tick_us=100_000, truth_time_us=round((t - 0.1) * 1e6)
-            )
-            inp.vehicles.extend([_vehicle(f"bg-0-{k}", 10.0 * k, 15.0) for k in range(4)])
-            inp.vehicles[3].x_m = math.nan if tick % 3 == 0 else 30.0  # no position in some BSMs: refused
-            inp.vehicles[2].speed_mps = math.nan if tick == 5 else 15.0  # converted one by one
-            inp.envelopes.extend([*sent, _bsm_envelope("lead", 55.0, 8.0, -6.0, t, tick)])
-            m = len(inp.envelopes)
-            pack_deliveries(inp, np.repeat(np.arange(4), m), np.tile(np.arange(m), 4), np.full(4 * m, inp.time_us))
-            ack = agent.step(inp)
-            sent = list(ack.envelopes)
-            out.append(ack.SerializeToString())
-            seen.append((sorted((k, repr(v)) for k, v in agent.remotes.items()), agent.rejected))
-        return agent, out, seen
-
-    fast, fast_acks, fast_seen = inputs_and_acks()
-    assert fast_seen[-1][1] > 0 and fast._sent  # some refused, and what it sent was remembered
+    fast, fast_seen = _hearing(7, lead)
+    assert fast_seen[-1][2] > 0 and fast._sent  # some refused, and what it sent was remembered
     monkeypatch.setattr(fleet_module, "SENT_TICKS_KEPT", 0)  # nothing remembered: every envelope parsed
-    slow, slow_acks, slow_seen = inputs_and_acks()
+    slow, slow_seen = _hearing(7, lead)
     assert not slow._sent
-    assert slow_acks == fast_acks and slow_seen == fast_seen
-    assert any(testbed_pb2.FleetAck.FromString(a).events for a in fast_acks)
+    assert slow_seen == fast_seen
+    assert any(testbed_pb2.FleetAck.FromString(a).events for a, _, _ in fast_seen)
 
 
 @pytest.mark.parametrize("remembered", [True, False])
@@ -618,7 +624,6 @@ def test_the_scan_and_protobuf_hear_the_same(monkeypatch: pytest.MonkeyPatch, re
     import v2x.agents.fleet as fleet_module
     from v2x.core import always_compiled
 
-    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
     if not remembered:
         monkeypatch.setattr(fleet_module, "SENT_TICKS_KEPT", 0)
 
@@ -643,27 +648,9 @@ def test_the_scan_and_protobuf_hear_the_same(monkeypatch: pytest.MonkeyPatch, re
             bytes([lead[0] ^ 0x40]) + lead[1:],
         ]  # fmt: skip
 
-    def run(scan: bool) -> list[tuple[bytes, list[tuple[str, str]], int]]:
+    def run(scan: bool) -> list[Heard]:
         monkeypatch.setattr(fleet_module, "SCAN_AT_LEAST", 0 if scan else 10**9)
-        agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
-        sent: list[bytes] = []
-        seen = []
-        for tick in range(1, 9):
-            t = tick * 0.1
-            inp = testbed_pb2.FleetInput(
-                run_id="r", tick=tick, time_us=round(t * 1e6), tick_us=100_000, truth_time_us=round((t - 0.1) * 1e6)
-            )
-            inp.vehicles.extend([_vehicle(f"bg-0-{k}", 10.0 * k, 15.0) for k in range(4)])
-            inp.vehicles[3].x_m = math.nan if tick % 3 == 0 else 30.0  # no position in some BSMs: refused
-            inp.envelopes.extend([*sent, *others(t, tick)])
-            m = len(inp.envelopes)
-            pack_deliveries(inp, np.repeat(np.arange(4), m), np.tile(np.arange(m), 4), np.full(4 * m, inp.time_us))
-            ack = agent.step(inp)
-            sent = list(ack.envelopes)
-            seen.append(
-                (ack.SerializeToString(), sorted((k, repr(v)) for k, v in agent.remotes.items()), agent.rejected)
-            )
-        return seen
+        return _hearing(8, others)[1]
 
     parsed = run(scan=False)
     assert parsed[-1][2] > 0 and any(testbed_pb2.FleetAck.FromString(a).events for a, _, _ in parsed)
