@@ -262,7 +262,6 @@ class FleetAgent:
         self._fresh_heard = np.zeros(0, dtype=np.float64)
         self._fresh_raw = np.zeros(0, dtype=object)
         self._numbers_by_bytes: dict[bytes, int] = {}  # a sender's id as scanned (UTF-8) -> its number
-        self._rank = np.zeros(0, dtype=np.int64)  # number -> its place in the names sorted (``_ranks``)
         self._world_names: list[str] = []  # the WorldState's actor names of ``_fcw`` (made once)
         # When each hosted vehicle last heard each sender FCW can act on, as the number of the ``_hear`` call
         # (``_clock``; NEVER: not since it was last forgotten): a row per hosted vehicle (``_row``), a column per
@@ -612,26 +611,30 @@ class FleetAgent:
         n = len(raws)
         now_mark = units.sec_mark(t, self.epoch)
         need = self.thresholds["fcw_required_accuracy_m"]
-        sent, sent_full = self._sent, self._sent_full
+        full_of, stamp_of = self._sent_full.get, self._sent.get
+        senders: list[str | bytes | None] = [None] * n  # per envelope its sender (bytes: as scanned), None: none
         own_full: list[int] = []
+        kept: list[tuple[str, int, list[int], int, RemoteState]] = []
         own_stamp: list[int] = []
+        facts: list[tuple[str, int, bool, float | None]] = []
         rest: list[int] = []
         for k, raw in enumerate(raws):
-            if raw in sent_full:
+            mine = full_of(raw)
+            if mine is not None:
                 own_full.append(k)
-            elif raw in sent:
+                kept.append(mine)
+                senders[k] = mine[0]
+                continue
+            fact = stamp_of(raw)
+            if fact is not None:
                 own_stamp.append(k)
+                facts.append(fact)
             else:
                 rest.append(k)
         parts: list[_Heard] = []
-        senders: list[str | bytes | None] = [None] * n  # per envelope its sender (bytes: as scanned), None: none
         if own_full:
-            kept = [sent_full[raws[k]] for k in own_full]
-            for k, (sender, *_) in zip(own_full, kept, strict=True):
-                senders[k] = sender
             parts.append(self._decode_own(np.array(own_full, dtype=np.int64), kept, t, now_mark))
         if own_stamp:
-            facts = [sent[raws[k]] for k in own_stamp]
             passed = [ok for _, _, ok, _ in facts]
             self.rejected += passed.count(False)
             ks = [k for k, ok in zip(own_stamp, passed, strict=True) if ok]
@@ -838,14 +841,6 @@ class FleetAgent:
         return bytes(parsed[1].bsm.id)
 
     # -- FCW for the whole fleet --------------------------------------------------------------------
-    def _ranks(self) -> np.ndarray:
-        """Number -> its place among the names sorted (made again when names were added)."""
-        if len(self._rank) != len(self._names):
-            names = self._names
-            self._rank = np.empty(len(names), dtype=np.int64)
-            self._rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
-        return self._rank
-
     def _actor_names(self, n: int, m: int) -> list[str]:
         """The WorldState's actor names of ``_fcw``: ``h0..h{n-1}``, then ``r0..r{m-1}`` (made once, kept)."""
         have = len(self._world_names) // 2
@@ -899,7 +894,8 @@ class FleetAgent:
         if not len(heard_cols):
             return []
         # Rows of the WorldState: the hosted vehicles 0..n-1, then the senders heard, by id, n..n+m-1.
-        heard_cols = heard_cols[np.argsort(self._ranks()[live[heard_cols]], kind="stable")]
+        heard_names = [self._names[no] for no in live[heard_cols].tolist()]
+        heard_cols = heard_cols[sorted(range(len(heard_names)), key=heard_names.__getitem__)]
         senders = live[heard_cols]
         n, m = len(vehicles), len(senders)
         col_row = np.full(len(live), -1, dtype=np.intp)
