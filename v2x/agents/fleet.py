@@ -101,6 +101,7 @@ SCAN_AT_LEAST = SMALL_WORLD + 1
 # The per-sender motion columns (``FleetAgent._fresh_motion``): position, speed, ENU yaw, acceleration, size.
 _X, _Y, _SPEED, _YAW, _ACCEL, _LENGTH, _WIDTH = range(7)
 _MOTION = 7
+_FIELD = {path.removeprefix("frame.bsm."): k for k, path in enumerate(BSM_FIELDS)}  # a BSM field -> its column
 
 
 @dataclass(frozen=True)
@@ -672,8 +673,8 @@ class FleetAgent:
         decoded here (as ``decode_bsms`` does) or, when FCW's accuracy gate refuses them, stamped; their senders
         (as bytes) written into ``senders``. The envelopes left (not of that layout, or a value out of range)."""
         layout = bsm_envelope()
-        joined, _, got, ok = scan_messages([raws[k] for k in ks], layout.kinds, layout.subs, layout.cols,
-                                                layout.width)  # fmt: skip
+        batch = [raws[k] for k in ks]
+        joined, _, got, ok = scan_messages(batch, layout.kinds, layout.subs, layout.cols, layout.width)
         raw = got[:, [layout.columns[p] for p in BSM_FIELDS]]
         ok &= got[:, layout.columns["frame.bsm"]] == 1
         ok &= in_check_ranges(raw)
@@ -684,7 +685,7 @@ class FleetAgent:
             senders[ks[e]] = joined[a : a + b]
         raw = raw[at]
         marks = got[at, layout.columns["frame.bsm.sec_mark"]]
-        semi = raw[:, 8]
+        semi = raw[:, _FIELD["accuracy.semi_major"]]
         distinct, inverse = np.unique(semi, return_inverse=True)
         refused = np.array([not _accurate_wire(s, need) for s in distinct.tolist()], dtype=np.bool_)
         gated = refused[inverse.reshape(-1)]
@@ -693,8 +694,9 @@ class FleetAgent:
         stamps = _Heard.stamps(kk[at[gated]], times[gated], sigma[gated])
         full = ~gated
         values = raw[full].astype(np.float64)  # (exact: |raw| < 2**53, as Python's int * float converts it)
-        xs, ys, _ = self.frame.to_local(values[:, 0] * units.LATLON_UNIT_DEG, values[:, 1] * units.LATLON_UNIT_DEG,
-                                        self.frame.h0_m)  # fmt: skip
+        lat, lon = values[:, _FIELD["pos.lat"]], values[:, _FIELD["pos.lon"]]
+        xs, ys, _ = self.frame.to_local(lat * units.LATLON_UNIT_DEG, lon * units.LATLON_UNIT_DEG, self.frame.h0_m)
+        accel, length, width = (raw[full, _FIELD[f]] for f in ("accel_set.long", "size.length", "size.width"))
         decoded = _Heard(
             k=kk[at[full]],
             t_s=times[full],
@@ -702,11 +704,12 @@ class FleetAgent:
             sigma=sigma[full],
             x=np.asarray(xs, dtype=np.float64),
             y=np.asarray(ys, dtype=np.float64),
-            speed=values[:, 2] * 0.02,
-            yaw=units.compass_deg_to_enu_yaw_rad(values[:, 3] * units.HEADING_UNIT_DEG),
-            accel=np.where(raw[full, 4] == units.ACCEL_UNAVAILABLE, 0.0, values[:, 4] * 0.01),
-            length=np.where(raw[full, 6] == 0, 5.0, values[:, 6] * 0.01),
-            width=np.where(raw[full, 7] == 0, 2.0, values[:, 7] * 0.01),
+            speed=values[:, _FIELD["speed"]] * 0.02,
+            yaw=units.compass_deg_to_enu_yaw_rad(values[:, _FIELD["heading"]] * units.HEADING_UNIT_DEG),
+            # (``accel_from_wire(raw) or 0.0``, ``size_cm_from_wire(raw) or 5.0`` / ``or 2.0``: what ``_remote`` takes)
+            accel=np.where(accel == units.ACCEL_UNAVAILABLE, 0.0, accel * 0.01),
+            length=np.where(length == 0, 5.0, length * 0.01),
+            width=np.where(width == 0, 2.0, width * 0.01),
         )
         return _Heard.join([stamps, decoded]), kk[~ok].tolist()
 
