@@ -25,6 +25,7 @@ from v2x.core._fanout import (
 from v2x.core._grid import SpatialGrid
 from v2x.core._heard import pairs_at_least, stamp_deliveries
 from v2x.core._jit import SMALL_WORLD, always_compiled
+from v2x.core._scan import scan_messages
 from v2x.core._world import ActorKind, WorldState
 
 __all__ = [
@@ -49,5 +50,6 @@ __all__ = [
     "latencies_ms",
     "overlapping_pairs",
     "pairs_at_least",
+    "scan_messages",
     "stamp_deliveries",
 ]

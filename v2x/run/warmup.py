@@ -44,6 +44,7 @@ STEPS: tuple[Step, ...] = (
     Step("pairs", "conflict detection, given pairs", ("conflicts_of_pairs", "conflict_arrays", "pairs_kept")),
     Step("swept", "conflict detection, all pairs", ("conflicts_swept",)),
     Step("heard", "the fleet's table of who heard whom", ("heard_pairs", "stamp_heard")),
+    Step("scan", "the fleet's reading of BSM envelopes", ("scan_fields",)),
 )
 #: The steps the helper process takes when the cache is cold (the rest stay in this process): about half of
 #: the compile time each.
@@ -83,6 +84,7 @@ def _run_step(name: str) -> None:
         latencies_ms,
         overlapping_pairs,
         pairs_at_least,
+        scan_messages,
         stamp_deliveries,
     )
     from v2x.impair import network_link
@@ -110,6 +112,9 @@ def _run_step(name: str) -> None:
         pairs_at_least(table, np.arange(2), np.arange(2), 0)
         one, zero = np.ones(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
         stamp_deliveries(table, one, zero, zero, zero, zero, one, 1)
+    elif name == "scan":  # (the fleet agent's: a layout of one message with one varint field)
+        kinds = np.array([[0, 1]], dtype=np.int8)
+        scan_messages([b"\x08\x01"], kinds, np.zeros((1, 2), dtype=np.int64), np.array([[-1, 0]]), 1)
     elif name != "grid":
         raise ValueError(f"no warm-up step {name!r}")
 
