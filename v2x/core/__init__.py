@@ -23,7 +23,7 @@ from v2x.core._fanout import (
     latencies_ms,
 )
 from v2x.core._grid import SpatialGrid
-from v2x.core._heard import pairs_at_least, stamp_deliveries
+from v2x.core._heard import stamp_deliveries, touching_pairs_heard
 from v2x.core._jit import SMALL_WORLD, always_compiled
 from v2x.core._scan import scan_messages
 from v2x.core._world import ActorKind, WorldState
@@ -49,7 +49,7 @@ __all__ = [
     "fan_out_broadcast",
     "latencies_ms",
     "overlapping_pairs",
-    "pairs_at_least",
     "scan_messages",
     "stamp_deliveries",
+    "touching_pairs_heard",
 ]
