@@ -386,6 +386,21 @@ class VehicleAgent(Agent):
         later = ctl.light(m.approach.phase_id, t + m.distance_m / self.v) if self.v > 0.5 else now
         return SignalView(m.distance_m, now, later)
 
+    def _bsms_of(self, heard: Sequence[Heard], t: float) -> list[RemoteState]:
+        """What ``_on_heard`` hands the detector of ``heard``, in order: the others' BSMs that decode (at the tick's
+        time ``t``; one that does not is left to ``_on_heard`` to reject)."""
+        out = []
+        for h in heard:
+            if h.frame.WhichOneof("msg") != "bsm":
+                continue
+            try:
+                remote = self.env.bsm(h, t)
+            except ValueError:
+                continue
+            if remote is not None and remote.temp_id != self.own_id:
+                out.append(remote)
+        return out
+
     def _on_heard(self, heard: Heard, t: float, result: TickResult, at: float) -> None:
         """Take in a message delivered at ``at`` (decoded against the tick's time ``t``, once for all its
         receivers)."""
@@ -545,8 +560,9 @@ class VehicleAgent(Agent):
                 "own", pose.x, pose.y, 0.0, 0.0, 0.0, pose.heading_rad, self.length_m, self.width_m, 0.0, pose.z
             )
             result.judged(self.detector.overlaps(self.remotes.values(), t, own))
-        if self.detector is not None and self.remotes:
-            self.remotes = {k: r for k, r in self.remotes.items() if not self.detector.excluded(k)}
+        judged = self.detector.judged if self.detector is not None else None
+        if judged and not judged.keys().isdisjoint(self.remotes):  # (none to leave out: as it is)
+            self.remotes = {k: r for k, r in self.remotes.items() if k not in judged}
         return OnBoardView(
             host=Host(
                 host.x,
@@ -615,7 +631,10 @@ class VehicleAgent(Agent):
         self._trigger = None
         if self.equipped and ctx.heard:
             self.env.decode_bsms(ctx.heard, t)  # all of the tick's BSMs in one batch (what ``env.bsm`` decodes)
-            for at, group in _instants(ctx.heard, now, t):
+            instants = _instants(ctx.heard, now, t)
+            if self.detector is not None:  # their misbehaviour checks in one batch too, for ``observe`` to find
+                self.detector.prepare(self._bsms_of([h for _, group in instants for h in group], t))
+            for at, group in instants:
                 now = self._advance(now, at)
                 self.receive(group, functools.partial(self._on_heard, t=t, result=result, at=at))
                 kinds = {h.frame.WhichOneof("msg") for h in group}
