@@ -249,3 +249,35 @@ def test_distance_bounds_many_gives_the_same_floats() -> None:
         for k in range(n):
             want = mb.distance_bounds(float(v0[k]), float(v1[k]), float(dt[k]), accel, decel, vmax)
             assert repr((float(least[k]), float(most[k]))) == repr(want)
+
+
+def test_prepared_checks_give_the_verdicts_of_checking_each() -> None:
+    """``Detector.prepare`` then ``observe`` one by one judges as ``observe`` alone: senders heard twice in a tick
+    (the same BSM and a newer one), out of order, liars that jump, and BSMs observed that were not prepared."""
+    rng = random.Random(7)
+    th = dict(resolve({}))
+    ids = [rng.randbytes(8) for _ in range(40)]
+    pos = {i: rng.uniform(0, 2000) for i in ids}
+    plain, prepared = mb.Detector(th), mb.Detector(th)
+    for tick in range(1, 40):
+        t = tick * 0.1
+        batch = []
+        for i in ids:
+            if rng.random() < 0.1:
+                continue
+            pos[i] += 1.4 + (rng.choice([0.0, 0.0, 0.0, 30.0]) if rng.random() < 0.05 else 0.0)
+            r = RemoteState(
+                temp_id=i, t_s=t - rng.choice([0.0, 0.0, 0.02]), x=pos[i], y=0.0,
+                speed_mps=rng.choice([14.0, 14.0, 14.0, 80.0]) if rng.random() < 0.02 else 14.0,
+                heading_rad=0.0, accel_mps2=0.0, length_m=4.5, width_m=1.8,
+                sigma_major_m=rng.choice([0.05, 0.05, None]), kind_class=0, events=0,
+            )  # fmt: skip
+            batch.append(r)
+            if rng.random() < 0.05:
+                batch.append(r)  # heard twice (PC5 and a relay)
+        rng.shuffle(batch)
+        prepared.prepare(batch[: int(len(batch) * 0.9)])  # the last few are observed unprepared
+        a = [plain.observe(r, t) for r in batch]
+        b = [prepared.observe(r, t) for r in batch]
+        assert a == b
+    assert plain.judged == prepared.judged and plain.judged

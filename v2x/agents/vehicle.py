@@ -167,6 +167,9 @@ class VehicleAgent(Agent):
         self.signal_heads = list(signal_heads)
         self.equipped = spec.equipped
         self.remotes: dict[bytes, RemoteState] = {}
+        # At most the least ``t_s`` among ``remotes`` (NaN: not known): ``_prune`` needs no pass over them until
+        # it is ``max_age_s`` old. Lowered as remotes are taken in, made exact again when they are pruned.
+        self._oldest = math.inf
         # Road users heard of in RSMs (roadside perception), by participant key ({rsm id}/{ptcId}).
         self.perceived: dict[str, RemoteState] = {}
         # Road users heard of in SSMs (other stations' sensors), by participant key ({ssm id}/{ptcId}), and
@@ -418,6 +421,8 @@ class VehicleAgent(Agent):
                 known = self.remotes.get(remote.temp_id)
                 if known is None or remote.t_s >= known.t_s:
                     self.remotes[remote.temp_id] = with_vertical_rate(remote, known)
+                    if not (remote.t_s >= self._oldest or math.isnan(self._oldest)):  # (a NaN t_s makes it NaN)
+                        self._oldest = remote.t_s
         elif which == "rsm":
             for remote in self.env.rsm(heard, t):
                 known_p = self.perceived.get(remote.key)
@@ -518,7 +523,9 @@ class VehicleAgent(Agent):
     def _prune(self, t: float) -> None:
         """Forget what is no longer fresh at ``t``."""
         max_age = self.env.thresholds["max_age_s"]
-        self.remotes = {k: r for k, r in self.remotes.items() if t - r.t_s <= max_age}
+        if not t - self._oldest <= max_age:  # (else none is older: t - t_s is largest at the least t_s)
+            self.remotes = {k: r for k, r in self.remotes.items() if t - r.t_s <= max_age}
+            self._oldest = min((r.t_s for r in self.remotes.values()), default=math.inf)
         self.perceived = {k: r for k, r in self.perceived.items() if t - r.t_s <= max_age}
         if self.shared:
             self.shared = {k: r for k, r in self.shared.items() if t - r.t_s <= max_age}

@@ -250,7 +250,13 @@ class ForwardCollisionWarning:
         need = view.thresholds["fcw_required_accuracy_m"]
         if not accurate_enough(view.host_party.sigma_m, need):
             return []  # (``forward_collision`` would find nothing)
-        gated = [r for r in view.remotes.values() if accurate_enough(r.sigma_major_m, need)]
+        passes: dict[float | None, bool] = {}  # the gate's answer per reported accuracy (a few values among all)
+        gated = [
+            r
+            for r in view.remotes.values()
+            if (ok := passes.get(s := r.sigma_major_m))
+            or (ok is None and passes.setdefault(s, accurate_enough(s, need)))
+        ]
         # Only those that could come into contact with the host within FCW's TTC (``may_touch``): the others
         # cannot raise a warning, and a vehicle in traffic hears hundreds of them at every delivery instant.
         horizon = min(view.thresholds["fcw_ttc_s"], view.thresholds["horizon_s"])

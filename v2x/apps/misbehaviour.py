@@ -270,25 +270,25 @@ def _distance_bounds_many(
         exact: NDArray[np.bool_] = np.asarray(np.isfinite(np.array(cands)).all(axis=0))
         grid = np.column_stack([np.zeros_like(dt), dt, *(np.where((c > 0.0) & (c < dt), c, dt) for c in cands)])
         grid.sort(axis=1)
+        # At every point of every grid at once: h = max(0.0, min(v0 + accel t, v1 + decel (dt - t), vmax)) and
+        # lo = min(vmax, max(v0 - decel t, v1 - accel (dt - t), 0.0)), each min and max as Python's (the first of
+        # equal values); then the trapezoids, each added to the sums in grid order from 0.0, as there.
+        v0c, v1c, rest = v0[:, None], v1[:, None], dt[:, None] - grid
+        a, b = v0c + accel * grid, v1c + decel * rest
+        h = np.where(b < a, b, a)
+        h = np.where(vmax < h, vmax, h)
+        h = np.where(h > 0.0, h, 0.0)
+        a, b = v0c - decel * grid, v1c - accel * rest
+        lo = np.where(b > a, b, a)
+        lo = np.where(lo < 0.0, 0.0, lo)
+        lo = np.where(lo < vmax, lo, vmax)
+        w = grid[:, 1:] - grid[:, :-1]
+        up = w * (h[:, :-1] + h[:, 1:]) / 2
+        down = w * (lo[:, :-1] + lo[:, 1:]) / 2
         most, least = np.zeros_like(dt), np.zeros_like(dt)
-        prev = h0 = l0 = most
-        for n in range(grid.shape[1]):
-            t = grid[:, n]
-            # h = max(0.0, min(v0 + accel t, v1 + decel (dt - t), vmax)); lo = min(vmax, max(v0 - decel t, v1 - accel
-            # (dt - t), 0.0)), each min and max as Python's: the first of equal values.
-            a, b = v0 + accel * t, v1 + decel * (dt - t)
-            h = np.where(b < a, b, a)
-            h = np.where(vmax < h, vmax, h)
-            h = np.where(h > 0.0, h, 0.0)
-            a, b = v0 - decel * t, v1 - accel * (dt - t)
-            lo = np.where(b > a, b, a)
-            lo = np.where(lo < 0.0, 0.0, lo)
-            lo = np.where(lo < vmax, lo, vmax)
-            if n:
-                w = t - prev
-                most = most + w * (h0 + h) / 2
-                least = least + w * (l0 + lo) / 2
-            prev, h0, l0 = t, h, lo
+        for n in range(w.shape[1]):
+            most = most + up[:, n]
+            least = least + down[:, n]
     exact &= np.isfinite(least) & np.isfinite(most)
     return least, most, exact
 
@@ -421,25 +421,29 @@ class Detector:
                 continue
             chosen.append((r, k * sigma))
         every, kept = _remote_corners(chosen, t_s)  # every box at once (the corners ``_corners`` gives)
-        boxes = [(chosen[i][0], every[i]) for i in kept]
+        # (Each box by its row of ``every``: the boxes of the senders compared with each other taken in one
+        # indexing, not a numpy view per sender put back together.)
+        boxes = [(chosen[i][0], i) for i in kept]
         out = []
         mine = _corners(own, k * own.sigma_m if math.isfinite(own.sigma_m) else 0.0) if own is not None else None
         if mine is not None and own is not None:
             near_me = _near(every[kept], mine)
-            for (r, corners), near in zip(boxes, near_me, strict=True):
-                if near and not _levels_apart(r.z_m, own.z_m) and boxes_overlap(corners.tolist(), mine):
+            for (r, i), near in zip(boxes, near_me, strict=True):
+                if near and not _levels_apart(r.z_m, own.z_m) and boxes_overlap(every[i].tolist(), mine):
                     v = self.judge(r.temp_id, "overlap", t_s)
                     if v is not None:
                         out.append(v)
-        boxes = [(r, c) for r, c in boxes if r.temp_id not in judged]
+        boxes = [(r, i) for r, i in boxes if r.temp_id not in judged]
         boxes.sort(key=lambda b: (b[0].t_s, b[0].temp_id))
-        candidates = _near_pairs(np.array([c for _, c in boxes]).reshape(-1, 4, 2))
-        for n, (r, corners) in enumerate(boxes):
-            for other, theirs in (boxes[m] for m in candidates[n]):
+        corners = every[[i for _, i in boxes]].reshape(-1, 4, 2)
+        candidates = _near_pairs(corners)
+        for n, (r, _) in enumerate(boxes):
+            for m in candidates[n]:
+                other = boxes[m][0]
                 if (
                     other.temp_id not in self.judged
                     and not _levels_apart(r.z_m, other.z_m)
-                    and boxes_overlap(corners.tolist(), theirs.tolist())
+                    and boxes_overlap(corners[n].tolist(), corners[m].tolist())
                 ):
                     v = self.judge(r.temp_id, "overlap", t_s)
                     if v is not None:
