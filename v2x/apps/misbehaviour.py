@@ -4,7 +4,8 @@ VeReMi extension's framework: J. Kamel, M. R. Ansari, J. Petit, A. Kaiser, I. Be
 Technology 69(6), 2020; its "legacy" checks). Sans-I/O: remote states in, verdicts out.
 
 A vehicle's OBU and the edge platform each keep one :class:`Detector`. Every new BSM of a sender is checked
-against the sender's previous one (:meth:`Detector.observe`); the claimed boxes are checked against each
+against the sender's previous one (:meth:`Detector.observe`; a vehicle checks its tick's BSMs in one numpy batch
+first, :meth:`Detector.prepare`, the same answers); the claimed boxes are checked against each
 other and against the host's own (:meth:`Detector.overlaps`). The edge adds the check against what the
 roadside units perceive (``v2x.agents.platform``). A sender judged misbehaving stays judged for the rest of
 the run on that host: its BSMs are left out of the host's apps, and the verdict is reported once
