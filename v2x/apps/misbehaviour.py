@@ -37,6 +37,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -107,6 +108,24 @@ def _sigma(remote: RemoteState, th: Mapping[str, float]) -> float | None:
     return s if s is not None and accurate_enough(s, th["mbd_required_accuracy_m"]) else None
 
 
+_Speeds = TypeVar("_Speeds", float, NDArray[np.float64])
+
+
+def _breakpoints(
+    v0: _Speeds, v1: _Speeds, dt: _Speeds, accel: float, decel: float, vmax: float
+) -> tuple[_Speeds, _Speeds, _Speeds, _Speeds, _Speeds, _Speeds]:
+    """The breakpoints of ``distance_bounds``' piecewise-linear bounds (those in (0, dt) count), of floats or, the
+    same operations element by element, of arrays (``_distance_bounds_many``)."""
+    return (
+        (v1 - v0 + decel * dt) / (accel + decel),
+        (vmax - v0) / accel,
+        dt - (vmax - v1) / decel,
+        (v0 - v1 + accel * dt) / (accel + decel),
+        v0 / decel,
+        dt - v1 / accel,
+    )
+
+
 def distance_bounds(v0: float, v1: float, dt: float, accel: float, decel: float, vmax: float) -> tuple[float, float]:
     """(least, most) distance a road user can cover in ``dt`` going from speed ``v0`` to ``v1`` with
     acceleration at most ``accel``, deceleration at most ``decel`` and speeds in 0..``vmax``: the speed
@@ -116,15 +135,7 @@ def distance_bounds(v0: float, v1: float, dt: float, accel: float, decel: float,
         return 0.0, 0.0
     accel, decel = max(accel, 1e-9), max(decel, 1e-9)
     ts = {0.0, dt}
-    # breakpoints of the piecewise-linear bounds
-    for t in (
-        (v1 - v0 + decel * dt) / (accel + decel),
-        (vmax - v0) / accel,
-        dt - (vmax - v1) / decel,
-        (v0 - v1 + accel * dt) / (accel + decel),
-        v0 / decel,
-        dt - v1 / accel,
-    ):
+    for t in _breakpoints(v0, v1, dt, accel, decel, vmax):
         if 0.0 < t < dt:
             ts.add(t)
     grid = sorted(ts)
@@ -260,14 +271,7 @@ def _distance_bounds_many(
     scalar code's set and sort of a NaN are not copied)."""
     accel, decel = max(accel, 1e-9), max(decel, 1e-9)
     with np.errstate(all="ignore"):
-        cands = (
-            (v1 - v0 + decel * dt) / (accel + decel),
-            (vmax - v0) / accel,
-            dt - (vmax - v1) / decel,
-            (v0 - v1 + accel * dt) / (accel + decel),
-            v0 / decel,
-            dt - v1 / accel,
-        )
+        cands = _breakpoints(v0, v1, dt, accel, decel, vmax)
         exact: NDArray[np.bool_] = np.asarray(np.isfinite(np.array(cands)).all(axis=0))
         grid = np.column_stack([np.zeros_like(dt), dt, *(np.where((c > 0.0) & (c < dt), c, dt) for c in cands)])
         grid.sort(axis=1)
