@@ -206,3 +206,38 @@ def test_batch_decoded_bsms_are_what_decoding_each_gives() -> None:
     assert env.bsm(heard[0], 1.0) == decode_bsm(frames[0].bsm, now_s=1.0, frame=env.frame, epoch=env.epoch)
     with pytest.raises(ValueError):
         env.bsm(heard[3], 1.0)
+
+
+def test_pruning_skips_the_pass_only_when_no_remote_is_too_old() -> None:
+    """``_prune`` leaves the remotes as they are while the bound on their oldest time says none is too old, and
+    otherwise drops what the full pass drops: the same remotes, in the same order, as filtering every time,
+    whichever senders stop being heard, and with a time that is not a number among them."""
+    import dataclasses
+    import random
+
+    from v2x.agents.base import TickResult
+    from v2x.wire.bsm import OwnState, encode_bsm
+
+    follower = _fcw_vehicles()["follower"]
+    env, max_age = follower.env, follower.env.thresholds["max_age_s"]
+    rng = random.Random(4)
+    senders = [f"v{k}" for k in range(30)]
+    last_heard = {s: -1.0 for s in senders}
+    for tick in range(1, 120):
+        t = round(tick * 0.1, 9)
+        for s in senders:
+            if rng.random() < 0.3 or last_heard[s] > t - 0.1 * rng.randint(0, 12):
+                continue  # not heard this tick (some for longer than max_age)
+            last_heard[s] = t
+            own = OwnState(x=rng.uniform(-500, 500), y=0.0, speed_mps=10.0, heading_rad=0.0, accel_mps2=0.0,
+                           length_m=4.5, width_m=1.8, height_m=1.5, kind="car", sigma_major_m=None,
+                           sigma_minor_m=None, braking=False)  # fmt: skip
+            frame = encode_bsm(own, actor_id=s, t_s=t, msg_count=tick, frame=env.frame, epoch=env.epoch)
+            follower._on_heard(Heard(s, testbed_pb2.LINK_PC5, t, t, frame), t, TickResult(), t)
+        if tick == 60:  # a remote whose time is not a number: every test drops it
+            key = next(iter(follower.remotes))
+            follower.remotes[key] = dataclasses.replace(follower.remotes[key], t_s=math.nan)
+            follower._oldest = math.nan
+        expected = {k: r for k, r in follower.remotes.items() if t - r.t_s <= max_age}
+        follower._prune(t)
+        assert list(follower.remotes.items()) == list(expected.items())

@@ -175,3 +175,109 @@ def test_near_pairs_finds_the_pairs_of_the_full_matrix() -> None:
             boxes[2] = [(math.nan, 0.0)] * 4
         assert mb._near_pairs(boxes) == mb._near_pairs_dense(*mb._circles(boxes))
         assert mb._near_pairs(np.array(boxes)) == mb._near_pairs(boxes)
+
+
+def _pair(rng: random.Random) -> tuple[RemoteState, RemoteState]:
+    """Two BSMs of one sender: mostly plausible (a car at 0-40 m/s, 0.1 s on), some odd."""
+    odd = [0.0, -0.0, 1e-9, math.nan, math.inf, -math.inf, 1e308]
+    v0 = rng.choice(odd) if rng.random() < 0.02 else rng.choice([0.0, 13.88, rng.uniform(0, 70)])
+    v1 = v0 + rng.choice([0.0, rng.gauss(0, 0.3), rng.uniform(-3, 3)]) if rng.random() < 0.9 else rng.uniform(0, 70)
+    dt = rng.choice([0.1, 0.09999999999999998, 0.2, 0.0, -0.1, 3.1, 3.2, rng.uniform(0, 4)])
+    move = rng.choice([(v0 + v1) / 2 * dt, rng.uniform(0, 10), rng.uniform(0, 300)])
+    if rng.random() < 0.01:
+        move = rng.choice(odd)
+    t0 = 10.0 + rng.random()
+    sigmas = [0.05, 0.3, 0.7, 5.0, None, math.inf, math.nan]
+    old = RemoteState(
+        temp_id=b"s",
+        t_s=t0,
+        x=rng.uniform(-1e3, 1e3),
+        y=rng.uniform(-50, 50),
+        speed_mps=v0,
+        heading_rad=0.0,
+        accel_mps2=0.0,
+        length_m=4.5,
+        width_m=1.8,
+        sigma_major_m=rng.choice(sigmas),
+        kind_class=0,
+        events=0,
+    )
+    heading = rng.uniform(-3.2, 3.2)
+    new = RemoteState(
+        temp_id=b"s",
+        t_s=t0 + dt,
+        x=old.x + move * math.cos(heading),
+        y=old.y + move * math.sin(heading),
+        speed_mps=v1,
+        heading_rad=heading,
+        accel_mps2=rng.choice([0.0, rng.uniform(-9, 3), rng.uniform(-20, 10), math.nan]),
+        length_m=4.5,
+        width_m=1.8,
+        sigma_major_m=rng.choice(sigmas) if rng.random() < 0.3 else old.sigma_major_m,
+        kind_class=0,
+        events=0,
+    )
+    return old, new
+
+
+def test_consistency_many_answers_as_consistency() -> None:
+    rng = random.Random(5)
+    base = dict(resolve({}))
+    for k in range(300):
+        th = dict(base)
+        if k % 10 == 9:  # other thresholds, some that are not finite (checked one by one)
+            th["mbd_max_speed_mps"] = rng.choice([40.0, 70.0, math.inf])
+            th["mbd_max_decel_mps2"] = rng.choice([0.0, 4.5, 12.0])
+            th["mbd_mgt_rng_down_m"] = rng.choice([0.0, -3.0, 6.2])
+        pairs = [_pair(rng) for _ in range(rng.choice([1, 8, 50, 200]))]
+        expected = [mb.consistency(old, new, th) for old, new in pairs]
+        assert mb.consistency_many(pairs, th) == expected
+
+
+def test_distance_bounds_many_gives_the_same_floats() -> None:
+    rng = random.Random(6)
+    for _ in range(50):
+        n = 400
+        v0 = np.array([rng.choice([0.0, 13.88, 55.55, rng.uniform(0, 70), 1e-9]) for _ in range(n)])
+        v1 = np.array([v + rng.choice([0.0, rng.uniform(-5, 5), rng.uniform(0, 70)]) for v in v0.tolist()])
+        v1 = np.abs(v1)
+        dt = np.array([rng.choice([0.1, 1e-9, 3.1, rng.uniform(0, 4) + 1e-12]) for _ in range(n)])
+        accel, decel = rng.choice([0.0, 3.0, rng.uniform(0, 10)]), rng.choice([0.0, 9.0, rng.uniform(0, 12)])
+        vmax = rng.choice([55.55, 40.0, rng.uniform(1, 60)])
+        least, most, exact = mb._distance_bounds_many(v0, v1, dt, accel, decel, vmax)
+        assert exact.all()
+        for k in range(n):
+            want = mb.distance_bounds(float(v0[k]), float(v1[k]), float(dt[k]), accel, decel, vmax)
+            assert repr((float(least[k]), float(most[k]))) == repr(want)
+
+
+def test_prepared_checks_give_the_verdicts_of_checking_each() -> None:
+    """``Detector.prepare`` then ``observe`` one by one judges as ``observe`` alone: senders heard twice in a tick
+    (the same BSM and a newer one), out of order, liars that jump, and BSMs observed that were not prepared."""
+    rng = random.Random(7)
+    th = dict(resolve({}))
+    ids = [rng.randbytes(8) for _ in range(40)]
+    pos = {i: rng.uniform(0, 2000) for i in ids}
+    plain, prepared = mb.Detector(th), mb.Detector(th)
+    for tick in range(1, 40):
+        t = tick * 0.1
+        batch = []
+        for i in ids:
+            if rng.random() < 0.1:
+                continue
+            pos[i] += 1.4 + (rng.choice([0.0, 0.0, 0.0, 30.0]) if rng.random() < 0.05 else 0.0)
+            r = RemoteState(
+                temp_id=i, t_s=t - rng.choice([0.0, 0.0, 0.02]), x=pos[i], y=0.0,
+                speed_mps=rng.choice([14.0, 14.0, 14.0, 80.0]) if rng.random() < 0.02 else 14.0,
+                heading_rad=0.0, accel_mps2=0.0, length_m=4.5, width_m=1.8,
+                sigma_major_m=rng.choice([0.05, 0.05, None]), kind_class=0, events=0,
+            )  # fmt: skip
+            batch.append(r)
+            if rng.random() < 0.05:
+                batch.append(r)  # heard twice (PC5 and a relay)
+        rng.shuffle(batch)
+        prepared.prepare(batch[: int(len(batch) * 0.9)])  # the last few are observed unprepared
+        a = [plain.observe(r, t) for r in batch]
+        b = [prepared.observe(r, t) for r in batch]
+        assert a == b
+    assert plain.judged == prepared.judged and plain.judged

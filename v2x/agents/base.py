@@ -18,7 +18,7 @@ from v2x.apps.misbehaviour import Verdict
 from v2x.geodesy import LocalFrame
 from v2x.units import time_from_sec_mark
 from v2x.wire import frame_pb2, testbed_pb2
-from v2x.wire.bsm import RemoteState, decode_bsm, decode_bsms
+from v2x.wire.bsm import RemoteState, SenderKey, decode_bsm, decode_bsms
 from v2x.wire.day2 import (
     Coordination,
     Intention,
@@ -124,6 +124,10 @@ class Environment:
     tick_s: float
     platform_id: str | None
     thresholds: dict[str, float]
+    # ``decode_bsms``' memo (``v2x.wire.bsm.decode_bsms``): what a sender's BSMs decode to besides their motion and
+    # time, by the wire values it is decoded from, kept from tick to tick for every agent of this environment (a
+    # sender's BSMs repeat them tick after tick). The same RemoteStates as without it.
+    _decoded: dict[SenderKey, dict[str, object]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     # Decoding what was heard, in local SI units. Each is computed once per receiver time for every
     # receiver of the same transmission in this process (Heard.decoded); results are immutable.
@@ -143,19 +147,27 @@ class Environment:
 
     def decode_bsms(self, heard: Sequence[Heard], t: float) -> None:
         """Decode the BSMs among ``heard`` not decoded yet in one batch (``v2x.wire.bsm.decode_bsms``: the
-        positions through the frame in one vectorised call), for :meth:`bsm` to find: the same bodies it would
-        decode one at a time, cheaper for a receiver that hears hundreds a tick. If a value is out of range
+        positions through the frame in one vectorised call, what a sender's BSMs repeat taken from the memo), for
+        :meth:`bsm` to find: the same bodies it would decode one at a time, cheaper for a receiver that hears
+        hundreds a tick. If a value is out of range
         somewhere, nothing is kept: :meth:`bsm` decodes each, and remembers which fails."""
         key = ("bsm", self.frame, self.epoch)
         todo = [h for h in heard if key not in h.memo and h.frame.WhichOneof("msg") == "bsm"]
         if len(todo) < 2:
             return
+        memo = self._decoded
+        if len(memo) > 4 * len(todo) + 1024:  # (senders gone, flags that changed: start again)
+            memo.clear()
         try:
-            bodies = decode_bsms([h.frame.bsm for h in todo], now_s=t, frame=self.frame, epoch=self.epoch)
+            bodies = decode_bsms([h.frame.bsm for h in todo], now_s=t, frame=self.frame, epoch=self.epoch, memo=memo)
         except ValueError:
             return
+        # Decoded against ``t``, each body has the time :meth:`bsm` gives it at ``t`` (the same secMark arithmetic):
+        # kept under that key too, for the receivers at ``t`` to find as they are.
+        at_t = ("bsm", t, self.frame, self.epoch)
         for h, body in zip(todo, bodies, strict=True):
             h.memo.setdefault(key, body)
+            h.memo.setdefault(at_t, body)
 
     def rsm(self, heard: Heard, t: float) -> tuple[RemoteState, ...]:
         f, e = self.frame, self.epoch

@@ -167,6 +167,9 @@ class VehicleAgent(Agent):
         self.signal_heads = list(signal_heads)
         self.equipped = spec.equipped
         self.remotes: dict[bytes, RemoteState] = {}
+        # At most the least ``t_s`` among ``remotes`` (NaN: not known): ``_prune`` needs no pass over them until
+        # it is ``max_age_s`` old. Lowered as remotes are taken in, made exact again when they are pruned.
+        self._oldest = math.inf
         # Road users heard of in RSMs (roadside perception), by participant key ({rsm id}/{ptcId}).
         self.perceived: dict[str, RemoteState] = {}
         # Road users heard of in SSMs (other stations' sensors), by participant key ({ssm id}/{ptcId}), and
@@ -386,6 +389,21 @@ class VehicleAgent(Agent):
         later = ctl.light(m.approach.phase_id, t + m.distance_m / self.v) if self.v > 0.5 else now
         return SignalView(m.distance_m, now, later)
 
+    def _bsms_of(self, heard: Sequence[Heard], t: float) -> list[RemoteState]:
+        """What ``_on_heard`` hands the detector of ``heard``, in order: the others' BSMs that decode (at the tick's
+        time ``t``; one that does not is left to ``_on_heard`` to reject)."""
+        out = []
+        for h in heard:
+            if h.frame.WhichOneof("msg") != "bsm":
+                continue
+            try:
+                remote = self.env.bsm(h, t)
+            except ValueError:
+                continue
+            if remote is not None and remote.temp_id != self.own_id:
+                out.append(remote)
+        return out
+
     def _on_heard(self, heard: Heard, t: float, result: TickResult, at: float) -> None:
         """Take in a message delivered at ``at`` (decoded against the tick's time ``t``, once for all its
         receivers)."""
@@ -403,6 +421,8 @@ class VehicleAgent(Agent):
                 known = self.remotes.get(remote.temp_id)
                 if known is None or remote.t_s >= known.t_s:
                     self.remotes[remote.temp_id] = with_vertical_rate(remote, known)
+                    if not (remote.t_s >= self._oldest or math.isnan(self._oldest)):  # (a NaN t_s makes it NaN)
+                        self._oldest = remote.t_s
         elif which == "rsm":
             for remote in self.env.rsm(heard, t):
                 known_p = self.perceived.get(remote.key)
@@ -503,7 +523,9 @@ class VehicleAgent(Agent):
     def _prune(self, t: float) -> None:
         """Forget what is no longer fresh at ``t``."""
         max_age = self.env.thresholds["max_age_s"]
-        self.remotes = {k: r for k, r in self.remotes.items() if t - r.t_s <= max_age}
+        if not t - self._oldest <= max_age:  # (else none is older: t - t_s is largest at the least t_s)
+            self.remotes = {k: r for k, r in self.remotes.items() if t - r.t_s <= max_age}
+            self._oldest = min((r.t_s for r in self.remotes.values()), default=math.inf)
         self.perceived = {k: r for k, r in self.perceived.items() if t - r.t_s <= max_age}
         if self.shared:
             self.shared = {k: r for k, r in self.shared.items() if t - r.t_s <= max_age}
@@ -545,8 +567,9 @@ class VehicleAgent(Agent):
                 "own", pose.x, pose.y, 0.0, 0.0, 0.0, pose.heading_rad, self.length_m, self.width_m, 0.0, pose.z
             )
             result.judged(self.detector.overlaps(self.remotes.values(), t, own))
-        if self.detector is not None and self.remotes:
-            self.remotes = {k: r for k, r in self.remotes.items() if not self.detector.excluded(k)}
+        judged = self.detector.judged if self.detector is not None else None
+        if judged and not judged.keys().isdisjoint(self.remotes):  # (none to leave out: as it is)
+            self.remotes = {k: r for k, r in self.remotes.items() if k not in judged}
         return OnBoardView(
             host=Host(
                 host.x,
@@ -615,7 +638,10 @@ class VehicleAgent(Agent):
         self._trigger = None
         if self.equipped and ctx.heard:
             self.env.decode_bsms(ctx.heard, t)  # all of the tick's BSMs in one batch (what ``env.bsm`` decodes)
-            for at, group in _instants(ctx.heard, now, t):
+            instants = _instants(ctx.heard, now, t)
+            if self.detector is not None:  # their misbehaviour checks in one batch too, for ``observe`` to find
+                self.detector.prepare(self._bsms_of([h for _, group in instants for h in group], t))
+            for at, group in instants:
                 now = self._advance(now, at)
                 self.receive(group, functools.partial(self._on_heard, t=t, result=result, at=at))
                 kinds = {h.frame.WhichOneof("msg") for h in group}

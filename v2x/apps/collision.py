@@ -4,6 +4,7 @@ conflict detection. Sans-I/O: remote states in, warnings out."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -187,10 +188,9 @@ def may_touch(host: Participant, remotes: Sequence[RemoteState], t_s: float, hor
     A remote with a value that is not a number is kept (the exact test decides)."""
     if not remotes:
         return []
-    cols = np.array(
-        [(r.x, r.y, r.speed_mps, r.heading_rad, r.accel_mps2, r.t_s, r.length_m, r.width_m) for r in remotes],
-        dtype=np.float64,
-    ).reshape(-1, 8)
+    rows = [(r.x, r.y, r.speed_mps, r.heading_rad, r.accel_mps2, r.t_s, r.length_m, r.width_m) for r in remotes]
+    # (np.fromiter of the values in a row: the same array as np.array of the rows, made in half the time)
+    cols = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64, count=8 * len(rows)).reshape(-1, 8)
     x, y, v0, heading, a, t_r, length, width = cols.T
     a = np.abs(a)
     dt = np.maximum(0.0, t_s - t_r)
@@ -250,7 +250,13 @@ class ForwardCollisionWarning:
         need = view.thresholds["fcw_required_accuracy_m"]
         if not accurate_enough(view.host_party.sigma_m, need):
             return []  # (``forward_collision`` would find nothing)
-        gated = [r for r in view.remotes.values() if accurate_enough(r.sigma_major_m, need)]
+        passes: dict[float | None, bool] = {}  # the gate's answer per reported accuracy (a few values among all)
+        gated = [
+            r
+            for r in view.remotes.values()
+            if (ok := passes.get(s := r.sigma_major_m))
+            or (ok is None and passes.setdefault(s, accurate_enough(s, need)))
+        ]
         # Only those that could come into contact with the host within FCW's TTC (``may_touch``): the others
         # cannot raise a warning, and a vehicle in traffic hears hundreds of them at every delivery instant.
         horizon = min(view.thresholds["fcw_ttc_s"], view.thresholds["horizon_s"])

@@ -4,7 +4,8 @@ VeReMi extension's framework: J. Kamel, M. R. Ansari, J. Petit, A. Kaiser, I. Be
 Technology 69(6), 2020; its "legacy" checks). Sans-I/O: remote states in, verdicts out.
 
 A vehicle's OBU and the edge platform each keep one :class:`Detector`. Every new BSM of a sender is checked
-against the sender's previous one (:meth:`Detector.observe`); the claimed boxes are checked against each
+against the sender's previous one (:meth:`Detector.observe`; a vehicle checks its tick's BSMs in one numpy batch
+first, :meth:`Detector.prepare`, the same answers); the claimed boxes are checked against each
 other and against the host's own (:meth:`Detector.overlaps`). The edge adds the check against what the
 roadside units perceive (``v2x.agents.platform``). A sender judged misbehaving stays judged for the rest of
 the run on that host: its BSMs are left out of the host's apps, and the verdict is reported once
@@ -31,10 +32,12 @@ honestly reported, must not make a liar of anyone.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -105,6 +108,24 @@ def _sigma(remote: RemoteState, th: Mapping[str, float]) -> float | None:
     return s if s is not None and accurate_enough(s, th["mbd_required_accuracy_m"]) else None
 
 
+_Speeds = TypeVar("_Speeds", float, NDArray[np.float64])
+
+
+def _breakpoints(
+    v0: _Speeds, v1: _Speeds, dt: _Speeds, accel: float, decel: float, vmax: float
+) -> tuple[_Speeds, _Speeds, _Speeds, _Speeds, _Speeds, _Speeds]:
+    """The breakpoints of ``distance_bounds``' piecewise-linear bounds (those in (0, dt) count), of floats or, the
+    same operations element by element, of arrays (``_distance_bounds_many``)."""
+    return (
+        (v1 - v0 + decel * dt) / (accel + decel),
+        (vmax - v0) / accel,
+        dt - (vmax - v1) / decel,
+        (v0 - v1 + accel * dt) / (accel + decel),
+        v0 / decel,
+        dt - v1 / accel,
+    )
+
+
 def distance_bounds(v0: float, v1: float, dt: float, accel: float, decel: float, vmax: float) -> tuple[float, float]:
     """(least, most) distance a road user can cover in ``dt`` going from speed ``v0`` to ``v1`` with
     acceleration at most ``accel``, deceleration at most ``decel`` and speeds in 0..``vmax``: the speed
@@ -114,15 +135,7 @@ def distance_bounds(v0: float, v1: float, dt: float, accel: float, decel: float,
         return 0.0, 0.0
     accel, decel = max(accel, 1e-9), max(decel, 1e-9)
     ts = {0.0, dt}
-    # breakpoints of the piecewise-linear bounds
-    for t in (
-        (v1 - v0 + decel * dt) / (accel + decel),
-        (vmax - v0) / accel,
-        dt - (vmax - v1) / decel,
-        (v0 - v1 + accel * dt) / (accel + decel),
-        v0 / decel,
-        dt - v1 / accel,
-    ):
+    for t in _breakpoints(v0, v1, dt, accel, decel, vmax):
         if 0.0 < t < dt:
             ts.add(t)
     grid = sorted(ts)
@@ -176,6 +189,115 @@ def consistency(old: RemoteState, new: RemoteState, th: Mapping[str, float]) -> 
     return None
 
 
+# Fewer pairs than this are checked one by one (``consistency_many``): numpy's cost per call outweighs a handful.
+_MANY = 8
+
+
+def consistency_many(pairs: Sequence[tuple[RemoteState, RemoteState]], th: Mapping[str, float]) -> list[str | None]:
+    """:func:`consistency` of each ``(old, new)`` pair, in one numpy pass: the same answers. The arithmetic is the
+    scalar one, operation for operation in the same order on the same IEEE doubles (``math.hypot`` as there), its
+    ``min``/``max`` as ``np.where`` on the same comparisons (Python's choice between equal values and with NaN), and
+    ``distance_bounds`` as ``_distance_bounds_many``; a pair with a value that is not finite, where a value computed
+    on the way is not (or thresholds that are not) goes through :func:`consistency` itself."""
+    names = (
+        "mbd_max_speed_mps", "mbd_max_accel_mps2", "mbd_max_decel_mps2", "mbd_mgt_rng_mps2", "mbd_max_time_delta_s",
+        "mbd_sigmas", "mbd_mgt_rng_up_m", "mbd_mgt_rng_down_m", "mbd_required_accuracy_m",
+    )  # fmt: skip
+    if len(pairs) < _MANY or not all(math.isfinite(th[k]) for k in names):
+        return [consistency(old, new, th) for old, new in pairs]
+    vmax, acc, dec, rng = (
+        th["mbd_max_speed_mps"],
+        th["mbd_max_accel_mps2"],
+        th["mbd_max_decel_mps2"],
+        th["mbd_mgt_rng_mps2"],
+    )
+    up, down_m, k_sig = th["mbd_mgt_rng_up_m"], th["mbd_mgt_rng_down_m"], th["mbd_sigmas"]
+    values = [(o.t_s, o.x, o.y, o.speed_mps, n.t_s, n.x, n.y, n.speed_mps, n.accel_mps2) for o, n in pairs]
+    cols = np.fromiter(itertools.chain.from_iterable(values), dtype=np.float64, count=9 * len(pairs)).reshape(-1, 9)
+    with np.errstate(all="ignore"):  # (the values that are not finite are checked one by one)
+        t0, x0, y0, v0, t1, x1, y1, v1, a1 = cols.T
+        finite = np.isfinite(cols).all(axis=1)
+        speed = v1 > vmax
+        accel = (a1 > acc + rng) | (a1 < -(dec + rng))
+        dt = t1 - t0
+        window = (dt > 0.0) & (dt <= th["mbd_max_time_delta_s"])
+        dv = v1 - v0
+        change = (dv > (acc + rng) * dt) | (-dv > (dec + rng) * dt)
+        # The reported errors (``_sigma``: one answer per value) and the distances, as the scalar code takes them.
+        sigma: dict[float | None, float | None] = {}
+        for o, n in pairs:
+            for r in (o, n):
+                if r.sigma_major_m not in sigma:
+                    sigma[r.sigma_major_m] = _sigma(r, th)
+        # (NaN for None: a sigma ``_sigma`` returns is finite.)
+        s0 = [math.nan if (s := sigma[o.sigma_major_m]) is None else s for o, _ in pairs]
+        s1 = [math.nan if (s := sigma[n.sigma_major_m]) is None else s for _, n in pairs]
+        judged = ~np.isnan(np.array(s0, dtype=np.float64)) & ~np.isnan(np.array(s1, dtype=np.float64))
+        position = finite & ~speed & ~accel & window & ~change & judged
+        rows = np.flatnonzero(position)
+        noise = np.array([k_sig * math.hypot(s0[k], s1[k]) for k in rows.tolist()], dtype=np.float64)
+        dx, dy = (x1 - x0)[rows].tolist(), (y1 - y0)[rows].tolist()
+        d = np.array([math.hypot(a, b) for a, b in zip(dx, dy, strict=True)], dtype=np.float64)
+        pv0, pv1, pdt = v0[rows], v1[rows], dt[rows]
+        jump = d > vmax * pdt + up + noise
+        least, most, exact = _distance_bounds_many(pv0, pv1, pdt, acc, dec, vmax)
+        vmin = np.where(pv1 < pv0, pv1, pv0)  # min(old, new)
+        margin = down_m + 0.3571 * vmin - 0.01694 * vmin * vmin
+        down = np.where(margin > 0.0, margin, 0.0)  # max(0.0, margin)
+        off = (d < least - down - noise) | (d > most + up + noise)
+    out: list[str | None] = [None] * len(pairs)
+    fallback: NDArray[np.bool_] = np.logical_not(finite)
+    fallback[rows] |= ~(exact & np.isfinite(noise) & np.isfinite(d))
+    speed_l, accel_l, window_l, change_l = speed.tolist(), accel.tolist(), window.tolist(), change.tolist()
+    for k in range(len(pairs)):
+        if speed_l[k]:
+            out[k] = "speed"
+        elif accel_l[k] or (window_l[k] and change_l[k]):
+            out[k] = "acceleration"
+    for k, j, o in zip(rows.tolist(), jump.tolist(), off.tolist(), strict=True):
+        out[k] = "position_jump" if j else "position_speed" if o else None
+    for k in np.flatnonzero(fallback).tolist():
+        out[k] = consistency(pairs[k][0], pairs[k][1], th)
+    return out
+
+
+def _distance_bounds_many(
+    v0: NDArray[np.float64], v1: NDArray[np.float64], dt: NDArray[np.float64], accel: float, decel: float, vmax: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    """:func:`distance_bounds` of each ``(v0, v1, dt)`` (every ``dt`` > 0), the same floats: (least, most, where
+    they are exact). Each row's grid is its breakpoints sorted, with the candidates outside (0, dt) made copies of
+    ``dt`` rather than left out (an interval of width 0 adds exactly 0 to a sum, which never holds -0.0); the
+    trapezoids are added up in grid order, as there. A row with a breakpoint that is not finite is not exact (the
+    scalar code's set and sort of a NaN are not copied)."""
+    accel, decel = max(accel, 1e-9), max(decel, 1e-9)
+    with np.errstate(all="ignore"):
+        cands = _breakpoints(v0, v1, dt, accel, decel, vmax)
+        exact: NDArray[np.bool_] = np.asarray(np.isfinite(np.array(cands)).all(axis=0))
+        grid = np.column_stack([np.zeros_like(dt), dt, *(np.where((c > 0.0) & (c < dt), c, dt) for c in cands)])
+        grid.sort(axis=1)
+        # At every point of every grid at once: h = max(0.0, min(v0 + accel t, v1 + decel (dt - t), vmax)) and
+        # lo = min(vmax, max(v0 - decel t, v1 - accel (dt - t), 0.0)), each min and max as Python's (the first of
+        # equal values); then the trapezoids, each added to the sums in grid order from 0.0, as there.
+        v0c, v1c, rest = v0[:, None], v1[:, None], dt[:, None] - grid
+        a, b = v0c + accel * grid, v1c + decel * rest
+        h = np.where(b < a, b, a)
+        h = np.where(vmax < h, vmax, h)
+        h = np.where(h > 0.0, h, 0.0)
+        a, b = v0c - decel * grid, v1c - accel * rest
+        lo = np.where(b > a, b, a)
+        lo = np.where(lo < 0.0, 0.0, lo)
+        lo = np.where(lo < vmax, lo, vmax)
+        w = grid[:, 1:] - grid[:, :-1]
+        up = w * (h[:, :-1] + h[:, 1:]) / 2
+        down = w * (lo[:, :-1] + lo[:, 1:]) / 2
+        most, least = np.zeros_like(dt), np.zeros_like(dt)
+        for n in range(w.shape[1]):
+            most = most + up[:, n]
+            least = least + down[:, n]
+    exact &= np.isfinite(least) & np.isfinite(most)
+    return least, most, exact
+
+
 def _corners(p: Participant, shrink: float) -> list[tuple[float, float]] | None:
     """The corners of ``p``'s box, each side moved in by ``shrink``; None when nothing is left."""
     hl, hw = p.length_m / 2 - shrink, p.width_m / 2 - shrink
@@ -193,10 +315,9 @@ def _remote_corners(chosen: Sequence[tuple[RemoteState, float]], t_s: float) -> 
     The rows of the boxes with nothing left are not to be used."""
     if not chosen:
         return np.zeros((0, 4, 2)), []
-    cols = np.array(
-        [(r.t_s, r.x, r.y, r.speed_mps, r.accel_mps2, r.length_m, r.width_m, shrink) for r, shrink in chosen],
-        dtype=np.float64,
-    ).reshape(-1, 8)
+    rows = [(r.t_s, r.x, r.y, r.speed_mps, r.accel_mps2, r.length_m, r.width_m, shrink) for r, shrink in chosen]
+    # (np.fromiter of the values in a row: the same array as np.array of the rows, made in half the time)
+    cols = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64, count=8 * len(rows)).reshape(-1, 8)
     t_r, x, y, v0, a, length, width, shrink = cols.T
     c = np.array([math.cos(r.heading_rad) for r, _ in chosen], dtype=np.float64)
     s = np.array([math.sin(r.heading_rad) for r, _ in chosen], dtype=np.float64)
@@ -236,6 +357,8 @@ class Detector:
         self.th = thresholds
         self.last: dict[bytes, RemoteState] = {}  # each sender's latest BSM checked
         self.judged: dict[bytes, Verdict] = {}  # senders judged misbehaving, with the first verdict
+        # ``prepare``'s answers: per BSM (by identity) about to be observed, (the one before it, it, its check).
+        self._ahead: dict[int, tuple[RemoteState, RemoteState, str | None]] = {}
 
     def excluded(self, temp_id: bytes) -> bool:
         return temp_id in self.judged
@@ -248,6 +371,25 @@ class Detector:
         self.judged[suspect] = verdict
         return verdict
 
+    def prepare(self, remotes: Iterable[RemoteState]) -> None:
+        """Check the BSMs about to be observed (in this order: a tick's, before they are handed one by one to
+        :meth:`observe`) in one batch (``consistency_many``), each against the sender's BSM before it as
+        :meth:`observe` will find it. :meth:`observe` takes an answer from here only for the very BSM against the
+        very one before it, and checks anything else itself: the same verdicts either way."""
+        last: dict[bytes, RemoteState] = {}
+        pairs: list[tuple[RemoteState, RemoteState]] = []
+        for r in remotes:
+            old = last.get(r.temp_id)
+            if old is None:
+                old = self.last.get(r.temp_id)
+            if old is not None and r.t_s <= old.t_s:
+                continue
+            last[r.temp_id] = r
+            if r.temp_id not in self.judged:
+                pairs.append((old if old is not None else r, r))
+        checks = consistency_many(pairs, self.th)
+        self._ahead = {id(new): (old, new, check) for (old, new), check in zip(pairs, checks, strict=True)}
+
     def observe(self, remote: RemoteState, t_s: float) -> Verdict | None:
         """Check a BSM newer than the sender's last one; a verdict if it fails a check."""
         old = self.last.get(remote.temp_id)
@@ -256,7 +398,12 @@ class Detector:
         self.last[remote.temp_id] = remote
         if remote.temp_id in self.judged:
             return None
-        check = consistency(old, remote, self.th) if old is not None else consistency(remote, remote, self.th)
+        before = old if old is not None else remote
+        ahead = self._ahead.pop(id(remote), None)
+        if ahead is not None and ahead[1] is remote and ahead[0] is before:
+            check = ahead[2]  # (``prepare``'s answer for this very pair)
+        else:
+            check = consistency(before, remote, self.th)
         return self.judge(remote.temp_id, check, t_s) if check is not None else None
 
     def overlaps(self, remotes: Iterable[RemoteState], t_s: float, own: Participant | None = None) -> list[Verdict]:
@@ -271,31 +418,37 @@ class Detector:
         max_age = self.th["mbd_max_age_s"]
         judged = self.judged
         chosen: list[tuple[RemoteState, float]] = []  # (sender, its box's shrink)
+        sigmas: dict[float | None, float | None] = {}  # ``_sigma`` by reported error: one answer per value
         for r in remotes:
-            sigma = _sigma(r, self.th)
+            s = r.sigma_major_m
+            sigma = sigmas[s] if s in sigmas else sigmas.setdefault(s, _sigma(r, self.th))
             if r.temp_id in judged or sigma is None or t_s - r.t_s > max_age:
                 continue
             chosen.append((r, k * sigma))
         every, kept = _remote_corners(chosen, t_s)  # every box at once (the corners ``_corners`` gives)
-        boxes = [(chosen[i][0], every[i]) for i in kept]
+        # (Each box by its row of ``every``: the boxes of the senders compared with each other taken in one
+        # indexing, not a numpy view per sender put back together.)
+        boxes = [(chosen[i][0], i) for i in kept]
         out = []
         mine = _corners(own, k * own.sigma_m if math.isfinite(own.sigma_m) else 0.0) if own is not None else None
         if mine is not None and own is not None:
             near_me = _near(every[kept], mine)
-            for (r, corners), near in zip(boxes, near_me, strict=True):
-                if near and not _levels_apart(r.z_m, own.z_m) and boxes_overlap(corners.tolist(), mine):
+            for (r, i), near in zip(boxes, near_me, strict=True):
+                if near and not _levels_apart(r.z_m, own.z_m) and boxes_overlap(every[i].tolist(), mine):
                     v = self.judge(r.temp_id, "overlap", t_s)
                     if v is not None:
                         out.append(v)
-        boxes = [(r, c) for r, c in boxes if r.temp_id not in judged]
+        boxes = [(r, i) for r, i in boxes if r.temp_id not in judged]
         boxes.sort(key=lambda b: (b[0].t_s, b[0].temp_id))
-        candidates = _near_pairs(np.array([c for _, c in boxes]).reshape(-1, 4, 2))
-        for n, (r, corners) in enumerate(boxes):
-            for other, theirs in (boxes[m] for m in candidates[n]):
+        corners = every[[i for _, i in boxes]].reshape(-1, 4, 2)
+        candidates = _near_pairs(corners)
+        for n, (r, _) in enumerate(boxes):
+            for m in candidates[n]:
+                other = boxes[m][0]
                 if (
                     other.temp_id not in self.judged
                     and not _levels_apart(r.z_m, other.z_m)
-                    and boxes_overlap(corners.tolist(), theirs.tolist())
+                    and boxes_overlap(corners[n].tolist(), corners[m].tolist())
                 ):
                     v = self.judge(r.temp_id, "overlap", t_s)
                     if v is not None:
