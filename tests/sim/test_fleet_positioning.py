@@ -222,8 +222,8 @@ def test_the_fleet_s_fcw_range_filter_changes_no_warning(tmp_path: Path, monkeyp
         dropped.append(len(found) - len(detect_conflicts(world, **kw, touch_within_s=within)))
         return found
 
-    def every_heard(*args: Any, **kw: Any) -> Any:
-        return touching_pairs_heard(*args[:-1], math.inf, **kw)
+    def every_heard(w: Any, table: Any, rows: Any, cols: Any, least: int, r: Any, c: Any, _: float, **kw: Any) -> Any:
+        return touching_pairs_heard(w, table, rows, cols, least, r, c, math.inf, **kw)
 
     monkeypatch.setattr(fleet_module, "detect_conflicts", every_pair)
     monkeypatch.setattr(fleet_module, "touching_pairs_heard", every_heard)
