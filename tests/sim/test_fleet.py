@@ -4,6 +4,7 @@ and its FCW for every hosted vehicle at once (sans-I/O, no broker)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import pytest
 
 from tests.sim.test_background import _scenario, _tick
 from v2x.agents.fleet import FleetAgent
+from v2x.core import always_compiled
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
 from v2x.net.fleet import FleetHost
@@ -26,7 +28,7 @@ from v2x.sim.inbound import MAX_FLEET_ACK_BYTES, Inbound
 from v2x.sim.simulation import Simulation
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, encode_bsm
-from v2x.wire.envelope import temporary_id
+from v2x.wire.envelope import _varint, temporary_id
 from v2x.wire.fleet import (
     VEHICLE_DOUBLES,
     add_vehicles,
@@ -163,27 +165,71 @@ def _one_by_one(inbound: Inbound, raws: list[bytes], members: dict[str, int], wh
         inbound._fleet_tx(raw, members, where)
 
 
+def _odd_envelopes(honest: bytes) -> list[bytes]:
+    """Envelopes of ``honest``'s sender in the layout the world's scan reads, or just outside it: a link written
+    as a varint protobuf reads as PC5 (2**32 + 1: an enum is an int32), a seq of 2**63 and more (a varint of 10
+    bytes), a transmission time before 0 (zigzag), a security header, fields out of order, a sender past ASCII."""
+    env = testbed_pb2.Envelope.FromString(honest)
+
+    def parts(**change: object) -> bytes:
+        head = testbed_pb2.Envelope(sender_id=env.sender_id, seq=env.seq, tick=env.tick, tx_time_us=env.tx_time_us)
+        for name, value in change.items():
+            setattr(head, name, value)
+        return head.SerializeToString()
+
+    frame = testbed_pb2.Envelope(frame=env.frame).SerializeToString()
+    pc5 = testbed_pb2.Envelope(link=testbed_pb2.LINK_PC5).SerializeToString()
+    secured = testbed_pb2.Envelope.FromString(honest)
+    secured.seq += 400
+    secured.security.signature = b"x"
+    return [
+        parts(seq=env.seq + 200) + b"\x28" + _varint(2**32 + 1) + frame,  # link: protobuf reads 1
+        parts(seq=env.seq + 300, tx_time_us=-123_456) + pc5 + frame,
+        secured.SerializeToString(),
+        frame + parts(seq=env.seq + 500) + pc5,  # out of field order: protobuf takes it
+        parts(seq=env.seq + 600, sender_id="bg-0-\u00e9") + pc5 + frame,
+        parts(seq=2**63 + 7) + pc5 + frame,
+    ]
+
+
+@pytest.mark.parametrize("scan", ["never", "interpreted", "compiled"])
 def test_the_batch_path_decides_every_envelope_as_the_per_envelope_path_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scan: str
 ) -> None:
+    """The batch path (with the bundle's envelopes scanned into columns, by the interpreted or the compiled
+    kernel, or parsed one by one) accepts and rejects each envelope as ``_fleet_tx`` does, with the same counts."""
+    import v2x.sim.inbound as inbound_module
+
     outcomes = []
+    taken = [0]
+    scanned = Inbound._scanned
+
+    def counted(raws: list[bytes]) -> list[Any]:
+        out = scanned(raws)
+        taken[0] += sum(f is not None for f in out)
+        return out
+
+    monkeypatch.setattr(Inbound, "_scanned", staticmethod(counted))
     for batch in (True, False):
         sim, _, ack = _open_tick_with_members(tmp_path)
         members = sim._members["fleet-0"]
         inbound = sim.inbound
         if not batch:  # every envelope through the reference path
             monkeypatch.setattr(inbound, "_fleet_batch", partial(_one_by_one, inbound))
-        mixed = _mixed_bundle(ack, members)
+        monkeypatch.setattr(inbound_module, "SCAN_AT_LEAST", 10**9 if scan == "never" else 0)
+        mixed = _mixed_bundle(ack, members) + _odd_envelopes(ack.envelopes[1])
         del ack.envelopes[:]
         ack.envelopes.extend(mixed)
-        sim.receive_fleet("fleet-0", ack.SerializeToString())
+        with always_compiled() if scan == "compiled" else contextlib.nullcontext():
+            sim.receive_fleet("fleet-0", ack.SerializeToString())
         stats = inbound.stats
         outcomes.append((dict(stats.rejected), stats.duplicates, dict(inbound.last_seq), inbound.received))
     assert outcomes[0] == outcomes[1]
     rejected = outcomes[0][0]
     assert set(rejected) >= {"malformed", "oversized", "not_in_fleet", "unknown_type", "bad_link", "bad_tick"}
     assert set(rejected) >= {"bad_seq", "id_mismatch"}
-    assert sum(rejected.values()) == 11
+    assert sum(rejected.values()) == 12  # (the 11 bad ones and the sender past ASCII; the other odd ones are taken)
+    assert taken[0] > 0 if scan != "never" else not taken[0]  # (the scan took the honest envelopes, at least)
 
 
 def _bsm_envelope(sender: str, x: float, speed: float, accel: float, t: float, seq: int) -> bytes:

@@ -1589,7 +1589,7 @@ def latency_ms_kernel(delivery_time_s: F64, tx_time_s: F64, tx_index: I32, out: 
 # bytes (its value fits int64).
 SCAN_UINT32 = 1  # a varint, its value
 SCAN_SINT32 = 2  # a zigzag varint, its signed value
-SCAN_VARINT = 3  # a varint whose value no column keeps (a 64-bit integer, an enum)
+SCAN_VARINT = 3  # a varint as it is on the wire, below 2**63 (a 64-bit integer, an enum)
 SCAN_BYTES = 4  # length-delimited: where it starts in the buffer, and its length (two columns)
 SCAN_ASCII = 5  # a string whose bytes are all ASCII (else not scanned: protobuf checks UTF-8): as SCAN_BYTES
 SCAN_MESSAGE = 6  # a message of the layout's row ``subs[m, f]``; its column, if any, is 1 when present

@@ -167,12 +167,22 @@ class MqttTransport:
         of a lockstep tick's cost. Anything else, and any failure, takes aiomqtt's confirmed path."""
         client = self._client
         if qos == 0 and client is not None and self.connected.is_set():
-            info = client._client.publish(topic, payload, 0, retain)  # paho; aiomqtt would only wait after it
+            # Onto the socket now, as far as it takes it, not when the event loop next polls for writing: a CPU-bound
+            # step after the publish (a fleet's FCW after its ack) would hold the message back. paho queues the
+            # packet without asking aiomqtt for a writer (which it would add on the loop's next turn, maybe after
+            # the connection closed), then writes; only what the socket does not take yet gets the writer.
+            pc = client._client  # paho's; aiomqtt would only wait after it
+            registered = pc._registered_write
+            pc._registered_write = True
+            try:
+                info = pc.publish(topic, payload, 0, retain)
+            finally:
+                pc._registered_write = registered
             if info.rc == paho.MQTT_ERR_SUCCESS:
-                # Onto the socket now, as far as it takes it, not when the event loop next polls for writing: a
-                # CPU-bound step after the publish (a fleet's FCW after its ack) would hold the message back.
-                client._client.loop_write()
+                pc.loop_write()
                 return
+            if pc.want_write():  # (not sent: anything queued before it still needs the writer)
+                pc._call_socket_register_write()
         while True:
             await self.connected.wait()
             client, generation = self._client, self.connections

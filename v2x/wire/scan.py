@@ -1,5 +1,6 @@
 """Layouts of protobuf messages for the core's columnar scan (``v2x.core.scan_messages``), built from the
-generated descriptors, and the layout of a BSM's envelope as the fleet agent hears thousands a tick.
+generated descriptors, and the layouts of a BSM's envelope as the fleet agent hears thousands a tick and as the
+world takes thousands a tick from the fleets.
 
 A layout lists, per message on a path from the outermost (``""``), the fields it may have; a message with any
 other field, a repeated or out-of-order field, a value out of its field's range or bytes that do not parse is
@@ -20,7 +21,9 @@ from numpy.typing import NDArray
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 
 # What a field is to the scan: the codes of ``v2x.core._kernels`` (SCAN_*; tested equal). A 64-bit integer or an
-# enum is only stepped over (SCAN_VARINT): no column keeps one.
+# enum is a SCAN_VARINT: a column keeps its varint as it is (below 2**63: a longer one leaves the layout), for the
+# caller to read (a sint64's is zigzag-encoded; an enum's may differ from protobuf's int32 for a value of 2**31 and
+# more: compare it only with a value below).
 SCAN_UINT32, SCAN_SINT32, SCAN_VARINT, SCAN_BYTES, SCAN_ASCII, SCAN_MESSAGE = 1, 2, 3, 4, 5, 6
 _KIND_OF_TYPE = {
     FieldDescriptor.TYPE_UINT32: SCAN_UINT32,
@@ -104,23 +107,45 @@ BSM_FIELDS = tuple(
 )  # fmt: skip
 
 
+def _bsm_envelope_fields(secured: bool) -> dict[str, Sequence[str]]:
+    """The message paths and fields of a BSM's envelope (with the security header, or without it)."""
+    bsm = day1_pb2.BSM.DESCRIPTOR
+    fields: dict[str, Sequence[str]] = {
+        "": ["sender_id", "seq", "tick", "tx_time_us", "link", "frame", *(["security"] if secured else [])],
+        "frame": ["bsm"],
+        "frame.bsm": [f.name for f in bsm.fields],
+        "frame.bsm.safety_ext": ["events", "path_prediction_radius", "path_prediction_confidence", "lights"],
+    }
+    if secured:
+        fields["security"] = ["certificate", "digest", "generation_time_us", "signature"]
+        fields["security.certificate"] = ["body", "signature"]
+    for name in ("pos", "accuracy", "pos_confidence", "accel_set", "brakes", "size", "emergency_ext"):
+        inner = bsm.fields_by_name[name].message_type
+        assert inner is not None
+        fields[f"frame.bsm.{name}"] = [f.name for f in inner.fields]  # (every field of theirs: none repeated)
+    return fields
+
+
 @functools.cache
 def bsm_envelope() -> Layout:
     """The layout of an Envelope (no destinations; a security header or none: the signature is not checked here)
     around a MessageFrame with a BSM (no path history), keeping the sender, whether there is a BSM, its id,
     secMark and vehicle class and ``BSM_FIELDS``."""
-    bsm = day1_pb2.BSM.DESCRIPTOR
-    fields: dict[str, Sequence[str]] = {
-        "": ["sender_id", "seq", "tick", "tx_time_us", "link", "frame", "security"],
-        "security": ["certificate", "digest", "generation_time_us", "signature"],
-        "security.certificate": ["body", "signature"],
-        "frame": ["bsm"],
-        "frame.bsm": [f.name for f in bsm.fields],
-        "frame.bsm.safety_ext": ["events", "path_prediction_radius", "path_prediction_confidence", "lights"],
-    }
-    for name in ("pos", "accuracy", "pos_confidence", "accel_set", "brakes", "size", "emergency_ext"):
-        inner = bsm.fields_by_name[name].message_type
-        assert inner is not None
-        fields[f"frame.bsm.{name}"] = [f.name for f in inner.fields]  # (every field of theirs: none repeated)
     keep = ["sender_id", "frame.bsm", "frame.bsm.id", "frame.bsm.sec_mark", "frame.bsm.vehicle_class", *BSM_FIELDS]
-    return layout(testbed_pb2.Envelope.DESCRIPTOR, fields, keep, nested={"frame": frame_pb2.MessageFrame.DESCRIPTOR})
+    return layout(
+        testbed_pb2.Envelope.DESCRIPTOR, _bsm_envelope_fields(True), keep,
+        nested={"frame": frame_pb2.MessageFrame.DESCRIPTOR},
+    )  # fmt: skip
+
+
+@functools.cache
+def bsm_envelope_unsigned() -> Layout:
+    """The layout of an Envelope without a security header or destinations around a MessageFrame with a BSM (no
+    path history), keeping what the world checks of a fleet's envelope (``v2x.sim.inbound``): the sender, seq,
+    tick, transmission time and link (the 64-bit ones and the enum as their varints: seq and tick as they are,
+    the time zigzag-encoded; a varint over 9 bytes leaves the layout), whether there is a BSM, and its id."""
+    keep = ["sender_id", "seq", "tick", "tx_time_us", "link", "frame.bsm", "frame.bsm.id"]
+    return layout(
+        testbed_pb2.Envelope.DESCRIPTOR, _bsm_envelope_fields(False), keep,
+        nested={"frame": frame_pb2.MessageFrame.DESCRIPTOR},
+    )  # fmt: skip
