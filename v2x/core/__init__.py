@@ -1,8 +1,10 @@
-"""Latency-critical, sans-I/O core: world state, spatial grid, fan-out and conflict detection.
+"""Latency-critical, sans-I/O core: world state, spatial grid, fan-out and conflict detection (and the fleet
+agent's arrays: who heard whom, its BSM envelopes).
 
 Arrays in, arrays out. No asyncio, no MQTT, no per-tick logging. See docs/CORE.md.
 """
 
+from v2x.core._bsm import refreshed_envelopes
 from v2x.core._conflict import (
     VERTICAL_SEPARATION_M,
     Conflicts,
@@ -49,5 +51,6 @@ __all__ = [
     "latencies_ms",
     "overlapping_pairs",
     "pairs_at_least",
+    "refreshed_envelopes",
     "stamp_deliveries",
 ]

@@ -44,6 +44,7 @@ STEPS: tuple[Step, ...] = (
     Step("pairs", "conflict detection, given pairs", ("conflicts_of_pairs", "conflict_arrays", "pairs_kept")),
     Step("swept", "conflict detection, all pairs", ("conflicts_swept",)),
     Step("heard", "the fleet's table of who heard whom", ("heard_pairs", "stamp_heard")),
+    Step("bsm", "the fleet's BSM envelopes", ("bsm_envelopes",)),
 )
 #: The steps the helper process takes when the cache is cold (the rest stay in this process): about half of
 #: the compile time each.
@@ -83,9 +84,12 @@ def _run_step(name: str) -> None:
         latencies_ms,
         overlapping_pairs,
         pairs_at_least,
+        refreshed_envelopes,
         stamp_deliveries,
     )
     from v2x.impair import network_link
+    from v2x.wire import testbed_pb2
+    from v2x.wire.bsm_bytes import BsmStatics
 
     w, grid, tx, rx = _two_cars()  # builds the grid: the ``grid`` step
     if name == "referee":
@@ -110,6 +114,10 @@ def _run_step(name: str) -> None:
         pairs_at_least(table, np.arange(2), np.arange(2), 0)
         one, zero = np.ones(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
         stamp_deliveries(table, one, zero, zero, zero, zero, one, 1)
+    elif name == "bsm":  # (the fleet agent's transmit: one envelope of a two-byte static piece each)
+        statics = BsmStatics(b"\x0a\x00", np.array([2, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.int32).tobytes())
+        zero, motion, pc5 = np.zeros(1, dtype=np.int64), np.zeros((5, 1), dtype=np.int64), testbed_pb2.LINK_PC5
+        refreshed_envelopes([statics], zero, zero, 0, motion, np.zeros(1), zero, tick=0, tx_time_us=0, link=pc5)
     elif name != "grid":
         raise ValueError(f"no warm-up step {name!r}")
 
@@ -124,7 +132,7 @@ def _compiled(step: Step) -> bool:
 
 def warm_up(report: Callable[[str], None] | None = None, *, processes: int | None = None) -> None:
     """Run every step of :data:`STEPS`. ``report`` (if given) is told, when the cache turns out to be
-    cold, what is being compiled, each step as it finishes ("[3/7] broadcast fan-out: 4.2 s") and the
+    cold, what is being compiled, each step as it finishes ("[3/8] broadcast fan-out: 4.2 s") and the
     total; with a warm cache it hears nothing. ``processes``: how many processes compile at once on a
     cold cache (default: 2 if the machine has two cores or more, else 1)."""
     started = time.monotonic()
