@@ -1,7 +1,9 @@
-"""The fleet's BSM envelopes written from arrays (``v2x.core.refreshed_envelopes`` with ``v2x.wire.bsm_bytes``'s
-static pieces) are the bytes of ``refresh_bsm`` + ``SerializeToString`` + ``envelope_bytes``, for random templates
-and values at the edges of their ranges, compiled and interpreted; and a fleet that writes them sends what a
-fleet that refreshes its templates in place sends, tick after tick (new vehicles, accuracy changes, wrecks)."""
+"""The fleet's transmit on arrays (``v2x.core._fleet_wire``). Its BSM envelopes written from arrays
+(``refreshed_envelopes`` with ``v2x.wire.bsm_bytes``'s static pieces) are the bytes of ``refresh_bsm`` +
+``SerializeToString`` + ``envelope_bytes``, for random templates and values at the edges of their ranges, compiled
+and interpreted; its vehicles' numbers read from a FleetInput's bytes (``fleet_vehicle_numbers``) are protobuf's
+reading of them, whatever the fields' order; and a fleet that does both sends what a fleet that reads the fields
+and refreshes its templates in place sends, tick after tick (new vehicles, accuracy changes, wrecks)."""
 
 from __future__ import annotations
 
@@ -18,12 +20,22 @@ from hypothesis import strategies as st
 from v2x import units
 from v2x.agents import fleet as fleet_module
 from v2x.agents.fleet import FleetAgent
-from v2x.core import always_compiled, refreshed_envelopes
+from v2x.core import VEHICLE_NUMBERS, always_compiled, fleet_vehicle_numbers, refreshed_envelopes
+from v2x.core._jit import compiled, interpreted
+from v2x.core._kernels import fleet_vehicle_fields
 from v2x.geodesy import LocalFrame
 from v2x.wire import common_pb2, day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import EMERGENCY_USE, VEHICLE_EVENT_BIT, OwnState, encode_bsm, refresh_bsm
 from v2x.wire.bsm_bytes import bsm_statics
 from v2x.wire.envelope import envelope_bytes
+from v2x.wire.fleet import (
+    POSITIONING_DOUBLES,
+    VEHICLE_DOUBLES,
+    add_vehicles,
+    serialize_with_deliveries,
+    vehicle_bodies,
+    vehicle_head,
+)
 
 FRAME = LocalFrame(29.5, 106.5, 250.0)
 EPOCH = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -147,6 +159,102 @@ def test_the_writers_keys_are_the_fields_numbers() -> None:
     assert [envelope[n].number for n in ("sender_id", "seq", "frame")] == [1, 2, 7]
 
 
+# -- the vehicles' numbers read from the bytes ------------------------------------------------------------
+
+doubles = st.one_of(
+    st.sampled_from([0.0, -0.0, float("nan"), float("inf"), -float("inf"), 5e-324, 1e300]), st.floats(-1e6, 1e6)
+)
+
+
+def _read(raw: bytes, n: int) -> np.ndarray | None:
+    """``fleet_vehicle_numbers`` (its kernel compiled), after checking that the kernel interpreted finds the same."""
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    found = []
+    for run in (interpreted(fleet_vehicle_fields), compiled(fleet_vehicle_fields)):
+        at_of, flag = np.full((n, len(VEHICLE_NUMBERS) - 1), -2, dtype=np.int64), np.full(n, -2, dtype=np.int64)
+        found.append((run(buf, at_of, flag), at_of.tobytes(), flag.tobytes()))
+    assert found[0] == found[1]
+    with always_compiled():
+        return fleet_vehicle_numbers(raw, n)
+
+
+def _fields(inp: testbed_pb2.FleetInput) -> np.ndarray:
+    rows = [[getattr(v, f) for f in VEHICLE_NUMBERS] for v in inp.vehicles]
+    return np.array(rows, dtype=np.float64).reshape(-1, len(VEHICLE_NUMBERS))
+
+
+def _same(a: np.ndarray | None, b: np.ndarray) -> bool:
+    return a is not None and a.shape == b.shape and a.tobytes() == b.tobytes()  # (bit for bit: -0.0, nan)
+
+
+@FUZZ
+@given(
+    rows=st.lists(
+        st.tuples(st.lists(doubles, min_size=15, max_size=15), st.booleans(), st.text(max_size=20)), max_size=12
+    ),
+    shuffle=st.randoms(use_true_random=False),
+    extra=st.sampled_from(["", "twice", "unknown", "wrong_type"]),
+)
+def test_numbers_read_from_the_bytes_are_protobufs_reading(
+    rows: list[tuple[list[float], bool, str]], shuffle: Any, extra: str
+) -> None:
+    """Vehicles written field by field in any order (protobuf's own order, shuffled), a field given twice, an
+    unknown field, a field with another wire type: the numbers protobuf's parser gives, bit for bit."""
+    names = VEHICLE_NUMBERS[:-1]
+    parts = []
+    for values, wrecked, vid in rows:
+        fields = [testbed_pb2.FleetVehicle(vehicle_id=vid, kind="car").SerializeToString()]
+        for name, value in zip(names, values, strict=True):
+            one = testbed_pb2.FleetVehicle()
+            setattr(one, name, value)
+            fields.append(one.SerializeToString())
+        fields.append(testbed_pb2.FleetVehicle(wrecked=wrecked).SerializeToString())
+        shuffle.shuffle(fields)
+        if extra == "twice":
+            fields.append(testbed_pb2.FleetVehicle(y_m=values[0] + 1.0, wrecked=not wrecked).SerializeToString())
+        elif extra == "unknown":
+            fields.append(_varint(99 << 3 | 1) + bytes(8))  # field 99, 64 bits
+            fields.append(b"\xf8\x06\x05" + b"\xfa\x06\x02ab")  # fields 111: a varint, and bytes
+        elif extra == "wrong_type":
+            fields.append(b"\x18\x05")  # x_m (3) as a varint: unknown to protobuf, x_m unchanged
+        body = b"".join(fields)
+        parts.append(b"\x32" + _varint(len(body)) + body)
+    raw = b"".join([testbed_pb2.FleetInput(run_id="r", tick=9).SerializeToString(), *parts, b"\x3a\x02xy"])
+    inp = testbed_pb2.FleetInput.FromString(raw)
+    want = _fields(inp)
+    assert _same(_read(raw, len(rows)), want)
+    assert _read(raw, len(rows) + 1) is None  # (not the vehicles there are)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def test_numbers_of_a_fleet_input_the_world_writes_are_its_fields() -> None:
+    """As the world writes a FleetInput (``add_vehicles``, the deliveries after it): with and without
+    positioning, wrecks, envelopes and deliveries around the vehicles."""
+    rng = np.random.default_rng(11)
+    for positioning in (False, True):
+        n = 120
+        names = VEHICLE_DOUBLES + (POSITIONING_DOUBLES if positioning else ())
+        cols = [rng.normal(0.0, 100.0, n) for _ in names]
+        cols[3][:20] = 0.0
+        heads = [vehicle_head(f"bg-{k}", "car", positioning=positioning, wrecked=k % 7 == 0) for k in range(n)]
+        msg = testbed_pb2.FleetInput(run_id="r", tick=4, time_us=400_000, envelopes=[b"e" * 300, b""])
+        add_vehicles(msg, heads, vehicle_bodies(cols), range(n), positioning=positioning)
+        counts = np.full(n, 2)
+        raw = serialize_with_deliveries(msg, counts, np.zeros(2 * n, dtype=np.int64), np.zeros(2 * n))
+        inp = testbed_pb2.FleetInput.FromString(raw)
+        assert _same(_read(raw, n), _fields(inp))
+    few = testbed_pb2.FleetInput(vehicles=[testbed_pb2.FleetVehicle(x_m=1.0)] * 3).SerializeToString()
+    assert fleet_vehicle_numbers(few, 3) is None  # (a small fleet reads the fields: no interpreted pass)
+
+
 # -- the fleet: written from the arrays, or refreshed in place -------------------------------------------
 
 
@@ -159,7 +267,7 @@ def _inputs(n_ticks: int, seed: int) -> list[testbed_pb2.FleetInput]:
         inp = testbed_pb2.FleetInput(
             run_id="r", tick=tick, time_us=tick * 100_000, tick_us=100_000, truth_time_us=(tick - 1) * 100_000
         )
-        for k in range(40):
+        for k in range(30):  # (a fleet up to SMALL_WORLD: interpreted, unless always_compiled)
             if (k + tick) % 9 == 0 and k % 2:  # (away for this tick: its template is dropped)
                 continue
             sigma = [0.0, 0.4, 0.4, 1.5, 30.0][(k + tick // 4) % 5] if k % 3 else 0.0
@@ -203,11 +311,12 @@ def test_a_fleet_sends_the_same_envelopes_either_way(monkeypatch: pytest.MonkeyP
     written = FleetAgent("f", frame=FRAME, epoch=EPOCH, thresholds=thresholds)
     in_place = FleetAgent("f", frame=FRAME, epoch=EPOCH, thresholds=thresholds)
     for inp in _inputs(20, seed=3):
+        raw = inp.SerializeToString()  # (as received: its vehicles' numbers read from the bytes, when compiled)
         if compiled:
             with always_compiled():
-                got = written.transmit(inp).SerializeToString()
+                got = written.transmit(inp, raw).SerializeToString()
         else:
-            got = written.transmit(inp).SerializeToString()
+            got = written.transmit(inp, raw).SerializeToString()
         with _in_place(monkeypatch):
             want = in_place.transmit(inp).SerializeToString()
         assert got == want, inp.tick

@@ -58,10 +58,12 @@ from v2x import units
 from v2x.agents.vehicle import WRECK_FLAGS
 from v2x.apps.collision import CONFLICT_NAME
 from v2x.core import (
+    VEHICLE_NUMBERS,
     ActorKind,
     ConflictType,
     WorldState,
     detect_conflicts,
+    fleet_vehicle_numbers,
     pairs_at_least,
     refreshed_envelopes,
     stamp_deliveries,
@@ -120,11 +122,14 @@ def _accurate_wire(semi_major: int, need_m: float) -> bool:
 
 
 WRECK_EVENTS = sum(1 << VEHICLE_EVENT_BIT[flag] for flag in WRECK_FLAGS)
-# What ``transmit`` reads of each FleetVehicle besides its id, in this order (``wrecked`` as 0.0 or 1.0).
-_FIELDS = attrgetter(
+# What ``transmit`` reads of each FleetVehicle besides its id, in this order (``wrecked`` as 0.0 or 1.0): from the
+# FleetInput's bytes (``fleet_vehicle_numbers``' columns ``_COLUMNS``), or the fields of each (``_FIELDS``).
+_NUMBERS = (
     "x_m", "y_m", "vx_mps", "vy_mps", "ax_mps2", "ay_mps2", "heading_rad", "speed_mps", "accel_mps2", "east_error_m",
     "north_error_m", "sigma_major_m", "sigma_minor_m", "wrecked",
 )  # fmt: skip
+_COLUMNS = [VEHICLE_NUMBERS.index(name) for name in _NUMBERS]
+_FIELDS = attrgetter(*_NUMBERS)
 
 
 def _accuracy_wire(major: np.ndarray, minor: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -247,15 +252,16 @@ class FleetAgent:
         self._pairs_made = 0  # the (vehicle, sender) pairs FCW had last tick: room for as many, and some, now
         self._listening: _Begun | None = None  # the tick ``transmit`` began, for ``listen``
 
-    def step(self, inp: testbed_pb2.FleetInput) -> testbed_pb2.FleetAck:
-        """One tick: every hosted vehicle's BSM and the FCW warnings of all of them."""
-        ack = self.transmit(inp)
+    def step(self, inp: testbed_pb2.FleetInput, raw: bytes | None = None) -> testbed_pb2.FleetAck:
+        """One tick: every hosted vehicle's BSM and the FCW warnings of all of them (``raw``: see ``transmit``)."""
+        ack = self.transmit(inp, raw)
         ack.events.extend(self.listen(inp))
         return ack
 
-    def transmit(self, inp: testbed_pb2.FleetInput) -> testbed_pb2.FleetAck:
+    def transmit(self, inp: testbed_pb2.FleetInput, raw: bytes | None = None) -> testbed_pb2.FleetAck:
         """The first half of a tick: a ``FleetAck`` with every hosted vehicle's BSM (no warnings yet). Then
-        ``listen(inp)`` gives the tick's warnings; ``step`` is the two."""
+        ``listen(inp)`` gives the tick's warnings; ``step`` is the two. ``raw``: the bytes ``inp`` was parsed from,
+        if at hand (the vehicles' numbers are then read from them in one pass)."""
         t = inp.time_us / 1e6
         ack = testbed_pb2.FleetAck(fleet_id=self.fleet_id, tick=inp.tick)
         vehicles = list(inp.vehicles)
@@ -265,8 +271,13 @@ class FleetAgent:
             del self._statics[gone], self._stated[gone]
         n = len(vehicles)
         dt = max(0.0, t - inp.truth_time_us / 1e6)
-        # Every vehicle's numbers in one pass (``attrgetter``: the fields read in C, a tuple per vehicle).
-        columns = np.array(list(map(_FIELDS, vehicles)), dtype=np.float64).reshape(-1, 14).T
+        # Every vehicle's numbers: from the bytes ``inp`` was parsed from, in one compiled pass, else the fields of
+        # one vehicle after another (``attrgetter``: read in C, a tuple per vehicle).
+        numbers = None if raw is None else fleet_vehicle_numbers(raw, n)
+        if numbers is None:
+            columns = np.array(list(map(_FIELDS, vehicles)), dtype=np.float64).reshape(-1, len(_NUMBERS)).T
+        else:
+            columns = numbers.T[_COLUMNS]
         x0, y0, vx0, vy0, ax, ay, heading, speed, accel, ex, ny, major, minor, wrecked = columns
         # Where its receiver puts it (the truth where it states no accuracy: no positioning modelled, or no fix).
         known = major > 0.0

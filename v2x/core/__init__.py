@@ -4,7 +4,6 @@ agent's arrays: who heard whom, its BSM envelopes).
 Arrays in, arrays out. No asyncio, no MQTT, no per-tick logging. See docs/CORE.md.
 """
 
-from v2x.core._bsm import refreshed_envelopes
 from v2x.core._conflict import (
     VERTICAL_SEPARATION_M,
     Conflicts,
@@ -24,6 +23,7 @@ from v2x.core._fanout import (
     fan_out_broadcast,
     latencies_ms,
 )
+from v2x.core._fleet_wire import VEHICLE_NUMBERS, fleet_vehicle_numbers, refreshed_envelopes
 from v2x.core._grid import SpatialGrid
 from v2x.core._heard import pairs_at_least, stamp_deliveries
 from v2x.core._jit import SMALL_WORLD, always_compiled
@@ -31,6 +31,7 @@ from v2x.core._world import ActorKind, WorldState
 
 __all__ = [
     "SMALL_WORLD",
+    "VEHICLE_NUMBERS",
     "VERTICAL_SEPARATION_M",
     "ActorKind",
     "ChannelTables",
@@ -48,6 +49,7 @@ __all__ = [
     "detect_conflicts",
     "fan_out_addressed",
     "fan_out_broadcast",
+    "fleet_vehicle_numbers",
     "latencies_ms",
     "overlapping_pairs",
     "pairs_at_least",

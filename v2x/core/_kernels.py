@@ -1550,7 +1550,7 @@ def latency_ms_kernel(delivery_time_s: F64, tx_time_s: F64, tx_index: I32, out: 
         out[e] = (delivery_time_s[e] - tx_time_s[tx_index[e]]) * 1e3
 
 
-# -- refreshed BSMs' envelopes (the fleet agent's transmit, v2x.core._bsm) ----------------------------------
+# -- the fleet agent's transmit (v2x.core._fleet_wire): its vehicles read, their BSMs' envelopes written --------
 # The protobuf keys (field number << 3 | wire type) of the fields bsm_envelopes writes: varints (wire type 0)
 # and the lengths of nested messages (wire type 2). The static pieces (v2x.wire.bsm_bytes.BsmStatics) hold the
 # rest. Values are int64, 0 <= v < 2**63 (varints of sint32 fields come zigzag-encoded).
@@ -1677,3 +1677,80 @@ def bsm_envelopes(blob: U8, meta: I32, values: I64, middle: U8, out: U8, ends: I
         at = _put_bytes(out, at, blob, src, s6)  # VehicleSafetyExtensions's other fields; BSM.emergency_ext
         src += s6
         ends[k] = at
+
+
+@jit_inline
+def _get_varint(buf: U8, at: int) -> tuple[int, int]:
+    """The varint at ``at`` (its low 63 bits) and the position after it; -1 for a varint that runs past the end."""
+    v = 0
+    shift = 0
+    while at < len(buf):
+        b = int(buf[at])
+        at += 1
+        if shift < 63:
+            v |= (b & 127) << shift
+        shift += 7
+        if b < 128:
+            return v, at
+    return 0, -1
+
+
+@jit_inline
+def _skip_field(buf: U8, at: int, wire_type: int, end: int) -> int:
+    """The position after a field's value of ``wire_type`` at ``at`` (ending by ``end``); -1: not one to skip."""
+    if wire_type == 0:
+        _v, at = _get_varint(buf, at)
+    elif wire_type == 1:
+        at += 8
+    elif wire_type == 2:
+        size, at = _get_varint(buf, at)
+        if at >= 0:
+            at += size
+    elif wire_type == 5:
+        at += 4
+    else:  # (a group: not in a FleetInput)
+        return -1
+    return at if 0 <= at <= end else -1
+
+
+@jit
+def fleet_vehicle_fields(buf: U8, at_of: I64, flag: I64) -> int:
+    """Scan the bytes of a FleetInput for its ``vehicles`` (field 6): per vehicle ``k``, ``at_of[k, f - 3]`` where
+    the 8 bytes of its 64-bit field ``f`` (3..2 + at_of.shape[1]) start (-1: absent; a field given twice: the
+    last, as protobuf reads it), ``flag[k]`` its field 18 (``wrecked``) as 0 or 1; other fields skipped. Returns
+    how many vehicles, or -1 when the bytes are not what the caller can read this way (a truncated field, a
+    group, more vehicles than ``at_of`` has rows)."""
+    at = 0
+    k = 0
+    n_fields = at_of.shape[1]
+    while at < len(buf):
+        key, at = _get_varint(buf, at)
+        if at < 0:
+            return -1
+        if key == (6 << 3) | 2:
+            size, at = _get_varint(buf, at)
+            if at < 0 or at + size > len(buf) or k >= len(at_of):
+                return -1
+            end = at + size
+            for j in range(n_fields):
+                at_of[k, j] = -1
+            flag[k] = 0
+            while at < end:
+                key, at = _get_varint(buf, at)
+                if at < 0:
+                    return -1
+                field, wire_type = key >> 3, key & 7
+                if wire_type == 1 and 3 <= field < 3 + n_fields:
+                    at_of[k, field - 3] = at
+                elif wire_type == 0 and field == 18:
+                    v, _after = _get_varint(buf, at)
+                    flag[k] = 1 if v != 0 else 0
+                at = _skip_field(buf, at, wire_type, end)
+                if at < 0:
+                    return -1
+            k += 1
+        else:
+            at = _skip_field(buf, at, key & 7, len(buf))
+            if at < 0:
+                return -1
+    return k

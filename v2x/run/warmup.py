@@ -44,7 +44,7 @@ STEPS: tuple[Step, ...] = (
     Step("pairs", "conflict detection, given pairs", ("conflicts_of_pairs", "conflict_arrays", "pairs_kept")),
     Step("swept", "conflict detection, all pairs", ("conflicts_swept",)),
     Step("heard", "the fleet's table of who heard whom", ("heard_pairs", "stamp_heard")),
-    Step("bsm", "the fleet's BSM envelopes", ("bsm_envelopes",)),
+    Step("fleet", "the fleet's transmit", ("fleet_vehicle_fields", "bsm_envelopes")),
 )
 #: The steps the helper process takes when the cache is cold (the rest stay in this process): about half of
 #: the compile time each.
@@ -81,6 +81,7 @@ def _run_step(name: str) -> None:
         detect_conflicts,
         fan_out_addressed,
         fan_out_broadcast,
+        fleet_vehicle_numbers,
         latencies_ms,
         overlapping_pairs,
         pairs_at_least,
@@ -114,7 +115,10 @@ def _run_step(name: str) -> None:
         pairs_at_least(table, np.arange(2), np.arange(2), 0)
         one, zero = np.ones(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
         stamp_deliveries(table, one, zero, zero, zero, zero, one, 1)
-    elif name == "bsm":  # (the fleet agent's transmit: one envelope of a two-byte static piece each)
+    elif name == "fleet":  # (the fleet agent's transmit: a vehicle read, an envelope of a two-byte static piece)
+        fleet_vehicle_numbers(
+            testbed_pb2.FleetInput(vehicles=[testbed_pb2.FleetVehicle(x_m=1.0)]).SerializeToString(), 1
+        )
         statics = BsmStatics(b"\x0a\x00", np.array([2, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.int32).tobytes())
         zero, motion, pc5 = np.zeros(1, dtype=np.int64), np.zeros((5, 1), dtype=np.int64), testbed_pb2.LINK_PC5
         refreshed_envelopes([statics], zero, zero, 0, motion, np.zeros(1), zero, tick=0, tx_time_us=0, link=pc5)

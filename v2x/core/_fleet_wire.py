@@ -1,7 +1,8 @@
-"""The fleet agent's BSM envelopes written from arrays (``v2x.agents.fleet``, issue #10): a compiled pass
-(``_kernels.bsm_envelopes``) over every vehicle instead of a protobuf message refreshed and serialised per
-vehicle. The pieces that stay the same tick after tick come from the templates (``v2x.wire.bsm_bytes``); the
-bytes are protobuf's (tests/wire/test_bsm_bytes.py).
+"""The fleet agent's transmit on arrays (``v2x.agents.fleet``, issue #10): its vehicles' numbers read out of the
+``FleetInput``'s bytes in one compiled pass (``_kernels.fleet_vehicle_fields``) instead of a field at a time
+from each ``FleetVehicle``, and their BSMs' envelopes written in another (``_kernels.bsm_envelopes``) instead of
+a protobuf message refreshed and serialised per vehicle. The pieces of a BSM that stay the same tick after tick
+come from the templates (``v2x.wire.bsm_bytes``); the bytes are protobuf's (tests/wire/test_bsm_bytes.py).
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from v2x.core._jit import kernel
-from v2x.core._kernels import bsm_envelopes
+from v2x.core._jit import compiled, compiles, kernel
+from v2x.core._kernels import bsm_envelopes, fleet_vehicle_fields
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import BRAKE_OFF, BRAKE_ON
 from v2x.wire.bsm_bytes import META, BsmStatics, zigzag
 
-__all__ = ["refreshed_envelopes"]
+__all__ = ["VEHICLE_NUMBERS", "fleet_vehicle_numbers", "refreshed_envelopes"]
 
+#: ``fleet_vehicle_numbers``' columns: FleetVehicle's double fields (3 to 17, in field order), then ``wrecked``.
+VEHICLE_NUMBERS = (*(f.name for f in testbed_pb2.FleetVehicle.DESCRIPTOR.fields if 3 <= f.number <= 17), "wrecked")
 _MOST_DYNAMIC_BYTES = 16 * 11  # per envelope, beyond its static pieces: 16 keys and varints of at most 10 bytes
 
 
@@ -61,3 +64,26 @@ def refreshed_envelopes(
     data = out[: int(ends[-1])].tobytes()
     bounds = [0, *ends.tolist()]
     return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def fleet_vehicle_numbers(raw: bytes, n: int) -> NDArray[np.float64] | None:
+    """The numbers of the ``n`` vehicles of the FleetInput whose bytes are ``raw`` (as received: any field order,
+    a field given twice read as protobuf reads it), a row per vehicle and a column per :data:`VEHICLE_NUMBERS`
+    field (``wrecked`` as 0.0 or 1.0, an absent field 0.0), in one compiled pass over the bytes. None for a fleet
+    of up to ``SMALL_WORLD`` vehicles (the interpreter would walk every envelope's bytes: reading the fields costs
+    less) or when the bytes are not as expected (not ``n`` vehicles, a group): the caller reads the fields."""
+    if not compiles(n):
+        return None
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    at_of = np.empty((n, len(VEHICLE_NUMBERS) - 1), dtype=np.int64)
+    flag = np.empty(n, dtype=np.int64)
+    if compiled(fleet_vehicle_fields)(buf, at_of, flag) != n:
+        return None
+    # Each field's 8 little-endian bytes gathered (a vehicle's absent fields from the start: 0.0 put after).
+    absent = at_of < 0
+    gathered = buf[np.where(absent, 0, at_of)[:, :, None] + np.arange(8)]
+    out = np.empty((n, len(VEHICLE_NUMBERS)), dtype=np.float64)
+    out[:, :-1] = gathered.view("<f8")[:, :, 0]
+    out[:, :-1][absent] = 0.0
+    out[:, -1] = flag
+    return out
