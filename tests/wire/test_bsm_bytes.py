@@ -171,8 +171,8 @@ def _read(raw: bytes, n: int) -> np.ndarray | None:
     buf = np.frombuffer(raw, dtype=np.uint8)
     found = []
     for run in (interpreted(fleet_vehicle_fields), compiled(fleet_vehicle_fields)):
-        at_of, flag = np.full((n, len(VEHICLE_NUMBERS) - 1), -2, dtype=np.int64), np.full(n, -2, dtype=np.int64)
-        found.append((run(buf, at_of, flag), at_of.tobytes(), flag.tobytes()))
+        bits = np.full((n, len(VEHICLE_NUMBERS)), 7, dtype=np.uint64)
+        found.append((run(buf, bits), bits.tobytes()))
     assert found[0] == found[1]
     with always_compiled():
         return fleet_vehicle_numbers(raw, n)

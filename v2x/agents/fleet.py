@@ -13,10 +13,11 @@ Per tick, ``step`` (``transmit``, step 1, then ``listen``, steps 2 and 3: the sh
    time stamp says so, and receivers carry it on from there as they do every BSM), as a BSM refreshed from
    a template per vehicle would be (``v2x.wire.bsm.refresh_bsms``; the template is made, or changed, only for
    a new vehicle, a wreck or an accuracy that changed), in its envelope: the envelopes are written from the
-   arrays of every vehicle's numbers (read in one pass) in one compiled pass, around the bytes that stay the
-   same in a template's BSMs (``v2x.core.refreshed_envelopes``, ``v2x.wire.bsm_bytes``: protobuf's bytes, no
-   message built per vehicle; a signed run, or a tick with a value that is not finite, refreshes the templates
-   in place and serialises them, ``envelope_bytes``, the same bytes). Without its flow's ``positioning`` a
+   arrays of every vehicle's numbers (read out of the input's bytes in one compiled pass when the shell hands
+   them over, ``v2x.core.fleet_vehicle_numbers``) in another compiled pass, around the bytes that stay the same
+   in a template's BSMs (``v2x.core.refreshed_envelopes``, ``v2x.wire.bsm_bytes``: protobuf's bytes, no message
+   built per vehicle; a signed run, or a tick with a value that is not finite, refreshes the templates in place
+   and serialises them, ``envelope_bytes``, the same bytes). Without its flow's ``positioning`` a
    vehicle's BSM has no positioning error and the accuracy unknown, as the world's BSMs had before fleets; with
    it, the world sends the vehicle's receiver reading with the truth (``FleetVehicle`` fields 14-17: the error
    and the 1-sigma axes) and the BSM carries the truth plus that error and states that accuracy (the template's
@@ -50,6 +51,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import repeat
 from operator import attrgetter
 
 import numpy as np
@@ -330,11 +332,11 @@ class FleetAgent:
         speed_a = np.where(speed_in > 0.0, speed_in, 0.0)  # max(0.0, speed), NaN included
         motion = motion_columns(lat_a, lon_a, speed_a, compass_a, accel)
         mark = units.sec_mark(inp.truth_time_us / 1e6, self.epoch)  # the truth's time: when it was so
-        codes = (accuracy[:, 0] | accuracy[:, 1] << 20 | accuracy[:, 2] << 40).tolist()  # (``_accuracy_code``)
-        stated = self._stated
+        codes = accuracy[:, 0] | accuracy[:, 1] << 20 | accuracy[:, 2] << 40  # (``_accuracy_code``)
+        stated = np.fromiter(map(self._stated.get, ids, repeat(-1)), dtype=np.int64, count=len(ids))
         # The vehicles whose template is new or changes (one per vehicle kept from tick to tick, ``templates``):
-        # no template yet, a wreck from now on, the accuracy it states changed. Only those are seen one by one.
-        change = [k for k, (vid, code) in enumerate(zip(ids, codes, strict=True)) if stated.get(vid) != code]
+        # no template yet (-1), a wreck from now on, the accuracy it states changed. Only those are seen one by one.
+        change = np.flatnonzero(stated != codes).tolist()
         wrecks = np.flatnonzero(wrecked).tolist()
         change += [k for k in wrecks if ids[k] not in self._wrecks]
         for k in sorted(set(change)):
@@ -342,13 +344,13 @@ class FleetAgent:
         hard = np.where(accel <= -HARD_BRAKING_MPS2, 1 << VEHICLE_EVENT_BIT["hard_braking"], 0)
         events = np.where(wrecked, hard | WRECK_EVENTS, hard)
         # A vehicle's BSM counter is the seq of its envelope less one (both start at 0 and count its BSMs).
-        counts = np.array([self.seq.get(vid, 0) for vid in ids], dtype=np.int64)
+        counts = np.fromiter(map(self.seq.get, ids, repeat(0)), dtype=np.int64, count=len(ids))
         seqs = counts + 1
         self.seq.update(zip(ids, seqs.tolist(), strict=True))
         msgs: list[frame_pb2.MessageFrame] | None = None
         if self.signer is None and motion is not None:
             out = refreshed_envelopes(
-                [self._statics[vid] for vid in ids], seqs, counts, mark, motion, accel, events, tick=inp.tick,
+                list(map(self._statics.__getitem__, ids)), seqs, counts, mark, motion, accel, events, tick=inp.tick,
                 tx_time_us=inp.time_us, link=testbed_pb2.LINK_PC5,
             )  # fmt: skip
             self._refreshed = (ids, motion, accel, counts, mark, events)
@@ -468,7 +470,7 @@ class FleetAgent:
         bytes heard back are these bytes, so they parse to these BSMs (``msgs``: the refreshed templates, when
         the envelopes were not written from the arrays; else a BSM asked of ``check_bsm`` is parsed again).
         ``events``: the raw event flags each BSM carries."""
-        facts = [self._template_facts[vid] for vid in ids]
+        facts = list(map(self._template_facts.__getitem__, ids))
         ok, gated_l, sigmas = zip(*facts, strict=True) if facts else ((), (), ())
         if motion is not None:
             plain = check_refreshed(np.array(ok, dtype=np.bool_), motion, accel)
@@ -476,27 +478,34 @@ class FleetAgent:
             plain = np.zeros(len(ids), dtype=np.bool_)
         gated = np.array(gated_l, dtype=np.bool_)
         sent: dict[bytes, tuple[str, int, bool, float | None]] = {}
-        full: dict[bytes, tuple[str, int, list[int], int, RemoteState]] = {}
         plain_l = plain.tolist()
         for k in np.flatnonzero(gated).tolist():  # (else FCW acts on it: decoded when heard, as any BSM, or from
             raw = out[k]  # what is kept here)
             in_range = plain_l[k] or passes_check(self._sent_bsm(raw, None if msgs is None else msgs[k]))
             sent[raw] = (ids[k], mark, in_range, sigmas[k])
         kept = np.flatnonzero(~gated & plain)  # what decoding it gives, less what the template fixes
+        full: list[bytes] = []
         if len(kept):
             assert motion is not None  # (plain only where it is)
-            protos = self._protos
             rows = kept.tolist()
-            for k, wire, e in zip(rows, motion[:, kept].T.tolist(), events[kept].tolist(), strict=True):
-                vid = ids[k]
-                full[out[k]] = (vid, mark, wire, e, protos[vid])
+            full, senders = (out, ids) if len(rows) == len(ids) else ([out[k] for k in rows], [ids[k] for k in rows])
+            # (vehicle, secMark, its motion on the wire, its raw event flags, its template's decoding) per envelope,
+            # the tuples made and put in by C loops (a thousand a tick)
+            kept_values = zip(
+                senders,
+                repeat(mark),
+                motion[:, kept].T.tolist(),
+                events[kept].tolist(),
+                map(self._protos.__getitem__, senders),
+                strict=False,
+            )  # fmt: skip (repeat: endless)
+            self._sent_full.update(zip(full, kept_values, strict=True))
         self._sent.update(sent)
-        self._sent_full.update(full)
         self._sent_ticks.append([*sent, *full])
         while len(self._sent_ticks) > SENT_TICKS_KEPT:
-            for raw in self._sent_ticks.popleft():
-                self._sent.pop(raw, None)
-                self._sent_full.pop(raw, None)
+            old = self._sent_ticks.popleft()
+            deque(map(self._sent.pop, old, repeat(None)), maxlen=0)  # (dict.pop of each, in a C loop)
+            deque(map(self._sent_full.pop, old, repeat(None)), maxlen=0)
 
     @staticmethod
     def _sent_bsm(raw: bytes, msg: frame_pb2.MessageFrame | None) -> day1_pb2.BSM:

@@ -74,16 +74,7 @@ def fleet_vehicle_numbers(raw: bytes, n: int) -> NDArray[np.float64] | None:
     less) or when the bytes are not as expected (not ``n`` vehicles, a group): the caller reads the fields."""
     if not compiles(n):
         return None
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    at_of = np.empty((n, len(VEHICLE_NUMBERS) - 1), dtype=np.int64)
-    flag = np.empty(n, dtype=np.int64)
-    if compiled(fleet_vehicle_fields)(buf, at_of, flag) != n:
-        return None
-    # Each field's 8 little-endian bytes gathered (a vehicle's absent fields from the start: 0.0 put after).
-    absent = at_of < 0
-    gathered = buf[np.where(absent, 0, at_of)[:, :, None] + np.arange(8)]
     out = np.empty((n, len(VEHICLE_NUMBERS)), dtype=np.float64)
-    out[:, :-1] = gathered.view("<f8")[:, :, 0]
-    out[:, :-1][absent] = 0.0
-    out[:, -1] = flag
+    if compiled(fleet_vehicle_fields)(np.frombuffer(raw, dtype=np.uint8), out.view(np.uint64)) != n:
+        return None
     return out

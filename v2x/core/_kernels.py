@@ -24,6 +24,7 @@ F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 I32 = NDArray[np.int32]
 U8 = NDArray[np.uint8]
+U64 = NDArray[np.uint64]
 IntP = NDArray[np.intp]
 
 # -- counter-based random numbers -------------------------------------------------------------------
@@ -1570,6 +1571,7 @@ _KEY_BRAKES = 0x62  # BSM.brakes (12)
 _KEY_PEDAL = 0x08  # BrakeSystemStatus.brake_pedal (1)
 _KEY_EXT = 0x7A  # BSM.safety_ext (15)
 _KEY_EVENTS = 0x08  # VehicleSafetyExtensions.events (1)
+_ONE_BITS = 0x3FF0000000000000  # the bits of the double 1.0
 
 
 @jit_inline
@@ -1714,37 +1716,40 @@ def _skip_field(buf: U8, at: int, wire_type: int, end: int) -> int:
 
 
 @jit
-def fleet_vehicle_fields(buf: U8, at_of: I64, flag: I64) -> int:
-    """Scan the bytes of a FleetInput for its ``vehicles`` (field 6): per vehicle ``k``, ``at_of[k, f - 3]`` where
-    the 8 bytes of its 64-bit field ``f`` (3..2 + at_of.shape[1]) start (-1: absent; a field given twice: the
-    last, as protobuf reads it), ``flag[k]`` its field 18 (``wrecked``) as 0 or 1; other fields skipped. Returns
-    how many vehicles, or -1 when the bytes are not what the caller can read this way (a truncated field, a
-    group, more vehicles than ``at_of`` has rows)."""
+def fleet_vehicle_fields(buf: U8, bits: U64) -> int:
+    """Scan the bytes of a FleetInput for its ``vehicles`` (field 6): per vehicle ``k``, into ``bits[k, f - 3]`` the
+    8 bytes (little-endian) of its 64-bit field ``f`` (3..2 + bits.shape[1] - 1; 0 where absent; a field given
+    twice: the last, as protobuf reads it), and into its last column those of 1.0 where its field 18
+    (``wrecked``) is set (``bits`` viewed as float64 are the values); other fields skipped. Returns how many
+    vehicles, or -1 when the bytes are not what the caller can read this way (a truncated field, a group, more
+    vehicles than ``bits`` has rows)."""
     at = 0
     k = 0
-    n_fields = at_of.shape[1]
+    last = bits.shape[1] - 1
     while at < len(buf):
         key, at = _get_varint(buf, at)
         if at < 0:
             return -1
         if key == (6 << 3) | 2:
             size, at = _get_varint(buf, at)
-            if at < 0 or at + size > len(buf) or k >= len(at_of):
+            if at < 0 or at + size > len(buf) or k >= len(bits):
                 return -1
             end = at + size
-            for j in range(n_fields):
-                at_of[k, j] = -1
-            flag[k] = 0
+            for j in range(last + 1):
+                bits[k, j] = 0
             while at < end:
                 key, at = _get_varint(buf, at)
                 if at < 0:
                     return -1
                 field, wire_type = key >> 3, key & 7
-                if wire_type == 1 and 3 <= field < 3 + n_fields:
-                    at_of[k, field - 3] = at
+                if wire_type == 1 and 3 <= field < 3 + last and at + 8 <= end:
+                    v = 0
+                    for i in range(8):
+                        v |= int(buf[at + i]) << (8 * i)
+                    bits[k, field - 3] = v
                 elif wire_type == 0 and field == 18:
-                    v, _after = _get_varint(buf, at)
-                    flag[k] = 1 if v != 0 else 0
+                    flag, _after = _get_varint(buf, at)
+                    bits[k, last] = _ONE_BITS if flag != 0 else 0
                 at = _skip_field(buf, at, wire_type, end)
                 if at < 0:
                     return -1
