@@ -1,14 +1,19 @@
-"""The transports without a broker: topic filters, routing, and the in-process loopback bus (retained
-messages, asynchronous and ordered delivery)."""
+"""The transports: topic filters, routing, the in-process loopback bus (retained messages, asynchronous and
+ordered delivery), and on a real Mosquitto when a QoS 0 publish leaves."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import uuid
 from collections.abc import Callable
 
 import aiomqtt
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
+from tests._mosquitto import Mosquitto
 from v2x.net.transport import LoopbackBroker, LoopbackTransport, Routes, topic_matches
 
 CASES = [
@@ -135,3 +140,35 @@ def test_the_embedded_brokers_subscription_table_may_change_while_it_is_iterated
     for topic, _ in table.items():
         table.pop(topic)
     assert seen == ["a/#", "b/#"] and table == {}
+
+
+async def test_a_qos0_publish_is_on_the_socket_before_the_publisher_blocks_its_loop(mosquitto: Mosquitto) -> None:
+    """A fleet publishes its ack and then runs its FCW for tens of ms without yielding to the event loop: the
+    ack must leave at the publish, not when the loop next polls for writing. A subscriber on its own thread
+    (paho's loop) gets the message while the publisher's loop is still blocked."""
+    from v2x.net.transport import MqttTransport
+
+    got = threading.Event()
+    listener = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"listener-{uuid.uuid4().hex[:8]}")
+    topic = f"v2x/test-{uuid.uuid4().hex[:8]}/ack"
+    subscribed = threading.Event()
+    listener.on_connect = lambda c, u, f, rc, p: c.subscribe(topic)
+    listener.on_subscribe = lambda c, u, mid, rc, p: subscribed.set()
+    listener.on_message = lambda c, u, msg: got.set()
+    listener.connect("127.0.0.1", mosquitto.port)
+    listener.loop_start()
+    publisher = MqttTransport(mosquitto.address, f"publisher-{uuid.uuid4().hex[:8]}")
+    ready = asyncio.Event()
+    task = asyncio.create_task(publisher.run(ready))
+    try:
+        await ready.wait()
+        assert await asyncio.to_thread(subscribed.wait, 5.0)
+        await publisher.publish(topic, b"ack")
+        arrived = got.wait(2.0)  # blocks this event loop, as a CPU-bound step would
+        assert arrived, "the message waited for the publisher's event loop"
+    finally:
+        publisher.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        listener.loop_stop()
+        listener.disconnect()

@@ -571,42 +571,92 @@ def test_refresh_bsms_and_check_refreshed_agree_with_refresh_bsm_and_check_bsm()
     assert want.count(True) == 3 * 2 * len(accels)  # the good templates with the first two motions
 
 
+Heard = tuple[bytes, list[tuple[str, str]], int]  # a tick's ack, the fleet's remotes (repr), its refusals so far
+
+
+def _hearing(ticks: int, others: Callable[[float, int], list[bytes]]) -> tuple[FleetAgent, list[Heard]]:
+    """A fleet of four vehicles in the fcw scenario hearing, each tick, its own envelopes of the tick before and
+    ``others(t, tick)`` (some BSMs without a position, one converted one by one): per tick what it heard."""
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+    sent: list[bytes] = []
+    seen: list[Heard] = []
+    for tick in range(1, ticks + 1):
+        t = tick * 0.1
+        inp = testbed_pb2.FleetInput(
+            run_id="r", tick=tick, time_us=round(t * 1e6), tick_us=100_000, truth_time_us=round((t - 0.1) * 1e6)
+        )
+        inp.vehicles.extend([_vehicle(f"bg-0-{k}", 10.0 * k, 15.0) for k in range(4)])
+        inp.vehicles[3].x_m = math.nan if tick % 3 == 0 else 30.0  # no position in some BSMs: refused
+        inp.vehicles[2].speed_mps = math.nan if tick == 5 else 15.0  # converted one by one
+        inp.envelopes.extend([*sent, *others(t, tick)])
+        m = len(inp.envelopes)
+        pack_deliveries(inp, np.repeat(np.arange(4), m), np.tile(np.arange(m), 4), np.full(4 * m, inp.time_us))
+        ack = agent.step(inp)
+        sent = list(ack.envelopes)
+        seen.append((ack.SerializeToString(), sorted((k, repr(v)) for k, v in agent.remotes.items()), agent.rejected))
+    return agent, seen
+
+
 def test_a_fleet_hears_its_own_envelopes_as_it_hears_anyone_elses(monkeypatch: pytest.MonkeyPatch) -> None:
     """The envelopes a fleet sent are not parsed when heard back (``_sent``): the same remotes, the same
     refusals (a BSM without a position) and the same warnings as when it decodes them as anyone's."""
     import v2x.agents.fleet as fleet_module
 
-    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    def lead(t: float, tick: int) -> list[bytes]:
+        return [_bsm_envelope("lead", 55.0, 8.0, -6.0, t, tick)]
 
-    def inputs_and_acks() -> tuple[FleetAgent, list[bytes], list[tuple[list[tuple[str, str]], int]]]:
-        agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
-        sent: list[bytes] = []
-        out: list[bytes] = []
-        seen: list[tuple[list[tuple[str, str]], int]] = []
-        for tick in range(1, 8):
-            t = tick * 0.1
-            inp = testbed_pb2.FleetInput(
-                run_id="r", tick=tick, time_us=round(t * 1e6), tick_us=100_000, truth_time_us=round((t - 0.1) * 1e6)
-            )
-            inp.vehicles.extend([_vehicle(f"bg-0-{k}", 10.0 * k, 15.0) for k in range(4)])
-            inp.vehicles[3].x_m = math.nan if tick % 3 == 0 else 30.0  # no position in some BSMs: refused
-            inp.vehicles[2].speed_mps = math.nan if tick == 5 else 15.0  # converted one by one
-            inp.envelopes.extend([*sent, _bsm_envelope("lead", 55.0, 8.0, -6.0, t, tick)])
-            m = len(inp.envelopes)
-            pack_deliveries(inp, np.repeat(np.arange(4), m), np.tile(np.arange(m), 4), np.full(4 * m, inp.time_us))
-            ack = agent.step(inp)
-            sent = list(ack.envelopes)
-            out.append(ack.SerializeToString())
-            seen.append((sorted((k, repr(v)) for k, v in agent.remotes.items()), agent.rejected))
-        return agent, out, seen
-
-    fast, fast_acks, fast_seen = inputs_and_acks()
-    assert fast_seen[-1][1] > 0 and fast._sent  # some refused, and what it sent was remembered
+    fast, fast_seen = _hearing(7, lead)
+    assert fast_seen[-1][2] > 0 and fast._sent  # some refused, and what it sent was remembered
     monkeypatch.setattr(fleet_module, "SENT_TICKS_KEPT", 0)  # nothing remembered: every envelope parsed
-    slow, slow_acks, slow_seen = inputs_and_acks()
+    slow, slow_seen = _hearing(7, lead)
     assert not slow._sent
-    assert slow_acks == fast_acks and slow_seen == fast_seen
-    assert any(testbed_pb2.FleetAck.FromString(a).events for a in fast_acks)
+    assert slow_seen == fast_seen
+    assert any(testbed_pb2.FleetAck.FromString(a).events for a, _, _ in fast_seen)
+
+
+@pytest.mark.parametrize("remembered", [True, False])
+def test_the_scan_and_protobuf_hear_the_same(monkeypatch: pytest.MonkeyPatch, remembered: bool) -> None:
+    """The envelopes read in columns (``_scan``, interpreted and compiled) and parsed by protobuf one by one (as a
+    small batch is) give the same remotes, refusals and warnings: well-formed BSMs, ones out of range or
+    without a position, inaccurate ones, signed ones, a non-BSM, garbage, cut and flipped bytes; the fleet's own
+    envelopes remembered (``_sent``) or read as anyone's."""
+    import v2x.agents.fleet as fleet_module
+    from v2x.core import always_compiled
+
+    if not remembered:
+        monkeypatch.setattr(fleet_module, "SENT_TICKS_KEPT", 0)
+
+    def others(t: float, tick: int) -> list[bytes]:
+        lead = _bsm_envelope("lead", 55.0, 8.0, -6.0, t, tick)
+        signed = testbed_pb2.Envelope.FromString(_bsm_envelope("signed", 70.0, 9.0, 0.0, t, tick))
+        signed.security.digest, signed.security.signature = b"12345678", bytes(64)
+        return [
+            lead,
+            _bsm_envelope("ahead", 35.0, 5.0, -2.0, t - 0.05 * (tick % 2), tick),  # (times out of order)
+            _bsm_envelope("ahead", 35.5, 5.0, -2.0, t - 0.05, tick),
+            _with_bsm(_bsm_envelope("far", 200.0, 8.0, 0.0, t, tick), lambda b: setattr(b.accuracy, "semi_major", 255)),
+            _with_bsm(_bsm_envelope("bad", 40.0, 8.0, 0.0, t, tick), lambda b: setattr(b.safety_ext, "lights", 4096)),
+            _with_bsm(_bsm_envelope("lost", 40.0, 8.0, 0.0, t, tick), lambda b: setattr(b.pos, "lat", 900000001)),
+            _with_bsm(_bsm_envelope("wide", 40.0, 8.0, 0.0, t, tick), lambda b: setattr(b.accuracy, "semi_major", 300)),
+            _with_bsm(_bsm_envelope("huge", 45.0, 8.0, 0.0, t, tick), lambda b: setattr(b.size, "length", 0)),
+            signed.SerializeToString(),
+            testbed_pb2.Envelope(sender_id="rsu", frame=frame_pb2.MessageFrame(
+                advisory=testbed_pb2.Advisory(target_id="x")).SerializeToString()).SerializeToString(),
+            b"\xff\x00garbage",
+            lead[:-3],
+            bytes([lead[0] ^ 0x40]) + lead[1:],
+        ]  # fmt: skip
+
+    def run(scan: bool) -> list[Heard]:
+        monkeypatch.setattr(fleet_module, "SCAN_AT_LEAST", 0 if scan else 10**9)
+        return _hearing(8, others)[1]
+
+    parsed = run(scan=False)
+    assert parsed[-1][2] > 0 and any(testbed_pb2.FleetAck.FromString(a).events for a, _, _ in parsed)
+    assert run(scan=True) == parsed
+    with always_compiled():
+        assert run(scan=True) == parsed
 
 
 def test_vehicles_put_as_wire_bytes_serialise_as_field_by_field_adds() -> None:

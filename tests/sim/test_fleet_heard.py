@@ -75,3 +75,56 @@ def test_the_fleets_pairs_and_stamps_are_the_numpy_expressions(monkeypatch: pyte
         freed_rows = max(freed_rows, len(agent._free_rows))
     assert checked["pairs"] == ticks - 1 and checked["stamps"] > ticks and checked["found"] > 1000
     assert forgotten and freed_columns and freed_rows  # the run did forget senders and give back columns and rows
+
+
+def test_the_freshest_bsm_kept_is_the_one_taking_them_in_envelope_order_gives() -> None:
+    """``_keep`` (the columns, all of a tick's BSMs at once) keeps per sender what the fleet's loop over the
+    envelopes kept before: each BSM replaces the one kept unless it is older (a tie: the later one)."""
+    from v2x.agents.fleet import _Heard
+
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+    rng = np.random.default_rng(4)
+    senders = [f"s{k}" for k in range(6)]
+    want: dict[str, tuple[float, float]] = {}  # sender -> (time, x: which BSM it was)
+    for tick in range(60):
+        n = int(rng.integers(0, 12))
+        number = np.array([agent._number(s) for s in rng.choice(senders, n)], dtype=np.int64)
+        t_s = rng.integers(0, 4, n) * 0.5 + tick * 0.1 * (tick % 3 == 0)  # (many ties, some older than kept)
+        x = rng.normal(size=n)
+        for no, t, v in zip(number.tolist(), t_s.tolist(), x.tolist(), strict=True):
+            old = want.get(agent._names[no])
+            if old is None or t >= old[0]:
+                want[agent._names[no]] = (t, v)
+        zero = np.zeros(n)
+        full = rng.integers(0, 2, n).astype(np.bool_)
+        heard = _Heard(np.arange(n), t_s, full, zero, x, zero, zero, zero, zero, zero, zero)
+        agent._keep(heard, number, [b"%d" % k for k in range(n)], tick * 0.1)
+        got = {agent._names[no]: (agent._fresh_t[no], agent._fresh_motion[no, 0]) for no in range(len(agent._names))}
+        assert got == want
+
+
+def test_the_senders_carried_on_in_columns_are_where_remote_state_puts_them() -> None:
+    """``_extrapolated`` gives ``RemoteState.extrapolated``'s floats bit for bit (stopping ones, times ahead)."""
+    from v2x.agents.fleet import _Heard
+    from v2x.wire.bsm import RemoteState
+
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+    rng = np.random.default_rng(9)
+    n = 2000
+    number = np.array([agent._number(f"s{k}") for k in range(n)], dtype=np.int64)
+    t = 10.0
+    t_s = t - rng.uniform(-0.2, 1.5, n)
+    x, y = rng.normal(0, 500, n), rng.normal(0, 500, n)
+    speed, yaw, accel = rng.uniform(0, 30, n), rng.uniform(-np.pi, np.pi, n), rng.normal(0, 4, n)
+    accel[::7] = 0.0
+    length, width = rng.uniform(3, 12, n), rng.uniform(1.5, 2.6, n)
+    full = np.ones(n, dtype=np.bool_)
+    heard = _Heard(np.arange(n), t_s, full, np.full(n, 0.1), x, y, speed, yaw, accel, length, width)
+    agent._keep(heard, number, [b""] * n, t)
+    got = np.stack(agent._extrapolated(number, t), axis=1)
+    for k in range(n):
+        r = RemoteState(b"", t_s[k], x[k], y[k], speed[k], yaw[k], accel[k], length[k], width[k], 0.1, 10, 0)
+        want = (*r.extrapolated(t), r.heading_rad, r.accel_mps2, r.length_m, r.width_m)
+        assert got[k].tobytes() == np.array(want, dtype=np.float64).tobytes(), k  # (bit for bit)

@@ -23,22 +23,28 @@ Per tick, ``step`` (``transmit``, step 1, then ``listen``, steps 2 and 3: the sh
    and the 1-sigma axes) and the BSM carries the truth plus that error and states that accuracy (the template's
    accuracy is set again only when it changes). A wreck (``FleetVehicle.wrecked``) sets the wreck flags
    (``WRECK_FLAGS``: hazard lights, disabled vehicle) in its BSMs from then on;
-2. decodes each distinct envelope heard once for the whole fleet, in one batch (``decode_bsms``, with a memo of
-   what each sender's BSMs decode to besides their motion and time, ``_decoded``; a BSM that
-   FCW's accuracy gate would refuse, such as the background's own without positioning, is only checked as a
-   decode would and its time and accuracy kept: a ``Stamp``) and keeps, per sender, the freshest BSM, and
-   per (hosted vehicle, sender FCW can act on) when it last heard it (``heard``, a matrix whose rows and
-   columns are given back when the vehicle leaves or the sender is forgotten; ``max_age_s`` forgets them; the
-   core's ``stamp_deliveries`` writes the tick's deliveries into it in one compiled pass).
-   Its own envelopes of the last ``SENT_TICKS_KEPT`` ticks are not parsed again: the same bytes parse to the
-   BSMs it sent, so what hearing them needs was kept when they were sent (``_remember``: sender, secMark,
-   accuracy, and whether the BSM passes the checks of a decode, found from the arrays it was made from,
-   ``check_refreshed``; for a BSM FCW acts on, also its values on the wire, from which ``_decode_own`` gives
-   what decoding it gives, the same conversions on all of them at once);
+2. hears each distinct envelope once for the whole fleet, in columns, without a message object per BSM: the
+   envelopes are read in one compiled pass over their bytes (``v2x.core.scan_messages`` with the layout of a
+   BSM's envelope, ``v2x.wire.scan.bsm_envelope``), and what a decode reads of them is checked and converted
+   for all at once as ``decode_bsms`` does (``_scan``); an envelope the scan leaves (not of that layout) or with
+   a value out of range, and every envelope of a small batch (``SCAN_AT_LEAST``), is parsed by protobuf one by
+   one as before (``_parse_one``): the same values either way. A BSM that FCW's accuracy gate would refuse,
+   such as the background's own without positioning, is only checked as a decode would and its time and
+   accuracy kept (a ``Stamp``). Per sender the freshest BSM is kept in columns indexed by the sender's number
+   (``_keep``: its time, accuracy, position, speed, heading, acceleration and size, what FCW reads; ``remotes``
+   shows them as objects), and per (hosted vehicle, sender FCW can act on) when it last heard it (``heard``, a
+   matrix whose rows and columns are given back when the vehicle leaves or the sender is forgotten;
+   ``max_age_s`` forgets them; the core's ``stamp_deliveries`` writes the tick's deliveries into it in one
+   compiled pass). Its own envelopes of the last ``SENT_TICKS_KEPT`` ticks are not read again: the same bytes
+   parse to the BSMs it sent, so what hearing them needs was kept when they were sent (``_remember``: sender,
+   secMark, accuracy, and whether the BSM passes the checks of a decode, found from the arrays it was made
+   from, ``check_refreshed``; for a BSM FCW acts on, also its values on the wire, from which ``_decode_own``
+   gives what decoding it gives, the same conversions on all of them at once);
 3. runs FCW for every hosted vehicle at once: one ``WorldState`` of the hosted vehicles (where their
-   receivers place them, carried on to the tick's time at constant acceleration) and the senders heard, and
-   one call of the core's ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs (read out of
-   ``heard`` by the core's ``pairs_at_least``, one compiled pass, no vehicles x senders matrix gathered), with FCW's
+   receivers place them, carried on to the tick's time at constant acceleration) and the senders heard (carried
+   on as ``RemoteState.extrapolated`` does, the same floats, for all at once: ``_extrapolated``), and one call
+   of the core's ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs (read out of ``heard`` by
+   the core's ``pairs_at_least``, one compiled pass, no vehicles x senders matrix gathered), with FCW's
    thresholds and accuracy gate (``v2x.apps.collision``; a hosted vehicle whose stated accuracy fails it
    raises nothing); a warning is raised once per validity period per (vehicle, other). No driver reacts:
    the traffic model's IDM keeps its gaps anyway.
@@ -60,6 +66,7 @@ from v2x import units
 from v2x.agents.vehicle import WRECK_FLAGS
 from v2x.apps.collision import CONFLICT_NAME
 from v2x.core import (
+    SMALL_WORLD,
     VEHICLE_NUMBERS,
     ActorKind,
     ConflictType,
@@ -68,6 +75,7 @@ from v2x.core import (
     fleet_vehicle_numbers,
     pairs_at_least,
     refreshed_envelopes,
+    scan_messages,
     stamp_deliveries,
 )
 from v2x.geodesy import LocalFrame
@@ -78,12 +86,10 @@ from v2x.wire.bsm import (
     VEHICLE_EVENT_BIT,
     OwnState,
     RemoteState,
-    SenderKey,
-    check_bsms,
     check_refreshed,
     decode_bsm,
-    decode_bsms,
     encode_bsm,
+    in_check_ranges,
     motion_columns,
     passes_check,
     refresh_bsm,
@@ -93,12 +99,20 @@ from v2x.wire.bsm import (
 from v2x.wire.bsm_bytes import BsmStatics, bsm_statics
 from v2x.wire.envelope import envelope_bytes, parse_envelope
 from v2x.wire.fleet import FleetDeliveries, unpack_deliveries
+from v2x.wire.scan import BSM_FIELDS, bsm_envelope
 from v2x.wire.security import Signer
 from v2x.wire.tables import APP_BY_NAME
 
 HEIGHT_M = {"car": 1.5, "truck": 3.5, "bus": 3.2}
 NEVER = np.iinfo(np.int32).min  # ``FleetAgent.heard``: not heard (since last forgotten)
 SENT_TICKS_KEPT = 3  # the ticks whose envelopes the fleet remembers (``_sent``): this one and the two before
+# From this many envelopes on (not its own) the fleet reads them in one compiled pass (``_scan``); fewer are parsed
+# one by one, as the core's kernels run interpreted for a small world (the same values either way).
+SCAN_AT_LEAST = SMALL_WORLD + 1
+# The per-sender motion columns (``FleetAgent._fresh_motion``): position, speed, ENU yaw, acceleration, size.
+_X, _Y, _SPEED, _YAW, _ACCEL, _LENGTH, _WIDTH = range(7)
+_MOTION = 7
+_FIELD = {path.removeprefix("frame.bsm."): k for k, path in enumerate(BSM_FIELDS)}  # a BSM field -> its column
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,59 @@ _NUMBERS = (
 )  # fmt: skip
 _COLUMNS = [VEHICLE_NUMBERS.index(name) for name in _NUMBERS]
 _FIELDS = attrgetter(*_NUMBERS)
+
+
+def _times(t: float, now_mark: int, marks: np.ndarray) -> np.ndarray:
+    """The generation times of BSMs stamped ``marks`` heard at ``t`` (``now_mark``: the secMark of ``t``), as
+    ``units.time_from_sec_mark`` gives them (the same operations)."""
+    times: np.ndarray = t - ((now_mark - marks) % 60000) / 1000.0
+    return times
+
+
+@dataclass
+class _Heard:
+    """BSMs heard at one tick, in columns: the envelope each came in (``k``), its time, whether it was decoded
+    (``full``; else only its time and accuracy are kept: a Stamp, refused by FCW's accuracy gate), its accuracy
+    (NaN: unknown) and, where decoded, what ``decode_bsm`` gives of its position, speed, ENU yaw, acceleration
+    and size (else zeros)."""
+
+    k: np.ndarray
+    t_s: np.ndarray
+    full: np.ndarray
+    sigma: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    speed: np.ndarray
+    yaw: np.ndarray
+    accel: np.ndarray
+    length: np.ndarray
+    width: np.ndarray
+
+    def motion(self) -> np.ndarray:
+        """A row per BSM: the columns of ``_MOTION``."""
+        return np.stack([self.x, self.y, self.speed, self.yaw, self.accel, self.length, self.width], axis=1)
+
+    @staticmethod
+    def stamps(k: np.ndarray, t_s: np.ndarray, sigma: np.ndarray) -> _Heard:
+        zero = np.zeros(len(k), dtype=np.float64)
+        return _Heard(k, t_s, np.zeros(len(k), dtype=np.bool_), sigma, zero, zero, zero, zero, zero, zero, zero)
+
+    @staticmethod
+    def of_remote(k: np.ndarray, r: RemoteState) -> _Heard:
+        def one(v: float | None) -> np.ndarray:
+            return np.array([np.nan if v is None else v], dtype=np.float64)
+
+        values = (r.sigma_major_m, r.x, r.y, r.speed_mps, r.heading_rad, r.accel_mps2, r.length_m, r.width_m)
+        return _Heard(k, one(r.t_s), np.ones(1, dtype=np.bool_), *(one(v) for v in values))
+
+    @staticmethod
+    def join(parts: Sequence[_Heard]) -> _Heard:
+        if len(parts) == 1:
+            return parts[0]
+        return _Heard(*(np.concatenate([getattr(p, name) for p in parts]) for name in _HEARD_FIELDS))
+
+
+_HEARD_FIELDS = ("k", "t_s", "full", "sigma", "x", "y", "speed", "yaw", "accel", "length", "width")
 
 
 def _accuracy_wire(major: np.ndarray, minor: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -224,8 +291,18 @@ class FleetAgent:
         self._refreshed: tuple[list[str], np.ndarray, np.ndarray, np.ndarray, int, np.ndarray] | None = None
         self._refreshed_rows: tuple[list[str], dict[str, int]] | None = None  # (its vehicles, each one's row)
         self.seq: dict[str, int] = {}  # vehicle -> the seq of its last envelope (and its BSM counter + 1)
-        # sender -> its freshest BSM (a Stamp: one FCW does not act on, only its time and accuracy kept)
-        self.remotes: dict[str, RemoteState | Stamp] = {}
+        # Per sender number (``_number``), its freshest BSM (``_keep``; ``remotes`` shows them as objects): its time
+        # (NaN: none kept), whether it was decoded (else a Stamp: one FCW does not act on, only its time and
+        # accuracy kept), its accuracy (NaN: unknown), the ``_MOTION`` columns, when it was heard and, decoded, its
+        # envelope (for its BSM id, wanted only in a warning).
+        self._fresh_t = np.zeros(0, dtype=np.float64)
+        self._fresh_full = np.zeros(0, dtype=np.bool_)
+        self._fresh_sigma = np.zeros(0, dtype=np.float64)
+        self._fresh_motion = np.zeros((0, _MOTION), dtype=np.float64)
+        self._fresh_heard = np.zeros(0, dtype=np.float64)
+        self._fresh_raw = np.zeros(0, dtype=object)
+        self._numbers_by_bytes: dict[bytes, int] = {}  # a sender's id as scanned (UTF-8) -> its number
+        self._world_names: list[str] = []  # the WorldState's actor names of ``_fcw`` (made once)
         # When each hosted vehicle last heard each sender FCW can act on, as the number of the ``_hear`` call
         # (``_clock``; NEVER: not since it was last forgotten): a row per hosted vehicle (``_row``), a column per
         # such sender (``_column``), both given back when the vehicle leaves or the sender is forgotten and used
@@ -248,9 +325,6 @@ class FleetAgent:
         self.warned_until: dict[tuple[str, str], float] = {}  # (vehicle, other temp id) -> validity end
         self.rejected = 0  # envelopes heard that did not parse as a BSM with a position
         self._wrecks: set[str] = set()  # hosted vehicles whose template carries the wreck flags
-        # What the BSMs heard decode to, besides their motion and time, by the wire values they decode it from
-        # (``decode_bsms``' memo: a sender's BSMs repeat them tick after tick).
-        self._decoded: dict[SenderKey, dict[str, object]] = {}
         self._pairs_made = 0  # the (vehicle, sender) pairs FCW had last tick: room for as many, and some, now
         self._listening: _Begun | None = None  # the tick ``transmit`` began, for ``listen``
 
@@ -561,15 +635,17 @@ class FleetAgent:
             more = max(size, 2 * len(self._row)) - len(self._row)
             self._row = np.concatenate([self._row, np.full(more, -1, dtype=np.int64)])
             self._column = np.concatenate([self._column, np.full(more, -1, dtype=np.int64)])
+        self._room(size)
         self._seat(vehicle_no)
         self._track(self._newly_accurate(sender_no))
         # This tick's deliveries from the tracked senders (each vehicle's own BSM aside), in one compiled pass.
         env_col = np.where(sender_no >= 0, self._column[np.maximum(sender_no, 0)], -1)
         self._stamp(got, vehicle_no, sender_no, env_col, self._clock)
-        stale = [(s, t - r.t_s > max_age) for s, r in self.remotes.items() if not t - r.t_s <= max_age]
-        dropped = [self._numbers[s] for s, old in stale if old]
-        for s, _ in stale:
-            del self.remotes[s]
+        age = t - self._fresh_t
+        stale = ~np.isnan(self._fresh_t) & ~(age <= max_age)
+        dropped = np.flatnonzero(stale & (age > max_age)).tolist()
+        self._fresh_t[stale] = np.nan
+        self._fresh_raw[stale] = None
         # A sender whose freshest BSM is too old is forgotten by every vehicle (its column given back); what a
         # vehicle heard longer than max_age_s ago is left out where the pairs are made (``_fcw``).
         for no in dropped:
@@ -606,14 +682,20 @@ class FleetAgent:
 
     def _newly_accurate(self, sender_no: np.ndarray) -> list[int]:
         """The numbers of the senders heard this tick whose freshest BSM FCW can act on, without a column yet."""
-        need = self.thresholds["fcw_required_accuracy_m"]
-        out = []
         heard = np.unique(sender_no[sender_no >= 0])
-        for no in heard[self._column[heard] < 0].tolist():  # no column yet
-            r = self.remotes.get(self._names[no])
-            if isinstance(r, RemoteState) and accurate_enough(r.sigma_major_m, need):
-                out.append(no)
+        new = heard[self._column[heard] < 0]  # no column yet
+        out: list[int] = new[self._usable(new)].tolist()
         return out
+
+    def _usable(self, nos: np.ndarray) -> np.ndarray:
+        """Per sender of ``nos``: is its freshest BSM one FCW acts on (decoded, and accurate enough: what
+        ``accurate_enough`` says, the same operations)?"""
+        sigma = self._fresh_sigma[nos]
+        need = self.thresholds["fcw_required_accuracy_m"]
+        ok: np.ndarray = (
+            ~np.isnan(self._fresh_t[nos]) & self._fresh_full[nos] & np.isfinite(sigma) & (R95_PER_SIGMA * sigma <= need)
+        )
+        return ok
 
     def _track(self, nos: list[int]) -> None:
         """Give senders ``nos`` a column each (a free one, or new ones: doubling), with when each hosted vehicle
@@ -651,121 +733,216 @@ class FleetAgent:
             stamp_deliveries(self.heard, got.counts, got.envelope, row_of, env_col, sender_no, vehicle_no, clock)
 
     def _decode_all(self, envelopes: Sequence[bytes], t: float) -> np.ndarray:
-        """The number of each envelope's sender (-1: not a BSM with a position, or not an envelope); the BSMs
-        decoded in one batch (``decode_bsms``), and each sender's freshest kept in ``remotes`` (in envelope
-        order). An envelope this fleet sent (``_sent``) is not parsed again: what hearing it needs was kept."""
-        remotes: list[tuple[str, RemoteState | Stamp | None] | None] = [None] * len(envelopes)
-        bsms: list[tuple[int, str, day1_pb2.BSM]] = []
+        """The number of each envelope's sender (-1: not a BSM with a position, or not an envelope); each sender's
+        freshest BSM kept in the columns (``_keep``; in envelope order, a later one of the same time winning).
+        An envelope this fleet sent (``_sent``, ``_sent_full``) is not parsed again: what hearing it needs was
+        kept; the others are read in one compiled pass (``scan_messages``) where they have the layout the fleet's
+        and the story cars' BSM envelopes have (``v2x.wire.scan.bsm_envelope``), and the few others (or all, in
+        a small batch) parsed by protobuf one by one (``_parse_one``): the same values either way."""
+        raws = list(envelopes)
+        n = len(raws)
         now_mark = units.sec_mark(t, self.epoch)
-        stamps: dict[tuple[int, float | None], Stamp] = {}  # one per secMark and accuracy: they are many alike
-        sent, sent_full = self._sent, self._sent_full
-        own_full: list[tuple[int, tuple[str, int, list[int], int, RemoteState]]] = []
-        for k, raw in enumerate(envelopes):
-            mine = sent_full.get(raw)
-            if mine is not None:
-                own_full.append((k, mine))
-                continue
-            own = sent.get(raw)
-            if own is not None:
-                sender, mark, ok, sigma = own
-                stamp = None
-                if ok:
-                    stamp = stamps.get((mark, sigma))
-                    if stamp is None:
-                        stamp = stamps[mark, sigma] = self._stamp_of(mark, sigma, t, now_mark)
-                remotes[k] = (sender, stamp)
-                continue
-            parsed = parse_envelope(raw)
-            if parsed is None:
-                self.rejected += 1
-                continue
-            env, frame = parsed
-            if frame.WhichOneof("msg") == "bsm":  # only BSMs feed FCW
-                bsms.append((k, env.sender_id, frame.bsm))
-        # FCW acts only on senders accurate enough: the others' BSMs (the background's own: accuracy unknown)
-        # are checked like a decode would, and only their time and accuracy kept.
         need = self.thresholds["fcw_required_accuracy_m"]
-        semis = [b.accuracy.semi_major for _, _, b in bsms]
-        refused: dict[int, bool] = {}  # semi-major (wire) -> FCW's accuracy gate refuses it: one answer per value
-        gated = []
-        for semi in semis:
-            g = refused.get(semi)
-            if g is None:
-                g = refused[semi] = not _accurate_wire(semi, need)
-            gated.append(g)
-        full = [b for (_, _, b), g in zip(bsms, gated, strict=True) if not g]
-        if len(self._decoded) > 4 * len(full) + 1024:  # (senders gone, flags that changed: start again)
-            self._decoded.clear()
-        try:
-            decoded = iter(decode_bsms(full, now_s=t, frame=self.frame, epoch=self.epoch, memo=self._decoded))
-        except ValueError:  # a value out of range somewhere: one at a time, to drop only the bad ones
-            decoded = iter([self._decode_one(b, t) for b in full])
-        # The others pass the checks of a decode (``check_bsms``, one batch) or are rejected.
-        checked = iter(check_bsms([b for (_, _, b), g in zip(bsms, gated, strict=True) if g]))
-        for (k, sender, b), semi, g in zip(bsms, semis, gated, strict=True):
-            remote: RemoteState | Stamp | None
-            if not g:
-                remote = next(decoded)
-            elif next(checked):
-                mark, sigma = b.sec_mark, units.semi_major_from_wire(semi)
-                remote = stamps.get((mark, sigma))
-                if remote is None:
-                    remote = stamps[mark, sigma] = self._stamp_of(mark, sigma, t, now_mark)
-            else:
-                remote = None
-            remotes[k] = (sender, remote)
-        if own_full:
-            for (k, (sender, *_)), remote in zip(own_full, self._decode_own([m for _, m in own_full], t), strict=True):
-                remotes[k] = (sender, remote)
-        out = [-1] * len(envelopes)
-        numbers, freshest = self._numbers, self.remotes
-        for k, heard in enumerate(remotes):
-            if heard is None:
+        full_of, stamp_of = self._sent_full.get, self._sent.get
+        senders: list[str | bytes | None] = [None] * n  # per envelope its sender (bytes: as scanned), None: none
+        own_full: list[int] = []
+        kept: list[tuple[str, int, list[int], int, RemoteState]] = []
+        own_stamp: list[int] = []
+        facts: list[tuple[str, int, bool, float | None]] = []
+        rest: list[int] = []
+        for k, raw in enumerate(raws):
+            mine = full_of(raw)
+            if mine is not None:
+                own_full.append(k)
+                kept.append(mine)
+                senders[k] = mine[0]
                 continue
-            sender, remote = heard
-            if remote is None:
+            fact = stamp_of(raw)
+            if fact is not None:
+                own_stamp.append(k)
+                facts.append(fact)
+            else:
+                rest.append(k)
+        parts: list[_Heard] = []
+        if own_full:
+            parts.append(self._decode_own(np.array(own_full, dtype=np.int64), kept, t, now_mark))
+        if own_stamp:
+            passed = [ok for _, _, ok, _ in facts]
+            self.rejected += passed.count(False)
+            ks = [k for k, ok in zip(own_stamp, passed, strict=True) if ok]
+            for k, (sender, _, ok, _) in zip(own_stamp, facts, strict=True):
+                if ok:
+                    senders[k] = sender
+            marks = np.array([m for _, m, ok, _ in facts if ok], dtype=np.int64)
+            sigma = np.array([np.nan if s is None else s for _, _, ok, s in facts if ok], dtype=np.float64)
+            parts.append(_Heard.stamps(np.array(ks, dtype=np.int64), _times(t, now_mark, marks), sigma))
+        slow = rest
+        if len(rest) >= SCAN_AT_LEAST:
+            scanned, slow = self._scan(raws, rest, senders, t, now_mark, need)
+            parts.append(scanned)
+        for k in slow:
+            one = self._parse_one(k, raws[k], t, need)
+            if one is None:
+                continue
+            sender, heard = one
+            if heard is None:
                 self.rejected += 1
                 continue
-            old = freshest.get(sender)
-            if old is None or remote.t_s >= old.t_s:
-                freshest[sender] = remote
-            no = numbers.get(sender)
-            out[k] = self._number(sender) if no is None else no
+            senders[k] = sender
+            parts.append(heard)
+        out = self._numbered(senders)
+        if parts:
+            self._keep(_Heard.join(parts), out, raws, t)
+        return out
+
+    def _scan(
+        self, raws: list[bytes], ks: list[int], senders: list[str | bytes | None], t: float, now_mark: int,
+        need: float,
+    ) -> tuple[_Heard, list[int]]:  # fmt: skip
+        """What hearing envelopes ``raws[ks]`` gives, read into columns in one compiled pass: those with a BSM
+        whose values all pass the checks of a decode (``in_check_ranges``, as ``check_bsms`` tests them) are
+        decoded here (as ``decode_bsms`` does) or, when FCW's accuracy gate refuses them, stamped; their senders
+        (as bytes) written into ``senders``. The envelopes left (not of that layout, or a value out of range)."""
+        layout = bsm_envelope()
+        batch = [raws[k] for k in ks]
+        joined, _, got, ok = scan_messages(batch, layout.kinds, layout.subs, layout.cols, layout.width)
+        raw = got[:, [layout.columns[p] for p in BSM_FIELDS]]
+        ok &= got[:, layout.columns["frame.bsm"]] == 1
+        ok &= in_check_ranges(raw)
+        kk = np.array(ks, dtype=np.int64)
+        at = np.flatnonzero(ok)
+        sender_at = layout.columns["sender_id"]
+        for e, a, b in zip(at.tolist(), got[at, sender_at].tolist(), got[at, sender_at + 1].tolist(), strict=True):
+            senders[ks[e]] = joined[a : a + b]
+        raw = raw[at]
+        marks = got[at, layout.columns["frame.bsm.sec_mark"]]
+        semi = raw[:, _FIELD["accuracy.semi_major"]]
+        distinct, inverse = np.unique(semi, return_inverse=True)
+        refused = np.array([not _accurate_wire(s, need) for s in distinct.tolist()], dtype=np.bool_)
+        gated = refused[inverse.reshape(-1)]
+        times = _times(t, now_mark, marks)
+        sigma = np.where(semi == units.SEMI_MAJOR_UNAVAILABLE, np.nan, semi * 0.05)
+        stamps = _Heard.stamps(kk[at[gated]], times[gated], sigma[gated])
+        full = ~gated
+        values = raw[full].astype(np.float64)  # (exact: |raw| < 2**53, as Python's int * float converts it)
+        lat, lon = values[:, _FIELD["pos.lat"]], values[:, _FIELD["pos.lon"]]
+        xs, ys, _ = self.frame.to_local(lat * units.LATLON_UNIT_DEG, lon * units.LATLON_UNIT_DEG, self.frame.h0_m)
+        accel, length, width = (raw[full, _FIELD[f]] for f in ("accel_set.long", "size.length", "size.width"))
+        decoded = _Heard(
+            k=kk[at[full]],
+            t_s=times[full],
+            full=np.ones(int(full.sum()), dtype=np.bool_),
+            sigma=sigma[full],
+            x=np.asarray(xs, dtype=np.float64),
+            y=np.asarray(ys, dtype=np.float64),
+            speed=values[:, _FIELD["speed"]] * 0.02,
+            yaw=units.compass_deg_to_enu_yaw_rad(values[:, _FIELD["heading"]] * units.HEADING_UNIT_DEG),
+            # (``accel_from_wire(raw) or 0.0``, ``size_cm_from_wire(raw) or 5.0`` / ``or 2.0``: what ``_remote`` takes)
+            accel=np.where(accel == units.ACCEL_UNAVAILABLE, 0.0, accel * 0.01),
+            length=np.where(length == 0, 5.0, length * 0.01),
+            width=np.where(width == 0, 2.0, width * 0.01),
+        )
+        return _Heard.join([stamps, decoded]), kk[~ok].tolist()
+
+    def _parse_one(self, k: int, raw: bytes, t: float, need: float) -> tuple[str, _Heard | None] | None:
+        """Hearing envelope ``k`` through protobuf: None when it is not a BSM (not counted), else its sender and
+        what it gives (None: rejected), as ``decode_bsms`` and ``check_bsms`` would. An envelope that does not
+        parse is counted here."""
+        parsed = parse_envelope(raw)
+        if parsed is None:
+            self.rejected += 1
+            return None
+        env, frame = parsed
+        if frame.WhichOneof("msg") != "bsm":  # only BSMs feed FCW
+            return None
+        bsm = frame.bsm
+        semi = bsm.accuracy.semi_major
+        at = np.array([k], dtype=np.int64)
+        if not _accurate_wire(semi, need):  # refused by FCW's accuracy gate: only its time and accuracy kept
+            if not passes_check(bsm):
+                return env.sender_id, None
+            sigma = units.semi_major_from_wire(semi)
+            t_s = _times(t, units.sec_mark(t, self.epoch), np.array([bsm.sec_mark], dtype=np.int64))
+            return env.sender_id, _Heard.stamps(at, t_s, np.array([np.nan if sigma is None else sigma]))
+        r = self._decode_one(bsm, t)
+        if r is None:
+            return env.sender_id, None
+        return env.sender_id, _Heard.of_remote(at, r)
+
+    def _numbered(self, senders: list[str | bytes | None]) -> np.ndarray:
+        """The number of each envelope's sender (None: -1), new ones numbered in envelope order (``_number``)."""
+        by_bytes, numbers = self._numbers_by_bytes, self._numbers
+        out = [
+            -1 if s is None else (by_bytes.get(s, -2) if isinstance(s, bytes) else numbers.get(s, -2)) for s in senders
+        ]
+        if -2 in out:
+            for k, s in enumerate(senders):
+                if out[k] == -2 and s is not None:
+                    name = s.decode() if isinstance(s, bytes) else s
+                    out[k] = no = self._number(name)
+                    if isinstance(s, bytes):
+                        by_bytes[s] = no
         return np.array(out, dtype=np.int64)
 
-    def _decode_own(self, kept: list[tuple[str, int, list[int], int, RemoteState]], t: float) -> list[RemoteState]:
-        """What ``decode_bsms`` gives for this fleet's own BSMs heard at ``t`` (``_remember``: their values on the
-        wire, their template's decoding), without parsing them: the same conversions, on all of them at once."""
+    def _keep(self, heard: _Heard, number: np.ndarray, raws: list[bytes], t: float) -> None:
+        """Keep, per sender, the freshest of the BSMs ``heard`` (envelope ``heard.k``, sender ``number[k]``) and the
+        one kept before: as taking them in envelope order, each replacing the kept one unless older. So the
+        latest in time wins, and of those the last in envelope order; one kept before only if none is as new."""
+        self._room(len(self._names))
+        nos = number[heard.k]
+        order = np.lexsort((heard.k, heard.t_s, nos))  # by sender, then time, then envelope order
+        last = np.ones(len(order), dtype=np.bool_)
+        last[:-1] = nos[order][1:] != nos[order][:-1]
+        win = order[last]
+        no = nos[win]
+        win = win[~(heard.t_s[win] < self._fresh_t[no])]  # (none kept: NaN, replaced)
+        no = nos[win]
+        self._fresh_t[no] = heard.t_s[win]
+        self._fresh_full[no] = heard.full[win]
+        self._fresh_sigma[no] = heard.sigma[win]
+        self._fresh_motion[no] = heard.motion()[win]
+        self._fresh_heard[no] = t
+        raw = np.empty(len(win), dtype=object)
+        raw[:] = [raws[k] if full else None for k, full in zip(heard.k[win].tolist(), heard.full[win].tolist(),
+                                                              strict=True)]  # fmt: skip
+        self._fresh_raw[no] = raw
+
+    def _room(self, size: int) -> None:
+        """Room for ``size`` numbers in the per-number columns (doubling)."""
+        have = len(self._fresh_t)
+        if size <= have:
+            return
+        more = max(size, 2 * have) - have
+        self._fresh_t = np.concatenate([self._fresh_t, np.full(more, np.nan)])
+        self._fresh_full = np.concatenate([self._fresh_full, np.zeros(more, dtype=np.bool_)])
+        self._fresh_sigma = np.concatenate([self._fresh_sigma, np.full(more, np.nan)])
+        self._fresh_motion = np.concatenate([self._fresh_motion, np.zeros((more, _MOTION), dtype=np.float64)])
+        self._fresh_heard = np.concatenate([self._fresh_heard, np.full(more, np.nan)])
+        self._fresh_raw = np.concatenate([self._fresh_raw, np.full(more, None, dtype=object)])
+
+    def _decode_own(
+        self, ks: np.ndarray, kept: list[tuple[str, int, list[int], int, RemoteState]], t: float, now_mark: int
+    ) -> _Heard:
+        """What decoding gives for this fleet's own BSMs (envelopes ``ks``) heard at ``t`` (``_remember``: their
+        values on the wire, their template's decoding), without parsing them: the same conversions as
+        ``decode_bsms``, on all of them at once."""
         wire = np.array([w for _, _, w, _, _ in kept], dtype=np.float64).reshape(-1, 5)  # (exact: |raw| < 2**53)
         lat, lon = wire[:, 0] * units.LATLON_UNIT_DEG, wire[:, 1] * units.LATLON_UNIT_DEG
         xs, ys, _ = self.frame.to_local(lat, lon, self.frame.h0_m)
-        speeds = (wire[:, 2] * 0.02).tolist()
-        yaws = units.compass_deg_to_enu_yaw_rad(wire[:, 3] * units.HEADING_UNIT_DEG).tolist()
-        accels = (wire[:, 4] * 0.01).tolist()
-        now_mark = units.sec_mark(t, self.epoch)
-        ages_ms = (now_mark - np.array([m for _, m, _, _, _ in kept], dtype=np.int64)) % 60000
-        times = (t - ages_ms / 1000.0).tolist()
-        out = []
-        new = object.__new__
-        for (_, _, _, events, p), x, y, speed, yaw, accel, t_s in zip(
-            kept, xs.tolist(), ys.tolist(), speeds, yaws, accels, times, strict=True
-        ):
-            # The template's decoding with what a refresh changes: the fields RemoteState's __init__ would set,
-            # without a frozen dataclass's __setattr__ per field (a thousand of them a tick).
-            r = new(RemoteState)
-            fields = r.__dict__
-            fields.update(p.__dict__)
-            fields.update(
-                t_s=t_s, x=x, y=y, speed_mps=speed, heading_rad=yaw, accel_mps2=accel, events=events | p.events
-            )
-            out.append(r)
-        return out
-
-    @staticmethod
-    def _stamp_of(mark: int, sigma: float | None, t: float, now_mark: int) -> Stamp:
-        """The Stamp of a BSM stamped ``mark`` heard at ``t`` (its time as ``units.time_from_sec_mark`` gives it,
-        ``now_mark`` the secMark of ``t``) with accuracy ``sigma``; the BSM passed the checks of a decode."""
-        return Stamp(t - ((now_mark - mark) % 60000) / 1000.0, sigma)
+        fixed = np.array([(p.length_m, p.width_m, p.sigma_major_m) for *_, p in kept], dtype=np.float64).reshape(-1, 3)
+        return _Heard(
+            k=ks,
+            t_s=_times(t, now_mark, np.array([m for _, m, _, _, _ in kept], dtype=np.int64)),
+            full=np.ones(len(ks), dtype=np.bool_),
+            sigma=fixed[:, 2],
+            x=np.asarray(xs, dtype=np.float64),
+            y=np.asarray(ys, dtype=np.float64),
+            speed=wire[:, 2] * 0.02,
+            yaw=units.compass_deg_to_enu_yaw_rad(wire[:, 3] * units.HEADING_UNIT_DEG),
+            accel=wire[:, 4] * 0.01,
+            length=fixed[:, 0],
+            width=fixed[:, 1],
+        )
 
     def _decode_one(self, bsm: day1_pb2.BSM, t: float) -> RemoteState | None:
         try:
@@ -773,7 +950,59 @@ class FleetAgent:
         except ValueError:
             return None
 
+    @property
+    def remotes(self) -> dict[str, RemoteState | Stamp]:
+        """Per sender its freshest BSM as the fleet keeps it: a Stamp (one FCW does not act on: its time and
+        accuracy), or what decoding it gives (decoded again here from the envelope kept, at the time it was heard:
+        for tests and inspection, the columns are what the fleet reads)."""
+        out: dict[str, RemoteState | Stamp] = {}
+        for no in np.flatnonzero(~np.isnan(self._fresh_t)).tolist():
+            sigma = float(self._fresh_sigma[no])
+            if not self._fresh_full[no]:
+                out[self._names[no]] = Stamp(float(self._fresh_t[no]), None if math.isnan(sigma) else sigma)
+                continue
+            parsed = parse_envelope(self._fresh_raw[no])
+            assert parsed is not None
+            r = decode_bsm(parsed[1].bsm, now_s=float(self._fresh_heard[no]), frame=self.frame, epoch=self.epoch)
+            assert r is not None
+            out[self._names[no]] = r
+        return out
+
+    def _temp_id(self, no: int) -> bytes:
+        """The BSM id of sender ``no``'s freshest BSM (one FCW acts on)."""
+        parsed = parse_envelope(self._fresh_raw[no])
+        assert parsed is not None
+        return bytes(parsed[1].bsm.id)
+
     # -- FCW for the whole fleet --------------------------------------------------------------------
+    def _actor_names(self, n: int, m: int) -> list[str]:
+        """The WorldState's actor names of ``_fcw``: ``h0..h{n-1}``, then ``r0..r{m-1}`` (made once, kept)."""
+        have = len(self._world_names) // 2
+        if max(n, m) > have:
+            size = max(n, m, 2 * have)
+            self._world_names = [f"h{k}" for k in range(size)] + [f"r{k}" for k in range(size)]
+        half = len(self._world_names) // 2
+        return self._world_names[:n] + self._world_names[half : half + m]
+
+    def _extrapolated(self, nos: np.ndarray, t: float) -> tuple[np.ndarray, ...]:
+        """Of senders ``nos`` (decoded BSMs kept): ``RemoteState.extrapolated(t)`` (x, y, vx, vy), heading,
+        acceleration, length and width, as columns. The same floats: the same operations in the same order
+        (numpy's + - * / are IEEE's, as Python's), the cosine and sine from ``math`` as there (numpy's may differ
+        in the last place)."""
+        got = self._fresh_motion[nos]
+        x0, y0, v0, yaw, a = got[:, _X], got[:, _Y], got[:, _SPEED], got[:, _YAW], got[:, _ACCEL]
+        d = t - self._fresh_t[nos]
+        dt = np.where(d > 0.0, d, 0.0)  # max(0.0, d)
+        stops = (a < 0) & (v0 + a * dt < 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dt_stop = v0 / -a
+        dist = np.where(stops, v0 * dt_stop / 2, v0 * dt + 0.5 * a * dt * dt)
+        v = np.where(stops, 0.0, v0 + a * dt)
+        yaws = yaw.tolist()
+        c = np.array([math.cos(h) for h in yaws], dtype=np.float64)
+        s = np.array([math.sin(h) for h in yaws], dtype=np.float64)
+        return x0 + dist * c, y0 + dist * s, v * c, v * s, yaw, a, got[:, _LENGTH], got[:, _WIDTH]
+
     def _fcw(
         self, vehicles: list[testbed_pb2.FleetVehicle], x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray,
         heading_v: np.ndarray, accel_v: np.ndarray, t: float, able: np.ndarray,
@@ -782,22 +1011,9 @@ class FleetAgent:
         senders it heard within ``max_age_s`` whose BSMs pass FCW's accuracy gate, in one call of the core's
         ``detect_conflicts``."""
         th = self.thresholds
-        need = th["fcw_required_accuracy_m"]
         # Only senders whose BSMs are accurate enough count (the background's own say "unknown"): their columns.
-        gate: dict[float, bool] = {}  # the gate's answer per accuracy (the senders state a few)
-        usable = []
-        numbers = self._numbers
-        for s, r in self.remotes.items():
-            sigma = r.sigma_major_m
-            if sigma is None:  # (never accurate enough)
-                continue
-            ok = gate.get(sigma)
-            if ok is None:
-                ok = gate[sigma] = accurate_enough(sigma, need)
-            if ok:
-                usable.append(numbers[s])
-        usable.sort()
-        live = np.array(usable, dtype=np.int64)
+        known = np.flatnonzero(~np.isnan(self._fresh_t))
+        live = known[self._usable(known)]
         # Per hosted vehicle able to run FCW (in the order of ``vehicles``) and usable sender: heard within
         # max_age_s, i.e. at a tick still in the window (``_hear`` keeps those within max_age_s of t).
         hosts = np.flatnonzero(able)
@@ -812,25 +1028,20 @@ class FleetAgent:
         if not len(heard_cols):
             return []
         # Rows of the WorldState: the hosted vehicles 0..n-1, then the senders heard, by id, n..n+m-1.
-        names = self._names
-        by_name = sorted((names[no], c) for no, c in zip(live[heard_cols].tolist(), heard_cols.tolist(), strict=True))
-        senders = [name for name, _ in by_name]
+        heard_names = [self._names[no] for no in live[heard_cols].tolist()]
+        heard_cols = heard_cols[sorted(range(len(heard_names)), key=heard_names.__getitem__)]
+        senders = live[heard_cols]
         n, m = len(vehicles), len(senders)
         col_row = np.full(len(live), -1, dtype=np.intp)
-        col_row[[c for _, c in by_name]] = n + np.arange(m)
-        pi, pj = hosts[rows].astype(np.intp), col_row[cols]  # (in any order: the core's answer is sorted by (i, j))
-        remotes: list[RemoteState] = []
-        motion = []  # per sender: (x, y, vx, vy) at t, heading, acceleration
-        for s in senders:  # accurate enough: decoded in full (``_decode_all``)
-            r = self.remotes[s]
-            assert isinstance(r, RemoteState)
-            remotes.append(r)
-            motion.append((*r.extrapolated(t), r.heading_rad, r.accel_mps2))
+        col_row[heard_cols] = n + np.arange(m)
+        # (In any order: the core's answer is sorted by (i, j). With every vehicle able, hosts[rows] is rows.)
+        pi = rows if len(hosts) == len(able) else hosts[rows].astype(np.intp)
+        pj = col_row[cols]
+        rx, ry, rvx, rvy, r_heading, r_accel, r_length, r_width = self._extrapolated(senders, t)
         world = WorldState(capacity=n + m)
-        length = [v.length_m for v in vehicles] + [r.length_m for r in remotes]
-        width = [v.width_m for v in vehicles] + [r.width_m for r in remotes]
-        slots = world.add_many([f"h{k}" for k in range(n)] + [f"r{k}" for k in range(m)], ActorKind.CAR, length, width)
-        rx, ry, rvx, rvy, r_heading, r_accel = np.array(motion, dtype=np.float64).reshape(-1, 6).T
+        length = np.concatenate([np.array([v.length_m for v in vehicles], dtype=np.float64), r_length])
+        width = np.concatenate([np.array([v.width_m for v in vehicles], dtype=np.float64), r_width])
+        slots = world.add_many(self._actor_names(n, m), ActorKind.CAR, length, width)
         heading = np.concatenate([heading_v, r_heading])
         accel = np.concatenate([accel_v, r_accel])
         world.set_state(
@@ -864,7 +1075,7 @@ class FleetAgent:
             i, j = int(found.i[k]), int(found.j[k])
             ttc = float(found.ttc_s[k])
             vid = vehicles[i].vehicle_id
-            other = remotes[j - n].temp_id.hex()
+            other = self._temp_id(int(senders[j - n])).hex()
             key = (vid, other)
             if self.warned_until.get(key, -math.inf) > t:
                 continue

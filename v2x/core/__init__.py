@@ -27,6 +27,7 @@ from v2x.core._fleet_wire import VEHICLE_NUMBERS, fleet_vehicle_numbers, refresh
 from v2x.core._grid import SpatialGrid
 from v2x.core._heard import pairs_at_least, stamp_deliveries
 from v2x.core._jit import SMALL_WORLD, always_compiled
+from v2x.core._scan import scan_messages
 from v2x.core._world import ActorKind, WorldState
 
 __all__ = [
@@ -54,5 +55,6 @@ __all__ = [
     "overlapping_pairs",
     "pairs_at_least",
     "refreshed_envelopes",
+    "scan_messages",
     "stamp_deliveries",
 ]

@@ -1551,6 +1551,126 @@ def latency_ms_kernel(delivery_time_s: F64, tx_time_s: F64, tx_index: I32, out: 
         out[e] = (delivery_time_s[e] - tx_time_s[tx_index[e]]) * 1e3
 
 
+# -- protobuf wire format: fields of messages of one known layout, in columns (the fleet's BSM envelopes) -------
+# What a field may be, in a layout (``scan_fields``): absent from it (0: the message is not scanned), or one of
+# these. A varint of a 32-bit field must be below 2**32 (protobuf would cut it down); any varint has at most 9
+# bytes (its value fits int64).
+SCAN_UINT32 = 1  # a varint, its value
+SCAN_SINT32 = 2  # a zigzag varint, its signed value
+SCAN_VARINT = 3  # a varint whose value no column keeps (a 64-bit integer, an enum)
+SCAN_BYTES = 4  # length-delimited: where it starts in the buffer, and its length (two columns)
+SCAN_ASCII = 5  # a string whose bytes are all ASCII (else not scanned: protobuf checks UTF-8): as SCAN_BYTES
+SCAN_MESSAGE = 6  # a message of the layout's row ``subs[m, f]``; its column, if any, is 1 when present
+SCAN_DEPTH = 8  # how deep messages may nest
+
+
+@jit_inline
+def _scan_varint(buf: NDArray[np.uint8], p: int, end: int) -> tuple[np.int64, int]:
+    """The varint at ``p`` (before ``end``) and where the next field starts; -1 there: truncated, or more than 9
+    bytes long."""
+    value = np.int64(0)
+    shift = np.int64(0)
+    for _ in range(9):
+        if p >= end:
+            return value, -1
+        b = np.int64(buf[p])
+        p += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, p
+        shift += 7
+    return value, -1
+
+
+@jit_inline
+def _scan_one(
+    buf: NDArray[np.uint8], start: int, end: int, kinds: NDArray[np.int8], subs: I64, cols: I64, out: I64,
+    msg: I64, stop: I64, last: I64,
+) -> bool:  # fmt: skip
+    """``scan_fields`` of the message in ``buf[start:end]``: False where it leaves the layout."""
+    top = kinds.shape[1] - 1
+    depth = 0
+    msg[0] = 0
+    stop[0] = end
+    last[0] = 0
+    p = start
+    while True:
+        if p == stop[depth]:
+            if depth == 0:
+                return True
+            depth -= 1
+            continue
+        before = p
+        tag, p = _scan_varint(buf, p, stop[depth])
+        if p < 0 or (p - before > 1 and buf[p - 1] == 0):  # (a tag written longer than it needs)
+            return False
+        f = tag >> 3
+        wire = tag & 7
+        if f <= last[depth] or f > top:  # out of field order (or repeated), or no field of the layout
+            return False
+        last[depth] = f
+        m = msg[depth]
+        kind = kinds[m, f]
+        col = cols[m, f]
+        if SCAN_UINT32 <= kind <= SCAN_VARINT:  # (the varints' codes, then the length-delimited ones')
+            if wire != 0:
+                return False
+            v, p = _scan_varint(buf, p, stop[depth])
+            if p < 0:
+                return False
+            if kind != SCAN_VARINT:
+                if v >= np.int64(1) << 32:
+                    return False
+                if kind == SCAN_SINT32:
+                    v = (v >> 1) ^ -(v & 1)
+            if col >= 0:
+                out[col] = v
+        elif SCAN_BYTES <= kind <= SCAN_MESSAGE:
+            if wire != 2:
+                return False
+            size, p = _scan_varint(buf, p, stop[depth])
+            if p < 0 or size > stop[depth] - p:
+                return False
+            if kind == SCAN_MESSAGE:
+                if depth + 1 >= len(msg):
+                    return False
+                depth += 1
+                msg[depth] = subs[m, f]
+                stop[depth] = p + size
+                last[depth] = 0
+                if col >= 0:
+                    out[col] = 1
+            else:
+                if kind == SCAN_ASCII:
+                    for q in range(p, p + size):
+                        if buf[q] >= 0x80:
+                            return False
+                if col >= 0:
+                    out[col] = p
+                    out[col + 1] = size
+                p += int(size)
+        else:
+            return False
+
+
+@jit
+def scan_fields(
+    buf: NDArray[np.uint8], starts: I64, ends: I64, kinds: NDArray[np.int8], subs: I64, cols: I64, out: I64,
+    ok: NDArray[np.bool_],
+) -> None:  # fmt: skip
+    """Per message ``buf[starts[e]:ends[e]]`` of a layout (``kinds``, ``subs``, ``cols``: per message row ``m`` of
+    the layout, row 0 the outermost, and field number ``f``, what the field is, ``SCAN_*``, the row of its message,
+    and its column in ``out``, -1: none), write its fields' values into the row ``out[e]`` (zeros: protobuf's
+    defaults) and set ``ok[e]``; False where the message leaves the layout: a field it does not have or of
+    another wire type, fields out of field-number order or repeated, a value out of its field's range, an ASCII
+    string with another byte, truncated or malformed bytes (``out[e]`` then holds anything)."""
+    msg = np.zeros(SCAN_DEPTH, dtype=np.int64)
+    stop = np.zeros(SCAN_DEPTH, dtype=np.int64)
+    last = np.zeros(SCAN_DEPTH, dtype=np.int64)
+    for e in range(len(starts)):
+        ok[e] = _scan_one(buf, starts[e], ends[e], kinds, subs, cols, out[e], msg, stop, last)
+
+
 # -- the fleet agent's transmit (v2x.core._fleet_wire): its vehicles read, their BSMs' envelopes written --------
 # The protobuf keys (field number << 3 | wire type) of the fields bsm_envelopes writes: varints (wire type 0)
 # and the lengths of nested messages (wire type 2). The static pieces (v2x.wire.bsm_bytes.BsmStatics) hold the

@@ -169,6 +169,9 @@ class MqttTransport:
         if qos == 0 and client is not None and self.connected.is_set():
             info = client._client.publish(topic, payload, 0, retain)  # paho; aiomqtt would only wait after it
             if info.rc == paho.MQTT_ERR_SUCCESS:
+                # Onto the socket now, as far as it takes it, not when the event loop next polls for writing: a
+                # CPU-bound step after the publish (a fleet's FCW after its ack) would hold the message back.
+                client._client.loop_write()
                 return
         while True:
             await self.connected.wait()

@@ -44,6 +44,7 @@ STEPS: tuple[Step, ...] = (
     Step("pairs", "conflict detection, given pairs", ("conflicts_of_pairs", "conflict_arrays", "pairs_kept")),
     Step("swept", "conflict detection, all pairs", ("conflicts_swept",)),
     Step("heard", "the fleet's table of who heard whom", ("heard_pairs", "stamp_heard")),
+    Step("scan", "the fleet's reading of BSM envelopes", ("scan_fields",)),
     Step("fleet", "the fleet's transmit", ("fleet_vehicle_fields", "bsm_envelopes")),
 )
 #: The steps the helper process takes when the cache is cold (the rest stay in this process): about half of
@@ -86,6 +87,7 @@ def _run_step(name: str) -> None:
         overlapping_pairs,
         pairs_at_least,
         refreshed_envelopes,
+        scan_messages,
         stamp_deliveries,
     )
     from v2x.impair import network_link
@@ -115,6 +117,9 @@ def _run_step(name: str) -> None:
         pairs_at_least(table, np.arange(2), np.arange(2), 0)
         one, zero = np.ones(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
         stamp_deliveries(table, one, zero, zero, zero, zero, one, 1)
+    elif name == "scan":  # (the fleet agent's: a layout of one message with one varint field)
+        kinds = np.array([[0, 1]], dtype=np.int8)
+        scan_messages([b"\x08\x01"], kinds, np.zeros((1, 2), dtype=np.int64), np.array([[-1, 0]]), 1)
     elif name == "fleet":  # (the fleet agent's transmit: a vehicle read, an envelope of a two-byte static piece)
         fleet_vehicle_numbers(
             testbed_pb2.FleetInput(vehicles=[testbed_pb2.FleetVehicle(x_m=1.0)]).SerializeToString(), 1
@@ -136,7 +141,7 @@ def _compiled(step: Step) -> bool:
 
 def warm_up(report: Callable[[str], None] | None = None, *, processes: int | None = None) -> None:
     """Run every step of :data:`STEPS`. ``report`` (if given) is told, when the cache turns out to be
-    cold, what is being compiled, each step as it finishes ("[3/8] broadcast fan-out: 4.2 s") and the
+    cold, what is being compiled, each step as it finishes ("[3/9] broadcast fan-out: 4.2 s") and the
     total; with a warm cache it hears nothing. ``processes``: how many processes compile at once on a
     cold cache (default: 2 if the machine has two cores or more, else 1)."""
     started = time.monotonic()

@@ -462,6 +462,14 @@ def check_refreshed(
     return in_range
 
 
+def in_check_ranges(raw: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Per row of raw values in the order of ``_bsm_fields`` (the columns ``v2x.wire.scan.BSM_FIELDS`` names):
+    True where every one is within the ranges ``check_bsm`` accepts, so that it would return True (and
+    ``decode_bsm`` give a RemoteState); False: ask ``check_bsm``."""
+    ok: NDArray[np.bool_] = np.asarray(((raw >= _BSM_LO) & (raw <= _BSM_HI)).all(axis=1))
+    return ok
+
+
 def check_bsms(bsms: Sequence[day1_pb2.BSM]) -> list[bool]:
     """:func:`check_bsm` of many BSMs at once, a ValueError counted as False: True where it would return
     True. Every raw value is range-checked in one numpy comparison; only the BSMs that fail it (none, when
@@ -473,7 +481,7 @@ def check_bsms(bsms: Sequence[day1_pb2.BSM]) -> list[bool]:
     except OverflowError:  # a uint64 beyond int64: out of range somewhere, let check_bsm say where
         plain: NDArray[np.bool_] = np.zeros(len(bsms), dtype=np.bool_)
     else:
-        plain = np.asarray(((raw >= _BSM_LO) & (raw <= _BSM_HI)).all(axis=1))
+        plain = in_check_ranges(raw)
     out: list[bool] = plain.tolist()
     for k in np.flatnonzero(~plain).tolist():
         out[k] = passes_check(bsms[k])
