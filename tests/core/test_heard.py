@@ -1,6 +1,7 @@
-"""The table of when each receiver last heard each sender (v2x/core/_heard.py): its compiled pair builder and
+"""The table of when each receiver last heard each sender (v2x/core/_heard.py): its compiled pair builders and
 delivery stamping give exactly what the numpy expressions they replace gave (the fleet agent's FCW used them),
-interpreted and compiled, whatever room the pair builder starts with."""
+interpreted and compiled, whatever room the pair builders start with; the pairs that could touch are those
+``detect_conflicts(touch_within_s=...)`` keeps."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from v2x.core import always_compiled, pairs_at_least, stamp_deliveries
+from v2x.core import (
+    ActorKind,
+    WorldState,
+    always_compiled,
+    detect_conflicts,
+    stamp_deliveries,
+    touching_pairs_heard,
+)
+from v2x.core._conflict import TOUCH_SLACK_M
 
 NEVER = np.iinfo(np.int32).min
 
@@ -18,7 +27,7 @@ NEVER = np.iinfo(np.int32).min
 def _old_pairs(
     table: np.ndarray, rows: np.ndarray, cols: np.ndarray, least: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The fleet's expression before ``pairs_at_least``."""
+    """The fleet's expression for the pairs heard before ``touching_pairs_heard``."""
     recent = np.take(table[rows], cols, axis=1) >= least
     i, j = np.nonzero(recent)
     return i, j, np.asarray(recent.any(axis=0))
@@ -41,45 +50,70 @@ def _way(compiled: bool) -> Iterator[None]:
         yield
 
 
+def _touch_world(rng: np.random.Generator, n: int) -> WorldState:
+    """``n`` cars at random on a 300 m square, some fast and some braking hard, a few with a value not a number."""
+    world = WorldState(capacity=n + 3)
+    slots = world.add_many([f"a{k}" for k in range(n)], ActorKind.CAR, 4.5, 1.8)
+    heading = rng.uniform(-np.pi, np.pi, n)
+    speed = rng.uniform(0.0, 30.0, n)
+    accel = rng.uniform(-8.0, 2.0, n)
+    x, y = rng.uniform(0.0, 300.0, n), rng.uniform(0.0, 300.0, n)
+    x[rng.random(n) < 0.03] = np.nan
+    world.set_state(
+        slots, x, y, speed * np.cos(heading), speed * np.sin(heading), accel * np.cos(heading),
+        accel * np.sin(heading), heading,
+    )  # fmt: skip
+    return world
+
+
 @pytest.mark.parametrize("compiled", [False, True])
-def test_pairs_at_least_gives_the_numpy_expressions_pairs_in_its_order(compiled: bool) -> None:
-    rng = np.random.default_rng(10)
+def test_touching_pairs_heard_are_the_heard_pairs_detect_conflicts_keeps(compiled: bool) -> None:
+    """The pairs heard (as slots) that ``detect_conflicts(touch_within_s=...)`` keeps: the same
+    pairs in the same order as its test in numpy, and the same conflicts found from them as from all heard."""
+    rng = np.random.default_rng(13)
+    kept_any = dropped_any = 0
     with _way(compiled):
-        for case in range(60):
-            n_rows, n_cols = int(rng.integers(0, 30)), int(rng.integers(0, 30))
-            table = _random_table(rng, n_rows, n_cols)
-            # The hosts (distinct rows, in any order, some rows unused) and the usable senders' columns (any order,
-            # some never used; -1 counts from the end as numpy's indexing does).
-            rows = rng.permutation(n_rows)[: int(rng.integers(0, n_rows + 1))] if n_rows else np.zeros(0, np.int64)
-            cols = rng.integers(-1, n_cols, size=int(rng.integers(0, n_cols + 1))) if n_cols else np.zeros(0, np.int64)
-            least = int(rng.integers(-1, 41))
-            want = _old_pairs(table, rows, cols, least)
-            for hint in (0, 1, 5, 10_000):  # (a small room: the kernel stops and goes on)
-                got = pairs_at_least(table, rows.astype(np.int64), cols.astype(np.int64), least, size_hint=hint)
+        for case in range(40):
+            n = int(rng.integers(2, 60))
+            world = _touch_world(rng, n)
+            hosts = int(rng.integers(1, n))
+            table = _random_table(rng, hosts + 3, n + 2)
+            rows = rng.permutation(hosts + 3)[:hosts]
+            cols = rng.permutation(n + 2)[: n - hosts]
+            row_slots, col_slots = np.arange(hosts), hosts + rng.permutation(n - hosts)
+            least, within = int(rng.integers(-1, 41)), float(rng.uniform(0.5, 5.0))
+            i, j, _ = _old_pairs(table, rows, cols, least)
+            p, q = row_slots[i], col_slots[j]
+            circ = np.hypot(0.5 * world.length_m[:n], 0.5 * world.width_m[:n])
+            acc = np.hypot(world.ax[:n], world.ay[:n])
+            cx, cy = world.x[q] - world.x[p], world.y[q] - world.y[p]
+            ux, uy = world.vx[q] - world.vx[p], world.vy[q] - world.vy[p]
+            reach = circ[p] + circ[q] + np.sqrt(ux * ux + uy * uy) * within + 0.5 * (acc[p] + acc[q]) * within * within
+            keep = ~(cx * cx + cy * cy > (reach + TOUCH_SLACK_M) ** 2)
+            for hint in (0, 3, 10_000):  # (a small room: the kernel stops and goes on)
+                got = touching_pairs_heard(
+                    world, table, rows, cols, least, row_slots, col_slots, within, size_hint=hint
+                )
                 assert got[0].dtype == np.intp and got[1].dtype == np.intp, case
-                for a, b in zip(want, got, strict=True):
-                    assert np.array_equal(a, b), case
+                assert np.array_equal(got[0], p[keep]) and np.array_equal(got[1], q[keep]), case
+            kept_any += int(keep.sum())
+            dropped_any += int((~keep).sum())
+            if len(p):
+                every = detect_conflicts(world, horizon_s=6.0, pairs=(p, q), touch_within_s=within)
+                touching = detect_conflicts(world, horizon_s=6.0, pairs=got, touch_within_s=within)
+                for name in ("i", "j", "kind", "ttc_s"):
+                    assert np.array_equal(getattr(every, name), getattr(touching, name), equal_nan=True), case
+    assert kept_any and dropped_any
 
 
-def test_pairs_at_least_resumes_when_its_room_runs_out() -> None:
-    """More pairs than the first room (at least 1024 or one row's worth): the answer comes in several calls."""
-    rng = np.random.default_rng(11)
-    table = rng.integers(0, 10, size=(300, 200), dtype=np.int32)
-    rows, cols = rng.permutation(300), rng.permutation(200)[:150]
-    with always_compiled():
-        got = pairs_at_least(table, rows, cols, 3)
-    want = _old_pairs(table, rows, cols, 3)
-    assert len(want[0]) > 4 * 1024
-    for a, b in zip(want, got, strict=True):
-        assert np.array_equal(a, b)
-
-
-def test_pairs_at_least_refuses_indices_numpy_would() -> None:
-    table = np.zeros((3, 4), dtype=np.int32)
-    with pytest.raises(IndexError):
-        pairs_at_least(table, np.array([3]), np.array([0]), 0)
-    with pytest.raises(IndexError):
-        pairs_at_least(table, np.array([0]), np.array([-5]), 0)
+def test_touching_pairs_heard_refuses_a_slot_that_is_not_active() -> None:
+    rng = np.random.default_rng(14)
+    world = _touch_world(rng, 4)
+    table = np.zeros((2, 2), dtype=np.int32)
+    rows, cols = np.arange(2), np.arange(2)
+    for row_slots, col_slots in (([0, 1], [2, 5]), ([-1, 1], [2, 3]), ([0], [2, 3])):
+        with pytest.raises(ValueError):
+            touching_pairs_heard(world, table, rows, cols, 0, np.array(row_slots), np.array(col_slots), 3.0)
 
 
 def _old_stamp(

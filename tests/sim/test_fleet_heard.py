@@ -1,7 +1,7 @@
 """The fleet's table of who heard whom when (``FleetAgent.heard``), written and read by the core's compiled
-``stamp_deliveries`` and ``pairs_at_least``: over a run where vehicles come and go, senders are forgotten and
+``stamp_deliveries`` and ``touching_pairs_heard``: over a run where vehicles come and go, senders are forgotten and
 heard again and columns and rows are given back and used again, every call gives what the numpy expressions the
-fleet used before gave on the same table."""
+fleet used before gave on the same table (the pairs heard, then ``detect_conflicts``' test of which could touch)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from tests.core.test_heard import _old_pairs, _old_stamp
 from tests.sim.test_fleet import FRAME, _bsm_envelope, _vehicle
 from v2x import core
 from v2x.agents.fleet import FleetAgent
+from v2x.core import WorldState
+from v2x.core._conflict import TOUCH_SLACK_M
 from v2x.run.runner import environment
 from v2x.scenario.loader import SCENARIO_DIR, load_scenario
 from v2x.wire import testbed_pb2
@@ -20,16 +22,29 @@ from v2x.wire.fleet import pack_deliveries
 
 
 def test_the_fleets_pairs_and_stamps_are_the_numpy_expressions(monkeypatch: pytest.MonkeyPatch) -> None:
-    checked = {"pairs": 0, "stamps": 0, "found": 0}
-    real_pairs, real_stamp = core.pairs_at_least, core.stamp_deliveries
+    checked = {"pairs": 0, "stamps": 0, "found": 0, "kept": 0}
+    real_pairs, real_stamp = core.touching_pairs_heard, core.stamp_deliveries
 
-    def pairs(table: np.ndarray, rows: np.ndarray, cols: np.ndarray, least: int, **kw: int) -> tuple[np.ndarray, ...]:
-        want = _old_pairs(table, rows, cols, least)
-        got = real_pairs(table, rows, cols, least, **kw)
-        for a, b in zip(want, got, strict=True):
+    def pairs(
+        world: WorldState, table: np.ndarray, rows: np.ndarray, cols: np.ndarray, least: int, row_slots: np.ndarray,
+        col_slots: np.ndarray, within: float, **kw: int,
+    ) -> tuple[np.ndarray, ...]:  # fmt: skip
+        i, j, _ = _old_pairs(table, rows, cols, least)
+        p, q = np.asarray(row_slots)[i], np.asarray(col_slots)[j]
+        hi = world.high_water
+        circ = np.hypot(0.5 * world.length_m[:hi], 0.5 * world.width_m[:hi])
+        acc = np.hypot(world.ax[:hi], world.ay[:hi])
+        cx, cy = world.x[q] - world.x[p], world.y[q] - world.y[p]
+        ux, uy = world.vx[q] - world.vx[p], world.vy[q] - world.vy[p]
+        reach = circ[p] + circ[q] + np.sqrt(ux * ux + uy * uy) * within + 0.5 * (acc[p] + acc[q]) * within * within
+        reach += TOUCH_SLACK_M
+        keep = ~(cx * cx + cy * cy > reach * reach)
+        got = real_pairs(world, table, rows, cols, least, row_slots, col_slots, within, **kw)
+        for a, b in zip((p[keep], q[keep]), got, strict=True):
             assert np.array_equal(a, b)
         checked["pairs"] += 1
-        checked["found"] += len(got[0])
+        checked["found"] += len(i)
+        checked["kept"] += len(got[0])
         return got
 
     def stamp(table: np.ndarray, *args: np.ndarray | int) -> None:
@@ -39,7 +54,7 @@ def test_the_fleets_pairs_and_stamps_are_the_numpy_expressions(monkeypatch: pyte
         assert np.array_equal(table, want)
         checked["stamps"] += 1
 
-    monkeypatch.setattr(fleet_module, "pairs_at_least", pairs)
+    monkeypatch.setattr(fleet_module, "touching_pairs_heard", pairs)
     monkeypatch.setattr(fleet_module, "stamp_deliveries", stamp)
     sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
     thresholds = environment(sc).thresholds
@@ -74,6 +89,7 @@ def test_the_fleets_pairs_and_stamps_are_the_numpy_expressions(monkeypatch: pyte
         freed_columns = max(freed_columns, len(agent._free_columns))
         freed_rows = max(freed_rows, len(agent._free_rows))
     assert checked["pairs"] == ticks - 1 and checked["stamps"] > ticks and checked["found"] > 1000
+    assert 0 < checked["kept"] < checked["found"]  # some pairs heard could touch, some could not
     assert forgotten and freed_columns and freed_rows  # the run did forget senders and give back columns and rows
 
 

@@ -206,10 +206,11 @@ def test_a_wrecked_background_vehicle_sends_the_wreck_flags_from_the_tick_it_cra
 
 
 def test_the_fleet_s_fcw_range_filter_changes_no_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fleet gives the core only the pairs that could touch within FCW's TTC (``touch_within_s``); with every
-    heard pair evaluated (the filter off) the run's events are the same, warnings among them."""
+    """The fleet gives the core only the pairs that could touch within FCW's TTC (``touching_pairs_heard`` and
+    ``touch_within_s``); with every heard pair evaluated (the filter off: an infinite time keeps every pair) the
+    run's events are the same, warnings among them."""
     import v2x.agents.fleet as fleet_module
-    from v2x.core import detect_conflicts
+    from v2x.core import detect_conflicts, touching_pairs_heard
 
     sc = _scenario(tmp_path, "rtk-fixed")
     filtered = _run(sc, 80)[2]
@@ -221,7 +222,11 @@ def test_the_fleet_s_fcw_range_filter_changes_no_warning(tmp_path: Path, monkeyp
         dropped.append(len(found) - len(detect_conflicts(world, **kw, touch_within_s=within)))
         return found
 
+    def every_heard(*args: Any, **kw: Any) -> Any:
+        return touching_pairs_heard(*args[:-1], math.inf, **kw)
+
     monkeypatch.setattr(fleet_module, "detect_conflicts", every_pair)
+    monkeypatch.setattr(fleet_module, "touching_pairs_heard", every_heard)
     every = _run(sc, 80)[2]
     assert every == filtered
     assert any(e["type"] == "warning" for e in every)

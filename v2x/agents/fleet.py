@@ -41,10 +41,11 @@ Per tick, ``step`` (``transmit``, step 1, then ``listen``, steps 2 and 3: the sh
    from, ``check_refreshed``; for a BSM FCW acts on, also its values on the wire, from which ``_decode_own``
    gives what decoding it gives, the same conversions on all of them at once);
 3. runs FCW for every hosted vehicle at once: one ``WorldState`` of the hosted vehicles (where their
-   receivers place them, carried on to the tick's time at constant acceleration) and the senders heard (carried
-   on as ``RemoteState.extrapolated`` does, the same floats, for all at once: ``_extrapolated``), and one call
-   of the core's ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs (read out of ``heard`` by
-   the core's ``pairs_at_least``, one compiled pass, no vehicles x senders matrix gathered), with FCW's
+   receivers place them, carried on to the tick's time at constant acceleration) and the usable senders
+   (carried on as ``RemoteState.extrapolated`` does, the same floats, for all at once: ``_extrapolated``), and
+   one call of the core's ``detect_conflicts`` on the (hosted vehicle, sender it heard) pairs whose boxes could
+   touch within FCW's TTC (read out of ``heard`` by the core's ``touching_pairs_heard``, one compiled pass that
+   writes out only those: no vehicles x senders matrix gathered, no list of every pair heard), with FCW's
    thresholds and accuracy gate (``v2x.apps.collision``; a hosted vehicle whose stated accuracy fails it
    raises nothing); a warning is raised once per validity period per (vehicle, other). No driver reacts:
    the traffic model's IDM keeps its gaps anyway.
@@ -73,10 +74,10 @@ from v2x.core import (
     WorldState,
     detect_conflicts,
     fleet_vehicle_numbers,
-    pairs_at_least,
     refreshed_envelopes,
     scan_messages,
     stamp_deliveries,
+    touching_pairs_heard,
 )
 from v2x.geodesy import LocalFrame
 from v2x.units import R95_PER_SIGMA, accurate_enough
@@ -1018,25 +1019,15 @@ class FleetAgent:
         # max_age_s, i.e. at a tick still in the window (``_hear`` keeps those within max_age_s of t).
         hosts = np.flatnonzero(able)
         since = self._window[0][1]
-        # (i, j): host hosts[i] heard sender live[j] at a tick in the window, in row-major order (compiled: no
-        # hosts x senders matrix is gathered).
-        rows, cols, seen = pairs_at_least(
-            self.heard, self._row[self._present[hosts]], self._column[live], since, size_hint=self._pairs_made * 9 // 8
-        )
-        self._pairs_made = len(rows)
-        heard_cols = np.flatnonzero(seen)
-        if not len(heard_cols):
+        if not len(live) or not len(hosts):
             return []
-        # Rows of the WorldState: the hosted vehicles 0..n-1, then the senders heard, by id, n..n+m-1.
-        heard_names = [self._names[no] for no in live[heard_cols].tolist()]
-        heard_cols = heard_cols[sorted(range(len(heard_names)), key=heard_names.__getitem__)]
-        senders = live[heard_cols]
+        # Rows of the WorldState: the hosted vehicles 0..n-1, then the usable senders, by id, n..n+m-1.
+        names = [self._names[no] for no in live.tolist()]
+        by_name = np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.intp)
+        senders = live[by_name]
         n, m = len(vehicles), len(senders)
-        col_row = np.full(len(live), -1, dtype=np.intp)
-        col_row[heard_cols] = n + np.arange(m)
-        # (In any order: the core's answer is sorted by (i, j). With every vehicle able, hosts[rows] is rows.)
-        pi = rows if len(hosts) == len(able) else hosts[rows].astype(np.intp)
-        pj = col_row[cols]
+        col_slot = np.empty(m, dtype=np.int64)  # live[j]'s slot
+        col_slot[by_name] = n + np.arange(m)
         rx, ry, rvx, rvy, r_heading, r_accel, r_length, r_width = self._extrapolated(senders, t)
         world = WorldState(capacity=n + m)
         length = np.concatenate([np.array([v.length_m for v in vehicles], dtype=np.float64), r_length])
@@ -1054,14 +1045,22 @@ class FleetAgent:
             accel * np.sin(heading),
             heading,
         )
-        # Only the pairs that could touch within FCW's TTC (``touch_within_s``: provably, the others raise nothing,
-        # and the core evaluates each pair on its own): a vehicle hears hundreds.
+        # The (hosted vehicle, sender) pairs heard at a tick in the window (``_hear`` keeps those within max_age_s
+        # of t) whose boxes could touch within FCW's TTC, in one compiled pass over ``heard`` (a vehicle hears
+        # hundreds, could touch a few: the others raise nothing, provably, and the core evaluates each pair on
+        # its own).
+        within = min(th["fcw_ttc_s"], th["horizon_s"])
+        pi, pj = touching_pairs_heard(
+            world, self.heard, self._row[self._present[hosts]], self._column[live], since, hosts, col_slot, within,
+            size_hint=self._pairs_made * 9 // 8,
+        )  # fmt: skip
+        self._pairs_made = len(pi)
         found = detect_conflicts(
             world,
             horizon_s=th["horizon_s"],
             pairs=(pi, pj),
             max_pet_s=th["icw_max_pet_s"],
-            touch_within_s=min(th["fcw_ttc_s"], th["horizon_s"]),
+            touch_within_s=within,
         )
         out = []
         # Rear-end conflicts with the hosted vehicle as the follower (the core puts the follower first).

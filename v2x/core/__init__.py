@@ -25,7 +25,7 @@ from v2x.core._fanout import (
 )
 from v2x.core._fleet_wire import VEHICLE_NUMBERS, fleet_vehicle_numbers, refreshed_envelopes
 from v2x.core._grid import SpatialGrid
-from v2x.core._heard import pairs_at_least, stamp_deliveries
+from v2x.core._heard import stamp_deliveries, touching_pairs_heard
 from v2x.core._jit import SMALL_WORLD, always_compiled
 from v2x.core._scan import scan_messages
 from v2x.core._world import ActorKind, WorldState
@@ -53,8 +53,8 @@ __all__ = [
     "fleet_vehicle_numbers",
     "latencies_ms",
     "overlapping_pairs",
-    "pairs_at_least",
     "refreshed_envelopes",
     "scan_messages",
     "stamp_deliveries",
+    "touching_pairs_heard",
 ]

@@ -11,46 +11,64 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from v2x.core._conflict import TOUCH_SLACK_M
 from v2x.core._jit import kernel
-from v2x.core._kernels import heard_pairs, stamp_heard
+from v2x.core._kernels import heard_touching, stamp_heard
+from v2x.core._world import WorldState
 
-__all__ = ["pairs_at_least", "stamp_deliveries"]
+__all__ = ["stamp_deliveries", "touching_pairs_heard"]
 
 
-def pairs_at_least(
+def touching_pairs_heard(
+    world: WorldState,
     table: NDArray[np.int32],
     rows: NDArray[np.integer[Any]],
     cols: NDArray[np.integer[Any]],
     least: int,
+    row_slots: NDArray[np.integer[Any]],
+    col_slots: NDArray[np.integer[Any]],
+    within_s: float,
     *,
     size_hint: int = 0,
-) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.bool_]]:
-    """The (i, j) with ``table[rows[i], cols[j]] >= least``, in row-major order, and per j whether any i has it:
-    ``np.nonzero(np.take(table[rows], cols, axis=1) >= least)`` and that matrix's ``any(axis=0)``, without
-    gathering the matrix (one pass over its cells, compiled). ``rows`` and ``cols`` index as numpy's do
-    (negative from the end; out of range: IndexError). ``size_hint``: how many pairs to make room for at first
-    (the answer is the same with any: the kernel stops when it runs out of room, and goes on in more)."""
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """The pairs of ``world``'s slots (``row_slots[i]``, ``col_slots[j]``) for the (i, j) with
+    ``table[rows[i], cols[j]] >= least`` (``rows`` and ``cols`` index as numpy's do: negative from the end, out of
+    range IndexError) whose boxes could touch within ``within_s``: the pairs
+    ``detect_conflicts(world, pairs=..., touch_within_s=within_s)`` keeps of those, in row-major (i, j) order,
+    in one compiled pass (no pair that cannot touch is ever written out: a fleet's vehicles hear hundreds of
+    thousands of others a tick, and could touch a few thousand). ``row_slots``/``col_slots``: active slots, one
+    per row and column (else ValueError)."""
     r = np.arange(table.shape[0], dtype=np.int64)[rows]
     c = np.arange(table.shape[1], dtype=np.int64)[cols]
-    seen = np.zeros(len(c), dtype=np.bool_)
+    hi = world.high_water
+    rs = np.ascontiguousarray(row_slots, dtype=np.int64)
+    cs = np.ascontiguousarray(col_slots, dtype=np.int64)
+    if rs.shape != r.shape or cs.shape != c.shape:
+        raise ValueError("one slot per row and per column")
+    for slots in (rs, cs):
+        if len(slots) and (slots.min() < 0 or slots.max() >= hi or not bool(world.active[slots].all())):
+            raise ValueError("a slot that is not active")
     table = np.ascontiguousarray(table, dtype=np.int32)
-    run = kernel(heard_pairs, len(r))
-    parts: list[tuple[NDArray[np.intp], NDArray[np.intp]]] = []
+    # (``detect_conflicts``' own: the same arrays, so the same test as its ``pairs_kept``)
+    circ = np.hypot(0.5 * world.length_m[:hi], 0.5 * world.width_m[:hi])
+    acc = np.hypot(world.ax[:hi], world.ay[:hi])
+    run = kernel(heard_touching, len(r))
+    parts: list[tuple[NDArray[np.int64], NDArray[np.int64]]] = []
     start, size = 0, max(len(c), int(size_hint), 1024)
     while True:
         oi = np.empty(size, dtype=np.int64)
         oj = np.empty(size, dtype=np.int64)
-        start, filled = run(table, r, c, int(least), start, oi, oj, seen)
+        start, filled = run(
+            table, r, c, int(least), start, rs, cs, world.x, world.y, world.vx, world.vy, acc, circ,
+            float(within_s), TOUCH_SLACK_M, oi, oj,
+        )  # fmt: skip
         parts.append((oi[:filled], oj[:filled]))
         if start >= len(r):
             break
         size *= 2  # (more than the last call's room: a row always fits)
-    if len(parts) == 1:
-        pi, pj = parts[0]
-    else:
-        pi = np.concatenate([p for p, _ in parts])
-        pj = np.concatenate([q for _, q in parts])
-    return pi.astype(np.intp, copy=False), pj.astype(np.intp, copy=False), seen
+    pi = parts[0][0] if len(parts) == 1 else np.concatenate([p for p, _ in parts])
+    pj = parts[0][1] if len(parts) == 1 else np.concatenate([q for _, q in parts])
+    return pi.astype(np.intp, copy=False), pj.astype(np.intp, copy=False)
 
 
 def stamp_deliveries(

@@ -1439,6 +1439,30 @@ def conflict_arrays(table: F64, order: IntP) -> tuple[IntP, IntP, I64, F64, F64,
     return oi, oj, kind, cols[0], cols[1], cols[2], cols[3], cols[4], ovl, cols[5]
 
 
+@jit_inline
+def could_touch(
+    p: np.uint64 | int,
+    q: np.uint64 | int,
+    x: F64,
+    y: F64,
+    vx: F64,
+    vy: F64,
+    acc: F64,
+    circ: F64,
+    within: float,
+    slack: float,
+) -> bool:
+    """Could the boxes of slots ``p`` and ``q`` touch within ``within`` s (``pairs_kept``' test; a value that is
+    not a number: True)?"""
+    cx = x[q] - x[p]
+    cy = y[q] - y[p]
+    ux = vx[q] - vx[p]
+    uy = vy[q] - vy[p]
+    reach = circ[p] + circ[q] + math.sqrt(ux * ux + uy * uy) * within + 0.5 * (acc[p] + acc[q]) * within * within
+    reach += slack
+    return not (cx * cx + cy * cy > reach * reach)
+
+
 @jit
 def pairs_kept(
     pi: IntP,
@@ -1473,17 +1497,8 @@ def pairs_kept(
         q = np.uint64(b)
         if not (active[p] and active[q]):
             continue
-        if touch:
-            cx = x[q] - x[p]
-            cy = y[q] - y[p]
-            ux = vx[q] - vx[p]
-            uy = vy[q] - vy[p]
-            reach = (
-                circ[p] + circ[q] + math.sqrt(ux * ux + uy * uy) * within + 0.5 * (acc[p] + acc[q]) * within * within
-            )
-            reach += slack
-            if cx * cx + cy * cy > reach * reach:
-                continue
+        if touch and not could_touch(p, q, x, y, vx, vy, acc, circ, within, slack):
+            continue
         oi[w] = a
         oj[w] = b
         w += 1
@@ -1494,12 +1509,29 @@ def pairs_kept(
 
 
 @jit
-def heard_pairs(
-    table: I32, rows: I64, cols: I64, least: int, start: int, oi: I64, oj: I64, seen: NDArray[np.bool_]
+def heard_touching(
+    table: I32,
+    rows: I64,
+    cols: I64,
+    least: int,
+    start: int,
+    row_slot: I64,
+    col_slot: I64,
+    x: F64,
+    y: F64,
+    vx: F64,
+    vy: F64,
+    acc: F64,
+    circ: F64,
+    within: float,
+    slack: float,
+    oi: I64,
+    oj: I64,
 ) -> tuple[int, int]:
-    """From row ``start`` of ``rows`` on, the (i, j) with ``table[rows[i], cols[j]] >= least`` in row-major order,
-    written to ``oi``/``oj``; ``seen[j]`` set for each j found. Stops before a row that might not fit (one needs up
-    to ``len(cols)`` places): returns the next row to do (``len(rows)``: done) and how many pairs were written."""
+    """From row ``start`` of ``rows`` on, the (i, j) with ``table[rows[i], cols[j]] >= least`` in row-major order
+    whose slots ``row_slot[i]`` and ``col_slot[j]`` could touch within ``within`` s (``could_touch``, ``pairs_kept``'
+    test), written as those slots to ``oi``/``oj``. Stops before a row that might not fit (one needs up to
+    ``len(cols)`` places): returns the next row to do (``len(rows)``: done) and how many pairs were written."""
     m = len(cols)
     cap = len(oi)
     hits = np.empty(m, dtype=np.uint8)
@@ -1511,12 +1543,14 @@ def heard_pairs(
         row = table[rows[i]]
         for j in range(m):  # (a loop without a branch, which LLVM vectorises; then the few hits)
             hits[j] = row[cols[j]] >= least
+        p = row_slot[i]
         for j in range(m):
             if hits[j]:
-                oi[w] = i
-                oj[w] = j
-                seen[j] = True
-                w += 1
+                q = col_slot[j]
+                if could_touch(p, q, x, y, vx, vy, acc, circ, within, slack):
+                    oi[w] = p
+                    oj[w] = q
+                    w += 1
         i += 1
     return i, w
 

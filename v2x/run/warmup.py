@@ -43,7 +43,7 @@ STEPS: tuple[Step, ...] = (
     Step("broadcast", "broadcast fan-out", ("broadcast_kernel", "latency_ms_kernel")),
     Step("pairs", "conflict detection, given pairs", ("conflicts_of_pairs", "conflict_arrays", "pairs_kept")),
     Step("swept", "conflict detection, all pairs", ("conflicts_swept",)),
-    Step("heard", "the fleet's table of who heard whom", ("heard_pairs", "stamp_heard")),
+    Step("heard", "the fleet's table of who heard whom", ("heard_touching", "stamp_heard")),
     Step("scan", "the fleet's reading of BSM envelopes", ("scan_fields",)),
     Step("fleet", "the fleet's transmit", ("fleet_vehicle_fields", "bsm_envelopes")),
 )
@@ -85,10 +85,10 @@ def _run_step(name: str) -> None:
         fleet_vehicle_numbers,
         latencies_ms,
         overlapping_pairs,
-        pairs_at_least,
         refreshed_envelopes,
         scan_messages,
         stamp_deliveries,
+        touching_pairs_heard,
     )
     from v2x.impair import network_link
     from v2x.wire import testbed_pb2
@@ -114,7 +114,7 @@ def _run_step(name: str) -> None:
         detect_conflicts(w, horizon_s=6.0)
     elif name == "heard":  # (the fleet agent's, v2x.agents.fleet)
         table = np.zeros((2, 2), dtype=np.int32)
-        pairs_at_least(table, np.arange(2), np.arange(2), 0)
+        touching_pairs_heard(w, table, np.arange(1), np.arange(1), 0, tx, rx, 3.0)
         one, zero = np.ones(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
         stamp_deliveries(table, one, zero, zero, zero, zero, one, 1)
     elif name == "scan":  # (the fleet agent's: a layout of one message with one varint field)
