@@ -27,7 +27,7 @@ from v2x.geodesy import LocalFrame
 from v2x.wire import common_pb2, day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import EMERGENCY_USE, VEHICLE_EVENT_BIT, OwnState, encode_bsm, refresh_bsm
 from v2x.wire.bsm_bytes import bsm_statics
-from v2x.wire.envelope import envelope_bytes
+from v2x.wire.envelope import _varint, envelope_bytes
 from v2x.wire.fleet import (
     POSITIONING_DOUBLES,
     VEHICLE_DOUBLES,
@@ -224,15 +224,6 @@ def test_numbers_read_from_the_bytes_are_protobufs_reading(
     want = _fields(inp)
     assert _same(_read(raw, len(rows)), want)
     assert _read(raw, len(rows) + 1) is None  # (not the vehicles there are)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def test_numbers_of_a_fleet_input_the_world_writes_are_its_fields() -> None:
