@@ -42,6 +42,8 @@ EPOCH = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FLAGS = sorted(set(VEHICLE_EVENT_BIT) | set(EMERGENCY_USE))
 Link: TypeAlias = testbed_pb2.LinkKind.ValueType
+THRESHOLDS = {"fcw_required_accuracy_m": 1.5, "max_age_s": 1.0, "horizon_s": 6.0, "icw_max_pet_s": 1.5,
+              "fcw_ttc_s": 3.0, "warning_validity_s": 2.0}  # fmt: skip
 
 sigmas = st.one_of(st.none(), st.floats(0.0, 20.0))
 templates = st.builds(
@@ -297,10 +299,8 @@ def _in_place(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.parametrize("compiled", [False, True])
 def test_a_fleet_sends_the_same_envelopes_either_way(monkeypatch: pytest.MonkeyPatch, compiled: bool) -> None:
-    thresholds = {"fcw_required_accuracy_m": 1.5, "max_age_s": 1.0, "horizon_s": 6.0, "icw_max_pet_s": 1.5,
-                  "fcw_ttc_s": 3.0, "warning_validity_s": 2.0}  # fmt: skip
-    written = FleetAgent("f", frame=FRAME, epoch=EPOCH, thresholds=thresholds)
-    in_place = FleetAgent("f", frame=FRAME, epoch=EPOCH, thresholds=thresholds)
+    written = FleetAgent("f", frame=FRAME, epoch=EPOCH, thresholds=THRESHOLDS)
+    in_place = FleetAgent("f", frame=FRAME, epoch=EPOCH, thresholds=THRESHOLDS)
     for inp in _inputs(20, seed=3):
         raw = inp.SerializeToString()  # (as received: its vehicles' numbers read from the bytes, when compiled)
         if compiled:
@@ -315,3 +315,23 @@ def test_a_fleet_sends_the_same_envelopes_either_way(monkeypatch: pytest.MonkeyP
         assert written._protos == in_place._protos
         assert written._template_facts == in_place._template_facts
     assert written._wrecks == in_place._wrecks == {"bg-5", "bg-6"}
+
+
+def test_a_signed_fleet_signs_the_same_frames() -> None:
+    """A fleet that signs its vehicles' BSMs refreshes its templates in place (the envelope is built to be
+    signed): the frames it signs are those an unsigned fleet writes from the arrays, tick after tick."""
+    from v2x.wire.security import Signer, authority_for
+
+    ca = authority_for("t", EPOCH, 30.0)
+    creds = ca.credentials("f", run_id="t", epoch=EPOCH, run_s=30.0, permissions=("bsm",), change_every_s=10.0)
+    signed = FleetAgent("f", frame=FRAME, epoch=EPOCH, thresholds=THRESHOLDS, signer=Signer(creds, EPOCH))
+    plain = FleetAgent("f", frame=FRAME, epoch=EPOCH, thresholds=THRESHOLDS)
+    for inp in _inputs(12, seed=5):
+        raw = inp.SerializeToString()
+        with always_compiled():
+            got = [testbed_pb2.Envelope.FromString(e) for e in signed.transmit(inp, raw).envelopes]
+            want = [testbed_pb2.Envelope.FromString(e) for e in plain.transmit(inp, raw).envelopes]
+        assert all(e.HasField("security") for e in got)
+        for e in got:
+            e.ClearField("security")
+        assert got == want
