@@ -16,13 +16,14 @@ Per tick, ``step`` (``transmit``, step 1, then ``listen``, steps 2 and 3: the sh
    arrays of every vehicle's numbers (read out of the input's bytes in one compiled pass when the shell hands
    them over, ``v2x.core.fleet_vehicle_numbers``) in another compiled pass, around the bytes that stay the same
    in a template's BSMs (``v2x.core.refreshed_envelopes``, ``v2x.wire.bsm_bytes``: protobuf's bytes, no message
-   built per vehicle; a signed run, or a tick with a value that is not finite, refreshes the templates in place
-   and serialises them, ``envelope_bytes``, the same bytes). Without its flow's ``positioning`` a
-   vehicle's BSM has no positioning error and the accuracy unknown, as the world's BSMs had before fleets; with
-   it, the world sends the vehicle's receiver reading with the truth (``FleetVehicle`` fields 14-17: the error
-   and the 1-sigma axes) and the BSM carries the truth plus that error and states that accuracy (the template's
-   accuracy is set again only when it changes). A wreck (``FleetVehicle.wrecked``) sets the wreck flags
-   (``WRECK_FLAGS``: hazard lights, disabled vehicle) in its BSMs from then on;
+   built per vehicle; a signed run, a tick with a value that is not finite, or a fleet of up to ``SMALL_WORLD``
+   vehicles refreshes the templates in place and serialises them, ``envelope_bytes``, the same bytes). Without
+   its flow's ``positioning`` a vehicle's BSM has no positioning error and the accuracy unknown, as the world's
+   BSMs had before fleets; with it, the world sends the vehicle's receiver reading with the truth
+   (``FleetVehicle`` fields 14-17: the error and the 1-sigma axes) and the BSM carries the truth plus that error
+   and states that accuracy (the template's accuracy is set again only when it changes). A wreck
+   (``FleetVehicle.wrecked``) sets the wreck flags (``WRECK_FLAGS``: hazard lights, disabled vehicle) in its BSMs
+   from then on;
 2. hears each distinct envelope once for the whole fleet, in columns, without a message object per BSM: the
    envelopes are read in one compiled pass over their bytes (``v2x.core.scan_messages`` with the layout of a
    BSM's envelope, ``v2x.wire.scan.bsm_envelope``), and what a decode reads of them is checked and converted
@@ -78,6 +79,7 @@ from v2x.core import (
     scan_messages,
     stamp_deliveries,
     touching_pairs_heard,
+    writes_from_arrays,
 )
 from v2x.geodesy import LocalFrame
 from v2x.units import R95_PER_SIGMA, accurate_enough
@@ -399,8 +401,9 @@ class FleetAgent:
 
         The envelopes are written from the arrays (``v2x.core.refreshed_envelopes``: the template's static pieces,
         ``_statics``, and the motion as varints, in one compiled pass): the bytes ``refresh_bsms``, the frame's
-        ``SerializeToString`` and ``envelope_bytes`` give, which is what a signed run, or a tick with a value that
-        is not finite, still does (the templates then refreshed in place, as they were before)."""
+        ``SerializeToString`` and ``envelope_bytes`` give, which is what a signed run, a tick with a value that is
+        not finite, or a fleet of up to ``SMALL_WORLD`` vehicles (``writes_from_arrays``) still does (the templates
+        then refreshed in place, as they were before)."""
         t = inp.time_us / 1e6
         lat_a, lon_a, _ = self.frame.to_geodetic(x, y)
         compass_a = units.enu_yaw_rad_to_compass_deg(heading)
@@ -423,7 +426,7 @@ class FleetAgent:
         seqs = counts + 1
         self.seq.update(zip(ids, seqs.tolist(), strict=True))
         msgs: list[frame_pb2.MessageFrame] | None = None
-        if self.signer is None and motion is not None:
+        if self.signer is None and motion is not None and writes_from_arrays(len(ids)):
             out = refreshed_envelopes(
                 list(map(self._statics.__getitem__, ids)), seqs, counts, mark, motion, accel, events, tick=inp.tick,
                 tx_time_us=inp.time_us, link=testbed_pb2.LINK_PC5,

@@ -23,7 +23,7 @@ from v2x.core._fanout import (
     fan_out_broadcast,
     latencies_ms,
 )
-from v2x.core._fleet_wire import VEHICLE_NUMBERS, fleet_vehicle_numbers, refreshed_envelopes
+from v2x.core._fleet_wire import VEHICLE_NUMBERS, fleet_vehicle_numbers, refreshed_envelopes, writes_from_arrays
 from v2x.core._grid import SpatialGrid
 from v2x.core._heard import stamp_deliveries, touching_pairs_heard
 from v2x.core._jit import SMALL_WORLD, always_compiled
@@ -57,4 +57,5 @@ __all__ = [
     "scan_messages",
     "stamp_deliveries",
     "touching_pairs_heard",
+    "writes_from_arrays",
 ]
