@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # one compiled or loaded from the cache.
 _PROBE = """
 import json
-from v2x.core import _conflict, _fanout, _grid, _heard, _scan
+from v2x.core import _conflict, _fanout, _grid, _heard, _fleet_wire, _scan
 from v2x.core._jit import twins
 from v2x.run.warmup import STEPS, run_step
 
@@ -30,7 +30,7 @@ from v2x.run.warmup import STEPS, run_step
 compiled = twins("v2x.core._kernels")
 entry = {
     n: compiled[n]
-    for m in (_grid, _fanout, _conflict, _heard, _scan)
+    for m in (_grid, _fanout, _conflict, _heard, _fleet_wire, _scan)
     for n, f in vars(m).items()
     if hasattr(f, "__v2x_kernel__") and f.__module__ == "v2x.core._kernels"
 }

@@ -10,15 +10,20 @@ Per tick, ``step`` (``transmit``, step 1, then ``listen``, steps 2 and 3: the sh
 ``listen`` when the world lets the warnings follow with the next tick's ack, ``FleetInput.warnings_next_tick``):
 
 1. sends each hosted vehicle's BSM of its truth (the world's, when the previous tick closed: the BSM's
-   time stamp says so, and receivers carry it on from there as they do every BSM), refreshed from a
-   template per vehicle (``v2x.wire.bsm.refresh_bsms``; the static parts are encoded once), each in an
-   envelope written around the frame's bytes (``v2x.wire.envelope.envelope_bytes``: protobuf's bytes, no
-   message built). Without its flow's ``positioning`` a vehicle's BSM has no positioning error and the
-   accuracy unknown, as the world's BSMs had before fleets; with it, the world sends the vehicle's receiver
-   reading with the truth (``FleetVehicle`` fields 14-17: the error and the 1-sigma axes) and the BSM
-   carries the truth plus that error and states that accuracy (the template's accuracy is set again only
-   when it changes). A wreck (``FleetVehicle.wrecked``) sets the wreck flags (``WRECK_FLAGS``: hazard
-   lights, disabled vehicle) in its BSMs from then on;
+   time stamp says so, and receivers carry it on from there as they do every BSM), as a BSM refreshed from
+   a template per vehicle would be (``v2x.wire.bsm.refresh_bsms``; the template is made, or changed, only for
+   a new vehicle, a wreck or an accuracy that changed), in its envelope: the envelopes are written from the
+   arrays of every vehicle's numbers (read out of the input's bytes in one compiled pass when the shell hands
+   them over, ``v2x.core.fleet_vehicle_numbers``) in another compiled pass, around the bytes that stay the same
+   in a template's BSMs (``v2x.core.refreshed_envelopes``, ``v2x.wire.bsm_bytes``: protobuf's bytes, no message
+   built per vehicle; a signed run, a tick with a value that is not finite, or a fleet of up to ``SMALL_WORLD``
+   vehicles refreshes the templates in place and serialises them, ``envelope_bytes``, the same bytes). Without
+   its flow's ``positioning`` a vehicle's BSM has no positioning error and the accuracy unknown, as the world's
+   BSMs had before fleets; with it, the world sends the vehicle's receiver reading with the truth
+   (``FleetVehicle`` fields 14-17: the error and the 1-sigma axes) and the BSM carries the truth plus that error
+   and states that accuracy (the template's accuracy is set again only when it changes). A wreck
+   (``FleetVehicle.wrecked``) sets the wreck flags (``WRECK_FLAGS``: hazard lights, disabled vehicle) in its BSMs
+   from then on;
 2. hears each distinct envelope once for the whole fleet, in columns, without a message object per BSM: the
    envelopes are read in one compiled pass over their bytes (``v2x.core.scan_messages`` with the layout of a
    BSM's envelope, ``v2x.wire.scan.bsm_envelope``), and what a decode reads of them is checked and converted
@@ -54,6 +59,8 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import repeat
+from operator import attrgetter
 
 import numpy as np
 
@@ -62,18 +69,23 @@ from v2x.agents.vehicle import WRECK_FLAGS
 from v2x.apps.collision import CONFLICT_NAME
 from v2x.core import (
     SMALL_WORLD,
+    VEHICLE_NUMBERS,
     ActorKind,
     ConflictType,
     WorldState,
     detect_conflicts,
+    fleet_vehicle_numbers,
+    refreshed_envelopes,
     scan_messages,
     stamp_deliveries,
     touching_pairs_heard,
+    writes_from_arrays,
 )
 from v2x.geodesy import LocalFrame
 from v2x.units import R95_PER_SIGMA, accurate_enough
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import (
+    HARD_BRAKING_MPS2,
     VEHICLE_EVENT_BIT,
     OwnState,
     RemoteState,
@@ -87,6 +99,7 @@ from v2x.wire.bsm import (
     refresh_bsms,
     template_in_range,
 )
+from v2x.wire.bsm_bytes import BsmStatics, bsm_statics
 from v2x.wire.envelope import envelope_bytes, parse_envelope
 from v2x.wire.fleet import FleetDeliveries, unpack_deliveries
 from v2x.wire.scan import BSM_FIELDS, bsm_envelope
@@ -128,6 +141,14 @@ def _accurate_wire(semi_major: int, need_m: float) -> bool:
 
 
 WRECK_EVENTS = sum(1 << VEHICLE_EVENT_BIT[flag] for flag in WRECK_FLAGS)
+# What ``transmit`` reads of each FleetVehicle besides its id, in this order (``wrecked`` as 0.0 or 1.0): from the
+# FleetInput's bytes (``fleet_vehicle_numbers``' columns ``_COLUMNS``), or the fields of each (``_FIELDS``).
+_NUMBERS = (
+    "x_m", "y_m", "vx_mps", "vy_mps", "ax_mps2", "ay_mps2", "heading_rad", "speed_mps", "accel_mps2", "east_error_m",
+    "north_error_m", "sigma_major_m", "sigma_minor_m", "wrecked",
+)  # fmt: skip
+_COLUMNS = [VEHICLE_NUMBERS.index(name) for name in _NUMBERS]
+_FIELDS = attrgetter(*_NUMBERS)
 
 
 def _times(t: float, now_mark: int, marks: np.ndarray) -> np.ndarray:
@@ -183,14 +204,22 @@ class _Heard:
 _HEARD_FIELDS = ("k", "t_s", "full", "sigma", "x", "y", "speed", "yaw", "accel", "length", "width")
 
 
-def _accuracy_wire(major: np.ndarray, minor: np.ndarray, known: np.ndarray) -> list[tuple[int, int, int]]:
-    """Per vehicle the accuracy its BSM states (semi-major, semi-minor, position confidence: wire values, as
+def _accuracy_wire(major: np.ndarray, minor: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Per vehicle the accuracy its BSM states (a row: semi-major, semi-minor, position confidence, wire values, as
     ``encode_bsm`` sets them), from its reading's 1-sigma axes; unknown where ``known`` is False. Converted once
     per distinct reading (a fleet's vehicles share a few)."""
-    pairs = np.stack([np.where(known, major, -1.0), np.where(known, minor, -1.0)], axis=1)
-    distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    major = np.where(known, major, -1.0)
+    minor = np.where(known, minor, -1.0)
+    if np.isfinite(minor).all():  # (the usual case: the distinct pairs found as complex numbers, one sort)
+        pairs = np.empty(len(major), dtype=np.complex128)
+        pairs.real, pairs.imag = major, minor
+        distinct, inverse = np.unique(pairs, return_inverse=True)
+        readings = [(z.real, z.imag) for z in distinct.tolist()]
+    else:
+        rows, inverse = np.unique(np.stack([major, minor], axis=1), axis=0, return_inverse=True)
+        readings = rows.tolist()
     wire = []
-    for a, b in distinct.tolist():
+    for a, b in readings:
         sigma, sigma_minor = (a, b) if a > 0.0 else (None, None)
         wire.append(
             (
@@ -199,7 +228,12 @@ def _accuracy_wire(major: np.ndarray, minor: np.ndarray, known: np.ndarray) -> l
                 units.position_confidence(None if sigma is None else R95_PER_SIGMA * sigma),
             )
         )
-    return [wire[k] for k in inverse.reshape(-1).tolist()]
+    return np.array(wire, dtype=np.int64).reshape(-1, 3)[inverse.reshape(-1)]
+
+
+def _accuracy_code(semi_major: int, semi_minor: int, confidence: int) -> int:
+    """One integer for a BSM's stated accuracy (``_accuracy_wire``'s row: each value below 2**20)."""
+    return semi_major | semi_minor << 20 | confidence << 40
 
 
 @dataclass
@@ -251,8 +285,15 @@ class FleetAgent:
         # acceleration as on the wire, the raw event flags, ``_protos``' entry): decoding them needs no parsing.
         self._sent_full: dict[bytes, tuple[str, int, list[int], int, RemoteState]] = {}
         self._protos: dict[str, RemoteState] = {}  # vehicle -> what decoding its template gives (``_set_template``)
-        self.msg_count: dict[str, int] = {}
-        self.seq: dict[str, int] = {}
+        # vehicle -> the static pieces of its envelopes (``bsm_statics`` of its template) and the accuracy its
+        # template states (``_accuracy_code``): kept with the template (``_template``)
+        self._statics: dict[str, BsmStatics] = {}
+        self._stated: dict[str, int] = {}
+        # The last BSMs written from the arrays (not put into the templates): vehicles, motion on the wire,
+        # acceleration, counters, secMark and event flags (``_as_sent``); None after templates refreshed in place.
+        self._refreshed: tuple[list[str], np.ndarray, np.ndarray, np.ndarray, int, np.ndarray] | None = None
+        self._refreshed_rows: tuple[list[str], dict[str, int]] | None = None  # (its vehicles, each one's row)
+        self.seq: dict[str, int] = {}  # vehicle -> the seq of its last envelope (and its BSM counter + 1)
         # Per sender number (``_number``), its freshest BSM (``_keep``; ``remotes`` shows them as objects): its time
         # (NaN: none kept), whether it was decoded (else a Stamp: one FCW does not act on, only its time and
         # accuracy kept), its accuracy (NaN: unknown), the ``_MOTION`` columns, when it was heard and, decoded, its
@@ -290,30 +331,33 @@ class FleetAgent:
         self._pairs_made = 0  # the (vehicle, sender) pairs FCW had last tick: room for as many, and some, now
         self._listening: _Begun | None = None  # the tick ``transmit`` began, for ``listen``
 
-    def step(self, inp: testbed_pb2.FleetInput) -> testbed_pb2.FleetAck:
-        """One tick: every hosted vehicle's BSM and the FCW warnings of all of them."""
-        ack = self.transmit(inp)
+    def step(self, inp: testbed_pb2.FleetInput, raw: bytes | None = None) -> testbed_pb2.FleetAck:
+        """One tick: every hosted vehicle's BSM and the FCW warnings of all of them (``raw``: see ``transmit``)."""
+        ack = self.transmit(inp, raw)
         ack.events.extend(self.listen(inp))
         return ack
 
-    def transmit(self, inp: testbed_pb2.FleetInput) -> testbed_pb2.FleetAck:
+    def transmit(self, inp: testbed_pb2.FleetInput, raw: bytes | None = None) -> testbed_pb2.FleetAck:
         """The first half of a tick: a ``FleetAck`` with every hosted vehicle's BSM (no warnings yet). Then
-        ``listen(inp)`` gives the tick's warnings; ``step`` is the two."""
+        ``listen(inp)`` gives the tick's warnings; ``step`` is the two. ``raw``: the bytes ``inp`` was parsed from,
+        if at hand (the vehicles' numbers are then read from them in one pass)."""
         t = inp.time_us / 1e6
         ack = testbed_pb2.FleetAck(fleet_id=self.fleet_id, tick=inp.tick)
         vehicles = list(inp.vehicles)
         ids = [v.vehicle_id for v in vehicles]
         for gone in set(self.templates).difference(ids):  # left the network
             del self.templates[gone], self._template_facts[gone], self._protos[gone]
+            del self._statics[gone], self._stated[gone]
         n = len(vehicles)
         dt = max(0.0, t - inp.truth_time_us / 1e6)
-        fields = [
-            (v.x_m, v.y_m, v.vx_mps, v.vy_mps, v.ax_mps2, v.ay_mps2, v.heading_rad, v.speed_mps, v.accel_mps2,
-             v.east_error_m, v.north_error_m, v.sigma_major_m, v.sigma_minor_m)
-            for v in vehicles
-        ]  # fmt: skip
-        columns = np.array(fields, dtype=np.float64).reshape(-1, 13).T
-        x0, y0, vx0, vy0, ax, ay, heading, speed, accel, ex, ny, major, minor = columns
+        # Every vehicle's numbers: from the bytes ``inp`` was parsed from, in one compiled pass, else the fields of
+        # one vehicle after another (``attrgetter``: read in C, a tuple per vehicle).
+        numbers = None if raw is None else fleet_vehicle_numbers(raw, n)
+        if numbers is None:
+            columns = np.array(list(map(_FIELDS, vehicles)), dtype=np.float64).reshape(-1, len(_NUMBERS)).T
+        else:
+            columns = numbers.T[_COLUMNS]
+        x0, y0, vx0, vy0, ax, ay, heading, speed, accel, ex, ny, major, minor, wrecked = columns
         # Where its receiver puts it (the truth where it states no accuracy: no positioning modelled, or no fix).
         known = major > 0.0
         x0 = np.where(known, x0 + ex, x0)
@@ -325,8 +369,7 @@ class FleetAgent:
         y = y0 + (vy0 + 0.5 * ay * dt) * dt
         if n:
             accuracy = _accuracy_wire(major, minor, known)
-            wrecked = [v.wrecked for v in vehicles]
-            ack.envelopes.extend(self._bsms(inp, vehicles, ids, x0, y0, heading, speed, accel, accuracy, wrecked))
+            ack.envelopes.extend(self._bsms(inp, vehicles, ids, x0, y0, heading, speed, accel, accuracy, wrecked > 0))
         # FCW's accuracy gate on the host: one that states an accuracy FCW cannot use does not warn (one that
         # states none knows its truth: the background without positioning, as before).
         need = self.thresholds["fcw_required_accuracy_m"]
@@ -349,53 +392,65 @@ class FleetAgent:
     # -- transmitting -------------------------------------------------------------------------------
     def _bsms(
         self, inp: testbed_pb2.FleetInput, vehicles: list[testbed_pb2.FleetVehicle], ids: list[str], x: np.ndarray,
-        y: np.ndarray, heading: np.ndarray, speed_in: np.ndarray, accel: np.ndarray,
-        accuracy: list[tuple[int, int, int]], wrecked: list[bool],
+        y: np.ndarray, heading: np.ndarray, speed_in: np.ndarray, accel: np.ndarray, accuracy: np.ndarray,
+        wrecked: np.ndarray,
     ) -> list[bytes]:  # fmt: skip
         """Each vehicle's BSM envelope; each is also remembered with what hearing it needs (``_sent``).
-        ``accuracy``: per vehicle its BSM's semi-major and semi-minor axes and position confidence (wire values);
-        ``wrecked``: per vehicle whether its BSMs set the wreck flags."""
+        ``accuracy``: per vehicle (a row) its BSM's semi-major and semi-minor axes and position confidence (wire
+        values); ``wrecked``: per vehicle whether its BSMs set the wreck flags.
+
+        The envelopes are written from the arrays (``v2x.core.refreshed_envelopes``: the template's static pieces,
+        ``_statics``, and the motion as varints, in one compiled pass): the bytes ``refresh_bsms``, the frame's
+        ``SerializeToString`` and ``envelope_bytes`` give, which is what a signed run, a tick with a value that is
+        not finite, or a fleet of up to ``SMALL_WORLD`` vehicles (``writes_from_arrays``) still does (the templates
+        then refreshed in place, as they were before)."""
         t = inp.time_us / 1e6
         lat_a, lon_a, _ = self.frame.to_geodetic(x, y)
         compass_a = units.enu_yaw_rad_to_compass_deg(heading)
         speed_a = np.where(speed_in > 0.0, speed_in, 0.0)  # max(0.0, speed), NaN included
         motion = motion_columns(lat_a, lon_a, speed_a, compass_a, accel)
         mark = units.sec_mark(inp.truth_time_us / 1e6, self.epoch)  # the truth's time: when it was so
-        msgs = []
-        wrecks: list[int] = []
-        for k, (v, vid, acc, wreck) in enumerate(zip(vehicles, ids, accuracy, wrecked, strict=True)):
-            msg = self.templates.get(vid)
-            if wreck:
-                wrecks.append(k)
-                if vid not in self._wrecks:  # a wreck from now on: hazard lights and disabled (as a story car's)
-                    self._wrecks.add(vid)
-                    msg = None
-            if msg is None:  # its first BSM (or its first as a wreck): the static parts (id, size, class, flags)
-                own = OwnState(
-                    x=0.0,
-                    y=0.0,
-                    speed_mps=0.0,
-                    heading_rad=0.0,
-                    accel_mps2=0.0,
-                    length_m=v.length_m,
-                    width_m=v.width_m,
-                    height_m=HEIGHT_M.get(v.kind, 1.5),
-                    kind=v.kind,
-                    sigma_major_m=None,
-                    sigma_minor_m=None,
-                    braking=False,
-                    flags=WRECK_FLAGS if wreck else frozenset(),
-                )
-                msg = encode_bsm(own, actor_id=vid, t_s=t, msg_count=0, frame=self.frame, epoch=self.epoch)
-                self.templates[vid] = msg
-                self._set_template(vid, msg)
-            b = msg.bsm.accuracy
-            if acc != (b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos):  # the accuracy it states changed
-                b.semi_major, b.semi_minor = acc[0], acc[1]
-                msg.bsm.pos_confidence.pos = acc[2]
-                self._set_template(vid, msg)
-            msgs.append(msg)
-        counts = [self.msg_count.get(vid, 0) for vid in ids]
+        codes = accuracy[:, 0] | accuracy[:, 1] << 20 | accuracy[:, 2] << 40  # (``_accuracy_code``)
+        stated = np.fromiter(map(self._stated.get, ids, repeat(-1)), dtype=np.int64, count=len(ids))
+        # The vehicles whose template is new or changes (one per vehicle kept from tick to tick, ``templates``):
+        # no template yet (-1), a wreck from now on, the accuracy it states changed. Only those are seen one by one.
+        change = np.flatnonzero(stated != codes).tolist()
+        wrecks = np.flatnonzero(wrecked).tolist()
+        change += [k for k in wrecks if ids[k] not in self._wrecks]
+        for k in sorted(set(change)):
+            self._template(vehicles[k], ids[k], bool(wrecked[k]), accuracy[k].tolist(), t)
+        hard = np.where(accel <= -HARD_BRAKING_MPS2, 1 << VEHICLE_EVENT_BIT["hard_braking"], 0)
+        events = np.where(wrecked, hard | WRECK_EVENTS, hard)
+        # A vehicle's BSM counter is the seq of its envelope less one (both start at 0 and count its BSMs).
+        counts = np.fromiter(map(self.seq.get, ids, repeat(0)), dtype=np.int64, count=len(ids))
+        seqs = counts + 1
+        self.seq.update(zip(ids, seqs.tolist(), strict=True))
+        msgs: list[frame_pb2.MessageFrame] | None = None
+        if self.signer is None and motion is not None and writes_from_arrays(len(ids)):
+            out = refreshed_envelopes(
+                list(map(self._statics.__getitem__, ids)), seqs, counts, mark, motion, accel, events, tick=inp.tick,
+                tx_time_us=inp.time_us, link=testbed_pb2.LINK_PC5,
+            )  # fmt: skip
+            self._refreshed = (ids, motion, accel, counts, mark, events)
+        else:
+            msgs = [self.templates[vid] for vid in ids]
+            out = self._refresh_and_serialise(
+                inp, msgs, ids, (lat_a, lon_a, compass_a, speed_a), motion, accel, counts.tolist(), mark, wrecks
+            )
+            self._refreshed = None
+        self._remember(out, ids, msgs, motion, accel, events, mark)
+        return out
+
+    def _refresh_and_serialise(
+        self, inp: testbed_pb2.FleetInput, msgs: list[frame_pb2.MessageFrame], ids: list[str],
+        geo: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], motion: np.ndarray | None, accel: np.ndarray,
+        counts: list[int], mark: int, wrecks: list[int],
+    ) -> list[bytes]:  # fmt: skip
+        """The envelopes of ``_bsms`` by refreshing each template (``msgs``) in place, serialising its frame and
+        writing (or, in a signed run, signing) the envelope around it. ``geo``: each vehicle's latitude, longitude,
+        compass heading and speed (``motion``: as on the wire, None when one is not finite); ``counts``: each one's
+        BSM counter; ``wrecks``: the vehicles whose BSMs set the wreck flags."""
+        lat_a, lon_a, compass_a, speed_a = geo
         accel_l = accel.tolist()
         if motion is not None:
             refresh_bsms(msgs, list(zip(*motion.tolist(), strict=True)), accel_l, counts, mark)
@@ -407,7 +462,7 @@ class FleetAgent:
                     lat_deg=lat[k],
                     lon_deg=lon[k],
                     speed_mps=speed[k],
-                    heading_rad=vehicles[k].heading_rad,
+                    heading_rad=0.0,  # (its compass_deg is given)
                     accel_mps2=accel_l[k],
                     msg_count=counts[k],
                     sec_mark=mark,
@@ -415,50 +470,129 @@ class FleetAgent:
                 )
         for k in wrecks:  # (refreshing sets the events to hard braking or none)
             msgs[k].bsm.safety_ext.events |= WRECK_EVENTS
-        seqs = [self.seq.get(vid, 0) + 1 for vid in ids]
-        self.msg_count.update(zip(ids, [c + 1 for c in counts], strict=True))
-        self.seq.update(zip(ids, seqs, strict=True))
+        seqs = [c + 1 for c in counts]
         frames = [msg.SerializeToString() for msg in msgs]
         if self.signer is None:
-            out = envelope_bytes(ids, seqs, frames, tick=inp.tick, tx_time_us=inp.time_us, link=testbed_pb2.LINK_PC5)
-        else:
-            out = []
-            for vid, seq, frame in zip(ids, seqs, frames, strict=True):
-                env = testbed_pb2.Envelope(sender_id=vid, seq=seq, tick=inp.tick, tx_time_us=inp.time_us)
-                env.link, env.frame = testbed_pb2.LINK_PC5, frame
-                self.signer.sign(env)
-                out.append(env.SerializeToString())
-        self._remember(out, ids, msgs, motion, accel, mark)
+            return envelope_bytes(ids, seqs, frames, tick=inp.tick, tx_time_us=inp.time_us, link=testbed_pb2.LINK_PC5)
+        out = []
+        for vid, seq, frame in zip(ids, seqs, frames, strict=True):
+            env = testbed_pb2.Envelope(sender_id=vid, seq=seq, tick=inp.tick, tx_time_us=inp.time_us)
+            env.link, env.frame = testbed_pb2.LINK_PC5, frame
+            self.signer.sign(env)
+            out.append(env.SerializeToString())
         return out
 
+    def _template(self, v: testbed_pb2.FleetVehicle, vid: str, wreck: bool, acc: list[int], t: float) -> None:
+        """Bring ``vid``'s template up to date: a new one for its first BSM (or its first as a wreck), the accuracy
+        it states set again when it changed; then its static pieces (``_statics``) cut again."""
+        msg = self.templates.get(vid)
+        if wreck and vid not in self._wrecks:  # a wreck from now on: hazard lights and disabled (as a story car's)
+            self._wrecks.add(vid)
+            msg = None
+        new = msg is None
+        if msg is None:  # the static parts (id, size, class, flags)
+            own = OwnState(
+                x=0.0,
+                y=0.0,
+                speed_mps=0.0,
+                heading_rad=0.0,
+                accel_mps2=0.0,
+                length_m=v.length_m,
+                width_m=v.width_m,
+                height_m=HEIGHT_M.get(v.kind, 1.5),
+                kind=v.kind,
+                sigma_major_m=None,
+                sigma_minor_m=None,
+                braking=False,
+                flags=WRECK_FLAGS if wreck else frozenset(),
+            )
+            msg = encode_bsm(own, actor_id=vid, t_s=t, msg_count=0, frame=self.frame, epoch=self.epoch)
+            self.templates[vid] = msg
+        b = msg.bsm.accuracy
+        changed = acc != [b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos]  # the accuracy it states
+        if changed:
+            if not new:
+                self._as_sent(vid, msg)
+            b.semi_major, b.semi_minor = acc[0], acc[1]
+            msg.bsm.pos_confidence.pos = acc[2]
+        if new or changed:  # (for a new template whose accuracy is set at once: what the accuracy makes of it)
+            self._set_template(vid, msg)
+        statics = bsm_statics(vid, msg)
+        assert statics is not None  # (encode_bsm sets every nested message a refresh writes in)
+        self._statics[vid] = statics
+        self._stated[vid] = _accuracy_code(b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos)
+
+    def _as_sent(self, vid: str, msg: frame_pb2.MessageFrame) -> None:
+        """Put into ``vid``'s template ``msg`` what its last BSM had (the values a refresh sets), when that BSM was
+        written from the arrays (a template refreshed in place has them already): ``_set_template`` decodes the
+        template as it is, and its answer takes the events from it, as it always did."""
+        if self._refreshed is None:
+            return
+        ids, motion, accel, counts, mark, events = self._refreshed
+        if self._refreshed_rows is None or self._refreshed_rows[0] is not ids:
+            self._refreshed_rows = (ids, {v: k for k, v in enumerate(ids)})
+        k = self._refreshed_rows[1][vid]
+        lat, lon, speed, heading, long = motion[:, k].tolist()
+        wire = (lat, lon, speed, heading, long)
+        refresh_bsm(msg, lat_deg=0.0, lon_deg=0.0, speed_mps=0.0, heading_rad=0.0, accel_mps2=float(accel[k]),
+                    msg_count=int(counts[k]), sec_mark=mark, wire=wire)  # fmt: skip
+        msg.bsm.safety_ext.events = int(events[k])
+
     def _remember(
-        self, out: list[bytes], ids: list[str], msgs: list[frame_pb2.MessageFrame],
-        motion: np.ndarray | None, accel: np.ndarray, mark: int,
+        self, out: list[bytes], ids: list[str], msgs: list[frame_pb2.MessageFrame] | None,
+        motion: np.ndarray | None, accel: np.ndarray, events: np.ndarray, mark: int,
     ) -> None:  # fmt: skip
         """Keep, for the envelopes just sent, what hearing them needs (``_decode_all``): the sender, the secMark,
         whether the BSM passes the checks of a decode (``check_refreshed``, else ``check_bsm``) and its
         accuracy, for the BSMs FCW's accuracy gate refuses (the others are decoded as any envelope is). The
-        bytes heard back are these bytes, so they parse to these BSMs."""
-        facts = [self._template_facts[vid] for vid in ids]
+        bytes heard back are these bytes, so they parse to these BSMs (``msgs``: the refreshed templates, when
+        the envelopes were not written from the arrays; else a BSM asked of ``check_bsm`` is parsed again).
+        ``events``: the raw event flags each BSM carries."""
+        facts = list(map(self._template_facts.__getitem__, ids))
+        ok, gated_l, sigmas = zip(*facts, strict=True) if facts else ((), (), ())
         if motion is not None:
-            plain = check_refreshed(np.array([f[0] for f in facts], dtype=np.bool_), motion, accel).tolist()
+            plain = check_refreshed(np.array(ok, dtype=np.bool_), motion, accel)
         else:
-            plain = [False] * len(ids)
+            plain = np.zeros(len(ids), dtype=np.bool_)
+        gated = np.array(gated_l, dtype=np.bool_)
         sent: dict[bytes, tuple[str, int, bool, float | None]] = {}
-        full: dict[bytes, tuple[str, int, list[int], int, RemoteState]] = {}
-        columns = motion.T.tolist() if motion is not None else [None] * len(ids)
-        for raw, vid, msg, in_range, (_, gated, sigma), wire in zip(out, ids, msgs, plain, facts, columns, strict=True):
-            if gated:  # (else FCW acts on it: decoded when heard, as any BSM, or from what is kept here)
-                sent[raw] = (vid, mark, in_range or passes_check(msg.bsm), sigma)
-            elif in_range and wire is not None:  # what decoding it gives, less what the template fixes
-                full[raw] = (vid, mark, wire, msg.bsm.safety_ext.events, self._protos[vid])
+        plain_l = plain.tolist()
+        for k in np.flatnonzero(gated).tolist():  # (else FCW acts on it: decoded when heard, as any BSM, or from
+            raw = out[k]  # what is kept here)
+            in_range = plain_l[k] or passes_check(self._sent_bsm(raw, None if msgs is None else msgs[k]))
+            sent[raw] = (ids[k], mark, in_range, sigmas[k])
+        kept = np.flatnonzero(~gated & plain)  # what decoding it gives, less what the template fixes
+        full: list[bytes] = []
+        if len(kept):
+            assert motion is not None  # (plain only where it is)
+            rows = kept.tolist()
+            full, senders = (out, ids) if len(rows) == len(ids) else ([out[k] for k in rows], [ids[k] for k in rows])
+            # (vehicle, secMark, its motion on the wire, its raw event flags, its template's decoding) per envelope,
+            # the tuples made and put in by C loops (a thousand a tick)
+            kept_values = zip(
+                senders,
+                repeat(mark),
+                motion[:, kept].T.tolist(),
+                events[kept].tolist(),
+                map(self._protos.__getitem__, senders),
+                strict=False,
+            )  # fmt: skip (repeat: endless)
+            self._sent_full.update(zip(full, kept_values, strict=True))
         self._sent.update(sent)
-        self._sent_full.update(full)
         self._sent_ticks.append([*sent, *full])
         while len(self._sent_ticks) > SENT_TICKS_KEPT:
-            for raw in self._sent_ticks.popleft():
-                self._sent.pop(raw, None)
-                self._sent_full.pop(raw, None)
+            old = self._sent_ticks.popleft()
+            deque(map(self._sent.pop, old, repeat(None)), maxlen=0)  # (dict.pop of each, in a C loop)
+            deque(map(self._sent_full.pop, old, repeat(None)), maxlen=0)
+
+    @staticmethod
+    def _sent_bsm(raw: bytes, msg: frame_pb2.MessageFrame | None) -> day1_pb2.BSM:
+        """The BSM of the envelope ``raw`` this fleet sent: ``msg``'s, or parsed from the bytes."""
+        if msg is not None:
+            return msg.bsm
+        parsed = parse_envelope(raw)
+        assert parsed is not None  # (written by refreshed_envelopes: an envelope with a BSM)
+        return parsed[1].bsm
 
     def _set_template(self, vid: str, msg: frame_pb2.MessageFrame) -> None:
         """``vid``'s template ``msg`` is new or changed (its accuracy, its flags): what stays true of it (``_facts``)

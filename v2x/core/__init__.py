@@ -1,4 +1,5 @@
-"""Latency-critical, sans-I/O core: world state, spatial grid, fan-out and conflict detection.
+"""Latency-critical, sans-I/O core: world state, spatial grid, fan-out and conflict detection (and the fleet
+agent's arrays: who heard whom, its BSM envelopes).
 
 Arrays in, arrays out. No asyncio, no MQTT, no per-tick logging. See docs/CORE.md.
 """
@@ -22,6 +23,7 @@ from v2x.core._fanout import (
     fan_out_broadcast,
     latencies_ms,
 )
+from v2x.core._fleet_wire import VEHICLE_NUMBERS, fleet_vehicle_numbers, refreshed_envelopes, writes_from_arrays
 from v2x.core._grid import SpatialGrid
 from v2x.core._heard import stamp_deliveries, touching_pairs_heard
 from v2x.core._jit import SMALL_WORLD, always_compiled
@@ -30,6 +32,7 @@ from v2x.core._world import ActorKind, WorldState
 
 __all__ = [
     "SMALL_WORLD",
+    "VEHICLE_NUMBERS",
     "VERTICAL_SEPARATION_M",
     "ActorKind",
     "ChannelTables",
@@ -47,9 +50,12 @@ __all__ = [
     "detect_conflicts",
     "fan_out_addressed",
     "fan_out_broadcast",
+    "fleet_vehicle_numbers",
     "latencies_ms",
     "overlapping_pairs",
+    "refreshed_envelopes",
     "scan_messages",
     "stamp_deliveries",
     "touching_pairs_heard",
+    "writes_from_arrays",
 ]

@@ -23,6 +23,8 @@ from v2x.core._jit import jit, jit_inline
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 I32 = NDArray[np.int32]
+U8 = NDArray[np.uint8]
+U64 = NDArray[np.uint64]
 IntP = NDArray[np.intp]
 
 # -- counter-based random numbers -------------------------------------------------------------------
@@ -1701,3 +1703,213 @@ def scan_fields(
     last = np.zeros(SCAN_DEPTH, dtype=np.int64)
     for e in range(len(starts)):
         ok[e] = _scan_one(buf, starts[e], ends[e], kinds, subs, cols, out[e], msg, stop, last)
+
+
+# -- the fleet agent's transmit (v2x.core._fleet_wire): its vehicles read, their BSMs' envelopes written --------
+# The protobuf keys (field number << 3 | wire type) of the fields bsm_envelopes writes: varints (wire type 0)
+# and the lengths of nested messages (wire type 2). The static pieces (v2x.wire.bsm_bytes.BsmStatics) hold the
+# rest. Values are int64, 0 <= v < 2**63 (varints of sint32 fields come zigzag-encoded).
+_KEY_SEQ = 0x10  # Envelope.seq (2)
+_KEY_FRAME = 0x3A  # Envelope.frame (7)
+_KEY_BSM = 0x0A  # MessageFrame.bsm (1)
+_KEY_CNT = 0x08  # BSM.msg_cnt (1)
+_KEY_MARK = 0x18  # BSM.sec_mark (3)
+_KEY_POS = 0x22  # BSM.pos (4)
+_KEY_LAT = 0x08  # Position3D.lat (1)
+_KEY_LON = 0x10  # Position3D.lon (2)
+_KEY_SPEED = 0x40  # BSM.speed (8)
+_KEY_HEADING = 0x48  # BSM.heading (9)
+_KEY_ACCEL = 0x5A  # BSM.accel_set (11)
+_KEY_LONG = 0x08  # AccelerationSet4Way.long (1)
+_KEY_BRAKES = 0x62  # BSM.brakes (12)
+_KEY_PEDAL = 0x08  # BrakeSystemStatus.brake_pedal (1)
+_KEY_EXT = 0x7A  # BSM.safety_ext (15)
+_KEY_EVENTS = 0x08  # VehicleSafetyExtensions.events (1)
+_ONE_BITS = 0x3FF0000000000000  # the bits of the double 1.0
+
+
+@jit_inline
+def _varint_size(v: int) -> int:
+    """The bytes of the varint of ``v`` (0 <= v < 2**63)."""
+    n = 1
+    while v >= 128:
+        v >>= 7
+        n += 1
+    return n
+
+
+@jit_inline
+def _field_size(v: int) -> int:
+    """The bytes of a varint field of value ``v`` (key and varint; none at 0, protobuf's default, left out)."""
+    return 0 if v == 0 else 1 + _varint_size(v)
+
+
+@jit_inline
+def _put_varint(out: U8, at: int, v: int) -> int:
+    while v >= 128:
+        out[at] = (v & 127) | 128
+        v >>= 7
+        at += 1
+    out[at] = v
+    return at + 1
+
+
+@jit_inline
+def _put_field(out: U8, at: int, key: int, v: int) -> int:
+    """A varint field (``_field_size``); the position after it."""
+    if v == 0:
+        return at
+    out[at] = key
+    return _put_varint(out, at + 1, v)
+
+
+@jit_inline
+def _put_message(out: U8, at: int, key: int, size: int) -> int:
+    """The start of a nested message of ``size`` bytes: its key and its length (written even when 0)."""
+    out[at] = key
+    return _put_varint(out, at + 1, size)
+
+
+@jit_inline
+def _put_bytes(out: U8, at: int, src: U8, start: int, size: int) -> int:
+    out[at : at + size] = src[start : start + size]
+    return at + size
+
+
+@jit
+def bsm_envelopes(blob: U8, meta: I32, values: I64, middle: U8, out: U8, ends: I64) -> None:
+    """Write each vehicle's envelope of its refreshed BSM into ``out`` (room enough), one after the other, and
+    where each ends into ``ends``. Vehicle ``k``: its static pieces, ``meta[k, :7]`` bytes each, follow those of
+    the vehicles before it in ``blob``; ``meta[k, 7:]``: how many bytes of pieces 2, 5 and 6 are the position's
+    elevation, the brake status's fields after the pedal and the safety extension's fields after the events;
+    ``values[k]``: seq, msg_cnt, sec_mark, latitude, longitude (zigzag), speed, heading, longitudinal acceleration
+    (zigzag), brake pedal, event flags; ``middle``: the envelope's tick, time and link fields. The pieces in the
+    order protobuf writes the fields (by number; see v2x.wire.bsm_bytes)."""
+    src = 0
+    at = 0
+    for k in range(len(meta)):
+        seq, cnt, mark, lat, lon = values[k, 0], values[k, 1], values[k, 2], values[k, 3], values[k, 4]
+        speed, heading, long, pedal, events = values[k, 5], values[k, 6], values[k, 7], values[k, 8], values[k, 9]
+        s0, s1, s2, s3, s4, s5, s6 = meta[k, 0], meta[k, 1], meta[k, 2], meta[k, 3], meta[k, 4], meta[k, 5], meta[k, 6]
+        pos = _field_size(lat) + _field_size(lon) + meta[k, 7]
+        accel = _field_size(long) + s4
+        brakes = _field_size(pedal) + meta[k, 8]
+        ext = _field_size(events) + meta[k, 9]
+        bsm = (
+            _field_size(cnt) + s1 + _field_size(mark) + 1 + _varint_size(pos) + _field_size(lat) + _field_size(lon)
+            + s2 + _field_size(speed) + _field_size(heading) + s3 + 1 + _varint_size(accel) + _field_size(long) + s4
+            + 1 + _varint_size(brakes) + _field_size(pedal) + s5 + 1 + _varint_size(ext) + _field_size(events) + s6
+        )  # fmt: skip
+        frame = 1 + _varint_size(bsm) + bsm
+        at = _put_bytes(out, at, blob, src, s0)  # Envelope.sender_id
+        src += s0
+        at = _put_field(out, at, _KEY_SEQ, seq)
+        at = _put_bytes(out, at, middle, 0, len(middle))  # Envelope.tick, tx_time_us, link
+        at = _put_message(out, at, _KEY_FRAME, frame)
+        at = _put_message(out, at, _KEY_BSM, bsm)
+        at = _put_field(out, at, _KEY_CNT, cnt)
+        at = _put_bytes(out, at, blob, src, s1)  # BSM.id
+        src += s1
+        at = _put_field(out, at, _KEY_MARK, mark)
+        at = _put_message(out, at, _KEY_POS, pos)
+        at = _put_field(out, at, _KEY_LAT, lat)
+        at = _put_field(out, at, _KEY_LON, lon)
+        at = _put_bytes(out, at, blob, src, s2)  # Position3D.elevation; BSM.accuracy, pos_confidence, trans_state
+        src += s2
+        at = _put_field(out, at, _KEY_SPEED, speed)
+        at = _put_field(out, at, _KEY_HEADING, heading)
+        at = _put_bytes(out, at, blob, src, s3)  # BSM.angle
+        src += s3
+        at = _put_message(out, at, _KEY_ACCEL, accel)
+        at = _put_field(out, at, _KEY_LONG, long)
+        at = _put_bytes(out, at, blob, src, s4)  # AccelerationSet4Way.lat, vert, yaw
+        src += s4
+        at = _put_message(out, at, _KEY_BRAKES, brakes)
+        at = _put_field(out, at, _KEY_PEDAL, pedal)
+        at = _put_bytes(out, at, blob, src, s5)  # BrakeSystemStatus's other fields; BSM.size, vehicle_class
+        src += s5
+        at = _put_message(out, at, _KEY_EXT, ext)
+        at = _put_field(out, at, _KEY_EVENTS, events)
+        at = _put_bytes(out, at, blob, src, s6)  # VehicleSafetyExtensions's other fields; BSM.emergency_ext
+        src += s6
+        ends[k] = at
+
+
+@jit_inline
+def _get_varint(buf: U8, at: int) -> tuple[int, int]:
+    """The varint at ``at`` (its low 63 bits) and the position after it; -1 for a varint that runs past the end."""
+    v = 0
+    shift = 0
+    while at < len(buf):
+        b = int(buf[at])
+        at += 1
+        if shift < 63:
+            v |= (b & 127) << shift
+        shift += 7
+        if b < 128:
+            return v, at
+    return 0, -1
+
+
+@jit_inline
+def _skip_field(buf: U8, at: int, wire_type: int, end: int) -> int:
+    """The position after a field's value of ``wire_type`` at ``at`` (ending by ``end``); -1: not one to skip."""
+    if wire_type == 0:
+        _v, at = _get_varint(buf, at)
+    elif wire_type == 1:
+        at += 8
+    elif wire_type == 2:
+        size, at = _get_varint(buf, at)
+        if at >= 0:
+            at += size
+    elif wire_type == 5:
+        at += 4
+    else:  # (a group: not in a FleetInput)
+        return -1
+    return at if 0 <= at <= end else -1
+
+
+@jit
+def fleet_vehicle_fields(buf: U8, bits: U64) -> int:
+    """Scan the bytes of a FleetInput for its ``vehicles`` (field 6): per vehicle ``k``, into ``bits[k, f - 3]`` the
+    8 bytes (little-endian) of its 64-bit field ``f`` (3..2 + bits.shape[1] - 1; 0 where absent; a field given
+    twice: the last, as protobuf reads it), and into its last column those of 1.0 where its field 18
+    (``wrecked``) is set (``bits`` viewed as float64 are the values); other fields skipped. Returns how many
+    vehicles, or -1 when the bytes are not what the caller can read this way (a truncated field, a group, more
+    vehicles than ``bits`` has rows)."""
+    at = 0
+    k = 0
+    last = bits.shape[1] - 1
+    while at < len(buf):
+        key, at = _get_varint(buf, at)
+        if at < 0:
+            return -1
+        if key == (6 << 3) | 2:
+            size, at = _get_varint(buf, at)
+            if at < 0 or at + size > len(buf) or k >= len(bits):
+                return -1
+            end = at + size
+            for j in range(last + 1):
+                bits[k, j] = 0
+            while at < end:
+                key, at = _get_varint(buf, at)
+                if at < 0:
+                    return -1
+                field, wire_type = key >> 3, key & 7
+                if wire_type == 1 and 3 <= field < 3 + last and at + 8 <= end:
+                    v = 0
+                    for i in range(8):
+                        v |= int(buf[at + i]) << (8 * i)
+                    bits[k, field - 3] = v
+                elif wire_type == 0 and field == 18:
+                    flag, _after = _get_varint(buf, at)
+                    bits[k, last] = _ONE_BITS if flag != 0 else 0
+                at = _skip_field(buf, at, wire_type, end)
+                if at < 0:
+                    return -1
+            k += 1
+        else:
+            at = _skip_field(buf, at, key & 7, len(buf))
+            if at < 0:
+                return -1
+    return k

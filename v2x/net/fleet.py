@@ -72,7 +72,7 @@ class FleetHost:
                 self._reject("bad_tick", f"tick {inp.tick} after {self.last_tick}")
                 continue
             try:
-                ack = self.agent.transmit(inp)
+                ack = self.agent.transmit(inp, payload)  # (its vehicles' numbers read from the bytes)
                 ack.events.extend(self.held)  # the warnings of the tick before, when they were held back
                 self.held = []
                 if not inp.warnings_next_tick:

@@ -38,7 +38,8 @@ _VARINTS = tuple(_varint(n) for n in range(1 << 14))  # the one- and two-byte va
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def _sender_field(sender_id: str) -> bytes:
+def sender_field(sender_id: str) -> bytes:
+    """The bytes of an envelope's ``sender_id`` field (its key, length and text; none for "")."""
     return testbed_pb2.Envelope(sender_id=sender_id).SerializeToString()
 
 
@@ -58,7 +59,7 @@ def envelope_bytes(
         out.append(
             b"".join(
                 (
-                    _sender_field(sender),
+                    sender_field(sender),
                     (b"\x10" + (small[seq] if seq < 1 << 14 else _varint(seq))) if seq else b"",
                     middle,
                     (b"\x3a" + (small[size] if size < 1 << 14 else _varint(size)) + frame) if size else b"",
