@@ -441,16 +441,22 @@ def _edge_bsms() -> list[day1_pb2.BSM]:
     return cases
 
 
-def test_check_bsms_answers_as_check_bsm_does_one_by_one() -> None:
-    from v2x.wire.bsm import check_bsms
+def test_in_check_ranges_and_check_bsm_answer_as_check_bsm_does_one_by_one() -> None:
+    """The fleet's check of a batch of BSMs (``_scan``): every raw value range-checked at once
+    (``in_check_ranges``), only those it leaves asked of ``check_bsm``, gives ``check_bsm``'s answer."""
+    from v2x.wire.bsm import _bsm_fields, in_check_ranges, passes_check
+
+    def batch(bsms: list[day1_pb2.BSM]) -> list[bool]:
+        plain = in_check_ranges(np.array([_bsm_fields(b) for b in bsms], dtype=np.int64).reshape(-1, 18)).tolist()
+        return [ok or passes_check(b) for ok, b in zip(plain, bsms, strict=True)]
 
     good = _good_bsm
     cases = _edge_bsms()
     want = [_check_or_false(b) for b in cases]
     assert want.count(False) >= 23  # every "outside" case is refused (lat/lon/speed/heading unavailable too)
-    assert check_bsms(cases) == want
-    assert check_bsms([good()] * 3) == [True] * 3
-    assert check_bsms([]) == []
+    assert batch(cases) == want
+    assert batch([good()] * 3) == [True] * 3
+    assert batch([]) == []
 
 
 @functools.cache

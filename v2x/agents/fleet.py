@@ -804,7 +804,7 @@ class FleetAgent:
         need: float,
     ) -> tuple[_Heard, list[int]]:  # fmt: skip
         """What hearing envelopes ``raws[ks]`` gives, read into columns in one compiled pass: those with a BSM
-        whose values all pass the checks of a decode (``in_check_ranges``, as ``check_bsms`` tests them) are
+        whose values all pass the checks of a decode (``in_check_ranges``) are
         decoded here (as ``decode_bsms`` does) or, when FCW's accuracy gate refuses them, stamped; their senders
         (as bytes) written into ``senders``. The envelopes left (not of that layout, or a value out of range)."""
         layout = bsm_envelope()
@@ -850,7 +850,7 @@ class FleetAgent:
 
     def _parse_one(self, k: int, raw: bytes, t: float, need: float) -> tuple[str, _Heard | None] | None:
         """Hearing envelope ``k`` through protobuf: None when it is not a BSM (not counted), else its sender and
-        what it gives (None: rejected), as ``decode_bsms`` and ``check_bsms`` would. An envelope that does not
+        what it gives (None: rejected), as ``decode_bsms`` and ``check_bsm`` would. An envelope that does not
         parse is counted here."""
         parsed = parse_envelope(raw)
         if parsed is None:

@@ -455,7 +455,7 @@ def check_refreshed(
     """For BSMs that :func:`refresh_bsm` brought up to date with ``motion`` (``motion_columns``) and
     ``accel_mps2``, from templates for which :func:`template_in_range` said ``template_ok``: True where every
     value is within the ranges ``check_bsm`` accepts (it would return True), without reading the BSMs; False:
-    ask ``check_bsm`` (as ``check_bsms`` does). The brake pedal and the events ``refresh_bsm`` writes are
+    ask ``check_bsm``. The brake pedal and the events ``refresh_bsm`` writes are
     always in range."""
     lo, hi = _BSM_LO[_MOTION_COLUMNS, None], _BSM_HI[_MOTION_COLUMNS, None]
     in_range: NDArray[np.bool_] = ((motion >= lo) & (motion <= hi)).all(axis=0) & template_ok
@@ -468,24 +468,6 @@ def in_check_ranges(raw: NDArray[np.int64]) -> NDArray[np.bool_]:
     ``decode_bsm`` give a RemoteState); False: ask ``check_bsm``."""
     ok: NDArray[np.bool_] = np.asarray(((raw >= _BSM_LO) & (raw <= _BSM_HI)).all(axis=1))
     return ok
-
-
-def check_bsms(bsms: Sequence[day1_pb2.BSM]) -> list[bool]:
-    """:func:`check_bsm` of many BSMs at once, a ValueError counted as False: True where it would return
-    True. Every raw value is range-checked in one numpy comparison; only the BSMs that fail it (none, when
-    all are well formed) go through ``check_bsm`` one by one, so the answer is always ``check_bsm``'s."""
-    if not bsms:
-        return []
-    try:
-        raw = np.array([_bsm_fields(b) for b in bsms], dtype=np.int64)
-    except OverflowError:  # a uint64 beyond int64: out of range somewhere, let check_bsm say where
-        plain: NDArray[np.bool_] = np.zeros(len(bsms), dtype=np.bool_)
-    else:
-        plain = in_check_ranges(raw)
-    out: list[bool] = plain.tolist()
-    for k in np.flatnonzero(~plain).tolist():
-        out[k] = passes_check(bsms[k])
-    return out
 
 
 def passes_check(bsm: day1_pb2.BSM) -> bool:
