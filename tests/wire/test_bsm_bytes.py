@@ -317,6 +317,36 @@ def test_a_fleet_sends_the_same_envelopes_either_way(monkeypatch: pytest.MonkeyP
     assert written._wrecks == in_place._wrecks == {"bg-5", "bg-6"}
 
 
+class _NoShapes(dict[tuple[object, ...], object]):
+    """A fleet's ``_shapes`` that keeps nothing: every new template encoded, decoded and cut for its vehicle."""
+
+    def get(self, key: object, default: object = None) -> object:
+        return None
+
+    def __setitem__(self, key: tuple[object, ...], value: object) -> None:
+        pass
+
+
+def test_new_templates_made_once_per_shape_are_those_made_one_by_one() -> None:
+    """Vehicles that get their first template on the same tick share one encoding per kind, size, accuracy and
+    wreck flag, each with its own id: their templates, decodings, static pieces and envelopes are what each
+    vehicle's own encoding gives, over vehicles that come and go, change their accuracy and become wrecks."""
+    shared = FleetAgent("f", frame=FRAME, epoch=EPOCH, thresholds=THRESHOLDS)
+    own = FleetAgent("f", frame=FRAME, epoch=EPOCH, thresholds=THRESHOLDS)
+    setattr(own, "_shapes", _NoShapes())  # noqa: B010 (a stand-in of another type)
+    for inp in _inputs(20, seed=7):
+        assert shared.transmit(inp).SerializeToString() == own.transmit(inp).SerializeToString(), inp.tick
+        assert shared.templates.keys() == own.templates.keys()
+        for vid, msg in own.templates.items():
+            assert shared.templates[vid].SerializeToString() == msg.SerializeToString(), (inp.tick, vid)
+        assert shared._protos == own._protos
+        assert shared._statics == own._statics
+        assert shared._template_facts == own._template_facts
+        assert shared._stated == own._stated
+        if inp.tick == 1:  # every vehicle new: several shapes, each shared by several vehicles
+            assert 1 < len(shared._shapes) < len(inp.vehicles)
+
+
 def test_a_signed_fleet_signs_the_same_frames() -> None:
     """A fleet that signs its vehicles' BSMs refreshes its templates in place (the envelope is built to be
     signed): the frames it signs are those an unsigned fleet writes from the arrays, tick after tick."""

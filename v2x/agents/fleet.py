@@ -12,7 +12,8 @@ Per tick, ``step`` (``transmit``, step 1, then ``listen``, steps 2 and 3: the sh
 1. sends each hosted vehicle's BSM of its truth (the world's, when the previous tick closed: the BSM's
    time stamp says so, and receivers carry it on from there as they do every BSM), as a BSM refreshed from
    a template per vehicle would be (``v2x.wire.bsm.refresh_bsms``; the template is made, or changed, only for
-   a new vehicle, a wreck or an accuracy that changed), in its envelope: the envelopes are written from the
+   a new vehicle, a wreck or an accuracy that changed; the new ones of a tick are encoded once per kind, size,
+   accuracy and wreck flag, each vehicle getting a copy with its own id: ``_new_template``), in its envelope: the envelopes are written from the
    arrays of every vehicle's numbers (read out of the input's bytes in one compiled pass when the shell hands
    them over, ``v2x.core.fleet_vehicle_numbers``) in another compiled pass, around the bytes that stay the same
    in a template's BSMs (``v2x.core.refreshed_envelopes``, ``v2x.wire.bsm_bytes``: protobuf's bytes, no message
@@ -99,8 +100,8 @@ from v2x.wire.bsm import (
     refresh_bsms,
     template_in_range,
 )
-from v2x.wire.bsm_bytes import BsmStatics, bsm_statics
-from v2x.wire.envelope import envelope_bytes, parse_envelope
+from v2x.wire.bsm_bytes import BsmStatics, bsm_statics, static_rest, with_sender
+from v2x.wire.envelope import envelope_bytes, parse_envelope, temporary_id
 from v2x.wire.fleet import FleetDeliveries, unpack_deliveries
 from v2x.wire.scan import BSM_FIELDS, bsm_envelope
 from v2x.wire.security import Signer
@@ -236,6 +237,19 @@ def _accuracy_code(semi_major: int, semi_minor: int, confidence: int) -> int:
     return semi_major | semi_minor << 20 | confidence << 40
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What a new template holds whatever vehicle it is for (``FleetAgent._new_template``): the template (with
+    another vehicle's id), its ``_facts``, its decoding less what a refresh sets (``_protos``' entry, another id
+    in it), the static pieces after its id (``static_rest``) and the accuracy it states (``_accuracy_code``)."""
+
+    msg: frame_pb2.MessageFrame
+    facts: tuple[bool, bool, float | None]
+    proto: RemoteState
+    rest: tuple[bytes, bytes]
+    stated: int
+
+
 @dataclass
 class _Begun:
     """What ``FleetAgent.listen`` needs of the tick ``transmit`` began: the hosted vehicles, where their receivers
@@ -328,6 +342,8 @@ class FleetAgent:
         self.warned_until: dict[tuple[str, str], float] = {}  # (vehicle, other temp id) -> validity end
         self.rejected = 0  # envelopes heard that did not parse as a BSM with a position
         self._wrecks: set[str] = set()  # hosted vehicles whose template carries the wreck flags
+        # The new templates' shapes of one tick (``_new_template``), by (time, kind, length, width, wreck, accuracy)
+        self._shapes: dict[tuple[object, ...], _Shape] = {}
         self._pairs_made = 0  # the (vehicle, sender) pairs FCW had last tick: room for as many, and some, now
         self._listening: _Begun | None = None  # the tick ``transmit`` began, for ``listen``
 
@@ -489,8 +505,30 @@ class FleetAgent:
         if wreck and vid not in self._wrecks:  # a wreck from now on: hazard lights and disabled (as a story car's)
             self._wrecks.add(vid)
             msg = None
-        new = msg is None
-        if msg is None:  # the static parts (id, size, class, flags)
+        if msg is None:
+            self._new_template(v, vid, wreck, acc, t)
+            return
+        b = msg.bsm.accuracy
+        if acc != [b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos]:  # the accuracy it states changed
+            self._as_sent(vid, msg)
+            b.semi_major, b.semi_minor = acc[0], acc[1]
+            msg.bsm.pos_confidence.pos = acc[2]
+            self._set_template(vid, msg)
+        statics = bsm_statics(vid, msg)
+        assert statics is not None  # (encode_bsm sets every nested message a refresh writes in)
+        self._statics[vid] = statics
+        self._stated[vid] = _accuracy_code(b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos)
+
+    def _new_template(self, v: testbed_pb2.FleetVehicle, vid: str, wreck: bool, acc: list[int], t: float) -> None:
+        """``vid``'s first template (or its first as a wreck), stating the accuracy ``acc``. Vehicles of one kind,
+        size and accuracy that get their first template on the same tick (a thousand on a fleet's first) differ
+        only in the BSM id: the template is encoded, decoded and cut once for them (``_shapes``), and each gets a
+        copy with its own id, which is what encoding, decoding and cutting its own would give."""
+        key = (t, v.kind, v.length_m, v.width_m, wreck, *acc)
+        shape = self._shapes.get(key)
+        if shape is None:
+            if self._shapes and next(iter(self._shapes))[0] != t:  # (only this tick's: a tick's time is in them)
+                self._shapes.clear()
             own = OwnState(
                 x=0.0,
                 y=0.0,
@@ -507,20 +545,24 @@ class FleetAgent:
                 flags=WRECK_FLAGS if wreck else frozenset(),
             )
             msg = encode_bsm(own, actor_id=vid, t_s=t, msg_count=0, frame=self.frame, epoch=self.epoch)
-            self.templates[vid] = msg
-        b = msg.bsm.accuracy
-        changed = acc != [b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos]  # the accuracy it states
-        if changed:
-            if not new:
-                self._as_sent(vid, msg)
-            b.semi_major, b.semi_minor = acc[0], acc[1]
-            msg.bsm.pos_confidence.pos = acc[2]
-        if new or changed:  # (for a new template whose accuracy is set at once: what the accuracy makes of it)
-            self._set_template(vid, msg)
-        statics = bsm_statics(vid, msg)
-        assert statics is not None  # (encode_bsm sets every nested message a refresh writes in)
-        self._statics[vid] = statics
-        self._stated[vid] = _accuracy_code(b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos)
+            b = msg.bsm.accuracy
+            if acc != [b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos]:
+                b.semi_major, b.semi_minor = acc[0], acc[1]
+                msg.bsm.pos_confidence.pos = acc[2]
+            rest = static_rest(msg)
+            assert rest is not None  # (encode_bsm sets every nested message a refresh writes in)
+            code = _accuracy_code(b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos)
+            shape = _Shape(msg, self._facts(msg.bsm), self._decoded(msg), rest, code)
+            self._shapes[key] = shape
+        msg = frame_pb2.MessageFrame()
+        msg.CopyFrom(shape.msg)
+        temp_id = temporary_id(vid)
+        msg.bsm.id = temp_id
+        self.templates[vid] = msg
+        self._template_facts[vid] = shape.facts
+        self._protos[vid] = replace(shape.proto, temp_id=temp_id)
+        self._statics[vid] = with_sender(vid, temp_id, shape.rest)
+        self._stated[vid] = shape.stated
 
     def _as_sent(self, vid: str, msg: frame_pb2.MessageFrame) -> None:
         """Put into ``vid``'s template ``msg`` what its last BSM had (the values a refresh sets), when that BSM was
@@ -595,13 +637,17 @@ class FleetAgent:
         return parsed[1].bsm
 
     def _set_template(self, vid: str, msg: frame_pb2.MessageFrame) -> None:
-        """``vid``'s template ``msg`` is new or changed (its accuracy, its flags): what stays true of it (``_facts``)
-        and what decoding any BSM refreshed from it gives, less what a refresh sets (``_protos``: its events
-        without the raw event flags, which a refresh sets)."""
+        """``vid``'s template ``msg`` changed (its accuracy): what stays true of it (``_facts``) and what decoding
+        any BSM refreshed from it gives, less what a refresh sets (``_decoded``)."""
         self._template_facts[vid] = self._facts(msg.bsm)
+        self._protos[vid] = self._decoded(msg)
+
+    def _decoded(self, msg: frame_pb2.MessageFrame) -> RemoteState:
+        """What decoding any BSM refreshed from the template ``msg`` gives, less what a refresh sets (``_protos``'
+        entry: its events without the raw event flags, which a refresh sets)."""
         proto = decode_bsm(msg.bsm, now_s=0.0, frame=self.frame, epoch=self.epoch)
         assert proto is not None  # (encoded from a position, speed and heading)
-        self._protos[vid] = replace(proto, events=proto.events & ~msg.bsm.safety_ext.events)
+        return replace(proto, events=proto.events & ~msg.bsm.safety_ext.events)
 
     def _facts(self, bsm: day1_pb2.BSM) -> tuple[bool, bool, float | None]:
         """What stays true of a template's BSMs: whether the values ``check_bsm`` checks that a refresh leaves

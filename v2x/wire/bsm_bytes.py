@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 from v2x.wire import day1_pb2, frame_pb2
 from v2x.wire.envelope import sender_field
 
-__all__ = ["META", "BsmStatics", "bsm_statics", "zigzag"]
+__all__ = ["META", "BsmStatics", "bsm_statics", "static_rest", "with_sender", "zigzag"]
 
 META = 10  # int32 values in BsmStatics.meta
 
@@ -78,6 +78,13 @@ def bsm_statics(sender_id: str, msg: frame_pb2.MessageFrame) -> BsmStatics | Non
     ``msg`` is not a BSM with the nested messages a refresh sets fields in (position, acceleration, brakes, safety
     extension: ``encode_bsm`` always sets them). The pieces after the BSM's id are cut once per distinct template
     (a fleet's vehicles share a few: the same kind, size, accuracy and flags)."""
+    rest = static_rest(msg)
+    return None if rest is None else with_sender(sender_id, msg.bsm.id, rest)
+
+
+def static_rest(msg: frame_pb2.MessageFrame) -> tuple[bytes, bytes] | None:
+    """The pieces of :func:`bsm_statics` after the BSM's id (s2-s6) and their part of ``meta``: the same for
+    every vehicle whose template differs from ``msg`` only in its id. None as for :func:`bsm_statics`."""
     if msg.WhichOneof("msg") != "bsm":
         return None
     bsm = msg.bsm
@@ -92,8 +99,14 @@ def bsm_statics(sender_id: str, msg: frame_pb2.MessageFrame) -> BsmStatics | Non
     rest.accel_set.ClearField("long")
     rest.brakes.ClearField("brake_pedal")
     rest.safety_ext.ClearField("events")
-    blob, meta = _pieces(rest.SerializeToString())
-    head = (sender_field(sender_id), day1_pb2.BSM(id=bsm.id).SerializeToString())
+    return _pieces(rest.SerializeToString())
+
+
+def with_sender(sender_id: str, temp_id: bytes, rest: tuple[bytes, bytes]) -> BsmStatics:
+    """:func:`bsm_statics` of the sender ``sender_id`` whose BSMs have the id ``temp_id`` and whose template's
+    pieces after the id are ``rest`` (:func:`static_rest`)."""
+    blob, meta = rest
+    head = (sender_field(sender_id), day1_pb2.BSM(id=temp_id).SerializeToString())
     lengths = np.array([len(p) for p in head], dtype=np.int32).tobytes()
     return BsmStatics(head[0] + head[1] + blob, lengths + meta)
 
