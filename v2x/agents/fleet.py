@@ -9,22 +9,21 @@ raised). The fleet never moves a vehicle: the world keeps the truth.
 Per tick, ``step`` (``transmit``, step 1, then ``listen``, steps 2 and 3: the shell sends the BSMs before
 ``listen`` when the world lets the warnings follow with the next tick's ack, ``FleetInput.warnings_next_tick``):
 
-1. sends each hosted vehicle's BSM of its truth (the world's, when the previous tick closed: the BSM's
-   time stamp says so, and receivers carry it on from there as they do every BSM), as a BSM refreshed from
-   a template per vehicle would be (``v2x.wire.bsm.refresh_bsms``; the template is made, or changed, only for
-   a new vehicle, a wreck or an accuracy that changed; the new ones of a tick are encoded once per kind, size,
-   accuracy and wreck flag, each vehicle getting a copy with its own id: ``_new_template``), in its envelope: the envelopes are written from the
-   arrays of every vehicle's numbers (read out of the input's bytes in one compiled pass when the shell hands
-   them over, ``v2x.core.fleet_vehicle_numbers``) in another compiled pass, around the bytes that stay the same
-   in a template's BSMs (``v2x.core.refreshed_envelopes``, ``v2x.wire.bsm_bytes``: protobuf's bytes, no message
+1. sends each hosted vehicle's BSM of its truth (the world's, when the previous tick closed: the BSM's time stamp
+   says so, and receivers carry it on from there as they do every BSM), as a BSM refreshed from a template per
+   vehicle would be (``v2x.wire.bsm.refresh_bsms``; the template is made, or changed, only for a new vehicle, a
+   wreck or an accuracy that changed; the new ones of a tick are encoded once per kind, size, accuracy and wreck
+   flag, each vehicle getting a copy with its own id: ``_new_template``), in its envelope: the envelopes are written
+   from the arrays of every vehicle's numbers (read out of the input's bytes in one compiled pass when the shell
+   hands them over, ``v2x.core.fleet_vehicle_numbers``) in another compiled pass, around the bytes that stay the
+   same in a template's BSMs (``v2x.core.refreshed_envelopes``, ``v2x.wire.bsm_bytes``: protobuf's bytes, no message
    built per vehicle; a signed run, a tick with a value that is not finite, or a fleet of up to ``SMALL_WORLD``
-   vehicles refreshes the templates in place and serialises them, ``envelope_bytes``, the same bytes). Without
-   its flow's ``positioning`` a vehicle's BSM has no positioning error and the accuracy unknown, as the world's
-   BSMs had before fleets; with it, the world sends the vehicle's receiver reading with the truth
-   (``FleetVehicle`` fields 14-17: the error and the 1-sigma axes) and the BSM carries the truth plus that error
-   and states that accuracy (the template's accuracy is set again only when it changes). A wreck
-   (``FleetVehicle.wrecked``) sets the wreck flags (``WRECK_FLAGS``: hazard lights, disabled vehicle) in its BSMs
-   from then on;
+   vehicles refreshes the templates in place and serialises them, ``envelope_bytes``, the same bytes). Without its
+   flow's ``positioning`` a vehicle's BSM has no positioning error and the accuracy unknown, as the world's BSMs had
+   before fleets; with it, the world sends the vehicle's receiver reading with the truth (``FleetVehicle`` fields
+   14-17: the error and the 1-sigma axes) and the BSM carries the truth plus that error and states that accuracy
+   (the template's accuracy is set again only when it changes). A wreck (``FleetVehicle.wrecked``) sets the wreck
+   flags (``WRECK_FLAGS``: hazard lights, disabled vehicle) in its BSMs from then on;
 2. hears each distinct envelope once for the whole fleet, in columns, without a message object per BSM: the
    envelopes are read in one compiled pass over their bytes (``v2x.core.scan_messages`` with the layout of a
    BSM's envelope, ``v2x.wire.scan.bsm_envelope``), and what a decode reads of them is checked and converted
