@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from v2x.sim.channel import ChannelStats, LatencyColumn
+from v2x.sim.channel import ChannelStats, LatencyColumn, LatencyHistogram
 from v2x.sim.inbound import InboundStats
 from v2x.sim.metrics import latency_summary, run_metrics
 from v2x.sim.sensing import SensorCounts
@@ -144,3 +144,52 @@ def test_one_percentile_call_gives_the_figures_of_four(n: int) -> None:
     for values in (rng.gamma(2.0, 1.5, n), np.round(rng.normal(5.0, 2.0, n), 3), rng.integers(0, 9, n) / 7.0):
         assert latency_summary(values) == _one_by_one(values)
         assert latency_summary(values.copy(), overwrite=True) == _one_by_one(values)
+
+
+def test_a_run_with_too_many_latencies_to_keep_counts_them_in_fixed_memory_within_the_stated_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past EXACT_MAX values a group's latencies go into a histogram: the summaries are then within half a bin
+    (relative) of the exact percentiles, the maximum exact, and the kept arrays stop growing."""
+    monkeypatch.setattr(LatencyColumn, "BLOCK", 5000)
+    monkeypatch.setattr(LatencyColumn, "EXACT_MAX", 40_000)
+    rng = np.random.default_rng(5)
+    channel = ChannelStats()
+    added: dict[tuple[str, str], list[np.ndarray]] = {}
+    groups = [("pc5", "bsm"), ("pc5", "rsm"), ("uu-up", "bsm")]
+    held = []
+    for k in range(150):
+        key = groups[0] if k % 3 else groups[int(rng.integers(len(groups)))]
+        ms = np.concatenate([rng.gamma(2.0, 3.0, int(rng.integers(0, 2000))), [0.0] if k == 7 else []])
+        if rng.random() < 0.5:
+            channel.add_latencies(*key, ms)
+        else:
+            channel.latency_room(*key, len(ms))[:] = ms
+        added.setdefault(key, []).append(ms)
+        held.append(sum(b.nbytes for c in channel.latency_groups.values() for b in c._blocks))
+    assert channel.latency_groups[groups[0]].hist is not None and channel.binned
+    assert max(held[-50:]) <= max(held[:50]) * 2  # (no more growth once binned)
+    m = run_metrics(
+        "v2x", n_ticks=1, tick_s=0.1, wall_s=1.0, channel=channel, in_flight=0, inbound=InboundStats(), sensing={}
+    )
+    assert m["latency_ms_binned"]["kept_up_to"] == 40_000
+
+    def near(got: dict[str, float], values: np.ndarray) -> None:
+        want = _one_by_one(values)
+        assert got["max"] == want["max"]
+        for q in ("p50", "p95", "p99"):
+            exact = want[q]
+            assert exact is not None and abs(got[q] - exact) <= LatencyHistogram.RELATIVE_ERROR * exact + 1e-3, q
+
+    everything = np.concatenate([a for chunks in added.values() for a in chunks])
+    near(m["latency_ms"], everything)
+    near(m["latency_ms_by_channel"]["pc5"], np.concatenate(added[groups[0]] + added[groups[1]]))
+    near(m["latency_ms_by_message"]["rsm"], np.concatenate(added[groups[1]]))  # (kept: converted to merge)
+    with pytest.raises(ValueError, match="histogram"):
+        _ = channel.latencies_ms
+    # Below EXACT_MAX nothing is binned, and the result says nothing of it.
+    small = ChannelStats()
+    small.add_latencies("pc5", "bsm", everything[:1000])
+    assert not small.binned and "latency_ms_binned" not in run_metrics(
+        "v2x", n_ticks=1, tick_s=0.1, wall_s=1.0, channel=small, in_flight=0, inbound=InboundStats(), sensing={}
+    )
