@@ -4,6 +4,7 @@ and its FCW for every hosted vehicle at once (sans-I/O, no broker)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import math
@@ -580,8 +581,11 @@ def test_envelope_bytes_are_what_protobuf_serialises() -> None:
         assert got == want
 
 
-def test_refresh_bsms_and_check_refreshed_agree_with_refresh_bsm_and_check_bsm() -> None:
-    from v2x.wire.bsm import check_refreshed, passes_check, refresh_bsm, refresh_bsms, template_in_range
+def test_refresh_bsms_agrees_with_refresh_bsm_and_the_range_test_with_check_bsm() -> None:
+    """``refresh_bsms`` sets what ``refresh_bsm`` sets, and the range test the fleet's scan does on what a refresh
+    gives (``in_check_ranges``, the fleet's own BSMs at the edges of the ranges among them) answers as
+    ``check_bsm``."""
+    from v2x.wire.bsm import _bsm_fields, in_check_ranges, passes_check, refresh_bsm, refresh_bsms
 
     epoch = load_scenario(SCENARIO_DIR / "fcw.yaml").epoch
 
@@ -613,11 +617,7 @@ def test_refresh_bsms_and_check_refreshed_agree_with_refresh_bsm_and_check_bsm()
         batch.append(m2)
     refresh_bsms(batch, [w for _, w, _ in cases], [a for _, _, a in cases], [200] * len(cases), 59_999)
     assert [m.SerializeToString() for m in batch] == [m.SerializeToString() for m in one]
-    plain = check_refreshed(
-        np.array([template_in_range(t.bsm) for t, _, _ in cases]),
-        np.array([w for _, w, _ in cases]).T,
-        np.array([a for *_, a in cases]),
-    ).tolist()
+    plain = in_check_ranges(np.array([_bsm_fields(m.bsm) for m in one], dtype=np.int64)).tolist()
     want = [passes_check(m.bsm) for m in one]
     assert plain == want  # here the range test alone decides; a False would be asked of check_bsm
     assert want.count(True) == 3 * 2 * len(accels)  # the good templates with the first two motions
@@ -650,34 +650,73 @@ def _hearing(ticks: int, others: Callable[[float, int], list[bytes]]) -> tuple[F
     return agent, seen
 
 
-def test_a_fleet_hears_its_own_envelopes_as_it_hears_anyone_elses(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The envelopes a fleet sent are not parsed when heard back (``_sent``): the same remotes, the same
-    refusals (a BSM without a position) and the same warnings as when it decodes them as anyone's."""
+@pytest.mark.parametrize("how", ["parsed", "scanned", "compiled"])
+def test_a_fleet_hears_its_own_envelopes_as_protobuf_decodes_them(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The envelopes a fleet sent, heard back by its other vehicles, are read as anyone's (parsed one by one, or
+    read in columns, interpreted or compiled): per sender the fleet keeps what ``decode_bsm`` gives of the
+    envelope it sent (time, accuracy, position, speed, heading, acceleration, size) for a BSM FCW acts on, and
+    its time and accuracy for one FCW's accuracy gate refuses; one without a position is refused and counted.
+    Its BSMs written from the arrays and refreshed in place (a tick with a value that is not finite) alike."""
     import v2x.agents.fleet as fleet_module
+    from v2x.wire.bsm import decode_bsm
+    from v2x.wire.envelope import parse_envelope
 
-    def lead(t: float, tick: int) -> list[bytes]:
-        return [_bsm_envelope("lead", 55.0, 8.0, -6.0, t, tick)]
+    monkeypatch.setattr(fleet_module, "SCAN_AT_LEAST", 10**9 if how == "parsed" else 0)
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+    n = 40  # (more than SMALL_WORLD: written from the arrays, unless a value is not finite)
+    sent: list[bytes] = []
+    kinds: collections.Counter[str] = collections.Counter()
+    with always_compiled() if how == "compiled" else contextlib.nullcontext():
+        for tick in range(1, 8):
+            t = tick * 0.1
+            inp = testbed_pb2.FleetInput(
+                run_id="r", tick=tick, time_us=round(t * 1e6), tick_us=100_000, truth_time_us=round((t - 0.1) * 1e6)
+            )
+            for k in range(n):
+                v = _vehicle(f"bg-0-{k}", 9.0 * k + tick, 10.0 + k % 5)
+                v.accel_mps2 = v.ax_mps2 = [0.0, -0.7, -4.5, 1.2][k % 4]
+                if k % 3:  # a receiver that states an accuracy FCW acts on; the others state none (Stamps)
+                    v.sigma_major_m, v.sigma_minor_m = 0.3, 0.2
+                if k in (4, 6) and tick % 2:  # no position in its BSM: refused (and the tick refreshed in place)
+                    v.x_m = math.nan
+                inp.vehicles.append(v)
+            inp.envelopes.extend(sent)  # the tick before's, heard by every vehicle
+            m = len(sent)
+            pack_deliveries(inp, np.repeat(np.arange(n), m), np.tile(np.arange(m), n), np.full(n * m, inp.time_us))
+            rejected = agent.rejected
+            ack = agent.step(inp)
+            refused = 0
+            for raw in sent:
+                parsed = parse_envelope(raw)
+                assert parsed is not None
+                r = decode_bsm(parsed[1].bsm, now_s=inp.time_us / 1e6, frame=FRAME, epoch=sc.epoch)
+                if r is None:
+                    refused += 1
+                    continue
+                no = agent._numbers[parsed[0].sender_id]
+                full = r.sigma_major_m is not None
+                kinds["full" if full else "stamp"] += 1
+                assert agent._fresh_full[no] == full
+                assert agent._fresh_t[no] == r.t_s
+                sigma = agent._fresh_sigma[no]
+                assert (sigma == r.sigma_major_m) if full else math.isnan(sigma)
+                if full:
+                    values = (r.x, r.y, r.speed_mps, r.heading_rad, r.accel_mps2, r.length_m, r.width_m)
+                    assert agent._fresh_motion[no].tolist() == list(values)
+            assert agent.rejected - rejected == refused
+            kinds["refused"] += refused
+            sent = list(ack.envelopes)
+    assert kinds["full"] and kinds["stamp"] and kinds["refused"]
 
-    fast, fast_seen = _hearing(7, lead)
-    assert fast_seen[-1][2] > 0 and fast._sent  # some refused, and what it sent was remembered
-    monkeypatch.setattr(fleet_module, "SENT_TICKS_KEPT", 0)  # nothing remembered: every envelope parsed
-    slow, slow_seen = _hearing(7, lead)
-    assert not slow._sent
-    assert slow_seen == fast_seen
-    assert any(testbed_pb2.FleetAck.FromString(a).events for a, _, _ in fast_seen)
 
-
-@pytest.mark.parametrize("remembered", [True, False])
-def test_the_scan_and_protobuf_hear_the_same(monkeypatch: pytest.MonkeyPatch, remembered: bool) -> None:
+def test_the_scan_and_protobuf_hear_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     """The envelopes read in columns (``_scan``, interpreted and compiled) and parsed by protobuf one by one (as a
     small batch is) give the same remotes, refusals and warnings: well-formed BSMs, ones out of range or
-    without a position, inaccurate ones, signed ones, a non-BSM, garbage, cut and flipped bytes; the fleet's own
-    envelopes remembered (``_sent``) or read as anyone's."""
+    without a position, inaccurate ones, signed ones, a non-BSM, garbage, cut and flipped bytes, and the fleet's
+    own envelopes (read as anyone's)."""
     import v2x.agents.fleet as fleet_module
     from v2x.core import always_compiled
-
-    if not remembered:
-        monkeypatch.setattr(fleet_module, "SENT_TICKS_KEPT", 0)
 
     def others(t: float, tick: int) -> list[bytes]:
         lead = _bsm_envelope("lead", 55.0, 8.0, -6.0, t, tick)

@@ -311,14 +311,15 @@ def test_a_fleet_sends_the_same_envelopes_either_way(monkeypatch: pytest.MonkeyP
         with _in_place(monkeypatch):
             want = in_place.transmit(inp).SerializeToString()
         assert got == want, inp.tick
-        # What hearing them needs is the same (the templates' decoding, after accuracy changes too).
-        assert written._protos == in_place._protos
-        assert written._template_facts == in_place._template_facts
+        # The static pieces are the same, though what a refresh sets in the templates stays as it last was in one
+        # that writes from the arrays (after accuracy changes too).
+        assert written._statics == in_place._statics
+        assert written._stated == in_place._stated
     assert written._wrecks == in_place._wrecks == {"bg-5", "bg-6"}
 
 
 class _NoShapes(dict[tuple[object, ...], object]):
-    """A fleet's ``_shapes`` that keeps nothing: every new template encoded, decoded and cut for its vehicle."""
+    """A fleet's ``_shapes`` that keeps nothing: every new template encoded and cut for its vehicle."""
 
     def get(self, key: object, default: object = None) -> object:
         return None
@@ -329,7 +330,7 @@ class _NoShapes(dict[tuple[object, ...], object]):
 
 def test_new_templates_made_once_per_shape_are_those_made_one_by_one() -> None:
     """Vehicles that get their first template on the same tick share one encoding per kind, size, accuracy and
-    wreck flag, each with its own id: their templates, decodings, static pieces and envelopes are what each
+    wreck flag, each with its own id: their templates, static pieces and envelopes are what each
     vehicle's own encoding gives, over vehicles that come and go, change their accuracy and become wrecks."""
     shared = FleetAgent("f", frame=FRAME, epoch=EPOCH, thresholds=THRESHOLDS)
     own = FleetAgent("f", frame=FRAME, epoch=EPOCH, thresholds=THRESHOLDS)
@@ -339,9 +340,7 @@ def test_new_templates_made_once_per_shape_are_those_made_one_by_one() -> None:
         assert shared.templates.keys() == own.templates.keys()
         for vid, msg in own.templates.items():
             assert shared.templates[vid].SerializeToString() == msg.SerializeToString(), (inp.tick, vid)
-        assert shared._protos == own._protos
         assert shared._statics == own._statics
-        assert shared._template_facts == own._template_facts
         assert shared._stated == own._stated
         if inp.tick == 1:  # every vehicle new: several shapes, each shared by several vehicles
             assert 1 < len(shared._shapes) < len(inp.vehicles)

@@ -36,11 +36,8 @@ Per tick, ``step`` (``transmit``, step 1, then ``listen``, steps 2 and 3: the sh
    shows them as objects), and per (hosted vehicle, sender FCW can act on) when it last heard it (``heard``, a
    matrix whose rows and columns are given back when the vehicle leaves or the sender is forgotten;
    ``max_age_s`` forgets them; the core's ``stamp_deliveries`` writes the tick's deliveries into it in one
-   compiled pass). Its own envelopes of the last ``SENT_TICKS_KEPT`` ticks are not read again: the same bytes
-   parse to the BSMs it sent, so what hearing them needs was kept when they were sent (``_remember``: sender,
-   secMark, accuracy, and whether the BSM passes the checks of a decode, found from the arrays it was made
-   from, ``check_refreshed``; for a BSM FCW acts on, also its values on the wire, from which ``_decode_own``
-   gives what decoding it gives, the same conversions on all of them at once);
+   compiled pass). Its own envelopes, which its other vehicles hear, are read as anyone's: the fleet keeps no
+   memory of what it sent (reading them costs no more than looking them up did, benchmarks/world_tick.py);
 3. runs FCW for every hosted vehicle at once: one ``WorldState`` of the hosted vehicles (where their
    receivers place them, carried on to the tick's time at constant acceleration) and the usable senders
    (carried on as ``RemoteState.extrapolated`` does, the same floats, for all at once: ``_extrapolated``), and
@@ -57,7 +54,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
 from operator import attrgetter
@@ -89,7 +86,6 @@ from v2x.wire.bsm import (
     VEHICLE_EVENT_BIT,
     OwnState,
     RemoteState,
-    check_refreshed,
     decode_bsm,
     encode_bsm,
     in_check_ranges,
@@ -97,7 +93,6 @@ from v2x.wire.bsm import (
     passes_check,
     refresh_bsm,
     refresh_bsms,
-    template_in_range,
 )
 from v2x.wire.bsm_bytes import BsmStatics, bsm_statics, static_rest, with_sender
 from v2x.wire.envelope import envelope_bytes, parse_envelope, temporary_id
@@ -108,9 +103,8 @@ from v2x.wire.tables import APP_BY_NAME
 
 HEIGHT_M = {"car": 1.5, "truck": 3.5, "bus": 3.2}
 NEVER = np.iinfo(np.int32).min  # ``FleetAgent.heard``: not heard (since last forgotten)
-SENT_TICKS_KEPT = 3  # the ticks whose envelopes the fleet remembers (``_sent``): this one and the two before
-# From this many envelopes on (not its own) the fleet reads them in one compiled pass (``_scan``); fewer are parsed
-# one by one, as the core's kernels run interpreted for a small world (the same values either way).
+# From this many envelopes on (its own among them) the fleet reads them in one compiled pass (``_scan``); fewer are
+# parsed one by one, as the core's kernels run interpreted for a small world (the same values either way).
 SCAN_AT_LEAST = SMALL_WORLD + 1
 # The per-sender motion columns (``FleetAgent._fresh_motion``): position, speed, ENU yaw, acceleration, size.
 _X, _Y, _SPEED, _YAW, _ACCEL, _LENGTH, _WIDTH = range(7)
@@ -120,20 +114,15 @@ _FIELD = {path.removeprefix("frame.bsm."): k for k, path in enumerate(BSM_FIELDS
 
 @dataclass(frozen=True)
 class Stamp:
-    """A BSM too inaccurate for FCW (``_accurate``): its time and accuracy, all the fleet keeps of it."""
+    """A BSM too inaccurate for FCW (``_accurate_wire``): its time and accuracy, all the fleet keeps of it."""
 
     t_s: float
     sigma_major_m: float | None
 
 
-def _accurate(bsm: day1_pb2.BSM, need_m: float) -> bool:
-    """Would FCW's accuracy gate pass the BSM's sender? (A semi-major axis out of range: decode it, and
-    let the decode refuse it.)"""
-    return _accurate_wire(bsm.accuracy.semi_major, need_m)
-
-
 def _accurate_wire(semi_major: int, need_m: float) -> bool:
-    """``_accurate`` of a BSM whose accuracy's semi-major axis is ``semi_major`` (as on the wire)."""
+    """Would FCW's accuracy gate pass the sender of a BSM whose accuracy's semi-major axis is ``semi_major`` (as on
+    the wire)? (A semi-major axis out of range: decode it, and let the decode refuse it.)"""
     try:
         return accurate_enough(units.semi_major_from_wire(semi_major), need_m)
     except ValueError:
@@ -239,12 +228,10 @@ def _accuracy_code(semi_major: int, semi_minor: int, confidence: int) -> int:
 @dataclass(frozen=True)
 class _Shape:
     """What a new template holds whatever vehicle it is for (``FleetAgent._new_template``): the template (with
-    another vehicle's id), its ``_facts``, its decoding less what a refresh sets (``_protos``' entry, another id
-    in it), the static pieces after its id (``static_rest``) and the accuracy it states (``_accuracy_code``)."""
+    another vehicle's id), the static pieces after its id (``static_rest``) and the accuracy it states
+    (``_accuracy_code``)."""
 
     msg: frame_pb2.MessageFrame
-    facts: tuple[bool, bool, float | None]
-    proto: RemoteState
     rest: tuple[bytes, bytes]
     stated: int
 
@@ -285,27 +272,13 @@ class FleetAgent:
         self.frame = frame
         self.epoch = epoch
         self.thresholds = dict(thresholds)
-        self.templates: dict[str, frame_pb2.MessageFrame] = {}  # vehicle -> its BSM, refreshed each tick
-        # vehicle -> what stays true of its template (``_facts``)
-        self._template_facts: dict[str, tuple[bool, bool, float | None]] = {}
-        # The envelopes sent in the last SENT_TICKS_KEPT ticks whose BSMs FCW's accuracy gate refuses (all of
-        # them: the accuracy is unknown) -> (sender, secMark, passes the checks of a decode, accuracy), and
-        # which were sent when, to forget them (``_remember``).
-        self._sent: dict[bytes, tuple[str, int, bool, float | None]] = {}
-        self._sent_ticks: deque[list[bytes]] = deque()
-        # The envelopes sent in the last SENT_TICKS_KEPT ticks whose BSMs FCW acts on (their vehicles state an
-        # accuracy good enough) and pass the checks of a decode -> (sender, secMark, position, speed, heading and
-        # acceleration as on the wire, the raw event flags, ``_protos``' entry): decoding them needs no parsing.
-        self._sent_full: dict[bytes, tuple[str, int, list[int], int, RemoteState]] = {}
-        self._protos: dict[str, RemoteState] = {}  # vehicle -> what decoding its template gives (``_set_template``)
+        # vehicle -> its BSM: refreshed in place and serialised when the envelopes are not written from the arrays,
+        # else only the source of its static pieces (what a refresh sets in it stays as it last was)
+        self.templates: dict[str, frame_pb2.MessageFrame] = {}
         # vehicle -> the static pieces of its envelopes (``bsm_statics`` of its template) and the accuracy its
         # template states (``_accuracy_code``): kept with the template (``_template``)
         self._statics: dict[str, BsmStatics] = {}
         self._stated: dict[str, int] = {}
-        # The last BSMs written from the arrays (not put into the templates): vehicles, motion on the wire,
-        # acceleration, counters, secMark and event flags (``_as_sent``); None after templates refreshed in place.
-        self._refreshed: tuple[list[str], np.ndarray, np.ndarray, np.ndarray, int, np.ndarray] | None = None
-        self._refreshed_rows: tuple[list[str], dict[str, int]] | None = None  # (its vehicles, each one's row)
         self.seq: dict[str, int] = {}  # vehicle -> the seq of its last envelope (and its BSM counter + 1)
         # Per sender number (``_number``), its freshest BSM (``_keep``; ``remotes`` shows them as objects): its time
         # (NaN: none kept), whether it was decoded (else a Stamp: one FCW does not act on, only its time and
@@ -361,8 +334,7 @@ class FleetAgent:
         vehicles = list(inp.vehicles)
         ids = [v.vehicle_id for v in vehicles]
         for gone in set(self.templates).difference(ids):  # left the network
-            del self.templates[gone], self._template_facts[gone], self._protos[gone]
-            del self._statics[gone], self._stated[gone]
+            del self.templates[gone], self._statics[gone], self._stated[gone]
         n = len(vehicles)
         dt = max(0.0, t - inp.truth_time_us / 1e6)
         # Every vehicle's numbers: from the bytes ``inp`` was parsed from, in one compiled pass, else the fields of
@@ -410,9 +382,8 @@ class FleetAgent:
         y: np.ndarray, heading: np.ndarray, speed_in: np.ndarray, accel: np.ndarray, accuracy: np.ndarray,
         wrecked: np.ndarray,
     ) -> list[bytes]:  # fmt: skip
-        """Each vehicle's BSM envelope; each is also remembered with what hearing it needs (``_sent``).
-        ``accuracy``: per vehicle (a row) its BSM's semi-major and semi-minor axes and position confidence (wire
-        values); ``wrecked``: per vehicle whether its BSMs set the wreck flags.
+        """Each vehicle's BSM envelope. ``accuracy``: per vehicle (a row) its BSM's semi-major and semi-minor axes
+        and position confidence (wire values); ``wrecked``: per vehicle whether its BSMs set the wreck flags.
 
         The envelopes are written from the arrays (``v2x.core.refreshed_envelopes``: the template's static pieces,
         ``_statics``, and the motion as varints, in one compiled pass): the bytes ``refresh_bsms``, the frame's
@@ -440,21 +411,15 @@ class FleetAgent:
         counts = np.fromiter(map(self.seq.get, ids, repeat(0)), dtype=np.int64, count=len(ids))
         seqs = counts + 1
         self.seq.update(zip(ids, seqs.tolist(), strict=True))
-        msgs: list[frame_pb2.MessageFrame] | None = None
         if self.signer is None and motion is not None and writes_from_arrays(len(ids)):
-            out = refreshed_envelopes(
+            return refreshed_envelopes(
                 list(map(self._statics.__getitem__, ids)), seqs, counts, mark, motion, accel, events, tick=inp.tick,
                 tx_time_us=inp.time_us, link=testbed_pb2.LINK_PC5,
             )  # fmt: skip
-            self._refreshed = (ids, motion, accel, counts, mark, events)
-        else:
-            msgs = [self.templates[vid] for vid in ids]
-            out = self._refresh_and_serialise(
-                inp, msgs, ids, (lat_a, lon_a, compass_a, speed_a), motion, accel, counts.tolist(), mark, wrecks
-            )
-            self._refreshed = None
-        self._remember(out, ids, msgs, motion, accel, events, mark)
-        return out
+        msgs = [self.templates[vid] for vid in ids]
+        return self._refresh_and_serialise(
+            inp, msgs, ids, (lat_a, lon_a, compass_a, speed_a), motion, accel, counts.tolist(), mark, wrecks
+        )
 
     def _refresh_and_serialise(
         self, inp: testbed_pb2.FleetInput, msgs: list[frame_pb2.MessageFrame], ids: list[str],
@@ -509,10 +474,8 @@ class FleetAgent:
             return
         b = msg.bsm.accuracy
         if acc != [b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos]:  # the accuracy it states changed
-            self._as_sent(vid, msg)
             b.semi_major, b.semi_minor = acc[0], acc[1]
             msg.bsm.pos_confidence.pos = acc[2]
-            self._set_template(vid, msg)
         statics = bsm_statics(vid, msg)
         assert statics is not None  # (encode_bsm sets every nested message a refresh writes in)
         self._statics[vid] = statics
@@ -521,8 +484,8 @@ class FleetAgent:
     def _new_template(self, v: testbed_pb2.FleetVehicle, vid: str, wreck: bool, acc: list[int], t: float) -> None:
         """``vid``'s first template (or its first as a wreck), stating the accuracy ``acc``. Vehicles of one kind,
         size and accuracy that get their first template on the same tick (a thousand on a fleet's first) differ
-        only in the BSM id: the template is encoded, decoded and cut once for them (``_shapes``), and each gets a
-        copy with its own id, which is what encoding, decoding and cutting its own would give."""
+        only in the BSM id: the template is encoded and cut once for them (``_shapes``), and each gets a copy with
+        its own id, which is what encoding and cutting its own would give."""
         key = (t, v.kind, v.length_m, v.width_m, wreck, *acc)
         shape = self._shapes.get(key)
         if shape is None:
@@ -551,110 +514,15 @@ class FleetAgent:
             rest = static_rest(msg)
             assert rest is not None  # (encode_bsm sets every nested message a refresh writes in)
             code = _accuracy_code(b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos)
-            shape = _Shape(msg, self._facts(msg.bsm), self._decoded(msg), rest, code)
+            shape = _Shape(msg, rest, code)
             self._shapes[key] = shape
         msg = frame_pb2.MessageFrame()
         msg.CopyFrom(shape.msg)
         temp_id = temporary_id(vid)
         msg.bsm.id = temp_id
         self.templates[vid] = msg
-        self._template_facts[vid] = shape.facts
-        self._protos[vid] = replace(shape.proto, temp_id=temp_id)
         self._statics[vid] = with_sender(vid, temp_id, shape.rest)
         self._stated[vid] = shape.stated
-
-    def _as_sent(self, vid: str, msg: frame_pb2.MessageFrame) -> None:
-        """Put into ``vid``'s template ``msg`` what its last BSM had (the values a refresh sets), when that BSM was
-        written from the arrays (a template refreshed in place has them already): ``_set_template`` decodes the
-        template as it is, and its answer takes the events from it, as it always did."""
-        if self._refreshed is None:
-            return
-        ids, motion, accel, counts, mark, events = self._refreshed
-        if self._refreshed_rows is None or self._refreshed_rows[0] is not ids:
-            self._refreshed_rows = (ids, {v: k for k, v in enumerate(ids)})
-        k = self._refreshed_rows[1][vid]
-        lat, lon, speed, heading, long = motion[:, k].tolist()
-        wire = (lat, lon, speed, heading, long)
-        refresh_bsm(msg, lat_deg=0.0, lon_deg=0.0, speed_mps=0.0, heading_rad=0.0, accel_mps2=float(accel[k]),
-                    msg_count=int(counts[k]), sec_mark=mark, wire=wire)  # fmt: skip
-        msg.bsm.safety_ext.events = int(events[k])
-
-    def _remember(
-        self, out: list[bytes], ids: list[str], msgs: list[frame_pb2.MessageFrame] | None,
-        motion: np.ndarray | None, accel: np.ndarray, events: np.ndarray, mark: int,
-    ) -> None:  # fmt: skip
-        """Keep, for the envelopes just sent, what hearing them needs (``_decode_all``): the sender, the secMark,
-        whether the BSM passes the checks of a decode (``check_refreshed``, else ``check_bsm``) and its
-        accuracy, for the BSMs FCW's accuracy gate refuses (the others are decoded as any envelope is). The
-        bytes heard back are these bytes, so they parse to these BSMs (``msgs``: the refreshed templates, when
-        the envelopes were not written from the arrays; else a BSM asked of ``check_bsm`` is parsed again).
-        ``events``: the raw event flags each BSM carries."""
-        facts = list(map(self._template_facts.__getitem__, ids))
-        ok, gated_l, sigmas = zip(*facts, strict=True) if facts else ((), (), ())
-        if motion is not None:
-            plain = check_refreshed(np.array(ok, dtype=np.bool_), motion, accel)
-        else:
-            plain = np.zeros(len(ids), dtype=np.bool_)
-        gated = np.array(gated_l, dtype=np.bool_)
-        sent: dict[bytes, tuple[str, int, bool, float | None]] = {}
-        plain_l = plain.tolist()
-        for k in np.flatnonzero(gated).tolist():  # (else FCW acts on it: decoded when heard, as any BSM, or from
-            raw = out[k]  # what is kept here)
-            in_range = plain_l[k] or passes_check(self._sent_bsm(raw, None if msgs is None else msgs[k]))
-            sent[raw] = (ids[k], mark, in_range, sigmas[k])
-        kept = np.flatnonzero(~gated & plain)  # what decoding it gives, less what the template fixes
-        full: list[bytes] = []
-        if len(kept):
-            assert motion is not None  # (plain only where it is)
-            rows = kept.tolist()
-            full, senders = (out, ids) if len(rows) == len(ids) else ([out[k] for k in rows], [ids[k] for k in rows])
-            # (vehicle, secMark, its motion on the wire, its raw event flags, its template's decoding) per envelope,
-            # the tuples made and put in by C loops (a thousand a tick)
-            kept_values = zip(
-                senders,
-                repeat(mark),
-                motion[:, kept].T.tolist(),
-                events[kept].tolist(),
-                map(self._protos.__getitem__, senders),
-                strict=False,
-            )  # fmt: skip (repeat: endless)
-            self._sent_full.update(zip(full, kept_values, strict=True))
-        self._sent.update(sent)
-        self._sent_ticks.append([*sent, *full])
-        while len(self._sent_ticks) > SENT_TICKS_KEPT:
-            old = self._sent_ticks.popleft()
-            deque(map(self._sent.pop, old, repeat(None)), maxlen=0)  # (dict.pop of each, in a C loop)
-            deque(map(self._sent_full.pop, old, repeat(None)), maxlen=0)
-
-    @staticmethod
-    def _sent_bsm(raw: bytes, msg: frame_pb2.MessageFrame | None) -> day1_pb2.BSM:
-        """The BSM of the envelope ``raw`` this fleet sent: ``msg``'s, or parsed from the bytes."""
-        if msg is not None:
-            return msg.bsm
-        parsed = parse_envelope(raw)
-        assert parsed is not None  # (written by refreshed_envelopes: an envelope with a BSM)
-        return parsed[1].bsm
-
-    def _set_template(self, vid: str, msg: frame_pb2.MessageFrame) -> None:
-        """``vid``'s template ``msg`` changed (its accuracy): what stays true of it (``_facts``) and what decoding
-        any BSM refreshed from it gives, less what a refresh sets (``_decoded``)."""
-        self._template_facts[vid] = self._facts(msg.bsm)
-        self._protos[vid] = self._decoded(msg)
-
-    def _decoded(self, msg: frame_pb2.MessageFrame) -> RemoteState:
-        """What decoding any BSM refreshed from the template ``msg`` gives, less what a refresh sets (``_protos``'
-        entry: its events without the raw event flags, which a refresh sets)."""
-        proto = decode_bsm(msg.bsm, now_s=0.0, frame=self.frame, epoch=self.epoch)
-        assert proto is not None  # (encoded from a position, speed and heading)
-        return replace(proto, events=proto.events & ~msg.bsm.safety_ext.events)
-
-    def _facts(self, bsm: day1_pb2.BSM) -> tuple[bool, bool, float | None]:
-        """What stays true of a template's BSMs: whether the values ``check_bsm`` checks that a refresh leaves
-        are in range (``template_in_range``), whether FCW's accuracy gate refuses them (``_accurate``) and, if
-        so, their accuracy (a Stamp's)."""
-        gated = not _accurate(bsm, self.thresholds["fcw_required_accuracy_m"])
-        sigma = units.semi_major_from_wire(bsm.accuracy.semi_major) if gated else None
-        return template_in_range(bsm), gated, sigma
 
     # -- hearing ------------------------------------------------------------------------------------
     def _number(self, name: str) -> int:
@@ -784,50 +652,19 @@ class FleetAgent:
     def _decode_all(self, envelopes: Sequence[bytes], t: float) -> np.ndarray:
         """The number of each envelope's sender (-1: not a BSM with a position, or not an envelope); each sender's
         freshest BSM kept in the columns (``_keep``; in envelope order, a later one of the same time winning).
-        An envelope this fleet sent (``_sent``, ``_sent_full``) is not parsed again: what hearing it needs was
-        kept; the others are read in one compiled pass (``scan_messages``) where they have the layout the fleet's
-        and the story cars' BSM envelopes have (``v2x.wire.scan.bsm_envelope``), and the few others (or all, in
-        a small batch) parsed by protobuf one by one (``_parse_one``): the same values either way."""
+        The envelopes (this fleet's own as anyone's) are read in one compiled pass (``scan_messages``) where they
+        have the layout the fleet's and the story cars' BSM envelopes have (``v2x.wire.scan.bsm_envelope``), and
+        the few others (or all, in a small batch) parsed by protobuf one by one (``_parse_one``): the same values
+        either way."""
         raws = list(envelopes)
         n = len(raws)
         now_mark = units.sec_mark(t, self.epoch)
         need = self.thresholds["fcw_required_accuracy_m"]
-        full_of, stamp_of = self._sent_full.get, self._sent.get
         senders: list[str | bytes | None] = [None] * n  # per envelope its sender (bytes: as scanned), None: none
-        own_full: list[int] = []
-        kept: list[tuple[str, int, list[int], int, RemoteState]] = []
-        own_stamp: list[int] = []
-        facts: list[tuple[str, int, bool, float | None]] = []
-        rest: list[int] = []
-        for k, raw in enumerate(raws):
-            mine = full_of(raw)
-            if mine is not None:
-                own_full.append(k)
-                kept.append(mine)
-                senders[k] = mine[0]
-                continue
-            fact = stamp_of(raw)
-            if fact is not None:
-                own_stamp.append(k)
-                facts.append(fact)
-            else:
-                rest.append(k)
         parts: list[_Heard] = []
-        if own_full:
-            parts.append(self._decode_own(np.array(own_full, dtype=np.int64), kept, t, now_mark))
-        if own_stamp:
-            passed = [ok for _, _, ok, _ in facts]
-            self.rejected += passed.count(False)
-            ks = [k for k, ok in zip(own_stamp, passed, strict=True) if ok]
-            for k, (sender, _, ok, _) in zip(own_stamp, facts, strict=True):
-                if ok:
-                    senders[k] = sender
-            marks = np.array([m for _, m, ok, _ in facts if ok], dtype=np.int64)
-            sigma = np.array([np.nan if s is None else s for _, _, ok, s in facts if ok], dtype=np.float64)
-            parts.append(_Heard.stamps(np.array(ks, dtype=np.int64), _times(t, now_mark, marks), sigma))
-        slow = rest
-        if len(rest) >= SCAN_AT_LEAST:
-            scanned, slow = self._scan(raws, rest, senders, t, now_mark, need)
+        slow: Sequence[int] = range(n)
+        if n >= SCAN_AT_LEAST:
+            scanned, slow = self._scan(raws, senders, t, now_mark, need)
             parts.append(scanned)
         for k in slow:
             one = self._parse_one(k, raws[k], t, need)
@@ -845,24 +682,21 @@ class FleetAgent:
         return out
 
     def _scan(
-        self, raws: list[bytes], ks: list[int], senders: list[str | bytes | None], t: float, now_mark: int,
-        need: float,
-    ) -> tuple[_Heard, list[int]]:  # fmt: skip
-        """What hearing envelopes ``raws[ks]`` gives, read into columns in one compiled pass: those with a BSM
-        whose values all pass the checks of a decode (``in_check_ranges``) are
-        decoded here (as ``decode_bsms`` does) or, when FCW's accuracy gate refuses them, stamped; their senders
-        (as bytes) written into ``senders``. The envelopes left (not of that layout, or a value out of range)."""
+        self, raws: list[bytes], senders: list[str | bytes | None], t: float, now_mark: int, need: float
+    ) -> tuple[_Heard, list[int]]:
+        """What hearing the envelopes ``raws`` gives, read into columns in one compiled pass: those with a BSM whose
+        values all pass the checks of a decode (``in_check_ranges``) are decoded here (as ``decode_bsms`` does) or,
+        when FCW's accuracy gate refuses them, stamped; their senders (as bytes) written into ``senders``. The
+        envelopes left (not of that layout, or a value out of range), by their place in ``raws``."""
         layout = bsm_envelope()
-        batch = [raws[k] for k in ks]
-        joined, _, got, ok = scan_messages(batch, layout.kinds, layout.subs, layout.cols, layout.width)
+        joined, _, got, ok = scan_messages(raws, layout.kinds, layout.subs, layout.cols, layout.width)
         raw = got[:, [layout.columns[p] for p in BSM_FIELDS]]
         ok &= got[:, layout.columns["frame.bsm"]] == 1
         ok &= in_check_ranges(raw)
-        kk = np.array(ks, dtype=np.int64)
         at = np.flatnonzero(ok)
         sender_at = layout.columns["sender_id"]
         for e, a, b in zip(at.tolist(), got[at, sender_at].tolist(), got[at, sender_at + 1].tolist(), strict=True):
-            senders[ks[e]] = joined[a : a + b]
+            senders[e] = joined[a : a + b]
         raw = raw[at]
         marks = got[at, layout.columns["frame.bsm.sec_mark"]]
         semi = raw[:, _FIELD["accuracy.semi_major"]]
@@ -871,14 +705,14 @@ class FleetAgent:
         gated = refused[inverse.reshape(-1)]
         times = _times(t, now_mark, marks)
         sigma = np.where(semi == units.SEMI_MAJOR_UNAVAILABLE, np.nan, semi * 0.05)
-        stamps = _Heard.stamps(kk[at[gated]], times[gated], sigma[gated])
+        stamps = _Heard.stamps(at[gated], times[gated], sigma[gated])
         full = ~gated
         values = raw[full].astype(np.float64)  # (exact: |raw| < 2**53, as Python's int * float converts it)
         lat, lon = values[:, _FIELD["pos.lat"]], values[:, _FIELD["pos.lon"]]
         xs, ys, _ = self.frame.to_local(lat * units.LATLON_UNIT_DEG, lon * units.LATLON_UNIT_DEG, self.frame.h0_m)
         accel, length, width = (raw[full, _FIELD[f]] for f in ("accel_set.long", "size.length", "size.width"))
         decoded = _Heard(
-            k=kk[at[full]],
+            k=at[full],
             t_s=times[full],
             full=np.ones(int(full.sum()), dtype=np.bool_),
             sigma=sigma[full],
@@ -891,7 +725,8 @@ class FleetAgent:
             length=np.where(length == 0, 5.0, length * 0.01),
             width=np.where(width == 0, 2.0, width * 0.01),
         )
-        return _Heard.join([stamps, decoded]), kk[~ok].tolist()
+        left: list[int] = np.flatnonzero(~ok).tolist()
+        return _Heard.join([stamps, decoded]), left
 
     def _parse_one(self, k: int, raw: bytes, t: float, need: float) -> tuple[str, _Heard | None] | None:
         """Hearing envelope ``k`` through protobuf: None when it is not a BSM (not counted), else its sender and
@@ -968,30 +803,6 @@ class FleetAgent:
         self._fresh_motion = np.concatenate([self._fresh_motion, np.zeros((more, _MOTION), dtype=np.float64)])
         self._fresh_heard = np.concatenate([self._fresh_heard, np.full(more, np.nan)])
         self._fresh_raw = np.concatenate([self._fresh_raw, np.full(more, None, dtype=object)])
-
-    def _decode_own(
-        self, ks: np.ndarray, kept: list[tuple[str, int, list[int], int, RemoteState]], t: float, now_mark: int
-    ) -> _Heard:
-        """What decoding gives for this fleet's own BSMs (envelopes ``ks``) heard at ``t`` (``_remember``: their
-        values on the wire, their template's decoding), without parsing them: the same conversions as
-        ``decode_bsms``, on all of them at once."""
-        wire = np.array([w for _, _, w, _, _ in kept], dtype=np.float64).reshape(-1, 5)  # (exact: |raw| < 2**53)
-        lat, lon = wire[:, 0] * units.LATLON_UNIT_DEG, wire[:, 1] * units.LATLON_UNIT_DEG
-        xs, ys, _ = self.frame.to_local(lat, lon, self.frame.h0_m)
-        fixed = np.array([(p.length_m, p.width_m, p.sigma_major_m) for *_, p in kept], dtype=np.float64).reshape(-1, 3)
-        return _Heard(
-            k=ks,
-            t_s=_times(t, now_mark, np.array([m for _, m, _, _, _ in kept], dtype=np.int64)),
-            full=np.ones(len(ks), dtype=np.bool_),
-            sigma=fixed[:, 2],
-            x=np.asarray(xs, dtype=np.float64),
-            y=np.asarray(ys, dtype=np.float64),
-            speed=wire[:, 2] * 0.02,
-            yaw=units.compass_deg_to_enu_yaw_rad(wire[:, 3] * units.HEADING_UNIT_DEG),
-            accel=wire[:, 4] * 0.01,
-            length=fixed[:, 0],
-            width=fixed[:, 1],
-        )
 
     def _decode_one(self, bsm: day1_pb2.BSM, t: float) -> RemoteState | None:
         try:

@@ -436,32 +436,6 @@ def _bsm_fields(b: day1_pb2.BSM) -> tuple[int, ...]:
     )  # fmt: skip
 
 
-# The columns of ``_bsm_fields`` that ``refresh_bsm`` writes: the five of ``motion_columns``, the events and the
-# brake pedal (9, 11; the others stay as the template has them).
-_MOTION_COLUMNS = [0, 1, 2, 3, 4]
-_KEPT = [k for k in range(len(_BSM_LO)) if k not in (*_MOTION_COLUMNS, 9, 11)]
-
-
-def template_in_range(bsm: day1_pb2.BSM) -> bool:
-    """Are the values ``check_bsm`` checks that :func:`refresh_bsm` leaves as they are within its ranges? (For
-    :func:`check_refreshed`: the BSMs refreshed from a template where they are not ask ``check_bsm``.)"""
-    raw = _bsm_fields(bsm)
-    return all(int(_BSM_LO[k]) <= raw[k] <= int(_BSM_HI[k]) for k in _KEPT)
-
-
-def check_refreshed(
-    template_ok: NDArray[np.bool_], motion: NDArray[np.int64], accel_mps2: NDArray[np.float64]
-) -> NDArray[np.bool_]:
-    """For BSMs that :func:`refresh_bsm` brought up to date with ``motion`` (``motion_columns``) and
-    ``accel_mps2``, from templates for which :func:`template_in_range` said ``template_ok``: True where every
-    value is within the ranges ``check_bsm`` accepts (it would return True), without reading the BSMs; False:
-    ask ``check_bsm``. The brake pedal and the events ``refresh_bsm`` writes are
-    always in range."""
-    lo, hi = _BSM_LO[_MOTION_COLUMNS, None], _BSM_HI[_MOTION_COLUMNS, None]
-    in_range: NDArray[np.bool_] = ((motion >= lo) & (motion <= hi)).all(axis=0) & template_ok
-    return in_range
-
-
 def in_check_ranges(raw: NDArray[np.int64]) -> NDArray[np.bool_]:
     """Per row of raw values in the order of ``_bsm_fields`` (the columns ``v2x.wire.scan.BSM_FIELDS`` names):
     True where every one is within the ranges ``check_bsm`` accepts, so that it would return True (and
