@@ -8,7 +8,9 @@ cluster-wide topic exchange), as with the EMQX cluster docs/ARCHITECTURE.md desc
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,6 +25,31 @@ SBIN = Path("/usr/lib/rabbitmq/bin")
 RABBITMQ = str(SBIN / "rabbitmq-server") if (SBIN / "rabbitmq-server").exists() else None
 
 
+def _listen_port(taken: set[int]) -> int:
+    """A port for a node to listen on (all interfaces), free now, not in ``taken`` (then added to it), and below
+    the kernel's ephemeral range: an outgoing connection (rabbitmqctl's, the nodes' own) is never given it as
+    its local port in the seconds before the node binds it, which happened to one of ``free_port``'s
+    (``eaddrinuse``, a node that did not start)."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port in taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    port = free_port()  # (no room below the ephemeral range: take the old way's risk)
+    taken.add(port)
+    return port
+
+
 class RabbitCluster:
     """``n`` RabbitMQ nodes with the MQTT plugin, the second and later joined to the first. Started with
     :meth:`start`, stopped (every node process and its group) with :meth:`stop`."""
@@ -31,9 +58,10 @@ class RabbitCluster:
         self.dir = Path(tempfile.mkdtemp(prefix="v2x-rabbitmq-"))
         tag = f"v2x{os.getpid()}x{self.dir.name[-6:].replace('_', '')}"
         self.names = [f"{tag}n{k}@localhost" for k in range(n)]
-        self.ports = [free_port() for _ in range(n)]  # MQTT
-        self._amqp = [free_port() for _ in range(n)]
-        self._dist = [free_port() for _ in range(n)]
+        taken: set[int] = set()
+        self.ports = [_listen_port(taken) for _ in range(n)]  # MQTT
+        self._amqp = [_listen_port(taken) for _ in range(n)]
+        self._dist = [_listen_port(taken) for _ in range(n)]
         self.procs: list[subprocess.Popen[bytes]] = []
         (self.dir / ".erlang.cookie").write_text(f"V2XTESTBED{tag.upper()}")
         (self.dir / ".erlang.cookie").chmod(0o400)

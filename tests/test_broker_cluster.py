@@ -29,9 +29,17 @@ def cluster() -> Iterator[RabbitCluster]:
         if os.environ.get("CI"):
             pytest.fail("rabbitmq-server is not installed; .ci/run installs it (apt-get install rabbitmq-server)")
         pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server); cluster tests skipped")
-    c = RabbitCluster(2)
+    for attempt in range(3):  # a node that cannot start (its port taken meanwhile) gets fresh ports and a new try
+        c = RabbitCluster(2)
+        try:
+            c.start()
+            break
+        except RuntimeError as exc:
+            c.stop()
+            if attempt == 2:
+                raise
+            print(f"RabbitMQ cluster did not start (attempt {attempt + 1}), trying again: {str(exc)[:300]}")
     try:
-        c.start()
         yield c
     finally:
         c.stop()
