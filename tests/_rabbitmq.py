@@ -8,9 +8,7 @@ cluster-wide topic exchange), as with the EMQX cluster docs/ARCHITECTURE.md desc
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
 import shutil
 import signal
 import socket
@@ -26,28 +24,13 @@ RABBITMQ = str(SBIN / "rabbitmq-server") if (SBIN / "rabbitmq-server").exists() 
 
 
 def _listen_port(taken: set[int]) -> int:
-    """A port for a node to listen on (all interfaces), free now, not in ``taken`` (then added to it), and below
-    the kernel's ephemeral range: an outgoing connection (rabbitmqctl's, the nodes' own) is never given it as
-    its local port in the seconds before the node binds it, which happened to one of ``free_port``'s
-    (``eaddrinuse``, a node that did not start)."""
-    low = 32768
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(max(1024, low - 12000), low)
-        if port in taken:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("", port))
-            except OSError:
-                continue
-        taken.add(port)
-        return port
-    port = free_port()  # (no room below the ephemeral range: take the old way's risk)
-    taken.add(port)
-    return port
+    """A port for a node to listen on (every interface: ``free_port``, below the ephemeral range), not in
+    ``taken`` (then added to it)."""
+    while True:
+        port = free_port("")
+        if port not in taken:
+            taken.add(port)
+            return port
 
 
 class RabbitCluster:

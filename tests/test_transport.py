@@ -172,3 +172,19 @@ async def test_a_qos0_publish_is_on_the_socket_before_the_publisher_blocks_its_l
         await asyncio.gather(task, return_exceptions=True)
         listener.loop_stop()
         listener.disconnect()
+
+
+def test_free_port_gives_a_free_port_below_the_ephemeral_range() -> None:
+    """A broker's port is picked below the range outgoing connections take their local ports from, so none of
+    them can take it before the broker binds it; it is free on the host asked for."""
+    import socket
+
+    from v2x.net.broker import ephemeral_low, free_port
+
+    low = ephemeral_low()
+    ports = {free_port(host) for host in ("127.0.0.1", "", "127.0.0.1", "")}
+    for port in ports:
+        assert 1024 <= port < low
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("", port))  # (free: it binds)
+    assert len(ports) > 1  # (picked at random, not a fixed port)

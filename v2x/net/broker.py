@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -72,11 +74,33 @@ def tls_context(broker: BrokerAddress) -> ssl.SSLContext | None:
     return context
 
 
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (from which outgoing connections get their local ports;
+    32768 where the kernel does not say)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on ``host`` ("": every interface) for a broker to listen on, picked at random below the
+    kernel's ephemeral range: an outgoing connection is never given it as its local port in the moments before
+    the broker binds it (or while a broker restarts on it), which a port the kernel picks from that range
+    risks (a RabbitMQ node of the tests failed to start so). The kernel's pick if none is free there."""
+    low = ephemeral_low()
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+        picked: int = s.getsockname()[1]
+        return picked
 
 
 @dataclass(frozen=True)
