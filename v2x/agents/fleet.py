@@ -225,6 +225,16 @@ def _accuracy_code(semi_major: int, semi_minor: int, confidence: int) -> int:
     return semi_major | semi_minor << 20 | confidence << 40
 
 
+def _state_accuracy(msg: frame_pb2.MessageFrame, acc: list[int]) -> int:
+    """Make the template ``msg`` state the accuracy ``acc`` (wire values: semi-major and semi-minor axes, position
+    confidence; set only where it states another); the code of what it states (``_accuracy_code``)."""
+    b = msg.bsm.accuracy
+    if acc != [b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos]:
+        b.semi_major, b.semi_minor = acc[0], acc[1]
+        msg.bsm.pos_confidence.pos = acc[2]
+    return _accuracy_code(b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos)
+
+
 @dataclass(frozen=True)
 class _Shape:
     """What a new template holds whatever vehicle it is for (``FleetAgent._new_template``): the template (with
@@ -472,14 +482,10 @@ class FleetAgent:
         if msg is None:
             self._new_template(v, vid, wreck, acc, t)
             return
-        b = msg.bsm.accuracy
-        if acc != [b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos]:  # the accuracy it states changed
-            b.semi_major, b.semi_minor = acc[0], acc[1]
-            msg.bsm.pos_confidence.pos = acc[2]
+        self._stated[vid] = _state_accuracy(msg, acc)
         statics = bsm_statics(vid, msg)
         assert statics is not None  # (encode_bsm sets every nested message a refresh writes in)
         self._statics[vid] = statics
-        self._stated[vid] = _accuracy_code(b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos)
 
     def _new_template(self, v: testbed_pb2.FleetVehicle, vid: str, wreck: bool, acc: list[int], t: float) -> None:
         """``vid``'s first template (or its first as a wreck), stating the accuracy ``acc``. Vehicles of one kind,
@@ -507,13 +513,9 @@ class FleetAgent:
                 flags=WRECK_FLAGS if wreck else frozenset(),
             )
             msg = encode_bsm(own, actor_id=vid, t_s=t, msg_count=0, frame=self.frame, epoch=self.epoch)
-            b = msg.bsm.accuracy
-            if acc != [b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos]:
-                b.semi_major, b.semi_minor = acc[0], acc[1]
-                msg.bsm.pos_confidence.pos = acc[2]
+            code = _state_accuracy(msg, acc)
             rest = static_rest(msg)
             assert rest is not None  # (encode_bsm sets every nested message a refresh writes in)
-            code = _accuracy_code(b.semi_major, b.semi_minor, msg.bsm.pos_confidence.pos)
             shape = _Shape(msg, rest, code)
             self._shapes[key] = shape
         msg = frame_pb2.MessageFrame()
