@@ -56,7 +56,8 @@ class Transmission:
 
 
 class LatencyHistogram:
-    """Latencies (ms) counted in bins of about 0.1 % of their value, for a run with too many to keep each one
+    """Latencies (ms) counted in bins of about 0.1 % of their value: every ``LatencyColumn`` counts its values in
+    one as they come, and its percentiles are read from it once the column has too many to keep each one
     (``LatencyColumn.EXACT_MAX``). A bin is a prefix of the value's float64 bits: its exponent and the top
     :data:`MANTISSA_BITS` bits of its mantissa (the bits of a non-negative double rise with its value), so a bin
     spans 2^-10 of the values in it; bins below 2^-20 ms and above 2^20 ms are clamped into the end ones. The

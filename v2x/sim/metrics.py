@@ -12,7 +12,7 @@ candidate is a (transmission, receiver) pair the link model was asked about.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,8 +38,12 @@ def latency_summary(
     ``overwrite``: ``values`` is an array the call may reorder (no copy is made)."""
     if not len(values):
         return {"p50": None, "p95": None, "p99": None, "max": None}
-    q = np.percentile(values, _LATENCY_Q, overwrite_input=overwrite)
-    p50, p95, p99, top = (round(float(v), 3) for v in q)
+    return _summary(np.percentile(values, _LATENCY_Q, overwrite_input=overwrite))
+
+
+def _summary(quantiles: Iterable[float]) -> dict[str, float | None]:
+    """The summary of the four ``_LATENCY_Q`` quantiles, each rounded to 3 decimals."""
+    p50, p95, p99, top = (round(float(v), 3) for v in quantiles)
     return {"p50": p50, "p95": p95, "p99": p99, "max": top}
 
 
@@ -58,8 +62,7 @@ def channel_latency_summaries(
                 values, fresh = channel.joined(keys)
                 done[key] = latency_summary(values, overwrite=fresh)
             else:  # a run with too many to keep each one: within half a histogram bin (docs/RESULTS.md)
-                p50, p95, p99, top = (round(v, 3) for v in hist.percentiles(_LATENCY_Q))
-                done[key] = {"p50": p50, "p95": p95, "p99": p99, "max": top}
+                done[key] = _summary(hist.percentiles(_LATENCY_Q))
         return dict(done[key])
 
     every, by_channel, by_message = channel.views()
