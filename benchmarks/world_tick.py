@@ -14,7 +14,8 @@ that give the same digest made the same run byte for byte; comparing the figures
 (interleaved runs) is how the world's speed-ups were measured (the script uses ``v2x.net.host``'s
 ``tick_context``, ``envelope_of`` and ``ack_of`` and ``FleetAgent.transmit``/``listen``: it runs against
 checkouts from ec25c7e on; a fleet whose ``step`` takes the input's bytes gets them, as ``FleetHost`` gives
-them). The cyclic collector is set as the world's tick loop sets it (``steady_gc``).
+them). The cyclic collector and numpy's huge pages are set as the world's tick loop sets them
+(``steady_loop``; ``steady_gc``, the collector only, in checkouts before it).
 """
 
 from __future__ import annotations
@@ -41,13 +42,17 @@ from v2x.apps.misbehaviour import Detector
 from v2x.bench.stack import stack_scenario
 from v2x.net.host import _envelope_parts, ack_of, envelope_of, tick_context
 from v2x.run.runner import build_agents, environment, warm_up_core
-from v2x.run.workers import steady_gc
 from v2x.scenario import load_scenario
 from v2x.sim.channel import Channel
 from v2x.sim.inbound import Inbound
 from v2x.sim.sensors import BackgroundPositioning
 from v2x.sim.simulation import Simulation
 from v2x.wire import testbed_pb2
+
+try:
+    from v2x.run.workers import steady_loop
+except ImportError:  # checkouts before steady_loop
+    from v2x.run.workers import steady_gc as steady_loop  # type: ignore[attr-defined,no-redef]
 
 CPU: collections.defaultdict[str, float] = collections.defaultdict(float)  # seconds
 FAULTS: collections.Counter[str] = collections.Counter()
@@ -106,7 +111,7 @@ def run(n: int, seconds: float, fleets: int) -> dict[str, Any]:
     takes_bytes = "raw" in inspect.signature(FleetAgent.step).parameters  # (from fd0b702 on)
     digest = hashlib.sha256()
     clock = time.process_time
-    with steady_gc():
+    with steady_loop():
         for tick in range(sim.n_ticks + 1):
             t0 = clock()
             inputs = sim.begin(tick)

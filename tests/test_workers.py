@@ -152,3 +152,46 @@ def test_a_fleet_host_heeds_a_dismissal_only_before_its_first_tick(tmp_path: Pat
     assert (dismissed.dismissed, dismissed.last_tick) == ("not run", -1)
     served = asyncio.run(serve(testbed_pb2.FleetInput(run_id="r1", tick=0, tick_us=100_000)))
     assert (served.dismissed, served.last_tick, served.rejected["malformed"]) == ("", 1, 1)
+
+
+def _hugepages_now() -> bool | None:
+    from v2x.run.workers import _set_madvise_hugepage
+
+    now = _set_madvise_hugepage(True)
+    if now is not None:
+        _set_madvise_hugepage(now)
+    return now
+
+
+def test_the_tick_loop_runs_without_numpys_huge_pages_and_a_lazy_young_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from v2x.run.workers import steady_loop
+
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    if _hugepages_now() is None:
+        pytest.skip("this numpy has no switch for madvise(MADV_HUGEPAGE)")
+    before = _hugepages_now(), gc.get_threshold()
+    with steady_loop():
+        assert _hugepages_now() is False
+        assert gc.get_threshold()[0] == 10_000
+    assert (_hugepages_now(), gc.get_threshold()) == before
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_the_tick_loop_leaves_a_users_numpy_madvise_hugepage_as_set(
+    monkeypatch: pytest.MonkeyPatch, setting: bool
+) -> None:
+    from v2x.run.workers import _set_madvise_hugepage, steady_loop
+
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", str(int(setting)))
+    old = _set_madvise_hugepage(setting)
+    if old is None:
+        pytest.skip("this numpy has no switch for madvise(MADV_HUGEPAGE)")
+    try:
+        with steady_loop():
+            assert _hugepages_now() is setting
+    finally:
+        _set_madvise_hugepage(old)

@@ -40,7 +40,7 @@ from v2x.run.workers import (
     WorkerFailed,
     fleet_job,
     fleet_signer,
-    steady_gc,
+    steady_loop,
     worker_command,
 )
 from v2x.scenario.geometry import lane_routes, route_for
@@ -448,7 +448,7 @@ async def run_variant(
                 await pool.wait_ready(worker_timeout_s if remote_workers else connect_timeout_s + 20.0)
             except WorkerFailed as exc:
                 raise RunError(str(exc)) from None
-        quiet.enter_context(steady_gc())  # for the tick loop (undone when the run ends)
+        quiet.enter_context(steady_loop())  # for the tick loop (undone when the run ends)
         host_task = asyncio.create_task(_serve_all(hosts, fleets, pool), name="agents")
         tasks.append(host_task)
         world_task = asyncio.create_task(world.run(), name="world")

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import secrets
 import socket
 from collections.abc import Callable, Iterator, Mapping
@@ -113,21 +114,41 @@ def remote_jobs(scenario: Scenario, broker: BrokerAddress, run_prefix: str, k: i
 
 
 @contextlib.contextmanager
-def steady_gc() -> Iterator[None]:
-    """Around a run's tick loop (the world's process and each worker's): what was built before it (the
-    world, the modules, numba's kernels) frozen out of the cyclic collector's sight (``gc.freeze``), and its
-    youngest generation collected every 10,000 allocations instead of 700. A tick with a thousand fleet
-    vehicles makes short-lived objects by the hundred thousand; each older collection walked all the
-    long-lived ones again (about a tenth of a tick). Memory is still freed by reference counting; both are
-    undone afterwards. No outcome depends on it."""
+def steady_loop() -> Iterator[None]:
+    """Around a run's tick loop (the world's process and each worker's), two settings for steady ticks; both
+    are undone afterwards and no outcome depends on them.
+
+    - The cyclic collector: what was built before the loop (the world, the modules, numba's kernels) frozen
+      out of its sight (``gc.freeze``), and its youngest generation collected every 10,000 allocations
+      instead of 700. A tick with a thousand fleet vehicles makes short-lived objects by the hundred
+      thousand; each older collection walked all the long-lived ones again (about a tenth of a tick).
+      Memory is still freed by reference counting.
+    - No transparent huge pages for numpy's arrays (numpy asks for them, ``madvise(MADV_HUGEPAGE)``, for
+      every large array by default). The kernel then zeroes a 2 MiB page at the first write to it, inside
+      whichever tick makes the array: at 2,000 vehicles about 14 such faults a tick, in bursts that showed
+      as real-time ticks tens of ms late. Lockstep throughput is the same without them (README, "Measured
+      figures"). A user's own ``NUMPY_MADVISE_HUGEPAGE`` is left as set."""
     old = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(10_000, old[1], old[2])
+    hugepages = None if "NUMPY_MADVISE_HUGEPAGE" in os.environ else _set_madvise_hugepage(False)
     try:
         yield
     finally:
+        if hugepages is not None:
+            _set_madvise_hugepage(hugepages)
         gc.set_threshold(*old)
         gc.unfreeze()
+
+
+def _set_madvise_hugepage(enabled: bool) -> bool | None:
+    """numpy's switch for ``madvise(MADV_HUGEPAGE)`` on new arrays (what ``NUMPY_MADVISE_HUGEPAGE`` sets at
+    import); returns the previous setting, None where this numpy has no such switch."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    return None if switch is None else bool(switch(enabled))
 
 
 def worker_main(job: FleetJob, ready: EventType) -> None:
@@ -162,7 +183,7 @@ async def _serve(job: FleetJob, ready: EventType) -> None:
         # retransmits to a fleet that takes seconds to answer.
         await asyncio.to_thread(warm_up)
         ready.set()
-        with steady_gc():
+        with steady_loop():
             await host.run()
     finally:
         transport.stop()
@@ -505,7 +526,7 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
                 break
         if not host.dismissed:
             log.info("%s of run %s: serving", job.fleet_id, job.run_id)
-        with steady_gc():
+        with steady_loop():
             await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if serving.done():
             serving.result()  # raises what the fleet raised
