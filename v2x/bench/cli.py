@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from v2x.bench import REALTIME_MAX_WORKERS
+
 
 def _parse_ns(text: str) -> list[int]:
     try:
@@ -103,7 +105,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     realtime.add_argument(
         "--broker", default="embedded", help="embedded, loopback or mqtt://host:port (default embedded)"
     )
-    realtime.add_argument("--workers", type=int, default=1, help="fleet agent processes (default 1)")
+    realtime.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="fleet agent processes, 1: the fleet in the world's process (default: one per core, at most "
+        f"{REALTIME_MAX_WORKERS}; 1 on the loopback bus)",
+    )
     realtime.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     realtime.add_argument("--quick", action="store_true", help="tiny run: 20 vehicles, 1 s")
     realtime.set_defaults(handler=_run_realtime)
@@ -134,7 +142,7 @@ def _whole_stack(args: argparse.Namespace, name: str, run: Callable[[], int]) ->
     from v2x.net.broker import BrokerURLError, parse_broker_url
     from v2x.run.runner import RunError
 
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         print(f"v2x bench {name}: --workers must be >= 1, got {args.workers}", file=sys.stderr)
         return 2
     if args.broker not in ("embedded", "loopback"):

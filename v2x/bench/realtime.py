@@ -16,6 +16,10 @@ start; tick n is due to begin n ticks later and to close by the next tick's time
   transfer and the receiver's own work are not in it (``v2x bench stack`` times the whole loop). The fleet
   still runs its FCW once a tick at the tick's time (its model, as in lockstep): getting the deliveries
   early on the wall clock does not move its warnings' simulated time.
+
+By default the fleets run in worker processes, one per core (``default_workers``): the world's part of a tick
+and the fleets' FCW then run side by side, as they would on separate machines, instead of one after the other
+in the world's process (``--workers 1``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any, TextIO
 import numpy as np
 import yaml
 
+from v2x.bench import REALTIME_MAX_WORKERS
 from v2x.bench.stack import TICK_S, run_facts, stack_scenario
 from v2x.net.world import Observer
 from v2x.run.runner import run_scenario, warm_up_core
@@ -87,14 +92,30 @@ def _percentile(parts: list[np.ndarray], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 2) if len(values) else None
 
 
+def default_workers(broker: str) -> int:
+    """``--workers`` when not given: one fleet process per core this process may run on, at most
+    ``REALTIME_MAX_WORKERS``, so that the fleets' FCW does not share the world's core in real time; 1 (the fleet
+    in the world's process) on the loopback bus, which does not leave the process."""
+    if broker == "loopback":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, REALTIME_MAX_WORKERS))
+
+
 def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     n = 20 if args.quick else args.n
     seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 60.0)
     if n < 2 or seconds <= 0:
         print("--n must be >= 2 and --seconds > 0", file=err)
         return 2
+    workers = args.workers if args.workers is not None else default_workers(args.broker)
     started = time.perf_counter()
-    print(f"bench realtime: {n} equipped vehicles, {seconds:g} s real time on {args.broker}", file=err, flush=True)
+    fleets = "the fleet in the world's process" if workers == 1 else f"{workers} fleet processes"
+    print(
+        f"bench realtime: {n} equipped vehicles, {seconds:g} s real time on {args.broker}, {fleets}",
+        file=err,
+        flush=True,
+    )
     doc = stack_scenario(n, seconds)
     with tempfile.TemporaryDirectory(prefix="v2x-bench-realtime-") as tmp:
         path = Path(tmp) / f"{doc['id']}.yaml"
@@ -105,7 +126,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     result = asyncio.run(
         run_scenario(
             sc, seed=0, broker=args.broker, variants=["v2x"], mode="realtime", observe=lambda v, r: probe,
-            workers=args.workers,
+            workers=workers,
         )
     )  # fmt: skip
     metrics = result["metrics"]["v2x"]
@@ -126,7 +147,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         "late_reports": metrics["late_reports"],
         "deliveries_per_tick": round(metrics["messages"]["delivered"].get("pc5", 0) / metrics["ticks"]),
         "ticks": ticks,
-        "workers": args.workers,
+        "workers": workers,
         "broker": args.broker,
         **run_facts(started),
     }
