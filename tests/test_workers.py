@@ -195,3 +195,22 @@ def test_the_tick_loop_leaves_a_users_numpy_madvise_hugepage_as_set(
             assert _hugepages_now() is setting
     finally:
         _set_madvise_hugepage(old)
+
+
+def test_tick_loops_that_overlap_in_one_process_keep_the_settings_until_the_last_one_leaves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from v2x.run.workers import steady_loop
+
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    before = _hugepages_now(), gc.get_threshold()
+    first, second = steady_loop(), steady_loop()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first run ends while the second still runs
+    assert gc.get_threshold()[0] == 10_000
+    assert _hugepages_now() in (False, None)
+    second.__exit__(None, None, None)
+    assert (_hugepages_now(), gc.get_threshold()) == before

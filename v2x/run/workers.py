@@ -127,18 +127,37 @@ def steady_loop() -> Iterator[None]:
       every large array by default). The kernel then zeroes a 2 MiB page at the first write to it, inside
       whichever tick makes the array: at 2,000 vehicles about 14 such faults a tick, in bursts that showed
       as real-time ticks tens of ms late. Lockstep throughput is the same without them (README, "Measured
-      figures"). A user's own ``NUMPY_MADVISE_HUGEPAGE`` is left as set."""
-    old = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(10_000, old[1], old[2])
-    hugepages = None if "NUMPY_MADVISE_HUGEPAGE" in os.environ else _set_madvise_hugepage(False)
+      figures"). A user's own ``NUMPY_MADVISE_HUGEPAGE`` is left as set.
+
+    Runs that overlap in one process share the settings: the first to enter makes them, and they are undone
+    when the last one leaves (not when the first does, while the others still run)."""
+    if not _steady.depth:
+        _steady.gc_threshold = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(10_000, *_steady.gc_threshold[1:])
+        _steady.hugepages = None if "NUMPY_MADVISE_HUGEPAGE" in os.environ else _set_madvise_hugepage(False)
+    _steady.depth += 1
     try:
         yield
     finally:
-        if hugepages is not None:
-            _set_madvise_hugepage(hugepages)
-        gc.set_threshold(*old)
-        gc.unfreeze()
+        _steady.depth -= 1
+        if not _steady.depth:
+            if _steady.hugepages is not None:
+                _set_madvise_hugepage(_steady.hugepages)
+            gc.set_threshold(*_steady.gc_threshold)
+            gc.unfreeze()
+
+
+@dataclass
+class _Steady:
+    """What ``steady_loop`` set for this process's tick loops, and how many are in it."""
+
+    depth: int = 0
+    gc_threshold: tuple[int, ...] = ()
+    hugepages: bool | None = None
+
+
+_steady = _Steady()
 
 
 def _set_madvise_hugepage(enabled: bool) -> bool | None:
