@@ -40,3 +40,37 @@ async def test_the_world_routes_joins_to_its_simulation_and_names_who_never_join
     for tp in (world_tp, agent_tp):
         tp.stop()
     await asyncio.gather(*tasks)
+
+
+async def test_the_world_says_why_an_actor_whose_hello_was_refused_never_joined() -> None:
+    """A stack whose Hello is refused hears nothing back (it cannot tell the run's STOP from a stale one), so the
+    run's error must say why: the refused Hello's reason, for each actor that has no accepted Hello."""
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    bus = LoopbackBroker()
+    world_tp, agent_tp = LoopbackTransport(bus, "world"), LoopbackTransport(bus, "agent")
+    world = World(
+        sc, variant="v2x", seed=0, run_id="t", transport=world_tp, clock=LockstepClock(0.1), join_timeout_s=0.2
+    )
+    ready = asyncio.Event()
+    tasks = [asyncio.create_task(world_tp.run(ready)), asyncio.create_task(agent_tp.run())]
+    await ready.wait()
+    hellos = {
+        "follower": testbed_pb2.Hello(actor_id="follower", kind="truck", protocol_version=1),  # fcw says car
+        "neighbour": testbed_pb2.Hello(actor_id="lead", kind="car", protocol_version=1),  # on another's topic
+        "lead": testbed_pb2.Hello(actor_id="lead", kind="car", protocol_version=7),  # refused, then accepted:
+    }
+    for topic_actor, hello in hellos.items():
+        await agent_tp.publish(f"v2x/t/join/{topic_actor}", hello.SerializeToString())
+    await agent_tp.publish(
+        "v2x/t/join/lead", testbed_pb2.Hello(actor_id="lead", kind="car", protocol_version=1).SerializeToString()
+    )
+    with pytest.raises(RuntimeError) as err:
+        await world.run()
+    message = str(err.value)
+    assert message.startswith("these actors never joined within 0 s: ['cloud', 'follower', 'neighbour', 'rsu1']")
+    assert "follower: bad_hello (protocol 1, kind 'truck'; expected 1, 'car')" in message
+    assert "neighbour: sender_mismatch (hello from 'lead')" in message
+    assert "lead:" not in message and "cloud:" not in message  # joined in the end / never sent a Hello
+    for tp in (world_tp, agent_tp):
+        tp.stop()
+    await asyncio.gather(*tasks)

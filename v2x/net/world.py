@@ -214,8 +214,10 @@ class World:
         try:
             await asyncio.wait_for(self.all_joined.wait(), self.join_timeout_s)
         except TimeoutError:
-            missing = self.sim.not_joined()
-            raise RuntimeError(f"these actors never joined within {self.join_timeout_s:.0f} s: {missing}") from None
+            missing, why = self.sim.not_joined(), self.sim.why_not_joined()
+            raise RuntimeError(
+                f"these actors never joined within {self.join_timeout_s:.0f} s: {missing}{why}"
+            ) from None
         await self._publish_control(testbed_pb2.Control.COMMAND_START)
         self.clock.start()
         n_ticks = self.sim.n_ticks

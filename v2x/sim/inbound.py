@@ -194,6 +194,7 @@ class Inbound:
         self.run_end_s = run_end_s
         self.hellos: set[str] = set()
         self.software: dict[str, bytes] = {}  # the first accepted Hello of each actor
+        self.refused_hellos: dict[str, str] = {}  # why an actor's latest refused Hello was refused
         self.current_tick = -1
         self.acks: dict[str, testbed_pb2.Ack] = {}
         self._ack_bytes: dict[str, bytes] = {}
@@ -244,6 +245,12 @@ class Inbound:
     def not_joined(self) -> list[str]:
         """The actors that have not said hello yet."""
         return sorted(set(self.actor_ids) - self.hellos)
+
+    def why_not_joined(self) -> str:
+        """For the error that names the actors who never joined: why each one's Hello was refused, for those
+        whose only Hellos were ("" when none was refused)."""
+        refused = [f"{a}: {self.refused_hellos[a]}" for a in self.not_joined() if a in self.refused_hellos]
+        return f" (their Hello was refused: {'; '.join(refused)})" if refused else ""
 
     def missing(self) -> list[str]:
         """The actors whose report of the current tick is incomplete (no ack, or fewer payloads arrived on
@@ -359,11 +366,14 @@ class Inbound:
         if hello is None:
             return
         if hello.actor_id != actor_id:
-            self.reject("sender_mismatch", where, f"(hello from {hello.actor_id[:64]!r})")
+            detail = f"(hello from {hello.actor_id[:64]!r})"
+            self.refused_hellos[actor_id] = f"sender_mismatch {detail}"
+            self.reject("sender_mismatch", where, detail)
             return
         expected_kind = self.kind_of.get(actor_id)
         if hello.protocol_version not in PROTOCOL_VERSIONS or (expected_kind and hello.kind != expected_kind):
             detail = f"(protocol {hello.protocol_version}, kind {hello.kind[:32]!r}; expected 1, {expected_kind!r})"
+            self.refused_hellos[actor_id] = f"bad_hello {detail}"
             self.reject("bad_hello", where, detail)
             return
         who = hello.SerializeToString(deterministic=True)

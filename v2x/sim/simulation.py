@@ -442,6 +442,10 @@ class Simulation:
         """The actors that have not said hello yet."""
         return self.inbound.not_joined()
 
+    def why_not_joined(self) -> str:
+        """Why the Hellos of those of them whose Hellos were refused were refused (``Inbound.why_not_joined``)."""
+        return self.inbound.why_not_joined()
+
     @property
     def reported(self) -> bool:
         """Every actor has reported the current tick: it can be closed."""
