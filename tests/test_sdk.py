@@ -403,3 +403,19 @@ def test_node_example_hears_is_warned_brakes_and_learns_of_its_collision(mosquit
     crashes = [(e["variant"], sorted(e["actors"])) for e in result["events"] if e["type"] == "collision"]
     assert crashes == [("baseline", ["car_a", "car_b"])], crashes
     assert result["passed"], result["expectations"]
+
+
+def test_conformance_does_not_count_the_repeats_the_recovery_rule_asks_for_as_duplicates() -> None:
+    """docs/PROTOCOL.md ("Lockstep"): a stack that gets a TickInput again publishes the same envelopes and the
+    same Ack again, and the world counts them as duplicates. Conformance must not fail a stack for following that
+    rule, and must still fail repeats the world did not ask for."""
+    from v2x.run.conformance import Capture, _repeated_for_resent_inputs
+
+    env5 = testbed_pb2.Envelope(sender_id="follower", seq=6, tick=5, tx_time_us=500_000).SerializeToString()
+    ack5 = testbed_pb2.Ack(actor_id="follower", tick=5, tx_count=1).SerializeToString()
+    env6 = testbed_pb2.Envelope(sender_id="follower", seq=7, tick=6, tx_time_us=600_000).SerializeToString()
+    capture = Capture(tx=[(0.5, env5), (2.6, env5), (2.7, env6), (2.8, env6)], acks=[(0.5, ack5), (2.6, ack5)])
+    capture.resent = {5}  # the world sent TickInput(5) again; tick 6's envelope was repeated unasked
+    assert _repeated_for_resent_inputs(capture) == 2  # env5 and ack5 again, not env6
+    capture.resent = set()
+    assert _repeated_for_resent_inputs(capture) == 0
