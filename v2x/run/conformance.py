@@ -317,13 +317,14 @@ def analyse(
 
     # -- the world's view -------------------------------------------------------------------------------
     world_problems = []
+    recovered = 0
     if metrics is None:
         world_problems.append("the run did not complete")
     else:
         if metrics.get("rejected"):
             world_problems.append(f"rejected by the world: {metrics['rejected']}")
         duplicates = metrics.get("duplicates", 0)
-        recovered = _repeated_for_resent_inputs(capture)
+        recovered = min(duplicates, _repeated_for_resent_inputs(capture))
         if duplicates > recovered:  # beyond what the recovery rule asks for (see _repeated_for_resent_inputs)
             world_problems.append(
                 f"{duplicates} duplicate(s)"
@@ -334,7 +335,8 @@ def analyse(
         theirs = metrics.get("rejected_by_agents", {}).get(actor_id)
         if theirs:
             world_problems.append(f"the stack reports rejecting {theirs}")
-    out.add("world's view", world_problems, "nothing rejected, no duplicates, nothing late")
+    resent = f" (but the {recovered} copies of messages the world asked for again)" if recovered else ""
+    out.add("world's view", world_problems, f"nothing rejected, no duplicates{resent}, nothing late")
 
     # -- deadline ---------------------------------------------------------------------------------------
     delays = sorted(ack_at[n] - capture.inputs[n][0] for n in ack_at if n in capture.inputs)
