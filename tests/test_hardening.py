@@ -262,3 +262,53 @@ async def test_a_stop_without_the_runs_token_is_ignored_and_with_it_ends_the_age
     tp.stop()
     tasks[0].cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_envelopes_no_ack_claims_neither_silence_nor_steer_a_run(embedded: BrokerAddress) -> None:
+    """Three one-message attacks from an outside attack test (session 14), each of which changed or stalled a
+    run before: a copy of the lead's own envelope with its seq 64 ahead (every later real envelope of the lead
+    then looked like an old copy: no FCW in time, a crash), an FCW advisory to the neighbour on the tx topic of
+    the platform, which sends nothing in fcw, and a Uu envelope naming the follower 900 times (a 13 MB
+    TickInput the follower refused, the world resending it until the run gave up). The run keeps the clean
+    run's events; the first two are counted as unclaimed_tx (more than the actor's Ack counts) and flag
+    nothing else, the third as bad_destination."""
+    clean = await _clean(embedded)
+    run_id = "hard-unclaimed"
+    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id))
+    async with _intruder(embedded, run_id, topics.tx(run_id, "lead")) as client:
+        await _until(client, _is_start)
+        caught: dict[str, testbed_pb2.Envelope] = {}
+
+        def lead_at_tick_20(topic: str, payload: bytes) -> bool:
+            if topic.endswith("/tx/lead"):
+                env = testbed_pb2.Envelope.FromString(payload)
+                caught["env"] = env
+                return env.tick >= 20
+            return False
+
+        await _until(client, lead_at_tick_20)
+        real = caught["env"]
+        ahead = testbed_pb2.Envelope()
+        ahead.CopyFrom(real)
+        ahead.seq = real.seq + 64
+        advice = testbed_pb2.Advisory(
+            app=testbed_pb2.APP_FCW, target_id="neighbour", other_id="lead", source_id="cloud", raised_at_s=2.0
+        )
+        forged = testbed_pb2.Envelope(
+            sender_id="cloud", seq=7, tick=real.tick, tx_time_us=real.tx_time_us, link=testbed_pb2.LINK_UU,
+            frame=frame_pb2.MessageFrame(advisory=advice).SerializeToString(),
+        )  # fmt: skip
+        flood = testbed_pb2.Envelope()
+        flood.CopyFrom(forged)
+        flood.seq = 8
+        flood.dest_ids.extend(["follower"] * 900)
+        forged.dest_ids.append("neighbour")
+        for topic, env in ((topics.tx(run_id, "lead"), ahead), (topics.tx(run_id, "cloud"), forged)):
+            await client.publish(topic, env.SerializeToString(), qos=1)
+        await client.publish(topics.tx(run_id, "cloud"), flood.SerializeToString(), qos=1)
+    attacked = await asyncio.wait_for(task, 60)
+    assert attacked.events == clean.events
+    assert attacked.metrics["rejected"] == {"unclaimed_tx": 2, "bad_destination": 1}
+    assert attacked.metrics["duplicates"] == 0  # none of the lead's real envelopes was taken for an old copy
+    for key in ("messages", "latency_ms", "delivery_ratio"):
+        assert attacked.metrics[key] == clean.metrics[key]

@@ -60,10 +60,11 @@ def _ack(actor: str, tick: int, *, tx: int = 0, x: float | None = None, events: 
     return ack.SerializeToString()
 
 
-def _all_ack(sim: Simulation, tick: int, skip: tuple[str, ...] = ()) -> None:
+def _all_ack(sim: Simulation, tick: int, skip: tuple[str, ...] = (), tx: dict[str, int] | None = None) -> None:
+    """Every actor's Ack of ``tick`` (``tx``: the envelopes each one sent in it, 0 when not named)."""
     for actor in sim.actor_ids:
         if actor not in skip:
-            sim.receive("ack", actor, _ack(actor, tick))
+            sim.receive("ack", actor, _ack(actor, tick, tx=(tx or {}).get(actor, 0)))
 
 
 def _env(sender: str, seq: int, tick: int, frame: bytes | None = None, **kw: Any) -> bytes:
@@ -183,8 +184,8 @@ def test_copies_old_ticks_and_old_seqs_are_duplicates_dropped_and_counted() -> N
     first = _env("lead", 1, 0)
     sim.receive("tx", "lead", first)
     sim.receive("tx", "lead", first)  # the same bytes again
-    _all_ack(sim, 0)
-    sim.receive("ack", "lead", _ack("lead", 0))  # the same Ack again
+    _all_ack(sim, 0, tx={"lead": 1})
+    sim.receive("ack", "lead", _ack("lead", 0, tx=1))  # the same Ack again
     assert sim.inbound.stats.duplicates == 2
     sim.step()
     sim.begin(1)
@@ -201,7 +202,7 @@ def test_within_a_tick_envelopes_may_arrive_in_any_order() -> None:
     sim = offline_sim(_fcw())
     sim.begin(0)
     sim.receive("tx", "lead", _env("lead", 1, 0))
-    _all_ack(sim, 0)
+    _all_ack(sim, 0, tx={"lead": 1})
     sim.step()
     sim.begin(1)
     later = [_env("lead", seq, 1, tx_time_us=100_000) for seq in (2, 3, 4)]

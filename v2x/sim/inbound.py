@@ -209,6 +209,7 @@ class Inbound:
         # tick, a seq that is new may come after a higher one (a reconnect: the envelopes published before it
         # were lost, those after it arrived, then the retransmission brings all of them again).
         self.seq_floor: dict[str, int] = {}
+        self._last_at_open: dict[str, tuple[int, int]] = {}  # last_seq of each actor when the tick opened
         # Ticks that closed without the actor's Ack (real time), and the Acks for them that came after all:
         # their truth is history, but their warnings still count (docs/PROTOCOL.md "Timing and late stacks").
         self.closed_without: dict[str, set[int]] = defaultdict(set)
@@ -230,7 +231,8 @@ class Inbound:
         # The last sequence number before this tick of each sender ``_tx`` takes (``slot_of``; its duplicate
         # test): the fleets' vehicles, in ``last_seq`` too and thousands, are checked against ``last_seq``.
         last = self.last_seq
-        self.seq_floor = {a: last[a][0] for a in self.slot_of if a in last}
+        self._last_at_open = {a: last[a] for a in self.slot_of if a in last}
+        self.seq_floor = {a: seq for a, (seq, _) in self._last_at_open.items()}
         self.acks = {}
         self._ack_bytes = {}
         self._ack_counts = {}
@@ -274,7 +276,48 @@ class Inbound:
         batch = [r for k in keys if (r := received[k]).tick == tick]
         # (the usual case: every transmission in the inbox is of this tick)
         self.received = {} if len(batch) == len(keys) else {k: r for k, r in received.items() if r.tick > tick}
-        return batch
+        return self._claimed(batch, tick)
+
+    def _claimed(self, batch: list[Transmission], tick: int) -> list[Transmission]:
+        """``batch`` less what no Ack claims: of each actor's transmissions of ``tick``, at most as many as its
+        Ack's ``tx_count``, the lowest sequence numbers first. A stack numbers its envelopes one after the other,
+        so the extra ones (someone else publishing on its tx topic, with a sequence number of their choosing) are
+        counted as ``unclaimed_tx``, flag the actor, and leave its sequence numbers where its own envelopes put
+        them: a forged envelope with a sequence number far ahead would otherwise make every later envelope of
+        the actor look like an old copy, and silence it; one from an actor that sent nothing (a platform with
+        nothing to say) would otherwise reach its receivers."""
+        claims = {self.slot_of[a]: (a, ack.tx_count) for a, ack in self.acks.items() if a in self.slot_of}
+        if not claims:
+            return batch
+        top = max(claims)
+        kept: list[Transmission] = []
+        seen: Counter[int] = Counter()
+        cut: set[str] = set()  # the actors some of whose transmissions no Ack claims
+        for k, r in enumerate(batch):
+            if r.sender_slot > top:  # (the story actors' slots come first: the fleets' thousands are not looked at)
+                kept.extend(batch[k:])
+                break
+            claim = claims.get(r.sender_slot)
+            if claim is not None:
+                actor, count = claim
+                seen[r.sender_slot] += 1
+                if seen[r.sender_slot] > count:
+                    cut.add(actor)
+                    self._conflict(actor, "tx")
+                    self.reject(
+                        "unclaimed_tx", actor, f"(seq {r.seq} beyond the {count} its Ack of tick {tick} counts)"
+                    )
+                    continue
+            kept.append(r)
+        for actor in cut:  # its sequence numbers as its own envelopes left them
+            mine = [r.seq for r in kept if r.sender_slot == self.slot_of[actor]]
+            if mine:
+                self.last_seq[actor] = (max(mine), tick)
+            elif actor in self._last_at_open:
+                self.last_seq[actor] = self._last_at_open[actor]
+            else:
+                self.last_seq.pop(actor, None)
+        return kept
 
     def flagged(self) -> dict[str, dict[str, int]]:
         """Actors whose Acks conflicted in ``CONFLICTS_FLAGGED`` ticks or more, with their conflict counts."""
@@ -409,7 +452,11 @@ class Inbound:
         if env.link not in LINK_NAME:
             self.reject("bad_link", where)
             return True
-        if env.link != testbed_pb2.LINK_PC5 and (not env.dest_ids or any(d not in self.slot_of for d in env.dest_ids)):
+        if env.link != testbed_pb2.LINK_PC5 and (
+            not env.dest_ids
+            or len(set(env.dest_ids)) != len(env.dest_ids)  # one copy per destination: no 900 to one receiver
+            or any(d not in self.slot_of for d in env.dest_ids)
+        ):
             self.reject("bad_destination", where, f"({list(env.dest_ids)[:8]})")
             return True
         if env.link == testbed_pb2.LINK_WIRED and self.kind_of.get(actor_id) not in (None, "rsu", "platform"):
