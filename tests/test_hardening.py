@@ -312,3 +312,27 @@ async def test_envelopes_no_ack_claims_neither_silence_nor_steer_a_run(embedded:
     assert attacked.metrics["duplicates"] == 0  # none of the lead's real envelopes was taken for an old copy
     for key in ("messages", "latency_ms", "delivery_ratio"):
         assert attacked.metrics[key] == clean.metrics[key]
+
+
+async def test_retained_messages_on_actors_topics_are_counted_and_never_acted_on(embedded: BrokerAddress) -> None:
+    """Found by an outside attack test (session 14): a retained TickInput(0) on the follower's input topic, saying
+    it collided with the lead, made every later run of that run id stand the follower still (fcw baseline:
+    no crash). Only a run's control topic is ever retained: such a message is counted (the follower's
+    ``retained`` rejection; the world's, for one on an Ack topic) and not acted on."""
+    clean = await _clean(embedded, "baseline")
+    run_id = "hard-retained-baseline"
+    poison = testbed_pb2.TickInput(run_id=run_id, tick=0, tick_us=100_000)
+    poison.collisions.add(other_id="lead", t_s=0.0, relative_speed_mps=0.0)
+    stale_ack = _ack("lead", 0, x_m=0.0)
+    async with _intruder(embedded, run_id) as client:
+        await client.publish(topics.tick_input(run_id, "follower"), poison.SerializeToString(), qos=1, retain=True)
+        await client.publish(topics.ack(run_id, "lead"), stale_ack.SerializeToString(), qos=1, retain=True)
+    try:
+        attacked = await asyncio.wait_for(run_variant(FCW, "baseline", seed=3, broker=embedded, run_id=run_id), 60)
+    finally:
+        async with _intruder(embedded, run_id) as client:
+            for topic in (topics.tick_input(run_id, "follower"), topics.ack(run_id, "lead")):
+                await client.publish(topic, b"", qos=1, retain=True)
+    assert attacked.events == clean.events
+    assert attacked.metrics["rejected"] == {"retained": 1}
+    assert attacked.metrics["rejected_by_agents"] == {"follower": {"retained": 1}}

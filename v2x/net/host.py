@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 
 from v2x.agents.base import Agent, Heard, TickContext, TickResult, Transmission
 from v2x.net import topics
-from v2x.net.transport import Handler, Transport
+from v2x.net.transport import Handler, MqttTransport, Transport
 from v2x.net.world import WORLD_LOST
 from v2x.sim.inbound import mistyped_fields
 from v2x.wire import frame_pb2, testbed_pb2
@@ -152,6 +152,17 @@ class AgentHost:
         if token is not None:
             transport.route(topics.control(run_id), self._on_control)
         transport.on_connect(self._hello)
+        if isinstance(transport, MqttTransport):
+            transport.on_retained = self._on_retained
+
+    def _on_retained(self, topic: str) -> None:
+        """A retained message on an agent's input topic, which the world never retains: left by someone else,
+        not acted on (``MqttTransport``), counted as the agent's ``retained`` rejection."""
+        parsed = topics.parse(topic)
+        mine = parsed is not None and parsed.run_id == self.run_id and parsed.kind == "in"
+        slot = self.slots.get(parsed.actor_id) if parsed is not None and mine else None
+        if slot is not None:
+            self._reject(slot, "retained", f"a retained message on {topic}")
 
     def _on_control(self, topic: str, payload: bytes) -> None:
         if not payload:

@@ -25,6 +25,7 @@ from typing import Protocol
 import aiomqtt
 import paho.mqtt.client as paho
 
+from v2x.net import topics
 from v2x.net.broker import BrokerAddress, tls_context
 
 log = logging.getLogger("v2x.net.transport")
@@ -146,6 +147,9 @@ class MqttTransport:
         self.connections = 0
         self.publish_timeout_s = 2.0
         self._stopping = False
+        self.ignored_retained = 0  # retained messages on actors' topics, not handed to the routes
+        # who counts them (the world in its rejections, an agent host in its agent's): the topic
+        self.on_retained: Callable[[str], None] | None = None
 
     def route(self, topic_filter: str, handler: Handler) -> None:
         """Deliver messages matching ``topic_filter`` to ``handler`` (subscribes now if connected)."""
@@ -200,6 +204,20 @@ class MqttTransport:
                     await asyncio.sleep(0.02)
 
     def _on_paho_message(self, paho_client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        if message.retain and topics.parse(message.topic) is not None:
+            # Only a run's control topic is ever retained (START, STOP, the world's Last Will). A retained
+            # message the broker hands over on an actor's topic as we subscribe was left there by someone else,
+            # perhaps for a run of the same id to come (a forged TickInput(0) that makes every later run's
+            # follower stand still): never ours to act on. (A retained publish made while we are subscribed
+            # reaches us as a live one and is judged as such.)
+            self.ignored_retained += 1
+            if self.on_retained is not None:
+                self.on_retained(message.topic)
+            level = logging.WARNING if self.ignored_retained <= 5 else logging.DEBUG
+            log.log(
+                level, "%s: ignored a retained message on %s (only control is retained)", self.client_id, message.topic
+            )
+            return
         self.routes.dispatch(message.topic, bytes(message.payload))
 
     async def _subscribe(self, client: aiomqtt.Client, filters: list[str]) -> None:

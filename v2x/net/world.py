@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from v2x.net import topics
 from v2x.net.clock import Clock
 from v2x.net.fleet import MAX_FLEET_INPUT_BYTES
-from v2x.net.transport import Handler, Transport
+from v2x.net.transport import Handler, MqttTransport, Transport
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation, WorldReport
 from v2x.wire import testbed_pb2
@@ -111,6 +111,8 @@ class World:
         transport.route(topics.all_of(run_id, "fleet-ack"), self._on_fleet_ack)
         transport.route(topics.control(run_id), self._on_control)
         transport.route(self._probe_topic, lambda topic, payload: self._probed.set())
+        if isinstance(transport, MqttTransport):  # a retained message on an actor's topic: never acted on
+            transport.on_retained = lambda topic: self.sim.reject("retained", topic)
         # A broker that restarts publishes the Last Will ("world lost") of the connection it dropped: once
         # reconnected, say again where the run is.
         transport.on_connect(self._republish)
