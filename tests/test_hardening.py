@@ -336,3 +336,29 @@ async def test_retained_messages_on_actors_topics_are_counted_and_never_acted_on
     assert attacked.events == clean.events
     assert attacked.metrics["rejected"] == {"retained": 1}
     assert attacked.metrics["rejected_by_agents"] == {"follower": {"retained": 1}}
+
+
+async def test_a_stop_with_the_runs_token_that_the_world_did_not_send_ends_nothing(embedded: BrokerAddress) -> None:
+    """Found by an outside attack test (session 14): the token is in the retained START for every subscriber, and a
+    STOP carrying it ended the built-in agents; the world then waited 60 s for their reports and gave up, with
+    no result. Agents in the world's process obey only the STOP their world sent: the run completes with the
+    clean run's events and the forgery is counted."""
+    clean = await _clean(embedded)
+    run_id = "hard-token-stop"
+    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id))
+    async with _intruder(embedded, run_id, topics.tick_input(run_id, "follower")) as client:
+        start = testbed_pb2.Control()
+
+        def started(topic: str, payload: bytes) -> bool:
+            if _is_start(topic, payload):
+                start.ParseFromString(payload)
+            return topic.endswith("/in/follower") and testbed_pb2.TickInput.FromString(payload).tick >= 20
+
+        await _until(client, started)
+        stop = testbed_pb2.Control(
+            command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, token=start.token, reason="run error: pwned"
+        )
+        await client.publish(topics.control(run_id), stop.SerializeToString(), qos=1)
+    attacked = await asyncio.wait_for(task, 60)
+    assert attacked.events == clean.events
+    assert attacked.metrics["rejected"] == {"forged_control": 1}

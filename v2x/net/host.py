@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +146,8 @@ class AgentHost:
         self._parsed_tick = -1
         self.ignored_controls = 0  # Control messages without the run's token
         self.stopped = asyncio.Event()  # the run's world said STOP
+        # agents in the world's process: the Control their world last published (``World.announced``)
+        self.world_said: Callable[[], bytes | None] | None = None
         self.stop_reason = ""
         for actor_id, slot in self.slots.items():
             transport.route(topics.tick_input(run_id, actor_id), self._enqueue(slot))
@@ -181,6 +183,16 @@ class AgentHost:
         # "world lost" is the world connection's Last Will: a restarting broker publishes it too, and the world
         # says START again once reconnected. These agents live in the world's process: its runner ends them.
         if ctrl.command == testbed_pb2.Control.COMMAND_STOP and ctrl.reason != WORLD_LOST:
+            if self.world_said is not None and payload != self.world_said():
+                # The token is in the retained START for every subscriber to read; agents in the world's own
+                # process know what their world said, and obey only that (a forged STOP with the token had
+                # ended them, and the world then waited 60 s for their reports and gave up: no result).
+                self.ignored_controls += 1
+                if self.ignored_controls <= LOG_FIRST:
+                    log.warning(
+                        "agents of %s: ignored a STOP with the run's token their world did not send", self.run_id
+                    )
+                return
             self.stop_reason = ctrl.reason
             self.stopped.set()
 

@@ -283,6 +283,10 @@ class World:
         if on_inputs is not None:
             on_inputs(self.sim, list(inputs))
 
+    def announced(self) -> bytes | None:
+        """The Control this world last published (None before its START): what agents in its own process obey."""
+        return self._announced
+
     async def _publish_control(self, command: testbed_pb2.Control.Command.ValueType, reason: str = "") -> None:
         payload = self.sim.control(command, reason)
         self._announced = payload

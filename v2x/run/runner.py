@@ -378,6 +378,8 @@ async def run_variant(
         )
         for agents_tp, group in groups
     ]
+    for host in hosts:  # in the world's process: they obey only the STOP their world sent
+        host.world_said = world.announced
     in_process = (workers <= 1 and not remote_workers) or not isinstance(world_bus, BrokerAddress)
     fleets = [
         FleetHost(
