@@ -4,6 +4,7 @@ up, naming them, on actors that never join."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -15,7 +16,8 @@ from v2x.scenario.loader import SCENARIO_DIR
 from v2x.wire import testbed_pb2
 
 
-async def test_the_world_routes_joins_to_its_simulation_and_names_who_never_joined() -> None:
+async def _fcw_world() -> tuple[World, LoopbackTransport, Callable[[], Awaitable[None]]]:
+    """fcw's world (join timeout 0.2 s) on a loopback bus, an agent's transport on it, and how to stop both."""
     sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
     bus = LoopbackBroker()
     world_tp, agent_tp = LoopbackTransport(bus, "world"), LoopbackTransport(bus, "agent")
@@ -25,6 +27,17 @@ async def test_the_world_routes_joins_to_its_simulation_and_names_who_never_join
     ready = asyncio.Event()
     tasks = [asyncio.create_task(world_tp.run(ready)), asyncio.create_task(agent_tp.run())]
     await ready.wait()
+
+    async def done() -> None:
+        for tp in (world_tp, agent_tp):
+            tp.stop()
+        await asyncio.gather(*tasks)
+
+    return world, agent_tp, done
+
+
+async def test_the_world_routes_joins_to_its_simulation_and_names_who_never_joined() -> None:
+    world, agent_tp, done = await _fcw_world()
     await agent_tp.publish(
         "v2x/t/join/lead", testbed_pb2.Hello(actor_id="lead", kind="car", protocol_version=1).SerializeToString()
     )
@@ -37,23 +50,13 @@ async def test_the_world_routes_joins_to_its_simulation_and_names_who_never_join
         await world.run()
     assert world.sim.inbound.hellos == {"lead", "cloud"}
     assert world.sim.inbound.stats.rejected == {"unknown_sender": 1, "bad_topic": 1}
-    for tp in (world_tp, agent_tp):
-        tp.stop()
-    await asyncio.gather(*tasks)
+    await done()
 
 
 async def test_the_world_says_why_an_actor_whose_hello_was_refused_never_joined() -> None:
     """A stack whose Hello is refused hears nothing back (it cannot tell the run's STOP from a stale one), so the
     run's error must say why: the refused Hello's reason, for each actor that has no accepted Hello."""
-    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
-    bus = LoopbackBroker()
-    world_tp, agent_tp = LoopbackTransport(bus, "world"), LoopbackTransport(bus, "agent")
-    world = World(
-        sc, variant="v2x", seed=0, run_id="t", transport=world_tp, clock=LockstepClock(0.1), join_timeout_s=0.2
-    )
-    ready = asyncio.Event()
-    tasks = [asyncio.create_task(world_tp.run(ready)), asyncio.create_task(agent_tp.run())]
-    await ready.wait()
+    world, agent_tp, done = await _fcw_world()
     hellos = {
         "follower": testbed_pb2.Hello(actor_id="follower", kind="truck", protocol_version=1),  # fcw says car
         "neighbour": testbed_pb2.Hello(actor_id="lead", kind="car", protocol_version=1),  # on another's topic
@@ -71,6 +74,4 @@ async def test_the_world_says_why_an_actor_whose_hello_was_refused_never_joined(
     assert "follower: bad_hello (protocol 1, kind 'truck'; expected 1, 'car')" in message
     assert "neighbour: sender_mismatch (hello from 'lead')" in message
     assert "lead:" not in message and "cloud:" not in message  # joined in the end / never sent a Hello
-    for tp in (world_tp, agent_tp):
-        tp.stop()
-    await asyncio.gather(*tasks)
+    await done()
