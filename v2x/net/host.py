@@ -161,8 +161,9 @@ class AgentHost:
         """A retained message on an agent's input topic, which the world never retains: left by someone else,
         not acted on (``MqttTransport``), counted as the agent's ``retained`` rejection."""
         parsed = topics.parse(topic)
-        mine = parsed is not None and parsed.run_id == self.run_id and parsed.kind == "in"
-        slot = self.slots.get(parsed.actor_id) if parsed is not None and mine else None
+        if parsed is None or parsed.run_id != self.run_id or parsed.kind != "in":
+            return
+        slot = self.slots.get(parsed.actor_id)
         if slot is not None:
             self._reject(slot, "retained", f"a retained message on {topic}")
 

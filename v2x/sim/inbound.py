@@ -205,11 +205,11 @@ class Inbound:
         self.arrivals: defaultdict[str, set[int]] = defaultdict(set)
         self.received: dict[tuple[int, int], Transmission] = {}  # (sender slot, seq) -> transmission
         self.last_seq: dict[str, tuple[int, int]] = {}  # actor -> (highest accepted seq, its tick)
-        # actor -> the highest seq accepted in an earlier tick: below it, a copy. Above it, within the current
-        # tick, a seq that is new may come after a higher one (a reconnect: the envelopes published before it
-        # were lost, those after it arrived, then the retransmission brings all of them again).
-        self.seq_floor: dict[str, int] = {}
-        self._last_at_open: dict[str, tuple[int, int]] = {}  # last_seq of each actor when the tick opened
+        # actor -> its last_seq when the tick opened: the highest seq accepted in an earlier tick. Below it, a
+        # copy. Above it, within the current tick, a seq that is new may come after a higher one (a reconnect:
+        # the envelopes published before it were lost, those after it arrived, then the retransmission brings
+        # all of them again). ``_claimed`` puts it back for an actor none of whose envelopes of the tick it keeps.
+        self._last_at_open: dict[str, tuple[int, int]] = {}
         # Ticks that closed without the actor's Ack (real time), and the Acks for them that came after all:
         # their truth is history, but their warnings still count (docs/PROTOCOL.md "Timing and late stacks").
         self.closed_without: dict[str, set[int]] = defaultdict(set)
@@ -232,7 +232,6 @@ class Inbound:
         # test): the fleets' vehicles, in ``last_seq`` too and thousands, are checked against ``last_seq``.
         last = self.last_seq
         self._last_at_open = {a: last[a] for a in self.slot_of if a in last}
-        self.seq_floor = {a: seq for a, (seq, _) in self._last_at_open.items()}
         self.acks = {}
         self._ack_bytes = {}
         self._ack_counts = {}
@@ -488,7 +487,7 @@ class Inbound:
                 self.stats.duplicates += 1
             return True
         last_seq, last_tick = self.last_seq.get(actor_id, (0, -1))
-        if env.tick < self.current_tick or env.seq <= self.seq_floor.get(actor_id, 0):
+        if env.tick < self.current_tick or env.seq <= self._last_at_open.get(actor_id, _NO_SEQ)[0]:
             self.stats.duplicates += 1
             return env.tick >= self.current_tick
         if env.tick > self.current_tick:
