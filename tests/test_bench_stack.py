@@ -81,15 +81,3 @@ def test_bench_stack_and_realtime_bad_options_and_no_broker_exit_cleanly(capsys:
         err = capsys.readouterr().err
         last = err.strip().splitlines()[-1]
         assert last.startswith(f"v2x bench {bench}: ") and said in last and "Traceback" not in err
-
-
-def test_bench_realtime_runs_one_fleet_process_per_core_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    from v2x.bench import REALTIME_MAX_WORKERS
-
-    for cores, want in ((1, 1), (2, 2), (64, REALTIME_MAX_WORKERS)):
-        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, c=cores: set(range(c)), raising=False)
-        assert bench_realtime.default_workers("mqtt://127.0.0.1:1883") == want
-        assert bench_realtime.default_workers("embedded") == want
-        assert bench_realtime.default_workers("loopback") == 1  # the in-process bus reaches no other process

@@ -49,6 +49,8 @@ def test_the_outcome_is_the_same_with_one_fleet_and_with_two_worker_processes(tm
     fleet_warnings = [e for e in one["events"] if e["type"] == "warning" and e["target"].startswith("bg-")]
     assert fleet_warnings  # the fleets did raise FCW, so the comparison means something
     assert _outcome(one) == _outcome(two)
+    assert "fleet_workers" not in one["run"]  # the result says where the fleets ran (not part of the outcome)
+    assert two["run"]["fleet_workers"] == {"processes": 2, "remote": False}
 
 
 def test_the_outcome_is_the_same_whether_the_fleets_send_their_warnings_a_tick_later_or_not(
@@ -96,6 +98,46 @@ def test_check_passes_workers_through_to_its_runs(
     assert asked == [2]
     assert cli_main(["check", str(path), "--workers", "0", "--out", out]) == 2
     assert "--workers wants N >= 1" in capsys.readouterr().err
+
+
+def test_a_real_time_run_spreads_its_fleets_over_the_cores_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``v2x run`` without ``--workers``: 1 in lockstep; in real time one fleet process per core (at most
+    ``REALTIME_MAX_WORKERS``), as ``v2x bench realtime`` measures it; 1 with ``--remote-workers`` (whoever
+    starts those tells them N) and on the loopback bus; ``--workers N`` as given."""
+    import os
+
+    from v2x.run import REALTIME_MAX_WORKERS, default_workers
+
+    for cores, want in ((1, 1), (2, 2), (64, REALTIME_MAX_WORKERS)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, c=cores: set(range(c)), raising=False)
+        assert default_workers("realtime", "mqtt://127.0.0.1:1883") == want
+        assert default_workers("realtime", "embedded") == want
+        assert default_workers("realtime", "loopback") == 1  # the in-process bus reaches no other process
+        assert default_workers("lockstep", "embedded") == 1
+    _scenario(tmp_path)
+    path = str(tmp_path / "fleets.yaml")
+    asked: list[int] = []
+
+    async def refused(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        asked.append(kwargs["workers"])
+        raise RunError("not run here")
+
+    monkeypatch.setattr(runner, "run_scenario", refused)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    out = ["--out", str(tmp_path / "out"), "-q"]
+    for extra, want in (
+        ([], 1),
+        (["--mode", "realtime"], 2),
+        (["--mode", "realtime", "--workers", "1"], 1),
+        (["--mode", "realtime", "--remote-workers", "--run-id", "rw"], 1),
+        (["--workers", "3"], 3),
+    ):
+        asked.clear()
+        assert cli_main(["run", path, *extra, *out]) == 3, extra
+        assert asked == [want], extra
+    capsys.readouterr()
 
 
 def test_the_fleets_vehicles_sign_their_bsms_in_a_signed_run(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from v2x.bench import REALTIME_MAX_WORKERS
+from v2x.run import REALTIME_MAX_WORKERS
 
 
 def _parse_ns(text: str) -> list[int]:

@@ -36,9 +36,9 @@ from typing import Any, TextIO
 import numpy as np
 import yaml
 
-from v2x.bench import REALTIME_MAX_WORKERS
 from v2x.bench.stack import TICK_S, run_facts, stack_scenario
 from v2x.net.world import Observer
+from v2x.run import default_workers
 from v2x.run.runner import run_scenario, warm_up_core
 from v2x.scenario import load_scenario
 from v2x.sim.simulation import Simulation
@@ -92,23 +92,13 @@ def _percentile(parts: list[np.ndarray], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 2) if len(values) else None
 
 
-def default_workers(broker: str) -> int:
-    """``--workers`` when not given: one fleet process per core this process may run on, at most
-    ``REALTIME_MAX_WORKERS``, so that the fleets' FCW does not share the world's core in real time; 1 (the fleet
-    in the world's process) on the loopback bus, which does not leave the process."""
-    if broker == "loopback":
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, REALTIME_MAX_WORKERS))
-
-
 def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     n = 20 if args.quick else args.n
     seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 60.0)
     if n < 2 or seconds <= 0:
         print("--n must be >= 2 and --seconds > 0", file=err)
         return 2
-    workers = args.workers if args.workers is not None else default_workers(args.broker)
+    workers = args.workers if args.workers is not None else default_workers("realtime", args.broker)
     started = time.perf_counter()
     fleets = "the fleet in the world's process" if workers == 1 else f"{workers} fleet processes"
     print(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from v2x.net.broker import BrokerURLError, parse_broker_url
+from v2x.run import REALTIME_MAX_WORKERS, default_workers
 from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario
 from v2x.scenario.model import ALL_VARIANTS
 
@@ -119,10 +120,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "--workers",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
         help="host the equipped background vehicles (flows) in N fleet agent processes, each with its own "
-        "connection to the broker (default 1: one fleet in this process); the outcome is the same for any N "
+        "connection to the broker (1: one fleet in this process). Default: 1 in lockstep; in real time one per "
+        f"core, at most {REALTIME_MAX_WORKERS}, so that the fleets do not share the world's core (with "
+        "--remote-workers: 1). A scenario without equipped flows starts none; the outcome is the same for any N "
         '(docs/ARCHITECTURE.md "Fleets in worker processes")',
     )
     run.add_argument(
@@ -361,9 +364,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except BrokerURLError as exc:
             print(f"v2x run: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         print(f"v2x run: --workers wants N >= 1, got {args.workers}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    # remote workers are told N (--of N) by whoever starts them: their default is the old one, 1
+    workers = (
+        args.workers
+        if args.workers is not None
+        else 1
+        if args.remote_workers
+        else default_workers(args.mode, args.broker)
+    )
     if args.remote_workers and args.run_id is None:
         print("v2x run: --remote-workers needs --run-id PREFIX (the workers find the run by it)", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -463,7 +474,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         observe=observe,
                         security=security,
                         signing=Signing(credentials_dir=args.out / "credentials") if security else None,
-                        workers=args.workers,
+                        workers=workers,
                         remote_workers=args.remote_workers,
                         worker_timeout_s=args.worker_timeout,
                     )

@@ -609,6 +609,8 @@ async def run_scenario(
     }
     if signing is not None:  # only then, so that the result of a run without signatures stays as it was
         run_info["signed"] = "ecdsa-p256"
+    if (workers > 1 or remote_workers) and any(fleet_ids_for(scenario, v, workers) for v in scenario.variants):
+        run_info["fleet_workers"] = {"processes": workers, "remote": remote_workers}  # only then, likewise
     paths = {variant: t.points for variant, t in tracks.items()}
     return build_result(scenario, seed, events, metrics, run_info, scene=scenario_map(scenario), tracks=paths)
 
