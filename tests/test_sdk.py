@@ -419,3 +419,43 @@ def test_conformance_does_not_count_the_repeats_the_recovery_rule_asks_for_as_du
     assert _repeated_for_resent_inputs(capture) == 2  # env5 and ack5 again, not env6
     capture.resent = set()
     assert _repeated_for_resent_inputs(capture) == 0
+
+
+def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
+    """A stack refused at Hello (here: the wrong kind) sends nothing more: the checks of envelopes, BSMs and
+    response times have nothing to judge and say SKIP, not PASS; joining, the BSM rate and the Acks fail."""
+    from v2x.run.conformance import Capture, analyse
+    from v2x.run.runner import environment
+    from v2x.scenario import find_scenario, load_scenario
+
+    sc = load_scenario(find_scenario("fcw"))
+    hello = testbed_pb2.Hello(actor_id="follower", protocol_version=1, kind="truck").SerializeToString()
+    checks = analyse(
+        Capture(hellos=[hello]),
+        actor_id="follower",
+        kind="car",
+        epoch=sc.epoch,
+        frame=environment(sc).frame,
+        tick_s=sc.tick_s,
+        n_ticks=sc.n_ticks,
+        platform_id="platform",
+        metrics={},
+        realtime=False,
+    )
+    status = {c.name: c.status for c in checks.checks}
+    assert status == {
+        "joined": "FAIL",
+        "decode": "SKIP",
+        "ids": "SKIP",
+        "units in range": "SKIP",
+        "BSM rate": "FAIL",
+        "msg_cnt": "SKIP",
+        "seq": "SKIP",
+        "tick and timestamps": "SKIP",
+        "consistent with truth": "SKIP",
+        "acks": "FAIL",
+        "world's view": "PASS",
+        "response time": "SKIP",
+    }, status
+    assert not checks.passed
+    assert next(c for c in checks.checks if c.name == "decode").detail == "nothing to check: no envelope came"

@@ -91,17 +91,27 @@ class Check:
     passed: bool
     detail: str
     problems: list[str] = field(default_factory=list)
+    skipped: bool = False  # nothing to judge (e.g. no envelope came): neither a pass nor a fail
+
+    @property
+    def status(self) -> str:
+        return "FAIL" if not self.passed else "SKIP" if self.skipped else "PASS"
 
 
 class Checklist:
     def __init__(self) -> None:
         self.checks: list[Check] = []
 
-    def add(self, name: str, problems: list[str], ok_detail: str) -> None:
+    def add(self, name: str, problems: list[str], ok_detail: str, *, nothing: str = "") -> None:
+        """A check: failed with ``problems``, else passed with ``ok_detail``; ``nothing`` (what did not come,
+        e.g. "no envelope") makes a check without problems a SKIP, not a PASS: it had nothing to judge."""
         detail = ok_detail if not problems else f"{len(problems)} problem(s): " + "; ".join(problems[:3])
         if len(problems) > 3:
             detail += f"; ... ({len(problems) - 3} more)"
-        self.checks.append(Check(name, not problems, detail, problems))
+        skipped = bool(nothing) and not problems
+        if skipped:
+            detail = f"nothing to check: {nothing}"
+        self.checks.append(Check(name, not problems, detail, problems, skipped))
 
     @property
     def passed(self) -> bool:
@@ -109,7 +119,7 @@ class Checklist:
 
     def print(self) -> None:
         for c in self.checks:
-            print(f"  {'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}")
+            print(f"  {c.status} {c.name}: {c.detail}")
 
 
 def _repeated_for_resent_inputs(capture: Capture) -> int:
@@ -235,9 +245,12 @@ def analyse(
             time_problems.append(
                 f"tick {env.tick}: secMark {bsm.sec_mark}, the tick's time is {want_mark} ({diff:+d} ms)"
             )
-    out.add("decode", decode_problems, f"{len(seen)} envelope(s) parse, known message types")
-    out.add("ids", id_problems, f"sender_id {actor_id}, BSM id {bsm_id.hex()}")
-    out.add("units in range", range_problems, "every BSM decodes within its elements' ranges")
+    no_tx = "" if seen else "no envelope came"
+    n_bsms = sum(len(v) for v in pc5_bsms.values()) + sum(len(v) for v in uu_bsms.values())
+    no_bsm = "" if n_bsms else no_tx or "no BSM came"
+    out.add("decode", decode_problems, f"{len(seen)} envelope(s) parse, known message types", nothing=no_tx)
+    out.add("ids", id_problems, f"sender_id {actor_id}, BSM id {bsm_id.hex()}", nothing=no_tx)
+    out.add("units in range", range_problems, "every BSM decodes within its elements' ranges", nothing=no_bsm)
 
     missing = [n for n in range(n_ticks + 1) if len(pc5_bsms.get(n, [])) != 1]
     rate_problems = []
@@ -263,8 +276,8 @@ def analyse(
                 cnt_problems.append(
                     f"tick {n}: the Uu copy has msg_cnt {bsm.msg_cnt}, the PC5 BSM {pc5_bsms[n][0][0].msg_cnt}"
                 )
-    out.add("msg_cnt", cnt_problems, "+1 per BSM, wrapping at 127; Uu copies carry the same")
-    out.add("seq", seq_problems, f"increasing across the run (last {last_seq})")
+    out.add("msg_cnt", cnt_problems, "+1 per BSM, wrapping at 127; Uu copies carry the same", nothing=no_bsm)
+    out.add("seq", seq_problems, f"increasing across the run (last {last_seq})", nothing=no_tx)
 
     # -- acks -----------------------------------------------------------------------------------------
     ack_problems = []
@@ -310,9 +323,18 @@ def analyse(
                     f"tick {n}: accuracy.semi_major {bsm.accuracy.semi_major}, the reading says {want}"
                 )
     out.add(
-        "tick and timestamps", tick_problems + time_problems, "tick, tx_time_us and secMark match the tick answered"
+        "tick and timestamps",
+        tick_problems + time_problems,
+        "tick, tx_time_us and secMark match the tick answered",
+        nothing=no_tx,
     )
-    out.add("consistent with truth", truth_problems, "BSM = truth + GNSS error; speed, heading and accuracy agree")
+    judged = any(n in acks and acks[n].HasField("truth") for n in pc5_bsms)
+    out.add(
+        "consistent with truth",
+        truth_problems,
+        "BSM = truth + GNSS error; speed, heading and accuracy agree",
+        nothing="" if judged else no_bsm or "no PC5 BSM with an Ack carrying truth for its tick",
+    )
     out.add("acks", ack_problems, f"one per tick 0..{n_ticks}, with truth and tx_count")
 
     # -- the world's view -------------------------------------------------------------------------------
@@ -341,6 +363,7 @@ def analyse(
     # -- deadline ---------------------------------------------------------------------------------------
     delays = sorted(ack_at[n] - capture.inputs[n][0] for n in ack_at if n in capture.inputs)
     p95 = delays[int(0.95 * (len(delays) - 1))] * 1000 if delays else float("nan")
+    no_delay = "" if delays else "no Ack answered a TickInput"
     if realtime:
         late = [n for n in ack_at if n in capture.inputs and ack_at[n] - capture.inputs[n][0] > tick_s]
         out.add(
@@ -349,9 +372,12 @@ def analyse(
             if late
             else [],
             f"every Ack within {tick_s * 1000:.0f} ms of its input (p95 {p95:.1f} ms)",
+            nothing=no_delay,
         )
     else:
-        out.add("response time", [], f"p95 {p95:.1f} ms from TickInput to Ack (lockstep: no deadline)")
+        out.add(
+            "response time", [], f"p95 {p95:.1f} ms from TickInput to Ack (lockstep: no deadline)", nothing=no_delay
+        )
     return out
 
 
