@@ -13,6 +13,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -333,3 +334,39 @@ def test_the_documented_steps_with_an_outside_sdk_stack(tmp_path: Path) -> None:
     assert any(e["type"] == "warning" and e["target"] == "follower" for e in result["events"])
     assert oct(os.stat(sec / "actors" / "follower.json").st_mode & 0o777) == "0o600"
     _credentials_never_in(result, load_secure_dir(sec).keys)
+
+
+async def test_embedded_broker_lets_a_refused_client_break_off_without_a_traceback() -> None:
+    """An anonymous TLS client that the secure embedded broker refuses and that then resets its connection
+    made amqtt raise ConnectionResetError out of its connection callback, which asyncio logged as an
+    unhandled exception with a traceback in the middle of a run (found by an outside attack test)."""
+    import socket
+    import ssl
+    import struct
+
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    connect = b"\x10" + bytes([12]) + b"\x00\x04MQTT\x04\x02\x00\x05" + b"\x00\x00"  # MQTT 3.1.1, clean, no id
+
+    def refused_then_reset(port: int) -> bytes:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        with ctx.wrap_socket(raw) as sock:
+            sock.sendall(connect)
+            answer = sock.recv(4)  # CONNACK, refused
+            sock.sendall(connect)  # data the broker will not read, then the reset
+        return answer
+
+    try:
+        async with _secure_embedded() as (address, _keys):
+            for _ in range(3):
+                answer = await asyncio.to_thread(refused_then_reset, address.port)
+                assert answer[:1] == b"\x20" and answer[3] != 0  # a CONNACK that refuses
+            await asyncio.sleep(0.5)
+    finally:
+        loop.set_exception_handler(None)
+    assert not unhandled, unhandled

@@ -45,6 +45,19 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
         super().__init__(*args, **kwargs)
         self._subscriptions = _Snapshots(self._subscriptions)  # type: ignore[has-type]
 
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
+        """amqtt's handler of a new connection, with a connection the client breaks off counted as closed: a
+        client refused at log-in that resets its TLS connection, or sends more after closing it, made amqtt's
+        ``writer.close()`` raise ``ConnectionResetError`` or ``ssl.SSLError`` (both ``OSError``) out of this
+        callback, which asyncio logged as an unhandled exception with a traceback in the middle of the run's
+        output (amqtt has let the connection go by then)."""
+        try:
+            await super().stream_connected(reader, writer, listener_name)
+        except OSError as exc:
+            log.info("embedded broker: a client's connection broke off: %r", exc)
+
     async def _broadcast_message(
         self,
         session: Session | None,
