@@ -127,6 +127,17 @@ def test_an_alias_bomb_in_a_known_field_is_refused_before_it_expands(tmp_path: P
     assert problems == [("", f"at most {MAX_NODES} values once YAML aliases are expanded")]
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["a: &a [*a]\n", "a: &a {x: *a}\n", "a: &a [[[1, *a]]]\n", "a: &a {<<: *a}\n", "b: &b [1]\na: &a [*b, [*a]]\n"],
+)
+def test_an_alias_inside_the_value_it_names_is_refused(text: str, tmp_path: Path) -> None:
+    """A value that contains itself stands for infinitely many values: the size check ran forever on it,
+    its memory growing (found by a newcomer review: ``a: &a [*a]`` took 1.4 GB in 20 s)."""
+    [(where, what)] = _problems_of(text.encode(), tmp_path)
+    assert where.startswith("line ") and "a value that contains itself" in what
+
+
 def test_bytes_that_are_not_utf8_are_named(tmp_path: Path) -> None:
     raw = FCW.encode().replace(b"Two cars", b"Two \xff\xfe cars", 1)
     [(where, what)] = _problems_of(raw, tmp_path)

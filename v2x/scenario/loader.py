@@ -78,14 +78,25 @@ class _LimitedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+class _Recursive(Exception):
+    """A YAML node that contains itself through an alias (``a: &a [*a]``)."""
+
+
 def _expanded_size(node: yaml.Node) -> int:
-    """How many values ``node`` stands for once every alias is expanded (iterative, memoised per node)."""
+    """How many values ``node`` stands for once every alias is expanded (iterative, memoised per node).
+    Raises ``_Recursive`` for a node that contains itself: it stands for infinitely many (depth first, a
+    node met again before its own children are done is one of its own descendants)."""
     sizes: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being counted
     stack: list[tuple[yaml.Node, bool]] = [(node, False)]
     while stack:
         current, children_done = stack.pop()
         if id(current) in sizes:
             continue
+        if not children_done:
+            if id(current) in open_:
+                raise _Recursive(current.start_mark)
+            open_.add(id(current))
         if isinstance(current, yaml.SequenceNode):
             children = list(current.value)
         elif isinstance(current, yaml.MappingNode):
@@ -122,7 +133,15 @@ def _read_yaml(path: Path) -> Any:
     loader = _LimitedLoader(text)
     try:
         node = loader.get_single_node()
-        if node is not None and _expanded_size(node) > MAX_NODES:
+        try:
+            too_many = node is not None and _expanded_size(node) > MAX_NODES
+        except _Recursive as exc:
+            mark = exc.args[0]
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise ScenarioError(
+                path, [(where, "no YAML alias inside the value it names (a value that contains itself)")]
+            ) from None
+        if too_many:
             raise ScenarioError(path, [("", f"at most {MAX_NODES} values once YAML aliases are expanded")])
         return loader.construct_document(node) if node is not None else None
     except _LimitExceeded as exc:
