@@ -472,11 +472,15 @@ class Vehicle:
             ),
         )
         self.msg_cnt = (self.msg_cnt + 1) % 128
+        # The fix is the true position plus the tick's error; with no fix (always at tick 0) the true position,
+        # stated as unavailable accuracy, as built-in vehicles send it (docs/PROTOCOL.md "No fix"): receivers
+        # then never warn about it, and the BSM still counts.
+        east, north = (gnss.east_error_m, gnss.north_error_m) if gnss.available else (0.0, 0.0)
+        lat, lon, _ = self.info.frame.to_wgs84(s.x_m + east, s.y_m + north)
+        # The testbed's world is flat: every road user is at the origin's altitude.
+        elevation = clamp(round(self.info.frame.alt0 * 10), -4095, 61439)
+        bsm.pos.CopyFrom(common_pb2.Position3D(lat=deg_to_1e7(lat), lon=deg_to_1e7(lon), elevation=elevation))
         if gnss.available:
-            lat, lon, _ = self.info.frame.to_wgs84(s.x_m + gnss.east_error_m, s.y_m + gnss.north_error_m)
-            # The testbed's world is flat: every road user is at the origin's altitude.
-            elevation = clamp(round(self.info.frame.alt0 * 10), -4095, 61439)
-            bsm.pos.CopyFrom(common_pb2.Position3D(lat=deg_to_1e7(lat), lon=deg_to_1e7(lon), elevation=elevation))
             bsm.accuracy.CopyFrom(
                 common_pb2.PositionalAccuracy(
                     semi_major=accuracy_units(gnss.sigma_major_m),
@@ -488,7 +492,6 @@ class Vehicle:
                 common_pb2.PositionConfidenceSet(pos=pos_confidence(2.448 * gnss.sigma_major_m))
             )
         else:
-            bsm.pos.CopyFrom(common_pb2.Position3D(lat=LAT_UNAVAILABLE, lon=LON_UNAVAILABLE, elevation=-4096))
             bsm.accuracy.CopyFrom(common_pb2.PositionalAccuracy(semi_major=255, semi_minor=255, orientation=65535))
             bsm.pos_confidence.CopyFrom(common_pb2.PositionConfidenceSet(pos=0))
         return bsm
