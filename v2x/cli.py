@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from v2x import __version__
 from v2x.bench.cli import register as register_bench
 from v2x.impair.cli import register as register_impair
 from v2x.run.check import register as register_check
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="V2X vehicle-road-cloud testbed emulator.",
         epilog="Exit codes: 0 all expectations held, 1 an expectation failed, 2 bad input, 3 run error.",
     )
+    parser.add_argument("--version", action="version", version=f"v2x-testbed {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register_run(sub)
     register_check(sub)

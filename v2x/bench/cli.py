@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from v2x import argtypes
 from v2x.run import REALTIME_MAX_WORKERS
 
 
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="comma-separated vehicle counts (default 1000,5000,10000,20000)",
     )
     core.add_argument("--ticks", type=int, default=None, help="timed ticks per N (default 20, quick 5)")
-    core.add_argument("--seed", type=int, default=1, help="workload and channel seed (default 1)")
+    core.add_argument("--seed", type=argtypes.seed, default=1, help="workload and channel seed (default 1)")
     core.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     core.add_argument("--quick", action="store_true", help="small run (< 60 s): fewer N, ticks, baselines")
     core.add_argument(
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--n", type=_parse_ns, default=[1000, 10000], help="comma-separated vehicle counts (default 1000,10000)"
     )
     traffic.add_argument("--ticks", type=int, default=None, help="timed ticks per N (default 200, quick 10)")
-    traffic.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
+    traffic.add_argument("--seed", type=argtypes.seed, default=1, help="workload seed (default 1)")
     traffic.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     traffic.add_argument("--quick", action="store_true", help="small run: the smallest N, 10 ticks")
     traffic.set_defaults(handler=_run_traffic)

@@ -25,6 +25,7 @@ from typing import TextIO
 
 import numpy as np
 
+from v2x import argtypes
 from v2x.impair._network import NETWORK_PROFILES, network_link
 from v2x.impair._positioning import PositioningModel
 from v2x.impair._positioning_profiles import POSITIONING_PROFILES
@@ -60,7 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sampler.add_argument("profile", metavar="PROFILE", help="a profile name (see `v2x impair list`)")
     sampler.add_argument("--hz", type=float, default=10.0, help="update / packet rate (default 10)")
     sampler.add_argument("--seconds", type=float, default=60.0, help="duration (default 60)")
-    sampler.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sampler.add_argument("--seed", type=argtypes.seed, default=0, help="random seed (default 0)")
     sampler.add_argument("--csv", required=True, metavar="FILE", help="CSV output file ('-' for stdout)")
     sampler.add_argument("--png", metavar="FILE", help="also draw the trace to this PNG file")
     sampler.add_argument(

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from v2x import argtypes
 from v2x.run.results import write_atomic
 
 if TYPE_CHECKING:
@@ -329,9 +330,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--update-golden", action="store_true", help="rewrite the golden records from this run; print what changed"
     )
     check.add_argument("--broker", default="embedded", metavar="URL", help="'embedded' (default) or mqtt://host:port")
-    check.add_argument("--seed", type=int, default=None, help="seed (default: the record's, else 0)")
+    check.add_argument("--seed", type=argtypes.seed, default=None, help="seed (default: the record's, else 0)")
     check.add_argument(
-        "--jobs", type=int, default=None, metavar="J", help="scenarios run at once in processes (default: cores)"
+        "--jobs",
+        type=argtypes.count,
+        default=None,
+        metavar="J",
+        help="scenarios run at once in processes (default: cores)",
     )
     check.add_argument(
         "--workers",

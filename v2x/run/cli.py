@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from v2x import argtypes
 from v2x.net.broker import BrokerURLError, parse_broker_url
 from v2x.run import REALTIME_MAX_WORKERS, default_workers
 from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario
@@ -109,7 +110,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="URL",
         help="'embedded' (default: an in-process broker) or mqtt://host:port of any MQTT broker",
     )
-    run.add_argument("--seed", type=int, default=0, help="random seed (same seed, same outcome); default 0")
+    run.add_argument("--seed", type=argtypes.seed, default=0, help="random seed (same seed, same outcome); default 0")
     run.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="output directory (results/)")
     run.add_argument(
         "--mode",
@@ -184,7 +185,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "made for; start your broker with DIR/mosquitto.conf and pass --broker mqtts://...",
     )
     run.add_argument("--view", action="store_true", help="serve a live view of the run (map, warnings, messages/s)")
-    run.add_argument("--port", type=int, default=None, help="--view: the page's port on 127.0.0.1 (default 8642)")
+    run.add_argument(
+        "--port", type=argtypes.port, default=None, help="--view: the page's port on 127.0.0.1 (default 8642)"
+    )
     run.add_argument("--paused", action="store_true", help="--view: hold the world after tick 0 until Run or Step")
     run.add_argument("-v", "--verbose", action="store_true", help="log every warning, collision and message problem")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, only the summary")

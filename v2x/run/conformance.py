@@ -40,6 +40,8 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
+from v2x import argtypes
+
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_NO_STACK = 0, 1, 2, 3
 DEFAULT_SCENARIO = "fcw"
 POS_TOLERANCE_M = 0.1
@@ -60,12 +62,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--scenario", default=DEFAULT_SCENARIO, metavar="S", help=f"scenario id or file (default {DEFAULT_SCENARIO})"
     )
-    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL", help="mqtt://host:port")
-    p.add_argument("--run-id", default="conformance", metavar="PREFIX", help="the run is PREFIX-v2x")
-    p.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--broker",
+        default="mqtt://127.0.0.1:1883",
+        metavar="URL",
+        help="mqtt://host:port (or mqtts://) of a broker your stack can reach too (default mqtt://127.0.0.1:1883)",
+    )
+    p.add_argument(
+        "--run-id", default="conformance", metavar="PREFIX", help="the run is PREFIX-v2x (default conformance)"
+    )
+    p.add_argument(
+        "--mode",
+        choices=("lockstep", "realtime"),
+        default="lockstep",
+        help="lockstep (default): the world waits for the stack; realtime: 100 ms ticks, and the deadline is checked",
+    )
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="random seed (default 0)")
     p.add_argument("--join-timeout", type=float, default=30.0, metavar="S", help="wait this long for the stack")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log the run (joins, refusals, rejections)")
     p.set_defaults(handler=cmd_conformance)
 
 
@@ -397,6 +411,13 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         level=logging.INFO if args.verbose else logging.ERROR,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    if args.broker == "embedded":
+        print(
+            "v2x conformance: --broker embedded: your stack could not reach a broker inside this process; give "
+            "mqtt://host:port of a broker you both reach (e.g. a local Mosquitto)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     try:
         broker = parse_broker_url(args.broker)
     except BrokerURLError as exc:

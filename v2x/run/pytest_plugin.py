@@ -21,13 +21,17 @@ from typing import Any
 
 import pytest
 
+from v2x import argtypes
+
 _SCENARIO_KEYS = (re.compile(r"^id:", re.MULTILINE), re.compile(r"^actors:", re.MULTILINE))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("v2x", "v2x-testbed scenario files")
     group.addoption("--v2x-broker", default="embedded", help="broker for scenario items (default: embedded)")
-    group.addoption("--v2x-seed", type=int, default=None, help="seed for scenario items (default: golden's, else 0)")
+    group.addoption(
+        "--v2x-seed", type=argtypes.seed, default=None, help="seed for scenario items (default: golden's, else 0)"
+    )
 
 
 def _looks_like_scenario(path: Path) -> bool:

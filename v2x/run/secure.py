@@ -7,6 +7,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from v2x import argtypes
 from v2x.net import topics
 from v2x.scenario import ScenarioError, find_scenario, load_scenario
 
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the broker's host name or IP address as clients will dial it (repeatable; the server "
         "certificate names each; the first goes into the credentials files' broker URL; default 127.0.0.1)",
     )
-    init.add_argument("--port", type=int, default=8883, help="the TLS listener's port (default 8883)")
+    init.add_argument("--port", type=argtypes.port, default=8883, help="the TLS listener's port (default 8883)")
     init.set_defaults(handler=cmd_secure_init)
 
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from v2x import argtypes
+
 EXIT_OK, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 2, 3
 
 
@@ -51,7 +53,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep.add_argument("--seeds", type=int, default=20, metavar="N", help="seeds 0..N-1 (default 20)")
     sweep.add_argument("--positioning", metavar="PROFILE", help="every road user's positioning profile")
     sweep.add_argument("--network", metavar="PROFILE", action="append", help="a link's profile (repeatable)")
-    sweep.add_argument("--jobs", type=int, default=None, metavar="J", help="parallel processes (default: cores)")
+    sweep.add_argument(
+        "--jobs", type=argtypes.count, default=None, metavar="J", help="parallel processes (default: cores)"
+    )
     sweep.add_argument("--json", action="store_true", help="print the JSON document instead of the table")
     sweep.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON document to FILE")
     sweep.add_argument("--svg", type=Path, metavar="FILE", help="also draw the rates and lead times as SVG")

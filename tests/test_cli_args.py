@@ -1,0 +1,52 @@
+"""Out-of-range option values exit 2 (bad input) with a message naming the option, before anything runs;
+they used to reach numpy (a negative seed: a traceback and exit 1, which CI reads as a failed expectation)
+or the socket (a view port over 65535). Found by a newcomer review."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from v2x import __version__
+from v2x.cli import main
+
+CASES = [
+    (["run", "fcw", "--seed", "-1"], "argument --seed: a seed >= 0, got -1"),
+    (["run", "fcw", "--seed", "x"], "argument --seed: an integer, got 'x'"),
+    (["run", "fcw", "--view", "--port", "70000"], "argument --port: a TCP port 1-65535, got 70000"),
+    (["check", "fcw", "--seed", "-3"], "argument --seed: a seed >= 0, got -3"),
+    (["check", "fcw", "--jobs", "0"], "argument --jobs: N >= 1, got 0"),
+    (["sweep", "fcw", "--jobs", "0"], "argument --jobs: N >= 1, got 0"),
+    (["impair", "sample", "rtk-fixed", "--seed", "-1"], "argument --seed: a seed >= 0, got -1"),
+    (["conformance", "--actor", "lead", "--seed", "-1"], "argument --seed: a seed >= 0, got -1"),
+    (["secure", "init", "fcw", "--port", "0"], "argument --port: a TCP port 1-65535, got 0"),
+    (["bench", "traffic", "--seed", "-1"], "argument --seed: a seed >= 0, got -1"),
+]
+
+
+@pytest.mark.parametrize(("argv", "said"), CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_an_out_of_range_option_exits_2_naming_it(
+    argv: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing may be written, but if it were, not into the checkout
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # nothing ran
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"v2x-testbed {__version__}"
+
+
+def test_conformance_says_why_the_embedded_broker_will_not_do(capsys: pytest.CaptureFixture[str]) -> None:
+    """It said "expected 'embedded', mqtt://host:port ..." to --broker embedded."""
+    assert main(["conformance", "--actor", "lead", "--broker", "embedded"]) == 2
+    err = capsys.readouterr().err
+    assert "your stack could not reach a broker inside this process" in err and "expected 'embedded'" not in err

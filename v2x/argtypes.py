@@ -1,0 +1,41 @@
+"""Argument types shared by the command lines (``argparse`` ``type=`` callables and pytest options).
+
+A value out of range is an argparse error, so every command exits 2 (bad input) with a one-line message
+naming the option, never with a traceback from deep inside (a negative seed reached numpy, a port over
+65535 the socket's ``bind``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an integer, got {text!r}") from None
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer >= 0 (numpy's seeds are non-negative)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed >= 0, got {value}")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port, 1-65535."""
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port 1-65535, got {value}")
+    return value
+
+
+def count(text: str) -> int:
+    """A count of processes (or the like): an integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"N >= 1, got {value}")
+    return value
