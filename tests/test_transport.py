@@ -174,6 +174,35 @@ async def test_a_qos0_publish_is_on_the_socket_before_the_publisher_blocks_its_l
         listener.disconnect()
 
 
+async def test_a_writer_asked_for_a_socket_that_closes_before_the_next_turn_is_not_added(mosquitto: Mosquitto) -> None:
+    """paho asks for the socket's writer when a publish leaves bytes unsent; aiomqtt added it on the loop's
+    next turn even if the connection had closed in between, and the loop logged "Exception in callback
+    ... add_writer(7, ...)" with a traceback (seen at the end of real-time runs by a newcomer review)."""
+    from v2x.net.transport import MqttTransport
+
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    transport = MqttTransport(mosquitto.address, f"closing-{uuid.uuid4().hex[:8]}")
+    ready = asyncio.Event()
+    task = asyncio.create_task(transport.run(ready))
+    try:
+        await ready.wait()
+        assert transport._client is not None
+        pc = transport._client._client
+        sock = pc.socket()
+        assert sock is not None
+        pc.on_socket_register_write(pc, None, sock)  # what paho does after a partial write ...
+        pc._sock_close()  # ... and the connection closes before the loop's next turn
+        await asyncio.sleep(0.1)
+    finally:
+        transport.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        loop.set_exception_handler(None)
+    assert not unhandled, unhandled
+
+
 def test_free_port_gives_a_free_port_below_the_ephemeral_range() -> None:
     """A broker's port is picked below the range outgoing connections take their local ports from, so none of
     them can take it before the broker binds it; it is free on the host asked for."""

@@ -229,7 +229,7 @@ class MqttTransport:
         delay = self._reconnect_initial_s
         while not self._stopping:
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     self.broker.host,
                     self.broker.port,
                     username=self.broker.username,
@@ -240,7 +240,9 @@ class MqttTransport:
                     timeout=5.0,
                     max_queued_outgoing_messages=0,
                     will=aiomqtt.Will(self.will[0], self.will[1], qos=1, retain=True) if self.will else None,
-                ) as client:
+                )
+                _writer_only_while_open(client)
+                async with client:
                     _no_delay(client)
                     # Messages go from paho's reader straight to the routes (every handler is synchronous),
                     # not through aiomqtt's queue and iterator (two tasks and a wait per message); the loop
@@ -383,6 +385,33 @@ def _no_delay(client: aiomqtt.Client) -> None:
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _writer_only_while_open(client: aiomqtt.Client) -> None:
+    """aiomqtt's handler of paho's "register write", which adds the socket's writer on the event loop's next
+    turn, but not for a socket that has closed in between (it is no longer paho's): aiomqtt added it anyway,
+    and the loop logged "Exception in callback ... add_writer(7, ...)" (KeyError, then OSError: bad file
+    descriptor) with a traceback at the end of some real-time runs, when the run's last publish left bytes
+    unsent and the connection closed before the next turn (found by a newcomer review). A closed socket's
+    number may also be reused by then, which would have put the writer on someone else's socket."""
+    pc = client._client
+    loop = asyncio.get_running_loop()
+
+    def write() -> None:  # aiomqtt's: a failed write is a broken connection
+        try:
+            pc.loop_write()
+        except Exception as exc:  # whatever paho raises ends this connection
+            if not client._disconnected.done():
+                client._disconnected.set_exception(exc)
+
+    def register_write(_pc: paho.Client, _userdata: object, sock: paho.SocketLike) -> None:
+        def add() -> None:
+            if pc.socket() is sock and sock.fileno() >= 0:
+                loop.add_writer(sock.fileno(), write)
+
+        loop.call_soon_threadsafe(add)  # paho may call it from aiomqtt's connect thread
+
+    pc.on_socket_register_write = register_write
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
