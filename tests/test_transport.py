@@ -192,7 +192,9 @@ async def test_a_writer_asked_for_a_socket_that_closes_before_the_next_turn_is_n
         pc = transport._client._client
         sock = pc.socket()
         assert sock is not None
-        pc.on_socket_register_write(pc, None, sock)  # what paho does after a partial write ...
+        register = pc.on_socket_register_write
+        assert register is not None
+        register(pc, None, sock)  # what paho does after a partial write ...
         pc._sock_close()  # ... and the connection closes before the loop's next turn
         await asyncio.sleep(0.1)
     finally:
