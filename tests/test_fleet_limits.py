@@ -51,3 +51,47 @@ def test_the_world_stops_the_run_naming_the_fleet_whose_input_is_over_the_limit(
         RunError, match=r"fleet-0's input for tick \d+ is [\d,]+ bytes, over the 1,024 a fleet takes: .*\(--workers N\)"
     ):
         asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"]))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("length_m", 0.0),
+        ("length_m", float("nan")),
+        ("width_m", -float("inf")),
+        ("width_m", 1e9),
+        ("x_m", float("nan")),
+        ("speed_mps", float("inf")),
+        ("sigma_major_m", -1.0),
+    ],
+)
+def test_a_fleet_rejects_vehicles_with_numbers_out_of_range_and_keeps_serving(
+    tmp_path: Path, field: str, value: float
+) -> None:
+    """A FleetInput whose vehicle has a length of 0 or NaN made the fleet's FCW raise and ended the run with
+    exit 3 (found by an attack test): such an input is now rejected as malformed and counted, read from the
+    bytes (the compiled pass) or from the fields, and the world's own inputs still pass."""
+    from v2x.agents.fleet import bad_vehicle_numbers
+    from v2x.core._jit import always_compiled
+
+    host = _host(tmp_path)
+    good = testbed_pb2.FleetInput(run_id="run1", tick=0, tick_us=100_000)
+    for k in range(40):  # more than SMALL_WORLD: the compiled pass reads them
+        good.vehicles.append(
+            testbed_pb2.FleetVehicle(
+                vehicle_id=f"bg-0-{k}", kind="car", x_m=10.0 * k, speed_mps=12.0, vx_mps=12.0, length_m=4.6,
+                width_m=1.8, sigma_major_m=0.02 * (k % 2), sigma_minor_m=0.02 * (k % 2),
+            )
+        )  # fmt: skip
+    good.delivery_counts = bytes(4 * len(good.vehicles))
+    assert bad_vehicle_numbers(good) is None and host._decode(good.SerializeToString()) is not None
+    bad = testbed_pb2.FleetInput()
+    bad.CopyFrom(good)
+    setattr(bad.vehicles[1], field, value)
+    payload = bad.SerializeToString()
+    with always_compiled():
+        said = bad_vehicle_numbers(bad, payload)
+    assert said is not None and repr(bad.vehicles[1].vehicle_id) in said
+    assert bad_vehicle_numbers(bad) == said  # from the fields, as for a small fleet
+    assert host._decode(payload) is None
+    assert host.rejected == {"malformed": 1}

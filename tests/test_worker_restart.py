@@ -105,6 +105,26 @@ def test_fleet_workers_resume_after_a_broker_restart_with_the_same_outcome(
     assert _outcome(restarted) == _outcome(one)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_broker_restart_in_the_final_tick_loses_no_answer_for_good(
+    tmp_path: Path, broker: Mosquitto, quick_retransmission: None, workers: int
+) -> None:
+    """The broker goes away right after the world sent the final tick's inputs: the agents and fleets, which
+    answered that tick already or answer it into the void, still answer the world's re-sends of it once the
+    broker is back (they ended at their final tick, and the run stalled until the world gave up, exit 3 with
+    no result: found by an attack test)."""
+    sc = _scenario(tmp_path)
+    warm_up_core([sc])
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    one = asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"]))
+    restart = RestartBroker(broker, between=3, within=sc.n_ticks)
+    restarted = asyncio.run(
+        run_scenario(sc, seed=0, broker=url, variants=["v2x"], workers=workers, observe=lambda variant, run_id: restart)
+    )
+    assert restart.restarts == 2
+    assert _outcome(restarted) == _outcome(one)
+
+
 def test_remote_workers_resume_after_a_restart_of_the_one_broker(
     tmp_path: Path, broker: Mosquitto, quick_retransmission: None, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -138,6 +138,35 @@ _NUMBERS = (
 )  # fmt: skip
 _COLUMNS = [VEHICLE_NUMBERS.index(name) for name in _NUMBERS]
 _FIELDS = attrgetter(*_NUMBERS)
+_ALL_FIELDS = attrgetter(*VEHICLE_NUMBERS)
+_SIZE = [VEHICLE_NUMBERS.index(name) for name in ("length_m", "width_m")]
+_SIGMAS = [VEHICLE_NUMBERS.index(name) for name in ("sigma_major_m", "sigma_minor_m")]
+#: The longest and widest vehicle a FleetInput may describe, in metres (the world's are at most 20 m long).
+MAX_VEHICLE_SIZE_M = 100.0
+
+
+def bad_vehicle_numbers(inp: testbed_pb2.FleetInput, raw: bytes | None = None) -> str | None:
+    """What is wrong with the numbers of ``inp``'s vehicles (``raw``: the bytes it was parsed from, read in one
+    compiled pass), None if nothing: every number finite, length and width above 0 and at most
+    ``MAX_VEHICLE_SIZE_M``, the accuracy's sigmas not negative. A fleet input from the world always passes;
+    one that did not made the fleet's FCW raise (a vehicle of length 0 or NaN) and ended the run."""
+    n = len(inp.vehicles)
+    if not n:
+        return None
+    numbers = fleet_vehicle_numbers(raw, n) if raw is not None else None
+    if numbers is None:
+        numbers = np.array(list(map(_ALL_FIELDS, inp.vehicles)), dtype=np.float64).reshape(n, len(VEHICLE_NUMBERS))
+    size, sigmas = numbers[:, _SIZE], numbers[:, _SIGMAS]
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(numbers).all(axis=1) & ((size > 0) & (size <= MAX_VEHICLE_SIZE_M)).all(axis=1)
+        ok &= (sigmas >= 0).all(axis=1)
+    if ok.all():
+        return None
+    k = int(np.flatnonzero(~ok)[0])
+    return (
+        f"vehicle {inp.vehicles[k].vehicle_id[:40]!r} (and {int(np.count_nonzero(~ok)) - 1} more): its numbers must be "
+        f"finite, its length and width in (0, {MAX_VEHICLE_SIZE_M:g}] m and its sigmas >= 0"
+    )
 
 
 def _times(t: float, now_mark: int, marks: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from collections import Counter
 
 from google.protobuf.message import DecodeError
 
-from v2x.agents.fleet import FleetAgent
+from v2x.agents.fleet import FleetAgent, bad_vehicle_numbers
 from v2x.net import topics
 from v2x.net.transport import Transport
 from v2x.sim.inbound import mistyped_fields
@@ -32,16 +32,26 @@ log = logging.getLogger("v2x.fleet")
 # would only cost memory) leaves room for tens of thousands of vehicles per fleet; the world refuses to send
 # a bigger one (``World``: exit 3, naming the fleet) rather than have it rejected here tick after tick.
 MAX_FLEET_INPUT_BYTES = 64 * 1024 * 1024
+# After its final tick a host answers the world's re-sends of that tick (its answer may have been lost, e.g. in
+# a broker restart) until it learns that the run ended or this long with nothing to answer: beyond the world's
+# 60 s wait for a silent actor, after which the world gives up anyway.
+FINAL_LINGER_S = 70.0
 
 
 class FleetHost:
-    """``agent`` served on ``transport`` under the topics of ``run_id`` until its final tick."""
+    """``agent`` served on ``transport`` under the topics of ``run_id`` until its final tick, then (``linger``)
+    answering the world's re-sends of that tick until ``end()`` or ``FINAL_LINGER_S`` with nothing to answer:
+    a final answer lost in a broker restart is asked for again, and must not stall the run."""
 
-    def __init__(self, transport: Transport, run_id: str, agent: FleetAgent, *, n_ticks: int) -> None:
+    def __init__(
+        self, transport: Transport, run_id: str, agent: FleetAgent, *, n_ticks: int, linger: bool = False
+    ) -> None:
         self.transport = transport
         self.run_id = run_id
         self.agent = agent
         self.n_ticks = n_ticks
+        self.linger = linger
+        self._ended = asyncio.Event()
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.rejected: Counter[str] = Counter()
         self.last_tick = -1
@@ -52,10 +62,35 @@ class FleetHost:
             topics.fleet_input(run_id, agent.fleet_id), lambda topic, payload: self.queue.put_nowait(payload)
         )
 
+    @property
+    def finished(self) -> bool:
+        """Whether the final tick has been answered."""
+        return self.last_tick >= self.n_ticks
+
+    def end(self) -> None:
+        """The run ended (its world said STOP): stop lingering after the final tick."""
+        self._ended.set()
+
+    async def _next(self) -> bytes | None:
+        """The next input; after the final tick None once ``end()`` is called or ``FINAL_LINGER_S`` pass first."""
+        if not self.finished:
+            return await self.queue.get()
+        getting = asyncio.ensure_future(self.queue.get())
+        ending = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait({getting, ending}, timeout=FINAL_LINGER_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ending.cancel()
+            if not getting.done():
+                getting.cancel()
+        return getting.result() if getting.done() and not getting.cancelled() else None
+
     async def run(self) -> None:
         topic = topics.fleet_ack(self.run_id, self.agent.fleet_id)
         while True:
-            payload = await self.queue.get()
+            payload = await self._next()
+            if payload is None:
+                return
             inp = self._decode(payload)
             if inp is None:
                 continue
@@ -89,7 +124,7 @@ class FleetHost:
                 except Exception:
                     log.exception("%s: tick %d: step failed", self.agent.fleet_id, inp.tick)
                     raise
-            if inp.tick >= self.n_ticks:
+            if self.finished and not self.linger:
                 return
 
     def _reject(self, reason: str, detail: str) -> None:
@@ -112,5 +147,9 @@ class FleetHost:
             return None
         if msg.run_id != self.run_id:
             self._reject("malformed", f"run id {msg.run_id[:64]!r}")
+            return None
+        problem = bad_vehicle_numbers(msg, payload)
+        if problem is not None:
+            self._reject("malformed", problem)
             return None
         return msg

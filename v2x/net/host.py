@@ -31,6 +31,7 @@ from google.protobuf.message import DecodeError
 
 from v2x.agents.base import Agent, Heard, TickContext, TickResult, Transmission
 from v2x.net import topics
+from v2x.net.fleet import FINAL_LINGER_S
 from v2x.net.transport import Handler, MqttTransport, Transport
 from v2x.net.world import WORLD_LOST
 from v2x.sim.inbound import mistyped_fields
@@ -219,8 +220,11 @@ class AgentHost:
             await self.transport.publish(topics.join(self.run_id, actor_id), hello.SerializeToString())
 
     async def run(self) -> None:
-        """Serve every agent until its final tick. If one agent fails, the others are cancelled and the
-        failure is raised at once (not after the world's silence timeout)."""
+        """Serve every agent until its final tick, and then, when the host listens to the run's Control (a
+        ``token``), answer the world's re-sends of that tick until its STOP (or ``FINAL_LINGER_S`` with nothing
+        to answer): a final answer lost in a broker restart is asked for again, and must not stall the run. If
+        one agent fails, the others are cancelled and the failure is raised at once (not after the world's
+        silence timeout)."""
         tasks = [asyncio.create_task(self._serve(slot), name=f"agent-{a}") for a, slot in self.slots.items()]
         stop = asyncio.create_task(self.stopped.wait(), name="stop")
         pending: set[asyncio.Task[Any]] = {*tasks, stop}
@@ -242,7 +246,13 @@ class AgentHost:
     async def _serve(self, slot: _Slot) -> None:
         agent = slot.agent
         while True:
-            payload = await slot.queue.get()
+            if slot.done.is_set():  # after the final tick (lingering: see ``run``)
+                try:
+                    payload = await asyncio.wait_for(slot.queue.get(), FINAL_LINGER_S)
+                except TimeoutError:
+                    return
+            else:
+                payload = await slot.queue.get()
             tick_input = self._decode(slot, payload)
             if tick_input is None:
                 continue
@@ -285,7 +295,8 @@ class AgentHost:
                 await self.transport.publish(topic, data)
             if tick_input.tick == self.n_ticks or (tick_input.final and self.n_ticks is None):
                 slot.done.set()
-                return
+                if self.token is None:  # no STOP to wait for
+                    return
 
     def _decode(self, slot: _Slot, payload: bytes) -> testbed_pb2.TickInput | None:
         if len(payload) > MAX_INPUT_BYTES:

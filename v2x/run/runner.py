@@ -393,6 +393,7 @@ async def run_variant(
                 signer=fleet_signer(signed.fleets[fleet_id], env.epoch) if signed is not None else None,
             ),
             n_ticks=scenario.n_ticks,
+            linger=True,  # (until the run ends and the tasks are cancelled)
         )
         for fleet_id in (world.sim.fleet_ids if in_process else ())
     ]

@@ -187,13 +187,33 @@ def _fleet_host(job: FleetJob, will: tuple[str, bytes] | None = None) -> tuple[M
         job.fleet_id, frame=LocalFrame(*job.origin), epoch=job.epoch, thresholds=job.thresholds, signer=signer
     )
     transport = MqttTransport(job.broker, job.client_id, will=will)
-    return transport, FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks)
+    return transport, FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks, linger=True)
+
+
+def _end_on_stop(transport: MqttTransport, host: FleetHost, run_id: str) -> None:
+    """After the final tick, the world's STOP ends ``host``'s wait for re-sends of that tick (``FleetHost``); before
+    it, a STOP is not heeded here (anyone can read the run's token from the retained START, and a worker that left
+    early would stall the run; the world ends a run that stops early for its own reasons)."""
+
+    def on_control(topic: str, payload: bytes) -> None:
+        if not host.finished:
+            return
+        ctrl = testbed_pb2.Control()
+        try:
+            ctrl.ParseFromString(payload)
+        except DecodeError:
+            return
+        if ctrl.command == testbed_pb2.Control.COMMAND_STOP and ctrl.reason != WORLD_LOST:
+            host.end()
+
+    transport.route(topics.control(run_id), on_control)
 
 
 async def _serve(job: FleetJob, ready: EventType) -> None:
     from v2x.run.warmup import warm_up
 
     transport, host = _fleet_host(job)
+    _end_on_stop(transport, host, job.run_id)
     subscribed = asyncio.Event()
     connection = asyncio.create_task(transport.run(subscribed))
     try:
@@ -498,6 +518,7 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
                 lost.append((loop.time(), host.last_tick))
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
             reason.append(ctrl.reason[:200] or "no reason given")
+            host.end()  # (after the final tick: the run is over)
             stopped.set_result(None)
 
     async def watchdog() -> None:
@@ -547,8 +568,9 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
             log.info("%s of run %s: serving", job.fleet_id, job.run_id)
         with steady_loop():
             await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if serving.done():
-            serving.result()  # raises what the fleet raised
+        if serving.done() or host.finished:
+            if serving.done():
+                serving.result()  # raises what the fleet raised
             if host.dismissed:
                 log.info("%s of run %s: nothing to do: %s", job.fleet_id, job.run_id, host.dismissed)
                 return
