@@ -13,8 +13,9 @@ its true state, echoing the advisories addressed to it (that is what makes them 
 A`` its driver brakes at A m/s^2 to a stop ``--reaction`` s after the first warning it receives. It logs the
 collisions the world tells it about; told of one (``TickInput.collisions``), it comes to rest where it
 touched, the pose of the collision's tick, and stays there, hazard lights on: its BSMs set hazardLights and
-disabledVehicle (docs/PROTOCOL.md, "Collisions"). It exits after
-the final tick.
+disabledVehicle (docs/PROTOCOL.md, "Collisions"). After the final
+tick it answers the world's re-sends of that tick (its answer may have been lost in a broker restart) until
+the world's STOP, and exits.
 
 Example: the ``lead`` car of scenarios/fcw.yaml, marked ``external: true`` in a copy ``my-fcw.yaml`` (its
 scripted brake becomes ``--brake-at 6 --brake-rate 6`` here). Each variant is a run of its own, so one
@@ -65,6 +66,9 @@ from v2x.wire import common_pb2, day1_pb2, frame_pb2, testbed_pb2
 PROTOCOL_VERSION = 1
 SOFTWARE = "examples/outside_vehicle.py 1.0"
 HELLO_PERIOD_S = 1.0
+# After the final tick: answer the world's re-sends of it (a broker restart may have lost the answer) until
+# its STOP, or this long (the world gives up after 60 s).
+FINAL_LINGER_S = 70.0
 WORLD_LOST = "world lost"  # the reason of the STOP the world's connection leaves as its Last Will
 ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
@@ -572,6 +576,7 @@ class Session:
         self.info: RunInfo | None = None  # from the latest START
         self.vehicle: Vehicle | None = None  # created by the first TickInput after START
         self.waiting: list[testbed_pb2.TickInput] = []  # TickInputs that overtook START
+        self.finished: float | None = None  # when the final tick was answered (monotonic)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"outside-{opts.actor_id}-{uuid.uuid4().hex[:8]}",
@@ -652,6 +657,10 @@ class Session:
                 if connected and now >= next_hello:
                     self.client.publish(self.join_topic, self.hello, qos=0)
                     next_hello = now + HELLO_PERIOD_S
+            elif self.finished is not None:
+                if now - self.finished > FINAL_LINGER_S:
+                    log.info("no STOP within %.0f s of the final tick: done", FINAL_LINGER_S)
+                    return EXIT_OK
             elif now - last_input > opts.tick_timeout_s:
                 log.error("no TickInput for %.0f s: the run is gone", opts.tick_timeout_s)
                 return EXIT_ERROR
@@ -678,8 +687,7 @@ class Session:
                 if self.info is None:
                     self.waiting.append(ti)  # it overtook START; answer it once START is here
                     continue
-                if self._on_tick(ti):
-                    return EXIT_OK
+                self._on_tick(ti)
 
     def _on_control(self, payload: bytes) -> int | None:
         if not payload:  # the runner cleared a retained Control before this run: what came before is stale
@@ -716,8 +724,7 @@ class Session:
             )
             waiting, self.waiting = self.waiting, []
             for ti in waiting:
-                if self._on_tick(ti):
-                    return EXIT_OK
+                self._on_tick(ti)
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
             if self.vehicle is None:
                 # Retained from an earlier run with the same id: ours has not started yet.
@@ -733,12 +740,15 @@ class Session:
                 # will say START again. Keep waiting; --tick-timeout ends the wait if it never comes back.
                 log.warning("STOP %r: waiting for the world to come back", WORLD_LOST)
                 return None
+            if self.finished is not None:
+                log.info("STOP: the run is over")
+                return EXIT_OK
             log.error("run stopped before its final tick: %s", ctrl.reason or "no reason given")
             return EXIT_ERROR
         return None
 
-    def _on_tick(self, ti: testbed_pb2.TickInput) -> bool:
-        """Answer one TickInput; True after the final tick."""
+    def _on_tick(self, ti: testbed_pb2.TickInput) -> None:
+        """Answer one TickInput (the final one: wait for the world's STOP from then on, answering its re-sends)."""
         assert self.info is not None
         if self.vehicle is None:
             self.vehicle = Vehicle(self.opts, self.info)
@@ -746,9 +756,9 @@ class Session:
         for out_topic, out_payload in self.vehicle.step(ti) or ():
             self.pending = [p for p in self.pending if not p.is_published()]
             self.pending.append(self.client.publish(out_topic, out_payload, qos=0))
-        if ti.final:
-            log.info("final tick %d: done", ti.tick)
-        return ti.final
+        if ti.final and self.finished is None:
+            log.info("final tick %d: done; answering it again until the world's STOP", ti.tick)
+            self.finished = time.monotonic()
 
 
 _CONNECTED = "\x00connected"  # inbox marker: never a valid topic
@@ -799,9 +809,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="outside_vehicle.py",
         description="Drive one vehicle actor of a v2x-testbed run from outside (docs/PROTOCOL.md): join with "
         "Hello, wait for Control START, then per tick move along a straight line, broadcast a BSM over PC5 "
-        "(10 Hz) and acknowledge with the true state; exit after the final tick. The actor must be marked "
-        "'external: true' in the scenario; run the scenario with 'v2x run SCENARIO --run-id PREFIX' and start "
-        "one client per variant (--run PREFIX-v2x, --run PREFIX-baseline).",
+        "(10 Hz) and acknowledge with the true state; exit on the world's STOP after the final tick. The actor must "
+        "be marked 'external: true' in the scenario; run the scenario with 'v2x run SCENARIO --run-id PREFIX' and "
+        "start one client per variant (--run PREFIX-v2x, --run PREFIX-baseline).",
         epilog="Positions are local east/north metres around the scenario origin, as in the scenario file: for "
         "a lane [[x0, y0], [x1, y1]] and start_m s, --start is the point s metres along it and --heading the "
         "lane's compass direction (east = 90). Exit codes: 0 the run ended, 1 error (run aborted, broker "

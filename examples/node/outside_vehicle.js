@@ -9,7 +9,7 @@
 // warning it receives. Per tick: move to the tick's time, read the BSMs heard (logged once a second),
 // send a BSM over PC5 (and the same bytes over Uu to the platform), Ack with the truth, echo the
 // advisories addressed to it, log the collisions the world reports. A STOP counts only with the run's
-// token (a STOP "world lost" is waited out). Exits after the final tick (0), on a STOP before it (1), or
+// token (a STOP "world lost" is waited out). Exits on the STOP after the final tick (0), on a STOP before it (1), or
 // when START does not come within --join-timeout s (3).
 //
 //   node examples/node/outside_vehicle.js --broker mqtt://127.0.0.1:1883 --run demo-v2x --actor lead \
@@ -172,10 +172,11 @@ async function main() {
         Object.assign(car, { length: mine.length_m || 5, width: mine.width_m || 2, height: mine.height_m || 1.6 });
         log(null, `START: scenario ${c.scenario_id}, start (${car.x0.toFixed(2)}, ${car.y0.toFixed(2)}) heading ${car.heading}`);
         while (pending.length) onTick(pending.shift());
-      } else if (c.command === STOP && last != null && !finalDone) {
+      } else if (c.command === STOP && last != null) {
         // Only this run's world may stop it: a STOP without START's token is someone else's.
         if ((c.token || "") !== (start.token || "")) { log(null, `ignoring a STOP without this run's token`); return; }
         if (c.reason === "world lost") { log(null, "STOP world lost: waiting for the world to come back"); return; }
+        if (finalDone) { log(null, "STOP: the run is over"); finish(0); return; }
         log(null, `STOP before the final tick: ${c.reason}`);
         finish(1);
       }
@@ -255,7 +256,9 @@ async function main() {
     out.push([topic("ack"), Buffer.from(ack)]);
     for (const [tp, p] of out) client.publish(tp, p);
     last = { tick, out };
-    if (ti.final) { finalDone = true; log(t, `final tick ${tick}: done`); setTimeout(() => finish(0), 200); }
+    // After the final tick: answer the world's re-sends of it (a broker restart may have lost the answer) until
+    // its STOP, or 70 s (the world gives up after 60 s)
+    if (ti.final) { finalDone = true; log(t, `final tick ${tick}: done`); setTimeout(() => finish(0), 70000); }
   }
 }
 

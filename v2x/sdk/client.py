@@ -46,6 +46,7 @@ from google.protobuf.message import DecodeError
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
+from v2x.net.fleet import FINAL_LINGER_S
 from v2x.net.secure import load_actor_credentials
 from v2x.net.world import WORLD_LOST
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
@@ -281,7 +282,9 @@ class Stack:
     async def ticks(self, *, tick_timeout_s: float | None = None) -> AsyncIterator[Tick]:
         """Every tick of the run, in order, until the final one (answer each with :meth:`ack` before asking
         for the next). Raises ``RunAborted`` on a STOP before the final tick and ``TimeoutError`` when no
-        input comes for ``tick_timeout_s``."""
+        input comes for ``tick_timeout_s``. After the final tick's answer it returns once the world says STOP:
+        until then it answers the world's re-sends of that tick (the answer may have been lost in a broker
+        restart), for at most ``FINAL_LINGER_S``."""
         await self.start()
         while True:
             received_at, payload = await self._next_input(tick_timeout_s)
@@ -303,7 +306,22 @@ class Stack:
             if self._open is tick:
                 raise RuntimeError(f"tick {tick.n} was not acknowledged: call Stack.ack(tick, ...) in the loop")
             if tick.final:
+                await self._linger()
                 return
+
+    async def _linger(self) -> None:
+        """After the final tick: answer the world's re-sends of it until its STOP (or ``FINAL_LINGER_S``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FINAL_LINGER_S
+        while self._stopped is None and loop.time() < deadline:
+            try:
+                _, payload = await self._next_input(deadline - loop.time())
+            except (TimeoutError, RunAborted):
+                return
+            ti = self._parse_input(payload)
+            if ti is not None and self._last is not None and ti.tick == self._last[0]:
+                for topic, data in self._last[1]:
+                    await self._publish(topic, data)
 
     async def _next_input(self, timeout_s: float | None) -> tuple[float, bytes]:
         get = asyncio.ensure_future(self._inputs.get())
