@@ -156,8 +156,10 @@ def test_the_fleets_vehicles_sign_their_bsms_in_a_signed_run(tmp_path: Path) -> 
 
 
 def test_a_fleet_host_heeds_a_dismissal_only_before_its_first_tick(tmp_path: Path) -> None:
-    """A FleetInput with ``dismissed`` ends a fleet host that has served no tick (no world will serve it:
-    ``v2x run --variant baseline --remote-workers``), and is refused as ``malformed`` once it serves one."""
+    """A FleetInput with ``dismissed`` ends a fleet host started on its own that has served no tick (no world
+    will serve it: ``v2x run --variant baseline --remote-workers``), and is refused as ``malformed`` once it
+    serves one; a fleet the run started refuses it always (a forged one had ended a run's workers before its
+    first tick: found by an attack test)."""
     from v2x.agents.fleet import FleetAgent
     from v2x.apps.thresholds import resolve
     from v2x.geodesy import LocalFrame
@@ -169,18 +171,21 @@ def test_a_fleet_host_heeds_a_dismissal_only_before_its_first_tick(tmp_path: Pat
     sc = _scenario(tmp_path)
     frame = LocalFrame(sc.origin.lat_deg, sc.origin.lon_deg, sc.origin.alt_m)
 
-    async def serve(first: testbed_pb2.FleetInput) -> FleetHost:
+    tick0 = testbed_pb2.FleetInput(run_id="r1", tick=0, tick_us=100_000)
+    tick1 = testbed_pb2.FleetInput(run_id="r1", tick=1, tick_us=100_000)
+
+    async def serve(first: testbed_pb2.FleetInput, dismissable: bool = True) -> FleetHost:
         bus = LoopbackBroker()
         transport = LoopbackTransport(bus, "fleet")
         agent = FleetAgent("fleet-0", frame=frame, epoch=sc.epoch, thresholds=resolve(sc.thresholds))
-        host = FleetHost(transport, "r1", agent, n_ticks=1)
+        host = FleetHost(transport, "r1", agent, n_ticks=1, dismissable=dismissable)
         connection = asyncio.create_task(transport.run())
         await transport.connected.wait()
         world = LoopbackTransport(bus, "world")
         world_connection = asyncio.create_task(world.run())
         await world.connected.wait()
         dismissal = testbed_pb2.FleetInput(run_id="r1", dismissed="not run")
-        for message in (first, dismissal, testbed_pb2.FleetInput(run_id="r1", tick=1, tick_us=100_000)):
+        for message in (first, dismissal, *(() if dismissable else (tick0,)), tick1):
             await world.publish(topics.fleet_input("r1", "fleet-0"), message.SerializeToString())
         try:
             await asyncio.wait_for(host.run(), 10.0)
@@ -192,8 +197,10 @@ def test_a_fleet_host_heeds_a_dismissal_only_before_its_first_tick(tmp_path: Pat
 
     dismissed = asyncio.run(serve(testbed_pb2.FleetInput(run_id="r1", dismissed="not run")))
     assert (dismissed.dismissed, dismissed.last_tick) == ("not run", -1)
-    served = asyncio.run(serve(testbed_pb2.FleetInput(run_id="r1", tick=0, tick_us=100_000)))
+    served = asyncio.run(serve(tick0))
     assert (served.dismissed, served.last_tick, served.rejected["malformed"]) == ("", 1, 1)
+    started = asyncio.run(serve(testbed_pb2.FleetInput(run_id="r1", dismissed="not run"), dismissable=False))
+    assert (started.dismissed, started.last_tick, started.rejected["malformed"]) == ("", 1, 2)
 
 
 def _hugepages_now() -> bool | None:

@@ -44,13 +44,23 @@ class FleetHost:
     a final answer lost in a broker restart is asked for again, and must not stall the run."""
 
     def __init__(
-        self, transport: Transport, run_id: str, agent: FleetAgent, *, n_ticks: int, linger: bool = False
+        self,
+        transport: Transport,
+        run_id: str,
+        agent: FleetAgent,
+        *,
+        n_ticks: int,
+        linger: bool = False,
+        dismissable: bool = False,
     ) -> None:
         self.transport = transport
         self.run_id = run_id
         self.agent = agent
         self.n_ticks = n_ticks
         self.linger = linger
+        # only a worker started on its own (``v2x worker``) can be told that no world will serve it: one the run
+        # started is never, and a forged dismissal had ended the run's workers before its first tick
+        self.dismissable = dismissable
         self._ended = asyncio.Event()
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.rejected: Counter[str] = Counter()
@@ -95,6 +105,9 @@ class FleetHost:
             if inp is None:
                 continue
             if inp.dismissed:
+                if not self.dismissable:
+                    self._reject("malformed", "dismissed: not a worker started on its own")
+                    continue
                 if self.last_tick < 0:
                     self.dismissed = inp.dismissed[:200]
                     return

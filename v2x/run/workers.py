@@ -175,7 +175,9 @@ def worker_main(job: FleetJob, ready: EventType) -> None:
     asyncio.run(_serve(job, ready))
 
 
-def _fleet_host(job: FleetJob, will: tuple[str, bytes] | None = None) -> tuple[MqttTransport, FleetHost]:
+def _fleet_host(
+    job: FleetJob, will: tuple[str, bytes] | None = None, *, remote: bool = False
+) -> tuple[MqttTransport, FleetHost]:
     """``job``'s fleet agent (its vehicles signing with the job's credentials, if any) on its own broker
     connection (``will``: its Last Will), and the host that serves it tick by tick."""
     from v2x.agents.fleet import FleetAgent
@@ -187,7 +189,7 @@ def _fleet_host(job: FleetJob, will: tuple[str, bytes] | None = None) -> tuple[M
         job.fleet_id, frame=LocalFrame(*job.origin), epoch=job.epoch, thresholds=job.thresholds, signer=signer
     )
     transport = MqttTransport(job.broker, job.client_id, will=will)
-    return transport, FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks, linger=True)
+    return transport, FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks, linger=True, dismissable=remote)
 
 
 def _end_on_stop(transport: MqttTransport, host: FleetHost, run_id: str) -> None:
@@ -490,7 +492,7 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
     from v2x.run.warmup import warm_up
 
     join_topic = topics.fleet_join(job.run_id, job.fleet_id)
-    transport, host = _fleet_host(job, will=(join_topic, GONE))
+    transport, host = _fleet_host(job, will=(join_topic, GONE), remote=True)
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[None] = loop.create_future()
     reason: list[str] = []
