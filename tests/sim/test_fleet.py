@@ -149,6 +149,7 @@ def _mixed_bundle(ack: testbed_pb2.FleetAck, members: dict[str, int]) -> list[by
         forged(link=testbed_pb2.LINK_UU),  # bad_link
         forged(dest_ids="lead"),  # bad_link (a PC5 envelope with receivers)
         forged(tick=7),  # bad_tick
+        forged(tx_time_us=10**15),  # bad_time (a forged FleetInput's time: kept in flight to the end of the run)
         forged(seq=0),  # bad_seq (at or below the last)
         forged(frame=frame.SerializeToString()),  # id_mismatch
         honest[0],  # the same envelope again: bad_seq
@@ -228,8 +229,9 @@ def test_the_batch_path_decides_every_envelope_as_the_per_envelope_path_does(
     assert outcomes[0] == outcomes[1]
     rejected = outcomes[0][0]
     assert set(rejected) >= {"malformed", "oversized", "not_in_fleet", "unknown_type", "bad_link", "bad_tick"}
-    assert set(rejected) >= {"bad_seq", "id_mismatch"}
-    assert sum(rejected.values()) == 12  # (the 11 bad ones and the sender past ASCII; the other odd ones are taken)
+    assert set(rejected) >= {"bad_seq", "id_mismatch", "bad_time"}
+    # (the 12 bad ones, the sender past ASCII and the time before 0, outside the tick's: the other odd ones are taken)
+    assert sum(rejected.values()) == 14
     assert taken[0] > 0 if scan != "never" else not taken[0]  # (the scan took the honest envelopes, at least)
 
 
@@ -843,3 +845,43 @@ def test_a_warning_of_the_tick_before_may_name_a_vehicle_the_fleet_hosted_then(t
     sim.inbound.fleet("fleet-0", ack.SerializeToString(), members, before={"bg-gone": 1})
     assert sim.inbound.stats.rejected == {"not_in_fleet": 2}
     assert [(vid, adv.raised_at_s) for vid, adv in sim.inbound.fleet_events] == [("bg-gone", 0.0)]
+
+
+async def test_a_fleet_counts_a_different_input_for_the_tick_it_answered_and_reports_what_it_rejected() -> None:
+    """Two different FleetInputs for one tick: one of them was not the world's (a forged one that came first
+    is answered, and then steers the fleet: docs/SECURITY.md). The fleet answers the second with its first
+    answer, as before, but now counts it (``conflicting_input``), and every later ack carries what the fleet
+    rejected so far, which the world reports as ``rejected_by_agents`` (found by an attack test: a forged
+    input had steered a run with nothing counted anywhere)."""
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    raw: list[bytes] = []
+
+    class Wire:
+        def route(self, topic_filter: str, handler: object) -> None:
+            pass
+
+        async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
+            raw.append(payload)
+
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+    host = FleetHost(Wire(), "r", agent, n_ticks=3)  # type: ignore[arg-type]
+    inputs = _fcw_inputs()
+    host.last_tick = 0  # (ticks 1..3 here)
+    forged = testbed_pb2.FleetInput()
+    forged.CopyFrom(inputs[0])
+    forged.vehicles[0].x_m += 3.0
+    for inp in (forged, inputs[0], inputs[1], inputs[2]):
+        host.queue.put_nowait(inp.SerializeToString())
+    await asyncio.wait_for(host.run(), 10)
+    acks = [testbed_pb2.FleetAck.FromString(p) for p in raw]
+    assert [a.tick for a in acks] == [1, 1, 2, 3] and raw[0] == raw[1]
+    assert host.rejected == {"conflicting_input": 1}
+    assert [dict(a.rejected) for a in acks] == [{}, {}, {"conflicting_input": 1}, {"conflicting_input": 1}]
+
+
+def test_the_world_reports_what_a_fleet_rejected(tmp_path: Path) -> None:
+    sim, _, ack = _open_tick_with_members(tmp_path)
+    ack.rejected["conflicting_input"] = 2
+    sim.receive_fleet("fleet-0", ack.SerializeToString())
+    assert sim.reported and not sim.inbound.stats.rejected
+    assert sim.inbound.stats.rejected_by_agents["fleet-0"] == {"conflicting_input": 2}

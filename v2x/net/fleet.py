@@ -65,6 +65,7 @@ class FleetHost:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.rejected: Counter[str] = Counter()
         self.last_tick = -1
+        self.last_input = b""
         self.last_output = b""
         self.dismissed = ""  # why no world will serve this fleet, when the world said so before a first tick
         self.held: list[testbed_pb2.Advisory] = []  # the last tick's warnings, for the next FleetAck
@@ -114,6 +115,8 @@ class FleetHost:
                 self._reject("malformed", f"dismissed after tick {self.last_tick}")
                 continue
             if inp.tick == self.last_tick:  # the world asks again: answer identically
+                if payload != self.last_input:  # (one of the two was not the world's: the first was answered)
+                    self._reject("conflicting_input", f"a different FleetInput for tick {inp.tick}")
                 await self.transport.publish(topic, self.last_output)
                 continue
             if inp.tick != self.last_tick + 1:
@@ -121,6 +124,7 @@ class FleetHost:
                 continue
             try:
                 ack = self.agent.transmit(inp, payload)  # (its vehicles' numbers read from the bytes)
+                ack.rejected.update(self.rejected)  # (so far: the world reports them, as an agent's)
                 ack.events.extend(self.held)  # the warnings of the tick before, when they were held back
                 self.held = []
                 if not inp.warnings_next_tick:
@@ -129,6 +133,7 @@ class FleetHost:
                 log.exception("%s: tick %d: step failed", self.agent.fleet_id, inp.tick)
                 raise
             self.last_tick = inp.tick
+            self.last_input = payload
             self.last_output = ack.SerializeToString()
             await self.transport.publish(topic, self.last_output)
             if inp.warnings_next_tick:  # the apps run while the world closes the tick; their warnings go next

@@ -586,6 +586,8 @@ class Inbound:
             self.reject("out_of_range", where, f"({problem})")
             return
         self.fleet_acks[fleet_id] = payload
+        if ack.rejected:  # what the fleet refused (e.g. a forged FleetInput): reported as an agent's
+            self.stats.rejected_by_agents[fleet_id] = dict(ack.rejected)
         if self.security is None:
             self._fleet_batch(ack.envelopes, members, where)
         else:  # (the verifier remembers what it saw: each envelope is checked once, by ``_fleet_tx``)
@@ -613,6 +615,7 @@ class Inbound:
         if len(raws) >= SCAN_AT_LEAST:
             scanned = self._scanned(raws)
         current = self.current_tick
+        lo_us, hi_us = self._fleet_tx_window()
         received = self.received
         last_seq = self.last_seq
         ids = self._vehicle_ids
@@ -655,7 +658,7 @@ class Inbound:
                 msg_type = found
                 bsm_id = getattr(frame, msg_type).id if msg_type in SIGNED_IDS else b""
                 tx_time_us = env.tx_time_us
-            if (slot, seq) in received:
+            if (slot, seq) in received or not lo_us <= tx_time_us <= hi_us:
                 self._fleet_tx(raw, members, where)
                 continue
             if msg_type in SIGNED_IDS:
@@ -692,6 +695,14 @@ class Inbound:
             out[e] = (joined[a : a + b].decode("ascii"), seq, tick, us, link, joined[p : p + q])
         return out
 
+    def _fleet_tx_window(self) -> tuple[int, int]:
+        """The transmission times (us) a fleet vehicle's envelope of the current tick may state: within a tick of
+        the tick's time (a fleet states the tick's own; one far off, made by a forged FleetInput, had been taken
+        and kept in flight to the end of the run)."""
+        now_us = round(max(self.current_tick, 0) * self.tick_s * 1e6)
+        tick_us = round(self.tick_s * 1e6)
+        return now_us - tick_us, now_us + tick_us
+
     def _fleet_tx(self, raw: bytes, members: dict[str, int], where: str) -> None:
         """One envelope of a bundle: accepted or rejected (the reference of ``_fleet_batch``, and the path of a
         secure run)."""
@@ -718,6 +729,10 @@ class Inbound:
         tick, seq = env.tick, env.seq
         if tick != self.current_tick:
             self.reject("bad_tick", where, f"(envelope tick {tick}, current {self.current_tick})")
+            return
+        lo_us, hi_us = self._fleet_tx_window()
+        if not lo_us <= env.tx_time_us <= hi_us:
+            self.reject("bad_time", where, f"(tx_time_us {env.tx_time_us}, the tick's time is {lo_us + hi_us >> 1})")
             return
         last, _ = self.last_seq.get(sender, (0, -1))
         if seq <= last or (slot, seq) in self.received:
