@@ -885,3 +885,16 @@ def test_the_world_reports_what_a_fleet_rejected(tmp_path: Path) -> None:
     sim.receive_fleet("fleet-0", ack.SerializeToString())
     assert sim.reported and not sim.inbound.stats.rejected
     assert sim.inbound.stats.rejected_by_agents["fleet-0"] == {"conflicting_input": 2}
+
+
+def test_forged_inputs_reported_in_three_ticks_get_the_fleet_or_agent_flagged(tmp_path: Path) -> None:
+    """A ``conflicting_input`` more than before is a conflict (``input``) of whoever reports it: in 3 ticks the
+    fleet (or agent) is flagged, as one whose reports conflict is; the same count again is not a new one."""
+    sim, _, _ = _open_tick_with_members(tmp_path)
+    inbound = sim.inbound
+    for tick, count in ((1, 1), (2, 1), (3, 2), (4, 2), (5, 3)):
+        inbound.current_tick = tick
+        inbound.note_rejected_by("fleet-0", {"conflicting_input": count, "bad_tick": tick})
+        inbound.note_rejected_by("follower", {"bad_tick": tick})
+    assert inbound.flagged() == {"fleet-0": {"input": 3}}
+    assert inbound.stats.rejected_by_agents["fleet-0"] == {"conflicting_input": 3, "bad_tick": 5}

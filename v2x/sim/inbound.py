@@ -347,6 +347,15 @@ class Inbound:
         for actor, counts in self.flagged().items():
             log.warning("world: %s's reports conflicted (%s): two stacks drive it, or it is forged", actor, counts)
 
+    def note_rejected_by(self, who: str, rejected: Mapping[str, int]) -> None:
+        """What an agent or a fleet says it rejected so far (its Ack's or FleetAck's ``rejected``): kept for the
+        result; a ``conflicting_input`` more than before (two different inputs for one tick: one was not the
+        world's) is a conflict of ``who``'s, ``input``, so that forged inputs get it flagged as forged reports do."""
+        before = self.stats.rejected_by_agents.get(who, {}).get("conflicting_input", 0)
+        self.stats.rejected_by_agents[who] = dict(rejected)
+        if rejected.get("conflicting_input", 0) > before:
+            self._conflict(who, "input")
+
     def _conflict(self, actor_id: str, what: str) -> None:
         self.stats.conflicts[actor_id][what] += 1
         self._conflict_ticks[actor_id].add(self.current_tick)
@@ -587,7 +596,7 @@ class Inbound:
             return
         self.fleet_acks[fleet_id] = payload
         if ack.rejected:  # what the fleet refused (e.g. a forged FleetInput): reported as an agent's
-            self.stats.rejected_by_agents[fleet_id] = dict(ack.rejected)
+            self.note_rejected_by(fleet_id, ack.rejected)
         if self.security is None:
             self._fleet_batch(ack.envelopes, members, where)
         else:  # (the verifier remembers what it saw: each envelope is checked once, by ``_fleet_tx``)

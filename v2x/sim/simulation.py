@@ -478,7 +478,7 @@ class Simulation:
                 self._late.setdefault(actor_id, []).append(tick)
                 self.inbound.closed_without[actor_id].add(tick)
                 continue
-            self.inbound.stats.rejected_by_agents[actor_id] = dict(ack.rejected)
+            self.inbound.note_rejected_by(actor_id, ack.rejected)
             if ack.HasField("truth"):
                 s = w.slot_of(actor_id)
                 tr = ack.truth
