@@ -110,9 +110,13 @@ def test_check_passes_then_fails_with_a_readable_diff_when_a_threshold_changes(
     assert len(failures) == 1 and "6.00 s -> 6.90 s" in (failures[0].text or "")
 
     # --update-golden takes the new outcome and says what changed; then the outcome matches its record, but
-    # the scenario still fails: with the later warning the follower no longer stops in time.
-    assert main(["check", str(path), "--out", str(out), "--update-golden"]) == 0
-    assert "[v2x] follower: first FCW about lead 6.00 s -> 6.90 s" in capsys.readouterr().out
+    # the scenario still fails: with the later warning the follower no longer stops in time. Updating says so
+    # too, exit 1 (it said "2 passed", exit 0: found by a newcomer review).
+    assert main(["check", str(path), "--out", str(out), "--update-golden"]) == 1
+    printed = capsys.readouterr().out
+    assert "[v2x] follower: first FCW about lead 6.00 s -> 6.90 s" in printed and "1 passed, 1 failed" in printed
+    [case] = [c for c in json.loads((out / "summary.json").read_text())["cases"] if c["variant"] == "v2x"]
+    assert case["status"] == "fail" and "expectation 'warned driver avoids the crash' failed" in case["lines"][0]
     assert main(["check", str(path), "--out", str(out)]) == 1
     [case] = [c for c in json.loads((out / "summary.json").read_text())["cases"] if c["variant"] == "v2x"]
     assert case["lines"] == [

@@ -199,15 +199,20 @@ class CaseResult:
     wall_s: float = 0.0
 
 
+def failed_expectations(result: dict[str, Any], variant: str) -> list[str]:
+    """A line per expectation of ``variant`` that failed in ``result``."""
+    return [
+        f"expectation '{x['name']}' failed: {x['detail']}"
+        for x in result["expectations"]
+        if x["variant"] == variant and not x["passed"]
+    ]
+
+
 def check_result(result: dict[str, Any], golden: dict[str, Any] | None, wall_s: float) -> list[CaseResult]:
     now = summarise(result)
     cases = []
     for variant, summary in now.items():
-        failed = [
-            f"expectation '{x['name']}' failed: {x['detail']}"
-            for x in result["expectations"]
-            if x["variant"] == variant and not x["passed"]
-        ]
+        failed = failed_expectations(result, variant)
         if golden is None or variant not in golden["variants"]:
             lines = ["no golden record (create it with --update-golden)", *failed]
             cases.append(CaseResult(result["scenario"], variant, "new", lines, wall_s))
@@ -456,7 +461,15 @@ def cmd_check(args: argparse.Namespace) -> int:
                 changes = update_golden(golden_path(path, sc.id), outcome)
                 for line in changes:
                     print(f"  {sc.id}: {line}")
-                cases += [CaseResult(sc.id, v, "updated", changes, wall) for v in outcome["metrics"]]
+                # A run whose expectations failed is recorded (it is what happened) but fails here too, as the
+                # next check of it would: a golden record does not make a failing scenario pass.
+                for v in outcome["metrics"]:
+                    failed = failed_expectations(outcome, v)
+                    cases.append(
+                        CaseResult(sc.id, v, "fail", [*failed, *changes], wall)
+                        if failed
+                        else CaseResult(sc.id, v, "updated", changes, wall)
+                    )
             else:
                 cases += check_result(outcome, goldens[path], wall)
     finally:
