@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -76,6 +77,13 @@ class _LimitedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+# PyYAML reads YAML 1.1, where a plain `1e3` or `-.5` is a string (its floats need a dot and a signed
+# exponent); YAML 1.2 reads them as numbers, and so does the scenario loader. Quoted ("14") they stay strings,
+# which a number field refuses. (Tried after PyYAML's own int and float patterns: `14` stays an int.)
+_YAML12_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
+_LimitedLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+.0123456789"))
 
 
 def _expanded_size(node: yaml.Node) -> int:
@@ -162,6 +170,13 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]
             msg = "required field is missing"
         elif err["type"] == "extra_forbidden":
             msg = "unknown field (not in the schema; 'v2x docs scenarios' describes every field)"
+        elif (
+            err["type"] in ("float_type", "int_type")
+            and isinstance(err.get("input"), str)
+            and _YAML12_FLOAT.match(err["input"].strip())
+        ):
+            # A quoted number ("14") is text in YAML; the schema takes numbers only (14, 14.0, 1e3).
+            msg = f"a number, written without quotes; got text {_short(err['input'])}"
         elif "input" in err and err["type"] not in ("missing",):
             msg = f"{msg}; got {_short(err['input'])}"
         problems.append((_loc(loc), msg))
