@@ -25,6 +25,24 @@ def _variant(old: str, new: str) -> str:
 
 # (case, scenario text, the field path named, words in what was expected)
 CASES = [
+    (
+        "key twice",
+        _variant("duration_s: 14.0\n", "duration_s: 14.0\nduration_s: 20.0\n"),
+        "duration_s",
+        "'duration_s' is given again, on lines 12 and 13",
+    ),
+    (
+        "nested key twice",
+        _variant("start_m: 130\n", "start_m: 130\n    start_m: 140\n"),
+        "actors[0].start_m",
+        "given again",
+    ),
+    (
+        "key twice on a line",
+        _variant("{at_s: 6.0,", "{at_s: 6.0, at_s: 7.0,"),
+        "actors[0].events[0].at_s",
+        "on line 27 (columns 10 and 21)",
+    ),
     ("duration as text", _variant("duration_s: 14.0", 'duration_s: "14"'), "duration_s", "without quotes"),
     (
         "coordinate as text",
@@ -49,6 +67,8 @@ CASES = [
         "actors[4].road_events[0].priority",
         "without quotes",
     ),
+    ("empty file", "", "", "got nothing (an empty file"),
+    ("only comments", "# nothing yet\n", "", "got nothing"),
 ]
 
 
@@ -95,3 +115,29 @@ def test_numbers_written_as_yaml_1_2_and_merge_keys_still_load(tmp_path: Path) -
     assert sc.duration_s == 14.0 and sc.actor("rsu1").range_m == 300.0
     driver = sc.actor("neighbour").driver
     assert driver is not None and (driver.reaction_s, driver.brake_mps2) == (1.0, 6.0)
+
+
+def test_the_pytest_plugin_fails_the_file(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "twice.yaml").write_text(_variant("duration_s: 14.0\n", "duration_s: 14.0\nduration_s: 20.0\n"))
+    result = pytester.runpytest_inprocess(
+        "-o", "asyncio_default_fixture_loop_scope=function", str(folder), "-v", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*twice.yaml::load FAILED*", "*duration_s: a key given once*"])
+
+
+def test_utf8_and_empty_file_messages_read_naturally(tmp_path: Path) -> None:
+    raw = FCW.encode().replace(b"Two cars", b"Two \xff cars", 1)
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    [(_, what)] = info.value.problems
+    offset = raw.index(b"\xff")
+    assert what == f"expected UTF-8 text; byte 0xff at offset {offset} is not valid UTF-8"
+    path.write_text("- a list\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert info.value.problems == [("", "expected a mapping (the scenario) at the top level; got a list")]

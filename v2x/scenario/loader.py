@@ -86,6 +86,40 @@ _YAML12_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[
 _LimitedLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+.0123456789"))
 
 
+def _duplicate_keys(root: yaml.Node) -> list[tuple[str, str]]:
+    """Every key given twice in one mapping of the document (PyYAML keeps the last silently), by its field
+    path, in the order of the file: ``(path, what)``. A merge key's (``<<: *base``) keys may be overridden:
+    that is what merging is for. A node an alias repeats is looked at once."""
+    found: list[tuple[int, int, str, str]] = []
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, list[Any]]] = [(root, [])]
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, [*where, k]) for k, child in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Mark] = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                stack.append((value, [*where, name]))
+                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                mark, again = first.setdefault((key.tag, key.value), key.start_mark), key.start_mark
+                if mark is again:
+                    continue
+                lines = (
+                    f"line {mark.line + 1} (columns {mark.column + 1} and {again.column + 1})"
+                    if mark.line == again.line
+                    else f"lines {mark.line + 1} and {again.line + 1}"
+                )
+                message = f"a key given once (YAML would silently keep the last); {name!r} is given again, on {lines}"
+                found.append((again.line, again.column, _loc([*where, name]), message))
+    return [(loc, message) for _, _, loc, message in sorted(found)]
+
+
 def _expanded_size(node: yaml.Node) -> int:
     """How many values ``node`` stands for once every alias is expanded (iterative, memoised per node)."""
     sizes: dict[int, int] = {}
@@ -125,13 +159,16 @@ def _read_yaml(path: Path) -> Any:
         line = raw[: exc.start].count(b"\n") + 1
         bad = raw[exc.start : exc.start + 1].hex()
         raise ScenarioError(
-            path, [(f"line {line}", f"UTF-8 text; byte 0x{bad} at offset {exc.start} is not")]
+            path, [(f"line {line}", f"expected UTF-8 text; byte 0x{bad} at offset {exc.start} is not valid UTF-8")]
         ) from None
     loader = _LimitedLoader(text)
     try:
         node = loader.get_single_node()
         if node is not None and _expanded_size(node) > MAX_NODES:
             raise ScenarioError(path, [("", f"at most {MAX_NODES} values once YAML aliases are expanded")])
+        duplicates = _duplicate_keys(node) if node is not None else []
+        if duplicates:
+            raise ScenarioError(path, duplicates)
         return loader.construct_document(node) if node is not None else None
     except _LimitExceeded as exc:
         where, what = exc.args
@@ -562,12 +599,21 @@ def _congestion_problems(sc: Scenario, i: int) -> list[tuple[str, str]]:
     return problems
 
 
+# What a YAML document that is not a mapping is, in a problem's words.
+_KIND_OF: dict[type, str] = {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}
+
+
 def load_scenario(path: Path | str) -> Scenario:
     """Parse and validate a scenario file. Raises ScenarioError with every problem found."""
     path = Path(path)
     data = _read_yaml(path)
+    if data is None:
+        raise ScenarioError(
+            path, [("", "expected a mapping (the scenario); got nothing (an empty file, or only comments)")]
+        )
     if not isinstance(data, dict):
-        raise ScenarioError(path, [("", f"expected a mapping at the top level; got {type(data).__name__}")])
+        got = _KIND_OF.get(type(data), type(data).__name__)
+        raise ScenarioError(path, [("", f"expected a mapping (the scenario) at the top level; got {got}")])
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
