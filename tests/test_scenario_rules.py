@@ -43,6 +43,40 @@ CASES = [
         "actors[0].events[0].at_s",
         "on line 27 (columns 10 and 21)",
     ),
+    (
+        "window reversed",
+        _variant("window_s: [6.0, 7.0]", "window_s: [7.0, 6.0]"),
+        "expectations[0].window_s",
+        "start <= end",
+    ),
+    (
+        "start beyond the lane",
+        _variant("start_m: 130", "start_m: 5000"),
+        "actors[0].start_m",
+        "within its length (0..1500 m",
+    ),
+    (
+        "events out of order",
+        _variant(f"      - {BRAKE}\n", f"      - {BRAKE}\n      - {{at_s: 3.0, action: hold}}\n"),
+        "actors[0].events[1].at_s",
+        "time order",
+    ),
+    ("event after the end", _variant("{at_s: 6.0,", "{at_s: 20.0,"), "actors[0].events[0].at_s", "within the run"),
+    ("brake at rate 0", _variant("rate_mps2: 6.0", "rate_mps2: 0"), "actors[0].events[0].rate_mps2", "> 0"),
+    ("brake without a rate", _variant("rate_mps2: 6.0, ", ""), "actors[0].events[0].rate_mps2", "got none"),
+    ("app twice", _variant("apps: [fcw]", "apps: [fcw, fcw]"), "actors[1].apps[1]", "each app once"),
+    (
+        "overlap at t = 0",
+        _variant("start_m: 100", "start_m: 127"),
+        "actors[1].start_m",
+        "'follower' and 'lead' are 3 m apart and would collide at t = 0",
+    ),
+    (
+        "no expectations",
+        FCW[: FCW.index("expectations:")] + "expectations: []\n",
+        "expectations",
+        "at least one expectation",
+    ),
     ("duration as text", _variant("duration_s: 14.0", 'duration_s: "14"'), "duration_s", "without quotes"),
     (
         "coordinate as text",
@@ -67,6 +101,7 @@ CASES = [
         "actors[4].road_events[0].priority",
         "without quotes",
     ),
+    ("variant twice", _variant("tick_s: 0.1", "tick_s: 0.1\nvariants: [v2x, v2x]"), "variants[1]", "each variant once"),
     ("empty file", "", "", "got nothing (an empty file"),
     ("only comments", "# nothing yet\n", "", "got nothing"),
 ]

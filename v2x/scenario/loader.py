@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from v2x.apps.registry import RunsOn, app_spec
 from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
 from v2x.scenario.model import (
+    ALL_VARIANTS,
+    DEFAULT_SIZE,
     EMERGENCY_FLAG_ACTIONS,
     FLAG_ACTIONS,
     LANE_ACTIONS,
@@ -341,6 +343,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     lane_ids = [lane.id for lane in sc.road.lanes]
     ix_ids = [ix.id for ix in sc.road.intersections]
     problems += _road_problems(sc)
+    problems += _script_problems(sc)
     ids = [a.id for a in sc.actors]
     event_ids = [ev.id for a in sc.actors for ev in (*a.road_events, *a.road_signs)]
     event_ids += [watch.id for a in sc.actors for watch in a.congestion]
@@ -485,7 +488,8 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             else:
                 problems.append((f"expectations[{i}].{attr}", f"an actor id {ids}; got {ref!r}"))
         if exp.variant not in sc.variants:
-            problems.append((f"expectations[{i}].variant", f"one of the scenario's variants {sc.variants}"))
+            expected = f"one of the scenario's variants {list(dict.fromkeys(sc.variants))}; got {exp.variant!r}"
+            problems.append((f"expectations[{i}].variant", expected))
     flow_lanes: set[str] = set()
     for i, flow in enumerate(sc.flows):
         if flow.lane not in lane_ids:
@@ -496,6 +500,113 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         if flow.positioning is not None and flow.positioning not in POSITIONING_PROFILES:
             expected = f"a positioning profile {sorted(POSITIONING_PROFILES)}; got {flow.positioning!r}"
             problems.append((f"flows[{i}].positioning", expected))
+    return problems
+
+
+def _script_problems(sc: Scenario) -> list[tuple[str, str]]:
+    """Values each valid alone that make no sense together, or that would quietly do nothing: an actor
+    placed beyond the end of its lane or path, two road users on one lane whose boxes overlap at t = 0 (they
+    would collide at once), events out of time order or after the end of the run, a ``brake`` or
+    ``accelerate`` without a rate, an app or a variant listed twice, an expectation's window that ends
+    before it starts, and an explicitly empty list of expectations."""
+    from shapely.geometry import LineString
+
+    problems: list[tuple[str, str]] = []
+    lanes = {lane.id: lane for lane in sc.road.lanes}
+    length = {lane.id: float(LineString(lane.centerline).length) for lane in sc.road.lanes}
+    for k, variant in enumerate(sc.variants):
+        if variant in sc.variants[:k]:
+            problems.append(
+                (f"variants[{k}]", f"each variant once (of {', '.join(ALL_VARIANTS)}); got {variant!r} twice")
+            )
+    for i, actor in enumerate(sc.actors):
+        for where, placed in ((f"actors[{i}]", actor), (f"actors[{i}].phantom", actor.phantom)):
+            if placed is None:
+                continue
+            if placed.lane in lanes:
+                along, end = f"lane {placed.lane!r}", length[placed.lane]
+            elif placed.path is not None:
+                along, end = "its path", float(LineString(placed.path).length)
+            else:
+                continue
+            if placed.start_m > end + 1e-9:
+                problems.append(
+                    (
+                        f"{where}.start_m",
+                        f"a distance along {along} within its length (0..{end:g} m, along its centre line); "
+                        f"got {placed.start_m:g}",
+                    )
+                )
+        for k, app in enumerate(actor.apps):
+            if app in actor.apps[:k]:
+                problems.append((f"actors[{i}].apps[{k}]", f"each app once; got {app!r} twice"))
+        previous = 0.0
+        for k, ev in enumerate(actor.events):
+            loc = f"actors[{i}].events[{k}]"
+            if ev.at_s < previous:
+                problems.append(
+                    (
+                        f"{loc}.at_s",
+                        f"events in time order: at or after the one before ({previous:g} s); got {ev.at_s:g}",
+                    )
+                )
+            previous = max(previous, ev.at_s)
+            if ev.at_s > sc.duration_s:
+                problems.append(
+                    (
+                        f"{loc}.at_s",
+                        f"a time within the run (duration_s: {sc.duration_s:g}): it would never happen; "
+                        f"got {ev.at_s:g}",
+                    )
+                )
+            if ev.action in ("brake", "accelerate") and not ev.rate_mps2 > 0:
+                problems.append(
+                    (
+                        f"{loc}.rate_mps2",
+                        f"a rate > 0 (m/s^2) for '{ev.action}'; got "
+                        + (f"{ev.rate_mps2:g}" if "rate_mps2" in ev.model_fields_set else "none"),
+                    )
+                )
+    problems += _overlap_problems(sc, length)
+    for i, exp in enumerate(sc.expectations):
+        window = getattr(exp, "window_s", None)
+        if window is not None and window[0] > window[1]:
+            problems.append(
+                (f"expectations[{i}].window_s", f"[start, end] with start <= end; got [{window[0]:g}, {window[1]:g}]")
+            )
+    if "expectations" in sc.model_fields_set and not sc.expectations:
+        problems.append(
+            (
+                "expectations",
+                "at least one expectation to check (with none the scenario passes whatever happens; leave "
+                "'expectations' out to run it without checks); got []",
+            )
+        )
+    return problems
+
+
+def _overlap_problems(sc: Scenario, length: dict[str, float]) -> list[tuple[str, str]]:
+    """Two road users on the same lane whose boxes overlap at t = 0: their centres (``start_m``) are closer
+    along the lane than half the sum of their lengths (side by side on one centre line, their widths always
+    overlap). The referee would record a collision at t = 0.00 s."""
+    problems: list[tuple[str, str]] = []
+    on_lane = [
+        (i, actor, actor.length_m or DEFAULT_SIZE[actor.kind][0])
+        for i, actor in enumerate(sc.actors)
+        if actor.kind in ROAD_USER_KINDS and actor.lane in length
+    ]
+    for n, (i, a, length_a) in enumerate(on_lane):
+        for j, b, length_b in on_lane[n + 1 :]:
+            gap = abs(a.start_m - b.start_m)
+            if a.lane == b.lane and gap < (length_a + length_b) / 2:
+                problems.append(
+                    (
+                        f"actors[{j}].start_m",
+                        f"a place clear of {a.id!r} (actors[{i}]) on lane {a.lane!r}: centres at least "
+                        f"{(length_a + length_b) / 2:g} m apart (half the sum of their lengths); {b.id!r} and "
+                        f"{a.id!r} are {gap:g} m apart and would collide at t = 0",
+                    )
+                )
     return problems
 
 
