@@ -152,6 +152,24 @@ def test_numbers_written_as_yaml_1_2_and_merge_keys_still_load(tmp_path: Path) -
     assert driver is not None and (driver.reaction_s, driver.brake_mps2) == (1.0, 6.0)
 
 
+def test_two_files_with_one_id_are_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`v2x run fcw my-copy.yaml` where the copy still says `id: fcw`: both would write DIR/fcw/result.json."""
+    copy = tmp_path / "my-copy.yaml"
+    copy.write_text(_variant("duration_s: 14.0", "duration_s: 12.0"))
+    fcw = SCENARIO_DIR / "fcw.yaml"
+    assert main(["run", "fcw", str(copy), "--out", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"{copy}: id: an id no other scenario of this run has" in err and f"'fcw' is also the id of {fcw}" in err
+    assert not (tmp_path / "out").exists()
+    assert main(["check", "fcw", str(copy), "--out", str(tmp_path / "out")]) == 2
+    assert f"{copy}: id:" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # the same file twice is one scenario, as before
+    assert main(["run", "fcw", str(fcw), "--out", str(tmp_path / "out"), "-q", "--variant", "v2x"]) == 0
+
+
 def test_the_pytest_plugin_fails_the_file(pytester: pytest.Pytester, tmp_path: Path) -> None:
     folder = tmp_path / "scenarios"
     folder.mkdir()

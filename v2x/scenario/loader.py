@@ -738,6 +738,23 @@ def load_scenario(path: Path | str) -> Scenario:
     return scenario
 
 
+def same_ids(loaded: Iterable[tuple[Path, Scenario]]) -> list[ScenarioError]:
+    """The files among ``loaded`` (scenario files given to one command, each with what it holds) whose
+    scenario has the id of an earlier one: a run keeps its results by id (``DIR/<id>/result.json``, the
+    golden file, the JUnit case), so the second would overwrite the first's."""
+    first: dict[str, Path] = {}
+    out: list[ScenarioError] = []
+    for path, sc in loaded:
+        other = first.setdefault(sc.id, path)
+        if other != path:
+            expected = (
+                f"an id no other scenario of this run has (results are kept by id: DIR/{sc.id}/result.json); "
+                f"{sc.id!r} is also the id of {other}"
+            )
+            out.append(ScenarioError(path, [("id", expected)]))
+    return out
+
+
 def _with_sumo_files(sc: Scenario, base: Path) -> tuple[Scenario, list[tuple[str, str]]]:
     """The scenario with its ``sumo`` files resolved against ``base`` (the scenario file's folder) and read:
     a SUMO network and a demand file (``v2x.scenario.sumo``); the problems found, by field."""
