@@ -104,7 +104,7 @@ async def test_a_car_coming_up_behind_a_wreck_is_warned_by_avw(tmp_path: Path) -
     about it, not before; the unequipped middle car sends nothing to warn about."""
     doc = yaml.safe_load(QUEUE.read_text(encoding="utf-8"))
     doc["actors"].append({"id": "far", "kind": "car", "lane": "eb1", "start_m": 0, "speed_mps": 16.67, "apps": ["avw"]})
-    doc["expectations"] = []
+    del doc["expectations"]  # nothing to check: the test looks at the events itself
     path = tmp_path / "queue-crash-far.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     result = await run_scenario(load_scenario(path), seed=0, broker="loopback", variants=["v2x"])

@@ -403,7 +403,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from v2x.net.broker import BrokerURLError, parse_broker_url
     from v2x.run.runner import warm_up_core
-    from v2x.scenario import ScenarioError, load_scenario
+    from v2x.scenario import ScenarioError, load_scenario, same_ids
     from v2x.scenario.sumo import unmet
 
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -419,6 +419,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         files = scenario_files(args.targets)
         loaded = [(path, load_scenario(path)) for path in files]
+        clashes = same_ids(loaded)
         goldens = {path: load_golden(golden_path(path, sc.id)) for path, sc in loaded}
     except ScenarioError as exc:
         print(str(exc), file=sys.stderr)
@@ -426,6 +427,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     except ValueError as exc:
         print(f"v2x check: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if clashes:
+        for clash in clashes:
+            print(str(clash), file=sys.stderr)
+        print("v2x check: two scenarios with one id; nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT
     if not loaded:
         print("v2x check: no scenario files found", file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from v2x import argtypes
 from v2x.net.broker import BrokerURLError, parse_broker_url
 from v2x.run import REALTIME_MAX_WORKERS, default_workers
-from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario
+from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario, same_ids
 from v2x.scenario.model import ALL_VARIANTS
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 1, 2, 3
@@ -397,14 +397,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not names:
         print("v2x run: give one or more SCENARIO ids or files, or --all", file=sys.stderr)
         return EXIT_BAD_INPUT
-    scenarios: list[Scenario] = []
+    loaded: list[tuple[Path, Scenario]] = []
     bad = False
     for name in names:
         try:
-            scenarios.append(load_scenario(find_scenario(name)))
+            path = find_scenario(name)
+            loaded.append((path, load_scenario(path)))
         except ScenarioError as exc:
             print(str(exc), file=sys.stderr)
             bad = True
+    for clash in same_ids(loaded):  # two files with one id would write the same DIR/<id>/result.json
+        print(str(clash), file=sys.stderr)
+        bad = True
+    scenarios = [sc for _, sc in loaded]
     if bad:
         print("v2x run: invalid scenario file(s); nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,6 +15,8 @@ from pydantic import ValidationError
 from v2x.apps.registry import RunsOn, app_spec
 from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
 from v2x.scenario.model import (
+    ALL_VARIANTS,
+    DEFAULT_SIZE,
     EMERGENCY_FLAG_ACTIONS,
     FLAG_ACTIONS,
     LANE_ACTIONS,
@@ -78,6 +81,47 @@ class _LimitedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+# PyYAML reads YAML 1.1, where a plain `1e3` or `-.5` is a string (its floats need a dot and a signed
+# exponent); YAML 1.2 reads them as numbers, and so does the scenario loader. Quoted ("14") they stay strings,
+# which a number field refuses. (Tried after PyYAML's own int and float patterns: `14` stays an int.)
+_YAML12_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
+_LimitedLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+.0123456789"))
+
+
+def _duplicate_keys(root: yaml.Node) -> list[tuple[str, str]]:
+    """Every key given twice in one mapping of the document (PyYAML keeps the last silently), by its field
+    path, in the order of the file: ``(path, what)``. A merge key's (``<<: *base``) keys may be overridden:
+    that is what merging is for. A node an alias repeats is looked at once."""
+    found: list[tuple[int, int, str, str]] = []
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, list[Any]]] = [(root, [])]
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, [*where, k]) for k, child in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Mark] = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                stack.append((value, [*where, name]))
+                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                mark, again = first.setdefault((key.tag, key.value), key.start_mark), key.start_mark
+                if mark is again:
+                    continue
+                lines = (
+                    f"line {mark.line + 1} (columns {mark.column + 1} and {again.column + 1})"
+                    if mark.line == again.line
+                    else f"lines {mark.line + 1} and {again.line + 1}"
+                )
+                message = f"a key given once (YAML would silently keep the last); {name!r} is given again, on {lines}"
+                found.append((again.line, again.column, _loc([*where, name]), message))
+    return [(loc, message) for _, _, loc, message in sorted(found)]
+
+
 class _Recursive(Exception):
     """A YAML node that contains itself through an alias (``a: &a [*a]``)."""
 
@@ -128,7 +172,7 @@ def _read_yaml(path: Path) -> Any:
         line = raw[: exc.start].count(b"\n") + 1
         bad = raw[exc.start : exc.start + 1].hex()
         raise ScenarioError(
-            path, [(f"line {line}", f"UTF-8 text; byte 0x{bad} at offset {exc.start} is not")]
+            path, [(f"line {line}", f"expected UTF-8 text; byte 0x{bad} at offset {exc.start} is not valid UTF-8")]
         ) from None
     loader = _LimitedLoader(text)
     try:
@@ -143,6 +187,9 @@ def _read_yaml(path: Path) -> Any:
             ) from None
         if too_many:
             raise ScenarioError(path, [("", f"at most {MAX_NODES} values once YAML aliases are expanded")])
+        duplicates = _duplicate_keys(node) if node is not None else []
+        if duplicates:
+            raise ScenarioError(path, duplicates)
         return loader.construct_document(node) if node is not None else None
     except _LimitExceeded as exc:
         where, what = exc.args
@@ -181,6 +228,13 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]
             msg = "required field is missing"
         elif err["type"] == "extra_forbidden":
             msg = "unknown field (not in the schema; 'v2x docs scenarios' describes every field)"
+        elif (
+            err["type"] in ("float_type", "int_type")
+            and isinstance(err.get("input"), str)
+            and _YAML12_FLOAT.match(err["input"].strip())
+        ):
+            # A quoted number ("14") is text in YAML; the schema takes numbers only (14, 14.0, 1e3).
+            msg = f"a number, written without quotes; got text {_short(err['input'])}"
         elif "input" in err and err["type"] not in ("missing",):
             msg = f"{msg}; got {_short(err['input'])}"
         problems.append((_loc(loc), msg))
@@ -308,6 +362,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     lane_ids = [lane.id for lane in sc.road.lanes]
     ix_ids = [ix.id for ix in sc.road.intersections]
     problems += _road_problems(sc)
+    problems += _script_problems(sc)
     ids = [a.id for a in sc.actors]
     event_ids = [ev.id for a in sc.actors for ev in (*a.road_events, *a.road_signs)]
     event_ids += [watch.id for a in sc.actors for watch in a.congestion]
@@ -452,7 +507,8 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             else:
                 problems.append((f"expectations[{i}].{attr}", f"an actor id {ids}; got {ref!r}"))
         if exp.variant not in sc.variants:
-            problems.append((f"expectations[{i}].variant", f"one of the scenario's variants {sc.variants}"))
+            expected = f"one of the scenario's variants {list(dict.fromkeys(sc.variants))}; got {exp.variant!r}"
+            problems.append((f"expectations[{i}].variant", expected))
     flow_lanes: set[str] = set()
     for i, flow in enumerate(sc.flows):
         if flow.lane not in lane_ids:
@@ -463,6 +519,113 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         if flow.positioning is not None and flow.positioning not in POSITIONING_PROFILES:
             expected = f"a positioning profile {sorted(POSITIONING_PROFILES)}; got {flow.positioning!r}"
             problems.append((f"flows[{i}].positioning", expected))
+    return problems
+
+
+def _script_problems(sc: Scenario) -> list[tuple[str, str]]:
+    """Values each valid alone that make no sense together, or that would quietly do nothing: an actor
+    placed beyond the end of its lane or path, two road users on one lane whose boxes overlap at t = 0 (they
+    would collide at once), events out of time order or after the end of the run, a ``brake`` or
+    ``accelerate`` without a rate, an app or a variant listed twice, an expectation's window that ends
+    before it starts, and an explicitly empty list of expectations."""
+    from shapely.geometry import LineString
+
+    problems: list[tuple[str, str]] = []
+    lanes = {lane.id: lane for lane in sc.road.lanes}
+    length = {lane.id: float(LineString(lane.centerline).length) for lane in sc.road.lanes}
+    for k, variant in enumerate(sc.variants):
+        if variant in sc.variants[:k]:
+            problems.append(
+                (f"variants[{k}]", f"each variant once (of {', '.join(ALL_VARIANTS)}); got {variant!r} twice")
+            )
+    for i, actor in enumerate(sc.actors):
+        for where, placed in ((f"actors[{i}]", actor), (f"actors[{i}].phantom", actor.phantom)):
+            if placed is None:
+                continue
+            if placed.lane in lanes:
+                along, end = f"lane {placed.lane!r}", length[placed.lane]
+            elif placed.path is not None:
+                along, end = "its path", float(LineString(placed.path).length)
+            else:
+                continue
+            if placed.start_m > end + 1e-9:
+                problems.append(
+                    (
+                        f"{where}.start_m",
+                        f"a distance along {along} within its length (0..{end:g} m, along its centre line); "
+                        f"got {placed.start_m:g}",
+                    )
+                )
+        for k, app in enumerate(actor.apps):
+            if app in actor.apps[:k]:
+                problems.append((f"actors[{i}].apps[{k}]", f"each app once; got {app!r} twice"))
+        previous = 0.0
+        for k, ev in enumerate(actor.events):
+            loc = f"actors[{i}].events[{k}]"
+            if ev.at_s < previous:
+                problems.append(
+                    (
+                        f"{loc}.at_s",
+                        f"events in time order: at or after the one before ({previous:g} s); got {ev.at_s:g}",
+                    )
+                )
+            previous = max(previous, ev.at_s)
+            if ev.at_s > sc.duration_s:
+                problems.append(
+                    (
+                        f"{loc}.at_s",
+                        f"a time within the run (duration_s: {sc.duration_s:g}): it would never happen; "
+                        f"got {ev.at_s:g}",
+                    )
+                )
+            if ev.action in ("brake", "accelerate") and not ev.rate_mps2 > 0:
+                problems.append(
+                    (
+                        f"{loc}.rate_mps2",
+                        f"a rate > 0 (m/s^2) for '{ev.action}'; got "
+                        + (f"{ev.rate_mps2:g}" if "rate_mps2" in ev.model_fields_set else "none"),
+                    )
+                )
+    problems += _overlap_problems(sc, length)
+    for i, exp in enumerate(sc.expectations):
+        window = getattr(exp, "window_s", None)
+        if window is not None and window[0] > window[1]:
+            problems.append(
+                (f"expectations[{i}].window_s", f"[start, end] with start <= end; got [{window[0]:g}, {window[1]:g}]")
+            )
+    if "expectations" in sc.model_fields_set and not sc.expectations:
+        problems.append(
+            (
+                "expectations",
+                "at least one expectation to check (with none the scenario passes whatever happens; leave "
+                "'expectations' out to run it without checks); got []",
+            )
+        )
+    return problems
+
+
+def _overlap_problems(sc: Scenario, length: dict[str, float]) -> list[tuple[str, str]]:
+    """Two road users on the same lane whose boxes overlap at t = 0: their centres (``start_m``) are closer
+    along the lane than half the sum of their lengths (side by side on one centre line, their widths always
+    overlap). The referee would record a collision at t = 0.00 s."""
+    problems: list[tuple[str, str]] = []
+    on_lane = [
+        (i, actor, actor.length_m or DEFAULT_SIZE[actor.kind][0])
+        for i, actor in enumerate(sc.actors)
+        if actor.kind in ROAD_USER_KINDS and actor.lane in length
+    ]
+    for n, (i, a, length_a) in enumerate(on_lane):
+        for j, b, length_b in on_lane[n + 1 :]:
+            gap = abs(a.start_m - b.start_m)
+            if a.lane == b.lane and gap < (length_a + length_b) / 2:
+                problems.append(
+                    (
+                        f"actors[{j}].start_m",
+                        f"a place clear of {a.id!r} (actors[{i}]) on lane {a.lane!r}: centres at least "
+                        f"{(length_a + length_b) / 2:g} m apart (half the sum of their lengths); {b.id!r} and "
+                        f"{a.id!r} are {gap:g} m apart and would collide at t = 0",
+                    )
+                )
     return problems
 
 
@@ -566,12 +729,21 @@ def _congestion_problems(sc: Scenario, i: int) -> list[tuple[str, str]]:
     return problems
 
 
+# What a YAML document that is not a mapping is, in a problem's words.
+_KIND_OF: dict[type, str] = {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}
+
+
 def load_scenario(path: Path | str) -> Scenario:
     """Parse and validate a scenario file. Raises ScenarioError with every problem found."""
     path = Path(path)
     data = _read_yaml(path)
+    if data is None:
+        raise ScenarioError(
+            path, [("", "expected a mapping (the scenario); got nothing (an empty file, or only comments)")]
+        )
     if not isinstance(data, dict):
-        raise ScenarioError(path, [("", f"expected a mapping at the top level; got {type(data).__name__}")])
+        got = _KIND_OF.get(type(data), type(data).__name__)
+        raise ScenarioError(path, [("", f"expected a mapping (the scenario) at the top level; got {got}")])
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
@@ -583,6 +755,23 @@ def load_scenario(path: Path | str) -> Scenario:
     if problems:
         raise ScenarioError(path, problems)
     return scenario
+
+
+def same_ids(loaded: Iterable[tuple[Path, Scenario]]) -> list[ScenarioError]:
+    """The files among ``loaded`` (scenario files given to one command, each with what it holds) whose
+    scenario has the id of an earlier one: a run keeps its results by id (``DIR/<id>/result.json``, the
+    golden file, the JUnit case), so the second would overwrite the first's."""
+    first: dict[str, Path] = {}
+    out: list[ScenarioError] = []
+    for path, sc in loaded:
+        other = first.setdefault(sc.id, path)
+        if other != path:
+            expected = (
+                f"an id no other scenario of this run has (results are kept by id: DIR/{sc.id}/result.json); "
+                f"{sc.id!r} is also the id of {other}"
+            )
+            out.append(ScenarioError(path, [("id", expected)]))
+    return out
 
 
 def _with_sumo_files(sc: Scenario, base: Path) -> tuple[Scenario, list[tuple[str, str]]]:

@@ -3,39 +3,29 @@
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from v2x.apps.registry import app_names
 
 ActorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 # Numbers in a scenario file are finite (the models set allow_inf_nan=False: NaN, inf and 1e400 are refused)
-# and real numbers, not booleans or strings (strict: `false` or "3" is not 0.0 or 3.0).
-# PyYAML reads YAML 1.1, where `1e3` (no dot) is a string: such a string is taken as the number YAML 1.2 reads.
-_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
-
-
-def _yaml12_number(value: object) -> object:
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        return float(value)
-    return value
-
-
-Real = Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True)]
+# and real numbers, not booleans or strings (strict: `false` or "3" is not 0.0 or 3.0; an int is a float).
+# A plain `1e3`, a string to YAML 1.1, is read as the number YAML 1.2 makes of it by the scenario loader's
+# YAML resolver (v2x.scenario.loader), not here: a quoted "14" stays a string, and an error.
+Real = Annotated[float, Field(strict=True)]
+Int = Annotated[int, Field(strict=True)]  # an integer: not true (1), "3" or 3.0
 MAX_EXTENT_M = 100_000.0  # local coordinates: within 100 km of the origin (the local ENU plane's reach)
-Coord = Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True, ge=-MAX_EXTENT_M, le=MAX_EXTENT_M)]
+Coord = Annotated[float, Field(strict=True, ge=-MAX_EXTENT_M, le=MAX_EXTENT_M)]
 Point = tuple[Coord, Coord]
 # Elevation (local "up", metres above the origin's height): a lane's profile stays within this of the origin,
 # and rises or falls at most MAX_GRADE between two centre-line points (30 %: steeper than any road, ramps of
 # multi-storey car parks included; Chongqing's steepest streets are about 20 %).
 MAX_ELEVATION_M = 1000.0
 MAX_GRADE = 0.3
-Elevation = Annotated[
-    float, BeforeValidator(_yaml12_number), Field(strict=True, ge=-MAX_ELEVATION_M, le=MAX_ELEVATION_M)
-]
+Elevation = Annotated[float, Field(strict=True, ge=-MAX_ELEVATION_M, le=MAX_ELEVATION_M)]
 SPEED_GATE_M = 10.0  # a `speed` expectation's point counts as passed within this distance of it, sideways
 
 VEHICLE_KINDS = ("car", "truck", "bus", "emergency")
@@ -157,7 +147,7 @@ class LaneSpec(Strict):
 class SignalPhaseSpec(Strict):
     """One phase of a fixed-time plan: the ingress lanes it gives green, and its interval lengths."""
 
-    id: int = Field(ge=1, le=255, description="phase id as sent in MAP connectsTo and SPAT")
+    id: Int = Field(ge=1, le=255, description="phase id as sent in MAP connectsTo and SPAT")
     lanes: list[ActorId] = Field(min_length=1, description="ingress lanes this phase controls")
     green_s: Real = Field(gt=0, le=300)
     yellow_s: Real = Field(default=3.0, ge=0, le=10)
@@ -242,7 +232,7 @@ class RsiItemSpec(Strict):
     )
     path_radius_m: Real = Field(default=1.75, gt=0, le=102.4, description="half-width of 'path'")
     active_s: tuple[Real, Real] | None = Field(default=None, description="[start, end) in simulation seconds")
-    priority: int = Field(default=0, ge=0, le=7, description="0..7, higher is more urgent")
+    priority: Int = Field(default=0, ge=0, le=7, description="0..7, higher is more urgent")
 
     @model_validator(mode="after")
     def _where(self) -> RsiItemSpec:
@@ -257,7 +247,7 @@ class RoadEventSpec(RsiItemSpec):
     """A road traffic event an RSU announces in RSI (CSAE 53 RTEData): a hazard at ``position`` (its
     centre) with ``radius_m``."""
 
-    type: int = Field(ge=0, le=65535, description="GB/T 29100-2012 event code (e.g. 408 slippery road)")
+    type: Int = Field(ge=0, le=65535, description="GB/T 29100-2012 event code (e.g. 408 slippery road)")
     radius_m: Real = Field(gt=0, le=102.4, description="the hazard zone around position (wire: 0.1 m, <= 102.4 m)")
     source: Literal["unknown", "police", "government", "meteorological", "internet", "detection"] = "detection"
 
@@ -266,7 +256,7 @@ class RoadSignSpec(RsiItemSpec):
     """A road traffic sign an RSU announces in RSI (CSAE 53 RTSData): a GB 5768.2 sign standing at
     ``position`` (beside its reference path) for the traffic on that path."""
 
-    type: int = Field(
+    type: Int = Field(
         ge=0, le=65535, description="GB 5768.2 sign code (101 sharp curve, 102 children, 201 speed limit)"
     )
     speed_limit_kph: Real | None = Field(
@@ -288,7 +278,7 @@ class CongestionWatchSpec(Strict):
 
     id: ActorId = Field(description="names the announced event in results (the 'other' of a TJW warning)")
     lane: ActorId = Field(description="the lane watched (its direction of travel is the queue's)")
-    priority: int = Field(default=5, ge=0, le=7, description="the event's RSI priority, 0..7")
+    priority: Int = Field(default=5, ge=0, le=7, description="the event's RSI priority, 0..7")
 
 
 class NetworkSpec(Strict):
@@ -523,7 +513,7 @@ class FlowSpec(Strict):
     lane: ActorId = Field(description="the lane whose start is the entry")
     vehicles_per_hour: Real = Field(gt=0, le=3600, description="mean arrival rate (Poisson arrivals)")
     speed_kph: SpeedDistributionSpec = Field(description="desired speeds")
-    mix: dict[FlowClass, Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True, ge=0, le=1)]] = Field(
+    mix: dict[FlowClass, Annotated[float, Field(strict=True, ge=0, le=1)]] = Field(
         default_factory=_all_cars, description="vehicle class shares, summing to 1"
     )
     penetration: Real = Field(default=0.0, ge=0, le=1, description="share of vehicles with an OBU (they send BSMs)")
@@ -556,7 +546,7 @@ class SumoSpec(Strict):
 
     net: str = Field(min_length=1, description="the SUMO network (.net.xml), relative to the scenario file")
     routes: str = Field(min_length=1, description="the SUMO demand (.rou.xml), relative to the scenario file")
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="SUMO's --seed (default: the run's)")
+    seed: Int | None = Field(default=None, ge=0, le=2**31 - 1, description="SUMO's --seed (default: the run's)")
     penetration: Real = Field(default=0.0, ge=0, le=1, description="share of SUMO vehicles with an OBU")
     driver: SumoDriverSpec = Field(default_factory=SumoDriverSpec, description="a warned SUMO driver")
 
@@ -652,8 +642,8 @@ class StopsExpectation(_ExpectationBase):
 
     type: Literal["stops"]
     actor: ActorId
-    min: int | None = Field(default=None, ge=0)
-    max: int | None = Field(default=None, ge=0)
+    min: Int | None = Field(default=None, ge=0)
+    max: Int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _bound(self) -> StopsExpectation:
@@ -775,9 +765,7 @@ class Scenario(Strict):
     flows: list[FlowSpec] = Field(default_factory=list, description="background traffic (docs/SCENARIOS.md)")
     sumo: SumoSpec | None = Field(default=None, description="background traffic from SUMO (docs/SCENARIOS.md)")
     variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS), min_length=1)
-    thresholds: dict[str, Annotated[float, BeforeValidator(_yaml12_number), Field(strict=True, ge=0, le=1e6)]] = Field(
-        default_factory=dict
-    )
+    thresholds: dict[str, Annotated[float, Field(strict=True, ge=0, le=1e6)]] = Field(default_factory=dict)
     expectations: list[Expectation] = Field(default_factory=list)
 
     @field_validator("epoch")

@@ -1,0 +1,196 @@
+"""Scenario files with mistakes that used to be accepted and run (a newcomer's review found them): each is
+refused before anything runs, ``FILE: field.path: what was expected; got X``, with exit 2 from ``v2x run``
+and ``v2x check`` and a failing item in the pytest plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from v2x.cli import main
+from v2x.scenario import ScenarioError, load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+
+pytest_plugins = ("pytester",)
+
+FCW = (SCENARIO_DIR / "fcw.yaml").read_text()
+BRAKE = "{at_s: 6.0, action: brake, rate_mps2: 6.0, until_speed_mps: 0}"
+
+
+def _variant(old: str, new: str) -> str:
+    assert old in FCW, old
+    return FCW.replace(old, new, 1)
+
+
+# (case, scenario text, the field path named, words in what was expected)
+CASES = [
+    (
+        "key twice",
+        _variant("duration_s: 14.0\n", "duration_s: 14.0\nduration_s: 20.0\n"),
+        "duration_s",
+        "'duration_s' is given again, on lines 12 and 13",
+    ),
+    (
+        "nested key twice",
+        _variant("start_m: 130\n", "start_m: 130\n    start_m: 140\n"),
+        "actors[0].start_m",
+        "given again",
+    ),
+    (
+        "key twice on a line",
+        _variant("{at_s: 6.0,", "{at_s: 6.0, at_s: 7.0,"),
+        "actors[0].events[0].at_s",
+        "on line 27 (columns 10 and 21)",
+    ),
+    (
+        "window reversed",
+        _variant("window_s: [6.0, 7.0]", "window_s: [7.0, 6.0]"),
+        "expectations[0].window_s",
+        "start <= end",
+    ),
+    (
+        "start beyond the lane",
+        _variant("start_m: 130", "start_m: 5000"),
+        "actors[0].start_m",
+        "within its length (0..1500 m",
+    ),
+    (
+        "events out of order",
+        _variant(f"      - {BRAKE}\n", f"      - {BRAKE}\n      - {{at_s: 3.0, action: hold}}\n"),
+        "actors[0].events[1].at_s",
+        "time order",
+    ),
+    ("event after the end", _variant("{at_s: 6.0,", "{at_s: 20.0,"), "actors[0].events[0].at_s", "within the run"),
+    ("brake at rate 0", _variant("rate_mps2: 6.0", "rate_mps2: 0"), "actors[0].events[0].rate_mps2", "> 0"),
+    ("brake without a rate", _variant("rate_mps2: 6.0, ", ""), "actors[0].events[0].rate_mps2", "got none"),
+    ("app twice", _variant("apps: [fcw]", "apps: [fcw, fcw]"), "actors[1].apps[1]", "each app once"),
+    (
+        "overlap at t = 0",
+        _variant("start_m: 100", "start_m: 127"),
+        "actors[1].start_m",
+        "'follower' and 'lead' are 3 m apart and would collide at t = 0",
+    ),
+    (
+        "no expectations",
+        FCW[: FCW.index("expectations:")] + "expectations: []\n",
+        "expectations",
+        "at least one expectation",
+    ),
+    ("duration as text", _variant("duration_s: 14.0", 'duration_s: "14"'), "duration_s", "without quotes"),
+    (
+        "coordinate as text",
+        _variant("[[0, 0], [1500, 0]]", "[[0, 0], ['1500', 0]]"),
+        "road.lanes[0].centerline[1][0]",
+        "without quotes",
+    ),
+    (
+        "threshold as text",
+        _variant("expectations:", 'thresholds: {fcw_ttc_s: "2.5"}\nexpectations:'),
+        "thresholds.fcw_ttc_s",
+        "without quotes",
+    ),
+    (
+        "integer as text",
+        _variant(
+            "  - id: cloud\n",
+            "  - id: rsu2\n    kind: rsu\n    position: [400, -12]\n"
+            "    road_events: [{id: wet, type: 408, position: [400, 0], radius_m: 20, priority: '3'}]\n"
+            "  - id: cloud\n",
+        ),
+        "actors[4].road_events[0].priority",
+        "without quotes",
+    ),
+    ("variant twice", _variant("tick_s: 0.1", "tick_s: 0.1\nvariants: [v2x, v2x]"), "variants[1]", "each variant once"),
+    ("empty file", "", "", "got nothing (an empty file"),
+    ("only comments", "# nothing yet\n", "", "got nothing"),
+]
+
+
+def _problems(text: str, tmp_path: Path) -> tuple[Path, list[tuple[str, str]]]:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(path) in str(info.value)
+    return path, info.value.problems
+
+
+@pytest.mark.parametrize(("case", "text", "field", "words"), CASES, ids=[c[0] for c in CASES])
+def test_a_mistake_is_refused_naming_the_field(case: str, text: str, field: str, words: str, tmp_path: Path) -> None:
+    _, problems = _problems(text, tmp_path)
+    assert any(loc == field and words in msg for loc, msg in problems), problems
+
+
+def test_every_mistake_exits_2_from_run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for k, (_, text, field, _) in enumerate(CASES):
+        path = tmp_path / f"bad{k}.yaml"
+        path.write_text(text)
+        for command in (["run", "-q"], ["check"]):
+            assert main([*command, str(path), "--out", str(tmp_path / "out")]) == 2
+            err = capsys.readouterr().err
+            assert (f"{path}: {field}:" if field else f"{path}: ") in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_numbers_written_as_yaml_1_2_and_merge_keys_still_load(tmp_path: Path) -> None:
+    """`1e3` (a string to YAML 1.1) is a number; an int is a real; a merge key may override what it merges."""
+    text = _variant("duration_s: 14.0", "duration_s: 1.4e1").replace("range_m: 300", "range_m: 3e2")
+    text = text.replace(
+        "    driver: {reaction_s: 1.0, brake_mps2: 7.0}\n  - id: neighbour",
+        "    driver: &d {reaction_s: 1.0, brake_mps2: 7.0}\n  - id: neighbour",
+    )
+    text = text.replace(
+        "    driver: {reaction_s: 1.0, brake_mps2: 7.0}\n  - id: rsu1",
+        "    driver: {<<: *d, brake_mps2: 6.0}\n  - id: rsu1",
+    )
+    path = tmp_path / "ok.yaml"
+    path.write_text(text)
+    sc = load_scenario(path)
+    assert sc.duration_s == 14.0 and sc.actor("rsu1").range_m == 300.0
+    driver = sc.actor("neighbour").driver
+    assert driver is not None and (driver.reaction_s, driver.brake_mps2) == (1.0, 6.0)
+
+
+def test_two_files_with_one_id_are_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`v2x run fcw my-copy.yaml` where the copy still says `id: fcw`: both would write DIR/fcw/result.json."""
+    copy = tmp_path / "my-copy.yaml"
+    copy.write_text(_variant("duration_s: 14.0", "duration_s: 12.0"))
+    fcw = SCENARIO_DIR / "fcw.yaml"
+    assert main(["run", "fcw", str(copy), "--out", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"{copy}: id: an id no other scenario of this run has" in err and f"'fcw' is also the id of {fcw}" in err
+    assert not (tmp_path / "out").exists()
+    assert main(["check", "fcw", str(copy), "--out", str(tmp_path / "out")]) == 2
+    assert f"{copy}: id:" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # the same file twice is one scenario, as before
+    assert main(["run", "fcw", str(fcw), "--out", str(tmp_path / "out"), "-q", "--variant", "v2x"]) == 0
+
+
+def test_the_pytest_plugin_fails_the_file(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "twice.yaml").write_text(_variant("duration_s: 14.0\n", "duration_s: 14.0\nduration_s: 20.0\n"))
+    result = pytester.runpytest_inprocess(
+        "-o", "asyncio_default_fixture_loop_scope=function", str(folder), "-v", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*twice.yaml::load FAILED*", "*duration_s: a key given once*"])
+
+
+def test_utf8_and_empty_file_messages_read_naturally(tmp_path: Path) -> None:
+    raw = FCW.encode().replace(b"Two cars", b"Two \xff cars", 1)
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    [(_, what)] = info.value.problems
+    offset = raw.index(b"\xff")
+    assert what == f"expected UTF-8 text; byte 0xff at offset {offset} is not valid UTF-8"
+    path.write_text("- a list\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert info.value.problems == [("", "expected a mapping (the scenario) at the top level; got a list")]
