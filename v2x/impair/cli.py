@@ -137,7 +137,10 @@ def _sample_handler(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.speed) and args.speed >= 0.0):
         return _bad_input(f"--speed must be >= 0, got {args.speed}")
     if args.png and importlib.util.find_spec("matplotlib") is None:
-        return _bad_input("--png needs matplotlib, an optional extra: pip install 'v2x-testbed[plot]'")
+        return _bad_input(
+            "--png needs matplotlib (the package's plot extra): pip install matplotlib, or pip install '.[plot]' "
+            "in a clone"
+        )
     rng = np.random.default_rng(args.seed)
     if name in POSITIONING_PROFILES:
         header, rows = sample_positioning(name, hz, seconds, rng, speed_mps=args.speed, cold_start=args.cold_start)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from v2x.scenario.model import Scenario
 
 MAX_SUMO_FILE_BYTES = 16 * 1024 * 1024  # a network or a demand file of a scenario: at most this
-INSTALL_HINT = "pip install 'v2x-testbed[sumo]'"
+INSTALL_HINT = "pip install eclipse-sumo (the package's sumo extra: pip install '.[sumo]' in a clone)"
 
 
 @dataclass(frozen=True)
