@@ -61,7 +61,6 @@ CASES = [
         "actors[0].events[1].at_s",
         "time order",
     ),
-    ("event after the end", _variant("{at_s: 6.0,", "{at_s: 20.0,"), "actors[0].events[0].at_s", "within the run"),
     ("brake at rate 0", _variant("rate_mps2: 6.0", "rate_mps2: 0"), "actors[0].events[0].rate_mps2", "> 0"),
     ("brake without a rate", _variant("rate_mps2: 6.0, ", ""), "actors[0].events[0].rate_mps2", "got none"),
     ("app twice", _variant("apps: [fcw]", "apps: [fcw, fcw]"), "actors[1].apps[1]", "each app once"),

@@ -478,3 +478,62 @@ def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
     }, status
     assert not checks.passed
     assert next(c for c in checks.checks if c.name == "decode").detail == "nothing to check: no envelope came"
+
+
+@pytest.mark.broker
+async def test_the_sdk_answers_the_final_tick_again_until_the_worlds_stop(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """After the final tick ``Stack.ticks()`` answers the world's re-sends of it with the same bytes (its answer
+    may have been lost in a broker restart) and returns on the world's STOP (docs/PROTOCOL.md "End of a run")."""
+    import asyncio
+
+    import aiomqtt
+
+    from v2x.net import topics
+    from v2x.sdk import Stack
+
+    sc = load_scenario(fcw_with_external(tmp_path, "follower"))
+    run_id = f"linger-{uuid.uuid4().hex[:6]}"
+    sim = Simulation(sc, variant="v2x", seed=0, run_id=run_id)
+    start = sim.control(testbed_pb2.Control.COMMAND_START)
+    stop = sim.control(testbed_pb2.Control.COMMAND_STOP)
+
+    def tick_input(n: int, final: bool) -> bytes:
+        return testbed_pb2.TickInput(
+            run_id=run_id, tick=n, time_us=n * 100_000, tick_us=100_000, final=final
+        ).SerializeToString()
+
+    acks: list[bytes] = []
+    url = mosquitto.address.url
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
+        await world.subscribe(topics.ack(run_id, "follower"), qos=1)
+
+        async def listen() -> None:
+            async for message in world.messages:
+                acks.append(bytes(message.payload))
+
+        listening = asyncio.create_task(listen())
+        await world.publish(topics.control(run_id), start, qos=1, retain=True)
+        ended: list[int] = []
+
+        async def drive() -> None:
+            async with Stack(url, run_id=run_id, actor_id="follower", kind="car") as stack:
+                run = await stack.start()
+                state = VehicleState.at_start(run.me)
+                async for tick in stack.ticks():
+                    await stack.ack(tick, state)
+                    ended.append(tick.n)
+
+        driving = asyncio.create_task(drive())
+        await asyncio.sleep(0.5)
+        for n, final in ((0, False), (1, True)):
+            await world.publish(topics.tick_input(run_id, "follower"), tick_input(n, final))
+            await asyncio.sleep(0.3)
+        assert len(acks) == 2 and not driving.done()  # answered the final tick, and still there
+        await world.publish(topics.tick_input(run_id, "follower"), tick_input(1, True))  # the world asks again
+        await asyncio.sleep(0.3)
+        assert len(acks) == 3 and acks[2] == acks[1] and not driving.done()
+        await world.publish(topics.control(run_id), stop, qos=1, retain=True)
+        await asyncio.wait_for(driving, 10.0)
+        listening.cancel()
+        await world.publish(topics.control(run_id), b"", qos=1, retain=True)
+    assert ended == [0, 1]

@@ -92,7 +92,8 @@ def test_without_sumo_run_says_what_to_install(
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sumo" else real(name, *a))
     assert main(["run", str(CORRIDOR), "--out", "/nonexistent"]) == 2
     err = capsys.readouterr().err
-    assert "sumo-corridor: this scenario needs SUMO" in err and "pip install 'v2x-testbed[sumo]'" in err
+    assert "sumo-corridor: this scenario needs SUMO" in err
+    assert "pip install eclipse-sumo (the package's sumo extra: pip install '.[sumo]' in a clone)" in err
 
 
 def test_the_obus_are_drawn_from_the_id_and_the_seed() -> None:

@@ -570,14 +570,6 @@ def _script_problems(sc: Scenario) -> list[tuple[str, str]]:
                     )
                 )
             previous = max(previous, ev.at_s)
-            if ev.at_s > sc.duration_s:
-                problems.append(
-                    (
-                        f"{loc}.at_s",
-                        f"a time within the run (duration_s: {sc.duration_s:g}): it would never happen; "
-                        f"got {ev.at_s:g}",
-                    )
-                )
             if ev.action in ("brake", "accelerate") and not ev.rate_mps2 > 0:
                 problems.append(
                     (
