@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -241,3 +242,41 @@ def test_pruning_skips_the_pass_only_when_no_remote_is_too_old() -> None:
         expected = {k: r for k, r in follower.remotes.items() if t - r.t_s <= max_age}
         follower._prune(t)
         assert list(follower.remotes.items()) == list(expected.items())
+
+
+async def test_an_agent_pushed_ahead_by_forged_inputs_answers_the_worlds_ticks_again_and_counts_them() -> None:
+    """Two forged TickInputs in a row (n+1, then n+2, before the world's n+1) pushed an agent past the world's
+    tick: it refused the world's n+1 as bad_tick and the run stalled until the world gave up (found by an attack
+    test). It now answers the world's inputs for the ticks it answered with the answers it gave (the forgery
+    steers: docs/SECURITY.md), counts each as ``conflicting_input``, and goes on with the world's next tick."""
+    from v2x.net import topics
+    from v2x.net.host import AgentHost
+
+    published: list[tuple[str, bytes]] = []
+
+    class Wire:
+        def route(self, *_: object) -> None: ...
+        def on_connect(self, *_: object) -> None: ...
+
+        async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
+            published.append((topic, payload))
+
+    host = AgentHost(Wire(), "r1", [_fcw_vehicles()["lead"]], n_ticks=3)  # type: ignore[arg-type]
+    slot = host.slots["lead"]
+
+    def tick_input(n: int, forged: bool = False) -> bytes:
+        gnss = testbed_pb2.GnssReading(available=True, sigma_major_m=0.02, sigma_minor_m=0.02, state="rtk-fixed")
+        if forged:
+            gnss.east_error_m = 40.0  # (the forger moves the lead's fix)
+        return testbed_pb2.TickInput(
+            run_id="r1", tick=n, time_us=n * 100_000, tick_us=100_000, gnss=gnss, final=n == 3
+        ).SerializeToString()
+
+    for payload in (tick_input(0), tick_input(1, True), tick_input(2, True), tick_input(1), tick_input(2)):
+        slot.queue.put_nowait(payload)
+    slot.queue.put_nowait(tick_input(3))
+    await asyncio.wait_for(host._serve(slot), 10)
+    acks = [testbed_pb2.Ack.FromString(p) for t, p in published if t == topics.ack("r1", "lead")]
+    assert [a.tick for a in acks] == [0, 1, 2, 1, 2, 3]
+    assert acks[3] == acks[1] and acks[4] == acks[2]  # the answers given, again
+    assert slot.rejected == {"conflicting_input": 2}

@@ -215,8 +215,8 @@ async def test_an_agent_in_a_baseline_run_hears_nothing_and_takes_only_the_expec
     embedded: BrokerAddress,
 ) -> None:
     """The ghost BSM: a TickInput carrying the lead's BSM to the follower of a baseline (no V2X) run. The
-    follower hears nothing and counts it; a TickInput for tick 10^6 or an old tick is rejected as bad_tick
-    and the next real tick is still served; a different TickInput for the tick already answered is
+    follower hears nothing and counts it; a TickInput for tick 10^6 or a copy of an old tick's is rejected as
+    bad_tick and the next real tick is still served; a different TickInput for the tick already answered is
     conflicting_input, answered with the first answer."""
     from v2x.run.runner import make_transport
 

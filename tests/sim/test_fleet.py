@@ -898,3 +898,35 @@ def test_forged_inputs_reported_in_three_ticks_get_the_fleet_or_agent_flagged(tm
         inbound.note_rejected_by("follower", {"bad_tick": tick})
     assert inbound.flagged() == {"fleet-0": {"input": 3}}
     assert inbound.stats.rejected_by_agents["fleet-0"] == {"conflicting_input": 3, "bad_tick": 5}
+
+
+async def test_a_fleet_pushed_ahead_by_forged_inputs_answers_the_worlds_ticks_again() -> None:
+    """Forged FleetInputs for ticks 1 and 2 before the world's tick 1: the fleet answers the world's 1 and 2
+    with the answers it gave (counted), then goes on with the world's 3 (it refused the world's 1 as bad_tick and
+    the run stalled: found by an attack test)."""
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    raw: list[bytes] = []
+
+    class Wire:
+        def route(self, topic_filter: str, handler: object) -> None:
+            pass
+
+        async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
+            raw.append(payload)
+
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+    host = FleetHost(Wire(), "r", agent, n_ticks=3)  # type: ignore[arg-type]
+    inputs = _fcw_inputs()
+    host.last_tick = 0  # (ticks 1..3 here)
+    forged = []
+    for inp in inputs[:2]:
+        f = testbed_pb2.FleetInput()
+        f.CopyFrom(inp)
+        f.vehicles[0].x_m += 3.0
+        forged.append(f)
+    for inp in (*forged, inputs[0], inputs[1], inputs[2]):
+        host.queue.put_nowait(inp.SerializeToString())
+    await asyncio.wait_for(host.run(), 10)
+    acks = [testbed_pb2.FleetAck.FromString(p) for p in raw]
+    assert [a.tick for a in acks] == [1, 2, 1, 2, 3] and raw[2] == raw[0] and raw[3] == raw[1]
+    assert host.rejected == {"conflicting_input": 2}

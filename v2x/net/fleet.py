@@ -36,6 +36,9 @@ MAX_FLEET_INPUT_BYTES = 64 * 1024 * 1024
 # a broker restart) until it learns that the run ended or this long with nothing to answer: beyond the world's
 # 60 s wait for a silent actor, after which the world gives up anyway.
 FINAL_LINGER_S = 70.0
+# How many of its last ticks a host (agent or fleet) answers again, with the same bytes, when asked: the world
+# asks for the tick it waits for, which is the last one answered unless forged inputs pushed the host ahead.
+ANSWERED_KEPT = 8
 
 
 class FleetHost:
@@ -65,8 +68,7 @@ class FleetHost:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.rejected: Counter[str] = Counter()
         self.last_tick = -1
-        self.last_input = b""
-        self.last_output = b""
+        self.answered: dict[int, tuple[bytes, bytes]] = {}  # the last ANSWERED_KEPT ticks: (input, answer)
         self.dismissed = ""  # why no world will serve this fleet, when the world said so before a first tick
         self.held: list[testbed_pb2.Advisory] = []  # the last tick's warnings, for the next FleetAck
         transport.route(
@@ -114,10 +116,11 @@ class FleetHost:
                     return
                 self._reject("malformed", f"dismissed after tick {self.last_tick}")
                 continue
-            if inp.tick == self.last_tick:  # the world asks again: answer identically
-                if payload != self.last_input:  # (one of the two was not the world's: the first was answered)
+            again = self.answered.get(inp.tick)
+            if again is not None and (inp.tick == self.last_tick or payload != again[0]):  # (``AgentHost._serve``)
+                if payload != again[0]:  # (one of the two was not the world's: the first was answered)
                     self._reject("conflicting_input", f"a different FleetInput for tick {inp.tick}")
-                await self.transport.publish(topic, self.last_output)
+                await self.transport.publish(topic, again[1])
                 continue
             if inp.tick != self.last_tick + 1:
                 self._reject("bad_tick", f"tick {inp.tick} after {self.last_tick}")
@@ -133,9 +136,10 @@ class FleetHost:
                 log.exception("%s: tick %d: step failed", self.agent.fleet_id, inp.tick)
                 raise
             self.last_tick = inp.tick
-            self.last_input = payload
-            self.last_output = ack.SerializeToString()
-            await self.transport.publish(topic, self.last_output)
+            answer = ack.SerializeToString()
+            self.answered[inp.tick] = (payload, answer)
+            self.answered.pop(inp.tick - ANSWERED_KEPT, None)
+            await self.transport.publish(topic, answer)
             if inp.warnings_next_tick:  # the apps run while the world closes the tick; their warnings go next
                 try:
                     self.held = self.agent.listen(inp)
