@@ -37,8 +37,9 @@ MAX_FLEET_INPUT_BYTES = 64 * 1024 * 1024
 # 60 s wait for a silent actor, after which the world gives up anyway.
 FINAL_LINGER_S = 70.0
 # How many of its last ticks a host (agent or fleet) answers again, with the same bytes, when asked: the world
-# asks for the tick it waits for, which is the last one answered unless forged inputs pushed the host ahead.
-ANSWERED_KEPT = 8
+# asks for the tick it waits for, which is the last one answered unless forged inputs pushed the host ahead (a
+# chain of up to this many; a mutated copy of an older input stays a plain bad_tick, as before).
+ANSWERED_KEPT = 3
 
 
 class FleetHost:
