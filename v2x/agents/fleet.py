@@ -60,6 +60,7 @@ from itertools import repeat
 from operator import attrgetter
 
 import numpy as np
+from numpy.typing import NDArray
 
 from v2x import units
 from v2x.agents.vehicle import WRECK_FLAGS
@@ -130,14 +131,13 @@ def _accurate_wire(semi_major: int, need_m: float) -> bool:
 
 
 WRECK_EVENTS = sum(1 << VEHICLE_EVENT_BIT[flag] for flag in WRECK_FLAGS)
-# What ``transmit`` reads of each FleetVehicle besides its id, in this order (``wrecked`` as 0.0 or 1.0): from the
-# FleetInput's bytes (``fleet_vehicle_numbers``' columns ``_COLUMNS``), or the fields of each (``_FIELDS``).
+# What ``transmit`` reads of each FleetVehicle besides its id, in this order (``wrecked`` as 0.0 or 1.0): the
+# columns ``_COLUMNS`` of its numbers (``vehicle_numbers``).
 _NUMBERS = (
     "x_m", "y_m", "vx_mps", "vy_mps", "ax_mps2", "ay_mps2", "heading_rad", "speed_mps", "accel_mps2", "east_error_m",
     "north_error_m", "sigma_major_m", "sigma_minor_m", "wrecked",
 )  # fmt: skip
 _COLUMNS = [VEHICLE_NUMBERS.index(name) for name in _NUMBERS]
-_FIELDS = attrgetter(*_NUMBERS)
 _ALL_FIELDS = attrgetter(*VEHICLE_NUMBERS)
 _SIZE = [VEHICLE_NUMBERS.index(name) for name in ("length_m", "width_m")]
 _SIGMAS = [VEHICLE_NUMBERS.index(name) for name in ("sigma_major_m", "sigma_minor_m")]
@@ -145,17 +145,29 @@ _SIGMAS = [VEHICLE_NUMBERS.index(name) for name in ("sigma_major_m", "sigma_mino
 MAX_VEHICLE_SIZE_M = 100.0
 
 
-def bad_vehicle_numbers(inp: testbed_pb2.FleetInput, raw: bytes | None = None) -> str | None:
-    """What is wrong with the numbers of ``inp``'s vehicles (``raw``: the bytes it was parsed from, read in one
-    compiled pass), None if nothing: every number finite, length and width above 0 and at most
-    ``MAX_VEHICLE_SIZE_M``, the accuracy's sigmas not negative. A fleet input from the world always passes;
-    one that did not made the fleet's FCW raise (a vehicle of length 0 or NaN) and ended the run."""
+def vehicle_numbers(inp: testbed_pb2.FleetInput, raw: bytes | None = None) -> NDArray[np.float64]:
+    """The numbers of ``inp``'s vehicles, a row per vehicle and a column per ``VEHICLE_NUMBERS`` field: from
+    ``raw``, the bytes ``inp`` was parsed from, in one compiled pass, else the fields of one vehicle after another
+    (``attrgetter``: read in C, a tuple per vehicle)."""
     n = len(inp.vehicles)
-    if not n:
-        return None
     numbers = fleet_vehicle_numbers(raw, n) if raw is not None else None
     if numbers is None:
         numbers = np.array(list(map(_ALL_FIELDS, inp.vehicles)), dtype=np.float64).reshape(n, len(VEHICLE_NUMBERS))
+    return numbers
+
+
+def bad_vehicle_numbers(inp: testbed_pb2.FleetInput, raw: bytes | None = None) -> str | None:
+    """``numbers_problem`` of ``inp``'s ``vehicle_numbers``."""
+    return numbers_problem(inp, vehicle_numbers(inp, raw))
+
+
+def numbers_problem(inp: testbed_pb2.FleetInput, numbers: NDArray[np.float64]) -> str | None:
+    """What is wrong with the ``numbers`` (``vehicle_numbers``) of ``inp``'s vehicles, None if nothing: every
+    number finite, length and width above 0 and at most ``MAX_VEHICLE_SIZE_M``, the accuracy's sigmas not
+    negative. A fleet input from the world always passes; one that did not made the fleet's FCW raise (a vehicle
+    of length 0 or NaN) and ended the run."""
+    if not len(numbers):
+        return None
     size, sigmas = numbers[:, _SIZE], numbers[:, _SIGMAS]
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(numbers).all(axis=1) & ((size > 0) & (size <= MAX_VEHICLE_SIZE_M)).all(axis=1)
@@ -364,10 +376,13 @@ class FleetAgent:
         ack.events.extend(self.listen(inp))
         return ack
 
-    def transmit(self, inp: testbed_pb2.FleetInput, raw: bytes | None = None) -> testbed_pb2.FleetAck:
+    def transmit(
+        self, inp: testbed_pb2.FleetInput, raw: bytes | None = None, *, numbers: NDArray[np.float64] | None = None
+    ) -> testbed_pb2.FleetAck:
         """The first half of a tick: a ``FleetAck`` with every hosted vehicle's BSM (no warnings yet). Then
         ``listen(inp)`` gives the tick's warnings; ``step`` is the two. ``raw``: the bytes ``inp`` was parsed from,
-        if at hand (the vehicles' numbers are then read from them in one pass)."""
+        if at hand (the vehicles' numbers are then read from them in one pass); ``numbers``: those numbers, if
+        already read (``vehicle_numbers``: the fleet's shell reads them to check them)."""
         t = inp.time_us / 1e6
         ack = testbed_pb2.FleetAck(fleet_id=self.fleet_id, tick=inp.tick)
         vehicles = list(inp.vehicles)
@@ -376,13 +391,9 @@ class FleetAgent:
             del self.templates[gone], self._statics[gone], self._stated[gone]
         n = len(vehicles)
         dt = max(0.0, t - inp.truth_time_us / 1e6)
-        # Every vehicle's numbers: from the bytes ``inp`` was parsed from, in one compiled pass, else the fields of
-        # one vehicle after another (``attrgetter``: read in C, a tuple per vehicle).
-        numbers = None if raw is None else fleet_vehicle_numbers(raw, n)
         if numbers is None:
-            columns = np.array(list(map(_FIELDS, vehicles)), dtype=np.float64).reshape(-1, len(_NUMBERS)).T
-        else:
-            columns = numbers.T[_COLUMNS]
+            numbers = vehicle_numbers(inp, raw)
+        columns = numbers.T[_COLUMNS]
         x0, y0, vx0, vy0, ax, ay, heading, speed, accel, ex, ny, major, minor, wrecked = columns
         # Where its receiver puts it (the truth where it states no accuracy: no positioning modelled, or no fix).
         known = major > 0.0

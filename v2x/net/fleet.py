@@ -16,9 +16,11 @@ import asyncio
 import logging
 from collections import Counter
 
+import numpy as np
 from google.protobuf.message import DecodeError
+from numpy.typing import NDArray
 
-from v2x.agents.fleet import FleetAgent, bad_vehicle_numbers
+from v2x.agents.fleet import FleetAgent, numbers_problem, vehicle_numbers
 from v2x.net import topics
 from v2x.net.transport import Transport
 from v2x.sim.inbound import mistyped_fields
@@ -105,9 +107,10 @@ class FleetHost:
             payload = await self._next()
             if payload is None:
                 return
-            inp = self._decode(payload)
-            if inp is None:
+            decoded = self._decode(payload)
+            if decoded is None:
                 continue
+            inp, numbers = decoded
             if inp.dismissed:
                 if not self.dismissable:
                     self._reject("malformed", "dismissed: not a worker started on its own")
@@ -127,7 +130,7 @@ class FleetHost:
                 self._reject("bad_tick", f"tick {inp.tick} after {self.last_tick}")
                 continue
             try:
-                ack = self.agent.transmit(inp, payload)  # (its vehicles' numbers read from the bytes)
+                ack = self.agent.transmit(inp, numbers=numbers)  # (its vehicles' numbers, read once by _decode)
                 ack.rejected.update(self.rejected)  # (so far: the world reports them, as an agent's)
                 ack.events.extend(self.held)  # the warnings of the tick before, when they were held back
                 self.held = []
@@ -155,7 +158,8 @@ class FleetHost:
         if self.rejected[reason] <= 5:
             log.warning("%s: rejected a FleetInput (%s): %s", self.agent.fleet_id, reason, detail)
 
-    def _decode(self, payload: bytes) -> testbed_pb2.FleetInput | None:
+    def _decode(self, payload: bytes) -> tuple[testbed_pb2.FleetInput, NDArray[np.float64]] | None:
+        """The input and its vehicles' numbers (``vehicle_numbers``), or None once rejected and counted."""
         if len(payload) > MAX_FLEET_INPUT_BYTES:
             self._reject("oversized", f"{len(payload)} bytes")
             return None
@@ -171,8 +175,9 @@ class FleetHost:
         if msg.run_id != self.run_id:
             self._reject("malformed", f"run id {msg.run_id[:64]!r}")
             return None
-        problem = bad_vehicle_numbers(msg, payload)
+        numbers = vehicle_numbers(msg, payload)  # (read from the bytes in one pass: checked here, used by the agent)
+        problem = numbers_problem(msg, numbers)
         if problem is not None:
             self._reject("malformed", problem)
             return None
-        return msg
+        return msg, numbers
