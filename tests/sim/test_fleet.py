@@ -797,6 +797,34 @@ def _fcw_inputs() -> list[testbed_pb2.FleetInput]:
     return inputs
 
 
+def _fleet_host_on_a_wire() -> tuple[FleetHost, list[bytes]]:
+    """fcw's thresholds in a fleet host of 3 ticks, at tick 0 (ticks 1..3 of ``_fcw_inputs``), on a fake
+    connection: what it publishes (its acks), in order."""
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    raw: list[bytes] = []
+
+    class Wire:  # the shell's side of its connection
+        def route(self, topic_filter: str, handler: object) -> None:
+            pass
+
+        async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
+            assert topic == topics.fleet_ack("r", "fleet-0")
+            raw.append(payload)
+
+    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
+    host = FleetHost(Wire(), "r", agent, n_ticks=3)  # type: ignore[arg-type]
+    host.last_tick = 0
+    return host, raw
+
+
+def _moved(inp: testbed_pb2.FleetInput) -> testbed_pb2.FleetInput:
+    """A forged copy of ``inp``: its first vehicle 3 m further east."""
+    forged = testbed_pb2.FleetInput()
+    forged.CopyFrom(inp)
+    forged.vehicles[0].x_m += 3.0
+    return forged
+
+
 async def test_a_fleet_told_warnings_next_tick_sends_them_with_the_next_ack_and_the_final_ack_its_own() -> None:
     """``FleetInput.warnings_next_tick``: the ack of tick n carries the vehicles' BSMs of tick n and the warnings
     raised at tick n - 1 (``listen`` runs after the ack went out); the final tick's ack carries its own. The
@@ -807,20 +835,8 @@ async def test_a_fleet_told_warnings_next_tick_sends_them_with_the_next_ack_and_
     expected = [list(whole.step(inp).events) for inp in _fcw_inputs()]
     assert [len(e) for e in expected] == [1, 0, 0]  # FCW at tick 1 only (once per validity period)
 
-    raw: list[bytes] = []
-
-    class Wire:  # the shell's side of its connection: what it publishes, in order
-        def route(self, topic_filter: str, handler: object) -> None:
-            pass
-
-        async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
-            assert topic == topics.fleet_ack("r", "fleet-0")
-            raw.append(payload)
-
-    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=thresholds)
-    host = FleetHost(Wire(), "r", agent, n_ticks=3)  # type: ignore[arg-type]
+    host, raw = _fleet_host_on_a_wire()  # (ticks 1..3 here)
     inputs = _fcw_inputs()
-    host.last_tick = 0  # (ticks 1..3 here)
     for inp in inputs[:2]:
         host.queue.put_nowait(inp.SerializeToString())
     host.queue.put_nowait(inputs[1].SerializeToString())  # tick 2 asked again
@@ -853,24 +869,9 @@ async def test_a_fleet_counts_a_different_input_for_the_tick_it_answered_and_rep
     answer, as before, but now counts it (``conflicting_input``), and every later ack carries what the fleet
     rejected so far, which the world reports as ``rejected_by_agents`` (found by an attack test: a forged
     input had steered a run with nothing counted anywhere)."""
-    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
-    raw: list[bytes] = []
-
-    class Wire:
-        def route(self, topic_filter: str, handler: object) -> None:
-            pass
-
-        async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
-            raw.append(payload)
-
-    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
-    host = FleetHost(Wire(), "r", agent, n_ticks=3)  # type: ignore[arg-type]
+    host, raw = _fleet_host_on_a_wire()
     inputs = _fcw_inputs()
-    host.last_tick = 0  # (ticks 1..3 here)
-    forged = testbed_pb2.FleetInput()
-    forged.CopyFrom(inputs[0])
-    forged.vehicles[0].x_m += 3.0
-    for inp in (forged, inputs[0], inputs[1], inputs[2]):
+    for inp in (_moved(inputs[0]), inputs[0], inputs[1], inputs[2]):
         host.queue.put_nowait(inp.SerializeToString())
     await asyncio.wait_for(host.run(), 10)
     acks = [testbed_pb2.FleetAck.FromString(p) for p in raw]
@@ -904,27 +905,9 @@ async def test_a_fleet_pushed_ahead_by_forged_inputs_answers_the_worlds_ticks_ag
     """Forged FleetInputs for ticks 1 and 2 before the world's tick 1: the fleet answers the world's 1 and 2
     with the answers it gave (counted), then goes on with the world's 3 (it refused the world's 1 as bad_tick and
     the run stalled: found by an attack test)."""
-    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
-    raw: list[bytes] = []
-
-    class Wire:
-        def route(self, topic_filter: str, handler: object) -> None:
-            pass
-
-        async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
-            raw.append(payload)
-
-    agent = FleetAgent("fleet-0", frame=FRAME, epoch=sc.epoch, thresholds=environment(sc).thresholds)
-    host = FleetHost(Wire(), "r", agent, n_ticks=3)  # type: ignore[arg-type]
+    host, raw = _fleet_host_on_a_wire()
     inputs = _fcw_inputs()
-    host.last_tick = 0  # (ticks 1..3 here)
-    forged = []
-    for inp in inputs[:2]:
-        f = testbed_pb2.FleetInput()
-        f.CopyFrom(inp)
-        f.vehicles[0].x_m += 3.0
-        forged.append(f)
-    for inp in (*forged, inputs[0], inputs[1], inputs[2]):
+    for inp in (_moved(inputs[0]), _moved(inputs[1]), inputs[0], inputs[1], inputs[2]):
         host.queue.put_nowait(inp.SerializeToString())
     await asyncio.wait_for(host.run(), 10)
     acks = [testbed_pb2.FleetAck.FromString(p) for p in raw]
