@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from v2x.agents.fleet import FleetAgent, numbers_problem, vehicle_numbers
 from v2x.net import topics
+from v2x.net.answers import FINAL_LINGER_S, Answers
 from v2x.net.transport import Transport
 from v2x.sim.inbound import mistyped_fields
 from v2x.wire import testbed_pb2
@@ -34,14 +35,6 @@ log = logging.getLogger("v2x.fleet")
 # would only cost memory) leaves room for tens of thousands of vehicles per fleet; the world refuses to send
 # a bigger one (``World``: exit 3, naming the fleet) rather than have it rejected here tick after tick.
 MAX_FLEET_INPUT_BYTES = 64 * 1024 * 1024
-# After its final tick a host answers the world's re-sends of that tick (its answer may have been lost, e.g. in
-# a broker restart) until it learns that the run ended or this long with nothing to answer: beyond the world's
-# 60 s wait for a silent actor, after which the world gives up anyway.
-FINAL_LINGER_S = 70.0
-# How many of its last ticks a host (agent or fleet) answers again, with the same bytes, when asked: the world
-# asks for the tick it waits for, which is the last one answered unless forged inputs pushed the host ahead (a
-# chain of up to this many; a mutated copy of an older input stays a plain bad_tick, as before).
-ANSWERED_KEPT = 3
 
 
 class FleetHost:
@@ -71,7 +64,7 @@ class FleetHost:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.rejected: Counter[str] = Counter()
         self.last_tick = -1
-        self.answered: dict[int, tuple[bytes, bytes]] = {}  # the last ANSWERED_KEPT ticks: (input, answer)
+        self.answers: Answers[bytes] = Answers()
         self.dismissed = ""  # why no world will serve this fleet, when the world said so before a first tick
         self.held: list[testbed_pb2.Advisory] = []  # the last tick's warnings, for the next FleetAck
         transport.route(
@@ -120,11 +113,12 @@ class FleetHost:
                     return
                 self._reject("malformed", f"dismissed after tick {self.last_tick}")
                 continue
-            again = self.answered.get(inp.tick)
-            if again is not None and (inp.tick == self.last_tick or payload != again[0]):  # (``AgentHost._serve``)
-                if payload != again[0]:  # (one of the two was not the world's: the first was answered)
+            again = self.answers.again(inp.tick, self.last_tick, payload)
+            if again is not None:  # the world asks again (``v2x.net.answers``): the answer given
+                answer, differs = again
+                if differs:
                     self._reject("conflicting_input", f"a different FleetInput for tick {inp.tick}")
-                await self.transport.publish(topic, again[1])
+                await self.transport.publish(topic, answer)
                 continue
             if inp.tick != self.last_tick + 1:
                 self._reject("bad_tick", f"tick {inp.tick} after {self.last_tick}")
@@ -141,8 +135,7 @@ class FleetHost:
                 raise
             self.last_tick = inp.tick
             answer = ack.SerializeToString()
-            self.answered[inp.tick] = (payload, answer)
-            self.answered.pop(inp.tick - ANSWERED_KEPT, None)
+            self.answers.keep(inp.tick, payload, answer)
             await self.transport.publish(topic, answer)
             if inp.warnings_next_tick:  # the apps run while the world closes the tick; their warnings go next
                 try:

@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 
 from v2x.agents.base import Agent, Heard, TickContext, TickResult, Transmission
 from v2x.net import topics
-from v2x.net.fleet import ANSWERED_KEPT, FINAL_LINGER_S
+from v2x.net.answers import FINAL_LINGER_S, Answers
 from v2x.net.transport import Handler, MqttTransport, Transport
 from v2x.net.world import WORLD_LOST
 from v2x.sim.inbound import mistyped_fields
@@ -60,8 +60,7 @@ class _Slot:
     rejected: Counter[str] = field(default_factory=Counter)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     fresh: Freshness = field(default_factory=Freshness)  # secure runs: this receiver's replay memory
-    # the last ANSWERED_KEPT ticks answered: tick -> (the input, the answer), see ``AgentHost._serve``
-    answered: dict[int, tuple[bytes, list[tuple[str, bytes]]]] = field(default_factory=dict)
+    answers: Answers[list[tuple[str, bytes]]] = field(default_factory=Answers)  # (topic, payload)s per tick
 
 
 def tick_context(tick_input: testbed_pb2.TickInput, heard: tuple[Heard, ...]) -> TickContext:
@@ -256,17 +255,16 @@ class AgentHost:
             tick_input = self._decode(slot, payload)
             if tick_input is None:
                 continue
-            again = slot.answered.get(tick_input.tick)
-            if again is not None and (tick_input.tick == slot.last_tick or payload != again[0]):
-                # The world asks again for the tick just answered: answer identically. A different input for
-                # a tick answered: one of the two was not the world's. The first was answered; when forged
-                # inputs pushed the agent ahead of the world (n+1, then n+2 before the world's n+1), the
-                # world's inputs for those ticks get the answers given, counted, and the run goes on (it
-                # stalled until the world gave up: found by an attack test). A copy of an earlier tick's input
-                # is ignored (bad_tick below), as before.
-                if payload != again[0]:
+            again = slot.answers.again(tick_input.tick, slot.last_tick, payload)
+            if again is not None:
+                # The world asks again (``v2x.net.answers``): the answer given. A different input for a tick
+                # answered: one of the two was not the world's, counted. Forged inputs that pushed the agent
+                # ahead of the world had made it refuse the world's as bad_tick, and the run stalled until the
+                # world gave up (found by an attack test). A copy of an earlier tick's input is bad_tick below.
+                answer, differs = again
+                if differs:
                     self._reject(slot, "conflicting_input", f"a different TickInput for tick {tick_input.tick}")
-                for topic, data in again[1]:
+                for topic, data in answer:
                     await self.transport.publish(topic, data)
                 continue
             if not slot.last_tick < tick_input.tick <= slot.last_tick + 1 + self.max_skip:
@@ -296,8 +294,7 @@ class AgentHost:
             ack = ack_of(agent.actor_id, tick_input, result, slot.rejected + agent.rejected)
             output.append((topics.ack(self.run_id, agent.actor_id), ack.SerializeToString()))
             slot.last_tick = tick_input.tick
-            slot.answered[tick_input.tick] = (payload, output)
-            slot.answered.pop(tick_input.tick - ANSWERED_KEPT, None)
+            slot.answers.keep(tick_input.tick, payload, output)
             for topic, data in output:
                 await self.transport.publish(topic, data)
             if tick_input.tick == self.n_ticks or (tick_input.final and self.n_ticks is None):

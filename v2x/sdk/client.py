@@ -45,8 +45,8 @@ from google.protobuf.message import DecodeError
 
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
+from v2x.net.answers import FINAL_LINGER_S
 from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
-from v2x.net.fleet import FINAL_LINGER_S
 from v2x.net.secure import load_actor_credentials
 from v2x.net.world import WORLD_LOST
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
