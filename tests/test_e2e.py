@@ -231,6 +231,7 @@ def test_cli_view_options_without_view_exit_2(
     assert not (tmp_path / "fcw").exists()  # nothing ran
 
 
+@pytest.mark.serial
 async def test_real_time_mode_paces_the_run_and_keeps_the_outcome(embedded: BrokerAddress) -> None:
     """The same agents on the real-time clock: a tick every 100 ms of wall time, and the RLVW story (warned
     at about 6.0 s, stops before the line, nothing crashes) still holds."""

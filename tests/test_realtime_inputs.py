@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.test_sdk import fcw_with_external
 from v2x.net.broker import BrokerAddress
 from v2x.run.results import outcome
@@ -58,6 +60,7 @@ async def _outside_follower(broker: str, run_id: str) -> None:
             await stack.ack(tick, state)
 
 
+@pytest.mark.serial
 async def test_built_in_agents_get_their_input_when_the_tick_before_closes_outside_stacks_at_its_time(
     tmp_path: Path, embedded: BrokerAddress
 ) -> None:
@@ -85,6 +88,7 @@ async def test_built_in_agents_get_their_input_when_the_tick_before_closes_outsi
         assert at >= n * TICK_S - 0.005, (n, at)
 
 
+@pytest.mark.serial
 async def test_a_tick_of_built_in_agents_is_closed_before_its_time_and_handed_over_at_it() -> None:
     """No outside stack: tick n is closed (``Simulation.step``, ``begin(n + 1)``) once the built-in agents have
     reported it, which they do before its wall-clock time (they got its input at t(n - 1)); tick n + 1's inputs

@@ -100,6 +100,7 @@ def test_check_passes_workers_through_to_its_runs(
     assert "--workers wants N >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.serial
 def test_a_real_time_run_spreads_its_fleets_over_the_cores_by_default(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
