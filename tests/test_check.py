@@ -137,8 +137,34 @@ def test_bad_input_exits_2_before_running(tmp_path: Path) -> None:
     folder = _copy_fcw(tmp_path)
     (folder / "golden" / "fcw.json").write_text("{not json")
     assert main(["check", str(folder), "--out", str(tmp_path / "out")]) == 2
-    assert main(["check", "nosuch", "--out", str(tmp_path / "out")]) == 2
-    assert not (tmp_path / "out").exists()
+    # nothing ran (no case per scenario), and the JUnit file says why for a CI job's report
+    report = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert report["passed"] is False and [c["scenario"] for c in report["cases"]] == ["scenarios"]
+    assert "fcw.json" in ET.tostring(ET.parse(tmp_path / "out" / "junit.xml").getroot(), encoding="unicode")
+    assert main(["check", "nosuch", "--out", str(tmp_path / "out2")]) == 2
+    assert ET.parse(tmp_path / "out2" / "junit.xml").getroot().get("errors") == "1"
+
+
+def test_an_unreachable_broker_is_tried_once_and_nothing_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from v2x.net.broker import free_port
+    from v2x.run import check
+
+    monkeypatch.setattr(check, "BROKER_WAIT_S", 1.0)
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    # three scenarios, one wait: before, each run waited 10 s for the broker in turn
+    files = [str(SCENARIO_DIR / f"{name}.yaml") for name in ("fcw", "icw", "glosa")]
+    code = main(["check", *files, "--broker", url, "--out", str(tmp_path / "out")])
+    assert code == 3 and time.monotonic() - t0 < 5.0
+    err = capsys.readouterr().err
+    assert f"cannot reach the MQTT broker at {url} within 1 s" in err and "nothing was run" in err
+    assert "refused" in err.lower()  # the reason, not only the fact
+    junit = ET.parse(tmp_path / "out" / "junit.xml").getroot()  # why nothing ran, for a CI job's report
+    assert junit.get("errors") == "1" and "cannot reach the MQTT broker" in ET.tostring(junit, encoding="unicode")
 
 
 def test_every_shipped_scenario_has_a_golden_record_that_matches_its_expectations() -> None:

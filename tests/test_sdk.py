@@ -254,6 +254,20 @@ def test_conformance_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["conformance", "--actor", "follower", "--broker", "http://x"]) == 2
 
 
+def test_conformance_without_a_broker_exits_3_with_the_reason(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from v2x.cli import main
+    from v2x.net.broker import free_port
+    from v2x.run import conformance
+
+    monkeypatch.setattr(conformance, "BROKER_WAIT_S", 1.0)
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    assert main(["conformance", "--actor", "follower", "--broker", url]) == 3  # as v2x run: nothing to judge
+    err = capsys.readouterr().err
+    assert f"cannot reach the MQTT broker at {url} within 1 s" in err and "refused" in err.lower()
+
+
 @pytest.mark.broker
 def test_conformance_without_a_stack_exits_3(mosquitto: Mosquitto) -> None:
     run = _conformance(mosquitto, f"none-{uuid.uuid4().hex[:6]}", "--join-timeout", "2")
@@ -268,6 +282,7 @@ REALTIME_S = 10.0  # the fcw story (the follower's FCW at about 6.2 s and some t
 
 
 @pytest.mark.broker
+@pytest.mark.serial
 def test_a_stack_needing_90_ms_per_tick_in_real_time_loses_no_warning(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """docs/PROTOCOL.md "Timing and late stacks": the world closes tick n one tick after sending its input;
     an Ack after that is dropped (its truth; its warnings still count) and ``metrics.late_reports`` counts the
@@ -309,6 +324,7 @@ def test_a_stack_needing_90_ms_per_tick_in_real_time_loses_no_warning(mosquitto:
 
 
 @pytest.mark.broker
+@pytest.mark.serial
 def test_conformance_in_real_time_fails_a_stack_that_misses_the_deadline(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """`v2x conformance --mode realtime` measures each Ack against the deadline and names it when missed."""
     scenario = fcw_with_external(tmp_path, "follower", duration_s=REALTIME_S)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -145,6 +146,7 @@ class MqttTransport:
         self._reconnect_initial_s = reconnect_initial_s
         self._reconnect_max_s = reconnect_max_s
         self.connections = 0
+        self.last_error = ""  # why the last connection attempt failed or the last connection ended
         self.publish_timeout_s = 2.0
         self._stopping = False
         self.ignored_retained = 0  # retained messages on actors' topics, not handed to the routes
@@ -269,6 +271,7 @@ class MqttTransport:
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 self._client = None
+                self.last_error = str(exc)
                 if self._stopping:
                     return
                 log.warning(
@@ -285,6 +288,24 @@ class MqttTransport:
     def stop(self) -> None:
         """Stop reconnecting; ``run`` ends when the connection does."""
         self._stopping = True
+
+
+async def unreachable(broker: BrokerAddress, within_s: float) -> str | None:
+    """None if an MQTT connection to ``broker`` succeeds within ``within_s`` seconds (retrying, as a run
+    would: a broker that is still starting counts), else why the last attempt failed."""
+    tp = MqttTransport(broker, f"v2x-probe-{os.urandom(4).hex()}", reconnect_max_s=1.0)
+    ready = asyncio.Event()
+    task = asyncio.create_task(tp.run(ready))
+    try:
+        await asyncio.wait_for(ready.wait(), within_s)
+        return None
+    except TimeoutError:
+        return tp.last_error or "no answer"
+    finally:
+        tp.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await task
 
 
 class LoopbackBroker:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 GOLDEN_DIR = "golden"
 GOLDEN_VERSION = 1
+BROKER_WAIT_S = 10.0  # how long check waits for a broker URL to answer before running nothing (exit 3)
 #: Default tolerances, written into every golden record (edit a record's to loosen or tighten it).
 TOLERANCES: dict[str, float] = {"time_s": 0.2, "speed_mps": 0.5, "position_m": 1.0}
 
@@ -397,49 +398,83 @@ def _run_one(job: tuple[str, int, str, int]) -> tuple[dict[str, Any] | str, floa
     return result, round(time.monotonic() - t0, 3)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    import logging
-    import sys
+class _NothingRun(Exception):
+    """``v2x check`` stops before any run: exit ``code``; ``what`` names the case in the reports."""
+
+    def __init__(self, code: int, what: str, lines: list[str]) -> None:
+        super().__init__(lines[0] if lines else what)
+        self.code = code
+        self.what = what
+        self.lines = lines
+
+
+def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dict[Path, dict[str, Any] | None]]:
+    """Load and check everything ``v2x check`` needs before its first run (scenario files, golden records,
+    options, the broker), or raise :class:`_NothingRun`."""
+    import asyncio
 
     from v2x.net.broker import BrokerURLError, parse_broker_url
-    from v2x.run.runner import warm_up_core
+    from v2x.net.transport import unreachable
     from v2x.scenario import ScenarioError, load_scenario, same_ids
     from v2x.scenario.sumo import unmet
 
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.broker != "embedded":
         try:
             parse_broker_url(args.broker)
         except BrokerURLError as exc:
-            print(f"v2x check: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: {exc}"]) from None
     if args.workers < 1:
-        print(f"v2x check: --workers wants N >= 1, got {args.workers}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --workers wants N >= 1, got {args.workers}"])
     try:
         files = scenario_files(args.targets)
         loaded = [(path, load_scenario(path)) for path in files]
         clashes = same_ids(loaded)
         goldens = {path: load_golden(golden_path(path, sc.id)) for path, sc in loaded}
     except ScenarioError as exc:
-        print(str(exc), file=sys.stderr)
-        print("v2x check: invalid scenario; nothing was run", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise _NothingRun(
+            EXIT_BAD_INPUT, "scenarios", [str(exc), "v2x check: invalid scenario; nothing was run"]
+        ) from None
     except ValueError as exc:
-        print(f"v2x check: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {exc}"]) from None
     if clashes:
-        for clash in clashes:
-            print(str(clash), file=sys.stderr)
-        print("v2x check: two scenarios with one id; nothing was run", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        lines = [*(str(clash) for clash in clashes), "v2x check: two scenarios with one id; nothing was run"]
+        raise _NothingRun(EXIT_BAD_INPUT, "scenarios", lines)
     if not loaded:
-        print("v2x check: no scenario files found", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise _NothingRun(EXIT_BAD_INPUT, "scenarios", ["v2x check: no scenario files found"])
     for line in unmet(sc for _, sc in loaded):
-        print(f"v2x check: {line}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {line}"])
+    if args.broker != "embedded":  # once, not once per scenario: every run would wait for it in turn
+        why = asyncio.run(unreachable(parse_broker_url(args.broker), BROKER_WAIT_S))
+        if why is not None:
+            line = (
+                f"v2x check: cannot reach the MQTT broker at {args.broker} within {BROKER_WAIT_S:.0f} s ({why}); "
+                "nothing was run"
+            )
+            raise _NothingRun(EXIT_RUN_ERROR, "broker", [line])
+    return loaded, goldens
 
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import logging
+    import sys
+
+    from v2x.run.runner import warm_up_core
+
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        loaded, goldens = _prepare(args)
+    except _NothingRun as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        # a CI job that publishes the JUnit file shows why nothing ran, not a missing file
+        case = CaseResult(exc.what, "-", "error", [line.removeprefix("v2x check: ") for line in exc.lines])
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+            write_junit([case], args.out / "junit.xml")
+            write_atomic(args.out / "summary.json", json.dumps(summary_document([case], 0.0), indent=1) + "\n")
+        except OSError as err:
+            print(f"v2x check: cannot write the reports to {args.out}: {err}", file=sys.stderr)
+        return exc.code
     warm_up_core([sc for _, sc in loaded])
     started = time.monotonic()
     cases: list[CaseResult] = []

@@ -21,7 +21,7 @@ topics. After the run it checks what the stack sent, tick by tick, and prints a 
 * deadline (``--mode realtime``): every Ack reached the broker within one tick of its TickInput.
 
 Exit codes: 0 every check passed, 1 a check failed, 2 bad input (scenario, actor, broker URL), 3 no stack
-joined (or the run could not complete before the stack said anything).
+joined (or the run could not complete before the stack said anything, or the broker did not answer).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from google.protobuf.message import DecodeError
 from v2x import argtypes
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_NO_STACK = 0, 1, 2, 3
+BROKER_WAIT_S = 10.0  # for the broker to answer (exit 3 if it does not)
 DEFAULT_SCENARIO = "fcw"
 POS_TOLERANCE_M = 0.1
 SPEED_TOLERANCE_MPS = 0.1
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run a scenario with ACTOR driven from outside, wait for an outside stack to join it, and "
         "check what it sends: decoding, units, rate, ids, msg_cnt, seq, timestamps, consistency with its "
         "truth, and (--mode realtime) the deadline. Prints a checklist.",
-        epilog="Exit codes: 0 pass, 1 a check failed, 2 bad input, 3 no stack joined.",
+        epilog="Exit codes: 0 pass, 1 a check failed, 2 bad input, 3 no stack joined (or no broker answered).",
     )
     p.add_argument("--actor", required=True, metavar="ID", help="the actor the stack drives (a road user)")
     p.add_argument(
@@ -507,10 +508,15 @@ async def _conformance(scenario: Any, broker: Any, run_id: str, args: argparse.N
         tasks.append(asyncio.create_task(listener.run(ready[0])))
         tasks.append(asyncio.create_task(world_tp.run(ready[1])))
         try:
-            await asyncio.wait_for(asyncio.gather(ready[0].wait(), ready[1].wait()), 10.0)
+            await asyncio.wait_for(asyncio.gather(ready[0].wait(), ready[1].wait()), BROKER_WAIT_S)
         except TimeoutError:
-            print(f"v2x conformance: cannot reach the MQTT broker at {broker.url}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            why = world_tp.last_error or listener.last_error
+            print(
+                f"v2x conformance: cannot reach the MQTT broker at {broker.url} within {BROKER_WAIT_S:.0f} s"
+                + (f" ({why})" if why else ""),
+                file=sys.stderr,
+            )
+            return EXIT_NO_STACK
         await world_tp.publish(topics.control(run_id), b"", qos=1, retain=True)
         tasks.append(asyncio.create_task(agents_tp.run()))
         tasks.append(asyncio.create_task(host.run()))

@@ -430,7 +430,11 @@ async def run_variant(
         try:
             await asyncio.wait_for(ready.wait(), connect_timeout_s)
         except TimeoutError:
-            raise RunError(f"cannot reach the MQTT broker at {broker.url} within {connect_timeout_s:.0f} s") from None
+            why = getattr(world_tp, "last_error", "")
+            raise RunError(
+                f"cannot reach the MQTT broker at {broker.url} within {connect_timeout_s:.0f} s"
+                + (f" ({why})" if why else "")
+            ) from None
         try:
             await world.claim()
         except RunIdInUse as exc:
