@@ -100,6 +100,24 @@ CASES = [
         "actors[4].road_events[0].priority",
         "without quotes",
     ),
+    (
+        "boolean as yes",
+        _variant("apps: [fcw]", "apps: [fcw]\n    equipped: yes"),
+        "actors[1].equipped",
+        "true or false",
+    ),
+    (
+        "boolean as 1",
+        _variant("brake_mps2: 7.0}", "brake_mps2: 7.0, attentive: 1}"),
+        "actors[1].driver.attentive",
+        "got 1",
+    ),
+    (
+        "boolean as text",
+        _variant("apps: [fcw]", "apps: [fcw]\n    uplink: 'false'"),
+        "actors[1].uplink",
+        "true or false (without quotes); got 'false'",
+    ),
     ("variant twice", _variant("tick_s: 0.1", "tick_s: 0.1\nvariants: [v2x, v2x]"), "variants[1]", "each variant once"),
     ("empty file", "", "", "got nothing (an empty file"),
     ("only comments", "# nothing yet\n", "", "got nothing"),
@@ -126,10 +144,11 @@ def test_every_mistake_exits_2_from_run_and_check(tmp_path: Path, capsys: pytest
         path = tmp_path / f"bad{k}.yaml"
         path.write_text(text)
         for command in (["run", "-q"], ["check"]):
-            assert main([*command, str(path), "--out", str(tmp_path / "out")]) == 2
+            assert main([*command, str(path), "--out", str(tmp_path / command[0])]) == 2
             err = capsys.readouterr().err
             assert (f"{path}: {field}:" if field else f"{path}: ") in err and "Traceback" not in err
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "run").exists()  # nothing ran: no results; check's reports say why (test_check.py)
+    assert {p.name for p in (tmp_path / "check").iterdir()} == {"junit.xml", "summary.json"}
 
 
 def test_numbers_written_as_yaml_1_2_and_merge_keys_still_load(tmp_path: Path) -> None:
@@ -162,9 +181,9 @@ def test_two_files_with_one_id_are_refused_before_anything_runs(
     err = capsys.readouterr().err
     assert f"{copy}: id: an id no other scenario of this run has" in err and f"'fcw' is also the id of {fcw}" in err
     assert not (tmp_path / "out").exists()
-    assert main(["check", "fcw", str(copy), "--out", str(tmp_path / "out")]) == 2
+    assert main(["check", "fcw", str(copy), "--out", str(tmp_path / "checked")]) == 2
     assert f"{copy}: id:" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    assert {p.name for p in (tmp_path / "checked").iterdir()} == {"junit.xml", "summary.json"}  # no run
     # the same file twice is one scenario, as before
     assert main(["run", "fcw", str(fcw), "--out", str(tmp_path / "out"), "-q", "--variant", "v2x"]) == 0
 
@@ -178,6 +197,18 @@ def test_the_pytest_plugin_fails_the_file(pytester: pytest.Pytester, tmp_path: P
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*twice.yaml::load FAILED*", "*duration_s: a key given once*"])
+
+
+def test_the_pytest_plugin_fails_a_second_file_with_the_same_id(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(FCW)
+    (folder / "b.yaml").write_text(FCW)  # a copy to edit, its id not changed yet: it would share fcw's record
+    result = pytester.runpytest_inprocess(
+        "-o", "asyncio_default_fixture_loop_scope=function", str(folder), "-v", "-p", "no:cacheprovider", "-k", "load"
+    )
+    result.assert_outcomes(failed=1, deselected=2)
+    result.stdout.fnmatch_lines(["*b.yaml::load FAILED*", "*'fcw' is also the id of*a.yaml*"])
 
 
 def test_utf8_and_empty_file_messages_read_naturally(tmp_path: Path) -> None:

@@ -24,6 +24,8 @@ import pytest
 from v2x import argtypes
 
 _SCENARIO_KEYS = (re.compile(r"^id:", re.MULTILINE), re.compile(r"^actors:", re.MULTILINE))
+# The scenario files collected in this session, by id: two with one id would share a golden record
+_BY_ID = pytest.StashKey[dict[str, Path]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,6 +69,13 @@ class ScenarioFile(pytest.File):
             scenario = load_scenario(self.path)
         except ScenarioError as exc:
             yield InvalidScenarioItem.from_parent(self, name="load", message=str(exc))
+            return
+        from v2x.scenario import same_ids
+
+        seen = self.config.stash.setdefault(_BY_ID, {})
+        other = seen.setdefault(scenario.id, self.path)
+        for clash in same_ids([(other, scenario), (self.path, scenario)]):
+            yield InvalidScenarioItem.from_parent(self, name="load", message=str(clash))
             return
         self.scenario = scenario
         for variant in scenario.variants:

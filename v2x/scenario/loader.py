@@ -86,6 +86,14 @@ class _LimitedLoader(yaml.SafeLoader):
 # which a number field refuses. (Tried after PyYAML's own int and float patterns: `14` stays an int.)
 _YAML12_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
 _LimitedLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+.0123456789"))
+# Booleans as YAML 1.2 has them, true and false only: in YAML 1.1 `yes`, `no`, `on` and `off` are booleans too
+# (`country: NO` is false), which would let `attentive: yes` through a boolean field that takes only true/false.
+# They stay text, which a boolean field refuses, naming the field.
+for _first, _resolvers in _LimitedLoader.yaml_implicit_resolvers.items():
+    _resolvers[:] = [(tag, rx) for tag, rx in _resolvers if tag != "tag:yaml.org,2002:bool"]
+_LimitedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _duplicate_keys(root: yaml.Node) -> list[tuple[str, str]]:
@@ -235,6 +243,8 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]
         ):
             # A quoted number ("14") is text in YAML; the schema takes numbers only (14, 14.0, 1e3).
             msg = f"a number, written without quotes; got text {_short(err['input'])}"
+        elif err["type"] == "bool_type":  # strict: `yes`, `on`, 1 and "true" are not booleans here
+            msg = f"true or false (without quotes); got {_short(err['input'])}"
         elif "input" in err and err["type"] not in ("missing",):
             msg = f"{msg}; got {_short(err['input'])}"
         problems.append((_loc(loc), msg))

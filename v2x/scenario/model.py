@@ -17,6 +17,7 @@ ActorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 # YAML resolver (v2x.scenario.loader), not here: a quoted "14" stays a string, and an error.
 Real = Annotated[float, Field(strict=True)]
 Int = Annotated[int, Field(strict=True)]  # an integer: not true (1), "3" or 3.0
+Bool = Annotated[bool, Field(strict=True)]  # true or false: not 1 or "yes"
 MAX_EXTENT_M = 100_000.0  # local coordinates: within 100 km of the origin (the local ENU plane's reach)
 Coord = Annotated[float, Field(strict=True, ge=-MAX_EXTENT_M, le=MAX_EXTENT_M)]
 Point = tuple[Coord, Coord]
@@ -292,8 +293,8 @@ class DriverSpec(Strict):
 
     reaction_s: Real = Field(default=1.0, ge=0, le=5, description="warning -> braking delay")
     brake_mps2: Real = Field(default=6.0, gt=0, le=12, description="braking on a warning (and the most it uses)")
-    sees_signals: bool = Field(default=True, description="sees the signal heads and stops for red (false: glare)")
-    follows_advice: bool = Field(default=True, description="follows speed advisories (GLOSA)")
+    sees_signals: Bool = Field(default=True, description="sees the signal heads and stops for red (false: glare)")
+    follows_advice: Bool = Field(default=True, description="follows speed advisories (GLOSA)")
     comfort_decel_mps2: Real = Field(default=2.0, gt=0, le=6)
     comfort_accel_mps2: Real = Field(default=1.5, gt=0, le=6)
     caution_speed_mps: Real | None = Field(
@@ -302,7 +303,7 @@ class DriverSpec(Strict):
         le=70,
         description="shown a warning sign in the car (IVS: sharp curve, children), slow to this; none: no change",
     )
-    attentive: bool = Field(
+    attentive: Bool = Field(
         default=False,
         description="follows the nearest vehicle ahead in his lane (IDM), story or background; false: distracted,"
         " keeps his scripted profile until warned",
@@ -322,7 +323,7 @@ class ScriptedEvent(Strict):
     action: EventAction
     rate_mps2: Real = Field(default=0.0, ge=0, le=12, description="magnitude of the deceleration/acceleration")
     until_speed_mps: Real | None = Field(default=None, ge=0, le=140)
-    active: bool | None = Field(default=None, description="flag actions: set (true, default) or clear (false)")
+    active: Bool | None = Field(default=None, description="flag actions: set (true, default) or clear (false)")
     for_s: Real | None = Field(
         default=None, gt=0, le=86400, description="flag actions: clear the flag again after this long"
     )
@@ -432,14 +433,14 @@ class ActorSpec(Strict):
     length_m: Real | None = Field(default=None, gt=0, le=50)
     width_m: Real | None = Field(default=None, gt=0, le=10)
     positioning: str | None = None
-    equipped: bool = Field(
+    equipped: Bool = Field(
         default=True, description="has an OBU; false: transmits and hears nothing (sensors and the referee see it)"
     )
-    uplink: bool = Field(default=True, description="also send BSM to the edge/cloud platform over Uu")
+    uplink: Bool = Field(default=True, description="also send BSM to the edge/cloud platform over Uu")
     apps: list[AppName] = Field(default_factory=list)
     driver: DriverSpec | None = None
     events: list[ScriptedEvent] = Field(default_factory=list)
-    external: bool = Field(default=False, description="driven by an outside stack that joins over MQTT")
+    external: Bool = Field(default=False, description="driven by an outside stack that joins over MQTT")
     range_m: Real | None = Field(default=None, gt=0, le=10_000, description="rsu: forward BSMs heard within this range")
     intersections: list[ActorId] | None = Field(
         default=None, description="rsu: intersections whose MAP (and SPAT, if signalised) it sends; default all"
@@ -517,7 +518,7 @@ class FlowSpec(Strict):
         default_factory=_all_cars, description="vehicle class shares, summing to 1"
     )
     penetration: Real = Field(default=0.0, ge=0, le=1, description="share of vehicles with an OBU (they send BSMs)")
-    prefill: bool = Field(default=True, description="the lane starts filled at the flow's density at t = 0")
+    prefill: Bool = Field(default=True, description="the lane starts filled at the flow's density at t = 0")
     positioning: str | None = Field(
         default=None,
         description="the equipped vehicles' positioning profile (v2x impair list); none: their BSMs carry the "
