@@ -177,3 +177,13 @@ def test_replay_refuses_what_is_not_a_finished_recording(tmp_path: Path, run: Ru
     cut = tmp_path / "cut.mcap"
     cut.write_bytes(run.paths["v2x"].read_bytes()[:5000])
     assert main(["replay", str(cut)]) == 2
+
+
+def test_replay_refuses_two_recordings_of_one_variant(
+    tmp_path: Path, run: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    twice = tmp_path / "again.mcap"
+    twice.write_bytes(run.paths["v2x"].read_bytes())
+    code = main(["replay", str(run.paths["v2x"]), str(twice), "--report", str(tmp_path / "r.html")])
+    assert code == 2 and not (tmp_path / "r.html").exists()
+    assert "two recordings of variant 'v2x'" in capsys.readouterr().err

@@ -478,6 +478,16 @@ def rebuild_result(recordings: Iterable[Replayed]) -> dict[str, Any]:
     scenarios = {r.meta["scenario"] for r in recs}
     if len(scenarios) != 1:
         raise RecordingError(f"recordings of different scenarios: {sorted(scenarios)}")
+    seeds = sorted({str(r.seed) for r in recs})
+    if len(seeds) != 1:
+        raise RecordingError(f"recordings of different runs (seeds {', '.join(seeds)}): one run's variants, please")
+    first: dict[str, Path] = {}
+    for r in recs:
+        other = first.setdefault(str(r.meta["variant"]), r.path)
+        if other != r.path:
+            raise RecordingError(
+                f"two recordings of variant {r.meta['variant']!r}: {other} and {r.path} (one per variant, please)"
+            )
     events: list[Event] = []
     verdicts: list[dict[str, Any]] = []
     metrics: dict[str, Any] = {}
