@@ -7,7 +7,8 @@ when it is one of the few before it. Either way the host answers with the very a
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import asyncio
+from typing import Any, Generic, TypeVar
 
 # After its final tick a host answers the world's re-sends of that tick (its answer may have been lost, e.g. in
 # a broker restart) until it learns that the run ended or this long with nothing to answer: beyond the world's
@@ -18,6 +19,24 @@ FINAL_LINGER_S = 70.0
 ANSWERED_KEPT = 3
 
 A = TypeVar("A")
+T = TypeVar("T")
+
+
+async def next_or_end(queue: asyncio.Queue[T], ended: asyncio.Event | None, timeout_s: float | None) -> T | None:
+    """The next item of ``queue`` (an input), or None when ``ended`` is set first or ``timeout_s`` pass (None:
+    no limit) with nothing: how a host waits for its next input after its final tick, or for a tick with a
+    limit. An input that came with the end is still handed over."""
+    getting = asyncio.ensure_future(queue.get())
+    ending = asyncio.ensure_future(ended.wait()) if ended is not None else None
+    try:
+        waits: set[asyncio.Future[Any]] = {getting, *([ending] if ending is not None else [])}
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if ending is not None:
+            ending.cancel()
+        if not getting.done():
+            getting.cancel()
+    return getting.result() if getting.done() and not getting.cancelled() else None
 
 
 class Answers(Generic[A]):

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from v2x.agents.fleet import FleetAgent, numbers_problem, vehicle_numbers
 from v2x.net import topics
-from v2x.net.answers import FINAL_LINGER_S, Answers
+from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.transport import Transport
 from v2x.sim.inbound import mistyped_fields
 from v2x.wire import testbed_pb2
@@ -84,15 +84,7 @@ class FleetHost:
         """The next input; after the final tick None once ``end()`` is called or ``FINAL_LINGER_S`` pass first."""
         if not self.finished:
             return await self.queue.get()
-        getting = asyncio.ensure_future(self.queue.get())
-        ending = asyncio.ensure_future(self._ended.wait())
-        try:
-            await asyncio.wait({getting, ending}, timeout=FINAL_LINGER_S, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ending.cancel()
-            if not getting.done():
-                getting.cancel()
-        return getting.result() if getting.done() and not getting.cancelled() else None
+        return await next_or_end(self.queue, self._ended, FINAL_LINGER_S)
 
     async def run(self) -> None:
         topic = topics.fleet_ack(self.run_id, self.agent.fleet_id)

@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 
 from v2x.agents.base import Agent, Heard, TickContext, TickResult, Transmission
 from v2x.net import topics
-from v2x.net.answers import FINAL_LINGER_S, Answers
+from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.transport import Handler, MqttTransport, Transport
 from v2x.net.world import WORLD_LOST
 from v2x.sim.inbound import mistyped_fields
@@ -245,11 +245,11 @@ class AgentHost:
     async def _serve(self, slot: _Slot) -> None:
         agent = slot.agent
         while True:
-            if slot.done.is_set():  # after the final tick (lingering: see ``run``)
-                try:
-                    payload = await asyncio.wait_for(slot.queue.get(), FINAL_LINGER_S)
-                except TimeoutError:
+            if slot.done.is_set():  # after the final tick (lingering: see ``run``, which ends it on STOP)
+                lingered = await next_or_end(slot.queue, None, FINAL_LINGER_S)
+                if lingered is None:
                     return
+                payload = lingered
             else:
                 payload = await slot.queue.get()
             tick_input = self._decode(slot, payload)

@@ -45,7 +45,7 @@ from google.protobuf.message import DecodeError
 
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
-from v2x.net.answers import FINAL_LINGER_S
+from v2x.net.answers import FINAL_LINGER_S, next_or_end
 from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
 from v2x.net.secure import load_actor_credentials
 from v2x.net.world import WORLD_LOST
@@ -324,16 +324,10 @@ class Stack:
                     await self._publish(topic, data)
 
     async def _next_input(self, timeout_s: float | None) -> tuple[float, bytes]:
-        get = asyncio.ensure_future(self._inputs.get())
-        stop = asyncio.ensure_future(self._stop_event.wait())
-        try:
-            done, _ = await asyncio.wait({get, stop}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        if get in done:
-            return get.result()
-        get.cancel()
-        if stop in done and self._stopped is not None:
+        got = await next_or_end(self._inputs, self._stop_event, timeout_s)
+        if got is not None:
+            return got
+        if self._stopped is not None:
             raise RunAborted(f"run {self.run_id} stopped before its final tick: {self._stopped.reason}")
         raise TimeoutError(f"no TickInput for {timeout_s} s")
 
