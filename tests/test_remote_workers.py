@@ -216,3 +216,60 @@ def test_a_run_without_the_workers_variant_goes_on_when_none_say_hello(
     with caplog.at_level(logging.INFO, logger="v2x.run.workers"):
         assert cli_main([*args, "--out", str(tmp_path / "r"), "-q"]) == 0
     assert "run base2-v2x: fleet worker(s) fleet-0, fleet-1 did not say hello within 0.5 s" in caplog.text
+
+
+def test_a_forged_stop_mid_run_does_not_end_remote_workers(
+    tmp_path: Path, bridged: tuple[Mosquitto, Mosquitto]
+) -> None:
+    """Anyone on the broker can read the run's token from the retained START and publish a STOP with it. A
+    remote worker left on such a STOP, and the world waited 60 s for its report and exited 3 (found by an
+    attack review). Now the worker believes a STOP before its final tick only when the world does not go on:
+    the run completes with the single-process outcome, and the worker's log names the forgery."""
+    import paho.mqtt.client as paho
+
+    from v2x.net import topics
+    from v2x.wire import testbed_pb2
+
+    a, b = bridged
+    path = _scenario_file(tmp_path, duration_s=2.0)
+    sc = load_scenario(path)
+    warm_up_core([sc])
+    single = asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"]))
+    run_id = "forged-v2x"
+    token: list[str] = []
+    forged: list[int] = []
+    spy = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="forger")
+
+    def on_message(client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        if msg.topic == topics.control(run_id):
+            ctrl = testbed_pb2.Control.FromString(msg.payload)
+            if ctrl.command == testbed_pb2.Control.COMMAND_START:
+                token.append(ctrl.token)
+            return
+        fin = testbed_pb2.FleetInput.FromString(msg.payload)
+        if token and not forged and fin.tick >= 5:  # mid-run, to the fleets' broker
+            forged.append(fin.tick)
+            stop = testbed_pb2.Control(
+                command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, token=token[-1], reason="forged"
+            )
+            client.publish(topics.control(run_id), stop.SerializeToString(), qos=1, retain=True)
+
+    spy.on_message = on_message
+    spy.on_connect = lambda c, *_: (c.subscribe(topics.control(run_id)), c.subscribe(topics.fleet_input(run_id, "fleet-0")))
+    spy.connect("127.0.0.1", b.port)
+    spy.loop_start()
+    workers = [_worker(path, b, "forged", k, 2) for k in range(2)]
+    args = ["run", str(path), "--broker", f"mqtt://127.0.0.1:{a.port}", "--variant", "v2x", "--workers", "2"]
+    args += ["--remote-workers", "--run-id", "forged", "--worker-timeout", "60", "--out", str(tmp_path / "r")]
+    try:
+        code = cli_main(args)
+    finally:
+        finished = [_finish(w) for w in workers]
+        spy.loop_stop()
+        spy.disconnect()
+    assert forged, "the forger never saw the run"
+    assert (code, [c for c, _ in finished]) == (0, [0, 0]), [err[-2000:] for _, err in finished]
+    assert all("not the world's; ignored" in err for _, err in finished), [err[-3000:] for _, err in finished]
+    remote = json.loads((tmp_path / "r" / sc.id / "result.json").read_text())
+    assert outcome(remote) == outcome(single)
+    assert remote["metrics"]["v2x"]["rejected"].get("forged_control", 0) >= 1  # the world counted it

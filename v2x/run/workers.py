@@ -41,6 +41,7 @@ from google.protobuf.message import DecodeError
 from v2x import __version__
 from v2x.apps.thresholds import resolve
 from v2x.net import topics
+from v2x.net.answers import FINAL_LINGER_S
 from v2x.net.broker import BrokerAddress
 from v2x.net.transport import MqttTransport, Transport
 from v2x.net.world import WORLD_LOST
@@ -497,6 +498,7 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
     stopped: asyncio.Future[None] = loop.create_future()
     reason: list[str] = []
     lost: list[tuple[float, int]] = []  # (when, the tick served then) while the world's connection is lost
+    doubted: list[tuple[float, int, str]] = []  # a STOP before the final tick: (when, the tick served then, why)
 
     def on_control(topic: str, payload: bytes) -> None:
         ctrl = testbed_pb2.Control()
@@ -518,10 +520,26 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
                     job.fleet_id, job.run_id, host.last_tick, wait_s,
                 )  # fmt: skip
                 lost.append((loop.time(), host.last_tick))
-        elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
+        elif ctrl.command == testbed_pb2.Control.COMMAND_STOP and host.finished:
             reason.append(ctrl.reason[:200] or "no reason given")
-            host.end()  # (after the final tick: the run is over)
+            host.end()  # after the final tick: the run is over
             stopped.set_result(None)
+        elif ctrl.command == testbed_pb2.Control.COMMAND_STOP and not doubted:
+            # Before the final tick: anyone on the broker can publish a STOP, and a worker that left on a forged
+            # one stalled the run until the world gave up (60 s, exit 3). It is believed when no input follows
+            # within the world's own give-up time; if the world goes on, it was not the world's.
+            log.warning(
+                "%s of run %s: STOP (%s) after tick %d; ending unless the world goes on within %g s",
+                job.fleet_id, job.run_id, ctrl.reason[:200] or "no reason given", host.last_tick, FINAL_LINGER_S,
+            )  # fmt: skip
+            doubted.append((loop.time(), host.last_tick, ctrl.reason[:200] or "no reason given"))
+
+    def went_on() -> None:
+        log.warning(
+            "%s of run %s: the world went on after a STOP (%s): not the world's; ignored",
+            job.fleet_id, job.run_id, doubted[0][2],
+        )  # fmt: skip
+        doubted.clear()
 
     async def watchdog() -> None:
         """Ends the wait for a world whose connection was lost and that did not come back in time."""
@@ -532,6 +550,11 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
                 lost.clear()
             if lost and loop.time() - lost[0][0] >= wait_s and not stopped.done():
                 reason.append(f"{WORLD_LOST}, and it did not come back within {wait_s:g} s")
+                stopped.set_result(None)
+            if doubted and host.last_tick > doubted[0][1]:
+                went_on()
+            if doubted and loop.time() - doubted[0][0] >= FINAL_LINGER_S and not stopped.done():
+                reason.append(doubted[0][2])
                 stopped.set_result(None)
 
     async def hello_again() -> None:  # after a reconnection: the world's log says the worker is back
@@ -576,6 +599,8 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
             if host.dismissed:
                 log.info("%s of run %s: nothing to do: %s", job.fleet_id, job.run_id, host.dismissed)
                 return
+            if doubted:  # the world went on to the final tick
+                went_on()
             log.info("%s of run %s: done after tick %d", job.fleet_id, job.run_id, host.last_tick)
             return
         raise WorkerError(f"the world stopped run {job.run_id} at tick {host.last_tick + 1}: {reason[0]}")
