@@ -128,7 +128,7 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         hits = _collisions(events, v, exp.actors)
         if hits:
             e = hits[0]
-            return False, f"{' - '.join(e['actors'])} collided at t={e['t_s']:.2f} s"
+            return False, f"{' - '.join(e['actors'])} collided at t={e['t_s']:.2f} s, {e['relative_speed_mps']} m/s"
         return True, "no collision" + (f" between {' and '.join(exp.actors)}" if exp.actors else "")
     if isinstance(exp, ViolationExpectation | NoViolationExpectation):
         hits = _violations(events, v, exp.kind, exp.actor)
