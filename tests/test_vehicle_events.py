@@ -315,7 +315,7 @@ def test_flag_event_fields_are_checked_with_their_paths(tmp_path: Path) -> None:
     assert "'hazard_lights'" in typo and "'hazard_light'" in typo
     assert "active: true" in _problems(tmp_path, AVW, hazards, hazards[:-1] + ", active: false, for_s: 2}")[where]
     assert "greater than 0" in _problems(tmp_path, AVW, hazards, hazards[:-1] + ", for_s: 0}")[f"{where}.for_s"]
-    assert "boolean" in _problems(tmp_path, AVW, hazards, hazards[:-1] + ", active: maybe}")[f"{where}.active"]
+    assert "true or false" in _problems(tmp_path, AVW, hazards, hazards[:-1] + ", active: maybe}")[f"{where}.active"]
     no_obu = _problems(tmp_path, AVW, "    speed_mps: 8.0\n", "    speed_mps: 8.0\n    equipped: false\n")
     assert "unequipped" in no_obu[f"{where}.action"] and "actors[0].events[2].action" in no_obu
     walker = _problems(tmp_path, AVW, "- id: stalled\n    kind: car", "- id: stalled\n    kind: pedestrian")
