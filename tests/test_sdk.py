@@ -4,12 +4,14 @@ warnings are counted, and the SDK (v2x.sdk) driving an actor from its own proces
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -351,10 +353,17 @@ def _node_or_skip() -> str:
         pytest.skip("node and npm are not installed")
     node_dir = REPO / "examples" / "node"
     if not _NPM_DONE:
-        ci = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=node_dir, capture_output=True, text=True,
-                            timeout=300, check=False)  # fmt: skip
-        if ci.returncode != 0:
-            pytest.skip(f"npm ci failed (registry unreachable?): {ci.stderr[-500:]}")
+        # One `npm ci` at a time across the suite's processes (pytest-xdist; npm ci starts by deleting
+        # node_modules), and none when node_modules is as new as the lock file (npm's own record of the install).
+        with open(tempfile.gettempdir() + "/v2x-tests-npm-ci.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            installed = node_dir / "node_modules" / ".package-lock.json"
+            lockfile = node_dir / "package-lock.json"
+            if not (installed.exists() and installed.stat().st_mtime >= lockfile.stat().st_mtime):
+                ci = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=node_dir, capture_output=True,
+                                    text=True, timeout=300, check=False)  # fmt: skip
+                if ci.returncode != 0:
+                    pytest.skip(f"npm ci failed (registry unreachable?): {ci.stderr[-500:]}")
         _NPM_DONE.append(True)
     return node
 
