@@ -226,6 +226,7 @@ def test_a_forged_stop_mid_run_does_not_end_remote_workers(
     attack review). Now the worker believes a STOP before its final tick only when the world does not go on:
     the run completes with the single-process outcome, and the worker's log names the forgery."""
     import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
 
     from v2x.net import topics
     from v2x.wire import testbed_pb2
@@ -238,15 +239,15 @@ def test_a_forged_stop_mid_run_does_not_end_remote_workers(
     run_id = "forged-v2x"
     token: list[str] = []
     forged: list[int] = []
-    spy = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="forger")
+    spy = paho.Client(CallbackAPIVersion.VERSION2, client_id="forger")
 
     def on_message(client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         if msg.topic == topics.control(run_id):
-            ctrl = testbed_pb2.Control.FromString(msg.payload)
+            ctrl = testbed_pb2.Control.FromString(bytes(msg.payload))
             if ctrl.command == testbed_pb2.Control.COMMAND_START:
                 token.append(ctrl.token)
             return
-        fin = testbed_pb2.FleetInput.FromString(msg.payload)
+        fin = testbed_pb2.FleetInput.FromString(bytes(msg.payload))
         if token and not forged and fin.tick >= 5:  # mid-run, to the fleets' broker
             forged.append(fin.tick)
             stop = testbed_pb2.Control(
@@ -255,7 +256,8 @@ def test_a_forged_stop_mid_run_does_not_end_remote_workers(
             client.publish(topics.control(run_id), stop.SerializeToString(), qos=1, retain=True)
 
     spy.on_message = on_message
-    spy.on_connect = lambda c, *_: (c.subscribe(topics.control(run_id)), c.subscribe(topics.fleet_input(run_id, "fleet-0")))
+    watched = [(topics.control(run_id), 1), (topics.fleet_input(run_id, "fleet-0"), 0)]
+    spy.on_connect = lambda c, *_: c.subscribe(watched)
     spy.connect("127.0.0.1", b.port)
     spy.loop_start()
     workers = [_worker(path, b, "forged", k, 2) for k in range(2)]
