@@ -88,7 +88,7 @@ def test_tick_input_tells_an_actor_its_collisions_and_the_ticks_closed_without_i
     inputs = sim.begin(1)
     follower = testbed_pb2.TickInput.FromString(inputs["follower"])
     assert list(follower.late_ticks) == [0]
-    assert not follower.collisions  # its truth never came: still at the origin
+    assert not follower.collisions  # its truth never came: still where it starts (100 m), clear of the lead
     for actor in ("cloud", "lead", "neighbour", "rsu1", "follower"):
         sim.receive("ack", actor, _ack(actor, 1, places.get(actor, 0.0)))
     events = sim.step()
@@ -99,6 +99,35 @@ def test_tick_input_tells_an_actor_its_collisions_and_the_ticks_closed_without_i
         assert [(c.other_id, c.t_s) for c in got.collisions] == [(other, 0.1)]
         assert not got.late_ticks
     assert not testbed_pb2.TickInput.FromString(inputs["neighbour"]).collisions
+
+
+def test_an_external_actor_starts_at_its_start_pose_and_one_late_too_often_fails_the_run(tmp_path: Path) -> None:
+    """Until its first report an external actor is where ActorStart puts it, moving at its start speed (it was
+    at the frame origin: a stack slow at tick 0 jumped 100 m there and back). An actor whose reports missed
+    more than 10 % of the ticks fails the run ("reports in time"): its truth was not applied (an outside
+    review: a stack late in every tick never moved, and the run passed)."""
+    from v2x.run.results import build_result
+
+    sc, sim = _sim(tmp_path)
+    w, slot = sim.world, sim.world.slot_of("follower")
+    assert (w.x[slot], w.y[slot], round(float(w.vx[slot]), 6), round(float(w.vy[slot]), 6)) == (100.0, 0.0, 16.67, 0.0)
+    for tick in range(20):  # the follower reports ticks 0-16 (17 of 20), then is late three times: 15 %
+        sim.begin(tick)
+        for actor in ("cloud", "lead", "neighbour", "rsu1", "follower"):
+            if actor != "follower" or tick < 17:
+                x = {"lead": 200.0, "follower": 100.0 + tick, "neighbour": 110.0}.get(actor, 0.0)
+                sim.receive("ack", actor, _ack(actor, tick, x))
+        sim.step()
+    report = sim.report(0.0)
+    assert report.metrics["late_reports_by_actor"] == {"follower": 3}
+    metrics = {"v2x": {**report.metrics, "ticks": 20}}
+    result = build_result(sc, 0, report.events, metrics, {})
+    [late] = [e for e in result["expectations"] if e["name"] == "reports in time"]
+    assert late["detail"].startswith("follower: 3 of 20 ticks closed without its report") and not result["passed"]
+    metrics["v2x"]["late_reports_by_actor"] = {"follower": 2}  # 10 %: not more than
+    assert not [
+        e for e in build_result(sc, 0, report.events, metrics, {})["expectations"] if e["name"] == "reports in time"
+    ]
 
 
 def test_a_warning_counts_at_raised_at_s_once_however_often_it_is_reported(tmp_path: Path) -> None:
@@ -290,7 +319,8 @@ def test_a_stack_needing_90_ms_per_tick_in_real_time_loses_no_warning(mosquitto:
     an Ack after that is dropped (its truth; its warnings still count) and ``metrics.late_reports`` counts the
     tick; ``TickInput(n+1)`` lists n in ``late_ticks``; the SDK reports that tick's warnings again and the
     world counts the warning once, at its ``raised_at_s``; the run's verdict comes from the scenario's
-    expectations. On a loaded machine such a stack is late in many ticks, even in all after its warning.
+    expectations and whether the stack was late in more than 10 % of the ticks. On a loaded machine such a
+    stack is late in many ticks, even in all after its warning.
     The stack (tests/_slow_stack.py) works 90 ms per tick and 150 ms more in the tick of its warning, so that
     at least that tick is late however the machine is loaded; the test asserts the mechanism, not how many
     ticks were late."""
@@ -319,10 +349,14 @@ def test_a_stack_needing_90_ms_per_tick_in_real_time_loses_no_warning(mosquitto:
     assert metrics["late_reports"] >= 1 and metrics["duplicates"] >= 1  # the late Ack (and BSM) came and was dropped
     fcw = [e for e in result["events"] if e["type"] == "warning" and e["target"] == "follower"]
     assert [(e["app"], e["other"], e["t_s"]) for e in fcw] == [("fcw", "lead", t_s)]  # once, at raised_at_s
-    # The verdict: the scenario's expectations alone (late reports do not fail a run by themselves).
-    assert result["passed"] == all(e["passed"] for e in result["expectations"])
+    # The verdict: the scenario's expectations, and the reports in time (a stack late in more than 10 % of the
+    # ticks fails the run: its truth was not applied then); how many ticks are late depends on the machine.
+    late = metrics["late_reports_by_actor"].get("follower", 0)
+    in_time = [e for e in result["expectations"] if e["name"] == "reports in time"]
+    assert len(in_time) == (1 if late > 0.1 * metrics["ticks"] else 0), (late, in_time)
+    assert all(e["passed"] for e in result["expectations"] if e["name"] != "reports in time"), result["expectations"]
+    assert result["passed"] == (not in_time)
     assert run.returncode == (0 if result["passed"] else 1), run.stdout + run.stderr
-    assert result["passed"], result["expectations"]
 
 
 @pytest.mark.broker

@@ -653,7 +653,8 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
             f"  [{variant}] sent {sum(m['messages']['sent'].values())}, delivered "
             f"{sum(m['messages']['delivered'].values())}, dropped {sum(m['messages']['dropped'].values())}, "
             f"latency p50/p95 {lat['p50']}/{lat['p95']} ms, rejected {rejected}, "
-            f"{m['sim_seconds']} s simulated in {m['wall_seconds']} s"
+            + (f"late reports {m['late_reports']}, " if m.get("late_reports") else "")
+            + f"{m['sim_seconds']} s simulated in {m['wall_seconds']} s"
         )
 
 

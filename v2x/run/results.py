@@ -294,6 +294,29 @@ def evaluate(
     return out
 
 
+# An actor whose report was missing when more than this share of a variant's ticks closed (real time: its
+# stack missed the deadline) fails the run: the world kept its last reported state those ticks, so the
+# verdicts about it do not describe its stack (an outside review: a stack late every tick never moved from its
+# start, and "the warned driver avoids the crash" passed).
+LATE_SHARE_MAX = 0.1
+
+
+def reports_in_time(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A failed check per variant and actor whose reports were late in more than ``LATE_SHARE_MAX`` of the
+    ticks (none in lockstep, where the world waits for every report)."""
+    out = []
+    for variant, m in metrics.items():
+        ticks = int(m.get("ticks") or 0)
+        for actor, late in m.get("late_reports_by_actor", {}).items():
+            if ticks and late > LATE_SHARE_MAX * ticks:
+                detail = (
+                    f"{actor}: {late} of {ticks} ticks closed without its report (its truth and warnings of those "
+                    f"ticks were not applied in time; more than {LATE_SHARE_MAX:.0%} fails the run)"
+                )
+                out.append({"name": "reports in time", "variant": variant, "passed": False, "detail": detail})
+    return out
+
+
 def build_result(
     scenario: Scenario,
     seed: int,
@@ -307,7 +330,7 @@ def build_result(
     """The result document; ``scene`` (the road and RSUs) and ``tracks`` (each variant's road-user paths)
     are what the report's map draws (v2x/run/tracks.py)."""
     events = sorted(events, key=event_order)
-    expectations = evaluate(scenario, events, metrics)
+    expectations = evaluate(scenario, events, metrics) + reports_in_time(metrics)
     doc = {
         "scenario": scenario.id,
         "seed": seed,

@@ -82,6 +82,7 @@ class InboundStats:
     rejected_by_agents: dict[str, dict[str, int]] = field(default_factory=dict)
     duplicates: int = 0
     late_reports: int = 0
+    late_by_actor: Counter[str] = field(default_factory=Counter)  # ticks closed without the actor's report
     conflicts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
 

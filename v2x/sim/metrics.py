@@ -133,6 +133,7 @@ def run_metrics(
         "rejected_by_agents": {a: dict(sorted(c.items())) for a, c in sorted(inbound.rejected_by_agents.items()) if c},
         "duplicates": inbound.duplicates,
         "late_reports": inbound.late_reports,
+        "late_reports_by_actor": dict(sorted(inbound.late_by_actor.items())),
         "sensing": {
             name: {"frames": c.frames, "in_view": c.in_view, "occluded": c.occluded, "detected": c.detected}
             for name, c in sensing.items()

@@ -208,6 +208,27 @@ class Simulation:
         # Per app, the app latency (ms) of each warning recorded with the time its trigger was sent.
         self._app_latency: dict[str, list[float]] = {}
         self._judged: set[tuple[str, str, str]] = set()  # misbehaviour reports recorded
+        self._place_external_actors()
+
+    def _place_external_actors(self) -> None:
+        """Put each actor driven from outside where its ``ActorStart`` says, moving at its start speed: the
+        world keeps an actor's last reported state while its reports are late, and before its first one
+        that was the frame origin (an outside stack slow at tick 0 jumped there and back; found by an
+        outside review). Built-in agents report their start at tick 0, as a stack in time does."""
+        for start in self.external_starts():
+            yaw = compass_deg_to_enu_yaw_rad(start.heading_deg)
+            speed = start.speed_mps
+            self.world.set_state(
+                np.array([self.world.slot_of(start.actor_id)], dtype=np.intp),
+                np.array([start.x_m]),
+                np.array([start.y_m]),
+                np.array([speed * np.cos(yaw)]),
+                np.array([speed * np.sin(yaw)]),
+                np.zeros(1),
+                np.zeros(1),
+                np.array([yaw]),
+                z=np.array([start.z_m]),
+            )
 
     # -- time ---------------------------------------------------------------------------------------
     def time_of(self, tick: int) -> float:
@@ -477,6 +498,7 @@ class Simulation:
             if ack is None:
                 self._late.setdefault(actor_id, []).append(tick)
                 self.inbound.closed_without[actor_id].add(tick)
+                self.inbound.stats.late_by_actor[actor_id] += 1
                 continue
             self.inbound.note_rejected_by(actor_id, ack.rejected)
             if ack.HasField("truth"):
