@@ -331,6 +331,18 @@ def test_bad_run_id_exits_2_before_anything_runs(
     assert not (tmp_path / "fcw").exists()
 
 
+def test_an_outside_actor_on_the_embedded_broker_is_refused_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The embedded broker listens on a random port inside the process: an outside stack cannot join, and
+    the run waited 30 s before "never joined" (an outside review). Now exit 2 at once, saying what to do."""
+    code = v2x_main(["run", str(external_fcw(tmp_path)), "--out", str(tmp_path / "out")])
+    assert code == 2 and not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert "lead is driven by an outside stack (external: true), which cannot reach the embedded broker" in err
+    assert "--broker mqtt://HOST:PORT" in err
+
+
 def test_run_id_and_variant_appear_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         v2x_main(["run", "--help"])
