@@ -365,6 +365,7 @@ def analyse(
         if duplicates > recovered:  # beyond what the recovery rule asks for (see _repeated_for_resent_inputs)
             world_problems.append(
                 f"{duplicates} duplicate(s)"
+                + (" or message(s) after their tick closed" if metrics.get("late_reports") else "")
                 + (f", {recovered} of them answering an input sent again" if recovered else "")
             )
         if metrics.get("late_reports"):
@@ -446,11 +447,6 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     from v2x.run.runner import warm_up_core
 
     warm_up_core([scenario])
-    print(
-        f"v2x conformance: run {run_id} of {scenario.id} ({args.mode}) on {broker.url}: waiting up to "
-        f"{args.join_timeout:.0f} s for a stack to join as {args.actor!r}",
-        flush=True,
-    )
     return asyncio.run(_conformance(scenario, broker, run_id, args, spec.kind))
 
 
@@ -517,6 +513,11 @@ async def _conformance(scenario: Any, broker: Any, run_id: str, args: argparse.N
                 file=sys.stderr,
             )
             return EXIT_NO_STACK
+        print(  # once the broker answers (it said "waiting" and then that the broker did not answer)
+            f"v2x conformance: run {run_id} of {scenario.id} ({args.mode}) on {broker.url}: waiting up to "
+            f"{args.join_timeout:.0f} s for a stack to join as {args.actor!r}",
+            flush=True,
+        )
         await world_tp.publish(topics.control(run_id), b"", qos=1, retain=True)
         tasks.append(asyncio.create_task(agents_tp.run()))
         tasks.append(asyncio.create_task(host.run()))
