@@ -326,3 +326,78 @@ async def test_a_killed_world_leaves_a_stop_world_lost_not_its_start(tmp_path: P
     time.sleep(0.5)
     ctrl = await _retained_control(mosquitto, f"{run_id}-v2x")
     assert ctrl.command == testbed_pb2.Control.COMMAND_STOP and ctrl.reason == "world lost" and ctrl.token
+
+
+async def _slow_relay(broker_port: int, hold_after: int, hold_s: float) -> asyncio.Server:
+    """A TCP relay in front of a broker that, on each client connection, holds the broker's answers for ``hold_s``
+    right after the client's ``hold_after``-th QoS 1 PUBLISH: a broker or link slow to confirm once (a pause, a
+    busy broker); nothing is lost or altered. (From an attack review's relay.)"""
+
+    async def handle(cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        br, bw = await asyncio.open_connection("127.0.0.1", broker_port)
+        hold_until = [0.0]
+        qos1 = [0]
+
+        async def up() -> None:
+            buf = b""
+            while data := await cr.read(65536):
+                bw.write(data)
+                await bw.drain()
+                buf += data
+                while len(buf) >= 2:  # whole packets: fixed header, remaining length (varint), body
+                    mult, length, i = 1, 0, 1
+                    while i < len(buf):
+                        length += (buf[i] & 127) * mult
+                        mult *= 128
+                        i += 1
+                        if not buf[i - 1] & 128:
+                            break
+                    else:
+                        break
+                    if len(buf) < i + length:
+                        break
+                    first, buf = buf[0], buf[i + length :]
+                    if first >> 4 == 3 and (first >> 1) & 3 == 1:  # PUBLISH, QoS 1
+                        qos1[0] += 1
+                        if qos1[0] == hold_after:
+                            hold_until[0] = time.monotonic() + hold_s
+            bw.close()
+
+        async def down() -> None:
+            while data := await br.read(65536):
+                wait = hold_until[0] - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                cw.write(data)
+                await cw.drain()
+            cw.close()
+
+        await asyncio.gather(up(), down(), return_exceptions=True)
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("hold_after", [2, 3], ids=["start", "stop"])
+async def test_a_broker_slow_to_confirm_start_or_stop_does_not_hang_the_run(
+    mosquitto: Mosquitto, hold_after: int
+) -> None:
+    """The world publishes its Control at QoS 1 (1: clearing the topic as it claims the run id, 2: START, 3:
+    STOP). A broker that confirmed START or STOP 2.5 s late (over the 2 s publish timeout) on a live connection
+    hung ``v2x run`` for good, with no result: the transport waited for a reconnection that never came (an
+    attack review: 50 connections subscribing to wildcards slowed the embedded broker that much). Now it
+    publishes again, and the run ends with the undisturbed outcome."""
+    from v2x.run.results import outcome
+    from v2x.run.runner import run_scenario
+
+    scenario = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    relay = await _slow_relay(mosquitto.port, hold_after, 2.5)
+    port = relay.sockets[0].getsockname()[1]
+    try:
+        slow = await asyncio.wait_for(
+            run_scenario(scenario, seed=0, broker=f"mqtt://127.0.0.1:{port}", variants=["v2x"]), 60
+        )
+    finally:
+        relay.close()
+    plain = await run_scenario(scenario, seed=0, broker="loopback", variants=["v2x"])
+    assert outcome(slow) == outcome(plain)

@@ -199,10 +199,15 @@ class MqttTransport:
                 await client.publish(topic, payload, qos=qos, retain=retain, timeout=self.publish_timeout_s)
                 return
             except aiomqtt.MqttError as exc:
-                # This connection is gone; the run loop notices and reconnects. Wait for the next one
-                # (never clear `connected` here: a newer connection may already have set it).
-                log.debug("%s: publish to %s failed (%s); waiting for reconnect", self.client_id, topic, exc)
-                while self.connections == generation and not self._stopping:
+                # Either this connection is gone (the run loop notices and reconnects: wait for the next one;
+                # never clear `connected` here, a newer connection may already have set it), or it is alive and
+                # the broker was slow to confirm (a QoS 1 PUBACK after more than publish_timeout_s: a busy
+                # broker, a pause): no reconnection comes then, and waiting for one hung the world's STOP for
+                # good (found by an attack review). So after publish_timeout_s it publishes again on this one.
+                log.debug("%s: publish to %s failed (%s); trying again", self.client_id, topic, exc)
+                loop = asyncio.get_running_loop()
+                until = loop.time() + self.publish_timeout_s
+                while self.connections == generation and not self._stopping and loop.time() < until:
                     await asyncio.sleep(0.02)
 
     def _on_paho_message(self, paho_client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:

@@ -41,6 +41,7 @@ log = logging.getLogger("v2x.net.world")
 WORLD_LOST = "world lost"
 REASSERT_EVERY_S = 1.0  # at most this often, and
 REASSERT_MAX = 20  # this many times a run, the world publishes its Control again over a forged one
+FINAL_STOP_WAIT_S = 10.0  # the final STOP is published (and tried again) this long at most before the result
 
 
 class RunIdInUse(RuntimeError):
@@ -265,7 +266,10 @@ class World:
                 )
             elif early:  # the last tick: the run ends no earlier than its time either
                 await self.clock.start_of_tick(tick)
-        await self._publish_control(testbed_pb2.Control.COMMAND_STOP)
+        try:  # the run is done: its result must not wait on a broker that does not confirm the STOP
+            await asyncio.wait_for(self._publish_control(testbed_pb2.Control.COMMAND_STOP), FINAL_STOP_WAIT_S)
+        except TimeoutError:
+            log.warning("world %s: the broker did not confirm the final STOP in %g s", self.run_id, FINAL_STOP_WAIT_S)
         return self.sim.report(time.monotonic() - started)
 
     async def _publish_inputs(self, inputs: dict[str, bytes]) -> None:
