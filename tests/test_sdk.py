@@ -130,6 +130,19 @@ def test_an_external_actor_starts_at_its_start_pose_and_one_late_too_often_fails
     ]
 
 
+def test_road_users_whose_first_reports_are_late_are_where_they_start_not_piled_up_at_the_origin() -> None:
+    """Built-in agents too: when a loaded real-time run closed tick 0 without their reports, they were all at
+    the frame origin, collided there at t = 0 and stayed, wrecked (an attack review). Now each road user is
+    where it starts until it reports."""
+    sim = offline_sim(load_scenario(SCENARIO_DIR / "fcw.yaml"))
+    sim.begin(0)
+    events = sim.step()  # nobody reported tick 0
+    assert not [e for e in events if e["type"] == "collision"]
+    w = sim.world
+    where = {a: (float(w.x[w.slot_of(a)]), float(w.y[w.slot_of(a)])) for a in ("lead", "follower", "neighbour")}
+    assert where == {"lead": (130.0, 0.0), "follower": (100.0, 0.0), "neighbour": (110.0, 3.5)}
+
+
 def test_a_warning_counts_at_raised_at_s_once_however_often_it_is_reported(tmp_path: Path) -> None:
     _, sim = _sim(tmp_path)
     adv = testbed_pb2.Advisory(

@@ -208,14 +208,16 @@ class Simulation:
         # Per app, the app latency (ms) of each warning recorded with the time its trigger was sent.
         self._app_latency: dict[str, list[float]] = {}
         self._judged: set[tuple[str, str, str]] = set()  # misbehaviour reports recorded
-        self._place_external_actors()
+        self._place_at_start()
 
-    def _place_external_actors(self) -> None:
-        """Put each actor driven from outside where its ``ActorStart`` says, moving at its start speed: the
-        world keeps an actor's last reported state while its reports are late, and before its first one
-        that was the frame origin (an outside stack slow at tick 0 jumped there and back; found by an
-        outside review). Built-in agents report their start at tick 0, as a stack in time does."""
-        for start in self.external_starts():
+    def _place_at_start(self) -> None:
+        """Put each road user where it starts (an external one: its ``ActorStart``), moving at its start
+        speed: the world keeps an actor's last reported state while its reports are late, and before its
+        first one that was the frame origin. An outside stack slow at tick 0 jumped there and back (an
+        outside review), and built-in agents whose tick-0 reports were late in a loaded real-time run piled
+        up at the origin, collided there at t = 0 and stayed, wrecked (an attack review). Every agent reports
+        its start at tick 0: a run whose reports are in time is unchanged."""
+        for start in self._starts(external_only=False):
             yaw = compass_deg_to_enu_yaw_rad(start.heading_deg)
             speed = start.speed_mps
             self.world.set_state(
@@ -270,11 +272,14 @@ class Simulation:
         """Where each actor driven from outside (``external: true``) starts: the pose and speed the
         built-in agent would start with (the centre of its box ``start_m`` along its lane or path), its box
         and its route, in actor-id order."""
+        return self._starts(external_only=True)
+
+    def _starts(self, *, external_only: bool) -> list[testbed_pb2.Control.ActorStart]:
         out = []
         for actor_id in self.actor_ids:
             spec = self.scenario.actor(actor_id)
-            if not spec.external:
-                continue
+            if not spec.external if external_only else spec.kind not in ROAD_USER_KINDS:
+                continue  # (START names every external actor; everyone placed at the start is a road user)
             length, width, height = DEFAULT_SIZE[spec.kind]
             start = testbed_pb2.Control.ActorStart(
                 actor_id=actor_id,
