@@ -122,3 +122,37 @@ def test_the_live_view_shows_a_real_fcw_run(browser: Any) -> None:
         runner.join(30)
         server.stop()
     assert result["passed"]
+
+
+def test_controls_need_the_pages_token_and_every_request_this_servers_host() -> None:
+    """A bare POST /control/pause from anyone (another site's page in the browser included: a no-cors POST
+    needs no permission) held a run as long as it liked (an attack review). A control needs the token the
+    served page carries; a request naming another Host (DNS rebinding) gets nothing."""
+    import http.client
+    import re
+
+    server = ViewServer(port=0).start()
+    port = server.httpd.server_address[1]
+
+    def ask(method: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request(method, path, headers=headers)
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        return r.status, body
+
+    try:
+        status, page = ask("GET", "/", {})
+        token = re.search(rb'const TOKEN = "([0-9a-f]{32})"', page)
+        assert status == 200 and token
+        assert ask("POST", "/control/pause", {})[0] == 403 and not server.hub.paused
+        assert ask("POST", "/control/pause", {"X-V2X-Token": "0" * 32})[0] == 403 and not server.hub.paused
+        rebound = {"Host": f"evil.example:{port}", "X-V2X-Token": token[1].decode()}
+        assert ask("POST", "/control/pause", rebound)[0] == 403 and not server.hub.paused
+        assert ask("GET", "/", {"Host": f"evil.example:{port}"})[0] == 403
+        assert ask("POST", "/control/pause", {"X-V2X-Token": token[1].decode()})[0] == 200 and server.hub.paused
+        assert ask("POST", "/control/resume", {"Host": f"localhost:{port}", "X-V2X-Token": token[1].decode()})[0] == 200
+        assert not server.hub.paused
+    finally:
+        server.stop()

@@ -8,7 +8,13 @@ library's HTTP server in a thread, updated over Server-Sent Events.
 * ``GET /state``: the latest scene and tick as one JSON document;
 * ``POST /control/pause``, ``/control/resume``, ``/control/step``: pause holds the world after the tick it
   has just closed (before the next one begins); step lets one more tick run. Meant for lockstep runs (a
-  real-time run that is held falls behind its wall clock).
+  real-time run that is held falls behind its wall clock). A control needs the header ``X-V2X-Token`` with
+  the server's random token, which only the page it serves carries: another site's page in the same browser
+  cannot send it (a custom header makes its request one the browser first asks about, and nothing here says
+  yes), where a bare POST from such a page held a run for as long as it liked (an attack review).
+
+Every request must name this server as its ``Host`` (127.0.0.1, localhost or [::1] with its port), so that a
+site whose name is made to resolve to 127.0.0.1 (DNS rebinding) cannot read the page, its token or the stream.
 
 The observer (``ViewObserver.on_tick``) runs in the run's event loop and only hands copies of what it read
 to the server thread; it never changes what the simulation does.
@@ -19,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hmac
 import json
+import secrets
 import threading
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -195,6 +203,7 @@ class ViewObserver:
 class _Handler(BaseHTTPRequestHandler):
     hub: Hub
     page: bytes
+    token: str
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -207,7 +216,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _host_ok(self) -> bool:
+        address = self.server.server_address
+        port = address[1] if isinstance(address, tuple) else 0
+        if self.headers.get("Host", "") in {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}:
+            return True
+        self._send(403, b"unexpected Host\n", "text/plain")
+        return False
+
     def do_GET(self) -> None:
+        if not self._host_ok():
+            return
         if self.path in ("/", "/index.html"):
             self._send(200, self.page, "text/html; charset=utf-8")
         elif self.path == "/state":
@@ -228,6 +247,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"not found\n", "text/plain")
 
     def do_POST(self) -> None:
+        if not self._host_ok():
+            return
+        if not hmac.compare_digest(self.headers.get("X-V2X-Token", ""), self.token):
+            self._send(403, b"a control needs the page's X-V2X-Token\n", "text/plain")
+            return
         prefix = "/control/"
         if self.path.startswith(prefix) and self.hub.control(self.path[len(prefix) :]):
             self._send(200, json.dumps({"paused": self.hub.paused}).encode(), "application/json")
@@ -241,8 +265,9 @@ class ViewServer:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 8642, paused: bool = False) -> None:
         self.hub = Hub(paused=paused)
-        page = files("v2x.run").joinpath("view.html").read_bytes()
-        handler = type("Handler", (_Handler,), {"hub": self.hub, "page": page})
+        self.token = secrets.token_hex(16)  # the controls' (see the module's docstring)
+        page = files("v2x.run").joinpath("view.html").read_bytes().replace(b"__V2X_TOKEN__", self.token.encode())
+        handler = type("Handler", (_Handler,), {"hub": self.hub, "page": page, "token": self.token})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="v2x-view", daemon=True)
