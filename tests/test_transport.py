@@ -4,6 +4,7 @@ ordered delivery), and on a real Mosquitto when a QoS 0 publish leaves."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -219,3 +220,34 @@ def test_free_port_gives_a_free_port_below_the_ephemeral_range() -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("", port))  # (free: it binds)
     assert len(ports) > 1  # (picked at random, not a fixed port)
+
+
+@pytest.mark.broker
+async def test_the_embedded_broker_delivers_a_message_once_per_client_and_sees_new_subscriptions() -> None:
+    """A client whose subscriptions overlap gets each message once, as from Mosquitto (amqtt sent it once per
+    matching filter: ten overlapping wildcards made every message ten deliveries in the run's own process, an
+    attack review); which filters match a topic is cached, and a subscription made later is still served."""
+    from v2x.net.broker import embedded_broker
+
+    async def drain(client: aiomqtt.Client, wait_s: float = 0.3) -> list[bytes]:
+        got: list[bytes] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                async for m in client.messages:
+                    got.append(m.payload if isinstance(m.payload, bytes) else b"?")
+        return got
+
+    async with embedded_broker() as address:
+        host, port = address.host, address.port
+        async with aiomqtt.Client(host, port, identifier="a") as a, aiomqtt.Client(host, port, identifier="p") as p:
+            await a.subscribe("t/x")
+            await p.publish("t/x", b"1")  # the topic's matching filters are now cached
+            assert await drain(a) == [b"1"]
+            for extra in ("t/#", "t/+", "#"):
+                await a.subscribe(extra, qos=1)
+            await p.publish("t/x", b"2")
+            assert await drain(a) == [b"2"]  # once, not four times
+            async with aiomqtt.Client(host, port, identifier="b") as b:
+                await b.subscribe("t/+")
+                await p.publish("t/x", b"3")
+                assert await drain(b) == [b"3"] and await drain(a) == [b"3"]

@@ -7,7 +7,9 @@ answer and receives the next TickInput every tick, that queue, task and wait per
 share of the run's time. ``FanOutBroker`` does the same work when the message arrives, in the task that
 read it: the same matching, the same checks, and still one delivery task per subscriber (a subscriber
 that reads slowly holds up only its own deliveries). Messages from one client keep their order, as MQTT
-requires; what the broker delivers, to whom and at which QoS, is unchanged.
+requires. Two differences from amqtt, both as Mosquitto behaves: a client whose subscriptions overlap gets
+each message once (at the highest of their QoS), not once per matching filter; and which filters match a
+topic is worked out once per topic while the subscriptions stay the same.
 """
 
 from __future__ import annotations
@@ -23,18 +25,35 @@ from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.session import Session
 
 log = logging.getLogger("v2x.net.broker")
+MATCH_CACHE_TOPICS = 100_000  # topics whose matching filters are kept (then the cache starts again)
 
 
 class _Snapshots(dict[str, Any]):
     """amqtt's table of subscriptions, iterated over a copy of its keys and items: amqtt loops over it with
     an ``await`` inside (the retained messages for a new connection), and a subscription made meanwhile
-    raised "dictionary changed size during iteration" and dropped the connecting client."""
+    raised "dictionary changed size during iteration" and dropped the connecting client. ``version`` counts
+    the changes of its filters (amqtt adds a filter, deletes one, or clears it), for the cache of which filters
+    match a topic."""
+
+    version = 0
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(super().keys()))
 
     def items(self) -> Any:
         return list(super().items())
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.version += 1
+        super().__delitem__(key)
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
 
 
 class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
@@ -44,6 +63,25 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._subscriptions = _Snapshots(self._subscriptions)  # type: ignore[has-type]
+        self._matching: dict[str | None, list[str]] = {}  # topic -> the filters that match it, at:
+        self._matching_version = -1  # the subscription table's version they were found for
+
+    def _filters_for(self, topic: str | None) -> list[str]:
+        """The subscribed filters that match ``topic``, found once per topic while the filters stay the same
+        (the run's topics are few and the filters change only as clients come and go): amqtt matched every
+        filter against every message, so that clients subscribing many wildcard filters made each message cost
+        that many matches in the run's own process (an attack review)."""
+        table = self._subscriptions
+        if self._matching_version != table.version:
+            self._matching.clear()
+            self._matching_version = table.version
+        found = self._matching.get(topic)
+        if found is None:
+            found = [f for f in table if self._matches(topic, f)]
+            if len(self._matching) >= MATCH_CACHE_TOPICS:
+                self._matching.clear()
+            self._matching[topic] = found
+        return found
 
     async def stream_connected(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
@@ -73,20 +111,26 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
         broadcast: dict[str, Any] = {"session": session, "topic": topic, "data": data}
         if force_qos is not None:
             broadcast["qos"] = force_qos
-        # A snapshot: a subscription made while a check below waits must not break this loop.
-        for topic_filter, subscriptions in list(self._subscriptions.items()):
-            if not self._matches(topic, topic_filter):
-                continue
-            for target, sub_qos in list(subscriptions):
+        # Each subscribed client once, at the highest QoS of its matching subscriptions, as Mosquitto does
+        # (amqtt delivered once per matching filter: a client subscribed to ten overlapping wildcards got every
+        # message ten times, ten delivery tasks each, in the run's own process; an attack review). A snapshot:
+        # a subscription made while a check below waits must not break this loop.
+        targets: dict[int, tuple[Session, int]] = {}
+        for topic_filter in self._filters_for(topic):
+            for target, sub_qos in list(self._subscriptions.get(topic_filter, ())):
                 qos = sub_qos if force_qos is None else force_qos
-                if not await self._topic_filtering(target, topic=topic, action=Action.RECEIVE):
-                    continue
-                connected = target.transitions.state == "connected"
-                if not connected and not target.clean_session and qos in (QOS_1, QOS_2) and not target.is_anonymous:
-                    await self._retain_broadcast_message(broadcast, qos, target)
-                    continue
-                if not connected:
-                    continue
-                handler = self._get_handler(target)
-                if handler:
-                    running.append(asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=False)))
+                seen = targets.get(id(target))
+                if seen is None or qos > seen[1]:
+                    targets[id(target)] = (target, qos)
+        for target, qos in targets.values():
+            if not await self._topic_filtering(target, topic=topic, action=Action.RECEIVE):
+                continue
+            connected = target.transitions.state == "connected"
+            if not connected and not target.clean_session and qos in (QOS_1, QOS_2) and not target.is_anonymous:
+                await self._retain_broadcast_message(broadcast, qos, target)
+                continue
+            if not connected:
+                continue
+            handler = self._get_handler(target)
+            if handler:
+                running.append(asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=False)))
