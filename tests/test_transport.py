@@ -251,3 +251,24 @@ async def test_the_embedded_broker_delivers_a_message_once_per_client_and_sees_n
                 await b.subscribe("t/+")
                 await p.publish("t/x", b"3")
                 assert await drain(b) == [b"3"] and await drain(a) == [b"3"]
+
+
+@pytest.mark.broker
+def test_a_connection_still_open_when_the_embedded_broker_stops_leaves_no_traceback() -> None:
+    """Each TCP connection that never sent CONNECT and was still open at the end of the process logged an
+    ERROR and a 38-line traceback (an attack review: 9,752 idle connections, a 370,000-line log)."""
+    import subprocess
+    import sys
+
+    script = """
+import asyncio, logging
+from v2x.net.broker import embedded_broker
+logging.basicConfig(level=logging.WARNING)
+async def main():
+    async with embedded_broker() as address:
+        idle = [await asyncio.open_connection(address.host, address.port) for _ in range(3)]
+        await asyncio.sleep(0.3)
+asyncio.run(main())
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0 and "Traceback" not in run.stderr and "ERROR" not in run.stderr, run.stderr[-3000:]
