@@ -35,6 +35,7 @@ def test_run_metrics_from_hand_filled_counters() -> None:
         rejected_by_agents={"car_b": {"out_of_range": 1}, "car_a": {}},
         duplicates=3,
         late_reports=1,
+        late_by_actor=Counter({"car_b": 1}),
     )
     m = run_metrics(
         "v2x",
@@ -71,6 +72,7 @@ def test_run_metrics_from_hand_filled_counters() -> None:
         "rejected_by_agents": {"car_b": {"out_of_range": 1}},  # agents that rejected nothing are left out
         "duplicates": 3,
         "late_reports": 1,
+        "late_reports_by_actor": {"car_b": 1},
         "sensing": {"rsu1/0": {"frames": 10, "in_view": 7, "occluded": 2, "detected": 6}},
     }
     # key order is part of result.json's bytes
