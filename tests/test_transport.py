@@ -272,3 +272,26 @@ asyncio.run(main())
 """
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 0 and "Traceback" not in run.stderr and "ERROR" not in run.stderr, run.stderr[-3000:]
+
+
+@pytest.mark.broker
+async def test_the_embedded_broker_closes_a_connection_that_never_says_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """amqtt waited for a CONNECT for ever: idle connections (an attack review opened 9,752) each held a file
+    descriptor until none was left for an agent to reconnect with. Now one is closed after CONNECT_WAIT_S,
+    and a client that does connect is served as before."""
+    from v2x.net import amqtt_fanout
+    from v2x.net.broker import embedded_broker
+
+    monkeypatch.setattr(amqtt_fanout, "CONNECT_WAIT_S", 0.5)
+    async with embedded_broker() as address:
+        reader, writer = await asyncio.open_connection(address.host, address.port)
+        async with asyncio.timeout(5):
+            assert await reader.read(1) == b""  # closed by the broker
+        writer.close()
+        async with aiomqtt.Client(address.host, address.port, identifier="late") as c:
+            await c.subscribe("t/x")
+            await c.publish("t/x", b"1")
+            async with asyncio.timeout(5):
+                async for m in c.messages:
+                    assert m.payload == b"1"
+                    break

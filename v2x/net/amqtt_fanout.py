@@ -15,17 +15,20 @@ topic is worked out once per topic while the subscriptions stay the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterator
 from typing import Any
 
 from amqtt.broker import Broker
 from amqtt.contexts import Action
+from amqtt.errors import AMQTTError
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.session import Session
 
 log = logging.getLogger("v2x.net.broker")
 MATCH_CACHE_TOPICS = 100_000  # topics whose matching filters are kept (then the cache starts again)
+CONNECT_WAIT_S = 10.0  # a new connection's CONNECT must come within this (MQTT leaves it to the server)
 
 
 class _Snapshots(dict[str, Any]):
@@ -102,6 +105,24 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
             # 38-line traceback per such connection at the end of the run (an attack review left 5, then
             # 9,752 of them). Nothing waits on this task but that callback.
             log.debug("embedded broker: a connection still open at shutdown was closed")
+
+    async def _initialize_client_session(
+        self, reader: Any, writer: Any, remote_address: str, remote_port: int
+    ) -> tuple[Any, Session]:
+        """amqtt's wait for a new connection's CONNECT, bounded by ``CONNECT_WAIT_S``: amqtt waited for ever, so
+        that connections that never say CONNECT (an attack review opened 9,752) held a file descriptor each
+        until the process ran out of them and no agent could reconnect."""
+        try:
+            async with asyncio.timeout(CONNECT_WAIT_S):
+                found: tuple[Any, Session] = await super()._initialize_client_session(
+                    reader, writer, remote_address, remote_port
+                )
+                return found
+        except TimeoutError:
+            log.debug("embedded broker: no CONNECT from %s:%s within %g s", remote_address, remote_port, CONNECT_WAIT_S)
+            with contextlib.suppress(Exception):
+                await writer.close()
+            raise AMQTTError(f"no CONNECT within {CONNECT_WAIT_S:g} s") from None
 
     async def _broadcast_message(
         self,
