@@ -341,6 +341,12 @@ def test_an_outside_actor_on_the_embedded_broker_is_refused_at_once(
     err = capsys.readouterr().err
     assert "lead is driven by an outside stack (external: true), which cannot reach the embedded broker" in err
     assert "--broker mqtt://HOST:PORT" in err
+    # v2x check too (and the pytest plugin: one failing item)
+    folder = tmp_path / "sc"
+    folder.mkdir()
+    external_fcw(folder)
+    assert v2x_main(["check", str(folder), "--out", str(tmp_path / "checked")]) == 2
+    assert "which cannot reach the embedded broker" in capsys.readouterr().err
 
 
 def test_run_id_and_variant_appear_in_help(capsys: pytest.CaptureFixture[str]) -> None:

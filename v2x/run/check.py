@@ -415,6 +415,7 @@ def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dic
 
     from v2x.net.broker import BrokerURLError, parse_broker_url
     from v2x.net.transport import unreachable
+    from v2x.run.runner import unjoinable
     from v2x.scenario import ScenarioError, load_scenario, same_ids
     from v2x.scenario.sumo import unmet
 
@@ -443,6 +444,8 @@ def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dic
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", ["v2x check: no scenario files found"])
     for line in unmet(sc for _, sc in loaded):
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {line}"])
+    for cannot in filter(None, (unjoinable(sc, args.broker) for _, sc in loaded)):
+        raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {cannot}"])
     if args.broker != "embedded":  # once, not once per scenario: every run would wait for it in turn
         why = asyncio.run(unreachable(parse_broker_url(args.broker), BROKER_WAIT_S))
         if why is not None:

@@ -418,17 +418,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for line in unmet(scenarios):
         print(f"v2x run: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.broker == "embedded":  # it listens on a random port inside this process: no outside stack finds it
-        for sc in scenarios:
-            outside = [a.id for a in sc.actors if a.external]
-            if outside:
-                print(
-                    f"v2x run: {sc.id}: {', '.join(outside)} {'is' if len(outside) == 1 else 'are'} driven by an "
-                    "outside stack (external: true), which cannot reach the embedded broker (a random port inside "
-                    "this process): run a broker and give --broker mqtt://HOST:PORT (docs/PROTOCOL.md, Transport)",
-                    file=sys.stderr,
-                )
-                return EXIT_BAD_INPUT
+    from v2x.run.runner import unjoinable
+
+    for why in filter(None, (unjoinable(sc, args.broker) for sc in scenarios)):
+        print(f"v2x run: {why}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     from v2x.run.results import write_junit, write_result
     from v2x.run.runner import RUN_ID_RULE, RunError, Signing, only_variants, run_scenario, valid_run_id_prefix

@@ -77,6 +77,12 @@ class ScenarioFile(pytest.File):
         for clash in same_ids([(other, scenario), (self.path, scenario)]):
             yield InvalidScenarioItem.from_parent(self, name="load", message=str(clash))
             return
+        from v2x.run.runner import unjoinable
+
+        why = unjoinable(scenario, self.config.getoption("--v2x-broker"))
+        if why is not None:
+            yield InvalidScenarioItem.from_parent(self, name="load", message=f"{self.path}: {why}")
+            return
         self.scenario = scenario
         for variant in scenario.variants:
             yield ScenarioItem.from_parent(self, name=variant, variant=variant)

@@ -653,6 +653,20 @@ async def dismiss_remote_workers(
         await asyncio.gather(connection, return_exceptions=True)
 
 
+def unjoinable(scenario: Scenario, broker: str) -> str | None:
+    """Why outside stacks could not join ``scenario`` on ``broker``, or None: the embedded broker listens on a
+    random port inside this process, so a scenario with an ``external: true`` actor waited 30 s there and
+    failed with "never joined" (an outside review)."""
+    outside = [a.id for a in scenario.actors if a.external]
+    if broker != "embedded" or not outside:
+        return None
+    return (
+        f"{scenario.id}: {', '.join(outside)} {'is' if len(outside) == 1 else 'are'} driven by an outside stack "
+        "(external: true), which cannot reach the embedded broker (a random port inside this process): run a "
+        "broker and give --broker mqtt://HOST:PORT (docs/PROTOCOL.md, Transport)"
+    )
+
+
 def warm_up_core(scenarios: Sequence[Scenario], report: Callable[[str], None] | None = None) -> None:
     """Before the first tick, compile (or load from numba's on-disk cache) every kernel the worlds of
     ``scenarios`` will run compiled (see v2x/run/warmup.py): none when every world is small (up to
