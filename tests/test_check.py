@@ -167,6 +167,10 @@ def test_an_unreachable_broker_is_tried_once_and_nothing_runs(
     assert "refused" in err.lower()  # the reason, not only the fact
     junit = ET.parse(tmp_path / "out" / "junit.xml").getroot()  # why nothing ran, for a CI job's report
     assert junit.get("errors") == "1" and "cannot reach the MQTT broker" in ET.tostring(junit, encoding="unicode")
+    # v2x run of several scenarios too
+    t0 = time.monotonic()
+    assert main(["run", *files, "--broker", url, "--out", str(tmp_path / "ran"), "-q"]) == 3
+    assert time.monotonic() - t0 < 5.0 and "nothing was run" in capsys.readouterr().err
 
 
 def test_every_shipped_scenario_has_a_golden_record_that_matches_its_expectations() -> None:

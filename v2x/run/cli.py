@@ -450,6 +450,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.view and (args.port is not None or args.paused):
         print("v2x run: --port and --paused go with --view", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if len(scenarios) > 1 and args.broker.startswith(("mqtt://", "mqtts://")):
+        # once, not once per scenario (each would wait for it in turn: --all took minutes to say so)
+        from v2x.net.transport import unreachable
+        from v2x.run.check import BROKER_WAIT_S
+
+        away = asyncio.run(unreachable(parse_broker_url(args.broker), BROKER_WAIT_S))
+        if away is not None:
+            print(
+                f"v2x run: cannot reach the MQTT broker at {args.broker} within {BROKER_WAIT_S:.0f} s ({away}); "
+                "nothing was run",
+                file=sys.stderr,
+            )
+            return EXIT_RUN_ERROR
     _warm_up(scenarios, quiet=args.quiet)
     view = None
     if args.view:
