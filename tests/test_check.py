@@ -152,10 +152,10 @@ def test_an_unreachable_broker_is_tried_once_and_nothing_runs(
 ) -> None:
     import time
 
+    from v2x.net import transport
     from v2x.net.broker import free_port
-    from v2x.run import check
 
-    monkeypatch.setattr(check, "BROKER_WAIT_S", 1.0)
+    monkeypatch.setattr(transport, "BROKER_WAIT_S", 1.0)
     url = f"mqtt://127.0.0.1:{free_port()}"
     t0 = time.monotonic()
     # three scenarios, one wait: before, each run waited 10 s for the broker in turn

@@ -302,10 +302,10 @@ def test_conformance_without_a_broker_exits_3_with_the_reason(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from v2x.cli import main
+    from v2x.net import transport
     from v2x.net.broker import free_port
-    from v2x.run import conformance
 
-    monkeypatch.setattr(conformance, "BROKER_WAIT_S", 1.0)
+    monkeypatch.setattr(transport, "BROKER_WAIT_S", 1.0)
     url = f"mqtt://127.0.0.1:{free_port()}"
     assert main(["conformance", "--actor", "follower", "--broker", url]) == 3  # as v2x run: nothing to judge
     err = capsys.readouterr().err

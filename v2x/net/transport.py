@@ -295,6 +295,16 @@ class MqttTransport:
         self._stopping = True
 
 
+# How long a command waits for a broker to answer before it says so (v2x run, check and conformance: exit 3).
+BROKER_WAIT_S = 10.0
+
+
+def cannot_reach(url: str, within_s: float, why: str = "") -> str:
+    """The line every command prints when the broker at ``url`` did not answer within ``within_s`` (``why``:
+    the connection's last error, if any)."""
+    return f"cannot reach the MQTT broker at {url} within {within_s:.0f} s" + (f" ({why})" if why else "")
+
+
 async def unreachable(broker: BrokerAddress, within_s: float) -> str | None:
     """None if an MQTT connection to ``broker`` succeeds within ``within_s`` seconds (retrying, as a run
     would: a broker that is still starting counts), else why the last attempt failed."""

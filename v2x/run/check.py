@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 GOLDEN_DIR = "golden"
 GOLDEN_VERSION = 1
-BROKER_WAIT_S = 10.0  # how long check waits for a broker URL to answer before running nothing (exit 3)
 #: Default tolerances, written into every golden record (edit a record's to loosen or tighten it).
 TOLERANCES: dict[str, float] = {"time_s": 0.2, "speed_mps": 0.5, "position_m": 1.0}
 
@@ -411,11 +410,8 @@ class _NothingRun(Exception):
 def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dict[Path, dict[str, Any] | None]]:
     """Load and check everything ``v2x check`` needs before its first run (scenario files, golden records,
     options, the broker), or raise :class:`_NothingRun`."""
-    import asyncio
-
     from v2x.net.broker import BrokerURLError, parse_broker_url
-    from v2x.net.transport import unreachable
-    from v2x.run.runner import unjoinable
+    from v2x.run.runner import broker_away, unjoinable
     from v2x.scenario import ScenarioError, load_scenario, same_ids
     from v2x.scenario.sumo import unmet
 
@@ -446,14 +442,9 @@ def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dic
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {line}"])
     for cannot in filter(None, (unjoinable(sc, args.broker) for _, sc in loaded)):
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {cannot}"])
-    if args.broker != "embedded":  # once, not once per scenario: every run would wait for it in turn
-        why = asyncio.run(unreachable(parse_broker_url(args.broker), BROKER_WAIT_S))
-        if why is not None:
-            line = (
-                f"v2x check: cannot reach the MQTT broker at {args.broker} within {BROKER_WAIT_S:.0f} s ({why}); "
-                "nothing was run"
-            )
-            raise _NothingRun(EXIT_RUN_ERROR, "broker", [line])
+    away = broker_away(args.broker) if args.broker != "embedded" else None  # once, not once per scenario
+    if away is not None:
+        raise _NothingRun(EXIT_RUN_ERROR, "broker", [f"v2x check: {away}"])
     return loaded, goldens
 
 

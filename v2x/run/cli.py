@@ -452,16 +452,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if len(scenarios) > 1 and args.broker.startswith(("mqtt://", "mqtts://")):
         # once, not once per scenario (each would wait for it in turn: --all took minutes to say so)
-        from v2x.net.transport import unreachable
-        from v2x.run.check import BROKER_WAIT_S
+        from v2x.run.runner import broker_away
 
-        away = asyncio.run(unreachable(parse_broker_url(args.broker), BROKER_WAIT_S))
+        away = broker_away(args.broker)
         if away is not None:
-            print(
-                f"v2x run: cannot reach the MQTT broker at {args.broker} within {BROKER_WAIT_S:.0f} s ({away}); "
-                "nothing was run",
-                file=sys.stderr,
-            )
+            print(f"v2x run: {away}", file=sys.stderr)
             return EXIT_RUN_ERROR
     _warm_up(scenarios, quiet=args.quiet)
     view = None

@@ -43,7 +43,6 @@ from google.protobuf.message import DecodeError
 from v2x import argtypes
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_NO_STACK = 0, 1, 2, 3
-BROKER_WAIT_S = 10.0  # for the broker to answer (exit 3 if it does not)
 DEFAULT_SCENARIO = "fcw"
 POS_TOLERANCE_M = 0.1
 SPEED_TOLERANCE_MPS = 0.1
@@ -451,7 +450,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
 
 async def _conformance(scenario: Any, broker: Any, run_id: str, args: argparse.Namespace, kind: str) -> int:
-    from v2x.net import topics
+    from v2x.net import topics, transport
     from v2x.net.clock import make_clock
     from v2x.net.host import AgentHost
     from v2x.net.transport import MqttTransport
@@ -504,13 +503,11 @@ async def _conformance(scenario: Any, broker: Any, run_id: str, args: argparse.N
         tasks.append(asyncio.create_task(listener.run(ready[0])))
         tasks.append(asyncio.create_task(world_tp.run(ready[1])))
         try:
-            await asyncio.wait_for(asyncio.gather(ready[0].wait(), ready[1].wait()), BROKER_WAIT_S)
+            await asyncio.wait_for(asyncio.gather(ready[0].wait(), ready[1].wait()), transport.BROKER_WAIT_S)
         except TimeoutError:
             why = world_tp.last_error or listener.last_error
             print(
-                f"v2x conformance: cannot reach the MQTT broker at {broker.url} within {BROKER_WAIT_S:.0f} s"
-                + (f" ({why})" if why else ""),
-                file=sys.stderr,
+                f"v2x conformance: {transport.cannot_reach(broker.url, transport.BROKER_WAIT_S, why)}", file=sys.stderr
             )
             return EXIT_NO_STACK
         print(  # once the broker answers (it said "waiting" and then that the broker did not answer)

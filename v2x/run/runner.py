@@ -23,12 +23,12 @@ from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.thresholds import resolve
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
-from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for
+from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for, parse_broker_url
 from v2x.net.clock import make_clock
 from v2x.net.fleet import FleetHost
 from v2x.net.host import AgentHost
 from v2x.net.secure import RunKeys, SecureDirError, Security, load_secure_dir, make_tls, new_run_keys
-from v2x.net.transport import LoopbackBroker, LoopbackTransport, MqttTransport, Transport
+from v2x.net.transport import BROKER_WAIT_S, LoopbackBroker, LoopbackTransport, MqttTransport, Transport, cannot_reach
 from v2x.net.world import Observer, RunIdInUse, World, WorldReport, last_will
 from v2x.run.results import build_result
 from v2x.run.tap import Observers
@@ -301,7 +301,7 @@ async def run_variant(
     mode: str = "lockstep",
     progress: Progress | None = None,
     run_id: str | None = None,
-    connect_timeout_s: float = 10.0,
+    connect_timeout_s: float = BROKER_WAIT_S,
     observer: Observer | None = None,
     keys: RunKeys | None = None,
     signing: Signing | None = None,
@@ -430,11 +430,7 @@ async def run_variant(
         try:
             await asyncio.wait_for(ready.wait(), connect_timeout_s)
         except TimeoutError:
-            why = getattr(world_tp, "last_error", "")
-            raise RunError(
-                f"cannot reach the MQTT broker at {broker.url} within {connect_timeout_s:.0f} s"
-                + (f" ({why})" if why else "")
-            ) from None
+            raise RunError(cannot_reach(broker.url, connect_timeout_s, getattr(world_tp, "last_error", ""))) from None
         try:
             await world.claim()
         except RunIdInUse as exc:
@@ -651,6 +647,16 @@ async def dismiss_remote_workers(
         transport.stop()
         connection.cancel()
         await asyncio.gather(connection, return_exceptions=True)
+
+
+def broker_away(url: str) -> str | None:
+    """None when the broker at ``url`` (mqtt:// or mqtts://) answers within ``BROKER_WAIT_S``, else the line
+    saying it does not, and why: tried once by a command that would run several scenarios (each waited for it
+    in turn)."""
+    from v2x.net import transport
+
+    why = asyncio.run(transport.unreachable(parse_broker_url(url), transport.BROKER_WAIT_S))
+    return None if why is None else f"{cannot_reach(url, transport.BROKER_WAIT_S, why)}; nothing was run"
 
 
 def unjoinable(scenario: Scenario, broker: str) -> str | None:
