@@ -297,7 +297,8 @@ async def test_embedded_broker_never_publishes_a_foreign_will() -> None:
 @pytest.mark.broker
 def test_the_documented_steps_with_an_outside_sdk_stack(tmp_path: Path) -> None:
     """docs/SECURITY.md's steps: 'v2x secure init', Mosquitto with its conf, the SDK example with its actor's
-    credentials file, 'v2x run --secure-dir' over mqtts://; the outside follower warns and the run passes."""
+    credentials file and the signing key the run writes, 'v2x run --secure-dir' over mqtts://; the outside
+    follower signs, warns, and the run passes."""
     if MOSQUITTO is None:
         pytest.skip("mosquitto is not installed")
     scenario = fcw_with_external(tmp_path, "follower")
@@ -315,6 +316,7 @@ def test_the_documented_steps_with_an_outside_sdk_stack(tmp_path: Path) -> None:
         with log.open("wb") as out:
             stack = subprocess.Popen(
                 [sys.executable, "examples/sdk_vehicle.py", "--credentials", str(sec / "actors" / "follower.json"),
+                 "--signing-key", str(tmp_path / "out" / "credentials" / "doc-v2x" / "follower.cred"),
                  "--join-timeout", "120"],
                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=ENV,
             )  # fmt: skip
@@ -332,6 +334,9 @@ def test_the_documented_steps_with_an_outside_sdk_stack(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "out" / "fcw" / "result.json").read_text())
     assert result["run"]["run_ids"] == {"v2x": "doc-v2x"} and result["passed"]
     assert any(e["type"] == "warning" and e["target"] == "follower" for e in result["events"])
+    # the stack signed with the file the run wrote once it started (it did not exist when the stack did):
+    # nothing refused (before, its unsigned envelopes were all refused and the run passed all the same)
+    assert result["metrics"]["v2x"]["rejected"] == {} and result["metrics"]["v2x"]["unverified_ticks_by_actor"] == {}
     assert oct(os.stat(sec / "actors" / "follower.json").st_mode & 0o777) == "0o600"
     _credentials_never_in(result, load_secure_dir(sec).keys)
 

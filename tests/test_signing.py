@@ -18,7 +18,7 @@ from v2x.net.broker import BrokerAddress
 from v2x.net.host import AgentHost
 from v2x.run.results import outcome
 from v2x.run.runner import Signing, build_agents, environment, issue_keys, make_transport, run_scenario, run_variant
-from v2x.scenario import load_scenario
+from v2x.scenario import Scenario, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.sim.inbound import Inbound
 from v2x.wire import day1_pb2, frame_pb2, security_pb2, testbed_pb2
@@ -340,6 +340,10 @@ async def test_a_secure_run_refuses_forged_unsigned_stale_and_replayed_envelopes
     }
     assert attacked.metrics["rejected_by_agents"] == {}
     assert "conflicts" not in attacked.metrics  # forgeries no longer flag the actor they imitate
+    # counted against the topic's actor, in the few ticks they came in: far from failing it (and in a secure
+    # run, where the broker lets only the lead publish there, nobody else could make them)
+    assert 1 <= attacked.metrics["unverified_ticks_by_actor"]["lead"] <= 5
+    assert "unverified_ticks_by_actor" not in clean.metrics  # a run without signatures has no such metric
     assert attacked.metrics["messages"] == clean.metrics["messages"]
 
 
@@ -353,9 +357,7 @@ async def test_an_outside_stack_on_the_sdk_signs_and_verifies_with_its_credentia
     import os
     import sys
 
-    scenario = FCW.model_copy(
-        update={"actors": [a.model_copy(update={"external": a.id == "follower"}) for a in FCW.actors]}
-    )
+    scenario = _external_follower(FCW)
     run_id = "sign-sdk-v2x"
     signing = Signing(credentials_dir=tmp_path)
     task = asyncio.create_task(run_variant(scenario, "v2x", seed=3, broker=embedded, run_id=run_id, signing=signing))
@@ -380,6 +382,61 @@ async def test_an_outside_stack_on_the_sdk_signs_and_verifies_with_its_credentia
     fcw = [e for e in report.events if e["type"] == "warning" and e["target"] == "follower" and e["app"] == "fcw"]
     assert fcw and fcw[0]["other"] == "lead", report.events
     assert report.metrics["rejected"] == {} and report.metrics["rejected_by_agents"] == {}
+
+
+async def _sdk_follower(stack: object) -> None:
+    """The follower of fcw on the SDK: cruise, send a BSM and acknowledge every tick."""
+    from v2x.sdk import Stack, VehicleState
+
+    assert isinstance(stack, Stack)
+    run = await stack.start(60)
+    state = VehicleState.at_start(run.me)
+    async for tick in stack.ticks(tick_timeout_s=60):
+        if tick.n > 0:
+            state = state.advanced(tick.dt_s)
+        await stack.send_bsm(tick, state)
+        await stack.ack(tick, state)
+
+
+def _external_follower(scenario: Scenario) -> Scenario:
+    return scenario.model_copy(
+        update={"actors": [a.model_copy(update={"external": a.id == "follower"}) for a in scenario.actors]}
+    )
+
+
+@pytest.mark.broker
+async def test_a_stack_signing_with_keys_not_of_this_run_fails_the_run(embedded: BrokerAddress, tmp_path: Path) -> None:
+    """A stack that signs with credentials of another CA (an earlier run's file, say): the world refuses
+    every envelope (unknown_cert), so nobody hears it, and the run fails "envelopes verified" for it (it
+    passed before: the follower still heard the lead and warned). A stack without a signing key learns from
+    START that the run is signed and fails at once, with what to give."""
+    from v2x.run.results import actor_share_checks
+    from v2x.sdk import Stack
+
+    scenario = _external_follower(FCW)
+    run_id = "sign-stale-v2x"
+    task = asyncio.create_task(
+        run_variant(scenario, "v2x", seed=3, broker=embedded, run_id=run_id, signing=Signing(credentials_dir=tmp_path))
+    )
+    try:
+        async with Stack(embedded.url, run_id=run_id, actor_id="follower") as bare:
+            with pytest.raises(ValueError, match=r"is signed .* give signing_key= .*follower\.cred"):
+                await bare.start(60)
+        stale = tmp_path / "stale.cred"
+        other = authority_for("an-earlier-run", FCW.epoch, 30)
+        creds = other.credentials("follower", run_id=run_id, epoch=FCW.epoch, run_s=30, permissions=("bsm",))
+        stale.write_bytes(creds.SerializeToString())
+        async with Stack(embedded.url, run_id=run_id, actor_id="follower", signing_key=stale) as stack:
+            await asyncio.wait_for(_sdk_follower(stack), 120)
+        report = await asyncio.wait_for(task, 60)
+    finally:
+        task.cancel()
+    ticks = report.metrics["ticks"]
+    assert report.metrics["rejected"] == {"unknown_cert": ticks * 2}  # its BSM over PC5 and the Uu copy
+    assert report.metrics["unverified_ticks_by_actor"] == {"follower": ticks}
+    [failed] = actor_share_checks({"v2x": report.metrics})
+    assert failed["name"] == "envelopes verified" and not failed["passed"]
+    assert failed["detail"].startswith(f"follower: {ticks} of {ticks} ticks had its envelopes refused")
 
 
 def test_bench_sign_runs_and_prints_its_fields() -> None:

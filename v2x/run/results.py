@@ -294,26 +294,43 @@ def evaluate(
     return out
 
 
-# An actor whose report was missing when more than this share of a variant's ticks closed (real time: its
-# stack missed the deadline) fails the run: the world kept its last reported state those ticks, so the
-# verdicts about it do not describe its stack (an outside review: a stack late every tick never moved from its
-# start, and "the warned driver avoids the crash" passed).
-LATE_SHARE_MAX = 0.1
+# An actor that failed the world in more than this share of a variant's ticks fails the run, under a check of
+# its own (ACTOR_SHARE_CHECKS): the verdicts about it do not describe its stack.
+BAD_TICK_SHARE_MAX = 0.1
+
+# (metric: per actor, the ticks it failed; the check's name; what those ticks mean for the run)
+ACTOR_SHARE_CHECKS = (
+    # Its report was missing when the tick closed (real time: its stack missed the deadline): the world kept
+    # its last reported state (an outside review: a stack late every tick never moved from its start, and
+    # "the warned driver avoids the crash" passed). Never in lockstep, where the world waits.
+    (
+        "late_reports_by_actor",
+        "reports in time",
+        "ticks closed without its report (its truth and warnings of those ticks were not applied in time)",
+    ),
+    # A signed run (--secure): the signature checks refused its envelopes (unsigned, or keys not of this run),
+    # so what it sent reached nobody. Only the actor itself can publish on its tx topic there (the broker's
+    # grants): a forger cannot fail it this way.
+    (
+        "unverified_ticks_by_actor",
+        "envelopes verified",
+        "ticks had its envelopes refused by the signature checks (unsigned, or signed with keys that are not "
+        'this run\'s: docs/PROTOCOL.md "Signed envelopes"), so what it sent reached nobody',
+    ),
+)
 
 
-def reports_in_time(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """A failed check per variant and actor whose reports were late in more than ``LATE_SHARE_MAX`` of the
-    ticks (none in lockstep, where the world waits for every report)."""
+def actor_share_checks(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A failed check per variant, actor and row of ``ACTOR_SHARE_CHECKS`` whose metric counts more than
+    ``BAD_TICK_SHARE_MAX`` of the variant's ticks."""
     out = []
     for variant, m in metrics.items():
         ticks = int(m.get("ticks") or 0)
-        for actor, late in m.get("late_reports_by_actor", {}).items():
-            if ticks and late > LATE_SHARE_MAX * ticks:
-                detail = (
-                    f"{actor}: {late} of {ticks} ticks closed without its report (its truth and warnings of those "
-                    f"ticks were not applied in time; more than {LATE_SHARE_MAX:.0%} fails the run)"
-                )
-                out.append({"name": "reports in time", "variant": variant, "passed": False, "detail": detail})
+        for key, name, meaning in ACTOR_SHARE_CHECKS:
+            for actor, bad in m.get(key, {}).items():
+                if ticks and bad > BAD_TICK_SHARE_MAX * ticks:
+                    detail = f"{actor}: {bad} of {ticks} {meaning}; more than {BAD_TICK_SHARE_MAX:.0%} fails the run"
+                    out.append({"name": name, "variant": variant, "passed": False, "detail": detail})
     return out
 
 
@@ -330,7 +347,7 @@ def build_result(
     """The result document; ``scene`` (the road and RSUs) and ``tracks`` (each variant's road-user paths)
     are what the report's map draws (v2x/run/tracks.py)."""
     events = sorted(events, key=event_order)
-    expectations = evaluate(scenario, events, metrics) + reports_in_time(metrics)
+    expectations = evaluate(scenario, events, metrics) + actor_share_checks(metrics)
     doc = {
         "scenario": scenario.id,
         "seed": seed,

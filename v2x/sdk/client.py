@@ -50,7 +50,7 @@ from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
 from v2x.net.secure import load_actor_credentials
 from v2x.net.world import WORLD_LOST
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
-from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire import frame_pb2, security_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
 from v2x.wire.envelope import parse_envelope
 from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, read_credentials
@@ -106,15 +106,13 @@ class Stack:
         self.software = software
         self.realtime = realtime
         self.uplink = uplink
-        self.signing = None
-        if signing_key is not None:
-            try:
-                self.signing = read_credentials(Path(signing_key).read_bytes())
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"signing key {str(signing_key)!r}: {exc}") from None
-            if (self.signing.actor_id, self.signing.run_id) != (actor_id, run_id):
-                got = (self.signing.actor_id, self.signing.run_id)
-                raise ValueError(f"signing key {str(signing_key)!r} is for actor, run {got}, not {(actor_id, run_id)}")
+        # A secure run's file is written by the run (a new CA per run) before its START: read when START comes
+        # (a file of an earlier run with this run id may still be there now), and now only if it is there, so
+        # that a file of another actor or run is refused at once.
+        self._signing_key = Path(signing_key) if signing_key is not None else None
+        self.signing: security_pb2.Credentials | None = None
+        if self._signing_key is not None and self._signing_key.exists():
+            self.signing = self._read_signing_key(self._signing_key)
         self._signer: Signer | None = None
         self._checks: EnvelopeSecurity | None = None
         self._fresh = Freshness()
@@ -263,11 +261,22 @@ class Stack:
             control=ctrl,
         )
 
+    def _read_signing_key(self, path: Path) -> security_pb2.Credentials:
+        try:
+            creds = read_credentials(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"signing key {str(path)!r}: {exc}") from None
+        if (creds.actor_id, creds.run_id) != (self.actor_id, self.run_id):
+            got = (creds.actor_id, creds.run_id)
+            raise ValueError(f"signing key {str(path)!r} is for actor, run {got}, not {(self.actor_id, self.run_id)}")
+        return creds
+
     def _security(self, run: RunInfo) -> tuple[Signer, EnvelopeSecurity] | None:
         """This stack's signer and checks in a secure run (made once the epoch is known), else None."""
-        if self.signing is None:
+        if self._signing_key is None:
             return None
         if self._signer is None or self._checks is None:
+            self.signing = self._read_signing_key(self._signing_key)  # this run's, written before its START
             self._signer = Signer(self.signing, run.epoch)
             self._checks = EnvelopeSecurity.of(self.signing.root, run.epoch)
         return self._signer, self._checks
@@ -277,6 +286,13 @@ class Stack:
         """Wait for this run's ``Control START`` (``TimeoutError`` after ``timeout_s``) and return it."""
         await asyncio.wait_for(self._started.wait(), timeout_s)
         assert self.run is not None
+        if self.run.control.signed and self._signing_key is None:
+            raise ValueError(
+                f"run {self.run_id} is signed (v2x run --secure): every envelope must be signed, and unsigned ones "
+                f"reach nobody; give signing_key= the file the run wrote for {self.actor_id} "
+                f'(OUT/credentials/{self.run_id}/{self.actor_id}.cred; docs/PROTOCOL.md "Signed envelopes")'
+            )
+        self._security(self.run)  # reads this run's signing key now: a missing or wrong file fails here
         return self.run
 
     async def ticks(self, *, tick_timeout_s: float | None = None) -> AsyncIterator[Tick]:

@@ -83,6 +83,9 @@ class InboundStats:
     duplicates: int = 0
     late_reports: int = 0
     late_by_actor: Counter[str] = field(default_factory=Counter)  # ticks closed without the actor's report
+    # A signed run only (else None): per actor, the ticks in which the signature checks refused an envelope on
+    # its own tx topic (unsigned, or signed with keys that are not this run's)
+    unverified_ticks: dict[str, set[int]] | None = None
     conflicts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
 
@@ -223,6 +226,8 @@ class Inbound:
         self._ids = {a: temporary_id(a) for a in self.actor_ids}
         self._vehicle_ids: dict[str, bytes] = {}  # a fleet vehicle's temporary id, made once per vehicle
         self.security = security
+        if security is not None:
+            self.stats.unverified_ticks = defaultdict(set)
         self._fresh = Freshness()
 
     # -- state --------------------------------------------------------------------------------------
@@ -488,6 +493,8 @@ class Inbound:
             reason = self._verify(env, msg_type)
             if reason:
                 self.reject(reason, where, f"(seq {env.seq}, tick {env.tick})")
+                if self.stats.unverified_ticks is not None:
+                    self.stats.unverified_ticks[actor_id].add(self.current_tick)
                 return True
         if seen is not None:
             if seen.raw != payload:

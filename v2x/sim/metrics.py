@@ -134,6 +134,11 @@ def run_metrics(
         "duplicates": inbound.duplicates,
         "late_reports": inbound.late_reports,
         "late_reports_by_actor": dict(sorted(inbound.late_by_actor.items())),
+        **(
+            {}  # a signed run only: the result of a run without signatures stays as it was
+            if inbound.unverified_ticks is None
+            else {"unverified_ticks_by_actor": {a: len(t) for a, t in sorted(inbound.unverified_ticks.items())}}
+        ),
         "sensing": {
             name: {"frames": c.frames, "in_view": c.in_view, "occluded": c.occluded, "detected": c.detected}
             for name, c in sensing.items()

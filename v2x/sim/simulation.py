@@ -266,6 +266,7 @@ class Simulation:
             msg.external_actors.extend(self.external_starts())
             msg.n_ticks = self.n_ticks
             msg.protocol_version = PROTOCOL_VERSION
+            msg.signed = self.inbound.security is not None
         return msg.SerializeToString()
 
     def external_starts(self) -> list[testbed_pb2.Control.ActorStart]:
