@@ -341,6 +341,55 @@ def test_the_documented_steps_with_an_outside_sdk_stack(tmp_path: Path) -> None:
     _credentials_never_in(result, load_secure_dir(sec).keys)
 
 
+@pytest.mark.broker
+def test_conformance_of_a_secure_run_passes_a_signing_stack_and_names_a_stale_key(tmp_path: Path) -> None:
+    """'v2x conformance --secure-dir' on Mosquitto with 'v2x secure init''s files: the SDK example with its
+    actor's file and the signing key the run writes passes; the same stack given the key an earlier run wrote
+    (another CA) fails the world's view, every envelope refused as unknown_cert."""
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed")
+    sec, out = tmp_path / "sec", tmp_path / "out"
+
+    def conf(port: int) -> str:
+        args = ["secure", "init", str(sec), "--scenario", "fcw", "--run-id", "conf", "--port", str(port)]
+        assert main(args) == 0
+        return (sec / "mosquitto.conf").read_text()
+
+    broker = Mosquitto(MOSQUITTO, conf)
+    broker.start()
+    key = out / "credentials" / "conf-v2x" / "follower.cred"
+
+    def conformance(signing_key: Path, log: Path) -> subprocess.CompletedProcess[str]:
+        with log.open("wb") as fh:
+            stack = subprocess.Popen(
+                [sys.executable, "examples/sdk_vehicle.py", "--credentials", str(sec / "actors" / "follower.json"),
+                 "--signing-key", str(signing_key), "--join-timeout", "120"],
+                stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, env=ENV,
+            )  # fmt: skip
+        try:
+            cmd = [sys.executable, "-m", "v2x.cli", "conformance", "--actor", "follower", "--secure-dir", str(sec),
+                   "--broker", f"mqtts://127.0.0.1:{broker.port}", "--out", str(out)]  # fmt: skip
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=ENV, check=False)
+        finally:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                stack.wait(timeout=60)
+            if stack.poll() is None:
+                stack.kill()
+
+    try:
+        good = conformance(key, tmp_path / "good.log")
+        assert good.returncode == 0, good.stdout + good.stderr + (tmp_path / "good.log").read_text()
+        assert "run conf-v2x of fcw (lockstep, secure)" in good.stdout and "PASS follower in fcw" in good.stdout
+        assert "FAIL" not in good.stdout and "PASS world's view: nothing rejected" in good.stdout
+        stale = tmp_path / "stale.cred"
+        stale.write_bytes(key.read_bytes())  # the first run's key: the next run has a new CA
+        bad = conformance(stale, tmp_path / "bad.log")
+    finally:
+        broker.stop()
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "FAIL world's view: " in bad.stdout and "'unknown_cert'" in bad.stdout, bad.stdout
+
+
 async def test_embedded_broker_lets_a_refused_client_break_off_without_a_traceback() -> None:
     """An anonymous TLS client that the secure embedded broker refuses and that then resets its connection
     made amqtt raise ConnectionResetError out of its connection callback, which asyncio logged as an

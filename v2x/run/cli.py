@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from v2x import argtypes
 from v2x.net.broker import BrokerURLError, parse_broker_url
 from v2x.run import REALTIME_MAX_WORKERS, default_workers
+from v2x.run.secure import security_from_args
 from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario, same_ids
 from v2x.scenario.model import ALL_VARIANTS
 
@@ -434,7 +435,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if len(scenarios) > 1:
             print("v2x run: --run-id takes a single scenario (run ids must differ between runs)", file=sys.stderr)
             return EXIT_BAD_INPUT
-    security = _security(args, scenarios)
+    security = security_from_args(args, scenarios, "v2x run")
     if isinstance(security, int):
         return security
     # run_scenario gets each whole scenario and the variants, so that --remote-workers can tell the workers
@@ -542,42 +543,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
               + ", ".join(sid for sid, _ in errors), file=sys.stderr)  # fmt: skip
         return EXIT_RUN_ERROR
     return EXIT_FAILED if failed else EXIT_OK
-
-
-def _security(args: argparse.Namespace, scenarios: list[Scenario]) -> Any:
-    """``--secure`` / ``--secure-dir`` as a ``v2x.net.secure.Security`` (None: an open run), or the exit
-    code of bad input (said on stderr)."""
-    from v2x.net.secure import SecureDirError, Security, load_secure_dir
-
-    if args.secure_dir is None:
-        if not args.secure:
-            return None
-        if args.broker != "embedded":
-            print(
-                "v2x run: --secure with a broker of your own needs --secure-dir DIR: write DIR with "
-                "'v2x secure init DIR --scenario ID', start the broker with DIR/mosquitto.conf",
-                file=sys.stderr,
-            )
-            return EXIT_BAD_INPUT
-        return Security()
-    try:
-        sd = load_secure_dir(args.secure_dir)
-    except SecureDirError as exc:
-        print(f"v2x run: --secure-dir: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    problem = None
-    if len(scenarios) != 1 or scenarios[0].id != sd.keys.scenario_id:
-        problem = f"it was made for scenario {sd.keys.scenario_id!r} alone"
-    elif args.run_id is not None and args.run_id != sd.run_prefix:
-        problem = f"it was made for --run-id {sd.run_prefix!r}"
-    elif missing := [a.id for a in scenarios[0].actors if a.id not in sd.keys.actors]:
-        problem = f"it has no credentials for actor(s) {', '.join(missing)}"
-    elif args.broker != "embedded" and not args.broker.startswith(("mqtts://", "ssl://")):
-        problem = f"--broker {args.broker} is not TLS: use mqtts://host:port (as in {sd.broker or 'DIR/world.json'})"
-    if problem:
-        print(f"v2x run: --secure-dir {args.secure_dir}: {problem}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return Security(directory=args.secure_dir)
 
 
 def _observe(scenario: Scenario, recording: Any, view: Any) -> Any:

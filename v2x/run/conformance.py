@@ -20,14 +20,22 @@ topics. After the run it checks what the stack sent, tick by tick, and prints a 
 * the world's view: nothing rejected, no duplicates, nothing reported late;
 * deadline (``--mode realtime``): every Ack reached the broker within one tick of its TickInput.
 
-Exit codes: 0 every check passed, 1 a check failed, 2 bad input (scenario, actor, broker URL), 3 no stack
-joined (or the run could not complete before the stack said anything, or the broker did not answer).
+With ``--secure-dir`` (the files of ``v2x secure init``) the run is a secure one, as ``v2x run --secure-dir``
+makes it: every party logs in as itself over TLS, the broker's grants hold, every envelope must be signed
+(the actor's key for the run goes to ``OUT/credentials/PREFIX-v2x/ACTOR.cred``), and the world's view says
+what the signature checks refused. The command runs the scenario through ``v2x.run.runner.run_variant``,
+as ``v2x run`` does; it only listens besides.
+
+Exit codes: 0 every check passed, 1 a check failed, 2 bad input (scenario, actor, broker URL, secure
+directory), 3 no stack joined (or the run could not complete before the stack said anything, or the broker
+did not answer).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import sys
@@ -36,6 +44,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -69,7 +78,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="mqtt://host:port (or mqtts://) of a broker your stack can reach too (default mqtt://127.0.0.1:1883)",
     )
     p.add_argument(
-        "--run-id", default="conformance", metavar="PREFIX", help="the run is PREFIX-v2x (default conformance)"
+        "--run-id",
+        metavar="PREFIX",
+        help="the run is PREFIX-v2x (default conformance, or with --secure-dir the run id it was made for)",
     )
     p.add_argument(
         "--mode",
@@ -79,6 +90,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--seed", type=argtypes.seed, default=0, help="random seed (default 0)")
     p.add_argument("--join-timeout", type=float, default=30.0, metavar="S", help="wait this long for the stack")
+    p.add_argument(
+        "--secure-dir",
+        type=Path,
+        metavar="DIR",
+        help="a secure run (docs/SECURITY.md): the files of 'v2x secure init DIR --scenario S' (its users, CA and "
+        "run id); start your Mosquitto with DIR/mosquitto.conf, give --broker mqtts://..., and your stack "
+        "DIR/actors/ACTOR.json and the signing key the run writes to OUT/credentials/PREFIX-v2x/ACTOR.cred",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results"),
+        metavar="OUT",
+        help="--secure-dir: where the run writes your stack's signing key (default results)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log the run (joins, refusals, rejections)")
     p.set_defaults(handler=cmd_conformance)
 
@@ -404,7 +430,8 @@ def analyse(
 def cmd_conformance(args: argparse.Namespace) -> int:
     from v2x.net import topics
     from v2x.net.broker import BrokerURLError, parse_broker_url
-    from v2x.run.runner import valid_run_id_prefix
+    from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix, warm_up_core
+    from v2x.run.secure import security_from_args
     from v2x.scenario import ScenarioError, find_scenario, load_scenario
     from v2x.scenario.model import ROAD_USER_KINDS
 
@@ -424,8 +451,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     except BrokerURLError as exc:
         print(f"v2x conformance: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if not valid_run_id_prefix(args.run_id):
-        print(f"v2x conformance: --run-id {args.run_id!r}: use 1-55 of A-Z a-z 0-9 _ . -", file=sys.stderr)
+    if args.run_id is not None and not valid_run_id_prefix(args.run_id):
+        print(f"v2x conformance: --run-id {args.run_id!r}: {RUN_ID_RULE}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         scenario = load_scenario(find_scenario(args.scenario))
@@ -440,25 +467,33 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     if "v2x" not in scenario.variants:
         print(f"v2x conformance: {scenario.id} has no v2x variant", file=sys.stderr)
         return EXIT_BAD_INPUT
+    security = security_from_args(args, [scenario], "v2x conformance")
+    if isinstance(security, int):
+        return security
+    prefix = args.run_id or "conformance"
+    if security is not None and security.directory is not None and args.run_id is None:
+        from v2x.net.secure import load_secure_dir
+
+        prefix = load_secure_dir(security.directory).run_prefix
     actors = [a.model_copy(update={"external": True}) if a.id == args.actor else a for a in scenario.actors]
     scenario = scenario.model_copy(update={"actors": actors, "variants": ["v2x"], "expectations": []})
-    run_id = f"{args.run_id}-v2x"
-    from v2x.run.runner import warm_up_core
-
     warm_up_core([scenario])
-    return asyncio.run(_conformance(scenario, broker, run_id, args, spec.kind))
+    return asyncio.run(_conformance(scenario, broker, prefix, args, spec.kind, security))
 
 
-async def _conformance(scenario: Any, broker: Any, run_id: str, args: argparse.Namespace, kind: str) -> int:
+async def _conformance(
+    scenario: Any, broker: Any, prefix: str, args: argparse.Namespace, kind: str, security: Any
+) -> int:
+    """Listen on the actor's topics while ``run_variant`` runs the scenario's V2X variant (``security``: a
+    secure run's ``v2x.net.secure.Security``, else None), then judge what the stack sent."""
     from v2x.net import topics, transport
-    from v2x.net.clock import make_clock
-    from v2x.net.host import AgentHost
+    from v2x.net.secure import SecureDirError
     from v2x.net.transport import MqttTransport
-    from v2x.net.world import World
-    from v2x.run.runner import build_agents, environment
+    from v2x.run.runner import RunError, Signing, environment, run_variant, secure_run
     from v2x.wire import testbed_pb2
 
     actor = args.actor
+    run_id = f"{prefix}-v2x"
     capture = Capture()
 
     def on(kind_: str) -> Any:
@@ -467,7 +502,10 @@ async def _conformance(scenario: Any, broker: Any, run_id: str, args: argparse.N
             if kind_ == "join":
                 capture.hellos.append(payload)
             elif kind_ == "in":
-                with_tick = testbed_pb2.TickInput.FromString(payload)
+                try:
+                    with_tick = testbed_pb2.TickInput.FromString(payload)
+                except DecodeError:  # not the world's (a forger on an open broker): the world's view counts it
+                    return
                 if with_tick.tick in capture.inputs:
                     capture.resent.add(with_tick.tick)
                 capture.inputs.setdefault(with_tick.tick, (now, with_tick))
@@ -478,69 +516,83 @@ async def _conformance(scenario: Any, broker: Any, run_id: str, args: argparse.N
 
         return handler
 
-    tag = uuid.uuid4().hex[:6]
-    listener = MqttTransport(broker, f"conformance-{tag}")
-    for kind_ in ("join", "in", "tx", "ack"):
-        listener.route(topics.actor_topic(run_id, kind_, actor), on(kind_))
-    world_tp = MqttTransport(broker, f"world-{run_id}-{tag}")
-    agents_tp = MqttTransport(broker, f"agents-{run_id}-{tag}")
-    env = environment(scenario)
-    world = World(
-        scenario,
-        variant="v2x",
-        seed=args.seed,
-        run_id=run_id,
-        transport=world_tp,
-        clock=make_clock(args.mode, scenario.tick_s),
-        join_timeout_s=args.join_timeout,
-    )
-    host = AgentHost(agents_tp, run_id, build_agents(scenario, env))
-    tasks: list[asyncio.Task[Any]] = []
-    metrics = None
-    error = ""
-    try:
-        ready = [asyncio.Event(), asyncio.Event()]
-        tasks.append(asyncio.create_task(listener.run(ready[0])))
-        tasks.append(asyncio.create_task(world_tp.run(ready[1])))
+    with contextlib.ExitStack() as stack:
         try:
-            await asyncio.wait_for(asyncio.gather(ready[0].wait(), ready[1].wait()), transport.BROKER_WAIT_S)
-        except TimeoutError:
-            why = world_tp.last_error or listener.last_error
-            print(
-                f"v2x conformance: {transport.cannot_reach(broker.url, transport.BROKER_WAIT_S, why)}", file=sys.stderr
+            secure = (
+                stack.enter_context(secure_run(scenario, security, broker.url, prefix, {"v2x": run_id}))
+                if security is not None
+                else None
             )
-            return EXIT_NO_STACK
-        print(  # once the broker answers (it said "waiting" and then that the broker did not answer)
-            f"v2x conformance: run {run_id} of {scenario.id} ({args.mode}) on {broker.url}: waiting up to "
-            f"{args.join_timeout:.0f} s for a stack to join as {args.actor!r}",
-            flush=True,
+        except SecureDirError as exc:
+            print(f"v2x conformance: --secure-dir: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        # The listeners: in a secure run the world's user reads the actor's join, tx and ack topics and the
+        # actor's own user its TickInputs (the broker's grants let nobody read all four).
+        tag = uuid.uuid4().hex[:6]
+        readers: list[tuple[Any, tuple[topics.Kind, ...]]] = (
+            [
+                (secure.keys.world_address(broker), ("join", "tx", "ack")),
+                (secure.keys.actor_address(broker, actor), ("in",)),
+            ]
+            if secure is not None
+            else [(broker, ("join", "in", "tx", "ack"))]
         )
-        await world_tp.publish(topics.control(run_id), b"", qos=1, retain=True)
-        tasks.append(asyncio.create_task(agents_tp.run()))
-        tasks.append(asyncio.create_task(host.run()))
+        listeners = []
+        for k, (address, kinds) in enumerate(readers):
+            listener = MqttTransport(address, f"conformance-{tag}-{k}")
+            for kind_ in kinds:
+                listener.route(topics.actor_topic(run_id, kind_, actor), on(kind_))
+            listeners.append(listener)
+        tasks: list[asyncio.Task[Any]] = []
+        metrics = None
+        error = ""
         try:
-            report = await world.run()
-            metrics = report.metrics
-        except Exception as exc:  # a stack that never joined or went silent: still report what it sent
-            error = str(exc)
-            stop = testbed_pb2.Control(
-                command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, scenario_id=scenario.id,
-                reason=f"run error: {exc}",
-            )  # fmt: skip
-            await asyncio.wait_for(
-                world_tp.publish(topics.control(run_id), stop.SerializeToString(), qos=1, retain=True), 2.0
+            ready = [asyncio.Event() for _ in listeners]
+            tasks = [asyncio.create_task(tp.run(r)) for tp, r in zip(listeners, ready, strict=True)]
+            try:
+                await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), transport.BROKER_WAIT_S)
+            except TimeoutError:
+                why = next((tp.last_error for tp in listeners if tp.last_error), "")
+                print(
+                    f"v2x conformance: {transport.cannot_reach(broker.url, transport.BROKER_WAIT_S, why)}",
+                    file=sys.stderr,
+                )
+                return EXIT_NO_STACK
+            print(  # once the broker answers (it said "waiting" and then that the broker did not answer)
+                f"v2x conformance: run {run_id} of {scenario.id} ({args.mode}"
+                f"{', secure' if secure is not None else ''}) on {broker.url}: waiting up to "
+                f"{args.join_timeout:.0f} s for a stack to join as {actor!r}",
+                flush=True,
             )
-        await asyncio.sleep(0.2)  # the last messages reach the listener
-    finally:
-        for tp in (listener, world_tp, agents_tp):
-            tp.stop()
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks, timeout=5.0)
+            if secure is not None:
+                print(f"v2x conformance: its signing key: {args.out / 'credentials' / run_id / f'{actor}.cred'}")
+            try:
+                report = await run_variant(
+                    scenario,
+                    "v2x",
+                    seed=args.seed,
+                    broker=broker,
+                    mode=args.mode,
+                    run_id=run_id,
+                    keys=secure.keys if secure is not None else None,
+                    signing=Signing(credentials_dir=args.out / "credentials") if secure is not None else None,
+                    join_timeout_s=args.join_timeout,
+                )
+                metrics = report.metrics
+            except RunError as exc:  # a stack that never joined or went silent: still report what it sent
+                error = str(exc)
+            await asyncio.sleep(0.2)  # the last messages reach the listeners
+        finally:
+            for tp in listeners:
+                tp.stop()
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=5.0)
     if not capture.hellos:
         print(f"v2x conformance: no stack joined run {run_id} as {actor!r}: {error}", file=sys.stderr)
         return EXIT_NO_STACK
-    control = testbed_pb2.Control.FromString(world.sim.control(testbed_pb2.Control.COMMAND_START))
+    env = environment(scenario)
     checks = analyse(
         capture,
         actor_id=actor,
@@ -549,7 +601,7 @@ async def _conformance(scenario: Any, broker: Any, run_id: str, args: argparse.N
         frame=env.frame,
         tick_s=scenario.tick_s,
         n_ticks=scenario.n_ticks,
-        platform_id=control.platform_id,
+        platform_id=next((a.id for a in scenario.actors if a.kind == "platform"), ""),
         metrics=metrics,
         realtime=args.mode == "realtime",
     )

@@ -308,6 +308,7 @@ async def run_variant(
     workers: int = 1,
     remote_workers: bool = False,
     worker_timeout_s: float = 120.0,
+    join_timeout_s: float = 30.0,
 ) -> WorldReport:
     """One variant's run. ``keys``: a secure run's users; the world and each built-in agent then log in
     as themselves, each agent on a connection of its own (the broker lets it write only its own topics).
@@ -315,7 +316,8 @@ async def run_variant(
     with more than one, the equipped background vehicles are spread over that many fleet agents, each in a
     process of its own with its own connection to the broker (``v2x.run.workers``). ``remote_workers``:
     start none of them but wait up to ``worker_timeout_s`` for ``workers`` fleet workers started with
-    ``v2x worker`` (on this or other machines) to join."""
+    ``v2x worker`` (on this or other machines) to join. ``join_timeout_s``: how long the world waits for the
+    actors driven from outside to say Hello."""
     if (workers > 1 or remote_workers) and isinstance(broker, LoopbackBroker):
         raise RunError("--workers needs an MQTT broker (embedded or mqtt://...): the loopback bus is in-process")
     from v2x.scenario.sumo import unmet
@@ -361,6 +363,7 @@ async def run_variant(
             token=token,
             security=signed.checks if signed is not None else None,
             fleets=workers,
+            join_timeout_s=join_timeout_s,
         )
     except SumoError as exc:  # SUMO refused the scenario's files (it stops later: RuntimeError below)
         raise RunError(str(exc)) from None

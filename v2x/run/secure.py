@@ -6,12 +6,16 @@ import argparse
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from v2x import argtypes
 from v2x.net import topics
-from v2x.scenario import ScenarioError, find_scenario, load_scenario
+from v2x.scenario import Scenario, ScenarioError, find_scenario, load_scenario
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 2, 3
+
+if TYPE_CHECKING:
+    from v2x.net.secure import Security
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,6 +91,42 @@ def cmd_secure_init(args: argparse.Namespace) -> int:
     print(f"  run:           v2x run {args.scenario} --secure-dir {args.dir} --broker mqtts://{host}:{args.port}")
     print(f"  outside stack: {args.dir / 'actors'}/<actor>.json (its user, password, CA and topics)")
     return EXIT_OK
+
+
+def security_from_args(args: argparse.Namespace, scenarios: list[Scenario], prog: str) -> Security | int | None:
+    """``--secure`` / ``--secure-dir`` (of ``v2x run`` or ``v2x conformance``: ``prog``) as a
+    ``v2x.net.secure.Security`` (None: an open run), or the exit code of bad input (said on stderr)."""
+    from v2x.net.secure import SecureDirError, Security, load_secure_dir
+
+    if args.secure_dir is None:
+        if not getattr(args, "secure", False):
+            return None
+        if args.broker != "embedded":
+            print(
+                f"{prog}: --secure with a broker of your own needs --secure-dir DIR: write DIR with "
+                "'v2x secure init DIR --scenario ID', start the broker with DIR/mosquitto.conf",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+        return Security()
+    try:
+        sd = load_secure_dir(args.secure_dir)
+    except SecureDirError as exc:
+        print(f"{prog}: --secure-dir: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    problem = None
+    if len(scenarios) != 1 or scenarios[0].id != sd.keys.scenario_id:
+        problem = f"it was made for scenario {sd.keys.scenario_id!r} alone"
+    elif args.run_id is not None and args.run_id != sd.run_prefix:
+        problem = f"it was made for --run-id {sd.run_prefix!r}"
+    elif missing := [a.id for a in scenarios[0].actors if a.id not in sd.keys.actors]:
+        problem = f"it has no credentials for actor(s) {', '.join(missing)}"
+    elif args.broker != "embedded" and not args.broker.startswith(("mqtts://", "ssl://")):
+        problem = f"--broker {args.broker} is not TLS: use mqtts://host:port (as in {sd.broker or 'DIR/world.json'})"
+    if problem:
+        print(f"{prog}: --secure-dir {args.secure_dir}: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return Security(directory=args.secure_dir)
 
 
 def _is_ipv6(host: str) -> bool:
