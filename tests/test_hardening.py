@@ -24,6 +24,11 @@ from v2x.wire.envelope import temporary_id
 
 pytestmark = pytest.mark.broker
 
+# The attacks below aim at fcw's built-in actors. Runs marked ``sealed=False`` leave those agents' messages
+# unsealed, as open as an outside stack's topics are: what the world's and the agents' own checks withstand.
+# With the run's seals (the default, v2x.net.seal) each of those messages is refused as ``forged`` instead
+# (tests/test_seal.py).
+
 FCW = load_scenario(SCENARIO_DIR / "fcw.yaml")
 _CLEAN: dict[str, WorldReport] = {}
 
@@ -74,7 +79,7 @@ async def test_no_single_message_crashes_stalls_or_changes_a_run(embedded: Broke
     sender, a TickInput of another run. The run completes with the clean run's events, every one counted."""
     clean = await _clean(embedded)
     run_id = "hard-one-message"
-    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id))
+    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id, sealed=False))
     async with _intruder(embedded, run_id, topics.tick_input(run_id, "follower")) as client:
         await _until(client, _is_start)
         seen: dict[str, int] = {}
@@ -145,7 +150,7 @@ async def test_conflicting_acks_are_counted_flagged_and_cannot_stall_the_run(emb
     for the lead (teleported, counting 60 transmissions). Whichever comes first is kept, the other counted
     as conflicting_ack; the tick completes once either is satisfied (no stall), and the lead is flagged."""
     run_id = "hard-conflicts"
-    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id))
+    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id, sealed=False))
     async with _intruder(embedded, run_id, topics.tick_input(run_id, "lead")) as client:
         await _until(client, _is_start)
         async for message in client.messages:
@@ -274,7 +279,7 @@ async def test_envelopes_no_ack_claims_neither_silence_nor_steer_a_run(embedded:
     nothing else, the third as bad_destination."""
     clean = await _clean(embedded)
     run_id = "hard-unclaimed"
-    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id))
+    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id, sealed=False))
     async with _intruder(embedded, run_id, topics.tx(run_id, "lead")) as client:
         await _until(client, _is_start)
         caught: dict[str, testbed_pb2.Envelope] = {}

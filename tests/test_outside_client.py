@@ -302,7 +302,9 @@ async def test_misbehaving_outside_client_is_rejected_and_counted(
     assert intruder.done == {tick}
     assert time.monotonic() - started < 60
     rejected = result["metrics"]["v2x"]["rejected"]
-    assert rejected == {"malformed": 2, "sender_mismatch": 1, "unknown_type": 1, "unknown_sender": 2}, rejected
+    # the envelope on the follower's topic: forged (the follower is the run's own agent, whose messages carry the
+    # run's seal; an outside stack's topic would give sender_mismatch), the rest as the world's checks say
+    assert rejected == {"malformed": 2, "forged": 1, "unknown_type": 1, "unknown_sender": 2}, rejected
     assert result["passed"], result["expectations"]  # the outcome is unchanged
     check_client(*await asyncio.to_thread(clients.wait, run_id))
 

@@ -298,7 +298,9 @@ async def test_a_secure_run_refuses_forged_unsigned_stale_and_replayed_envelopes
 
     clean = await run_variant(FCW, "v2x", seed=3, broker=embedded, run_id="sign-clean")
     run_id = "sign-attacked"
-    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id, signing=Signing()))
+    task = asyncio.create_task(
+        run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id, signing=Signing(), sealed=False)
+    )  # (unsealed: the lead's topic as open as an outside stack's, so that the signature checks judge)
     heard: list[testbed_pb2.Envelope] = []
 
     def lead_tx(topic: str, payload: bytes) -> bool:

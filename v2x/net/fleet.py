@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from v2x.agents.fleet import FleetAgent, numbers_problem, vehicle_numbers
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
+from v2x.net.seal import RunSeal
 from v2x.net.transport import Transport
 from v2x.sim.inbound import mistyped_fields
 from v2x.wire import testbed_pb2
@@ -51,8 +52,12 @@ class FleetHost:
         n_ticks: int,
         linger: bool = False,
         dismissable: bool = False,
+        seal: RunSeal | None = None,
     ) -> None:
         self.transport = transport
+        # the run's seals (``v2x.net.seal``), when the run started this fleet itself: every input must carry one
+        # (else it is ``forged``), and every answer does; a worker started on its own has none
+        self.seal = seal
         self.run_id = run_id
         self.agent = agent
         self.n_ticks = n_ticks
@@ -88,10 +93,17 @@ class FleetHost:
 
     async def run(self) -> None:
         topic = topics.fleet_ack(self.run_id, self.agent.fleet_id)
+        input_topic = topics.fleet_input(self.run_id, self.agent.fleet_id)
         while True:
             payload = await self._next()
             if payload is None:
                 return
+            if self.seal is not None:
+                body = self.seal.open(input_topic, payload)
+                if body is None:  # anyone may publish on an open broker: not the world's
+                    self._reject("forged", f"{len(payload)} bytes without this run's seal")
+                    continue
+                payload = body
             decoded = self._decode(payload)
             if decoded is None:
                 continue
@@ -127,6 +139,8 @@ class FleetHost:
                 raise
             self.last_tick = inp.tick
             answer = ack.SerializeToString()
+            if self.seal is not None:
+                answer = self.seal.seal(topic, answer)
             self.answers.keep(inp.tick, payload, answer)
             await self.transport.publish(topic, answer)
             if inp.warnings_next_tick:  # the apps run while the world closes the tick; their warnings go next

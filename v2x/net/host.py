@@ -32,6 +32,7 @@ from google.protobuf.message import DecodeError
 from v2x.agents.base import Agent, Heard, TickContext, TickResult, Transmission
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
+from v2x.net.seal import RunSeal
 from v2x.net.transport import Handler, MqttTransport, Transport
 from v2x.net.world import WORLD_LOST
 from v2x.sim.inbound import mistyped_fields
@@ -116,7 +117,9 @@ class AgentHost:
     run's last tick (``TickInput.final`` counts only there; None: trust it); ``max_skip``: how many ticks a
     TickInput may skip (0 in lockstep, where the world sends every tick until it is answered; a few in real
     time, where an input can be lost); ``security``: a secure run's verifier and epoch, ``signers``: each
-    agent's signing keys (both None in a run without signatures)."""
+    agent's signing keys (both None in a run without signatures); ``seal``: the run's seals
+    (``v2x.net.seal``) when the run started these agents itself: every input must carry one (else it is
+    ``forged``), and every message they send does."""
 
     def __init__(
         self,
@@ -131,8 +134,10 @@ class AgentHost:
         max_skip: int = 0,
         security: EnvelopeSecurity | None = None,
         signers: dict[str, Signer] | None = None,
+        seal: RunSeal | None = None,
     ) -> None:
         self.transport = transport
+        self.seal = seal
         self.run_id = run_id
         self.software = software
         self.v2x = v2x
@@ -216,7 +221,11 @@ class AgentHost:
             hello = testbed_pb2.Hello(
                 actor_id=actor_id, kind=slot.agent.kind, software=self.software, protocol_version=1
             )
-            await self.transport.publish(topics.join(self.run_id, actor_id), hello.SerializeToString())
+            await self.transport.publish(*self._sealed(topics.join(self.run_id, actor_id), hello.SerializeToString()))
+
+    def _sealed(self, topic: str, payload: bytes) -> tuple[str, bytes]:
+        """``(topic, payload)`` as it goes on the wire (sealed when the host has the run's seals)."""
+        return topic, self.seal.seal(topic, payload) if self.seal is not None else payload
 
     async def run(self) -> None:
         """Serve every agent until its final tick, and then, when the host listens to the run's Control (a
@@ -252,6 +261,12 @@ class AgentHost:
                 payload = lingered
             else:
                 payload = await slot.queue.get()
+            if self.seal is not None:
+                body = self.seal.open(topics.tick_input(self.run_id, agent.actor_id), payload)
+                if body is None:  # anyone may publish on an open broker: not the world's
+                    self._reject(slot, "forged", f"{len(payload)} bytes without this run's seal")
+                    continue
+                payload = body
             tick_input = self._decode(slot, payload)
             if tick_input is None:
                 continue
@@ -290,9 +305,9 @@ class AgentHost:
                 signer = self.signers.get(agent.actor_id)
                 if signer is not None:
                     signer.sign(env)
-                output.append((tx_topic, env.SerializeToString()))
+                output.append(self._sealed(tx_topic, env.SerializeToString()))
             ack = ack_of(agent.actor_id, tick_input, result, slot.rejected + agent.rejected)
-            output.append((topics.ack(self.run_id, agent.actor_id), ack.SerializeToString()))
+            output.append(self._sealed(topics.ack(self.run_id, agent.actor_id), ack.SerializeToString()))
             slot.last_tick = tick_input.tick
             slot.answers.keep(tick_input.tick, payload, output)
             for topic, data in output:

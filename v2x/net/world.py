@@ -22,12 +22,13 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from v2x.net import topics
 from v2x.net.clock import Clock
 from v2x.net.fleet import MAX_FLEET_INPUT_BYTES
+from v2x.net.seal import RunSeal
 from v2x.net.transport import Handler, MqttTransport, Transport
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation, WorldReport
@@ -86,8 +87,14 @@ class World:
         token: str | None = None,
         security: EnvelopeSecurity | None = None,
         fleets: int = 1,
+        seal: RunSeal | None = None,
+        sealed: Collection[str] = (),
     ) -> None:
         self.token = token or secrets.token_hex(16)
+        # The parties the run started itself (its built-in agents and fleets, by id: ``sealed``) and this world
+        # seal every message between them under ``seal`` (``v2x.net.seal``); one of theirs without it is forged.
+        self.seal = seal
+        self.sealed = frozenset(sealed) if seal is not None else frozenset()
         self.sim = Simulation(
             scenario, variant=variant, seed=seed, run_id=run_id, token=self.token, security=security, fleets=fleets
         )
@@ -187,7 +194,10 @@ class World:
             if parsed is None or parsed.run_id != self.run_id or parsed.kind != kind:
                 self.sim.reject("bad_topic", topic)
                 return
-            self.sim.receive(kind, parsed.actor_id, payload, where=topic)
+            body = self._opened(topic, parsed.actor_id, payload)
+            if body is None:
+                return
+            self.sim.receive(kind, parsed.actor_id, body, where=topic)
             if kind == "join":
                 if self.sim.joined:
                     self.all_joined.set()
@@ -201,9 +211,32 @@ class World:
         if parsed is None or parsed.run_id != self.run_id or parsed.kind != "fleet-ack":
             self.sim.reject("bad_topic", topic)
             return
-        self.sim.receive_fleet(parsed.actor_id, payload, where=topic)
+        body = self._opened(topic, parsed.actor_id, payload)
+        if body is None:
+            return
+        self.sim.receive_fleet(parsed.actor_id, body, where=topic)
         if self.sim.reported:
             self.reported.set()
+
+    def _opened(self, topic: str, who: str, payload: bytes) -> bytes | None:
+        """The sender's bytes of ``payload``: as they came from an outside stack, checked and without the seal
+        from one of the run's own parties (None, counted as ``forged``, when its seal is missing or wrong)."""
+        if who not in self.sealed:
+            return payload
+        assert self.seal is not None
+        body = self.seal.open(topic, payload)
+        if body is None:
+            self.sim.reject("forged", topic, "(no valid seal: not from the run's own agent or fleet)")
+        return body
+
+    def _wire(self, inputs: dict[str, bytes]) -> dict[str, bytes]:
+        """``inputs`` (actor or fleet -> input) as they go on the wire: sealed for the run's own parties."""
+        if not self.sealed:
+            return inputs
+        assert self.seal is not None
+        return {
+            who: self.seal.seal(self._input_topic(who), p) if who in self.sealed else p for who, p in inputs.items()
+        }
 
     def _input_topic(self, who: str) -> str:
         """Where ``who`` (an actor or a fleet) gets its input."""
@@ -242,15 +275,15 @@ class World:
             if opened is None:
                 await self.clock.start_of_tick(tick)
                 self.reported.clear()
-                inputs = self.sim.begin(tick)
-                await self._publish_inputs({**inputs, **self.sim.fleet_inputs})
+                inputs = self._wire({**self.sim.begin(tick), **self.sim.fleet_inputs})
+                await self._publish_inputs(inputs)
             else:
                 inputs, opened = opened, None
                 outside = {a: p for a, p in inputs.items() if a in external}
                 if outside:
                     await self.clock.start_of_tick(tick)
                     await self._publish_inputs(outside)
-            self._last_input = {**inputs, **self.sim.fleet_inputs}
+            self._last_input = inputs
             await self.clock.end_of_tick(tick, self.reported, self.sim.missing, self._retransmit)
             events = self.sim.step()  # counts the reports still missing as late
             if self.observer is not None:
@@ -259,11 +292,9 @@ class World:
                 self.progress(tick, n_ticks)
             if early and tick < n_ticks:
                 self.reported.clear()
-                opened = self.sim.begin(tick + 1)
+                opened = self._wire({**self.sim.begin(tick + 1), **self.sim.fleet_inputs})  # sealed before the wait
                 await self.clock.start_of_tick(tick)  # handed over no earlier than the tick's wall-clock time
-                await self._publish_inputs(
-                    {**{a: p for a, p in opened.items() if a not in external}, **self.sim.fleet_inputs}
-                )
+                await self._publish_inputs({a: p for a, p in opened.items() if a not in external})
             elif early:  # the last tick: the run ends no earlier than its time either
                 await self.clock.start_of_tick(tick)
         try:  # the run is done: its result must not wait on a broker that does not confirm the STOP

@@ -27,6 +27,7 @@ from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for, parse_br
 from v2x.net.clock import make_clock
 from v2x.net.fleet import FleetHost
 from v2x.net.host import AgentHost
+from v2x.net.seal import RunSeal
 from v2x.net.secure import RunKeys, SecureDirError, Security, load_secure_dir, make_tls, new_run_keys
 from v2x.net.transport import BROKER_WAIT_S, LoopbackBroker, LoopbackTransport, MqttTransport, Transport, cannot_reach
 from v2x.net.world import Observer, RunIdInUse, World, WorldReport, last_will
@@ -309,6 +310,7 @@ async def run_variant(
     remote_workers: bool = False,
     worker_timeout_s: float = 120.0,
     join_timeout_s: float = 30.0,
+    sealed: bool = True,
 ) -> WorldReport:
     """One variant's run. ``keys``: a secure run's users; the world and each built-in agent then log in
     as themselves, each agent on a connection of its own (the broker lets it write only its own topics).
@@ -317,7 +319,10 @@ async def run_variant(
     process of its own with its own connection to the broker (``v2x.run.workers``). ``remote_workers``:
     start none of them but wait up to ``worker_timeout_s`` for ``workers`` fleet workers started with
     ``v2x worker`` (on this or other machines) to join. ``join_timeout_s``: how long the world waits for the
-    actors driven from outside to say Hello."""
+    actors driven from outside to say Hello. ``sealed``: the messages between the world and the agents and
+    fleets it starts carry the run's seals (``v2x.net.seal``; a message on their topics without one is
+    ``forged``); False leaves them open as an outside stack's are, for tests of what the world's and the
+    agents' own checks withstand."""
     if (workers > 1 or remote_workers) and isinstance(broker, LoopbackBroker):
         raise RunError("--workers needs an MQTT broker (embedded or mqtt://...): the loopback bus is in-process")
     from v2x.scenario.sumo import unmet
@@ -326,6 +331,7 @@ async def run_variant(
         raise RunError(line)
     run_id = run_id or f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
     token = secrets.token_hex(16)  # the run's Control token (docs/SECURITY.md)
+    seal = RunSeal() if sealed else None  # between the world and the agents and fleets this run starts
     env = environment(scenario)
     agents = build_agents(scenario, env)
     if remote_workers and signing is not None:
@@ -350,6 +356,8 @@ async def run_variant(
     else:
         groups = [(make_transport(broker, f"agents-{run_id}-{nonce}"), agents)]
     clock = make_clock(mode, scenario.tick_s)
+    fleets_sealed = seal is not None and not remote_workers  # a worker started on its own (v2x worker) has no key
+    own = [a.actor_id for a in agents] + (list(fleet_ids) if fleets_sealed else [])
     try:
         world = World(
             scenario,
@@ -364,6 +372,8 @@ async def run_variant(
             security=signed.checks if signed is not None else None,
             fleets=workers,
             join_timeout_s=join_timeout_s,
+            seal=seal,
+            sealed=own,
         )
     except SumoError as exc:  # SUMO refused the scenario's files (it stops later: RuntimeError below)
         raise RunError(str(exc)) from None
@@ -378,6 +388,7 @@ async def run_variant(
             max_skip=0 if mode == "lockstep" else REALTIME_MAX_SKIP,
             security=signed.checks if signed is not None else None,
             signers=signed.signers if signed is not None else None,
+            seal=seal,
         )
         for agents_tp, group in groups
     ]
@@ -397,6 +408,7 @@ async def run_variant(
             ),
             n_ticks=scenario.n_ticks,
             linger=True,  # (until the run ends and the tasks are cancelled)
+            seal=seal,
         )
         for fleet_id in (world.sim.fleet_ids if in_process else ())
     ]
@@ -410,6 +422,7 @@ async def run_variant(
                 run_id,
                 fleet_id,
                 credentials=signed.fleets[fleet_id] if signed is not None else b"",
+                seal_key=seal.key if seal is not None and fleets_sealed else b"",
             )
             for fleet_id in world.sim.fleet_ids
         ]

@@ -30,7 +30,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
@@ -43,6 +43,7 @@ from v2x.apps.thresholds import resolve
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S
 from v2x.net.broker import BrokerAddress
+from v2x.net.seal import RunSeal
 from v2x.net.transport import MqttTransport, Transport
 from v2x.net.world import WORLD_LOST
 from v2x.scenario.model import Scenario
@@ -70,6 +71,8 @@ class FleetJob:
     thresholds: Mapping[str, float]
     n_ticks: int
     credentials: bytes = b""  # a signed run's: the fleet's Credentials (its vehicles sign their BSMs)
+    # the run's seal key (``v2x.net.seal``) for a worker the run starts itself; a remote worker has none
+    seal_key: bytes = field(default=b"", repr=False)
 
     def digest(self) -> str:
         """What the fleet serves (the run, the fleet, the frame, epoch, thresholds and ticks; not where the
@@ -81,9 +84,17 @@ class FleetJob:
 
 
 def fleet_job(
-    scenario: Scenario, broker: BrokerAddress, client_id: str, run_id: str, fleet_id: str, *, credentials: bytes = b""
+    scenario: Scenario,
+    broker: BrokerAddress,
+    client_id: str,
+    run_id: str,
+    fleet_id: str,
+    *,
+    credentials: bytes = b"",
+    seal_key: bytes = b"",
 ) -> FleetJob:
-    """The job of fleet ``fleet_id`` of run ``run_id`` of ``scenario`` (``credentials``: a signed run's)."""
+    """The job of fleet ``fleet_id`` of run ``run_id`` of ``scenario`` (``credentials``: a signed run's;
+    ``seal_key``: the run's seal key, for a worker the run starts itself)."""
     return FleetJob(
         broker=broker,
         client_id=client_id,
@@ -94,6 +105,7 @@ def fleet_job(
         thresholds=dict(resolve(scenario.thresholds)),
         n_ticks=scenario.n_ticks,
         credentials=credentials,
+        seal_key=seal_key,
     )
 
 
@@ -190,7 +202,9 @@ def _fleet_host(
         job.fleet_id, frame=LocalFrame(*job.origin), epoch=job.epoch, thresholds=job.thresholds, signer=signer
     )
     transport = MqttTransport(job.broker, job.client_id, will=will)
-    return transport, FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks, linger=True, dismissable=remote)
+    seal = RunSeal(job.seal_key) if job.seal_key else None
+    host = FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks, linger=True, dismissable=remote, seal=seal)
+    return transport, host
 
 
 def _end_on_stop(transport: MqttTransport, host: FleetHost, run_id: str) -> None:
