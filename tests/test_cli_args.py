@@ -50,3 +50,22 @@ def test_conformance_says_why_the_embedded_broker_will_not_do(capsys: pytest.Cap
     assert main(["conformance", "--actor", "lead", "--broker", "embedded"]) == 2
     err = capsys.readouterr().err
     assert "your stack could not reach a broker inside this process" in err and "expected 'embedded'" not in err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """``v2x list | head -1`` printed a BrokenPipeError traceback (an outside review, 1 run in 5). The reader is
+    gone before the command writes: exit 141 (128 + SIGPIPE, as a Unix tool), nothing on stderr."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "v2x", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).parents[1],
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # long before the interpreter has started and written anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert err == ""

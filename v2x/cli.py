@@ -7,6 +7,7 @@ arguments); 3 the run could not complete (broker unreachable, an agent stopped a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -43,11 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a Unix tool's status is when its reader went away
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = args.handler
-    code: int = handler(args)
+    try:
+        code: int = handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of stdout went away (``v2x list | head -1``): stop quietly, as a Unix tool does, instead of a
+        # traceback. stdout goes to /dev/null first, so that the interpreter's own flush at exit does not fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return code
 
 
