@@ -93,3 +93,24 @@ async def test_forged_inputs_acks_and_envelopes_for_the_runs_own_agents_change_n
     assert "conflicts" not in attacked.metrics and not attacked.metrics.get("flagged")
     for key in ("messages", "latency_ms", "delivery_ratio", "duplicates"):
         assert attacked.metrics[key] == clean.metrics[key]
+
+
+def test_a_warning_may_name_only_a_figure_an_app_reports() -> None:
+    """An attack review: Advisory.figure_name became a key of the warning's event, so a stack (or a forger,
+    on an outside stack's topic) naming it "type" or "t_s" overwrote the event's own: two such warnings
+    crashed the result's sort (no result at all), "type" hid a warning from the expectations, "t_s" 1e9 put
+    it after the run. The world refuses such an Ack as out_of_range; a known figure passes."""
+    from v2x.sim.inbound import ack_problem
+    from v2x.sim.simulation import warning_event
+
+    def ack(figure_name: str) -> testbed_pb2.Ack:
+        a = testbed_pb2.Ack(actor_id="neighbour", tick=10)
+        a.events.add(app=testbed_pb2.APP_FCW, raised_at_s=1.0, other_id="lead", figure_name=figure_name, figure=0.0)
+        return a
+
+    for bad in ("type", "t_s", "variant", "target", "x" * 40):
+        assert "is not a figure an app reports" in ack_problem(ack(bad), run_end_s=14.0), bad
+    assert ack_problem(ack("gap_m"), run_end_s=14.0) == ""
+    assert ack_problem(ack(""), run_end_s=14.0) == ""
+    adv = ack("type").events[0]
+    assert warning_event("v2x", "neighbour", "lead", adv)["type"] == "warning"  # never overwritten, whoever sent it

@@ -36,6 +36,7 @@ import numpy as np
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from v2x.apps.registry import figures
 from v2x.core import SMALL_WORLD, scan_messages
 from v2x.scenario.model import MAX_EXTENT_M
 from v2x.sim.channel import LINK_NAME, Transmission
@@ -65,6 +66,7 @@ MAX_SPEED_MPS = 150.0
 MAX_ACCEL_MPS2 = 100.0
 MAX_HEADING_DEG = 720.0
 MAX_FIGURE = 1e9  # ttc_s, figure, valid_until_s: finite and sane
+FIGURE_NAMES = frozenset(f.name for f in figures())  # Advisory.figure_name: one the apps declare (docs/PROTOCOL.md)
 CONFLICTS_FLAGGED = 3  # an actor whose Acks conflict in this many ticks is flagged in the result
 LOG_FIRST = 5  # rejections logged at WARNING per reason; the rest are summarised at the end
 KINDS = ("join", "tx", "ack")
@@ -126,6 +128,11 @@ def events_problem(events: Iterable[testbed_pb2.Advisory], *, run_end_s: float, 
         texts = (adv.target_id, adv.other_id, adv.source_id, adv.figure_name, adv.conflict_type)
         if any(len(s) > MAX_TEXT for s in texts):
             return f"events[{k}]: text longer than {MAX_TEXT}"
+        if adv.figure_name and adv.figure_name not in FIGURE_NAMES:
+            # it names a key of the warning's event in the result: "type" or "t_s" there overwrote the event's
+            # own (an attack review: one forged Ack crashed the run's report, another hid a warning)
+            return f"events[{k}].figure_name {adv.figure_name[:64]!r} is not a figure an app reports"
+
     return ""
 
 

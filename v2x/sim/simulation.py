@@ -91,7 +91,7 @@ def warning_event(variant: str, target: str, other: str, adv: testbed_pb2.Adviso
         "conflict": adv.conflict_type,
         "ttc_s": round(adv.ttc_s, 3),
     }
-    if adv.figure_name:
+    if adv.figure_name and adv.figure_name not in event:  # (the world admits only the apps' figure names)
         event[adv.figure_name] = round(adv.figure, 3)
     return event
 
