@@ -114,9 +114,14 @@ def test_check_passes_then_fails_with_a_readable_diff_when_a_threshold_changes(
     # too, exit 1 (it said "2 passed", exit 0: found by a newcomer review).
     assert main(["check", str(path), "--out", str(out), "--update-golden"]) == 1
     printed = capsys.readouterr().out
-    assert "[v2x] follower: first FCW about lead 6.00 s -> 6.90 s" in printed and "1 passed, 1 failed" in printed
-    [case] = [c for c in json.loads((out / "summary.json").read_text())["cases"] if c["variant"] == "v2x"]
+    assert "[v2x] follower: first FCW about lead 6.00 s -> 6.90 s\n" in printed and "1 passed, 1 failed" in printed
+    assert "(tolerance 0.00 s)" not in printed  # every change is named, without a tolerance the record does not have
+    by_variant = {c["variant"]: c for c in json.loads((out / "summary.json").read_text())["cases"]}
+    case = by_variant["v2x"]
     assert case["status"] == "fail" and "expectation 'warned driver avoids the crash' failed" in case["lines"][0]
+    # the baseline, which did not change, carries none of the v2x variant's changes (a newcomer review: it did)
+    base = by_variant["baseline"]
+    assert base["status"] == "updated" and not any("[v2x]" in line for line in base["lines"])
     assert main(["check", str(path), "--out", str(out)]) == 1
     [case] = [c for c in json.loads((out / "summary.json").read_text())["cases"] if c["variant"] == "v2x"]
     [line] = case["lines"]  # when, and how hard (the impact speed)
@@ -205,6 +210,20 @@ def test_the_plugin_reports_a_changed_outcome(pytester: pytest.Pytester, tmp_pat
     result = pytester.runpytest_inprocess(*INNER, str(folder), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*collision follower-lead: 7.00 s -> 8.90 s (tolerance 0.20 s)*"])
+
+
+def test_the_plugin_says_in_one_line_why_a_run_could_not_complete(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """A broker nobody listens on: each variant fails with the connection's one-line reason (a newcomer
+    review: 2,733 lines of traceback), and the scenario is tried once (10 s), not once per variant."""
+    from v2x.net.broker import free_port
+
+    folder = _copy_fcw(tmp_path)
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    result = pytester.runpytest_inprocess(*INNER, str(folder), "--v2x-broker", url, "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    text = result.stdout.str()
+    assert text.count(f"run error: cannot reach the MQTT broker at {url} within") == 2
+    assert "Traceback" not in text and len(text.splitlines()) < 40
 
 
 def test_the_whole_catalogue_passes_v2x_check_on_mosquitto(mosquitto: Any, tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ from v2x.cli import main
 CASES = [
     (["run", "fcw", "--seed", "-1"], "argument --seed: a seed >= 0, got -1"),
     (["run", "fcw", "--seed", "x"], "argument --seed: an integer, got 'x'"),
-    (["run", "fcw", "--view", "--port", "70000"], "argument --port: a TCP port 1-65535, got 70000"),
+    (
+        ["run", "fcw", "--view", "--port", "70000"],
+        "argument --port: a TCP port 1-65535 (or 0: any free one), got 70000",
+    ),
     (["check", "fcw", "--seed", "-3"], "argument --seed: a seed >= 0, got -3"),
     (["check", "fcw", "--jobs", "0"], "argument --jobs: N >= 1, got 0"),
     (["sweep", "fcw", "--jobs", "0"], "argument --jobs: N >= 1, got 0"),
@@ -69,3 +72,12 @@ def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
     assert err == ""
+
+
+def test_the_view_port_may_be_0_for_any_free_one() -> None:
+    """docs/RECORDING.md says --port 0 takes any free port; the option refused it (a newcomer review)."""
+    from v2x.cli import build_parser
+
+    assert build_parser().parse_args(["run", "fcw", "--view", "--port", "0"]).port == 0
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "fcw", "--view", "--port", "65536"])

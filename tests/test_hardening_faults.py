@@ -401,3 +401,25 @@ async def test_a_broker_slow_to_confirm_start_or_stop_does_not_hang_the_run(
         relay.close()
     plain = await run_scenario(scenario, seed=0, broker="loopback", variants=["v2x"])
     assert outcome(slow) == outcome(plain)
+
+
+def test_a_planted_symlink_is_never_written_through(tmp_path: Path) -> None:
+    """An attack review planted symlinks named like the temporary file of the next 2,000 pids
+    (``.result.json.<pid>.tmp``): the run wrote its result through one into the link's target, and
+    result.json became a link to it. The temporary file now has a random name and is created, never opened."""
+    out = tmp_path / "out"
+    (out / "fcw").mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me", encoding="utf-8")
+    for pid in range(os.getpid() - 5, os.getpid() + 5):
+        (out / "fcw" / f".result.json.{pid}.tmp").symlink_to(victim)
+    path = write_result({"scenario": "fcw", "seed": 0, "passed": True}, out)
+    assert victim.read_text(encoding="utf-8") == "keep me"
+    assert not path.is_symlink() and json.loads(path.read_text(encoding="utf-8"))["passed"] is True
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

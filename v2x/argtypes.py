@@ -33,6 +33,14 @@ def port(text: str) -> int:
     return value
 
 
+def listen_port(text: str) -> int:
+    """A TCP port to listen on, 1-65535, or 0: any free one (the server says which)."""
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port 1-65535 (or 0: any free one), got {value}")
+    return value
+
+
 def count(text: str) -> int:
     """A count of processes (or the like): an integer >= 1."""
     value = _int(text)

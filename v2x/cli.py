@@ -19,6 +19,7 @@ from v2x.run.cli import register as register_run
 from v2x.run.docs import register as register_docs
 from v2x.run.secure import register as register_secure
 from v2x.run.sweep import register as register_sweep
+from v2x.text import escape_log_messages
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -50,6 +51,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a Unix tool's status is when its r
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    escape_log_messages()  # what the wire and the files say cannot forge a log line or redraw the terminal
     handler = args.handler
     try:
         code: int = handler(args)

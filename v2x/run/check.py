@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from v2x import argtypes
 from v2x.run.results import write_atomic
+from v2x.text import printable, xml_safe
 
 if TYPE_CHECKING:
     from v2x.scenario.model import Scenario
@@ -236,6 +238,14 @@ def load_golden(path: Path) -> dict[str, Any] | None:
     return doc
 
 
+# "(tolerance 0.20 s)" at a line's end, or ", tolerance 1.0 m)" inside its last parentheses
+_TOLERANCE = re.compile(r" \(tolerance [^)]*\)$|, tolerance [^)]*(\))$")
+
+
+def _close(match: re.Match[str]) -> str:
+    return match.group(1) or ""
+
+
 def update_golden(path: Path, result: dict[str, Any]) -> list[str]:
     """Write the golden record of ``result`` to ``path``; the differences from the old record, if any."""
     old = load_golden(path)
@@ -248,8 +258,9 @@ def update_golden(path: Path, result: dict[str, Any]) -> list[str]:
             if variant not in old["variants"]:
                 changes.append(f"[{variant}] new variant")
                 continue
-            tol = {k: 0.0 for k in TOLERANCES}  # every change, however small
-            changes += [f"[{variant}] {line}" for line in compare_variant(old["variants"][variant], summary, tol)]
+            tol = {k: 0.0 for k in TOLERANCES}  # every change, however small (so no tolerance to name)
+            lines = compare_variant(old["variants"][variant], summary, tol)
+            changes += [f"[{variant}] {_TOLERANCE.sub(_close, line)}" for line in lines]
     write_atomic(path, json.dumps(new, indent=1, sort_keys=True) + "\n")
     return changes
 
@@ -284,7 +295,7 @@ def write_junit(cases: Sequence[CaseResult], path: Path) -> None:
         elif text:
             ET.SubElement(case, "system-out").text = text
     path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    write_atomic(path, ET.tostring(xml_safe(root), encoding="utf-8", xml_declaration=True))
 
 
 def summary_document(cases: Sequence[CaseResult], wall_s: float) -> dict[str, Any]:
@@ -302,7 +313,7 @@ def summary_document(cases: Sequence[CaseResult], wall_s: float) -> dict[str, An
 def table(cases: Sequence[CaseResult]) -> str:
     rows = [("scenario", "variant", "status", "detail")]
     for c in cases:
-        detail = c.lines[0] if c.lines else ""
+        detail = printable(c.lines[0]) if c.lines else ""  # (names from scenario files and golden records)
         more = f" (+{len(c.lines) - 1} more)" if len(c.lines) > 1 else ""
         rows.append((c.scenario, c.variant, c.status.upper(), detail + more))
     widths = [max(len(r[k]) for r in rows) for k in range(3)]
@@ -495,15 +506,17 @@ def cmd_check(args: argparse.Namespace) -> int:
             elif args.update_golden:
                 changes = update_golden(golden_path(path, sc.id), outcome)
                 for line in changes:
-                    print(f"  {sc.id}: {line}")
+                    print(f"  {sc.id}: {printable(line)}")
                 # A run whose expectations failed is recorded (it is what happened) but fails here too, as the
                 # next check of it would: a golden record does not make a failing scenario pass.
                 for v in outcome["metrics"]:
                     failed = failed_expectations(outcome, v)
+                    # this variant's changes (a new record is new for every variant)
+                    mine = [line for line in changes if not line.startswith("[") or line.startswith(f"[{v}] ")]
                     cases.append(
-                        CaseResult(sc.id, v, "fail", [*failed, *changes], wall)
+                        CaseResult(sc.id, v, "fail", [*failed, *mine], wall)
                         if failed
-                        else CaseResult(sc.id, v, "updated", changes, wall)
+                        else CaseResult(sc.id, v, "updated", mine, wall)
                     )
             else:
                 cases += check_result(outcome, goldens[path], wall)
@@ -519,7 +532,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.verbose:
         for c in cases:
             for line in c.lines[1:]:
-                print(f"  {c.scenario} [{c.variant}] {line}")
+                print(f"  {c.scenario} [{c.variant}] {printable(line)}")
     n = doc["counts"]
     print(
         f"{n['pass'] + n['updated']} passed, {n['fail'] + n['new']} failed, {n['error']} could not run "

@@ -19,6 +19,7 @@ from v2x.run import REALTIME_MAX_WORKERS, default_workers
 from v2x.run.secure import security_from_args
 from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario, same_ids
 from v2x.scenario.model import ALL_VARIANTS
+from v2x.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 1, 2, 3
 T = TypeVar("T")
@@ -187,7 +188,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     run.add_argument("--view", action="store_true", help="serve a live view of the run (map, warnings, messages/s)")
     run.add_argument(
-        "--port", type=argtypes.port, default=None, help="--view: the page's port on 127.0.0.1 (default 8642)"
+        "--port",
+        type=argtypes.listen_port,
+        default=None,
+        help="--view: the page's port on 127.0.0.1 (default 8642; 0: any free one, the URL goes to stderr)",
     )
     run.add_argument("--paused", action="store_true", help="--view: hold the world after tick 0 until Run or Step")
     run.add_argument("-v", "--verbose", action="store_true", help="log every warning, collision and message problem")
@@ -616,9 +620,9 @@ def _warm_up(scenarios: list[Scenario], *, quiet: bool) -> None:
 def _print_summary(result: dict[str, Any], path: Path) -> None:
     verdict = "PASS" if result["passed"] else "FAIL"
     print(f"{verdict} {result['scenario']} (seed {result['seed']}) -> {path}")
-    for exp in result["expectations"]:
+    for exp in result["expectations"]:  # (names and details quote scenario files and what stacks reported)
         mark = "ok  " if exp["passed"] else "FAIL"
-        print(f"  {mark} [{exp['variant']}] {exp['name']}: {exp['detail']}")
+        print(f"  {mark} [{exp['variant']}] {printable(exp['name'])}: {printable(exp['detail'])}")
     for flag in result.get("flagged", []):
         print(
             f"  FLAGGED [{flag['variant']}] {flag['actor']}: its reports conflicted {flag['conflicts']} "

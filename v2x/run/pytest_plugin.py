@@ -61,6 +61,7 @@ class ScenarioFile(pytest.File):
 
     _result: dict[str, Any] | None = None
     _golden: dict[str, Any] | None = None
+    _error: str = ""  # why the run could not complete (then every variant fails with it)
 
     def collect(self) -> Iterator[pytest.Item]:
         from v2x.scenario import ScenarioError, load_scenario
@@ -88,9 +89,14 @@ class ScenarioFile(pytest.File):
             yield ScenarioItem.from_parent(self, name=variant, variant=variant)
 
     def outcome(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The run's result and the golden record, once for all the file's variants; a run that cannot
+        complete (an unreachable broker, a silent agent) fails each variant with its one-line reason, as
+        ``v2x check`` says it (it was a 2,700-line traceback per variant: a newcomer review)."""
+        if self._error:
+            raise ScenarioFailure(self._error)
         if self._result is None:
             from v2x.run.check import golden_path, load_golden
-            from v2x.run.runner import run_scenario, warm_up_core
+            from v2x.run.runner import RunError, run_scenario, warm_up_core
 
             self._golden = load_golden(golden_path(self.path, self.scenario.id))
             seed = self.config.getoption("--v2x-seed")
@@ -98,7 +104,11 @@ class ScenarioFile(pytest.File):
                 seed = int(self._golden["seed"]) if self._golden else 0
             warm_up_core([self.scenario])
             broker = self.config.getoption("--v2x-broker")
-            self._result = asyncio.run(run_scenario(self.scenario, seed=seed, broker=broker))
+            try:
+                self._result = asyncio.run(run_scenario(self.scenario, seed=seed, broker=broker))
+            except RunError as exc:
+                self._error = f"run error: {exc}"
+                raise ScenarioFailure(self._error) from None
         return self._result, self._golden
 
 

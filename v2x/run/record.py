@@ -54,6 +54,7 @@ from v2x.run.tap import Event, Pose, Tap, poses
 from v2x.scenario.model import Scenario
 from v2x.sim.events import event_order
 from v2x.sim.simulation import Simulation
+from v2x.text import printable
 from v2x.wire import testbed_pb2
 
 PROFILE = ""  # protobuf + JSON channels: no ROS profile
@@ -538,4 +539,4 @@ def summary_text(r: Replayed) -> str:
             lines.append(f"    t={e['t_s']:.2f} s collision {' / '.join(e['actors'])}")
     for v in r.verdicts:
         lines.append(f"  {'ok  ' if v['passed'] else 'FAIL'} {v['name']}: {v['detail']}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # (a recording's texts are whatever the file holds)

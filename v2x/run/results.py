@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from v2x.scenario.model import (
     WarningExpectation,
 )
 from v2x.sim.events import event_order
+from v2x.text import xml_safe
 from v2x.units import mps_to_kph
 
 FIGURE_KEYS = tuple(f.name for f in figures())  # Advisory.figure_name values apps use (v2x.apps.registry)
@@ -380,18 +382,31 @@ def outcome(result: dict[str, Any]) -> dict[str, Any]:
     return {k: result[k] for k in OUTCOME_KEYS}
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # (read once at import: os.umask can only be read by setting it)
+
+
 def write_atomic(path: Path, data: str | bytes) -> Path:
     """Write ``path`` whole or not at all: a temporary file in the same directory, flushed to disk, then
     renamed over ``path``. On any error (a full disk: OSError ENOSPC) the old file is left as it was, the
     temporary file is removed and the error raised."""
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A new file of a random name (mkstemp: O_CREAT | O_EXCL, so never through a symlink someone planted: the
+    # name was the pid's, and an attack review had a planted link overwrite its target with the result)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
     try:
-        with open(tmp, "wb") as f:
+        with open(fd, "wb") as f:
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644 & ~_UMASK)  # (mkstemp makes it 0600; results are as readable as any file written)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -440,4 +455,4 @@ def write_junit(results: list[dict[str, Any]], path: Path, *, errors: Sequence[t
         suite = ET.SubElement(root, "testsuite", name=scenario_id, tests="1", failures="0", errors="1", time="0")
         case = ET.SubElement(suite, "testcase", classname=scenario_id, name="run")
         ET.SubElement(case, "error", message=message).text = message
-    return write_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
+    return write_atomic(path, ET.tostring(xml_safe(root), encoding="utf-8", xml_declaration=True))
