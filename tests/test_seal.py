@@ -114,3 +114,20 @@ def test_a_warning_may_name_only_a_figure_an_app_reports() -> None:
     assert ack_problem(ack(""), run_end_s=14.0) == ""
     adv = ack("type").events[0]
     assert warning_event("v2x", "neighbour", "lead", adv)["type"] == "warning"  # never overwritten, whoever sent it
+
+
+def test_an_actor_cannot_flood_the_result_with_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attack review: a stack reporting 220 new warnings a tick made a 92 MB result.json (739 MB in the
+    world). Past MAX_WARNINGS_PER_ACTOR (shrunk here) an actor's warnings are refused, counted."""
+    from v2x.sim import simulation
+    from v2x.sim.simulation import Simulation
+
+    monkeypatch.setattr(simulation, "MAX_WARNINGS_PER_ACTOR", 5)
+    sim = Simulation(FCW, variant="v2x", seed=0)
+    for k in range(8):
+        adv = testbed_pb2.Advisory(app=testbed_pb2.APP_FCW, other_id="lead", raised_at_s=0.1 * k)
+        sim._record_warning("neighbour", adv)
+        sim._record_warning("neighbour", adv)  # the same again: an echo, not counted twice
+    sim._record_warning("follower", testbed_pb2.Advisory(app=testbed_pb2.APP_FCW, other_id="lead", raised_at_s=1.0))
+    assert [e["target"] for e in sim.events if e["type"] == "warning"] == ["neighbour"] * 5 + ["follower"]
+    assert sim.inbound.stats.rejected["too_many_warnings"] == 3 + 3  # (the echoes of refused ones are refused too)

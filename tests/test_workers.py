@@ -265,3 +265,21 @@ def test_tick_loops_that_overlap_in_one_process_keep_the_settings_until_the_last
     assert _hugepages_now() in (False, None)
     second.__exit__(None, None, None)
     assert (_hugepages_now(), gc.get_threshold()) == before
+
+
+def test_a_fleet_whose_answer_is_too_big_for_the_world_stops_the_run_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attack review's valid scenario (one flow lane of 792 km): the fleet's FleetAck grew past the world's
+    limit, the world refused it tick after tick, and after 65 s the run said 'no report from fleet-0'. The
+    fleet now stops the run at once, naming its answer's size and --workers (the limit shrunk here)."""
+    import time
+
+    import v2x.net.fleet
+
+    monkeypatch.setattr(v2x.net.fleet, "MAX_FLEET_ACK_BYTES", 2_000)
+    sc = _scenario(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(RunError, match=r"fleet-0's answer for tick \d+ is [\d,]+ bytes, over the 2,000 .*--workers N"):
+        asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"]))
+    assert time.monotonic() - started < 30

@@ -25,7 +25,7 @@ from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.seal import RunSeal
 from v2x.net.transport import Transport
-from v2x.sim.inbound import mistyped_fields
+from v2x.sim.inbound import MAX_FLEET_ACK_BYTES, mistyped_fields
 from v2x.wire import testbed_pb2
 from v2x.wire.fleet import unpack_deliveries
 
@@ -139,6 +139,12 @@ class FleetHost:
                 raise
             self.last_tick = inp.tick
             answer = ack.SerializeToString()
+            if len(answer) > MAX_FLEET_ACK_BYTES:  # the world would refuse it tick after tick and give up after 60 s
+                raise RuntimeError(
+                    f"{self.agent.fleet_id}'s answer for tick {inp.tick} is {len(answer):,} bytes, over the "
+                    f"{MAX_FLEET_ACK_BYTES:,} the world takes: spread the equipped vehicles over more fleets "
+                    "(--workers N)"
+                )
             if self.seal is not None:
                 answer = self.seal.seal(topic, answer)
             self.answers.keep(inp.tick, payload, answer)

@@ -54,7 +54,7 @@ M = TypeVar("M", bound=Message)
 SCAN_AT_LEAST = SMALL_WORLD + 1
 MAX_TX_BYTES = 16 * 1024  # TS 22.185: event messages up to 1200 B; MAP and envelopes need more headroom
 MAX_ACK_BYTES = 64 * 1024  # an Ack: truth, a few warnings and notes
-MAX_FLEET_ACK_BYTES = 4 * 1024 * 1024  # a FleetAck: the envelopes of every hosted vehicle, their warnings
+MAX_FLEET_ACK_BYTES = 64 * 1024 * 1024  # a FleetAck: the envelopes of every hosted vehicle (as big as its input may be)
 MAX_TX_PER_TICK = 64  # transmissions one actor may make in a tick (built-in agents make a handful)
 MAX_EVENTS_PER_ACK = 256
 MAX_NOTES_PER_ACK = 64

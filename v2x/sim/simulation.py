@@ -37,6 +37,7 @@ in ``v2x.sim.inbound``), and a tick is reported only once it has answered.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,10 @@ from v2x.wire.tables import APP_NAME
 log = logging.getLogger("v2x.sim")
 
 PROTOCOL_VERSION = 1  # docs/PROTOCOL.md
+# An actor's warnings recorded in one variant's run; more are refused as too_many_warnings. Apps raise again at
+# most every few seconds per (app, other road user): 10,000 is 50 others re-raised every 3 s for 10 minutes. An
+# attack review's stack reported 220 new ones per tick and made a 92 MB result.json (739 MB in the world).
+MAX_WARNINGS_PER_ACTOR = 10_000
 
 Event = dict[str, Any]
 
@@ -205,6 +210,7 @@ class Simulation:
         self._signal_warps: list[testbed_pb2.SignalWarp] = []
         self._kind = {a.id: a.kind for a in scenario.actors}
         self._warned: set[tuple[str, int, str, str, float]] = set()  # warnings recorded (echoes count once)
+        self._warnings_of: Counter[str] = Counter()  # warnings recorded per reporting actor
         # Per app, the app latency (ms) of each warning recorded with the time its trigger was sent.
         self._app_latency: dict[str, list[float]] = {}
         self._judged: set[tuple[str, str, str]] = set()  # misbehaviour reports recorded
@@ -612,6 +618,10 @@ class Simulation:
         key = (actor_id, adv.app, adv.other_id, adv.source_id, round(adv.raised_at_s, 6))
         if key in self._warned:
             return
+        if self._warnings_of[actor_id] >= MAX_WARNINGS_PER_ACTOR:  # a flood: refused (and the result stays small)
+            self.inbound.reject("too_many_warnings", actor_id, f"(more than {MAX_WARNINGS_PER_ACTOR} in the run)")
+            return
+        self._warnings_of[actor_id] += 1
         self._warned.add(key)
         other = self.names.resolve(adv.other_id)
         event = warning_event(self.variant, actor_id, other, adv)
