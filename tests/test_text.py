@@ -72,3 +72,31 @@ def test_the_run_summary_and_log_lines_cannot_be_forged(
         logging.setLogRecordFactory(old)
     [record] = [r for r in caplog.records if r.name == "v2x.test"]
     assert record.getMessage().isprintable() and "\\n  ok   forged" in record.getMessage()
+
+
+def test_the_run_summary_lists_every_collision(capsys: pytest.CaptureFixture[str]) -> None:
+    """A newcomer review's run passed while a background car killed its pedestrian, and only the HTML
+    report showed it: each variant's summary now lists its collisions, expectation or not."""
+    from v2x.run.cli import _print_summary
+
+    m = {
+        "messages": {"sent": {}, "delivered": {}, "dropped": {}},
+        "latency_ms": {"p50": None, "p95": None},
+        "rejected": {},
+        "sim_seconds": 15.0,
+        "wall_seconds": 1.0,
+    }
+    crash = {"type": "collision", "variant": "v2x", "t_s": 7.7, "actors": ["bg-1-8", "ped"], "relative_speed_mps": 5.2}
+    result = {
+        "scenario": "xped",
+        "seed": 0,
+        "passed": True,
+        "expectations": [],
+        "events": [crash],
+        "metrics": {"v2x": m, "baseline": m},
+        "flagged": [],
+    }
+    _print_summary(result, Path("results/xped/result.json"))
+    lines = capsys.readouterr().out.splitlines()
+    assert "  [v2x] collisions: bg-1-8 / ped at 7.70 s (5.2 m/s)" in lines
+    assert not any(line.startswith("  [baseline] collisions") for line in lines)

@@ -638,6 +638,16 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
             + (f"late reports {m['late_reports']}, " if m.get("late_reports") else "")
             + f"{m['sim_seconds']} s simulated in {m['wall_seconds']} s"
         )
+        # Every collision, whether an expectation is about it or not: a newcomer review's run passed while a
+        # background car killed its pedestrian, which only the HTML report showed.
+        crashes = [e for e in result["events"] if e["type"] == "collision" and e["variant"] == variant]
+        if crashes:
+            shown = ", ".join(
+                f"{' / '.join(e['actors'])} at {e['t_s']:.2f} s ({e.get('relative_speed_mps', 0.0):.1f} m/s)"
+                for e in crashes[:5]
+            )
+            more = f", and {len(crashes) - 5} more" if len(crashes) > 5 else ""
+            print(f"  [{variant}] collisions: {printable(shown)}{more}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
