@@ -216,6 +216,16 @@ def _short(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _one_of(what: str, options: Iterable[str], got: str) -> str:
+    """"one of <what> [...]; got 'x'", with the closest option when there is one (a typo), and a long list
+    not spelled out (the thresholds are over a hundred)."""
+    opts = sorted(options)
+    close = difflib.get_close_matches(got, opts, n=1)
+    hint = f": did you mean {close[0]!r}?" if close else ""
+    listed = str(opts) if len(opts) <= 20 else f"({len(opts)} of them: 'v2x docs scenarios' lists them)"
+    return f"one of {what} {listed}; got {got!r}{hint}"
+
+
 def _loc(parts: Iterable[Any]) -> str:
     out = ""
     for part in parts:
@@ -234,6 +244,15 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]
         msg = err["msg"]
         if err["type"] == "missing":
             msg = "required field is missing"
+        elif err["type"] == "union_tag_invalid":  # e.g. an expectation's type: the path names the tag's field
+            ctx = err.get("ctx", {})
+            tags = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",") if t.strip()]
+            loc.append(str(ctx.get("discriminator", "type")).strip("'"))
+            msg = _one_of("", tags, str(ctx.get("tag", ""))).replace("one of  ", "one of ")
+        elif err["type"] == "value_error":  # a validator's own words, without pydantic's "Value error, "
+            msg = msg.removeprefix("Value error, ")
+            if "input" in err:
+                msg = f"{msg}; got {_short(err['input'])}"
         elif err["type"] == "extra_forbidden":
             msg = "unknown field (not in the schema; 'v2x docs scenarios' describes every field)"
         elif (
@@ -290,7 +309,7 @@ def _road_problems(sc: Scenario) -> list[tuple[str, str]]:
                 loc = f"{where}[{p}].lanes[{k}]"
                 lane = lanes.get(lane_id)
                 if lane is None:
-                    problems.append((loc, f"one of the road's lanes {sorted(lanes)}; got {lane_id!r}"))
+                    problems.append((loc, _one_of("the road's lanes", sorted(lanes), lane_id)))
                 elif lane_id in seen_lane:
                     problems.append((loc, f"lane {lane_id!r} is controlled by two phases"))
                 elif ingress(lane, ix) is None:
@@ -327,7 +346,7 @@ def _neighbour_problems(sc: Scenario) -> list[tuple[str, str]]:
             loc = f"road.lanes[{i}].{side}"
             other = lanes.get(other_id)
             if other is None:
-                problems.append((loc, f"one of the road's lanes {sorted(lanes)}; got {other_id!r}"))
+                problems.append((loc, _one_of("the road's lanes", sorted(lanes), other_id)))
                 continue
             if other_id == lane.id:
                 problems.append((loc, f"a lane beside {lane.id!r}, not the lane itself"))
@@ -382,10 +401,10 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append((f"actors[{i}].id", f"actor id {actor.id!r} is used twice"))
         seen.add(actor.id)
         if actor.lane is not None and actor.lane not in lane_ids:
-            problems.append((f"actors[{i}].lane", f"one of the road's lanes {lane_ids}; got {actor.lane!r}"))
+            problems.append((f"actors[{i}].lane", _one_of("the road's lanes", lane_ids, actor.lane)))
         if actor.phantom is not None and actor.phantom.lane is not None and actor.phantom.lane not in lane_ids:
             problems.append(
-                (f"actors[{i}].phantom.lane", f"one of the road's lanes {lane_ids}; got {actor.phantom.lane!r}")
+                (f"actors[{i}].phantom.lane", _one_of("the road's lanes", lane_ids, actor.phantom.lane))
             )
         if actor.positioning is not None and actor.positioning not in POSITIONING_PROFILES:
             problems.append(
@@ -421,7 +440,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                         )
                     )
                 if ev.lane not in lane_ids:
-                    problems.append((f"{loc}.lane", f"one of the road's lanes {lane_ids}; got {ev.lane!r}"))
+                    problems.append((f"{loc}.lane", _one_of("the road's lanes", lane_ids, str(ev.lane))))
                 continue
             if ev.action not in FLAG_ACTIONS:
                 continue
@@ -476,7 +495,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             for k, ix_ref in enumerate(actor.intersections):
                 if ix_ref not in ix_ids:
                     problems.append(
-                        (f"actors[{i}].intersections[{k}]", f"one of the road's intersections {ix_ids}; got {ix_ref!r}")
+                        (f"actors[{i}].intersections[{k}]", _one_of("the road's intersections", ix_ids, ix_ref))
                     )
     for i, obstacle in enumerate(sc.obstacles):
         shape = polygon(list(obstacle.polygon))
@@ -493,7 +512,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append((f"network.{field}", f"a network profile {sorted(NETWORK_PROFILES)}; got {name!r}"))
     for key in sc.thresholds:
         if key not in THRESHOLD_DEFAULTS:
-            problems.append((f"thresholds.{key}", f"one of {sorted(THRESHOLD_DEFAULTS)}"))
+            problems.append((f"thresholds.{key}", _one_of("the thresholds", THRESHOLD_DEFAULTS, key)))
     intersection_ids = {ix.id for ix in sc.road.intersections}
     for i, exp in enumerate(sc.expectations):
         refs: list[tuple[str, str | None]] = []
@@ -522,7 +541,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     flow_lanes: set[str] = set()
     for i, flow in enumerate(sc.flows):
         if flow.lane not in lane_ids:
-            problems.append((f"flows[{i}].lane", f"one of the road's lanes {lane_ids}; got {flow.lane!r}"))
+            problems.append((f"flows[{i}].lane", _one_of("the road's lanes", lane_ids, flow.lane)))
         elif flow.lane in flow_lanes:
             problems.append((f"flows[{i}].lane", f"one flow per lane entry; {flow.lane!r} has two"))
         flow_lanes.add(flow.lane)
@@ -668,7 +687,7 @@ def _rsi_problems(sc: Scenario, i: int, field: Literal["road_events", "road_sign
         for j, lane_id in enumerate(item.lanes or []):
             lane = lanes.get(lane_id)
             if lane is None:
-                problems.append((f"{loc}.lanes[{j}]", f"one of the road's lanes {sorted(lanes)}; got {lane_id!r}"))
+                problems.append((f"{loc}.lanes[{j}]", _one_of("the road's lanes", sorted(lanes), lane_id)))
             elif len(lane.centerline) > RSI_MAX_PATH_POINTS:
                 problems.append(
                     (
@@ -727,7 +746,7 @@ def _congestion_problems(sc: Scenario, i: int) -> list[tuple[str, str]]:
             problems.append((f"{loc}.id", f"congestion id {watch.id!r} is used twice (RSI items share ids)"))
         seen.append(watch.id)
         if watch.lane not in lane_ids:
-            problems.append((f"{loc}.lane", f"one of the road's lanes {lane_ids}; got {watch.lane!r}"))
+            problems.append((f"{loc}.lane", _one_of("the road's lanes", lane_ids, watch.lane)))
     return problems
 
 
