@@ -217,7 +217,7 @@ def _short(value: object, limit: int = 80) -> str:
 
 
 def _one_of(what: str, options: Iterable[str], got: str) -> str:
-    """"one of <what> [...]; got 'x'", with the closest option when there is one (a typo), and a long list
+    """ "one of <what> [...]; got 'x'", with the closest option when there is one (a typo), and a long list
     not spelled out (the thresholds are over a hundred)."""
     opts = sorted(options)
     close = difflib.get_close_matches(got, opts, n=1)
@@ -403,9 +403,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         if actor.lane is not None and actor.lane not in lane_ids:
             problems.append((f"actors[{i}].lane", _one_of("the road's lanes", lane_ids, actor.lane)))
         if actor.phantom is not None and actor.phantom.lane is not None and actor.phantom.lane not in lane_ids:
-            problems.append(
-                (f"actors[{i}].phantom.lane", _one_of("the road's lanes", lane_ids, actor.phantom.lane))
-            )
+            problems.append((f"actors[{i}].phantom.lane", _one_of("the road's lanes", lane_ids, actor.phantom.lane)))
         if actor.positioning is not None and actor.positioning not in POSITIONING_PROFILES:
             problems.append(
                 (
