@@ -237,3 +237,13 @@ def test_the_whole_catalogue_passes_v2x_check_on_mosquitto(mosquitto: Any, tmp_p
     assert names == expected
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passed"] is True and summary["counts"]["pass"] == len(expected)
+
+
+def test_each_case_takes_its_own_variants_time() -> None:
+    """JUnit adds the cases' times up: each variant carried the whole scenario's, so the total doubled (a
+    newcomer review). Each case now has its variant's own wall seconds."""
+    from v2x.run.check import variant_wall_s
+
+    result = {"metrics": {"v2x": {"wall_seconds": 1.25}, "baseline": {"wall_seconds": 0.75}}}
+    assert variant_wall_s(result, "v2x", 2.1) == 1.25 and variant_wall_s(result, "baseline", 2.1) == 0.75
+    assert variant_wall_s({"metrics": {"v2x": {}, "baseline": {}}}, "v2x", 2.0) == 1.0  # (a share, without them)

@@ -210,18 +210,27 @@ def failed_expectations(result: dict[str, Any], variant: str) -> list[str]:
     ]
 
 
+def variant_wall_s(result: dict[str, Any], variant: str, wall_s: float) -> float:
+    """A variant's own wall seconds (its metrics'), else its share of the scenario's ``wall_s``: JUnit adds the
+    cases' times up, and each variant carried the whole scenario's (a newcomer review: the total doubled)."""
+    metrics = result.get("metrics", {})
+    mine = metrics.get(variant, {}).get("wall_seconds")
+    return float(mine) if isinstance(mine, int | float) else wall_s / max(len(metrics), 1)
+
+
 def check_result(result: dict[str, Any], golden: dict[str, Any] | None, wall_s: float) -> list[CaseResult]:
     now = summarise(result)
     cases = []
     for variant, summary in now.items():
         failed = failed_expectations(result, variant)
+        wall = variant_wall_s(result, variant, wall_s)
         if golden is None or variant not in golden["variants"]:
             lines = ["no golden record (create it with --update-golden)", *failed]
-            cases.append(CaseResult(result["scenario"], variant, "new", lines, wall_s))
+            cases.append(CaseResult(result["scenario"], variant, "new", lines, wall))
             continue
         diffs = compare_variant(golden["variants"][variant], summary, golden.get("tolerance", TOLERANCES))
         lines = diffs + failed
-        cases.append(CaseResult(result["scenario"], variant, "fail" if lines else "pass", lines, wall_s))
+        cases.append(CaseResult(result["scenario"], variant, "fail" if lines else "pass", lines, wall))
     return cases
 
 
@@ -513,10 +522,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                     failed = failed_expectations(outcome, v)
                     # this variant's changes (a new record is new for every variant)
                     mine = [line for line in changes if not line.startswith("[") or line.startswith(f"[{v}] ")]
+                    took = variant_wall_s(outcome, v, wall)
                     cases.append(
-                        CaseResult(sc.id, v, "fail", [*failed, *mine], wall)
+                        CaseResult(sc.id, v, "fail", [*failed, *mine], took)
                         if failed
-                        else CaseResult(sc.id, v, "updated", mine, wall)
+                        else CaseResult(sc.id, v, "updated", mine, took)
                     )
             else:
                 cases += check_result(outcome, goldens[path], wall)

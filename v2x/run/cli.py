@@ -205,7 +205,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "report",
         help="write an HTML report from result files",
         description="Write one self-contained HTML page (no scripts, nothing fetched) from result.json files "
-        "or directories holding them (searched recursively): verdicts, expectations with details, a timeline "
+        "or directories holding them (searched recursively): verdicts, expectations with details, a map (the "
+        "road, the RSUs and their ranges, both variants' tracks and where each event happened), a timeline "
         "of warnings, collisions, violations and stops per variant, and the service metrics.",
         epilog="Exit codes: 0 report written and every scenario passed, 1 a scenario failed, 2 bad input "
         "(a file that is not a result document; nothing written), 3 the report could not be written.",

@@ -89,7 +89,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="lockstep (default): the world waits for the stack; realtime: 100 ms ticks, and the deadline is checked",
     )
     p.add_argument("--seed", type=argtypes.seed, default=0, help="random seed (default 0)")
-    p.add_argument("--join-timeout", type=float, default=30.0, metavar="S", help="wait this long for the stack")
+    p.add_argument(
+        "--join-timeout", type=float, default=30.0, metavar="S", help="wait this long for the stack (default 30)"
+    )
     p.add_argument(
         "--secure-dir",
         type=Path,
