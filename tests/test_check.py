@@ -247,3 +247,10 @@ def test_each_case_takes_its_own_variants_time() -> None:
     result = {"metrics": {"v2x": {"wall_seconds": 1.25}, "baseline": {"wall_seconds": 0.75}}}
     assert variant_wall_s(result, "v2x", 2.1) == 1.25 and variant_wall_s(result, "baseline", 2.1) == 0.75
     assert variant_wall_s({"metrics": {"v2x": {}, "baseline": {}}}, "v2x", 2.0) == 1.0  # (a share, without them)
+
+
+def test_another_seed_than_the_records_is_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A newcomer review ran v2x check --seed 1 against seed-0 records and got differences with no word why."""
+    folder = _copy_fcw(tmp_path)
+    main(["check", str(folder), "--seed", "1", "--out", str(tmp_path / "out")])
+    assert "fcw: --seed 1, but its golden record is of seed 0" in capsys.readouterr().err

@@ -496,6 +496,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         path: args.seed if args.seed is not None else int(goldens[path]["seed"]) if goldens[path] else 0  # type: ignore[index]
         for path, _ in loaded
     }
+    for path, sc in loaded:  # a record holds one seed's outcome: another seed's may differ in every figure
+        recorded = goldens[path]["seed"] if goldens[path] else None  # type: ignore[index]
+        if args.seed is not None and recorded is not None and int(recorded) != args.seed and not args.update_golden:
+            print(
+                f"v2x check: {sc.id}: --seed {args.seed}, but its golden record is of seed {recorded}: "
+                "its outcome may differ for that alone",
+                file=sys.stderr,
+            )
     jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(loaded)))
     work = [(str(path), seeds[path], args.broker, args.workers) for path, _ in loaded]
     if jobs == 1:
