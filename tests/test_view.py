@@ -156,3 +156,31 @@ def test_controls_need_the_pages_token_and_every_request_this_servers_host() -> 
         assert not server.hub.paused
     finally:
         server.stop()
+
+
+def test_the_view_draws_the_background_traffic(browser: Any) -> None:
+    """A newcomer review's view showed empty roads with 33 background cars on them: the page now draws each
+    background vehicle (flows or SUMO) as a box under the scenario's road users, as many as are on the road."""
+    from selenium.webdriver.common.by import By
+
+    sc = load_scenario(SCENARIO_DIR / "breakdown.yaml")
+    sc = sc.model_copy(update={"duration_s": 3.0})
+    server = ViewServer(port=0, paused=True).start()
+
+    def run() -> None:
+        asyncio.run(
+            run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: server.observer(sc, v))
+        )
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    try:
+        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+        boxes = _state(server.url)["tick"]["background"]
+        assert boxes and all(len(b) == 5 and b[3] > 2.0 for b in boxes)  # [x, y, yaw, length, width]
+        browser.get(server.url)
+        _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#background rect")) == len(boxes))
+    finally:
+        server.hub.control("resume")
+        runner.join(60)
+        server.stop()

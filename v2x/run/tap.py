@@ -103,6 +103,22 @@ def poses(sim: Simulation) -> list[Pose]:
     return out
 
 
+def background_boxes(sim: Simulation) -> list[list[float]]:
+    """The background vehicles on the road now (the ``flows`` or SUMO's), each as [x, y, yaw, length, width]
+    (m, rad; rounded for a page): what the live view draws under the scenario's own road users."""
+    if sim.background is None:
+        return []
+    w = sim.world
+    slots = sim.background.present
+    if not len(slots):
+        return []
+    cols = (w.x[slots], w.y[slots], w.heading_rad[slots], w.length_m[slots], w.width_m[slots])
+    return [
+        [round(float(x), 2), round(float(y), 2), round(float(yaw), 3), round(float(ln), 2), round(float(wd), 2)]
+        for x, y, yaw, ln, wd in zip(*cols, strict=True)
+    ]
+
+
 class Observers:
     """Several observers as one (recording and viewing the same run), called in order."""
 

@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from typing import Any
 
-from v2x.run.tap import Event, Tap, poses
+from v2x.run.tap import Event, Tap, background_boxes, poses
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation
 
@@ -187,6 +187,7 @@ class ViewObserver:
                 for p in poses(sim)
                 if p.kind != "platform"
             ],
+            "background": background_boxes(sim),  # [x, y, yaw, length, width] each
             "warnings": [
                 {k: e.get(k) for k in ("t_s", "app", "target", "other", "ttc_s")}
                 for e in events
