@@ -64,6 +64,11 @@ def test_rates_and_percentiles_over_seeds() -> None:
     # leads 1.9, 2.0, 2.1, 2.3 (seed 3 missed): p50 between 2.0 and 2.1, linear interpolation
     assert fcw["lead_time_s"] == {"p5": 1.915, "p50": 2.05, "p95": 2.27}
     assert s.collision_rate == {"baseline": 1.0, "v2x": 0.0} and s.passed_rate == 0.8
+    # which seeds (a newcomer review looped over v2x run --seed N to find the failing one)
+    assert s.failed_seeds == [3] and s.collided_seeds == {"baseline": [0, 1, 2, 3, 4], "v2x": []}
+    from v2x.run.sweep import table
+
+    assert "seeds where an expectation failed: 3 (v2x run SCENARIO --seed N shows why)" in table(s)
 
 
 def test_a_real_sweep_and_how_fcw_degrades_without_rtk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

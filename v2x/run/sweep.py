@@ -175,6 +175,8 @@ class SweepSummary:
     collision_rate: dict[str, float] = field(default_factory=dict)
     passed_rate: float = 0.0
     wall_seconds: float = 0.0
+    failed_seeds: list[int] = field(default_factory=list)  # where an expectation failed: `v2x run --seed N` shows why
+    collided_seeds: dict[str, list[int]] = field(default_factory=dict)  # per variant, the seeds with a collision
 
     def document(self) -> dict[str, Any]:
         return {
@@ -185,6 +187,8 @@ class SweepSummary:
             "apps": self.apps,
             "collision_rate": self.collision_rate,
             "passed_rate": self.passed_rate,
+            "failed_seeds": self.failed_seeds,
+            "collided_seeds": self.collided_seeds,
             "wall_seconds": self.wall_seconds,
         }
 
@@ -219,6 +223,8 @@ def summarise(
         apps=apps,
         collision_rate={v: round(sum(r["collided"].get(v, False) for r in runs) / len(runs), 4) for v in variants},
         passed_rate=round(sum(r["passed"] for r in runs) / len(runs), 4) if runs else 0.0,
+        failed_seeds=sorted(int(r["seed"]) for r in runs if not r["passed"]),
+        collided_seeds={v: sorted(int(r["seed"]) for r in runs if r["collided"].get(v, False)) for v in variants},
     )
 
 
@@ -246,6 +252,9 @@ def table(s: SweepSummary) -> str:
     lines.insert(0, f"{s.scenario}: {s.seeds} seeds, {swaps}; all expectations held in {pct(s.passed_rate)}")
     crash = ", ".join(f"{v} {pct(r)}" for v, r in s.collision_rate.items())
     lines.append(f"collision rate: {crash}  ({s.wall_seconds:.1f} s)")
+    if s.failed_seeds:  # (a newcomer review looped over v2x run --seed N to find them)
+        shown = ", ".join(map(str, s.failed_seeds[:20])) + (" ..." if len(s.failed_seeds) > 20 else "")
+        lines.append(f"seeds where an expectation failed: {shown} (v2x run SCENARIO --seed N shows why)")
     return "\n".join(lines)
 
 
