@@ -17,6 +17,12 @@ disabledVehicle (docs/PROTOCOL.md, "Collisions"). After the final
 tick it answers the world's re-sends of that tick (its answer may have been lost in a broker restart) until
 the world's STOP, and exits.
 
+Anyone may publish on an open broker, so it takes from its input topic only the world's next tick: TickInput(0)
+first, then n + 1 after n, ``final`` only at START's ``n_ticks``; TickInput(n) again is answered with the same
+bytes. It refuses and counts (``Ack.rejected``) the rest: ``malformed`` (does not parse, another run),
+``retained`` (the world never retains one), ``bad_tick``, ``conflicting_input`` (a different TickInput for the
+tick it answered: answered as before). A Control it cannot parse or use is ignored.
+
 Example: the ``lead`` car of scenarios/fcw.yaml, marked ``external: true`` in a copy ``my-fcw.yaml`` (its
 scripted brake becomes ``--brake-at 6 --brake-rate 6`` here). Each variant is a run of its own, so one
 client joins ``demo-v2x`` and another ``demo-baseline``::
@@ -32,8 +38,9 @@ ellipsoid at the origin given in Control START (docs/PROTOCOL.md "Local frame").
 exactly (geodetic -> ECEF -> ENU and back, :class:`LocalFrame`), so its positions agree with the
 testbed's to well under a millimetre; a flat-earth (equirectangular) one is off by up to 0.4 m 2 km away.
 
-Exit codes: 0 the run ended, 1 error (the run was aborted: STOP before the final tick, or no TickInput for
-``--tick-timeout``), 2 bad arguments, 3 the run did not start within ``--join-timeout``.
+Exit codes: 0 the run ended, 1 error (the run was aborted: a STOP before the final tick, or one with a reason
+such as ``run error: ...`` after it, or no TickInput for ``--tick-timeout``), 2 bad arguments, 3 the run did not
+start within ``--join-timeout``.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ HELLO_PERIOD_S = 1.0
 # its STOP, or this long (the world gives up after 60 s).
 FINAL_LINGER_S = 70.0
 WORLD_LOST = "world lost"  # the reason of the STOP the world's connection leaves as its Last Will
+MAX_WAITING = 16  # TickInputs kept while START has not come (only the newest: a flood must not grow the stack)
 ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_START = 0, 1, 2, 3
@@ -265,9 +273,11 @@ class RunInfo:
     actor_ids: list[str]
     token: str  # a STOP counts only with it (docs/PROTOCOL.md "Control")
     me: testbed_pb2.Control.ActorStart | None  # where this actor starts (external_actors), if START says
+    n_ticks: int | None = None  # the last tick (final only there); None: a world older than v1, trust `final`
 
     @classmethod
     def from_start(cls, ctrl: testbed_pb2.Control) -> RunInfo:
+        """The run of a START; ``ValueError`` or ``OverflowError`` for one that is no world's (bad epoch)."""
         epoch = datetime.fromisoformat(ctrl.epoch_utc) if ctrl.epoch_utc else datetime(1970, 1, 1, tzinfo=UTC)
         if epoch.tzinfo is None:
             epoch = epoch.replace(tzinfo=UTC)
@@ -282,6 +292,7 @@ class RunInfo:
             actor_ids=list(ctrl.actor_ids),
             token=ctrl.token,
             me=None,
+            n_ticks=ctrl.n_ticks if ctrl.protocol_version >= 1 else None,
         )
 
     def sec_mark(self, time_us: int) -> int:
@@ -328,7 +339,9 @@ class Vehicle:
     seq: int = 0
     msg_cnt: int = 0
     last_tick: int | None = None
+    last_input: testbed_pb2.TickInput | None = None
     last_output: list[tuple[str, bytes]] = field(default_factory=list)
+    done: bool = False  # the final tick is answered
     rejected: Counter[str] = field(default_factory=Counter)
     heard: dict[str, tuple[float, float]] = field(default_factory=dict)  # sender -> last decoded local (x, y)
     names: dict[bytes, str] = field(default_factory=dict)
@@ -361,16 +374,25 @@ class Vehicle:
     def step(self, ti: testbed_pb2.TickInput) -> list[tuple[str, bytes]] | None:
         """The (topic, payload) list to publish for this TickInput, envelopes first and the Ack last.
 
-        A TickInput for the tick just done (the world resends a stalled tick) gets the very same payloads;
-        an older one gets nothing.
+        A TickInput for the tick just done (the world resends a stalled tick) gets the very same payloads (a
+        different one for that tick is counted as ``conflicting_input``: one of the two was not the world's).
+        Only the next tick is answered (0 first, then n + 1; ``final`` only at START's ``n_ticks``); anything
+        else gets nothing and is counted as ``bad_tick`` (a forged TickInput(10^6, final) made this stack end
+        its run early, and the run stalled blaming it).
         """
-        if self.last_tick is not None:
-            if ti.tick == self.last_tick:
-                log.info("tick %d again: resending the same %d message(s)", ti.tick, len(self.last_output))
-                return self.last_output
-            if ti.tick < self.last_tick:
-                log.debug("ignoring stale TickInput(%d)", ti.tick)
-                return None
+        if self.last_tick is not None and ti.tick == self.last_tick:
+            if ti != self.last_input:
+                self.rejected["conflicting_input"] += 1
+                log.warning("a different TickInput for tick %d: answering as before", ti.tick)
+            log.info("tick %d again: resending the same %d message(s)", ti.tick, len(self.last_output))
+            return self.last_output
+        expected = 0 if self.last_tick is None else self.last_tick + 1
+        n_ticks = self.info.n_ticks
+        if ti.tick != expected or (n_ticks is not None and ti.final != (ti.tick == n_ticks)):
+            self.rejected["bad_tick"] += 1
+            if self.rejected["bad_tick"] <= 5:
+                log.warning("ignoring TickInput(%d, final=%s): expected tick %d", ti.tick, ti.final, expected)
+            return None
         t = ti.time_us / 1e6
         echoes = self._read(ti)
         for c in ti.collisions:
@@ -428,7 +450,8 @@ class Vehicle:
         if ti.tick % 10 == 0:
             ack.notes.append(f"{SOFTWARE}: x={state.x_m:.2f} m v={state.speed_mps:.2f} m/s a={state.accel_mps2:.1f}")
         out.append((self.topic("ack"), ack.SerializeToString()))
-        self.last_tick, self.last_output = ti.tick, out
+        self.last_tick, self.last_input, self.last_output = ti.tick, ti, out
+        self.done = ti.final
         if ti.tick % 10 == 0 or (self.car.brake_at is not None and abs(t - self.car.brake_at) < 1e-9):
             near = ", ".join(
                 f"{who} {math.hypot(x - state.x_m, y - state.y_m):.1f} m" for who, (x, y) in sorted(self.heard.items())
@@ -576,6 +599,7 @@ class Session:
         self.info: RunInfo | None = None  # from the latest START
         self.vehicle: Vehicle | None = None  # created by the first TickInput after START
         self.waiting: list[testbed_pb2.TickInput] = []  # TickInputs that overtook START
+        self.rejected: Counter[str] = Counter()  # what it refused (shared with the vehicle: sent in every Ack)
         self.finished: float | None = None  # when the final tick was answered (monotonic)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -614,6 +638,9 @@ class Session:
             log.warning("lost the broker (%s); reconnecting", reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.retain and msg.topic == self.in_topic:  # the world never retains a TickInput: someone else's
+            self.inbox.put((_RETAINED, b""))
+            return
         self.inbox.put((msg.topic, bytes(msg.payload)))
 
     # -- the session (calling thread) -----------------------------------------------------------------
@@ -677,15 +704,21 @@ class Session:
                 code = self._on_control(payload)
                 if code is not None:
                     return code
+            elif topic == _RETAINED:
+                self.rejected["retained"] += 1
+                log.warning("ignoring a retained message on %s (the world never retains one)", self.in_topic)
             elif topic == self.in_topic:
-                last_input = time.monotonic()
                 try:
                     ti = testbed_pb2.TickInput.FromString(payload)
                 except DecodeError:
+                    ti = None
+                if ti is None or ti.run_id != opts.run_id:
+                    self.rejected["malformed"] += 1
                     log.warning("dropping a malformed TickInput (%d bytes)", len(payload))
                     continue
+                last_input = time.monotonic()
                 if self.info is None:
-                    self.waiting.append(ti)  # it overtook START; answer it once START is here
+                    self.waiting = [*self.waiting[-(MAX_WAITING - 1) :], ti]  # it overtook START: keep it
                     continue
                 self._on_tick(ti)
 
@@ -699,10 +732,16 @@ class Session:
         except DecodeError:
             log.warning("dropping a malformed Control (%d bytes)", len(payload))
             return None
+        if ctrl.run_id != self.opts.run_id:
+            return None
         if ctrl.command == testbed_pb2.Control.COMMAND_START:
             if self.vehicle is not None:
                 return None  # a repeat of the START we are running under
-            info = RunInfo.from_start(ctrl)
+            try:
+                info = RunInfo.from_start(ctrl)
+            except (ValueError, OverflowError) as exc:  # not a world's START (anyone may publish one)
+                log.warning("ignoring a START that cannot be used: %s", exc)
+                return None
             if self.opts.actor_id not in info.actor_ids:
                 log.error("run %s has no actor %r (actors: %s)", info.run_id, self.opts.actor_id, info.actor_ids)
                 return EXIT_ERROR
@@ -740,9 +779,12 @@ class Session:
                 # will say START again. Keep waiting; --tick-timeout ends the wait if it never comes back.
                 log.warning("STOP %r: waiting for the world to come back", WORLD_LOST)
                 return None
-            if self.finished is not None:
+            if self.finished is not None and not ctrl.reason:
                 log.info("STOP: the run is over")
                 return EXIT_OK
+            if self.finished is not None:  # "run error: ..." (another actor failed), "interrupted": no normal end
+                log.error("the run was aborted after the final tick: %s", ctrl.reason)
+                return EXIT_ERROR
             log.error("run stopped before its final tick: %s", ctrl.reason or "no reason given")
             return EXIT_ERROR
         return None
@@ -751,17 +793,18 @@ class Session:
         """Answer one TickInput (the final one: wait for the world's STOP from then on, answering its re-sends)."""
         assert self.info is not None
         if self.vehicle is None:
-            self.vehicle = Vehicle(self.opts, self.info)
+            self.vehicle = Vehicle(self.opts, self.info, rejected=self.rejected)
         self.sim_time.sim = f"t={ti.time_us / 1e6:.1f}s"
         for out_topic, out_payload in self.vehicle.step(ti) or ():
             self.pending = [p for p in self.pending if not p.is_published()]
             self.pending.append(self.client.publish(out_topic, out_payload, qos=0))
-        if ti.final and self.finished is None:
+        if self.vehicle.done and self.finished is None:
             log.info("final tick %d: done; answering it again until the world's STOP", ti.tick)
             self.finished = time.monotonic()
 
 
-_CONNECTED = "\x00connected"  # inbox marker: never a valid topic
+_CONNECTED = "\x00connected"  # inbox markers: never valid topics
+_RETAINED = "\x00retained"  # a retained message on the input topic
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ flags hazardLights and disabledVehicle; docs/PROTOCOL.md, "Collisions").
     v2x run my-fcw.yaml --broker mqtt://127.0.0.1:1883 --run-id demo --variant v2x
 
 ``--work-ms`` makes each tick take that long (a slow stack, for real-time tests). Exit codes: 0 the run
-ended, 1 the run was aborted (STOP before the final tick), 2 bad arguments, 3 no START within
-``--join-timeout``.
+ended, 1 the run was aborted (a STOP before the final tick, or one with a reason such as ``run error: ...``
+after it), 2 bad arguments, 3 no START within ``--join-timeout``. What someone else publishes on the broker
+(forged or junk inputs, an unusable START) the SDK refuses and counts in the Acks' ``rejected``.
 """
 
 from __future__ import annotations

@@ -727,3 +727,49 @@ def test_the_example_wreck_sends_hazard_lights_and_disabled_vehicle() -> None:
         flags.append(decode_event_flags(frame_pb2.MessageFrame.FromString(env.frame).bsm))
     wreck = (1 << VEHICLE_EVENT_BIT["hazard_lights"]) | (1 << VEHICLE_EVENT_BIT["disabled"])
     assert [f & wreck for f in flags] == [0, 0, wreck, wreck, wreck]
+
+
+def test_the_examples_answer_only_the_worlds_next_tick_and_a_run_error_stop_is_no_normal_end() -> None:
+    """ "Accept a `TickInput` only for the next tick" (docs/PROTOCOL.md "Lockstep", session 17): a forged
+    TickInput(10^6, final) made examples/outside_vehicle.py answer it as its final tick, and the world's run-error
+    STOP then ended it with exit 0. Now it is refused (``bad_tick``), a different TickInput for the tick answered is
+    answered as before (``conflicting_input``), ``final`` counts only at START's ``n_ticks``, a STOP with a reason
+    after the final tick exits 1, and a START it cannot use is ignored (epoch 'x' raised a traceback). The SDK
+    counts a START whose epoch overflows (it ended its reader task, unseen)."""
+    example, session, published = _example_session()
+    start = _start("tok")
+    start.n_ticks, start.protocol_version = 2, 1
+    bad = testbed_pb2.Control()
+    bad.CopyFrom(start)
+    bad.epoch_utc = "x"
+    assert session._on_control(bad.SerializeToString()) is None and session.info is None
+    assert session._on_control(start.SerializeToString()) is None
+    tick = testbed_pb2.TickInput
+
+    def acks() -> list[int]:
+        return [testbed_pb2.Ack.FromString(p).tick for t, p in published if t.endswith("/ack/lead")]
+
+    session._on_tick(tick(run_id="r", tick=0, tick_us=100_000))
+    session._on_tick(tick(run_id="r", tick=1_000_000, tick_us=100_000, final=True))  # a forger's
+    session._on_tick(tick(run_id="r", tick=1, tick_us=100_000, final=True))  # final, but not the last tick
+    assert acks() == [0] and session.finished is None
+    session._on_tick(tick(run_id="r", tick=1, tick_us=100_000))
+    session._on_tick(tick(run_id="r", tick=1, tick_us=100_000, time_us=5))  # a different one for tick 1
+    session._on_tick(tick(run_id="r", tick=2, tick_us=100_000, final=True))
+    assert acks() == [0, 1, 1, 2] and session.finished is not None
+    assert published[-4:-2] == published[-6:-4]  # tick 1 answered again with the same envelope and Ack
+    last = testbed_pb2.Ack.FromString(published[-1][1])
+    assert dict(last.rejected) == {"bad_tick": 2, "conflicting_input": 1}
+    stop = testbed_pb2.Control(command=testbed_pb2.Control.COMMAND_STOP, run_id="r", token="tok", reason="run error: x")
+    assert session._on_control(stop.SerializeToString()) == example.EXIT_ERROR
+    stop.reason = ""
+    assert session._on_control(stop.SerializeToString()) == example.EXIT_OK
+
+    from v2x.sdk import Stack
+
+    stack = Stack("mqtt://127.0.0.1:1", run_id="r", actor_id="lead")
+    bad.epoch_utc = "0001-01-01T00:00:00+01:00"  # a year 0 in UTC: OverflowError, not ValueError
+    stack._on_control(bad.SerializeToString())
+    assert stack.run is None and stack.rejected["malformed"] == 1
+    stack._on_control(start.SerializeToString())
+    assert stack.run is not None and stack.run.n_ticks == 2

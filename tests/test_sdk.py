@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -606,7 +607,9 @@ async def test_the_sdk_answers_the_final_tick_again_until_the_worlds_stop(mosqui
     sc = load_scenario(fcw_with_external(tmp_path, "follower"))
     run_id = f"linger-{uuid.uuid4().hex[:6]}"
     sim = Simulation(sc, variant="v2x", seed=0, run_id=run_id)
-    start = sim.control(testbed_pb2.Control.COMMAND_START)
+    start_msg = testbed_pb2.Control.FromString(sim.control(testbed_pb2.Control.COMMAND_START))
+    start_msg.n_ticks = 1  # a run of ticks 0 and 1 (``final`` counts only at the last tick)
+    start = start_msg.SerializeToString()
     stop = sim.control(testbed_pb2.Control.COMMAND_STOP)
 
     def tick_input(n: int, final: bool) -> bytes:
@@ -649,3 +652,196 @@ async def test_the_sdk_answers_the_final_tick_again_until_the_worlds_stop(mosqui
         listening.cancel()
         await world.publish(topics.control(run_id), b"", qos=1, retain=True)
     assert ended == [0, 1]
+
+
+# ---- Someone else on the broker (attack review, session 17) ---------------------------------------------------
+# Anyone may publish on an open broker. A forged TickInput(10^6, final) made the SDK and both examples answer it
+# as their final tick and take the world's run-error STOP for the normal end (exit 0) while the run stalled 60 s
+# blaming them; one junk byte on in/ACTOR stopped the SDK's Hellos (it never joined); a START with an epoch that
+# overflows killed the SDK's reader silently, one with epoch 'x' crashed the paho example.
+
+
+def _forged_world_start(tmp_path: Path, run_id: str, n_ticks: int) -> testbed_pb2.Control:
+    sc = load_scenario(fcw_with_external(tmp_path, "follower"))
+    start = testbed_pb2.Control.FromString(
+        Simulation(sc, variant="v2x", seed=0, run_id=run_id).control(testbed_pb2.Control.COMMAND_START)
+    )
+    start.n_ticks = n_ticks
+    return start
+
+
+def _stack_command(kind: str, mosquitto: Mosquitto, run_id: str, tmp_path: Path) -> list[str]:
+    if kind == "sketch":  # docs/PROTOCOL.md's minimal outside vehicle, as tests/test_doc_sketch.py runs it
+        from tests.test_doc_sketch import _sketch
+
+        return [PY, str(_sketch(tmp_path)), "follower", run_id, str(mosquitto.port)]
+    common = ["--broker", mosquitto.address.url, "--run", run_id, "--actor", "follower", "--join-timeout", "60"]
+    if kind == "node":
+        return [_node_or_skip(), "examples/node/outside_vehicle.js", *common]
+    return [PY, "examples/sdk_vehicle.py" if kind == "sdk" else "examples/outside_vehicle.py", *common]
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("kind", ["sdk", "paho", "node", "sketch"])
+async def test_a_stack_takes_only_the_worlds_next_tick_and_no_forged_start_or_junk_keeps_it_out(
+    mosquitto: Mosquitto, tmp_path: Path, kind: str
+) -> None:
+    """The SDK (examples/sdk_vehicle.py), the paho and the Node.js example, and PROTOCOL.md's sketch, against a
+    world with a forger beside it: a retained and a plain junk byte on the input topic, two unusable STARTs (an
+    epoch that overflows, an epoch 'x') before the real one, TickInput(10^6, final) before the world's tick 1, a
+    different TickInput(2) after the world's. The Hellos go on until the first tick; each stack answers ticks 0..3
+    once, answers the forged TickInput(2) with its answer to the world's, counts what it refused in its Acks (the
+    sketch does not count), and takes the world's 'run error' STOP after its final tick for what it is: exit 1,
+    not 0."""
+    import asyncio
+
+    import aiomqtt
+
+    from v2x.net import topics
+
+    run_id = f"forged-{kind}-{uuid.uuid4().hex[:6]}"
+    start = _forged_world_start(tmp_path, run_id, n_ticks=3)
+    in_topic, control = topics.tick_input(run_id, "follower"), topics.control(run_id)
+    cmd = _stack_command(kind, mosquitto, run_id, tmp_path)
+    log = tmp_path / f"{kind}.log"
+
+    def tick_input(n: int, *, time_us: int | None = None, final: bool = False) -> bytes:
+        return testbed_pb2.TickInput(run_id=run_id, tick=n, time_us=n * 100_000 if time_us is None else time_us,
+                                     tick_us=100_000, final=final).SerializeToString()  # fmt: skip
+
+    def bad_start(epoch: str) -> bytes:
+        forged = testbed_pb2.Control()
+        forged.CopyFrom(start)
+        forged.epoch_utc, forged.token = epoch, "forged"
+        return forged.SerializeToString()
+
+    hellos: list[float] = []
+    acks: asyncio.Queue[bytes] = asyncio.Queue()
+    stack: subprocess.Popen[bytes] | None = None
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
+        await world.subscribe(topics.join(run_id, "follower"), qos=1)
+        await world.subscribe(topics.ack(run_id, "follower"), qos=1)
+
+        async def listen() -> None:
+            async for message in world.messages:
+                if "/join/" in str(message.topic):
+                    hellos.append(asyncio.get_running_loop().time())
+                else:
+                    acks.put_nowait(bytes(message.payload))
+
+        async def until(check: Callable[[], object], what: str, timeout_s: float = 30.0) -> None:
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while not check():
+                assert asyncio.get_running_loop().time() < deadline, f"{what}: {log.read_text()}"
+                await asyncio.sleep(0.05)
+
+        async def ack() -> testbed_pb2.Ack:
+            return testbed_pb2.Ack.FromString(await asyncio.wait_for(acks.get(), 30.0))
+
+        listening = asyncio.create_task(listen())
+        try:
+            await world.publish(in_topic, b"x", qos=1, retain=True)  # left on the broker by someone else
+            stack = _start(cmd, log)
+            await until(lambda: hellos, "a first Hello")
+            await world.publish(in_topic, b"x")
+            await world.publish(control, bad_start("0001-01-01T00:00:00+01:00"), qos=1)
+            await world.publish(control, bad_start("x"), qos=1)
+            seen = len(hellos)
+            await until(lambda: len(hellos) >= seen + 2, "the Hellos go on after the junk")
+            await world.publish(control, start.SerializeToString(), qos=1, retain=True)
+            await asyncio.sleep(0.3)
+            await world.publish(in_topic, tick_input(0))
+            assert (await ack()).tick == 0
+            await world.publish(in_topic, tick_input(1_000_000, final=True))  # the forger's
+            await world.publish(in_topic, tick_input(1))
+            assert (await ack()).tick == 1
+            await world.publish(in_topic, tick_input(2))
+            ack2 = await ack()
+            assert ack2.tick == 2
+            await world.publish(in_topic, tick_input(2, time_us=123))  # the forger's, after the world's
+            again = await ack()
+            assert again == ack2
+            await world.publish(in_topic, tick_input(3, final=True))
+            last = await ack()
+            assert last.tick == 3, log.read_text()
+            assert acks.empty()
+            stop = testbed_pb2.Control(command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, token=start.token,
+                                       reason="run error: follower went silent")  # fmt: skip
+            await world.publish(control, stop.SerializeToString(), qos=1, retain=True)
+            code = await asyncio.to_thread(stack.wait, 30)
+        finally:
+            if stack is not None and stack.poll() is None:
+                stack.kill()
+            listening.cancel()
+            await world.publish(in_topic, b"", qos=1, retain=True)
+            await world.publish(control, b"", qos=1, retain=True)
+    text = log.read_text()
+    assert code == 1, text  # a run-error STOP is no normal end, even after the final tick
+    if kind == "sketch":
+        assert "the run was aborted: run error: follower went silent" in text, text
+        return
+    rejected = dict(last.rejected)
+    assert rejected.get("bad_tick") == 1 and rejected.get("conflicting_input") == 1, (rejected, text)
+    assert rejected.get("retained") == 1 and rejected.get("malformed", 0) >= 1, (rejected, text)
+
+
+@pytest.mark.broker
+async def test_the_sdk_in_real_time_skips_a_few_ticks_but_not_far_ahead(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """``realtime=True`` may skip ticks (inputs can be lost in real time), but no further than
+    ``REALTIME_MAX_SKIP`` beyond where the world's clock can be: TickInput(500) right after tick 0 is refused."""
+    import asyncio
+
+    import aiomqtt
+
+    from v2x.net import topics
+    from v2x.sdk import Stack
+
+    run_id = f"rt-{uuid.uuid4().hex[:6]}"
+    start = _forged_world_start(tmp_path, run_id, n_ticks=100)
+    in_topic = topics.tick_input(run_id, "follower")
+    handed: list[int] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
+        await world.publish(topics.control(run_id), start.SerializeToString(), qos=1, retain=True)
+        async with Stack(mosquitto.address.url, run_id=run_id, actor_id="follower", realtime=True) as stack:
+            run = await stack.start(timeout_s=10)
+            state = VehicleState.at_start(run.me)
+
+            async def drive() -> None:
+                async for tick in stack.ticks():
+                    handed.append(tick.n)
+                    await stack.ack(tick, state)
+
+            driving = asyncio.create_task(drive())
+            for n in (0, 500, 6):
+                ti = testbed_pb2.TickInput(run_id=run_id, tick=n, tick_us=100_000, time_us=n * 100_000)
+                await world.publish(in_topic, ti.SerializeToString())
+                await asyncio.sleep(0.3)
+            driving.cancel()
+            assert stack.rejected["bad_tick"] == 1
+        await world.publish(topics.control(run_id), b"", qos=1, retain=True)
+    assert handed == [0, 6]
+
+
+def test_the_sdk_bounds_what_waits_and_never_queues_junk() -> None:
+    """While a stack waits for START (or works on a tick) its inputs wait in a queue: junk is refused at once
+    (``malformed``), and of a flood of TickInputs only the newest ``MAX_WAITING_INPUTS`` (and at most
+    ``MAX_WAITING_BYTES``) wait, the rest counted as ``overflow`` (300 MB of junk grew a waiting stack by 311 MB)."""
+    from v2x.sdk import Stack
+    from v2x.sdk.client import MAX_WAITING_BYTES, MAX_WAITING_INPUTS
+
+    stack = Stack("mqtt://127.0.0.1:1", run_id="r", actor_id="follower")
+    for _ in range(50):
+        stack._on_input(b"\x0a\x01" + os.urandom(100_000))
+    assert stack._inputs.empty() and stack.rejected["malformed"] == 50
+    big = testbed_pb2.TickInput(run_id="r", envelopes=[b"x" * 200_000], rx_time_us=[0])
+    for n in range(300):
+        big.tick = n
+        stack._on_input(big.SerializeToString())
+    assert stack._inputs.qsize() * 200_000 <= MAX_WAITING_BYTES and stack._waiting_bytes <= MAX_WAITING_BYTES
+    assert stack.rejected["overflow"] == 300 - stack._inputs.qsize() > 0
+    small = testbed_pb2.TickInput(run_id="r")
+    for n in range(1000):
+        small.tick = n
+        stack._on_input(small.SerializeToString())
+    assert stack._inputs.qsize() == MAX_WAITING_INPUTS
+    assert stack._take()[2].tick == 1000 - MAX_WAITING_INPUTS  # the newest are kept

@@ -9,8 +9,15 @@
 // warning it receives. Per tick: move to the tick's time, read the BSMs heard (logged once a second),
 // send a BSM over PC5 (and the same bytes over Uu to the platform), Ack with the truth, echo the
 // advisories addressed to it, log the collisions the world reports. A STOP counts only with the run's
-// token (a STOP "world lost" is waited out). Exits on the STOP after the final tick (0), on a STOP before it (1), or
-// when START does not come within --join-timeout s (3).
+// token (a STOP "world lost" is waited out). Exits on the STOP after the final tick (0), on a STOP before it or
+// one with a reason ("run error: ...", "interrupted") after it (1), or when START does not come within
+// --join-timeout s (3).
+//
+// Anyone may publish on an open broker, so it answers only the world's next tick: TickInput(0) first, then n + 1
+// after n, `final` only at START's n_ticks; TickInput(n) again gets the same bytes. It refuses and counts in every
+// Ack's `rejected`: malformed (does not parse, another run), retained (the world never retains a TickInput),
+// bad_tick, conflicting_input (a different TickInput for the tick it answered: answered as before). A Control it
+// cannot parse or use is ignored.
 //
 //   node examples/node/outside_vehicle.js --broker mqtt://127.0.0.1:1883 --run demo-v2x --actor lead \
 //       --brake-at 6 --brake-rate 6
@@ -145,6 +152,12 @@ async function main() {
     clean: true, reconnectPeriod: 500 });
   let finalDone = false, start = null, frame = null, epochMs = 0, car = null, last = null, seq = 0, msgCnt = 0, done = false;
   let restAt = null; // after a collision: at rest where it touched, for good (docs/PROTOCOL.md, "Collisions")
+  const rejected = {}; // what it refused, by reason (sent in every Ack)
+  const reject = (reason, why) => {
+    rejected[reason] = (rejected[reason] || 0) + 1;
+    if (rejected[reason] <= 5) log(null, `rejected (${reason}): ${why}`);
+  };
+  const decode = (type, payload) => { try { return type.decode(payload); } catch (err) { return null; } };
   const hello = Hello.encode({ actor_id: me, kind: o.kind, software: "examples/node 1.0", protocol_version: 1 }).finish();
   const helloTimer = setInterval(() => { if (last == null) client.publish(`v2x/${run}/join/${me}`, Buffer.from(hello)); }, 1000);
   const joinTimer = setTimeout(() => { if (!start) { log(null, "no START"); finish(3); } }, o.joinTimeout * 1000);
@@ -156,18 +169,20 @@ async function main() {
     if (last == null) client.publish(`v2x/${run}/join/${me}`, Buffer.from(hello));
   });
   const pending = [];
-  client.on("message", (t, payload) => {
+  client.on("message", (t, payload, packet) => {
     if (done) return;
     if (t.endsWith("/control")) {
       if (!payload.length) return; // a cleared retained Control
-      const c = Control.decode(payload);
-      if (c.run_id !== run) return;
+      const c = decode(Control, payload);
+      if (c == null || c.run_id !== run) return;
       if (c.command === START && last == null) { // a later START replaces an earlier (stale) one
+        const epoch = Date.parse(c.epoch_utc);
+        if (Number.isNaN(epoch) || !(c.tick_us > 0)) { log(null, `ignoring a START that cannot be used (epoch ${c.epoch_utc})`); return; }
         start = c;
         names = Object.fromEntries((c.actor_ids || []).map((a) => [sha8(a), a]));
         const mine = (c.external_actors || []).find((a) => a.actor_id === me) || {};
         frame = new LocalFrame(c.origin_lat_deg, c.origin_lon_deg, c.origin_alt_m);
-        epochMs = Date.parse(c.epoch_utc);
+        epochMs = epoch;
         car = new Car(mine, o.brakeAt, o.brakeRate);
         Object.assign(car, { length: mine.length_m || 5, width: mine.width_m || 2, height: mine.height_m || 1.6 });
         log(null, `START: scenario ${c.scenario_id}, start (${car.x0.toFixed(2)}, ${car.y0.toFixed(2)}) heading ${car.heading}`);
@@ -176,21 +191,31 @@ async function main() {
         // Only this run's world may stop it: a STOP without START's token is someone else's.
         if ((c.token || "") !== (start.token || "")) { log(null, `ignoring a STOP without this run's token`); return; }
         if (c.reason === "world lost") { log(null, "STOP world lost: waiting for the world to come back"); return; }
-        if (finalDone) { log(null, "STOP: the run is over"); finish(0); return; }
-        log(null, `STOP before the final tick: ${c.reason}`);
+        if (finalDone && !c.reason) { log(null, "STOP: the run is over"); finish(0); return; }
+        // "run error: ..." (the run failed), "interrupted": not a normal end, even after the final tick
+        log(null, `STOP ${finalDone ? "after" : "before"} the final tick: ${c.reason}`);
         finish(1);
       }
       return;
     }
-    const ti = TickInput.decode(payload);
-    if (!start) { pending.push(ti); return; }
+    if (packet && packet.retain) { reject("retained", `a retained message on ${t}`); return; } // never the world's
+    const ti = decode(TickInput, payload);
+    if (ti == null || ti.run_id !== run) { reject("malformed", `${payload.length} bytes that are no TickInput of ${run}`); return; }
+    if (!start) { pending.push(ti); if (pending.length > 16) pending.shift(); return; } // keep the newest only
     onTick(ti);
   });
 
   function onTick(ti) {
     const tick = num(ti.tick), timeUs = num(ti.time_us);
-    if (last && tick <= last.tick) { // the world asks again: the same bytes
-      if (tick === last.tick) for (const [tp, p] of last.out) client.publish(tp, p);
+    if (last && tick === last.tick) { // the world asks again: the same bytes (a different input: counted)
+      const again = Buffer.from(TickInput.encode(ti).finish());
+      if (!again.equals(last.input)) reject("conflicting_input", `a different TickInput for tick ${tick}`);
+      for (const [tp, p] of last.out) client.publish(tp, p);
+      return;
+    }
+    const expected = last ? last.tick + 1 : 0, nTicks = (start.protocol_version || 0) >= 1 ? num(start.n_ticks) : null;
+    if (tick !== expected || (nTicks != null && !!ti.final !== (tick === nTicks))) { // not the world's next tick
+      reject("bad_tick", `TickInput(${tick}, final=${!!ti.final}) when tick ${expected} is next`);
       return;
     }
     const t = timeUs / 1e6, g = ti.gnss || {};
@@ -250,12 +275,12 @@ async function main() {
     if (start.platform_id) out.push([topic("tx"), Buffer.from(env(LINK_UU, [start.platform_id]))]);
     for (const c of ti.collisions || []) log(t, `collided with ${c.other_id} at t=${c.t_s.toFixed(1)} s: at rest`);
     const c = Math.cos(s.yaw), sn = Math.sin(s.yaw);
-    const ack = Ack.encode({ actor_id: me, tick, tx_count: out.length, events: echoes,
+    const ack = Ack.encode({ actor_id: me, tick, tx_count: out.length, events: echoes, rejected: { ...rejected },
       truth: { x_m: s.x, y_m: s.y, vx_mps: s.v * c, vy_mps: s.v * sn, ax_mps2: s.a * c, ay_mps2: s.a * sn,
         heading_deg: s.heading, speed_mps: s.v, accel_mps2: s.a, lane: "" } }).finish();
     out.push([topic("ack"), Buffer.from(ack)]);
     for (const [tp, p] of out) client.publish(tp, p);
-    last = { tick, out };
+    last = { tick, out, input: Buffer.from(TickInput.encode(ti).finish()) };
     // After the final tick: answer the world's re-sends of it (a broker restart may have lost the answer) until
     // its STOP, or 70 s (the world gives up after 60 s)
     if (ti.final) { finalDone = true; log(t, `final tick ${tick}: done`); setTimeout(() => finish(0), 70000); }

@@ -17,6 +17,9 @@ FINAL_LINGER_S = 70.0
 # How many of its last ticks a host answers again, with the same bytes, when asked: a chain of forged inputs up
 # to this many (a mutated copy of an older input stays a plain bad_tick).
 ANSWERED_KEPT = 3
+# How many ticks a TickInput may skip in real time (an input lost; never in lockstep, where the world sends every
+# tick until it is answered): the runner's built-in agents and the SDK's real-time mode refuse one further ahead.
+REALTIME_MAX_SKIP = 10
 
 A = TypeVar("A")
 T = TypeVar("T")

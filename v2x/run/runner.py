@@ -23,6 +23,7 @@ from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.thresholds import resolve
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
+from v2x.net.answers import REALTIME_MAX_SKIP
 from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for, parse_broker_url
 from v2x.net.clock import make_clock
 from v2x.net.fleet import FleetHost
@@ -62,9 +63,6 @@ from v2x.wire.security import (
 log = logging.getLogger("v2x.run")
 
 Progress = Callable[[str, int, int], None]
-
-
-REALTIME_MAX_SKIP = 10  # ticks a TickInput may skip in real time (a lost input), never in lockstep
 
 
 class RunError(RuntimeError):

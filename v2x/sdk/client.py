@@ -3,14 +3,24 @@
 What it does for the stack, so that the stack only moves its vehicle and runs its applications:
 
 * joining: subscribes to ``in/{actor}`` and ``control``, sends ``Hello`` every second until the first
-  ``TickInput``; waits for this run's ``Control START`` (a STOP before the first tick is an earlier run's);
+  tick is handed out; waits for this run's ``Control START`` (a STOP before the first tick is an earlier run's);
 * the tick loop: one :class:`~v2x.sdk.types.Tick` per ``TickInput``, with the envelopes heard decoded to
   SI (``v2x.wire``); a repeated ``TickInput`` for the tick just answered is answered again with the same
-  bytes (lockstep retransmission), an older one is ignored; in ``realtime`` mode, when the stack has
-  fallen behind, only the newest waiting tick is handed out (the older ones are closed anyway), with what
-  the skipped ones carried (envelopes, collisions, late ticks) and ``dt_s`` the time since the tick before;
+  bytes (lockstep retransmission); in ``realtime`` mode, when the stack has fallen behind, only the newest
+  waiting tick is handed out (the older ones are closed anyway), with what the skipped ones carried
+  (envelopes, collisions, late ticks) and ``dt_s`` the time since the tick before;
+* what it refuses (anyone may publish on an open broker), each counted in ``Stack.rejected`` and so in every
+  Ack's ``rejected``, as the built-in agents do (``v2x.net.host``): a TickInput that does not parse or is for
+  another run (``malformed``), bigger than 4 MiB (``oversized``), retained (``retained``: the world never
+  retains one), for a tick other than the next one (``bad_tick``: tick 0 first, then n + 1 after n; in
+  ``realtime`` up to ``REALTIME_MAX_SKIP`` ticks beyond where the world's clock can be; never past START's
+  ``n_ticks``, and ``final`` only there), a second, different TickInput for a tick it answered
+  (``conflicting_input``: answered with the answer given), a waiting input pushed out by newer ones
+  (``overflow``: at most ``MAX_WAITING_INPUTS`` inputs or ``MAX_WAITING_BYTES`` wait), and a Control START it
+  cannot use (``malformed``);
 * a STOP counts only with the run's token; a STOP "world lost" (the world's Last Will) is not the end:
-  the world may come back after a broker restart (``tick_timeout_s`` ends the wait);
+  the world may come back after a broker restart (``tick_timeout_s`` ends the wait); a STOP with a reason
+  (``run error: ...``, ``interrupted``) is never a normal end: ``RunAborted``, also after the final tick;
 * sending: BSMs encoded from SI (``v2x.wire.bsm.encode_bsm``: the actor's BSM id, msg_cnt from 0 +1 per
   BSM, secMark from the epoch), the same bytes over PC5 and over Uu to the platform; envelopes numbered
   ``seq`` 1, 2, ... across the run;
@@ -45,7 +55,7 @@ from google.protobuf.message import DecodeError
 
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
-from v2x.net.answers import FINAL_LINGER_S, next_or_end
+from v2x.net.answers import FINAL_LINGER_S, REALTIME_MAX_SKIP, Answers, next_or_end
 from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
 from v2x.net.secure import load_actor_credentials
 from v2x.net.world import WORLD_LOST
@@ -60,10 +70,20 @@ log = logging.getLogger("v2x.sdk")
 PROTOCOL_VERSION = topics.PROTOCOL_VERSION
 HELLO_EVERY_S = 1.0
 KEEP_EVENTS_TICKS = 100  # how many ticks' warnings are kept for re-reporting after a late tick
+MAX_INPUT_BYTES = 4 * 1024 * 1024  # a bigger TickInput is refused (``oversized``), as by the built-in agents
+# Inputs waiting to be handed out (before START, or while the stack works on a tick): beyond these the oldest
+# is dropped (``overflow``). The world sends one at a time in lockstep and ten a second in real time; only a
+# flood of someone else's fills this (300 MB of junk grew a stack waiting for START by 311 MB).
+MAX_WAITING_INPUTS = 256
+MAX_WAITING_BYTES = 16 * 1024 * 1024
+LOG_FIRST = 5  # rejections logged at WARNING per reason; the rest are counted only
+
+_Input = tuple[float, bytes, testbed_pb2.TickInput]  # when it came (monotonic), its bytes, parsed
 
 
 class RunAborted(RuntimeError):
-    """The run stopped before its final tick (``Control STOP``, reason ``run error: ...``)."""
+    """The run did not end normally: a ``Control STOP`` (with the run's token) before the final tick, or one
+    with a reason (``run error: ...``, ``interrupted``) after it."""
 
 
 def _epoch(text: str) -> datetime:
@@ -125,12 +145,16 @@ class Stack:
         self.msg_count = 0
         self._client: aiomqtt.Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._inputs: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
+        self._waiting_bytes = 0  # the bytes of the inputs in ``_inputs``
         self._started = asyncio.Event()
         self._stopped: testbed_pb2.Control | None = None
         self._stop_event = asyncio.Event()
         self._first_input = asyncio.Event()
         self._last: tuple[int, list[tuple[str, bytes]]] | None = None  # (tick, what was published for it)
+        self._answers: Answers[list[tuple[str, bytes]]] = Answers()  # the inputs and answers of the last ticks
+        self._open_input = b""  # the bytes of the open tick's TickInput (kept with its answer)
+        self._last_at = 0.0  # when the last tick handed out came (monotonic; START's arrival before the first)
         self._open: Tick | None = None
         self._out: list[tuple[str, bytes]] = []
         self._events: deque[tuple[int, list[testbed_pb2.Advisory]]] = deque(maxlen=KEEP_EVENTS_TICKS)
@@ -195,15 +219,51 @@ class Stack:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._first_input.wait(), HELLO_EVERY_S)
 
+    def _reject(self, reason: str, detail: str) -> None:
+        self.rejected[reason] += 1
+        n = self.rejected[reason]
+        if n <= LOG_FIRST:
+            log.warning("%s: rejected %s (%s)", self.actor_id, detail, reason)
+        if n == LOG_FIRST:
+            log.warning("%s: %d %s rejections so far; further ones are only counted", self.actor_id, n, reason)
+
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
             topic = str(message.topic)
-            if topic.endswith("/control"):
-                self._on_control(bytes(payload))
-            else:
-                self._first_input.set()
-                self._inputs.put_nowait((time.monotonic(), bytes(payload)))
+            try:
+                if topic.endswith("/control"):
+                    self._on_control(bytes(payload))
+                elif message.retain:
+                    # The world never retains a TickInput: someone else left it on the broker (a retained junk
+                    # byte kept this stack from joining: it counted as the first input and stopped the Hellos).
+                    self._reject("retained", f"a retained message on {topic}")
+                else:
+                    self._on_input(bytes(payload))
+            except Exception:  # one message must not end the reader: the stack would wait for nothing
+                log.exception("%s: a message on %s could not be handled", self.actor_id, topic)
+                self.rejected["malformed"] += 1
+
+    def _on_input(self, payload: bytes) -> None:
+        """Queue a TickInput of this run (refusing what is none); beyond the bounds the oldest waiting goes."""
+        if len(payload) > MAX_INPUT_BYTES:
+            self._reject("oversized", f"a TickInput of {len(payload)} bytes")
+            return
+        ti = self._parse_input(payload)
+        if ti is None:
+            return
+        while self._inputs.qsize() >= MAX_WAITING_INPUTS or (
+            not self._inputs.empty() and self._waiting_bytes + len(payload) > MAX_WAITING_BYTES
+        ):
+            self._take()
+            self._reject("overflow", "a waiting TickInput pushed out by newer ones")
+        self._waiting_bytes += len(payload)
+        self._inputs.put_nowait((time.monotonic(), payload, ti))
+
+    def _take(self) -> _Input:
+        got = self._inputs.get_nowait()
+        self._waiting_bytes -= len(got[1])
+        return got
 
     def _on_control(self, payload: bytes) -> None:
         if not payload:  # a retained Control cleared by the next run with this id: an earlier START was stale
@@ -222,10 +282,12 @@ class Stack:
         if ctrl.command == testbed_pb2.Control.COMMAND_START and self._last is None and self._open is None:
             try:
                 self.run = self._run_info(ctrl)
-            except ValueError:  # no usable epoch or frame: not a START of a world
-                self.rejected["malformed"] += 1
+            except (ValueError, OverflowError) as exc:  # no usable epoch, frame or tick: not a START of a world
+                # (an epoch of 0001-01-01T00:00:00+01:00 overflows in UTC: it ended the reader, unseen)
+                self._reject("malformed", f"a Control START it cannot use ({exc})")
                 return
             self._token = getattr(ctrl, "token", None)
+            self._last_at = time.monotonic()
             self._started.set()
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
             if self._last is None:
@@ -242,6 +304,8 @@ class Stack:
             self._stop_event.set()
 
     def _run_info(self, ctrl: testbed_pb2.Control) -> RunInfo:
+        if ctrl.tick_us <= 0:
+            raise ValueError(f"tick_us {ctrl.tick_us}")
         external = tuple(ActorStart.from_wire(a) for a in ctrl.external_actors)
         me = next((a for a in external if a.actor_id == self.actor_id), None)
         if me is None:  # a world older than protocol v1's START additions: a start at the origin
@@ -300,24 +364,21 @@ class Stack:
         for the next). Raises ``RunAborted`` on a STOP before the final tick and ``TimeoutError`` when no
         input comes for ``tick_timeout_s``. After the final tick's answer it returns once the world says STOP:
         until then it answers the world's re-sends of that tick (the answer may have been lost in a broker
-        restart), for at most ``FINAL_LINGER_S``."""
+        restart), for at most ``FINAL_LINGER_S``; a STOP with a reason (``run error: ...``) raises
+        ``RunAborted`` there too. Inputs that are not the world's next tick are refused and counted (see the
+        module's docstring)."""
         await self.start()
         while True:
-            received_at, payload = await self._next_input(tick_timeout_s)
-            ti = self._parse_input(payload)
-            if ti is None:
-                continue
+            received_at, payload, ti = await self._next_input(tick_timeout_s)
             run = await self.start()  # a TickInput that overtook START waits for it
-            if self._last is not None and ti.tick <= self._last[0]:
-                if ti.tick == self._last[0]:  # the world asks again: the same bytes
-                    for topic, data in self._last[1]:
-                        await self._publish(topic, data)
+            if await self._answered_again(ti, payload) or not self._next_tick(run, ti, received_at):
                 continue
             if self.realtime:
-                received_at, ti = self._newest(received_at, ti)
+                received_at, payload, ti = await self._newest(run, received_at, payload, ti)
             tick = self._tick(run, ti, received_at)
-            self._open = tick
+            self._open, self._open_input, self._last_at = tick, payload, received_at
             self._out = []
+            self._first_input.set()  # the world has this actor: no more Hellos
             yield tick
             if self._open is tick:
                 raise RuntimeError(f"tick {tick.n} was not acknowledged: call Stack.ack(tick, ...) in the loop")
@@ -325,55 +386,101 @@ class Stack:
                 await self._linger()
                 return
 
+    async def _answered_again(self, ti: testbed_pb2.TickInput, payload: bytes) -> bool:
+        """Whether ``ti`` asks again for a tick answered (``v2x.net.answers``), and then answer it with the
+        answer given: the world's re-send, or one of two different inputs for that tick (``conflicting_input``:
+        forged inputs that pushed the stack ahead must not make it refuse the world's)."""
+        if self._last is None:
+            return False
+        again = self._answers.again(ti.tick, self._last[0], payload)
+        if again is None:
+            return False
+        answer, differs = again
+        if differs:
+            self._reject("conflicting_input", f"a different TickInput for tick {ti.tick}")
+        for topic, data in answer:
+            await self._publish(topic, data)
+        return True
+
+    def _next_tick(self, run: RunInfo, ti: testbed_pb2.TickInput, received_at: float) -> bool:
+        """Whether ``ti`` may be the run's next tick, else counted as ``bad_tick``: tick 0 first, then n + 1
+        after n; in real time up to ``REALTIME_MAX_SKIP`` ticks more than the world's clock can have run on
+        since the last tick came (inputs can be lost there); never past START's ``n_ticks``, and ``final``
+        only there (a forged TickInput(10^6, final) ended the stack, and the run stalled blaming it)."""
+        last = self._last[0] if self._last is not None else -1
+        limit = last + 1
+        if self.realtime:
+            limit += REALTIME_MAX_SKIP + max(0, int((received_at - self._last_at) / run.tick_s))
+        known_end = run.protocol_version >= 1  # a world older than v1 sends no n_ticks: trust ``final``
+        if known_end:
+            limit = min(limit, run.n_ticks)
+        if not last < ti.tick <= limit:
+            self._reject("bad_tick", f"TickInput({ti.tick}) after tick {last}")
+            return False
+        if known_end and ti.final != (ti.tick == run.n_ticks):
+            self._reject("bad_tick", f"TickInput({ti.tick}, final={ti.final}) in a run of ticks 0..{run.n_ticks}")
+            return False
+        return True
+
     async def _linger(self) -> None:
-        """After the final tick: answer the world's re-sends of it until its STOP (or ``FINAL_LINGER_S``)."""
+        """After the final tick: answer the world's re-sends of it until its STOP (or ``FINAL_LINGER_S``); a
+        STOP with a reason is no normal end (``RunAborted``)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FINAL_LINGER_S
         while self._stopped is None and loop.time() < deadline:
-            try:
-                _, payload = await self._next_input(deadline - loop.time())
-            except (TimeoutError, RunAborted):
-                return
-            ti = self._parse_input(payload)
-            if ti is not None and self._last is not None and ti.tick == self._last[0]:
-                for topic, data in self._last[1]:
-                    await self._publish(topic, data)
+            got = await next_or_end(self._inputs, self._stop_event, deadline - loop.time())
+            if got is None:
+                break
+            self._waiting_bytes -= len(got[1])
+            _, payload, ti = got
+            if not await self._answered_again(ti, payload):
+                self._reject("bad_tick", f"TickInput({ti.tick}) after the final tick")
+        if self._stopped is not None and self._stopped.reason:
+            raise RunAborted(f"run {self.run_id} ended with STOP {self._stopped.reason!r} after its final tick")
 
-    async def _next_input(self, timeout_s: float | None) -> tuple[float, bytes]:
+    async def _next_input(self, timeout_s: float | None) -> _Input:
         got = await next_or_end(self._inputs, self._stop_event, timeout_s)
         if got is not None:
+            self._waiting_bytes -= len(got[1])
             return got
         if self._stopped is not None:
             raise RunAborted(f"run {self.run_id} stopped before its final tick: {self._stopped.reason}")
         raise TimeoutError(f"no TickInput for {timeout_s} s")
 
-    def _newest(self, received_at: float, ti: testbed_pb2.TickInput) -> tuple[float, testbed_pb2.TickInput]:
+    async def _newest(
+        self, run: RunInfo, received_at: float, payload: bytes, ti: testbed_pb2.TickInput
+    ) -> tuple[float, bytes, testbed_pb2.TickInput]:
         """The newest waiting TickInput, carrying what the skipped ones told: their envelopes (an advisory
-        in them counts only if echoed), collisions and ``late_ticks`` come first, in order."""
+        in them counts only if echoed), collisions and ``late_ticks`` come first, in order. A waiting input
+        that is no later tick the world can have sent is answered again or refused, as in :meth:`ticks`."""
         while not self._inputs.empty():
-            at, payload = self._inputs.get_nowait()
-            newer = self._parse_input(payload)
-            if newer is not None and newer.tick > ti.tick:
-                self.skipped_ticks += 1
-                merged = testbed_pb2.TickInput()
-                merged.CopyFrom(newer)
-                for name in ("envelopes", "rx_time_us", "collisions", "late_ticks"):
-                    field_ = getattr(merged, name)
-                    del field_[:]
-                    field_.extend(getattr(ti, name))
-                    field_.extend(getattr(newer, name))
-                received_at, ti = at, merged
-        return received_at, ti
+            at, raw, newer = self._take()
+            if await self._answered_again(newer, raw):
+                continue
+            if newer.tick <= ti.tick or not self._next_tick(run, newer, at):
+                if newer.tick <= ti.tick:
+                    self._reject("bad_tick", f"TickInput({newer.tick}) waiting behind {ti.tick}")
+                continue
+            self.skipped_ticks += 1
+            merged = testbed_pb2.TickInput()
+            merged.CopyFrom(newer)
+            for name in ("envelopes", "rx_time_us", "collisions", "late_ticks"):
+                field_ = getattr(merged, name)
+                del field_[:]
+                field_.extend(getattr(ti, name))
+                field_.extend(getattr(newer, name))
+            received_at, payload, ti = at, raw, merged
+        return received_at, payload, ti
 
     def _parse_input(self, payload: bytes) -> testbed_pb2.TickInput | None:
         ti = testbed_pb2.TickInput()
         try:
             ti.ParseFromString(payload)
         except DecodeError:
-            self.rejected["malformed"] += 1
+            self._reject("malformed", f"{len(payload)} bytes on the input topic that are no TickInput")
             return None
         if ti.run_id != self.run_id or len(ti.rx_time_us) != len(ti.envelopes):
-            self.rejected["malformed"] += 1
+            self._reject("malformed", f"a TickInput of run {ti.run_id[:64]!r}")
             return None
         return ti
 
@@ -584,4 +691,5 @@ class Stack:
         self._out.append(item)
         await self._publish(*item)
         self._last = (tick.n, self._out)
+        self._answers.keep(tick.n, self._open_input, self._out)
         self._open = None
