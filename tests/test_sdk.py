@@ -845,3 +845,41 @@ def test_the_sdk_bounds_what_waits_and_never_queues_junk() -> None:
         stack._on_input(small.SerializeToString())
     assert stack._inputs.qsize() == MAX_WAITING_INPUTS
     assert stack._take()[2].tick == 1000 - MAX_WAITING_INPUTS  # the newest are kept
+
+
+@pytest.mark.broker
+async def test_a_restarted_stack_resumes_at_the_worlds_tick(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """A fresh stack takes tick 0 first (TickInput(7) first is bad_tick); one restarted mid-run
+    (``resume=True``) takes the world's tick 7 as its first, then 8 after 7."""
+    import asyncio
+
+    import aiomqtt
+
+    from v2x.net import topics
+    from v2x.sdk import Stack
+
+    for resume, want in ((False, []), (True, [7, 8])):
+        run_id = f"resume-{uuid.uuid4().hex[:6]}"
+        start = _forged_world_start(tmp_path, run_id, n_ticks=100)
+        in_topic = topics.tick_input(run_id, "follower")
+        handed: list[int] = []
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
+            await world.publish(topics.control(run_id), start.SerializeToString(), qos=1, retain=True)
+            async with Stack(mosquitto.address.url, run_id=run_id, actor_id="follower", resume=resume) as stack:
+                run = await stack.start(timeout_s=10)
+                state = VehicleState.at_start(run.me)
+
+                async def drive(s: Stack = stack, st: VehicleState = state, h: list[int] = handed) -> None:
+                    async for tick in s.ticks():
+                        h.append(tick.n)
+                        await s.ack(tick, st)
+
+                driving = asyncio.create_task(drive())
+                for n in (7, 8):
+                    ti = testbed_pb2.TickInput(run_id=run_id, tick=n, tick_us=100_000, time_us=n * 100_000)
+                    await world.publish(in_topic, ti.SerializeToString())
+                    await asyncio.sleep(0.3)
+                driving.cancel()
+                assert stack.rejected["bad_tick"] == (0 if resume else 2)
+            await world.publish(topics.control(run_id), b"", qos=1, retain=True)
+        assert handed == want

@@ -101,7 +101,9 @@ class Stack:
     each BSM over Uu to the run's platform (as built-in vehicles do). ``software`` goes into ``Hello``.
     ``signing_key``: a secure run's signing credentials file of this actor (``OUT/credentials/RUN/ACTOR.cred``,
     written by ``v2x run --secure``; a path; ``ValueError`` if it is not one, or is another actor's or run's):
-    sign what is sent, verify what is heard.
+    sign what is sent, verify what is heard. ``resume``: the process restarted in the middle of the run; its
+    first tick is whichever the world sends (a fresh stack takes tick 0 first, and refuses a later one as
+    ``bad_tick``: a forged one must not be where it starts).
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class Stack:
         realtime: bool = False,
         uplink: bool = True,
         signing_key: str | Path | None = None,
+        resume: bool = False,
     ) -> None:
         self.broker = parse_broker_url(broker) if isinstance(broker, str) else broker
         for value, what in ((run_id, "run id"), (actor_id, "actor id")):
@@ -126,6 +129,10 @@ class Stack:
         self.software = software
         self.realtime = realtime
         self.uplink = uplink
+        # a stack restarted in the middle of a run (docs/PROTOCOL.md "Duplicates"): its first tick may be the
+        # one the run is at, not 0; from then on n + 1 after n. A fresh stack takes tick 0 first (a forged later
+        # tick must not be where it starts)
+        self.resume = resume
         # A secure run's file is written by the run (a new CA per run) before its START: read when START comes
         # (a file of an earlier run with this run id may still be there now), and now only if it is there, so
         # that a file of another actor or run is refused at once.
@@ -409,6 +416,8 @@ class Stack:
         only there (a forged TickInput(10^6, final) ended the stack, and the run stalled blaming it)."""
         last = self._last[0] if self._last is not None else -1
         limit = last + 1
+        if self.resume and self._last is None:  # a restarted stack joins where the run is: its first tick, any
+            limit = max(ti.tick, 0)
         if self.realtime:
             limit += REALTIME_MAX_SKIP + max(0, int((received_at - self._last_at) / run.tick_s))
         known_end = run.protocol_version >= 1  # a world older than v1 sends no n_ticks: trust ``final``
