@@ -144,7 +144,7 @@ def _counts(value: object) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and _num(v) for k, v in value.items())
 
 
-def _metrics_problem(variant: str, m: object) -> str:
+def metrics_problem(variant: str, m: object) -> str:
     if not isinstance(m, dict):
         return f"metrics.{variant}: expected an object"
     for key in ("delivery_ratio", "wall_seconds", "sim_seconds"):
@@ -170,7 +170,7 @@ def _metrics_problem(variant: str, m: object) -> str:
     return ""
 
 
-def _event_problem(k: int, e: object) -> str:
+def event_problem(k: int, e: object) -> str:
     if not isinstance(e, dict) or "type" not in e:
         return f"events[{k}]: expected t_s and type"
     t = e.get("t_s")
@@ -217,11 +217,11 @@ def result_problem(doc: object) -> str:
     if len(doc["events"]) > MAX_EVENTS:
         return f"{len(doc['events'])} events (at most {MAX_EVENTS})"
     for k, e in enumerate(doc["events"]):
-        problem = _event_problem(k, e)
+        problem = event_problem(k, e)
         if problem:
             return problem
     for variant, m in doc["metrics"].items():
-        problem = _metrics_problem(variant, m)
+        problem = metrics_problem(variant, m)
         if problem:
             return problem
     return _map_problem(doc.get("map", {}), doc.get("tracks", {}))
