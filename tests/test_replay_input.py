@@ -108,6 +108,22 @@ def test_a_chunk_declaring_more_than_the_limit_is_not_decompressed(
     assert f"{path}: a chunk of 20" in err and "bytes uncompressed (at most 65536 bytes" in err
 
 
+def test_chunks_declaring_far_more_than_the_file_holds_are_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Many chunks, each under the limit, would still cost minutes of decompression: their total is bounded by
+    # the file's size (here a ratio of 2 instead of 100, and chunks of at most 1.3 MB instead of 64 MiB).
+    monkeypatch.setattr(record, "MAX_CHUNK_BYTES", 1_300_000)
+    monkeypatch.setattr(record, "MAX_INFLATE_RATIO", 2)
+    path = _write(tmp_path / "many.mcap", events=[b" " * 400_000 + json.dumps(EVENT).encode()] * 5)
+    with pytest.raises(RecordingError, match=r"its chunks declare \d+ bytes uncompressed, \d+ times the file's"):
+        read_recording(path)
+    monkeypatch.undo()
+    monkeypatch.setattr(record, "MAX_KEPT_BYTES", 1_000_000)
+    with pytest.raises(RecordingError, match="its result channels hold more than 1000000 bytes"):
+        read_recording(path)
+
+
 def test_a_chunk_whose_data_is_more_than_it_declares_is_read_only_that_far() -> None:
     data = zstandard.ZstdCompressor().compress(b" " * 50_000_000)  # the frame says 50 MB; the chunk 1000 bytes
     chunk = Chunk(

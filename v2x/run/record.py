@@ -51,6 +51,7 @@ from mcap.writer import Writer as McapWriter
 from mcap_protobuf.schema import register_schema
 
 from v2x.geodesy import LocalFrame
+from v2x.run.report import MAX_RESULT_BYTES
 from v2x.run.results import flagged
 from v2x.run.tap import Event, Pose, Tap, poses
 from v2x.scenario.model import Scenario
@@ -423,10 +424,13 @@ class RecordingError(ValueError):
 # What ``v2x replay`` reads of a file, bounded before it is read (a crafted file of 23 kB declared a chunk
 # of 600 MB of zstd-compressed spaces, and reading it took 1.3 GB): a chunk is decompressed only if it says
 # it holds at most MAX_CHUNK_BYTES (ours hold about 1 MiB: the MCAP writer's default chunk size; a chunk is
-# larger only if one message is), into at most what it says; and what is kept of the messages (the result
-# document's events, verdicts and metrics, and the result metadata) is at most what a result file may be
+# larger only if one message is), into at most what it says; the chunks read declare together at most
+# MAX_INFLATE_RATIO times the file's size; and what is kept of the messages (the result document's events,
+# verdicts and metrics, and the result metadata) is at most what a result file may be
 # (v2x.run.report.MAX_RESULT_BYTES, MAX_EVENTS).
 MAX_CHUNK_BYTES = 64 * 1024 * 1024
+MAX_INFLATE_RATIO = 100  # uncompressed / compressed bytes of the chunks read (v2x's recordings: about 7)
+MAX_KEPT_BYTES = MAX_RESULT_BYTES  # the result channels' messages and metadata: at most a result file's size
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 _FOOTER_BYTES = 1 + 8 + 8 + 8 + 4  # opcode, length, summary start, summary offset start, CRC
 _FOOTER_HEAD = bytes([0x02]) + (_FOOTER_BYTES - 9).to_bytes(8, "little")  # the footer's opcode and length
@@ -505,8 +509,8 @@ def _json_doc(path: Path, where: str, raw: bytes | str, want: type) -> Any:
         doc = strict_json(text)
     except UnicodeDecodeError as exc:
         raise RecordingError(f"{path}: {where}: not UTF-8 JSON text") from exc
-    except ValueError as exc:
-        raise RecordingError(f"{path}: {where}: {exc}") from exc
+    except ValueError as exc:  # strict_json's words are for a whole result file
+        raise RecordingError(f"{path}: {where}: {str(exc).removeprefix('not a v2x result document: ')}") from exc
     if not isinstance(doc, want):
         kind = "a JSON object" if want is dict else "a JSON list" if want is list else want.__name__
         raise RecordingError(f"{path}: {where}: expected {kind}, got {type(doc).__name__}")
@@ -553,7 +557,7 @@ def read_recording(path: Path) -> Replayed:
     anything that is not a finished v2x recording as ``v2x run --record`` writes it: not MCAP, cut short,
     chunks beyond MAX_CHUNK_BYTES, messages of the result channels that are not the JSON documents the
     recorder wrote (an event as a result file's, a verdict with its index), metadata that does not parse."""
-    from v2x.run.report import MAX_EVENTS, MAX_RESULT_BYTES, metrics_problem
+    from v2x.run.report import MAX_EVENTS, metrics_problem
 
     try:
         f = path.open("rb")
@@ -571,8 +575,8 @@ def read_recording(path: Path) -> Replayed:
             why = str(exc)[:200] or type(exc).__name__
             raise RecordingError(f"{path}: not a readable MCAP recording ({type(exc).__name__}: {why})") from exc
     kept = sum(len(data) for _, data in raw) + sum(len(v) for v in result_meta.values())
-    if kept > MAX_RESULT_BYTES:
-        raise RecordingError(f"{path}: its result channels hold {kept} bytes (at most {MAX_RESULT_BYTES >> 20} MiB)")
+    if kept > MAX_KEPT_BYTES:
+        raise RecordingError(f"{path}: its result channels and metadata hold {kept} bytes (at most {MAX_KEPT_BYTES})")
     for key in ("scenario", "variant"):
         if not meta.get(key):
             raise RecordingError(f"{path}: not a v2x recording (its 'v2x' metadata has no {key!r})")
@@ -654,12 +658,23 @@ def _read_mcap(path: Path, f: IO[bytes]) -> tuple[Any, dict[str, str], dict[str,
     wanted = {cid: ch.topic for cid, ch in summary.channels.items() if ch.topic in RESULT_TOPICS}
     if summary.statistics.message_count and not summary.chunk_indexes:
         raise RecordingError(f"{path}: not a v2x recording (its messages are not in indexed chunks)")
-    for ci in summary.chunk_indexes:  # every chunk's declared size, before any is read
-        _chunk_size(path, ci.uncompressed_size)
-    raw: list[tuple[str, bytes]] = []
+    # Every chunk's declared size, before any is read; and of the chunks to read, their total: at most
+    # MAX_INFLATE_RATIO times the file's size (and MAX_CHUNK_BYTES more): a file of many small chunks that
+    # each declare 64 MiB of nothing is refused instead of costing minutes of decompression.
+    to_read = []
     for ci in sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset):
-        if ci.message_index_offsets and not wanted.keys() & ci.message_index_offsets.keys():
-            continue  # its index says it holds none of the result channels
+        _chunk_size(path, ci.uncompressed_size)
+        if not ci.message_index_offsets or wanted.keys() & ci.message_index_offsets.keys():
+            to_read.append(ci)  # its index says it holds result channels (or has no index of them)
+    total, size = sum(ci.uncompressed_size for ci in to_read), os.fstat(f.fileno()).st_size
+    if total > MAX_INFLATE_RATIO * size + MAX_CHUNK_BYTES:
+        raise RecordingError(
+            f"{path}: its chunks declare {total} bytes uncompressed, {total / size:.0f} times the file's size "
+            f"(at most {MAX_INFLATE_RATIO}: a v2x recording compresses about 7 times); not read"
+        )
+    raw: list[tuple[str, bytes]] = []
+    kept = 0
+    for ci in to_read:
         f.seek(ci.chunk_start_offset)
         stream = ReadDataStream(f)
         if stream.read1() != Opcode.CHUNK:
@@ -670,6 +685,9 @@ def _read_mcap(path: Path, f: IO[bytes]) -> tuple[Any, dict[str, str], dict[str,
         plain = dataclasses.replace(chunk, compression="", data=data)
         for record in breakup_chunk(plain):
             if isinstance(record, Message) and record.channel_id in wanted:
+                kept += len(record.data)
+                if kept > MAX_KEPT_BYTES:
+                    raise RecordingError(f"{path}: its result channels hold more than {MAX_KEPT_BYTES} bytes")
                 raw.append((wanted[record.channel_id], bytes(record.data)))
     return summary, meta, result_meta, raw
 
