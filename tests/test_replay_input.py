@@ -167,3 +167,10 @@ def test_control_characters_in_a_recording_reach_the_terminal_escaped(tmp_path: 
     crafted = {**EVENT, "other": "lead\x1b[2J\x1b[H PASS everything"}
     text = summary_text(read_recording(_write(tmp_path / "ansi.mcap", events=[json.dumps(crafted).encode()])))
     assert "\x1b" not in text and "about lead\\x1b[2J\\x1b[H PASS everything" in text
+
+
+def test_a_report_that_cannot_be_written_is_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path / "ok.mcap")
+    (tmp_path / "a-file").write_text("")
+    assert main(["replay", str(path), "--report", str(tmp_path / "a-file" / "r.html")]) == 3  # was a traceback
+    assert "v2x replay: cannot write" in capsys.readouterr().err

@@ -214,3 +214,10 @@ def test_a_verdict_that_disagrees_with_the_expectations_is_refused(
     assert main(["report", str(path), "-o", str(tmp_path / "r.html")]) == 2
     assert "result.json: not a v2x result document" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_null_sim_seconds_is_drawn_as_zero() -> None:
+    # The loader allows null for it (as for delivery_ratio); the page raised a TypeError (a fuzz of session 17).
+    doc = _result()
+    doc["metrics"]["v2x"]["sim_seconds"] = None
+    assert "<svg" in render_html([doc])

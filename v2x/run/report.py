@@ -375,7 +375,7 @@ def _scenario(r: dict[str, Any]) -> str:
     out.append("<div class='timelines'>")
     for variant in variants:
         events = [ev for ev in r["events"] if ev.get("variant") == variant]
-        sim_s = float(r["metrics"].get(variant, {}).get("sim_seconds", 0.0))
+        sim_s = float(r["metrics"].get(variant, {}).get("sim_seconds") or 0.0)  # null: as 0 (the loader allows it)
         out.append(f"<figure><figcaption>{_e(variant)}: what happened, to whom</figcaption>")
         out.append(_timeline(events, sim_s))
         out.append("</figure>")
