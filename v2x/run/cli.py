@@ -22,6 +22,9 @@ from v2x.scenario.model import ALL_VARIANTS
 from v2x.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 1, 2, 3
+# What drawing a result document that passed the report's checks may still raise on an input nobody thought
+# of: 'v2x report' and 'v2x replay --report' turn it into bad input (exit 2), never a traceback.
+RENDER_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError)
 T = TypeVar("T")
 DEFAULT_VIEW_PORT = 8642
 
@@ -583,7 +586,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     try:
         page = render_html([result])
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+    except RENDER_ERRORS as exc:
         # rebuild_result applied the report's checks; this is the net under them, as in 'v2x report'.
         files = ", ".join(map(str, args.files))
         why = f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -678,7 +681,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ReportInputError as exc:
         print(f"v2x report: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+    except RENDER_ERRORS as exc:
         # load_results checks what the page shows; this is the net under it: still bad input, never a trace.
         print(f"v2x report: not a v2x result document ({type(exc).__name__}: {str(exc)[:200]})", file=sys.stderr)
         return EXIT_BAD_INPUT
