@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -254,3 +255,83 @@ def test_another_seed_than_the_records_is_said(tmp_path: Path, capsys: pytest.Ca
     folder = _copy_fcw(tmp_path)
     main(["check", str(folder), "--seed", "1", "--out", str(tmp_path / "out")])
     assert "fcw: --seed 1, but its golden record is of seed 0" in capsys.readouterr().err
+
+
+def _crafted(change: Any) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(golden_path(FCW, "fcw").read_text())
+    change(record)
+    return record
+
+
+# Crafted golden records of an attack review (session 17): each gave a traceback (KeyError, TypeError,
+# ValueError, AttributeError) during or after the runs, or was taken as seed 1 (true); now each is refused
+# when loaded, naming the file and the field path, before anything runs.
+@pytest.mark.parametrize(
+    ("change", "where", "expected"),
+    [
+        (lambda g: g["variants"].update(v2x={}), "variants.v2x.expectations", "required field is missing"),
+        (lambda g: g.update(tolerance={}), "tolerance.time_s", "required field is missing"),
+        (
+            lambda g: g["variants"]["v2x"].update(warnings={"nobar": 1.0}),
+            "variants.v2x.warnings.nobar",
+            "(the key) a warning key 'target|app|other'",
+        ),
+        (
+            lambda g: g["variants"]["v2x"].update(warnings={"follower|fcw|lead": "x"}),
+            "variants.v2x.warnings.follower|fcw|lead",
+            "a valid number; got 'x'",
+        ),
+        (
+            lambda g: g.update(tolerance={"time_s": "x", "speed_mps": 0.5, "position_m": 1}),
+            "tolerance.time_s",
+            "a valid number",
+        ),
+        (lambda g: g["variants"]["v2x"].update(collisions=[{"actors": "a"}]), "variants.v2x.collisions[0].t_s", ""),
+        (lambda g: g["variants"]["v2x"].update(expectations=[1, 2]), "variants.v2x.expectations", "dictionary"),
+        (lambda g: g["variants"]["v2x"].update(speeds={"car_a": 3.0}), "variants.v2x.speeds.car_a", "actor@x,y"),
+        (lambda g: g.update(seed="abc"), "seed", "a valid integer; got 'abc'"),
+        (lambda g: g.update(seed=-5), "seed", "greater than or equal to 0"),
+        (lambda g: g.update(seed=True), "seed", "a valid integer; got True"),
+        (lambda g: g["variants"]["v2x"]["stops"]["lead"][0].update(t_s=float("nan")), "stops.lead[0].t_s", "finite"),
+        (lambda g: g.update(version=2), "version", "version 1 expected, got 2"),
+        (lambda g: g.update(extra=1), "extra", "unknown field"),
+    ],
+)
+def test_a_crafted_golden_record_is_refused_with_its_field_path(
+    tmp_path: Path, change: Any, where: str, expected: str
+) -> None:
+    path = tmp_path / "fcw.json"
+    path.write_text(json.dumps(_crafted(change)))
+    with pytest.raises(ValueError, match="^" + re.escape(f"{path}: ")) as caught:
+        load_golden(path)
+    lines = str(caught.value).splitlines()
+    assert any(where in line and expected in line for line in lines), lines
+
+
+def test_v2x_check_refuses_a_crafted_golden_record_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from v2x.run import check
+
+    def never(job: Any) -> Any:
+        raise AssertionError("a scenario ran")
+
+    monkeypatch.setattr(check, "_run_one", never)
+    folder = _copy_fcw(tmp_path)
+    record = folder / "golden" / "fcw.json"
+    record.write_text(json.dumps(_crafted(lambda g: g.update(tolerance={}))))
+    assert main(["check", str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{record}: tolerance.time_s: required field is missing" in err and "Traceback" not in err
+    assert "invalid golden record" in err and "nothing was run" in err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["counts"]["error"] == 1 and f"{record}: tolerance.time_s" in summary["cases"][0]["lines"][0]
+    junit = ET.tostring(ET.parse(tmp_path / "out" / "junit.xml").getroot(), encoding="unicode")
+    assert "tolerance.time_s" in junit
+
+
+def test_a_golden_record_without_tolerances_takes_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "fcw.json"
+    path.write_text(json.dumps(_crafted(lambda g: g.pop("tolerance"))))
+    record = load_golden(path)
+    assert record is not None and "tolerance" not in record

@@ -185,3 +185,39 @@ def test_a_bad_map_or_track_is_named(tmp_path: Path, change: dict[str, Any], mes
     path.write_text(json.dumps(_result(**change)))
     with pytest.raises(ReportInputError, match=message):
         load_results([path])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # An attack review (session 17): "passed": true over a failed expectation showed a PASS badge beside a
+        # FAIL row, printed "0 failed" and exited 0.
+        ({"passed": True}, "'passed' is true but an expectation failed"),
+        (
+            {"expectations": [{"name": "w", "variant": "v2x", "passed": True, "detail": ""}]},
+            "'passed' is false but every expectation held",
+        ),
+        (
+            {"expectations": [{"name": "w", "variant": "v2x", "passed": "false", "detail": ""}]},
+            r"expectations\[0\]\.passed: expected true or false",
+        ),
+        ({"expectations": [{"name": 1, "variant": "v2x", "passed": True, "detail": ""}]}, r"expectations\[0\]\.name"),
+    ],
+)
+def test_a_verdict_that_disagrees_with_the_expectations_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(_result(**change)))
+    with pytest.raises(ReportInputError, match=message):
+        load_results([path])
+    assert main(["report", str(path), "-o", str(tmp_path / "r.html")]) == 2
+    assert "result.json: not a v2x result document" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_null_sim_seconds_is_drawn_as_zero() -> None:
+    # The loader allows null for it (as for delivery_ratio); the page raised a TypeError (a fuzz of session 17).
+    doc = _result()
+    doc["metrics"]["v2x"]["sim_seconds"] = None
+    assert "<svg" in render_html([doc])

@@ -24,10 +24,13 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from v2x import argtypes
 from v2x.run.results import write_atomic
+from v2x.scenario.model import Bool, Int, Real, Variant
 from v2x.text import printable, xml_safe
 
 if TYPE_CHECKING:
@@ -37,6 +40,78 @@ GOLDEN_DIR = "golden"
 GOLDEN_VERSION = 1
 #: Default tolerances, written into every golden record (edit a record's to loosen or tighten it).
 TOLERANCES: dict[str, float] = {"time_s": 0.2, "speed_mps": 0.5, "position_m": 1.0}
+
+
+# -- the golden record's schema ---------------------------------------------------------------------------
+# What golden_record writes, checked whole when a record is loaded (load_golden), so that a hand-edited or
+# crafted record is refused with its field path before any scenario runs, instead of failing a comparison
+# half-way with a KeyError or TypeError. Numbers are finite real numbers (not booleans or strings).
+MAX_GOLDEN_BYTES = 16 * 1024 * 1024  # a shipped record is a few kB
+MAX_GOLDEN_PROBLEMS = 20  # problems printed of a bad record (the rest are counted)
+
+
+def _warning_key(key: str) -> str:
+    if len(key.split("|", 2)) != 3:
+        raise ValueError("a warning key 'target|app|other'")
+    return key
+
+
+def _speed_key(key: str) -> str:
+    if "@" not in key:
+        raise ValueError("a speed key 'actor@x,y'")
+    return key
+
+
+_GoldenConfig = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+_NonNegative = Annotated[Real, Field(ge=0)]
+
+
+class _Tolerance(BaseModel):
+    model_config = _GoldenConfig
+    time_s: _NonNegative
+    speed_mps: _NonNegative
+    position_m: _NonNegative
+
+
+class _Collision(BaseModel):
+    model_config = _GoldenConfig
+    actors: str
+    t_s: Real
+    relative_speed_mps: Real
+
+
+class _Stop(BaseModel):
+    model_config = _GoldenConfig
+    t_s: Real
+    x_m: Real
+    y_m: Real
+
+
+class _Violation(BaseModel):
+    model_config = _GoldenConfig
+    actor: str
+    kind: str
+    t_s: Real
+
+
+class _VariantSummary(BaseModel):
+    model_config = _GoldenConfig
+    expectations: dict[str, Bool]
+    warnings: dict[Annotated[str, AfterValidator(_warning_key)], Real]
+    collisions: list[_Collision]
+    stops: dict[str, list[_Stop]]
+    speeds: dict[Annotated[str, AfterValidator(_speed_key)], Real]
+    violations: list[_Violation]
+
+
+class _GoldenRecord(BaseModel):
+    model_config = _GoldenConfig
+    version: Literal[1]
+    scenario: str
+    seed: Annotated[Int, Field(ge=0)]  # as --seed takes it (v2x.argtypes.seed)
+    # absent: the defaults (TOLERANCES; check_result reads them so); golden_record writes them into every record
+    tolerance: _Tolerance = Field(default_factory=lambda: _Tolerance.model_validate(TOLERANCES))
+    variants: dict[Variant, _VariantSummary]
 
 
 def golden_path(scenario_file: Path, scenario_id: str) -> Path:
@@ -234,16 +309,52 @@ def check_result(result: dict[str, Any], golden: dict[str, Any] | None, wall_s: 
     return cases
 
 
+class GoldenError(ValueError):
+    """A golden record that is not one: ``problems`` are (field path, what was expected) pairs, as a
+    scenario file's (v2x.scenario.ScenarioError); the message names the file on every line."""
+
+    def __init__(self, path: Path, problems: list[tuple[str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        shown = problems[:MAX_GOLDEN_PROBLEMS]
+        lines = [f"{path}: {loc}: {msg}" if loc else f"{path}: {msg}" for loc, msg in shown]
+        if len(problems) > len(shown):
+            lines.append(f"{path}: ... and {len(problems) - len(shown)} more problems")
+        super().__init__("\n".join(lines))
+
+
 def load_golden(path: Path) -> dict[str, Any] | None:
-    """A golden record, or None if there is none; ValueError naming the file if it is not one."""
+    """A golden record, or None if there is none. Raises :class:`GoldenError` (a ValueError) naming the
+    file, the field path and what was expected if it is not one: the whole record is checked here, against
+    what :func:`golden_record` writes (``_GoldenRecord``), before any run compares with it."""
+    from pydantic import ValidationError
+
+    from v2x.scenario.loader import pydantic_problems
+
     if not path.exists():
         return None
     try:
+        if path.stat().st_size > MAX_GOLDEN_BYTES:
+            raise GoldenError(path, [("", f"larger than {MAX_GOLDEN_BYTES >> 20} MiB: not a golden record")])
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a golden record: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("version") != GOLDEN_VERSION or not isinstance(doc.get("variants"), dict):
-        raise ValueError(f"{path}: not a golden record (version {GOLDEN_VERSION} with 'variants')")
+    except OSError as exc:
+        raise GoldenError(path, [("", f"cannot read: {exc.strerror or exc}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise GoldenError(path, [("", "not a golden record: not UTF-8 text")]) from exc
+    except RecursionError as exc:
+        raise GoldenError(path, [("", "not a golden record: nested too deeply")]) from exc
+    except ValueError as exc:  # not JSON, or an integer of 5000 digits
+        raise GoldenError(path, [("", f"not a golden record: not valid JSON: {exc}")]) from exc
+    if not isinstance(doc, dict):
+        raise GoldenError(path, [("", f"not a golden record: expected a JSON object, got {type(doc).__name__}")])
+    if doc.get("version") != GOLDEN_VERSION:
+        got = json.dumps(doc["version"])[:40] if "version" in doc else "none"
+        raise GoldenError(path, [("version", f"not a golden record: version {GOLDEN_VERSION} expected, got {got}")])
+    try:
+        _GoldenRecord.model_validate(doc)
+    except ValidationError as exc:
+        unknown = "unknown field (a golden record holds what 'v2x check --update-golden' writes)"
+        raise GoldenError(path, pydantic_problems(exc, unknown=unknown, drop_tags=())) from exc
     return doc
 
 
@@ -451,8 +562,10 @@ def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dic
         raise _NothingRun(
             EXIT_BAD_INPUT, "scenarios", [str(exc), "v2x check: invalid scenario; nothing was run"]
         ) from None
-    except ValueError as exc:
-        raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {exc}"]) from None
+    except GoldenError as exc:
+        fix = "fix it, or delete it and run --update-golden"
+        lines = [*str(exc).splitlines(), f"v2x check: invalid golden record ({fix}); nothing was run"]
+        raise _NothingRun(EXIT_BAD_INPUT, "scenarios", lines) from None
     if clashes:
         lines = [*(str(clash) for clash in clashes), "v2x check: two scenarios with one id; nothing was run"]
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", lines)
@@ -479,7 +592,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         loaded, goldens = _prepare(args)
     except _NothingRun as exc:
         for line in exc.lines:
-            print(line, file=sys.stderr)
+            print(printable(line), file=sys.stderr)  # (paths and keys quote the files)
         # a CI job that publishes the JUnit file shows why nothing ran, not a missing file
         case = CaseResult(exc.what, "-", "error", [line.removeprefix("v2x check: ") for line in exc.lines])
         try:

@@ -22,6 +22,9 @@ from v2x.scenario.model import ALL_VARIANTS
 from v2x.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 1, 2, 3
+# What drawing a result document that passed the report's checks may still raise on an input nobody thought
+# of: 'v2x report' and 'v2x replay --report' turn it into bad input (exit 2), never a traceback.
+RENDER_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError)
 T = TypeVar("T")
 DEFAULT_VIEW_PORT = 8642
 
@@ -224,7 +227,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "message counts, the time span, warnings, collisions and verdicts. With --report, rebuild the run's "
         "result document from the recordings given (one per variant) and write its HTML report.",
         epilog="Exit codes: 0 read (and every recorded expectation held, with --report), 1 one failed, "
-        "2 bad input (not a finished v2x recording).",
+        "2 bad input (not a finished v2x recording; nothing written), 3 the report could not be written.",
     )
     rp.add_argument("files", nargs="+", type=Path, metavar="FILE.mcap", help="recording(s) of one run")
     rp.add_argument("--report", type=Path, metavar="OUT.html", help="write the run's HTML report, as 'v2x report'")
@@ -578,9 +581,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except RecordingError as exc:
         print(f"v2x replay: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from v2x.run.report import write_html
+    from v2x.run.report import render_html
+    from v2x.run.results import write_atomic
 
-    print(f"HTML report -> {write_html([result], args.report)}")
+    try:
+        page = render_html([result])
+    except RENDER_ERRORS as exc:
+        # rebuild_result applied the report's checks; this is the net under them, as in 'v2x report'.
+        files = ", ".join(map(str, args.files))
+        why = f"{type(exc).__name__}: {str(exc)[:200]}"
+        print(f"v2x replay: {files}: the rebuilt result is not a v2x result document ({why})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        path = write_atomic(args.report, page)
+    except OSError as exc:
+        print(
+            f"v2x replay: cannot write {args.report}: {_why(exc)} (an existing file was left as it was)",
+            file=sys.stderr,
+        )
+        return EXIT_RUN_ERROR
+    print(f"HTML report -> {path}")
     return EXIT_OK if result["passed"] else EXIT_FAILED
 
 
@@ -661,7 +681,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ReportInputError as exc:
         print(f"v2x report: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+    except RENDER_ERRORS as exc:
         # load_results checks what the page shows; this is the net under it: still bad input, never a trace.
         print(f"v2x report: not a v2x result document ({type(exc).__name__}: {str(exc)[:200]})", file=sys.stderr)
         return EXIT_BAD_INPUT

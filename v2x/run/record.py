@@ -20,8 +20,10 @@ run at its scenario's date). Channels (docs/RECORDING.md):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ from mcap.writer import Writer as McapWriter
 from mcap_protobuf.schema import register_schema
 
 from v2x.geodesy import LocalFrame
+from v2x.run.report import MAX_RESULT_BYTES
 from v2x.run.results import flagged
 from v2x.run.tap import Event, Pose, Tap, poses
 from v2x.scenario.model import Scenario
@@ -418,63 +421,282 @@ class RecordingError(ValueError):
     """Not a v2x recording (or not a readable MCAP file)."""
 
 
-def read_recording(path: Path) -> Replayed:
-    from mcap.exceptions import McapError
-    from mcap.reader import make_reader
+# What ``v2x replay`` reads of a file, bounded before it is read (a crafted file of 23 kB declared a chunk
+# of 600 MB of zstd-compressed spaces, and reading it took 1.3 GB): a chunk is decompressed only if it says
+# it holds at most MAX_CHUNK_BYTES (ours hold about 1 MiB: the MCAP writer's default chunk size; a chunk is
+# larger only if one message is), into at most what it says; the chunks read declare together at most
+# MAX_INFLATE_RATIO times the file's size; and what is kept of the messages (the result document's events,
+# verdicts and metrics, and the result metadata) is at most what a result file may be
+# (v2x.run.report.MAX_RESULT_BYTES, MAX_EVENTS).
+MAX_CHUNK_BYTES = 64 * 1024 * 1024
+MAX_INFLATE_RATIO = 100  # uncompressed / compressed bytes of the chunks read (v2x's recordings: about 7)
+MAX_KEPT_BYTES = MAX_RESULT_BYTES  # the result channels' messages and metadata: at most a result file's size
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+_FOOTER_BYTES = 1 + 8 + 8 + 8 + 4  # opcode, length, summary start, summary offset start, CRC
+_FOOTER_HEAD = bytes([0x02]) + (_FOOTER_BYTES - 9).to_bytes(8, "little")  # the footer's opcode and length
+RESULT_TOPICS = ("/events", "/verdicts", "/metrics")
+_NOT_FINISHED = (
+    "not a finished recording: the file was cut short (a run interrupted before it ended, a copy that "
+    "stopped early, or a recording still being written); a recording is complete once its run has ended"
+)
+
+
+def _check_container(path: Path, f: IO[bytes]) -> None:
+    """Refuse what is not a whole MCAP file before the MCAP reader sees it: empty, a few bytes, another
+    kind of file, or one cut short (it must end with the footer and magic the writer puts last)."""
+    size = os.fstat(f.fileno()).st_size
+    if size == 0:
+        raise RecordingError(f"{path}: an empty file, not an MCAP recording")
+    head = f.read(len(MCAP_MAGIC))
+    if head != MCAP_MAGIC[: len(head)] or len(head) < len(MCAP_MAGIC):
+        if head == MCAP_MAGIC[: len(head)]:
+            raise RecordingError(f"{path}: {size} bytes, the start of an MCAP file; {_NOT_FINISHED}")
+        raise RecordingError(f"{path}: not an MCAP file (it does not start with the MCAP magic bytes)")
+    if size < 2 * len(MCAP_MAGIC) + _FOOTER_BYTES:
+        raise RecordingError(f"{path}: {size} bytes, the start of an MCAP file; {_NOT_FINISHED}")
+    f.seek(-(_FOOTER_BYTES + len(MCAP_MAGIC)), os.SEEK_END)
+    tail = f.read(_FOOTER_BYTES + len(MCAP_MAGIC))
+    if tail[-len(MCAP_MAGIC) :] != MCAP_MAGIC:
+        raise RecordingError(f"{path}: {_NOT_FINISHED}")
+    if tail[:9] != _FOOTER_HEAD:
+        raise RecordingError(f"{path}: damaged or cut short: no MCAP footer before its closing magic bytes")
+    f.seek(0)
+
+
+def _chunk_size(path: Path, declared: int) -> int:
+    if declared > MAX_CHUNK_BYTES:
+        raise RecordingError(
+            f"{path}: a chunk of {declared} bytes uncompressed (at most {MAX_CHUNK_BYTES} bytes: a v2x "
+            "recording's chunks hold about 1 MiB); not read"
+        )
+    return declared
+
+
+def _inflate(path: Path, chunk: Any) -> bytes:
+    """A chunk's records, decompressed into at most the size the chunk declares (itself at most
+    MAX_CHUNK_BYTES); RecordingError if it declares more, is compressed otherwise than v2x writes (zstd),
+    or its data does not decompress to the size it declares."""
+    import zstandard
+
+    declared = _chunk_size(path, chunk.uncompressed_size)
+    if chunk.compression == "":
+        data = bytes(chunk.data)
+    elif chunk.compression == "zstd":
+        parts: list[bytes] = []
+        got = 0
+        with zstandard.ZstdDecompressor().stream_reader(chunk.data, read_across_frames=True) as reader:
+            while got <= declared:
+                part = reader.read(min(declared + 1 - got, 1 << 20))
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+        data = b"".join(parts)
+    else:
+        raise RecordingError(f"{path}: a chunk compressed with {chunk.compression[:20]!r} (v2x writes zstd)")
+    if len(data) != declared:
+        raise RecordingError(f"{path}: a chunk's data is not the {declared} bytes it declares (a damaged file)")
+    return data
+
+
+def _json_doc(path: Path, where: str, raw: bytes | str, want: type) -> Any:
+    """A JSON document of the recording (a message or a metadata value), parsed as strictly as a result
+    file (v2x.run.report.strict_json: no NaN, numbers in range) and of the type ``want``."""
+    from v2x.run.report import strict_json
 
     try:
-        with path.open("rb") as f:
-            reader = make_reader(f)
-            summary = reader.get_summary()
-            if summary is None or summary.statistics is None:
-                raise RecordingError(f"{path}: no MCAP summary (the file was not finished)")
-            meta: dict[str, str] = {}
-            result_meta: dict[str, str] = {}
-            for m in reader.iter_metadata():
-                if m.name == "v2x":
-                    meta = dict(m.metadata)
-                elif m.name == "v2x.result":
-                    result_meta = dict(m.metadata)
-            if not meta:
-                raise RecordingError(f"{path}: not a v2x recording (no 'v2x' metadata)")
-            counts = summary.statistics.channel_message_counts
-            channels = {
-                ch.topic: (summary.schemas[ch.schema_id].name, ch.message_encoding, counts.get(cid, 0))
-                for cid, ch in summary.channels.items()
-            }
-            events: list[Event] = []
-            verdicts: list[dict[str, Any]] = []
-            metrics = None
-            for _schema, channel, message in reader.iter_messages(topics=["/events", "/verdicts", "/metrics"]):
-                doc = json.loads(message.data)
-                if channel.topic == "/events":
-                    events.append(doc)
-                elif channel.topic == "/verdicts":
-                    verdicts.append(doc)
-                else:
-                    metrics = doc
-    except (McapError, OSError, json.JSONDecodeError) as exc:
-        raise RecordingError(f"{path}: {exc}") from exc
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        doc = strict_json(text)
+    except UnicodeDecodeError as exc:
+        raise RecordingError(f"{path}: {where}: not UTF-8 JSON text") from exc
+    except ValueError as exc:  # strict_json's words are for a whole result file
+        raise RecordingError(f"{path}: {where}: {str(exc).removeprefix('not a v2x result document: ')}") from exc
+    if not isinstance(doc, want):
+        kind = "a JSON object" if want is dict else "a JSON list" if want is list else want.__name__
+        raise RecordingError(f"{path}: {where}: expected {kind}, got {type(doc).__name__}")
+    return doc
+
+
+def _event_problem(k: int, e: dict[str, Any]) -> str:
+    """The report's checks of an event, and the fields the replay's order and summary read are text."""
+    from v2x.run.report import event_problem
+
+    problem = event_problem(k, e)
+    if problem:
+        return problem
+    for key in ("type", "variant"):
+        if not isinstance(e.get(key), str):
+            return f"events[{k}].{key}: expected text"
+    for key in ("target", "actor", "other", "suspect", "check", "app"):
+        if key in e and not isinstance(e[key], str):
+            return f"events[{k}].{key}: expected text"
+    actors = e.get("actors", [])
+    if not (isinstance(actors, list) and all(isinstance(a, str) for a in actors)):
+        return f"events[{k}].actors: expected a list of actor ids"
+    return ""
+
+
+def _verdict_problem(k: int, v: dict[str, Any]) -> str:
+    index = v.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 1_000_000:
+        return f"verdicts[{k}].index: expected an integer >= 0"
+    for key, kind in (("name", str), ("variant", str), ("passed", bool), ("detail", str)):
+        if not isinstance(v.get(key), kind):
+            return f"verdicts[{k}].{key}: expected {'true or false' if kind is bool else 'text'}"
+    return ""
+
+
+def _seed(path: Path, where: str, text: str) -> int:
+    if not (text.isascii() and text.isdigit() and len(text) <= 40):
+        raise RecordingError(f"{path}: {where}: expected an integer >= 0 (a seed), got {text[:40]!r}")
+    return int(text)
+
+
+def read_recording(path: Path) -> Replayed:
+    """What ``v2x replay`` shows of a recording. Raises RecordingError naming the file and what is wrong for
+    anything that is not a finished v2x recording as ``v2x run --record`` writes it: not MCAP, cut short,
+    chunks beyond MAX_CHUNK_BYTES, messages of the result channels that are not the JSON documents the
+    recorder wrote (an event as a result file's, a verdict with its index), metadata that does not parse."""
+    from v2x.run.report import MAX_EVENTS, metrics_problem
+
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    with f:
+        _check_container(path, f)
+        try:
+            summary, meta, result_meta, raw = _read_mcap(path, f)
+        except RecordingError:
+            raise
+        except Exception as exc:
+            # The MCAP reader's errors on a damaged or crafted file are of any kind (McapError, struct.error,
+            # KeyError, UnicodeDecodeError, ...): each is this file's problem, said with its name.
+            why = str(exc)[:200] or type(exc).__name__
+            raise RecordingError(f"{path}: not a readable MCAP recording ({type(exc).__name__}: {why})") from exc
+    kept = sum(len(data) for _, data in raw) + sum(len(v) for v in result_meta.values())
+    if kept > MAX_KEPT_BYTES:
+        raise RecordingError(f"{path}: its result channels and metadata hold {kept} bytes (at most {MAX_KEPT_BYTES})")
+    for key in ("scenario", "variant"):
+        if not meta.get(key):
+            raise RecordingError(f"{path}: not a v2x recording (its 'v2x' metadata has no {key!r})")
+    events: list[Event] = []
+    verdicts: list[dict[str, Any]] = []
+    metrics = None
+    for topic, data in raw:
+        if topic == "/events":
+            k = len(events)
+            if k >= MAX_EVENTS:
+                raise RecordingError(f"{path}: more than {MAX_EVENTS} events")
+            event = _json_doc(path, f"/events message {k + 1}", data, dict)
+            problem = _event_problem(k, event)
+            if problem:
+                raise RecordingError(f"{path}: /events message {k + 1}: not an event of a result: {problem}")
+            events.append(event)
+        elif topic == "/verdicts":
+            k = len(verdicts)
+            verdict = _json_doc(path, f"/verdicts message {k + 1}", data, dict)
+            problem = _verdict_problem(k, verdict)
+            if problem:
+                raise RecordingError(f"{path}: /verdicts message {k + 1}: {problem}")
+            verdicts.append(verdict)
+        else:
+            metrics = _json_doc(path, "/metrics", data, dict)
+            problem = metrics_problem(meta["variant"], metrics)
+            if problem:
+                raise RecordingError(f"{path}: /metrics: {problem}")
     stats = summary.statistics
     return Replayed(
         path=path,
         meta=meta,
-        channels=channels,
+        channels={
+            ch.topic: (
+                summary.schemas[ch.schema_id].name if ch.schema_id in summary.schemas else "",
+                ch.message_encoding,
+                stats.channel_message_counts.get(cid, 0),
+            )
+            for cid, ch in summary.channels.items()
+        },
         start_ns=stats.message_start_time,
         end_ns=stats.message_end_time,
         events=sorted(events, key=event_order),
         verdicts=sorted(verdicts, key=lambda v: int(v["index"])),
         metrics=metrics,
-        run=json.loads(result_meta["run"]) if "run" in result_meta else {},
-        seed=int(result_meta.get("seed", meta.get("seed", "0"))),
-        scene=json.loads(result_meta["map"]) if "map" in result_meta else None,
-        tracks=json.loads(result_meta["tracks"]) if "tracks" in result_meta else None,
+        run=_json_doc(path, "metadata v2x.result 'run'", result_meta["run"], dict) if "run" in result_meta else {},
+        seed=_seed(path, "metadata 'seed'", result_meta.get("seed", meta.get("seed", "0"))),
+        scene=_json_doc(path, "metadata v2x.result 'map'", result_meta["map"], dict) if "map" in result_meta else None,
+        tracks=(
+            _json_doc(path, "metadata v2x.result 'tracks'", result_meta["tracks"], dict)
+            if "tracks" in result_meta
+            else None
+        ),
     )
+
+
+def _read_mcap(path: Path, f: IO[bytes]) -> tuple[Any, dict[str, str], dict[str, str], list[tuple[str, bytes]]]:
+    """The summary, the 'v2x' and 'v2x.result' metadata and the result channels' messages (topic, data)
+    of an MCAP file, reading only the chunks that hold those channels, each bounded (:func:`_inflate`)."""
+    from mcap.data_stream import ReadDataStream
+    from mcap.opcode import Opcode
+    from mcap.reader import make_reader
+    from mcap.records import Chunk, Message
+    from mcap.stream_reader import breakup_chunk
+
+    reader = make_reader(f)
+    summary = reader.get_summary()
+    if summary is None or summary.statistics is None:
+        raise RecordingError(f"{path}: no MCAP summary ({_NOT_FINISHED})")
+    meta: dict[str, str] = {}
+    result_meta: dict[str, str] = {}
+    for m in reader.iter_metadata():
+        if m.name == "v2x":
+            meta = dict(m.metadata)
+        elif m.name == "v2x.result":
+            result_meta = dict(m.metadata)
+    if not meta:
+        raise RecordingError(f"{path}: not a v2x recording (no 'v2x' metadata)")
+    wanted = {cid: ch.topic for cid, ch in summary.channels.items() if ch.topic in RESULT_TOPICS}
+    if summary.statistics.message_count and not summary.chunk_indexes:
+        raise RecordingError(f"{path}: not a v2x recording (its messages are not in indexed chunks)")
+    # Every chunk's declared size, before any is read; and of the chunks to read, their total: at most
+    # MAX_INFLATE_RATIO times the file's size (and MAX_CHUNK_BYTES more): a file of many small chunks that
+    # each declare 64 MiB of nothing is refused instead of costing minutes of decompression.
+    to_read = []
+    for ci in sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset):
+        _chunk_size(path, ci.uncompressed_size)
+        if not ci.message_index_offsets or wanted.keys() & ci.message_index_offsets.keys():
+            to_read.append(ci)  # its index says it holds result channels (or has no index of them)
+    total, size = sum(ci.uncompressed_size for ci in to_read), os.fstat(f.fileno()).st_size
+    if total > MAX_INFLATE_RATIO * size + MAX_CHUNK_BYTES:
+        raise RecordingError(
+            f"{path}: its chunks declare {total} bytes uncompressed, {total / size:.0f} times the file's size "
+            f"(at most {MAX_INFLATE_RATIO}: a v2x recording compresses about 7 times); not read"
+        )
+    raw: list[tuple[str, bytes]] = []
+    kept = 0
+    for ci in to_read:
+        f.seek(ci.chunk_start_offset)
+        stream = ReadDataStream(f)
+        if stream.read1() != Opcode.CHUNK:
+            raise RecordingError(f"{path}: a chunk index points at no chunk (a damaged file)")
+        stream.read8()
+        chunk = Chunk.read(stream)
+        data = _inflate(path, chunk)
+        plain = dataclasses.replace(chunk, compression="", data=data)
+        for record in breakup_chunk(plain):
+            if isinstance(record, Message) and record.channel_id in wanted:
+                kept += len(record.data)
+                if kept > MAX_KEPT_BYTES:
+                    raise RecordingError(f"{path}: its result channels hold more than {MAX_KEPT_BYTES} bytes")
+                raw.append((wanted[record.channel_id], bytes(record.data)))
+    return summary, meta, result_meta, raw
 
 
 def rebuild_result(recordings: Iterable[Replayed]) -> dict[str, Any]:
     """The result document of a run from the recordings of its variants (all of one scenario): events,
     expectations (verdicts), metrics as the run wrote them; ``passed`` from the verdicts."""
+    from v2x.run.report import result_problem
+
     recs = list(recordings)
     scenarios = {r.meta["scenario"] for r in recs}
     if len(scenarios) != 1:
@@ -515,6 +737,12 @@ def rebuild_result(recordings: Iterable[Replayed]) -> dict[str, Any]:
     tracks = {r.meta["variant"]: r.tracks for r in recs if r.tracks is not None}
     if tracks:
         doc["tracks"] = {v: tracks[v] for v in order if v in tracks}
+    # The checks 'v2x report' applies to a result file (v2x.run.report.result_problem): the page is drawn
+    # from this document as from one.
+    problem = result_problem(doc)
+    if problem:
+        files = ", ".join(str(r.path) for r in recs)
+        raise RecordingError(f"{files}: the result rebuilt from the recording is not a v2x result document: {problem}")
     return doc
 
 
@@ -534,9 +762,9 @@ def summary_text(r: Replayed) -> str:
     lines.append("  events: " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"))
     for e in r.events:
         if e["type"] == "warning":
-            lines.append(f"    t={e['t_s']:.2f} s warning {e['app']} to {e['target']} about {e['other']}")
+            lines.append(f"    t={e['t_s']:.2f} s warning {e.get('app')} to {e.get('target')} about {e.get('other')}")
         elif e["type"] == "collision":
-            lines.append(f"    t={e['t_s']:.2f} s collision {' / '.join(e['actors'])}")
+            lines.append(f"    t={e['t_s']:.2f} s collision {' / '.join(e.get('actors', []))}")
     for v in r.verdicts:
         lines.append(f"  {'ok  ' if v['passed'] else 'FAIL'} {v['name']}: {v['detail']}")
     return "\n".join(printable(line) for line in lines)  # (a recording's texts are whatever the file holds)

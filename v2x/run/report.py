@@ -23,7 +23,7 @@ from v2x import __version__
 from v2x.apps.registry import figures, registered
 from v2x.run.results import write_atomic
 
-__all__ = ["ReportInputError", "load_results", "render_html", "write_html"]
+__all__ = ["ReportInputError", "load_results", "render_html", "result_problem", "strict_json", "write_html"]
 
 # Timeline marks: shape and colour per event (and per app for warnings: the app's declared colour).
 APP_COLOURS = {spec.name: spec.colour for spec in registered().values()}
@@ -88,6 +88,19 @@ def _depth(doc: object, limit: int) -> bool:
     return True
 
 
+def strict_json(text: str) -> Any:
+    """``text`` as JSON as a result document holds it: no NaN or Infinity, numbers in range, at most
+    MAX_DEPTH levels. Raises ValueError saying what is wrong (for a message after the file's name)."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+    except RecursionError as exc:
+        raise ValueError("nested too deeply to be a result document") from exc
+    except ValueError as exc:  # NaN, Infinity, 1e400, an integer of 5000 digits
+        raise ValueError(f"not a v2x result document: {exc}") from exc
+
+
 def load_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Result documents from ``result.json`` files or directories holding them (searched recursively),
     sorted by scenario id. Raises ReportInputError naming the file and what is wrong: anything that is not
@@ -113,14 +126,10 @@ def load_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
         except UnicodeDecodeError as exc:
             raise ReportInputError(f"{f}: not UTF-8 text") from exc
         try:
-            doc = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-        except json.JSONDecodeError as exc:
-            raise ReportInputError(f"{f}: not valid JSON: {exc.msg} (line {exc.lineno})") from exc
-        except RecursionError as exc:
-            raise ReportInputError(f"{f}: nested too deeply to be a result document") from exc
-        except ValueError as exc:  # NaN, Infinity, 1e400, an integer of 5000 digits
-            raise ReportInputError(f"{f}: not a v2x result document: {exc}") from exc
-        problem = _shape_problem(doc)
+            doc = strict_json(text)
+        except ValueError as exc:
+            raise ReportInputError(f"{f}: {exc}") from exc
+        problem = result_problem(doc)
         if problem:
             raise ReportInputError(f"{f}: not a v2x result document: {problem}")
         results.append(doc)
@@ -135,7 +144,7 @@ def _counts(value: object) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and _num(v) for k, v in value.items())
 
 
-def _metrics_problem(variant: str, m: object) -> str:
+def metrics_problem(variant: str, m: object) -> str:
     if not isinstance(m, dict):
         return f"metrics.{variant}: expected an object"
     for key in ("delivery_ratio", "wall_seconds", "sim_seconds"):
@@ -161,7 +170,7 @@ def _metrics_problem(variant: str, m: object) -> str:
     return ""
 
 
-def _event_problem(k: int, e: object) -> str:
+def event_problem(k: int, e: object) -> str:
     if not isinstance(e, dict) or "type" not in e:
         return f"events[{k}]: expected t_s and type"
     t = e.get("t_s")
@@ -179,7 +188,10 @@ def _event_problem(k: int, e: object) -> str:
     return ""
 
 
-def _shape_problem(doc: object) -> str:
+def result_problem(doc: object) -> str:
+    """What makes ``doc`` not a result document as ``v2x run`` writes it ("" if nothing): the fields the page
+    shows, of the types it shows, within the limits above; and ``passed`` the verdict of the expectations
+    (every one held), as v2x.run.results writes it, so that no page shows PASS over a failed expectation."""
     if not isinstance(doc, dict):
         return "expected a JSON object"
     if not _depth(doc, MAX_DEPTH):
@@ -192,14 +204,24 @@ def _shape_problem(doc: object) -> str:
     for k, e in enumerate(doc["expectations"]):
         if not isinstance(e, dict) or not {"name", "variant", "passed", "detail"} <= e.keys():
             return f"expectations[{k}]: expected name, variant, passed and detail"
+        for key, kind in (("name", str), ("variant", str), ("passed", bool), ("detail", str)):
+            if not isinstance(e[key], kind):
+                return f"expectations[{k}].{key}: expected {'true or false' if kind is bool else 'text'}"
+    held = all(e["passed"] for e in doc["expectations"])
+    if doc["passed"] != held:
+        return (
+            f"'passed' is {json.dumps(doc['passed'])} but "
+            + ("every expectation held" if held else "an expectation failed")
+            + " ('passed' is true exactly when every expectation held)"
+        )
     if len(doc["events"]) > MAX_EVENTS:
         return f"{len(doc['events'])} events (at most {MAX_EVENTS})"
     for k, e in enumerate(doc["events"]):
-        problem = _event_problem(k, e)
+        problem = event_problem(k, e)
         if problem:
             return problem
     for variant, m in doc["metrics"].items():
-        problem = _metrics_problem(variant, m)
+        problem = metrics_problem(variant, m)
         if problem:
             return problem
     return _map_problem(doc.get("map", {}), doc.get("tracks", {}))
@@ -353,7 +375,7 @@ def _scenario(r: dict[str, Any]) -> str:
     out.append("<div class='timelines'>")
     for variant in variants:
         events = [ev for ev in r["events"] if ev.get("variant") == variant]
-        sim_s = float(r["metrics"].get(variant, {}).get("sim_seconds", 0.0))
+        sim_s = float(r["metrics"].get(variant, {}).get("sim_seconds") or 0.0)  # null: as 0 (the loader allows it)
         out.append(f"<figure><figcaption>{_e(variant)}: what happened, to whom</figcaption>")
         out.append(_timeline(events, sim_s))
         out.append("</figure>")

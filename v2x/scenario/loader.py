@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -236,11 +236,21 @@ def _loc(parts: Iterable[Any]) -> str:
     return out
 
 
-def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
+UNKNOWN_SCENARIO_FIELD = "unknown field (not in the schema; 'v2x docs scenarios' describes every field)"
+
+
+def pydantic_problems(
+    exc: ValidationError, *, unknown: str = UNKNOWN_SCENARIO_FIELD, drop_tags: Collection[str] | None = None
+) -> list[tuple[str, str]]:
+    """A pydantic validation error as (field path, what was expected) pairs, in a file's words: numbers
+    without quotes, true or false, what was got (cut short). ``unknown`` is said of a field the schema does
+    not have; ``drop_tags`` are the discriminator tags to drop from paths (default: the scenario schema's). Also
+    used for other files the project reads (golden records, v2x.run.check)."""
+    drop = _TAGS if drop_tags is None else drop_tags
     problems = []
     for err in exc.errors(include_url=False):
         # Drop the discriminator tag pydantic inserts into union paths (e.g. expectations[0].warning.app).
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _TAGS)]
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in drop)]
         msg = err["msg"]
         if err["type"] == "missing":
             msg = "required field is missing"
@@ -254,7 +264,7 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]
             if "input" in err:
                 msg = f"{msg}; got {_short(err['input'])}"
         elif err["type"] == "extra_forbidden":
-            msg = "unknown field (not in the schema; 'v2x docs scenarios' describes every field)"
+            msg = unknown
         elif (
             err["type"] in ("float_type", "int_type")
             and isinstance(err.get("input"), str)
@@ -266,6 +276,9 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]
             msg = f"true or false (without quotes); got {_short(err['input'])}"
         elif "input" in err and err["type"] not in ("missing",):
             msg = f"{msg}; got {_short(err['input'])}"
+        if loc and loc[-1] == "[key]":  # a mapping's key, not its value, is wrong
+            loc = loc[:-1]
+            msg = f"(the key) {msg}"
         problems.append((_loc(loc), msg))
     return problems
 
@@ -766,7 +779,7 @@ def load_scenario(path: Path | str) -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(path, _pydantic_problems(exc, data)) from exc
+        raise ScenarioError(path, pydantic_problems(exc)) from exc
     problems = _semantic_problems(scenario)
     if scenario.sumo is not None:
         scenario, sumo_problems = _with_sumo_files(scenario, path.parent)
