@@ -281,10 +281,10 @@ async def _retained_control(mosquitto: Mosquitto, run_id: str) -> testbed_pb2.Co
     raise AssertionError("no retained Control")
 
 
-def _start_run(tmp_path: Path, mosquitto: Mosquitto, run_id: str) -> subprocess.Popen[str]:
+def _start_run(tmp_path: Path, mosquitto: Mosquitto, run_id: str, *extra: str) -> subprocess.Popen[str]:
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "v2x.cli", "run", str(_external_lead(tmp_path)), "--variant", "v2x", "-q"]
-    cmd += ["--broker", mosquitto.address.url, "--run-id", run_id, "--out", str(tmp_path / "out")]
+    cmd += ["--broker", mosquitto.address.url, "--run-id", run_id, "--out", str(tmp_path / "out"), *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -306,12 +306,15 @@ async def test_a_signal_during_v2x_run_publishes_stop_and_exits_cleanly(
     sig: int, status: int, tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     run_id = f"hard-sig{sig}"
-    proc = _start_run(tmp_path, mosquitto, run_id)
+    proc = _start_run(tmp_path, mosquitto, run_id, "--record", str(tmp_path / "rec"))
     await _wait_for_world(mosquitto, run_id, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == status, err
     assert "Traceback" not in err and "interrupted" in err
+    # the recording is closed, not cut short (a newcomer review's Ctrl-C left 301 unreadable bytes)
+    [recording] = (tmp_path / "rec").glob("*.mcap")
+    assert recording.read_bytes().endswith(b"\x89MCAP0\r\n")
     ctrl = await _retained_control(mosquitto, f"{run_id}-v2x")
     assert ctrl.command == testbed_pb2.Control.COMMAND_STOP and ctrl.reason == "interrupted" and ctrl.token
 

@@ -510,6 +510,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     )
                 )
             )
+        except Interrupted:
+            if recording is not None:  # what was recorded up to the interruption stays readable (v2x replay)
+                recording.finish(None)
+            raise
         except RunError as exc:
             if recording is not None:
                 recording.finish(None)
