@@ -72,6 +72,35 @@ def test_leader_across_a_junction() -> None:
     assert math.isinf(r.gap_m[1])  # the lane ends the network: no leader
 
 
+def test_the_leader_is_the_nearest_rear_bumper_when_boxes_overlap() -> None:
+    """A wreck (a car at rest, front at 275.6 m) with a pedestrian standing inside its box (a 0.5 m
+    obstacle, front at 275.25 m): the next front bumper ahead of a follower is the pedestrian's, but the
+    nearest thing ahead is the car's rear at 270.6 m. The follower stops behind the car; it used to aim
+    at the pedestrian and roll into the car's rear (newcomer review 17, seed 3 of its crossroads)."""
+    net = LaneNetwork.build([600.0], 30.0, [[]])
+    for step in (traffic_step, traffic_step_numpy):
+        tr = Traffic.create([0, 0, 0], [275.58, 275.25, 230.0], [0.0, 0.0, 10.0], length_m=[5.0, 0.5, 5.0])
+        r = step(net, tr)
+        assert r.leader.tolist()[2] == 0
+        assert r.gap_m[2] == pytest.approx(275.58 - 5.0 - 230.0)
+        for tick in range(1, 300):
+            tr.s_m[:2], tr.v_mps[:2] = (275.58, 275.25), 0.0  # held, as the world holds wrecks
+            step(net, tr, None, 0.1, tick)
+            assert tr.s_m[2] < 275.58 - 5.0, (step, tick)
+        assert tr.v_mps[2] < 0.05 and tr.s_m[2] > 275.58 - 5.0 - CAR.s0_m - 0.5
+
+
+def test_the_nearest_rear_bumper_ahead_may_be_across_the_junction() -> None:
+    """A short obstacle at the very end of a lane inside a truck whose front is on the next lane: the
+    follower's leader is the truck (the rearmost rear bumper ahead), with the gap to its rear."""
+    net = LaneNetwork.build([100.0, 100.0], 30.0, [[1], []])
+    for step in (traffic_step, traffic_step_numpy):
+        tr = Traffic.create([1, 0, 0], [5.0, 99.5, 60.0], [0.0, 0.0, 10.0], length_m=[13.0, 0.5, 5.0])
+        r = step(net, tr)
+        assert r.leader.tolist() == [-1, 0, 0]
+        assert r.gap_m[2] == pytest.approx(100.0 + 5.0 - 13.0 - 60.0)
+
+
 def test_route_choice_is_the_lane_the_vehicle_then_takes() -> None:
     """With two successors a vehicle sees the leader on the lane it will take, and then takes that lane;
     the choice is per vehicle (both successors get chosen)."""
@@ -238,6 +267,29 @@ def test_compiled_step_equals_numpy_step_on_random_states() -> None:
         rb = traffic_step_numpy(net, b, red, 0.1, tick)
         _assert_same(a, b, ra, rb, tick)
     assert np.any(a.lane == -1) and np.any(a.lane >= 0)  # some left through the dead end
+
+
+def test_compiled_step_equals_numpy_step_with_overlapping_boxes() -> None:
+    """Wreck-like clusters: vehicles at rest whose boxes overlap (short ones inside long ones, across
+    junctions too) among moving traffic; the nearest-rear leader rule agrees bit for bit."""
+    rng = np.random.default_rng(11)
+    length = [300.0, 200.0, 150.0]
+    net = LaneNetwork.build(length, 20.0, [[1], [2, 0], []], stop_line_m=[280.0, np.nan, 100.0])
+    n = 120
+    lane = rng.integers(0, 3, n)
+    s = rng.uniform(0.0, 1.0, n) * np.asarray(length)[lane]
+    lengths = rng.choice([0.5, 1.8, 5.0, 13.0], n)
+    held = rng.random(n) < 0.3
+    tr = Traffic.create(lane, s, np.where(held, 0.0, rng.uniform(0.0, 20.0, n)), 1, length_m=lengths)
+    a, b = tr.copy(), tr.copy()
+    keep_lane, keep_s = tr.lane[held].copy(), tr.s_m[held].copy()
+    for tick in range(200):
+        red = rng.random(3) < 0.5
+        for x in (a, b):
+            x.lane[held], x.s_m[held], x.v_mps[held] = keep_lane, keep_s, 0.0
+        ra = traffic_step(net, a, red, 0.1, tick)
+        rb = traffic_step_numpy(net, b, red, 0.1, tick)
+        _assert_same(a, b, ra, rb, tick)
 
 
 def test_compiled_step_equals_numpy_step_with_crowded_lanes_and_any_politeness() -> None:

@@ -318,3 +318,32 @@ def test_a_crash_with_a_background_vehicle_is_refereed_and_the_traffic_stops_beh
     behind = np.array([int(x) for x in bg.present if int(x) not in sim.referee.wrecks and w.x[int(x)] < 490])
     queue = behind[np.argsort(-w.x[behind])][:5]
     assert len(queue) == 5 and np.all(np.hypot(w.vx[queue], w.vy[queue]) < 0.1)  # standing behind the wrecks
+
+
+def test_the_traffic_stops_behind_a_background_wreck_with_a_pedestrian_inside_its_box(tmp_path: Path) -> None:
+    # A pedestrian walks across lane a and is hit by a background car. Both rest where they touched: the
+    # pedestrian, at rest on the lane, is a short obstacle of the traffic model standing inside the front
+    # of the car's box. The cars behind must stop behind the car's rear, not aim at the pedestrian's (the
+    # next front bumper ahead) and roll into the wreck (newcomer review 17, seed 3 of its crossroads).
+    walker = "  - {id: walker, kind: pedestrian, path: [[500, -20], [500, 40]], speed_mps: 1.4}\n" + RSU
+    sc = _scenario(tmp_path, prefill=True, duration=60, actors=walker)
+    sim = Simulation(sc, variant="baseline", seed=0)
+    events: list[dict[str, object]] = []
+    for tick in range(450):
+        t = tick * sc.tick_s
+        sim.begin(tick)
+        for actor_id in sim.actor_ids:
+            ack = testbed_pb2.Ack(actor_id=actor_id, tick=tick)
+            if actor_id == "walker":
+                ack.truth.CopyFrom(testbed_pb2.TruthState(x_m=500.0, y_m=-20.0 + 1.4 * t, vy_mps=1.4, heading_deg=0.0))
+            sim.receive("ack", actor_id, ack.SerializeToString())
+        events += sim.step()
+    crashes = [e["actors"] for e in events if e["type"] == "collision"]
+    assert crashes and "walker" in crashes[0], crashes  # type: ignore[operator]
+    assert len(crashes) == 1, crashes  # nobody runs into the wreck
+    bg = sim.background
+    assert bg is not None
+    w = sim.world
+    behind = np.array([int(x) for x in bg.present if int(x) not in sim.referee.wrecks and w.x[int(x)] < 495])
+    queue = behind[np.argsort(-w.x[behind])][:3]
+    assert len(queue) == 3 and np.all(np.hypot(w.vx[queue], w.vy[queue]) < 0.1)  # standing behind the wreck

@@ -367,7 +367,8 @@ def traffic_step(
     # leaders: the next position on the same lane, else (the front-most vehicle) the first vehicle on the
     # next lane. One flat pass over the sorted positions takes the next position for every vehicle (no
     # loop per lane, whose exits the predictor cannot foresee), then a pass over the lanes sets the
-    # front-most vehicle of each.
+    # front-most vehicle of each and walks the lane backwards for a nearer rear bumper further ahead
+    # (overlapping boxes only).
     n_on = begin[n_lanes]
     for kk in range(n_on - 1):
         ku = np.uint64(kk)
@@ -377,14 +378,16 @@ def traffic_step(
         gap[iu] = sk[ku1] - lenk[ku1] - sk[ku]
         dvv[iu] = vk[ku] - vk[ku1]
     for li in range(n_lanes):
+        lo = begin[li]
         hi = begin[li + 1]
-        if begin[li] == hi:
+        if lo == hi:
             continue
         k = hi - 1
         i = order[k]
         leader[i] = -1
         gap[i] = math.inf
         dvv[i] = 0.0
+        rear = math.inf  # the nearest rear bumper ahead of position k, in this lane's s
         nl = next_lane(i, li, succ_begin, succ_lane)
         if nl >= 0 and begin[nl] < begin[nl + 1]:
             f = begin[nl]
@@ -392,6 +395,22 @@ def traffic_step(
                 leader[i] = order[f]
                 gap[i] = (lane_len[li] - sk[k]) + sk[f] - lenk[f]
                 dvv[i] = vk[k] - vk[f]
+                rear = lane_len[li] + (sk[f] - lenk[f])
+        # Overlapping boxes (a collision's wrecks, a story road user standing inside one): the next front
+        # bumper need not be the nearest rear bumper. The leader is the vehicle ahead whose rear is nearest
+        # (ties: the nearer front), found backwards along the lane; where the boxes do not overlap, the
+        # rears rise along the lane and this changes nothing.
+        for k in range(hi - 2, lo - 1, -1):
+            ku1 = np.uint64(k + 1)
+            r1 = sk[ku1] - lenk[ku1]
+            if rear < r1:
+                iu = np.uint64(order[np.uint64(k)])
+                ld = leader[np.uint64(order[ku1])]
+                leader[iu] = ld
+                gap[iu] = rear - sk[np.uint64(k)]
+                dvv[iu] = vk[np.uint64(k)] - v[ld]
+            else:
+                rear = r1
     # by vehicle index: the desired speed and the red-line rule (line_gap, over the per-lane red-line
     # positions; g >= 0 iff s <= line, exactly, since float subtraction keeps the sign). Without branches:
     # the next lane's line is looked up for every vehicle (a green or missing line reads nan, which no

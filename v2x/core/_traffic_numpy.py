@@ -136,6 +136,23 @@ def traffic_step(
     cross, nl, f = cross[ok], nl[ok], f[ok]
     ld[cross] = f
     g[cross] = (lane_len[li[cross]] - si[cross]) + s[f] - length[f]
+    # Overlapping boxes: the leader is the vehicle ahead whose rear bumper is nearest (ties: the nearer
+    # front). ``rear``: each position's immediate leader's rear in its own lane's s; where it does not rise
+    # along a lane (rare: wrecks, a story road user standing inside a box), that lane is walked backwards
+    # as the compiled step walks every lane.
+    rear = np.full(m, np.inf)
+    rear[same] = s[ld[same]] - length[ld[same]]
+    rear[cross] = lane_len[li[cross]] + (s[f] - length[f])
+    falls = np.flatnonzero(same[:-1] & (rear[1:] < rear[:-1]))
+    for lane_id in np.unique(li[falls]).tolist():
+        lo, hi = int(begin[lane_id]), int(begin[lane_id + 1])
+        r = float(rear[hi - 1])
+        for k in range(hi - 2, lo - 1, -1):
+            if r < rear[k]:
+                ld[k] = ld[k + 1]
+                g[k] = r - si[k]
+            else:
+                r = float(rear[k])
     has = ld >= 0
     dv = np.zeros(m)
     dv[has] = vi[has] - v[ld[has]]
