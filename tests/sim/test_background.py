@@ -12,13 +12,14 @@ import pytest
 
 from v2x.agents.fleet import FleetAgent
 from v2x.cli import main
+from v2x.core.traffic import CLASS_PARAMS
 from v2x.geodesy import LocalFrame
 from v2x.run.runner import environment
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR, ScenarioError
 from v2x.scenario.model import Scenario
 from v2x.sim.actors import world_state
-from v2x.sim.background import Background, background_capacity
+from v2x.sim.background import KIND, Background, background_capacity
 from v2x.sim.simulation import Simulation
 from v2x.wire import testbed_pb2
 
@@ -347,3 +348,62 @@ def test_the_traffic_stops_behind_a_background_wreck_with_a_pedestrian_inside_it
     behind = np.array([int(x) for x in bg.present if int(x) not in sim.referee.wrecks and w.x[int(x)] < 495])
     queue = behind[np.argsort(-w.x[behind])][:3]
     assert len(queue) == 3 and np.all(np.hypot(w.vx[queue], w.vy[queue]) < 0.1)  # standing behind the wreck
+
+
+CROSSROADS = """\
+id: red-prefill
+name: red-prefill
+origin: {lat_deg: 29.5, lon_deg: 106.5}
+duration_s: 30
+tick_s: 0.1
+road:
+  lanes:
+    - {id: a, centerline: [[0, -1.75], [600, -1.75]], speed_limit_kph: 50}
+    - {id: c, centerline: [[301.75, -300], [301.75, 300]], speed_limit_kph: 50}
+  intersections:
+    - id: x1
+      center: [300, 0]
+      radius_m: 12
+      signal:
+        offset_s: 0
+        phases:
+          - {id: 1, lanes: [c], green_s: 30, yellow_s: 3, all_red_s: 2}
+          - {id: 2, lanes: [a], green_s: 20, yellow_s: 3, all_red_s: 2}
+flows:
+  - {lane: a, vehicles_per_hour: 1800, speed_kph: {mean: 50, sd: 3}, penetration: 0}
+actors:
+  - {id: rsu1, kind: rsu, position: [320, 20]}
+"""
+
+
+def test_prefill_keeps_its_vehicles_where_they_can_stop_for_a_red_line(tmp_path: Path) -> None:
+    # Lane a is red from t = 0 (the cross street's phase runs first). Prefilled at the flow's density, one
+    # vehicle used to stand 7.7 m before the line at 13 m/s: too close to stop, it went on through the red
+    # (the model's amber-dilemma rule) into the junction (newcomer review 17, seed 2 of its crossroads).
+    path = tmp_path / "red.yaml"
+    path.write_text(CROSSROADS)
+    sc = load_scenario(path)
+    sim = Simulation(sc, variant="baseline", seed=0)
+    bg = _idm(sim)
+    lane = bg.geo.index["a"]
+    line = float(bg.geo.network.stop_line_m[lane])
+    (arr,) = bg.arrivals
+    pre = ~np.isnan(arr.start_s)
+    assert pre.sum() > 10 and np.any(arr.start_s[pre] > line)  # some beyond the line (it is green there)
+    for s, kind, v0 in zip(arr.start_s[pre], np.array(arr.kind)[pre], arr.v0_mps[pre], strict=True):
+        p = CLASS_PARAMS[KIND[str(kind)]]
+        v = min(float(v0), float(bg.geo.network.speed_limit_mps[lane]))
+        assert not line - p.s0_m - v * v / (2 * p.b_mps2) < s <= line + 1e-9, (s, v)
+    # ... and in the run none crosses the red line (8 s of red)
+    before: dict[str, float] = {}
+    for tick in range(80):
+        sim.begin(tick)
+        for actor_id in sim.actor_ids:
+            sim.receive("ack", actor_id, testbed_pb2.Ack(actor_id=actor_id, tick=tick).SerializeToString())
+        sim.step()
+        tr = bg.traffic
+        for r in np.flatnonzero((bg.slot_of_row >= 0) & (tr.lane == lane)).tolist():
+            vid = bg.id_of_row[r]
+            s = float(tr.s_m[r])
+            assert not (before.get(vid, s) <= line < s), f"{vid} ran the red at t={tick / 10:.1f} s"
+            before[vid] = s
