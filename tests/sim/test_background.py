@@ -284,6 +284,24 @@ def test_a_refreshed_bsm_is_what_encode_bsm_makes(accel: float) -> None:
         assert msg.SerializeToString() == want.SerializeToString()
 
 
+def _cross_lane_a(sim: Simulation, crosser: str, speed: float, ticks: int) -> list[dict[str, object]]:
+    """Run ``ticks`` ticks with ``crosser`` going north across lane a at x = 500 from y = -20 at ``speed``
+    (its truth as its agent reports it; the others report nothing); the events."""
+    events: list[dict[str, object]] = []
+    for tick in range(ticks):
+        t = tick * sim.scenario.tick_s
+        sim.begin(tick)
+        for actor_id in sim.actor_ids:
+            ack = testbed_pb2.Ack(actor_id=actor_id, tick=tick)
+            if actor_id == crosser:
+                ack.truth.CopyFrom(
+                    testbed_pb2.TruthState(x_m=500.0, y_m=-20.0 + speed * t, vy_mps=speed, heading_deg=0.0)
+                )
+            sim.receive("ack", actor_id, ack.SerializeToString())
+        events += sim.step()
+    return events
+
+
 def test_a_crash_with_a_background_vehicle_is_refereed_and_the_traffic_stops_behind_the_wrecks(
     tmp_path: Path,
 ) -> None:
@@ -293,16 +311,7 @@ def test_a_crash_with_a_background_vehicle_is_refereed_and_the_traffic_stops_beh
     crosser = "  - {id: crosser, kind: car, path: [[500, -40], [500, 40]], speed_mps: 2}\n" + RSU
     sc = _scenario(tmp_path, prefill=True, duration=60, actors=crosser)
     sim = Simulation(sc, variant="baseline", seed=0)
-    events: list[dict[str, object]] = []
-    for tick in range(400):
-        t = tick * sc.tick_s
-        sim.begin(tick)
-        for actor_id in sim.actor_ids:
-            ack = testbed_pb2.Ack(actor_id=actor_id, tick=tick)
-            if actor_id == "crosser":
-                ack.truth.CopyFrom(testbed_pb2.TruthState(x_m=500.0, y_m=-20.0 + 2.0 * t, vy_mps=2.0, heading_deg=0.0))
-            sim.receive("ack", actor_id, ack.SerializeToString())
-        events += sim.step()
+    events = _cross_lane_a(sim, "crosser", 2.0, 400)
     crashes = [e for e in events if e["type"] == "collision"]
     assert crashes, "the crossing car must meet the flow"
     first = crashes[0]["actors"]
@@ -329,16 +338,7 @@ def test_the_traffic_stops_behind_a_background_wreck_with_a_pedestrian_inside_it
     walker = "  - {id: walker, kind: pedestrian, path: [[500, -20], [500, 40]], speed_mps: 1.4}\n" + RSU
     sc = _scenario(tmp_path, prefill=True, duration=60, actors=walker)
     sim = Simulation(sc, variant="baseline", seed=0)
-    events: list[dict[str, object]] = []
-    for tick in range(450):
-        t = tick * sc.tick_s
-        sim.begin(tick)
-        for actor_id in sim.actor_ids:
-            ack = testbed_pb2.Ack(actor_id=actor_id, tick=tick)
-            if actor_id == "walker":
-                ack.truth.CopyFrom(testbed_pb2.TruthState(x_m=500.0, y_m=-20.0 + 1.4 * t, vy_mps=1.4, heading_deg=0.0))
-            sim.receive("ack", actor_id, ack.SerializeToString())
-        events += sim.step()
+    events = _cross_lane_a(sim, "walker", 1.4, 450)
     crashes = [e["actors"] for e in events if e["type"] == "collision"]
     assert crashes and "walker" in crashes[0], crashes  # type: ignore[operator]
     assert len(crashes) == 1, crashes  # nobody runs into the wreck
