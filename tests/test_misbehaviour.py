@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
 
 import pytest
 
 from v2x.apps.host import Participant
-from v2x.apps.misbehaviour import CHECKS, Detector, consistency, distance_bounds
+from v2x.apps.misbehaviour import CHECKS, Detector, consistency, consistency_many, distance_bounds
 from v2x.apps.thresholds import DEFAULTS
 from v2x.run.runner import run_scenario
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import ScenarioError
 from v2x.scenario.model import MisbehaviourCheck
-from v2x.wire.bsm import RemoteState
+from v2x.wire.bsm import VEHICLE_EVENT_BIT, RemoteState
 
 GHOST = "scenarios/ghost.yaml"
 
@@ -62,6 +63,29 @@ def test_distance_bounds_bracket_constant_speed_and_respect_the_limits() -> None
 )
 def test_per_message_checks(new: RemoteState, check: str | None) -> None:
     assert consistency(bsm(0.0, 0.0), new, DEFAULTS) == check
+
+
+WRECK = (1 << VEHICLE_EVENT_BIT["disabled"]) | (1 << VEHICLE_EVENT_BIT["hazard_lights"])
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "check"),
+    [
+        # a crash: from 14 (25) m/s to rest in a tick, disabledVehicle newly set: no lie (newcomer review 17)
+        (bsm(0.0, 0.0), replace(bsm(0.1, 1.0, v=0.0), events=WRECK), None),
+        (bsm(0.0, 0.0, v=25.0), replace(bsm(0.1, 2.5, v=0.0), events=WRECK), None),
+        # ... but only that: without the flag, still moving, the flag set before, or lying about the rest
+        (bsm(0.0, 0.0), bsm(0.1, 1.0, v=0.0), "acceleration"),
+        (bsm(0.0, 0.0), replace(bsm(0.1, 1.0, v=3.0), events=WRECK), "acceleration"),
+        (replace(bsm(0.0, 0.0), events=WRECK), replace(bsm(0.1, 1.0, v=0.0), events=WRECK), "acceleration"),
+        (bsm(0.0, 0.0), replace(bsm(0.1, 40.0, v=0.0), events=WRECK), "position_jump"),
+        (bsm(0.0, 0.0), replace(bsm(0.1, 1.0, v=0.0, a=-20.0), events=WRECK), "acceleration"),
+        (bsm(0.0, 0.0, v=0.0), replace(bsm(0.1, 0.0, v=0.0), events=WRECK), None),  # a car that breaks down
+    ],
+)
+def test_a_crash_is_not_a_lie(old: RemoteState, new: RemoteState, check: str | None) -> None:
+    assert consistency(old, new, DEFAULTS) == check
+    assert consistency_many([(old, new)] * 10, DEFAULTS) == [check] * 10
 
 
 def test_a_judged_sender_is_reported_once_and_stays_excluded() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from itertools import pairwise
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from v2x.apps import misbehaviour as mb
 from v2x.apps.host import Participant
 from v2x.apps.thresholds import resolve
-from v2x.wire.bsm import RemoteState
+from v2x.wire.bsm import VEHICLE_EVENT_BIT, RemoteState
 
 
 def _distance_bounds_before(
@@ -232,6 +233,21 @@ def test_consistency_many_answers_as_consistency() -> None:
         pairs = [_pair(rng) for _ in range(rng.choice([1, 8, 50, 200]))]
         expected = [mb.consistency(old, new, th) for old, new in pairs]
         assert mb.consistency_many(pairs, th) == expected
+
+
+def test_consistency_many_answers_as_consistency_with_crashes_among_the_pairs() -> None:
+    rng = random.Random(6)
+    th = dict(resolve({}))
+    wreck = (1 << VEHICLE_EVENT_BIT["disabled"]) | (1 << VEHICLE_EVENT_BIT["hazard_lights"])
+    for _ in range(100):
+        pairs = []
+        for _ in range(rng.choice([8, 50])):
+            old, new = _pair(rng)
+            if rng.random() < 0.3:  # stops dead and says it is disabled (sometimes it said so before)
+                new = replace(new, speed_mps=rng.choice([0.0, 0.05, 2.0]), events=wreck)
+                old = replace(old, events=rng.choice([0, 0, wreck]))
+            pairs.append((old, new))
+        assert mb.consistency_many(pairs, th) == [mb.consistency(old, new, th) for old, new in pairs]
 
 
 def test_distance_bounds_many_gives_the_same_floats() -> None:

@@ -72,6 +72,35 @@ def test_leader_across_a_junction() -> None:
     assert math.isinf(r.gap_m[1])  # the lane ends the network: no leader
 
 
+def test_the_leader_is_the_nearest_rear_bumper_when_boxes_overlap() -> None:
+    """A wreck (a car at rest, front at 275.6 m) with a pedestrian standing inside its box (a 0.5 m
+    obstacle, front at 275.25 m): the next front bumper ahead of a follower is the pedestrian's, but the
+    nearest thing ahead is the car's rear at 270.6 m. The follower stops behind the car; it used to aim
+    at the pedestrian and roll into the car's rear (newcomer review 17, seed 3 of its crossroads)."""
+    net = LaneNetwork.build([600.0], 30.0, [[]])
+    for step in (traffic_step, traffic_step_numpy):
+        tr = Traffic.create([0, 0, 0], [275.58, 275.25, 230.0], [0.0, 0.0, 10.0], length_m=[5.0, 0.5, 5.0])
+        r = step(net, tr)
+        assert r.leader.tolist()[2] == 0
+        assert r.gap_m[2] == pytest.approx(275.58 - 5.0 - 230.0)
+        for tick in range(1, 300):
+            tr.s_m[:2], tr.v_mps[:2] = (275.58, 275.25), 0.0  # held, as the world holds wrecks
+            step(net, tr, None, 0.1, tick)
+            assert tr.s_m[2] < 275.58 - 5.0, (step, tick)
+        assert tr.v_mps[2] < 0.05 and tr.s_m[2] > 275.58 - 5.0 - CAR.s0_m - 0.5
+
+
+def test_the_nearest_rear_bumper_ahead_may_be_across_the_junction() -> None:
+    """A short obstacle at the very end of a lane inside a truck whose front is on the next lane: the
+    follower's leader is the truck (the rearmost rear bumper ahead), with the gap to its rear."""
+    net = LaneNetwork.build([100.0, 100.0], 30.0, [[1], []])
+    for step in (traffic_step, traffic_step_numpy):
+        tr = Traffic.create([1, 0, 0], [5.0, 99.5, 60.0], [0.0, 0.0, 10.0], length_m=[13.0, 0.5, 5.0])
+        r = step(net, tr)
+        assert r.leader.tolist() == [-1, 0, 0]
+        assert r.gap_m[2] == pytest.approx(100.0 + 5.0 - 13.0 - 60.0)
+
+
 def test_route_choice_is_the_lane_the_vehicle_then_takes() -> None:
     """With two successors a vehicle sees the leader on the lane it will take, and then takes that lane;
     the choice is per vehicle (both successors get chosen)."""
@@ -205,6 +234,22 @@ def test_mobil_politeness_counts_the_others() -> None:
 # -- the compiled step equals the numpy step --------------------------------------------------------
 
 
+def test_mobil_does_not_change_into_a_wreck_that_overlaps_a_short_box() -> None:
+    """On the left lane a wreck (rear 270.58 m) with a short box standing inside its front (rear 274.75 m).
+    A car standing at 272 m on the right lane, 1.8 m behind a standing car, would gain by moving left if
+    the short box were its new leader (2.75 m ahead); the nearest rear bumper there is the wreck's, behind
+    its front: no room. It used to move into the wreck."""
+    net = _two_lanes()
+    for step in (traffic_step, traffic_step_numpy):
+        tr = Traffic.create(
+            [1, 1, 0, 0], [275.58, 275.25, 272.0, 278.8], [0.0, 0.0, 0.0, 0.0], length_m=[5.0, 0.5, 5.0, 5.0]
+        )
+        r = step(net, tr, None, 0.1, 0)  # tick 0: changes to the left
+        assert r.lane_change.tolist() == [0, 0, 0, 0], step
+        tr = Traffic.create([1, 0, 0], [275.25, 272.0, 278.8], [0.0, 0.0, 0.0], length_m=[0.5, 5.0, 5.0])
+        assert step(net, tr, None, 0.1, 0).lane_change.tolist() == [0, 1, 0]  # (without the wreck it would)
+
+
 def _assert_same(a: Traffic, b: Traffic, ra: StepResult, rb: StepResult, tick: int) -> None:
     for f in fields(a):
         assert np.array_equal(getattr(a, f.name), getattr(b, f.name)), (tick, f.name)
@@ -238,6 +283,40 @@ def test_compiled_step_equals_numpy_step_on_random_states() -> None:
         rb = traffic_step_numpy(net, b, red, 0.1, tick)
         _assert_same(a, b, ra, rb, tick)
     assert np.any(a.lane == -1) and np.any(a.lane >= 0)  # some left through the dead end
+
+
+def test_compiled_step_equals_numpy_step_with_overlapping_boxes() -> None:
+    """Wreck-like clusters: vehicles at rest whose boxes overlap (short ones inside long ones, across
+    junctions too) among moving traffic; the nearest-rear leader rule agrees bit for bit."""
+    rng = np.random.default_rng(11)
+    length = [300.0, 300.0, 150.0, 100.0]
+    net = LaneNetwork.build(
+        length,
+        20.0,
+        [[2], [2], [0, 1, 3], []],
+        left=[1, -1, -1, -1],
+        right=[-1, 0, -1, -1],
+        stop_line_m=[280.0, np.nan, 100.0, np.nan],
+    )
+    n = 160
+    lane = rng.integers(0, 4, n)
+    s = rng.uniform(0.0, 1.0, n) * np.asarray(length)[lane]
+    lengths = rng.choice([0.5, 1.8, 5.0, 13.0], n)
+    held = rng.random(n) < 0.3
+    v = np.where(held, 0.0, rng.uniform(0.0, 20.0, n))
+    tr = Traffic.create(lane, s, v, 1, length_m=lengths, politeness=rng.uniform(-0.2, 0.5, n))
+    a, b = tr.copy(), tr.copy()
+    keep_lane, keep_s = tr.lane[held].copy(), tr.s_m[held].copy()
+    changes = 0
+    for tick in range(200):
+        red = rng.random(4) < 0.5
+        for x in (a, b):
+            x.lane[held], x.s_m[held], x.v_mps[held] = keep_lane, keep_s, 0.0
+        ra = traffic_step(net, a, red, 0.1, tick)
+        rb = traffic_step_numpy(net, b, red, 0.1, tick)
+        _assert_same(a, b, ra, rb, tick)
+        changes += int(np.count_nonzero(ra.lane_change))
+    assert changes > 20
 
 
 def test_compiled_step_equals_numpy_step_with_crowded_lanes_and_any_politeness() -> None:

@@ -12,13 +12,14 @@ import pytest
 
 from v2x.agents.fleet import FleetAgent
 from v2x.cli import main
+from v2x.core.traffic import CLASS_PARAMS
 from v2x.geodesy import LocalFrame
 from v2x.run.runner import environment
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR, ScenarioError
 from v2x.scenario.model import Scenario
 from v2x.sim.actors import world_state
-from v2x.sim.background import Background, background_capacity
+from v2x.sim.background import KIND, Background, background_capacity
 from v2x.sim.simulation import Simulation
 from v2x.wire import testbed_pb2
 
@@ -283,6 +284,24 @@ def test_a_refreshed_bsm_is_what_encode_bsm_makes(accel: float) -> None:
         assert msg.SerializeToString() == want.SerializeToString()
 
 
+def _cross_lane_a(sim: Simulation, crosser: str, speed: float, ticks: int) -> list[dict[str, object]]:
+    """Run ``ticks`` ticks with ``crosser`` going north across lane a at x = 500 from y = -20 at ``speed``
+    (its truth as its agent reports it; the others report nothing); the events."""
+    events: list[dict[str, object]] = []
+    for tick in range(ticks):
+        t = tick * sim.scenario.tick_s
+        sim.begin(tick)
+        for actor_id in sim.actor_ids:
+            ack = testbed_pb2.Ack(actor_id=actor_id, tick=tick)
+            if actor_id == crosser:
+                ack.truth.CopyFrom(
+                    testbed_pb2.TruthState(x_m=500.0, y_m=-20.0 + speed * t, vy_mps=speed, heading_deg=0.0)
+                )
+            sim.receive("ack", actor_id, ack.SerializeToString())
+        events += sim.step()
+    return events
+
+
 def test_a_crash_with_a_background_vehicle_is_refereed_and_the_traffic_stops_behind_the_wrecks(
     tmp_path: Path,
 ) -> None:
@@ -292,16 +311,7 @@ def test_a_crash_with_a_background_vehicle_is_refereed_and_the_traffic_stops_beh
     crosser = "  - {id: crosser, kind: car, path: [[500, -40], [500, 40]], speed_mps: 2}\n" + RSU
     sc = _scenario(tmp_path, prefill=True, duration=60, actors=crosser)
     sim = Simulation(sc, variant="baseline", seed=0)
-    events: list[dict[str, object]] = []
-    for tick in range(400):
-        t = tick * sc.tick_s
-        sim.begin(tick)
-        for actor_id in sim.actor_ids:
-            ack = testbed_pb2.Ack(actor_id=actor_id, tick=tick)
-            if actor_id == "crosser":
-                ack.truth.CopyFrom(testbed_pb2.TruthState(x_m=500.0, y_m=-20.0 + 2.0 * t, vy_mps=2.0, heading_deg=0.0))
-            sim.receive("ack", actor_id, ack.SerializeToString())
-        events += sim.step()
+    events = _cross_lane_a(sim, "crosser", 2.0, 400)
     crashes = [e for e in events if e["type"] == "collision"]
     assert crashes, "the crossing car must meet the flow"
     first = crashes[0]["actors"]
@@ -318,3 +328,82 @@ def test_a_crash_with_a_background_vehicle_is_refereed_and_the_traffic_stops_beh
     behind = np.array([int(x) for x in bg.present if int(x) not in sim.referee.wrecks and w.x[int(x)] < 490])
     queue = behind[np.argsort(-w.x[behind])][:5]
     assert len(queue) == 5 and np.all(np.hypot(w.vx[queue], w.vy[queue]) < 0.1)  # standing behind the wrecks
+
+
+def test_the_traffic_stops_behind_a_background_wreck_with_a_pedestrian_inside_its_box(tmp_path: Path) -> None:
+    # A pedestrian walks across lane a and is hit by a background car. Both rest where they touched: the
+    # pedestrian, at rest on the lane, is a short obstacle of the traffic model standing inside the front
+    # of the car's box. The cars behind must stop behind the car's rear, not aim at the pedestrian's (the
+    # next front bumper ahead) and roll into the wreck (newcomer review 17, seed 3 of its crossroads).
+    walker = "  - {id: walker, kind: pedestrian, path: [[500, -20], [500, 40]], speed_mps: 1.4}\n" + RSU
+    sc = _scenario(tmp_path, prefill=True, duration=60, actors=walker)
+    sim = Simulation(sc, variant="baseline", seed=0)
+    events = _cross_lane_a(sim, "walker", 1.4, 450)
+    crashes = [e["actors"] for e in events if e["type"] == "collision"]
+    assert crashes and "walker" in crashes[0], crashes  # type: ignore[operator]
+    assert len(crashes) == 1, crashes  # nobody runs into the wreck
+    bg = sim.background
+    assert bg is not None
+    w = sim.world
+    behind = np.array([int(x) for x in bg.present if int(x) not in sim.referee.wrecks and w.x[int(x)] < 495])
+    queue = behind[np.argsort(-w.x[behind])][:3]
+    assert len(queue) == 3 and np.all(np.hypot(w.vx[queue], w.vy[queue]) < 0.1)  # standing behind the wreck
+
+
+CROSSROADS = """\
+id: red-prefill
+name: red-prefill
+origin: {lat_deg: 29.5, lon_deg: 106.5}
+duration_s: 30
+tick_s: 0.1
+road:
+  lanes:
+    - {id: a, centerline: [[0, -1.75], [600, -1.75]], speed_limit_kph: 50}
+    - {id: c, centerline: [[301.75, -300], [301.75, 300]], speed_limit_kph: 50}
+  intersections:
+    - id: x1
+      center: [300, 0]
+      radius_m: 12
+      signal:
+        offset_s: 0
+        phases:
+          - {id: 1, lanes: [c], green_s: 30, yellow_s: 3, all_red_s: 2}
+          - {id: 2, lanes: [a], green_s: 20, yellow_s: 3, all_red_s: 2}
+flows:
+  - {lane: a, vehicles_per_hour: 1800, speed_kph: {mean: 50, sd: 3}, penetration: 0}
+actors:
+  - {id: rsu1, kind: rsu, position: [320, 20]}
+"""
+
+
+def test_prefill_keeps_its_vehicles_where_they_can_stop_for_a_red_line(tmp_path: Path) -> None:
+    # Lane a is red from t = 0 (the cross street's phase runs first). Prefilled at the flow's density, one
+    # vehicle used to stand 7.7 m before the line at 13 m/s: too close to stop, it went on through the red
+    # (the model's amber-dilemma rule) into the junction (newcomer review 17, seed 2 of its crossroads).
+    path = tmp_path / "red.yaml"
+    path.write_text(CROSSROADS)
+    sc = load_scenario(path)
+    sim = Simulation(sc, variant="baseline", seed=0)
+    bg = _idm(sim)
+    lane = bg.geo.index["a"]
+    line = float(bg.geo.network.stop_line_m[lane])
+    (arr,) = bg.arrivals
+    pre = ~np.isnan(arr.start_s)
+    assert pre.sum() > 10 and np.any(arr.start_s[pre] > line)  # some beyond the line (it is green there)
+    for s, kind, v0 in zip(arr.start_s[pre], np.array(arr.kind)[pre], arr.v0_mps[pre], strict=True):
+        p = CLASS_PARAMS[KIND[str(kind)]]
+        v = min(float(v0), float(bg.geo.network.speed_limit_mps[lane]))
+        assert not line - p.s0_m - v * v / (2 * p.b_mps2) < s <= line + 1e-9, (s, v)
+    # ... and in the run none crosses the red line (8 s of red)
+    before: dict[str, float] = {}
+    for tick in range(80):
+        sim.begin(tick)
+        for actor_id in sim.actor_ids:
+            sim.receive("ack", actor_id, testbed_pb2.Ack(actor_id=actor_id, tick=tick).SerializeToString())
+        sim.step()
+        tr = bg.traffic
+        for r in np.flatnonzero((bg.slot_of_row >= 0) & (tr.lane == lane)).tolist():
+            vid = bg.id_of_row[r]
+            s = float(tr.s_m[r])
+            assert not (before.get(vid, s) <= line < s), f"{vid} ran the red at t={tick / 10:.1f} s"
+            before[vid] = s

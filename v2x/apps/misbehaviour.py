@@ -45,7 +45,7 @@ from numpy.typing import NDArray
 from v2x.apps.host import Participant
 from v2x.core import VERTICAL_SEPARATION_M
 from v2x.units import accurate_enough
-from v2x.wire.bsm import RemoteState
+from v2x.wire.bsm import VEHICLE_EVENT_BIT, RemoteState
 
 #: The checks' thresholds, overridable per scenario like the apps' (``thresholds:``). F2MD's defaults are
 #: those of its parameter file (F2MD_CAMParameters); where F2MD takes a figure from the SUMO vehicle type,
@@ -156,8 +156,24 @@ def distance_bounds(v0: float, v1: float, dt: float, accel: float, decel: float,
     return least, most
 
 
+# A sender at rest: below this speed (the referee's standstill; a wreck is held at exactly 0).
+REST_MPS = 0.1
+_DISABLED = 1 << VEHICLE_EVENT_BIT["disabled"]
+
+
+def crashed(old: RemoteState, new: RemoteState) -> bool:
+    """Does ``new`` announce a crash since ``old``: disabledVehicle newly set (a crashed vehicle's OBU sets it,
+    with the hazard lights, from its first BSM after the collision: ``v2x.agents.vehicle.WRECK_FLAGS``) and at
+    rest? A collision stops a car within a tick, far beyond any braking: the speed it lost, and the short
+    distance it covered, are then no evidence of a lie."""
+    return bool(new.events & _DISABLED) and not old.events & _DISABLED and new.speed_mps < REST_MPS
+
+
 def consistency(old: RemoteState, new: RemoteState, th: Mapping[str, float]) -> str | None:
-    """The check that ``new`` fails on its own or against the same sender's ``old`` BSM, or None."""
+    """The check that ``new`` fails on its own or against the same sender's ``old`` BSM, or None. Between the
+    last BSM before a crash and the first after it (:func:`crashed`) the speed change and the position-speed
+    bounds are not applied (a claimed acceleration out of bounds, a speed too high and a position jump still
+    are)."""
     vmax, acc, dec, rng = (
         th["mbd_max_speed_mps"],
         th["mbd_max_accel_mps2"],
@@ -172,7 +188,8 @@ def consistency(old: RemoteState, new: RemoteState, th: Mapping[str, float]) -> 
     if not 0.0 < dt <= th["mbd_max_time_delta_s"]:
         return None
     dv = new.speed_mps - old.speed_mps
-    if dv > (acc + rng) * dt or -dv > (dec + rng) * dt:
+    crash = crashed(old, new)
+    if not crash and (dv > (acc + rng) * dt or -dv > (dec + rng) * dt):
         return "acceleration"
     s0, s1 = _sigma(old, th), _sigma(new, th)
     if s0 is None or s1 is None:
@@ -181,6 +198,8 @@ def consistency(old: RemoteState, new: RemoteState, th: Mapping[str, float]) -> 
     d = math.hypot(new.x - old.x, new.y - old.y)
     if d > vmax * dt + th["mbd_mgt_rng_up_m"] + noise:
         return "position_jump"
+    if crash:
+        return None
     least, most = distance_bounds(old.speed_mps, new.speed_mps, dt, acc, dec, vmax)
     vmin = min(old.speed_mps, new.speed_mps)
     down = max(0.0, th["mbd_mgt_rng_down_m"] + 0.3571 * vmin - 0.01694 * vmin * vmin)  # F2MD's margin
@@ -256,6 +275,9 @@ def consistency_many(pairs: Sequence[tuple[RemoteState, RemoteState]], th: Mappi
             out[k] = "acceleration"
     for k, j, o in zip(rows.tolist(), jump.tolist(), off.tolist(), strict=True):
         out[k] = "position_jump" if j else "position_speed" if o else None
+    for k, (o, n) in enumerate(pairs):  # a crash (rare): as the scalar check takes it
+        if n.events & _DISABLED and crashed(o, n):
+            fallback[k] = True
     for k in np.flatnonzero(fallback).tolist():
         out[k] = consistency(pairs[k][0], pairs[k][1], th)
     return out

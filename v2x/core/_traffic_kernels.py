@@ -119,8 +119,8 @@ def line_gap(lane: int, s: float, v: float, b_safe: float, nl: int, lane_len: F6
 # Workspace rows (``traffic._Workspace``), allocated once per Traffic and reused from tick to tick
 # (allocating a dozen arrays per tick costs more than the step's arithmetic when the allocator hands
 # freshly trimmed pages back). Rows of N floats, by sorted position k (S, V, LEN) or by vehicle index.
-WF_S, WF_V, WF_LEN, WF_DV, WF_GLINE, WF_V0, WF_INVD, WF_FREE, WF_ACCC, WF_GAIN, WF_ACCS = range(11)
-N_WF = 11
+WF_S, WF_V, WF_LEN, WF_DV, WF_GLINE, WF_V0, WF_INVD, WF_FREE, WF_ACCC, WF_GAIN, WF_ACCS, WF_REAR = range(12)
+N_WF = 12
 # int rows of N: sort scratch (the previous order), then each vehicle's next lane as the red-line pass last
 # computed it, kept from tick to tick: (lane << 32) | next lane (n_lanes: none), valid while the vehicle is
 # on that lane (next_lane is a function of the vehicle and its lane only, for one network); the workspace
@@ -357,6 +357,7 @@ def traffic_step(
     accc = wf[WF_ACCC]  # acceleration towards the vehicle leader only
     gain = wf[WF_GAIN]  # free-road acceleration minus accc: bounds MOBIL's incentive
     accs = wf[WF_ACCS]  # acceleration with red lines (before lane changes)
+    rk = wf[WF_REAR]  # by sorted position: the nearest rear bumper ahead (the leader's), in the lane's s
 
     # red stop lines per lane (nan: none or green); "no next lane" reads the extra entry
     red_at = np.empty(n_lanes + 1, dtype=np.float64)
@@ -367,7 +368,8 @@ def traffic_step(
     # leaders: the next position on the same lane, else (the front-most vehicle) the first vehicle on the
     # next lane. One flat pass over the sorted positions takes the next position for every vehicle (no
     # loop per lane, whose exits the predictor cannot foresee), then a pass over the lanes sets the
-    # front-most vehicle of each.
+    # front-most vehicle of each and walks the lane backwards for a nearer rear bumper further ahead
+    # (overlapping boxes only).
     n_on = begin[n_lanes]
     for kk in range(n_on - 1):
         ku = np.uint64(kk)
@@ -377,14 +379,16 @@ def traffic_step(
         gap[iu] = sk[ku1] - lenk[ku1] - sk[ku]
         dvv[iu] = vk[ku] - vk[ku1]
     for li in range(n_lanes):
+        lo = begin[li]
         hi = begin[li + 1]
-        if begin[li] == hi:
+        if lo == hi:
             continue
         k = hi - 1
         i = order[k]
         leader[i] = -1
         gap[i] = math.inf
         dvv[i] = 0.0
+        rear = math.inf  # the nearest rear bumper ahead of position k, in this lane's s
         nl = next_lane(i, li, succ_begin, succ_lane)
         if nl >= 0 and begin[nl] < begin[nl + 1]:
             f = begin[nl]
@@ -392,6 +396,24 @@ def traffic_step(
                 leader[i] = order[f]
                 gap[i] = (lane_len[li] - sk[k]) + sk[f] - lenk[f]
                 dvv[i] = vk[k] - vk[f]
+                rear = lane_len[li] + (sk[f] - lenk[f])
+        rk[np.uint64(k)] = rear
+        # Overlapping boxes (a collision's wrecks, a story road user standing inside one): the next front
+        # bumper need not be the nearest rear bumper. The leader is the vehicle ahead whose rear is nearest
+        # (ties: the nearer front), found backwards along the lane; where the boxes do not overlap, the
+        # rears rise along the lane and this changes nothing.
+        for k in range(hi - 2, lo - 1, -1):
+            ku1 = np.uint64(k + 1)
+            r1 = sk[ku1] - lenk[ku1]
+            if rear < r1:
+                iu = np.uint64(order[np.uint64(k)])
+                ld = leader[np.uint64(order[ku1])]
+                leader[iu] = ld
+                gap[iu] = rear - sk[np.uint64(k)]
+                dvv[iu] = vk[np.uint64(k)] - v[ld]
+            else:
+                rear = r1
+            rk[np.uint64(k)] = rear
     # by vehicle index: the desired speed and the red-line rule (line_gap, over the per-lane red-line
     # positions; g >= 0 iff s <= line, exactly, since float subtraction keeps the sign). Without branches:
     # the next lane's line is looked up for every vehicle (a green or missing line reads nan, which no
@@ -466,10 +488,11 @@ def traffic_step(
                 ptr += 1
             ins = ptr
             # the gaps to the new leader and follower must be positive (read from the sorted rows: cheaper
-            # than the bound below, and they fail for a third of the candidates)
+            # than the bound below, and they fail for a third of the candidates); the new leader is the
+            # nearest rear bumper at or ahead of the insertion point (overlapping boxes: the leader pass)
             if ins < end_t:
                 iu = np.uint64(ins)
-                g_new = sk[iu] - lenk[iu] - si
+                g_new = min(sk[iu] - lenk[iu], rk[iu]) - si
                 if not g_new > 0.0:
                     continue
             kp = k - 1
@@ -503,15 +526,24 @@ def traffic_step(
             nt = -2  # not looked up yet
             if ins < end_t:
                 iu = np.uint64(ins)
-                g_new = sk[iu] - lenk[iu] - si
-                dv_new = vi - vk[iu]
+                if rk[iu] < sk[iu] - lenk[iu]:
+                    g_new = rk[iu] - si
+                    dv_new = vi - v[leader[np.uint64(order[iu])]]
+                else:
+                    g_new = sk[iu] - lenk[iu] - si
+                    dv_new = vi - vk[iu]
             else:
                 nt = next_lane(i, t, succ_begin, succ_lane)
                 if nt >= 0 and begin[nt] < begin[nt + 1]:
                     f = begin[nt]
                     if f != k:
-                        g_new = (lane_len[t] - si) + sk[f] - lenk[f]
-                        dv_new = vi - vk[f]
+                        fu = np.uint64(f)
+                        if rk[fu] < sk[fu] - lenk[fu]:
+                            g_new = (lane_len[t] - si) + rk[fu]
+                            dv_new = vi - v[leader[np.uint64(order[fu])]]
+                        else:
+                            g_new = (lane_len[t] - si) + sk[f] - lenk[f]
+                            dv_new = vi - vk[f]
             ti = t_gap[i]
             s0i = s0[i]
             d = invd[i]

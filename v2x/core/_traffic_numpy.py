@@ -136,6 +136,24 @@ def traffic_step(
     cross, nl, f = cross[ok], nl[ok], f[ok]
     ld[cross] = f
     g[cross] = (lane_len[li[cross]] - si[cross]) + s[f] - length[f]
+    # Overlapping boxes: the leader is the vehicle ahead whose rear bumper is nearest (ties: the nearer
+    # front). ``rear``: each position's immediate leader's rear in its own lane's s; where it does not rise
+    # along a lane (rare: wrecks, a story road user standing inside a box), that lane is walked backwards
+    # as the compiled step walks every lane.
+    rear = np.full(m, np.inf)
+    rear[same] = s[ld[same]] - length[ld[same]]
+    rear[cross] = lane_len[li[cross]] + (s[f] - length[f])
+    falls = np.flatnonzero(same[:-1] & (rear[1:] < rear[:-1]))
+    for lane_id in np.unique(li[falls]).tolist():
+        lo, hi = int(begin[lane_id]), int(begin[lane_id + 1])
+        r = float(rear[hi - 1])
+        for k in range(hi - 2, lo - 1, -1):
+            if r < rear[k]:
+                ld[k] = ld[k + 1]
+                g[k] = r - si[k]
+            else:
+                r = float(rear[k])
+            rear[k] = r  # now the nearest rear ahead (where the rears rise, the leader's already)
     has = ld >= 0
     dv = np.zeros(m)
     dv[has] = vi[has] - v[ld[has]]
@@ -172,9 +190,13 @@ def traffic_step(
     g_new = np.full(len(c), np.inf)
     dv_new = np.zeros(len(c))
     in_t = ins < begin[t + 1]
-    nlv = order[np.minimum(ins, n - 1)][in_t]
-    g_new[in_t] = s[nlv] - length[nlv] - sc[in_t]
-    dv_new[in_t] = vc[in_t] - v[nlv]
+    at_ins = np.minimum(ins, n - 1)[in_t]
+    nlv = order[at_ins]
+    # (the nearest rear bumper at or ahead of the insertion point: overlapping boxes, as in the leader pass)
+    r_own = s[nlv] - length[nlv]
+    sw = rear[at_ins] < r_own
+    g_new[in_t] = np.where(sw, rear[at_ins] - sc[in_t], r_own - sc[in_t])
+    dv_new[in_t] = vc[in_t] - v[np.where(sw, ld[at_ins], nlv)]
     valid = ~in_t | (g_new > 0.0)
     nt_all = next_lane(i_c, t, succ_begin, succ_lane)
     rest = np.flatnonzero(~in_t)
@@ -184,9 +206,12 @@ def traffic_step(
     rest, nt = rest[ok], nt[ok]
     f = order[begin[nt]]
     ok = f != i_c[rest]
-    rest, f = rest[ok], f[ok]
-    g_new[rest] = (lane_len[t[rest]] - sc[rest]) + s[f] - length[f]
-    dv_new[rest] = vc[rest] - v[f]
+    rest, f, pf = rest[ok], f[ok], begin[nt][ok]
+    sw = rear[pf] < s[f] - length[f]
+    g_new[rest] = np.where(
+        sw, (lane_len[t[rest]] - sc[rest]) + rear[pf], (lane_len[t[rest]] - sc[rest]) + s[f] - length[f]
+    )
+    dv_new[rest] = vc[rest] - v[np.where(sw, ld[pf], f)]
     fr = free_term(vc, np.minimum(v0[i_c], limit[t]))
     at = acc_of(a[i_c], fr, desired_gap(vc, t_gap[i_c], s0[i_c], inv_den[i_c], dv_new), g_new)
     al = acc_of(a[i_c], fr, ss_line[i_c], line_gap(t, sc, vc, b_safe[i_c], nt_all, lane_len, stop_s, red))

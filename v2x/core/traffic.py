@@ -219,9 +219,10 @@ class Traffic:
 
 @dataclass(frozen=True)
 class StepResult:
-    """Per vehicle: the acceleration applied this tick, the leader and bumper-to-bumper gap at the start
-    of the tick (before lane changes; -1 / inf if none within the next junction) and the lane change
-    made (+1 left, -1 right, 0)."""
+    """Per vehicle: the acceleration applied this tick, the leader (the vehicle ahead whose rear bumper is
+    nearest: the next one unless boxes overlap) and bumper-to-bumper gap at the start of the tick (before
+    lane changes; -1 / inf if none within the next junction) and the lane change made (+1 left, -1 right,
+    0)."""
 
     acc_mps2: F64
     leader: I64

@@ -6,7 +6,8 @@ the flow's mix), a desired speed (the flow's distribution) and an OBU or not (it
 is drawn when the run is built, from a generator of its own seeded with the run's seed only (not the
 variant), so the baseline and the V2X run see the same traffic. With ``prefill`` (the default) the flow's
 lane also starts filled at the flow's density (vehicles per hour over mean speed, never closer than the
-IDM's equilibrium gap), leaving room around the scenario's own vehicles.
+IDM's equilibrium gap), leaving room around the scenario's own vehicles and none nearer a stop line red
+at t = 0 than it can stop from comfortably (``_prefill``).
 
 Each tick (``step``), after the story actors' truths are applied:
 
@@ -235,6 +236,26 @@ class LaneGeometry:
         k = int(np.argmin(off))
         return float(cum[k] + along[k]), float(off[k]), float(yaw[k])
 
+    def stopping(self, t: float, out: NDArray[np.bool_]) -> None:
+        """Per lane, into ``out``: its stop line shows a stopping light at ``t`` (the model's red)."""
+        for k, phase, ctl in self.heads:
+            out[k] = ctl.light(phase, t) in STOPPING_LIGHTS
+
+    def red_lines_ahead(self, lane: int, red: NDArray[np.bool_]) -> list[float]:
+        """The red stop lines a vehicle on ``lane`` can face (``red``: per lane), as positions along
+        ``lane``, farthest first: its own lane's and the nearest of its successors' (measured from the
+        lane's start: the end of ``lane`` plus the line's distance along the successor). The model looks
+        at the own line and that of the successor the vehicle takes, a choice made per vehicle row; the
+        nearest successor line stands for it."""
+        net = self.network
+        out = []
+        ahead = [float(net.length_m[lane] + net.stop_line_m[n]) for n in net.successors(lane) if red[n]]
+        if ahead:
+            out.append(min(ahead))
+        if red[lane]:
+            out.append(float(net.stop_line_m[lane]))
+        return out
+
     def poses(self, lane: NDArray[np.int64], s: F64) -> tuple[F64, F64, F64]:
         """x, y and yaw of the points ``s`` along ``lane`` (beyond either end: straight on)."""
         x, y, h = np.empty(len(s)), np.empty(len(s)), np.empty(len(s))
@@ -352,7 +373,11 @@ def _prefill(
 ) -> Arrivals:
     """The flow's lane at t = 0: vehicles from its end back to its start at the flow's density (rate over
     mean desired speed, capped by the lane's limit), every one at least its IDM equilibrium gap behind the
-    next, none within that gap of a story vehicle."""
+    next, none within that gap of a story vehicle, and none closer to a stop line red at t = 0 than it can
+    stop from at its comfortable deceleration (s0 + v² / 2b before the line; one placed nearer was moved
+    back there). A prefilled vehicle enters at its desired speed with no past: placed a few metres before
+    a red line at 10 m/s it could not stop and ran the red (the model's amber-dilemma rule: one too close
+    to stop goes on) into the crossing stream (newcomer review 17)."""
     length = float(geo.network.length_m[lane])
     limit = float(geo.network.speed_limit_mps[lane])
     d = flow.speed_kph
@@ -367,14 +392,25 @@ def _prefill(
     keep: list[int] = []
     starts: list[float] = []
     around = sorted(((rear, fr) for k_, rear, fr in story if k_ == lane), reverse=True)
+    red = np.zeros(geo.network.n_lanes, dtype=np.bool_)
+    geo.stopping(0.0, red)
+    lines = geo.red_lines_ahead(lane, red)
     prev_front, prev_rear = math.inf, length  # the vehicle ahead (none yet: the lane's end)
     for k in range(n_max):
         p = CLASS_PARAMS[KIND[kinds[k]]]
-        gap = p.s0_m + min(float(v0[k]), limit) * p.t_gap_s
+        v = min(float(v0[k]), limit)  # it enters at this speed (``Background._spawn``)
+        gap = p.s0_m + v * p.t_gap_s
+        stop = p.s0_m + v * v / (2.0 * p.b_mps2)  # to stop s0 before a line at the comfortable deceleration
         s = min(length - spacing / 2 if not keep else prev_front - spacing, prev_rear - gap)
-        for rear, fr in around:  # room around the story vehicles on this lane, the front-most first
-            if s - p.length_m - gap < fr and rear - gap < s:
-                s = rear - gap
+        placed = math.nan
+        while s != placed:  # each rule only moves it back, to one of finitely many places
+            placed = s
+            for line in lines:  # not where it could not stop for a red line it faces at t = 0
+                if line - stop < s <= line:
+                    s = line - stop
+            for rear, fr in around:  # room around the story vehicles on this lane, the front-most first
+                if s - p.length_m - gap < fr and rear - gap < s:
+                    s = rear - gap
         if s - p.length_m < 0:
             break
         keep.append(k)
@@ -507,8 +543,7 @@ class Background(WorldVehicles):
         if self._started:
             tr.v_mps[held] = 0.0
             keep_lane, keep_s = tr.lane[held].copy(), tr.s_m[held].copy()
-            for k, phase, ctl in self.geo.heads:
-                self._red[k] = ctl.light(phase, t) in STOPPING_LIGHTS
+            self.geo.stopping(t, self._red)
             result = traffic_step(self.geo.network, tr, self._red, self.tick_s, tick)
             acc = result.acc_mps2
             tr.lane[held], tr.s_m[held], tr.v_mps[held] = keep_lane, keep_s, 0.0
