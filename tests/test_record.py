@@ -187,3 +187,28 @@ def test_replay_refuses_two_recordings_of_one_variant(
     code = main(["replay", str(run.paths["v2x"]), str(twice), "--report", str(tmp_path / "r.html")])
     assert code == 2 and not (tmp_path / "r.html").exists()
     assert "two recordings of variant 'v2x'" in capsys.readouterr().err
+
+
+def test_the_background_traffic_is_in_the_scene(tmp_path: Path) -> None:
+    """A newcomer review found recordings without the cars the run had: each tick's /scene carries the
+    background traffic as one entity ("background") of boxes in the world frame, as many as the live view
+    draws (v2x.run.tap.background_boxes)."""
+    from foxglove_schemas_protobuf.SceneUpdate_pb2 import SceneUpdate
+
+    sc = load_scenario(SCENARIO_DIR / "breakdown.yaml").model_copy(update={"duration_s": 2.0})
+    rec = Recording(tmp_path / "rec", sc, 0)
+    result = asyncio.run(
+        run_scenario(
+            sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: Observers([rec.observer(v, r)])
+        )
+    )
+    [path] = rec.finish(result)
+    counts = []
+    for topic, _, _, data, _ in _messages(path):
+        if topic == "/scene":
+            for entity in SceneUpdate.FromString(data).entities:
+                if entity.id == "background":
+                    assert entity.frame_id == "world"
+                    counts.append(len(entity.cubes))
+    assert len(counts) == result["metrics"]["v2x"]["ticks"] and min(counts) > 10
+    assert result["metrics"]["v2x"]["background"]["max_present"] >= max(counts)

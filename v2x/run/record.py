@@ -53,7 +53,7 @@ from mcap_protobuf.schema import register_schema
 from v2x.geodesy import LocalFrame
 from v2x.run.report import MAX_RESULT_BYTES
 from v2x.run.results import flagged
-from v2x.run.tap import Event, Pose, Tap, poses
+from v2x.run.tap import Event, Pose, Tap, background_boxes, poses
 from v2x.scenario.model import Scenario
 from v2x.sim.events import event_order
 from v2x.sim.simulation import Simulation
@@ -128,6 +128,7 @@ class VariantRecorder:
         self._seq: Counter[int] = Counter()
         self.tap = Tap()
         self.closed = False
+        self._had_background = False  # a /scene entity of the background traffic was written (and must be emptied)
         self.w.add_metadata(
             "v2x",
             {
@@ -270,6 +271,7 @@ class VariantRecorder:
                 self.json(f"/v2x/rx/{d.receiver}", "v2x.Delivery", round(d.rx_time_s, 6), doc)  # as agents see it: 1 us
         road = [p for p in poses(sim) if p.kind != "platform"]
         self._poses(t, road)
+        self._background(t, background_boxes(sim))
         for actor, reading in sim.sensors.gnss.items():
             p = next((q for q in road if q.actor == actor), None)
             if p is None or not reading.available:
@@ -320,6 +322,26 @@ class VariantRecorder:
             )
         self.proto("/tf", t, FrameTransforms(transforms=transforms))
         self.proto("/scene", t, SceneUpdate(entities=entities))
+
+    def _background(self, t: float, boxes: list[list[float]]) -> None:
+        """The background traffic (flows or SUMO) as one ``/scene`` entity of grey boxes in the world frame,
+        replaced each tick (a newcomer review found recordings without the cars the run had)."""
+        if not boxes and not self._had_background:
+            return
+        self._had_background = bool(boxes)
+        grey = Color(r=0.6, g=0.64, b=0.68, a=0.9)
+        cubes = [
+            CubePrimitive(
+                pose=FoxPose(position=Vector3(x=x, y=y, z=0.75), orientation=_quat_yaw(yaw)),
+                size=Vector3(x=length, y=width, z=1.5),
+                color=grey,
+            )
+            for x, y, yaw, length, width in boxes
+        ]
+        entity = SceneEntity(
+            timestamp=self._stamp(t), frame_id=FRAME_WORLD, id="background", lifetime=Duration(nanos=0), cubes=cubes
+        )
+        self.proto("/scene", t, SceneUpdate(entities=[entity]))
 
     def event(self, ev: Event) -> None:
         t = float(ev["t_s"])
