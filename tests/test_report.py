@@ -221,3 +221,15 @@ def test_a_null_sim_seconds_is_drawn_as_zero() -> None:
     doc = _result()
     doc["metrics"]["v2x"]["sim_seconds"] = None
     assert "<svg" in render_html([doc])
+
+
+def test_the_same_result_named_twice_counts_once(tmp_path: Path) -> None:
+    """A newcomer review: `v2x report out/ out/fcw/result.json` counted 3 results for 2."""
+    from v2x.run.report import load_results
+
+    for name in ("fcw", "icw"):
+        folder = tmp_path / "out" / name
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps(_result(scenario=name)), encoding="utf-8")
+    results = load_results([tmp_path / "out", tmp_path / "out" / "fcw" / "result.json"])
+    assert sorted(r["scenario"] for r in results) == ["fcw", "icw"]

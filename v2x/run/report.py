@@ -115,8 +115,13 @@ def load_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
             files += found
         else:
             files.append(p)
-    results = []
+    # the same file named twice (a directory and a file in it; a link) counts once: a newcomer review's
+    # report said "3 result(s)" for two
+    unique: dict[Path, Path] = {}
     for f in files:
+        unique.setdefault(f.resolve(), f)
+    results = []
+    for f in unique.values():
         try:
             if f.stat().st_size > MAX_RESULT_BYTES:
                 raise ReportInputError(f"{f}: larger than {MAX_RESULT_BYTES >> 20} MiB: not a result document")
