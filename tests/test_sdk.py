@@ -883,3 +883,30 @@ async def test_a_restarted_stack_resumes_at_the_worlds_tick(mosquitto: Mosquitto
                 assert stack.rejected["bad_tick"] == (0 if resume else 2)
             await world.publish(topics.control(run_id), b"", qos=1, retain=True)
         assert handed == want
+
+
+def test_conformance_does_not_blame_the_stack_for_what_others_publish() -> None:
+    """The world's refusals on topics the stack cannot publish on (a forger's on the run's own sealed agents,
+    on unknown actors', a forged Control) are not the stack's (the SDK review: any rejection failed the
+    world's view); its own are."""
+    from datetime import UTC, datetime
+
+    from v2x.geodesy import LocalFrame
+    from v2x.run.conformance import Capture, analyse
+    from v2x.wire import testbed_pb2
+
+    def view(rejected: dict[str, int]) -> str:
+        capture = Capture()
+        capture.hellos.append(
+            testbed_pb2.Hello(actor_id="follower", kind="car", protocol_version=1).SerializeToString()
+        )
+        metrics = {"rejected": rejected, "duplicates": 0, "late_reports": 0, "late_reports_by_actor": {}}
+        checks = analyse(
+            capture, actor_id="follower", kind="car", epoch=datetime(2026, 1, 1, tzinfo=UTC),
+            frame=LocalFrame(29.5, 106.5, 0.0), tick_s=0.1, n_ticks=0, platform_id="", metrics=metrics,
+            realtime=False,
+        )  # fmt: skip
+        return next(c for c in checks.checks if c.name == "world's view").status
+
+    assert view({"forged": 7, "unknown_sender": 2, "forged_control": 1}) == "PASS"
+    assert view({"forged": 7, "malformed": 1}) == "FAIL"
