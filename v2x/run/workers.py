@@ -185,6 +185,9 @@ def _set_madvise_hugepage(enabled: bool) -> bool | None:
 
 def worker_main(job: FleetJob, ready: EventType) -> None:
     """A worker process: serve ``job``'s fleet until the run's final tick (``ready`` is set once subscribed)."""
+    from v2x.text import escape_log_messages
+
+    escape_log_messages()  # (a spawned process: the command line's setting is not inherited)
     asyncio.run(_serve(job, ready))
 
 
