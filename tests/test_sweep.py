@@ -69,6 +69,15 @@ def test_rates_and_percentiles_over_seeds() -> None:
     from v2x.run.sweep import table
 
     assert "seeds where an expectation failed: 3 (v2x run SCENARIO --seed N shows why)" in table(s)
+    # the picture has its axes and the collision rates (a newcomer review: neither)
+    import xml.etree.ElementTree as ET
+
+    from v2x.run.sweep import svg
+
+    picture = svg(s)
+    texts = [t.text for t in ET.fromstring(picture).iter("{http://www.w3.org/2000/svg}text")]
+    assert {"0 %", "50 %", "100 %", "0.0 s"} <= set(texts)
+    assert "collision rate: baseline 100.0 %, v2x 0.0 %" in texts
 
 
 def test_a_real_sweep_and_how_fcw_degrades_without_rtk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -259,10 +259,12 @@ def table(s: SweepSummary) -> str:
 
 
 def svg(s: SweepSummary) -> str:
-    """Bars for the detection and false-warning rates per app, and the lead-time p5-p95 range with p50."""
+    """Bars for the detection and false-warning rates per app, and the lead-time p5-p95 range with p50, each
+    plot with its axis (0, 50, 100 % and 0 to the longest lead time); the collision rate per variant below."""
     apps = list(s.apps)
     row_h, label_w, plot_w, pad = 28, 90, 260, 10
-    height = pad * 3 + 30 + row_h * max(len(apps), 1)
+    rows_end = 40 + pad + row_h * max(len(apps), 1)
+    height = rows_end + 52
     width = label_w + 2 * plot_w + pad * 4
     lead_max = max([a["lead_time_s"]["p95"] or 0.0 for a in s.apps.values()] + [1.0])
     out = [
@@ -292,6 +294,19 @@ def svg(s: SweepSummary) -> str:
             out.append(
                 f'<circle cx="{mid:.1f}" cy="{y + 9}" r="4" fill="#2ca02c"><title>p50 {lead["p50"]} s</title></circle>'
             )
+    # the axes under the rows: rates 0-100 %, lead times 0 to the longest p95
+    x_rate, x_lead = label_w + pad, label_w + plot_w + 3 * pad
+    for x0, marks in (
+        (x_rate, [(f, f"{f * 100:.0f} %") for f in (0.0, 0.5, 1.0)]),
+        (x_lead, [(f, f"{f * lead_max:.1f} s") for f in (0.0, 0.5, 1.0)]),
+    ):
+        out.append(f'<line x1="{x0}" y1="{rows_end}" x2="{x0 + plot_w}" y2="{rows_end}" stroke="#999"/>')
+        for f, label in marks:
+            x = x0 + plot_w * f
+            out.append(f'<line x1="{x:.1f}" y1="{rows_end}" x2="{x:.1f}" y2="{rows_end + 4}" stroke="#999"/>')
+            out.append(f'<text x="{x:.1f}" y="{rows_end + 16}" text-anchor="middle" font-size="10">{label}</text>')
+    crash = ", ".join(f"{v} {r * 100:.1f} %" for v, r in s.collision_rate.items()) or "no variants"
+    out.append(f'<text x="{pad}" y="{rows_end + 40}">collision rate: {crash}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
