@@ -26,6 +26,11 @@ def test_printable_escapes_every_control_and_formatting_character() -> None:
         printable("follower: first FCW at t=6.00 s, 16.7 m/s, über")
         == "follower: first FCW at t=6.00 s, 16.7 m/s, über"
     )
+    # every control, format and line-separating character, not a list of known ones (a second attack review: the
+    # line and paragraph separators split a summary line for Python's splitlines; U+061C was left as it was)
+    seps = "a\u2028b\u2029c\u061cd\u2060e\ufeff\U000e0041"
+    assert printable(seps) == "a\\u2028b\\u2029c\\u061cd\\u2060e\\ufeff\\U000e0041"
+    assert len(printable(seps).splitlines()) == 1
 
 
 def test_xml_text_keeps_newlines_and_escapes_what_xml_cannot_hold() -> None:

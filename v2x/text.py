@@ -12,15 +12,30 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 import xml.etree.ElementTree as ET
 
-# C0 and C1 controls, DEL, and the zero-width and bidirectional formatting characters (which reorder or hide
-# what a terminal shows)
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
-# what XML 1.0 cannot hold (and C1 controls, DEL and the formatting characters above), but tab, newline and CR
-_NOT_XML = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
-)
+
+def _class(categories: tuple[str, ...], keep: str = "") -> str:
+    """A regex character class of every code point of the basic plane in Unicode ``categories`` (but ``keep``),
+    and the format characters beyond it (the tags, the musical symbols' format marks, ...)."""
+    points = [c for c in map(chr, range(0x10000)) if unicodedata.category(c) in categories and c not in keep]
+    ranges: list[list[int]] = []
+    for c in points:
+        if ranges and ranges[-1][1] == ord(c) - 1:
+            ranges[-1][1] = ord(c)
+        else:
+            ranges.append([ord(c), ord(c)])
+    body = "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
+    return "[" + body + "\\U000110bd\\U000110cd\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f]"
+
+
+# Controls (C0, C1, DEL: Cc), format characters (Cf: zero-width, bidirectional marks and overrides, which
+# reorder or hide what a terminal shows), the line and paragraph separators (Zl, Zp: a new line to some tools)
+# and lone surrogates (Cs)
+_UNPRINTABLE = re.compile(_class(("Cc", "Cf", "Zl", "Zp", "Cs")))
+# what XML 1.0 cannot hold and the characters above, but tab, newline and CR
+_NOT_XML = re.compile(_class(("Cc", "Cf", "Zl", "Zp", "Cs"), keep="\t\n\r")[:-1] + "\\ufffe\\uffff]")
 
 
 def _escape(match: re.Match[str]) -> str:
