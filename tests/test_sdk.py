@@ -13,8 +13,10 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -785,10 +787,11 @@ async def test_a_stack_takes_only_the_worlds_next_tick_and_no_forged_start_or_ju
     assert rejected.get("retained") == 1 and rejected.get("malformed", 0) >= 1, (rejected, text)
 
 
-@pytest.mark.broker
-async def test_the_sdk_in_real_time_skips_a_few_ticks_but_not_far_ahead(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    """``realtime=True`` may skip ticks (inputs can be lost in real time), but no further than
-    ``REALTIME_MAX_SKIP`` beyond where the world's clock can be: TickInput(500) right after tick 0 is refused."""
+async def _hand_out(
+    mosquitto: Mosquitto, tmp_path: Path, ticks: Sequence[int], **options: Any
+) -> tuple[list[int], Counter[str]]:
+    """A fake world (a START of 100 ticks, then TickInputs of ``ticks``, 0.3 s apart) and an SDK stack with
+    ``options``: the ticks it handed out, and what it refused."""
     import asyncio
 
     import aiomqtt
@@ -796,13 +799,13 @@ async def test_the_sdk_in_real_time_skips_a_few_ticks_but_not_far_ahead(mosquitt
     from v2x.net import topics
     from v2x.sdk import Stack
 
-    run_id = f"rt-{uuid.uuid4().hex[:6]}"
+    run_id = f"hand-{uuid.uuid4().hex[:6]}"
     start = _forged_world_start(tmp_path, run_id, n_ticks=100)
     in_topic = topics.tick_input(run_id, "follower")
     handed: list[int] = []
     async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
         await world.publish(topics.control(run_id), start.SerializeToString(), qos=1, retain=True)
-        async with Stack(mosquitto.address.url, run_id=run_id, actor_id="follower", realtime=True) as stack:
+        async with Stack(mosquitto.address.url, run_id=run_id, actor_id="follower", **options) as stack:
             run = await stack.start(timeout_s=10)
             state = VehicleState.at_start(run.me)
 
@@ -812,14 +815,22 @@ async def test_the_sdk_in_real_time_skips_a_few_ticks_but_not_far_ahead(mosquitt
                     await stack.ack(tick, state)
 
             driving = asyncio.create_task(drive())
-            for n in (0, 500, 6):
+            for n in ticks:
                 ti = testbed_pb2.TickInput(run_id=run_id, tick=n, tick_us=100_000, time_us=n * 100_000)
                 await world.publish(in_topic, ti.SerializeToString())
                 await asyncio.sleep(0.3)
             driving.cancel()
-            assert stack.rejected["bad_tick"] == 1
+            rejected = Counter(stack.rejected)
         await world.publish(topics.control(run_id), b"", qos=1, retain=True)
-    assert handed == [0, 6]
+    return handed, rejected
+
+
+@pytest.mark.broker
+async def test_the_sdk_in_real_time_skips_a_few_ticks_but_not_far_ahead(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """``realtime=True`` may skip ticks (inputs can be lost in real time), but no further than
+    ``REALTIME_MAX_SKIP`` beyond where the world's clock can be: TickInput(500) right after tick 0 is refused."""
+    handed, rejected = await _hand_out(mosquitto, tmp_path, (0, 500, 6), realtime=True)
+    assert handed == [0, 6] and rejected["bad_tick"] == 1
 
 
 def test_the_sdk_bounds_what_waits_and_never_queues_junk() -> None:
@@ -851,38 +862,10 @@ def test_the_sdk_bounds_what_waits_and_never_queues_junk() -> None:
 async def test_a_restarted_stack_resumes_at_the_worlds_tick(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """A fresh stack takes tick 0 first (TickInput(7) first is bad_tick); one restarted mid-run
     (``resume=True``) takes the world's tick 7 as its first, then 8 after 7."""
-    import asyncio
-
-    import aiomqtt
-
-    from v2x.net import topics
-    from v2x.sdk import Stack
-
-    for resume, want in ((False, []), (True, [7, 8])):
-        run_id = f"resume-{uuid.uuid4().hex[:6]}"
-        start = _forged_world_start(tmp_path, run_id, n_ticks=100)
-        in_topic = topics.tick_input(run_id, "follower")
-        handed: list[int] = []
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
-            await world.publish(topics.control(run_id), start.SerializeToString(), qos=1, retain=True)
-            async with Stack(mosquitto.address.url, run_id=run_id, actor_id="follower", resume=resume) as stack:
-                run = await stack.start(timeout_s=10)
-                state = VehicleState.at_start(run.me)
-
-                async def drive(s: Stack = stack, st: VehicleState = state, h: list[int] = handed) -> None:
-                    async for tick in s.ticks():
-                        h.append(tick.n)
-                        await s.ack(tick, st)
-
-                driving = asyncio.create_task(drive())
-                for n in (7, 8):
-                    ti = testbed_pb2.TickInput(run_id=run_id, tick=n, tick_us=100_000, time_us=n * 100_000)
-                    await world.publish(in_topic, ti.SerializeToString())
-                    await asyncio.sleep(0.3)
-                driving.cancel()
-                assert stack.rejected["bad_tick"] == (0 if resume else 2)
-            await world.publish(topics.control(run_id), b"", qos=1, retain=True)
-        assert handed == want
+    handed, rejected = await _hand_out(mosquitto, tmp_path, (7, 8))
+    assert handed == [] and rejected["bad_tick"] == 2
+    handed, rejected = await _hand_out(mosquitto, tmp_path, (7, 8), resume=True)
+    assert handed == [7, 8] and rejected["bad_tick"] == 0
 
 
 def test_conformance_does_not_blame_the_stack_for_what_others_publish() -> None:

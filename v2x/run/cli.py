@@ -586,7 +586,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"v2x replay: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from v2x.run.report import render_html
-    from v2x.run.results import write_atomic
 
     try:
         page = render_html([result])
@@ -596,16 +595,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
         why = f"{type(exc).__name__}: {str(exc)[:200]}"
         print(f"v2x replay: {files}: the rebuilt result is not a v2x result document ({why})", file=sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        path = write_atomic(args.report, page)
-    except OSError as exc:
-        print(
-            f"v2x replay: cannot write {args.report}: {_why(exc)} (an existing file was left as it was)",
-            file=sys.stderr,
-        )
+    path = _write_page("v2x replay", args.report, page)
+    if path is None:
         return EXIT_RUN_ERROR
     print(f"HTML report -> {path}")
     return EXIT_OK if result["passed"] else EXIT_FAILED
+
+
+def _write_page(prog: str, path: Path, page: str) -> Path | None:
+    """Write an HTML page whole (``write_atomic``); None, said on stderr, when it cannot be written."""
+    from v2x.run.results import write_atomic
+
+    try:
+        return write_atomic(path, page)
+    except OSError as exc:
+        print(f"{prog}: cannot write {path}: {_why(exc)} (an existing file was left as it was)", file=sys.stderr)
+        return None
 
 
 def _why(exc: BaseException) -> str:
@@ -677,7 +682,6 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from v2x.run.report import ReportInputError, load_results, render_html
-    from v2x.run.results import write_atomic
 
     try:
         results = load_results(args.paths)
@@ -689,12 +693,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         # load_results checks what the page shows; this is the net under it: still bad input, never a trace.
         print(f"v2x report: not a v2x result document ({type(exc).__name__}: {str(exc)[:200]})", file=sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        path = write_atomic(args.out, page)
-    except OSError as exc:
-        print(
-            f"v2x report: cannot write {args.out}: {_why(exc)} (an existing file was left as it was)", file=sys.stderr
-        )
+    path = _write_page("v2x report", args.out, page)
+    if path is None:
         return EXIT_RUN_ERROR
     failed = [r["scenario"] for r in results if not r["passed"]]
     print(f"{len(results)} result(s), {len(failed)} failed -> {path}")
