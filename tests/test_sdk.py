@@ -878,12 +878,18 @@ def test_conformance_does_not_blame_the_stack_for_what_others_publish() -> None:
     from v2x.run.conformance import Capture, analyse
     from v2x.wire import testbed_pb2
 
-    def view(rejected: dict[str, int]) -> str:
+    def view(rejected: dict[str, int], theirs: dict[str, int] | None = None) -> str:
         capture = Capture()
         capture.hellos.append(
             testbed_pb2.Hello(actor_id="follower", kind="car", protocol_version=1).SerializeToString()
         )
-        metrics = {"rejected": rejected, "duplicates": 0, "late_reports": 0, "late_reports_by_actor": {}}
+        metrics = {
+            "rejected": rejected,
+            "rejected_by_agents": {"follower": theirs or {}},
+            "duplicates": 0,
+            "late_reports": 0,
+            "late_reports_by_actor": {},
+        }
         checks = analyse(
             capture, actor_id="follower", kind="car", epoch=datetime(2026, 1, 1, tzinfo=UTC),
             frame=LocalFrame(29.5, 106.5, 0.0), tick_s=0.1, n_ticks=0, platform_id="", metrics=metrics,
@@ -893,3 +899,7 @@ def test_conformance_does_not_blame_the_stack_for_what_others_publish() -> None:
 
     assert view({"forged": 7, "unknown_sender": 2, "forged_control": 1}) == "PASS"
     assert view({"forged": 7, "malformed": 1}) == "FAIL"
+    # the stack's own refusals of junk on its input topic (a second attack review: they failed it), but not of
+    # the envelopes the world handed it
+    assert view({}, {"malformed": 12, "bad_tick": 12, "retained": 1}) == "PASS"
+    assert view({}, {"out_of_range": 1}) == "FAIL"

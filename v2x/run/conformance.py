@@ -58,6 +58,8 @@ SPEED_TOLERANCE_MPS = 0.1
 HEADING_TOLERANCE_DEG = 1.0
 # rejection reasons the world gives only for messages on topics other than the stack's own
 NOT_THE_STACKS = frozenset({"forged", "unknown_sender", "bad_topic", "forged_control"})
+# a stack's own refusals of what came on its input topic (v2x.sdk, the examples): not of the world's envelopes
+INPUT_REFUSALS = frozenset({"malformed", "bad_tick", "retained", "overflow", "oversized", "conflicting_input"})
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -402,12 +404,23 @@ def analyse(
             )
         if not realtime and metrics.get("late_reports"):  # (real time: the deadline check below)
             world_problems.append(f"{metrics['late_reports']} report(s) late")
-        theirs = metrics.get("rejected_by_agents", {}).get(actor_id)
-        if theirs:
-            world_problems.append(f"the stack reports rejecting {theirs}")
+        theirs = metrics.get("rejected_by_agents", {}).get(actor_id) or {}
+        # what it refused of the envelopes the world handed it (the world checked them first: a refusal there
+        # is a decoder's or verifier's disagreement); what it refused on its input topic (junk, a far tick, a
+        # retained message) anyone on an open broker can publish, and a stack that refused the world's own
+        # inputs fails 'acks' anyway (an attack review: a third party's junk failed an honest stack here)
+        heard = {k: n for k, n in theirs.items() if k not in INPUT_REFUSALS}
+        if heard:
+            world_problems.append(f"the stack reports rejecting {heard}")
     resent = f" (but the {recovered} copies of messages the world asked for again)" if recovered else ""
     late_note = "" if realtime else ", nothing late"
-    out.add("world's view", world_problems, f"nothing rejected, no duplicates{resent}{late_note}")
+    noise = {
+        k: n
+        for k, n in ((metrics or {}).get("rejected_by_agents", {}).get(actor_id) or {}).items()
+        if k in INPUT_REFUSALS
+    }
+    said = f"; the stack refused on its input topic {noise} (anyone's to publish on an open broker)" if noise else ""
+    out.add("world's view", world_problems, f"nothing rejected, no duplicates{resent}{late_note}{said}")
 
     # -- deadline ---------------------------------------------------------------------------------------
     delays = sorted(ack_at[n] - capture.inputs[n][0] for n in ack_at if n in capture.inputs)
