@@ -15,27 +15,29 @@ import re
 import unicodedata
 import xml.etree.ElementTree as ET
 
+# Controls (C0, C1, DEL: Cc), format characters (Cf: zero-width, bidirectional marks and overrides, which
+# reorder or hide what a terminal shows), the line and paragraph separators (Zl, Zp: a new line to some tools)
+# and lone surrogates (Cs), of the basic plane (read from unicodedata once, at import)
+_UNSAFE = [c for c in map(chr, range(0x10000)) if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs")]
+# the format characters beyond it (the tags, the musical symbols' format marks, ...)
+_ASTRAL = "\\U000110bd\\U000110cd\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f"
 
-def _class(categories: tuple[str, ...], keep: str = "") -> str:
-    """A regex character class of every code point of the basic plane in Unicode ``categories`` (but ``keep``),
-    and the format characters beyond it (the tags, the musical symbols' format marks, ...)."""
-    points = [c for c in map(chr, range(0x10000)) if unicodedata.category(c) in categories and c not in keep]
+
+def _class(chars: list[str], extra: str = "") -> str:
+    """A regex character class of ``chars`` (as ranges), the astral format characters and ``extra``."""
     ranges: list[list[int]] = []
-    for c in points:
+    for c in chars:
         if ranges and ranges[-1][1] == ord(c) - 1:
             ranges[-1][1] = ord(c)
         else:
             ranges.append([ord(c), ord(c)])
     body = "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
-    return "[" + body + "\\U000110bd\\U000110cd\\U0001d173-\\U0001d17a\\U000e0001\\U000e0020-\\U000e007f]"
+    return f"[{body}{_ASTRAL}{extra}]"
 
 
-# Controls (C0, C1, DEL: Cc), format characters (Cf: zero-width, bidirectional marks and overrides, which
-# reorder or hide what a terminal shows), the line and paragraph separators (Zl, Zp: a new line to some tools)
-# and lone surrogates (Cs)
-_UNPRINTABLE = re.compile(_class(("Cc", "Cf", "Zl", "Zp", "Cs")))
+_UNPRINTABLE = re.compile(_class(_UNSAFE))
 # what XML 1.0 cannot hold and the characters above, but tab, newline and CR
-_NOT_XML = re.compile(_class(("Cc", "Cf", "Zl", "Zp", "Cs"), keep="\t\n\r")[:-1] + "\\ufffe\\uffff]")
+_NOT_XML = re.compile(_class([c for c in _UNSAFE if c not in "\t\n\r"], extra="\\ufffe\\uffff"))
 
 
 def _escape(match: re.Match[str]) -> str:
