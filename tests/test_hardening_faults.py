@@ -250,9 +250,9 @@ def test_v2x_report_exits_2_on_any_malformed_result_never_a_traceback(
     codes: dict[int, int] = {}
     for text in [*extra, *_mutants(rng, 200)]:
         f.write_text(text, encoding="utf-8")
-        started = time.monotonic()
+        started = time.process_time()  # CPU time: a bound on the work, whatever else loads the machine
         code = main(["report", str(f), "-o", str(out)])
-        assert time.monotonic() - started < 5.0
+        assert time.process_time() - started < 5.0
         err = capsys.readouterr().err
         assert code in (0, 1, 2) and "Traceback" not in err, (code, err, text[:300])
         codes[code] = codes.get(code, 0) + 1
