@@ -331,6 +331,31 @@ def test_v2x_check_refuses_a_crafted_golden_record_before_running(
     assert "tolerance.time_s" in junit
 
 
+def test_a_golden_record_of_another_scenario_is_refused_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newcomer's scenario started as a copy of fcw, with fcw's golden record copied under its own id:
+    v2x check compared the new scenario with fcw's outcome and called the differences regressions."""
+    from v2x.run import check
+
+    def never(job: Any) -> Any:
+        raise AssertionError("a scenario ran")
+
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(_crafted(lambda g: None)))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: scenario: the record of scenario 'mine' expected")):
+        load_golden(path, "mine")
+    assert load_golden(path) is not None  # (without an id to check: as before)
+    monkeypatch.setattr(check, "_run_one", never)
+    folder = _copy_fcw(tmp_path / "copy")
+    record = folder / "golden" / "fcw.json"
+    record.write_text(json.dumps(_crafted(lambda g: g.update(scenario="icw"))))
+    assert main(["check", str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{record}: scenario: the record of scenario 'fcw' expected, got \"icw\"" in err, err
+    assert "nothing was run" in err and "Traceback" not in err
+
+
 def test_a_golden_record_without_tolerances_takes_the_defaults(tmp_path: Path) -> None:
     path = tmp_path / "fcw.json"
     path.write_text(json.dumps(_crafted(lambda g: g.pop("tolerance"))))

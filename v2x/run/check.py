@@ -326,10 +326,11 @@ class GoldenError(ValueError):
         super().__init__("\n".join(lines))
 
 
-def load_golden(path: Path) -> dict[str, Any] | None:
+def load_golden(path: Path, scenario_id: str | None = None) -> dict[str, Any] | None:
     """A golden record, or None if there is none. Raises :class:`GoldenError` (a ValueError) naming the
     file, the field path and what was expected if it is not one: the whole record is checked here, against
-    what :func:`golden_record` writes (``_GoldenRecord``), before any run compares with it."""
+    what :func:`golden_record` writes (``_GoldenRecord``), before any run compares with it; with
+    ``scenario_id``, also that it is that scenario's record (a record copied from another scenario's)."""
     from pydantic import ValidationError
 
     from v2x.scenario.loader import pydantic_problems
@@ -358,6 +359,9 @@ def load_golden(path: Path) -> dict[str, Any] | None:
     except ValidationError as exc:
         unknown = "unknown field (a golden record holds what 'v2x check --update-golden' writes)"
         raise GoldenError(path, pydantic_problems(exc, unknown=unknown, drop_tags=())) from exc
+    if scenario_id is not None and doc["scenario"] != scenario_id:
+        got = printable(json.dumps(doc["scenario"])[:60])
+        raise GoldenError(path, [("scenario", f"the record of scenario {scenario_id!r} expected, got {got}")])
     return doc
 
 
@@ -551,7 +555,7 @@ def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dic
         files = scenario_files(args.targets)
         loaded = [(path, load_scenario(path)) for path in files]
         clashes = same_ids(loaded)
-        goldens = {path: load_golden(golden_path(path, sc.id)) for path, sc in loaded}
+        goldens = {path: load_golden(golden_path(path, sc.id), sc.id) for path, sc in loaded}
     except ScenarioError as exc:
         raise _NothingRun(
             EXIT_BAD_INPUT, "scenarios", [str(exc), "v2x check: invalid scenario; nothing was run"]

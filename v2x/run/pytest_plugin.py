@@ -98,7 +98,7 @@ class ScenarioFile(pytest.File):
             from v2x.run.check import golden_path, load_golden
             from v2x.run.runner import RunError, run_scenario, warm_up_core
 
-            self._golden = load_golden(golden_path(self.path, self.scenario.id))
+            self._golden = load_golden(golden_path(self.path, self.scenario.id), self.scenario.id)
             seed = self.config.getoption("--v2x-seed")
             if seed is None:
                 seed = int(self._golden["seed"]) if self._golden else 0
