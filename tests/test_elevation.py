@@ -150,7 +150,13 @@ def test_the_overlap_check_leaves_a_car_on_the_level_above_alone() -> None:
     below = RemoteState(b"aaaaaaaa", 1.0, 0.0, 0.0, 10.0, 0.0, 0.0, 5.0, 2.0, 0.02, 10, 0, z_m=0.0)
     above = replace(below, temp_id=b"bbbbbbbb", t_s=1.05, z_m=7.5)
     own = Participant("own", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 2.0, 0.0, 7.5)
-    assert Detector(dict(THRESHOLDS)).overlaps([below, above], 1.1) == []
-    assert [v.check for v in Detector(dict(THRESHOLDS)).overlaps([above], 1.1, own)] == ["overlap"]
-    assert Detector(dict(THRESHOLDS)).overlaps([below], 1.1, own) == []
-    assert [v.check for v in Detector(dict(THRESHOLDS)).overlaps([below, replace(above, z_m=2.0)], 1.1)] == ["overlap"]
+
+    def judged(remotes: list[RemoteState], own: Participant | None = None) -> list[str]:
+        d = Detector(dict(THRESHOLDS))
+        assert d.overlaps(remotes, 1.1, own) == []  # (judged at the next BSM)
+        return [v.check for v in d.overlaps([replace(r, t_s=r.t_s + 0.1) for r in remotes], 1.2, own)]
+
+    assert judged([below, above]) == []
+    assert judged([above], own) == ["overlap"]
+    assert judged([below], own) == []
+    assert judged([below, replace(above, z_m=2.0)]) == ["overlap"]

@@ -99,16 +99,56 @@ def test_a_judged_sender_is_reported_once_and_stays_excluded() -> None:
 
 
 def test_overlap_with_the_host_or_an_earlier_sender() -> None:
+    # judged when the sender's next BSM arrives (it could have said it crashed), not before
     d = Detector(DEFAULTS)
     own = Participant("own", 0.0, 0.0, 14.0, 0.0, 0.0, 0.0, 4.8, 1.8, 0.0)
     on_me = bsm(1.0, 1.0, tid=b"\x03" * 8)
     beside = bsm(1.0, 0.0, y=3.5, tid=b"\x04" * 8)  # the next lane
-    [v] = d.overlaps([on_me, beside], 1.0, own)
-    assert (v.suspect, v.check) == (b"\x03" * 8, "overlap")
+    assert d.overlaps([on_me, beside], 1.0, own) == []
+    assert d.overlaps([on_me, beside], 1.05, own) == []  # (no BSM of its since)
+    [v] = d.overlaps([bsm(1.1, 2.4, tid=b"\x03" * 8), bsm(1.1, 1.4, y=3.5, tid=b"\x04" * 8)], 1.1, own)
+    assert (v.suspect, v.check, v.t_s) == (b"\x03" * 8, "overlap", 1.1)
     d2 = Detector(DEFAULTS)
     first = bsm(0.95, 50.0, tid=b"\x05" * 8)
     second = bsm(1.0, 51.0, tid=b"\x06" * 8)
-    assert [v.suspect for v in d2.overlaps([second, first], 1.0)] == [b"\x06" * 8]  # the newer one
+    assert d2.overlaps([second, first], 1.0) == []
+    later = [bsm(1.05, 50.7, tid=b"\x05" * 8), bsm(1.1, 52.4, tid=b"\x06" * 8)]
+    assert [v.suspect for v in d2.overlaps(later, 1.1)] == [b"\x06" * 8]  # the newer one
+
+
+def test_a_phantom_that_overlaps_once_and_moves_away_is_still_judged() -> None:
+    d = Detector(DEFAULTS)
+    own = Participant("own", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 4.8, 1.8, 0.0)
+    assert d.overlaps([bsm(1.0, 1.0, tid=b"\x03" * 8)], 1.0, own) == []
+    [v] = d.overlaps([bsm(1.1, 30.0, tid=b"\x03" * 8)], 1.1, own)
+    assert v.suspect == b"\x03" * 8
+
+
+def test_vehicles_that_hit_each_other_are_not_judged_for_overlapping() -> None:
+    # two vehicles collide: their boxes overlap in the BSMs of the collision, sent before either knows,
+    # and in every one after, which say disabledVehicle (a review saw both parties judged, downhill seed 1)
+    own = Participant("own", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 4.8, 1.8, 0.0)
+    d = Detector(DEFAULTS)
+    assert d.overlaps([bsm(1.0, 1.0, v=10.0, tid=b"\x03" * 8)], 1.0, own) == []
+    wreck = replace(bsm(1.1, 1.0, v=0.0, tid=b"\x03" * 8), events=WRECK)
+    assert d.overlaps([wreck], 1.1, own, own_disabled=True) == []
+    assert d.overlaps([replace(wreck, t_s=1.2)], 1.2, own, own_disabled=True) == []
+    assert not d.judged
+    # ... but only both: the host did not crash, or the sender does not say it did
+    for sender, host in ((wreck, False), (bsm(1.1, 1.0, v=0.0, tid=b"\x03" * 8), True)):
+        d = Detector(DEFAULTS)
+        d.overlaps([bsm(1.0, 1.0, v=10.0, tid=b"\x03" * 8)], 1.0, own)
+        [v] = d.overlaps([sender], 1.1, own, own_disabled=host)
+        assert v.suspect == b"\x03" * 8
+    # two senders
+    d = Detector(DEFAULTS)
+    assert d.overlaps([bsm(1.0, 51.0, tid=b"\x06" * 8), bsm(0.95, 50.0, tid=b"\x05" * 8)], 1.0) == []
+    wrecks = [replace(bsm(1.1, 51.0, v=0.0, tid=t), events=WRECK) for t in (b"\x05" * 8, b"\x06" * 8)]
+    assert d.overlaps(wrecks, 1.1) == [] and d.overlaps([replace(w, t_s=1.2) for w in wrecks], 1.2) == []
+    d = Detector(DEFAULTS)
+    d.overlaps([bsm(1.0, 51.0, tid=b"\x06" * 8), bsm(0.95, 50.0, tid=b"\x05" * 8)], 1.0)
+    [v] = d.overlaps([replace(wrecks[1], events=0), wrecks[0]], 1.1)
+    assert v.suspect == b"\x06" * 8
 
 
 def _run(overrides: dict[str, Any], tmp_path: Any, variants: tuple[str, ...] = ("v2x",)) -> dict[str, Any]:

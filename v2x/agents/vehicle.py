@@ -566,7 +566,7 @@ class VehicleAgent(Agent):
             own = Participant(
                 "own", pose.x, pose.y, 0.0, 0.0, 0.0, pose.heading_rad, self.length_m, self.width_m, 0.0, pose.z
             )
-            result.judged(self.detector.overlaps(self.remotes.values(), t, own))
+            result.judged(self.detector.overlaps(self.remotes.values(), t, own, own_disabled="disabled" in self.flags))
         judged = self.detector.judged if self.detector is not None else None
         if judged and not judged.keys().isdisjoint(self.remotes):  # (none to leave out: as it is)
             self.remotes = {k: r for k, r in self.remotes.items() if k not in judged}

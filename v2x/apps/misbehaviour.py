@@ -20,7 +20,8 @@ The checks and their names (the ``check`` of a verdict):
   (F2MD PositionConsistancyCheck), plus the reported position errors.
 - ``position_speed``: a displacement outside the distances the two claimed speeds allow under the
   acceleration bounds, with F2MD's tolerances (PositionSpeedConsistancyCheck), plus the reported errors.
-- ``overlap``: the claimed box overlaps the host's own or another sender's (F2MD IntersectionCheck).
+- ``overlap``: the claimed box overlaps the host's own or another sender's (F2MD IntersectionCheck), judged
+  at the sender's next BSM unless both parties then say they crashed (vehicles that hit each other).
 - ``rsu_unseen`` (edge): the sender claims to be well inside a roadside sensor's view, and that RSU's
   perception does not see it (v2x.agents.platform).
 
@@ -379,6 +380,9 @@ class Detector:
         self.th = thresholds
         self.last: dict[bytes, RemoteState] = {}  # each sender's latest BSM checked
         self.judged: dict[bytes, Verdict] = {}  # senders judged misbehaving, with the first verdict
+        # Senders seen overlapping, judged once they send their next BSM unless it explains the overlap (a
+        # crash): the time of the BSM that overlapped, and the other party (None: the host).
+        self.overlapping: dict[bytes, tuple[float, bytes | None]] = {}
         # ``prepare``'s answers: per BSM (by identity) about to be observed, (the one before it, it, its check).
         self._ahead: dict[int, tuple[RemoteState, RemoteState, str | None]] = {}
 
@@ -428,9 +432,15 @@ class Detector:
             check = consistency(before, remote, self.th)
         return self.judge(remote.temp_id, check, t_s) if check is not None else None
 
-    def overlaps(self, remotes: Iterable[RemoteState], t_s: float, own: Participant | None = None) -> list[Verdict]:
+    def overlaps(
+        self, remotes: Iterable[RemoteState], t_s: float, own: Participant | None = None, own_disabled: bool = False
+    ) -> list[Verdict]:
         """Verdicts for senders whose claimed box (at ``t_s``) overlaps the host's own box ``own`` or the box
         of another sender heard earlier (F2MD flags the newer message; ties: the larger temporary id).
+        Vehicles that hit each other rest where they touched, and their boxes overlap in the BSMs of the
+        collision, before either can say it crashed: so a sender seen overlapping is judged when its next BSM
+        arrives (``overlapping``), unless by then it and the other party are both disabled (disabledVehicle
+        set in their BSMs, or ``own_disabled`` for the host); two such wrecks are not judged for overlapping.
         Boxes shrink by ``mbd_sigmas`` reported errors; a sender without a reported accuracy is skipped, and
         so is a pair on different levels (heights known and more than ``VERTICAL_SEPARATION_M`` apart: a car on
         a flyover over another). Only boxes whose circumscribed circles meet (``_near``, ``_near_pairs``: numpy,
@@ -439,6 +449,9 @@ class Detector:
         k = self.th["mbd_sigmas"]
         max_age = self.th["mbd_max_age_s"]
         judged = self.judged
+        remotes = list(remotes)
+        out = self._overlapping_judged(remotes, t_s, own_disabled)
+        waiting = self.overlapping
         chosen: list[tuple[RemoteState, float]] = []  # (sender, its box's shrink)
         sigmas: dict[float | None, float | None] = {}  # ``_sigma`` by reported error: one answer per value
         for r in remotes:
@@ -451,16 +464,14 @@ class Detector:
         # (Each box by its row of ``every``: the boxes of the senders compared with each other taken in one
         # indexing, not a numpy view per sender put back together.)
         boxes = [(chosen[i][0], i) for i in kept]
-        out = []
         mine = _corners(own, k * own.sigma_m if math.isfinite(own.sigma_m) else 0.0) if own is not None else None
         if mine is not None and own is not None:
             near_me = _near(every[kept], mine)
             for (r, i), near in zip(boxes, near_me, strict=True):
-                if near and not _levels_apart(r.z_m, own.z_m) and boxes_overlap(every[i].tolist(), mine):
-                    v = self.judge(r.temp_id, "overlap", t_s)
-                    if v is not None:
-                        out.append(v)
-        boxes = [(r, i) for r, i in boxes if r.temp_id not in judged]
+                wrecks = own_disabled and bool(r.events & _DISABLED)
+                if near and not wrecks and not _levels_apart(r.z_m, own.z_m) and boxes_overlap(every[i].tolist(), mine):
+                    waiting.setdefault(r.temp_id, (r.t_s, None))
+        boxes = [(r, i) for r, i in boxes if r.temp_id not in waiting]
         boxes.sort(key=lambda b: (b[0].t_s, b[0].temp_id))
         corners = every[[i for _, i in boxes]].reshape(-1, 4, 2)
         candidates = _near_pairs(corners)
@@ -468,14 +479,37 @@ class Detector:
             for m in candidates[n]:
                 other = boxes[m][0]
                 if (
-                    other.temp_id not in self.judged
+                    other.temp_id not in waiting
+                    and not (r.events & other.events & _DISABLED)
                     and not _levels_apart(r.z_m, other.z_m)
                     and boxes_overlap(corners[n].tolist(), corners[m].tolist())
                 ):
-                    v = self.judge(r.temp_id, "overlap", t_s)
-                    if v is not None:
-                        out.append(v)
+                    waiting[r.temp_id] = (r.t_s, other.temp_id)
                     break
+        return out
+
+    def _overlapping_judged(self, remotes: list[RemoteState], t_s: float, own_disabled: bool) -> list[Verdict]:
+        """Verdicts on the senders seen overlapping (``overlapping``) that have sent a BSM since: judged,
+        unless they and the other party are now both disabled (a crash)."""
+        if not self.overlapping:
+            return []
+        latest = {r.temp_id: r for r in remotes}
+        out = []
+        for suspect, (seen_t, other) in list(self.overlapping.items()):
+            r = latest.get(suspect)
+            if r is None or r.t_s <= seen_t:
+                continue  # no BSM since (or not heard this tick)
+            del self.overlapping[suspect]
+            if other is None:
+                other_disabled = own_disabled
+            else:
+                o = latest.get(other)
+                other_disabled = o is not None and bool(o.events & _DISABLED)
+            if r.events & _DISABLED and other_disabled:
+                continue  # they hit each other
+            v = self.judge(suspect, "overlap", t_s)
+            if v is not None:
+                out.append(v)
         return out
 
 
