@@ -6,6 +6,7 @@ EBW keeping it out of the second collision."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -142,3 +143,16 @@ async def test_the_queue_crash_pile_up_end_to_end() -> None:
     assert (ebw["target"], ebw["other"]) == ("last", "lead")
     v2x_rest = {e["actor"]: e["x_m"] for e in of("v2x", "stop")}
     assert v2x_rest["middle"] - v2x_rest["last"] > CAR_LENGTH_M + 5.0  # more than 5 m bumper to bumper
+
+
+async def test_the_parties_of_a_crash_are_neither_warned_after_it_nor_judged_for_overlapping() -> None:
+    """downhill: car_descent runs into stalled_descent. Their boxes overlap from the collision on: the overlap
+    check judged them (car_flat and car_descent, in every seed), and once it no longer did, car_descent's FCW
+    warned it, at rest, about the car it had hit (11.7 s)."""
+    result = await run_scenario(load_scenario("scenarios/downhill.yaml"), seed=0, broker="loopback", variants=["v2x"])
+    crashed = {a: e["t_s"] for e in result["events"] if e["type"] == "collision" for a in e["actors"]}
+    assert set(crashed) == {"car_descent", "stalled_descent"}
+    late = [e for e in result["events"] if e["type"] == "warning" and e["t_s"] > crashed.get(e["target"], math.inf)]
+    assert late == []
+    assert [e for e in result["events"] if e["type"] == "misbehaviour"] == []
+    assert result["passed"]

@@ -154,7 +154,7 @@ def test_the_overlap_check_leaves_a_car_on_the_level_above_alone() -> None:
     def judged(remotes: list[RemoteState], own: Participant | None = None) -> list[str]:
         d = Detector(dict(THRESHOLDS))
         assert d.overlaps(remotes, 1.1, own) == []  # (judged at the next BSM)
-        return [v.check for v in d.overlaps([replace(r, t_s=r.t_s + 0.1) for r in remotes], 1.2, own)]
+        return [v.check for v in d.overlaps([replace(r, t_s=r.t_s + 0.3) for r in remotes], 1.4, own)]
 
     assert judged([below, above]) == []
     assert judged([above], own) == ["overlap"]

@@ -99,55 +99,62 @@ def test_a_judged_sender_is_reported_once_and_stays_excluded() -> None:
 
 
 def test_overlap_with_the_host_or_an_earlier_sender() -> None:
-    # judged when the sender's next BSM arrives (it could have said it crashed), not before
+    # judged at the sender's first BSM mbd_overlap_wait_s (0.3 s) later (it could say it crashed), not before
     d = Detector(DEFAULTS)
     own = Participant("own", 0.0, 0.0, 14.0, 0.0, 0.0, 0.0, 4.8, 1.8, 0.0)
-    on_me = bsm(1.0, 1.0, tid=b"\x03" * 8)
-    beside = bsm(1.0, 0.0, y=3.5, tid=b"\x04" * 8)  # the next lane
-    assert d.overlaps([on_me, beside], 1.0, own) == []
-    assert d.overlaps([on_me, beside], 1.05, own) == []  # (no BSM of its since)
-    [v] = d.overlaps([bsm(1.1, 2.4, tid=b"\x03" * 8), bsm(1.1, 1.4, y=3.5, tid=b"\x04" * 8)], 1.1, own)
-    assert (v.suspect, v.check, v.t_s) == (b"\x03" * 8, "overlap", 1.1)
+
+    def pair(t: float) -> list[RemoteState]:  # (the car on the next lane keeps beside it)
+        return [bsm(t, 1.0 + 14.0 * (t - 1.0), tid=b"\x03" * 8), bsm(t, 14.0 * (t - 1.0), y=3.5, tid=b"\x04" * 8)]
+
+    for t in (1.0, 1.1, 1.2, 1.25):
+        assert d.overlaps(pair(t), t, own) == [], t
+    [v] = d.overlaps(pair(1.3), 1.3, own)
+    assert (v.suspect, v.check, v.t_s) == (b"\x03" * 8, "overlap", 1.3)
     d2 = Detector(DEFAULTS)
     first = bsm(0.95, 50.0, tid=b"\x05" * 8)
     second = bsm(1.0, 51.0, tid=b"\x06" * 8)
     assert d2.overlaps([second, first], 1.0) == []
-    later = [bsm(1.05, 50.7, tid=b"\x05" * 8), bsm(1.1, 52.4, tid=b"\x06" * 8)]
-    assert [v.suspect for v in d2.overlaps(later, 1.1)] == [b"\x06" * 8]  # the newer one
+    later = [bsm(1.25, 53.5, tid=b"\x05" * 8), bsm(1.3, 55.2, tid=b"\x06" * 8)]
+    assert [v.suspect for v in d2.overlaps(later, 1.3)] == [b"\x06" * 8]  # the newer one
 
 
 def test_a_phantom_that_overlaps_once_and_moves_away_is_still_judged() -> None:
     d = Detector(DEFAULTS)
     own = Participant("own", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 4.8, 1.8, 0.0)
     assert d.overlaps([bsm(1.0, 1.0, tid=b"\x03" * 8)], 1.0, own) == []
-    [v] = d.overlaps([bsm(1.1, 30.0, tid=b"\x03" * 8)], 1.1, own)
+    assert d.overlaps([bsm(1.1, 30.0, tid=b"\x03" * 8)], 1.1, own) == []
+    [v] = d.overlaps([bsm(1.3, 33.0, tid=b"\x03" * 8)], 1.3, own)
     assert v.suspect == b"\x03" * 8
 
 
 def test_vehicles_that_hit_each_other_are_not_judged_for_overlapping() -> None:
-    # two vehicles collide: their boxes overlap in the BSMs of the collision, sent before either knows,
-    # and in every one after, which say disabledVehicle (a review saw both parties judged, downhill seed 1)
+    # two vehicles collide: their boxes overlap in the BSMs of the collision, sent before either knows, and
+    # in every one after, which say disabledVehicle from the next tick or the one after (a review saw
+    # parties of the crash judged in every downhill seed)
     own = Participant("own", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 4.8, 1.8, 0.0)
+    moving = bsm(1.0, 1.0, v=10.0, tid=b"\x03" * 8)
+    still = bsm(1.1, 1.0, v=0.0, tid=b"\x03" * 8)  # (its next BSM: at rest, not yet saying it crashed)
+    wreck = replace(bsm(1.3, 1.0, v=0.0, tid=b"\x03" * 8), events=WRECK)
     d = Detector(DEFAULTS)
-    assert d.overlaps([bsm(1.0, 1.0, v=10.0, tid=b"\x03" * 8)], 1.0, own) == []
-    wreck = replace(bsm(1.1, 1.0, v=0.0, tid=b"\x03" * 8), events=WRECK)
-    assert d.overlaps([wreck], 1.1, own, own_disabled=True) == []
-    assert d.overlaps([replace(wreck, t_s=1.2)], 1.2, own, own_disabled=True) == []
+    assert d.overlaps([moving], 1.0, own) == [] and d.overlaps([still], 1.1, own) == []
+    assert d.overlaps([wreck], 1.3, own, own_disabled=True) == []
+    assert d.overlaps([replace(wreck, t_s=1.7)], 1.7, own, own_disabled=True) == []
     assert not d.judged
     # ... but only both: the host did not crash, or the sender does not say it did
-    for sender, host in ((wreck, False), (bsm(1.1, 1.0, v=0.0, tid=b"\x03" * 8), True)):
+    for sender, host in ((wreck, False), (replace(wreck, events=0), True)):
         d = Detector(DEFAULTS)
-        d.overlaps([bsm(1.0, 1.0, v=10.0, tid=b"\x03" * 8)], 1.0, own)
-        [v] = d.overlaps([sender], 1.1, own, own_disabled=host)
+        d.overlaps([moving], 1.0, own)
+        [v] = d.overlaps([sender], 1.3, own, own_disabled=host)
         assert v.suspect == b"\x03" * 8
     # two senders
+    crash = [bsm(1.0, 51.0, tid=b"\x06" * 8), bsm(0.95, 50.0, tid=b"\x05" * 8)]
+    wrecks = [replace(bsm(1.3, 51.0, v=0.0, tid=t), events=WRECK) for t in (b"\x05" * 8, b"\x06" * 8)]
     d = Detector(DEFAULTS)
-    assert d.overlaps([bsm(1.0, 51.0, tid=b"\x06" * 8), bsm(0.95, 50.0, tid=b"\x05" * 8)], 1.0) == []
-    wrecks = [replace(bsm(1.1, 51.0, v=0.0, tid=t), events=WRECK) for t in (b"\x05" * 8, b"\x06" * 8)]
-    assert d.overlaps(wrecks, 1.1) == [] and d.overlaps([replace(w, t_s=1.2) for w in wrecks], 1.2) == []
+    assert d.overlaps(crash, 1.0) == []
+    assert d.overlaps(wrecks, 1.3) == [] and d.overlaps([replace(w, t_s=1.7) for w in wrecks], 1.7) == []
     d = Detector(DEFAULTS)
-    d.overlaps([bsm(1.0, 51.0, tid=b"\x06" * 8), bsm(0.95, 50.0, tid=b"\x05" * 8)], 1.0)
-    [v] = d.overlaps([replace(wrecks[1], events=0), wrecks[0]], 1.1)
+    d.overlaps(crash, 1.0)
+    [v] = d.overlaps([replace(wrecks[1], events=0), wrecks[0]], 1.3)
     assert v.suspect == b"\x06" * 8
 
 

@@ -156,8 +156,8 @@ def test_overlaps_judges_as_before() -> None:
         before = _overlaps_before(old, remotes, 10.0, own)
         assert new.overlaps(remotes, 10.0, own) == [], trial  # judged at their next BSM (a crash may explain it)
         assert list(new.overlapping) == [v.suspect for v in before], trial
-        later = [replace(r, t_s=r.t_s + 0.1) for r in remotes]
-        assert [v.suspect for v in new.overlaps(later, 10.1, own)][: len(before)] == [v.suspect for v in before]
+        later = [replace(r, t_s=r.t_s + 0.3) for r in remotes]
+        assert [v.suspect for v in new.overlaps(later, 10.3, own)][: len(before)] == [v.suspect for v in before]
         assert set(old.judged) <= set(new.judged), trial
         judged += len(old.judged)
     assert judged > 100  # the cases judge

@@ -408,9 +408,10 @@ class FleetAgent:
             accuracy = _accuracy_wire(major, minor, known)
             ack.envelopes.extend(self._bsms(inp, vehicles, ids, x0, y0, heading, speed, accel, accuracy, wrecked > 0))
         # FCW's accuracy gate on the host: one that states an accuracy FCW cannot use does not warn (one that
-        # states none knows its truth: the background without positioning, as before).
+        # states none knows its truth: the background without positioning, as before); nor does a wreck (as a
+        # built-in vehicle's apps raise nothing once it has crashed).
         need = self.thresholds["fcw_required_accuracy_m"]
-        able = ~known | (R95_PER_SIGMA * major <= need)
+        able = (~known | (R95_PER_SIGMA * major <= need)) & (wrecked == 0)
         self._listening = _Begun(inp.tick, vehicles, ids, x, y, vx, vy, heading, accel, able)
         return ack
 

@@ -603,9 +603,10 @@ class VehicleAgent(Agent):
     ) -> OnBoardView:
         """Run the on-board apps ``which`` (indices into ``self.apps``) at ``t`` and act on what they raise
         (``self._trigger``: when the message that prompted this evaluation was sent, None for the tick's
-        periodic one)."""
+        periodic one). A wreck's apps raise nothing (its driver has nothing left to avoid: FCW warned a car at
+        rest against the car it had hit)."""
         view = self._view(t, pose, gnss, result)
-        for k in which:
+        for k in which if self.rest is None else ():
             for raised in self.apps[k].evaluate(view, t):
                 if isinstance(raised, Intends):
                     if self.equipped:

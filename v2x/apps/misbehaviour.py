@@ -21,7 +21,7 @@ The checks and their names (the ``check`` of a verdict):
 - ``position_speed``: a displacement outside the distances the two claimed speeds allow under the
   acceleration bounds, with F2MD's tolerances (PositionSpeedConsistancyCheck), plus the reported errors.
 - ``overlap``: the claimed box overlaps the host's own or another sender's (F2MD IntersectionCheck), judged
-  at the sender's next BSM unless both parties then say they crashed (vehicles that hit each other).
+  ``mbd_overlap_wait_s`` later unless both parties then say they crashed (vehicles that hit each other).
 - ``rsu_unseen`` (edge): the sender claims to be well inside a roadside sensor's view, and that RSU's
   perception does not see it (v2x.agents.platform).
 
@@ -88,6 +88,10 @@ THRESHOLDS: Mapping[str, float] = MappingProxyType(
         # Our choice: "well inside" - this far inside the sensor's range and field of view at least (and
         # mbd_sigmas reported errors), m.
         "mbd_rsu_margin_m": 5.0,
+        # Our choice: a sender seen overlapping is judged at its first BSM at least this much later, s, unless
+        # by then it and the other party both say disabledVehicle: vehicles that hit each other overlap in
+        # the BSMs of the collision, before they know of it, and say it from the next tick or the one after.
+        "mbd_overlap_wait_s": 0.3,
     }
 )
 
@@ -438,9 +442,10 @@ class Detector:
         """Verdicts for senders whose claimed box (at ``t_s``) overlaps the host's own box ``own`` or the box
         of another sender heard earlier (F2MD flags the newer message; ties: the larger temporary id).
         Vehicles that hit each other rest where they touched, and their boxes overlap in the BSMs of the
-        collision, before either can say it crashed: so a sender seen overlapping is judged when its next BSM
-        arrives (``overlapping``), unless by then it and the other party are both disabled (disabledVehicle
-        set in their BSMs, or ``own_disabled`` for the host); two such wrecks are not judged for overlapping.
+        collision, before either can say it crashed: so a sender seen overlapping is judged at its first BSM
+        ``mbd_overlap_wait_s`` later (``overlapping``), unless by then it and the other party are both
+        disabled (disabledVehicle set in their BSMs, or ``own_disabled`` for the host); two such wrecks are not
+        judged for overlapping each other.
         Boxes shrink by ``mbd_sigmas`` reported errors; a sender without a reported accuracy is skipped, and
         so is a pair on different levels (heights known and more than ``VERTICAL_SEPARATION_M`` apart: a car on
         a flyover over another). Only boxes whose circumscribed circles meet (``_near``, ``_near_pairs``: numpy,
@@ -489,16 +494,16 @@ class Detector:
         return out
 
     def _overlapping_judged(self, remotes: list[RemoteState], t_s: float, own_disabled: bool) -> list[Verdict]:
-        """Verdicts on the senders seen overlapping (``overlapping``) that have sent a BSM since: judged,
-        unless they and the other party are now both disabled (a crash)."""
+        """Verdicts on the senders seen overlapping (``overlapping``) that have sent a BSM ``mbd_overlap_wait_s``
+        later: judged, unless they and the other party are now both disabled (a crash)."""
         if not self.overlapping:
             return []
         latest = {r.temp_id: r for r in remotes}
         out = []
         for suspect, (seen_t, other) in list(self.overlapping.items()):
             r = latest.get(suspect)
-            if r is None or r.t_s <= seen_t:
-                continue  # no BSM since (or not heard this tick)
+            if r is None or r.t_s < seen_t + self.th["mbd_overlap_wait_s"] - 1e-9:
+                continue  # no BSM late enough since (or not heard this tick)
             del self.overlapping[suspect]
             if other is None:
                 other_disabled = own_disabled
