@@ -157,3 +157,12 @@ def test_the_thresholds_table_in_the_docs_lists_every_threshold_with_its_default
     table = doc.split("## Thresholds", 1)[1]
     rows = dict(re.findall(r"^\| `([a-z0-9_]+)` \| ([0-9.]+) \|", table, re.MULTILINE))
     assert rows == {name: f"{value:g}" for name, value in DEFAULTS.items()}
+
+
+def test_a_network_profile_on_the_wrong_link_is_refused(tmp_path: Path) -> None:
+    # a newcomer review: network: {pc5: cell-degraded} ran, a cellular profile on the sidelink
+    text = FCW.read_text().replace("network: {pc5: pc5-sidelink-los, uu: 5g-uu-edge-sa, wired: wired-backhaul}", "")
+    problems = dict(_problems(_write(tmp_path, text + "network: {pc5: cell-degraded, wired: 5g-uu-edge-sa}\n")))
+    assert problems["network.pc5"].startswith("a sidelink profile ['pc5-")
+    assert problems["network.pc5"].endswith("got 'cell-degraded', a cellular one")
+    assert problems["network.wired"] == "a wired profile ['wired-backhaul']; got '5g-uu-edge-sa', a cellular one"

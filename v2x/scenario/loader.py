@@ -517,10 +517,15 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     if sc.positioning not in POSITIONING_PROFILES:
         expected = f"a positioning profile {sorted(POSITIONING_PROFILES)}; got {sc.positioning!r}"
         problems.append(("positioning", expected))
-    for field in ("pc5", "uu", "wired"):
+    for field, kind in (("pc5", "sidelink"), ("uu", "cellular"), ("wired", "wired")):
         name = getattr(sc.network, field)
         if name not in NETWORK_PROFILES:
             problems.append((f"network.{field}", f"a network profile {sorted(NETWORK_PROFILES)}; got {name!r}"))
+        elif NETWORK_PROFILES[name].kind != kind:  # (a cellular profile on the PC5 link: a newcomer review)
+            fits = sorted(n for n, p in NETWORK_PROFILES.items() if p.kind == kind)
+            problems.append(
+                (f"network.{field}", f"a {kind} profile {fits}; got {name!r}, a {NETWORK_PROFILES[name].kind} one")
+            )
     for key in sc.thresholds:
         if key not in THRESHOLD_DEFAULTS:
             problems.append((f"thresholds.{key}", _one_of("the thresholds", THRESHOLD_DEFAULTS, key)))

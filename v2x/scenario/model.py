@@ -441,7 +441,12 @@ class ActorSpec(Strict):
     driver: DriverSpec | None = None
     events: list[ScriptedEvent] = Field(default_factory=list)
     external: Bool = Field(default=False, description="driven by an outside stack that joins over MQTT")
-    range_m: Real | None = Field(default=None, gt=0, le=10_000, description="rsu: forward BSMs heard within this range")
+    range_m: Real | None = Field(
+        default=None,
+        gt=0,
+        le=10_000,
+        description="rsu: its declared coverage, drawn only (the PC5 profile's range applies)",
+    )
     intersections: list[ActorId] | None = Field(
         default=None, description="rsu: intersections whose MAP (and SPAT, if signalised) it sends; default all"
     )
