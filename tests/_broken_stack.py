@@ -1,6 +1,7 @@
 """A deliberately broken outside stack on v2x.sdk, for `v2x conformance` tests: it drives its actor like
 examples/sdk_vehicle.py but sends a wrong BSM id (``--wrong-id``), a BSM only every other tick (5 Hz,
-``--every 2``) and a secMark one second old (``--stale-secmark``)."""
+``--every 2``), a secMark one second old (``--stale-secmark``) or a secMark from the tick's time alone,
+``epoch_utc`` ignored (``--ignore-epoch``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ async def main(args: argparse.Namespace) -> int:
                     frame.bsm.id = temporary_id("someone-else")
                 if args.stale_secmark:
                     frame.bsm.sec_mark = units.sec_mark(tick.t_s - 1.0, run.epoch)
+                if args.ignore_epoch:  # as if the epoch were on a whole minute
+                    frame.bsm.sec_mark = round(tick.t_s * 1000) % 60_000
                 await stack.send(tick, frame)
             await stack.ack(tick, state)
     return 0
@@ -39,4 +42,5 @@ if __name__ == "__main__":
     p.add_argument("--every", type=int, default=1)
     p.add_argument("--wrong-id", action="store_true")
     p.add_argument("--stale-secmark", action="store_true")
+    p.add_argument("--ignore-epoch", action="store_true")
     sys.exit(asyncio.run(main(p.parse_args())))

@@ -293,6 +293,34 @@ def test_conformance_passes_the_sdk_example_and_names_what_a_broken_stack_gets_w
     assert "PASS seq:" in out and "PASS acks:" in out
 
 
+@pytest.mark.broker
+def test_conformance_fails_a_stack_whose_sec_mark_ignores_the_epoch(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """An outside review: a stack that made secMark from ``time_us`` alone passed conformance, because every
+    shipped scenario's epoch is on a whole minute. Conformance now runs with the epoch moved on by 17.25 s, and
+    such a stack fails 'tick and timestamps' by exactly that much (the SDK example, which reads ``epoch_utc``,
+    passes the same run: test_conformance_passes_the_sdk_example_and_names_what_a_broken_stack_gets_wrong)."""
+    from v2x.run.conformance import conformance_epoch
+
+    epoch = load_scenario(SCENARIO_DIR / "fcw.yaml").epoch
+    assert epoch.second == epoch.microsecond == 0  # the premise: on a whole minute
+    assert conformance_epoch(epoch).isoformat().endswith(":17.250000+00:00")
+    assert conformance_epoch(epoch.replace(microsecond=1000)) == epoch.replace(microsecond=1000)  # left as it is
+    prefix = f"noepoch-{uuid.uuid4().hex[:6]}"
+    stack = _start([PY, "tests/_broken_stack.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
+                    "--ignore-epoch"], tmp_path / "noepoch.log")  # fmt: skip
+    try:
+        run = _conformance(mosquitto, prefix)
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "epoch 2026-05-01T08:00:17.250000+00:00" in run.stdout, run.stdout
+    line = next(x for x in run.stdout.splitlines() if "tick and timestamps:" in x)
+    assert line.strip().startswith("FAIL") and "141 problem(s)" in line and "(-17250 ms)" in line, line
+    failed = [x.split(":")[0].strip() for x in run.stdout.splitlines() if x.startswith("  FAIL ")]
+    assert failed == ["FAIL tick and timestamps"], run.stdout  # nothing else is wrong with it
+
+
 def test_conformance_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     from v2x.cli import main
 

@@ -13,7 +13,9 @@ topics. After the run it checks what the stack sent, tick by tick, and prints a 
 * msg_cnt: +1 per BSM, wrapping at 127; a Uu copy carries the same msg_cnt as the PC5 BSM of its tick;
 * seq: increasing across the run;
 * tick and timestamps: envelope ``tick`` = the tick answered, ``tx_time_us`` = its ``time_us``, BSM
-  ``sec_mark`` = the tick's time in ms within the UTC minute (``epoch_utc`` + ``time_us``);
+  ``sec_mark`` = the tick's time in ms within the UTC minute (``epoch_utc`` + ``time_us``); the run's epoch is
+  the scenario's moved on by 17.25 s when that is on a whole second (as every shipped one is), so that a
+  secMark from ``time_us`` alone fails;
 * consistency: the BSM position is the Ack's truth plus the tick's GNSS error (within 0.1 m); speed and
   heading agree with the truth; ``accuracy.semi_major`` is the reading's sigma (255 without a fix);
 * Acks: one per tick 0..N with the truth, ``tx_count`` = the envelopes sent in that tick;
@@ -43,7 +45,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,9 @@ from v2x import argtypes
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_NO_STACK = 0, 1, 2, 3
 DEFAULT_SCENARIO = "fcw"
+# A scenario's epoch on a whole second (every shipped one is on a whole minute) moves on by this much, so that a
+# BSM secMark from time_us alone (epoch_utc ignored) is off by 17.25 s and fails 'tick and timestamps'.
+EPOCH_SHIFT = timedelta(seconds=17.25)
 POS_TOLERANCE_M = 0.1
 SPEED_TOLERANCE_MPS = 0.1
 HEADING_TOLERANCE_DEG = 1.0
@@ -507,9 +512,17 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
         prefix = load_secure_dir(security.directory).run_prefix
     actors = [a.model_copy(update={"external": True}) if a.id == args.actor else a for a in scenario.actors]
-    scenario = scenario.model_copy(update={"actors": actors, "variants": ["v2x"], "expectations": []})
+    scenario = scenario.model_copy(
+        update={"actors": actors, "variants": ["v2x"], "expectations": [], "epoch": conformance_epoch(scenario.epoch)}
+    )
     warm_up_core([scenario])
     return asyncio.run(_conformance(scenario, broker, prefix, args, spec.kind, security))
+
+
+def conformance_epoch(epoch: datetime) -> datetime:
+    """The epoch of the conformance run: the scenario's, moved on by ``EPOCH_SHIFT`` when it is on a whole second
+    (then a stack's secMark can be right without reading ``epoch_utc``, or its fraction of a second)."""
+    return epoch + EPOCH_SHIFT if epoch.microsecond == 0 else epoch
 
 
 async def _conformance(
@@ -591,8 +604,8 @@ async def _conformance(
                 return EXIT_NO_STACK
             print(  # once the broker answers (it said "waiting" and then that the broker did not answer)
                 f"v2x conformance: run {run_id} of {scenario.id} ({args.mode}"
-                f"{', secure' if secure is not None else ''}) on {broker.url}: waiting up to "
-                f"{args.join_timeout:.0f} s for a stack to join as {actor!r}",
+                f"{', secure' if secure is not None else ''}, epoch {scenario.epoch.isoformat()}) on {broker.url}: "
+                f"waiting up to {args.join_timeout:.0f} s for a stack to join as {actor!r}",
                 flush=True,
             )
             if secure is not None:
