@@ -1,7 +1,7 @@
 """A deliberately broken outside stack on v2x.sdk, for `v2x conformance` tests: it drives its actor like
 examples/sdk_vehicle.py but sends a wrong BSM id (``--wrong-id``), a BSM only every other tick (5 Hz,
 ``--every 2``), a secMark one second old (``--stale-secmark``) or a secMark from the tick's time alone,
-``epoch_utc`` ignored (``--ignore-epoch``)."""
+``epoch_utc`` ignored (``--ignore-epoch``); ``--kind truck`` makes its Hello name the wrong kind."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from v2x.wire.envelope import temporary_id
 
 
 async def main(args: argparse.Namespace) -> int:
-    async with Stack(args.broker, run_id=args.run, actor_id=args.actor, uplink=False) as stack:
+    async with Stack(args.broker, run_id=args.run, actor_id=args.actor, uplink=False, kind=args.kind) as stack:
         run = await stack.start(timeout_s=120)
         state = VehicleState.at_start(run.me)
         async for tick in stack.ticks(tick_timeout_s=90):
@@ -40,6 +40,7 @@ if __name__ == "__main__":
     p.add_argument("--run", required=True)
     p.add_argument("--actor", default="follower")
     p.add_argument("--every", type=int, default=1)
+    p.add_argument("--kind", default="car")
     p.add_argument("--wrong-id", action="store_true")
     p.add_argument("--stale-secmark", action="store_true")
     p.add_argument("--ignore-epoch", action="store_true")

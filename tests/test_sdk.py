@@ -583,17 +583,15 @@ def test_conformance_does_not_count_the_repeats_the_recovery_rule_asks_for_as_du
     assert _repeated_for_resent_inputs(capture) == 0
 
 
-def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
-    """A stack refused at Hello (here: the wrong kind) sends nothing more: the checks of envelopes, BSMs and
-    response times have nothing to judge and say SKIP, not PASS; joining, the BSM rate and the Acks fail."""
-    from v2x.run.conformance import Capture, analyse
+def _fcw_checks(capture: Any, metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """analyse() of what the follower of fcw sent (``capture``), by check name."""
+    from v2x.run.conformance import analyse
     from v2x.run.runner import environment
-    from v2x.scenario import find_scenario, load_scenario
+    from v2x.scenario import find_scenario
 
     sc = load_scenario(find_scenario("fcw"))
-    hello = testbed_pb2.Hello(actor_id="follower", protocol_version=1, kind="truck").SerializeToString()
     checks = analyse(
-        Capture(hellos=[hello]),
+        capture,
         actor_id="follower",
         kind="car",
         epoch=sc.epoch,
@@ -601,26 +599,79 @@ def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
         tick_s=sc.tick_s,
         n_ticks=sc.n_ticks,
         platform_id="platform",
-        metrics={},
+        metrics=metrics,
         realtime=False,
     )
-    status = {c.name: c.status for c in checks.checks}
+    return {c.name: c for c in checks.checks}
+
+
+def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
+    """A stack refused at Hello (here: the wrong kind) sends nothing more and the run never starts (no metrics,
+    no TickInput): only 'joined' fails; the checks of envelopes, BSMs, Acks, the world's view and response times
+    have nothing to judge and say SKIP, not PASS (an outside review: 'BSM rate' and 'acks' failed for 141 ticks
+    that never ran)."""
+    from v2x.run.conformance import Capture
+
+    hello = testbed_pb2.Hello(actor_id="follower", protocol_version=1, kind="truck").SerializeToString()
+    checks = _fcw_checks(Capture(hellos=[hello]), None)
+    status = {name: c.status for name, c in checks.items()}
     assert status == {
         "joined": "FAIL",
         "decode": "SKIP",
         "ids": "SKIP",
         "units in range": "SKIP",
-        "BSM rate": "FAIL",
+        "BSM rate": "SKIP",
         "msg_cnt": "SKIP",
         "seq": "SKIP",
         "tick and timestamps": "SKIP",
         "consistent with truth": "SKIP",
-        "acks": "FAIL",
-        "world's view": "PASS",
+        "acks": "SKIP",
+        "world's view": "SKIP",
         "response time": "SKIP",
     }, status
-    assert not checks.passed
-    assert next(c for c in checks.checks if c.name == "decode").detail == "nothing to check: no envelope came"
+    assert "kind ['truck']" in checks["joined"].detail
+    assert checks["decode"].detail == "nothing to check: no envelope came"
+    assert checks["acks"].detail == "nothing to check: no TickInput came (the run did not start)"
+
+
+def test_conformance_judges_a_run_that_stopped_by_the_ticks_that_ran() -> None:
+    """A run that stopped at tick 2 (the stack answered ticks 0 and 1, then went silent): 'acks' names tick 2,
+    not the 138 ticks after it that never ran, and the world's view says the run did not complete; a stack whose
+    Hello was good but whose run never started fails the world's view (nothing else would fail it)."""
+    from v2x.run.conformance import Capture
+
+    hello = testbed_pb2.Hello(actor_id="follower", protocol_version=1, kind="car").SerializeToString()
+    capture = Capture(hellos=[hello])
+    for n in range(3):
+        capture.inputs[n] = (float(n), testbed_pb2.TickInput(run_id="r-v2x", tick=n, time_us=n * 100_000))
+    for n in range(2):
+        capture.acks.append((n + 0.01, testbed_pb2.Ack(actor_id="follower", tick=n).SerializeToString()))
+    checks = _fcw_checks(capture, None)
+    assert checks["acks"].status == "FAIL" and "no Ack for 1 tick(s) (first: [2])" in checks["acks"].detail
+    assert checks["BSM rate"].status == "FAIL" and "no PC5 BSM in 3 of 3 ticks" in checks["BSM rate"].detail
+    assert checks["world's view"].detail == "1 problem(s): the run did not complete"
+    silent = _fcw_checks(Capture(hellos=[hello]), None)
+    assert silent["joined"].status == "PASS" and silent["acks"].status == "SKIP"
+    assert silent["world's view"].status == "FAIL" and "the run did not complete" in silent["world's view"].detail
+
+
+@pytest.mark.broker
+def test_conformance_of_a_stack_refused_at_hello_fails_only_joined(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """End to end: a stack whose Hello names the wrong kind gets the world's reason and one FAIL line, 'joined';
+    no line about ticks that never ran."""
+    prefix = f"kind-{uuid.uuid4().hex[:6]}"
+    stack = _start([PY, "tests/_broken_stack.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
+                    "--kind", "truck"], tmp_path / "kind.log")  # fmt: skip
+    try:
+        run = _conformance(mosquitto, prefix, "--join-timeout", "6")
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "bad_hello" in run.stdout and "'truck'" in run.stdout, run.stdout
+    failed = [x.split(":")[0].strip() for x in run.stdout.splitlines() if x.startswith("  FAIL ")]
+    assert failed == ["FAIL joined"], run.stdout
+    assert "141" not in run.stdout, run.stdout
 
 
 @pytest.mark.broker

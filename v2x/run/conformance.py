@@ -303,18 +303,22 @@ def analyse(
     out.add("ids", id_problems, f"sender_id {actor_id}, BSM id {bsm_id.hex()}", nothing=no_tx)
     out.add("units in range", range_problems, "every BSM decodes within its elements' ranges", nothing=no_bsm)
 
-    missing = [n for n in range(n_ticks + 1) if len(pc5_bsms.get(n, [])) != 1]
+    # The ticks the stack was asked for: all of them in a run that completed, else those whose TickInput came
+    # (a stack refused at Hello got none; one that went silent is judged up to the tick it did not answer).
+    ran = list(range(n_ticks + 1)) if metrics is not None else sorted(n for n in capture.inputs if 0 <= n <= n_ticks)
+    not_run = "" if ran else "no TickInput came (the run did not start)"
+    missing = [n for n in ran if len(pc5_bsms.get(n, [])) != 1]
     rate_problems = []
     if missing:
         none = [n for n in missing if not pc5_bsms.get(n)]
         many = [n for n in missing if len(pc5_bsms.get(n, [])) > 1]
-        n_bsm = sum(len(v) for v in pc5_bsms.values())
-        rate = n_bsm / ((n_ticks + 1) * tick_s)
+        n_bsm = sum(len(pc5_bsms.get(n, [])) for n in ran)
+        rate = n_bsm / (len(ran) * tick_s)
         if none:
-            rate_problems.append(f"no PC5 BSM in {len(none)} of {n_ticks + 1} ticks (first: {none[:5]}); {rate:.1f} Hz")
+            rate_problems.append(f"no PC5 BSM in {len(none)} of {len(ran)} ticks (first: {none[:5]}); {rate:.1f} Hz")
         if many:
             rate_problems.append(f"several PC5 BSMs in ticks {many[:5]}")
-    out.add("BSM rate", rate_problems, f"one PC5 BSM per tick ({1 / tick_s:.0f} Hz)")
+    out.add("BSM rate", rate_problems, f"one PC5 BSM per tick ({1 / tick_s:.0f} Hz)", nothing=not_run)
 
     prev = None
     for n in sorted(pc5_bsms):
@@ -345,7 +349,7 @@ def analyse(
         if ack.tick not in acks:
             acks[ack.tick] = ack
             ack_at[ack.tick] = at
-    no_ack = [n for n in range(n_ticks + 1) if n not in acks]
+    no_ack = [n for n in ran if n not in acks]
     if no_ack:
         ack_problems.append(f"no Ack for {len(no_ack)} tick(s) (first: {no_ack[:5]})")
     for n, ack in sorted(acks.items()):
@@ -386,13 +390,20 @@ def analyse(
         "BSM = truth + GNSS error; speed, heading and accuracy agree",
         nothing="" if judged else no_bsm or "no PC5 BSM with an Ack carrying truth for its tick",
     )
-    out.add("acks", ack_problems, f"one per tick 0..{n_ticks}, with truth and tx_count")
+    out.add(
+        "acks",
+        ack_problems,
+        f"one per tick {'0..' + str(n_ticks) if metrics is not None else f'run ({len(ran)})'}, with truth and tx_count",
+        nothing=not_run,
+    )
 
     # -- the world's view -------------------------------------------------------------------------------
     world_problems = []
     recovered = 0
+    refused_hello = not ran and not out.checks[0].passed  # the world refused the Hello: 'joined' says why
     if metrics is None:
-        world_problems.append("the run did not complete")
+        if not refused_hello:
+            world_problems.append("the run did not complete")
     else:
         # what the world refused on topics the stack cannot publish on (the run's own sealed parties', unknown
         # actors', the control topic) is someone else's doing on the broker, not the stack's
@@ -425,7 +436,12 @@ def analyse(
         if k in INPUT_REFUSALS
     }
     said = f"; the stack refused on its input topic {noise} (anyone's to publish on an open broker)" if noise else ""
-    out.add("world's view", world_problems, f"nothing rejected, no duplicates{resent}{late_note}{said}")
+    out.add(
+        "world's view",
+        world_problems,
+        f"nothing rejected, no duplicates{resent}{late_note}{said}",
+        nothing="the run did not start (see 'joined')" if refused_hello and metrics is None else "",
+    )
 
     # -- deadline ---------------------------------------------------------------------------------------
     delays = sorted(ack_at[n] - capture.inputs[n][0] for n in ack_at if n in capture.inputs)
