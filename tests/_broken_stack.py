@@ -1,12 +1,14 @@
 """A deliberately broken outside stack on v2x.sdk, for `v2x conformance` tests: it drives its actor like
 examples/sdk_vehicle.py but sends a wrong BSM id (``--wrong-id``), a BSM only every other tick (5 Hz,
 ``--every 2``), a secMark one second old (``--stale-secmark``) or a secMark from the tick's time alone,
-``epoch_utc`` ignored (``--ignore-epoch``); ``--kind truck`` makes its Hello name the wrong kind."""
+``epoch_utc`` ignored (``--ignore-epoch``), or the true position in its BSM instead of the GNSS fix
+(``--no-gnss-error``); ``--kind truck`` makes its Hello name the wrong kind."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 
 from v2x import units
@@ -22,7 +24,12 @@ async def main(args: argparse.Namespace) -> int:
             if tick.n > 0:
                 state = state.advanced(tick.dt_s)
             if tick.n % args.every == 0:
-                frame = stack.bsm(tick, state)
+                at = state
+                if args.no_gnss_error and tick.gnss is not None:  # so that the "fix" is the truth
+                    at = dataclasses.replace(
+                        state, x_m=state.x_m - tick.gnss.east_error_m, y_m=state.y_m - tick.gnss.north_error_m
+                    )
+                frame = stack.bsm(tick, at)
                 if args.wrong_id:
                     frame.bsm.id = temporary_id("someone-else")
                 if args.stale_secmark:
@@ -44,4 +51,5 @@ if __name__ == "__main__":
     p.add_argument("--wrong-id", action="store_true")
     p.add_argument("--stale-secmark", action="store_true")
     p.add_argument("--ignore-epoch", action="store_true")
+    p.add_argument("--no-gnss-error", action="store_true")
     sys.exit(asyncio.run(main(p.parse_args())))

@@ -321,6 +321,38 @@ def test_conformance_fails_a_stack_whose_sec_mark_ignores_the_epoch(mosquitto: M
     assert failed == ["FAIL tick and timestamps"], run.stdout  # nothing else is wrong with it
 
 
+@pytest.mark.broker
+def test_conformance_fails_a_stack_that_sends_its_true_position_not_its_fix(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """docs/PROTOCOL.md "The BSM": `pos` is the GNSS fix (truth + the tick's error). An outside review: a stack
+    that put its true position in the BSM passed conformance, because fcw's rtk-fixed error (0.013 m) is far
+    under the 0.1 m tolerance. Conformance now gives the actor an rtk-float receiver (0.2 m per axis), and such a
+    stack fails 'consistent with truth' in most ticks (the SDK example passes the same run)."""
+    from v2x.run.conformance import conformance_positioning
+
+    assert conformance_positioning("rtk-fixed") == "rtk-float"  # fcw's follower's, the default
+    assert conformance_positioning("spp-open-sky") == "spp-open-sky"  # coarse enough already
+    assert conformance_positioning("tunnel-outage") == "tunnel-outage"  # its error grows with distance
+    prefix = f"truthpos-{uuid.uuid4().hex[:6]}"
+    stack = _start([PY, "tests/_broken_stack.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
+                    "--no-gnss-error"], tmp_path / "truthpos.log")  # fmt: skip
+    try:
+        run = _conformance(mosquitto, prefix)
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "follower's GNSS rtk-float" in run.stdout, run.stdout
+    line = next(x for x in run.stdout.splitlines() if "consistent with truth:" in x)
+    assert line.strip().startswith("FAIL") and "m from truth + GNSS error" in line, line
+    # tick 0 has no fix (truth is right then); with 0.2 m per axis the error is under 0.1 m in ~12 % of ticks
+    problems = int(re.search(r"(\d+) problem\(s\)", line)[1])  # type: ignore[index]
+    assert problems >= 80, line
+    failed = [x.split(":")[0].strip() for x in run.stdout.splitlines() if x.startswith("  FAIL ")]
+    assert failed == ["FAIL consistent with truth"], run.stdout
+
+
 def test_conformance_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     from v2x.cli import main
 

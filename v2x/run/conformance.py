@@ -17,7 +17,9 @@ topics. After the run it checks what the stack sent, tick by tick, and prints a 
   the scenario's moved on by 17.25 s when that is on a whole second (as every shipped one is), so that a
   secMark from ``time_us`` alone fails;
 * consistency: the BSM position is the Ack's truth plus the tick's GNSS error (within 0.1 m); speed and
-  heading agree with the truth; ``accuracy.semi_major`` is the reading's sigma (255 without a fix);
+  heading agree with the truth; ``accuracy.semi_major`` is the reading's sigma (255 without a fix); the actor's
+  receiver is ``rtk-float`` (0.2 m per axis) when the scenario gives it a finer one, so that a BSM at the true
+  position fails;
 * Acks: one per tick 0..N with the truth, ``tx_count`` = the envelopes sent in that tick;
 * the world's view: nothing rejected, no duplicates, nothing reported late;
 * deadline (``--mode realtime``): every Ack reached the broker within one tick of its TickInput.
@@ -59,6 +61,10 @@ DEFAULT_SCENARIO = "fcw"
 # BSM secMark from time_us alone (epoch_utc ignored) is off by 17.25 s and fails 'tick and timestamps'.
 EPOCH_SHIFT = timedelta(seconds=17.25)
 POS_TOLERANCE_M = 0.1
+# The actor's receiver in the run: a profile whose error is well above POS_TOLERANCE_M (0.2 m per axis), when the
+# scenario gives it a finer one (rtk-fixed: 0.013 m), so that a BSM at the true position, the fix ignored, fails
+# 'consistent with truth' (in most ticks: the error is under 0.1 m in about 12 % of them)
+NOISY_POSITIONING = "rtk-float"
 SPEED_TOLERANCE_MPS = 0.1
 HEADING_TOLERANCE_DEG = 1.0
 # rejection reasons the world gives only for messages on topics other than the stack's own
@@ -527,7 +533,11 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         from v2x.net.secure import load_secure_dir
 
         prefix = load_secure_dir(security.directory).run_prefix
-    actors = [a.model_copy(update={"external": True}) if a.id == args.actor else a for a in scenario.actors]
+    positioning = conformance_positioning(spec.positioning or scenario.positioning)
+    actors = [
+        a.model_copy(update={"external": True, "positioning": positioning}) if a.id == args.actor else a
+        for a in scenario.actors
+    ]
     scenario = scenario.model_copy(
         update={"actors": actors, "variants": ["v2x"], "expectations": [], "epoch": conformance_epoch(scenario.epoch)}
     )
@@ -539,6 +549,16 @@ def conformance_epoch(epoch: datetime) -> datetime:
     """The epoch of the conformance run: the scenario's, moved on by ``EPOCH_SHIFT`` when it is on a whole second
     (then a stack's secMark can be right without reading ``epoch_utc``, or its fraction of a second)."""
     return epoch + EPOCH_SHIFT if epoch.microsecond == 0 else epoch
+
+
+def conformance_positioning(profile: str) -> str:
+    """The actor's positioning profile in the conformance run: ``profile``, or ``NOISY_POSITIONING`` when that
+    is finer (then truth and fix could differ by less than ``POS_TOLERANCE_M`` in every tick); a dead-reckoning
+    profile (``tunnel-outage``) stays: its error grows with the distance travelled."""
+    from v2x.impair import positioning_profile
+
+    noisy, given = positioning_profile(NOISY_POSITIONING), positioning_profile(profile)
+    return profile if given.family == "dr-only" or given.nominal_sigma_m >= noisy.nominal_sigma_m else noisy.name
 
 
 async def _conformance(
@@ -620,7 +640,8 @@ async def _conformance(
                 return EXIT_NO_STACK
             print(  # once the broker answers (it said "waiting" and then that the broker did not answer)
                 f"v2x conformance: run {run_id} of {scenario.id} ({args.mode}"
-                f"{', secure' if secure is not None else ''}, epoch {scenario.epoch.isoformat()}) on {broker.url}: "
+                f"{', secure' if secure is not None else ''}, epoch {scenario.epoch.isoformat()}, {actor}'s GNSS "
+                f"{scenario.actor(actor).positioning}) on {broker.url}: "
                 f"waiting up to {args.join_timeout:.0f} s for a stack to join as {actor!r}",
                 flush=True,
             )
