@@ -316,7 +316,7 @@ async def test_a_lost_broker_is_retried_after_0_1_s_doubling_to_1_s(caplog: pyte
             await task
     said = [r.getMessage() for r in caplog.records]
     delays = [float(m.rsplit("retrying in ", 1)[1].split()[0]) for m in said if "retrying in" in m]
-    assert delays[:6] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0], delays
+    assert delays[:5] == [0.1, 0.2, 0.4, 0.8, 1.0] and set(delays[4:]) == {1.0}, delays
 
 
 @pytest.mark.broker
