@@ -1,11 +1,14 @@
 """A deliberately broken outside stack on v2x.sdk, for `v2x conformance` tests: it drives its actor like
 examples/sdk_vehicle.py but sends a wrong BSM id (``--wrong-id``), a BSM only every other tick (5 Hz,
-``--every 2``) and a secMark one second old (``--stale-secmark``)."""
+``--every 2``), a secMark one second old (``--stale-secmark``) or a secMark from the tick's time alone,
+``epoch_utc`` ignored (``--ignore-epoch``), or the true position in its BSM instead of the GNSS fix
+(``--no-gnss-error``); ``--kind truck`` makes its Hello name the wrong kind."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 
 from v2x import units
@@ -14,18 +17,25 @@ from v2x.wire.envelope import temporary_id
 
 
 async def main(args: argparse.Namespace) -> int:
-    async with Stack(args.broker, run_id=args.run, actor_id=args.actor, uplink=False) as stack:
+    async with Stack(args.broker, run_id=args.run, actor_id=args.actor, uplink=False, kind=args.kind) as stack:
         run = await stack.start(timeout_s=120)
         state = VehicleState.at_start(run.me)
         async for tick in stack.ticks(tick_timeout_s=90):
             if tick.n > 0:
                 state = state.advanced(tick.dt_s)
             if tick.n % args.every == 0:
-                frame = stack.bsm(tick, state)
+                at = state
+                if args.no_gnss_error and tick.gnss is not None:  # so that the "fix" is the truth
+                    at = dataclasses.replace(
+                        state, x_m=state.x_m - tick.gnss.east_error_m, y_m=state.y_m - tick.gnss.north_error_m
+                    )
+                frame = stack.bsm(tick, at)
                 if args.wrong_id:
                     frame.bsm.id = temporary_id("someone-else")
                 if args.stale_secmark:
                     frame.bsm.sec_mark = units.sec_mark(tick.t_s - 1.0, run.epoch)
+                if args.ignore_epoch:  # as if the epoch were on a whole minute
+                    frame.bsm.sec_mark = round(tick.t_s * 1000) % 60_000
                 await stack.send(tick, frame)
             await stack.ack(tick, state)
     return 0
@@ -37,6 +47,9 @@ if __name__ == "__main__":
     p.add_argument("--run", required=True)
     p.add_argument("--actor", default="follower")
     p.add_argument("--every", type=int, default=1)
+    p.add_argument("--kind", default="car")
     p.add_argument("--wrong-id", action="store_true")
     p.add_argument("--stale-secmark", action="store_true")
+    p.add_argument("--ignore-epoch", action="store_true")
+    p.add_argument("--no-gnss-error", action="store_true")
     sys.exit(asyncio.run(main(p.parse_args())))

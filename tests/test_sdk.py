@@ -293,6 +293,66 @@ def test_conformance_passes_the_sdk_example_and_names_what_a_broken_stack_gets_w
     assert "PASS seq:" in out and "PASS acks:" in out
 
 
+@pytest.mark.broker
+def test_conformance_fails_a_stack_whose_sec_mark_ignores_the_epoch(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """An outside review: a stack that made secMark from ``time_us`` alone passed conformance, because every
+    shipped scenario's epoch is on a whole minute. Conformance now runs with the epoch moved on by 17.25 s, and
+    such a stack fails 'tick and timestamps' by exactly that much (the SDK example, which reads ``epoch_utc``,
+    passes the same run: test_conformance_passes_the_sdk_example_and_names_what_a_broken_stack_gets_wrong)."""
+    from v2x.run.conformance import conformance_epoch
+
+    epoch = load_scenario(SCENARIO_DIR / "fcw.yaml").epoch
+    assert epoch.second == epoch.microsecond == 0  # the premise: on a whole minute
+    assert conformance_epoch(epoch).isoformat().endswith(":17.250000+00:00")
+    assert conformance_epoch(epoch.replace(microsecond=1000)) == epoch.replace(microsecond=1000)  # left as it is
+    prefix = f"noepoch-{uuid.uuid4().hex[:6]}"
+    stack = _start([PY, "tests/_broken_stack.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
+                    "--ignore-epoch"], tmp_path / "noepoch.log")  # fmt: skip
+    try:
+        run = _conformance(mosquitto, prefix)
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "epoch 2026-05-01T08:00:17.250000+00:00" in run.stdout, run.stdout
+    line = next(x for x in run.stdout.splitlines() if "tick and timestamps:" in x)
+    assert line.strip().startswith("FAIL") and "141 problem(s)" in line and "(-17250 ms)" in line, line
+    failed = [x.split(":")[0].strip() for x in run.stdout.splitlines() if x.startswith("  FAIL ")]
+    assert failed == ["FAIL tick and timestamps"], run.stdout  # nothing else is wrong with it
+
+
+@pytest.mark.broker
+def test_conformance_fails_a_stack_that_sends_its_true_position_not_its_fix(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """docs/PROTOCOL.md "The BSM": `pos` is the GNSS fix (truth + the tick's error). An outside review: a stack
+    that put its true position in the BSM passed conformance, because fcw's rtk-fixed error (0.013 m) is far
+    under the 0.1 m tolerance. Conformance now gives the actor an rtk-float receiver (0.2 m per axis), and such a
+    stack fails 'consistent with truth' in most ticks (the SDK example passes the same run)."""
+    from v2x.run.conformance import conformance_positioning
+
+    assert conformance_positioning("rtk-fixed") == "rtk-float"  # fcw's follower's, the default
+    assert conformance_positioning("spp-open-sky") == "spp-open-sky"  # coarse enough already
+    assert conformance_positioning("tunnel-outage") == "tunnel-outage"  # its error grows with distance
+    prefix = f"truthpos-{uuid.uuid4().hex[:6]}"
+    stack = _start([PY, "tests/_broken_stack.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
+                    "--no-gnss-error"], tmp_path / "truthpos.log")  # fmt: skip
+    try:
+        run = _conformance(mosquitto, prefix)
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "follower's GNSS rtk-float" in run.stdout, run.stdout
+    line = next(x for x in run.stdout.splitlines() if "consistent with truth:" in x)
+    assert line.strip().startswith("FAIL") and "m from truth + GNSS error" in line, line
+    # tick 0 has no fix (truth is right then); with 0.2 m per axis the error is under 0.1 m in ~12 % of ticks
+    problems = int(re.search(r"(\d+) problem\(s\)", line)[1])  # type: ignore[index]
+    assert problems >= 80, line
+    failed = [x.split(":")[0].strip() for x in run.stdout.splitlines() if x.startswith("  FAIL ")]
+    assert failed == ["FAIL consistent with truth"], run.stdout
+
+
 def test_conformance_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     from v2x.cli import main
 
@@ -555,17 +615,15 @@ def test_conformance_does_not_count_the_repeats_the_recovery_rule_asks_for_as_du
     assert _repeated_for_resent_inputs(capture) == 0
 
 
-def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
-    """A stack refused at Hello (here: the wrong kind) sends nothing more: the checks of envelopes, BSMs and
-    response times have nothing to judge and say SKIP, not PASS; joining, the BSM rate and the Acks fail."""
-    from v2x.run.conformance import Capture, analyse
+def _fcw_checks(capture: Any, metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """analyse() of what the follower of fcw sent (``capture``), by check name."""
+    from v2x.run.conformance import analyse
     from v2x.run.runner import environment
-    from v2x.scenario import find_scenario, load_scenario
+    from v2x.scenario import find_scenario
 
     sc = load_scenario(find_scenario("fcw"))
-    hello = testbed_pb2.Hello(actor_id="follower", protocol_version=1, kind="truck").SerializeToString()
     checks = analyse(
-        Capture(hellos=[hello]),
+        capture,
         actor_id="follower",
         kind="car",
         epoch=sc.epoch,
@@ -573,26 +631,79 @@ def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
         tick_s=sc.tick_s,
         n_ticks=sc.n_ticks,
         platform_id="platform",
-        metrics={},
+        metrics=metrics,
         realtime=False,
     )
-    status = {c.name: c.status for c in checks.checks}
+    return {c.name: c for c in checks.checks}
+
+
+def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
+    """A stack refused at Hello (here: the wrong kind) sends nothing more and the run never starts (no metrics,
+    no TickInput): only 'joined' fails; the checks of envelopes, BSMs, Acks, the world's view and response times
+    have nothing to judge and say SKIP, not PASS (an outside review: 'BSM rate' and 'acks' failed for 141 ticks
+    that never ran)."""
+    from v2x.run.conformance import Capture
+
+    hello = testbed_pb2.Hello(actor_id="follower", protocol_version=1, kind="truck").SerializeToString()
+    checks = _fcw_checks(Capture(hellos=[hello]), None)
+    status = {name: c.status for name, c in checks.items()}
     assert status == {
         "joined": "FAIL",
         "decode": "SKIP",
         "ids": "SKIP",
         "units in range": "SKIP",
-        "BSM rate": "FAIL",
+        "BSM rate": "SKIP",
         "msg_cnt": "SKIP",
         "seq": "SKIP",
         "tick and timestamps": "SKIP",
         "consistent with truth": "SKIP",
-        "acks": "FAIL",
-        "world's view": "PASS",
+        "acks": "SKIP",
+        "world's view": "SKIP",
         "response time": "SKIP",
     }, status
-    assert not checks.passed
-    assert next(c for c in checks.checks if c.name == "decode").detail == "nothing to check: no envelope came"
+    assert "kind ['truck']" in checks["joined"].detail
+    assert checks["decode"].detail == "nothing to check: no envelope came"
+    assert checks["acks"].detail == "nothing to check: no TickInput came (the run did not start)"
+
+
+def test_conformance_judges_a_run_that_stopped_by_the_ticks_that_ran() -> None:
+    """A run that stopped at tick 2 (the stack answered ticks 0 and 1, then went silent): 'acks' names tick 2,
+    not the 138 ticks after it that never ran, and the world's view says the run did not complete; a stack whose
+    Hello was good but whose run never started fails the world's view (nothing else would fail it)."""
+    from v2x.run.conformance import Capture
+
+    hello = testbed_pb2.Hello(actor_id="follower", protocol_version=1, kind="car").SerializeToString()
+    capture = Capture(hellos=[hello])
+    for n in range(3):
+        capture.inputs[n] = (float(n), testbed_pb2.TickInput(run_id="r-v2x", tick=n, time_us=n * 100_000))
+    for n in range(2):
+        capture.acks.append((n + 0.01, testbed_pb2.Ack(actor_id="follower", tick=n).SerializeToString()))
+    checks = _fcw_checks(capture, None)
+    assert checks["acks"].status == "FAIL" and "no Ack for 1 tick(s) (first: [2])" in checks["acks"].detail
+    assert checks["BSM rate"].status == "FAIL" and "no PC5 BSM in 3 of 3 ticks" in checks["BSM rate"].detail
+    assert checks["world's view"].detail == "1 problem(s): the run did not complete"
+    silent = _fcw_checks(Capture(hellos=[hello]), None)
+    assert silent["joined"].status == "PASS" and silent["acks"].status == "SKIP"
+    assert silent["world's view"].status == "FAIL" and "the run did not complete" in silent["world's view"].detail
+
+
+@pytest.mark.broker
+def test_conformance_of_a_stack_refused_at_hello_fails_only_joined(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """End to end: a stack whose Hello names the wrong kind gets the world's reason and one FAIL line, 'joined';
+    no line about ticks that never ran."""
+    prefix = f"kind-{uuid.uuid4().hex[:6]}"
+    stack = _start([PY, "tests/_broken_stack.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
+                    "--kind", "truck"], tmp_path / "kind.log")  # fmt: skip
+    try:
+        run = _conformance(mosquitto, prefix, "--join-timeout", "6")
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "bad_hello" in run.stdout and "'truck'" in run.stdout, run.stdout
+    failed = [x.split(":")[0].strip() for x in run.stdout.splitlines() if x.startswith("  FAIL ")]
+    assert failed == ["FAIL joined"], run.stdout
+    assert "141" not in run.stdout, run.stdout
 
 
 @pytest.mark.broker

@@ -379,7 +379,7 @@ def test_conformance_of_a_secure_run_passes_a_signing_stack_and_names_a_stale_ke
     try:
         good = conformance(key, tmp_path / "good.log")
         assert good.returncode == 0, good.stdout + good.stderr + (tmp_path / "good.log").read_text()
-        assert "run conf-v2x of fcw (lockstep, secure)" in good.stdout and "PASS follower in fcw" in good.stdout
+        assert "run conf-v2x of fcw (lockstep, secure, epoch " in good.stdout and "PASS follower in fcw" in good.stdout
         assert "FAIL" not in good.stdout and "PASS world's view: nothing rejected" in good.stdout
         stale = tmp_path / "stale.cred"
         stale.write_bytes(key.read_bytes())  # the first run's key: the next run has a new CA
