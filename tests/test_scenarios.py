@@ -166,3 +166,25 @@ def test_a_network_profile_on_the_wrong_link_is_refused(tmp_path: Path) -> None:
     assert problems["network.pc5"].startswith("a sidelink profile ['pc5-")
     assert problems["network.pc5"].endswith("got 'cell-degraded', a cellular one")
     assert problems["network.wired"] == "a wired profile ['wired-backhaul']; got '5g-uu-edge-sa', a cellular one"
+
+
+def test_a_road_user_far_above_its_lanes_limit_gets_a_note_and_runs(tmp_path: Path) -> None:
+    # a newcomer review: speed_mps: 60 meant as km/h on an 80 km/h lane ran without a word
+    from v2x.scenario import speed_notes
+
+    assert speed_notes(load_scenario(FCW)) == []
+    text = FCW.read_text().replace("speed_mps: 16.67", "speed_mps: 60", 1)
+    [note] = speed_notes(load_scenario(_write(tmp_path, text)))
+    assert note.startswith("fcw: lead starts at speed_mps 60 (216 km/h) on lane eb1, whose limit is 80 km/h")
+    # 1.5 times the limit and 10 km/h over it, both
+    assert speed_notes(load_scenario(_write(tmp_path, FCW.read_text().replace("speed_mps: 16.67", "speed_mps: 34", 1))))
+    assert not speed_notes(
+        load_scenario(
+            _write(
+                tmp_path,
+                FCW.read_text()
+                .replace("speed_mps: 16.67", "speed_mps: 33", 1)
+                .replace("speed_limit_kph: 80", "speed_limit_kph: 100"),
+            )
+        )
+    )

@@ -600,6 +600,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         except OSError as err:
             print(f"v2x check: cannot write the reports to {args.out}: {err}", file=sys.stderr)
         return exc.code
+    from v2x.scenario import speed_notes
+
+    for _, sc in loaded:
+        for note in speed_notes(sc):
+            print(printable(f"v2x check: note: {note}"), file=sys.stderr)
     warm_up_core([sc for _, sc in loaded])
     started = time.monotonic()
     cases: list[CaseResult] = []

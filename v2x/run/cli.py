@@ -422,11 +422,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if bad:
         print("v2x run: invalid scenario file(s); nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from v2x.scenario import speed_notes
     from v2x.scenario.sumo import unmet
 
     for line in unmet(scenarios):
         print(f"v2x run: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    for note in (n for sc in scenarios for n in speed_notes(sc)) if not args.quiet else ():
+        print(printable(f"v2x run: note: {note}"), file=sys.stderr)
     from v2x.run.runner import unjoinable
 
     for why in filter(None, (unjoinable(sc, args.broker) for sc in scenarios)):
