@@ -571,3 +571,12 @@ def test_broadcasting_mixed_shapes() -> None:
     assert np.allclose(e2, e, atol=1e-6)
     assert np.allclose(n2, 0.0, atol=1e-6)
     assert np.allclose(up2, 0.0, atol=1e-6)
+
+
+def test_a_sec_mark_outside_the_minute_is_refused() -> None:
+    # DSecond 60000..65534 is reserved and 65535 unavailable: it was read modulo 60000 (65535 as 5.535 s into
+    # the minute, an outside review of a C++ stack); a receiver cannot place such a message in time
+    assert u.time_from_sec_mark(59999, 60.0, EPOCH) == 60.0 - 0.001
+    for mark in (60000, 65535, -1):
+        with pytest.raises(ValueError, match="DSecond wire value"):
+            u.time_from_sec_mark(mark, 60.0, EPOCH)

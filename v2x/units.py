@@ -64,6 +64,7 @@ __all__ = [
     "POSITION_CONFIDENCE_BOUNDS_M",
     "R95_PER_SIGMA",
     "RADIUS_MAX",
+    "SECMARK_MAX",
     "SECMARK_UNAVAILABLE",
     "SEMI_MAJOR_GE_12_7_M",
     "SEMI_MAJOR_UNAVAILABLE",
@@ -201,6 +202,7 @@ VEHICLE_HEIGHT_MAX: Final = 127
 RADIUS_MAX: Final = 1024
 
 SECMARK_UNAVAILABLE: Final = 65535
+SECMARK_MAX: Final = 59_999  # milliseconds within a minute; a receiver refuses the rest (time_from_sec_mark)
 MINUTE_OF_YEAR_UNAVAILABLE: Final = 527040
 TIMEMARK_UNAVAILABLE: Final = 36001
 #: Largest relative TimeMark used for SPAT countdowns (0.1 s units, one hour).
@@ -666,7 +668,10 @@ def sec_mark(t_s: float, epoch: datetime) -> int:
 
 
 def time_from_sec_mark(mark: int, now_s: float, epoch: datetime) -> float:
-    """Generation time of a message stamped ``mark`` (DSecond), taken as the latest such time not after now."""
+    """Generation time of a message stamped ``mark`` (DSecond), taken as the latest such time not after now.
+    Raises ``ValueError`` for a mark outside 0..59999 (60000..65534 reserved, 65535 unavailable: a message
+    without its time cannot be placed in time; it was read modulo 60000, 65535 as 5.535 s into the minute)."""
+    _check(mark, 0, SECMARK_MAX, "DSecond")
     now_mark = sec_mark(now_s, epoch)
     age_ms = (now_mark - mark) % 60000
     return now_s - age_ms / 1000.0

@@ -439,6 +439,8 @@ def _edge_bsms() -> list[day1_pb2.BSM]:
         ("emergency_ext.response_type", 6, 7),
         ("emergency_ext.siren_use", 3, 4),
         ("emergency_ext.lights_use", 7, 8),
+        ("sec_mark", 59999, 60000),  # (60000..65534 reserved, 65535 unavailable: a time the receiver cannot place)
+        ("sec_mark", 0, 65535),
     ]:
         cases += [changed(path, inside), changed(path, outside)]
     return cases
@@ -447,11 +449,13 @@ def _edge_bsms() -> list[day1_pb2.BSM]:
 def test_in_check_ranges_and_check_bsm_answer_as_check_bsm_does_one_by_one() -> None:
     """The fleet's check of a batch of BSMs (``_scan``): every raw value range-checked at once
     (``in_check_ranges``), only those it leaves asked of ``check_bsm``, gives ``check_bsm``'s answer."""
+    from v2x import units
     from v2x.wire.bsm import _bsm_fields, in_check_ranges, passes_check
 
     def batch(bsms: list[day1_pb2.BSM]) -> list[bool]:
         plain = in_check_ranges(np.array([_bsm_fields(b) for b in bsms], dtype=np.int64).reshape(-1, 18)).tolist()
-        return [ok or passes_check(b) for ok, b in zip(plain, bsms, strict=True)]
+        # (``_scan`` checks the secMark column beside them)
+        return [(ok and b.sec_mark <= units.SECMARK_MAX) or passes_check(b) for ok, b in zip(plain, bsms, strict=True)]
 
     good = _good_bsm
     cases = _edge_bsms()

@@ -736,6 +736,7 @@ class FleetAgent:
         raw = got[:, [layout.columns[p] for p in BSM_FIELDS]]
         ok &= got[:, layout.columns["frame.bsm"]] == 1
         ok &= in_check_ranges(raw)
+        ok &= got[:, layout.columns["frame.bsm.sec_mark"]] <= units.SECMARK_MAX  # (``check_bsm`` refuses the rest)
         at = np.flatnonzero(ok)
         sender_at = layout.columns["sender_id"]
         for e, a, b in zip(at.tolist(), got[at, sender_at].tolist(), got[at, sender_at + 1].tolist(), strict=True):

@@ -399,6 +399,8 @@ def check_bsm(bsm: day1_pb2.BSM) -> bool:
     )
     if any(f is None for f in fields):
         return False
+    if not 0 <= bsm.sec_mark <= units.SECMARK_MAX:  # (what ``time_from_sec_mark`` refuses in a decode)
+        raise ValueError(f"DSecond wire value {bsm.sec_mark} outside 0..{units.SECMARK_MAX}")
     units.accel_from_wire(bsm.accel_set.long)
     units.elevation_from_wire(bsm.pos.elevation)
     units.size_cm_from_wire(bsm.size.length)
@@ -525,7 +527,10 @@ def decode_bsms(
     # The same numpy operations as the scalar conversions, on all of them at once (the same values).
     yaws = units.compass_deg_to_enu_yaw_rad(compass)
     now_mark = units.sec_mark(now_s, epoch)
-    ages_ms = (now_mark - np.array([w[0].sec_mark for w in placed], dtype=np.int64)) % 60000
+    marks = np.array([w[0].sec_mark for w in placed], dtype=np.int64)
+    if not ((marks >= 0) & (marks <= units.SECMARK_MAX)).all():  # (as ``time_from_sec_mark`` refuses it)
+        raise ValueError(f"DSecond wire value outside 0..{units.SECMARK_MAX}")
+    ages_ms = (now_mark - marks) % 60000
     times = (now_s - ages_ms / 1000.0).tolist()
     out: list[RemoteState | None] = []
     k = 0
