@@ -188,3 +188,15 @@ def test_a_road_user_far_above_its_lanes_limit_gets_a_note_and_runs(tmp_path: Pa
             )
         )
     )
+
+
+def test_a_lane_of_zero_length_is_refused_even_as_a_neighbour(tmp_path: Path) -> None:
+    # an attack review: a zero-length lane named as another's neighbour gave a traceback (exit 1)
+    text = FCW.read_text().replace("[[0, 0], [1500, 0]]", "[[0, 0], [0, 0]]", 1)
+    text = text.replace("speed_limit_kph: 80}", "speed_limit_kph: 80, right: eb1}", 2).replace(
+        "{id: eb1, centerline: [[0, 0], [0, 0]], width_m: 3.5, speed_limit_kph: 80, right: eb1}",
+        "{id: eb1, centerline: [[0, 0], [0, 0]], width_m: 3.5, speed_limit_kph: 80}",
+    )
+    assert "right: eb1" in text
+    problems = dict(_problems(_write(tmp_path, text)))
+    assert problems["road.lanes[0].centerline"] == "a line of positive length; all its points are one"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 from collections.abc import Collection, Iterable
@@ -303,6 +304,11 @@ def _road_problems(sc: Scenario) -> list[tuple[str, str]]:
 
     problems: list[tuple[str, str]] = []
     lanes = {lane.id: lane for lane in sc.road.lanes}
+    for i, lane in enumerate(sc.road.lanes):  # (an attack review: a zero-length lane beside another gave a traceback)
+        if not math.fsum(math.dist(a, b) for a, b in itertools.pairwise(lane.centerline)) > 0:
+            problems.append((f"road.lanes[{i}].centerline", "a line of positive length; all its points are one"))
+    if problems:
+        return problems  # (every check below follows the lanes)
     for kind, ids in (
         ("lane", [lane.id for lane in sc.road.lanes]),
         ("intersection", [x.id for x in sc.road.intersections]),
