@@ -115,14 +115,17 @@ def test_check_passes_then_fails_with_a_readable_diff_when_a_threshold_changes(
     # too, exit 1 (it said "2 passed", exit 0: found by a newcomer review).
     assert main(["check", str(path), "--out", str(out), "--update-golden"]) == 1
     printed = capsys.readouterr().out
-    assert "[v2x] follower: first FCW about lead 6.00 s -> 6.90 s\n" in printed and "1 passed, 1 failed" in printed
+    assert "[v2x] follower: first FCW about lead 6.00 s -> 6.90 s\n" in printed
+    assert "1 passed (1 unchanged), 1 failed, 0 could not run (1 scenario, " in printed
     assert "(tolerance 0.00 s)" not in printed  # every change is named, without a tolerance the record does not have
     by_variant = {c["variant"]: c for c in json.loads((out / "summary.json").read_text())["cases"]}
     case = by_variant["v2x"]
     assert case["status"] == "fail" and "expectation 'warned driver avoids the crash' failed" in case["lines"][0]
     # the baseline, which did not change, carries none of the v2x variant's changes (a newcomer review: it did)
+    # and is said to be unchanged, not UPDATED (a newcomer review)
     base = by_variant["baseline"]
-    assert base["status"] == "updated" and not any("[v2x]" in line for line in base["lines"])
+    assert base["status"] == "unchanged" and base["lines"] == []
+    assert re.search(r"^fcw +baseline +UNCHANGED$", printed, re.M), printed
     assert main(["check", str(path), "--out", str(out)]) == 1
     [case] = [c for c in json.loads((out / "summary.json").read_text())["cases"] if c["variant"] == "v2x"]
     [line] = case["lines"]  # when, and how hard (the impact speed)
@@ -132,13 +135,41 @@ def test_check_passes_then_fails_with_a_readable_diff_when_a_threshold_changes(
     assert line.endswith(" m/s")
 
 
-def test_a_scenario_without_a_record_fails_until_one_is_written(tmp_path: Path) -> None:
+def test_a_scenario_without_a_record_fails_until_one_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = _copy_fcw(tmp_path)
     (folder / "golden" / "fcw.json").unlink()
-    assert main(["check", str(folder), "--out", str(tmp_path / "out")]) == 1
-    assert main(["check", str(folder), "--out", str(tmp_path / "out"), "--update-golden"]) == 0
+    out = tmp_path / "out"
+    assert main(["check", str(folder), "--out", str(out)]) == 1  # (docs/RESULTS.md: 1, no record yet)
+    printed = capsys.readouterr().out
+    # the tally names the cases as the table and summary.json do: new, not failed (a newcomer review: the table
+    # said NEW, the tally '0 passed, 2 failed', summary.json '"fail": 0, "new": 2')
+    assert re.search(r"^fcw +v2x +NEW +no golden record", printed, re.M), printed
+    assert "\n0 passed, 0 failed, 2 new (no golden record), 0 could not run (1 scenario, " in printed, printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] is False and summary["counts"]["new"] == 2 and summary["counts"]["fail"] == 0
+    assert main(["check", str(folder), "--out", str(out), "--update-golden"]) == 0
     record = load_golden(folder / "golden" / "fcw.json")
     assert record is not None and record["version"] == GOLDEN_VERSION and set(record["variants"]) == {"v2x", "baseline"}
+    printed = capsys.readouterr().out
+    assert re.search(r"^fcw +v2x +UPDATED +new golden record$", printed, re.M), printed
+    assert "\n2 passed (2 updated), 0 failed, 0 could not run (1 scenario, " in printed, printed
+
+
+def test_the_tally_names_each_kind_of_case() -> None:
+    from v2x.run.check import STATUSES, tally
+
+    counts = dict.fromkeys(STATUSES, 0)
+    assert tally({**counts, "pass": 3, "fail": 1}, 2, 1.5) == "3 passed, 1 failed, 0 could not run (2 scenarios, 1.5 s)"
+    assert (
+        tally({**counts, "new": 2, "error": 1}, 1, 3.0)
+        == "0 passed, 0 failed, 2 new (no golden record), 1 could not run (1 scenario, 3.0 s)"
+    )
+    assert (
+        tally({**counts, "updated": 1, "unchanged": 3, "fail": 1}, 3, 0.0)
+        == "4 passed (1 updated, 3 unchanged), 1 failed, 0 could not run (3 scenarios, 0.0 s)"
+    )
 
 
 def test_bad_input_exits_2_before_running(tmp_path: Path) -> None:
@@ -244,7 +275,7 @@ def test_the_whole_catalogue_passes_v2x_check_on_mosquitto(mosquitto: Any, tmp_p
 def test_each_case_takes_its_own_variants_time() -> None:
     """JUnit adds the cases' times up: each variant carried the whole scenario's, so the total doubled (a
     newcomer review). Each case now has its variant's own wall seconds."""
-    from v2x.run.check import variant_wall_s
+    from v2x.run.results import variant_wall_s
 
     result = {"metrics": {"v2x": {"wall_seconds": 1.25}, "baseline": {"wall_seconds": 0.75}}}
     assert variant_wall_s(result, "v2x", 2.1) == 1.25 and variant_wall_s(result, "baseline", 2.1) == 0.75

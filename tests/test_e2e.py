@@ -212,6 +212,17 @@ def test_cli_exit_1_when_an_expectation_fails(tmp_path: Path) -> None:
     assert "expected within 1.00-2.00 s" in failed[0]["detail"]
     text = junit.read_text()
     assert text.count("<failure") == 1 and "expected within 1.00-2.00 s" in text
+    # each testcase has its variant's own time, split among that variant's expectations (they all had the
+    # scenario's split evenly: a newcomer review)
+    import xml.etree.ElementTree as ET
+
+    for variant in ("v2x", "baseline"):
+        times = [
+            float(c.get("time", "")) for c in ET.parse(junit).iter("testcase") if c.get("classname") == f"fcw.{variant}"
+        ]
+        assert times, variant
+        mine = doc["metrics"][variant]["wall_seconds"] / len(times)
+        assert all(abs(t - mine) < 1e-3 for t in times), (variant, times, mine)
 
 
 def test_cli_needs_scenarios_or_all(capsys: pytest.CaptureFixture[str]) -> None:

@@ -168,10 +168,51 @@ def test_every_shipped_scenario_has_a_map_the_report_draws() -> None:
         assert any(t.startswith(("lane ", "obstacle ")) for t in _titles(map_svg)) or scene["paths"], path
 
 
+def test_the_map_draws_a_road_events_hazard_zone(tmp_path: Path) -> None:
+    """A newcomer review: the map of an HLW/RSI scenario showed the lanes, the RSU and the tracks, but not where
+    the road event was nor how far its zone reached. scenarios/hlw.yaml's spill (408, at (100, 155), radius
+    15 m) is now a labelled circle of that radius, whole inside the map."""
+    import re
+
+    from v2x.run.tracks import scenario_map
+    from v2x.scenario import load_scenario
+    from v2x.scenario.loader import SCENARIO_DIR
+
+    scene = scenario_map(load_scenario(SCENARIO_DIR / "hlw.yaml"))
+    [event] = [i for i in scene["rsi"] if i["kind"] == "event"]
+    assert event == {"id": "spill", "kind": "event", "position": [100.0, 155.0], "rsu": "rsu_bend", "type": 408,
+                     "radius_m": 15.0}  # fmt: skip
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(_result(map=scene, tracks={})))
+    [doc] = load_results([path])  # (the map as a result file carries it passes the loader's checks)
+    page = render_html([doc])
+    root = _parse(page)
+    map_svg = root.find(f".//{SVG}svg[@class='map']")
+    assert map_svg is not None
+    [zone] = [g for g in map_svg.iter(f"{SVG}g") if g.get("class") == "road-event"]
+    title, circle, label = zone.find(f"{SVG}title"), zone.find(f"{SVG}circle"), zone.find(f"{SVG}text")
+    assert title is not None and title.text == "road event spill (type 408), radius 15 m, announced by rsu_bend in RSI"
+    assert label is not None and label.text == "spill (15 m)"
+    assert circle is not None
+    # its radius in px is 15 m at the map's scale (the scale bar's: bar_px / bar_m), and it lies inside the map
+    bar = re.search(r"<path d='M10,[0-9.]+ h([0-9.]+)'[^>]*/><text[^>]*>([0-9.]+) m</text>", page)
+    assert bar is not None
+    scale = float(bar[1]) / float(bar[2])
+    cx, cy, r = (float(circle.get(k, "nan")) for k in ("cx", "cy", "r"))
+    assert r == pytest.approx(15.0 * scale, abs=0.1) and r > 3
+    width, height = float(map_svg.get("width", "0")), float(map_svg.get("height", "0"))
+    assert r <= cx <= width - r and r <= cy <= height - r
+    assert "road events (orange: the hazard zone an RSU announces)" in page
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"map": []}, "field 'map': expected an object"),
+        (
+            {"map": {"rsi": [{"position": [0, 0], "radius_m": "15"}]}},
+            r"map\.rsi\[0\]\.radius_m: expected a length in m or null",
+        ),
         ({"map": {"lanes": [{"centerline": [[0, 0]]}]}}, r"map\.lanes\[0\]\.centerline: expected a list of"),
         ({"map": {"rsus": [{"position": [0, "x"]}]}}, r"map\.rsus\[0\]\.position: expected \[x, y\]"),
         ({"map": {"rsus": [{"position": [0, 0], "range_m": -1}]}}, r"map\.rsus\[0\]\.range_m: expected a length"),

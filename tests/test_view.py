@@ -184,3 +184,49 @@ def test_the_view_draws_the_background_traffic(browser: Any) -> None:
         server.hub.control("resume")
         runner.join(60)
         server.stop()
+
+
+def test_the_v2x_variants_warnings_stay_on_the_page_after_the_baseline_starts(browser: Any) -> None:
+    """A newcomer review pressed Run in a lockstep run: the v2x variant was over in about 3 s, the page switched
+    to the baseline and emptied the warnings list, so the v2x warnings were never seen. Each variant now keeps
+    its own list: the v2x one stays (marked finished) under the baseline's, and a page opened later shows it."""
+    from selenium.webdriver.common.by import By
+
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    assert sc.variants == ["v2x", "baseline"]
+    server = ViewServer(port=0, paused=True).start()
+
+    def run() -> None:
+        asyncio.run(run_scenario(sc, seed=0, broker="loopback", observe=lambda v, r: server.observer(sc, v)))
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    try:
+        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+        browser.get(server.url)
+        _wait(lambda: browser.find_element(By.ID, "clock").text == "t = 0.0 s")
+        assert browser.find_element(By.ID, "log-v2x").get_attribute("data-state") == "running"
+        browser.find_element(By.ID, "resume").click()  # both variants run to their end
+        runner.join(60)
+        title = browser.find_element(By.ID, "title")
+        _wait(lambda: title.text == "fcw [baseline]" and "(final)" in browser.find_element(By.ID, "tick").text)
+        v2x_log = browser.find_element(By.ID, "log-v2x")
+        assert v2x_log.get_attribute("data-state") == "finished"
+        assert "FCW to follower about lead" in v2x_log.text and v2x_log.get_attribute("open") is not None
+        assert "v2x (finished): " in v2x_log.find_element(By.TAG_NAME, "summary").text
+        baseline_log = browser.find_element(By.ID, "log-baseline")
+        assert "FCW" not in baseline_log.text  # (the baseline has no V2X: no warning of its own)
+        # the current variant's list on top, the earlier one kept below it
+        order = [d.get_attribute("id") for d in browser.find_elements(By.CSS_SELECTOR, "#log > details")]
+        assert order == ["log-baseline", "log-v2x"]
+        # the server keeps them too: /state, and a page opened after the v2x variant ran
+        state = _state(server.url)
+        assert list(state["warnings"]) == ["v2x", "baseline"] and state["warnings"]["baseline"] == []
+        assert any(w["app"] == "fcw" and w["target"] == "follower" for w in state["warnings"]["v2x"])
+        browser.get(server.url)
+        _wait(lambda: browser.find_element(By.ID, "title").text == "fcw [baseline]")
+        _wait(lambda: "FCW to follower about lead" in browser.find_element(By.ID, "log-v2x").text)
+    finally:
+        server.hub.control("resume")
+        runner.join(60)
+        server.stop()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from v2x import argtypes
-from v2x.run.results import write_atomic
+from v2x.run.results import variant_wall_s, write_atomic
 from v2x.scenario.model import Bool, Int, Real, Variant
 from v2x.text import printable, xml_safe
 
@@ -270,7 +270,8 @@ def compare_variant(golden: dict[str, Any], now: dict[str, Any], tol: dict[str, 
 @dataclass
 class CaseResult:
     """One scenario and variant: ``status`` is pass, fail (outcome changed or an expectation failed),
-    new (no golden record yet), updated (``--update-golden``) or error (the run could not complete)."""
+    new (no golden record yet), updated or unchanged (``--update-golden``: the variant's record changed, or
+    did not) or error (the run could not complete)."""
 
     scenario: str
     variant: str
@@ -286,14 +287,6 @@ def failed_expectations(result: dict[str, Any], variant: str) -> list[str]:
         for x in result["expectations"]
         if x["variant"] == variant and not x["passed"]
     ]
-
-
-def variant_wall_s(result: dict[str, Any], variant: str, wall_s: float) -> float:
-    """A variant's own wall seconds (its metrics'), else its share of the scenario's ``wall_s``: JUnit adds the
-    cases' times up, and each variant carried the whole scenario's (a newcomer review: the total doubled)."""
-    metrics = result.get("metrics", {})
-    mine = metrics.get(variant, {}).get("wall_seconds")
-    return float(mine) if isinstance(mine, int | float) else wall_s / max(len(metrics), 1)
 
 
 def check_result(result: dict[str, Any], golden: dict[str, Any] | None, wall_s: float) -> list[CaseResult]:
@@ -416,16 +409,34 @@ def write_junit(cases: Sequence[CaseResult], path: Path) -> None:
     write_atomic(path, ET.tostring(xml_safe(root), encoding="utf-8", xml_declaration=True))
 
 
+#: A case's statuses (summary.json's ``counts`` has one of each), and those that pass.
+STATUSES = ("pass", "fail", "new", "updated", "unchanged", "error")
+PASSING = ("pass", "updated", "unchanged")
+
+
 def summary_document(cases: Sequence[CaseResult], wall_s: float) -> dict[str, Any]:
     return {
-        "passed": all(c.status in ("pass", "updated") for c in cases),
-        "counts": {s: sum(c.status == s for c in cases) for s in ("pass", "fail", "new", "updated", "error")},
+        "passed": all(c.status in PASSING for c in cases),
+        "counts": {s: sum(c.status == s for c in cases) for s in STATUSES},
         "wall_seconds": round(wall_s, 3),
         "cases": [
             {"scenario": c.scenario, "variant": c.variant, "status": c.status, "lines": c.lines, "wall_s": c.wall_s}
             for c in cases
         ],
     }
+
+
+def tally(counts: dict[str, int], n_scenarios: int, wall_s: float) -> str:
+    """The closing line's counts, named as the table names the cases: a case without a record is new, not
+    failed (the tally said '0 passed, 2 failed' under a table of NEW cases and beside a summary.json of
+    '"fail": 0, "new": 2': a newcomer review); it still fails the check (exit 1)."""
+    rewritten = ", ".join(f"{counts[s]} {s}" for s in ("updated", "unchanged") if counts[s])  # --update-golden's
+    passed = f"{sum(counts[s] for s in PASSING)} passed" + (f" ({rewritten})" if rewritten else "")
+    parts = [passed, f"{counts['fail']} failed"]
+    if counts["new"]:
+        parts.append(f"{counts['new']} new (no golden record)")
+    parts.append(f"{counts['error']} could not run")
+    return ", ".join(parts) + f" ({n_scenarios} scenario{'' if n_scenarios == 1 else 's'}, {wall_s:.1f} s)"
 
 
 def table(cases: Sequence[CaseResult]) -> str:
@@ -647,10 +658,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                     # this variant's changes (a new record is new for every variant)
                     mine = [line for line in changes if not line.startswith("[") or line.startswith(f"[{v}] ")]
                     took = variant_wall_s(outcome, v, wall)
+                    # (a variant whose record did not change said UPDATED: a newcomer review)
                     cases.append(
                         CaseResult(sc.id, v, "fail", [*failed, *mine], took)
                         if failed
-                        else CaseResult(sc.id, v, "updated", mine, took)
+                        else CaseResult(sc.id, v, "updated" if mine else "unchanged", mine, took)
                     )
             else:
                 cases += check_result(outcome, goldens[path], wall)
@@ -667,11 +679,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         for c in cases:
             for line in c.lines[1:]:
                 print(f"  {c.scenario} [{c.variant}] {printable(line)}")
-    n = doc["counts"]
-    print(
-        f"{n['pass'] + n['updated']} passed, {n['fail'] + n['new']} failed, {n['error']} could not run "
-        f"({len(loaded)} scenarios, {wall_s:.1f} s) -> {args.out}/junit.xml, {args.out}/summary.json"
-    )
-    if n["error"]:
+    print(f"{tally(doc['counts'], len(loaded), wall_s)} -> {args.out}/junit.xml, {args.out}/summary.json")
+    if doc["counts"]["error"]:
         return EXIT_RUN_ERROR
     return EXIT_OK if doc["passed"] else EXIT_FAILED

@@ -4,8 +4,8 @@ One file, no scripts and nothing fetched: inline CSS and SVG, so it can be archi
 opened anywhere. It shows, per scenario: the verdict, every expectation with its detail, a timeline of
 what happened to whom (warnings and advice by app, collisions, red-light violations, stops, positioning
 state changes; hover a mark for its details) for each variant side by side, a map (the road, the RSUs and
-their ranges, both variants' tracks and the events where they happened; from the result's ``map`` and
-``tracks``) and the service metrics.
+their ranges, the road events' hazard zones, both variants' tracks and the events where they happened;
+from the result's ``map`` and ``tracks``) and the service metrics.
 
 The page is a pure function of the result documents (v2x.results): the same results give the same bytes.
 """
@@ -46,7 +46,7 @@ MAP_SHAPES: dict[str, dict[str, str]] = {
     "zones": {"polygon": "line"},
     "paths": {"path": "line"},
     "rsus": {"position": "point", "range_m": "size"},
-    "rsi": {"position": "point"},
+    "rsi": {"position": "point", "radius_m": "size"},  # (radius_m: a road event's hazard zone; since session 18)
 }
 # Track colours, by actor (in sorted order); the v2x variant is drawn solid, the others dashed.
 TRACK_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
@@ -371,8 +371,9 @@ def _scenario(r: dict[str, Any]) -> str:
     out.append("</table>")
     if r.get("map") or r.get("tracks"):
         out.append(
-            "<figure><figcaption>map: the road, RSUs (dashed: declared range), where each road user went "
-            "(solid: with V2X, dashed: baseline) and where things happened</figcaption>"
+            "<figure><figcaption>map: the road, RSUs (dashed: declared range), road events (orange: the hazard "
+            "zone an RSU announces), where each road user went (solid: with V2X, dashed: baseline) and where "
+            "things happened</figcaption>"
         )
         out.append(_map(r))
         out.append("</figure>")
@@ -491,7 +492,8 @@ def _at(track: list[list[float]], t: float) -> tuple[float, float] | None:
 
 def _map(r: dict[str, Any]) -> str:
     """The scenario's map as inline SVG: lanes, intersections, obstacles, zones, RSUs with their declared
-    range, RSI items, each road user's track per variant and the events drawn where they happened."""
+    range, RSI items (a road event's hazard zone as a labelled circle), each road user's track per variant
+    and the events drawn where they happened."""
     scene: dict[str, Any] = r.get("map") or {}
     tracks: dict[str, dict[str, list[list[float]]]] = r.get("tracks") or {}
     xs: list[float] = []
@@ -513,6 +515,10 @@ def _map(r: dict[str, Any]) -> str:
                         take(p)
                 elif kind == "point":
                     take(item[field])
+            if key == "rsi" and item.get("radius_m"):  # a road event's whole zone
+                (x, y), rad = item["position"], float(item["radius_m"])
+                take([x - rad, y - rad])
+                take([x + rad, y + rad])
     for by_actor in tracks.values():
         for track in by_actor.values():
             for _, x, y in track:
@@ -586,6 +592,19 @@ def _map(r: dict[str, Any]) -> str:
         )
     for item in scene.get("rsi", []):
         c = px(*item["position"]).split(",")
+        if item.get("radius_m"):  # a road event's hazard zone, as its RSU announces it (a newcomer review)
+            kind = item.get("type")
+            what = f"road event {_e(item.get('id'))}" + (
+                f" (type {kind})" if isinstance(kind, int) and not isinstance(kind, bool) else ""
+            )
+            rad = float(item["radius_m"])
+            svg.append(
+                f"<g class='road-event'><title>{what}, radius {rad:g} m, announced by {_e(item.get('rsu'))} in RSI"
+                f"</title><circle cx='{c[0]}' cy='{c[1]}' r='{max(rad * scale, 3):.1f}' fill='#f39c12' "
+                "fill-opacity='0.25' stroke='#d35400' stroke-width='1.5'/>"
+                f"<text x='{float(c[0]) + max(rad * scale, 3) + 4:.1f}' y='{float(c[1]) + 4:.1f}' fill='#d35400'>"
+                f"{_e(item.get('id'))} ({rad:g} m)</text></g>"
+            )
         svg.append(
             f"<rect x='{float(c[0]) - 4:.1f}' y='{float(c[1]) - 4:.1f}' width='8' height='8' fill='#f39c12'>"
             f"<title>RSI {_e(item.get('kind'))} {_e(item.get('id'))}</title></rect>"

@@ -29,7 +29,7 @@ def _pt(p: tuple[float, float]) -> list[float]:
 def scenario_map(scenario: Scenario) -> dict[str, Any]:
     """The static picture of ``scenario`` in local metres: lanes (centre lines and widths), intersections,
     obstacles, positioning zones, explicit actor paths, the RSUs (position, declared range, sensors) and
-    their road events and signs."""
+    their road events (with their type and hazard radius) and signs."""
     rsus = []
     items = []
     for a in scenario.actors:
@@ -46,7 +46,17 @@ def scenario_map(scenario: Scenario) -> dict[str, Any]:
                 ],
             }
         )
-        items += [{"id": e.id, "kind": "event", "position": _pt(e.position), "rsu": a.id} for e in a.road_events]
+        items += [
+            {
+                "id": e.id,
+                "kind": "event",
+                "position": _pt(e.position),
+                "rsu": a.id,
+                "type": e.type,
+                "radius_m": e.radius_m,
+            }
+            for e in a.road_events
+        ]
         items += [{"id": s.id, "kind": "sign", "position": _pt(s.position), "rsu": a.id} for s in a.road_signs]
     return {
         "lanes": [

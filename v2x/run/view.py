@@ -3,9 +3,10 @@ library's HTTP server in a thread, updated over Server-Sent Events.
 
 * ``GET /``: the page (``view.html`` next to this module; inline CSS and JS, nothing fetched elsewhere);
 * ``GET /events``: the stream: a ``scene`` event when a variant starts (lanes, RSUs with their ranges,
-  intersections, the warnings so far) and a ``tick`` event per tick (the clock, every actor's pose, the
-  tick's warnings, messages per second by type over the last simulated second, paused or not);
-* ``GET /state``: the latest scene and tick as one JSON document;
+  intersections, the variant's warnings so far, and those of the variants that ran before it) and a
+  ``tick`` event per tick (the clock, every actor's pose, the tick's warnings, messages per second by type
+  over the last simulated second, paused or not);
+* ``GET /state``: the latest scene and tick, and every variant's warnings so far, as one JSON document;
 * ``POST /control/pause``, ``/control/resume``, ``/control/step``: pause holds the world after the tick it
   has just closed (before the next one begins); step lets one more tick run. Meant for lockstep runs (a
   real-time run that is held falls behind its wall clock). A control needs the header ``X-V2X-Token`` with
@@ -75,13 +76,19 @@ class Hub:
         self.scene_no = 0
         self.frames: deque[tuple[int, dict[str, Any]]] = deque(maxlen=MAX_FRAMES)
         self.next_frame = 0
-        self.warnings: list[Event] = []
+        self.warnings: list[Event] = []  # the current variant's
+        # the warnings of the variants that ran before it, by variant: the page keeps showing them (a lockstep
+        # v2x variant was over in 3 s and the page switched to the baseline with an empty list: a newcomer review)
+        self.earlier: dict[str, list[Event]] = {}
         self.paused = paused
         self.credits = 0
         self.closed = False
 
     def new_scene(self, scene: dict[str, Any]) -> None:
         with self.cond:
+            if self.scene is not None and self.scene["variant"] != scene["variant"]:
+                self.earlier[self.scene["variant"]] = self.warnings
+            self.earlier.pop(scene["variant"], None)  # (a variant run again starts afresh)
             self.scene = scene
             self.scene_no += 1
             self.warnings = []
@@ -122,6 +129,19 @@ class Hub:
             self.closed = True
             self.cond.notify_all()
 
+    def _scene_doc(self) -> dict[str, Any]:
+        """The scene with the current variant's warnings, and the earlier variants' (``earlier``: a list of
+        {variant, warnings}, in the order they ran). Call with ``cond`` held."""
+        assert self.scene is not None
+        earlier = [{"variant": v, "warnings": list(w)} for v, w in self.earlier.items()]
+        return {**self.scene, "warnings": list(self.warnings), "earlier": earlier}
+
+    def all_warnings(self) -> dict[str, list[Event]]:
+        """Every variant's warnings so far, by variant, in the order they ran."""
+        with self.cond:
+            current = {self.scene["variant"]: list(self.warnings)} if self.scene is not None else {}
+            return {**{v: list(w) for v, w in self.earlier.items()}, **current}
+
     def _news(self, scene_no: int, sent: int) -> bool:
         return self.closed or self.scene_no != scene_no or self.next_frame - 1 > sent
 
@@ -137,7 +157,7 @@ class Hub:
                 out: list[tuple[str, dict[str, Any]]] = []
                 if self.scene_no != scene_no and self.scene is not None:
                     scene_no = self.scene_no
-                    out.append(("scene", {**self.scene, "warnings": list(self.warnings)}))
+                    out.append(("scene", self._scene_doc()))
                     sent = max(sent, self.next_frame - 2)  # a new client starts at the latest tick
                 out += [("tick", f) for k, f in self.frames if k > sent]
                 sent = self.next_frame - 1
@@ -234,6 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
             hub = self.hub
             with hub.cond:
                 doc = {"scene": hub.scene, "tick": hub.frames[-1][1] if hub.frames else None, "paused": hub.paused}
+            doc["warnings"] = hub.all_warnings()
             self._send(200, json.dumps(doc).encode(), "application/json")
         elif self.path == "/events":
             self.send_response(200)
