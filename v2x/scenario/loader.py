@@ -304,8 +304,8 @@ def _road_problems(sc: Scenario) -> list[tuple[str, str]]:
 
     problems: list[tuple[str, str]] = []
     lanes = {lane.id: lane for lane in sc.road.lanes}
-    for i, lane in enumerate(sc.road.lanes):  # (an attack review: a zero-length lane beside another gave a traceback)
-        if not math.fsum(math.dist(a, b) for a, b in itertools.pairwise(lane.centerline)) > 0:
+    for i, spec in enumerate(sc.road.lanes):  # (an attack review: a zero-length lane beside another gave a traceback)
+        if not math.fsum(math.dist(a, b) for a, b in itertools.pairwise(spec.centerline)) > 0:
             problems.append((f"road.lanes[{i}].centerline", "a line of positive length; all its points are one"))
     if problems:
         return problems  # (every check below follows the lanes)
