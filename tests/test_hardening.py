@@ -15,6 +15,7 @@ import pytest
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress
 from v2x.net.host import AgentHost
+from v2x.net.world import last_will
 from v2x.run.runner import RunError, build_agents, environment, run_variant
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
@@ -367,3 +368,22 @@ async def test_a_stop_with_the_runs_token_that_the_world_did_not_send_ends_nothi
     attacked = await asyncio.wait_for(task, 60)
     assert attacked.events == clean.events
     assert attacked.metrics["rejected"] == {"forged_control": 1}
+
+
+async def test_a_copy_of_the_worlds_last_will_does_not_free_its_run_id(embedded: BrokerAddress) -> None:
+    """An attack review: the Last Will ("world lost") carries the START's public token, so a retained copy
+    published during the run read as the world's own will; it was left standing, and a second world took the
+    live run's id. The world now says its START again over it."""
+    run_id = "hard-will"
+    first = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id))
+    async with _intruder(embedded, run_id) as client:
+        async for message in client.messages:
+            if _is_start(str(message.topic), bytes(message.payload)):
+                token = testbed_pb2.Control.FromString(bytes(message.payload)).token
+                break
+        topic, will = last_will(FCW, run_id, token)  # (the bytes of the world's own)
+        await client.publish(topic, will, qos=1, retain=True)
+        await asyncio.wait_for(_until(client, _is_start), 10)  # the world says its START again
+    with pytest.raises(RunError, match="run id hard-will is in use"):
+        await run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id)
+    assert (await asyncio.wait_for(first, 60)).events == (await _clean(embedded)).events

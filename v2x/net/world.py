@@ -171,11 +171,14 @@ class World:
             will = ctrl.token == self.token and ctrl.reason == WORLD_LOST
         except Exception:
             will = False
-        if will:  # this world's Last Will, published by a broker that dropped its connection
-            return
-        # Someone else's Control (or a cleared topic, or one with this run's token that this world did not
-        # publish) over this run's: count it and say ours again.
-        self.sim.reject("forged_control", topic)
+        if not will:
+            # Someone else's Control (or a cleared topic, or one with this run's token that this world did
+            # not publish) over this run's: count it and say ours again.
+            self.sim.reject("forged_control", topic)
+        # What reads as this world's Last Will is not counted: a broker that dropped the connection publishes
+        # it, and the reconnected world says its START again anyway. But anyone who read the token in the
+        # START can publish a copy, which left standing made the run id look free to a second world (an
+        # attack review): say ours again over it too.
         now = time.monotonic()
         if len(self._reasserted) < REASSERT_MAX and (
             not self._reasserted or now - self._reasserted[-1] >= REASSERT_EVERY_S
