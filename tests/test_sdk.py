@@ -948,10 +948,10 @@ async def _hand_out(
 @pytest.mark.broker
 async def test_the_sdk_in_real_time_skips_a_few_ticks_but_not_far_ahead(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """``realtime=True`` may skip ticks (inputs can be lost in real time), but only as far as the world's clock
-    can have run since START and the ticks before (t0 + (m - 1) x tick at the earliest for tick m): TickInput(500)
-    and TickInput(10) 0.3 s after tick 0 are refused (10 was taken until session 18), TickInput(6) 0.6 s after
-    it is taken, then 7."""
-    handed, rejected = await _hand_out(mosquitto, tmp_path, (0, 500, 10, 6, 7), gap_s=0.3, realtime=True)
+    can have run since START and the ticks before (t0 + (m - 1) x tick at the earliest for tick m): TickInput(10)
+    0.3 s after tick 0 (taken until session 18) and TickInput(500) are refused, TickInput(6) 0.9 s after tick 0
+    is taken, then 7."""
+    handed, rejected = await _hand_out(mosquitto, tmp_path, (0, 10, 500, 6, 7), gap_s=0.3, realtime=True)
     assert handed == [0, 6, 7] and rejected["bad_tick"] == 2
 
 
