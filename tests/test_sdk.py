@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -818,9 +819,9 @@ async def test_a_stack_takes_only_the_worlds_next_tick_and_no_forged_start_or_ju
     cmd = _stack_command(kind, mosquitto, run_id, tmp_path)
     log = tmp_path / f"{kind}.log"
 
-    def tick_input(n: int, *, time_us: int | None = None, final: bool = False) -> bytes:
-        return testbed_pb2.TickInput(run_id=run_id, tick=n, time_us=n * 100_000 if time_us is None else time_us,
-                                     tick_us=100_000, final=final).SerializeToString()  # fmt: skip
+    def tick_input(n: int, *, late: Sequence[int] = (), final: bool = False) -> bytes:
+        return testbed_pb2.TickInput(run_id=run_id, tick=n, time_us=n * 100_000, tick_us=100_000, final=final,
+                                     late_ticks=late).SerializeToString()  # fmt: skip
 
     def bad_start(epoch: str) -> bytes:
         forged = testbed_pb2.Control()
@@ -871,7 +872,7 @@ async def test_a_stack_takes_only_the_worlds_next_tick_and_no_forged_start_or_ju
             await world.publish(in_topic, tick_input(2))
             ack2 = await ack()
             assert ack2.tick == 2
-            await world.publish(in_topic, tick_input(2, time_us=123))  # the forger's, after the world's
+            await world.publish(in_topic, tick_input(2, late=[1]))  # the forger's, after the world's
             again = await ack()
             assert again == ack2
             await world.publish(in_topic, tick_input(3, final=True))
@@ -899,10 +900,15 @@ async def test_a_stack_takes_only_the_worlds_next_tick_and_no_forged_start_or_ju
 
 
 async def _hand_out(
-    mosquitto: Mosquitto, tmp_path: Path, ticks: Sequence[int], **options: Any
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+    ticks: Sequence[int | Callable[[str], testbed_pb2.TickInput]],
+    gap_s: float = 0.3,
+    **options: Any,
 ) -> tuple[list[int], Counter[str]]:
-    """A fake world (a START of 100 ticks, then TickInputs of ``ticks``, 0.3 s apart) and an SDK stack with
-    ``options``: the ticks it handed out, and what it refused."""
+    """A fake world (a START of 100 ticks, then TickInputs of ``ticks``, ``gap_s`` apart; a callable makes one
+    of the run id given) and an SDK stack with ``options`` that sends a BSM and an Ack each tick: the ticks it
+    handed out, and what it refused."""
     import asyncio
 
     import aiomqtt
@@ -923,13 +929,16 @@ async def _hand_out(
             async def drive() -> None:
                 async for tick in stack.ticks():
                     handed.append(tick.n)
+                    await stack.send_bsm(tick, state)
                     await stack.ack(tick, state)
 
             driving = asyncio.create_task(drive())
             for n in ticks:
-                ti = testbed_pb2.TickInput(run_id=run_id, tick=n, tick_us=100_000, time_us=n * 100_000)
+                ti = n(run_id) if callable(n) else testbed_pb2.TickInput(run_id=run_id, tick=n, tick_us=100_000,
+                                                                          time_us=n * 100_000)  # fmt: skip
                 await world.publish(in_topic, ti.SerializeToString())
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(gap_s)
+            assert not driving.done(), driving  # the stack still runs (an exception would end it)
             driving.cancel()
             rejected = Counter(stack.rejected)
         await world.publish(topics.control(run_id), b"", qos=1, retain=True)
@@ -938,10 +947,56 @@ async def _hand_out(
 
 @pytest.mark.broker
 async def test_the_sdk_in_real_time_skips_a_few_ticks_but_not_far_ahead(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    """``realtime=True`` may skip ticks (inputs can be lost in real time), but no further than
-    ``REALTIME_MAX_SKIP`` beyond where the world's clock can be: TickInput(500) right after tick 0 is refused."""
-    handed, rejected = await _hand_out(mosquitto, tmp_path, (0, 500, 6), realtime=True)
-    assert handed == [0, 6] and rejected["bad_tick"] == 1
+    """``realtime=True`` may skip ticks (inputs can be lost in real time), but only as far as the world's clock
+    can have run since START and the ticks before (t0 + (m - 1) x tick at the earliest for tick m): TickInput(10)
+    0.3 s after tick 0 (taken until session 18) and TickInput(500) are refused, TickInput(6) 0.9 s after tick 0
+    is taken, then 7."""
+    handed, rejected = await _hand_out(mosquitto, tmp_path, (0, 10, 500, 6, 7), gap_s=0.3, realtime=True)
+    assert handed == [0, 6, 7] and rejected["bad_tick"] == 2
+
+
+def _forged(tick: int, **changes: Any) -> Callable[[str], testbed_pb2.TickInput]:
+    """A TickInput(``tick``) with ``changes``: numbers no world sends (``gnss``: a GnssReading's fields)."""
+
+    def make(run_id: str) -> testbed_pb2.TickInput:
+        ti = testbed_pb2.TickInput(run_id=run_id, tick=tick, tick_us=100_000, time_us=tick * 100_000)
+        for name, value in changes.items():
+            if name == "gnss":
+                ti.gnss.CopyFrom(testbed_pb2.GnssReading(available=True, state="spp", **value))
+            elif name in ("rx_time_us", "late_ticks"):
+                getattr(ti, name).extend(value)
+                if name == "rx_time_us":
+                    ti.envelopes.extend([b"x"] * len(value))
+            else:
+                setattr(ti, name, value)
+        return ti
+
+    return make
+
+
+@pytest.mark.broker
+async def test_the_sdk_refuses_a_tick_input_whose_numbers_no_world_sends(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Forged next ticks that come before the world's, with a negative, infinite or NaN GNSS sigma (one made
+    ``Stack.bsm`` raise and the example stack exit), a NaN error, ``time_us`` 2^62 (its answer, a truth 7.7e13 m
+    away, was refused by the world, and the SDK sent it again on every re-send: the run stalled), another
+    ``tick_us``, a delivery after the tick's time, a late tick not before it: each refused (``malformed``), none
+    taken; the world's TickInput(1) after them is handed out and answered (the stack sends a BSM from its reading
+    every tick)."""
+    fine = {"east_error_m": 1.0, "north_error_m": -1.0, "sigma_major_m": 1.5, "sigma_minor_m": 1.5}
+    forged = [
+        _forged(1, gnss={**fine, "sigma_major_m": -1.0}),
+        _forged(1, gnss={**fine, "sigma_minor_m": math.inf}),
+        _forged(1, gnss={**fine, "sigma_major_m": math.nan}),
+        _forged(1, gnss={**fine, "east_error_m": math.nan}),
+        _forged(1, gnss={**fine, "north_error_m": 1e300}),
+        _forged(1, time_us=2**62),
+        _forged(1, tick_us=50_000, time_us=50_000),
+        _forged(1, rx_time_us=[200_000]),
+        _forged(1, late_ticks=[1]),
+    ]
+    ticks: list[int | Callable[[str], testbed_pb2.TickInput]] = [0, *forged, _forged(1, gnss=fine), 2]
+    handed, rejected = await _hand_out(mosquitto, tmp_path, ticks, gap_s=0.1)
+    assert handed == [0, 1, 2] and rejected == {"malformed": len(forged)}, rejected
 
 
 def test_the_sdk_bounds_what_waits_and_never_queues_junk() -> None:
@@ -955,15 +1010,15 @@ def test_the_sdk_bounds_what_waits_and_never_queues_junk() -> None:
     for _ in range(50):
         stack._on_input(b"\x0a\x01" + os.urandom(100_000))
     assert stack._inputs.empty() and stack.rejected["malformed"] == 50
-    big = testbed_pb2.TickInput(run_id="r", envelopes=[b"x" * 200_000], rx_time_us=[0])
+    big = testbed_pb2.TickInput(run_id="r", tick_us=100_000, envelopes=[b"x" * 200_000], rx_time_us=[0])
     for n in range(300):
-        big.tick = n
+        big.tick, big.time_us = n, n * 100_000
         stack._on_input(big.SerializeToString())
     assert stack._inputs.qsize() * 200_000 <= MAX_WAITING_BYTES and stack._waiting_bytes <= MAX_WAITING_BYTES
     assert stack.rejected["overflow"] == 300 - stack._inputs.qsize() > 0
-    small = testbed_pb2.TickInput(run_id="r")
+    small = testbed_pb2.TickInput(run_id="r", tick_us=100_000)
     for n in range(1000):
-        small.tick = n
+        small.tick, small.time_us = n, n * 100_000
         stack._on_input(small.SerializeToString())
     assert stack._inputs.qsize() == MAX_WAITING_INPUTS
     assert stack._take()[2].tick == 1000 - MAX_WAITING_INPUTS  # the newest are kept
@@ -1014,3 +1069,143 @@ def test_conformance_does_not_blame_the_stack_for_what_others_publish() -> None:
     # the envelopes the world handed it
     assert view({}, {"malformed": 12, "bad_tick": 12, "retained": 1}) == "PASS"
     assert view({}, {"out_of_range": 1}) == "FAIL"
+
+
+async def _run_with_forger(
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+    name: str,
+    forge: Callable[[int, testbed_pb2.TickInput], list[testbed_pb2.TickInput]],
+    *mode: str,
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], str]:
+    """fcw (follower driven by examples/sdk_vehicle.py, ``mode`` its and v2x run's options) with a forger on the
+    follower's topics: on each of the stack's Acks it publishes ``forge(tick, the world's last input)``, at
+    once. The run, its result.json and the stack's log."""
+    import asyncio
+
+    import aiomqtt
+
+    from v2x.net import topics
+
+    realtime = "realtime" in mode
+    duration = REALTIME_S if realtime else None
+    scenario = fcw_with_external(tmp_path, "follower", duration_s=duration)
+    prefix = f"{name}-{uuid.uuid4().hex[:6]}"
+    run_id = f"{prefix}-v2x"
+    log, out = tmp_path / f"{name}.log", tmp_path / name
+    in_topic, ack_topic = topics.tick_input(run_id, "follower"), topics.ack(run_id, "follower")
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"forger-{prefix}") as forger:
+        await forger.subscribe(in_topic)
+        await forger.subscribe(ack_topic)
+
+        async def listen() -> None:
+            last: testbed_pb2.TickInput | None = None
+            answered: set[int] = set()
+            sent: set[bytes] = set()
+            async for message in forger.messages:
+                if str(message.topic) == in_topic:
+                    if bytes(message.payload) in sent:  # its own
+                        continue
+                    ti = testbed_pb2.TickInput.FromString(bytes(message.payload))
+                    if last is None or ti.tick > last.tick:
+                        last = ti
+                    continue
+                ack = testbed_pb2.Ack.FromString(bytes(message.payload))
+                if last is not None and ack.tick not in answered:
+                    answered.add(ack.tick)
+                    for ti in forge(ack.tick, last):
+                        sent.add(ti.SerializeToString())
+                        await forger.publish(in_topic, ti.SerializeToString())
+
+        listening = asyncio.create_task(listen())
+        options = ["--realtime"] if realtime else []
+        stack = _start([PY, "examples/sdk_vehicle.py", "--broker", mosquitto.address.url, "--run", run_id,
+                        "--join-timeout", "300", *options], log)  # fmt: skip
+        try:
+            cmd = [PY, "-m", "v2x.cli", "run", str(scenario), "--broker", mosquitto.address.url, "--run-id", prefix,
+                   "--variant", "v2x", *mode, "--out", str(out), "-q"]  # fmt: skip
+            run = await asyncio.to_thread(
+                subprocess.run, cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=ENV, check=False
+            )
+            code = await asyncio.to_thread(stack.wait, 60)
+        finally:
+            if stack.poll() is None:
+                stack.kill()
+            listening.cancel()
+    text = log.read_text()
+    assert code == 0, text[-4000:]
+    result = json.loads((out / "fcw" / "result.json").read_text(encoding="utf-8")) if run.returncode < 2 else {}
+    return run, result, text
+
+
+def _copy(ti: testbed_pb2.TickInput, **changes: Any) -> testbed_pb2.TickInput:
+    """``ti`` without what it heard, with ``changes``; ``time_us`` follows ``tick`` unless given."""
+    forged = testbed_pb2.TickInput()
+    forged.CopyFrom(ti)
+    for name in ("envelopes", "rx_time_us", "collisions", "late_ticks"):
+        del getattr(forged, name)[:]
+    forged.final = False
+    forged.tick = changes.pop("tick", ti.tick)
+    forged.time_us = forged.tick * forged.tick_us
+    for name, value in changes.items():
+        if name == "gnss":
+            for field_, v in value.items():
+                setattr(forged.gnss, field_, v)
+        else:
+            setattr(forged, name, value)
+    return forged
+
+
+@pytest.mark.broker
+@pytest.mark.serial
+async def test_one_forged_far_tick_in_real_time_does_not_move_an_sdk_stack(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """The attack review's: right after the stack's Acks of ticks 20 and 60, TickInput(n + 10) (a copy of the
+    world's last, heard nothing) on its input topic. Until session 18 the stack (realtime=True) jumped a second
+    ahead, refused the world's next nine inputs, and fcw failed (a collision, 18 of 101 ticks without its
+    report). Now each is refused (``bad_tick``) and the run passes, its follower warned and no collision."""
+    ahead = {20: 30, 60: 70}
+
+    def forge(tick: int, last: testbed_pb2.TickInput) -> list[testbed_pb2.TickInput]:
+        return [_copy(last, tick=ahead[tick])] if tick in ahead else []
+
+    run, result, _ = await _run_with_forger(mosquitto, tmp_path, "rtskip", forge, "--mode", "realtime")
+    assert result, (run.stdout + run.stderr)[-4000:]
+    metrics = result["metrics"]["v2x"]
+    assert metrics["rejected_by_agents"].get("follower", {}).get("bad_tick", 0) >= 2, metrics
+    events = result["events"]
+    assert not [e for e in events if e["type"] == "collision"], events
+    assert [e for e in events if e["type"] == "warning" and e["target"] == "follower" and e["app"] == "fcw"]
+    # how many ticks close without the stack's report depends on the machine; the forgeries added none of 9
+    assert metrics["late_reports_by_actor"].get("follower", 0) < 9, metrics
+    assert result["passed"] and run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.broker
+@pytest.mark.serial
+async def test_forged_next_ticks_with_numbers_no_world_sends_leave_a_lockstep_run_as_it_was(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """The attack review's: right after the stack's Ack of tick 20, TickInput(21) with a GNSS sigma of -1 (the
+    example stack exited 2 inside ``Stack.bsm``, the run stopped after 60 s, exit 3) and, after tick 40, one
+    with ``time_us`` 2^62 (the stack answered it with a truth 7.7e13 m away, which the world refused, and sent
+    that answer again on each of the world's re-sends: exit 3). Both come before the world's and are refused
+    (``malformed``); the run's events are those of a run without the forger."""
+
+    def forge(tick: int, last: testbed_pb2.TickInput) -> list[testbed_pb2.TickInput]:
+        if tick == 20:
+            return [_copy(last, tick=21, gnss={"available": True, "sigma_major_m": -1.0})]
+        if tick == 40:
+            forged = _copy(last, tick=41)
+            forged.time_us = 2**62
+            return [forged]
+        return []
+
+    run, result, _ = await _run_with_forger(mosquitto, tmp_path, "nums", forge)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    clean, clean_result, _ = await _run_with_forger(mosquitto, tmp_path, "clean", lambda tick, last: [])
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert result["events"] == clean_result["events"]
+    assert result["metrics"]["v2x"]["rejected_by_agents"]["follower"] == {"malformed": 2}
+    assert "follower" not in clean_result["metrics"]["v2x"]["rejected_by_agents"]

@@ -12,8 +12,10 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
 * what it refuses (anyone may publish on an open broker), each counted in ``Stack.rejected`` and so in every
   Ack's ``rejected``, as the built-in agents do (``v2x.net.host``): a TickInput that does not parse or is for
   another run (``malformed``), bigger than 4 MiB (``oversized``), retained (``retained``: the world never
-  retains one), for a tick other than the next one (``bad_tick``: tick 0 first, then n + 1 after n; in
-  ``realtime`` up to ``REALTIME_MAX_SKIP`` ticks beyond where the world's clock can be; never past START's
+  retains one), whose numbers no world sends (``malformed``: ``time_us`` not ``tick`` x ``tick_us``, a
+  ``tick_us`` not START's, a GNSS reading's error or sigma not finite, a negative sigma, ... see
+  :func:`input_problem`), for a tick other than the next one (``bad_tick``: tick 0 first, then n + 1 after n; in
+  ``realtime`` a later one only once the world's clock can be there, ``REALTIME_EARLY_TICKS``; never past START's
   ``n_ticks``, and ``final`` only there), a second, different TickInput for a tick it answered
   (``conflicting_input``: answered with the answer given), a waiting input pushed out by newer ones
   (``overflow``: at most ``MAX_WAITING_INPUTS`` inputs or ``MAX_WAITING_BYTES`` wait), and a Control START it
@@ -41,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections import Counter, deque
@@ -55,7 +58,7 @@ from google.protobuf.message import DecodeError
 
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
-from v2x.net.answers import FINAL_LINGER_S, REALTIME_MAX_SKIP, Answers, next_or_end
+from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
 from v2x.net.secure import load_actor_credentials
 from v2x.net.world import WORLD_LOST
@@ -77,8 +80,44 @@ MAX_INPUT_BYTES = 4 * 1024 * 1024  # a bigger TickInput is refused (``oversized`
 MAX_WAITING_INPUTS = 256
 MAX_WAITING_BYTES = 16 * 1024 * 1024
 LOG_FIRST = 5  # rejections logged at WARNING per reason; the rest are counted only
+# Real time: how early (in ticks) a TickInput that skips ticks may come before the world's clock could send it:
+# the earliest t0 the stack saw may be late by the broker's latency (tick 0, START); a forged input right after
+# the stack's Ack of tick n cannot be further ahead than tick n + 1, as the world's own next one.
+REALTIME_EARLY_TICKS = 1.0
+# A TickInput whose GNSS error is larger is refused (``malformed``: the world's are metres; ``input_problem``).
+MAX_GNSS_ERROR_M = 100_000.0
 
 _Input = tuple[float, bytes, testbed_pb2.TickInput]  # when it came (monotonic), its bytes, parsed
+
+
+def input_problem(ti: testbed_pb2.TickInput) -> str | None:
+    """What makes ``ti`` no TickInput a world sends, None if nothing: ``time_us`` is ``tick`` x ``tick_us`` (the
+    world's, from a tick of any length, within half a microsecond per tick); an available GNSS reading's errors
+    are finite and within ``MAX_GNSS_ERROR_M``, its sigmas finite and not negative; each ``rx_time_us`` is within
+    0 .. ``time_us``; the collisions', detections' and signal warps' numbers are finite; ``late_ticks`` are
+    earlier ticks. (Since session 18: a forged next tick with a negative sigma made ``Stack.bsm`` raise and the
+    stack exit, one with ``time_us`` 2^62 made it report a truth the world refused, for ever.)"""
+    if ti.tick_us <= 0 or abs(ti.time_us - ti.tick * ti.tick_us) > ti.tick // 2 + 1:
+        return f"time_us {ti.time_us} is not tick x tick_us ({ti.tick} x {ti.tick_us})"
+    g = ti.gnss
+    if g.available:
+        errors, sigmas = (g.east_error_m, g.north_error_m), (g.sigma_major_m, g.sigma_minor_m)
+        if not all(math.isfinite(e) and abs(e) <= MAX_GNSS_ERROR_M for e in errors):
+            return f"GNSS error {errors} (finite, at most {MAX_GNSS_ERROR_M:g} m)"
+        if not all(math.isfinite(s) and s >= 0 for s in sigmas):
+            return f"GNSS sigmas {sigmas} (finite, >= 0)"
+    if any(not 0 <= rx <= ti.time_us for rx in ti.rx_time_us):
+        return f"an rx_time_us outside 0..{ti.time_us}"
+    numbers = [n for c in ti.collisions for n in (c.t_s, c.relative_speed_mps)]
+    numbers += [n for w in ti.signal_warps for n in (w.at_s, w.hold_s, w.skip_to_s)]
+    for d in ti.detections:
+        numbers += (d.x_m, d.y_m, d.vx_mps, d.vy_mps, d.heading_deg, d.length_m, d.width_m, d.sigma_m)
+        numbers.append(d.speed_sigma_mps)
+    if not all(math.isfinite(n) for n in numbers):
+        return "a number that is not finite (collisions, detections, signal warps)"
+    if any(late >= ti.tick for late in ti.late_ticks):
+        return f"late_ticks {list(ti.late_ticks)[:5]} not before tick {ti.tick}"
+    return None
 
 
 class RunAborted(RuntimeError):
@@ -161,7 +200,10 @@ class Stack:
         self._last: tuple[int, list[tuple[str, bytes]]] | None = None  # (tick, what was published for it)
         self._answers: Answers[list[tuple[str, bytes]]] = Answers()  # the inputs and answers of the last ticks
         self._open_input = b""  # the bytes of the open tick's TickInput (kept with its answer)
-        self._last_at = 0.0  # when the last tick handed out came (monotonic; START's arrival before the first)
+        # real time: the earliest the world's tick 0 can have been sent (monotonic), from when START came (the
+        # world starts its clock right after publishing START) and each tick handed out (n ticks after t0 at the
+        # earliest); a TickInput further ahead than this clock allows is no input of the world's
+        self._t0 = 0.0
         self._open: Tick | None = None
         self._out: list[tuple[str, bytes]] = []
         self._events: deque[tuple[int, list[testbed_pb2.Advisory]]] = deque(maxlen=KEEP_EVENTS_TICKS)
@@ -294,7 +336,7 @@ class Stack:
                 self._reject("malformed", f"a Control START it cannot use ({exc})")
                 return
             self._token = getattr(ctrl, "token", None)
-            self._last_at = time.monotonic()
+            self._t0 = time.monotonic()
             self._started.set()
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
             if self._last is None:
@@ -383,7 +425,11 @@ class Stack:
             if self.realtime:
                 received_at, payload, ti = await self._newest(run, received_at, payload, ti)
             tick = self._tick(run, ti, received_at)
-            self._open, self._open_input, self._last_at = tick, payload, received_at
+            self._open, self._open_input = tick, payload
+            # (a restarted stack's START is the retained one, which came long after t0: its first tick tells)
+            first_resumed = self.resume and self._last is None
+            t0 = received_at - tick.n * run.tick_s
+            self._t0 = t0 if first_resumed else min(self._t0, t0)
             self._out = []
             self._first_input.set()  # the world has this actor: no more Hellos
             yield tick
@@ -411,20 +457,29 @@ class Stack:
 
     def _next_tick(self, run: RunInfo, ti: testbed_pb2.TickInput, received_at: float) -> bool:
         """Whether ``ti`` may be the run's next tick, else counted as ``bad_tick``: tick 0 first, then n + 1
-        after n; in real time up to ``REALTIME_MAX_SKIP`` ticks more than the world's clock can have run on
-        since the last tick came (inputs can be lost there); never past START's ``n_ticks``, and ``final``
-        only there (a forged TickInput(10^6, final) ended the stack, and the run stalled blaming it)."""
+        after n; in real time a later tick m (inputs can be lost there) only once the world's clock can be
+        there: the world sends TickInput(m) no earlier than t0 + m x tick, so it cannot come before
+        ``_t0`` (the earliest t0 seen) + (m - ``REALTIME_EARLY_TICKS``) x tick (since session 18: up to 10 ticks
+        beyond that were taken, and a single forged TickInput(n + 10) right after tick n moved the stack a
+        second ahead, and it refused the world's n + 1 .. n + 9); never past START's ``n_ticks``, and ``final``
+        only there (a forged TickInput(10^6, final) ended the stack, and the run stalled blaming it); and
+        ``tick_us`` as START's (else ``malformed``)."""
         last = self._last[0] if self._last is not None else -1
         limit = last + 1
         if self.resume and self._last is None:  # a restarted stack joins where the run is: its first tick, any
             limit = max(ti.tick, 0)
-        if self.realtime:
-            limit += REALTIME_MAX_SKIP + max(0, int((received_at - self._last_at) / run.tick_s))
+        elif self.realtime and ti.tick > limit:  # a skip: no earlier than the world's clock can have got there
+            limit = max(limit, math.floor((received_at - self._t0) / run.tick_s + REALTIME_EARLY_TICKS))
         known_end = run.protocol_version >= 1  # a world older than v1 sends no n_ticks: trust ``final``
         if known_end:
             limit = min(limit, run.n_ticks)
         if not last < ti.tick <= limit:
             self._reject("bad_tick", f"TickInput({ti.tick}) after tick {last}")
+            return False
+        if ti.tick_us != run.control.tick_us:
+            self._reject(
+                "malformed", f"TickInput({ti.tick}) of {ti.tick_us} us ticks, START says {run.control.tick_us}"
+            )
             return False
         if known_end and ti.final != (ti.tick == run.n_ticks):
             self._reject("bad_tick", f"TickInput({ti.tick}, final={ti.final}) in a run of ticks 0..{run.n_ticks}")
@@ -490,6 +545,10 @@ class Stack:
             return None
         if ti.run_id != self.run_id or len(ti.rx_time_us) != len(ti.envelopes):
             self._reject("malformed", f"a TickInput of run {ti.run_id[:64]!r}")
+            return None
+        problem = input_problem(ti)
+        if problem is not None:
+            self._reject("malformed", f"TickInput({ti.tick}): {problem}")
             return None
         return ti
 
