@@ -295,6 +295,53 @@ def test_conformance_passes_the_sdk_example_and_names_what_a_broken_stack_gets_w
 
 
 @pytest.mark.broker
+def test_conformance_judges_a_stack_by_the_worlds_inputs_not_a_forgers(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """An attack review: forged TickInputs for ticks 140 down to 2 published at START (none ever the stack's
+    next tick, so the stack refuses each) failed an honest stack: the checker judged it against the first
+    input it heard per tick, from anyone. It now takes the world's own inputs."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    prefix = f"forged-{uuid.uuid4().hex[:6]}"
+    run = f"{prefix}-v2x"
+    forged = threading.Event()
+
+    def on_message(client: Any, userdata: Any, message: Any) -> None:
+        if forged.is_set() or not message.payload:
+            return
+        ctrl = testbed_pb2.Control.FromString(message.payload)
+        if ctrl.command != testbed_pb2.Control.COMMAND_START:
+            return
+        forged.set()
+        for n in range(140, 1, -1):
+            ti = testbed_pb2.TickInput(run_id=run, tick=n, time_us=n * 100_000, tick_us=100_000)
+            ti.gnss.available = True
+            ti.gnss.east_error_m, ti.gnss.north_error_m, ti.gnss.sigma_major_m = 3.0, -2.0, 1.0
+            client.publish(f"v2x/{run}/in/follower", ti.SerializeToString())
+
+    forger = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"forger-{prefix}")
+    forger.on_message = on_message
+    forger.connect(mosquitto.address.host, mosquitto.address.port)
+    forger.subscribe(f"v2x/{run}/control")
+    forger.loop_start()
+    stack = _start(
+        [PY, "examples/sdk_vehicle.py", "--broker", mosquitto.address.url, "--run", run, "--join-timeout", "300"],
+        tmp_path / "stack.log",
+    )
+    try:
+        ok = _conformance(mosquitto, prefix)
+    finally:
+        forger.loop_stop()
+        forger.disconnect()
+        if stack.poll() is None:
+            stack.kill()
+    assert forged.is_set()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "FAIL" not in ok.stdout
+
+
+@pytest.mark.broker
 def test_conformance_fails_a_stack_whose_sec_mark_ignores_the_epoch(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """An outside review: a stack that made secMark from ``time_us`` alone passed conformance, because every
     shipped scenario's epoch is on a whole minute. Conformance now runs with the epoch moved on by 17.25 s, and

@@ -142,8 +142,49 @@ class Capture:
     hellos: list[bytes] = field(default_factory=list)
     inputs: dict[int, tuple[float, Any]] = field(default_factory=dict)  # tick -> (first seen, TickInput)
     resent: set[int] = field(default_factory=set)  # the ticks whose TickInput the world sent again
+    # Every TickInput heard on the actor's input topic, by tick (when, bytes), and the world's own (its
+    # observer's ``on_input_bytes``): ``keep_the_worlds_inputs`` fills ``inputs`` and ``resent`` from those.
+    heard_inputs: dict[int, list[tuple[float, bytes]]] = field(default_factory=dict)
+    world_inputs: dict[int, bytes] = field(default_factory=dict)
     tx: list[tuple[float, bytes]] = field(default_factory=list)
     acks: list[tuple[float, bytes]] = field(default_factory=list)
+
+
+def keep_the_worlds_inputs(capture: Capture) -> None:
+    """``capture.inputs`` and ``resent`` from the TickInputs the world published itself: the stack is judged
+    against the world's input for each tick, timed from when the listener heard those very bytes. On an open
+    broker anyone may publish on the input topic, and the checker kept the first input it heard per tick,
+    from anyone (an attack review failed an honest stack with forged inputs for ticks it had not reached,
+    which the stack itself refused). A tick whose bytes the world's observer did not give (none: a run
+    without it) is judged by the first input heard, as before."""
+    from v2x.wire import testbed_pb2
+
+    for tick, heard in capture.heard_inputs.items():
+        own = capture.world_inputs.get(tick)
+        mine = [(t, p) for t, p in heard if own is None or p == own]
+        if not mine:
+            continue
+        capture.inputs[tick] = (mine[0][0], testbed_pb2.TickInput.FromString(mine[0][1]))
+        if len(mine) > 1:
+            capture.resent.add(tick)
+
+
+@dataclass
+class WorldInputs:
+    """The world's observer in a conformance run: keeps the bytes of each TickInput it publishes to ``actor``."""
+
+    capture: Capture
+    actor: str
+
+    async def on_tick(self, sim: Any, tick: int, events: list[dict[str, Any]]) -> None:
+        return None
+
+    def on_input_bytes(self, inputs: dict[str, bytes]) -> None:
+        from v2x.wire import testbed_pb2
+
+        payload = inputs.get(self.actor)
+        if payload is not None:
+            self.capture.world_inputs[testbed_pb2.TickInput.FromString(payload).tick] = payload
 
 
 @dataclass
@@ -642,9 +683,7 @@ async def _conformance(
                     with_tick = testbed_pb2.TickInput.FromString(payload)
                 except DecodeError:  # not the world's (a forger on an open broker): the world's view counts it
                     return
-                if with_tick.tick in capture.inputs:
-                    capture.resent.add(with_tick.tick)
-                capture.inputs.setdefault(with_tick.tick, (now, with_tick))
+                capture.heard_inputs.setdefault(with_tick.tick, []).append((now, payload))
             elif kind_ == "tx":
                 capture.tx.append((now, payload))
             else:
@@ -715,6 +754,7 @@ async def _conformance(
                     keys=secure.keys if secure is not None else None,
                     signing=Signing(credentials_dir=args.out / "credentials") if secure is not None else None,
                     join_timeout_s=args.join_timeout,
+                    observer=WorldInputs(capture, actor),
                 )
                 metrics = report.metrics
             except RunError as exc:  # a stack that never joined or went silent: still report what it sent
@@ -726,6 +766,7 @@ async def _conformance(
         print(f"v2x conformance: no stack joined run {run_id} as {actor!r}: {error}", file=sys.stderr)
         return EXIT_NO_STACK
     env = environment(scenario)
+    keep_the_worlds_inputs(capture)
     checks = analyse(
         capture,
         actor_id=actor,
