@@ -302,6 +302,7 @@ def test_conformance_judges_a_stack_by_the_worlds_inputs_not_a_forgers(mosquitto
     import threading
 
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     prefix = f"forged-{uuid.uuid4().hex[:6]}"
     run = f"{prefix}-v2x"
@@ -320,7 +321,7 @@ def test_conformance_judges_a_stack_by_the_worlds_inputs_not_a_forgers(mosquitto
             ti.gnss.east_error_m, ti.gnss.north_error_m, ti.gnss.sigma_major_m = 3.0, -2.0, 1.0
             client.publish(f"v2x/{run}/in/follower", ti.SerializeToString())
 
-    forger = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"forger-{prefix}")
+    forger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"forger-{prefix}")
     forger.on_message = on_message
     forger.connect(mosquitto.address.host, mosquitto.address.port)
     forger.subscribe(f"v2x/{run}/control")
