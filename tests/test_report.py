@@ -274,3 +274,17 @@ def test_the_same_result_named_twice_counts_once(tmp_path: Path) -> None:
         (folder / "result.json").write_text(json.dumps(_result(scenario=name)), encoding="utf-8")
     results = load_results([tmp_path / "out", tmp_path / "out" / "fcw" / "result.json"])
     assert sorted(r["scenario"] for r in results) == ["fcw", "icw"]
+
+
+def test_a_fifo_named_result_json_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """An attack review: a FIFO named result.json (or as a golden record) blocked v2x report (and v2x check)
+    for good."""
+    import os
+
+    from v2x.run.check import load_golden
+
+    os.mkfifo(tmp_path / "result.json")
+    with pytest.raises(ReportInputError, match="not a regular file"):
+        load_results([tmp_path])
+    with pytest.raises(ValueError, match="not a regular file: not a golden record"):
+        load_golden(tmp_path / "result.json")

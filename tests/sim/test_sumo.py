@@ -64,6 +64,16 @@ def test_a_file_that_is_not_a_network_names_its_field(tmp_path: Path) -> None:
     assert "XML" in problems["sumo.net"] and "DOCTYPE" in problems["sumo.routes"]
 
 
+def test_a_utf16_file_is_refused_before_its_entities_are_read(tmp_path: Path) -> None:
+    # an attack review: the DOCTYPE/ENTITY refusal looked for the UTF-8 bytes, and a UTF-16 route file had its
+    # entities expanded (800 MB for a 15 MiB file) before SUMO refused it
+    other = _copy(tmp_path)
+    doc = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY a "b">]><routes>&a;</routes>'
+    (tmp_path / "sumo-corridor" / "corridor.rou.xml").write_bytes(doc.encode("utf-16"))
+    problems = _problems(other)
+    assert problems["sumo.routes"].startswith("a SUMO") and "is UTF-16 or -32" in problems["sumo.routes"]
+
+
 def test_flows_and_sumo_exclude_each_other(tmp_path: Path) -> None:
     flows = "sumo:\n  net:"
     path = _copy(

@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import stat
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -331,7 +332,10 @@ def load_golden(path: Path, scenario_id: str | None = None) -> dict[str, Any] | 
     if not path.exists():
         return None
     try:
-        if path.stat().st_size > MAX_GOLDEN_BYTES:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # (a FIFO blocked the command for good)
+            raise GoldenError(path, [("", "not a regular file: not a golden record")])
+        if st.st_size > MAX_GOLDEN_BYTES:
             raise GoldenError(path, [("", f"larger than {MAX_GOLDEN_BYTES >> 20} MiB: not a golden record")])
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

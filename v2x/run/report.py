@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,10 @@ def load_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
     results = []
     for f in unique.values():
         try:
-            if f.stat().st_size > MAX_RESULT_BYTES:
+            st = f.stat()
+            if not stat.S_ISREG(st.st_mode):  # (a FIFO named result.json blocked the command for good)
+                raise ReportInputError(f"{f}: not a regular file: not a result document")
+            if st.st_size > MAX_RESULT_BYTES:
                 raise ReportInputError(f"{f}: larger than {MAX_RESULT_BYTES >> 20} MiB: not a result document")
             text = f.read_text(encoding="utf-8")
         except OSError as exc:

@@ -44,6 +44,8 @@ def read_xml(path: Path, what: str) -> ET.Element:
         raise ValueError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
     if len(raw) > MAX_SUMO_FILE_BYTES:
         raise ValueError(f"{what} of at most {MAX_SUMO_FILE_BYTES // 1024 // 1024} MiB; {str(path)!r} is larger")
+    if b"\x00" in raw or raw.startswith((b"\xfe\xff", b"\xff\xfe")):  # UTF-16 or -32: no declaration is seen
+        raise ValueError(f"{what} in UTF-8 (as SUMO writes them); {str(path)!r} is UTF-16 or -32")
     if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
         raise ValueError(f"{what} without DOCTYPE or ENTITY declarations; {str(path)!r} has one")
     try:
