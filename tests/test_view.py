@@ -230,3 +230,43 @@ def test_the_v2x_variants_warnings_stay_on_the_page_after_the_baseline_starts(br
         server.hub.control("resume")
         runner.join(60)
         server.stop()
+
+
+def test_a_client_that_resets_or_idles_or_floods_costs_the_run_nothing(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attack review: clients that reset their connection after a request printed Python tracebacks on the
+    run's stderr (33 for 40), and idle connections held a server thread each for good."""
+    import socket
+    import struct
+
+    from v2x.run import view
+
+    monkeypatch.setattr(view._Handler, "timeout", 0.5)
+    monkeypatch.setattr(view, "MAX_STREAMS", 1)
+    server = ViewServer(port=0).start()
+    host, port = server.httpd.server_address[:2]
+    try:
+        for _ in range(20):  # a request, then a reset before the answer is read
+            s = socket.create_connection((str(host), port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.sendall(f"GET /state HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            s.close()
+        idle = socket.create_connection((str(host), port))
+        idle.settimeout(5.0)
+        started = time.monotonic()
+        assert idle.recv(1) == b""  # closed by the server
+        assert time.monotonic() - started < 3.0
+        idle.close()
+        first = socket.create_connection((str(host), port))
+        first.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        first.settimeout(5.0)
+        assert first.recv(64).startswith(b"HTTP/1.0 200")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{server.url}events", timeout=5)
+        assert refused.value.code == 503
+        first.close()
+        time.sleep(0.5)
+    finally:
+        server.stop()
+    assert "Traceback" not in capfd.readouterr().err
