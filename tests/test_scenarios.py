@@ -200,3 +200,9 @@ def test_a_lane_of_zero_length_is_refused_even_as_a_neighbour(tmp_path: Path) ->
     assert "right: eb1" in text
     problems = dict(_problems(_write(tmp_path, text)))
     assert problems["road.lanes[0].centerline"] == "a line of positive length; all its points are one"
+
+
+def test_a_run_shorter_than_a_tick_is_refused(tmp_path: Path) -> None:
+    # an attack review: duration_s: 1e-320 was accepted and ran 0 s
+    text = FCW.read_text().replace("duration_s: 14.0", "duration_s: 1e-320")
+    assert dict(_problems(_write(tmp_path, text)))["duration_s"].startswith("at least one tick (0.1 s); got ")

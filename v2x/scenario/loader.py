@@ -521,6 +521,8 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append((f"obstacles[{i}].polygon", "a simple polygon with a positive area"))
     if sum(a.kind == "platform" for a in sc.actors) > 1:
         problems.append(("actors", "at most one actor of kind 'platform'"))
+    if sc.n_ticks < 1:  # (an attack review: duration_s 1e-320 was taken, and the run was 0 s long)
+        problems.append(("duration_s", f"at least one tick ({sc.tick_s:g} s); got {sc.duration_s:g}"))
     if sc.positioning not in POSITIONING_PROFILES:
         expected = f"a positioning profile {sorted(POSITIONING_PROFILES)}; got {sc.positioning!r}"
         problems.append(("positioning", expected))
