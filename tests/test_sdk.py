@@ -294,6 +294,18 @@ def test_conformance_passes_the_sdk_example_and_names_what_a_broken_stack_gets_w
     assert "PASS seq:" in out and "PASS acks:" in out
 
 
+def _broken_conformance(mosquitto: Mosquitto, tmp_path: Path, flag: str) -> subprocess.CompletedProcess[str]:
+    """``v2x conformance`` of tests/_broken_stack.py with one of its faults (``flag``)."""
+    prefix = f"broken-{uuid.uuid4().hex[:6]}"
+    stack = _start([PY, "tests/_broken_stack.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x", flag],
+                   tmp_path / f"{flag.strip('-')}.log")  # fmt: skip
+    try:
+        return _conformance(mosquitto, prefix)
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+
+
 @pytest.mark.broker
 def test_conformance_judges_a_stack_by_the_worlds_inputs_not_a_forgers(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """An attack review: forged TickInputs for ticks 140 down to 2 published at START (none ever the stack's
@@ -354,14 +366,7 @@ def test_conformance_fails_a_stack_whose_sec_mark_ignores_the_epoch(mosquitto: M
     assert epoch.second == epoch.microsecond == 0  # the premise: on a whole minute
     assert conformance_epoch(epoch).isoformat().endswith(":17.250000+00:00")
     assert conformance_epoch(epoch.replace(microsecond=1000)) == epoch.replace(microsecond=1000)  # left as it is
-    prefix = f"noepoch-{uuid.uuid4().hex[:6]}"
-    stack = _start([PY, "tests/_broken_stack.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
-                    "--ignore-epoch"], tmp_path / "noepoch.log")  # fmt: skip
-    try:
-        run = _conformance(mosquitto, prefix)
-    finally:
-        if stack.poll() is None:
-            stack.kill()
+    run = _broken_conformance(mosquitto, tmp_path, "--ignore-epoch")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "epoch 2026-05-01T08:00:17.250000+00:00" in run.stdout, run.stdout
     line = next(x for x in run.stdout.splitlines() if "tick and timestamps:" in x)
@@ -383,14 +388,7 @@ def test_conformance_fails_a_stack_that_sends_its_true_position_not_its_fix(
     assert conformance_positioning("rtk-fixed") == "rtk-float"  # fcw's follower's, the default
     assert conformance_positioning("spp-open-sky") == "spp-open-sky"  # coarse enough already
     assert conformance_positioning("tunnel-outage") == "tunnel-outage"  # its error grows with distance
-    prefix = f"truthpos-{uuid.uuid4().hex[:6]}"
-    stack = _start([PY, "tests/_broken_stack.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
-                    "--no-gnss-error"], tmp_path / "truthpos.log")  # fmt: skip
-    try:
-        run = _conformance(mosquitto, prefix)
-    finally:
-        if stack.poll() is None:
-            stack.kill()
+    run = _broken_conformance(mosquitto, tmp_path, "--no-gnss-error")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "follower's GNSS rtk-float" in run.stdout, run.stdout
     line = next(x for x in run.stdout.splitlines() if "consistent with truth:" in x)
