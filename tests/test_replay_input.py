@@ -174,3 +174,12 @@ def test_a_report_that_cannot_be_written_is_exit_3(tmp_path: Path, capsys: pytes
     (tmp_path / "a-file").write_text("")
     assert main(["replay", str(path), "--report", str(tmp_path / "a-file" / "r.html")]) == 3  # was a traceback
     assert "v2x replay: cannot write" in capsys.readouterr().err
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    # (v2x report and the golden records had the same: a FIFO blocked the command for good)
+    import os
+
+    os.mkfifo(tmp_path / "run.mcap")
+    with pytest.raises(RecordingError, match="not a regular file: not a recording"):
+        read_recording(tmp_path / "run.mcap")

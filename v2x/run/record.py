@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -582,6 +583,8 @@ def read_recording(path: Path) -> Replayed:
     from v2x.run.report import MAX_EVENTS, metrics_problem
 
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # (opening a FIFO waited for a writer for good)
+            raise RecordingError(f"{path}: not a regular file: not a recording")
         f = path.open("rb")
     except OSError as exc:
         raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from exc
