@@ -308,9 +308,9 @@ def _broken_conformance(mosquitto: Mosquitto, tmp_path: Path, flag: str) -> subp
 
 @pytest.mark.broker
 def test_conformance_judges_a_stack_by_the_worlds_inputs_not_a_forgers(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    """An attack review: forged TickInputs for ticks 140 down to 2 published at START (none ever the stack's
-    next tick, so the stack refuses each) failed an honest stack: the checker judged it against the first
-    input it heard per tick, from anyone. It now takes the world's own inputs."""
+    """An attack review: forged TickInputs for ticks 140 down to 2 published at START (none the stack's next
+    tick when it came, so the stack refused each) failed an honest stack: the checker judged it against the
+    first input it heard per tick, from anyone. It now takes the world's own inputs."""
     import threading
 
     import paho.mqtt.client as mqtt
@@ -327,7 +327,9 @@ def test_conformance_judges_a_stack_by_the_worlds_inputs_not_a_forgers(mosquitto
         if ctrl.command != testbed_pb2.Control.COMMAND_START:
             return
         forged.set()
-        for n in range(140, 1, -1):
+        # (ticks the stack cannot have reached when they come: a forged *next* tick that wins the race still
+        # steers that tick, which SECURITY.md says; on a fast run the stack answered tick 2 from one)
+        for n in range(140, 49, -1):
             ti = testbed_pb2.TickInput(run_id=run, tick=n, time_us=n * 100_000, tick_us=100_000)
             ti.gnss.available = True
             ti.gnss.east_error_m, ti.gnss.north_error_m, ti.gnss.sigma_major_m = 3.0, -2.0, 1.0
