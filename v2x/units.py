@@ -93,6 +93,7 @@ __all__ = [
     "accurate_enough",
     "bit_string_from_wire",
     "brake_status_from_wire",
+    "check_sec_mark",
     "code_from_wire",
     "compass_deg_to_enu_yaw_rad",
     "confidence_from_wire",
@@ -667,11 +668,16 @@ def sec_mark(t_s: float, epoch: datetime) -> int:
     return (_unix_us(t_s, epoch) // 1000) % 60_000
 
 
-def time_from_sec_mark(mark: int, now_s: float, epoch: datetime) -> float:
-    """Generation time of a message stamped ``mark`` (DSecond), taken as the latest such time not after now.
-    Raises ``ValueError`` for a mark outside 0..59999 (60000..65534 reserved, 65535 unavailable: a message
+def check_sec_mark(mark: int) -> None:
+    """``ValueError`` for a DSecond outside 0..59999 (60000..65534 reserved, 65535 unavailable: a message
     without its time cannot be placed in time; it was read modulo 60000, 65535 as 5.535 s into the minute)."""
     _check(mark, 0, SECMARK_MAX, "DSecond")
+
+
+def time_from_sec_mark(mark: int, now_s: float, epoch: datetime) -> float:
+    """Generation time of a message stamped ``mark`` (DSecond), taken as the latest such time not after now.
+    Raises ``ValueError`` for a mark outside 0..59999 (``check_sec_mark``)."""
+    check_sec_mark(mark)
     now_mark = sec_mark(now_s, epoch)
     age_ms = (now_mark - mark) % 60000
     return now_s - age_ms / 1000.0

@@ -399,8 +399,7 @@ def check_bsm(bsm: day1_pb2.BSM) -> bool:
     )
     if any(f is None for f in fields):
         return False
-    if not 0 <= bsm.sec_mark <= units.SECMARK_MAX:  # (what ``time_from_sec_mark`` refuses in a decode)
-        raise ValueError(f"DSecond wire value {bsm.sec_mark} outside 0..{units.SECMARK_MAX}")
+    units.check_sec_mark(bsm.sec_mark)  # (what ``time_from_sec_mark`` refuses in a decode)
     units.accel_from_wire(bsm.accel_set.long)
     units.elevation_from_wire(bsm.pos.elevation)
     units.size_cm_from_wire(bsm.size.length)
