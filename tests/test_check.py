@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from v2x.cli import main
-from v2x.run.check import GOLDEN_VERSION, TOLERANCES, compare_variant, golden_path, load_golden
+from v2x.run.check import GOLDEN_VERSION, TOLERANCES, compare_variant, golden_path, load_golden, scenario_files
 from v2x.scenario import catalogue, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 
@@ -259,17 +259,21 @@ def test_the_plugin_says_in_one_line_why_a_run_could_not_complete(pytester: pyte
     assert "Traceback" not in text and len(text.splitlines()) < 60
 
 
-def test_the_whole_catalogue_passes_v2x_check_on_mosquitto(mosquitto: Any, tmp_path: Path) -> None:
-    """Every shipped scenario, both variants, over a real Mosquitto: the outcomes match their golden records
-    (the embedded broker's runs are in test_e2e.py), and junit.xml lists every scenario and variant."""
+def test_v2x_check_passes_scenarios_of_each_kind_and_lists_every_case(tmp_path: Path) -> None:
+    """`v2x check` (two jobs, the embedded broker) on a story of actors only, one with a fleet of background
+    traffic and one with signals: each variant's outcome matches its golden record, and junit.xml lists
+    every scenario and variant. (Every shipped scenario's outcome is compared with its record over a real
+    Mosquitto in test_e2e.py; without targets the command takes the whole catalogue.)"""
     out = tmp_path / "check"
-    assert main(["check", "--broker", mosquitto.address.url, "--jobs", "2", "--out", str(out)]) == 0
+    targets = ["fcw", "arterial", "glosa"]
+    assert main(["check", *targets, "--jobs", "2", "--out", str(out)]) == 0
     cases = ET.parse(out / "junit.xml").getroot().iter("testcase")
     names = {(c.get("classname"), c.get("name")) for c in cases}
-    expected = {(f"v2x.check.{sc.id}", v) for sc in map(load_scenario, catalogue()) for v in sc.variants}
-    assert names == expected
+    expected = {(f"v2x.check.{sc.id}", v) for sc in map(load_scenario, scenario_files(targets)) for v in sc.variants}
+    assert len(expected) == 6 and names == expected
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passed"] is True and summary["counts"]["pass"] == len(expected)
+    assert scenario_files([]) == catalogue()
 
 
 def test_each_case_takes_its_own_variants_time() -> None:

@@ -13,6 +13,7 @@ import pytest
 from tests._mosquitto import Mosquitto
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress
+from v2x.run.check import check_result, golden_path, load_golden
 from v2x.run.results import outcome
 from v2x.run.runner import run_scenario, run_variant
 from v2x.scenario import catalogue, load_scenario
@@ -43,18 +44,6 @@ def _happenings(result: dict[str, Any], variant: str) -> set[tuple[str, str]]:
     return out
 
 
-_EMBEDDED: dict[str, dict[str, Any]] = {}
-
-
-async def _on_embedded(scenario_id: str) -> dict[str, Any]:
-    """The result of ``scenario_id`` with seed 0 on the embedded broker (run once per session: the loopback
-    comparison below reuses it)."""
-    if scenario_id not in _EMBEDDED:
-        sc = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")
-        _EMBEDDED[scenario_id] = await run_scenario(sc, seed=0, broker="embedded")
-    return _EMBEDDED[scenario_id]
-
-
 def _deterministic(result: dict[str, Any]) -> str:
     """Everything in a result that a run must reproduce: verdicts, events, metrics less the wall clock."""
     metrics = {v: {k: x for k, x in m.items() if k != "wall_seconds"} for v, m in result["metrics"].items()}
@@ -63,30 +52,37 @@ def _deterministic(result: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("scenario_id", SHIPPED)
-async def test_scenario_passes_on_the_embedded_broker(scenario_id: str) -> None:
-    result = await _on_embedded(scenario_id)
+async def test_scenario_passes_on_mosquitto_with_its_golden_records_outcome(
+    scenario_id: str, mosquitto: Mosquitto
+) -> None:
+    """Every shipped scenario, both variants, over a real Mosquitto at its golden record's seed: it passes,
+    V2X changes what happens, and the outcome is the record's (what `v2x check` compares; the command
+    itself runs in test_check.py on the embedded broker, which gives the same outcomes: the determinism
+    test below and test_the_loopback_bus_gives_the_same_result_as_the_embedded_broker)."""
+    path = SCENARIO_DIR / f"{scenario_id}.yaml"
+    sc = load_scenario(path)
+    golden = load_golden(golden_path(path, sc.id), sc.id)
+    assert golden is not None, f"{scenario_id} has no golden record"
+    result = await run_scenario(sc, seed=golden["seed"], broker=mosquitto.address.url)
     assert result["passed"], _failed(result)
     assert any(e["type"] == "warning" and e["variant"] == "v2x" for e in result["events"])
     # V2X changed what physically happened: something in the baseline (a crash, a red light run, a stop,
     # a speed at a checked point) did not happen with it.
     assert _happenings(result, "baseline") - _happenings(result, "v2x")
     assert result["metrics"]["v2x"]["messages"]["delivered"]["pc5"] > 0
+    cases = check_result(result, golden, 0.0)
+    assert {c.variant for c in cases} == set(sc.variants)
+    assert [(c.variant, c.status, c.lines) for c in cases if c.status != "pass"] == []
 
 
 async def test_the_loopback_bus_gives_the_same_result_as_the_embedded_broker() -> None:
     """The world and the agents over the in-process bus (no broker, no sockets): both variants of fcw give
     the same verdicts, events and metrics, byte for byte, as over the embedded broker."""
-    loop = await run_scenario(load_scenario(SCENARIO_DIR / "fcw.yaml"), seed=0, broker="loopback")
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    loop = await run_scenario(sc, seed=0, broker="loopback")
     assert loop["run"]["broker"] == "loopback" and set(loop["metrics"]) == {"v2x", "baseline"}
     assert loop["passed"], _failed(loop)
-    assert _deterministic(loop) == _deterministic(await _on_embedded("fcw"))
-
-
-@pytest.mark.parametrize("scenario_id", ["fcw", "icw", "rlvw"])
-async def test_scenario_passes_on_mosquitto(scenario_id: str, mosquitto: Mosquitto) -> None:
-    sc = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")
-    result = await run_scenario(sc, seed=0, broker=mosquitto.address.url)
-    assert result["passed"], _failed(result)
+    assert _deterministic(loop) == _deterministic(await run_scenario(sc, seed=0, broker="embedded"))
 
 
 @pytest.mark.parametrize("scenario_id", ["fcw", "hlw", "ebw", "bsw-lcw", "dnpw"])
@@ -173,8 +169,8 @@ async def test_lockstep_run_survives_a_broker_restart_with_the_same_outcome(mosq
 
 def test_cli_runs_the_catalogue_and_writes_results_and_junit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`v2x run --all` over a catalogue of four (V2V, V2I with signals, the edge, Day-2): every result file
-    and one JUnit suite per scenario. Every shipped scenario runs on the embedded broker in
-    test_scenario_passes_on_the_embedded_broker, and through `v2x check` on Mosquitto in test_check.py."""
+    and one JUnit suite per scenario. Every shipped scenario runs on Mosquitto against its golden record in
+    test_scenario_passes_on_mosquitto_with_its_golden_records_outcome."""
     import xml.etree.ElementTree as ET
 
     from v2x.cli import main

@@ -336,7 +336,7 @@ def test_lane_change_fields_are_checked_with_their_paths(tmp_path: Path) -> None
 
 
 # -- end to end -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3])  # seed 0: its golden record, in test_e2e.py
 @pytest.mark.parametrize(
     ("path", "app", "crashes"),
     [
@@ -345,7 +345,7 @@ def test_lane_change_fields_are_checked_with_their_paths(tmp_path: Path) -> None
         (DNPW, "dnpw", [["car_a", "car_b"]]),
     ],
 )
-async def test_lane_scenarios_pass_for_seeds_0_to_3(path: Path, app: str, crashes: list[list[str]], seed: int) -> None:
+async def test_lane_scenarios_pass_for_seeds_1_to_3(path: Path, app: str, crashes: list[list[str]], seed: int) -> None:
     """The warning comes, the driver abandons the manoeuvre, nobody collides; the baseline collides."""
     result = await run_scenario(load_scenario(path), seed=seed, broker="loopback")
     assert result["passed"], [e for e in result["expectations"] if not e["passed"]]

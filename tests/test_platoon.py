@@ -235,8 +235,8 @@ def test_the_loader_names_the_field_of_a_bad_platoon(tmp_path: Path, change: Any
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-async def test_the_platoon_scenario_passes_on_seeds_0_to_3(seed: int) -> None:
+@pytest.mark.parametrize("seed", [1, 2, 3])  # seed 0: its golden record, in test_e2e.py
+async def test_the_platoon_scenario_passes_on_seeds_1_to_3(seed: int) -> None:
     from v2x.run.runner import run_scenario
 
     result = await run_scenario(load_scenario(PLATOON), seed=seed, broker="loopback")

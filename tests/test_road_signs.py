@@ -296,11 +296,11 @@ def test_the_shipped_scenarios_are_in_the_catalogue() -> None:
 
 
 # -- end to end -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("scenario", [IVS, SLW])
-async def test_ivs_and_slw_pass_for_seeds_0_to_3(scenario: Path, seed: int) -> None:
-    """On the loopback bus (the same outcome as over a broker, tests/test_e2e.py; seed 0 of each also runs
-    there on the embedded broker)."""
+async def test_ivs_and_slw_pass_for_seeds_1_to_3(scenario: Path, seed: int) -> None:
+    """On the loopback bus (the same outcome as over a broker, tests/test_e2e.py; seed 0 of each runs
+    there on Mosquitto, against its golden record)."""
     from v2x.run.runner import run_scenario
 
     result = await run_scenario(load_scenario(scenario), seed=seed, broker="loopback")

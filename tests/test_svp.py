@@ -211,7 +211,7 @@ def test_travel_time_compares_with_the_baseline() -> None:
 
 
 # -- the scenario ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3])  # seed 0: its golden record, in test_e2e.py
 async def test_svp_scenario_passes_on_the_loopback_bus(seed: int) -> None:
     from v2x.run.runner import run_scenario
 

@@ -1,7 +1,8 @@
 """TJW without a broker: the RSU's queue detection (hand-computed cases), the congestion event it announces
 in RSI, following the tail and withdrawing the event, the on-board app's cases (the tunnel's positioning
 gate among them), the scenario file's ``congestion`` field and the world naming the event; the shipped
-scenario end to end on the loopback bus (seeds 0..3) at the end."""
+scenario end to end on the loopback bus (seeds 1..3; seed 0 against its golden record in test_e2e.py) at the
+end."""
 
 from __future__ import annotations
 
@@ -274,7 +275,7 @@ def test_congestion_watches_are_checked(tmp_path: Path) -> None:
 
 # -- end to end -------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3])  # seed 0: its golden record, in test_e2e.py
 async def test_the_shipped_scenario_on_the_loopback_bus(seed: int) -> None:
     result = await run_scenario(load_scenario(TJW), seed=seed, broker="loopback")
     assert result["passed"], [e for e in result["expectations"] if not e["passed"]]
