@@ -437,33 +437,6 @@ def test_compiled_step_equals_numpy_step_on_the_bench_grid() -> None:
     assert np.all(a.lane >= 0)  # a torus: nobody leaves
 
 
-def test_results_written_into_out_are_the_fresh_results() -> None:
-    from v2x.bench.traffic import grid
-
-    wl = grid(300, np.random.default_rng(5))
-    fresh, into, into_np = wl.traffic.copy(), wl.traffic.copy(), wl.traffic.copy()
-    out, out_np = StepResult.empty(len(fresh)), StepResult.empty(len(fresh))
-    for tick in range(60):
-        rf = traffic_step(wl.net, fresh, wl.red(tick), 0.1, tick)
-        ro = traffic_step(wl.net, into, wl.red(tick), 0.1, tick, out=out)
-        rn = traffic_step_numpy(wl.net, into_np, wl.red(tick), 0.1, tick, out=out_np)
-        assert ro is out and rn is out_np
-        _assert_same(fresh, into, rf, ro, tick)
-        _assert_same(fresh, into_np, rf, rn, tick)
-    assert np.count_nonzero(out.acc_mps2) > 0
-    n = len(fresh)
-    wrong = [
-        StepResult.empty(n + 1),
-        StepResult(np.empty(n), np.empty(n, dtype=np.int32), np.empty(n), np.empty(n, dtype=np.int8)),
-        StepResult(np.empty(2 * n)[::2], np.empty(n, dtype=np.int64), np.empty(n), np.empty(n, dtype=np.int8)),
-    ]
-    for bad in wrong:
-        before = fresh.copy()
-        with pytest.raises(ValueError, match="no room"):
-            traffic_step(wl.net, fresh, wl.red(60), 0.1, 60, out=bad)
-        _assert_same(before, fresh, out, out, 60)  # nothing moved
-
-
 def test_compiled_step_equals_numpy_step_with_ties_in_s() -> None:
     # equal positions (sorted by index), lanes split over several runs of the starting order
     rng = np.random.default_rng(11)

@@ -229,23 +229,6 @@ class StepResult:
     gap_m: F64
     lane_change: NDArray[np.int8]
 
-    @staticmethod
-    def empty(n: int) -> StepResult:
-        """Room for the results of ``n`` vehicles, to pass as a step's ``out`` from tick to tick."""
-        return StepResult(np.empty(n), np.empty(n, dtype=np.int64), np.empty(n), np.empty(n, dtype=np.int8))
-
-    def fits(self, n: int) -> bool:
-        """Whether these arrays can take the results of ``n`` vehicles (C-contiguous, of the right dtypes)."""
-        return all(
-            x.shape == (n,) and x.dtype == dt and x.flags.c_contiguous and x.flags.writeable
-            for x, dt in (
-                (self.acc_mps2, np.float64),
-                (self.leader, np.int64),
-                (self.gap_m, np.float64),
-                (self.lane_change, np.int8),
-            )
-        )
-
 
 _Step = Callable[..., bool | None]
 _OFF_NETWORK = "vehicle on a lane the network does not have"
@@ -292,12 +275,10 @@ def _run(
     tick: int,
     work: tuple[Any, ...] = (),
     checks_lanes: bool = False,
-    out: StepResult | None = None,
 ) -> StepResult:
-    """Check the arguments, allocate the results (unless ``out`` has room for them) and call ``step``.
-    ``checks_lanes``: the step itself returns False, having changed nothing, for a vehicle on a lane the
-    network does not have (the compiled one finds it in its first pass over the lanes, which costs less
-    than a separate max)."""
+    """Check the arguments, allocate the results and call ``step``. ``checks_lanes``: the step itself
+    returns False, having changed nothing, for a vehicle on a lane the network does not have (the
+    compiled one finds it in its first pass over the lanes, which costs less than a separate max)."""
     n = len(traffic)
     if red is None:
         red_a = np.zeros(net.n_lanes, dtype=np.bool_)
@@ -307,11 +288,10 @@ def _run(
             raise ValueError(f"red wants one flag per lane ({net.n_lanes}), got shape {red_a.shape}")
     if not checks_lanes and n and (traffic.lane.max() >= net.n_lanes):
         raise ValueError(_OFF_NETWORK)
-    if out is None:
-        out = StepResult.empty(n)
-    elif not out.fits(n):
-        raise ValueError(f"out has no room for the results of {n} vehicles (StepResult.empty({n}) has)")
-    acc, leader, gap, change = out.acc_mps2, out.leader, out.gap_m, out.lane_change
+    acc = np.empty(n)
+    leader = np.empty(n, dtype=np.int64)
+    gap = np.empty(n)
+    change = np.empty(n, dtype=np.int8)
     t = traffic
     ok = step(
         net.length_m,
@@ -345,41 +325,25 @@ def _run(
     )
     if ok is not None and not ok:
         raise ValueError(_OFF_NETWORK)
-    return out
+    return StepResult(acc, leader, gap, change)
 
 
 def traffic_step(
-    net: LaneNetwork,
-    traffic: Traffic,
-    red: ArrayLike | None = None,
-    dt: float = 0.1,
-    tick: int = 0,
-    *,
-    out: StepResult | None = None,
+    net: LaneNetwork, traffic: Traffic, red: ArrayLike | None = None, dt: float = 0.1, tick: int = 0
 ) -> StepResult:
     """Advance every vehicle by ``dt`` (compiled). Updates ``traffic`` in place.
 
     ``red``: one flag per lane, its stop line is red this tick (None: all green). ``tick``: the tick
-    number; MOBIL considers changes to the left on even ticks and to the right on odd ones. ``out``: a
-    :meth:`StepResult.empty` to write the results into and return (numpy's ``out=``), reused from tick to
-    tick by a caller that keeps nothing of the last tick's results: fresh result arrays each tick cost page
-    faults (about 14 µs per tick at 10,000 vehicles, 5 % of the step; docs/CORE.md). None: new arrays."""
+    number; MOBIL considers changes to the left on even ticks and to the right on odd ones."""
     work = _workspace(traffic, net)
-    kernel = compiled(_traffic_kernels.traffic_step)
-    return _run(kernel, net, traffic, red, dt, tick, work, checks_lanes=True, out=out)
+    return _run(compiled(_traffic_kernels.traffic_step), net, traffic, red, dt, tick, work, checks_lanes=True)
 
 
 def traffic_step_numpy(
-    net: LaneNetwork,
-    traffic: Traffic,
-    red: ArrayLike | None = None,
-    dt: float = 0.1,
-    tick: int = 0,
-    *,
-    out: StepResult | None = None,
+    net: LaneNetwork, traffic: Traffic, red: ArrayLike | None = None, dt: float = 0.1, tick: int = 0
 ) -> StepResult:
     """:func:`traffic_step` in plain numpy (the baseline and test oracle; same results bit for bit)."""
-    return _run(_traffic_numpy.traffic_step, net, traffic, red, dt, tick, out=out)
+    return _run(_traffic_numpy.traffic_step, net, traffic, red, dt, tick)
 
 
 def idm_acceleration(

@@ -53,7 +53,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from v2x.core import ActorKind, WorldState
-from v2x.core.traffic import CLASS_PARAMS, LaneNetwork, StepResult, Traffic, traffic_step
+from v2x.core.traffic import CLASS_PARAMS, LaneNetwork, Traffic, traffic_step
 from v2x.scenario.geometry import route_for, smoothstep5
 from v2x.scenario.model import (
     DEFAULT_SIZE,
@@ -500,7 +500,6 @@ class Background(WorldVehicles):
         self.equipped_row = np.zeros(rows, dtype=np.bool_)
         self.flow_of_slot = np.full(world.capacity, -1, dtype=np.int64)  # the flow of the vehicle in each slot
         self.acc = np.zeros(rows)  # each row's acceleration along its lane in the last step
-        self._result = StepResult.empty(rows)  # the traffic step writes its results here each tick
         # Lane changes under way (lanes with neighbours only): when each began (nan: none) and the sideways
         # offset, left positive, of the lane it left from the centre of the lane it changes to.
         self.change_start = np.full(rows, np.nan)
@@ -540,14 +539,13 @@ class Background(WorldVehicles):
         self._place_story()
         bg = np.flatnonzero(self.slot_of_row >= 0)
         held = np.array([r for r in bg.tolist() if int(self.slot_of_row[r]) in wrecks], dtype=np.int64)
-        acc = self.acc
-        acc[:] = 0.0
+        acc = np.zeros(len(tr))
         if self._started:
             tr.v_mps[held] = 0.0
             keep_lane, keep_s = tr.lane[held].copy(), tr.s_m[held].copy()
             self.geo.stopping(t, self._red)
-            result = traffic_step(self.geo.network, tr, self._red, self.tick_s, tick, out=self._result)
-            acc[:] = result.acc_mps2
+            result = traffic_step(self.geo.network, tr, self._red, self.tick_s, tick)
+            acc = result.acc_mps2
             tr.lane[held], tr.s_m[held], tr.v_mps[held] = keep_lane, keep_s, 0.0
             acc[held] = 0.0
             if self.geo.lane_changes:
@@ -561,6 +559,7 @@ class Background(WorldVehicles):
         self._started = True
         self._spawn(t)
         self._write(acc, held, t)
+        self.acc = acc
 
     def _begin_changes(self, rows: NDArray[np.int64], t: float) -> None:
         """MOBIL moved ``rows`` to a neighbour lane this tick: in the model at once (their followers there
