@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class Mosquitto:
         self.binary = binary
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="v2x-mosquitto-")
+        weakref.finalize(self, shutil.rmtree, self.dir, True)  # (each run of the suite left its folders in /tmp)
         self.conf = Path(self.dir) / "mosquitto.conf"
         self.conf.write_text((conf or mosquitto_conf)(self.port))
         self.proc: subprocess.Popen[bytes] | None = None

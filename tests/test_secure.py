@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,7 @@ def _secure_mosquitto(scenario_id: str, prefix: str) -> Iterator[tuple[Mosquitto
         yield broker, holder[0]
     finally:
         broker.stop()
+        shutil.rmtree(holder[0], ignore_errors=True)  # (its keys were left in /tmp)
 
 
 @pytest.fixture(scope="module")

@@ -520,9 +520,10 @@ def run_cost(scenario: Scenario) -> int:
     return (scenario.n_ticks + 1) * (len(scenario.actors) + 2) * len(scenario.variants)
 
 
-def _run_one(job: tuple[str, int, str, int]) -> tuple[dict[str, Any] | str, float]:
+def _run_one(job: tuple[str, int, str, int]) -> tuple[dict[str, Any] | str, float, float, float]:
     """Run one scenario file (in a worker process, or here): its result document, or the run error's text;
-    and the wall seconds it took."""
+    the wall seconds it took, the seconds of them its process was idle (waiting on the broker) and its CPU
+    seconds."""
     import asyncio
     import logging
 
@@ -531,14 +532,15 @@ def _run_one(job: tuple[str, int, str, int]) -> tuple[dict[str, Any] | str, floa
 
     logging.getLogger().setLevel(logging.ERROR)
     path, seed, broker, workers = job
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     try:
         result: dict[str, Any] | str = asyncio.run(
             run_scenario(load_scenario(path), seed=seed, broker=broker, workers=workers)
         )
     except RunError as exc:
         result = str(exc)
-    return result, round(time.monotonic() - t0, 3)
+    wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
+    return result, round(wall, 3), wall - cpu, cpu
 
 
 class _NothingRun(Exception):
@@ -636,9 +638,14 @@ def cmd_check(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(loaded)))
+    from v2x.run.runner import idle_note
+
+    # said once: a broker that answers each lockstep round trip late (Nagle) slows every run alike
+    slow: str | None = None
+    waits_on_broker = str(args.broker) not in ("embedded", "loopback") and args.workers == 1
     work = [(str(path), seeds[path], args.broker, args.workers) for path, _ in loaded]
     if jobs == 1:
-        outcomes: Iterable[tuple[dict[str, Any] | str, float]] = map(_run_one, work)
+        outcomes: Iterable[tuple[dict[str, Any] | str, float, float, float]] = map(_run_one, work)
     else:
         # The longest runs start first, so that the workers finish together instead of one of them
         # starting a long scenario late; results are still reported in the catalogue's order.
@@ -647,8 +654,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         futures = {k: pool.submit(_run_one, work[k]) for k in longest_first}
         outcomes = (futures[k].result() for k in range(len(work)))
     try:
-        for k, ((path, sc), (outcome, wall)) in enumerate(zip(loaded, outcomes, strict=True), start=1):
+        for k, ((path, sc), (outcome, wall, idle, cpu)) in enumerate(zip(loaded, outcomes, strict=True), start=1):
             print(f"[{k}/{len(loaded)}] {sc.id} (seed {seeds[path]}) {wall:.1f} s", file=sys.stderr, flush=True)
+            if not isinstance(outcome, str) and slow is None and waits_on_broker:
+                slow = idle_note(sc, outcome, args.broker, idle, cpu)
+                if slow is not None:
+                    print(f"v2x check: {sc.id}: note: {slow}", file=sys.stderr, flush=True)
             if isinstance(outcome, str):
                 cases += [CaseResult(sc.id, v, "error", [f"run error: {outcome}"]) for v in sc.variants]
             elif args.update_golden:

@@ -226,6 +226,26 @@ def public_broker(spec: str) -> str:
     return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
 
+#: A lockstep run over an outside broker whose process sat idle longer than this per tick gets a note.
+IDLE_NOTE_MS = 20.0
+
+
+def idle_note(scenario: Scenario, result: dict[str, Any], broker: str, idle_s: float, cpu_s: float) -> str | None:
+    """A note when a lockstep run's process sat idle (``idle_s``: wall time less its CPU time ``cpu_s``) for
+    more than :data:`IDLE_NOTE_MS` per tick and more than twice its CPU time, waiting on the broker: a
+    broker with Nagle's algorithm on answers each lockstep round trip about 40 ms late (the delayed ACK it
+    waits for), which makes a run 5-20 times slower. (A process that waited for a busy machine's CPU
+    instead waits about as long as it computes.)"""
+    ticks = sum(float(m.get("sim_seconds", 0.0)) for m in result["metrics"].values()) / float(scenario.tick_s)
+    if ticks < 10 or idle_s / ticks * 1e3 < IDLE_NOTE_MS or idle_s < 2.0 * cpu_s:
+        return None
+    return (
+        f"this process waited {idle_s / ticks * 1e3:.0f} ms per tick for the broker at {public_broker(broker)}; "
+        "a broker with Nagle's algorithm on adds about 40 ms to every lockstep round trip "
+        "(Mosquitto: set_tcp_nodelay true, as docker/mosquitto.conf has)"
+    )
+
+
 @contextlib.asynccontextmanager
 async def bus_for(spec: str, security: EmbeddedSecurity | None = None) -> AsyncIterator[Bus]:
     """``loopback`` -> an in-process bus (no broker, no sockets); otherwise ``broker_for(spec, security)``."""
