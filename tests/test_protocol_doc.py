@@ -773,3 +773,22 @@ def test_the_examples_answer_only_the_worlds_next_tick_and_a_run_error_stop_is_n
     assert stack.run is None and stack.rejected["malformed"] == 1
     stack._on_control(start.SerializeToString())
     assert stack.run is not None and stack.run.n_ticks == 2
+
+
+def test_the_severity_the_doc_lists_for_each_app_is_the_apps_own() -> None:
+    """docs/PROTOCOL.md says which `severity` an outside stack should send with each built-in app's
+    warnings (a C++ stack written from the doc alone could not tell)."""
+    import re
+
+    from v2x.apps.registry import registered
+    from v2x.wire import testbed_pb2
+
+    doc = " ".join((Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md").read_text().split())
+    said = re.search(r"Send the built-in app's own: (.*?) \(`v2x/apps/`", doc)
+    assert said is not None
+    listed: dict[str, str] = {}
+    for part in said.group(1).split("; "):
+        level, apps = re.fullmatch(r"`(SEVERITY_\w+)` for (.*)", part).groups()  # type: ignore[union-attr]
+        for app in re.split(r", | and ", apps):
+            listed[app] = level
+    assert listed == {name: testbed_pb2.Severity.Name(spec.severity) for name, spec in registered().items()}
