@@ -118,6 +118,12 @@ CASES = [
         "actors[1].uplink",
         "true or false (without quotes); got 'false'",
     ),
+    (
+        "range on a car",
+        _variant("apps: [fcw]", "apps: [fcw]\n    range_m: 300"),
+        "actors[1].range_m",
+        "only an rsu declares a PC5 coverage",
+    ),
     ("variant twice", _variant("tick_s: 0.1", "tick_s: 0.1\nvariants: [v2x, v2x]"), "variants[1]", "each variant once"),
     ("empty file", "", "", "got nothing (an empty file"),
     ("only comments", "# nothing yet\n", "", "got nothing"),

@@ -24,7 +24,7 @@ _PROBE = """
 import json
 from v2x.core import _conflict, _fanout, _grid, _heard, _fleet_wire, _scan
 from v2x.core._jit import twins
-from v2x.run.warmup import STEPS, run_step
+from v2x.run.warmup import COVERAGE_STEP, STEPS, run_step
 
 # the kernels the core's Python API calls (their callees are compiled with them), as compiled twins
 compiled = twins("v2x.core._kernels")
@@ -40,7 +40,7 @@ def loaded():
 
 seen = loaded()
 out = {}
-for step in STEPS:
+for step in (*STEPS, COVERAGE_STEP):
     run_step(step.name)
     now = loaded()
     out[step.name] = sorted(now - seen)
@@ -58,8 +58,9 @@ def test_each_step_compiles_the_kernels_it_names_and_no_others() -> None:
         [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, env=env, timeout=600
     )
     by_step = json.loads(done.stdout.strip().splitlines()[-1])
-    assert list(by_step) == [s.name for s in warmup.STEPS]
-    for step in warmup.STEPS:
+    every = (*warmup.STEPS, warmup.COVERAGE_STEP)
+    assert list(by_step) == [s.name for s in every]
+    for step in every:
         assert set(by_step[step.name]) == set(step.kernels), step.name
     assert not NOT_FOR_A_RUN & {k for ks in by_step.values() for k in ks}
 
@@ -121,3 +122,26 @@ def test_conflict_rows_sort_the_same_by_counting_sorts_and_by_numpy(monkeypatch:
         b = np.asarray(getattr(by_counting, name))
         assert a.dtype == b.dtype, name
         assert a.tobytes() == b.tobytes(), name
+
+
+def test_the_coverage_kernel_is_warmed_up_only_for_a_large_world_with_an_rsu_range(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A large world with an RSU that declares ``range_m`` (arterial's flows, an RSU added) runs the fan-out
+    kernel that applies it, so its warm-up compiles that one too; a large world without (arterial) does not, a
+    small world with one (tjw: 25 actors) compiles nothing."""
+    from v2x.run.runner import warm_up_core
+    from v2x.scenario import load_scenario
+    from v2x.scenario.loader import SCENARIO_DIR
+
+    text = (SCENARIO_DIR / "arterial.yaml").read_text()
+    assert text.count("\nactors:\n") == 1
+    covered = tmp_path / "arterial-rsu.yaml"
+    covered.write_text(
+        text.replace("\nactors:\n", "\nactors:\n  - {id: rsu1, kind: rsu, position: [0, -12], range_m: 300}\n")
+    )
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(warmup, "warm_up", lambda report=None, *, extra=(): calls.append(tuple(s.name for s in extra)))
+    for path in (covered, SCENARIO_DIR / "arterial.yaml", SCENARIO_DIR / "tjw.yaml"):
+        warm_up_core([load_scenario(path)])
+    assert calls == [("coverage",), ()]

@@ -30,9 +30,17 @@ def _uniform(seed: np.uint64, counter: np.ndarray) -> np.ndarray:
 
 
 def _oracle(
-    w: WorldState, senders: np.ndarray, times: np.ndarray, link: TableLink, seed: np.uint64, mask: np.ndarray | None
+    w: WorldState,
+    senders: np.ndarray,
+    times: np.ndarray,
+    link: TableLink,
+    seed: np.uint64,
+    mask: np.ndarray | None,
+    range_m: np.ndarray | None = None,
 ) -> Deliveries:
-    """Brute force over all (tx, receiver) pairs with the documented draws, sorted by (rx, t, tx)."""
+    """Brute force over all (tx, receiver) pairs with the documented draws, sorted by (rx, t, tx);
+    ``range_m``: each slot's own range (inf: none), a pair beyond the sender's or the receiver's is no
+    candidate."""
     t = link.tables
     rx_all = w.active_slots()
     if mask is not None:
@@ -44,6 +52,8 @@ def _oracle(
     ddy = w.y[s] - w.y[rx]
     d2 = ddx * ddx + ddy * ddy
     ok = (rx != s) & ((d2 <= link.max_range_m**2) | math.isinf(link.max_range_m))
+    if range_m is not None:
+        ok &= (d2 <= range_m[s] * range_m[s]) & (d2 <= range_m[rx] * range_m[rx])
     tx, rx, d = tx[ok], rx[ok], np.sqrt(d2[ok])
     ctr = (tx.astype(np.uint64) << U64(34)) | (rx.astype(np.uint64) << U64(2))
     knots = np.arange(len(t.pdr)) * t.pdr_step_m

@@ -87,12 +87,15 @@ def test_interpreted_and_compiled_kernels_agree_bit_for_bit(seed: int) -> None:
     np.testing.assert_array_equal(overlapping_pairs(w)[0], _compiled_call(overlapping_pairs, w)[0])
     np.testing.assert_array_equal(overlapping_pairs(w)[1], _compiled_call(overlapping_pairs, w)[1])
     times = rng.uniform(0, 1, n)
+    coverage = np.full(w.capacity, np.inf)
+    coverage[slots[:3]] = rng.uniform(20.0, 80.0, 3)  # three "RSUs" with a range of their own
     for name in ("pc5-sidelink-los", "pc5-sidelink-urban"):
         link = network_link(name)
-        a = fan_out_broadcast(w, slots, times, link, np.random.default_rng(seed))
-        with always_compiled():
-            b = fan_out_broadcast(w, slots, times, link, np.random.default_rng(seed))
-        _same(a, b)
+        for range_m in (None, coverage):
+            a = fan_out_broadcast(w, slots, times, link, np.random.default_rng(seed), range_m=range_m)
+            with always_compiled():
+                b = fan_out_broadcast(w, slots, times, link, np.random.default_rng(seed), range_m=range_m)
+            _same(a, b)
     dest = slots[::-1].copy()
     uu = network_link("5g-uu-edge-sa")
     idx = np.arange(n, dtype=np.intp)

@@ -22,13 +22,19 @@ ACTORS = {
 }
 
 
-def _channel(network: NetworkSpec | None = None, *, enabled: bool = True, seed: int = 1) -> Channel:
+def _channel(
+    network: NetworkSpec | None = None, *, enabled: bool = True, seed: int = 1, rsu_range_m: float | None = None
+) -> Channel:
     w = WorldState(capacity=8)
     radios = np.zeros(w.capacity, dtype=np.bool_)
     for actor_id, (kind, x, radio) in ACTORS.items():
         s = w.add(actor_id, kind, 4.5, 1.8)
         w.x[s] = x
         radios[s] = radio
+    coverage = None
+    if rsu_range_m is not None:
+        coverage = np.full(w.capacity, np.inf)
+        coverage[w.slot_of("rsu")] = rsu_range_m
     return Channel(
         w,
         network or NetworkSpec(),
@@ -36,6 +42,7 @@ def _channel(network: NetworkSpec | None = None, *, enabled: bool = True, seed: 
         pc5_receivers=radios,
         platform_slots={w.slot_of("edge")},
         enabled=enabled,
+        pc5_range_m=coverage,
     )
 
 
@@ -64,6 +71,33 @@ def test_pc5_reaches_only_equipped_receivers_in_range() -> None:
     assert set(got) == {slot("car_b"), slot("rsu")}
     assert sum(len(r.envelopes) for r in got.values()) == st.delivered["pc5"]
     assert ch.in_flight == 0 and ch.payloads == {}
+
+
+def test_an_rsus_range_bounds_whom_it_reaches_and_hears_over_pc5() -> None:
+    """The RSU (x = 20 m) with a range of 25 m: it reaches car_a (20 m away), not car_b (30 m), and hears car_a,
+    not car_b; car_a and car_b still hear each other (50 m, within the PC5 profile's range). The pairs beyond
+    the RSU's range are not candidates: they are neither delivered nor counted as dropped."""
+    ch = _channel(rsu_range_m=25.0, seed=3)
+    slot = ch.world.slot_of
+    n = 100
+    ch.transmit(
+        [_tx(ch, sender, k, testbed_pb2.LINK_PC5) for sender in ("rsu", "car_a", "car_b") for k in range(n)],
+        _grid(ch),
+    )
+    st = ch.stats
+    assert st.candidates == {"pc5": 4 * n}  # rsu -> car_a, car_a -> rsu and car_b, car_b -> car_a
+    assert st.delivered["pc5"] + st.dropped["pc5"] == 4 * n
+    got = ch.due(1.0)
+    heard = {(r, env.split(b"/")[0].decode()) for r, received in got.items() for env in received.envelopes}
+    assert heard == {
+        (slot("car_a"), "rsu"),
+        (slot("car_a"), "car_b"),
+        (slot("rsu"), "car_a"),
+        (slot("car_b"), "car_a"),
+    }
+    wide = _channel(rsu_range_m=30.0, seed=3)  # car_b at exactly 30 m: within
+    wide.transmit([_tx(wide, "car_b", 0, testbed_pb2.LINK_PC5)], _grid(wide))
+    assert wide.stats.candidates == {"pc5": 2}
 
 
 def test_wired_is_addressed_lossless_1_to_2_ms_and_handed_out_when_due() -> None:

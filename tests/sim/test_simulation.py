@@ -3,6 +3,7 @@ validation and counting of what the agents send, closing a tick, the report."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests._agents import offline_sim
@@ -196,3 +197,15 @@ def test_reports_still_missing_when_a_tick_closes_are_late_and_the_report_sorts_
     assert len(report.events) == 3 and report.events == sorted(
         sim.events, key=lambda e: (e["t_s"], e["variant"], e["type"], e.get("actor", ""))
     )
+
+
+def test_the_channel_gets_the_rsus_declared_range_and_none_without_one() -> None:
+    """fcw's RSU declares range_m: 300, the PC5 coverage of its slot in the channel (inf for everyone else); a
+    scenario whose RSUs declare none gives the channel no coverage at all (the fan-out as before)."""
+    sim = _sim()
+    coverage = sim.channel.pc5_range_m
+    assert coverage is not None
+    rsu = sim.world.slot_of("rsu1")
+    assert coverage[rsu] == 300.0
+    assert np.isinf(np.delete(coverage, rsu)).all()
+    assert offline_sim(load_scenario(SCENARIO_DIR / "rlvw.yaml"), "v2x").channel.pc5_range_m is None

@@ -16,6 +16,7 @@ from v2x.core._kernels import (
     RX_LIMIT,
     TX_BITS,
     broadcast_kernel,
+    broadcast_kernel_ranged,
     canonical_kernel,
     latency_ms_kernel,
     pairs_delivery_kernel,
@@ -378,6 +379,7 @@ def _compiled_broadcast(
     tx_time_s: NDArray[np.float64],
     rx_slots: NDArray[np.intp],
     radius: float,
+    slot_r2: NDArray[np.float64] | None,
     tables: _Tables,
     seed: np.uint64,
 ) -> Deliveries:
@@ -402,10 +404,16 @@ def _compiled_broadcast(
     out = _output(cap)
     i = pos = candidates = 0
     while True:
-        i, pos, added = kernel(broadcast_kernel, world.n_active)(
-            txs, tys, mtx, msender, *gargs, cell_w, rx_slots, world.x, world.y, tx_time_s, radius, *tables, seed,
-            *out, i, pos,
-        )  # fmt: skip
+        if slot_r2 is None:  # no actor has a range of its own: the kernel that reads none (the usual path)
+            i, pos, added = kernel(broadcast_kernel, world.n_active)(
+                txs, tys, mtx, msender, *gargs, cell_w, rx_slots, world.x, world.y, tx_time_s, radius, *tables,
+                seed, *out, i, pos,
+            )  # fmt: skip
+        else:
+            i, pos, added = kernel(broadcast_kernel_ranged, world.n_active)(
+                txs, tys, mtx, msender, *gargs, cell_w, rx_slots, world.x, world.y, tx_time_s, radius, slot_r2,
+                *tables, seed, *out, i, pos,
+            )  # fmt: skip
         i, pos, candidates = int(i), int(pos), candidates + int(added)
         if i == len(rx_slots):
             break
@@ -415,6 +423,24 @@ def _compiled_broadcast(
         out = bigger
     _OUTPUT_SIZE.last = pos
     return Deliveries(out[0][:pos], out[1][:pos], out[2][:pos], candidates, candidates - pos)
+
+
+#: What the generic path's scan gets for ``slot_r2`` when no actor has a range of its own (not read).
+_NO_RANGE: NDArray[np.float64] = np.full(1, np.inf)
+
+
+def _slot_r2(range_m: NDArray[np.float64] | None, world: WorldState) -> NDArray[np.float64] | None:
+    """Per slot, the square of the actor's own range, or None when ``range_m`` gives none (no finite value)."""
+    if range_m is None:
+        return None
+    r = np.ascontiguousarray(range_m, dtype=np.float64)
+    if r.ndim != 1 or len(r) < world.high_water:
+        raise ValueError("range_m must be a 1-D array covering every slot in use")
+    if not bool((r > 0).all()):
+        raise ValueError("range_m must be positive (inf: no range of its own)")
+    if bool(np.isinf(r).all()):
+        return None
+    return r * r
 
 
 def _output(n: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64]]:
@@ -430,13 +456,16 @@ def fan_out_broadcast(
     *,
     grid: SpatialGrid | None = None,
     can_receive: NDArray[np.bool_] | None = None,
+    range_m: NDArray[np.float64] | None = None,
 ) -> Deliveries:
     """PC5-style broadcast: every active actor within ``link.max_range_m`` of the sender hears it.
 
     Each (transmission, receiver) candidate is kept with the link's delivery probability at distance
     ``d`` and delayed by the link's delay. ``can_receive`` (indexed by slot) excludes receivers such as
-    RSUs on another channel or powered-down units. The result depends only on the inputs and the rng
-    state, never on the grid.
+    RSUs on another channel or powered-down units. ``range_m`` (indexed by slot, positive; inf: none) is
+    each actor's own coverage, such as an RSU's declared range: a pair is a candidate only within
+    min(link range, sender's range, receiver's range), so a pair beyond it is neither drawn nor counted
+    in ``candidates``. The result depends only on the inputs and the rng state, never on the grid.
 
     Links that provide ``channel_tables()`` (:class:`TabulatedLink`) take the compiled path: one 64-bit
     seed is taken from ``rng`` and every draw is a counter-based function of (seed, tx index, receiver
@@ -457,6 +486,7 @@ def fan_out_broadcast(
         can_receive = np.ascontiguousarray(can_receive, dtype=np.bool_)
         if len(can_receive) < world.high_water:
             raise ValueError("can_receive must cover every slot in use")
+    slot_r2 = _slot_r2(range_m, world)
     radius = float(link.max_range_m)
     tables = _tables_of(link)
     if tables is not None:
@@ -465,7 +495,7 @@ def fan_out_broadcast(
         rx_slots = world.active_slots()
         if can_receive is not None:
             rx_slots = rx_slots[can_receive[rx_slots]]
-        return _compiled_broadcast(world, sender_slots, tx_time_s, rx_slots, radius, tables, _link_seed(rng))
+        return _compiled_broadcast(world, sender_slots, tx_time_s, rx_slots, radius, slot_r2, tables, _link_seed(rng))
     sx = world.x[sender_slots]
     sy = world.y[sender_slots]
     if math.isinf(radius):
@@ -481,8 +511,9 @@ def fan_out_broadcast(
         xs, ys, mslots, gargs = grid.xs, grid.ys, grid.slots, grid.kernel_args()
     mask = can_receive if can_receive is not None else np.ones(1, dtype=np.bool_)
     tx, rx = kernel(canonical_kernel, world.n_active)(
-        xs, ys, mslots, *gargs, sender_slots, sx, sy, radius, mask, can_receive is not None
-    )
+        xs, ys, mslots, *gargs, sender_slots, sx, sy, radius, mask, can_receive is not None,
+        _NO_RANGE if slot_r2 is None else slot_r2, slot_r2 is not None,
+    )  # fmt: skip
     ddx = world.x[rx] - sx[tx]
     ddy = world.y[rx] - sy[tx]
     return _apply_link(tx, rx, np.sqrt(ddx * ddx + ddy * ddy), tx_time_s, link, rng)
@@ -499,7 +530,9 @@ def deliver_pairs(
 ) -> Deliveries:
     """Loss, delay and ordering for candidate (tx index, receiver slot) pairs found by another broad
     phase, with exactly the draws of :func:`fan_out_broadcast` on a tabulated link: the same candidates
-    and rng state give the same deliveries. Pairs must be unique; their order does not matter.
+    and rng state give the same deliveries. Pairs must be unique; their order does not matter. (Actors'
+    own ranges, ``fan_out_broadcast``'s ``range_m``, are the broad phase's to apply: every pair given is a
+    candidate.)
     """
     sender_slots = np.ascontiguousarray(sender_slots, dtype=np.intp)
     tx_time_s = np.ascontiguousarray(tx_time_s, dtype=np.float64)

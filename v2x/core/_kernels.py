@@ -434,6 +434,139 @@ def _pdr_at(d: float, pdr: F64, inv_step: float) -> float:
     return float(pdr[k] + (pos - k) * (pdr[k + 1] - pdr[k]))
 
 
+@jit_inline
+def _broadcast(
+    txs: F64,
+    tys: F64,
+    mtx: IntP,
+    msender: IntP,
+    cell_m: float,
+    cx0: int,
+    cy0: int,
+    nx: int,
+    ny: int,
+    dense: bool,
+    begin: I64,
+    ukeys: I64,
+    cell_w: float,
+    rx_slots: IntP,
+    wx: F64,
+    wy: F64,
+    tx_time: F64,
+    radius: float,
+    slot_r2: F64,
+    ranged: bool,
+    tables: tuple[F64, float, F64, bool, F64, F64, float, float],
+    seed: np.uint64,
+    out_tx: I32,
+    out_rx: I32,
+    out_t: F64,
+    i0: int,
+    pos0: int,
+) -> tuple[int, int, int]:
+    """The body of :func:`broadcast_kernel` and :func:`broadcast_kernel_ranged` (``ranged`` is a constant
+    in each, so the compiled kernel without ranges has no trace of them; the link's tables come as one tuple:
+    CPython passes a call of more than 30 arguments as ``*args``, which numba cannot inline)."""
+    pdr, pdr_inv_step, dq, stepped, mult, mult_cdf, extra_p, extra_max = tables
+    r2 = radius * radius
+    everyone = math.isinf(radius)
+    n = len(txs)
+    mr2 = np.empty(n if ranged else 0, dtype=np.float64)  # the sender's own range squared, per member
+    if ranged:
+        for m in range(n):
+            mr2[m] = slot_r2[msender[m]]
+    cd2 = np.empty(n, dtype=np.float64)
+    cdist = np.empty(n, dtype=np.float64)
+    cu = np.empty(n, dtype=np.float64)
+    cidx = np.empty(n, dtype=np.int64)
+    cfrac = np.empty(n, dtype=np.float64)
+    cp = np.empty(n, dtype=np.float64)
+    cinr = np.empty(n, dtype=np.bool_)
+    ltx = np.empty(n, dtype=np.intp)
+    lt = np.empty(n, dtype=np.float64)
+    lb = np.empty(n, dtype=np.int64)
+    perm = np.empty(n, dtype=np.int64)
+    hist = np.empty(2 * n + 2, dtype=np.int64)
+    t_lo, t_inv_span = _time_range(tx_time, dq, mult, extra_max)
+    last = len(pdr) - 1
+    lastf = float(last)
+    p_last = pdr[last]
+    pos = pos0
+    candidates = 0
+    for i in range(i0, len(rx_slots)):
+        r = rx_slots[i]
+        x = wx[r]
+        y = wy[r]
+        rbits = np.uint64(r) << _SHIFT_RX
+        rr2 = r2  # the pair's range squared: the link's, or the receiver's own if shorter
+        if ranged:
+            rr2 = min(r2, slot_r2[r])
+        if everyone:
+            row_lo, row_hi = 0, 0
+        else:
+            row_lo = max(floor_index(y - radius, cell_m, cy0, ny), 0)
+            row_hi = min(floor_index(y + radius, cell_m, cy0, ny), ny - 1)
+        k = np.uint64(0)
+        cands = 0
+        for row in range(row_lo, row_hi + 1):
+            if everyone:
+                start, stop = 0, n
+            else:
+                lo, hi = row_span_rect(x, y, radius, row, cell_m, cell_w, cx0, cy0, nx)
+                if lo > hi:
+                    continue
+                start, stop = cell_range(dense, begin, ukeys, row * nx + lo, row * nx + hi)
+            # Runs are short (~40 members), so the vector loops below would spend much of their time in
+            # their scalar remainders: round the run up to a multiple of 8 members (past its end, within
+            # the arrays) and mask the extra ones out.
+            run = stop - start
+            cnt = min((run + 7) & ~7, n - start)
+            xr = txs[start : start + cnt]
+            yr = tys[start : start + cnt]
+            tr = mtx[start : start + cnt]
+            sr = msender[start : start + cnt]
+            for j in range(cnt):  # vectorised: distance and the loss uniform of every member
+                ddx = xr[j] - x
+                ddy = yr[j] - y
+                d2 = ddx * ddx + ddy * ddy
+                cd2[j] = d2
+                cdist[j] = math.sqrt(d2)
+                cu[j] = uniform01(seed, (np.uint64(tr[j]) << _SHIFT_TX) | rbits)
+            # The candidate work is split so that everything but the table gather vectorises.
+            for j in range(cnt):  # vectorised: in range (rr2 is inf for an infinite range), table position
+                pp = cdist[j] * pdr_inv_step
+                ppc = min(pp, lastf - 1.0)
+                kj = np.int64(ppc)
+                cidx[j] = kj
+                cfrac[j] = pp - kj
+                cinr[j] = (cd2[j] <= rr2) & (sr[j] != r) & (j < run)
+            if ranged:  # vectorised: within the sender's own range too
+                mr = mr2[start : start + cnt]
+                for j in range(cnt):
+                    cinr[j] = cinr[j] & (cd2[j] <= mr[j])
+            for j in range(cnt):  # the gather (LLVM keeps it scalar on this CPU model)
+                kj = cidx[j]
+                cp[j] = pdr[kj] + cfrac[j] * (pdr[kj + 1] - pdr[kj])
+            for j in range(cnt):  # vectorised: loss decision (beyond the last knot the table is flat)
+                pp = cdist[j] * pdr_inv_step
+                p = p_last if pp >= lastf else cp[j]
+                cands += cinr[j]
+                cinr[j] = cinr[j] & (cu[j] < p)
+            for j in range(cnt):  # branch-free compaction
+                ltx[k] = tr[j]
+                k += np.uint64(cinr[j])
+        kept = int(k)
+        if pos + kept > len(out_tx):
+            return i, pos, candidates
+        _finish_receiver(
+            r, kept, ltx, lt, lb, perm, hist, tx_time, t_lo, t_inv_span, seed, dq, stepped, mult, mult_cdf,
+            extra_p, extra_max, out_tx, out_rx, out_t, pos,
+        )  # fmt: skip
+        pos += kept
+        candidates += cands
+    return len(rx_slots), pos, candidates
+
+
 @jit
 def broadcast_kernel(
     txs: F64,
@@ -477,92 +610,57 @@ def broadcast_kernel(
     Returns (next receiver index, rows written, candidates counted); stops early (next < len) when the
     next receiver's rows would not fit the output arrays.
     """
-    r2 = radius * radius
-    everyone = math.isinf(radius)
-    n = len(txs)
-    cd2 = np.empty(n, dtype=np.float64)
-    cdist = np.empty(n, dtype=np.float64)
-    cu = np.empty(n, dtype=np.float64)
-    cidx = np.empty(n, dtype=np.int64)
-    cfrac = np.empty(n, dtype=np.float64)
-    cp = np.empty(n, dtype=np.float64)
-    cinr = np.empty(n, dtype=np.bool_)
-    ltx = np.empty(n, dtype=np.intp)
-    lt = np.empty(n, dtype=np.float64)
-    lb = np.empty(n, dtype=np.int64)
-    perm = np.empty(n, dtype=np.int64)
-    hist = np.empty(2 * n + 2, dtype=np.int64)
-    t_lo, t_inv_span = _time_range(tx_time, dq, mult, extra_max)
-    last = len(pdr) - 1
-    lastf = float(last)
-    p_last = pdr[last]
-    pos = pos0
-    candidates = 0
-    for i in range(i0, len(rx_slots)):
-        r = rx_slots[i]
-        x = wx[r]
-        y = wy[r]
-        rbits = np.uint64(r) << _SHIFT_RX
-        if everyone:
-            row_lo, row_hi = 0, 0
-        else:
-            row_lo = max(floor_index(y - radius, cell_m, cy0, ny), 0)
-            row_hi = min(floor_index(y + radius, cell_m, cy0, ny), ny - 1)
-        k = np.uint64(0)
-        cands = 0
-        for row in range(row_lo, row_hi + 1):
-            if everyone:
-                start, stop = 0, n
-            else:
-                lo, hi = row_span_rect(x, y, radius, row, cell_m, cell_w, cx0, cy0, nx)
-                if lo > hi:
-                    continue
-                start, stop = cell_range(dense, begin, ukeys, row * nx + lo, row * nx + hi)
-            # Runs are short (~40 members), so the vector loops below would spend much of their time in
-            # their scalar remainders: round the run up to a multiple of 8 members (past its end, within
-            # the arrays) and mask the extra ones out.
-            run = stop - start
-            cnt = min((run + 7) & ~7, n - start)
-            xr = txs[start : start + cnt]
-            yr = tys[start : start + cnt]
-            tr = mtx[start : start + cnt]
-            sr = msender[start : start + cnt]
-            for j in range(cnt):  # vectorised: distance and the loss uniform of every member
-                ddx = xr[j] - x
-                ddy = yr[j] - y
-                d2 = ddx * ddx + ddy * ddy
-                cd2[j] = d2
-                cdist[j] = math.sqrt(d2)
-                cu[j] = uniform01(seed, (np.uint64(tr[j]) << _SHIFT_TX) | rbits)
-            # The candidate work is split so that everything but the table gather vectorises.
-            for j in range(cnt):  # vectorised: in range (r2 is inf for an infinite range), table position
-                pp = cdist[j] * pdr_inv_step
-                ppc = min(pp, lastf - 1.0)
-                kj = np.int64(ppc)
-                cidx[j] = kj
-                cfrac[j] = pp - kj
-                cinr[j] = (cd2[j] <= r2) & (sr[j] != r) & (j < run)
-            for j in range(cnt):  # the gather (LLVM keeps it scalar on this CPU model)
-                kj = cidx[j]
-                cp[j] = pdr[kj] + cfrac[j] * (pdr[kj + 1] - pdr[kj])
-            for j in range(cnt):  # vectorised: loss decision (beyond the last knot the table is flat)
-                pp = cdist[j] * pdr_inv_step
-                p = p_last if pp >= lastf else cp[j]
-                cands += cinr[j]
-                cinr[j] = cinr[j] & (cu[j] < p)
-            for j in range(cnt):  # branch-free compaction
-                ltx[k] = tr[j]
-                k += np.uint64(cinr[j])
-        kept = int(k)
-        if pos + kept > len(out_tx):
-            return i, pos, candidates
-        _finish_receiver(
-            r, kept, ltx, lt, lb, perm, hist, tx_time, t_lo, t_inv_span, seed, dq, stepped, mult, mult_cdf,
-            extra_p, extra_max, out_tx, out_rx, out_t, pos,
-        )  # fmt: skip
-        pos += kept
-        candidates += cands
-    return len(rx_slots), pos, candidates
+    return _broadcast(
+        txs, tys, mtx, msender, cell_m, cx0, cy0, nx, ny, dense, begin, ukeys, cell_w, rx_slots, wx, wy, tx_time,
+        radius, np.empty(0, dtype=np.float64), False,
+        (pdr, pdr_inv_step, dq, stepped, mult, mult_cdf, extra_p, extra_max), seed, out_tx, out_rx, out_t, i0, pos0,
+    )  # fmt: skip
+
+
+@jit
+def broadcast_kernel_ranged(
+    txs: F64,
+    tys: F64,
+    mtx: IntP,
+    msender: IntP,
+    cell_m: float,
+    cx0: int,
+    cy0: int,
+    nx: int,
+    ny: int,
+    dense: bool,
+    begin: I64,
+    ukeys: I64,
+    cell_w: float,
+    rx_slots: IntP,
+    wx: F64,
+    wy: F64,
+    tx_time: F64,
+    radius: float,
+    slot_r2: F64,
+    pdr: F64,
+    pdr_inv_step: float,
+    dq: F64,
+    stepped: bool,
+    mult: F64,
+    mult_cdf: F64,
+    extra_p: float,
+    extra_max: float,
+    seed: np.uint64,
+    out_tx: I32,
+    out_rx: I32,
+    out_t: F64,
+    i0: int,
+    pos0: int,
+) -> tuple[int, int, int]:
+    """:func:`broadcast_kernel` where actors have ranges of their own: ``slot_r2`` holds, per slot, the square of
+    the actor's own range (inf: none), and a pair is a candidate only within the sender's and the receiver's
+    (besides ``radius``)."""
+    return _broadcast(
+        txs, tys, mtx, msender, cell_m, cx0, cy0, nx, ny, dense, begin, ukeys, cell_w, rx_slots, wx, wy, tx_time,
+        radius, slot_r2, True, (pdr, pdr_inv_step, dq, stepped, mult, mult_cdf, extra_p, extra_max), seed, out_tx,
+        out_rx, out_t, i0, pos0,
+    )  # fmt: skip
 
 
 @jit
@@ -647,8 +745,12 @@ def canonical_kernel(
     radius: float,
     rx_mask: NDArray[np.bool_],
     use_mask: bool,
+    slot_r2: F64,
+    ranged: bool,
 ) -> tuple[IntP, IntP]:
-    """Candidate (tx, receiver) pairs in the canonical (tx index, receiver slot) order (generic path)."""
+    """Candidate (tx, receiver) pairs in the canonical (tx index, receiver slot) order (generic path).
+    ``ranged``: as in :func:`broadcast_kernel`, a pair also lies within the sender's and the receiver's own
+    range (``slot_r2``, squared, inf: none)."""
     r2 = radius * radius
     everyone = math.isinf(radius)
     n = len(xs)
@@ -659,6 +761,7 @@ def canonical_kernel(
         me = sender[tx]
         x = sx[tx]
         y = sy[tx]
+        s2 = slot_r2[me] if ranged else r2
         first = k
         if everyone:
             row_lo, row_hi = 0, 0
@@ -684,10 +787,13 @@ def canonical_kernel(
             for m in range(start, stop):
                 ddx = xs[m] - x
                 ddy = ys[m] - y
-                if not (ddx * ddx + ddy * ddy <= r2 or everyone):
+                d2 = ddx * ddx + ddy * ddy
+                if not (d2 <= r2 or everyone):
                     continue
                 rx = mslots[m]
                 if rx == me or (use_mask and not rx_mask[rx]):
+                    continue
+                if ranged and not (d2 <= s2 and d2 <= slot_r2[rx]):
                     continue
                 out_tx[k] = tx
                 out_rx[k] = rx

@@ -713,8 +713,11 @@ def warm_up_core(scenarios: Sequence[Scenario], report: Callable[[str], None] | 
     ``v2x.core.SMALL_WORLD`` actors, run by the interpreter; background traffic counts with the room the
     world makes for it); ``report`` hears the progress when they compile."""
     from v2x.core import SMALL_WORLD
-    from v2x.run.warmup import warm_up
+    from v2x.run.warmup import COVERAGE_STEP, warm_up
     from v2x.sim.background import background_capacity
 
-    if any(len(sc.actors) + background_capacity(sc) > SMALL_WORLD for sc in scenarios):
-        warm_up(report)
+    large = [sc for sc in scenarios if len(sc.actors) + background_capacity(sc) > SMALL_WORLD]
+    if large:
+        # an RSU with a range_m of its own: its world's PC5 fan-out takes the kernel that applies it
+        covered = any(a.kind == "rsu" and a.range_m is not None for sc in large for a in sc.actors)
+        warm_up(report, extra=(COVERAGE_STEP,) if covered else ())

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["STEPS", "Step", "run_step", "warm_up"]
+__all__ = ["COVERAGE_STEP", "STEPS", "Step", "run_step", "warm_up"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ STEPS: tuple[Step, ...] = (
     Step("scan", "the fleet's reading of BSM envelopes", ("scan_fields",)),
     Step("fleet", "the fleet's transmit", ("fleet_vehicle_fields", "bsm_envelopes")),
 )
+#: The fan-out where actors have ranges of their own (RSUs with ``range_m``): only a world with such an RSU
+#: runs it, so it is warmed up only for one (``warm_up(extra=...)``).
+COVERAGE_STEP = Step("coverage", "broadcast fan-out within RSUs' range_m", ("broadcast_kernel_ranged",))
 #: The steps the helper process takes when the cache is cold (the rest stay in this process): about half of
 #: the compile time each.
 HELPER_STEPS = ("pairs", "swept")
@@ -107,6 +110,15 @@ def _run_step(name: str) -> None:
         d = fan_out_broadcast(w, tx, t0, network_link("pc5-sidelink-los"), rng, grid=grid, can_receive=can_receive)
         latencies_ms(d, t0, np.empty(len(d)), w.n_active)  # (the channel's latency store)
         fan_out_addressed(w, tx, t0, np.array([0], dtype=np.intp), rx, network_link("5g-uu-edge-sa"), rng)
+    elif name == "coverage":  # (an RSU's range_m, v2x.sim.actors.pc5_coverage)
+        can_receive = np.ones(w.capacity, dtype=bool)
+        coverage = np.full(w.capacity, np.inf)
+        coverage[rx] = 300.0
+        t0 = np.array([0.0])
+        link = network_link("pc5-sidelink-los")
+        fan_out_broadcast(
+            w, tx, t0, link, np.random.default_rng(0), grid=grid, can_receive=can_receive, range_m=coverage
+        )
     elif name == "pairs":
         detect_conflicts(w, horizon_s=6.0, pairs=(tx, rx))
         detect_conflicts(w, horizon_s=6.0, pairs=(tx, rx), touch_within_s=3.0)  # (the fleet's FCW)
@@ -139,14 +151,17 @@ def _compiled(step: Step) -> bool:
     return any(compiled[k].stats.cache_misses for k in step.kernels)
 
 
-def warm_up(report: Callable[[str], None] | None = None, *, processes: int | None = None) -> None:
-    """Run every step of :data:`STEPS`. ``report`` (if given) is told, when the cache turns out to be
-    cold, what is being compiled, each step as it finishes ("[3/9] broadcast fan-out: 4.2 s") and the
-    total; with a warm cache it hears nothing. ``processes``: how many processes compile at once on a
-    cold cache (default: 2 if the machine has two cores or more, else 1)."""
+def warm_up(
+    report: Callable[[str], None] | None = None, *, processes: int | None = None, extra: Sequence[Step] = ()
+) -> None:
+    """Run every step of :data:`STEPS`, then those of ``extra`` (such as :data:`COVERAGE_STEP`). ``report`` (if
+    given) is told, when the cache turns out to be cold, what is being compiled, each step as it finishes
+    ("[3/9] broadcast fan-out: 4.2 s") and the total; with a warm cache it hears nothing. ``processes``: how
+    many processes compile at once on a cold cache (default: 2 if the machine has two cores or more, else 1)."""
     started = time.monotonic()
-    steps = {s.name: s for s in STEPS}
-    n = len(STEPS)
+    all_steps = (*STEPS, *extra)
+    steps = {s.name: s for s in all_steps}
+    n = len(all_steps)
     lock = threading.Lock()
     done: list[str] = []
     held: list[tuple[str, float]] = []  # finished before the notice that compiling has begun
@@ -172,7 +187,7 @@ def warm_up(report: Callable[[str], None] | None = None, *, processes: int | Non
     if not _compiled(STEPS[0]):
         if helper is not None:
             helper.stop()
-        for step in STEPS[1:]:  # a warm cache: every step loads in milliseconds
+        for step in all_steps[1:]:  # a warm cache: every step loads in milliseconds
             run_step(step.name)
         return
     if report is not None:
@@ -183,7 +198,7 @@ def warm_up(report: Callable[[str], None] | None = None, *, processes: int | Non
     finished(STEPS[0].name, time.monotonic() - t0)
     for name, seconds in held:
         finished(name, seconds)
-    for step in STEPS[1:]:
+    for step in all_steps[1:]:
         if step.name in helper_steps:
             continue
         t0 = time.monotonic()

@@ -478,6 +478,8 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                 problems.append((loc, f"'{ev.action}' is sent in the BSM: an unequipped vehicle (no OBU) sends none"))
         if actor.sensors and actor.kind != "rsu":
             problems.append((f"actors[{i}].sensors", "only an rsu carries roadside sensors"))
+        if actor.range_m is not None and actor.kind != "rsu":
+            problems.append((f"actors[{i}].range_m", "only an rsu declares a PC5 coverage of its own"))
         if actor.shares_as != "rsm" and (actor.kind != "rsu" or not actor.sensors):
             problems.append((f"actors[{i}].shares_as", "only an rsu with sensors shares what they detect"))
         if actor.device == "phone" and not actor.equipped:

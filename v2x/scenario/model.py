@@ -445,7 +445,10 @@ class ActorSpec(Strict):
         default=None,
         gt=0,
         le=10_000,
-        description="rsu: its declared coverage, drawn only (the PC5 profile's range applies)",
+        description=(
+            "rsu: its PC5 coverage: it reaches no receiver and hears no sender farther than this (nor farther than "
+            "the PC5 profile's range)"
+        ),
     )
     intersections: list[ActorId] | None = Field(
         default=None, description="rsu: intersections whose MAP (and SPAT, if signalised) it sends; default all"

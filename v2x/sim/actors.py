@@ -57,3 +57,15 @@ def vehicle_slots(scenario: Scenario, world: WorldState) -> list[int]:
 def unequipped_ids(scenario: Scenario) -> set[str]:
     """The road users with no OBU (``equipped: false``): they hear nothing and may transmit nothing."""
     return {a.id for a in scenario.actors if not a.equipped}
+
+
+def pc5_coverage(scenario: Scenario, world: WorldState) -> NDArray[np.float64] | None:
+    """Per slot, the PC5 coverage of its own (m): an RSU's declared ``range_m``, inf for everyone else; None when
+    no RSU declares one (the fan-out then takes the PC5 profile's range alone, as before)."""
+    rsus = [(a.id, float(a.range_m)) for a in scenario.actors if a.kind == "rsu" and a.range_m is not None]
+    if not rsus:
+        return None
+    coverage = np.full(world.capacity, np.inf)
+    for actor_id, range_m in rsus:
+        coverage[world.slot_of(actor_id)] = range_m
+    return coverage

@@ -3,7 +3,8 @@
 Which link model a transmission gets:
 
 * ``LINK_PC5``: sidelink broadcast, fanned out by ``v2x.core.fan_out_broadcast`` to every equipped actor
-  in range (``can_receive``; the platform has no radio), with the scenario's ``network.pc5`` profile;
+  in range (``can_receive``; the platform has no radio), with the scenario's ``network.pc5`` profile; an
+  RSU with a declared ``range_m`` reaches and hears no one farther than that (``range_m``);
 * ``LINK_UU``: addressed (``dest_ids``) through the cellular network: a road user's or RSU's message goes
   up (the ``network.uu`` profile's uplink), the platform's comes down (its downlink);
 * ``LINK_WIRED``: addressed over the ``network.wired`` backhaul.
@@ -304,13 +305,16 @@ class Channel:
         pc5_receivers: NDArray[np.bool_],
         platform_slots: set[int],
         enabled: bool = True,
+        pc5_range_m: NDArray[np.float64] | None = None,
     ) -> None:
         """``pc5_receivers``: per slot, whether it has a PC5 radio (equipped and not the platform);
         ``platform_slots``: the slots whose Uu messages take the downlink; ``enabled`` false: the
-        baseline (no V2X equipment), where nothing is heard and nothing is drawn."""
+        baseline (no V2X equipment), where nothing is heard and nothing is drawn; ``pc5_range_m``: per slot,
+        the PC5 coverage of its own (an RSU's ``range_m``; inf: none), None when no actor has one."""
         self.world = world
         self.rng = rng
         self.pc5_receivers = pc5_receivers
+        self.pc5_range_m = pc5_range_m
         self.platform_slots = platform_slots
         self.enabled = enabled
         self.links = {
@@ -369,7 +373,14 @@ class Channel:
             st.sent[name] += len(recs)
             if link == testbed_pb2.LINK_PC5:
                 d = fan_out_broadcast(
-                    self.world, senders, tx_time, model, self.rng, grid=grid, can_receive=self.pc5_receivers
+                    self.world,
+                    senders,
+                    tx_time,
+                    model,
+                    self.rng,
+                    grid=grid,
+                    can_receive=self.pc5_receivers,
+                    range_m=self.pc5_range_m,
                 )
             else:
                 tx_of_dest = np.array([k for k, r in enumerate(recs) for _ in r.dest_ids], dtype=np.intp)

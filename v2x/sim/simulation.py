@@ -48,7 +48,7 @@ from v2x.core import SpatialGrid
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
 from v2x.scenario.signals import warp_from_wire
-from v2x.sim.actors import road_user_slots, unequipped_ids, world_state
+from v2x.sim.actors import pc5_coverage, road_user_slots, unequipped_ids, world_state
 from v2x.sim.background import Background, BackgroundTraffic, background_capacity
 from v2x.sim.channel import Bulk, Channel, Scratch
 from v2x.sim.events import event_order
@@ -153,6 +153,7 @@ class Simulation:
             pc5_receivers=pc5_receivers,
             platform_slots=platform_slots,
             enabled=variant == "v2x",
+            pc5_range_m=pc5_coverage(scenario, w),
         )
         road_users = road_user_slots(scenario, w)
         self.sensors = Sensors(
