@@ -154,7 +154,6 @@ class RoadsideUnit(Agent):
         super().__init__(spec.id, spec.kind, env)
         assert spec.position is not None
         self.x, self.y = spec.position
-        self.range_m = spec.range_m or math.inf
         served = [ix for ix in scenario.road.intersections if spec.intersections is None or ix.id in spec.intersections]
         aps = approaches(scenario, [ix.id for ix in served])
         self._nodes = [
