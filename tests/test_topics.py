@@ -12,7 +12,7 @@ def test_topics_carry_the_run_id_and_parse_back() -> None:
     assert topics.control("r") == "v2x/r/control"
 
 
-@pytest.mark.parametrize("bad", ["a/b", "+", "#", "", "x" * 65, "sp ace"])
+@pytest.mark.parametrize("bad", ["a/b", "+", "#", "", "x" * 65, "sp ace", "x\n", "x\r\n"])
 def test_ids_with_wildcards_or_separators_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="invalid actor id"):
         topics.tx("run", bad)
@@ -21,3 +21,13 @@ def test_ids_with_wildcards_or_separators_are_refused(bad: str) -> None:
 @pytest.mark.parametrize("topic", ["v2x/r/tx", "v2x/r/nope/a", "other/r/tx/a", "v2x/r/tx/a/b", "v2x/r/tx/+"])
 def test_foreign_topics_do_not_parse(topic: str) -> None:
     assert topics.parse(topic) is None
+
+
+def test_a_run_id_ending_in_a_newline_is_refused_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--run-id $'x\\n'` passed the id check (a regex's "$" matches before a final newline), then gave a
+    traceback (attack review, session 19)."""
+    from v2x.cli import main
+
+    assert main(["run", "fcw", "--run-id", "x\n"]) == 2
+    err = capsys.readouterr().err
+    assert "--run-id 'x\\n': use 1-55 characters" in err and "Traceback" not in err
