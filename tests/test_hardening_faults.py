@@ -426,3 +426,26 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_report_path_that_is_a_fifo_is_written_into_not_replaced(tmp_path: Path) -> None:
+    """`--junit` / `-o` / `--out` files go through write_atomic, which renamed its file over the path: a
+    device or a FIFO became a regular file (as root, `--junit /dev/null` replaced the system's /dev/null;
+    attack review 2). A path that is no regular file is written into, as a shell's `>` does."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "junit.xml"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    write_atomic(fifo, "<testsuites/>")
+    reader.join(timeout=10)
+    assert got == [b"<testsuites/>"] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    link = tmp_path / "link.html"  # a symlink is replaced, never followed (its target stays as it was)
+    target = tmp_path / "target.html"
+    target.write_text("old")
+    link.symlink_to(target)
+    write_atomic(link, "new")
+    assert target.read_text() == "old" and link.read_text() == "new" and not link.is_symlink()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import stat
 import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -395,9 +396,19 @@ _UMASK = _current_umask()  # (read once at import: os.umask can only be read by 
 def write_atomic(path: Path, data: str | bytes) -> Path:
     """Write ``path`` whole or not at all: a temporary file in the same directory, flushed to disk, then
     renamed over ``path``. On any error (a full disk: OSError ENOSPC) the old file is left as it was, the
-    temporary file is removed and the error raised."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary file is removed and the error raised. A ``path`` that is a device, a FIFO or a socket is
+    written into, as a shell's ``>`` does (``--junit /dev/null``); renaming over it replaced it, and as root
+    replaced the system's ``/dev/null`` (attack review 2). A symlink is replaced, never followed."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        mode = 0
+    if mode and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+        with open(path, "wb") as f:
+            f.write(raw)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
     # A new file of a random name (mkstemp: O_CREAT | O_EXCL, so never through a symlink someone planted: the
     # name was the pid's, and an attack review had a planted link overwrite its target with the result)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
