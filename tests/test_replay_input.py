@@ -183,3 +183,21 @@ def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "run.mcap")
     with pytest.raises(RecordingError, match="not a regular file: not a recording"):
         read_recording(tmp_path / "run.mcap")
+
+
+def test_a_recording_of_many_channels_with_a_huge_topic_prints_a_bounded_summary(tmp_path: Path) -> None:
+    """A 270 kB crafted recording (one topic of 200,000 characters, 2000 more channels) printed 400 MB:
+    every channel line was padded to the longest topic (attack review 2)."""
+    path = tmp_path / "wide.mcap"
+    with path.open("wb") as f:
+        w = Writer(f)
+        w.start("", "x")
+        w.add_metadata("v2x", META)
+        sid = w.register_schema("s", "jsonschema", b"{}")
+        w.register_channel("/" + "A" * 200_000, "json", sid)
+        for k in range(2000):
+            w.register_channel(f"/c{k}", "json", sid)
+        w.finish()  # type: ignore[no-untyped-call]
+    text = summary_text(read_recording(path))
+    assert len(text) < 50_000
+    assert "... (200001 characters)" in text and "... and 1801 more channels" in text

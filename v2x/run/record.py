@@ -771,6 +771,17 @@ def rebuild_result(recordings: Iterable[Replayed]) -> dict[str, Any]:
     return doc
 
 
+MAX_CHANNELS_SHOWN = 200  # channel lines `v2x replay` prints (a recording of ours has a few dozen)
+TOPIC_WIDTH = 60  # the channel column's width; longer names are cut to CLIP_CHARS
+
+
+CLIP_CHARS = 120
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= CLIP_CHARS else f"{text[: CLIP_CHARS - 20]}... ({len(text)} characters)"
+
+
 def summary_text(r: Replayed) -> str:
     span = (r.end_ns - r.start_ns) / 1e9 if r.end_ns >= r.start_ns else 0.0
     m = r.meta
@@ -779,10 +790,15 @@ def summary_text(r: Replayed) -> str:
         f"  time span {span:.3f} s (from {m.get('epoch_utc')}), {sum(c for _, _, c in r.channels.values())} messages"
         f" on {len(r.channels)} channels",
     ]
-    width = max((len(t) for t in r.channels), default=0)
-    for topic in sorted(r.channels):
+    # Bounded whatever the file holds: a crafted recording with 2000 channels and one topic of 200,000
+    # characters printed 400 MB, every line padded to the longest (attack review 2).
+    shown = sorted(r.channels)[:MAX_CHANNELS_SHOWN]
+    width = min(max((len(t) for t in shown), default=0), TOPIC_WIDTH)
+    for topic in shown:
         schema, enc, count = r.channels[topic]
-        lines.append(f"  {topic.ljust(width)}  {count:7d}  {schema} ({enc})")
+        lines.append(f"  {_clip(topic).ljust(width)}  {count:7d}  {_clip(schema)} ({_clip(enc)})")
+    if len(r.channels) > len(shown):
+        lines.append(f"  ... and {len(r.channels) - len(shown)} more channels")
     kinds = Counter(e["type"] for e in r.events)
     lines.append("  events: " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"))
     for e in r.events:
