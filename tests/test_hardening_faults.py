@@ -449,3 +449,41 @@ def test_a_report_path_that_is_a_fifo_is_written_into_not_replaced(tmp_path: Pat
     link.symlink_to(target)
     write_atomic(link, "new")
     assert target.read_text() == "old" and link.read_text() == "new" and not link.is_symlink()
+
+
+def test_a_recording_check_or_sweep_that_cannot_be_written_is_exit_2_or_3_never_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk gave tracebacks (exit 1) in `v2x run --record`, `v2x check --out` and `v2x sweep --out`,
+    and `--record` naming a file gave FileExistsError (attack review 2). The disk here is /dev/full, whose
+    writes fail with ENOSPC."""
+    from v2x.cli import main
+    from v2x.run import record
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    assert main(["run", "fcw", "--record", str(a_file), "--out", str(tmp_path / "o")]) == 2
+    assert f"--record {a_file}: not a folder" in capsys.readouterr().err
+
+    made = record.VariantRecorder.__init__
+
+    def on_a_full_disk(self: record.VariantRecorder, *args: Any, **kwargs: Any) -> None:
+        made(self, *args, **kwargs)
+        self._file.close()
+        self._file = open("/dev/full", "wb")  # noqa: SIM115 (closed by the recorder)
+        self.w = record.McapWriter(self._file, compression=record.CompressionType.ZSTD)
+        self.w.start(profile=record.PROFILE, library="v2x-testbed")
+
+    monkeypatch.setattr(record.VariantRecorder, "__init__", on_a_full_disk)
+    argv = ["run", "fcw", "--variant", "v2x", "--record", str(tmp_path / "rec"), "--out", str(tmp_path / "o")]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert f"v2x run: fcw: cannot write the recording under {tmp_path / 'rec'}" in err and "No space left" in err
+    assert "Traceback" not in err
+    monkeypatch.undo()
+
+    # a file where a folder should be (a full disk goes the same way: an OSError when written)
+    assert main(["sweep", "fcw", "--seeds", "1", "--out", str(a_file / "sweep.json")]) == 3
+    assert "v2x sweep: cannot write" in (err := capsys.readouterr().err) and "Traceback" not in err
+    assert main(["check", "fcw", "--jobs", "1", "--out", str(a_file / "c")]) == 3
+    assert "v2x check: cannot write the reports under" in (err := capsys.readouterr().err) and "Traceback" not in err

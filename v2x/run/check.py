@@ -685,10 +685,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         if jobs > 1:
             pool.shutdown(cancel_futures=True)
     wall_s = time.monotonic() - started
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_junit(cases, args.out / "junit.xml")
     doc = summary_document(cases, wall_s)
-    write_atomic(args.out / "summary.json", json.dumps(doc, indent=1) + "\n")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_junit(cases, args.out / "junit.xml")
+        write_atomic(args.out / "summary.json", json.dumps(doc, indent=1) + "\n")
+    except OSError as exc:  # a full disk, a file where the folder should be: said, exit 3 (was a traceback)
+        print(table(cases))
+        print(f"v2x check: cannot write the reports under {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_RUN_ERROR
     print(table(cases))
     if args.verbose:
         for c in cases:

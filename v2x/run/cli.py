@@ -459,6 +459,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"v2x run: --variant: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
 
+    if args.record is not None and args.record.exists() and not args.record.is_dir():
+        print(f"v2x run: --record {args.record}: not a folder (recordings go into one)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if not args.view and (args.port is not None or args.paused):
         print("v2x run: --port and --paused go with --view", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -525,6 +528,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"v2x run: {scenario.id}: run error: {exc}", file=sys.stderr)
             errors.append((scenario.id, str(exc)))
             continue
+        except OSError as exc:
+            if recording is None:
+                raise
+            # the recording's file (the run writes no other): a full disk, a folder it cannot make
+            with contextlib.suppress(OSError):
+                recording.finish(None)
+            why = f"cannot write the recording under {args.record}: {_why(exc)}"
+            print(f"v2x run: {scenario.id}: {why}", file=sys.stderr)
+            errors.append((scenario.id, why))
+            continue
         try:
             path = write_result(result, args.out)
         except (OSError, ValueError) as exc:
@@ -534,7 +547,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 recording.finish(None)
             continue
         if recording is not None:
-            for rec_path in recording.finish(result):
+            try:
+                rec_paths = recording.finish(result)
+            except OSError as exc:  # (the writer keeps a chunk in memory: a full disk shows when it is written)
+                why = f"cannot write the recording under {args.record}: {_why(exc)}"
+                print(f"v2x run: {scenario.id}: {why} (its result: {path})", file=sys.stderr)
+                errors.append((scenario.id, why))
+                continue
+            for rec_path in rec_paths:
                 print(f"recording -> {rec_path}")
         _print_summary(result, path)
         from v2x.run.runner import idle_note

@@ -367,8 +367,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     summary.wall_seconds = round(time.monotonic() - started, 3)
     doc = summary.document()
     print(json.dumps(doc, indent=1) if args.json else table(summary))
-    if args.out:
-        write_atomic(args.out, json.dumps(doc, indent=1) + "\n")
-    if args.svg:
-        write_atomic(args.svg, svg(summary))
+    try:
+        if args.out:
+            write_atomic(args.out, json.dumps(doc, indent=1) + "\n")
+        if args.svg:
+            write_atomic(args.svg, svg(summary))
+    except OSError as exc:  # a full disk, a missing folder: said, exit 3 (was a traceback)
+        print(f"v2x sweep: cannot write {exc.filename or args.out or args.svg}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_RUN_ERROR
     return EXIT_OK
