@@ -457,6 +457,9 @@ def test_a_recording_check_or_sweep_that_cannot_be_written_is_exit_2_or_3_never_
     """A full disk gave tracebacks (exit 1) in `v2x run --record`, `v2x check --out` and `v2x sweep --out`,
     and `--record` naming a file gave FileExistsError (attack review 2). The disk here is /dev/full, whose
     writes fail with ENOSPC."""
+    from mcap.writer import CompressionType
+    from mcap.writer import Writer as McapWriter
+
     from v2x.cli import main
     from v2x.run import record
 
@@ -471,7 +474,7 @@ def test_a_recording_check_or_sweep_that_cannot_be_written_is_exit_2_or_3_never_
         made(self, *args, **kwargs)
         self._file.close()
         self._file = open("/dev/full", "wb")  # noqa: SIM115 (closed by the recorder)
-        self.w = record.McapWriter(self._file, compression=record.CompressionType.ZSTD)
+        self.w = McapWriter(self._file, compression=CompressionType.ZSTD)
         self.w.start(profile=record.PROFILE, library="v2x-testbed")
 
     monkeypatch.setattr(record.VariantRecorder, "__init__", on_a_full_disk)
