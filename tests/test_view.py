@@ -270,3 +270,46 @@ def test_a_client_that_resets_or_idles_or_floods_costs_the_run_nothing(
     finally:
         server.stop()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_request_that_trickles_in_is_closed_and_connections_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack review 2: a client sending its request a byte every few seconds was never closed (the timeout
+    bounded each read, not the request), a thread per connection and no cap: 276 threads after 45 s."""
+    import socket
+
+    from v2x.run import view
+
+    monkeypatch.setattr(view, "REQUEST_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(view, "MAX_CONNECTIONS", 4)
+    server = ViewServer(port=0).start()
+    host, port = server.httpd.server_address[:2]
+    try:
+        slow = socket.create_connection((str(host), port))
+        started = time.monotonic()
+        closed = False
+        for ch in b"GET /state HTTP/1.1\r\nHost: 127.0.0.1\r\n":
+            try:
+                slow.sendall(bytes([ch]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.2)
+            if time.monotonic() - started > 4.0:
+                break
+        if not closed:
+            slow.settimeout(3.0)
+            assert slow.recv(64) == b""
+        assert time.monotonic() - started < 4.0  # closed about 1 s in, the request not yet whole
+        slow.close()
+        idle = [socket.create_connection((str(host), port)) for _ in range(4)]
+        extra = socket.create_connection((str(host), port))
+        extra.settimeout(3.0)
+        t0 = time.monotonic()
+        assert extra.recv(1) == b"" and time.monotonic() - t0 < 0.9  # closed at once: no room
+        for s in (*idle, extra):
+            s.close()
+        time.sleep(1.5)  # the idle ones' slots come back with their deadline
+        with urllib.request.urlopen(f"{server.url}state", timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        server.stop()

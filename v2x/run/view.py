@@ -30,6 +30,7 @@ import hmac
 import json
 import logging
 import secrets
+import socket
 import sys
 import threading
 from collections import Counter, deque
@@ -225,14 +226,38 @@ class ViewObserver:
 
 log = logging.getLogger(__name__)
 
-#: A connection that sends no complete request for this long is closed (an idle one held a server thread).
+#: A connection that sends no complete request (line and headers) this long after it opened is closed: an
+#: idle one held a server thread for good, and one that sent a byte every few seconds did so past a timeout
+#: per read (attack review 2).
 REQUEST_TIMEOUT_S = 10.0
 #: At most this many event streams at once (each holds a thread); more are answered 503.
 MAX_STREAMS = 32
+#: At most this many connections at once (a thread each); more are closed as they come.
+MAX_CONNECTIONS = 64
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def server_activate(self) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().server_activate()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)  # too many at once: closed, no thread
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away (reset, closed mid-answer, timed out) is no error of the run's: no traceback
@@ -249,6 +274,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # the whole request within REQUEST_TIMEOUT_S of the connection (``timeout`` bounds each read only)
+        self._deadline = threading.Timer(REQUEST_TIMEOUT_S, self._too_slow)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _too_slow(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()  # (reads the headers)
+        self._deadline.cancel()
+        return ok
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
 
     def _send(self, code: int, body: bytes, ctype: str) -> None:
         self.send_response(code)
