@@ -275,3 +275,22 @@ def test_a_forged_stop_mid_run_does_not_end_remote_workers(
     remote = json.loads((tmp_path / "r" / sc.id / "result.json").read_text())
     assert outcome(remote) == outcome(single)
     assert remote["metrics"]["v2x"]["rejected"].get("forged_control", 0) >= 1  # the world counted it
+
+
+def test_forged_fleet_hellos_are_logged_five_times_then_counted(caplog: pytest.LogCaptureFixture) -> None:
+    """5000 FleetHellos of no fleet of the run logged 5000 WARNING lines (attack review 2)."""
+    import logging
+
+    from v2x.net.host import LOG_FIRST
+    from v2x.net.transport import LoopbackBroker, LoopbackTransport
+    from v2x.run.workers import RemoteFleets
+    from v2x.wire import testbed_pb2
+
+    fleets = RemoteFleets(LoopbackTransport(LoopbackBroker(), "world"), "run1", [])
+    with caplog.at_level(logging.WARNING, logger="v2x.run.workers"):
+        for k in range(1000):
+            fleets._on_hello(
+                f"v2x/run1/fleet-join/nope{k}", testbed_pb2.FleetHello(fleet_id="%s%s%d").SerializeToString()
+            )
+    assert fleets.ignored_hellos == 1000
+    assert len(caplog.records) == LOG_FIRST + 1 and "counted, not logged" in caplog.records[-1].getMessage()

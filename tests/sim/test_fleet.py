@@ -82,6 +82,16 @@ def test_a_baseline_run_and_a_run_without_flows_have_no_fleet(tmp_path: Path) ->
             ).SerializeToString(),
             "out_of_range",
         ),
+        (  # as an Ack's: at most 32 reasons of at most 256 characters (3000 went into a result)
+            lambda ack: testbed_pb2.FleetAck(
+                fleet_id="fleet-0", tick=1, rejected={f"\x1b[31mK{k:06d}": 1 for k in range(3000)}
+            ).SerializeToString(),
+            "out_of_range",
+        ),
+        (
+            lambda ack: testbed_pb2.FleetAck(fleet_id="fleet-0", tick=1, rejected={"x" * 300: 1}).SerializeToString(),
+            "out_of_range",
+        ),
     ],
 )
 def test_a_forged_or_malformed_bundle_is_rejected_and_counted(tmp_path: Path, forge: object, reason: str) -> None:

@@ -43,6 +43,7 @@ from v2x.apps.thresholds import resolve
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S
 from v2x.net.broker import BrokerAddress
+from v2x.net.host import LOG_FIRST
 from v2x.net.seal import RunSeal
 from v2x.net.transport import MqttTransport, Transport
 from v2x.net.world import WORLD_LOST
@@ -343,6 +344,7 @@ class RemoteFleets:
         self.refused: dict[str, str] = {}  # fleet -> why its worker was refused
         self.lost: set[str] = set()  # joined fleets whose worker's connection dropped (its Last Will)
         self.changed = asyncio.Event()
+        self.ignored_hellos = 0  # FleetHellos of no fleet of this run, or that do not parse: the first logged
         transport.route(topics.all_of(run_id, "fleet-join"), self._on_hello)
         transport.route(topics.all_of(run_id, "fleet-ack"), self._on_ack)
 
@@ -358,10 +360,19 @@ class RemoteFleets:
         self.lost.discard(fleet)
         log.info("run %s: fleet worker %s (%s) is back", self.run_id, fleet, self.joined[fleet])
 
+    def _ignored(self, message: str, topic: str, *more: object) -> None:
+        """Log the first LOG_FIRST FleetHellos this run ignores, then count them (5000 forged ones logged 5000
+        lines: attack review 2)."""
+        self.ignored_hellos += 1
+        if self.ignored_hellos <= LOG_FIRST:
+            log.warning(message, self.run_id, topic[:200], *more)
+        if self.ignored_hellos == LOG_FIRST:
+            log.warning("run %s: further FleetHellos that are ignored are counted, not logged", self.run_id)
+
     def _on_hello(self, topic: str, payload: bytes) -> None:
         parsed = topics.parse(topic)
         if parsed is None or parsed.run_id != self.run_id or parsed.actor_id not in self.jobs:
-            log.warning("run %s: a FleetHello on %s, which is no fleet of this run: ignored", self.run_id, topic)
+            self._ignored("run %s: a FleetHello on %s, which is no fleet of this run: ignored", topic)
             return
         fleet = parsed.actor_id
         if payload == GONE:
@@ -373,11 +384,11 @@ class RemoteFleets:
         try:
             hello.ParseFromString(payload)
         except DecodeError:
-            log.warning("run %s: a FleetHello on %s that does not parse: ignored", self.run_id, topic)
+            self._ignored("run %s: a FleetHello on %s that does not parse: ignored", topic)
             return
         who = f"{hello.host[:64] or '?'}, {hello.software[:64] or '?'}"
         if hello.fleet_id != fleet:
-            log.warning("run %s: a FleetHello for %r on %s: ignored", self.run_id, hello.fleet_id[:64], topic)
+            self._ignored("run %s: a FleetHello on %s for %r: ignored", topic, hello.fleet_id[:64])
             return
         if self.on_hello is not None:
             self.on_hello(fleet, who)

@@ -605,6 +605,10 @@ class Inbound:
         if len(ack.envelopes) > limit or len(ack.events) > MAX_EVENTS_PER_ACK * max(1, len(members)):
             self.reject("out_of_range", where, f"({len(ack.envelopes)} envelopes, {len(ack.events)} events)")
             return
+        # as an Ack's (ack_problem): a forged FleetAck put 3000 chosen keys into the result (attack review 2)
+        if len(ack.rejected) > MAX_REJECTED_KEYS or any(len(k) > MAX_TEXT for k in ack.rejected):
+            self.reject("out_of_range", where, "(rejected: too many or too long reasons)")
+            return
         problem = events_problem(ack.events, run_end_s=self.run_end_s, tick_end_s=ack.tick * self.tick_s)
         if problem:
             self.reject("out_of_range", where, f"({problem})")
