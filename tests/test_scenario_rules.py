@@ -125,6 +125,74 @@ CASES = [
         "only an rsu declares a PC5 coverage",
     ),
     ("variant twice", _variant("tick_s: 0.1", "tick_s: 0.1\nvariants: [v2x, v2x]"), "variants[1]", "each variant once"),
+    # An attack review: thresholds that divide (ZeroDivisionError in the platoon's controller), that size each
+    # tick's work (LTA's lookahead of 1e6 m never finished) or that are out of any sense are refused, naming
+    # their bounds (v2x.apps.thresholds.BOUNDS).
+    *[
+        (
+            f"threshold {key} {value}",
+            _variant("expectations:", f"thresholds: {{{key}: {value}}}\nexpectations:"),
+            f"thresholds.{key}",
+            words,
+        )
+        for key, value, words in (
+            ("platoon_time_gap_s", 0, "a value > 0 and <= 10 (default 0.6); got 0"),
+            ("platoon_actuator_lag_s", 0, "a value > 0 and <= 10 (default 0.1); got 0"),
+            ("platoon_leave_time_gap_s", 0, "> 0"),
+            ("mbd_max_decel_mps2", 0, "> 0"),
+            ("tjw_update_period_s", 0, "> 0"),
+            ("lta_turn_lookahead_m", 1000000, "a value > 0 and <= 100 (default 30); got 1e+06"),
+            ("fcw_ttc_s", -1, "a value >= 0 and <= 3600 (default 3); got -1"),
+            ("hlw_max_distance_m", 1e6, "<= 1000"),
+            ("tjw_queue_min_vehicles", 0, "a value >= 1 and <= 1000"),
+        )
+    ],
+    # Values PyYAML cannot construct (ValueError, a traceback before): an impossible date anywhere, an integer
+    # of more than 4300 digits (Python's limit), or one beyond any float in the 0x or 1:2:3 forms.
+    (
+        "impossible date",
+        _variant("duration_s: 14.0\n", "duration_s: 14.0\nepoch: 2026-02-30\n"),
+        "epoch (line 13, column 8)",
+        "a real date (and time); '2026-02-30' is not (day is out of range for month)",
+    ),
+    (
+        "impossible date in a text field",
+        _variant("duration_s: 14.0\n", "duration_s: 14.0\nzones: [{id: 2026-13-01}]\n"),
+        "zones[0].id (line 13, column 14)",
+        "a real date (and time); '2026-13-01' is not",
+    ),
+    (
+        "integer of 5000 digits",
+        _variant("duration_s: 14.0", "duration_s: " + "9" * 5000),
+        "duration_s (line 12, column 13)",
+        "an integer a number field can hold (within +-1e308)",
+    ),
+    (
+        "hex integer of 5000 digits",
+        _variant("duration_s: 14.0", "duration_s: 0x" + "f" * 5000),
+        "duration_s (line 12, column 13)",
+        "an integer a number field can hold",
+    ),
+    (
+        "sexagesimal integer",
+        _variant("duration_s: 14.0", "duration_s: 1" + ":59" * 3000),
+        "duration_s (line 12, column 13)",
+        "an integer a number field can hold",
+    ),
+    # An epoch a run cannot represent: --secure's certificates and --record's MCAP times count from 1970.
+    (
+        "epoch before 1970",
+        _variant("duration_s: 14.0\n", "duration_s: 14.0\nepoch: 1969-12-31T23:59:00Z\n"),
+        "epoch",
+        "a time from 1970-01-02 to 2200-12-31 UTC (what certificates and recordings can hold: their times count "
+        "from 1970); got 1969-12-31T23:59:00+00:00",
+    ),
+    (
+        "epoch in 9999",
+        _variant("duration_s: 14.0\n", "duration_s: 14.0\nepoch: 9999-12-31T23:59:00Z\n"),
+        "epoch",
+        "got 9999-12-31T23:59:00+00:00",
+    ),
     ("empty file", "", "", "got nothing (an empty file"),
     ("only comments", "# nothing yet\n", "", "got nothing"),
 ]
@@ -152,7 +220,7 @@ def test_every_mistake_exits_2_from_run_and_check(tmp_path: Path, capsys: pytest
         for command in (["run", "-q"], ["check"]):
             assert main([*command, str(path), "--out", str(tmp_path / command[0])]) == 2
             err = capsys.readouterr().err
-            assert (f"{path}: {field}:" if field else f"{path}: ") in err and "Traceback" not in err
+            assert (f"{path}: {field}:" if field else f"{path}: ") in err and "Traceback" not in err, err[-500:]
     assert not (tmp_path / "run").exists()  # nothing ran: no results; check's reports say why (test_check.py)
     assert {p.name for p in (tmp_path / "check").iterdir()} == {"junit.xml", "summary.json"}
 
@@ -230,3 +298,30 @@ def test_utf8_and_empty_file_messages_read_naturally(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
     assert info.value.problems == [("", "expected a mapping (the scenario) at the top level; got a list")]
+
+
+def test_every_threshold_has_bounds_that_admit_its_default() -> None:
+    """Every threshold's bounds come from its declaration or the rule by unit (none falls back to 0..1e6),
+    and its default is inside them."""
+    from v2x.apps.thresholds import BOUNDS, DEFAULTS, OTHER_BOUNDS
+
+    assert set(BOUNDS) == set(DEFAULTS)
+    assert [k for k, b in BOUNDS.items() if b is OTHER_BOUNDS] == []
+    assert [k for k, v in DEFAULTS.items() if not BOUNDS[k].admits(v)] == []
+    assert not BOUNDS["platoon_time_gap_s"].admits(0.0) and BOUNDS["platoon_time_gap_s"].admits(1e-3)
+    assert not BOUNDS["fcw_ttc_s"].admits(float("nan")) and not BOUNDS["fcw_ttc_s"].admits(float("inf"))
+
+
+def test_the_epoch_bounds_fit_certificates_and_recordings(tmp_path: Path) -> None:
+    """--secure's certificates start a minute before the epoch, in unsigned seconds from 1970; --record's MCAP
+    times are unsigned nanoseconds: the first and last epochs the loader takes, plus a run's longest
+    duration, fit both."""
+    from v2x.scenario.model import EPOCH_MAX, EPOCH_MIN
+
+    assert EPOCH_MIN.timestamp() - 60 >= 0
+    assert (EPOCH_MAX.timestamp() + 3600) * 1_000_000_000 < 2**64
+    for epoch in ("1970-01-02T00:00:00Z", "2200-12-31T23:59:59Z"):
+        text = _variant("duration_s: 14.0\n", f"duration_s: 14.0\nepoch: {epoch}\n")
+        path = tmp_path / "ok.yaml"
+        path.write_text(text)
+        assert load_scenario(path).epoch.isoformat() == epoch.replace("Z", "+00:00")

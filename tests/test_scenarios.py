@@ -150,13 +150,16 @@ def test_all_plus_a_named_scenario_runs_it_once_and_prints_the_tally(
     assert out.rstrip().endswith("1 passed, 0 failed, 0 could not run")
 
 
-def test_the_thresholds_table_in_the_docs_lists_every_threshold_with_its_default() -> None:
-    from v2x.apps.thresholds import DEFAULTS
+def test_the_thresholds_table_in_the_docs_lists_every_threshold_with_its_default_and_values() -> None:
+    from v2x.apps.thresholds import BOUNDS, DEFAULTS
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "SCENARIOS.md").read_text()
     table = doc.split("## Thresholds", 1)[1]
-    rows = dict(re.findall(r"^\| `([a-z0-9_]+)` \| ([0-9.]+) \|", table, re.MULTILINE))
-    assert rows == {name: f"{value:g}" for name, value in DEFAULTS.items()}
+    rows = {
+        name: (value, values)
+        for name, value, values in re.findall(r"^\| `([a-z0-9_]+)` \| ([0-9.]+) \| ([^|]+) \|", table, re.MULTILINE)
+    }
+    assert rows == {name: (f"{value:g}", str(BOUNDS[name])) for name, value in DEFAULTS.items()}
 
 
 def test_a_network_profile_on_the_wrong_link_is_refused(tmp_path: Path) -> None:

@@ -86,6 +86,42 @@ def test_a_bad_penetration_names_the_field(tmp_path: Path) -> None:
     assert "sumo.penetration" in _problems(_copy(tmp_path, "penetration: 0.5", "penetration: 1.5"))
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('length="800.00"', 'length="inf"', "a length > 0 and <= 100000 m; got 'inf'"),
+        ('length="800.00"', 'length="1e15"', "a length > 0 and <= 100000 m; got '1e15'"),
+        (
+            'shape="0.00,-5.25 800.00,-5.25"',
+            'shape="nan,-5.25 800.00,-5.25"',
+            "shape coordinates that are finite numbers within",
+        ),
+        (
+            'shape="0.00,-5.25 800.00,-5.25"',
+            'shape="0.00,-5.25 1e9,-5.25"',
+            "shape coordinates that are finite numbers within 100000 m of the origin",
+        ),
+        ('width="3.50"', 'width="nan"', "a width > 0 and <= 10 m; got 'nan'"),
+        ('width="3.50"', 'width="-5"', "a width > 0 and <= 10 m; got '-5'"),
+        ('width="3.50"', 'width="1e308"', "a width > 0 and <= 10 m; got '1e308'"),
+    ],
+)
+def test_a_network_lane_out_of_bounds_is_refused_naming_the_file_and_lane(
+    old: str, new: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an attack review: length inf / 1e15 and a NaN shape gave tracebacks (OverflowError, a 1 PiB array, a
+    # non-finite position); width NaN, -5 or 1e308 ran and changed the outcome (a new collision)
+    path = _copy(tmp_path)
+    net = tmp_path / "sumo-corridor" / "corridor.net.xml"
+    text = net.read_text()
+    assert old in text
+    net.write_text(text.replace(old, new, 1))
+    assert main(["run", str(path), "-q", "--variant", "v2x", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: sumo.net: lane 'eb_0' of '{net}': {expected}" in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_scenario_lanes_are_the_networks() -> None:
     """The shipped scenario's road.lanes describe SUMO's network (what the referee and the story see)."""
     sc = load_scenario(CORRIDOR)

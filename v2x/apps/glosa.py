@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from v2x.apps.host import Host
-from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, Reaction, RunsOn
+from v2x.apps.registry import AppSpec, Bounds, Figure, OnBoardView, Raised, Reaction, RunsOn
 from v2x.apps.rlvw import match
 from v2x.units import accurate_enough
 from v2x.wire import testbed_pb2
@@ -110,6 +110,8 @@ APPS = (
             "glosa_margin_s": 1.0,
             "glosa_required_accuracy_m": 1.5,
         },
+        # Bounds where the rule by unit (v2x.apps.thresholds.UNIT_BOUNDS) does not fit: a factor of the limit, > 0.
+        threshold_bounds={"glosa_max_speed_factor": Bounds(0.0, 2.0, above_low=True)},
         onboard=lambda names: GreenLightSpeedAdvisory(),
     ),
 )

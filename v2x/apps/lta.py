@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from shapely.geometry import LineString, Point
 
 from v2x.apps.host import Host
-from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, RouteAhead, RunsOn
+from v2x.apps.registry import AppSpec, Bounds, Figure, OnBoardView, Raised, RouteAhead, RunsOn
 from v2x.apps.rlvw import Match, match, time_to_travel
 from v2x.units import accurate_enough, wrap_angle_rad
 from v2x.wire import testbed_pb2
@@ -185,6 +185,9 @@ APPS = (
             # Map matching: how far outside the lane strip the host's position may be, m (as rlvw_match_margin_m).
             "lta_match_margin_m": 0.5,
         },
+        # Bounds where the rule by unit (v2x.apps.thresholds.UNIT_BOUNDS) does not fit: the route is sampled
+        # every PATH_STEP_M of the lookahead for each host at each tick, so at most a wide box's far side.
+        threshold_bounds={"lta_turn_lookahead_m": Bounds(0.0, 100.0, above_low=True)},
         onboard=lambda names: LeftTurnAssist(),
     ),
 )

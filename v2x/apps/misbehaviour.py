@@ -44,6 +44,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from v2x.apps.host import Participant
+from v2x.apps.registry import Bounds
 from v2x.core import VERTICAL_SEPARATION_M
 from v2x.units import accurate_enough
 from v2x.wire.bsm import VEHICLE_EVENT_BIT, RemoteState
@@ -92,6 +93,16 @@ THRESHOLDS: Mapping[str, float] = MappingProxyType(
         # by then it and the other party both say disabledVehicle: vehicles that hit each other overlap in
         # the BSMs of the collision, before they know of it, and say it from the next tick or the one after.
         "mbd_overlap_wait_s": 0.3,
+    }
+)
+# The values these may take where the rule by unit (v2x.apps.thresholds.UNIT_BOUNDS) does not fit: the
+# acceleration bounds divide (the speed consistency check's phases), sigmas and frames have no unit.
+THRESHOLD_BOUNDS: Mapping[str, Bounds] = MappingProxyType(
+    {
+        "mbd_max_accel_mps2": Bounds(0.0, 30.0, above_low=True),
+        "mbd_max_decel_mps2": Bounds(0.0, 30.0, above_low=True),
+        "mbd_sigmas": Bounds(0.0, 10.0),
+        "mbd_rsu_min_frames": Bounds(1.0, 1000.0),
     }
 )
 
@@ -591,4 +602,13 @@ def _levels_apart(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and abs(a - b) > VERTICAL_SEPARATION_M
 
 
-__all__ = ["CHECKS", "THRESHOLDS", "Detector", "Verdict", "boxes_overlap", "consistency", "distance_bounds"]
+__all__ = [
+    "CHECKS",
+    "THRESHOLDS",
+    "THRESHOLD_BOUNDS",
+    "Detector",
+    "Verdict",
+    "boxes_overlap",
+    "consistency",
+    "distance_bounds",
+]

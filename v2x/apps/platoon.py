@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 from v2x.apps.driver import TRACK_TIME_CONSTANT_S
 from v2x.apps.host import Host
-from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, RunsOn
+from v2x.apps.registry import AppSpec, Bounds, Figure, OnBoardView, Raised, RunsOn
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import RemoteState
 from v2x.wire.day2 import PlatoonInfo
@@ -364,6 +364,13 @@ APPS = (
             # The time gap a member that left drops back to, under ACC (assumption: ISO 15622 ACC offers time
             # gaps from 0.8 s; 1.5 s is a common middle setting).
             "platoon_leave_time_gap_s": 1.5,
+        },
+        # Bounds where the rule by unit (v2x.apps.thresholds.UNIT_BOUNDS) does not fit: the time gaps and the
+        # lag divide (the controller's dt / time gap, dt / lag), so > 0; at most 10 s.
+        threshold_bounds={
+            "platoon_time_gap_s": Bounds(0.0, 10.0, above_low=True),
+            "platoon_leave_time_gap_s": Bounds(0.0, 10.0, above_low=True),
+            "platoon_actuator_lag_s": Bounds(0.0, 10.0, above_low=True),
         },
         onboard=lambda names: PlatoonAdvisories(),
     ),

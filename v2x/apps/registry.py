@@ -24,6 +24,7 @@ runs.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -225,6 +226,25 @@ class EdgeApp(Protocol):
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The values a threshold may take: ``low <= value <= high`` (``low < value`` when ``above_low``: a
+    divisor or a period, for which 0 is no value). A scenario file's ``thresholds`` are checked against them
+    before anything runs (v2x.scenario.loader); ``v2x.apps.thresholds.BOUNDS`` gives every threshold's."""
+
+    low: float
+    high: float
+    above_low: bool = False
+
+    def admits(self, value: float) -> bool:
+        if not math.isfinite(value) or value > self.high:
+            return False
+        return value > self.low if self.above_low else value >= self.low
+
+    def __str__(self) -> str:
+        return f"{'>' if self.above_low else '>='} {self.low:g} and <= {self.high:g}"
+
+
+@dataclass(frozen=True)
 class AppSpec:
     """One application's declaration."""
 
@@ -238,6 +258,10 @@ class AppSpec:
     severity: Severity = testbed_pb2.SEVERITY_WARNING
     figure: Figure | None = None
     thresholds: Mapping[str, float] = field(default_factory=dict)  # its own, with their defaults
+    # The values its thresholds may take, where the rule by unit (v2x.apps.thresholds.UNIT_BOUNDS: a time
+    # 0..3600 s, a distance 0..1000 m, ...) does not fit: a divisor or a period (> 0), a figure that sizes
+    # per-tick work, a count. A name here must be one of ``thresholds``.
+    threshold_bounds: Mapping[str, Bounds] = field(default_factory=dict)
     # RunsOn.VEHICLE: the family's apps the vehicle runs (registry order) -> the object that evaluates them
     onboard: Callable[[tuple[str, ...]], OnBoardApp] | None = None
     family: str = ""  # apps one on-board object evaluates together; default: the app alone
@@ -274,6 +298,9 @@ def _check(specs: Sequence[AppSpec]) -> None:
             raise RegistryError(f"{s.name}: code {s.code} is {testbed_pb2.Application.Name(s.code)} in the proto enum")
         if not set(s.consumes) <= set(MESSAGES):
             raise RegistryError(f"{s.name}: consumes one of {MESSAGES}; got {s.consumes}")
+        stray = sorted(set(s.threshold_bounds) - set(s.thresholds))
+        if stray:
+            raise RegistryError(f"{s.name}: bounds for thresholds it does not declare: {', '.join(stray)}")
         if (s.runs_on is RunsOn.VEHICLE) != (s.onboard is not None) or (s.runs_on is RunsOn.EDGE) != (
             s.edge is not None
         ):
@@ -342,6 +369,11 @@ def app_thresholds() -> dict[str, float]:
     return out
 
 
+def app_threshold_bounds() -> dict[str, Bounds]:
+    """The bounds apps declare for their thresholds (``AppSpec.threshold_bounds``), by threshold name."""
+    return {k: b for s in registered().values() for k, b in s.threshold_bounds.items()}
+
+
 def figures() -> tuple[Figure, ...]:
     """The figures apps report, each once, in registry order."""
     out: dict[str, Figure] = {}
@@ -394,6 +426,7 @@ __all__ = [
     "Addressed",
     "AppCode",
     "AppSpec",
+    "Bounds",
     "EdgeApp",
     "EdgeView",
     "EntryPoint",
@@ -414,6 +447,7 @@ __all__ = [
     "app_by_code",
     "app_names",
     "app_spec",
+    "app_threshold_bounds",
     "app_thresholds",
     "edge_apps",
     "figures",

@@ -19,7 +19,7 @@ ends. Once per RSC request id.
 
 from __future__ import annotations
 
-from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, RunsOn
+from v2x.apps.registry import AppSpec, Bounds, Figure, OnBoardView, Raised, RunsOn
 from v2x.wire import testbed_pb2
 
 # Who may be granted priority, by the vehicle class its BSM declares (T/CSAE 53 BasicVehicleClass: 60-69
@@ -75,6 +75,9 @@ APPS = (
             # VIR period while a request stands: ours, 1 Hz (a standing request, not a safety message).
             "svp_request_period_s": 1.0,
         },
+        # Bounds where the rule by unit (v2x.apps.thresholds.UNIT_BOUNDS) does not fit: a period > 0, at most
+        # a minute.
+        threshold_bounds={"svp_request_period_s": Bounds(0.0, 60.0, above_low=True)},
         onboard=lambda names: SignalPriorityGrant(),
     ),
 )

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from shapely.geometry import LineString, Point
 
 from v2x.apps.host import Host, Participant
-from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, RunsOn
+from v2x.apps.registry import AppSpec, Bounds, Figure, OnBoardView, Raised, RunsOn
 from v2x.apps.rlvw import time_to_travel
 from v2x.apps.rsi import MAX_HEADING_DIFF_RAD, direction_at, item_distance
 from v2x.units import accurate_enough, kph_to_mps, wrap_angle_rad
@@ -233,6 +233,12 @@ APPS = (
             "tjw_max_distance_m": 150.0,
             "tjw_required_accuracy_m": 5.0,
             "tjw_match_margin_m": 0.5,
+        },
+        # Bounds where the rule by unit (v2x.apps.thresholds.UNIT_BOUNDS) does not fit: a period > 0 (at most
+        # a minute), a count of vehicles.
+        threshold_bounds={
+            "tjw_update_period_s": Bounds(0.0, 60.0, above_low=True),
+            "tjw_queue_min_vehicles": Bounds(1.0, 1000.0),
         },
         onboard=lambda names: TrafficJamWarning(),
     ),

@@ -7,6 +7,7 @@ import itertools
 import math
 import re
 from collections.abc import Collection, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from v2x.apps.registry import RunsOn, app_spec
+from v2x.apps.thresholds import BOUNDS as THRESHOLD_BOUNDS
 from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
 from v2x.scenario.model import (
     ALL_VARIANTS,
@@ -81,6 +83,70 @@ class _LimitedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+MAX_INT_BITS = 1024  # an integer in a scenario file is below 2**1024 (about 1.8e308, the largest float) in size
+
+
+class _Unrepresentable(yaml.constructor.ConstructorError):
+    """A scalar that is valid YAML but names no value Python can hold (an impossible date, a huge integer)."""
+
+    def __init__(self, *args: Any, node: yaml.Node) -> None:
+        super().__init__(*args)
+        self.node = node
+
+
+def _path_to(root: yaml.Node, target: yaml.Node) -> str:
+    """The field path of ``target`` in the document ``root`` (as problems name fields), or "" if not found."""
+    stack: list[tuple[yaml.Node, list[Any]]] = [(root, [])]
+    seen: set[int] = set()
+    while stack:
+        node, where = stack.pop()
+        if node is target:
+            return _loc(where)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, [*where, k]) for k, child in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                stack += [(value, [*where, name]), (key, [*where, name, "(the key)"])]
+    return ""
+
+
+def _constructed_or_refused(construct: Any, what: str) -> Any:
+    """PyYAML's constructor ``construct`` for a scalar, with the ValueError it raises for a value Python cannot
+    hold (``2026-02-30``; an integer of more than 4300 digits, Python's limit on converting text) turned into a
+    YAML error at the value's line, which the loader reports as a problem (exit 2), not a traceback."""
+
+    def constructor(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        try:
+            value = construct(loader, node)
+        except (ValueError, OverflowError) as exc:
+            why = str(exc).split(";")[0].split(":")[0]
+            message = f"{what}; {_short(node.value, 40)} is not ({why})"
+            raise _Unrepresentable(None, None, message, node.start_mark, node=node) from None
+        if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:  # (0x and 1:2:3 forms have no digit limit)
+            raise _Unrepresentable(None, None, f"{what}; {_short(node.value, 40)} is not", node.start_mark, node=node)
+        return value
+
+    return constructor
+
+
+_LimitedLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp",
+    _constructed_or_refused(yaml.SafeLoader.construct_yaml_timestamp, "a real date (and time)"),
+)
+_LimitedLoader.add_constructor(
+    "tag:yaml.org,2002:int",
+    _constructed_or_refused(yaml.SafeLoader.construct_yaml_int, "an integer a number field can hold (within +-1e308)"),
+)
+_LimitedLoader.add_constructor(
+    "tag:yaml.org,2002:float",
+    _constructed_or_refused(yaml.SafeLoader.construct_yaml_float, "a number"),
+)
 
 
 # PyYAML reads YAML 1.1, where a plain `1e3` or `-.5` is a string (its floats need a dot and a signed
@@ -185,6 +251,7 @@ def _read_yaml(path: Path) -> Any:
             path, [(f"line {line}", f"expected UTF-8 text; byte 0x{bad} at offset {exc.start} is not valid UTF-8")]
         ) from None
     loader = _LimitedLoader(text)
+    node: yaml.Node | None = None
     try:
         node = loader.get_single_node()
         try:
@@ -204,6 +271,12 @@ def _read_yaml(path: Path) -> Any:
     except _LimitExceeded as exc:
         where, what = exc.args
         raise ScenarioError(path, [(where, what)]) from None
+    except _Unrepresentable as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        field = _path_to(node, exc.node) if node is not None else ""
+        where = f"{field} ({where})" if field and where else field or where
+        raise ScenarioError(path, [(where, str(exc.problem))]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -214,7 +287,10 @@ def _read_yaml(path: Path) -> Any:
 
 def _short(value: object, limit: int = 80) -> str:
     """``repr(value)``, cut to ``limit`` characters (a problem message quotes what it got, not all of it)."""
-    text = repr(value)
+    try:
+        text = value.isoformat() if isinstance(value, datetime) else repr(value)
+    except ValueError:  # an integer too long to write out (Python's 4300-digit limit)
+        text = f"an integer of {value.bit_length()} bits" if isinstance(value, int) else type(value).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -537,9 +613,16 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append(
                 (f"network.{field}", f"a {kind} profile {fits}; got {name!r}, a {NETWORK_PROFILES[name].kind} one")
             )
-    for key in sc.thresholds:
+    for key, value in sc.thresholds.items():
         if key not in THRESHOLD_DEFAULTS:
             problems.append((f"thresholds.{key}", _one_of("the thresholds", THRESHOLD_DEFAULTS, key)))
+        elif not THRESHOLD_BOUNDS[key].admits(value):
+            problems.append(
+                (
+                    f"thresholds.{key}",
+                    f"a value {THRESHOLD_BOUNDS[key]} (default {THRESHOLD_DEFAULTS[key]:g}); got {value:g}",
+                )
+            )
     intersection_ids = {ix.id for ix in sc.road.intersections}
     for i, exp in enumerate(sc.expectations):
         refs: list[tuple[str, str | None]] = []

@@ -757,6 +757,13 @@ Expectation = Annotated[
 ]
 
 
+# The epochs a run can represent: --secure's certificates (valid from a minute before the epoch) and --record's
+# MCAP log times are unsigned counts from 1970-01-01 (MCAP's nanoseconds overflow in 2554); a day after 1970
+# and 2200 leave a run's minute and duration to spare.
+EPOCH_MIN = datetime(1970, 1, 2, tzinfo=UTC)
+EPOCH_MAX = datetime(2200, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
 class Scenario(Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
     name: str
@@ -774,13 +781,20 @@ class Scenario(Strict):
     flows: list[FlowSpec] = Field(default_factory=list, description="background traffic (docs/SCENARIOS.md)")
     sumo: SumoSpec | None = Field(default=None, description="background traffic from SUMO (docs/SCENARIOS.md)")
     variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS), min_length=1)
-    thresholds: dict[str, Annotated[float, Field(strict=True, ge=0, le=1e6)]] = Field(default_factory=dict)
+    # (each threshold's bounds, v2x.apps.thresholds.BOUNDS, are checked by the loader, naming them)
+    thresholds: dict[str, Real] = Field(default_factory=dict)
     expectations: list[Expectation] = Field(default_factory=list)
 
     @field_validator("epoch")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if not EPOCH_MIN <= value <= EPOCH_MAX:
+            raise ValueError(
+                f"a time from {EPOCH_MIN:%Y-%m-%d} to {EPOCH_MAX:%Y-%m-%d} UTC (what certificates and recordings "
+                "can hold: their times count from 1970)"
+            )
+        return value
 
     def actor(self, actor_id: str) -> ActorSpec:
         for actor in self.actors:

@@ -2,7 +2,8 @@
 what the network's lanes are, and whether SUMO is installed to run them.
 
 The loader reads the network here to check it (a SUMO ``.net.xml`` with at least one lane, its lanes'
-shapes in the scenario's local frame); the simulation sizes the world from its lanes (``lane_lengths``).
+shapes in the scenario's local frame, finite and within MAX_EXTENT_M; each lane's length in (0, MAX_EXTENT_M]
+and width in (0, 10] m); the simulation sizes the world from its lanes (``lane_lengths``).
 SUMO itself (the eclipse-sumo wheel, the ``sumo`` extra) is needed only to run such a scenario, not to load
 it: ``missing`` says what to install.
 """
@@ -16,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from v2x.scenario.model import MAX_EXTENT_M
+
 if TYPE_CHECKING:
     from v2x.scenario.model import Scenario
 
 MAX_SUMO_FILE_BYTES = 16 * 1024 * 1024  # a network or a demand file of a scenario: at most this
+MAX_SUMO_LANE_WIDTH_M = 10.0  # a lane of a network is at most this wide (SUMO's default is 3.2 m)
 INSTALL_HINT = "pip install eclipse-sumo (the package's sumo extra: pip install '.[sumo]' in a clone)"
 
 
@@ -74,8 +78,20 @@ def read_lanes(path: Path) -> list[SumoLane]:
                 raise ValueError(
                     f"lane {lane.get('id')!r} of {str(path)!r}: a shape 'x,y x,y ...' and a length"
                 ) from None
-            if len(points) < 2 or not length > 0:
-                raise ValueError(f"lane {lane.get('id')!r} of {str(path)!r}: two or more shape points, a length > 0")
+            where = f"lane {lane.get('id')!r} of {str(path)!r}"
+            if len(points) < 2:
+                raise ValueError(f"{where}: a shape of two or more points; got {len(points)}")
+            if not all(abs(v) <= MAX_EXTENT_M for point in points for v in point):  # (NaN fails this too)
+                raise ValueError(
+                    f"{where}: shape coordinates that are finite numbers within {MAX_EXTENT_M:g} m of the origin "
+                    f"(the local frame's reach); got {lane.get('shape')!r:.80}"
+                )
+            if not 0 < length <= MAX_EXTENT_M:
+                raise ValueError(f"{where}: a length > 0 and <= {MAX_EXTENT_M:g} m; got {lane.get('length')!r:.40}")
+            if not 0 < width <= MAX_SUMO_LANE_WIDTH_M:
+                raise ValueError(
+                    f"{where}: a width > 0 and <= {MAX_SUMO_LANE_WIDTH_M:g} m; got {lane.get('width')!r:.40}"
+                )
             lanes.append(SumoLane(lane.get("id", ""), edge.get("id", ""), points, length, width))
     if not lanes:
         raise ValueError(f"a SUMO network with at least one lane; {str(path)!r} has none")
