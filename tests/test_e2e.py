@@ -343,3 +343,28 @@ def test_a_broker_with_nagles_algorithm_on_is_named_in_a_note(
         nagle.stop()
     main([*run, mosquitto.address.url])
     assert "note:" not in capsys.readouterr().err
+
+
+async def test_a_broker_that_is_gone_for_good_ends_the_run_with_a_run_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker killed mid-run and never restarted held `v2x check` silent for 16 minutes (adopter review,
+    session 19): the run now gives up after BROKER_LOST_S without a connection (a restart within it is
+    rejoined: the test above)."""
+    from tests._mosquitto import MOSQUITTO
+    from v2x.net import transport
+    from v2x.run.runner import RunError
+
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed")
+    monkeypatch.setattr(transport, "BROKER_LOST_S", 2.0)
+    broker = Mosquitto(MOSQUITTO)  # (its own: the session's broker stays up for the other tests)
+    broker.start()
+
+    async def kill_midway() -> None:
+        await asyncio.sleep(0.4)
+        broker.stop()
+
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(RunError, match=f"lost the MQTT broker at {broker.address.url}: no connection for 2 s"):
+        await asyncio.gather(run_variant(sc, "v2x", seed=5, broker=broker.address), kill_midway())
+    assert asyncio.get_running_loop().time() - started < 15.0

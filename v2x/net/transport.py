@@ -304,6 +304,29 @@ class MqttTransport:
 
 # How long a command waits for a broker to answer before it says so (v2x run, check and conformance: exit 3).
 BROKER_WAIT_S = 10.0
+# How long a run goes on without its broker, reconnecting, before it gives up (exit 3): a restarted broker is
+# back within seconds; one that is gone held `v2x check` silent for 16 minutes (adopter review, session 19).
+BROKER_LOST_S = 60.0
+
+
+async def broker_lost(transport: Transport, url: str, within_s: float | None = None) -> str:
+    """Return (a line saying so) once ``transport`` has been without its broker for ``within_s`` seconds on
+    end (default :data:`BROKER_LOST_S`); never while it reconnects in time. A transport without a
+    ``connected`` event never loses one."""
+    within_s = BROKER_LOST_S if within_s is None else within_s
+    connected: asyncio.Event | None = getattr(transport, "connected", None)
+    if connected is None:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+    while True:
+        await connected.wait()
+        while connected.is_set():
+            await asyncio.sleep(1.0)
+        try:
+            await asyncio.wait_for(connected.wait(), within_s)
+        except TimeoutError:
+            why = getattr(transport, "last_error", "")
+            return f"lost the MQTT broker at {url}: no connection for {within_s:.0f} s" + (f" ({why})" if why else "")
 
 
 def cannot_reach(url: str, within_s: float, why: str = "") -> str:

@@ -30,7 +30,15 @@ from v2x.net.fleet import FleetHost
 from v2x.net.host import AgentHost
 from v2x.net.seal import RunSeal
 from v2x.net.secure import RunKeys, SecureDirError, Security, load_secure_dir, make_tls, new_run_keys
-from v2x.net.transport import BROKER_WAIT_S, LoopbackBroker, LoopbackTransport, MqttTransport, Transport, cannot_reach
+from v2x.net.transport import (
+    BROKER_WAIT_S,
+    LoopbackBroker,
+    LoopbackTransport,
+    MqttTransport,
+    Transport,
+    broker_lost,
+    cannot_reach,
+)
 from v2x.net.world import Observer, RunIdInUse, World, WorldReport, last_will
 from v2x.run.results import build_result
 from v2x.run.tap import Observers
@@ -490,7 +498,13 @@ async def run_variant(
         tasks.append(host_task)
         world_task = asyncio.create_task(world.run(), name="world")
         tasks.append(world_task)
-        done, _ = await asyncio.wait({world_task, host_task}, return_when=asyncio.FIRST_COMPLETED)
+        lost_task = asyncio.create_task(broker_lost(world_tp, broker.url), name="broker-watch")
+        tasks.append(lost_task)
+        done, _ = await asyncio.wait({world_task, host_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
+        if lost_task in done and world_task not in done:
+            world_task.cancel()
+            announced = True  # (no broker to announce it on)
+            raise RunError(lost_task.result())
         if world_task not in done and host_task.exception() is not None:
             world_task.cancel()
             failure = host_task.exception()
