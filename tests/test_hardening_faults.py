@@ -490,3 +490,45 @@ def test_a_recording_check_or_sweep_that_cannot_be_written_is_exit_2_or_3_never_
     assert "v2x sweep: cannot write" in (err := capsys.readouterr().err) and "Traceback" not in err
     assert main(["check", "fcw", "--jobs", "1", "--out", str(a_file / "c")]) == 3
     assert "v2x check: cannot write the reports under" in (err := capsys.readouterr().err) and "Traceback" not in err
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] not in "ZX"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
+def test_a_signal_to_v2x_check_takes_its_worker_processes_with_it(sig: int, status: int, tmp_path: Path) -> None:
+    """SIGTERM to `v2x check --jobs 2` (docker stop, a CI runner's cancel) killed it and left its two workers
+    running for minutes, adopted by init; SIGINT waited for the runs in progress, with a traceback (adopter
+    review). Now the command stops its workers and exits 128 + the signal, and a SIGKILLed command's workers
+    end too (they get SIGTERM when it dies)."""
+    cmd = [sys.executable, "-m", "v2x", "check", "fcw", "icw", "rlvw", "glosa", "--jobs", "2"]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path / "c")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2, proc.communicate()
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == status, err
+    if sig != signal.SIGKILL:
+        assert f"v2x check: interrupted ({signal.Signals(sig).name})" in err and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)

@@ -18,10 +18,10 @@ import json
 import math
 import os
 import stat
+import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from v2x import argtypes
+from v2x.run.pool import job_pool, kill
 from v2x.run.results import variant_wall_s, write_atomic
 from v2x.scenario.model import Bool, Int, Real, Variant
 from v2x.text import printable, xml_safe
@@ -471,7 +472,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "scenario and variant) and OUT/summary.json, and prints a table.",
         epilog="Exit codes: 0 every outcome matches its record and every expectation held, 1 an outcome "
         "changed, an expectation failed or a record is missing, 2 bad input (nothing was run), 3 a run could "
-        "not complete.",
+        "not complete (or the reports could not be written), 130 / 143 interrupted by SIGINT / SIGTERM (the "
+        "runs in progress and their worker processes were stopped; no report).",
     )
     check.add_argument("targets", nargs="*", metavar="SCENARIO|DIR", help="scenario ids, files or directories")
     check.add_argument("--out", type=Path, default=Path("check-results"), metavar="OUT", help="(check-results/)")
@@ -597,8 +599,21 @@ def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dic
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """``v2x check``; SIGINT / SIGTERM stop the runs in progress (and the workers) and exit 130 / 143."""
+    from v2x.run.cli import Interrupted, _interruptible_command
+
+    with _interruptible_command():
+        try:
+            return _cmd_check(args)
+        except Interrupted as exc:
+            print(
+                f"v2x check: interrupted ({exc}); the runs in progress were stopped, no report written", file=sys.stderr
+            )
+            return 128 + exc.signum
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
     import logging
-    import sys
 
     from v2x.run.runner import warm_up_core
 
@@ -649,7 +664,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         # The longest runs start first, so that the workers finish together instead of one of them
         # starting a long scenario late; results are still reported in the catalogue's order.
-        pool = ProcessPoolExecutor(max_workers=jobs)
+        pool = job_pool(jobs)
         longest_first = sorted(range(len(work)), key=lambda k: -run_cost(loaded[k][1]))
         futures = {k: pool.submit(_run_one, work[k]) for k in longest_first}
         outcomes = (futures[k].result() for k in range(len(work)))
@@ -681,9 +696,12 @@ def cmd_check(args: argparse.Namespace) -> int:
                     )
             else:
                 cases += check_result(outcome, goldens[path], wall)
-    finally:
+    except BaseException:  # interrupted (SIGINT, SIGTERM: cmd_check): the runs in progress go too
         if jobs > 1:
-            pool.shutdown(cancel_futures=True)
+            kill(pool)
+        raise
+    if jobs > 1:
+        pool.shutdown()
     wall_s = time.monotonic() - started
     doc = summary_document(cases, wall_s)
     try:

@@ -28,12 +28,12 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from v2x import argtypes
+from v2x.run.pool import job_pool, kill
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 2, 3
 
@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "rate (no_warning expectations that failed), the lead time p5/p50/p95 (before the baseline's collision "
         "of the same pair, else the warning's own TTC) and the collision rate with and without V2X. "
         "--positioning and --network swap profiles to show how the apps degrade.",
-        epilog="Exit codes: 0 done, 2 bad input, 3 a run could not complete.",
+        epilog="Exit codes: 0 done, 2 bad input, 3 a run could not complete (or a file could not be written), "
+        "130 / 143 interrupted by SIGINT / SIGTERM (the runs in progress and their worker processes stopped).",
     )
     sweep.add_argument("scenario", metavar="SCENARIO", help="scenario id or file")
     sweep.add_argument("--seeds", type=int, default=20, metavar="N", help="seeds 0..N-1 (default 20)")
@@ -312,6 +313,18 @@ def svg(s: SweepSummary) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    """``v2x sweep``; SIGINT / SIGTERM stop the runs in progress (and the workers) and exit 130 / 143."""
+    from v2x.run.cli import Interrupted, _interruptible_command
+
+    with _interruptible_command():
+        try:
+            return _cmd_sweep(args)
+        except Interrupted as exc:
+            print(f"\nv2x sweep: interrupted ({exc}); the runs in progress were stopped", file=sys.stderr)
+            return 128 + exc.signum
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
     import os
 
     from v2x.run.results import write_atomic
@@ -354,10 +367,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 runs.append(_run_seed(job))
                 progress()
         else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
+            pool = job_pool(jobs)
+            try:
                 for run in pool.map(_run_seed, work, chunksize=max(1, args.seeds // (jobs * 4))):
                     runs.append(run)
                     progress()
+            except BaseException:  # a run that failed, or interrupted (SIGINT, SIGTERM): the others go too
+                kill(pool)
+                raise
+            pool.shutdown()
     except Exception as exc:  # a worker's RunError or crash: name it, do not print a traceback
         print(f"\nv2x sweep: a run could not complete: {exc!r}", file=sys.stderr)
         return EXIT_RUN_ERROR
