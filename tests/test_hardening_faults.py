@@ -490,6 +490,8 @@ def test_a_recording_check_or_sweep_that_cannot_be_written_is_exit_2_or_3_never_
     assert "v2x sweep: cannot write" in (err := capsys.readouterr().err) and "Traceback" not in err
     assert main(["check", "fcw", "--jobs", "1", "--out", str(a_file / "c")]) == 3
     assert "v2x check: cannot write the reports under" in (err := capsys.readouterr().err) and "Traceback" not in err
+    assert main(["check", "fcw", "--out", str(a_file)]) == 2  # a file as the folder: said before any run
+    assert f"v2x check: --out {a_file}: not a folder" in capsys.readouterr().err
 
 
 def _children(pid: int) -> list[int]:

@@ -570,6 +570,8 @@ def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dic
             raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: {exc}"]) from None
     if args.workers < 1:
         raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --workers wants N >= 1, got {args.workers}"])
+    if args.out.exists() and not args.out.is_dir():  # (found after every run, with a traceback: exit 1)
+        raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --out {args.out}: not a folder"])
     try:
         files = scenario_files(args.targets)
         loaded = [(path, load_scenario(path)) for path in files]
@@ -630,7 +632,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             write_junit([case], args.out / "junit.xml")
             write_atomic(args.out / "summary.json", json.dumps(summary_document([case], 0.0), indent=1) + "\n")
         except OSError as err:
-            print(f"v2x check: cannot write the reports to {args.out}: {err}", file=sys.stderr)
+            print(f"v2x check: cannot write the reports to {args.out}: {err.strerror or err}", file=sys.stderr)
         return exc.code
     from v2x.scenario import speed_notes
 
