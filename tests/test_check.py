@@ -233,6 +233,18 @@ def test_pytest_collects_a_folder_of_scenarios_with_readable_names(pytester: pyt
     result.stdout.fnmatch_lines(["*actors[[]0[]].speed_mps: Input should be a valid number*"])
 
 
+def test_the_plugin_fails_a_scenario_without_a_golden_record_as_v2x_check_does(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    folder = _copy_fcw(tmp_path)
+    (folder / "golden" / "fcw.json").unlink()
+    result = pytester.runpytest_inprocess(*INNER, str(folder), "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [f"*no golden record: create it with `v2x check {folder / 'fcw.yaml'} --update-golden`*"]
+    )
+
+
 def test_the_plugin_reports_a_changed_outcome(pytester: pytest.Pytester, tmp_path: Path) -> None:
     folder = _copy_fcw(tmp_path)
     record = json.loads((folder / "golden" / "fcw.json").read_text())

@@ -125,7 +125,14 @@ class ScenarioItem(pytest.Item):
         for case in check_result(result, golden, 0.0):
             if case.variant != self.variant:
                 continue
-            problems = [line for line in case.lines if not line.startswith("no golden record")]
+            # as `v2x check`: a variant without a record fails (a repository that forgot to commit golden/
+            # got a green pytest that checked the expectations only: an adopter review)
+            problems = [
+                f"no golden record: create it with `v2x check {self.path} --update-golden`"
+                if line.startswith("no golden record")
+                else line
+                for line in case.lines
+            ]
             if problems:
                 raise ScenarioFailure("\n".join(problems))
 
