@@ -209,3 +209,18 @@ def test_a_run_shorter_than_a_tick_is_refused(tmp_path: Path) -> None:
     # an attack review: duration_s: 1e-320 was accepted and ran 0 s
     text = FCW.read_text().replace("duration_s: 14.0", "duration_s: 1e-320")
     assert dict(_problems(_write(tmp_path, text)))["duration_s"].startswith("at least one tick (0.1 s); got ")
+
+
+async def test_the_minimal_scenario_in_the_docs_loads_and_runs_as_it_says(tmp_path: Path) -> None:
+    """docs/SCENARIOS.md "A minimal scenario" (an adopter review asked for one complete file): it loads, the
+    follower is warned with V2X and collides without it."""
+    from v2x.run.runner import run_scenario
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "SCENARIOS.md").read_text()
+    block = re.search(r"### A minimal scenario\n.*?```yaml\n(.*?)```", doc, re.S)
+    assert block is not None
+    path = tmp_path / "minimal.yaml"
+    path.write_text(block.group(1))
+    result = await run_scenario(load_scenario(path), seed=0, broker="loopback")
+    assert result["passed"], [e for e in result["expectations"] if not e["passed"]]
+    assert len(result["expectations"]) == 3

@@ -428,7 +428,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for line in unmet(scenarios):
         print(f"v2x run: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    for note in (n for sc in scenarios for n in speed_notes(sc)) if not args.quiet else ():
+    for note in (n for sc in scenarios for n in speed_notes(sc)):  # (-q too: a CI log is where it is read)
         print(printable(f"v2x run: note: {note}"), file=sys.stderr)
     from v2x.run.runner import unjoinable
 
@@ -563,7 +563,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         idle = time.monotonic() - wall0 - cpu
         waited = _waits_on_broker_alone(whole, args, workers)
         slow = idle_note(whole, result, args.broker, idle, cpu) if waited else None
-        if slow is not None and not args.quiet:
+        if slow is not None:
             print(f"v2x run: {scenario.id}: note: {slow}", file=sys.stderr)
         results.append(result)
         failed |= not result["passed"]

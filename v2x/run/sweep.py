@@ -105,7 +105,10 @@ def seed_findings(result: dict[str, Any], expectations: list[dict[str, Any]]) ->
                     ),
                     None,
                 )
-                leads[x["app"]].append(round(crash - first["t_s"], 3) if crash is not None else first["ttc_s"])
+                if crash is not None:
+                    leads[x["app"]].append(round(crash - first["t_s"], 3))
+                elif first.get("ttc_s"):  # (0: the app has no time to a conflict, GLOSA's advice: no lead time)
+                    leads[x["app"]].append(first["ttc_s"])
         else:
             app["quiet"] += 1
             app["false"] += not held
