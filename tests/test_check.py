@@ -408,3 +408,15 @@ def test_a_golden_record_without_tolerances_takes_the_defaults(tmp_path: Path) -
     path.write_text(json.dumps(_crafted(lambda g: g.pop("tolerance"))))
     record = load_golden(path)
     assert record is not None and "tolerance" not in record
+
+
+def test_a_folder_without_scenario_files_says_where_it_looked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An adopter kept scenarios in a subfolder: "no scenario files found" did not say where it had looked."""
+    (tmp_path / "sub").mkdir()
+    shutil.copy(FCW, tmp_path / "sub" / "fcw.yaml")
+    assert main(["check", str(tmp_path), "-q", "--out", str(tmp_path / "out")]) == 2
+    assert f"no scenario files (*.yaml, *.yml) in {tmp_path} (a folder's own files: not its subfolders)" in (
+        capsys.readouterr().err
+    )

@@ -498,6 +498,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "N' (default 1); needs a broker; the outcome is the same for any N",
     )
     check.add_argument("-v", "--verbose", action="store_true", help="print every difference, not only the first")
+    check.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress lines, only notes, the table and the tally"
+    )
     check.set_defaults(handler=cmd_check)
 
 
@@ -589,7 +592,9 @@ def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dic
         lines = [*(str(clash) for clash in clashes), "v2x check: two scenarios with one id; nothing was run"]
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", lines)
     if not loaded:
-        raise _NothingRun(EXIT_BAD_INPUT, "scenarios", ["v2x check: no scenario files found"])
+        where = ", ".join(args.targets)
+        lines = [f"v2x check: no scenario files (*.yaml, *.yml) in {where} (a folder's own files: not its subfolders)"]
+        raise _NothingRun(EXIT_BAD_INPUT, "scenarios", lines)
     for line in unmet(sc for _, sc in loaded):
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {line}"])
     for cannot in filter(None, (unjoinable(sc, args.broker) for _, sc in loaded)):
@@ -672,7 +677,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         outcomes = (futures[k].result() for k in range(len(work)))
     try:
         for k, ((path, sc), (outcome, wall, idle, cpu)) in enumerate(zip(loaded, outcomes, strict=True), start=1):
-            print(f"[{k}/{len(loaded)}] {sc.id} (seed {seeds[path]}) {wall:.1f} s", file=sys.stderr, flush=True)
+            if not args.quiet:
+                print(f"[{k}/{len(loaded)}] {sc.id} (seed {seeds[path]}) {wall:.1f} s", file=sys.stderr, flush=True)
             if not isinstance(outcome, str) and slow is None and waits_on_broker:
                 slow = idle_note(sc, outcome, args.broker, idle, cpu)
                 if slow is not None:
