@@ -1364,3 +1364,69 @@ async def test_an_sdk_stack_whose_broker_stays_away_raises_broker_lost_at_once(t
             assert time.monotonic() - gone < 4.0
     finally:
         broker.stop()
+
+
+@pytest.mark.broker
+async def test_an_sdk_stack_says_hello_again_after_a_broker_restart_before_its_first_tick(tmp_path: Path) -> None:
+    """The broker restarts while the stack waits to join: once it is back the stack subscribes again and says
+    ``Hello`` again (docs/PROTOCOL.md "Topics"), takes the START and the tick that follow, and ends on STOP."""
+    import asyncio
+
+    import aiomqtt
+
+    from v2x.net import topics
+    from v2x.sdk import Stack
+
+    assert MOSQUITTO is not None
+    broker = Mosquitto(MOSQUITTO)
+    broker.start()
+    run_id = f"sdk-hello-{uuid.uuid4().hex[:6]}"
+    start = _forged_world_start(tmp_path, run_id, n_ticks=0)  # one tick: 0, the final one
+    ended: list[int] = []
+
+    async def drive() -> Stack:
+        async with Stack(broker.address, run_id=run_id, actor_id="follower") as stack:
+            run = await stack.start(timeout_s=20)
+            async for tick in stack.ticks(tick_timeout_s=20):
+                await stack.ack(tick, VehicleState.at_start(run.me))
+                ended.append(tick.n)
+        return stack
+
+    async def world_hears(what: str, timeout_s: float = 10.0) -> tuple[aiomqtt.Client, list[str]]:
+        world = aiomqtt.Client("127.0.0.1", broker.port, identifier=f"world-{run_id}-{what}")
+        await world.__aenter__()
+        await world.subscribe(topics.join(run_id, "follower"), qos=1)
+        await world.subscribe(topics.ack(run_id, "follower"), qos=1)
+        heard: list[str] = []
+        async with asyncio.timeout(timeout_s):
+            async for message in world.messages:
+                heard.append(str(message.topic).split("/")[2])
+                if heard[-1] == what:
+                    break
+        return world, heard
+
+    try:
+        driving = asyncio.create_task(drive())
+        world, _ = await world_hears("join")
+        await world.__aexit__(None, None, None)
+        broker.stop()
+        await asyncio.sleep(0.5)
+        broker.start()
+        world, _ = await world_hears("join")  # said again on the new connection
+        await world.publish(topics.control(run_id), start.SerializeToString(), qos=1, retain=True)
+        first = testbed_pb2.TickInput(run_id=run_id, tick=0, time_us=0, tick_us=100_000, final=True)
+        await world.publish(topics.tick_input(run_id, "follower"), first.SerializeToString())
+        async with asyncio.timeout(10.0):
+            async for message in world.messages:
+                if "/ack/" in str(message.topic):
+                    break
+        stop = testbed_pb2.Control()
+        stop.CopyFrom(start)
+        stop.command = testbed_pb2.Control.COMMAND_STOP
+        await world.publish(topics.control(run_id), stop.SerializeToString(), qos=1, retain=True)
+        stack = await asyncio.wait_for(driving, 10.0)
+        await world.publish(topics.control(run_id), b"", qos=1, retain=True)
+        await world.__aexit__(None, None, None)
+    finally:
+        broker.stop()
+    assert ended == [0] and stack.reconnections == 1
