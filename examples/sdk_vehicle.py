@@ -14,10 +14,12 @@ flags hazardLights and disabledVehicle; docs/PROTOCOL.md, "Collisions").
     python examples/sdk_vehicle.py --broker mqtt://127.0.0.1:1883 --run demo-v2x --actor follower
     v2x run my-fcw.yaml --broker mqtt://127.0.0.1:1883 --run-id demo --variant v2x
 
-``--work-ms`` makes each tick take that long (a slow stack, for real-time tests). Exit codes: 0 the run
-ended, 1 the run was aborted (a STOP before the final tick, or one with a reason such as ``run error: ...``
-after it), 2 bad arguments, 3 no START within ``--join-timeout``. What someone else publishes on the broker
-(forged or junk inputs, an unusable START) the SDK refuses and counts in the Acks' ``rejected``.
+``--work-ms`` makes each tick take that long (a slow stack, for real-time tests). A broker restart is waited
+out (the SDK reconnects). Exit codes: 0 the run ended, 1 the run was aborted (a STOP before the final tick, or
+one with a reason such as ``run error: ...`` after it), no input for ``--tick-timeout``, or the broker was away
+for more than 60 s (``BrokerLost``), 2 bad arguments, 3 no START within ``--join-timeout``. What someone else
+publishes on the broker (forged or junk inputs, an unusable START) the SDK refuses and counts in the Acks'
+``rejected``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import sys
 import time
 from typing import Any
 
-from v2x.sdk import RunAborted, Stack, Tick, VehicleState
+from v2x.sdk import BrokerLost, RunAborted, Stack, Tick, VehicleState
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import RemoteState
 
@@ -132,6 +134,9 @@ async def drive(args: argparse.Namespace) -> int:
     async with stack_cm as stack:
         try:
             run = await stack.start(timeout_s=args.join_timeout)
+        except BrokerLost as exc:
+            log.error("%s", exc)
+            return 1
         except TimeoutError:
             log.error("no START for run %s within %.0f s", args.run, args.join_timeout)
             return 3
@@ -152,7 +157,7 @@ async def drive(args: argparse.Namespace) -> int:
         except RunAborted as exc:
             log.error("%s", exc)
             return 1
-        except TimeoutError as exc:
+        except (TimeoutError, BrokerLost) as exc:
             log.error("%s", exc)
             return 1
         if stack.skipped_ticks:

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests._agents import offline_sim
-from tests._mosquitto import Mosquitto
+from tests._mosquitto import MOSQUITTO, Mosquitto
 from tests._slow_stack import _example
 from v2x.scenario import Scenario, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
@@ -1257,3 +1257,176 @@ async def test_forged_next_ticks_with_numbers_no_world_sends_leave_a_lockstep_ru
     assert result["events"] == clean_result["events"]
     assert result["metrics"]["v2x"]["rejected_by_agents"]["follower"] == {"malformed": 2}
     assert "follower" not in clean_result["metrics"]["v2x"]["rejected_by_agents"]
+
+
+# ---- A broker restart under an SDK stack (attack review, session 19) ------------------------------------------------
+# Mosquitto killed 4 s into a lockstep fcw run with the follower on the SDK, and started again 1 s later: the world
+# and its agents reconnected, but the SDK's reader ended with an MqttError nobody awaited, ``Stack.ticks()`` waited
+# its tick timeout (90 s in the example) and the run failed "no report from follower after 60 s", exit 3.
+
+
+@pytest.mark.broker
+async def test_an_sdk_stack_resumes_after_broker_restarts_with_the_outcome_of_a_run_without(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fcw with the follower driven by examples/sdk_vehicle.py's FCW and driver on ``v2x.sdk``, in lockstep on a
+    Mosquitto of its own that is stopped and started again twice (between two ticks, and right after the world
+    sent a tick's inputs): the stack reconnects, answers the world's re-sends, and the run ends with the events
+    and metrics of the run without a restart."""
+    import asyncio
+
+    from tests.test_worker_restart import RestartBroker
+    from v2x.net.clock import LockstepClock
+    from v2x.run import runner
+    from v2x.sdk import Stack
+
+    assert MOSQUITTO is not None
+    monkeypatch.setattr(  # the world asks again after 0.5 s (not 2 s), and gives up after 10 s (not 60 s)
+        runner, "make_clock", lambda mode, tick_s: LockstepClock(tick_s, retransmit_after_s=0.5, give_up_after_s=10.0)
+    )
+    example = _example()
+    sc = load_scenario(fcw_with_external(tmp_path, "follower", duration_s=10.0))  # the warning at 6.1 s, at rest at 9.5
+    broker = Mosquitto(MOSQUITTO)
+    broker.start()
+
+    async def drive(run_id: str) -> Stack:
+        async with Stack(broker.address, run_id=run_id, actor_id="follower", software="test") as stack:
+            run = await stack.start(timeout_s=30)
+            state = VehicleState.at_start(run.me)
+            fcw, driver = example.Fcw(3.0), example.Driver(1.0, 7.0)
+            async for tick in stack.ticks(tick_timeout_s=15):
+                state = await example.step(stack, tick, state, fcw, driver, run.me.length_m, 0.0)
+        return stack
+
+    async def one(name: str, restart: RestartBroker | None) -> tuple[dict[str, Any], Stack]:
+        run_id = f"sdk-restart-{name}-{uuid.uuid4().hex[:6]}"
+        report, stack = await asyncio.gather(
+            runner.run_variant(sc, "v2x", seed=0, broker=broker.address, run_id=run_id, observer=restart),
+            drive(run_id),
+        )
+        metrics = {k: v for k, v in report.metrics.items() if k not in ("wall_seconds", "duplicates")}
+        return {"events": report.events, "metrics": metrics}, stack
+
+    try:
+        reference, _ = await one("reference", None)
+        restart = RestartBroker(broker, between=30, within=70)
+        restarted, stack = await one("restarted", restart)
+    finally:
+        broker.stop()
+    assert restart.restarts == 2
+    assert stack.reconnections == 2
+    assert [e for e in reference["events"] if e["type"] == "warning" and e["target"] == "follower"]
+    assert restarted == reference
+
+
+@pytest.mark.broker
+async def test_an_sdk_stack_whose_broker_stays_away_raises_broker_lost_at_once(tmp_path: Path) -> None:
+    """The broker goes away after tick 0 for good: ``Stack.ticks()`` raises ``BrokerLost`` (an MqttError) once
+    ``reconnect_within_s`` has passed, not after its ``tick_timeout_s``, having tried again meanwhile."""
+    import asyncio
+    import time
+
+    import aiomqtt
+
+    from v2x.net import topics
+    from v2x.sdk import BrokerLost, Stack
+
+    assert MOSQUITTO is not None
+    broker = Mosquitto(MOSQUITTO)
+    broker.start()
+    run_id = f"sdk-gone-{uuid.uuid4().hex[:6]}"
+    start = _forged_world_start(tmp_path, run_id, n_ticks=5)  # the world's START, in a run of ticks 0..5
+    ticks: list[int] = []
+
+    async def drive() -> None:
+        async with Stack(broker.address, run_id=run_id, actor_id="follower", reconnect_within_s=1.0) as stack:
+            run = await stack.start(timeout_s=10)
+            async for tick in stack.ticks(tick_timeout_s=30):
+                await stack.ack(tick, VehicleState.at_start(run.me))
+                ticks.append(tick.n)
+
+    try:
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier=f"world-{run_id}") as world:
+            await world.publish(topics.control(run_id), start.SerializeToString(), qos=1, retain=True)
+            driving = asyncio.create_task(drive())
+            await asyncio.sleep(0.5)
+            first = testbed_pb2.TickInput(run_id=run_id, tick=0, time_us=0, tick_us=100_000)
+            await world.publish(topics.tick_input(run_id, "follower"), first.SerializeToString())
+            for _ in range(100):
+                if ticks:
+                    break
+                await asyncio.sleep(0.05)
+            assert ticks == [0]
+            broker.stop()
+            gone = time.monotonic()
+            with pytest.raises(BrokerLost, match="could not reach it again within 1 s"):
+                await asyncio.wait_for(driving, 10.0)
+            assert time.monotonic() - gone < 4.0
+    finally:
+        broker.stop()
+
+
+@pytest.mark.broker
+async def test_an_sdk_stack_says_hello_again_after_a_broker_restart_before_its_first_tick(tmp_path: Path) -> None:
+    """The broker restarts while the stack waits to join: once it is back the stack subscribes again and says
+    ``Hello`` again (docs/PROTOCOL.md "Topics"), takes the START and the tick that follow, and ends on STOP."""
+    import asyncio
+
+    import aiomqtt
+
+    from v2x.net import topics
+    from v2x.sdk import Stack
+
+    assert MOSQUITTO is not None
+    broker = Mosquitto(MOSQUITTO)
+    broker.start()
+    run_id = f"sdk-hello-{uuid.uuid4().hex[:6]}"
+    start = _forged_world_start(tmp_path, run_id, n_ticks=0)  # one tick: 0, the final one
+    ended: list[int] = []
+
+    async def drive() -> Stack:
+        async with Stack(broker.address, run_id=run_id, actor_id="follower") as stack:
+            run = await stack.start(timeout_s=20)
+            async for tick in stack.ticks(tick_timeout_s=20):
+                await stack.ack(tick, VehicleState.at_start(run.me))
+                ended.append(tick.n)
+        return stack
+
+    async def world_hears(what: str, timeout_s: float = 10.0) -> tuple[aiomqtt.Client, list[str]]:
+        world = aiomqtt.Client("127.0.0.1", broker.port, identifier=f"world-{run_id}-{what}")
+        await world.__aenter__()
+        await world.subscribe(topics.join(run_id, "follower"), qos=1)
+        await world.subscribe(topics.ack(run_id, "follower"), qos=1)
+        heard: list[str] = []
+        async with asyncio.timeout(timeout_s):
+            async for message in world.messages:
+                heard.append(str(message.topic).split("/")[2])
+                if heard[-1] == what:
+                    break
+        return world, heard
+
+    try:
+        driving = asyncio.create_task(drive())
+        world, _ = await world_hears("join")
+        await world.__aexit__(None, None, None)
+        broker.stop()
+        await asyncio.sleep(0.5)
+        broker.start()
+        world, _ = await world_hears("join")  # said again on the new connection
+        await world.publish(topics.control(run_id), start.SerializeToString(), qos=1, retain=True)
+        first = testbed_pb2.TickInput(run_id=run_id, tick=0, time_us=0, tick_us=100_000, final=True)
+        await world.publish(topics.tick_input(run_id, "follower"), first.SerializeToString())
+        async with asyncio.timeout(10.0):
+            async for message in world.messages:
+                if "/ack/" in str(message.topic):
+                    break
+        stop = testbed_pb2.Control()
+        stop.CopyFrom(start)
+        stop.command = testbed_pb2.Control.COMMAND_STOP
+        await world.publish(topics.control(run_id), stop.SerializeToString(), qos=1, retain=True)
+        stack = await asyncio.wait_for(driving, 10.0)
+        await world.publish(topics.control(run_id), b"", qos=1, retain=True)
+        await world.__aexit__(None, None, None)
+    finally:
+        broker.stop()
+    assert ended == [0] and stack.reconnections == 1

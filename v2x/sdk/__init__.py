@@ -18,11 +18,12 @@ stack's process.
 
 from __future__ import annotations
 
-from v2x.sdk.client import RunAborted, Stack
+from v2x.sdk.client import BrokerLost, RunAborted, Stack
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
 
 __all__ = [
     "ActorStart",
+    "BrokerLost",
     "Collision",
     "Gnss",
     "Heard",

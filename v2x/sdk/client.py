@@ -35,7 +35,15 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
   envelope it hears is verified first (refusals are counted in ``rejected`` under their reason, as the
   built-in receivers do).
 
-No reconnection: if the broker goes away, :meth:`Stack.ticks` raises ``aiomqtt.MqttError``.
+* a broker restart: when the connection drops it connects again as the testbed's own clients do
+  (``v2x.net.transport``: after 0.1 s, then doubling to every second), subscribes again, says ``Hello`` again
+  if no tick was handed out yet, and publishes what the stack sends meanwhile once it is back; the world's
+  re-sends of the stalled tick are answered as any re-send, so a lockstep run ends as without the restart
+  (since session 19: the reader ended with the connection, unseen, and ``ticks()`` waited its whole
+  ``tick_timeout_s`` while the run failed for want of this actor's reports). A broker away for longer than
+  ``reconnect_within_s`` (60 s, the world's own wait for a silent actor in lockstep) is given up:
+  :meth:`Stack.ticks`, :meth:`Stack.start` and the sending methods raise :class:`BrokerLost` (an
+  ``aiomqtt.MqttError``) at once.
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
 from v2x.net.secure import load_actor_credentials
+from v2x.net.transport import RECONNECT_INITIAL_S, RECONNECT_MAX_S
 from v2x.net.world import WORLD_LOST
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
 from v2x.wire import frame_pb2, security_pb2, testbed_pb2
@@ -84,6 +93,9 @@ LOG_FIRST = 5  # rejections logged at WARNING per reason; the rest are counted o
 # the earliest t0 the stack saw may be late by the broker's latency (tick 0, START); a forged input right after
 # the stack's Ack of tick n cannot be further ahead than tick n + 1, as the world's own next one.
 REALTIME_EARLY_TICKS = 1.0
+# How long a lost broker is tried again before the stack gives up (``BrokerLost``): the world's own wait for a
+# silent actor in lockstep (``LockstepClock.give_up_after_s``), after which the run has failed anyway.
+RECONNECT_WITHIN_S = 60.0
 # A TickInput whose GNSS error is larger is refused (``malformed``: the world's are metres; ``input_problem``).
 MAX_GNSS_ERROR_M = 100_000.0
 
@@ -120,9 +132,23 @@ def input_problem(ti: testbed_pb2.TickInput) -> str | None:
     return None
 
 
+class BrokerLost(aiomqtt.MqttError):
+    """The broker went away and could not be reached again within ``Stack.reconnect_within_s``."""
+
+
 class RunAborted(RuntimeError):
     """The run did not end normally: a ``Control STOP`` (with the run's token) before the final tick, or one
     with a reason (``run error: ...``, ``interrupted``) after it."""
+
+
+async def _first(a: asyncio.Event, b: asyncio.Event, timeout_s: float | None) -> None:
+    """Wait until ``a`` or ``b`` is set, or ``timeout_s`` (None: no limit) has passed."""
+    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def _epoch(text: str) -> datetime:
@@ -142,7 +168,9 @@ class Stack:
     written by ``v2x run --secure``; a path; ``ValueError`` if it is not one, or is another actor's or run's):
     sign what is sent, verify what is heard. ``resume``: the process restarted in the middle of the run; its
     first tick is whichever the world sends (a fresh stack takes tick 0 first, and refuses a later one as
-    ``bad_tick``: a forged one must not be where it starts).
+    ``bad_tick``: a forged one must not be where it starts). ``reconnect_within_s``: how long a lost broker is
+    tried again (0.1 s after losing it, doubling to every second) before the stack gives up with
+    :class:`BrokerLost`. ``reconnections``: how often it connected again.
     """
 
     def __init__(
@@ -157,6 +185,7 @@ class Stack:
         uplink: bool = True,
         signing_key: str | Path | None = None,
         resume: bool = False,
+        reconnect_within_s: float = RECONNECT_WITHIN_S,
     ) -> None:
         self.broker = parse_broker_url(broker) if isinstance(broker, str) else broker
         for value, what in ((run_id, "run id"), (actor_id, "actor id")):
@@ -189,7 +218,14 @@ class Stack:
         self._last_time_us = 0
         self.seq = 0
         self.msg_count = 0
-        self._client: aiomqtt.Client | None = None
+        self.reconnect_within_s = reconnect_within_s
+        self.reconnections = 0
+        self._client_id = f"sdk-{actor_id}-{uuid.uuid4().hex[:8]}"
+        self._client: aiomqtt.Client | None = None  # the live connection, None while the broker is away
+        self._entered = False
+        self._connected = asyncio.Event()
+        self._lost: BrokerLost | None = None  # set when the broker could not be reached again in time
+        self._gone = asyncio.Event()  # ... and then set
         self._tasks: list[asyncio.Task[None]] = []
         self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
         self._waiting_bytes = 0  # the bytes of the inputs in ``_inputs``
@@ -222,25 +258,87 @@ class Stack:
 
     # -- connection ---------------------------------------------------------------------------------
     async def __aenter__(self) -> Stack:
+        """Connect and subscribe (``aiomqtt.MqttError`` if the broker cannot be reached now: no retries for a
+        first connection, whose failure is more often a wrong address or password than a restart)."""
+        client = await self._connect()
+        self._client, self._entered = client, True
+        self._connected.set()
+        self._tasks = [
+            asyncio.create_task(self._connection(client), name=f"sdk-read-{self.actor_id}"),
+            asyncio.create_task(self._hello(), name=f"sdk-hello-{self.actor_id}"),
+        ]
+        return self
+
+    async def _connect(self) -> aiomqtt.Client:
+        """A new connection (with this stack's client id) subscribed to the input and control topics."""
         client = aiomqtt.Client(
             self.broker.host,
             self.broker.port,
             username=self.broker.username,
             password=self.broker.password,
             tls_context=tls_context(self.broker),
-            identifier=f"sdk-{self.actor_id}-{uuid.uuid4().hex[:8]}",
+            identifier=self._client_id,
             keepalive=10,
             timeout=5.0,
         )
         await client.__aenter__()
-        self._client = client
-        await client.subscribe(topics.tick_input(self.run_id, self.actor_id), qos=0)
-        await client.subscribe(topics.control(self.run_id), qos=1)
-        self._tasks = [
-            asyncio.create_task(self._read(client), name=f"sdk-read-{self.actor_id}"),
-            asyncio.create_task(self._hello(), name=f"sdk-hello-{self.actor_id}"),
-        ]
-        return self
+        try:
+            await client.subscribe(topics.tick_input(self.run_id, self.actor_id), qos=0)
+            await client.subscribe(topics.control(self.run_id), qos=1)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
+            raise
+        return client
+
+    async def _connection(self, client: aiomqtt.Client) -> None:
+        """Read ``client``'s messages; when the connection drops, connect again (``_reconnect``) and read on."""
+        while True:
+            try:
+                await self._read(client)
+                why = "the connection ended"
+            except aiomqtt.MqttError as exc:
+                why = str(exc) or type(exc).__name__
+            self._client = None
+            self._connected.clear()
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
+            again = await self._reconnect(why)
+            if again is None:
+                return
+            client = again
+
+    async def _reconnect(self, why: str) -> aiomqtt.Client | None:
+        """Connect again as the testbed's clients do (``v2x.net.transport``: after ``RECONNECT_INITIAL_S``,
+        doubling up to ``RECONNECT_MAX_S``), subscribed again; None, with ``_lost`` set and the waits woken,
+        once the broker has been away for ``reconnect_within_s``."""
+        loop = asyncio.get_running_loop()
+        lost_at = loop.time()
+        at = f" after tick {self._last[0]}" if self._last is not None else " before its first tick"
+        log.warning("%s: lost the broker %s%s (%s); reconnecting", self.actor_id, self.broker.url, at, why)
+        delay = RECONNECT_INITIAL_S
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                client = await self._connect()
+            except aiomqtt.MqttError as exc:
+                why = str(exc) or type(exc).__name__
+                if loop.time() - lost_at >= self.reconnect_within_s:
+                    self._lost = BrokerLost(
+                        f"{self.actor_id}: lost the MQTT broker at {self.broker.url}{at} and could not reach it "
+                        f"again within {self.reconnect_within_s:g} s ({why})"
+                    )
+                    log.error("%s", self._lost)
+                    self._gone.set()
+                    self._stop_event.set()  # wakes ``ticks()``, which raises ``_lost``
+                    return None
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                continue
+            self.reconnections += 1
+            self._client = client
+            self._connected.set()
+            log.warning("%s: reconnected to %s after %.1f s", self.actor_id, self.broker.url, loop.time() - lost_at)
+            return client
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -256,17 +354,40 @@ class Stack:
             self._client = None
 
     async def _publish(self, topic: str, payload: bytes) -> None:
-        assert self._client is not None, "use the Stack as an async context manager"
-        await self._client.publish(topic, payload, qos=0)
+        """Publish at QoS 0; while the broker is away, wait until the stack is connected again (``BrokerLost``
+        if it is given up). What a dropped connection lost the world asks for again (lockstep re-sends)."""
+        assert self._entered, "use the Stack as an async context manager"
+        loop = asyncio.get_running_loop()
+        while True:
+            client = await self._live()
+            try:
+                await client.publish(topic, payload, qos=0)
+                return
+            except aiomqtt.MqttError as exc:  # this connection is gone: wait for the next one, then again
+                log.debug("%s: publish to %s failed (%s)", self.actor_id, topic, exc)
+                until = loop.time() + 2.0
+                while self._client is client and self._lost is None and loop.time() < until:
+                    await asyncio.sleep(0.02)
+
+    async def _live(self) -> aiomqtt.Client:
+        """The live connection, waiting through a reconnection; ``BrokerLost`` if the broker was given up."""
+        while True:
+            if self._lost is not None:
+                raise self._lost
+            if self._client is not None:
+                return self._client
+            await _first(self._connected, self._gone, None)
 
     async def _hello(self) -> None:
         hello = testbed_pb2.Hello(
             actor_id=self.actor_id, kind=self.kind, software=self.software, protocol_version=PROTOCOL_VERSION
         ).SerializeToString()
-        while not self._first_input.is_set():
-            await self._publish(topics.join(self.run_id, self.actor_id), hello)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._first_input.wait(), HELLO_EVERY_S)
+        # (after a reconnection too, until the first tick: the publish waits for the connection)
+        with contextlib.suppress(BrokerLost):  # (``start`` and ``ticks`` say so)
+            while not self._first_input.is_set():
+                await self._publish(topics.join(self.run_id, self.actor_id), hello)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._first_input.wait(), HELLO_EVERY_S)
 
     def _reject(self, reason: str, detail: str) -> None:
         self.rejected[reason] += 1
@@ -396,8 +517,14 @@ class Stack:
 
     # -- the run ------------------------------------------------------------------------------------
     async def start(self, timeout_s: float | None = None) -> RunInfo:
-        """Wait for this run's ``Control START`` (``TimeoutError`` after ``timeout_s``) and return it."""
-        await asyncio.wait_for(self._started.wait(), timeout_s)
+        """Wait for this run's ``Control START`` (``TimeoutError`` after ``timeout_s``, ``BrokerLost`` if the
+        broker is given up) and return it."""
+        if not self._started.is_set():
+            await _first(self._started, self._gone, timeout_s)
+            if not self._started.is_set():
+                if self._lost is not None:
+                    raise self._lost
+                raise TimeoutError(f"no START for run {self.run_id} within {timeout_s} s")
         assert self.run is not None
         if self.run.control.signed and self._signing_key is None:
             raise ValueError(
@@ -410,12 +537,13 @@ class Stack:
 
     async def ticks(self, *, tick_timeout_s: float | None = None) -> AsyncIterator[Tick]:
         """Every tick of the run, in order, until the final one (answer each with :meth:`ack` before asking
-        for the next). Raises ``RunAborted`` on a STOP before the final tick and ``TimeoutError`` when no
-        input comes for ``tick_timeout_s``. After the final tick's answer it returns once the world says STOP:
-        until then it answers the world's re-sends of that tick (the answer may have been lost in a broker
-        restart), for at most ``FINAL_LINGER_S``; a STOP with a reason (``run error: ...``) raises
-        ``RunAborted`` there too. Inputs that are not the world's next tick are refused and counted (see the
-        module's docstring)."""
+        for the next). Raises ``RunAborted`` on a STOP before the final tick, ``TimeoutError`` when no input
+        comes for ``tick_timeout_s`` and ``BrokerLost`` at once when the broker has been away for
+        ``reconnect_within_s`` (a shorter outage is waited out: the SDK reconnects). After the final tick's
+        answer it returns once the world says STOP: until then it answers the world's re-sends of that tick
+        (the answer may have been lost in a broker restart), for at most ``FINAL_LINGER_S``; a STOP with a
+        reason (``run error: ...``) raises ``RunAborted`` there too. Inputs that are not the world's next tick
+        are refused and counted (see the module's docstring)."""
         await self.start()
         while True:
             received_at, payload, ti = await self._next_input(tick_timeout_s)
@@ -499,6 +627,8 @@ class Stack:
             _, payload, ti = got
             if not await self._answered_again(ti, payload):
                 self._reject("bad_tick", f"TickInput({ti.tick}) after the final tick")
+        if self._stopped is None and self._lost is not None:
+            raise self._lost
         if self._stopped is not None and self._stopped.reason:
             raise RunAborted(f"run {self.run_id} ended with STOP {self._stopped.reason!r} after its final tick")
 
@@ -509,6 +639,8 @@ class Stack:
             return got
         if self._stopped is not None:
             raise RunAborted(f"run {self.run_id} stopped before its final tick: {self._stopped.reason}")
+        if self._lost is not None:
+            raise self._lost
         raise TimeoutError(f"no TickInput for {timeout_s} s")
 
     async def _newest(
