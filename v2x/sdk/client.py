@@ -65,7 +65,7 @@ import aiomqtt
 from google.protobuf.message import DecodeError
 
 from v2x.geodesy import LocalFrame
-from v2x.net import topics
+from v2x.net import limits, topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
 from v2x.net.secure import load_actor_credentials
@@ -82,7 +82,7 @@ log = logging.getLogger("v2x.sdk")
 PROTOCOL_VERSION = topics.PROTOCOL_VERSION
 HELLO_EVERY_S = 1.0
 KEEP_EVENTS_TICKS = 100  # how many ticks' warnings are kept for re-reporting after a late tick
-MAX_INPUT_BYTES = 4 * 1024 * 1024  # a bigger TickInput is refused (``oversized``), as by the built-in agents
+MAX_INPUT_BYTES = limits.MAX_INPUT_BYTES  # a bigger TickInput is refused (``oversized``), as by the built-in agents
 # Inputs waiting to be handed out (before START, or while the stack works on a tick): beyond these the oldest
 # is dropped (``overflow``). The world sends one at a time in lockstep and ten a second in real time; only a
 # flood of someone else's fills this (300 MB of junk grew a stack waiting for START by 311 MB).
