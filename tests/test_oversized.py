@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
+from dataclasses import replace
 
 import aiomqtt
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from tests._mosquitto import Mosquitto
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress
+from v2x.net.transport import MqttTransport
 from v2x.run.runner import run_variant
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
@@ -72,3 +75,32 @@ async def test_oversized_messages_never_reach_a_run_on_the_embedded_broker(embed
     clean = await run_variant(FCW, "v2x", seed=3, broker=embedded, run_id="big-clean-emb")
     attacked = await _run_with_big_messages(embedded, "big-emb")
     _same_as_clean(attacked, clean)
+
+
+async def _connect(address: BrokerAddress) -> tuple[MqttTransport, float]:
+    tp = MqttTransport(address, f"probe-{uuid.uuid4().hex[:8]}")
+    tp.route(topics.tick_input("big-probe", "a"), lambda topic, payload: None)
+    ready = asyncio.Event()
+    start = time.monotonic()
+    task = asyncio.create_task(tp.run(ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        return tp, time.monotonic() - start
+    finally:
+        tp.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await task
+
+
+async def test_connections_speak_mqtt5_to_mosquitto_and_fall_back_at_once_on_the_embedded_broker(
+    mosquitto: Mosquitto, embedded: BrokerAddress
+) -> None:
+    """Mosquitto takes MQTT 5 (and so the Maximum Packet Size); amqtt speaks 3.1.1 only: a client that tries
+    MQTT 5 on it (an outside stack's SDK given its URL) is refused at once and connects with 3.1.1 (amqtt itself
+    misread such a CONNECT and the client waited 5 s for its timeout)."""
+    tp, _ = await _connect(mosquitto.address)
+    assert tp.spoke_mqtt5
+    tp, took = await _connect(replace(embedded, mqtt5=True))
+    assert not tp.spoke_mqtt5 and not tp.mqtt5
+    assert took < 2.0

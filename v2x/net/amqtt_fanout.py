@@ -174,6 +174,7 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
 
 
 PUBLISH, CONNECT = 3, 1  # MQTT packet types
+CONNACK_BAD_VERSION = bytes((0x20, 2, 0, 1))  # CONNACK: unacceptable protocol version (MQTT 3.1.1)
 LOG_FIRST = 5  # oversized packets logged at WARNING; the rest at DEBUG
 
 
@@ -245,6 +246,16 @@ class _BoundedReader(ReaderAdapter):  # type: ignore[misc]  # amqtt has no type 
             self._pending = size + name
             topic = name.decode("utf-8", "replace")
             limit = limits.payload_limit(topic)
+        elif self._type == CONNECT and self._left >= 7:
+            self._pending = await self._reader.readexactly(7)  # protocol name ("MQTT") and level
+            if self._pending[6] not in (3, 4):  # MQTT 5 (or anything else): refused at once, as amqtt would
+                # amqtt answers an MQTT 5 CONNECT only once it has read it as a 3.1.1 one; one with properties
+                # (a Maximum Packet Size) it misread and waited for bytes that never came, and the client gave up
+                # after its timeout (5 s for ours) before connecting with MQTT 3.1.1.
+                self._closed = True
+                self._writer.write(CONNACK_BAD_VERSION)
+                self._writer.close()
+                return False
         if self._left <= limit + limits.PACKET_HEADROOM:
             return True
         self._closed = True

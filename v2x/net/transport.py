@@ -129,6 +129,9 @@ class Routes:
 # to 1.6 s to a 2 s one). One attempt a second per connection is no load on a broker.
 RECONNECT_INITIAL_S = 0.1
 RECONNECT_MAX_S = 1.0
+# Brokers (host, port) that did not accept an MQTT 5 connection from this process: later connections to them
+# speak MQTT 3.1.1 from the start instead of waiting for the attempt to fail again (``MqttTransport.run``).
+MQTT311_BROKERS: set[tuple[str, int]] = set()
 
 
 class MqttTransport:
@@ -146,11 +149,12 @@ class MqttTransport:
     ) -> None:
         """``will``: a (topic, payload) the broker publishes, retained at QoS 1, if this connection drops
         without saying goodbye (the world's STOP "world lost"). ``max_packet_bytes``: the largest MQTT packet
-        this connection takes (None: ``limits.packet_limit`` of its routes when it connects)."""
+        this connection takes, sent to the broker as MQTT 5's Maximum Packet Size (None: ``limits.packet_limit``
+        of its routes at each connection; a route added while connected counts from the next one)."""
         self.broker = broker
         self.max_packet_bytes = max_packet_bytes
         # MQTT 5, with a Maximum Packet Size the broker heeds, unless the broker does not speak it (``run``)
-        self.mqtt5 = broker.mqtt5
+        self.mqtt5 = broker.mqtt5 and (broker.host, broker.port) not in MQTT311_BROKERS
         self.client_id = client_id
         self.will = will
         self.routes = Routes(client_id)
@@ -254,10 +258,7 @@ class MqttTransport:
             try:
                 # MQTT 5's Maximum Packet Size: the broker drops a bigger message for this connection instead of
                 # sending it (``v2x.net.limits``; paho would read it whole, in this event loop, before any check).
-                properties = None
-                if v5:
-                    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                    properties.MaximumPacketSize = self.max_packet_bytes or limits.packet_limit(self.routes.filters)
+                most = self.max_packet_bytes or limits.packet_limit(self.routes.filters)
                 client = aiomqtt.Client(
                     self.broker.host,
                     self.broker.port,
@@ -270,7 +271,7 @@ class MqttTransport:
                     max_queued_outgoing_messages=0,
                     will=aiomqtt.Will(self.will[0], self.will[1], qos=1, retain=True) if self.will else None,
                     protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-                    properties=properties,
+                    properties=connect_properties(most) if v5 else None,
                 )
                 _writer_only_while_open(client)
                 async with client:
@@ -304,18 +305,12 @@ class MqttTransport:
                 self.last_error = str(exc)
                 if self._stopping:
                     return
-                if v5 and not self.spoke_mqtt5 and _not_mqtt5(exc):
+                if v5 and not self.spoke_mqtt5 and not_mqtt5(exc):
                     # A broker that speaks only MQTT 3.1.1 (RabbitMQ before 3.13, amqtt) refuses an MQTT 5
                     # CONNECT, or answers it in a form paho cannot read (no CONNACK, a timeout): from now on
                     # this connection speaks 3.1.1, and the broker may send it messages of any size it accepts.
                     self.mqtt5 = False
-                    log.warning(
-                        "%s: broker %s did not accept MQTT 5 (%s); connecting with MQTT 3.1.1, without a maximum "
-                        "packet size (docs/SECURITY.md: set the broker's own message size limit)",
-                        self.client_id,
-                        self.broker.url,
-                        exc,
-                    )
+                    fall_back_to_mqtt311(self.broker, self.client_id, exc)
                     continue
                 log.warning(
                     "%s: broker %s unavailable (%s); retrying in %.1f s",
@@ -477,7 +472,26 @@ class LoopbackTransport:
         self._queue.put_nowait(None)
 
 
-def _not_mqtt5(exc: aiomqtt.MqttError) -> bool:
+def connect_properties(max_packet_bytes: int) -> Properties:
+    """An MQTT 5 CONNECT's properties: Maximum Packet Size ``max_packet_bytes`` (``v2x.net.limits``)."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.MaximumPacketSize = max_packet_bytes
+    return properties
+
+
+def fall_back_to_mqtt311(broker: BrokerAddress, client_id: str, exc: aiomqtt.MqttError) -> None:
+    """Note that ``broker`` did not accept an MQTT 5 connection (``exc``): later ones speak MQTT 3.1.1."""
+    MQTT311_BROKERS.add((broker.host, broker.port))
+    log.warning(
+        "%s: broker %s did not accept MQTT 5 (%s); connecting with MQTT 3.1.1, without a maximum packet size "
+        '(docs/SECURITY.md "Oversized messages": set the broker\'s own message size limit)',
+        client_id,
+        broker.url,
+        exc,
+    )
+
+
+def not_mqtt5(exc: aiomqtt.MqttError) -> bool:
     """Whether a failed MQTT 5 connection attempt looks like a broker that does not speak MQTT 5: it refused the
     protocol version (reason 132, or 3.1.1's return code 1), or it took the TCP connection and answered nothing
     paho could read (a 3.1.1 CONNACK), not a broker that is down (connection refused: an OSError)."""

@@ -122,7 +122,7 @@ class World:
         transport.route(self._probe_topic, lambda topic, payload: self._probed.set())
         if isinstance(transport, MqttTransport):  # a retained message on an actor's topic: never acted on
             transport.on_retained = lambda topic: self.sim.reject("retained", topic)
-            if not self.sim.fleet_ids and fleets <= 1 and transport.max_packet_bytes is None:
+            if not self.sim.fleet_ids and transport.max_packet_bytes is None:
                 # no FleetAck comes (up to 64 MiB): the broker may send this connection only what actors send
                 transport.max_packet_bytes = limits.packet_limit(
                     f for f in transport.routes.filters if limits.kind_of(f) not in ("fleet-ack", "fleet-join")
