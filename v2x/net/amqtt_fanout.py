@@ -20,11 +20,14 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from amqtt.adapters import ReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.session import Session
+
+from v2x.net import limits
 
 log = logging.getLogger("v2x.net.broker")
 MATCH_CACHE_TOPICS = 100_000  # topics whose matching filters are kept (then the cache starts again)
@@ -68,6 +71,7 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
         self._subscriptions = _Snapshots(self._subscriptions)  # type: ignore[has-type]
         self._matching: dict[str | None, list[str]] = {}  # topic -> the filters that match it, at:
         self._matching_version = -1  # the subscription table's version they were found for
+        self.oversized = 0  # packets refused for their size (their senders disconnected), ``_BoundedReader``
 
     def _filters_for(self, topic: str | None) -> list[str]:
         """The subscribed filters that match ``topic``, found once per topic while the filters stay the same
@@ -94,9 +98,14 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
         ``writer.close()`` raise ``ConnectionResetError`` or ``ssl.SSLError`` (both ``OSError``) out of this
         callback, which asyncio logged as an unhandled exception with a traceback in the middle of the run's
         output (amqtt has let the connection go by then). Likewise for a connection still open when the broker
-        shuts down."""
+        shuts down.
+
+        Every packet's size is checked before its body is read (``_BoundedReader``)."""
         try:
-            await super().stream_connected(reader, writer, listener_name)
+            # (amqtt's stream_connected, with the reader bounded: ``_BoundedReader``)
+            await self._client_connected(
+                listener_name, _BoundedReader(reader, writer, self), StreamWriterAdapter(writer)
+            )
         except OSError as exc:
             log.info("embedded broker: a client's connection broke off: %r", exc)
         except asyncio.CancelledError:
@@ -162,3 +171,103 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
             handler = self._get_handler(target)
             if handler:
                 running.append(asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=False)))
+
+
+PUBLISH, CONNECT = 3, 1  # MQTT packet types
+CONNACK_BAD_VERSION = bytes((0x20, 2, 0, 1))  # CONNACK: unacceptable protocol version (MQTT 3.1.1)
+LOG_FIRST = 5  # oversized packets logged at WARNING; the rest at DEBUG
+
+
+class _BoundedReader(ReaderAdapter):  # type: ignore[misc]  # amqtt has no type hints
+    """A connection's bytes as amqtt reads them, with every packet's size checked when its fixed header is read
+    and, for a PUBLISH, its topic: a PUBLISH bigger than its topic carries (``limits.payload_limit`` plus
+    ``limits.PACKET_HEADROOM``) or any other packet bigger than a START is refused before its body is read. amqtt
+    read every packet whole (up to MQTT's 256 MB) and then delivered it; in the run's own process that stalled
+    the run for seconds (an attack review). A refused packet ends the connection: this reader gives amqtt no
+    more bytes (amqtt then closes it as a client that went away), and the broker counts it (``oversized``)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, broker: FanOutBroker) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._broker = broker
+        self._head = bytearray()  # the fixed header read so far
+        self._left = 0  # bytes of the current packet's body not yet handed to amqtt (0: a fixed header is next)
+        self._type = 0
+        self._checked = False
+        self._pending = b""  # body bytes read ahead to learn a PUBLISH's topic
+        self._closed = False
+
+    async def read(self, n: int = -1) -> bytes:
+        if self._closed:
+            return b""
+        if n < 0:
+            return await self._reader.read(n)
+        try:
+            if self._left == 0:  # the fixed header: amqtt reads it a byte at a time
+                data = await self._reader.readexactly(n)
+                self._header(data)
+                return data
+            if not self._checked and not await self._check():
+                return b""
+            data = self._pending[:n]
+            self._pending = self._pending[n:]
+            if len(data) < n:
+                data += await self._reader.readexactly(n - len(data))
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
+        self._left -= len(data)
+        if self._left <= 0:
+            self._left, self._checked = 0, False
+        return data
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()
+
+    def _header(self, data: bytes) -> None:
+        self._head += data
+        if len(self._head) < 2 or self._head[-1] & 0x80:
+            if len(self._head) > 5:  # (amqtt refuses a remaining length of more than 4 bytes itself)
+                self._head.clear()
+            return
+        self._type = self._head[0] >> 4
+        self._left = sum((b & 0x7F) << (7 * k) for k, b in enumerate(self._head[1:]))
+        self._head.clear()
+        self._checked = self._left == 0
+
+    async def _check(self) -> bool:
+        """Whether the packet now starting may be read; reads a PUBLISH's topic ahead to know its limit."""
+        self._checked = True
+        topic = ""
+        limit = limits.MAX_CONTROL_BYTES
+        if self._type == PUBLISH and self._left >= 2:
+            size = await self._reader.readexactly(2)
+            length = int.from_bytes(size, "big")
+            name = await self._reader.readexactly(min(length, self._left - 2))
+            self._pending = size + name
+            topic = name.decode("utf-8", "replace")
+            limit = limits.payload_limit(topic)
+        elif self._type == CONNECT and self._left >= 7:
+            self._pending = await self._reader.readexactly(7)  # protocol name ("MQTT") and level
+            if self._pending[6] not in (3, 4):  # MQTT 5 (or anything else): refused at once, as amqtt would
+                # amqtt answers an MQTT 5 CONNECT only once it has read it as a 3.1.1 one; one with properties
+                # (a Maximum Packet Size) it misread and waited for bytes that never came, and the client gave up
+                # after its timeout (5 s for ours) before connecting with MQTT 3.1.1.
+                self._closed = True
+                self._writer.write(CONNACK_BAD_VERSION)
+                self._writer.close()
+                return False
+        if self._left <= limit + limits.PACKET_HEADROOM:
+            return True
+        self._closed = True
+        self._broker.oversized += 1
+        log.log(
+            logging.WARNING if self._broker.oversized <= LOG_FIRST else logging.DEBUG,
+            "embedded broker: refused a %s of %d bytes%s (at most %d): the sender is disconnected",
+            "PUBLISH" if self._type == PUBLISH else f"packet of type {self._type}",
+            self._left,
+            f" on {topic!r}" if topic else "",
+            limit + limits.PACKET_HEADROOM,
+        )
+        self._reader.feed_eof()
+        self._writer.transport.abort()  # (the rest of the packet is never read: the sender is cut off at once)
+        return False

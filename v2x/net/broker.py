@@ -31,7 +31,9 @@ class BrokerURLError(ValueError):
 @dataclass(frozen=True)
 class BrokerAddress:
     """Where a broker is and how to log in: ``tls`` connects with TLS, checking the broker's certificate
-    against ``ca_pem`` (PEM text of the CA; None: the system's CAs). ``url`` never shows the credentials."""
+    against ``ca_pem`` (PEM text of the CA; None: the system's CAs). ``url`` never shows the credentials.
+    ``mqtt5``: connect with MQTT 5 (and its Maximum Packet Size); False for the embedded amqtt broker, which
+    speaks MQTT 3.1.1 only and checks sizes itself (``v2x.net.amqtt_fanout``)."""
 
     host: str
     port: int
@@ -39,6 +41,7 @@ class BrokerAddress:
     password: str | None = field(default=None, repr=False)
     tls: bool = False
     ca_pem: str | None = field(default=None, repr=False)
+    mqtt5: bool = True
 
     @property
     def url(self) -> str:
@@ -145,7 +148,7 @@ async def embedded_broker(
     await broker.start()
     log.info("embedded MQTT broker listening on %s:%d", host, port)
     try:
-        yield BrokerAddress(host, port, tls=tls, ca_pem=security.ca_pem if security and tls else None)
+        yield BrokerAddress(host, port, tls=tls, ca_pem=security.ca_pem if security and tls else None, mqtt5=False)
     finally:
         await broker.shutdown()
 

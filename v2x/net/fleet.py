@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from v2x.agents.fleet import FleetAgent, numbers_problem, vehicle_numbers
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
+from v2x.net.limits import MAX_FLEET_INPUT_BYTES
 from v2x.net.seal import RunSeal
 from v2x.net.transport import Transport
 from v2x.sim.inbound import MAX_FLEET_ACK_BYTES, mistyped_fields
@@ -30,12 +31,6 @@ from v2x.wire import testbed_pb2
 from v2x.wire.fleet import unpack_deliveries
 
 log = logging.getLogger("v2x.fleet")
-
-# A FleetInput carries every delivery to the fleet's vehicles: about 1.9 kB per hosted vehicle where each
-# hears some 180 others (``v2x bench stack``'s traffic), 3.7 MB for 2,000. The limit (against a payload that
-# would only cost memory) leaves room for tens of thousands of vehicles per fleet; the world refuses to send
-# a bigger one (``World``: exit 3, naming the fleet) rather than have it rejected here tick after tick.
-MAX_FLEET_INPUT_BYTES = 64 * 1024 * 1024
 
 
 class FleetHost:

@@ -32,6 +32,7 @@ from google.protobuf.message import DecodeError
 from v2x.agents.base import Agent, Heard, TickContext, TickResult, Transmission
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
+from v2x.net.limits import MAX_INPUT_BYTES
 from v2x.net.seal import RunSeal
 from v2x.net.transport import Handler, MqttTransport, Transport
 from v2x.net.world import WORLD_LOST
@@ -42,7 +43,6 @@ from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, Ver
 
 log = logging.getLogger("v2x.agent")
 
-MAX_INPUT_BYTES = 4 * 1024 * 1024
 LOG_FIRST = 5  # rejections logged at WARNING per agent and reason; the rest are counted only
 
 

@@ -236,6 +236,9 @@ def mosquitto_conf(directory: Path, port: int, bind: str | None) -> str:
         f"acl_file {d / 'acl'}\n"
         "persistence false\n"
         "set_tcp_nodelay true\n"
+        '# the largest message a run carries: 64 MiB (docs/SECURITY.md "Oversized messages")\n'
+        "max_packet_size 67174400\n"
+        "message_size_limit 67108864\n"
     )
 
 

@@ -25,8 +25,10 @@ from typing import Protocol
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from v2x.net import topics
+from v2x.net import limits, topics
 from v2x.net.broker import BrokerAddress, tls_context
 
 log = logging.getLogger("v2x.net.transport")
@@ -127,6 +129,9 @@ class Routes:
 # to 1.6 s to a 2 s one). One attempt a second per connection is no load on a broker.
 RECONNECT_INITIAL_S = 0.1
 RECONNECT_MAX_S = 1.0
+# Brokers (host, port) that did not accept an MQTT 5 connection from this process: later connections to them
+# speak MQTT 3.1.1 from the start instead of waiting for the attempt to fail again (``MqttTransport.run``).
+MQTT311_BROKERS: set[tuple[str, int]] = set()
 
 
 class MqttTransport:
@@ -140,10 +145,16 @@ class MqttTransport:
         reconnect_initial_s: float = RECONNECT_INITIAL_S,
         reconnect_max_s: float = RECONNECT_MAX_S,
         will: tuple[str, bytes] | None = None,
+        max_packet_bytes: int | None = None,
     ) -> None:
         """``will``: a (topic, payload) the broker publishes, retained at QoS 1, if this connection drops
-        without saying goodbye (the world's STOP "world lost")."""
+        without saying goodbye (the world's STOP "world lost"). ``max_packet_bytes``: the largest MQTT packet
+        this connection takes, sent to the broker as MQTT 5's Maximum Packet Size (None: ``limits.packet_limit``
+        of its routes at each connection; a route added while connected counts from the next one)."""
         self.broker = broker
+        self.max_packet_bytes = max_packet_bytes
+        # MQTT 5, with a Maximum Packet Size the broker heeds, unless the broker does not speak it (``run``)
+        self.mqtt5 = broker.mqtt5 and (broker.host, broker.port) not in MQTT311_BROKERS
         self.client_id = client_id
         self.will = will
         self.routes = Routes(client_id)
@@ -156,6 +167,7 @@ class MqttTransport:
         self.last_error = ""  # why the last connection attempt failed or the last connection ended
         self.publish_timeout_s = 2.0
         self._stopping = False
+        self.spoke_mqtt5 = False  # a connection with MQTT 5 succeeded (then no falling back to 3.1.1)
         self.ignored_retained = 0  # retained messages on actors' topics, not handed to the routes
         # who counts them (the world in its rejections, an agent host in its agent's): the topic
         self.on_retained: Callable[[str], None] | None = None
@@ -242,7 +254,11 @@ class MqttTransport:
         """Connect, subscribe, dispatch; reconnect with back-off until cancelled."""
         delay = self._reconnect_initial_s
         while not self._stopping:
+            v5 = self.mqtt5
             try:
+                # MQTT 5's Maximum Packet Size: the broker drops a bigger message for this connection instead of
+                # sending it (``v2x.net.limits``; paho would read it whole, in this event loop, before any check).
+                most = self.max_packet_bytes or limits.packet_limit(self.routes.filters)
                 client = aiomqtt.Client(
                     self.broker.host,
                     self.broker.port,
@@ -254,6 +270,8 @@ class MqttTransport:
                     timeout=5.0,
                     max_queued_outgoing_messages=0,
                     will=aiomqtt.Will(self.will[0], self.will[1], qos=1, retain=True) if self.will else None,
+                    protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+                    properties=connect_properties(most) if v5 else None,
                 )
                 _writer_only_while_open(client)
                 async with client:
@@ -266,6 +284,7 @@ class MqttTransport:
                     # (the world's inputs, the host's transmissions and acks), so that warning is noise.
                     client.pending_calls_threshold = PENDING_PUBLISH_WARNING
                     self._client = client
+                    self.spoke_mqtt5 = self.spoke_mqtt5 or v5
                     await self._subscribe(client, self.routes.filters)
                     self.connections += 1
                     if self.connections > 1:
@@ -286,6 +305,13 @@ class MqttTransport:
                 self.last_error = str(exc)
                 if self._stopping:
                     return
+                if v5 and not self.spoke_mqtt5 and not_mqtt5(exc):
+                    # A broker that speaks only MQTT 3.1.1 (RabbitMQ before 3.13, amqtt) refuses an MQTT 5
+                    # CONNECT, or answers it in a form paho cannot read (no CONNACK, a timeout): from now on
+                    # this connection speaks 3.1.1, and the broker may send it messages of any size it accepts.
+                    self.mqtt5 = False
+                    fall_back_to_mqtt311(self.broker, self.client_id, exc)
+                    continue
                 log.warning(
                     "%s: broker %s unavailable (%s); retrying in %.1f s",
                     self.client_id,
@@ -444,6 +470,35 @@ class LoopbackTransport:
         """Stop dispatching and detach from the bus (messages still queued are dropped, like a disconnect)."""
         self._stopping = True
         self._queue.put_nowait(None)
+
+
+def connect_properties(max_packet_bytes: int) -> Properties:
+    """An MQTT 5 CONNECT's properties: Maximum Packet Size ``max_packet_bytes`` (``v2x.net.limits``)."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.MaximumPacketSize = max_packet_bytes
+    return properties
+
+
+def fall_back_to_mqtt311(broker: BrokerAddress, client_id: str, exc: aiomqtt.MqttError) -> None:
+    """Note that ``broker`` did not accept an MQTT 5 connection (``exc``): later ones speak MQTT 3.1.1."""
+    MQTT311_BROKERS.add((broker.host, broker.port))
+    log.warning(
+        "%s: broker %s did not accept MQTT 5 (%s); connecting with MQTT 3.1.1, without a maximum packet size "
+        '(docs/SECURITY.md "Oversized messages": set the broker\'s own message size limit)',
+        client_id,
+        broker.url,
+        exc,
+    )
+
+
+def not_mqtt5(exc: aiomqtt.MqttError) -> bool:
+    """Whether a failed MQTT 5 connection attempt looks like a broker that does not speak MQTT 5: it refused the
+    protocol version (reason 132, or 3.1.1's return code 1), or it took the TCP connection and answered nothing
+    paho could read (a 3.1.1 CONNACK), not a broker that is down (connection refused: an OSError)."""
+    if isinstance(exc, aiomqtt.MqttCodeError) and getattr(exc.rc, "value", exc.rc) in (1, 132):
+        return True
+    text = str(exc).lower()
+    return "protocol" in text or "timed out" in text
 
 
 def _no_delay(client: aiomqtt.Client) -> None:

@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
-from v2x.net import topics
+from v2x.net import limits, topics
 from v2x.net.clock import Clock
-from v2x.net.fleet import MAX_FLEET_INPUT_BYTES
+from v2x.net.limits import MAX_FLEET_INPUT_BYTES
 from v2x.net.seal import RunSeal
 from v2x.net.transport import Handler, MqttTransport, Transport
 from v2x.scenario.model import Scenario
@@ -122,6 +122,11 @@ class World:
         transport.route(self._probe_topic, lambda topic, payload: self._probed.set())
         if isinstance(transport, MqttTransport):  # a retained message on an actor's topic: never acted on
             transport.on_retained = lambda topic: self.sim.reject("retained", topic)
+            if not self.sim.fleet_ids and transport.max_packet_bytes is None:
+                # no FleetAck comes (up to 64 MiB): the broker may send this connection only what actors send
+                transport.max_packet_bytes = limits.packet_limit(
+                    f for f in transport.routes.filters if limits.kind_of(f) not in ("fleet-ack", "fleet-join")
+                )
         # A broker that restarts publishes the Last Will ("world lost") of the connection it dropped: once
         # reconnected, say again where the run is.
         transport.on_connect(self._republish)

@@ -65,7 +65,7 @@ import aiomqtt
 from google.protobuf.message import DecodeError
 
 from v2x.geodesy import LocalFrame
-from v2x.net import topics
+from v2x.net import limits, topics, transport
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
 from v2x.net.secure import load_actor_credentials
@@ -82,7 +82,7 @@ log = logging.getLogger("v2x.sdk")
 PROTOCOL_VERSION = topics.PROTOCOL_VERSION
 HELLO_EVERY_S = 1.0
 KEEP_EVENTS_TICKS = 100  # how many ticks' warnings are kept for re-reporting after a late tick
-MAX_INPUT_BYTES = 4 * 1024 * 1024  # a bigger TickInput is refused (``oversized``), as by the built-in agents
+MAX_INPUT_BYTES = limits.MAX_INPUT_BYTES  # a bigger TickInput is refused (``oversized``), as by the built-in agents
 # Inputs waiting to be handed out (before START, or while the stack works on a tick): beyond these the oldest
 # is dropped (``overflow``). The world sends one at a time in lockstep and ten a second in real time; only a
 # flood of someone else's fills this (300 MB of junk grew a stack waiting for START by 311 MB).
@@ -221,6 +221,7 @@ class Stack:
         self.reconnect_within_s = reconnect_within_s
         self.reconnections = 0
         self._client_id = f"sdk-{actor_id}-{uuid.uuid4().hex[:8]}"
+        self._spoke_mqtt5 = False  # a connection with MQTT 5 succeeded (then no falling back to 3.1.1)
         self._client: aiomqtt.Client | None = None  # the live connection, None while the broker is away
         self._entered = False
         self._connected = asyncio.Event()
@@ -270,18 +271,34 @@ class Stack:
         return self
 
     async def _connect(self) -> aiomqtt.Client:
-        """A new connection (with this stack's client id) subscribed to the input and control topics."""
-        client = aiomqtt.Client(
-            self.broker.host,
-            self.broker.port,
-            username=self.broker.username,
-            password=self.broker.password,
-            tls_context=tls_context(self.broker),
-            identifier=self._client_id,
-            keepalive=10,
-            timeout=5.0,
-        )
-        await client.__aenter__()
+        """A new connection (with this stack's client id) subscribed to the input and control topics: MQTT 5 with
+        a Maximum Packet Size of what those topics carry (a TickInput of at most ``MAX_INPUT_BYTES``), so that the
+        broker drops a bigger message instead of sending it to be read whole here; MQTT 3.1.1, without that
+        limit, with a broker that does not speak MQTT 5 (``v2x.net.transport.not_mqtt5``)."""
+        most = limits.packet_limit((topics.tick_input(self.run_id, self.actor_id), topics.control(self.run_id)))
+        while True:
+            v5 = self.broker.mqtt5 and (self.broker.host, self.broker.port) not in transport.MQTT311_BROKERS
+            client = aiomqtt.Client(
+                self.broker.host,
+                self.broker.port,
+                username=self.broker.username,
+                password=self.broker.password,
+                tls_context=tls_context(self.broker),
+                identifier=self._client_id,
+                keepalive=10,
+                timeout=5.0,
+                protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+                properties=transport.connect_properties(most) if v5 else None,
+            )
+            try:
+                await client.__aenter__()
+                self._spoke_mqtt5 = self._spoke_mqtt5 or v5
+                break
+            except aiomqtt.MqttError as exc:
+                # (a broker that took MQTT 5 before and is restarting is not one that does not speak it)
+                if not (v5 and not self._spoke_mqtt5 and transport.not_mqtt5(exc)):
+                    raise
+                transport.fall_back_to_mqtt311(self.broker, self._client_id, exc)
         try:
             await client.subscribe(topics.tick_input(self.run_id, self.actor_id), qos=0)
             await client.subscribe(topics.control(self.run_id), qos=1)
