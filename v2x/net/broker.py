@@ -119,6 +119,21 @@ class EmbeddedSecurity:
     ca_pem: str | None = None
 
 
+class _NoRefusalNoise(logging.Filter):
+    """amqtt logs an ERROR and a WARNING for a connection that closes before its CONNECT is read: what every
+    MQTT 5 client (an outside stack on the SDK) does here once, refused at once so that it falls back to
+    MQTT 3.1.1 (``v2x.net.amqtt_fanout``); a port scan does the same. Not the run's news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("No data from ") or text == "Failed to initialize client session: No more data")
+
+
+def _quiet_refusals(logger: logging.Logger) -> None:
+    if not any(isinstance(f, _NoRefusalNoise) for f in logger.filters):
+        logger.addFilter(_NoRefusalNoise())
+
+
 @contextlib.asynccontextmanager
 async def embedded_broker(
     host: str = "127.0.0.1", port: int | None = None, security: EmbeddedSecurity | None = None
@@ -138,6 +153,7 @@ async def embedded_broker(
     # amqtt logs every connection at INFO; keep our logs readable.
     for name in ("amqtt", "transitions"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    _quiet_refusals(logging.getLogger("amqtt.broker"))
     if security is None:
         broker = FanOutBroker(config)
     else:

@@ -482,7 +482,7 @@ def connect_properties(max_packet_bytes: int) -> Properties:
 def fall_back_to_mqtt311(broker: BrokerAddress, client_id: str, exc: aiomqtt.MqttError) -> None:
     """Note that ``broker`` did not accept an MQTT 5 connection (``exc``): later ones speak MQTT 3.1.1."""
     MQTT311_BROKERS.add((broker.host, broker.port))
-    log.warning(
+    log.info(  # (INFO: the embedded broker, the default, speaks 3.1.1 and bounds packets itself)
         "%s: broker %s did not accept MQTT 5 (%s); connecting with MQTT 3.1.1, without a maximum packet size "
         '(docs/SECURITY.md "Oversized messages": set the broker\'s own message size limit)',
         client_id,
