@@ -607,16 +607,9 @@ def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dic
 
 def cmd_check(args: argparse.Namespace) -> int:
     """``v2x check``; SIGINT / SIGTERM stop the runs in progress (and the workers) and exit 130 / 143."""
-    from v2x.run.cli import Interrupted, _interruptible_command
+    from v2x.run.cli import run_interruptibly
 
-    with _interruptible_command():
-        try:
-            return _cmd_check(args)
-        except Interrupted as exc:
-            print(
-                f"v2x check: interrupted ({exc}); the runs in progress were stopped, no report written", file=sys.stderr
-            )
-            return 128 + exc.signum
+    return run_interruptibly(_cmd_check, args, "v2x check", "the runs in progress were stopped, no report")
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

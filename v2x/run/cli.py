@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -358,14 +358,22 @@ class _Progress:
             print(line, file=sys.stderr, flush=True)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """``v2x run``; SIGINT / SIGTERM stop the run (STOP published) and exit 130 / 143, without a traceback."""
+def run_interruptibly(
+    body: Callable[[argparse.Namespace], int], args: argparse.Namespace, command: str, stopped: str
+) -> int:
+    """``body(args)``, a command that runs scenarios; SIGINT / SIGTERM raise :class:`Interrupted` in it (its
+    runs stop on their way out), and the command says so and exits 130 / 143, without a traceback."""
     with _interruptible_command():
         try:
-            return _cmd_run(args)
+            return body(args)
         except Interrupted as exc:
-            print(f"v2x run: interrupted ({exc}); the run in progress was stopped", file=sys.stderr)
+            print(f"{command}: interrupted ({exc}); {stopped}", file=sys.stderr)
             return 128 + exc.signum
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``v2x run``; SIGINT / SIGTERM stop the run (STOP published) and exit 130 / 143, without a traceback."""
+    return run_interruptibly(_cmd_run, args, "v2x run", "the run in progress was stopped")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -317,14 +317,10 @@ def svg(s: SweepSummary) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``v2x sweep``; SIGINT / SIGTERM stop the runs in progress (and the workers) and exit 130 / 143."""
-    from v2x.run.cli import Interrupted, _interruptible_command
+    from v2x.run.cli import run_interruptibly
 
-    with _interruptible_command():
-        try:
-            return _cmd_sweep(args)
-        except Interrupted as exc:
-            print(f"\nv2x sweep: interrupted ({exc}); the runs in progress were stopped", file=sys.stderr)
-            return 128 + exc.signum
+    # ("\n": after the progress line, which a terminal shows without one)
+    return run_interruptibly(_cmd_sweep, args, "\nv2x sweep", "the runs in progress were stopped")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
