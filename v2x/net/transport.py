@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -259,19 +259,13 @@ class MqttTransport:
                 # MQTT 5's Maximum Packet Size: the broker drops a bigger message for this connection instead of
                 # sending it (``v2x.net.limits``; paho would read it whole, in this event loop, before any check).
                 most = self.max_packet_bytes or limits.packet_limit(self.routes.filters)
-                client = aiomqtt.Client(
-                    self.broker.host,
-                    self.broker.port,
-                    username=self.broker.username,
-                    password=self.broker.password,
-                    tls_context=tls_context(self.broker),
-                    identifier=f"{self.client_id}",
-                    keepalive=10,
-                    timeout=5.0,
+                client = mqtt_client(
+                    self.broker,
+                    self.client_id,
+                    mqtt5=v5,
+                    max_packet_bytes=most,
                     max_queued_outgoing_messages=0,
                     will=aiomqtt.Will(self.will[0], self.will[1], qos=1, retain=True) if self.will else None,
-                    protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-                    properties=connect_properties(most) if v5 else None,
                 )
                 _writer_only_while_open(client)
                 async with client:
@@ -470,6 +464,27 @@ class LoopbackTransport:
         """Stop dispatching and detach from the bus (messages still queued are dropped, like a disconnect)."""
         self._stopping = True
         self._queue.put_nowait(None)
+
+
+def mqtt_client(
+    broker: BrokerAddress, client_id: str, *, mqtt5: bool, max_packet_bytes: int, **more: Any
+) -> aiomqtt.Client:
+    """A client of ``broker`` as the testbed's connections make them (10 s keep-alive, 5 s timeout): MQTT 5
+    with a Maximum Packet Size of ``max_packet_bytes`` (``mqtt5``), else MQTT 3.1.1; ``more``: aiomqtt's
+    other options (a Last Will, ...)."""
+    return aiomqtt.Client(
+        broker.host,
+        broker.port,
+        username=broker.username,
+        password=broker.password,
+        tls_context=tls_context(broker),
+        identifier=client_id,
+        keepalive=10,
+        timeout=5.0,
+        protocol=aiomqtt.ProtocolVersion.V5 if mqtt5 else aiomqtt.ProtocolVersion.V311,
+        properties=connect_properties(max_packet_bytes) if mqtt5 else None,
+        **more,
+    )
 
 
 def connect_properties(max_packet_bytes: int) -> Properties:

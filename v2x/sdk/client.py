@@ -67,7 +67,7 @@ from google.protobuf.message import DecodeError
 from v2x.geodesy import LocalFrame
 from v2x.net import limits, topics, transport
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
-from v2x.net.broker import BrokerAddress, parse_broker_url, tls_context
+from v2x.net.broker import BrokerAddress, parse_broker_url
 from v2x.net.secure import load_actor_credentials
 from v2x.net.transport import RECONNECT_INITIAL_S, RECONNECT_MAX_S
 from v2x.net.world import WORLD_LOST
@@ -278,18 +278,7 @@ class Stack:
         most = limits.packet_limit((topics.tick_input(self.run_id, self.actor_id), topics.control(self.run_id)))
         while True:
             v5 = self.broker.mqtt5 and (self.broker.host, self.broker.port) not in transport.MQTT311_BROKERS
-            client = aiomqtt.Client(
-                self.broker.host,
-                self.broker.port,
-                username=self.broker.username,
-                password=self.broker.password,
-                tls_context=tls_context(self.broker),
-                identifier=self._client_id,
-                keepalive=10,
-                timeout=5.0,
-                protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-                properties=transport.connect_properties(most) if v5 else None,
-            )
+            client = transport.mqtt_client(self.broker, self._client_id, mqtt5=v5, max_packet_bytes=most)
             try:
                 await client.__aenter__()
                 self._spoke_mqtt5 = self._spoke_mqtt5 or v5
