@@ -14,6 +14,7 @@ A changed outcome reads as a line a person can act on::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from v2x import argtypes
-from v2x.run.pool import job_pool, kill
+from v2x.run.pool import job_pool
 from v2x.run.results import variant_wall_s, write_atomic
 from v2x.scenario.model import Bool, Int, Real, Variant
 from v2x.text import printable, xml_safe
@@ -659,16 +660,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
     slow: str | None = None
     waits_on_broker = str(args.broker) not in ("embedded", "loopback") and args.workers == 1
     work = [(str(path), seeds[path], args.broker, args.workers) for path, _ in loaded]
-    if jobs == 1:
-        outcomes: Iterable[tuple[dict[str, Any] | str, float, float, float]] = map(_run_one, work)
-    else:
-        # The longest runs start first, so that the workers finish together instead of one of them
-        # starting a long scenario late; results are still reported in the catalogue's order.
-        pool = job_pool(jobs)
-        longest_first = sorted(range(len(work)), key=lambda k: -run_cost(loaded[k][1]))
-        futures = {k: pool.submit(_run_one, work[k]) for k in longest_first}
-        outcomes = (futures[k].result() for k in range(len(work)))
-    try:
+    # (interrupted, SIGINT / SIGTERM: cmd_check; the pool's runs in progress go too)
+    with contextlib.ExitStack() as stack:
+        if jobs == 1:
+            outcomes: Iterable[tuple[dict[str, Any] | str, float, float, float]] = map(_run_one, work)
+        else:
+            # The longest runs start first, so that the workers finish together instead of one of them
+            # starting a long scenario late; results are still reported in the catalogue's order.
+            pool = stack.enter_context(job_pool(jobs))
+            longest_first = sorted(range(len(work)), key=lambda k: -run_cost(loaded[k][1]))
+            futures = {k: pool.submit(_run_one, work[k]) for k in longest_first}
+            outcomes = (futures[k].result() for k in range(len(work)))
         for k, ((path, sc), (outcome, wall, idle, cpu)) in enumerate(zip(loaded, outcomes, strict=True), start=1):
             if not args.quiet:
                 print(f"[{k}/{len(loaded)}] {sc.id} (seed {seeds[path]}) {wall:.1f} s", file=sys.stderr, flush=True)
@@ -697,12 +699,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
                     )
             else:
                 cases += check_result(outcome, goldens[path], wall)
-    except BaseException:  # interrupted (SIGINT, SIGTERM: cmd_check): the runs in progress go too
-        if jobs > 1:
-            kill(pool)
-        raise
-    if jobs > 1:
-        pool.shutdown()
     wall_s = time.monotonic() - started
     doc = summary_document(cases, wall_s)
     try:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from v2x import argtypes
-from v2x.run.pool import job_pool, kill
+from v2x.run.pool import job_pool
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 2, 3
 
@@ -366,15 +366,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 runs.append(_run_seed(job))
                 progress()
         else:
-            pool = job_pool(jobs)
-            try:
+            with job_pool(jobs) as pool:  # (a run that failed, or SIGINT / SIGTERM: the others go too)
                 for run in pool.map(_run_seed, work, chunksize=max(1, args.seeds // (jobs * 4))):
                     runs.append(run)
                     progress()
-            except BaseException:  # a run that failed, or interrupted (SIGINT, SIGTERM): the others go too
-                kill(pool)
-                raise
-            pool.shutdown()
     except Exception as exc:  # a worker's RunError or crash: name it, do not print a traceback
         print(f"\nv2x sweep: a run could not complete: {exc!r}", file=sys.stderr)
         return EXIT_RUN_ERROR
