@@ -153,8 +153,6 @@ class MqttTransport:
         of its routes at each connection; a route added while connected counts from the next one)."""
         self.broker = broker
         self.max_packet_bytes = max_packet_bytes
-        # MQTT 5, with a Maximum Packet Size the broker heeds, unless the broker does not speak it (``run``)
-        self.mqtt5 = broker.mqtt5 and (broker.host, broker.port) not in MQTT311_BROKERS
         self.client_id = client_id
         self.will = will
         self.routes = Routes(client_id)
@@ -303,7 +301,6 @@ class MqttTransport:
                     # A broker that speaks only MQTT 3.1.1 (RabbitMQ before 3.13, amqtt) refuses an MQTT 5
                     # CONNECT, or answers it in a form paho cannot read (no CONNACK, a timeout): from now on
                     # this connection speaks 3.1.1, and the broker may send it messages of any size it accepts.
-                    self.mqtt5 = False
                     fall_back_to_mqtt311(self.broker, self.client_id, exc)
                     continue
                 log.warning(
@@ -316,6 +313,11 @@ class MqttTransport:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._reconnect_max_s)
         self.connected.clear()
+
+    @property
+    def mqtt5(self) -> bool:
+        """MQTT 5, with a Maximum Packet Size the broker heeds, unless the broker does not speak it (``run``)."""
+        return speaks_mqtt5(self.broker)
 
     def stop(self) -> None:
         """Stop reconnecting; ``run`` ends when the connection does."""
@@ -331,13 +333,9 @@ BROKER_LOST_S = 60.0
 
 async def broker_lost(transport: Transport, url: str, within_s: float | None = None) -> str:
     """Return (a line saying so) once ``transport`` has been without its broker for ``within_s`` seconds on
-    end (default :data:`BROKER_LOST_S`); never while it reconnects in time. A transport without a
-    ``connected`` event never loses one."""
+    end (default :data:`BROKER_LOST_S`); never while it reconnects in time."""
     within_s = BROKER_LOST_S if within_s is None else within_s
-    connected: asyncio.Event | None = getattr(transport, "connected", None)
-    if connected is None:
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
+    connected = transport.connected
     while True:
         await connected.wait()
         while connected.is_set():
@@ -492,6 +490,12 @@ def connect_properties(max_packet_bytes: int) -> Properties:
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.MaximumPacketSize = max_packet_bytes
     return properties
+
+
+def speaks_mqtt5(broker: BrokerAddress) -> bool:
+    """Whether to connect to ``broker`` with MQTT 5: it may speak it, and it has not refused it from this
+    process (``fall_back_to_mqtt311``)."""
+    return broker.mqtt5 and (broker.host, broker.port) not in MQTT311_BROKERS
 
 
 def fall_back_to_mqtt311(broker: BrokerAddress, client_id: str, exc: aiomqtt.MqttError) -> None:

@@ -277,7 +277,7 @@ class Stack:
         limit, with a broker that does not speak MQTT 5 (``v2x.net.transport.not_mqtt5``)."""
         most = limits.packet_limit((topics.tick_input(self.run_id, self.actor_id), topics.control(self.run_id)))
         while True:
-            v5 = self.broker.mqtt5 and (self.broker.host, self.broker.port) not in transport.MQTT311_BROKERS
+            v5 = transport.speaks_mqtt5(self.broker)
             client = transport.mqtt_client(self.broker, self._client_id, mqtt5=v5, max_packet_bytes=most)
             try:
                 await client.__aenter__()
