@@ -6,7 +6,7 @@ import difflib
 import itertools
 import math
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -96,24 +96,30 @@ class _Unrepresentable(yaml.constructor.ConstructorError):
         self.node = node
 
 
-def _path_to(root: yaml.Node, target: yaml.Node) -> str:
-    """The field path of ``target`` in the document ``root`` (as problems name fields), or "" if not found."""
+def _nodes(root: yaml.Node, *, keys: bool = False) -> Iterator[tuple[yaml.Node, list[Any]]]:
+    """Every node of the document ``root`` with its field path (as problems name fields), each once (a node an
+    alias repeats is looked at once); ``keys``: a mapping's keys too (path: the value's, then "(the key)")."""
     stack: list[tuple[yaml.Node, list[Any]]] = [(root, [])]
     seen: set[int] = set()
     while stack:
         node, where = stack.pop()
-        if node is target:
-            return _loc(where)
         if id(node) in seen:
             continue
         seen.add(id(node))
+        yield node, where
         if isinstance(node, yaml.SequenceNode):
             stack.extend((child, [*where, k]) for k, child in enumerate(node.value))
         elif isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 name = key.value if isinstance(key, yaml.ScalarNode) else "?"
-                stack += [(value, [*where, name]), (key, [*where, name, "(the key)"])]
-    return ""
+                stack.append((value, [*where, name]))
+                if keys:
+                    stack.append((key, [*where, name, "(the key)"]))
+
+
+def _path_to(root: yaml.Node, target: yaml.Node) -> str:
+    """The field path of ``target`` in the document ``root``, or "" if not found."""
+    return next((_loc(where) for node, where in _nodes(root, keys=True) if node is target), "")
 
 
 def _constructed_or_refused(construct: Any, what: str) -> Any:
@@ -169,22 +175,13 @@ def _duplicate_keys(root: yaml.Node) -> list[tuple[str, str]]:
     path, in the order of the file: ``(path, what)``. A merge key's (``<<: *base``) keys may be overridden:
     that is what merging is for. A node an alias repeats is looked at once."""
     found: list[tuple[int, int, str, str]] = []
-    seen_nodes: set[int] = set()
-    stack: list[tuple[yaml.Node, list[Any]]] = [(root, [])]
-    while stack:
-        node, where = stack.pop()
-        if id(node) in seen_nodes:
-            continue
-        seen_nodes.add(id(node))
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend((child, [*where, k]) for k, child in enumerate(node.value))
-        elif isinstance(node, yaml.MappingNode):
+    for node, where in _nodes(root):
+        if isinstance(node, yaml.MappingNode):
             first: dict[tuple[str, str], yaml.Mark] = {}
-            for key, value in node.value:
-                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
-                stack.append((value, [*where, name]))
+            for key, _ in node.value:
                 if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
                     continue
+                name = key.value
                 mark, again = first.setdefault((key.tag, key.value), key.start_mark), key.start_mark
                 if mark is again:
                     continue
