@@ -658,7 +658,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     # said once: a broker that answers each lockstep round trip late (Nagle) slows every run alike
     slow: str | None = None
-    waits_on_broker = str(args.broker) not in ("embedded", "loopback") and args.workers == 1
     work = [(str(path), seeds[path], args.broker, args.workers) for path, _ in loaded]
     # (interrupted, SIGINT / SIGTERM: cmd_check; the pool's runs in progress go too)
     with contextlib.ExitStack() as stack:
@@ -674,8 +673,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         for k, ((path, sc), (outcome, wall, idle, cpu)) in enumerate(zip(loaded, outcomes, strict=True), start=1):
             if not args.quiet:
                 print(f"[{k}/{len(loaded)}] {sc.id} (seed {seeds[path]}) {wall:.1f} s", file=sys.stderr, flush=True)
-            if not isinstance(outcome, str) and slow is None and waits_on_broker:
-                slow = idle_note(sc, outcome, args.broker, idle, cpu)
+            if not isinstance(outcome, str) and slow is None:
+                slow = idle_note(sc, outcome, args.broker, idle, cpu, workers=args.workers)
                 if slow is not None:
                     print(f"v2x check: {sc.id}: note: {slow}", file=sys.stderr, flush=True)
             if isinstance(outcome, str):

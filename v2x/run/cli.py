@@ -569,8 +569,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         cpu = time.process_time() - cpu0
         idle = time.monotonic() - wall0 - cpu
-        waited = _waits_on_broker_alone(whole, args, workers)
-        slow = idle_note(whole, result, args.broker, idle, cpu) if waited else None
+        slow = idle_note(
+            whole, result, args.broker, idle, cpu, mode=args.mode, workers=workers, remote_workers=args.remote_workers
+        )
         if slow is not None:
             print(f"v2x run: {scenario.id}: note: {slow}", file=sys.stderr)
         results.append(result)
@@ -718,19 +719,6 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
             )
             more = f", and {len(crashes) - 5} more" if len(crashes) > 5 else ""
             print(f"  [{variant}] collisions: {printable(shown)}{more}")
-
-
-def _waits_on_broker_alone(scenario: Scenario, args: argparse.Namespace, workers: int) -> bool:
-    """Whether this process's idle time in a run is time spent waiting for the broker: a lockstep run over
-    an outside broker with every agent and fleet in this process (no outside stacks, no worker processes)."""
-    url = str(args.broker)
-    return (
-        args.mode == "lockstep"
-        and url not in ("embedded", "loopback")
-        and not any(a.external for a in scenario.actors)
-        and not args.remote_workers
-        and workers == 1
-    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

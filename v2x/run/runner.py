@@ -238,12 +238,32 @@ def public_broker(spec: str) -> str:
 IDLE_NOTE_MS = 20.0
 
 
-def idle_note(scenario: Scenario, result: dict[str, Any], broker: str, idle_s: float, cpu_s: float) -> str | None:
+def idle_note(
+    scenario: Scenario,
+    result: dict[str, Any],
+    broker: str,
+    idle_s: float,
+    cpu_s: float,
+    *,
+    mode: str = "lockstep",
+    workers: int = 1,
+    remote_workers: bool = False,
+) -> str | None:
     """A note when a lockstep run's process sat idle (``idle_s``: wall time less its CPU time ``cpu_s``) for
     more than :data:`IDLE_NOTE_MS` per tick and more than twice its CPU time, waiting on the broker: a
     broker with Nagle's algorithm on answers each lockstep round trip about 40 ms late (the delayed ACK it
     waits for), which makes a run 5-20 times slower. (A process that waited for a busy machine's CPU
-    instead waits about as long as it computes.)"""
+    instead waits about as long as it computes.) None as well when the idle time need not be the broker's: a
+    real-time run, an in-process bus, outside stacks or fleet worker processes to wait for."""
+    alone = (
+        mode == "lockstep"
+        and broker not in ("embedded", "loopback")
+        and not any(a.external for a in scenario.actors)
+        and not remote_workers
+        and workers == 1
+    )
+    if not alone:
+        return None
     ticks = sum(float(m.get("sim_seconds", 0.0)) for m in result["metrics"].values()) / float(scenario.tick_s)
     if ticks < 10 or idle_s / ticks * 1e3 < IDLE_NOTE_MS or idle_s < 2.0 * cpu_s:
         return None
