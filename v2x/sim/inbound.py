@@ -136,6 +136,14 @@ def events_problem(events: Iterable[testbed_pb2.Advisory], *, run_end_s: float, 
     return ""
 
 
+def rejected_problem(rejected: Mapping[str, int]) -> str:
+    """What is wrong with the reasons an Ack or a FleetAck says it rejected inputs for, or "": at most
+    ``MAX_REJECTED_KEYS`` of them, each at most ``MAX_TEXT`` characters (they go into the result)."""
+    if len(rejected) > MAX_REJECTED_KEYS or any(len(k) > MAX_TEXT for k in rejected):
+        return "rejected: too many or too long reasons"
+    return ""
+
+
 def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float, tick_s: float = 0.0) -> str:
     """What is wrong with the numbers (and sizes) an Ack carries, or "" (``run_end_s``: the last time a
     warning may be raised at; with ``tick_s``, none may be raised after the time of the tick it answers)."""
@@ -147,8 +155,8 @@ def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float, tick_s: float = 0.0) 
         or len(ack.misbehaviour) > MAX_EVENTS_PER_ACK
     ):
         return f"{len(ack.events)} events, {len(ack.notes)} notes, {len(ack.misbehaviour)} misbehaviour reports"
-    if len(ack.rejected) > MAX_REJECTED_KEYS or any(len(k) > MAX_TEXT for k in ack.rejected):
-        return "rejected: too many or too long reasons"
+    if problem := rejected_problem(ack.rejected):
+        return problem
     if ack.HasField("truth"):
         tr = ack.truth
         for name, bound in (
@@ -606,8 +614,9 @@ class Inbound:
             self.reject("out_of_range", where, f"({len(ack.envelopes)} envelopes, {len(ack.events)} events)")
             return
         # as an Ack's (ack_problem): a forged FleetAck put 3000 chosen keys into the result (attack review 2)
-        if len(ack.rejected) > MAX_REJECTED_KEYS or any(len(k) > MAX_TEXT for k in ack.rejected):
-            self.reject("out_of_range", where, "(rejected: too many or too long reasons)")
+        problem = rejected_problem(ack.rejected)
+        if problem:
+            self.reject("out_of_range", where, f"({problem})")
             return
         problem = events_problem(ack.events, run_end_s=self.run_end_s, tick_end_s=ack.tick * self.tick_s)
         if problem:
