@@ -64,7 +64,8 @@ class Observer(Protocol):
     (``Simulation.step``) with that tick's events, before the next tick begins, so it may hold the world
     there (a paused view). It only reads ``sim``. It may also have ``on_inputs(sim, names)``, called right
     after the world published the inputs of those actors or fleets (``World._publish_inputs``), and
-    ``on_input_bytes(inputs)``, called before that with what it publishes (actor or fleet -> payload)."""
+    ``on_input_bytes(tick, inputs)``, called before that with what it publishes for that tick (actor or fleet
+    -> payload)."""
 
     async def on_tick(self, sim: Simulation, tick: int, events: list[dict[str, Any]]) -> None: ...
 
@@ -324,7 +325,7 @@ class World:
                 )
         on_input_bytes = getattr(self.observer, "on_input_bytes", None)
         if on_input_bytes is not None:
-            on_input_bytes(inputs)
+            on_input_bytes(self.sim.inbound.current_tick, inputs)
         await asyncio.gather(*(self.transport.publish(self._input_topic(a), p) for a, p in inputs.items()))
         on_inputs = getattr(self.observer, "on_inputs", None)
         if on_inputs is not None:

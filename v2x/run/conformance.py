@@ -179,12 +179,10 @@ class WorldInputs:
     async def on_tick(self, sim: Any, tick: int, events: list[dict[str, Any]]) -> None:
         return None
 
-    def on_input_bytes(self, inputs: dict[str, bytes]) -> None:
-        from v2x.wire import testbed_pb2
-
+    def on_input_bytes(self, tick: int, inputs: dict[str, bytes]) -> None:
         payload = inputs.get(self.actor)
         if payload is not None:
-            self.capture.world_inputs[testbed_pb2.TickInput.FromString(payload).tick] = payload
+            self.capture.world_inputs[tick] = payload
 
 
 @dataclass
