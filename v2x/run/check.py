@@ -18,7 +18,6 @@ import contextlib
 import json
 import math
 import os
-import stat
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -31,7 +30,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from v2x import argtypes
 from v2x.run.pool import job_pool
-from v2x.run.results import variant_wall_s, write_atomic
+from v2x.run.results import regular_size, variant_wall_s, write_atomic
 from v2x.scenario.model import Bool, Int, Real, Variant
 from v2x.text import printable, xml_safe
 
@@ -334,10 +333,10 @@ def load_golden(path: Path, scenario_id: str | None = None) -> dict[str, Any] | 
     if not path.exists():
         return None
     try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):  # (a FIFO blocked the command for good)
+        size = regular_size(path)
+        if size is None:
             raise GoldenError(path, [("", "not a regular file: not a golden record")])
-        if st.st_size > MAX_GOLDEN_BYTES:
+        if size > MAX_GOLDEN_BYTES:
             raise GoldenError(path, [("", f"larger than {MAX_GOLDEN_BYTES >> 20} MiB: not a golden record")])
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

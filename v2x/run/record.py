@@ -24,7 +24,6 @@ import dataclasses
 import json
 import math
 import os
-import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from mcap_protobuf.schema import register_schema
 
 from v2x.geodesy import LocalFrame
 from v2x.run.report import MAX_RESULT_BYTES
-from v2x.run.results import flagged
+from v2x.run.results import flagged, regular_size
 from v2x.run.tap import Event, Pose, Tap, background_boxes, poses
 from v2x.scenario.model import Scenario
 from v2x.sim.events import event_order
@@ -583,7 +582,7 @@ def read_recording(path: Path) -> Replayed:
     from v2x.run.report import MAX_EVENTS, metrics_problem
 
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # (opening a FIFO waited for a writer for good)
+        if regular_size(path) is None:
             raise RecordingError(f"{path}: not a regular file: not a recording")
         f = path.open("rb")
     except OSError as exc:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import html
 import json
 import math
-import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from v2x import __version__
 from v2x.apps.registry import figures, registered
-from v2x.run.results import write_atomic
+from v2x.run.results import regular_size, write_atomic
 
 __all__ = ["ReportInputError", "load_results", "render_html", "result_problem", "strict_json", "write_html"]
 
@@ -124,10 +123,10 @@ def load_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
     results = []
     for f in unique.values():
         try:
-            st = f.stat()
-            if not stat.S_ISREG(st.st_mode):  # (a FIFO named result.json blocked the command for good)
+            size = regular_size(f)
+            if size is None:  # (a FIFO named result.json blocked the command for good)
                 raise ReportInputError(f"{f}: not a regular file: not a result document")
-            if st.st_size > MAX_RESULT_BYTES:
+            if size > MAX_RESULT_BYTES:
                 raise ReportInputError(f"{f}: larger than {MAX_RESULT_BYTES >> 20} MiB: not a result document")
             text = f.read_text(encoding="utf-8")
         except OSError as exc:

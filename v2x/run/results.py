@@ -393,6 +393,14 @@ def _current_umask() -> int:
 _UMASK = _current_umask()  # (read once at import: os.umask can only be read by setting it)
 
 
+def regular_size(path: Path) -> int | None:
+    """``path``'s size if it is a regular file (a symlink to one counts), else None: a FIFO, a device or a
+    socket, which a command must not open to read (opening a FIFO waits for a writer for good: v2x report,
+    the golden records and v2x replay each did). OSError if it cannot be looked at."""
+    st = path.stat()
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 def write_atomic(path: Path, data: str | bytes) -> Path:
     """Write ``path`` whole or not at all: a temporary file in the same directory, flushed to disk, then
     renamed over ``path``. On any error (a full disk: OSError ENOSPC) the old file is left as it was, the
