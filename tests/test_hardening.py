@@ -381,7 +381,7 @@ async def test_a_copy_of_the_worlds_last_will_does_not_free_its_run_id(embedded:
             if _is_start(str(message.topic), bytes(message.payload)):
                 token = testbed_pb2.Control.FromString(bytes(message.payload)).token
                 break
-        topic, will = last_will(FCW, run_id, token)  # (the bytes of the world's own)
+        topic, will, _ = last_will(FCW, run_id, token)  # (the bytes of the world's own)
         await client.publish(topic, will, qos=1, retain=True)
         await asyncio.wait_for(_until(client, _is_start), 10)  # the world says its START again
     with pytest.raises(RunError, match="run id hard-will is in use"):

@@ -25,6 +25,7 @@ from tests._agents import offline_sim
 from tests._mosquitto import Mosquitto
 from v2x.cli import main
 from v2x.net import topics
+from v2x.net.world import STOP_EXPIRY_S
 from v2x.run.results import write_atomic, write_result
 from v2x.run.runner import public_broker
 from v2x.scenario import load_scenario
@@ -273,10 +274,15 @@ def _external_lead(tmp_path: Path) -> Path:
 
 
 async def _retained_control(mosquitto: Mosquitto, run_id: str) -> testbed_pb2.Control:
+    """The run's retained Control, which must expire within the hour (MQTT 5's Message Expiry Interval: a
+    shared broker does not keep one per run for good)."""
     address = mosquitto.address
-    async with aiomqtt.Client(address.host, address.port, identifier=f"check-{run_id}") as client:
+    v5 = aiomqtt.ProtocolVersion.V5
+    async with aiomqtt.Client(address.host, address.port, identifier=f"check-{run_id}", protocol=v5) as client:
         await client.subscribe(topics.control(run_id))
         async for message in client.messages:
+            expiry = getattr(message.properties, "MessageExpiryInterval", None)
+            assert expiry is not None and 3500 < expiry <= STOP_EXPIRY_S == 3600, expiry
             return testbed_pb2.Control.FromString(bytes(message.payload))
     raise AssertionError("no retained Control")
 

@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -38,6 +38,15 @@ PENDING_PUBLISH_WARNING = 100_000  # publishes in flight on one connection befor
 ConnectCallback = Callable[[], Awaitable[None]]
 
 
+class LastWill(NamedTuple):
+    """What the broker publishes, retained at QoS 1, when a connection drops without saying goodbye;
+    ``expiry_s``: its MQTT 5 Message Expiry Interval (``Transport.publish``)."""
+
+    topic: str
+    payload: bytes
+    expiry_s: int | None = None
+
+
 class Transport(Protocol):
     """What the world and the agent host need of a message transport."""
 
@@ -51,8 +60,11 @@ class Transport(Protocol):
         """Run ``callback`` after every (re)connection and (re)subscription."""
         ...
 
-    async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
-        """Publish, waiting until connected."""
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False, expiry_s: int | None = None
+    ) -> None:
+        """Publish, waiting until connected. ``expiry_s``: MQTT 5's Message Expiry Interval (the broker drops
+        the message, a retained one too, after that long; a connection with MQTT 3.1.1 cannot say it)."""
         ...
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
@@ -144,13 +156,13 @@ class MqttTransport:
         *,
         reconnect_initial_s: float = RECONNECT_INITIAL_S,
         reconnect_max_s: float = RECONNECT_MAX_S,
-        will: tuple[str, bytes] | None = None,
+        will: LastWill | None = None,
         max_packet_bytes: int | None = None,
     ) -> None:
-        """``will``: a (topic, payload) the broker publishes, retained at QoS 1, if this connection drops
-        without saying goodbye (the world's STOP "world lost"). ``max_packet_bytes``: the largest MQTT packet
-        this connection takes, sent to the broker as MQTT 5's Maximum Packet Size (None: ``limits.packet_limit``
-        of its routes at each connection; a route added while connected counts from the next one)."""
+        """``will``: this connection's Last Will (the world's STOP "world lost"). ``max_packet_bytes``: the
+        largest MQTT packet this connection takes, sent to the broker as MQTT 5's Maximum Packet Size (None:
+        ``limits.packet_limit`` of its routes at each connection; a route added while connected counts from
+        the next one)."""
         self.broker = broker
         self.max_packet_bytes = max_packet_bytes
         self.client_id = client_id
@@ -181,15 +193,17 @@ class MqttTransport:
         """Run ``callback`` after every (re)connection and re-subscription."""
         self._on_connect.append(callback)
 
-    async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
-        """Publish, waiting through a reconnection if the broker is away.
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False, expiry_s: int | None = None
+    ) -> None:
+        """Publish, waiting through a reconnection if the broker is away (``expiry_s``: ``Transport.publish``).
 
         A QoS 0 message on a live connection goes straight to the connection's send queue (the same queue,
         in the same order, as through aiomqtt), without waiting until it is on the socket: for QoS 0 there
         is nothing to confirm, and that wait (a future, a timeout and a wake-up per message) was a large part
         of a lockstep tick's cost. Anything else, and any failure, takes aiomqtt's confirmed path."""
         client = self._client
-        if qos == 0 and client is not None and self.connected.is_set():
+        if qos == 0 and expiry_s is None and client is not None and self.connected.is_set():
             # Onto the socket now, as far as it takes it, not when the event loop next polls for writing: a CPU-bound
             # step after the publish (a fleet's FCW after its ack) would hold the message back. paho queues the
             # packet without asking aiomqtt for a writer (which it would add on the loop's next turn, maybe after
@@ -212,8 +226,16 @@ class MqttTransport:
             if client is None:
                 await asyncio.sleep(0.01)
                 continue
+            v5 = client._client.protocol == paho.MQTTv5
             try:
-                await client.publish(topic, payload, qos=qos, retain=retain, timeout=self.publish_timeout_s)
+                await client.publish(
+                    topic,
+                    payload,
+                    qos=qos,
+                    retain=retain,
+                    properties=expiry_properties(PacketTypes.PUBLISH, expiry_s) if v5 else None,
+                    timeout=self.publish_timeout_s,
+                )
                 return
             except aiomqtt.MqttError as exc:
                 # Either this connection is gone (the run loop notices and reconnects: wait for the next one;
@@ -263,7 +285,7 @@ class MqttTransport:
                     mqtt5=v5,
                     max_packet_bytes=most,
                     max_queued_outgoing_messages=0,
-                    will=aiomqtt.Will(self.will[0], self.will[1], qos=1, retain=True) if self.will else None,
+                    will=self._will(v5),
                 )
                 _writer_only_while_open(client)
                 async with client:
@@ -313,6 +335,12 @@ class MqttTransport:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._reconnect_max_s)
         self.connected.clear()
+
+    def _will(self, v5: bool) -> aiomqtt.Will | None:
+        if self.will is None:
+            return None
+        properties = expiry_properties(PacketTypes.WILLMESSAGE, self.will.expiry_s) if v5 else None
+        return aiomqtt.Will(self.will.topic, self.will.payload, qos=1, retain=True, properties=properties)
 
     @property
     def mqtt5(self) -> bool:
@@ -423,8 +451,11 @@ class LoopbackTransport:
         """Run ``callback`` once connected."""
         self._on_connect.append(callback)
 
-    async def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
-        """Publish through the bus (once connected); ``qos`` is moot: nothing is lost in-process."""
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False, expiry_s: int | None = None
+    ) -> None:
+        """Publish through the bus (once connected); ``qos`` and ``expiry_s`` are moot: nothing is lost
+        in-process, and nothing outlives the process."""
         await self.connected.wait()
         self.broker.publish(topic, payload, retain=retain)
 
@@ -489,6 +520,15 @@ def connect_properties(max_packet_bytes: int) -> Properties:
     """An MQTT 5 CONNECT's properties: Maximum Packet Size ``max_packet_bytes`` (``v2x.net.limits``)."""
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.MaximumPacketSize = max_packet_bytes
+    return properties
+
+
+def expiry_properties(packet_type: int, expiry_s: int | None) -> Properties | None:
+    """MQTT 5 properties with a Message Expiry Interval of ``expiry_s`` (None: none) for a PUBLISH or a Will."""
+    if expiry_s is None:
+        return None
+    properties = Properties(packet_type)  # type: ignore[no-untyped-call]
+    properties.MessageExpiryInterval = expiry_s
     return properties
 
 

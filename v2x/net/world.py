@@ -29,7 +29,7 @@ from v2x.net import limits, topics
 from v2x.net.clock import Clock
 from v2x.net.limits import MAX_FLEET_INPUT_BYTES
 from v2x.net.seal import RunSeal
-from v2x.net.transport import Handler, MqttTransport, Transport
+from v2x.net.transport import Handler, LastWill, MqttTransport, Transport
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation, WorldReport
 from v2x.wire import testbed_pb2
@@ -43,20 +43,24 @@ WORLD_LOST = "world lost"
 REASSERT_EVERY_S = 1.0  # at most this often, and
 REASSERT_MAX = 20  # this many times a run, the world publishes its Control again over a forged one
 FINAL_STOP_WAIT_S = 10.0  # the final STOP is published (and tried again) this long at most before the result
+# A STOP (the final one, an early one, the Last Will) stays retained this long on an MQTT 5 broker (its Message
+# Expiry Interval), not for good: a shared CI broker kept one per run ever made. Late joiners of a run that
+# ended get it within that time; a new run with the same id clears it anyway.
+STOP_EXPIRY_S = 3600
 
 
 class RunIdInUse(RuntimeError):
     """A live world of the same run id holds the control topic (its retained START is there)."""
 
 
-def last_will(scenario: Scenario, run_id: str, token: str) -> tuple[str, bytes]:
-    """The topic and payload of the world connection's Last Will: a retained STOP "world lost" with the
-    run's token, so that a run whose world dies (killed, its host gone) does not leave its START behind as
-    if it were live."""
+def last_will(scenario: Scenario, run_id: str, token: str) -> LastWill:
+    """The world connection's Last Will: a retained STOP "world lost" with the run's token, so that a run
+    whose world dies (killed, its host gone) does not leave its START behind as if it were live; it expires
+    after ``STOP_EXPIRY_S``."""
     stop = testbed_pb2.Control(
         command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, scenario_id=scenario.id, reason=WORLD_LOST, token=token
     )
-    return topics.control(run_id), stop.SerializeToString()
+    return LastWill(topics.control(run_id), stop.SerializeToString(), STOP_EXPIRY_S)
 
 
 class Observer(Protocol):
@@ -113,6 +117,7 @@ class World:
         for kind in kinds:
             transport.route(topics.all_of(run_id, kind), self._handler(kind))
         self._announced: bytes | None = None  # the Control this world last published (retained)
+        self._announced_expiry_s: int | None = None  # and its expiry (a STOP's)
         self._found: testbed_pb2.Control | None = None  # a retained Control of another world, before claim()
         self._probe_topic = topics.probe(run_id, self.token[:12])
         self._probed = asyncio.Event()
@@ -196,7 +201,13 @@ class World:
 
     async def _republish(self) -> None:
         if self._announced is not None:
-            await self.transport.publish(topics.control(self.run_id), self._announced, qos=1, retain=True)
+            await self._publish_announced()
+
+    async def _publish_announced(self) -> None:
+        assert self._announced is not None
+        await self.transport.publish(
+            topics.control(self.run_id), self._announced, qos=1, retain=True, expiry_s=self._announced_expiry_s
+        )
 
     def _handler(self, kind: topics.Kind) -> Handler:
         def handler(topic: str, payload: bytes) -> None:
@@ -336,9 +347,9 @@ class World:
         return self._announced
 
     async def _publish_control(self, command: testbed_pb2.Control.Command.ValueType, reason: str = "") -> None:
-        payload = self.sim.control(command, reason)
-        self._announced = payload
-        await self.transport.publish(topics.control(self.run_id), payload, qos=1, retain=True)
+        self._announced = self.sim.control(command, reason)
+        self._announced_expiry_s = STOP_EXPIRY_S if command == testbed_pb2.Control.COMMAND_STOP else None
+        await self._publish_announced()
 
     async def announce_stop(self, reason: str, timeout_s: float = 2.0) -> None:
         """Tell the agents and outside stacks that the run ended early (``reason``), with the run's token;

@@ -32,6 +32,7 @@ from v2x.net.seal import RunSeal
 from v2x.net.secure import RunKeys, SecureDirError, Security, load_secure_dir, make_tls, new_run_keys
 from v2x.net.transport import (
     BROKER_WAIT_S,
+    LastWill,
     LoopbackBroker,
     LoopbackTransport,
     MqttTransport,
@@ -212,7 +213,7 @@ def build_agents(scenario: Scenario, env: Environment) -> list[Agent]:
 Bus = BrokerAddress | LoopbackBroker  # an MQTT broker's address, or the in-process loopback bus
 
 
-def make_transport(bus: Bus, client_id: str, will: tuple[str, bytes] | None = None) -> Transport:
+def make_transport(bus: Bus, client_id: str, will: LastWill | None = None) -> Transport:
     """A connection to ``bus``: an MQTT client of the broker (``will``: its Last Will, published retained),
     or a client of the loopback bus (which has no wills: nothing there outlives the process)."""
     if isinstance(bus, LoopbackBroker):

@@ -45,7 +45,7 @@ from v2x.net.answers import FINAL_LINGER_S
 from v2x.net.broker import BrokerAddress
 from v2x.net.host import LOG_FIRST
 from v2x.net.seal import RunSeal
-from v2x.net.transport import MqttTransport, Transport
+from v2x.net.transport import LastWill, MqttTransport, Transport
 from v2x.net.world import WORLD_LOST
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import fleet_ids_for
@@ -193,7 +193,7 @@ def worker_main(job: FleetJob, ready: EventType) -> None:
 
 
 def _fleet_host(
-    job: FleetJob, will: tuple[str, bytes] | None = None, *, remote: bool = False
+    job: FleetJob, will: LastWill | None = None, *, remote: bool = False
 ) -> tuple[MqttTransport, FleetHost]:
     """``job``'s fleet agent (its vehicles signing with the job's credentials, if any) on its own broker
     connection (``will``: its Last Will), and the host that serves it tick by tick."""
@@ -521,7 +521,7 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
     from v2x.run.warmup import warm_up
 
     join_topic = topics.fleet_join(job.run_id, job.fleet_id)
-    transport, host = _fleet_host(job, will=(join_topic, GONE), remote=True)
+    transport, host = _fleet_host(job, will=LastWill(join_topic, GONE), remote=True)
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[None] = loop.create_future()
     reason: list[str] = []
