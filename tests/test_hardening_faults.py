@@ -24,13 +24,13 @@ import pytest
 from tests._agents import offline_sim
 from tests._mosquitto import Mosquitto
 from v2x.cli import main
+from v2x.logs import LOG_FIRST
 from v2x.net import topics
 from v2x.net.world import STOP_EXPIRY_S
 from v2x.run.results import write_atomic, write_result
 from v2x.run.runner import public_broker
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
-from v2x.sim.inbound import LOG_FIRST
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.envelope import temporary_id
 

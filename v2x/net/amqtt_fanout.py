@@ -27,6 +27,7 @@ from amqtt.errors import AMQTTError
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.session import Session
 
+from v2x.logs import log_refusal
 from v2x.net import limits
 
 log = logging.getLogger("v2x.net.broker")
@@ -175,7 +176,6 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
 
 PUBLISH, CONNECT = 3, 1  # MQTT packet types
 CONNACK_BAD_VERSION = bytes((0x20, 2, 0, 1))  # CONNACK: unacceptable protocol version (MQTT 3.1.1)
-LOG_FIRST = 5  # oversized packets logged at WARNING; the rest at DEBUG
 
 
 class _BoundedReader(ReaderAdapter):  # type: ignore[misc]  # amqtt has no type hints
@@ -260,8 +260,11 @@ class _BoundedReader(ReaderAdapter):  # type: ignore[misc]  # amqtt has no type 
             return True
         self._closed = True
         self._broker.oversized += 1
-        log.log(
-            logging.WARNING if self._broker.oversized <= LOG_FIRST else logging.DEBUG,
+        log_refusal(
+            log,
+            self._broker.oversized,
+            "embedded broker",
+            "oversized packets",
             "embedded broker: refused a %s of %d bytes%s (at most %d): the sender is disconnected",
             "PUBLISH" if self._type == PUBLISH else f"packet of type {self._type}",
             self._left,

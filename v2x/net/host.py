@@ -30,6 +30,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from v2x.agents.base import Agent, Heard, TickContext, TickResult, Transmission
+from v2x.logs import log_refusal
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.limits import MAX_INPUT_BYTES
@@ -42,8 +43,6 @@ from v2x.wire.envelope import parse_envelope
 from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, Verifier
 
 log = logging.getLogger("v2x.agent")
-
-LOG_FIRST = 5  # rejections logged at WARNING per agent and reason; the rest are counted only
 
 
 class AgentFailed(RuntimeError):
@@ -182,9 +181,7 @@ class AgentHost:
             self.ignored_controls += 1
             return
         if not self.token or ctrl.token != self.token or ctrl.run_id != self.run_id:
-            self.ignored_controls += 1
-            if self.ignored_controls <= LOG_FIRST:
-                log.warning("agents of %s: ignored a Control without this run's token", self.run_id)
+            self._ignore_control("ignored a Control without this run's token")
             return
         # "world lost" is the world connection's Last Will: a restarting broker publishes it too, and the world
         # says START again once reconnected. These agents live in the world's process: its runner ends them.
@@ -193,22 +190,21 @@ class AgentHost:
                 # The token is in the retained START for every subscriber to read; agents in the world's own
                 # process know what their world said, and obey only that (a forged STOP with the token had
                 # ended them, and the world then waited 60 s for their reports and gave up: no result).
-                self.ignored_controls += 1
-                if self.ignored_controls <= LOG_FIRST:
-                    log.warning(
-                        "agents of %s: ignored a STOP with the run's token their world did not send", self.run_id
-                    )
+                self._ignore_control("ignored a STOP with the run's token their world did not send")
                 return
             self.stop_reason = ctrl.reason
             self.stopped.set()
 
+    def _ignore_control(self, what: str) -> None:
+        self.ignored_controls += 1
+        who = f"agents of {self.run_id}"
+        log_refusal(log, self.ignored_controls, who, "ignored Controls", "%s: %s", who, what)
+
     def _reject(self, slot: _Slot, reason: str, detail: str) -> None:
         slot.rejected[reason] += 1
-        n = slot.rejected[reason]
-        if n <= LOG_FIRST:
-            log.warning("%s: rejected a TickInput (%s): %s", slot.agent.actor_id, reason, detail)
-        if n == LOG_FIRST:
-            log.warning("%s: %d %s rejections so far; further ones are only counted", slot.agent.actor_id, n, reason)
+        who = slot.agent.actor_id
+        message = "%s: rejected a TickInput (%s): %s"
+        log_refusal(log, slot.rejected[reason], who, f"{reason} rejections", message, who, reason, detail)
 
     def _enqueue(self, slot: _Slot) -> Handler:
         def handler(topic: str, payload: bytes) -> None:

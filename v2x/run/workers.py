@@ -40,10 +40,10 @@ from google.protobuf.message import DecodeError
 
 from v2x import __version__
 from v2x.apps.thresholds import resolve
+from v2x.logs import log_refusal
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S
 from v2x.net.broker import BrokerAddress
-from v2x.net.host import LOG_FIRST
 from v2x.net.seal import RunSeal
 from v2x.net.transport import LastWill, MqttTransport, Transport
 from v2x.net.world import WORLD_LOST
@@ -364,10 +364,8 @@ class RemoteFleets:
         """Log the first LOG_FIRST FleetHellos this run ignores, then count them (5000 forged ones logged 5000
         lines: attack review 2)."""
         self.ignored_hellos += 1
-        if self.ignored_hellos <= LOG_FIRST:
-            log.warning(message, self.run_id, topic[:200], *more)
-        if self.ignored_hellos == LOG_FIRST:
-            log.warning("run %s: further FleetHellos that are ignored are counted, not logged", self.run_id)
+        who = f"run {self.run_id}"
+        log_refusal(log, self.ignored_hellos, who, "ignored FleetHellos", message, self.run_id, topic[:200], *more)
 
     def _on_hello(self, topic: str, payload: bytes) -> None:
         parsed = topics.parse(topic)

@@ -65,6 +65,7 @@ import aiomqtt
 from google.protobuf.message import DecodeError
 
 from v2x.geodesy import LocalFrame
+from v2x.logs import log_refusal
 from v2x.net import limits, topics, transport
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.broker import BrokerAddress, parse_broker_url
@@ -88,7 +89,6 @@ MAX_INPUT_BYTES = limits.MAX_INPUT_BYTES  # a bigger TickInput is refused (``ove
 # flood of someone else's fills this (300 MB of junk grew a stack waiting for START by 311 MB).
 MAX_WAITING_INPUTS = 256
 MAX_WAITING_BYTES = 16 * 1024 * 1024
-LOG_FIRST = 5  # rejections logged at WARNING per reason; the rest are counted only
 # Real time: how early (in ticks) a TickInput that skips ticks may come before the world's clock could send it:
 # the earliest t0 the stack saw may be late by the broker's latency (tick 0, START); a forged input right after
 # the stack's Ack of tick n cannot be further ahead than tick n + 1, as the world's own next one.
@@ -397,11 +397,10 @@ class Stack:
 
     def _reject(self, reason: str, detail: str) -> None:
         self.rejected[reason] += 1
-        n = self.rejected[reason]
-        if n <= LOG_FIRST:
-            log.warning("%s: rejected %s (%s)", self.actor_id, detail, reason)
-        if n == LOG_FIRST:
-            log.warning("%s: %d %s rejections so far; further ones are only counted", self.actor_id, n, reason)
+        who = self.actor_id
+        log_refusal(
+            log, self.rejected[reason], who, f"{reason} rejections", "%s: rejected %s (%s)", who, detail, reason
+        )
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

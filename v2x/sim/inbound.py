@@ -38,6 +38,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from v2x.apps.registry import figures
 from v2x.core import SMALL_WORLD, scan_messages
+from v2x.logs import LOG_FIRST, log_refusal
 from v2x.scenario.model import MAX_EXTENT_M
 from v2x.sim.channel import LINK_NAME, Transmission
 from v2x.wire import frame_pb2, testbed_pb2
@@ -68,7 +69,6 @@ MAX_HEADING_DEG = 720.0
 MAX_FIGURE = 1e9  # ttc_s, figure, valid_until_s: finite and sane
 FIGURE_NAMES = frozenset(f.name for f in figures())  # Advisory.figure_name: one the apps declare (docs/PROTOCOL.md)
 CONFLICTS_FLAGGED = 3  # an actor whose Acks conflict in this many ticks is flagged in the result
-LOG_FIRST = 5  # rejections logged at WARNING per reason; the rest are summarised at the end
 KINDS = ("join", "tx", "ack")
 SIGNED_IDS = ("bsm", "rsm", "rsi", "ssm", "psm", "vir", "rsc", "clpmm")  # messages carrying their sender's id
 
@@ -354,11 +354,8 @@ class Inbound:
         self.stats.rejected[reason] += 1
         self._logged[reason] += 1
         t = max(self.current_tick, 0) * self.tick_s
-        level = logging.WARNING if self._logged[reason] <= LOG_FIRST else logging.DEBUG
-        if log.isEnabledFor(level):
-            log.log(level, "world t=%.2f s: rejected %s on %s %s", t, reason, where, detail[:200])
-        if self._logged[reason] == LOG_FIRST:
-            log.warning("world: %d %s rejections so far; further ones are only counted", LOG_FIRST, reason)
+        message = "world t=%.2f s: rejected %s on %s %s"
+        log_refusal(log, self._logged[reason], "world", f"{reason} rejections", message, t, reason, where, detail[:200])
 
     def log_summary(self) -> None:
         """One WARNING line per reason that was rejected more often than it was logged."""
