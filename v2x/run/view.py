@@ -2,7 +2,7 @@
 library's HTTP server in a thread, updated over Server-Sent Events.
 
 * ``GET /``: the page (``view.html`` next to this module; inline CSS and JS, nothing fetched elsewhere);
-* ``GET /events``: the stream: a ``scene`` event when a variant starts (lanes, RSUs with their ranges,
+* ``GET /events``: the stream: a ``scene`` event when a variant starts (the map of ``scenario_map``,
   intersections, the variant's warnings so far, and those of the variants that ran before it) and a
   ``tick`` event per tick (the clock, every actor's pose, the tick's warnings, messages per second by type
   over the last simulated second, paused or not);
@@ -40,6 +40,7 @@ from importlib.resources import files
 from typing import Any
 
 from v2x.run.tap import Event, Tap, background_boxes, poses
+from v2x.run.tracks import scenario_map
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation
 
@@ -47,26 +48,16 @@ MAX_FRAMES = 5000  # frames kept for clients that lag behind
 
 
 def scene_of(scenario: Scenario, variant: str) -> dict[str, Any]:
-    """The static part of the map: lanes, intersections, RSUs with their ranges."""
+    """The static part of the map, the same picture as the report's (``v2x.run.tracks.scenario_map``: lanes,
+    intersections, obstacles, positioning zones, RSUs with their ranges, road events with their hazard zones
+    and signs), with the scenario and variant it belongs to."""
     return {
         "scenario": scenario.id,
         "name": scenario.name,
         "variant": variant,
         "tick_s": scenario.tick_s,
         "duration_s": scenario.duration_s,
-        "lanes": [
-            {"id": ln.id, "width_m": ln.width_m, "points": [[float(p[0]), float(p[1])] for p in ln.centerline]}
-            for ln in scenario.road.lanes
-        ],
-        "intersections": [
-            {"id": i.id, "center": [float(i.center[0]), float(i.center[1])], "radius_m": i.radius_m}
-            for i in scenario.road.intersections
-        ],
-        "rsus": [
-            {"id": a.id, "position": [float(a.position[0]), float(a.position[1])], "range_m": a.range_m}
-            for a in scenario.actors
-            if a.kind == "rsu" and a.position is not None
-        ],
+        **scenario_map(scenario),
     }
 
 
