@@ -2,8 +2,8 @@
 library's HTTP server in a thread, updated over Server-Sent Events.
 
 * ``GET /``: the page (``view.html`` next to this module; inline CSS and JS, nothing fetched elsewhere);
-* ``GET /events``: the stream: a ``scene`` event when a variant starts (the map of ``scenario_map``,
-  intersections, the variant's warnings so far, and those of the variants that ran before it) and a
+* ``GET /events``: the stream: a ``scene`` event when a variant starts (the report's map,
+  ``v2x.run.tracks.scenario_map``, the variant's warnings so far, and those of the variants that ran before it) and a
   ``tick`` event per tick (the clock, every actor's pose, the tick's warnings, messages per second by type
   over the last simulated second, paused or not);
 * ``GET /state``: the latest scene and tick, and every variant's warnings so far, as one JSON document;
