@@ -233,6 +233,18 @@ def test_pytest_collects_a_folder_of_scenarios_with_readable_names(pytester: pyt
     result.stdout.fnmatch_lines(["*actors[[]0[]].speed_mps: Input should be a valid number*"])
 
 
+def test_each_plugin_item_runs_its_variant_and_takes_its_own_time(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """Session 19's note: pytest's JUnit put the scenario's whole time (both variants' runs) on its first item
+    and about 0 s on the second. Each item now runs its variant alone (with the outcome that variant has in a
+    run of both, which the golden record checks)."""
+    folder = _copy_fcw(tmp_path)
+    junit = tmp_path / "junit.xml"
+    result = pytester.runpytest_inprocess(*INNER, str(folder), f"--junitxml={junit}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    times = {c.get("name"): float(c.get("time") or 0) for c in ET.parse(junit).getroot().iter("testcase")}
+    assert set(times) == {"v2x", "baseline"} and min(times.values()) > 0.1 * max(times.values()), times
+
+
 def test_the_plugin_fails_a_scenario_without_a_golden_record_as_v2x_check_does(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:

@@ -57,11 +57,14 @@ class ScenarioFailure(Exception):
 
 
 class ScenarioFile(pytest.File):
-    """One scenario file; it runs once (both variants) for all its items."""
+    """One scenario file; each of its items (a variant) runs that variant alone, so that each item's time
+    (pytest's durations, the JUnit file) is its own: one run of both variants put the whole time on the
+    first item. A variant run alone gives the outcome it has in a run of all (its random streams are its
+    own)."""
 
-    _result: dict[str, Any] | None = None
     _golden: dict[str, Any] | None = None
-    _error: str = ""  # why the run could not complete (then every variant fails with it)
+    _seed: int | None = None
+    _error: str = ""  # why a run could not complete (then every variant fails with it)
 
     def collect(self) -> Iterator[pytest.Item]:
         from v2x.scenario import ScenarioError, load_scenario
@@ -88,28 +91,29 @@ class ScenarioFile(pytest.File):
         for variant in scenario.variants:
             yield ScenarioItem.from_parent(self, name=variant, variant=variant)
 
-    def outcome(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The run's result and the golden record, once for all the file's variants; a run that cannot
-        complete (an unreachable broker, a silent agent) fails each variant with its one-line reason, as
-        ``v2x check`` says it (it was a 2,700-line traceback per variant: a newcomer review)."""
+    def outcome(self, variant: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The result of ``variant``'s run and the golden record (read once for the file's variants); a run
+        that cannot complete (an unreachable broker, a silent agent) fails this variant and every later one
+        with its one-line reason, as ``v2x check`` says it (it was a 2,700-line traceback per variant: a
+        newcomer review)."""
         if self._error:
             raise ScenarioFailure(self._error)
-        if self._result is None:
+        from v2x.run.runner import RunError, run_scenario, warm_up_core
+
+        if self._seed is None:
             from v2x.run.check import golden_path, load_golden
-            from v2x.run.runner import RunError, run_scenario, warm_up_core
 
             self._golden = load_golden(golden_path(self.path, self.scenario.id), self.scenario.id)
             seed = self.config.getoption("--v2x-seed")
-            if seed is None:
-                seed = int(self._golden["seed"]) if self._golden else 0
+            self._seed = seed if seed is not None else int(self._golden["seed"]) if self._golden else 0
             warm_up_core([self.scenario])
-            broker = self.config.getoption("--v2x-broker")
-            try:
-                self._result = asyncio.run(run_scenario(self.scenario, seed=seed, broker=broker))
-            except RunError as exc:
-                self._error = f"run error: {exc}"
-                raise ScenarioFailure(self._error) from None
-        return self._result, self._golden
+        broker = self.config.getoption("--v2x-broker")
+        try:
+            result = asyncio.run(run_scenario(self.scenario, seed=self._seed, broker=broker, variants=[variant]))
+        except RunError as exc:
+            self._error = f"run error: {exc}"
+            raise ScenarioFailure(self._error) from None
+        return result, self._golden
 
 
 class ScenarioItem(pytest.Item):
@@ -121,7 +125,7 @@ class ScenarioItem(pytest.Item):
         from v2x.run.check import check_result
 
         assert isinstance(self.parent, ScenarioFile)
-        result, golden = self.parent.outcome()
+        result, golden = self.parent.outcome(self.variant)
         for case in check_result(result, golden, 0.0):
             if case.variant != self.variant:
                 continue
