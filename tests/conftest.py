@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests._mosquitto import MOSQUITTO, Mosquitto
+from tests._mosquitto import Mosquitto, mosquitto_binary
 from v2x.net.broker import BrokerAddress, embedded_broker
 
 
 @pytest.fixture(scope="session")
 def mosquitto() -> Iterator[Mosquitto]:
-    if MOSQUITTO is None:
-        if os.environ.get("CI"):
-            pytest.fail("mosquitto is not installed; .ci/run installs it (apt-get install mosquitto)")
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto); Mosquitto tests skipped")
-    broker = Mosquitto(MOSQUITTO)
+    broker = Mosquitto(mosquitto_binary())
     broker.start()
     yield broker
     broker.stop()

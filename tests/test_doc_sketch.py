@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests._mosquitto import MOSQUITTO, Mosquitto
+from tests._mosquitto import Mosquitto, mosquitto_binary
 from v2x.scenario.loader import SCENARIO_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed")
 
 # What the sketch leaves to "your stack", from the complete example (the neighbour cruises in its lane).
 PRELUDE = """
@@ -79,8 +78,7 @@ def _sketch(tmp_path: Path) -> Path:
 
 @pytest.mark.broker
 def test_the_sketch_in_protocol_md_drives_a_car_through_a_run_and_a_broker_restart(tmp_path: Path) -> None:
-    assert MOSQUITTO is not None
-    mosquitto = Mosquitto(MOSQUITTO)  # its own: restarted below
+    mosquitto = Mosquitto(mosquitto_binary())  # its own: restarted below
     mosquitto.start()
     doc = yaml.safe_load((SCENARIO_DIR / "fcw.yaml").read_text(encoding="utf-8"))
     next(a for a in doc["actors"] if a["id"] == "neighbour")["external"] = True

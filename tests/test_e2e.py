@@ -10,7 +10,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from tests._mosquitto import Mosquitto
+from tests._mosquitto import Mosquitto, mosquitto_binary
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress
 from v2x.run.check import check_result, golden_path, load_golden
@@ -323,13 +323,11 @@ def test_a_broker_with_nagles_algorithm_on_is_named_in_a_note(
     """A Mosquitto without `set_tcp_nodelay true` answers each lockstep round trip about 40 ms late (Nagle
     and the delayed ACK): fcw runs 5-10 times slower with the same outcome. `v2x run` and `v2x check` say
     why in a note; over the broker we ship the settings of (docker/mosquitto.conf) they say nothing."""
-    from tests._mosquitto import MOSQUITTO
     from v2x.cli import main
 
-    assert MOSQUITTO is not None  # (the mosquitto fixture skips without it)
     short = tmp_path / "fcw.yaml"  # fcw's first 3 s (30 ticks), as a scenario of its own
     short.write_text((SCENARIO_DIR / "fcw.yaml").read_text().replace("duration_s: 14.0", "duration_s: 3.0"))
-    nagle = Mosquitto(MOSQUITTO, conf=lambda port: f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    nagle = Mosquitto(mosquitto_binary(), conf=lambda port: f"listener {port} 127.0.0.1\nallow_anonymous true\n")
     nagle.start()
     try:
         run = ["run", str(short), "--variant", "v2x", "--out", str(tmp_path / "runs"), "--broker"]
@@ -349,14 +347,11 @@ async def test_a_broker_that_is_gone_for_good_ends_the_run_with_a_run_error(monk
     """A broker killed mid-run and never restarted held `v2x check` silent for 16 minutes (adopter review,
     session 19): the run now gives up after BROKER_LOST_S without a connection (a restart within it is
     rejoined: the test above)."""
-    from tests._mosquitto import MOSQUITTO
     from v2x.net import transport
     from v2x.run.runner import RunError
 
-    if MOSQUITTO is None:
-        pytest.skip("mosquitto is not installed")
     monkeypatch.setattr(transport, "BROKER_LOST_S", 2.0)
-    broker = Mosquitto(MOSQUITTO)  # (its own: the session's broker stays up for the other tests)
+    broker = Mosquitto(mosquitto_binary())  # (its own: the session's broker stays up for the other tests)
     broker.start()
 
     async def kill_midway() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests._mosquitto import MOSQUITTO, Mosquitto, mosquitto_conf
+from tests._mosquitto import Mosquitto, mosquitto_binary, mosquitto_conf
 from v2x.bench.stack import stack_scenario
 from v2x.cli import main as cli_main
 from v2x.run.results import outcome
@@ -27,8 +27,6 @@ from v2x.run.workers import remote_jobs, serve_remote
 from v2x.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-
-pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed")
 
 
 def _scenario_file(tmp_path: Path, duration_s: float = 1.0) -> Path:
@@ -48,11 +46,10 @@ def _scenario_file(tmp_path: Path, duration_s: float = 1.0) -> Path:
 @pytest.fixture
 def bridged() -> Iterator[tuple[Mosquitto, Mosquitto]]:
     """Mosquitto A, and Mosquitto B bridged to A for every topic both ways (a two-node 'cluster')."""
-    assert MOSQUITTO is not None
-    a = Mosquitto(MOSQUITTO)
+    a = Mosquitto(mosquitto_binary())
     a.start()
     bridge = f"\nconnection to-a\naddress 127.0.0.1:{a.port}\ntopic # both 0\ncleansession true\n"
-    b = Mosquitto(MOSQUITTO, conf=lambda port: mosquitto_conf(port) + bridge)
+    b = Mosquitto(mosquitto_binary(), conf=lambda port: mosquitto_conf(port) + bridge)
     try:
         b.start()
         yield a, b

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests._agents import offline_sim
-from tests._mosquitto import MOSQUITTO, Mosquitto
+from tests._mosquitto import Mosquitto, mosquitto_binary
 from tests._slow_stack import _example
 from v2x.scenario import Scenario, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
@@ -1280,13 +1280,12 @@ async def test_an_sdk_stack_resumes_after_broker_restarts_with_the_outcome_of_a_
     from v2x.run import runner
     from v2x.sdk import Stack
 
-    assert MOSQUITTO is not None
     monkeypatch.setattr(  # the world asks again after 0.5 s (not 2 s), and gives up after 10 s (not 60 s)
         runner, "make_clock", lambda mode, tick_s: LockstepClock(tick_s, retransmit_after_s=0.5, give_up_after_s=10.0)
     )
     example = _example()
     sc = load_scenario(fcw_with_external(tmp_path, "follower", duration_s=10.0))  # the warning at 6.1 s, at rest at 9.5
-    broker = Mosquitto(MOSQUITTO)
+    broker = Mosquitto(mosquitto_binary())
     broker.start()
 
     async def drive(run_id: str) -> Stack:
@@ -1331,8 +1330,7 @@ async def test_an_sdk_stack_whose_broker_stays_away_raises_broker_lost_at_once(t
     from v2x.net import topics
     from v2x.sdk import BrokerLost, Stack
 
-    assert MOSQUITTO is not None
-    broker = Mosquitto(MOSQUITTO)
+    broker = Mosquitto(mosquitto_binary())
     broker.start()
     run_id = f"sdk-gone-{uuid.uuid4().hex[:6]}"
     start = _forged_world_start(tmp_path, run_id, n_ticks=5)  # the world's START, in a run of ticks 0..5
@@ -1377,8 +1375,7 @@ async def test_an_sdk_stack_says_hello_again_after_a_broker_restart_before_its_f
     from v2x.net import topics
     from v2x.sdk import Stack
 
-    assert MOSQUITTO is not None
-    broker = Mosquitto(MOSQUITTO)
+    broker = Mosquitto(mosquitto_binary())
     broker.start()
     run_id = f"sdk-hello-{uuid.uuid4().hex[:6]}"
     start = _forged_world_start(tmp_path, run_id, n_ticks=0)  # one tick: 0, the final one

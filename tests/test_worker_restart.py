@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests._mosquitto import MOSQUITTO, Mosquitto
+from tests._mosquitto import Mosquitto, mosquitto_binary
 from tests.test_remote_workers import _finish, _worker
 from tests.test_workers import _scenario
 from v2x.net.clock import LockstepClock
@@ -27,7 +27,7 @@ from v2x.sim.simulation import Simulation
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.broker, pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed")]
+pytestmark = pytest.mark.broker
 
 RETRANSMIT_AFTER_S = 0.5  # the world's lockstep retransmission, shorter than the default 2 s to keep it fast
 
@@ -44,8 +44,7 @@ def _outcome(result: dict[str, Any]) -> str:
 @pytest.fixture
 def broker() -> Iterator[Mosquitto]:
     """A Mosquitto of this test's own (it is restarted)."""
-    assert MOSQUITTO is not None
-    mq = Mosquitto(MOSQUITTO)
+    mq = Mosquitto(mosquitto_binary())
     mq.start()
     try:
         yield mq
