@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
+from google.protobuf.message import DecodeError
+
 from v2x.net import limits, topics
 from v2x.net.clock import Clock
 from v2x.net.limits import MAX_FLEET_INPUT_BYTES
@@ -170,7 +172,7 @@ class World:
             ctrl = testbed_pb2.Control()
             try:
                 ctrl.ParseFromString(payload)
-            except Exception:
+            except DecodeError:
                 return
             if payload and ctrl.token != self.token:
                 self._found = ctrl
@@ -181,7 +183,7 @@ class World:
         try:
             ctrl.ParseFromString(payload)
             will = ctrl.token == self.token and ctrl.reason == WORLD_LOST
-        except Exception:
+        except DecodeError:
             will = False
         if not will:
             # Someone else's Control (or a cleared topic, or one with this run's token that this world did
@@ -197,7 +199,11 @@ class World:
         ):
             self._reasserted.append(now)
             task = asyncio.get_running_loop().create_task(self._republish())
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            task.add_done_callback(self._republished)
+
+    def _republished(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # (the broker gone: the next connection says it)
+            log.warning("world %s: could not publish its Control again: %s", self.run_id, task.exception())
 
     async def _republish(self) -> None:
         if self._announced is not None:
