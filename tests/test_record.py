@@ -212,3 +212,26 @@ def test_the_background_traffic_is_in_the_scene(tmp_path: Path) -> None:
                     counts.append(len(entity.cubes))
     assert len(counts) == result["metrics"]["v2x"]["ticks"] and min(counts) > 10
     assert result["metrics"]["v2x"]["background"]["max_present"] >= max(counts)
+
+
+def test_an_observer_given_to_run_scenario_gets_every_hook() -> None:
+    """run_scenario wraps an outside observer with the result's tracks (``Observers``), which forwarded
+    ``on_tick`` and ``on_inputs`` but not ``on_input_bytes``: `v2x bench realtime` took its start time after
+    tick 0's inputs were published instead of before (a code review)."""
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml").model_copy(update={"duration_s": 1.0})
+    seen: dict[str, list[int]] = {"on_tick": [], "on_inputs": [], "on_input_bytes": []}
+
+    class Hooks:
+        async def on_tick(self, sim: Any, tick: int, events: list[dict[str, Any]]) -> None:
+            seen["on_tick"].append(tick)
+
+        def on_inputs(self, sim: Any, names: list[str]) -> None:
+            seen["on_inputs"].append(sim.inbound.current_tick)
+
+        def on_input_bytes(self, tick: int, inputs: dict[str, bytes]) -> None:
+            assert inputs and all(isinstance(p, bytes) for p in inputs.values())
+            seen["on_input_bytes"].append(tick)
+
+    asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: Hooks()))
+    ticks = list(range(sc.n_ticks + 1))
+    assert seen == {"on_tick": ticks, "on_inputs": ticks, "on_input_bytes": ticks}

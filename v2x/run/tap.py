@@ -134,3 +134,9 @@ class Observers:
             on_inputs = getattr(o, "on_inputs", None)
             if on_inputs is not None:
                 on_inputs(sim, names)
+
+    def on_input_bytes(self, tick: int, inputs: dict[str, bytes]) -> None:
+        for o in self.observers:
+            on_input_bytes = getattr(o, "on_input_bytes", None)
+            if on_input_bytes is not None:
+                on_input_bytes(tick, inputs)
