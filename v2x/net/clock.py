@@ -18,6 +18,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from v2x.net.answers import REALTIME_MAX_SKIP
+
+MODES = ("lockstep", "realtime")  # the clocks' names (``--mode``)
+
 
 class AgentTimeout(RuntimeError):
     def __init__(self, tick: int, t_s: float, missing: list[str], waited_s: float) -> None:
@@ -27,6 +31,12 @@ class AgentTimeout(RuntimeError):
 
 class Clock(abc.ABC):
     mode: str
+    # Whether the world opens tick n + 1 (its inputs to the fleets and built-in agents) as soon as tick n
+    # closes, handing them over at tick n's wall-clock time (real time), or only once tick n + 1 begins.
+    opens_early: bool = False
+    # How many ticks an input may skip for the agents (one lost in real time; lockstep sends every tick until
+    # it is answered, so none).
+    max_skip: int = 0
 
     def __init__(self, tick_s: float) -> None:
         self.tick_s = tick_s
@@ -82,6 +92,8 @@ class LockstepClock(Clock):
 
 class RealTimeClock(Clock):
     mode = "realtime"
+    opens_early = True
+    max_skip = REALTIME_MAX_SKIP
 
     def __init__(self, tick_s: float) -> None:
         super().__init__(tick_s)
@@ -114,8 +126,7 @@ class RealTimeClock(Clock):
 
 
 def make_clock(mode: str, tick_s: float) -> Clock:
-    if mode == "lockstep":
-        return LockstepClock(tick_s)
-    if mode == "realtime":
-        return RealTimeClock(tick_s)
-    raise ValueError(f"unknown clock mode {mode!r}: lockstep or realtime")
+    for cls in (LockstepClock, RealTimeClock):
+        if cls.mode == mode:
+            return cls(tick_s)
+    raise ValueError(f"unknown clock mode {mode!r}: {' or '.join(MODES)}")

@@ -295,7 +295,7 @@ class World:
         # tick n + 1 goes out before t(n) (nor the STOP before the last tick's time), so the deliveries of tick
         # n's transmissions reach their receivers then. A tick with an outside stack in it closes after that
         # stack's report, so after its time.
-        early = self.clock.mode == "realtime"
+        early = self.clock.opens_early
         external = {a for a in self.sim.actor_ids if self.sim.scenario.actor(a).external}
         opened: dict[str, bytes] | None = None  # the inputs of a tick opened early
         for tick in range(n_ticks + 1):

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from v2x import argtypes
 from v2x.net.broker import BrokerURLError, parse_broker_url
+from v2x.net.clock import MODES
 from v2x.run import REALTIME_MAX_WORKERS, default_workers
 from v2x.run.secure import security_from_args
 from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario, same_ids
@@ -119,7 +120,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="output directory (results/)")
     run.add_argument(
         "--mode",
-        choices=("lockstep", "realtime"),
+        choices=MODES,
         default="lockstep",
         help="lockstep: virtual time, deterministic, fast (default); realtime: wall-clock ticks",
     )

@@ -58,6 +58,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from v2x import argtypes
+from v2x.net.clock import MODES
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_NO_STACK = 0, 1, 2, 3
 DEFAULT_SCENARIO = "fcw"
@@ -103,7 +104,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=("lockstep", "realtime"),
+        choices=MODES,
         default="lockstep",
         help="lockstep (default): the world waits for the stack; realtime: 100 ms ticks, and the deadline is checked",
     )

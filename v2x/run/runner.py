@@ -23,7 +23,6 @@ from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.thresholds import resolve
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
-from v2x.net.answers import REALTIME_MAX_SKIP
 from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for, parse_broker_url
 from v2x.net.clock import make_clock
 from v2x.net.fleet import FleetHost
@@ -432,7 +431,7 @@ async def run_variant(
             v2x=variant == "v2x",
             token=token,
             n_ticks=scenario.n_ticks,
-            max_skip=0 if mode == "lockstep" else REALTIME_MAX_SKIP,
+            max_skip=clock.max_skip,
             security=signed.checks if signed is not None else None,
             signers=signed.signers if signed is not None else None,
             seal=seal,
