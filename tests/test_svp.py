@@ -22,8 +22,8 @@ from v2x.scenario.signals import (
     warp_from_wire,
     warp_to_wire,
 )
-from v2x.wire import testbed_pb2
-from v2x.wire.bsm import OwnState, encode_bsm
+from v2x.wire import day1_pb2, testbed_pb2
+from v2x.wire.bsm import VEHICLE_CLASS, OwnState, encode_bsm, participant_type_of_class
 from v2x.wire.day2 import Intention, PlannedPoint, VehicleRequest, decode_rsc, encode_vir
 from v2x.wire.envelope import temporary_id
 from v2x.wire.map_spat import GREEN, RED, YELLOW, Interval
@@ -97,7 +97,7 @@ def test_warps_are_idempotent_and_checked_and_survive_the_wire() -> None:
 
 
 # -- the roadside unit --------------------------------------------------------------------------------
-def _rsu_and_request(kind: str) -> tuple[RoadsideUnit, list[Heard], bytes]:
+def _rsu_and_request(kind: str, vehicle_class: int | None = None) -> tuple[RoadsideUnit, list[Heard], bytes]:
     sc = load_scenario(SVP)
     env = environment(sc)
     rsu = RoadsideUnit(sc.actor("rsu_x1"), sc, env)
@@ -123,6 +123,8 @@ def _rsu_and_request(kind: str) -> tuple[RoadsideUnit, list[Heard], bytes]:
         frame=env.frame,
         epoch=env.epoch,
     )
+    if vehicle_class is not None:  # (what another stack's BSM may declare)
+        bsm.bsm.vehicle_class = vehicle_class
     ap = next(a for a in rsu._approaches if a.lane == "eb")
     sx, sy = ap.stop_point
     vir = encode_vir(
@@ -167,6 +169,27 @@ def test_the_rsu_ignores_priority_requests_from_normal_vehicles(kind: str) -> No
     assert not [tx for tx in result.transmissions if tx.frame.WhichOneof("msg") == "rsc"]
     _, ctl = next(iter(rsu.controllers.values()))
     assert ctl.warps == []
+
+
+@pytest.mark.parametrize(("vehicle_class", "granted"), [(50, True), (54, True), (58, True), (23, False), (25, False)])
+def test_priority_goes_by_the_standard_classes(vehicle_class: int, granted: bool) -> None:
+    """BasicVehicleClass 50-58 is transit (a local bus 54, BRT 52, ...): a domain review found the RSU granting
+    priority to 23 alone, a value the table does not define, which our buses sent."""
+    rsu, heard, _ = _rsu_and_request("bus", vehicle_class)
+    result = rsu.step(tick_ctx(100, tuple(heard)))
+    assert result.truth is not None and bool(result.truth.signal_warps) == granted
+
+
+def test_built_in_vehicles_send_the_standard_classes() -> None:
+    assert (VEHICLE_CLASS["car"], VEHICLE_CLASS["truck"], VEHICLE_CLASS["bus"], VEHICLE_CLASS["emergency"]) == (
+        10,
+        25,
+        50,
+        60,
+    )
+    on_foot = [c for c in range(256) if participant_type_of_class(c) == day1_pb2.PARTICIPANT_PEDESTRIAN]
+    assert on_foot == [80, 81, 82, 83, 84, 86]
+    assert participant_type_of_class(85) == day1_pb2.PARTICIPANT_NON_MOTOR
 
 
 # -- the world ----------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from v2x.scenario.signals import (
 )
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, kph_to_mps
 from v2x.wire import day1_pb2, testbed_pb2
-from v2x.wire.bsm import VEHICLE_CLASS, RemoteState
+from v2x.wire.bsm import EMERGENCY_CLASSES, TRANSIT_CLASSES, RemoteState
 from v2x.wire.day2 import SSM_MAX_PARTICIPANTS, Coordination, Intention, VehicleRequest, encode_rsc, encode_ssm
 from v2x.wire.envelope import temporary_id
 from v2x.wire.map_spat import MapNode, SignalState, encode_map, encode_spat
@@ -52,8 +52,9 @@ SPAT_PERIOD_S = 0.1  # T/CSAE 53 Day-1 table: RLVW / GLOSA need SPAT at up to 10
 RSI_PERIOD_S = 0.1  # T/CSAE 53 Day-1 table: HLW needs RSI events at 10 Hz
 RTS_PERIOD_S = 1.0  # T/CSAE 53 Day-1 table: IVS and SLW need RSI signs at 1 Hz
 HEADING_FROM_VELOCITY_MPS = 0.5  # below this fused speed the heading is the sensors' reported one
-# Vehicle classes (BSM BasicVehicleClass) the RSU grants signal priority to: emergency vehicles (60-69) and buses.
-PRIORITY_CLASSES = frozenset({*range(60, 70), VEHICLE_CLASS["bus"]})
+# Vehicle classes (BSM BasicVehicleClass) the RSU grants signal priority to: emergency vehicles (60-69) and
+# transit (50-58: buses, BRT, ...).
+PRIORITY_CLASSES = frozenset({*EMERGENCY_CLASSES, *TRANSIT_CLASSES})
 SENSOR_KIND_NAME = {
     testbed_pb2.SENSOR_CAMERA: "camera",
     testbed_pb2.SENSOR_RADAR: "radar",

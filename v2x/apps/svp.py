@@ -23,7 +23,7 @@ from v2x.apps.registry import AppSpec, Bounds, Figure, OnBoardView, Raised, Runs
 from v2x.wire import testbed_pb2
 
 # Who may be granted priority, by the vehicle class its BSM declares (T/CSAE 53 BasicVehicleClass: 60-69
-# emergency vehicles; 23 bus, as v2x.wire.bsm.VEHICLE_CLASS sends it), and the request priority (0..7) each
+# emergency vehicles, 50-58 transit; v2x.agents.roadside.PRIORITY_CLASSES), and the request priority (0..7) each
 # sends in its VIR.
 PRIORITY_OF_KIND = {"emergency": 7, "bus": 4}
 

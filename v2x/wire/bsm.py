@@ -18,15 +18,23 @@ from v2x.units import R95_PER_SIGMA, time_from_sec_mark
 from v2x.wire import common_pb2, day1_pb2, frame_pb2
 from v2x.wire.envelope import participant_key, temporary_id
 
-# BasicVehicleClass values (CSAE 53 / SAE J2735).
+# BasicVehicleClass values (CSAE 53 / SAE J2735), each the "type unknown" code of its group: 10 passenger
+# vehicle, 25 truck (20 is a light truck), 50 transit (50-58: buses, BRT, ...), 60 emergency (60-69), 82
+# pedestrian, 85 bicycle (the otherTraveler group 80-86). (Until session 20 trucks sent 20 and buses 23, a value
+# the table does not define: a domain review.)
 VEHICLE_CLASS = {
     "car": 10,
-    "truck": 20,
-    "bus": 23,
+    "truck": 25,
+    "bus": 50,
     "emergency": 60,
     "pedestrian": 82,
     "cyclist": 85,
 }
+TRANSIT_CLASSES = range(50, 59)  # transit: buses, BRT, school buses, paratransit
+EMERGENCY_CLASSES = range(60, 70)
+# otherTraveler: 80 unknown, 81 other, 82 pedestrian, 83 visually and 84 physically disabled, 86 vulnerable
+# roadworker: a person on foot; 85 bicycle
+ON_FOOT_CLASSES = frozenset({80, 81, 82, 83, 84, 86})
 # The BSM's hardBraking event flag is set while the vehicle decelerates at 0.4 g or more: the figure of SAE
 # J2945/1 (the BSM minimum performance requirements, hardBraking "deceleration greater than 0.4 g"); CSAE 53
 # takes the flag from J2735 and gives no figure of its own.
@@ -68,8 +76,9 @@ BRAKE_OFF, BRAKE_ON, BRAKE_ENGAGED = 1, 2, 3
 
 
 def participant_type_of_class(vehicle_class: int) -> int:
-    """The RSM ParticipantType of a BSM sender, from its BasicVehicleClass."""
-    if vehicle_class == VEHICLE_CLASS["pedestrian"]:
+    """The RSM ParticipantType of a BSM sender, from its BasicVehicleClass (a person on foot of any
+    otherTraveler class is a pedestrian: a roadworker too)."""
+    if vehicle_class in ON_FOOT_CLASSES:
         return day1_pb2.PARTICIPANT_PEDESTRIAN
     if vehicle_class == VEHICLE_CLASS["cyclist"]:
         return day1_pb2.PARTICIPANT_NON_MOTOR
