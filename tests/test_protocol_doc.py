@@ -593,6 +593,27 @@ def test_lockstep_resends_after_2_s_and_gives_up_after_60_s_naming_the_silent() 
     assert len(resent) >= 3
 
 
+def test_a_tick_that_never_completes_names_what_the_world_refused_on_the_actors_topics() -> None:
+    """An outside stack's review sent `raised_at_s` in ms: the world refused the Ack (out_of_range), the stack
+    re-sent the same bytes, and after 60 s the run said only "no report from follower". The silent actor is now
+    named with what the world refused on its topics during that tick."""
+    sim = offline_sim(_fcw())
+    bad = testbed_pb2.Advisory(app=testbed_pb2.APP_FCW, target_id="follower", source_id="follower",
+                               other_id=temporary_id("lead").hex(), raised_at_s=6002.4)  # fmt: skip
+    sim.begin(0)
+    for actor in sim.actor_ids:
+        ack = _ack(actor, 0, events=(bad,) if actor == "follower" else ())
+        sim.receive("ack", actor, ack, where=topics.ack("r", actor))
+        sim.receive("ack", actor, ack, where=topics.ack("r", actor))  # (the same bytes again)
+    assert sim.missing() == ["follower"]
+    [why] = sim.missing_why()
+    assert why.startswith("follower (the world refused 2 out_of_range on its topics this tick; the last: ")
+    assert "raised_at_s" in why
+    sim.step()
+    sim.begin(1)  # a new tick forgets the last one's refusals
+    assert sim.missing_why() == sorted(sim.actor_ids)
+
+
 # ==== Warnings (Ack.events) ==================================================================================
 # "each becomes a `warning` event at `raised_at_s` ..., `target` = the reporting actor", "the same advisory
 # reported twice counts once", BSM id in hex -> actor id:

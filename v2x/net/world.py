@@ -311,7 +311,7 @@ class World:
                     await self.clock.start_of_tick(tick)
                     await self._publish_inputs(outside)
             self._last_input = inputs
-            await self.clock.end_of_tick(tick, self.reported, self.sim.missing, self._retransmit)
+            await self.clock.end_of_tick(tick, self.reported, self.sim.missing_why, self._retransmit)
             events = self.sim.step()  # counts the reports still missing as late
             if self.observer is not None:
                 await self.observer.on_tick(self.sim, tick, events)

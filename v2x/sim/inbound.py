@@ -238,6 +238,10 @@ class Inbound:
         self.fleet_acks: dict[str, bytes] = {}  # this tick's FleetAck of each fleet
         self.fleet_events: list[tuple[str, testbed_pb2.Advisory]] = []  # this tick's accepted fleet warnings
         self._logged: Counter[str] = Counter()
+        # What the world refused on each known actor's or fleet's topics during the current tick: its reasons
+        # and the last one's detail, so that a tick that never completes names why (a stack that re-sends a
+        # refused Ack with the same bytes waited 60 s for "no report": an outside stack's review)
+        self._refused: dict[str, tuple[int, Counter[str], str]] = {}
         self._ids = {a: temporary_id(a) for a in self.actor_ids}
         self._vehicle_ids: dict[str, bytes] = {}  # a fleet vehicle's temporary id, made once per vehicle
         self.security = security
@@ -280,6 +284,19 @@ class Inbound:
         return [
             a for a in self.actor_ids if a not in self.acks or min(self._ack_counts.get(a, [0])) > len(self.arrivals[a])
         ] + sorted(f for f in self.fleet_ids if f not in self.fleet_acks)
+
+    def missing_why(self) -> list[str]:
+        """``missing``, each with what the world refused on its topics during this tick, if anything (the
+        reasons and the last one's detail: from its stack, or from anyone who may publish there)."""
+        out = []
+        for who in self.missing():
+            tick, counts, last = self._refused.get(who) or (-1, Counter(), "")
+            if tick != self.current_tick or not counts:
+                out.append(who)
+                continue
+            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+            out.append(f"{who} (the world refused {reasons} on its topics this tick; the last: {last})")
+        return out
 
     @property
     def reported(self) -> bool:
@@ -353,6 +370,13 @@ class Inbound:
         reason are logged at WARNING, the rest at DEBUG (``log_summary`` sums them up at the end)."""
         self.stats.rejected[reason] += 1
         self._logged[reason] += 1
+        who = where.rsplit("/", 1)[-1]  # (a topic's last level, or the sender)
+        if who in self.slot_of or who in self.fleet_ids:
+            tick, counts, _ = self._refused.get(who) or (self.current_tick, Counter(), "")
+            if tick != self.current_tick:
+                counts = Counter()
+            counts[reason] += 1
+            self._refused[who] = (self.current_tick, counts, f"{reason} {detail[:200]}".rstrip())
         t = max(self.current_tick, 0) * self.tick_s
         message = "world t=%.2f s: rejected %s on %s %s"
         log_refusal(log, self._logged[reason], "world", f"{reason} rejections", message, t, reason, where, detail[:200])

@@ -489,6 +489,10 @@ class Simulation:
         """The actors that have not (completely) reported the current tick."""
         return self.inbound.missing()
 
+    def missing_why(self) -> list[str]:
+        """``missing``, each with what the world refused on its topics this tick (``Inbound.missing_why``)."""
+        return self.inbound.missing_why()
+
     # -- closing a tick -----------------------------------------------------------------------------
     def step(self) -> list[Event]:
         """Close the current tick: apply the reported truths, record warnings, referee, channel, sensors.
