@@ -706,6 +706,7 @@ def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
         "seq": "SKIP",
         "tick and timestamps": "SKIP",
         "consistent with truth": "SKIP",
+        "truth in motion": "SKIP",
         "acks": "SKIP",
         "world's view": "SKIP",
         "response time": "SKIP",
@@ -713,6 +714,37 @@ def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
     assert "kind ['truck']" in checks["joined"].detail
     assert checks["decode"].detail == "nothing to check: no envelope came"
     assert checks["acks"].detail == "nothing to check: no TickInput came (the run did not start)"
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ("", ""),
+        ("km/h", "moved 1.67 m where its speeds say 6.00 m"),  # speed (and vx, vy) in km/h
+        ("radians", "moved towards 90.0 deg, heading 1.6"),  # heading in radians
+        ("vx", "|(vx, vy)| 0.00 m/s, speed_mps 16.67"),  # velocity left out
+    ],
+)
+def test_conformance_checks_that_a_stacks_truth_moves_as_it_says(fault: str, said: str) -> None:
+    """An outside stack's review passed every check with km/h, or radians, in its BSM and in its truth alike
+    ('consistent with truth' compares the two): consecutive truths must now move as their speed and heading say."""
+    from v2x.run.conformance import Capture
+
+    hello = testbed_pb2.Hello(actor_id="follower", protocol_version=1, kind="car").SerializeToString()
+    capture = Capture(hellos=[hello])
+    v = 16.67 * (3.6 if fault == "km/h" else 1.0)
+    for n in range(4):
+        capture.inputs[n] = (float(n), testbed_pb2.TickInput(run_id="r-v2x", tick=n, time_us=n * 100_000))
+        truth = testbed_pb2.TruthState(
+            x_m=16.67 * 0.1 * n,
+            vx_mps=0.0 if fault == "vx" else v,
+            speed_mps=v,
+            heading_deg=math.pi / 2 if fault == "radians" else 90.0,
+        )
+        ack = testbed_pb2.Ack(actor_id="follower", tick=n, truth=truth)
+        capture.acks.append((n + 0.01, ack.SerializeToString()))
+    check = _fcw_checks(capture, None)["truth in motion"]
+    assert check.passed == (not fault) and said in check.detail, check.detail
 
 
 def test_conformance_judges_a_run_that_stopped_by_the_ticks_that_ran() -> None:

@@ -72,6 +72,12 @@ POS_TOLERANCE_M = 0.1
 NOISY_POSITIONING = "rtk-float"
 SPEED_TOLERANCE_MPS = 0.1
 HEADING_TOLERANCE_DEG = 1.0
+# 'truth in motion': from one tick's truth to the next, the distance moved against what the two speeds say
+# (the mean speed times the tick: exact for a constant acceleration) within this plus 10 %, the course moved
+# against the mean heading within MOTION_HEADING_DEG (moving faster than 1 m/s), and (vx, vy) against speed and
+# heading. An outside stack's review passed conformance with km/h, or radians, in both its BSM and its truth.
+MOTION_TOLERANCE_M = 0.05
+MOTION_HEADING_DEG = 10.0
 # rejection reasons the world gives only for messages on topics other than the stack's own
 NOT_THE_STACKS = frozenset({"forged", "unknown_sender", "bad_topic", "forged_control"})
 # a stack's own refusals of what came on its input topic (v2x.sdk, the examples): not of the world's envelopes
@@ -197,6 +203,40 @@ class Check:
     @property
     def status(self) -> str:
         return "FAIL" if not self.passed else "SKIP" if self.skipped else "PASS"
+
+
+def _motion_problems(acks: dict[int, Any], capture: Capture, tick_s: float) -> list[str]:
+    """'truth in motion' (``MOTION_TOLERANCE_M``): what the stack's truths of consecutive ticks say about
+    themselves. Ticks whose inputs report a collision are left out (the world then holds the road user where it
+    touched, whatever it had moved)."""
+    truths = {n: a.truth for n, a in acks.items() if a.HasField("truth")}
+    crashed = {n for n, (_, ti) in capture.inputs.items() if len(ti.collisions)}
+    problems = []
+    for n, tr in sorted(truths.items()):
+        v = math.hypot(tr.vx_mps, tr.vy_mps)
+        if abs(v - tr.speed_mps) > SPEED_TOLERANCE_MPS:
+            problems.append(f"tick {n}: |(vx, vy)| {v:.2f} m/s, speed_mps {tr.speed_mps:.2f}")
+        elif v > 1.0 and abs(_angle(math.degrees(math.atan2(tr.vx_mps, tr.vy_mps)) - tr.heading_deg)) > 2.0:
+            problems.append(f"tick {n}: (vx, vy) points to {math.degrees(math.atan2(tr.vx_mps, tr.vy_mps)) % 360:.1f}"
+                            f" deg, heading_deg {tr.heading_deg:.1f}")  # fmt: skip
+        nxt = truths.get(n + 1)
+        if nxt is None or crashed & {n + 1, n + 2}:
+            continue
+        dx, dy = nxt.x_m - tr.x_m, nxt.y_m - tr.y_m
+        moved, said = math.hypot(dx, dy), 0.5 * (tr.speed_mps + nxt.speed_mps) * tick_s
+        if abs(moved - said) > MOTION_TOLERANCE_M + 0.1 * said:
+            problems.append(f"tick {n} -> {n + 1}: moved {moved:.2f} m where its speeds say {said:.2f} m")
+        elif min(tr.speed_mps, nxt.speed_mps) > 1.0:
+            course = math.degrees(math.atan2(dx, dy))
+            mean = tr.heading_deg + 0.5 * _angle(nxt.heading_deg - tr.heading_deg)
+            if abs(_angle(course - mean)) > MOTION_HEADING_DEG:
+                problems.append(f"tick {n} -> {n + 1}: moved towards {course % 360:.1f} deg, heading {mean % 360:.1f}")
+    return problems
+
+
+def _angle(deg: float) -> float:
+    """``deg`` wrapped to [-180, 180)."""
+    return (deg + 180.0) % 360.0 - 180.0
 
 
 class Checklist:
@@ -439,6 +479,13 @@ def analyse(
         truth_problems,
         "BSM = truth + GNSS error; speed, heading and accuracy agree",
         nothing="" if judged else no_bsm or "no PC5 BSM with an Ack carrying truth for its tick",
+    )
+    out.add(
+        "truth in motion",
+        _motion_problems(acks, capture, tick_s),
+        f"each tick's truth moves to the next as its speed ({MOTION_TOLERANCE_M:g} m + 10 %) and heading "
+        f"({MOTION_HEADING_DEG:g} deg) say, and (vx, vy) agrees with them",
+        nothing="" if sum(a.HasField("truth") for a in acks.values()) >= 2 else not_run or "no two Acks with truth",
     )
     out.add(
         "acks",
