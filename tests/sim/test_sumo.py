@@ -131,15 +131,35 @@ def test_the_scenario_lanes_are_the_networks() -> None:
     assert ours == sumo
 
 
-def test_without_sumo_run_says_what_to_install(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_without_sumo_run_says_what_to_install_and_runs_the_others(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    """An install without the sumo extra: `v2x run --all` and `v2x check` ran nothing at all (exit 2, a newcomer
+    review); the SUMO scenario is now said and counted as not run (exit 3), and the others run."""
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sumo" else real(name, *a))
-    assert main(["run", str(CORRIDOR), "--out", "/nonexistent"]) == 2
+    assert main(["run", str(CORRIDOR), "--out", str(tmp_path / "alone")]) == 3
     err = capsys.readouterr().err
-    assert "sumo-corridor: this scenario needs SUMO" in err
+    assert "sumo-corridor: cannot run here: this scenario needs SUMO" in err
     assert "pip install eclipse-sumo (the package's sumo extra: pip install '.[sumo]' in a clone)" in err
+    assert not (tmp_path / "alone").exists()
+    fcw = SCENARIO_DIR / "fcw.yaml"
+    assert main(["run", str(CORRIDOR), str(fcw), "-q", "--out", str(tmp_path / "runs")]) == 3
+    out, err = capsys.readouterr()
+    assert "PASS fcw" in out and "1 passed, 0 failed, 1 could not run" in out
+    assert (tmp_path / "runs" / "fcw" / "result.json").exists()
+    # v2x check: the same, with the SUMO scenario's variants as errors in its reports
+    folder = tmp_path / "mine"
+    (folder / "golden").mkdir(parents=True)
+    for name in ("fcw", "sumo-corridor"):
+        shutil.copy(SCENARIO_DIR / f"{name}.yaml", folder)
+        shutil.copy(SCENARIO_DIR / "golden" / f"{name}.json", folder / "golden")
+    shutil.copytree(FILES, folder / "sumo-corridor")
+    assert main(["check", str(folder), "-q", "--out", str(tmp_path / "check")]) == 3
+    out, err = capsys.readouterr()
+    assert "sumo-corridor: this scenario needs SUMO" in err
+    junit = (tmp_path / "check" / "junit.xml").read_text()
+    assert 'errors="2"' in junit and "cannot run here" in junit and 'failures="0"' in junit
 
 
 def test_the_obus_are_drawn_from_the_id_and_the_seed() -> None:

@@ -558,9 +558,13 @@ class _NothingRun(Exception):
         self.lines = lines
 
 
-def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dict[Path, dict[str, Any] | None]]:
+def _prepare(
+    args: argparse.Namespace,
+) -> tuple[list[tuple[Path, Scenario]], dict[Path, dict[str, Any] | None], list[CaseResult]]:
     """Load and check everything ``v2x check`` needs before its first run (scenario files, golden records,
-    options, the broker), or raise :class:`_NothingRun`."""
+    options, the broker), or raise :class:`_NothingRun`. Scenarios this machine cannot run (SUMO's without
+    SUMO) are taken out of the runs, each variant an ``error`` case saying why: the others still run (an
+    install without the sumo extra ran nothing at all: a newcomer review)."""
     from v2x.net.broker import BrokerURLError, parse_broker_url
     from v2x.run.runner import broker_away, unjoinable
     from v2x.scenario import ScenarioError, load_scenario, same_ids
@@ -595,14 +599,18 @@ def _prepare(args: argparse.Namespace) -> tuple[list[tuple[Path, Scenario]], dic
         where = ", ".join(args.targets)
         lines = [f"v2x check: no scenario files (*.yaml, *.yml) in {where} (a folder's own files: not its subfolders)"]
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", lines)
-    for line in unmet(sc for _, sc in loaded):
-        raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {line}"])
+    cannot_run: list[CaseResult] = []
+    for _, sc in loaded:
+        for line in unmet([sc]):
+            print(printable(f"v2x check: {line}"), file=sys.stderr)
+            cannot_run += [CaseResult(sc.id, v, "error", [f"cannot run here: {line}"]) for v in sc.variants]
+    loaded = [(path, sc) for path, sc in loaded if not unmet([sc])]
     for cannot in filter(None, (unjoinable(sc, args.broker) for _, sc in loaded)):
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {cannot}"])
     away = broker_away(args.broker) if args.broker != "embedded" else None  # once, not once per scenario
     if away is not None:
         raise _NothingRun(EXIT_RUN_ERROR, "broker", [f"v2x check: {away}"])
-    return loaded, goldens
+    return loaded, goldens, cannot_run
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -619,7 +627,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        loaded, goldens = _prepare(args)
+        loaded, goldens, cannot_run = _prepare(args)
     except _NothingRun as exc:
         for line in exc.lines:
             print(printable(line), file=sys.stderr)  # (paths and keys quote the files)
@@ -637,7 +645,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for _, sc in loaded:
         for note in speed_notes(sc):
             print(printable(f"v2x check: note: {note}"), file=sys.stderr)
-    warm_up_core([sc for _, sc in loaded])
+
+    def report(line: str) -> None:  # (the first run after an install compiles for 30-40 s: a newcomer review)
+        print(f"v2x check: {line}", file=sys.stderr, flush=True)
+
+    warm_up_core([sc for _, sc in loaded], None if args.quiet else report)
     started = time.monotonic()
     cases: list[CaseResult] = []
     seeds = {
@@ -697,6 +709,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
                     )
             else:
                 cases += check_result(outcome, goldens[path], wall)
+    cases += cannot_run
     wall_s = time.monotonic() - started
     doc = summary_document(cases, wall_s)
     try:
@@ -712,7 +725,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         for c in cases:
             for line in c.lines[1:]:
                 print(f"  {c.scenario} [{c.variant}] {printable(line)}")
-    print(f"{tally(doc['counts'], len(loaded), wall_s)} -> {args.out}/junit.xml, {args.out}/summary.json")
+    n_scenarios = len(loaded) + len({c.scenario for c in cannot_run})
+    print(f"{tally(doc['counts'], n_scenarios, wall_s)} -> {args.out}/junit.xml, {args.out}/summary.json")
     if doc["counts"]["error"]:
         return EXIT_RUN_ERROR
     return EXIT_OK if doc["passed"] else EXIT_FAILED
