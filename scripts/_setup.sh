@@ -7,7 +7,27 @@ setup_venv() {
   [ -n "$extras" ] && spec=".[$extras]"
   export PIP_CONSTRAINT="$PWD/constraints.txt"
   export PIP_DISABLE_PIP_VERSION_CHECK=1
-  [ -x .venv/bin/python ] || python3 -m venv .venv
+  if [ ! -x .venv/bin/python ]; then
+    # Python 3.11 or newer (pyproject.toml's requires-python): the newest one on PATH, said plainly if none
+    local py="" candidate
+    for candidate in python3.13 python3.12 python3.11 python3; do
+      if command -v "$candidate" >/dev/null 2>&1 &&
+        "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        py="$candidate"
+        break
+      fi
+    done
+    if [ -z "$py" ]; then
+      echo "setup: needs Python 3.11 or newer (python3 here is $(python3 --version 2>&1 || echo missing));" \
+        "install it (e.g. apt-get install python3.11 python3.11-venv) and run this again" >&2
+      return 1
+    fi
+    if ! "$py" -m venv .venv; then
+      echo "setup: '$py -m venv' failed: on Debian/Ubuntu install the venv module (apt-get install python3-venv)" >&2
+      rm -rf .venv
+      return 1
+    fi
+  fi
   local log
   log="$(mktemp)"
   echo "setup: installing into .venv (pinned by constraints.txt; the first time takes a minute or two)" >&2
