@@ -158,6 +158,36 @@ def test_controls_need_the_pages_token_and_every_request_this_servers_host() -> 
         server.stop()
 
 
+def test_a_real_time_run_cannot_be_held(capsys: pytest.CaptureFixture[str]) -> None:
+    """A newcomer review paused a real-time run in the view for 4 s: every tick after it was late and the
+    passing run failed. Pause and Step are refused for a real-time run (409), Run still answers, and
+    `--paused` with `--mode realtime` exits 2 before anything runs."""
+    import http.client
+    import re
+
+    from v2x.cli import main
+
+    assert main(["run", "fcw", "--view", "--paused", "--mode", "realtime"]) == 2
+    assert "--paused: a real-time run cannot be held" in capsys.readouterr().err
+    server = ViewServer(port=0, holdable=False).start()
+    port = server.httpd.server_address[1]
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/")
+        token = re.search(rb'const TOKEN = "([0-9a-f]{32})"', conn.getresponse().read())
+        assert token
+        for command, status in (("pause", 409), ("step", 409), ("resume", 200)):
+            conn.request("POST", f"/control/{command}", headers={"X-V2X-Token": token[1].decode()})
+            r = conn.getresponse()
+            assert (r.status, r.read().startswith(b"a real-time run") or status == 200) == (status, True), command
+        assert not server.hub.paused and server.hub.may_proceed()
+        conn.close()
+    finally:
+        server.stop()
+    with pytest.raises(ValueError, match="cannot be held"):
+        ViewServer(port=0, paused=True, holdable=False)
+
+
 def test_the_view_draws_the_background_traffic(browser: Any) -> None:
     """A newcomer review's view showed empty roads with 33 background cars on them: the page now draws each
     background vehicle (flows or SUMO) as a box under the scenario's road users, as many as are on the road."""

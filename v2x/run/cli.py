@@ -479,6 +479,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.view and (args.port is not None or args.paused):
         print("v2x run: --port and --paused go with --view", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.paused and args.mode != "lockstep":
+        from v2x.run.view import HOLD_REFUSED
+
+        print(f"v2x run: --paused: {HOLD_REFUSED}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if len(scenarios) > 1 and args.broker.startswith(("mqtt://", "mqtts://")):
         # once, not once per scenario (each would wait for it in turn: --all took minutes to say so)
         from v2x.run.runner import broker_away
@@ -494,7 +499,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         try:
             port = args.port if args.port is not None else DEFAULT_VIEW_PORT
-            view = ViewServer(port=port, paused=args.paused).start()
+            view = ViewServer(port=port, paused=args.paused, holdable=args.mode == "lockstep").start()
         except OSError as exc:
             print(f"v2x run: --view: cannot serve on port {port}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT

@@ -64,8 +64,11 @@ def scene_of(scenario: Scenario, variant: str) -> dict[str, Any]:
 class Hub:
     """What the server thread shows and the controls the page sends, shared with the run's loop."""
 
-    def __init__(self, *, paused: bool = False) -> None:
+    def __init__(self, *, paused: bool = False, holdable: bool = True) -> None:
         self.cond = threading.Condition()
+        # whether the run may be held (lockstep); a real-time run that is held falls behind its wall clock and
+        # every tick is then late: a newcomer review's passing run failed after a pause
+        self.holdable = holdable
         self.scene: dict[str, Any] | None = None
         self.scene_no = 0
         self.frames: deque[tuple[int, dict[str, Any]]] = deque(maxlen=MAX_FRAMES)
@@ -96,7 +99,10 @@ class Hub:
             self.cond.notify_all()
 
     def control(self, command: str) -> bool:
+        """Apply ``command``; False if there is no such command, or it would hold a run that cannot be held."""
         with self.cond:
+            if command in ("pause", "step") and not self.holdable:
+                return False
             if command == "pause":
                 self.paused = True
             elif command == "resume":
@@ -128,7 +134,7 @@ class Hub:
         {variant, warnings}, in the order they ran). Call with ``cond`` held."""
         assert self.scene is not None
         earlier = [{"variant": v, "warnings": list(w)} for v, w in self.earlier.items()]
-        return {**self.scene, "warnings": list(self.warnings), "earlier": earlier}
+        return {**self.scene, "warnings": list(self.warnings), "earlier": earlier, "holdable": self.holdable}
 
     def all_warnings(self) -> dict[str, list[Event]]:
         """Every variant's warnings so far, by variant, in the order they ran."""
@@ -341,18 +347,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(403, b"a control needs the page's X-V2X-Token\n", "text/plain")
             return
         prefix = "/control/"
-        if self.path.startswith(prefix) and self.hub.control(self.path[len(prefix) :]):
+        command = self.path[len(prefix) :] if self.path.startswith(prefix) else ""
+        if self.hub.control(command):
             self._send(200, json.dumps({"paused": self.hub.paused}).encode(), "application/json")
+        elif command in ("pause", "step"):
+            self._send(409, HOLD_REFUSED.encode() + b"\n", "text/plain")
         else:
             self._send(404, b"unknown control\n", "text/plain")
 
 
+HOLD_REFUSED = "a real-time run cannot be held: its ticks would all be late (hold a --mode lockstep run)"
+
+
 class ViewServer:
     """The page's server in a daemon thread (``start``/``stop``), bound to ``host``:``port`` (0: any
-    free port)."""
+    free port). ``holdable``: False for a real-time run (Pause and Step are refused, 409)."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 8642, paused: bool = False) -> None:
-        self.hub = Hub(paused=paused)
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 8642, paused: bool = False, holdable: bool = True
+    ) -> None:
+        if paused and not holdable:
+            raise ValueError(HOLD_REFUSED)
+        self.hub = Hub(paused=paused, holdable=holdable)
         self.token = secrets.token_hex(16)  # the controls' (see the module's docstring)
         page = files("v2x.run").joinpath("view.html").read_bytes().replace(b"__V2X_TOKEN__", self.token.encode())
         streams = threading.BoundedSemaphore(MAX_STREAMS)
