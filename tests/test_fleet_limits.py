@@ -15,11 +15,11 @@ from tests.sim.test_fleet import _fleet_agent
 from v2x.net import fleet as net_fleet
 from v2x.net import world as net_world
 from v2x.net.fleet import FleetHost
-from v2x.net.limits import MAX_FLEET_INPUT_BYTES, MAX_INPUT_BYTES
 from v2x.net.transport import LoopbackBroker, LoopbackTransport
 from v2x.run.runner import RunError, run_scenario
 from v2x.sim.simulation import Simulation
 from v2x.wire import testbed_pb2
+from v2x.wire.protocol import MAX_FLEET_INPUT_BYTES, MAX_INPUT_BYTES
 
 
 def _host(tmp_path: Path) -> FleetHost:

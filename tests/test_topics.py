@@ -31,3 +31,30 @@ def test_a_run_id_ending_in_a_newline_is_refused_before_anything_runs(capsys: py
     assert main(["run", "fcw", "--run-id", "x\n"]) == 2
     err = capsys.readouterr().err
     assert "--run-id 'x\\n': use 1-55 characters" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("topic_or_filter", "kind"),
+    [
+        ("v2x/r/tx/car_a", "tx"),
+        ("v2x/r/fleet-ack/fleet-0", "fleet-ack"),
+        ("v2x/r/in/+", "in"),  # a subscription filter: the ids are not checked
+        ("v2x/+/join/+", "join"),
+        ("v2x/r/control", "control"),
+        ("v2x-probe/r/nonce", "probe"),
+        ("v2x-probe/r/+", "probe"),
+        ("v2x/r/+/a", None),  # a wildcard for the kind: could be any of them
+        ("v2x/r/#", None),
+        ("v2x/r/nope/a", None),
+        ("v2x/r/tx/a/b", None),
+        ("v2x/r", None),
+        ("other/r/tx/a", None),
+        ("#", None),
+    ],
+)
+def test_kind_of_names_the_topic_a_topic_or_filter_is(topic_or_filter: str, kind: str | None) -> None:
+    """``kind_of`` (the payload limits per topic, ``v2x.net.limits``) agrees with ``parse`` on every actor
+    topic, and also reads filters, the control topic and the world's probe."""
+    assert topics.kind_of(topic_or_filter) == kind
+    parsed = topics.parse(topic_or_filter)
+    assert parsed is None or parsed.kind == kind

@@ -25,7 +25,7 @@ from v2x.net import topics
 from v2x.net.fleet import FleetHost
 from v2x.run.runner import environment
 from v2x.scenario.loader import SCENARIO_DIR, load_scenario
-from v2x.sim.inbound import MAX_FLEET_ACK_BYTES, Inbound
+from v2x.sim.inbound import Inbound
 from v2x.sim.simulation import Simulation
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, encode_bsm
@@ -40,6 +40,7 @@ from v2x.wire.fleet import (
     vehicle_bodies,
     vehicle_head,
 )
+from v2x.wire.protocol import MAX_FLEET_ACK_BYTES
 
 FRAME = LocalFrame(29.5, 106.5, 0.0)
 

@@ -29,6 +29,7 @@ from amqtt.session import Session
 
 from v2x.logs import log_refusal
 from v2x.net import limits
+from v2x.wire.protocol import MAX_CONTROL_BYTES
 
 log = logging.getLogger("v2x.net.broker")
 MATCH_CACHE_TOPICS = 100_000  # topics whose matching filters are kept (then the cache starts again)
@@ -238,7 +239,7 @@ class _BoundedReader(ReaderAdapter):  # type: ignore[misc]  # amqtt has no type 
         """Whether the packet now starting may be read; reads a PUBLISH's topic ahead to know its limit."""
         self._checked = True
         topic = ""
-        limit = limits.MAX_CONTROL_BYTES
+        limit = MAX_CONTROL_BYTES
         if self._type == PUBLISH and self._left >= 2:
             size = await self._reader.readexactly(2)
             length = int.from_bytes(size, "big")

@@ -23,12 +23,12 @@ from numpy.typing import NDArray
 from v2x.agents.fleet import FleetAgent, numbers_problem, vehicle_numbers
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
-from v2x.net.limits import MAX_FLEET_INPUT_BYTES
 from v2x.net.seal import RunSeal
 from v2x.net.transport import Transport
-from v2x.sim.inbound import MAX_FLEET_ACK_BYTES, mistyped_fields
+from v2x.sim.inbound import mistyped_fields
 from v2x.wire import testbed_pb2
 from v2x.wire.fleet import unpack_deliveries
+from v2x.wire.protocol import MAX_FLEET_ACK_BYTES, MAX_FLEET_INPUT_BYTES
 
 log = logging.getLogger("v2x.fleet")
 

@@ -33,13 +33,12 @@ from v2x.agents.base import Agent, Heard, TickContext, TickResult, Transmission
 from v2x.logs import log_refusal
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
-from v2x.net.limits import MAX_INPUT_BYTES
 from v2x.net.seal import RunSeal
 from v2x.net.transport import Handler, MqttTransport, Transport
-from v2x.net.world import WORLD_LOST
 from v2x.sim.inbound import mistyped_fields
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.envelope import parse_envelope
+from v2x.wire.protocol import MAX_INPUT_BYTES, PROTOCOL_VERSION, WORLD_LOST
 from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, Verifier
 
 log = logging.getLogger("v2x.agent")
@@ -215,7 +214,7 @@ class AgentHost:
     async def _hello(self) -> None:
         for actor_id, slot in self.slots.items():
             hello = testbed_pb2.Hello(
-                actor_id=actor_id, kind=slot.agent.kind, software=self.software, protocol_version=1
+                actor_id=actor_id, kind=slot.agent.kind, software=self.software, protocol_version=PROTOCOL_VERSION
             )
             await self.transport.publish(*self._sealed(topics.join(self.run_id, actor_id), hello.SerializeToString()))
 

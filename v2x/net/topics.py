@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 PREFIX = "v2x"
-PROTOCOL_VERSION = 1
 
 Kind = Literal["join", "in", "tx", "ack", "fleet-in", "fleet-ack", "fleet-join"]
 KINDS: tuple[Kind, ...] = ("join", "in", "tx", "ack", "fleet-in", "fleet-ack", "fleet-join")
@@ -155,3 +154,18 @@ def parse(topic: str) -> ParsedTopic | None:
     if kind not in KINDS or not valid_id(run_id) or not valid_id(actor_id):
         return None
     return ParsedTopic(run_id, kind, actor_id)
+
+
+def kind_of(topic_or_filter: str) -> Kind | Literal["control", "probe"] | None:
+    """Which of a run's topics ``topic_or_filter`` (a topic, or a subscription filter) is: an actor topic's kind
+    (as :func:`parse` gives it), ``"control"`` or ``"probe"``; None if it is not one of ours or a wildcard
+    stands for the kind. The ids are not checked (a filter has ``+`` there: ``v2x/r1/tx/+`` is ``"tx"``)."""
+    parts = topic_or_filter.split("/")
+    if parts[0] == PROBE_PREFIX:
+        return "probe"
+    if parts[0] != PREFIX or len(parts) < 3:
+        return None
+    if len(parts) == 3:
+        return "control" if parts[2] == "control" else None
+    kind = parts[2]
+    return kind if len(parts) == 4 and kind in KINDS else None

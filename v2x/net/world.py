@@ -29,19 +29,18 @@ from google.protobuf.message import DecodeError
 
 from v2x.net import limits, topics
 from v2x.net.clock import Clock
-from v2x.net.limits import MAX_FLEET_INPUT_BYTES
 from v2x.net.seal import RunSeal
 from v2x.net.transport import Handler, LastWill, MqttTransport, Transport
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation, WorldReport
 from v2x.wire import testbed_pb2
+from v2x.wire.protocol import MAX_FLEET_INPUT_BYTES, WORLD_LOST
 from v2x.wire.security import EnvelopeSecurity
 
 __all__ = ["Observer", "World", "WorldReport"]
 
 log = logging.getLogger("v2x.net.world")
 
-WORLD_LOST = "world lost"
 REASSERT_EVERY_S = 1.0  # at most this often, and
 REASSERT_MAX = 20  # this many times a run, the world publishes its Control again over a forged one
 FINAL_STOP_WAIT_S = 10.0  # the final STOP is published (and tried again) this long at most before the result
@@ -133,7 +132,7 @@ class World:
             if not self.sim.fleet_ids and transport.max_packet_bytes is None:
                 # no FleetAck comes (up to 64 MiB): the broker may send this connection only what actors send
                 transport.max_packet_bytes = limits.packet_limit(
-                    f for f in transport.routes.filters if limits.kind_of(f) not in ("fleet-ack", "fleet-join")
+                    f for f in transport.routes.filters if topics.kind_of(f) not in ("fleet-ack", "fleet-join")
                 )
         # A broker that restarts publishes the Last Will ("world lost") of the connection it dropped: once
         # reconnected, say again where the run is.

@@ -59,6 +59,7 @@ from google.protobuf.message import DecodeError
 
 from v2x import argtypes
 from v2x.net.clock import MODES
+from v2x.wire.protocol import PROTOCOL_VERSIONS
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_NO_STACK = 0, 1, 2, 3
 DEFAULT_SCENARIO = "fcw"
@@ -318,11 +319,12 @@ def analyse(
             problems.append(f"Hello.actor_id {hello.actor_id!r} is not {actor_id!r}")
         versions.add(hello.protocol_version)
         kinds.add(hello.kind)
-    if versions - {1}:
-        problems.append(f"Hello.protocol_version {sorted(versions - {1})}, expected 1")
+    spoken = "/".join(map(str, PROTOCOL_VERSIONS))
+    if versions - set(PROTOCOL_VERSIONS):
+        problems.append(f"Hello.protocol_version {sorted(versions - set(PROTOCOL_VERSIONS))}, expected {spoken}")
     if kinds - {kind}:
         problems.append(f"Hello.kind {sorted(kinds - {kind})}, the scenario says {kind!r}")
-    out.add("joined", problems, f"{len(capture.hellos)} Hello(s), protocol 1, kind {kind}")
+    out.add("joined", problems, f"{len(capture.hellos)} Hello(s), protocol {spoken}, kind {kind}")
 
     # -- envelopes ------------------------------------------------------------------------------------
     decode_problems, id_problems, range_problems, tick_problems, seq_problems = [], [], [], [], []

@@ -46,10 +46,10 @@ from v2x.net.answers import FINAL_LINGER_S
 from v2x.net.broker import BrokerAddress
 from v2x.net.seal import RunSeal
 from v2x.net.transport import LastWill, MqttTransport, Transport
-from v2x.net.world import WORLD_LOST
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import fleet_ids_for
 from v2x.wire import security_pb2, testbed_pb2
+from v2x.wire.protocol import HELLO_EVERY_S, PROTOCOL_VERSION, WORLD_LOST
 from v2x.wire.security import Signer
 
 if TYPE_CHECKING:
@@ -311,7 +311,6 @@ class FleetWorkers:
 # -- workers started on their own (on other machines): ``v2x worker`` and the world's side -----------------
 
 WAITING_LOG_EVERY_S = 10.0
-HELLO_EVERY_S = 1.0
 GONE = b""  # an empty FleetHello: the Last Will of a remote worker's connection
 
 
@@ -593,7 +592,7 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
         fleet_id=job.fleet_id,
         job=job.digest(),
         software=f"v2x-testbed {__version__}",
-        protocol_version=topics.PROTOCOL_VERSION,
+        protocol_version=PROTOCOL_VERSION,
         host=socket.gethostname()[:64],
     ).SerializeToString()
     subscribed = asyncio.Event()

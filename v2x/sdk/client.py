@@ -71,19 +71,16 @@ from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.broker import BrokerAddress, parse_broker_url
 from v2x.net.secure import load_actor_credentials
 from v2x.net.transport import RECONNECT_INITIAL_S, RECONNECT_MAX_S
-from v2x.net.world import WORLD_LOST
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
 from v2x.wire import frame_pb2, security_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
 from v2x.wire.envelope import parse_envelope
+from v2x.wire.protocol import HELLO_EVERY_S, MAX_INPUT_BYTES, PROTOCOL_VERSION, WORLD_LOST
 from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, read_credentials
 
 log = logging.getLogger("v2x.sdk")
 
-PROTOCOL_VERSION = topics.PROTOCOL_VERSION
-HELLO_EVERY_S = 1.0
 KEEP_EVENTS_TICKS = 100  # how many ticks' warnings are kept for re-reporting after a late tick
-MAX_INPUT_BYTES = limits.MAX_INPUT_BYTES  # a bigger TickInput is refused (``oversized``), as by the built-in agents
 # Inputs waiting to be handed out (before START, or while the stack works on a tick): beyond these the oldest
 # is dropped (``overflow``). The world sends one at a time in lockstep and ten a second in real time; only a
 # flood of someone else's fills this (300 MB of junk grew a stack waiting for START by 311 MB).

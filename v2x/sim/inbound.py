@@ -43,6 +43,7 @@ from v2x.scenario.model import MAX_EXTENT_M
 from v2x.sim.channel import LINK_NAME, Transmission
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.envelope import parse_envelope, temporary_id
+from v2x.wire.protocol import MAX_ACK_BYTES, MAX_FLEET_ACK_BYTES, MAX_TX_BYTES, PROTOCOL_VERSIONS
 from v2x.wire.scan import bsm_envelope_unsigned
 from v2x.wire.security import EnvelopeSecurity, Freshness, Verified
 
@@ -53,15 +54,11 @@ M = TypeVar("M", bound=Message)
 # From this many envelopes on, a fleet's bundle is first read in one compiled pass (``Inbound._scanned``); fewer
 # are parsed one by one (the kernels run interpreted for a small world: no faster than protobuf).
 SCAN_AT_LEAST = SMALL_WORLD + 1
-MAX_TX_BYTES = 16 * 1024  # TS 22.185: event messages up to 1200 B; MAP and envelopes need more headroom
-MAX_ACK_BYTES = 64 * 1024  # an Ack: truth, a few warnings and notes
-MAX_FLEET_ACK_BYTES = 64 * 1024 * 1024  # a FleetAck: the envelopes of every hosted vehicle (as big as its input may be)
 MAX_TX_PER_TICK = 64  # transmissions one actor may make in a tick (built-in agents make a handful)
 MAX_EVENTS_PER_ACK = 256
 MAX_NOTES_PER_ACK = 64
 MAX_TEXT = 256  # characters of an id or other short text in an Ack
 MAX_REJECTED_KEYS = 32  # reasons in Ack.rejected
-PROTOCOL_VERSIONS = (1,)  # Hello.protocol_version values this world speaks
 # Physical range of what an Ack may report (beyond it, the value is a forgery or a bug, never a vehicle).
 MAX_SPEED_MPS = 150.0
 MAX_ACCEL_MPS2 = 100.0
@@ -70,6 +67,7 @@ MAX_FIGURE = 1e9  # ttc_s, figure, valid_until_s: finite and sane
 FIGURE_NAMES = frozenset(f.name for f in figures())  # Advisory.figure_name: one the apps declare (docs/PROTOCOL.md)
 CONFLICTS_FLAGGED = 3  # an actor whose Acks conflict in this many ticks is flagged in the result
 KINDS = ("join", "tx", "ack")
+_VERSIONS = "/".join(map(str, PROTOCOL_VERSIONS))  # in a refusal's text: "1"
 SIGNED_IDS = ("bsm", "rsm", "rsi", "ssm", "psm", "vir", "rsc", "clpmm")  # messages carrying their sender's id
 
 
@@ -465,7 +463,8 @@ class Inbound:
             return
         expected_kind = self.kind_of.get(actor_id)
         if hello.protocol_version not in PROTOCOL_VERSIONS or (expected_kind and hello.kind != expected_kind):
-            detail = f"(protocol {hello.protocol_version}, kind {hello.kind[:32]!r}; expected 1, {expected_kind!r})"
+            got = f"protocol {hello.protocol_version}, kind {hello.kind[:32]!r}"
+            detail = f"({got}; expected {_VERSIONS}, {expected_kind!r})"
             self.refused_hellos[actor_id] = f"bad_hello {detail}"
             self.reject("bad_hello", where, detail)
             return

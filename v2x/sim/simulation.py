@@ -60,12 +60,12 @@ from v2x.sim.sensors import BackgroundPositioning, Sensors
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
 from v2x.wire.fleet import I32, add_vehicles, serialize_with_deliveries, vehicle_bodies, vehicle_head
+from v2x.wire.protocol import PROTOCOL_VERSION
 from v2x.wire.security import EnvelopeSecurity
 from v2x.wire.tables import APP_NAME
 
 log = logging.getLogger("v2x.sim")
 
-PROTOCOL_VERSION = 1  # docs/PROTOCOL.md
 # An actor's warnings recorded in one variant's run; more are refused as too_many_warnings. Apps raise again at
 # most every few seconds per (app, other road user): 10,000 is 50 others re-raised every 3 s for 10 minutes. An
 # attack review's stack reported 220 new ones per tick and made a 92 MB result.json (739 MB in the world).

@@ -1,0 +1,30 @@
+"""The numbers and words of the protocol (docs/PROTOCOL.md) that the world's side (the simulation's inbox,
+``v2x.sim.inbound``; the shell, ``v2x.net``; the worker, ``v2x.run.workers``) shares with the SDK for outside
+stacks (``v2x.sdk``): one definition of each, in a module that imports nothing, so that the SDK has them without
+loading the simulator.
+
+The largest payload of each of a run's topics: a bigger one is refused where it is handled (``oversized``), and
+every connection of ours tells the broker not to send it more (``v2x.net.limits``, which maps topics to these).
+"""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1  # Hello.protocol_version and Control.protocol_version (docs/PROTOCOL.md "Version: v1")
+PROTOCOL_VERSIONS: tuple[int, ...] = (PROTOCOL_VERSION,)  # the Hello.protocol_version values a world takes
+
+MAX_HELLO_BYTES = 64 * 1024  # a Hello or FleetHello: ids, a software name and a seal
+MAX_INPUT_BYTES = 4 * 1024 * 1024  # a TickInput (world -> agent)
+MAX_TX_BYTES = 16 * 1024  # TS 22.185: event messages up to 1200 B; MAP and envelopes need more headroom
+MAX_ACK_BYTES = 64 * 1024  # an Ack: truth, a few warnings and notes
+# A FleetInput carries every delivery to the fleet's vehicles: about 1.9 kB per hosted vehicle where each
+# hears some 180 others (``v2x bench stack``'s traffic), 3.7 MB for 2,000. The limit (against a payload that
+# would only cost memory) leaves room for tens of thousands of vehicles per fleet; the world refuses to send
+# a bigger one (``World``: exit 3, naming the fleet) rather than have it rejected here tick after tick.
+MAX_FLEET_INPUT_BYTES = 64 * 1024 * 1024
+MAX_FLEET_ACK_BYTES = 64 * 1024 * 1024  # a FleetAck: the envelopes of every hosted vehicle (as big as its input may be)
+MAX_CONTROL_BYTES = 4 * 1024 * 1024  # a START lists every actor (a scenario file is at most 4 MiB)
+
+# The reason of the STOP the world's connection leaves as its Last Will: the world died, or the broker restarted;
+# not the end of the run for an agent (the world may come back).
+WORLD_LOST = "world lost"
+HELLO_EVERY_S = 1.0  # a Hello (FleetHello) is said this often until the first TickInput (FleetInput)
