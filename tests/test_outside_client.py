@@ -351,6 +351,21 @@ def test_an_outside_actor_on_the_embedded_broker_is_refused_at_once(
     assert "which cannot reach the embedded broker" in capsys.readouterr().err
 
 
+@pytest.mark.broker
+def test_a_run_says_it_waits_for_outside_stacks_and_for_how_long(
+    mosquitto: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run with an outside actor whose stack never came waited 30 s in silence, then exited 3 (a newcomer
+    review): it now says whom it waits for and how long, and --join-timeout sets that."""
+    argv = ["run", str(external_fcw(tmp_path)), "--variant", "v2x", "--broker", mosquitto.address.url]
+    started = time.monotonic()
+    code = v2x_main([*argv, "--run-id", "nobody-comes", "--join-timeout", "1", "--out", str(tmp_path / "out")])
+    assert code == 3 and time.monotonic() - started < 20
+    assert "run nobody-comes-v2x: waiting up to 1 s for the outside stacks of lead to join" in caplog.text
+    assert "never joined within 1 s: ['lead']" in capsys.readouterr().err
+    assert v2x_main([*argv, "--join-timeout", "nan"]) == 2
+
+
 def test_run_id_and_variant_appear_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         v2x_main(["run", "--help"])

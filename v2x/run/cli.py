@@ -145,6 +145,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         '--worker-timeout for them, that there is nothing to do (docs/ARCHITECTURE.md "Fleets on other machines")',
     )
     run.add_argument(
+        "--join-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="a scenario with outside stacks (external: true): how long each variant waits for them to join "
+        "before the run stops (exit 3, naming them; default 30)",
+    )
+    run.add_argument(
         "--worker-timeout",
         type=float,
         default=120.0,
@@ -406,6 +414,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
+    if not args.join_timeout > 0:
+        print(f"v2x run: --join-timeout wants seconds > 0, got {args.join_timeout}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if not args.worker_timeout > 0:
         print(f"v2x run: --worker-timeout wants seconds > 0, got {args.worker_timeout}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -533,6 +544,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         workers=workers,
                         remote_workers=args.remote_workers,
                         worker_timeout_s=args.worker_timeout,
+                        join_timeout_s=args.join_timeout,
                     )
                 )
             )

@@ -513,6 +513,14 @@ async def run_variant(
                 await pool.wait_ready(worker_timeout_s if remote_workers else connect_timeout_s + 20.0)
             except WorkerFailed as exc:
                 raise RunError(str(exc)) from None
+        waited_for = [a.id for a in scenario.actors if a.external]
+        if waited_for:  # (a run that waited 30 s in silence and then failed: a newcomer review)
+            log.warning(
+                "run %s: waiting up to %.0f s for the outside stacks of %s to join (docs/PROTOCOL.md)",
+                run_id,
+                join_timeout_s,
+                ", ".join(waited_for),
+            )
         quiet.enter_context(steady_loop())  # for the tick loop (undone when the run ends)
         host_task = asyncio.create_task(_serve_all(hosts, fleets, pool), name="agents")
         tasks.append(host_task)
@@ -604,6 +612,7 @@ async def run_scenario(
     workers: int = 1,
     remote_workers: bool = False,
     worker_timeout_s: float = 120.0,
+    join_timeout_s: float = 30.0,
 ) -> dict[str, Any]:
     """Run every variant of a scenario (or only ``variants``) and return the result document (v2x.results).
 
@@ -622,6 +631,7 @@ async def run_scenario(
     equipped background vehicles (``run_variant``); the outcome is the same for any number.
     ``remote_workers``: those processes are not started here; the run waits up to ``worker_timeout_s``
     for them (``v2x worker``, on this or other machines; they need to know the run: give ``run_id``).
+    ``join_timeout_s``: how long each variant waits for every actor (outside stacks) to join.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -667,6 +677,7 @@ async def run_scenario(
                     workers=workers,
                     remote_workers=remote_workers,
                     worker_timeout_s=worker_timeout_s,
+                    join_timeout_s=join_timeout_s,
                 )
                 events.extend(report.events)
                 metrics[variant] = report.metrics
