@@ -81,3 +81,27 @@ def test_the_view_port_may_be_0_for_any_free_one() -> None:
     assert build_parser().parse_args(["run", "fcw", "--view", "--port", "0"]).port == 0
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "fcw", "--view", "--port", "65536"])
+
+
+def test_progress_lines_only_for_runs_that_take_a_while(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not on a terminal, a variant says nothing for its first 5 s, then one line per 10 % (a log of `v2x run
+    --all` had some 1,100 progress lines for runs of a second each: a newcomer review)."""
+    import v2x.run.cli as run_cli
+    from v2x.scenario import find_scenario, load_scenario
+
+    now = [100.0]
+    monkeypatch.setattr(run_cli.time, "monotonic", lambda: now[0])
+    progress = run_cli._Progress(load_scenario(find_scenario("fcw")), enabled=True)
+    progress.tty = False
+    for tick in range(0, 141):  # a quick run: 0.01 s a tick
+        progress("v2x", tick, 140)
+        now[0] += 0.01
+    assert capsys.readouterr().err == ""
+    for tick in range(0, 141):  # a slow one: 0.1 s a tick, 14 s in all
+        progress("baseline", tick, 140)
+        now[0] += 0.1
+    lines = capsys.readouterr().err.splitlines()
+    assert 5 <= len(lines) <= 8 and all(line.startswith("fcw [baseline] t=") for line in lines), lines
+    assert lines[-1].split()[3] == "100.0%"

@@ -341,7 +341,11 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 
 class _Progress:
-    """One line per 10 % of a variant on stderr, and a live line when stderr is a terminal."""
+    """A live line on stderr when it is a terminal; else one line per 10 % of a variant that has run for
+    ``QUIET_FIRST_S`` (a log of `--all` had some 1,100 progress lines for runs of a second each: a newcomer
+    review; a long run still shows it is alive)."""
+
+    QUIET_FIRST_S = 5.0
 
     def __init__(self, scenario: Scenario, enabled: bool) -> None:
         self.scenario = scenario
@@ -349,6 +353,7 @@ class _Progress:
         self.tty = sys.stderr.isatty()
         self.last_decile: dict[str, int] = {}
         self.started = time.monotonic()
+        self.variant_started: dict[str, float] = {}
 
     def __call__(self, variant: str, tick: int, n_ticks: int) -> None:
         if not self.enabled:
@@ -360,8 +365,11 @@ class _Progress:
             f"{self.scenario.id} [{variant}] t={t:6.1f}/{self.scenario.duration_s:.1f} s "
             f"{frac * 100:5.1f}%  wall {time.monotonic() - self.started:5.1f} s"
         )
+        now = time.monotonic()
         if self.tty:
             print("\r" + line, end="\n" if tick == n_ticks else "", file=sys.stderr, flush=True)
+        elif now - self.variant_started.setdefault(variant, now) < self.QUIET_FIRST_S:
+            return
         elif self.last_decile.get(variant) != decile:
             self.last_decile[variant] = decile
             print(line, file=sys.stderr, flush=True)
