@@ -236,7 +236,11 @@ class AgentHost:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if task is stop:
-                        log.info("agents of %s: the world said STOP (%s)", self.run_id, self.stop_reason)
+                        log.info(
+                            "agents of %s: the world said STOP%s",
+                            self.run_id,
+                            f" ({self.stop_reason})" if self.stop_reason else "",
+                        )
                         return
                     exc = task.exception()
                     if exc is not None:
