@@ -92,7 +92,7 @@ def test_progress_lines_only_for_runs_that_take_a_while(
     from v2x.scenario import find_scenario, load_scenario
 
     now = [100.0]
-    monkeypatch.setattr(run_cli.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr("v2x.run.cli.time.monotonic", lambda: now[0])
     progress = run_cli._Progress(load_scenario(find_scenario("fcw")), enabled=True)
     progress.tty = False
     for tick in range(0, 141):  # a quick run: 0.01 s a tick

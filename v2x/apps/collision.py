@@ -224,8 +224,9 @@ def out_of_reach(
 
 
 def intersection_collision(participants: Sequence[Participant], thresholds: Mapping[str, float]) -> list[Finding]:
-    """ICW: crossing conflicts whose both parties reach the conflict point within the ICW TTC.
-    Parties whose reported accuracy is worse than ICW needs are ignored."""
+    """ICW: crossing conflicts (PET within ``icw_max_pet_s``) whose first party reaches the conflict point
+    within the ICW TTC; ``IntersectionCollisionWarning`` warns each party once its own time to the point is
+    within it. Parties whose reported accuracy is worse than ICW needs are ignored."""
     participants = [p for p in participants if accurate_enough(p.sigma_m, thresholds["icw_required_accuracy_m"])]
     found = find_conflicts(participants, horizon_s=thresholds["horizon_s"], max_pet_s=thresholds["icw_max_pet_s"])
     out = []
@@ -271,8 +272,10 @@ class ForwardCollisionWarning:
 
 
 class IntersectionCollisionWarning:
-    """ICW on the platform: each party of a crossing conflict is warned about the other, with its own time
-    to the conflict point and the PET (0 when unknown)."""
+    """ICW on the platform: each party of a crossing conflict is warned about the other once its own time to
+    the conflict point is within the ICW TTC (``icw_ttc_s``), with that time and the PET (0 when unknown). (Until
+    session 20 both parties were warned as soon as the first was within it, the second with a time to the point
+    beyond the threshold: a domain review.)"""
 
     def evaluate(self, view: EdgeView, t_s: float) -> list[Addressed]:
         if len(view.participants) < 2:
@@ -284,6 +287,8 @@ class IntersectionCollisionWarning:
                 (f.subject, f.other, f.t_conflict_subject_s),
                 (f.other, f.subject, f.t_conflict_other_s),
             ):
+                if not t_own <= view.thresholds["icw_ttc_s"]:
+                    continue
                 out.append(Addressed(target, Raised("icw", other, ttc_s=t_own, figure=pet, conflict_type=f.kind)))
         return out
 
