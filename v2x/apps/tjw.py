@@ -212,8 +212,9 @@ APPS = (
         thresholds={
             # The queue (RSU). open-v2x cerebrum scenario_algo/algo_lib/congestion_warning.py rates a lane
             # congested when it holds at least 10 vehicles and their mean speed is under 30 km/h (levels
-            # 25-30 / 15-25 / 0-15 km/h); we ask each member to be under 30 km/h, so that a queue's tail is
-            # where the slow traffic starts. ETSI names the same situation DENM cause code 1 trafficCondition
+            # 25-30 / 15-24 / 0-14 km/h, which we do not report: the RSI event says "jam"); we ask each
+            # member to be under 30 km/h, so that a queue's tail is where the slow traffic starts. ETSI names
+            # the same situation DENM cause code 1 trafficCondition
             # (sub-cause 5 trafficStationary; cause 27 dangerousEndOfQueue for its tail), ETSI TS 102 894-2.
             "tjw_queue_speed_kph": 30.0,
             "tjw_queue_min_vehicles": 10.0,
