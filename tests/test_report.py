@@ -168,6 +168,21 @@ def test_every_shipped_scenario_has_a_map_the_report_draws() -> None:
         assert any(t.startswith(("lane ", "obstacle ")) for t in _titles(map_svg)) or scene["paths"], path
 
 
+def test_an_rsu_range_larger_than_the_map_is_said_in_words() -> None:
+    """fcw's RSU covers 300 m, more than the whole map: its dashed circle (r 834 px on a 760 px map) lay outside
+    the picture and nobody could see it (a newcomer review). The map now says so next to the RSU."""
+    import asyncio
+
+    from v2x.run.runner import run_scenario
+    from v2x.scenario import load_scenario
+    from v2x.scenario.loader import SCENARIO_DIR
+
+    fcw = asyncio.run(run_scenario(load_scenario(SCENARIO_DIR / "fcw.yaml"), broker="loopback", variants=["v2x"]))
+    assert "range 300 m: beyond this map" in render_html([fcw])
+    fcw["map"]["rsus"][0]["range_m"] = 20.0  # a circle that fits: drawn, nothing said
+    assert "beyond this map" not in render_html([fcw])
+
+
 def test_the_map_draws_a_road_events_hazard_zone(tmp_path: Path) -> None:
     """A newcomer review: the map of an HLW/RSI scenario showed the lanes, the RSU and the tracks, but not where
     the road event was nor how far its zone reached. scenarios/hlw.yaml's spill (408, at (100, 155), radius

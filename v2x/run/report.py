@@ -580,12 +580,18 @@ def _map(r: dict[str, Any]) -> str:
     for rsu in scene.get("rsus", []):
         x, y = rsu["position"]
         c = px(x, y).split(",")
-        if rsu.get("range_m"):
-            svg.append(
-                f"<circle cx='{c[0]}' cy='{c[1]}' r='{float(rsu['range_m']) * scale:.1f}' fill='none' "
-                "stroke='#555' stroke-dasharray='4 4'/>"
-            )
         cxf, cyf = float(c[0]), float(c[1])
+        if rsu.get("range_m"):
+            r_px = float(rsu["range_m"]) * scale
+            svg.append(
+                f"<circle cx='{c[0]}' cy='{c[1]}' r='{r_px:.1f}' fill='none' stroke='#555' stroke-dasharray='4 4'/>"
+            )
+            corners = [(0.0, 0.0), (MAP_W, 0.0), (0.0, height), (MAP_W, height)]
+            if all(math.hypot(u - cxf, v - cyf) < r_px for u, v in corners):  # the whole map is inside it
+                svg.append(
+                    f"<text x='{cxf + 8:.1f}' y='{cyf + 14:.1f}' class='muted'>range "
+                    f"{float(rsu['range_m']):g} m: beyond this map</text>"
+                )
         svg.append(
             f"<g class='rsu'><title>RSU {_e(rsu.get('id'))}"
             + (f", range {float(rsu['range_m']):g} m" if rsu.get("range_m") else "")
