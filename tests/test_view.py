@@ -216,6 +216,43 @@ def test_the_view_draws_the_background_traffic(browser: Any) -> None:
         server.stop()
 
 
+def test_the_view_shows_each_signal_heads_light(browser: Any) -> None:
+    """The live view showed no signal states though SPAT went by at 10/s (a newcomer review): each signalised
+    stop line now has a light in the colour the referee sees, changing with the plan."""
+    from selenium.webdriver.common.by import By
+
+    sc = load_scenario(SCENARIO_DIR / "rlvw.yaml")
+    server = ViewServer(port=0, paused=True).start()
+
+    def run() -> None:
+        asyncio.run(
+            run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: server.observer(sc, v))
+        )
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    try:
+        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+        signals = _state(server.url)["tick"]["signals"]
+        assert signals and {s[2] for s in signals} <= {"red", "yellow", "protected-green"}
+        browser.get(server.url)
+        _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#signals circle")) == len(signals))
+        shown = [c.get_attribute("class") for c in browser.find_elements(By.CSS_SELECTOR, "#signals circle")]
+        assert shown == [s[2] for s in signals]
+        server.hub.control("resume")
+        seen: set[str] = set()
+
+        def changed() -> bool:  # (the plan turns another light on during the run)
+            seen.update(s[2] for s in _state(server.url)["tick"]["signals"])
+            return len(seen) >= 2
+
+        _wait(changed, 60)
+    finally:
+        server.hub.control("resume")
+        runner.join(60)
+        server.stop()
+
+
 @pytest.mark.parametrize(("name", "what"), [("hlw", ".road-event circle"), ("gnss", ".zone"), ("sds", ".obstacle")])
 def test_the_view_draws_road_events_zones_and_obstacles(browser: Any, name: str, what: str) -> None:
     """The live view drew lanes, intersections and RSUs only (session 19's note): a road event's hazard zone,
@@ -284,6 +321,9 @@ def test_the_v2x_variants_warnings_stay_on_the_page_after_the_baseline_starts(br
         assert "v2x (finished): " in v2x_log.find_element(By.TAG_NAME, "summary").text
         baseline_log = browser.find_element(By.ID, "log-baseline")
         assert "FCW" not in baseline_log.text  # (the baseline has no V2X: no warning of its own)
+        # its collision is listed (the boxes only turned black: a newcomer review), not counted as a warning
+        assert "COLLISION follower - lead at 16.7 m/s" in baseline_log.text
+        assert "baseline (finished): 0 warnings" in baseline_log.find_element(By.TAG_NAME, "summary").text
         # the current variant's list on top, the earlier one kept below it
         order = [d.get_attribute("id") for d in browser.find_elements(By.CSS_SELECTOR, "#log > details")]
         assert order == ["log-baseline", "log-v2x"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from v2x.sim.channel import LINK_NAME
 from v2x.sim.simulation import Simulation
+from v2x.wire.map_spat import LIGHT_NAME
 
 Event = dict[str, Any]
 
@@ -116,6 +117,15 @@ def background_boxes(sim: Simulation) -> list[list[float]]:
     return [
         [round(float(x), 2), round(float(y), 2), round(float(yaw), 3), round(float(ln), 2), round(float(wd), 2)]
         for x, y, yaw, ln, wd in zip(*cols, strict=True)
+    ]
+
+
+def signal_lights(sim: Simulation, t_s: float) -> list[list[Any]]:
+    """Each signalised approach's light at ``t_s`` as the referee sees it (signal priority's changes
+    included): [x, y, light] at its stop line, light a ``LIGHT_NAME`` ("red", "protected-green", ...)."""
+    return [
+        [round(ap.stop_point[0], 2), round(ap.stop_point[1], 2), LIGHT_NAME[ctl.light(ap.phase_id, t_s)]]
+        for ap, ctl in sim.referee.stop_lines
     ]
 
 

@@ -39,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from typing import Any
 
-from v2x.run.tap import Event, Tap, background_boxes, poses
+from v2x.run.tap import Event, Tap, background_boxes, poses, signal_lights
 from v2x.run.tracks import scenario_map
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation
@@ -208,12 +208,17 @@ class ViewObserver:
                 if p.kind != "platform"
             ],
             "background": background_boxes(sim),  # [x, y, yaw, length, width] each
+            "signals": signal_lights(sim, t),  # [x, y, light] at each signalised stop line
             "warnings": [
                 {k: e.get(k) for k in ("t_s", "app", "target", "other", "ttc_s")}
                 for e in events
                 if e["type"] == "warning"
             ],
-            "collisions": [e["actors"] for e in events if e["type"] == "collision"],
+            "collisions": [
+                {"actors": e["actors"], "t_s": e["t_s"], "relative_speed_mps": e.get("relative_speed_mps")}
+                for e in events
+                if e["type"] == "collision"
+            ],
             "rates": {m: round(n / span, 1) for m, n in sorted(rates.items())},
         }
         self.hub.publish(frame)
