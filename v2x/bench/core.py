@@ -407,9 +407,7 @@ def _percentile(xs: list[float], q: float) -> float:
     return round(float(np.percentile(xs, q)), 2) if xs else math.nan
 
 
-def bench_one(
-    scenario: str, n: int, ticks: int, seed: int, baseline_ticks: int, quick: bool, err: TextIO
-) -> dict[str, Any]:
+def bench_one(scenario: str, n: int, ticks: int, seed: int, baseline_ticks: int, err: TextIO) -> dict[str, Any]:
     make = urban if scenario == "urban" else freeway
     wl = make(n, np.random.default_rng(seed))
     world = wl.world
@@ -537,7 +535,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     for scenario in scenarios:
         for n in ns:
             print(f"bench core: {scenario} n={n} ({ticks} ticks)", file=err, flush=True)
-            rows.append(bench_one(scenario, n, ticks, args.seed, baseline_ticks, args.quick, err))
+            rows.append(bench_one(scenario, n, ticks, args.seed, baseline_ticks, err))
     elapsed = time.perf_counter() - t_start
     meta = {
         "bench": "core",

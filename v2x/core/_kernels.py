@@ -41,16 +41,14 @@ _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _TWO_M53 = 1.0 / 9007199254740992.0
 
-# counter = tx << 34 | receiver << 2 | draw (tx < 2^30, receiver slot < 2^32)
+# counter = tx << 34 | receiver << 2 | draw (tx < 2^30, receiver slot < 2^32; draw 0, the loss, adds nothing)
 TX_BITS = 30
 RX_LIMIT = 1 << 32
 _SHIFT_TX = np.uint64(34)
 _SHIFT_RX = np.uint64(2)
-_DRAW_LOSS = np.uint64(0)
 _DRAW_BASE = np.uint64(1)
 _DRAW_MULT = np.uint64(2)
 _DRAW_EXTRA = np.uint64(3)
-_ONE = np.uint64(1)
 
 
 @jit_inline

@@ -34,7 +34,6 @@ from google.protobuf.message import DecodeError
 
 from v2x.wire import security_pb2, testbed_pb2
 
-ALGORITHMS = {"ecdsa-p256": security_pb2.SIG_ECDSA_P256_SHA256}  # the algorithms implemented, by name
 MAX_AGE_S = 2.0  # a message generated longer ago than this (receiver's clock) is stale: ``expired``
 MAX_AHEAD_S = 0.5  # ... and one generated further in the future than this (clock skew): ``expired``
 PSEUDONYM_CHANGE_S = 10.0  # an actor signs with pseudonym k from simulation time k x this on
@@ -84,11 +83,6 @@ def _verify(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> bo
     except InvalidSignature:
         return False
     return True
-
-
-def public_point(key: ec.EllipticCurvePrivateKey) -> bytes:
-    """The SEC 1 uncompressed point of ``key``'s public half."""
-    return key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
 
 
 def private_scalar(key: ec.EllipticCurvePrivateKey) -> bytes:
