@@ -66,7 +66,7 @@ from v2x import units
 from v2x.agents.vehicle import WRECK_FLAGS
 from v2x.apps.collision import CONFLICT_NAME
 from v2x.core import (
-    SMALL_WORLD,
+    SCAN_AT_LEAST,
     VEHICLE_NUMBERS,
     ActorKind,
     ConflictType,
@@ -104,9 +104,6 @@ from v2x.wire.tables import APP_BY_NAME
 
 HEIGHT_M = {"car": 1.5, "truck": 3.5, "bus": 3.2}
 NEVER = np.iinfo(np.int32).min  # ``FleetAgent.heard``: not heard (since last forgotten)
-# From this many envelopes on (its own among them) the fleet reads them in one compiled pass (``_scan``); fewer are
-# parsed one by one, as the core's kernels run interpreted for a small world (the same values either way).
-SCAN_AT_LEAST = SMALL_WORLD + 1
 # The per-sender motion columns (``FleetAgent._fresh_motion``): position, speed, ENU yaw, acceleration, size.
 _X, _Y, _SPEED, _YAW, _ACCEL, _LENGTH, _WIDTH = range(7)
 _MOTION = 7

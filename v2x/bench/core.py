@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from v2x.core import ActorKind, ChannelTables, Conflicts, Deliveries, WorldState, detect_conflicts
 from v2x.core._conflict import max_reach_m
 from v2x.core._fanout import deliver_pairs
+from v2x.impair import TABLE_KNOTS, TABLE_TOP_QUANTILE
 from v2x.units import kph_to_mps
 
 TICK_S = 0.1
@@ -53,16 +54,14 @@ TRUCK = (13.0, 2.6)
 TRUCK_SHARE = 0.1
 
 
-TABLE_KNOTS = 4097
-
-
 def _bench_tables(max_range_m: float) -> ChannelTables:
-    """BenchPC5 as data: PRR at 4097 distances over the range, delay inverse CDF at 4097 quantiles
-    (the exponential's last knot at q = 1 - 1e-9)."""
+    """BenchPC5 as data, tabulated as ``NetworkLink.channel_tables`` does: PRR at ``TABLE_KNOTS`` (4097)
+    distances over the range, delay inverse CDF at as many quantiles (the exponential's last knot at
+    ``TABLE_TOP_QUANTILE``, 1 - 1e-9)."""
     step = max_range_m / (TABLE_KNOTS - 1)
     d = np.arange(TABLE_KNOTS) * step
     q = np.linspace(0.0, 1.0, TABLE_KNOTS)
-    q[-1] = 1.0 - 1e-9
+    q[-1] = TABLE_TOP_QUANTILE
     return ChannelTables(step, 0.98 / (1.0 + np.exp((d - 250.0) / 20.0)), 0.002 - 0.003 * np.log1p(-q))
 
 

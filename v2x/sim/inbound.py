@@ -37,7 +37,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from v2x.apps.registry import figures
-from v2x.core import SMALL_WORLD, scan_messages
+from v2x.core import SCAN_AT_LEAST, scan_messages
 from v2x.logs import LOG_FIRST, log_refusal
 from v2x.scenario.model import MAX_EXTENT_M
 from v2x.sim.channel import LINK_NAME, Transmission
@@ -51,9 +51,6 @@ log = logging.getLogger("v2x.sim.inbound")
 
 M = TypeVar("M", bound=Message)
 
-# From this many envelopes on, a fleet's bundle is first read in one compiled pass (``Inbound._scanned``); fewer
-# are parsed one by one (the kernels run interpreted for a small world: no faster than protobuf).
-SCAN_AT_LEAST = SMALL_WORLD + 1
 MAX_TX_PER_TICK = 64  # transmissions one actor may make in a tick (built-in agents make a handful)
 MAX_EVENTS_PER_ACK = 256
 MAX_NOTES_PER_ACK = 64
