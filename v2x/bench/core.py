@@ -28,6 +28,7 @@ from typing import Any, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
 from v2x.core import ActorKind, ChannelTables, Conflicts, Deliveries, WorldState, detect_conflicts
 from v2x.core._conflict import max_reach_m
 from v2x.core._fanout import deliver_pairs
@@ -528,7 +529,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     scenarios = ["urban", "freeway"] if args.scenario == "both" else [args.scenario]
     if ticks < 1:
         print("--ticks must be >= 1", file=err)
-        return 2
+        return EXIT_BAD_INPUT
     rows = []
     t_start = time.perf_counter()
     for scenario in scenarios:
@@ -559,7 +560,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             f"range {PC5_RANGE_M:.0f} m, horizon {HORIZON_S:.0f} s; {elapsed:.0f} s total",
             file=out,
         )
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

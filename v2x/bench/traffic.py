@@ -24,6 +24,7 @@ from typing import Any, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
 from v2x.core import ActorKind
 from v2x.core.traffic import LaneNetwork, StepResult, Traffic, traffic_step, traffic_step_numpy
 from v2x.units import kph_to_mps
@@ -207,7 +208,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     ticks = args.ticks if args.ticks is not None else (10 if args.quick else 200)
     if ticks < 1:
         print("--ticks must be >= 1", file=err)
-        return 2
+        return EXIT_BAD_INPUT
     numpy_ticks = min(ticks, 20)
     t_start = time.perf_counter()
     rows = []
@@ -233,4 +234,4 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             f"{ROUNDS} alternating blocks each (results identical bit for bit); ms per {TICK_S * 1000:.0f} ms tick",
             file=out,
         )
-    return 0
+    return EXIT_OK

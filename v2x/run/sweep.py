@@ -33,9 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from v2x import argtypes
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_ERROR
 from v2x.run.pool import job_pool
-
-EXIT_OK, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 2, 3
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
