@@ -33,6 +33,7 @@ from v2x.core import ActorKind, ChannelTables, Conflicts, Deliveries, WorldState
 from v2x.core._conflict import max_reach_m
 from v2x.core._fanout import deliver_pairs
 from v2x.impair import TABLE_KNOTS, TABLE_TOP_QUANTILE
+from v2x.sim.metrics import percentile
 from v2x.units import kph_to_mps
 
 TICK_S = 0.1
@@ -403,10 +404,6 @@ def _digest(result: tuple[Deliveries, Conflicts]) -> str:
     return h.hexdigest()
 
 
-def _percentile(xs: list[float], q: float) -> float:
-    return round(float(np.percentile(xs, q)), 2) if xs else math.nan
-
-
 def bench_one(scenario: str, n: int, ticks: int, seed: int, baseline_ticks: int, err: TextIO) -> dict[str, Any]:
     make = urban if scenario == "urban" else freeway
     wl = make(n, np.random.default_rng(seed))
@@ -435,10 +432,10 @@ def bench_one(scenario: str, n: int, ticks: int, seed: int, baseline_ticks: int,
     row: dict[str, Any] = {
         "scenario": scenario,
         "n": n,
-        "fanout_ms_p50": _percentile(times.fanout_ms, 50),
-        "fanout_ms_p99": _percentile(times.fanout_ms, 99),
-        "conflict_ms_p50": _percentile(times.conflict_ms, 50),
-        "conflict_ms_p99": _percentile(times.conflict_ms, 99),
+        "fanout_ms_p50": percentile(times.fanout_ms, 50, digits=2),
+        "fanout_ms_p99": percentile(times.fanout_ms, 99, digits=2),
+        "conflict_ms_p50": percentile(times.conflict_ms, 50, digits=2),
+        "conflict_ms_p99": percentile(times.conflict_ms, 99, digits=2),
         "total_ms_p50": round(times.total_p50(), 2),
         "naive_speedup": None,
         "strtree_speedup": None,

@@ -42,6 +42,7 @@ from v2x.net.world import Observer
 from v2x.run import default_workers
 from v2x.run.runner import run_scenario, warm_up_core
 from v2x.scenario import load_scenario
+from v2x.sim.metrics import percentile
 from v2x.sim.simulation import Simulation
 
 LATE_MS = 10.0  # a tick closed more than this after its deadline (the next tick's time) is late
@@ -95,8 +96,7 @@ class RealtimeProbe(Observer):
 
 
 def _percentile(parts: list[np.ndarray], q: float) -> float | None:
-    values = np.concatenate(parts) if parts else np.zeros(0)
-    return round(float(np.percentile(values, q)), 2) if len(values) else None
+    return percentile(np.concatenate(parts) if parts else np.zeros(0), q, digits=2)
 
 
 def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:

@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
 from v2x.core import ActorKind
 from v2x.core.traffic import LaneNetwork, StepResult, Traffic, traffic_step, traffic_step_numpy
+from v2x.sim.metrics import percentile
 from v2x.units import kph_to_mps
 
 TICK_S = 0.1
@@ -124,10 +125,6 @@ def _result_arrays(r: StepResult) -> list[NDArray[Any]]:
     return [getattr(r, f.name) for f in fields(r)]
 
 
-def _ms(xs: list[float], q: float) -> float:
-    return round(float(np.percentile(xs, q)), 3)
-
-
 def bench_one(n: int, ticks: int, numpy_ticks: int, seed: int, err: TextIO) -> dict[str, Any]:
     wl = grid(n, np.random.default_rng(seed))
     tr = wl.traffic
@@ -144,8 +141,8 @@ def bench_one(n: int, ticks: int, numpy_ticks: int, seed: int, err: TextIO) -> d
             changes += int(np.count_nonzero(res.lane_change))
     row: dict[str, Any] = {
         "n": n,
-        "step_ms_p50": _ms(times, 50),
-        "step_ms_p99": _ms(times, 99),
+        "step_ms_p50": percentile(times, 50),
+        "step_ms_p99": percentile(times, 99),
         "ticks": ticks,
     }
     print(f"  traffic n={n}: compiled step p50 {row['step_ms_p50']} ms, p99 {row['step_ms_p99']} ms", file=err)
