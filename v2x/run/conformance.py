@@ -367,7 +367,7 @@ def analyse(
         bsm = fr.bsm
         if bytes(bsm.id) != bsm_id:
             id_problems.append(f"tick {env.tick}: BSM id {bytes(bsm.id).hex()}, expected {bsm_id.hex()}")
-        t_s = ti[1].time_us / 1e6
+        t_s = units.s_of(ti[1].time_us)
         try:
             remote = decode_bsm(bsm, now_s=t_s, frame=frame, epoch=epoch)
         except ValueError as exc:

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from google.protobuf.message import DecodeError
 
+from v2x.units import s_of, us_of
 from v2x.wire import security_pb2, testbed_pb2
 
 MAX_AGE_S = 2.0  # a message generated longer ago than this (receiver's clock) is stale: ``expired``
@@ -238,8 +239,8 @@ class Authority:
             actor_id=actor_id, run_id=run_id, root=self.root, change_every_s=change_every_s
         )
         for k in range(int(run_s // change_every_s) + 1):
-            start_s = (t0_us + round(k * change_every_s * 1e6)) // 1_000_000
-            end_s = -(-(t0_us + round((k + 1) * change_every_s * 1e6)) // 1_000_000) + 1
+            start_s = (t0_us + us_of(k * change_every_s)) // 1_000_000
+            end_s = -(-(t0_us + us_of((k + 1) * change_every_s)) // 1_000_000) + 1
             key = ec.generate_private_key(_CURVE)
             cert = self.issue(key, start_s=start_s, duration_s=end_s - start_s, permissions=permissions)
             creds.pseudonyms.add(certificate=cert, private_key=private_scalar(key))
@@ -277,7 +278,7 @@ class Signer:
     def sign(self, env: testbed_pb2.Envelope) -> None:
         """Put ``env``'s security header in place: the full certificate of the pseudonym of its
         transmission time, the generation time (epoch + ``tx_time_us``) and the signature."""
-        cert, digest, key = self._pool[self.pseudonym(env.tx_time_us / 1e6)]
+        cert, digest, key = self._pool[self.pseudonym(s_of(env.tx_time_us))]
         gen_us = self.t0_us + env.tx_time_us
         sec = env.security
         sec.Clear()
@@ -361,8 +362,8 @@ class Freshness:
     ``MAX_AGE_S`` before and ``MAX_AHEAD_S`` after the receiver's now. A replay older than the window is
     ``expired``; one inside it is in the memory: ``replayed``."""
 
-    max_age_us: int = round(MAX_AGE_S * 1e6)
-    max_ahead_us: int = round(MAX_AHEAD_S * 1e6)
+    max_age_us: int = us_of(MAX_AGE_S)
+    max_ahead_us: int = us_of(MAX_AHEAD_S)
     seen: dict[bytes, int] = field(default_factory=dict)  # replay key -> generation time
     _pruned_at: int = -(2**63)
 
