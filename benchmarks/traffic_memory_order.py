@@ -19,7 +19,8 @@ from dataclasses import fields
 import numpy as np
 from numpy.typing import NDArray
 
-from v2x.bench.traffic import TICK_S, grid
+from v2x.bench.core import TICK_S
+from v2x.bench.traffic import grid
 from v2x.core.traffic import Traffic, traffic_step
 
 

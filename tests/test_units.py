@@ -317,6 +317,49 @@ def test_position_confidence_bounds() -> None:
 EPOCH = datetime(2024, 3, 1, 8, 0, 0, tzinfo=UTC)
 
 
+def test_array_conversions_are_the_scalar_ones() -> None:
+    """The vectorised decoders (a fleet hears thousands of BSMs a tick) give, for every value on the wire, what the
+    scalar ones give, the "unavailable"/"unknown" value replaced as the caller asks."""
+    accel = np.arange(u.ACCEL_MIN, u.ACCEL_UNAVAILABLE + 1, dtype=np.int64)
+    assert u.accel_from_wire_array(accel, 0.0).tolist() == [u.accel_from_wire(int(r)) or 0.0 for r in accel]
+    size = np.arange(0, u.VEHICLE_LENGTH_MAX + 1, dtype=np.int64)
+    assert u.size_cm_from_wire_array(size, 5.0).tolist() == [u.size_cm_from_wire(int(r)) or 5.0 for r in size]
+    semi = np.arange(0, u.SEMI_MAJOR_UNAVAILABLE + 1, dtype=np.int64)
+    got = u.semi_major_from_wire_array(semi)
+    want = [u.semi_major_from_wire(int(r)) for r in semi]
+    assert np.isnan(got[-1]) and want[-1] is None and got[:-1].tolist() == want[:-1]
+    speed = np.arange(0, u.SPEED_MAX + 1, dtype=np.float64)
+    assert (speed * u.SPEED_UNIT_MPS).tolist() == [u.speed_from_wire(int(r)) for r in speed]
+
+
+def test_tick_times() -> None:
+    """A tick's time in s is rounded to 1 ns, in us to the nearest us; for a tick of whole microseconds that is
+    the nearest us of ``tick * tick_s`` itself (what the world's checks computed before ``tick_time_s``)."""
+    assert u.tick_time_s(3, 0.1) == 0.3 and 3 * 0.1 != 0.3
+    assert u.us_of(0.3) == 300_000 and u.s_of(300_000) == 0.3
+    for tick_s in (0.1, 0.05, 0.02):
+        ticks = range(0, 200_000, 7)
+        assert [u.us_of(u.tick_time_s(k, tick_s)) for k in ticks] == [round(k * tick_s * 1e6) for k in ticks]
+
+
+def test_no_wire_unit_is_written_outside_units() -> None:
+    """The wire's units (0.02 m/s, 0.01 m/s^2, 0.01 m, 0.05 m, 0.0125 degree) are this module's constants and
+    converters: a product with one of them written out elsewhere in the package is a second definition."""
+    import re
+    from pathlib import Path
+
+    literal = re.compile(r"\*\s*0\.0(?:1|2|5|125)\b|\b0\.0(?:1|2|5|125)\s*\*")
+    package = Path(u.__file__).parent
+    found = [
+        f"{path.relative_to(package)}:{n}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "units.py" and not path.name.endswith("_pb2.py")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if literal.search(line)
+    ]
+    assert not found
+
+
 def test_msg_cnt_wraps() -> None:
     assert [u.msg_cnt(n) for n in (0, 1, 127, 128, 129, 255, 256, -1)] == [0, 1, 127, 0, 1, 127, 0, 127]
 

@@ -1,4 +1,5 @@
-"""Argument types shared by the command lines (``argparse`` ``type=`` callables and pytest options).
+"""Argument types shared by the command lines (``argparse`` ``type=`` callables and pytest options), and the
+commands' exit codes.
 
 A value out of range is an argparse error, so every command exits 2 (bad input) with a one-line message
 naming the option, never with a traceback from deep inside (a negative seed reached numpy, a port over
@@ -8,6 +9,13 @@ naming the option, never with a traceback from deep inside (a negative seed reac
 from __future__ import annotations
 
 import argparse
+
+# Every ``v2x`` command's exit status (``v2x --help``; ``v2x conformance``: 1 a check failed, 3 no stack joined).
+EXIT_OK = 0  # all expectations held (checks passed; the command did what it was asked)
+EXIT_FAILED = 1  # an expectation (a check) failed
+EXIT_BAD_INPUT = 2  # bad input: nothing ran (argparse exits 2 too)
+EXIT_RUN_ERROR = 3  # a run error: broker unreachable, an agent failed or went silent, no stack joined
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a Unix tool's status is when its reader went away
 
 
 def _int(text: str) -> int:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from v2x import __version__
+from v2x.argtypes import EXIT_BROKEN_PIPE
 from v2x.bench.cli import register as register_bench
 from v2x.impair.cli import register as register_impair
 from v2x.run.check import register as register_check
@@ -20,11 +21,6 @@ from v2x.run.docs import register as register_docs
 from v2x.run.secure import register as register_secure
 from v2x.run.sweep import register as register_sweep
 from v2x.text import escape_log_messages
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_RUN_ERROR = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,9 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     register_bench(sub)
     register_impair(sub)
     return parser
-
-
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a Unix tool's status is when its reader went away
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,8 +3,11 @@
 Everything in the project that builds or reads a wire message converts through this module. It holds:
 
 * the "unavailable" sentinels and ranges of the data elements (``*_UNAVAILABLE``, ``*_MIN``, ``*_MAX``);
-* scalar converters ``x_to_wire(si) -> int`` and ``x_from_wire(int) -> float | None``;
-* time stamps (DSecond, MinuteOfTheYear, TimeMark) from simulation time;
+* the units themselves (``*_UNIT_*``), for code that converts arrays of values already checked;
+* scalar converters ``x_to_wire(si) -> int`` and ``x_from_wire(int) -> float | None`` (and ``x_from_wire_array``
+  where an element has an "unavailable" value and arrays are converted);
+* time stamps (DSecond, MinuteOfTheYear, TimeMark) from simulation time, a tick's time (``tick_time_s``) and
+  whole microseconds (``us_of``, ``s_of``), as the wire's ``*_us`` fields carry times;
 * heading conventions (compass degrees vs. ENU yaw);
 * the accuracy conventions (``R95_PER_SIGMA``) and speed conversions (``kph_to_mps``).
 
@@ -33,10 +36,14 @@ from typing import Final, overload
 import numpy as np
 from numpy.typing import NDArray
 
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
 __all__ = [
     "ACCEL_MAX",
     "ACCEL_MIN",
     "ACCEL_UNAVAILABLE",
+    "ACCEL_UNIT_MPS2",
     "BRAKE_STATUS_MAX",
     "CONFIDENCE_MAX",
     "COUNTDOWN_MAX",
@@ -49,6 +56,8 @@ __all__ = [
     "G0",
     "HEADING_CONFIDENCE_BOUNDS_DEG",
     "HEADING_UNAVAILABLE",
+    "HEADING_UNIT_DEG",
+    "LATLON_UNIT_DEG",
     "LAT_MAX",
     "LAT_MIN",
     "LAT_UNAVAILABLE",
@@ -68,10 +77,13 @@ __all__ = [
     "SECMARK_UNAVAILABLE",
     "SEMI_MAJOR_GE_12_7_M",
     "SEMI_MAJOR_UNAVAILABLE",
+    "SEMI_MAJOR_UNIT_M",
     "SIREN_IN_USE_MAX",
+    "SIZE_UNIT_M",
     "SPEED_CONFIDENCE_BOUNDS_MPS",
     "SPEED_MAX",
     "SPEED_UNAVAILABLE",
+    "SPEED_UNIT_MPS",
     "STEERING_MAX",
     "STEERING_MIN",
     "STEERING_UNAVAILABLE",
@@ -87,6 +99,7 @@ __all__ = [
     "YAW_RATE_MAX",
     "YAW_RATE_MIN",
     "accel_from_wire",
+    "accel_from_wire_array",
     "accel_to_wire",
     "accuracy_orientation_from_wire",
     "accuracy_orientation_to_wire",
@@ -126,10 +139,13 @@ __all__ = [
     "position_confidence_bound_m",
     "radius_from_wire",
     "radius_to_wire",
+    "s_of",
     "sec_mark",
     "semi_major_from_wire",
+    "semi_major_from_wire_array",
     "semi_major_to_wire",
     "size_cm_from_wire",
+    "size_cm_from_wire_array",
     "size_cm_to_wire",
     "speed_confidence",
     "speed_confidence_bound_mps",
@@ -138,10 +154,12 @@ __all__ = [
     "start_of_minute_of_year",
     "steering_from_wire",
     "steering_to_wire",
+    "tick_time_s",
     "time_from_sec_mark",
     "time_mark",
     "time_offset_from_wire",
     "time_offset_to_wire",
+    "us_of",
     "vert_accel_from_wire",
     "vert_accel_to_wire",
     "wrap_angle_rad",
@@ -167,6 +185,7 @@ ELEVATION_MAX: Final = 61439
 
 SPEED_UNAVAILABLE: Final = 8191
 SPEED_MAX: Final = 8190
+SPEED_UNIT_MPS: Final = 0.02
 
 HEADING_UNAVAILABLE: Final = 28800
 HEADING_UNIT_DEG: Final = 0.0125
@@ -174,6 +193,7 @@ HEADING_UNIT_DEG: Final = 0.0125
 ACCEL_UNAVAILABLE: Final = 2001
 ACCEL_MIN: Final = -2000
 ACCEL_MAX: Final = 2000
+ACCEL_UNIT_MPS2: Final = 0.01
 
 #: Standard gravity, the "g" of VerticalAcceleration.
 G0: Final = 9.80665
@@ -189,6 +209,7 @@ STEERING_MIN: Final = -126
 STEERING_MAX: Final = 126
 
 SEMI_MAJOR_UNAVAILABLE: Final = 255
+SEMI_MAJOR_UNIT_M: Final = 0.05  # (and the semi-minor axis)
 #: SemiMajorAxisAccuracy value meaning ">= 12.7 m".
 SEMI_MAJOR_GE_12_7_M: Final = 254
 #: SemiMajorAxisOrientation: 0..65534 in units of 360/65536 degree (0.0054932479), 65535 unavailable.
@@ -198,6 +219,7 @@ ORIENTATION_UNAVAILABLE: Final = 65535
 VEHICLE_WIDTH_MAX: Final = 1023
 VEHICLE_LENGTH_MAX: Final = 4095
 VEHICLE_HEIGHT_MAX: Final = 127
+SIZE_UNIT_M: Final = 0.01  # VehicleWidth, VehicleLength
 
 #: Radius (RSI event radius, ReferencePath pathRadius): 0..1024 in 0.1 m (102.4 m); no unavailable value.
 RADIUS_MAX: Final = 1024
@@ -339,12 +361,12 @@ def speed_to_wire(mps: float | None) -> int:
 
     Negative speeds clamp to 0 (Speed is a magnitude; direction of travel is TransmissionState).
     """
-    return _scalar_to_wire(mps, 0.02, 0, SPEED_MAX, SPEED_UNAVAILABLE)
+    return _scalar_to_wire(mps, SPEED_UNIT_MPS, 0, SPEED_MAX, SPEED_UNAVAILABLE)
 
 
 def speed_from_wire(raw: int) -> float | None:
     """0.02 m/s -> m/s; ``None`` for 8191."""
-    return _scalar_from_wire(raw, 0.02, 0, SPEED_MAX, SPEED_UNAVAILABLE, name="speed")
+    return _scalar_from_wire(raw, SPEED_UNIT_MPS, 0, SPEED_MAX, SPEED_UNAVAILABLE, name="speed")
 
 
 def heading_to_wire(deg_cw_from_north: float | None) -> int:
@@ -365,12 +387,17 @@ def heading_from_wire(raw: int) -> float | None:
 
 def accel_to_wire(mps2: float | None) -> int:
     """Longitudinal / lateral acceleration in m/s^2 -> 0.01 m/s^2, clamped to +/-20 m/s^2 (+/-2000)."""
-    return _scalar_to_wire(mps2, 0.01, ACCEL_MIN, ACCEL_MAX, ACCEL_UNAVAILABLE)
+    return _scalar_to_wire(mps2, ACCEL_UNIT_MPS2, ACCEL_MIN, ACCEL_MAX, ACCEL_UNAVAILABLE)
 
 
 def accel_from_wire(raw: int) -> float | None:
     """0.01 m/s^2 -> m/s^2; ``None`` for 2001."""
-    return _scalar_from_wire(raw, 0.01, ACCEL_MIN, ACCEL_MAX, ACCEL_UNAVAILABLE, name="acceleration")
+    return _scalar_from_wire(raw, ACCEL_UNIT_MPS2, ACCEL_MIN, ACCEL_MAX, ACCEL_UNAVAILABLE, name="acceleration")
+
+
+def accel_from_wire_array(raw: IntArray, unavailable: float) -> FloatArray:
+    """:func:`accel_from_wire` of each of ``raw`` (in range: not checked), ``unavailable`` where it says 2001."""
+    return np.where(raw == ACCEL_UNAVAILABLE, unavailable, raw * ACCEL_UNIT_MPS2)
 
 
 def vert_accel_to_wire(mps2: float | None) -> int:
@@ -423,12 +450,19 @@ def semi_major_to_wire(m: float | None) -> int:
     0..253 are exact quanta; anything from 12.7 m up (including values that round to 254) is coded 254
     (">= 12.7 m"); 255 is unavailable. Negative values clamp to 0.
     """
-    return _scalar_to_wire(m, 0.05, 0, SEMI_MAJOR_GE_12_7_M, SEMI_MAJOR_UNAVAILABLE)
+    return _scalar_to_wire(m, SEMI_MAJOR_UNIT_M, 0, SEMI_MAJOR_GE_12_7_M, SEMI_MAJOR_UNAVAILABLE)
 
 
 def semi_major_from_wire(raw: int) -> float | None:
     """0.05 m -> metres; 254 gives 12.7 (a lower bound), 255 gives ``None``."""
-    return _scalar_from_wire(raw, 0.05, 0, SEMI_MAJOR_GE_12_7_M, SEMI_MAJOR_UNAVAILABLE, name="semi-major axis")
+    return _scalar_from_wire(
+        raw, SEMI_MAJOR_UNIT_M, 0, SEMI_MAJOR_GE_12_7_M, SEMI_MAJOR_UNAVAILABLE, name="semi-major axis"
+    )
+
+
+def semi_major_from_wire_array(raw: IntArray) -> FloatArray:
+    """:func:`semi_major_from_wire` of each of ``raw`` (in range: not checked), NaN where it says 255."""
+    return np.where(raw == SEMI_MAJOR_UNAVAILABLE, np.nan, raw * SEMI_MAJOR_UNIT_M)
 
 
 _ORIENTATION_UNIT_DEG: Final = 360.0 / 65536.0
@@ -489,13 +523,18 @@ def size_cm_to_wire(m: float | None, max_cm: int = VEHICLE_LENGTH_MAX) -> int:
     """
     if m is None or math.isnan(m):
         return 0
-    return _quantise(m, 0.01, 1, max_cm)
+    return _quantise(m, SIZE_UNIT_M, 1, max_cm)
 
 
 def size_cm_from_wire(raw: int) -> float | None:
     """1 cm -> metres; ``None`` for 0 (unknown)."""
     _check(raw, 0, VEHICLE_LENGTH_MAX, "size")
-    return None if raw == 0 else raw * 0.01
+    return None if raw == 0 else raw * SIZE_UNIT_M
+
+
+def size_cm_from_wire_array(raw: IntArray, unknown: float) -> FloatArray:
+    """:func:`size_cm_from_wire` of each of ``raw`` (in range: not checked), ``unknown`` where it says 0."""
+    return np.where(raw == 0, unknown, raw * SIZE_UNIT_M)
 
 
 def height_to_wire(m: float | None) -> int:
@@ -651,6 +690,22 @@ def overall_radius_from_wire(raw: int) -> float | None:
 _UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def tick_time_s(tick: int, tick_s: float) -> float:
+    """The simulated time of ``tick`` in s, rounded to 1 ns (so that 3 x 0.1 is 0.3): the time of a tick
+    everywhere (the simulation, the clocks, the world's checks of what is sent)."""
+    return round(tick * tick_s, 9)
+
+
+def us_of(t_s: float) -> int:
+    """Seconds -> whole microseconds (nearest, ties to even), as the wire's ``*_us`` fields carry times."""
+    return round(t_s * 1e6)
+
+
+def s_of(us: int) -> float:
+    """Microseconds (a wire ``*_us`` field) -> seconds."""
+    return us / 1e6
+
+
 def _utc(epoch: datetime) -> datetime:
     """A naive epoch is taken to be UTC."""
     return epoch.replace(tzinfo=UTC) if epoch.tzinfo is None else epoch.astimezone(UTC)
@@ -659,7 +714,7 @@ def _utc(epoch: datetime) -> datetime:
 def _unix_us(t_s: float, epoch: datetime) -> int:
     """Microseconds since 1970-01-01 UTC of simulation time ``t_s`` (rounded to 1 us, so float noise
     such as 0.1 * 3 does not lose a millisecond)."""
-    return (_utc(epoch) - _UNIX_EPOCH) // timedelta(microseconds=1) + round(t_s * 1e6)
+    return (_utc(epoch) - _UNIX_EPOCH) // timedelta(microseconds=1) + us_of(t_s)
 
 
 def sec_mark(t_s: float, epoch: datetime) -> int:
@@ -727,8 +782,6 @@ def msg_cnt(n: int) -> int:
 # --------------------------------------------------------------------------------------------------
 # Heading conventions
 # --------------------------------------------------------------------------------------------------
-
-FloatArray = NDArray[np.float64]
 
 
 @overload

@@ -29,7 +29,7 @@ from v2x.sim.inbound import Inbound
 from v2x.sim.simulation import Simulation
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import OwnState, encode_bsm
-from v2x.wire.envelope import _varint, temporary_id
+from v2x.wire.envelope import temporary_id, varint
 from v2x.wire.fleet import (
     VEHICLE_DOUBLES,
     add_vehicles,
@@ -196,7 +196,7 @@ def _odd_envelopes(honest: bytes) -> list[bytes]:
     secured.seq += 400
     secured.security.signature = b"x"
     return [
-        parts(seq=env.seq + 200) + b"\x28" + _varint(2**32 + 1) + frame,  # link: protobuf reads 1
+        parts(seq=env.seq + 200) + b"\x28" + varint(2**32 + 1) + frame,  # link: protobuf reads 1
         parts(seq=env.seq + 300, tx_time_us=-123_456) + pc5 + frame,
         secured.SerializeToString(),
         frame + parts(seq=env.seq + 500) + pc5,  # out of field order: protobuf takes it

@@ -27,7 +27,7 @@ from v2x.geodesy import LocalFrame
 from v2x.wire import common_pb2, day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import EMERGENCY_USE, VEHICLE_EVENT_BIT, OwnState, encode_bsm, refresh_bsm
 from v2x.wire.bsm_bytes import bsm_statics
-from v2x.wire.envelope import _varint, envelope_bytes
+from v2x.wire.envelope import envelope_bytes, varint
 from v2x.wire.fleet import (
     POSITIONING_DOUBLES,
     VEHICLE_DOUBLES,
@@ -215,12 +215,12 @@ def test_numbers_read_from_the_bytes_are_protobufs_reading(
         if extra == "twice":
             fields.append(testbed_pb2.FleetVehicle(y_m=values[0] + 1.0, wrecked=not wrecked).SerializeToString())
         elif extra == "unknown":
-            fields.append(_varint(99 << 3 | 1) + bytes(8))  # field 99, 64 bits
+            fields.append(varint(99 << 3 | 1) + bytes(8))  # field 99, 64 bits
             fields.append(b"\xf8\x06\x05" + b"\xfa\x06\x02ab")  # fields 111: a varint, and bytes
         elif extra == "wrong_type":
             fields.append(b"\x18\x05")  # x_m (3) as a varint: unknown to protobuf, x_m unchanged
         body = b"".join(fields)
-        parts.append(b"\x32" + _varint(len(body)) + body)
+        parts.append(b"\x32" + varint(len(body)) + body)
     raw = b"".join([testbed_pb2.FleetInput(run_id="r", tick=9).SerializeToString(), *parts, b"\x3a\x02xy"])
     inp = testbed_pb2.FleetInput.FromString(raw)
     want = _fields(inp)

@@ -66,7 +66,7 @@ from v2x import units
 from v2x.agents.vehicle import WRECK_FLAGS
 from v2x.apps.collision import CONFLICT_NAME
 from v2x.core import (
-    SMALL_WORLD,
+    SCAN_AT_LEAST,
     VEHICLE_NUMBERS,
     ActorKind,
     ConflictType,
@@ -84,6 +84,8 @@ from v2x.units import R95_PER_SIGMA, accurate_enough
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.bsm import (
     HARD_BRAKING_MPS2,
+    UNKNOWN_LENGTH_M,
+    UNKNOWN_WIDTH_M,
     VEHICLE_EVENT_BIT,
     OwnState,
     RemoteState,
@@ -104,9 +106,6 @@ from v2x.wire.tables import APP_BY_NAME
 
 HEIGHT_M = {"car": 1.5, "truck": 3.5, "bus": 3.2}
 NEVER = np.iinfo(np.int32).min  # ``FleetAgent.heard``: not heard (since last forgotten)
-# From this many envelopes on (its own among them) the fleet reads them in one compiled pass (``_scan``); fewer are
-# parsed one by one, as the core's kernels run interpreted for a small world (the same values either way).
-SCAN_AT_LEAST = SMALL_WORLD + 1
 # The per-sender motion columns (``FleetAgent._fresh_motion``): position, speed, ENU yaw, acceleration, size.
 _X, _Y, _SPEED, _YAW, _ACCEL, _LENGTH, _WIDTH = range(7)
 _MOTION = 7
@@ -383,14 +382,14 @@ class FleetAgent:
         ``listen(inp)`` gives the tick's warnings; ``step`` is the two. ``raw``: the bytes ``inp`` was parsed from,
         if at hand (the vehicles' numbers are then read from them in one pass); ``numbers``: those numbers, if
         already read (``vehicle_numbers``: the fleet's shell reads them to check them)."""
-        t = inp.time_us / 1e6
+        t = units.s_of(inp.time_us)
         ack = testbed_pb2.FleetAck(fleet_id=self.fleet_id, tick=inp.tick)
         vehicles = list(inp.vehicles)
         ids = [v.vehicle_id for v in vehicles]
         for gone in set(self.templates).difference(ids):  # left the network
             del self.templates[gone], self._statics[gone], self._stated[gone]
         n = len(vehicles)
-        dt = max(0.0, t - inp.truth_time_us / 1e6)
+        dt = max(0.0, t - units.s_of(inp.truth_time_us))
         if numbers is None:
             numbers = vehicle_numbers(inp, raw)
         columns = numbers.T[_COLUMNS]
@@ -421,7 +420,7 @@ class FleetAgent:
         if b is None or b.tick != inp.tick:
             raise RuntimeError(f"listen() for tick {inp.tick} without transmit() first")
         self._listening = None
-        t = inp.time_us / 1e6
+        t = units.s_of(inp.time_us)
         self._hear(inp, b.ids, t)
         if not b.vehicles:
             return []
@@ -441,12 +440,12 @@ class FleetAgent:
         ``SerializeToString`` and ``envelope_bytes`` give, which is what a signed run, a tick with a value that is
         not finite, or a fleet of up to ``SMALL_WORLD`` vehicles (``writes_from_arrays``) still does (the templates
         then refreshed in place, as they were before)."""
-        t = inp.time_us / 1e6
+        t = units.s_of(inp.time_us)
         lat_a, lon_a, _ = self.frame.to_geodetic(x, y)
         compass_a = units.enu_yaw_rad_to_compass_deg(heading)
         speed_a = np.where(speed_in > 0.0, speed_in, 0.0)  # max(0.0, speed), NaN included
         motion = motion_columns(lat_a, lon_a, speed_a, compass_a, accel)
-        mark = units.sec_mark(inp.truth_time_us / 1e6, self.epoch)  # the truth's time: when it was so
+        mark = units.sec_mark(units.s_of(inp.truth_time_us), self.epoch)  # the truth's time: when it was so
         codes = accuracy[:, 0] | accuracy[:, 1] << 20 | accuracy[:, 2] << 40  # (``_accuracy_code``)
         stated = np.fromiter(map(self._stated.get, ids, repeat(-1)), dtype=np.int64, count=len(ids))
         # The vehicles whose template is new or changes (one per vehicle kept from tick to tick, ``templates``):
@@ -748,7 +747,7 @@ class FleetAgent:
         refused = np.array([not _accurate_wire(s, need) for s in distinct.tolist()], dtype=np.bool_)
         gated = refused[inverse.reshape(-1)]
         times = _times(t, now_mark, marks)
-        sigma = np.where(semi == units.SEMI_MAJOR_UNAVAILABLE, np.nan, semi * 0.05)
+        sigma = units.semi_major_from_wire_array(semi)
         stamps = _Heard.stamps(at[gated], times[gated], sigma[gated])
         full = ~gated
         values = raw[full].astype(np.float64)  # (exact: |raw| < 2**53, as Python's int * float converts it)
@@ -762,12 +761,13 @@ class FleetAgent:
             sigma=sigma[full],
             x=np.asarray(xs, dtype=np.float64),
             y=np.asarray(ys, dtype=np.float64),
-            speed=values[:, _FIELD["speed"]] * 0.02,
+            speed=values[:, _FIELD["speed"]] * units.SPEED_UNIT_MPS,
             yaw=units.compass_deg_to_enu_yaw_rad(values[:, _FIELD["heading"]] * units.HEADING_UNIT_DEG),
-            # (``accel_from_wire(raw) or 0.0``, ``size_cm_from_wire(raw) or 5.0`` / ``or 2.0``: what ``_remote`` takes)
-            accel=np.where(accel == units.ACCEL_UNAVAILABLE, 0.0, accel * 0.01),
-            length=np.where(length == 0, 5.0, length * 0.01),
-            width=np.where(width == 0, 2.0, width * 0.01),
+            # (``accel_from_wire(raw) or 0.0``, ``size_cm_from_wire(raw) or UNKNOWN_LENGTH_M`` / ``_WIDTH_M``: what
+            # ``_remote`` takes)
+            accel=units.accel_from_wire_array(accel, 0.0),
+            length=units.size_cm_from_wire_array(length, UNKNOWN_LENGTH_M),
+            width=units.size_cm_from_wire_array(width, UNKNOWN_WIDTH_M),
         )
         left: list[int] = np.flatnonzero(~ok).tolist()
         return _Heard.join([stamps, decoded]), left

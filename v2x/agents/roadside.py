@@ -38,7 +38,7 @@ from v2x.scenario.signals import (
     node_id_of,
     warp_to_wire,
 )
-from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, kph_to_mps
+from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, kph_to_mps, s_of
 from v2x.wire import day1_pb2, testbed_pb2
 from v2x.wire.bsm import EMERGENCY_CLASSES, TRANSIT_CLASSES, RemoteState
 from v2x.wire.day2 import SSM_MAX_PARTICIPANTS, Coordination, Intention, VehicleRequest, encode_rsc, encode_ssm
@@ -136,7 +136,7 @@ def fuse(detections: Sequence[testbed_pb2.Detection]) -> list[PerceivedObject]:
                 ptc_id=object_id % 65536,
                 kind=best.object_kind,
                 source=kinds.pop() if len(kinds) == 1 else "integrated",
-                t_s=max(d.time_us for d in ds) / 1e6,
+                t_s=s_of(max(d.time_us for d in ds)),
                 x=x,
                 y=y,
                 speed_mps=speed,

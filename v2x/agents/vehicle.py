@@ -59,7 +59,7 @@ from v2x.scenario.model import (
     ScriptedEvent,
 )
 from v2x.scenario.signals import FixedTimeController, apply_warps, warp_from_wire
-from v2x.units import enu_yaw_rad_to_compass_deg
+from v2x.units import enu_yaw_rad_to_compass_deg, s_of
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import OwnState, RemoteState, encode_bsm
 from v2x.wire.day2 import (
@@ -724,7 +724,7 @@ class VehicleAgent(Agent):
         if d is None:
             return None
         c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)
-        age = max(0.0, t - d.time_us / 1e6)
+        age = max(0.0, t - s_of(d.time_us))
         along = (d.x_m + d.vx_mps * age - pose.x) * c + (d.y_m + d.vy_mps * age - pose.y) * s
         rel = d.vx_mps * c + d.vy_mps * s - self.v
         return Ahead(along - (d.length_m + self.length_m) / 2, rel)

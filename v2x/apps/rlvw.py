@@ -27,11 +27,10 @@ from shapely.geometry import LineString, Point
 
 from v2x.apps.host import Host
 from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, RunsOn
+from v2x.apps.rsi import MAX_HEADING_DIFF_RAD
 from v2x.units import accurate_enough, wrap_angle_rad
 from v2x.wire import testbed_pb2
 from v2x.wire.map_spat import STOPPING_LIGHTS, Approach, Interval, light_at
-
-MAX_HEADING_DIFF_RAD = math.radians(45.0)
 
 
 @dataclass(frozen=True)

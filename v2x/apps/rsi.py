@@ -22,7 +22,7 @@ from v2x.apps.host import Host
 from v2x.units import wrap_angle_rad
 from v2x.wire.rsi import ReferencePath
 
-MAX_HEADING_DIFF_RAD = math.radians(45.0)
+MAX_HEADING_DIFF_RAD = math.radians(45.0)  # a host on a path or lane heads within this of it (RSI, RLVW, TJW)
 
 
 def direction_at(points: tuple[tuple[float, float], ...], along: float) -> float:

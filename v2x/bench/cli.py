@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from v2x import argtypes
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_RUN_ERROR
 from v2x.run import REALTIME_MAX_WORKERS
 
 
@@ -83,7 +84,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     stack.add_argument("--n", type=int, default=1000, help="equipped vehicles at once (default 1000, quick 20)")
     stack.add_argument("--seconds", type=float, default=None, help="simulated seconds (default 10, quick 1)")
     stack.add_argument("--broker", default="embedded", help="embedded, loopback or mqtt://host:port (default embedded)")
-    stack.add_argument("--workers", type=int, default=1, help="fleet agent processes (default 1)")
+    stack.add_argument("--workers", type=argtypes.count, default=1, help="fleet agent processes (default 1)")
     stack.add_argument(
         "--baseline-n", type=int, default=None, help="individual agents in the baseline (default 50, quick 4; 0: none)"
     )
@@ -108,7 +109,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     realtime.add_argument(
         "--workers",
-        type=int,
+        type=argtypes.count,
         default=None,
         help="fleet agent processes, 1: the fleet in the world's process (default: one per core, at most "
         f"{REALTIME_MAX_WORKERS}; 1 on the loopback bus)",
@@ -143,20 +144,17 @@ def _whole_stack(args: argparse.Namespace, name: str, run: Callable[[], int]) ->
     from v2x.net.broker import BrokerURLError, parse_broker_url
     from v2x.run.runner import RunError
 
-    if args.workers is not None and args.workers < 1:
-        print(f"v2x bench {name}: --workers must be >= 1, got {args.workers}", file=sys.stderr)
-        return 2
     if args.broker not in ("embedded", "loopback"):
         try:
             parse_broker_url(args.broker)
         except BrokerURLError as exc:
             print(f"v2x bench {name}: --broker: {exc}", file=sys.stderr)
-            return 2
+            return EXIT_BAD_INPUT
     try:
         return run()
     except RunError as exc:
         print(f"v2x bench {name}: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_RUN_ERROR
 
 
 def _run_stack(args: argparse.Namespace) -> int:

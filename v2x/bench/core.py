@@ -28,9 +28,12 @@ from typing import Any, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
 from v2x.core import ActorKind, ChannelTables, Conflicts, Deliveries, WorldState, detect_conflicts
 from v2x.core._conflict import max_reach_m
 from v2x.core._fanout import deliver_pairs
+from v2x.impair import TABLE_KNOTS, TABLE_TOP_QUANTILE
+from v2x.sim.metrics import percentile
 from v2x.units import kph_to_mps
 
 TICK_S = 0.1
@@ -53,16 +56,14 @@ TRUCK = (13.0, 2.6)
 TRUCK_SHARE = 0.1
 
 
-TABLE_KNOTS = 4097
-
-
 def _bench_tables(max_range_m: float) -> ChannelTables:
-    """BenchPC5 as data: PRR at 4097 distances over the range, delay inverse CDF at 4097 quantiles
-    (the exponential's last knot at q = 1 - 1e-9)."""
+    """BenchPC5 as data, tabulated as ``NetworkLink.channel_tables`` does: PRR at ``TABLE_KNOTS`` (4097)
+    distances over the range, delay inverse CDF at as many quantiles (the exponential's last knot at
+    ``TABLE_TOP_QUANTILE``, 1 - 1e-9)."""
     step = max_range_m / (TABLE_KNOTS - 1)
     d = np.arange(TABLE_KNOTS) * step
     q = np.linspace(0.0, 1.0, TABLE_KNOTS)
-    q[-1] = 1.0 - 1e-9
+    q[-1] = TABLE_TOP_QUANTILE
     return ChannelTables(step, 0.98 / (1.0 + np.exp((d - 250.0) / 20.0)), 0.002 - 0.003 * np.log1p(-q))
 
 
@@ -403,13 +404,7 @@ def _digest(result: tuple[Deliveries, Conflicts]) -> str:
     return h.hexdigest()
 
 
-def _percentile(xs: list[float], q: float) -> float:
-    return round(float(np.percentile(xs, q)), 2) if xs else math.nan
-
-
-def bench_one(
-    scenario: str, n: int, ticks: int, seed: int, baseline_ticks: int, quick: bool, err: TextIO
-) -> dict[str, Any]:
+def bench_one(scenario: str, n: int, ticks: int, seed: int, baseline_ticks: int, err: TextIO) -> dict[str, Any]:
     make = urban if scenario == "urban" else freeway
     wl = make(n, np.random.default_rng(seed))
     world = wl.world
@@ -437,10 +432,10 @@ def bench_one(
     row: dict[str, Any] = {
         "scenario": scenario,
         "n": n,
-        "fanout_ms_p50": _percentile(times.fanout_ms, 50),
-        "fanout_ms_p99": _percentile(times.fanout_ms, 99),
-        "conflict_ms_p50": _percentile(times.conflict_ms, 50),
-        "conflict_ms_p99": _percentile(times.conflict_ms, 99),
+        "fanout_ms_p50": percentile(times.fanout_ms, 50, digits=2),
+        "fanout_ms_p99": percentile(times.fanout_ms, 99, digits=2),
+        "conflict_ms_p50": percentile(times.conflict_ms, 50, digits=2),
+        "conflict_ms_p99": percentile(times.conflict_ms, 99, digits=2),
         "total_ms_p50": round(times.total_p50(), 2),
         "naive_speedup": None,
         "strtree_speedup": None,
@@ -531,13 +526,13 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     scenarios = ["urban", "freeway"] if args.scenario == "both" else [args.scenario]
     if ticks < 1:
         print("--ticks must be >= 1", file=err)
-        return 2
+        return EXIT_BAD_INPUT
     rows = []
     t_start = time.perf_counter()
     for scenario in scenarios:
         for n in ns:
             print(f"bench core: {scenario} n={n} ({ticks} ticks)", file=err, flush=True)
-            rows.append(bench_one(scenario, n, ticks, args.seed, baseline_ticks, args.quick, err))
+            rows.append(bench_one(scenario, n, ticks, args.seed, baseline_ticks, err))
     elapsed = time.perf_counter() - t_start
     meta = {
         "bench": "core",
@@ -562,7 +557,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             f"range {PC5_RANGE_M:.0f} m, horizon {HORIZON_S:.0f} s; {elapsed:.0f} s total",
             file=out,
         )
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,11 +36,13 @@ from typing import Any, TextIO
 import numpy as np
 import yaml
 
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
 from v2x.bench.stack import TICK_S, run_facts, stack_scenario
 from v2x.net.world import Observer
 from v2x.run import default_workers
 from v2x.run.runner import run_scenario, warm_up_core
 from v2x.scenario import load_scenario
+from v2x.sim.metrics import percentile
 from v2x.sim.simulation import Simulation
 
 LATE_MS = 10.0  # a tick closed more than this after its deadline (the next tick's time) is late
@@ -94,8 +96,7 @@ class RealtimeProbe(Observer):
 
 
 def _percentile(parts: list[np.ndarray], q: float) -> float | None:
-    values = np.concatenate(parts) if parts else np.zeros(0)
-    return round(float(np.percentile(values, q)), 2) if len(values) else None
+    return percentile(np.concatenate(parts) if parts else np.zeros(0), q, digits=2)
 
 
 def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
@@ -103,7 +104,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 60.0)
     if n < 2 or seconds <= 0:
         print("--n must be >= 2 and --seconds > 0", file=err)
-        return 2
+        return EXIT_BAD_INPUT
     workers = args.workers if args.workers is not None else default_workers("realtime", args.broker)
     started = time.perf_counter()
     fleets = "the fleet in the world's process" if workers == 1 else f"{workers} fleet processes"
@@ -154,7 +155,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     )
     if args.json:
         print(json.dumps(doc_out), file=out)
-        return 0
+        return EXIT_OK
     print("| vehicles | late ticks | added latency p50 / p99 ms | closed after its deadline at most ms |", file=out)
     print("|---|---|---|---|", file=out)
     print(
@@ -170,4 +171,4 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         f"{doc_out['added_latency_ms_p99_agents']} ms; {os.cpu_count()} cores, load {doc_out['load_1min']}",
         file=out,
     )
-    return 0
+    return EXIT_OK

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 import cryptography
 
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
 from v2x.geodesy import LocalFrame
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
@@ -154,7 +155,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     seconds = args.seconds if args.seconds is not None else (0.3 if args.quick else 3.0)
     if not (math.isfinite(seconds) and seconds > 0):
         print("--seconds must be > 0", file=err)
-        return 2
+        return EXIT_BAD_INPUT
     print(f"bench sign: {seconds:g} s per operation, {ROUNDS} rounds", file=err, flush=True)
     t_start = time.perf_counter()
     res = measure(seconds)
@@ -175,4 +176,4 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             f"cryptography {meta['cryptography']}; SM2 is not implemented (docs/SECURITY.md)",
             file=out,
         )
-    return 0
+    return EXIT_OK

@@ -41,6 +41,7 @@ from typing import Any, TextIO
 import numpy as np
 import yaml
 
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
 from v2x.net.world import Observer
 from v2x.run.runner import run_scenario, warm_up_core
 from v2x.scenario import load_scenario
@@ -203,7 +204,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     base_seconds = args.baseline_seconds if args.baseline_seconds is not None else (1.0 if args.quick else 3.0)
     if n < 2 or seconds <= 0 or base_n < 0 or base_seconds <= 0:
         print("--n must be >= 2, --seconds and --baseline-seconds > 0, --baseline-n >= 0", file=err)
-        return 2
+        return EXIT_BAD_INPUT
     started = time.perf_counter()
     print(f"bench stack: {n} equipped vehicles, {seconds:g} s lockstep on {args.broker}", file=err, flush=True)
     fleet = measure(stack_scenario(n, seconds), args.broker, workers=args.workers)
@@ -234,7 +235,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     doc.update(run_facts(started))
     if args.json:
         print(json.dumps(doc), file=out)
-        return 0
+        return EXIT_OK
     print("| vehicles | hosted by | wall s per simulated s | deliveries per tick | per-vehicle speed-up |", file=out)
     print("|---|---|---|---|---|", file=out)
     print(
@@ -251,4 +252,4 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         f"vehicle over the fleet's; {os.cpu_count()} cores, load {doc['load_1min']}",
         file=out,
     )
-    return 0
+    return EXIT_OK

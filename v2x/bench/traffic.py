@@ -24,16 +24,12 @@ from typing import Any, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
+from v2x.bench.core import HEADWAY_S, TICK_S, TRUCK_SHARE, URBAN_BLOCK_M, URBAN_LANES_PER_DIR, URBAN_SPEED_MPS
 from v2x.core import ActorKind
 from v2x.core.traffic import LaneNetwork, StepResult, Traffic, traffic_step, traffic_step_numpy
-from v2x.units import kph_to_mps
+from v2x.sim.metrics import percentile
 
-TICK_S = 0.1
-BLOCK_M = (433.0, 250.0)
-LANES_PER_DIR = 2
-SPEED_MPS = kph_to_mps(60)
-HEADWAY_S = 2.5
-TRUCK_SHARE = 0.1
 CYCLE_S = 60.0  # east-west green 27 s, all red 3 s, north-south green 27 s, all red 3 s
 CLEARANCE_S = 3.0
 ROUNDS = 3  # alternating blocks of compiled and numpy ticks from the same state
@@ -58,17 +54,17 @@ class Workload:
 
 def grid(n: int, rng: np.random.Generator) -> Workload:
     """N vehicles on a torus grid of signalised junctions at the TR 36.885 urban density."""
-    bx, by = BLOCK_M
-    spacing = HEADWAY_S * SPEED_MPS
-    lane_m_per_junction = 2 * LANES_PER_DIR * (bx + by)
+    bx, by = URBAN_BLOCK_M
+    spacing = HEADWAY_S * URBAN_SPEED_MPS
+    lane_m_per_junction = 2 * URBAN_LANES_PER_DIR * (bx + by)
     junctions = max(4.0, n * spacing / lane_m_per_junction)
     nx = max(2, round(math.sqrt(junctions * by / bx)))
     ny = max(2, math.ceil(junctions / nx))
 
     def lane_id(i: int, j: int, d: int, k: int) -> int:  # k 0: right lane, 1: left lane
-        return (((j % ny) * nx + (i % nx)) * 4 + d) * LANES_PER_DIR + k
+        return (((j % ny) * nx + (i % nx)) * 4 + d) * URBAN_LANES_PER_DIR + k
 
-    n_lanes = nx * ny * 4 * LANES_PER_DIR
+    n_lanes = nx * ny * 4 * URBAN_LANES_PER_DIR
     length = np.empty(n_lanes)
     succ: list[list[int]] = [[] for _ in range(n_lanes)]
     left = np.full(n_lanes, -1, dtype=np.int64)
@@ -78,7 +74,7 @@ def grid(n: int, rng: np.random.Generator) -> Workload:
         for i in range(nx):
             for d, (dx, dy) in enumerate(DIRS):
                 ti, tj = i + dx, j + dy  # the junction this lane ends at
-                for k in range(LANES_PER_DIR):
+                for k in range(URBAN_LANES_PER_DIR):
                     lid = lane_id(i, j, d, k)
                     length[lid] = bx if dx else by
                     ew[lid] = dx != 0
@@ -88,7 +84,7 @@ def grid(n: int, rng: np.random.Generator) -> Workload:
                         left[lid] = lane_id(i, j, d, 1)
                     else:
                         right[lid] = lane_id(i, j, d, 0)
-    net = LaneNetwork.build(length, SPEED_MPS, succ, left, right, stop_line_m=length)
+    net = LaneNetwork.build(length, URBAN_SPEED_MPS, succ, left, right, stop_line_m=length)
     # vehicles spread over the lanes in proportion to length (largest remainder), evenly spaced with jitter
     share = n * length / length.sum()
     counts = np.floor(share).astype(np.int64)
@@ -101,7 +97,7 @@ def grid(n: int, rng: np.random.Generator) -> Workload:
     rank = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
     s = (rank + 0.5 + rng.uniform(-0.2, 0.2, n)) * step
     kind = np.where(rng.random(n) < TRUCK_SHARE, ActorKind.TRUCK, ActorKind.CAR)
-    v = np.clip(rng.normal(SPEED_MPS, 0.1 * SPEED_MPS, n), 0.0, SPEED_MPS)
+    v = np.clip(rng.normal(URBAN_SPEED_MPS, 0.1 * URBAN_SPEED_MPS, n), 0.0, URBAN_SPEED_MPS)
     traffic = Traffic.create(lane, s, v, kind)
     info = {
         "network": f"{nx}x{ny} junctions (torus)",
@@ -123,10 +119,6 @@ def _result_arrays(r: StepResult) -> list[NDArray[Any]]:
     return [getattr(r, f.name) for f in fields(r)]
 
 
-def _ms(xs: list[float], q: float) -> float:
-    return round(float(np.percentile(xs, q)), 3)
-
-
 def bench_one(n: int, ticks: int, numpy_ticks: int, seed: int, err: TextIO) -> dict[str, Any]:
     wl = grid(n, np.random.default_rng(seed))
     tr = wl.traffic
@@ -143,8 +135,8 @@ def bench_one(n: int, ticks: int, numpy_ticks: int, seed: int, err: TextIO) -> d
             changes += int(np.count_nonzero(res.lane_change))
     row: dict[str, Any] = {
         "n": n,
-        "step_ms_p50": _ms(times, 50),
-        "step_ms_p99": _ms(times, 99),
+        "step_ms_p50": percentile(times, 50),
+        "step_ms_p99": percentile(times, 99),
         "ticks": ticks,
     }
     print(f"  traffic n={n}: compiled step p50 {row['step_ms_p50']} ms, p99 {row['step_ms_p99']} ms", file=err)
@@ -207,7 +199,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     ticks = args.ticks if args.ticks is not None else (10 if args.quick else 200)
     if ticks < 1:
         print("--ticks must be >= 1", file=err)
-        return 2
+        return EXIT_BAD_INPUT
     numpy_ticks = min(ticks, 20)
     t_start = time.perf_counter()
     rows = []
@@ -233,4 +225,4 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             f"{ROUNDS} alternating blocks each (results identical bit for bit); ms per {TICK_S * 1000:.0f} ms tick",
             file=out,
         )
-    return 0
+    return EXIT_OK

@@ -27,10 +27,11 @@ from v2x.core._fleet_wire import VEHICLE_NUMBERS, fleet_vehicle_numbers, refresh
 from v2x.core._grid import SpatialGrid
 from v2x.core._heard import stamp_deliveries, touching_pairs_heard
 from v2x.core._jit import SMALL_WORLD, always_compiled
-from v2x.core._scan import scan_messages
+from v2x.core._scan import SCAN_AT_LEAST, scan_messages
 from v2x.core._world import ActorKind, WorldState
 
 __all__ = [
+    "SCAN_AT_LEAST",
     "SMALL_WORLD",
     "VEHICLE_NUMBERS",
     "VERTICAL_SEPARATION_M",

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from v2x.core._jit import compiled, compiles, kernel
 from v2x.core._kernels import bsm_envelopes, fleet_vehicle_fields
+from v2x.units import MSG_CNT_MODULO
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import BRAKE_OFF, BRAKE_ON
 from v2x.wire.bsm_bytes import META, BsmStatics, zigzag
@@ -55,7 +56,7 @@ def refreshed_envelopes(
     )
     values = np.empty((n, 10), dtype=np.int64)
     values[:, 0] = seqs
-    values[:, 1] = msg_counts % 128  # (units.msg_cnt)
+    values[:, 1] = msg_counts % MSG_CNT_MODULO  # (units.msg_cnt)
     values[:, 2] = sec_mark
     values[:, 3] = zigzag(motion[0])
     values[:, 4] = zigzag(motion[1])

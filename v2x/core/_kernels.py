@@ -31,6 +31,8 @@ IntP = NDArray[np.intp]
 # splitmix64 (Steele, Lea & Flood 2014): state = seed + k * GAMMA, output = mix64(state). Indexing the
 # stream by a counter built from (transmission, receiver, draw) gives every draw its own uniform,
 # independent of the order in which candidates are enumerated.
+# _traffic_kernels.py has its own copy of these words and of mix64 (``_mix64``), on purpose: numba's cache checks
+# only the timestamp of the file that defines a kernel (docs/CORE.md), so each kernel file keeps what it inlines.
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -41,16 +43,14 @@ _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _TWO_M53 = 1.0 / 9007199254740992.0
 
-# counter = tx << 34 | receiver << 2 | draw (tx < 2^30, receiver slot < 2^32)
+# counter = tx << 34 | receiver << 2 | draw (tx < 2^30, receiver slot < 2^32; draw 0, the loss, adds nothing)
 TX_BITS = 30
 RX_LIMIT = 1 << 32
 _SHIFT_TX = np.uint64(34)
 _SHIFT_RX = np.uint64(2)
-_DRAW_LOSS = np.uint64(0)
 _DRAW_BASE = np.uint64(1)
 _DRAW_MULT = np.uint64(2)
 _DRAW_EXTRA = np.uint64(3)
-_ONE = np.uint64(1)
 
 
 @jit_inline
@@ -1695,6 +1695,8 @@ def latency_ms_kernel(delivery_time_s: F64, tx_time_s: F64, tx_index: I32, out: 
 # What a field may be, in a layout (``scan_fields``): absent from it (0: the message is not scanned), or one of
 # these. A varint of a 32-bit field must be below 2**32 (protobuf would cut it down); any varint has at most 9
 # bytes (its value fits int64).
+# (Copied in v2x.wire.scan, tested equal in tests/test_scan.py: the wire layer is below core, and by numba's cache
+# rule a kernel's constants live in its own file.)
 SCAN_UINT32 = 1  # a varint, its value
 SCAN_SINT32 = 2  # a zigzag varint, its signed value
 SCAN_VARINT = 3  # a varint as it is on the wire, below 2**63 (a 64-bit integer, an enum)

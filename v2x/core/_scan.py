@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from v2x.core._jit import kernel
+from v2x.core._jit import SMALL_WORLD, kernel
 from v2x.core._kernels import (
     SCAN_ASCII,
     SCAN_BYTES,
@@ -28,6 +28,7 @@ from v2x.core._kernels import (
 
 __all__ = [
     "SCAN_ASCII",
+    "SCAN_AT_LEAST",
     "SCAN_BYTES",
     "SCAN_MESSAGE",
     "SCAN_SINT32",
@@ -35,6 +36,10 @@ __all__ = [
     "SCAN_VARINT",
     "scan_messages",
 ]
+
+# From this many messages on a receiver reads a batch with ``scan_messages``; fewer it parses one by one with
+# protobuf (the kernels run interpreted for a small world: no faster than protobuf; the same values either way).
+SCAN_AT_LEAST = SMALL_WORLD + 1
 
 
 def scan_messages(

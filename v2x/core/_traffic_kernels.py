@@ -29,7 +29,8 @@ B_MAX = 9.0  # m/s², the physical braking limit every acceleration is clamped t
 NO_CHANGE_M = 30.0
 
 # Route choice at a junction: splitmix64 (Steele, Lea & Flood 2014) of (vehicle, lane), the same words
-# in _traffic_numpy.
+# in _traffic_numpy. GAMMA, _M1, _M2 and _mix64 copy _kernels.py's (``mix64``) on purpose: numba's cache checks
+# only the timestamp of the file that defines a kernel (docs/CORE.md), so each kernel file keeps what it inlines.
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 K_LANE = np.uint64(0xD1B54A32D192ED03)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -8,6 +8,8 @@ docs/IMPAIRMENTS.md.
 from v2x.impair._gauss_markov import GaussMarkov
 from v2x.impair._network import (
     NETWORK_PROFILES,
+    TABLE_KNOTS,
+    TABLE_TOP_QUANTILE,
     ConstantDelay,
     GammaDelay,
     HandoverGap,
@@ -27,6 +29,8 @@ __all__ = [
     "NETWORK_PROFILES",
     "POSITIONING_PROFILES",
     "STATE_NAMES",
+    "TABLE_KNOTS",
+    "TABLE_TOP_QUANTILE",
     "ConstantDelay",
     "GammaDelay",
     "GaussMarkov",

@@ -26,12 +26,11 @@ from typing import TextIO
 import numpy as np
 
 from v2x import argtypes
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
 from v2x.impair._network import NETWORK_PROFILES, network_link
 from v2x.impair._positioning import PositioningModel
 from v2x.impair._positioning_profiles import POSITIONING_PROFILES
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 NETWORK_STEP_M = 10.0
 CELLULAR_SAMPLE_RANGE_M = 1000.0
 

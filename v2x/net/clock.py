@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from v2x.net.answers import REALTIME_MAX_SKIP
+from v2x.units import tick_time_s
 
 MODES = ("lockstep", "realtime")  # the clocks' names (``--mode``)
 
@@ -42,7 +43,7 @@ class Clock(abc.ABC):
         self.tick_s = tick_s
 
     def time_of(self, tick: int) -> float:
-        return round(tick * self.tick_s, 9)
+        return tick_time_s(tick, self.tick_s)
 
     def start(self) -> None:  # noqa: B027 - optional hook; lockstep needs nothing
         """Called once, just before tick 0 is sent."""

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from v2x import argtypes
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
 from v2x.run.pool import job_pool
 from v2x.run.results import regular_size, variant_wall_s, write_atomic
 from v2x.scenario.model import Bool, Int, Real, Variant
@@ -458,8 +459,6 @@ def table(cases: Sequence[CaseResult]) -> str:
 
 # -- the command -----------------------------------------------------------------------------------------
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 1, 2, 3
-
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check = sub.add_parser(
@@ -491,7 +490,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     check.add_argument(
         "--workers",
-        type=int,
+        type=argtypes.count,
         default=1,
         metavar="N",
         help="host each run's equipped background vehicles in N fleet worker processes, as 'v2x run --workers "
@@ -575,8 +574,6 @@ def _prepare(
             parse_broker_url(args.broker)
         except BrokerURLError as exc:
             raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: {exc}"]) from None
-    if args.workers < 1:
-        raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --workers wants N >= 1, got {args.workers}"])
     if args.out.exists() and not args.out.is_dir():  # (found after every run, with a traceback: exit 1)
         raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --out {args.out}: not a folder"])
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from v2x import argtypes
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
 from v2x.net.broker import BrokerURLError, parse_broker_url
 from v2x.net.clock import MODES
 from v2x.run import REALTIME_MAX_WORKERS, default_workers
@@ -22,7 +23,6 @@ from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load
 from v2x.scenario.model import ALL_VARIANTS
 from v2x.text import printable
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 1, 2, 3
 # What drawing a result document that passed the report's checks may still raise on an input nobody thought
 # of: 'v2x report' and 'v2x replay --report' turn it into bad input (exit 2), never a traceback.
 RENDER_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError)
@@ -126,7 +126,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     run.add_argument(
         "--workers",
-        type=int,
+        type=argtypes.count,
         default=None,
         metavar="N",
         help="host the equipped background vehicles (flows) in N fleet agent processes, each with its own "
@@ -269,7 +269,7 @@ def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     wk.add_argument("--broker", required=True, metavar="URL", help="mqtt://[user:pass@]host:port of the broker")
     wk.add_argument("--run-id", required=True, metavar="PREFIX", help="the world's --run-id")
     wk.add_argument("--fleet", type=int, required=True, metavar="K", help="which fleet to serve: 0 ... N-1")
-    wk.add_argument("--of", type=int, required=True, metavar="N", help="the world's --workers N")
+    wk.add_argument("--of", type=argtypes.count, required=True, metavar="N", help="the world's --workers N")
     wk.add_argument(
         "--wait",
         type=float,
@@ -294,9 +294,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         broker = parse_broker_url(args.broker)
     except BrokerURLError as exc:
         problem = str(exc)
-    if args.of < 1:
-        problem = f"--of wants N >= 1, got {args.of}"
-    elif not 0 <= args.fleet < args.of:
+    if not 0 <= args.fleet < args.of:
         problem = f"--fleet wants K in 0 ... {args.of - 1} (--of {args.of}), got {args.fleet}"
     elif not valid_run_id_prefix(args.run_id):
         problem = f"--run-id {args.run_id!r}: {RUN_ID_RULE}"
@@ -401,9 +399,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except BrokerURLError as exc:
             print(f"v2x run: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    if args.workers is not None and args.workers < 1:
-        print(f"v2x run: --workers wants N >= 1, got {args.workers}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     # remote workers are told N (--of N) by whoever starts them: their default is the old one, 1
     workers = (
         args.workers

@@ -58,10 +58,10 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from v2x import argtypes
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
 from v2x.net.clock import MODES
 from v2x.wire.protocol import PROTOCOL_VERSIONS
 
-EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_NO_STACK = 0, 1, 2, 3
 DEFAULT_SCENARIO = "fcw"
 # A scenario's epoch on a whole second (every shipped one is on a whole minute) moves on by this much, so that a
 # BSM secMark from time_us alone (epoch_utc ignored) is off by 17.25 s and fails 'tick and timestamps'.
@@ -367,7 +367,7 @@ def analyse(
         bsm = fr.bsm
         if bytes(bsm.id) != bsm_id:
             id_problems.append(f"tick {env.tick}: BSM id {bytes(bsm.id).hex()}, expected {bsm_id.hex()}")
-        t_s = ti[1].time_us / 1e6
+        t_s = units.s_of(ti[1].time_us)
         try:
             remote = decode_bsm(bsm, now_s=t_s, frame=frame, epoch=epoch)
         except ValueError as exc:
@@ -781,7 +781,7 @@ async def _conformance(
                     f"v2x conformance: {transport.cannot_reach(broker.url, transport.BROKER_WAIT_S, why)}",
                     file=sys.stderr,
                 )
-                return EXIT_NO_STACK
+                return EXIT_RUN_ERROR
             print(  # once the broker answers (it said "waiting" and then that the broker did not answer)
                 f"v2x conformance: run {run_id} of {scenario.id} ({args.mode}"
                 f"{', secure' if secure is not None else ''}, epoch {scenario.epoch.isoformat()}, {actor}'s GNSS "
@@ -812,7 +812,7 @@ async def _conformance(
             await asyncio.to_thread(listening.stop)
     if not capture.hellos:
         print(f"v2x conformance: no stack joined run {run_id} as {actor!r}: {error}", file=sys.stderr)
-        return EXIT_NO_STACK
+        return EXIT_RUN_ERROR
     env = environment(scenario)
     keep_the_worlds_inputs(capture)
     checks = analyse(
@@ -831,4 +831,4 @@ async def _conformance(
         print(f"v2x conformance: the run stopped: {error}")
     print(f"{'PASS' if checks.passed else 'FAIL'} {actor} in {scenario.id} ({args.mode}), run {run_id}")
     checks.print()
-    return EXIT_PASS if checks.passed else EXIT_FAIL
+    return EXIT_OK if checks.passed else EXIT_FAILED

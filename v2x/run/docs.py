@@ -7,10 +7,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
+
 _CHECKOUT_DOCS = Path(__file__).resolve().parents[2] / "docs"
 _PACKAGED_DOCS = Path(__file__).resolve().parents[1] / "_docs"
 DOCS_DIR = _CHECKOUT_DOCS if _CHECKOUT_DOCS.is_dir() else _PACKAGED_DOCS
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 
 def documents() -> dict[str, Path]:

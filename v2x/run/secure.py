@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from v2x import argtypes
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_ERROR
 from v2x.net import topics
 from v2x.scenario import Scenario, ScenarioError, find_scenario, load_scenario
-
-EXIT_OK, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 2, 3
 
 if TYPE_CHECKING:
     from v2x.net.secure import Security

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections import defaultdict
@@ -33,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from v2x import argtypes
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_ERROR
 from v2x.run.pool import job_pool
-
-EXIT_OK, EXIT_BAD_INPUT, EXIT_RUN_ERROR = 0, 2, 3
+from v2x.sim.metrics import percentile
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -160,15 +159,6 @@ def _variant_of(path: str, positioning: str | None, networks: Sequence[str]) -> 
 # -- over seeds ------------------------------------------------------------------------------------------
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo), 3)
-
-
 @dataclass
 class SweepSummary:
     scenario: str
@@ -216,7 +206,9 @@ def summarise(
             "detection_rate": round(c["detected"] / c["expected"], 4) if c["expected"] else None,
             "silent_cases": c["quiet"],
             "false_warning_rate": round(c["false"] / c["quiet"], 4) if c["quiet"] else None,
-            "lead_time_s": {q: _percentile(leads[app], p) for q, p in (("p5", 5), ("p50", 50), ("p95", 95))},
+            "lead_time_s": {
+                q: percentile(leads[app], p, from_below=True) for q, p in (("p5", 5), ("p50", 50), ("p95", 95))
+            },
         }
     variants = sorted({v for run in runs for v in run["collided"]})
     return SweepSummary(

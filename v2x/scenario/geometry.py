@@ -112,14 +112,5 @@ def route_for(scenario: Scenario, actor: ActorSpec | PhantomSpec) -> Route | Non
     return None
 
 
-def lane_of(scenario: Scenario, x: float, y: float) -> str:
-    """The lane whose strip contains the point, or '' (used only for reporting)."""
-    point = Point(x, y)
-    for lane in scenario.road.lanes:
-        if LineString(lane.centerline).distance(point) <= lane.width_m / 2:
-            return lane.id
-    return ""
-
-
 def polygon(points: list[tuple[float, float]]) -> Polygon:
     return Polygon(points)

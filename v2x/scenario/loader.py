@@ -29,7 +29,7 @@ from v2x.scenario.model import (
     RoadSignSpec,
     Scenario,
 )
-from v2x.units import mps_to_kph
+from v2x.units import mps_to_kph, wrap_angle_rad
 
 if TYPE_CHECKING:
     from v2x.scenario.geometry import Route
@@ -469,7 +469,7 @@ def _not_beside(a: Route, width_a: float, b: Route, width_b: float, side: str) -
         off = sign * a.offset_to(s, b)
         if not lo <= off <= hi:
             return f"is {off:.1f} m to the {side} at {s:.0f} m along, {lo:.2f}-{hi:.2f} m expected"
-        turn = abs((b.pose(f * b.length).heading_rad - a.pose(s).heading_rad + math.pi) % (2 * math.pi) - math.pi)
+        turn = abs(wrap_angle_rad(b.pose(f * b.length).heading_rad - a.pose(s).heading_rad))
         if math.degrees(turn) > NEIGHBOUR_HEADING_DEG:
             return f"heads {math.degrees(turn):.0f} deg off at {s:.0f} m along (at most {NEIGHBOUR_HEADING_DEG})"
     return ""

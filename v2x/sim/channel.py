@@ -37,6 +37,7 @@ from v2x.core import (
 )
 from v2x.impair import network_link
 from v2x.scenario.model import NetworkSpec
+from v2x.units import us_of
 from v2x.wire import testbed_pb2
 
 LINK_NAME = {testbed_pb2.LINK_PC5: "pc5", testbed_pb2.LINK_UU: "uu", testbed_pb2.LINK_WIRED: "wired"}
@@ -437,7 +438,7 @@ class Channel:
         ):
             got = by_receiver[rx]
             got.envelopes.append(self.payloads[tx].raw)
-            got.rx_time_us.append(round(when * 1e6))
+            got.rx_time_us.append(us_of(when))
         bulk_out = Bulk(payloads=[], payload=np.zeros(0, dtype=np.uint16), deliveries=part)
         if len(part):
             # Each payload once, in transmission order (tx_index ascending), without sorting the deliveries:

@@ -37,10 +37,11 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from v2x.apps.registry import figures
-from v2x.core import SMALL_WORLD, scan_messages
+from v2x.core import SCAN_AT_LEAST, scan_messages
 from v2x.logs import LOG_FIRST, log_refusal
 from v2x.scenario.model import MAX_EXTENT_M
 from v2x.sim.channel import LINK_NAME, Transmission
+from v2x.units import s_of, tick_time_s, us_of
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.envelope import parse_envelope, temporary_id
 from v2x.wire.protocol import MAX_ACK_BYTES, MAX_FLEET_ACK_BYTES, MAX_TX_BYTES, PROTOCOL_VERSIONS
@@ -51,9 +52,6 @@ log = logging.getLogger("v2x.sim.inbound")
 
 M = TypeVar("M", bound=Message)
 
-# From this many envelopes on, a fleet's bundle is first read in one compiled pass (``Inbound._scanned``); fewer
-# are parsed one by one (the kernels run interpreted for a small world: no faster than protobuf).
-SCAN_AT_LEAST = SMALL_WORLD + 1
 MAX_TX_PER_TICK = 64  # transmissions one actor may make in a tick (built-in agents make a handful)
 MAX_EVENTS_PER_ACK = 256
 MAX_NOTES_PER_ACK = 64
@@ -551,7 +549,7 @@ class Inbound:
                 return True
             self.last_seq[actor_id] = (env.seq, self.current_tick)
         self.received[key] = Transmission(
-            env.tick, slot, env.seq, env.tx_time_us / 1e6, env.link, tuple(env.dest_ids), payload, msg_type
+            env.tick, slot, env.seq, s_of(env.tx_time_us), env.link, tuple(env.dest_ids), payload, msg_type
         )
         return True
 
@@ -562,7 +560,7 @@ class Inbound:
         verified = self.security.verifier.check(env, msg_type)
         if not isinstance(verified, Verified):
             return verified
-        now_us = self.security.epoch_us + round(max(self.current_tick, 0) * self.tick_s * 1e6)
+        now_us = self.security.epoch_us + us_of(tick_time_s(max(self.current_tick, 0), self.tick_s))
         return self._fresh.check(verified, now_us)
 
     def _ack(self, actor_id: str, payload: bytes, where: str) -> None:
@@ -726,7 +724,7 @@ class Inbound:
                     self._fleet_tx(raw, members, where)
                     continue
             last_seq[sender] = (seq, tick)
-            received[(slot, seq)] = Transmission(tick, slot, seq, tx_time_us / 1e6, link, (), raw, msg_type)
+            received[(slot, seq)] = Transmission(tick, slot, seq, s_of(tx_time_us), link, (), raw, msg_type)
 
     @staticmethod
     def _scanned(raws: list[bytes]) -> list[tuple[str, int, int, int, int, bytes] | None]:
@@ -756,8 +754,8 @@ class Inbound:
         """The transmission times (us) a fleet vehicle's envelope of the current tick may state: within a tick of
         the tick's time (a fleet states the tick's own; one far off, made by a forged FleetInput, had been taken
         and kept in flight to the end of the run)."""
-        now_us = round(max(self.current_tick, 0) * self.tick_s * 1e6)
-        tick_us = round(self.tick_s * 1e6)
+        now_us = us_of(tick_time_s(max(self.current_tick, 0), self.tick_s))  # the TickInput's time_us
+        tick_us = us_of(self.tick_s)
         return now_us - tick_us, now_us + tick_us
 
     def _fleet_tx(self, raw: bytes, members: dict[str, int], where: str) -> None:
@@ -801,4 +799,4 @@ class Inbound:
                 self.reject(reason, where, f"(seq {seq}, tick {tick})")
                 return
         self.last_seq[sender] = (seq, tick)
-        self.received[(slot, seq)] = Transmission(tick, slot, seq, env.tx_time_us / 1e6, link, (), raw, msg_type)
+        self.received[(slot, seq)] = Transmission(tick, slot, seq, s_of(env.tx_time_us), link, (), raw, msg_type)

@@ -12,6 +12,7 @@ candidate is a (transmission, receiver) pair the link model was asked about.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -25,9 +26,25 @@ from v2x.sim.sensing import SensorCounts
 _LATENCY_Q = (50.0, 95.0, 99.0, 100.0)
 
 
-def percentile(values: Sequence[float] | NDArray[np.float64], q: float) -> float | None:
-    """The ``q``-th percentile of ``values`` rounded to 3 decimals; None for no values."""
-    return round(float(np.percentile(values, q)), 3) if len(values) else None
+def percentile(
+    values: Sequence[float] | NDArray[np.float64], q: float, *, digits: int = 3, from_below: bool = False
+) -> float | None:
+    """The ``q``-th percentile (0-100) of ``values``, linearly interpolated between the two closest order
+    statistics, rounded to ``digits`` decimals; None for no values. The one percentile of the result files and
+    the benchmarks.
+
+    As ``np.percentile`` computes it, unless ``from_below``: then as ``lo + (hi - lo) * f`` at the position
+    ``(n - 1) * q / 100`` (``v2x sweep``'s lead times, as its summaries always had them). The two are the same
+    real number; numpy computes it from the upper neighbour when ``f >= 0.5``, so the last bit may differ, and
+    after rounding a value that lies on a half (two values of 3 decimals) may come out 0.001 apart."""
+    if not len(values):
+        return None
+    if not from_below:
+        return round(float(np.percentile(values, q)), digits)
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return round(float(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)), digits)
 
 
 def latency_summary(

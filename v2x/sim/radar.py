@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from v2x.core import WorldState
-from v2x.units import enu_yaw_rad_to_compass_deg
+from v2x.units import enu_yaw_rad_to_compass_deg, us_of
 from v2x.wire import testbed_pb2
 
 RADAR_RANGE_M = 200.0  # long-range automotive radar (assumption: typical 77 GHz LRR reach, 200-250 m)
@@ -51,7 +51,7 @@ def forward_radar(
                 sensor=f"{w.id_of(s)}/radar",
                 sensor_kind=testbed_pb2.SENSOR_RADAR,
                 object_kind=kinds[k],
-                time_us=round(t * 1e6),
+                time_us=us_of(t),
                 x_m=float(w.x[j]),
                 y_m=float(w.y[j]),
                 vx_mps=float(w.vx[j]),

@@ -23,6 +23,7 @@ from v2x.scenario.geometry import polygon
 from v2x.scenario.model import Scenario
 from v2x.sim.radar import forward_radar
 from v2x.sim.sensing import RoadsideSensing, Targets
+from v2x.units import us_of
 from v2x.wire import testbed_pb2
 
 SENSOR_KIND = {
@@ -162,7 +163,7 @@ class Sensors:
                     sensor=d.sensor,
                     sensor_kind=SENSOR_KIND[d.sensor_kind],
                     object_kind=d.object_kind,
-                    time_us=round(d.t_s * 1e6),
+                    time_us=us_of(d.t_s),
                     x_m=d.x,
                     y_m=d.y,
                     vx_mps=d.vx,

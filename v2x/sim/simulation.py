@@ -57,7 +57,7 @@ from v2x.sim.metrics import run_metrics
 from v2x.sim.names import Names
 from v2x.sim.referee import Referee
 from v2x.sim.sensors import BackgroundPositioning, Sensors
-from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg
+from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, tick_time_s, us_of
 from v2x.wire import testbed_pb2
 from v2x.wire.fleet import I32, add_vehicles, serialize_with_deliveries, vehicle_bodies, vehicle_head
 from v2x.wire.protocol import PROTOCOL_VERSION
@@ -128,7 +128,7 @@ class Simulation:
         self.token = token  # Control.token: START and STOP of this run carry it (docs/SECURITY.md)
         self.n_ticks = scenario.n_ticks
         self.tick_s = scenario.tick_s
-        self.tick_us = round(scenario.tick_s * 1e6)
+        self.tick_us = us_of(scenario.tick_s)
         variant_no = 0 if variant == "v2x" else 1
         rng_net = np.random.default_rng([seed, variant_no, 1])
         rng_pos = np.random.default_rng([seed, variant_no, 2])
@@ -242,7 +242,7 @@ class Simulation:
     # -- time ---------------------------------------------------------------------------------------
     def time_of(self, tick: int) -> float:
         """The simulated time of ``tick`` in s (rounded to 1 ns, as the clocks do)."""
-        return round(tick * self.tick_s, 9)
+        return tick_time_s(tick, self.tick_s)
 
     @property
     def current_tick(self) -> int:
@@ -340,7 +340,7 @@ class Simulation:
             msg = testbed_pb2.TickInput(
                 run_id=self.run_id,
                 tick=tick,
-                time_us=round(t * 1e6),
+                time_us=us_of(t),
                 tick_us=self.tick_us,
                 envelopes=got.envelopes if got is not None else [],
                 rx_time_us=got.rx_time_us if got is not None else [],
@@ -368,7 +368,7 @@ class Simulation:
         assert bg is not None
         w = self.world
         _, slots, speed, accel = bg.equipped()
-        truth_us = round(self.time_of(tick - 1) * 1e6) if tick > 0 else 0
+        truth_us = us_of(self.time_of(tick - 1)) if tick > 0 else 0
         slot_list = slots.tolist()
         ids = [w.id_of(s) for s in slot_list]
         if len(self.fleet_ids) == 1:  # one fleet hosts every vehicle (no assignment to remember)
@@ -410,7 +410,7 @@ class Simulation:
         _, start, stop = bulk.deliveries.receiver_bounds()
         run_slot = bulk.receiver[start]
         run_fleet, run_vehicle, run_length = fleet_of_slot[run_slot], index_of_slot[run_slot], stop - start
-        time_us = round(t * 1e6)
+        time_us = us_of(t)
         n = len(bulk.deliveries)  # (the two temporaries in arrays kept from tick to tick: ``Scratch``)
         offsets_us = np.multiply(bulk.deliveries.delivery_time_s, 1e6, out=self._scratch.room("us", n, np.float64))
         np.rint(offsets_us, out=offsets_us)  # whole us, exact as float64

@@ -52,6 +52,7 @@ from typing import IO, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from v2x import units
 from v2x.core import WorldState
 from v2x.scenario.model import Scenario
 from v2x.scenario.sumo import INSTALL_HINT, read_lanes
@@ -313,7 +314,7 @@ class SumoBackground(WorldVehicles):
             vehicle.setWidth(sid, float(w.width_m[slot]))
             vehicle.setLaneChangeMode(sid, 0)
             self.story_in.add(slot)
-        vehicle.moveToXY(sid, "", -1, fx, fy, (90.0 - math.degrees(yaw)) % 360.0, 2, ON_LANE_M)
+        vehicle.moveToXY(sid, "", -1, fx, fy, units.enu_yaw_rad_to_compass_deg(yaw), 2, ON_LANE_M)
         if held:
             vehicle.setSpeedMode(sid, 0)
             vehicle.setSpeed(sid, 0.0)
@@ -374,8 +375,7 @@ class SumoBackground(WorldVehicles):
         front = np.array([results[i][VAR_POSITION] for i in ids], dtype=np.float64)
         v = np.array([results[i][VAR_SPEED] for i in ids], dtype=np.float64)
         a = np.array([results[i][VAR_ACCELERATION] for i in ids], dtype=np.float64)
-        yaw = np.radians(90.0 - np.array([results[i][VAR_ANGLE] for i in ids], dtype=np.float64))
-        yaw = (yaw + math.pi) % (2 * math.pi) - math.pi
+        yaw = units.compass_deg_to_enu_yaw_rad(np.array([results[i][VAR_ANGLE] for i in ids], dtype=np.float64))
         slots = np.array([self.slot[i] for i in ids], dtype=np.intp)
         half = self.world.length_m[slots] / 2
         c, s = np.cos(yaw), np.sin(yaw)

@@ -39,6 +39,9 @@ ON_FOOT_CLASSES = frozenset({80, 81, 82, 83, 84, 86})
 # J2945/1 (the BSM minimum performance requirements, hardBraking "deceleration greater than 0.4 g"); CSAE 53
 # takes the flag from J2735 and gives no figure of its own.
 HARD_BRAKING_MPS2 = 0.4 * units.G0
+# What a receiver takes for a remote vehicle whose BSM gives no size (VehicleSize 0: unknown): a car's.
+UNKNOWN_LENGTH_M = 5.0
+UNKNOWN_WIDTH_M = 2.0
 # VehicleEventFlags (CSAE 53 / SAE J2735) a vehicle sets, by the names scenario files use: ``hard_braking`` is
 # set from the vehicle's own deceleration, the others by scripted events (docs/SCENARIOS.md).
 VEHICLE_EVENT_BIT = {
@@ -509,7 +512,7 @@ def decode_bsms(
         # (``units.lat_from_wire`` & co.: the raw value times the unit), on all of them at once.
         values = raw.astype(np.float64)  # (exact: |raw| < 2**53, as Python's int * float converts it)
         lat, lon = values[:, 0] * units.LATLON_UNIT_DEG, values[:, 1] * units.LATLON_UNIT_DEG
-        wire = list(zip(bsms, (values[:, 2] * 0.02).tolist(), strict=True))
+        wire = list(zip(bsms, (values[:, 2] * units.SPEED_UNIT_MPS).tolist(), strict=True))
         compass = values[:, 3] * units.HEADING_UNIT_DEG
     else:  # one by one: which are unavailable (None), which out of range (ValueError)
         wire, lats, lons, headings = [], [], [], []
@@ -587,8 +590,8 @@ def _remote(
         speed_mps=speed,
         heading_rad=yaw,
         accel_mps2=accel,
-        length_m=units.size_cm_from_wire(bsm.size.length) or 5.0,
-        width_m=units.size_cm_from_wire(bsm.size.width) or 2.0,
+        length_m=units.size_cm_from_wire(bsm.size.length) or UNKNOWN_LENGTH_M,
+        width_m=units.size_cm_from_wire(bsm.size.width) or UNKNOWN_WIDTH_M,
         sigma_major_m=units.semi_major_from_wire(bsm.accuracy.semi_major),
         kind_class=bsm.vehicle_class,
         events=decode_event_flags(bsm),

@@ -24,8 +24,8 @@ def parse_envelope(raw: bytes) -> tuple[testbed_pb2.Envelope, frame_pb2.MessageF
     return env, frame
 
 
-def _varint(n: int) -> bytes:
-    """Protobuf's base-128 varint of ``n`` (0 <= n < 2**64)."""
+def varint(n: int) -> bytes:
+    """Protobuf's base-128 varint of ``n`` (0 <= n < 2**64): the one encoder of the Python wire code."""
     out = bytearray()
     while n > 0x7F:
         out.append(0x80 | (n & 0x7F))
@@ -34,7 +34,7 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-_VARINTS = tuple(_varint(n) for n in range(1 << 14))  # the one- and two-byte varints, ready made
+_VARINTS = tuple(varint(n) for n in range(1 << 14))  # the one- and two-byte varints, ready made
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -60,9 +60,9 @@ def envelope_bytes(
             b"".join(
                 (
                     sender_field(sender),
-                    (b"\x10" + (small[seq] if seq < 1 << 14 else _varint(seq))) if seq else b"",
+                    (b"\x10" + (small[seq] if seq < 1 << 14 else varint(seq))) if seq else b"",
                     middle,
-                    (b"\x3a" + (small[size] if size < 1 << 14 else _varint(size)) + frame) if size else b"",
+                    (b"\x3a" + (small[size] if size < 1 << 14 else varint(size)) + frame) if size else b"",
                 )
             )
         )

@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from v2x.wire import testbed_pb2
+from v2x.wire.envelope import varint
 
 U16 = np.dtype("<u2")
 U32 = np.dtype("<u4")
@@ -130,7 +131,7 @@ def serialize_with_deliveries(
     parts: list[bytes | memoryview] = [msg.SerializeToString()]
     for field, array in zip(_DELIVERY_FIELDS, arrays, strict=True):
         if array.nbytes:
-            parts += [_varint((field << 3) | 2) + _varint(array.nbytes), array.data.cast("B")]
+            parts += [varint((field << 3) | 2) + varint(array.nbytes), array.data.cast("B")]
     return b"".join(parts)
 
 
@@ -150,15 +151,6 @@ _VEHICLES_KEY = (6 << 3) | 2  # FleetInput.vehicles, length-delimited
 _WRECKED_KEY = (18 << 3) | 0  # FleetVehicle.wrecked, varint
 
 
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
 def _double_row(names: Sequence[str]) -> tuple[np.dtype[np.void], list[int]]:
     """The structured dtype of a vehicle's doubles ``names`` (FleetVehicle fields, in field order) on the wire,
     each a varint key (one or two bytes, as a little-endian integer) and 8 bytes; and the keys' values."""
@@ -166,7 +158,7 @@ def _double_row(names: Sequence[str]) -> tuple[np.dtype[np.void], list[int]]:
     fields: list[tuple[str, str]] = []
     keys: list[int] = []
     for k, name in enumerate(names):
-        key = _varint((desc[name].number << 3) | 1)  # wire type 1: 64-bit
+        key = varint((desc[name].number << 3) | 1)  # wire type 1: 64-bit
         fields += [(f"key{k}", f"<u{len(key)}"), (f"v{k}", "<f8")]
         keys.append(int.from_bytes(key, "little"))
     return np.dtype(fields), keys
@@ -182,7 +174,7 @@ def body_size(*, positioning: bool) -> int:
 
 def _string_field(field: int, text: str) -> bytes:
     raw = text.encode()
-    return _varint((field << 3) | 2) + _varint(len(raw)) + raw
+    return varint((field << 3) | 2) + varint(len(raw)) + raw
 
 
 def vehicle_head(vehicle_id: str, kind: str, *, positioning: bool = False, wrecked: bool = False) -> bytes:
@@ -190,8 +182,8 @@ def vehicle_head(vehicle_id: str, kind: str, *, positioning: bool = False, wreck
     two strings and ``wrecked`` when set; :func:`vehicle_bodies` (with the same ``positioning``) gives the rest."""
     fixed = _string_field(1, vehicle_id) + _string_field(2, kind)
     if wrecked:
-        fixed += _varint(_WRECKED_KEY) + b"\x01"
-    return _varint(_VEHICLES_KEY) + _varint(len(fixed) + body_size(positioning=positioning)) + fixed
+        fixed += varint(_WRECKED_KEY) + b"\x01"
+    return varint(_VEHICLES_KEY) + varint(len(fixed) + body_size(positioning=positioning)) + fixed
 
 
 def vehicle_bodies(columns: Sequence[NDArray[np.floating[Any]]]) -> bytes:

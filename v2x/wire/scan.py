@@ -20,10 +20,11 @@ from numpy.typing import NDArray
 
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 
-# What a field is to the scan: the codes of ``v2x.core._kernels`` (SCAN_*; tested equal). A 64-bit integer or an
-# enum is a SCAN_VARINT: a column keeps its varint as it is (below 2**63: a longer one leaves the layout), for the
-# caller to read (a sint64's is zigzag-encoded; an enum's may differ from protobuf's int32 for a value of 2**31 and
-# more: compare it only with a value below).
+# What a field is to the scan: the codes of ``v2x.core._kernels`` (SCAN_*; tested equal in tests/test_scan.py;
+# a copy on purpose: wire is below core, and a kernel's constants stay in its file for numba's cache). A 64-bit
+# integer or an enum is a SCAN_VARINT: a column keeps its varint as it is (below 2**63: a longer one leaves the
+# layout), for the caller to read (a sint64's is zigzag-encoded; an enum's may differ from protobuf's int32 for a
+# value of 2**31 and more: compare it only with a value below).
 SCAN_UINT32, SCAN_SINT32, SCAN_VARINT, SCAN_BYTES, SCAN_ASCII, SCAN_MESSAGE = 1, 2, 3, 4, 5, 6
 _KIND_OF_TYPE = {
     FieldDescriptor.TYPE_UINT32: SCAN_UINT32,

@@ -32,9 +32,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from google.protobuf.message import DecodeError
 
+from v2x.units import s_of, us_of
 from v2x.wire import security_pb2, testbed_pb2
 
-ALGORITHMS = {"ecdsa-p256": security_pb2.SIG_ECDSA_P256_SHA256}  # the algorithms implemented, by name
 MAX_AGE_S = 2.0  # a message generated longer ago than this (receiver's clock) is stale: ``expired``
 MAX_AHEAD_S = 0.5  # ... and one generated further in the future than this (clock skew): ``expired``
 PSEUDONYM_CHANGE_S = 10.0  # an actor signs with pseudonym k from simulation time k x this on
@@ -84,11 +84,6 @@ def _verify(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> bo
     except InvalidSignature:
         return False
     return True
-
-
-def public_point(key: ec.EllipticCurvePrivateKey) -> bytes:
-    """The SEC 1 uncompressed point of ``key``'s public half."""
-    return key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
 
 
 def private_scalar(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -244,8 +239,8 @@ class Authority:
             actor_id=actor_id, run_id=run_id, root=self.root, change_every_s=change_every_s
         )
         for k in range(int(run_s // change_every_s) + 1):
-            start_s = (t0_us + round(k * change_every_s * 1e6)) // 1_000_000
-            end_s = -(-(t0_us + round((k + 1) * change_every_s * 1e6)) // 1_000_000) + 1
+            start_s = (t0_us + us_of(k * change_every_s)) // 1_000_000
+            end_s = -(-(t0_us + us_of((k + 1) * change_every_s)) // 1_000_000) + 1
             key = ec.generate_private_key(_CURVE)
             cert = self.issue(key, start_s=start_s, duration_s=end_s - start_s, permissions=permissions)
             creds.pseudonyms.add(certificate=cert, private_key=private_scalar(key))
@@ -283,7 +278,7 @@ class Signer:
     def sign(self, env: testbed_pb2.Envelope) -> None:
         """Put ``env``'s security header in place: the full certificate of the pseudonym of its
         transmission time, the generation time (epoch + ``tx_time_us``) and the signature."""
-        cert, digest, key = self._pool[self.pseudonym(env.tx_time_us / 1e6)]
+        cert, digest, key = self._pool[self.pseudonym(s_of(env.tx_time_us))]
         gen_us = self.t0_us + env.tx_time_us
         sec = env.security
         sec.Clear()
@@ -367,8 +362,8 @@ class Freshness:
     ``MAX_AGE_S`` before and ``MAX_AHEAD_S`` after the receiver's now. A replay older than the window is
     ``expired``; one inside it is in the memory: ``replayed``."""
 
-    max_age_us: int = round(MAX_AGE_S * 1e6)
-    max_ahead_us: int = round(MAX_AHEAD_S * 1e6)
+    max_age_us: int = us_of(MAX_AGE_S)
+    max_ahead_us: int = us_of(MAX_AHEAD_S)
     seen: dict[bytes, int] = field(default_factory=dict)  # replay key -> generation time
     _pruned_at: int = -(2**63)
 
