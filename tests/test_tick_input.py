@@ -64,7 +64,9 @@ GOOD_GNSS = testbed_pb2.GnssReading(available=True, sigma_major_m=0.02, sigma_mi
 # name -> (the bytes on an agent's input topic, the verdict every host must give)
 CONTENT: dict[str, tuple[bytes, str]] = {
     "the world's": (_bytes(gnss=GOOD_GNSS, envelopes=[b"x"], rx_time_us=[250_000], late_ticks=[1]), "taken"),
-    "a tick of 1/3 ms": (_bytes(tick=3, tick_us=333, time_us=1000), "taken"),  # (within 1/2 us per tick)
+    "time_us 1 us off on tick 3": (_bytes(time_us=300_001), "taken"),  # (within 1/2 us a tick: a tick of 1/3 ms)
+    "time_us 3 us off on tick 3": (_bytes(time_us=300_003), "malformed"),
+    "tick_us not the run's": (_bytes(tick_us=50_000, time_us=150_000), "malformed"),
     "not protobuf": (b"\xff\xff\xff", "malformed"),
     "another run's": (_bytes(run_id="r2"), "malformed"),
     "time_us as bytes (a mistyped field)": (_bytes() + b"\x1a\x01x", "malformed"),
@@ -94,17 +96,27 @@ def _verdict(before: Counter[str], after: Counter[str], taken: bool) -> str:
 
 
 def _host_verdict(payload: bytes) -> str:
-    host = AgentHost(Wire(), RUN, [_lead()], n_ticks=N_TICKS)  # type: ignore[arg-type]
+    host = AgentHost(Wire(), RUN, [_lead()], n_ticks=10, tick_us=TICK_US)  # type: ignore[arg-type]
     slot = host.slots["lead"]
     before = Counter(slot.rejected)
     return _verdict(before, slot.rejected, host._decode(slot, payload) is not None)
 
 
+def _start(n_ticks: int) -> testbed_pb2.Control:
+    return testbed_pb2.Control(
+        command=testbed_pb2.Control.COMMAND_START, run_id=RUN, tick_us=TICK_US, n_ticks=n_ticks, protocol_version=1,
+        epoch_utc="2024-01-01T00:00:00Z",
+    )  # fmt: skip
+
+
 def _sdk_verdict(payload: bytes) -> str:
-    stack = Stack("mqtt://127.0.0.1:1", run_id=RUN, actor_id="lead")  # (never connected: its input handler asked)
+    """The SDK's input handler, then (its ``tick_us`` is compared with START's there) the tick rule ``Stack.ticks``
+    asks, of a stack that resumes (its first tick any: the tick is not what is asked here)."""
+    stack = Stack("mqtt://127.0.0.1:1", run_id=RUN, actor_id="lead", resume=True)  # (never connected)
     before = Counter(stack.rejected)
     stack._on_input(payload)
-    return _verdict(before, stack.rejected, not stack._inputs.empty())
+    taken = not stack._inputs.empty() and stack._next_tick(stack._run_info(_start(10)), stack._take()[2], 0.0)
+    return _verdict(before, stack.rejected, taken)
 
 
 @pytest.mark.parametrize("name", list(CONTENT))
@@ -148,7 +160,7 @@ async def _settle(queue: asyncio.Queue[bytes]) -> None:
 
 async def _host_verdicts(seq: list[tuple[int, bool]]) -> list[str]:
     wire = Wire()
-    host = AgentHost(wire, RUN, [_lead()], token="tok", n_ticks=N_TICKS)  # type: ignore[arg-type]
+    host = AgentHost(wire, RUN, [_lead()], token="tok", n_ticks=N_TICKS, tick_us=TICK_US)  # type: ignore[arg-type]
     slot = host.slots["lead"]
     serving = asyncio.create_task(host._serve(slot))  # (with a token it lingers after the final tick)
     out = []
@@ -187,11 +199,7 @@ def _sdk_verdicts(seq: list[tuple[int, bool]]) -> list[str]:
     """The SDK's own steps for each input: its input handler, then the rule ``Stack.ticks`` asks (``_next_tick``),
     and a tick taken counts as answered (as ``Stack.ack`` records it)."""
     stack = Stack("mqtt://127.0.0.1:1", run_id=RUN, actor_id="lead")
-    start = testbed_pb2.Control(
-        command=testbed_pb2.Control.COMMAND_START, run_id=RUN, tick_us=TICK_US, n_ticks=N_TICKS, protocol_version=1,
-        epoch_utc="2024-01-01T00:00:00Z",
-    )  # fmt: skip
-    run = stack._run_info(start)
+    run = stack._run_info(_start(N_TICKS))
     out = []
     for tick, final in seq:
         before = Counter(stack.rejected)

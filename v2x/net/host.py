@@ -116,9 +116,11 @@ class AgentHost:
     ``v2x``: false in a baseline run (the agents hear nothing, whatever a TickInput carries); ``token``: the
     run's Control token (a STOP without it is ignored; None: no Control is listened to); ``n_ticks``: the
     run's last tick (a TickInput past it, or ``final`` on another tick, is ``bad_tick``; None: trust ``final``);
-    ``max_skip``: how many ticks a TickInput may skip (0 in lockstep, where the world sends every tick until it is
-    answered; a few in real time, where an input can be lost: the SDK bounds a skip by the wall clock instead,
-    which for the built-in agents would sit at its edge, since the world hands them a tick's input a tick early);
+    ``tick_us``: the run's tick length (a TickInput of another is ``malformed``, as the SDK's against START's;
+    None: not checked); ``max_skip``: how many ticks a TickInput may skip (0 in lockstep, where the world sends
+    every tick until it is answered; a few in real time, where an input can be lost: the SDK bounds a skip by the
+    wall clock instead, which for the built-in agents would sit at its edge, since the world hands them a tick's
+    input a tick early);
     ``security``: a secure run's verifier and epoch, ``signers``: each agent's signing keys (both None in a run
     without signatures); ``seal``: the run's seals (``v2x.net.seal``) when the run started these agents itself:
     every input must carry one (else it is ``forged``), and every message they send does."""
@@ -133,6 +135,7 @@ class AgentHost:
         v2x: bool = True,
         token: str | None = None,
         n_ticks: int | None = None,
+        tick_us: int | None = None,
         max_skip: int = 0,
         security: EnvelopeSecurity | None = None,
         signers: dict[str, Signer] | None = None,
@@ -145,6 +148,7 @@ class AgentHost:
         self.v2x = v2x
         self.token = token
         self.n_ticks = n_ticks
+        self.tick_us = tick_us
         self.max_skip = max_skip
         self.security = security
         self.signers = signers or {}
@@ -323,7 +327,7 @@ class AgentHost:
         if len(payload) > MAX_INPUT_BYTES:
             self._reject(slot, "oversized", f"{len(payload)} bytes")
             return None
-        msg = read_tick_input(payload, self.run_id)  # (the SDK's check too: one rule for every host)
+        msg = read_tick_input(payload, self.run_id, tick_us=self.tick_us)  # (the SDK's check too: one rule)
         if isinstance(msg, str):
             self._reject(slot, "malformed", msg)
             return None

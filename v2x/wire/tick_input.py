@@ -65,10 +65,12 @@ def tick_input_problem(ti: testbed_pb2.TickInput) -> str | None:
     return None
 
 
-def read_tick_input(payload: bytes, run_id: str) -> testbed_pb2.TickInput | str:
+def read_tick_input(payload: bytes, run_id: str, *, tick_us: int | None = None) -> testbed_pb2.TickInput | str:
     """``payload`` as a TickInput of run ``run_id``, or why it is none a world sends (each host counts that as
     ``malformed``): it does not parse, a field it knows came with another wire type (other bytes, e.g. an Envelope),
-    ``rx_time_us`` does not pair with ``envelopes``, it is another run's, or :func:`tick_input_problem`."""
+    ``rx_time_us`` does not pair with ``envelopes``, it is another run's, its ``tick_us`` is not the run's
+    ``tick_us`` (when given: a host that knows it; the SDK learns it from START, later, and compares then), or
+    :func:`tick_input_problem`."""
     ti = testbed_pb2.TickInput()
     try:
         ti.ParseFromString(payload)
@@ -78,6 +80,8 @@ def read_tick_input(payload: bytes, run_id: str) -> testbed_pb2.TickInput | str:
         return f"{len(payload)} bytes that are no TickInput (mistyped fields, or rx_time_us not one per envelope)"
     if ti.run_id != run_id:
         return f"a TickInput of run {ti.run_id[:64]!r}, not {run_id[:64]!r}"
+    if tick_us is not None and ti.tick_us != tick_us:
+        return f"TickInput({ti.tick}) of {ti.tick_us} us ticks, the run's are {tick_us} us"
     problem = tick_input_problem(ti)
     return f"TickInput({ti.tick}): {problem}" if problem is not None else ti
 
