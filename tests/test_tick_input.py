@@ -125,6 +125,36 @@ def test_the_built_in_agents_and_the_sdk_give_the_same_verdict_on_the_same_tick_
     assert (_host_verdict(payload), _sdk_verdict(payload)) == (expected, expected)
 
 
+def _fleet_host(wire: Wire) -> FleetHost:
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    frame, thresholds = LocalFrame(29.5, 106.5, 0.0), environment(sc).thresholds
+    agent = FleetAgent("fleet-0", frame=frame, epoch=sc.epoch, thresholds=thresholds)
+    return FleetHost(wire, RUN, agent, n_ticks=N_TICKS, linger=True)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("time_us", "tick_us", "expected"),
+    [
+        (300_000, TICK_US, "taken"),
+        (300_001, TICK_US, "taken"),
+        (300_003, TICK_US, "malformed"),
+        (2**62, TICK_US, "malformed"),
+        (-300_000, TICK_US, "malformed"),
+        (0, 0, "malformed"),
+    ],
+)
+def test_a_fleet_checks_the_time_of_its_input_as_the_built_in_agents_do(
+    time_us: int, tick_us: int, expected: str
+) -> None:
+    """A FleetInput is another message, but its ``time_us`` is the tick's as a TickInput's is (``tick_time_problem``;
+    since session 20: a fleet took any)."""
+    host = _fleet_host(Wire())
+    inp = testbed_pb2.FleetInput(run_id=RUN, tick=3, time_us=time_us, tick_us=tick_us)
+    before = Counter(host.rejected)
+    fleet = _verdict(before, host.rejected, host._decode(inp.SerializeToString()) is not None)
+    assert (_host_verdict(_bytes(time_us=time_us, tick_us=tick_us)), fleet) == (expected, expected)
+
+
 # Inputs for the tick rule: (tick, final) in the order they come; the verdict every host gives each (a run of
 # ticks 0..N_TICKS, lockstep: no skip). None of them asks again for a tick answered (answered again, not checked).
 SEQUENCES: dict[str, list[tuple[tuple[int, bool], str]]] = {
@@ -176,11 +206,8 @@ async def _host_verdicts(seq: list[tuple[int, bool]]) -> list[str]:
 
 
 async def _fleet_verdicts(seq: list[tuple[int, bool]]) -> list[str]:
-    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
-    frame, thresholds = LocalFrame(29.5, 106.5, 0.0), environment(sc).thresholds
-    agent = FleetAgent("fleet-0", frame=frame, epoch=sc.epoch, thresholds=thresholds)
     wire = Wire()
-    host = FleetHost(wire, RUN, agent, n_ticks=N_TICKS, linger=True)  # type: ignore[arg-type]
+    host = _fleet_host(wire)
     serving = asyncio.create_task(host.run())
     out = []
     try:

@@ -1,7 +1,7 @@
 """What a host takes as the world's input for a tick: one check of a ``TickInput``'s content and one rule for the
 tick an input may be, for every host (the built-in agents' ``v2x.net.host``, the SDK's ``v2x.sdk.client``, and
-for the tick also the fleets' ``v2x.net.fleet``). docs/PROTOCOL.md ("Lockstep", "The Python SDK") says what they
-refuse and how it is counted.
+for the tick and its time also the fleets' ``v2x.net.fleet``, whose ``FleetInput`` is another message).
+docs/PROTOCOL.md ("Lockstep", "The Python SDK", "Fleet bundles") says what they refuse and how it is counted.
 
 Anyone may publish on an open broker, so a host takes only what a world sends: :func:`read_tick_input` refuses
 (as ``malformed``) bytes that are no TickInput of the run, or whose numbers no world sends (``tick_input_problem``);
@@ -35,6 +35,15 @@ def mistyped_fields(msg: Message) -> list[int]:
     return [unknown[k].field_number for k in range(len(unknown)) if unknown[k].field_number in known]
 
 
+def tick_time_problem(tick: int, time_us: int, tick_us: int) -> str | None:
+    """Why ``time_us`` is no time of tick ``tick`` of ``tick_us`` ticks, None if it is: ``tick`` x ``tick_us``, as the
+    world's (``round(t x 1e6)`` from a tick of any length: within half a microsecond per tick), and ``tick_us`` above
+    0. A TickInput's and a FleetInput's."""
+    if tick_us <= 0 or abs(time_us - tick * tick_us) > tick // 2 + 1:
+        return f"time_us {time_us} is not tick x tick_us ({tick} x {tick_us})"
+    return None
+
+
 def tick_input_problem(ti: testbed_pb2.TickInput) -> str | None:
     """What makes ``ti`` no TickInput a world sends, None if nothing: ``time_us`` is ``tick`` x ``tick_us`` (the
     world's, from a tick of any length, within half a microsecond per tick); an available GNSS reading's errors
@@ -42,8 +51,9 @@ def tick_input_problem(ti: testbed_pb2.TickInput) -> str | None:
     0 .. ``time_us``; the collisions', detections' and signal warps' numbers are finite; ``late_ticks`` are
     earlier ticks. (Since session 18 in the SDK: a forged next tick with a negative sigma made ``Stack.bsm`` raise
     and the stack exit, one with ``time_us`` 2^62 made it report a truth the world refused, for ever.)"""
-    if ti.tick_us <= 0 or abs(ti.time_us - ti.tick * ti.tick_us) > ti.tick // 2 + 1:
-        return f"time_us {ti.time_us} is not tick x tick_us ({ti.tick} x {ti.tick_us})"
+    wrong_time = tick_time_problem(ti.tick, ti.time_us, ti.tick_us)
+    if wrong_time is not None:
+        return wrong_time
     g = ti.gnss
     if g.available:
         errors, sigmas = (g.east_error_m, g.north_error_m), (g.sigma_major_m, g.sigma_minor_m)
