@@ -30,7 +30,9 @@ def _host(tmp_path: Path) -> FleetHost:
 
 def test_a_fleet_takes_an_input_bigger_than_an_agents_and_rejects_one_over_its_limit(tmp_path: Path) -> None:
     host = _host(tmp_path)
-    big = testbed_pb2.FleetInput(run_id="run1", tick=0, envelopes=[b"\x00" * 1000] * (MAX_INPUT_BYTES // 1000 + 10))
+    big = testbed_pb2.FleetInput(
+        run_id="run1", tick=0, tick_us=100_000, envelopes=[b"\x00" * 1000] * (MAX_INPUT_BYTES // 1000 + 10)
+    )
     payload = big.SerializeToString()
     assert MAX_INPUT_BYTES < len(payload) < MAX_FLEET_INPUT_BYTES
     assert host._decode(payload) is not None

@@ -26,9 +26,9 @@ from v2x.net.broker import BrokerAddress
 from v2x.run.runner import run_variant
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
-from v2x.sim.inbound import mistyped_fields
 from v2x.sim.simulation import Simulation, WorldReport
 from v2x.wire import testbed_pb2
+from v2x.wire.tick_input import mistyped_fields
 
 pytestmark = pytest.mark.broker
 

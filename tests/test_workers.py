@@ -168,7 +168,7 @@ def test_a_fleet_host_heeds_a_dismissal_only_before_its_first_tick(tmp_path: Pat
     frame = LocalFrame(sc.origin.lat_deg, sc.origin.lon_deg, sc.origin.alt_m)
 
     tick0 = testbed_pb2.FleetInput(run_id="r1", tick=0, tick_us=100_000)
-    tick1 = testbed_pb2.FleetInput(run_id="r1", tick=1, tick_us=100_000)
+    tick1 = testbed_pb2.FleetInput(run_id="r1", tick=1, tick_us=100_000, time_us=100_000, final=True)  # (the last)
 
     async def serve(first: testbed_pb2.FleetInput, dismissable: bool = True) -> FleetHost:
         bus = LoopbackBroker()

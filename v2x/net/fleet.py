@@ -1,8 +1,10 @@
 """The asyncio/MQTT shell of a fleet agent (``v2x.agents.fleet``): one connection, one bundle each way per
 tick.
 
-``FleetInput(n)`` arrives on ``fleet-in/{fleet}`` -> parsed and checked (size, the run, the tick: the next
-one, or the one just answered, which is answered again with the same bytes, as ``v2x.net.host`` does) ->
+``FleetInput(n)`` arrives on ``fleet-in/{fleet}`` -> parsed and checked (size, the run, ``time_us`` as
+``tick`` x ``tick_us``, the tick: the next one, never past ``n_ticks``, ``final`` only there, as every host's,
+``v2x.wire.tick_input``, with no skip; or the one just answered, which is answered again with the same bytes, as
+``v2x.net.host`` does) ->
 ``FleetAgent.transmit`` and ``listen`` -> one ``FleetAck(n)`` on ``fleet-ack/{fleet}``; with
 ``warnings_next_tick`` the ack goes out after ``transmit`` (the vehicles' BSMs) and carries the warnings of
 tick n - 1, and ``listen`` (hearing, FCW) runs after it, while the world closes the tick. Bad inputs are counted
@@ -25,10 +27,10 @@ from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.seal import RunSeal
 from v2x.net.transport import Transport
-from v2x.sim.inbound import mistyped_fields
 from v2x.wire import testbed_pb2
 from v2x.wire.fleet import unpack_deliveries
 from v2x.wire.protocol import MAX_FLEET_ACK_BYTES, MAX_FLEET_INPUT_BYTES
+from v2x.wire.tick_input import mistyped_fields, next_tick_problem, tick_time_problem
 
 log = logging.getLogger("v2x.fleet")
 
@@ -119,8 +121,9 @@ class FleetHost:
                     self._reject("conflicting_input", f"a different FleetInput for tick {inp.tick}")
                 await self.transport.publish(topic, answer)
                 continue
-            if inp.tick != self.last_tick + 1:
-                self._reject("bad_tick", f"tick {inp.tick} after {self.last_tick}")
+            wrong = next_tick_problem(inp.tick, inp.final, last=self.last_tick, n_ticks=self.n_ticks)
+            if wrong is not None:  # (the rule of every host; a fleet gets every tick, in real time too: no skip)
+                self._reject("bad_tick", wrong)
                 continue
             try:
                 ack = self.agent.transmit(inp, numbers=numbers)  # (its vehicles' numbers, read once by _decode)
@@ -174,6 +177,10 @@ class FleetHost:
             return None
         if msg.run_id != self.run_id:
             self._reject("malformed", f"run id {msg.run_id[:64]!r}")
+            return None
+        wrong_time = None if msg.dismissed else tick_time_problem(msg.tick, msg.time_us, msg.tick_us)
+        if wrong_time is not None:  # (as a TickInput's: at a forged time the fleet sent envelopes the world refuses)
+            self._reject("malformed", wrong_time)
             return None
         numbers = vehicle_numbers(msg, payload)  # (read from the bytes in one pass: checked here, used by the agent)
         problem = numbers_problem(msg, numbers)

@@ -4,8 +4,10 @@ Per agent: TickInput(n) arrives on ``in/{actor}`` -> validated and decoded -> ``
 transmissions are published on ``tx/{actor}``, then ``Ack(n)`` on ``ack/{actor}``. A TickInput for a tick
 already done (the world retransmits after a broker restart) is answered from a cache with the same bytes,
 so a resumed lockstep run has the same outcome. Bad inputs are rejected and counted, never raised:
-a TickInput for another run or that is not one (``malformed``), for a tick other than the next one or the
-current one again (``bad_tick``: a forged tick 10^6 must not make an agent deaf to the real ticks), a second,
+a TickInput for another run, that is not one or whose numbers no world sends (``malformed``), for a tick other
+than the next one (``bad_tick``: in real time up to ``max_skip`` further; never past ``n_ticks``, and ``final``
+only there; a forged tick 10^6 must not make an agent deaf to the real ticks): the checks of every host, SDK
+included (``v2x.wire.tick_input``; since session 20, before which the numbers and ``final`` went unchecked), a second,
 different TickInput for the tick already answered (``conflicting_input``: counted, the first answer stands),
 and, in a baseline run (no V2X), any envelope in a TickInput (``unexpected_envelope``: an agent without
 V2X hears nothing). A ``Control`` STOP ends the agents early only when it carries the run's token.
@@ -35,11 +37,11 @@ from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.seal import RunSeal
 from v2x.net.transport import Handler, MqttTransport, Transport
-from v2x.sim.inbound import mistyped_fields
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.envelope import parse_envelope
 from v2x.wire.protocol import MAX_INPUT_BYTES, PROTOCOL_VERSION, WORLD_LOST
 from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, Verifier
+from v2x.wire.tick_input import next_tick_problem, read_tick_input
 
 log = logging.getLogger("v2x.agent")
 
@@ -112,12 +114,15 @@ class AgentHost:
 
     ``v2x``: false in a baseline run (the agents hear nothing, whatever a TickInput carries); ``token``: the
     run's Control token (a STOP without it is ignored; None: no Control is listened to); ``n_ticks``: the
-    run's last tick (``TickInput.final`` counts only there; None: trust it); ``max_skip``: how many ticks a
-    TickInput may skip (0 in lockstep, where the world sends every tick until it is answered; a few in real
-    time, where an input can be lost); ``security``: a secure run's verifier and epoch, ``signers``: each
-    agent's signing keys (both None in a run without signatures); ``seal``: the run's seals
-    (``v2x.net.seal``) when the run started these agents itself: every input must carry one (else it is
-    ``forged``), and every message they send does."""
+    run's last tick (a TickInput past it, or ``final`` on another tick, is ``bad_tick``; None: trust ``final``);
+    ``tick_us``: the run's tick length (a TickInput of another is ``malformed``, as the SDK's against START's;
+    None: not checked); ``max_skip``: how many ticks a TickInput may skip (0 in lockstep, where the world sends
+    every tick until it is answered; a few in real time, where an input can be lost: the SDK bounds a skip by the
+    wall clock instead, which for the built-in agents would sit at its edge, since the world hands them a tick's
+    input a tick early);
+    ``security``: a secure run's verifier and epoch, ``signers``: each agent's signing keys (both None in a run
+    without signatures); ``seal``: the run's seals (``v2x.net.seal``) when the run started these agents itself:
+    every input must carry one (else it is ``forged``), and every message they send does."""
 
     def __init__(
         self,
@@ -129,6 +134,7 @@ class AgentHost:
         v2x: bool = True,
         token: str | None = None,
         n_ticks: int | None = None,
+        tick_us: int | None = None,
         max_skip: int = 0,
         security: EnvelopeSecurity | None = None,
         signers: dict[str, Signer] | None = None,
@@ -141,6 +147,7 @@ class AgentHost:
         self.v2x = v2x
         self.token = token
         self.n_ticks = n_ticks
+        self.tick_us = tick_us
         self.max_skip = max_skip
         self.security = security
         self.signers = signers or {}
@@ -281,8 +288,11 @@ class AgentHost:
                 for topic, data in answer:
                     await self.transport.publish(topic, data)
                 continue
-            if not slot.last_tick < tick_input.tick <= slot.last_tick + 1 + self.max_skip:
-                self._reject(slot, "bad_tick", f"tick {tick_input.tick} after {slot.last_tick}")
+            wrong = next_tick_problem(
+                tick_input.tick, tick_input.final, last=slot.last_tick, n_ticks=self.n_ticks, max_skip=self.max_skip
+            )
+            if wrong is not None:
+                self._reject(slot, "bad_tick", wrong)
                 continue
             if tick_input.tick != slot.last_tick + 1:
                 log.warning("%s: tick %d follows %d", agent.actor_id, tick_input.tick, slot.last_tick)
@@ -320,17 +330,9 @@ class AgentHost:
         if len(payload) > MAX_INPUT_BYTES:
             self._reject(slot, "oversized", f"{len(payload)} bytes")
             return None
-        msg = testbed_pb2.TickInput()
-        try:
-            msg.ParseFromString(payload)
-        except DecodeError:
-            self._reject(slot, "malformed", f"{len(payload)} bytes that do not parse")
-            return None
-        if mistyped_fields(msg) or len(msg.rx_time_us) != len(msg.envelopes):
-            self._reject(slot, "malformed", "not a TickInput")
-            return None
-        if msg.run_id != self.run_id:
-            self._reject(slot, "malformed", f"run id {msg.run_id[:64]!r}, not {self.run_id!r}")
+        msg = read_tick_input(payload, self.run_id, tick_us=self.tick_us)  # (the SDK's check too: one rule)
+        if isinstance(msg, str):
+            self._reject(slot, "malformed", msg)
             return None
         return msg
 

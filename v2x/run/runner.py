@@ -431,6 +431,7 @@ async def run_variant(
             v2x=variant == "v2x",
             token=token,
             n_ticks=scenario.n_ticks,
+            tick_us=world.sim.tick_us,
             max_skip=clock.max_skip,
             security=signed.checks if signed is not None else None,
             signers=signed.signers if signed is not None else None,

@@ -14,9 +14,10 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
   another run (``malformed``), bigger than 4 MiB (``oversized``), retained (``retained``: the world never
   retains one), whose numbers no world sends (``malformed``: ``time_us`` not ``tick`` x ``tick_us``, a
   ``tick_us`` not START's, a GNSS reading's error or sigma not finite, a negative sigma, ... see
-  :func:`input_problem`), for a tick other than the next one (``bad_tick``: tick 0 first, then n + 1 after n; in
-  ``realtime`` a later one only once the world's clock can be there, ``REALTIME_EARLY_TICKS``; never past START's
-  ``n_ticks``, and ``final`` only there), a second, different TickInput for a tick it answered
+  ``v2x.wire.tick_input``, the built-in agents' check too), for a tick other than the next one (``bad_tick``: tick
+  0 first, then n + 1 after n; in ``realtime`` a later one only once the world's clock can be there,
+  ``REALTIME_EARLY_TICKS``; never past START's ``n_ticks``, and ``final`` only there: ``next_tick_problem``, the
+  rule of every host, with this skip), a second, different TickInput for a tick it answered
   (``conflicting_input``: answered with the answer given), a waiting input pushed out by newer ones
   (``overflow``: at most ``MAX_WAITING_INPUTS`` inputs or ``MAX_WAITING_BYTES`` wait), and a Control START it
   cannot use (``malformed``);
@@ -77,6 +78,7 @@ from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
 from v2x.wire.envelope import parse_envelope
 from v2x.wire.protocol import HELLO_EVERY_S, MAX_INPUT_BYTES, PROTOCOL_VERSION, WORLD_LOST
 from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, read_credentials
+from v2x.wire.tick_input import next_tick_problem, read_tick_input
 
 log = logging.getLogger("v2x.sdk")
 
@@ -93,40 +95,8 @@ REALTIME_EARLY_TICKS = 1.0
 # How long a lost broker is tried again before the stack gives up (``BrokerLost``): the world's own wait for a
 # silent actor in lockstep (``LockstepClock.give_up_after_s``), after which the run has failed anyway.
 RECONNECT_WITHIN_S = 60.0
-# A TickInput whose GNSS error is larger is refused (``malformed``: the world's are metres; ``input_problem``).
-MAX_GNSS_ERROR_M = 100_000.0
 
 _Input = tuple[float, bytes, testbed_pb2.TickInput]  # when it came (monotonic), its bytes, parsed
-
-
-def input_problem(ti: testbed_pb2.TickInput) -> str | None:
-    """What makes ``ti`` no TickInput a world sends, None if nothing: ``time_us`` is ``tick`` x ``tick_us`` (the
-    world's, from a tick of any length, within half a microsecond per tick); an available GNSS reading's errors
-    are finite and within ``MAX_GNSS_ERROR_M``, its sigmas finite and not negative; each ``rx_time_us`` is within
-    0 .. ``time_us``; the collisions', detections' and signal warps' numbers are finite; ``late_ticks`` are
-    earlier ticks. (Since session 18: a forged next tick with a negative sigma made ``Stack.bsm`` raise and the
-    stack exit, one with ``time_us`` 2^62 made it report a truth the world refused, for ever.)"""
-    if ti.tick_us <= 0 or abs(ti.time_us - ti.tick * ti.tick_us) > ti.tick // 2 + 1:
-        return f"time_us {ti.time_us} is not tick x tick_us ({ti.tick} x {ti.tick_us})"
-    g = ti.gnss
-    if g.available:
-        errors, sigmas = (g.east_error_m, g.north_error_m), (g.sigma_major_m, g.sigma_minor_m)
-        if not all(math.isfinite(e) and abs(e) <= MAX_GNSS_ERROR_M for e in errors):
-            return f"GNSS error {errors} (finite, at most {MAX_GNSS_ERROR_M:g} m)"
-        if not all(math.isfinite(s) and s >= 0 for s in sigmas):
-            return f"GNSS sigmas {sigmas} (finite, >= 0)"
-    if any(not 0 <= rx <= ti.time_us for rx in ti.rx_time_us):
-        return f"an rx_time_us outside 0..{ti.time_us}"
-    numbers = [n for c in ti.collisions for n in (c.t_s, c.relative_speed_mps)]
-    numbers += [n for w in ti.signal_warps for n in (w.at_s, w.hold_s, w.skip_to_s)]
-    for d in ti.detections:
-        numbers += (d.x_m, d.y_m, d.vx_mps, d.vy_mps, d.heading_deg, d.length_m, d.width_m, d.sigma_m)
-        numbers.append(d.speed_sigma_mps)
-    if not all(math.isfinite(n) for n in numbers):
-        return "a number that is not finite (collisions, detections, signal warps)"
-    if any(late >= ti.tick for late in ti.late_ticks):
-        return f"late_ticks {list(ti.late_ticks)[:5]} not before tick {ti.tick}"
-    return None
 
 
 class BrokerLost(aiomqtt.MqttError):
@@ -595,24 +565,20 @@ class Stack:
         only there (a forged TickInput(10^6, final) ended the stack, and the run stalled blaming it); and
         ``tick_us`` as START's (else ``malformed``)."""
         last = self._last[0] if self._last is not None else -1
-        limit = last + 1
+        skip = 0
         if self.resume and self._last is None:  # a restarted stack joins where the run is: its first tick, any
-            limit = max(ti.tick, 0)
-        elif self.realtime and ti.tick > limit:  # a skip: no earlier than the world's clock can have got there
-            limit = max(limit, math.floor((received_at - self._t0) / run.tick_s + REALTIME_EARLY_TICKS))
-        known_end = run.protocol_version >= 1  # a world older than v1 sends no n_ticks: trust ``final``
-        if known_end:
-            limit = min(limit, run.n_ticks)
-        if not last < ti.tick <= limit:
-            self._reject("bad_tick", f"TickInput({ti.tick}) after tick {last}")
+            skip = ti.tick - last - 1
+        elif self.realtime:  # a skip: no earlier than the world's clock can have got there
+            skip = math.floor((received_at - self._t0) / run.tick_s + REALTIME_EARLY_TICKS) - last - 1
+        n_ticks = run.n_ticks if run.protocol_version >= 1 else None  # an older world sends none: trust ``final``
+        wrong = next_tick_problem(ti.tick, ti.final, last=last, n_ticks=n_ticks, max_skip=skip)
+        if wrong is not None:
+            self._reject("bad_tick", f"TickInput: {wrong}")
             return False
         if ti.tick_us != run.control.tick_us:
             self._reject(
                 "malformed", f"TickInput({ti.tick}) of {ti.tick_us} us ticks, START says {run.control.tick_us}"
             )
-            return False
-        if known_end and ti.final != (ti.tick == run.n_ticks):
-            self._reject("bad_tick", f"TickInput({ti.tick}, final={ti.final}) in a run of ticks 0..{run.n_ticks}")
             return False
         return True
 
@@ -671,18 +637,9 @@ class Stack:
         return received_at, payload, ti
 
     def _parse_input(self, payload: bytes) -> testbed_pb2.TickInput | None:
-        ti = testbed_pb2.TickInput()
-        try:
-            ti.ParseFromString(payload)
-        except DecodeError:
-            self._reject("malformed", f"{len(payload)} bytes on the input topic that are no TickInput")
-            return None
-        if ti.run_id != self.run_id or len(ti.rx_time_us) != len(ti.envelopes):
-            self._reject("malformed", f"a TickInput of run {ti.run_id[:64]!r}")
-            return None
-        problem = input_problem(ti)
-        if problem is not None:
-            self._reject("malformed", f"TickInput({ti.tick}): {problem}")
+        ti = read_tick_input(payload, self.run_id)  # (the built-in agents' check too: one rule for every host)
+        if isinstance(ti, str):
+            self._reject("malformed", ti)
             return None
         return ti
 

@@ -47,6 +47,7 @@ from v2x.wire.envelope import parse_envelope, temporary_id
 from v2x.wire.protocol import MAX_ACK_BYTES, MAX_FLEET_ACK_BYTES, MAX_TX_BYTES, PROTOCOL_VERSIONS
 from v2x.wire.scan import bsm_envelope_unsigned
 from v2x.wire.security import EnvelopeSecurity, Freshness, Verified
+from v2x.wire.tick_input import mistyped_fields
 
 log = logging.getLogger("v2x.sim.inbound")
 
@@ -88,17 +89,6 @@ class InboundStats:
 
 
 _NO_SEQ = (0, -1)  # (highest accepted seq, its tick) of a sender not heard yet
-
-
-def mistyped_fields(msg: Message) -> list[int]:
-    """The field numbers ``msg`` knows that arrived with another wire type (kept as unknown fields by the
-    parser): the bytes are some other message (an Envelope published on an ack topic parses as an Ack
-    with its ``tx_time_us`` in place of the truth). Unknown field numbers (a newer peer's fields) are fine."""
-    unknown = UnknownFieldSet(msg)
-    if not len(unknown):  # the usual case, asked for every envelope (thousands per tick from fleets)
-        return []
-    known = msg.DESCRIPTOR.fields_by_number
-    return [unknown[k].field_number for k in range(len(unknown)) if unknown[k].field_number in known]
 
 
 def _finite(value: float, bound: float) -> bool:
