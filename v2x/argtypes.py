@@ -9,6 +9,8 @@ naming the option, never with a traceback from deep inside (a negative seed reac
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 
 # Every ``v2x`` command's exit status (``v2x --help``; ``v2x conformance``: 1 a check failed, 3 no stack joined).
 EXIT_OK = 0  # all expectations held (checks passed; the command did what it was asked)
@@ -16,6 +18,9 @@ EXIT_FAILED = 1  # an expectation (a check) failed
 EXIT_BAD_INPUT = 2  # bad input: nothing ran (argparse exits 2 too)
 EXIT_RUN_ERROR = 3  # a run error: broker unreachable, an agent failed or went silent, no stack joined
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a Unix tool's status is when its reader went away
+
+DAY_S = 86400.0  # the longest wait or timeout a command takes
+SCENARIO_MAX_S = 3600.0  # a scenario's longest duration_s (v2x.scenario.model)
 
 
 def _int(text: str) -> int:
@@ -55,3 +60,19 @@ def count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"N >= 1, got {value}")
     return value
+
+
+def seconds(most: float) -> Callable[[str], float]:
+    """A duration in seconds: a finite number > 0 and at most ``most`` (``--seconds 1e308`` ran a benchmark
+    for good; ``nan`` and ``inf`` passed the hand-written checks that took their place before)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"seconds, got {text!r}") from None
+        if not (math.isfinite(value) and 0 < value <= most):
+            raise argparse.ArgumentTypeError(f"seconds > 0 and at most {most:g}, got {text}")
+        return value
+
+    return parse

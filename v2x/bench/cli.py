@@ -67,7 +67,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "with the certificate cached and not, and sign, against decoding the same envelope, measured in the "
         "same run. Progress goes to stderr.",
     )
-    sign.add_argument("--seconds", type=float, default=None, help="timed seconds per operation (default 3, quick 0.3)")
+    sign.add_argument(
+        "--seconds", type=argtypes.seconds(600), default=None, help="timed seconds per operation (default 3, quick 0.3)"
+    )
     sign.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     sign.add_argument("--quick", action="store_true", help="short run (about 1.5 s)")
     sign.set_defaults(handler=_run_sign)
@@ -82,14 +84,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "Progress goes to stderr.",
     )
     stack.add_argument("--n", type=int, default=1000, help="equipped vehicles at once (default 1000, quick 20)")
-    stack.add_argument("--seconds", type=float, default=None, help="simulated seconds (default 10, quick 1)")
+    stack.add_argument(
+        "--seconds",
+        type=argtypes.seconds(argtypes.SCENARIO_MAX_S),
+        default=None,
+        help="simulated seconds (default 10, quick 1)",
+    )
     stack.add_argument("--broker", default="embedded", help="embedded, loopback or mqtt://host:port (default embedded)")
     stack.add_argument("--workers", type=argtypes.count, default=1, help="fleet agent processes (default 1)")
     stack.add_argument(
         "--baseline-n", type=int, default=None, help="individual agents in the baseline (default 50, quick 4; 0: none)"
     )
     stack.add_argument(
-        "--baseline-seconds", type=float, default=None, help="the baseline's simulated seconds (default 3, quick 1)"
+        "--baseline-seconds",
+        type=argtypes.seconds(argtypes.SCENARIO_MAX_S),
+        default=None,
+        help="the baseline's simulated seconds (default 3, quick 1)",
     )
     stack.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     stack.add_argument("--quick", action="store_true", help="tiny run: 20 vehicles, 1 s, a 4-agent baseline")
@@ -103,7 +113,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "tick plus how far behind schedule it went out). Progress goes to stderr.",
     )
     realtime.add_argument("--n", type=int, default=2000, help="equipped vehicles at once (default 2000, quick 20)")
-    realtime.add_argument("--seconds", type=float, default=None, help="seconds (default 60, quick 1)")
+    realtime.add_argument(
+        "--seconds", type=argtypes.seconds(argtypes.SCENARIO_MAX_S), default=None, help="seconds (default 60, quick 1)"
+    )
     realtime.add_argument(
         "--broker", default="embedded", help="embedded, loopback or mqtt://host:port (default embedded)"
     )

@@ -146,7 +146,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     run.add_argument(
         "--join-timeout",
-        type=float,
+        type=argtypes.seconds(argtypes.DAY_S),
         default=30.0,
         metavar="S",
         help="a scenario with outside stacks (external: true): how long each variant waits for them to join "
@@ -154,7 +154,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     run.add_argument(
         "--worker-timeout",
-        type=float,
+        type=argtypes.seconds(argtypes.DAY_S),
         default=120.0,
         metavar="S",
         help="--remote-workers: the run stops (exit 3, naming the missing fleets) when they have not all "
@@ -272,7 +272,7 @@ def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     wk.add_argument("--of", type=argtypes.count, required=True, metavar="N", help="the world's --workers N")
     wk.add_argument(
         "--wait",
-        type=float,
+        type=argtypes.seconds(argtypes.DAY_S),
         default=600.0,
         metavar="S",
         help="give up (exit 3) when no world sends the fleet its first input within S seconds, or when the "
@@ -298,8 +298,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
         problem = f"--fleet wants K in 0 ... {args.of - 1} (--of {args.of}), got {args.fleet}"
     elif not valid_run_id_prefix(args.run_id):
         problem = f"--run-id {args.run_id!r}: {RUN_ID_RULE}"
-    elif not args.wait > 0:
-        problem = f"--wait wants seconds > 0, got {args.wait}"
     if problem is not None:
         print(f"v2x worker: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -416,12 +414,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "for each run, and a worker started on its own has no way to get them",
             file=sys.stderr,
         )
-        return EXIT_BAD_INPUT
-    if not args.join_timeout > 0:
-        print(f"v2x run: --join-timeout wants seconds > 0, got {args.join_timeout}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if not args.worker_timeout > 0:
-        print(f"v2x run: --worker-timeout wants seconds > 0, got {args.worker_timeout}", file=sys.stderr)
         return EXIT_BAD_INPUT
     names = [str(p) for p in catalogue()] if args.all else []
     names += args.scenarios

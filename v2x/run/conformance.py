@@ -117,7 +117,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--seed", type=argtypes.seed, default=0, help="random seed (default 0)")
     p.add_argument(
-        "--join-timeout", type=float, default=30.0, metavar="S", help="wait this long for the stack (default 30)"
+        "--join-timeout",
+        type=argtypes.seconds(argtypes.DAY_S),
+        default=30.0,
+        metavar="S",
+        help="wait this long for the stack (default 30)",
     )
     p.add_argument(
         "--secure-dir",

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from v2x.apps.registry import app_names
+from v2x.argtypes import SCENARIO_MAX_S
 
 ActorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 # Numbers in a scenario file are finite (the models set allow_inf_nan=False: NaN, inf and 1e400 are refused)
@@ -770,7 +771,7 @@ class Scenario(Strict):
     description: str = ""
     origin: Origin
     epoch: datetime = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
-    duration_s: Real = Field(gt=0, le=3600)
+    duration_s: Real = Field(gt=0, le=SCENARIO_MAX_S)
     tick_s: Real = Field(default=0.1, ge=0.01, le=1.0)
     network: NetworkSpec = NetworkSpec()
     positioning: str = "rtk-fixed"
