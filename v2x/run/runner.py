@@ -557,6 +557,7 @@ async def run_variant(
         raise
     finally:
         quiet.close()
+        world.close()
         world_tp.stop()
         for agents_tp, _ in groups:
             agents_tp.stop()
