@@ -23,7 +23,7 @@ from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.thresholds import resolve
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
-from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for, parse_broker_url
+from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for, parse_broker_url, redacted_url
 from v2x.net.clock import make_clock
 from v2x.net.fleet import FleetHost
 from v2x.net.host import AgentHost
@@ -224,7 +224,12 @@ def public_broker(spec: str) -> str:
     """``spec`` as result.json and logs may show it: an MQTT URL without its user name and password."""
     if "@" not in spec:
         return spec
-    parts = urlsplit(spec)
+    try:
+        parts = urlsplit(spec)
+    except ValueError:
+        return redacted_url(spec)
+    if "@" not in parts.netloc:  # (a '/' in the password: not a URL parse_broker_url takes)
+        return redacted_url(spec)
     host = parts.hostname or ""
     host = f"[{host}]" if ":" in host else host
     try:
