@@ -130,6 +130,7 @@ class World:
         self._reasserted_at: float | None = None  # when the world last published its Control again
         self._reassert: asyncio.Task[None] | None = None  # that publication, while pending
         self._found_changed = asyncio.Event()
+        self._closed = False  # (close(): no re-assertion is scheduled any more)
         self._claimed = False
         transport.route(topics.all_of(run_id, "fleet-ack"), self._on_fleet_ack)
         transport.route(topics.control(run_id), self._on_control)
@@ -221,7 +222,7 @@ class World:
         # attack review): say ours again over it too.
         # At most once every REASSERT_EVERY_S: one that comes sooner is answered at the end of that second
         # (a copy dropped unanswered in the second after a re-assertion stayed retained: an attack review).
-        if self._reassert is not None:  # pending: it publishes after this one came
+        if self._reassert is not None or self._closed:  # pending: it publishes after this one came
             return
         last = self._reasserted_at
         delay = 0.0 if last is None else max(0.0, last + REASSERT_EVERY_S - time.monotonic())
@@ -243,6 +244,7 @@ class World:
 
     def close(self) -> None:
         """Drop a pending re-assertion of the Control (the run is over and its transport about to stop)."""
+        self._closed = True
         if self._reassert is not None:
             self._reassert.cancel()
 
