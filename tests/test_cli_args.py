@@ -113,3 +113,44 @@ def test_progress_lines_only_for_runs_that_take_a_while(
     lines = capsys.readouterr().err.splitlines()
     assert 5 <= len(lines) <= 8 and all(line.startswith("fcw [baseline] t=") for line in lines), lines
     assert "100.0%" in lines[-1]
+
+
+BAD_URLS = [
+    ("mqtt://[::1", "broker URL 'mqtt://[::1' is not a valid URL"),
+    ("mqtt://ci:S3cretPassw0rd@127.0.0.1:1883x", "URL 'mqtt://ci:***@127.0.0.1:1883x': the port is not a number"),
+    ("mqtt://ci:S3cret/Passw0rd@127.0.0.1:1883", "broker URL 'mqtt://ci:***@127.0.0.1:1883': a '/', '?', '#', '@'"),
+]
+COMMANDS = [
+    ["run", "fcw"],
+    ["check", "fcw"],
+    ["conformance", "--actor", "follower"],
+    ["worker", "arterial", "--run-id", "x", "--fleet", "0", "--of", "1"],
+]
+
+
+@pytest.mark.parametrize(("url", "said"), BAD_URLS, ids=["ipv6-bracket", "port", "slash-in-password"])
+@pytest.mark.parametrize("command", COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_a_bad_broker_url_exits_2_without_its_password(
+    command: list[str],
+    url: str,
+    said: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Attack review 3's #8: an unclosed IPv6 bracket gave a traceback (exit 1), and a mistyped port (or a '/' in
+    the password, which ends the host part early) printed the whole URL, password included, on stderr."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--broker", url]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+    assert "S3cret" not in err and "Passw0rd" not in err
+
+
+def test_a_percent_encoded_password_is_decoded() -> None:
+    from v2x.net.broker import parse_broker_url, redacted_url
+
+    address = parse_broker_url("mqtt://ci:S3cret%2FPassw0rd@127.0.0.1:1883")
+    assert (address.username, address.password, address.port) == ("ci", "S3cret/Passw0rd", 1883)
+    assert redacted_url("mqtt://ci:a@b/c@host:1") == "mqtt://ci:***@host:1"
+    assert redacted_url("mqtt://host:1883x") == "mqtt://host:1883x"

@@ -165,6 +165,7 @@ async def test_lockstep_run_survives_a_broker_restart_with_the_same_outcome(mosq
     assert restarted.events == reference.events
     assert restarted.metrics["latency_ms"] == reference.metrics["latency_ms"]
     assert restarted.metrics["messages"] == reference.metrics["messages"]
+    assert reference.reconnects == 0 and restarted.reconnects >= 2  # (the world's and the agents' connections)
 
 
 def test_cli_runs_the_catalogue_and_writes_results_and_junit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -315,6 +316,19 @@ def test_cli_goes_on_after_a_run_error_and_exits_3(tmp_path: Path, monkeypatch: 
     errors = root.findall(".//error")
     assert len(errors) == 1 and "neighbour" in (errors[0].get("message") or "")
     assert {s.get("name") for s in root.findall("testsuite")} == {"fcw", "rlvw (seed 0)"}
+
+
+def test_a_run_that_reconnected_gets_no_note_blaming_nagle() -> None:
+    """Attack review 3: after a broker restart a lockstep run's note blamed Nagle's algorithm on a broker that has
+    set_tcp_nodelay: the wait was the outage. A run that reconnected (``run.reconnects``) gets no note."""
+    from v2x.run.runner import idle_note
+
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    result: dict[str, Any] = {"metrics": {"v2x": {"sim_seconds": 14.0}}, "run": {}}
+    url = "mqtt://127.0.0.1:1883"
+    assert idle_note(sc, result, url, idle_s=5.0, cpu_s=1.0) is not None  # 36 ms a tick idle
+    result["run"]["reconnects"] = 2
+    assert idle_note(sc, result, url, idle_s=5.0, cpu_s=1.0) is None
 
 
 def test_a_broker_with_nagles_algorithm_on_is_named_in_a_note(

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import aiomqtt
 import pytest
 
+from tests._mosquitto import Mosquitto
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress
 from v2x.net.host import AgentHost
@@ -387,3 +388,45 @@ async def test_a_copy_of_the_worlds_last_will_does_not_free_its_run_id(embedded:
     with pytest.raises(RunError, match="run id hard-will is in use"):
         await run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id)
     assert (await asyncio.wait_for(first, 60)).events == (await _clean(embedded)).events
+
+
+async def _retained(broker: BrokerAddress, run_id: str) -> bytes:
+    async with aiomqtt.Client(broker.host, broker.port, identifier=f"reader-{run_id}") as client:
+        await client.subscribe(topics.control(run_id))
+        async with asyncio.timeout(5):
+            async for message in client.messages:
+                return bytes(message.payload)
+    raise AssertionError("unreachable")
+
+
+async def test_copies_of_the_will_in_a_row_do_not_free_the_run_id(mosquitto: Mosquitto) -> None:
+    """Attack review 3's #1: two copies of the Last Will 0.2 s apart. The world said its START again over the
+    first, and dropped the second (at most once a second): it stayed retained and a second `v2x run` took the
+    live run's id. Now one that comes sooner is answered at the end of that second, and a second world that
+    finds a "world lost" waits that long for its START. On Mosquitto, in real time (the run lasts 14 s)."""
+    broker = mosquitto.address
+    run_id = "hard-will-twice"
+    first = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=broker, run_id=run_id, mode="realtime"))
+    async with _intruder(broker, run_id) as client:
+        async with asyncio.timeout(30):
+            async for message in client.messages:
+                if _is_start(str(message.topic), bytes(message.payload)):
+                    start = bytes(message.payload)
+                    break
+        topic, will, _ = last_will(FCW, run_id, testbed_pb2.Control.FromString(start).token)
+        await client.publish(topic, will, qos=1, retain=True)
+        await asyncio.sleep(0.2)
+        await client.publish(topic, will, qos=1, retain=True)
+        # a second world at once, while the second copy is retained
+        with pytest.raises(RunError, match=f"run id {run_id} is in use"):
+            await run_variant(FCW, "v2x", seed=3, broker=broker, run_id=run_id)
+        assert await _retained(broker, run_id) == start
+        for _ in range(10):  # a burst
+            await client.publish(topic, will, qos=1, retain=True)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)
+        assert await _retained(broker, run_id) == start
+    with pytest.raises(RunError, match=f"run id {run_id} is in use"):
+        await run_variant(FCW, "v2x", seed=3, broker=broker, run_id=run_id)
+    report = await asyncio.wait_for(first, 60)
+    assert any(e["type"] == "warning" for e in report.events)

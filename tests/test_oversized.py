@@ -104,3 +104,89 @@ async def test_connections_speak_mqtt5_to_mosquitto_and_fall_back_at_once_on_the
     tp, took = await _connect(replace(embedded, mqtt5=True))
     assert not tp.spoke_mqtt5 and not tp.mqtt5
     assert took < 2.0
+
+
+async def _relay(broker_port: int, *, hold_first_s: float = 0.0, close_mqtt5: bool = False) -> asyncio.Server:
+    """A TCP relay in front of a broker: ``hold_first_s``: the first connection's bytes (its CONNECT) wait that
+    long before they go on (a broker slow to answer once: paused, flooded); ``close_mqtt5``: a connection whose
+    CONNECT is MQTT 5 is closed at once, unanswered, as RabbitMQ 3.10 does. Nothing else is altered."""
+    connections = [0]
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        connections[0] += 1
+        if connections[0] == 1 and hold_first_s:
+            await asyncio.sleep(hold_first_s)
+        first = await cr.read(65536)
+        at = first.find(b"\x00\x04MQTT")
+        if close_mqtt5 and at >= 0 and first[at + 6 : at + 7] == b"\x05":
+            cw.close()
+            return
+        br, bw = await asyncio.open_connection("127.0.0.1", broker_port)
+        bw.write(first)
+        await asyncio.gather(pipe(cr, bw), pipe(br, cw))
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def _delivered(
+    address: BrokerAddress, relay: asyncio.Server, publisher: BrokerAddress
+) -> tuple[bool, float, list[int]]:
+    """Connect an MqttTransport through ``relay`` (routing an ack topic); then publish 30 MB and 5 bytes on that
+    topic from ``publisher``: whether the transport spoke MQTT 5, how long it took to connect, and the sizes of
+    what reached it."""
+    port = relay.sockets[0].getsockname()[1]
+    run_id = f"slow-{uuid.uuid4().hex[:8]}"
+    tp = MqttTransport(replace(address, port=port), f"probe-{run_id}")
+    got: list[int] = []
+    small = asyncio.Event()
+
+    def on_ack(topic: str, payload: bytes) -> None:
+        got.append(len(payload))
+        if len(payload) == 5:
+            small.set()
+
+    tp.route(topics.ack(run_id, "follower"), on_ack)
+    ready = asyncio.Event()
+    start = time.monotonic()
+    task = asyncio.create_task(tp.run(ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        took = time.monotonic() - start
+        async with aiomqtt.Client(publisher.host, publisher.port, identifier=f"big-{run_id}") as client:
+            await client.publish(topics.ack(run_id, "follower"), bytes(30 * 1024 * 1024), qos=1, timeout=20)
+            await client.publish(topics.ack(run_id, "follower"), b"small", qos=1)
+        await asyncio.wait_for(small.wait(), 20)
+        return tp.spoke_mqtt5, took, got
+    finally:
+        tp.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await task
+        relay.close()
+
+
+async def test_a_broker_slow_to_answer_once_still_gets_mqtt5(mosquitto: Mosquitto) -> None:
+    """Attack review 3's #7: Mosquitto paused for 7 s while a run connected; the MQTT 5 attempt timed out, was
+    taken for a broker that does not speak MQTT 5, and the whole process went on with 3.1.1, without a Maximum
+    Packet Size (a 30 MB publish on an ack topic then reached the world). A timeout is no refusal: the connection
+    tries MQTT 5 again, and the broker drops the 30 MB message for it."""
+    relay = await _relay(mosquitto.port, hold_first_s=6.0)  # longer than a CONNECT's 5 s timeout
+    spoke_mqtt5, took, got = await _delivered(mosquitto.address, relay, mosquitto.address)
+    assert spoke_mqtt5 and got == [5] and took > 5
+
+
+async def test_a_broker_that_closes_an_mqtt5_connect_gets_mqtt311_at_once(mosquitto: Mosquitto) -> None:
+    """A broker that closes the connection right after an MQTT 5 CONNECT (RabbitMQ 3.10; tests/test_broker_cluster.py
+    has the real one) is taken for one without MQTT 5 after the second such close, without waiting for a timeout
+    (aiomqtt waited 5 s for a CONNACK on a closed connection); then only the broker's own limit bounds messages."""
+    relay = await _relay(mosquitto.port, close_mqtt5=True)
+    spoke_mqtt5, took, got = await _delivered(mosquitto.address, relay, mosquitto.address)
+    assert not spoke_mqtt5 and got == [30 * 1024 * 1024, 5]
+    assert took < 2.0

@@ -24,6 +24,7 @@ from v2x.sim.inbound import Inbound
 from v2x.wire import day1_pb2, frame_pb2, security_pb2, testbed_pb2
 from v2x.wire.envelope import temporary_id
 from v2x.wire.security import (
+    _N,
     MAX_AGE_S,
     Authority,
     EnvelopeSecurity,
@@ -181,6 +182,35 @@ def test_freshness_rejects_stale_future_and_replayed_messages(ca: Authority, lea
     assert Freshness().check(got, T0 + 4_000_000) == "expired"  # generated 1 s in the receiver's future
     # a message seen long ago is forgotten, and then too old anyway
     assert fresh.check(got, T0 + 60_000_000) == "expired" and not fresh.seen
+
+
+def test_a_copy_with_the_signatures_other_s_is_a_replay(ca: Authority, lead: Signer) -> None:
+    """Attack review 3's #9: (r, n - s) verifies wherever (r, s) does, and the replay memory was keyed by the
+    signature's bytes, so such a copy was a new message (in the world's inbox: a conflicting_tx against the
+    honest sender). Now both are one signature to the memory, at the world and at every receiver."""
+    env = _signed(lead, t_s=5.0)
+    twin = testbed_pb2.Envelope()
+    twin.CopyFrom(env)
+    sig = env.security.signature
+    twin.security.signature = sig[:32] + (_N - int.from_bytes(sig[32:], "big")).to_bytes(32, "big")
+    assert twin.SerializeToString() != env.SerializeToString()
+    verifier = Verifier(ca.root)
+    first, copy = verifier.check(env, "bsm"), verifier.check(twin, "bsm")
+    assert isinstance(first, Verified) and isinstance(copy, Verified)  # both verify
+    fresh = Freshness()
+    assert fresh.check(first, T0 + 5_050_000) == ""
+    assert fresh.check(copy, T0 + 5_060_000) == "replayed"
+    inbound = Inbound(
+        ["lead", "follower"],
+        slot_of={"lead": 0, "follower": 1},
+        unequipped=set(),
+        tick_s=0.1,
+        security=EnvelopeSecurity.of(ca.root, EPOCH),
+    )
+    inbound.open(50)
+    for e in (env, twin):
+        inbound.receive("tx", "lead", e.SerializeToString())
+    assert inbound.stats.rejected == {"replayed": 1} and not inbound.stats.conflicts
 
 
 def test_credentials_files_are_written_for_external_actors_only(tmp_path: Path) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from v2x.net.topics import Grants
 
@@ -52,19 +53,47 @@ class BrokerAddress:
         return replace(self, username=username, password=password)
 
 
+# The password of a URL's user info: from the ':' after the user name to the last '@' (greedy, so that a password
+# with an unencoded '/', '@' or '#' in it is hidden whole).
+_PASSWORD = re.compile(r"^(?P<head>[^:/?#]*://[^:@]*:).*@", re.DOTALL)
+
+
+def redacted_url(url: str) -> str:
+    """``url`` as messages may show it: its password, if any, replaced by ``***`` (``mqtt://ci:***@host``).
+    Works on text that is no valid URL too (a password with a '/' in it), hiding more rather than less."""
+    return _PASSWORD.sub(r"\g<head>***@", url, count=1)
+
+
 def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://[user:pass@]host[:port]`` (port 1883 by default) or ``mqtts://...`` (TLS, port 8883)."""
-    parts = urlsplit(url)
+    """``mqtt://[user:pass@]host[:port]`` (port 1883 by default) or ``mqtts://...`` (TLS, port 8883); a '/',
+    '?', '#', '@' or '%' in the user name or password is percent-encoded (``%2F`` for '/'). Anything else
+    raises ``BrokerURLError``, whose message never shows the password."""
+    shown = redacted_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # (an unclosed '[': the message of urllib's ValueError is no help, and had a traceback)
+        raise BrokerURLError(
+            f"broker URL {shown!r} is not a valid URL (an IPv6 address goes in brackets: mqtt://[::1]:1883)"
+        ) from None
     if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
-        raise BrokerURLError(f"broker URL {url!r}: expected 'embedded', mqtt://host:port or mqtts://host:port")
+        raise BrokerURLError(f"broker URL {shown!r}: expected 'embedded', mqtt://host:port or mqtts://host:port")
+    if "@" in url.partition("://")[2] and "@" not in parts.netloc:
+        # a '/', '?' or '#' in the password ended the host part early: what urllib takes for the host and port
+        # is then the user name and a part of the password
+        raise BrokerURLError(
+            f"broker URL {shown!r}: a '/', '?', '#', '@' or '%' in the user name or password must be "
+            "percent-encoded (%2F for '/', %3F '?', %23 '#', %40 '@', %25 '%')"
+        )
     if not parts.hostname:
-        raise BrokerURLError(f"broker URL {url!r}: no host")
+        raise BrokerURLError(f"broker URL {shown!r}: no host")
     tls = parts.scheme in ("mqtts", "ssl")
     try:
         port = parts.port or (8883 if tls else 1883)
-    except ValueError as exc:
-        raise BrokerURLError(f"broker URL {url!r}: {exc}") from exc
-    return BrokerAddress(parts.hostname, port, parts.username, parts.password, tls=tls)
+    except ValueError:  # (urllib's message quotes the port, which may be a part of the password)
+        raise BrokerURLError(f"broker URL {shown!r}: the port is not a number from 1 to 65535") from None
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return BrokerAddress(parts.hostname, port, user, password, tls=tls)
 
 
 def tls_context(broker: BrokerAddress) -> ssl.SSLContext | None:

@@ -41,8 +41,13 @@ __all__ = ["Observer", "World", "WorldReport"]
 
 log = logging.getLogger("v2x.net.world")
 
-REASSERT_EVERY_S = 1.0  # at most this often, and
-REASSERT_MAX = 20  # this many times a run, the world publishes its Control again over a forged one
+# The world publishes its Control again over a forged one (or a copy of its Last Will) at most this often, for
+# the whole run: one that comes sooner is answered when that second is over (one publication pending at most),
+# so that the last forged Control is never left standing, and a forger cannot make the world publish faster.
+REASSERT_EVERY_S = 1.0
+# A second world that finds a STOP "world lost" waits this long for the START of that token (its world still
+# alive, saying its START again over a copy of its will) before it takes the run id as free.
+CLAIM_SETTLE_S = REASSERT_EVERY_S + 1.0
 FINAL_STOP_WAIT_S = 10.0  # the final STOP is published (and tried again) this long at most before the result
 # A STOP (the final one, an early one, the Last Will) stays retained this long on an MQTT 5 broker (its Message
 # Expiry Interval), not for good: a shared CI broker kept one per run ever made. Late joiners of a run that
@@ -122,7 +127,10 @@ class World:
         self._found: testbed_pb2.Control | None = None  # a retained Control of another world, before claim()
         self._probe_topic = topics.probe(run_id, self.token[:12])
         self._probed = asyncio.Event()
-        self._reasserted: list[float] = []
+        self._reasserted_at: float | None = None  # when the world last published its Control again
+        self._reassert: asyncio.Task[None] | None = None  # that publication, while pending
+        self._found_changed = asyncio.Event()
+        self._closed = False  # (close(): no re-assertion is scheduled any more)
         self._claimed = False
         transport.route(topics.all_of(run_id, "fleet-ack"), self._on_fleet_ack)
         transport.route(topics.control(run_id), self._on_control)
@@ -155,6 +163,10 @@ class World:
                 probe_timeout_s,
             )
         found = self._found
+        if found is not None and found.command == testbed_pb2.Control.COMMAND_STOP and found.reason == WORLD_LOST:
+            # A world that died, or a copy of a live world's will that its world is about to answer with its
+            # START (within REASSERT_EVERY_S; an attack review): wait for that START a little.
+            found = await self._settled(found)
         if found is not None and found.command == testbed_pb2.Control.COMMAND_START:
             raise RunIdInUse(
                 f"run id {self.run_id} is in use: the broker holds a START of that run (scenario "
@@ -166,6 +178,21 @@ class World:
         await self.transport.publish(topics.control(self.run_id), b"", qos=1, retain=True)
         self._claimed = True
 
+    async def _settled(self, found: testbed_pb2.Control) -> testbed_pb2.Control:
+        """The retained Control of another world once a STOP "world lost" (``found``) has had ``CLAIM_SETTLE_S``
+        to be answered by a START of its token; returns at once on that START."""
+        deadline = time.monotonic() + CLAIM_SETTLE_S
+        while (left := deadline - time.monotonic()) > 0:
+            self._found_changed.clear()
+            current = self._found if self._found is not None else found
+            if current.command == testbed_pb2.Control.COMMAND_START:
+                return current
+            try:
+                await asyncio.wait_for(self._found_changed.wait(), left)
+            except TimeoutError:
+                break
+        return self._found if self._found is not None else found
+
     def _on_control(self, topic: str, payload: bytes) -> None:
         if self._announced is None:  # before START: what an earlier world left (claim() reads it)
             ctrl = testbed_pb2.Control()
@@ -175,6 +202,7 @@ class World:
                 return
             if payload and ctrl.token != self.token:
                 self._found = ctrl
+                self._found_changed.set()
             return
         if payload == self._announced:
             return
@@ -192,17 +220,33 @@ class World:
         # it, and the reconnected world says its START again anyway. But anyone who read the token in the
         # START can publish a copy, which left standing made the run id look free to a second world (an
         # attack review): say ours again over it too.
-        now = time.monotonic()
-        if len(self._reasserted) < REASSERT_MAX and (
-            not self._reasserted or now - self._reasserted[-1] >= REASSERT_EVERY_S
-        ):
-            self._reasserted.append(now)
-            task = asyncio.get_running_loop().create_task(self._republish())
-            task.add_done_callback(self._republished)
+        # At most once every REASSERT_EVERY_S: one that comes sooner is answered at the end of that second
+        # (a copy dropped unanswered in the second after a re-assertion stayed retained: an attack review).
+        if self._reassert is not None or self._closed:  # pending: it publishes after this one came
+            return
+        last = self._reasserted_at
+        delay = 0.0 if last is None else max(0.0, last + REASSERT_EVERY_S - time.monotonic())
+        self._reassert = asyncio.get_running_loop().create_task(self._reassert_after(delay))
+        self._reassert.add_done_callback(self._republished)
+
+    async def _reassert_after(self, delay_s: float) -> None:
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+        self._reassert = None  # a forged Control that comes from here on is answered after this publication
+        self._reasserted_at = time.monotonic()
+        await self._republish()
 
     def _republished(self, task: asyncio.Task[None]) -> None:
+        if self._reassert is task:  # (cancelled while waiting)
+            self._reassert = None
         if not task.cancelled() and task.exception() is not None:  # (the broker gone: the next connection says it)
             log.warning("world %s: could not publish its Control again: %s", self.run_id, task.exception())
+
+    def close(self) -> None:
+        """Drop a pending re-assertion of the Control (the run is over and its transport about to stop)."""
+        self._closed = True
+        if self._reassert is not None:
+            self._reassert.cancel()
 
     async def _republish(self) -> None:
         if self._announced is not None:

@@ -23,7 +23,7 @@ from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.thresholds import resolve
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
-from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for, parse_broker_url
+from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for, parse_broker_url, redacted_url
 from v2x.net.clock import make_clock
 from v2x.net.fleet import FleetHost
 from v2x.net.host import AgentHost
@@ -224,7 +224,12 @@ def public_broker(spec: str) -> str:
     """``spec`` as result.json and logs may show it: an MQTT URL without its user name and password."""
     if "@" not in spec:
         return spec
-    parts = urlsplit(spec)
+    try:
+        parts = urlsplit(spec)
+    except ValueError:
+        return redacted_url(spec)
+    if "@" not in parts.netloc:  # (a '/' in the password: not a URL parse_broker_url takes)
+        return redacted_url(spec)
     host = parts.hostname or ""
     host = f"[{host}]" if ":" in host else host
     try:
@@ -254,9 +259,11 @@ def idle_note(
     broker with Nagle's algorithm on answers each lockstep round trip about 40 ms late (the delayed ACK it
     waits for), which makes a run 5-20 times slower. (A process that waited for a busy machine's CPU
     instead waits about as long as it computes.) None as well when the idle time need not be the broker's: a
-    real-time run, an in-process bus, outside stacks or fleet worker processes to wait for."""
+    real-time run, an in-process bus, outside stacks or fleet worker processes to wait for, or a run that
+    reconnected (``run.reconnects``: the wait was the broker's outage, not Nagle's; an attack review)."""
     alone = (
         mode == "lockstep"
+        and not result.get("run", {}).get("reconnects")
         and broker not in ("embedded", "loopback")
         and not any(a.external for a in scenario.actors)
         and not remote_workers
@@ -544,6 +551,8 @@ async def run_variant(
         try:
             report = world_task.result()
             announced = True
+            transports = [world_tp, *(tp for tp, _ in groups), *(f.transport for f in fleets)]
+            report.reconnects = sum(max(0, getattr(tp, "connections", 1) - 1) for tp in transports)
             return report
         except (RuntimeError, TimeoutError) as exc:
             announced = True
@@ -557,6 +566,7 @@ async def run_variant(
         raise
     finally:
         quiet.close()
+        world.close()
         world_tp.stop()
         for agents_tp, _ in groups:
             agents_tp.stop()
@@ -654,6 +664,7 @@ async def run_scenario(
         for v in scenario.variants
     }
     tracks: dict[str, Tracks] = {}
+    reconnects = 0
     with contextlib.ExitStack() as stack:
         secure = stack.enter_context(secure_run(scenario, security, broker, run_id, run_ids)) if security else None
         async with bus_for(broker, secure.embedded if secure else None) as address:
@@ -682,6 +693,7 @@ async def run_scenario(
                 )
                 events.extend(report.events)
                 metrics[variant] = report.metrics
+                reconnects += report.reconnects
     run_info = {
         "broker": public_broker(broker),
         "mode": mode,
@@ -690,6 +702,8 @@ async def run_scenario(
     }
     if signing is not None:  # only then, so that the result of a run without signatures stays as it was
         run_info["signed"] = "ecdsa-p256"
+    if reconnects:  # only then, likewise
+        run_info["reconnects"] = reconnects
     if (workers > 1 or remote_workers) and any(fleet_ids_for(scenario, v, workers) for v in scenario.variants):
         run_info["fleet_workers"] = {"processes": workers, "remote": remote_workers}  # only then, likewise
     paths = {variant: t.points for variant, t in tracks.items()}

@@ -243,6 +243,7 @@ class Stack:
         broker drops a bigger message instead of sending it to be read whole here; MQTT 3.1.1, without that
         limit, with a broker that does not speak MQTT 5 (``v2x.net.transport.not_mqtt5``)."""
         most = limits.packet_limit((topics.tick_input(self.run_id, self.actor_id), topics.control(self.run_id)))
+        closes = 0  # MQTT 5 CONNECTs in a row the broker closed without a CONNACK
         while True:
             v5 = transport.speaks_mqtt5(self.broker)
             client = transport.mqtt_client(self.broker, self._client_id, mqtt5=v5, max_packet_bytes=most)
@@ -252,9 +253,13 @@ class Stack:
                 break
             except aiomqtt.MqttError as exc:
                 # (a broker that took MQTT 5 before and is restarting is not one that does not speak it)
-                if not (v5 and not self._spoke_mqtt5 and transport.not_mqtt5(exc)):
+                if not v5 or self._spoke_mqtt5:
                     raise
-                transport.fall_back_to_mqtt311(self.broker, self._client_id, exc)
+                closes = closes + 1 if isinstance(exc, transport.ClosedBeforeConnack) else 0
+                if transport.not_mqtt5(exc, closes):
+                    transport.fall_back_to_mqtt311(self.broker, self._client_id, exc)
+                elif closes != 1:  # (closed once: once more, a broker that does not speak MQTT 5 closes it again)
+                    raise
         try:
             await client.subscribe(topics.tick_input(self.run_id, self.actor_id), qos=0)
             await client.subscribe(topics.control(self.run_id), qos=1)

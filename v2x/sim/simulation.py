@@ -76,10 +76,12 @@ Event = dict[str, Any]
 
 @dataclass
 class WorldReport:
-    """What a finished run leaves behind: the outcome (events) and the metrics."""
+    """What a finished run leaves behind: the outcome (events) and the metrics; ``reconnects``: how many times
+    the run's connections to the broker were made again (a broker restart; set by ``v2x.run.runner``)."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    reconnects: int = 0
 
 
 def warning_event(variant: str, target: str, other: str, adv: testbed_pb2.Advisory) -> Event:

@@ -86,6 +86,14 @@ def _verify(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> bo
     return True
 
 
+def replay_key(signature: bytes) -> bytes:
+    """What a receiver remembers a verified signature (r || s) by: r || min(s, n - s). ECDSA signatures are
+    malleable: (r, n - s) verifies wherever (r, s) does, so a copy with s negated was a new message to a memory
+    keyed by the signature's bytes (attack review 3). Other signatures of the same octets need the key."""
+    s = int.from_bytes(signature[32:], "big")
+    return signature[:32] + min(s, _N - s).to_bytes(32, "big")
+
+
 def private_scalar(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_numbers().private_value.to_bytes(32, "big")
 
@@ -353,7 +361,7 @@ class Verifier:
             return "no_permission"
         if not _verify(cert.key, sec.signature, to_be_signed(env, gen, cert.digest)):
             return "bad_signature"
-        return Verified(cert.digest, gen, sec.signature)
+        return Verified(cert.digest, gen, replay_key(sec.signature))
 
 
 @dataclass
