@@ -144,6 +144,23 @@ def test_bytes_that_are_not_utf8_are_named(tmp_path: Path) -> None:
     assert where.startswith("line ") and "UTF-8 text; byte 0xff" in what
 
 
+@pytest.mark.parametrize(
+    ("raw", "where", "code"),
+    [
+        (FCW.encode() + b"# note\x01\n", f"line {FCW.count(chr(10)) + 1}, column 7", "U+0001"),
+        (b"id: x\x00", "line 1, column 6", "U+0000"),
+        (b"id: x\n\x1b[31m: red\n", "line 2, column 1", "U+001B"),
+        ("id: x\nname: \ufffe\n".encode(), "line 2, column 7", "U+FFFE"),
+    ],
+    ids=["0x01 in a comment", "NUL", "escape", "U+FFFE"],
+)
+def test_a_control_character_is_named_with_its_line(raw: bytes, where: str, code: str, tmp_path: Path) -> None:
+    """PyYAML refuses these as it is handed the text, which the loader did outside its try: a traceback,
+    exit 1 (attack review 3: one \\x01 in a comment, or the NUL of a truncated file)."""
+    [(at, what)] = _problems_of(raw, tmp_path)
+    assert at == where and what.startswith("expected YAML text") and what.endswith(f"got {code}")
+
+
 def test_an_oversized_file_is_refused_unread(tmp_path: Path) -> None:
     raw = FCW.encode() + b"# " + b"x" * MAX_FILE_BYTES + b"\n"
     assert _problems_of(raw, tmp_path) == [("", "a scenario file of at most 4 MiB")]
@@ -174,7 +191,9 @@ def test_the_cli_exits_2_before_running(tmp_path: Path, capsys: pytest.CaptureFi
 def test_the_worst_files_exit_2_in_a_process_of_their_own(tmp_path: Path) -> None:
     """As a user runs it: a separate process, so that a segfault or a hang would show as such."""
     files = []
-    for name, text in (("far.yaml", CASES[0][1]), ("rsu.yaml", CASES[1][1]), ("deep.yaml", "a: " + "[" * 50_000)):
+    worst = [("far.yaml", CASES[0][1]), ("rsu.yaml", CASES[1][1]), ("deep.yaml", "a: " + "[" * 50_000)]
+    worst += [("nul.yaml", "id: x\x00")]
+    for name, text in worst:
         path = tmp_path / name
         path.write_text(text)
         files.append(str(path))

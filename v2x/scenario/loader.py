@@ -229,6 +229,20 @@ def _expanded_size(node: yaml.Node) -> int:
     return sizes[id(node)]
 
 
+def _unprintable(text: str, exc: yaml.reader.ReaderError) -> tuple[str, str]:
+    """The problem for a character YAML does not allow (a control character other than tab and line breaks,
+    a NUL, a lone surrogate, U+FFFE or U+FFFF), at its line and column in ``text``."""
+    position = min(max(int(exc.position), 0), len(text))
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+    return (
+        f"line {line}, column {column}",
+        f"expected YAML text, which has no control characters but tab and line breaks (no NUL, no U+FFFE or"
+        f" U+FFFF); got U+{char:04X}",
+    )
+
+
 def _read_yaml(path: Path) -> Any:
     """The file's YAML document, or ScenarioError: unreadable, too large, not UTF-8, not YAML, or over the
     limits above."""
@@ -247,7 +261,12 @@ def _read_yaml(path: Path) -> Any:
         raise ScenarioError(
             path, [(f"line {line}", f"expected UTF-8 text; byte 0x{bad} at offset {exc.start} is not valid UTF-8")]
         ) from None
-    loader = _LimitedLoader(text)
+    try:
+        # (PyYAML's reader checks the whole text for characters YAML does not allow as it is made: a control
+        # character, a NUL of a truncated or binary file, gave a traceback here when this was outside the try)
+        loader = _LimitedLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise ScenarioError(path, [_unprintable(text, exc)]) from None
     node: yaml.Node | None = None
     try:
         node = loader.get_single_node()
