@@ -4,6 +4,7 @@ with exit status 2 and no traceback (issue #12: several of these crashed or hung
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -159,6 +160,24 @@ def test_a_control_character_is_named_with_its_line(raw: bytes, where: str, code
     exit 1 (attack review 3: one \\x01 in a comment, or the NUL of a truncated file)."""
     [(at, what)] = _problems_of(raw, tmp_path)
     assert at == where and what.startswith("expected YAML text") and what.endswith(f"got {code}")
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """Opening a FIFO to read waits for a writer: ``v2x run FIFO`` blocked for good (attack review 3). In a
+    process of its own, so that a hang shows as the timeout."""
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    done = subprocess.run(
+        [sys.executable, "-m", "v2x.cli", "check", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"{fifo}: a regular file; this is not one" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(ScenarioError, match="a regular file; this is not one"):
+        load_scenario("/dev/null")  # (a device: the same rule)
 
 
 def test_an_oversized_file_is_refused_unread(tmp_path: Path) -> None:
