@@ -13,7 +13,8 @@ import pytest
 
 from v2x.cli import main
 from v2x.scenario import ScenarioError, load_scenario
-from v2x.scenario.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, SCENARIO_DIR
+from v2x.scenario import loader as loader_module
+from v2x.scenario.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, SCENARIO_DIR, _LimitedLoader, _LimitExceeded
 
 FCW = (SCENARIO_DIR / "fcw.yaml").read_text()
 
@@ -126,6 +127,22 @@ def test_an_alias_bomb_in_a_known_field_is_refused_before_it_expands(tmp_path: P
     text = "bomb:\n" + "".join(f"  {line}\n" for line in bomb) + _variant("name: Forward", "name: *a9\nx: Forward")
     problems = _problems_of(text.encode(), tmp_path)
     assert problems == [("", f"at most {MAX_NODES} values once YAML aliases are expanded")]
+
+
+def test_a_file_of_many_values_stops_composing_at_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Composing stops at the first node over the limit: a 4 MiB file of 2 million values was composed whole
+    (70-125 s, 1.7 GB) before its size was checked (attack review 3). The limit is lowered here so that the
+    file is small; the count is the loader's own."""
+    monkeypatch.setattr(loader_module, "MAX_NODES", 1_000)
+    text = "a: [" + ",".join(["1"] * 100_000) + "]\n"
+    loader = _LimitedLoader(text)
+    with pytest.raises(_LimitExceeded):
+        loader.get_single_node()
+    assert loader.composed == 1_001  # (the mapping, its key a, the list, 997 values and the one over the limit)
+    loader.dispose()
+    assert _problems_of(text.encode(), tmp_path) == [
+        ("line 1, column 1999", "at most 1000 values once YAML aliases are expanded")
+    ]
 
 
 @pytest.mark.parametrize(
