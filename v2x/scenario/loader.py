@@ -21,6 +21,7 @@ from v2x.apps.thresholds import BOUNDS as THRESHOLD_BOUNDS
 from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
 from v2x.scenario.model import (
     ALL_VARIANTS,
+    BACKGROUND_ID_PREFIX,
     DEFAULT_SIZE,
     EMERGENCY_FLAG_ACTIONS,
     FLAG_ACTIONS,
@@ -538,6 +539,14 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     for i, actor in enumerate(sc.actors):
         if actor.id in seen:
             problems.append((f"actors[{i}].id", f"actor id {actor.id!r} is used twice"))
+        if actor.id.startswith(BACKGROUND_ID_PREFIX):
+            problems.append(
+                (
+                    f"actors[{i}].id",
+                    f"an id that does not start with {BACKGROUND_ID_PREFIX!r} (the background vehicles' ids,"
+                    f" {BACKGROUND_ID_PREFIX}<flow>-<n>); got {actor.id!r}",
+                )
+            )
         seen.add(actor.id)
         if actor.lane is not None and actor.lane not in lane_ids:
             problems.append((f"actors[{i}].lane", _one_of("the road's lanes", lane_ids, actor.lane)))
