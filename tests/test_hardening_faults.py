@@ -457,6 +457,43 @@ def test_a_report_path_that_is_a_fifo_is_written_into_not_replaced(tmp_path: Pat
     assert target.read_text() == "old" and link.read_text() == "new" and not link.is_symlink()
 
 
+def test_a_recording_replaces_a_planted_symlink_and_refuses_a_fifo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--record DIR` opened DIR/<id>-<variant>.mcap to write: a symlink planted there had its target
+    overwritten with the recording, and a FIFO blocked the run for good, SIGINT and SIGTERM ignored (attack
+    review 3). The recording is written into a new file of its own and renamed over the name when done."""
+    from v2x.run import record
+
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious content")
+    (rec / "fcw-v2x.mcap").symlink_to(victim)
+    assert main(["run", "fcw", "--variant", "v2x", "-q", "--record", str(rec), "--out", str(tmp_path / "o")]) == 0
+    assert victim.read_text() == "precious content"
+    made = rec / "fcw-v2x.mcap"
+    assert not made.is_symlink() and made.read_bytes().endswith(b"\x89MCAP0\r\n")
+    assert oct(made.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+    assert sorted(p.name for p in rec.iterdir()) == ["fcw-v2x.mcap"]  # (no temporary file left)
+
+    os.mkfifo(rec / "fcw-baseline.mcap")  # refused before anything runs; in a process of its own: a hang shows
+    done = subprocess.run(
+        [sys.executable, "-m", "v2x.cli", "run", "fcw", "-q", "--record", str(rec), "--out", str(tmp_path / "o2")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"{rec / 'fcw-baseline.mcap'}: there is a FIFO, a device or a socket of that name" in done.stderr
+    assert not (tmp_path / "o2").exists() and made.read_bytes().endswith(b"\x89MCAP0\r\n")
+    # one planted after that check: the recorder refuses it too (the run then ends with exit 3, as a full disk)
+    with pytest.raises(FileExistsError, match="a recording does not replace"):
+        record.VariantRecorder(rec / "fcw-baseline.mcap", FCW, variant="baseline", seed=0, run_id="x")
+    assert sorted(p.name for p in rec.iterdir()) == ["fcw-baseline.mcap", "fcw-v2x.mcap"]
+
+
 def test_a_recording_check_or_sweep_that_cannot_be_written_is_exit_2_or_3_never_a_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -401,6 +401,21 @@ def regular_size(path: Path) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
+def temp_beside(path: Path) -> tuple[int, Path]:
+    """A new empty file of a random name in ``path``'s folder (``.<name>.<random>.tmp``), to be written and
+    then renamed over ``path``: its descriptor (open to write) and its path. Made by mkstemp (O_CREAT | O_EXCL),
+    so never through a symlink someone planted: the name was the pid's, and an attack review had a planted link
+    overwrite its target with the result; mode 0644 less the umask, as readable as any file written."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644 & ~_UMASK)  # (mkstemp makes it 0600)
+    except BaseException:
+        os.close(fd)
+        os.unlink(name)
+        raise
+    return fd, Path(name)
+
+
 def write_atomic(path: Path, data: str | bytes) -> Path:
     """Write ``path`` whole or not at all: a temporary file in the same directory, flushed to disk, then
     renamed over ``path``. On any error (a full disk: OSError ENOSPC) the old file is left as it was, the
@@ -417,16 +432,12 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
             f.write(raw)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A new file of a random name (mkstemp: O_CREAT | O_EXCL, so never through a symlink someone planted: the
-    # name was the pid's, and an attack review had a planted link overwrite its target with the result)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
+    fd, tmp = temp_beside(path)
     try:
         with open(fd, "wb") as f:
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_UMASK)  # (mkstemp makes it 0600; results are as readable as any file written)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
