@@ -145,10 +145,10 @@ def test_result_files_are_written_atomically_and_a_full_disk_leaves_the_old_one(
         def write(self, data: bytes) -> int:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    import v2x.run.results
+    import v2x.files  # (where write_atomic writes its files: replace_whole)
 
     full = ("open", FullDisk)
-    monkeypatch.setattr(v2x.run.results, *full, raising=False)
+    monkeypatch.setattr(v2x.files, *full, raising=False)
     with pytest.raises(OSError, match="No space left"):
         write_result(result | {"passed": False}, tmp_path)
     with pytest.raises(OSError):
@@ -163,7 +163,7 @@ def test_result_files_are_written_atomically_and_a_full_disk_leaves_the_old_one(
     good.write_text(json.dumps(_real_result()), encoding="utf-8")
     out = tmp_path / "report.html"
     out.write_text("old page", encoding="utf-8")
-    monkeypatch.setattr(v2x.run.results, *full, raising=False)
+    monkeypatch.setattr(v2x.files, *full, raising=False)
     code = main(["report", str(good), "-o", str(out)])
     monkeypatch.undo()
     err = capsys.readouterr().err

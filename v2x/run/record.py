@@ -53,9 +53,10 @@ from mcap.writer import CompressionType
 from mcap.writer import Writer as McapWriter
 from mcap_protobuf.schema import register_schema
 
+from v2x.files import temp_beside
 from v2x.geodesy import LocalFrame
 from v2x.run.report import MAX_RESULT_BYTES
-from v2x.run.results import flagged, regular_size, temp_beside
+from v2x.run.results import flagged, regular_size
 from v2x.run.tap import Event, Pose, Tap, background_boxes, poses
 from v2x.scenario.model import Scenario
 from v2x.sim.events import event_order
