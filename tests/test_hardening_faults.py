@@ -494,6 +494,27 @@ def test_a_recording_replaces_a_planted_symlink_and_refuses_a_fifo(
     assert sorted(p.name for p in rec.iterdir()) == ["fcw-baseline.mcap", "fcw-v2x.mcap"]
 
 
+def test_a_recording_that_cannot_be_finished_leaves_no_temporary_file_and_the_others_finish(tmp_path: Path) -> None:
+    """Each variant's recording is written into a temporary file until it is finished: one that cannot be
+    written (a full disk: /dev/full) is removed, and the other variants' are still finished and renamed."""
+    from mcap.writer import CompressionType
+    from mcap.writer import Writer as McapWriter
+
+    from v2x.run import record
+
+    recording = record.Recording(tmp_path, FCW, 0)
+    full = recording.observer("v2x", "full-v2x")
+    recording.observer("baseline", "full-baseline")
+    full._file.close()
+    full._file = open("/dev/full", "wb")  # noqa: SIM115 (closed by the recorder)
+    full.w = McapWriter(full._file, compression=CompressionType.ZSTD)
+    full.w.start(profile=record.PROFILE, library="v2x-testbed")
+    with pytest.raises(OSError, match="No space left"):
+        recording.finish(None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fcw-baseline.mcap"]
+    assert (tmp_path / "fcw-baseline.mcap").read_bytes().endswith(b"\x89MCAP0\r\n")
+
+
 def test_a_recording_check_or_sweep_that_cannot_be_written_is_exit_2_or_3_never_a_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

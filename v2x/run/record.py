@@ -467,8 +467,16 @@ class Recording:
         return rec
 
     def finish(self, result: dict[str, Any] | None) -> list[Path]:
+        """Finish every variant's recording, then raise the first error if one could not be written (the
+        others are still renamed into place, and no temporary file is left behind)."""
+        failed: OSError | None = None
         for rec in self.recorders.values():
-            rec.finish(result)
+            try:
+                rec.finish(result)
+            except OSError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
         return [rec.path for rec in self.recorders.values()]
 
 
