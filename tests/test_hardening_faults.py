@@ -145,10 +145,10 @@ def test_result_files_are_written_atomically_and_a_full_disk_leaves_the_old_one(
         def write(self, data: bytes) -> int:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    import v2x.run.results
+    import v2x.files  # (where write_atomic writes its files: replace_whole)
 
     full = ("open", FullDisk)
-    monkeypatch.setattr(v2x.run.results, *full, raising=False)
+    monkeypatch.setattr(v2x.files, *full, raising=False)
     with pytest.raises(OSError, match="No space left"):
         write_result(result | {"passed": False}, tmp_path)
     with pytest.raises(OSError):
@@ -163,7 +163,7 @@ def test_result_files_are_written_atomically_and_a_full_disk_leaves_the_old_one(
     good.write_text(json.dumps(_real_result()), encoding="utf-8")
     out = tmp_path / "report.html"
     out.write_text("old page", encoding="utf-8")
-    monkeypatch.setattr(v2x.run.results, *full, raising=False)
+    monkeypatch.setattr(v2x.files, *full, raising=False)
     code = main(["report", str(good), "-o", str(out)])
     monkeypatch.undo()
     err = capsys.readouterr().err
@@ -455,6 +455,64 @@ def test_a_report_path_that_is_a_fifo_is_written_into_not_replaced(tmp_path: Pat
     link.symlink_to(target)
     write_atomic(link, "new")
     assert target.read_text() == "old" and link.read_text() == "new" and not link.is_symlink()
+
+
+def test_a_recording_replaces_a_planted_symlink_and_refuses_a_fifo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--record DIR` opened DIR/<id>-<variant>.mcap to write: a symlink planted there had its target
+    overwritten with the recording, and a FIFO blocked the run for good, SIGINT and SIGTERM ignored (attack
+    review 3). The recording is written into a new file of its own and renamed over the name when done."""
+    from v2x.run import record
+
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious content")
+    (rec / "fcw-v2x.mcap").symlink_to(victim)
+    assert main(["run", "fcw", "--variant", "v2x", "-q", "--record", str(rec), "--out", str(tmp_path / "o")]) == 0
+    assert victim.read_text() == "precious content"
+    made = rec / "fcw-v2x.mcap"
+    assert not made.is_symlink() and made.read_bytes().endswith(b"\x89MCAP0\r\n")
+    assert oct(made.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+    assert sorted(p.name for p in rec.iterdir()) == ["fcw-v2x.mcap"]  # (no temporary file left)
+
+    os.mkfifo(rec / "fcw-baseline.mcap")  # refused before anything runs; in a process of its own: a hang shows
+    done = subprocess.run(
+        [sys.executable, "-m", "v2x.cli", "run", "fcw", "-q", "--record", str(rec), "--out", str(tmp_path / "o2")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"{rec / 'fcw-baseline.mcap'}: there is a FIFO, a device or a socket of that name" in done.stderr
+    assert not (tmp_path / "o2").exists() and made.read_bytes().endswith(b"\x89MCAP0\r\n")
+    # one planted after that check: the recorder refuses it too (the run then ends with exit 3, as a full disk)
+    with pytest.raises(FileExistsError, match="a recording does not replace"):
+        record.VariantRecorder(rec / "fcw-baseline.mcap", FCW, variant="baseline", seed=0, run_id="x")
+    assert sorted(p.name for p in rec.iterdir()) == ["fcw-baseline.mcap", "fcw-v2x.mcap"]
+
+
+def test_a_recording_that_cannot_be_finished_leaves_no_temporary_file_and_the_others_finish(tmp_path: Path) -> None:
+    """Each variant's recording is written into a temporary file until it is finished: one that cannot be
+    written (a full disk: /dev/full) is removed, and the other variants' are still finished and renamed."""
+    from mcap.writer import CompressionType
+    from mcap.writer import Writer as McapWriter
+
+    from v2x.run import record
+
+    recording = record.Recording(tmp_path, FCW, 0)
+    full = recording.observer("v2x", "full-v2x")
+    recording.observer("baseline", "full-baseline")
+    full._file.close()
+    full._file = open("/dev/full", "wb")  # noqa: SIM115 (closed by the recorder)
+    full.w = McapWriter(full._file, compression=CompressionType.ZSTD)
+    full.w.start(profile=record.PROFILE, library="v2x-testbed")
+    with pytest.raises(OSError, match="No space left"):
+        recording.finish(None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fcw-baseline.mcap"]
+    assert (tmp_path / "fcw-baseline.mcap").read_bytes().endswith(b"\x89MCAP0\r\n")
 
 
 def test_a_recording_check_or_sweep_that_cannot_be_written_is_exit_2_or_3_never_a_traceback(

@@ -4,15 +4,19 @@ with exit status 2 and no traceback (issue #12: several of these crashed or hung
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from v2x.cli import main
 from v2x.scenario import ScenarioError, load_scenario
-from v2x.scenario.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, SCENARIO_DIR
+from v2x.scenario import loader as loader_module
+from v2x.scenario.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, SCENARIO_DIR, _LimitExceeded, catalogue
 
 FCW = (SCENARIO_DIR / "fcw.yaml").read_text()
 
@@ -104,6 +108,12 @@ def test_a_bad_number_names_the_file_and_the_field(
     assert any(loc == field and words in msg for loc, msg in info.value.problems), info.value.problems
 
 
+# The loaders a PyYAML may give: on libyaml's parser (PyYAML's wheels carry it) and on PyYAML's own
+LOADERS: list[type[Any]] = [loader_module._PurePythonLoader]
+if yaml.__with_libyaml__:
+    LOADERS.append(loader_module._LibyamlLoader)
+
+
 def _problems_of(raw: bytes, tmp_path: Path) -> list[tuple[str, str]]:
     path = tmp_path / "bad.yaml"
     path.write_bytes(raw)
@@ -113,10 +123,16 @@ def _problems_of(raw: bytes, tmp_path: Path) -> list[tuple[str, str]]:
     return info.value.problems
 
 
-def test_deep_nesting_is_refused_without_recursion(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loader_class", LOADERS, ids=[c.__name__ for c in LOADERS])
+def test_deep_nesting_is_refused_without_recursion(
+    loader_class: type[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader_module, "_LimitedLoader", loader_class)
     deep = "[" * 100_000 + "]" * 100_000
-    problems = _problems_of(_variant("description: >", f"notes: {deep}\ndescription: >").encode(), tmp_path)
-    assert problems == [("line 6, column 71", f"nested deeper than {MAX_DEPTH} levels")]  # notes: [[[...
+    [(where, what)] = _problems_of(_variant("description: >", f"notes: {deep}\ndescription: >").encode(), tmp_path)
+    # notes: [[[... the 65th bracket (libyaml's scanner, which reads ahead of the parser, gives up at its 1000th)
+    assert where == ("line 6, column 71" if loader_class is loader_module._PurePythonLoader else "line 6, column 1007")
+    assert what == f"nested deeper than {MAX_DEPTH} levels"
 
 
 def test_an_alias_bomb_in_a_known_field_is_refused_before_it_expands(tmp_path: Path) -> None:
@@ -125,6 +141,38 @@ def test_an_alias_bomb_in_a_known_field_is_refused_before_it_expands(tmp_path: P
     text = "bomb:\n" + "".join(f"  {line}\n" for line in bomb) + _variant("name: Forward", "name: *a9\nx: Forward")
     problems = _problems_of(text.encode(), tmp_path)
     assert problems == [("", f"at most {MAX_NODES} values once YAML aliases are expanded")]
+
+
+@pytest.mark.parametrize("loader_class", LOADERS, ids=[c.__name__ for c in LOADERS])
+def test_a_file_of_many_values_stops_composing_at_the_limit(
+    loader_class: type[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Composing stops at the first node over the limit: a 4 MiB file of 2 million values was composed whole
+    (70-125 s, 1.7 GB) before its size was checked (attack review 3). The limit is lowered here so that the
+    file is small; the count is the loader's own."""
+    monkeypatch.setattr(loader_module, "MAX_NODES", 1_000)
+    monkeypatch.setattr(loader_module, "_LimitedLoader", loader_class)
+    text = "a: [" + ",".join(["1"] * 100_000) + "]\n"
+    loader = loader_class(text)
+    with pytest.raises(_LimitExceeded):
+        loader.get_single_node()
+    assert loader.composed == 1_001  # (the mapping, its key a, the list, 997 values and the one over the limit)
+    loader.dispose()
+    assert _problems_of(text.encode(), tmp_path) == [
+        ("line 1, column 1999", "at most 1000 values once YAML aliases are expanded")
+    ]
+
+
+def test_both_loaders_read_every_shipped_scenario_alike() -> None:
+    """libyaml's parser (7 times faster on a file at the limits) and PyYAML's own give the same documents."""
+    for path in catalogue():
+        text = path.read_text()
+        docs = []
+        for loader_class in LOADERS:
+            loader = loader_class(text)
+            docs.append(loader.construct_document(loader.get_single_node()))
+            loader.dispose()
+        assert all(doc == docs[0] for doc in docs), path
 
 
 @pytest.mark.parametrize(
@@ -142,6 +190,41 @@ def test_bytes_that_are_not_utf8_are_named(tmp_path: Path) -> None:
     raw = FCW.encode().replace(b"Two cars", b"Two \xff\xfe cars", 1)
     [(where, what)] = _problems_of(raw, tmp_path)
     assert where.startswith("line ") and "UTF-8 text; byte 0xff" in what
+
+
+@pytest.mark.parametrize(
+    ("raw", "where", "code"),
+    [
+        (FCW.encode() + b"# note\x01\n", f"line {FCW.count(chr(10)) + 1}, column 7", "U+0001"),
+        (b"id: x\x00", "line 1, column 6", "U+0000"),
+        (b"id: x\n\x1b[31m: red\n", "line 2, column 1", "U+001B"),
+        ("id: x\nname: \ufffe\n".encode(), "line 2, column 7", "U+FFFE"),
+    ],
+    ids=["0x01 in a comment", "NUL", "escape", "U+FFFE"],
+)
+def test_a_control_character_is_named_with_its_line(raw: bytes, where: str, code: str, tmp_path: Path) -> None:
+    """PyYAML refuses these as it is handed the text, which the loader did outside its try: a traceback,
+    exit 1 (attack review 3: one \\x01 in a comment, or the NUL of a truncated file)."""
+    [(at, what)] = _problems_of(raw, tmp_path)
+    assert at == where and what.startswith("expected YAML text") and what.endswith(f"got {code}")
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """Opening a FIFO to read waits for a writer: ``v2x run FIFO`` blocked for good (attack review 3). In a
+    process of its own, so that a hang shows as the timeout."""
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    done = subprocess.run(
+        [sys.executable, "-m", "v2x.cli", "check", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"{fifo}: a regular file; this is not one" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(ScenarioError, match="a regular file; this is not one"):
+        load_scenario("/dev/null")  # (a device: the same rule)
 
 
 def test_an_oversized_file_is_refused_unread(tmp_path: Path) -> None:
@@ -174,7 +257,9 @@ def test_the_cli_exits_2_before_running(tmp_path: Path, capsys: pytest.CaptureFi
 def test_the_worst_files_exit_2_in_a_process_of_their_own(tmp_path: Path) -> None:
     """As a user runs it: a separate process, so that a segfault or a hang would show as such."""
     files = []
-    for name, text in (("far.yaml", CASES[0][1]), ("rsu.yaml", CASES[1][1]), ("deep.yaml", "a: " + "[" * 50_000)):
+    worst = [("far.yaml", CASES[0][1]), ("rsu.yaml", CASES[1][1]), ("deep.yaml", "a: " + "[" * 50_000)]
+    worst += [("nul.yaml", "id: x\x00")]
+    for name, text in worst:
         path = tmp_path / name
         path.write_text(text)
         files.append(str(path))

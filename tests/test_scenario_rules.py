@@ -193,6 +193,14 @@ CASES = [
         "epoch",
         "got 9999-12-31T23:59:00+00:00",
     ),
+    # The id of a background flow's vehicle: arterial's follower named as its flow 0's 4th vehicle loaded, ran, and
+    # crashed when that vehicle entered (ValueError: actor 'bg-0-3' already present: attack review 3)
+    (
+        "actor named as a background vehicle",
+        (SCENARIO_DIR / "arterial.yaml").read_text().replace("follower", "bg-0-3"),
+        "actors[1].id",
+        "an id that does not start with 'bg-' (the background vehicles' ids, bg-<flow>-<n>); got 'bg-0-3'",
+    ),
     ("empty file", "", "", "got nothing (an empty file"),
     ("only comments", "# nothing yet\n", "", "got nothing"),
 ]

@@ -56,6 +56,42 @@ def test_grants_and_covers() -> None:
     assert not topics.covers("v2x/r/control", "v2x/r/control/x")
 
 
+def test_secure_init_writes_through_no_planted_link_nor_into_anyones_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A symlink planted in DIR had the world's password written through it into another user's file, the
+    chmod following the link too (attack review 3): each file is now a new one renamed over its name. A DIR
+    anyone may write to, or another user's, is refused before anything is written (exit 2)."""
+    sec = tmp_path / "sec"
+    sec.mkdir()
+    loot = tmp_path / "loot.json"
+    loot.write_text("theirs")
+    for name in ("world.json", "passwd", "server.key", "mosquitto.conf"):
+        (sec / name).symlink_to(loot)
+    assert main(["secure", "init", str(sec), "--scenario", "fcw", "--run-id", "planted"]) == 0
+    capsys.readouterr()
+    assert loot.read_text() == "theirs"
+    for name, mode in (("world.json", 0o600), ("passwd", 0o600), ("server.key", 0o600), ("mosquitto.conf", 0o644)):
+        assert not (sec / name).is_symlink() and (sec / name).stat().st_mode & 0o777 == mode, name
+    assert (sec / "actors" / "follower.json").stat().st_mode & 0o777 == 0o600
+    assert not [p for p in sec.rglob("*") if p.name.endswith(".tmp")]
+
+    anyones = tmp_path / "anyones"
+    anyones.mkdir()
+    anyones.chmod(0o1777)
+    assert main(["secure", "init", str(anyones), "--scenario", "fcw"]) == 2
+    err = capsys.readouterr().err
+    assert f"v2x secure init: {anyones} may be written by any user (mode drwxrwxrwt)" in err and "Traceback" not in err
+    assert not any(anyones.iterdir())
+    if os.geteuid() == 0:  # (root can give a folder to another user: nobody's)
+        theirs = tmp_path / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, 65534, 65534)
+        assert main(["secure", "init", str(theirs), "--scenario", "fcw"]) == 2
+        assert f"v2x secure init: {theirs} belongs to another user (uid 65534)" in capsys.readouterr().err
+        assert not any(theirs.iterdir())
+
+
 def test_mosquitto_password_format() -> None:
     line = mosquitto_password("secret", salt=bytes(12))
     assert line.startswith("$7$101$AAAAAAAAAAAAAAAA$") and len(line.split("$")[-1]) == 88

@@ -217,9 +217,19 @@ def test_credentials_files_are_written_for_external_actors_only(tmp_path: Path) 
     scenario = FCW.model_copy(
         update={"actors": [a.model_copy(update={"external": a.id == "lead"}) for a in FCW.actors]}
     )
+    # links planted where the file and the temporary file it was written through (ACTOR.tmp) go: each is
+    # replaced or left alone, never followed (ACTOR.tmp was opened with O_CREAT | O_TRUNC: attack review 3)
+    folder = tmp_path / "creds-v2x"
+    folder.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("someone else's")
+    (folder / "lead.tmp").symlink_to(victim)
+    (folder / "lead.cred").symlink_to(victim)
     keys = issue_keys(scenario, "creds-v2x", Signing(credentials_dir=tmp_path))
     assert keys.files == [tmp_path / "creds-v2x" / "lead.cred"]
-    assert keys.files[0].stat().st_mode & 0o077 == 0
+    assert keys.files[0].stat().st_mode & 0o777 == 0o600 and not keys.files[0].is_symlink()
+    assert victim.read_text() == "someone else's"
+    assert sorted(p.name for p in folder.iterdir()) == ["lead.cred", "lead.tmp"]  # (no temporary file left)
     creds = read_credentials(keys.files[0].read_bytes())
     assert (creds.actor_id, creds.run_id) == ("lead", "creds-v2x")
     assert "lead" not in keys.signers and set(keys.signers) == {a.id for a in FCW.actors if a.id != "lead"}

@@ -15,13 +15,13 @@ import getpass
 import hashlib
 import ipaddress
 import json
-import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from v2x.files import not_private, replace_whole
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress, EmbeddedSecurity
 
@@ -244,12 +244,19 @@ def mosquitto_conf(directory: Path, port: int, bind: str | None) -> str:
 
 # -- the secure directory ------------------------------------------------------------------------------------
 def _write(path: Path, text: str, private: bool) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600 if private else 0o644)
-    return path
+    """``path`` written whole (a new file renamed over it: a symlink planted there is replaced, not followed;
+    it was followed, and the passwords went into another user's file: attack review 3), 0600 or 0644."""
+    return replace_whole(path, text.encode(), 0o600 if private else 0o644)
+
+
+def _private_folder(folder: Path) -> None:
+    """``folder`` made (0700) if it is not there, else SecureDirError if it is no place for the run's secrets."""
+    try:
+        folder.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        why = not_private(folder)
+        if why is not None:
+            raise SecureDirError(why) from None
 
 
 def actor_document(keys: RunKeys, actor_id: str, broker_url: str, run_prefix: str) -> dict[str, Any]:
@@ -272,8 +279,12 @@ def actor_document(keys: RunKeys, actor_id: str, broker_url: str, run_prefix: st
 
 
 def write_secure_dir(directory: Path, keys: RunKeys, tls: Tls, *, run_prefix: str, host: str, port: int) -> list[Path]:
-    """Write a broker's and a run's files into ``directory`` (``v2x secure init``); the paths written."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write a broker's and a run's files into ``directory`` (``v2x secure init``); the paths written.
+    SecureDirError, before anything is written, if ``directory`` or its ``actors`` folder belongs to another
+    user or may be written by anyone."""
+    _private_folder(directory)
+    if keys.actors:
+        _private_folder(directory / ACTORS_DIR)
     broker_url = f"mqtts://{host}:{port}"
     try:
         bind: str | None = str(ipaddress.ip_address(host))

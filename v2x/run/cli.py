@@ -482,6 +482,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.record is not None and args.record.exists() and not args.record.is_dir():
         print(f"v2x run: --record {args.record}: not a folder (recordings go into one)", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.record is not None:
+        from v2x.run.record import unreplaceable
+
+        taken = next(filter(None, (unreplaceable(args.record, sc) for sc in scenarios)), None)
+        if taken is not None:
+            print(f"v2x run: --record {args.record}: {taken}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     if not args.view and (args.port is not None or args.paused):
         print("v2x run: --port and --paused go with --view", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -20,10 +20,13 @@ run at its scenario's date). Channels (docs/RECORDING.md):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import math
 import os
+import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +53,7 @@ from mcap.writer import CompressionType
 from mcap.writer import Writer as McapWriter
 from mcap_protobuf.schema import register_schema
 
+from v2x.files import temp_beside
 from v2x.geodesy import LocalFrame
 from v2x.run.report import MAX_RESULT_BYTES
 from v2x.run.results import flagged, regular_size
@@ -105,6 +109,31 @@ def recording_path(out_dir: Path, scenario_id: str, variant: str) -> Path:
     return out_dir / f"{scenario_id}-{variant}.mcap"
 
 
+def unreplaceable(out_dir: Path, scenario: Scenario) -> str | None:
+    """Why ``--record out_dir`` cannot hold a recording of ``scenario``'s variants (a FIFO, a device, a socket
+    or a folder where one goes), or None: said before anything runs."""
+    for variant in scenario.variants:
+        try:
+            _refuse_unreplaceable(recording_path(out_dir, scenario.id, variant))
+        except OSError as exc:
+            return f"{exc.filename}: {exc.strerror}"
+    return None
+
+
+def _refuse_unreplaceable(path: Path) -> None:
+    """FileExistsError if ``path`` is there and is neither a regular file nor a symlink (which a recording
+    replaces, never follows): a FIFO, a device, a socket or a folder is left alone, and the run is not made."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        what = "a folder" if stat.S_ISDIR(mode) else "a FIFO, a device or a socket"
+        raise FileExistsError(
+            errno.EEXIST, f"there is {what} of that name, which a recording does not replace", str(path)
+        )
+
+
 def _quat_yaw(yaw: float) -> Quaternion:
     return Quaternion(x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2))
 
@@ -120,9 +149,18 @@ class VariantRecorder:
         self.frame = LocalFrame(scenario.origin.lat_deg, scenario.origin.lon_deg, scenario.origin.alt_m)
         self.epoch_ns = round(scenario.epoch.timestamp()) * 1_000_000_000
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] = path.open("wb")
-        self.w = McapWriter(self._file, compression=CompressionType.ZSTD)
-        self.w.start(profile=PROFILE, library="v2x-testbed")
+        _refuse_unreplaceable(path)
+        # Written into a new file of its own (never through a symlink or into a FIFO planted at ``path``: one
+        # overwrote the link's target, the other blocked the run for good: attack review 3), renamed over
+        # ``path`` by ``finish``, which the command calls on an interruption too
+        fd, self._tmp = temp_beside(path)
+        self._file: IO[bytes] = os.fdopen(fd, "wb")
+        try:
+            self.w = McapWriter(self._file, compression=CompressionType.ZSTD)
+            self.w.start(profile=PROFILE, library="v2x-testbed")
+        except BaseException:
+            self._discard()
+            raise
         self._schemas: dict[str, int] = {}
         self._channels: dict[str, int] = {}
         self._seq: Counter[int] = Counter()
@@ -393,9 +431,23 @@ class VariantRecorder:
             if self.variant in result.get("tracks", {}):
                 meta["tracks"] = json.dumps(result["tracks"][self.variant])
             self.w.add_metadata("v2x.result", meta)
-        self.w.finish()  # type: ignore[no-untyped-call]
-        self._file.close()
+        try:
+            self.w.finish()  # type: ignore[no-untyped-call]
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._discard()  # (a full disk: the file would be cut short; an existing recording stays as it was)
+            raise
         self.closed = True
+
+    def _discard(self) -> None:
+        """Close and remove the temporary file (after an error writing it)."""
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 @dataclass
@@ -415,8 +467,16 @@ class Recording:
         return rec
 
     def finish(self, result: dict[str, Any] | None) -> list[Path]:
+        """Finish every variant's recording, then raise the first error if one could not be written (the
+        others are still renamed into place, and no temporary file is left behind)."""
+        failed: OSError | None = None
         for rec in self.recorders.values():
-            rec.finish(result)
+            try:
+                rec.finish(result)
+            except OSError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
         return [rec.path for rec in self.recorders.values()]
 
 
@@ -458,8 +518,8 @@ _FOOTER_BYTES = 1 + 8 + 8 + 8 + 4  # opcode, length, summary start, summary offs
 _FOOTER_HEAD = bytes([0x02]) + (_FOOTER_BYTES - 9).to_bytes(8, "little")  # the footer's opcode and length
 RESULT_TOPICS = ("/events", "/verdicts", "/metrics")
 _NOT_FINISHED = (
-    "not a finished recording: the file was cut short (a run interrupted before it ended, a copy that "
-    "stopped early, or a recording still being written); a recording is complete once its run has ended"
+    "not a finished recording: the file was cut short (a copy that stopped early, or the temporary file of "
+    "a run killed before it ended or still being written); a recording is complete once its run has ended"
 )
 
 

@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import stat
-import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from v2x.apps.registry import figures
+from v2x.files import replace_whole
 from v2x.scenario.model import (
     CollisionExpectation,
     Expectation,
@@ -384,15 +384,6 @@ def outcome(result: dict[str, Any]) -> dict[str, Any]:
     return {k: result[k] for k in OUTCOME_KEYS}
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()  # (read once at import: os.umask can only be read by setting it)
-
-
 def regular_size(path: Path) -> int | None:
     """``path``'s size if it is a regular file (a symlink to one counts), else None: a FIFO, a device or a
     socket, which a command must not open to read (opening a FIFO waits for a writer for good: v2x report,
@@ -417,21 +408,7 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
             f.write(raw)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A new file of a random name (mkstemp: O_CREAT | O_EXCL, so never through a symlink someone planted: the
-    # name was the pid's, and an attack review had a planted link overwrite its target with the result)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
-    try:
-        with open(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_UMASK)  # (mkstemp makes it 0600; results are as readable as any file written)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return replace_whole(path, raw)
 
 
 def write_result(result: dict[str, Any], out_dir: Path) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import tempfile
 import time
@@ -21,6 +20,7 @@ from v2x.agents.platform import EdgePlatform
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.thresholds import resolve
+from v2x.files import replace_whole
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for, parse_broker_url, redacted_url
@@ -136,13 +136,9 @@ def issue_keys(scenario: Scenario, run_id: str, security: Signing, fleets: Seque
         elif security.credentials_dir is not None:
             folder = security.credentials_dir / run_id
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{spec.id}.cred"
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(creds.SerializeToString())
-            tmp.replace(path)
-            files.append(path)
+            # (a new file renamed over the name: ACTOR.tmp, opened with O_CREAT | O_TRUNC, was written through a
+            # symlink or into a file someone else had made there: attack review 3)
+            files.append(replace_whole(folder / f"{spec.id}.cred", creds.SerializeToString(), 0o600))
     return SigningKeys(EnvelopeSecurity.of(ca.root, scenario.epoch), signers, files, fleet_creds)
 
 

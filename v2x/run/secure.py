@@ -32,10 +32,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "with a TLS listener on --port (mosquitto.conf), the world's credentials (world.json) and one "
         "credentials file per actor for outside stacks (actors/ID.json). Then: mosquitto -c DIR/mosquitto.conf, "
         "and v2x run ID --secure-dir DIR --broker mqtts://HOST:PORT (docs/SECURITY.md).",
-        epilog="Exit codes: 0 written, 2 bad input (nothing written), 3 the files could not be written. "
+        epilog="Exit codes: 0 written, 2 bad input (nothing written; also a DIR of another user's or one any "
+        "user may write to), 3 the files could not be written. "
         "world.json, passwd, server.key and actors/*.json hold secrets (mode 0600): keep DIR private.",
     )
-    init.add_argument("dir", type=Path, metavar="DIR", help="directory to write (created; files in it are replaced)")
+    init.add_argument(
+        "dir",
+        type=Path,
+        metavar="DIR",
+        help="directory to write (created, 0700; files in it are replaced, a symlink never followed)",
+    )
     init.add_argument("--scenario", required=True, metavar="SCENARIO", help="scenario id or YAML file")
     init.add_argument(
         "--run-id",
@@ -55,7 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_secure_init(args: argparse.Namespace) -> int:
-    from v2x.net.secure import make_tls, new_run_keys, write_secure_dir
+    from v2x.net.secure import SecureDirError, make_tls, new_run_keys, write_secure_dir
     from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix
 
     try:
@@ -82,6 +88,9 @@ def cmd_secure_init(args: argparse.Namespace) -> int:
     host = f"[{hosts[0]}]" if _is_ipv6(hosts[0]) else hosts[0]
     try:
         written = write_secure_dir(args.dir, keys, tls, run_prefix=prefix, host=host, port=args.port)
+    except SecureDirError as exc:  # (another user's folder, or anyone's: said before anything is written)
+        print(f"v2x secure init: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as exc:
         print(f"v2x secure init: cannot write {args.dir}: {exc}", file=sys.stderr)
         return EXIT_RUN_ERROR

@@ -5,7 +5,9 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+import os
 import re
+import stat
 from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ from v2x.apps.thresholds import BOUNDS as THRESHOLD_BOUNDS
 from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
 from v2x.scenario.model import (
     ALL_VARIANTS,
+    BACKGROUND_ID_PREFIX,
     DEFAULT_SIZE,
     EMERGENCY_FLAG_ACTIONS,
     FLAG_ACTIONS,
@@ -64,25 +67,73 @@ class _LimitExceeded(Exception):
     pass
 
 
-class _LimitedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, with a bound on the nesting depth of what it composes."""
+class _SafeRules(yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """PyYAML's safe constructor and resolver, with the scenario files' rules (registered below)."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
+
+class _Bounded(yaml.composer.Composer):
+    """PyYAML's composer, with bounds on the nesting depth of what it composes and on the number of nodes
+    (each written value, key and collection once; an alias adds none here: ``_expanded_size`` counts its
+    copies after). The node bound stops composing at the first node over MAX_NODES: a 4 MiB file of 2 million
+    values took 70-125 s and 1.7 GB to compose before its size was checked (attack review 3)."""
+
+    _depth = 0
+    composed = 0  # nodes composed so far
+
+    if TYPE_CHECKING:  # (the parser's, which each loader below is made of too)
+
+        def peek_event(self) -> Any: ...
+        def check_event(self, *choices: Any) -> bool: ...
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                mark = self.peek_event().start_mark
                 raise _LimitExceeded(
                     f"line {mark.line + 1}, column {mark.column + 1}",
                     f"nested deeper than {MAX_DEPTH} levels",
                 )
+            if not self.check_event(yaml.AliasEvent):
+                self.composed += 1
+                if self.composed > MAX_NODES:
+                    mark = self.peek_event().start_mark
+                    raise _LimitExceeded(
+                        f"line {mark.line + 1}, column {mark.column + 1}",
+                        f"at most {MAX_NODES} values once YAML aliases are expanded",
+                    )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+class _PurePythonLoader(_Bounded, yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, _SafeRules):
+    """The loader on PyYAML's own reader, scanner and parser (``yaml.SafeLoader``'s)."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        _SafeRules.__init__(self)
+
+
+_LimitedLoader: type[_PurePythonLoader] = _PurePythonLoader
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _LibyamlLoader(_Bounded, CParser, _SafeRules):
+        """The loader on libyaml's scanner and parser, as PyYAML's wheels carry it: they read the same YAML
+        some 7 times faster (the pure-Python ones took 7 s for the 200,000 values a file may have, on a loaded
+        machine). The composer, the resolver and the constructor stay PyYAML's Python ones, so that the bounds
+        and the rules below apply to both."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            _SafeRules.__init__(self)
+
+    _LimitedLoader = _LibyamlLoader  # type: ignore[assignment]
 
 
 MAX_INT_BITS = 1024  # an integer in a scenario file is below 2**1024 (about 1.8e308, the largest float) in size
@@ -141,15 +192,15 @@ def _constructed_or_refused(construct: Any, what: str) -> Any:
     return constructor
 
 
-_LimitedLoader.add_constructor(
+_SafeRules.add_constructor(
     "tag:yaml.org,2002:timestamp",
     _constructed_or_refused(yaml.SafeLoader.construct_yaml_timestamp, "a real date (and time)"),
 )
-_LimitedLoader.add_constructor(
+_SafeRules.add_constructor(
     "tag:yaml.org,2002:int",
     _constructed_or_refused(yaml.SafeLoader.construct_yaml_int, "an integer a number field can hold (within +-1e308)"),
 )
-_LimitedLoader.add_constructor(
+_SafeRules.add_constructor(
     "tag:yaml.org,2002:float",
     _constructed_or_refused(yaml.SafeLoader.construct_yaml_float, "a number"),
 )
@@ -159,13 +210,13 @@ _LimitedLoader.add_constructor(
 # exponent); YAML 1.2 reads them as numbers, and so does the scenario loader. Quoted ("14") they stay strings,
 # which a number field refuses. (Tried after PyYAML's own int and float patterns: `14` stays an int.)
 _YAML12_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
-_LimitedLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+.0123456789"))
+_SafeRules.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+.0123456789"))
 # Booleans as YAML 1.2 has them, true and false only: in YAML 1.1 `yes`, `no`, `on` and `off` are booleans too
 # (`country: NO` is false), which would let `attentive: yes` through a boolean field that takes only true/false.
 # They stay text, which a boolean field refuses, naming the field.
-for _first, _resolvers in _LimitedLoader.yaml_implicit_resolvers.items():
+for _first, _resolvers in _SafeRules.yaml_implicit_resolvers.items():
     _resolvers[:] = [(tag, rx) for tag, rx in _resolvers if tag != "tag:yaml.org,2002:bool"]
-_LimitedLoader.add_implicit_resolver(
+_SafeRules.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 
@@ -229,14 +280,40 @@ def _expanded_size(node: yaml.Node) -> int:
     return sizes[id(node)]
 
 
+def read_regular(path: Path, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of ``path`` if it is a regular file (a symlink to one counts), else None: a
+    FIFO, a device or a socket, which is looked at without waiting (opened non-blocking, then fstat: opening
+    a FIFO to read waits for a writer for good) and never read. OSError if it cannot be opened. (The rule of
+    ``v2x.run.results.regular_size``, for the scenario layer, which may not import v2x.run.)"""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return stream.read(limit)
+
+
+def _unprintable(text: str, position: int) -> tuple[str, str]:
+    """The problem for the character at ``position`` of ``text``, which YAML does not allow (a control character
+    other than tab and line breaks, a NUL, a lone surrogate, U+FFFE or U+FFFF), at its line and column."""
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    char = ord(text[position])
+    return (
+        f"line {line}, column {column}",
+        f"expected YAML text, which has no control characters but tab and line breaks (no NUL, no U+FFFE or"
+        f" U+FFFF); got U+{char:04X}",
+    )
+
+
 def _read_yaml(path: Path) -> Any:
     """The file's YAML document, or ScenarioError: unreadable, too large, not UTF-8, not YAML, or over the
     limits above."""
     try:
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_FILE_BYTES + 1)
+        raw = read_regular(path, MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ScenarioError(path, [("", f"cannot read the file: {exc.strerror or exc}")]) from exc
+    if raw is None:  # (a FIFO given as the scenario file blocked v2x run for good: attack review 3)
+        raise ScenarioError(path, [("", "a regular file; this is not one (a FIFO, a device or a socket)")])
     if len(raw) > MAX_FILE_BYTES:
         raise ScenarioError(path, [("", f"a scenario file of at most {MAX_FILE_BYTES // 1024 // 1024} MiB")])
     try:
@@ -247,6 +324,12 @@ def _read_yaml(path: Path) -> Any:
         raise ScenarioError(
             path, [(f"line {line}", f"expected UTF-8 text; byte 0x{bad} at offset {exc.start} is not valid UTF-8")]
         ) from None
+    # A character YAML does not allow (a control character, the NUL of a truncated or binary file): PyYAML's
+    # reader refused it as it was made, outside the try below, with a traceback; libyaml's as it reads on.
+    # Looked for here, so that both say the same.
+    unprintable = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if unprintable is not None:
+        raise ScenarioError(path, [_unprintable(text, unprintable.start())])
     loader = _LimitedLoader(text)
     node: yaml.Node | None = None
     try:
@@ -277,7 +360,10 @@ def _read_yaml(path: Path) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ScenarioError(path, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+        problem = getattr(exc, "problem", exc)
+        if problem == "exceeded maximum nesting depth":  # (libyaml's scanner looks ahead, to its own limit of 1000)
+            raise ScenarioError(path, [(where, f"nested deeper than {MAX_DEPTH} levels")]) from None
+        raise ScenarioError(path, [(where, f"not valid YAML: {problem}")]) from None
     finally:
         loader.dispose()
 
@@ -492,6 +578,14 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     for i, actor in enumerate(sc.actors):
         if actor.id in seen:
             problems.append((f"actors[{i}].id", f"actor id {actor.id!r} is used twice"))
+        if actor.id.startswith(BACKGROUND_ID_PREFIX):
+            problems.append(
+                (
+                    f"actors[{i}].id",
+                    f"an id that does not start with {BACKGROUND_ID_PREFIX!r} (the background vehicles' ids,"
+                    f" {BACKGROUND_ID_PREFIX}<flow>-<n>); got {actor.id!r}",
+                )
+            )
         seen.add(actor.id)
         if actor.lane is not None and actor.lane not in lane_ids:
             problems.append((f"actors[{i}].lane", _one_of("the road's lanes", lane_ids, actor.lane)))

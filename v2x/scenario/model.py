@@ -32,6 +32,9 @@ SPEED_GATE_M = 10.0  # a `speed` expectation's point counts as passed within thi
 
 VEHICLE_KINDS = ("car", "truck", "bus", "emergency")
 ROAD_USER_KINDS = (*VEHICLE_KINDS, "pedestrian", "cyclist")
+# The ids of the background flows' vehicles (``bg-<flow>-<n>``): no actor id starts so (an actor named like the
+# n-th vehicle of a flow crashed the run when that vehicle entered: attack review 3)
+BACKGROUND_ID_PREFIX = "bg-"
 ActorKindName = Literal["car", "truck", "bus", "emergency", "pedestrian", "cyclist", "rsu", "platform"]
 Variant = Literal["v2x", "baseline"]
 ALL_VARIANTS: tuple[Variant, ...] = ("v2x", "baseline")

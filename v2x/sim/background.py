@@ -56,6 +56,7 @@ from v2x.core import ActorKind, WorldState
 from v2x.core.traffic import CLASS_PARAMS, LaneNetwork, Traffic, traffic_step
 from v2x.scenario.geometry import route_for, smoothstep5
 from v2x.scenario.model import (
+    BACKGROUND_ID_PREFIX,
     DEFAULT_SIZE,
     LANE_CHANGE_DURATION_S,
     ROAD_USER_KINDS,
@@ -645,7 +646,7 @@ class Background(WorldVehicles):
                         v = min(v, fits)
                 queue.popleft()
                 row = self.free_rows.pop()
-                vid = f"bg-{f}-{k}"
+                vid = f"{BACKGROUND_ID_PREFIX}{f}-{k}"  # (the loader keeps actor ids out of it)
                 length, width, _ = DEFAULT_SIZE[arr.kind[k]]
                 slot = self.world.add(vid, kind, length, width)
                 self._set_params(row, kind, float(arr.v0_mps[k]))

@@ -1,0 +1,67 @@
+"""Files the tool writes whole, made so that nobody else's file is written through: a new file of a random
+name beside the target (O_CREAT | O_EXCL, so never through a symlink someone planted, nor into a file someone
+made in advance), written, flushed to disk and renamed over the target (a symlink there is replaced, never
+followed). Used by the result files (``v2x.run.results.write_atomic``), the recordings (``v2x.run.record``),
+the files of ``v2x secure init`` (``v2x.net.secure``) and the signing keys of outside actors
+(``v2x.run.runner``). Attack reviews 2 and 3 had a planted symlink overwrite its target with each of them."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _current_umask()  # (read once at import: os.umask can only be read by setting it)
+
+
+def temp_beside(path: Path, mode: int | None = None) -> tuple[int, Path]:
+    """A new empty file of a random name in ``path``'s folder (``.<name>.<random>.tmp``), to be written and
+    then renamed over ``path``: its descriptor (open to write) and its path. Made by mkstemp (O_CREAT |
+    O_EXCL); ``mode`` as given (0o600: the owner's only), else 0644 less the umask, as readable as any file
+    written."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644 & ~UMASK if mode is None else mode)  # (mkstemp makes it 0600)
+    except BaseException:
+        os.close(fd)
+        os.unlink(name)
+        raise
+    return fd, Path(name)
+
+
+def replace_whole(path: Path, data: bytes, mode: int | None = None) -> Path:
+    """``path`` written whole or not at all (``temp_beside``, flushed to disk, renamed over ``path``). On any
+    error (a full disk: OSError ENOSPC) the old file is left as it was, the temporary file is removed and the
+    error raised."""
+    fd, tmp = temp_beside(path, mode)
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def not_private(folder: Path) -> str | None:
+    """Why ``folder`` (which exists) is no place for secrets, or None: another user owns it (they could swap
+    the files in it for their own, or read what they then hold), or anyone may write to it (``o+w``). A
+    folder writable by its group is accepted: with user-private groups (a user's own group, umask 002) that
+    is how folders are made."""
+    st = folder.stat()
+    if st.st_uid != os.geteuid():
+        return f"{folder} belongs to another user (uid {st.st_uid}); use a folder of your own"
+    if st.st_mode & stat.S_IWOTH:
+        return f"{folder} may be written by any user (mode {stat.filemode(st.st_mode)}); use a folder of your own"
+    return None
