@@ -503,4 +503,7 @@ def test_bench_sign_runs_and_prints_its_fields() -> None:
     out = io.StringIO()
     assert bench_sign.main(parser.parse_args(["bench", "sign", "--seconds", "0.05"]), out=out, err=err) == 0
     assert "verify ECDSA P-256" in out.getvalue() and "x decode" in out.getvalue()
-    assert bench_sign.main(parser.parse_args(["bench", "sign", "--seconds", "-1"]), out=out, err=err) == 2
+    for bad in ("-1", "nan", "1e308"):  # (1e308 ran for good)
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args(["bench", "sign", "--seconds", bad])
+        assert exit_.value.code == 2
