@@ -2,7 +2,8 @@
 examples/sdk_vehicle.py but sends a wrong BSM id (``--wrong-id``), a BSM only every other tick (5 Hz,
 ``--every 2``), a secMark one second old (``--stale-secmark``) or a secMark from the tick's time alone,
 ``epoch_utc`` ignored (``--ignore-epoch``), or the true position in its BSM instead of the GNSS fix
-(``--no-gnss-error``); ``--kind truck`` makes its Hello name the wrong kind."""
+(``--no-gnss-error``), or a size other than the scenario's (``--wrong-size``); ``--kind truck`` makes its Hello
+name the wrong kind."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ async def main(args: argparse.Namespace) -> int:
                     frame.bsm.sec_mark = units.sec_mark(tick.t_s - 1.0, run.epoch)
                 if args.ignore_epoch:  # as if the epoch were on a whole minute
                     frame.bsm.sec_mark = round(tick.t_s * 1000) % 60_000
+                if args.wrong_size:  # 4 m long, where the scenario's box is 5 m
+                    frame.bsm.size.length = 400
                 await stack.send(tick, frame)
             await stack.ack(tick, state)
     return 0
@@ -52,4 +55,5 @@ if __name__ == "__main__":
     p.add_argument("--stale-secmark", action="store_true")
     p.add_argument("--ignore-epoch", action="store_true")
     p.add_argument("--no-gnss-error", action="store_true")
+    p.add_argument("--wrong-size", action="store_true")
     sys.exit(asyncio.run(main(p.parse_args())))

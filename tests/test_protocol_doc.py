@@ -71,6 +71,7 @@ def _env(sender: str, seq: int, tick: int, frame: bytes | None = None, **kw: Any
     if frame is None:
         frame = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(id=temporary_id(sender))).SerializeToString()
     kw.setdefault("link", testbed_pb2.LINK_PC5)
+    kw.setdefault("tx_time_us", tick * 100_000)  # the tick's time (fcw's tick is 0.1 s)
     return testbed_pb2.Envelope(sender_id=sender, seq=seq, tick=tick, frame=frame, **kw).SerializeToString()
 
 
@@ -612,6 +613,21 @@ def test_a_tick_that_never_completes_names_what_the_world_refused_on_the_actors_
     sim.step()
     sim.begin(1)  # a new tick forgets the last one's refusals
     assert sim.missing_why() == sorted(sim.actor_ids)
+
+
+def test_an_envelope_stating_a_time_more_than_a_tick_off_is_refused() -> None:
+    """An outside stack's review sent `tx_time_us` in ms (100 for 0.1 s): the world took it silently (a fleet's
+    was refused, `bad_time`). Every envelope's stated time must now be within a tick of the tick's time."""
+    sim = offline_sim(_fcw())
+    for tick in range(5):
+        sim.begin(tick)
+        _all_ack(sim, tick)
+        sim.step()
+    sim.begin(5)  # 0.5 s
+    for seq, tx_time_us in ((1, 500), (2, 800_000), (3, 500_000), (4, 550_000)):
+        sim.receive("tx", "follower", _env("follower", seq, 5, tx_time_us=tx_time_us), where="v2x/r/tx/follower")
+    assert sim.inbound.stats.rejected["bad_time"] == 2
+    assert sorted(t.seq for t in sim.inbound.received.values()) == [3, 4]
 
 
 # ==== Warnings (Ack.events) ==================================================================================

@@ -402,6 +402,18 @@ def test_conformance_fails_a_stack_that_sends_its_true_position_not_its_fix(
     assert failed == ["FAIL consistent with truth"], run.stdout
 
 
+@pytest.mark.broker
+def test_conformance_fails_a_stack_whose_bsm_size_is_not_its_box(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """An outside stack's review: conformance passed a truck that sent no BSM size (its receivers took it for
+    a 5 x 2 m car, and the follower's TTC changed). A size other than the scenario's box now fails 'consistent
+    with truth', once, naming both."""
+    run = _broken_conformance(mosquitto, tmp_path, "--wrong-size")
+    assert run.returncode == 1, run.stdout + run.stderr
+    line = next(x for x in run.stdout.splitlines() if "consistent with truth:" in x)
+    assert line.strip().startswith("FAIL") and "1 problem(s)" in line, line
+    assert "BSM size 4.00 x 2.00 m, the scenario's box 5.00 x 2.00 m" in line, line
+
+
 def test_conformance_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     from v2x.cli import main
 

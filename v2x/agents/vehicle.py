@@ -50,7 +50,6 @@ from v2x.core import ActorKind
 from v2x.core.traffic import CLASS_PARAMS
 from v2x.scenario.geometry import Pose, Route, shifted, smoothstep5
 from v2x.scenario.model import (
-    DEFAULT_SIZE,
     FLAG_ACTIONS,
     LANE_ACTIONS,
     VEHICLE_KINDS,
@@ -135,10 +134,7 @@ class VehicleAgent(Agent):
         super().__init__(spec.id, spec.kind, env)
         self.spec = spec
         self.route = route
-        length, width, height = DEFAULT_SIZE[spec.kind]
-        self.length_m = spec.length_m or length
-        self.width_m = spec.width_m or width
-        self.height_m = height
+        self.length_m, self.width_m, self.height_m = spec.box_m
         self.s = spec.start_m
         self.v = spec.speed_mps
         self.a = 0.0

@@ -73,6 +73,7 @@ POS_TOLERANCE_M = 0.1
 NOISY_POSITIONING = "rtk-float"
 SPEED_TOLERANCE_MPS = 0.1
 HEADING_TOLERANCE_DEG = 1.0
+SIZE_TOLERANCE_M = 0.01  # the BSM's size is in cm
 # 'truth in motion': from one tick's truth to the next, the distance moved against what the two speeds say
 # (the mean speed times the tick: exact for a constant acceleration) within this plus 10 %, the course moved
 # against the mean heading within MOTION_HEADING_DEG (moving faster than 1 m/s), and (vx, vy) against speed and
@@ -301,8 +302,10 @@ def analyse(
     platform_id: str,
     metrics: dict[str, Any] | None,
     realtime: bool,
+    box_m: tuple[float, float] | None = None,
 ) -> Checklist:
-    """The checklist for what ``actor_id`` sent in one run (``metrics``: the world's, None if it failed)."""
+    """The checklist for what ``actor_id`` sent in one run (``metrics``: the world's, None if it failed;
+    ``box_m``: the actor's length and width in the scenario, which its BSMs' ``size`` must state)."""
     from v2x import units
     from v2x.wire import testbed_pb2
     from v2x.wire.bsm import decode_bsm
@@ -468,6 +471,18 @@ def analyse(
                 dh = (units.enu_yaw_rad_to_compass_deg(remote.heading_rad) - tr.heading_deg + 180) % 360 - 180
                 if abs(dh) > HEADING_TOLERANCE_DEG:
                     truth_problems.append(f"tick {n}: BSM heading {dh:+.1f} deg off the truth")
+            if (
+                box_m is not None
+                and n == min(pc5_bsms)
+                and not (
+                    abs(remote.length_m - box_m[0]) <= SIZE_TOLERANCE_M
+                    and abs(remote.width_m - box_m[1]) <= SIZE_TOLERANCE_M
+                )
+            ):  # (once: a stack sends the same size every tick; a truck that sent none read as a 5 x 2 m car)
+                truth_problems.append(
+                    f"BSM size {remote.length_m:.2f} x {remote.width_m:.2f} m, the scenario's box "
+                    f"{box_m[0]:.2f} x {box_m[1]:.2f} m (size.length and .width in cm; 0 reads as 5 x 2 m)"
+                )
             want = units.semi_major_to_wire(g.sigma_major_m if g.available else None)
             if bsm.accuracy.semi_major != want:
                 truth_problems.append(
@@ -830,6 +845,7 @@ async def _conformance(
         platform_id=next((a.id for a in scenario.actors if a.kind == "platform"), ""),
         metrics=metrics,
         realtime=args.mode == "realtime",
+        box_m=scenario.actor(actor).box_m[:2],
     )
     if error:
         print(f"v2x conformance: the run stopped: {error}")

@@ -474,6 +474,12 @@ class ActorSpec(Strict):
     )
     platoon: PlatoonSpec | None = Field(default=None, description="vehicle: platoon leader or member (CLPMM)")
 
+    @property
+    def box_m(self) -> tuple[float, float, float]:
+        """The road user's length, width and height: the scenario's, else its kind's (``DEFAULT_SIZE``)."""
+        length, width, height = DEFAULT_SIZE[self.kind]
+        return (self.length_m or length, self.width_m or width, height)
+
     @model_validator(mode="after")
     def _placement(self) -> ActorSpec:
         if self.phantom is not None and (self.kind not in ROAD_USER_KINDS or not self.equipped or self.external):

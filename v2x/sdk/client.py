@@ -323,9 +323,12 @@ class Stack:
     ) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        # (their cancellation is expected; a task that had failed is said, not swallowed, and a cancellation of
+        # this exit itself goes through: a code review)
+        ended = await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task, outcome in zip(self._tasks, ended, strict=True):
+            if isinstance(outcome, Exception):
+                log.warning("%s: its task %s had failed: %r", self.actor_id, task.get_name(), outcome)
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.__aexit__(None, None, None)

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from v2x.core import ActorKind, WorldState
-from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, VEHICLE_KINDS, Scenario
+from v2x.scenario.model import ROAD_USER_KINDS, VEHICLE_KINDS, Scenario
 
 KIND = {
     "car": ActorKind.CAR,
@@ -34,8 +34,8 @@ def world_state(scenario: Scenario, *, extra: int = 0) -> WorldState:
     world = WorldState(capacity=max(8, len(actor_ids) + extra))
     for actor_id in actor_ids:
         spec = scenario.actor(actor_id)
-        length, width, _ = DEFAULT_SIZE[spec.kind]
-        world.add(actor_id, KIND[spec.kind], spec.length_m or length, spec.width_m or width)
+        length, width, _ = spec.box_m
+        world.add(actor_id, KIND[spec.kind], length, width)
         if spec.position is not None:
             s = world.slot_of(actor_id)
             world.x[s], world.y[s] = spec.position

@@ -533,6 +533,10 @@ class Inbound:
         if env.tick > self.current_tick:
             self.reject("bad_tick", where, f"(tick {env.tick}, current {self.current_tick})")
             return True
+        lo_us, hi_us = self._tx_window()
+        if not lo_us <= env.tx_time_us <= hi_us:  # (in ms, it was taken: an outside stack's review)
+            self.reject("bad_time", where, f"(tx_time_us {env.tx_time_us}, the tick's time is {lo_us + hi_us >> 1})")
+            return True
         if env.seq > last_seq:
             if env.seq - last_seq > MAX_TX_PER_TICK * (self.current_tick - last_tick + 1):
                 self.reject("bad_seq", where, f"(seq {env.seq} after {last_seq}: a jump no sender makes)")
@@ -660,7 +664,7 @@ class Inbound:
         if len(raws) >= SCAN_AT_LEAST:
             scanned = self._scanned(raws)
         current = self.current_tick
-        lo_us, hi_us = self._fleet_tx_window()
+        lo_us, hi_us = self._tx_window()
         received = self.received
         last_seq = self.last_seq
         ids = self._vehicle_ids
@@ -740,10 +744,11 @@ class Inbound:
             out[e] = (joined[a : a + b].decode("ascii"), seq, tick, us, link, joined[p : p + q])
         return out
 
-    def _fleet_tx_window(self) -> tuple[int, int]:
-        """The transmission times (us) a fleet vehicle's envelope of the current tick may state: within a tick of
-        the tick's time (a fleet states the tick's own; one far off, made by a forged FleetInput, had been taken
-        and kept in flight to the end of the run)."""
+    def _tx_window(self) -> tuple[int, int]:
+        """The transmission times (us) an envelope of the current tick may state: within a tick of the tick's
+        time (the built-in agents and fleets state the tick's own; one far off, made by a forged FleetInput,
+        had been taken and kept in flight to the end of the run, and an outside stack's time in ms went by
+        unremarked)."""
         now_us = us_of(tick_time_s(max(self.current_tick, 0), self.tick_s))  # the TickInput's time_us
         tick_us = us_of(self.tick_s)
         return now_us - tick_us, now_us + tick_us
@@ -775,7 +780,7 @@ class Inbound:
         if tick != self.current_tick:
             self.reject("bad_tick", where, f"(envelope tick {tick}, current {self.current_tick})")
             return
-        lo_us, hi_us = self._fleet_tx_window()
+        lo_us, hi_us = self._tx_window()
         if not lo_us <= env.tx_time_us <= hi_us:
             self.reject("bad_time", where, f"(tx_time_us {env.tx_time_us}, the tick's time is {lo_us + hi_us >> 1})")
             return

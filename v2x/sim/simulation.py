@@ -46,7 +46,7 @@ import numpy as np
 
 from v2x.core import SpatialGrid
 from v2x.scenario.geometry import route_for
-from v2x.scenario.model import DEFAULT_SIZE, ROAD_USER_KINDS, Scenario
+from v2x.scenario.model import ROAD_USER_KINDS, Scenario
 from v2x.scenario.signals import warp_from_wire
 from v2x.sim.actors import pc5_coverage, road_user_slots, unequipped_ids, world_state
 from v2x.sim.background import Background, BackgroundTraffic, background_capacity
@@ -290,12 +290,12 @@ class Simulation:
             spec = self.scenario.actor(actor_id)
             if not spec.external if external_only else spec.kind not in ROAD_USER_KINDS:
                 continue  # (START names every external actor; everyone placed at the start is a road user)
-            length, width, height = DEFAULT_SIZE[spec.kind]
+            length, width, height = spec.box_m
             start = testbed_pb2.Control.ActorStart(
                 actor_id=actor_id,
                 kind=spec.kind,
-                length_m=spec.length_m or length,
-                width_m=spec.width_m or width,
+                length_m=length,
+                width_m=width,
                 height_m=height,
                 equipped=spec.equipped,
             )
