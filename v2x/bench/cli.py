@@ -21,11 +21,18 @@ def _parse_ns(text: str) -> list[int]:
     return ns
 
 
+BENCH_EXIT_CODES = (
+    "Exit codes: 0 measured, 2 bad input (nothing measured), 3 a run could not complete (stack, realtime: the "
+    "broker could not be reached, a worker failed)."
+)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    bench = sub.add_parser("bench", help="run the built-in benchmarks")
+    bench = sub.add_parser("bench", help="run the built-in benchmarks", epilog=BENCH_EXIT_CODES)
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
     core = bench_sub.add_parser(
         "core",
+        epilog=BENCH_EXIT_CODES,
         help="fan-out and conflict detection per tick vs naive all-pairs and shapely STRtree",
         description="Per-tick fan-out and conflict detection on TR 36.885-style urban grid and freeway "
         "workloads, with speed-ups against naive all-pairs numpy and a shapely STRtree broad phase "
@@ -37,7 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=[1000, 5000, 10000, 20000],
         help="comma-separated vehicle counts (default 1000,5000,10000,20000)",
     )
-    core.add_argument("--ticks", type=int, default=None, help="timed ticks per N (default 20, quick 5)")
+    core.add_argument("--ticks", type=argtypes.count, default=None, help="timed ticks per N (default 20, quick 5)")
     core.add_argument("--seed", type=argtypes.seed, default=1, help="workload and channel seed (default 1)")
     core.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     core.add_argument("--quick", action="store_true", help="small run (< 60 s): fewer N, ticks, baselines")
@@ -47,6 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     core.set_defaults(handler=_run_core)
     traffic = bench_sub.add_parser(
         "traffic",
+        epilog=BENCH_EXIT_CODES,
         help="the compiled traffic step (IDM + MOBIL) vs the same step in plain numpy",
         description="Per-tick traffic step (IDM car-following, MOBIL lane changes, signals) on a TR 36.885 "
         "urban grid, compiled and in plain numpy, measured in the same run from the same state (results "
@@ -55,13 +63,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     traffic.add_argument(
         "--n", type=_parse_ns, default=[1000, 10000], help="comma-separated vehicle counts (default 1000,10000)"
     )
-    traffic.add_argument("--ticks", type=int, default=None, help="timed ticks per N (default 200, quick 10)")
+    traffic.add_argument("--ticks", type=argtypes.count, default=None, help="timed ticks per N (default 200, quick 10)")
     traffic.add_argument("--seed", type=argtypes.seed, default=1, help="workload seed (default 1)")
     traffic.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     traffic.add_argument("--quick", action="store_true", help="small run: the smallest N, 10 ticks")
     traffic.set_defaults(handler=_run_traffic)
     sign = bench_sub.add_parser(
         "sign",
+        epilog=BENCH_EXIT_CODES,
         help="signed envelopes: ECDSA P-256 verifications per second per core vs decoding the same envelope",
         description="What a receiver pays for a signed BSM envelope (v2x run --secure) on one core: verify "
         "with the certificate cached and not, and sign, against decoding the same envelope, measured in the "
@@ -75,6 +84,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sign.set_defaults(handler=_run_sign)
     stack = bench_sub.add_parser(
         "stack",
+        epilog=BENCH_EXIT_CODES,
         help="the whole stack with N equipped vehicles running FCW (fleet agent, broker, lockstep) vs "
         "individual vehicle agents",
         description="Wall seconds per simulated second of a lockstep V2X run with N equipped background vehicles "
@@ -106,6 +116,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     stack.set_defaults(handler=_run_stack)
     realtime = bench_sub.add_parser(
         "realtime",
+        epilog=BENCH_EXIT_CODES,
         help="the bench stack workload under the real-time clock: late ticks and the latency the emulator adds",
         description="N equipped vehicles with FCW hosted by the fleet agent, real-time clock (10 Hz), on the given "
         "broker: the share of late ticks (a report missed its deadline, or the tick closed more than 10 ms "

@@ -35,21 +35,33 @@ NETWORK_STEP_M = 10.0
 CELLULAR_SAMPLE_RANGE_M = 1000.0
 
 
+IMPAIR_EXIT_CODES = "Exit codes: 0 done, 2 bad input (an unknown profile, a bad option) or an output it cannot write."
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``impair`` command (with ``list`` and ``sample``) to a ``v2x`` sub-parser set."""
     impair = sub.add_parser(
         "impair",
         help="list and sample the positioning and network impairment profiles",
         description="Positioning noise (5G + Beidou) and network impairment profiles.",
+        epilog=IMPAIR_EXIT_CODES,
     )
     actions = impair.add_subparsers(dest="impair_command", metavar="ACTION", required=True)
 
-    lister = actions.add_parser("list", help="print the profiles with their parameters and sources")
-    lister.add_argument("--kind", choices=("all", "positioning", "network"), default="all")
+    lister = actions.add_parser(
+        "list",
+        help="print the profiles with their parameters and sources",
+        description="Every positioning and network profile a scenario can name, with its figures and sources.",
+        epilog=IMPAIR_EXIT_CODES,
+    )
+    lister.add_argument(
+        "--kind", choices=("all", "positioning", "network"), default="all", help="which profiles (default all)"
+    )
     lister.set_defaults(handler=_list_handler)
 
     sampler = actions.add_parser(
         "sample",
+        epilog=IMPAIR_EXIT_CODES,
         help="write a sample trace of one profile to CSV (and PNG)",
         description=(
             "Positioning profile: the error trace of one stationary receiver"
