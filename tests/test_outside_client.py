@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import subprocess
@@ -358,6 +359,7 @@ def test_a_run_says_it_waits_for_outside_stacks_and_for_how_long(
     """A run with an outside actor whose stack never came waited 30 s in silence, then exited 3 (a newcomer
     review): it now says whom it waits for and how long, and --join-timeout sets that."""
     argv = ["run", str(external_fcw(tmp_path)), "--variant", "v2x", "--broker", mosquitto.address.url]
+    caplog.set_level(logging.WARNING, logger="v2x.run")  # (whatever an earlier test left the root logger at)
     started = time.monotonic()
     code = v2x_main([*argv, "--run-id", "nobody-comes", "--join-timeout", "1", "--out", str(tmp_path / "out")])
     assert code == 3 and time.monotonic() - started < 20
