@@ -558,7 +558,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if recording is not None:
                 recording.finish(None)
             # Go on with the other scenarios: one broken run should not hide the outcome of the rest.
-            print(f"v2x run: {scenario.id}: run error: {exc}", file=sys.stderr)
+            print(printable(f"v2x run: {scenario.id}: run error: {exc}"), file=sys.stderr)
             errors.append((scenario.id, str(exc)))
             continue
         except OSError as exc:

@@ -41,6 +41,7 @@ from v2x.core import SCAN_AT_LEAST, scan_messages
 from v2x.logs import LOG_FIRST, log_refusal
 from v2x.scenario.model import MAX_EXTENT_M
 from v2x.sim.channel import LINK_NAME, Transmission
+from v2x.text import printable
 from v2x.units import s_of, tick_time_s, us_of
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.envelope import parse_envelope, temporary_id
@@ -281,7 +282,8 @@ class Inbound:
                 out.append(who)
                 continue
             reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
-            out.append(f"{who} (the world refused {reasons} on its topics this tick; the last: {last})")
+            # (the detail quotes what came on the topic, anyone's: shown escaped, as every such text)
+            out.append(f"{who} (the world refused {reasons} on its topics this tick; the last: {printable(last)})")
         return out
 
     @property
