@@ -74,9 +74,12 @@ def test_bench_stack_and_realtime_bad_options_and_no_broker_exit_cleanly(capsys:
         )
     ]
     cases.append(("stack", ["--broker", f"mqtt://127.0.0.1:{free_port()}"], 3, "cannot reach the MQTT broker"))
+    # a password in the URL is never shown (a diff review found it on stderr and in --json)
+    cases.append(("stack", ["--broker", f"mqtt://ci:s3cret@127.0.0.1:{free_port()}"], 3, "cannot reach"))
     for bench, argv, code, said in cases:
         args = _args("--n", "4", "--seconds", "0.2", *argv, bench=bench)
         assert args.handler(args) == code, (bench, argv)
         err = capsys.readouterr().err
         last = err.strip().splitlines()[-1]
         assert last.startswith(f"v2x bench {bench}: ") and said in last and "Traceback" not in err
+        assert "s3cret" not in err

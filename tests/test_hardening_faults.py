@@ -494,9 +494,13 @@ def test_a_recording_replaces_a_planted_symlink_and_refuses_a_fifo(
     assert sorted(p.name for p in rec.iterdir()) == ["fcw-baseline.mcap", "fcw-v2x.mcap"]
 
 
-def test_a_recording_that_cannot_be_finished_leaves_no_temporary_file_and_the_others_finish(tmp_path: Path) -> None:
+@pytest.mark.parametrize("with_result", [False, True])
+def test_a_recording_that_cannot_be_finished_leaves_no_temporary_file_and_the_others_finish(
+    tmp_path: Path, with_result: bool
+) -> None:
     """Each variant's recording is written into a temporary file until it is finished: one that cannot be
-    written (a full disk: /dev/full) is removed, and the other variants' are still finished and renamed."""
+    written (a full disk: /dev/full) is removed, and the other variants' are still finished and renamed; with
+    a result too, whose metadata is written before the summary (a diff review: it left the temporary file)."""
     from mcap.writer import CompressionType
     from mcap.writer import Writer as McapWriter
 
@@ -509,10 +513,32 @@ def test_a_recording_that_cannot_be_finished_leaves_no_temporary_file_and_the_ot
     full._file = open("/dev/full", "wb")  # noqa: SIM115 (closed by the recorder)
     full.w = McapWriter(full._file, compression=CompressionType.ZSTD)
     full.w.start(profile=record.PROFILE, library="v2x-testbed")
+    result = {"expectations": [], "metrics": {}, "seed": 0, "run": {"x": "y" * 20000}} if with_result else None
     with pytest.raises(OSError, match="No space left"):
-        recording.finish(None)
+        recording.finish(result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fcw-baseline.mcap"]
     assert (tmp_path / "fcw-baseline.mcap").read_bytes().endswith(b"\x89MCAP0\r\n")
+    recording.abandon()  # (after an error: nothing more happens, nothing is raised)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fcw-baseline.mcap"]
+
+
+def test_an_interruption_after_the_run_still_leaves_its_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SIGTERM while `v2x run --record` wrote its result (after the run) left only a hidden temporary file (a
+    diff review): whatever ends a scenario's turn, its recording is finished and renamed into place."""
+    from v2x.run import results
+
+    def interrupted(*args: Any, **kw: Any) -> Path:
+        from v2x.run.cli import Interrupted
+
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(results, "write_result", interrupted)
+    code = main(["run", "fcw", "--variant", "v2x", "-q", "--record", str(tmp_path / "rec"), "--out", str(tmp_path)])
+    assert code == 143
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == ["fcw-v2x.mcap"]
+    assert (tmp_path / "rec" / "fcw-v2x.mcap").read_bytes().endswith(b"\x89MCAP0\r\n")
 
 
 def test_a_recording_check_or_sweep_that_cannot_be_written_is_exit_2_or_3_never_a_traceback(

@@ -40,7 +40,7 @@ from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
 from v2x.bench.stack import TICK_S, run_facts, stack_scenario
 from v2x.net.world import Observer
 from v2x.run import default_workers
-from v2x.run.runner import run_scenario, warm_up_core
+from v2x.run.runner import public_broker, run_scenario, warm_up_core
 from v2x.scenario import load_scenario
 from v2x.sim.metrics import percentile
 from v2x.sim.simulation import Simulation
@@ -107,9 +107,10 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         return EXIT_BAD_INPUT
     workers = args.workers if args.workers is not None else default_workers("realtime", args.broker)
     started = time.perf_counter()
+    shown = public_broker(args.broker)  # (without its password)
     fleets = "the fleet in the world's process" if workers == 1 else f"{workers} fleet processes"
     print(
-        f"bench realtime: {n} equipped vehicles, {seconds:g} s real time on {args.broker}, {fleets}",
+        f"bench realtime: {n} equipped vehicles, {seconds:g} s real time on {shown}, {fleets}",
         file=err,
         flush=True,
     )
@@ -145,7 +146,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         "deliveries_per_tick": round(metrics["messages"]["delivered"].get("pc5", 0) / metrics["ticks"]),
         "ticks": ticks,
         "workers": workers,
-        "broker": args.broker,
+        "broker": shown,
         **run_facts(started),
     }
     print(
@@ -164,7 +165,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         file=out,
     )
     print(
-        f"\nreal-time clock on {args.broker}, {seconds:g} s; a tick is late when a report missed its deadline or "
+        f"\nreal-time clock on {shown}, {seconds:g} s; a tick is late when a report missed its deadline or "
         f"it closed more than {LATE_MS:g} ms after its deadline; added latency = from a delivery's modelled time to "
         f"when the world handed it over (to the fleets and built-in agents when the tick before closed); "
         f"p99 fleet {doc_out['added_latency_ms_p99_fleet']} ms, individual agents "

@@ -43,7 +43,7 @@ import yaml
 
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
 from v2x.net.world import Observer
-from v2x.run.runner import run_scenario, warm_up_core
+from v2x.run.runner import public_broker, run_scenario, warm_up_core
 from v2x.scenario import load_scenario
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation
@@ -206,7 +206,12 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         print("--n must be >= 2, --seconds and --baseline-seconds > 0, --baseline-n >= 0", file=err)
         return EXIT_BAD_INPUT
     started = time.perf_counter()
-    print(f"bench stack: {n} equipped vehicles, {seconds:g} s lockstep on {args.broker}", file=err, flush=True)
+    shown = public_broker(args.broker)  # (without its password)
+    print(
+        f"bench stack: {n} equipped vehicles, {seconds:g} s lockstep on {shown}",
+        file=err,
+        flush=True,
+    )
     fleet = measure(stack_scenario(n, seconds), args.broker, workers=args.workers)
     hosted = fleet.get("hosted_mean", float(n))
     print(
@@ -222,7 +227,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         "wall_per_sim_s": fleet["wall_per_sim_s"],
         "deliveries_per_tick": fleet["deliveries_per_tick"],
         "workers": args.workers,
-        "broker": args.broker,
+        "broker": shown,
         "fleet": fleet,
     }
     if base_n >= 2:
@@ -247,7 +252,7 @@ def main(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         b = doc["baseline"]
         print(f"| {b['n']} | individual agents | {b['wall_per_sim_s']} | {b['deliveries_per_tick']} | 1 |", file=out)
     print(
-        f"\nlockstep on {args.broker}; wall s per simulated s = the tick loop's wall time over the simulated time "
+        f"\nlockstep on {shown}; wall s per simulated s = the tick loop's wall time over the simulated time "
         f"({seconds:g} s fleet, {base_seconds:g} s baseline); per-vehicle speed-up = the baseline's wall time per "
         f"vehicle over the fleet's; {os.cpu_count()} cores, load {doc['load_1min']}",
         file=out,

@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError
 from numpy.typing import NDArray
 
 from v2x.agents.fleet import FleetAgent, numbers_problem, vehicle_numbers
+from v2x.logs import log_refusal
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.seal import RunSeal
@@ -158,8 +159,9 @@ class FleetHost:
 
     def _reject(self, reason: str, detail: str) -> None:
         self.rejected[reason] += 1
-        if self.rejected[reason] <= 5:
-            log.warning("%s: rejected a FleetInput (%s): %s", self.agent.fleet_id, reason, detail)
+        who = self.agent.fleet_id
+        message = "%s: rejected a FleetInput (%s): %s"
+        log_refusal(log, self.rejected[reason], who, f"{reason} rejections", message, who, reason, detail)
 
     def _decode(self, payload: bytes) -> tuple[testbed_pb2.FleetInput, NDArray[np.float64]] | None:
         """The input and its vehicles' numbers (``vehicle_numbers``), or None once rejected and counted."""

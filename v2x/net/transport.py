@@ -28,6 +28,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from v2x.logs import log_refusal
 from v2x.net import limits, topics
 from v2x.net.broker import BrokerAddress, tls_context
 
@@ -259,10 +260,9 @@ class MqttTransport:
             self.ignored_retained += 1
             if self.on_retained is not None:
                 self.on_retained(message.topic)
-            level = logging.WARNING if self.ignored_retained <= 5 else logging.DEBUG
-            log.log(
-                level, "%s: ignored a retained message on %s (only control is retained)", self.client_id, message.topic
-            )
+            message_ = "%s: ignored a retained message on %s (only control is retained)"
+            who = self.client_id
+            log_refusal(log, self.ignored_retained, who, "retained messages", message_, who, message.topic)
             return
         self.routes.dispatch(message.topic, bytes(message.payload))
 

@@ -528,79 +528,80 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
             recording = Recording(args.record, scenario, args.seed)
         observe = _observe(scenario, recording, view) if recording or view else None
-        wall0, cpu0 = time.monotonic(), time.process_time()
         try:
-            result = asyncio.run(
-                _interruptible(
-                    run_scenario(
-                        whole,
-                        seed=args.seed,
-                        variants=args.variant or None,
-                        broker=args.broker,
-                        mode=args.mode,
-                        progress=progress,
-                        run_id=args.run_id,
-                        observe=observe,
-                        security=security,
-                        signing=Signing(credentials_dir=args.out / "credentials") if security else None,
-                        workers=workers,
-                        remote_workers=args.remote_workers,
-                        worker_timeout_s=args.worker_timeout,
-                        join_timeout_s=args.join_timeout,
+            wall0, cpu0 = time.monotonic(), time.process_time()
+            try:
+                result = asyncio.run(
+                    _interruptible(
+                        run_scenario(
+                            whole,
+                            seed=args.seed,
+                            variants=args.variant or None,
+                            broker=args.broker,
+                            mode=args.mode,
+                            progress=progress,
+                            run_id=args.run_id,
+                            observe=observe,
+                            security=security,
+                            signing=Signing(credentials_dir=args.out / "credentials") if security else None,
+                            workers=workers,
+                            remote_workers=args.remote_workers,
+                            worker_timeout_s=args.worker_timeout,
+                            join_timeout_s=args.join_timeout,
+                        )
                     )
                 )
-            )
-        except Interrupted:
-            if recording is not None:  # what was recorded up to the interruption stays readable (v2x replay)
-                recording.finish(None)
-            raise
-        except RunError as exc:
-            if recording is not None:
-                recording.finish(None)
-            # Go on with the other scenarios: one broken run should not hide the outcome of the rest.
-            print(printable(f"v2x run: {scenario.id}: run error: {exc}"), file=sys.stderr)
-            errors.append((scenario.id, str(exc)))
-            continue
-        except OSError as exc:
-            if recording is None:
-                raise
-            # the recording's file (the run writes no other): a full disk, a folder it cannot make
-            with contextlib.suppress(OSError):
-                recording.finish(None)
-            why = f"cannot write the recording under {args.record}: {_why(exc)}"
-            print(f"v2x run: {scenario.id}: {why}", file=sys.stderr)
-            errors.append((scenario.id, why))
-            continue
-        try:
-            path = write_result(result, args.out)
-        except (OSError, ValueError) as exc:
-            print(f"v2x run: {scenario.id}: cannot write its result under {args.out}: {_why(exc)}", file=sys.stderr)
-            errors.append((scenario.id, f"cannot write the result: {_why(exc)}"))
-            if recording is not None:
-                recording.finish(None)
-            continue
-        if recording is not None:
-            try:
-                rec_paths = recording.finish(result)
-            except OSError as exc:  # (the writer keeps a chunk in memory: a full disk shows when it is written)
+            except RunError as exc:
+                # Go on with the other scenarios: one broken run should not hide the outcome of the rest.
+                print(printable(f"v2x run: {scenario.id}: run error: {exc}"), file=sys.stderr)
+                errors.append((scenario.id, str(exc)))
+                continue
+            except OSError as exc:
+                if recording is None:
+                    raise
+                # the recording's file (the run writes no other): a full disk, a folder it cannot make
                 why = f"cannot write the recording under {args.record}: {_why(exc)}"
-                print(f"v2x run: {scenario.id}: {why} (its result: {path})", file=sys.stderr)
+                print(f"v2x run: {scenario.id}: {why}", file=sys.stderr)
                 errors.append((scenario.id, why))
                 continue
-            for rec_path in rec_paths:
-                print(f"recording -> {rec_path}")
-        _print_summary(result, path)
-        from v2x.run.runner import idle_note
+            try:
+                path = write_result(result, args.out)
+            except (OSError, ValueError) as exc:
+                print(f"v2x run: {scenario.id}: cannot write its result under {args.out}: {_why(exc)}", file=sys.stderr)
+                errors.append((scenario.id, f"cannot write the result: {_why(exc)}"))
+                continue
+            if recording is not None:
+                try:
+                    rec_paths = recording.finish(result)
+                except OSError as exc:  # (the writer keeps a chunk in memory: a full disk shows when it is written)
+                    why = f"cannot write the recording under {args.record}: {_why(exc)}"
+                    print(f"v2x run: {scenario.id}: {why} (its result: {path})", file=sys.stderr)
+                    errors.append((scenario.id, why))
+                    continue
+                for rec_path in rec_paths:
+                    print(f"recording -> {rec_path}")
+            _print_summary(result, path)
+            from v2x.run.runner import idle_note
 
-        cpu = time.process_time() - cpu0
-        idle = time.monotonic() - wall0 - cpu
-        slow = idle_note(
-            whole, result, args.broker, idle, cpu, mode=args.mode, workers=workers, remote_workers=args.remote_workers
-        )
-        if slow is not None:
-            print(f"v2x run: {scenario.id}: note: {slow}", file=sys.stderr)
-        results.append(result)
-        failed |= not result["passed"]
+            cpu = time.process_time() - cpu0
+            idle = time.monotonic() - wall0 - cpu
+            slow = idle_note(
+                whole,
+                result,
+                args.broker,
+                idle,
+                cpu,
+                mode=args.mode,
+                workers=workers,
+                remote_workers=args.remote_workers,
+            )
+            if slow is not None:
+                print(f"v2x run: {scenario.id}: note: {slow}", file=sys.stderr)
+            results.append(result)
+            failed |= not result["passed"]
+        finally:
+            if recording is not None:  # (finished above, or what was recorded stays readable: v2x replay)
+                recording.abandon()
     try:
         if args.junit:
             write_junit(results, args.junit, errors=errors)

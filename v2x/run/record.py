@@ -409,6 +409,16 @@ class VariantRecorder:
         without a result (the run failed) only close it."""
         if self.closed:
             return
+        try:
+            self._close(result)
+        except BaseException:
+            self._discard()  # (a full disk: the file would be cut short; an existing recording stays as it was)
+            raise
+        self.closed = True
+
+    def _close(self, result: dict[str, Any] | None) -> None:
+        """``finish``'s writing: the verdicts, metrics and metadata of ``result``, the summary, then the file
+        renamed into place (any error leaves the temporary file for ``finish`` to remove)."""
         if result is not None:
             t_end = float(self.scenario.n_ticks * self.scenario.tick_s)
             for k, exp in enumerate(result["expectations"]):
@@ -431,16 +441,11 @@ class VariantRecorder:
             if self.variant in result.get("tracks", {}):
                 meta["tracks"] = json.dumps(result["tracks"][self.variant])
             self.w.add_metadata("v2x.result", meta)
-        try:
-            self.w.finish()  # type: ignore[no-untyped-call]
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            self._discard()  # (a full disk: the file would be cut short; an existing recording stays as it was)
-            raise
-        self.closed = True
+        self.w.finish()  # type: ignore[no-untyped-call]
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp, self.path)
 
     def _discard(self) -> None:
         """Close and remove the temporary file (after an error writing it)."""
@@ -468,16 +473,23 @@ class Recording:
 
     def finish(self, result: dict[str, Any] | None) -> list[Path]:
         """Finish every variant's recording, then raise the first error if one could not be written (the
-        others are still renamed into place, and no temporary file is left behind)."""
-        failed: OSError | None = None
+        others are still renamed into place, and no temporary file is left behind; an interruption while
+        finishing one still finishes the others)."""
+        failed: BaseException | None = None
         for rec in self.recorders.values():
             try:
                 rec.finish(result)
-            except OSError as exc:
+            except BaseException as exc:
                 failed = failed or exc
         if failed is not None:
             raise failed
         return [rec.path for rec in self.recorders.values()]
+
+    def abandon(self) -> None:
+        """Close what was recorded so far (the run failed or was interrupted): readable by ``v2x replay``,
+        under its final name; never raises (a file that cannot be written is removed)."""
+        with contextlib.suppress(BaseException):
+            self.finish(None)
 
 
 # -- reading back -------------------------------------------------------------------------------------

@@ -105,6 +105,7 @@ def cmd_secure_init(args: argparse.Namespace) -> int:
 def security_from_args(args: argparse.Namespace, scenarios: list[Scenario], prog: str) -> Security | int | None:
     """``--secure`` / ``--secure-dir`` (of ``v2x run`` or ``v2x conformance``: ``prog``) as a
     ``v2x.net.secure.Security`` (None: an open run), or the exit code of bad input (said on stderr)."""
+    from v2x.net.broker import redacted_url
     from v2x.net.secure import SecureDirError, Security, load_secure_dir
 
     if args.secure_dir is None:
@@ -131,7 +132,10 @@ def security_from_args(args: argparse.Namespace, scenarios: list[Scenario], prog
     elif missing := [a.id for a in scenarios[0].actors if a.id not in sd.keys.actors]:
         problem = f"it has no credentials for actor(s) {', '.join(missing)}"
     elif args.broker != "embedded" and not args.broker.startswith(("mqtts://", "ssl://")):
-        problem = f"--broker {args.broker} is not TLS: use mqtts://host:port (as in {sd.broker or 'DIR/world.json'})"
+        problem = (
+            f"--broker {redacted_url(args.broker)} is not TLS: use mqtts://host:port (as in "
+            f"{sd.broker or 'DIR/world.json'})"
+        )
     if problem:
         print(f"{prog}: --secure-dir {args.secure_dir}: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT

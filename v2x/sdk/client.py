@@ -325,14 +325,16 @@ class Stack:
             task.cancel()
         # (their cancellation is expected; a task that had failed is said, not swallowed, and a cancellation of
         # this exit itself goes through: a code review)
-        ended = await asyncio.gather(*self._tasks, return_exceptions=True)
-        for task, outcome in zip(self._tasks, ended, strict=True):
-            if isinstance(outcome, Exception):
-                log.warning("%s: its task %s had failed: %r", self.actor_id, task.get_name(), outcome)
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await self._client.__aexit__(None, None, None)
-            self._client = None
+        try:
+            ended = await asyncio.gather(*self._tasks, return_exceptions=True)
+            for task, outcome in zip(self._tasks, ended, strict=True):
+                if isinstance(outcome, Exception):
+                    log.warning("%s: its task %s had failed: %r", self.actor_id, task.get_name(), outcome)
+        finally:  # (the connection is closed even when this exit is cancelled)
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    await self._client.__aexit__(None, None, None)
+                self._client = None
 
     async def _publish(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 0; while the broker is away, wait until the stack is connected again (``BrokerLost``
