@@ -119,6 +119,10 @@ BAD_URLS = [
     ("mqtt://[::1", "broker URL 'mqtt://[::1' is not a valid URL"),
     ("mqtt://ci:S3cretPassw0rd@127.0.0.1:1883x", "URL 'mqtt://ci:***@127.0.0.1:1883x': the port is not a number"),
     ("mqtt://ci:S3cret/Passw0rd@127.0.0.1:1883", "broker URL 'mqtt://ci:***@127.0.0.1:1883': a '/', '?', '#', '@'"),
+    # attack review 4: a mistyped scheme separator printed the password whole; port 0 went to 1883
+    ("mqtt:/ci:S3cret@127.0.0.1", "broker URL 'mqtt:/ci:***@127.0.0.1'"),
+    ("mqtt//ci:S3cret@127.0.0.1", "broker URL 'mqtt//ci:***@127.0.0.1'"),
+    ("mqtt://ci:S3cret@127.0.0.1:0", "the port is not a number from 1 to 65535"),
 ]
 COMMANDS = [
     ["run", "fcw"],
@@ -128,7 +132,11 @@ COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize(("url", "said"), BAD_URLS, ids=["ipv6-bracket", "port", "slash-in-password"])
+@pytest.mark.parametrize(
+    ("url", "said"),
+    BAD_URLS,
+    ids=["ipv6-bracket", "port", "slash-in-password", "scheme-slash", "scheme-colon", "port-0"],
+)
 @pytest.mark.parametrize("command", COMMANDS, ids=[c[0] for c in COMMANDS])
 def test_a_bad_broker_url_exits_2_without_its_password(
     command: list[str],

@@ -430,3 +430,33 @@ async def test_copies_of_the_will_in_a_row_do_not_free_the_run_id(mosquitto: Mos
         await run_variant(FCW, "v2x", seed=3, broker=broker, run_id=run_id)
     report = await asyncio.wait_for(first, 60)
     assert any(e["type"] == "warning" for e in report.events)
+
+
+@pytest.mark.broker
+async def test_a_cleared_start_does_not_free_a_fixed_run_id(mosquitto: Mosquitto) -> None:
+    """Attack review 4: someone clears the retained Control (an empty retained message) every 0.05 s; the live
+    world says its START again once a second, so a second world with the same fixed run id found nothing there
+    and took the id. A world with a fixed run id now listens a while for a live START when it finds none."""
+    broker = mosquitto.address
+    run_id = "hard-cleared"
+    first = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=broker, run_id=run_id, mode="realtime"))
+    async with _intruder(broker, run_id) as client:
+        async with asyncio.timeout(30):
+            async for message in client.messages:
+                if _is_start(str(message.topic), bytes(message.payload)):
+                    break
+
+        async def clear() -> None:
+            while True:
+                await client.publish(topics.control(run_id), b"", qos=1, retain=True)
+                await asyncio.sleep(0.05)
+
+        clearing = asyncio.create_task(clear())
+        try:
+            await asyncio.sleep(0.5)
+            with pytest.raises(RunError, match=f"run id {run_id} is in use"):
+                await run_variant(FCW, "v2x", seed=3, broker=broker, run_id=run_id, fixed_run_id=True)
+        finally:
+            clearing.cancel()
+    report = await asyncio.wait_for(first, 60)
+    assert any(e["type"] == "warning" for e in report.events)

@@ -5,6 +5,7 @@ with exit status 2 and no traceback (issue #12: several of these crashed or hung
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -274,3 +275,23 @@ def test_the_worst_files_exit_2_in_a_process_of_their_own(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
     for f in files:
         assert f in done.stderr
+
+
+@pytest.mark.parametrize("escape", ["\\U00110000", "\\UFFFFFFFF"])
+@pytest.mark.parametrize("pure", [False, True])
+def test_an_escape_beyond_unicode_is_named_by_either_parser(
+    escape: str, pure: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PyYAML's pure-Python reader (a PyYAML without libyaml) turned "\\U00110000" into chr()'s ValueError and
+    "\\UFFFFFFFF" into an OverflowError: a traceback, exit 1 (attack review 4). Both parsers now give exit 2's
+    ScenarioError naming the file."""
+    if pure:
+        monkeypatch.setattr(loader_module, "_LimitedLoader", loader_module._PurePythonLoader)
+    path = tmp_path / "escape.yaml"
+    text = re.sub(
+        r"^name: .*$", lambda _: f'name: "{escape}"', (SCENARIO_DIR / "fcw.yaml").read_text(), count=1, flags=re.M
+    )
+    path.write_text(text)
+    with pytest.raises(ScenarioError, match="not valid YAML") as err:
+        load_scenario(path)
+    assert str(err.value).startswith(str(path))

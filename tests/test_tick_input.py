@@ -79,6 +79,8 @@ CONTENT: dict[str, tuple[bytes, str]] = {
     "an rx_time_us after the tick": (_bytes(envelopes=[b"x"], rx_time_us=[10**9]), "malformed"),
     "a negative rx_time_us": (_bytes(envelopes=[b"x"], rx_time_us=[-1]), "malformed"),
     "late_ticks [99] on tick 3": (_bytes(late_ticks=[99]), "malformed"),
+    "late_ticks [1] 3000 times": (_bytes(late_ticks=[1] * 3000), "malformed"),  # (attack review 4)
+    "late_ticks not rising": (_bytes(late_ticks=[2, 1]), "malformed"),
     "an infinite collision speed": (
         _bytes(collisions=[testbed_pb2.TickInput.Collision(other_id="x", relative_speed_mps=math.inf)]),
         "malformed",

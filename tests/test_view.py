@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -210,6 +211,34 @@ def test_the_view_draws_the_background_traffic(browser: Any) -> None:
         assert boxes and all(len(b) == 5 and b[3] > 2.0 for b in boxes)  # [x, y, yaw, length, width]
         browser.get(server.url)
         _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#background rect")) == len(boxes))
+    finally:
+        server.hub.control("resume")
+        runner.join(60)
+        server.stop()
+
+
+def test_an_actor_named_like_an_object_property_is_drawn(browser: Any, tmp_path: Path) -> None:
+    """An actor named `constructor` stopped the page drawing anything (its per-actor tables were plain objects:
+    attack review 4)."""
+    from selenium.webdriver.common.by import By
+
+    path = tmp_path / "fcw.yaml"
+    path.write_text((SCENARIO_DIR / "fcw.yaml").read_text().replace("neighbour", "constructor"))
+    sc = load_scenario(path)
+    server = ViewServer(port=0, paused=True).start()
+
+    def run() -> None:
+        asyncio.run(
+            run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: server.observer(sc, v))
+        )
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    try:
+        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+        browser.get(server.url)
+        _wait(lambda: len(browser.find_elements(By.ID, "actor-constructor")) == 1)
+        assert browser.find_element(By.ID, "actor-follower") and browser.find_element(By.ID, "actor-lead")
     finally:
         server.hub.control("resume")
         runner.join(60)

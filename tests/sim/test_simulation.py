@@ -69,7 +69,13 @@ def _bsm(
 ) -> bytes:
     frame = frame_pb2.MessageFrame(advisory=testbed_pb2.Advisory(target_id="x"))
     env = testbed_pb2.Envelope(
-        sender_id=sender, seq=seq, tick=tick, link=link, dest_ids=dests, frame=frame.SerializeToString()
+        sender_id=sender,
+        seq=seq,
+        tick=tick,
+        tx_time_us=tick * 100_000,  # the tick's time (0.1 s ticks)
+        link=link,
+        dest_ids=dests,
+        frame=frame.SerializeToString(),
     )
     return env.SerializeToString()
 

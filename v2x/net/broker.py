@@ -54,8 +54,10 @@ class BrokerAddress:
 
 
 # The password of a URL's user info: from the ':' after the user name to the last '@' (greedy, so that a password
-# with an unencoded '/', '@' or '#' in it is hidden whole).
-_PASSWORD = re.compile(r"^(?P<head>[^:/?#]*://[^:@]*:).*@", re.DOTALL)
+# with an unencoded '/', '@' or '#' in it is hidden whole), whatever the scheme's separator looks like (a mistyped
+# "mqtt:/", "mqtt:" or "mqtt//" printed the password whole: attack review 4); with no password, the user name
+# may be hidden instead (more rather than less).
+_PASSWORD = re.compile(r"^(?P<head>(?:[A-Za-z][A-Za-z0-9+.-]*:)?/*[^:@]*:).*@", re.DOTALL)
 
 
 def redacted_url(url: str) -> str:
@@ -88,9 +90,12 @@ def parse_broker_url(url: str) -> BrokerAddress:
         raise BrokerURLError(f"broker URL {shown!r}: no host")
     tls = parts.scheme in ("mqtts", "ssl")
     try:
-        port = parts.port or (8883 if tls else 1883)
+        given = parts.port
     except ValueError:  # (urllib's message quotes the port, which may be a part of the password)
-        raise BrokerURLError(f"broker URL {shown!r}: the port is not a number from 1 to 65535") from None
+        given = -1
+    if given is not None and not 1 <= given <= 65535:  # (port 0 went to 1883 silently: attack review 4)
+        raise BrokerURLError(f"broker URL {shown!r}: the port is not a number from 1 to 65535")
+    port = given if given is not None else 8883 if tls else 1883
     user = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
     return BrokerAddress(parts.hostname, port, user, password, tls=tls)

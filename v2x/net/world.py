@@ -146,13 +146,18 @@ class World:
         # reconnected, say again where the run is.
         transport.on_connect(self._republish)
 
-    async def claim(self, probe_timeout_s: float = 5.0) -> None:
+    async def claim(self, probe_timeout_s: float = 5.0, *, fixed_id: bool = False) -> None:
         """Make sure no live world runs under this run id, then clear the control topic's retained message.
 
         Every world's connection leaves a Last Will that replaces its retained START with a STOP when the
         connection drops, and a world that ends publishes STOP: a retained START on the topic means its
         world is still connected. The retained message comes with the subscription; a probe published to
-        this world alone after subscribing comes back after it (brokers keep a client's order)."""
+        this world alone after subscribing comes back after it (brokers keep a client's order).
+
+        ``fixed_id``: the run id was given (``--run-id``), so another world may hold it: when the topic holds
+        nothing, the world still listens ``CLAIM_SETTLE_S`` for a live world's START (anyone may clear the
+        retained START over and over; the live world says it again within ``REASSERT_EVERY_S``: attack review
+        4). A random run id cannot be another world's: no wait."""
         await self.transport.publish(self._probe_topic, b"probe")
         try:
             await asyncio.wait_for(self._probed.wait(), probe_timeout_s)
@@ -163,9 +168,11 @@ class World:
                 probe_timeout_s,
             )
         found = self._found
-        if found is not None and found.command == testbed_pb2.Control.COMMAND_STOP and found.reason == WORLD_LOST:
+        lost = found is not None and found.command == testbed_pb2.Control.COMMAND_STOP and found.reason == WORLD_LOST
+        if lost or (found is None and fixed_id):
             # A world that died, or a copy of a live world's will that its world is about to answer with its
-            # START (within REASSERT_EVERY_S; an attack review): wait for that START a little.
+            # START (within REASSERT_EVERY_S; an attack review), or a START cleared by someone: wait for a START
+            # a little.
             found = await self._settled(found)
         if found is not None and found.command == testbed_pb2.Control.COMMAND_START:
             raise RunIdInUse(
@@ -178,14 +185,14 @@ class World:
         await self.transport.publish(topics.control(self.run_id), b"", qos=1, retain=True)
         self._claimed = True
 
-    async def _settled(self, found: testbed_pb2.Control) -> testbed_pb2.Control:
-        """The retained Control of another world once a STOP "world lost" (``found``) has had ``CLAIM_SETTLE_S``
-        to be answered by a START of its token; returns at once on that START."""
+    async def _settled(self, found: testbed_pb2.Control | None) -> testbed_pb2.Control | None:
+        """Another world's Control once what was found (a STOP "world lost", or nothing) has had
+        ``CLAIM_SETTLE_S`` to be answered by a START; returns at once on that START."""
         deadline = time.monotonic() + CLAIM_SETTLE_S
         while (left := deadline - time.monotonic()) > 0:
             self._found_changed.clear()
             current = self._found if self._found is not None else found
-            if current.command == testbed_pb2.Control.COMMAND_START:
+            if current is not None and current.command == testbed_pb2.Control.COMMAND_START:
                 return current
             try:
                 await asyncio.wait_for(self._found_changed.wait(), left)

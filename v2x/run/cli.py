@@ -30,8 +30,14 @@ T = TypeVar("T")
 DEFAULT_VIEW_PORT = 8642
 
 
+# The signals that stop a command cleanly (its run announces STOP, a recording is closed): SIGINT (Ctrl-C),
+# SIGTERM (docker stop, CI runners) and SIGHUP (a closed terminal or ssh session, which lost the recording:
+# attack review 4); exit 128 + the signal's number (130, 143, 129).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived: the run in progress announced STOP; exit 128 + the signal's number."""
+    """A stop signal arrived: the run in progress announced STOP; exit 128 + the signal's number."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -44,7 +50,7 @@ def _raise_interrupted(signum: int, frame: object) -> None:
 
 def _outside_the_loop() -> None:
     """SIGINT and SIGTERM outside the event loop (loading, compiling, writing): Interrupted."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, _raise_interrupted)
 
 
@@ -52,7 +58,7 @@ def _outside_the_loop() -> None:
 def _interruptible_command() -> Iterator[None]:
     """Around a command that runs the event loop: SIGINT and SIGTERM raise Interrupted (``_outside_the_loop``,
     ``_interruptible`` inside the loop); the handlers found are back afterwards."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     _outside_the_loop()
     try:
         yield
@@ -73,7 +79,7 @@ async def _interruptible(coro: Awaitable[T]) -> T:
             got.append(signum)
             task.cancel()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         return await coro
@@ -82,7 +88,7 @@ async def _interruptible(coro: Awaitable[T]) -> T:
             raise Interrupted(got[0]) from None
         raise
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
         _outside_the_loop()
 
@@ -94,7 +100,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run scenarios (each with and without V2X), check their expectations, write DIR/<id>/result.json.",
         epilog="Exit codes: 0 every expectation held, 1 an expectation failed, 2 bad input "
         "(nothing was run), 3 the run could not complete (or its result could not be written), "
-        "130 / 143 interrupted by SIGINT / SIGTERM (the run in progress was stopped).",
+        "130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (the run in progress was stopped).",
     )
     run.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenario id (see 'v2x list') or YAML file")
     run.add_argument("--all", action="store_true", help="run every shipped scenario (the 'v2x list' catalogue)")

@@ -822,6 +822,7 @@ async def _conformance(
                     signing=Signing(credentials_dir=args.out / "credentials") if secure is not None else None,
                     join_timeout_s=args.join_timeout,
                     observer=WorldInputs(capture, actor),
+                    fixed_run_id=True,
                 )
                 metrics = report.metrics
             except RunError as exc:  # a stack that never joined or went silent: still report what it sent

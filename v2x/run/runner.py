@@ -359,6 +359,7 @@ async def run_variant(
     remote_workers: bool = False,
     worker_timeout_s: float = 120.0,
     join_timeout_s: float = 30.0,
+    fixed_run_id: bool = False,
     sealed: bool = True,
 ) -> WorldReport:
     """One variant's run. ``keys``: a secure run's users; the world and each built-in agent then log in
@@ -368,10 +369,11 @@ async def run_variant(
     process of its own with its own connection to the broker (``v2x.run.workers``). ``remote_workers``:
     start none of them but wait up to ``worker_timeout_s`` for ``workers`` fleet workers started with
     ``v2x worker`` (on this or other machines) to join. ``join_timeout_s``: how long the world waits for the
-    actors driven from outside to say Hello. ``sealed``: the messages between the world and the agents and
-    fleets it starts carry the run's seals (``v2x.net.seal``; a message on their topics without one is
-    ``forged``); False leaves them open as an outside stack's are, for tests of what the world's and the
-    agents' own checks withstand."""
+    actors driven from outside to say Hello. ``fixed_run_id``: ``run_id`` was given, not drawn (``World.claim``
+    then also listens for a live world whose START someone cleared). ``sealed``: the messages between the
+    world and the agents and fleets it starts carry the run's seals (``v2x.net.seal``; a message on their
+    topics without one is ``forged``); False leaves them open as an outside stack's are, for tests of what the
+    world's and the agents' own checks withstand."""
     if (workers > 1 or remote_workers) and isinstance(broker, LoopbackBroker):
         raise RunError("--workers needs an MQTT broker (embedded or mqtt://...): the loopback bus is in-process")
     from v2x.scenario.sumo import unmet
@@ -498,7 +500,7 @@ async def run_variant(
         except TimeoutError:
             raise RunError(cannot_reach(broker.url, connect_timeout_s, getattr(world_tp, "last_error", ""))) from None
         try:
-            await world.claim()
+            await world.claim(fixed_id=fixed_run_id)
         except RunIdInUse as exc:
             announced = True  # that run's Control stays as it is
             raise RunError(str(exc)) from None
@@ -686,6 +688,7 @@ async def run_scenario(
                     remote_workers=remote_workers,
                     worker_timeout_s=worker_timeout_s,
                     join_timeout_s=join_timeout_s,
+                    fixed_run_id=run_id is not None,
                 )
                 events.extend(report.events)
                 metrics[variant] = report.metrics

@@ -364,6 +364,9 @@ def _read_yaml(path: Path) -> Any:
         if problem == "exceeded maximum nesting depth":  # (libyaml's scanner looks ahead, to its own limit of 1000)
             raise ScenarioError(path, [(where, f"nested deeper than {MAX_DEPTH} levels")]) from None
         raise ScenarioError(path, [(where, f"not valid YAML: {problem}")]) from None
+    except (ValueError, OverflowError) as exc:  # (PyYAML's pure-Python reader on "\U00110000" or "\UFFFFFFFF":
+        # chr() refuses them, where libyaml says "not valid YAML"; attack review 4)
+        raise ScenarioError(path, [("", f"not valid YAML: {exc}")]) from None
     finally:
         loader.dispose()
 
