@@ -5,6 +5,7 @@ and step move the clock one tick at a time. Skipped when Chromium, its driver or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import tempfile
@@ -70,6 +71,28 @@ def _wait(cond: Any, timeout: float = 20.0) -> None:
         if time.monotonic() > end:
             raise AssertionError("timed out")
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _held_at_tick_0(sc: Any) -> Iterator[ViewServer]:
+    """A live view of ``sc``'s v2x variant on the loopback bus, held after tick 0 (``--paused``): the server,
+    once tick 0 is on it; the run goes on to its end when the block is left."""
+    server = ViewServer(port=0, paused=True).start()
+
+    def run() -> None:
+        asyncio.run(
+            run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: server.observer(sc, v))
+        )
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    try:
+        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+        yield server
+    finally:
+        server.hub.control("resume")
+        runner.join(60)
+        server.stop()
 
 
 def test_the_live_view_shows_a_real_fcw_run(browser: Any) -> None:
@@ -196,25 +219,11 @@ def test_the_view_draws_the_background_traffic(browser: Any) -> None:
 
     sc = load_scenario(SCENARIO_DIR / "breakdown.yaml")
     sc = sc.model_copy(update={"duration_s": 3.0})
-    server = ViewServer(port=0, paused=True).start()
-
-    def run() -> None:
-        asyncio.run(
-            run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: server.observer(sc, v))
-        )
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    try:
-        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+    with _held_at_tick_0(sc) as server:
         boxes = _state(server.url)["tick"]["background"]
         assert boxes and all(len(b) == 5 and b[3] > 2.0 for b in boxes)  # [x, y, yaw, length, width]
         browser.get(server.url)
         _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#background rect")) == len(boxes))
-    finally:
-        server.hub.control("resume")
-        runner.join(60)
-        server.stop()
 
 
 def test_an_actor_named_like_an_object_property_is_drawn(browser: Any, tmp_path: Path) -> None:
@@ -225,24 +234,10 @@ def test_an_actor_named_like_an_object_property_is_drawn(browser: Any, tmp_path:
     path = tmp_path / "fcw.yaml"
     path.write_text((SCENARIO_DIR / "fcw.yaml").read_text().replace("neighbour", "constructor"))
     sc = load_scenario(path)
-    server = ViewServer(port=0, paused=True).start()
-
-    def run() -> None:
-        asyncio.run(
-            run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: server.observer(sc, v))
-        )
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    try:
-        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+    with _held_at_tick_0(sc) as server:
         browser.get(server.url)
         _wait(lambda: len(browser.find_elements(By.ID, "actor-constructor")) == 1)
         assert browser.find_element(By.ID, "actor-follower") and browser.find_element(By.ID, "actor-lead")
-    finally:
-        server.hub.control("resume")
-        runner.join(60)
-        server.stop()
 
 
 def test_the_view_shows_each_signal_heads_light(browser: Any) -> None:
@@ -251,17 +246,7 @@ def test_the_view_shows_each_signal_heads_light(browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
     sc = load_scenario(SCENARIO_DIR / "rlvw.yaml")
-    server = ViewServer(port=0, paused=True).start()
-
-    def run() -> None:
-        asyncio.run(
-            run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: server.observer(sc, v))
-        )
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    try:
-        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+    with _held_at_tick_0(sc) as server:
         signals = _state(server.url)["tick"]["signals"]
         assert signals and {s[2] for s in signals} <= {"red", "yellow", "protected-green"}
         browser.get(server.url)
@@ -276,10 +261,6 @@ def test_the_view_shows_each_signal_heads_light(browser: Any) -> None:
             return len(seen) >= 2
 
         _wait(changed, 60)
-    finally:
-        server.hub.control("resume")
-        runner.join(60)
-        server.stop()
 
 
 @pytest.mark.parametrize(("name", "what"), [("hlw", ".road-event circle"), ("gnss", ".zone"), ("sds", ".obstacle")])
@@ -291,17 +272,7 @@ def test_the_view_draws_road_events_zones_and_obstacles(browser: Any, name: str,
 
     sc = load_scenario(SCENARIO_DIR / f"{name}.yaml")
     sc = sc.model_copy(update={"duration_s": 1.0})
-    server = ViewServer(port=0, paused=True).start()
-
-    def run() -> None:
-        asyncio.run(
-            run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: server.observer(sc, v))
-        )
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    try:
-        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+    with _held_at_tick_0(sc) as server:
         scene = _state(server.url)["scene"]
         expected = {
             ".road-event circle": [i for i in scene["rsi"] if i["kind"] == "event" and i["radius_m"]],
@@ -314,10 +285,6 @@ def test_the_view_draws_road_events_zones_and_obstacles(browser: Any, name: str,
         if what == ".road-event circle":
             drawn = browser.find_elements(By.CSS_SELECTOR, f"#static {what}")
             assert [float(c.get_attribute("r")) for c in drawn] == [float(i["radius_m"]) for i in expected]
-    finally:
-        server.hub.control("resume")
-        runner.join(60)
-        server.stop()
 
 
 def test_the_v2x_variants_warnings_stay_on_the_page_after_the_baseline_starts(browser: Any) -> None:
