@@ -567,7 +567,7 @@ def _prepare(
     from v2x.net.broker import BrokerURLError, parse_broker_url
     from v2x.run.runner import broker_away, unjoinable
     from v2x.scenario import ScenarioError, load_scenario, same_ids
-    from v2x.scenario.sumo import unmet
+    from v2x.scenario.sumo import cannot_run
 
     if args.broker != "embedded":
         try:
@@ -596,18 +596,23 @@ def _prepare(
         where = ", ".join(args.targets)
         lines = [f"v2x check: no scenario files (*.yaml, *.yml) in {where} (a folder's own files: not its subfolders)"]
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", lines)
-    cannot_run: list[CaseResult] = []
-    for _, sc in loaded:
-        for line in unmet([sc]):
-            print(printable(f"v2x check: {line}"), file=sys.stderr)
-            cannot_run += [CaseResult(sc.id, v, "error", [f"cannot run here: {line}"]) for v in sc.variants]
-    loaded = [(path, sc) for path, sc in loaded if not unmet([sc])]
+    not_here: list[CaseResult] = []
+    runnable = []
+    for path, sc in loaded:
+        why = cannot_run(sc)
+        if why is None:
+            runnable.append((path, sc))
+            continue
+        line = f"{sc.id}: {why}"
+        print(printable(f"v2x check: {line}"), file=sys.stderr)
+        not_here += [CaseResult(sc.id, v, "error", [f"cannot run here: {line}"]) for v in sc.variants]
+    loaded = runnable
     for cannot in filter(None, (unjoinable(sc, args.broker) for _, sc in loaded)):
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {cannot}"])
     away = broker_away(args.broker) if args.broker != "embedded" else None  # once, not once per scenario
     if away is not None:
         raise _NothingRun(EXIT_RUN_ERROR, "broker", [f"v2x check: {away}"])
-    return loaded, goldens, cannot_run
+    return loaded, goldens, not_here
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -624,7 +629,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        loaded, goldens, cannot_run = _prepare(args)
+        loaded, goldens, not_here = _prepare(args)
     except _NothingRun as exc:
         for line in exc.lines:
             print(printable(line), file=sys.stderr)  # (paths and keys quote the files)
@@ -706,7 +711,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
                     )
             else:
                 cases += check_result(outcome, goldens[path], wall)
-    cases += cannot_run
+    cases += not_here
     wall_s = time.monotonic() - started
     doc = summary_document(cases, wall_s)
     try:
@@ -722,7 +727,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         for c in cases:
             for line in c.lines[1:]:
                 print(f"  {c.scenario} [{c.variant}] {printable(line)}")
-    n_scenarios = len(loaded) + len({c.scenario for c in cannot_run})
+    n_scenarios = len(loaded) + len({c.scenario for c in not_here})
     print(f"{tally(doc['counts'], n_scenarios, wall_s)} -> {args.out}/junit.xml, {args.out}/summary.json")
     if doc["counts"]["error"]:
         return EXIT_RUN_ERROR

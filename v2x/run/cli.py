@@ -444,16 +444,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("v2x run: invalid scenario file(s); nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT
     from v2x.scenario import speed_notes
-    from v2x.scenario.sumo import unmet
+    from v2x.scenario.sumo import cannot_run
 
     # Scenarios this machine cannot run (SUMO's without SUMO) are left out, each said and counted as not run
     # (exit 3); the others still run (an install without the sumo extra ran nothing at all: a newcomer review).
-    not_here = [(sc.id, line.removeprefix(f"{sc.id}: ")) for sc in scenarios for line in unmet([sc])]
+    why_not = [cannot_run(sc) for sc in scenarios]
+    not_here = [(sc.id, why) for sc, why in zip(scenarios, why_not, strict=True) if why is not None]
     for sid, why in not_here:
         print(f"v2x run: {sid}: cannot run here: {why}", file=sys.stderr)
     if not_here and len(not_here) == len(scenarios):
         return EXIT_RUN_ERROR
-    scenarios = [sc for sc in scenarios if not unmet([sc])]
+    scenarios = [sc for sc, why in zip(scenarios, why_not, strict=True) if why is None]
     for note in (n for sc in scenarios for n in speed_notes(sc)):  # (-q too: a CI log is where it is read)
         print(printable(f"v2x run: note: {note}"), file=sys.stderr)
     from v2x.run.runner import unjoinable

@@ -376,10 +376,10 @@ async def run_variant(
     world's and the agents' own checks withstand."""
     if (workers > 1 or remote_workers) and isinstance(broker, LoopbackBroker):
         raise RunError("--workers needs an MQTT broker (embedded or mqtt://...): the loopback bus is in-process")
-    from v2x.scenario.sumo import unmet
+    from v2x.scenario.sumo import cannot_run
 
-    for line in unmet([scenario]):  # the commands say so before they start (exit 2); this is the last word
-        raise RunError(line)
+    if (why := cannot_run(scenario)) is not None:  # the commands say so before they start; this is the last word
+        raise RunError(f"{scenario.id}: {why}")
     run_id = run_id or f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
     token = secrets.token_hex(16)  # the run's Control token (docs/SECURITY.md)
     seal = RunSeal() if sealed else None  # between the world and the agents and fleets this run starts

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,10 +109,9 @@ def lane_lengths(net: str) -> list[float]:
     return [lane.length_m for lane in read_lanes(Path(net))]
 
 
-def unmet(scenarios: Iterable[Scenario]) -> list[str]:
-    """One line per scenario that cannot run here: it has a ``sumo`` block and SUMO is not installed."""
-    gap = missing()
-    return [f"{sc.id}: {gap}" for sc in scenarios if sc.sumo is not None and gap is not None]
+def cannot_run(scenario: Scenario) -> str | None:
+    """Why ``scenario`` cannot run here (None: it can): it has a ``sumo`` block and SUMO is not installed."""
+    return missing() if scenario.sumo is not None else None
 
 
 def missing() -> str | None:
