@@ -22,7 +22,6 @@ from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
 from v2x.scenario.model import (
     ALL_VARIANTS,
     BACKGROUND_ID_PREFIX,
-    DEFAULT_SIZE,
     EMERGENCY_FLAG_ACTIONS,
     FLAG_ACTIONS,
     LANE_ACTIONS,
@@ -835,7 +834,7 @@ def _overlap_problems(sc: Scenario, length: dict[str, float]) -> list[tuple[str,
     overlap). The referee would record a collision at t = 0.00 s."""
     problems: list[tuple[str, str]] = []
     on_lane = [
-        (i, actor, actor.length_m or DEFAULT_SIZE[actor.kind][0])
+        (i, actor, actor.box_m[0])
         for i, actor in enumerate(sc.actors)
         if actor.kind in ROAD_USER_KINDS and actor.lane in length
     ]

@@ -483,7 +483,7 @@ class Background(WorldVehicles):
             pose = route.pose(a.start_m)
             on = self.geo.on_lane(pose.x, pose.y, pose.heading_rad, any_heading=a.speed_mps < STANDING_MPS)
             if on is not None:
-                half = (a.length_m or DEFAULT_SIZE[a.kind][0]) / 2
+                half = a.box_m[0] / 2
                 story0.append((on[0], on[1] - half, on[1] + half))
         self.arrivals = draw_arrivals(scenario, rng, story0, self.geo)
         self.entry = [self.geo.index[f.lane] for f in scenario.flows]
