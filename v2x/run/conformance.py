@@ -451,6 +451,7 @@ def analyse(
     no_ack = [n for n in ran if n not in acks]
     if no_ack:
         ack_problems.append(f"no Ack for {len(no_ack)} tick(s) (first: {no_ack[:5]})")
+    first_bsm = min(pc5_bsms, default=None)  # (the BSM size is judged once, on the first)
     for n, ack in sorted(acks.items()):
         if not ack.HasField("truth"):
             ack_problems.append(f"tick {n}: Ack without truth")
@@ -468,12 +469,12 @@ def analyse(
             if abs(remote.speed_mps - tr.speed_mps) > SPEED_TOLERANCE_MPS:
                 truth_problems.append(f"tick {n}: BSM speed {remote.speed_mps:.2f}, truth {tr.speed_mps:.2f} m/s")
             if tr.speed_mps > 0.5:
-                dh = (units.enu_yaw_rad_to_compass_deg(remote.heading_rad) - tr.heading_deg + 180) % 360 - 180
+                dh = _angle(units.enu_yaw_rad_to_compass_deg(remote.heading_rad) - tr.heading_deg)
                 if abs(dh) > HEADING_TOLERANCE_DEG:
                     truth_problems.append(f"tick {n}: BSM heading {dh:+.1f} deg off the truth")
             if (
                 box_m is not None
-                and n == min(pc5_bsms)
+                and n == first_bsm
                 and not (
                     abs(remote.length_m - box_m[0]) <= SIZE_TOLERANCE_M
                     and abs(remote.width_m - box_m[1]) <= SIZE_TOLERANCE_M
