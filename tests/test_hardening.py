@@ -59,6 +59,15 @@ def _is_start(topic: str, payload: bytes) -> bool:
     return topic.endswith("/control") and bool(payload) and testbed_pb2.Control.FromString(payload).command == 1
 
 
+async def _world_start(client: aiomqtt.Client) -> bytes:
+    """The bytes of the first START the intruder's ``client`` hears (within 30 s)."""
+    async with asyncio.timeout(30):
+        async for message in client.messages:
+            if _is_start(str(message.topic), bytes(message.payload)):
+                return bytes(message.payload)
+    raise AssertionError("no START")
+
+
 def _bsm_envelope(sender: str, bsm_id: bytes, seq: int, tick: int) -> bytes:
     frame = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(msg_cnt=1, id=bsm_id))
     env = testbed_pb2.Envelope(
@@ -378,10 +387,7 @@ async def test_a_copy_of_the_worlds_last_will_does_not_free_its_run_id(embedded:
     run_id = "hard-will"
     first = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id))
     async with _intruder(embedded, run_id) as client:
-        async for message in client.messages:
-            if _is_start(str(message.topic), bytes(message.payload)):
-                token = testbed_pb2.Control.FromString(bytes(message.payload)).token
-                break
+        token = testbed_pb2.Control.FromString(await _world_start(client)).token
         topic, will, _ = last_will(FCW, run_id, token)  # (the bytes of the world's own)
         await client.publish(topic, will, qos=1, retain=True)
         await asyncio.wait_for(_until(client, _is_start), 10)  # the world says its START again
@@ -408,11 +414,7 @@ async def test_copies_of_the_will_in_a_row_do_not_free_the_run_id(mosquitto: Mos
     run_id = "hard-will-twice"
     first = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=broker, run_id=run_id, mode="realtime"))
     async with _intruder(broker, run_id) as client:
-        async with asyncio.timeout(30):
-            async for message in client.messages:
-                if _is_start(str(message.topic), bytes(message.payload)):
-                    start = bytes(message.payload)
-                    break
+        start = await _world_start(client)
         topic, will, _ = last_will(FCW, run_id, testbed_pb2.Control.FromString(start).token)
         await client.publish(topic, will, qos=1, retain=True)
         await asyncio.sleep(0.2)
@@ -441,10 +443,7 @@ async def test_a_cleared_start_does_not_free_a_fixed_run_id(mosquitto: Mosquitto
     run_id = "hard-cleared"
     first = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=broker, run_id=run_id, mode="realtime"))
     async with _intruder(broker, run_id) as client:
-        async with asyncio.timeout(30):
-            async for message in client.messages:
-                if _is_start(str(message.topic), bytes(message.payload)):
-                    break
+        await _world_start(client)
 
         async def clear() -> None:
             while True:

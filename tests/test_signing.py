@@ -200,17 +200,22 @@ def test_a_copy_with_the_signatures_other_s_is_a_replay(ca: Authority, lead: Sig
     fresh = Freshness()
     assert fresh.check(first, T0 + 5_050_000) == ""
     assert fresh.check(copy, T0 + 5_060_000) == "replayed"
-    inbound = Inbound(
+    inbound = _secure_inbound(ca)
+    inbound.open(50)
+    for e in (env, twin):
+        inbound.receive("tx", "lead", e.SerializeToString())
+    assert inbound.stats.rejected == {"replayed": 1} and not inbound.stats.conflicts
+
+
+def _secure_inbound(ca: Authority) -> Inbound:
+    """The world's inbox of a signed run of lead and follower, trusting ``ca``."""
+    return Inbound(
         ["lead", "follower"],
         slot_of={"lead": 0, "follower": 1},
         unequipped=set(),
         tick_s=0.1,
         security=EnvelopeSecurity.of(ca.root, EPOCH),
     )
-    inbound.open(50)
-    for e in (env, twin):
-        inbound.receive("tx", "lead", e.SerializeToString())
-    assert inbound.stats.rejected == {"replayed": 1} and not inbound.stats.conflicts
 
 
 def test_credentials_files_are_written_for_external_actors_only(tmp_path: Path) -> None:
@@ -243,13 +248,7 @@ def test_credentials_files_are_written_for_external_actors_only(tmp_path: Path) 
 # -- receivers ---------------------------------------------------------------------------------------------
 def test_the_worlds_inbox_verifies_before_the_sequence_checks(ca: Authority, lead: Signer) -> None:
     """A forgery with the lead's next seq is refused and does not take it: the real one still goes on air."""
-    inbound = Inbound(
-        ["lead", "follower"],
-        slot_of={"lead": 0, "follower": 1},
-        unequipped=set(),
-        tick_s=0.1,
-        security=EnvelopeSecurity.of(ca.root, EPOCH),
-    )
+    inbound = _secure_inbound(ca)
     inbound.open(10)
     forged = _signed(lead)
     forged.security.signature = sign_bytes(ec.generate_private_key(ec.SECP256R1()), b"x")
