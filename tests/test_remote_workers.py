@@ -291,3 +291,143 @@ def test_forged_fleet_hellos_are_logged_five_times_then_counted(caplog: pytest.L
             )
     assert fleets.ignored_hellos == 1000
     assert len(caplog.records) == LOG_FIRST + 1 and "only counted" in caplog.records[-1].getMessage()
+
+
+def _key(tmp_path: Path) -> Path:
+    from v2x.net.seal import key_file
+
+    path = tmp_path / "worker.key"
+    key_file(path)
+    return path
+
+
+def test_sealed_remote_workers_take_only_the_worlds_messages(
+    tmp_path: Path, bridged: tuple[Mosquitto, Mosquitto]
+) -> None:
+    """With a worker key (``--seal-key`` on both sides) the world admits each worker with the run's seal key
+    and the fleets' topics are sealed as a fleet the run started itself. Attack review 2 found, without it: a
+    FleetInput with ``dismissed`` ended a waiting worker (exit 0; the run waited out ``--worker-timeout``),
+    forged FleetAcks won their ticks, and a FleetHello with another job digest stopped the run at once. A
+    forger on the workers' broker sends all three here: the run completes with the single-process outcome,
+    the workers serve to the end, and the world counts the forged acks."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from v2x.net import topics
+    from v2x.wire import testbed_pb2
+
+    a, b = bridged
+    path = _scenario_file(tmp_path, duration_s=2.0)
+    key = _key(tmp_path)
+    sc = load_scenario(path)
+    warm_up_core([sc])
+    single = asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"]))
+    run_id = "sealed-v2x"
+    sent = {"dismissed": 0, "hello": 0, "ack": 0}
+
+    def on_message(client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        parsed = topics.parse(msg.topic)
+        assert parsed is not None
+        fleet = parsed.actor_id
+        if "fleet-join" in msg.topic:
+            if not msg.payload or b"forger" in bytes(msg.payload):
+                return
+            forged = testbed_pb2.FleetInput(run_id=run_id, dismissed="forged: go home")
+            client.publish(topics.fleet_input(run_id, fleet), forged.SerializeToString())
+            hello = testbed_pb2.FleetHello(fleet_id=fleet, job="0" * 16, host="forger", protocol_version=1)
+            client.publish(msg.topic, hello.SerializeToString())
+            sent["dismissed"] += 1
+            sent["hello"] += 1
+            return
+        fin = testbed_pb2.FleetInput.FromString(bytes(msg.payload))
+        if fin.tick >= 3 and not fin.admit and sent["ack"] < 5:
+            ack = testbed_pb2.FleetAck(fleet_id=fleet, tick=fin.tick)
+            client.publish(topics.fleet_ack(run_id, fleet), ack.SerializeToString())
+            sent["ack"] += 1
+
+    spy = paho.Client(CallbackAPIVersion.VERSION2, client_id="forger")
+    spy.on_message = on_message
+    watched = [(topics.fleet_join(run_id, f"fleet-{k}"), 0) for k in range(2)]
+    watched += [(topics.fleet_input(run_id, f"fleet-{k}"), 0) for k in range(2)]
+    spy.on_connect = lambda c, *_: c.subscribe(watched)
+    spy.connect("127.0.0.1", b.port)
+    spy.loop_start()
+    workers = [_worker(path, b, "sealed", k, 2, "--seal-key", str(key)) for k in range(2)]
+    args = ["run", str(path), "--broker", f"mqtt://127.0.0.1:{a.port}", "--variant", "v2x", "--workers", "2"]
+    args += ["--remote-workers", "--run-id", "sealed", "--worker-timeout", "60", "--seal-key", str(key)]
+    try:
+        code = cli_main([*args, "--out", str(tmp_path / "r")])
+    finally:
+        finished = [_finish(w) for w in workers]
+        spy.loop_stop()
+        spy.disconnect()
+    assert min(sent.values()) >= 1, sent
+    assert (code, [c for c, _ in finished]) == (0, [0, 0]), [err[-2000:] for _, err in finished]
+    for k, (_, err) in enumerate(finished):
+        assert f"fleet-{k} of run sealed-v2x: admitted by the world" in err
+        assert "nothing to do" not in err and f"fleet-{k} of run sealed-v2x: done after tick" in err
+        assert f"fleet-{k}: rejected a FleetInput (forged): " in err  # the forged dismissal
+    remote = json.loads((tmp_path / "r" / sc.id / "result.json").read_text())
+    assert outcome(remote) == outcome(single)
+    assert remote["metrics"]["v2x"]["rejected"].get("forged", 0) >= 1, remote["metrics"]["v2x"]["rejected"]
+
+
+def test_a_worker_key_on_one_side_only_is_said(
+    tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker without the run's key is not admitted (the run stops naming it and the option); a worker
+    with a key and a run without one is refused at once."""
+    path = _scenario_file(tmp_path)
+    key = _key(tmp_path)
+    url = f"mqtt://127.0.0.1:{mosquitto.port}"
+    args = ["run", str(path), "--broker", url, "--variant", "v2x", "--remote-workers", "--out", str(tmp_path / "r")]
+    worker = _worker(path, mosquitto, "half1", 0, 1)
+    try:
+        code = cli_main([*args, "--run-id", "half1", "--worker-timeout", "3", "--seal-key", str(key), "-q"])
+    finally:
+        worker.kill()
+        worker.communicate()
+    err = capsys.readouterr().err
+    assert code == 3 and "fleet-0 said hello without this run's worker key" in err, err
+    assert "--seal-key FILE (a copy of this run's)" in err
+    worker = _worker(path, mosquitto, "half2", 0, 1, "--seal-key", str(key))
+    try:
+        code = cli_main([*args, "--run-id", "half2", "--worker-timeout", "30", "-q"])
+    finally:
+        worker.kill()
+        worker.communicate()
+    err = capsys.readouterr().err
+    assert code == 3 and "was started with --seal-key, this run without" in err, err
+
+
+def test_worker_key_files_and_admissions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from v2x.net.seal import KEY_BYTES, RunSeal, key_file
+
+    path = tmp_path / "k"
+    key, made = key_file(path)
+    assert made and len(key) == KEY_BYTES and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert key_file(path) == (key, False)
+    seal = RunSeal(key)
+    blob = seal.wrap("v2x/r/fleet-in/fleet-0", b"secret", b"nonce")
+    assert seal.unwrap("v2x/r/fleet-in/fleet-0", blob, b"nonce") == b"secret"
+    assert seal.unwrap("v2x/r/fleet-in/fleet-0", blob, b"other nonce") is None  # another worker's, or old
+    assert seal.unwrap("v2x/r2/fleet-in/fleet-0", blob, b"nonce") is None  # another run's
+    assert RunSeal().unwrap("v2x/r/fleet-in/fleet-0", blob, b"nonce") is None  # another key
+    assert seal.open("v2x/r/fleet-in/fleet-0", blob) is None  # not a seal
+    scenario = str(_scenario_file(tmp_path))
+    worker = ["worker", scenario, "--broker", "mqtt://127.0.0.1:1", "--run-id", "x", "--fleet", "0", "--of", "1"]
+    path.chmod(0o644)
+    assert cli_main([*worker, "--seal-key", str(path)]) == 2
+    assert f"chmod 600 {path}" in capsys.readouterr().err
+    path.chmod(0o600)
+    path.write_text("not a key\n")
+    assert cli_main([*worker, "--seal-key", str(path)]) == 2
+    assert "not a worker key (expected 64 hex digits)" in capsys.readouterr().err
+    assert cli_main([*worker, "--seal-key", str(tmp_path / "none")]) == 2
+    assert "cannot read the worker key" in capsys.readouterr().err
+    run = ["run", scenario, "--variant", "v2x", "--out", str(tmp_path / "r")]
+    assert cli_main([*run, "--seal-key", str(path)]) == 2
+    assert "--seal-key is the key of remote workers: it needs --remote-workers" in capsys.readouterr().err
+    remote = [*run, "--remote-workers", "--run-id", "k1", "--broker", "mqtt://127.0.0.1:1"]
+    assert cli_main([*remote, "--seal-key", str(path)]) == 2
+    assert "not a worker key" in capsys.readouterr().err

@@ -4,7 +4,8 @@ tick.
 ``FleetInput(n)`` arrives on ``fleet-in/{fleet}`` -> parsed and checked (size, the run, ``time_us`` as
 ``tick`` x ``tick_us``, the tick: the next one, never past ``n_ticks``, ``final`` only there, as every host's,
 ``v2x.wire.tick_input``, with no skip; or the one just answered, which is answered again with the same bytes, as
-``v2x.net.host`` does) ->
+``v2x.net.host`` does; a worker with a worker key takes nothing before the world's admission, which gives it
+the run's seal key, ``v2x.net.seal``) ->
 ``FleetAgent.transmit`` and ``listen`` -> one ``FleetAck(n)`` on ``fleet-ack/{fleet}``; with
 ``warnings_next_tick`` the ack goes out after ``transmit`` (the vehicles' BSMs) and carries the warnings of
 tick n - 1, and ``listen`` (hearing, FCW) runs after it, while the world closes the tick. Bad inputs are counted
@@ -26,7 +27,7 @@ from v2x.agents.fleet import FleetAgent, numbers_problem, vehicle_numbers
 from v2x.logs import log_refusal
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
-from v2x.net.seal import RunSeal
+from v2x.net.seal import KEY_BYTES, RunSeal
 from v2x.net.transport import Transport
 from v2x.wire import testbed_pb2
 from v2x.wire.fleet import unpack_deliveries
@@ -51,11 +52,16 @@ class FleetHost:
         linger: bool = False,
         dismissable: bool = False,
         seal: RunSeal | None = None,
+        admission: tuple[RunSeal, bytes] | None = None,
     ) -> None:
+        """``admission``: a worker started on its own with a worker key (``v2x worker --seal-key``): that key's
+        seals and the nonce of its FleetHello; it takes the run's seal key from the world's admission (a
+        FleetInput with ``admit``) and is sealed from then on, taking nothing before it."""
         self.transport = transport
         # the run's seals (``v2x.net.seal``), when the run started this fleet itself: every input must carry one
         # (else it is ``forged``), and every answer does; a worker started on its own has none
         self.seal = seal
+        self.admission = admission
         self.run_id = run_id
         self.agent = agent
         self.n_ticks = n_ticks
@@ -96,8 +102,14 @@ class FleetHost:
             payload = await self._next()
             if payload is None:
                 return
+            if self.seal is None and self.admission is not None:
+                if self._admit(input_topic, payload):
+                    return  # dismissed
+                continue
             if self.seal is not None:
                 body = self.seal.open(input_topic, payload)
+                if body is None and self._admitted(input_topic, payload) is not None:
+                    continue  # the world answered a hello again (said after a reconnection): admitted already
                 if body is None:  # anyone may publish on an open broker: not the world's
                     self._reject("forged", f"{len(payload)} bytes without this run's seal")
                     continue
@@ -156,6 +168,39 @@ class FleetHost:
                     raise
             if self.finished and not self.linger:
                 return
+
+    def _admitted(self, topic: str, payload: bytes) -> tuple[bytes, str] | None:
+        """The run's seal key and the dismissal (or "") in ``payload`` if it is the world's admission for this
+        worker's nonce, else None."""
+        if self.admission is None or len(payload) > 4096:
+            return None
+        key, nonce = self.admission
+        inp = testbed_pb2.FleetInput()
+        try:
+            inp.ParseFromString(payload)
+        except DecodeError:
+            return None
+        if not inp.admit:
+            return None
+        run_key = key.unwrap(topic, inp.admit, nonce + inp.dismissed.encode())
+        if run_key is None or len(run_key) != KEY_BYTES:
+            return None
+        return run_key, inp.dismissed
+
+    def _admit(self, topic: str, payload: bytes) -> bool:
+        """Before the world's admission: take the run's seal key from it (True: it dismissed this worker), or
+        count anything else as ``forged``."""
+        admitted = self._admitted(topic, payload)
+        if admitted is None:
+            self._reject("forged", f"{len(payload)} bytes before the world's admission (none for this worker's key)")
+            return False
+        run_key, dismissed = admitted
+        if dismissed:
+            self.dismissed = dismissed[:200]
+            return True
+        self.seal = RunSeal(run_key)
+        log.info("%s of run %s: admitted by the world (sealed from now on)", self.agent.fleet_id, self.run_id)
+        return False
 
     def _reject(self, reason: str, detail: str) -> None:
         self.rejected[reason] += 1

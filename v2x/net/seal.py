@@ -15,17 +15,31 @@ for one topic is refused on another) and a random 96-bit nonce per message. Poly
 input in well under a millisecond, where HMAC-SHA256 took some 3 ms. The nonce and the tag are appended to
 the message as protobuf field 100 (``seal``, declared in each of those messages), so the bytes still parse
 as the message; the receiver checks and strips them and handles the sender's bytes exactly as before (the
-outcome of a run does not depend on the seals). Outside stacks and remote workers (``v2x worker``) do not hold
-the key: their messages are as open as before, and a run that needs them authenticated uses ``--secure``.
+outcome of a run does not depend on the seals). Outside stacks do not hold the key: their messages are as open
+as before, and a run that needs them authenticated uses ``--secure``.
+
+Fleet workers started on other machines (``v2x worker``) get the run's key from the world when both hold a
+**worker key** (``--seal-key FILE``: 32 random octets in hex, made by the run, copied to the workers' machines
+by whoever starts them, owner-only). The worker seals its ``FleetHello`` under the worker key and puts a fresh
+random nonce in it; the world answers each sealed hello with a ``FleetInput`` whose ``admit`` is the run's
+key encrypted under the worker key, bound to that nonce (and to the run and fleet by the topic). Only a
+holder of the worker key can read it, and an admission from an earlier run (or for another worker's nonce)
+does not open, so a recorded one cannot hand a worker an old run's key, whose sealed inputs it could then
+replay. From then on the worker is sealed as a fleet the run started itself. See docs/SECURITY.md "Sealed
+messages".
 """
 
 from __future__ import annotations
 
 import hmac
 import os
+import stat
+from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from v2x.files import replace_whole
 
 SEAL_FIELD = 100
 _NONCE = 12
@@ -34,6 +48,8 @@ _TAG = 16
 _TRAILER = bytes([(SEAL_FIELD << 3 | 2) & 0x7F | 0x80, (SEAL_FIELD << 3 | 2) >> 7, _NONCE + _TAG])
 SEAL_BYTES = len(_TRAILER) + _NONCE + _TAG
 KEY_BYTES = 32
+NONCE_BYTES = 16  # a worker's nonce in its FleetHello
+_ADMIT = b"#admit"  # the admission's key is another than the topic's seal key (one key, one use)
 
 
 class RunSeal:
@@ -78,3 +94,64 @@ class RunSeal:
         except InvalidTag:
             return None
         return body
+
+    def wrap(self, topic: str, secret: bytes, context: bytes) -> bytes:
+        """``secret`` encrypted for ``topic`` under this key and bound to ``context`` (a worker's nonce, and
+        whatever else must not change): the nonce and the ciphertext with its tag."""
+        nonce = os.urandom(_NONCE)
+        return nonce + ChaCha20Poly1305(self._subkey(topic)).encrypt(nonce, secret, context)
+
+    def unwrap(self, topic: str, blob: bytes, context: bytes) -> bytes | None:
+        """The secret ``wrap`` gave for ``topic`` and ``context``, else None (another key, topic or context,
+        or bytes changed)."""
+        if len(blob) < _NONCE + _TAG:
+            return None
+        try:
+            return ChaCha20Poly1305(self._subkey(topic)).decrypt(blob[:_NONCE], blob[_NONCE:], context)
+        except InvalidTag:
+            return None
+
+    def _subkey(self, topic: str) -> bytes:
+        return hmac.digest(self._key, topic.encode() + _ADMIT, "sha256")
+
+
+class KeyFileError(ValueError):
+    """A worker key file that cannot be used (the message names the file and why)."""
+
+
+def read_key_file(path: Path) -> bytes:
+    """The worker key in ``path`` (64 hex digits; a newline after them is allowed): ``KeyFileError`` when it
+    is missing, not a regular file, readable or writable by others than its owner (as ssh refuses a private
+    key), owned by another user, or not a key."""
+    try:
+        st = path.lstat()
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the worker key: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f"{path}: not a regular file")
+    if st.st_uid != os.geteuid():
+        raise KeyFileError(f"{path}: belongs to another user (uid {st.st_uid})")
+    if st.st_mode & 0o077:
+        raise KeyFileError(f"{path}: others may read or write it (mode {stat.filemode(st.st_mode)}); chmod 600 {path}")
+    try:
+        with path.open("rb") as f:
+            data = f.read(4 * KEY_BYTES)
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the worker key: {exc.strerror}") from None
+    text = data.removesuffix(b"\n")
+    if len(text) != 2 * KEY_BYTES or not all(c in b"0123456789abcdefABCDEF" for c in text):
+        raise KeyFileError(f"{path}: not a worker key (expected {2 * KEY_BYTES} hex digits)")
+    return bytes.fromhex(text.decode())
+
+
+def key_file(path: Path) -> tuple[bytes, bool]:
+    """The worker key in ``path``, made (owner-only) if there is no file there: the key, and whether it was
+    made. ``KeyFileError`` as ``read_key_file``, or when it cannot be written."""
+    if not path.exists() and not path.is_symlink():
+        key = os.urandom(KEY_BYTES)
+        try:
+            replace_whole(path, key.hex().encode() + b"\n", 0o600)
+        except OSError as exc:
+            raise KeyFileError(f"{path}: cannot write a new worker key: {exc.strerror}") from None
+        return key, True
+    return read_key_file(path), False

@@ -151,6 +151,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         '--worker-timeout for them, that there is nothing to do (docs/ARCHITECTURE.md "Fleets on other machines")',
     )
     run.add_argument(
+        "--seal-key",
+        type=Path,
+        metavar="FILE",
+        help="--remote-workers: the worker key (made here, owner-only, if FILE does not exist; copy it to each "
+        "worker's machine and start the workers with --seal-key too). The world then hands each worker that "
+        "holds it the run's own seal key, and a message on a fleet's topics that is not the world's or its "
+        "worker's is refused as forged (docs/SECURITY.md \"Sealed messages\"). Without it the fleets' topics "
+        "are open: anyone on the broker can steer or stop remote workers",
+    )
+    run.add_argument(
         "--join-timeout",
         type=argtypes.seconds(argtypes.DAY_S),
         default=30.0,
@@ -284,12 +294,21 @@ def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="give up (exit 3) when no world sends the fleet its first input within S seconds, or when the "
         "world's connection is lost (its Last Will) and it does not come back within S seconds (default 600)",
     )
+    wk.add_argument(
+        "--seal-key",
+        type=Path,
+        metavar="FILE",
+        help="the worker key file the world's 'v2x run --seal-key' made (a copy; owner-only, mode 600): the "
+        "worker is admitted only by a world holding the same key, and takes nothing but that world's sealed "
+        'messages (docs/SECURITY.md "Sealed messages")',
+    )
     wk.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     wk.set_defaults(handler=cmd_worker)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """``v2x worker``."""
+    from v2x.net.seal import KeyFileError, read_key_file
     from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix
     from v2x.run.workers import WorkerError, remote_jobs, serve_remote
 
@@ -312,7 +331,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
-    jobs = remote_jobs(scenario, broker, args.run_id, args.fleet, args.of)
+    worker_key = b""
+    if args.seal_key is not None:
+        try:
+            worker_key = read_key_file(args.seal_key)
+        except KeyFileError as exc:
+            print(f"v2x worker: --seal-key {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    jobs = remote_jobs(scenario, broker, args.run_id, args.fleet, args.of, worker_key=worker_key)
     if not jobs:
         print(
             f"v2x worker: scenario {scenario.id} has no equipped background vehicles (flows with penetration "
@@ -414,6 +440,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.remote_workers and args.run_id is None:
         print("v2x run: --remote-workers needs --run-id PREFIX (the workers find the run by it)", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.seal_key is not None and not args.remote_workers:
+        print("v2x run: --seal-key is the key of remote workers: it needs --remote-workers", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.remote_workers and (args.secure or args.secure_dir is not None):
         print(
             "v2x run: --remote-workers does not go with --secure: the fleets' signing keys are made by the world "
@@ -476,6 +505,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     security = security_from_args(args, scenarios, "v2x run")
     if isinstance(security, int):
         return security
+    worker_key = b""
+    if args.seal_key is not None:
+        from v2x.net.seal import KeyFileError, key_file
+
+        try:
+            worker_key, made = key_file(args.seal_key)
+        except KeyFileError as exc:
+            print(f"v2x run: --seal-key {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if made:
+            print(
+                f"v2x run: made a new worker key in {args.seal_key}: copy it to each worker's machine (keep it "
+                "owner-only) and start the workers with --seal-key",
+                file=sys.stderr,
+            )
     # run_scenario gets each whole scenario and the variants, so that --remote-workers can tell the workers
     # of a variant left out that there is nothing to do; the rest reads the restricted scenario.
     wholes = list(scenarios)
@@ -555,6 +599,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                             remote_workers=args.remote_workers,
                             worker_timeout_s=args.worker_timeout,
                             join_timeout_s=args.join_timeout,
+                            worker_key=worker_key,
                         )
                     )
                 )

@@ -361,6 +361,7 @@ async def run_variant(
     join_timeout_s: float = 30.0,
     fixed_run_id: bool = False,
     sealed: bool = True,
+    worker_key: bytes = b"",
 ) -> WorldReport:
     """One variant's run. ``keys``: a secure run's users; the world and each built-in agent then log in
     as themselves, each agent on a connection of its own (the broker lets it write only its own topics).
@@ -373,7 +374,8 @@ async def run_variant(
     then also listens for a live world whose START someone cleared). ``sealed``: the messages between the
     world and the agents and fleets it starts carry the run's seals (``v2x.net.seal``; a message on their
     topics without one is ``forged``); False leaves them open as an outside stack's are, for tests of what the
-    world's and the agents' own checks withstand."""
+    world's and the agents' own checks withstand. ``worker_key``: remote workers hold it too (``--seal-key``):
+    the world admits them with the run's seal key (``RemoteFleets``), and their fleets are sealed as its own."""
     if (workers > 1 or remote_workers) and isinstance(broker, LoopbackBroker):
         raise RunError("--workers needs an MQTT broker (embedded or mqtt://...): the loopback bus is in-process")
     from v2x.scenario.sumo import cannot_run
@@ -407,7 +409,8 @@ async def run_variant(
     else:
         groups = [(make_transport(broker, f"agents-{run_id}-{nonce}"), agents)]
     clock = make_clock(mode, scenario.tick_s)
-    fleets_sealed = seal is not None and not remote_workers  # a worker started on its own (v2x worker) has no key
+    # a worker started on its own (v2x worker) has the run's key only when the world admits it with a worker key
+    fleets_sealed = seal is not None and (not remote_workers or bool(worker_key))
     own = [a.actor_id for a in agents] + (list(fleet_ids) if fleets_sealed else [])
     try:
         world = World(
@@ -483,9 +486,14 @@ async def run_variant(
             url, n = broker.url, len(jobs)
 
             def hint(k: int) -> str:
-                return worker_command(scenario.id, url, prefix, k, n)
+                keyed = " --seal-key FILE (a copy of this run's)" if worker_key else ""
+                return worker_command(scenario.id, url, prefix, k, n) + keyed
 
-            pool = RemoteFleets(world_tp, run_id, jobs, hint=hint)
+            pool = RemoteFleets(
+                world_tp, run_id, jobs, hint=hint,
+                worker_key=RunSeal(worker_key) if worker_key else None,
+                run_key=seal.key if seal is not None and fleets_sealed else b"",
+            )  # fmt: skip
         else:
             pool = FleetWorkers(jobs)
     log.info("run %s: %s [%s] on %s, %d agents, %s clock", run_id, scenario.id, variant, broker.url, len(agents), mode)
@@ -622,6 +630,7 @@ async def run_scenario(
     remote_workers: bool = False,
     worker_timeout_s: float = 120.0,
     join_timeout_s: float = 30.0,
+    worker_key: bytes = b"",
 ) -> dict[str, Any]:
     """Run every variant of a scenario (or only ``variants``) and return the result document (v2x.results).
 
@@ -639,7 +648,8 @@ async def run_scenario(
     The outcome is the same with either or both as without them. ``workers``: fleet agent processes for the
     equipped background vehicles (``run_variant``); the outcome is the same for any number.
     ``remote_workers``: those processes are not started here; the run waits up to ``worker_timeout_s``
-    for them (``v2x worker``, on this or other machines; they need to know the run: give ``run_id``).
+    for them (``v2x worker``, on this or other machines; they need to know the run: give ``run_id``);
+    ``worker_key``: the worker key they hold too (``--seal-key``), with which they get the run's seals.
     ``join_timeout_s``: how long each variant waits for every actor (outside stacks) to join.
     """
     if workers < 1:
@@ -667,7 +677,9 @@ async def run_scenario(
         secure = stack.enter_context(secure_run(scenario, security, broker, run_id, run_ids)) if security else None
         async with bus_for(broker, secure.embedded if secure else None) as address:
             if remote_workers and run_id is not None and skipped and isinstance(address, BrokerAddress):
-                await dismiss_remote_workers(full, address, run_id, skipped, workers, worker_timeout_s)
+                await dismiss_remote_workers(
+                    full, address, run_id, skipped, workers, worker_timeout_s, worker_key
+                )  # fmt: skip
             for variant in scenario.variants:
                 variant_run_id = run_ids[variant]
                 tracks[variant] = Tracks()
@@ -689,6 +701,7 @@ async def run_scenario(
                     worker_timeout_s=worker_timeout_s,
                     join_timeout_s=join_timeout_s,
                     fixed_run_id=run_id is not None,
+                    worker_key=worker_key,
                 )
                 events.extend(report.events)
                 metrics[variant] = report.metrics
@@ -710,7 +723,13 @@ async def run_scenario(
 
 
 async def dismiss_remote_workers(
-    scenario: Scenario, broker: BrokerAddress, prefix: str, skipped: Sequence[str], workers: int, timeout_s: float
+    scenario: Scenario,
+    broker: BrokerAddress,
+    prefix: str,
+    skipped: Sequence[str],
+    workers: int,
+    timeout_s: float,
+    worker_key: bytes = b"",
 ) -> None:
     """``--remote-workers`` with variants left out (``--variant``): the workers of those that have fleets
     (``v2x worker`` serves run ``{prefix}-{variant}``) would wait for a world that never comes. Tell each,
@@ -725,7 +744,7 @@ async def dismiss_remote_workers(
             run_id = f"{prefix}-{variant}"
             jobs = [fleet_job(scenario, broker, "", run_id, fleet) for fleet in fleets]
             why = f"this run (--run-id {prefix}) runs only {', '.join(kept)} (--variant), not {variant}"
-            dismissals.append(Dismissal(transport, run_id, jobs, why))
+            dismissals.append(Dismissal(transport, run_id, jobs, why, RunSeal(worker_key) if worker_key else None))
     if not dismissals:
         return
     ready = asyncio.Event()

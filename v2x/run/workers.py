@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import hashlib
 import json
@@ -44,7 +45,7 @@ from v2x.logs import log_refusal
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S
 from v2x.net.broker import BrokerAddress
-from v2x.net.seal import RunSeal
+from v2x.net.seal import KEY_BYTES, NONCE_BYTES, RunSeal
 from v2x.net.transport import LastWill, MqttTransport, Transport
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import fleet_ids_for
@@ -74,6 +75,8 @@ class FleetJob:
     credentials: bytes = b""  # a signed run's: the fleet's Credentials (its vehicles sign their BSMs)
     # the run's seal key (``v2x.net.seal``) for a worker the run starts itself; a remote worker has none
     seal_key: bytes = field(default=b"", repr=False)
+    # a remote worker's worker key (``--seal-key FILE``), with which it gets the run's seal key from the world
+    worker_key: bytes = field(default=b"", repr=False)
 
     def digest(self) -> str:
         """What the fleet serves (the run, the fleet, the frame, epoch, thresholds and ticks; not where the
@@ -115,15 +118,19 @@ def fleet_signer(credentials: bytes, epoch: datetime) -> Signer:
     return Signer(security_pb2.Credentials.FromString(credentials), epoch)
 
 
-def remote_jobs(scenario: Scenario, broker: BrokerAddress, run_prefix: str, k: int, n: int) -> list[FleetJob]:
+def remote_jobs(
+    scenario: Scenario, broker: BrokerAddress, run_prefix: str, k: int, n: int, *, worker_key: bytes = b""
+) -> list[FleetJob]:
     """What ``v2x worker`` serves: fleet ``k`` of ``n`` of every variant of ``scenario`` that has fleets
-    (run ids ``{run_prefix}-{variant}``, as ``v2x run --run-id``), in the world's order of variants."""
+    (run ids ``{run_prefix}-{variant}``, as ``v2x run --run-id``), in the world's order of variants
+    (``worker_key``: ``--seal-key``'s)."""
     jobs = []
     for variant in scenario.variants:
         fleets = fleet_ids_for(scenario, variant, n)
         if fleets:
             run_id = f"{run_prefix}-{variant}"
-            jobs.append(fleet_job(scenario, broker, f"{fleets[k]}-{run_id}-{secrets.token_hex(4)}", run_id, fleets[k]))
+            job = fleet_job(scenario, broker, f"{fleets[k]}-{run_id}-{secrets.token_hex(4)}", run_id, fleets[k])
+            jobs.append(dataclasses.replace(job, worker_key=worker_key))
     return jobs
 
 
@@ -193,10 +200,11 @@ def worker_main(job: FleetJob, ready: EventType) -> None:
 
 
 def _fleet_host(
-    job: FleetJob, will: LastWill | None = None, *, remote: bool = False
+    job: FleetJob, will: LastWill | None = None, *, remote: bool = False, nonce: bytes = b""
 ) -> tuple[MqttTransport, FleetHost]:
     """``job``'s fleet agent (its vehicles signing with the job's credentials, if any) on its own broker
-    connection (``will``: its Last Will), and the host that serves it tick by tick."""
+    connection (``will``: its Last Will), and the host that serves it tick by tick (``nonce``: a remote
+    worker's with a worker key, said in its FleetHello, to which the world binds its admission)."""
     from v2x.agents.fleet import FleetAgent
     from v2x.geodesy import LocalFrame
     from v2x.net.fleet import FleetHost
@@ -207,7 +215,11 @@ def _fleet_host(
     )
     transport = MqttTransport(job.broker, job.client_id, will=will)
     seal = RunSeal(job.seal_key) if job.seal_key else None
-    host = FleetHost(transport, job.run_id, agent, n_ticks=job.n_ticks, linger=True, dismissable=remote, seal=seal)
+    admission = (RunSeal(job.worker_key), nonce) if job.worker_key else None
+    host = FleetHost(
+        transport, job.run_id, agent, n_ticks=job.n_ticks, linger=True, dismissable=remote, seal=seal,
+        admission=admission,
+    )  # fmt: skip
     return transport, host
 
 
@@ -331,9 +343,22 @@ class RemoteFleets:
         run_id: str,
         jobs: list[FleetJob],
         hint: Callable[[int], str] | None = None,
-        on_hello: Callable[[str, str], None] | None = None,
+        on_hello: Callable[[str, str, bytes], None] | None = None,
+        *,
+        worker_key: RunSeal | None = None,
+        run_key: bytes = b"",
     ) -> None:
-        """``on_hello(fleet, who)``: called for every ``FleetHello`` of a fleet of ``jobs``, whatever its job."""
+        """``on_hello(fleet, who, nonce)``: called for every ``FleetHello`` of a fleet of ``jobs``, whatever its
+        job. ``worker_key``: ``--seal-key``'s; then only hellos sealed under it count, and each worker that
+        says one with the world's job is admitted: told ``run_key`` (the run's seal key; ``v2x.net.seal``)."""
+        self.transport = transport
+        self.worker_key = worker_key
+        self.run_key = run_key
+        # (fleet, nonce) -> when that worker was last admitted (at most twice a second each; only holders of the
+        # worker key make nonces, so a replaying forger has no more of them than it recorded)
+        self._admitted_at: dict[tuple[str, bytes], float] = {}
+        self.sends: set[asyncio.Task[None]] = set()  # admissions on their way
+        self.unkeyed: set[str] = set()  # fleets whose hello came without the worker key's seal
         self.run_id = run_id
         self.jobs = {job.fleet_id: job for job in jobs}
         self.order = [job.fleet_id for job in jobs]
@@ -377,6 +402,16 @@ class RemoteFleets:
                 self.lost.add(fleet)
                 log.warning("run %s: fleet worker %s (%s) lost its connection", self.run_id, fleet, self.joined[fleet])
             return
+        if self.worker_key is not None:
+            body = self.worker_key.open(topic, payload)
+            if body is None:
+                self.unkeyed.add(fleet)
+                self._ignored(
+                    "run %s: a FleetHello on %s without the seal of this run's worker key (a worker started without "
+                    "the same --seal-key file, or not one of this run's): ignored", topic,
+                )  # fmt: skip
+                return
+            payload = body
         hello = testbed_pb2.FleetHello()
         try:
             hello.ParseFromString(payload)
@@ -387,8 +422,18 @@ class RemoteFleets:
         if hello.fleet_id != fleet:
             self._ignored("run %s: a FleetHello on %s for %r: ignored", topic, hello.fleet_id[:64])
             return
+        if self.worker_key is not None and len(hello.nonce) != NONCE_BYTES:
+            self._ignored("run %s: a sealed FleetHello on %s without a nonce of %d octets: ignored", topic, NONCE_BYTES)
+            return
+        if self.worker_key is None and hello.nonce:
+            self.refused[fleet] = (
+                f"fleet worker {fleet} ({who}) was started with --seal-key, this run without: give both the same "
+                "key file, or neither"
+            )
+            self.changed.set()
+            return
         if self.on_hello is not None:
-            self.on_hello(fleet, who)
+            self.on_hello(fleet, who, hello.nonce)
         if fleet in self.lost and hello.job == self.jobs[fleet].digest():  # it said hello again on reconnecting
             self._back(fleet)
         if hello.job != self.jobs[fleet].digest():
@@ -398,6 +443,8 @@ class RemoteFleets:
             )
             self.changed.set()
             return
+        if self.worker_key is not None and self.run_key:
+            self.admit(fleet, hello.nonce, self.run_key)
         if fleet not in self.joined:
             self.joined[fleet] = who
             waiting = [f for f in self.order if f not in self.joined]
@@ -407,6 +454,22 @@ class RemoteFleets:
                 f"waiting for {', '.join(waiting)}" if waiting else "all here",
             )  # fmt: skip
             self.changed.set()
+
+    def admit(self, fleet: str, nonce: bytes, key: bytes, dismissed: str = "") -> None:
+        """Send ``fleet``'s worker (the one that said ``nonce``) the admission: ``key`` under the worker key,
+        bound to the nonce and ``dismissed`` (at most twice a second per worker: a hello replayed a thousand
+        times is not answered a thousand times). QoS 0 as the world's inputs, so that it comes before them."""
+        assert self.worker_key is not None
+        now = asyncio.get_running_loop().time()
+        if now - self._admitted_at.get((fleet, nonce), -1.0) < 0.5:
+            return
+        self._admitted_at[fleet, nonce] = now
+        topic = topics.fleet_input(self.run_id, fleet)
+        admit = self.worker_key.wrap(topic, key, nonce + dismissed.encode())
+        payload = testbed_pb2.FleetInput(run_id=self.run_id, dismissed=dismissed, admit=admit).SerializeToString()
+        task = asyncio.get_running_loop().create_task(self.transport.publish(topic, payload))
+        self.sends.add(task)
+        task.add_done_callback(self.sends.discard)
 
     def start(self) -> None:
         log.info(
@@ -429,9 +492,16 @@ class RemoteFleets:
             now = loop.time()
             if now >= deadline:
                 how = [self.hint(self.order.index(f)) for f in missing] if self.hint is not None else []
+                unkeyed = [f for f in missing if f in self.unkeyed]
                 raise WorkerFailed(
                     f"fleet workers never joined run {self.run_id} within {timeout_s:g} s: {', '.join(missing)}"
                     + (f"; start each on a machine that reaches the broker: {'; '.join(how)}" if how else "")
+                    + (
+                        f"; {', '.join(unkeyed)} said hello without this run's worker key (start with the same "
+                        "--seal-key file)"
+                        if unkeyed
+                        else ""
+                    )
                 )
             if now >= next_log:
                 next_log = now + WAITING_LOG_EVERY_S
@@ -458,7 +528,9 @@ class Dismissal:
     of ``jobs`` has been told, or after ``timeout_s`` (saying which were not: they wait out their ``--wait``);
     the run goes on either way, since it needs none of them."""
 
-    def __init__(self, transport: Transport, run_id: str, jobs: list[FleetJob], why: str) -> None:
+    def __init__(
+        self, transport: Transport, run_id: str, jobs: list[FleetJob], why: str, worker_key: RunSeal | None = None
+    ) -> None:
         self.transport = transport
         self.run_id = run_id
         self.order = [job.fleet_id for job in jobs]
@@ -466,13 +538,16 @@ class Dismissal:
         self.told: set[str] = set()
         self.changed = asyncio.Event()
         self._replies: set[asyncio.Task[None]] = set()
-        self._hellos = RemoteFleets(transport, run_id, jobs, on_hello=self._answer)
+        self._hellos = RemoteFleets(transport, run_id, jobs, on_hello=self._answer, worker_key=worker_key)
 
-    def _answer(self, fleet: str, who: str) -> None:
+    def _answer(self, fleet: str, who: str, nonce: bytes) -> None:
         if fleet not in self.told:
             log.info("run %s: told fleet worker %s (%s) there is nothing to do", self.run_id, fleet, who)
         self.told.add(fleet)
         self.changed.set()
+        if self._hellos.worker_key is not None:  # the dismissal bound to the worker's nonce (a key of no use)
+            self._hellos.admit(fleet, nonce, os.urandom(KEY_BYTES), self.why)
+            return
         payload = testbed_pb2.FleetInput(run_id=self.run_id, dismissed=self.why).SerializeToString()
         task = asyncio.get_running_loop().create_task(
             self.transport.publish(topics.fleet_input(self.run_id, fleet), payload, qos=1)
@@ -491,8 +566,8 @@ class Dismissal:
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), deadline - loop.time())
-        if self._replies:
-            await asyncio.wait(set(self._replies), timeout=5.0)
+        if self._replies or self._hellos.sends:
+            await asyncio.wait(self._replies | self._hellos.sends, timeout=5.0)
         missing = [f for f in self.order if f not in self.told]
         if missing:
             log.warning(
@@ -518,7 +593,8 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
     from v2x.run.warmup import warm_up
 
     join_topic = topics.fleet_join(job.run_id, job.fleet_id)
-    transport, host = _fleet_host(job, will=LastWill(join_topic, GONE), remote=True)
+    nonce = os.urandom(NONCE_BYTES) if job.worker_key else b""
+    transport, host = _fleet_host(job, will=LastWill(join_topic, GONE), remote=True, nonce=nonce)
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[None] = loop.create_future()
     reason: list[str] = []
@@ -594,7 +670,17 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
         software=f"v2x-testbed {__version__}",
         protocol_version=PROTOCOL_VERSION,
         host=socket.gethostname()[:64],
+        nonce=nonce,
     ).SerializeToString()
+    if job.worker_key:  # (the world admits only a worker that holds the key: docs/SECURITY.md "Sealed messages")
+        hello = RunSeal(job.worker_key).seal(join_topic, hello)
+
+    def waiting() -> bool:
+        """No input yet (with a worker key: no admission yet, or it was dismissed) and still serving."""
+        if serving.done() or host.last_tick >= 0:
+            return False
+        return host.queue.empty() if not job.worker_key else host.seal is None and not host.dismissed
+
     subscribed = asyncio.Event()
     connection = asyncio.create_task(transport.run(subscribed))
     serving = asyncio.create_task(host.run())
@@ -607,13 +693,14 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
         await asyncio.to_thread(warm_up)  # the kernels before the first tick, as a spawned worker does
         log.info("%s of run %s: connected to %s; waiting for the world", job.fleet_id, job.run_id, job.broker.url)
         deadline = loop.time() + wait_s
-        while host.last_tick < 0 and host.queue.empty() and not serving.done():
+        while waiting():
             if loop.time() >= deadline:
-                raise WorkerError(f"no world of run {job.run_id} sent {job.fleet_id} its input within {wait_s:g} s")
+                raise WorkerError(
+                    f"no world of run {job.run_id} sent {job.fleet_id} its input within {wait_s:g} s"
+                    + (", nor admitted it (does the world hold the same --seal-key file?)" if job.worker_key else "")
+                )
             await transport.publish(join_topic, hello, qos=1)
             await asyncio.wait({serving}, timeout=HELLO_EVERY_S)
-            if not host.queue.empty() or host.last_tick >= 0:
-                break
         if not host.dismissed:
             log.info("%s of run %s: serving", job.fleet_id, job.run_id)
         with steady_loop():
