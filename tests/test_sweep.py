@@ -100,10 +100,36 @@ def test_a_real_sweep_and_how_fcw_degrades_without_rtk(tmp_path: Path, capsys: p
     assert rtk["collision_rate"] == {"baseline": 1.0, "v2x": 0.0}
     assert (tmp_path / "s.svg").read_text().startswith("<svg")
     # Single point positioning (~1.5-2 m sigma) fails FCW's 1.5 m accuracy gate: no warning, the crash stays.
-    assert main(["sweep", "fcw", "--seeds", "2", "--jobs", "1", "--json", "--positioning", "spp-open-sky"]) == 0
-    spp = json.loads(capsys.readouterr().out)
+    # For CI, bounds on the rates: exit 1 naming each one not met (the same two seeds, so nothing else changes)
+    spp_args = ["sweep", "fcw", "--seeds", "2", "--jobs", "1", "--json", "--positioning", "spp-open-sky"]
+    assert main([*spp_args, "--min-detection", "95%", "--max-collision-rate", "0.5", "--max-false-warnings", "0"]) == 1
+    out, err = capsys.readouterr()
+    spp = json.loads(out)
     assert spp["positioning"] == "spp-open-sky"
     assert spp["apps"]["fcw"]["detection_rate"] == 0.0 and spp["collision_rate"]["v2x"] == 1.0
+    assert spp["bounds"] == {"min_detection": 0.95, "max_false_warnings": 0.0, "max_collision_rate": 0.5}
+    assert spp["unmet"] == [
+        "fcw detection 0.0%, under --min-detection 95.0%",
+        "collision rate with V2X 100.0%, over --max-collision-rate 50.0%",
+    ]
+    assert "v2x sweep: fcw: fcw detection 0.0%, under --min-detection 95.0%" in err
+
+
+def test_sweep_bounds_met_exit_0_and_bad_bounds_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    runs = [{"seed": 0, "passed": True, **seed_findings(_result(warned=True, quiet=True, crash_at=8.0), EXPECTATIONS)}]
+    from v2x.run.sweep import unmet
+
+    s = summarise("toy", runs, None, [])
+    s.bounds = {"min_pass_rate": 1.0, "min_detection": 1.0, "max_false_warnings": 0.0, "max_collision_rate": 0.0}
+    assert unmet(s) == []
+    s.bounds["min_pass_rate"] = 1.0
+    s.passed_rate = 0.5
+    assert unmet(s) == ["every expectation held in 50.0% of seeds, under --min-pass-rate 100.0%"]
+    for bad in ("1.5", "-1", "nan", "101%", "x"):
+        with pytest.raises(SystemExit) as exc:
+            main(["sweep", "fcw", "--min-detection", bad])
+        assert exc.value.code == 2
+        assert "argument --min-detection: a share 0-1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -76,3 +76,16 @@ def seconds(most: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def share(text: str) -> float:
+    """A share, 0 to 1: ``0.95`` or ``95%`` (a rate a command is held to)."""
+    body = text.strip()
+    scale = 100.0 if body.endswith("%") else 1.0
+    try:
+        value = float(body.removesuffix("%")) / scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a share 0-1 or a percentage (0.95, 95%), got {text!r}") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"a share 0-1 or a percentage 0-100%, got {text}")
+    return value

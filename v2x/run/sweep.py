@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from v2x import argtypes
-from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_ERROR
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
 from v2x.run.pool import job_pool
 from v2x.sim.metrics import percentile
 
@@ -46,8 +46,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "rate (no_warning expectations that failed), the lead time p5/p50/p95 (before the baseline's collision "
         "of the same pair, else the warning's own TTC) and the collision rate with and without V2X. "
         "--positioning and --network swap profiles to show how the apps degrade.",
-        epilog="Exit codes: 0 done, 2 bad input, 3 a run could not complete (or a file could not be written), "
-        "130 / 143 interrupted by SIGINT / SIGTERM (the runs in progress and their worker processes stopped).",
+        epilog="Exit codes: 0 done (and every --min-/--max- bound met), 1 a bound given with --min-pass-rate, "
+        "--min-detection, --max-false-warnings or --max-collision-rate not met (each named), 2 bad input, 3 a run "
+        "could not complete (or a file could not be written), 130 / 143 interrupted by SIGINT / SIGTERM (the runs "
+        "in progress and their worker processes stopped).",
     )
     sweep.add_argument("scenario", metavar="SCENARIO", help="scenario id or file")
     sweep.add_argument("--seeds", type=int, default=20, metavar="N", help="seeds 0..N-1 (default 20)")
@@ -56,6 +58,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep.add_argument(
         "--jobs", type=argtypes.count, default=None, metavar="J", help="parallel processes (default: cores)"
     )
+    for flag, what in (
+        ("--min-pass-rate", "the share of seeds in which every expectation held must be at least R"),
+        ("--min-detection", "every app's detection rate must be at least R"),
+        ("--max-false-warnings", "every app's false-warning rate must be at most R"),
+        ("--max-collision-rate", "the V2X variant's collision rate must be at most R"),
+    ):
+        sweep.add_argument(flag, type=argtypes.share, metavar="R", help=f"for CI: {what} (0.95 or 95%%), else exit 1")
     sweep.add_argument("--json", action="store_true", help="print the JSON document instead of the table")
     sweep.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON document to FILE")
     sweep.add_argument("--svg", type=Path, metavar="FILE", help="also draw the rates and lead times as SVG")
@@ -171,6 +180,8 @@ class SweepSummary:
     wall_seconds: float = 0.0
     failed_seeds: list[int] = field(default_factory=list)  # where an expectation failed: `v2x run --seed N` shows why
     collided_seeds: dict[str, list[int]] = field(default_factory=dict)  # per variant, the seeds with a collision
+    bounds: dict[str, float] = field(default_factory=dict)  # the --min-/--max- bounds given, by name
+    unmet: list[str] = field(default_factory=list)  # each bound not met, said in words
 
     def document(self) -> dict[str, Any]:
         return {
@@ -183,6 +194,8 @@ class SweepSummary:
             "passed_rate": self.passed_rate,
             "failed_seeds": self.failed_seeds,
             "collided_seeds": self.collided_seeds,
+            "bounds": self.bounds,
+            "unmet": self.unmet,
             "wall_seconds": self.wall_seconds,
         }
 
@@ -222,6 +235,27 @@ def summarise(
         failed_seeds=sorted(int(r["seed"]) for r in runs if not r["passed"]),
         collided_seeds={v: sorted(int(r["seed"]) for r in runs if r["collided"].get(v, False)) for v in variants},
     )
+
+
+def unmet(s: SweepSummary) -> list[str]:
+    """Each of ``s.bounds`` that the sweep did not meet, in words (an app without cases of a rate is not held
+    to it; a V2X variant that was not run has no collision rate to hold)."""
+    out = []
+    least = s.bounds.get("min_pass_rate")
+    if least is not None and s.passed_rate < least:
+        out.append(f"every expectation held in {s.passed_rate:.1%} of seeds, under --min-pass-rate {least:.1%}")
+    for app, a in s.apps.items():
+        least = s.bounds.get("min_detection")
+        if least is not None and a["detection_rate"] is not None and a["detection_rate"] < least:
+            out.append(f"{app} detection {a['detection_rate']:.1%}, under --min-detection {least:.1%}")
+        most = s.bounds.get("max_false_warnings")
+        if most is not None and a["false_warning_rate"] is not None and a["false_warning_rate"] > most:
+            out.append(f"{app} false warnings {a['false_warning_rate']:.1%}, over --max-false-warnings {most:.1%}")
+    most = s.bounds.get("max_collision_rate")
+    rate = s.collision_rate.get("v2x")
+    if most is not None and rate is not None and rate > most:
+        out.append(f"collision rate with V2X {rate:.1%}, over --max-collision-rate {most:.1%}")
+    return out
 
 
 def table(s: SweepSummary) -> str:
@@ -369,6 +403,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     summary = summarise(scenario.id, runs, args.positioning, networks)
     summary.wall_seconds = round(time.monotonic() - started, 3)
+    bounds = {
+        "min_pass_rate": args.min_pass_rate,
+        "min_detection": args.min_detection,
+        "max_false_warnings": args.max_false_warnings,
+        "max_collision_rate": args.max_collision_rate,
+    }
+    summary.bounds = {k: v for k, v in bounds.items() if v is not None}
+    summary.unmet = unmet(summary)
     doc = summary.document()
     print(json.dumps(doc, indent=1) if args.json else table(summary))
     try:
@@ -379,4 +421,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     except OSError as exc:  # a full disk, a missing folder: said, exit 3 (was a traceback)
         print(f"v2x sweep: cannot write {exc.filename or args.out or args.svg}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_RUN_ERROR
-    return EXIT_OK
+    for line in summary.unmet:
+        print(f"v2x sweep: {summary.scenario}: {line}", file=sys.stderr)
+    return EXIT_FAILED if summary.unmet else EXIT_OK
