@@ -145,6 +145,19 @@ def test_every_field_of_the_proto_files_is_named_in_the_doc() -> None:
     assert [name for name in every if name.rsplit(".", 1)[1] not in quoted] == []
 
 
+def test_an_empty_payload_on_an_actors_topics_and_a_hello_over_16_kib_are_refused() -> None:
+    """Checklist items 5 and 6: "an empty payload is refused as `sender_mismatch`" (on `join`, `tx` and `ack`:
+    why a stack should leave no Last Will there), and a `Hello` of "at most 16 KiB" (a bigger one is
+    `oversized`)."""
+    sim = offline_sim(_fcw())
+    for kind in ("join", "tx", "ack"):
+        sim.receive(kind, "lead", b"")
+    big = testbed_pb2.Hello(actor_id="lead", kind="car", software="x" * (16 * 1024), protocol_version=1)
+    sim.receive("join", "lead", big.SerializeToString())
+    assert dict(sim.inbound.stats.rejected) == {"sender_mismatch": 3, "oversized": 1}
+    assert "lead" not in sim.inbound.hellos
+
+
 # ==== Running a scenario with an outside stack ================================================================
 # "The world waits up to 30 s for every actor's Hello, then stops ... naming the actors that never joined":
 #   the naming in tests/test_world.py::test_the_world_routes_joins_to_its_simulation_and_names_who_never_joined;
