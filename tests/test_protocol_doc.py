@@ -84,6 +84,80 @@ def _load_example(name: str) -> Any:
     return module
 
 
+# ==== Checklist for an outside stack; every field of proto/ ==================================================
+# Each item of the checklist links to the section that details it; its statements are proved there (each
+# section's tests below, or the test its comment names).
+
+
+def _doc() -> str:
+    return (REPO / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+
+
+def _slug(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation but '-' and '_' dropped, spaces -> '-'."""
+    text = heading.replace("`", "").strip().lower()
+    return "".join(c for c in text if c.isalnum() or c in " -_").replace(" ", "-")
+
+
+def test_every_link_within_the_doc_leads_to_one_of_its_sections() -> None:
+    """The checklist's links (and any other `](#...)` in docs/PROTOCOL.md) name headings that exist, and the
+    checklist's items are numbered 1, 2, ... with a link each."""
+    import re
+
+    doc = _doc()
+    anchors = {_slug(h) for h in re.findall(r"^#{2,4} (.+)$", doc, re.M)}
+    links = re.findall(r"\]\(#([^)]+)\)", doc)
+    assert len(links) > 20 and not set(links) - anchors, sorted(set(links) - anchors)
+    checklist = doc[doc.index("## Checklist for an outside stack") : doc.index("## Generated code")]
+    items = re.split(r"^(\d+)\. ", checklist, flags=re.M)[1:]
+    numbers, texts = items[0::2], items[1::2]
+    assert [int(n) for n in numbers] == list(range(1, len(numbers) + 1))
+    for n, text in zip(numbers, texts, strict=True):
+        assert "](#" in text, f"item {n} links to no section"
+        assert re.search(r"\b(MUST|SHOULD|MAY)\b", text), f"item {n} says no MUST, SHOULD or MAY"
+
+
+def test_every_field_of_the_proto_files_is_named_in_the_doc() -> None:
+    """Every field of every message in proto/v2x/wire/*.proto appears in docs/PROTOCOL.md in code quotes (alone
+    or as part of a path such as `accel_set.long` or `rtes[].rte_id`): an outside stack written from the
+    document learns of each one (map entries' `key`/`value` aside)."""
+    import re
+
+    from v2x.wire import common_pb2, day1_pb2, day2_pb2, security_pb2
+
+    quoted = {w for q in re.findall(r"`([^`\n]+)`", _doc()) for w in re.split(r"[^A-Za-z0-9_]+", q)}
+
+    def fields(desc: Any, prefix: str = "") -> list[str]:
+        if desc.GetOptions().map_entry:
+            return []
+        out = [f"{prefix}{desc.name}.{f.name}" for f in desc.fields]
+        for nested in desc.nested_types:
+            out += fields(nested, f"{prefix}{desc.name}.")
+        return out
+
+    every = [
+        name
+        for module in (common_pb2, day1_pb2, day2_pb2, frame_pb2, testbed_pb2, security_pb2)
+        for desc in module.DESCRIPTOR.message_types_by_name.values()
+        for name in fields(desc)
+    ]
+    assert len(every) > 400
+    assert [name for name in every if name.rsplit(".", 1)[1] not in quoted] == []
+
+
+def test_an_empty_payload_on_an_actors_topics_and_a_hello_over_16_kib_are_refused() -> None:
+    """Checklist items 5 and 6: "an empty payload is refused as `sender_mismatch`" (on `join`, `tx` and `ack`:
+    why a stack should leave no Last Will there), and a `Hello` of "at most 16 KiB" (a bigger one is
+    `oversized`)."""
+    sim = offline_sim(_fcw())
+    for kind in ("join", "tx", "ack"):
+        sim.receive(kind, "lead", b"")
+    big = testbed_pb2.Hello(actor_id="lead", kind="car", software="x" * (16 * 1024), protocol_version=1)
+    sim.receive("join", "lead", big.SerializeToString())
+    assert dict(sim.inbound.stats.rejected) == {"sender_mismatch": 3, "oversized": 1}
+    assert "lead" not in sim.inbound.hellos
+
+
 # ==== Running a scenario with an outside stack ================================================================
 # "The world waits up to 30 s for every actor's Hello, then stops ... naming the actors that never joined":
 #   the naming in tests/test_world.py::test_the_world_routes_joins_to_its_simulation_and_names_who_never_joined;
@@ -659,6 +733,97 @@ async def test_a_received_advisory_counts_only_when_echoed(monkeypatch: pytest.M
     result = await run_scenario(icw, broker="loopback", variants=["v2x"])
     assert not [e for e in result["events"] if e["type"] == "warning"]
     assert not [e for e in result["events"] if e["type"] == "collision"]  # the drivers still braked
+
+
+def test_the_world_takes_an_advisorys_fields_as_the_doc_says() -> None:
+    """ "The fields of an `Advisory`": the warned actor is the one whose Ack carries it, whatever `target_id`
+    says; `source_id` and `conflict_type` become the event's `source` and `conflict`, and `source_id` is part of
+    the key a warning reported twice counts once by; `valid_until_s` is only range-checked and not recorded; an
+    `app` the world does not know is written as its number; a `valid_until_s` not finite, or a `conflict_type`
+    over 256 characters, makes the Ack `out_of_range`."""
+    sim = offline_sim(_fcw())
+
+    def adv(**fields: Any) -> testbed_pb2.Advisory:
+        out = testbed_pb2.Advisory(app=testbed_pb2.APP_FCW, other_id=temporary_id("lead").hex(), raised_at_s=0.0,
+                                   ttc_s=2.5, valid_until_s=3.0, conflict_type="rear-end")  # fmt: skip
+        for name, value in fields.items():
+            setattr(out, name, value)
+        return out
+
+    fcw = adv(target_id="somebody", source_id="follower")
+    again = adv(target_id="follower", source_id="follower")
+    other_source = adv(source_id="edge")
+    unknown_app = adv(app=99, source_id="follower")
+    sim.begin(0)
+    for actor in sim.actor_ids:
+        events = (fcw, again, other_source, unknown_app) if actor == "follower" else ()
+        sim.receive("ack", actor, _ack(actor, 0, events=events))
+    sim.step()
+    sim.begin(1)
+    for bad in (adv(source_id="lead", valid_until_s=math.inf), adv(source_id="lead", conflict_type="x" * 257)):
+        sim.receive("ack", "lead", _ack("lead", 1, events=(bad,)))
+    assert dict(sim.inbound.stats.rejected) == {"out_of_range": 2}
+    warnings = [e for e in sim.report(0.0).events if e["type"] == "warning"]
+    said = [(w["app"], w["target"], w["other"], w["source"], w["conflict"], w["ttc_s"]) for w in warnings]
+    assert said == [
+        ("fcw", "follower", "lead", "follower", "rear-end", 2.5),
+        ("fcw", "follower", "lead", "edge", "rear-end", 2.5),
+        ("99", "follower", "lead", "follower", "rear-end", 2.5),
+    ]
+    assert not any("valid_until_s" in w or "target_id" in w for w in warnings)
+
+
+async def test_a_built_in_vehicles_fcw_advisory_is_filled_as_the_doc_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ "The fields of an `Advisory`", a warning raised on board: `target_id` and `source_id` the vehicle's
+    actor id, `valid_until_s` = `raised_at_s` + 3 s, `conflict_type` `rear-end` for FCW (fcw on the loopback
+    bus: the follower's warning about the lead)."""
+    from v2x.run.runner import run_scenario
+
+    raised: list[testbed_pb2.Advisory] = []
+    original = VehicleAgent._warn
+
+    def keep(self: VehicleAgent, result: Any, adv: testbed_pb2.Advisory, t: float) -> None:
+        raised.append(adv)
+        original(self, result, adv, t)
+
+    monkeypatch.setattr(VehicleAgent, "_warn", keep)
+    result = await run_scenario(_fcw(), broker="loopback", variants=["v2x"])
+    fcw = [a for a in raised if a.app == testbed_pb2.APP_FCW and a.target_id == "follower"]
+    assert fcw
+    for adv in fcw:
+        assert (adv.source_id, adv.conflict_type) == ("follower", "rear-end")
+        assert adv.other_id == temporary_id("lead").hex()
+        assert adv.valid_until_s == pytest.approx(adv.raised_at_s + 3.0)
+    events = [e for e in result["events"] if e["type"] == "warning" and e["app"] == "fcw"]
+    assert events
+    assert {(e["target"], e["source"], e["conflict"]) for e in events} == {("follower", "follower", "rear-end")}
+
+
+def test_the_docs_conflict_type_table_names_every_app_that_raises_advisories() -> None:
+    """The `conflict_type` table of "The fields of an `Advisory`" has a row for every registered app but
+    `clc_coord` (which raises none), and its fcw, icw, lta, dnpw and platoon values are the apps' own."""
+    import re
+
+    from v2x.apps import lta, platoon
+    from v2x.apps.collision import CONFLICT_NAME
+    from v2x.apps.registry import registered
+    from v2x.core import ConflictType
+
+    doc = (REPO / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    table = doc[doc.index("`conflict_type` as the built-in apps set it") :]
+    table = table[: table.index("\n\n", table.index("| app |"))]
+    rows = {}
+    for line in table.splitlines()[table.splitlines().index("|---|---|") + 1 :]:
+        apps, value = line.strip("|").split("|", 1)
+        for app in apps.split(","):
+            rows[app.strip()] = value.strip()
+    assert set(rows) == set(registered()) - {"clc_coord"}
+    assert rows["fcw"].startswith(f"`{CONFLICT_NAME[ConflictType.REAR_END]}`")
+    assert rows["icw"].startswith(f"`{CONFLICT_NAME[ConflictType.CROSSING]}`")
+    assert set(re.findall(r"`([^`]+)`", rows["vrucw"])) >= set(CONFLICT_NAME.values())
+    assert rows["lta"] == f"`{lta.CONFLICT}`"
+    assert rows["dnpw"] == "`oncoming`"
+    assert rows["platoon"] == f"`{platoon.JOINED}` or `{platoon.LEFT}`"
 
 
 # ==== Sending: rounding, secMark =============================================================================

@@ -164,6 +164,8 @@ async function main() {
   function finish(code) { clearInterval(helloTimer); clearTimeout(joinTimer); done = true; client.end(false, () => process.exit(code)); }
 
   client.on("connect", () => {
+    // Nagle off (docs/PROTOCOL.md "Transport"): mqtt.js leaves it on; the socket is new after every reconnect
+    if (client.stream && typeof client.stream.setNoDelay === "function") client.stream.setNoDelay(true);
     client.subscribe([`v2x/${run}/in/${me}`], { qos: 0 });
     client.subscribe([`v2x/${run}/control`], { qos: 1 });
     if (last == null) client.publish(`v2x/${run}/join/${me}`, Buffer.from(hello));
