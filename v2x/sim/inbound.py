@@ -45,7 +45,13 @@ from v2x.text import printable
 from v2x.units import s_of, tick_time_s, us_of
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.envelope import parse_envelope, temporary_id
-from v2x.wire.protocol import MAX_ACK_BYTES, MAX_FLEET_ACK_BYTES, MAX_TX_BYTES, PROTOCOL_VERSIONS
+from v2x.wire.protocol import (
+    MAX_ACK_BYTES,
+    MAX_FLEET_ACK_BYTES,
+    MAX_HELLO_BYTES,
+    MAX_TX_BYTES,
+    PROTOCOL_VERSIONS,
+)
 from v2x.wire.scan import bsm_envelope_unsigned
 from v2x.wire.security import EnvelopeSecurity, Freshness, Verified
 from v2x.wire.tick_input import mistyped_fields
@@ -443,7 +449,7 @@ class Inbound:
         return parsed
 
     def _join(self, actor_id: str, payload: bytes, where: str) -> None:
-        hello = self._decode(testbed_pb2.Hello, payload, MAX_TX_BYTES, where)
+        hello = self._decode(testbed_pb2.Hello, payload, MAX_HELLO_BYTES, where)
         if hello is None:
             return
         if hello.actor_id != actor_id:
