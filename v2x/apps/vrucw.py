@@ -97,7 +97,9 @@ APPS = (
         # footprints (circles of radius 0.5 m pedestrian / 1.0 m non-motor; we use the square around the
         # circle): open-v2x/cerebrum scenario_algo/algo_lib/collision_warning.py (ttc_threshold,
         # _min_speed_for_checking, PedestrianDefaultRadius, NonMotorDefaultRadius). Range and accuracy:
-        # T/CSAE 53 Day-1 table (VRUCW: 150 m, 5 m).
+        # T/CSAE 53 Day-1 table (VRUCW: 150 m, 5 m). Cerebrum's other conflict indices, PSD (a_max 3.4 m/s^2,
+        # psd_max_dece) and FMRD (its default for vehicle-VRU pairs), are alternatives to TTC there, not extra
+        # criteria: not implemented (docs/SCENARIOS.md, "Thresholds").
         thresholds={
             "vrucw_ttc_s": 2.14,
             "vrucw_min_speed_mps": 2.8,
