@@ -182,6 +182,43 @@ def test_controls_need_the_pages_token_and_every_request_this_servers_host() -> 
         server.stop()
 
 
+def test_the_view_served_to_other_machines_takes_this_machines_names_only(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--host 0.0.0.0`` (a newcomer review: the view was on 127.0.0.1 only, no use on a lab machine): a
+    request naming this machine (its name, an address of it) is served, one naming another site (DNS
+    rebinding) is still refused; the URL names the machine; --host without --view, or an address that is not
+    this machine's, exits 2."""
+    import http.client
+    import socket
+
+    from v2x.cli import main
+
+    server = ViewServer(host="0.0.0.0", port=0).start()
+    port = server.port
+
+    def status(host: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/state", headers={"Host": host})
+        r = conn.getresponse()
+        r.read()
+        conn.close()
+        return r.status
+
+    try:
+        assert server.url == f"http://{socket.gethostname()}:{port}/" and not server.loopback
+        assert status(f"{socket.gethostname()}:{port}") == 200
+        assert status(f"{socket.gethostname().upper()}:{port}") == 200  # (names are not case-sensitive)
+        assert status(f"127.0.0.1:{port}") == 200
+        assert status(f"evil.example:{port}") == 403
+        assert status(f"{socket.gethostname()}:{port + 1}") == 403
+    finally:
+        server.stop()
+    assert ViewServer(port=0).loopback
+    assert main(["run", "fcw", "--host", "0.0.0.0"]) == 2
+    assert "--port, --host and --paused go with --view" in capsys.readouterr().err
+    assert main(["run", "fcw", "--view", "--host", "192.0.2.1", "--port", "0"]) == 2  # (TEST-NET-1: not ours)
+    assert "v2x run: --view: cannot serve on 192.0.2.1 port 0" in capsys.readouterr().err
+
+
 def test_a_real_time_run_cannot_be_held(capsys: pytest.CaptureFixture[str]) -> None:
     """A newcomer review paused a real-time run in the view for 4 s: every tick after it was late and the
     passing run failed. Pause and Step are refused for a real-time run (409), Run still answers, and

@@ -219,7 +219,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--port",
         type=argtypes.listen_port,
         default=None,
-        help="--view: the page's port on 127.0.0.1 (default 8642; 0: any free one, the URL goes to stderr)",
+        help="--view: the page's port (default 8642; 0: any free one, the URL goes to stderr)",
+    )
+    run.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="--view: the address to serve the page on (default 127.0.0.1: this machine only; 0.0.0.0 or ::: "
+        "every interface, to watch a run on a lab or CI machine from another; whoever reaches the page can "
+        "also pause the run)",
     )
     run.add_argument("--paused", action="store_true", help="--view: hold the world after tick 0 until Run or Step")
     run.add_argument("-v", "--verbose", action="store_true", help="log every warning, collision and message problem")
@@ -540,8 +548,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if taken is not None:
             print(f"v2x run: --record {args.record}: {taken}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    if not args.view and (args.port is not None or args.paused):
-        print("v2x run: --port and --paused go with --view", file=sys.stderr)
+    if not args.view and (args.port is not None or args.paused or args.host != "127.0.0.1"):
+        print("v2x run: --port, --host and --paused go with --view", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.paused and args.mode != "lockstep":
         from v2x.run.view import HOLD_REFUSED
@@ -563,11 +571,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         try:
             port = args.port if args.port is not None else DEFAULT_VIEW_PORT
-            view = ViewServer(port=port, paused=args.paused, holdable=args.mode == "lockstep").start()
-        except OSError as exc:
-            print(f"v2x run: --view: cannot serve on port {port}: {exc}", file=sys.stderr)
+            view = ViewServer(host=args.host, port=port, paused=args.paused, holdable=args.mode == "lockstep").start()
+        except OSError as exc:  # (a port in use, an address not of this machine or that does not resolve)
+            print(f"v2x run: --view: cannot serve on {args.host} port {port}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         print(f"v2x run: live view at {view.url}", file=sys.stderr, flush=True)
+        if not view.loopback:
+            print(
+                f"v2x run: note: the live view is open to whoever reaches {args.host}:{view.port}, and they can "
+                "pause the run",
+                file=sys.stderr,
+            )
     failed = False
     results: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = [(sid, f"cannot run here: {why}") for sid, why in not_here]

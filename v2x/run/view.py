@@ -14,8 +14,10 @@ library's HTTP server in a thread, updated over Server-Sent Events.
   cannot send it (a custom header makes its request one the browser first asks about, and nothing here says
   yes), where a bare POST from such a page held a run for as long as it liked (an attack review).
 
-Every request must name this server as its ``Host`` (127.0.0.1, localhost or [::1] with its port), so that a
-site whose name is made to resolve to 127.0.0.1 (DNS rebinding) cannot read the page, its token or the stream.
+Every request must name this server as its ``Host`` (127.0.0.1, localhost or [::1] with its port; with
+``--host ADDR`` also ADDR, and for 0.0.0.0 or :: this machine's name and addresses), so that a site whose name
+is made to resolve to this machine (DNS rebinding) cannot read the page, its token or the stream. Served on
+another address than the loopback, the page (and with it the controls' token) is open to whoever reaches it.
 
 The observer (``ViewObserver.on_tick``) runs in the run's event loop and only hands copies of what it read
 to the server thread; it never changes what the simulation does.
@@ -272,6 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
     page: bytes
     token: str
     streams: threading.BoundedSemaphore
+    hosts: frozenset[str]  # what a request's Host may name (``host_names``)
     timeout = REQUEST_TIMEOUT_S
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -308,7 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _host_ok(self) -> bool:
         address = self.server.server_address
         port = address[1] if isinstance(address, tuple) else 0
-        if self.headers.get("Host", "") in {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}:
+        name, _, given = self.headers.get("Host", "").rpartition(":")
+        if given == str(port) and name.lower() in self.hosts:
             return True
         self._send(403, b"unexpected Host\n", "text/plain")
         return False
@@ -361,6 +365,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"unknown control\n", "text/plain")
 
 
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+WILDCARDS = frozenset({"0.0.0.0", "::"})
+
+
+def host_names(host: str) -> frozenset[str]:
+    """The names (lower case; IPv6 addresses in brackets) a request's ``Host`` may give for a server bound to
+    ``host``: the loopback's, ``host`` itself, and for a wildcard (0.0.0.0, ::) this machine's name, full name
+    and addresses."""
+    names = set(LOOPBACK)
+    if host in WILDCARDS:
+        names |= {socket.gethostname(), socket.getfqdn()}
+        with contextlib.suppress(OSError):
+            names |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)}
+    else:
+        names.add(host)
+    return frozenset((f"[{n}]" if ":" in n else n).lower() for n in names)
+
+
 HOLD_REFUSED = "a real-time run cannot be held: its ticks would all be late (hold a --mode lockstep run)"
 
 
@@ -377,14 +399,31 @@ class ViewServer:
         self.token = secrets.token_hex(16)  # the controls' (see the module's docstring)
         page = files("v2x.run").joinpath("view.html").read_bytes().replace(b"__V2X_TOKEN__", self.token.encode())
         streams = threading.BoundedSemaphore(MAX_STREAMS)
-        handler = type("Handler", (_Handler,), {"hub": self.hub, "page": page, "token": self.token, "streams": streams})
-        self.httpd = _Server((host, port), handler)
+        hosts = host_names(host)
+        handler = type(
+            "Handler",
+            (_Handler,),
+            {"hub": self.hub, "page": page, "token": self.token, "streams": streams, "hosts": hosts},
+        )
+        server = type("Server6", (_Server,), {"address_family": socket.AF_INET6}) if ":" in host else _Server
+        self.httpd = server((host, port), handler)
+        self.host = host
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="v2x-view", daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}/"
+        port = self.httpd.server_address[1]
+        host = socket.gethostname() if self.host in WILDCARDS else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this machine can reach the page."""
+        return self.host in LOOPBACK
 
     def start(self) -> ViewServer:
         self.thread.start()
