@@ -106,10 +106,14 @@ async def test_connections_speak_mqtt5_to_mosquitto_and_fall_back_at_once_on_the
     assert took < 2.0
 
 
-async def _relay(broker_port: int, *, hold_first_s: float = 0.0, close_mqtt5: bool = False) -> asyncio.Server:
+async def _relay(
+    broker_port: int, *, hold_first_s: float = 0.0, close_mqtt5: bool = False, close_first: int = 0
+) -> asyncio.Server:
     """A TCP relay in front of a broker: ``hold_first_s``: the first connection's bytes (its CONNECT) wait that
     long before they go on (a broker slow to answer once: paused, flooded); ``close_mqtt5``: a connection whose
-    CONNECT is MQTT 5 is closed at once, unanswered, as RabbitMQ 3.10 does. Nothing else is altered."""
+    CONNECT is MQTT 5 is closed at once, unanswered, as RabbitMQ 3.10 does; ``close_first``: the first that many
+    connections are closed after their CONNECT, whatever its version (a Mosquitto at ``max_connections``).
+    Nothing else is altered."""
     connections = [0]
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -125,7 +129,7 @@ async def _relay(broker_port: int, *, hold_first_s: float = 0.0, close_mqtt5: bo
             await asyncio.sleep(hold_first_s)
         first = await cr.read(65536)
         at = first.find(b"\x00\x04MQTT")
-        if close_mqtt5 and at >= 0 and first[at + 6 : at + 7] == b"\x05":
+        if (close_mqtt5 and at >= 0 and first[at + 6 : at + 7] == b"\x05") or connections[0] <= close_first:
             cw.close()
             return
         br, bw = await asyncio.open_connection("127.0.0.1", broker_port)
@@ -190,3 +194,15 @@ async def test_a_broker_that_closes_an_mqtt5_connect_gets_mqtt311_at_once(mosqui
     spoke_mqtt5, took, got = await _delivered(mosquitto.address, relay, mosquitto.address)
     assert not spoke_mqtt5 and got == [30 * 1024 * 1024, 5]
     assert took < 2.0
+
+
+async def test_a_broker_that_closes_every_connection_for_a_while_still_gets_mqtt5(mosquitto: Mosquitto) -> None:
+    """Attack review 4 (noted, not verified then): a broker that closes every new connection for a while (a
+    Mosquitto at ``max_connections``, filled by someone's idle connections) closed two MQTT 5 CONNECTs in a row,
+    which read as a broker without MQTT 5, and the process fell back to 3.1.1 without a Maximum Packet Size.
+    Before falling back, the connection now asks whether 3.1.1 is answered and MQTT 5 is closed right after: here
+    both are closed, so it waits the broker out and connects with MQTT 5 once it takes connections again, and
+    the broker drops the 30 MB message for it."""
+    relay = await _relay(mosquitto.port, close_first=4)
+    spoke_mqtt5, _, got = await _delivered(mosquitto.address, relay, mosquitto.address)
+    assert spoke_mqtt5 and got == [5]

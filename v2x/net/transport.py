@@ -322,11 +322,13 @@ class MqttTransport:
                     return
                 closes = closes + 1 if v5 and isinstance(exc, ClosedBeforeConnack) else 0
                 if v5 and not self.spoke_mqtt5 and not_mqtt5(exc, closes):
-                    # A broker that speaks only MQTT 3.1.1 (RabbitMQ before 3.13, amqtt) refuses an MQTT 5
-                    # CONNECT, or closes the connection without a CONNACK: from now on this connection speaks
-                    # 3.1.1, and the broker may send it messages of any size it accepts.
-                    fall_back_to_mqtt311(self.broker, self.client_id, exc)
-                    continue
+                    if not isinstance(exc, ClosedBeforeConnack) or await self._closes_only_mqtt5():
+                        # A broker that speaks only MQTT 3.1.1 (RabbitMQ before 3.13, amqtt) refuses an MQTT 5
+                        # CONNECT, or closes the connection without a CONNACK: from now on this connection speaks
+                        # 3.1.1, and the broker may send it messages of any size it accepts.
+                        fall_back_to_mqtt311(self.broker, self.client_id, exc)
+                        continue
+                    closes = 0  # it closes every connection: waited out below as a broker that is away
                 if closes == 1 and not self.spoke_mqtt5:
                     continue  # once more at once: a broker that does not speak MQTT 5 closes it again
                 log.warning(
@@ -339,6 +341,27 @@ class MqttTransport:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._reconnect_max_s)
         self.connected.clear()
+
+    async def _closes_only_mqtt5(self) -> bool:
+        """After MQTT 5 CONNECTs the broker closed unanswered: whether it is MQTT 5 it refuses, not connections.
+        An MQTT 3.1.1 CONNECT must be answered, and an MQTT 5 one right after it closed again. A broker that
+        closes every new connection (a Mosquitto at ``max_connections``, filled by someone's idle connections)
+        closes the 3.1.1 one too: it is waited out as a broker that is away, where taking it for one without
+        MQTT 5 would have removed the Maximum Packet Size for the whole process (attack review 4)."""
+        try:
+            async with mqtt_client(self.broker, self.client_id, mqtt5=False, max_packet_bytes=0):
+                pass
+        except aiomqtt.MqttError:
+            return False
+        most = self.max_packet_bytes or limits.packet_limit(self.routes.filters)
+        try:
+            async with mqtt_client(self.broker, self.client_id, mqtt5=True, max_packet_bytes=most):
+                pass
+        except ClosedBeforeConnack:
+            return True
+        except aiomqtt.MqttError:
+            return False
+        return False  # it took MQTT 5 this time: the connection tries it again
 
     def _will(self, v5: bool) -> aiomqtt.Will | None:
         if self.will is None:
