@@ -295,3 +295,48 @@ def test_an_escape_beyond_unicode_is_named_by_either_parser(
     with pytest.raises(ScenarioError, match="not valid YAML") as err:
         load_scenario(path)
     assert str(err.value).startswith(str(path))
+
+
+@pytest.mark.parametrize(
+    ("edit", "where", "words"),
+    [
+        (lambda t: t.replace("name: ", "name:\t", 1), "line {name}, column 6", "spaces, not a tab"),
+        (lambda t: t.replace("name: ", "name\t: ", 1), "line {name}, column 5", "spaces, not a tab"),
+        (lambda t: "%YAML 1.3\n---\n" + t, "line 1, column 1", "no YAML directive"),
+        (lambda t: "%FOO bar\n---\n" + t, "line 1, column 1", "no YAML directive"),
+        (lambda t: t.replace("name: ", "\ufeffname: ", 1), "line {name}, column 1", "no byte order mark"),
+        # (libyaml refuses it as it scans, at its place; PyYAML's own once loaded, in the document)
+        (lambda t: re.sub(r"^name: .*$", lambda _: 'name: "x\\ud800"', t, count=1, flags=re.M), None, "surrogate"),
+    ],
+    ids=["tab-after-colon", "tab-before-colon", "yaml-1.3", "unknown-directive", "bom-mid-file", "surrogate"],
+)
+@pytest.mark.parametrize("loader_class", LOADERS, ids=[c.__name__ for c in LOADERS])
+def test_what_the_two_yaml_parsers_read_differently_is_refused_by_both(
+    loader_class: type[Any],
+    edit: Any,
+    where: str | None,
+    words: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Attack review 4: libyaml took "a:<tab>1" and PyYAML's own parser refused it; PyYAML's own took "%YAML
+    1.3", unknown directives, a byte order mark inside the file (as part of a key) and "\\ud800", which libyaml
+    refused: one file loaded on one install and not on another. Both refuse each now, at the same place."""
+    monkeypatch.setattr(loader_module, "_LimitedLoader", loader_class)
+    text = (SCENARIO_DIR / "fcw.yaml").read_text()
+    name_line = next(k for k, line in enumerate(text.splitlines(), 1) if line.startswith("name: "))
+    [(got_where, what)] = _problems_of(edit(text).encode(), tmp_path)
+    if where is None:  # the surrogate: libyaml's words and place, or the loader's
+        assert words in what or "invalid Unicode character escape" in what, (got_where, what)
+        return
+    assert got_where == where.format(name=name_line) and words in what, (got_where, what)
+
+
+@pytest.mark.parametrize("loader_class", LOADERS, ids=[c.__name__ for c in LOADERS])
+def test_a_byte_order_mark_at_the_start_still_loads(
+    loader_class: type[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader_module, "_LimitedLoader", loader_class)
+    path = tmp_path / "bom.yaml"
+    path.write_text("\ufeff" + (SCENARIO_DIR / "fcw.yaml").read_text(), encoding="utf-8")
+    assert load_scenario(path).id == "fcw"

@@ -125,7 +125,8 @@ if yaml.__with_libyaml__:
         """The loader on libyaml's scanner and parser, as PyYAML's wheels carry it: they read the same YAML
         some 7 times faster (the pure-Python ones took 7 s for the 200,000 values a file may have, on a loaded
         machine). The composer, the resolver and the constructor stay PyYAML's Python ones, so that the bounds
-        and the rules below apply to both."""
+        and the rules below apply to both; what the two parsers read differently is refused before either reads
+        it (``_parser_dependent``, ``_lone_surrogate``)."""
 
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
@@ -304,6 +305,47 @@ def _unprintable(text: str, position: int) -> tuple[str, str]:
     )
 
 
+# What PyYAML's two parsers (libyaml's and its own) read differently, so that one file loaded on one install and
+# not on another (attack review 4): a tab (libyaml takes "a:<tab>1", PyYAML's own refuses it), a directive
+# (PyYAML's own takes "%YAML 1.3" and unknown ones, libyaml refuses them), a byte order mark after the start
+# (PyYAML's own makes it part of a key). Refused here for both, naming where; a scenario file needs none of them.
+_PARSER_DEPENDENT = re.compile(r"\t|^%|\ufeff", re.MULTILINE)
+
+
+def _parser_dependent(text: str) -> tuple[str, str] | None:
+    """The first thing in ``text`` that PyYAML's two parsers read differently (``_PARSER_DEPENDENT``), as a
+    problem at its line and column, or None."""
+    found = _PARSER_DEPENDENT.search(text, 1 if text.startswith("\ufeff") else 0)  # (a BOM may begin the file)
+    if found is None:
+        return None
+    position = found.start()
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    what = {
+        "\t": "spaces, not a tab (to indent or to separate; in a double-quoted string write \\t)",
+        "%": "no YAML directive (%YAML, %TAG): a scenario file is one plain document",
+        "\ufeff": "no byte order mark (U+FEFF) after the start of the file",
+    }[found.group()]
+    return f"line {line}, column {column}", f"expected {what}"
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """A string in ``value`` (a loaded document) with a lone surrogate, which only a "\\ud800"-style escape
+    makes: PyYAML's own parser takes it, libyaml's refuses it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= ch <= "\udfff" for ch in item):
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
 def _read_yaml(path: Path) -> Any:
     """The file's YAML document, or ScenarioError: unreadable, too large, not UTF-8, not YAML, or over the
     limits above."""
@@ -329,6 +371,9 @@ def _read_yaml(path: Path) -> Any:
     unprintable = yaml.reader.Reader.NON_PRINTABLE.search(text)
     if unprintable is not None:
         raise ScenarioError(path, [_unprintable(text, unprintable.start())])
+    odd = _parser_dependent(text)
+    if odd is not None:
+        raise ScenarioError(path, [odd])
     loader = _LimitedLoader(text)
     node: yaml.Node | None = None
     try:
@@ -346,7 +391,12 @@ def _read_yaml(path: Path) -> Any:
         duplicates = _duplicate_keys(node) if node is not None else []
         if duplicates:
             raise ScenarioError(path, duplicates)
-        return loader.construct_document(node) if node is not None else None
+        document = loader.construct_document(node) if node is not None else None
+        if ("\\u" in text or "\\U" in text) and (lone := _lone_surrogate(document)) is not None:
+            raise ScenarioError(
+                path, [("", f"expected text without a lone surrogate escape (\\ud800-\\udfff); got {ascii(lone)[:80]}")]
+            )
+        return document
     except _LimitExceeded as exc:
         where, what = exc.args
         raise ScenarioError(path, [(where, what)]) from None
