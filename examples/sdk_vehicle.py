@@ -30,6 +30,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from v2x.sdk import BrokerLost, RunAborted, Stack, Tick, VehicleState
@@ -199,6 +200,22 @@ async def step(
     return state
 
 
+def _number(low: float, high: float, *, low_ok: bool = False) -> Callable[[str], float]:
+    """An option's number: finite and in (low, high] ([low, high] with ``low_ok``); else argparse's exit 2
+    (``--join-timeout nan`` ended at once, ``1e308`` waited for good: an attack review)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a number, got {text!r}") from None
+        if not (math.isfinite(value) and (low <= value if low_ok else low < value) and value <= high):
+            raise argparse.ArgumentTypeError(f"a number {'>=' if low_ok else '>'} {low:g} and <= {high:g}, got {text}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://host:port")
@@ -212,20 +229,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", default="v2x", help="--credentials: which variant's run to join (default v2x)")
     p.add_argument("--actor", default="follower", help="the actor to drive (external: true in the scenario)")
     p.add_argument("--kind", default="car")
-    p.add_argument("--ttc", type=float, default=3.0, help="FCW time-to-collision threshold, s")
-    p.add_argument("--reaction", type=float, default=1.0, help="driver reaction time, s")
-    p.add_argument("--brake", type=float, default=7.0, help="driver braking, m/s^2")
+    p.add_argument("--ttc", type=_number(0.0, 60.0), default=3.0, help="FCW time-to-collision threshold, s")
+    p.add_argument("--reaction", type=_number(0.0, 60.0, low_ok=True), default=1.0, help="driver reaction time, s")
+    p.add_argument("--brake", type=_number(0.0, 15.0), default=7.0, help="driver braking, m/s^2")
     p.add_argument("--realtime", action="store_true", help="skip to the newest tick when behind")
     p.add_argument("--no-uplink", action="store_true", help="no Uu copy of the BSM to the platform")
-    p.add_argument("--work-ms", type=float, default=0.0, help="time each tick takes (a slow stack)")
+    p.add_argument(
+        "--work-ms", type=_number(0.0, 60_000.0, low_ok=True), default=0.0, help="time each tick takes (a slow stack)"
+    )
     p.add_argument(
         "--signing-key",
         metavar="FILE",
         help="a secure run's signing credentials (v2x run --secure writes OUT/credentials/RUN/ACTOR.cred): "
         "sign what is sent, verify what is heard",
     )
-    p.add_argument("--join-timeout", type=float, default=60.0)
-    p.add_argument("--tick-timeout", type=float, default=90.0)
+    p.add_argument("--join-timeout", type=_number(0.0, 86400.0), default=60.0, help="s (default 60)")
+    p.add_argument("--tick-timeout", type=_number(0.0, 86400.0), default=90.0, help="s (default 90)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{args.actor}] %(levelname)s %(message)s")
     logging.getLogger("v2x").setLevel(logging.WARNING)

@@ -422,6 +422,25 @@ def test_conformance_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["conformance", "--actor", "follower", "--broker", "http://x"]) == 2
 
 
+@pytest.mark.parametrize(
+    "option",
+    [["--join-timeout", "nan"], ["--join-timeout", "1e308"], ["--ttc", "-1"], ["--brake", "inf"], ["--work-ms", "x"]],
+)
+def test_sdk_example_refuses_numbers_it_cannot_use(option: list[str]) -> None:
+    """Attack review 4: ``--join-timeout nan`` ended the example at once (exit 3), ``1e308`` waited for good,
+    and the driver's numbers were not checked: each is now argparse's exit 2, naming the option."""
+    done = subprocess.run(
+        [PY, "examples/sdk_vehicle.py", *option],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=ENV,
+    )
+    assert done.returncode == 2 and f"argument {option[0]}:" in done.stderr, done.stderr
+
+
 def test_conformance_without_a_broker_exits_3_with_the_reason(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
