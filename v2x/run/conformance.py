@@ -10,8 +10,11 @@ topics. After the run it checks what the stack sent, tick by tick, and prints a 
 * units in range: every BSM decodes with ``v2x.wire.bsm.decode_bsm`` (no value outside its element's
   range) and has a position, speed and heading;
 * BSM rate: exactly one BSM over PC5 per tick (10 Hz at 0.1 s ticks);
-* msg_cnt: +1 per BSM, wrapping at 127; a Uu copy carries the same msg_cnt as the PC5 BSM of its tick;
+* msg_cnt: +1 per BSM (or per tick, after ticks skipped), wrapping at 127; a Uu copy carries the same msg_cnt as
+  the PC5 BSM of its tick;
 * seq: increasing across the run;
+* uu copy: with a platform in the scenario (and the actor's ``uplink``), each tick's BSM also goes over Uu to it
+  (the platform warns only vehicles it heard over Uu; SKIP otherwise);
 * tick and timestamps: envelope ``tick`` = the tick answered, ``tx_time_us`` = its ``time_us``, BSM
   ``sec_mark`` = the tick's time in ms within the UTC minute (``epoch_utc`` + ``time_us``); the run's epoch is
   the scenario's moved on by 17.25 s when that is on a whole second (as every shipped one is), so that a
@@ -21,6 +24,8 @@ topics. After the run it checks what the stack sent, tick by tick, and prints a 
   receiver is ``rtk-float`` (0.2 m per axis) when the scenario gives it a finer one, so that a BSM at the true
   position fails;
 * Acks: one per tick 0..N with the truth, ``tx_count`` = the envelopes sent in that tick;
+* at rest after a collision: from the TickInput that tells the stack of its collision on, its truth and BSMs
+  stand (docs/PROTOCOL.md "Collisions"; SKIP in a run without one);
 * the world's view: nothing rejected, no duplicates, nothing reported late;
 * deadline (``--mode realtime``): every Ack reached the broker within one tick of its TickInput;
 * response time (lockstep, never a fail): the p95 from a TickInput to its Ack, as the listeners heard them
@@ -240,6 +245,29 @@ def _motion_problems(acks: dict[int, Any], capture: Capture, tick_s: float) -> l
     return problems
 
 
+def _rest_problems(
+    acks: dict[int, Any], capture: Capture, pc5_bsms: dict[int, list[Any]]
+) -> tuple[list[str], int | None]:
+    """'at rest after a collision' (docs/PROTOCOL.md "Collisions"): from the first TickInput that tells the
+    stack of a collision on, its truth and its BSMs say it stands (speed within ``SPEED_TOLERANCE_MPS``): a
+    stack that drove on through the wreck passed every check (an outside review), and its moving BSMs mislead
+    the apps of those behind it. The problems, and that first tick (None: no collision in the run)."""
+    told = min((n for n, (_, ti) in capture.inputs.items() if len(ti.collisions)), default=None)
+    if told is None:
+        return [], None
+    problems = []
+    for n, ack in sorted(acks.items()):
+        if n >= told and ack.HasField("truth") and ack.truth.speed_mps > SPEED_TOLERANCE_MPS:
+            problems.append(f"tick {n}: truth speed {ack.truth.speed_mps:.2f} m/s after its collision")
+    for n in sorted(k for k in pc5_bsms if k >= told):
+        for _, remote in pc5_bsms[n][:1]:
+            if remote.speed_mps > SPEED_TOLERANCE_MPS:
+                problems.append(f"tick {n}: BSM speed {remote.speed_mps:.2f} m/s after its collision")
+    if len(problems) > 6:
+        problems = [*problems[:5], f"... and {len(problems) - 5} more"]
+    return problems, told
+
+
 def _angle(deg: float) -> float:
     """``deg`` wrapped to [-180, 180)."""
     return (deg + 180.0) % 360.0 - 180.0
@@ -303,9 +331,11 @@ def analyse(
     metrics: dict[str, Any] | None,
     realtime: bool,
     box_m: tuple[float, float] | None = None,
+    uplink: bool = False,
 ) -> Checklist:
     """The checklist for what ``actor_id`` sent in one run (``metrics``: the world's, None if it failed;
-    ``box_m``: the actor's length and width in the scenario, which its BSMs' ``size`` must state)."""
+    ``box_m``: the actor's length and width in the scenario, which its BSMs' ``size`` must state; ``uplink``:
+    the scenario has it send its BSMs to ``platform_id`` over Uu too)."""
     from v2x import units
     from v2x.wire import testbed_pb2
     from v2x.wire.bsm import decode_bsm
@@ -419,19 +449,31 @@ def analyse(
             rate_problems.append(f"several PC5 BSMs in ticks {many[:5]}")
     out.add("BSM rate", rate_problems, f"one PC5 BSM per tick ({1 / tick_s:.0f} Hz)", nothing=not_run)
 
-    prev = None
+    prev, prev_n = None, 0
     for n in sorted(pc5_bsms):
         for bsm, _remote in pc5_bsms[n]:
-            if prev is not None and bsm.msg_cnt != (prev + 1) % 128:
+            # +1 per BSM, or per tick (`tick mod 128`, which PROTOCOL.md suggests, after ticks a late real-time
+            # stack skipped: an outside review had both FAIL)
+            if prev is not None and bsm.msg_cnt not in {(prev + 1) % 128, (prev + n - prev_n) % 128}:
                 cnt_problems.append(f"tick {n}: msg_cnt {bsm.msg_cnt} after {prev}")
-            prev = bsm.msg_cnt
+            prev, prev_n = bsm.msg_cnt, n
         for bsm, _ in uu_bsms.get(n, []):
             if pc5_bsms[n] and bsm.msg_cnt != pc5_bsms[n][0][0].msg_cnt:
                 cnt_problems.append(
                     f"tick {n}: the Uu copy has msg_cnt {bsm.msg_cnt}, the PC5 BSM {pc5_bsms[n][0][0].msg_cnt}"
                 )
-    out.add("msg_cnt", cnt_problems, "+1 per BSM, wrapping at 127; Uu copies carry the same", nothing=no_bsm)
+    out.add(
+        "msg_cnt", cnt_problems, "+1 per BSM (or per tick), wrapping at 127; Uu copies carry the same", nothing=no_bsm
+    )
     out.add("seq", seq_problems, f"increasing across the run (last {last_seq})", nothing=no_tx)
+    no_copy = [n for n in sorted(pc5_bsms) if not uu_bsms.get(n)]
+    out.add(
+        "uu copy",
+        [f"no Uu copy of the BSM to {platform_id} in {len(no_copy)} tick(s) (first: {no_copy[:5]}): the platform "
+         "warns only vehicles it heard over Uu"] if no_copy and uplink and platform_id else [],
+        f"each tick's BSM also over Uu to {platform_id}",
+        nothing="" if uplink and platform_id else "no platform in this scenario, or the actor's uplink is off",
+    )  # fmt: skip
 
     # -- acks -----------------------------------------------------------------------------------------
     ack_problems = []
@@ -508,6 +550,13 @@ def analyse(
         f"each tick's truth moves to the next as its speed ({MOTION_TOLERANCE_M:g} m + 10 %) and heading "
         f"({MOTION_HEADING_DEG:g} deg) say, and (vx, vy) agrees with them",
         nothing="" if sum(a.HasField("truth") for a in acks.values()) >= 2 else not_run or "no two Acks with truth",
+    )
+    rest, told = _rest_problems(acks, capture, pc5_bsms)
+    out.add(
+        "at rest after a collision",
+        rest,
+        f"from TickInput({told}), which told of its collision, its truth and BSMs stand",
+        nothing="" if told is not None else not_run or "no collision in this run",
     )
     out.add(
         "acks",
@@ -848,6 +897,7 @@ async def _conformance(
         metrics=metrics,
         realtime=args.mode == "realtime",
         box_m=scenario.actor(actor).box_m[:2],
+        uplink=scenario.actor(actor).uplink,
     )
     if error:
         print(f"v2x conformance: the run stopped: {error}")
