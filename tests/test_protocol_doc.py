@@ -657,7 +657,7 @@ def test_lockstep_resends_after_2_s_and_gives_up_after_60_s_naming_the_silent() 
 
     clock = LockstepClock(0.1)
     assert (clock.retransmit_after_s, clock.give_up_after_s) == (2.0, 60.0)
-    fast = LockstepClock(0.1, retransmit_after_s=0.01, give_up_after_s=0.05)
+    fast = LockstepClock(0.1, retransmit_after_s=0.01, give_up_after_s=0.3)  # (0.05 s saw < 3 re-sends on a loaded box)
     resent: list[int] = []
 
     async def retransmit() -> None:
