@@ -14,15 +14,18 @@ import sys
 
 from v2x import units
 from v2x.sdk import Stack, VehicleState
+from v2x.wire import testbed_pb2
 from v2x.wire.envelope import temporary_id
 
 
 async def main(args: argparse.Namespace) -> int:
-    async with Stack(args.broker, run_id=args.run, actor_id=args.actor, uplink=False, kind=args.kind) as stack:
+    async with Stack(args.broker, run_id=args.run, actor_id=args.actor, kind=args.kind) as stack:
         run = await stack.start(timeout_s=120)
         state = VehicleState.at_start(run.me)
         async for tick in stack.ticks(tick_timeout_s=90):
-            if tick.n > 0:
+            if tick.collisions:  # (it never brakes: it runs into the lead, and then stands, as it must)
+                state = state.at_rest()
+            elif tick.n > 0:
                 state = state.advanced(tick.dt_s)
             if tick.n % args.every == 0:
                 at = state
@@ -40,6 +43,8 @@ async def main(args: argparse.Namespace) -> int:
                 if args.wrong_size:  # 4 m long, where the scenario's box is 5 m
                     frame.bsm.size.length = 400
                 await stack.send(tick, frame)
+                if run.platform_id:  # the same bytes over Uu, as PROTOCOL.md asks
+                    await stack.send(tick, frame, link=testbed_pb2.LINK_UU, dest_ids=[run.platform_id])
             await stack.ack(tick, state)
     return 0
 

@@ -377,3 +377,38 @@ async def test_a_broker_that_is_gone_for_good_ends_the_run_with_a_run_error(monk
     with pytest.raises(RunError, match=f"lost the MQTT broker at {broker.address.url}: no connection for 2 s"):
         await asyncio.gather(run_variant(sc, "v2x", seed=5, broker=broker.address), kill_midway())
     assert asyncio.get_running_loop().time() - started < 15.0
+
+
+async def test_a_real_time_run_with_fleet_workers_whose_broker_is_gone_ends_and_takes_its_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newcomer review killed Mosquitto 5 s into a real-time run with background traffic in fleet worker
+    processes (the default in real time): the run was still waiting for the broker 7 minutes later (the broker
+    watch was no longer watched once the agents had ended), and its workers, SIGKILLed with it, kept retrying
+    under init. The run now ends with the run error after BROKER_LOST_S, and no worker process is left."""
+    import multiprocessing
+
+    import yaml
+
+    from v2x.bench.stack import stack_scenario
+    from v2x.net import transport
+    from v2x.run.runner import RunError
+
+    monkeypatch.setattr(transport, "BROKER_LOST_S", 2.0)
+    path = tmp_path / "fleets.yaml"
+    path.write_text(yaml.safe_dump(stack_scenario(100, 30.0, lanes=2)))
+    sc = load_scenario(path)
+    broker = Mosquitto(mosquitto_binary())
+    broker.start()
+
+    async def kill_midway() -> None:
+        await asyncio.sleep(4.0)  # (the workers are spawned interpreters: a few seconds to start)
+        broker.stop()
+
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(RunError, match="lost the MQTT broker"):
+        await asyncio.gather(
+            run_variant(sc, "v2x", seed=0, broker=broker.address, mode="realtime", workers=2), kill_midway()
+        )
+    assert asyncio.get_running_loop().time() - started < 25.0
+    assert multiprocessing.active_children() == []

@@ -372,7 +372,7 @@ def test_conformance_fails_a_stack_whose_sec_mark_ignores_the_epoch(mosquitto: M
     assert run.returncode == 1, run.stdout + run.stderr
     assert "epoch 2026-05-01T08:00:17.250000+00:00" in run.stdout, run.stdout
     line = next(x for x in run.stdout.splitlines() if "tick and timestamps:" in x)
-    assert line.strip().startswith("FAIL") and "141 problem(s)" in line and "(-17250 ms)" in line, line
+    assert line.strip().startswith("FAIL") and "282 problem(s)" in line and "(-17250 ms)" in line, line  # (PC5, Uu)
     failed = [x.split(":")[0].strip() for x in run.stdout.splitlines() if x.startswith("  FAIL ")]
     assert failed == ["FAIL tick and timestamps"], run.stdout  # nothing else is wrong with it
 
@@ -811,7 +811,9 @@ def _bsm_capture(
         )
         own = OwnState(0.0, 0.0, speed, math.pi / 2, 0.0, 5.0, 2.0, 1.5, "car", None, None, False)
         frame_bytes = encode_bsm(own, actor_id="follower", t_s=0.1 * n, msg_count=cnt, frame=frame, epoch=sc.epoch)
-        links = [(testbed_pb2.LINK_PC5, [])] + ([(testbed_pb2.LINK_UU, ["platform"])] if uu else [])
+        links: list[tuple[Any, list[str]]] = [(testbed_pb2.LINK_PC5, [])] + (
+            [(testbed_pb2.LINK_UU, ["platform"])] if uu else []
+        )
         for link, dest in links:
             seq += 1
             env = testbed_pb2.Envelope(

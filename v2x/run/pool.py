@@ -18,11 +18,15 @@ from concurrent.futures import ProcessPoolExecutor
 _PR_SET_PDEATHSIG = 1
 
 
-def _worker_init() -> None:
+def go_with_parent() -> None:
+    """In a worker process: ignore SIGINT (the command decides), take SIGTERM's default, and on Linux get
+    SIGTERM when the parent process ends, however it ends. Also the fleet worker processes of ``v2x run
+    --workers N`` (``v2x.run.workers``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
 
 
 @contextlib.contextmanager
@@ -30,7 +34,7 @@ def job_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
     """A pool of ``jobs`` worker processes that go with the command (see the module's docstring): shut down
     when the block ends; if it ends by an exception (a run that failed, SIGINT, SIGTERM), its workers are
     terminated, their runs in progress with them, and what was queued is dropped."""
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=go_with_parent)
     try:
         yield pool
     except BaseException:

@@ -542,18 +542,22 @@ async def run_variant(
         tasks.append(world_task)
         lost_task = asyncio.create_task(broker_lost(world_tp, broker.url), name="broker-watch")
         tasks.append(lost_task)
-        done, _ = await asyncio.wait({world_task, host_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
-        if lost_task in done and world_task not in done:
-            world_task.cancel()
-            announced = True  # (no broker to announce it on)
-            raise RunError(lost_task.result())
-        if world_task not in done and host_task.exception() is not None:
-            world_task.cancel()
-            failure = host_task.exception()
-            announced = True
-            await world.announce_stop(f"run error: the agents stopped: {failure!r}")
-            raise RunError(f"the agents stopped: {failure!r}") from failure
-        await asyncio.wait({world_task})
+        # Until the world ends: the broker watch and the agents stay watched after the agents end (in real time
+        # with fleet workers they ended first, and a broker gone after that left the world waiting for it for
+        # good, not the 60 s the README says: a newcomer review).
+        watched = {world_task, host_task, lost_task}
+        while not world_task.done():
+            done, watched = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            if lost_task in done and not world_task.done():
+                world_task.cancel()
+                announced = True  # (no broker to announce it on)
+                raise RunError(lost_task.result())
+            if host_task in done and not world_task.done() and host_task.exception() is not None:
+                world_task.cancel()
+                failure = host_task.exception()
+                announced = True
+                await world.announce_stop(f"run error: the agents stopped: {failure!r}")
+                raise RunError(f"the agents stopped: {failure!r}") from failure
         try:
             report = world_task.result()
             announced = True

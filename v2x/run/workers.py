@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -191,10 +192,16 @@ def _set_madvise_hugepage(enabled: bool) -> bool | None:
     return None if switch is None else bool(switch(enabled))
 
 
-def worker_main(job: FleetJob, ready: EventType) -> None:
-    """A worker process: serve ``job``'s fleet until the run's final tick (``ready`` is set once subscribed)."""
+def worker_main(job: FleetJob, ready: EventType, log_level: int = logging.WARNING) -> None:
+    """A worker process: serve ``job``'s fleet until the run's final tick (``ready`` is set once subscribed).
+    It logs at the command's ``log_level`` (``-q``: errors only; 860 "retrying" lines went through ``-q``: a
+    newcomer review), and goes with the command (``v2x.run.pool.go_with_parent``: a SIGKILLed ``v2x run`` had
+    left its workers retrying a lost broker for good)."""
+    from v2x.run.pool import go_with_parent
     from v2x.text import escape_log_messages
 
+    go_with_parent()
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     escape_log_messages()  # (a spawned process: the command line's setting is not inherited)
     asyncio.run(_serve(job, ready))
 
@@ -274,8 +281,9 @@ class FleetWorkers:
         self.ctx = multiprocessing.get_context("spawn")
         self.jobs = jobs
         self.ready = [self.ctx.Event() for _ in jobs]
+        level = logging.getLogger().getEffectiveLevel()
         self.procs: list[BaseProcess] = [
-            self.ctx.Process(target=worker_main, args=(job, ev), name=f"v2x-{job.fleet_id}", daemon=True)
+            self.ctx.Process(target=worker_main, args=(job, ev, level), name=f"v2x-{job.fleet_id}", daemon=True)
             for job, ev in zip(jobs, self.ready, strict=True)
         ]
 
@@ -308,16 +316,22 @@ class FleetWorkers:
             await asyncio.sleep(0.1)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Wait for the workers to end (they do after the final tick or the world's STOP), then end the ones
-        still running."""
-        for proc in self.procs:
-            if proc.pid is None:
-                continue
-            proc.join(timeout_s)
+        """Wait up to ``timeout_s`` in all for the workers to end (they do after the final tick or the world's
+        STOP), then terminate the ones still running (a run whose broker is gone: they never hear the STOP), and
+        kill any that does not end within 2 s of that."""
+        started = [proc for proc in self.procs if proc.pid is not None]
+        deadline = time.monotonic() + timeout_s
+        for proc in started:
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in started:
             if proc.is_alive():
                 log.warning("fleet worker %s (pid %s) still running: terminating it", proc.name, proc.pid)
                 proc.terminate()
-                proc.join(timeout_s)
+        for proc in started:
+            proc.join(2.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(2.0)
 
 
 # -- workers started on their own (on other machines): ``v2x worker`` and the world's side -----------------
