@@ -395,6 +395,32 @@ def test_ticks_are_0_to_n_at_n_times_tick_and_only_the_last_is_final() -> None:
     assert seen == [(n, n * 100_000, 100_000, n == 3, "t") for n in range(4)]
 
 
+def test_time_us_is_within_tick_over_2_plus_1_microseconds_of_tick_x_tick_us() -> None:
+    """ "Lockstep", "`time_us` and `tick_us`": "The world's `time_us` is the tick's time rounded to the microsecond
+    ..., and `tick_us` is `tick_s` rounded the same way ... accept |`time_us` - `tick` x `tick_us`| <= `tick` / 2
+    + 1 (integer division), as the built-in agents and the SDK do ...: with `tick_s` 1/30 s, `tick_us` is 33333
+    and `TickInput(30)` has `time_us` 1000000, 10 more than 30 x 33333, where up to 16 is accepted." The world's
+    own inputs, and the bound against the world's rounding for ticks of the lengths a scenario may have."""
+    import random
+
+    from v2x.wire.tick_input import tick_time_problem
+
+    sim = offline_sim(_fcw(tick_s=1 / 30, duration_s=1.0))
+    for n in range(31):
+        ti = testbed_pb2.TickInput.FromString(sim.begin(n)["follower"])
+        _all_ack(sim, n)
+        sim.step()
+    assert (ti.tick, ti.tick_us, ti.time_us, ti.final) == (30, 33_333, 1_000_000, True)
+    assert tick_time_problem(30, 30 * 33_333 + 16, 33_333) is None
+    assert tick_time_problem(30, 30 * 33_333 + 17, 33_333) is not None
+    rng = random.Random(21)
+    for tick_s in [1 / 30, 1 / 3, 0.0123456789, *(rng.uniform(0.01, 1.0) for _ in range(300))]:
+        tick_us = units.us_of(tick_s)
+        for n in (1, 2, 3, 30, 999, 36_000, 1_000_000):
+            time_us = units.us_of(units.tick_time_s(n, tick_s))  # the world's (Simulation.begin)
+            assert tick_time_problem(n, time_us, tick_us) is None, (tick_s, n, time_us - n * tick_us)
+
+
 def test_in_baseline_the_world_accepts_transmissions_and_discards_them_uncounted() -> None:
     """ "In `baseline` the world accepts transmissions and discards them (they are not counted as sent)"."""
     sim = offline_sim(_fcw(), "baseline")
@@ -507,6 +533,27 @@ def test_script_timing_an_event_at_t_n_acts_in_tick_n_exactly_integrated() -> No
     assert truths[61].x_m - truths[60].x_m == pytest.approx(16.67 * 0.1 - 0.5 * 6 * 0.01, abs=1e-9)
     stop = 130 + 16.67 * 6.0 + 16.67**2 / 12
     assert truths[140].x_m == pytest.approx(stop, abs=1e-9) and truths[140].speed_mps == 0.0
+
+
+def test_the_acceleration_of_a_tick_is_the_braking_until_the_vehicle_stands_then_zero() -> None:
+    """ "Truth", "**The acceleration of tick n** ... is the one the vehicle has from `t_n` on ... A vehicle that will
+    stop inside the next tick still reports its braking in tick n ...; from the first tick at which it stands,
+    speed and acceleration are 0, not the braking rate, so its BSM says `accel_set.long` 0, `brakes.brake_pedal` 1
+    and no `hardBraking` ...: fcw's lead, braking at 6 m/s^2 from 16.67 m/s at 6.0 s, reports -6 m/s^2 up to tick
+    87 (0.47 m/s) and 0 from tick 88 (it stopped at 8.78 s)." """
+    sc = _fcw()
+    lead = next(a for a in build_agents(sc, environment(sc)) if a.actor_id == "lead")
+    assert isinstance(lead, VehicleAgent)
+    said = {}
+    for n in range(100):
+        res = lead.step(tick_ctx(n))
+        assert res.truth is not None
+        bsm = next(t.frame.bsm for t in res.transmissions if t.link == testbed_pb2.LINK_PC5)
+        hard = bool(bsm.safety_ext.events >> day1_pb2.EVENT_HARD_BRAKING & 1)
+        truth = res.truth
+        said[n] = (round(truth.speed_mps, 2), truth.accel_mps2, bsm.accel_set.long, bsm.brakes.brake_pedal, hard)
+    assert said[87] == (0.47, -6.0, -600, 2, True)
+    assert all(said[n] == (0.0, 0.0, 0, 1, False) for n in range(88, 100))
 
 
 # ==== Control STOP and the examples' side of it ==============================================================
@@ -799,6 +846,40 @@ async def test_a_built_in_vehicles_fcw_advisory_is_filled_as_the_doc_says(monkey
     assert {(e["target"], e["source"], e["conflict"]) for e in events} == {("follower", "follower", "rear-end")}
 
 
+def test_the_built_in_fcw_sees_the_host_at_its_fix_and_raises_nothing_without_one() -> None:
+    """ "Warnings", built-in FCW: "**The host is where its own GNSS fix places it**, as every built-in on-board app
+    sees it ...: its truth plus the tick's GNSS error ... Without a fix (`gnss.available` false ...) its accuracy is
+    unknown and FCW raises nothing." fcw: the follower (driving east) hears the lead's BSMs 3 ms after each tick
+    (the lead's fix is its truth); its own reading puts it at its truth, 3 m ahead of it or 3 m behind, or has no
+    fix. 3 m ahead, it is warned when it is at its truth, with a TTC shorter by about the 3 m over its speed;
+    3 m behind, later; without a fix, never."""
+    from v2x.agents.base import Heard, TickContext
+
+    def first_fcw(gnss: testbed_pb2.GnssReading) -> testbed_pb2.Advisory | None:
+        sc = _fcw()
+        cars = {a.actor_id: a for a in build_agents(sc, environment(sc)) if isinstance(a, VehicleAgent)}
+        inbox: tuple[Heard, ...] = ()
+        for n in range(89):  # (the collision without a warning would be at 8.9 s)
+            t = round(n * 0.1, 9)
+            out = cars["follower"].step(TickContext(tick=n, t_s=t, dt_s=0.1, gnss=gnss, heard=inbox))
+            fcw = [e for e in out.events if e.app == testbed_pb2.APP_FCW]
+            if fcw:
+                return fcw[0]
+            lead_out = cars["lead"].step(tick_ctx(n))
+            inbox = tuple(Heard("lead", tx.link, t + 0.003, t, tx.frame) for tx in lead_out.transmissions)
+        return None
+
+    def fix(east_m: float) -> testbed_pb2.GnssReading:
+        return testbed_pb2.GnssReading(available=True, east_error_m=east_m, sigma_major_m=0.02, sigma_minor_m=0.02)
+
+    at_truth, ahead, behind = first_fcw(fix(0.0)), first_fcw(fix(3.0)), first_fcw(fix(-3.0))
+    assert at_truth is not None and ahead is not None and behind is not None
+    assert at_truth.raised_at_s == pytest.approx(6.003) and ahead.raised_at_s == pytest.approx(6.003)
+    assert at_truth.ttc_s - ahead.ttc_s == pytest.approx(3.0 / 16.67, abs=0.05)
+    assert behind.raised_at_s > at_truth.raised_at_s
+    assert first_fcw(testbed_pb2.GnssReading(available=False)) is None
+
+
 def test_the_docs_conflict_type_table_names_every_app_that_raises_advisories() -> None:
     """The `conflict_type` table of "The fields of an `Advisory`" has a row for every registered app but
     `clc_coord` (which raises none), and its fcw, icw, lta, dnpw and platoon values are the apps' own."""
@@ -994,3 +1075,40 @@ def test_the_severity_the_doc_lists_for_each_app_is_the_apps_own() -> None:
         for app in re.split(r", | and ", apps):
             listed[app] = level
     assert listed == {name: testbed_pb2.Severity.Name(spec.severity) for name, spec in registered().items()}
+
+
+def test_what_the_built_in_driver_does_with_each_apps_warning_is_as_the_doc_lists() -> None:
+    """ "Warnings", "**What the built-in driver does with a warning**": each app listed under what the driver does
+    with its warnings, as its `AppSpec` declares (`reaction`; a warning or an abort only from `SEVERITY_WARNING`
+    up, `v2x/agents/vehicle.py` `_warn`); `clc_coord` raises no Advisory. docs/SCENARIOS.md "The driver" lists the
+    apps he brakes for the same (it left out SDS until session 21)."""
+    import re
+
+    from v2x.apps.registry import Reaction, registered
+
+    doc = " ".join(_doc().split())
+    part = doc[doc.index("**What the built-in driver does with a warning**") :]
+    part = part[: part.index("### The fields of an `Advisory`")]
+    said: dict[str, set[str]] = {}
+    for label, text in re.findall(r"- \*\*([a-z ]+)\*\* (.*?)(?= - \*\*|$)", part):
+        apps = " ".join(re.sub(r"\([^()]*\)", "", text).split()).rsplit(":", 1)[1].strip(" ;.")
+        said[label] = set(re.split(r", | and ", apps))
+    warning = testbed_pb2.SEVERITY_WARNING
+    does = {
+        Reaction.WARNING: "brakes to a stop",
+        Reaction.SPEED_CAP: "keeps to a speed",
+        Reaction.SHOWN_SIGN: "keeps to a speed",
+        Reaction.SPEED_ADVICE: "follows an advised speed",
+        Reaction.ABORT_MANOEUVRE: "abandons the lane change or overtake",
+    }
+    expected: dict[str, set[str]] = {}
+    for name, spec in registered().items():
+        if name == "clc_coord":
+            continue
+        quiet = spec.reaction in (Reaction.WARNING, Reaction.ABORT_MANOEUVRE) and spec.severity < warning
+        expected.setdefault("does nothing" if quiet else does[spec.reaction], set()).add(name)
+    assert said == expected
+    scenarios = " ".join((REPO / "docs" / "SCENARIOS.md").read_text(encoding="utf-8").split())
+    braking = re.search(r"\(any app whose reaction is a warning: ([A-Z, ]+)\)", scenarios)
+    assert braking is not None
+    assert {app.lower() for app in braking.group(1).split(", ")} == expected["brakes to a stop"]
