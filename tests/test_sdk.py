@@ -1586,3 +1586,15 @@ async def test_an_sdk_stack_says_hello_again_after_a_broker_restart_before_its_f
     finally:
         broker.stop()
     assert ended == [0] and stack.reconnections == 1
+
+
+def test_a_state_that_stops_within_the_step_stands_with_no_acceleration() -> None:
+    """The godocs review: ``advanced`` kept -6 m/s^2 on a car it had brought to a standstill, and an SDK stack
+    sending that state said hard braking (accel -600, brake pedal, the flag) while it stood."""
+    from v2x.sdk import VehicleState
+
+    stopped = VehicleState(0.0, 0.0, 1.0, 90.0, -6.0).advanced(0.5)
+    assert (stopped.speed_mps, stopped.accel_mps2) == (0.0, 0.0)
+    assert stopped.x_m == pytest.approx(1.0 / 12.0)  # v^2 / 2a, then no further
+    still = VehicleState(0.0, 0.0, 10.0, 90.0, -6.0).advanced(0.5)  # not yet stopped: still braking
+    assert (still.speed_mps, still.accel_mps2) == (7.0, -6.0)

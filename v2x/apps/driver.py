@@ -1,6 +1,7 @@
 """Driver model, sans-I/O. The rules, in order of precedence:
 
-1. **Warnings** (FCW, ICW, RLVW): the first one is noticed after ``reaction_s``; from then on the driver
+1. **Warnings** (those of apps whose declared reaction is to brake: FCW, ICW, RLVW and the others
+   docs/PROTOCOL.md "Warnings" lists): the first one is noticed after ``reaction_s``; from then on the driver
    brakes at ``brake_mps2`` to a stop.
 2. **Signals** (``sees_signals``): the driver sees the signal head of the approach he is on, with its
    countdown (common on Chinese signals). A stop is called for when, by the countdown, the light will be

@@ -28,7 +28,6 @@ def go_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-
 @contextlib.contextmanager
 def job_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
     """A pool of ``jobs`` worker processes that go with the command (see the module's docstring): shut down

@@ -176,11 +176,13 @@ class VehicleState:
 
     def advanced(self, dt_s: float, accel_mps2: float | None = None) -> VehicleState:
         """The state ``dt_s`` later at a constant acceleration (``accel_mps2``, default the current one) along
-        a straight heading, never reversing: exact for piecewise-constant acceleration."""
+        a straight heading, never reversing: exact for piecewise-constant acceleration. A car that comes to a
+        stop within ``dt_s`` stands there with acceleration 0 (it kept the braking, and its BSMs said hard
+        braking while it stood: docs/PROTOCOL.md says 0 from the tick after it stops, as built-in cars do)."""
         a = self.accel_mps2 if accel_mps2 is None else accel_mps2
         v0 = self.speed_mps
         if a < 0 and v0 + a * dt_s < 0:
-            dist, v = v0 * v0 / (-2 * a), 0.0
+            dist, v, a = v0 * v0 / (-2 * a), 0.0, 0.0
         else:
             dist, v = v0 * dt_s + 0.5 * a * dt_s * dt_s, v0 + a * dt_s
         c, s = math.cos(self.yaw_rad), math.sin(self.yaw_rad)
