@@ -25,7 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
+from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission, first_while_valid
 from v2x.apps.driver import Driver, SignalView, grade_accel
 from v2x.apps.host import Host, Participant, with_vertical_rate
 from v2x.apps.misbehaviour import Detector
@@ -60,6 +60,7 @@ from v2x.scenario.model import (
 from v2x.scenario.signals import FixedTimeController, apply_warps, warp_from_wire
 from v2x.units import enu_yaw_rad_to_compass_deg, s_of
 from v2x.wire import testbed_pb2
+from v2x.wire.advisory import advisory
 from v2x.wire.bsm import OwnState, RemoteState, encode_bsm
 from v2x.wire.day2 import (
     REQ_ID_MAX,
@@ -790,29 +791,27 @@ class VehicleAgent(Agent):
         conflict_type: str = "",
     ) -> None:
         """An advisory raised on board for this vehicle, valid for ``warning_validity_s``."""
-        adv = testbed_pb2.Advisory(
-            app=app,
-            severity=severity,
+        adv = advisory(
+            app,
             target_id=self.actor_id,
             other_id=other_id,
             source_id=self.actor_id,
+            t_s=t,
+            valid_s=self.env.thresholds["warning_validity_s"],
+            severity=severity,
             ttc_s=ttc_s,
             figure=figure,
             figure_name=figure_name,
-            raised_at_s=t,
-            valid_until_s=t + self.env.thresholds["warning_validity_s"],
             conflict_type=conflict_type,
+            trigger_sent_at_s=self._trigger,
         )
-        if self._trigger is not None:
-            adv.trigger_sent_at_s = self._trigger
         self._warn(result, adv, t)
 
     def _warn(self, result: TickResult, adv: testbed_pb2.Advisory, t: float) -> None:
         """Record a warning (raised on board or received) once per validity period, and tell the driver."""
-        key = (adv.app, adv.other_id)
-        if self._warned_until.get(key, -math.inf) > t:
+        until = adv.valid_until_s if adv.valid_until_s > t else t + 3.0  # (a received one that says nothing)
+        if not first_while_valid(self._warned_until, (adv.app, adv.other_id), t, until):
             return
-        self._warned_until[key] = adv.valid_until_s if adv.valid_until_s > t else t + 3.0
         result.events.append(adv)
         if self.driver is None:
             return
