@@ -733,22 +733,27 @@ class VehicleAgent(Agent):
         return out.accel
 
     def _on_raised(self, result: TickResult, t: float, raised: Raised) -> None:
-        """Record an on-board app's advisory (``_raise``) and let the driver react as the app declares
-        (v2x.apps.registry.Reaction; the reactions to recorded advisories are in ``_warn``)."""
+        """Record an on-board app's advisory for this vehicle, valid for ``warning_validity_s`` (``_warn``), and let
+        the driver react as the app declares (v2x.apps.registry.Reaction; the reactions to recorded advisories are
+        in ``_warn``)."""
         spec = app_spec(raised.app)
         if spec.reaction is Reaction.SPEED_ADVICE and self.driver is not None:
             self.driver.on_advice(t, raised.figure)
-        self._raise(
-            result,
-            t,
+        adv = advisory(
             spec.code,
-            raised.other,
+            target_id=self.actor_id,
+            other_id=raised.other,
+            source_id=self.actor_id,
+            t_s=t,
+            valid_s=self.env.thresholds["warning_validity_s"],
             severity=spec.severity,
             ttc_s=raised.ttc_s,
             figure=raised.figure,
             figure_name=spec.figure_name,
             conflict_type=raised.conflict_type,
+            trigger_sent_at_s=self._trigger,
         )
+        self._warn(result, adv, t)
         if spec.reaction is Reaction.SHOWN_SIGN and self.driver is not None:
             keep_to = raised.keep_to_mps if raised.keep_to_mps is not None else self.driver.caution_speed_mps
             if keep_to is not None:
@@ -760,36 +765,6 @@ class VehicleAgent(Agent):
         for ap in aps:
             out.setdefault(ap.node_id, []).append(ap)
         return out
-
-    def _raise(
-        self,
-        result: TickResult,
-        t: float,
-        app: testbed_pb2.Application.ValueType,
-        other_id: str,
-        *,
-        severity: testbed_pb2.Severity.ValueType = testbed_pb2.SEVERITY_WARNING,
-        ttc_s: float = 0.0,
-        figure: float = 0.0,
-        figure_name: str = "",
-        conflict_type: str = "",
-    ) -> None:
-        """An advisory raised on board for this vehicle, valid for ``warning_validity_s``."""
-        adv = advisory(
-            app,
-            target_id=self.actor_id,
-            other_id=other_id,
-            source_id=self.actor_id,
-            t_s=t,
-            valid_s=self.env.thresholds["warning_validity_s"],
-            severity=severity,
-            ttc_s=ttc_s,
-            figure=figure,
-            figure_name=figure_name,
-            conflict_type=conflict_type,
-            trigger_sent_at_s=self._trigger,
-        )
-        self._warn(result, adv, t)
 
     def _warn(self, result: TickResult, adv: testbed_pb2.Advisory, t: float) -> None:
         """Record a warning (raised on board or received) once per validity period, and tell the driver."""
