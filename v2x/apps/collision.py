@@ -199,10 +199,17 @@ def forward_collision(
 ) -> list[Finding]:
     """FCW: a rear-end conflict in which the host is the follower and TTC is below the threshold (``fcw_rows``).
     Parties whose reported accuracy is worse than FCW needs are ignored (``fcw_gate``: no warnings from noise)."""
-    ok = fcw_gate(np.array([host.sigma_m, *(r.sigma_m for r in remotes)], dtype=np.float64), thresholds).tolist()
-    parties = [host, *itertools.compress(remotes, ok[1:])]
-    if not ok[0] or len(parties) < 2:
+    passes = fcw_gate(np.array([host.sigma_m, *(r.sigma_m for r in remotes)], dtype=np.float64), thresholds)
+    if not passes[0]:
         return []
+    return _following(host, list(itertools.compress(remotes, passes[1:].tolist())), thresholds)
+
+
+def _following(host: Participant, remotes: Sequence[Participant], thresholds: Mapping[str, float]) -> list[Finding]:
+    """``forward_collision`` of a host and remotes that passed FCW's accuracy gate."""
+    if not remotes:
+        return []
+    parties = [host, *remotes]
     found = _detect(parties, thresholds["horizon_s"], thresholds["icw_max_pet_s"], 0)
     return _findings(found, [p.key for p in parties], fcw_rows(found, 1, thresholds))
 
@@ -284,9 +291,8 @@ class ForwardCollisionWarning:
     def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
         if not view.remotes:
             return []
-        # Only senders FCW's accuracy gate passes (``forward_collision`` drops the others): the background's
-        # BSMs, accuracy unknown, are most of what a vehicle in traffic hears. The host first: if it fails,
-        # ``forward_collision`` would find nothing.
+        # FCW's accuracy gate (``forward_collision``'s) on the host and every sender: the background's BSMs,
+        # accuracy unknown, are most of what a vehicle in traffic hears.
         heard = list(view.remotes.values())
         sigma = [view.host_party.sigma_m, *(math.nan if r.sigma_major_m is None else r.sigma_major_m for r in heard)]
         passes = fcw_gate(np.array(sigma, dtype=np.float64), view.thresholds).tolist()
@@ -302,7 +308,7 @@ class ForwardCollisionWarning:
         # beyond SMALL_WORLD actors): the same code path as without the filter, not the interpreter's on the few
         # it keeps.
         with always_compiled() if 1 + len(gated) > SMALL_WORLD else contextlib.nullcontext():
-            found = forward_collision(view.host_party, remotes, view.thresholds)
+            found = _following(view.host_party, remotes, view.thresholds)
         return [Raised("fcw", f.other, ttc_s=f.ttc_s, conflict_type=f.kind) for f in found]
 
 
