@@ -109,7 +109,7 @@ def test_on_board_apps_run_in_the_documented_order_one_object_per_family() -> No
         "DoNotPassWarning",
         "SensorDataSharingWarning",
         "TrafficJamWarning",
-        "SignalPriorityGrant",
+        "SignalPriority",
         "CooperativeLaneChange",  # clc
         "PlatoonAdvisories",
     ]

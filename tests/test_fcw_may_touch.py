@@ -1,15 +1,18 @@
 """FCW's range prefilter (v2x.apps.collision.may_touch) drops only remotes that cannot warn: FCW with it finds
-exactly what the conflict detection finds over every remote."""
+exactly what the conflict detection finds over every remote. FCW's verdict (``fcw_rows``)."""
 
 from __future__ import annotations
 
 import math
 import random
 
-from v2x.apps.collision import ForwardCollisionWarning, forward_collision, may_touch
+import numpy as np
+
+from v2x.apps.collision import ForwardCollisionWarning, fcw_rows, forward_collision, may_touch
 from v2x.apps.host import Host, Participant
 from v2x.apps.registry import OnBoardView, Raised
 from v2x.apps.thresholds import DEFAULTS
+from v2x.core import Conflicts, ConflictType
 from v2x.wire.bsm import RemoteState
 
 
@@ -79,3 +82,21 @@ def test_may_touch_keeps_what_it_cannot_judge() -> None:
     ahead = RemoteState(b"\x03", 0.0, 30.0, 0.0, 0.0, 0.0, 0.0, 4.6, 1.8, 0.2, 0, 0)
     assert may_touch(host, [bad, far, ahead], 0.0, 3.0) == [True, False, True]
     assert may_touch(host, [], 0.0, 3.0) == []
+
+
+def test_fcws_verdict_is_rear_end_with_a_host_following_within_the_ttc() -> None:
+    """``fcw_rows``, the verdict of a vehicle's FCW and a fleet's: hosts are the slots below ``hosts`` (2 here)."""
+    rear, cross = int(ConflictType.REAR_END), int(ConflictType.CROSSING)
+    rows = [  # (i, j, kind, ttc_s, warns)
+        (0, 2, rear, 2.0, True),
+        (1, 3, rear, 3.0, True),  # at the threshold
+        (0, 3, rear, 3.01, False),  # beyond it
+        (1, 2, rear, math.nan, False),  # no TTC is none within it
+        (0, 2, rear, math.inf, False),
+        (2, 0, rear, 1.0, False),  # the remote follows: not the host's to avoid
+        (0, 2, cross, 1.0, False),
+    ]
+    i, j, kind, ttc, warns = (np.array(c) for c in zip(*rows, strict=True))
+    nan = np.full(len(rows), math.nan)
+    found = Conflicts(i, j, kind, ttc, nan, nan, nan, nan, np.zeros(len(rows), dtype=np.bool_), nan)
+    assert fcw_rows(found, 2, dict(DEFAULTS)).tolist() == warns.tolist()

@@ -4,14 +4,18 @@ signal heads in step, the travel_time expectation, and the svp scenario on the l
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests._agents import offline_sim, tick_ctx
 from v2x.agents.base import Heard
 from v2x.agents.roadside import RoadsideUnit
+from v2x.agents.vehicle import VehicleAgent
+from v2x.apps.registry import Intends
 from v2x.apps.thresholds import DEFAULTS
 from v2x.run.results import check
-from v2x.run.runner import environment
+from v2x.run.runner import build_agents, environment
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.scenario.model import SignalSpec, TravelTimeExpectation
@@ -24,7 +28,7 @@ from v2x.scenario.signals import (
 )
 from v2x.wire import day1_pb2, testbed_pb2
 from v2x.wire.bsm import VEHICLE_CLASS, OwnState, encode_bsm, participant_type_of_class
-from v2x.wire.day2 import Intention, PlannedPoint, VehicleRequest, decode_rsc, encode_vir
+from v2x.wire.day2 import Intention, PlannedPoint, VehicleRequest, decode_rsc, decode_vir, encode_vir
 from v2x.wire.envelope import temporary_id
 from v2x.wire.map_spat import GREEN, RED, YELLOW, Interval
 
@@ -190,6 +194,33 @@ def test_built_in_vehicles_send_the_standard_classes() -> None:
     on_foot = [c for c in range(256) if participant_type_of_class(c) == day1_pb2.PARTICIPANT_PEDESTRIAN]
     assert on_foot == [80, 81, 82, 83, 84, 86]
     assert participant_type_of_class(85) == day1_pb2.PARTICIPANT_NON_MOTOR
+
+
+# -- the vehicle ----------------------------------------------------------------------------------------
+def test_the_svp_app_asks_over_pc5_only_each_period_within_range() -> None:
+    """The request is the app's (``Intends``, as CLC's VIR): sent by its vehicle every svp_request_period_s from
+    150 m before the stop line, over PC5 only (for the RSU), even with a platform it sends its BSMs to."""
+    sc = load_scenario(SVP)
+    env = dataclasses.replace(environment(sc), platform_id="edge")  # (the scenario has none: Uu would be open)
+    agents = {a.actor_id: a for a in build_agents(sc, env)}
+    rsu, ambulance = agents["rsu_x1"], agents["ambulance"]
+    assert isinstance(ambulance, VehicleAgent) and ambulance.spec.uplink
+    (map_frame,) = [tx.frame for tx in rsu.step(tick_ctx(0)).transmissions if tx.frame.WhichOneof("msg") == "map"]
+    sent: list[tuple[float, int, VehicleRequest]] = []
+    for tick in range(125):
+        heard = (Heard("rsu_x1", testbed_pb2.LINK_PC5, 0.1, 0.0, map_frame),) if tick == 1 else ()
+        for tx in ambulance.step(tick_ctx(tick, heard)).transmissions:
+            if tx.frame.WhichOneof("msg") == "vir":
+                vir = decode_vir(tx.frame.vir, now_s=tick / 10, frame=env.frame, epoch=env.epoch)
+                (one,) = vir.requests
+                sent.append((round(tick / 10, 1), tx.link, one))
+    assert [(t, link) for t, link, _ in sent] == [(t, testbed_pb2.LINK_PC5) for t in (10.1, 11.1, 12.1)]
+    request = sent[0][2]
+    assert (request.type, request.priority, request.phase_id) == ("signal_priority", 7, 1)
+    assert request.life_time_s == pytest.approx(8.9 + 2.0)  # the arrival in 8.9 s, then svp_clear_s
+    # CLC's VIR (the default, ``to_platform``) goes to the platform too.
+    clc = Intends(frozenset({"lane_change_left"}), (), (VehicleRequest(1, "lane_change"),))
+    assert [tx.link for tx in ambulance._vir(12.5, 0.0, 0.0, clc)] == [testbed_pb2.LINK_PC5, testbed_pb2.LINK_UU]
 
 
 # -- the world ----------------------------------------------------------------------------------------

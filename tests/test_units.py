@@ -623,3 +623,13 @@ def test_a_sec_mark_outside_the_minute_is_refused() -> None:
     for mark in (60000, 65535, -1):
         with pytest.raises(ValueError, match="DSecond wire value"):
             u.time_from_sec_mark(mark, 60.0, EPOCH)
+
+
+def test_the_array_accuracy_gate_is_the_scalar_one() -> None:
+    """``accurate_enough_array`` (FCW's gate, on board and in a fleet) says what ``accurate_enough`` says, NaN
+    standing for None; at the boundary too (1.5 m r95 is 1.5 / R95_PER_SIGMA per axis)."""
+    edge = 1.5 / u.R95_PER_SIGMA
+    values = [None, math.inf, -math.inf, 0.0, 0.02, edge, math.nextafter(edge, 0.0), math.nextafter(edge, 9.0), 5.0]
+    got = u.accurate_enough_array(np.array([math.nan if v is None else v for v in values]), 1.5).tolist()
+    assert got == [u.accurate_enough(v, 1.5) for v in values]
+    assert got == [False, False, False, True, True, True, True, False, False]

@@ -104,6 +104,7 @@ __all__ = [
     "accuracy_orientation_from_wire",
     "accuracy_orientation_to_wire",
     "accurate_enough",
+    "accurate_enough_array",
     "bit_string_from_wire",
     "brake_status_from_wire",
     "check_sec_mark",
@@ -836,3 +837,10 @@ def accurate_enough(sigma_m: float | None, required_r95_m: float) -> bool:
     (None or inf: unknown) good enough for an app that needs its 95 % horizontal radius within
     ``required_r95_m`` (the T/CSAE 53 Day-1 table's accuracy, read as a 95 % radius)?"""
     return sigma_m is not None and math.isfinite(sigma_m) and R95_PER_SIGMA * sigma_m <= required_r95_m
+
+
+def accurate_enough_array(sigma_m: NDArray[np.float64], required_r95_m: float) -> NDArray[np.bool_]:
+    """``accurate_enough`` of each 1-sigma in ``sigma_m`` (NaN or inf: unknown), with the same operations: the
+    gate of the apps that judge many parties at once (FCW's, on board and in a fleet)."""
+    ok: NDArray[np.bool_] = np.isfinite(sigma_m) & (R95_PER_SIGMA * sigma_m <= required_r95_m)
+    return ok

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,7 @@ from v2x.wire.rsm import decode_rsm
 log = logging.getLogger("v2x.agent")
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,17 @@ class TickContext:
     collisions: tuple[testbed_pb2.TickInput.Collision, ...] = ()
     # Signal plan changes roadside units made (signal priority), which the signal heads now show.
     signal_warps: tuple[testbed_pb2.SignalWarp, ...] = ()
+
+
+def first_while_valid(until: dict[K, float], key: K, t_s: float, valid_until_s: float) -> bool:
+    """The rule that records a warning once per validity period: is one keyed ``key`` (e.g. its app and the other
+    party) at ``t_s`` the first since the last one of that key lapsed (``until``: per key, when the last one
+    recorded lapses)? If it is, ``until`` keeps ``valid_until_s`` for its key. A vehicle's on-board apps and the
+    advisories it receives, a fleet's FCW and the platform's apps keep to it."""
+    if until.get(key, -math.inf) > t_s:
+        return False
+    until[key] = valid_until_s
+    return True
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from v2x import units
+from v2x.agents.base import first_while_valid
 from v2x.agents.vehicle import WRECK_FLAGS
-from v2x.apps.collision import CONFLICT_NAME
+from v2x.apps.collision import CONFLICT_NAME, fcw_gate, fcw_rows
 from v2x.core import (
     SCAN_AT_LEAST,
     VEHICLE_NUMBERS,
@@ -82,6 +83,7 @@ from v2x.core import (
 from v2x.geodesy import LocalFrame
 from v2x.units import R95_PER_SIGMA, accurate_enough
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
+from v2x.wire.advisory import advisory
 from v2x.wire.bsm import (
     HARD_BRAKING_MPS2,
     UNKNOWN_LENGTH_M,
@@ -409,8 +411,7 @@ class FleetAgent:
         # FCW's accuracy gate on the host: one that states an accuracy FCW cannot use does not warn (one that
         # states none knows its truth: the background without positioning, as before); nor does a wreck (as a
         # built-in vehicle's apps raise nothing once it has crashed).
-        need = self.thresholds["fcw_required_accuracy_m"]
-        able = (~known | (R95_PER_SIGMA * major <= need)) & (wrecked == 0)
+        able = (~known | fcw_gate(major, self.thresholds)) & (wrecked == 0)
         self._listening = _Begun(inp.tick, vehicles, ids, x, y, vx, vy, heading, accel, able)
         return ack
 
@@ -647,13 +648,10 @@ class FleetAgent:
         return out
 
     def _usable(self, nos: np.ndarray) -> np.ndarray:
-        """Per sender of ``nos``: is its freshest BSM one FCW acts on (decoded, and accurate enough: what
-        ``accurate_enough`` says, the same operations)?"""
-        sigma = self._fresh_sigma[nos]
-        need = self.thresholds["fcw_required_accuracy_m"]
-        ok: np.ndarray = (
-            ~np.isnan(self._fresh_t[nos]) & self._fresh_full[nos] & np.isfinite(sigma) & (R95_PER_SIGMA * sigma <= need)
-        )
+        """Per sender of ``nos``: is its freshest BSM one FCW acts on (decoded, and passing FCW's accuracy gate,
+        ``fcw_gate``)?"""
+        gate = fcw_gate(self._fresh_sigma[nos], self.thresholds)
+        ok: np.ndarray = ~np.isnan(self._fresh_t[nos]) & self._fresh_full[nos] & gate
         return ok
 
     def _track(self, nos: list[int]) -> None:
@@ -966,33 +964,24 @@ class FleetAgent:
             touch_within_s=within,
         )
         out = []
-        # Rear-end conflicts with the hosted vehicle as the follower (the core puts the follower first).
-        fcw = (
-            (found.kind == int(ConflictType.REAR_END))
-            & (found.i < n)
-            & (found.j >= n)
-            & ~(found.ttc_s > th["fcw_ttc_s"])
-        )
-        for k in np.flatnonzero(fcw).tolist():
+        # FCW's verdict (rear-end, the hosted vehicle the follower, within FCW's TTC): the one a vehicle's FCW gives.
+        for k in np.flatnonzero(fcw_rows(found, n, th)).tolist():
             i, j = int(found.i[k]), int(found.j[k])
             ttc = float(found.ttc_s[k])
             vid = vehicles[i].vehicle_id
             other = self._temp_id(int(senders[j - n])).hex()
-            key = (vid, other)
-            if self.warned_until.get(key, -math.inf) > t:
+            valid = th["warning_validity_s"]
+            if not first_while_valid(self.warned_until, (vid, other), t, t + valid):
                 continue
-            valid = t + th["warning_validity_s"]
-            self.warned_until[key] = valid
             out.append(
-                testbed_pb2.Advisory(
-                    app=APP_BY_NAME["fcw"],
-                    severity=testbed_pb2.SEVERITY_WARNING,
+                advisory(
+                    APP_BY_NAME["fcw"],
                     target_id=vid,
                     other_id=other,
                     source_id=vid,
+                    t_s=t,
+                    valid_s=valid,
                     ttc_s=ttc,
-                    raised_at_s=t,
-                    valid_until_s=valid,
                     conflict_type=CONFLICT_NAME[ConflictType.REAR_END],
                 )
             )

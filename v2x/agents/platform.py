@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
+from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission, first_while_valid
 from v2x.apps.host import Participant, with_vertical_rate
 from v2x.apps.misbehaviour import Detector, Verdict
 from v2x.apps.registry import AppSpec, EdgeView, Raised, Suggested, edge_apps
@@ -34,6 +34,7 @@ from v2x.scenario.model import ActorSpec
 from v2x.scenario.sensors import RoadsideCoverage
 from v2x.units import wrap_angle_rad
 from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire.advisory import advisory
 from v2x.wire.bsm import RemoteState
 from v2x.wire.day2 import RSC_MAX_VEHICLES, Intention, encode_rsc
 from v2x.wire.envelope import temporary_id
@@ -203,26 +204,23 @@ class EdgePlatform(Agent):
         if dest is None:
             return  # not reachable over Uu (an unequipped road user, or a vehicle heard only via an RSU)
         other_name = self.address.get(raised.other, raised.other)
-        key = (spec.code, dest, other_name)
-        if self._sent_until.get(key, -math.inf) > t:
-            return
         validity = self.env.thresholds["warning_validity_s"]
-        self._sent_until[key] = t + validity
-        adv = testbed_pb2.Advisory(
-            app=spec.code,
-            severity=spec.severity,
+        if not first_while_valid(self._sent_until, (spec.code, dest, other_name), t, t + validity):
+            return
+        adv = advisory(
+            spec.code,
             target_id=dest,
             other_id=other_name,
             source_id=self.actor_id,
+            t_s=t,
+            valid_s=validity,
+            severity=spec.severity,
             ttc_s=raised.ttc_s,
             figure=raised.figure,
             figure_name=spec.figure_name,
-            raised_at_s=t,
-            valid_until_s=t + validity,
             conflict_type=raised.conflict_type,
+            trigger_sent_at_s=self._trigger,
         )
-        if self._trigger is not None:
-            adv.trigger_sent_at_s = self._trigger
         result.transmissions.append(Transmission(testbed_pb2.LINK_UU, frame_pb2.MessageFrame(advisory=adv), (dest,)))
 
 

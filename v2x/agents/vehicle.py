@@ -3,8 +3,8 @@ scripted events, publishes BSM at 10 Hz over PC5 (and to the edge/cloud over Uu;
 cyclist's phone, ``device: phone``, publishes the Day-2 PSM instead), runs its on-board apps on what it
 hears (BSM, MAP, SPAT, RSM, RSI events and signs; Day-2 SSM, PSM, the RSCs addressed to it and, in a
 platoon, CLPMM; VIR and other CLPMM are only range-checked), sends the VIRs its apps ask for (CLC: a lane
-change it plans), and reacts to warnings and suggestions through its driver model. A vehicle that runs
-``svp`` asks the signals it approaches for priority with VIR (v2x.apps.svp). A platoon member
+change it plans; SVP: signal priority at the signal it approaches), and reacts to warnings and suggestions
+through its driver model. A platoon member
 (``platoon:``) is driven by its longitudinal controller instead (v2x.apps.platoon: CACC on its forward
 radar and its predecessor's BSM, ACC without V2X) and, like the leader, takes part in the platoon's
 management over CLPMM.
@@ -25,7 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
+from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission, first_while_valid
 from v2x.apps.driver import Driver, SignalView, grade_accel
 from v2x.apps.host import Host, Participant, with_vertical_rate
 from v2x.apps.misbehaviour import Detector
@@ -45,7 +45,6 @@ from v2x.apps.registry import (
     onboard_inputs,
 )
 from v2x.apps.rlvw import match
-from v2x.apps.svp import PRIORITY_OF_KIND
 from v2x.core import ActorKind
 from v2x.core.traffic import CLASS_PARAMS
 from v2x.scenario.geometry import Pose, Route, shifted, smoothstep5
@@ -60,18 +59,9 @@ from v2x.scenario.model import (
 from v2x.scenario.signals import FixedTimeController, apply_warps, warp_from_wire
 from v2x.units import enu_yaw_rad_to_compass_deg, s_of
 from v2x.wire import testbed_pb2
+from v2x.wire.advisory import advisory
 from v2x.wire.bsm import OwnState, RemoteState, encode_bsm
-from v2x.wire.day2 import (
-    REQ_ID_MAX,
-    Intention,
-    PersonalState,
-    PlannedPoint,
-    PlatoonInfo,
-    VehicleRequest,
-    encode_clpmm,
-    encode_psm,
-    encode_vir,
-)
+from v2x.wire.day2 import Intention, PersonalState, PlatoonInfo, encode_clpmm, encode_psm, encode_vir
 from v2x.wire.envelope import temporary_id
 from v2x.wire.map_spat import Approach, Interval
 from v2x.wire.rsi import RoadEvent, RoadSign
@@ -197,9 +187,7 @@ class VehicleAgent(Agent):
         # Misbehaviour detection (v2x.apps.misbehaviour) where apps act on what is heard: a sender judged
         # misbehaving is left out of this vehicle's apps and reported in the Ack.
         self.detector = Detector(env.thresholds) if self.apps else None
-        # Signal priority (svp): VIR requests sent, and the grants (RSC) received, by RSU id.
-        self.asks_priority = "svp" in spec.apps
-        self._next_vir_s = 0.0
+        # Signal priority (svp): the grants (RSC) received, by RSU id.
         self.grants: dict[bytes, Grant] = {}
         # Platooning (v2x.apps.platoon): the leader's or member's logic, the CLPMMs heard by sender (with the
         # time heard), and this vehicle's CLPMM counter.
@@ -592,6 +580,8 @@ class VehicleAgent(Agent):
             grants=tuple(self.grants.values()),
             manoeuvre=self._manoeuvre(t),
             suggestions=tuple(self.suggestions.values()),
+            kind=self.kind,
+            cruise_mps=self.cruise_mps,
         )
 
     def _evaluate(
@@ -661,7 +651,7 @@ class VehicleAgent(Agent):
             self._prune(t)
         ex = gnss.east_error_m if gnss.available else 0.0
         ny = gnss.north_error_m if gnss.available else 0.0
-        if view is None and (self.platoon is not None or self.asks_priority):
+        if view is None and self.platoon is not None:
             view = self._view(t, pose, gnss, result)
 
         controlled = self._platoon(ctx, view.host, pose, result) if self.rest is None and view is not None else None
@@ -692,11 +682,6 @@ class VehicleAgent(Agent):
                         z=claim.z,
                     )
                 )
-        if self.asks_priority and self.equipped and t + 1e-9 >= self._next_vir_s:
-            vir = self._priority_request(t, view) if view is not None else None
-            if vir is not None:
-                self._next_vir_s = t + self.env.thresholds["svp_request_period_s"]
-                result.transmissions.append(vir)
         c, s = math.cos(pose.heading_rad), math.sin(pose.heading_rad)
         result.truth = testbed_pb2.TruthState(
             x_m=pose.x,
@@ -748,22 +733,27 @@ class VehicleAgent(Agent):
         return out.accel
 
     def _on_raised(self, result: TickResult, t: float, raised: Raised) -> None:
-        """Record an on-board app's advisory (``_raise``) and let the driver react as the app declares
-        (v2x.apps.registry.Reaction; the reactions to recorded advisories are in ``_warn``)."""
+        """Record an on-board app's advisory for this vehicle, valid for ``warning_validity_s`` (``_warn``), and let
+        the driver react as the app declares (v2x.apps.registry.Reaction; the reactions to recorded advisories are
+        in ``_warn``)."""
         spec = app_spec(raised.app)
         if spec.reaction is Reaction.SPEED_ADVICE and self.driver is not None:
             self.driver.on_advice(t, raised.figure)
-        self._raise(
-            result,
-            t,
+        adv = advisory(
             spec.code,
-            raised.other,
+            target_id=self.actor_id,
+            other_id=raised.other,
+            source_id=self.actor_id,
+            t_s=t,
+            valid_s=self.env.thresholds["warning_validity_s"],
             severity=spec.severity,
             ttc_s=raised.ttc_s,
             figure=raised.figure,
             figure_name=spec.figure_name,
             conflict_type=raised.conflict_type,
+            trigger_sent_at_s=self._trigger,
         )
+        self._warn(result, adv, t)
         if spec.reaction is Reaction.SHOWN_SIGN and self.driver is not None:
             keep_to = raised.keep_to_mps if raised.keep_to_mps is not None else self.driver.caution_speed_mps
             if keep_to is not None:
@@ -776,43 +766,11 @@ class VehicleAgent(Agent):
             out.setdefault(ap.node_id, []).append(ap)
         return out
 
-    def _raise(
-        self,
-        result: TickResult,
-        t: float,
-        app: testbed_pb2.Application.ValueType,
-        other_id: str,
-        *,
-        severity: testbed_pb2.Severity.ValueType = testbed_pb2.SEVERITY_WARNING,
-        ttc_s: float = 0.0,
-        figure: float = 0.0,
-        figure_name: str = "",
-        conflict_type: str = "",
-    ) -> None:
-        """An advisory raised on board for this vehicle, valid for ``warning_validity_s``."""
-        adv = testbed_pb2.Advisory(
-            app=app,
-            severity=severity,
-            target_id=self.actor_id,
-            other_id=other_id,
-            source_id=self.actor_id,
-            ttc_s=ttc_s,
-            figure=figure,
-            figure_name=figure_name,
-            raised_at_s=t,
-            valid_until_s=t + self.env.thresholds["warning_validity_s"],
-            conflict_type=conflict_type,
-        )
-        if self._trigger is not None:
-            adv.trigger_sent_at_s = self._trigger
-        self._warn(result, adv, t)
-
     def _warn(self, result: TickResult, adv: testbed_pb2.Advisory, t: float) -> None:
         """Record a warning (raised on board or received) once per validity period, and tell the driver."""
-        key = (adv.app, adv.other_id)
-        if self._warned_until.get(key, -math.inf) > t:
+        until = adv.valid_until_s if adv.valid_until_s > t else t + 3.0  # (a received one that says nothing)
+        if not first_while_valid(self._warned_until, (adv.app, adv.other_id), t, until):
             return
-        self._warned_until[key] = adv.valid_until_s if adv.valid_until_s > t else t + 3.0
         result.events.append(adv)
         if self.driver is None:
             return
@@ -825,46 +783,14 @@ class VehicleAgent(Agent):
         elif adv.severity >= testbed_pb2.SEVERITY_WARNING:
             self.driver.on_warning(t, APP_NAME.get(adv.app, "warning"))
 
-    def _priority_request(self, t: float, view: OnBoardView) -> Transmission | None:
-        """A VIR asking for signal priority at the signalised approach the host is on (from MAP), within
-        ``svp_request_distance_m`` of its stop line: the node id and phase id, and a planned path whose point
-        at the stop line carries the arrival time (at the current speed, or the cruise speed if faster)."""
-        th = view.thresholds
-        m = match(view.host, view.all_approaches, th["rlvw_match_margin_m"])
-        if m is None or m.approach.phase_id == 0 or m.distance_m > th["svp_request_distance_m"]:
-            return None
-        speed = max(self.v, self.cruise_mps, 0.5)
-        eta = m.distance_m / speed
-        sx, sy = m.approach.stop_point
-        request = VehicleRequest(
-            req_id=m.approach.node_id % (REQ_ID_MAX + 1),
-            type="signal_priority",
-            priority=PRIORITY_OF_KIND.get(self.kind, 0),
-            intersection_id=m.approach.node_id,
-            phase_id=m.approach.phase_id,
-            life_time_s=eta + th["svp_clear_s"],
-        )
-        intention = Intention(
-            sender_id=self.own_id,
-            t_s=t,
-            x=view.host.x,
-            y=view.host.y,
-            behaviors=frozenset({"intersection_straight"}),
-            path=(PlannedPoint(sx, sy, eta, speed),),
-            requests=(request,),
-        )
-        frame = encode_vir(intention, t_s=t, msg_count=self._vir_count, frame=self.env.frame, epoch=self.env.epoch)
-        self._vir_count += 1
-        return Transmission(testbed_pb2.LINK_PC5, frame)
-
     def _vir(self, t: float, x: float, y: float, intends: Intends) -> list[Transmission]:
-        """A VIR (T/CSAE 157) an app asked for, from where the vehicle believes it is: over PC5, and to the
-        platform over Uu (its coordinator)."""
+        """A VIR (T/CSAE 157) an app asked for, from where the vehicle believes it is: over PC5 and, if the app
+        asks (``Intends.to_platform``), to the platform over Uu."""
         intention = Intention(self.own_id, t, x, y, intends.behaviors, intends.path, intends.requests)
         frame = encode_vir(intention, t_s=t, msg_count=self._vir_count, frame=self.env.frame, epoch=self.env.epoch)
         self._vir_count += 1
         out = [Transmission(testbed_pb2.LINK_PC5, frame)]
-        if self.spec.uplink and self.env.platform_id:
+        if intends.to_platform and self.spec.uplink and self.env.platform_id:
             out.append(Transmission(testbed_pb2.LINK_UU, frame, (self.env.platform_id,)))
         return out
 

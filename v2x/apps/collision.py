@@ -22,8 +22,16 @@ from v2x.apps.registry import (
     Raised,
     RunsOn,
 )
-from v2x.core import SMALL_WORLD, ActorKind, ConflictType, WorldState, always_compiled, detect_conflicts
-from v2x.units import accurate_enough
+from v2x.core import (
+    SMALL_WORLD,
+    ActorKind,
+    Conflicts,
+    ConflictType,
+    WorldState,
+    always_compiled,
+    detect_conflicts,
+)
+from v2x.units import accurate_enough, accurate_enough_array
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import RemoteState
 
@@ -97,17 +105,27 @@ def find_conflicts(
     the road) are never in conflict."""
     if len(participants) < 2:
         return []
-    world = _world(participants)
     keys = [p.key for p in participants]
-    if subject is not None:
-        host = keys.index(subject)
-        others = np.array([k for k in range(len(keys)) if k != host], dtype=np.intp)
-        pairs = (np.full(len(others), host, dtype=np.intp), others)
-        conflicts = detect_conflicts(world, horizon_s=horizon_s, pairs=pairs, max_pet_s=max_pet_s)
-    else:
-        conflicts = detect_conflicts(world, horizon_s=horizon_s, max_pet_s=max_pet_s)
+    host = None if subject is None else keys.index(subject)
+    return _findings(_detect(participants, horizon_s, max_pet_s, host), keys)
+
+
+def _detect(participants: Sequence[Participant], horizon_s: float, max_pet_s: float, host: int | None) -> Conflicts:
+    """The core's conflicts among ``participants`` (slots in their order); with ``host``, only those of the
+    participant at that index with each other."""
+    world = _world(participants)
+    if host is None:
+        return detect_conflicts(world, horizon_s=horizon_s, max_pet_s=max_pet_s)
+    others = np.array([k for k in range(len(participants)) if k != host], dtype=np.intp)
+    pairs = (np.full(len(others), host, dtype=np.intp), others)
+    return detect_conflicts(world, horizon_s=horizon_s, pairs=pairs, max_pet_s=max_pet_s)
+
+
+def _findings(conflicts: Conflicts, keys: Sequence[str], rows: NDArray[np.bool_] | None = None) -> list[Finding]:
+    """The rows of ``conflicts`` (those where ``rows`` is true; all without it) as findings of the road users
+    ``keys`` (by slot)."""
     findings = []
-    for k in range(len(conflicts)):
+    for k in range(len(conflicts)) if rows is None else np.flatnonzero(rows).tolist():
         i, j = int(conflicts.i[k]), int(conflicts.j[k])
         findings.append(
             Finding(
@@ -153,20 +171,47 @@ def host_conflicts(
     return out
 
 
+def fcw_gate(sigma_m: NDArray[np.float64], thresholds: Mapping[str, float]) -> NDArray[np.bool_]:
+    """FCW's accuracy gate on each party whose reported per-axis 1-sigma is in ``sigma_m`` (NaN or inf: unknown,
+    refused): one whose accuracy is worse than ``fcw_required_accuracy_m`` is left out, so that noise alone cannot
+    raise a warning. The one gate of both FCWs: a vehicle's (``ForwardCollisionWarning``, its host and remotes) and
+    a fleet's (v2x.agents.fleet, all its vehicles and the senders they heard at once)."""
+    return accurate_enough_array(sigma_m, thresholds["fcw_required_accuracy_m"])
+
+
+def fcw_rows(found: Conflicts, hosts: int, thresholds: Mapping[str, float]) -> NDArray[np.bool_]:
+    """FCW's verdict on each conflict of ``found``, found among hosts (the slots below ``hosts``) and remotes (the
+    others): a rear-end conflict in which the host is the follower (the core puts the follower first, as ``i``;
+    someone running into the host's back is not the host's to avoid) and the TTC at most ``fcw_ttc_s`` (a TTC that
+    is not a number is none). The one verdict of both FCWs: a vehicle's (``forward_collision``, one host) and a
+    fleet's (v2x.agents.fleet, all its vehicles in one ``detect_conflicts``)."""
+    rows: NDArray[np.bool_] = (
+        (found.kind == int(ConflictType.REAR_END))
+        & (found.i < hosts)
+        & (found.j >= hosts)
+        & (found.ttc_s <= thresholds["fcw_ttc_s"])
+    )
+    return rows
+
+
 def forward_collision(
     host: Participant, remotes: Sequence[Participant], thresholds: Mapping[str, float]
 ) -> list[Finding]:
-    """FCW: a rear-end conflict in which the host is the follower and TTC is below the threshold.
-    Parties whose reported accuracy is worse than FCW needs are ignored (no warnings from noise)."""
-    need = thresholds["fcw_required_accuracy_m"]
-    if not accurate_enough(host.sigma_m, need):
+    """FCW: a rear-end conflict in which the host is the follower and TTC is below the threshold (``fcw_rows``).
+    Parties whose reported accuracy is worse than FCW needs are ignored (``fcw_gate``: no warnings from noise)."""
+    passes = fcw_gate(np.array([host.sigma_m, *(r.sigma_m for r in remotes)], dtype=np.float64), thresholds)
+    if not passes[0]:
         return []
-    remotes = [r for r in remotes if accurate_enough(r.sigma_m, need)]
-    found = find_conflicts(
-        [host, *remotes], horizon_s=thresholds["horizon_s"], max_pet_s=thresholds["icw_max_pet_s"], subject=host.key
-    )
-    # The core orders a rear-end pair follower first: keep only those where the host is the follower.
-    return [f for f in found if f.kind == "rear-end" and f.subject == host.key and f.ttc_s <= thresholds["fcw_ttc_s"]]
+    return _following(host, list(itertools.compress(remotes, passes[1:].tolist())), thresholds)
+
+
+def _following(host: Participant, remotes: Sequence[Participant], thresholds: Mapping[str, float]) -> list[Finding]:
+    """``forward_collision`` of a host and remotes that passed FCW's accuracy gate."""
+    if not remotes:
+        return []
+    parties = [host, *remotes]
+    found = _detect(parties, thresholds["horizon_s"], thresholds["icw_max_pet_s"], 0)
+    return _findings(found, [p.key for p in parties], fcw_rows(found, 1, thresholds))
 
 
 #: ``may_touch``'s allowance for rounding (m): far more than the conflict detection's contact tolerance (1e-6 m)
@@ -246,18 +291,14 @@ class ForwardCollisionWarning:
     def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
         if not view.remotes:
             return []
-        # Only senders FCW's accuracy gate passes (``forward_collision`` drops the others): the background's
-        # BSMs, accuracy unknown, are most of what a vehicle in traffic hears.
-        need = view.thresholds["fcw_required_accuracy_m"]
-        if not accurate_enough(view.host_party.sigma_m, need):
-            return []  # (``forward_collision`` would find nothing)
-        passes: dict[float | None, bool] = {}  # the gate's answer per reported accuracy (a few values among all)
-        gated = [
-            r
-            for r in view.remotes.values()
-            if (ok := passes.get(s := r.sigma_major_m))
-            or (ok is None and passes.setdefault(s, accurate_enough(s, need)))
-        ]
+        # FCW's accuracy gate (``forward_collision``'s) on the host and every sender: the background's BSMs,
+        # accuracy unknown, are most of what a vehicle in traffic hears.
+        heard = list(view.remotes.values())
+        sigma = [view.host_party.sigma_m, *(math.nan if r.sigma_major_m is None else r.sigma_major_m for r in heard)]
+        passes = fcw_gate(np.array(sigma, dtype=np.float64), view.thresholds).tolist()
+        if not passes[0]:
+            return []
+        gated = list(itertools.compress(heard, passes[1:]))
         # Only those that could come into contact with the host within FCW's TTC (``may_touch``): the others
         # cannot raise a warning, and a vehicle in traffic hears hundreds of them at every delivery instant.
         horizon = min(view.thresholds["fcw_ttc_s"], view.thresholds["horizon_s"])
@@ -267,7 +308,7 @@ class ForwardCollisionWarning:
         # beyond SMALL_WORLD actors): the same code path as without the filter, not the interpreter's on the few
         # it keeps.
         with always_compiled() if 1 + len(gated) > SMALL_WORLD else contextlib.nullcontext():
-            found = forward_collision(view.host_party, remotes, view.thresholds)
+            found = _following(view.host_party, remotes, view.thresholds)
         return [Raised("fcw", f.other, ttc_s=f.ttc_s, conflict_type=f.kind) for f in found]
 
 

@@ -150,11 +150,13 @@ class Suggestion:
 @dataclass(frozen=True)
 class Intends:
     """What an on-board app asks its vehicle to announce in a VIR (Day-2): the vehicle adds its id, position
-    and the time."""
+    and the time, and sends it over PC5 and, ``to_platform``, over Uu to the platform (whose apps serve it:
+    CLC's coordinator) too; SVP's request is for the roadside unit in range, over PC5 only."""
 
     behaviors: frozenset[str]
     path: tuple[PlannedPoint, ...]
     requests: tuple[VehicleRequest, ...]
+    to_platform: bool = True
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,10 @@ class OnBoardView:
     # Day-2: the lane change the host plans or has under way, and the RSC drive suggestions addressed to it.
     manoeuvre: Manoeuvre | None = None
     suggestions: Sequence[Suggestion] = ()
+    # The host's kind ("car", "bus", "emergency", ...: what its BSM declares) and the speed its driver means to
+    # keep (his cruise speed; 0 unknown): SVP's request reads them (its priority, its arrival at the stop line).
+    kind: str = ""
+    cruise_mps: float = 0.0
 
     @property
     def road_events(self) -> dict[str, RoadEvent]:

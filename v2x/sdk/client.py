@@ -74,6 +74,7 @@ from v2x.net.secure import load_actor_credentials
 from v2x.net.transport import RECONNECT_INITIAL_S, RECONNECT_MAX_S
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
 from v2x.wire import frame_pb2, security_pb2, testbed_pb2
+from v2x.wire.advisory import advisory
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
 from v2x.wire.envelope import parse_envelope
 from v2x.wire.protocol import HELLO_EVERY_S, MAX_INPUT_BYTES, PROTOCOL_VERSION, WORLD_LOST
@@ -813,22 +814,20 @@ class Stack:
         "Warnings"); ``trigger``: the message whose delivery made the app raise it (its send time goes into
         ``trigger_sent_at_s``, the start of the app latency)."""
         at = tick.t_s if at_s is None else at_s
-        adv = testbed_pb2.Advisory(
-            app=app,
-            severity=severity,
+        return advisory(
+            app,
             target_id=self.actor_id,
             other_id=other_id,
             source_id=self.actor_id,
+            t_s=at,
+            valid_s=valid_s,
+            severity=severity,
             ttc_s=ttc_s,
             figure=figure,
             figure_name=figure_name,
-            raised_at_s=at,
-            valid_until_s=at + valid_s,
             conflict_type=conflict_type,
+            trigger_sent_at_s=None if trigger is None else trigger.tx_time_s,
         )
-        if trigger is not None:
-            adv.trigger_sent_at_s = trigger.tx_time_s
-        return adv
 
     async def ack(
         self,
