@@ -61,7 +61,11 @@ def _problems(tmp_path: Path, old: str, new: str) -> dict[str, str]:
     [
         ("left: z}", "road.lanes[0].left", "one of the road's lanes"),
         ("left: a}", "road.lanes[0].left", "not the lane itself"),
-        ("right: b}", "road.lanes[0].right", "to the right"),  # b is on a's left
+        (
+            "right: b}",
+            "road.lanes[0].right",
+            "is 3.5 m to the left at 0 m along, 1.75-5.25 m to the right",
+        ),  # b: a's left
         ("left: c}", "road.lanes[0].left", "7.0 m to the left"),  # two lanes over
         ("left: d}", "road.lanes[0].left", "a lane parallel"),  # crossing
     ],
@@ -222,3 +226,16 @@ async def test_the_breakdown_story_needs_the_lane_changes(tmp_path: Path) -> Non
         _load(tmp_path, text.replace(", attentive: true}", "}")), broker="loopback", variants=["baseline"]
     )
     assert ["car_a", "car_b"] in [sorted(e["actors"]) for e in result["events"] if e["type"] == "collision"]
+
+
+def test_a_neighbour_longer_on_a_bend_is_told_how_much_and_what_to_do(tmp_path: Path) -> None:
+    """A newcomer review: parallel lanes on a 250 m bend were refused as "970.9 m long, 967.2 m expected" with no
+    word on why or what to do (ending the outer lane earlier worked). The message says both."""
+    from v2x.scenario.geometry import Route
+    from v2x.scenario.loader import _not_beside
+
+    inner = Route([(0.0, 0.0), (100.0, 0.0), (200.0, 100.0)])  # a 45 deg turn to the left
+    outer = Route([(0.0, -3.5), (101.45, -3.5), (202.47, 97.53)])  # 3.5 m to its right: longer
+    why = _not_beside(inner, 3.5, outer, 3.5, "right")
+    assert "m expected (within 1.0 m: the traffic model's side-by-side lanes share the distance along them)" in why
+    assert "on a bend the outer of two lanes 3.5 m apart is about 2.7 m longer here" in why, why

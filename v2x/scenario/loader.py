@@ -597,16 +597,31 @@ def _neighbour_problems(sc: Scenario) -> list[tuple[str, str]]:
 
 def _not_beside(a: Route, width_a: float, b: Route, width_b: float, side: str) -> str:
     """Why lane ``b`` is not beside lane ``a`` on ``side`` ('' if it is)."""
-    if abs(a.length - b.length) > NEIGHBOUR_LENGTH_M:
-        return f"is {b.length:.1f} m long, {a.length:.1f} m expected (within {NEIGHBOUR_LENGTH_M} m)"
     half = (width_a + width_b) / 2
+    if abs(a.length - b.length) > NEIGHBOUR_LENGTH_M:
+        turn = abs(wrap_angle_rad(a.pose(a.length).heading_rad - a.pose(0.0).heading_rad))
+        bend = (
+            f"; on a bend the outer of two lanes {half:.1f} m apart is about {half * turn:.1f} m longer here: end "
+            "the longer one earlier, or split the bend off as lanes of their own"
+            if half * turn > NEIGHBOUR_LENGTH_M
+            else ""
+        )
+        return (
+            f"is {b.length:.1f} m long, {a.length:.1f} m expected (within {NEIGHBOUR_LENGTH_M} m: the traffic "
+            f"model's side-by-side lanes share the distance along them){bend}"
+        )
     lo, hi = NEIGHBOUR_GAP[0] * half, NEIGHBOUR_GAP[1] * half
     sign = 1.0 if side == "left" else -1.0
     for f in (0.0, 0.25, 0.5, 0.75, 1.0):
         s = f * a.length
         off = sign * a.offset_to(s, b)
         if not lo <= off <= hi:
-            return f"is {off:.1f} m to the {side} at {s:.0f} m along, {lo:.2f}-{hi:.2f} m expected"
+            where = (
+                f"{off:.1f} m to the {side}"
+                if off >= 0
+                else f"{-off:.1f} m to the {'right' if side == 'left' else 'left'}"
+            )
+            return f"is {where} at {s:.0f} m along, {lo:.2f}-{hi:.2f} m to the {side} expected"
         turn = abs(wrap_angle_rad(b.pose(f * b.length).heading_rad - a.pose(s).heading_rad))
         if math.degrees(turn) > NEIGHBOUR_HEADING_DEG:
             return f"heads {math.degrees(turn):.0f} deg off at {s:.0f} m along (at most {NEIGHBOUR_HEADING_DEG})"
