@@ -333,3 +333,26 @@ def test_the_epoch_bounds_fit_certificates_and_recordings(tmp_path: Path) -> Non
         path = tmp_path / "ok.yaml"
         path.write_text(text)
         assert load_scenario(path).epoch.isoformat() == epoch.replace("Z", "+00:00")
+
+
+def test_fields_an_actor_of_that_kind_would_ignore_are_refused(tmp_path: Path) -> None:
+    """A newcomer review: an RSU with a lane, a speed, a driver and braking events, and a truck with a
+    position, ran with exit 0 (all of it ignored), while range_m on a truck was refused."""
+    import re
+
+    text = (SCENARIO_DIR / "icw.yaml").read_text()
+    rsu = re.search(r"^  - id: (\w+)\n    kind: rsu\n", text, flags=re.M)
+    assert rsu is not None
+    text = text.replace(rsu.group(0), rsu.group(0) + "    speed_mps: 10\n    driver: {reaction_s: 1.0}\n", 1)
+    car = re.search(r"^  - id: (\w+)\n    kind: car\n", text, flags=re.M)
+    assert car is not None
+    text = text.replace(car.group(0), car.group(0) + "    position: [0, 0]\n", 1)
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    problems = dict(info.value.problems)
+    said = "\n".join(f"{k}: {v}" for k, v in problems.items())
+    assert re.search(r"actors\[\d+\]\.speed_mps: applies to road users \[.*\], not an rsu", said), said
+    assert re.search(r"actors\[\d+\]\.driver: applies to road users", said), said
+    assert re.search(r"actors\[\d+\]\.position: only an rsu stands at a position; a car starts on its lane", said)

@@ -556,6 +556,16 @@ def _road_problems(sc: Scenario) -> list[tuple[str, str]]:
     return problems
 
 
+def _a(kind: str) -> str:
+    """``kind`` with its article ("an rsu", "a platform")."""
+    return f"an {kind}" if kind == "rsu" or kind[0] in "aeiou" else f"a {kind}"
+
+
+# What only a road user's actor entry may say (an rsu's or a platform's would be ignored)
+ROAD_USER_FIELDS = frozenset(
+    {"lane", "path", "start_m", "speed_mps", "length_m", "width_m", "positioning", "driver", "events", "phantom",
+     "platoon", "device"}
+)  # fmt: skip
 NEIGHBOUR_HEADING_DEG = 15.0  # parallel lanes: directions of travel within this at every sample
 NEIGHBOUR_LENGTH_M = 1.0  # ... lengths within this (the traffic model's parallel lanes share s)
 NEIGHBOUR_GAP = (0.5, 1.5)  # ... centre-to-centre distance within these multiples of the half-widths' sum
@@ -710,6 +720,19 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                 )
             elif not actor.equipped:
                 problems.append((loc, f"'{ev.action}' is sent in the BSM: an unequipped vehicle (no OBU) sends none"))
+        given = actor.model_fields_set  # (what the file says, not the defaults: a newcomer review's RSU with a
+        # lane, a speed, a driver and braking events ran with exit 0, all of it ignored)
+        if actor.kind not in ROAD_USER_KINDS:
+            for name in sorted(given & ROAD_USER_FIELDS):
+                problems.append(
+                    (
+                        f"actors[{i}].{name}",
+                        f"applies to road users {list(ROAD_USER_KINDS)}, not {_a(actor.kind)}",
+                    )
+                )
+        if actor.kind != "rsu" and "position" in given:
+            where = "starts on its lane or path (start_m)" if actor.kind in ROAD_USER_KINDS else "has no position"
+            problems.append((f"actors[{i}].position", f"only an rsu stands at a position; a {actor.kind} {where}"))
         if actor.sensors and actor.kind != "rsu":
             problems.append((f"actors[{i}].sensors", "only an rsu carries roadside sensors"))
         if actor.range_m is not None and actor.kind != "rsu":
