@@ -432,3 +432,21 @@ def test_a_folder_without_scenario_files_says_where_it_looked(
     assert f"no scenario files (*.yaml, *.yml) in {tmp_path} (a folder's own files: not its subfolders)" in (
         capsys.readouterr().err
     )
+
+
+def test_a_file_with_several_problems_gets_a_line_each_and_a_flow_mix_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A newcomer review: `v2x check` printed a file's problems on one line joined by a literal "\\n", and a
+    flow whose mix did not sum to 1 was named `flows[0]` with two "got"s and a dump of the whole flow."""
+    path = tmp_path / "mix.yaml"
+    path.write_text(
+        "id: m\nname: m\norigin: {lat_deg: 29.5, lon_deg: 106.5}\nduration_s: 5\nroad:\n  lanes:\n"
+        "    - {id: a, centerline: [[0, 0], [500, 0]]}\nactors: []\n"
+        "flows:\n  - {lane: a, vehicles_per_hour: 600, speed_kph: 50, mix: {car: 0.5, truck: 0.45}}\n"
+    )
+    assert main(["check", str(path), "--out", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert f"{path}: flows[0].mix: shares that sum to 1; these sum to 0.95" in lines, lines
+    assert not any("\\n" in line for line in lines), lines
+    assert lines[-1] == "v2x check: invalid scenario; nothing was run"

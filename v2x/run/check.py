@@ -583,7 +583,7 @@ def _prepare(
         goldens = {path: load_golden(golden_path(path, sc.id), sc.id) for path, sc in loaded}
     except ScenarioError as exc:
         raise _NothingRun(
-            EXIT_BAD_INPUT, "scenarios", [str(exc), "v2x check: invalid scenario; nothing was run"]
+            EXIT_BAD_INPUT, "scenarios", [*str(exc).splitlines(), "v2x check: invalid scenario; nothing was run"]
         ) from None
     except GoldenError as exc:
         fix = "fix it, or delete it and run --update-golden"

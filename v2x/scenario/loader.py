@@ -474,7 +474,8 @@ def pydantic_problems(
             msg = _one_of("", tags, str(ctx.get("tag", ""))).replace("one of  ", "one of ")
         elif err["type"] == "value_error":  # a validator's own words, without pydantic's "Value error, "
             msg = msg.removeprefix("Value error, ")
-            if "input" in err:
+            # (not a whole entry's dump after a message that says what it got: a newcomer review)
+            if "input" in err and "; got " not in msg and not isinstance(err["input"], dict | list):
                 msg = f"{msg}; got {_short(err['input'])}"
         elif err["type"] == "extra_forbidden":
             msg = unknown

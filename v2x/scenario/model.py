@@ -543,11 +543,12 @@ class FlowSpec(Strict):
         "truth with the accuracy unknown (the scenario's 'positioning' is the actors' default, not the flows')",
     )
 
-    @model_validator(mode="after")
-    def _shares(self) -> FlowSpec:
-        if not self.mix or abs(sum(self.mix.values()) - 1.0) > 1e-6:
-            raise ValueError(f"'mix' shares must sum to 1; got {sum(self.mix.values()):g}")
-        return self
+    @field_validator("mix")
+    @classmethod
+    def _shares(cls, mix: dict[str, float]) -> dict[str, float]:
+        if not mix or abs(sum(mix.values()) - 1.0) > 1e-6:
+            raise ValueError(f"shares that sum to 1; these sum to {sum(mix.values()):g}")
+        return mix
 
 
 class SumoDriverSpec(Strict):
