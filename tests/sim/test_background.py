@@ -91,7 +91,7 @@ def test_a_bad_rate_names_the_field(tmp_path: Path, bad: str) -> None:
     ("old", "new", "where", "words"),
     [
         ("lane: a, vehicles", "lane: z, vehicles", "flows[0].lane", "one of the road's lanes"),
-        ("truck: 0.2", "truck: 0.3", "flows[0]", "sum to 1"),
+        ("truck: 0.2", "truck: 0.3", "flows[0].mix", "sum to 1"),
         ("truck: 0.2", "boat: 0.2", "flows[0].mix.boat", "(the key) Input should be 'car', 'truck' or 'bus'"),
         ("penetration: 0.25", "penetration: 1.5", "flows[0].penetration", "1"),
         ("penetration: 0.25", "penetration: nan", "flows[0].penetration", ""),
