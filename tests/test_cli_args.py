@@ -162,3 +162,33 @@ def test_a_percent_encoded_password_is_decoded() -> None:
     assert (address.username, address.password, address.port) == ("ci", "S3cret/Passw0rd", 1883)
     assert redacted_url("mqtt://ci:a@b/c@host:1") == "mqtt://ci:***@host:1"
     assert redacted_url("mqtt://host:1883x") == "mqtt://host:1883x"
+
+
+def test_v2x_run_takes_a_folder_of_scenarios_as_v2x_check_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A newcomer review: `v2x run DIR` said "Is a directory" where `v2x check DIR` took the folder's files."""
+    import shutil
+
+    from v2x.scenario.loader import SCENARIO_DIR
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    shutil.copy(SCENARIO_DIR / "fcw.yaml", folder / "fcw.yaml")
+    assert main(["run", str(folder), "--variant", "v2x", "--out", str(tmp_path / "out"), "-q"]) == 0
+    assert (tmp_path / "out" / "fcw" / "result.json").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["run", str(empty)]) == 2
+    assert f"no scenario files (*.yaml, *.yml) in {empty}" in capsys.readouterr().err
+
+
+def test_a_view_port_in_use_says_port_0(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["run", "fcw", "--view", "--port", str(port)]) == 2
+    assert "; --port 0 takes any free port" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import sys
@@ -102,7 +103,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(nothing was run), 3 the run could not complete (or its result could not be written), "
         "130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (the run in progress was stopped).",
     )
-    run.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenario id (see 'v2x list') or YAML file")
+    run.add_argument(
+        "scenarios", nargs="*", metavar="SCENARIO", help="scenario id (see 'v2x list'), YAML file, or a folder of them"
+    )
     run.add_argument("--all", action="store_true", help="run every shipped scenario (the 'v2x list' catalogue)")
     run.add_argument(
         "--junit",
@@ -459,7 +462,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INPUT
     names = [str(p) for p in catalogue()] if args.all else []
-    names += args.scenarios
+    for name in args.scenarios:  # a folder: its scenario files, as `v2x check DIR` takes them (a newcomer review)
+        folder = Path(name)
+        names += sorted(map(str, [*folder.glob("*.yaml"), *folder.glob("*.yml")])) if folder.is_dir() else [name]
+    if args.scenarios and not names:
+        print(f"v2x run: no scenario files (*.yaml, *.yml) in {', '.join(args.scenarios)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     names = _unique_scenarios(names)
     if not names:
         print("v2x run: give one or more SCENARIO ids or files, or --all", file=sys.stderr)
@@ -573,7 +581,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             port = args.port if args.port is not None else DEFAULT_VIEW_PORT
             view = ViewServer(host=args.host, port=port, paused=args.paused, holdable=args.mode == "lockstep").start()
         except OSError as exc:  # (a port in use, an address not of this machine or that does not resolve)
-            print(f"v2x run: --view: cannot serve on {args.host} port {port}: {exc}", file=sys.stderr)
+            hint = "; --port 0 takes any free port" if exc.errno == errno.EADDRINUSE else ""
+            print(f"v2x run: --view: cannot serve on {args.host} port {port}: {exc}{hint}", file=sys.stderr)
             return EXIT_BAD_INPUT
         print(f"v2x run: live view at {view.url}", file=sys.stderr, flush=True)
         if not view.loopback:
