@@ -356,3 +356,12 @@ def test_fields_an_actor_of_that_kind_would_ignore_are_refused(tmp_path: Path) -
     assert re.search(r"actors\[\d+\]\.speed_mps: applies to road users \[.*\], not an rsu", said), said
     assert re.search(r"actors\[\d+\]\.driver: applies to road users", said), said
     assert re.search(r"actors\[\d+\]\.position: only an rsu stands at a position; a car starts on its lane", said)
+
+
+def test_a_number_where_text_is_expected_says_to_quote_it(tmp_path: Path) -> None:
+    """A newcomer review: `lane: 1` got "Input should be a valid string; got 1"."""
+    path = tmp_path / "lane1.yaml"
+    path.write_text((SCENARIO_DIR / "fcw.yaml").read_text().replace("lane: eb1", "lane: 1", 1))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert dict(info.value.problems)["actors[0].lane"] == "text; YAML reads 1 as a number: write it in quotes ('1')"

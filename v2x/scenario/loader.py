@@ -486,6 +486,12 @@ def pydantic_problems(
         ):
             # A quoted number ("14") is text in YAML; the schema takes numbers only (14, 14.0, 1e3).
             msg = f"a number, written without quotes; got text {_short(err['input'])}"
+        elif (
+            err["type"] == "string_type"
+            and isinstance(err.get("input"), int | float)
+            and not isinstance(err.get("input"), bool)
+        ):  # `lane: 1`: YAML reads a number (a newcomer review)
+            msg = f"text; YAML reads {_short(err['input'])} as a number: write it in quotes ('{err['input']}')"
         elif err["type"] == "bool_type":  # strict: `yes`, `on`, 1 and "true" are not booleans here
             msg = f"true or false (without quotes); got {_short(err['input'])}"
         elif "input" in err and err["type"] not in ("missing",):
