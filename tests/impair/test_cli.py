@@ -118,3 +118,27 @@ def test_unwritable_output_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
     target = tmp_path / "missing-dir" / "x.csv"
     assert _run(["impair", "sample", "rtk-fixed", "--seconds", "1", "--csv", str(target)]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_a_png_alone_and_a_csv_reader_that_stops_early(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A newcomer review: `--csv` was required to draw a PNG, and `--csv - --png X | head` exited 2 on the
+    broken pipe without the picture. A PNG alone works; the picture is drawn first; a closed stdout is exit 141,
+    quietly; neither output is exit 2, saying what to give."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "alone.png"
+    assert _run(["impair", "sample", "rtk-fixed", "--seconds", "2", "--png", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert _run(["impair", "sample", "rtk-fixed"]) == 2
+    assert "give --csv FILE ('-': stdout), --png FILE, or both" in capsys.readouterr().err
+    piped = tmp_path / "piped.png"
+    cmd = [sys.executable, "-m", "v2x.cli", "impair", "sample", "rtk-fixed", "--seconds", "600", "--csv", "-"]
+    proc = subprocess.Popen([*cmd, "--png", str(piped)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and b"Traceback" not in err, err
+    assert piped.read_bytes().startswith(b"\x89PNG")

@@ -1,7 +1,7 @@
 """``v2x impair``: list the impairment profiles and sample one of them.
 
 * ``v2x impair list [--kind positioning|network]`` prints every profile with its parameters and sources.
-* ``v2x impair sample PROFILE --hz H --seconds S --seed N --csv FILE [--png FILE]``
+* ``v2x impair sample PROFILE --hz H --seconds S --seed N [--csv FILE] [--png FILE]``
 
   - a positioning profile: the error trace of one stationary receiver (``--speed`` makes it move, which
     matters for dead reckoning), columns ``t,east_m,north_m,state,reported_sigma_m``;
@@ -19,6 +19,7 @@ import csv
 import importlib.util
 import io
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -26,7 +27,7 @@ from typing import TextIO
 import numpy as np
 
 from v2x import argtypes
-from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
+from v2x.argtypes import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_OK
 from v2x.impair._network import NETWORK_PROFILES, network_link
 from v2x.impair._positioning import PositioningModel
 from v2x.impair._positioning_profiles import POSITIONING_PROFILES
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "list",
         help="print the profiles with their parameters and sources",
         description="Every positioning and network profile a scenario can name, with its figures and sources.",
-        epilog=IMPAIR_EXIT_CODES,
+        epilog="Exit codes: 0 listed, 2 a bad option.",
     )
     lister.add_argument(
         "--kind", choices=("all", "positioning", "network"), default="all", help="which profiles (default all)"
@@ -64,17 +65,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=IMPAIR_EXIT_CODES,
         help="write a sample trace of one profile to CSV (and PNG)",
         description=(
-            "Positioning profile: the error trace of one stationary receiver"
+            "Positioning profile: the error trace of one receiver, stationary unless --speed"
             " (t, east_m, north_m, state, reported_sigma_m). Network profile: delivery probability and"
-            " delay percentiles against distance, from H x S packets per distance."
+            " delay percentiles against distance, from H x S packets per distance. Give --csv, --png or both."
         ),
     )
     sampler.add_argument("profile", metavar="PROFILE", help="a profile name (see `v2x impair list`)")
     sampler.add_argument("--hz", type=float, default=10.0, help="update / packet rate (default 10)")
     sampler.add_argument("--seconds", type=float, default=60.0, help="duration (default 60)")
     sampler.add_argument("--seed", type=argtypes.seed, default=0, help="random seed (default 0)")
-    sampler.add_argument("--csv", required=True, metavar="FILE", help="CSV output file ('-' for stdout)")
-    sampler.add_argument("--png", metavar="FILE", help="also draw the trace to this PNG file")
+    sampler.add_argument("--csv", metavar="FILE", help="CSV output file ('-' for stdout)")
+    sampler.add_argument("--png", metavar="FILE", help="draw the trace to this PNG file")
     sampler.add_argument(
         "--speed", type=float, default=0.0, help="positioning: receiver speed in m/s (default 0, stationary)"
     )
@@ -133,6 +134,8 @@ def _bad_input(message: str) -> int:
 
 def _sample_handler(args: argparse.Namespace) -> int:
     name: str = args.profile
+    if not args.csv and not args.png:
+        return _bad_input("give --csv FILE ('-': stdout), --png FILE, or both")
     if name not in POSITIONING_PROFILES and name not in NETWORK_PROFILES:
         return _bad_input(
             f"unknown profile {name!r}; positioning: {', '.join(POSITIONING_PROFILES)};"
@@ -158,14 +161,17 @@ def _sample_handler(args: argparse.Namespace) -> int:
     else:
         header, rows = sample_network(name, hz, seconds, rng)
     try:
-        _write_csv(args.csv, header, rows)
-        if args.png:
+        if args.png:  # (first: a reader of the CSV on stdout that stops early, `| head`, lost the picture)
             _draw(name, header, rows, args.png)
+        if args.csv:
+            _write_csv(args.csv, header, rows)
+    except BrokenPipeError:  # the reader went away: as a Unix tool does, quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no flush of the rest at exit)
+        return EXIT_BROKEN_PIPE
     except OSError as exc:
         return _bad_input(f"cannot write output: {exc}")
-    wrote = "stdout" if args.csv == "-" else args.csv
-    also = f" and {args.png}" if args.png else ""
-    print(f"v2x impair sample: {len(rows)} rows of {name} -> {wrote}{also}", file=sys.stderr)
+    wrote = [("stdout" if args.csv == "-" else args.csv) if args.csv else "", args.png or ""]
+    print(f"v2x impair sample: {len(rows)} rows of {name} -> {' and '.join(w for w in wrote if w)}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -262,8 +268,10 @@ def _draw(name: str, header: Sequence[str], rows: Sequence[Row], path: str) -> N
             finite = sigma[np.isfinite(sigma)]
             axes[1].set_ylim(0.0, max(float(finite.max()) * 1.25 if finite.size else 1.0, 0.01))
             state_axis = axes[1].twinx()
-            state_axis.step(t, codes, where="post", color="tab:red", lw=0.8)
+            state_axis.step(t, codes, where="post", color="tab:red", lw=0.8, label="receiver state (right axis)")
             state_axis.set_yticks(range(len(states)), states)
+            lines = axes[1].get_lines() + state_axis.get_lines()
+            axes[1].legend(lines, [str(line.get_label()) for line in lines], loc="upper right")
             axes[1].set_xlabel("t [s]")
             fig.suptitle(f"positioning profile {name}")
         else:
