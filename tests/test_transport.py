@@ -355,3 +355,67 @@ async def test_conformance_times_what_it_hears_while_the_worlds_loop_is_busy(mos
         publisher.disconnect()
         await asyncio.to_thread(listening.stop)
     assert not listening._thread.is_alive()
+
+
+def _raw_publish(port: int, topic: str, properties: bytes, payload: bytes, *, retain: bool = False) -> None:
+    """An MQTT 5 PUBLISH with the given property bytes, written by hand (paho would not send some of them)."""
+    import socket
+
+    def vbi(x: int) -> bytes:
+        out = bytearray()
+        while True:
+            b, x = x & 0x7F, x >> 7
+            out.append(b | (0x80 if x else 0))
+            if not x:
+                return bytes(out)
+
+    def s(b: bytes) -> bytes:
+        return len(b).to_bytes(2, "big") + b
+
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        body = (
+            s(b"MQTT") + bytes([5, 0x02]) + (60).to_bytes(2, "big") + vbi(0) + s(f"raw-{uuid.uuid4().hex[:8]}".encode())
+        )
+        sock.sendall(bytes([0x10]) + vbi(len(body)) + body)
+        assert sock.recv(64)[0] == 0x20
+        body = s(topic.encode()) + vbi(len(properties)) + properties + payload
+        sock.sendall(bytes([0x31 if retain else 0x30]) + vbi(len(body)) + body)
+        sock.sendall(bytes([0xE0, 0]))  # DISCONNECT
+
+
+async def test_user_properties_neither_drop_nor_stall_a_connection(mosquitto: Mosquitto) -> None:
+    """Attack review 5: paho dropped the connection on a user property holding U+FEFF (legal in MQTT 5), so one
+    40-byte message knocked out every connection of a run that heard it (left retained, every later run of the
+    id), and parsed properties in quadratic time (240 kB of them: 10 s). A received PUBLISH's properties are now
+    passed over unread: both messages arrive, on the same connection, at once (110 kB of properties took paho 1.8 s)."""
+    import time
+
+    from v2x.net.transport import MqttTransport
+
+    topic = f"v2x/props-{uuid.uuid4().hex[:6]}/ack/lead"
+    got: list[bytes] = []
+    tp = MqttTransport(mosquitto.address, f"props-{uuid.uuid4().hex[:6]}")
+    tp.route(topic, lambda _t, payload: got.append(payload))
+    ready = asyncio.Event()
+    task = asyncio.create_task(tp.run(ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        assert tp.spoke_mqtt5
+        feff = bytes([0x26]) + (3).to_bytes(2, "big") + "\ufeff".encode() + (0).to_bytes(2, "big")
+        many = (
+            bytes([0x26]) + (1).to_bytes(2, "big") + b"k" + (1).to_bytes(2, "big") + b"v"
+        ) * 10_000  # (110 kB: an ack topic takes 128)
+        started = time.monotonic()
+        await asyncio.to_thread(_raw_publish, mosquitto.port, topic, feff, b"one")
+        await asyncio.to_thread(_raw_publish, mosquitto.port, topic, many, b"two")
+        for _ in range(200):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert got == [b"one", b"two"] and tp.connections == 1, (got, tp.connections, tp.last_error)
+        assert time.monotonic() - started < 2.0
+    finally:
+        tp.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await task

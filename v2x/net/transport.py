@@ -25,14 +25,36 @@ from typing import Any, NamedTuple, Protocol
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt import _packet as paho_packet
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.properties import Properties, VariableByteIntegers
 
 from v2x.logs import log_refusal
 from v2x.net import limits, topics
 from v2x.net.broker import BrokerAddress, tls_context
 
 log = logging.getLogger("v2x.net.transport")
+
+
+class _PublishPropertiesUnread(Properties):
+    """paho's MQTT 5 properties, but a received PUBLISH's are skipped unread. Anyone may attach user properties
+    to a message and the broker must pass them on: paho refused one holding U+FEFF (which MQTT allows) by
+    dropping the connection, so one 40-byte message knocked out every connection of a run that heard it (left
+    retained, every later run of the id), and it parses properties in quadratic time, so one message of 240 kB
+    of them stalled a receiver for seconds (attack review 5). The testbed reads no property of a message it
+    receives (it asks for no topic aliases), so they are passed over by their length. Installed for the
+    process when this module is imported (paho's ``decode_publish`` builds its properties by this name)."""
+
+    def unpack(self, buffer: bytes | bytearray) -> tuple[Properties, int]:
+        if self.packetType != PacketTypes.PUBLISH:
+            result: tuple[Properties, int] = super().unpack(buffer)  # type: ignore[no-untyped-call]
+            return result
+        self.clear()  # type: ignore[no-untyped-call]
+        length, used = VariableByteIntegers.decode(buffer)  # type: ignore[no-untyped-call]
+        return self, length + used
+
+
+paho_packet.Properties = _PublishPropertiesUnread  # type: ignore[attr-defined]
 
 Handler = Callable[[str, bytes], None]
 PENDING_PUBLISH_WARNING = 100_000  # publishes in flight on one connection before aiomqtt logs a warning
@@ -172,6 +194,7 @@ class MqttTransport:
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self._on_connect: list[ConnectCallback] = []
+        self._callbacks: set[asyncio.Task[None]] = set()  # on_connect callbacks running
         self._reconnect_initial_s = reconnect_initial_s
         self._reconnect_max_s = reconnect_max_s
         self.connections = 0
@@ -221,7 +244,7 @@ class MqttTransport:
                 return
             if pc.want_write():  # (not sent: anything queued before it still needs the writer)
                 pc._call_socket_register_write()
-        while True:
+        while not self._stopping:  # (stopped: dropped; a retry loop on a dead connection spun, deaf to SIGTERM)
             await self.connected.wait()
             client, generation = self._client, self.connections
             if client is None:
@@ -247,6 +270,7 @@ class MqttTransport:
                 log.debug("%s: publish to %s failed (%s); trying again", self.client_id, topic, exc)
                 loop = asyncio.get_running_loop()
                 until = loop.time() + self.publish_timeout_s
+                await asyncio.sleep(0.02)  # (at least once: the loop must run between two tries)
                 while self.connections == generation and not self._stopping and loop.time() < until:
                     await asyncio.sleep(0.02)
 
@@ -306,8 +330,14 @@ class MqttTransport:
                         log.warning("%s: reconnected to %s", self.client_id, self.broker.url)
                     self.connected.set()
                     delay, closes = self._reconnect_initial_s, 0
+                    # As tasks, not awaited here: a callback publishes (the world's START again, an agent's Hello),
+                    # and a publish on a connection that dropped meanwhile waits for the next one, which only this
+                    # loop makes once it reads on (awaited, the run hung for good: attack review 5)
                     for callback in self._on_connect:
-                        await callback()
+                        task = asyncio.ensure_future(callback())
+                        self._callbacks.add(task)
+                        task.add_done_callback(self._callbacks.discard)
+                        task.add_done_callback(_log_failure)
                     if ready is not None:
                         ready.set()
                     async for message in client.messages:
@@ -375,8 +405,10 @@ class MqttTransport:
         return speaks_mqtt5(self.broker)
 
     def stop(self) -> None:
-        """Stop reconnecting; ``run`` ends when the connection does."""
+        """Stop reconnecting; ``run`` ends when the connection does (publishes waiting for it are dropped)."""
         self._stopping = True
+        for task in self._callbacks:
+            task.cancel()
 
 
 # How long a command waits for a broker to answer before it says so (v2x run, check and conformance: exit 3).
