@@ -477,3 +477,34 @@ async def test_embedded_broker_lets_a_refused_client_break_off_without_a_traceba
     finally:
         loop.set_exception_handler(None)
     assert not unhandled, unhandled
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda d: d.update(run_id="a/b#"), "'run_id' and 'run_ids' must be run ids"),
+        (lambda d: d.update(run_id="x\n"), "'run_id' and 'run_ids' must be run ids"),
+        (lambda d: d["run_ids"].update(v2x="+/#"), "'run_id' and 'run_ids' must be run ids"),
+        (lambda d: d.update(ca_pem="junk"), "field 'ca_pem' is not a PEM certificate"),
+    ],
+)
+def test_a_secure_dir_edited_by_hand_is_refused_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Any, words: str
+) -> None:
+    """Attack review 5: world.json with run_id 'a/b#' gave a ValueError traceback (exit 1) in v2x run, and an
+    actor file with ca_pem 'junk' an ssl.SSLError traceback in the SDK example: both exit 2 now, naming it."""
+    from v2x.net.secure import SecureDirError
+
+    sec = tmp_path / "sec"
+    assert main(["secure", "init", str(sec), "--scenario", "fcw", "--run-id", "edited"]) == 0
+    capsys.readouterr()
+    for path in (sec / "world.json", sec / "actors" / "follower.json"):
+        doc = json.loads(path.read_text())
+        edit(doc)
+        path.write_text(json.dumps(doc))
+    with pytest.raises(SecureDirError, match=words):
+        load_secure_dir(sec)
+    with pytest.raises(SecureDirError, match=words):
+        load_actor_credentials(sec / "actors" / "follower.json")
+    assert main(["run", "fcw", "--secure-dir", str(sec), "--out", str(tmp_path / "out")]) == 2
+    assert words in capsys.readouterr().err

@@ -327,6 +327,17 @@ def _read_json(path: Path) -> dict[str, Any]:
     for key, kind in (("username", str), ("password", str), ("run_id", str), ("scenario", str), ("run_ids", dict)):
         if not isinstance(doc.get(key), kind):
             raise SecureDirError(f"{path}: field {key!r} is missing or not a {kind.__name__}")
+    # (an edited or planted file: a run id that is no topic level gave a traceback in v2x run: attack review 5)
+    ids = [doc["run_id"], *doc["run_ids"].values()]
+    if not all(isinstance(x, str) and topics.valid_id(x) for x in ids):
+        raise SecureDirError(f"{path}: 'run_id' and 'run_ids' must be run ids (1-64 of A-Z a-z 0-9 _ . -)")
+    if "ca_pem" in doc:
+        from cryptography import x509
+
+        try:
+            x509.load_pem_x509_certificate(str(doc["ca_pem"]).encode())
+        except ValueError:
+            raise SecureDirError(f"{path}: field 'ca_pem' is not a PEM certificate") from None
     return doc
 
 
