@@ -235,3 +235,25 @@ def test_an_observer_given_to_run_scenario_gets_every_hook() -> None:
     asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: Hooks()))
     ticks = list(range(sc.n_ticks + 1))
     assert seen == {"on_tick": ticks, "on_inputs": ticks, "on_input_bytes": ticks}
+
+
+def test_a_recording_whose_metadata_indexes_all_point_at_one_big_record_is_read_once(tmp_path: Path) -> None:
+    """Attack review 5: a 7 MB recording with 100,000 metadata indexes pointing at one 200,000-entry record
+    kept `v2x replay` busy for hours (mcap's iter_metadata reads the record behind every index). The reader now
+    reads only the 'v2x' and 'v2x.result' records, each once."""
+    import time
+
+    from mcap.writer import Writer
+
+    path = tmp_path / "bomb.mcap"
+    with path.open("wb") as f:
+        w = Writer(f)
+        w.start(profile="", library="crafted")
+        w.add_metadata("v2x", {"scenario": "fcw", "variant": "v2x", "seed": "0"})
+        w.add_metadata("padding", {f"k{i:07d}": "v" for i in range(20_000)})
+        indexes = w._Writer__metadata_indexes  # type: ignore[attr-defined]
+        indexes.extend([indexes[-1]] * 20_000)  # (before: 4e8 entries read, minutes)
+        w.finish()
+    started = time.monotonic()
+    replayed = read_recording(path)  # (a recording of nothing: read as such)
+    assert time.monotonic() - started < 5.0 and replayed.meta["scenario"] == "fcw"
