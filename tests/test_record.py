@@ -253,7 +253,7 @@ def test_a_recording_whose_metadata_indexes_all_point_at_one_big_record_is_read_
         w.add_metadata("padding", {f"k{i:07d}": "v" for i in range(20_000)})
         indexes = w._Writer__metadata_indexes  # type: ignore[attr-defined]
         indexes.extend([indexes[-1]] * 20_000)  # (before: 4e8 entries read, minutes)
-        w.finish()
+        w.finish()  # type: ignore[no-untyped-call]
     started = time.monotonic()
     replayed = read_recording(path)  # (a recording of nothing: read as such)
     assert time.monotonic() - started < 5.0 and replayed.meta["scenario"] == "fcw"
