@@ -419,3 +419,41 @@ async def test_user_properties_neither_drop_nor_stall_a_connection(mosquitto: Mo
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await task
+
+
+async def test_the_embedded_broker_retains_only_on_control_topics_and_bounds_other_topics() -> None:
+    """Attack review 5: the embedded broker (in the run's own process) kept every retained message on any topic,
+    and took 64 MiB on a topic that is none of a run's: 16 retained messages of 32 MiB on junk/* made the run's
+    process 600 MB. Only a run's control topic is retained now, and another topic takes a Hello's 16 KiB."""
+    from v2x.net.broker import embedded_broker
+
+    async def retained(host: str, port: int) -> list[tuple[str, bytes]]:
+        got: list[tuple[str, bytes]] = []
+        async with aiomqtt.Client(host, port, identifier=f"late-{uuid.uuid4().hex[:6]}") as late:
+            await late.subscribe("#")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    async for m in late.messages:
+                        got.append((str(m.topic), m.payload if isinstance(m.payload, bytes) else b"?"))
+        return got
+
+    async with embedded_broker() as address:
+        host, port = address.host, address.port
+        async with aiomqtt.Client(host, port, identifier="pub") as p:
+            await p.publish("v2x/r1/control", b"start", qos=1, retain=True)
+            await p.publish("v2x/r1/in/lead", b"stale input", qos=1, retain=True)
+            await p.publish("junk/a", b"x" * 1000, qos=1, retain=True)
+        assert await retained(host, port) == [("v2x/r1/control", b"start")]
+        with contextlib.suppress(aiomqtt.MqttError):  # (the broker ends the connection at the packet's header)
+            async with aiomqtt.Client(host, port, identifier="big") as big:
+                await big.publish("junk/big", b"x" * 100_000, qos=1, timeout=2)
+        async with aiomqtt.Client(host, port, identifier="sub") as sub, aiomqtt.Client(host, port, identifier="q") as q:
+            await sub.subscribe("junk/#")
+            await q.publish("junk/big", b"x" * 100_000)
+            await q.publish("junk/small", b"ok")
+            got = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    async for m in sub.messages:
+                        got.append(str(m.topic))
+            assert "junk/big" not in got, got  # (and q, whose packet it refused, was disconnected)

@@ -28,8 +28,8 @@ from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.session import Session
 
 from v2x.logs import log_refusal
-from v2x.net import limits
-from v2x.wire.protocol import MAX_CONTROL_BYTES
+from v2x.net import limits, topics
+from v2x.wire.protocol import MAX_CONTROL_BYTES, MAX_HELLO_BYTES
 
 log = logging.getLogger("v2x.net.broker")
 MATCH_CACHE_TOPICS = 100_000  # topics whose matching filters are kept (then the cache starts again)
@@ -65,8 +65,9 @@ class _Snapshots(dict[str, Any]):
 
 
 class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
-    """An amqtt broker whose ``_broadcast_message`` delivers now instead of queueing (see the module), and
-    whose subscription table survives a change while it is iterated (``_Snapshots``)."""
+    """An amqtt broker whose ``_broadcast_message`` delivers now instead of queueing (see the module), whose
+    subscription table survives a change while it is iterated (``_Snapshots``), and that retains only on a
+    run's control topic (``retain_message``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,6 +75,7 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
         self._matching: dict[str | None, list[str]] = {}  # topic -> the filters that match it, at:
         self._matching_version = -1  # the subscription table's version they were found for
         self.oversized = 0  # packets refused for their size (their senders disconnected), ``_BoundedReader``
+        self.not_retained = 0  # retained messages on topics other than a run's control topic, not kept
 
     def _filters_for(self, topic: str | None) -> list[str]:
         """The subscribed filters that match ``topic``, found once per topic while the filters stay the same
@@ -134,6 +136,22 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
             with contextlib.suppress(Exception):
                 await writer.close()
             raise AMQTTError(f"no CONNECT within {CONNECT_WAIT_S:g} s") from None
+
+    async def retain_message(
+        self, source_session: Session | None, topic_name: str | None, data: bytes | bytearray | None, qos: Any = None
+    ) -> None:
+        """Keep a retained message only on a run's control topic, the only one the testbed retains (START,
+        STOP, the world's Last Will); anywhere else nothing is kept (and what is there is cleared as MQTT says):
+        every retained message lives in the run's own process (attack review 5). A non-empty one elsewhere is
+        still delivered to the subscribers of the moment, as any message."""
+        if data and (topic_name is None or topics.kind_of(topic_name) != "control"):
+            self.not_retained += 1
+            log_refusal(
+                log, self.not_retained, "embedded broker", "retained messages not kept",
+                "embedded broker: a retained message on %s, not a run's control topic: not kept", str(topic_name)[:200],
+            )  # fmt: skip
+            return
+        await super().retain_message(source_session, topic_name, data, qos)
 
     async def _broadcast_message(
         self,
@@ -246,7 +264,9 @@ class _BoundedReader(ReaderAdapter):  # type: ignore[misc]  # amqtt has no type 
             name = await self._reader.readexactly(min(length, self._left - 2))
             self._pending = size + name
             topic = name.decode("utf-8", "replace")
-            limit = limits.payload_limit(topic)
+            # a topic that is none of a run's: a Hello's size (it took 64 MiB, and the broker kept every retained
+            # one in the run's own process: 16 of 32 MiB made it 600 MB, attack review 5)
+            limit = limits.payload_limit(topic) if topics.kind_of(topic) is not None else MAX_HELLO_BYTES
         elif self._type == CONNECT and self._left >= 7:
             self._pending = await self._reader.readexactly(7)  # protocol name ("MQTT") and level
             if self._pending[6] not in (3, 4):  # MQTT 5 (or anything else): refused at once, as amqtt would
