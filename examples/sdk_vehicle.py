@@ -17,9 +17,9 @@ flags hazardLights and disabledVehicle; docs/PROTOCOL.md, "Collisions").
 ``--work-ms`` makes each tick take that long (a slow stack, for real-time tests). A broker restart is waited
 out (the SDK reconnects). Exit codes: 0 the run ended, 1 the run was aborted (a STOP before the final tick, or
 one with a reason such as ``run error: ...`` after it), no input for ``--tick-timeout``, or the broker was away
-for more than 60 s (``BrokerLost``), 2 bad arguments, 3 no START within ``--join-timeout``. What someone else
-publishes on the broker (forged or junk inputs, an unusable START) the SDK refuses and counts in the Acks'
-``rejected``.
+for more than 60 s (``BrokerLost``), or two STARTs with different tokens came before the first tick (one forged:
+``StartConflict``), 2 bad arguments, 3 no START within ``--join-timeout``. What someone else publishes on the
+broker (forged or junk inputs, an unusable START) the SDK refuses and counts in the Acks' ``rejected``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from v2x.sdk import BrokerLost, RunAborted, Stack, Tick, VehicleState
+from v2x.sdk import BrokerLost, RunAborted, Stack, StartConflict, Tick, VehicleState
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import RemoteState
 
@@ -155,7 +155,7 @@ async def drive(args: argparse.Namespace) -> int:
                 state = await step(stack, tick, state, fcw, driver, me.length_m, args.work_ms)
                 if tick.final:
                     log.info("final tick %d: done", tick.n)
-        except RunAborted as exc:
+        except (RunAborted, StartConflict) as exc:
             log.error("%s", exc)
             return 1
         except (TimeoutError, BrokerLost) as exc:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiomqtt
 import pytest
@@ -192,6 +193,31 @@ async def test_a_second_world_cannot_take_a_live_run_id(embedded: BrokerAddress)
     assert (await asyncio.wait_for(first, 60)).events == (await _clean(embedded)).events
 
 
+async def test_a_second_world_cannot_take_a_run_id_whose_world_waits_for_its_actors(
+    embedded: BrokerAddress, tmp_path: Path
+) -> None:
+    """Attack review 5: a world clears the retained Control when it claims its run id and says START only once
+    its actors have joined, so while it waited for an outside stack a second run of the same --run-id started
+    too, and one of the two failed. The waiting world now says its claim (topics.claim) until its START: the
+    second refuses to start; once the first has ended (here: its stack never came), the id is free again."""
+    from tests.test_sdk import fcw_with_external
+    from v2x.net.world import RunIdInUse
+
+    outside = load_scenario(fcw_with_external(tmp_path, "follower"))
+    run_id = "hard-join-wait"
+    first = asyncio.create_task(
+        run_variant(outside, "v2x", seed=0, broker=embedded, run_id=run_id, join_timeout_s=6.0, fixed_run_id=True)
+    )
+    await asyncio.sleep(3.0)  # (well into its join wait)
+    with pytest.raises(RunError, match=f"run id {run_id} is in use: another world has claimed it") as info:
+        await run_variant(outside, "v2x", seed=0, broker=embedded, run_id=run_id, join_timeout_s=1.0, fixed_run_id=True)
+    assert isinstance(info.value.__cause__, RunIdInUse) or "in use" in str(info.value)
+    with pytest.raises(RunError, match="never joined"):
+        await asyncio.wait_for(first, 30)
+    with pytest.raises(RunError, match="never joined"):  # (not "in use": the first world's STOP freed it)
+        await run_variant(outside, "v2x", seed=0, broker=embedded, run_id=run_id, join_timeout_s=1.0, fixed_run_id=True)
+
+
 async def _drive_host(
     broker: BrokerAddress, run_id: str, host: AgentHost, inputs: list[bytes], actor: str
 ) -> list[testbed_pb2.Ack]:
@@ -330,28 +356,36 @@ async def test_envelopes_no_ack_claims_neither_silence_nor_steer_a_run(embedded:
         assert attacked.metrics[key] == clean.metrics[key]
 
 
-async def test_retained_messages_on_actors_topics_are_counted_and_never_acted_on(embedded: BrokerAddress) -> None:
+@pytest.mark.parametrize("on", ["mosquitto", "embedded"])
+async def test_retained_messages_on_actors_topics_are_counted_and_never_acted_on(
+    on: str, embedded: BrokerAddress, mosquitto: Mosquitto
+) -> None:
     """Found by an outside attack test (session 14): a retained TickInput(0) on the follower's input topic, saying
     it collided with the lead, made every later run of that run id stand the follower still (fcw baseline:
-    no crash). Only a run's control topic is ever retained: such a message is counted (the follower's
-    ``retained`` rejection; the world's, for one on an Ack topic) and not acted on."""
+    no crash). Only a run's control topic is ever retained: on a broker that keeps such a message (Mosquitto)
+    it is counted (the follower's ``retained`` rejection; the world's, for one on an Ack topic) and not acted
+    on; the embedded broker does not keep it at all (since session 21: attack review 5)."""
     clean = await _clean(embedded, "baseline")
-    run_id = "hard-retained-baseline"
+    broker = mosquitto.address if on == "mosquitto" else embedded
+    run_id = f"hard-retained-baseline-{on}"
     poison = testbed_pb2.TickInput(run_id=run_id, tick=0, tick_us=100_000)
     poison.collisions.add(other_id="lead", t_s=0.0, relative_speed_mps=0.0)
     stale_ack = _ack("lead", 0, x_m=0.0)
-    async with _intruder(embedded, run_id) as client:
+    async with _intruder(broker, run_id) as client:
         await client.publish(topics.tick_input(run_id, "follower"), poison.SerializeToString(), qos=1, retain=True)
         await client.publish(topics.ack(run_id, "lead"), stale_ack.SerializeToString(), qos=1, retain=True)
     try:
-        attacked = await asyncio.wait_for(run_variant(FCW, "baseline", seed=3, broker=embedded, run_id=run_id), 60)
+        attacked = await asyncio.wait_for(run_variant(FCW, "baseline", seed=3, broker=broker, run_id=run_id), 60)
     finally:
-        async with _intruder(embedded, run_id) as client:
+        async with _intruder(broker, run_id) as client:
             for topic in (topics.tick_input(run_id, "follower"), topics.ack(run_id, "lead")):
                 await client.publish(topic, b"", qos=1, retain=True)
     assert attacked.events == clean.events
-    assert attacked.metrics["rejected"] == {"retained": 1}
-    assert attacked.metrics["rejected_by_agents"] == {"follower": {"retained": 1}}
+    if on == "mosquitto":
+        assert attacked.metrics["rejected"] == {"retained": 1}
+        assert attacked.metrics["rejected_by_agents"] == {"follower": {"retained": 1}}
+    else:
+        assert attacked.metrics["rejected"] == {} and attacked.metrics["rejected_by_agents"] == {}
 
 
 async def test_a_stop_with_the_runs_token_that_the_world_did_not_send_ends_nothing(embedded: BrokerAddress) -> None:

@@ -1598,3 +1598,50 @@ def test_a_state_that_stops_within_the_step_stands_with_no_acceleration() -> Non
     assert stopped.x_m == pytest.approx(1.0 / 12.0)  # v^2 / 2a, then no further
     still = VehicleState(0.0, 0.0, 10.0, 90.0, -6.0).advanced(0.5)  # not yet stopped: still braking
     assert (still.speed_mps, still.accel_mps2) == (7.0, -6.0)
+
+
+async def _first_tick_after(mosquitto: Mosquitto, tmp_path: Path, *, retained_first: bool) -> str:
+    """A fake world: START with token "a" (retained before the stack subscribes, or published while it
+    listens), then START "b" while it listens, then TickInput(0): what the stack's first tick gave."""
+    import asyncio
+
+    import aiomqtt
+
+    from v2x.net import topics
+    from v2x.sdk import Stack, StartConflict
+
+    run_id = f"twostarts-{uuid.uuid4().hex[:6]}"
+    first, second = _forged_world_start(tmp_path, run_id, n_ticks=100), _forged_world_start(tmp_path, run_id, 100)
+    first.token, second.token = "a" * 32, "b" * 32
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
+        if retained_first:
+            await world.publish(topics.control(run_id), first.SerializeToString(), qos=1, retain=True)
+        async with Stack(mosquitto.address.url, run_id=run_id, actor_id="follower") as stack:
+            if not retained_first:
+                await asyncio.sleep(0.5)  # (subscribed)
+                await world.publish(topics.control(run_id), first.SerializeToString(), qos=1, retain=True)
+            await stack.start(timeout_s=10)
+            await world.publish(topics.control(run_id), second.SerializeToString(), qos=1, retain=True)
+            await asyncio.sleep(0.3)
+            tick0 = testbed_pb2.TickInput(run_id=run_id, tick=0, tick_us=100_000, time_us=0)
+            await world.publish(topics.tick_input(run_id, "follower"), tick0.SerializeToString())
+            try:
+                async for tick in stack.ticks(tick_timeout_s=10):
+                    return f"tick {tick.n}, token {stack._token}"
+            except StartConflict as exc:
+                return f"refused: {exc}"
+        await world.publish(topics.control(run_id), b"", qos=1, retain=True)
+    return "nothing"
+
+
+async def test_two_starts_before_tick_0_make_the_sdk_refuse_instead_of_being_steered(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Attack review 5: one START forged right after the world's claim (the stack's start speed 0, or the origin
+    moved 100 m) steered an SDK stack started before the run; the world's START replaced it in the SDK but not
+    in the stack's own start state. Two STARTs with different tokens published while the stack waits are now a
+    StartConflict at tick 0; a stale retained START and then the world's live one (how a stack meets a run whose
+    id was used before) is not."""
+    said = await _first_tick_after(mosquitto, tmp_path, retained_first=False)
+    assert said.startswith("refused: 2 STARTs of run twostarts-") and "with different tokens" in said, said
+    assert await _first_tick_after(mosquitto, tmp_path, retained_first=True) == f"tick 0, token {'b' * 32}"

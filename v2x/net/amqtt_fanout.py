@@ -67,7 +67,7 @@ class _Snapshots(dict[str, Any]):
 class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
     """An amqtt broker whose ``_broadcast_message`` delivers now instead of queueing (see the module), whose
     subscription table survives a change while it is iterated (``_Snapshots``), and that retains only on a
-    run's control topic (``retain_message``)."""
+    run's control and claim topics (``retain_message``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -140,15 +140,16 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
     async def retain_message(
         self, source_session: Session | None, topic_name: str | None, data: bytes | bytearray | None, qos: Any = None
     ) -> None:
-        """Keep a retained message only on a run's control topic, the only one the testbed retains (START,
-        STOP, the world's Last Will); anywhere else nothing is kept (and what is there is cleared as MQTT says):
-        every retained message lives in the run's own process (attack review 5). A non-empty one elsewhere is
-        still delivered to the subscribers of the moment, as any message."""
-        if data and (topic_name is None or topics.kind_of(topic_name) != "control"):
+        """Keep a retained message only on a run's control and claim topics, the only ones the testbed retains
+        (START, STOP, the world's Last Will; ``World.claim``); anywhere else nothing is kept (and what is there is
+        cleared as MQTT says): every retained message lives in the run's own process (attack review 5). A
+        non-empty one elsewhere is still delivered to the subscribers of the moment, as any message."""
+        if data and (topic_name is None or topics.kind_of(topic_name) not in ("control", "claim")):
             self.not_retained += 1
             log_refusal(
                 log, self.not_retained, "embedded broker", "retained messages not kept",
-                "embedded broker: a retained message on %s, not a run's control topic: not kept", str(topic_name)[:200],
+                "embedded broker: a retained message on %s, not a run's control or claim topic: not kept",
+                str(topic_name)[:200],
             )  # fmt: skip
             return
         await super().retain_message(source_session, topic_name, data, qos)

@@ -39,6 +39,7 @@ PAYLOAD_LIMITS: dict[str, int] = {
     "fleet-ack": MAX_FLEET_ACK_BYTES,
     "fleet-join": MAX_HELLO_BYTES,
     "control": MAX_CONTROL_BYTES,
+    "claim": MAX_HELLO_BYTES,  # a world's claim of its run id (World.claim): a few bytes
     "probe": MAX_HELLO_BYTES,  # the world's message to itself before it starts (empty)
 }
 LARGEST_PAYLOAD = max(PAYLOAD_LIMITS.values())

@@ -79,6 +79,12 @@ def control(run_id: str) -> str:
     return f"{PREFIX}/{_check(run_id, 'run id')}/control"
 
 
+def claim(run_id: str) -> str:
+    """Where a world that has claimed ``run_id`` says so (retained) until its START (``World.claim``); internal,
+    outside stacks need not read it."""
+    return f"{PREFIX}/{_check(run_id, 'run id')}/claim"
+
+
 def all_of(run_id: str, kind: Kind) -> str:
     """Subscription filter for one kind from every actor of a run, e.g. ``v2x/r1/tx/+``."""
     return f"{PREFIX}/{_check(run_id, 'run id')}/{kind}/+"
@@ -103,13 +109,21 @@ class Grants:
 
 def world_grants(run_id: str) -> Grants:
     """The world of ``run_id``: it alone publishes TickInputs and Controls, and it reads every actor's
-    join, tx and ack topics, the control topic (to see forged Controls) and its own probe. The built-in
+    join, tx and ack topics, the control topic (to see forged Controls), its claim topic and its own probe. The built-in
     fleet agent runs under the world's user in a secure run: the fleet topics both ways."""
     probes = f"{PROBE_PREFIX}/{_check(run_id, 'run id')}/+"
     fleets = (all_of(run_id, "fleet-in"), all_of(run_id, "fleet-ack"), all_of(run_id, "fleet-join"))
     return Grants(
-        write=(all_of(run_id, "in"), control(run_id), probes, *fleets),
-        read=(all_of(run_id, "join"), all_of(run_id, "tx"), all_of(run_id, "ack"), control(run_id), probes, *fleets),
+        write=(all_of(run_id, "in"), control(run_id), claim(run_id), probes, *fleets),
+        read=(
+            all_of(run_id, "join"),
+            all_of(run_id, "tx"),
+            all_of(run_id, "ack"),
+            control(run_id),
+            claim(run_id),
+            probes,
+            *fleets,
+        ),
     )
 
 
@@ -156,7 +170,7 @@ def parse(topic: str) -> ParsedTopic | None:
     return ParsedTopic(run_id, kind, actor_id)
 
 
-def kind_of(topic_or_filter: str) -> Kind | Literal["control", "probe"] | None:
+def kind_of(topic_or_filter: str) -> Kind | Literal["control", "claim", "probe"] | None:
     """Which of a run's topics ``topic_or_filter`` (a topic, or a subscription filter) is: an actor topic's kind
     (as :func:`parse` gives it), ``"control"`` or ``"probe"``; None if it is not one of ours or a wildcard
     stands for the kind. The ids are not checked (a filter has ``+`` there: ``v2x/r1/tx/+`` is ``"tx"``)."""
@@ -166,6 +180,6 @@ def kind_of(topic_or_filter: str) -> Kind | Literal["control", "probe"] | None:
     if parts[0] != PREFIX or len(parts) < 3:
         return None
     if len(parts) == 3:
-        return "control" if parts[2] == "control" else None
+        return "control" if parts[2] == "control" else "claim" if parts[2] == "claim" else None
     kind = parts[2]
     return kind if len(parts) == 4 and kind in KINDS else None

@@ -19,7 +19,9 @@ published again (docs/SECURITY.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Collection
@@ -48,6 +50,10 @@ REASSERT_EVERY_S = 1.0
 # A second world that finds a STOP "world lost" waits this long for the START of that token (its world still
 # alive, saying its START again over a copy of its will) before it takes the run id as free.
 CLAIM_SETTLE_S = REASSERT_EVERY_S + 1.0
+# A world's claim of its run id (``World.claim``: retained on ``topics.claim``, said again every REASSERT_EVERY_S
+# until its START) is taken as live for this long after it was said (wall clock: a world that died leaves it;
+# on an MQTT 5 broker it also expires then)
+CLAIM_FRESH_S = 10
 FINAL_STOP_WAIT_S = 10.0  # the final STOP is published (and tried again) this long at most before the result
 # A STOP (the final one, an early one, the Last Will) stays retained this long on an MQTT 5 broker (its Message
 # Expiry Interval), not for good: a shared CI broker kept one per run ever made. Late joiners of a run that
@@ -132,6 +138,9 @@ class World:
         self._found_changed = asyncio.Event()
         self._closed = False  # (close(): no re-assertion is scheduled any more)
         self._claimed = False
+        self._found_claim: float | None = None  # when another world last said it claims this run id (wall clock)
+        self._holding: asyncio.Task[None] | None = None  # this world's claim said again until its START
+        transport.route(topics.claim(run_id), self._on_claim)
         transport.route(topics.all_of(run_id, "fleet-ack"), self._on_fleet_ack)
         transport.route(topics.control(run_id), self._on_control)
         transport.route(self._probe_topic, lambda topic, payload: self._probed.set())
@@ -180,10 +189,59 @@ class World:
                 f"{found.scenario_id or '?'}) and its world is still connected (a world that is gone leaves a "
                 "STOP 'world lost'); choose another --run-id, or wait until that run ends"
             )
+        if fixed_id and self._claim_is_fresh():
+            # Another world has claimed the id and waits for its actors (no START yet: it comes once they have
+            # all joined); a second world took the id then, and one of the two failed (attack review 5).
+            raise RunIdInUse(
+                f"run id {self.run_id} is in use: another world has claimed it and is waiting for its actors to "
+                "join; choose another --run-id, or wait until that run ends"
+            )
         # A retained Control left by an earlier run with this id (a fixed --run-id) must not reach outside
         # stacks that subscribe from now on: clear it before this run's START.
         await self.transport.publish(topics.control(self.run_id), b"", qos=1, retain=True)
         self._claimed = True
+        if fixed_id:  # (a random id cannot be another world's)
+            await self._say_claim()
+            self._holding = asyncio.get_running_loop().create_task(self._hold_claim())
+
+    def _claim_payload(self) -> bytes:
+        return f"{self.token[:12]} {time.time():.3f}".encode()
+
+    async def _say_claim(self) -> None:
+        await self.transport.publish(
+            topics.claim(self.run_id), self._claim_payload(), qos=0, retain=True, expiry_s=CLAIM_FRESH_S
+        )
+
+    async def _hold_claim(self) -> None:
+        """Say this world's claim again every REASSERT_EVERY_S until its START (``_release_claim``)."""
+        while True:
+            await asyncio.sleep(REASSERT_EVERY_S)
+            await self._say_claim()
+
+    async def _release_claim(self) -> None:
+        """The START (or STOP) now marks the run id: the claim goes (cleared, best effort)."""
+        if self._holding is None:
+            return
+        self._holding.cancel()
+        self._holding = None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.transport.publish(topics.claim(self.run_id), b"", retain=True), 2.0)
+
+    def _on_claim(self, topic: str, payload: bytes) -> None:
+        """Another world's claim of this run id (not this world's own): when it was said."""
+        owner, _, said = payload.decode("ascii", "replace").partition(" ")
+        if not payload or owner == self.token[:12]:
+            return
+        try:
+            at = float(said)
+        except ValueError:
+            return
+        if math.isfinite(at):
+            self._found_claim = at
+            self._found_changed.set()
+
+    def _claim_is_fresh(self) -> bool:
+        return self._found_claim is not None and abs(time.time() - self._found_claim) <= CLAIM_FRESH_S
 
     async def _settled(self, found: testbed_pb2.Control | None) -> testbed_pb2.Control | None:
         """Another world's Control once what was found (a STOP "world lost", or nothing) has had
@@ -254,6 +312,8 @@ class World:
         self._closed = True
         if self._reassert is not None:
             self._reassert.cancel()
+        if self._holding is not None:  # (ended before its START: the claim expires, CLAIM_FRESH_S)
+            self._holding.cancel()
 
     async def _republish(self) -> None:
         if self._announced is not None:
@@ -406,6 +466,7 @@ class World:
         self._announced = self.sim.control(command, reason)
         self._announced_expiry_s = STOP_EXPIRY_S if command == testbed_pb2.Control.COMMAND_STOP else None
         await self._publish_announced()
+        await self._release_claim()
 
     async def announce_stop(self, reason: str, timeout_s: float = 2.0) -> None:
         """Tell the agents and outside stacks that the run ended early (``reason``), with the run's token;

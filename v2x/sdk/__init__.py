@@ -18,7 +18,7 @@ stack's process.
 
 from __future__ import annotations
 
-from v2x.sdk.client import BrokerLost, RunAborted, Stack
+from v2x.sdk.client import BrokerLost, RunAborted, Stack, StartConflict
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "RunAborted",
     "RunInfo",
     "Stack",
+    "StartConflict",
     "Tick",
     "VehicleState",
 ]

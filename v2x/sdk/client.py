@@ -104,6 +104,13 @@ class BrokerLost(aiomqtt.MqttError):
     """The broker went away and could not be reached again within ``Stack.reconnect_within_s``."""
 
 
+class StartConflict(RuntimeError):
+    """Two STARTs of the run with different tokens were published while the stack waited for its first tick: one
+    is not the world's (on an open broker anyone may publish a START, and one with the stack's start moved, or
+    the map's origin, steered it: attack review 5). Which is the world's cannot be told; the stack refuses to run
+    (use ``--secure``, where only the world may publish Controls)."""
+
+
 class RunAborted(RuntimeError):
     """The run did not end normally: a ``Control STOP`` (with the run's token) before the final tick, or one
     with a reason (``run error: ...``, ``interrupted``) after it."""
@@ -199,6 +206,7 @@ class Stack:
         self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
         self._waiting_bytes = 0  # the bytes of the inputs in ``_inputs``
         self._started = asyncio.Event()
+        self._live_starts: set[str] = set()  # tokens of the STARTs published while this stack waited for tick 0
         self._stopped: testbed_pb2.Control | None = None
         self._stop_event = asyncio.Event()
         self._first_input = asyncio.Event()
@@ -386,7 +394,7 @@ class Stack:
             topic = str(message.topic)
             try:
                 if topic.endswith("/control"):
-                    self._on_control(bytes(payload))
+                    self._on_control(bytes(payload), retained=bool(message.retain))
                 elif message.retain:
                     # The world never retains a TickInput: someone else left it on the broker (a retained junk
                     # byte kept this stack from joining: it counted as the first input and stopped the Hellos).
@@ -418,7 +426,9 @@ class Stack:
         self._waiting_bytes -= len(got[1])
         return got
 
-    def _on_control(self, payload: bytes) -> None:
+    def _on_control(self, payload: bytes, *, retained: bool = False) -> None:
+        """``retained``: the broker kept it from before this stack subscribed (a START of a run already under
+        way, or an earlier run's); else it was published while this stack listened."""
         if not payload:  # a retained Control cleared by the next run with this id: an earlier START was stale
             if self._last is None and self._open is None:
                 self.run = None
@@ -442,6 +452,8 @@ class Stack:
             self._token = getattr(ctrl, "token", None)
             self._t0 = time.monotonic()
             self._started.set()
+            if not retained:  # (a stale retained START, then the world's live one, is how a stack meets a run)
+                self._live_starts.add(ctrl.token)
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
             if self._last is None:
                 log.info("%s: ignoring the STOP of an earlier run (%s)", self.actor_id, ctrl.reason)
@@ -535,6 +547,12 @@ class Stack:
                 continue
             if self.realtime:
                 received_at, payload, ti = await self._newest(run, received_at, payload, ti)
+            if self._last is None and len(self._live_starts) > 1:
+                raise StartConflict(
+                    f"{len(self._live_starts)} STARTs of run {self.run_id} with different tokens came while waiting "
+                    "for the first tick: someone publishes Controls on this broker, and which START is the world's "
+                    "cannot be told (docs/SECURITY.md; run with --secure)"
+                )
             tick = self._tick(run, ti, received_at)
             self._open, self._open_input = tick, payload
             # (a restarted stack's START is the retained one, which came long after t0: its first tick tells)
