@@ -36,17 +36,20 @@ from v2x.net.broker import BrokerAddress, tls_context
 log = logging.getLogger("v2x.net.transport")
 
 
+_SKIPPING = [False]  # while one of our connections decodes a PUBLISH (``_publish_properties_unread``)
+
+
 class _PublishPropertiesUnread(Properties):
-    """paho's MQTT 5 properties, but a received PUBLISH's are skipped unread. Anyone may attach user properties
-    to a message and the broker must pass them on: paho refused one holding U+FEFF (which MQTT allows) by
-    dropping the connection, so one 40-byte message knocked out every connection of a run that heard it (left
-    retained, every later run of the id), and it parses properties in quadratic time, so one message of 240 kB
-    of them stalled a receiver for seconds (attack review 5). The testbed reads no property of a message it
-    receives (it asks for no topic aliases), so they are passed over by their length. Installed for the
-    process when this module is imported (paho's ``decode_publish`` builds its properties by this name)."""
+    """paho's MQTT 5 properties, but a PUBLISH's are skipped unread while one of the testbed's connections decodes
+    it. Anyone may attach user properties to a message and the broker must pass them on: paho refused one
+    holding U+FEFF (which MQTT allows) by dropping the connection, so one 40-byte message knocked out every
+    connection of a run that heard it (left retained, every later run of the id), and it parses properties in
+    quadratic time, so one message of 240 kB of them stalled a receiver for seconds (attack review 5). The
+    testbed reads no property of a message it receives (it asks for no topic aliases), so they are passed over by
+    their length. Other paho clients in the process (a test's, a user's) read them as paho does."""
 
     def unpack(self, buffer: bytes | bytearray) -> tuple[Properties, int]:
-        if self.packetType != PacketTypes.PUBLISH:
+        if self.packetType != PacketTypes.PUBLISH or not _SKIPPING[0]:
             result: tuple[Properties, int] = super().unpack(buffer)  # type: ignore[no-untyped-call]
             return result
         self.clear()  # type: ignore[no-untyped-call]
@@ -54,7 +57,25 @@ class _PublishPropertiesUnread(Properties):
         return self, length + used
 
 
-paho_packet.Properties = _PublishPropertiesUnread  # type: ignore[attr-defined]
+paho_packet.Properties = _PublishPropertiesUnread  # type: ignore[attr-defined]  # (paho's decode_publish builds it)
+
+
+def _publish_properties_unread(client: aiomqtt.Client) -> None:
+    """``client``'s received PUBLISHes are decoded with their properties skipped (``_PublishPropertiesUnread``):
+    paho calls its ``_handle_publish`` on the event loop's thread, synchronously, so a flag around it is the
+    connection's alone."""
+    pc = client._client
+    handle = pc._handle_publish
+
+    def skipping() -> Any:
+        _SKIPPING[0] = True
+        try:
+            return handle()
+        finally:
+            _SKIPPING[0] = False
+
+    pc._handle_publish = skipping  # type: ignore[method-assign]
+
 
 Handler = Callable[[str, bytes], None]
 PENDING_PUBLISH_WARNING = 100_000  # publishes in flight on one connection before aiomqtt logs a warning
@@ -574,6 +595,7 @@ def mqtt_client(
         **more,
     )
     _closed_before_connack_fails_at_once(client)
+    _publish_properties_unread(client)
     return client
 
 
