@@ -17,7 +17,7 @@ flags hazardLights and disabledVehicle; docs/PROTOCOL.md, "Collisions").
 ``--work-ms`` makes each tick take that long (a slow stack, for real-time tests). A broker restart is waited
 out (the SDK reconnects). Exit codes: 0 the run ended, 1 the run was aborted (a STOP before the final tick, or
 one with a reason such as ``run error: ...`` after it), no input for ``--tick-timeout``, or the broker was away
-for more than 60 s (``BrokerLost``), or two STARTs with different tokens came before the first tick (one forged:
+for more than 60 s (``BrokerLost``), or two different STARTs came before the first tick (one forged:
 ``StartConflict``), 2 bad arguments, 3 no START within ``--join-timeout``. What someone else publishes on the
 broker (forged or junk inputs, an unusable START) the SDK refuses and counts in the Acks' ``rejected``.
 """

@@ -431,3 +431,23 @@ def test_worker_key_files_and_admissions(tmp_path: Path, capsys: pytest.CaptureF
     remote = [*run, "--remote-workers", "--run-id", "k1", "--broker", "mqtt://127.0.0.1:1"]
     assert cli_main([*remote, "--seal-key", str(path)]) == 2
     assert "not a worker key" in capsys.readouterr().err
+
+
+def test_a_keyed_worker_whose_world_fails_after_admitting_it_gives_up_after_its_wait(
+    tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A diff review: once admitted, a worker with a key stopped saying hello and stopped counting --wait, so a
+    world that failed before tick 0 (here: its other fleet never came) left it waiting for good. It now says hello
+    and keeps --wait until its first tick, and exits 3 saying so."""
+    path = _scenario_file(tmp_path)
+    key = _key(tmp_path)
+    worker = _worker(path, mosquitto, "gone1", 0, 2, "--seal-key", str(key), "--wait", "10")
+    args = ["run", str(path), "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--variant", "v2x", "--workers", "2"]
+    args += ["--remote-workers", "--run-id", "gone1", "--worker-timeout", "4", "--seal-key", str(key), "-q"]
+    try:
+        assert cli_main([*args, "--out", str(tmp_path / "r")]) == 3
+    finally:
+        code, err = _finish(worker, timeout_s=40)
+    assert "fleet workers never joined run gone1-v2x within 4 s: fleet-1" in capsys.readouterr().err
+    assert code == 3 and "admitted by the world" in err, err[-2000:]
+    assert "a world admitted it, then sent nothing" in err, err[-2000:]

@@ -1600,7 +1600,9 @@ def test_a_state_that_stops_within_the_step_stands_with_no_acceleration() -> Non
     assert (still.speed_mps, still.accel_mps2) == (7.0, -6.0)
 
 
-async def _first_tick_after(mosquitto: Mosquitto, tmp_path: Path, *, retained_first: bool) -> str:
+async def _first_tick_after(
+    mosquitto: Mosquitto, tmp_path: Path, *, retained_first: bool, same_token: bool = False
+) -> str:
     """A fake world: START with token "a" (retained before the stack subscribes, or published while it
     listens), then START "b" while it listens, then TickInput(0): what the stack's first tick gave."""
     import asyncio
@@ -1612,7 +1614,9 @@ async def _first_tick_after(mosquitto: Mosquitto, tmp_path: Path, *, retained_fi
 
     run_id = f"twostarts-{uuid.uuid4().hex[:6]}"
     first, second = _forged_world_start(tmp_path, run_id, n_ticks=100), _forged_world_start(tmp_path, run_id, 100)
-    first.token, second.token = "a" * 32, "b" * 32
+    first.token, second.token = "a" * 32, "a" * 32 if same_token else "b" * 32
+    if same_token:  # (a copy of the world's START, its public token kept, with other numbers: attack review 6)
+        second.n_ticks = 50
     async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
         if retained_first:
             await world.publish(topics.control(run_id), first.SerializeToString(), qos=1, retain=True)
@@ -1639,9 +1643,11 @@ async def test_two_starts_before_tick_0_make_the_sdk_refuse_instead_of_being_ste
 ) -> None:
     """Attack review 5: one START forged right after the world's claim (the stack's start speed 0, or the origin
     moved 100 m) steered an SDK stack started before the run; the world's START replaced it in the SDK but not
-    in the stack's own start state. Two STARTs with different tokens published while the stack waits are now a
+    in the stack's own start state. Two different STARTs published while the stack waits (tokens or numbers) are a
     StartConflict at tick 0; a stale retained START and then the world's live one (how a stack meets a run whose
     id was used before) is not."""
     said = await _first_tick_after(mosquitto, tmp_path, retained_first=False)
-    assert said.startswith("refused: 2 STARTs of run twostarts-") and "with different tokens" in said, said
+    assert said.startswith("refused: 2 different STARTs of run twostarts-"), said
+    said = await _first_tick_after(mosquitto, tmp_path, retained_first=False, same_token=True)
+    assert said.startswith("refused: 2 different STARTs of run twostarts-"), said
     assert await _first_tick_after(mosquitto, tmp_path, retained_first=True) == f"tick 0, token {'b' * 32}"

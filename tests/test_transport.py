@@ -457,3 +457,24 @@ async def test_the_embedded_broker_retains_only_on_control_topics_and_bounds_oth
                     async for m in sub.messages:
                         got.append(str(m.topic))
             assert "junk/big" not in got, got  # (and q, whose packet it refused, was disconnected)
+
+
+async def test_the_embedded_broker_keeps_at_most_64_mib_of_retained_messages() -> None:
+    """Attack review 6: 100 retained messages of 4 MiB on other run ids' control topics (which the embedded broker
+    keeps) made the run's process 500 MB. Together they are kept up to MAX_RETAINED_BYTES."""
+    from v2x.net.amqtt_fanout import MAX_RETAINED_BYTES
+    from v2x.net.broker import embedded_broker
+
+    big = b"x" * (4 * 1024 * 1024 - 1024)
+    async with embedded_broker() as address:
+        async with aiomqtt.Client(address.host, address.port, identifier="flood") as p:
+            for k in range(20):
+                await p.publish(f"v2x/junk{k}/control", big, qos=1, retain=True)
+        got = 0
+        async with aiomqtt.Client(address.host, address.port, identifier="late") as late:
+            await late.subscribe("v2x/+/control")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    async for m in late.messages:
+                        got += len(m.payload) if isinstance(m.payload, bytes) else 0
+    assert 0 < got <= MAX_RETAINED_BYTES and got < 20 * len(big)

@@ -75,3 +75,26 @@ async def test_the_world_says_why_an_actor_whose_hello_was_refused_never_joined(
     assert "neighbour: sender_mismatch (hello from 'lead')" in message
     assert "lead:" not in message and "cloud:" not in message  # joined in the end / never sent a Hello
     await done()
+
+
+async def test_an_old_claim_said_after_a_live_one_does_not_hide_it() -> None:
+    """Attack review 6: claims with an old time published every 5 ms over a waiting world's fresh one made the
+    run id look free to a second world (it kept the last claim heard). It goes by the newest now; its own
+    claims, and odd payloads, count for nothing."""
+    import time
+
+    from v2x.net import topics
+
+    world, _agent_tp, done = await _fcw_world()
+    try:
+        claim = topics.claim("t")
+        world._on_claim(claim, f"{world.token[:12]} {time.time():.3f}".encode())  # its own
+        assert not world._claim_is_fresh()
+        for payload in (b"forger nan", b"forger inf", b"\xff\xfe", b"", b"forger"):
+            world._on_claim(claim, payload)
+        assert not world._claim_is_fresh()
+        world._on_claim(claim, f"other {time.time():.3f}".encode())
+        world._on_claim(claim, b"forger 0")
+        assert world._claim_is_fresh()
+    finally:
+        await done()

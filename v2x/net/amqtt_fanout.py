@@ -75,7 +75,7 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
         self._matching: dict[str | None, list[str]] = {}  # topic -> the filters that match it, at:
         self._matching_version = -1  # the subscription table's version they were found for
         self.oversized = 0  # packets refused for their size (their senders disconnected), ``_BoundedReader``
-        self.not_retained = 0  # retained messages on topics other than a run's control topic, not kept
+        self.not_retained = 0  # retained messages not kept: not on a control or claim topic, or over MAX_RETAINED_BYTES
 
     def _filters_for(self, topic: str | None) -> list[str]:
         """The subscribed filters that match ``topic``, found once per topic while the filters stay the same
@@ -144,11 +144,17 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
         (START, STOP, the world's Last Will; ``World.claim``); anywhere else nothing is kept (and what is there is
         cleared as MQTT says): every retained message lives in the run's own process (attack review 5). A
         non-empty one elsewhere is still delivered to the subscribers of the moment, as any message."""
-        if data and (topic_name is None or topics.kind_of(topic_name) not in ("control", "claim")):
+        kept = sum(len(m.data or b"") for t, m in self._retained_messages.items() if t != topic_name)
+        if data and (
+            topic_name is None
+            or topics.kind_of(topic_name) not in ("control", "claim")
+            or kept + len(data) > MAX_RETAINED_BYTES  # (100 of 4 MiB on other run ids' control topics: 500 MB)
+        ):
             self.not_retained += 1
             log_refusal(
                 log, self.not_retained, "embedded broker", "retained messages not kept",
-                "embedded broker: a retained message on %s, not a run's control or claim topic: not kept",
+                "embedded broker: a retained message on %s, not a run's control or claim topic or over the broker's "
+                f"{MAX_RETAINED_BYTES} bytes of them: not kept",
                 str(topic_name)[:200],
             )  # fmt: skip
             return
@@ -195,6 +201,8 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
 
 
 PUBLISH, CONNECT = 3, 1  # MQTT packet types
+# All retained messages the embedded broker keeps, together (a run's START is a few kB; attack review 6)
+MAX_RETAINED_BYTES = 64 * 1024 * 1024
 CONNACK_BAD_VERSION = bytes((0x20, 2, 0, 1))  # CONNACK: unacceptable protocol version (MQTT 3.1.1)
 
 

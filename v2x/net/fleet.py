@@ -108,8 +108,12 @@ class FleetHost:
                 continue
             if self.seal is not None:
                 body = self.seal.open(input_topic, payload)
-                if body is None and self._admitted(input_topic, payload) is not None:
-                    continue  # the world answered a hello again (said after a reconnection): admitted already
+                if body is None and (admitted := self._admitted(input_topic, payload)) is not None:
+                    # the world answered a hello again: admitted already; before the first tick an admission with
+                    # another key (or a dismissal) is a later world of the run id, whose word counts now
+                    if self.last_tick < 0 and admitted != (self.seal.key, "") and self._admit(input_topic, payload):
+                        return  # dismissed
+                    continue
                 if body is None:  # anyone may publish on an open broker: not the world's
                     self._reject("forged", f"{len(payload)} bytes without this run's seal")
                     continue

@@ -193,8 +193,9 @@ class World:
             # Another world has claimed the id and waits for its actors (no START yet: it comes once they have
             # all joined); a second world took the id then, and one of the two failed (attack review 5).
             raise RunIdInUse(
-                f"run id {self.run_id} is in use: another world has claimed it and is waiting for its actors to "
-                "join; choose another --run-id, or wait until that run ends"
+                f"run id {self.run_id} is in use: another world claimed it within the last {CLAIM_FRESH_S} s (one "
+                "waiting for its actors to join, or one that just ended without a START); choose another --run-id, "
+                "or try again when that run has ended"
             )
         # A retained Control left by an earlier run with this id (a fixed --run-id) must not reach outside
         # stacks that subscribe from now on: clear it before this run's START.
@@ -218,6 +219,11 @@ class World:
             await asyncio.sleep(REASSERT_EVERY_S)
             await self._say_claim()
 
+    async def release_claim(self) -> None:
+        """The run is over before its START (``run_variant``'s end): its claim goes (cleared, best effort), so that
+        the run id is free at once (a run whose workers never came left it for 10 s: a diff review)."""
+        await self._release_claim()
+
     async def _release_claim(self) -> None:
         """The START (or STOP) now marks the run id: the claim goes (cleared, best effort)."""
         if self._holding is None:
@@ -236,8 +242,8 @@ class World:
             at = float(said)
         except ValueError:
             return
-        if math.isfinite(at):
-            self._found_claim = at
+        if math.isfinite(at):  # the newest: an old time said after a live world's must not hide it (attack review 6)
+            self._found_claim = at if self._found_claim is None else max(self._found_claim, at)
             self._found_changed.set()
 
     def _claim_is_fresh(self) -> bool:

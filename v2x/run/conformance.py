@@ -454,8 +454,10 @@ def analyse(
         for bsm, _remote in pc5_bsms[n]:
             # +1 per BSM, or per tick (`tick mod 128`, which PROTOCOL.md suggests, after ticks a late real-time
             # stack skipped: an outside review had both FAIL)
-            if prev is not None and bsm.msg_cnt not in {(prev + 1) % 128, (prev + n - prev_n) % 128}:
-                cnt_problems.append(f"tick {n}: msg_cnt {bsm.msg_cnt} after {prev}")
+            if prev is not None:  # (the per-tick step only across ticks: two BSMs in one tick still step by one)
+                allowed = {(prev + 1) % 128, (prev + max(1, n - prev_n)) % 128}
+                if bsm.msg_cnt not in allowed:
+                    cnt_problems.append(f"tick {n}: msg_cnt {bsm.msg_cnt} after {prev}")
             prev, prev_n = bsm.msg_cnt, n
         for bsm, _ in uu_bsms.get(n, []):
             if pc5_bsms[n] and bsm.msg_cnt != pc5_bsms[n][0][0].msg_cnt:
@@ -472,7 +474,7 @@ def analyse(
         [f"no Uu copy of the BSM to {platform_id} in {len(no_copy)} tick(s) (first: {no_copy[:5]}): the platform "
          "warns only vehicles it heard over Uu"] if no_copy and uplink and platform_id else [],
         f"each tick's BSM also over Uu to {platform_id}",
-        nothing="" if uplink and platform_id else "no platform in this scenario, or the actor's uplink is off",
+        nothing=no_bsm if uplink and platform_id else "no platform in this scenario, or the actor's uplink is off",
     )  # fmt: skip
 
     # -- acks -----------------------------------------------------------------------------------------

@@ -576,6 +576,7 @@ async def run_variant(
         raise
     finally:
         quiet.close()
+        await world.release_claim()
         world.close()
         world_tp.stop()
         for agents_tp, _ in groups:

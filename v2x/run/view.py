@@ -312,7 +312,8 @@ class _Handler(BaseHTTPRequestHandler):
         address = self.server.server_address
         port = address[1] if isinstance(address, tuple) else 0
         name, _, given = self.headers.get("Host", "").rpartition(":")
-        if given == str(port) and name.lower() in self.hosts:
+        local = str(self.connection.getsockname()[0])  # the address the request came in on: ours, no name to rebind
+        if given == str(port) and (name.lower() in self.hosts or name.strip("[]") == local):
             return True
         self._send(403, b"unexpected Host\n", "text/plain")
         return False

@@ -373,6 +373,7 @@ class RemoteFleets:
         self._admitted_at: dict[tuple[str, bytes], float] = {}
         self.sends: set[asyncio.Task[None]] = set()  # admissions on their way
         self.unkeyed: set[str] = set()  # fleets whose hello came without the worker key's seal
+        self.other_job: dict[str, str] = {}  # fleets whose sealed hello named another job (with a key): why
         self.run_id = run_id
         self.jobs = {job.fleet_id: job for job in jobs}
         self.order = [job.fleet_id for job in jobs]
@@ -451,10 +452,17 @@ class RemoteFleets:
         if fleet in self.lost and hello.job == self.jobs[fleet].digest():  # it said hello again on reconnecting
             self._back(fleet)
         if hello.job != self.jobs[fleet].digest():
-            self.refused[fleet] = (
+            why = (
                 f"fleet worker {fleet} ({who}) serves another job (digest {hello.job[:16]!r}, the world's "
                 f"{self.jobs[fleet].digest()!r}): start it with the same scenario file, --run-id and --of"
             )
+            if self.worker_key is not None:
+                # a sealed hello may be one recorded in an earlier run of the id and replayed: one stopped the run at
+                # once (attack review 6). Said, counted, and named if the fleet never joins.
+                self.other_job[fleet] = why
+                self._ignored("run %s: a FleetHello on %s for another job: ignored", topic)
+                return
+            self.refused[fleet] = why
             self.changed.set()
             return
         if self.worker_key is not None and self.run_key:
@@ -516,6 +524,7 @@ class RemoteFleets:
                         if unkeyed
                         else ""
                     )
+                    + "".join(f"; {self.other_job[f]}" for f in missing if f in self.other_job)
                 )
             if now >= next_log:
                 next_log = now + WAITING_LOG_EVERY_S
@@ -690,10 +699,12 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
         hello = RunSeal(job.worker_key).seal(join_topic, hello)
 
     def waiting() -> bool:
-        """No input yet (with a worker key: no admission yet, or it was dismissed) and still serving."""
-        if serving.done() or host.last_tick >= 0:
+        """No input yet and still serving (with a worker key: admitted or not, it says hello and keeps to
+        ``wait_s`` until its first tick, so that a world that fails after admitting it, or a later world of the
+        run id, is not waited for in silence: a diff review)."""
+        if serving.done() or host.last_tick >= 0 or host.dismissed:
             return False
-        return host.queue.empty() if not job.worker_key else host.seal is None and not host.dismissed
+        return host.queue.empty() if not job.worker_key else True
 
     subscribed = asyncio.Event()
     connection = asyncio.create_task(transport.run(subscribed))
@@ -711,8 +722,13 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
             if loop.time() >= deadline:
                 raise WorkerError(
                     f"no world of run {job.run_id} sent {job.fleet_id} its input within {wait_s:g} s"
-                    + (", nor admitted it (does the world hold the same --seal-key file?)" if job.worker_key else "")
-                )
+                    + (
+                        (", nor admitted it (does the world hold the same --seal-key file?)" if host.seal is None
+                         else " (a world admitted it, then sent nothing: it may have stopped)")
+                        if job.worker_key
+                        else ""
+                    )
+                )  # fmt: skip
             await transport.publish(join_topic, hello, qos=1)
             await asyncio.wait({serving}, timeout=HELLO_EVERY_S)
         if not host.dismissed:

@@ -316,6 +316,8 @@ def _parser_dependent(text: str) -> tuple[str, str] | None:
     """The first thing in ``text`` that PyYAML's two parsers read differently (``_PARSER_DEPENDENT``), as a
     problem at its line and column, or None."""
     found = _PARSER_DEPENDENT.search(text, 1 if text.startswith("\ufeff") else 0)  # (a BOM may begin the file)
+    while found is not None and found.group() == "\t" and _in_comment(text, found.start()):
+        found = _PARSER_DEPENDENT.search(text, found.start() + 1)  # (both read a comment's tab alike: a diff review)
     if found is None:
         return None
     position = found.start()
@@ -327,6 +329,23 @@ def _parser_dependent(text: str) -> tuple[str, str] | None:
         "\ufeff": "no byte order mark (U+FEFF) after the start of the file",
     }[found.group()]
     return f"line {line}, column {column}", f"expected {what}"
+
+
+def _in_comment(text: str, position: int) -> bool:
+    """Whether ``position`` in ``text`` is inside a comment: after a ``#`` that starts its line or follows a blank,
+    outside quotes (a plain scalar may hold ``#`` without a blank before it; a quoted one, any)."""
+    start = text.rfind("\n", 0, position) + 1
+    quote = ""
+    for k in range(start, position):
+        ch = text[k]
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (k == start or text[k - 1] in " \t"):
+            return True
+    return False
 
 
 def _lone_surrogate(value: Any) -> str | None:
@@ -739,7 +758,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                 )
         if actor.kind != "rsu" and "position" in given:
             where = "starts on its lane or path (start_m)" if actor.kind in ROAD_USER_KINDS else "has no position"
-            problems.append((f"actors[{i}].position", f"only an rsu stands at a position; a {actor.kind} {where}"))
+            problems.append((f"actors[{i}].position", f"only an rsu stands at a position; {_a(actor.kind)} {where}"))
         if actor.sensors and actor.kind != "rsu":
             problems.append((f"actors[{i}].sensors", "only an rsu carries roadside sensors"))
         if actor.range_m is not None and actor.kind != "rsu":

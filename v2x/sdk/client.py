@@ -105,7 +105,8 @@ class BrokerLost(aiomqtt.MqttError):
 
 
 class StartConflict(RuntimeError):
-    """Two STARTs of the run with different tokens were published while the stack waited for its first tick: one
+    """Two different STARTs of the run were published while the stack waited for its first tick (the world's are
+    the same bytes each time it says it): one
     is not the world's (on an open broker anyone may publish a START, and one with the stack's start moved, or
     the map's origin, steered it: attack review 5). Which is the world's cannot be told; the stack refuses to run
     (use ``--secure``, where only the world may publish Controls)."""
@@ -206,7 +207,7 @@ class Stack:
         self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
         self._waiting_bytes = 0  # the bytes of the inputs in ``_inputs``
         self._started = asyncio.Event()
-        self._live_starts: set[str] = set()  # tokens of the STARTs published while this stack waited for tick 0
+        self._live_starts: set[bytes] = set()  # the STARTs published while this stack waited for tick 0
         self._stopped: testbed_pb2.Control | None = None
         self._stop_event = asyncio.Event()
         self._first_input = asyncio.Event()
@@ -453,7 +454,8 @@ class Stack:
             self._t0 = time.monotonic()
             self._started.set()
             if not retained:  # (a stale retained START, then the world's live one, is how a stack meets a run)
-                self._live_starts.add(ctrl.token)
+                self._live_starts.add(payload)  # (the world's are the same bytes each time; a copy with its token
+                # but other numbers was taken: attack review 6)
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
             if self._last is None:
                 log.info("%s: ignoring the STOP of an earlier run (%s)", self.actor_id, ctrl.reason)
@@ -549,7 +551,7 @@ class Stack:
                 received_at, payload, ti = await self._newest(run, received_at, payload, ti)
             if self._last is None and len(self._live_starts) > 1:
                 raise StartConflict(
-                    f"{len(self._live_starts)} STARTs of run {self.run_id} with different tokens came while waiting "
+                    f"{len(self._live_starts)} different STARTs of run {self.run_id} came while waiting "
                     "for the first tick: someone publishes Controls on this broker, and which START is the world's "
                     "cannot be told (docs/SECURITY.md; run with --secure)"
                 )
