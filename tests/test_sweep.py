@@ -125,6 +125,16 @@ def test_sweep_bounds_met_exit_0_and_bad_bounds_exit_2(capsys: pytest.CaptureFix
     s.bounds["min_pass_rate"] = 1.0
     s.passed_rate = 0.5
     assert unmet(s) == ["every expectation held in 50.0% of seeds, under --min-pass-rate 100.0%"]
+    from v2x.run.sweep import unheld
+
+    assert unheld(s) == []
+    none = summarise("toy", [{"seed": 0, "passed": True, "apps": {}, "leads": {}, "collided": {}}], None, [])
+    none.bounds = {"min_detection": 0.9, "max_false_warnings": 0.1, "max_collision_rate": 0.0}
+    assert unheld(none) == [
+        "--min-detection: no app has warning cases, so it held nothing",
+        "--max-false-warnings: no app has silent cases, so it held nothing",
+        "--max-collision-rate: no V2X variant was run, so it held nothing",
+    ]
     for bad in ("1.5", "-1", "nan", "101%", "x"):
         with pytest.raises(SystemExit) as exc:
             main(["sweep", "fcw", "--min-detection", bad])
