@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"  # every command's log lines (and its workers')
 LOG_FIRST = 5  # refusals of one kind logged at WARNING; the rest are counted (and logged at DEBUG)
 
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
+from v2x.logs import LOG_FORMAT
 from v2x.net.broker import BrokerURLError, parse_broker_url
 from v2x.net.clock import MODES
 from v2x.run import REALTIME_MAX_WORKERS, default_workers
@@ -372,7 +373,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
     for noisy in ("amqtt", "transitions", "asyncio"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     if not quiet:  # which fleet workers joined, and who is still missing (--remote-workers)

@@ -64,6 +64,7 @@ from google.protobuf.message import DecodeError
 
 from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
+from v2x.logs import LOG_FORMAT
 from v2x.net.clock import MODES
 from v2x.wire.protocol import PROTOCOL_VERSIONS
 
@@ -662,7 +663,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     if args.broker == "embedded":
         print(

@@ -42,7 +42,7 @@ from google.protobuf.message import DecodeError
 
 from v2x import __version__
 from v2x.apps.thresholds import resolve
-from v2x.logs import log_refusal
+from v2x.logs import LOG_FORMAT, log_refusal
 from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S
 from v2x.net.broker import BrokerAddress
@@ -201,7 +201,7 @@ def worker_main(job: FleetJob, ready: EventType, log_level: int = logging.WARNIN
     from v2x.text import escape_log_messages
 
     go_with_parent()
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level, format=LOG_FORMAT)
     escape_log_messages()  # (a spawned process: the command line's setting is not inherited)
     asyncio.run(_serve(job, ready))
 
