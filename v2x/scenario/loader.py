@@ -292,14 +292,19 @@ def read_regular(path: Path, limit: int) -> bytes | None:
         return stream.read(limit)
 
 
+def _line_column(text: str, position: int) -> str:
+    """Where ``position`` of ``text`` is, as a problem's location: "line L, column C" (both from 1)."""
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    return f"line {line}, column {column}"
+
+
 def _unprintable(text: str, position: int) -> tuple[str, str]:
     """The problem for the character at ``position`` of ``text``, which YAML does not allow (a control character
     other than tab and line breaks, a NUL, a lone surrogate, U+FFFE or U+FFFF), at its line and column."""
-    line = text.count("\n", 0, position) + 1
-    column = position - (text.rfind("\n", 0, position) + 1) + 1
     char = ord(text[position])
     return (
-        f"line {line}, column {column}",
+        _line_column(text, position),
         f"expected YAML text, which has no control characters but tab and line breaks (no NUL, no U+FFFE or"
         f" U+FFFF); got U+{char:04X}",
     )
@@ -320,15 +325,12 @@ def _parser_dependent(text: str) -> tuple[str, str] | None:
         found = _PARSER_DEPENDENT.search(text, found.start() + 1)  # (both read a comment's tab alike: a diff review)
     if found is None:
         return None
-    position = found.start()
-    line = text.count("\n", 0, position) + 1
-    column = position - (text.rfind("\n", 0, position) + 1) + 1
     what = {
         "\t": "spaces, not a tab (to indent or to separate; in a double-quoted string write \\t)",
         "%": "no YAML directive (%YAML, %TAG): a scenario file is one plain document",
         "\ufeff": "no byte order mark (U+FEFF) after the start of the file",
     }[found.group()]
-    return f"line {line}, column {column}", f"expected {what}"
+    return _line_column(text, found.start()), f"expected {what}"
 
 
 def _in_comment(text: str, position: int) -> bool:
