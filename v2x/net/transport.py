@@ -324,7 +324,7 @@ class MqttTransport:
             try:
                 # MQTT 5's Maximum Packet Size: the broker drops a bigger message for this connection instead of
                 # sending it (``v2x.net.limits``; paho would read it whole, in this event loop, before any check).
-                most = self.max_packet_bytes or limits.packet_limit(self.routes.filters)
+                most = self._packet_limit()
                 client = mqtt_client(
                     self.broker,
                     self.client_id,
@@ -393,6 +393,10 @@ class MqttTransport:
                 delay = min(delay * 2, self._reconnect_max_s)
         self.connected.clear()
 
+    def _packet_limit(self) -> int:
+        """The connection's MQTT 5 Maximum Packet Size: the one given, else what its routes carry."""
+        return self.max_packet_bytes or limits.packet_limit(self.routes.filters)
+
     async def _closes_only_mqtt5(self) -> bool:
         """After MQTT 5 CONNECTs the broker closed unanswered: whether it is MQTT 5 it refuses, not connections.
         An MQTT 3.1.1 CONNECT must be answered, and an MQTT 5 one right after it closed again. A broker that
@@ -404,9 +408,8 @@ class MqttTransport:
                 pass
         except aiomqtt.MqttError:
             return False
-        most = self.max_packet_bytes or limits.packet_limit(self.routes.filters)
         try:
-            async with mqtt_client(self.broker, self.client_id, mqtt5=True, max_packet_bytes=most):
+            async with mqtt_client(self.broker, self.client_id, mqtt5=True, max_packet_bytes=self._packet_limit()):
                 pass
         except ClosedBeforeConnack:
             return True

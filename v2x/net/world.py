@@ -205,27 +205,20 @@ class World:
             await self._say_claim()
             self._holding = asyncio.get_running_loop().create_task(self._hold_claim())
 
-    def _claim_payload(self) -> bytes:
-        return f"{self.token[:12]} {time.time():.3f}".encode()
-
     async def _say_claim(self) -> None:
-        await self.transport.publish(
-            topics.claim(self.run_id), self._claim_payload(), qos=0, retain=True, expiry_s=CLAIM_FRESH_S
-        )
+        said = f"{self.token[:12]} {time.time():.3f}".encode()
+        await self.transport.publish(topics.claim(self.run_id), said, qos=0, retain=True, expiry_s=CLAIM_FRESH_S)
 
     async def _hold_claim(self) -> None:
-        """Say this world's claim again every REASSERT_EVERY_S until its START (``_release_claim``)."""
+        """Say this world's claim again every REASSERT_EVERY_S until its START (``release_claim``)."""
         while True:
             await asyncio.sleep(REASSERT_EVERY_S)
             await self._say_claim()
 
     async def release_claim(self) -> None:
-        """The run is over before its START (``run_variant``'s end): its claim goes (cleared, best effort), so that
-        the run id is free at once (a run whose workers never came left it for 10 s: a diff review)."""
-        await self._release_claim()
-
-    async def _release_claim(self) -> None:
-        """The START (or STOP) now marks the run id: the claim goes (cleared, best effort)."""
+        """The claim goes (cleared, best effort): the START (or STOP) now marks the run id, or the run is over
+        before its START (``run_variant``'s end), so that the id is free at once (a run whose workers never came
+        left it for 10 s: a diff review)."""
         if self._holding is None:
             return
         self._holding.cancel()
@@ -472,7 +465,7 @@ class World:
         self._announced = self.sim.control(command, reason)
         self._announced_expiry_s = STOP_EXPIRY_S if command == testbed_pb2.Control.COMMAND_STOP else None
         await self._publish_announced()
-        await self._release_claim()
+        await self.release_claim()
 
     async def announce_stop(self, reason: str, timeout_s: float = 2.0) -> None:
         """Tell the agents and outside stacks that the run ended early (``reason``), with the run's token;

@@ -106,10 +106,9 @@ class BrokerLost(aiomqtt.MqttError):
 
 class StartConflict(RuntimeError):
     """Two different STARTs of the run were published while the stack waited for its first tick (the world's are
-    the same bytes each time it says it): one
-    is not the world's (on an open broker anyone may publish a START, and one with the stack's start moved, or
-    the map's origin, steered it: attack review 5). Which is the world's cannot be told; the stack refuses to run
-    (use ``--secure``, where only the world may publish Controls)."""
+    the same bytes each time it says it): one is not the world's (on an open broker anyone may publish a START,
+    and one with the stack's start moved, or the map's origin, steered it: attack review 5). Which is the world's
+    cannot be told; the stack refuses to run (use ``--secure``, where only the world may publish Controls)."""
 
 
 class RunAborted(RuntimeError):
