@@ -103,7 +103,10 @@ class FleetHost:
             if payload is None:
                 return
             if self.seal is None and self.admission is not None:
-                if self._admit(input_topic, payload):
+                admitted = self._admitted(input_topic, payload)
+                if admitted is None:
+                    self._reject("forged", f"{len(payload)} bytes before the world's admission (none for this key)")
+                elif self._take(*admitted):
                     return  # dismissed
                 continue
             if self.seal is not None:
@@ -111,7 +114,7 @@ class FleetHost:
                 if body is None and (admitted := self._admitted(input_topic, payload)) is not None:
                     # the world answered a hello again: admitted already; before the first tick an admission with
                     # another key (or a dismissal) is a later world of the run id, whose word counts now
-                    if self.last_tick < 0 and admitted != (self.seal.key, "") and self._admit(input_topic, payload):
+                    if self.last_tick < 0 and admitted != (self.seal.key, "") and self._take(*admitted):
                         return  # dismissed
                     continue
                 if body is None:  # anyone may publish on an open broker: not the world's
@@ -191,14 +194,8 @@ class FleetHost:
             return None
         return run_key, inp.dismissed
 
-    def _admit(self, topic: str, payload: bytes) -> bool:
-        """Before the world's admission: take the run's seal key from it (True: it dismissed this worker), or
-        count anything else as ``forged``."""
-        admitted = self._admitted(topic, payload)
-        if admitted is None:
-            self._reject("forged", f"{len(payload)} bytes before the world's admission (none for this worker's key)")
-            return False
-        run_key, dismissed = admitted
+    def _take(self, run_key: bytes, dismissed: str) -> bool:
+        """Take the world's admission (``_admitted``): its run seal key from now on, or (True) its dismissal."""
         if dismissed:
             self.dismissed = dismissed[:200]
             return True

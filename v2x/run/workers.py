@@ -371,7 +371,7 @@ class RemoteFleets:
         # (fleet, nonce) -> when that worker was last admitted (at most twice a second each; only holders of the
         # worker key make nonces, so a replaying forger has no more of them than it recorded)
         self._admitted_at: dict[tuple[str, bytes], float] = {}
-        self.sends: set[asyncio.Task[None]] = set()  # admissions on their way
+        self.sends: set[asyncio.Task[None]] = set()  # admissions and dismissals on their way (``send``)
         self.unkeyed: set[str] = set()  # fleets whose hello came without the worker key's seal
         self.other_job: dict[str, str] = {}  # fleets whose sealed hello named another job (with a key): why
         self.run_id = run_id
@@ -488,8 +488,14 @@ class RemoteFleets:
         self._admitted_at[fleet, nonce] = now
         topic = topics.fleet_input(self.run_id, fleet)
         admit = self.worker_key.wrap(topic, key, nonce + dismissed.encode())
-        payload = testbed_pb2.FleetInput(run_id=self.run_id, dismissed=dismissed, admit=admit).SerializeToString()
-        task = asyncio.get_running_loop().create_task(self.transport.publish(topic, payload))
+        self.send(fleet, testbed_pb2.FleetInput(run_id=self.run_id, dismissed=dismissed, admit=admit))
+
+    def send(self, fleet: str, message: testbed_pb2.FleetInput, qos: int = 0) -> None:
+        """Publish ``message`` to ``fleet``'s worker on its input topic, in the background (``sends``)."""
+        topic = topics.fleet_input(self.run_id, fleet)
+        task = asyncio.get_running_loop().create_task(
+            self.transport.publish(topic, message.SerializeToString(), qos=qos)
+        )
         self.sends.add(task)
         task.add_done_callback(self.sends.discard)
 
@@ -560,7 +566,6 @@ class Dismissal:
         self.why = why
         self.told: set[str] = set()
         self.changed = asyncio.Event()
-        self._replies: set[asyncio.Task[None]] = set()
         self._hellos = RemoteFleets(transport, run_id, jobs, on_hello=self._answer, worker_key=worker_key)
 
     def _answer(self, fleet: str, who: str, nonce: bytes) -> None:
@@ -570,13 +575,8 @@ class Dismissal:
         self.changed.set()
         if self._hellos.worker_key is not None:  # the dismissal bound to the worker's nonce (a key of no use)
             self._hellos.admit(fleet, nonce, os.urandom(KEY_BYTES), self.why)
-            return
-        payload = testbed_pb2.FleetInput(run_id=self.run_id, dismissed=self.why).SerializeToString()
-        task = asyncio.get_running_loop().create_task(
-            self.transport.publish(topics.fleet_input(self.run_id, fleet), payload, qos=1)
-        )
-        self._replies.add(task)
-        task.add_done_callback(self._replies.discard)
+        else:
+            self._hellos.send(fleet, testbed_pb2.FleetInput(run_id=self.run_id, dismissed=self.why), qos=1)
 
     async def wait(self, timeout_s: float) -> None:
         log.info(
@@ -589,8 +589,8 @@ class Dismissal:
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), deadline - loop.time())
-        if self._replies or self._hellos.sends:
-            await asyncio.wait(self._replies | self._hellos.sends, timeout=5.0)
+        if self._hellos.sends:
+            await asyncio.wait(set(self._hellos.sends), timeout=5.0)
         missing = [f for f in self.order if f not in self.told]
         if missing:
             log.warning(
@@ -704,7 +704,7 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
         run id, is not waited for in silence: a diff review)."""
         if serving.done() or host.last_tick >= 0 or host.dismissed:
             return False
-        return host.queue.empty() if not job.worker_key else True
+        return bool(job.worker_key) or host.queue.empty()
 
     subscribed = asyncio.Event()
     connection = asyncio.create_task(transport.run(subscribed))
