@@ -36,7 +36,7 @@ def main() -> None:
     def renumbered(perm: NDArray[np.int64]) -> Traffic:  # new row r holds the vehicle of old row perm[r]
         inverse = np.empty(n, dtype=np.int64)
         inverse[perm] = np.arange(n)
-        cols = {f.name: getattr(tr, f.name)[perm].copy() for f in fields(tr) if f.name != "order"}
+        cols = {f.name: getattr(tr, f.name)[perm].copy() for f in fields(tr) if f.init and f.name != "order"}
         return Traffic(**cols, order=inverse[order])
 
     states = {

@@ -174,6 +174,30 @@ def test_speed_limit_respected() -> None:
     assert tr.v_mps[1] < 10.0 + 1e-6  # started above the limit: brought down to it
 
 
+def test_set_params_keeps_the_derived_reciprocals_true() -> None:
+    # the step reads 1/v0 and 1/(2 sqrt(a b)) kept per vehicle: a parameter changed through set_params
+    # drives exactly as a vehicle created with it; an in-place write, which would leave them stale, raises
+    net = LaneNetwork.build([5000.0], 30.0, [[]])
+    changed = Traffic.create([0, 0], [0.0, 200.0], [10.0, 10.0])
+    changed.set_params([1], v0_mps=12.0, a_mps2=1.7, b_mps2=2.5, politeness=0.3)
+    fresh = Traffic.create([0, 0], [0.0, 200.0], [10.0, 10.0], v0_mps=[CAR.v0_mps, 12.0], a_mps2=[1.0, 1.7])
+    fresh.set_params(1, b_mps2=2.5, politeness=0.3)
+    assert float(changed.inv_v0[1]) == 1.0 / 12.0 and float(changed.inv_den[1]) == 1.0 / (2.0 * math.sqrt(1.7 * 2.5))
+    for tick in range(50):
+        a = traffic_step(net, changed, None, 0.1, tick)
+        b = traffic_step_numpy(net, fresh, None, 0.1, tick)
+        assert np.array_equal(a.acc_mps2, b.acc_mps2)
+    assert np.array_equal(changed.s_m, fresh.s_m) and changed.v_mps[1] < 12.0
+    for name in ("v0_mps", "a_mps2", "b_mps2", "inv_v0", "inv_den"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(changed, name)[0] = 1.0
+    with pytest.raises(TypeError, match="unknown vehicle parameter"):
+        changed.set_params(0, inv_v0=1.0)
+    copy = changed.copy()
+    copy.set_params(0, v0_mps=5.0)
+    assert changed.v0_mps[0] == CAR.v0_mps and float(copy.inv_v0[0]) == 0.2
+
+
 # -- MOBIL ------------------------------------------------------------------------------------------
 
 

@@ -74,9 +74,10 @@ def next_lane_or_end(i: int, lane: int, succ_begin: I64, succ_lane: I64, end: in
 
 
 @jit_inline
-def free_term(v: float, v0: float) -> float:
-    """The IDM's free-road term 1 - (v/v0)^δ with δ = 4."""
-    r = v / v0
+def free_term(v: float, inv_v0: float) -> float:
+    """The IDM's free-road term 1 - (v/v0)^δ with δ = 4, as 1 - (v · (1/v0))^4 (a product, not a quotient:
+    the reciprocals are kept per vehicle and lane, ``Traffic.inv_v0``, ``LaneNetwork.inv_speed_limit``)."""
+    r = v * inv_v0
     r2 = r * r
     return 1.0 - r2 * r2
 
@@ -120,8 +121,8 @@ def line_gap(lane: int, s: float, v: float, b_safe: float, nl: int, lane_len: F6
 # Workspace rows (``traffic._Workspace``), allocated once per Traffic and reused from tick to tick
 # (allocating a dozen arrays per tick costs more than the step's arithmetic when the allocator hands
 # freshly trimmed pages back). Rows of N floats, by sorted position k (S, V, LEN) or by vehicle index.
-WF_S, WF_V, WF_LEN, WF_DV, WF_GLINE, WF_V0, WF_INVD, WF_FREE, WF_ACCC, WF_GAIN, WF_ACCS, WF_REAR = range(12)
-N_WF = 12
+WF_S, WF_V, WF_LEN, WF_DV, WF_GLINE, WF_INV0, WF_FREE, WF_ACCC, WF_GAIN, WF_ACCS, WF_REAR = range(11)
+N_WF = 11
 # int rows of N: sort scratch (the previous order), then each vehicle's next lane as the red-line pass last
 # computed it, kept from tick to tick: (lane << 32) | next lane (n_lanes: none), valid while the vehicle is
 # on that lane (next_lane is a function of the vehicle and its lane only, for one network); the workspace
@@ -132,12 +133,6 @@ N_WI = 2
 # tick (sort_vehicles; -1 in a new workspace)
 WL_BEGIN, WL_FILL, WL_COUNT = range(3)
 N_WL = 3
-
-
-@jit_inline
-def inv_den(a: float, b: float) -> float:
-    """1 / (2 sqrt(a b)), the IDM's braking-term factor."""
-    return 1.0 / (2.0 * math.sqrt(a * b))
 
 
 @jit
@@ -291,7 +286,7 @@ def sort_vehicles(
 @jit
 def traffic_step(
     lane_len: F64,
-    limit: F64,
+    inv_limit: F64,
     succ_begin: I64,
     succ_lane: I64,
     left: I64,
@@ -302,11 +297,11 @@ def traffic_step(
     s: F64,
     v: F64,
     length: F64,
-    v0: F64,
+    inv_v0: F64,
     t_gap: F64,
     s0: F64,
     a: F64,
-    b: F64,
+    invd: F64,
     politeness: F64,
     a_th: F64,
     b_safe: F64,
@@ -338,8 +333,11 @@ def traffic_step(
     decides (lane and kept lane counts: the junction pass after the update reads no change flags).
     Indices read from ``order`` (and sorted positions in the hot loops) index as unsigned integers:
     numba then drops the negative-index wrap-around it adds to every signed index (a shift, a mask and
-    an add, plus reloads of the array's length under register pressure), -10 % of the step. No per-tick
-    allocation but one lane-sized array."""
+    an add, plus reloads of the array's length under register pressure), -10 % of the step. The
+    reciprocals the IDM needs (``inv_limit``, ``inv_v0``, ``invd`` = 1 / (2 sqrt(a b))) come derived with
+    the network and the vehicles: a division and a square root per vehicle and tick were a sixth of the
+    step (the vector divider is the IDM loop's bottleneck). No per-tick allocation but one lane-sized
+    array."""
     n = lane.shape[0]
     n_lanes = lane_len.shape[0]
     begin = wl[WL_BEGIN]
@@ -352,8 +350,7 @@ def traffic_step(
     # by vehicle index:
     dvv = wf[WF_DV]  # speed difference to the leader
     gline = wf[WF_GLINE]  # distance to the red stop line the vehicle stops for (inf: none)
-    v0c = wf[WF_V0]  # desired speed capped by the lane's limit
-    invd = wf[WF_INVD]  # 1 / (2 sqrt(a b))
+    inv0c = wf[WF_INV0]  # 1 / the desired speed capped by the lane's limit: max(1/v0, 1/limit)
     fr = wf[WF_FREE]  # free-road term on the own lane
     accc = wf[WF_ACCC]  # acceleration towards the vehicle leader only
     gain = wf[WF_GAIN]  # free-road acceleration minus accc: bounds MOBIL's incentive
@@ -426,7 +423,7 @@ def traffic_step(
     for i in range(n):
         li = max(lane[i], 0)
         lu = np.uint64(li)
-        v0c[i] = min(v0[i], limit[lu])
+        inv0c[i] = max(inv_v0[i], inv_limit[lu])
         vi = v[i]
         si = s[i]
         vv = vi * vi
@@ -448,7 +445,7 @@ def traffic_step(
         gap[i] = math.inf
         dvv[i] = 0.0
         gline[i] = math.inf
-        v0c[i] = v0[i]
+        inv0c[i] = inv_v0[i]
 
     # IDM towards the vehicle leader and towards the red line, by vehicle index: contiguous arithmetic,
     # vectorised (off-network vehicles compute too and are reset below)
@@ -457,9 +454,8 @@ def traffic_step(
         ai = a[i]
         ti = t_gap[i]
         s0i = s0[i]
-        d = inv_den(ai, b[i])
-        invd[i] = d
-        f_ = free_term(vi, v0c[i])
+        d = invd[i]
+        f_ = free_term(vi, inv0c[i])
         fr[i] = f_
         ac = acc_of(ai, f_, desired_gap(vi, ti, s0i, d, dvv[i]), gap[i])
         accc[i] = ac
@@ -478,7 +474,7 @@ def traffic_step(
         lo_t = begin[t]
         end_t = begin[t + 1]
         lo = begin[li]
-        same_limit = limit[t] == limit[li]
+        same_limit = inv_limit[t] == inv_limit[li]
         ptr = lo_t  # first position on lane t with s >= the current vehicle's (s rises along a block)
         for k in range(lo, begin[li + 1]):
             ku = np.uint64(k)
@@ -506,10 +502,10 @@ def traffic_step(
             vi = vk[ku]
             frt = fr[i]
             if not same_limit:
-                v0i = v0[i]
-                v0t = min(v0i, limit[t])
-                if v0t != min(v0i, limit[li]):
-                    frt = free_term(vi, v0t)
+                iv0 = inv_v0[i]
+                it = max(iv0, inv_limit[t])
+                if it != max(iv0, inv_limit[li]):
+                    frt = free_term(vi, it)
             pi = politeness[i]
             ath = a_th[i]
             a_c = accs[i]

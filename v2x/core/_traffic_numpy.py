@@ -33,8 +33,8 @@ def next_lane(i: I64, lane: I64, succ_begin: I64, succ_lane: I64) -> I64:
     return out
 
 
-def free_term(v: F64, v0: F64) -> F64:
-    r = v / v0
+def free_term(v: F64, inv_v0: F64) -> F64:
+    r = v * inv_v0
     r2 = r * r
     out: F64 = 1.0 - r2 * r2
     return out
@@ -54,8 +54,10 @@ def acc_of(a: F64, free: F64, ss: F64, gap: F64) -> F64:
 def idm(v: F64, v0: F64, t_gap: F64, s0: F64, a: F64, b: F64, gap: F64, dv: F64) -> F64:
     """Vectorised IDM acceleration as the step computes it: δ = 4, clamped to ``-B_MAX`` (no leader: gap
     inf, dv 0)."""
-    inv_den = 1.0 / (2.0 * np.sqrt(a * b))
-    return acc_of(a, free_term(v, v0), desired_gap(v, t_gap, s0, inv_den, dv), gap)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_v0 = 1.0 / v0
+        inv_den = 1.0 / (2.0 * np.sqrt(a * b))
+    return acc_of(a, free_term(v, inv_v0), desired_gap(v, t_gap, s0, inv_den, dv), gap)
 
 
 def line_gap(lane: I64, s: F64, v: F64, b_safe: F64, nl: I64, lane_len: F64, stop_s: F64, red: B) -> F64:
@@ -75,7 +77,7 @@ def line_gap(lane: I64, s: F64, v: F64, b_safe: F64, nl: I64, lane_len: F64, sto
 
 def traffic_step(
     lane_len: F64,
-    limit: F64,
+    inv_limit: F64,
     succ_begin: I64,
     succ_lane: I64,
     left: I64,
@@ -86,11 +88,11 @@ def traffic_step(
     s: F64,
     v: F64,
     length: F64,
-    v0: F64,
+    inv_v0: F64,
     t_gap: F64,
     s0: F64,
     a: F64,
-    b: F64,
+    inv_den: F64,
     politeness: F64,
     a_th: F64,
     b_safe: F64,
@@ -158,10 +160,8 @@ def traffic_step(
     dv = np.zeros(m)
     dv[has] = vi[has] - v[ld[has]]
     av = a[veh]
-    inv_den = np.empty(n)
-    inv_den[veh] = 1.0 / (2.0 * np.sqrt(av * b[veh]))
     free = np.empty(n)
-    free[veh] = free_term(vi, np.minimum(v0[veh], limit[li]))
+    free[veh] = free_term(vi, np.maximum(inv_v0[veh], inv_limit[li]))
     ac = acc_of(av, free[veh], desired_gap(vi, t_gap[veh], s0[veh], inv_den[veh], dv), g)
     acc_car = np.empty(n)
     acc_car[veh] = ac
@@ -212,7 +212,7 @@ def traffic_step(
         sw, (lane_len[t[rest]] - sc[rest]) + rear[pf], (lane_len[t[rest]] - sc[rest]) + s[f] - length[f]
     )
     dv_new[rest] = vc[rest] - v[np.where(sw, ld[pf], f)]
-    fr = free_term(vc, np.minimum(v0[i_c], limit[t]))
+    fr = free_term(vc, np.maximum(inv_v0[i_c], inv_limit[t]))
     at = acc_of(a[i_c], fr, desired_gap(vc, t_gap[i_c], s0[i_c], inv_den[i_c], dv_new), g_new)
     al = acc_of(a[i_c], fr, ss_line[i_c], line_gap(t, sc, vc, b_safe[i_c], nt_all, lane_len, stop_s, red))
     at = np.minimum(at, al)

@@ -76,13 +76,30 @@ def _f64(x: ArrayLike) -> F64:
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
+def _reciprocal(x: F64) -> F64:
+    """1 / x per element (inf -> 0, 0 -> inf), read-only: the step multiplies by these rather than divide."""
+    with np.errstate(divide="ignore"):
+        out: F64 = 1.0 / x
+    out.flags.writeable = False
+    return out
+
+
+def _inv_den(a: F64, b: F64) -> F64:
+    """1 / (2 sqrt(a b)) per element, read-only: the IDM's braking-term factor (``_traffic_kernels.inv_den``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: F64 = 1.0 / (2.0 * np.sqrt(a * b))
+    out.flags.writeable = False
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class LaneNetwork:
     """Lanes as a graph. Lane ``l`` runs from s = 0 to ``length_m[l]``; at its end (a junction) a
     vehicle continues on one of ``successors(l)`` (``succ_lane[succ_begin[l]:succ_begin[l + 1]]``; none:
     it leaves the network). ``left``/``right`` are the parallel neighbour lanes (-1 none), which share s
     (same length). ``stop_line_m`` is the position of the lane's stop line (nan: none), red or green per
-    tick as the step's ``red`` argument says. Build with :meth:`build`."""
+    tick as the step's ``red`` argument says. Build with :meth:`build`. ``inv_speed_limit`` (1 / the limit, 0
+    for none) is derived, for the step's free-road term."""
 
     length_m: F64
     speed_limit_mps: F64
@@ -91,6 +108,10 @@ class LaneNetwork:
     left: I64
     right: I64
     stop_line_m: F64
+    inv_speed_limit: F64 = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inv_speed_limit", _reciprocal(self.speed_limit_mps))
 
     @property
     def n_lanes(self) -> int:
@@ -149,13 +170,19 @@ class LaneNetwork:
 
 _PARAM_FIELDS = ("length_m", "v0_mps", "t_gap_s", "s0_m", "a_mps2", "b_mps2")
 _MOBIL_FIELDS = ("politeness", "a_threshold_mps2", "b_safe_mps2")
+_DERIVED_FROM = ("v0_mps", "a_mps2", "b_mps2")  # read-only: change them with Traffic.set_params
 
 
 @dataclass(eq=False)
 class Traffic:
     """Every vehicle's state and parameters, one row each. ``lane`` -1: left the network (ignored).
     ``s_m`` is the front bumper's position along the lane; ``order`` the (lane, s) order of the last
-    step (a hint that makes the next sort O(N); any permutation is valid). Build with :meth:`create`."""
+    step (a hint that makes the next sort O(N); any permutation is valid). Build with :meth:`create`.
+
+    ``inv_v0`` (1 / v0) and ``inv_den`` (1 / (2 sqrt(a b))) are derived per vehicle once, not per tick
+    (a division and a square root per vehicle were a sixth of the compiled step). ``v0_mps``, ``a_mps2``
+    and ``b_mps2`` are therefore read-only arrays: change them with :meth:`set_params`, which keeps the
+    derived rows true."""
 
     lane: I64
     s_m: F64
@@ -170,14 +197,45 @@ class Traffic:
     a_threshold_mps2: F64
     b_safe_mps2: F64
     order: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    inv_v0: F64 = field(init=False, repr=False)
+    inv_den: F64 = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.lane)
         if len(self.order) != n:
             self.order = np.arange(n, dtype=np.int64)
+        for name in _DERIVED_FROM:  # own, read-only copies: the derived rows follow them
+            arr = np.array(getattr(self, name), dtype=np.float64)
+            arr.flags.writeable = False
+            setattr(self, name, arr)
+        self._derive()
         for f in fields(self):
             if len(getattr(self, f.name)) != n:
                 raise ValueError(f"{f.name} has {len(getattr(self, f.name))} rows for {n} vehicles")
+
+    def _derive(self) -> None:
+        self.inv_v0 = _reciprocal(self.v0_mps)
+        self.inv_den = _inv_den(self.a_mps2, self.b_mps2)
+
+    def set_params(self, rows: ArrayLike, **values: ArrayLike) -> None:
+        """Set parameter fields (``v0_mps=...``, ``a_mps2=...``, any of :class:`DriverParams`) of the
+        vehicles in ``rows`` (an index, indices or a mask), keeping the derived rows true."""
+        derived = False
+        for name, value in values.items():
+            if name not in _PARAM_FIELDS and name not in _MOBIL_FIELDS:
+                raise TypeError(f"unknown vehicle parameter {name!r}")
+            if name in _DERIVED_FROM:
+                arr = getattr(self, name)
+                arr.flags.writeable = True  # its own array (__post_init__)
+                try:
+                    arr[rows] = value
+                finally:
+                    arr.flags.writeable = False
+                derived = True
+            else:
+                getattr(self, name)[rows] = value
+        if derived:
+            self._derive()
 
     def __len__(self) -> int:
         return len(self.lane)
@@ -214,7 +272,7 @@ class Traffic:
         return Traffic(ln.copy(), s, v, **cols)
 
     def copy(self) -> Traffic:
-        return Traffic(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
+        return Traffic(**{f.name: getattr(self, f.name).copy() for f in fields(self) if f.init})
 
 
 @dataclass(frozen=True)
@@ -295,7 +353,7 @@ def _run(
     t = traffic
     ok = step(
         net.length_m,
-        net.speed_limit_mps,
+        net.inv_speed_limit,
         net.succ_begin,
         net.succ_lane,
         net.left,
@@ -306,11 +364,11 @@ def _run(
         t.s_m,
         t.v_mps,
         t.length_m,
-        t.v0_mps,
+        t.inv_v0,
         t.t_gap_s,
         t.s0_m,
         t.a_mps2,
-        t.b_mps2,
+        t.inv_den,
         t.politeness,
         t.a_threshold_mps2,
         t.b_safe_mps2,

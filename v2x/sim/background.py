@@ -43,6 +43,7 @@ no slot array ever grows during a run; an arrival that finds the world full wait
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -519,13 +520,10 @@ class Background(WorldVehicles):
         traffic_step(net, Traffic.create(np.zeros(0), np.zeros(0), np.zeros(0)), None, self.tick_s, 0)
 
     def _set_params(self, row: int, kind: ActorKind, v0_mps: float | None = None) -> None:
-        t = self.traffic
-        p = CLASS_PARAMS[kind]
-        for name in ("length_m", "v0_mps", "t_gap_s", "s0_m", "a_mps2", "b_mps2"):
-            getattr(t, name)[row] = getattr(p, name)
-        t.politeness[row], t.a_threshold_mps2[row], t.b_safe_mps2[row] = p.politeness, p.a_threshold_mps2, p.b_safe_mps2
+        params = dataclasses.asdict(CLASS_PARAMS[kind])
         if v0_mps is not None:
-            t.v0_mps[row] = v0_mps
+            params["v0_mps"] = v0_mps
+        self.traffic.set_params(row, **params)
 
     @property
     def present(self) -> NDArray[np.intp]:
