@@ -21,7 +21,8 @@ Anyone may publish on an open broker, so it takes from its input topic only the 
 first, then n + 1 after n, ``final`` only at START's ``n_ticks``; TickInput(n) again is answered with the same
 bytes. It refuses and counts (``Ack.rejected``) the rest: ``malformed`` (does not parse, another run),
 ``retained`` (the world never retains one), ``bad_tick``, ``conflicting_input`` (a different TickInput for the
-tick it answered: answered as before). A Control it cannot parse or use is ignored.
+tick it answered: answered as before). A Control it cannot parse or use is ignored. Two different STARTs
+published while it waits for its first tick (one is forged, and which cannot be told) make it refuse: exit 1.
 
 Example: the ``lead`` car of scenarios/fcw.yaml, marked ``external: true`` in a copy ``my-fcw.yaml`` (its
 scripted brake becomes ``--brake-at 6 --brake-rate 6`` here). Each variant is a run of its own, so one
@@ -282,6 +283,8 @@ class RunInfo:
         if epoch.tzinfo is None:
             epoch = epoch.replace(tzinfo=UTC)
         epoch_us = (epoch - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        if epoch_us < 0:  # generation times are Unix microseconds (docs/PROTOCOL.md): no world's START
+            raise ValueError(f"epoch {ctrl.epoch_utc!r} is before 1970")
         return cls(
             run_id=ctrl.run_id,
             scenario_id=ctrl.scenario_id,
@@ -595,8 +598,12 @@ class Session:
         self.hello = testbed_pb2.Hello(
             actor_id=opts.actor_id, kind=opts.kind, software=SOFTWARE, protocol_version=PROTOCOL_VERSION
         ).SerializeToString()
-        self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.inbox: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()  # topic, payload, retained
         self.info: RunInfo | None = None  # from the latest START
+        # The STARTs published (not retained) while waiting for the first tick: the world's are the same bytes
+        # each time it says it, so two different ones mean someone else publishes Controls (one forged right
+        # after the world's could move our start or the origin); which is the world's cannot be told.
+        self.live_starts: set[bytes] = set()
         self.vehicle: Vehicle | None = None  # created by the first TickInput after START
         self.waiting: list[testbed_pb2.TickInput] = []  # TickInputs that overtook START
         self.rejected: Counter[str] = Counter()  # what it refused (shared with the vehicle: sent in every Ack)
@@ -628,7 +635,7 @@ class Session:
             return
         # Subscribe on every (re)connection: a restarted broker has forgotten our subscriptions.
         client.subscribe([(self.in_topic, 0), (self.control_topic, 1)])
-        self.inbox.put((_CONNECTED, b""))
+        self.inbox.put((_CONNECTED, b"", False))
 
     @staticmethod
     def _on_disconnect(
@@ -639,9 +646,9 @@ class Session:
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.retain and msg.topic == self.in_topic:  # the world never retains a TickInput: someone else's
-            self.inbox.put((_RETAINED, b""))
+            self.inbox.put((_RETAINED, b"", True))
             return
-        self.inbox.put((msg.topic, bytes(msg.payload)))
+        self.inbox.put((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     # -- the session (calling thread) -----------------------------------------------------------------
     def serve(self) -> int:
@@ -651,6 +658,9 @@ class Session:
         self.client.loop_start()
         try:
             return self._loop()
+        except StartConflict as exc:
+            log.error("refused: %s", exc)
+            return EXIT_ERROR
         except KeyboardInterrupt:
             log.warning("interrupted")
             return EXIT_ERROR
@@ -692,7 +702,7 @@ class Session:
                 log.error("no TickInput for %.0f s: the run is gone", opts.tick_timeout_s)
                 return EXIT_ERROR
             try:
-                topic, payload = self.inbox.get(timeout=0.2)
+                topic, payload, retained = self.inbox.get(timeout=0.2)
             except queue.Empty:
                 continue
             if topic == _CONNECTED:
@@ -701,7 +711,7 @@ class Session:
                     "connected; %s", f"joining as {opts.actor_id} ({opts.kind})" if self.vehicle is None else "resuming"
                 )
             elif topic == self.control_topic:
-                code = self._on_control(payload)
+                code = self._on_control(payload, retained)
                 if code is not None:
                     return code
             elif topic == _RETAINED:
@@ -722,7 +732,7 @@ class Session:
                     continue
                 self._on_tick(ti)
 
-    def _on_control(self, payload: bytes) -> int | None:
+    def _on_control(self, payload: bytes, retained: bool) -> int | None:
         if not payload:  # the runner cleared a retained Control before this run: what came before is stale
             if self.vehicle is None:
                 self.info = None
@@ -750,6 +760,8 @@ class Session:
                 log.error("START does not say where %r starts (not external?): give --start", self.opts.actor_id)
                 return EXIT_ERROR
             self.info = info
+            if not retained:  # (a stale retained START, then the world's live one, is how a stack meets a run)
+                self.live_starts.add(payload)
             log.info(
                 "START: scenario %s, origin %.7f %.7f %.1f m, tick %d us, epoch %s, platform %r, actors %s",
                 info.scenario_id,
@@ -793,6 +805,12 @@ class Session:
         """Answer one TickInput (the final one: wait for the world's STOP from then on, answering its re-sends)."""
         assert self.info is not None
         if self.vehicle is None:
+            if len(self.live_starts) > 1:
+                raise StartConflict(
+                    f"{len(self.live_starts)} different STARTs of run {self.opts.run_id} came while waiting for the "
+                    "first tick: someone publishes Controls on this broker, and which START is the world's cannot be "
+                    "told (docs/SECURITY.md; run with --secure)"
+                )
             self.vehicle = Vehicle(self.opts, self.info, rejected=self.rejected)
         self.sim_time.sim = f"t={ti.time_us / 1e6:.1f}s"
         for out_topic, out_payload in self.vehicle.step(ti) or ():
@@ -801,6 +819,10 @@ class Session:
         if self.vehicle.done and self.finished is None:
             log.info("final tick %d: done; answering it again until the world's STOP", ti.tick)
             self.finished = time.monotonic()
+
+
+class StartConflict(Exception):
+    """Two different STARTs of the run came while waiting for the first tick (see ``Session.live_starts``)."""
 
 
 _CONNECTED = "\x00connected"  # inbox markers: never valid topics

@@ -1106,6 +1106,69 @@ async def test_a_stack_takes_only_the_worlds_next_tick_and_no_forged_start_or_ju
     assert rejected.get("retained") == 1 and rejected.get("malformed", 0) >= 1, (rejected, text)
 
 
+@pytest.mark.broker
+@pytest.mark.parametrize("kind", ["sdk", "paho", "node"])
+async def test_the_examples_refuse_two_different_starts_before_tick_0(
+    mosquitto: Mosquitto, tmp_path: Path, kind: str
+) -> None:
+    """Attack review 5's forged START, against the shipped examples (the SDK's rule, session 21; the paho and
+    Node.js examples since session 22): two different STARTs published while the stack waits for its first
+    tick make it refuse (exit 1, saying why) instead of running under the forger's numbers; one START said
+    twice (the world re-says the same bytes) is not a conflict."""
+    import asyncio
+
+    import aiomqtt
+
+    from v2x.net import topics
+
+    async def first_tick(conflict: bool) -> tuple[int | None, str]:
+        run_id = f"conflict-{kind}-{uuid.uuid4().hex[:6]}"
+        start = _forged_world_start(tmp_path, run_id, n_ticks=1)
+        other = testbed_pb2.Control()
+        other.CopyFrom(start)
+        other.n_ticks = 50  # the world's token kept, other numbers (attack review 6)
+        log = tmp_path / f"{run_id}.log"
+        hellos: list[bytes] = []
+        stack = None
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
+            await world.subscribe(topics.join(run_id, "follower"), qos=1)
+
+            async def listen() -> None:
+                async for message in world.messages:
+                    hellos.append(bytes(message.payload))
+
+            listening = asyncio.create_task(listen())
+            try:
+                stack = _start(_stack_command(kind, mosquitto, run_id, tmp_path), log)
+                for _ in range(600):
+                    if hellos:
+                        break
+                    await asyncio.sleep(0.05)
+                assert hellos, log.read_text()
+                await world.publish(topics.control(run_id), start.SerializeToString(), qos=1, retain=True)
+                second = other if conflict else start
+                await world.publish(topics.control(run_id), second.SerializeToString(), qos=1, retain=True)
+                await asyncio.sleep(0.5)
+                tick0 = testbed_pb2.TickInput(run_id=run_id, tick=0, tick_us=100_000, time_us=0)
+                await world.publish(topics.tick_input(run_id, "follower"), tick0.SerializeToString())
+                try:
+                    code = await asyncio.to_thread(stack.wait, 5 if not conflict else 30)
+                except subprocess.TimeoutExpired:
+                    code = None  # still running: it took tick 0 and waits for tick 1
+            finally:
+                if stack is not None and stack.poll() is None:
+                    stack.kill()
+                    stack.wait()
+                listening.cancel()
+                await world.publish(topics.control(run_id), b"", qos=1, retain=True)
+        return code, log.read_text()
+
+    code, text = await first_tick(conflict=True)
+    assert code == 1 and "2 different STARTs of run conflict-" in text, text
+    code, text = await first_tick(conflict=False)
+    assert code is None and "different STARTs" not in text, text
+
+
 async def _hand_out(
     mosquitto: Mosquitto,
     tmp_path: Path,

@@ -153,6 +153,9 @@ async function main() {
   let finalDone = false, start = null, frame = null, epochMs = 0, car = null, last = null, seq = 0, msgCnt = 0, done = false;
   let restAt = null; // after a collision: at rest where it touched, for good (docs/PROTOCOL.md, "Collisions")
   const rejected = {}; // what it refused, by reason (sent in every Ack)
+  // STARTs published (not retained) while waiting for the first tick: the world's are the same bytes each time,
+  // so two different ones mean someone else publishes Controls, and which is the world's cannot be told
+  const liveStarts = new Set();
   const reject = (reason, why) => {
     rejected[reason] = (rejected[reason] || 0) + 1;
     if (rejected[reason] <= 5) log(null, `rejected (${reason}): ${why}`);
@@ -179,8 +182,9 @@ async function main() {
       if (c == null || c.run_id !== run) return;
       if (c.command === START && last == null) { // a later START replaces an earlier (stale) one
         const epoch = Date.parse(c.epoch_utc);
-        if (Number.isNaN(epoch) || !(c.tick_us > 0)) { log(null, `ignoring a START that cannot be used (epoch ${c.epoch_utc})`); return; }
+        if (Number.isNaN(epoch) || epoch < 0 || !(c.tick_us > 0)) { log(null, `ignoring a START that cannot be used (epoch ${c.epoch_utc})`); return; }
         start = c;
+        if (!(packet && packet.retain)) liveStarts.add(Buffer.from(payload).toString("base64"));
         names = Object.fromEntries((c.actor_ids || []).map((a) => [sha8(a), a]));
         const mine = (c.external_actors || []).find((a) => a.actor_id === me) || {};
         frame = new LocalFrame(c.origin_lat_deg, c.origin_lon_deg, c.origin_alt_m);
@@ -208,6 +212,12 @@ async function main() {
   });
 
   function onTick(ti) {
+    if (done) return;
+    if (last == null && liveStarts.size > 1) { // refuse rather than be steered (docs/SECURITY.md; run with --secure)
+      log(null, `refused: ${liveStarts.size} different STARTs of run ${run} came while waiting for the first tick: someone publishes Controls on this broker`);
+      finish(1);
+      return;
+    }
     const tick = num(ti.tick), timeUs = num(ti.time_us);
     if (last && tick === last.tick) { // the world asks again: the same bytes (a different input: counted)
       const again = Buffer.from(TickInput.encode(ti).finish());
