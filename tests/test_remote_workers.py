@@ -538,8 +538,11 @@ def test_a_secure_runs_worker_without_what_it_needs_is_told_at_once(
     doc = json.loads(fleet0.read_text())
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({**doc, "password": "not-it"}))
-    wrong.chmod(0o600)
     worker = ["worker", str(path), "--run-id", "sw", "--fleet", "0", "--of", "1", "--seal-key", str(key), "-q"]
+    wrong.chmod(0o644)  # (a password: refused where others may read it, as the worker key is)
+    assert cli_main([*worker, "--credentials", str(wrong)]) == 2
+    assert f"others may read or write it (mode -rw-r--r--); chmod 600 {wrong}" in capsys.readouterr().err
+    wrong.chmod(0o600)
     url = f"mqtts://{doc['username']}:{doc['password']}@127.0.0.1:{broker.port}"
     started = time.monotonic()
     assert cli_main([*worker, "--broker", url]) == 3

@@ -37,8 +37,8 @@ from v2x.wire.tick_input import mistyped_fields, next_tick_problem, tick_time_pr
 
 log = logging.getLogger("v2x.fleet")
 
-# The largest admission a worker reads: the run's key and, in a signed run, the fleet's pseudonyms (about 200
-# octets each, one per 10 s of the run: a 2-hour run's are some 150 kB)
+# The largest admission a worker reads: the run's key and, in a signed run, the fleet's pseudonyms (one per 10 s
+# of the run, 200 octets each: 72,427 octets for the longest scenario, an hour, with the default change period)
 MAX_ADMISSION_BYTES = 1 << 20
 
 

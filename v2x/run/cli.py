@@ -155,7 +155,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--broker URL --run-id PREFIX --fleet K --of N' (K = 0 ... N-1), on this or other machines, against "
         "this broker or a node of the same cluster; needs --run-id and a broker; the outcome is the same. With "
         "--variant leaving out a variant with fleets (V2X), it tells that variant's workers, waiting up to "
-        '--worker-timeout for them, that there is nothing to do (docs/ARCHITECTURE.md "Fleets on other machines")',
+        '--worker-timeout for them, that there is nothing to do (docs/ARCHITECTURE.md "Fleets on other '
+        "machines\"). A secure run needs --secure-dir DIR of 'v2x secure init --workers N' (each worker logs in "
+        "with DIR/fleets/FLEET.json) and --seal-key (the world hands each worker its fleet's signing keys sealed "
+        'under it; docs/SECURITY.md "Remote fleet workers in a secure run")',
     )
     run.add_argument(
         "--seal-key",
@@ -212,7 +215,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "may use only their own topics (with the embedded broker the run makes its users and CA itself; with "
         "a broker of your own give --secure-dir), and every V2X envelope is signed (ECDSA P-256, pseudonym "
         "certificates from a CA per run) and verified by the world and every receiver; the signing "
-        "credentials of external actors are written to OUT/credentials/RUN_ID/ACTOR.cred",
+        "credentials of external actors are written to OUT/credentials/RUN_ID/ACTOR.cred (--remote-workers: "
+        "give --secure-dir and --seal-key)",
     )
     run.add_argument(
         "--secure-dir",
@@ -323,7 +327,7 @@ def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="FILE",
         help="the worker key file the world's 'v2x run --seal-key' made (a copy; owner-only, mode 600): the "
         "worker is admitted only by a world holding the same key, and takes nothing but that world's sealed "
-        'messages (docs/SECURITY.md "Sealed messages")',
+        'messages (in a secure run, also its fleet\'s signing keys; docs/SECURITY.md "Sealed messages")',
     )
     wk.add_argument(
         "--credentials",
@@ -416,8 +420,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def _fleet_login(args: argparse.Namespace) -> tuple[ActorCredentials | None, str | None]:
     """``v2x worker --credentials FILE``: the fleet's file (its broker address with the fleet's login and the
     CA), or why it cannot be used."""
+    from v2x.files import not_secret
     from v2x.net.secure import SecureDirError, load_actor_credentials
 
+    try:
+        why = not_secret(args.credentials)  # (a password: refused where others may read it, as the worker key)
+    except OSError as exc:
+        return None, f"--credentials {args.credentials}: cannot read it: {exc.strerror}"
+    if why is not None:
+        return None, f"--credentials {why}"
     try:
         creds = load_actor_credentials(args.credentials, args.broker)
     except SecureDirError as exc:
