@@ -22,10 +22,12 @@ import yaml
 from tests._mosquitto import Mosquitto, mosquitto_binary, mosquitto_conf
 from v2x.bench.stack import stack_scenario
 from v2x.cli import main as cli_main
+from v2x.net.secure import SecureDirError
 from v2x.run.results import outcome
 from v2x.run.runner import RunError, Signing, run_scenario, warm_up_core
 from v2x.run.workers import remote_jobs, serve_remote
 from v2x.scenario import load_scenario
+from v2x.sdk import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -561,6 +563,8 @@ def test_a_secure_runs_worker_without_what_it_needs_is_told_at_once(
     actor = sec / "actors" / "follower.json"
     assert cli_main([*worker, "--credentials", str(actor)]) == 2
     assert "an outside stack's file, not a fleet's" in capsys.readouterr().err
+    with pytest.raises(SecureDirError, match="a fleet worker's file"):
+        Stack.from_credentials(fleet0)
     run = ["run", str(path), "--secure-dir", str(sec), "--broker", f"mqtts://127.0.0.1:{broker.port}", "--run-id", "sw"]
     run += ["--variant", "v2x", "--remote-workers", "--out", str(tmp_path / "r")]
     assert cli_main(run) == 2
