@@ -599,3 +599,21 @@ def test_a_secure_runs_worker_with_another_worker_key_is_not_admitted(
     assert "fleet-0 said hello without this run's worker key (start with the same --seal-key file)" in said, said
     assert "--credentials DIR/fleets/fleet-0.json" in said
     assert wcode == 3 and "nor admitted it (does the world hold the same --seal-key file?)" in err, err[-2000:]
+
+
+def test_a_secure_run_without_the_workers_variant_tells_them_there_is_nothing_to_do(
+    tmp_path: Path, secure_broker: tuple[Mosquitto, Path, Path]
+) -> None:
+    """``--variant baseline`` in a secure run: the dismissal is published as the world (the broker lets only the
+    world's login write a fleet's input topic), sealed for the worker's nonce; the worker exits 0 at once."""
+    broker, path, sec = secure_broker
+    key = _key(tmp_path)
+    worker = _secure_worker(path, "--credentials", str(sec / "fleets" / "fleet-0.json"), "--seal-key", str(key))
+    run = ["run", str(path), "--secure-dir", str(sec), "--broker", f"mqtts://127.0.0.1:{broker.port}", "--run-id", "sw"]
+    run += ["--variant", "baseline", "--remote-workers", "--seal-key", str(key), "--worker-timeout", "60", "-q"]
+    try:
+        assert cli_main([*run, "--out", str(tmp_path / "r")]) == 0
+    finally:
+        wcode, err = _finish(worker)  # --wait is 600 s: only the run's word ends it in time
+    assert wcode == 0, err[-2000:]
+    assert "fleet-0 of run sw-v2x: nothing to do: this run (--run-id sw) runs only baseline (--variant), not v2x" in err

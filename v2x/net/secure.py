@@ -413,7 +413,8 @@ class ActorCredentials:
 
 
 def load_actor_credentials(path: Path, broker: str | None = None) -> ActorCredentials:
-    """An actor's credentials file; ``broker``: another URL than the one written in it (same CA)."""
+    """An actor's credentials file, or a fleet's (``ActorCredentials.fleet``); ``broker``: another URL than the
+    one written in it (same CA)."""
     from v2x.net.broker import BrokerURLError, parse_broker_url
 
     doc = _read_json(path)

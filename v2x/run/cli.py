@@ -368,11 +368,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             broker = parse_broker_url(args.broker)
         except BrokerURLError as exc:
             problem = str(exc)
-    if problem is not None:
-        pass
-    elif not 0 <= args.fleet < args.of:
+    if problem is None and not 0 <= args.fleet < args.of:
         problem = f"--fleet wants K in 0 ... {args.of - 1} (--of {args.of}), got {args.fleet}"
-    elif not valid_run_id_prefix(args.run_id):
+    elif problem is None and not valid_run_id_prefix(args.run_id):
         problem = f"--run-id {args.run_id!r}: {RUN_ID_RULE}"
     if problem is not None or broker is None:
         print(f"v2x worker: {problem}", file=sys.stderr)
