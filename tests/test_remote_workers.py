@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ import yaml
 from tests._mosquitto import Mosquitto, mosquitto_binary, mosquitto_conf
 from v2x.bench.stack import stack_scenario
 from v2x.cli import main as cli_main
+from v2x.net.secure import SecureDirError
 from v2x.run.results import outcome
 from v2x.run.runner import RunError, Signing, run_scenario, warm_up_core
 from v2x.run.workers import remote_jobs, serve_remote
 from v2x.scenario import load_scenario
+from v2x.sdk import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,8 +167,8 @@ def test_worker_and_run_refuse_bad_input(tmp_path: Path, capsys: pytest.CaptureF
     with pytest.raises(ValueError, match="run id"):
         asyncio.run(run_scenario(load_scenario(path), remote_workers=True))
     assert cli_main(["run", str(path), "--remote-workers", "--run-id", "s1", "--secure", "--out", str(tmp_path)]) == 2
-    assert "--remote-workers does not go with --secure" in capsys.readouterr().err
-    with pytest.raises(RunError, match="does not go with a signed run"):
+    assert "--remote-workers with --secure needs a broker of your own and --secure-dir DIR" in capsys.readouterr().err
+    with pytest.raises(RunError, match=r"in a signed run \(--secure\) needs a worker key \(--seal-key\)"):
         asyncio.run(run_scenario(load_scenario(path), remote_workers=True, run_id="s1", signing=Signing()))
 
 
@@ -451,3 +454,166 @@ def test_a_keyed_worker_whose_world_fails_after_admitting_it_gives_up_after_its_
     assert "fleet workers never joined run gone1-v2x within 4 s: fleet-1" in capsys.readouterr().err
     assert code == 3 and "admitted by the world" in err, err[-2000:]
     assert "a world admitted it, then sent nothing" in err, err[-2000:]
+
+
+# -- a secure run (--secure-dir) with remote workers --------------------------------------------------------
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, Path, Path]]:
+    """The documented steps: ``v2x secure init --workers 1`` for a scenario with fleets, Mosquitto started with its
+    configuration (TLS, users, ACLs); the broker, the scenario file and the secure directory."""
+    path = _scenario_file(tmp_path)
+    sec = tmp_path / "sec"
+
+    def conf(port: int) -> str:
+        args = ["secure", "init", str(sec), "--scenario", str(path), "--run-id", "sw", "--port", str(port)]
+        assert cli_main([*args, "--workers", "1"]) == 0
+        return (sec / "mosquitto.conf").read_text()
+
+    broker = Mosquitto(mosquitto_binary(), conf)
+    broker.start()
+    try:
+        yield broker, path, sec
+    finally:
+        broker.stop()
+
+
+def _secure_worker(path: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "v2x.cli", "worker", str(path), "--run-id", "sw", "--fleet", "0", "--of", "1", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_secure_run_with_a_remote_worker_gives_the_in_process_outcome(
+    tmp_path: Path, secure_broker: tuple[Mosquitto, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``v2x run --secure-dir DIR --remote-workers --seal-key KEY`` on a TLS + ACL Mosquitto, with one ``v2x
+    worker --credentials DIR/fleets/fleet-0.json --seal-key KEY`` process: the worker logs in as its fleet, gets
+    its vehicles' signing keys in its admission, and the run's outcome and metrics (every envelope verified,
+    nothing refused) are those of the same secure run with its fleet in the world's process."""
+    broker, path, sec = secure_broker
+    sc = load_scenario(path)
+    warm_up_core([sc])
+    key = _key(tmp_path)
+    run = ["run", str(path), "--secure-dir", str(sec), "--broker", f"mqtts://127.0.0.1:{broker.port}"]
+    run += ["--run-id", "sw", "--variant", "v2x", "-q"]
+    assert cli_main([*run, "--out", str(tmp_path / "own")]) == 0
+    worker = _secure_worker(path, "--credentials", str(sec / "fleets" / "fleet-0.json"), "--seal-key", str(key))
+    try:
+        code = cli_main(
+            [
+                *run,
+                "--remote-workers",
+                "--seal-key",
+                str(key),
+                "--worker-timeout",
+                "60",
+                "--out",
+                str(tmp_path / "remote"),
+            ]
+        )
+    finally:
+        wcode, err = _finish(worker, timeout_s=60)
+    assert (code, wcode) == (0, 0), (capsys.readouterr().err, err[-2000:])
+    assert "fleet-0 of run sw-v2x: admitted by the world (sealed and signing its vehicles' messages from now on)" in err
+    own = json.loads((tmp_path / "own" / sc.id / "result.json").read_text())
+    remote = json.loads((tmp_path / "remote" / sc.id / "result.json").read_text())
+    assert remote["run"]["signed"] == "ecdsa-p256" and remote["run"]["fleet_workers"] == {
+        "processes": 1,
+        "remote": True,
+    }
+    assert _same(remote) == _same(own)
+    assert remote["metrics"]["v2x"]["rejected"] == {}  # the fleet's BSMs signed with the run's keys, all verified
+    assert [e for e in remote["events"] if e["type"] == "warning" and e["target"].startswith("bg-")]
+
+
+def test_a_secure_runs_worker_without_what_it_needs_is_told_at_once(
+    tmp_path: Path, secure_broker: tuple[Mosquitto, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the CA (no --credentials), with a wrong password, with another fleet's file, or without a worker
+    key: a clear line and a non-zero exit within seconds (a refused login was retried until the 30 s connect
+    timeout, saying only "cannot reach")."""
+    broker, path, sec = secure_broker
+    key = _key(tmp_path)
+    fleet0 = sec / "fleets" / "fleet-0.json"
+    doc = json.loads(fleet0.read_text())
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**doc, "password": "not-it"}))
+    worker = ["worker", str(path), "--run-id", "sw", "--fleet", "0", "--of", "1", "--seal-key", str(key), "-q"]
+    wrong.chmod(0o644)  # (a password: refused where others may read it, as the worker key is)
+    assert cli_main([*worker, "--credentials", str(wrong)]) == 2
+    assert f"others may read or write it (mode -rw-r--r--); chmod 600 {wrong}" in capsys.readouterr().err
+    wrong.chmod(0o600)
+    url = f"mqtts://{doc['username']}:{doc['password']}@127.0.0.1:{broker.port}"
+    started = time.monotonic()
+    assert cli_main([*worker, "--broker", url]) == 3
+    err = capsys.readouterr().err
+    assert "the broker's TLS certificate is not signed by a CA this client trusts" in err, err
+    assert "a secure run's worker needs --credentials DIR/fleets/FLEET.json" in err
+    assert cli_main([*worker, "--credentials", str(wrong)]) == 3
+    assert "cannot connect to the MQTT broker at" in (err := capsys.readouterr().err) and "refused the login" in err
+    assert time.monotonic() - started < 20
+    assert cli_main([*worker[:-3], "--credentials", str(fleet0)]) == 2
+    assert "--credentials (a secure run) needs --seal-key FILE" in capsys.readouterr().err
+    other = [*worker, "--credentials", str(fleet0)]
+    other[other.index("--of") + 1] = "2"
+    assert cli_main(other) == 2
+    assert "it is the login of fleet-0 of 1 fleet(s), not of fleet-0 (--fleet 0 --of 2)" in capsys.readouterr().err
+    actor = sec / "actors" / "follower.json"
+    assert cli_main([*worker, "--credentials", str(actor)]) == 2
+    assert "an outside stack's file, not a fleet's" in capsys.readouterr().err
+    with pytest.raises(SecureDirError, match="a fleet worker's file"):
+        Stack.from_credentials(fleet0)
+    run = ["run", str(path), "--secure-dir", str(sec), "--broker", f"mqtts://127.0.0.1:{broker.port}", "--run-id", "sw"]
+    run += ["--variant", "v2x", "--remote-workers", "--out", str(tmp_path / "r")]
+    assert cli_main(run) == 2
+    assert "--remote-workers with --secure-dir needs --seal-key FILE" in capsys.readouterr().err
+    assert cli_main([*run, "--workers", "2", "--seal-key", str(key)]) == 2
+    assert (
+        "no credentials for the remote workers' fleet(s) fleet-1: write it with 'v2x secure init ... --workers 2'"
+        in (capsys.readouterr().err)
+    )
+
+
+def test_a_secure_runs_worker_with_another_worker_key_is_not_admitted(
+    tmp_path: Path, secure_broker: tuple[Mosquitto, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker whose key is not the run's logs in, but the world does not admit it (it never gets the run's seal
+    or signing keys): both end with exit 3 and say why."""
+    broker, path, sec = secure_broker
+    from v2x.net.seal import key_file
+
+    key, theirs = _key(tmp_path), tmp_path / "theirs.key"
+    key_file(theirs)
+    worker = _secure_worker(
+        path, "--credentials", str(sec / "fleets" / "fleet-0.json"), "--seal-key", str(theirs), "--wait", "8"
+    )
+    run = ["run", str(path), "--secure-dir", str(sec), "--broker", f"mqtts://127.0.0.1:{broker.port}", "--run-id", "sw"]
+    run += ["--variant", "v2x", "--remote-workers", "--seal-key", str(key), "--worker-timeout", "4", "-q"]
+    try:
+        assert cli_main([*run, "--out", str(tmp_path / "r")]) == 3
+    finally:
+        wcode, err = _finish(worker, timeout_s=40)
+    said = capsys.readouterr().err
+    assert "fleet-0 said hello without this run's worker key (start with the same --seal-key file)" in said, said
+    assert "--credentials DIR/fleets/fleet-0.json" in said
+    assert wcode == 3 and "nor admitted it (does the world hold the same --seal-key file?)" in err, err[-2000:]
+
+
+def test_a_secure_run_without_the_workers_variant_tells_them_there_is_nothing_to_do(
+    tmp_path: Path, secure_broker: tuple[Mosquitto, Path, Path]
+) -> None:
+    """``--variant baseline`` in a secure run: the dismissal is published as the world (the broker lets only the
+    world's login write a fleet's input topic), sealed for the worker's nonce; the worker exits 0 at once."""
+    broker, path, sec = secure_broker
+    key = _key(tmp_path)
+    worker = _secure_worker(path, "--credentials", str(sec / "fleets" / "fleet-0.json"), "--seal-key", str(key))
+    run = ["run", str(path), "--secure-dir", str(sec), "--broker", f"mqtts://127.0.0.1:{broker.port}", "--run-id", "sw"]
+    run += ["--variant", "baseline", "--remote-workers", "--seal-key", str(key), "--worker-timeout", "60", "-q"]
+    try:
+        assert cli_main([*run, "--out", str(tmp_path / "r")]) == 0
+    finally:
+        wcode, err = _finish(worker)  # --wait is 600 s: only the run's word ends it in time
+    assert wcode == 0, err[-2000:]
+    assert "fleet-0 of run sw-v2x: nothing to do: this run (--run-id sw) runs only baseline (--variant), not v2x" in err

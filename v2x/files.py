@@ -54,6 +54,20 @@ def replace_whole(path: Path, data: bytes, mode: int | None = None) -> Path:
     return path
 
 
+def not_secret(path: Path) -> str | None:
+    """Why the file ``path`` is not one to take a secret from, or None: not a regular file (a symlink neither),
+    another user's, or readable or writable by others than its owner (as ssh refuses a private key): a worker
+    key, a fleet's login. ``OSError`` when it cannot be looked at (missing, no permission)."""
+    st = path.lstat()
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path}: not a regular file"
+    if st.st_uid != os.geteuid():
+        return f"{path}: belongs to another user (uid {st.st_uid})"
+    if st.st_mode & 0o077:
+        return f"{path}: others may read or write it (mode {stat.filemode(st.st_mode)}); chmod 600 {path}"
+    return None
+
+
 def not_private(folder: Path) -> str | None:
     """Why ``folder`` (which exists) is no place for secrets, or None: another user owns it (they could swap
     the files in it for their own, or read what they then hold), or anyone may write to it (``o+w``). A

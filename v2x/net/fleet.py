@@ -5,7 +5,7 @@ tick.
 ``tick`` x ``tick_us``, the tick: the next one, never past ``n_ticks``, ``final`` only there, as every host's,
 ``v2x.wire.tick_input``, with no skip; or the one just answered, which is answered again with the same bytes, as
 ``v2x.net.host`` does; a worker with a worker key takes nothing before the world's admission, which gives it
-the run's seal key, ``v2x.net.seal``) ->
+the run's seal key, ``v2x.net.seal``, and in a signed run its vehicles' signing keys) ->
 ``FleetAgent.transmit`` and ``listen`` -> one ``FleetAck(n)`` on ``fleet-ack/{fleet}``; with
 ``warnings_next_tick`` the ack goes out after ``transmit`` (the vehicles' BSMs) and carries the warnings of
 tick n - 1, and ``listen`` (hearing, FCW) runs after it, while the world closes the tick. Bad inputs are counted
@@ -32,9 +32,14 @@ from v2x.net.transport import Transport
 from v2x.wire import testbed_pb2
 from v2x.wire.fleet import unpack_deliveries
 from v2x.wire.protocol import MAX_FLEET_ACK_BYTES, MAX_FLEET_INPUT_BYTES
+from v2x.wire.security import Signer
 from v2x.wire.tick_input import mistyped_fields, next_tick_problem, tick_time_problem
 
 log = logging.getLogger("v2x.fleet")
+
+# The largest admission a worker reads: the run's key and, in a signed run, the fleet's pseudonyms (one per 10 s
+# of the run, 200 octets each: 72,427 octets for the longest scenario, an hour, with the default change period)
+MAX_ADMISSION_BYTES = 1 << 20
 
 
 class FleetHost:
@@ -56,7 +61,8 @@ class FleetHost:
     ) -> None:
         """``admission``: a worker started on its own with a worker key (``v2x worker --seal-key``): that key's
         seals and the nonce of its FleetHello; it takes the run's seal key from the world's admission (a
-        FleetInput with ``admit``) and is sealed from then on, taking nothing before it."""
+        FleetInput with ``admit``; in a signed run also the fleet's Credentials, with which its vehicles sign
+        from then on) and is sealed from then on, taking nothing before it."""
         self.transport = transport
         # the run's seals (``v2x.net.seal``), when the run started this fleet itself: every input must carry one
         # (else it is ``forged``), and every answer does; a worker started on its own has none
@@ -76,6 +82,7 @@ class FleetHost:
         self.answers: Answers[bytes] = Answers()
         self.dismissed = ""  # why no world will serve this fleet, when the world said so before a first tick
         self.held: list[testbed_pb2.Advisory] = []  # the last tick's warnings, for the next FleetAck
+        self.credentials = b""  # the signing keys of the world's admission (a signed run's)
         transport.route(
             topics.fleet_input(run_id, agent.fleet_id), lambda topic, payload: self.queue.put_nowait(payload)
         )
@@ -114,7 +121,8 @@ class FleetHost:
                 if body is None and (admitted := self._admitted(input_topic, payload)) is not None:
                     # the world answered a hello again: admitted already; before the first tick an admission with
                     # another key (or a dismissal) is a later world of the run id, whose word counts now
-                    if self.last_tick < 0 and admitted != (self.seal.key, "") and self._take(*admitted):
+                    same = admitted == (self.seal.key, self.credentials, "")
+                    if self.last_tick < 0 and not same and self._take(*admitted):
                         return  # dismissed
                     continue
                 if body is None:  # anyone may publish on an open broker: not the world's
@@ -176,10 +184,10 @@ class FleetHost:
             if self.finished and not self.linger:
                 return
 
-    def _admitted(self, topic: str, payload: bytes) -> tuple[bytes, str] | None:
-        """The run's seal key and the dismissal (or "") in ``payload`` if it is the world's admission for this
-        worker's nonce, else None."""
-        if self.admission is None or len(payload) > 4096:
+    def _admitted(self, topic: str, payload: bytes) -> tuple[bytes, bytes, str] | None:
+        """The run's seal key, the fleet's Credentials (serialised; empty in a run without signatures) and the
+        dismissal (or "") in ``payload`` if it is the world's admission for this worker's nonce, else None."""
+        if self.admission is None or len(payload) > MAX_ADMISSION_BYTES:
             return None
         key, nonce = self.admission
         inp = testbed_pb2.FleetInput()
@@ -189,18 +197,23 @@ class FleetHost:
             return None
         if not inp.admit:
             return None
-        run_key = key.unwrap(topic, inp.admit, nonce + inp.dismissed.encode())
-        if run_key is None or len(run_key) != KEY_BYTES:
+        secret = key.unwrap(topic, inp.admit, nonce + inp.dismissed.encode())
+        if secret is None or len(secret) < KEY_BYTES:
             return None
-        return run_key, inp.dismissed
+        return secret[:KEY_BYTES], secret[KEY_BYTES:], inp.dismissed
 
-    def _take(self, run_key: bytes, dismissed: str) -> bool:
-        """Take the world's admission (``_admitted``): its run seal key from now on, or (True) its dismissal."""
+    def _take(self, run_key: bytes, credentials: bytes, dismissed: str) -> bool:
+        """Take the world's admission (``_admitted``): its run seal key from now on, and its signing keys for the
+        fleet's vehicles if it gives any, or (True) its dismissal."""
         if dismissed:
             self.dismissed = dismissed[:200]
             return True
+        if credentials:  # (only the world makes them: sealed under the worker key, bound to this worker's nonce)
+            self.agent.signer = Signer.from_bytes(credentials, self.agent.epoch)
         self.seal = RunSeal(run_key)
-        log.info("%s of run %s: admitted by the world (sealed from now on)", self.agent.fleet_id, self.run_id)
+        self.credentials = credentials
+        signed = " and signing its vehicles' messages" if credentials else ""
+        log.info("%s of run %s: admitted by the world (sealed%s from now on)", self.agent.fleet_id, self.run_id, signed)
         return False
 
     def _reject(self, reason: str, detail: str) -> None:

@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import hmac
 import os
-import stat
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from v2x.files import replace_whole
+from v2x.files import not_secret, replace_whole
 
 SEAL_FIELD = 100
 _NONCE = 12
@@ -124,15 +123,11 @@ def read_key_file(path: Path) -> bytes:
     is missing, not a regular file, readable or writable by others than its owner (as ssh refuses a private
     key), owned by another user, or not a key."""
     try:
-        st = path.lstat()
+        why = not_secret(path)
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read the worker key: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise KeyFileError(f"{path}: not a regular file")
-    if st.st_uid != os.geteuid():
-        raise KeyFileError(f"{path}: belongs to another user (uid {st.st_uid})")
-    if st.st_mode & 0o077:
-        raise KeyFileError(f"{path}: others may read or write it (mode {stat.filemode(st.st_mode)}); chmod 600 {path}")
+    if why is not None:
+        raise KeyFileError(why)
     try:
         with path.open("rb") as f:
             data = f.read(4 * KEY_BYTES)

@@ -1,10 +1,12 @@
 """``--secure``: per-run broker users, their topic grants, a TLS CA, and the files that carry them.
 
-A secure run has one broker user for its world and one per actor, each with a random password, and grants
-(``v2x.net.topics.world_grants`` / ``actor_grants``) for the run ids of every variant. The embedded broker
+A secure run has one broker user for its world, one per actor and one per fleet served by a worker started
+on its own (``v2x worker``), each with a random password, and grants (``v2x.net.topics.world_grants`` /
+``actor_grants`` / ``fleet_grants``) for the run ids of every variant. The embedded broker
 enforces them in process (``v2x.net.amqtt_acl``); for a broker of one's own, ``write_secure_dir`` writes a
 Mosquitto 2 password file (``$7$`` PBKDF2-SHA512), ACL file and configuration with a TLS listener, and one
-credentials file per actor for outside stacks (``v2x secure init``; docs/SECURITY.md, docs/PROTOCOL.md).
+credentials file per actor for outside stacks and per fleet for remote fleet workers (``v2x secure init``;
+docs/SECURITY.md, docs/PROTOCOL.md).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from v2x.net.broker import BrokerAddress, EmbeddedSecurity
 FORMAT = "v2x-secure 1"
 WORLD_FILE = "world.json"
 ACTORS_DIR = "actors"
+FLEETS_DIR = "fleets"
 MOSQUITTO_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes
 CERT_DAYS = 365
 
@@ -65,23 +68,28 @@ class Tls:
 
 @dataclass(frozen=True)
 class RunKeys:
-    """The users of one run (every variant of a scenario): ``run_ids`` variant -> run id."""
+    """The users of one run (every variant of a scenario): ``run_ids`` variant -> run id; ``fleets``: the
+    fleets served by workers started on their own (``v2x worker``; none unless ``v2x secure init --workers``)."""
 
     scenario_id: str
     run_ids: dict[str, str]
     world: Login
     actors: dict[str, Login]
     ca_pem: str | None = field(default=None, repr=False)
+    fleets: dict[str, Login] = field(default_factory=dict)
 
     def grants(self) -> dict[str, topics.Grants]:
         """User name -> what it may write and read, over every run id of the run."""
         out = {self.world.username: _merge(topics.world_grants(r) for r in self.run_ids.values())}
         for actor_id, login in self.actors.items():
             out[login.username] = _merge(topics.actor_grants(r, actor_id) for r in self.run_ids.values())
+        for fleet_id, login in self.fleets.items():
+            out[login.username] = _merge(topics.fleet_grants(r, fleet_id) for r in self.run_ids.values())
         return out
 
     def passwords(self) -> dict[str, str]:
-        return {login.username: login.password for login in [self.world, *self.actors.values()]}
+        logins = [self.world, *self.actors.values(), *self.fleets.values()]
+        return {login.username: login.password for login in logins}
 
     def embedded(self, tls_files: tuple[str, str] | None = None) -> EmbeddedSecurity:
         """What the embedded broker enforces for this run; ``tls_files``: (certificate, key) PEM files."""
@@ -122,16 +130,27 @@ def actor_user(run_prefix: str, actor_id: str) -> str:
     return f"actor.{actor_id}@{run_prefix}"
 
 
+def fleet_user(run_prefix: str, fleet_id: str) -> str:
+    return f"fleet.{fleet_id}@{run_prefix}"
+
+
 def new_run_keys(
-    scenario_id: str, run_prefix: str, run_ids: Mapping[str, str], actor_ids: Iterable[str], ca_pem: str | None = None
+    scenario_id: str,
+    run_prefix: str,
+    run_ids: Mapping[str, str],
+    actor_ids: Iterable[str],
+    ca_pem: str | None = None,
+    fleet_ids: Iterable[str] = (),
 ) -> RunKeys:
-    """Fresh users with random passwords for the world and every actor of the run ids ``run_ids``."""
+    """Fresh users with random passwords for the world, every actor and every fleet of ``fleet_ids`` (served by
+    workers started on their own) of the run ids ``run_ids``."""
     return RunKeys(
         scenario_id=scenario_id,
         run_ids=dict(run_ids),
         world=Login(world_user(run_prefix), secrets.token_urlsafe(24)),
         actors={a: Login(actor_user(run_prefix, a), secrets.token_urlsafe(24)) for a in actor_ids},
         ca_pem=ca_pem,
+        fleets={f: Login(fleet_user(run_prefix, f), secrets.token_urlsafe(24)) for f in fleet_ids},
     )
 
 
@@ -260,13 +279,16 @@ def _private_folder(folder: Path) -> None:
 
 
 def actor_document(keys: RunKeys, actor_id: str, broker_url: str, run_prefix: str) -> dict[str, Any]:
-    """What an outside stack driving ``actor_id`` needs (docs/PROTOCOL.md, "Secure runs")."""
-    login = keys.actors[actor_id]
-    grants = topics.actor_grants  # per run id
+    """What an outside stack driving ``actor_id`` needs (docs/PROTOCOL.md, "Secure runs"); with ``fleet: True``
+    in it, what the worker serving fleet ``actor_id`` needs (``v2x worker --credentials``)."""
+    fleet = actor_id in keys.fleets
+    login = keys.fleets[actor_id] if fleet else keys.actors[actor_id]
+    grants = topics.fleet_grants if fleet else topics.actor_grants  # per run id
     return {
         "format": FORMAT,
         "scenario": keys.scenario_id,
         "actor_id": actor_id,
+        **({"fleet": True, "fleets": len(keys.fleets)} if fleet else {}),
         "run_id": run_prefix,
         "run_ids": keys.run_ids,
         "broker": broker_url,
@@ -283,8 +305,9 @@ def write_secure_dir(directory: Path, keys: RunKeys, tls: Tls, *, run_prefix: st
     SecureDirError, before anything is written, if ``directory`` or its ``actors`` folder belongs to another
     user or may be written by anyone."""
     _private_folder(directory)
-    if keys.actors:
-        _private_folder(directory / ACTORS_DIR)
+    for folder, parties in ((ACTORS_DIR, keys.actors), (FLEETS_DIR, keys.fleets)):
+        if parties:
+            _private_folder(directory / folder)
     broker_url = f"mqtts://{host}:{port}"
     try:
         bind: str | None = str(ipaddress.ip_address(host))
@@ -309,9 +332,10 @@ def write_secure_dir(directory: Path, keys: RunKeys, tls: Tls, *, run_prefix: st
         _write(directory / "mosquitto.conf", mosquitto_conf(directory, port, bind), private=False),
         _write(directory / WORLD_FILE, json.dumps(world, indent=2) + "\n", private=True),
     ]
-    for actor_id in keys.actors:
-        doc = actor_document(keys, actor_id, broker_url, run_prefix)
-        written.append(_write(directory / ACTORS_DIR / f"{actor_id}.json", json.dumps(doc, indent=2) + "\n", True))
+    for folder, parties in ((ACTORS_DIR, keys.actors), (FLEETS_DIR, keys.fleets)):
+        for party in parties:
+            doc = actor_document(keys, party, broker_url, run_prefix)
+            written.append(_write(directory / folder / f"{party}.json", json.dumps(doc, indent=2) + "\n", True))
     return written
 
 
@@ -354,27 +378,33 @@ class SecureDir:
 def load_secure_dir(directory: Path) -> SecureDir:
     """Read the world's file and every actor's file of ``directory``."""
     world = _read_json(directory / WORLD_FILE)
-    actors: dict[str, Login] = {}
-    for path in sorted((directory / ACTORS_DIR).glob("*.json")):
-        doc = _read_json(path)
-        actors[str(doc.get("actor_id", path.stem))] = Login(doc["username"], doc["password"])
+    logins: dict[str, dict[str, Login]] = {ACTORS_DIR: {}, FLEETS_DIR: {}}
+    for folder, parties in logins.items():
+        for path in sorted((directory / folder).glob("*.json")):
+            doc = _read_json(path)
+            parties[str(doc.get("actor_id", path.stem))] = Login(doc["username"], doc["password"])
     keys = RunKeys(
         scenario_id=world["scenario"],
         run_ids={str(k): str(v) for k, v in world["run_ids"].items()},
         world=Login(world["username"], world["password"]),
-        actors=actors,
+        actors=logins[ACTORS_DIR],
         ca_pem=world.get("ca_pem") if isinstance(world.get("ca_pem"), str) else None,
+        fleets=logins[FLEETS_DIR],
     )
     return SecureDir(directory, world["run_id"], str(world.get("broker", "")), keys)
 
 
 @dataclass(frozen=True)
 class ActorCredentials:
-    """An actor's file of ``v2x secure init`` (for outside stacks, ``v2x.sdk.Stack.from_credentials``)."""
+    """An actor's file of ``v2x secure init`` (for outside stacks, ``v2x.sdk.Stack.from_credentials``), or a
+    fleet's (``fleet``: for ``v2x worker --credentials``; ``fleets``: the N of ``--workers N`` it was made for)."""
 
     actor_id: str
     run_ids: dict[str, str]
     broker: BrokerAddress
+    run_prefix: str = ""
+    fleet: bool = False
+    fleets: int = 0
 
     def run_id(self, variant: str) -> str:
         if variant not in self.run_ids:
@@ -383,7 +413,8 @@ class ActorCredentials:
 
 
 def load_actor_credentials(path: Path, broker: str | None = None) -> ActorCredentials:
-    """An actor's credentials file; ``broker``: another URL than the one written in it (same CA)."""
+    """An actor's credentials file, or a fleet's (``ActorCredentials.fleet``); ``broker``: another URL than the
+    one written in it (same CA)."""
     from v2x.net.broker import BrokerURLError, parse_broker_url
 
     doc = _read_json(path)
@@ -396,4 +427,8 @@ def load_actor_credentials(path: Path, broker: str | None = None) -> ActorCreden
         raise SecureDirError(f"{path}: {exc}") from None
     ca = doc.get("ca_pem") if isinstance(doc.get("ca_pem"), str) else None
     address = _with(address, Login(doc["username"], doc["password"]), ca)
-    return ActorCredentials(doc["actor_id"], {str(k): str(v) for k, v in doc["run_ids"].items()}, address)
+    run_ids = {str(k): str(v) for k, v in doc["run_ids"].items()}
+    fleets = doc.get("fleets") if doc.get("fleet") is True else 0
+    if not isinstance(fleets, int) or isinstance(fleets, bool) or fleets < 0:
+        raise SecureDirError(f"{path}: field 'fleets' is not a number of fleets")
+    return ActorCredentials(doc["actor_id"], run_ids, address, doc["run_id"], doc.get("fleet") is True, fleets)

@@ -136,6 +136,16 @@ def actor_grants(run_id: str, actor_id: str) -> Grants:
     )
 
 
+def fleet_grants(run_id: str, fleet_id: str) -> Grants:
+    """Fleet ``fleet_id`` of ``run_id`` served by a worker started on its own (``v2x worker``, docs/SECURITY.md):
+    it publishes only on its own fleet-join (its FleetHello and Last Will) and fleet-ack topics and reads only
+    its own FleetInputs and the run's Control."""
+    return Grants(
+        write=(fleet_join(run_id, fleet_id), fleet_ack(run_id, fleet_id)),
+        read=(fleet_input(run_id, fleet_id), control(run_id)),
+    )
+
+
 def covers(pattern: str, topic_filter: str) -> bool:
     """Whether every topic that ``topic_filter`` matches is matched by ``pattern`` (both MQTT filters; a
     plain topic is a filter matching itself). ``v2x/r/in/+`` covers ``v2x/r/in/a`` and itself; nothing

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Protocol
 
 import aiomqtt
 import paho.mqtt.client as paho
+from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt import _packet as paho_packet
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties, VariableByteIntegers
@@ -220,6 +221,8 @@ class MqttTransport:
         self._reconnect_max_s = reconnect_max_s
         self.connections = 0
         self.last_error = ""  # why the last connection attempt failed or the last connection ended
+        # why the broker refused the last attempt in a way no retry mends (``refusal``), else None
+        self.refused: str | None = None
         self.publish_timeout_s = 2.0
         self._stopping = False
         self.spoke_mqtt5 = False  # a connection with MQTT 5 succeeded (then no falling back to 3.1.1)
@@ -369,6 +372,7 @@ class MqttTransport:
                 self.connected.clear()
                 self._client = None
                 self.last_error = str(exc)
+                self.refused = refusal(exc)
                 if self._stopping:
                     return
                 closes = closes + 1 if v5 and isinstance(exc, ClosedBeforeConnack) else 0
@@ -456,6 +460,27 @@ async def broker_lost(transport: Transport, url: str, within_s: float | None = N
         except TimeoutError:
             why = getattr(transport, "last_error", "")
             return f"lost the MQTT broker at {url}: no connection for {within_s:.0f} s" + (f" ({why})" if why else "")
+
+
+# The CONNACK codes of a login the broker refuses: MQTT 3.1.1's 4 and 5, MQTT 5's 0x86 and 0x87.
+_LOGIN_REFUSED = (4, 5, 0x86, 0x87)
+
+
+def refusal(exc: aiomqtt.MqttError) -> str | None:
+    """What a failed connection attempt says when retrying cannot mend it: the broker's TLS certificate is not
+    one the client trusts (another CA than the one given, or no CA given: the system's do not know a run's), or
+    the broker refused the login (a wrong or missing user name or password). None for any other failure (a
+    broker away, restarting or busy), which a connection waits out."""
+    if isinstance(exc, MqttConnectError):
+        code = getattr(exc.rc, "value", exc.rc)
+        if code in _LOGIN_REFUSED:
+            return f"the broker refused the login ({exc})"
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # (aiomqtt keeps only the text of the ssl error)
+        return (
+            "the broker's TLS certificate is not signed by a CA this client trusts (the one given with its login, "
+            f"else the system's), or does not name the host dialled ({exc})"
+        )
+    return None
 
 
 def cannot_reach(url: str, within_s: float, why: str = "") -> str:

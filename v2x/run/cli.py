@@ -12,18 +12,21 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
 from v2x.logs import LOG_FORMAT
-from v2x.net.broker import BrokerURLError, parse_broker_url
+from v2x.net.broker import BrokerAddress, BrokerURLError, parse_broker_url
 from v2x.net.clock import MODES
 from v2x.run import REALTIME_MAX_WORKERS, default_workers
 from v2x.run.secure import security_from_args
 from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario, same_ids
 from v2x.scenario.model import ALL_VARIANTS
 from v2x.text import printable
+
+if TYPE_CHECKING:
+    from v2x.net.secure import ActorCredentials
 
 # What drawing a result document that passed the report's checks may still raise on an input nobody thought
 # of: 'v2x report' and 'v2x replay --report' turn it into bad input (exit 2), never a traceback.
@@ -152,7 +155,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--broker URL --run-id PREFIX --fleet K --of N' (K = 0 ... N-1), on this or other machines, against "
         "this broker or a node of the same cluster; needs --run-id and a broker; the outcome is the same. With "
         "--variant leaving out a variant with fleets (V2X), it tells that variant's workers, waiting up to "
-        '--worker-timeout for them, that there is nothing to do (docs/ARCHITECTURE.md "Fleets on other machines")',
+        '--worker-timeout for them, that there is nothing to do (docs/ARCHITECTURE.md "Fleets on other '
+        "machines\"). A secure run needs --secure-dir DIR of 'v2x secure init --workers N' (each worker logs in "
+        "with DIR/fleets/FLEET.json) and --seal-key (the world hands each worker its fleet's signing keys sealed "
+        'under it; docs/SECURITY.md "Remote fleet workers in a secure run")',
     )
     run.add_argument(
         "--seal-key",
@@ -209,7 +215,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "may use only their own topics (with the embedded broker the run makes its users and CA itself; with "
         "a broker of your own give --secure-dir), and every V2X envelope is signed (ECDSA P-256, pseudonym "
         "certificates from a CA per run) and verified by the world and every receiver; the signing "
-        "credentials of external actors are written to OUT/credentials/RUN_ID/ACTOR.cred",
+        "credentials of external actors are written to OUT/credentials/RUN_ID/ACTOR.cred (--remote-workers: "
+        "give --secure-dir and --seal-key)",
     )
     run.add_argument(
         "--secure-dir",
@@ -287,14 +294,22 @@ def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "reach (one broker, or nodes of a clustered one such as EMQX): the equipped background vehicles the "
         "world gives that fleet, one bundle each way per tick. Start one per fleet, before or after the world; "
         "each ends after the run's final tick. Give the same scenario (file), --run-id and --of as the world: "
-        'it refuses a worker whose job differs (docs/ARCHITECTURE.md "Fleets on other machines").',
+        'it refuses a worker whose job differs (docs/ARCHITECTURE.md "Fleets on other machines"). A secure run '
+        "(v2x run --secure-dir DIR): give --credentials DIR/fleets/FLEET.json (the fleet's broker login and the "
+        "broker's CA) and --seal-key; the world then hands the worker its fleet's signing keys, sealed "
+        '(docs/SECURITY.md "Remote fleet workers in a secure run").',
         epilog="Exit codes: 0 served the run to its final tick, or the world said it does not run this variant "
         "(nothing to do), 2 bad input (nothing was served), 3 the run could not be served (broker unreachable, "
-        "no world within --wait, the world stopped the run early, or lost its connection and did not come back "
-        "within --wait), 130 / 143 interrupted. A broker restart is waited out.",
+        "its TLS certificate not signed by the CA given, the login refused, no world within --wait, the world "
+        "stopped the run early, or lost its connection and did not come back within --wait), 130 / 143 "
+        "interrupted. A broker restart is waited out.",
     )
     wk.add_argument("scenario", metavar="SCENARIO", help="the world's scenario: id (see 'v2x list') or YAML file")
-    wk.add_argument("--broker", required=True, metavar="URL", help="mqtt://[user:pass@]host:port of the broker")
+    wk.add_argument(
+        "--broker",
+        metavar="URL",
+        help="mqtt://[user:pass@]host:port (mqtts:// for TLS) of the broker; needed unless --credentials names it",
+    )
     wk.add_argument("--run-id", required=True, metavar="PREFIX", help="the world's --run-id")
     wk.add_argument("--fleet", type=int, required=True, metavar="K", help="which fleet to serve: 0 ... N-1")
     wk.add_argument("--of", type=argtypes.count, required=True, metavar="N", help="the world's --workers N")
@@ -312,7 +327,15 @@ def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="FILE",
         help="the worker key file the world's 'v2x run --seal-key' made (a copy; owner-only, mode 600): the "
         "worker is admitted only by a world holding the same key, and takes nothing but that world's sealed "
-        'messages (docs/SECURITY.md "Sealed messages")',
+        'messages (in a secure run, also its fleet\'s signing keys; docs/SECURITY.md "Sealed messages")',
+    )
+    wk.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="FILE",
+        help="a secure run's (v2x run --secure-dir DIR): DIR/fleets/FLEET.json of 'v2x secure init --workers N' "
+        "for this fleet (a copy; owner-only): the fleet's broker user and password, the CA that signed the "
+        "broker's TLS certificate and the broker's URL (--broker overrides the URL); needs --seal-key",
     )
     wk.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     wk.set_defaults(handler=cmd_worker)
@@ -322,20 +345,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """``v2x worker``."""
     from v2x.net.seal import KeyFileError, read_key_file
     from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix
-    from v2x.run.workers import WorkerError, remote_jobs, serve_remote
+    from v2x.run.workers import BrokerRefused, WorkerError, remote_jobs, serve_remote
 
     _setup_logging(verbose=not args.quiet, quiet=args.quiet)  # a worker says what it does, unless -q
     logging.getLogger("v2x.net.transport").setLevel(max(logging.getLogger().level, logging.WARNING))
     problem = None
-    try:
-        broker = parse_broker_url(args.broker)
-    except BrokerURLError as exc:
-        problem = str(exc)
-    if not 0 <= args.fleet < args.of:
+    broker: BrokerAddress | None = None
+    creds: ActorCredentials | None = None
+    if args.credentials is not None:
+        if args.seal_key is None:
+            problem = (
+                "--credentials (a secure run) needs --seal-key FILE, a copy of the run's: the world hands the "
+                "worker its fleet's signing keys sealed under it"
+            )
+        else:
+            creds, problem = _fleet_login(args)
+            broker = creds.broker if creds is not None else None
+    elif args.broker is None:
+        problem = "give --broker URL (or, for a secure run, --credentials FILE, which names it)"
+    else:
+        try:
+            broker = parse_broker_url(args.broker)
+        except BrokerURLError as exc:
+            problem = str(exc)
+    if problem is None and not 0 <= args.fleet < args.of:
         problem = f"--fleet wants K in 0 ... {args.of - 1} (--of {args.of}), got {args.fleet}"
-    elif not valid_run_id_prefix(args.run_id):
+    elif problem is None and not valid_run_id_prefix(args.run_id):
         problem = f"--run-id {args.run_id!r}: {RUN_ID_RULE}"
-    if problem is not None:
+    if problem is not None or broker is None:
         print(f"v2x worker: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
@@ -351,6 +388,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             print(f"v2x worker: --seal-key {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
     jobs = remote_jobs(scenario, broker, args.run_id, args.fleet, args.of, worker_key=worker_key)
+    if jobs and creds is not None and (other := _other_fleet(args, creds, jobs[0].fleet_id)) is not None:
+        print(f"v2x worker: --credentials {args.credentials}: {other}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if not jobs:
         print(
             f"v2x worker: scenario {scenario.id} has no equipped background vehicles (flows with penetration "
@@ -362,6 +402,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         try:
             for job in jobs:
                 asyncio.run(_interruptible(serve_remote(job, wait_s=args.wait)))
+        except BrokerRefused as exc:
+            login = "" if creds is not None else " (a secure run's worker needs --credentials DIR/fleets/FLEET.json)"
+            print(f"v2x worker: {exc}{login}", file=sys.stderr)
+            return EXIT_RUN_ERROR
         except WorkerError as exc:
             print(f"v2x worker: {exc}", file=sys.stderr)
             return EXIT_RUN_ERROR
@@ -369,6 +413,42 @@ def cmd_worker(args: argparse.Namespace) -> int:
             print(f"v2x worker: interrupted ({exc})", file=sys.stderr)
             return 128 + exc.signum
     return EXIT_OK
+
+
+def _fleet_login(args: argparse.Namespace) -> tuple[ActorCredentials | None, str | None]:
+    """``v2x worker --credentials FILE``: the fleet's file (its broker address with the fleet's login and the
+    CA), or why it cannot be used."""
+    from v2x.files import not_secret
+    from v2x.net.secure import SecureDirError, load_actor_credentials
+
+    try:
+        why = not_secret(args.credentials)  # (a password: refused where others may read it, as the worker key)
+    except OSError as exc:
+        return None, f"--credentials {args.credentials}: cannot read it: {exc.strerror}"
+    if why is not None:
+        return None, f"--credentials {why}"
+    try:
+        creds = load_actor_credentials(args.credentials, args.broker)
+    except SecureDirError as exc:
+        return None, f"--credentials {exc}"
+    if not creds.fleet:
+        return None, f"--credentials {args.credentials}: an outside stack's file, not a fleet's (DIR/fleets/FLEET.json)"
+    if not creds.broker.tls:
+        return None, f"--credentials {args.credentials}: the broker {creds.broker.url} is not TLS (mqtts://)"
+    return creds, None
+
+
+def _other_fleet(args: argparse.Namespace, creds: ActorCredentials, fleet_id: str) -> str | None:
+    """Why the fleet file ``creds`` is not fleet ``fleet_id`` of ``--run-id`` / ``--of``, or None (the broker
+    would drop every message of another fleet's login in silence: it is said here, before anything)."""
+    if creds.run_prefix != args.run_id:
+        return f"it was made for --run-id {creds.run_prefix!r}, not {args.run_id!r}"
+    if creds.actor_id != fleet_id or creds.fleets != args.of:
+        return (
+            f"it is the login of {creds.actor_id} of {creds.fleets} fleet(s), not of {fleet_id} (--fleet "
+            f"{args.fleet} --of {args.of}): copy DIR/fleets/{fleet_id}.json"
+        )
+    return None
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
@@ -455,10 +535,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seal_key is not None and not args.remote_workers:
         print("v2x run: --seal-key is the key of remote workers: it needs --remote-workers", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.remote_workers and (args.secure or args.secure_dir is not None):
+    if args.remote_workers and args.secure and args.secure_dir is None:
         print(
-            "v2x run: --remote-workers does not go with --secure: the fleets' signing keys are made by the world "
-            "for each run, and a worker started on its own has no way to get them",
+            "v2x run: --remote-workers with --secure needs a broker of your own and --secure-dir DIR (written by "
+            "'v2x secure init DIR --scenario ID --run-id PREFIX --workers N'): the workers log in with "
+            "DIR/fleets/FLEET.json; the embedded broker's users are known to this process only",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    if args.remote_workers and args.secure_dir is not None and args.seal_key is None:
+        print(
+            "v2x run: --remote-workers with --secure-dir needs --seal-key FILE: the world hands each worker its "
+            "fleet's signing keys sealed under that key",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
@@ -519,7 +607,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if len(scenarios) > 1:
             print("v2x run: --run-id takes a single scenario (run ids must differ between runs)", file=sys.stderr)
             return EXIT_BAD_INPUT
-    security = security_from_args(args, scenarios, "v2x run")
+    security = security_from_args(args, scenarios, "v2x run", workers if args.remote_workers else 0)
     if isinstance(security, int):
         return security
     worker_key = b""

@@ -49,7 +49,6 @@ from v2x.run.workers import (
     RemoteFleets,
     WorkerFailed,
     fleet_job,
-    fleet_signer,
     steady_loop,
     worker_command,
 )
@@ -387,12 +386,17 @@ async def run_variant(
     seal = RunSeal() if sealed else None  # between the world and the agents and fleets this run starts
     env = environment(scenario)
     agents = build_agents(scenario, env)
-    if remote_workers and signing is not None:
-        raise RunError(
-            "--remote-workers does not go with a signed run (--secure): the fleets' signing keys are made by "
-            "the world for each run, and a worker started on its own has no way to get them"
-        )
     fleet_ids = fleet_ids_for(scenario, variant, workers)
+    if remote_workers and fleet_ids and signing is not None and not (worker_key and seal is not None):
+        raise RunError(
+            "--remote-workers in a signed run (--secure) needs a worker key (--seal-key): the fleets' signing keys "
+            "are made by the world for each run and reach each worker only in its admission, sealed under that key"
+        )
+    if remote_workers and keys is not None and (missing := [f for f in fleet_ids if f not in keys.fleets]):
+        raise RunError(
+            f"--remote-workers in a secure run: the run's users have no broker login for fleet(s) "
+            f"{', '.join(missing)} (write the --secure-dir with 'v2x secure init ... --workers {workers}')"
+        )
     signed = issue_keys(scenario, run_id, signing, fleet_ids) if signing is not None else None
     for path in signed.files if signed is not None else ():
         log.info("run %s: credentials of an outside stack -> %s", run_id, path)
@@ -459,7 +463,7 @@ async def run_variant(
                 frame=env.frame,
                 epoch=env.epoch,
                 thresholds=env.thresholds,
-                signer=fleet_signer(signed.fleets[fleet_id], env.epoch) if signed is not None else None,
+                signer=Signer.from_bytes(signed.fleets[fleet_id], env.epoch) if signed is not None else None,
             ),
             n_ticks=scenario.n_ticks,
             linger=True,  # (until the run ends and the tasks are cancelled)
@@ -487,12 +491,14 @@ async def run_variant(
 
             def hint(k: int) -> str:
                 keyed = " --seal-key FILE (a copy of this run's)" if worker_key else ""
-                return worker_command(scenario.id, url, prefix, k, n) + keyed
+                login = f" --credentials DIR/fleets/{jobs[k].fleet_id}.json (of --secure-dir DIR)" if keys else ""
+                return worker_command(scenario.id, url, prefix, k, n) + keyed + login
 
             pool = RemoteFleets(
                 world_tp, run_id, jobs, hint=hint,
                 worker_key=RunSeal(worker_key) if worker_key else None,
                 run_key=seal.key if seal is not None and fleets_sealed else b"",
+                credentials=signed.fleets if signed is not None else None,
             )  # fmt: skip
         else:
             pool = FleetWorkers(jobs)
@@ -682,8 +688,9 @@ async def run_scenario(
         secure = stack.enter_context(secure_run(scenario, security, broker, run_id, run_ids)) if security else None
         async with bus_for(broker, secure.embedded if secure else None) as address:
             if remote_workers and run_id is not None and skipped and isinstance(address, BrokerAddress):
+                world_address = secure.keys.world_address(address) if secure else address  # (it publishes as the world)
                 await dismiss_remote_workers(
-                    full, address, run_id, skipped, workers, worker_timeout_s, worker_key
+                    full, world_address, run_id, skipped, workers, worker_timeout_s, worker_key
                 )  # fmt: skip
             for variant in scenario.variants:
                 variant_run_id = run_ids[variant]

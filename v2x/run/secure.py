@@ -31,11 +31,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Write into DIR, for one scenario and run id: a CA and a server certificate for --host (ca.crt, "
         "server.crt, server.key), a Mosquitto 2 password file and ACL file (passwd, acl) and a configuration "
         "with a TLS listener on --port (mosquitto.conf), the world's credentials (world.json) and one "
-        "credentials file per actor for outside stacks (actors/ID.json). Then: mosquitto -c DIR/mosquitto.conf, "
+        "credentials file per actor for outside stacks (actors/ID.json) and, with --workers N, per fleet for the "
+        "fleet workers of 'v2x run --remote-workers' (fleets/FLEET.json). Then: mosquitto -c DIR/mosquitto.conf, "
         "and v2x run ID --secure-dir DIR --broker mqtts://HOST:PORT (docs/SECURITY.md).",
         epilog="Exit codes: 0 written, 2 bad input (nothing written; also a DIR of another user's or one any "
         "user may write to), 3 the files could not be written. "
-        "world.json, passwd, server.key and actors/*.json hold secrets (mode 0600): keep DIR private.",
+        "world.json, passwd, server.key, actors/*.json and fleets/*.json hold secrets (mode 0600): keep DIR "
+        "private.",
     )
     init.add_argument(
         "dir",
@@ -58,12 +60,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "certificate names each; the first goes into the credentials files' broker URL; default 127.0.0.1)",
     )
     init.add_argument("--port", type=argtypes.port, default=8883, help="the TLS listener's port (default 8883)")
+    init.add_argument(
+        "--workers",
+        type=argtypes.count,
+        metavar="N",
+        help="also a broker user per fleet for 'v2x run --workers N --remote-workers' (the scenario's equipped "
+        "background vehicles served by 'v2x worker' processes): fleets/FLEET.json, the login, CA and broker URL of "
+        "one worker, to copy to that worker's machine and give it as 'v2x worker --credentials FILE' "
+        '(docs/SECURITY.md "Remote fleet workers in a secure run")',
+    )
     init.set_defaults(handler=cmd_secure_init)
 
 
 def cmd_secure_init(args: argparse.Namespace) -> int:
     from v2x.net.secure import SecureDirError, make_tls, new_run_keys, write_secure_dir
     from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix
+    from v2x.sim.simulation import fleet_ids_for
 
     try:
         scenario = load_scenario(find_scenario(args.scenario))
@@ -84,8 +96,16 @@ def cmd_secure_init(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     run_ids: dict[str, str] = {v: f"{prefix}-{v}" for v in scenario.variants}
     assert all(topics.valid_id(r) for r in run_ids.values())
+    fleets = [f for v in scenario.variants for f in fleet_ids_for(scenario, v, args.workers)] if args.workers else []
+    if args.workers and not fleets:
+        print(
+            f"v2x secure init: --workers: scenario {scenario.id} has no equipped background vehicles (flows with "
+            "penetration > 0 in its V2X variant): no fleet to serve",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     tls = make_tls(hosts)
-    keys = new_run_keys(scenario.id, prefix, run_ids, [a.id for a in scenario.actors], tls.ca_pem)
+    keys = new_run_keys(scenario.id, prefix, run_ids, [a.id for a in scenario.actors], tls.ca_pem, fleets)
     host = f"[{hosts[0]}]" if _is_ipv6(hosts[0]) else hosts[0]
     try:
         written = write_secure_dir(args.dir, keys, tls, run_prefix=prefix, host=host, port=args.port)
@@ -99,14 +119,25 @@ def cmd_secure_init(args: argparse.Namespace) -> int:
     print(f"  broker:        mosquitto -c {args.dir / 'mosquitto.conf'}")
     print(f"  run:           v2x run {args.scenario} --secure-dir {args.dir} --broker mqtts://{host}:{args.port}")
     print(f"  outside stack: {args.dir / 'actors'}/<actor>.json (its user, password, CA and topics)")
+    if fleets:
+        print(
+            f"  fleet worker:  v2x worker {args.scenario} --run-id {prefix} --fleet K --of {args.workers} "
+            f"--credentials {args.dir / 'fleets'}/{fleets[0].removesuffix('0')}K.json --seal-key FILE (a copy of "
+            f"the run's --seal-key); the run: add --workers {args.workers} --remote-workers --run-id {prefix} "
+            "--seal-key FILE"
+        )
     return EXIT_OK
 
 
-def security_from_args(args: argparse.Namespace, scenarios: list[Scenario], prog: str) -> Security | int | None:
+def security_from_args(
+    args: argparse.Namespace, scenarios: list[Scenario], prog: str, remote_fleets: int = 0
+) -> Security | int | None:
     """``--secure`` / ``--secure-dir`` (of ``v2x run`` or ``v2x conformance``: ``prog``) as a
-    ``v2x.net.secure.Security`` (None: an open run), or the exit code of bad input (said on stderr)."""
+    ``v2x.net.secure.Security`` (None: an open run), or the exit code of bad input (said on stderr).
+    ``remote_fleets``: the N of ``v2x run --workers N --remote-workers`` (0: none), whose fleets need users."""
     from v2x.net.broker import redacted_url
     from v2x.net.secure import SecureDirError, Security, load_secure_dir
+    from v2x.sim.simulation import fleet_ids_for
 
     if args.secure_dir is None:
         if not getattr(args, "secure", False):
@@ -131,6 +162,18 @@ def security_from_args(args: argparse.Namespace, scenarios: list[Scenario], prog
         problem = f"it was made for --run-id {sd.run_prefix!r}"
     elif missing := [a.id for a in scenarios[0].actors if a.id not in sd.keys.actors]:
         problem = f"it has no credentials for actor(s) {', '.join(missing)}"
+    elif remote_fleets and (
+        missing := [
+            f
+            for v in scenarios[0].variants
+            for f in fleet_ids_for(scenarios[0], v, remote_fleets)
+            if f not in sd.keys.fleets
+        ]
+    ):
+        problem = (
+            f"it has no credentials for the remote workers' fleet(s) {', '.join(missing)}: write it with 'v2x secure "
+            f"init ... --workers {remote_fleets}' (and restart the broker with it)"
+        )
     elif args.broker != "embedded" and not args.broker.startswith(("mqtts://", "ssl://")):
         problem = (
             f"--broker {redacted_url(args.broker)} is not TLS: use mqtts://host:port (as in "

@@ -47,10 +47,10 @@ from v2x.net import topics
 from v2x.net.answers import FINAL_LINGER_S
 from v2x.net.broker import BrokerAddress
 from v2x.net.seal import KEY_BYTES, NONCE_BYTES, RunSeal
-from v2x.net.transport import LastWill, MqttTransport, Transport
+from v2x.net.transport import LastWill, MqttTransport, Transport, cannot_reach
 from v2x.scenario.model import Scenario
 from v2x.sim.simulation import fleet_ids_for
-from v2x.wire import security_pb2, testbed_pb2
+from v2x.wire import testbed_pb2
 from v2x.wire.protocol import HELLO_EVERY_S, PROTOCOL_VERSION, WORLD_LOST
 from v2x.wire.security import Signer
 
@@ -112,11 +112,6 @@ def fleet_job(
         credentials=credentials,
         seal_key=seal_key,
     )
-
-
-def fleet_signer(credentials: bytes, epoch: datetime) -> Signer:
-    """The signer of a fleet's vehicles from its serialised Credentials."""
-    return Signer(security_pb2.Credentials.FromString(credentials), epoch)
 
 
 def remote_jobs(
@@ -216,7 +211,7 @@ def _fleet_host(
     from v2x.geodesy import LocalFrame
     from v2x.net.fleet import FleetHost
 
-    signer = fleet_signer(job.credentials, job.epoch) if job.credentials else None
+    signer = Signer.from_bytes(job.credentials, job.epoch) if job.credentials else None
     agent = FleetAgent(
         job.fleet_id, frame=LocalFrame(*job.origin), epoch=job.epoch, thresholds=job.thresholds, signer=signer
     )
@@ -361,13 +356,16 @@ class RemoteFleets:
         *,
         worker_key: RunSeal | None = None,
         run_key: bytes = b"",
+        credentials: Mapping[str, bytes] | None = None,
     ) -> None:
         """``on_hello(fleet, who, nonce)``: called for every ``FleetHello`` of a fleet of ``jobs``, whatever its
         job. ``worker_key``: ``--seal-key``'s; then only hellos sealed under it count, and each worker that
-        says one with the world's job is admitted: told ``run_key`` (the run's seal key; ``v2x.net.seal``)."""
+        says one with the world's job is admitted: told ``run_key`` (the run's seal key; ``v2x.net.seal``)
+        and, in a signed run, its fleet's ``credentials`` (fleet -> serialised Credentials: its vehicles' keys)."""
         self.transport = transport
         self.worker_key = worker_key
         self.run_key = run_key
+        self.credentials = dict(credentials or {})
         # (fleet, nonce) -> when that worker was last admitted (at most twice a second each; only holders of the
         # worker key make nonces, so a replaying forger has no more of them than it recorded)
         self._admitted_at: dict[tuple[str, bytes], float] = {}
@@ -466,7 +464,7 @@ class RemoteFleets:
             self.changed.set()
             return
         if self.worker_key is not None and self.run_key:
-            self.admit(fleet, hello.nonce, self.run_key)
+            self.admit(fleet, hello.nonce, self.run_key + self.credentials.get(fleet, b""))
         if fleet not in self.joined:
             self.joined[fleet] = who
             waiting = [f for f in self.order if f not in self.joined]
@@ -477,17 +475,18 @@ class RemoteFleets:
             )  # fmt: skip
             self.changed.set()
 
-    def admit(self, fleet: str, nonce: bytes, key: bytes, dismissed: str = "") -> None:
-        """Send ``fleet``'s worker (the one that said ``nonce``) the admission: ``key`` under the worker key,
-        bound to the nonce and ``dismissed`` (at most twice a second per worker: a hello replayed a thousand
-        times is not answered a thousand times). QoS 0 as the world's inputs, so that it comes before them."""
+    def admit(self, fleet: str, nonce: bytes, secret: bytes, dismissed: str = "") -> None:
+        """Send ``fleet``'s worker (the one that said ``nonce``) the admission: ``secret`` (the run's seal key,
+        then the fleet's signing Credentials if any) under the worker key, bound to the nonce and ``dismissed``
+        (at most twice a second per worker: a hello replayed a thousand times is not answered a thousand
+        times). QoS 0 as the world's inputs, so that it comes before them."""
         assert self.worker_key is not None
         now = asyncio.get_running_loop().time()
         if now - self._admitted_at.get((fleet, nonce), -1.0) < 0.5:
             return
         self._admitted_at[fleet, nonce] = now
         topic = topics.fleet_input(self.run_id, fleet)
-        admit = self.worker_key.wrap(topic, key, nonce + dismissed.encode())
+        admit = self.worker_key.wrap(topic, secret, nonce + dismissed.encode())
         self.send(fleet, testbed_pb2.FleetInput(run_id=self.run_id, dismissed=dismissed, admit=admit))
 
     def send(self, fleet: str, message: testbed_pb2.FleetInput, qos: int = 0) -> None:
@@ -603,6 +602,26 @@ class WorkerError(RuntimeError):
     """A ``v2x worker`` could not serve its run (no world came, or the world stopped the run early)."""
 
 
+class BrokerRefused(WorkerError):
+    """The broker refused a ``v2x worker``'s connection: its TLS certificate not trusted, or the login refused."""
+
+
+async def _connected(transport: MqttTransport, subscribed: asyncio.Event, within_s: float) -> None:
+    """Until ``transport`` has connected and subscribed; ``WorkerError`` after ``within_s`` seconds, or at once
+    when the broker refused it in a way no retry mends (its TLS certificate not signed by the CA given, the
+    login refused: ``v2x.net.transport.refusal``), which would otherwise have been retried until then."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    url = transport.broker.url
+    while not subscribed.is_set():
+        if transport.refused is not None:
+            raise BrokerRefused(f"cannot connect to the MQTT broker at {url}: {transport.refused}")
+        if loop.time() >= deadline:
+            raise WorkerError(cannot_reach(url, within_s, transport.last_error))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(subscribed.wait(), 0.1)
+
+
 async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
     """``v2x worker``: serve ``job``'s fleet of a world that did not start this process: connect, say
     ``FleetHello`` every second until the first ``FleetInput`` (``WorkerError`` after ``wait_s`` without
@@ -711,10 +730,7 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
     serving = asyncio.create_task(host.run())
     watching = asyncio.create_task(watchdog())
     try:
-        try:
-            await asyncio.wait_for(subscribed.wait(), min(wait_s, 30.0))
-        except TimeoutError:
-            raise WorkerError(f"cannot reach the MQTT broker at {job.broker.url}") from None
+        await _connected(transport, subscribed, min(wait_s, 30.0))
         await asyncio.to_thread(warm_up)  # the kernels before the first tick, as a spawned worker does
         log.info("%s of run %s: connected to %s; waiting for the world", job.fleet_id, job.run_id, job.broker.url)
         deadline = loop.time() + wait_s

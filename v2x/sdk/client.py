@@ -70,7 +70,7 @@ from v2x.logs import log_refusal
 from v2x.net import limits, topics, transport
 from v2x.net.answers import FINAL_LINGER_S, Answers, next_or_end
 from v2x.net.broker import BrokerAddress, parse_broker_url
-from v2x.net.secure import load_actor_credentials
+from v2x.net.secure import SecureDirError, load_actor_credentials
 from v2x.net.transport import RECONNECT_INITIAL_S, RECONNECT_MAX_S
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
 from v2x.wire import frame_pb2, security_pb2, testbed_pb2
@@ -231,6 +231,8 @@ class Stack:
         URL, the user, password and CA come from the actor's credentials file ``path``; ``broker``
         replaces the file's URL (same CA). Other keyword arguments as for ``Stack``."""
         creds = load_actor_credentials(Path(path), broker)
+        if creds.fleet:  # (its login may use only a fleet's topics: the broker would drop the stack's in silence)
+            raise SecureDirError(f"{path}: a fleet worker's file (v2x worker --credentials), not an actor's")
         return cls(creds.broker, run_id=creds.run_id(variant), actor_id=creds.actor_id, **kwargs)
 
     # -- connection ---------------------------------------------------------------------------------

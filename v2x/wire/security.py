@@ -278,6 +278,12 @@ class Signer:
             for p in creds.pseudonyms
         ]
 
+    @classmethod
+    def from_bytes(cls, credentials: bytes, epoch: datetime) -> Signer:
+        """The signer of serialised :class:`Credentials` (a fleet's: in its worker's job, or in the world's
+        admission of a worker started on its own); ``ValueError`` (or a ``DecodeError``) if they are none."""
+        return cls(security_pb2.Credentials.FromString(credentials), epoch)
+
     def pseudonym(self, t_s: float) -> int:
         """The index of the pseudonym used at simulation time ``t_s`` (the last one after the pool ends)."""
         k = math.floor(t_s / self.change_every_s + 1e-9)
