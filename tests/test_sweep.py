@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,32 @@ def test_sweep_bounds_met_exit_0_and_bad_bounds_exit_2(capsys: pytest.CaptureFix
 )
 def test_bad_input_exits_2(argv: list[str]) -> None:
     assert main(argv) == 2
+
+
+@pytest.mark.parametrize(("jobs", "sig", "code"), [(1, signal.SIGINT, 130), (2, signal.SIGTERM, 143)])
+def test_an_interrupted_sweep_exits_128_plus_the_signal(tmp_path: Path, jobs: int, sig: int, code: int) -> None:
+    """Newcomer review 5: SIGINT or SIGTERM during `v2x sweep` printed "a run could not complete" and exited 3
+    (its own handler took the Interrupted for a failed run; with --jobs 1 an agent failed with it first), where
+    --help promises 130 / 143 as for `v2x run`; and a pool's workers must go quietly (no traceback)."""
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "sweep.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "v2x", "sweep", "fcw", "--seeds", "40", "--jobs", str(jobs)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while "seeds" not in log.read_text() and time.monotonic() < deadline:  # (runs under way)
+                time.sleep(0.2)
+            proc.send_signal(sig)
+            assert proc.wait(60) == code, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log.read_text()
+    assert f"v2x sweep: interrupted ({signal.Signals(sig).name})" in text and "Traceback" not in text, text

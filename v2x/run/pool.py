@@ -12,8 +12,9 @@ import contextlib
 import ctypes
 import signal
 import sys
+import threading
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import InvalidStateError, ProcessPoolExecutor
 
 _PR_SET_PDEATHSIG = 1
 
@@ -37,8 +38,22 @@ def job_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
     try:
         yield pool
     except BaseException:
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        # The pool's manager thread fails every future of a pool whose workers died, and on Python 3.11 raises
+        # InvalidStateError for one already cancelled (``Executor.map`` cancels what it had not handed out when
+        # the loop over it ends): a traceback after "interrupted". Python 3.12 ignores it there; so does this.
+        manager = getattr(pool, "_executor_manager_thread", None)
+        previous = threading.excepthook
+
+        def quiet(args: threading.ExceptHookArgs) -> None:
+            if not (args.thread is manager and args.exc_type is InvalidStateError):
+                previous(args)
+
+        threading.excepthook = quiet
+        try:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)  # (short: its workers are gone, the queue dropped)
+        finally:
+            threading.excepthook = previous
         raise
     pool.shutdown()

@@ -131,13 +131,20 @@ def _run_seed(job: tuple[str, int, str | None, tuple[str, ...]]) -> dict[str, An
     """One seed in a worker process (picklable arguments; returns plain data)."""
     import asyncio
     import logging
+    import multiprocessing
 
+    from v2x.run.cli import _interruptible
     from v2x.run.runner import run_scenario
 
     logging.getLogger().setLevel(logging.ERROR)
     path, seed, positioning, networks = job
     scenario = _variant_of(path, positioning, networks)
-    result = asyncio.run(run_scenario(scenario, seed=seed, broker="loopback"))
+    run = run_scenario(scenario, seed=seed, broker="loopback")
+    if multiprocessing.parent_process() is None:  # --jobs 1, in the command's process: SIGINT / SIGTERM stop the
+        # run and raise Interrupted (without the loop's handlers it failed an agent, and the sweep said "could not
+        # complete", exit 3: newcomer 5); a pool's worker keeps the default handlers and goes with the command
+        run = _interruptible(run)
+    result = asyncio.run(run)
     expectations = [e.model_dump(mode="json") for e in scenario.expectations]
     return {"seed": seed, "passed": result["passed"], **seed_findings(result, expectations)}
 
@@ -368,6 +375,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     import os
 
+    from v2x.run.cli import Interrupted
     from v2x.run.results import write_atomic
     from v2x.run.runner import warm_up_core
     from v2x.scenario import ScenarioError, find_scenario
@@ -412,6 +420,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 for run in pool.map(_run_seed, work, chunksize=max(1, args.seeds // (jobs * 4))):
                     runs.append(run)
                     progress()
+    except Interrupted:
+        raise  # run_interruptibly: 130 / 143
     except Exception as exc:  # a worker's RunError or crash: name it, do not print a traceback
         print(f"\nv2x sweep: a run could not complete: {exc!r}", file=sys.stderr)
         return EXIT_RUN_ERROR
