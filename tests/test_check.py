@@ -206,8 +206,14 @@ def test_an_unreachable_broker_is_tried_once_and_nothing_runs(
     assert junit.get("errors") == "1" and "cannot reach the MQTT broker" in ET.tostring(junit, encoding="unicode")
     # v2x run of several scenarios too
     t0 = time.monotonic()
-    assert main(["run", *files, "--broker", url, "--out", str(tmp_path / "ran"), "-q"]) == 3
+    ran = ["--out", str(tmp_path / "ran"), "--junit", str(tmp_path / "run.xml"), "--html", str(tmp_path / "run.html")]
+    assert main(["run", *files, "--broker", url, *ran, "-q"]) == 3
     assert time.monotonic() - t0 < 5.0 and "nothing was run" in capsys.readouterr().err
+    # with its reports, each scenario named (they were not written at all: newcomer 5)
+    junit = ET.parse(tmp_path / "run.xml").getroot()
+    assert [s.get("name") for s in junit] == ["fcw", "icw", "glosa"]
+    assert all(s.get("errors") == "1" for s in junit), ET.tostring(junit, encoding="unicode")
+    assert "cannot reach the MQTT broker" in (tmp_path / "run.html").read_text(encoding="utf-8")
 
 
 def test_every_shipped_scenario_has_a_golden_record_that_matches_its_expectations() -> None:
@@ -432,6 +438,20 @@ def test_a_folder_without_scenario_files_says_where_it_looked(
     assert f"no scenario files (*.yaml, *.yml) in {tmp_path} (a folder's own files: not its subfolders)" in (
         capsys.readouterr().err
     )
+
+
+def test_a_folder_with_several_bad_files_gets_every_files_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Newcomer review 5: `v2x check DIR` said the first bad file's problems only (`v2x run DIR` all 17)."""
+    good = FCW.read_text(encoding="utf-8")
+    (tmp_path / "a.yaml").write_text(good.replace("duration_s:", "duraton_s:", 1), encoding="utf-8")
+    (tmp_path / "b.yaml").write_text(good, encoding="utf-8")
+    (tmp_path / "c.yaml").write_text(good.replace("id: fcw", "id: fcw-c", 1).replace("speed_mps:", "sped_mps:", 1))
+    assert main(["check", str(tmp_path), "-q", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "a.yaml" in err and "c.yaml" in err and "duraton_s" in err and "sped_mps" in err, err
+    assert err.rstrip().endswith("v2x check: invalid scenario; nothing was run"), err
 
 
 def test_a_file_with_several_problems_gets_a_line_each_and_a_flow_mix_is_named_as_such(

@@ -576,15 +576,22 @@ def _prepare(
             raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: {exc}"]) from None
     if args.out.exists() and not args.out.is_dir():  # (found after every run, with a traceback: exit 1)
         raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --out {args.out}: not a folder"])
+    loaded = []
+    problems: list[str] = []  # every bad file's, as v2x run says them (only the first was said: newcomer 5)
     try:
         files = scenario_files(args.targets)
-        loaded = [(path, load_scenario(path)) for path in files]
+    except ScenarioError as exc:  # (a name that is no scenario)
+        files, problems = [], str(exc).splitlines()
+    for path in files:
+        try:
+            loaded.append((path, load_scenario(path)))
+        except ScenarioError as exc:
+            problems.extend(str(exc).splitlines())
+    if problems:
+        raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [*problems, "v2x check: invalid scenario; nothing was run"])
+    try:
         clashes = same_ids(loaded)
         goldens = {path: load_golden(golden_path(path, sc.id), sc.id) for path, sc in loaded}
-    except ScenarioError as exc:
-        raise _NothingRun(
-            EXIT_BAD_INPUT, "scenarios", [*str(exc).splitlines(), "v2x check: invalid scenario; nothing was run"]
-        ) from None
     except GoldenError as exc:
         fix = "fix it, or delete it and run --update-golden"
         lines = [*str(exc).splitlines(), f"v2x check: invalid golden record ({fix}); nothing was run"]

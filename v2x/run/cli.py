@@ -587,6 +587,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for sid, why in not_here:
         print(f"v2x run: {sid}: cannot run here: {why}", file=sys.stderr)
     if not_here and len(not_here) == len(scenarios):
+        _write_reports(args, [], [(sid, f"cannot run here: {why}") for sid, why in not_here])
         return EXIT_RUN_ERROR
     scenarios = [sc for sc, why in zip(scenarios, why_not, strict=True) if why is None]
     for note in (n for sc in scenarios for n in speed_notes(sc)):  # (-q too: a CI log is where it is read)
@@ -597,7 +598,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"v2x run: {why}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    from v2x.run.results import write_junit, write_result
+    from v2x.run.results import write_result
     from v2x.run.runner import RUN_ID_RULE, RunError, Signing, only_variants, run_scenario, valid_run_id_prefix
 
     if args.run_id is not None:
@@ -660,6 +661,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         away = broker_away(args.broker)
         if away is not None:
             print(f"v2x run: {away}", file=sys.stderr)
+            # (the reports still name every scenario: CI reads them; one scenario's run said it: newcomer 5)
+            unrun = [(sid, f"cannot run here: {why}") for sid, why in not_here]
+            _write_reports(args, [], unrun + [(sc.id, away) for sc in scenarios])
             return EXIT_RUN_ERROR
     _warm_up(scenarios, quiet=args.quiet)
     view = None
@@ -767,15 +771,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if recording is not None:  # (finished above, or what was recorded stays readable: v2x replay)
                 recording.abandon()
     try:
-        if args.junit:
-            write_junit(results, args.junit, errors=errors)
-        if args.html:
-            from v2x.run.report import write_html
-
-            print(f"HTML report -> {write_html(results, args.html, errors=errors)}")
-    except OSError as exc:
-        print(f"v2x run: cannot write a report: {_why(exc)} (an existing one was left as it was)", file=sys.stderr)
-        return EXIT_RUN_ERROR
+        if not _write_reports(args, results, errors):
+            return EXIT_RUN_ERROR
     finally:
         if view is not None:
             view.stop()
@@ -786,6 +783,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
               + ", ".join(sid for sid, _ in errors), file=sys.stderr)  # fmt: skip
         return EXIT_RUN_ERROR
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _write_reports(args: argparse.Namespace, results: list[dict[str, Any]], errors: list[tuple[str, str]]) -> bool:
+    """``v2x run --junit`` / ``--html``: write them; False (said) when one cannot be written."""
+    from v2x.run.results import write_junit
+
+    try:
+        if args.junit:
+            write_junit(results, args.junit, errors=errors)
+        if args.html:
+            from v2x.run.report import write_html
+
+            print(f"HTML report -> {write_html(results, args.html, errors=errors)}")
+    except OSError as exc:
+        print(f"v2x run: cannot write a report: {_why(exc)} (an existing one was left as it was)", file=sys.stderr)
+        return False
+    return True
 
 
 def _observe(scenario: Scenario, recording: Any, view: Any) -> Any:
