@@ -508,3 +508,26 @@ def test_a_secure_dir_edited_by_hand_is_refused_naming_the_field(
         load_actor_credentials(sec / "actors" / "follower.json")
     assert main(["run", "fcw", "--secure-dir", str(sec), "--out", str(tmp_path / "out")]) == 2
     assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("plant", "words"),
+    [
+        (lambda p: p.write_text("[" * 200_000 + "]" * 200_000), "nested too deeply"),
+        (os.mkfifo, "not a regular file"),
+        (lambda p: p.write_bytes(b'{"format": "' + b"x" * (2 << 20) + b'"}'), "larger than 1 MiB"),
+        (lambda p: p.write_bytes(b'{"format": "\xff"}'), "cannot read it"),
+    ],
+)
+def test_a_planted_secure_dir_file_is_refused_not_waited_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], plant: Any, words: str
+) -> None:
+    """Attack review 7: a world.json nested 200,000 levels deep was a RecursionError traceback (exit 1), and a
+    FIFO in its place hung v2x run for good; the golden records' reader already refused both."""
+    sec = tmp_path / "sec"
+    assert main(["secure", "init", str(sec), "--scenario", "fcw", "--run-id", "planted"]) == 0
+    capsys.readouterr()
+    (sec / "world.json").unlink()
+    plant(sec / "world.json")
+    assert main(["run", "fcw", "--secure-dir", str(sec), "--out", str(tmp_path / "out")]) == 2
+    assert words in capsys.readouterr().err

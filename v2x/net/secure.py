@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from v2x.files import not_private, replace_whole
+from v2x.files import not_private, read_regular, replace_whole
 from v2x.net import topics
 from v2x.net.broker import BrokerAddress, EmbeddedSecurity
 
@@ -339,12 +339,24 @@ def write_secure_dir(directory: Path, keys: RunKeys, tls: Tls, *, run_prefix: st
     return written
 
 
+MAX_JSON_BYTES = 1 << 20  # a world.json, an actor's or a fleet's file: a few kB (a CA and a password)
+
+
 def _read_json(path: Path) -> dict[str, Any]:
+    # (a FIFO planted as world.json hung v2x run; one nested 200,000 levels deep was a RecursionError traceback:
+    # attack review 7)
     try:
-        doc = json.loads(path.read_text())
+        raw = read_regular(path, MAX_JSON_BYTES + 1)
+        if raw is None:
+            raise SecureDirError(f"{path}: not a regular file: not a file of 'v2x secure init'")
+        if len(raw) > MAX_JSON_BYTES:
+            raise SecureDirError(f"{path}: larger than {MAX_JSON_BYTES >> 20} MiB: not a file of 'v2x secure init'")
+        doc = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise SecureDirError(f"{path}: not found (write it with 'v2x secure init')") from None
-    except (OSError, ValueError) as exc:
+    except RecursionError:
+        raise SecureDirError(f"{path}: nested too deeply: not a file of 'v2x secure init'") from None
+    except (OSError, ValueError) as exc:  # (not UTF-8, not JSON)
         raise SecureDirError(f"{path}: cannot read it: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise SecureDirError(f"{path}: not a {FORMAT!r} file of 'v2x secure init'")

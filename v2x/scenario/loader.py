@@ -5,9 +5,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
-import os
 import re
-import stat
 from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from pydantic import ValidationError
 from v2x.apps.registry import RunsOn, app_spec
 from v2x.apps.thresholds import BOUNDS as THRESHOLD_BOUNDS
 from v2x.apps.thresholds import DEFAULTS as THRESHOLD_DEFAULTS
+from v2x.files import read_regular
 from v2x.scenario.model import (
     ALL_VARIANTS,
     BACKGROUND_ID_PREFIX,
@@ -278,18 +277,6 @@ def _expanded_size(node: yaml.Node) -> int:
             stack.append((current, True))
             stack.extend((c, False) for c in children if id(c) not in sizes)
     return sizes[id(node)]
-
-
-def read_regular(path: Path, limit: int) -> bytes | None:
-    """The first ``limit`` bytes of ``path`` if it is a regular file (a symlink to one counts), else None: a
-    FIFO, a device or a socket, which is looked at without waiting (opened non-blocking, then fstat: opening
-    a FIFO to read waits for a writer for good) and never read. OSError if it cannot be opened. (The rule of
-    ``v2x.run.results.regular_size``, for the scenario layer, which may not import v2x.run.)"""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as stream:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return stream.read(limit)
 
 
 def _line_column(text: str, position: int) -> str:
