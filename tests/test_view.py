@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import shutil
 import tempfile
@@ -454,3 +455,99 @@ def test_a_request_that_trickles_in_is_closed_and_connections_are_capped(monkeyp
             assert answer.status == 200
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def _held(sc: Any, variant: str) -> Iterator[ViewServer]:
+    """A live view of ``sc``'s ``variant`` on the loopback bus, held after tick 0 (``--paused``)."""
+    server = ViewServer(port=0, paused=True).start()
+
+    def run() -> None:
+        asyncio.run(
+            run_scenario(sc, seed=0, broker="loopback", variants=[variant], observe=lambda v, r: server.observer(sc, v))
+        )
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    try:
+        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+        yield server
+    finally:
+        server.hub.control("resume")
+        runner.join(60)
+        server.stop()
+
+
+def _step_until(server: ViewServer, done: Any, most: int = 200) -> dict[str, Any]:
+    """Step the held run one tick at a time until ``done(state)``; the state then."""
+    state = _state(server.url)
+    for _ in range(most):
+        if done(state):
+            return state
+        tick = state["tick"]["tick"]
+        server.hub.control("step")
+        _wait(functools.partial(lambda t: _state(server.url)["tick"]["tick"] == t + 1, tick))
+        state = _state(server.url)
+    raise AssertionError(f"not reached in {most} steps")
+
+
+def _first_events(url: str, n: int) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``n`` events of a new client of ``/events`` (name, document)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    with urllib.request.urlopen(url + "events", timeout=10) as r:
+        name = ""
+        while len(out) < n:
+            line = r.readline().decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: "):
+                out.append((name, json.loads(line[len("data: ") :])))
+    return out
+
+
+def test_a_page_opened_on_a_warnings_tick_lists_it_once(browser: Any) -> None:
+    """Newcomer review 5: a page opened while held on the tick a warning was raised listed it twice (the scene
+    carried the warnings so far, that tick's too, and the tick sent after it carried them again): "4 warnings"
+    for 2. The scene now carries what came before the first tick the client is sent."""
+    from selenium.webdriver.common.by import By
+
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    with _held(sc, "v2x") as server:
+        state = _step_until(server, lambda s: s["tick"]["warnings"])  # held on the tick of the first warning
+        [(first, scene), (second, tick)] = _first_events(server.url, 2)
+        assert (first, second) == ("scene", "tick")
+        assert tick["tick"] == state["tick"]["tick"] and tick["warnings"]
+        assert scene["warnings"] + tick["warnings"] == state["warnings"]["v2x"]
+        browser.get(server.url)
+        n = len(state["warnings"]["v2x"])
+        summary = f"v2x (running): {n} warning{'' if n == 1 else 's'}"
+        _wait(lambda: browser.find_element(By.CSS_SELECTOR, "#log-v2x summary").text == summary)
+        entries = browser.find_elements(By.CSS_SELECTOR, "#log-v2x div.w")
+        assert len(entries) == n
+        # it flashes, as on a page that was open when it came
+        assert "warned" in (browser.find_element(By.ID, "actor-follower").get_attribute("class") or "")
+
+
+def test_a_page_opened_after_a_collision_shows_it(browser: Any) -> None:
+    """Newcomer review 5: a page opened after the baseline's crash showed the follower and the lead blue and
+    no COLLISION line (the scene carried warnings but no collisions). The scene now carries the collisions
+    so far, and /state lists them by variant."""
+    from selenium.webdriver.common.by import By
+
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    with _held(sc, "baseline") as server:
+        state = _step_until(server, lambda s: s["collisions"]["baseline"])
+        crash = state["tick"]["tick"]
+        state = _step_until(server, lambda s: s["tick"]["tick"] == crash + 2)  # (not the latest tick any more)
+        [(first, scene), (second, tick)] = _first_events(server.url, 2)
+        assert (first, second) == ("scene", "tick")
+        assert not tick["collisions"] and [c["actors"] for c in scene["collisions"]] == [["follower", "lead"]]
+        assert scene["collisions"] == state["collisions"]["baseline"]
+        browser.get(server.url)
+        log = browser.find_element(By.ID, "log-baseline")
+        _wait(lambda: "COLLISION follower - lead at 16.7 m/s" in log.text)
+        assert "baseline (running): 0 warnings" in log.find_element(By.TAG_NAME, "summary").text
+        for actor in ("follower", "lead"):
+            g = browser.find_element(By.ID, f"actor-{actor}")
+            assert "collided" in (g.get_attribute("class") or "").split()
+        assert "collided" not in (browser.find_element(By.ID, "actor-neighbour").get_attribute("class") or "")

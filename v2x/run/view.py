@@ -3,10 +3,11 @@ library's HTTP server in a thread, updated over Server-Sent Events.
 
 * ``GET /``: the page (``view.html`` next to this module; inline CSS and JS, nothing fetched elsewhere);
 * ``GET /events``: the stream: a ``scene`` event when a variant starts (the report's map,
-  ``v2x.run.tracks.scenario_map``, the variant's warnings so far, and those of the variants that ran before it) and a
+  ``v2x.run.tracks.scenario_map``, the variant's warnings and collisions before the first tick the client is sent, and
+  those of the variants that ran before it) and a
   ``tick`` event per tick (the clock, every actor's pose, the tick's warnings, messages per second by type
   over the last simulated second, paused or not);
-* ``GET /state``: the latest scene and tick, and every variant's warnings so far, as one JSON document;
+* ``GET /state``: the latest scene and tick, and every variant's warnings and collisions so far, as one JSON document;
 * ``POST /control/pause``, ``/control/resume``, ``/control/step``: pause holds the world after the tick it
   has just closed (before the next one begins); step lets one more tick run. Meant for lockstep runs (a
   real-time run that is held falls behind its wall clock). A control needs the header ``X-V2X-Token`` with
@@ -75,10 +76,13 @@ class Hub:
         self.scene_no = 0
         self.frames: deque[tuple[int, dict[str, Any]]] = deque(maxlen=MAX_FRAMES)
         self.next_frame = 0
+        self.scene_first_frame = 0  # the number of the current scene's first frame
         self.warnings: list[Event] = []  # the current variant's
+        self.collisions: list[Event] = []  # the current variant's
         # the warnings of the variants that ran before it, by variant: the page keeps showing them (a lockstep
         # v2x variant was over in 3 s and the page switched to the baseline with an empty list: a newcomer review)
         self.earlier: dict[str, list[Event]] = {}
+        self.earlier_collisions: dict[str, list[Event]] = {}
         self.paused = paused
         self.credits = 0
         self.closed = False
@@ -87,15 +91,20 @@ class Hub:
         with self.cond:
             if self.scene is not None and self.scene["variant"] != scene["variant"]:
                 self.earlier[self.scene["variant"]] = self.warnings
+                self.earlier_collisions[self.scene["variant"]] = self.collisions
             self.earlier.pop(scene["variant"], None)  # (a variant run again starts afresh)
+            self.earlier_collisions.pop(scene["variant"], None)
             self.scene = scene
             self.scene_no += 1
+            self.scene_first_frame = self.next_frame
             self.warnings = []
+            self.collisions = []
             self.cond.notify_all()
 
     def publish(self, frame: dict[str, Any]) -> None:
         with self.cond:
             self.warnings.extend(frame["warnings"])
+            self.collisions.extend(frame["collisions"])
             self.frames.append((self.next_frame, frame))
             self.next_frame += 1
             self.cond.notify_all()
@@ -131,18 +140,38 @@ class Hub:
             self.closed = True
             self.cond.notify_all()
 
-    def _scene_doc(self) -> dict[str, Any]:
-        """The scene with the current variant's warnings, and the earlier variants' (``earlier``: a list of
-        {variant, warnings}, in the order they ran). Call with ``cond`` held."""
+    def _scene_doc(self, sent: int) -> dict[str, Any]:
+        """The scene with the current variant's warnings and collisions up to frame ``sent`` (the client is sent
+        the frames after it, each with its own: a page opened on a warning's tick listed it twice, a newcomer
+        review), and the earlier variants' (``earlier``: a list of {variant, warnings, collisions}, in the order
+        they ran). Call with ``cond`` held."""
         assert self.scene is not None
-        earlier = [{"variant": v, "warnings": list(w)} for v, w in self.earlier.items()]
-        return {**self.scene, "warnings": list(self.warnings), "earlier": earlier, "holdable": self.holdable}
+        later = [f for k, f in self.frames if k > sent and k >= self.scene_first_frame]
+        warnings = self.warnings[: len(self.warnings) - sum(len(f["warnings"]) for f in later)]
+        collisions = self.collisions[: len(self.collisions) - sum(len(f["collisions"]) for f in later)]
+        earlier = [
+            {"variant": v, "warnings": list(w), "collisions": list(self.earlier_collisions.get(v, []))}
+            for v, w in self.earlier.items()
+        ]
+        return {
+            **self.scene,
+            "warnings": warnings,
+            "collisions": collisions,
+            "earlier": earlier,
+            "holdable": self.holdable,
+        }
 
     def all_warnings(self) -> dict[str, list[Event]]:
         """Every variant's warnings so far, by variant, in the order they ran."""
         with self.cond:
             current = {self.scene["variant"]: list(self.warnings)} if self.scene is not None else {}
             return {**{v: list(w) for v, w in self.earlier.items()}, **current}
+
+    def all_collisions(self) -> dict[str, list[Event]]:
+        """Every variant's collisions so far, by variant, in the order they ran."""
+        with self.cond:
+            current = {self.scene["variant"]: list(self.collisions)} if self.scene is not None else {}
+            return {**{v: list(c) for v, c in self.earlier_collisions.items()}, **current}
 
     def _news(self, scene_no: int, sent: int) -> bool:
         return self.closed or self.scene_no != scene_no or self.next_frame - 1 > sent
@@ -159,8 +188,8 @@ class Hub:
                 out: list[tuple[str, dict[str, Any]]] = []
                 if self.scene_no != scene_no and self.scene is not None:
                     scene_no = self.scene_no
-                    out.append(("scene", self._scene_doc()))
                     sent = max(sent, self.next_frame - 2)  # a new client starts at the latest tick
+                    out.append(("scene", self._scene_doc(sent)))  # (what came before it)
                 out += [("tick", f) for k, f in self.frames if k > sent]
                 sent = self.next_frame - 1
                 if not out:
@@ -328,6 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
             with hub.cond:
                 doc = {"scene": hub.scene, "tick": hub.frames[-1][1] if hub.frames else None, "paused": hub.paused}
             doc["warnings"] = hub.all_warnings()
+            doc["collisions"] = hub.all_collisions()
             self._send(200, json.dumps(doc).encode(), "application/json")
         elif self.path == "/events":
             if not self.streams.acquire(blocking=False):
