@@ -519,9 +519,10 @@ def test_a_page_opened_on_a_warnings_tick_lists_it_once(browser: Any) -> None:
         assert tick["tick"] == state["tick"]["tick"] and tick["warnings"]
         assert scene["warnings"] + tick["warnings"] == state["warnings"]["v2x"]
         browser.get(server.url)
+        _wait(lambda: browser.find_element(By.ID, "tick").text == str(tick["tick"]))  # (the stream's, drawn)
         n = len(state["warnings"]["v2x"])
         summary = f"v2x (running): {n} warning{'' if n == 1 else 's'}"
-        _wait(lambda: browser.find_element(By.CSS_SELECTOR, "#log-v2x summary").text == summary)
+        assert browser.find_element(By.CSS_SELECTOR, "#log-v2x summary").text == summary
         entries = browser.find_elements(By.CSS_SELECTOR, "#log-v2x div.w")
         assert len(entries) == n
         # it flashes, as on a page that was open when it came
@@ -544,8 +545,9 @@ def test_a_page_opened_after_a_collision_shows_it(browser: Any) -> None:
         assert not tick["collisions"] and [c["actors"] for c in scene["collisions"]] == [["follower", "lead"]]
         assert scene["collisions"] == state["collisions"]["baseline"]
         browser.get(server.url)
+        _wait(lambda: browser.find_element(By.ID, "tick").text == str(tick["tick"]))  # (the stream's, drawn)
         log = browser.find_element(By.ID, "log-baseline")
-        _wait(lambda: "COLLISION follower - lead at 16.7 m/s" in log.text)
+        assert "COLLISION follower - lead at 16.7 m/s" in log.text
         assert "baseline (running): 0 warnings" in log.find_element(By.TAG_NAME, "summary").text
         for actor in ("follower", "lead"):
             g = browser.find_element(By.ID, f"actor-{actor}")
