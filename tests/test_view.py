@@ -404,9 +404,14 @@ def test_a_client_that_resets_or_idles_or_floods_costs_the_run_nothing(
         first.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
         first.settimeout(5.0)
         assert first.recv(64).startswith(b"HTTP/1.0 200")
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(f"{server.url}events", timeout=5)
-        assert refused.value.code == 503
+        # one stream more than MAX_STREAMS ends the oldest (it was refused, 503, while someone else held them
+        # all: attack review 7), at once, though the stream had nothing to send for 15 s
+        started = time.monotonic()
+        with urllib.request.urlopen(f"{server.url}events", timeout=5) as second:
+            assert second.status == 200
+            while first.recv(4096):
+                pass
+            assert time.monotonic() - started < 3.0
         first.close()
         time.sleep(0.5)
     finally:
@@ -444,15 +449,89 @@ def test_a_request_that_trickles_in_is_closed_and_connections_are_capped(monkeyp
         assert time.monotonic() - started < 4.0  # closed about 1 s in, the request not yet whole
         slow.close()
         idle = [socket.create_connection((str(host), port)) for _ in range(4)]
+        time.sleep(0.2)
+        # one more: the oldest idle connection is closed at once to make room (the newcomer was, and a page
+        # load could be kept out by idle connections re-opened as they were closed: attack review 7)
+        with urllib.request.urlopen(f"{server.url}state", timeout=5) as answer:
+            assert answer.status == 200
+        idle[0].settimeout(3.0)
+        assert idle[0].recv(1) == b""
+        for s in idle:
+            s.close()
+        time.sleep(1.5)  # the idle ones' slots come back with their deadline
+        # all taken by connections that sent their request (event streams): one more is closed at once
+        monkeypatch.setattr(view, "MAX_STREAMS", 4)
+        streams = [socket.create_connection((str(host), port)) for _ in range(4)]
+        for s in streams:
+            s.sendall(f"GET /events HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            s.settimeout(3.0)
+            assert s.recv(64).startswith(b"HTTP/1.0 200")
         extra = socket.create_connection((str(host), port))
         extra.settimeout(3.0)
         t0 = time.monotonic()
         assert extra.recv(1) == b"" and time.monotonic() - t0 < 0.9  # closed at once: no room
-        for s in (*idle, extra):
+        for s in (*streams, extra):
             s.close()
-        time.sleep(1.5)  # the idle ones' slots come back with their deadline
-        with urllib.request.urlopen(f"{server.url}state", timeout=5) as answer:
-            assert answer.status == 200
+    finally:
+        server.stop()
+
+
+def test_the_page_is_served_while_others_hold_every_stream_and_idle_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Attack review 7: 32 event streams held and 40 threads re-opening idle connections (closed after 10 s)
+    kept every connection slot taken: the user's `GET /` was closed unanswered, 19 times of 19. A newcomer now
+    closes the oldest idle connection, and a new page's stream ends the oldest stream."""
+    import socket
+
+    from v2x.run import view
+
+    monkeypatch.setattr(view, "MAX_CONNECTIONS", 6)
+    monkeypatch.setattr(view, "MAX_STREAMS", 3)
+    server = ViewServer(port=0).start()
+    host, port = server.httpd.server_address[:2]
+    held: list[socket.socket] = []
+    try:
+        for _ in range(3):  # every stream
+            s = socket.create_connection((str(host), port))
+            s.sendall(f"GET /events HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            s.settimeout(3.0)
+            assert s.recv(64).startswith(b"HTTP/1.0 200")
+            held.append(s)
+        held += [socket.create_connection((str(host), port)) for _ in range(3)]  # every other connection
+        time.sleep(0.2)
+        for _ in range(3):  # each load closes one idle connection
+            with urllib.request.urlopen(server.url, timeout=5) as page:
+                assert page.status == 200 and b"const TOKEN" in page.read()
+            held.append(socket.create_connection((str(host), port)))  # (re-opened, as the attack did)
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"{server.url}events", timeout=5) as events:
+            assert events.status == 200  # the page's stream: the oldest held one is ended
+            held[0].settimeout(3.0)
+            while held[0].recv(4096):
+                pass
+    finally:
+        for s in held:
+            s.close()
+        server.stop()
+
+
+def test_a_control_with_a_token_beyond_ascii_is_refused() -> None:
+    """Attack review 7: an X-V2X-Token with characters beyond ASCII got the connection closed with no answer
+    (hmac.compare_digest raises on such a str); it is a wrong token like any other: 403."""
+    import http.client
+
+    server = ViewServer(port=0).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.putrequest("POST", "/control/pause")
+        conn.putheader("X-V2X-Token", "é".encode() * 16)
+        conn.putheader("Content-Length", "0")
+        conn.endheaders()
+        answer = conn.getresponse()
+        assert answer.status == 403 and b"X-V2X-Token" in answer.read()
+        conn.close()
+        assert not server.hub.paused
     finally:
         server.stop()
 
