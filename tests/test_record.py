@@ -189,6 +189,59 @@ def test_replay_refuses_two_recordings_of_one_variant(
     assert "two recordings of variant 'v2x'" in capsys.readouterr().err
 
 
+def test_replay_refuses_the_same_recording_given_twice(
+    tmp_path: Path, run: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Newcomer review 5: `v2x replay X.mcap X.mcap --report` doubled every verdict ("10 / 10"), exit 0."""
+    v2x, out = str(run.paths["v2x"]), tmp_path / "r.html"
+    assert main(["replay", v2x, v2x, "--report", str(out)]) == 2 and not out.exists()
+    assert "the same recording, run id" in capsys.readouterr().err
+
+
+def test_replay_refuses_the_variants_of_two_runs(tmp_path: Path, run: Run, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs of the same scenario and seed (different files) were merged into one report (newcomer review
+    5): the variants of one run carry the same 'run' section."""
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    again = Recording(tmp_path / "again", sc, 0)
+    result = asyncio.run(
+        run_scenario(
+            sc, seed=0, broker="loopback", variants=["baseline"], observe=lambda v, r: Observers([again.observer(v, r)])
+        )
+    )
+    [baseline] = again.finish(result)
+    out = tmp_path / "r.html"
+    assert main(["replay", str(run.paths["v2x"]), str(baseline), "--report", str(out)]) == 2 and not out.exists()
+    assert "recordings of different runs" in capsys.readouterr().err
+
+
+def test_the_recording_of_an_interrupted_run_is_no_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Newcomer review 5: the recording of a run interrupted at 2.4 s of 14 s (what ``abandon`` closes: no
+    verdicts, no metrics) gave `v2x replay --report` a green PASS of 0 / 0 expectations, exit 0. The summary
+    says where it stopped, of how long; --report refuses it (exit 2, nothing written)."""
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    rec = Recording(tmp_path / "rec", sc, 0)
+    short = sc.model_copy(update={"duration_s": 2.0})  # the run stops at 2 s of the scenario's 14
+    asyncio.run(
+        run_scenario(
+            short, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: Observers([rec.observer(v, r)])
+        )
+    )
+    rec.abandon()
+    path = rec.recorders["v2x"].path
+    replayed = read_recording(path)
+    assert not replayed.finished and replayed.verdicts == [] and replayed.metrics is None
+    assert replayed.stopped_at_s() == pytest.approx(2.0, abs=0.05)  # (the last delivery: a little after)
+    stopped = f"recorded up to t = {replayed.stopped_at_s():.2f} s of {sc.duration_s:g} s"
+    assert main(["replay", str(path)]) == 0  # read: what it holds is shown
+    text = capsys.readouterr().out
+    assert f"INCOMPLETE: the run did not finish: {stopped}, with no verdicts" in text
+    out = tmp_path / "r.html"
+    assert main(["replay", str(path), "--report", str(out)]) == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert f"{path}: the run did not finish: {stopped}" in err
+    assert "no report rebuilt" in err
+
+
 def test_the_background_traffic_is_in_the_scene(tmp_path: Path) -> None:
     """A newcomer review found recordings without the cars the run had: each tick's /scene carries the
     background traffic as one entity ("background") of boxes in the world frame, as many as the live view

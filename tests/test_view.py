@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import shutil
 import tempfile
@@ -403,9 +404,14 @@ def test_a_client_that_resets_or_idles_or_floods_costs_the_run_nothing(
         first.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
         first.settimeout(5.0)
         assert first.recv(64).startswith(b"HTTP/1.0 200")
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(f"{server.url}events", timeout=5)
-        assert refused.value.code == 503
+        # one stream more than MAX_STREAMS ends the oldest (it was refused, 503, while someone else held them
+        # all: attack review 7), at once, though the stream had nothing to send for 15 s
+        started = time.monotonic()
+        with urllib.request.urlopen(f"{server.url}events", timeout=5) as second:
+            assert second.status == 200
+            while first.recv(4096):
+                pass
+            assert time.monotonic() - started < 3.0
         first.close()
         time.sleep(0.5)
     finally:
@@ -443,14 +449,186 @@ def test_a_request_that_trickles_in_is_closed_and_connections_are_capped(monkeyp
         assert time.monotonic() - started < 4.0  # closed about 1 s in, the request not yet whole
         slow.close()
         idle = [socket.create_connection((str(host), port)) for _ in range(4)]
+        time.sleep(0.2)
+        # one more: the oldest idle connection is closed at once to make room (the newcomer was, and a page
+        # load could be kept out by idle connections re-opened as they were closed: attack review 7)
+        with urllib.request.urlopen(f"{server.url}state", timeout=5) as answer:
+            assert answer.status == 200
+        idle[0].settimeout(3.0)
+        assert idle[0].recv(1) == b""
+        for s in idle:
+            s.close()
+        time.sleep(1.5)  # the idle ones' slots come back with their deadline
+        # all taken by connections that sent their request (event streams): one more is closed at once
+        monkeypatch.setattr(view, "MAX_STREAMS", 4)
+        streams = [socket.create_connection((str(host), port)) for _ in range(4)]
+        for s in streams:
+            s.sendall(f"GET /events HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            s.settimeout(3.0)
+            assert s.recv(64).startswith(b"HTTP/1.0 200")
         extra = socket.create_connection((str(host), port))
         extra.settimeout(3.0)
         t0 = time.monotonic()
         assert extra.recv(1) == b"" and time.monotonic() - t0 < 0.9  # closed at once: no room
-        for s in (*idle, extra):
+        for s in (*streams, extra):
             s.close()
-        time.sleep(1.5)  # the idle ones' slots come back with their deadline
-        with urllib.request.urlopen(f"{server.url}state", timeout=5) as answer:
-            assert answer.status == 200
     finally:
         server.stop()
+
+
+def test_the_page_is_served_while_others_hold_every_stream_and_idle_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Attack review 7: 32 event streams held and 40 threads re-opening idle connections (closed after 10 s)
+    kept every connection slot taken: the user's `GET /` was closed unanswered, 19 times of 19. A newcomer now
+    closes the oldest idle connection, and a new page's stream ends the oldest stream."""
+    import socket
+
+    from v2x.run import view
+
+    monkeypatch.setattr(view, "MAX_CONNECTIONS", 6)
+    monkeypatch.setattr(view, "MAX_STREAMS", 3)
+    server = ViewServer(port=0).start()
+    host, port = server.httpd.server_address[:2]
+    held: list[socket.socket] = []
+    try:
+        for _ in range(3):  # every stream
+            s = socket.create_connection((str(host), port))
+            s.sendall(f"GET /events HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            s.settimeout(3.0)
+            assert s.recv(64).startswith(b"HTTP/1.0 200")
+            held.append(s)
+        held += [socket.create_connection((str(host), port)) for _ in range(3)]  # every other connection
+        time.sleep(0.2)
+        for _ in range(3):  # each load closes one idle connection
+            with urllib.request.urlopen(server.url, timeout=5) as page:
+                assert page.status == 200 and b"const TOKEN" in page.read()
+            held.append(socket.create_connection((str(host), port)))  # (re-opened, as the attack did)
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"{server.url}events", timeout=5) as events:
+            assert events.status == 200  # the page's stream: the oldest held one is ended
+            held[0].settimeout(3.0)
+            while held[0].recv(4096):
+                pass
+    finally:
+        for s in held:
+            s.close()
+        server.stop()
+
+
+def test_a_control_with_a_token_beyond_ascii_is_refused() -> None:
+    """Attack review 7: an X-V2X-Token with characters beyond ASCII got the connection closed with no answer
+    (hmac.compare_digest raises on such a str); it is a wrong token like any other: 403."""
+    import http.client
+
+    server = ViewServer(port=0).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.putrequest("POST", "/control/pause")
+        conn.putheader("X-V2X-Token", "é".encode() * 16)
+        conn.putheader("Content-Length", "0")
+        conn.endheaders()
+        answer = conn.getresponse()
+        assert answer.status == 403 and b"X-V2X-Token" in answer.read()
+        conn.close()
+        assert not server.hub.paused
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def _held(sc: Any, variant: str) -> Iterator[ViewServer]:
+    """A live view of ``sc``'s ``variant`` on the loopback bus, held after tick 0 (``--paused``)."""
+    server = ViewServer(port=0, paused=True).start()
+
+    def run() -> None:
+        asyncio.run(
+            run_scenario(sc, seed=0, broker="loopback", variants=[variant], observe=lambda v, r: server.observer(sc, v))
+        )
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    try:
+        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+        yield server
+    finally:
+        server.hub.control("resume")
+        runner.join(60)
+        server.stop()
+
+
+def _step_until(server: ViewServer, done: Any, most: int = 200) -> dict[str, Any]:
+    """Step the held run one tick at a time until ``done(state)``; the state then."""
+    state = _state(server.url)
+    for _ in range(most):
+        if done(state):
+            return state
+        tick = state["tick"]["tick"]
+        server.hub.control("step")
+        _wait(functools.partial(lambda t: _state(server.url)["tick"]["tick"] == t + 1, tick))
+        state = _state(server.url)
+    raise AssertionError(f"not reached in {most} steps")
+
+
+def _first_events(url: str, n: int) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``n`` events of a new client of ``/events`` (name, document)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    with urllib.request.urlopen(url + "events", timeout=10) as r:
+        name = ""
+        while len(out) < n:
+            line = r.readline().decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: "):
+                out.append((name, json.loads(line[len("data: ") :])))
+    return out
+
+
+def test_a_page_opened_on_a_warnings_tick_lists_it_once(browser: Any) -> None:
+    """Newcomer review 5: a page opened while held on the tick a warning was raised listed it twice (the scene
+    carried the warnings so far, that tick's too, and the tick sent after it carried them again): "4 warnings"
+    for 2. The scene now carries what came before the first tick the client is sent."""
+    from selenium.webdriver.common.by import By
+
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    with _held(sc, "v2x") as server:
+        state = _step_until(server, lambda s: s["tick"]["warnings"])  # held on the tick of the first warning
+        [(first, scene), (second, tick)] = _first_events(server.url, 2)
+        assert (first, second) == ("scene", "tick")
+        assert tick["tick"] == state["tick"]["tick"] and tick["warnings"]
+        assert scene["warnings"] + tick["warnings"] == state["warnings"]["v2x"]
+        browser.get(server.url)
+        _wait(lambda: browser.find_element(By.ID, "tick").text == str(tick["tick"]))  # (the stream's, drawn)
+        n = len(state["warnings"]["v2x"])
+        summary = f"v2x (running): {n} warning{'' if n == 1 else 's'}"
+        assert browser.find_element(By.CSS_SELECTOR, "#log-v2x summary").text == summary
+        entries = browser.find_elements(By.CSS_SELECTOR, "#log-v2x div.w")
+        assert len(entries) == n
+        # it flashes, as on a page that was open when it came
+        assert "warned" in (browser.find_element(By.ID, "actor-follower").get_attribute("class") or "")
+
+
+def test_a_page_opened_after_a_collision_shows_it(browser: Any) -> None:
+    """Newcomer review 5: a page opened after the baseline's crash showed the follower and the lead blue and
+    no COLLISION line (the scene carried warnings but no collisions). The scene now carries the collisions
+    so far, and /state lists them by variant."""
+    from selenium.webdriver.common.by import By
+
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    with _held(sc, "baseline") as server:
+        state = _step_until(server, lambda s: s["collisions"]["baseline"])
+        crash = state["tick"]["tick"]
+        state = _step_until(server, lambda s: s["tick"]["tick"] == crash + 2)  # (not the latest tick any more)
+        [(first, scene), (second, tick)] = _first_events(server.url, 2)
+        assert (first, second) == ("scene", "tick")
+        assert not tick["collisions"] and [c["actors"] for c in scene["collisions"]] == [["follower", "lead"]]
+        assert scene["collisions"] == state["collisions"]["baseline"]
+        browser.get(server.url)
+        _wait(lambda: browser.find_element(By.ID, "tick").text == str(tick["tick"]))  # (the stream's, drawn)
+        log = browser.find_element(By.ID, "log-baseline")
+        assert "COLLISION follower - lead at 16.7 m/s" in log.text
+        assert "baseline (running): 0 warnings" in log.find_element(By.TAG_NAME, "summary").text
+        for actor in ("follower", "lead"):
+            g = browser.find_element(By.ID, f"actor-{actor}")
+            assert "collided" in (g.get_attribute("class") or "").split()
+        assert "collided" not in (browser.find_element(By.ID, "actor-neighbour").get_attribute("class") or "")

@@ -271,7 +271,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "message counts, the time span, warnings, collisions and verdicts. With --report, rebuild the run's "
         "result document from the recordings given (one per variant) and write its HTML report.",
         epilog="Exit codes: 0 read (and every recorded expectation held, with --report), 1 one failed, "
-        "2 bad input (not a finished v2x recording; nothing written), 3 the report could not be written.",
+        "2 bad input (not a finished v2x recording; nothing written), 3 the report could not be written. "
+        "The recording of an interrupted run (no verdicts) is summarized as INCOMPLETE; --report refuses it "
+        "(exit 2), and takes one recording per variant of one run.",
     )
     rp.add_argument("files", nargs="+", type=Path, metavar="FILE.mcap", help="recording(s) of one run")
     rp.add_argument("--report", type=Path, metavar="OUT.html", help="write the run's HTML report, as 'v2x report'")

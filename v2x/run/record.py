@@ -30,6 +30,7 @@ import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -509,6 +510,37 @@ class Replayed:
     seed: int
     scene: dict[str, Any] | None = None  # the result's map (v2x/run/tracks.py)
     tracks: dict[str, list[list[float]]] | None = None  # this variant's tracks
+    # The recorder writes the 'v2x.result' metadata (with the verdicts and metrics) only when the run ended
+    # with a result; a run interrupted or stopped by an error leaves a readable file without it.
+    finished: bool = True
+
+    def stopped_at_s(self) -> float:
+        """The simulation time of the last message recorded (log time = epoch + t; the time span from the
+        first message if the metadata's epoch does not parse)."""
+        try:
+            epoch_ns = round(datetime.fromisoformat(self.meta["epoch_utc"]).timestamp()) * 1_000_000_000
+        except (KeyError, ValueError, TypeError, OverflowError):
+            epoch_ns = self.start_ns
+        return max(0.0, (self.end_ns - epoch_ns) / 1e9)
+
+    def duration_s(self) -> float | None:
+        """The scenario's duration as the metadata says (None if it does not say it as a finite number)."""
+        try:
+            value = float(self.meta["duration_s"])
+        except (KeyError, ValueError, TypeError):
+            return None
+        return value if math.isfinite(value) and value >= 0 else None
+
+    def incomplete(self) -> str:
+        """Why this recording is not of a finished run ("" if it is): where it stopped, of how long."""
+        if self.finished:
+            return ""
+        duration = self.duration_s()
+        of = f" of {duration:g} s" if duration is not None else ""
+        return (
+            f"the run did not finish: recorded up to t = {self.stopped_at_s():.2f} s{of}, with no verdicts "
+            "(interrupted or stopped by an error)"
+        )
 
 
 class RecordingError(ValueError):
@@ -726,6 +758,7 @@ def read_recording(path: Path) -> Replayed:
             if "tracks" in result_meta
             else None
         ),
+        finished=bool(result_meta),
     )
 
 
@@ -798,19 +831,41 @@ def rebuild_result(recordings: Iterable[Replayed]) -> dict[str, Any]:
     from v2x.run.report import result_problem
 
     recs = list(recordings)
+    unfinished = [r for r in recs if not r.finished]
+    if unfinished:
+        # A recording of an interrupted run holds no verdicts: all([]) made it a green PASS, 0 of 0 held
+        # (newcomer review 5). It is not a result; 'v2x replay FILE' shows what it holds.
+        r = unfinished[0]
+        raise RecordingError(f"{r.path}: {r.incomplete()}: not a result, no report rebuilt")
     scenarios = {r.meta["scenario"] for r in recs}
     if len(scenarios) != 1:
         raise RecordingError(f"recordings of different scenarios: {sorted(scenarios)}")
     seeds = sorted({str(r.seed) for r in recs})
     if len(seeds) != 1:
         raise RecordingError(f"recordings of different runs (seeds {', '.join(seeds)}): one run's variants, please")
-    first: dict[str, Path] = {}
+    first: dict[str, Replayed] = {}
     for r in recs:
-        other = first.setdefault(str(r.meta["variant"]), r.path)
-        if other != r.path:
-            raise RecordingError(
-                f"two recordings of variant {r.meta['variant']!r}: {other} and {r.path} (one per variant, please)"
-            )
+        variant = str(r.meta["variant"])
+        other = first.setdefault(variant, r)
+        if other is r:
+            continue
+        # (the same file given twice was let through, and doubled every verdict: newcomer review 5)
+        run_id = r.meta.get("run_id")
+        same = f" (the same recording, run id {run_id!r}, given twice)" if other.meta.get("run_id") == run_id else ""
+        raise RecordingError(
+            f"two recordings of variant {variant!r}: {other.path} and {r.path}{same} (one per variant, please)"
+        )
+    # The variants of one run carry the same 'run' section, whose run_ids name each variant's run id: two
+    # runs of the same scenario and seed (different files) were merged into one report.
+    for r in recs:
+        ids = r.run.get("run_ids")
+        own = ids.get(r.meta["variant"]) if isinstance(ids, dict) else None
+        if own is not None and own != r.meta.get("run_id"):
+            raise RecordingError(f"{r.path}: its metadata names run id {r.meta.get('run_id')!r}, its result {own!r}")
+    runs = {json.dumps(r.run, sort_keys=True) for r in recs}
+    if len(runs) != 1:
+        names = ", ".join(f"{r.path} (run id {r.meta.get('run_id')})" for r in recs)
+        raise RecordingError(f"recordings of different runs: {names}: one run's variants, please")
     events: list[Event] = []
     verdicts: list[dict[str, Any]] = []
     metrics: dict[str, Any] = {}
@@ -883,4 +938,6 @@ def summary_text(r: Replayed) -> str:
             lines.append(f"    t={e['t_s']:.2f} s collision {' / '.join(e.get('actors', []))}")
     for v in r.verdicts:
         lines.append(f"  {'ok  ' if v['passed'] else 'FAIL'} {v['name']}: {v['detail']}")
+    if not r.finished:
+        lines.append(f"  INCOMPLETE: {r.incomplete()}")
     return "\n".join(printable(line) for line in lines)  # (a recording's texts are whatever the file holds)

@@ -3,10 +3,11 @@ library's HTTP server in a thread, updated over Server-Sent Events.
 
 * ``GET /``: the page (``view.html`` next to this module; inline CSS and JS, nothing fetched elsewhere);
 * ``GET /events``: the stream: a ``scene`` event when a variant starts (the report's map,
-  ``v2x.run.tracks.scenario_map``, the variant's warnings so far, and those of the variants that ran before it) and a
+  ``v2x.run.tracks.scenario_map``, the variant's warnings and collisions before the first tick the client is sent, and
+  those of the variants that ran before it) and a
   ``tick`` event per tick (the clock, every actor's pose, the tick's warnings, messages per second by type
   over the last simulated second, paused or not);
-* ``GET /state``: the latest scene and tick, and every variant's warnings so far, as one JSON document;
+* ``GET /state``: the latest scene and tick, and every variant's warnings and collisions so far, as one JSON document;
 * ``POST /control/pause``, ``/control/resume``, ``/control/step``: pause holds the world after the tick it
   has just closed (before the next one begins); step lets one more tick run. Meant for lockstep runs (a
   real-time run that is held falls behind its wall clock). A control needs the header ``X-V2X-Token`` with
@@ -75,10 +76,13 @@ class Hub:
         self.scene_no = 0
         self.frames: deque[tuple[int, dict[str, Any]]] = deque(maxlen=MAX_FRAMES)
         self.next_frame = 0
+        self.scene_first_frame = 0  # the number of the current scene's first frame
         self.warnings: list[Event] = []  # the current variant's
+        self.collisions: list[Event] = []  # the current variant's
         # the warnings of the variants that ran before it, by variant: the page keeps showing them (a lockstep
         # v2x variant was over in 3 s and the page switched to the baseline with an empty list: a newcomer review)
         self.earlier: dict[str, list[Event]] = {}
+        self.earlier_collisions: dict[str, list[Event]] = {}
         self.paused = paused
         self.credits = 0
         self.closed = False
@@ -87,15 +91,20 @@ class Hub:
         with self.cond:
             if self.scene is not None and self.scene["variant"] != scene["variant"]:
                 self.earlier[self.scene["variant"]] = self.warnings
+                self.earlier_collisions[self.scene["variant"]] = self.collisions
             self.earlier.pop(scene["variant"], None)  # (a variant run again starts afresh)
+            self.earlier_collisions.pop(scene["variant"], None)
             self.scene = scene
             self.scene_no += 1
+            self.scene_first_frame = self.next_frame
             self.warnings = []
+            self.collisions = []
             self.cond.notify_all()
 
     def publish(self, frame: dict[str, Any]) -> None:
         with self.cond:
             self.warnings.extend(frame["warnings"])
+            self.collisions.extend(frame["collisions"])
             self.frames.append((self.next_frame, frame))
             self.next_frame += 1
             self.cond.notify_all()
@@ -131,12 +140,26 @@ class Hub:
             self.closed = True
             self.cond.notify_all()
 
-    def _scene_doc(self) -> dict[str, Any]:
-        """The scene with the current variant's warnings, and the earlier variants' (``earlier``: a list of
-        {variant, warnings}, in the order they ran). Call with ``cond`` held."""
+    def _scene_doc(self, sent: int) -> dict[str, Any]:
+        """The scene with the current variant's warnings and collisions up to frame ``sent`` (the client is sent
+        the frames after it, each with its own: a page opened on a warning's tick listed it twice, a newcomer
+        review), and the earlier variants' (``earlier``: a list of {variant, warnings, collisions}, in the order
+        they ran). Call with ``cond`` held."""
         assert self.scene is not None
-        earlier = [{"variant": v, "warnings": list(w)} for v, w in self.earlier.items()]
-        return {**self.scene, "warnings": list(self.warnings), "earlier": earlier, "holdable": self.holdable}
+        later = [f for k, f in self.frames if k > sent and k >= self.scene_first_frame]
+        warnings = self.warnings[: len(self.warnings) - sum(len(f["warnings"]) for f in later)]
+        collisions = self.collisions[: len(self.collisions) - sum(len(f["collisions"]) for f in later)]
+        earlier = [
+            {"variant": v, "warnings": list(w), "collisions": list(self.earlier_collisions.get(v, []))}
+            for v, w in self.earlier.items()
+        ]
+        return {
+            **self.scene,
+            "warnings": warnings,
+            "collisions": collisions,
+            "earlier": earlier,
+            "holdable": self.holdable,
+        }
 
     def all_warnings(self) -> dict[str, list[Event]]:
         """Every variant's warnings so far, by variant, in the order they ran."""
@@ -144,23 +167,37 @@ class Hub:
             current = {self.scene["variant"]: list(self.warnings)} if self.scene is not None else {}
             return {**{v: list(w) for v, w in self.earlier.items()}, **current}
 
-    def _news(self, scene_no: int, sent: int) -> bool:
-        return self.closed or self.scene_no != scene_no or self.next_frame - 1 > sent
+    def all_collisions(self) -> dict[str, list[Event]]:
+        """Every variant's collisions so far, by variant, in the order they ran."""
+        with self.cond:
+            current = {self.scene["variant"]: list(self.collisions)} if self.scene is not None else {}
+            return {**{v: list(c) for v, c in self.earlier_collisions.items()}, **current}
 
-    def stream(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """SSE events for one client: the scene (again whenever it changes) and every tick from the latest."""
+    def _news(self, scene_no: int, sent: int, ended: threading.Event) -> bool:
+        return self.closed or ended.is_set() or self.scene_no != scene_no or self.next_frame - 1 > sent
+
+    def end(self, ended: threading.Event) -> None:
+        """End the stream that was given ``ended`` (it returns at once, however long it would have waited)."""
+        with self.cond:
+            ended.set()
+            self.cond.notify_all()
+
+    def stream(self, ended: threading.Event | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """SSE events for one client: the scene (again whenever it changes) and every tick from the latest;
+        until the run ends, or ``ended`` is set (``end``)."""
+        ended = ended or threading.Event()
         scene_no = 0
         sent = -1
         while True:
             with self.cond:
-                self.cond.wait_for(functools.partial(self._news, scene_no, sent), timeout=15.0)
-                if self.closed:
+                self.cond.wait_for(functools.partial(self._news, scene_no, sent, ended), timeout=15.0)
+                if self.closed or ended.is_set():
                     return
                 out: list[tuple[str, dict[str, Any]]] = []
                 if self.scene_no != scene_no and self.scene is not None:
                     scene_no = self.scene_no
-                    out.append(("scene", self._scene_doc()))
                     sent = max(sent, self.next_frame - 2)  # a new client starts at the latest tick
+                    out.append(("scene", self._scene_doc(sent)))  # (what came before it)
                 out += [("tick", f) for k, f in self.frames if k > sent]
                 sent = self.next_frame - 1
                 if not out:
@@ -234,34 +271,77 @@ log = logging.getLogger(__name__)
 #: idle one held a server thread for good, and one that sent a byte every few seconds did so past a timeout
 #: per read (attack review 2).
 REQUEST_TIMEOUT_S = 10.0
-#: At most this many event streams at once (each holds a thread); more are answered 503.
+#: At most this many event streams at once (each holds a thread); one more ends the oldest.
 MAX_STREAMS = 32
-#: At most this many connections at once (a thread each); more are closed as they come.
+#: At most this many connections at once (a thread each). One more closes the oldest that has not yet sent
+#: its whole request, if there is one (else it is closed itself): so a page load always gets in, however
+#: many idle connections someone keeps re-opening (attack review 7: 32 held streams and 40 threads
+#: re-opening idle connections left `GET /` unanswered 19 times of 19). A connection that has sent its
+#: request is either answered at once or an event stream (at most MAX_STREAMS).
 MAX_CONNECTIONS = 64
+
+
+def _close(sock: Any) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def server_activate(self) -> None:
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.lock = threading.Lock()
+        # the connections being served, oldest first: True once its request is whole (``requested``)
+        self.connections: dict[Any, bool] = {}
+        # the event streams, oldest first: each one's ``Hub.stream`` end
+        self.streams: dict[Any, threading.Event] = {}
         super().server_activate()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
-            self.shutdown_request(request)  # too many at once: closed, no thread
-            return
+        with self.lock:
+            if len(self.connections) >= MAX_CONNECTIONS:
+                idle = next((c for c, requested in self.connections.items() if not requested), None)
+                if idle is None:
+                    self.shutdown_request(request)  # too many at once, all served: closed, no thread
+                    return
+                del self.connections[idle]  # (its thread sees the end of its input and returns)
+                _close(idle)
+            self.connections[request] = False
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self.slots.release()
+            with self.lock:
+                self.connections.pop(request, None)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.slots.release()
+            with self.lock:
+                self.connections.pop(request, None)
+
+    def requested(self, request: Any) -> None:
+        """``request``'s connection has sent its whole request: no longer one to close for a newcomer."""
+        with self.lock:
+            if request in self.connections:
+                self.connections[request] = True
+
+    def open_stream(self, request: Any, hub: Hub) -> threading.Event:
+        """Room for one more event stream, the oldest ended if there are MAX_STREAMS (a new page's stream
+        always starts: 32 streams held by someone else refused it, 503); its end, for ``Hub.stream``."""
+        ended = threading.Event()
+        with self.lock:
+            while self.streams and len(self.streams) >= MAX_STREAMS:
+                oldest = next(iter(self.streams))
+                hub.end(self.streams.pop(oldest))
+                _close(oldest)
+            self.streams[request] = ended
+        return ended
+
+    def close_stream(self, request: Any) -> None:
+        with self.lock:
+            self.streams.pop(request, None)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away (reset, closed mid-answer, timed out) is no error of the run's: no traceback
@@ -273,7 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
     hub: Hub
     page: bytes
     token: str
-    streams: threading.BoundedSemaphore
+    server: _Server
     hosts: frozenset[str]  # what a request's Host may name (``host_names``)
     timeout = REQUEST_TIMEOUT_S
 
@@ -294,6 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
     def parse_request(self) -> bool:
         ok = super().parse_request()  # (reads the headers)
         self._deadline.cancel()
+        self.server.requested(self.request)
         return ok
 
     def finish(self) -> None:
@@ -328,32 +409,34 @@ class _Handler(BaseHTTPRequestHandler):
             with hub.cond:
                 doc = {"scene": hub.scene, "tick": hub.frames[-1][1] if hub.frames else None, "paused": hub.paused}
             doc["warnings"] = hub.all_warnings()
+            doc["collisions"] = hub.all_collisions()
             self._send(200, json.dumps(doc).encode(), "application/json")
         elif self.path == "/events":
-            if not self.streams.acquire(blocking=False):
-                self._send(503, b"too many event streams\n", "text/plain")
-                return
+            ended = self.server.open_stream(self.request, self.hub)
             try:
-                self._stream()
+                self._stream(ended)
             finally:
-                self.streams.release()
+                self.server.close_stream(self.request)
         else:
             self._send(404, b"not found\n", "text/plain")
 
-    def _stream(self) -> None:
+    def _stream(self, ended: threading.Event) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         with contextlib.suppress(OSError):
-            for name, doc in self.hub.stream():
+            for name, doc in self.hub.stream(ended):
                 self.wfile.write(f"event: {name}\ndata: {json.dumps(doc)}\n\n".encode())
                 self.wfile.flush()
 
     def do_POST(self) -> None:
         if not self._host_ok():
             return
-        if not hmac.compare_digest(self.headers.get("X-V2X-Token", ""), self.token):
+        # (as bytes: on a str with a character beyond ASCII compare_digest raises, and the request got no
+        # answer at all: attack review 7)
+        given = self.headers.get("X-V2X-Token", "").encode("utf-8", "replace")
+        if not hmac.compare_digest(given, self.token.encode()):
             self._send(403, b"a control needs the page's X-V2X-Token\n", "text/plain")
             return
         prefix = "/control/"
@@ -399,13 +482,8 @@ class ViewServer:
         self.hub = Hub(paused=paused, holdable=holdable)
         self.token = secrets.token_hex(16)  # the controls' (see the module's docstring)
         page = files("v2x.run").joinpath("view.html").read_bytes().replace(b"__V2X_TOKEN__", self.token.encode())
-        streams = threading.BoundedSemaphore(MAX_STREAMS)
         hosts = host_names(host)
-        handler = type(
-            "Handler",
-            (_Handler,),
-            {"hub": self.hub, "page": page, "token": self.token, "streams": streams, "hosts": hosts},
-        )
+        handler = type("Handler", (_Handler,), {"hub": self.hub, "page": page, "token": self.token, "hosts": hosts})
         server = type("Server6", (_Server,), {"address_family": socket.AF_INET6}) if ":" in host else _Server
         self.httpd = server((host, port), handler)
         self.host = host
