@@ -62,6 +62,7 @@ def test_page_shows_verdicts_expectations_and_one_mark_per_event_escaped() -> No
     root = _parse(render_html([_result()], errors=[("broken", "agent x failed: ZeroDivisionError")]))
     text = "".join(root.itertext())
     assert "v2x-testbed report: FAIL" in text  # the title: one scenario failed, one could not run
+    assert "2 scenario(s): 0 passed, 1 failed, 1 could not run" in text  # (the failed count was left out)
     assert "odd <script>alert(1)</script>" in text and "a & b < c" in text  # escaped, shown as text
     assert root.find(".//script") is None
     assert "RUN ERROR" in text and "agent x failed: ZeroDivisionError" in text

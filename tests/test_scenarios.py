@@ -148,6 +148,7 @@ def test_all_plus_a_named_scenario_runs_it_once_and_prints_the_tally(
     out = capsys.readouterr().out
     assert out.count("PASS fcw") == 1
     assert out.rstrip().endswith("1 passed, 0 failed, 0 could not run")
+    assert "[baseline] sent" in out and "None" not in out  # (no latency to state without V2X: not "None/None")
 
 
 def test_the_thresholds_table_in_the_docs_lists_every_threshold_with_its_default_and_values() -> None:

@@ -908,10 +908,12 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
     for variant, m in result["metrics"].items():
         lat = m["latency_ms"]
         rejected = sum(m["rejected"].values())
+        # (a baseline delivers nothing: no latency to state, where "None/None ms" was printed: newcomer 5)
+        latency = f"latency p50/p95 {lat['p50']}/{lat['p95']} ms, " if lat.get("p50") is not None else ""
         print(
             f"  [{variant}] sent {sum(m['messages']['sent'].values())}, delivered "
             f"{sum(m['messages']['delivered'].values())}, dropped {sum(m['messages']['dropped'].values())}, "
-            f"latency p50/p95 {lat['p50']}/{lat['p95']} ms, rejected {rejected}, "
+            f"{latency}rejected {rejected}, "
             + (f"late reports {m['late_reports']}, " if m.get("late_reports") else "")
             + f"{m['sim_seconds']} s simulated in {m['wall_seconds']} s"
         )

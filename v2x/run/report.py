@@ -301,7 +301,8 @@ def render_html(results: Sequence[dict[str, Any]], *, errors: Sequence[tuple[str
         f"<title>v2x-testbed report: {verdict}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>v2x-testbed report <span class='badge {verdict.lower()}'>{verdict}</span></h1>",
-        f"<p class='meta'>{len(results)} scenario(s), {n_pass} passed, {len(errors)} could not run; "
+        f"<p class='meta'>{len(results) + len(errors)} scenario(s): {n_pass} passed, {len(results) - n_pass} failed, "
+        f"{len(errors)} could not run; "
         f"v2x-testbed {_e(__version__)}</p>",
         _summary(results, errors),
     ]
