@@ -6,6 +6,7 @@ import copy
 import json
 import re
 import shutil
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,11 @@ def test_bad_input_exits_2_before_running(tmp_path: Path) -> None:
     assert "fcw.json" in ET.tostring(ET.parse(tmp_path / "out" / "junit.xml").getroot(), encoding="unicode")
     assert main(["check", "nosuch", "--out", str(tmp_path / "out2")]) == 2
     assert ET.parse(tmp_path / "out2" / "junit.xml").getroot().get("errors") == "1"
+    # v2x run with --out a file: before the run, not after it (exit 3 after the whole run: newcomer 5)
+    (tmp_path / "a-file").write_text("x")
+    t0 = time.monotonic()
+    assert main(["run", "fcw", "--out", str(tmp_path / "a-file"), "-q"]) == 2
+    assert time.monotonic() - t0 < 10
 
 
 def test_an_unreachable_broker_is_tried_once_and_nothing_runs(

@@ -638,6 +638,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"v2x run: --variant: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
 
+    if args.out.exists() and not args.out.is_dir():  # (found after the run, exit 3, as v2x check did: newcomer 5)
+        print(f"v2x run: --out {args.out}: not a folder (results go into one)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.record is not None and args.record.exists() and not args.record.is_dir():
         print(f"v2x run: --record {args.record}: not a folder (recordings go into one)", file=sys.stderr)
         return EXIT_BAD_INPUT
