@@ -108,6 +108,9 @@ def test_a_real_sweep_and_how_fcw_degrades_without_rtk(tmp_path: Path, capsys: p
     spp = json.loads(out)
     assert spp["positioning"] == "spp-open-sky"
     assert spp["apps"]["fcw"]["detection_rate"] == 0.0 and spp["collision_rate"]["v2x"] == 1.0
+    # which expectation failed, in how many seeds (newcomer 5 had to edit a copy of the scenario to find out)
+    assert rtk["failed_expectations"] == {} and spp["failed_seeds"] == [0, 1]
+    assert spp["failed_expectations"]["[v2x] follower warned in time"] == 2, spp["failed_expectations"]
     assert spp["bounds"] == {"min_detection": 0.95, "max_false_warnings": 0.0, "max_collision_rate": 0.5}
     assert spp["unmet"] == [
         "fcw detection 0.0%, under --min-detection 95.0%",

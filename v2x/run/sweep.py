@@ -25,7 +25,7 @@ import argparse
 import json
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +124,8 @@ def seed_findings(result: dict[str, Any], expectations: list[dict[str, Any]]) ->
         variant: any(e["type"] == "collision" and e["variant"] == variant for e in events)
         for variant in result["metrics"]
     }
-    return {"apps": dict(per_app), "leads": dict(leads), "collided": collided}
+    failed = [f"[{x['variant']}] {x['name']}" for x in result["expectations"] if not x["passed"]]
+    return {"apps": dict(per_app), "leads": dict(leads), "collided": collided, "failed": failed}
 
 
 def _run_seed(job: tuple[str, int, str | None, tuple[str, ...]]) -> dict[str, Any]:
@@ -187,6 +188,8 @@ class SweepSummary:
     wall_seconds: float = 0.0
     failed_seeds: list[int] = field(default_factory=list)  # where an expectation failed: `v2x run --seed N` shows why
     collided_seeds: dict[str, list[int]] = field(default_factory=dict)  # per variant, the seeds with a collision
+    # each expectation that failed in some seed ("[variant] name"), with the number of seeds it failed in
+    failed_expectations: dict[str, int] = field(default_factory=dict)
     bounds: dict[str, float] = field(default_factory=dict)  # the --min-/--max- bounds given, by name
     unmet: list[str] = field(default_factory=list)  # each bound not met, said in words
 
@@ -201,6 +204,7 @@ class SweepSummary:
             "passed_rate": self.passed_rate,
             "failed_seeds": self.failed_seeds,
             "collided_seeds": self.collided_seeds,
+            "failed_expectations": self.failed_expectations,
             "bounds": self.bounds,
             "unmet": self.unmet,
             "wall_seconds": self.wall_seconds,
@@ -231,6 +235,7 @@ def summarise(
             },
         }
     variants = sorted({v for run in runs for v in run["collided"]})
+    failures = Counter(name for run in runs for name in run.get("failed", []))
     return SweepSummary(
         scenario=scenario_id,
         seeds=len(runs),
@@ -241,6 +246,7 @@ def summarise(
         passed_rate=round(sum(r["passed"] for r in runs) / len(runs), 4) if runs else 0.0,
         failed_seeds=sorted(int(r["seed"]) for r in runs if not r["passed"]),
         collided_seeds={v: sorted(int(r["seed"]) for r in runs if r["collided"].get(v, False)) for v in variants},
+        failed_expectations=dict(sorted(failures.items(), key=lambda kv: (-kv[1], kv[0]))),
     )
 
 
@@ -305,7 +311,15 @@ def table(s: SweepSummary) -> str:
     lines.append(f"collision rate: {crash}  ({s.wall_seconds:.1f} s)")
     if s.failed_seeds:  # (a newcomer review looped over v2x run --seed N to find them)
         shown = ", ".join(map(str, s.failed_seeds[:20])) + (" ..." if len(s.failed_seeds) > 20 else "")
-        lines.append(f"seeds where an expectation failed: {shown} (v2x run SCENARIO --seed N shows why)")
+        # (v2x run has no profile options: with profiles swapped, a seed must be run from a copy with them)
+        how = (
+            "a copy of the scenario with these profiles, run with v2x run COPY --seed N, shows why"
+            if s.positioning or s.networks
+            else "v2x run SCENARIO --seed N shows why"
+        )
+        lines.append(f"seeds where an expectation failed: {shown} ({how})")
+        for name, n in list(s.failed_expectations.items())[:5]:  # which (newcomer 5 edited a copy to find out)
+            lines.append(f"  failed in {n} of {s.seeds} seeds: {name}")
     return "\n".join(lines)
 
 
