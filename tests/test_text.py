@@ -92,12 +92,13 @@ def test_the_run_summary_lists_every_collision(capsys: pytest.CaptureFixture[str
         "wall_seconds": 1.0,
     }
     crash = {"type": "collision", "variant": "v2x", "t_s": 7.7, "actors": ["bg-1-8", "ped"], "relative_speed_mps": 5.2}
+    judged = {"type": "misbehaviour", "variant": "v2x", "t_s": 0.1, "actor": "a", "suspect": "b", "check": "speed"}
     result = {
         "scenario": "xped",
         "seed": 0,
         "passed": True,
         "expectations": [],
-        "events": [crash],
+        "events": [crash, judged],
         "metrics": {"v2x": m, "baseline": m},
         "flagged": [],
     }
@@ -105,3 +106,6 @@ def test_the_run_summary_lists_every_collision(capsys: pytest.CaptureFixture[str
     lines = capsys.readouterr().out.splitlines()
     assert "  [v2x] collisions: bg-1-8 / ped at 7.70 s (5.2 m/s)" in lines
     assert not any(line.startswith("  [baseline] collisions") for line in lines)
+    # misbehaviour reports too (why a warning did not come: newcomer 5), and no "None/None ms" latency
+    assert "  [v2x] misbehaviour reported: a of b (speed) at 0.10 s" in lines
+    assert not any("None" in line for line in lines), lines

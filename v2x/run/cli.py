@@ -930,6 +930,13 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
             )
             more = f", and {len(crashes) - 5} more" if len(crashes) > 5 else ""
             print(f"  [{variant}] collisions: {printable(shown)}{more}")
+        # Misbehaviour reports too: a detector that judges a sender implausible drops its messages, which is why
+        # a warning did not come (km/h written as m/s made every car flag the others: newcomer 5)
+        judged = [e for e in result["events"] if e["type"] == "misbehaviour" and e["variant"] == variant]
+        if judged:
+            shown = ", ".join(f"{e['actor']} of {e['suspect']} ({e['check']}) at {e['t_s']:.2f} s" for e in judged[:5])
+            more = f", and {len(judged) - 5} more" if len(judged) > 5 else ""
+            print(f"  [{variant}] misbehaviour reported: {printable(shown)}{more}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
