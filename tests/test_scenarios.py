@@ -55,7 +55,14 @@ def test_missing_field_and_unknown_field(tmp_path: Path) -> None:
     text = FCW.read_text().replace("duration_s: 14.0\n", "").replace("tick_s: 0.1", "tick_s: 0.1\nspeedup: 3")
     problems = dict(_problems(_write(tmp_path, text)))
     assert problems["duration_s"] == "required field is missing"
-    assert "unknown field" in problems["speedup"]
+    assert "unknown field" in problems["speedup"] and "did you mean" not in problems["speedup"]
+    # a typo gets the closest field name, and an actor id the closest id (newcomer 5)
+    text = FCW.read_text().replace("speed_mps: 16.67", "sped_mps: 16.67", 1)
+    problems = dict(_problems(_write(tmp_path, text)))
+    assert problems["actors[0].sped_mps"].endswith(": did you mean 'speed_mps'?"), problems
+    text = FCW.read_text().replace("target: neighbour}", "target: neighbor}")
+    problems = dict(_problems(_write(tmp_path, text)))
+    assert problems["expectations[1].target"].endswith("got 'neighbor': did you mean 'neighbour'?"), problems
 
 
 def test_bad_expectation_kind_and_profile(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import math
 import re
@@ -447,6 +448,23 @@ def _one_of(what: str, options: Iterable[str], got: str) -> str:
     return f"one of {what} {listed}; got {got!r}{hint}"
 
 
+def _close(got: str, options: Iterable[str], cutoff: float = 0.6) -> str:
+    """ ": did you mean 'x'?" for the option closest to ``got`` (a typo), else ""."""
+    close = difflib.get_close_matches(got, sorted(options), n=1, cutoff=cutoff)
+    return f": did you mean {close[0]!r}?" if close else ""
+
+
+@functools.cache
+def _schema_fields() -> frozenset[str]:
+    """Every field name of the scenario schema's models (the "did you mean" of an unknown field)."""
+    import pydantic
+
+    from v2x.scenario import model
+
+    models = [m for m in vars(model).values() if isinstance(m, type) and issubclass(m, pydantic.BaseModel)]
+    return frozenset(name for m in models for name in m.model_fields)
+
+
 def _loc(parts: Iterable[Any]) -> str:
     out = ""
     for part in parts:
@@ -486,7 +504,10 @@ def pydantic_problems(
             if "input" in err and "; got " not in msg and not isinstance(err["input"], dict | list):
                 msg = f"{msg}; got {_short(err['input'])}"
         elif err["type"] == "extra_forbidden":
-            msg = unknown
+            # (a typo's likely field, from the whole schema's names: `sped_mps`, newcomer 5)
+            msg = unknown + (
+                _close(str(loc[-1]), _schema_fields(), 0.8) if unknown is UNKNOWN_SCENARIO_FIELD and loc else ""
+            )
         elif (
             err["type"] in ("float_type", "int_type")
             and isinstance(err.get("input"), str)
@@ -838,9 +859,9 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             if attr == "other" and event_ids:
                 if ref not in event_ids:
                     expected = f"an actor id {ids} or a road event / sign id {event_ids}; got {ref!r}"
-                    problems.append((f"expectations[{i}].{attr}", expected))
+                    problems.append((f"expectations[{i}].{attr}", expected + _close(ref, [*ids, *event_ids])))
             else:
-                problems.append((f"expectations[{i}].{attr}", f"an actor id {ids}; got {ref!r}"))
+                problems.append((f"expectations[{i}].{attr}", f"an actor id {ids}; got {ref!r}" + _close(ref, ids)))
         if exp.variant not in sc.variants:
             expected = f"one of the scenario's variants {list(dict.fromkeys(sc.variants))}; got {exp.variant!r}"
             problems.append((f"expectations[{i}].variant", expected))
