@@ -181,15 +181,17 @@ def test_a_network_profile_on_the_wrong_link_is_refused(tmp_path: Path) -> None:
 
 def test_a_road_user_far_above_its_lanes_limit_gets_a_note_and_runs(tmp_path: Path) -> None:
     # a newcomer review: speed_mps: 60 meant as km/h on an 80 km/h lane ran without a word
-    from v2x.scenario import speed_notes
+    from v2x.scenario import scenario_notes
 
-    assert speed_notes(load_scenario(FCW)) == []
+    assert scenario_notes(load_scenario(FCW)) == []
     text = FCW.read_text().replace("speed_mps: 16.67", "speed_mps: 60", 1)
-    [note] = speed_notes(load_scenario(_write(tmp_path, text)))
+    [note] = scenario_notes(load_scenario(_write(tmp_path, text)))
     assert note.startswith("fcw: lead starts at speed_mps 60 (216 km/h) on lane eb1, whose limit is 80 km/h")
     # 1.5 times the limit and 10 km/h over it, both
-    assert speed_notes(load_scenario(_write(tmp_path, FCW.read_text().replace("speed_mps: 16.67", "speed_mps: 34", 1))))
-    assert not speed_notes(
+    assert scenario_notes(
+        load_scenario(_write(tmp_path, FCW.read_text().replace("speed_mps: 16.67", "speed_mps: 34", 1)))
+    )
+    assert not scenario_notes(
         load_scenario(
             _write(
                 tmp_path,
@@ -199,6 +201,14 @@ def test_a_road_user_far_above_its_lanes_limit_gets_a_note_and_runs(tmp_path: Pa
             )
         )
     )
+    # times after the run's end, which never come (ms written as s: newcomer 5): notes, the run is allowed
+    late = FCW.read_text().replace("at_s: 6.0,", "at_s: 6000,", 1).replace("window_s: [6.0, 7.0]", "window_s: [60, 70]")
+    notes = scenario_notes(load_scenario(_write(tmp_path, late)))
+    assert notes == [
+        "fcw: events after the run's end (14 s) never happen: lead at 6000 s (at_s is in seconds)",
+        "fcw: expectations[0] (follower warned in time): its window [60, 70] s starts after the run's end (14 s): "
+        "it cannot hold (window_s is in seconds)",
+    ], notes
 
 
 def test_a_lane_of_zero_length_is_refused_even_as_a_neighbour(tmp_path: Path) -> None:

@@ -649,10 +649,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         except OSError as err:
             print(f"v2x check: cannot write the reports to {args.out}: {err.strerror or err}", file=sys.stderr)
         return exc.code
-    from v2x.scenario import speed_notes
+    from v2x.scenario import scenario_notes
 
     for _, sc in loaded:
-        for note in speed_notes(sc):
+        for note in scenario_notes(sc):
             print(printable(f"v2x check: note: {note}"), file=sys.stderr)
 
     def report(line: str) -> None:  # (the first run after an install compiles for 30-40 s: a newcomer review)

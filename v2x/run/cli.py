@@ -579,7 +579,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if bad:
         print("v2x run: invalid scenario file(s); nothing was run", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from v2x.scenario import speed_notes
+    from v2x.scenario import scenario_notes
     from v2x.scenario.sumo import cannot_run
 
     # Scenarios this machine cannot run (SUMO's without SUMO) are left out, each said and counted as not run
@@ -592,7 +592,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _write_reports(args, [], [(sid, f"cannot run here: {why}") for sid, why in not_here])
         return EXIT_RUN_ERROR
     scenarios = [sc for sc, why in zip(scenarios, why_not, strict=True) if why is None]
-    for note in (n for sc in scenarios for n in speed_notes(sc)):  # (-q too: a CI log is where it is read)
+    for note in (n for sc in scenarios for n in scenario_notes(sc)):  # (-q too: a CI log is where it is read)
         print(printable(f"v2x run: note: {note}"), file=sys.stderr)
     from v2x.run.runner import unjoinable
 

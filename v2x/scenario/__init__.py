@@ -1,7 +1,7 @@
 """Scenario files: schema, loading with clear errors, road geometry."""
 
 from v2x.scenario.geometry import Pose, Route, route_for
-from v2x.scenario.loader import ScenarioError, catalogue, find_scenario, load_scenario, same_ids, speed_notes
+from v2x.scenario.loader import ScenarioError, catalogue, find_scenario, load_scenario, same_ids, scenario_notes
 from v2x.scenario.model import ActorSpec, Scenario
 
 __all__ = [
@@ -15,5 +15,5 @@ __all__ = [
     "load_scenario",
     "route_for",
     "same_ids",
-    "speed_notes",
+    "scenario_notes",
 ]

@@ -941,6 +941,7 @@ def _script_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append(
                 (f"expectations[{i}].window_s", f"[start, end] with start <= end; got [{window[0]:g}, {window[1]:g}]")
             )
+
     if "expectations" in sc.model_fields_set and not sc.expectations:
         problems.append(
             (
@@ -1122,17 +1123,33 @@ def same_ids(loaded: Iterable[tuple[Path, Scenario]]) -> list[ScenarioError]:
     return out
 
 
-#: A road user starting faster than this many times its lane's limit gets a note (``speed_notes``).
+#: A road user starting faster than this many times its lane's limit gets a note (``scenario_notes``).
 FAST_START_FACTOR = 1.5
 
 
-def speed_notes(sc: Scenario) -> list[str]:
-    """Notes (not errors) on road users that start much faster than their lane's limit: more than
-    ``FAST_START_FACTOR`` times it and 10 km/h over. A speed in km/h written as ``speed_mps`` looks like
-    this (a newcomer review: 60 on an 80 km/h lane ran, into a collision at 50 m/s); a scenario that means
-    it (a speeder) runs as written."""
+def scenario_notes(sc: Scenario) -> list[str]:
+    """Notes (not errors) on what runs as written but looks like a mistake of units. Road users that start
+    much faster than their lane's limit: more than ``FAST_START_FACTOR`` times it and 10 km/h over. A speed
+    in km/h written as ``speed_mps`` looks like this (a newcomer review: 60 on an 80 km/h lane ran, into a
+    collision at 50 m/s); a scenario that means it (a speeder) runs as written. Scripted events and
+    expectation windows after the run's end (milliseconds written as seconds: newcomer 5): an event after
+    ``duration_s`` is allowed, so that a run shortened to its first seconds keeps its script, but never
+    happens, and a window that starts after it cannot hold."""
     limits = {lane.id: lane.speed_limit_kph for lane in sc.road.lanes}
     out = []
+    late = [(a.id, ev.at_s) for a in sc.actors for ev in a.events if ev.at_s > sc.duration_s]
+    if late:
+        listed = ", ".join(f"{who} at {t:g} s" for who, t in late[:5])
+        out.append(
+            f"{sc.id}: events after the run's end ({sc.duration_s:g} s) never happen: {listed} (at_s is in seconds)"
+        )
+    for i, exp in enumerate(sc.expectations):
+        window = getattr(exp, "window_s", None)
+        if window is not None and window[0] > sc.duration_s:
+            out.append(
+                f"{sc.id}: expectations[{i}] ({exp.name}): its window [{window[0]:g}, {window[1]:g}] s starts "
+                f"after the run's end ({sc.duration_s:g} s): it cannot hold (window_s is in seconds)"
+            )
     for a in sc.actors:
         limit_kph = limits.get(a.lane) if a.lane is not None else None
         if limit_kph is None:

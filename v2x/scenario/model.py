@@ -621,6 +621,7 @@ class MetricExpectation(_ExpectationBase):
         "background_lane_changes",
     ]
     message: MessageName | None = Field(default=None, description="latency of this message type only")
+    link: Literal["pc5", "uu", "wired"] | None = Field(default=None, description="delivery ratio of this link only")
     min: Real | None = None
     max: Real | None = None
 
@@ -630,6 +631,8 @@ class MetricExpectation(_ExpectationBase):
             raise ValueError("give 'min' and/or 'max'")
         if self.message is not None and not self.metric.startswith("latency_ms_"):
             raise ValueError("'message' applies to the latency metrics only")
+        if self.link is not None and self.metric != "delivery_ratio":
+            raise ValueError("'link' applies to delivery_ratio only")
         return self
 
 
