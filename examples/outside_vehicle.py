@@ -732,7 +732,7 @@ class Session:
                     continue
                 self._on_tick(ti)
 
-    def _on_control(self, payload: bytes, retained: bool) -> int | None:
+    def _on_control(self, payload: bytes, retained: bool = False) -> int | None:
         if not payload:  # the runner cleared a retained Control before this run: what came before is stale
             if self.vehicle is None:
                 self.info = None

@@ -590,8 +590,8 @@ def test_the_example_keeps_a_tick_that_overtakes_start_and_takes_the_latest_star
     """ "`TickInput(0)` follows at once; if it overtakes `START`, keep it until `START` is there"; "let a later
     START replace an earlier one until the first `TickInput`" (examples/outside_vehicle.py)."""
     _, session, published = _example_session()
-    session._on_control(_start("stale", x_m=5.0).SerializeToString())  # an earlier run's, retained
-    session._on_control(_start("stale2", x_m=6.0).SerializeToString())
+    session._on_control(_start("stale", x_m=5.0).SerializeToString(), retained=True)  # an earlier run's
+    session._on_control(_start("stale2", x_m=6.0).SerializeToString(), retained=True)
     assert session.info.token == "stale2"  # the later one replaces it
     session._on_control(b"")  # v2x run clears the retained Control before its START: what came before is stale
     assert session.info is None  # so a TickInput now waits (Session._loop)
