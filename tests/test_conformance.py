@@ -185,7 +185,7 @@ async def test_conformance_is_not_failed_by_a_broker_restart_or_a_restarted_stac
 
     async def drive(resume: bool, crash_at: int | None) -> list[int]:
         """Answer ticks (the first, with ``resume``, whichever the world sends) up to ``crash_at``, left unanswered."""
-        done = []
+        done: list[int] = []
         async with Stack(broker.address, run_id=run_id, actor_id="follower", software="test", resume=resume) as stack:
             run = await stack.start(timeout_s=120)
             kept.setdefault("state", VehicleState.at_start(run.me))

@@ -485,9 +485,9 @@ def analyse(
         out.add("decode", decode_problems, f"{len(seen)} envelope(s) parse, known message types", nothing=no_tx)
         out.add("ids", id_problems, f"sender_id {actor_id}, BSM id {bsm_id.hex()}", nothing=no_tx)
     else:  # (its Acks, and whatever envelopes it sent all the same)
-        no_ack = "" if acks or seen else "no Ack came"
-        out.add("decode", decode_problems, f"{len(acks)} Ack(s) parse", nothing=no_ack)
-        out.add("ids", id_problems, f"Ack actor_id {actor_id}", nothing=no_ack)
+        nothing = "" if acks or seen else "no Ack came"
+        out.add("decode", decode_problems, f"{len(acks)} Ack(s) parse", nothing=nothing)
+        out.add("ids", id_problems, f"Ack actor_id {actor_id}", nothing=nothing)
     envelopes("units in range", range_problems, "every BSM decodes within its elements' ranges", no_bsm)
 
     # The ticks the stack was asked for: all of them in a run that completed, else those whose TickInput came
@@ -626,7 +626,8 @@ def analyse(
     out.add(
         "at rest after a collision",
         rest,
-        f"from TickInput({told}), which told of its collision, its truth and BSMs stand",
+        f"from TickInput({told}), which told of its collision, "
+        + ("its truth and BSMs stand" if pc5_bsms else "its truth stands"),
         nothing="" if told is not None else not_run or "no collision in this run",
     )
     out.add(
