@@ -9,7 +9,8 @@ speed and acceleration falls to ``--ttc`` (3 s) raises an FCW warning about that
 driver brakes at ``--brake`` (7 m/s^2) to a stop ``--reaction`` (1 s) after the warning. Advisories the
 platform sends it are echoed in its Ack (that is what makes them count) and acted on the same way. Told
 of a collision, it comes to rest where it touched and stays there, hazard lights on (its BSMs set the event
-flags hazardLights and disabledVehicle; docs/PROTOCOL.md, "Collisions").
+flags hazardLights and disabledVehicle; docs/PROTOCOL.md, "Collisions"). An actor with ``equipped: false`` (no
+OBU: START says so) sends no BSM, only its Ack.
 
     python examples/sdk_vehicle.py --broker mqtt://127.0.0.1:1883 --run demo-v2x --actor follower
     v2x run my-fcw.yaml --broker mqtt://127.0.0.1:1883 --run-id demo --variant v2x
@@ -152,7 +153,7 @@ async def drive(args: argparse.Namespace) -> int:
         driver = Driver(args.reaction, args.brake)
         try:
             async for tick in stack.ticks(tick_timeout_s=args.tick_timeout):
-                state = await step(stack, tick, state, fcw, driver, me.length_m, args.work_ms)
+                state = await step(stack, tick, state, fcw, driver, me.length_m, args.work_ms, equipped=me.equipped)
                 if tick.final:
                     log.info("final tick %d: done", tick.n)
         except (RunAborted, StartConflict) as exc:
@@ -167,8 +168,18 @@ async def drive(args: argparse.Namespace) -> int:
 
 
 async def step(
-    stack: Stack, tick: Tick, state: VehicleState, fcw: Fcw, driver: Driver, length_m: float, work_ms: float
+    stack: Stack,
+    tick: Tick,
+    state: VehicleState,
+    fcw: Fcw,
+    driver: Driver,
+    length_m: float,
+    work_ms: float,
+    *,
+    equipped: bool = True,
 ) -> VehicleState:
+    """One tick of the car (``equipped`` false, START's ``ActorStart.equipped``: it has no OBU, hears nothing
+    and sends no BSM, only its Ack)."""
     t = tick.t_s
     for c in tick.collisions:
         log.warning("t=%.1fs: collided with %s at %.1f m/s", c.t_s, c.other_id, c.relative_speed_mps)
@@ -195,7 +206,8 @@ async def step(
         time.sleep(work_ms / 1000)  # a stack that needs this long per tick
     # A wreck says so (BSM event flags hazardLights and disabledVehicle), so that the AVW of those coming up
     # behind warns of it: docs/PROTOCOL.md, "Collisions".
-    await stack.send_bsm(tick, state, flags=WRECK_FLAGS if driver.crashed else ())
+    if equipped:  # (an unequipped actor MUST NOT send any envelope: the world refuses it, unequipped_sender)
+        await stack.send_bsm(tick, state, flags=WRECK_FLAGS if driver.crashed else ())
     await stack.ack(tick, state, warnings=warnings)
     return state
 

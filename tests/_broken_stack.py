@@ -3,7 +3,8 @@ examples/sdk_vehicle.py but sends a wrong BSM id (``--wrong-id``), a BSM only ev
 ``--every 2``), a secMark one second old (``--stale-secmark``) or a secMark from the tick's time alone,
 ``epoch_utc`` ignored (``--ignore-epoch``), or the true position in its BSM instead of the GNSS fix
 (``--no-gnss-error``), or a size other than the scenario's (``--wrong-size``); ``--kind truck`` makes its Hello
-name the wrong kind."""
+name the wrong kind. ``--reverse-seq`` is no fault: it publishes each tick's Uu copy (the higher seq) before its
+PC5 BSM, as a stack with a thread per link may (docs/PROTOCOL.md "Duplicates": the order within a tick is free)."""
 
 from __future__ import annotations
 
@@ -42,9 +43,17 @@ async def main(args: argparse.Namespace) -> int:
                     frame.bsm.sec_mark = round(tick.t_s * 1000) % 60_000
                 if args.wrong_size:  # 4 m long, where the scenario's box is 5 m
                     frame.bsm.size.length = 400
-                await stack.send(tick, frame)
-                if run.platform_id:  # the same bytes over Uu, as PROTOCOL.md asks
+                if args.reverse_seq and run.platform_id:  # seq n + 1 for the PC5 BSM, published after n + 2
+                    first = stack.seq + 1
+                    stack.seq = first
                     await stack.send(tick, frame, link=testbed_pb2.LINK_UU, dest_ids=[run.platform_id])
+                    stack.seq = first - 1
+                    await stack.send(tick, frame)
+                    stack.seq = first + 1
+                else:
+                    await stack.send(tick, frame)
+                    if run.platform_id:  # the same bytes over Uu, as PROTOCOL.md asks
+                        await stack.send(tick, frame, link=testbed_pb2.LINK_UU, dest_ids=[run.platform_id])
             await stack.ack(tick, state)
     return 0
 
@@ -61,4 +70,5 @@ if __name__ == "__main__":
     p.add_argument("--ignore-epoch", action="store_true")
     p.add_argument("--no-gnss-error", action="store_true")
     p.add_argument("--wrong-size", action="store_true")
+    p.add_argument("--reverse-seq", action="store_true")
     sys.exit(asyncio.run(main(p.parse_args())))

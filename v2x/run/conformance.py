@@ -9,10 +9,12 @@ topics. After the run it checks what the stack sent, tick by tick, and prints a 
 * ids: envelope ``sender_id`` and Ack ``actor_id`` are the actor; the BSM id is SHA-256(actor id)[:8];
 * units in range: every BSM decodes with ``v2x.wire.bsm.decode_bsm`` (no value outside its element's
   range) and has a position, speed and heading;
-* BSM rate: exactly one BSM over PC5 per tick (10 Hz at 0.1 s ticks);
+* BSM rate: exactly one BSM over PC5 per tick (10 Hz at 0.1 s ticks); for an actor with ``equipped: false``
+  (no OBU) 'no envelopes' instead, which fails on any envelope, and the other checks of envelopes say SKIP;
 * msg_cnt: +1 per BSM (or per tick, after ticks skipped), wrapping at 127; a Uu copy carries the same msg_cnt as
   the PC5 BSM of its tick;
-* seq: increasing across the run;
+* seq: from 1, one per envelope, every seq of a tick above those of the ticks before (within a tick in any order:
+  the world takes them so);
 * uu copy: with a platform in the scenario (and the actor's ``uplink``), each tick's BSM also goes over Uu to it
   (the platform warns only vehicles it heard over Uu; SKIP otherwise);
 * tick and timestamps: envelope ``tick`` = the tick answered, ``tx_time_us`` = its ``time_us``, BSM
@@ -26,7 +28,9 @@ topics. After the run it checks what the stack sent, tick by tick, and prints a 
 * Acks: one per tick 0..N with the truth, ``tx_count`` = the envelopes sent in that tick;
 * at rest after a collision: from the TickInput that tells the stack of its collision on, its truth and BSMs
   stand (docs/PROTOCOL.md "Collisions"; SKIP in a run without one);
-* the world's view: nothing rejected, no duplicates, nothing reported late;
+* the world's view: nothing rejected, no duplicates, nothing reported late, of what came on the actor's own
+  topics (``OwnCounts``: not the built-in agents' Hellos again after a broker restart, nor a Hello again at all,
+  which the protocol asks for after a reconnect or a restart of the stack);
 * deadline (``--mode realtime``): every Ack reached the broker within one tick of its TickInput;
 * response time (lockstep, never a fail): the p95 from a TickInput to its Ack, as the listeners heard them
   (in a thread of their own, ``ListenerThread``: the world's loop in this process does not delay them).
@@ -189,14 +193,34 @@ def keep_the_worlds_inputs(capture: Capture) -> None:
 
 
 @dataclass
+class OwnCounts:
+    """What the world counted against the actor's own topics alone (``v2x.sim.inbound.InboundStats``'s
+    ``rejected_by_actor`` and ``duplicates_by_actor``): the run's ``metrics`` count every actor's, and a broker
+    restart's Hellos again from the built-in agents failed a stack's 'world's view' (an outside stack's review)."""
+
+    rejected: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+
+
+@dataclass
 class WorldInputs:
-    """The world's observer in a conformance run: keeps the bytes of each TickInput it publishes to ``actor``."""
+    """The world's observer in a conformance run: keeps the bytes of each TickInput it publishes to ``actor``,
+    and the world's counts (``own``)."""
 
     capture: Capture
     actor: str
+    stats: Any = None  # the world's InboundStats, once a tick has closed
 
     async def on_tick(self, sim: Any, tick: int, events: list[dict[str, Any]]) -> None:
-        return None
+        self.stats = sim.inbound.stats
+
+    def own(self) -> OwnCounts | None:
+        """What the world counted of the actor's own (None before the first tick closed)."""
+        if self.stats is None:
+            return None
+        return OwnCounts(
+            dict(self.stats.rejected_by_actor.get(self.actor, {})), self.stats.duplicates_by_actor.get(self.actor, 0)
+        )
 
     def on_input_bytes(self, tick: int, inputs: dict[str, bytes]) -> None:
         payload = inputs.get(self.actor)
@@ -333,10 +357,15 @@ def analyse(
     realtime: bool,
     box_m: tuple[float, float] | None = None,
     uplink: bool = False,
+    equipped: bool = True,
+    own: OwnCounts | None = None,
 ) -> Checklist:
     """The checklist for what ``actor_id`` sent in one run (``metrics``: the world's, None if it failed;
     ``box_m``: the actor's length and width in the scenario, which its BSMs' ``size`` must state; ``uplink``:
-    the scenario has it send its BSMs to ``platform_id`` over Uu too)."""
+    the scenario has it send its BSMs to ``platform_id`` over Uu too; ``equipped`` false: it has no OBU and
+    must send no envelope, so the checks of envelopes say SKIP and 'no envelopes' fails on any; ``own``: what
+    the world counted on the actor's own topics, which the world's view judges instead of the whole run's
+    ``metrics``, when given)."""
     from v2x import units
     from v2x.wire import testbed_pb2
     from v2x.wire.bsm import decode_bsm
@@ -364,12 +393,29 @@ def analyse(
         problems.append(f"Hello.kind {sorted(kinds - {kind})}, the scenario says {kind!r}")
     out.add("joined", problems, f"{len(capture.hellos)} Hello(s), protocol {spoken}, kind {kind}")
 
+    # -- Acks, parsed first (a problem of decoding or ids counts in those checks) ---------------------------
+    decode_problems: list[str] = []
+    id_problems: list[str] = []
+    acks: dict[int, Any] = {}
+    ack_at: dict[int, float] = {}
+    for at, raw in capture.acks:
+        try:
+            ack = testbed_pb2.Ack.FromString(raw)
+        except DecodeError:
+            decode_problems.append("an Ack does not parse")
+            continue
+        if ack.actor_id != actor_id:
+            id_problems.append(f"tick {ack.tick}: Ack.actor_id {ack.actor_id!r}")
+        if ack.tick not in acks:
+            acks[ack.tick] = ack
+            ack_at[ack.tick] = at
+
     # -- envelopes ------------------------------------------------------------------------------------
-    decode_problems, id_problems, range_problems, tick_problems, seq_problems = [], [], [], [], []
+    range_problems, tick_problems, seq_problems = [], [], []
     cnt_problems, time_problems, truth_problems = [], [], []
     bsm_id = temporary_id(actor_id)
     seen: dict[bytes, int] = {}
-    last_seq = 0
+    seqs: dict[int, list[int]] = defaultdict(list)  # tick -> the seq of each distinct envelope, as they came
     pc5_bsms: dict[int, list[Any]] = defaultdict(list)  # tick -> BSMs over PC5
     uu_bsms: dict[int, list[Any]] = defaultdict(list)
     tx_per_tick: Counter[int] = Counter()
@@ -388,9 +434,7 @@ def analyse(
             continue
         if env.sender_id != actor_id:
             id_problems.append(f"tick {env.tick}: Envelope.sender_id {env.sender_id!r}")
-        if env.seq <= last_seq:
-            seq_problems.append(f"tick {env.tick}: seq {env.seq} after {last_seq}")
-        last_seq = max(last_seq, env.seq)
+        seqs[env.tick].append(env.seq)
         tx_per_tick[env.tick] += 1
         ti = capture.inputs.get(env.tick)
         if ti is None:
@@ -429,9 +473,22 @@ def analyse(
     no_tx = "" if seen else "no envelope came"
     n_bsms = sum(len(v) for v in pc5_bsms.values()) + sum(len(v) for v in uu_bsms.values())
     no_bsm = "" if n_bsms else no_tx or "no BSM came"
-    out.add("decode", decode_problems, f"{len(seen)} envelope(s) parse, known message types", nothing=no_tx)
-    out.add("ids", id_problems, f"sender_id {actor_id}, BSM id {bsm_id.hex()}", nothing=no_tx)
-    out.add("units in range", range_problems, "every BSM decodes within its elements' ranges", nothing=no_bsm)
+    # An unequipped actor (no OBU) sends no envelope (docs/PROTOCOL.md "A tick"): the checks of envelopes have
+    # nothing to judge, and 'no envelopes' fails on any it sent (they demanded a BSM every tick: no stack could
+    # pass for such an actor, an outside stack's review)
+    unequipped = "" if equipped else "the actor is unequipped (equipped: false) and sends no envelope"
+
+    def envelopes(name: str, problems: list[str], ok_detail: str, nothing: str) -> None:
+        out.add(name, [] if unequipped else problems, ok_detail, nothing=unequipped or nothing)
+
+    if equipped:
+        out.add("decode", decode_problems, f"{len(seen)} envelope(s) parse, known message types", nothing=no_tx)
+        out.add("ids", id_problems, f"sender_id {actor_id}, BSM id {bsm_id.hex()}", nothing=no_tx)
+    else:  # (its Acks, and whatever envelopes it sent all the same)
+        nothing = "" if acks or seen else "no Ack came"
+        out.add("decode", decode_problems, f"{len(acks)} Ack(s) parse", nothing=nothing)
+        out.add("ids", id_problems, f"Ack actor_id {actor_id}", nothing=nothing)
+    envelopes("units in range", range_problems, "every BSM decodes within its elements' ranges", no_bsm)
 
     # The ticks the stack was asked for: all of them in a run that completed, else those whose TickInput came
     # (a stack refused at Hello got none; one that went silent is judged up to the tick it did not answer).
@@ -448,7 +505,14 @@ def analyse(
             rate_problems.append(f"no PC5 BSM in {len(none)} of {len(ran)} ticks (first: {none[:5]}); {rate:.1f} Hz")
         if many:
             rate_problems.append(f"several PC5 BSMs in ticks {many[:5]}")
-    out.add("BSM rate", rate_problems, f"one PC5 BSM per tick ({1 / tick_s:.0f} Hz)", nothing=not_run)
+    if equipped:
+        out.add("BSM rate", rate_problems, f"one PC5 BSM per tick ({1 / tick_s:.0f} Hz)", nothing=not_run)
+    else:
+        sent = (
+            [f"{len(seen)} envelope(s) (first ticks: {sorted(tx_per_tick)[:5]}): an actor with equipped: false "
+             "has no OBU and MUST NOT send any (the world refuses them, unequipped_sender)"] if seen else []
+        )  # fmt: skip
+        out.add("no envelopes", sent, "none sent, as an unequipped actor must (equipped: false)", nothing=not_run)
 
     prev, prev_n = None, 0
     for n in sorted(pc5_bsms):
@@ -465,34 +529,38 @@ def analyse(
                 cnt_problems.append(
                     f"tick {n}: the Uu copy has msg_cnt {bsm.msg_cnt}, the PC5 BSM {pc5_bsms[n][0][0].msg_cnt}"
                 )
-    out.add(
-        "msg_cnt", cnt_problems, "+1 per BSM (or per tick), wrapping at 127; Uu copies carry the same", nothing=no_bsm
+    envelopes("msg_cnt", cnt_problems, "+1 per BSM (or per tick), wrapping at 127; Uu copies carry the same", no_bsm)
+    # seq (docs/PROTOCOL.md "Duplicates"): from 1, above every seq of the ticks before, one per envelope; within a
+    # tick the order is free (the world accepts a new seq after a higher one: a stack with a thread per link
+    # failed here for publishing its Uu copy before its PC5 BSM, an outside stack's review)
+    before = 0  # the highest seq of the ticks before
+    for n in sorted(seqs):
+        low = sorted(q for q in seqs[n] if q <= before)
+        if low:
+            seq_problems.append(
+                f"tick {n}: seq {low[0]}, " + (f"not above {before} of an earlier tick" if before else "from 1 on")
+            )
+        twice = sorted(q for q, k in Counter(seqs[n]).items() if k > 1)
+        if twice:
+            seq_problems.append(f"tick {n}: seq {twice[0]} on two different envelopes")
+        before = max(before, *seqs[n])
+    envelopes(
+        "seq",
+        seq_problems,
+        f"from 1, one per envelope, above every seq of the ticks before; any order within a tick (last {before})",
+        no_tx,
     )
-    out.add("seq", seq_problems, f"increasing across the run (last {last_seq})", nothing=no_tx)
     no_copy = [n for n in sorted(pc5_bsms) if not uu_bsms.get(n)]
-    out.add(
+    envelopes(
         "uu copy",
         [f"no Uu copy of the BSM to {platform_id} in {len(no_copy)} tick(s) (first: {no_copy[:5]}): the platform "
          "warns only vehicles it heard over Uu"] if no_copy and uplink and platform_id else [],
         f"each tick's BSM also over Uu to {platform_id}",
-        nothing=no_bsm if uplink and platform_id else "no platform in this scenario, or the actor's uplink is off",
+        no_bsm if uplink and platform_id else "no platform in this scenario, or the actor's uplink is off",
     )  # fmt: skip
 
     # -- acks -----------------------------------------------------------------------------------------
     ack_problems = []
-    acks: dict[int, Any] = {}
-    ack_at: dict[int, float] = {}
-    for at, raw in capture.acks:
-        try:
-            ack = testbed_pb2.Ack.FromString(raw)
-        except DecodeError:
-            decode_problems.append("an Ack does not parse")
-            continue
-        if ack.actor_id != actor_id:
-            id_problems.append(f"tick {ack.tick}: Ack.actor_id {ack.actor_id!r}")
-        if ack.tick not in acks:
-            acks[ack.tick] = ack
-            ack_at[ack.tick] = at
     no_ack = [n for n in ran if n not in acks]
     if no_ack:
         ack_problems.append(f"no Ack for {len(no_ack)} tick(s) (first: {no_ack[:5]})")
@@ -534,18 +602,18 @@ def analyse(
                 truth_problems.append(
                     f"tick {n}: accuracy.semi_major {bsm.accuracy.semi_major}, the reading says {want}"
                 )
-    out.add(
+    envelopes(
         "tick and timestamps",
         tick_problems + time_problems,
         "tick, tx_time_us and secMark match the tick answered",
-        nothing=no_tx,
+        no_tx,
     )
     judged = any(n in acks and acks[n].HasField("truth") for n in pc5_bsms)
-    out.add(
+    envelopes(
         "consistent with truth",
         truth_problems,
         "BSM = truth + GNSS error; speed, heading and accuracy agree",
-        nothing="" if judged else no_bsm or "no PC5 BSM with an Ack carrying truth for its tick",
+        "" if judged else no_bsm or "no PC5 BSM with an Ack carrying truth for its tick",
     )
     out.add(
         "truth in motion",
@@ -558,7 +626,8 @@ def analyse(
     out.add(
         "at rest after a collision",
         rest,
-        f"from TickInput({told}), which told of its collision, its truth and BSMs stand",
+        f"from TickInput({told}), which told of its collision, "
+        + ("its truth and BSMs stand" if pc5_bsms else "its truth stands"),
         nothing="" if told is not None else not_run or "no collision in this run",
     )
     out.add(
@@ -578,19 +647,27 @@ def analyse(
     else:
         # what the world refused on topics the stack cannot publish on (the run's own sealed parties', unknown
         # actors', the control topic) is someone else's doing on the broker, not the stack's
-        refused = {k: n for k, n in metrics.get("rejected", {}).items() if k not in NOT_THE_STACKS}
+        # (``own``: what came on the stack's own topics; the whole run's counts hold the built-in agents' too,
+        # such as their Hellos again after a broker restart)
+        rejected = own.rejected if own is not None else metrics.get("rejected", {})
+        refused = {k: n for k, n in rejected.items() if k not in NOT_THE_STACKS}
         if refused:
             world_problems.append(f"rejected by the world: {refused}")
-        duplicates = metrics.get("duplicates", 0)
+        duplicates = own.duplicates if own is not None else metrics.get("duplicates", 0)
+        late = (
+            metrics.get("late_reports_by_actor", {}).get(actor_id, 0)
+            if own is not None
+            else metrics.get("late_reports", 0)
+        )
         recovered = min(duplicates, _repeated_for_resent_inputs(capture))
         if duplicates > recovered:  # beyond what the recovery rule asks for (see _repeated_for_resent_inputs)
             world_problems.append(
                 f"{duplicates} duplicate(s)"
-                + (" or message(s) after their tick closed" if metrics.get("late_reports") else "")
+                + (" or message(s) after their tick closed" if late else "")
                 + (f", {recovered} of them answering an input sent again" if recovered else "")
             )
-        if not realtime and metrics.get("late_reports"):  # (real time: the deadline check below)
-            world_problems.append(f"{metrics['late_reports']} report(s) late")
+        if not realtime and late:  # (real time: the deadline check below)
+            world_problems.append(f"{late} report(s) late")
         theirs = metrics.get("rejected_by_agents", {}).get(actor_id) or {}
         # what it refused of the envelopes the world handed it (the world checked them first: a refusal there
         # is a decoder's or verifier's disagreement); what it refused on its input topic (junk, a far tick, a
@@ -843,6 +920,7 @@ async def _conformance(
             return made
 
         listening = ListenerThread(make_listeners)
+        world_inputs = WorldInputs(capture, actor)
         metrics = None
         error = ""
         try:
@@ -874,7 +952,7 @@ async def _conformance(
                     keys=secure.keys if secure is not None else None,
                     signing=Signing(credentials_dir=args.out / "credentials") if secure is not None else None,
                     join_timeout_s=args.join_timeout,
-                    observer=WorldInputs(capture, actor),
+                    observer=world_inputs,
                     fixed_run_id=True,
                 )
                 metrics = report.metrics
@@ -901,6 +979,8 @@ async def _conformance(
         realtime=args.mode == "realtime",
         box_m=scenario.actor(actor).box_m[:2],
         uplink=scenario.actor(actor).uplink,
+        equipped=scenario.actor(actor).equipped,
+        own=world_inputs.own() if metrics is not None else None,
     )
     if error:
         print(f"v2x conformance: the run stopped: {error}")

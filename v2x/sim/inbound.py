@@ -87,6 +87,12 @@ class InboundStats:
     rejected: Counter[str] = field(default_factory=Counter)
     rejected_by_agents: dict[str, dict[str, int]] = field(default_factory=dict)
     duplicates: int = 0
+    # What of ``rejected`` came on each known actor's or fleet's own topics, and which of ``duplicates`` were its
+    # envelopes and Acks (a Hello again is not counted here: the protocol asks for it after a reconnect, or a
+    # restart of its stack): ``v2x conformance`` judges the stack under test by these, not by the whole run's
+    # (after a broker restart every built-in agent's Hello again was blamed on it: an outside stack's review)
+    rejected_by_actor: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    duplicates_by_actor: Counter[str] = field(default_factory=Counter)
     late_reports: int = 0
     late_by_actor: Counter[str] = field(default_factory=Counter)  # ticks closed without the actor's report
     # A signed run only (else None): per actor, the ticks in which the signature checks refused an envelope on
@@ -366,6 +372,7 @@ class Inbound:
         self._logged[reason] += 1
         who = where.rsplit("/", 1)[-1]  # (a topic's last level, or the sender)
         if who in self.slot_of or who in self.fleet_ids:
+            self.stats.rejected_by_actor[who][reason] += 1
             tick, counts, _ = self._refused.get(who) or (self.current_tick, Counter(), "")
             if tick != self.current_tick:
                 counts = Counter()
@@ -391,6 +398,11 @@ class Inbound:
         self.stats.rejected_by_agents[who] = dict(rejected)
         if rejected.get("conflicting_input", 0) > before:
             self._conflict(who, "input")
+
+    def _duplicate(self, who: str) -> None:
+        """Count a copy of something ``who`` (an actor or a fleet) sent before, or of an old tick."""
+        self.stats.duplicates += 1
+        self.stats.duplicates_by_actor[who] += 1
 
     def _conflict(self, actor_id: str, what: str) -> None:
         self.stats.conflicts[actor_id][what] += 1
@@ -469,10 +481,11 @@ class Inbound:
             if who != self.software.get(actor_id):
                 self._conflict(actor_id, "hello")
                 log.warning("world: %s said hello again as %r (another stack?)", actor_id, hello.software[:64])
-            else:
+            elif self.current_tick >= 1:  # once the run is under way, the same Hello again is a duplicate
+                self.stats.duplicates += 1  # (before: a stack's join retries, which depend on wall time)
                 log.info("world: %s joined again (reconnect)", actor_id)
-                if self.current_tick >= 1:  # once the run is under way, the same Hello again is a duplicate
-                    self.stats.duplicates += 1  # (before: a stack's join retries, which depend on wall time)
+            else:  # the Hello a stack repeats every second until its first tick (it was logged as a reconnect)
+                log.debug("world: %s said hello again (before its first tick)", actor_id)
             return
         self.software[actor_id] = who
         self.hellos.add(actor_id)
@@ -518,7 +531,7 @@ class Inbound:
         key = (slot, env.seq)
         seen = self.received.get(key)
         if seen is not None and seen.raw == payload:
-            self.stats.duplicates += 1
+            self._duplicate(actor_id)
             return True
         if self.security is not None:  # before the sequence checks: a forgery must not take a real seq
             reason = self._verify(env, msg_type)
@@ -532,11 +545,11 @@ class Inbound:
                 self._conflict(actor_id, "tx")
                 self.reject("conflicting_tx", where, f"(seq {env.seq} again, different bytes)")
             else:
-                self.stats.duplicates += 1
+                self._duplicate(actor_id)
             return True
         last_seq, last_tick = self.last_seq.get(actor_id, (0, -1))
         if env.tick < self.current_tick or env.seq <= self._last_at_open.get(actor_id, _NO_SEQ)[0]:
-            self.stats.duplicates += 1
+            self._duplicate(actor_id)
             return env.tick >= self.current_tick
         if env.tick > self.current_tick:
             self.reject("bad_tick", where, f"(tick {env.tick}, current {self.current_tick})")
@@ -578,7 +591,7 @@ class Inbound:
             return
         if ack.tick != self.current_tick:
             if ack.tick < self.current_tick:
-                self.stats.duplicates += 1
+                self._duplicate(actor_id)
                 if ack.tick in self.closed_without[actor_id]:  # the first Ack of a tick closed without it
                     self.closed_without[actor_id].discard(ack.tick)
                     self.late_acks.append((actor_id, ack))
@@ -587,7 +600,7 @@ class Inbound:
             return
         if actor_id in self.acks:
             if payload == self._ack_bytes[actor_id]:
-                self.stats.duplicates += 1
+                self._duplicate(actor_id)
             else:  # the first stays; the tick is complete once any of them is
                 self._conflict(actor_id, "ack")
                 self._ack_counts[actor_id].append(ack.tx_count)
@@ -618,13 +631,13 @@ class Inbound:
             return
         if ack.tick != self.current_tick:
             if ack.tick < self.current_tick:
-                self.stats.duplicates += 1
+                self._duplicate(fleet_id)
             else:
                 self.reject("bad_tick", where, f"(tick {ack.tick}, current {self.current_tick})")
             return
         if fleet_id in self.fleet_acks:
             if payload == self.fleet_acks[fleet_id]:
-                self.stats.duplicates += 1
+                self._duplicate(fleet_id)
             else:
                 self._conflict(fleet_id, "ack")
                 self.reject("conflicting_ack", where, f"(a second, different fleet ack for tick {ack.tick})")
