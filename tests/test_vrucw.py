@@ -481,6 +481,20 @@ def test_no_warning_about_a_named_other_and_latency_of_one_message_type() -> Non
     assert check(spat, metrics=metrics, events=[]) == (False, "latency_ms_p99 of SPAT not measured in variant v2x")
 
 
+def test_delivery_ratio_of_one_link() -> None:
+    """Newcomer review 5: 18 scenarios named "PC5 delivery ratio" a ratio over every link (a degraded Uu failed
+    it); a metric expectation's `link` now holds one link's ratio, all links together without it."""
+    metrics = {"v2x": {"delivery_ratio": 0.85, "delivery_ratio_by_link": {"pc5": 0.97, "uu": 0.5}}}
+    pc5 = MetricExpectation(name="m", type="metric", metric="delivery_ratio", link="pc5", min=0.9)
+    assert check(pc5, metrics=metrics, events=[]) == (True, "delivery_ratio of PC5 = 0.97 (expected >= 0.9)")
+    every = MetricExpectation(name="m", type="metric", metric="delivery_ratio", min=0.9)
+    assert check(every, metrics=metrics, events=[]) == (False, "delivery_ratio = 0.85 (expected >= 0.9)")
+    wired = MetricExpectation(name="m", type="metric", metric="delivery_ratio", link="wired", min=0.9)
+    assert check(wired, metrics=metrics, events=[]) == (False, "delivery_ratio of WIRED not measured in variant v2x")
+    with pytest.raises(ValueError, match="'link' applies to delivery_ratio only"):
+        MetricExpectation(name="m", type="metric", metric="latency_ms_p99", link="pc5", max=100)
+
+
 # -- end to end -------------------------------------------------------------------------------------
 @pytest.mark.broker
 async def test_vrucw_run_rsm_latency_and_sensing_in_the_metrics() -> None:

@@ -206,7 +206,9 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
     assert isinstance(exp, MetricExpectation)
     m = metrics.get(v, {})
     value: float | None
-    if exp.metric == "delivery_ratio":
+    if exp.metric == "delivery_ratio" and exp.link is not None:
+        value = m.get("delivery_ratio_by_link", {}).get(exp.link)
+    elif exp.metric == "delivery_ratio":
         value = m.get("delivery_ratio")
     elif exp.metric == "rejected":
         value = float(sum(m.get("rejected", {}).values()))
@@ -221,6 +223,8 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
     else:
         value = m.get("latency_ms", {}).get(exp.metric.removeprefix("latency_ms_"))
     name = exp.metric if exp.message is None else f"{exp.metric} of {exp.message.upper()}"
+    if exp.link is not None:
+        name = f"{exp.metric} of {exp.link.upper()}"
     if value is None:
         return False, f"{name} not measured in variant {v}"
     ok, bounds = _within(value, exp.min, exp.max)

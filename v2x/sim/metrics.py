@@ -141,6 +141,9 @@ def run_metrics(
             "in_flight_at_end": in_flight,
         },
         "delivery_ratio": round(delivered / total_candidates, 4) if total_candidates else None,
+        "delivery_ratio_by_link": {
+            link: round(channel.delivered[link] / n, 4) for link, n in sorted(channel.candidates.items()) if n
+        },
         "latency_ms": latency_all,
         "latency_ms_by_channel": latency_by_channel,
         "latency_ms_by_message": latency_by_message,
