@@ -186,3 +186,12 @@ def test_an_interrupted_sweep_exits_128_plus_the_signal(tmp_path: Path, jobs: in
                 proc.kill()
     text = log.read_text()
     assert f"v2x sweep: interrupted ({signal.Signals(sig).name})" in text and "Traceback" not in text, text
+
+
+def test_two_profiles_of_one_link_or_an_unknown_one_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """Newcomer review 5: two --network profiles of the same link ran with the last one while the header listed
+    both; an unknown profile name, too, is bad input before anything runs."""
+    assert main(["sweep", "fcw", "--seeds", "2", "--network", "cell-degraded", "--network", "5g-uu-edge-sa"]) == 2
+    assert "are both profiles of the uu link: give one" in capsys.readouterr().err
+    assert main(["sweep", "fcw", "--seeds", "2", "--network", "cell-urban"]) == 2
+    assert "unknown network profile 'cell-urban'" in capsys.readouterr().err

@@ -163,11 +163,15 @@ def _variant_of(path: str, positioning: str | None, networks: Sequence[str]) -> 
         update["positioning"] = positioning
         update["actors"] = [a.model_copy(update={"positioning": None}) for a in scenario.actors]
     network = scenario.network
+    given: dict[str, str] = {}
     for name in networks:
         profile = NETWORK_PROFILES.get(name)
         if profile is None:
             raise ValueError(f"unknown network profile {name!r}; see 'v2x impair list'")
         link = {"sidelink": "pc5", "cellular": "uu", "wired": "wired"}[profile.kind]
+        if link in given and given[link] != name:  # (the last one won, silently, while both were listed)
+            raise ValueError(f"--network {given[link]!r} and {name!r} are both profiles of the {link} link: give one")
+        given[link] = name
         network = network.model_copy(update={link: name})
     update["network"] = network
     return scenario.model_copy(update=update)
