@@ -239,3 +239,15 @@ def test_a_neighbour_longer_on_a_bend_is_told_how_much_and_what_to_do(tmp_path: 
     why = _not_beside(inner, 3.5, outer, 3.5, "right")
     assert "m expected (within 1.0 m: the traffic model's side-by-side lanes share the distance along them)" in why
     assert "on a bend the outer of two lanes 3.5 m apart is about 2.7 m longer here" in why, why
+
+
+def test_a_neighbour_on_the_other_side_is_told_so_even_when_its_length_differs_too() -> None:
+    """Newcomer review 5: a lane's `left` naming a lane on its right, which was also shorter, was refused for
+    its length only; where it lies is the likelier mistake and is said first."""
+    from v2x.scenario.geometry import Route
+    from v2x.scenario.loader import _not_beside
+
+    lane = Route([(0.0, 0.0), (500.0, 0.0)])
+    right_and_shorter = Route([(0.0, -3.5), (480.0, -3.5)])
+    assert _not_beside(lane, 3.5, right_and_shorter, 3.5, "left").startswith("is 3.5 m to the right at 0 m along")
+    assert "m long, 500.0 m expected" in _not_beside(lane, 3.5, right_and_shorter, 3.5, "right")

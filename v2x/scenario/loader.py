@@ -642,20 +642,10 @@ def _neighbour_problems(sc: Scenario) -> list[tuple[str, str]]:
 
 
 def _not_beside(a: Route, width_a: float, b: Route, width_b: float, side: str) -> str:
-    """Why lane ``b`` is not beside lane ``a`` on ``side`` ('' if it is)."""
+    """Why lane ``b`` is not beside lane ``a`` on ``side`` ('' if it is). Where it lies and heads first: a lane
+    on the other side, or the other way, is the likelier mistake, which a length that differs too hid
+    (newcomer 5)."""
     half = (width_a + width_b) / 2
-    if abs(a.length - b.length) > NEIGHBOUR_LENGTH_M:
-        turn = abs(wrap_angle_rad(a.pose(a.length).heading_rad - a.pose(0.0).heading_rad))
-        bend = (
-            f"; on a bend the outer of two lanes {half:.1f} m apart is about {half * turn:.1f} m longer here: end "
-            "the longer one earlier, or split the bend off as lanes of their own"
-            if half * turn > NEIGHBOUR_LENGTH_M
-            else ""
-        )
-        return (
-            f"is {b.length:.1f} m long, {a.length:.1f} m expected (within {NEIGHBOUR_LENGTH_M} m: the traffic "
-            f"model's side-by-side lanes share the distance along them){bend}"
-        )
     lo, hi = NEIGHBOUR_GAP[0] * half, NEIGHBOUR_GAP[1] * half
     sign = 1.0 if side == "left" else -1.0
     for f in (0.0, 0.25, 0.5, 0.75, 1.0):
@@ -671,6 +661,18 @@ def _not_beside(a: Route, width_a: float, b: Route, width_b: float, side: str) -
         turn = abs(wrap_angle_rad(b.pose(f * b.length).heading_rad - a.pose(s).heading_rad))
         if math.degrees(turn) > NEIGHBOUR_HEADING_DEG:
             return f"heads {math.degrees(turn):.0f} deg off at {s:.0f} m along (at most {NEIGHBOUR_HEADING_DEG})"
+    if abs(a.length - b.length) > NEIGHBOUR_LENGTH_M:
+        turn = abs(wrap_angle_rad(a.pose(a.length).heading_rad - a.pose(0.0).heading_rad))
+        bend = (
+            f"; on a bend the outer of two lanes {half:.1f} m apart is about {half * turn:.1f} m longer here: end "
+            "the longer one earlier, or split the bend off as lanes of their own"
+            if half * turn > NEIGHBOUR_LENGTH_M
+            else ""
+        )
+        return (
+            f"is {b.length:.1f} m long, {a.length:.1f} m expected (within {NEIGHBOUR_LENGTH_M} m: the traffic "
+            f"model's side-by-side lanes share the distance along them){bend}"
+        )
     return ""
 
 
