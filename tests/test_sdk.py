@@ -1169,6 +1169,38 @@ async def test_the_examples_refuse_two_different_starts_before_tick_0(
     assert code is None and "different STARTs" not in text, text
 
 
+@pytest.mark.broker
+async def test_the_sdk_refuses_to_send_for_an_unequipped_actor(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """An actor with `equipped: false` (no OBU) MUST NOT send envelopes (the world refuses them: unequipped_sender,
+    and conformance fails it: outside C++ stack review): the SDK says so at the call instead of sending."""
+    import asyncio
+
+    import aiomqtt
+
+    from v2x.net import topics
+    from v2x.sdk import Stack, VehicleState
+
+    run_id = f"unequipped-{uuid.uuid4().hex[:6]}"
+    start = _forged_world_start(tmp_path, run_id, n_ticks=10)
+    for actor in start.external_actors:
+        if actor.actor_id == "follower":
+            actor.equipped = False
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
+        async with Stack(mosquitto.address.url, run_id=run_id, actor_id="follower") as stack:
+            await asyncio.sleep(0.5)  # (subscribed)
+            await world.publish(topics.control(run_id), start.SerializeToString(), qos=1, retain=True)
+            await stack.start(timeout_s=10)
+            tick0 = testbed_pb2.TickInput(run_id=run_id, tick=0, tick_us=100_000, time_us=0)
+            await world.publish(topics.tick_input(run_id, "follower"), tick0.SerializeToString())
+            async for tick in stack.ticks(tick_timeout_s=10):
+                assert stack.run is not None
+                state = VehicleState.at_start(stack.run.me)
+                with pytest.raises(ValueError, match="follower is unequipped"):
+                    await stack.send_bsm(tick, state)
+                break
+        await world.publish(topics.control(run_id), b"", qos=1, retain=True)
+
+
 async def _hand_out(
     mosquitto: Mosquitto,
     tmp_path: Path,

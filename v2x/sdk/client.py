@@ -757,8 +757,15 @@ class Stack:
         link: testbed_pb2.LinkKind.ValueType = testbed_pb2.LINK_PC5,
         dest_ids: Sequence[str] = (),
     ) -> None:
-        """Transmit ``frame`` in ``tick`` over ``link`` (PC5: broadcast; Uu / wired: to ``dest_ids``)."""
+        """Transmit ``frame`` in ``tick`` over ``link`` (PC5: broadcast; Uu / wired: to ``dest_ids``). An actor
+        that START says is unequipped (``equipped: false``: no OBU) sends nothing: ``ValueError`` (the world would
+        refuse it, ``unequipped_sender``)."""
         run = self._check_open(tick)
+        if not run.me.equipped:
+            raise ValueError(
+                f"{self.actor_id} is unequipped (equipped: false in the scenario): it sends no envelope (the world "
+                "refuses them, unequipped_sender; docs/PROTOCOL.md)"
+            )
         self.seq += 1
         env = testbed_pb2.Envelope(
             sender_id=self.actor_id,
