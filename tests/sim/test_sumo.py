@@ -3,9 +3,15 @@ the world, ours in SUMO, a warned SUMO driver braking in SUMO, and the same run 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
+import os
 import shutil
+import signal
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +23,9 @@ from v2x.scenario import ScenarioError, load_scenario, route_for
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.scenario.model import Scenario
 from v2x.scenario.sumo import read_lanes
+from v2x.sim import sumo as sumo_module
 from v2x.sim.simulation import Simulation
-from v2x.sim.sumo import SumoBackground, equipped, world_id
+from v2x.sim.sumo import SumoBackground, SumoError, equipped, world_id
 from v2x.units import enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
 
@@ -331,3 +338,102 @@ def test_a_story_vehicle_off_sumos_lanes_leaves_sumo_and_comes_back() -> None:
 def test_the_warned_driver_takes_only_his_two_figures(tmp_path: Path) -> None:
     problems = _problems(_copy(tmp_path, "brake_mps2: 6.0}", "brake_mps2: 6.0, sees_signals: false}"))
     assert "sumo.driver.sees_signals" in problems
+
+
+# -- SUMO's TraCI port (an attack review: a local user who took the port first hung or steered the run) -----
+
+
+class _PortTaker:
+    """Another process's listener on the ports SUMO is given: it accepts connections, records what it gets and
+    never answers (the attack that hung the run; a relay to a SUMO of its own steered it)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, times: int) -> None:
+        self.listeners: list[socket.socket] = []
+        self.accepted: list[socket.socket] = []
+        self.got = b""
+        self._times = times
+        self._stop = threading.Event()
+        real = sumo_module.free_port
+
+        def free_port() -> int:
+            port = real()
+            if len(self.listeners) < self._times:  # taken the moment the testbed let go of it
+                listener = socket.create_server(("127.0.0.1", port))
+                listener.settimeout(0.05)
+                self.listeners.append(listener)
+            return port
+
+        monkeypatch.setattr(sumo_module, "free_port", free_port)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        deadline = time.monotonic() + 15  # then closes: the old code's test fails instead of hanging for ever
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            for listener in list(self.listeners):
+                with contextlib.suppress(OSError):
+                    self.accepted.append(listener.accept()[0])
+            for conn in self.accepted:
+                with contextlib.suppress(OSError):
+                    conn.settimeout(0.01)
+                    self.got += conn.recv(65536)
+            time.sleep(0.01)
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        for s in self.listeners + self.accepted:
+            s.close()
+
+
+def test_a_process_that_took_the_traci_port_first_gets_nothing_and_sumo_runs_on_another(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sumo_or_skip()
+    taker = _PortTaker(monkeypatch, times=1)
+    try:
+        sim = _sim()
+        try:
+            bg = _bg(sim)
+            cmdline = Path(f"/proc/{bg._proc.pid}/cmdline").read_bytes().split(b"\0")
+            assert b"--remote-port" not in cmdline  # the port is not shown to other users
+            for tick in range(20):
+                _tick(sim, tick)
+            assert len(bg.present) > 10  # SUMO (started again on another port) drives the background
+        finally:
+            sim.report(1.0)
+        assert taker.accepted and taker.got == b""  # it was connected to, and sent not a byte
+        assert "another process listened on SUMO's TraCI port" in caplog.text
+    finally:
+        taker.close()
+
+
+def test_a_traci_port_taken_at_every_start_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    sumo_or_skip()
+    taker = _PortTaker(monkeypatch, times=sumo_module.START_TRIES)
+    started = time.monotonic()
+    try:
+        with pytest.raises(SumoError, match="another process listened on SUMO's TraCI port"):
+            _sim()
+        assert time.monotonic() - started < 14  # not a hang (the taker answers nothing, and closes at 15 s)
+        assert len(taker.accepted) == sumo_module.START_TRIES and taker.got == b""
+    finally:
+        taker.close()
+
+
+def test_a_sumo_that_stops_answering_ends_the_step_with_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sumo_module, "ANSWER_TIMEOUT_S", 1.0)
+    sim = _sim()
+    try:
+        bg = _bg(sim)
+        _tick(sim, 0)
+        os.kill(bg._proc.pid, signal.SIGSTOP)  # SUMO hangs
+        started = time.monotonic()
+        with pytest.raises(SumoError, match=r"no answer from SUMO \(pid \d+\) within 1 s"):
+            _tick(sim, 1)
+        assert time.monotonic() - started < 10
+        assert bg._proc.poll() is not None  # killed
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(_bg(sim)._proc.pid, signal.SIGCONT)
+        sim.report(1.0)

@@ -26,6 +26,16 @@ TraCI over SUMO's own binary rather than libsumo: no package beyond the eclipse-
 has a SUMO of its own (libsumo holds one simulation per process), so both variants, tests and sweeps can
 build their simulations side by side; with subscriptions it takes a few round trips per tick.
 
+SUMO's TraCI server listens on a TCP port (``--remote-port``, on all interfaces: SUMO has no option to bind
+one), which any local user sees on its command line and can take before SUMO does. So the testbed sends
+nothing over a connection before it has checked, in ``/proc`` (Linux), that the connection's other end is a
+socket of the SUMO process it started (``peer_owner``); a connection to anyone else is closed unused, and
+SUMO (which then cannot listen on that port) is started again on another port, up to ``START_TRIES``
+times. Where ``/proc`` does not tell (not Linux) a warning says the peer is not checked. Every TraCI read
+waits at most ``ANSWER_TIMEOUT_S`` for SUMO's answer: a SUMO that stops answering ends the run with a
+SumoError (a run error, exit 3) instead of hanging it, so a SIGINT / SIGTERM sent meanwhile takes effect
+at most that long after.
+
 Which SUMO vehicles have an OBU is drawn per vehicle from its SUMO id and the seed (``penetration``), so the
 same vehicle is equipped in both variants whatever order SUMO inserts them in; a vehicle (or flow) of the
 demand can say so itself with ``<param key="v2x.obu" value="true"/>`` (or ``"false"``).
@@ -40,6 +50,7 @@ import logging
 import math
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -70,6 +81,8 @@ ON_LANE_M = 3.0  # a story vehicle is in SUMO while its front is this close to a
 START_TRIES = 3  # SUMO starts, each on a newly found free port
 CONNECT_TRIES = 200  # TraCI connection attempts, CONNECT_WAIT_S apart, while SUMO starts
 CONNECT_WAIT_S = 0.025
+ACCEPT_WAIT_S = 5.0  # once connected: SUMO has accepted the connection (its socket in SUMO's process) within this
+ANSWER_TIMEOUT_S = 30.0  # a TraCI read waits at most this long for SUMO's answer (one step of SUMO's: ms)
 SPEED_MODE_WARNED = 0b11011  # SUMO's default checks but the vehicle type's deceleration limit (bit 2)
 SPEED_MODE_DEFAULT = 0b11111
 # TraCI variable ids (traci.constants), as numbers so that this module imports without SUMO.
@@ -97,6 +110,99 @@ def _traci() -> tuple[str, Any]:
     if tools not in sys.path:
         sys.path.append(tools)
     return home, importlib.import_module("traci")
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that is free now (another process may take it before SUMO does: ``peer_owner``
+    tells)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _proc_net_hex(ip: str) -> str:
+    """``ip`` (an IPv4 or IPv6 address) as /proc/net/tcp{,6} write it: 32-bit words in the host's order."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    raw = socket.inet_pton(family, ip)
+    return "".join(f"{word:08X}" for word in struct.unpack(f"={len(raw) // 4}I", raw))
+
+
+def _socket_inode(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
+    """The inode of the TCP socket of this host whose own address is ``local`` and peer ``remote`` (0 while it
+    waits in a listener's queue, not yet accepted); None if there is no such socket or /proc does not say."""
+    wanted = []
+    for table, mapped in (("/proc/net/tcp", ""), ("/proc/net/tcp6", "::ffff:")):
+        try:
+            key = (
+                f"{_proc_net_hex(mapped + local[0])}:{local[1]:04X}",
+                f"{_proc_net_hex(mapped + remote[0])}:{remote[1]:04X}",
+            )
+        except OSError:
+            continue
+        wanted.append((table, key))
+    for table, key in wanted:
+        try:
+            with open(table, encoding="ascii") as stream:
+                next(stream, None)  # the header
+                for line in stream:
+                    fields = line.split()
+                    if len(fields) > 9 and (fields[1], fields[2]) == key:
+                        return int(fields[9])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _owns(pid: int, inode: int) -> bool:
+    """Whether process ``pid`` holds socket ``inode`` (one of its file descriptors in /proc/PID/fd)."""
+    target = f"socket:[{inode}]"
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):  # (closed meanwhile)
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+    return False
+
+
+def peer_owner(sock: socket.socket, proc: subprocess.Popen[bytes], wait_s: float = ACCEPT_WAIT_S) -> bool | None:
+    """Whether the other end of ``sock`` (a connection to a port of this host) is a socket of process ``proc``:
+    True once ``proc`` has accepted it, False when another process did (or ``proc`` ended, or did not accept it
+    within ``wait_s``); None where /proc does not tell (not Linux)."""
+    if not os.path.exists("/proc/net/tcp") or not os.path.isdir(f"/proc/{proc.pid}/fd"):
+        return None
+    ours, theirs = sock.getsockname()[:2], sock.getpeername()[:2]
+    deadline = time.monotonic() + wait_s
+    while True:
+        inode = _socket_inode((str(theirs[0]), int(theirs[1])), (str(ours[0]), int(ours[1])))
+        if inode:  # accepted: by proc, or by whoever listened on the port first
+            return _owns(proc.pid, inode)
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(CONNECT_WAIT_S)
+
+
+class _TimedSocket:
+    """The TraCI connection's socket with a read timeout (``ANSWER_TIMEOUT_S``) that is remembered: traci's
+    Connection takes any socket error as "Connection closed by SUMO."."""
+
+    def __init__(self, sock: socket.socket, timeout_s: float) -> None:
+        sock.settimeout(timeout_s)
+        self.sock = sock
+        self.timeout_s = timeout_s
+        self.timed_out = False
+
+    def recv(self, n: int) -> bytes:
+        try:
+            return self.sock.recv(n)
+        except TimeoutError:
+            self.timed_out = True
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
 
 
 def equipped(vehicle_id: str, seed: int, penetration: float) -> bool:
@@ -174,10 +280,17 @@ class SumoBackground(WorldVehicles):
             raise self._failed(exc) from None
 
     def _start(self, home: str, traci: Any, net: str, routes: str) -> tuple[subprocess.Popen[bytes], Any]:
-        with socket.socket() as s:  # a free port for SUMO's TraCI server
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        cmd = [os.path.join(home, "bin", "sumo"), "-n", net, "-r", routes, "--remote-port", str(port)]
+        with tempfile.TemporaryDirectory(prefix="v2x-sumo-") as private:  # (mode 0700: ours alone)
+            return self._start_with(home, traci, net, routes, Path(private) / "traci.sumocfg")
+
+    def _start_with(
+        self, home: str, traci: Any, net: str, routes: str, config: Path
+    ) -> tuple[subprocess.Popen[bytes], Any]:
+        port = free_port()  # for SUMO's TraCI server, told in a file only we can read, not on its command line
+        config.write_text(
+            f'<configuration><traci_server><remote-port value="{port}"/></traci_server></configuration>\n'
+        )
+        cmd = [os.path.join(home, "bin", "sumo"), "-c", str(config), "-n", net, "-r", routes]
         cmd += ["--step-length", f"{self.tick_s:g}", "--seed", str(self.seed), "--begin", "0"]
         cmd += ["--time-to-teleport", "-1", "--collision.action", "none", "--no-step-log", "true"]
         cmd += ["--xml-validation", "never", "--no-warnings", "true", "--duration-log.disable", "true"]
@@ -187,22 +300,49 @@ class SumoBackground(WorldVehicles):
         proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "SUMO_HOME": home}, close_fds=True
         )
+        why = ""
         for _ in range(CONNECT_TRIES):
             try:
-                return proc, traci.connection.Connection("127.0.0.1", port, proc, None, True, None)
+                conn = traci.connection.Connection("127.0.0.1", port, proc, None, True, None)
             except OSError:
                 if proc.poll() is not None:
                     break
                 time.sleep(CONNECT_WAIT_S)
+                continue
+            # Nothing is sent before the other end is known to be our SUMO: another process may have taken
+            # the port (it sees it on SUMO's command line), and would then get or steer the run's TraCI.
+            owner = peer_owner(conn._socket, proc)  # (traci's Connection has no public socket)
+            if owner is False:
+                conn._socket.close()
+                conn._socket = None
+                why = f"another process listened on SUMO's TraCI port {port} (the connection was closed unused)"
+                log.warning("SUMO pid %d: %s", proc.pid, why)
+                break
+            if owner is None:
+                log.warning(
+                    "SUMO pid %d: cannot tell which process answers on its TraCI port %d (no /proc here)",
+                    proc.pid,
+                    port,
+                )
+            self._answers = _TimedSocket(conn._socket, ANSWER_TIMEOUT_S)
+            conn._socket = self._answers
+            return proc, conn
         proc.kill()
         proc.wait()
         err.seek(0)
         detail = err.read().decode("utf-8", "replace").strip()
-        raise SumoError(f"SUMO did not start ({' '.join(cmd)}): {detail or 'no connection'}")
+        said = "; ".join(part for part in (why, detail) if part) or "no connection"
+        raise SumoError(f"SUMO did not start ({' '.join(cmd)}): {said}")
 
     def _failed(self, exc: Exception) -> SumoError:
         """SUMO failed (``exc``, from TraCI): the error to raise, with what SUMO said on stderr."""
         detail = str(exc)
+        if self._answers.timed_out:  # SUMO is there but silent: no last words to wait for
+            self._proc.kill()
+            self.close()
+            return SumoError(
+                f"SUMO stopped: no answer from SUMO (pid {self._proc.pid}) within {self._answers.timeout_s:g} s"
+            )
         with contextlib.suppress(subprocess.TimeoutExpired):  # SUMO says why as it quits
             self._proc.wait(timeout=5)
         with contextlib.suppress(OSError, ValueError):
@@ -386,7 +526,7 @@ class SumoBackground(WorldVehicles):
 
 def _close(conn: Any, proc: subprocess.Popen[bytes], err: IO[bytes]) -> None:
     with contextlib.suppress(Exception):  # SUMO gone already: nothing to close
-        conn.close()
+        conn.close(wait=False)  # (wait=True waits for SUMO without a bound)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
