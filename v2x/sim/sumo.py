@@ -68,6 +68,7 @@ from v2x.core import WorldState
 from v2x.scenario.model import Scenario
 from v2x.scenario.sumo import INSTALL_HINT, read_lanes
 from v2x.sim.background import KIND, BackgroundStats, WorldVehicles, background_capacity
+from v2x.wire.protocol import MAX_VEHICLE_SIZE_M
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +168,11 @@ def _owns(pid: int, inode: int) -> bool:
     return False
 
 
-def peer_owner(sock: socket.socket, proc: subprocess.Popen[bytes], wait_s: float = ACCEPT_WAIT_S) -> bool | None:
-    """Whether the other end of ``sock`` (a connection to a port of this host) is a socket of process ``proc``:
-    True once ``proc`` has accepted it, False when another process did (or ``proc`` ended, or did not accept it
-    within ``wait_s``); None where /proc does not tell (not Linux)."""
+def peer_owner(sock: socket.socket, proc: subprocess.Popen[bytes], wait_s: float = ACCEPT_WAIT_S) -> str | None:
+    """Who holds the other end of ``sock`` (a connection to a port of this host): ``"ours"`` once process
+    ``proc`` has accepted it, ``"another"`` when another process did, ``"ended"`` when ``proc`` ended before
+    it could tell (SUMO quits when it cannot listen on its port: another process took it), ``"late"`` when nobody
+    accepted it within ``wait_s``; None where /proc does not tell (not Linux)."""
     if not os.path.exists("/proc/net/tcp") or not os.path.isdir(f"/proc/{proc.pid}/fd"):
         return None
     ours, theirs = sock.getsockname()[:2], sock.getpeername()[:2]
@@ -178,10 +180,16 @@ def peer_owner(sock: socket.socket, proc: subprocess.Popen[bytes], wait_s: float
     while True:
         inode = _socket_inode((str(theirs[0]), int(theirs[1])), (str(ours[0]), int(ours[1])))
         if inode:  # accepted: by proc, or by whoever listened on the port first
-            return _owns(proc.pid, inode)
-        if proc.poll() is not None or time.monotonic() > deadline:
-            return False
-        time.sleep(CONNECT_WAIT_S)
+            if _owns(proc.pid, inode):
+                return "ours"
+            with contextlib.suppress(subprocess.TimeoutExpired):  # (or by proc, which quit, closing it, since)
+                proc.wait(timeout=0.2)
+            return "another" if proc.poll() is None else "ended"
+        if proc.poll() is not None:
+            return "ended"
+        if time.monotonic() > deadline:
+            return "late"
+        time.sleep(CONNECT_WAIT_S / 5)
 
 
 class _TimedSocket:
@@ -300,7 +308,7 @@ class SumoBackground(WorldVehicles):
         proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "SUMO_HOME": home}, close_fds=True
         )
-        why = ""
+        why, stopped = "", False
         for _ in range(CONNECT_TRIES):
             try:
                 conn = traci.connection.Connection("127.0.0.1", port, proc, None, True, None)
@@ -310,13 +318,19 @@ class SumoBackground(WorldVehicles):
                 time.sleep(CONNECT_WAIT_S)
                 continue
             # Nothing is sent before the other end is known to be our SUMO: another process may have taken
-            # the port (it sees it on SUMO's command line), and would then get or steer the run's TraCI.
+            # the port (guessed it, or seen SUMO's listener in /proc/net/tcp and raced for the next such port),
+            # and would then get or steer the run's TraCI.
             owner = peer_owner(conn._socket, proc)  # (traci's Connection has no public socket)
-            if owner is False:
+            if owner in ("another", "ended", "late"):
                 conn._socket.close()
                 conn._socket = None
-                why = f"another process listened on SUMO's TraCI port {port} (the connection was closed unused)"
-                log.warning("SUMO pid %d: %s", proc.pid, why)
+                if owner == "another":
+                    why = f"another process listened on SUMO's TraCI port {port} (the connection was closed unused)"
+                    log.warning("SUMO pid %d: %s", proc.pid, why)
+                elif owner == "late":
+                    why = f"SUMO did not accept the TraCI connection within {ACCEPT_WAIT_S:g} s"
+                else:  # SUMO quit (e.g. refusing the demand): its words say why
+                    stopped = True
                 break
             if owner is None:
                 log.warning(
@@ -331,6 +345,8 @@ class SumoBackground(WorldVehicles):
         proc.wait()
         err.seek(0)
         detail = err.read().decode("utf-8", "replace").strip()
+        if stopped:
+            raise SumoError(f"SUMO stopped: {detail[-2000:] or 'no word why'}")
         said = "; ".join(part for part in (why, detail) if part) or "no connection"
         raise SumoError(f"SUMO did not start ({' '.join(cmd)}): {said}")
 
@@ -481,7 +497,13 @@ class SumoBackground(WorldVehicles):
         wid = world_id(sid)
         while wid in self.world:  # a clash after the characters were replaced
             wid += "_"
-        slot = self.world.add(wid, KIND[kind], float(vehicle.getLength(sid)), float(vehicle.getWidth(sid)))
+        length, width = float(vehicle.getLength(sid)), float(vehicle.getWidth(sid))
+        if not (0 < length <= MAX_VEHICLE_SIZE_M and 0 < width <= MAX_VEHICLE_SIZE_M):  # (the loader checks the
+            raise SumoError(  # demand's vTypes; SUMO's defaults for a vClass, or a file SUMO includes, here)
+                f"SUMO's vehicle {sid[:80]!r} (vType {vehicle.getTypeID(sid)[:80]!r}) is {length:g} m x {width:g} m: "
+                f"a vehicle of the world is at most {MAX_VEHICLE_SIZE_M:g} m long and wide"
+            )
+        slot = self.world.add(wid, KIND[kind], length, width)
         self.slot[sid], self.wid[sid], self.sumo_of_slot[slot], self.sid_of[wid] = slot, wid, sid, sid
         obu = vehicle.getParameter(sid, OBU_PARAM).strip().lower()  # the demand's word, else the draw
         self.is_equipped[sid] = (
