@@ -343,6 +343,17 @@ def test_the_warned_driver_takes_only_his_two_figures(tmp_path: Path) -> None:
 # -- SUMO's TraCI port (an attack review: a local user who took the port first hung or steered the run) -----
 
 
+@pytest.fixture
+def over_traci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SUMO over TraCI (its own process and port) even where libsumo is installed."""
+    monkeypatch.setattr(sumo_module, "_libsumo", lambda: None)
+
+
+def _pid(bg: SumoBackground) -> int:
+    assert bg._proc is not None  # (over TraCI)
+    return bg._proc.pid
+
+
 class _PortTaker:
     """Another process's listener on the ports SUMO is given: it accepts connections, records what it gets and
     never answers (the attack that hung the run; a relay to a SUMO of its own steered it)."""
@@ -386,6 +397,7 @@ class _PortTaker:
             s.close()
 
 
+@pytest.mark.usefixtures("over_traci")
 def test_a_process_that_took_the_traci_port_first_gets_nothing_and_sumo_runs_on_another(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -395,7 +407,7 @@ def test_a_process_that_took_the_traci_port_first_gets_nothing_and_sumo_runs_on_
         sim = _sim()
         try:
             bg = _bg(sim)
-            cmdline = Path(f"/proc/{bg._proc.pid}/cmdline").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{_pid(bg)}/cmdline").read_bytes().split(b"\0")
             assert b"--remote-port" not in cmdline  # the port is not shown to other users
             for tick in range(20):
                 _tick(sim, tick)
@@ -407,6 +419,7 @@ def test_a_process_that_took_the_traci_port_first_gets_nothing_and_sumo_runs_on_
         taker.close()
 
 
+@pytest.mark.usefixtures("over_traci")
 def test_a_traci_port_taken_at_every_start_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     sumo_or_skip()
     taker = _PortTaker(monkeypatch, times=sumo_module.START_TRIES)
@@ -423,21 +436,22 @@ def test_a_traci_port_taken_at_every_start_is_a_clear_error(monkeypatch: pytest.
         taker.close()
 
 
+@pytest.mark.usefixtures("over_traci")
 def test_a_sumo_that_stops_answering_ends_the_step_with_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sumo_module, "ANSWER_TIMEOUT_S", 1.0)
     sim = _sim()
     try:
         bg = _bg(sim)
         _tick(sim, 0)
-        os.kill(bg._proc.pid, signal.SIGSTOP)  # SUMO hangs
+        os.kill(_pid(bg), signal.SIGSTOP)  # SUMO hangs
         started = time.monotonic()
         with pytest.raises(SumoError, match=r"no answer from SUMO \(pid \d+\) within 1 s"):
             _tick(sim, 1)
         assert time.monotonic() - started < 10
-        assert bg._proc.poll() is not None  # killed
+        assert bg._proc is not None and bg._proc.poll() is not None  # killed
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(_bg(sim)._proc.pid, signal.SIGCONT)
+            os.kill(_pid(_bg(sim)), signal.SIGCONT)
         sim.report(1.0)
 
 
@@ -506,3 +520,38 @@ def test_a_sumo_vehicle_too_large_for_the_world_is_a_clear_run_error(tmp_path: P
                 _tick(sim, tick)
     finally:
         sim.report(1.0)
+
+
+# -- libsumo (SUMO in this process: no port at all), where it is installed -------------------------------------
+
+
+def _libsumo_or_skip() -> None:
+    sumo_or_skip()
+    sumo_module._traci()
+    if sumo_module._libsumo() is None:
+        pytest.skip("libsumo not installed (or not eclipse-sumo's version): SUMO runs over TraCI")
+
+
+def test_libsumo_runs_one_sumo_in_this_process_and_gives_traci_s_traffic() -> None:
+    _libsumo_or_skip()
+    first = _sim()
+    second = _sim()  # libsumo is taken: over TraCI
+    try:
+        assert _bg(first).in_process and _bg(first)._proc is None
+        assert not _bg(second).in_process and _bg(second)._proc is not None
+        for tick in range(60):
+            _tick(first, tick)
+            _tick(second, tick)
+        a, b = _bg(first).present, _bg(second).present
+        assert len(a) > 30
+        assert [first.world.id_of(int(s)) for s in a] == [second.world.id_of(int(s)) for s in b]
+        np.testing.assert_array_equal(first.world.x[a], second.world.x[b])
+        np.testing.assert_array_equal(first.world.vx[a], second.world.vx[b])
+    finally:
+        first.report(1.0)
+        second.report(1.0)
+    third = _sim()  # libsumo is free again
+    try:
+        assert _bg(third).in_process
+    finally:
+        third.report(1.0)

@@ -1,13 +1,13 @@
 """Background traffic from SUMO: the scenario's ``sumo`` block (issue #10). Unlike the rest of ``v2x.sim``
-this part does I/O - it drives a SUMO process over a local socket (TraCI) - but the simulation sees only
-values through the interface below.
+this part does I/O - it drives SUMO, in this process (libsumo) or over a local socket (TraCI) - but the
+simulation sees only values through the interface below.
 
 A second mover of background traffic beside ``v2x.sim.background.Background`` (the ``flows`` and our own
 IDM), behind the same interface (``BackgroundTraffic``), so that the referee, the sensors, the channel and
-the fleet agent treat SUMO's vehicles exactly as the flows' ones. SUMO (the eclipse-sumo binary) runs in a
-process of its own, driven over TraCI with ``--step-length`` = the scenario's tick and a fixed ``--seed``
-(the block's, else the run's; not the variant's, so both variants get the same demand), which makes its
-run deterministic. Each tick (``step``), after the story actors' truths are applied:
+the fleet agent treat SUMO's vehicles exactly as the flows' ones. SUMO (libsumo, else the eclipse-sumo
+binary in a process of its own, over TraCI: below) runs with ``--step-length`` = the scenario's tick and a
+fixed ``--seed`` (the block's, else the run's; not the variant's, so both variants get the same demand),
+which makes its run deterministic. Each tick (``step``), after the story actors' truths are applied:
 
 1. the story vehicles (cars, trucks, buses, emergency vehicles of the scenario) are placed in SUMO where
    their agents say they are (``vehicle.moveToXY``, keepRoute 2: mapped onto the nearest lane), so that SUMO's
@@ -22,19 +22,23 @@ run deterministic. Each tick (``step``), after the story actors' truths are appl
    reports the front bumper), speed and acceleration are read through subscriptions and written to the
    world.
 
-TraCI over SUMO's own binary rather than libsumo: no package beyond the eclipse-sumo wheel, and each run
-has a SUMO of its own (libsumo holds one simulation per process), so both variants, tests and sweeps can
-build their simulations side by side; with subscriptions it takes a few round trips per tick.
+libsumo (SUMO in this process) where the libsumo package is installed, in the eclipse-sumo wheel's version
+(``_libsumo``), and free: it holds one simulation per process, so a second one built beside it (a test, the
+other variant if it ever overlapped) runs over TraCI; both give the same traffic. libsumo has no port for
+another process to take. Otherwise TraCI over SUMO's own binary (the eclipse-sumo wheel alone), with
+subscriptions a few round trips per tick.
 
 SUMO's TraCI server listens on a TCP port (``--remote-port``, on all interfaces: SUMO has no option to bind
-one), which any local user sees on its command line and can take before SUMO does. So the testbed sends
-nothing over a connection before it has checked, in ``/proc`` (Linux), that the connection's other end is a
-socket of the SUMO process it started (``peer_owner``); a connection to anyone else is closed unused, and
-SUMO (which then cannot listen on that port) is started again on another port, up to ``START_TRIES``
-times. Where ``/proc`` does not tell (not Linux) a warning says the peer is not checked. Every TraCI read
-waits at most ``ANSWER_TIMEOUT_S`` for SUMO's answer: a SUMO that stops answering ends the run with a
-SumoError (a run error, exit 3) instead of hanging it, so a SIGINT / SIGTERM sent meanwhile takes effect
-at most that long after.
+one) and takes the first connection. The port is given in a config file in a private temporary folder, not
+on SUMO's command line (which every local user can read: one took the port first and hung or steered the
+run). The testbed sends nothing over its connection before it has checked, in ``/proc`` (Linux), that the
+connection's other end is a socket of the SUMO process it started (``peer_owner``); otherwise the connection
+is closed unused and SUMO is started again on another port, up to ``START_TRIES`` times. Where ``/proc``
+does not tell (not Linux) a warning says the peer is not checked. Every TraCI read waits at most
+``ANSWER_TIMEOUT_S`` for SUMO's answer: a SUMO that stops answering ends the run with a SumoError (a run
+error, exit 3) instead of hanging it, so a SIGINT / SIGTERM sent meanwhile takes effect at most that long
+after. Still open: a process that connects to SUMO's port before the testbed does holds that SUMO (running
+as the testbed's user) until the testbed notices and stops it (docs/SECURITY.md "SUMO's TraCI port").
 
 Which SUMO vehicles have an OBU is drawn per vehicle from its SUMO id and the seed (``penetration``), so the
 same vehicle is equipped in both variants whatever order SUMO inserts them in; a vehicle (or flow) of the
@@ -46,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import logging
 import math
 import os
@@ -54,9 +59,11 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
@@ -89,6 +96,7 @@ SPEED_MODE_DEFAULT = 0b11111
 # TraCI variable ids (traci.constants), as numbers so that this module imports without SUMO.
 VAR_POSITION, VAR_SPEED, VAR_ANGLE, VAR_ACCELERATION = 0x42, 0x40, 0x43, 0x72
 VAR_DEPARTED_VEHICLES_IDS, VAR_ARRIVED_VEHICLES_IDS = 0x74, 0x7A
+_IN_PROCESS = threading.Lock()  # held while libsumo runs a simulation (it holds one per process)
 
 
 class SumoNotInstalled(RuntimeError):
@@ -172,10 +180,14 @@ def peer_owner(sock: socket.socket, proc: subprocess.Popen[bytes], wait_s: float
     """Who holds the other end of ``sock`` (a connection to a port of this host): ``"ours"`` once process
     ``proc`` has accepted it, ``"another"`` when another process did, ``"ended"`` when ``proc`` ended before
     it could tell (SUMO quits when it cannot listen on its port: another process took it), ``"late"`` when nobody
-    accepted it within ``wait_s``; None where /proc does not tell (not Linux)."""
+    accepted it within ``wait_s`` (SUMO takes one connection: another process's came first); None where /proc
+    does not tell (not Linux)."""
     if not os.path.exists("/proc/net/tcp") or not os.path.isdir(f"/proc/{proc.pid}/fd"):
         return None
-    ours, theirs = sock.getsockname()[:2], sock.getpeername()[:2]
+    try:
+        ours, theirs = sock.getsockname()[:2], sock.getpeername()[:2]
+    except OSError:  # reset already: the listener took another connection (SUMO takes one) and closed
+        return "ended" if proc.poll() is not None else "late"
     deadline = time.monotonic() + wait_s
     while True:
         inode = _socket_inode((str(theirs[0]), int(theirs[1])), (str(ours[0]), int(ours[1])))
@@ -211,6 +223,26 @@ class _TimedSocket:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
+
+
+def _libsumo() -> Any | None:
+    """SUMO's libsumo module (the libsumo package: SUMO in this process, no port, no process of its own), None
+    if it is not installed, or is another version than the eclipse-sumo wheel (then SUMO runs over TraCI: both
+    variants of a run must drive the same SUMO). ``_traci`` first: libsumo imports SUMO's traci."""
+    if importlib.util.find_spec("libsumo") is None:
+        return None
+    try:
+        ours, theirs = metadata.version("eclipse-sumo"), metadata.version("libsumo")
+    except metadata.PackageNotFoundError:
+        return None
+    if ours != theirs:
+        log.warning("libsumo %s is not eclipse-sumo's version (%s): SUMO runs over TraCI", theirs, ours)
+        return None
+    try:
+        return importlib.import_module("libsumo")
+    except ImportError as exc:
+        log.warning("libsumo does not load (%s): SUMO runs over TraCI", exc)
+        return None
 
 
 def equipped(vehicle_id: str, seed: int, penetration: float) -> bool:
@@ -272,16 +304,36 @@ class SumoBackground(WorldVehicles):
         self.story_in: set[int] = set()  # of those, the ones in SUMO
         self.held_in: set[int] = set()  # background wrecks already stopped in SUMO
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - SUMO's stderr, read if it fails to start; closed by close()
-        for attempt in range(START_TRIES):  # another process may take the free port before SUMO does
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._answers: _TimedSocket | None = None
+        lib = _libsumo()
+        self.in_process = lib is not None and _IN_PROCESS.acquire(blocking=False)
+        if lib is not None and self.in_process:  # SUMO in this process: no port, no other process to trust
+            self._traci_error = lib.TraCIException
+            self._fatal: tuple[type[Exception], ...] = (lib.FatalTraCIError, lib.TraCIException)
+            self._finalizer: weakref.finalize[..., Any] = weakref.finalize(self, _close_in_process, lib, self._err)
             try:
-                self._proc, self.conn = self._start(home, traci, spec.net, spec.routes)
-                break
-            except SumoError:
-                if attempt == START_TRIES - 1:
-                    self._err.close()
-                    raise
-        self._finalizer = weakref.finalize(self, _close, self.conn, self._proc, self._err)
-        self._fatal: tuple[type[Exception], ...] = (traci.exceptions.FatalTraCIError, self._traci_error)
+                lib.start(["sumo", *self._options(spec.net, spec.routes)])
+            except self._fatal as exc:
+                raise self._failed(exc) from None
+            except BaseException:
+                self.close()
+                raise
+            self.conn: Any = lib
+        else:
+            if lib is not None:
+                log.info("libsumo runs another simulation in this process: SUMO over TraCI")
+            for attempt in range(START_TRIES):  # another process may take the free port before SUMO does
+                try:
+                    proc, self.conn = self._start(home, traci, spec.net, spec.routes)
+                    break
+                except SumoError:
+                    if attempt == START_TRIES - 1:
+                        self._err.close()
+                        raise
+            self._proc = proc
+            self._finalizer = weakref.finalize(self, _close, self.conn, proc, self._err)
+            self._fatal = (traci.exceptions.FatalTraCIError, self._traci_error)
         try:
             self.conn.simulation.subscribe([VAR_DEPARTED_VEHICLES_IDS, VAR_ARRIVED_VEHICLES_IDS])
         except self._fatal as exc:
@@ -298,10 +350,7 @@ class SumoBackground(WorldVehicles):
         config.write_text(
             f'<configuration><traci_server><remote-port value="{port}"/></traci_server></configuration>\n'
         )
-        cmd = [os.path.join(home, "bin", "sumo"), "-c", str(config), "-n", net, "-r", routes]
-        cmd += ["--step-length", f"{self.tick_s:g}", "--seed", str(self.seed), "--begin", "0"]
-        cmd += ["--time-to-teleport", "-1", "--collision.action", "none", "--no-step-log", "true"]
-        cmd += ["--xml-validation", "never", "--no-warnings", "true", "--duration-log.disable", "true"]
+        cmd = [os.path.join(home, "bin", "sumo"), "-c", str(config), *self._options(net, routes)]
         err = self._err
         err.seek(0)
         err.truncate()
@@ -350,10 +399,21 @@ class SumoBackground(WorldVehicles):
         said = "; ".join(part for part in (why, detail) if part) or "no connection"
         raise SumoError(f"SUMO did not start ({' '.join(cmd)}): {said}")
 
+    def _options(self, net: str, routes: str) -> list[str]:
+        """SUMO's options (its command line less the binary, and the TraCI port)."""
+        options = ["-n", net, "-r", routes]
+        options += ["--step-length", f"{self.tick_s:g}", "--seed", str(self.seed), "--begin", "0"]
+        options += ["--time-to-teleport", "-1", "--collision.action", "none", "--no-step-log", "true"]
+        options += ["--xml-validation", "never", "--no-warnings", "true", "--duration-log.disable", "true"]
+        return options
+
     def _failed(self, exc: Exception) -> SumoError:
         """SUMO failed (``exc``, from TraCI): the error to raise, with what SUMO said on stderr."""
         detail = str(exc)
-        if self._answers.timed_out:  # SUMO is there but silent: no last words to wait for
+        if self._proc is None:  # libsumo: SUMO's words are the exception's
+            self.close()
+            return SumoError(f"SUMO stopped: {detail.strip()[-2000:]}")
+        if self._answers is not None and self._answers.timed_out:  # SUMO is there but silent: no last words
             self._proc.kill()
             self.close()
             return SumoError(
@@ -544,6 +604,15 @@ class SumoBackground(WorldVehicles):
         self.world.set_state(slots, front[:, 0] - half * c, front[:, 1] - half * s, v * c, v * s, a * c, a * s, yaw)
         self.speed.update(zip(ids, v.tolist(), strict=True))
         self.acc.update(zip(ids, a.tolist(), strict=True))
+
+
+def _close_in_process(lib: Any, err: IO[bytes]) -> None:
+    try:
+        with contextlib.suppress(Exception):  # SUMO gone already: nothing to close
+            lib.close()
+    finally:
+        _IN_PROCESS.release()
+        err.close()
 
 
 def _close(conn: Any, proc: subprocess.Popen[bytes], err: IO[bytes]) -> None:
