@@ -221,6 +221,13 @@ class _TimedSocket:
             self.timed_out = True
             raise
 
+    def send(self, data: bytes) -> int:  # (times out too: SUMO reads nothing, its buffer is full)
+        try:
+            return self.sock.send(data)
+        except TimeoutError:
+            self.timed_out = True
+            raise
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
 
@@ -333,7 +340,8 @@ class SumoBackground(WorldVehicles):
                         raise
             self._proc = proc
             self._finalizer = weakref.finalize(self, _close, self.conn, proc, self._err)
-            self._fatal = (traci.exceptions.FatalTraCIError, self._traci_error)
+            # (OSError: traci's send does not catch a timeout or a reset)
+            self._fatal = (traci.exceptions.FatalTraCIError, self._traci_error, OSError)
         try:
             self.conn.simulation.subscribe([VAR_DEPARTED_VEHICLES_IDS, VAR_ARRIVED_VEHICLES_IDS])
         except self._fatal as exc:
