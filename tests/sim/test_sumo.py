@@ -3,9 +3,15 @@ the world, ours in SUMO, a warned SUMO driver braking in SUMO, and the same run 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
+import os
 import shutil
+import signal
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +23,9 @@ from v2x.scenario import ScenarioError, load_scenario, route_for
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.scenario.model import Scenario
 from v2x.scenario.sumo import read_lanes
+from v2x.sim import sumo as sumo_module
 from v2x.sim.simulation import Simulation
-from v2x.sim.sumo import SumoBackground, equipped, world_id
+from v2x.sim.sumo import SumoBackground, SumoError, equipped, world_id
 from v2x.units import enu_yaw_rad_to_compass_deg
 from v2x.wire import testbed_pb2
 
@@ -331,3 +338,220 @@ def test_a_story_vehicle_off_sumos_lanes_leaves_sumo_and_comes_back() -> None:
 def test_the_warned_driver_takes_only_his_two_figures(tmp_path: Path) -> None:
     problems = _problems(_copy(tmp_path, "brake_mps2: 6.0}", "brake_mps2: 6.0, sees_signals: false}"))
     assert "sumo.driver.sees_signals" in problems
+
+
+# -- SUMO's TraCI port (an attack review: a local user who took the port first hung or steered the run) -----
+
+
+@pytest.fixture
+def over_traci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SUMO over TraCI (its own process and port) even where libsumo is installed."""
+    monkeypatch.setattr(sumo_module, "_libsumo", lambda: None)
+
+
+def _pid(bg: SumoBackground) -> int:
+    assert bg._proc is not None  # (over TraCI)
+    return bg._proc.pid
+
+
+class _PortTaker:
+    """Another process's listener on the ports SUMO is given: it accepts connections, records what it gets and
+    never answers (the attack that hung the run; a relay to a SUMO of its own steered it)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, times: int) -> None:
+        self.listeners: list[socket.socket] = []
+        self.accepted: list[socket.socket] = []
+        self.got = b""
+        self._times = times
+        self._stop = threading.Event()
+        real = sumo_module.free_port
+
+        def free_port() -> int:
+            port = real()
+            if len(self.listeners) < self._times:  # taken the moment the testbed let go of it
+                listener = socket.create_server(("127.0.0.1", port))
+                listener.settimeout(0.05)
+                self.listeners.append(listener)
+            return port
+
+        monkeypatch.setattr(sumo_module, "free_port", free_port)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        deadline = time.monotonic() + 15  # then closes: the old code's test fails instead of hanging for ever
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            for listener in list(self.listeners):
+                with contextlib.suppress(OSError):
+                    self.accepted.append(listener.accept()[0])
+            for conn in self.accepted:
+                with contextlib.suppress(OSError):
+                    conn.settimeout(0.01)
+                    self.got += conn.recv(65536)
+            time.sleep(0.01)
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        for s in self.listeners + self.accepted:
+            s.close()
+
+
+@pytest.mark.usefixtures("over_traci")
+def test_a_process_that_took_the_traci_port_first_gets_nothing_and_sumo_runs_on_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sumo_or_skip()
+    taker = _PortTaker(monkeypatch, times=1)
+    try:
+        sim = _sim()
+        try:
+            bg = _bg(sim)
+            cmdline = Path(f"/proc/{_pid(bg)}/cmdline").read_bytes().split(b"\0")
+            assert b"--remote-port" not in cmdline  # the port is not shown to other users
+            for tick in range(20):
+                _tick(sim, tick)
+            assert len(bg.present) > 10  # SUMO (started again on another port) drives the background
+        finally:
+            sim.report(1.0)
+        assert taker.accepted and taker.got == b""  # it was connected to, and sent not a byte
+    finally:
+        taker.close()
+
+
+@pytest.mark.usefixtures("over_traci")
+def test_a_traci_port_taken_at_every_start_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    sumo_or_skip()
+    taker = _PortTaker(monkeypatch, times=sumo_module.START_TRIES)
+    started = time.monotonic()
+    try:
+        with pytest.raises(SumoError) as info:
+            _sim()
+        # (seen as the taker's, or as SUMO quitting because it could not listen on the port)
+        said = str(info.value)
+        assert "another process listened on SUMO's TraCI port" in said or "Address already in use" in said, said
+        assert time.monotonic() - started < 14  # not a hang (the taker answers nothing, and closes at 15 s)
+        assert len(taker.listeners) == sumo_module.START_TRIES and taker.got == b""  # 3 ports, not a byte sent
+    finally:
+        taker.close()
+
+
+@pytest.mark.usefixtures("over_traci")
+def test_a_sumo_that_stops_answering_ends_the_step_with_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sumo_module, "ANSWER_TIMEOUT_S", 1.0)
+    sim = _sim()
+    try:
+        bg = _bg(sim)
+        _tick(sim, 0)
+        os.kill(_pid(bg), signal.SIGSTOP)  # SUMO hangs
+        started = time.monotonic()
+        with pytest.raises(SumoError, match=r"no answer from SUMO \(pid \d+\) within 1 s"):
+            _tick(sim, 1)
+        assert time.monotonic() - started < 10
+        assert bg._proc is not None and bg._proc.poll() is not None  # killed
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(_pid(_bg(sim)), signal.SIGCONT)
+        sim.report(1.0)
+
+
+# -- SUMO's vehicle sizes (an attack review: a 100 km vType loaded, then the fleet refused the world's input:
+# the run stalled 60 s and ended with exit 3, "no report from fleet-0") ----------------------------------------
+
+HUGE = '<vType id="huge" vClass="passenger" length="100000" width="50000" minGap="1" maxSpeed="33"/>'
+BIG = '<vehicle id="big" type="huge" route="east" depart="1" departLane="0" departPos="0" departSpeed="0"/>'
+
+
+def _with_demand(tmp_path: Path, *lines: str) -> tuple[Path, Path]:
+    """The shipped scenario in ``tmp_path`` with ``lines`` added to its demand: (scenario file, demand file)."""
+    path = _copy(tmp_path)
+    routes = tmp_path / "sumo-corridor" / "corridor.rou.xml"
+    text = routes.read_text()
+    routes.write_text(text.replace("</routes>", "\n".join(lines) + "\n</routes>"))
+    return path, routes
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (
+            (HUGE, BIG),
+            "vType 'huge' of '{routes}': a length > 0 and <= 100 m (the largest vehicle of a fleet's input); "
+            "got '100000'",
+        ),
+        ((HUGE.replace('length="100000"', 'length="5"'),), "vType 'huge' of '{routes}': a width > 0 and <= 100 m"),
+        (
+            (HUGE.replace('length="100000"', 'length="nan"'),),
+            "a length > 0 and <= 100 m (the largest vehicle of a fleet's input); got 'nan'",
+        ),
+        (('<vTypeDistribution id="d"><vType id="in-d" length="-1"/></vTypeDistribution>',), "vType 'in-d' of"),
+        (
+            ('<vType id="train" vClass="rail"/>',),
+            "vType 'train' of '{routes}': a length (SUMO's default for vClass 'rail' is over 100 m",
+        ),
+        (
+            ('<include href="more.rou.xml"/>',),
+            "a SUMO demand file (.rou.xml) in one file, without <include>; '{routes}' includes 'more.rou.xml'",
+        ),
+    ],
+)
+def test_a_demand_vehicle_larger_than_a_fleet_takes_is_refused_at_load(
+    lines: tuple[str, ...], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, routes = _with_demand(tmp_path, *lines)
+    assert main(["run", str(path), "-q", "--variant", "v2x", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: sumo.routes: " in err and expected.format(routes=routes) in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sumo_vehicle_too_large_for_the_world_is_a_clear_run_error(tmp_path: Path) -> None:
+    """Behind the loader (a vClass default it does not know, say): the vehicle's entry is a SumoError naming it,
+    not a fleet that refuses every input."""
+    sumo_or_skip()
+    _, routes = _with_demand(tmp_path, HUGE, BIG)
+    scenario = load_scenario(CORRIDOR)
+    assert scenario.sumo is not None
+    scenario = scenario.model_copy(update={"sumo": scenario.sumo.model_copy(update={"routes": str(routes)})})
+    sim = _sim(scenario=scenario)
+    try:
+        with pytest.raises(SumoError, match=r"SUMO's vehicle 'big' \(vType 'huge'\) is 100000 m x 50000 m: a vehicle"):
+            for tick in range(30):
+                _tick(sim, tick)
+    finally:
+        sim.report(1.0)
+
+
+# -- libsumo (SUMO in this process: no port at all), where it is installed -------------------------------------
+
+
+def _libsumo_or_skip() -> None:
+    sumo_or_skip()
+    sumo_module._traci()
+    if sumo_module._libsumo() is None:
+        pytest.skip("libsumo not installed (or not eclipse-sumo's version): SUMO runs over TraCI")
+
+
+def test_libsumo_runs_one_sumo_in_this_process_and_gives_traci_s_traffic() -> None:
+    _libsumo_or_skip()
+    first = _sim()
+    second = _sim()  # libsumo is taken: over TraCI
+    try:
+        assert _bg(first).in_process and _bg(first)._proc is None
+        assert not _bg(second).in_process and _bg(second)._proc is not None
+        for tick in range(60):
+            _tick(first, tick)
+            _tick(second, tick)
+        a, b = _bg(first).present, _bg(second).present
+        assert len(a) > 30
+        assert [first.world.id_of(int(s)) for s in a] == [second.world.id_of(int(s)) for s in b]
+        np.testing.assert_array_equal(first.world.x[a], second.world.x[b])
+        np.testing.assert_array_equal(first.world.vx[a], second.world.vx[b])
+    finally:
+        first.report(1.0)
+        second.report(1.0)
+    third = _sim()  # libsumo is free again
+    try:
+        assert _bg(third).in_process
+    finally:
+        third.report(1.0)

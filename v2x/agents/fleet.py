@@ -102,6 +102,7 @@ from v2x.wire.bsm import (
 from v2x.wire.bsm_bytes import BsmStatics, bsm_statics, static_rest, with_sender
 from v2x.wire.envelope import envelope_bytes, parse_envelope, temporary_id
 from v2x.wire.fleet import FleetDeliveries, unpack_deliveries
+from v2x.wire.protocol import MAX_VEHICLE_SIZE_M
 from v2x.wire.scan import BSM_FIELDS, bsm_envelope
 from v2x.wire.security import Signer
 from v2x.wire.tables import APP_BY_NAME
@@ -142,8 +143,6 @@ _COLUMNS = [VEHICLE_NUMBERS.index(name) for name in _NUMBERS]
 _ALL_FIELDS = attrgetter(*VEHICLE_NUMBERS)
 _SIZE = [VEHICLE_NUMBERS.index(name) for name in ("length_m", "width_m")]
 _SIGMAS = [VEHICLE_NUMBERS.index(name) for name in ("sigma_major_m", "sigma_minor_m")]
-#: The longest and widest vehicle a FleetInput may describe, in metres (the world's are at most 20 m long).
-MAX_VEHICLE_SIZE_M = 100.0
 
 
 def vehicle_numbers(inp: testbed_pb2.FleetInput, raw: bytes | None = None) -> NDArray[np.float64]:
@@ -165,8 +164,9 @@ def bad_vehicle_numbers(inp: testbed_pb2.FleetInput, raw: bytes | None = None) -
 def numbers_problem(inp: testbed_pb2.FleetInput, numbers: NDArray[np.float64]) -> str | None:
     """What is wrong with the ``numbers`` (``vehicle_numbers``) of ``inp``'s vehicles, None if nothing: every
     number finite, length and width above 0 and at most ``MAX_VEHICLE_SIZE_M``, the accuracy's sigmas not
-    negative. A fleet input from the world always passes; one that did not made the fleet's FCW raise (a vehicle
-    of length 0 or NaN) and ended the run."""
+    negative. A fleet input from the world always passes (a scenario's actors are at most 50 m long, its SUMO
+    demand's vTypes at most ``MAX_VEHICLE_SIZE_M``: ``v2x.scenario.sumo.check_routes``); one that did not made the
+    fleet's FCW raise (a vehicle of length 0 or NaN) and ended the run."""
     if not len(numbers):
         return None
     size, sigmas = numbers[:, _SIZE], numbers[:, _SIGMAS]

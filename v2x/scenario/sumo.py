@@ -3,7 +3,9 @@ what the network's lanes are, and whether SUMO is installed to run them.
 
 The loader reads the network here to check it (a SUMO ``.net.xml`` with at least one lane, its lanes'
 shapes in the scenario's local frame, finite and within MAX_EXTENT_M; each lane's length in (0, MAX_EXTENT_M]
-and width in (0, 10] m); the simulation sizes the world from its lanes (``lane_lengths``).
+and width in (0, 10] m) and the demand (root element <routes>; each vType's length and width, where given,
+in (0, MAX_VEHICLE_SIZE_M] m, a length given for a vClass whose default is longer), neither with an
+``<include>`` of another file; the simulation sizes the world from its lanes (``lane_lengths``).
 SUMO itself (the eclipse-sumo wheel, the ``sumo`` extra) is needed only to run such a scenario, not to load
 it: ``missing`` says what to install.
 """
@@ -11,18 +13,23 @@ it: ``missing`` says what to install.
 from __future__ import annotations
 
 import importlib.util
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from v2x.scenario.model import MAX_EXTENT_M
+from v2x.wire.protocol import MAX_VEHICLE_SIZE_M
 
 if TYPE_CHECKING:
     from v2x.scenario.model import Scenario
 
 MAX_SUMO_FILE_BYTES = 16 * 1024 * 1024  # a network or a demand file of a scenario: at most this
 MAX_SUMO_LANE_WIDTH_M = 10.0  # a lane of a network is at most this wide (SUMO's default is 3.2 m)
+# SUMO's vehicle classes whose default length is over MAX_VEHICLE_SIZE_M (SUMO 1.28: rail 135 m, rail_electric and
+# rail_fast 200 m, rail_urban and subway 109.5 m): a vType of one of them must give its length.
+LONG_VCLASSES = frozenset({"rail", "rail_electric", "rail_fast", "rail_urban", "subway"})
 INSTALL_HINT = "pip install eclipse-sumo (the package's sumo extra: pip install '.[sumo]' in a clone)"
 
 
@@ -39,7 +46,7 @@ class SumoLane:
 
 def read_xml(path: Path, what: str) -> ET.Element:
     """The root element of a SUMO XML file, or ValueError saying why not (unreadable, too large, a DOCTYPE or
-    entity declaration - never expanded -, not XML)."""
+    entity declaration - never expanded -, not XML, an ``<include>`` of another file)."""
     try:
         with path.open("rb") as stream:
             raw = stream.read(MAX_SUMO_FILE_BYTES + 1)
@@ -52,9 +59,14 @@ def read_xml(path: Path, what: str) -> ET.Element:
     if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
         raise ValueError(f"{what} without DOCTYPE or ENTITY declarations; {str(path)!r} has one")
     try:
-        return ET.fromstring(raw)
+        root = ET.fromstring(raw)
     except ET.ParseError as exc:
         raise ValueError(f"{what} in XML; {str(path)!r}: {exc}") from None
+    for include in root.iter("include"):  # SUMO reads the file it names, which the checks here would not see
+        raise ValueError(
+            f"{what} in one file, without <include>; {str(path)!r} includes {str(include.get('href'))[:200]!r}"
+        )
+    return root
 
 
 def read_lanes(path: Path) -> list[SumoLane]:
@@ -98,10 +110,34 @@ def read_lanes(path: Path) -> list[SumoLane]:
 
 
 def check_routes(path: Path) -> None:
-    """ValueError unless ``path`` is a SUMO demand file (root element <routes>)."""
+    """ValueError unless ``path`` is a SUMO demand file (root element <routes>) whose vehicle types (``<vType>``,
+    in a ``<vTypeDistribution>`` too) give a length and width, where they give one, in (0, MAX_VEHICLE_SIZE_M]
+    m: the bound of a vehicle in a fleet's input (docs/PROTOCOL.md), which SUMO's vehicles become. SUMO itself
+    takes any size (a 100 km vehicle stalled the run: the fleet refused the world's input)."""
     root = read_xml(path, "a SUMO demand file (.rou.xml)")
     if root.tag != "routes":
         raise ValueError(f"a SUMO demand file (.rou.xml, root element <routes>); {str(path)!r} has <{root.tag}>")
+    for vtype in root.iter("vType"):
+        where = f"vType {str(vtype.get('id'))[:80]!r} of {str(path)!r}"
+        vclass = vtype.get("vClass", "")
+        if vtype.get("length") is None and vclass in LONG_VCLASSES:
+            raise ValueError(
+                f"{where}: a length (SUMO's default for vClass {vclass!r} is over {MAX_VEHICLE_SIZE_M:g} m, the "
+                "largest vehicle of a fleet's input)"
+            )
+        for name in ("length", "width"):
+            given = vtype.get(name)
+            if given is None:  # SUMO's default for the vClass (checked again as a vehicle enters: v2x.sim.sumo)
+                continue
+            try:
+                value = float(given)
+            except ValueError:
+                value = math.nan
+            if not 0 < value <= MAX_VEHICLE_SIZE_M:  # (NaN fails this too)
+                raise ValueError(
+                    f"{where}: a {name} > 0 and <= {MAX_VEHICLE_SIZE_M:g} m (the largest vehicle of a fleet's "
+                    f"input); got {given[:40]!r}"
+                )
 
 
 def lane_lengths(net: str) -> list[float]:

@@ -1,13 +1,13 @@
 """Background traffic from SUMO: the scenario's ``sumo`` block (issue #10). Unlike the rest of ``v2x.sim``
-this part does I/O - it drives a SUMO process over a local socket (TraCI) - but the simulation sees only
-values through the interface below.
+this part does I/O - it drives SUMO, in this process (libsumo) or over a local socket (TraCI) - but the
+simulation sees only values through the interface below.
 
 A second mover of background traffic beside ``v2x.sim.background.Background`` (the ``flows`` and our own
 IDM), behind the same interface (``BackgroundTraffic``), so that the referee, the sensors, the channel and
-the fleet agent treat SUMO's vehicles exactly as the flows' ones. SUMO (the eclipse-sumo binary) runs in a
-process of its own, driven over TraCI with ``--step-length`` = the scenario's tick and a fixed ``--seed``
-(the block's, else the run's; not the variant's, so both variants get the same demand), which makes its
-run deterministic. Each tick (``step``), after the story actors' truths are applied:
+the fleet agent treat SUMO's vehicles exactly as the flows' ones. SUMO (libsumo, else the eclipse-sumo
+binary in a process of its own, over TraCI: below) runs with ``--step-length`` = the scenario's tick and a
+fixed ``--seed`` (the block's, else the run's; not the variant's, so both variants get the same demand),
+which makes its run deterministic. Each tick (``step``), after the story actors' truths are applied:
 
 1. the story vehicles (cars, trucks, buses, emergency vehicles of the scenario) are placed in SUMO where
    their agents say they are (``vehicle.moveToXY``, keepRoute 2: mapped onto the nearest lane), so that SUMO's
@@ -22,9 +22,23 @@ run deterministic. Each tick (``step``), after the story actors' truths are appl
    reports the front bumper), speed and acceleration are read through subscriptions and written to the
    world.
 
-TraCI over SUMO's own binary rather than libsumo: no package beyond the eclipse-sumo wheel, and each run
-has a SUMO of its own (libsumo holds one simulation per process), so both variants, tests and sweeps can
-build their simulations side by side; with subscriptions it takes a few round trips per tick.
+libsumo (SUMO in this process) where the libsumo package is installed, in the eclipse-sumo wheel's version
+(``_libsumo``), and free: it holds one simulation per process, so a second one built beside it (a test, the
+other variant if it ever overlapped) runs over TraCI; both give the same traffic. libsumo has no port for
+another process to take. Otherwise TraCI over SUMO's own binary (the eclipse-sumo wheel alone), with
+subscriptions a few round trips per tick.
+
+SUMO's TraCI server listens on a TCP port (``--remote-port``, on all interfaces: SUMO has no option to bind
+one) and takes the first connection. The port is given in a config file in a private temporary folder, not
+on SUMO's command line (which every local user can read: one took the port first and hung or steered the
+run). The testbed sends nothing over its connection before it has checked, in ``/proc`` (Linux), that the
+connection's other end is a socket of the SUMO process it started (``peer_owner``); otherwise the connection
+is closed unused and SUMO is started again on another port, up to ``START_TRIES`` times. Where ``/proc``
+does not tell (not Linux) a warning says the peer is not checked. Every TraCI read waits at most
+``ANSWER_TIMEOUT_S`` for SUMO's answer: a SUMO that stops answering ends the run with a SumoError (a run
+error, exit 3) instead of hanging it, so a SIGINT / SIGTERM sent meanwhile takes effect at most that long
+after. Still open: a process that connects to SUMO's port before the testbed does holds that SUMO (running
+as the testbed's user) until the testbed notices and stops it (docs/SECURITY.md "SUMO's TraCI port").
 
 Which SUMO vehicles have an OBU is drawn per vehicle from its SUMO id and the seed (``penetration``), so the
 same vehicle is equipped in both variants whatever order SUMO inserts them in; a vehicle (or flow) of the
@@ -36,16 +50,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import logging
 import math
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
@@ -57,6 +75,7 @@ from v2x.core import WorldState
 from v2x.scenario.model import Scenario
 from v2x.scenario.sumo import INSTALL_HINT, read_lanes
 from v2x.sim.background import KIND, BackgroundStats, WorldVehicles, background_capacity
+from v2x.wire.protocol import MAX_VEHICLE_SIZE_M
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +89,14 @@ ON_LANE_M = 3.0  # a story vehicle is in SUMO while its front is this close to a
 START_TRIES = 3  # SUMO starts, each on a newly found free port
 CONNECT_TRIES = 200  # TraCI connection attempts, CONNECT_WAIT_S apart, while SUMO starts
 CONNECT_WAIT_S = 0.025
+ACCEPT_WAIT_S = 5.0  # once connected: SUMO has accepted the connection (its socket in SUMO's process) within this
+ANSWER_TIMEOUT_S = 30.0  # a TraCI read waits at most this long for SUMO's answer (one step of SUMO's: ms)
 SPEED_MODE_WARNED = 0b11011  # SUMO's default checks but the vehicle type's deceleration limit (bit 2)
 SPEED_MODE_DEFAULT = 0b11111
 # TraCI variable ids (traci.constants), as numbers so that this module imports without SUMO.
 VAR_POSITION, VAR_SPEED, VAR_ANGLE, VAR_ACCELERATION = 0x42, 0x40, 0x43, 0x72
 VAR_DEPARTED_VEHICLES_IDS, VAR_ARRIVED_VEHICLES_IDS = 0x74, 0x7A
+_IN_PROCESS = threading.Lock()  # held while libsumo runs a simulation (it holds one per process)
 
 
 class SumoNotInstalled(RuntimeError):
@@ -97,6 +119,137 @@ def _traci() -> tuple[str, Any]:
     if tools not in sys.path:
         sys.path.append(tools)
     return home, importlib.import_module("traci")
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that is free now (another process may take it before SUMO does: ``peer_owner``
+    tells)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _proc_net_hex(ip: str) -> str:
+    """``ip`` (an IPv4 or IPv6 address) as /proc/net/tcp{,6} write it: 32-bit words in the host's order."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    raw = socket.inet_pton(family, ip)
+    return "".join(f"{word:08X}" for word in struct.unpack(f"={len(raw) // 4}I", raw))
+
+
+def _socket_inode(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
+    """The inode of the TCP socket of this host whose own address is ``local`` and peer ``remote`` (0 while it
+    waits in a listener's queue, not yet accepted); None if there is no such socket or /proc does not say."""
+    wanted = []
+    for table, mapped in (("/proc/net/tcp", ""), ("/proc/net/tcp6", "::ffff:")):
+        try:
+            key = (
+                f"{_proc_net_hex(mapped + local[0])}:{local[1]:04X}",
+                f"{_proc_net_hex(mapped + remote[0])}:{remote[1]:04X}",
+            )
+        except OSError:
+            continue
+        wanted.append((table, key))
+    for table, key in wanted:
+        try:
+            with open(table, encoding="ascii") as stream:
+                next(stream, None)  # the header
+                for line in stream:
+                    fields = line.split()
+                    if len(fields) > 9 and (fields[1], fields[2]) == key:
+                        return int(fields[9])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _owns(pid: int, inode: int) -> bool:
+    """Whether process ``pid`` holds socket ``inode`` (one of its file descriptors in /proc/PID/fd)."""
+    target = f"socket:[{inode}]"
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):  # (closed meanwhile)
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+    return False
+
+
+def peer_owner(sock: socket.socket, proc: subprocess.Popen[bytes], wait_s: float = ACCEPT_WAIT_S) -> str | None:
+    """Who holds the other end of ``sock`` (a connection to a port of this host): ``"ours"`` once process
+    ``proc`` has accepted it, ``"another"`` when another process did, ``"ended"`` when ``proc`` ended before
+    it could tell (SUMO quits when it cannot listen on its port: another process took it), ``"late"`` when nobody
+    accepted it within ``wait_s`` (SUMO takes one connection: another process's came first); None where /proc
+    does not tell (not Linux)."""
+    if not os.path.exists("/proc/net/tcp") or not os.path.isdir(f"/proc/{proc.pid}/fd"):
+        return None
+    try:
+        ours, theirs = sock.getsockname()[:2], sock.getpeername()[:2]
+    except OSError:  # reset already: the listener took another connection (SUMO takes one) and closed
+        return "ended" if proc.poll() is not None else "late"
+    deadline = time.monotonic() + wait_s
+    while True:
+        inode = _socket_inode((str(theirs[0]), int(theirs[1])), (str(ours[0]), int(ours[1])))
+        if inode:  # accepted: by proc, or by whoever listened on the port first
+            if _owns(proc.pid, inode):
+                return "ours"
+            with contextlib.suppress(subprocess.TimeoutExpired):  # (or by proc, which quit, closing it, since)
+                proc.wait(timeout=0.2)
+            return "another" if proc.poll() is None else "ended"
+        if proc.poll() is not None:
+            return "ended"
+        if time.monotonic() > deadline:
+            return "late"
+        time.sleep(CONNECT_WAIT_S / 5)
+
+
+class _TimedSocket:
+    """The TraCI connection's socket with a read timeout (``ANSWER_TIMEOUT_S``) that is remembered: traci's
+    Connection takes any socket error as "Connection closed by SUMO."."""
+
+    def __init__(self, sock: socket.socket, timeout_s: float) -> None:
+        sock.settimeout(timeout_s)
+        self.sock = sock
+        self.timeout_s = timeout_s
+        self.timed_out = False
+
+    def recv(self, n: int) -> bytes:
+        try:
+            return self.sock.recv(n)
+        except TimeoutError:
+            self.timed_out = True
+            raise
+
+    def send(self, data: bytes) -> int:  # (times out too: SUMO reads nothing, its buffer is full)
+        try:
+            return self.sock.send(data)
+        except TimeoutError:
+            self.timed_out = True
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+def _libsumo() -> Any | None:
+    """SUMO's libsumo module (the libsumo package: SUMO in this process, no port, no process of its own), None
+    if it is not installed, or is another version than the eclipse-sumo wheel (then SUMO runs over TraCI: both
+    variants of a run must drive the same SUMO). ``_traci`` first: libsumo imports SUMO's traci."""
+    if importlib.util.find_spec("libsumo") is None:
+        return None
+    try:
+        ours, theirs = metadata.version("eclipse-sumo"), metadata.version("libsumo")
+    except metadata.PackageNotFoundError:
+        return None
+    if ours != theirs:
+        log.warning("libsumo %s is not eclipse-sumo's version (%s): SUMO runs over TraCI", theirs, ours)
+        return None
+    try:
+        return importlib.import_module("libsumo")
+    except ImportError as exc:
+        log.warning("libsumo does not load (%s): SUMO runs over TraCI", exc)
+        return None
 
 
 def equipped(vehicle_id: str, seed: int, penetration: float) -> bool:
@@ -158,51 +311,122 @@ class SumoBackground(WorldVehicles):
         self.story_in: set[int] = set()  # of those, the ones in SUMO
         self.held_in: set[int] = set()  # background wrecks already stopped in SUMO
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - SUMO's stderr, read if it fails to start; closed by close()
-        for attempt in range(START_TRIES):  # another process may take the free port before SUMO does
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._answers: _TimedSocket | None = None
+        lib = _libsumo()
+        self.in_process = lib is not None and _IN_PROCESS.acquire(blocking=False)
+        if lib is not None and self.in_process:  # SUMO in this process: no port, no other process to trust
+            self._traci_error = lib.TraCIException
+            self._fatal: tuple[type[Exception], ...] = (lib.FatalTraCIError, lib.TraCIException)
+            self._finalizer: weakref.finalize[..., Any] = weakref.finalize(self, _close_in_process, lib, self._err)
             try:
-                self._proc, self.conn = self._start(home, traci, spec.net, spec.routes)
-                break
-            except SumoError:
-                if attempt == START_TRIES - 1:
-                    self._err.close()
-                    raise
-        self._finalizer = weakref.finalize(self, _close, self.conn, self._proc, self._err)
-        self._fatal: tuple[type[Exception], ...] = (traci.exceptions.FatalTraCIError, self._traci_error)
+                lib.start(["sumo", *self._options(spec.net, spec.routes)])
+            except self._fatal as exc:
+                raise self._failed(exc) from None
+            except BaseException:
+                self.close()
+                raise
+            self.conn: Any = lib
+        else:
+            if lib is not None:
+                log.info("libsumo runs another simulation in this process: SUMO over TraCI")
+            for attempt in range(START_TRIES):  # another process may take the free port before SUMO does
+                try:
+                    proc, self.conn = self._start(home, traci, spec.net, spec.routes)
+                    break
+                except SumoError:
+                    if attempt == START_TRIES - 1:
+                        self._err.close()
+                        raise
+            self._proc = proc
+            self._finalizer = weakref.finalize(self, _close, self.conn, proc, self._err)
+            # (OSError: traci's send does not catch a timeout or a reset)
+            self._fatal = (traci.exceptions.FatalTraCIError, self._traci_error, OSError)
         try:
             self.conn.simulation.subscribe([VAR_DEPARTED_VEHICLES_IDS, VAR_ARRIVED_VEHICLES_IDS])
         except self._fatal as exc:
             raise self._failed(exc) from None
 
     def _start(self, home: str, traci: Any, net: str, routes: str) -> tuple[subprocess.Popen[bytes], Any]:
-        with socket.socket() as s:  # a free port for SUMO's TraCI server
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        cmd = [os.path.join(home, "bin", "sumo"), "-n", net, "-r", routes, "--remote-port", str(port)]
-        cmd += ["--step-length", f"{self.tick_s:g}", "--seed", str(self.seed), "--begin", "0"]
-        cmd += ["--time-to-teleport", "-1", "--collision.action", "none", "--no-step-log", "true"]
-        cmd += ["--xml-validation", "never", "--no-warnings", "true", "--duration-log.disable", "true"]
+        with tempfile.TemporaryDirectory(prefix="v2x-sumo-") as private:  # (mode 0700: ours alone)
+            return self._start_with(home, traci, net, routes, Path(private) / "traci.sumocfg")
+
+    def _start_with(
+        self, home: str, traci: Any, net: str, routes: str, config: Path
+    ) -> tuple[subprocess.Popen[bytes], Any]:
+        port = free_port()  # for SUMO's TraCI server, told in a file only we can read, not on its command line
+        config.write_text(
+            f'<configuration><traci_server><remote-port value="{port}"/></traci_server></configuration>\n'
+        )
+        cmd = [os.path.join(home, "bin", "sumo"), "-c", str(config), *self._options(net, routes)]
         err = self._err
         err.seek(0)
         err.truncate()
         proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "SUMO_HOME": home}, close_fds=True
         )
+        why, stopped = "", False
         for _ in range(CONNECT_TRIES):
             try:
-                return proc, traci.connection.Connection("127.0.0.1", port, proc, None, True, None)
+                conn = traci.connection.Connection("127.0.0.1", port, proc, None, True, None)
             except OSError:
                 if proc.poll() is not None:
                     break
                 time.sleep(CONNECT_WAIT_S)
+                continue
+            # Nothing is sent before the other end is known to be our SUMO: another process may have taken
+            # the port (guessed it, or seen SUMO's listener in /proc/net/tcp and raced for the next such port),
+            # and would then get or steer the run's TraCI.
+            owner = peer_owner(conn._socket, proc)  # (traci's Connection has no public socket)
+            if owner in ("another", "ended", "late"):
+                conn._socket.close()
+                conn._socket = None
+                if owner == "another":
+                    why = f"another process listened on SUMO's TraCI port {port} (the connection was closed unused)"
+                    log.warning("SUMO pid %d: %s", proc.pid, why)
+                elif owner == "late":
+                    why = f"SUMO did not accept the TraCI connection within {ACCEPT_WAIT_S:g} s"
+                else:  # SUMO quit (e.g. refusing the demand): its words say why
+                    stopped = True
+                break
+            if owner is None:
+                log.warning(
+                    "SUMO pid %d: cannot tell which process answers on its TraCI port %d (no /proc here)",
+                    proc.pid,
+                    port,
+                )
+            self._answers = _TimedSocket(conn._socket, ANSWER_TIMEOUT_S)
+            conn._socket = self._answers
+            return proc, conn
         proc.kill()
         proc.wait()
         err.seek(0)
         detail = err.read().decode("utf-8", "replace").strip()
-        raise SumoError(f"SUMO did not start ({' '.join(cmd)}): {detail or 'no connection'}")
+        if stopped:
+            raise SumoError(f"SUMO stopped: {detail[-2000:] or 'no word why'}")
+        said = "; ".join(part for part in (why, detail) if part) or "no connection"
+        raise SumoError(f"SUMO did not start ({' '.join(cmd)}): {said}")
+
+    def _options(self, net: str, routes: str) -> list[str]:
+        """SUMO's options (its command line less the binary, and the TraCI port)."""
+        options = ["-n", net, "-r", routes]
+        options += ["--step-length", f"{self.tick_s:g}", "--seed", str(self.seed), "--begin", "0"]
+        options += ["--time-to-teleport", "-1", "--collision.action", "none", "--no-step-log", "true"]
+        options += ["--xml-validation", "never", "--no-warnings", "true", "--duration-log.disable", "true"]
+        return options
 
     def _failed(self, exc: Exception) -> SumoError:
         """SUMO failed (``exc``, from TraCI): the error to raise, with what SUMO said on stderr."""
         detail = str(exc)
+        if self._proc is None:  # libsumo: SUMO's words are the exception's
+            self.close()
+            return SumoError(f"SUMO stopped: {detail.strip()[-2000:]}")
+        if self._answers is not None and self._answers.timed_out:  # SUMO is there but silent: no last words
+            self._proc.kill()
+            self.close()
+            return SumoError(
+                f"SUMO stopped: no answer from SUMO (pid {self._proc.pid}) within {self._answers.timeout_s:g} s"
+            )
         with contextlib.suppress(subprocess.TimeoutExpired):  # SUMO says why as it quits
             self._proc.wait(timeout=5)
         with contextlib.suppress(OSError, ValueError):
@@ -341,7 +565,13 @@ class SumoBackground(WorldVehicles):
         wid = world_id(sid)
         while wid in self.world:  # a clash after the characters were replaced
             wid += "_"
-        slot = self.world.add(wid, KIND[kind], float(vehicle.getLength(sid)), float(vehicle.getWidth(sid)))
+        length, width = float(vehicle.getLength(sid)), float(vehicle.getWidth(sid))
+        if not (0 < length <= MAX_VEHICLE_SIZE_M and 0 < width <= MAX_VEHICLE_SIZE_M):  # (the loader checks the
+            raise SumoError(  # demand's vTypes; SUMO's defaults for a vClass, or a file SUMO includes, here)
+                f"SUMO's vehicle {sid[:80]!r} (vType {vehicle.getTypeID(sid)[:80]!r}) is {length:g} m x {width:g} m: "
+                f"a vehicle of the world is at most {MAX_VEHICLE_SIZE_M:g} m long and wide"
+            )
+        slot = self.world.add(wid, KIND[kind], length, width)
         self.slot[sid], self.wid[sid], self.sumo_of_slot[slot], self.sid_of[wid] = slot, wid, sid, sid
         obu = vehicle.getParameter(sid, OBU_PARAM).strip().lower()  # the demand's word, else the draw
         self.is_equipped[sid] = (
@@ -384,9 +614,18 @@ class SumoBackground(WorldVehicles):
         self.acc.update(zip(ids, a.tolist(), strict=True))
 
 
+def _close_in_process(lib: Any, err: IO[bytes]) -> None:
+    try:
+        with contextlib.suppress(Exception):  # SUMO gone already: nothing to close
+            lib.close()
+    finally:
+        _IN_PROCESS.release()
+        err.close()
+
+
 def _close(conn: Any, proc: subprocess.Popen[bytes], err: IO[bytes]) -> None:
     with contextlib.suppress(Exception):  # SUMO gone already: nothing to close
-        conn.close()
+        conn.close(wait=False)  # (wait=True waits for SUMO without a bound)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:

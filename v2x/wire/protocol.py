@@ -23,6 +23,9 @@ MAX_ACK_BYTES = 64 * 1024  # an Ack: truth, a few warnings and notes
 MAX_FLEET_INPUT_BYTES = 64 * 1024 * 1024
 MAX_FLEET_ACK_BYTES = 64 * 1024 * 1024  # a FleetAck: the envelopes of every hosted vehicle (as big as its input may be)
 MAX_CONTROL_BYTES = 4 * 1024 * 1024  # a START lists every actor (a scenario file is at most 4 MiB)
+# The longest and widest vehicle a FleetInput may describe, in metres: a fleet refuses an input with a bigger one
+# (``malformed``), and a scenario's SUMO demand may not give its vehicles a bigger vType (``v2x.scenario.sumo``).
+MAX_VEHICLE_SIZE_M = 100.0
 
 # The reason of the STOP the world's connection leaves as its Last Will: the world died, or the broker restarted;
 # not the end of the run for an agent (the world may come back).
