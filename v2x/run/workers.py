@@ -44,7 +44,7 @@ from v2x import __version__
 from v2x.apps.thresholds import resolve
 from v2x.logs import LOG_FORMAT, log_refusal
 from v2x.net import topics
-from v2x.net.answers import FINAL_LINGER_S
+from v2x.net.answers import FINAL_LINGER_S, REALTIME_MAX_SKIP
 from v2x.net.broker import BrokerAddress
 from v2x.net.seal import KEY_BYTES, NONCE_BYTES, RunSeal
 from v2x.net.transport import LastWill, MqttTransport, Transport, cannot_reach
@@ -78,6 +78,9 @@ class FleetJob:
     seal_key: bytes = field(default=b"", repr=False)
     # a remote worker's worker key (``--seal-key FILE``), with which it gets the run's seal key from the world
     worker_key: bytes = field(default=b"", repr=False)
+    # how many ticks a FleetInput may skip (``FleetHost``): the run's clock's for a worker the run starts itself;
+    # a remote worker, which is not told the mode, takes ``REALTIME_MAX_SKIP`` (``remote_jobs``). Not in the digest.
+    max_skip: int = 0
 
     def digest(self) -> str:
         """What the fleet serves (the run, the fleet, the frame, epoch, thresholds and ticks; not where the
@@ -97,9 +100,10 @@ def fleet_job(
     *,
     credentials: bytes = b"",
     seal_key: bytes = b"",
+    max_skip: int = 0,
 ) -> FleetJob:
     """The job of fleet ``fleet_id`` of run ``run_id`` of ``scenario`` (``credentials``: a signed run's;
-    ``seal_key``: the run's seal key, for a worker the run starts itself)."""
+    ``seal_key``: the run's seal key, for a worker the run starts itself; ``max_skip``: the run's clock's)."""
     return FleetJob(
         broker=broker,
         client_id=client_id,
@@ -111,6 +115,7 @@ def fleet_job(
         n_ticks=scenario.n_ticks,
         credentials=credentials,
         seal_key=seal_key,
+        max_skip=max_skip,
     )
 
 
@@ -119,14 +124,16 @@ def remote_jobs(
 ) -> list[FleetJob]:
     """What ``v2x worker`` serves: fleet ``k`` of ``n`` of every variant of ``scenario`` that has fleets
     (run ids ``{run_prefix}-{variant}``, as ``v2x run --run-id``), in the world's order of variants
-    (``worker_key``: ``--seal-key``'s)."""
+    (``worker_key``: ``--seal-key``'s). A worker is not told the world's clock: it takes a skip of up to
+    ``REALTIME_MAX_SKIP`` ticks, as the built-in agents in real time (an input lost there is never sent again);
+    a lockstep world sends every tick in order, so none comes to it from the world there."""
     jobs = []
     for variant in scenario.variants:
         fleets = fleet_ids_for(scenario, variant, n)
         if fleets:
             run_id = f"{run_prefix}-{variant}"
             job = fleet_job(scenario, broker, f"{fleets[k]}-{run_id}-{secrets.token_hex(4)}", run_id, fleets[k])
-            jobs.append(dataclasses.replace(job, worker_key=worker_key))
+            jobs.append(dataclasses.replace(job, worker_key=worker_key, max_skip=REALTIME_MAX_SKIP))
     return jobs
 
 
@@ -220,7 +227,7 @@ def _fleet_host(
     admission = (RunSeal(job.worker_key), nonce) if job.worker_key else None
     host = FleetHost(
         transport, job.run_id, agent, n_ticks=job.n_ticks, linger=True, dismissable=remote, seal=seal,
-        admission=admission,
+        admission=admission, max_skip=job.max_skip,
     )  # fmt: skip
     return transport, host
 
