@@ -89,6 +89,11 @@ class FleetHost:
         self.dismissed = ""  # why no world will serve this fleet, when the world said so before a first tick
         self.held: list[testbed_pb2.Advisory] = []  # the last tick's warnings, for the next FleetAck
         self.credentials = b""  # the signing keys of the world's admission (a signed run's)
+        # the key of the last admission (or dismissal) taken, and an event set when one is: the worker says its
+        # hello once more sealed under it, which shows that world that it holds the worker key now (``v2x.run.workers``
+        # ``serve_remote``; a hello recorded in an earlier run and replayed cannot)
+        self.admission_key = b""
+        self.admitted = asyncio.Event()
         transport.route(
             topics.fleet_input(run_id, agent.fleet_id), lambda topic, payload: self.queue.put_nowait(payload)
         )
@@ -213,6 +218,8 @@ class FleetHost:
     def _take(self, run_key: bytes, credentials: bytes, dismissed: str) -> bool:
         """Take the world's admission (``_admitted``): its run seal key from now on, and its signing keys for the
         fleet's vehicles if it gives any, or (True) its dismissal."""
+        self.admission_key = run_key
+        self.admitted.set()
         if dismissed:
             self.dismissed = dismissed[:200]
             return True
