@@ -381,7 +381,7 @@ class RemoteFleets:
         self.run_key = run_key
         proof_key = proof_key or run_key
         self.proof = RunSeal(proof_key) if worker_key is not None and proof_key else None
-        self.admitted: set[str] = set()  # fleets whose worker was admitted (or dismissed), not yet proven
+        self.unproven: set[str] = set()  # fleets whose worker was admitted, before it showed the admission's key
         self.credentials = dict(credentials or {})
         # (fleet, nonce) -> when that worker was last admitted (at most twice a second each; only holders of the
         # worker key make nonces, so a replaying forger has no more of them than it recorded)
@@ -487,8 +487,8 @@ class RemoteFleets:
         if self.proof is not None and not proven:  # (admitted; joined once it shows the admission's key)
             if self.run_key:  # (a dismissal's are made by ``on_hello``)
                 self.admit(fleet, hello.nonce, self.run_key + self.credentials.get(fleet, b""))
-                if fleet not in self.joined and fleet not in self.admitted:
-                    self.admitted.add(fleet)
+                if fleet not in self.joined and fleet not in self.unproven:
+                    self.unproven.add(fleet)
                     log.info("run %s: fleet worker %s (%s) said hello: admitted", self.run_id, fleet, who)
             return
         if fleet not in self.joined:
@@ -557,10 +557,10 @@ class RemoteFleets:
                     )
                     + "".join(f"; {self.other_job[f]}" for f in missing if f in self.other_job)
                     + (
-                        f"; {', '.join(f for f in missing if f in self.admitted)} said a sealed hello but never showed "
+                        f"; {', '.join(f for f in missing if f in self.unproven)} said a sealed hello but never showed "
                         "the key of its admission (a hello of an earlier run of this --run-id, replayed; or a worker "
                         "of an older version)"
-                        if any(f in self.admitted for f in missing)
+                        if any(f in self.unproven for f in missing)
                         else ""
                     )
                 )
