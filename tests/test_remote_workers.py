@@ -617,3 +617,107 @@ def test_a_secure_run_without_the_workers_variant_tells_them_there_is_nothing_to
         wcode, err = _finish(worker)  # --wait is 600 s: only the run's word ends it in time
     assert wcode == 0, err[-2000:]
     assert "fleet-0 of run sw-v2x: nothing to do: this run (--run-id sw) runs only baseline (--variant), not v2x" in err
+
+
+class _Replayer:
+    """Publishes, every half second until stopped, a FleetHello sealed under the worker key with the job digest
+    of fleet-0 of run ``{prefix}-v2x``: what a recording of such a hello in an earlier run with the same
+    --run-id and worker key holds (the digest is the same in every run of the run id; the nonce is that
+    worker's, whose admission nobody else can open)."""
+
+    def __init__(self, broker: Mosquitto, sc: Any, prefix: str, key: bytes) -> None:
+        import threading
+
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from v2x.net import topics
+        from v2x.net.seal import NONCE_BYTES, RunSeal
+        from v2x.wire import testbed_pb2
+
+        (job,) = remote_jobs(sc, broker.address, prefix, 0, 1, worker_key=key)
+        self.topic = topics.fleet_join(job.run_id, job.fleet_id)
+        hello = testbed_pb2.FleetHello(
+            fleet_id=job.fleet_id, job=job.digest(), software="v2x-testbed 0.1.0", protocol_version=1,
+            host="recorded", nonce=os.urandom(NONCE_BYTES),
+        )  # fmt: skip
+        self.sealed = RunSeal(key).seal(self.topic, hello.SerializeToString())
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"replayer-{prefix}")
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(0.5):
+            self.client.publish(self.topic, self.sealed, qos=1)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_a_replayed_sealed_hello_does_not_make_a_fleet_join(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Attack review 7: a FleetHello recorded in an earlier run of the same --run-id and worker key, replayed,
+    made the world count the fleet as joined with no worker there (its job digest is the same every run): a
+    lockstep run then failed after 60 s blaming the fleet, a real-time one passed without it. A worker now
+    joins only once it shows the key of its admission, which a replayer cannot open: the run waits out
+    --worker-timeout and names the fleet, saying it never showed that key."""
+    from v2x.net.seal import key_file
+
+    path = _scenario_file(tmp_path)
+    sc = load_scenario(path)
+    key, _ = key_file(_key(tmp_path))
+    replayer = _Replayer(mosquitto, sc, "replay1", key)
+    run = run_scenario(
+        sc, broker=f"mqtt://127.0.0.1:{mosquitto.port}", variants=["v2x"], remote_workers=True, run_id="replay1",
+        worker_timeout_s=4.0, worker_key=key,
+    )  # fmt: skip
+    try:
+        with pytest.raises(RunError) as raised:
+            asyncio.run(asyncio.wait_for(run, 30.0))
+    finally:
+        replayer.stop()
+    said = str(raised.value)
+    assert "fleet workers never joined run replay1-v2x within 4 s: fleet-0" in said, said
+    assert "fleet-0 said a sealed hello but never showed the key of its admission" in said, said
+
+
+def test_a_replayed_sealed_hello_does_not_keep_the_dismissal_from_the_real_worker(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--variant baseline --remote-workers --seal-key``: a replayed hello of an earlier run made the run count
+    fleet-0's worker as told and stop waiting, and the real worker, started a few seconds later, waited out its
+    --wait (exit 3; attack review 7). The run now counts a worker told once it shows the dismissal's key: the
+    real worker gets the dismissal and exits 0."""
+    import threading
+
+    from v2x.net.seal import key_file
+
+    path = _scenario_file(tmp_path)
+    sc = load_scenario(path)
+    key_path = _key(tmp_path)
+    key, _ = key_file(key_path)
+    replayer = _Replayer(mosquitto, sc, "dis1", key)
+    workers: list[subprocess.Popen[str]] = []
+    later = threading.Timer(
+        3.0,
+        lambda: workers.append(_worker(path, mosquitto, "dis1", 0, 1, "--seal-key", str(key_path), "--wait", "20")),
+    )
+    args = ["run", str(path), "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--variant", "baseline"]
+    args += ["--remote-workers", "--run-id", "dis1", "--seal-key", str(key_path), "--worker-timeout", "40"]
+    later.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="v2x.run.workers"):
+            code = cli_main([*args, "--out", str(tmp_path / "r"), "-q"])
+    finally:
+        later.join()
+        replayer.stop()
+        finished = [_finish(w, timeout_s=40) for w in workers]
+    assert code == 0 and [c for c, _ in finished] == [0], [err[-2000:] for _, err in finished]
+    assert "fleet-0 of run dis1-v2x: nothing to do: this run (--run-id dis1) runs only baseline" in finished[0][1]
+    told = [r.getMessage() for r in caplog.records if "told fleet worker fleet-0" in r.getMessage()]
+    assert told and "recorded" not in told[0], told  # the real worker's host, not the replayed hello's

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests._mosquitto import Mosquitto
 from v2x.bench.stack import stack_scenario
 from v2x.cli import main as cli_main
 from v2x.run import runner
@@ -20,10 +21,10 @@ from v2x.scenario.model import Scenario
 from v2x.sim.simulation import Simulation
 
 
-def _scenario(tmp_path: Path) -> Scenario:
+def _scenario(tmp_path: Path, seconds: float = 1.0) -> Scenario:
     """Fully equipped background traffic on 4 lanes with cars standing in them: the vehicles prefilled just
     behind a standing car get FCW from the fleet."""
-    doc = stack_scenario(200, 1.0, lanes=4)
+    doc = stack_scenario(200, seconds, lanes=4)
     for k in range(4):
         for j, start in enumerate((300, 900)):
             doc["actors"].append(
@@ -277,3 +278,66 @@ def test_a_fleet_whose_answer_is_too_big_for_the_world_stops_the_run_at_once(
     with pytest.raises(RunError, match=r"fleet-0's answer for tick \d+ is [\d,]+ bytes, over the 2,000 .*--workers N"):
         asyncio.run(run_scenario(sc, seed=0, broker="loopback", variants=["v2x"]))
     assert time.monotonic() - started < 30
+
+
+class _LoseFleetInputs:
+    """An observer that makes the world publish no FleetInput for fleet-0 in the ticks of ``lost`` (a loss: a
+    broker drops QoS 0 messages for a client whose queue is full, as a flood on the fleet's input topic made
+    Mosquitto do) and notes which fleets reported each tick."""
+
+    def __init__(self, lost: range) -> None:
+        self.lost = lost
+        self.reported: dict[int, set[str]] = {}
+
+    def on_input_bytes(self, tick: int, inputs: dict[str, bytes]) -> None:
+        if tick in self.lost:
+            inputs.pop("fleet-0", None)
+
+    async def on_tick(self, sim: Simulation, tick: int, events: list[dict[str, Any]]) -> None:
+        self.reported[tick] = set(sim.inbound.fleet_acks)  # (this tick's, until the next one opens)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_fleet_that_lost_an_input_in_real_time_takes_the_next_one(
+    tmp_path: Path, mosquitto: Mosquitto, workers: int
+) -> None:
+    """Attack review 7: in real time the world never sends a lost FleetInput again, and a fleet that took only
+    the next tick refused every later one: its vehicles sent no BSM for the rest of the run, and the run passed.
+    A fleet now takes a later tick, as the built-in agents do (in the world's process and in worker
+    processes): fleet-0 reports the ticks after the lost one, and the lost tick counts against it by name."""
+    sc = _scenario(tmp_path, seconds=3.0)
+    warm_up_core([sc])
+    lose = _LoseFleetInputs(range(5, 6))
+    result = asyncio.run(
+        run_scenario(
+            sc, seed=0, broker=f"mqtt://127.0.0.1:{mosquitto.port}", mode="realtime", variants=["v2x"],
+            workers=workers, observe=lambda variant, run_id: lose,
+        )
+    )  # fmt: skip
+    after = [t for t in lose.reported if t > 5]
+    assert after and "fleet-0" not in lose.reported[5]
+    # (most, not all: on a loaded machine a tick may close before a fleet's report, the other fleet's too)
+    assert sum("fleet-0" in lose.reported[t] for t in after) >= 0.5 * len(after), lose.reported
+    assert result["metrics"]["v2x"]["late_reports_by_actor"].get("fleet-0", 0) >= 1
+
+
+def test_a_fleet_silent_in_real_time_fails_reports_in_time(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A fleet whose reports are missing in more than 10 % of the ticks fails the run as an actor does ("reports
+    in time", by its name): one muted for good passed the run with nothing flagged (attack review 7)."""
+    sc = _scenario(tmp_path, seconds=2.0)
+    warm_up_core([sc])
+    lose = _LoseFleetInputs(range(3, sc.n_ticks + 1))
+    result = asyncio.run(
+        run_scenario(
+            sc, seed=0, broker=f"mqtt://127.0.0.1:{mosquitto.port}", mode="realtime", variants=["v2x"],
+            observe=lambda variant, run_id: lose,
+        )
+    )  # fmt: skip
+    assert not any("fleet-0" in lose.reported[t] for t in range(3, sc.n_ticks + 1))
+    ticks = result["metrics"]["v2x"]["ticks"]
+    late = [e for e in result["expectations"] if e["name"] == "reports in time"]
+    assert [e["detail"].split(";")[0] for e in late if e["detail"].startswith("fleet-0")] == [
+        f"fleet-0: {ticks - 3} of {ticks} ticks closed without its report (its truth and warnings of those ticks "
+        "were not applied in time"
+    ]
+    assert not result["passed"]

@@ -18,7 +18,8 @@ FINAL_LINGER_S = 70.0
 # to this many (a mutated copy of an older input stays a plain bad_tick).
 ANSWERED_KEPT = 3
 # How many ticks a TickInput may skip in real time (an input lost; never in lockstep, where the world sends every
-# tick until it is answered): the runner's built-in agents refuse one further ahead (``max_skip``; the SDK's
+# tick until it is answered): the runner's built-in agents and fleets (a ``v2x worker``'s always: it is not told
+# the clock) refuse one further ahead (``max_skip``; the SDK's
 # real-time mode bounds a skip by the wall clock instead, since session 18: ``v2x.sdk.client._next_tick``).
 REALTIME_MAX_SKIP = 10
 

@@ -1,16 +1,17 @@
 """The asyncio/MQTT shell of a fleet agent (``v2x.agents.fleet``): one connection, one bundle each way per
 tick.
 
-``FleetInput(n)`` arrives on ``fleet-in/{fleet}`` -> parsed and checked (size, the run, ``time_us`` as
-``tick`` x ``tick_us``, the tick: the next one, never past ``n_ticks``, ``final`` only there, as every host's,
-``v2x.wire.tick_input``, with no skip; or the one just answered, which is answered again with the same bytes, as
-``v2x.net.host`` does; a worker with a worker key takes nothing before the world's admission, which gives it
-the run's seal key, ``v2x.net.seal``, and in a signed run its vehicles' signing keys) ->
-``FleetAgent.transmit`` and ``listen`` -> one ``FleetAck(n)`` on ``fleet-ack/{fleet}``; with
-``warnings_next_tick`` the ack goes out after ``transmit`` (the vehicles' BSMs) and carries the warnings of
-tick n - 1, and ``listen`` (hearing, FCW) runs after it, while the world closes the tick. Bad inputs are counted
-(``rejected``), never raised. The runner starts it, subscribed, before the world's first tick. A
-``FleetInput`` with ``dismissed`` before the first tick (no world will serve this fleet) ends ``run``.
+``FleetInput(n)`` arrives on ``fleet-in/{fleet}`` -> parsed and checked (size, the run, ``time_us`` as ``tick`` x
+``tick_us``, the tick: the next one, or in real time up to ``max_skip`` further, as the built-in agents' (an input
+lost: a broker drops QoS 0 messages for a client whose queue is full), never past ``n_ticks``, ``final`` only there,
+as every host's, ``v2x.wire.tick_input``; or the one just answered, which is answered again with the same bytes, as
+``v2x.net.host`` does; a worker with a worker key takes nothing before the world's admission, which gives it the
+run's seal key, ``v2x.net.seal``, and in a signed run its vehicles' signing keys) -> ``FleetAgent.transmit`` and
+``listen`` -> one ``FleetAck(n)`` on ``fleet-ack/{fleet}``; with ``warnings_next_tick`` the ack goes out after
+``transmit`` (the vehicles' BSMs) and carries the warnings of tick n - 1, and ``listen`` (hearing, FCW) runs after
+it, while the world closes the tick. Bad inputs are counted (``rejected``), never raised. The runner starts it,
+subscribed, before the world's first tick. A ``FleetInput`` with ``dismissed`` before the first tick (no world will
+serve this fleet) ends ``run``.
 """
 
 from __future__ import annotations
@@ -58,11 +59,15 @@ class FleetHost:
         dismissable: bool = False,
         seal: RunSeal | None = None,
         admission: tuple[RunSeal, bytes] | None = None,
+        max_skip: int = 0,
     ) -> None:
-        """``admission``: a worker started on its own with a worker key (``v2x worker --seal-key``): that key's
-        seals and the nonce of its FleetHello; it takes the run's seal key from the world's admission (a
-        FleetInput with ``admit``; in a signed run also the fleet's Credentials, with which its vehicles sign
-        from then on) and is sealed from then on, taking nothing before it."""
+        """``max_skip``: how many ticks a FleetInput may skip (the clock's ``max_skip``, as the built-in agents'
+        ``AgentHost``: 0 in lockstep, where the world sends every tick until it is answered; in real time the world
+        never sends a lost input again, and a fleet that took only the next tick refused every later one, silent for
+        the rest of the run: attack review 7). ``admission``: a worker started on its own with a worker key (``v2x
+        worker --seal-key``): that key's seals and the nonce of its FleetHello; it takes the run's seal key from the
+        world's admission (a FleetInput with ``admit``; in a signed run also the fleet's Credentials, with which its
+        vehicles sign from then on) and is sealed from then on, taking nothing before it."""
         self.transport = transport
         # the run's seals (``v2x.net.seal``), when the run started this fleet itself: every input must carry one
         # (else it is ``forged``), and every answer does; a worker started on its own has none
@@ -71,6 +76,7 @@ class FleetHost:
         self.run_id = run_id
         self.agent = agent
         self.n_ticks = n_ticks
+        self.max_skip = max_skip
         self.linger = linger
         # only a worker started on its own (``v2x worker``) can be told that no world will serve it: one the run
         # started is never, and a forged dismissal had ended the run's workers before its first tick
@@ -83,6 +89,11 @@ class FleetHost:
         self.dismissed = ""  # why no world will serve this fleet, when the world said so before a first tick
         self.held: list[testbed_pb2.Advisory] = []  # the last tick's warnings, for the next FleetAck
         self.credentials = b""  # the signing keys of the world's admission (a signed run's)
+        # the key of the last admission (or dismissal) taken, and an event set when one is: the worker says its
+        # hello once more sealed under it, which shows that world that it holds the worker key now (``v2x.run.workers``
+        # ``serve_remote``; a hello recorded in an earlier run and replayed cannot)
+        self.admission_key = b""
+        self.admitted = asyncio.Event()
         transport.route(
             topics.fleet_input(run_id, agent.fleet_id), lambda topic, payload: self.queue.put_nowait(payload)
         )
@@ -149,8 +160,10 @@ class FleetHost:
                     self._reject("conflicting_input", f"a different FleetInput for tick {inp.tick}")
                 await self.transport.publish(topic, answer)
                 continue
-            wrong = next_tick_problem(inp.tick, inp.final, last=self.last_tick, n_ticks=self.n_ticks)
-            if wrong is not None:  # (the rule of every host; a fleet gets every tick, in real time too: no skip)
+            wrong = next_tick_problem(
+                inp.tick, inp.final, last=self.last_tick, n_ticks=self.n_ticks, max_skip=self.max_skip
+            )
+            if wrong is not None:  # (the rule of every host)
                 self._reject("bad_tick", wrong)
                 continue
             try:
@@ -205,6 +218,8 @@ class FleetHost:
     def _take(self, run_key: bytes, credentials: bytes, dismissed: str) -> bool:
         """Take the world's admission (``_admitted``): its run seal key from now on, and its signing keys for the
         fleet's vehicles if it gives any, or (True) its dismissal."""
+        self.admission_key = run_key
+        self.admitted.set()
         if dismissed:
             self.dismissed = dismissed[:200]
             return True

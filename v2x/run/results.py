@@ -310,11 +310,14 @@ BAD_TICK_SHARE_MAX = 0.1
 ACTOR_SHARE_CHECKS = (
     # Its report was missing when the tick closed (real time: its stack missed the deadline): the world kept
     # its last reported state (an outside review: a stack late every tick never moved from its start, and
-    # "the warned driver avoids the crash" passed). Never in lockstep, where the world waits.
+    # "the warned driver avoids the crash" passed). A fleet's too, by its name (fleet-0): its vehicles sent no
+    # BSM in those ticks (attack review 7: a fleet that lost one input fell silent for good, and the run passed).
+    # Never in lockstep, where the world waits.
     (
         "late_reports_by_actor",
         "reports in time",
-        "ticks closed without its report (its truth and warnings of those ticks were not applied in time)",
+        "ticks closed without its report (its truth and warnings of those ticks were not applied in time; a "
+        "fleet's: its vehicles' BSMs and warnings)",
     ),
     # A signed run (--secure): the signature checks refused its envelopes (unsigned, or keys not of this run),
     # so what it sent reached nobody. Only the actor itself can publish on its tx topic there (the broker's

@@ -468,6 +468,7 @@ async def run_variant(
             n_ticks=scenario.n_ticks,
             linger=True,  # (until the run ends and the tasks are cancelled)
             seal=seal,
+            max_skip=clock.max_skip,  # (as the built-in agents': an input lost in real time is not sent again)
         )
         for fleet_id in (world.sim.fleet_ids if in_process else ())
     ]
@@ -482,6 +483,7 @@ async def run_variant(
                 fleet_id,
                 credentials=signed.fleets[fleet_id] if signed is not None else b"",
                 seal_key=seal.key if seal is not None and fleets_sealed else b"",
+                max_skip=clock.max_skip,
             )
             for fleet_id in world.sim.fleet_ids
         ]

@@ -44,7 +44,7 @@ from v2x import __version__
 from v2x.apps.thresholds import resolve
 from v2x.logs import LOG_FORMAT, log_refusal
 from v2x.net import topics
-from v2x.net.answers import FINAL_LINGER_S
+from v2x.net.answers import FINAL_LINGER_S, REALTIME_MAX_SKIP
 from v2x.net.broker import BrokerAddress
 from v2x.net.seal import KEY_BYTES, NONCE_BYTES, RunSeal
 from v2x.net.transport import LastWill, MqttTransport, Transport, cannot_reach
@@ -78,6 +78,9 @@ class FleetJob:
     seal_key: bytes = field(default=b"", repr=False)
     # a remote worker's worker key (``--seal-key FILE``), with which it gets the run's seal key from the world
     worker_key: bytes = field(default=b"", repr=False)
+    # how many ticks a FleetInput may skip (``FleetHost``): the run's clock's for a worker the run starts itself;
+    # a remote worker, which is not told the mode, takes ``REALTIME_MAX_SKIP`` (``remote_jobs``). Not in the digest.
+    max_skip: int = 0
 
     def digest(self) -> str:
         """What the fleet serves (the run, the fleet, the frame, epoch, thresholds and ticks; not where the
@@ -97,9 +100,10 @@ def fleet_job(
     *,
     credentials: bytes = b"",
     seal_key: bytes = b"",
+    max_skip: int = 0,
 ) -> FleetJob:
     """The job of fleet ``fleet_id`` of run ``run_id`` of ``scenario`` (``credentials``: a signed run's;
-    ``seal_key``: the run's seal key, for a worker the run starts itself)."""
+    ``seal_key``: the run's seal key, for a worker the run starts itself; ``max_skip``: the run's clock's)."""
     return FleetJob(
         broker=broker,
         client_id=client_id,
@@ -111,6 +115,7 @@ def fleet_job(
         n_ticks=scenario.n_ticks,
         credentials=credentials,
         seal_key=seal_key,
+        max_skip=max_skip,
     )
 
 
@@ -119,14 +124,16 @@ def remote_jobs(
 ) -> list[FleetJob]:
     """What ``v2x worker`` serves: fleet ``k`` of ``n`` of every variant of ``scenario`` that has fleets
     (run ids ``{run_prefix}-{variant}``, as ``v2x run --run-id``), in the world's order of variants
-    (``worker_key``: ``--seal-key``'s)."""
+    (``worker_key``: ``--seal-key``'s). A worker is not told the world's clock: it takes a skip of up to
+    ``REALTIME_MAX_SKIP`` ticks, as the built-in agents in real time (an input lost there is never sent again);
+    a lockstep world sends every tick in order, so none comes to it from the world there."""
     jobs = []
     for variant in scenario.variants:
         fleets = fleet_ids_for(scenario, variant, n)
         if fleets:
             run_id = f"{run_prefix}-{variant}"
             job = fleet_job(scenario, broker, f"{fleets[k]}-{run_id}-{secrets.token_hex(4)}", run_id, fleets[k])
-            jobs.append(dataclasses.replace(job, worker_key=worker_key))
+            jobs.append(dataclasses.replace(job, worker_key=worker_key, max_skip=REALTIME_MAX_SKIP))
     return jobs
 
 
@@ -220,7 +227,7 @@ def _fleet_host(
     admission = (RunSeal(job.worker_key), nonce) if job.worker_key else None
     host = FleetHost(
         transport, job.run_id, agent, n_ticks=job.n_ticks, linger=True, dismissable=remote, seal=seal,
-        admission=admission,
+        admission=admission, max_skip=job.max_skip,
     )  # fmt: skip
     return transport, host
 
@@ -352,19 +359,29 @@ class RemoteFleets:
         run_id: str,
         jobs: list[FleetJob],
         hint: Callable[[int], str] | None = None,
-        on_hello: Callable[[str, str, bytes], None] | None = None,
+        on_hello: Callable[[str, str, bytes, bool], None] | None = None,
         *,
         worker_key: RunSeal | None = None,
         run_key: bytes = b"",
         credentials: Mapping[str, bytes] | None = None,
+        proof_key: bytes = b"",
     ) -> None:
-        """``on_hello(fleet, who, nonce)``: called for every ``FleetHello`` of a fleet of ``jobs``, whatever its
-        job. ``worker_key``: ``--seal-key``'s; then only hellos sealed under it count, and each worker that
-        says one with the world's job is admitted: told ``run_key`` (the run's seal key; ``v2x.net.seal``)
-        and, in a signed run, its fleet's ``credentials`` (fleet -> serialised Credentials: its vehicles' keys)."""
+        """``on_hello(fleet, who, nonce, proven)``: called for every ``FleetHello`` of a fleet of ``jobs``,
+        whatever its job (``proven``: sealed under ``proof_key``, see below). ``worker_key``: ``--seal-key``'s; then
+        only hellos sealed under it count, and each worker that says one with the world's job is admitted: told
+        ``run_key`` (the run's seal key; ``v2x.net.seal``) and, in a signed run, its fleet's ``credentials`` (fleet
+        -> serialised Credentials: its vehicles' keys). Such a worker has joined only once it shows that it holds
+        the worker key now: its hello again, sealed under the key of its admission (``proof_key``, by default
+        ``run_key``: new in each run, and read only by opening the admission, which is bound to the nonce of the
+        worker's hello). A sealed hello recorded in an earlier run of the same run id and worker key, replayed,
+        has the same job digest: it made the world count a fleet joined that no worker served, which then failed
+        a lockstep run after 60 s and left a real-time run without the fleet (attack review 7)."""
         self.transport = transport
         self.worker_key = worker_key
         self.run_key = run_key
+        proof_key = proof_key or run_key
+        self.proof = RunSeal(proof_key) if worker_key is not None and proof_key else None
+        self.unproven: set[str] = set()  # fleets whose worker was admitted, before it showed the admission's key
         self.credentials = dict(credentials or {})
         # (fleet, nonce) -> when that worker was last admitted (at most twice a second each; only holders of the
         # worker key make nonces, so a replaying forger has no more of them than it recorded)
@@ -415,8 +432,12 @@ class RemoteFleets:
                 self.lost.add(fleet)
                 log.warning("run %s: fleet worker %s (%s) lost its connection", self.run_id, fleet, self.joined[fleet])
             return
+        proven = False
         if self.worker_key is not None:
             body = self.worker_key.open(topic, payload)
+            if body is None and self.proof is not None:  # the hello again, sealed under its admission's key
+                body = self.proof.open(topic, payload)
+                proven = body is not None
             if body is None:
                 self.unkeyed.add(fleet)
                 self._ignored(
@@ -446,7 +467,7 @@ class RemoteFleets:
             self.changed.set()
             return
         if self.on_hello is not None:
-            self.on_hello(fleet, who, hello.nonce)
+            self.on_hello(fleet, who, hello.nonce, proven)
         if fleet in self.lost and hello.job == self.jobs[fleet].digest():  # it said hello again on reconnecting
             self._back(fleet)
         if hello.job != self.jobs[fleet].digest():
@@ -463,8 +484,13 @@ class RemoteFleets:
             self.refused[fleet] = why
             self.changed.set()
             return
-        if self.worker_key is not None and self.run_key:
-            self.admit(fleet, hello.nonce, self.run_key + self.credentials.get(fleet, b""))
+        if self.proof is not None and not proven:  # (admitted; joined once it shows the admission's key)
+            if self.run_key:  # (a dismissal's are made by ``on_hello``)
+                self.admit(fleet, hello.nonce, self.run_key + self.credentials.get(fleet, b""))
+                if fleet not in self.joined and fleet not in self.unproven:
+                    self.unproven.add(fleet)
+                    log.info("run %s: fleet worker %s (%s) said hello: admitted", self.run_id, fleet, who)
+            return
         if fleet not in self.joined:
             self.joined[fleet] = who
             waiting = [f for f in self.order if f not in self.joined]
@@ -530,6 +556,13 @@ class RemoteFleets:
                         else ""
                     )
                     + "".join(f"; {self.other_job[f]}" for f in missing if f in self.other_job)
+                    + (
+                        f"; {', '.join(f for f in missing if f in self.unproven)} said a sealed hello but never showed "
+                        "the key of its admission (a hello of an earlier run of this --run-id, replayed; or a worker "
+                        "of an older version)"
+                        if any(f in self.unproven for f in missing)
+                        else ""
+                    )
                 )
             if now >= next_log:
                 next_log = now + WAITING_LOG_EVERY_S
@@ -565,16 +598,24 @@ class Dismissal:
         self.why = why
         self.told: set[str] = set()
         self.changed = asyncio.Event()
-        self._hellos = RemoteFleets(transport, run_id, jobs, on_hello=self._answer, worker_key=worker_key)
+        # with a worker key, the key of its dismissals (of no other use): a worker shows that it read one by saying
+        # its hello once more sealed under it, and only then counts as told (a replayed hello of an earlier run had
+        # made the run stop waiting, and the real worker waited out its --wait: attack review 7)
+        self.key = os.urandom(KEY_BYTES) if worker_key is not None else b""
+        self._hellos = RemoteFleets(
+            transport, run_id, jobs, on_hello=self._answer, worker_key=worker_key, proof_key=self.key
+        )
 
-    def _answer(self, fleet: str, who: str, nonce: bytes) -> None:
+    def _answer(self, fleet: str, who: str, nonce: bytes, proven: bool) -> None:
+        keyed = self._hellos.worker_key is not None
+        if keyed and not proven:  # the dismissal bound to the worker's nonce; told once it shows it read it
+            self._hellos.admit(fleet, nonce, self.key, self.why)
+            return
         if fleet not in self.told:
             log.info("run %s: told fleet worker %s (%s) there is nothing to do", self.run_id, fleet, who)
         self.told.add(fleet)
         self.changed.set()
-        if self._hellos.worker_key is not None:  # the dismissal bound to the worker's nonce (a key of no use)
-            self._hellos.admit(fleet, nonce, os.urandom(KEY_BYTES), self.why)
-        else:
+        if not keyed:
             self._hellos.send(fleet, testbed_pb2.FleetInput(run_id=self.run_id, dismissed=self.why), qos=1)
 
     async def wait(self, timeout_s: float) -> None:
@@ -706,7 +747,7 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
 
     transport.route(topics.control(job.run_id), on_control)
     transport.on_connect(hello_again)
-    hello = testbed_pb2.FleetHello(
+    plain = testbed_pb2.FleetHello(
         fleet_id=job.fleet_id,
         job=job.digest(),
         software=f"v2x-testbed {__version__}",
@@ -714,8 +755,15 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
         host=socket.gethostname()[:64],
         nonce=nonce,
     ).SerializeToString()
+    hello = plain
     if job.worker_key:  # (the world admits only a worker that holds the key: docs/SECURITY.md "Sealed messages")
-        hello = RunSeal(job.worker_key).seal(join_topic, hello)
+        hello = RunSeal(job.worker_key).seal(join_topic, plain)
+
+    def shown() -> bytes:
+        """The hello sealed under the key of the admission (or dismissal) the worker took: it shows that world
+        that this worker holds the worker key now, and the world counts it joined (or told) only then (a hello
+        recorded in an earlier run of the run id and replayed cannot: attack review 7)."""
+        return RunSeal(host.admission_key).seal(join_topic, plain)
 
     def waiting() -> bool:
         """No input yet and still serving (with a worker key: admitted or not, it says hello and keeps to
@@ -745,8 +793,15 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
                         else ""
                     )
                 )  # fmt: skip
+            host.admitted.clear()
             await transport.publish(join_topic, hello, qos=1)
-            await asyncio.wait({serving}, timeout=HELLO_EVERY_S)
+            if host.admission_key:  # admitted (by this world or one before it): the hello under its key too
+                await transport.publish(join_topic, shown(), qos=1)
+            admitted = asyncio.ensure_future(host.admitted.wait())  # (an admission: show its key at once)
+            try:
+                await asyncio.wait({serving, admitted}, timeout=HELLO_EVERY_S, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                admitted.cancel()
         if not host.dismissed:
             log.info("%s of run %s: serving", job.fleet_id, job.run_id)
         with steady_loop():
@@ -755,6 +810,9 @@ async def serve_remote(job: FleetJob, *, wait_s: float) -> None:
             if serving.done():
                 serving.result()  # raises what the fleet raised
             if host.dismissed:
+                if host.admission_key:  # a sealed dismissal: the world counts this worker told once it shows its key
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(transport.publish(join_topic, shown(), qos=1), 5.0)
                 log.info("%s of run %s: nothing to do: %s", job.fleet_id, job.run_id, host.dismissed)
                 return
             if doubted:  # the world went on to the final tick

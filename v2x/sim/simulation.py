@@ -542,6 +542,9 @@ class Simulation:
                 self._record_misbehaviour(actor_id, mb)
             for note in ack.notes:
                 log.info("%s t=%.2f s: %s", actor_id, t, note)
+        for fleet_id in self.fleet_ids:  # a fleet's missing report counts against it as an actor's (never in lockstep)
+            if fleet_id not in self.inbound.fleet_acks:  # (one silent for good passed the run: attack review 7)
+                self.inbound.stats.late_by_actor[fleet_id] += 1
         for vehicle_id, adv in self.inbound.fleet_events:  # the warnings of the fleets' vehicles
             self._record_warning(vehicle_id, adv)
             if self.background is not None:  # SUMO's drivers react to them (v2x.sim.sumo)
