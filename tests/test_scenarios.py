@@ -201,14 +201,18 @@ def test_a_road_user_far_above_its_lanes_limit_gets_a_note_and_runs(tmp_path: Pa
             )
         )
     )
-    # times after the run's end, which never come (ms written as s: newcomer 5): notes, the run is allowed
-    late = FCW.read_text().replace("at_s: 6.0,", "at_s: 6000,", 1).replace("window_s: [6.0, 7.0]", "window_s: [60, 70]")
+    # times far after the run's end, which never come (ms written as s: newcomer 5): notes, the run is allowed
+    late = FCW.read_text().replace("at_s: 6.0,", "at_s: 6000,", 1)
+    late = late.replace("window_s: [6.0, 7.0]", "window_s: [600, 700]")
     notes = scenario_notes(load_scenario(_write(tmp_path, late)))
     assert notes == [
         "fcw: events after the run's end (14 s) never happen: lead at 6000 s (at_s is in seconds)",
-        "fcw: expectations[0] (follower warned in time): its window [60, 70] s starts after the run's end (14 s): "
+        "fcw: expectations[0] (follower warned in time): its window [600, 700] s starts after the run's end (14 s): "
         "it cannot hold (window_s is in seconds)",
     ], notes
+    # a run shortened to its first seconds keeps its script and says nothing of it
+    short = FCW.read_text().replace("duration_s: 14.0", "duration_s: 3.0")
+    assert scenario_notes(load_scenario(_write(tmp_path, short))) == []
 
 
 def test_a_lane_of_zero_length_is_refused_even_as_a_neighbour(tmp_path: Path) -> None:

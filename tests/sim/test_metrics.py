@@ -61,6 +61,7 @@ def test_run_metrics_from_hand_filled_counters() -> None:
             "in_flight_at_end": 2,
         },
         "delivery_ratio": 0.6667,  # 4 / 6
+        "delivery_ratio_by_link": {"pc5": 0.6, "uu": 1.0},  # 3 / 5, 1 / 1
         "latency_ms": quartiles,
         "latency_ms_by_channel": {
             "pc5": {"p50": 3.0, "p95": 3.9, "p99": 3.98, "max": 4.0},

@@ -1129,17 +1129,22 @@ def same_ids(loaded: Iterable[tuple[Path, Scenario]]) -> list[ScenarioError]:
 FAST_START_FACTOR = 1.5
 
 
+#: Events and expectation windows later than this many times the run's duration get a note (``scenario_notes``).
+LATE_FACTOR = 10.0
+
+
 def scenario_notes(sc: Scenario) -> list[str]:
     """Notes (not errors) on what runs as written but looks like a mistake of units. Road users that start
     much faster than their lane's limit: more than ``FAST_START_FACTOR`` times it and 10 km/h over. A speed
     in km/h written as ``speed_mps`` looks like this (a newcomer review: 60 on an 80 km/h lane ran, into a
     collision at 50 m/s); a scenario that means it (a speeder) runs as written. Scripted events and
-    expectation windows after the run's end (milliseconds written as seconds: newcomer 5): an event after
-    ``duration_s`` is allowed, so that a run shortened to its first seconds keeps its script, but never
-    happens, and a window that starts after it cannot hold."""
+    expectation windows far after the run's end, more than ``LATE_FACTOR`` times its duration (milliseconds
+    written as seconds: newcomer 5): an event after ``duration_s`` is allowed, so that a run shortened to its
+    first seconds keeps its script (and says nothing), but never happens, and a window after it cannot hold."""
     limits = {lane.id: lane.speed_limit_kph for lane in sc.road.lanes}
     out = []
-    late = [(a.id, ev.at_s) for a in sc.actors for ev in a.events if ev.at_s > sc.duration_s]
+    far = LATE_FACTOR * sc.duration_s
+    late = [(a.id, ev.at_s) for a in sc.actors for ev in a.events if ev.at_s > far]
     if late:
         listed = ", ".join(f"{who} at {t:g} s" for who, t in late[:5])
         out.append(
@@ -1147,7 +1152,7 @@ def scenario_notes(sc: Scenario) -> list[str]:
         )
     for i, exp in enumerate(sc.expectations):
         window = getattr(exp, "window_s", None)
-        if window is not None and window[0] > sc.duration_s:
+        if window is not None and window[0] > far:
             out.append(
                 f"{sc.id}: expectations[{i}] ({exp.name}): its window [{window[0]:g}, {window[1]:g}] s starts "
                 f"after the run's end ({sc.duration_s:g} s): it cannot hold (window_s is in seconds)"
