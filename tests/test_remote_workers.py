@@ -559,7 +559,11 @@ def test_a_secure_runs_worker_without_what_it_needs_is_told_at_once(
     other = [*worker, "--credentials", str(fleet0)]
     other[other.index("--of") + 1] = "2"
     assert cli_main(other) == 2
-    assert "it is the login of fleet-0 of 1 fleet(s), not of fleet-0 (--fleet 0 --of 2)" in capsys.readouterr().err
+    assert "it was made by 'v2x secure init --workers 1', not for --of 2: give --of 1" in capsys.readouterr().err
+    other = [*worker, "--credentials", str(fleet0)]
+    other[other.index("--fleet") + 1] = "1"
+    assert cli_main(other) == 2  # (--fleet 1 of --of 1 is refused as such before the file is read)
+    capsys.readouterr()
     actor = sec / "actors" / "follower.json"
     assert cli_main([*worker, "--credentials", str(actor)]) == 2
     assert "an outside stack's file, not a fleet's" in capsys.readouterr().err
@@ -574,6 +578,15 @@ def test_a_secure_runs_worker_without_what_it_needs_is_told_at_once(
         "no credentials for the remote workers' fleet(s) fleet-1: write it with 'v2x secure init ... --workers 2'"
         in (capsys.readouterr().err)
     )
+    # a secure dir made for more fleets than --workers: refused by the world too (each worker, given --of as the
+    # world's --workers, refused its file, and the world waited out --worker-timeout: a diff review)
+    sec2 = tmp_path / "sec2"
+    assert cli_main(["secure", "init", str(sec2), "--scenario", str(path), "--run-id", "sw", "--workers", "2"]) == 0
+    capsys.readouterr()
+    run2 = [*run, "--workers", "1", "--seal-key", str(key)]
+    run2[run2.index(str(sec))] = str(sec2)
+    assert cli_main(run2) == 2
+    assert "it was made for --workers 2, not --workers 1" in capsys.readouterr().err
 
 
 def test_a_secure_runs_worker_with_another_worker_key_is_not_admitted(

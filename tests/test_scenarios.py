@@ -60,6 +60,14 @@ def test_missing_field_and_unknown_field(tmp_path: Path) -> None:
     text = FCW.read_text().replace("speed_mps: 16.67", "sped_mps: 16.67", 1)
     problems = dict(_problems(_write(tmp_path, text)))
     assert problems["actors[0].sped_mps"].endswith(": did you mean 'speed_mps'?"), problems
+    # from the fields of the model at that place, not the whole schema's (a diff review: an actor's `window` got
+    # "did you mean 'window_s'?", an expectation's field); a field named like a union's tag keeps its name
+    problems = dict(_problems(_write(tmp_path, FCW.read_text().replace("speed_mps: 16.67", "window: 16.67", 1))))
+    assert "did you mean" not in problems["actors[0].window"], problems
+    typo = FCW.read_text().replace("type: metric, metric: delivery_ratio", "type: metric, metrc: delivery_ratio")
+    problems = dict(_problems(_write(tmp_path, typo)))
+    assert problems["expectations[4].metrc"].endswith(": did you mean 'metric'?"), problems
+    assert problems["expectations[4].metric"] == "required field is missing", problems
     text = FCW.read_text().replace("target: neighbour}", "target: neighbor}")
     problems = dict(_problems(_write(tmp_path, text)))
     assert problems["expectations[1].target"].endswith("got 'neighbor': did you mean 'neighbour'?"), problems

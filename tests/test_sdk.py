@@ -1170,9 +1170,10 @@ async def test_the_examples_refuse_two_different_starts_before_tick_0(
 
 
 @pytest.mark.broker
-async def test_the_sdk_refuses_to_send_for_an_unequipped_actor(mosquitto: Mosquitto, tmp_path: Path) -> None:
+async def test_the_sdk_sends_nothing_for_an_unequipped_actor(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """An actor with `equipped: false` (no OBU) MUST NOT send envelopes (the world refuses them: unequipped_sender,
-    and conformance fails it: outside C++ stack review): the SDK says so at the call instead of sending."""
+    and conformance fails it: outside C++ stack review): the SDK's send and send_bsm send nothing for it, so that
+    the documented loop serves it unchanged."""
     import asyncio
 
     import aiomqtt
@@ -1185,7 +1186,15 @@ async def test_the_sdk_refuses_to_send_for_an_unequipped_actor(mosquitto: Mosqui
     for actor in start.external_actors:
         if actor.actor_id == "follower":
             actor.equipped = False
+    sent: list[bytes] = []
     async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
+        await world.subscribe(topics.tx(run_id, "follower"))
+
+        async def listen() -> None:
+            async for message in world.messages:
+                sent.append(bytes(message.payload))
+
+        listening = asyncio.create_task(listen())
         async with Stack(mosquitto.address.url, run_id=run_id, actor_id="follower") as stack:
             await asyncio.sleep(0.5)  # (subscribed)
             await world.publish(topics.control(run_id), start.SerializeToString(), qos=1, retain=True)
@@ -1194,11 +1203,13 @@ async def test_the_sdk_refuses_to_send_for_an_unequipped_actor(mosquitto: Mosqui
             await world.publish(topics.tick_input(run_id, "follower"), tick0.SerializeToString())
             async for tick in stack.ticks(tick_timeout_s=10):
                 assert stack.run is not None
-                state = VehicleState.at_start(stack.run.me)
-                with pytest.raises(ValueError, match="follower is unequipped"):
-                    await stack.send_bsm(tick, state)
+                await stack.send_bsm(tick, VehicleState.at_start(stack.run.me))
+                await stack.send(tick, stack.bsm(tick, VehicleState.at_start(stack.run.me)))
                 break
+            await asyncio.sleep(0.5)
+        listening.cancel()
         await world.publish(topics.control(run_id), b"", qos=1, retain=True)
+    assert sent == [] and stack.seq == 0
 
 
 async def _hand_out(

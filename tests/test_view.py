@@ -75,14 +75,14 @@ def _wait(cond: Any, timeout: float = 20.0) -> None:
 
 
 @contextlib.contextmanager
-def _held_at_tick_0(sc: Any) -> Iterator[ViewServer]:
-    """A live view of ``sc``'s v2x variant on the loopback bus, held after tick 0 (``--paused``): the server,
+def _held_at_tick_0(sc: Any, variant: str = "v2x") -> Iterator[ViewServer]:
+    """A live view of ``sc``'s ``variant`` on the loopback bus, held after tick 0 (``--paused``): the server,
     once tick 0 is on it; the run goes on to its end when the block is left."""
     server = ViewServer(port=0, paused=True).start()
 
     def run() -> None:
         asyncio.run(
-            run_scenario(sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: server.observer(sc, v))
+            run_scenario(sc, seed=0, broker="loopback", variants=[variant], observe=lambda v, r: server.observer(sc, v))
         )
 
     runner = threading.Thread(target=run, daemon=True)
@@ -220,7 +220,7 @@ def test_the_view_served_to_other_machines_takes_this_machines_names_only(capsys
     assert "v2x run: --view: cannot serve on 192.0.2.1 port 0" in capsys.readouterr().err
 
 
-def test_a_real_time_run_cannot_be_held(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_real_time_run_cannot_be_held_at_tick_0(capsys: pytest.CaptureFixture[str]) -> None:
     """A newcomer review paused a real-time run in the view for 4 s: every tick after it was late and the
     passing run failed. Pause and Step are refused for a real-time run (409), Run still answers, and
     `--paused` with `--mode realtime` exits 2 before anything runs."""
@@ -536,27 +536,6 @@ def test_a_control_with_a_token_beyond_ascii_is_refused() -> None:
         server.stop()
 
 
-@contextlib.contextmanager
-def _held(sc: Any, variant: str) -> Iterator[ViewServer]:
-    """A live view of ``sc``'s ``variant`` on the loopback bus, held after tick 0 (``--paused``)."""
-    server = ViewServer(port=0, paused=True).start()
-
-    def run() -> None:
-        asyncio.run(
-            run_scenario(sc, seed=0, broker="loopback", variants=[variant], observe=lambda v, r: server.observer(sc, v))
-        )
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    try:
-        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
-        yield server
-    finally:
-        server.hub.control("resume")
-        runner.join(60)
-        server.stop()
-
-
 def _step_until(server: ViewServer, done: Any, most: int = 200) -> dict[str, Any]:
     """Step the held run one tick at a time until ``done(state)``; the state then."""
     state = _state(server.url)
@@ -591,7 +570,7 @@ def test_a_page_opened_on_a_warnings_tick_lists_it_once(browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
     sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
-    with _held(sc, "v2x") as server:
+    with _held_at_tick_0(sc, "v2x") as server:
         state = _step_until(server, lambda s: s["tick"]["warnings"])  # held on the tick of the first warning
         [(first, scene), (second, tick)] = _first_events(server.url, 2)
         assert (first, second) == ("scene", "tick")
@@ -615,7 +594,7 @@ def test_a_page_opened_after_a_collision_shows_it(browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
     sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
-    with _held(sc, "baseline") as server:
+    with _held_at_tick_0(sc, "baseline") as server:
         state = _step_until(server, lambda s: s["collisions"]["baseline"])
         crash = state["tick"]["tick"]
         state = _step_until(server, lambda s: s["tick"]["tick"] == crash + 2)  # (not the latest tick any more)

@@ -179,7 +179,10 @@ def test_set_params_keeps_the_derived_reciprocals_true() -> None:
     # drives exactly as a vehicle created with it; an in-place write, which would leave them stale, raises
     net = LaneNetwork.build([5000.0], 30.0, [[]])
     changed = Traffic.create([0, 0], [0.0, 200.0], [10.0, 10.0])
+    derived = (changed.inv_v0, changed.inv_den, float(changed.inv_v0[0]))
     changed.set_params([1], v0_mps=12.0, a_mps2=1.7, b_mps2=2.5, politeness=0.3)
+    # the rows given only, in place (the background's every spawn rebuilt the whole table's: a diff review)
+    assert changed.inv_v0 is derived[0] and changed.inv_den is derived[1] and changed.inv_v0[0] == derived[2]
     fresh = Traffic.create([0, 0], [0.0, 200.0], [10.0, 10.0], v0_mps=[CAR.v0_mps, 12.0], a_mps2=[1.0, 1.7])
     fresh.set_params(1, b_mps2=2.5, politeness=0.3)
     assert float(changed.inv_v0[1]) == 1.0 / 12.0 and float(changed.inv_den[1]) == 1.0 / (2.0 * math.sqrt(1.7 * 2.5))

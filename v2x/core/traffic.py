@@ -9,9 +9,10 @@ bit for bit. The model, its parameters and sources are in docs/CORE.md, "Traffic
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -84,8 +85,18 @@ def _reciprocal(x: F64) -> F64:
     return out
 
 
+@contextlib.contextmanager
+def _writable(arr: F64) -> Iterator[F64]:
+    """``arr`` (read-only, its own data) writable within the block."""
+    arr.flags.writeable = True
+    try:
+        yield arr
+    finally:
+        arr.flags.writeable = False
+
+
 def _inv_den(a: F64, b: F64) -> F64:
-    """1 / (2 sqrt(a b)) per element, read-only: the IDM's braking-term factor (``_traffic_kernels.inv_den``)."""
+    """1 / (2 sqrt(a b)) per element, read-only: the IDM's braking-term factor (in s*)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         out: F64 = 1.0 / (2.0 * np.sqrt(a * b))
     out.flags.writeable = False
@@ -111,7 +122,10 @@ class LaneNetwork:
     inv_speed_limit: F64 = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "inv_speed_limit", _reciprocal(self.speed_limit_mps))
+        limit = np.array(self.speed_limit_mps, dtype=np.float64)  # own and read-only: the reciprocal follows it
+        limit.flags.writeable = False
+        object.__setattr__(self, "speed_limit_mps", limit)
+        object.__setattr__(self, "inv_speed_limit", _reciprocal(limit))
 
     @property
     def n_lanes(self) -> int:
@@ -219,23 +233,23 @@ class Traffic:
 
     def set_params(self, rows: ArrayLike, **values: ArrayLike) -> None:
         """Set parameter fields (``v0_mps=...``, ``a_mps2=...``, any of :class:`DriverParams`) of the
-        vehicles in ``rows`` (an index, indices or a mask), keeping the derived rows true."""
+        vehicles in ``rows`` (an index, indices or a mask), keeping the derived rows true (those rows only:
+        the background traffic sets a spawning vehicle's parameters, one call per vehicle)."""
+        idx = np.atleast_1d(np.asarray(rows))
         derived = False
         for name, value in values.items():
             if name not in _PARAM_FIELDS and name not in _MOBIL_FIELDS:
                 raise TypeError(f"unknown vehicle parameter {name!r}")
             if name in _DERIVED_FROM:
-                arr = getattr(self, name)
-                arr.flags.writeable = True  # its own array (__post_init__)
-                try:
-                    arr[rows] = value
-                finally:
-                    arr.flags.writeable = False
+                with _writable(getattr(self, name)) as arr:  # its own array (__post_init__)
+                    arr[idx] = value
                 derived = True
             else:
-                getattr(self, name)[rows] = value
-        if derived:
-            self._derive()
+                getattr(self, name)[idx] = value
+        if derived:  # element by element the same as _derive's whole-table values
+            with _writable(self.inv_v0) as inv_v0, _writable(self.inv_den) as inv_den:
+                inv_v0[idx] = _reciprocal(self.v0_mps[idx])
+                inv_den[idx] = _inv_den(self.a_mps2[idx], self.b_mps2[idx])
 
     def __len__(self) -> int:
         return len(self.lane)

@@ -445,11 +445,13 @@ def _other_fleet(args: argparse.Namespace, creds: ActorCredentials, fleet_id: st
     would drop every message of another fleet's login in silence: it is said here, before anything)."""
     if creds.run_prefix != args.run_id:
         return f"it was made for --run-id {creds.run_prefix!r}, not {args.run_id!r}"
-    if creds.actor_id != fleet_id or creds.fleets != args.of:
+    if creds.fleets != args.of:
         return (
-            f"it is the login of {creds.actor_id} of {creds.fleets} fleet(s), not of {fleet_id} (--fleet "
-            f"{args.fleet} --of {args.of}): copy DIR/fleets/{fleet_id}.json"
+            f"it was made by 'v2x secure init --workers {creds.fleets}', not for --of {args.of}: give --of "
+            f"{creds.fleets} (the world's --workers)"
         )
+    if creds.actor_id != fleet_id:
+        return f"it is the login of {creds.actor_id}, not of {fleet_id} (--fleet {args.fleet}): use {fleet_id}.json"
     return None
 
 

@@ -174,6 +174,14 @@ def security_from_args(
             f"it has no credentials for the remote workers' fleet(s) {', '.join(missing)}: write it with 'v2x secure "
             f"init ... --workers {remote_fleets}' (and restart the broker with it)"
         )
+    elif remote_fleets and sd.keys.fleets and len(sd.keys.fleets) != remote_fleets:
+        # (its fleet files say N: each worker, given --of as the world's --workers, refuses another N; the world
+        # then waited out --worker-timeout for workers that had all exited 2: a diff review)
+        problem = (
+            f"it was made for --workers {len(sd.keys.fleets)}, not --workers {remote_fleets} (its fleet files say "
+            f"so, and each worker checks its --of against them): write it again with 'v2x secure init ... --workers "
+            f"{remote_fleets}', or run with --workers {len(sd.keys.fleets)}"
+        )
     elif args.broker != "embedded" and not args.broker.startswith(("mqtts://", "ssl://")):
         problem = (
             f"--broker {redacted_url(args.broker)} is not TLS: use mqtts://host:port (as in "

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import difflib
-import functools
 import itertools
 import math
 import re
-from collections.abc import Collection, Iterable, Iterator
+import typing
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import pydantic
 import yaml
 from pydantic import ValidationError
 
@@ -454,15 +455,26 @@ def _close(got: str, options: Iterable[str], cutoff: float = 0.6) -> str:
     return f": did you mean {close[0]!r}?" if close else ""
 
 
-@functools.cache
-def _schema_fields() -> frozenset[str]:
-    """Every field name of the scenario schema's models (the "did you mean" of an unknown field)."""
-    import pydantic
+def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
+    """The pydantic models a field's annotation can hold (through Optional, unions, lists, tuples, dicts)."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
-    from v2x.scenario import model
 
-    models = [m for m in vars(model).values() if isinstance(m, type) and issubclass(m, pydantic.BaseModel)]
-    return frozenset(name for m in models for name in m.model_fields)
+def _fields_at(loc: Sequence[Any]) -> set[str]:
+    """The field names the scenario schema allows where ``loc`` (a problem's path, its last part the unknown
+    field) points: those of every model that can stand there (a union's members all count)."""
+    from v2x.scenario.model import Scenario
+
+    models: list[type[pydantic.BaseModel]] = [Scenario]
+    for part in loc[:-1]:
+        if not isinstance(part, str):
+            continue  # a list index or a mapping key: the models stay (the field's annotation held them)
+        models = [
+            m for model in models if part in model.model_fields for m in _models_in(model.model_fields[part].annotation)
+        ]
+    return {name for model in models for name in model.model_fields}
 
 
 def _loc(parts: Iterable[Any]) -> str:
@@ -489,7 +501,12 @@ def pydantic_problems(
     problems = []
     for err in exc.errors(include_url=False):
         # Drop the discriminator tag pydantic inserts into union paths (e.g. expectations[0].warning.app).
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in drop)]
+        # (only right after a list index, where pydantic puts it: a field named like a tag stays, as an
+        # expectation's `metric` does; "expectations[4]: required field is missing" named none: a review)
+        raw = err["loc"]
+        loc = [
+            p for k, p in enumerate(raw) if not (isinstance(p, str) and p in drop and k and isinstance(raw[k - 1], int))
+        ]
         msg = err["msg"]
         if err["type"] == "missing":
             msg = "required field is missing"
@@ -506,7 +523,7 @@ def pydantic_problems(
         elif err["type"] == "extra_forbidden":
             # (a typo's likely field, from the whole schema's names: `sped_mps`, newcomer 5)
             msg = unknown + (
-                _close(str(loc[-1]), _schema_fields(), 0.8) if unknown is UNKNOWN_SCENARIO_FIELD and loc else ""
+                _close(str(loc[-1]), _fields_at(loc), 0.8) if unknown is UNKNOWN_SCENARIO_FIELD and loc else ""
             )
         elif (
             err["type"] in ("float_type", "int_type")

@@ -207,6 +207,7 @@ class Stack:
         self._waiting_bytes = 0  # the bytes of the inputs in ``_inputs``
         self._started = asyncio.Event()
         self._live_starts: set[bytes] = set()  # the STARTs published while this stack waited for tick 0
+        self._said_unequipped = False  # (send: nothing goes out for an unequipped actor, said once)
         self._stopped: testbed_pb2.Control | None = None
         self._stop_event = asyncio.Event()
         self._first_input = asyncio.Event()
@@ -757,15 +758,17 @@ class Stack:
         link: testbed_pb2.LinkKind.ValueType = testbed_pb2.LINK_PC5,
         dest_ids: Sequence[str] = (),
     ) -> None:
-        """Transmit ``frame`` in ``tick`` over ``link`` (PC5: broadcast; Uu / wired: to ``dest_ids``). An actor
-        that START says is unequipped (``equipped: false``: no OBU) sends nothing: ``ValueError`` (the world would
-        refuse it, ``unequipped_sender``)."""
+        """Transmit ``frame`` in ``tick`` over ``link`` (PC5: broadcast; Uu / wired: to ``dest_ids``). For an actor
+        that START says is unequipped (``equipped: false``: no OBU) nothing is sent (it MUST NOT send envelopes:
+        the world refuses them, ``unequipped_sender``), said once in the log: the same stack loop serves both."""
         run = self._check_open(tick)
         if not run.me.equipped:
-            raise ValueError(
-                f"{self.actor_id} is unequipped (equipped: false in the scenario): it sends no envelope (the world "
-                "refuses them, unequipped_sender; docs/PROTOCOL.md)"
-            )
+            if not self._said_unequipped:
+                self._said_unequipped = True
+                log.info(
+                    "%s is unequipped (equipped: false in the scenario): the SDK sends nothing for it", self.actor_id
+                )
+            return
         self.seq += 1
         env = testbed_pb2.Envelope(
             sender_id=self.actor_id,
