@@ -93,13 +93,14 @@ def test_the_run_summary_lists_every_collision(capsys: pytest.CaptureFixture[str
     }
     crash = {"type": "collision", "variant": "v2x", "t_s": 7.7, "actors": ["bg-1-8", "ped"], "relative_speed_mps": 5.2}
     judged = {"type": "misbehaviour", "variant": "v2x", "t_s": 0.1, "actor": "a", "suspect": "b", "check": "speed"}
+    queued = {**m, "background": {"vehicles": 40, "waiting_at_end": 13}}
     result = {
         "scenario": "xped",
         "seed": 0,
         "passed": True,
         "expectations": [],
         "events": [crash, judged],
-        "metrics": {"v2x": m, "baseline": m},
+        "metrics": {"v2x": m, "baseline": queued},
         "flagged": [],
     }
     _print_summary(result, Path("results/xped/result.json"))
@@ -108,4 +109,9 @@ def test_the_run_summary_lists_every_collision(capsys: pytest.CaptureFixture[str
     assert not any(line.startswith("  [baseline] collisions") for line in lines)
     # misbehaviour reports too (why a warning did not come: newcomer 5), and no "None/None ms" latency
     assert "  [v2x] misbehaviour reported: a of b (speed) at 0.10 s" in lines
+    assert (  # a flow above what its lane takes (it was in result.json only: newcomer 5)
+        "  [baseline] background: 40 vehicles took the road, 13 still waiting at the entries at the end (their "
+        "lane's entry was full: a queue back to it, or a flow above what the lane takes)" in lines
+    )
+    assert not any(line.startswith("  [v2x] background") for line in lines)
     assert not any("None" in line for line in lines), lines

@@ -932,6 +932,13 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
             )
             more = f", and {len(crashes) - 5} more" if len(crashes) > 5 else ""
             print(f"  [{variant}] collisions: {printable(shown)}{more}")
+        bg = m.get("background") or {}
+        if bg.get("waiting_at_end"):  # (a flow above what its lane takes queues at the entry: newcomer 5)
+            print(
+                f"  [{variant}] background: {bg['vehicles']} vehicles took the road, {bg['waiting_at_end']} still "
+                "waiting at the entries at the end (their lane's entry was full: a queue back to it, or a flow "
+                "above what the lane takes)"
+            )
         # Misbehaviour reports too: a detector that judges a sender implausible drops its messages, which is why
         # a warning did not come (km/h written as m/s made every car flag the others: newcomer 5)
         judged = [e for e in result["events"] if e["type"] == "misbehaviour" and e["variant"] == variant]
