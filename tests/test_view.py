@@ -611,3 +611,23 @@ def test_a_page_opened_after_a_collision_shows_it(browser: Any) -> None:
             g = browser.find_element(By.ID, f"actor-{actor}")
             assert "collided" in (g.get_attribute("class") or "").split()
         assert "collided" not in (browser.find_element(By.ID, "actor-neighbour").get_attribute("class") or "")
+
+
+def test_paused_holds_each_variant_after_its_tick_0() -> None:
+    """Newcomer review 5: with --paused only the first variant was held; the user pressed Run to watch it, and the
+    baseline (the crash) then ran unheld in under a second. Each variant now starts held; without --paused none."""
+    from v2x.run.view import Hub
+
+    hub = Hub(paused=True)
+    hub.new_scene({"variant": "v2x"})
+    assert not hub.may_proceed()
+    hub.control("resume")
+    assert hub.may_proceed()
+    hub.new_scene({"variant": "v2x"})  # (the same variant's scene again: no new hold)
+    assert hub.may_proceed()
+    hub.new_scene({"variant": "baseline"})
+    assert not hub.may_proceed() and hub.paused
+    free = Hub(paused=False)
+    free.new_scene({"variant": "v2x"})
+    free.new_scene({"variant": "baseline"})
+    assert free.may_proceed()

@@ -240,7 +240,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "every interface, to watch a run on a lab or CI machine from another; whoever reaches the page can "
         "also pause the run)",
     )
-    run.add_argument("--paused", action="store_true", help="--view: hold the world after tick 0 until Run or Step")
+    run.add_argument(
+        "--paused", action="store_true", help="--view: hold the world after tick 0 (of each variant) until Run or Step"
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="log every warning, collision and message problem")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, only the summary")
     run.set_defaults(handler=cmd_run)

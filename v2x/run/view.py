@@ -84,6 +84,9 @@ class Hub:
         self.earlier: dict[str, list[Event]] = {}
         self.earlier_collisions: dict[str, list[Event]] = {}
         self.paused = paused
+        # --paused: every variant starts held after its tick 0 (only the first did: the baseline then ran unheld
+        # in under a second, unseen: newcomer 5)
+        self.hold_each = paused
         self.credits = 0
         self.closed = False
 
@@ -94,6 +97,8 @@ class Hub:
                 self.earlier_collisions[self.scene["variant"]] = self.collisions
             self.earlier.pop(scene["variant"], None)  # (a variant run again starts afresh)
             self.earlier_collisions.pop(scene["variant"], None)
+            if self.hold_each and self.scene is not None and self.scene["variant"] != scene["variant"]:
+                self.paused, self.credits = True, 0
             self.scene = scene
             self.scene_no += 1
             self.scene_first_frame = self.next_frame
