@@ -345,7 +345,11 @@ def test_the_v2x_variants_warnings_stay_on_the_page_after_the_baseline_starts(br
         browser.get(server.url)
         _wait(lambda: browser.find_element(By.ID, "clock").text == "t = 0.0 s")
         assert browser.find_element(By.ID, "log-v2x").get_attribute("data-state") == "running"
-        browser.find_element(By.ID, "resume").click()  # both variants run to their end
+        browser.find_element(By.ID, "resume").click()  # the v2x variant runs to its end
+        # --paused holds each variant after its tick 0: the baseline too (newcomer 5), then Run again
+        _wait(lambda: (_state(server.url).get("scene") or {}).get("variant") == "baseline")
+        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0 and _state(server.url)["paused"])
+        browser.find_element(By.ID, "resume").click()
         runner.join(60)
         title = browser.find_element(By.ID, "title")
         _wait(lambda: title.text == "fcw [baseline]" and "(final)" in browser.find_element(By.ID, "tick").text)
