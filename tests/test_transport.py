@@ -478,3 +478,23 @@ async def test_the_embedded_broker_keeps_at_most_64_mib_of_retained_messages() -
                     async for m in late.messages:
                         got += len(m.payload) if isinstance(m.payload, bytes) else 0
     assert 0 < got <= MAX_RETAINED_BYTES and got < 20 * len(big)
+
+
+def test_a_lost_connection_is_a_warning_on_the_testbeds_connections(caplog: pytest.LogCaptureFixture) -> None:
+    """An outside C++ stack's review: a run that passed a broker restart logged paho's "ERROR mqtt: failed to
+    receive on socket" though the connection was made again; the testbed's connections say it at WARNING (their
+    own logger, a child of aiomqtt's "mqtt"), and paho's other errors stay errors."""
+    import logging
+
+    from v2x.net.transport import MQTT_LOG
+
+    caplog.set_level(logging.DEBUG, logger="mqtt")
+    MQTT_LOG.log(logging.ERROR, "failed to receive on socket: %s", "[Errno 104] Connection reset by peer")
+    MQTT_LOG.log(logging.ERROR, "Caught exception in on_socket_open: %s", "boom")
+    logging.getLogger("mqtt").error("failed to receive on socket: %s", "a client that is not the testbed's")
+    got = [(r.name, r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("mqtt")]
+    assert got == [
+        ("mqtt.v2x", "WARNING", "failed to receive on socket: [Errno 104] Connection reset by peer"),
+        ("mqtt.v2x", "ERROR", "Caught exception in on_socket_open: boom"),
+        ("mqtt", "ERROR", "failed to receive on socket: a client that is not the testbed's"),
+    ]

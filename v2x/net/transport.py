@@ -37,6 +37,24 @@ from v2x.net.broker import BrokerAddress, tls_context
 log = logging.getLogger("v2x.net.transport")
 
 
+class _LostConnectionIsNoError(logging.Filter):
+    """paho logs a lost connection at ERROR ("failed to receive on socket: [Errno 104] Connection reset by
+    peer"), which the testbed's connections handle (they connect again, and a run resumes): said at WARNING on
+    their logger (an outside stack's author read ERRORs in a run that had passed a broker restart)."""
+
+    HANDLED = ("failed to receive on socket", "timeout on socket")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith(self.HANDLED):
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
+
+
+#: The logger of the testbed's own MQTT connections (aiomqtt's is "mqtt"; this one is its child).
+MQTT_LOG = logging.getLogger("mqtt.v2x")
+MQTT_LOG.addFilter(_LostConnectionIsNoError())
+
+
 _SKIPPING = [False]  # while one of our connections decodes a PUBLISH (``_publish_properties_unread``)
 
 
@@ -620,6 +638,7 @@ def mqtt_client(
         timeout=5.0,
         protocol=aiomqtt.ProtocolVersion.V5 if mqtt5 else aiomqtt.ProtocolVersion.V311,
         properties=connect_properties(max_packet_bytes) if mqtt5 else None,
+        logger=MQTT_LOG,
         **more,
     )
     _closed_before_connack_fails_at_once(client)
