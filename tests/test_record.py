@@ -168,6 +168,15 @@ def test_replay_rebuilds_the_result_and_its_report(
     text = capsys.readouterr().out
     assert "/v2x/tx/lead" in text and "v2x.wire.Envelope" in text and "warning fcw to follower about lead" in text
     assert "collision follower / lead" in text and "time span" in text
+    # the folder they were recorded into, as v2x run and v2x report take folders (newcomer 5)
+    folder = run.paths["v2x"].parent
+    assert sorted(folder.glob("*.mcap")) == sorted(run.paths.values())
+    assert main(["replay", str(folder), "--report", str(tmp_path / "d.html")]) == 0
+    assert (tmp_path / "d.html").read_text(encoding="utf-8") == render_html([run.recorded])
+    (tmp_path / "none").mkdir()
+    capsys.readouterr()
+    assert main(["replay", str(tmp_path / "none")]) == 2
+    assert "a folder without recordings (*.mcap)" in capsys.readouterr().err
 
 
 def test_replay_refuses_what_is_not_a_finished_recording(tmp_path: Path, run: Run) -> None:

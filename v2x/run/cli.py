@@ -277,7 +277,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "The recording of an interrupted run (no verdicts) is summarized as INCOMPLETE; --report refuses it "
         "(exit 2), and takes one recording per variant of one run.",
     )
-    rp.add_argument("files", nargs="+", type=Path, metavar="FILE.mcap", help="recording(s) of one run")
+    rp.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE.mcap", help="recording(s) of one run, or a folder of them"
+    )
     rp.add_argument("--report", type=Path, metavar="OUT.html", help="write the run's HTML report, as 'v2x report'")
     rp.set_defaults(handler=cmd_replay)
 
@@ -829,6 +831,14 @@ def _observe(scenario: Scenario, recording: Any, view: Any) -> Any:
 def cmd_replay(args: argparse.Namespace) -> int:
     from v2x.run.record import RecordingError, read_recording, rebuild_result, summary_text
 
+    files: list[Path] = []
+    for path in args.files:  # a folder: its recordings (v2x run --record DIR writes them there: newcomer 5)
+        found = sorted(path.glob("*.mcap")) if path.is_dir() else [path]
+        if not found:
+            print(f"v2x replay: {path}: a folder without recordings (*.mcap)", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        files += found
+    args.files = files
     try:
         recordings = [read_recording(path) for path in args.files]
         for rec in recordings:
