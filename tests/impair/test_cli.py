@@ -104,6 +104,9 @@ def test_sample_cellular_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
         (["rtk-fixed", "--hz", "0"], "--hz"),
         (["rtk-fixed", "--seconds", "-1"], "--seconds"),
         (["rtk-fixed", "--speed", "-3"], "--speed"),
+        # positioning options with a network profile were taken and ignored (newcomer 5)
+        (["cell-degraded", "--speed", "10"], "are for positioning profiles; cell-degraded is a network profile"),
+        (["pc5-sidelink-los", "--cold-start"], "are for positioning profiles"),
     ],
 )
 def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:

@@ -150,6 +150,8 @@ def _sample_handler(args: argparse.Namespace) -> int:
         return _bad_input("--hz x --seconds must give between 1 and 10 000 000 samples")
     if not (math.isfinite(args.speed) and args.speed >= 0.0):
         return _bad_input(f"--speed must be >= 0, got {args.speed}")
+    if name in NETWORK_PROFILES and (args.speed or args.cold_start):  # (taken and ignored: newcomer 5)
+        return _bad_input(f"--speed and --cold-start are for positioning profiles; {name} is a network profile")
     if args.png and importlib.util.find_spec("matplotlib") is None:
         return _bad_input(
             "--png needs matplotlib (the package's plot extra): pip install matplotlib, or pip install '.[plot]' "
