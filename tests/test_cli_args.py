@@ -113,6 +113,8 @@ def test_progress_lines_only_for_runs_that_take_a_while(
     lines = capsys.readouterr().err.splitlines()
     assert 5 <= len(lines) <= 8 and all(line.startswith("fcw [baseline] t=") for line in lines), lines
     assert "100.0%" in lines[-1]
+    # the variant's own wall time (from the scenario's start it read 15.5 s: newcomer 5)
+    assert lines[-1].endswith("wall  14.0 s"), lines[-1]
 
 
 BAD_URLS = [

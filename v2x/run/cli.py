@@ -480,7 +480,6 @@ class _Progress:
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
         self.last_decile: dict[str, int] = {}
-        self.started = time.monotonic()
         self.variant_started: dict[str, float] = {}
 
     def __call__(self, variant: str, tick: int, n_ticks: int) -> None:
@@ -489,14 +488,15 @@ class _Progress:
         frac = tick / max(n_ticks, 1)
         decile = int(frac * 10)
         t = tick * self.scenario.tick_s
-        line = (
-            f"{self.scenario.id} [{variant}] t={t:6.1f}/{self.scenario.duration_s:.1f} s "
-            f"{frac * 100:5.1f}%  wall {time.monotonic() - self.started:5.1f} s"
-        )
         now = time.monotonic()
+        began = self.variant_started.setdefault(variant, now)
+        line = (  # (the variant's wall time: the scenario's made a baseline look slow: newcomer 5)
+            f"{self.scenario.id} [{variant}] t={t:6.1f}/{self.scenario.duration_s:.1f} s "
+            f"{frac * 100:5.1f}%  wall {now - began:5.1f} s"
+        )
         if self.tty:
             print("\r" + line, end="\n" if tick == n_ticks else "", file=sys.stderr, flush=True)
-        elif now - self.variant_started.setdefault(variant, now) < self.QUIET_FIRST_S:
+        elif now - began < self.QUIET_FIRST_S:
             return
         elif self.last_decile.get(variant) != decile:
             self.last_decile[variant] = decile
@@ -855,9 +855,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         page = render_html([result])
     except RENDER_ERRORS as exc:
         # rebuild_result applied the report's checks; this is the net under them, as in 'v2x report'.
-        files = ", ".join(map(str, args.files))
+        names = ", ".join(map(str, args.files))
         why = f"{type(exc).__name__}: {str(exc)[:200]}"
-        print(f"v2x replay: {files}: the rebuilt result is not a v2x result document ({why})", file=sys.stderr)
+        print(f"v2x replay: {names}: the rebuilt result is not a v2x result document ({why})", file=sys.stderr)
         return EXIT_BAD_INPUT
     path = _write_page("v2x replay", args.report, page)
     if path is None:
