@@ -734,3 +734,17 @@ def test_a_replayed_sealed_hello_does_not_keep_the_dismissal_from_the_real_worke
     assert "fleet-0 of run dis1-v2x: nothing to do: this run (--run-id dis1) runs only baseline" in finished[0][1]
     told = [r.getMessage() for r in caplog.records if "told fleet worker fleet-0" in r.getMessage()]
     assert told and "recorded" not in told[0], told  # the real worker's host, not the replayed hello's
+
+
+def test_only_a_keyed_worker_takes_a_skip(tmp_path: Path) -> None:
+    """Attack review 8: every `v2x worker` took a skip of up to 10 ticks (it is not told the world's clock), so one
+    forged FleetInput 5 ticks ahead stalled a lockstep run with an unkeyed worker (the world's next input was then
+    refused for good). A worker with a key takes the skip (its inputs are sealed); one without takes none."""
+    from v2x.net.broker import parse_broker_url
+    from v2x.run.workers import REALTIME_MAX_SKIP
+
+    sc = load_scenario(_scenario_file(tmp_path))
+    broker = parse_broker_url("mqtt://127.0.0.1:1883")
+    (open_job,) = remote_jobs(sc, broker, "skip1", 0, 1)
+    (keyed_job,) = remote_jobs(sc, broker, "skip1", 0, 1, worker_key=b"k" * 32)
+    assert open_job.max_skip == 0 and keyed_job.max_skip == REALTIME_MAX_SKIP == 10

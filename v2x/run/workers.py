@@ -79,7 +79,8 @@ class FleetJob:
     # a remote worker's worker key (``--seal-key FILE``), with which it gets the run's seal key from the world
     worker_key: bytes = field(default=b"", repr=False)
     # how many ticks a FleetInput may skip (``FleetHost``): the run's clock's for a worker the run starts itself;
-    # a remote worker, which is not told the mode, takes ``REALTIME_MAX_SKIP`` (``remote_jobs``). Not in the digest.
+    # a remote worker, which is not told the mode, ``REALTIME_MAX_SKIP`` with a worker key, else 0 (``remote_jobs``).
+    # Not in the digest.
     max_skip: int = 0
 
     def digest(self) -> str:
@@ -124,16 +125,20 @@ def remote_jobs(
 ) -> list[FleetJob]:
     """What ``v2x worker`` serves: fleet ``k`` of ``n`` of every variant of ``scenario`` that has fleets
     (run ids ``{run_prefix}-{variant}``, as ``v2x run --run-id``), in the world's order of variants
-    (``worker_key``: ``--seal-key``'s). A worker is not told the world's clock: it takes a skip of up to
-    ``REALTIME_MAX_SKIP`` ticks, as the built-in agents in real time (an input lost there is never sent again);
-    a lockstep world sends every tick in order, so none comes to it from the world there."""
+    (``worker_key``: ``--seal-key``'s). A worker is not told the world's clock. One with a worker key takes a
+    skip of up to ``REALTIME_MAX_SKIP`` ticks, as the built-in agents in real time (an input lost there is never
+    sent again); a lockstep world sends every tick in order, and its inputs are sealed, so no skip comes to it
+    there. One without a key takes none: anyone can publish its inputs, and one forged input ten ticks ahead
+    stalled a lockstep run for good (attack review 8); in real time a lost input then mutes it, which the run's
+    "reports in time" check fails by the fleet's name."""
     jobs = []
     for variant in scenario.variants:
         fleets = fleet_ids_for(scenario, variant, n)
         if fleets:
             run_id = f"{run_prefix}-{variant}"
             job = fleet_job(scenario, broker, f"{fleets[k]}-{run_id}-{secrets.token_hex(4)}", run_id, fleets[k])
-            jobs.append(dataclasses.replace(job, worker_key=worker_key, max_skip=REALTIME_MAX_SKIP))
+            skip = REALTIME_MAX_SKIP if worker_key else 0
+            jobs.append(dataclasses.replace(job, worker_key=worker_key, max_skip=skip))
     return jobs
 
 
