@@ -740,8 +740,8 @@ def test_only_a_keyed_worker_takes_a_skip(tmp_path: Path) -> None:
     """Attack review 8: every `v2x worker` took a skip of up to 10 ticks (it is not told the world's clock), so one
     forged FleetInput 5 ticks ahead stalled a lockstep run with an unkeyed worker (the world's next input was then
     refused for good). A worker with a key takes the skip (its inputs are sealed); one without takes none."""
-    from v2x.net.broker import parse_broker_url
     from v2x.net.answers import REALTIME_MAX_SKIP
+    from v2x.net.broker import parse_broker_url
 
     sc = load_scenario(_scenario_file(tmp_path))
     broker = parse_broker_url("mqtt://127.0.0.1:1883")

@@ -493,6 +493,20 @@ def _with_demand(tmp_path: Path, *lines: str) -> tuple[Path, Path]:
             ('<include href="more.rou.xml"/>',),
             "a SUMO demand file (.rou.xml) in one file, without <include>; '{routes}' includes 'more.rou.xml'",
         ),
+        # attack review 8: a namespaced vType or include (SUMO reads them, the checks by tag did not), SUMO's own
+        # rail type named without a vType of the file
+        (
+            (HUGE.replace("<vType ", '<vType xmlns="urn:x" '),),
+            "a SUMO demand file (.rou.xml) without XML namespaces; '{routes}' has <{{urn:x}}vType>",
+        ),
+        (
+            ('<include xmlns="urn:x" href="more.rou.xml"/>',),
+            "without XML namespaces; '{routes}' has <{{urn:x}}include>",
+        ),
+        (
+            ('<vTypeDistribution id="mix" vTypes="car DEFAULT_RAILTYPE"/>',),
+            "<vTypeDistribution> of '{routes}': a vType of the file, not SUMO's 'car DEFAULT_RAILTYPE'",
+        ),
     ],
 )
 def test_a_demand_vehicle_larger_than_a_fleet_takes_is_refused_at_load(

@@ -30,6 +30,8 @@ MAX_SUMO_LANE_WIDTH_M = 10.0  # a lane of a network is at most this wide (SUMO's
 # SUMO's vehicle classes whose default length is over MAX_VEHICLE_SIZE_M (SUMO 1.28: rail 135 m, rail_electric and
 # rail_fast 200 m, rail_urban and subway 109.5 m): a vType of one of them must give its length.
 LONG_VCLASSES = frozenset({"rail", "rail_electric", "rail_fast", "rail_urban", "subway"})
+# SUMO's built-in vehicle types of those classes, which a demand file can name without defining them
+LONG_DEFAULT_TYPES = frozenset({"DEFAULT_RAILTYPE"})
 INSTALL_HINT = "pip install eclipse-sumo (the package's sumo extra: pip install '.[sumo]' in a clone)"
 
 
@@ -62,10 +64,14 @@ def read_xml(path: Path, what: str) -> ET.Element:
         root = ET.fromstring(raw)
     except ET.ParseError as exc:
         raise ValueError(f"{what} in XML; {str(path)!r}: {exc}") from None
-    for include in root.iter("include"):  # SUMO reads the file it names, which the checks here would not see
-        raise ValueError(
-            f"{what} in one file, without <include>; {str(path)!r} includes {str(include.get('href'))[:200]!r}"
-        )
+    for element in root.iter():
+        if "}" in element.tag:  # (SUMO reads `<vType xmlns="urn:x" ...>` as a vType, which the checks here, by
+            # tag, would not see: attack review 8)
+            raise ValueError(f"{what} without XML namespaces; {str(path)!r} has <{element.tag[:200]}>")
+        if element.tag == "include":  # SUMO reads the file it names, which the checks here would not see
+            raise ValueError(
+                f"{what} in one file, without <include>; {str(path)!r} includes {str(element.get('href'))[:200]!r}"
+            )
     return root
 
 
@@ -117,6 +123,13 @@ def check_routes(path: Path) -> None:
     root = read_xml(path, "a SUMO demand file (.rou.xml)")
     if root.tag != "routes":
         raise ValueError(f"a SUMO demand file (.rou.xml, root element <routes>); {str(path)!r} has <{root.tag}>")
+    for element in root.iter():  # SUMO's own rail type, named without a vType of the file (attack review 8)
+        for name in ("type", "vTypes"):
+            if any(t in LONG_DEFAULT_TYPES for t in str(element.get(name, "")).split()):
+                raise ValueError(
+                    f"<{element.tag}> of {str(path)!r}: a vType of the file, not SUMO's {element.get(name)!r:.80} (its "
+                    f"vehicles are over {MAX_VEHICLE_SIZE_M:g} m, the largest vehicle of a fleet's input)"
+                )
     for vtype in root.iter("vType"):
         where = f"vType {str(vtype.get('id'))[:80]!r} of {str(path)!r}"
         vclass = vtype.get("vClass", "")
