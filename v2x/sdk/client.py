@@ -765,9 +765,8 @@ class Stack:
         if not run.me.equipped:
             if not self._said_unequipped:
                 self._said_unequipped = True
-                log.info(
-                    "%s is unequipped (equipped: false in the scenario): the SDK sends nothing for it", self.actor_id
-                )
+                # (a warning: a forged retained START saying so muted a resumed stack, unseen: attack review 8)
+                log.warning("%s: START says it is unequipped (equipped: false): the SDK sends nothing", self.actor_id)
             return
         self.seq += 1
         env = testbed_pb2.Envelope(
