@@ -528,9 +528,9 @@ def _run_one(job: tuple[str, int, str, int]) -> tuple[dict[str, Any] | str, floa
     """Run one scenario file (in a worker process, or here): its result document, or the run error's text;
     the wall seconds it took, the seconds of them its process was idle (waiting on the broker) and its CPU
     seconds."""
-    import asyncio
     import logging
 
+    from v2x.run.cli import run_job
     from v2x.run.runner import RunError, run_scenario
     from v2x.scenario import load_scenario
 
@@ -538,7 +538,7 @@ def _run_one(job: tuple[str, int, str, int]) -> tuple[dict[str, Any] | str, floa
     path, seed, broker, workers = job
     t0, cpu0 = time.monotonic(), time.process_time()
     try:
-        result: dict[str, Any] | str = asyncio.run(
+        result: dict[str, Any] | str = run_job(
             run_scenario(load_scenario(path), seed=seed, broker=broker, workers=workers)
         )
     except RunError as exc:

@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import errno
 import logging
+import multiprocessing
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -70,6 +71,16 @@ def _interruptible_command() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def run_job(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)`` for one run of ``v2x check`` / ``v2x sweep``: in the command's own process (``--jobs 1``,
+    or one scenario) SIGINT / SIGTERM stop the run and raise :class:`Interrupted` (without the loop's handlers the
+    signal raised inside whatever ran: a failed agent's "run error", an exception swallowed, once a hang: newcomer
+    reviews 5 and 6); a pool's worker keeps its default handlers and goes with the command (``v2x.run.pool``)."""
+    if multiprocessing.parent_process() is None:
+        return asyncio.run(_interruptible(coro))
+    return asyncio.run(coro)
 
 
 async def _interruptible(coro: Awaitable[T]) -> T:

@@ -131,22 +131,15 @@ def seed_findings(result: dict[str, Any], expectations: list[dict[str, Any]]) ->
 
 def _run_seed(job: tuple[str, int, str | None, tuple[str, ...]]) -> dict[str, Any]:
     """One seed in a worker process (picklable arguments; returns plain data)."""
-    import asyncio
     import logging
-    import multiprocessing
 
-    from v2x.run.cli import _interruptible
+    from v2x.run.cli import run_job
     from v2x.run.runner import run_scenario
 
     logging.getLogger().setLevel(logging.ERROR)
     path, seed, positioning, networks = job
     scenario = _variant_of(path, positioning, networks)
-    run = run_scenario(scenario, seed=seed, broker="loopback")
-    if multiprocessing.parent_process() is None:  # --jobs 1, in the command's process: SIGINT / SIGTERM stop the
-        # run and raise Interrupted (without the loop's handlers it failed an agent, and the sweep said "could not
-        # complete", exit 3: newcomer 5); a pool's worker keeps the default handlers and goes with the command
-        run = _interruptible(run)
-    result = asyncio.run(run)
+    result = run_job(run_scenario(scenario, seed=seed, broker="loopback"))
     expectations = [e.model_dump(mode="json") for e in scenario.expectations]
     return {"seed": seed, "passed": result["passed"], **seed_findings(result, expectations)}
 
