@@ -319,3 +319,14 @@ def test_a_recording_whose_metadata_indexes_all_point_at_one_big_record_is_read_
     started = time.monotonic()
     replayed = read_recording(path)  # (a recording of nothing: read as such)
     assert time.monotonic() - started < 5.0 and replayed.meta["scenario"] == "fcw"
+
+
+def test_replay_refuses_a_report_of_some_variants_only(
+    tmp_path: Path, run: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Newcomer review 6: the v2x variant's recording alone rebuilt a PASS of its expectations, of a run whose
+    baseline had failed; every variant the run had must be given (its summary alone still reads)."""
+    out = tmp_path / "r.html"
+    assert main(["replay", str(run.paths["v2x"]), "--report", str(out)]) == 2 and not out.exists()
+    assert "the run had variant(s) 'baseline' too, whose recording is not given" in capsys.readouterr().err
+    assert main(["replay", str(run.paths["v2x"])]) == 0

@@ -866,6 +866,16 @@ def rebuild_result(recordings: Iterable[Replayed]) -> dict[str, Any]:
     if len(runs) != 1:
         names = ", ".join(f"{r.path} (run id {r.meta.get('run_id')})" for r in recs)
         raise RecordingError(f"recordings of different runs: {names}: one run's variants, please")
+    # Every variant the run had: one left out made a run that failed on a baseline expectation a PASS of the
+    # rest (newcomer review 6).
+    ids = recs[0].run.get("run_ids")
+    missing = sorted(set(ids) - set(first)) if isinstance(ids, dict) else []
+    if missing:
+        where = ", ".join(str(r.path) for r in recs)
+        raise RecordingError(
+            f"the run had variant(s) {', '.join(map(repr, missing))} too, whose recording is not given ({where}): "
+            "give every variant's file (or the folder --record wrote), or 'v2x replay' without --report to read these"
+        )
     events: list[Event] = []
     verdicts: list[dict[str, Any]] = []
     metrics: dict[str, Any] = {}
