@@ -237,12 +237,17 @@ def test_pytest_collects_a_folder_of_scenarios_with_readable_names(pytester: pyt
     folder = _copy_fcw(tmp_path)
     bad = folder / "broken.yaml"
     bad.write_text(FCW.read_text().replace("speed_mps: 16.67", "speed_mps: fast", 1).replace("id: fcw", "id: broken"))
-    (folder / "notes.yaml").write_text("just: a yaml file that is not a scenario\n")
+    (folder / "notes.yaml").write_text("just: a yaml file that is not a scenario\nid: 3\nname: x\n")
+    # its `actors:` misspelt: collected all the same, and failing naming it (it was not collected, and pytest
+    # passed without it: newcomer review 6)
+    (folder / "typo.yaml").write_text(FCW.read_text().replace("actors:", "actor:").replace("id: fcw", "id: typo"))
     result = pytester.runpytest_inprocess(*INNER, str(folder), "-v", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=2, failed=2)
     for line in ("*fcw.yaml::v2x PASSED*", "*fcw.yaml::baseline PASSED*", "*broken.yaml::load FAILED*"):
         result.stdout.fnmatch_lines([line])
     result.stdout.fnmatch_lines(["*actors[[]0[]].speed_mps: Input should be a valid number*"])
+    result.stdout.fnmatch_lines(["*typo.yaml::load FAILED*"])
+    result.stdout.fnmatch_lines(["*actor: unknown field*did you mean 'actors'?*"])
 
 
 def test_each_plugin_item_runs_its_variant_and_takes_its_own_time(pytester: pytest.Pytester, tmp_path: Path) -> None:

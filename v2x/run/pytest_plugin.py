@@ -7,8 +7,10 @@ An item passes when every expectation of its variant held and, if the scenario h
 within the record's tolerances. A scenario file that does not load is one failing item naming the field.
 
 Registered through the ``pytest11`` entry point; it collects a ``.yaml`` file only if it looks like a
-scenario (top-level ``id:`` and ``actors:`` keys). Options: ``--v2x-broker URL`` (default the embedded
-broker), ``--v2x-seed N`` (default: the golden record's seed, else 0).
+scenario: three or more of a scenario's top-level keys (``id:``, ``origin:``, ``duration_s:``, ``road:``,
+``actors:``, ``expectations:``, ...), so that one with a key misspelt is collected and fails naming it.
+Options: ``--v2x-broker URL`` (default the embedded broker), ``--v2x-seed N`` (default: the golden record's
+seed, else 0).
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ import pytest
 
 from v2x import argtypes
 
-_SCENARIO_KEYS = (re.compile(r"^id:", re.MULTILINE), re.compile(r"^actors:", re.MULTILINE))
+# A scenario's top-level keys: a file with three or more of them is taken for one (with both `id:` and `actors:`
+# required, a file with one of them misspelt was not collected, and pytest passed without it: newcomer review 6)
+_SCENARIO_KEYS = re.compile(
+    r"^(id|name|origin|duration_s|tick_s|road|actors|flows|sumo|expectations|variants|network|positioning):",
+    re.MULTILINE,
+)
+_SCENARIO_KEYS_NEEDED = 3
 # The scenario files collected in this session, by id: two with one id would share a golden record
 _BY_ID = pytest.StashKey[dict[str, Path]]()
 
@@ -42,7 +50,7 @@ def _looks_like_scenario(path: Path) -> bool:
             head = stream.read(256 * 1024).decode("utf-8", errors="replace")
     except OSError:
         return False
-    return all(p.search(head) for p in _SCENARIO_KEYS)
+    return len(set(_SCENARIO_KEYS.findall(head))) >= _SCENARIO_KEYS_NEEDED
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:
