@@ -73,6 +73,20 @@ def test_missing_field_and_unknown_field(tmp_path: Path) -> None:
     assert problems["expectations[1].target"].endswith("got 'neighbor': did you mean 'neighbour'?"), problems
 
 
+def test_a_warning_expectation_about_an_app_the_target_does_not_run_is_refused(tmp_path: Path) -> None:
+    """Newcomer review 6: a no_warning about RLVW on a car without RLVW passed whatever happened (and a sweep
+    counted it a silent case), a warning about FCW on a car without FCW failed with no hint why."""
+    text = FCW.read_text().replace("app: fcw, target: neighbour}", "app: rlvw, target: neighbour}")
+    problems = dict(_problems(_write(tmp_path, text)))
+    assert problems["expectations[1].app"] == (
+        "an app that reaches the target; 'neighbour' does not run 'rlvw' (its apps: ['fcw']): the expectation holds "
+        "whatever happens"
+    ), problems
+    text = FCW.read_text().replace("app: fcw, target: follower", "app: icw, target: follower")
+    problems = dict(_problems(_write(tmp_path, text)))
+    assert problems["expectations[0].app"].endswith("the expectation can never hold"), problems
+
+
 def test_bad_expectation_kind_and_profile(tmp_path: Path) -> None:
     text = (
         FCW.read_text()

@@ -884,6 +884,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         if exp.variant not in sc.variants:
             expected = f"one of the scenario's variants {list(dict.fromkeys(sc.variants))}; got {exp.variant!r}"
             problems.append((f"expectations[{i}].variant", expected))
+        problems += _app_not_run(sc, i, exp)
     flow_lanes: set[str] = set()
     for i, flow in enumerate(sc.flows):
         if flow.lane not in lane_ids:
@@ -895,6 +896,34 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             expected = f"a positioning profile {sorted(POSITIONING_PROFILES)}; got {flow.positioning!r}"
             problems.append((f"flows[{i}].positioning", expected))
     return problems
+
+
+def _app_not_run(sc: Scenario, i: int, exp: Any) -> list[tuple[str, str]]:
+    """A warning / no_warning expectation about an app that nobody runs where its warnings come from (the
+    target's OBU, or an edge platform): the first can never hold, the second holds whatever happens (a
+    no_warning about RLVW on a car without RLVW passed, and a sweep counted it as a silent case: newcomer
+    review 6). An outside stack's actor runs the apps its stack has: not judged."""
+    if getattr(exp, "type", None) not in ("warning", "no_warning") or exp.app is None:
+        return []
+    try:
+        spec = app_spec(exp.app)
+    except KeyError:
+        return []  # (the schema names the apps)
+    actors = {a.id: a for a in sc.actors}
+    target = actors.get(exp.target)
+    if target is None or target.external:
+        return []
+    if spec.runs_on is RunsOn.VEHICLE:
+        # (the platoon app runs on a vehicle with a `platoon:` role, not through its `apps`)
+        if exp.app in target.apps or (exp.app == "platoon" and target.platoon is not None):
+            return []
+        where = f"{exp.target!r} does not run {exp.app!r} (its apps: {list(target.apps)})"
+    else:
+        if any(exp.app in a.apps for a in sc.actors):
+            return []
+        where = f"no actor runs {exp.app!r} (an edge platform's app)"
+    means = "can never hold" if exp.type == "warning" else "holds whatever happens"
+    return [(f"expectations[{i}].app", f"an app that reaches the target; {where}: the expectation {means}")]
 
 
 def _script_problems(sc: Scenario) -> list[tuple[str, str]]:
