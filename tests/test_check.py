@@ -280,9 +280,11 @@ def test_the_plugin_reports_a_changed_outcome(pytester: pytest.Pytester, tmp_pat
     changed = copy.deepcopy(record)
     changed["variants"]["baseline"]["collisions"][0]["t_s"] = 7.0
     (folder / "golden" / "fcw.json").write_text(json.dumps(changed))
-    result = pytester.runpytest_inprocess(*INNER, str(folder), "-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess(*INNER, str(folder), "-p", "no:cacheprovider", "-rf", "-vv")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*collision follower-lead: 7.00 s -> 8.90 s (tolerance 0.20 s)*"])
+    # the short summary's line says why, not only which (newcomer review 6)
+    result.stdout.fnmatch_lines(["FAILED *fcw.yaml::baseline - fcw.yaml [[]baseline[]]: *collision follower-lead*"])
 
 
 def test_the_plugin_says_in_one_line_why_a_run_could_not_complete(pytester: pytest.Pytester, tmp_path: Path) -> None:
@@ -296,7 +298,7 @@ def test_the_plugin_says_in_one_line_why_a_run_could_not_complete(pytester: pyte
     result.assert_outcomes(failed=2)
     text = result.stdout.str()
     for variant in ("v2x", "baseline"):  # each says why, in its failure (and, by the run's -r flags, its summary)
-        assert f"fcw.yaml [{variant}]:\n  run error: cannot reach the MQTT broker at {url} within" in text
+        assert f"fcw.yaml [{variant}]: run error: cannot reach the MQTT broker at {url} within" in text
     assert "Traceback" not in text and len(text.splitlines()) < 60
 
 

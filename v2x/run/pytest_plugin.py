@@ -150,7 +150,10 @@ class ScenarioItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ScenarioFailure):
-            return f"{self.path.name} [{self.variant}]:\n  " + str(excinfo.value).replace("\n", "\n  ")
+            # the first problem on the first line: pytest's short summary shows that line alone (it showed
+            # "crossing.yaml [v2x]:" and nothing of why: newcomer review 6)
+            first, *rest = str(excinfo.value).split("\n")
+            return "\n  ".join([f"{self.path.name} [{self.variant}]: {first}", *rest])
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
