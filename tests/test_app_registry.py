@@ -182,7 +182,8 @@ def with_tjw(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_an_app_registered_by_an_entry_point_runs_on_board_and_the_driver_reacts(tmp_path: Path) -> None:
     assert app_names()[-1] == "tjw" and thresholds.DEFAULTS["tjw_max_speed_mps"] == 2.0
     path = tmp_path / "tjw.yaml"
-    path.write_text((SCENARIO_DIR / "fcw.yaml").read_text().replace("apps: [fcw]", "apps: [tjw]", 1))
+    text = (SCENARIO_DIR / "fcw.yaml").read_text().replace("apps: [fcw]", "apps: [tjw]", 1)
+    path.write_text(text.replace("app: fcw, target: follower", "app: tjw, target: follower"))  # (about its app)
     sc = load_scenario(path)
     cars = {a.actor_id: a for a in build_agents(sc, environment(sc)) if isinstance(a, VehicleAgent)}
     inbox: dict[str, list[Heard]] = {k: [] for k in cars}

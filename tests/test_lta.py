@@ -185,7 +185,7 @@ def test_the_vehicle_gives_its_apps_its_route_ahead() -> None:
 def test_the_loader_accepts_lta_and_its_thresholds(tmp_path: Path) -> None:
     sc = load_scenario(LTA)
     assert {a.id for a in sc.actors if "lta" in a.apps} == {"car_a", "car_b", "car_c", "car_d", "truck"}
-    text = (SCENARIO_DIR / "fcw.yaml").read_text().replace("apps: [fcw]", "apps: [lta]", 1)
+    text = (SCENARIO_DIR / "fcw.yaml").read_text().replace("apps: [fcw]", "apps: [fcw, lta]", 1)
     (tmp_path / "fcw-lta.yaml").write_text(text)
     assert any("lta" in a.apps for a in load_scenario(tmp_path / "fcw-lta.yaml").actors)
     good = LTA.read_text().replace("expectations:", "thresholds: {lta_gap_s: 3.0}\nexpectations:", 1)
