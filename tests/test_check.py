@@ -6,6 +6,7 @@ import copy
 import json
 import re
 import shutil
+import signal
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests._signals import interrupted
 from v2x.cli import main
 from v2x.run.check import GOLDEN_VERSION, TOLERANCES, compare_variant, golden_path, load_golden, scenario_files
 from v2x.scenario import catalogue, load_scenario
@@ -494,22 +496,13 @@ def test_an_interrupted_check_of_one_scenario_or_with_jobs_1_exits_128_plus_the_
     """Newcomer review 6: Ctrl-C or SIGTERM during `v2x check` of one scenario (run in the command's process)
     was ignored (exit 0 with a full report), a run error (exit 3), tracebacks, once a hang: its runs had no loop
     handlers, so the signal raised inside whatever code ran. It stops the run and exits 128 + the signal."""
-    import signal
-    import subprocess
-    import sys
-
-    log = tmp_path / "check.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "v2x", "check", *targets, "--out", str(tmp_path / "out")], stdout=out, stderr=out
-        )
-        try:
-            time.sleep(3.0)  # (loading, compiling or running: each must end the same way)
-            proc.send_signal(getattr(signal, sig))
-            assert proc.wait(60) == code, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    text = log.read_text()
+    started = time.monotonic()  # (loading, compiling or running at 3 s: each must end the same way)
+    got, text = interrupted(
+        ["check", *targets, "--out", str(tmp_path / "out")],
+        tmp_path / "check.log",
+        getattr(signal, sig),
+        lambda _: time.monotonic() - started > 3.0,
+    )
+    assert got == code, text
     assert f"v2x check: interrupted ({sig})" in text and "Traceback" not in text, text
     assert not (tmp_path / "out" / "summary.json").exists()  # no report

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests._signals import interrupted
 from v2x.cli import main
 from v2x.run.sweep import seed_findings, summarise
 
@@ -164,27 +165,9 @@ def test_an_interrupted_sweep_exits_128_plus_the_signal(tmp_path: Path, jobs: in
     """Newcomer review 5: SIGINT or SIGTERM during `v2x sweep` printed "a run could not complete" and exited 3
     (its own handler took the Interrupted for a failed run; with --jobs 1 an agent failed with it first), where
     --help promises 130 / 143 as for `v2x run`; and a pool's workers must go quietly (no traceback)."""
-    import subprocess
-    import sys
-    import time
-
-    log = tmp_path / "sweep.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "v2x", "sweep", "fcw", "--seeds", "40", "--jobs", str(jobs)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while "seeds" not in log.read_text() and time.monotonic() < deadline:  # (runs under way)
-                time.sleep(0.2)
-            proc.send_signal(sig)
-            assert proc.wait(60) == code, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    text = log.read_text()
+    args = ["sweep", "fcw", "--seeds", "40", "--jobs", str(jobs)]
+    got, text = interrupted(args, tmp_path / "sweep.log", signal.Signals(sig), lambda out: "seeds" in out)
+    assert got == code, text  # (signalled once runs are under way: a progress line)
     assert f"v2x sweep: interrupted ({signal.Signals(sig).name})" in text and "Traceback" not in text, text
 
 
