@@ -948,13 +948,14 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
         # Every collision, whether an expectation is about it or not: a newcomer review's run passed while a
         # background car killed its pedestrian, which only the HTML report showed.
         crashes = [e for e in result["events"] if e["type"] == "collision" and e["variant"] == variant]
-        if crashes:
-            shown = ", ".join(
+        _print_events(
+            variant,
+            "collisions",
+            [
                 f"{' / '.join(e['actors'])} at {e['t_s']:.2f} s ({e.get('relative_speed_mps', 0.0):.1f} m/s)"
-                for e in crashes[:5]
-            )
-            more = f", and {len(crashes) - 5} more" if len(crashes) > 5 else ""
-            print(f"  [{variant}] collisions: {printable(shown)}{more}")
+                for e in crashes
+            ],
+        )
         bg = m.get("background") or {}
         if bg.get("waiting_at_end"):  # (a flow above what its lane takes queues at the entry: newcomer 5)
             print(
@@ -965,10 +966,18 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
         # Misbehaviour reports too: a detector that judges a sender implausible drops its messages, which is why
         # a warning did not come (km/h written as m/s made every car flag the others: newcomer 5)
         judged = [e for e in result["events"] if e["type"] == "misbehaviour" and e["variant"] == variant]
-        if judged:
-            shown = ", ".join(f"{e['actor']} of {e['suspect']} ({e['check']}) at {e['t_s']:.2f} s" for e in judged[:5])
-            more = f", and {len(judged) - 5} more" if len(judged) > 5 else ""
-            print(f"  [{variant}] misbehaviour reported: {printable(shown)}{more}")
+        _print_events(
+            variant,
+            "misbehaviour reported",
+            [f"{e['actor']} of {e['suspect']} ({e['check']}) at {e['t_s']:.2f} s" for e in judged],
+        )
+
+
+def _print_events(variant: str, what: str, texts: list[str], most: int = 5) -> None:
+    """One summary line of a variant's events, the first ``most`` of them and how many more (none: no line)."""
+    if texts:
+        more = f", and {len(texts) - most} more" if len(texts) > most else ""
+        print(f"  [{variant}] {what}: {printable(', '.join(texts[:most]))}{more}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

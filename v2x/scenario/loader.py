@@ -443,10 +443,8 @@ def _one_of(what: str, options: Iterable[str], got: str) -> str:
     """ "one of <what> [...]; got 'x'", with the closest option when there is one (a typo), and a long list
     not spelled out (the thresholds are over a hundred)."""
     opts = sorted(options)
-    close = difflib.get_close_matches(got, opts, n=1)
-    hint = f": did you mean {close[0]!r}?" if close else ""
     listed = str(opts) if len(opts) <= 20 else f"({len(opts)} of them: 'v2x docs scenarios' lists them)"
-    return f"one of {what} {listed}; got {got!r}{hint}"
+    return f"one of {what} {listed}; got {got!r}{_close(got, opts)}"
 
 
 def _close(got: str, options: Iterable[str], cutoff: float = 0.6) -> str:
