@@ -287,6 +287,13 @@ def test_the_plugin_reports_a_changed_outcome(pytester: pytest.Pytester, tmp_pat
     result.stdout.fnmatch_lines(["*collision follower-lead: 7.00 s -> 8.90 s (tolerance 0.20 s)*"])
     # the short summary's line says why, not only which (newcomer review 6)
     result.stdout.fnmatch_lines(["FAILED *fcw.yaml::baseline - fcw.yaml [[]baseline[]]: *collision follower-lead*"])
+    assert "--v2x-seed" not in result.stdout.str()
+    # another seed than the record's: said beside the difference, as `v2x check --seed` says it
+    result = pytester.runpytest_inprocess(
+        *INNER, str(folder), "--v2x-seed", "3", "-p", "no:cacheprovider", "-k", "baseline"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*--v2x-seed 3, but the golden record is of seed 0: its outcome may differ*"])
 
 
 def test_the_plugin_says_in_one_line_why_a_run_could_not_complete(pytester: pytest.Pytester, tmp_path: Path) -> None:

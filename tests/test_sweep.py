@@ -178,3 +178,13 @@ def test_two_profiles_of_one_link_or_an_unknown_one_exit_2(capsys: pytest.Captur
     assert "are both profiles of the uu link: give one" in capsys.readouterr().err
     assert main(["sweep", "fcw", "--seeds", "2", "--network", "cell-urban"]) == 2
     assert "unknown network profile 'cell-urban'" in capsys.readouterr().err
+
+
+def test_a_profile_of_a_link_no_message_took_is_said(capsys: pytest.CaptureFixture[str]) -> None:
+    """Newcomer review 6: `v2x sweep --network` on a link the scenario never uses (avw speaks PC5 only) changed
+    nothing and said nothing; a profile of a link that carried messages gets no such note."""
+    assert main(["sweep", "avw", "--seeds", "1", "--jobs", "1", "--network", "5g-uu-edge-sa"]) == 0
+    err = capsys.readouterr().err
+    assert "note: --network 5g-uu-edge-sa: no message went over the uu link in any run, so it changed nothing" in err
+    assert main(["sweep", "avw", "--seeds", "1", "--jobs", "1", "--network", "pc5-sidelink-dense"]) == 0
+    assert "no message went over" not in capsys.readouterr().err

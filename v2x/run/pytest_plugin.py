@@ -146,6 +146,13 @@ class ScenarioItem(pytest.Item):
                 for line in case.lines
             ]
             if problems:
+                parent = self.parent
+                if golden and parent._seed is not None and int(golden["seed"]) != parent._seed:
+                    # as `v2x check --seed` says it (a newcomer review: the plugin said nothing)
+                    problems.append(
+                        f"--v2x-seed {parent._seed}, but the golden record is of seed {golden['seed']}: "
+                        "its outcome may differ for that alone"
+                    )
                 raise ScenarioFailure("\n".join(problems))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:

@@ -141,7 +141,11 @@ def _run_seed(job: tuple[str, int, str | None, tuple[str, ...]]) -> dict[str, An
     scenario = _variant_of(path, positioning, networks)
     result = run_job(run_scenario(scenario, seed=seed, broker="loopback"))
     expectations = [e.model_dump(mode="json") for e in scenario.expectations]
-    return {"seed": seed, "passed": result["passed"], **seed_findings(result, expectations)}
+    used = sorted({link for m in result["metrics"].values() for link, n in m["messages"]["sent"].items() if n})
+    return {"seed": seed, "passed": result["passed"], "links": used, **seed_findings(result, expectations)}
+
+
+_LINK_OF_KIND = {"sidelink": "pc5", "cellular": "uu", "wired": "wired"}  # a network profile's kind -> its link
 
 
 def _variant_of(path: str, positioning: str | None, networks: Sequence[str]) -> Any:
@@ -162,7 +166,7 @@ def _variant_of(path: str, positioning: str | None, networks: Sequence[str]) -> 
         profile = NETWORK_PROFILES.get(name)
         if profile is None:
             raise ValueError(f"unknown network profile {name!r}; see 'v2x impair list'")
-        link = {"sidelink": "pc5", "cellular": "uu", "wired": "wired"}[profile.kind]
+        link = _LINK_OF_KIND[profile.kind]
         if link in given and given[link] != name:  # (the last one won, silently, while both were listed)
             raise ValueError(f"--network {given[link]!r} and {name!r} are both profiles of the {link} link: give one")
         given[link] = name
@@ -280,6 +284,20 @@ def unheld(s: SweepSummary) -> list[str]:
     ]
     if "max_collision_rate" in s.bounds and "v2x" not in s.collision_rate:
         out.append("--max-collision-rate: no V2X variant was run, so it held nothing")
+    return out
+
+
+def unused_links(networks: Sequence[str], runs: list[dict[str, Any]]) -> list[str]:
+    """Each ``--network`` profile whose link carried no message in any run: the swap changed nothing (a
+    newcomer review: a sweep over a Uu profile of a PC5-only scenario gave the same figures and no word)."""
+    from v2x.impair import NETWORK_PROFILES
+
+    used = {link for r in runs for link in r.get("links", ())}
+    out = []
+    for name in networks:
+        link = _LINK_OF_KIND[NETWORK_PROFILES[name].kind]
+        if link not in used:
+            out.append(f"--network {name}: no message went over the {link} link in any run, so it changed nothing")
     return out
 
 
@@ -459,7 +477,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     except OSError as exc:  # a full disk, a missing folder: said, exit 3 (was a traceback)
         print(f"v2x sweep: cannot write {exc.filename or args.out or args.svg}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_RUN_ERROR
-    for line in unheld(summary):
+    for line in [*unheld(summary), *unused_links(networks, runs)]:
         print(f"v2x sweep: {summary.scenario}: note: {line}", file=sys.stderr)
     for line in summary.unmet:
         print(f"v2x sweep: {summary.scenario}: {line}", file=sys.stderr)
