@@ -139,6 +139,9 @@ def test_the_live_view_shows_a_real_fcw_run(browser: Any) -> None:
         assert browser.find_elements(By.CSS_SELECTOR, "#rates tr#rate-bsm")
         runner.join(30)
         _wait(lambda: "run finished" in browser.find_element(By.ID, "status").text)
+        # the controls are off once the run has finished (a click failed with "Failed to fetch": newcomer 7)
+        for button in ("pause", "resume", "step"):
+            assert not browser.find_element(By.ID, button).is_enabled()
         # nothing but the run's own server was asked for anything
         hosts = browser.execute_script("return performance.getEntriesByType('resource').map(e => new URL(e.name).host)")
         assert set(hosts) <= {server.url.split("/")[2]}
