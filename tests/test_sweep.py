@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,19 @@ def test_a_profile_of_a_link_no_message_took_is_said(capsys: pytest.CaptureFixtu
     assert "note: --network 5g-uu-edge-sa: no message went over the uu link in any run, so it changed nothing" in err
     assert main(["sweep", "avw", "--seeds", "1", "--jobs", "1", "--network", "pc5-sidelink-dense"]) == 0
     assert "no message went over" not in capsys.readouterr().err
+
+
+def test_junit_has_a_case_per_bound_failed_when_not_met(tmp_path: Path) -> None:
+    """Newcomer review 7: `v2x sweep` wrote no JUnit for a CI job's report. A bound not met is a failed case
+    saying why; a bound met passes; each seed's failed expectations go along as output."""
+    junit = tmp_path / "sweep.xml"
+    args = ["sweep", "fcw", "--seeds", "1", "--jobs", "1", "--positioning", "urban-canyon"]
+    assert main([*args, "--min-detection", "0.5", "--max-collision-rate", "1", "--junit", str(junit)]) == 1
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    assert set(cases) == {"--min-detection", "--max-collision-rate"}
+    failure = cases["--min-detection"].find("failure")
+    assert failure is not None and failure.get("message") == "fcw detection 0.0%, under --min-detection 50.0%"
+    assert "seed 0: [v2x] follower warned in time" in (failure.text or "")
+    assert cases["--max-collision-rate"].find("failure") is None
+    assert main(["sweep", "avw", "--seeds", "1", "--jobs", "1", "--junit", str(junit)]) == 0
+    assert [c.get("name") for c in ET.parse(junit).getroot().iter("testcase")] == ["sweep"]

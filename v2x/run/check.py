@@ -382,19 +382,21 @@ def update_golden(path: Path, result: dict[str, Any]) -> list[str]:
     return changes
 
 
-def write_junit(cases: Sequence[CaseResult], path: Path) -> None:
-    """One testcase per scenario and variant (classname ``v2x.check.<scenario>``, name the variant)."""
+def write_junit(cases: Sequence[CaseResult], path: Path, *, suite: str = "v2x check") -> None:
+    """One testcase per scenario and variant (classname ``v2x.check.<scenario>``, name the variant; another
+    ``suite``, ``v2x sweep``, names the suite and prefixes the class names as ``v2x.sweep``)."""
+    prefix = suite.replace(" ", ".")
     root = ET.Element(
         "testsuites",
-        name="v2x check",
+        name=suite,
         tests=str(len(cases)),
         failures=str(sum(c.status in ("fail", "new") for c in cases)),
         errors=str(sum(c.status == "error" for c in cases)),
     )
-    suite = ET.SubElement(
+    testsuite = ET.SubElement(
         root,
         "testsuite",
-        name="v2x check",
+        name=suite,
         tests=str(len(cases)),
         failures=str(sum(c.status in ("fail", "new") for c in cases)),
         errors=str(sum(c.status == "error" for c in cases)),
@@ -402,7 +404,7 @@ def write_junit(cases: Sequence[CaseResult], path: Path) -> None:
     )
     for c in cases:
         case = ET.SubElement(
-            suite, "testcase", classname=f"v2x.check.{c.scenario}", name=c.variant, time=f"{c.wall_s:.3f}"
+            testsuite, "testcase", classname=f"{prefix}.{c.scenario}", name=c.variant, time=f"{c.wall_s:.3f}"
         )
         text = "\n".join(c.lines)
         if c.status in ("fail", "new"):

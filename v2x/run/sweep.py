@@ -33,6 +33,7 @@ from typing import Any
 
 from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
+from v2x.run.check import CaseResult, write_junit
 from v2x.run.pool import job_pool
 from v2x.sim.metrics import percentile
 
@@ -68,6 +69,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep.add_argument("--json", action="store_true", help="print the JSON document instead of the table")
     sweep.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON document to FILE")
     sweep.add_argument("--svg", type=Path, metavar="FILE", help="also draw the rates and lead times as SVG")
+    sweep.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write JUnit XML for a CI job's report: a testcase per --min-/--max- bound (failed when not met; "
+        "'sweep' when none is given), each seed's failed expectations in its output",
+    )
     sweep.set_defaults(handler=cmd_sweep)
 
 
@@ -287,6 +295,27 @@ def unheld(s: SweepSummary) -> list[str]:
     return out
 
 
+def junit_cases(s: SweepSummary, runs: list[dict[str, Any]]) -> list[CaseResult]:
+    """The sweep as JUnit cases (newcomer review 7: a sweep had no JUnit): one per bound given, failed when
+    not met, else one 'sweep' case; every case's output lists the seeds whose expectations did not all hold
+    (a sweep expects some to fail: they fail a case only through --min-pass-rate)."""
+    seeds = [
+        f"seed {r['seed']}: " + ", ".join(r["failed"]) for r in sorted(runs, key=lambda r: r["seed"]) if r["failed"]
+    ]
+    wall = s.wall_seconds or 0.0
+    if not s.bounds:
+        return [CaseResult(s.scenario, "sweep", "pass", seeds, wall)]
+    out = []
+    for name in s.bounds:
+        flag = "--" + name.replace("_", "-")
+        missed = [line for line in s.unmet if f"{flag} " in line]
+        held = [line for line in unheld(s) if line.startswith(f"{flag}:")]
+        out.append(
+            CaseResult(s.scenario, flag, "fail" if missed else "pass", [*missed, *held, *seeds], wall / len(s.bounds))
+        )
+    return out
+
+
 def unused_links(networks: Sequence[str], runs: list[dict[str, Any]]) -> list[str]:
     """Each ``--network`` profile whose link carried no message in any run: the swap changed nothing (a
     newcomer review: a sweep over a Uu profile of a PC5-only scenario gave the same figures and no word)."""
@@ -474,8 +503,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             write_atomic(args.out, json.dumps(doc, indent=1) + "\n")
         if args.svg:
             write_atomic(args.svg, svg(summary))
+        if args.junit:
+            write_junit(junit_cases(summary, runs), args.junit, suite="v2x sweep")
     except OSError as exc:  # a full disk, a missing folder: said, exit 3 (was a traceback)
-        print(f"v2x sweep: cannot write {exc.filename or args.out or args.svg}: {exc.strerror or exc}", file=sys.stderr)
+        wrote = exc.filename or args.out or args.svg or args.junit
+        print(f"v2x sweep: cannot write {wrote}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_RUN_ERROR
     for line in [*unheld(summary), *unused_links(networks, runs)]:
         print(f"v2x sweep: {summary.scenario}: note: {line}", file=sys.stderr)
