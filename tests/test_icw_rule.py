@@ -12,6 +12,7 @@ from v2x.apps.host import Participant
 from v2x.apps.registry import EdgeView
 from v2x.apps.thresholds import DEFAULTS
 from v2x.wire import day1_pb2
+from v2x.wire.bsm import VEHICLE_CLASS, RemoteState, participant_type_of_class
 
 
 def _warned(a_m: float, b_m: float) -> dict[str, float]:
@@ -48,3 +49,11 @@ def test_icw_is_between_motor_vehicles_only() -> None:
 
 def _targets(parties: list[Participant]) -> list[str]:
     return [x.target for x in IntersectionCollisionWarning().evaluate(EdgeView(parties, DEFAULTS), 0.0)]
+
+
+def test_a_participant_keeps_its_remote_s_kind() -> None:
+    """What ICW filters on comes from the message: an RSM object's participant type (a BSM sender's from its
+    vehicle class, ``v2x.wire.bsm.participant_type_of_class``)."""
+    walker = RemoteState(b"\x00\x00\x00\x01", 0.0, 0.0, -30.0, 1.4, math.pi / 2, 0.0, 0.5, 0.5, 0.3, 82, 0, 3)
+    assert Participant.from_remote("p", walker, 0.0).ptc_type == day1_pb2.PARTICIPANT_PEDESTRIAN
+    assert participant_type_of_class(VEHICLE_CLASS["cyclist"]) == day1_pb2.PARTICIPANT_NON_MOTOR
