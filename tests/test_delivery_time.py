@@ -5,13 +5,16 @@ message's sending to the warning."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests._agents import offline_sim, tick_ctx
 from v2x.agents.base import Heard
 from v2x.agents.vehicle import VehicleAgent
+from v2x.run.results import check
 from v2x.run.runner import build_agents, environment
-from v2x.scenario import load_scenario
+from v2x.scenario import ScenarioError, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.envelope import temporary_id
@@ -138,3 +141,36 @@ def test_a_warning_raised_after_the_tick_its_ack_answers_is_rejected() -> None:
         ack = testbed_pb2.Ack(actor_id="follower", tick=0, events=[adv])
         sim.receive("ack", "follower", ack.SerializeToString())
     assert sim.metrics(0.0)["rejected"] == {"out_of_range": 2}
+
+
+def test_a_metric_expectation_checks_an_app_s_application_latency(tmp_path: Path) -> None:
+    """``metric: app_latency_ms_p95`` with ``app``: the result's ``app_latency_ms`` of that app, within bounds (a
+    Day-1 budget is end to end, not one hop: a domain review); a bound it breaks fails, an app with no warning
+    is not measured (fails), and the loader refuses the metric without ``app`` and ``app`` on another metric."""
+    text = (SCENARIO_DIR / "fcw.yaml").read_text()
+    exps = {
+        "ok": "{name: ok, type: metric, metric: app_latency_ms_p95, app: fcw, max: 100}",
+        "over": "{name: over, type: metric, metric: app_latency_ms_max, app: fcw, max: 50}",
+        "none": "{name: none, type: metric, metric: app_latency_ms_p50, app: ebw, max: 100}",
+    }
+    sc = load_scenario(_write(tmp_path, text + "".join(f"  - {e}\n" for e in exps.values())))
+    metrics = {"v2x": {"app_latency_ms": {"fcw": {"p50": 46.5, "p95": 85.65, "max": 90.0, "warnings": 2}}}}
+    got = {e.name: check(e, [], metrics) for e in sc.expectations if e.name in exps}
+    assert got == {
+        "ok": (True, "app_latency_ms_p95 of FCW = 85.65 (expected <= 100.0)"),
+        "over": (False, "app_latency_ms_max of FCW = 90.0 (expected <= 50.0)"),
+        "none": (False, "app_latency_ms_p50 of EBW not measured in variant v2x"),
+    }
+    for bad, said in (
+        ("{name: b, type: metric, metric: app_latency_ms_p95, max: 100}", "needs 'app'"),
+        ("{name: b, type: metric, metric: latency_ms_p95, app: fcw, max: 100}", "'app' applies to"),
+    ):
+        with pytest.raises(ScenarioError) as info:
+            load_scenario(_write(tmp_path, text + f"  - {bad}\n"))
+        assert any(said in msg for _, msg in info.value.problems), info.value.problems
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sc.yaml"
+    path.write_text(text)
+    return path

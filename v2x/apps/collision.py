@@ -32,7 +32,7 @@ from v2x.core import (
     detect_conflicts,
 )
 from v2x.units import accurate_enough, accurate_enough_array
-from v2x.wire import testbed_pb2
+from v2x.wire import day1_pb2, testbed_pb2
 from v2x.wire.bsm import RemoteState
 
 CONFLICT_NAME = {
@@ -271,8 +271,14 @@ def out_of_reach(
 def intersection_collision(participants: Sequence[Participant], thresholds: Mapping[str, float]) -> list[Finding]:
     """ICW: crossing conflicts (PET within ``icw_max_pet_s``) whose first party reaches the conflict point
     within the ICW TTC; ``IntersectionCollisionWarning`` warns each party once its own time to the point is
-    within it. Parties whose reported accuracy is worse than ICW needs are ignored."""
-    participants = [p for p in participants if accurate_enough(p.sigma_m, thresholds["icw_required_accuracy_m"])]
+    within it. Only motor vehicles take part, as either party (T/CSAE 53's ICW is vehicle to vehicle; a
+    pedestrian's or cyclist's conflicts with a vehicle are VRUCW's, on board: until session 23 the platform warned
+    a car about a pedestrian 84 m from the junction, the car stopped and its VRUCW never fired, a domain review).
+    Parties whose reported accuracy is worse than ICW needs are ignored."""
+    need = thresholds["icw_required_accuracy_m"]
+    participants = [
+        p for p in participants if p.ptc_type == day1_pb2.PARTICIPANT_MOTOR and accurate_enough(p.sigma_m, need)
+    ]
     found = find_conflicts(participants, horizon_s=thresholds["horizon_s"], max_pet_s=thresholds["icw_max_pet_s"])
     out = []
     for f in found:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from v2x.wire import day1_pb2
 from v2x.wire.bsm import RemoteState
 
 # The weight of each new BSM in a receiver's estimate of a sender's vertical rate (an exponential filter at
@@ -48,6 +49,9 @@ class Participant:
     # VERTICAL_SEPARATION_M); an unknown height keeps nobody apart.
     z_m: float | None = None
     vz_mps: float = 0.0
+    # What kind of road user it is (RSM ParticipantType: a BSM sender's from its vehicle class, an RSM object's as
+    # perceived): ICW is between motor vehicles only (T/CSAE 53), a pedestrian's or cyclist's conflicts are VRUCW's.
+    ptc_type: int = day1_pb2.PARTICIPANT_MOTOR
 
     @staticmethod
     def from_remote(key: str, remote: RemoteState, t_s: float) -> Participant:
@@ -65,6 +69,7 @@ class Participant:
             remote.sigma_major_m if remote.sigma_major_m is not None else float("inf"),
             remote.z_m,
             remote.z_rate_mps,
+            remote.ptc_type,
         )
 
 

@@ -218,6 +218,8 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         value = m.get("background", {}).get("slowed")
     elif exp.metric == "background_lane_changes":
         value = m.get("background", {}).get("lane_changes")
+    elif exp.app is not None:  # the application latency (metrics.app_latency_ms): from trigger sent to warning
+        value = m.get("app_latency_ms", {}).get(exp.app, {}).get(exp.metric.removeprefix("app_latency_ms_"))
     elif exp.message is not None:
         value = m.get("latency_ms_by_message", {}).get(exp.message, {}).get(exp.metric.removeprefix("latency_ms_"))
     else:
@@ -225,6 +227,8 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
     name = exp.metric if exp.message is None else f"{exp.metric} of {exp.message.upper()}"
     if exp.link is not None:
         name = f"{exp.metric} of {exp.link.upper()}"
+    if exp.app is not None:
+        name = f"{exp.metric} of {exp.app.upper()}"
     if value is None:
         return False, f"{name} not measured in variant {v}"
     ok, bounds = _within(value, exp.min, exp.max)

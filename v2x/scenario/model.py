@@ -619,9 +619,13 @@ class MetricExpectation(_ExpectationBase):
         "background_vehicles",
         "background_slowed",
         "background_lane_changes",
+        "app_latency_ms_p50",
+        "app_latency_ms_p95",
+        "app_latency_ms_max",
     ]
     message: MessageName | None = Field(default=None, description="latency of this message type only")
     link: Literal["pc5", "uu", "wired"] | None = Field(default=None, description="delivery ratio of this link only")
+    app: AppName | None = Field(default=None, description="the application latency of this app (app_latency_ms_*)")
     min: Real | None = None
     max: Real | None = None
 
@@ -629,6 +633,10 @@ class MetricExpectation(_ExpectationBase):
     def _bound(self) -> MetricExpectation:
         if self.min is None and self.max is None:
             raise ValueError("give 'min' and/or 'max'")
+        if self.metric.startswith("app_latency_ms_") and self.app is None:
+            raise ValueError(f"'{self.metric}' needs 'app' (whose application latency)")
+        if self.app is not None and not self.metric.startswith("app_latency_ms_"):
+            raise ValueError("'app' applies to the app_latency_ms_* metrics only")
         if self.message is not None and not self.metric.startswith("latency_ms_"):
             raise ValueError("'message' applies to the latency metrics only")
         if self.link is not None and self.metric != "delivery_ratio":
