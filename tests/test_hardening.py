@@ -181,6 +181,26 @@ async def test_conflicting_acks_are_counted_flagged_and_cannot_stall_the_run(emb
     assert "lead" in report.metrics["flagged"]
 
 
+async def test_one_forged_ack_gets_the_actor_flagged(embedded: BrokerAddress) -> None:
+    """Attack review 9: one forged Ack that came before the real one changed the verdict, counted as one
+    conflicting_ack and nothing flagged (the flag took conflicts in 3 ticks). A second, different Ack for a
+    tick flags the actor at once; one conflicting tick of envelopes would not."""
+    run_id = "hard-one-ack"
+    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id, sealed=False))
+    async with _intruder(embedded, run_id, topics.tick_input(run_id, "lead")) as client:
+        await _until(client, _is_start)
+        async for message in client.messages:
+            if not str(message.topic).endswith("/in/lead"):
+                continue
+            tick = testbed_pb2.TickInput.FromString(bytes(message.payload)).tick
+            if tick == 10:
+                await client.publish(topics.ack(run_id, "lead"), _ack("lead", tick, x_m=400.0).SerializeToString())
+                break
+    report = await asyncio.wait_for(task, 60)
+    assert report.metrics["conflicts"]["lead"]["ack"] == 1  # (and its envelopes, when the forgery came first)
+    assert list(report.metrics["flagged"]) == ["lead"] and report.metrics["flagged"]["lead"]["ack"] == 1
+
+
 async def test_a_second_world_cannot_take_a_live_run_id(embedded: BrokerAddress) -> None:
     """A retained START of a run whose world is connected: a second run with that id refuses to start
     (v2x run exits 3), and leaves the first alone."""

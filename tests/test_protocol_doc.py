@@ -1112,3 +1112,19 @@ def test_what_the_built_in_driver_does_with_each_apps_warning_is_as_the_doc_list
     braking = re.search(r"\(any app whose reaction is a warning: ([A-Z, ]+)\)", scenarios)
     assert braking is not None
     assert {app.lower() for app in braking.group(1).split(", ")} == expected["brakes to a stop"]
+
+
+def test_an_ack_that_contradicts_its_ticks_first_flags_the_actor_at_once() -> None:
+    """Attack review 9: one forged Ack that came first changed the verdict, counted as one conflicting_ack and
+    unflagged (flags took conflicts in 3 ticks). An Ack that says something else than its tick's first flags
+    the actor at once; one rebuilt with a grown `rejected` map (a stack answering a re-sent input anew) is
+    still counted as conflicting, and flagged only from the third such tick, as before."""
+    sim = offline_sim(_fcw())
+    sim.begin(0)
+    sim.receive("ack", "lead", _ack("lead", 0))
+    rebuilt = testbed_pb2.Ack.FromString(_ack("lead", 0))
+    rebuilt.rejected["malformed"] = 1
+    sim.receive("ack", "lead", rebuilt.SerializeToString())
+    assert sim.inbound.stats.rejected == {"conflicting_ack": 1} and sim.inbound.flagged() == {}
+    sim.receive("ack", "lead", _ack("lead", 0, x=131.0))
+    assert sim.inbound.flagged() == {"lead": {"ack": 2}}

@@ -71,10 +71,27 @@ MAX_ACCEL_MPS2 = 100.0
 MAX_HEADING_DEG = 720.0
 MAX_FIGURE = 1e9  # ttc_s, figure, valid_until_s: finite and sane
 FIGURE_NAMES = frozenset(f.name for f in figures())  # Advisory.figure_name: one the apps declare (docs/PROTOCOL.md)
-CONFLICTS_FLAGGED = 3  # an actor whose Acks conflict in this many ticks is flagged in the result
+CONFLICTS_FLAGGED = 3  # an actor whose envelopes or Hellos conflict in this many ticks is flagged in the result
+# ... and at once for an Ack (or FleetAck) of a tick that says something else than the first (another truth,
+# other transmissions or events: more than a `rejected` map grown since, which a stack that rebuilds its
+# answer to a re-sent input gives), or an input its agent says was not the world's. One forged Ack that came
+# first is all a forger needs to change a verdict (attack review 9: one moved an outside stack's car into
+# the lead, counted but unflagged).
 KINDS = ("join", "tx", "ack")
 _VERSIONS = "/".join(map(str, PROTOCOL_VERSIONS))  # in a refusal's text: "1"
 SIGNED_IDS = ("bsm", "rsm", "rsi", "ssm", "psm", "vir", "rsc", "clpmm")  # messages carrying their sender's id
+
+
+def _contradicts(ack: testbed_pb2.Ack, kept: testbed_pb2.Ack) -> bool:
+    """Does ``ack`` say something else than ``kept``, the first of its tick (another truth, other
+    transmissions or events), beyond a ``rejected`` map that grew (what a stack that rebuilds its answer to a
+    re-sent input gives: docs/PROTOCOL.md asks for the same bytes, but that is no forgery)?"""
+    a, b = testbed_pb2.Ack(), testbed_pb2.Ack()
+    a.CopyFrom(ack)
+    b.CopyFrom(kept)
+    a.ClearField("rejected")
+    b.ClearField("rejected")
+    return a != b
 
 
 @dataclass
@@ -218,6 +235,7 @@ class Inbound:
         self._ack_bytes: dict[str, bytes] = {}
         self._ack_counts: dict[str, list[int]] = {}  # tx_count of every distinct Ack of this tick
         self._conflict_ticks: dict[str, set[int]] = defaultdict(set)
+        self._contradicted: set[str] = set()  # actors with an Ack that said another thing than its tick's first
         # The distinct payloads of this tick on each actor's tx topic (accepted, rejected or copies of
         # these): a retransmission's copies must not make a report look complete before what it resends.
         self.arrivals: defaultdict[str, set[int]] = defaultdict(set)
@@ -357,11 +375,12 @@ class Inbound:
         return kept
 
     def flagged(self) -> dict[str, dict[str, int]]:
-        """Actors whose Acks conflicted in ``CONFLICTS_FLAGGED`` ticks or more, with their conflict counts."""
+        """Actors with an Ack that contradicts an earlier one of its tick, or a forged input, in any tick, or
+        with conflicts of any kind in ``CONFLICTS_FLAGGED`` ticks or more, with their conflict counts."""
         return {
             a: dict(sorted(self.stats.conflicts[a].items()))
             for a, ticks in sorted(self._conflict_ticks.items())
-            if len(ticks) >= CONFLICTS_FLAGGED
+            if len(ticks) >= CONFLICTS_FLAGGED or a in self._contradicted or "input" in self.stats.conflicts[a]
         }
 
     # -- messages -----------------------------------------------------------------------------------
@@ -603,6 +622,8 @@ class Inbound:
                 self._duplicate(actor_id)
             else:  # the first stays; the tick is complete once any of them is
                 self._conflict(actor_id, "ack")
+                if _contradicts(ack, self.acks[actor_id]):
+                    self._contradicted.add(actor_id)
                 self._ack_counts[actor_id].append(ack.tx_count)
                 self.reject("conflicting_ack", where, f"(a second, different ack for tick {ack.tick})")
             return
