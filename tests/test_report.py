@@ -86,6 +86,14 @@ def test_page_shows_verdicts_expectations_and_one_mark_per_event_escaped() -> No
     assert cells[9:14] == ["baseline", "-", "-", "0", "-"]
 
 
+def test_a_time_to_reach_is_labelled_tti_in_its_mark() -> None:
+    """EVW's time is the ambulance's time to reach the car, not a time to collision (AppSpec.time_label)."""
+    evw = {"t_s": 3.0, "type": "warning", "variant": "v2x", "app": "evw", "target": "car_a", "other": "amb",
+           "source": "car_a", "conflict": "emergency vehicle", "ttc_s": 8.0, "gap_m": 222.187}  # fmt: skip
+    titles = _titles(_parse(render_html([_result(events=[evw])])))
+    assert titles == ["t=3.00 s EVW to car_a about amb (emergency vehicle), TTI 8.00 s, gap 222.19 m; sent by car_a"]
+
+
 def test_same_results_same_bytes_and_all_pass_verdict() -> None:
     ok = _result(passed=True, expectations=[_result()["expectations"][0]])
     assert render_html([ok]) == render_html([ok])
