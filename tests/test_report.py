@@ -281,6 +281,22 @@ def test_a_verdict_that_disagrees_with_the_expectations_is_refused(
     assert not (tmp_path / "r.html").exists()
 
 
+def test_a_sweep_summary_is_said_to_be_one_with_what_to_do_instead(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`v2x report sweep.json` said "field 'seed' missing" (a pilot-zone review): a sweep summary is not a run's
+    result; it is said to be one, with the commands that draw a sweep and one of its seeds."""
+    from v2x.run.sweep import summarise
+
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(summarise("fcw", [], None, []).document()))
+    assert main(["report", str(path), "-o", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert f"v2x report: {path}: a v2x sweep summary (rates over seeds), not the result of a run" in err, err
+    assert "'v2x sweep ... --svg FILE'" in err and "'v2x run SCENARIO --seed N" in err and "seed' missing" not in err
+    assert not (tmp_path / "r.html").exists()
+
+
 def test_a_null_sim_seconds_is_drawn_as_zero() -> None:
     # The loader allows null for it (as for delivery_ratio); the page raised a TypeError (a fuzz of session 17).
     doc = _result()

@@ -52,6 +52,15 @@ MAP_SHAPES: dict[str, dict[str, str]] = {
 TRACK_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 
 
+# A ``v2x sweep --out`` summary (v2x.run.sweep.SweepSummary.document) is told apart from a run's result by these.
+SWEEP_KEYS = frozenset({"seeds", "apps", "collision_rate", "failed_seeds"})
+SWEEP_SUMMARY = (
+    "a v2x sweep summary (rates over seeds), not the result of a run, which is what v2x report draws: "
+    "'v2x sweep ... --svg FILE' draws a sweep's rates and lead times, and 'v2x run SCENARIO --seed N "
+    "[--positioning P] [--network P] --html FILE' draws one of its seeds' runs"
+)
+
+
 class ReportInputError(ValueError):
     """A result file that is missing, not JSON, or not a v2x result document."""
 
@@ -137,6 +146,9 @@ def load_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
             doc = strict_json(text)
         except ValueError as exc:
             raise ReportInputError(f"{f}: {exc}") from exc
+        # (a sweep summary said "field 'seed' missing": an outside review)
+        if isinstance(doc, dict) and doc.keys() >= SWEEP_KEYS and "seed" not in doc:
+            raise ReportInputError(f"{f}: {SWEEP_SUMMARY}")
         problem = result_problem(doc)
         if problem:
             raise ReportInputError(f"{f}: not a v2x result document: {problem}")
