@@ -227,9 +227,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a secure run (docs/SECURITY.md): the world and every actor log in as themselves over TLS and "
         "may use only their own topics (with the embedded broker the run makes its users and CA itself; with "
         "a broker of your own give --secure-dir), and every V2X envelope is signed (ECDSA P-256, pseudonym "
-        "certificates from a CA per run) and verified by the world and every receiver; the signing "
-        "credentials of external actors are written to OUT/credentials/RUN_ID/ACTOR.cred (--remote-workers: "
-        "give --secure-dir and --seal-key)",
+        "certificates from a CA per run) and verified by the world and every receiver. With outside stacks "
+        "(external: true) use --secure-dir and --broker mqtts://... instead: the embedded broker is out of "
+        "their reach; the signing credentials of external actors are then written to "
+        "OUT/credentials/RUN_ID/ACTOR.cred (--remote-workers: give --secure-dir and --seal-key)",
     )
     run.add_argument(
         "--secure-dir",
