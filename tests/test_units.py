@@ -647,3 +647,21 @@ def test_the_array_accuracy_gate_is_the_scalar_one() -> None:
     got = u.accurate_enough_array(np.array([math.nan if v is None else v for v in values]), 1.5).tolist()
     assert got == [u.accurate_enough(v, 1.5) for v in values]
     assert got == [False, False, False, True, True, True, True, False, False]
+
+
+def test_an_rtk_fixed_bsm_claims_0_05_m_not_a_perfect_fix() -> None:
+    """A BSM of an rtk-fixed receiver (sigma 0.01275 m) decoded with semi_major = semi_minor = 0, a perfect fix
+    (a pilot-zone review); decoded, its accuracy is now 0.05 m, at least the truth, with the confidence (a5cm)."""
+    from v2x.impair import positioning_profile
+    from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
+
+    sigma = float(positioning_profile("rtk-fixed").parameters["sigma_m"])
+    assert 0 < sigma < 0.025  # (rounded to nearest, this was 0)
+    frame, epoch = LocalFrame(29.6, 106.5, 250.0), datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    own = OwnState(x=10.0, y=-3.5, speed_mps=13.89, heading_rad=0.0, accel_mps2=0.0, length_m=4.5, width_m=1.8,
+                   height_m=1.5, kind="car", sigma_major_m=sigma, sigma_minor_m=sigma, braking=False)  # fmt: skip
+    bsm = encode_bsm(own, actor_id="a", t_s=1.0, msg_count=10, frame=frame, epoch=epoch).bsm
+    assert (bsm.accuracy.semi_major, bsm.accuracy.semi_minor) == (1, 1)
+    assert bsm.pos_confidence.pos == 13  # a5cm: 2.448 sigma = 0.031 m
+    remote = decode_bsm(bsm, now_s=1.0, frame=frame, epoch=epoch)
+    assert remote is not None and remote.sigma_major_m == pytest.approx(0.05) and remote.sigma_major_m >= sigma
