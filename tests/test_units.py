@@ -664,4 +664,5 @@ def test_an_rtk_fixed_bsm_claims_0_05_m_not_a_perfect_fix() -> None:
     assert (bsm.accuracy.semi_major, bsm.accuracy.semi_minor) == (1, 1)
     assert bsm.pos_confidence.pos == 13  # a5cm: 2.448 sigma = 0.031 m
     remote = decode_bsm(bsm, now_s=1.0, frame=frame, epoch=epoch)
-    assert remote is not None and remote.sigma_major_m == pytest.approx(0.05) and remote.sigma_major_m >= sigma
+    assert remote is not None and remote.sigma_major_m is not None
+    assert remote.sigma_major_m == pytest.approx(0.05) and remote.sigma_major_m >= sigma
