@@ -186,7 +186,8 @@ def accel_units(mps2: float) -> int:
 
 
 def accuracy_units(sigma_m: float) -> int:
-    return clamp(round(sigma_m / 0.05), 0, 254)
+    # rounded up: an accuracy never claims better than the truth (docs/PROTOCOL.md "The BSM")
+    return clamp(math.ceil(sigma_m / 0.05 - 1e-9), 0, 254)
 
 
 def pos_confidence(radius95_m: float) -> int:

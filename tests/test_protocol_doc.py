@@ -507,7 +507,7 @@ async def test_what_a_built_in_vehicle_sends_in_a_tick() -> None:
     (x0, y0, _), (x1, _, _) = (frame.to_local(b.pos.lat / 1e7, b.pos.lon / 1e7) for b in (first, second))
     assert math.hypot(x0 - 130.0, y0) < 0.02  # no fix: the true centre
     assert x1 - (130.0 + 1.667) == pytest.approx(0.5, abs=0.02)  # a fix: truth + the reading's error
-    assert second.accuracy.semi_major == 0  # 0.02 m in 0.05 m units, rounded
+    assert second.accuracy.semi_major == 1  # 0.02 m in 0.05 m units, rounded up (never better than the truth)
     older = await _serve_lead([_tick_input(0, fix=False), _tick_input(1, fix=True), _tick_input(0, fix=False)])
     assert len(older) == 6  # the older TickInput got no answer
 

@@ -150,7 +150,9 @@ def test_the_fcw_warning_and_the_baseline_collision_are_logged(run: Run) -> None
     from foxglove_schemas_protobuf.Log_pb2 import Log
 
     logs = {v: [Log.FromString(d) for t, _, _, d, _ in _messages(p) if t == "/log"] for v, p in run.paths.items()}
-    assert any(log.name == "warning/follower" and "FCW" in log.message for log in logs["v2x"])
+    # FCW's time is a time to collision: TTC (an app whose time is a time to reach says TTI: AppSpec.time_label)
+    fcw = [log.message for log in logs["v2x"] if log.name == "warning/follower" and "FCW" in log.message]
+    assert fcw and all(", TTC " in m and "TTI" not in m for m in fcw), fcw
     assert any(log.name == "collision" for log in logs["baseline"])
     assert any(log.name == "verdict" for log in logs["v2x"])
 

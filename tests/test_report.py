@@ -86,6 +86,14 @@ def test_page_shows_verdicts_expectations_and_one_mark_per_event_escaped() -> No
     assert cells[9:14] == ["baseline", "-", "-", "0", "-"]
 
 
+def test_a_time_to_reach_is_labelled_tti_in_its_mark() -> None:
+    """EVW's time is the ambulance's time to reach the car, not a time to collision (AppSpec.time_label)."""
+    evw = {"t_s": 3.0, "type": "warning", "variant": "v2x", "app": "evw", "target": "car_a", "other": "amb",
+           "source": "car_a", "conflict": "emergency vehicle", "ttc_s": 8.0, "gap_m": 222.187}  # fmt: skip
+    titles = _titles(_parse(render_html([_result(events=[evw])])))
+    assert titles == ["t=3.00 s EVW to car_a about amb (emergency vehicle), TTI 8.00 s, gap 222.19 m; sent by car_a"]
+
+
 def test_same_results_same_bytes_and_all_pass_verdict() -> None:
     ok = _result(passed=True, expectations=[_result()["expectations"][0]])
     assert render_html([ok]) == render_html([ok])
@@ -270,6 +278,22 @@ def test_a_verdict_that_disagrees_with_the_expectations_is_refused(
         load_results([path])
     assert main(["report", str(path), "-o", str(tmp_path / "r.html")]) == 2
     assert "result.json: not a v2x result document" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_sweep_summary_is_said_to_be_one_with_what_to_do_instead(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`v2x report sweep.json` said "field 'seed' missing" (a pilot-zone review): a sweep summary is not a run's
+    result; it is said to be one, with the commands that draw a sweep and one of its seeds."""
+    from v2x.run.sweep import summarise
+
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(summarise("fcw", [], None, []).document()))
+    assert main(["report", str(path), "-o", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert f"v2x report: {path}: a v2x sweep summary (rates over seeds), not the result of a run" in err, err
+    assert "'v2x sweep ... --svg FILE'" in err and "'v2x run SCENARIO --seed N" in err and "seed' missing" not in err
     assert not (tmp_path / "r.html").exists()
 
 

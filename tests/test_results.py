@@ -22,6 +22,20 @@ def test_a_warning_detail_names_its_ttc_and_an_advice_without_one_does_not() -> 
     assert passed and detail == "first GLOSA to car_a at t=0.10 s about x1 (advised_speed_mps 7.624)"
 
 
+def test_a_time_to_reach_is_labelled_tti_not_ttc() -> None:
+    """EVW printed "TTC 8.00 s" for the ambulance's time to reach car A's present position, while the two
+    closed at 11.1 m/s (contact about 20 s later: a pilot-zone review); CLW, AVW and HLW likewise print a
+    time to reach the hazard. Each app labels its own time (AppSpec.time_label): TTI for those."""
+    for app in ("evw", "clw", "avw", "ebw", "hlw", "rlvw", "tjw", "lta", "ivs", "slw"):
+        exp = WarningExpectation(name="w", type="warning", app=app, target="car_a", min_ttc_s=9.0)
+        passed, detail = check(exp, [_warning(app, 8.0)], {})
+        assert not passed and ", TTI 8.00 s" in detail and detail.endswith("; expected TTI >= 9.00 s"), detail
+        assert "TTC" not in detail
+    for app in ("fcw", "sds", "vrucw", "dnpw"):
+        exp = WarningExpectation(name="w", type="warning", app=app, target="car_a")
+        assert ", TTC 8.00 s" in check(exp, [_warning(app, 8.0)], {})[1]
+
+
 def test_each_junit_testcase_takes_its_variants_own_time(tmp_path: Path) -> None:
     """`v2x run --junit` gave every testcase the scenario's wall time split evenly (6 x 0.899 s: a newcomer
     review). Each now has its variant's wall seconds, split among that variant's expectations; the suite's time

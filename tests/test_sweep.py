@@ -121,6 +121,33 @@ def test_a_real_sweep_and_how_fcw_degrades_without_rtk(tmp_path: Path, capsys: p
     assert "v2x sweep: fcw: fcw detection 0.0%, under --min-detection 95.0%" in err
 
 
+def test_a_failing_seed_of_a_sweep_with_profiles_swapped_runs_alike_with_v2x_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pilot-zone review: the sweep said "a copy of the scenario with these profiles ... shows why", wrote no
+    copy, and `v2x run fcw --positioning rtk-float` was "unrecognized arguments". v2x run takes the sweep's
+    options (one implementation, v2x.scenario.profiles), and the sweep's table names the command."""
+    swap = ["--positioning", "spp-open-sky", "--network", "pc5-sidelink-dense"]
+    assert main(["sweep", "fcw", "--seeds", "1", "--jobs", "1", "--out", str(tmp_path / "s.json"), *swap]) == 0
+    out = capsys.readouterr().out
+    assert f"(v2x run SCENARIO {' '.join(swap)} --seed N shows why)" in out, out
+    sweep = json.loads((tmp_path / "s.json").read_text())
+    assert sweep["failed_seeds"] == [0]
+    assert main(["run", "fcw", "--seed", "0", "-q", "--out", str(tmp_path), *swap]) == 1
+    assert f"v2x run: note: the scenario's profiles swapped: {' '.join(swap)}" in capsys.readouterr().err
+    result = json.loads((tmp_path / "fcw" / "result.json").read_text())
+    failed = {f"[{e['variant']}] {e['name']}": 1 for e in result["expectations"] if not e["passed"]}
+    assert failed == sweep["failed_expectations"]
+    assert any(e["type"] == "positioning" and e["state"] != "rtk-fixed" for e in result["events"])
+    # the options are checked as the sweep checks them, before anything runs
+    assert main(["run", "fcw", "--network", "cell-degraded", "--network", "5g-uu-edge-sa"]) == 2
+    assert "v2x run: --network 'cell-degraded' and '5g-uu-edge-sa' are both profiles of the uu link" in (
+        capsys.readouterr().err
+    )
+    assert main(["run", "fcw", "--positioning", "rtk-flaot"]) == 2
+    assert "v2x run: unknown positioning profile 'rtk-flaot'; see 'v2x impair list'" in capsys.readouterr().err
+
+
 def test_sweep_bounds_met_exit_0_and_bad_bounds_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     runs = [{"seed": 0, "passed": True, **seed_findings(_result(warned=True, quiet=True, crash_at=8.0), EXPECTATIONS)}]
     from v2x.run.sweep import unmet

@@ -91,7 +91,7 @@ def test_clamping_never_yields_unavailable(sc: Scalar) -> None:
     assert sc.to_w((sc.lo - 0.6) * sc.q) == sc.lo
 
 
-@pytest.mark.parametrize("sc", SCALARS, ids=SCALAR_IDS)
+@pytest.mark.parametrize("sc", [s for s in SCALARS if s.name != "semi_major"], ids=lambda s: s.name)
 def test_quantisation_error_at_most_half_a_quantum(sc: Scalar) -> None:
     for si in np.linspace(sc.lo * sc.q, sc.hi * sc.q, 997):
         back = sc.from_w(sc.to_w(float(si)))
@@ -132,6 +132,20 @@ def test_semi_major_ge_12_7() -> None:
     assert u.semi_major_to_wire(500.0) == 254
     assert u.semi_major_from_wire(254) == pytest.approx(12.7)
     assert u.semi_major_to_wire(12.6) == 252
+
+
+def test_semi_major_never_claims_better_than_the_truth() -> None:
+    """RTK fixed (sigma 0.01275 m) was coded 0 (rounded to the nearest 0.05 m): a BSM claiming a perfect fix (an
+    outside review). An accuracy is rounded up: never below the truth, less than a quantum above it."""
+    assert u.semi_major_to_wire(0.01275) == 1
+    assert u.semi_major_to_wire(0.0) == 0  # a perfect fix is the one 0
+    assert u.semi_major_to_wire(0.051) == 2
+    for quantum in range(254):  # a multiple of 0.05 m is that quantum, not the next (float division)
+        assert u.semi_major_to_wire(quantum * 0.05) == quantum
+    for si in np.linspace(0.0, 12.65, 9973):
+        back = u.semi_major_from_wire(u.semi_major_to_wire(float(si)))
+        assert back is not None and si - 1e-9 <= back < si + 0.05
+    assert u.semi_major_to_wire(12.66) == 254  # above 12.65 m: ">= 12.7 m"
 
 
 def test_elevation_limits_in_metres() -> None:
@@ -633,3 +647,22 @@ def test_the_array_accuracy_gate_is_the_scalar_one() -> None:
     got = u.accurate_enough_array(np.array([math.nan if v is None else v for v in values]), 1.5).tolist()
     assert got == [u.accurate_enough(v, 1.5) for v in values]
     assert got == [False, False, False, True, True, True, True, False, False]
+
+
+def test_an_rtk_fixed_bsm_claims_0_05_m_not_a_perfect_fix() -> None:
+    """A BSM of an rtk-fixed receiver (sigma 0.01275 m) decoded with semi_major = semi_minor = 0, a perfect fix
+    (a pilot-zone review); decoded, its accuracy is now 0.05 m, at least the truth, with the confidence (a5cm)."""
+    from v2x.impair import positioning_profile
+    from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
+
+    sigma = float(positioning_profile("rtk-fixed").parameters["sigma_m"])
+    assert 0 < sigma < 0.025  # (rounded to nearest, this was 0)
+    frame, epoch = LocalFrame(29.6, 106.5, 250.0), datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    own = OwnState(x=10.0, y=-3.5, speed_mps=13.89, heading_rad=0.0, accel_mps2=0.0, length_m=4.5, width_m=1.8,
+                   height_m=1.5, kind="car", sigma_major_m=sigma, sigma_minor_m=sigma, braking=False)  # fmt: skip
+    bsm = encode_bsm(own, actor_id="a", t_s=1.0, msg_count=10, frame=frame, epoch=epoch).bsm
+    assert (bsm.accuracy.semi_major, bsm.accuracy.semi_minor) == (1, 1)
+    assert bsm.pos_confidence.pos == 13  # a5cm: 2.448 sigma = 0.031 m
+    remote = decode_bsm(bsm, now_s=1.0, frame=frame, epoch=epoch)
+    assert remote is not None and remote.sigma_major_m is not None
+    assert remote.sigma_major_m == pytest.approx(0.05) and remote.sigma_major_m >= sigma

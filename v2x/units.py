@@ -446,12 +446,21 @@ def steering_from_wire(raw: int) -> float | None:
 
 
 def semi_major_to_wire(m: float | None) -> int:
-    """Semi-major (or semi-minor) axis of the accuracy ellipse in metres -> 0.05 m.
+    """Semi-major (or semi-minor) axis of the accuracy ellipse in metres -> 0.05 m, rounded up.
 
-    0..253 are exact quanta; anything from 12.7 m up (including values that round to 254) is coded 254
-    (">= 12.7 m"); 255 is unavailable. Negative values clamp to 0.
+    An accuracy must never claim better than the truth, so the axis is rounded up to the next 0.05 m
+    (0.01275 m, RTK fixed, is 1: 0.05 m, not 0: a perfect fix); a value within 1e-9 of a quantum (a multiple of
+    0.05 m that float division put a hair above it) is that quantum. 0..253 are quanta; anything above 12.65 m
+    is coded 254 (">= 12.7 m"); 255 is unavailable. Negative values clamp to 0.
     """
-    return _scalar_to_wire(m, SEMI_MAJOR_UNIT_M, 0, SEMI_MAJOR_GE_12_7_M, SEMI_MAJOR_UNAVAILABLE)
+    if m is None or math.isnan(m):
+        return SEMI_MAJOR_UNAVAILABLE
+    x = m / SEMI_MAJOR_UNIT_M
+    if x >= SEMI_MAJOR_GE_12_7_M:
+        return SEMI_MAJOR_GE_12_7_M
+    if x <= 0:  # (-inf too)
+        return 0
+    return math.ceil(x - 1e-9)
 
 
 def semi_major_from_wire(raw: int) -> float | None:

@@ -89,7 +89,7 @@ class LocalFrame {
   }
 }
 
-// ---- units (docs/PROTOCOL.md "Units on the wire": round to nearest, clamp) -----------------------------
+// ---- units (docs/PROTOCOL.md "Units on the wire": round to nearest, clamp; an accuracy rounds up) -----------
 const num = (v) => (typeof v === "number" ? v : v.toNumber()); // uint64/sint64 may decode as Long
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, Math.round(v)));
 const units = {
@@ -97,7 +97,7 @@ const units = {
   speed: (mps) => clamp(mps / 0.02, 0, 8190),
   heading: (deg) => { const r = Math.round((((deg % 360) + 360) % 360) / 0.0125); return r >= 28800 ? 0 : r; },
   accel: (mps2) => clamp(mps2 / 0.01, -2000, 2000),
-  sigma: (m) => (m == null ? 255 : clamp(m / 0.05, 0, 254)),
+  sigma: (m) => (m == null ? 255 : Math.min(254, Math.max(0, Math.ceil(m / 0.05 - 1e-9)))), // never better than the truth
   secMark: (epochMs, timeUs) => Math.floor((epochMs * 1000 + timeUs) / 1000) % 60000,
 };
 // PositionConfidence: the smallest bound >= r95 (docs/PROTOCOL.md "The BSM"), 0 = unavailable

@@ -102,6 +102,7 @@ APPS = (
         consumes=("rsi",),
         colour="#bcbd22",
         figure=Figure("hazard_m", "to the hazard", "m"),
+        time_label="TTI",
         # No open implementation we know gives HLW figures (SCENARIOS.md lists none; Wanji's 50 m is for
         # in-vehicle signage), so the warning time is ours: a driver who reacts in 1.5 s and brakes at 4 m/s^2
         # from 100 km/h (27.8 m/s) needs 1.5 + 27.8 / (2 x 4) = 5.0 s to stop at the hazard; 6 s leaves 1 s of

@@ -162,6 +162,7 @@ APPS = (
         consumes=("bsm", "map"),
         colour="#00897b",
         figure=Figure("gap_s", "time gap", "s"),
+        time_label="TTI",
         thresholds={
             # Position accuracy LTA needs (T/CSAE 53 Day-1 table: 5 m, read as the 95 % horizontal radius, as
             # for the other apps): a party whose reported accuracy is worse is left out.

@@ -65,6 +65,7 @@ Message = Literal["bsm", "rsm", "rsi", "map", "spat", "ssm", "psm", "vir", "rsc"
 MESSAGES: tuple[Message, ...] = ("bsm", "rsm", "rsi", "map", "spat", "ssm", "psm", "vir", "rsc", "clpmm")
 AppCode: TypeAlias = testbed_pb2.Application.ValueType
 Severity: TypeAlias = testbed_pb2.Severity.ValueType
+TimeLabel: TypeAlias = Literal["TTC", "TTI"]
 RouteAhead: TypeAlias = Callable[[float], tuple[float, float, float]]  # metres ahead -> (x, y, heading_rad)
 
 
@@ -263,6 +264,12 @@ class AppSpec:
     reaction: Reaction = Reaction.WARNING
     severity: Severity = testbed_pb2.SEVERITY_WARNING
     figure: Figure | None = None
+    # What its advisories' ``ttc_s`` is, as results, reports and logs label it: "TTC", a time to collision with
+    # the other party (both moving as they are now); "TTI", a time to reach a place: the host's to the hazard,
+    # the stop line, the sign, the conflict point or the other's present position (EVW: the emergency
+    # vehicle's to the host's), at the speed now. A TTI is no collision time: the other may move on at the
+    # same speed or away (the app's threshold is ``*_tti_s``).
+    time_label: TimeLabel = "TTC"
     thresholds: Mapping[str, float] = field(default_factory=dict)  # its own, with their defaults
     # The values its thresholds may take, where the rule by unit (v2x.apps.thresholds.UNIT_BOUNDS: a time
     # 0..3600 s, a distance 0..1000 m, ...) does not fit: a divisor or a period (> 0), a figure that sizes
@@ -391,6 +398,12 @@ def figures() -> tuple[Figure, ...]:
     return tuple(out.values())
 
 
+def time_label(app: str) -> TimeLabel:
+    """How the warnings of ``app`` label their ``ttc_s`` (AppSpec.time_label; "TTC" for an app not registered)."""
+    spec = registered().get(app)
+    return spec.time_label if spec is not None else "TTC"
+
+
 def onboard_apps(names: Iterable[str]) -> list[OnBoardApp]:
     """A vehicle's on-board app objects for the apps ``names`` (edge apps among them are skipped), in
     evaluation order: one per family."""
@@ -450,6 +463,7 @@ __all__ = [
     "RunsOn",
     "Suggested",
     "Suggestion",
+    "TimeLabel",
     "app_by_code",
     "app_names",
     "app_spec",
@@ -462,4 +476,5 @@ __all__ = [
     "plugin_entry_points",
     "refresh",
     "registered",
+    "time_label",
 ]

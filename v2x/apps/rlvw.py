@@ -140,6 +140,7 @@ APPS = (
         consumes=("map", "spat"),
         colour="#ff7f0e",
         figure=Figure("stop_line_m", "to the stop line", "m"),
+        time_label="TTI",
         thresholds={
             # Time to the stop line at which a host that would arrive on red is warned: our default, chosen so
             # that a driver at 60 km/h who reacts in 1.5 s and brakes at 4 m/s^2 still stops before the line

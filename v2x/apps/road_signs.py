@@ -161,6 +161,7 @@ APPS = (
         reaction=Reaction.SHOWN_SIGN,
         severity=testbed_pb2.SEVERITY_INFO,
         figure=Figure("sign_m", "to the sign", "m"),
+        time_label="TTI",
         thresholds={
             "ivs_max_distance_m": 50.0,
             "ivs_required_accuracy_m": 5.0,
@@ -177,6 +178,7 @@ APPS = (
         colour="#f0a030",
         reaction=Reaction.SPEED_CAP,
         figure=Figure("speed_limit_mps", "limit", "m/s"),
+        time_label="TTI",
         thresholds={
             "slw_max_distance_m": 150.0,
             "slw_tolerance_kph": 5.0,

@@ -209,6 +209,7 @@ APPS = (
         consumes=("rsi",),
         colour="#8e44ad",
         figure=Figure("queue_m", "to the queue's tail", "m"),
+        time_label="TTI",
         thresholds={
             # The queue (RSU). open-v2x cerebrum scenario_algo/algo_lib/congestion_warning.py rates a lane
             # congested when it holds at least 10 vehicles and their mean speed is under 30 km/h (levels

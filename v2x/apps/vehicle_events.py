@@ -198,6 +198,7 @@ APPS = (
         consumes=("bsm",),
         colour="#e6550d",
         figure=_GAP,
+        time_label="TTI",
         thresholds={
             "ebw_tti_s": 6.0,
             "ebw_max_distance_m": 150.0,
@@ -216,6 +217,7 @@ APPS = (
         consumes=("bsm",),
         colour="#7f3b08",
         figure=_GAP,
+        time_label="TTI",
         thresholds={
             "avw_tti_s": 6.0,
             "avw_max_distance_m": 150.0,
@@ -234,6 +236,7 @@ APPS = (
         consumes=("bsm",),
         colour="#17a2b8",
         figure=_GAP,
+        time_label="TTI",
         thresholds={
             "clw_tti_s": 7.0,
             "clw_max_distance_m": 300.0,
@@ -251,6 +254,7 @@ APPS = (
         consumes=("bsm",),
         colour="#3b4cc0",
         figure=_GAP,
+        time_label="TTI",
         thresholds={
             "evw_tti_s": 8.0,
             "evw_max_distance_m": 300.0,

@@ -24,6 +24,7 @@ from v2x.run import REALTIME_MAX_WORKERS, default_workers
 from v2x.run.secure import security_from_args
 from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario, same_ids
 from v2x.scenario.model import ALL_VARIANTS
+from v2x.scenario.profiles import add_profile_options, profile_args, with_profiles
 from v2x.text import printable
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="'embedded' (default: an in-process broker) or mqtt://host:port of any MQTT broker",
     )
     run.add_argument("--seed", type=argtypes.seed, default=0, help="random seed (same seed, same outcome); default 0")
+    add_profile_options(run)  # (as v2x sweep's: a seed a sweep with profiles swapped found failing runs alike)
     run.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="output directory (results/)")
     run.add_argument(
         "--mode",
@@ -225,9 +227,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a secure run (docs/SECURITY.md): the world and every actor log in as themselves over TLS and "
         "may use only their own topics (with the embedded broker the run makes its users and CA itself; with "
         "a broker of your own give --secure-dir), and every V2X envelope is signed (ECDSA P-256, pseudonym "
-        "certificates from a CA per run) and verified by the world and every receiver; the signing "
-        "credentials of external actors are written to OUT/credentials/RUN_ID/ACTOR.cred (--remote-workers: "
-        "give --secure-dir and --seal-key)",
+        "certificates from a CA per run) and verified by the world and every receiver. With outside stacks "
+        "(external: true) use --secure-dir and --broker mqtts://... instead: the embedded broker is out of "
+        "their reach; the signing credentials of external actors are then written to "
+        "OUT/credentials/RUN_ID/ACTOR.cred (--remote-workers: give --secure-dir and --seal-key)",
     )
     run.add_argument(
         "--secure-dir",
@@ -582,13 +585,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     loaded: list[tuple[Path, Scenario]] = []
     bad = False
+    networks: list[str] = args.network or []
     for name in names:
         try:
             path = find_scenario(name)
-            loaded.append((path, load_scenario(path)))
+            loaded.append((path, with_profiles(load_scenario(path), args.positioning, networks)))
         except ScenarioError as exc:
             print(str(exc), file=sys.stderr)
             bad = True
+        except ValueError as exc:  # an unknown profile, two of one link (the same for every scenario: said once)
+            print(f"v2x run: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     for clash in same_ids(loaded):  # two files with one id would write the same DIR/<id>/result.json
         print(str(clash), file=sys.stderr)
         bad = True
@@ -611,6 +618,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     scenarios = [sc for sc, why in zip(scenarios, why_not, strict=True) if why is None]
     for note in (n for sc in scenarios for n in scenario_notes(sc)):  # (-q too: a CI log is where it is read)
         print(printable(f"v2x run: note: {note}"), file=sys.stderr)
+    swapped = profile_args(args.positioning, networks)
+    if swapped:  # (the result does not say it: the log does)
+        print(f"v2x run: note: the scenario's profiles swapped: {swapped}", file=sys.stderr)
     from v2x.run.runner import unjoinable
 
     for why in filter(None, (unjoinable(sc, args.broker) for sc in scenarios)):

@@ -600,7 +600,12 @@ def analyse(
             want = units.semi_major_to_wire(g.sigma_major_m if g.available else None)
             if bsm.accuracy.semi_major != want:
                 truth_problems.append(
-                    f"tick {n}: accuracy.semi_major {bsm.accuracy.semi_major}, the reading says {want}"
+                    f"tick {n}: accuracy.semi_major {bsm.accuracy.semi_major}, the reading says {want} "
+                    + (
+                        f"(its sigma_major_m {g.sigma_major_m:.5f} in 0.05 m, rounded up: never better than the truth)"
+                        if g.available
+                        else "(255: no fix)"
+                    )
                 )
     envelopes(
         "tick and timestamps",

@@ -54,6 +54,7 @@ from mcap.writer import CompressionType
 from mcap.writer import Writer as McapWriter
 from mcap_protobuf.schema import register_schema
 
+from v2x.apps.registry import time_label
 from v2x.files import temp_beside
 from v2x.geodesy import LocalFrame
 from v2x.run.report import MAX_RESULT_BYTES
@@ -387,7 +388,7 @@ class VariantRecorder:
         self.json("/events", "v2x.Event", t, ev)
         kind = ev["type"]
         if kind == "warning":
-            ttc = f", TTC {ev['ttc_s']:.2f} s" if ev.get("ttc_s") else ""
+            ttc = f", {time_label(str(ev['app']))} {ev['ttc_s']:.2f} s" if ev.get("ttc_s") else ""
             text = f"{str(ev['app']).upper()} to {ev['target']} about {ev['other']} ({ev['conflict']}{ttc})"
             self.log(t, LOG_WARNING, text, f"warning/{ev['target']}")
         elif kind == "collision":

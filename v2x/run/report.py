@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from v2x import __version__
-from v2x.apps.registry import figures, registered
+from v2x.apps.registry import figures, registered, time_label
 from v2x.run.results import regular_size, write_atomic
 
 __all__ = ["ReportInputError", "load_results", "render_html", "result_problem", "strict_json", "write_html"]
@@ -28,9 +28,9 @@ __all__ = ["ReportInputError", "load_results", "render_html", "result_problem", 
 # Timeline marks: shape and colour per event (and per app for warnings: the app's declared colour).
 APP_COLOURS = {spec.name: spec.colour for spec in registered().values()}
 DEFAULT_APP_COLOUR = "#1f77b4"
-# Figures a warning event may carry (v2x.results), shown in its mark's details: the TTC, then the figures
-# apps declare.
-WARNING_FIGURES = (("ttc_s", "TTC", "s"), *((f.name, f.label, f.unit) for f in figures()))
+# Figures a warning event may carry (v2x.results), shown in its mark's details: its ``ttc_s`` (labelled as the
+# app labels it: TTC, or TTI for a time to reach; AppSpec.time_label), then the figures apps declare.
+WARNING_FIGURES = tuple((f.name, f.label, f.unit) for f in figures())
 ROW_H = 22
 LABEL_W = 120
 PLOT_W = 640
@@ -50,6 +50,15 @@ MAP_SHAPES: dict[str, dict[str, str]] = {
 }
 # Track colours, by actor (in sorted order); the v2x variant is drawn solid, the others dashed.
 TRACK_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+
+
+# A ``v2x sweep --out`` summary (v2x.run.sweep.SweepSummary.document) is told apart from a run's result by these.
+SWEEP_KEYS = frozenset({"seeds", "apps", "collision_rate", "failed_seeds"})
+SWEEP_SUMMARY = (
+    "a v2x sweep summary (rates over seeds), not the result of a run, which is what v2x report draws: "
+    "'v2x sweep ... --svg FILE' draws a sweep's rates and lead times, and 'v2x run SCENARIO --seed N "
+    "[--positioning P] [--network P] --html FILE' draws one of its seeds' runs"
+)
 
 
 class ReportInputError(ValueError):
@@ -137,6 +146,9 @@ def load_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
             doc = strict_json(text)
         except ValueError as exc:
             raise ReportInputError(f"{f}: {exc}") from exc
+        # (a sweep summary said "field 'seed' missing": an outside review)
+        if isinstance(doc, dict) and doc.keys() >= SWEEP_KEYS and "seed" not in doc:
+            raise ReportInputError(f"{f}: {SWEEP_SUMMARY}")
         problem = result_problem(doc)
         if problem:
             raise ReportInputError(f"{f}: not a v2x result document: {problem}")
@@ -404,7 +416,7 @@ def _marks(ev: dict[str, Any]) -> list[tuple[str, str, str]]:
     if kind == "warning":
         app = str(ev.get("app", ""))
         extra = []
-        for key, label, unit in WARNING_FIGURES:
+        for key, label, unit in (("ttc_s", time_label(app), "s"), *WARNING_FIGURES):
             if isinstance(ev.get(key), int | float):
                 extra.append(f"{label} {float(ev[key]):.2f} {unit}")
         conflict = f" ({ev['conflict']})" if ev.get("conflict") else ""

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from v2x.apps.registry import figures
+from v2x.apps.registry import figures, time_label
 from v2x.files import replace_whole
 from v2x.scenario.model import (
     CollisionExpectation,
@@ -103,15 +103,16 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         detail = f"first {exp.app.upper()} to {exp.target} at t={t:.2f} s about {first['other']}"
         if exp.conflict is not None:
             detail += f" ({exp.conflict})"
+        label = time_label(exp.app)  # TTC, or TTI: the app's time is a time to reach (AppSpec.time_label)
         if ttc:  # 0: not applicable (Advisory.ttc_s), e.g. a GLOSA speed advice
-            detail += f", TTC {ttc:.2f} s"
+            detail += f", {label} {ttc:.2f} s"
         figures = [f"{k} {first[k]}" for k in FIGURE_KEYS if k in first]
         if figures:
             detail += " (" + ", ".join(figures) + ")"
         if exp.window_s is not None and not exp.window_s[0] <= t <= exp.window_s[1]:
             return False, detail + f"; expected within {exp.window_s[0]:.2f}-{exp.window_s[1]:.2f} s"
         if exp.min_ttc_s is not None and ttc < exp.min_ttc_s:
-            return False, detail + f"; expected TTC >= {exp.min_ttc_s:.2f} s"
+            return False, detail + f"; expected {label} >= {exp.min_ttc_s:.2f} s"
         return True, detail
     if isinstance(exp, NoWarningExpectation):
         found = _warnings(events, v, exp.target, exp.app)

@@ -13,10 +13,10 @@ seeds (each a different draw of positioning noise, radio loss and delay, sensor 
   reported as p5, p50 and p95;
 * **collision rate** per variant: the share of seeds with at least one collision, with V2X and without.
 
-``--positioning`` swaps every road user's positioning profile, ``--network`` one link's profile (the link
-the profile is for), so that one sweep shows how the apps degrade, e.g. rtk-fixed -> spp-open-sky. Seeds
-run in parallel processes (``--jobs``) on the in-process loopback bus, which gives the same outcomes as a
-broker (tested) without its cost.
+``--positioning`` swaps every actor's positioning profile, ``--network`` one link's profile (the link
+the profile is for; v2x.scenario.profiles, as ``v2x run`` swaps them), so that one sweep shows how the apps
+degrade, e.g. rtk-fixed -> spp-open-sky. Seeds run in parallel processes (``--jobs``) on the in-process
+loopback bus, which gives the same outcomes as a broker (tested) without its cost.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
 from v2x.run.check import CaseResult, write_junit
 from v2x.run.pool import job_pool
+from v2x.scenario.profiles import LINK_OF_KIND, add_profile_options, profile_args
 from v2x.sim.metrics import percentile
 
 
@@ -54,8 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     sweep.add_argument("scenario", metavar="SCENARIO", help="scenario id or file")
     sweep.add_argument("--seeds", type=int, default=20, metavar="N", help="seeds 0..N-1 (default 20)")
-    sweep.add_argument("--positioning", metavar="PROFILE", help="every road user's positioning profile")
-    sweep.add_argument("--network", metavar="PROFILE", action="append", help="a link's profile (repeatable)")
+    add_profile_options(sweep)
     sweep.add_argument(
         "--jobs", type=argtypes.count, default=None, metavar="J", help="parallel processes (default: cores)"
     )
@@ -153,34 +153,13 @@ def _run_seed(job: tuple[str, int, str | None, tuple[str, ...]]) -> dict[str, An
     return {"seed": seed, "passed": result["passed"], "links": used, **seed_findings(result, expectations)}
 
 
-_LINK_OF_KIND = {"sidelink": "pc5", "cellular": "uu", "wired": "wired"}  # a network profile's kind -> its link
-
-
 def _variant_of(path: str, positioning: str | None, networks: Sequence[str]) -> Any:
-    """The scenario with its positioning and network profiles swapped as asked (ScenarioError, ValueError)."""
-    from v2x.impair import NETWORK_PROFILES, POSITIONING_PROFILES
+    """The scenario at ``path`` with its profiles swapped as asked (ScenarioError, ValueError), as ``v2x run
+    --positioning / --network`` swaps them (v2x.scenario.profiles)."""
     from v2x.scenario import load_scenario
+    from v2x.scenario.profiles import with_profiles
 
-    scenario = load_scenario(path)
-    update: dict[str, Any] = {}
-    if positioning is not None:
-        if positioning not in POSITIONING_PROFILES:
-            raise ValueError(f"unknown positioning profile {positioning!r}; see 'v2x impair list'")
-        update["positioning"] = positioning
-        update["actors"] = [a.model_copy(update={"positioning": None}) for a in scenario.actors]
-    network = scenario.network
-    given: dict[str, str] = {}
-    for name in networks:
-        profile = NETWORK_PROFILES.get(name)
-        if profile is None:
-            raise ValueError(f"unknown network profile {name!r}; see 'v2x impair list'")
-        link = _LINK_OF_KIND[profile.kind]
-        if link in given and given[link] != name:  # (the last one won, silently, while both were listed)
-            raise ValueError(f"--network {given[link]!r} and {name!r} are both profiles of the {link} link: give one")
-        given[link] = name
-        network = network.model_copy(update={link: name})
-    update["network"] = network
-    return scenario.model_copy(update=update)
+    return with_profiles(load_scenario(path), positioning, networks)
 
 
 # -- over seeds ------------------------------------------------------------------------------------------
@@ -324,7 +303,7 @@ def unused_links(networks: Sequence[str], runs: list[dict[str, Any]]) -> list[st
     used = {link for r in runs for link in r.get("links", ())}
     out = []
     for name in networks:
-        link = _LINK_OF_KIND[NETWORK_PROFILES[name].kind]
+        link = LINK_OF_KIND[NETWORK_PROFILES[name].kind]
         if link not in used:
             out.append(f"--network {name}: no message went over the {link} link in any run, so it changed nothing")
     return out
@@ -356,12 +335,8 @@ def table(s: SweepSummary) -> str:
     lines.append(f"collision rate: {crash}  ({s.wall_seconds:.1f} s)")
     if s.failed_seeds:  # (a newcomer review looped over v2x run --seed N to find them)
         shown = ", ".join(map(str, s.failed_seeds[:20])) + (" ..." if len(s.failed_seeds) > 20 else "")
-        # (v2x run has no profile options: with profiles swapped, a seed must be run from a copy with them)
-        how = (
-            "a copy of the scenario with these profiles, run with v2x run COPY --seed N, shows why"
-            if s.positioning or s.networks
-            else "v2x run SCENARIO --seed N shows why"
-        )
+        swapped = profile_args(s.positioning, s.networks)  # (v2x run takes the same options: one implementation)
+        how = f"v2x run SCENARIO {swapped + ' ' if swapped else ''}--seed N shows why"
         lines.append(f"seeds where an expectation failed: {shown} ({how})")
         for name, n in list(s.failed_expectations.items())[:5]:  # which (newcomer 5 edited a copy to find out)
             lines.append(f"  failed in {n} of {s.seeds} seeds: {name}")

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from v2x.apps.registry import time_label
 from v2x.core import SpatialGrid
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
@@ -639,7 +640,8 @@ class Simulation:
         if adv.HasField("trigger_sent_at_s"):
             latency = (adv.raised_at_s - adv.trigger_sent_at_s) * 1e3
             self._app_latency.setdefault(event["app"], []).append(latency)
-        figure = f"{adv.figure_name} {adv.figure:.2f}" if adv.figure_name else f"ttc {adv.ttc_s:.2f} s"
+        time = f"{time_label(event['app'])} {adv.ttc_s:.2f} s"  # TTC, or TTI: a time to reach (AppSpec.time_label)
+        figure = f"{adv.figure_name} {adv.figure:.2f}" if adv.figure_name else time
         log.info(
             "%s t=%.2f s: %s %s about %s (%s, from %s)",
             actor_id,
