@@ -5,11 +5,15 @@ lane within a time headway of ``cfw_thw_s`` (1 s), when FCW does not warn of it 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+
+import pytest
 
 from v2x.apps.collision import CloseFollowingWarning, ForwardCollisionWarning, close_following
 from v2x.apps.host import Host, Participant
 from v2x.apps.registry import OnBoardView, Raised, app_spec
 from v2x.apps.thresholds import DEFAULTS
+from v2x.scenario import load_scenario
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import RemoteState
 
@@ -115,3 +119,50 @@ def test_the_app_is_an_advisory_below_fcw_on_its_own_code() -> None:
     assert spec.code == testbed_pb2.APP_CFW == 23
     assert spec.severity == testbed_pb2.SEVERITY_ADVISORY < app_spec("fcw").severity
     assert spec.figure is not None and spec.figure.name == "headway_s"
+
+
+# -- end to end: a scenario run on the embedded broker ------------------------------------------------------
+
+SCENARIO = """
+id: cfw-test
+name: Close following at 60 km/h
+origin: {lat_deg: 29.7215, lon_deg: 106.6310, alt_m: 250.0}
+duration_s: 4.0
+tick_s: 0.1
+variants: [v2x]
+network: {pc5: pc5-sidelink-los, uu: 5g-uu-edge-sa, wired: wired-backhaul}
+positioning: rtk-fixed
+road:
+  lanes:
+    - {id: eb1, centerline: [[0, 0], [1500, 0]], width_m: 3.5, speed_limit_kph: 80}
+    - {id: eb2, centerline: [[0, 3.5], [1500, 3.5]], width_m: 3.5, speed_limit_kph: 80}
+actors:
+  - {id: lead, kind: car, lane: eb1, start_m: 200, speed_mps: 16.67}
+  # 7 m behind the lead (bumper to bumper; a car is 5 m long): a headway of 0.42 s, no closing speed
+  - {id: close, kind: car, lane: eb1, start_m: 188, speed_mps: 16.67, apps: [fcw, cfw]}
+  # 2 s behind that one
+  - {id: far, kind: car, lane: eb1, start_m: 149.66, speed_mps: 16.67, apps: [fcw, cfw]}
+  # beside the close follower, in the next lane
+  - {id: beside, kind: car, lane: eb2, start_m: 188, speed_mps: 16.67, apps: [cfw]}
+  - {id: cloud, kind: platform}
+expectations:
+  - {name: close follower warned, type: warning, app: cfw, target: close, other: lead, window_s: [0.0, 0.5]}
+  - {name: not by FCW, type: no_warning, app: fcw, target: close}
+  - {name: 2 s behind is not close, type: no_warning, app: cfw, target: far}
+  - {name: the next lane is not followed, type: no_warning, app: cfw, target: beside}
+"""
+
+
+@pytest.mark.broker
+async def test_a_close_follower_is_warned_by_cfw_in_a_run(tmp_path: Path) -> None:
+    from v2x.run.runner import run_scenario
+
+    path = tmp_path / "cfw-test.yaml"
+    path.write_text(SCENARIO)
+    result = await run_scenario(load_scenario(path), seed=0, broker="embedded")
+    assert result["passed"], [e for e in result["expectations"] if not e["passed"]]
+    warnings = [e for e in result["events"] if e["type"] == "warning"]
+    assert {(e["target"], e["other"], e["app"]) for e in warnings} == {("close", "lead", "cfw")}
+    first = warnings[0]
+    assert first["conflict"] == "rear-end" and math.isclose(first["headway_s"], 7.0 / V, abs_tol=0.02)
+    assert first["t_s"] < 0.5  # as soon as the follower has heard the lead (the headway holds from the start)
