@@ -166,3 +166,13 @@ async def test_a_close_follower_is_warned_by_cfw_in_a_run(tmp_path: Path) -> Non
     first = warnings[0]
     assert first["conflict"] == "rear-end" and math.isclose(first["headway_s"], 7.0 / V, abs_tol=0.02)
     assert first["t_s"] < 0.5  # as soon as the follower has heard the lead (the headway holds from the start)
+
+
+def test_cfw_is_opt_in_and_no_shipped_scenario_runs_it() -> None:
+    """docs/SCENARIOS.md: CFW runs only where an actor lists it, and no shipped scenario's does (their outcomes are
+    those without it: their platoons at 0.6 s and their queues would be warned all the time)."""
+    from v2x.scenario import catalogue
+
+    scenarios = [load_scenario(path) for path in catalogue()]
+    assert len(scenarios) > 20 and any("fcw" in a.apps for sc in scenarios for a in sc.actors)
+    assert not [(sc.id, a.id) for sc in scenarios for a in sc.actors if "cfw" in a.apps]

@@ -390,9 +390,10 @@ def close_following(
 ) -> list[tuple[Finding, float]]:
     """CFW: each remote ahead of the host on its path (FCW's selection: a rear-end conflict in which the host
     follows, ``fcw_rows``, found by the core's conflict detection) whose time headway, the gap between the host's
-    front and the remote's rear over the host's speed, is below ``cfw_thw_s``, while the host is faster than
-    ``cfw_min_speed_mps`` and FCW does not warn of that remote (TTC within ``fcw_ttc_s``); with its headway.
-    Parties that failed FCW's accuracy gate (``fcw_gate``) must be left out by the caller.
+    front and the remote's rear over the host's speed, is at most ``cfw_thw_s`` (as FCW takes a TTC at most
+    ``fcw_ttc_s``), while the host is faster than ``cfw_min_speed_mps`` and FCW does not warn of that remote (TTC
+    within ``fcw_ttc_s``); with its headway. Parties that failed FCW's accuracy gate (``fcw_gate``) must be left
+    out by the caller.
 
     The headway is the core's TTC of the host at its speed (its acceleration left out) against the remotes held
     where they are: the time it takes to cover the gap, on the same path as FCW's (the boxes' first contact
