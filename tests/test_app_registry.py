@@ -97,6 +97,7 @@ def test_on_board_apps_run_in_the_documented_order_one_object_per_family() -> No
     apps = onboard_apps(reversed(app_names()))  # the order asked in does not matter
     assert [type(a).__name__ for a in apps] == [
         "ForwardCollisionWarning",
+        "CloseFollowingWarning",  # cfw (declared after icw, an edge app)
         "VulnerableRoadUserCollisionWarning",
         "HazardousLocationWarning",
         "InVehicleSignage",

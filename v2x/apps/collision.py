@@ -16,6 +16,7 @@ from v2x.apps.host import Participant
 from v2x.apps.registry import (
     Addressed,
     AppSpec,
+    Bounds,
     EdgeView,
     Figure,
     OnBoardView,
@@ -340,7 +341,7 @@ class IntersectionCollisionWarning:
         return out
 
 
-APPS = (
+APPS: tuple[AppSpec, ...] = (
     AppSpec(
         name="fcw",
         code=testbed_pb2.APP_FCW,
@@ -377,3 +378,98 @@ APPS = (
         edge=IntersectionCollisionWarning,
     ),
 )
+
+
+# -- CFW: close-following warning ------------------------------------------------------------------------------
+#
+# The Wanji OBU stack (xuanxuanblingbling/OBU, BSM_Algorithm.c ``V2V_FCW_Section``) judges each remote vehicle
+# ahead in the host's lane in turn: TTC under ``FCW_TTC_threshold_value`` (3 s) is FCW, of high priority; else a
+# hard-braking remote is EBW; else a time headway THW under ``FCW_THW_threshold_value`` (1 s) is ``CVF_Warning``
+# ("following too close", medium priority). Its THW (``FG_GetTHW``) is the bumper-to-bumper gap over the host's
+# speed, and it judges nothing while the host is at or below ``isDanger_hv_speed_low``, 3 m/s
+# (``IsDangerPossible``). CFW is that third branch, an app of its own beside FCW (ours: the reference's EBW branch
+# is our EBW app, which a vehicle runs or not on its own).
+
+
+def close_following(
+    host: Participant, remotes: Sequence[Participant], thresholds: Mapping[str, float]
+) -> list[tuple[Finding, float]]:
+    """CFW: each remote ahead of the host on its path (FCW's selection: a rear-end conflict in which the host
+    follows, ``fcw_rows``, found by the core's conflict detection) whose time headway, the gap between the host's
+    front and the remote's rear over the host's speed, is at most ``cfw_thw_s`` (as FCW takes a TTC at most
+    ``fcw_ttc_s``), while the host is faster than ``cfw_min_speed_mps`` and FCW does not warn of that remote (TTC
+    within ``fcw_ttc_s``); with its headway. Parties that failed FCW's accuracy gate (``fcw_gate``) must be left
+    out by the caller.
+
+    The headway is the core's TTC of the host at its speed (its acceleration left out) against the remotes held
+    where they are: the time it takes to cover the gap, on the same path as FCW's (the boxes' first contact
+    along the host's heading, front meeting rear)."""
+    thw = thresholds["cfw_thw_s"]
+    speed = math.hypot(host.vx, host.vy)
+    if not remotes or not thw > 0.0 or not speed > thresholds["cfw_min_speed_mps"]:
+        return []
+    # Only remotes whose centres the host's box could reach within the headway (``out_of_reach``: closing at
+    # the host's speed, nobody accelerating) can be that close: one numpy pass over all of them.
+    xy = np.array([(r.x, r.y, math.hypot(0.5 * r.length_m, 0.5 * r.width_m)) for r in remotes], dtype=np.float64)
+    circ = math.hypot(0.5 * host.length_m, 0.5 * host.width_m) + xy[:, 2]
+    gap = np.hypot(xy[:, 0] - host.x, xy[:, 1] - host.y)
+    near = ~out_of_reach(gap, np.full(len(remotes), speed), np.zeros(len(remotes)), circ, thw)
+    candidates = list(itertools.compress(remotes, near.tolist()))
+    if not candidates:
+        return []
+    held = [replace(r, vx=0.0, vy=0.0, accel_mps2=0.0, vz_mps=0.0) for r in candidates]
+    parties = [replace(host, accel_mps2=0.0), *held]
+    found = _detect(parties, thw, thresholds["icw_max_pet_s"], 0)
+    # FCW's verdict with the headway for its TTC: against remotes held still, the host's TTC is its headway.
+    close = _findings(found, [p.key for p in parties], fcw_rows(found, 1, {"fcw_ttc_s": thw}))
+    if not close:
+        return []
+    by_key = {r.key: r for r in candidates}
+    fcw = {f.other for f in _following(host, [by_key[f.other] for f in close], thresholds)}
+    return [(f, f.ttc_s) for f in close if f.other not in fcw]
+
+
+class CloseFollowingWarning:
+    """CFW on board: the host against every vehicle heard in a BSM, through FCW's accuracy gate (``fcw_gate``);
+    ``close_following`` judges them (``other``: the remote's temporary id, hex)."""
+
+    def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
+        if not view.remotes:
+            return []
+        heard = list(view.remotes.values())
+        sigma = [view.host_party.sigma_m, *(math.nan if r.sigma_major_m is None else r.sigma_major_m for r in heard)]
+        passes = fcw_gate(np.array(sigma, dtype=np.float64), view.thresholds).tolist()
+        if not passes[0]:
+            return []
+        remotes = [Participant.from_remote(r.temp_id.hex(), r, t_s) for r in itertools.compress(heard, passes[1:])]
+        with always_compiled() if 1 + len(remotes) > SMALL_WORLD else contextlib.nullcontext():
+            found = close_following(view.host_party, remotes, view.thresholds)
+        return [Raised("cfw", f.other, figure=thw, conflict_type=f.kind) for f, thw in found]
+
+
+CFW = AppSpec(
+    name="cfw",
+    code=testbed_pb2.APP_CFW,
+    title="close-following warning",
+    runs_on=RunsOn.VEHICLE,
+    consumes=("bsm",),
+    colour="#fdae6b",
+    # The reference's medium priority, below FCW's high one: an advisory, which the built-in driver does not brake
+    # for (a warning's reaction, braking to a stop, is no remedy for a short headway).
+    severity=testbed_pb2.SEVERITY_ADVISORY,
+    figure=Figure("headway_s", "time headway", "s"),
+    thresholds={
+        # CFW: time headway (bumper gap / host speed) under 1 s (Wanji OBU stack: FCW_THW_threshold_value, set
+        # in InitV2VParameter, Common.c, beside FCW's 3 s TTC; V2V_FCW_Section raises it as its own
+        # close-following warning, CVF_Warning, when FCW does not warn).
+        "cfw_thw_s": 1.0,
+        # The host must be faster than this: the Wanji OBU stack judges no V2V danger at or below 3 m/s
+        # (isDanger_hv_speed_low, IsDangerPossible), which keeps queues and creeping traffic quiet.
+        "cfw_min_speed_mps": 3.0,
+    },
+    # The headway is the core's prediction horizon here: a tighter bound than the unit rule's 3600 s.
+    threshold_bounds={"cfw_thw_s": Bounds(0.0, 10.0)},
+    onboard=lambda names: CloseFollowingWarning(),
+)
+
+APPS = (*APPS, CFW)
