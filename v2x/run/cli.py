@@ -617,6 +617,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"v2x run: {why}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
+    from v2x.net.secure import SecureDirError
     from v2x.run.results import write_result
     from v2x.run.runner import RUN_ID_RULE, RunError, Signing, only_variants, run_scenario, valid_run_id_prefix
 
@@ -627,7 +628,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if len(scenarios) > 1:
             print("v2x run: --run-id takes a single scenario (run ids must differ between runs)", file=sys.stderr)
             return EXIT_BAD_INPUT
-    security = security_from_args(args, scenarios, "v2x run", workers if args.remote_workers else 0)
+    security = security_from_args(
+        args, scenarios, "v2x run", workers if args.remote_workers else 0, variants=args.variant or None
+    )
     if isinstance(security, int):
         return security
     worker_key = b""
@@ -707,6 +710,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     failed = False
+    bad_input = 0  # errors that are bad input (exit 2 when every error is)
     results: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = [(sid, f"cannot run here: {why}") for sid, why in not_here]
     for scenario, whole in zip(scenarios, wholes, strict=True):
@@ -745,6 +749,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 # Go on with the other scenarios: one broken run should not hide the outcome of the rest.
                 print(printable(f"v2x run: {scenario.id}: run error: {exc}"), file=sys.stderr)
                 errors.append((scenario.id, str(exc)))
+                continue
+            except SecureDirError as exc:  # (what the checks before the run did not catch: bad input, nothing ran)
+                print(printable(f"v2x run: {scenario.id}: --secure-dir: {exc}"), file=sys.stderr)
+                errors.append((scenario.id, str(exc)))
+                bad_input += 1
                 continue
             except OSError as exc:
                 if recording is None:
@@ -803,7 +812,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if errors:
         print(f"v2x run: {len(errors)} of {len(scenarios) + len(not_here)} scenario(s) could not run: "
               + ", ".join(sid for sid, _ in errors), file=sys.stderr)  # fmt: skip
-        return EXIT_RUN_ERROR
+        return EXIT_BAD_INPUT if bad_input == len(errors) else EXIT_RUN_ERROR
     return EXIT_FAILED if failed else EXIT_OK
 
 
