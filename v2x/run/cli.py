@@ -153,11 +153,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=argtypes.count,
         default=None,
         metavar="N",
-        help="host the equipped background vehicles (flows) in N fleet agent processes, each with its own "
-        "connection to the broker (1: one fleet in this process). Default: 1 in lockstep; in real time one per "
-        f"core, at most {REALTIME_MAX_WORKERS}, so that the fleets do not share the world's core (with "
-        "--remote-workers: 1). A scenario without equipped flows starts none; the outcome is the same for any N "
-        '(docs/ARCHITECTURE.md "Fleets in worker processes")',
+        help=f"host the equipped background vehicles (flows) in N fleet agent processes (at most "
+        f"{argtypes.MAX_PROCESSES}), each with its own connection to the broker (1: one fleet in this process). "
+        f"Default: 1 in lockstep; in real time one per core, at most {REALTIME_MAX_WORKERS}, so that the fleets do "
+        "not share the world's core (with --remote-workers: 1). A scenario without equipped flows starts none; "
+        'the outcome is the same for any N (docs/ARCHITECTURE.md "Fleets in worker processes")',
     )
     run.add_argument(
         "--remote-workers",
@@ -329,7 +329,13 @@ def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     wk.add_argument("--run-id", required=True, metavar="PREFIX", help="the world's --run-id")
     wk.add_argument("--fleet", type=int, required=True, metavar="K", help="which fleet to serve: 0 ... N-1")
-    wk.add_argument("--of", type=argtypes.count, required=True, metavar="N", help="the world's --workers N")
+    wk.add_argument(
+        "--of",
+        type=argtypes.count,
+        required=True,
+        metavar="N",
+        help=f"the world's --workers N (at most {argtypes.MAX_PROCESSES})",
+    )
     wk.add_argument(
         "--wait",
         type=argtypes.seconds(argtypes.DAY_S),

@@ -65,9 +65,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--workers",
         type=argtypes.count,
         metavar="N",
-        help="also a broker user per fleet for 'v2x run --workers N --remote-workers' (the scenario's equipped "
-        "background vehicles served by 'v2x worker' processes): fleets/FLEET.json, the login, CA and broker URL of "
-        "one worker, to copy to that worker's machine and give it as 'v2x worker --credentials FILE' "
+        help=f"also a broker user per fleet for 'v2x run --workers N --remote-workers' (N at most "
+        f"{argtypes.MAX_PROCESSES}; the scenario's equipped background vehicles served by 'v2x worker' processes): "
+        "fleets/FLEET.json, the login, CA and broker URL of one worker, to copy to that worker's machine and give "
+        "it as 'v2x worker --credentials FILE' "
         '(docs/SECURITY.md "Remote fleet workers in a secure run")',
     )
     init.set_defaults(handler=cmd_secure_init)

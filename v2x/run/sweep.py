@@ -57,7 +57,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep.add_argument("--positioning", metavar="PROFILE", help="every road user's positioning profile")
     sweep.add_argument("--network", metavar="PROFILE", action="append", help="a link's profile (repeatable)")
     sweep.add_argument(
-        "--jobs", type=argtypes.count, default=None, metavar="J", help="parallel processes (default: cores)"
+        "--jobs",
+        type=argtypes.count,
+        default=None,
+        metavar="J",
+        help=f"parallel processes, at most {argtypes.MAX_PROCESSES} (default: cores)",
     )
     for flag, what in (
         ("--min-pass-rate", "the share of seeds in which every expectation held must be at least R"),
