@@ -851,10 +851,11 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                     problems.append(
                         (f"actors[{i}].intersections[{k}]", _one_of("the road's intersections", ix_ids, ix_ref))
                     )
-    for field, outlines in (("obstacles", sc.obstacles), ("zones", sc.zones)):
-        for i, outline in enumerate(outlines):
-            if (problem := area_problem(outline.polygon)) is not None:
-                problems.append((f"{field}[{i}].polygon", problem))
+    outlines = [(f"obstacles[{i}]", o.polygon) for i, o in enumerate(sc.obstacles)]
+    outlines += [(f"zones[{i}]", z.polygon) for i, z in enumerate(sc.zones)]
+    for where, points in outlines:
+        if (problem := area_problem(points)) is not None:
+            problems.append((f"{where}.polygon", problem))
     if sum(a.kind == "platform" for a in sc.actors) > 1:
         problems.append(("actors", "at most one actor of kind 'platform'"))
     if sc.n_ticks < 1:  # (an attack review: duration_s 1e-320 was taken, and the run was 0 s long)
