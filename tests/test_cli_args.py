@@ -19,20 +19,50 @@ CASES = [
         "argument --port: a TCP port 1-65535 (or 0: any free one), got 70000",
     ),
     (["check", "fcw", "--seed", "-3"], "argument --seed: a seed >= 0, got -3"),
-    (["check", "fcw", "--jobs", "0"], "argument --jobs: N >= 1, got 0"),
-    (["sweep", "fcw", "--jobs", "0"], "argument --jobs: N >= 1, got 0"),
-    (["run", "fcw", "--workers", "0"], "argument --workers: N >= 1, got 0"),
-    (["check", "fcw", "--workers", "0"], "argument --workers: N >= 1, got 0"),
-    (["bench", "stack", "--workers", "0"], "argument --workers: N >= 1, got 0"),
-    (["bench", "realtime", "--workers", "-1"], "argument --workers: N >= 1, got -1"),
+    (["check", "fcw", "--jobs", "0"], "argument --jobs: N from 1 to 1024, got 0"),
+    (["sweep", "fcw", "--jobs", "0"], "argument --jobs: N from 1 to 1024, got 0"),
+    (["run", "fcw", "--workers", "0"], "argument --workers: N from 1 to 1024, got 0"),
+    (["check", "fcw", "--workers", "0"], "argument --workers: N from 1 to 1024, got 0"),
+    (["bench", "stack", "--workers", "0"], "argument --workers: N from 1 to 1024, got 0"),
+    (["bench", "realtime", "--workers", "-1"], "argument --workers: N from 1 to 1024, got -1"),
     (
         ["worker", "fcw", "--broker", "mqtt://127.0.0.1:1883", "--run-id", "x", "--fleet", "0", "--of", "0"],
-        "argument --of: N >= 1, got 0",
+        "argument --of: N from 1 to 1024, got 0",
     ),
     (["impair", "sample", "rtk-fixed", "--seed", "-1"], "argument --seed: a seed >= 0, got -1"),
     (["conformance", "--actor", "lead", "--seed", "-1"], "argument --seed: a seed >= 0, got -1"),
     (["secure", "init", "fcw", "--port", "0"], "argument --port: a TCP port 1-65535, got 0"),
     (["bench", "traffic", "--seed", "-1"], "argument --seed: a seed >= 0, got -1"),
+    # Counts without an upper bound took the machine (attack review 9): bench core --n 99999999999999999999
+    # grew ~1 GB/s, worker --of 99999999999999 spun for good in fleet_ids_for before saying anything.
+    (["bench", "core", "--n", "99999999999999999999"], "argument --n: --n wants integers from 2 to 100,000"),
+    (["bench", "core", "--n", "1000,100001"], "argument --n: --n wants integers from 2 to 100,000"),
+    (["bench", "traffic", "--n", "100001"], "argument --n: --n wants integers from 2 to 100,000"),
+    (["bench", "core", "--ticks", "1000001"], "argument --ticks: N from 1 to 1,000,000, got 1000001"),
+    (["bench", "stack", "--n", "99999999999999"], "argument --n: N from 2 to 32,000, got 99999999999999"),
+    (["bench", "stack", "--n", "1"], "argument --n: N from 2 to 32,000, got 1"),
+    (["bench", "stack", "--baseline-n", "797"], "argument --baseline-n: N from 0 to 796, got 797"),
+    (["bench", "realtime", "--n", "32001"], "argument --n: N from 2 to 32,000, got 32001"),
+    (["bench", "realtime", "--workers", "1025"], "argument --workers: N from 1 to 1024, got 1025"),
+    (["run", "fcw", "--workers", "99999999999999"], "argument --workers: N from 1 to 1024, got 99999999999999"),
+    (["check", "fcw", "--jobs", "1025"], "argument --jobs: N from 1 to 1024, got 1025"),
+    (["sweep", "fcw", "--jobs", "1025"], "argument --jobs: N from 1 to 1024, got 1025"),
+    (["secure", "init", "sec", "--scenario", "fcw", "--workers", "1025"], "argument --workers: N from 1 to 1024"),
+    (
+        [
+            "worker",
+            "arterial",
+            "--broker",
+            "mqtt://127.0.0.1:1",
+            "--run-id",
+            "x",
+            "--fleet",
+            "0",
+            "--of",
+            "99999999999999",
+        ],
+        "argument --of: N from 1 to 1024, got 99999999999999",
+    ),
 ]
 
 
@@ -47,6 +77,53 @@ def test_an_out_of_range_option_exits_2_naming_it(
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())  # nothing ran
+
+
+def test_the_bounds_admit_their_largest_value(tmp_path: Path) -> None:
+    """The bounds are the largest the design takes, not less: the stack benchmark's road at its largest N fits
+    the scenario's 100 km (8 more vehicles would not), its baseline's lanes hold its largest --baseline-n (one
+    more would start past a lane's end: it was refused only after the fleet's run), and the largest fleet count
+    parses."""
+    import json
+
+    from v2x import argtypes
+    from v2x.bench.stack import individual_scenario, stack_scenario
+    from v2x.cli import build_parser
+    from v2x.scenario import ScenarioError, load_scenario
+    from v2x.scenario.model import MAX_EXTENT_M
+
+    def loads(doc: dict[str, object]) -> bool:
+        path = tmp_path / "bench.yaml"
+        path.write_text(json.dumps(doc))  # (JSON is YAML)
+        try:
+            load_scenario(path)
+        except ScenarioError:
+            return False
+        return True
+
+    most = argtypes.BENCH_MAX_STACK_VEHICLES
+    lanes = stack_scenario(most, 1.0)["road"]["lanes"]
+    assert max(x for lane in lanes for x, _ in lane["centerline"]) == MAX_EXTENT_M
+    assert loads(stack_scenario(most, 1.0)) and not loads(stack_scenario(most + 8, 1.0))
+    agents = argtypes.BENCH_MAX_AGENTS
+    assert loads(individual_scenario(agents, 1.0)) and not loads(individual_scenario(agents + 1, 1.0))
+    argv = ["worker", "arterial", "--run-id", "x", "--fleet", "0", "--of", str(argtypes.MAX_PROCESSES)]
+    assert build_parser().parse_args(argv).of == argtypes.MAX_PROCESSES
+    assert build_parser().parse_args(["bench", "core", "--n", "2,100000"]).n == [2, 100_000]
+
+
+@pytest.mark.parametrize(("hz", "seconds"), [("1e308", "1e308"), ("1e200", "1e200"), ("1e300", "10"), ("1e-9", "1")])
+def test_impair_sample_refuses_a_sample_count_out_of_range(
+    hz: str, seconds: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack review 9: --hz 1e308 --seconds 1e308 (each finite, their product inf) was an OverflowError
+    traceback from round(), exit 1."""
+    csv = tmp_path / "s.csv"
+    argv = ["impair", "sample", "rtk-fixed", "--hz", hz, "--seconds", seconds, "--csv", str(csv)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--hz x --seconds must give between 1 and 10 000 000 samples" in err and "Traceback" not in err
+    assert not csv.exists()
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,12 @@ def _variant(old: str, new: str) -> str:
     return FCW.replace(old, new, 1)
 
 
+def _scenario(name: str, old: str, new: str) -> str:
+    text = (SCENARIO_DIR / f"{name}.yaml").read_text()
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
 # (case, scenario text, the field path named, words in what was expected)
 CASES = [
     (
@@ -200,6 +206,58 @@ CASES = [
         (SCENARIO_DIR / "arterial.yaml").read_text().replace("follower", "bg-0-3"),
         "actors[1].id",
         "an id that does not start with 'bg-' (the background vehicles' ids, bg-<flow>-<n>); got 'bg-0-3'",
+    ),
+    # Geometry a run cannot follow (attack review 9: each passed the checks and was a traceback, exit 1, at load or
+    # when the run built the zone or the route): an outline must enclose an area, a path must have a length.
+    (
+        "positioning zone shaped like a bow tie",
+        _scenario(
+            "gnss", "[[200, -10], [500, -10], [500, 15], [200, 15]]", "[[200, -10], [500, 15], [500, -10], [200, 15]]"
+        ),
+        "zones[0].polygon",
+        "a simple polygon with a positive area; got an outline that crosses itself or encloses nothing",
+    ),
+    (
+        "positioning zone of points on one line",
+        _scenario("gnss", "[[600, -30], [900, -30], [900, 35], [600, 35]]", "[[600, 0], [700, 0], [900, 0]]"),
+        "zones[1].polygon",
+        "a simple polygon with a positive area",
+    ),
+    (
+        "actor path of one point",
+        _scenario("evw", "path: [[0, -5.25], [500, -5.25], [560, -1.75], [2000, -1.75]]", "path: [[0, -5.25]]"),
+        "actors[1].path",
+        "a line of positive length (two or more points, not all one); got one point",
+    ),
+    (
+        "actor path of no point",
+        _scenario("evw", "path: [[0, -5.25], [500, -5.25], [560, -1.75], [2000, -1.75]]", "path: []"),
+        "actors[1].path",
+        "got no point",
+    ),
+    (
+        "actor path with all its points one",
+        _scenario("evw", "path: [[0, -5.25], [500, -5.25], [560, -1.75], [2000, -1.75]]", "path: [[9, 1], [9, 1]]"),
+        "actors[1].path",
+        "got 2 points, all at (9, 1)",
+    ),
+    (
+        "phantom path of one point",
+        _scenario("ghost", "phantom: {lane: sb, start_m: 31.57,", "phantom: {path: [[0, 50]], start_m: 0,"),
+        "actors[3].phantom.path",
+        "a line of positive length (two or more points, not all one); got one point",
+    ),
+    (
+        "phantom path with all its points one",
+        _scenario("ghost", "phantom: {lane: sb, start_m: 31.57,", "phantom: {path: [[0, 50], [0, 50]], start_m: 0,"),
+        "actors[3].phantom.path",
+        "got 2 points, all at (0, 50)",
+    ),
+    (
+        "road sign's reference path with all its points one",
+        _scenario("slw", "path: [[300, -1.75], [900, -1.75]]", "path: [[300, -1.75], [300, -1.75]]"),
+        "actors[3].road_signs[0].path",
+        "a line of positive length (two or more points, not all one)",
     ),
     ("empty file", "", "", "got nothing (an empty file"),
     ("only comments", "# nothing yet\n", "", "got nothing"),

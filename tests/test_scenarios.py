@@ -246,7 +246,9 @@ def test_a_lane_of_zero_length_is_refused_even_as_a_neighbour(tmp_path: Path) ->
     )
     assert "right: eb1" in text
     problems = dict(_problems(_write(tmp_path, text)))
-    assert problems["road.lanes[0].centerline"] == "a line of positive length; all its points are one"
+    assert problems["road.lanes[0].centerline"] == (
+        "a line of positive length (two or more points, not all one); got 2 points, all at (0, 0)"
+    )
 
 
 def test_a_run_shorter_than_a_tick_is_refused(tmp_path: Path) -> None:

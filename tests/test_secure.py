@@ -531,3 +531,40 @@ def test_a_planted_secure_dir_file_is_refused_not_waited_for(
     plant(sec / "world.json")
     assert main(["run", "fcw", "--secure-dir", str(sec), "--out", str(tmp_path / "out")]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_a_secure_dir_without_a_variants_run_id_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack review 9: world.json whose run_ids lacked 'baseline' passed the checks before the run, and the
+    run ended in a SecureDirError traceback (exit 1) that listed the variants as if actors were missing."""
+    import argparse
+
+    from v2x.net.secure import SecureDirError
+    from v2x.run.runner import secure_run
+    from v2x.run.secure import security_from_args
+
+    sec = tmp_path / "sec"
+    assert main(["secure", "init", str(sec), "--scenario", "fcw", "--run-id", "partial"]) == 0
+    doc = json.loads((sec / "world.json").read_text())
+    doc["run_ids"] = {"v2x": "partial-v2x"}
+    (sec / "world.json").write_text(json.dumps(doc))
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert main(["run", "fcw", "--secure-dir", str(sec), "--broker", "mqtts://127.0.0.1:1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"v2x run: --secure-dir {sec}: it has no run id for variant 'baseline' (it has 'v2x')" in err, err
+    assert "Traceback" not in err and not out.exists()
+    # the variant it has is taken (the run would go on to the broker)
+    fcw = load_scenario(find_scenario("fcw"))
+    args = argparse.Namespace(secure_dir=sec, run_id=None, broker="mqtts://127.0.0.1:1")
+    assert isinstance(security_from_args(args, [fcw], "v2x run", variants=["v2x"]), Security)
+    assert security_from_args(args, [fcw], "v2x run") == 2
+    # the run's own check (if one still got past the CLI) names the variant, not the actors
+    with (
+        pytest.raises(SecureDirError, match=r"has no run id for variant 'baseline'$"),
+        secure_run(
+            fcw, Security(directory=sec), "mqtts://127.0.0.1:1", "partial", {v: f"partial-{v}" for v in fcw.variants}
+        ),
+    ):
+        pass

@@ -21,6 +21,13 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a Unix tool's status is when its r
 
 DAY_S = 86400.0  # the longest wait or timeout a command takes
 SCENARIO_MAX_S = 3600.0  # a scenario's longest duration_s (v2x.scenario.model)
+# The largest counts a command takes (attack review 9: `bench core --n 99999999999999999999` grew ~1 GB/s, and
+# `worker --of 99999999999999` spun for good before a word):
+MAX_PROCESSES = 1024  # processes a command starts or waits for: fleets (--workers, --of), parallel runs (--jobs)
+BENCH_MAX_VEHICLES = 100_000  # bench core / traffic --n (documented runs: 1,000 to 20,000; 10^6 did not fit in 4 GB)
+BENCH_MAX_STACK_VEHICLES = 32_000  # bench stack / realtime --n: their road, 8 lanes at 25 m spacing, fits 100 km
+BENCH_MAX_AGENTS = 796  # bench stack --baseline-n: its 4 lanes of 6 km hold 796 cars 30 m apart from 50 m
+BENCH_MAX_TICKS = 1_000_000  # a benchmark's timed ticks per N (--ticks: 20 and 200 by default)
 
 
 def _int(text: str) -> int:
@@ -54,12 +61,25 @@ def listen_port(text: str) -> int:
     return value
 
 
-def count(text: str) -> int:
-    """A count of processes (or the like): an integer >= 1."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"N >= 1, got {value}")
-    return value
+def count_to(most: int, least: int = 1) -> Callable[[str], int]:
+    """A count: an integer from ``least`` to ``most`` (each count has a bound: no option may make a command
+    take the machine's memory or spin for good before it says anything)."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(
+                f"N from {least} to {most:,}, got {value}"
+                if most >= 10_000
+                else f"N from {least} to {most}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+count = count_to(MAX_PROCESSES)
+"""A count of processes (fleet workers, parallel runs): an integer from 1 to ``MAX_PROCESSES``."""
 
 
 def seconds(most: float) -> Callable[[str], float]:

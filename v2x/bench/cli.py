@@ -16,9 +16,13 @@ def _parse_ns(text: str) -> list[int]:
         ns = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--n wants comma-separated integers, got {text!r}") from exc
-    if not ns or min(ns) < 2:
-        raise argparse.ArgumentTypeError("--n wants integers >= 2")
+    if not ns or min(ns) < 2 or max(ns) > argtypes.BENCH_MAX_VEHICLES:
+        raise argparse.ArgumentTypeError(f"--n wants integers from 2 to {argtypes.BENCH_MAX_VEHICLES:,}")
     return ns
+
+
+STACK_VEHICLES = argtypes.count_to(argtypes.BENCH_MAX_STACK_VEHICLES, least=2)
+TICKS = argtypes.count_to(argtypes.BENCH_MAX_TICKS)
 
 
 BENCH_EXIT_CODES = (
@@ -42,9 +46,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--n",
         type=_parse_ns,
         default=[1000, 5000, 10000, 20000],
-        help="comma-separated vehicle counts (default 1000,5000,10000,20000)",
+        help=f"comma-separated vehicle counts, each 2 to {argtypes.BENCH_MAX_VEHICLES:,} (default "
+        "1000,5000,10000,20000)",
     )
-    core.add_argument("--ticks", type=argtypes.count, default=None, help="timed ticks per N (default 20, quick 5)")
+    core.add_argument(
+        "--ticks",
+        type=TICKS,
+        default=None,
+        help=f"timed ticks per N, at most {argtypes.BENCH_MAX_TICKS:,} (default 20, quick 5)",
+    )
     core.add_argument("--seed", type=argtypes.seed, default=1, help="workload and channel seed (default 1)")
     core.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     core.add_argument("--quick", action="store_true", help="small run (< 60 s): fewer N, ticks, baselines")
@@ -61,9 +71,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "checked identical). Progress goes to stderr.",
     )
     traffic.add_argument(
-        "--n", type=_parse_ns, default=[1000, 10000], help="comma-separated vehicle counts (default 1000,10000)"
+        "--n",
+        type=_parse_ns,
+        default=[1000, 10000],
+        help=f"comma-separated vehicle counts, each 2 to {argtypes.BENCH_MAX_VEHICLES:,} (default 1000,10000)",
     )
-    traffic.add_argument("--ticks", type=argtypes.count, default=None, help="timed ticks per N (default 200, quick 10)")
+    traffic.add_argument(
+        "--ticks",
+        type=TICKS,
+        default=None,
+        help=f"timed ticks per N, at most {argtypes.BENCH_MAX_TICKS:,} (default 200, quick 10)",
+    )
     traffic.add_argument("--seed", type=argtypes.seed, default=1, help="workload seed (default 1)")
     traffic.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     traffic.add_argument("--quick", action="store_true", help="small run: the smallest N, 10 ticks")
@@ -93,7 +111,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "state an accuracy and every vehicle's FCW checks every vehicle it hears, in both runs (equal work). "
         "Progress goes to stderr.",
     )
-    stack.add_argument("--n", type=int, default=1000, help="equipped vehicles at once (default 1000, quick 20)")
+    stack.add_argument(
+        "--n",
+        type=STACK_VEHICLES,
+        default=1000,
+        help=f"equipped vehicles at once, 2 to {argtypes.BENCH_MAX_STACK_VEHICLES:,} (default 1000, quick 20)",
+    )
     stack.add_argument(
         "--seconds",
         type=argtypes.seconds(argtypes.SCENARIO_MAX_S),
@@ -101,9 +124,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="simulated seconds (default 10, quick 1)",
     )
     stack.add_argument("--broker", default="embedded", help="embedded, loopback or mqtt://host:port (default embedded)")
-    stack.add_argument("--workers", type=argtypes.count, default=1, help="fleet agent processes (default 1)")
     stack.add_argument(
-        "--baseline-n", type=int, default=None, help="individual agents in the baseline (default 50, quick 4; 0: none)"
+        "--workers",
+        type=argtypes.count,
+        default=1,
+        help=f"fleet agent processes, at most {argtypes.MAX_PROCESSES} (default 1)",
+    )
+    stack.add_argument(
+        "--baseline-n",
+        type=argtypes.count_to(argtypes.BENCH_MAX_AGENTS, least=0),
+        default=None,
+        help=f"individual agents in the baseline, at most {argtypes.BENCH_MAX_AGENTS:,} (default 50, quick 4; 0: none)",
     )
     stack.add_argument(
         "--baseline-seconds",
@@ -123,7 +154,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "behind schedule) and the latency the emulator adds beyond the modelled channel (the wait for the next "
         "tick plus how far behind schedule it went out). Progress goes to stderr.",
     )
-    realtime.add_argument("--n", type=int, default=2000, help="equipped vehicles at once (default 2000, quick 20)")
+    realtime.add_argument(
+        "--n",
+        type=STACK_VEHICLES,
+        default=2000,
+        help=f"equipped vehicles at once, 2 to {argtypes.BENCH_MAX_STACK_VEHICLES:,} (default 2000, quick 20)",
+    )
     realtime.add_argument(
         "--seconds", type=argtypes.seconds(argtypes.SCENARIO_MAX_S), default=None, help="seconds (default 60, quick 1)"
     )
@@ -134,8 +170,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--workers",
         type=argtypes.count,
         default=None,
-        help="fleet agent processes, 1: the fleet in the world's process (default: one per core, at most "
-        f"{REALTIME_MAX_WORKERS}; 1 on the loopback bus)",
+        help=f"fleet agent processes (at most {argtypes.MAX_PROCESSES}), 1: the fleet in the world's process "
+        f"(default: one per core, at most {REALTIME_MAX_WORKERS}; 1 on the loopback bus)",
     )
     realtime.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     realtime.add_argument("--quick", action="store_true", help="tiny run: 20 vehicles, 1 s")

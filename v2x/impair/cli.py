@@ -146,7 +146,7 @@ def _sample_handler(args: argparse.Namespace) -> int:
         return _bad_input(f"--hz must be a positive number, got {args.hz}")
     if not (math.isfinite(seconds) and seconds > 0.0):
         return _bad_input(f"--seconds must be a positive number, got {args.seconds}")
-    if round(hz * seconds) < 1 or hz * seconds > 10_000_000:
+    if not hz * seconds <= 10_000_000 or round(hz * seconds) < 1:  # (first: 1e308 x 1e308 is inf, which round refuses)
         return _bad_input("--hz x --seconds must give between 1 and 10 000 000 samples")
     if not (math.isfinite(args.speed) and args.speed >= 0.0):
         return _bad_input(f"--speed must be >= 0, got {args.speed}")

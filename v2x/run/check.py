@@ -488,7 +488,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=argtypes.count,
         default=None,
         metavar="J",
-        help="scenarios run at once in processes (default: cores)",
+        help=f"scenarios run at once in processes, at most {argtypes.MAX_PROCESSES} (default: cores)",
     )
     check.add_argument(
         "--workers",
@@ -496,7 +496,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=1,
         metavar="N",
         help="host each run's equipped background vehicles in N fleet worker processes, as 'v2x run --workers "
-        "N' (default 1); needs a broker; the outcome is the same for any N",
+        f"N' (at most {argtypes.MAX_PROCESSES}; default 1); needs a broker; the outcome is the same for any N",
     )
     check.add_argument("-v", "--verbose", action="store_true", help="print every difference, not only the first")
     check.add_argument(

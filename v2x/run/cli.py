@@ -155,11 +155,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=argtypes.count,
         default=None,
         metavar="N",
-        help="host the equipped background vehicles (flows) in N fleet agent processes, each with its own "
-        "connection to the broker (1: one fleet in this process). Default: 1 in lockstep; in real time one per "
-        f"core, at most {REALTIME_MAX_WORKERS}, so that the fleets do not share the world's core (with "
-        "--remote-workers: 1). A scenario without equipped flows starts none; the outcome is the same for any N "
-        '(docs/ARCHITECTURE.md "Fleets in worker processes")',
+        help=f"host the equipped background vehicles (flows) in N fleet agent processes (at most "
+        f"{argtypes.MAX_PROCESSES}), each with its own connection to the broker (1: one fleet in this process). "
+        f"Default: 1 in lockstep; in real time one per core, at most {REALTIME_MAX_WORKERS}, so that the fleets do "
+        "not share the world's core (with --remote-workers: 1). A scenario without equipped flows starts none; "
+        'the outcome is the same for any N (docs/ARCHITECTURE.md "Fleets in worker processes")',
     )
     run.add_argument(
         "--remote-workers",
@@ -332,7 +332,13 @@ def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     wk.add_argument("--run-id", required=True, metavar="PREFIX", help="the world's --run-id")
     wk.add_argument("--fleet", type=int, required=True, metavar="K", help="which fleet to serve: 0 ... N-1")
-    wk.add_argument("--of", type=argtypes.count, required=True, metavar="N", help="the world's --workers N")
+    wk.add_argument(
+        "--of",
+        type=argtypes.count,
+        required=True,
+        metavar="N",
+        help=f"the world's --workers N (at most {argtypes.MAX_PROCESSES})",
+    )
     wk.add_argument(
         "--wait",
         type=argtypes.seconds(argtypes.DAY_S),
@@ -627,6 +633,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"v2x run: {why}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
+    from v2x.net.secure import SecureDirError
     from v2x.run.results import write_result
     from v2x.run.runner import RUN_ID_RULE, RunError, Signing, only_variants, run_scenario, valid_run_id_prefix
 
@@ -637,7 +644,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if len(scenarios) > 1:
             print("v2x run: --run-id takes a single scenario (run ids must differ between runs)", file=sys.stderr)
             return EXIT_BAD_INPUT
-    security = security_from_args(args, scenarios, "v2x run", workers if args.remote_workers else 0)
+    security = security_from_args(
+        args, scenarios, "v2x run", workers if args.remote_workers else 0, variants=args.variant or None
+    )
     if isinstance(security, int):
         return security
     worker_key = b""
@@ -717,6 +726,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     failed = False
+    bad_input = 0  # errors that are bad input (exit 2 when every error is)
     results: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = [(sid, f"cannot run here: {why}") for sid, why in not_here]
     for scenario, whole in zip(scenarios, wholes, strict=True):
@@ -755,6 +765,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 # Go on with the other scenarios: one broken run should not hide the outcome of the rest.
                 print(printable(f"v2x run: {scenario.id}: run error: {exc}"), file=sys.stderr)
                 errors.append((scenario.id, str(exc)))
+                continue
+            except SecureDirError as exc:  # (what the checks before the run did not catch: bad input, nothing ran)
+                print(printable(f"v2x run: {scenario.id}: --secure-dir: {exc}"), file=sys.stderr)
+                errors.append((scenario.id, str(exc)))
+                bad_input += 1
                 continue
             except OSError as exc:
                 if recording is None:
@@ -813,7 +828,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if errors:
         print(f"v2x run: {len(errors)} of {len(scenarios) + len(not_here)} scenario(s) could not run: "
               + ", ".join(sid for sid, _ in errors), file=sys.stderr)  # fmt: skip
-        return EXIT_RUN_ERROR
+        return EXIT_BAD_INPUT if bad_input == len(errors) else EXIT_RUN_ERROR
     return EXIT_FAILED if failed else EXIT_OK
 
 

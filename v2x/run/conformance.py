@@ -775,7 +775,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     if "v2x" not in scenario.variants:
         print(f"v2x conformance: {scenario.id} has no v2x variant", file=sys.stderr)
         return EXIT_BAD_INPUT
-    security = security_from_args(args, [scenario], "v2x conformance")
+    security = security_from_args(args, [scenario], "v2x conformance", variants=["v2x"])
     if isinstance(security, int):
         return security
     prefix = args.run_id or "conformance"

@@ -311,9 +311,10 @@ def secure_run(
             )
         if run_prefix is not None and run_prefix != sd.run_prefix:
             raise SecureDirError(f"{security.directory} was made for --run-id {sd.run_prefix!r}, not {run_prefix!r}")
-        missing = [a.id for a in scenario.actors if a.id not in sd.keys.actors]
-        if missing or any(v not in sd.keys.run_ids for v in run_ids):
-            raise SecureDirError(f"{security.directory} has no credentials for {missing or list(run_ids)}")
+        if missing := [a.id for a in scenario.actors if a.id not in sd.keys.actors]:
+            raise SecureDirError(f"{security.directory} has no credentials for actor(s) {', '.join(missing)}")
+        if missing := [v for v in run_ids if v not in sd.keys.run_ids]:
+            raise SecureDirError(f"{security.directory} has no run id for variant {', '.join(map(repr, missing))}")
         embedded = None
         if broker == "embedded":
             files = (str(security.directory / "server.crt"), str(security.directory / "server.key"))

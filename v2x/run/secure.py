@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,9 +65,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--workers",
         type=argtypes.count,
         metavar="N",
-        help="also a broker user per fleet for 'v2x run --workers N --remote-workers' (the scenario's equipped "
-        "background vehicles served by 'v2x worker' processes): fleets/FLEET.json, the login, CA and broker URL of "
-        "one worker, to copy to that worker's machine and give it as 'v2x worker --credentials FILE' "
+        help=f"also a broker user per fleet for 'v2x run --workers N --remote-workers' (N at most "
+        f"{argtypes.MAX_PROCESSES}; the scenario's equipped background vehicles served by 'v2x worker' processes): "
+        "fleets/FLEET.json, the login, CA and broker URL of one worker, to copy to that worker's machine and give "
+        "it as 'v2x worker --credentials FILE' "
         '(docs/SECURITY.md "Remote fleet workers in a secure run")',
     )
     init.set_defaults(handler=cmd_secure_init)
@@ -130,11 +132,16 @@ def cmd_secure_init(args: argparse.Namespace) -> int:
 
 
 def security_from_args(
-    args: argparse.Namespace, scenarios: list[Scenario], prog: str, remote_fleets: int = 0
+    args: argparse.Namespace,
+    scenarios: list[Scenario],
+    prog: str,
+    remote_fleets: int = 0,
+    variants: Sequence[str] | None = None,
 ) -> Security | int | None:
     """``--secure`` / ``--secure-dir`` (of ``v2x run`` or ``v2x conformance``: ``prog``) as a
     ``v2x.net.secure.Security`` (None: an open run), or the exit code of bad input (said on stderr).
-    ``remote_fleets``: the N of ``v2x run --workers N --remote-workers`` (0: none), whose fleets need users."""
+    ``remote_fleets``: the N of ``v2x run --workers N --remote-workers`` (0: none), whose fleets need users;
+    ``variants``: the variants that will run (None: every variant of the scenario), each needing a run id."""
     from v2x.net.broker import redacted_url
     from v2x.net.secure import SecureDirError, Security, load_secure_dir
     from v2x.sim.simulation import fleet_ids_for
@@ -162,6 +169,15 @@ def security_from_args(
         problem = f"it was made for --run-id {sd.run_prefix!r}"
     elif missing := [a.id for a in scenarios[0].actors if a.id not in sd.keys.actors]:
         problem = f"it has no credentials for actor(s) {', '.join(missing)}"
+    elif missing := [
+        v for v in scenarios[0].variants if (variants is None or v in variants) and v not in sd.keys.run_ids
+    ]:
+        # (its world.json's run_ids: without one the run ended in a traceback: attack review 9)
+        problem = (
+            f"it has no run id for variant {', '.join(map(repr, missing))} (it has "
+            f"{', '.join(map(repr, sd.keys.run_ids)) or 'none'}): write it again with 'v2x secure init', or run "
+            "the variants it has with --variant"
+        )
     elif remote_fleets and (
         missing := [
             f

@@ -57,7 +57,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep.add_argument("--seeds", type=int, default=20, metavar="N", help="seeds 0..N-1 (default 20)")
     add_profile_options(sweep)
     sweep.add_argument(
-        "--jobs", type=argtypes.count, default=None, metavar="J", help="parallel processes (default: cores)"
+        "--jobs",
+        type=argtypes.count,
+        default=None,
+        metavar="J",
+        help=f"parallel processes, at most {argtypes.MAX_PROCESSES} (default: cores)",
     )
     for flag, what in (
         ("--min-pass-rate", "the share of seeds in which every expectation held must be at least R"),

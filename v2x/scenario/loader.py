@@ -561,14 +561,39 @@ _TAGS = {
 }
 
 
+def line_problem(points: Sequence[tuple[float, float]]) -> str | None:
+    """What is wrong with a line of the file that something follows by arc length (a lane's centre line, an
+    actor's or a phantom's path, a road event's or sign's reference path), or None: it must have a length. (An
+    attack review: a path of one point was a traceback at load, one of two equal points at run time.)"""
+    if math.fsum(math.dist(a, b) for a, b in itertools.pairwise(points)) > 0:
+        return None
+    if len(points) < 2:
+        got = "no point" if not points else "one point"
+    else:
+        got = f"{len(points)} points, all at ({points[0][0]:g}, {points[0][1]:g})"
+    return f"a line of positive length (two or more points, not all one); got {got}"
+
+
+def area_problem(points: Sequence[tuple[float, float]]) -> str | None:
+    """What is wrong with an outline of the file (an obstacle's, a positioning zone's), or None: it must be a
+    simple polygon (its edges do not cross) with a positive area. (An attack review: a zone shaped like a
+    bow tie, or of points on one line, passed the checks and was a traceback at run time.)"""
+    from v2x.scenario.geometry import polygon
+
+    shape = polygon(list(points))
+    if shape.is_valid and shape.area > 0:
+        return None
+    return "a simple polygon with a positive area; got an outline that crosses itself or encloses nothing"
+
+
 def _road_problems(sc: Scenario) -> list[tuple[str, str]]:
     from v2x.scenario.signals import ingress
 
     problems: list[tuple[str, str]] = []
     lanes = {lane.id: lane for lane in sc.road.lanes}
     for i, spec in enumerate(sc.road.lanes):  # (an attack review: a zero-length lane beside another gave a traceback)
-        if not math.fsum(math.dist(a, b) for a, b in itertools.pairwise(spec.centerline)) > 0:
-            problems.append((f"road.lanes[{i}].centerline", "a line of positive length; all its points are one"))
+        if (problem := line_problem(spec.centerline)) is not None:
+            problems.append((f"road.lanes[{i}].centerline", problem))
     if problems:
         return problems  # (every check below follows the lanes)
     for kind, ids in (
@@ -693,7 +718,6 @@ def _not_beside(a: Route, width_a: float, b: Route, width_b: float, side: str) -
 
 def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
     from v2x.impair import NETWORK_PROFILES, POSITIONING_PROFILES, STATE_NAMES
-    from v2x.scenario.geometry import polygon
     from v2x.scenario.sensors import resolve as resolve_sensor
 
     problems: list[tuple[str, str]] = []
@@ -827,10 +851,11 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
                     problems.append(
                         (f"actors[{i}].intersections[{k}]", _one_of("the road's intersections", ix_ids, ix_ref))
                     )
-    for i, obstacle in enumerate(sc.obstacles):
-        shape = polygon(list(obstacle.polygon))
-        if not shape.is_valid or shape.area <= 0:
-            problems.append((f"obstacles[{i}].polygon", "a simple polygon with a positive area"))
+    outlines = [(f"obstacles[{i}]", o.polygon) for i, o in enumerate(sc.obstacles)]
+    outlines += [(f"zones[{i}]", z.polygon) for i, z in enumerate(sc.zones)]
+    for where, points in outlines:
+        if (problem := area_problem(points)) is not None:
+            problems.append((f"{where}.polygon", problem))
     if sum(a.kind == "platform" for a in sc.actors) > 1:
         problems.append(("actors", "at most one actor of kind 'platform'"))
     if sc.n_ticks < 1:  # (an attack review: duration_s 1e-320 was taken, and the run was 0 s long)
@@ -947,6 +972,9 @@ def _script_problems(sc: Scenario) -> list[tuple[str, str]]:
             if placed.lane in lanes:
                 along, end = f"lane {placed.lane!r}", length[placed.lane]
             elif placed.path is not None:
+                if (problem := line_problem(placed.path)) is not None:
+                    problems.append((f"{where}.path", problem))
+                    continue
                 along, end = "its path", float(LineString(placed.path).length)
             else:
                 continue
@@ -1073,7 +1101,10 @@ def _rsi_problems(sc: Scenario, i: int, field: Literal["road_events", "road_sign
             else:
                 paths.append((f"lane {lane_id!r}", list(lane.centerline), lane.width_m / 2))
         if item.path is not None:
-            paths.append(("path", list(item.path), item.path_radius_m))
+            if (problem := line_problem(item.path)) is not None:
+                problems.append((f"{loc}.path", problem))
+            else:
+                paths.append(("path", list(item.path), item.path_radius_m))
         if isinstance(item, RoadEventSpec):
             reach, text = item.radius_m, "radius_m + half the width"
         else:
