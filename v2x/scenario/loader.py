@@ -23,9 +23,11 @@ from v2x.files import read_regular
 from v2x.scenario.model import (
     ALL_VARIANTS,
     BACKGROUND_ID_PREFIX,
+    BACKGROUND_PACKED_M,
     EMERGENCY_FLAG_ACTIONS,
     FLAG_ACTIONS,
     LANE_ACTIONS,
+    MAX_BACKGROUND_VEHICLES,
     ROAD_USER_KINDS,
     VEHICLE_KINDS,
     RoadEventSpec,
@@ -1178,9 +1180,39 @@ def load_scenario(path: Path | str) -> Scenario:
     if scenario.sumo is not None:
         scenario, sumo_problems = _with_sumo_files(scenario, path.parent)
         problems += sumo_problems
+    if not problems:
+        problems += _background_room_problems(scenario)
     if problems:
         raise ScenarioError(path, problems)
     return scenario
+
+
+def _background_room_problems(sc: Scenario) -> list[tuple[str, str]]:
+    """The background traffic's room (one vehicle every BACKGROUND_PACKED_M m of the lanes it may take: every
+    lane of the scenario for ``flows``, of SUMO's network for ``sumo``; the world sizes itself by what the
+    flows can reach, at most this) within MAX_BACKGROUND_VEHICLES."""
+    if sc.sumo is not None:
+        from v2x.scenario.sumo import lane_lengths
+
+        field, lengths = "sumo.net", lane_lengths(sc.sumo.net)
+    elif sc.flows:
+        from shapely.geometry import LineString
+
+        field, lengths = "flows", [float(LineString(lane.centerline).length) for lane in sc.road.lanes]
+    else:
+        return []
+    room = sum(math.ceil(length / BACKGROUND_PACKED_M) for length in lengths)
+    if room <= MAX_BACKGROUND_VEHICLES:
+        return []
+    km = sum(lengths) / 1000
+    return [
+        (
+            field,
+            f"lanes the background traffic can fill with at most {MAX_BACKGROUND_VEHICLES} vehicles (one every "
+            f"{BACKGROUND_PACKED_M:g} m); these lanes total {km:,.0f} km, room for {room} (shorten the lanes, "
+            "or split the scenario)",
+        )
+    ]
 
 
 def same_ids(loaded: Iterable[tuple[Path, Scenario]]) -> list[ScenarioError]:

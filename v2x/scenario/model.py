@@ -35,6 +35,13 @@ ROAD_USER_KINDS = (*VEHICLE_KINDS, "pedestrian", "cyclist")
 # The ids of the background flows' vehicles (``bg-<flow>-<n>``): no actor id starts so (an actor named like the
 # n-th vehicle of a flow crashed the run when that vehicle entered: attack review 3)
 BACKGROUND_ID_PREFIX = "bg-"
+# The world makes room for one background vehicle every BACKGROUND_PACKED_M m of every lane the traffic can
+# reach (v2x.sim.background.background_capacity); a scenario whose lanes would need room for more than
+# MAX_BACKGROUND_VEHICLES is refused at load (attack review 9: 100 lanes of 198 km in a 24 KB file asked for
+# 3.3 million rows, 1.1 GB and more before the first tick). 100,000: what the core is measured at
+# (`v2x bench core --n`'s bound).
+BACKGROUND_PACKED_M = 6.0
+MAX_BACKGROUND_VEHICLES = 100_000
 ActorKindName = Literal["car", "truck", "bus", "emergency", "pedestrian", "cyclist", "rsu", "platform"]
 Variant = Literal["v2x", "baseline"]
 ALL_VARIANTS: tuple[Variant, ...] = ("v2x", "baseline")

@@ -58,6 +58,7 @@ from v2x.core.traffic import CLASS_PARAMS, LaneNetwork, Traffic, traffic_step
 from v2x.scenario.geometry import route_for, smoothstep5
 from v2x.scenario.model import (
     BACKGROUND_ID_PREFIX,
+    BACKGROUND_PACKED_M,
     DEFAULT_SIZE,
     LANE_CHANGE_DURATION_S,
     ROAD_USER_KINDS,
@@ -78,7 +79,7 @@ ENTRY_ROOM_M = 1.0  # an arrival enters when the first vehicle on its lane is at
 ON_LANE_COS = 0.5  # a moving story road user is on a lane if its heading is within 60° of the lane's
 STANDING_MPS = 0.5  # ... and a slower one in any direction
 MIN_SPEED_KPH = 5.0  # the slowest desired speed a normal distribution is allowed to draw
-PACKED_M = 6.0
+PACKED_M = BACKGROUND_PACKED_M  # (v2x.scenario.model: the loader bounds the room it asks for)
 # Headways at an entry: shifted exponential (Cowan's M3 without bunching): at least MIN_HEADWAY_S, the rest
 # exponential, so that the mean is the flow's 3600 / rate (a flow's rate is at most 3600 veh/h).
 MIN_HEADWAY_S = 1.0  # the world has room for one vehicle every PACKED_M m of every lane the flows reach
