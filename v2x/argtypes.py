@@ -25,7 +25,9 @@ SCENARIO_MAX_S = 3600.0  # a scenario's longest duration_s (v2x.scenario.model)
 # `worker --of 99999999999999` spun for good before a word):
 MAX_PROCESSES = 1024  # processes a command starts or waits for: fleets (--workers, --of), parallel runs (--jobs)
 BENCH_MAX_VEHICLES = 100_000  # bench core / traffic --n (documented runs: 1,000 to 20,000; 10^6 did not fit in 4 GB)
-BENCH_MAX_STACK_VEHICLES = 32_000  # bench stack / realtime --n: their road, 8 lanes at 25 m spacing, fits 100 km
+# bench stack / realtime --n: their road, 8 lanes at 25 m spacing, within the loader's room for 100,000
+# background vehicles (one every 6 m)
+BENCH_MAX_STACK_VEHICLES = 24_000
 BENCH_MAX_AGENTS = 796  # bench stack --baseline-n: its 4 lanes of 6 km hold 796 cars 30 m apart from 50 m
 BENCH_MAX_TICKS = 1_000_000  # a benchmark's timed ticks per N (--ticks: 20 and 200 by default)
 
