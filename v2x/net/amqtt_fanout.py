@@ -15,7 +15,7 @@ does not grow with the filters that do not match, and kept per topic while the s
 What a client may leave in the run's own process is bounded: its subscriptions (``MAX_FILTERS_PER_CLIENT``,
 ``MAX_FILTERS`` in all, each at most ``MAX_FILTER_BYTES`` and ``MAX_FILTER_LEVELS``; beyond them a filter gets
 the SUBACK failure code 0x80), and a QoS 2 message is passed on when it arrives and only its packet id kept until
-the PUBREL (``_QoS2Handler``; at most ``MAX_UNRELEASED`` of them, beyond which the client is disconnected).
+the PUBREL (``_Handler``; at most ``MAX_UNRELEASED`` of them, beyond which the client is disconnected).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ MAX_FILTERS_PER_CLIENT = 5_000  # one client's filters (beyond them: SUBACK fail
 MAX_FILTERS = 20_000  # the subscriptions of all clients together
 MAX_FILTER_BYTES = 256  # one filter's length
 MAX_FILTER_LEVELS = 8  # one filter's levels
-# QoS 2 messages a client has sent and not released (PUBREL): only their packet ids are kept (``_QoS2Handler``)
+# QoS 2 messages a client has sent and not released (PUBREL): only their packet ids are kept (``_Handler``)
 MAX_UNRELEASED = 1_000
 SUBACK_FAILURE = 0x80
 
@@ -243,7 +243,7 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
                 )
                 handler = found[0]
                 if type(handler) is BrokerProtocolHandler:  # (amqtt makes it; it has no state of its own to add)
-                    handler.__class__ = _QoS2Handler
+                    handler.__class__ = _Handler
                     handler.v2x_broker = self
                 return found
         except TimeoutError:
@@ -302,6 +302,18 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
         """A client's subscriptions, all deleted (amqtt went through every client's filters to find them)."""
         for topic_filter in list(self._client_filters.get(str(session.client_id), ())):
             self._del_subscription(topic_filter, session)
+
+    async def _handle_message_delivery(self, client_session: Session, handler: Any, wait_deliver: Any) -> bool:
+        """amqtt's, and then the message lets go of its payload (each delivery and the retained message have their
+        own reference): amqtt's loop keeps the last message a client sent until it sends another (as ``_Handler``'s
+        reading loop kept the packet)."""
+        try:
+            passed: bool = await super()._handle_message_delivery(client_session, handler, wait_deliver)
+            return passed
+        finally:
+            message = wait_deliver.result() if wait_deliver.done() and not wait_deliver.cancelled() else None
+            if message is not None:
+                message.data = b""
 
     async def retain_message(
         self, source_session: Session | None, topic_name: str | None, data: bytes | bytearray | None, qos: Any = None
@@ -375,7 +387,7 @@ def _unreleased(session: Session) -> set[int]:
     return ids
 
 
-class _QoS2Handler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt has no type hints
+class _Handler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt has no type hints
     """amqtt's handler of a client's packets, taking a QoS 2 message as MQTT's "method B" does: passed on when it
     arrives, only its packet id kept until the client's PUBREL (a PUBLISH again with that id before it is not
     passed on again). amqtt kept the whole message until the PUBREL, for ever: a client that never sent one kept
@@ -409,6 +421,16 @@ class _QoS2Handler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt has no
             unreleased.add(packet_id)
             await session.delivered_message_queue.put(app_message)
         await self._send_packet(PubrecPacket.build(packet_id))
+
+    async def handle_publish(self, publish_packet: Any) -> None:
+        """amqtt's, and then the packet lets go of its payload (the message taken on has its own reference): amqtt's
+        loop that reads the connection keeps the last packet it read until the next one comes, so that each idle
+        connection kept the last message it sent, 64 MiB on a fleet's topic, in the run's own process."""
+        try:
+            await super().handle_publish(publish_packet)
+        finally:
+            if publish_packet.payload is not None:
+                publish_packet.payload.data = b""
 
     async def handle_disconnect(self, disconnect: Any) -> None:
         session = self.session
