@@ -140,6 +140,11 @@ class _Snapshots(dict[str, Any]):
     def __iter__(self) -> Iterator[str]:
         return iter(list(super().keys()))
 
+    def __repr__(self) -> str:
+        # amqtt logs repr(table) at DEBUG after every SUBSCRIBE, made whether logged or not: the whole table (with
+        # every session's repr) for each subscription a client makes
+        return f"<{len(self)} subscribed filters>"
+
     def items(self) -> Any:
         return list(super().items())
 
