@@ -211,6 +211,24 @@ async def test_filters_beyond_the_bounds_are_refused(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.broker
+async def test_a_transport_says_which_subscription_the_broker_refused(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A diff review: the run's own connections ignored the SUBACK, so a filter refused by the bounds above
+    left an agent deaf with nothing in the log; the transport now names it."""
+    from v2x.net.transport import MqttTransport
+
+    monkeypatch.setattr(amqtt_fanout, "MAX_FILTERS_PER_CLIENT", 2)
+    caplog.set_level("ERROR", logger="v2x.net.transport")
+    async with _broker() as (_, address):
+        transport = MqttTransport(address, "agents-test")
+        async with aiomqtt.Client(address.host, address.port, identifier="agents-test") as client:
+            await transport._subscribe(client, ["v2x/r/in/a", "v2x/r/in/b", "v2x/r/in/c"])
+    refused = [r.getMessage() for r in caplog.records if "refused the subscription" in r.getMessage()]
+    assert len(refused) == 1 and "v2x/r/in/c (SUBACK 0x80)" in refused[0], refused
+
+
+@pytest.mark.broker
 async def test_subscription_churn_does_not_make_a_message_match_every_filter() -> None:
     """One client with 2,000 wildcard filters and another subscribing and unsubscribing a filter between the
     messages of a third: each message visits a handful of the tree's nodes, not the 2,000 filters (amqtt's

@@ -928,3 +928,17 @@ async def test_a_fleet_pushed_ahead_by_forged_inputs_answers_the_worlds_ticks_ag
     acks = [testbed_pb2.FleetAck.FromString(p) for p in raw]
     assert [a.tick for a in acks] == [1, 2, 1, 2, 3] and raw[2] == raw[0] and raw[3] == raw[1]
     assert host.rejected == {"conflicting_input": 2}
+
+
+def test_a_fleet_ack_that_contradicts_its_ticks_first_flags_the_fleet_at_once(tmp_path: Path) -> None:
+    """As an actor's Ack (a diff review: the FleetAck path kept the 3-tick rule): an empty forged FleetAck that
+    came first silences the fleet's vehicles for the tick; the real one then contradicts it, and the fleet is
+    flagged at once."""
+    sim, _agent, ack = _open_tick_with_members(tmp_path)
+    members = sim._members["fleet-0"]
+    forged = testbed_pb2.FleetAck(fleet_id="fleet-0", tick=1)
+    sim.inbound.fleet("fleet-0", forged.SerializeToString(), members)
+    assert sim.inbound.flagged() == {}
+    sim.inbound.fleet("fleet-0", ack.SerializeToString(), members)
+    assert sim.inbound.stats.rejected["conflicting_ack"] == 1
+    assert sim.inbound.flagged() == {"fleet-0": {"ack": 1}}

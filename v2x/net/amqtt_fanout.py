@@ -265,7 +265,7 @@ class FanOutBroker(Broker):  # type: ignore[misc]  # amqtt has no type hints
         topic_filter = subscription[0]
         client = str(session.client_id)
         mine = self._client_filters.get(client)
-        if mine is not None and topic_filter in mine:  # (subscribed again: its QoS changes, nothing is added)
+        if mine is not None and topic_filter in mine:  # (subscribed again: nothing is added; amqtt keeps the first QoS)
             code: int = await super().add_subscription(subscription, session)
             return code
         why = ""

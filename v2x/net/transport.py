@@ -29,6 +29,7 @@ from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt import _packet as paho_packet
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties, VariableByteIntegers
+from paho.mqtt.reasoncodes import ReasonCode
 
 from v2x.logs import log_refusal
 from v2x.net import limits, topics
@@ -334,7 +335,19 @@ class MqttTransport:
 
     async def _subscribe(self, client: aiomqtt.Client, filters: list[str]) -> None:
         for topic_filter in filters:
-            await client.subscribe(topic_filter, qos=0)
+            granted = await client.subscribe(topic_filter, qos=0)
+            # A refusal (SUBACK 0x80 and up: a broker's limit on filters, an ACL) leaves this client deaf to
+            # the filter; said, naming it, so that the actor the world then finds silent has its cause in the log
+            # (a diff review: the embedded broker's bounds on filters would have refused them unnoticed).
+            codes = [int(g.value) if isinstance(g, ReasonCode) else int(g) for g in granted]
+            if any(c >= 0x80 for c in codes):
+                log.error(
+                    "%s: the broker %s refused the subscription to %s (SUBACK %s): nothing on it reaches this client",
+                    self.client_id,
+                    self.broker,
+                    topic_filter,
+                    ", ".join(f"0x{c:02x}" for c in codes),
+                )
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Connect, subscribe, dispatch; reconnect with back-off until cancelled."""

@@ -22,6 +22,7 @@ loopback bus, which gives the same outcomes as a broker (tested) without its cos
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run a scenario over seeds 0..N-1 (in parallel processes, on the in-process loopback bus) "
         "and report per application the detection rate (warning expectations that held), the false-warning "
         "rate (no_warning expectations that failed), the lead time p5/p50/p95 (before the baseline's collision "
-        "of the same pair, else the warning's own TTC) and the collision rate with and without V2X. "
+        "of the same pair, else the warning's own TTC or TTI) and the collision rate with and without V2X. "
         "--positioning and --network swap profiles to show how the apps degrade.",
         epilog="Exit codes: 0 done (and every --min-/--max- bound met), 1 a bound given with --min-pass-rate, "
         "--min-detection, --max-false-warnings or --max-collision-rate not met (each named), 2 bad input, 3 a run "
@@ -462,6 +463,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise  # run_interruptibly: 130 / 143
     except Exception as exc:  # a worker's RunError or crash: name it, do not print a traceback
         print(f"\nv2x sweep: a run could not complete: {exc!r}", file=sys.stderr)
+        if args.junit:  # why, for a CI job's report (it found no file: a diff review)
+            with contextlib.suppress(OSError):
+                error = CaseResult(scenario.id, "sweep", "error", [f"a run could not complete: {exc!r}"])
+                write_junit([error], args.junit, suite="v2x sweep")
         return EXIT_RUN_ERROR
     if tty:
         print(file=sys.stderr)

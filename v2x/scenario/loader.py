@@ -1189,8 +1189,8 @@ def load_scenario(path: Path | str) -> Scenario:
 
 def _background_room_problems(sc: Scenario) -> list[tuple[str, str]]:
     """The background traffic's room (one vehicle every BACKGROUND_PACKED_M m of the lanes it may take: every
-    lane of the scenario for ``flows``, of SUMO's network for ``sumo``; the world sizes itself by what the
-    flows can reach, at most this) within MAX_BACKGROUND_VEHICLES."""
+    lane of the scenario for ``flows``, of SUMO's network for ``sumo``) within MAX_BACKGROUND_VEHICLES. The
+    world sizes itself by what the flows can reach, plus one per flow: at most this and the number of flows."""
     if sc.sumo is not None:
         from v2x.scenario.sumo import lane_lengths
 

@@ -82,11 +82,14 @@ _VERSIONS = "/".join(map(str, PROTOCOL_VERSIONS))  # in a refusal's text: "1"
 SIGNED_IDS = ("bsm", "rsm", "rsi", "ssm", "psm", "vir", "rsc", "clpmm")  # messages carrying their sender's id
 
 
-def _contradicts(ack: testbed_pb2.Ack, kept: testbed_pb2.Ack) -> bool:
-    """Does ``ack`` say something else than ``kept``, the first of its tick (another truth, other
-    transmissions or events), beyond a ``rejected`` map that grew (what a stack that rebuilds its answer to a
-    re-sent input gives: docs/PROTOCOL.md asks for the same bytes, but that is no forgery)?"""
-    a, b = testbed_pb2.Ack(), testbed_pb2.Ack()
+AckLike = TypeVar("AckLike", testbed_pb2.Ack, testbed_pb2.FleetAck)
+
+
+def _contradicts(ack: AckLike, kept: AckLike) -> bool:
+    """Does ``ack`` (an Ack or a FleetAck) say something else than ``kept``, the first of its tick (another
+    truth, other transmissions or events), beyond a ``rejected`` map that grew (what a stack that rebuilds its
+    answer to a re-sent input gives: docs/PROTOCOL.md asks for the same bytes, but that is no forgery)?"""
+    a, b = type(ack)(), type(kept)()
     a.CopyFrom(ack)
     b.CopyFrom(kept)
     a.ClearField("rejected")
@@ -661,6 +664,8 @@ class Inbound:
                 self._duplicate(fleet_id)
             else:
                 self._conflict(fleet_id, "ack")
+                if _contradicts(ack, testbed_pb2.FleetAck.FromString(self.fleet_acks[fleet_id])):
+                    self._contradicted.add(fleet_id)
                 self.reject("conflicting_ack", where, f"(a second, different fleet ack for tick {ack.tick})")
             return
         limit = MAX_TX_PER_TICK * max(1, len(members))
