@@ -291,6 +291,17 @@ def intersection_collision(participants: Sequence[Participant], thresholds: Mapp
     return out
 
 
+def fcw_gated(view: OnBoardView) -> list[RemoteState] | None:
+    """FCW's accuracy gate (``fcw_gate``) on board: the remotes heard whose stated accuracy passes it, or None
+    when the host's own does not (then it raises nothing). FCW and CFW both go through it."""
+    heard = list(view.remotes.values())
+    sigma = [view.host_party.sigma_m, *(math.nan if r.sigma_major_m is None else r.sigma_major_m for r in heard)]
+    passes = fcw_gate(np.array(sigma, dtype=np.float64), view.thresholds).tolist()
+    if not passes[0]:
+        return None
+    return list(itertools.compress(heard, passes[1:]))
+
+
 class ForwardCollisionWarning:
     """FCW on board: the host against every vehicle heard in a BSM (``other``: its temporary id, hex, which
     the world resolves to an actor id)."""
@@ -300,12 +311,9 @@ class ForwardCollisionWarning:
             return []
         # FCW's accuracy gate (``forward_collision``'s) on the host and every sender: the background's BSMs,
         # accuracy unknown, are most of what a vehicle in traffic hears.
-        heard = list(view.remotes.values())
-        sigma = [view.host_party.sigma_m, *(math.nan if r.sigma_major_m is None else r.sigma_major_m for r in heard)]
-        passes = fcw_gate(np.array(sigma, dtype=np.float64), view.thresholds).tolist()
-        if not passes[0]:
+        gated = fcw_gated(view)
+        if gated is None:
             return []
-        gated = list(itertools.compress(heard, passes[1:]))
         # Only those that could come into contact with the host within FCW's TTC (``may_touch``): the others
         # cannot raise a warning, and a vehicle in traffic hears hundreds of them at every delivery instant.
         horizon = min(view.thresholds["fcw_ttc_s"], view.thresholds["horizon_s"])
@@ -436,12 +444,10 @@ class CloseFollowingWarning:
     def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
         if not view.remotes:
             return []
-        heard = list(view.remotes.values())
-        sigma = [view.host_party.sigma_m, *(math.nan if r.sigma_major_m is None else r.sigma_major_m for r in heard)]
-        passes = fcw_gate(np.array(sigma, dtype=np.float64), view.thresholds).tolist()
-        if not passes[0]:
+        gated = fcw_gated(view)
+        if gated is None:
             return []
-        remotes = [Participant.from_remote(r.temp_id.hex(), r, t_s) for r in itertools.compress(heard, passes[1:])]
+        remotes = [Participant.from_remote(r.temp_id.hex(), r, t_s) for r in gated]
         with always_compiled() if 1 + len(remotes) > SMALL_WORLD else contextlib.nullcontext():
             found = close_following(view.host_party, remotes, view.thresholds)
         return [Raised("cfw", f.other, figure=thw, conflict_type=f.kind) for f, thw in found]
