@@ -291,14 +291,17 @@ def intersection_collision(participants: Sequence[Participant], thresholds: Mapp
     return out
 
 
-def fcw_gated(view: OnBoardView) -> list[RemoteState] | None:
-    """FCW's accuracy gate (``fcw_gate``) on board: the remotes heard whose stated accuracy passes it, or None
-    when the host's own does not (then it raises nothing). FCW and CFW both go through it."""
+def fcw_gated(view: OnBoardView) -> list[RemoteState]:
+    """FCW's accuracy gate (``fcw_gate``) on board: the remotes heard whose stated accuracy passes it (none when
+    nothing was heard, or when the host's own accuracy fails it: then it raises nothing). FCW and CFW both go
+    through it."""
+    if not view.remotes:
+        return []
     heard = list(view.remotes.values())
     sigma = [view.host_party.sigma_m, *(math.nan if r.sigma_major_m is None else r.sigma_major_m for r in heard)]
     passes = fcw_gate(np.array(sigma, dtype=np.float64), view.thresholds).tolist()
     if not passes[0]:
-        return None
+        return []
     return list(itertools.compress(heard, passes[1:]))
 
 
@@ -307,12 +310,10 @@ class ForwardCollisionWarning:
     the world resolves to an actor id)."""
 
     def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
-        if not view.remotes:
-            return []
         # FCW's accuracy gate (``forward_collision``'s) on the host and every sender: the background's BSMs,
         # accuracy unknown, are most of what a vehicle in traffic hears.
         gated = fcw_gated(view)
-        if gated is None:
+        if not gated:
             return []
         # Only those that could come into contact with the host within FCW's TTC (``may_touch``): the others
         # cannot raise a warning, and a vehicle in traffic hears hundreds of them at every delivery instant.
@@ -442,10 +443,8 @@ class CloseFollowingWarning:
     ``close_following`` judges them (``other``: the remote's temporary id, hex)."""
 
     def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
-        if not view.remotes:
-            return []
         gated = fcw_gated(view)
-        if gated is None:
+        if not gated:
             return []
         remotes = [Participant.from_remote(r.temp_id.hex(), r, t_s) for r in gated]
         with always_compiled() if 1 + len(remotes) > SMALL_WORLD else contextlib.nullcontext():
