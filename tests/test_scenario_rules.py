@@ -445,3 +445,15 @@ def test_background_traffic_that_would_need_room_for_too_many_vehicles_is_refuse
         )
     ]
     load_scenario(SCENARIO_DIR / "arterial.yaml")
+
+
+def test_sumo_background_room_is_bounded_by_its_networks_lanes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bound for `sumo:`, over the lanes of SUMO's network as the loader read them (sumo-corridor's,
+    under a bound lowered to 10 vehicles)."""
+    from v2x.scenario import loader
+
+    monkeypatch.setattr(loader, "MAX_BACKGROUND_VEHICLES", 10)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(SCENARIO_DIR / "sumo-corridor.yaml")
+    [(field, why)] = info.value.problems
+    assert field == "sumo.net" and why.startswith("lanes the background traffic can fill with at most 10 vehicles")

@@ -1177,24 +1177,24 @@ def load_scenario(path: Path | str) -> Scenario:
     except ValidationError as exc:
         raise ScenarioError(path, pydantic_problems(exc)) from exc
     problems = _semantic_problems(scenario)
+    sumo_lengths: list[float] = []
     if scenario.sumo is not None:
-        scenario, sumo_problems = _with_sumo_files(scenario, path.parent)
+        scenario, sumo_problems, sumo_lengths = _with_sumo_files(scenario, path.parent)
         problems += sumo_problems
     if not problems:
-        problems += _background_room_problems(scenario)
+        problems += _background_room_problems(scenario, sumo_lengths)
     if problems:
         raise ScenarioError(path, problems)
     return scenario
 
 
-def _background_room_problems(sc: Scenario) -> list[tuple[str, str]]:
+def _background_room_problems(sc: Scenario, sumo_lengths: Sequence[float]) -> list[tuple[str, str]]:
     """The background traffic's room (one vehicle every BACKGROUND_PACKED_M m of the lanes it may take: every
-    lane of the scenario for ``flows``, of SUMO's network for ``sumo``) within MAX_BACKGROUND_VEHICLES. The
-    world sizes itself by what the flows can reach, plus one per flow: at most this and the number of flows."""
+    lane of the scenario for ``flows``, of SUMO's network for ``sumo``, whose lane lengths ``_with_sumo_files``
+    read) within MAX_BACKGROUND_VEHICLES. The world sizes itself by what the flows can reach, plus one per flow:
+    at most this and the number of flows."""
     if sc.sumo is not None:
-        from v2x.scenario.sumo import lane_lengths
-
-        field, lengths = "sumo.net", lane_lengths(sc.sumo.net)
+        field, lengths = "sumo.net", list(sumo_lengths)
     elif sc.flows:
         from shapely.geometry import LineString
 
@@ -1277,9 +1277,10 @@ def scenario_notes(sc: Scenario) -> list[str]:
     return out
 
 
-def _with_sumo_files(sc: Scenario, base: Path) -> tuple[Scenario, list[tuple[str, str]]]:
+def _with_sumo_files(sc: Scenario, base: Path) -> tuple[Scenario, list[tuple[str, str]], list[float]]:
     """The scenario with its ``sumo`` files resolved against ``base`` (the scenario file's folder) and read:
-    a SUMO network and a demand file (``v2x.scenario.sumo``); the problems found, by field."""
+    a SUMO network and a demand file (``v2x.scenario.sumo``); the problems found, by field; and the lengths of
+    the network's lanes (m; none when it could not be read), for the background traffic's room."""
     from v2x.scenario.sumo import check_routes, read_lanes
 
     assert sc.sumo is not None
@@ -1287,18 +1288,22 @@ def _with_sumo_files(sc: Scenario, base: Path) -> tuple[Scenario, list[tuple[str
     if sc.flows:
         problems.append(("sumo", "either 'flows' or 'sumo' moves the background traffic, not both"))
     resolved: dict[str, str] = {}
-    for name, check in (("net", read_lanes), ("routes", check_routes)):
+    lengths: list[float] = []
+    for name in ("net", "routes"):
         given = Path(getattr(sc.sumo, name))
         target = given if given.is_absolute() else base / given
         if not target.is_file():
             problems.append((f"sumo.{name}", f"a file (relative to the scenario file); {str(target)!r} does not exist"))
             continue
         try:
-            check(target)
+            if name == "net":
+                lengths = [lane.length_m for lane in read_lanes(target)]
+            else:
+                check_routes(target)
         except ValueError as exc:
             problems.append((f"sumo.{name}", str(exc)))
         resolved[name] = str(target.resolve())
-    return sc.model_copy(update={"sumo": sc.sumo.model_copy(update=resolved)}), problems
+    return sc.model_copy(update={"sumo": sc.sumo.model_copy(update=resolved)}), problems, lengths
 
 
 def find_scenario(name: str) -> Path:
