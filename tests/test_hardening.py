@@ -157,11 +157,12 @@ async def test_no_single_message_crashes_stalls_or_changes_a_run(embedded: Broke
             break
 
 
-async def test_conflicting_acks_are_counted_flagged_and_cannot_stall_the_run(embedded: BrokerAddress) -> None:
-    """Two stacks driving one actor (or a forger racing it): every tick from 10 to 20 a second, different Ack
-    for the lead (teleported, counting 60 transmissions). Whichever comes first is kept, the other counted
-    as conflicting_ack; the tick completes once either is satisfied (no stall), and the lead is flagged."""
-    run_id = "hard-conflicts"
+async def _forged_lead_acks(
+    embedded: BrokerAddress, run_id: str, ticks: range, tx_count: int | None = None
+) -> WorldReport:
+    """fcw's V2X run on ``embedded`` with, for each tick of ``ticks``, a forged Ack of the lead's (teleported to
+    x 400 m; claiming ``tx_count`` transmissions, else ``_ack``'s one) published as soon as the world's input for
+    it appears; the run's report."""
     task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id, sealed=False))
     async with _intruder(embedded, run_id, topics.tick_input(run_id, "lead")) as client:
         await _until(client, _is_start)
@@ -169,13 +170,21 @@ async def test_conflicting_acks_are_counted_flagged_and_cannot_stall_the_run(emb
             if not str(message.topic).endswith("/in/lead"):
                 continue
             tick = testbed_pb2.TickInput.FromString(bytes(message.payload)).tick
-            if 10 <= tick <= 20:
+            if tick in ticks:
                 forged = _ack("lead", tick, x_m=400.0)
-                forged.tx_count = 60
+                if tx_count is not None:
+                    forged.tx_count = tx_count
                 await client.publish(topics.ack(run_id, "lead"), forged.SerializeToString())
-            if tick > 20:
+            if tick >= ticks[-1]:
                 break
-    report = await asyncio.wait_for(task, 60)
+    return await asyncio.wait_for(task, 60)
+
+
+async def test_conflicting_acks_are_counted_flagged_and_cannot_stall_the_run(embedded: BrokerAddress) -> None:
+    """Two stacks driving one actor (or a forger racing it): every tick from 10 to 20 a second, different Ack
+    for the lead (teleported, counting 60 transmissions). Whichever comes first is kept, the other counted
+    as conflicting_ack; the tick completes once either is satisfied (no stall), and the lead is flagged."""
+    report = await _forged_lead_acks(embedded, "hard-conflicts", range(10, 21), tx_count=60)
     assert report.metrics["rejected"].get("conflicting_ack", 0) >= 3
     assert report.metrics["conflicts"]["lead"]["ack"] >= 3
     assert "lead" in report.metrics["flagged"]
@@ -185,18 +194,7 @@ async def test_one_forged_ack_gets_the_actor_flagged(embedded: BrokerAddress) ->
     """Attack review 9: one forged Ack that came before the real one changed the verdict, counted as one
     conflicting_ack and nothing flagged (the flag took conflicts in 3 ticks). A second, different Ack for a
     tick flags the actor at once; one conflicting tick of envelopes would not."""
-    run_id = "hard-one-ack"
-    task = asyncio.create_task(run_variant(FCW, "v2x", seed=3, broker=embedded, run_id=run_id, sealed=False))
-    async with _intruder(embedded, run_id, topics.tick_input(run_id, "lead")) as client:
-        await _until(client, _is_start)
-        async for message in client.messages:
-            if not str(message.topic).endswith("/in/lead"):
-                continue
-            tick = testbed_pb2.TickInput.FromString(bytes(message.payload)).tick
-            if tick == 10:
-                await client.publish(topics.ack(run_id, "lead"), _ack("lead", tick, x_m=400.0).SerializeToString())
-                break
-    report = await asyncio.wait_for(task, 60)
+    report = await _forged_lead_acks(embedded, "hard-one-ack", range(10, 11))
     assert report.metrics["conflicts"]["lead"]["ack"] == 1  # (and its envelopes, when the forgery came first)
     assert list(report.metrics["flagged"]) == ["lead"] and report.metrics["flagged"]["lead"]["ack"] == 1
 
