@@ -157,8 +157,8 @@ def test_a_metric_expectation_checks_an_app_s_application_latency(tmp_path: Path
     metrics = {"v2x": {"app_latency_ms": {"fcw": {"p50": 46.5, "p95": 85.65, "max": 90.0, "warnings": 2}}}}
     got = {e.name: check(e, [], metrics) for e in sc.expectations if e.name in exps}
     assert got == {
-        "ok": (True, "app_latency_ms_p95 of FCW = 85.65 (expected <= 100.0)"),
-        "over": (False, "app_latency_ms_max of FCW = 90.0 (expected <= 50.0)"),
+        "ok": (True, "app_latency_ms_p95 of FCW = 85.65 (expected <= 100)"),
+        "over": (False, "app_latency_ms_max of FCW = 90.0 (expected <= 50)"),
         "none": (False, "app_latency_ms_p50 of EBW not measured in variant v2x"),
     }
     for bad, said in (

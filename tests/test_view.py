@@ -638,3 +638,36 @@ def test_paused_holds_each_variant_after_its_tick_0() -> None:
     free.new_scene({"variant": "v2x"})
     free.new_scene({"variant": "baseline"})
     assert free.may_proceed()
+
+
+def test_time_held_by_a_paused_view_is_not_the_run_s_wall_time() -> None:
+    """Newcomer review 6: ``--view --paused`` counted the time the user looked at a held tick 0 in the run's
+    wall seconds (a 3 s run reported as minutes). The view's hold is left out of both wall times."""
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    server = ViewServer(port=0, paused=True).start()
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        result.update(
+            asyncio.run(
+                run_scenario(
+                    sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: server.observer(sc, v)
+                )
+            )
+        )
+
+    runner = threading.Thread(target=run, daemon=True)
+    started = time.monotonic()
+    runner.start()
+    try:
+        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+        time.sleep(4.0)  # the user looks at tick 0
+    finally:
+        server.hub.control("resume")
+        runner.join(60)
+        server.stop()
+    elapsed = time.monotonic() - started
+    assert elapsed > 4.0
+    variant_wall = result["metrics"]["v2x"]["wall_seconds"]
+    assert variant_wall < elapsed - 3.5, (variant_wall, elapsed)
+    assert result["run"]["wall_seconds"] < elapsed - 3.5

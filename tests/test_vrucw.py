@@ -476,7 +476,7 @@ def test_no_warning_about_a_named_other_and_latency_of_one_message_type() -> Non
     assert check(about_ped_b, events, {})[0] and not check(about_ped, events, {})[0]
     metrics = {"v2x": {"latency_ms": {"p99": 150.0}, "latency_ms_by_message": {"rsm": {"p99": 2.4}}}}
     rsm = MetricExpectation(name="m", type="metric", metric="latency_ms_p99", message="rsm", max=100)
-    assert check(rsm, metrics=metrics, events=[]) == (True, "latency_ms_p99 of RSM = 2.4 (expected <= 100.0)")
+    assert check(rsm, metrics=metrics, events=[]) == (True, "latency_ms_p99 of RSM = 2.4 (expected <= 100)")
     spat = MetricExpectation(name="m", type="metric", metric="latency_ms_p99", message="spat", max=100)
     assert check(spat, metrics=metrics, events=[]) == (False, "latency_ms_p99 of SPAT not measured in variant v2x")
 

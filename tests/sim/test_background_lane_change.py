@@ -192,7 +192,7 @@ def test_the_lane_changes_metric_expectation(tmp_path: Path) -> None:
     exp = _load(tmp_path, text).expectations[0]
     assert check(exp, [], {"v2x": {"background": {"lane_changes": 3}}}) == (
         True,
-        "background_lane_changes = 3 (expected >= 2.0)",
+        "background_lane_changes = 3 (expected >= 2)",
     )
     assert check(exp, [], {"v2x": {"background": {"lane_changes": 1}}})[0] is False
     # no lanes with neighbours: not measured

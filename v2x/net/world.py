@@ -81,7 +81,8 @@ class Observer(Protocol):
     there (a paused view). It only reads ``sim``. It may also have ``on_inputs(sim, names)``, called right
     after the world published the inputs of those actors or fleets (``World._publish_inputs``), and
     ``on_input_bytes(tick, inputs)``, called before that with what it publishes for that tick (actor or fleet
-    -> payload)."""
+    -> payload), and ``held_s``, the wall seconds it has held the world so far (left out of the run's wall
+    time: a paused view's time is the user's)."""
 
     async def on_tick(self, sim: Simulation, tick: int, events: list[dict[str, Any]]) -> None: ...
 
@@ -437,7 +438,11 @@ class World:
             await asyncio.wait_for(self._publish_control(testbed_pb2.Control.COMMAND_STOP), FINAL_STOP_WAIT_S)
         except TimeoutError:
             log.warning("world %s: the broker did not confirm the final STOP in %g s", self.run_id, FINAL_STOP_WAIT_S)
-        return self.sim.report(time.monotonic() - started)
+        return self.sim.report(time.monotonic() - started - self.held_s())
+
+    def held_s(self) -> float:
+        """Wall seconds the observer held this run (``Observer.held_s``; 0 without one)."""
+        return float(getattr(self.observer, "held_s", 0.0)) if self.observer is not None else 0.0
 
     async def _publish_inputs(self, inputs: dict[str, bytes]) -> None:
         """Each actor's or fleet's input on its topic; an observer with ``on_inputs(sim, names)`` is told right

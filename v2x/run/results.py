@@ -76,10 +76,18 @@ def _violations(events: list[dict[str, Any]], variant: str, kind: str, actor: st
     ]
 
 
+def _bound(x: float) -> str:
+    """A bound as the scenario author wrote it: ``5`` for a whole number (a count read as a float), else the
+    float's shortest repr (``0.9``)."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 2**53 else repr(float(x))
+
+
 def _within(value: float, lo: float | None, hi: float | None) -> tuple[bool, str]:
     """Is ``value`` within the optional bounds, and the bounds as text (">= lo and <= hi")."""
     ok = (lo is None or value >= lo) and (hi is None or value <= hi)
-    text = " and ".join(b for b in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if b)
+    text = " and ".join(
+        b for b in (f">= {_bound(lo)}" if lo is not None else "", f"<= {_bound(hi)}" if hi is not None else "") if b
+    )
     return ok, text
 
 
@@ -268,7 +276,7 @@ def _travel_time(exp: TravelTimeExpectation, events: list[dict[str, Any]]) -> tu
             return False, detail + "; no baseline travel time to compare with"
         saved = round(base - took, 3)
         ok = ok and saved >= exp.saves_s
-        detail += f"; {saved:.2f} s less than the baseline's {base:.2f} s (expected >= {exp.saves_s})"
+        detail += f"; {saved:.2f} s less than the baseline's {base:.2f} s (expected >= {_bound(exp.saves_s)})"
     return ok, detail
 
 

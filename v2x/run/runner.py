@@ -687,6 +687,7 @@ async def run_scenario(
     }
     tracks: dict[str, Tracks] = {}
     reconnects = 0
+    held_s = 0.0
     with contextlib.ExitStack() as stack:
         secure = stack.enter_context(secure_run(scenario, security, broker, run_id, run_ids)) if security else None
         async with bus_for(broker, secure.embedded if secure else None) as address:
@@ -721,11 +722,12 @@ async def run_scenario(
                 events.extend(report.events)
                 metrics[variant] = report.metrics
                 reconnects += report.reconnects
+                held_s += float(getattr(observer, "held_s", 0.0))  # a paused live view's time is not the run's
     run_info = {
         "broker": public_broker(broker),
         "mode": mode,
         "run_ids": run_ids,
-        "wall_seconds": round(time.monotonic() - started, 3),
+        "wall_seconds": round(time.monotonic() - started - held_s, 3),
     }
     if signing is not None:  # only then, so that the result of a run without signatures stays as it was
         run_info["signed"] = "ecdsa-p256"

@@ -135,6 +135,11 @@ class Observers:
     def __init__(self, observers: Sequence[Any]) -> None:
         self.observers = list(observers)
 
+    @property
+    def held_s(self) -> float:
+        """Wall seconds the observers held the world (a paused live view): ``v2x.net.world.Observer``."""
+        return sum(float(getattr(o, "held_s", 0.0)) for o in self.observers)
+
     async def on_tick(self, sim: Simulation, tick: int, events: list[Event]) -> None:
         for o in self.observers:
             await o.on_tick(sim, tick, events)

@@ -36,6 +36,7 @@ import secrets
 import socket
 import sys
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -219,6 +220,7 @@ class ViewObserver:
         self.variant = variant
         self.tap = Tap()
         self.window: deque[tuple[float, Counter[str]]] = deque()
+        self.held_s = 0.0  # wall seconds this variant's world stood held by the view (left out of its wall time)
         hub.new_scene(scene_of(scenario, variant))
 
     async def on_tick(self, sim: Simulation, tick: int, events: list[Event]) -> None:
@@ -266,8 +268,11 @@ class ViewObserver:
             "rates": {m: round(n / span, 1) for m, n in sorted(rates.items())},
         }
         self.hub.publish(frame)
-        while not self.hub.may_proceed():
-            await asyncio.sleep(0.02)
+        if not self.hub.may_proceed():  # held (paused): this time is the user's, not the run's wall time
+            held_since = time.monotonic()
+            while not self.hub.may_proceed():
+                await asyncio.sleep(0.02)
+            self.held_s += time.monotonic() - held_since
 
 
 log = logging.getLogger(__name__)
