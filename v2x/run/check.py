@@ -32,7 +32,7 @@ from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
 from v2x.run.pool import job_pool
 from v2x.run.results import regular_size, variant_wall_s, write_atomic
-from v2x.scenario.model import Bool, Int, Real, Variant
+from v2x.scenario.model import ALL_VARIANTS, Bool, Int, Real, Variant
 from v2x.text import printable, xml_safe
 
 if TYPE_CHECKING:
@@ -365,9 +365,13 @@ def load_golden(path: Path, scenario_id: str | None = None) -> dict[str, Any] | 
 
 
 def update_golden(path: Path, result: dict[str, Any]) -> list[str]:
-    """Write the golden record of ``result`` to ``path``; the differences from the old record, if any."""
+    """Write the golden record of ``result`` to ``path``; the differences from the old record, if any. The
+    old record's variants that ``result`` did not run (``--variant``) are kept if it is of the same seed."""
     old = load_golden(path)
     new = golden_record(result, old.get("tolerance") if old else None)
+    if old is not None and int(old["seed"]) == int(new["seed"]):
+        kept = {v: s for v, s in old["variants"].items() if v not in new["variants"]}
+        new["variants"] = {**kept, **new["variants"]}
     changes: list[str] = []
     if old is None:
         changes.append("new golden record")
@@ -493,6 +497,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "run waits for it",
     )
     check.add_argument(
+        "--variant",
+        choices=ALL_VARIANTS,
+        action="append",
+        metavar="{v2x,baseline}",
+        help="run and compare only this variant (repeatable; default: every variant of each scenario), e.g. "
+        "v2x for an outside stack that cannot meet the baseline's expectations; --update-golden then rewrites "
+        "only its part of each record",
+    )
+    check.add_argument(
         "--join-timeout",
         type=argtypes.seconds(argtypes.DAY_S),
         default=30.0,
@@ -554,6 +567,7 @@ class _Job:
     workers: int
     run_id: str | None = None
     join_timeout_s: float = 30.0
+    variants: tuple[str, ...] | None = None  # (None: every variant)
 
 
 def _run_one(job: _Job) -> tuple[dict[str, Any] | str, float, float, float]:
@@ -582,6 +596,7 @@ def _run_one(job: _Job) -> tuple[dict[str, Any] | str, float, float, float]:
                 workers=job.workers,
                 run_id=job.run_id,
                 join_timeout_s=job.join_timeout_s,
+                variants=job.variants,
             )
         )
     except RunError as exc:
@@ -608,7 +623,7 @@ def _prepare(
     SUMO) are taken out of the runs, each variant an ``error`` case saying why: the others still run (an
     install without the sumo extra ran nothing at all: a newcomer review)."""
     from v2x.net.broker import BrokerURLError, parse_broker_url
-    from v2x.run.runner import broker_away, unjoinable
+    from v2x.run.runner import broker_away, only_variants, unjoinable
     from v2x.scenario import ScenarioError, load_scenario, same_ids
     from v2x.scenario.sumo import cannot_run
 
@@ -659,6 +674,11 @@ def _prepare(
     loaded = runnable
     for cannot in filter(None, (unjoinable(sc, args.broker) for _, sc in loaded)):
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {cannot}"])
+    if args.variant:  # (each scenario as run: its cases and run ids are of these variants only)
+        try:
+            loaded = [(path, only_variants(sc, args.variant)) for path, sc in loaded]
+        except ValueError as exc:
+            raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --variant: {exc}"]) from None
     if args.run_id is not None and (why := _run_id_unusable(args.run_id, loaded)) is not None:
         raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --run-id {printable(repr(args.run_id))}: {why}"])
     away = broker_away(args.broker) if args.broker != "embedded" else None  # once, not once per scenario
@@ -783,7 +803,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
         run_ids[_run_id_target(loaded)] = args.run_id
     _say_run_ids(loaded, run_ids, args.join_timeout)
     work = [
-        _Job(str(path), seeds[path], args.broker, args.workers, run_ids[path], args.join_timeout) for path, _ in loaded
+        _Job(
+            str(path),
+            seeds[path],
+            args.broker,
+            args.workers,
+            run_ids[path],
+            args.join_timeout,
+            tuple(args.variant) if args.variant else None,
+        )
+        for path, _ in loaded
     ]
     # (interrupted, SIGINT / SIGTERM: cmd_check; the pool's runs in progress go too)
     with contextlib.ExitStack() as stack:

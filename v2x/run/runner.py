@@ -166,7 +166,9 @@ def only_variants(scenario: Scenario, variants: Sequence[str]) -> Scenario:
     """The scenario restricted to ``variants`` (in the scenario's order), with only their expectations."""
     unknown = [v for v in variants if v not in scenario.variants]
     if unknown:
-        raise ValueError(f"scenario {scenario.id} has no variant {', '.join(unknown)} (it has {scenario.variants})")
+        raise ValueError(
+            f"scenario {scenario.id} has no variant {', '.join(unknown)} (it has {', '.join(scenario.variants)})"
+        )
     keep = [v for v in scenario.variants if v in variants]
     return scenario.model_copy(
         update={"variants": keep, "expectations": [e for e in scenario.expectations if e.variant in keep]}
