@@ -474,7 +474,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "and compare each variant's outcome - who was warned and when, collisions, stops, speeds at checked "
         "points, violations, expectation verdicts - with its golden record (golden/<id>.json beside the "
         "scenario file), within the tolerances the record states. Writes OUT/junit.xml (one test case per "
-        "scenario and variant) and OUT/summary.json, and prints a table.",
+        "scenario and variant) and OUT/summary.json, and prints a table. A scenario with outside stacks "
+        "(external: true) needs --broker mqtt://... and, for the stacks to know which runs to join, --run-id "
+        '(docs/RESULTS.md, "With an outside stack").',
         epilog="Exit codes: 0 every outcome matches its record and every expectation held, 1 an outcome "
         "changed, an expectation failed or a record is missing, 2 bad input (nothing was run), 3 a run could "
         "not complete (or the reports could not be written), 130 / 143 interrupted by SIGINT / SIGTERM (the "
@@ -493,8 +495,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="fixed run ids PREFIX-v2x and PREFIX-baseline (as 'v2x run --run-id') for the scenario with outside "
         "stacks (external: true), printed before its runs, so that each stack knows which run to join; 1-55 of "
         "A-Z a-z 0-9 _ . -; at most one scenario with outside stacks per check (the others' run ids stay "
-        "random), or a single scenario. Without it the random run id each stack must join is printed when its "
-        "run waits for it",
+        "random; with none, the check takes a single scenario). Without it the random run id each stack must "
+        "join is printed when its run waits for it",
     )
     check.add_argument(
         "--variant",
