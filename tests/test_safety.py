@@ -1,18 +1,24 @@
 """The surrogate safety expectations (``min_gap``, ``max_decel``, ``stays_on_route``): the loader refuses their
 mistakes naming the file, the field and what was expected; the geometry they measure with, on hand-computed
-cases; and one short run in which each of them passes and fails with a precise detail."""
+cases; one short run in which each of them passes and fails with a precise detail; and the case that asked
+for them: the example outside stack drives straight on through hlw's bend, and ``stays_on_route`` says so."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from tests.test_outside_client import Clients, unique_prefix
+from v2x.net.broker import BrokerAddress
 from v2x.run.results import check
 from v2x.run.runner import run_scenario
-from v2x.scenario import ScenarioError, load_scenario
+from v2x.scenario import Scenario, ScenarioError, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.scenario.model import MaxDecelExpectation, MinGapExpectation, StaysOnRouteExpectation
 from v2x.sim.safety import box_gap, extended, route_offset
@@ -248,3 +254,49 @@ async def test_a_short_run_measures_each_and_each_passes_and_fails(tmp_path: Pat
     assert m["min_gap"] == [{"actors": ["lead", "passer"], "gap_m": 1.5, "t_s": 3.4, "at": [46.5, 1.75]}]
     assert [d["actor"] for d in m["max_decel"]] == ["lead", "passer"]
     assert [r["actor"] for r in m["route_offset"]] == ["lead", "passer"]
+
+
+ON_ROUTE = {"name": "car A keeps to its lane", "type": "stays_on_route", "actor": "car_a"}
+
+
+def _hlw_on_route(external: bool) -> Scenario:
+    """scenarios/hlw.yaml, v2x variant, with ``stays_on_route`` for car A (driven from outside if ``external``)."""
+    doc = yaml.safe_load((SCENARIO_DIR / "hlw.yaml").read_text(encoding="utf-8"))
+    doc["expectations"].append(ON_ROUTE)
+    if external:
+        car_a = next(a for a in doc["actors"] if a["id"] == "car_a")
+        car_a["external"] = True
+        del car_a["driver"]
+    return Scenario.model_validate(doc)
+
+
+@pytest.fixture
+def clients(tmp_path: Path) -> Iterator[Clients]:
+    c = Clients(tmp_path)
+    yield c
+    c.stop_all()
+
+
+async def test_the_built_in_car_keeps_to_hlws_bend() -> None:
+    result = await run_scenario(_hlw_on_route(external=False), seed=0, broker="loopback", variants=["v2x"])
+    [found] = [e for e in result["expectations"] if e["name"] == ON_ROUTE["name"]]
+    assert found["passed"], found
+    assert result["metrics"]["v2x"]["route_offset"][0]["offset_m"] < 0.01
+
+
+@pytest.mark.broker
+async def test_the_outside_example_drives_straight_through_hlws_bend_and_fails(
+    embedded: BrokerAddress, clients: Clients
+) -> None:
+    """examples/outside_vehicle.py follows a straight line from where START puts it (the start of the bend,
+    along its first chord, 2.8 degrees north of east): stays_on_route fails. 16 s at 16.67 m/s from (0, -1.75)
+    end near (266, 11), some 180 m from the eastbound lane's bend and its turn north, at the run's end."""
+    prefix = unique_prefix("hlw-route")
+    clients.start(embedded, f"{prefix}-v2x", "--actor", "car_a")
+    result = await run_scenario(_hlw_on_route(external=True), broker=embedded.url, run_id=prefix, variants=["v2x"])
+    await asyncio.to_thread(clients.wait, f"{prefix}-v2x")
+    [found] = [e for e in result["expectations"] if e["name"] == ON_ROUTE["name"]]
+    offset = result["metrics"]["v2x"]["route_offset"][0]
+    assert not found["passed"] and 150 < offset["offset_m"] < 200 and offset["t_s"] == 16.0, (found, offset)
+    assert found["detail"].startswith(f"car_a's largest offset from its route {offset['offset_m']:.2f} m at t=")
+    assert found["detail"].endswith("; expected <= 1.75 m")
