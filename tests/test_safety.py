@@ -21,7 +21,8 @@ from v2x.run.runner import run_scenario
 from v2x.scenario import Scenario, ScenarioError, load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.scenario.model import MaxDecelExpectation, MinGapExpectation, StaysOnRouteExpectation
-from v2x.sim.safety import box_gap, extended, route_offset
+from v2x.sim.actors import world_state
+from v2x.sim.safety import SafetyMeasures, box_gap, extended, route_offset
 
 FCW = (SCENARIO_DIR / "fcw.yaml").read_text()
 LAST = "  - {name: latency within the 100 ms Day-1 budget, type: metric, metric: latency_ms_p99, max: 100}\n"
@@ -186,6 +187,33 @@ def test_the_checks_read_the_measures_and_say_what_they_found() -> None:
     assert check(route, [], metrics)[0] is True
     baseline = StaysOnRouteExpectation(name="r", type="stays_on_route", actor="a", variant="baseline")
     assert check(baseline, [], metrics) == (False, "route offset of a not measured in variant baseline")
+
+
+def test_deceleration_over_a_late_report_and_not_at_a_crash(tmp_path: Path) -> None:
+    """Per tick from the speeds: 10 -> 9.7 m/s in 0.1 s is 3 m/s^2. A report that missed a tick (the world kept
+    the old state) counts over the 0.2 s to the next one applied (3 m/s^2, not 6); the stop of a wreck is not
+    counted."""
+    path = tmp_path / "safety.yaml"
+    path.write_text(SCENARIO)
+    sc = load_scenario(path)
+    world = world_state(sc)
+    safety = SafetyMeasures(world, sc, "v2x")
+    lead = world.slot_of("lead")
+
+    def at(t: float, speed: float, applied: set[str] | None = None, wrecks: frozenset[int] = frozenset()) -> None:
+        world.set_state([lead], [10 * t], [0.0], [speed], [0.0], [0.0], [0.0], [0.0])
+        safety.step(t, applied, wrecks)
+
+    at(0.0, 10.0)
+    at(0.1, 9.7)  # 3 m/s^2
+    at(0.2, 9.7, applied=set())  # late: the old state kept
+    at(0.3, 9.1, applied={"lead"})  # 0.6 m/s over 0.2 s: 3 m/s^2
+    assert safety.metrics()["max_decel"][0] == {"actor": "lead", "decel_mps2": 3.0, "t_s": 0.1, "at": [1.0, 0.0]}
+    at(0.4, 8.5)  # 6 m/s^2
+    wreck = frozenset({lead})
+    at(0.5, 0.0, wrecks=wreck)  # a crash: held at rest from this tick on
+    at(0.6, 0.0, wrecks=wreck)
+    assert safety.metrics()["max_decel"][0] == {"actor": "lead", "decel_mps2": 6.0, "t_s": 0.4, "at": [4.0, 0.0]}
 
 
 SCENARIO = """\
