@@ -23,7 +23,9 @@ from v2x.files import replace_whole
 from v2x.scenario.model import (
     CollisionExpectation,
     Expectation,
+    MaxDecelExpectation,
     MetricExpectation,
+    MinGapExpectation,
     MisbehaviourExpectation,
     NoCollisionExpectation,
     NoMisbehaviourExpectation,
@@ -32,6 +34,7 @@ from v2x.scenario.model import (
     PositioningExpectation,
     Scenario,
     SpeedExpectation,
+    StaysOnRouteExpectation,
     StopsExpectation,
     StringStableExpectation,
     TravelTimeExpectation,
@@ -212,6 +215,8 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         return False, f"{exp.actor} did not enter {exp.state} within {lo:.1f}-{hi:.1f} s (states: {seen})"
     if isinstance(exp, StringStableExpectation):
         return _string_stability(exp, metrics.get(v, {}))
+    if isinstance(exp, MinGapExpectation | MaxDecelExpectation | StaysOnRouteExpectation):
+        return _safety(exp, metrics.get(v, {}))
     assert isinstance(exp, MetricExpectation)
     m = metrics.get(v, {})
     value: float | None
@@ -303,6 +308,42 @@ def _string_stability(exp: StringStableExpectation, m: dict[str, Any]) -> tuple[
     if exp.type == "string_stable":
         return stable, detail + ("" if stable else "; grows: " + "; ".join(growing))
     return not stable, detail + ("; grows: " + "; ".join(growing) if growing else "; does not grow")
+
+
+def _where(found: dict[str, Any]) -> str:
+    return f"at t={found['t_s']:.2f} s at ({found['at'][0]:.1f}, {found['at'][1]:.1f})"
+
+
+def _safety(
+    exp: MinGapExpectation | MaxDecelExpectation | StaysOnRouteExpectation, m: dict[str, Any]
+) -> tuple[bool, str]:
+    """``min_gap``, ``max_decel`` and ``stays_on_route``: from the world's measurement (metrics ``min_gap``,
+    ``max_decel``, ``route_offset``; v2x.sim.safety)."""
+    if isinstance(exp, MinGapExpectation):
+        pair = sorted(exp.actors)
+        found = next((g for g in m.get("min_gap", []) if g["actors"] == pair), None)
+        if found is None or found["gap_m"] is None:
+            return False, f"gap between {' and '.join(exp.actors)} not measured in variant {exp.variant}"
+        gap = found["gap_m"]
+        detail = f"smallest gap {' - '.join(pair)} {gap:.2f} m {_where(found)}; expected >= {_bound(exp.min_m)} m"
+        if gap <= 0:
+            return False, detail + " (their boxes touched)"
+        return gap >= exp.min_m, detail
+    if isinstance(exp, MaxDecelExpectation):
+        found = next((d for d in m.get("max_decel", []) if d["actor"] == exp.actor), None)
+        if found is None:
+            return False, f"deceleration of {exp.actor} not measured in variant {exp.variant}"
+        if found["decel_mps2"] is None:
+            return True, f"{exp.actor} never slowed down; expected <= {_bound(exp.max_mps2)} m/s^2"
+        decel = found["decel_mps2"]
+        detail = f"{exp.actor}'s strongest deceleration {decel:.2f} m/s^2 {_where(found)}"
+        return decel <= exp.max_mps2, detail + f"; expected <= {_bound(exp.max_mps2)} m/s^2"
+    found = next((r for r in m.get("route_offset", []) if r["actor"] == exp.actor), None)
+    if found is None or found["offset_m"] is None:
+        return False, f"route offset of {exp.actor} not measured in variant {exp.variant}"
+    offset = found["offset_m"]
+    detail = f"{exp.actor}'s largest offset from its route {offset:.2f} m {_where(found)}"
+    return offset <= exp.max_offset_m, detail + f"; expected <= {_bound(exp.max_offset_m)} m"
 
 
 def evaluate(

@@ -30,9 +30,13 @@ from v2x.scenario.model import (
     MAX_BACKGROUND_VEHICLES,
     ROAD_USER_KINDS,
     VEHICLE_KINDS,
+    Expectation,
+    MaxDecelExpectation,
+    MinGapExpectation,
     RoadEventSpec,
     RoadSignSpec,
     Scenario,
+    StaysOnRouteExpectation,
 )
 from v2x.units import mps_to_kph, wrap_angle_rad
 
@@ -549,17 +553,12 @@ def pydantic_problems(
     return problems
 
 
+# The expectation types (their discriminator tags), from the schema: a hand-kept list missed the later ones
+# (misbehaviour, travel_time, string_stable, ...), whose problems then named "expectations[3].travel_time.actor".
 _TAGS = {
-    "warning",
-    "no_warning",
-    "collision",
-    "no_collision",
-    "metric",
-    "positioning",
-    "violation",
-    "no_violation",
-    "stops",
-    "speed",
+    tag
+    for model in _models_in(typing.get_args(Expectation)[0])
+    for tag in typing.get_args(model.model_fields["type"].annotation)
 }
 
 
@@ -910,6 +909,7 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             expected = f"one of the scenario's variants {list(dict.fromkeys(sc.variants))}; got {exp.variant!r}"
             problems.append((f"expectations[{i}].variant", expected))
         problems += _app_not_run(sc, i, exp)
+        problems += _safety_problems(sc, i, exp)
     flow_lanes: set[str] = set()
     for i, flow in enumerate(sc.flows):
         if flow.lane not in lane_ids:
@@ -920,6 +920,31 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         if flow.positioning is not None and flow.positioning not in POSITIONING_PROFILES:
             expected = f"a positioning profile {sorted(POSITIONING_PROFILES)}; got {flow.positioning!r}"
             problems.append((f"flows[{i}].positioning", expected))
+    return problems
+
+
+def _safety_problems(sc: Scenario, i: int, exp: Any) -> list[tuple[str, str]]:
+    """A ``min_gap``, ``max_decel`` or ``stays_on_route`` expectation about an actor that is not a road user
+    (an rsu or the platform has no box on the road, nor a speed of its own), and a ``stays_on_route`` one about
+    a road user with no route (an external actor with neither ``lane`` nor ``path``). Unknown ids are named
+    by the reference check."""
+    if not isinstance(exp, MinGapExpectation | MaxDecelExpectation | StaysOnRouteExpectation):
+        return []
+    specs = {a.id: a for a in sc.actors}
+    refs = [(f"actors[{k}]", a) for k, a in enumerate(exp.actors)] if isinstance(exp, MinGapExpectation) else []
+    if not isinstance(exp, MinGapExpectation):
+        refs.append(("actor", exp.actor))
+    problems = []
+    for attr, ref in refs:
+        spec = specs.get(ref)
+        if spec is None:
+            continue
+        if spec.kind not in ROAD_USER_KINDS:
+            expected = f"a road user ({', '.join(ROAD_USER_KINDS)}); got {ref!r}, {_a(spec.kind)}"
+            problems.append((f"expectations[{i}].{attr}", expected))
+        elif isinstance(exp, StaysOnRouteExpectation) and spec.lane is None and spec.path is None:
+            expected = f"a road user with a route ('lane' or 'path' in its actor entry); {ref!r} has neither"
+            problems.append((f"expectations[{i}].{attr}", expected))
     return problems
 
 

@@ -57,6 +57,7 @@ from v2x.sim.inbound import Inbound
 from v2x.sim.metrics import run_metrics
 from v2x.sim.names import Names
 from v2x.sim.referee import Referee
+from v2x.sim.safety import SafetyMeasures
 from v2x.sim.sensors import BackgroundPositioning, Sensors
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, tick_time_s, us_of
 from v2x.wire import testbed_pb2
@@ -163,6 +164,7 @@ class Simulation:
             w, scenario, variant, road_users=road_users, unequipped=unequipped, rng_pos=rng_pos, rng_sense=rng_sense
         )
         self.referee = Referee(w, scenario, variant)
+        self.safety = SafetyMeasures(w, scenario, variant)  # only what min_gap / max_decel / stays_on_route ask
         self.names = Names(scenario, w)
         self.background: BackgroundTraffic | None = None
         if scenario.flows:
@@ -508,6 +510,7 @@ class Simulation:
         w = self.world
         start = len(self.events)
         self.inbound.stats.late_reports += len(self.missing())
+        applied: set[str] = set()  # the actors whose reported truth the world took this tick
         # Acks that came after their tick closed (real time): too late for their truth, not for their warnings.
         for actor_id, late_ack in self.inbound.late_acks:
             for adv in late_ack.events:
@@ -522,6 +525,7 @@ class Simulation:
                 continue
             self.inbound.note_rejected_by(actor_id, ack.rejected)
             if ack.HasField("truth"):
+                applied.add(actor_id)
                 s = w.slot_of(actor_id)
                 tr = ack.truth
                 w.set_state(
@@ -567,6 +571,8 @@ class Simulation:
                             other_id=other, t_s=event["t_s"], relative_speed_mps=event["relative_speed_mps"]
                         )
                     )
+        if self.safety:
+            self.safety.step(t, applied, self.referee.wrecks)
         batch = self.inbound.take(tick)  # in (sender slot, seq) order, the fleets' vehicles' among them
         if left:  # a background vehicle that left the network this tick sends nothing more
             batch = [r for r in batch if r.sender_slot not in left]
@@ -694,6 +700,8 @@ class Simulation:
         strings = self.referee.string_stability()
         if strings:
             metrics["string_stability"] = strings
+        # The same for the surrogate safety measures (min_gap, max_decel, stays_on_route expectations).
+        metrics.update(self.safety.metrics())
         # Only when something conflicted, so that the metrics of a clean run stay as they were.
         conflicts = {a: dict(sorted(c.items())) for a, c in sorted(self.inbound.stats.conflicts.items()) if c}
         if conflicts:
