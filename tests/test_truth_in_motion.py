@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def test_the_rules_name_the_figures() -> None:
     assert motion_problems(_truth(0.0, V), sideways, 0.1) == ["moved towards 0.0 deg, heading 90.0"]
 
 
-def _run(tmp_path: Path, follower: dict[int, testbed_pb2.TruthState | None], n_ticks: int) -> dict[str, Any]:
+def _run(tmp_path: Path, follower: Mapping[int, testbed_pb2.TruthState | None], n_ticks: int) -> dict[str, Any]:
     """fcw in the world alone with the follower external: its truths by tick (None or absent: no report, the
     tick closes without it), the built-in actors' bare truths; the result document."""
     sc = load_scenario(fcw_with_external(tmp_path, "follower"))
@@ -65,7 +66,8 @@ def _run(tmp_path: Path, follower: dict[int, testbed_pb2.TruthState | None], n_t
             sim.receive("ack", actor, _ack(actor, tick, x))
         tr = follower.get(tick)
         if tr is not None:
-            sim.receive("ack", "follower", testbed_pb2.Ack(actor_id="follower", tick=tick, truth=tr).SerializeToString())
+            ack = testbed_pb2.Ack(actor_id="follower", tick=tick, truth=tr)
+            sim.receive("ack", "follower", ack.SerializeToString())
         sim.step()
     report = sim.report(0.0)
     return build_result(sc, 0, report.events, {"v2x": {**report.metrics, "ticks": n_ticks}}, {})
