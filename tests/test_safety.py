@@ -26,10 +26,11 @@ from v2x.sim.safety import SafetyMeasures, box_gap, extended, route_offset
 
 FCW = (SCENARIO_DIR / "fcw.yaml").read_text()
 LAST = "  - {name: latency within the 100 ms Day-1 budget, type: metric, metric: latency_ms_p99, max: 100}\n"
+NEW = len(load_scenario(SCENARIO_DIR / "fcw.yaml").expectations)  # the index of the expectation _with adds
 
 
 def _with(expectation: str) -> str:
-    """scenarios/fcw.yaml with one more expectation (its index: 6)."""
+    """scenarios/fcw.yaml with one more expectation (its index: ``NEW``)."""
     assert FCW.endswith(LAST)
     return FCW + f"  - {expectation}\n"
 
@@ -116,6 +117,7 @@ def test_a_mistake_is_refused_naming_the_field(
     case: str, expectation: str, field: str, words: str, tmp_path: Path
 ) -> None:
     problems = _problems(_with(expectation), tmp_path)
+    field = field.replace("expectations[6]", f"expectations[{NEW}]")
     assert any(loc == field and words in msg for loc, msg in problems), problems
 
 
@@ -126,14 +128,17 @@ def test_stays_on_route_needs_a_route(tmp_path: Path) -> None:
     )
     text = text.replace("    events:\n      - {at_s: 6.0, action: brake, rate_mps2: 6.0, until_speed_mps: 0}\n", "", 1)
     assert _problems(text, tmp_path) == [
-        ("expectations[6].actor", "a road user with a route ('lane' or 'path' in its actor entry); 'lead' has neither")
+        (
+            f"expectations[{NEW}].actor",
+            "a road user with a route ('lane' or 'path' in its actor entry); 'lead' has neither",
+        )
     ]
 
 
 def test_the_defaults_load(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(_with("{name: r, type: stays_on_route, actor: lead}"))
-    exp = load_scenario(path).expectations[6]
+    exp = load_scenario(path).expectations[NEW]
     assert isinstance(exp, StaysOnRouteExpectation) and exp.max_offset_m == 1.75 and exp.variant == "v2x"
 
 

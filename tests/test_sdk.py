@@ -759,6 +759,8 @@ def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
         ("km/h", "moved 1.67 m where its speeds say 6.00 m"),  # speed (and vx, vy) in km/h
         ("radians", "moved towards 90.0 deg, heading 1.6"),  # heading in radians
         ("vx", "|(vx, vy)| 0.00 m/s, speed_mps 16.67"),  # velocity left out
+        # at rest one tick later, where the mean speed puts it: a stop no vehicle makes (the world's check too)
+        ("stop", "tick 2 -> 3: speed 16.67 -> 0.00 m/s in 0.10 s (166.7 m/s^2; at most 100)"),
     ],
 )
 def test_conformance_checks_that_a_stacks_truth_moves_as_it_says(fault: str, said: str) -> None:
@@ -771,10 +773,11 @@ def test_conformance_checks_that_a_stacks_truth_moves_as_it_says(fault: str, sai
     v = 16.67 * (3.6 if fault == "km/h" else 1.0)
     for n in range(4):
         capture.inputs[n] = (float(n), testbed_pb2.TickInput(run_id="r-v2x", tick=n, time_us=n * 100_000))
+        stopped = fault == "stop" and n == 3
         truth = testbed_pb2.TruthState(
-            x_m=16.67 * 0.1 * n,
-            vx_mps=0.0 if fault == "vx" else v,
-            speed_mps=v,
+            x_m=16.67 * 0.1 * (2.5 if stopped else n),
+            vx_mps=0.0 if fault == "vx" or stopped else v,
+            speed_mps=0.0 if stopped else v,
             heading_deg=math.pi / 2 if fault == "radians" else 90.0,
         )
         ack = testbed_pb2.Ack(actor_id="follower", tick=n, truth=truth)
@@ -1581,6 +1584,8 @@ async def test_an_sdk_stack_resumes_after_broker_restarts_with_the_outcome_of_a_
     assert stack.reconnections == 2
     assert [e for e in reference["events"] if e["type"] == "warning" and e["target"] == "follower"]
     assert restarted == reference
+    # the world asked again for ticks whose answers the restarts lost: one truth a tick, judged once, plausible
+    assert not [e for e in restarted["events"] if e["type"] == "implausible_motion"], restarted["events"]
 
 
 @pytest.mark.broker

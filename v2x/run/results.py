@@ -42,6 +42,7 @@ from v2x.scenario.model import (
     WarningExpectation,
 )
 from v2x.sim.events import event_order
+from v2x.sim.motion import MAX_ACCEL_MPS2
 from v2x.text import xml_safe
 from v2x.units import mps_to_kph
 
@@ -399,6 +400,26 @@ def actor_share_checks(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any
     return out
 
 
+def motion_checks(events: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A failed "truth in motion" per variant and actor whose reported truth moved as no vehicle can in any tick
+    (``implausible_motion_by_actor``; ``v2x.sim.motion``'s rules, as ``v2x conformance``'s): the referee judged
+    collisions, red lights and stops on truths that no vehicle could have had, so its verdicts about the actor
+    do not describe a vehicle. The detail gives the first discrepancy (its ``implausible_motion`` event)."""
+    out = []
+    for variant, m in metrics.items():
+        for actor, bad in m.get("implausible_motion_by_actor", {}).items():
+            mine = (e for e in events if e["type"] == "implausible_motion" and e["variant"] == variant)
+            first = next((e for e in mine if e["actor"] == actor), None)
+            detail = (
+                f"{actor}: {bad} tick(s) whose reported truth moves as no vehicle can"
+                + (f"; the first, at {first['t_s']:g} s: {first['problem']}" if first else "")
+                + ' (docs/PROTOCOL.md "Truth": the position moves as the speeds say, the speed changes by at most'
+                f" {MAX_ACCEL_MPS2:g} m/s^2; v2x conformance lists every tick)"
+            )
+            out.append({"name": "truth in motion", "variant": variant, "passed": False, "detail": detail})
+    return out
+
+
 def build_result(
     scenario: Scenario,
     seed: int,
@@ -412,7 +433,7 @@ def build_result(
     """The result document; ``scene`` (the road and RSUs) and ``tracks`` (each variant's road-user paths)
     are what the report's map draws (v2x/run/tracks.py)."""
     events = sorted(events, key=event_order)
-    expectations = evaluate(scenario, events, metrics) + actor_share_checks(metrics)
+    expectations = evaluate(scenario, events, metrics) + actor_share_checks(metrics) + motion_checks(events, metrics)
     doc = {
         "scenario": scenario.id,
         "seed": seed,

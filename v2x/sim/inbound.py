@@ -41,6 +41,7 @@ from v2x.core import SCAN_AT_LEAST, scan_messages
 from v2x.logs import LOG_FIRST, log_refusal
 from v2x.scenario.model import MAX_EXTENT_M
 from v2x.sim.channel import LINK_NAME, Transmission
+from v2x.sim.motion import MAX_ACCEL_MPS2
 from v2x.text import printable
 from v2x.units import s_of, tick_time_s, us_of
 from v2x.wire import frame_pb2, testbed_pb2
@@ -67,7 +68,6 @@ MAX_TEXT = 256  # characters of an id or other short text in an Ack
 MAX_REJECTED_KEYS = 32  # reasons in Ack.rejected
 # Physical range of what an Ack may report (beyond it, the value is a forgery or a bug, never a vehicle).
 MAX_SPEED_MPS = 150.0
-MAX_ACCEL_MPS2 = 100.0
 MAX_HEADING_DEG = 720.0
 MAX_FIGURE = 1e9  # ttc_s, figure, valid_until_s: finite and sane
 FIGURE_NAMES = frozenset(f.name for f in figures())  # Advisory.figure_name: one the apps declare (docs/PROTOCOL.md)

@@ -55,6 +55,7 @@ from v2x.sim.channel import Bulk, Channel, Scratch
 from v2x.sim.events import event_order
 from v2x.sim.inbound import Inbound
 from v2x.sim.metrics import run_metrics
+from v2x.sim.motion import motion_problems, truth_problem
 from v2x.sim.names import Names
 from v2x.sim.referee import Referee
 from v2x.sim.safety import SafetyMeasures
@@ -72,6 +73,9 @@ log = logging.getLogger("v2x.sim")
 # most every few seconds per (app, other road user): 10,000 is 50 others re-raised every 3 s for 10 minutes. An
 # attack review's stack reported 220 new ones per tick and made a 92 MB result.json (739 MB in the world).
 MAX_WARNINGS_PER_ACTOR = 10_000
+# The implausible_motion events recorded per actor and variant (every such tick is counted in the metrics): a
+# stack that sends km/h breaks the rules in every tick, and one event names what is wrong.
+MAX_MOTION_EVENTS = 10
 
 Event = dict[str, Any]
 
@@ -220,6 +224,13 @@ class Simulation:
         # Per app, the app latency (ms) of each warning recorded with the time its trigger was sent.
         self._app_latency: dict[str, list[float]] = {}
         self._judged: set[tuple[str, str, str]] = set()  # misbehaviour reports recorded
+        # 'truth in motion' (v2x.sim.motion): each actor's last applied truth and its tick, and per actor the ticks
+        # whose truth moved as no vehicle can (an implausible_motion event for the first MAX_MOTION_EVENTS of them)
+        # Only the outside stacks' (``external: true``): the built-in agents move as vehicles by construction (every
+        # shipped scenario's outcome stayed the same with them judged too), and tests hand them bare truths.
+        self._external = {a.id for a in scenario.actors if a.external}
+        self._last_truth: dict[str, tuple[int, testbed_pb2.TruthState]] = {}
+        self._implausible: Counter[str] = Counter()
         self._place_at_start()
 
     def _place_at_start(self) -> None:
@@ -516,6 +527,7 @@ class Simulation:
             for adv in late_ack.events:
                 self._record_warning(actor_id, adv)
         self.inbound.late_acks.clear()
+        judged: list[tuple[str, testbed_pb2.TruthState]] = []  # the outside stacks' truths applied, judged below
         for actor_id in self.actor_ids:
             ack = self.inbound.acks.get(actor_id)
             if ack is None:
@@ -528,6 +540,8 @@ class Simulation:
                 applied.add(actor_id)
                 s = w.slot_of(actor_id)
                 tr = ack.truth
+                if actor_id in self._external:
+                    judged.append((actor_id, tr))
                 w.set_state(
                     np.array([s], dtype=np.intp),
                     np.array([tr.x_m]),
@@ -573,6 +587,7 @@ class Simulation:
                     )
         if self.safety:
             self.safety.step(t, applied, self.referee.wrecks)
+        self._judge_motion(tick, t, judged)  # after the referee: this tick's wrecks are known
         batch = self.inbound.take(tick)  # in (sender slot, seq) order, the fleets' vehicles' among them
         if left:  # a background vehicle that left the network this tick sends nothing more
             batch = [r for r in batch if r.sender_slot not in left]
@@ -608,6 +623,33 @@ class Simulation:
             rx[len(self.actor_ids) :] = False
             rx[bg.equipped()[1]] = True
         return set(left)
+
+    def _judge_motion(self, tick: int, t: float, applied: list[tuple[str, testbed_pb2.TruthState]]) -> None:
+        """'truth in motion' (``v2x.sim.motion``): each outside stack's truth applied this tick against itself and
+        against the actor's truth applied before (the tick before; after ticks that closed without its report, only the
+        speed change over them). A wreck is left out from the tick of its collision on: the world holds it where
+        it touched, whatever its stack reports. A tick with problems is counted (``implausible_motion_by_actor``,
+        which fails the run's "truth in motion") and, for the first ``MAX_MOTION_EVENTS`` of them per actor,
+        recorded as an ``implausible_motion`` event naming the figures."""
+        wrecks = self.referee.wrecks
+        for actor_id, tr in applied:
+            before = self._last_truth.get(actor_id)
+            self._last_truth[actor_id] = (tick, tr)
+            if self.world.slot_of(actor_id) in wrecks:
+                continue
+            problems = [f"tick {tick}: {p}"] if (p := truth_problem(tr)) else []
+            if before is not None:
+                n, prev = before
+                problems += [f"tick {n} -> {tick}: {p}" for p in motion_problems(prev, tr, self.tick_s, tick - n)]
+            if not problems:
+                continue
+            self._implausible[actor_id] += 1
+            if self._implausible[actor_id] > MAX_MOTION_EVENTS:
+                continue
+            problem = "; ".join(problems)
+            event = {"t_s": round(t, 3), "type": "implausible_motion", "variant": self.variant, "actor": actor_id}
+            self.events.append({**event, "tick": tick, "problem": problem})
+            log.warning("%s t=%.2f s: its truth moves as no vehicle can: %s", actor_id, t, problem)
 
     def _change_signals(self, actor_id: str, warps: Sequence[testbed_pb2.SignalWarp], t: float) -> None:
         """A roadside unit's signal controller changed its plan: the signal heads (the referee's) show it from
@@ -707,6 +749,9 @@ class Simulation:
         if conflicts:
             metrics["conflicts"] = conflicts
             metrics["flagged"] = self.inbound.flagged()
+        # Only when a truth moved as no vehicle can, so that the metrics of a plausible run stay as they were.
+        if self._implausible:
+            metrics["implausible_motion_by_actor"] = dict(sorted(self._implausible.items()))
         return metrics
 
     def report(self, wall_s: float) -> WorldReport:
