@@ -19,7 +19,7 @@ from tests.test_sdk import _ack, fcw_with_external
 from v2x.run.results import build_result
 from v2x.scenario import load_scenario
 from v2x.sdk import VehicleState
-from v2x.sim.motion import MAX_ACCEL_MPS2, motion_problems, truth_problem
+from v2x.sim.motion import MAX_SPEED_CHANGE_MPS2, motion_problems, truth_problem
 from v2x.sim.simulation import MAX_MOTION_EVENTS
 from v2x.wire import testbed_pb2
 
@@ -39,16 +39,20 @@ def test_the_rules_name_the_figures() -> None:
     # 16.67 m/s to 0 in a tick, having moved on at speed: both rules
     assert motion_problems(_truth(0.0, V), _truth(1.667, 0.0), 0.1) == [
         "moved 1.67 m where its speeds say 0.83 m",
-        "speed 16.67 -> 0.00 m/s in 0.10 s (166.7 m/s^2; at most 100)",
+        "speed 16.67 -> 0.00 m/s in 0.10 s (166.7 m/s^2; at most 15)",
     ]
     # ... having moved as the mean speed says: the stop itself is impossible
     assert motion_problems(_truth(0.0, V), _truth(0.8335, 0.0), 0.1) == [
-        "speed 16.67 -> 0.00 m/s in 0.10 s (166.7 m/s^2; at most 100)"
+        "speed 16.67 -> 0.00 m/s in 0.10 s (166.7 m/s^2; at most 15)"
     ]
-    assert motion_problems(_truth(0.0, V), _truth(0.8335, 0.0), 0.1, ticks=2) == []  # 83 m/s^2 over two ticks
+    assert motion_problems(_truth(0.0, V), _truth(0.8335, 0.0), 0.1, ticks=2) == [  # two ticks: the stop alone
+        "speed 16.67 -> 0.00 m/s in 0.20 s (83.4 m/s^2; at most 15)"
+    ]
+    slow = V - 2.0  # 10 m/s^2 over two ticks
+    assert motion_problems(_truth(0.0, V), _truth(9.0, slow), 0.1, ticks=2) == []
     hard = V - 9.0 * 0.1  # an emergency stop at 9 m/s^2
     assert motion_problems(_truth(0.0, V), _truth(0.5 * (V + hard) * 0.1, hard), 0.1) == []
-    edge = V - MAX_ACCEL_MPS2 * 0.1
+    edge = V - MAX_SPEED_CHANGE_MPS2 * 0.1
     assert motion_problems(_truth(0.0, V), _truth(0.5 * (V + edge) * 0.1, edge), 0.1) == []
     sideways = testbed_pb2.TruthState(y_m=1.667, vx_mps=V, speed_mps=V, heading_deg=90.0)
     assert motion_problems(_truth(0.0, V), sideways, 0.1) == ["moved towards 0.0 deg, heading 90.0"]
@@ -107,7 +111,7 @@ def test_an_impossible_stop_fails_the_run_and_a_hard_braking_with_a_missed_tick_
             "actor": "follower",
             "tick": 15,
             "problem": "tick 14 -> 15: moved 1.67 m where its speeds say 0.83 m; "
-            "tick 14 -> 15: speed 16.67 -> 0.00 m/s in 0.10 s (166.7 m/s^2; at most 100)",
+            "tick 14 -> 15: speed 16.67 -> 0.00 m/s in 0.10 s (166.7 m/s^2; at most 15)",
         }
     ]
     assert result["metrics"]["v2x"]["implausible_motion_by_actor"] == {"follower": 1}

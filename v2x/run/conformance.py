@@ -71,7 +71,7 @@ from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
 from v2x.logs import LOG_FORMAT
 from v2x.net.clock import MODES
 from v2x.sim.motion import (
-    MAX_ACCEL_MPS2,
+    MAX_SPEED_CHANGE_MPS2,
     MOTION_HEADING_DEG,
     MOTION_TOLERANCE_M,
     SPEED_TOLERANCE_MPS,
@@ -94,7 +94,7 @@ HEADING_TOLERANCE_DEG = 1.0
 SIZE_TOLERANCE_M = 0.01  # the BSM's size is in cm
 # 'truth in motion' (v2x.sim.motion, which every run's world judges by too): from one tick's truth to the next,
 # the distance moved against what the two speeds say (the mean speed times the tick: exact for a constant
-# acceleration) within MOTION_TOLERANCE_M plus 10 %, the speed change against MAX_ACCEL_MPS2, the course moved
+# acceleration) within MOTION_TOLERANCE_M plus 10 %, the speed change against MAX_SPEED_CHANGE_MPS2, the course moved
 # against the mean heading within MOTION_HEADING_DEG (moving faster than 1 m/s), and (vx, vy) against speed and
 # heading. An outside stack's review passed conformance with km/h, or radians, in both its BSM and its truth.
 # rejection reasons the world gives only for messages on topics other than the stack's own
@@ -614,7 +614,7 @@ def analyse(
         "truth in motion",
         _motion_problems(acks, capture, tick_s),
         f"each tick's truth moves to the next as its speed ({MOTION_TOLERANCE_M:g} m + 10 %, a change of at most "
-        f"{MAX_ACCEL_MPS2:g} m/s^2) and heading ({MOTION_HEADING_DEG:g} deg) say, and (vx, vy) agrees with them",
+        f"{MAX_SPEED_CHANGE_MPS2:g} m/s^2) and heading ({MOTION_HEADING_DEG:g} deg) say, and (vx, vy) agrees with them",
         nothing="" if sum(a.HasField("truth") for a in acks.values()) >= 2 else not_run or "no two Acks with truth",
     )
     rest, told = _rest_problems(acks, capture, pc5_bsms)
