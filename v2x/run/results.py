@@ -23,6 +23,7 @@ from v2x.files import replace_whole
 from v2x.scenario.model import (
     CollisionExpectation,
     Expectation,
+    GapExpectation,
     MetricExpectation,
     MisbehaviourExpectation,
     NoCollisionExpectation,
@@ -212,6 +213,8 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         return False, f"{exp.actor} did not enter {exp.state} within {lo:.1f}-{hi:.1f} s (states: {seen})"
     if isinstance(exp, StringStableExpectation):
         return _string_stability(exp, metrics.get(v, {}))
+    if isinstance(exp, GapExpectation):
+        return _gap(exp, metrics.get(v, {}))
     assert isinstance(exp, MetricExpectation)
     m = metrics.get(v, {})
     value: float | None
@@ -303,6 +306,28 @@ def _string_stability(exp: StringStableExpectation, m: dict[str, Any]) -> tuple[
     if exp.type == "string_stable":
         return stable, detail + ("" if stable else "; grows: " + "; ".join(growing))
     return not stable, detail + ("; grows: " + "; ".join(growing) if growing else "; does not grow")
+
+
+def _gap(exp: GapExpectation, m: dict[str, Any]) -> tuple[bool, str]:
+    """``gap``: the measure of ``actor``'s gap to ``other`` in the window is within the bounds. From the
+    referee's measurement (metrics)."""
+    window = [float(exp.window_s[0]), float(exp.window_s[1])]
+    found = next(
+        (
+            g
+            for g in m.get("gaps", [])
+            if g["actor"] == exp.actor and g["other"] == exp.other and g["window_s"] == window
+        ),
+        None,
+    )
+    span = f"{exp.actor} behind {exp.other} in {window[0]:g}-{window[1]:g} s"
+    if found is None or found[exp.measure] is None:
+        return False, f"{exp.measure} of {span} not measured in variant {exp.variant}"
+    value = found[exp.measure]
+    ok, bounds = _within(value, exp.min, exp.max)
+    gaps = f"gap {found['smallest_m']}-{found['largest_m']} m"
+    times = "" if found["smallest_s"] is None else f", time gap {found['smallest_s']}-{found['largest_s']} s"
+    return ok, f"{exp.measure} {value} (expected {bounds}): {span}, {gaps}{times}"
 
 
 def evaluate(

@@ -694,6 +694,9 @@ class Simulation:
         strings = self.referee.string_stability()
         if strings:
             metrics["string_stability"] = strings
+        gaps = self.referee.gap_report()  # likewise only when a gap expectation asks
+        if gaps:
+            metrics["gaps"] = gaps
         # Only when something conflicted, so that the metrics of a clean run stay as they were.
         conflicts = {a: dict(sorted(c.items())) for a, c in sorted(self.inbound.stats.conflicts.items()) if c}
         if conflicts:
