@@ -31,7 +31,7 @@ from v2x.core import ActorKind, WorldState
 from v2x.run.results import check
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import ScenarioError
-from v2x.scenario.model import GapExpectation, StringStableExpectation
+from v2x.scenario.model import GapExpectation, GapMeasure, StringStableExpectation
 from v2x.sim.radar import forward_radar
 from v2x.wire import frame_pb2
 from v2x.wire.bsm import RemoteState
@@ -298,16 +298,17 @@ def test_string_stable_and_unstable_read_the_referees_measurement(errors: dict[s
 
 
 def test_a_gap_expectation_reads_the_referees_measurement() -> None:
-    found = {"actor": "b", "other": "a", "window_s": [1.0, 2.0]}
+    found: dict[str, Any] = {"actor": "b", "other": "a", "window_s": [1.0, 2.0]}
     found |= {"smallest_m": 5.5, "largest_m": 40.0, "smallest_s": 0.3, "largest_s": 1.8}
     metrics = {"baseline": {"gaps": [found]}}
-    for measure, lo, hi, holds in (
+    cases: tuple[tuple[GapMeasure, float | None, float | None, bool], ...] = (
         ("smallest_m", 5.0, None, True),
         ("smallest_m", 6.0, None, False),
         ("largest_s", 1.4, None, True),
         ("smallest_s", None, 0.2, False),
         ("largest_m", None, 40.0, True),
-    ):
+    )
+    for measure, lo, hi, holds in cases:
         exp = GapExpectation(
             name="g",
             type="gap",
