@@ -39,8 +39,9 @@ intruder; figure: its position), follows whatever its radar sees ahead without f
 intruder is no platoon member, the predecessor's acceleration is not the acceleration of the vehicle it
 follows) and widens its time gap towards ``platoon_cutin_time_gap_s`` at ``platoon_gap_change_s_per_s`` (s
 of time gap per s), so that the controller opens the gap gradually instead of braking at once for the
-whole difference. ENSEMBLE's platooning (the EU's multi-brand truck platooning project, 2018-2022) handles
-a cut-in the same way: the truck behind the intruder leaves CACC for ACC behind it and makes room. Once no
+whole difference. ENSEMBLE (the EU's multi-brand truck platooning project, 2018-2022) names the cut-in
+and cut-out of other vehicles among the situations its V2V protocol handles; the fallback to ACC when the
+vehicle followed gives no usable acceleration is that of [2] (graceful degradation). Once no
 intruder is left it raises ``cut_out``, takes the feed-forward of its predecessor again and narrows the
 time gap back to the platoon's at the same rate: the platoon closes up. Without V2X nothing is heard, so
 there is no cut-in handling: the ACC follows whatever its radar sees at the time gap it has.
@@ -430,9 +431,9 @@ APPS = (
             # The time gap a member that left drops back to, under ACC (assumption: ISO 15622 ACC offers time
             # gaps from 0.8 s; 1.5 s is a common middle setting).
             "platoon_leave_time_gap_s": 1.5,
-            # The time gap a member opens to behind a vehicle cutting in, under ACC (ENSEMBLE's platooning falls
-            # back to ACC behind an intruder; the gap: ISO 15622's ACC time gaps start at 0.8 s, 1.5 s is a
-            # common middle setting, as platoon_leave_time_gap_s).
+            # The time gap a member opens to behind a vehicle cutting in, under ACC (the fallback of Ploeg et al.,
+            # T-ITS 2015, which needs a much larger gap than the CACC's; ISO 15622's ACC time gaps start at 0.8 s,
+            # 1.5 s is a common middle setting, as platoon_leave_time_gap_s).
             "platoon_cutin_time_gap_s": 1.5,
             # How fast a member widens (or narrows back) its time gap, in s of time gap per s (assumption: 0.6 s
             # to 1.5 s in 6 s; at 25 m/s the desired gap grows 3.75 m/s, a firm but not an emergency brake).
