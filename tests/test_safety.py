@@ -25,7 +25,7 @@ from v2x.sim.actors import world_state
 from v2x.sim.safety import SafetyMeasures, box_gap, extended, route_offset
 
 FCW = (SCENARIO_DIR / "fcw.yaml").read_text()
-LAST = "  - {name: latency within the 100 ms Day-1 budget, type: metric, metric: latency_ms_p99, max: 100}\n"
+LAST = "  - {name: warned driver keeps 2 m to the lead, type: min_gap, actors: [follower, lead], min_m: 2.0}\n"
 NEW = len(load_scenario(SCENARIO_DIR / "fcw.yaml").expectations)  # the index of the expectation _with adds
 
 

@@ -23,6 +23,7 @@ from v2x.files import replace_whole
 from v2x.scenario.model import (
     CollisionExpectation,
     Expectation,
+    GapExpectation,
     MaxDecelExpectation,
     MetricExpectation,
     MinGapExpectation,
@@ -42,7 +43,7 @@ from v2x.scenario.model import (
     WarningExpectation,
 )
 from v2x.sim.events import event_order
-from v2x.sim.motion import MAX_ACCEL_MPS2
+from v2x.sim.motion import MAX_SPEED_CHANGE_MPS2
 from v2x.text import xml_safe
 from v2x.units import mps_to_kph
 
@@ -218,6 +219,8 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         return _string_stability(exp, metrics.get(v, {}))
     if isinstance(exp, MinGapExpectation | MaxDecelExpectation | StaysOnRouteExpectation):
         return _safety(exp, metrics.get(v, {}))
+    if isinstance(exp, GapExpectation):
+        return _gap(exp, metrics.get(v, {}))
     assert isinstance(exp, MetricExpectation)
     m = metrics.get(v, {})
     value: float | None
@@ -347,6 +350,28 @@ def _safety(
     return offset <= exp.max_offset_m, detail + f"; expected <= {_bound(exp.max_offset_m)} m"
 
 
+def _gap(exp: GapExpectation, m: dict[str, Any]) -> tuple[bool, str]:
+    """``gap``: the measure of ``actor``'s gap to ``other`` in the window is within the bounds. From the
+    referee's measurement (metrics)."""
+    window = [float(exp.window_s[0]), float(exp.window_s[1])]
+    found = next(
+        (
+            g
+            for g in m.get("gaps", [])
+            if g["actor"] == exp.actor and g["other"] == exp.other and g["window_s"] == window
+        ),
+        None,
+    )
+    span = f"{exp.actor} behind {exp.other} in {window[0]:g}-{window[1]:g} s"
+    if found is None or found[exp.measure] is None:
+        return False, f"{exp.measure} of {span} not measured in variant {exp.variant}"
+    value = found[exp.measure]
+    ok, bounds = _within(value, exp.min, exp.max)
+    gaps = f"gap {found['smallest_m']}-{found['largest_m']} m"
+    times = "" if found["smallest_s"] is None else f", time gap {found['smallest_s']}-{found['largest_s']} s"
+    return ok, f"{exp.measure} {value} (expected {bounds}): {span}, {gaps}{times}"
+
+
 def evaluate(
     scenario: Scenario, events: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -414,7 +439,7 @@ def motion_checks(events: list[dict[str, Any]], metrics: dict[str, dict[str, Any
                 f"{actor}: {bad} tick(s) whose reported truth moves as no vehicle can"
                 + (f"; the first, at {first['t_s']:g} s: {first['problem']}" if first else "")
                 + ' (docs/PROTOCOL.md "Truth": the position moves as the speeds say, the speed changes by at most'
-                f" {MAX_ACCEL_MPS2:g} m/s^2; v2x conformance lists every tick)"
+                f" {MAX_SPEED_CHANGE_MPS2:g} m/s^2; v2x conformance lists every tick)"
             )
             out.append({"name": "truth in motion", "variant": variant, "passed": False, "detail": detail})
     return out

@@ -805,6 +805,34 @@ class StaysOnRouteExpectation(_ExpectationBase):
     max_offset_m: Real = Field(default=ROUTE_OFFSET_DEFAULT_M, gt=0, le=1000)
 
 
+GapMeasure = Literal["smallest_m", "largest_m", "smallest_s", "largest_s"]
+
+
+class GapExpectation(_ExpectationBase):
+    """``actor``'s gap to ``other`` ahead of it over ``window_s`` (ground truth: bumper to bumper along
+    ``actor``'s heading, whatever lane either is in; the time gap: that gap over ``actor``'s speed, at ticks
+    where it moves at 0.1 m/s or more): its ``measure`` (the smallest or largest gap in m, or time gap in s,
+    in the window) is within ``min`` / ``max``."""
+
+    type: Literal["gap"]
+    actor: ActorId
+    other: ActorId
+    window_s: tuple[Real, Real]
+    measure: GapMeasure
+    min: Real | None = None
+    max: Real | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> GapExpectation:
+        if not 0 <= self.window_s[0] < self.window_s[1]:
+            raise ValueError(f"'window_s' is [start, end] with 0 <= start < end; got {list(self.window_s)}")
+        if self.min is None and self.max is None:
+            raise ValueError("give 'min' and/or 'max'")
+        if self.actor == self.other:
+            raise ValueError("'actor' and 'other' are two actors")
+        return self
+
+
 Expectation = Annotated[
     WarningExpectation
     | NoWarningExpectation
@@ -822,7 +850,8 @@ Expectation = Annotated[
     | StringStableExpectation
     | MinGapExpectation
     | MaxDecelExpectation
-    | StaysOnRouteExpectation,
+    | StaysOnRouteExpectation
+    | GapExpectation,
     Field(discriminator="type"),
 ]
 

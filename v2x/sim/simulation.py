@@ -744,6 +744,9 @@ class Simulation:
             metrics["string_stability"] = strings
         # The same for the surrogate safety measures (min_gap, max_decel, stays_on_route expectations).
         metrics.update(self.safety.metrics())
+        gaps = self.referee.gap_report()  # likewise only when a gap expectation asks
+        if gaps:
+            metrics["gaps"] = gaps
         # Only when something conflicted, so that the metrics of a clean run stay as they were.
         conflicts = {a: dict(sorted(c.items())) for a, c in sorted(self.inbound.stats.conflicts.items()) if c}
         if conflicts:
