@@ -1757,3 +1757,48 @@ async def test_two_starts_before_tick_0_make_the_sdk_refuse_instead_of_being_ste
     said = await _first_tick_after(mosquitto, tmp_path, retained_first=False, same_token=True)
     assert said.startswith("refused: 2 different STARTs of run twostarts-"), said
     assert await _first_tick_after(mosquitto, tmp_path, retained_first=True) == f"tick 0, token {'b' * 32}"
+
+
+# ---- An AD team's review (session 24) ---------------------------------------------------------------------------
+
+
+async def test_the_sdk_switches_nagle_off_on_every_connection(tmp_path: Path) -> None:
+    """An AD team's review: the SDK left Nagle on (the testbed's own transport switches it off), and a lockstep
+    run with an SDK stack was several times slower than the built-in one. TCP_NODELAY is set on the first
+    connection and again on the one after a broker restart (docs/PROTOCOL.md "Transport")."""
+    import asyncio
+    import socket
+
+    from v2x.sdk import Stack
+
+    def no_delay(stack: Stack) -> int:
+        assert stack._client is not None
+        sock = stack._client._client.socket()
+        assert isinstance(sock, socket.socket)
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+    broker = Mosquitto(mosquitto_binary())
+    broker.start()
+    try:
+        async with Stack(broker.address, run_id=f"nagle-{uuid.uuid4().hex[:6]}", actor_id="follower") as stack:
+            assert no_delay(stack) != 0
+            broker.stop()
+            await asyncio.sleep(0.3)
+            broker.start()
+            async with asyncio.timeout(20):
+                while stack.reconnections < 1 or stack._client is None:
+                    await asyncio.sleep(0.05)
+            assert no_delay(stack) != 0
+    finally:
+        broker.stop()
+
+
+def test_conformance_names_nagle_when_the_response_time_looks_like_it() -> None:
+    """"response time: p95 48.0 ms" said nothing of why (an AD team's review): a p95 of about the 40 ms Nagle's
+    algorithm adds with delayed ACKs names TCP_NODELAY; a quick one does not."""
+    capture = _bsm_capture({n: n for n in range(10)})
+    check = _fcw_checks(capture, None)["response time"]
+    assert "p95 20.0 ms" in check.detail and "TCP_NODELAY" not in check.detail, check.detail
+    capture.acks = [(at + 0.028, raw) for at, raw in capture.acks]  # every Ack 48 ms after its input
+    check = _fcw_checks(capture, None)["response time"]
+    assert "p95 48.0 ms" in check.detail and "TCP_NODELAY" in check.detail and "Nagle" in check.detail, check.detail

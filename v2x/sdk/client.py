@@ -253,7 +253,8 @@ class Stack:
         """A new connection (with this stack's client id) subscribed to the input and control topics: MQTT 5 with
         a Maximum Packet Size of what those topics carry (a TickInput of at most ``MAX_INPUT_BYTES``), so that the
         broker drops a bigger message instead of sending it to be read whole here; MQTT 3.1.1, without that
-        limit, with a broker that does not speak MQTT 5 (``v2x.net.transport.not_mqtt5``)."""
+        limit, with a broker that does not speak MQTT 5 (``v2x.net.transport.not_mqtt5``); Nagle off (TCP_NODELAY,
+        ``v2x.net.transport.no_delay``), as on the testbed's own connections, on every (re)connection."""
         most = limits.packet_limit((topics.tick_input(self.run_id, self.actor_id), topics.control(self.run_id)))
         closes = 0  # MQTT 5 CONNECTs in a row the broker closed without a CONNACK
         while True:
@@ -272,6 +273,7 @@ class Stack:
                     transport.fall_back_to_mqtt311(self.broker, self._client_id, exc)
                 elif closes != 1:  # (closed once: once more, a broker that does not speak MQTT 5 closes it again)
                     raise
+        transport.no_delay(client)  # (since session 24: Nagle held Acks back, lockstep runs were slower)
         try:
             await client.subscribe(topics.tick_input(self.run_id, self.actor_id), qos=0)
             await client.subscribe(topics.control(self.run_id), qos=1)
