@@ -1802,3 +1802,51 @@ def test_conformance_names_nagle_when_the_response_time_looks_like_it() -> None:
     capture.acks = [(at + 0.028, raw) for at, raw in capture.acks]  # every Ack 48 ms after its input
     check = _fcw_checks(capture, None)["response time"]
     assert "p95 48.0 ms" in check.detail and "TCP_NODELAY" in check.detail and "Nagle" in check.detail, check.detail
+
+
+@pytest.mark.broker
+async def test_the_sdk_hands_out_advisories_at_their_delivery_time(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """docs/PROTOCOL.md "Warnings": an echoed advisory's ``raised_at_s`` is its delivery time (``rx_time_us``).
+    ``Tick.advisories`` kept the platform's, and the documented ``warnings = list(tick.advisories)`` recorded
+    an SDK stack's ICW at 3.100 where the built-in car's was at 3.104 (an AD team's review). The rest stays as it
+    came, and ``heard`` keeps the advisory unchanged."""
+    import aiomqtt
+
+    from v2x.net import topics
+    from v2x.sdk import Stack
+    from v2x.wire import frame_pb2
+    from v2x.wire.advisory import advisory
+
+    run_id = f"echo-{uuid.uuid4().hex[:6]}"
+    start = _forged_world_start(tmp_path, run_id, n_ticks=10)
+    sent = advisory(testbed_pb2.APP_ICW, target_id="follower", other_id="car_a", source_id="platform", t_s=0.0,
+                    valid_s=3.0, severity=testbed_pb2.SEVERITY_WARNING, ttc_s=2.5, trigger_sent_at_s=0.0)  # fmt: skip
+    env = testbed_pb2.Envelope(sender_id="platform", seq=1, tick=0, tx_time_us=0, link=testbed_pb2.LINK_UU,
+                               dest_ids=["follower"],
+                               frame=frame_pb2.MessageFrame(advisory=sent).SerializeToString())  # fmt: skip
+    ti = testbed_pb2.TickInput(run_id=run_id, tick=0, tick_us=100_000, time_us=0)
+    ti.envelopes.append(env.SerializeToString())
+    ti.rx_time_us.append(0)
+    ti1 = testbed_pb2.TickInput(run_id=run_id, tick=1, tick_us=100_000, time_us=100_000)
+    ti1.envelopes.append(env.SerializeToString())
+    ti1.rx_time_us.append(43_750)
+    handed: list[tuple[list[testbed_pb2.Advisory], list[testbed_pb2.Advisory | None]]] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
+        await world.publish(topics.control(run_id), start.SerializeToString(), qos=1, retain=True)
+        async with Stack(mosquitto.address.url, run_id=run_id, actor_id="follower") as stack:
+            run = await stack.start(timeout_s=10)
+            await world.publish(topics.tick_input(run_id, "follower"), ti.SerializeToString())
+            await world.publish(topics.tick_input(run_id, "follower"), ti1.SerializeToString())
+            async for tick in stack.ticks(tick_timeout_s=10):
+                handed.append((list(tick.advisories), [h.advisory for h in tick.heard]))
+                await stack.ack(tick, VehicleState.at_start(run.me), warnings=tick.advisories)
+                if tick.n == 1:
+                    break
+        await world.publish(topics.control(run_id), b"", qos=1, retain=True)
+    (at0, heard0), (at1, heard1) = handed
+    assert [a.raised_at_s for a in at0] == [0.0] and [a.raised_at_s for a in at1] == [0.04375]
+    assert heard1 == [sent]  # as it came
+    echoed = testbed_pb2.Advisory()
+    echoed.CopyFrom(at1[0])
+    echoed.raised_at_s = sent.raised_at_s
+    assert echoed == sent  # the rest unchanged

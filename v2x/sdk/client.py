@@ -27,6 +27,9 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
 * sending: BSMs encoded from SI (``v2x.wire.bsm.encode_bsm``: the actor's BSM id, msg_cnt from 0 +1 per
   BSM, secMark from the epoch), the same bytes over PC5 and over Uu to the platform; envelopes numbered
   ``seq`` 1, 2, ... across the run;
+* the advisories addressed to this actor (``Tick.advisories``) are handed out ready to echo: copies with
+  ``raised_at_s`` set to their delivery time (``rx_time_us``), as docs/PROTOCOL.md "Warnings" asks (the
+  ``Heard`` entry keeps the advisory as it came);
 * the Ack: ``tx_count``, the truth, the warnings, the inputs it rejected; and the warnings of a tick the
   world reports in ``late_ticks`` (closed without this Ack: it came too late) again in the next Ack, with
   their own ``raised_at_s`` (the world counts each warning once).
@@ -687,7 +690,13 @@ class Stack:
                 continue
             heard.append(h)
             if h.advisory is not None and h.advisory.target_id == self.actor_id:
-                advisories.append(h.advisory)
+                # ready to echo: when the driver got it, not when the platform raised it (docs/PROTOCOL.md
+                # "Warnings"; the built-in vehicle does the same; until session 24 the platform's time was kept,
+                # and the warning was recorded before the driver could have had it)
+                echo = testbed_pb2.Advisory()
+                echo.CopyFrom(h.advisory)
+                echo.raised_at_s = h.rx_time_s
+                advisories.append(echo)
         for late in ti.late_ticks:  # those Acks were dropped: report their warnings again
             for n, events in self._events:
                 if n == late:
