@@ -1850,3 +1850,23 @@ async def test_the_sdk_hands_out_advisories_at_their_delivery_time(mosquitto: Mo
     echoed.CopyFrom(at1[0])
     echoed.raised_at_s = sent.raised_at_s
     assert echoed == sent  # the rest unchanged
+
+
+def test_the_sdk_refuses_a_figure_name_no_app_reports_at_once() -> None:
+    """A typo in ``figure_name`` ("advised_speed") was refused only by the world (out_of_range, in its log): the
+    stack saw its tick sent again and again until the run failed (an AD team's review). ``Stack.warning`` raises
+    at once, naming the closest and the valid names; a plugin app's figure is taken when the stack is told it."""
+    from v2x.sdk import Stack
+
+    stack = Stack("mqtt://127.0.0.1:1", run_id="r", actor_id="follower")
+    tick = _tick(3, [])
+    with pytest.raises(ValueError, match=r"'advised_speed' is not a figure.*did you mean 'advised_speed_mps'") as err:
+        stack.warning(tick, testbed_pb2.APP_GLOSA, "node1", figure=8.3, figure_name="advised_speed")
+    assert "'platoon_position'" in str(err.value) and "'gap_m'" in str(err.value)
+    adv = stack.warning(tick, testbed_pb2.APP_GLOSA, "node1", figure=8.3, figure_name="advised_speed_mps")
+    assert adv.figure_name == "advised_speed_mps" and adv.raised_at_s == tick.t_s
+    assert stack.warning(tick, testbed_pb2.APP_FCW, "ab", figure_name="").figure_name == ""
+    with pytest.raises(ValueError):
+        stack.warning(tick, testbed_pb2.APP_TJW, "ab", figure_name="queue_len_m")
+    plugin = Stack("mqtt://127.0.0.1:1", run_id="r", actor_id="follower", figure_names=["queue_len_m"])
+    assert plugin.warning(tick, testbed_pb2.APP_TJW, "ab", figure_name="queue_len_m").figure_name == "queue_len_m"

@@ -76,11 +76,12 @@ from v2x.net.broker import BrokerAddress, parse_broker_url
 from v2x.net.secure import SecureDirError, load_actor_credentials
 from v2x.net.transport import RECONNECT_INITIAL_S, RECONNECT_MAX_S
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
+from v2x.text import did_you_mean
 from v2x.wire import frame_pb2, security_pb2, testbed_pb2
 from v2x.wire.advisory import advisory
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
 from v2x.wire.envelope import parse_envelope
-from v2x.wire.protocol import HELLO_EVERY_S, MAX_INPUT_BYTES, PROTOCOL_VERSION, WORLD_LOST
+from v2x.wire.protocol import FIGURE_NAMES, HELLO_EVERY_S, MAX_INPUT_BYTES, PROTOCOL_VERSION, WORLD_LOST
 from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, read_credentials
 from v2x.wire.tick_input import next_tick_problem, read_tick_input
 
@@ -148,7 +149,9 @@ class Stack:
     first tick is whichever the world sends (a fresh stack takes tick 0 first, and refuses a later one as
     ``bad_tick``: a forged one must not be where it starts). ``reconnect_within_s``: how long a lost broker is
     tried again (0.1 s after losing it, doubling to every second) before the stack gives up with
-    :class:`BrokerLost`. ``reconnections``: how often it connected again.
+    :class:`BrokerLost`. ``reconnections``: how often it connected again. ``figure_names``: the figure names of
+    plugin apps (entry points in ``v2x.apps``) the world's installation has, which :meth:`warning` takes besides
+    the built-in apps' (``v2x.wire.protocol.FIGURE_NAMES``).
     """
 
     def __init__(
@@ -164,6 +167,7 @@ class Stack:
         signing_key: str | Path | None = None,
         resume: bool = False,
         reconnect_within_s: float = RECONNECT_WITHIN_S,
+        figure_names: Iterable[str] = (),
     ) -> None:
         self.broker = parse_broker_url(broker) if isinstance(broker, str) else broker
         for value, what in ((run_id, "run id"), (actor_id, "actor id")):
@@ -197,6 +201,7 @@ class Stack:
         self.seq = 0
         self.msg_count = 0
         self.reconnect_within_s = reconnect_within_s
+        self.figure_names = frozenset(FIGURE_NAMES) | frozenset(figure_names)  # what ``warning`` takes
         self.reconnections = 0
         self._client_id = f"sdk-{actor_id}-{uuid.uuid4().hex[:8]}"
         self._spoke_mqtt5 = False  # a connection with MQTT 5 succeeded (then no falling back to 3.1.1)
@@ -853,7 +858,16 @@ class Stack:
         ``{rsm id hex}/{ptcId}`` for an RSM participant, ``{rsi id hex}/rte{n}`` or ``/rts{n}`` for RSI).
         ``at_s``: when the driver is warned, inside the tick (default the tick's time; docs/PROTOCOL.md,
         "Warnings"); ``trigger``: the message whose delivery made the app raise it (its send time goes into
-        ``trigger_sent_at_s``, the start of the app latency)."""
+        ``trigger_sent_at_s``, the start of the app latency). ``figure_name``: "" or one of the apps' figure names
+        (``v2x.wire.protocol.FIGURE_NAMES`` and the ``figure_names`` given to the Stack): another raises
+        ``ValueError`` here (since session 24: the world refuses the whole Ack as ``out_of_range``, sends the tick
+        again and again, and the run fails for want of this actor's reports)."""
+        if figure_name and figure_name not in self.figure_names:
+            raise ValueError(
+                f"figure_name {figure_name!r} is not a figure an app reports"
+                f"{did_you_mean(figure_name, self.figure_names)}"
+                f" (one of {sorted(self.figure_names)}, or '' for none; docs/PROTOCOL.md \"Warnings\")"
+            )
         at = tick.t_s if at_s is None else at_s
         return advisory(
             app,
