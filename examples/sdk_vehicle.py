@@ -136,7 +136,7 @@ async def drive(args: argparse.Namespace) -> int:
     async with stack_cm as stack:
         try:
             run = await stack.start(timeout_s=args.join_timeout)
-        except BrokerLost as exc:
+        except (BrokerLost, RunAborted) as exc:  # (RunAborted: the world says this actor never joined)
             log.error("%s", exc)
             return 1
         except TimeoutError:

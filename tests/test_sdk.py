@@ -1794,7 +1794,7 @@ async def test_the_sdk_switches_nagle_off_on_every_connection(tmp_path: Path) ->
 
 
 def test_conformance_names_nagle_when_the_response_time_looks_like_it() -> None:
-    """"response time: p95 48.0 ms" said nothing of why (an AD team's review): a p95 of about the 40 ms Nagle's
+    """ "response time: p95 48.0 ms" said nothing of why (an AD team's review): a p95 of about the 40 ms Nagle's
     algorithm adds with delayed ACKs names TCP_NODELAY; a quick one does not."""
     capture = _bsm_capture({n: n for n in range(10)})
     check = _fcw_checks(capture, None)["response time"]
@@ -1870,3 +1870,57 @@ def test_the_sdk_refuses_a_figure_name_no_app_reports_at_once() -> None:
         stack.warning(tick, testbed_pb2.APP_TJW, "ab", figure_name="queue_len_m")
     plugin = Stack("mqtt://127.0.0.1:1", run_id="r", actor_id="follower", figure_names=["queue_len_m"])
     assert plugin.warning(tick, testbed_pb2.APP_TJW, "ab", figure_name="queue_len_m").figure_name == "queue_len_m"
+
+
+@pytest.mark.broker
+def test_a_stack_with_a_wrong_actor_id_is_named_by_the_run_and_gives_up_on_its_stop(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """An AD team's review: a stack started with ``--actor Follower`` for ``follower``. The world logged
+    ``unknown_sender`` and the run's error said only "these actors never joined ... ['follower']"; the SDK logged
+    that run's STOP as "the STOP of an earlier run" and waited out its own join timeout. Now the error names
+    the id that said Hello (with the closest missing actor) and the stack exits 1 at once on that STOP."""
+    scenario = fcw_with_external(tmp_path, "follower")
+    prefix = f"wrong-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "stack.log"
+    stack = _start([PY, "examples/sdk_vehicle.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
+                    "--actor", "Follower", "--join-timeout", "300"], log)  # fmt: skip
+    try:
+        cmd = [PY, "-m", "v2x.cli", "run", str(scenario), "--broker", mosquitto.address.url, "--run-id", prefix]
+        run = subprocess.run([*cmd, "--variant", "v2x", "--join-timeout", "3", "--out", str(tmp_path / "out"), "-q"],
+                             capture_output=True, text=True, timeout=120, cwd=REPO, env=ENV, check=False)  # fmt: skip
+        assert run.returncode == 3, run.stdout + run.stderr
+        said = run.stdout + run.stderr
+        assert "these actors never joined within 3 s: ['follower']" in said, said
+        assert "a Hello came from actor id(s) the scenario does not have: 'Follower' (did you mean 'follower'?)" in (
+            said
+        ), said
+        assert stack.wait(timeout=15) == 1, log.read_text()  # at once, not after its 300 s
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    text = log.read_text()
+    assert "earlier run" not in text, text
+    assert "run wrong-" in text and "ended before it started: its world says actor 'Follower' never joined" in text
+
+
+def test_the_never_joined_error_names_a_few_unknown_ids_escaped() -> None:
+    """Anyone may publish on a join topic: the error names at most three unknown ids (escaped; the rest
+    counted), each with the closest actor that has not joined."""
+    from v2x.sim.inbound import MAX_UNKNOWN_JOINS, Inbound
+
+    inbound = Inbound(["car_a", "car_b"], slot_of={"car_a": 0, "car_b": 1}, unequipped=set(), tick_s=0.1,
+                      kind_of={"car_a": "car", "car_b": "car"})  # fmt: skip
+    assert inbound.why_not_joined() == ""
+    inbound.receive(
+        "join", "car_b", testbed_pb2.Hello(actor_id="car_b", kind="car", protocol_version=1).SerializeToString()
+    )
+    for who in ["carA", "carA", "x\x1b[2J", "zzz", "more1", "more2", "more1"]:
+        inbound.receive("join", who, b"")
+    inbound.receive("tx", "carZ", b"")  # not a Hello: not named
+    why = inbound.why_not_joined()
+    assert MAX_UNKNOWN_JOINS == 3
+    assert why == (
+        "; a Hello came from actor id(s) the scenario does not have: 'carA' (did you mean 'car_a'?), "
+        "'x\\x1b[2J', 'zzz' and 3 more Hello(s) from others"
+    ), why

@@ -3,7 +3,8 @@
 What it does for the stack, so that the stack only moves its vehicle and runs its applications:
 
 * joining: subscribes to ``in/{actor}`` and ``control``, sends ``Hello`` every second until the first
-  tick is handed out; waits for this run's ``Control START`` (a STOP before the first tick is an earlier run's);
+  tick is handed out; waits for this run's ``Control START`` (a STOP before the first tick is an earlier run's,
+  but the world's join timeout naming this actor: below);
 * the tick loop: one :class:`~v2x.sdk.types.Tick` per ``TickInput``, with the envelopes heard decoded to
   SI (``v2x.wire``); a repeated ``TickInput`` for the tick just answered is answered again with the same
   bytes (lockstep retransmission); in ``realtime`` mode, when the stack has fallen behind, only the newest
@@ -21,6 +22,8 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
   (``conflicting_input``: answered with the answer given), a waiting input pushed out by newer ones
   (``overflow``: at most ``MAX_WAITING_INPUTS`` inputs or ``MAX_WAITING_BYTES`` wait), and a Control START it
   cannot use (``malformed``);
+* before the first tick a STOP is an earlier run's (ignored), but the world's join timeout naming this actor
+  (``run error: these actors never joined ...``: a wrong actor id, a refused Hello): ``RunAborted`` at once;
 * a STOP counts only with the run's token; a STOP "world lost" (the world's Last Will) is not the end:
   the world may come back after a broker restart (``tick_timeout_s`` ends the wait); a STOP with a reason
   (``run error: ...``, ``interrupted``) is never a normal end: ``RunAborted``, also after the final tick;
@@ -76,7 +79,7 @@ from v2x.net.broker import BrokerAddress, parse_broker_url
 from v2x.net.secure import SecureDirError, load_actor_credentials
 from v2x.net.transport import RECONNECT_INITIAL_S, RECONNECT_MAX_S
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
-from v2x.text import did_you_mean
+from v2x.text import did_you_mean, printable
 from v2x.wire import frame_pb2, security_pb2, testbed_pb2
 from v2x.wire.advisory import advisory
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
@@ -120,9 +123,9 @@ class RunAborted(RuntimeError):
     with a reason (``run error: ...``, ``interrupted``) after it."""
 
 
-async def _first(a: asyncio.Event, b: asyncio.Event, timeout_s: float | None) -> None:
-    """Wait until ``a`` or ``b`` is set, or ``timeout_s`` (None: no limit) has passed."""
-    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+async def _first(*events: asyncio.Event, timeout_s: float | None) -> None:
+    """Wait until one of ``events`` is set, or ``timeout_s`` (None: no limit) has passed."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
     try:
         await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -217,6 +220,7 @@ class Stack:
         self._live_starts: set[bytes] = set()  # the STARTs published while this stack waited for tick 0
         self._said_unequipped = False  # (send: nothing goes out for an unequipped actor, said once)
         self._stopped: testbed_pb2.Control | None = None
+        self._never_joined: RunAborted | None = None  # this run's STOP before START said this actor never joined
         self._stop_event = asyncio.Event()
         self._first_input = asyncio.Event()
         self._last: tuple[int, list[tuple[str, bytes]]] | None = None  # (tick, what was published for it)
@@ -381,7 +385,7 @@ class Stack:
                 raise self._lost
             if self._client is not None:
                 return self._client
-            await _first(self._connected, self._gone, None)
+            await _first(self._connected, self._gone, timeout_s=None)
 
     async def _hello(self) -> None:
         hello = testbed_pb2.Hello(
@@ -470,7 +474,7 @@ class Stack:
                 # but other numbers was taken: attack review 6)
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
             if self._last is None:
-                log.info("%s: ignoring the STOP of an earlier run (%s)", self.actor_id, ctrl.reason)
+                self._stop_before_first_tick(ctrl, retained=retained)
                 return
             token = getattr(ctrl, "token", None)
             if self._token and token != self._token:
@@ -481,6 +485,34 @@ class Stack:
                 return
             self._stopped = ctrl
             self._stop_event.set()
+
+    def _stop_before_first_tick(self, ctrl: testbed_pb2.Control, *, retained: bool) -> None:
+        """A STOP of this run id before the first tick: a retained one is an earlier run's (ignored); one published
+        while this stack listened is ignored too (an earlier run with this id may end after this stack started),
+        unless it is the world's join timeout naming this actor (``run error: these actors never joined ...``, the
+        actor among those missing or among the unknown ids that said Hello: a wrong actor id, a Hello refused):
+        then ``start()`` and ``ticks()`` raise :class:`RunAborted` saying so at once, instead of waiting out their
+        timeout (since session 24: the stack logged this run's STOP as an earlier run's and waited). There is no
+        token before START: on an open broker a forged STOP of that form can end a stack waiting to join, as two
+        different STARTs can (``StartConflict``); ``--secure`` runs let only the world publish Controls."""
+        reason = printable(ctrl.reason[:1000])
+        if retained:
+            log.info("%s: ignoring the STOP of an earlier run (%s)", self.actor_id, reason)
+            return
+        if (
+            ctrl.reason.startswith("run error: ")
+            and "never joined" in ctrl.reason
+            and repr(self.actor_id) in ctrl.reason
+        ):
+            self._never_joined = RunAborted(
+                f"run {self.run_id} ended before it started: its world says actor {self.actor_id!r} never joined "
+                f"({reason}); is the actor id one of the scenario's, and the run id the run's?"
+            )
+            log.error("%s: %s", self.actor_id, self._never_joined)
+            self._stopped = ctrl
+            self._stop_event.set()
+            return
+        log.info("%s: ignoring a STOP before START (%s): an earlier run's with this run id?", self.actor_id, reason)
 
     def _run_info(self, ctrl: testbed_pb2.Control) -> RunInfo:
         if ctrl.tick_us <= 0:
@@ -527,12 +559,14 @@ class Stack:
     # -- the run ------------------------------------------------------------------------------------
     async def start(self, timeout_s: float | None = None) -> RunInfo:
         """Wait for this run's ``Control START`` (``TimeoutError`` after ``timeout_s``, ``BrokerLost`` if the
-        broker is given up) and return it."""
+        broker is given up, ``RunAborted`` at once if the run's STOP says this actor never joined) and return it."""
         if not self._started.is_set():
-            await _first(self._started, self._gone, timeout_s)
+            await _first(self._started, self._gone, self._stop_event, timeout_s=timeout_s)
             if not self._started.is_set():
                 if self._lost is not None:
                     raise self._lost
+                if self._never_joined is not None:
+                    raise self._never_joined
                 raise TimeoutError(f"no START for run {self.run_id} within {timeout_s} s")
         assert self.run is not None
         if self.run.control.signed and self._signing_key is None:
@@ -648,6 +682,8 @@ class Stack:
         if got is not None:
             self._waiting_bytes -= len(got[1])
             return got
+        if self._never_joined is not None:
+            raise self._never_joined
         if self._stopped is not None:
             raise RunAborted(f"run {self.run_id} stopped before its final tick: {self._stopped.reason}")
         if self._lost is not None:
