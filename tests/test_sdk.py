@@ -1924,3 +1924,40 @@ def test_the_never_joined_error_names_a_few_unknown_ids_escaped() -> None:
         "; a Hello came from actor id(s) the scenario does not have: 'carA' (did you mean 'car_a'?), "
         "'x\\x1b[2J', 'zzz' and 3 more Hello(s) from others"
     ), why
+
+
+@pytest.mark.broker
+def test_an_sdk_stack_in_icw_is_warned_at_delivery_and_the_results_name_it(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """An AD team's review, icw with car_b on examples/sdk_vehicle.py: its echoed ICW was recorded at the
+    platform's raise time (3.100, a tick's time; the built-in car_a's at its delivery, 3.104), and nothing in
+    result.json, the report, the console or the recording said which actor an outside stack drove, nor with what
+    software. Now the warning is at its delivery time, and every one of them names car_b and its Hello's software."""
+    scenario = fcw_with_external(tmp_path, "car_b", scenario="icw")
+    prefix = f"sdk-icw-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "stack.log"
+    stack = _start([PY, "examples/sdk_vehicle.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
+                    "--actor", "car_b", "--join-timeout", "300"], log)  # fmt: skip
+    out, rec, page = tmp_path / "out", tmp_path / "rec", tmp_path / "report.html"
+    try:
+        cmd = [PY, "-m", "v2x.cli", "run", str(scenario), "--broker", mosquitto.address.url, "--run-id", prefix,
+               "--variant", "v2x", "--out", str(out), "--record", str(rec), "--html", str(page)]  # fmt: skip
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=ENV, check=False)
+        assert run.returncode in (0, 1), run.stdout + run.stderr
+        assert stack.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    result = json.loads((out / "icw" / "result.json").read_text(encoding="utf-8"))
+    icw = [e for e in result["events"] if e["type"] == "warning" and e["app"] == "icw" and e["source"] == "edge"]
+    mine = [e["t_s"] for e in icw if e["target"] == "car_b"]
+    assert mine and all(abs(t * 10 - round(t * 10)) > 1e-6 for t in mine), icw  # a delivery time, not a tick's
+    software = "examples/sdk_vehicle.py 1.0"
+    assert result["run"]["outside_stacks"] == {"car_b": {"v2x": software}}, result["run"]
+    assert f"; car_b driven by '{software}'" in run.stdout, run.stdout
+    html = page.read_text(encoding="utf-8")
+    assert "driven by outside stacks" in html and f"<td>car_b</td><td>v2x</td><td>{software}</td>" in html
+    replay = subprocess.run([PY, "-m", "v2x.cli", "replay", str(rec)], capture_output=True, text=True, timeout=120,
+                            cwd=REPO, env=ENV, check=False)  # fmt: skip
+    assert replay.returncode == 0 and f"outside stacks: car_b '{software}'" in replay.stdout, replay.stdout

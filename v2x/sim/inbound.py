@@ -68,6 +68,7 @@ MAX_REJECTED_KEYS = 32  # reasons in Ack.rejected
 # The actor ids not in the scenario whose Hellos are kept, to name in the error of actors that never joined (a
 # stack started with ``--actor carA`` for ``car_a``; anyone may publish on a join topic: a few, the rest counted)
 MAX_UNKNOWN_JOINS = 3
+MAX_SOFTWARE_CHARS = 128  # of a Hello's ``software`` in the result (escaped first: it comes from the wire)
 # Physical range of what an Ack may report (beyond it, the value is a forgery or a bug, never a vehicle).
 MAX_SPEED_MPS = 150.0
 MAX_ACCEL_MPS2 = 100.0
@@ -298,6 +299,15 @@ class Inbound:
         """The actors that have not said hello yet."""
         return sorted(set(self.actor_ids) - self.hellos)
 
+    def software_of(self, actor_id: str) -> str | None:
+        """What the first accepted Hello of ``actor_id`` said its software is (``Hello.software``; anyone's text:
+        escaped, at most ``MAX_SOFTWARE_CHARS`` with "..." for the rest), None before one came."""
+        hello = self.software.get(actor_id)
+        if hello is None:
+            return None
+        text = printable(testbed_pb2.Hello.FromString(hello).software)
+        return text if len(text) <= MAX_SOFTWARE_CHARS else text[: MAX_SOFTWARE_CHARS - 3] + "..."
+
     def why_not_joined(self) -> str:
         """For the error that names the actors who never joined: why each one's Hello was refused, for those
         whose only Hellos were ("" when none was refused)."""
@@ -306,7 +316,7 @@ class Inbound:
         return why + self._unknown_joins()
 
     def _unknown_joins(self) -> str:
-        """"; a Hello came from ..." for the actor ids the scenario does not have that said Hello (a stack started
+        """ "; a Hello came from ..." for the actor ids the scenario does not have that said Hello (a stack started
         with a wrong ``--actor``), each with the closest missing actor; "" for none. Anyone may publish on a join
         topic: at most ``MAX_UNKNOWN_JOINS`` are named, escaped."""
         if not self.unknown_joins:
