@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests._signals import interrupted
 from v2x.cli import main
@@ -513,3 +514,33 @@ def test_an_interrupted_check_of_one_scenario_or_with_jobs_1_exits_128_plus_the_
     assert got == code, text
     assert f"v2x check: interrupted ({sig})" in text and "Traceback" not in text, text
     assert not (tmp_path / "out" / "summary.json").exists()  # no report
+
+
+def test_check_variant_runs_and_rewrites_only_that_variant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`v2x check --variant v2x` (for an outside stack that cannot meet the baseline's expectations, which
+    assume the built-in driver's eyes): only that variant runs and is compared, and --update-golden keeps the
+    record's other variants as they were."""
+    folder = _copy_fcw(tmp_path)
+    path = folder / "golden" / "fcw.json"
+    record = json.loads(path.read_text())
+    record["variants"]["baseline"]["collisions"][0]["t_s"] = 7.0  # (what a baseline run would call a change)
+    record["variants"]["v2x"]["warnings"]["follower|fcw|lead"] = 5.0
+    path.write_text(json.dumps(record))
+    out = tmp_path / "out"
+    assert main(["check", str(folder), "--variant", "v2x", "--out", str(out)]) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(c["variant"], c["status"]) for c in summary["cases"]] == [("v2x", "fail")]
+    assert main(["check", str(folder), "--variant", "v2x", "--update-golden", "--out", str(out)]) == 0
+    assert "[v2x] follower: first FCW about lead 5.00 s -> " in capsys.readouterr().out
+    rewritten = json.loads(path.read_text())
+    assert rewritten["variants"]["baseline"] == record["variants"]["baseline"]  # kept, 7.0 s and all
+    assert rewritten["variants"]["v2x"]["warnings"]["follower|fcw|lead"] != 5.0
+    assert main(["check", str(folder), "--variant", "baseline", "--out", str(out)]) == 1  # (its 7.0 s, kept)
+    assert main(["check", "fcw", "--variant", "v2x", "--variant", "baseline", "--out", str(out)]) == 0
+    # a scenario without the variant: refused, nothing run
+    sc = yaml.safe_load(FCW.read_text())
+    sc["variants"] = ["v2x"]
+    sc["expectations"] = [x for x in sc["expectations"] if x.get("variant") != "baseline"]
+    (folder / "fcw.yaml").write_text(yaml.safe_dump(sc))
+    assert main(["check", str(folder), "--variant", "baseline", "--out", str(out)]) == 2
+    assert "v2x check: --variant: scenario fcw has no variant baseline (it has v2x)" in capsys.readouterr().err

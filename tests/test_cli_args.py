@@ -263,6 +263,17 @@ def test_v2x_run_takes_a_folder_of_scenarios_as_v2x_check_does(
     assert f"no scenario files (*.yaml, *.yml) in {empty}" in capsys.readouterr().err
 
 
+def test_a_results_folder_named_as_a_shipped_id_does_not_hide_the_scenario(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claims review: `v2x run fcw --out .` makes ./fcw (the result), and the same command again read that
+    folder ("no scenario files in fcw", exit 2). A folder without scenario files named as a shipped id is the id."""
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["run", "fcw", "--variant", "v2x", "--out", ".", "-q"]) == 0
+    assert (tmp_path / "fcw" / "result.json").exists()
+
+
 def test_a_view_port_in_use_says_port_0(capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 

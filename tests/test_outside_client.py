@@ -364,7 +364,7 @@ def test_a_run_says_it_waits_for_outside_stacks_and_for_how_long(
     code = v2x_main([*argv, "--run-id", "nobody-comes", "--join-timeout", "1", "--out", str(tmp_path / "out")])
     assert code == 3 and time.monotonic() - started < 20
     assert "run nobody-comes-v2x: waiting up to 1 s for the outside stacks of lead to join" in caplog.text
-    assert "never joined within 1 s: ['lead']" in capsys.readouterr().err
+    assert "never joined run nobody-comes-v2x within 1 s: lead\n" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         v2x_main([*argv, "--join-timeout", "nan"])
     assert exit_.value.code == 2

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests._mosquitto import DOCKER_DIR, mosquitto_conf
+from v2x.run.docs import documents
 from v2x.scenario import catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,13 +136,44 @@ def test_every_install_path_uses_the_constraints() -> None:
 
 
 def test_the_docs_travel_with_the_wheel_and_v2x_docs_prints_them(
-    wheel: Path, capsys: pytest.CaptureFixture[str]
+    wheel: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     shipped_docs = sorted(Path(n).name for n in names if n.startswith("v2x/_docs/"))
-    assert shipped_docs == sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    # docs/*.md, and the README's two documents from outside docs/ as NAME.md
+    assert shipped_docs == sorted([p.name for p in (ROOT / "docs").glob("*.md")] + ["CHANGELOG.md", "SEEDS.md"])
     from v2x.cli import main
 
     assert main(["docs", "scenarios"]) == 0
     assert capsys.readouterr().out == (ROOT / "docs" / "SCENARIOS.md").read_text()
     assert main(["docs", "nosuch"]) == 2
+    # Installed (the wheel unpacked on its own, no checkout around it), `v2x docs` finds all of them too.
+    zipfile.ZipFile(wheel).extractall(tmp_path)
+    for name, source in (("seeds", ROOT / "seeds" / "README.md"), ("changelog", ROOT / "CHANGELOG.md")):
+        done = subprocess.run(
+            [sys.executable, "-m", "v2x", "docs", name],
+            env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+        )
+        assert done.stdout == source.read_text(), name
+
+
+def test_v2x_docs_offers_the_readmes_documents_from_outside_docs(capsys: pytest.CaptureFixture[str]) -> None:
+    from v2x.cli import main
+
+    assert main(["docs"]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert {p.stem.lower() for p in (ROOT / "docs").glob("*.md")} | {"changelog", "seeds"} == set(listed)
+    assert listed["seeds"].endswith(f"({ROOT / 'seeds' / 'README.md'})")
+    for name, path in (("changelog", ROOT / "CHANGELOG.md"), ("seeds", ROOT / "seeds" / "README.md")):
+        assert main(["docs", name]) == 0
+        assert capsys.readouterr().out == path.read_text(), name
+    # ... and the README names no document that `v2x docs` cannot print
+    section = (ROOT / "README.md").read_text().split("## Documents", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"\b((?:docs/[A-Z]+|seeds/README|CHANGELOG)\.md)\b", section))
+    assert named, "no documents named in the README's Documents section"
+    by_path = {str(p.relative_to(ROOT)) for p in documents().values()}
+    assert named <= by_path, named - by_path

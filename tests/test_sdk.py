@@ -1877,7 +1877,7 @@ def test_a_stack_with_a_wrong_actor_id_is_named_by_the_run_and_gives_up_on_its_s
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     """An AD team's review: a stack started with ``--actor Follower`` for ``follower``. The world logged
-    ``unknown_sender`` and the run's error said only "these actors never joined ... ['follower']"; the SDK logged
+    ``unknown_sender`` and the run's error said only "these actors never joined ... follower"; the SDK logged
     that run's STOP as "the STOP of an earlier run" and waited out its own join timeout. Now the error names
     the id that said Hello (with the closest missing actor) and the stack exits 1 at once on that STOP."""
     scenario = fcw_with_external(tmp_path, "follower")
@@ -1891,7 +1891,7 @@ def test_a_stack_with_a_wrong_actor_id_is_named_by_the_run_and_gives_up_on_its_s
                              capture_output=True, text=True, timeout=120, cwd=REPO, env=ENV, check=False)  # fmt: skip
         assert run.returncode == 3, run.stdout + run.stderr
         said = run.stdout + run.stderr
-        assert "these actors never joined within 3 s: ['follower']" in said, said
+        assert f"these actors never joined run {prefix}-v2x within 3 s: follower;" in said, said
         assert "a Hello came from actor id(s) the scenario does not have: 'Follower' (did you mean 'follower'?)" in (
             said
         ), said
@@ -1961,3 +1961,23 @@ def test_an_sdk_stack_in_icw_is_warned_at_delivery_and_the_results_name_it(
     replay = subprocess.run([PY, "-m", "v2x.cli", "replay", str(rec)], capture_output=True, text=True, timeout=120,
                             cwd=REPO, env=ENV, check=False)  # fmt: skip
     assert replay.returncode == 0 and f"outside stacks: car_b '{software}'" in replay.stdout, replay.stdout
+
+
+def test_the_sdk_knows_the_join_timeouts_stop_that_names_its_actor() -> None:
+    """Before its first tick the SDK ignores a STOP (an earlier run's), but the world's join timeout of its run
+    that names its actor, as missing or as an unknown id that said Hello (``v2x.net.world``)."""
+    from v2x.sdk import Stack
+
+    def names(actor: str, reason: str) -> bool:
+        return Stack("mqtt://127.0.0.1:1", run_id="ci-v2x", actor_id=actor)._said_never_joined(reason)
+
+    head = "run error: these actors never joined run ci-v2x within 30 s: "
+    refused = " (their Hello was refused: car_b: bad_hello (protocol 1, kind 'truck'; expected 1, 'car'))"
+    unknown = "; a Hello came from actor id(s) the scenario does not have: 'carA' (did you mean 'car_a'?), 'zz'"
+    assert names("car_a", head + "car_a, car_b") and names("car_b", head + "car_a, car_b" + refused)
+    assert names("carA", head + "car_a" + unknown) and names("zz", head + "car_a" + unknown)
+    assert not names("car_c", head + "car_a, car_b" + refused + unknown)
+    assert not names("car", head + "car_a" + unknown)  # (not a prefix of another id)
+    assert not names("car_a", head.replace("ci-v2x", "ci-baseline") + "car_a")  # another run's
+    assert not names("car_a", "run error: the agents stopped: car_a")
+    assert not names("car_a", "")

@@ -498,3 +498,36 @@ def test_a_lost_connection_is_a_warning_on_the_testbeds_connections(caplog: pyte
         ("mqtt.v2x", "ERROR", "Caught exception in on_socket_open: boom"),
         ("mqtt", "ERROR", "failed to receive on socket: a client that is not the testbed's"),
     ]
+
+
+def test_a_connect_cancelled_while_it_is_made_leaves_no_open_socket(mosquitto: Mosquitto) -> None:
+    """aiomqtt connects in an executor thread; a task cancelled meanwhile (a run that ends, Ctrl-C) left the socket
+    open and the client's housekeeping task made after ``asyncio.run`` had cancelled the loop's tasks, so that
+    the socket's close at garbage collection raised "Event loop is closed" (upstream empicano/aiomqtt#377, seen
+    as a PytestUnraisableExceptionWarning in this suite). ``transport.enter`` closes such a connection."""
+    import gc
+    import sys
+
+    from v2x.net.transport import enter, mqtt_client
+
+    unraisable: list[str] = []
+    before = sys.unraisablehook
+    sys.unraisablehook = lambda u: unraisable.append(f"{u.exc_type.__name__}: {u.exc_value} in {u.object!r}")
+    try:
+        for k in range(20):
+
+            async def cancelled_connect(k: int = k) -> None:
+                client = mqtt_client(
+                    mosquitto.address, f"cancelled-{uuid.uuid4().hex[:8]}-{k}", mqtt5=True, max_packet_bytes=65536
+                )
+                task = asyncio.ensure_future(enter(client))
+                await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+            asyncio.run(cancelled_connect())
+            gc.collect()
+    finally:
+        sys.unraisablehook = before
+    assert not unraisable, unraisable[:3]

@@ -21,6 +21,7 @@ same intersection still stands."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -44,8 +45,11 @@ from v2x.wire.bsm import EMERGENCY_CLASSES, TRANSIT_CLASSES, RemoteState
 from v2x.wire.day2 import SSM_MAX_PARTICIPANTS, Coordination, Intention, VehicleRequest, encode_rsc, encode_ssm
 from v2x.wire.envelope import temporary_id
 from v2x.wire.map_spat import MapNode, SignalState, encode_map, encode_spat
+from v2x.wire.protocol import MAX_TX_PER_TICK
 from v2x.wire.rsi import RTE_EVENT_SOURCE, ReferencePath, RoadEvent, RoadSign, encode_rsi
 from v2x.wire.rsm import PARTICIPANT_TYPE, RSM_MAX_PARTICIPANTS, VRU_TYPES, PerceivedObject, encode_rsm
+
+log = logging.getLogger(__name__)
 
 MAP_PERIOD_S = 1.0  # T/CSAE 53: MAP at 1 Hz
 SPAT_PERIOD_S = 0.1  # T/CSAE 53 Day-1 table: RLVW / GLOSA need SPAT at up to 10 Hz
@@ -190,6 +194,8 @@ class RoadsideUnit(Agent):
         self._next_map_s = 0.0
         self._next_spat_s = 0.0
         self.relayed = 0
+        self.relays_dropped = 0  # BSMs heard but not relayed: over the envelopes an actor may send in a tick
+        self._said_dropped = False
         self.shares_as = spec.shares_as  # rsm (Day-1) or ssm (Day-2): how it broadcasts what it detects
         self._ssm_count = 0
         # Queue detection (TJW): the lanes watched, each with the rteId of its event (after the road events),
@@ -218,11 +224,11 @@ class RoadsideUnit(Agent):
     def step(self, ctx: TickContext) -> TickResult:
         result = TickResult()
         platform = self.env.platform_id
-        if platform:
-            for heard in ctx.heard:
-                if heard.link == testbed_pb2.LINK_PC5 and heard.frame.WhichOneof("msg") == "bsm":
-                    result.transmissions.append(Transmission(testbed_pb2.LINK_WIRED, heard.frame, (platform,)))
-                    self.relayed += 1
+        relays = (
+            [h for h in ctx.heard if h.link == testbed_pb2.LINK_PC5 and h.frame.WhichOneof("msg") == "bsm"]
+            if platform
+            else []
+        )
         warps: list[testbed_pb2.SignalWarp] = []
         if self.controllers:
             self.receive(ctx.heard, lambda heard: self._on_heard(heard, ctx.t_s, result, warps))
@@ -280,10 +286,45 @@ class RoadsideUnit(Agent):
             result.transmissions.extend(rsm)
             if platform:  # the edge fuses every RSU's perception with the BSMs (v2x.agents.platform)
                 result.transmissions += [Transmission(testbed_pb2.LINK_WIRED, tx.frame, (platform,)) for tx in rsm]
+        if (
+            relays and platform
+        ):  # the BSMs heard over PC5 go to the platform over the backhaul first, as many as may be sent
+            relays = self._within_budget(relays, MAX_TX_PER_TICK - len(result.transmissions), ctx.t_s)
+            result.transmissions[:0] = [Transmission(testbed_pb2.LINK_WIRED, h.frame, (platform,)) for h in relays]
+            self.relayed += len(relays)
         result.truth = testbed_pb2.TruthState(
             x_m=self.x, y_m=self.y, heading_deg=enu_yaw_rad_to_compass_deg(0.0), signal_warps=warps
         )
         return result
+
+    def _within_budget(self, relays: list[Heard], budget: int, t: float) -> list[Heard]:
+        """The BSMs to relay to the platform this tick: all of them, in the order heard, when they fit in what the
+        RSU may still send in the tick (``MAX_TX_PER_TICK`` envelopes an actor, its own messages first); else the
+        ``budget`` nearest to the RSU (ties: the order heard), still in the order heard. More than some 60
+        equipped vehicles in range asked for more envelopes than the world takes from one actor, and the world
+        refused the RSU's whole report tick after tick (a claims review, session 24)."""
+        if len(relays) <= budget:
+            return relays
+        budget = max(budget, 0)
+
+        def distance(k: int) -> tuple[float, int]:
+            remote = self.env.bsm(relays[k], t)
+            return (math.inf if remote is None else math.hypot(remote.x - self.x, remote.y - self.y)), k
+
+        keep = sorted(sorted(range(len(relays)), key=distance)[:budget])
+        self.relays_dropped += len(relays) - budget
+        if not self._said_dropped:
+            self._said_dropped = True
+            log.warning(
+                "%s t=%.1f s: heard %d BSMs, relays the %d nearest to the platform (at most %d envelopes a tick); "
+                "more such ticks are counted, not logged",
+                self.actor_id,
+                t,
+                len(relays),
+                budget,
+                MAX_TX_PER_TICK,
+            )
+        return [relays[k] for k in keep]
 
     # -- signal priority ----------------------------------------------------------------------------
     def _on_heard(self, heard: Heard, t: float, result: TickResult, warps: list[testbed_pb2.SignalWarp]) -> None:

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
 import aiomqtt
@@ -368,7 +368,7 @@ class MqttTransport:
                     will=self._will(v5),
                 )
                 _writer_only_while_open(client)
-                async with client:
+                async with connection(client):
                     no_delay(client)
                     # Messages go from paho's reader straight to the routes (every handler is synchronous),
                     # not through aiomqtt's queue and iterator (two tasks and a wait per message); the loop
@@ -439,12 +439,14 @@ class MqttTransport:
         closes the 3.1.1 one too: it is waited out as a broker that is away, where taking it for one without
         MQTT 5 would have removed the Maximum Packet Size for the whole process (attack review 4)."""
         try:
-            async with mqtt_client(self.broker, self.client_id, mqtt5=False, max_packet_bytes=0):
+            async with connection(mqtt_client(self.broker, self.client_id, mqtt5=False, max_packet_bytes=0)):
                 pass
         except aiomqtt.MqttError:
             return False
         try:
-            async with mqtt_client(self.broker, self.client_id, mqtt5=True, max_packet_bytes=self._packet_limit()):
+            async with connection(
+                mqtt_client(self.broker, self.client_id, mqtt5=True, max_packet_bytes=self._packet_limit())
+            ):
                 pass
         except ClosedBeforeConnack:
             return True
@@ -657,6 +659,41 @@ def mqtt_client(
     _closed_before_connack_fails_at_once(client)
     _publish_properties_unread(client)
     return client
+
+
+#: How long a connection whose making was cancelled may take to finish, to be closed (``enter``).
+CANCELLED_CONNECT_WAIT_S = 2.0
+
+
+async def enter(client: aiomqtt.Client) -> None:
+    """Connect ``client`` (``await client.__aenter__()``), closing the connection if the caller is cancelled
+    while it is being made. aiomqtt makes the TCP connection in an executor thread, which, once connected,
+    schedules the client's housekeeping task on the event loop; cancelled meanwhile (Ctrl-C, a run that ends,
+    ``asyncio.run`` cancelling what is left), the socket stayed open and that task could be made after the loop
+    had cancelled its tasks, so that the loop closed with it pending and the socket's close at garbage collection
+    raised "Event loop is closed" (an unraisable exception; upstream empicano/aiomqtt#377). Here the connect
+    is let finish, at most ``CANCELLED_CONNECT_WAIT_S`` (a broker that does not answer is given up on as
+    before), and closed before the cancellation goes on."""
+    entering = asyncio.ensure_future(client.__aenter__())
+    try:
+        await asyncio.shield(entering)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(entering), CANCELLED_CONNECT_WAIT_S)
+            await asyncio.wait_for(client.__aexit__(None, None, None), CANCELLED_CONNECT_WAIT_S)
+        raise
+
+
+@contextlib.asynccontextmanager
+async def connection(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
+    """``async with client``, connected by :func:`enter`."""
+    await enter(client)
+    try:
+        yield client
+    except BaseException as exc:
+        await client.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    await client.__aexit__(None, None, None)
 
 
 class ClosedBeforeConnack(aiomqtt.MqttError):

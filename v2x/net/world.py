@@ -389,7 +389,9 @@ class World:
         except TimeoutError:
             missing, why = self.sim.not_joined(), self.sim.why_not_joined()
             raise RuntimeError(
-                f"these actors never joined within {self.join_timeout_s:.0f} s: {missing}{why}"
+                # (a list's repr, "['car_a']", was printed, and not the run they did not join: an adopter review)
+                f"these actors never joined run {self.run_id} within {self.join_timeout_s:.0f} s: "
+                f"{', '.join(missing)}{why}"
             ) from None
         await self._publish_control(testbed_pb2.Control.COMMAND_START)
         self.clock.start()

@@ -32,7 +32,7 @@ from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
 from v2x.run.pool import job_pool
 from v2x.run.results import regular_size, variant_wall_s, write_atomic
-from v2x.scenario.model import Bool, Int, Real, Variant
+from v2x.scenario.model import ALL_VARIANTS, Bool, Int, Real, Variant
 from v2x.text import printable, xml_safe
 
 if TYPE_CHECKING:
@@ -365,9 +365,13 @@ def load_golden(path: Path, scenario_id: str | None = None) -> dict[str, Any] | 
 
 
 def update_golden(path: Path, result: dict[str, Any]) -> list[str]:
-    """Write the golden record of ``result`` to ``path``; the differences from the old record, if any."""
+    """Write the golden record of ``result`` to ``path``; the differences from the old record, if any. The
+    old record's variants that ``result`` did not run (``--variant``) are kept if it is of the same seed."""
     old = load_golden(path)
     new = golden_record(result, old.get("tolerance") if old else None)
+    if old is not None and int(old["seed"]) == int(new["seed"]):
+        kept = {v: s for v, s in old["variants"].items() if v not in new["variants"]}
+        new["variants"] = {**kept, **new["variants"]}
     changes: list[str] = []
     if old is None:
         changes.append("new golden record")
@@ -470,7 +474,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "and compare each variant's outcome - who was warned and when, collisions, stops, speeds at checked "
         "points, violations, expectation verdicts - with its golden record (golden/<id>.json beside the "
         "scenario file), within the tolerances the record states. Writes OUT/junit.xml (one test case per "
-        "scenario and variant) and OUT/summary.json, and prints a table.",
+        "scenario and variant) and OUT/summary.json, and prints a table. A scenario with outside stacks "
+        "(external: true) needs --broker mqtt://... and, for the stacks to know which runs to join, --run-id "
+        '(docs/RESULTS.md, "With an outside stack").',
         epilog="Exit codes: 0 every outcome matches its record and every expectation held, 1 an outcome "
         "changed, an expectation failed or a record is missing, 2 bad input (nothing was run), 3 a run could "
         "not complete (or the reports could not be written), 130 / 143 interrupted by SIGINT / SIGTERM (the "
@@ -483,6 +489,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     check.add_argument("--broker", default="embedded", metavar="URL", help="'embedded' (default) or mqtt://host:port")
     check.add_argument("--seed", type=argtypes.seed, default=None, help="seed (default: the record's, else 0)")
+    check.add_argument(
+        "--run-id",
+        metavar="PREFIX",
+        help="fixed run ids PREFIX-v2x and PREFIX-baseline (as 'v2x run --run-id') for the scenario with outside "
+        "stacks (external: true), printed before its runs, so that each stack knows which run to join; 1-55 of "
+        "A-Z a-z 0-9 _ . -; at most one scenario with outside stacks per check (the others' run ids stay "
+        "random; with none, the check takes a single scenario). Without it the random run id each stack must "
+        "join is printed when its run waits for it",
+    )
+    check.add_argument(
+        "--variant",
+        choices=ALL_VARIANTS,
+        action="append",
+        metavar="{v2x,baseline}",
+        help="run and compare only this variant (repeatable; default: every variant of each scenario), e.g. "
+        "v2x for an outside stack that cannot meet the baseline's expectations; --update-golden then rewrites "
+        "only its part of each record",
+    )
+    check.add_argument(
+        "--join-timeout",
+        type=argtypes.seconds(argtypes.DAY_S),
+        default=30.0,
+        metavar="S",
+        help="a scenario with outside stacks (external: true): how long each variant waits for them to join "
+        "before its run stops (an error case naming them; default 30)",
+    )
     check.add_argument(
         "--jobs",
         type=argtypes.count,
@@ -526,22 +558,48 @@ def run_cost(scenario: Scenario) -> int:
     return (scenario.n_ticks + 1) * (len(scenario.actors) + 2) * len(scenario.variants)
 
 
-def _run_one(job: tuple[str, int, str, int]) -> tuple[dict[str, Any] | str, float, float, float]:
+@dataclass(frozen=True)
+class _Job:
+    """One scenario's run (picklable: it goes to a worker process). ``run_id``: ``--run-id``'s prefix, for
+    the scenario it names; None, random run ids."""
+
+    path: str
+    seed: int
+    broker: str
+    workers: int
+    run_id: str | None = None
+    join_timeout_s: float = 30.0
+    variants: tuple[str, ...] | None = None  # (None: every variant)
+
+
+def _run_one(job: _Job) -> tuple[dict[str, Any] | str, float, float, float]:
     """Run one scenario file (in a worker process, or here): its result document, or the run error's text;
     the wall seconds it took, the seconds of them its process was idle (waiting on the broker) and its CPU
     seconds."""
     import logging
 
     from v2x.run.cli import run_job
-    from v2x.run.runner import RunError, run_scenario
+    from v2x.run.runner import RunError, outside_stacks, run_scenario
     from v2x.scenario import load_scenario
 
     logging.getLogger().setLevel(logging.ERROR)
-    path, seed, broker, workers = job
+    scenario = load_scenario(job.path)
+    if outside_stacks(scenario):
+        # the run's "waiting up to 30 s for the outside stacks of ... to join" names the run id they join (a random
+        # one is known only then), as `v2x run` says it: the stacks cannot know it otherwise (an adopter review)
+        logging.getLogger("v2x.run").setLevel(logging.WARNING)
     t0, cpu0 = time.monotonic(), time.process_time()
     try:
         result: dict[str, Any] | str = run_job(
-            run_scenario(load_scenario(path), seed=seed, broker=broker, workers=workers)
+            run_scenario(
+                scenario,
+                seed=job.seed,
+                broker=job.broker,
+                workers=job.workers,
+                run_id=job.run_id,
+                join_timeout_s=job.join_timeout_s,
+                variants=job.variants,
+            )
         )
     except RunError as exc:
         result = str(exc)
@@ -567,7 +625,7 @@ def _prepare(
     SUMO) are taken out of the runs, each variant an ``error`` case saying why: the others still run (an
     install without the sumo extra ran nothing at all: a newcomer review)."""
     from v2x.net.broker import BrokerURLError, parse_broker_url
-    from v2x.run.runner import broker_away, unjoinable
+    from v2x.run.runner import broker_away, only_variants, unjoinable
     from v2x.scenario import ScenarioError, load_scenario, same_ids
     from v2x.scenario.sumo import cannot_run
 
@@ -618,10 +676,72 @@ def _prepare(
     loaded = runnable
     for cannot in filter(None, (unjoinable(sc, args.broker) for _, sc in loaded)):
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {cannot}"])
+    if args.variant:  # (each scenario as run: its cases and run ids are of these variants only)
+        try:
+            loaded = [(path, only_variants(sc, args.variant)) for path, sc in loaded]
+        except ValueError as exc:
+            raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --variant: {exc}"]) from None
+    if args.run_id is not None and (why := _run_id_unusable(args.run_id, loaded)) is not None:
+        raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --run-id {printable(repr(args.run_id))}: {why}"])
     away = broker_away(args.broker) if args.broker != "embedded" else None  # once, not once per scenario
     if away is not None:
         raise _NothingRun(EXIT_RUN_ERROR, "broker", [f"v2x check: {away}"])
     return loaded, goldens, not_here
+
+
+def _run_id_unusable(prefix: str, loaded: Sequence[tuple[Path, Scenario]]) -> str | None:
+    """Why ``--run-id PREFIX`` cannot name the runs of :func:`_run_id_target`, or None. A run id must differ
+    between runs, and a stack must know which scenario it joins: the prefix goes to one scenario only."""
+    from v2x.run.runner import RUN_ID_RULE, outside_stacks, valid_run_id_prefix
+
+    if not valid_run_id_prefix(prefix):
+        return RUN_ID_RULE
+    outside = [sc.id for _, sc in loaded if outside_stacks(sc)]
+    if len(outside) > 1:
+        return (
+            f"{len(outside)} scenarios have outside stacks (external: true): {', '.join(outside)}; a run id names one "
+            "scenario's runs: check each in a 'v2x check' of its own, with a --run-id (and --out) of its own"
+        )
+    if not outside and len(loaded) > 1:
+        return (
+            f"it names the runs of the scenario with outside stacks (external: true), and none of these {len(loaded)} "
+            "has one (or give a single scenario)"
+        )
+    return None
+
+
+def _run_id_target(loaded: Sequence[tuple[Path, Scenario]]) -> Path:
+    """The scenario ``--run-id`` names (checked by :func:`_run_id_unusable`): the one with outside stacks,
+    else the only one."""
+    from v2x.run.runner import outside_stacks
+
+    return next((path for path, sc in loaded if outside_stacks(sc)), loaded[0][0])
+
+
+def _say_run_ids(loaded: Sequence[tuple[Path, Scenario]], run_ids: dict[Path, str | None], join_s: float) -> None:
+    """Before the first run: which runs each scenario's outside stacks join, so that they can be started."""
+    from v2x.run.runner import fixed_run_ids, outside_stacks
+
+    for path, sc in loaded:
+        actors = outside_stacks(sc)
+        if not actors:
+            continue
+        who = f"v2x check: {sc.id}: the outside stack(s) of {', '.join(actors)}"
+        prefix = run_ids.get(path)
+        if prefix is None:
+            print(
+                f"{who} join random run ids, each said when its run waits for them (give --run-id PREFIX to know "
+                "them beforehand)",
+                file=sys.stderr,
+                flush=True,
+            )
+            continue
+        ids = list(fixed_run_ids(prefix, sc.variants).values())
+        print(
+            f"{who} join run {', then run '.join(ids)}; each run waits up to {join_s:g} s for them (docs/PROTOCOL.md)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -680,7 +800,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     # said once: a broker that answers each lockstep round trip late (Nagle) slows every run alike
     slow: str | None = None
-    work = [(str(path), seeds[path], args.broker, args.workers) for path, _ in loaded]
+    run_ids: dict[Path, str | None] = {path: None for path, _ in loaded}
+    if args.run_id is not None:
+        run_ids[_run_id_target(loaded)] = args.run_id
+    _say_run_ids(loaded, run_ids, args.join_timeout)
+    work = [
+        _Job(
+            str(path),
+            seeds[path],
+            args.broker,
+            args.workers,
+            run_ids[path],
+            args.join_timeout,
+            tuple(args.variant) if args.variant else None,
+        )
+        for path, _ in loaded
+    ]
     # (interrupted, SIGINT / SIGTERM: cmd_check; the pool's runs in progress go too)
     with contextlib.ExitStack() as stack:
         if jobs == 1:

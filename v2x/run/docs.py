@@ -9,14 +9,21 @@ from pathlib import Path
 
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_OK
 
-_CHECKOUT_DOCS = Path(__file__).resolve().parents[2] / "docs"
+_CHECKOUT = Path(__file__).resolve().parents[2]
+_CHECKOUT_DOCS = _CHECKOUT / "docs"
 _PACKAGED_DOCS = Path(__file__).resolve().parents[1] / "_docs"
 DOCS_DIR = _CHECKOUT_DOCS if _CHECKOUT_DOCS.is_dir() else _PACKAGED_DOCS
+# The documents outside docs/ that the README lists, by name: in a checkout where they are; a wheel carries
+# them in v2x/_docs as NAME.md (upper case), next to the docs (pyproject.toml's force-include).
+EXTRA_DOCUMENTS = {"changelog": "CHANGELOG.md", "seeds": "seeds/README.md"}
 
 
 def documents() -> dict[str, Path]:
-    """Document name (lower case, no suffix: ``scenarios``) -> path."""
-    return {p.stem.lower(): p for p in sorted(DOCS_DIR.glob("*.md"))}
+    """Document name (lower case, no suffix: ``scenarios``; ``changelog`` and ``seeds`` too) -> path, by name."""
+    found = {p.stem.lower(): p for p in DOCS_DIR.glob("*.md")}
+    if DOCS_DIR == _CHECKOUT_DOCS:
+        found.update({name: _CHECKOUT / rel for name, rel in EXTRA_DOCUMENTS.items() if (_CHECKOUT / rel).is_file()})
+    return dict(sorted(found.items()))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "docs",
         help="list or print the documentation (scenario format, results, protocol, ...)",
         description="Without NAME: list the documents and where they are. With NAME (e.g. scenarios, results, "
-        "protocol, architecture): print that document.",
+        "protocol, architecture, changelog, seeds): print that document.",
         epilog="Exit codes: 0 done, 2 no such document.",
     )
     docs.add_argument("name", nargs="?", metavar="NAME", help="a document's name, e.g. scenarios")

@@ -10,11 +10,15 @@ Registered through the ``pytest11`` entry point; it collects a ``.yaml`` file on
 scenario: three or more of a scenario's top-level keys (``id:``, ``origin:``, ``duration_s:``, ``road:``,
 ``actors:``, ``expectations:``, ...), so that one with a key misspelt is collected and fails naming it.
 Options: ``--v2x-broker URL`` (default the embedded broker), ``--v2x-seed N`` (default: the golden record's
-seed, else 0).
+seed, else 0), ``--v2x-run-id PREFIX`` (the scenario with outside stacks, ``external: true``, runs its
+variants as ``PREFIX-v2x``, ``PREFIX-baseline``, said before the items run, so that each stack knows which
+run to join; at most one such scenario per session) and ``--v2x-join-timeout S`` (how long each of its runs
+waits for them; default 30).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 from collections.abc import Iterator
@@ -34,6 +38,17 @@ _SCENARIO_KEYS = re.compile(
 _SCENARIO_KEYS_NEEDED = 3
 # The scenario files collected in this session, by id: two with one id would share a golden record
 _BY_ID = pytest.StashKey[dict[str, Path]]()
+# The scenario files collected with outside stacks (external: true), by id: which runs their stacks join
+_OUTSIDE = pytest.StashKey[dict[str, "ScenarioFile"]]()
+
+
+def _run_id_prefix(text: str) -> str:
+    """``--v2x-run-id``: a prefix as ``v2x run --run-id`` takes it."""
+    from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix
+
+    if not valid_run_id_prefix(text):
+        raise argparse.ArgumentTypeError(RUN_ID_RULE)
+    return text
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,6 +57,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--v2x-seed", type=argtypes.seed, default=None, help="seed for scenario items (default: golden's, else 0)"
     )
+    group.addoption(
+        "--v2x-run-id",
+        type=_run_id_prefix,
+        default=None,
+        metavar="PREFIX",
+        help="fixed run ids PREFIX-v2x, PREFIX-baseline for the scenario with outside stacks (external: true), "
+        "said before the items run; one such scenario per session (default: random run ids)",
+    )
+    group.addoption(
+        "--v2x-join-timeout",
+        type=argtypes.seconds(argtypes.DAY_S),
+        default=30.0,
+        metavar="S",
+        help="how long each run waits for the outside stacks to join (default 30)",
+    )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Which runs the outside stacks join, before the first item runs (so that they can be started)."""
+    from v2x.run.runner import fixed_run_ids, outside_stacks
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    prefix = session.config.getoption("--v2x-run-id")
+    for file in session.config.stash.get(_OUTSIDE, {}).values():
+        who = f"v2x: {file.scenario.id}: the outside stack(s) of {', '.join(outside_stacks(file.scenario))}"
+        if prefix is None:
+            reporter.write_line(
+                f"{who} join random run ids, each logged when its run waits for them (--log-cli-level=WARNING "
+                "shows it; give --v2x-run-id PREFIX to know them beforehand)"
+            )
+        else:
+            ids = list(fixed_run_ids(prefix, file.scenario.variants).values())
+            reporter.write_line(f"{who} join run {', then run '.join(ids)} (one item each)")
 
 
 def _looks_like_scenario(path: Path) -> bool:
@@ -95,6 +145,20 @@ class ScenarioFile(pytest.File):
         if why is not None:
             yield InvalidScenarioItem.from_parent(self, name="load", message=f"{self.path}: {why}")
             return
+        from v2x.run.runner import outside_stacks
+
+        if outside_stacks(scenario):
+            outside = self.config.stash.setdefault(_OUTSIDE, {})
+            prefix = self.config.getoption("--v2x-run-id")
+            if prefix is not None and outside and scenario.id not in outside:
+                first = next(iter(outside))
+                why = (
+                    f"--v2x-run-id {prefix}: {first} and {scenario.id} both have outside stacks (external: true); a "
+                    "run id names one scenario's runs: run each in a pytest session of its own"
+                )
+                yield InvalidScenarioItem.from_parent(self, name="load", message=f"{self.path}: {why}")
+                return
+            outside[scenario.id] = self
         self.scenario = scenario
         for variant in scenario.variants:
             yield ScenarioItem.from_parent(self, name=variant, variant=variant)
@@ -116,8 +180,20 @@ class ScenarioFile(pytest.File):
             self._seed = seed if seed is not None else int(self._golden["seed"]) if self._golden else 0
             warm_up_core([self.scenario])
         broker = self.config.getoption("--v2x-broker")
+        outside = self.config.stash.get(_OUTSIDE, {}).get(self.scenario.id) is self
+        run_id = self.config.getoption("--v2x-run-id") if outside else None  # (others: random)
+        join_s = self.config.getoption("--v2x-join-timeout")
         try:
-            result = asyncio.run(run_scenario(self.scenario, seed=self._seed, broker=broker, variants=[variant]))
+            result = asyncio.run(
+                run_scenario(
+                    self.scenario,
+                    seed=self._seed,
+                    broker=broker,
+                    variants=[variant],
+                    run_id=run_id,
+                    join_timeout_s=join_s,
+                )
+            )
         except RunError as exc:
             self._error = f"run error: {exc}"
             raise ScenarioFailure(self._error) from None

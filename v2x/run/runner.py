@@ -151,11 +151,24 @@ def valid_run_id_prefix(prefix: str) -> bool:
     return topics.valid_id(prefix) and len(prefix) <= 64 - _LONGEST_SUFFIX
 
 
+def fixed_run_ids(prefix: str, variants: Sequence[str]) -> dict[str, str]:
+    """The run id of each variant of a run given ``--run-id PREFIX``: ``PREFIX-{variant}`` (what an outside
+    stack joins: docs/PROTOCOL.md)."""
+    return {v: f"{prefix}-{v}" for v in variants}
+
+
+def outside_stacks(scenario: Scenario) -> list[str]:
+    """The actors of ``scenario`` driven by outside stacks (``external: true``)."""
+    return [a.id for a in scenario.actors if a.external]
+
+
 def only_variants(scenario: Scenario, variants: Sequence[str]) -> Scenario:
     """The scenario restricted to ``variants`` (in the scenario's order), with only their expectations."""
     unknown = [v for v in variants if v not in scenario.variants]
     if unknown:
-        raise ValueError(f"scenario {scenario.id} has no variant {', '.join(unknown)} (it has {scenario.variants})")
+        raise ValueError(
+            f"scenario {scenario.id} has no variant {', '.join(unknown)} (it has {', '.join(scenario.variants)})"
+        )
     keep = [v for v in scenario.variants if v in variants]
     return scenario.model_copy(
         update={"variants": keep, "expectations": [e for e in scenario.expectations if e.variant in keep]}
@@ -536,7 +549,7 @@ async def run_variant(
                 await pool.wait_ready(worker_timeout_s if remote_workers else connect_timeout_s + 20.0)
             except WorkerFailed as exc:
                 raise RunError(str(exc)) from None
-        waited_for = [a.id for a in scenario.actors if a.external]
+        waited_for = outside_stacks(scenario)
         if waited_for:  # (a run that waited 30 s in silence and then failed: a newcomer review)
             log.warning(
                 "run %s: waiting up to %.0f s for the outside stacks of %s to join (docs/PROTOCOL.md)",
@@ -681,10 +694,11 @@ async def run_scenario(
     metrics: dict[str, dict[str, Any]] = {}
     if security is not None and security.directory is not None and run_id is None:
         run_id = load_secure_dir(security.directory).run_prefix
-    run_ids: dict[str, str] = {
-        v: f"{run_id}-{v}" if run_id is not None else f"{scenario.id}-{v}-s{seed}-{secrets.token_hex(3)}"
-        for v in scenario.variants
-    }
+    run_ids: dict[str, str] = (
+        fixed_run_ids(run_id, scenario.variants)
+        if run_id is not None
+        else {v: f"{scenario.id}-{v}-s{seed}-{secrets.token_hex(3)}" for v in scenario.variants}
+    )
     tracks: dict[str, Tracks] = {}
     reconnects = 0
     held_s = 0.0
@@ -795,14 +809,16 @@ def broker_away(url: str) -> str | None:
 
 def unjoinable(scenario: Scenario, broker: str) -> str | None:
     """Why outside stacks could not join ``scenario`` on ``broker``, or None: the embedded broker listens on a
-    random port inside this process, so a scenario with an ``external: true`` actor waited 30 s there and
-    failed with "never joined" (an outside review)."""
-    outside = [a.id for a in scenario.actors if a.external]
-    if broker != "embedded" or not outside:
+    random port inside this process, and the loopback bus is inside this process, so a scenario with an
+    ``external: true`` actor waited 30 s there and failed with "never joined" (an outside review)."""
+    outside = outside_stacks(scenario)
+    if broker not in ("embedded", "loopback") or not outside:
         return None
+    who = f"{scenario.id}: {', '.join(outside)} {'is' if len(outside) == 1 else 'are'} driven by an outside stack "
+    if broker == "loopback":
+        return f"{who}(external: true), which cannot join the in-process loopback bus (no broker at all)"
     return (
-        f"{scenario.id}: {', '.join(outside)} {'is' if len(outside) == 1 else 'are'} driven by an outside stack "
-        "(external: true), which cannot reach the embedded broker (a random port inside this process): run a "
+        f"{who}(external: true), which cannot reach the embedded broker (a random port inside this process): run a "
         "broker and give --broker mqtt://HOST:PORT (docs/PROTOCOL.md, Transport)"
     )
 

@@ -38,6 +38,16 @@ from v2x.run.check import CaseResult, write_junit
 from v2x.run.pool import job_pool
 from v2x.scenario.profiles import LINK_OF_KIND, add_profile_options, profile_args
 from v2x.sim.metrics import percentile
+from v2x.text import printable
+
+#: The seeds run on the in-process loopback bus (no broker): an outside stack cannot join them.
+SWEEP_BUS = "loopback"
+SWEEP_NO_OUTSIDE = (
+    "A sweep over many seeds with an outside stack is not supported (nothing was run): sweep a copy of the scenario "
+    "without 'external: true' (the built-in driver drives that actor), or run the seeds you need one at a time "
+    "against a broker, the stack joining each run: 'v2x run SCENARIO --broker mqtt://HOST:PORT --run-id PREFIX "
+    "--seed N' (docs/PROTOCOL.md)"
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,9 +58,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "and report per application the detection rate (warning expectations that held), the false-warning "
         "rate (no_warning expectations that failed), the lead time p5/p50/p95 (before the baseline's collision "
         "of the same pair, else the warning's own TTC or TTI) and the collision rate with and without V2X. "
-        "--positioning and --network swap profiles to show how the apps degrade.",
+        "--positioning and --network swap profiles to show how the apps degrade. A scenario with an outside "
+        "stack (external: true) is refused: no stack can join the in-process bus.",
         epilog="Exit codes: 0 done (and every --min-/--max- bound met), 1 a bound given with --min-pass-rate, "
-        "--min-detection, --max-false-warnings or --max-collision-rate not met (each named), 2 bad input, 3 a run "
+        "--min-detection, --max-false-warnings or --max-collision-rate not met (each named), 2 bad input (a "
+        "scenario with an outside stack too; nothing was run), 3 a run "
         "could not complete (or a file could not be written), 130 / 143 interrupted by SIGINT / SIGTERM (the runs "
         "in progress and their worker processes stopped).",
     )
@@ -152,7 +164,7 @@ def _run_seed(job: tuple[str, int, str | None, tuple[str, ...]]) -> dict[str, An
     logging.getLogger().setLevel(logging.ERROR)
     path, seed, positioning, networks = job
     scenario = _variant_of(path, positioning, networks)
-    result = run_job(run_scenario(scenario, seed=seed, broker="loopback"))
+    result = run_job(run_scenario(scenario, seed=seed, broker=SWEEP_BUS))
     expectations = [e.model_dump(mode="json") for e in scenario.expectations]
     used = sorted({link for m in result["metrics"].values() for link, n in m["messages"]["sent"].items() if n})
     return {"seed": seed, "passed": result["passed"], "links": used, **seed_findings(result, expectations)}
@@ -403,6 +415,17 @@ def svg(s: SweepSummary) -> str:
     return "\n".join(out) + "\n"
 
 
+def _why(exc: Exception) -> str:
+    """A run's failure in words: a RunError's own (a Python repr, ``RunError('...')``, was printed: a review),
+    another exception's kind and text (a crash in a worker)."""
+    from v2x.run.runner import RunError
+
+    text = printable(str(exc))
+    if isinstance(exc, RunError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``v2x sweep``; SIGINT / SIGTERM stop the runs in progress (and the workers) and exit 130 / 143."""
     from v2x.run.cli import run_interruptibly
@@ -436,6 +459,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"v2x sweep: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from v2x.run.runner import unjoinable
+
+    if (outside := unjoinable(scenario, SWEEP_BUS)) is not None:  # (it waited 30 s, then a RunError's repr: a review)
+        print(f"v2x sweep: {outside}. {SWEEP_NO_OUTSIDE}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     warm_up_core([scenario])  # compiled (or loaded) once here if needed; the workers load the cached kernels
     started = time.monotonic()
     work = [(path, seed, args.positioning, tuple(networks)) for seed in range(args.seeds)]
@@ -462,10 +490,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     except Interrupted:
         raise  # run_interruptibly: 130 / 143
     except Exception as exc:  # a worker's RunError or crash: name it, do not print a traceback
-        print(f"\nv2x sweep: a run could not complete: {exc!r}", file=sys.stderr)
+        why = _why(exc)
+        print(f"\nv2x sweep: a run could not complete: {why}", file=sys.stderr)
         if args.junit:  # why, for a CI job's report (it found no file: a diff review)
             with contextlib.suppress(OSError):
-                error = CaseResult(scenario.id, "sweep", "error", [f"a run could not complete: {exc!r}"])
+                error = CaseResult(scenario.id, "sweep", "error", [f"a run could not complete: {why}"])
                 write_junit([error], args.junit, suite="v2x sweep")
         return EXIT_RUN_ERROR
     if tty:

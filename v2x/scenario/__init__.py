@@ -1,7 +1,15 @@
 """Scenario files: schema, loading with clear errors, road geometry."""
 
 from v2x.scenario.geometry import Pose, Route, route_for
-from v2x.scenario.loader import ScenarioError, catalogue, find_scenario, load_scenario, same_ids, scenario_notes
+from v2x.scenario.loader import (
+    ScenarioError,
+    catalogue,
+    find_scenario,
+    is_shipped_id,
+    load_scenario,
+    same_ids,
+    scenario_notes,
+)
 from v2x.scenario.model import ActorSpec, Scenario
 
 __all__ = [
@@ -12,6 +20,7 @@ __all__ = [
     "ScenarioError",
     "catalogue",
     "find_scenario",
+    "is_shipped_id",
     "load_scenario",
     "route_for",
     "same_ids",

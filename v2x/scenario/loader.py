@@ -1307,7 +1307,7 @@ def find_scenario(name: str) -> Path:
     case and a ``.yaml`` suffix are forgiven). An id that names no shipped scenario raises ScenarioError
     listing the close matches and pointing to ``v2x list``."""
     candidate = Path(name)
-    if candidate.exists():
+    if candidate.exists() and not (candidate.is_dir() and is_shipped_id(name)):
         return candidate
     shipped = {p.stem: p for p in catalogue()}
     key = candidate.name.lower().removesuffix(".yaml").removesuffix(".yml")
@@ -1318,6 +1318,13 @@ def find_scenario(name: str) -> Path:
     close = difflib.get_close_matches(key, list(shipped), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ScenarioError(name, [("", f"not a shipped scenario id nor a file{hint} ('v2x list' shows the ids)")])
+
+
+def is_shipped_id(name: str) -> bool:
+    """Whether ``name`` is a shipped scenario's id as :func:`find_scenario` takes one (no folder part)."""
+    candidate = Path(name)
+    key = candidate.name.lower().removesuffix(".yaml").removesuffix(".yml")
+    return candidate.parent == Path(".") and (SCENARIO_DIR / f"{key}.yaml").is_file()
 
 
 def catalogue() -> list[Path]:

@@ -59,6 +59,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import time
 import uuid
 from collections import Counter, deque
@@ -104,6 +105,14 @@ REALTIME_EARLY_TICKS = 1.0
 # silent actor in lockstep (``LockstepClock.give_up_after_s``), after which the run has failed anyway.
 RECONNECT_WITHIN_S = 60.0
 
+# The STOP of a world whose actors did not all join in time (``v2x.net.world``: the missing actors, then why their
+# Hellos were refused, then the unknown actor ids that said Hello, quoted; ``v2x.sim.inbound.why_not_joined``)
+_NEVER_JOINED = re.compile(
+    r"run error: these actors never joined run (?P<run>\S+) within \S+ s: "
+    r"(?P<missing>[^ ,(;]+(?:, [^ ,(;]+)*)(?P<rest>.*)",
+    re.DOTALL,
+)
+_UNKNOWN_HELLOS = "; a Hello came from actor id(s) the scenario does not have: "
 _Input = tuple[float, bytes, testbed_pb2.TickInput]  # when it came (monotonic), its bytes, parsed
 
 
@@ -499,11 +508,7 @@ class Stack:
         if retained:
             log.info("%s: ignoring the STOP of an earlier run (%s)", self.actor_id, reason)
             return
-        if (
-            ctrl.reason.startswith("run error: ")
-            and "never joined" in ctrl.reason
-            and repr(self.actor_id) in ctrl.reason
-        ):
+        if self._said_never_joined(ctrl.reason):
             self._never_joined = RunAborted(
                 f"run {self.run_id} ended before it started: its world says actor {self.actor_id!r} never joined "
                 f"({reason}); is the actor id one of the scenario's, and the run id the run's?"
@@ -513,6 +518,20 @@ class Stack:
             self._stop_event.set()
             return
         log.info("%s: ignoring a STOP before START (%s): an earlier run's with this run id?", self.actor_id, reason)
+
+    def _said_never_joined(self, reason: str) -> bool:
+        """Whether ``reason`` is the world's join timeout of this run naming this actor: among the actors that
+        never joined, or (quoted) among the unknown actor ids that said Hello (``v2x.net.world``,
+        ``Inbound.why_not_joined``)."""
+        said = _NEVER_JOINED.match(reason)
+        if said is None or said["run"] != self.run_id:
+            return False
+        unknown = said["rest"].partition(_UNKNOWN_HELLOS)[2]
+        return (
+            self.actor_id in said["missing"].split(", ")
+            or unknown.startswith(repr(self.actor_id))
+            or (f", {self.actor_id!r}" in unknown)
+        )
 
     def _run_info(self, ctrl: testbed_pb2.Control) -> RunInfo:
         if ctrl.tick_us <= 0:

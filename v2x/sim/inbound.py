@@ -50,6 +50,7 @@ from v2x.wire.protocol import (
     MAX_FLEET_ACK_BYTES,
     MAX_HELLO_BYTES,
     MAX_TX_BYTES,
+    MAX_TX_PER_TICK,
     PROTOCOL_VERSIONS,
 )
 from v2x.wire.scan import bsm_envelope_unsigned
@@ -60,7 +61,6 @@ log = logging.getLogger("v2x.sim.inbound")
 
 M = TypeVar("M", bound=Message)
 
-MAX_TX_PER_TICK = 64  # transmissions one actor may make in a tick (built-in agents make a handful)
 MAX_EVENTS_PER_ACK = 256
 MAX_NOTES_PER_ACK = 64
 MAX_TEXT = 256  # characters of an id or other short text in an Ack

@@ -12,6 +12,7 @@ from __future__ import annotations
 PROTOCOL_VERSION = 1  # Hello.protocol_version and Control.protocol_version (docs/PROTOCOL.md "Version: v1")
 PROTOCOL_VERSIONS: tuple[int, ...] = (PROTOCOL_VERSION,)  # the Hello.protocol_version values a world takes
 
+MAX_TX_PER_TICK = 64  # envelopes one actor may send in a tick (Ack.tx_count; built-in agents stay within it too)
 MAX_HELLO_BYTES = 16 * 1024  # a Hello or FleetHello: ids, a software name, a nonce and a seal
 MAX_INPUT_BYTES = 4 * 1024 * 1024  # a TickInput (world -> agent)
 MAX_TX_BYTES = 16 * 1024  # TS 22.185: event messages up to 1200 B; MAP and envelopes need more headroom
