@@ -33,7 +33,9 @@ topics. After the run it checks what the stack sent, tick by tick, and prints a 
   which the protocol asks for after a reconnect or a restart of the stack);
 * deadline (``--mode realtime``): every Ack reached the broker within one tick of its TickInput;
 * response time (lockstep, never a fail): the p95 from a TickInput to its Ack, as the listeners heard them
-  (in a thread of their own, ``ListenerThread``: the world's loop in this process does not delay them).
+  (in a thread of their own, ``ListenerThread``: the world's loop in this process does not delay them); a p95
+  of 35-60 ms (``NAGLE_LIKE_MS``, here and in real time) adds a hint: Nagle's algorithm (TCP_NODELAY) on the
+  stack's connection or the broker's.
 
 With ``--secure-dir`` (the files of ``v2x secure init``) the run is a secure one, as ``v2x run --secure-dir``
 makes it: every party logs in as itself over TLS, the broker's grants hold, every envelope must be signed
@@ -703,7 +705,7 @@ def analyse(
             if late
             else []
         )
-        detail = f"every Ack within {tick_s * 1000:.0f} ms of its input (p95 {p95:.1f} ms)"
+        detail = f"every Ack within {tick_s * 1000:.0f} ms of its input (p95 {p95:.1f} ms)" + nagle_hint(p95)
         if counted and not late:
             detail += (
                 f"; the world closed {counted} tick(s) without its report all the same: its inputs went out late "
@@ -714,10 +716,27 @@ def analyse(
         out.add(
             "response time",
             [],
-            f"p95 {p95:.1f} ms from TickInput to Ack as heard here, the broker's hops included (lockstep: no deadline)",
+            f"p95 {p95:.1f} ms from TickInput to Ack as heard here, the broker's hops included (lockstep: no deadline)"
+            + nagle_hint(p95),
             nothing=no_delay,
         )
     return out
+
+
+# A p95 response time in this range (ms) looks like Nagle's algorithm meeting delayed ACKs (Linux: 40 ms), on the
+# stack's connection or the broker's: an AD team's SDK stack showed "p95 48.0 ms" and nothing said why (session 24).
+NAGLE_LIKE_MS = (35.0, 60.0)
+
+
+def nagle_hint(p95_ms: float) -> str:
+    """What to add to a response time whose p95 (ms) looks like Nagle's algorithm (``NAGLE_LIKE_MS``), else ""."""
+    low, high = NAGLE_LIKE_MS
+    if not low <= p95_ms <= high:
+        return ""
+    return (
+        "; about the 40 ms that Nagle's algorithm adds with delayed ACKs: does the stack switch it off on its socket "
+        "(TCP_NODELAY, docs/PROTOCOL.md checklist item 3), and the broker (Mosquitto: set_tcp_nodelay true)?"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from v2x.scenario.model import (
     Scenario,
     StaysOnRouteExpectation,
 )
+from v2x.text import did_you_mean
 from v2x.units import mps_to_kph, wrap_angle_rad
 
 if TYPE_CHECKING:
@@ -450,13 +451,7 @@ def _one_of(what: str, options: Iterable[str], got: str) -> str:
     not spelled out (the thresholds are over a hundred)."""
     opts = sorted(options)
     listed = str(opts) if len(opts) <= 20 else f"({len(opts)} of them: 'v2x docs scenarios' lists them)"
-    return f"one of {what} {listed}; got {got!r}{_close(got, opts)}"
-
-
-def _close(got: str, options: Iterable[str], cutoff: float = 0.6) -> str:
-    """ ": did you mean 'x'?" for the option closest to ``got`` (a typo), else ""."""
-    close = difflib.get_close_matches(got, sorted(options), n=1, cutoff=cutoff)
-    return f": did you mean {close[0]!r}?" if close else ""
+    return f"one of {what} {listed}; got {got!r}{did_you_mean(got, opts)}"
 
 
 def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
@@ -527,7 +522,7 @@ def pydantic_problems(
         elif err["type"] == "extra_forbidden":
             # (a typo's likely field, from the whole schema's names: `sped_mps`, newcomer 5)
             msg = unknown + (
-                _close(str(loc[-1]), _fields_at(loc), 0.8) if unknown is UNKNOWN_SCENARIO_FIELD and loc else ""
+                did_you_mean(str(loc[-1]), _fields_at(loc), 0.8) if unknown is UNKNOWN_SCENARIO_FIELD and loc else ""
             )
         elif (
             err["type"] in ("float_type", "int_type")
@@ -902,9 +897,10 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             if attr == "other" and event_ids:
                 if ref not in event_ids:
                     expected = f"an actor id {ids} or a road event / sign id {event_ids}; got {ref!r}"
-                    problems.append((f"expectations[{i}].{attr}", expected + _close(ref, [*ids, *event_ids])))
+                    problems.append((f"expectations[{i}].{attr}", expected + did_you_mean(ref, [*ids, *event_ids])))
             else:
-                problems.append((f"expectations[{i}].{attr}", f"an actor id {ids}; got {ref!r}" + _close(ref, ids)))
+                wanted = f"an actor id {ids}; got {ref!r}" + did_you_mean(ref, ids)
+                problems.append((f"expectations[{i}].{attr}", wanted))
         if exp.variant not in sc.variants:
             expected = f"one of the scenario's variants {list(dict.fromkeys(sc.variants))}; got {exp.variant!r}"
             problems.append((f"expectations[{i}].variant", expected))

@@ -83,11 +83,14 @@ Event = dict[str, Any]
 @dataclass
 class WorldReport:
     """What a finished run leaves behind: the outcome (events) and the metrics; ``reconnects``: how many times
-    the run's connections to the broker were made again (a broker restart; set by ``v2x.run.runner``)."""
+    the run's connections to the broker were made again (a broker restart; set by ``v2x.run.runner``);
+    ``outside_stacks``: each actor driven from outside (``external: true``), by the software its Hello named
+    (escaped and bounded: ``Inbound.software_of``). Not part of the outcome."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     reconnects: int = 0
+    outside_stacks: dict[str, str] = field(default_factory=dict)
 
 
 def warning_event(variant: str, target: str, other: str, adv: testbed_pb2.Advisory) -> Event:
@@ -762,7 +765,12 @@ class Simulation:
         self.inbound.log_summary()
         if self.background is not None:
             self.background.close()
-        return WorldReport(events=sorted(self.events, key=event_order), metrics=self.metrics(wall_s))
+        outside = {a: self.inbound.software_of(a) for a in self.actor_ids if self.scenario.actor(a).external}
+        return WorldReport(
+            events=sorted(self.events, key=event_order),
+            metrics=self.metrics(wall_s),
+            outside_stacks={a: sw for a, sw in outside.items() if sw is not None},
+        )
 
 
 def fleet_ids_for(scenario: Scenario, variant: str, fleets: int) -> list[str]:
