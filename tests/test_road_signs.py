@@ -37,6 +37,7 @@ from v2x.wire.rsi import ReferencePath, RoadEvent, RoadSign, decode_rsi, encode_
 
 IVS = SCENARIO_DIR / "ivs.yaml"
 SLW = SCENARIO_DIR / "slw.yaml"
+SLW_MAP = SCENARIO_DIR / "slw-map.yaml"
 HLW = SCENARIO_DIR / "hlw.yaml"
 FRAME = LocalFrame(29.7150, 106.6300, 280.0)
 EPOCH = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
@@ -354,11 +355,15 @@ def test_the_shipped_scenarios_are_in_the_catalogue() -> None:
     ivs, slw = load_scenario(IVS), load_scenario(SLW)
     assert [s.id for s in ivs.actor("rsu_school").road_signs] == ["children_sign"] and "ivs" in ivs.actor("car_a").apps
     assert [s.speed_limit_kph for s in slw.actor("rsu_village").road_signs] == [40] and "slw" in slw.actor("car_a").apps
+    by_map = load_scenario(SLW_MAP)  # SLW from MAP alone: an RSU serving x1, whose lanes have a limit, and no sign
+    rsu = by_map.actor("rsu_x1")
+    assert rsu.intersections == ["x1"] and not rsu.road_signs and "slw" in by_map.actor("car_a").apps
+    assert {lane.speed_limit_kph for lane in by_map.road.lanes} == {40}
 
 
 # -- end to end -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", [1, 2, 3])
-@pytest.mark.parametrize("scenario", [IVS, SLW])
+@pytest.mark.parametrize("scenario", [IVS, SLW, SLW_MAP])
 async def test_ivs_and_slw_pass_for_seeds_1_to_3(scenario: Path, seed: int) -> None:
     """On the loopback bus (the same outcome as over a broker, tests/test_e2e.py; seed 0 of each runs
     there on Mosquitto, against its golden record)."""
@@ -366,4 +371,4 @@ async def test_ivs_and_slw_pass_for_seeds_1_to_3(scenario: Path, seed: int) -> N
 
     result = await run_scenario(load_scenario(scenario), seed=seed, broker="loopback")
     assert result["passed"], [e for e in result["expectations"] if not e["passed"]]
-    assert "rsi" in result["metrics"]["v2x"]["latency_ms_by_message"]
+    assert ("map" if scenario == SLW_MAP else "rsi") in result["metrics"]["v2x"]["latency_ms_by_message"]
