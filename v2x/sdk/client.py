@@ -282,7 +282,7 @@ class Stack:
             v5 = transport.speaks_mqtt5(self.broker)
             client = transport.mqtt_client(self.broker, self._client_id, mqtt5=v5, max_packet_bytes=most)
             try:
-                await client.__aenter__()
+                await transport.enter(client)  # (a connect cancelled meanwhile is closed: aiomqtt#377)
                 self._spoke_mqtt5 = self._spoke_mqtt5 or v5
                 break
             except aiomqtt.MqttError as exc:
