@@ -760,7 +760,7 @@ def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
         ("radians", "moved towards 90.0 deg, heading 1.6"),  # heading in radians
         ("vx", "|(vx, vy)| 0.00 m/s, speed_mps 16.67"),  # velocity left out
         # at rest one tick later, where the mean speed puts it: a stop no vehicle makes (the world's check too)
-        ("stop", "tick 2 -> 3: speed 16.67 -> 0.00 m/s in 0.10 s (166.7 m/s^2; at most 100)"),
+        ("stop", "tick 2 -> 3: speed 16.67 -> 0.00 m/s in 0.10 s (166.7 m/s^2; at most 15)"),
     ],
 )
 def test_conformance_checks_that_a_stacks_truth_moves_as_it_says(fault: str, said: str) -> None:
