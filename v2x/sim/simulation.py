@@ -48,7 +48,7 @@ from v2x.apps.registry import time_label
 from v2x.core import SpatialGrid
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
-from v2x.scenario.signals import warp_from_wire
+from v2x.scenario.signals import signal_controllers, warp_from_wire, warp_to_wire
 from v2x.sim.actors import pc5_coverage, road_user_slots, unequipped_ids, world_state
 from v2x.sim.background import Background, BackgroundTraffic, background_capacity
 from v2x.sim.channel import Bulk, Channel, Scratch
@@ -181,6 +181,7 @@ class Simulation:
             kind_of={a.id: a.kind for a in scenario.actors},
             run_end_s=self.time_of(self.n_ticks) + self.tick_s,
             security=security,
+            may_warp=signal_controllers(scenario),
         )
         # The fleets (v2x.agents.fleet) hosting the equipped background vehicles: ``fleets`` of them (one per
         # worker) in the V2X variant of a scenario whose flows have any; each reports once per tick (FleetAck)
@@ -611,10 +612,11 @@ class Simulation:
             log.warning("%s t=%.2f s: signal plan changes from a %s ignored", actor_id, t, self._kind.get(actor_id))
             return
         for msg in warps:
+            warp = warp_from_wire(msg)
             try:
-                self.referee.change_signals([warp_from_wire(msg)])
-            except ValueError as exc:
-                log.warning("%s t=%.2f s: signal plan change ignored: %s", actor_id, t, exc)
+                self.referee.change_signals([warp])
+            except ValueError as exc:  # (the Ack's numbers passed ``inbound.warps_problem``; the plan refused it)
+                self.inbound.reject("out_of_range", actor_id, f"(signal plan change ignored: {exc})")
                 continue
             change = (
                 f"skip {msg.at_s:.2f} -> {msg.skip_to_s:.2f}"
@@ -622,7 +624,7 @@ class Simulation:
                 else f"hold {msg.hold_s:.2f} s at {msg.at_s:.2f}"
             )
             log.info("%s t=%.2f s: signal plan of %s changed: %s (plan time)", actor_id, t, msg.intersection, change)
-            self._signal_warps.append(msg)
+            self._signal_warps.append(warp_to_wire(warp))  # (as applied: the fields that do not apply zeroed)
 
     def _record_warning(self, actor_id: str, adv: testbed_pb2.Advisory) -> None:
         # The same advisory reported again (an echo sent twice, or re-reported after a late tick) counts once.

@@ -1,0 +1,151 @@
+"""What the world accepts must never make it build a TickInput its own hosts refuse (``v2x.wire.tick_input``): every
+host then refuses the same re-sent input, and a lockstep run stalls 60 s and ends with no result (attack review 10:
+a transmission time just before 0 at tick 0; a NaN signal warp for an intersection the scenario does not have).
+Sans-I/O: the world's ``Simulation`` fed by hand, its inputs read with the hosts' own check."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests._agents import offline_sim
+from v2x.scenario import load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+from v2x.sim.inbound import ack_problem
+from v2x.sim.simulation import Simulation
+from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
+from v2x.wire.envelope import temporary_id
+from v2x.wire.tick_input import read_tick_input
+
+TICK_US = 100_000  # fcw's and rlvw's tick
+
+
+def _env(sender: str, seq: int, tick: int, tx_time_us: int) -> bytes:
+    frame = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(id=temporary_id(sender))).SerializeToString()
+    return testbed_pb2.Envelope(
+        sender_id=sender, seq=seq, tick=tick, tx_time_us=tx_time_us, link=testbed_pb2.LINK_PC5, frame=frame
+    ).SerializeToString()
+
+
+def _ack(actor: str, tick: int, *, tx: int = 0, warps: tuple[testbed_pb2.SignalWarp, ...] = ()) -> bytes:
+    truth = testbed_pb2.TruthState(x_m=0.0, y_m=0.0, signal_warps=warps)
+    return testbed_pb2.Ack(actor_id=actor, tick=tick, tx_count=tx, truth=truth).SerializeToString()
+
+
+def _refused_inputs(sim: Simulation, tick: int) -> dict[str, str]:
+    """Every actor's input of ``tick`` that its host would refuse, with why."""
+    out = {}
+    for actor, payload in sim.begin(tick).items():
+        got = read_tick_input(payload, "t", tick_us=TICK_US)
+        if isinstance(got, str):
+            out[actor] = got
+    return out
+
+
+@pytest.mark.parametrize("tx_time_us", [-5_000, -100_000, -1])
+def test_a_transmission_time_before_0_is_refused_and_tick_1_is_an_input_every_host_takes(tx_time_us: int) -> None:
+    """An outside stack that stamps its BSM with its GNSS fix's time, a few ms before tick 0: the window of a tick
+    either side of the tick's time reached -100 ms at tick 0, the channel delivered it before 0, and every host
+    refused TickInput(1) (``rx_time_us`` below 0). Refused now (``bad_time``); one at 0 exactly is taken."""
+    sim = offline_sim(load_scenario(SCENARIO_DIR / "fcw.yaml"))
+    assert not _refused_inputs(sim, 0)
+    sim.receive("tx", "lead", _env("lead", 1, 0, tx_time_us), where="v2x/t/tx/lead")
+    sim.receive("tx", "follower", _env("follower", 1, 0, 0), where="v2x/t/tx/follower")
+    for actor in sim.actor_ids:
+        sim.receive("ack", actor, _ack(actor, 0, tx=int(actor in ("lead", "follower"))))
+    assert sim.inbound.stats.rejected == {"bad_time": 1}
+    assert [t.seq for t in sim.inbound.received.values()] == [1]  # the follower's
+    sim.step()
+    assert _refused_inputs(sim, 1) == {}
+
+
+def test_a_transmission_time_within_a_tick_before_a_later_tick_is_still_taken() -> None:
+    """Only times before 0 are new refusals: at tick 5, one 50 ms early is taken (and delivered in time)."""
+    sim = offline_sim(load_scenario(SCENARIO_DIR / "fcw.yaml"))
+    for tick in range(6):
+        sim.begin(tick)
+        if tick == 5:
+            sim.receive("tx", "lead", _env("lead", 1, 5, 450_000), where="v2x/t/tx/lead")
+        for actor in sim.actor_ids:
+            sim.receive("ack", actor, _ack(actor, tick, tx=int(tick == 5 and actor == "lead")))
+        sim.step()
+    assert not sim.inbound.stats.rejected
+    assert _refused_inputs(sim, 6) == {}
+
+
+RLVW = SCENARIO_DIR / "rlvw.yaml"  # rsu_x1 runs the controller of x1, the only (signalised) intersection
+
+
+def _warp(intersection: str = "x1", at_s: float = 5.0, **kw: float | bool) -> testbed_pb2.SignalWarp:
+    return testbed_pb2.SignalWarp(intersection=intersection, at_s=at_s, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("actor", "warp", "why"),
+    [
+        ("rsu_x1", _warp("nope", math.nan, hold_s=1.0), "intersection 'nope' is not one it runs (its: x1)"),
+        ("rsu_x1", _warp("x2", math.inf, hold_s=1.0), "intersection 'x2' is not one it runs"),
+        ("rsu_x1", _warp(at_s=math.nan, hold_s=1.0), "truth.signal_warps[0].at_s = nan"),
+        ("rsu_x1", _warp(hold_s=math.inf), "truth.signal_warps[0].hold_s = inf"),
+        ("rsu_x1", _warp(hold_s=-1.0), "truth.signal_warps[0].hold_s = -1.0"),
+        # (a hold: skip_to_s does not apply, but it goes to every actor as it came)
+        ("rsu_x1", _warp(hold_s=2.0, skip_to_s=math.nan), "truth.signal_warps[0].skip_to_s = nan"),
+        ("car_a", _warp(hold_s=2.0), "intersection 'x1' is not one it runs (its: none)"),
+    ],
+)
+def test_a_signal_warp_that_is_not_the_actors_or_not_finite_is_refused(
+    actor: str, warp: testbed_pb2.SignalWarp, why: str
+) -> None:
+    """An Ack with one was taken, the warp skipped by the referee's controllers (unknown intersection) so its
+    numbers were never checked, and passed on to every actor, whose hosts all refused the input (NaN): lockstep
+    stalled. Now the Ack is refused, ``out_of_range``, and the next inputs are ones every host takes."""
+    sim = offline_sim(load_scenario(RLVW))
+    sim.begin(0)
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0, warps=(warp,) if a == actor else ()), where=f"v2x/t/ack/{a}")
+    assert sim.inbound.stats.rejected == {"out_of_range": 1}
+    assert why in sim.missing_why()[0]
+    sim.step()
+    assert _refused_inputs(sim, 1) == {}
+    assert not testbed_pb2.TickInput.FromString(sim.begin(2)["car_a"]).signal_warps
+
+
+def test_an_rsus_valid_warp_for_its_intersection_reaches_every_actor_as_applied() -> None:
+    sim = offline_sim(load_scenario(RLVW))
+    sim.begin(0)
+    warp = _warp(hold_s=2.0, skip_to_s=7.0)  # a hold with a stray skip_to_s: passed on as applied (0)
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0, warps=(warp,) if a == "rsu_x1" else ()))
+    assert not sim.inbound.stats.rejected
+    sim.step()
+    inputs = sim.begin(1)
+    for payload in inputs.values():
+        ti = read_tick_input(payload, "t", tick_us=TICK_US)
+        assert not isinstance(ti, str)
+        assert list(ti.signal_warps) == [_warp(hold_s=2.0)]
+
+
+def test_a_warp_the_plan_refuses_is_counted_and_not_passed_on() -> None:
+    """Finite numbers, but no plan takes them (a skip of more than a cycle): counted, the Ack otherwise stands."""
+    sim = offline_sim(load_scenario(RLVW))
+    sim.begin(0)
+    warp = _warp(skip=True, skip_to_s=500.0)
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0, warps=(warp,) if a == "rsu_x1" else ()))
+    assert sim.missing() == []
+    sim.step()
+    assert sim.inbound.stats.rejected == {"out_of_range": 1}
+    assert _refused_inputs(sim, 1) == {}
+    assert not testbed_pb2.TickInput.FromString(sim.begin(2)["car_a"]).signal_warps
+
+
+@pytest.mark.parametrize(("z", "refused"), [(math.nan, True), (1e308, True), (-math.inf, True), (1001.0, True),
+                                             (12.5, False), (-1000.0, False)])  # fmt: skip
+def test_a_truths_height_is_range_checked_as_its_position(z: float, refused: bool) -> None:
+    """``Ack.truth.z_m`` had no check: NaN was taken, and 1e308 put a car above every other (no collision)."""
+    ack = testbed_pb2.Ack(actor_id="lead", tick=0, truth=testbed_pb2.TruthState(x_m=1.0, z_m=z))
+    problem = ack_problem(ack, run_end_s=14.0)
+    assert (problem != "") == refused, problem
+    if refused:
+        assert problem.startswith("truth.z_m = ")
