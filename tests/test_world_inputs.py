@@ -16,6 +16,7 @@ from v2x.sim.inbound import ack_problem
 from v2x.sim.simulation import Simulation
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.envelope import temporary_id
+from v2x.wire.protocol import MAX_INPUT_BYTES, MAX_TX_BYTES, MAX_TX_PER_TICK
 from v2x.wire.tick_input import read_tick_input
 
 TICK_US = 100_000  # fcw's and rlvw's tick
@@ -149,3 +150,51 @@ def test_a_truths_height_is_range_checked_as_its_position(z: float, refused: boo
     assert (problem != "") == refused, problem
     if refused:
         assert problem.startswith("truth.z_m = ")
+
+
+def _padded_bsm(sender: str, seq: int, size: int) -> bytes:
+    """A BSM envelope of ``size`` bytes or so: the frame padded with an unknown field (a newer peer's, taken)."""
+    frame = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(id=temporary_id(sender))).SerializeToString()
+    pad = size - len(frame) - 64
+    frame += b"\xc2\x3e" + bytes([pad & 0x7F | 0x80, pad >> 7]) + b"x" * pad  # field 1000, length-delimited
+    return testbed_pb2.Envelope(
+        sender_id=sender, seq=seq, tick=0, tx_time_us=0, link=testbed_pb2.LINK_PC5, frame=frame
+    ).SerializeToString()
+
+
+def test_an_input_bigger_than_a_host_takes_is_cut_to_size_and_counted() -> None:
+    """tjw's 13 equipped actors each send the 64 envelopes of 16 KiB an actor may: each receiver hears some 12 MiB
+    in one tick, where a host takes a TickInput of 4 MiB at most (the broker does not even deliver a bigger one to
+    it): the world sends the earliest deliveries that fit and counts the rest (``unsendable_input``)."""
+    sim = offline_sim(load_scenario(SCENARIO_DIR / "tjw.yaml"))
+    sim.begin(0)
+    senders = [a.id for a in sim.scenario.actors if a.equipped and a.kind != "platform"]
+    for a in senders:
+        for seq in range(1, MAX_TX_PER_TICK + 1):
+            sim.receive("tx", a, _padded_bsm(a, seq, MAX_TX_BYTES - 100), where=f"v2x/t/tx/{a}")
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0, tx=MAX_TX_PER_TICK if a in senders else 0))
+    assert not sim.inbound.stats.rejected
+    sim.step()
+    inputs = sim.begin(1)
+    assert max(len(p) for p in inputs.values()) <= MAX_INPUT_BYTES
+    assert sim.inbound.stats.rejected["unsendable_input"] > 0
+    assert not sim.inbound.stats.rejected_by_actor  # (not the receivers' doing)
+    for payload in inputs.values():
+        assert not isinstance(read_tick_input(payload, "t", tick_us=TICK_US), str)
+    assert any(len(testbed_pb2.TickInput.FromString(p).envelopes) > 200 for p in inputs.values())
+
+
+def test_an_input_with_a_number_no_host_takes_goes_without_that_part() -> None:
+    """The net under the inbox's checks: a signal warp that is not finite, however it got past them, is not sent."""
+    sim = offline_sim(load_scenario(RLVW))
+    sim.begin(0)
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0))
+    sim.step()
+    sim._signal_warps = [_warp(at_s=math.nan), _warp(hold_s=1.0)]  # (past the inbox: as if it had missed them)
+    for payload in sim.begin(1).values():
+        ti = read_tick_input(payload, "t", tick_us=TICK_US)
+        assert not isinstance(ti, str)
+        assert list(ti.signal_warps) == [_warp(hold_s=1.0)]
+    assert sim.inbound.stats.rejected["unsendable_input"] == len(sim.actor_ids)
