@@ -5,13 +5,22 @@ Sans-I/O: the world's ``Simulation`` fed by hand, its inputs read with the hosts
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
+import uuid
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests._agents import offline_sim
+from tests._mosquitto import Mosquitto
+from v2x.net import topics
+from v2x.run.runner import run_scenario
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
+from v2x.sdk import Stack, VehicleState
 from v2x.sim.inbound import ack_problem
 from v2x.sim.simulation import Simulation
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
@@ -198,3 +207,52 @@ def test_an_input_with_a_number_no_host_takes_goes_without_that_part() -> None:
         assert not isinstance(ti, str)
         assert list(ti.signal_warps) == [_warp(hold_s=1.0)]
     assert sim.inbound.stats.rejected["unsendable_input"] == len(sim.actor_ids)
+
+
+@pytest.mark.broker
+async def test_an_outside_bsm_stamped_before_tick_0_does_not_stall_a_lockstep_run_on_mosquitto(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Attack review 10, as it was found: an outside stack driving fcw's lead stamps its tick-0 BSM with the time of
+    its GNSS fix, 5 ms before tick 0 (no malice needed). The world took it and delivered it before 0; the built-in
+    follower, neighbour and rsu1 refused TickInput(1) for that, the run stalled 60 s and ended with no result. Now
+    that envelope is refused (``bad_time``) and the run ends as the clean one does."""
+    doc = yaml.safe_load((SCENARIO_DIR / "fcw.yaml").read_text(encoding="utf-8"))
+    lead = next(a for a in doc["actors"] if a["id"] == "lead")
+    lead["external"] = True
+    del lead["events"]  # (the stack below brakes at 6 s)
+    path = tmp_path / "fcw-outside.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    prefix = f"early-{uuid.uuid4().hex[:6]}"
+
+    async def lead_stack() -> None:
+        async with Stack(mosquitto.address.url, run_id=f"{prefix}-v2x", actor_id="lead", kind="car") as st:
+            run = await st.start(timeout_s=60)
+            state = VehicleState.at_start(run.me)
+            async for tick in st.ticks(tick_timeout_s=60):
+                if tick.n > 0:
+                    state = state.advanced(tick.dt_s, -6.0 if tick.t_s - tick.dt_s >= 6.0 - 1e-9 else 0.0)
+                if tick.n == 0:  # its own BSM envelope, stamped at the fix: 5 ms before the tick
+                    st.seq += 1
+                    env = testbed_pb2.Envelope(
+                        sender_id="lead", seq=st.seq, tick=0, tx_time_us=tick.raw.time_us - 5_000,
+                        link=testbed_pb2.LINK_PC5, frame=st.bsm(tick, state).SerializeToString(),
+                    )  # fmt: skip
+                    item = (topics.tx(st.run_id, "lead"), env.SerializeToString())
+                    st._out.append(item)  # (what ``Stack.send`` does, with another time)
+                    await st._publish(*item)
+                else:
+                    await st.send_bsm(tick, state)
+                await st.ack(tick, state)
+
+    stack = asyncio.create_task(lead_stack())
+    try:
+        started = time.monotonic()
+        result = await run_scenario(load_scenario(path), broker=mosquitto.address.url, run_id=prefix, variants=["v2x"])
+        await asyncio.wait_for(stack, 30)
+    finally:
+        stack.cancel()
+    assert time.monotonic() - started < 50
+    assert result["metrics"]["v2x"]["rejected"] == {"bad_time": 1}
+    assert not result["metrics"]["v2x"]["rejected_by_agents"].get("follower"), result["metrics"]["v2x"]
+    assert result["passed"], result["expectations"]
