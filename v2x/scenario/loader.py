@@ -207,8 +207,8 @@ _YAML12_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9]*|0o[0-7]+|0x[0-9a-fA-F]+)$")
 _INT_RULE = "an integer as YAML 1.2 writes it (decimal without a leading zero, 0o17 octal or 0x1F hexadecimal)"
 
 
-def _yaml12_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
-    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
     if not _YAML12_INT.match(text):
         try:
             value = yaml.SafeLoader.construct_yaml_int(loader, node)
