@@ -183,7 +183,25 @@ CASES = [
         "sexagesimal integer",
         _variant("duration_s: 14.0", "duration_s: 1" + ":59" * 3000),
         "duration_s (line 12, column 13)",
-        "an integer a number field can hold",
+        "an integer as YAML 1.2 writes it",  # (a YAML 1.1 form: refused as such since attack review 10)
+    ),
+    # Integers as YAML 1.2 writes them; YAML 1.1's other forms (PyYAML's) were read silently as another number
+    # (attack review 10: `start_m: 0130` put the lead at 88 m).
+    *(
+        (
+            f"YAML 1.1 integer {text}",
+            _variant("start_m: 130", f"start_m: {text}"),
+            "actors[0].start_m (line 24, column 14)",
+            f"an integer as YAML 1.2 writes it (decimal without a leading zero, 0o17 octal or 0x1F hexadecimal); "
+            f"{text!r} is not{old}",
+        )
+        for text, old in (
+            ("0130", " (YAML 1.1 reads it as 88)"),
+            ("2:10", " (YAML 1.1 reads it as 130)"),
+            ("0b10000010", " (YAML 1.1 reads it as 130)"),
+            ("1_30", " (YAML 1.1 reads it as 130)"),
+            ("0139", ""),
+        )
     ),
     # An epoch a run cannot represent: --secure's certificates and --record's MCAP times count from 1970.
     (
@@ -292,8 +310,10 @@ def test_every_mistake_exits_2_from_run_and_check(tmp_path: Path, capsys: pytest
 
 
 def test_numbers_written_as_yaml_1_2_and_merge_keys_still_load(tmp_path: Path) -> None:
-    """`1e3` (a string to YAML 1.1) is a number; an int is a real; a merge key may override what it merges."""
+    """`1e3` (a string to YAML 1.1) is a number; an int is a real, in YAML 1.2's 0o octal and 0x hexadecimal too;
+    a merge key may override what it merges."""
     text = _variant("duration_s: 14.0", "duration_s: 1.4e1").replace("range_m: 300", "range_m: 3e2")
+    text = text.replace("start_m: 130", "start_m: 0o202").replace("speed_limit_kph: 80}", "speed_limit_kph: 0x50}")
     text = text.replace(
         "    driver: {reaction_s: 1.0, brake_mps2: 7.0}\n  - id: neighbour",
         "    driver: &d {reaction_s: 1.0, brake_mps2: 7.0}\n  - id: neighbour",
@@ -306,6 +326,7 @@ def test_numbers_written_as_yaml_1_2_and_merge_keys_still_load(tmp_path: Path) -
     path.write_text(text)
     sc = load_scenario(path)
     assert sc.duration_s == 14.0 and sc.actor("rsu1").range_m == 300.0
+    assert sc.actors[0].start_m == 130.0 and sc.road.lanes[0].speed_limit_kph == 80.0
     driver = sc.actor("neighbour").driver
     assert driver is not None and (driver.reaction_s, driver.brake_mps2) == (1.0, 6.0)
 

@@ -204,9 +204,32 @@ _SafeRules.add_constructor(
     "tag:yaml.org,2002:timestamp",
     _constructed_or_refused(yaml.SafeLoader.construct_yaml_timestamp, "a real date (and time)"),
 )
+# Integers as YAML 1.2's core schema writes them: decimal, 0o octal, 0x hexadecimal (and, as before, a sign). PyYAML
+# reads YAML 1.1, where `0130` is octal (88), `2:10` base 60 (130), `0b10000010` binary (130) and `1_4` is 14: each
+# is refused, naming the field, rather than read silently as another number than YAML 1.2 (and the reader) takes
+# it for (attack review 10: `start_m: 0130` put a car at 88 m). A decimal with a leading zero is such a form.
+_YAML12_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9]*|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_INT_RULE = "an integer as YAML 1.2 writes it (decimal without a leading zero, 0o17 octal or 0x1F hexadecimal)"
+
+
+def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if not _YAML12_INT.match(text):
+        try:
+            value = yaml.SafeLoader.construct_yaml_int(loader, node)
+            old = f" (YAML 1.1 reads it as {value})" if value.bit_length() <= 64 else ""
+        except (ValueError, OverflowError):
+            old = ""
+        message = f"{_INT_RULE}; {_short(text, 40)} is not{old}"
+        raise _Unrepresentable(None, None, message, node.start_mark, node=node)
+    sign, body = (-1, text[1:]) if text[0] == "-" else (1, text.lstrip("+"))
+    base = {"0o": 8, "0x": 16}.get(body[:2], 10)
+    return sign * int(body[2:] if base != 10 else body, base)
+
+
 _SafeRules.add_constructor(
     "tag:yaml.org,2002:int",
-    _constructed_or_refused(yaml.SafeLoader.construct_yaml_int, "an integer a number field can hold (within +-1e308)"),
+    _constructed_or_refused(_yaml12_int, "an integer a number field can hold (within +-1e308)"),
 )
 _SafeRules.add_constructor(
     "tag:yaml.org,2002:float",
@@ -227,6 +250,14 @@ for _first, _resolvers in _SafeRules.yaml_implicit_resolvers.items():
 _SafeRules.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+# The integers: YAML 1.1's forms as before (to be refused by ``_yaml12_int``, not read as text or as a float by
+# the pattern above) and YAML 1.2's 0o octal, in the place of PyYAML's own pattern (tried before the floats').
+_YAML11_OR_12_INT = re.compile(
+    r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-9_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+"
+    r"|[-+]?0o[0-7_]+)$"
+)
+for _first, _resolvers in _SafeRules.yaml_implicit_resolvers.items():
+    _resolvers[:] = [(tag, _YAML11_OR_12_INT if tag == "tag:yaml.org,2002:int" else rx) for tag, rx in _resolvers]
 
 
 def _duplicate_keys(root: yaml.Node) -> list[tuple[str, str]]:

@@ -316,6 +316,20 @@ def apply_warps(heads: Sequence[tuple[Approach, FixedTimeController]], warps: It
     return changed
 
 
+def signal_controllers(scenario: Scenario) -> dict[str, frozenset[str]]:
+    """Per roadside unit, the signalised intersections whose controller it runs (those it serves: its
+    ``intersections``, default all): the only signal plans it may change (``TruthState.signal_warps``)."""
+    return {
+        a.id: frozenset(
+            ix.id
+            for ix in scenario.road.intersections
+            if ix.signal is not None and (a.intersections is None or ix.id in a.intersections)
+        )
+        for a in scenario.actors
+        if a.kind == "rsu"
+    }
+
+
 def node_id_of(scenario: Scenario, intersection_id: str) -> int:
     """IntersectionReferenceID.id: the intersection's position in the file, from 1."""
     for k, ix in enumerate(scenario.road.intersections, start=1):

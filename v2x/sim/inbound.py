@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -39,7 +39,8 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from v2x.apps.registry import figures
 from v2x.core import SCAN_AT_LEAST, scan_messages
 from v2x.logs import LOG_FIRST, log_refusal
-from v2x.scenario.model import MAX_EXTENT_M
+from v2x.scenario.model import MAX_ELEVATION_M, MAX_EXTENT_M
+from v2x.scenario.signals import MAX_HOLD_S
 from v2x.sim.channel import LINK_NAME, Transmission
 from v2x.sim.motion import MAX_ACCEL_MPS2
 from v2x.text import did_you_mean, printable
@@ -167,9 +168,31 @@ def rejected_problem(rejected: Mapping[str, int]) -> str:
     return ""
 
 
-def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float, tick_s: float = 0.0) -> str:
+def warps_problem(warps: Iterable[testbed_pb2.SignalWarp], may_warp: Collection[str]) -> str:
+    """What is wrong with the signal plan changes a truth reports, or "": each for an intersection in ``may_warp``
+    (the signalised ones the reporting actor's controllers run: an RSU's), its numbers finite (plan times within
+    ``MAX_FIGURE``, a hold within 0..``MAX_HOLD_S``), at most ``MAX_EVENTS_PER_ACK`` of them. The world tells every
+    actor of a warp in its next TickInput, and every host refuses an input with a number that is not finite: one
+    NaN warp for an intersection the scenario does not have (so no controller ever checked it) stalled a lockstep
+    run (attack review 10)."""
+    for k, w in enumerate(warps):
+        if k >= MAX_EVENTS_PER_ACK:
+            return f"more than {MAX_EVENTS_PER_ACK} truth.signal_warps"
+        if w.intersection not in may_warp:
+            mine = ", ".join(sorted(may_warp)) or "none"
+            return f"truth.signal_warps[{k}]: intersection {w.intersection[:64]!r} is not one it runs (its: {mine})"
+        for name, lo, hi in (("at_s", -MAX_FIGURE, MAX_FIGURE), ("hold_s", 0.0, MAX_HOLD_S),
+                             ("skip_to_s", -MAX_FIGURE, MAX_FIGURE)):  # fmt: skip
+            value = getattr(w, name)
+            if not (math.isfinite(value) and lo <= value <= hi):
+                return f"truth.signal_warps[{k}].{name} = {value!r} (within {lo:g}..{hi:g})"
+    return ""
+
+
+def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float, tick_s: float = 0.0, may_warp: Collection[str] = ()) -> str:
     """What is wrong with the numbers (and sizes) an Ack carries, or "" (``run_end_s``: the last time a
-    warning may be raised at; with ``tick_s``, none may be raised after the time of the tick it answers)."""
+    warning may be raised at; with ``tick_s``, none may be raised after the time of the tick it answers;
+    ``may_warp``: the intersections whose signal plan the actor may change, ``warps_problem``)."""
     if ack.tx_count > MAX_TX_PER_TICK:
         return f"tx_count {ack.tx_count} > {MAX_TX_PER_TICK}"
     if (
@@ -185,6 +208,7 @@ def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float, tick_s: float = 0.0) 
         for name, bound in (
             ("x_m", MAX_EXTENT_M),
             ("y_m", MAX_EXTENT_M),
+            ("z_m", MAX_ELEVATION_M),  # (the road's heights are within it; 1e308 put a car above every other)
             ("vx_mps", MAX_SPEED_MPS),
             ("vy_mps", MAX_SPEED_MPS),
             ("speed_mps", MAX_SPEED_MPS),
@@ -198,6 +222,8 @@ def ack_problem(ack: testbed_pb2.Ack, *, run_end_s: float, tick_s: float = 0.0) 
                 return f"truth.{name} = {value!r} (|value| <= {bound:g})"
         if len(tr.lane) > MAX_TEXT:
             return "truth.lane too long"
+        if problem := warps_problem(tr.signal_warps, may_warp):
+            return problem
     tick_end_s = ack.tick * tick_s if tick_s > 0 else math.inf
     problem = events_problem(ack.events, run_end_s=run_end_s, tick_end_s=tick_end_s)
     if problem:
@@ -223,17 +249,21 @@ class Inbound:
         kind_of: dict[str, str] | None = None,
         run_end_s: float = math.inf,
         security: EnvelopeSecurity | None = None,
+        may_warp: Mapping[str, Collection[str]] | None = None,
     ):
         """``slot_of``: every actor's slot in the world (its keys are the known senders and destinations);
         ``kind_of``: every actor's kind in the scenario (a Hello must say the same); ``run_end_s``: the end
         of the run (a warning raised later is out of range); ``security``: a secure run's verifier (every
-        envelope must then be signed by a pseudonym of the run's CA, fresh and not seen before)."""
+        envelope must then be signed by a pseudonym of the run's CA, fresh and not seen before); ``may_warp``:
+        per actor, the intersections whose signal plan it may change (an RSU's signalised ones; an actor not
+        named may change none: an Ack with a signal warp for another is ``out_of_range``)."""
         self.actor_ids = sorted(actor_ids)
         self.slot_of = slot_of
         self.unequipped = unequipped
         self.tick_s = tick_s
         self.kind_of = kind_of or {}
         self.run_end_s = run_end_s
+        self.may_warp = may_warp or {}
         self.hellos: set[str] = set()
         self.software: dict[str, bytes] = {}  # the first accepted Hello of each actor
         self.refused_hellos: dict[str, str] = {}  # why an actor's latest refused Hello was refused
@@ -614,7 +644,7 @@ class Inbound:
             return True
         lo_us, hi_us = self._tx_window()
         if not lo_us <= env.tx_time_us <= hi_us:  # (in ms, it was taken: an outside stack's review)
-            self.reject("bad_time", where, f"(tx_time_us {env.tx_time_us}, the tick's time is {lo_us + hi_us >> 1})")
+            self.reject("bad_time", where, f"(tx_time_us {env.tx_time_us}, not within {lo_us}..{hi_us})")
             return True
         if env.seq > last_seq:
             if env.seq - last_seq > MAX_TX_PER_TICK * (self.current_tick - last_tick + 1):
@@ -643,7 +673,8 @@ class Inbound:
         if ack.actor_id != actor_id:
             self.reject("sender_mismatch", where, f"(ack from {ack.actor_id[:64]!r})")
             return
-        problem = ack_problem(ack, run_end_s=self.run_end_s, tick_s=self.tick_s)
+        may_warp = self.may_warp.get(actor_id, ())
+        problem = ack_problem(ack, run_end_s=self.run_end_s, tick_s=self.tick_s, may_warp=may_warp)
         if problem:
             self.reject("out_of_range", where, f"({problem})")
             return
@@ -831,10 +862,13 @@ class Inbound:
         """The transmission times (us) an envelope of the current tick may state: within a tick of the tick's
         time (the built-in agents and fleets state the tick's own; one far off, made by a forged FleetInput,
         had been taken and kept in flight to the end of the run, and an outside stack's time in ms went by
-        unremarked)."""
+        unremarked), and never before 0: a time before the run's start (at tick 0 the window reached -tick) is
+        delivered before it, at a time no host takes (``v2x.wire.tick_input``: an ``rx_time_us`` below 0 is
+        ``malformed``), and every receiver refused its next input (attack review 10: an outside stack's BSM stamped
+        5 ms before tick 0, at its GNSS fix, stalled a lockstep run 60 s)."""
         now_us = us_of(tick_time_s(max(self.current_tick, 0), self.tick_s))  # the TickInput's time_us
         tick_us = us_of(self.tick_s)
-        return now_us - tick_us, now_us + tick_us
+        return max(now_us - tick_us, 0), now_us + tick_us
 
     def _fleet_tx(self, raw: bytes, members: dict[str, int], where: str) -> None:
         """One envelope of a bundle: accepted or rejected (the reference of ``_fleet_batch``, and the path of a
@@ -865,7 +899,7 @@ class Inbound:
             return
         lo_us, hi_us = self._tx_window()
         if not lo_us <= env.tx_time_us <= hi_us:
-            self.reject("bad_time", where, f"(tx_time_us {env.tx_time_us}, the tick's time is {lo_us + hi_us >> 1})")
+            self.reject("bad_time", where, f"(tx_time_us {env.tx_time_us}, not within {lo_us}..{hi_us})")
             return
         last, _ = self.last_seq.get(sender, (0, -1))
         if seq <= last or (slot, seq) in self.received:

@@ -37,6 +37,7 @@ in ``v2x.sim.inbound``), and a tick is reported only once it has answered.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from v2x.apps.registry import time_label
 from v2x.core import SpatialGrid
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import ROAD_USER_KINDS, Scenario
-from v2x.scenario.signals import warp_from_wire
+from v2x.scenario.signals import signal_controllers, warp_from_wire, warp_to_wire
 from v2x.sim.actors import pc5_coverage, road_user_slots, unequipped_ids, world_state
 from v2x.sim.background import Background, BackgroundTraffic, background_capacity
 from v2x.sim.channel import Bulk, Channel, Scratch
@@ -63,9 +64,10 @@ from v2x.sim.sensors import BackgroundPositioning, Sensors
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, tick_time_s, us_of
 from v2x.wire import testbed_pb2
 from v2x.wire.fleet import I32, add_vehicles, serialize_with_deliveries, vehicle_bodies, vehicle_head
-from v2x.wire.protocol import PROTOCOL_VERSION
+from v2x.wire.protocol import MAX_INPUT_BYTES, PROTOCOL_VERSION
 from v2x.wire.security import EnvelopeSecurity
 from v2x.wire.tables import APP_NAME
+from v2x.wire.tick_input import tick_input_problem
 
 log = logging.getLogger("v2x.sim")
 
@@ -190,6 +192,7 @@ class Simulation:
             kind_of={a.id: a.kind for a in scenario.actors},
             run_end_s=self.time_of(self.n_ticks) + self.tick_s,
             security=security,
+            may_warp=signal_controllers(scenario),
         )
         # The fleets (v2x.agents.fleet) hosting the equipped background vehicles: ``fleets`` of them (one per
         # worker) in the V2X variant of a scenario whose flows have any; each reports once per tick (FleetAck)
@@ -372,10 +375,54 @@ class Simulation:
             msg.collisions.extend(self._collisions.pop(actor_id, ()))
             msg.late_ticks.extend(self._late.pop(actor_id, ()))
             msg.signal_warps.extend(self._signal_warps)
-            inputs[actor_id] = msg.SerializeToString()
+            payload = msg.SerializeToString()
+            if len(payload) > MAX_INPUT_BYTES or tick_input_problem(msg) is not None:
+                payload = self._sendable(actor_id, msg)
+            inputs[actor_id] = payload
         self._signal_warps = []
         self.fleet_inputs = self._fleet_inputs(tick, t, bulk) if self.fleet_ids else {}
         return inputs
+
+    def _sendable(self, actor_id: str, msg: testbed_pb2.TickInput) -> bytes:
+        """``msg`` serialised without what its host would refuse it for (``v2x.wire.tick_input``, the hosts' own
+        check, and ``MAX_INPUT_BYTES``): deliveries outside 0..``time_us``, collisions, detections and signal warps
+        with a number that is not finite, and the last deliveries beyond the size limit. Each part dropped is
+        counted (``unsendable_input``, not against the actor) and logged: what the world accepts should never build
+        such an input (attack review 10: a delivery before 0, a NaN signal warp each stalled a lockstep run, every
+        host refusing the re-sent input), so this is the net under the inbox's checks, not instead of them."""
+        where = f"TickInput({msg.tick}) to {actor_id}"
+        dropped: Counter[str] = Counter()
+        kept = [(e, r) for e, r in zip(msg.envelopes, msg.rx_time_us, strict=True) if 0 <= r <= msg.time_us]
+        dropped["deliveries"] += len(msg.envelopes) - len(kept)
+        for name, numbers in (
+            ("collisions", lambda c: (c.t_s, c.relative_speed_mps)),
+            ("signal_warps", lambda w: (w.at_s, w.hold_s, w.skip_to_s)),
+            ("detections", lambda d: (d.x_m, d.y_m, d.vx_mps, d.vy_mps, d.heading_deg, d.length_m, d.width_m,
+                                      d.sigma_m, d.speed_sigma_mps)),
+        ):  # fmt: skip
+            items = getattr(msg, name)
+            good = [item for item in items if all(math.isfinite(n) for n in numbers(item))]
+            if len(good) < len(items):
+                dropped[name] += len(items) - len(good)
+                del items[:]
+                items.extend(good)
+        while True:
+            del msg.envelopes[:]
+            del msg.rx_time_us[:]
+            msg.envelopes.extend(e for e, _ in kept)
+            msg.rx_time_us.extend(r for _, r in kept)
+            excess = msg.ByteSize() - MAX_INPUT_BYTES
+            if excess <= 0 or not kept:
+                break
+            while kept and excess > 0:  # the latest deliveries go (each takes its bytes and 2 or more with it)
+                excess -= len(kept.pop()[0]) + 2
+                dropped["deliveries"] += 1
+        if msg.gnss.available and tick_input_problem(msg) is not None:
+            msg.ClearField("gnss")  # (the world's own draws: no reading rather than one no host takes)
+            dropped["gnss"] += 1
+        for part, n in sorted((p, n) for p, n in dropped.items() if n):
+            self.inbound.reject("unsendable_input", where, f"({n} {part} no host takes)")
+        return msg.SerializeToString()
 
     def _fleet_inputs(self, tick: int, t: float, bulk: Bulk) -> dict[str, bytes]:
         """Every fleet's FleetInput of ``tick``: its equipped background vehicles on the road (their truth when
@@ -662,10 +709,11 @@ class Simulation:
             log.warning("%s t=%.2f s: signal plan changes from a %s ignored", actor_id, t, self._kind.get(actor_id))
             return
         for msg in warps:
+            warp = warp_from_wire(msg)
             try:
-                self.referee.change_signals([warp_from_wire(msg)])
-            except ValueError as exc:
-                log.warning("%s t=%.2f s: signal plan change ignored: %s", actor_id, t, exc)
+                self.referee.change_signals([warp])
+            except ValueError as exc:  # (the Ack's numbers passed ``inbound.warps_problem``; the plan refused it)
+                self.inbound.reject("out_of_range", actor_id, f"(signal plan change ignored: {exc})")
                 continue
             change = (
                 f"skip {msg.at_s:.2f} -> {msg.skip_to_s:.2f}"
@@ -673,7 +721,7 @@ class Simulation:
                 else f"hold {msg.hold_s:.2f} s at {msg.at_s:.2f}"
             )
             log.info("%s t=%.2f s: signal plan of %s changed: %s (plan time)", actor_id, t, msg.intersection, change)
-            self._signal_warps.append(msg)
+            self._signal_warps.append(warp_to_wire(warp))  # (as applied: the fields that do not apply zeroed)
 
     def _record_warning(self, actor_id: str, adv: testbed_pb2.Advisory) -> None:
         # The same advisory reported again (an echo sent twice, or re-reported after a late tick) counts once.

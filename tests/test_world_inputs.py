@@ -1,0 +1,258 @@
+"""What the world accepts must never make it build a TickInput its own hosts refuse (``v2x.wire.tick_input``): every
+host then refuses the same re-sent input, and a lockstep run stalls 60 s and ends with no result (attack review 10:
+a transmission time just before 0 at tick 0; a NaN signal warp for an intersection the scenario does not have).
+Sans-I/O: the world's ``Simulation`` fed by hand, its inputs read with the hosts' own check."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests._agents import offline_sim
+from tests._mosquitto import Mosquitto
+from v2x.net import topics
+from v2x.run.runner import run_scenario
+from v2x.scenario import load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+from v2x.sdk import Stack, VehicleState
+from v2x.sim.inbound import ack_problem
+from v2x.sim.simulation import Simulation
+from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
+from v2x.wire.envelope import temporary_id
+from v2x.wire.protocol import MAX_INPUT_BYTES, MAX_TX_BYTES, MAX_TX_PER_TICK
+from v2x.wire.tick_input import read_tick_input
+
+TICK_US = 100_000  # fcw's and rlvw's tick
+
+
+def _env(sender: str, seq: int, tick: int, tx_time_us: int) -> bytes:
+    frame = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(id=temporary_id(sender))).SerializeToString()
+    return testbed_pb2.Envelope(
+        sender_id=sender, seq=seq, tick=tick, tx_time_us=tx_time_us, link=testbed_pb2.LINK_PC5, frame=frame
+    ).SerializeToString()
+
+
+def _ack(actor: str, tick: int, *, tx: int = 0, warps: tuple[testbed_pb2.SignalWarp, ...] = ()) -> bytes:
+    truth = testbed_pb2.TruthState(x_m=0.0, y_m=0.0, signal_warps=warps)
+    return testbed_pb2.Ack(actor_id=actor, tick=tick, tx_count=tx, truth=truth).SerializeToString()
+
+
+def _refused_inputs(sim: Simulation, tick: int) -> dict[str, str]:
+    """Every actor's input of ``tick`` that its host would refuse, with why."""
+    out = {}
+    for actor, payload in sim.begin(tick).items():
+        got = read_tick_input(payload, "t", tick_us=TICK_US)
+        if isinstance(got, str):
+            out[actor] = got
+    return out
+
+
+@pytest.mark.parametrize("tx_time_us", [-5_000, -100_000, -1])
+def test_a_transmission_time_before_0_is_refused_and_tick_1_is_an_input_every_host_takes(tx_time_us: int) -> None:
+    """An outside stack that stamps its BSM with its GNSS fix's time, a few ms before tick 0: the window of a tick
+    either side of the tick's time reached -100 ms at tick 0, the channel delivered it before 0, and every host
+    refused TickInput(1) (``rx_time_us`` below 0). Refused now (``bad_time``); one at 0 exactly is taken."""
+    sim = offline_sim(load_scenario(SCENARIO_DIR / "fcw.yaml"))
+    assert not _refused_inputs(sim, 0)
+    sim.receive("tx", "lead", _env("lead", 1, 0, tx_time_us), where="v2x/t/tx/lead")
+    sim.receive("tx", "follower", _env("follower", 1, 0, 0), where="v2x/t/tx/follower")
+    for actor in sim.actor_ids:
+        sim.receive("ack", actor, _ack(actor, 0, tx=int(actor in ("lead", "follower"))))
+    assert sim.inbound.stats.rejected == {"bad_time": 1}
+    assert [t.seq for t in sim.inbound.received.values()] == [1]  # the follower's
+    sim.step()
+    assert _refused_inputs(sim, 1) == {}
+
+
+def test_a_transmission_time_within_a_tick_before_a_later_tick_is_still_taken() -> None:
+    """Only times before 0 are new refusals: at tick 5, one 50 ms early is taken (and delivered in time)."""
+    sim = offline_sim(load_scenario(SCENARIO_DIR / "fcw.yaml"))
+    for tick in range(6):
+        sim.begin(tick)
+        if tick == 5:
+            sim.receive("tx", "lead", _env("lead", 1, 5, 450_000), where="v2x/t/tx/lead")
+        for actor in sim.actor_ids:
+            sim.receive("ack", actor, _ack(actor, tick, tx=int(tick == 5 and actor == "lead")))
+        sim.step()
+    assert not sim.inbound.stats.rejected
+    assert _refused_inputs(sim, 6) == {}
+
+
+RLVW = SCENARIO_DIR / "rlvw.yaml"  # rsu_x1 runs the controller of x1, the only (signalised) intersection
+
+
+def _warp(intersection: str = "x1", at_s: float = 5.0, **kw: float | bool) -> testbed_pb2.SignalWarp:
+    return testbed_pb2.SignalWarp(intersection=intersection, at_s=at_s, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("actor", "warp", "why"),
+    [
+        ("rsu_x1", _warp("nope", math.nan, hold_s=1.0), "intersection 'nope' is not one it runs (its: x1)"),
+        ("rsu_x1", _warp("x2", math.inf, hold_s=1.0), "intersection 'x2' is not one it runs"),
+        ("rsu_x1", _warp(at_s=math.nan, hold_s=1.0), "truth.signal_warps[0].at_s = nan"),
+        ("rsu_x1", _warp(hold_s=math.inf), "truth.signal_warps[0].hold_s = inf"),
+        ("rsu_x1", _warp(hold_s=-1.0), "truth.signal_warps[0].hold_s = -1.0"),
+        # (a hold: skip_to_s does not apply, but it goes to every actor as it came)
+        ("rsu_x1", _warp(hold_s=2.0, skip_to_s=math.nan), "truth.signal_warps[0].skip_to_s = nan"),
+        ("car_a", _warp(hold_s=2.0), "intersection 'x1' is not one it runs (its: none)"),
+    ],
+)
+def test_a_signal_warp_that_is_not_the_actors_or_not_finite_is_refused(
+    actor: str, warp: testbed_pb2.SignalWarp, why: str
+) -> None:
+    """An Ack with one was taken, the warp skipped by the referee's controllers (unknown intersection) so its
+    numbers were never checked, and passed on to every actor, whose hosts all refused the input (NaN): lockstep
+    stalled. Now the Ack is refused, ``out_of_range``, and the next inputs are ones every host takes."""
+    sim = offline_sim(load_scenario(RLVW))
+    sim.begin(0)
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0, warps=(warp,) if a == actor else ()), where=f"v2x/t/ack/{a}")
+    assert sim.inbound.stats.rejected == {"out_of_range": 1}
+    assert why in sim.missing_why()[0]
+    sim.step()
+    assert _refused_inputs(sim, 1) == {}
+    assert not testbed_pb2.TickInput.FromString(sim.begin(2)["car_a"]).signal_warps
+
+
+def test_an_rsus_valid_warp_for_its_intersection_reaches_every_actor_as_applied() -> None:
+    sim = offline_sim(load_scenario(RLVW))
+    sim.begin(0)
+    warp = _warp(hold_s=2.0, skip_to_s=7.0)  # a hold with a stray skip_to_s: passed on as applied (0)
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0, warps=(warp,) if a == "rsu_x1" else ()))
+    assert not sim.inbound.stats.rejected
+    sim.step()
+    inputs = sim.begin(1)
+    for payload in inputs.values():
+        ti = read_tick_input(payload, "t", tick_us=TICK_US)
+        assert not isinstance(ti, str)
+        assert list(ti.signal_warps) == [_warp(hold_s=2.0)]
+
+
+def test_a_warp_the_plan_refuses_is_counted_and_not_passed_on() -> None:
+    """Finite numbers, but no plan takes them (a skip of more than a cycle): counted, the Ack otherwise stands."""
+    sim = offline_sim(load_scenario(RLVW))
+    sim.begin(0)
+    warp = _warp(skip=True, skip_to_s=500.0)
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0, warps=(warp,) if a == "rsu_x1" else ()))
+    assert sim.missing() == []
+    sim.step()
+    assert sim.inbound.stats.rejected == {"out_of_range": 1}
+    assert _refused_inputs(sim, 1) == {}
+    assert not testbed_pb2.TickInput.FromString(sim.begin(2)["car_a"]).signal_warps
+
+
+@pytest.mark.parametrize(("z", "refused"), [(math.nan, True), (1e308, True), (-math.inf, True), (1001.0, True),
+                                             (12.5, False), (-1000.0, False)])  # fmt: skip
+def test_a_truths_height_is_range_checked_as_its_position(z: float, refused: bool) -> None:
+    """``Ack.truth.z_m`` had no check: NaN was taken, and 1e308 put a car above every other (no collision)."""
+    ack = testbed_pb2.Ack(actor_id="lead", tick=0, truth=testbed_pb2.TruthState(x_m=1.0, z_m=z))
+    problem = ack_problem(ack, run_end_s=14.0)
+    assert (problem != "") == refused, problem
+    if refused:
+        assert problem.startswith("truth.z_m = ")
+
+
+def _padded_bsm(sender: str, seq: int, size: int) -> bytes:
+    """A BSM envelope of ``size`` bytes or so: the frame padded with an unknown field (a newer peer's, taken)."""
+    frame = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(id=temporary_id(sender))).SerializeToString()
+    pad = size - len(frame) - 64
+    frame += b"\xc2\x3e" + bytes([pad & 0x7F | 0x80, pad >> 7]) + b"x" * pad  # field 1000, length-delimited
+    return testbed_pb2.Envelope(
+        sender_id=sender, seq=seq, tick=0, tx_time_us=0, link=testbed_pb2.LINK_PC5, frame=frame
+    ).SerializeToString()
+
+
+def test_an_input_bigger_than_a_host_takes_is_cut_to_size_and_counted() -> None:
+    """tjw's 13 equipped actors each send the 64 envelopes of 16 KiB an actor may: each receiver hears some 12 MiB
+    in one tick, where a host takes a TickInput of 4 MiB at most (the broker does not even deliver a bigger one to
+    it): the world sends the earliest deliveries that fit and counts the rest (``unsendable_input``)."""
+    sim = offline_sim(load_scenario(SCENARIO_DIR / "tjw.yaml"))
+    sim.begin(0)
+    senders = [a.id for a in sim.scenario.actors if a.equipped and a.kind != "platform"]
+    for a in senders:
+        for seq in range(1, MAX_TX_PER_TICK + 1):
+            sim.receive("tx", a, _padded_bsm(a, seq, MAX_TX_BYTES - 100), where=f"v2x/t/tx/{a}")
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0, tx=MAX_TX_PER_TICK if a in senders else 0))
+    assert not sim.inbound.stats.rejected
+    sim.step()
+    inputs = sim.begin(1)
+    assert max(len(p) for p in inputs.values()) <= MAX_INPUT_BYTES
+    assert sim.inbound.stats.rejected["unsendable_input"] > 0
+    assert not sim.inbound.stats.rejected_by_actor  # (not the receivers' doing)
+    for payload in inputs.values():
+        assert not isinstance(read_tick_input(payload, "t", tick_us=TICK_US), str)
+    assert any(len(testbed_pb2.TickInput.FromString(p).envelopes) > 200 for p in inputs.values())
+
+
+def test_an_input_with_a_number_no_host_takes_goes_without_that_part() -> None:
+    """The net under the inbox's checks: a signal warp that is not finite, however it got past them, is not sent."""
+    sim = offline_sim(load_scenario(RLVW))
+    sim.begin(0)
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0))
+    sim.step()
+    sim._signal_warps = [_warp(at_s=math.nan), _warp(hold_s=1.0)]  # (past the inbox: as if it had missed them)
+    for payload in sim.begin(1).values():
+        ti = read_tick_input(payload, "t", tick_us=TICK_US)
+        assert not isinstance(ti, str)
+        assert list(ti.signal_warps) == [_warp(hold_s=1.0)]
+    assert sim.inbound.stats.rejected["unsendable_input"] == len(sim.actor_ids)
+
+
+@pytest.mark.broker
+async def test_an_outside_bsm_stamped_before_tick_0_does_not_stall_a_lockstep_run_on_mosquitto(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Attack review 10, as it was found: an outside stack driving fcw's lead stamps its tick-0 BSM with the time of
+    its GNSS fix, 5 ms before tick 0 (no malice needed). The world took it and delivered it before 0; the built-in
+    follower, neighbour and rsu1 refused TickInput(1) for that, the run stalled 60 s and ended with no result. Now
+    that envelope is refused (``bad_time``) and the run ends as the clean one does."""
+    doc = yaml.safe_load((SCENARIO_DIR / "fcw.yaml").read_text(encoding="utf-8"))
+    lead = next(a for a in doc["actors"] if a["id"] == "lead")
+    lead["external"] = True
+    del lead["events"]  # (the stack below brakes at 6 s)
+    path = tmp_path / "fcw-outside.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    prefix = f"early-{uuid.uuid4().hex[:6]}"
+
+    async def lead_stack() -> None:
+        async with Stack(mosquitto.address.url, run_id=f"{prefix}-v2x", actor_id="lead", kind="car") as st:
+            run = await st.start(timeout_s=60)
+            state = VehicleState.at_start(run.me)
+            async for tick in st.ticks(tick_timeout_s=60):
+                if tick.n > 0:
+                    state = state.advanced(tick.dt_s, -6.0 if tick.t_s - tick.dt_s >= 6.0 - 1e-9 else 0.0)
+                if tick.n == 0:  # its own BSM envelope, stamped at the fix: 5 ms before the tick
+                    st.seq += 1
+                    env = testbed_pb2.Envelope(
+                        sender_id="lead", seq=st.seq, tick=0, tx_time_us=tick.raw.time_us - 5_000,
+                        link=testbed_pb2.LINK_PC5, frame=st.bsm(tick, state).SerializeToString(),
+                    )  # fmt: skip
+                    item = (topics.tx(st.run_id, "lead"), env.SerializeToString())
+                    st._out.append(item)  # (what ``Stack.send`` does, with another time)
+                    await st._publish(*item)
+                else:
+                    await st.send_bsm(tick, state)
+                await st.ack(tick, state)
+
+    stack = asyncio.create_task(lead_stack())
+    try:
+        started = time.monotonic()
+        result = await run_scenario(load_scenario(path), broker=mosquitto.address.url, run_id=prefix, variants=["v2x"])
+        await asyncio.wait_for(stack, 30)
+    finally:
+        stack.cancel()
+    assert time.monotonic() - started < 50
+    assert result["metrics"]["v2x"]["rejected"] == {"bad_time": 1}
+    assert not result["metrics"]["v2x"]["rejected_by_agents"].get("follower"), result["metrics"]["v2x"]
+    assert result["passed"], result["expectations"]
