@@ -50,7 +50,10 @@ def test_one_table_for_every_kind_and_the_certificates() -> None:
 
 
 def _env(
-    sender: str, frame: frame_pb2.MessageFrame, link: int = testbed_pb2.LINK_PC5, dest: tuple[str, ...] = ()
+    sender: str,
+    frame: frame_pb2.MessageFrame,
+    link: testbed_pb2.LinkKind.ValueType = testbed_pb2.LINK_PC5,
+    dest: tuple[str, ...] = (),
 ) -> bytes:
     return testbed_pb2.Envelope(
         sender_id=sender, seq=1, tick=0, tx_time_us=0, link=link, dest_ids=dest, frame=frame.SerializeToString()
@@ -142,7 +145,7 @@ def test_the_sdk_hands_over_an_advisory_only_from_the_platform_over_uu_and_only_
     run: RunInfo = stack._run_info(testbed_pb2.Control.FromString(start))
     uu = testbed_pb2.LINK_UU
 
-    def heard(sender: str, link: int, ttc_s: float = 1.2) -> bool:
+    def heard(sender: str, link: testbed_pb2.LinkKind.ValueType, ttc_s: float = 1.2) -> bool:
         raw = _env(sender, _forged_advisory("neighbour", ttc_s=ttc_s), link, ("neighbour",) if link == uu else ())
         return stack._decode(run, raw, 0.05, 0.1) is not None
 
@@ -181,9 +184,11 @@ async def _evil_lead(broker: str, run_id: str, *, attack: bool) -> None:
 
 
 async def _run_with(scenario: Path, mosquitto: Mosquitto, run_id: str, stack: Any) -> dict[str, Any]:
+    """The v2x variant of ``scenario`` on the real broker, with ``stack(url, run_id)`` driving its outside actor."""
     sc = load_scenario(scenario)
     url = mosquitto.address.url
     run = run_scenario(sc, seed=0, broker=url, variants=["v2x"], run_id=run_id, join_timeout_s=60.0)
+    result: dict[str, Any]
     result, _ = await asyncio.wait_for(asyncio.gather(run, stack(url, f"{run_id}-v2x")), 120.0)
     return result
 
