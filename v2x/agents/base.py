@@ -261,7 +261,7 @@ class Agent(abc.ABC):
             if not self.env.sent_by_its_kind(h):
                 self.rejected["not_permitted"] += 1
                 log.warning(
-                    "%s: rejected a %s from %s (t=%.2f s): its kind may not send it",
+                    "%s: rejected a %s from %s (t=%.2f s): its kind of actor may not send one",
                     self.actor_id,
                     h.frame.WhichOneof("msg"),
                     h.sender_id,

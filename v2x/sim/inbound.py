@@ -518,7 +518,7 @@ class Inbound:
             return True
         kind = self.kind_of.get(actor_id)
         if kind is not None and msg_type not in may_send(kind):  # (an advisory from a car steered or stalled runs)
-            self.reject("not_permitted", where, f"(a {kind} may not send a {msg_type})")
+            self.reject("not_permitted", where, f"(a {kind} may not send {msg_type!r} messages)")
             return True
         if env.link not in LINK_NAME:
             self.reject("bad_link", where)
@@ -810,7 +810,7 @@ class Inbound:
             self.reject("unknown_type", where)
             return
         if msg_type not in ROAD_USER_SENDS:
-            self.reject("not_permitted", where, f"(a fleet's vehicle may not send a {msg_type})")
+            self.reject("not_permitted", where, f"(a fleet's vehicle may not send {msg_type!r} messages)")
             return
         link = env.link
         if link != testbed_pb2.LINK_PC5 or env.dest_ids:
