@@ -449,7 +449,7 @@ class Vehicle:
                 lane=self.lane,
             ),
             rejected=dict(self.rejected),
-            events=echoes,  # advisories addressed to us, echoed unchanged: only then do they count
+            events=echoes,  # advisories addressed to us, echoed at their delivery time: only then do they count
         )
         if ti.tick % 10 == 0:
             ack.notes.append(f"{SOFTWARE}: x={state.x_m:.2f} m v={state.speed_mps:.2f} m/s a={state.accel_mps2:.1f}")
@@ -549,7 +549,11 @@ class Vehicle:
                 sender = self.names.get(bsm.id, env.sender_id)
                 self.heard[sender] = (x, y)
             elif which == "advisory" and frame.advisory.target_id == self.opts.actor_id:
-                a = frame.advisory
+                # echoed at its delivery time, when the driver got it, the rest as it came (docs/PROTOCOL.md
+                # "Warnings": the platform's raised_at_s would record it before the driver could have had it)
+                a = testbed_pb2.Advisory()
+                a.CopyFrom(frame.advisory)
+                a.raised_at_s = rx_us / 1e6
                 echoes.append(a)
                 log.warning(
                     "advisory from %s at %.2f s: %s %s about %s, TTC %.2f s",

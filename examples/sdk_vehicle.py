@@ -136,7 +136,7 @@ async def drive(args: argparse.Namespace) -> int:
     async with stack_cm as stack:
         try:
             run = await stack.start(timeout_s=args.join_timeout)
-        except BrokerLost as exc:
+        except (BrokerLost, RunAborted) as exc:  # (RunAborted: the world says this actor never joined)
             log.error("%s", exc)
             return 1
         except TimeoutError:
@@ -197,7 +197,9 @@ async def step(
         warnings.append(stack.warning(tick, testbed_pb2.APP_FCW, other, ttc_s=ttc, conflict_type="rear-end"))
         log.info("t=%.1fs: FCW about %s, TTC %.2f s", t, other, ttc)
         driver.warn(t)
-    for adv in tick.advisories:  # received from the platform: echo it (that is what makes it count)
+    # received from the platform: echo it (that is what makes it count), at its delivery time (the SDK sets
+    # raised_at_s to that: docs/PROTOCOL.md "Warnings")
+    for adv in tick.advisories:
         warnings.append(adv)
         if adv.severity >= testbed_pb2.SEVERITY_WARNING:
             driver.warn(t)

@@ -30,7 +30,7 @@ from v2x.run.results import FIGURE_KEYS
 from v2x.run.runner import build_agents, environment
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR, ScenarioError
-from v2x.wire import testbed_pb2
+from v2x.wire import protocol, testbed_pb2
 from v2x.wire.tables import APP_BY_NAME, APP_NAME
 
 V2X = Path(__file__).resolve().parents[1] / "v2x"
@@ -69,6 +69,8 @@ def test_every_figure_an_app_reports_is_declared_once() -> None:
     declared = figures()
     assert len({f.name for f in declared}) == len(declared)
     assert tuple(f.name for f in declared) == FIGURE_KEYS
+    # the SDK's list (it checks a warning's name without loading the apps): the built-in apps' figures, no more
+    assert tuple(f.name for f in declared) == protocol.FIGURE_NAMES
     assert tuple((f.name, f.label, f.unit) for f in declared) == WARNING_FIGURES
     # Advisory.figure_name comes from the declarations only: no literal figure name in the code
     for path in V2X.rglob("*.py"):

@@ -132,7 +132,8 @@ def test_check_passes_then_fails_with_a_readable_diff_when_a_threshold_changes(
     assert re.search(r"^fcw +baseline +UNCHANGED$", printed, re.M), printed
     assert main(["check", str(path), "--out", str(out)]) == 1
     [case] = [c for c in json.loads((out / "summary.json").read_text())["cases"] if c["variant"] == "v2x"]
-    [line] = case["lines"]  # when, and how hard (the impact speed)
+    line, gap = case["lines"]  # when, and how hard (the impact speed); and the gap expectation's failure
+    assert gap.startswith("expectation 'warned driver keeps 2 m to the lead' failed: smallest gap follower - lead")
     assert line.startswith(
         "expectation 'warned driver avoids the crash' failed: follower - lead collided at t=9.40 s, "
     )

@@ -31,8 +31,10 @@ def _failed(result: dict[str, Any]) -> list[str]:
 
 def _happenings(result: dict[str, Any], variant: str) -> set[tuple[str, str]]:
     """(event type, who) of the physical outcomes of a variant: collisions, violations, stops, the speed
-    (to 0.1 m/s) at which an actor passed a `speed` expectation's point, and whether a platoon's gap error
-    grew down the platoon (string stability, measured from the truth)."""
+    (to 0.1 m/s) at which an actor passed a `speed` expectation's point, whether a platoon's gap error
+    grew down the platoon (string stability, measured from the truth) and the smallest time gap (to 0.1 s)
+    of a `gap` expectation's actor (one that both variants measure: a gap only one of them asks about
+    tells nothing)."""
     out = {
         (e["type"], str(e.get("actors", e.get("actor"))) + (f" {e['speed_mps']:.1f}" if e["type"] == "passage" else ""))
         for e in result["events"]
@@ -41,6 +43,15 @@ def _happenings(result: dict[str, Any], variant: str) -> set[tuple[str, str]]:
     for s in result["metrics"].get(variant, {}).get("string_stability", []):
         grows = any(a is not None and a > 1.05 for a in s["amplification"])
         out.add(("string", f"{','.join(s['actors'])} {'grows' if grows else 'stable'}"))
+    measured = [
+        {f"{g['actor']},{g['other']} {g['window_s']}": g["smallest_s"] for g in m.get("gaps", [])}
+        for m in result["metrics"].values()
+    ]
+    both = set.intersection(*(set(g) for g in measured)) if measured else set()
+    for g in result["metrics"].get(variant, {}).get("gaps", []):
+        key = f"{g['actor']},{g['other']} {g['window_s']}"
+        if key in both:
+            out.add(("gap", f"{key} {'-' if g['smallest_s'] is None else format(g['smallest_s'], '.1f')} s"))
     return out
 
 

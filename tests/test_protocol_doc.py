@@ -906,7 +906,7 @@ def test_the_docs_conflict_type_table_names_every_app_that_raises_advisories() -
     assert set(re.findall(r"`([^`]+)`", rows["vrucw"])) >= set(CONFLICT_NAME.values())
     assert rows["lta"] == f"`{lta.CONFLICT}`"
     assert rows["dnpw"] == "`oncoming`"
-    assert rows["platoon"] == f"`{platoon.JOINED}` or `{platoon.LEFT}`"
+    assert rows["platoon"] == f"`{platoon.JOINED}`, `{platoon.LEFT}`, `{platoon.CUT_IN}` or `{platoon.CUT_OUT}`"
 
 
 # ==== Sending: rounding, secMark =============================================================================

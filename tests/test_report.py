@@ -328,3 +328,16 @@ def test_a_fifo_named_result_json_is_refused_not_waited_on(tmp_path: Path) -> No
         load_results([tmp_path])
     with pytest.raises(ValueError, match="not a regular file: not a golden record"):
         load_golden(tmp_path / "result.json")
+
+
+def test_the_outside_stacks_are_shown_escaped_and_what_is_not_of_their_shape_left_out() -> None:
+    """run.outside_stacks (an AD team's review: nothing said what was under test) is a table under the heading;
+    a result file is anyone's: its texts are escaped, and entries of another shape are left out."""
+    assert "driven by outside stacks" not in render_html([_result()])
+    stacks = {"car_b": {"v2x": "acme-stack 2.1 <b>\x1b[2J"}, "x": "junk", "y": {"v2x": 5}}
+    page = render_html([_result(run={"broker": "embedded", "outside_stacks": stacks})])
+    root = _parse(page)  # (well-formed: the markup in the software is text)
+    assert "driven by outside stacks" in page
+    assert "<td>car_b</td><td>v2x</td><td>acme-stack 2.1 &lt;b&gt;\\x1b[2J</td>" in page
+    assert "<td>x</td>" not in page and "<td>y</td>" not in page and root is not None
+    assert "driven by outside stacks" not in render_html([_result(run={"outside_stacks": ["car_b"]})])

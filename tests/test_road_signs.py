@@ -6,6 +6,7 @@ expectation and the scenario files' fields; the shipped scenarios end to end at 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from v2x.agents.base import Heard
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.driver import Driver
-from v2x.apps.host import Host
-from v2x.apps.road_signs import in_vehicle_signage, speed_limit_warnings
+from v2x.apps.host import Host, Participant
+from v2x.apps.registry import OnBoardView, app_spec
+from v2x.apps.road_signs import SpeedLimitWarningApp, in_vehicle_signage, lane_limit_warning, speed_limit_warnings
 from v2x.apps.thresholds import DEFAULTS
 from v2x.cli import main
 from v2x.geodesy import LocalFrame
@@ -30,10 +32,12 @@ from v2x.scenario.model import SpeedExpectation
 from v2x.units import MINUTE_OF_YEAR_UNAVAILABLE
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.envelope import temporary_id
+from v2x.wire.map_spat import Approach
 from v2x.wire.rsi import ReferencePath, RoadEvent, RoadSign, decode_rsi, encode_rsi, road_sign_key
 
 IVS = SCENARIO_DIR / "ivs.yaml"
 SLW = SCENARIO_DIR / "slw.yaml"
+SLW_MAP = SCENARIO_DIR / "slw-map.yaml"
 HLW = SCENARIO_DIR / "hlw.yaml"
 FRAME = LocalFrame(29.7150, 106.6300, 280.0)
 EPOCH = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
@@ -188,6 +192,64 @@ def test_slw_warns_over_the_limit_plus_tolerance_before_and_inside_the_limited_s
     assert len(_slw(_host(400.0), anywhere)) == 1 and _slw(_host(600.0), anywhere) == []
 
 
+# SLW from MAP: an eastbound approach to x1 at 40 km/h, stop line at x = 488 (rule 5, hand-computed)
+APPROACH_40 = Approach("x1", 1, "eb", [(300.0, -1.75), (488.0, -1.75)], 3.5, 1, 40 / 3.6)
+
+
+def _lane(host: Host, signs: tuple[float, ...] = (), approach: Approach = APPROACH_40) -> tuple[float, float] | None:
+    w = lane_limit_warning(host, [approach], DEFAULTS, signs)
+    return None if w is None else (w.distance_m, w.excess_mps)
+
+
+def test_slw_warns_over_the_map_lane_limit_plus_tolerance_on_the_lane_only() -> None:
+    limit = 40 / 3.6
+    assert _lane(_host(400.0)) == pytest.approx((85.5, 22.22 - limit))  # front bumper 402.5 -> stop line 488
+    assert _lane(_host(400.0, speed=limit + 5 / 3.6 - 0.01)) is None  # within the 5 km/h tolerance
+    assert _lane(_host(400.0, speed=limit + 5 / 3.6 + 0.01)) is not None
+    assert _lane(_host(400.0, y=-1.75 + 1.75 + 0.49)) is not None  # within half the width + the 0.5 m margin
+    assert _lane(_host(400.0, y=-1.75 + 1.75 + 0.51)) is None  # off the lane
+    assert _lane(_host(400.0, heading_deg=180.0)) is None  # the other direction on the same line
+    assert _lane(_host(290.0)) is None  # before the lane begins (10 m: more than the 2.25 m reach)
+    assert _lane(_host(487.0)) is None  # front bumper past the stop line: off the approach
+    assert _lane(_host(400.0, sigma=3.0)) is None  # 95 % error 7.3 m > 5 m
+    unlimited = Approach("x1", 1, "eb", APPROACH_40.points, 3.5, 1, None)
+    assert _lane(_host(400.0), approach=unlimited) is None  # a MAP lane without a speed limit
+
+
+def test_where_a_sign_and_the_map_lane_both_limit_the_host_the_lower_limit_wins() -> None:
+    host = _host(400.0)  # 80 km/h on the 40 km/h lane
+    assert _lane(host, (30 / 3.6,)) is None  # a 30 km/h sign warning covers the lane's 40
+    assert _lane(host, (40 / 3.6,)) is None  # so does one at the lane's limit
+    assert _lane(host, (60 / 3.6,)) is not None  # a 60 km/h sign does not lift the lane's 40
+    party = Participant("host", host.x, host.y, 0.0, host.speed_mps, 0.0, host.heading_rad, 5.0, 2.0, host.sigma_m)
+    view = OnBoardView(
+        host=host,
+        host_party=party,
+        remotes={},
+        perceived={},
+        heard_events={},
+        heard_signs={},
+        approaches={1: [APPROACH_40]},
+        signals={},
+        thresholds=DEFAULTS,
+    )
+    # MAP alone: one warning, named after the intersection, the lane's limit as its figure, inside the stretch
+    [raised] = SpeedLimitWarningApp().evaluate(view, 1.0)
+    assert (raised.app, raised.other, raised.ttc_s) == ("slw", "x1", 0.0)
+    assert raised.figure == pytest.approx(40 / 3.6) and raised.conflict_type == "MAP lane eb, 80 km/h"
+    assert app_spec("slw").consumes == ("rsi", "map")
+    # a 30 km/h sign 97.5 m ahead on the same road as well: only the sign's warning
+    sign_30 = RoadSign(5, 201, 500.0, -5.0, (EB,), speed_limit_mps=30 / 3.6)
+    both = SpeedLimitWarningApp().evaluate(replace(view, heard_signs={"k": (sign_30, 0.5)}), 1.0)
+    assert [(r.other, round(r.figure * 3.6)) for r in both] == [("k", 30)]
+    # a 60 km/h sign instead: both, the driver keeps to the lower (Driver.target_speed)
+    sign_60 = RoadSign(6, 201, 500.0, -5.0, (EB,), speed_limit_mps=60 / 3.6)
+    both = SpeedLimitWarningApp().evaluate(replace(view, heard_signs={"k": (sign_60, 0.5)}), 1.0)
+    assert [(r.other, round(r.figure * 3.6)) for r in both] == [("k", 60), ("x1", 40)]
+    # nothing heard: nothing raised
+    assert SpeedLimitWarningApp().evaluate(replace(view, approaches={}), 1.0) == []
+
+
 # -- the driver, the vehicle and the world --------------------------------------------------------------
 def test_a_speed_cap_applies_after_the_reaction_time_and_the_lowest_wins() -> None:
     d = Driver(reaction_s=1.0, brake_mps2=4.0)
@@ -293,11 +355,15 @@ def test_the_shipped_scenarios_are_in_the_catalogue() -> None:
     ivs, slw = load_scenario(IVS), load_scenario(SLW)
     assert [s.id for s in ivs.actor("rsu_school").road_signs] == ["children_sign"] and "ivs" in ivs.actor("car_a").apps
     assert [s.speed_limit_kph for s in slw.actor("rsu_village").road_signs] == [40] and "slw" in slw.actor("car_a").apps
+    by_map = load_scenario(SLW_MAP)  # SLW from MAP alone: an RSU serving x1, whose lanes have a limit, and no sign
+    rsu = by_map.actor("rsu_x1")
+    assert rsu.intersections == ["x1"] and not rsu.road_signs and "slw" in by_map.actor("car_a").apps
+    assert {lane.speed_limit_kph for lane in by_map.road.lanes} == {40}
 
 
 # -- end to end -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", [1, 2, 3])
-@pytest.mark.parametrize("scenario", [IVS, SLW])
+@pytest.mark.parametrize("scenario", [IVS, SLW, SLW_MAP])
 async def test_ivs_and_slw_pass_for_seeds_1_to_3(scenario: Path, seed: int) -> None:
     """On the loopback bus (the same outcome as over a broker, tests/test_e2e.py; seed 0 of each runs
     there on Mosquitto, against its golden record)."""
@@ -305,4 +371,4 @@ async def test_ivs_and_slw_pass_for_seeds_1_to_3(scenario: Path, seed: int) -> N
 
     result = await run_scenario(load_scenario(scenario), seed=seed, broker="loopback")
     assert result["passed"], [e for e in result["expectations"] if not e["passed"]]
-    assert "rsi" in result["metrics"]["v2x"]["latency_ms_by_message"]
+    assert ("map" if scenario == SLW_MAP else "rsi") in result["metrics"]["v2x"]["latency_ms_by_message"]

@@ -759,6 +759,8 @@ def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
         ("km/h", "moved 1.67 m where its speeds say 6.00 m"),  # speed (and vx, vy) in km/h
         ("radians", "moved towards 90.0 deg, heading 1.6"),  # heading in radians
         ("vx", "|(vx, vy)| 0.00 m/s, speed_mps 16.67"),  # velocity left out
+        # at rest one tick later, where the mean speed puts it: a stop no vehicle makes (the world's check too)
+        ("stop", "tick 2 -> 3: speed 16.67 -> 0.00 m/s in 0.10 s (166.7 m/s^2; at most 100)"),
     ],
 )
 def test_conformance_checks_that_a_stacks_truth_moves_as_it_says(fault: str, said: str) -> None:
@@ -771,10 +773,11 @@ def test_conformance_checks_that_a_stacks_truth_moves_as_it_says(fault: str, sai
     v = 16.67 * (3.6 if fault == "km/h" else 1.0)
     for n in range(4):
         capture.inputs[n] = (float(n), testbed_pb2.TickInput(run_id="r-v2x", tick=n, time_us=n * 100_000))
+        stopped = fault == "stop" and n == 3
         truth = testbed_pb2.TruthState(
-            x_m=16.67 * 0.1 * n,
-            vx_mps=0.0 if fault == "vx" else v,
-            speed_mps=v,
+            x_m=16.67 * 0.1 * (2.5 if stopped else n),
+            vx_mps=0.0 if fault == "vx" or stopped else v,
+            speed_mps=0.0 if stopped else v,
             heading_deg=math.pi / 2 if fault == "radians" else 90.0,
         )
         ack = testbed_pb2.Ack(actor_id="follower", tick=n, truth=truth)
@@ -1581,6 +1584,8 @@ async def test_an_sdk_stack_resumes_after_broker_restarts_with_the_outcome_of_a_
     assert stack.reconnections == 2
     assert [e for e in reference["events"] if e["type"] == "warning" and e["target"] == "follower"]
     assert restarted == reference
+    # the world asked again for ticks whose answers the restarts lost: one truth a tick, judged once, plausible
+    assert not [e for e in restarted["events"] if e["type"] == "implausible_motion"], restarted["events"]
 
 
 @pytest.mark.broker
@@ -1757,3 +1762,227 @@ async def test_two_starts_before_tick_0_make_the_sdk_refuse_instead_of_being_ste
     said = await _first_tick_after(mosquitto, tmp_path, retained_first=False, same_token=True)
     assert said.startswith("refused: 2 different STARTs of run twostarts-"), said
     assert await _first_tick_after(mosquitto, tmp_path, retained_first=True) == f"tick 0, token {'b' * 32}"
+
+
+# ---- An AD team's review (session 24) ---------------------------------------------------------------------------
+
+
+async def test_the_sdk_switches_nagle_off_on_every_connection(tmp_path: Path) -> None:
+    """An AD team's review: the SDK left Nagle on (the testbed's own transport switches it off), and a lockstep
+    run with an SDK stack was several times slower than the built-in one. TCP_NODELAY is set on the first
+    connection and again on the one after a broker restart (docs/PROTOCOL.md "Transport")."""
+    import asyncio
+    import socket
+
+    from v2x.sdk import Stack
+
+    def no_delay(stack: Stack) -> int:
+        assert stack._client is not None
+        sock = stack._client._client.socket()
+        assert isinstance(sock, socket.socket)
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+    broker = Mosquitto(mosquitto_binary())
+    broker.start()
+    try:
+        async with Stack(broker.address, run_id=f"nagle-{uuid.uuid4().hex[:6]}", actor_id="follower") as stack:
+            assert no_delay(stack) != 0
+            broker.stop()
+            await asyncio.sleep(0.3)
+            broker.start()
+            async with asyncio.timeout(20):
+                while stack.reconnections < 1 or stack._client is None:
+                    await asyncio.sleep(0.05)
+            assert no_delay(stack) != 0
+    finally:
+        broker.stop()
+
+
+def test_conformance_names_nagle_when_the_response_time_looks_like_it() -> None:
+    """ "response time: p95 48.0 ms" said nothing of why (an AD team's review): a p95 of about the 40 ms Nagle's
+    algorithm adds with delayed ACKs names TCP_NODELAY; a quick one does not."""
+    capture = _bsm_capture({n: n for n in range(10)})
+    check = _fcw_checks(capture, None)["response time"]
+    assert "p95 20.0 ms" in check.detail and "TCP_NODELAY" not in check.detail, check.detail
+    capture.acks = [(at + 0.028, raw) for at, raw in capture.acks]  # every Ack 48 ms after its input
+    check = _fcw_checks(capture, None)["response time"]
+    assert "p95 48.0 ms" in check.detail and "TCP_NODELAY" in check.detail and "Nagle" in check.detail, check.detail
+
+
+@pytest.mark.broker
+async def test_the_sdk_hands_out_advisories_at_their_delivery_time(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """docs/PROTOCOL.md "Warnings": an echoed advisory's ``raised_at_s`` is its delivery time (``rx_time_us``).
+    ``Tick.advisories`` kept the platform's, and the documented ``warnings = list(tick.advisories)`` recorded
+    an SDK stack's ICW at 3.100 where the built-in car's was at 3.104 (an AD team's review). The rest stays as it
+    came, and ``heard`` keeps the advisory unchanged."""
+    import aiomqtt
+
+    from v2x.net import topics
+    from v2x.sdk import Stack
+    from v2x.wire import frame_pb2
+    from v2x.wire.advisory import advisory
+
+    run_id = f"echo-{uuid.uuid4().hex[:6]}"
+    start = _forged_world_start(tmp_path, run_id, n_ticks=10)
+    sent = advisory(testbed_pb2.APP_ICW, target_id="follower", other_id="car_a", source_id="platform", t_s=0.0,
+                    valid_s=3.0, severity=testbed_pb2.SEVERITY_WARNING, ttc_s=2.5, trigger_sent_at_s=0.0)  # fmt: skip
+    env = testbed_pb2.Envelope(sender_id="platform", seq=1, tick=0, tx_time_us=0, link=testbed_pb2.LINK_UU,
+                               dest_ids=["follower"],
+                               frame=frame_pb2.MessageFrame(advisory=sent).SerializeToString())  # fmt: skip
+    ti = testbed_pb2.TickInput(run_id=run_id, tick=0, tick_us=100_000, time_us=0)
+    ti.envelopes.append(env.SerializeToString())
+    ti.rx_time_us.append(0)
+    ti1 = testbed_pb2.TickInput(run_id=run_id, tick=1, tick_us=100_000, time_us=100_000)
+    ti1.envelopes.append(env.SerializeToString())
+    ti1.rx_time_us.append(43_750)
+    handed: list[tuple[list[testbed_pb2.Advisory], list[testbed_pb2.Advisory | None]]] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
+        await world.publish(topics.control(run_id), start.SerializeToString(), qos=1, retain=True)
+        async with Stack(mosquitto.address.url, run_id=run_id, actor_id="follower") as stack:
+            run = await stack.start(timeout_s=10)
+            await world.publish(topics.tick_input(run_id, "follower"), ti.SerializeToString())
+            await world.publish(topics.tick_input(run_id, "follower"), ti1.SerializeToString())
+            async for tick in stack.ticks(tick_timeout_s=10):
+                handed.append((list(tick.advisories), [h.advisory for h in tick.heard]))
+                await stack.ack(tick, VehicleState.at_start(run.me), warnings=tick.advisories)
+                if tick.n == 1:
+                    break
+        await world.publish(topics.control(run_id), b"", qos=1, retain=True)
+    (at0, heard0), (at1, heard1) = handed
+    assert [a.raised_at_s for a in at0] == [0.0] and [a.raised_at_s for a in at1] == [0.04375]
+    assert heard0 == heard1 == [sent]  # as it came
+    echoed = testbed_pb2.Advisory()
+    echoed.CopyFrom(at1[0])
+    echoed.raised_at_s = sent.raised_at_s
+    assert echoed == sent  # the rest unchanged
+
+
+def test_the_sdk_refuses_a_figure_name_no_app_reports_at_once() -> None:
+    """A typo in ``figure_name`` ("advised_speed") was refused only by the world (out_of_range, in its log): the
+    stack saw its tick sent again and again until the run failed (an AD team's review). ``Stack.warning`` raises
+    at once, naming the closest and the valid names; a plugin app's figure is taken when the stack is told it."""
+    from v2x.sdk import Stack
+
+    stack = Stack("mqtt://127.0.0.1:1", run_id="r", actor_id="follower")
+    tick = _tick(3, [])
+    with pytest.raises(ValueError, match=r"'advised_speed' is not a figure.*did you mean 'advised_speed_mps'") as err:
+        stack.warning(tick, testbed_pb2.APP_GLOSA, "node1", figure=8.3, figure_name="advised_speed")
+    assert "'platoon_position'" in str(err.value) and "'gap_m'" in str(err.value)
+    adv = stack.warning(tick, testbed_pb2.APP_GLOSA, "node1", figure=8.3, figure_name="advised_speed_mps")
+    assert adv.figure_name == "advised_speed_mps" and adv.raised_at_s == tick.t_s
+    assert stack.warning(tick, testbed_pb2.APP_FCW, "ab", figure_name="").figure_name == ""
+    with pytest.raises(ValueError):
+        stack.warning(tick, testbed_pb2.APP_TJW, "ab", figure_name="queue_len_m")
+    plugin = Stack("mqtt://127.0.0.1:1", run_id="r", actor_id="follower", figure_names=["queue_len_m"])
+    assert plugin.warning(tick, testbed_pb2.APP_TJW, "ab", figure_name="queue_len_m").figure_name == "queue_len_m"
+
+
+@pytest.mark.broker
+def test_a_stack_with_a_wrong_actor_id_is_named_by_the_run_and_gives_up_on_its_stop(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """An AD team's review: a stack started with ``--actor Follower`` for ``follower``. The world logged
+    ``unknown_sender`` and the run's error said only "these actors never joined ... follower"; the SDK logged
+    that run's STOP as "the STOP of an earlier run" and waited out its own join timeout. Now the error names
+    the id that said Hello (with the closest missing actor) and the stack exits 1 at once on that STOP."""
+    scenario = fcw_with_external(tmp_path, "follower")
+    prefix = f"wrong-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "stack.log"
+    stack = _start([PY, "examples/sdk_vehicle.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
+                    "--actor", "Follower", "--join-timeout", "300"], log)  # fmt: skip
+    try:
+        cmd = [PY, "-m", "v2x.cli", "run", str(scenario), "--broker", mosquitto.address.url, "--run-id", prefix]
+        run = subprocess.run([*cmd, "--variant", "v2x", "--join-timeout", "3", "--out", str(tmp_path / "out"), "-q"],
+                             capture_output=True, text=True, timeout=120, cwd=REPO, env=ENV, check=False)  # fmt: skip
+        assert run.returncode == 3, run.stdout + run.stderr
+        said = run.stdout + run.stderr
+        assert f"these actors never joined run {prefix}-v2x within 3 s: follower;" in said, said
+        assert "a Hello came from actor id(s) the scenario does not have: 'Follower' (did you mean 'follower'?)" in (
+            said
+        ), said
+        assert stack.wait(timeout=15) == 1, log.read_text()  # at once, not after its 300 s
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    text = log.read_text()
+    assert "earlier run" not in text, text
+    assert "run wrong-" in text and "ended before it started: its world says actor 'Follower' never joined" in text
+
+
+def test_the_never_joined_error_names_a_few_unknown_ids_escaped() -> None:
+    """Anyone may publish on a join topic: the error names at most three unknown ids (escaped; the rest
+    counted), each with the closest actor that has not joined."""
+    from v2x.sim.inbound import MAX_UNKNOWN_JOINS, Inbound
+
+    inbound = Inbound(["car_a", "car_b"], slot_of={"car_a": 0, "car_b": 1}, unequipped=set(), tick_s=0.1,
+                      kind_of={"car_a": "car", "car_b": "car"})  # fmt: skip
+    assert inbound.why_not_joined() == ""
+    inbound.receive(
+        "join", "car_b", testbed_pb2.Hello(actor_id="car_b", kind="car", protocol_version=1).SerializeToString()
+    )
+    for who in ["carA", "carA", "x\x1b[2J", "zzz", "more1", "more2", "more1"]:
+        inbound.receive("join", who, b"")
+    inbound.receive("tx", "carZ", b"")  # not a Hello: not named
+    why = inbound.why_not_joined()
+    assert MAX_UNKNOWN_JOINS == 3
+    assert why == (
+        "; a Hello came from actor id(s) the scenario does not have: 'carA' (did you mean 'car_a'?), "
+        "'x\\x1b[2J', 'zzz' and 3 more Hello(s) from others"
+    ), why
+
+
+@pytest.mark.broker
+def test_an_sdk_stack_in_icw_is_warned_at_delivery_and_the_results_name_it(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """An AD team's review, icw with car_b on examples/sdk_vehicle.py: its echoed ICW was recorded at the
+    platform's raise time (3.100, a tick's time; the built-in car_a's at its delivery, 3.104), and nothing in
+    result.json, the report, the console or the recording said which actor an outside stack drove, nor with what
+    software. Now the warning is at its delivery time, and every one of them names car_b and its Hello's software."""
+    scenario = fcw_with_external(tmp_path, "car_b", scenario="icw")
+    prefix = f"sdk-icw-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "stack.log"
+    stack = _start([PY, "examples/sdk_vehicle.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
+                    "--actor", "car_b", "--join-timeout", "300"], log)  # fmt: skip
+    out, rec, page = tmp_path / "out", tmp_path / "rec", tmp_path / "report.html"
+    try:
+        cmd = [PY, "-m", "v2x.cli", "run", str(scenario), "--broker", mosquitto.address.url, "--run-id", prefix,
+               "--variant", "v2x", "--out", str(out), "--record", str(rec), "--html", str(page)]  # fmt: skip
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=ENV, check=False)
+        assert run.returncode in (0, 1), run.stdout + run.stderr
+        assert stack.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    result = json.loads((out / "icw" / "result.json").read_text(encoding="utf-8"))
+    icw = [e for e in result["events"] if e["type"] == "warning" and e["app"] == "icw" and e["source"] == "edge"]
+    mine = [e["t_s"] for e in icw if e["target"] == "car_b"]
+    assert mine and all(abs(t * 10 - round(t * 10)) > 1e-6 for t in mine), icw  # a delivery time, not a tick's
+    software = "examples/sdk_vehicle.py 1.0"
+    assert result["run"]["outside_stacks"] == {"car_b": {"v2x": software}}, result["run"]
+    assert f"; car_b driven by '{software}'" in run.stdout, run.stdout
+    html = page.read_text(encoding="utf-8")
+    assert "driven by outside stacks" in html and f"<td>car_b</td><td>v2x</td><td>{software}</td>" in html
+    replay = subprocess.run([PY, "-m", "v2x.cli", "replay", str(rec)], capture_output=True, text=True, timeout=120,
+                            cwd=REPO, env=ENV, check=False)  # fmt: skip
+    assert replay.returncode == 0 and f"outside stacks: car_b '{software}'" in replay.stdout, replay.stdout
+
+
+def test_the_sdk_knows_the_join_timeouts_stop_that_names_its_actor() -> None:
+    """Before its first tick the SDK ignores a STOP (an earlier run's), but the world's join timeout of its run
+    that names its actor, as missing or as an unknown id that said Hello (``v2x.net.world``)."""
+    from v2x.sdk import Stack
+
+    def names(actor: str, reason: str) -> bool:
+        return Stack("mqtt://127.0.0.1:1", run_id="ci-v2x", actor_id=actor)._said_never_joined(reason)
+
+    head = "run error: these actors never joined run ci-v2x within 30 s: "
+    refused = " (their Hello was refused: car_b: bad_hello (protocol 1, kind 'truck'; expected 1, 'car'))"
+    unknown = "; a Hello came from actor id(s) the scenario does not have: 'carA' (did you mean 'car_a'?), 'zz'"
+    assert names("car_a", head + "car_a, car_b") and names("car_b", head + "car_a, car_b" + refused)
+    assert names("carA", head + "car_a" + unknown) and names("zz", head + "car_a" + unknown)
+    assert not names("car_c", head + "car_a, car_b" + refused + unknown)
+    assert not names("car", head + "car_a" + unknown)  # (not a prefix of another id)
+    assert not names("car_a", head.replace("ci-v2x", "ci-baseline") + "car_a")  # another run's
+    assert not names("car_a", "run error: the agents stopped: car_a")
+    assert not names("car_a", "")

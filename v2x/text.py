@@ -10,10 +10,12 @@ forges a log or summary line, and a control character makes the JUnit file one t
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 
 # Controls (C0, C1, DEL: Cc), format characters (Cf: zero-width, bidirectional marks and overrides, which
 # reorder or hide what a terminal shows), the line and paragraph separators (Zl, Zp: a new line to some tools)
@@ -47,6 +49,13 @@ def _escape(match: re.Match[str]) -> str:
 def printable(text: str) -> str:
     """``text`` as one line for a terminal or a log: every control or formatting character escaped."""
     return _UNPRINTABLE.sub(_escape, text)
+
+
+def did_you_mean(got: str, options: Iterable[str], cutoff: float = 0.6) -> str:
+    """ ": did you mean 'x'?" for the option closest to ``got`` (a typo), else "" (the scenario loader's, the
+    SDK's and the world's hints)."""
+    close = difflib.get_close_matches(got, sorted(options), n=1, cutoff=cutoff)
+    return f": did you mean {close[0]!r}?" if close else ""
 
 
 def xml_text(text: str) -> str:

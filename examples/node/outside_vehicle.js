@@ -239,7 +239,10 @@ async function main() {
           const who = names[Buffer.from(f.bsm.id).toString("hex")] || e.sender_id;
           heard[who] = frame.toLocal(f.bsm.pos.lat / 1e7, f.bsm.pos.lon / 1e7);
         } else if (f.advisory && f.advisory.target_id === me) {
-          echoes.push(f.advisory); // echoed unchanged in the Ack: only then does it count
+          // echoed in the Ack (only then does it count) at its delivery time, when the driver got it, the rest as
+          // it came (docs/PROTOCOL.md "Warnings": the platform's raised_at_s is earlier than the driver could know)
+          f.advisory.raised_at_s = num(ti.rx_time_us[k]) / 1e6;
+          echoes.push(f.advisory);
           log(t, `advisory from ${e.sender_id}: app ${f.advisory.app} severity ${f.advisory.severity} about ${f.advisory.other_id}`);
         }
       } catch (err) { /* malformed: ignored */ }

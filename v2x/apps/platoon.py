@@ -30,6 +30,22 @@ advisory ``joined`` (figure: its position, the leader 1). At ``leave_at_s`` it s
 once the leader's list no longer holds it, it raises ``left``, stops sending CLPMM and drops back under ACC
 with the time gap ``platoon_leave_time_gap_s``.
 
+**Cut-in.** A member in the platoon watches the BSMs it hears for an intruder: a vehicle the leader does
+not list whose centre is ahead of the member's and behind its predecessor's (along the member's heading)
+and either within half a lane (``LANE_HALF_WIDTH_M``) of the member's centre line, or within
+``platoon_cutin_reach_m`` of it with its turn signal on towards it (the BSM's exterior lights: it is about
+to change into the gap). While there is one it raises the ``platoon`` advisory ``cut_in`` (once per
+intruder; figure: its position), follows whatever its radar sees ahead without feed-forward (an ACC: the
+intruder is no platoon member, the predecessor's acceleration is not the acceleration of the vehicle it
+follows) and widens its time gap towards ``platoon_cutin_time_gap_s`` at ``platoon_gap_change_s_per_s`` (s
+of time gap per s), so that the controller opens the gap gradually instead of braking at once for the
+whole difference. ENSEMBLE (the EU's multi-brand truck platooning project, 2018-2022) names the cut-in
+and cut-out of other vehicles among the situations its V2V protocol handles; the fallback to ACC when the
+vehicle followed gives no usable acceleration is that of [2] (graceful degradation). Once no
+intruder is left it raises ``cut_out``, takes the feed-forward of its predecessor again and narrows the
+time gap back to the platoon's at the same rate: the platoon closes up. Without V2X nothing is heard, so
+there is no cut-in handling: the ACC follows whatever its radar sees at the time gap it has.
+
 [1] J. Ploeg, B. Scheepers, E. van Nunen, N. van de Wouw, H. Nijmeijer, "Design and experimental evaluation
 of cooperative adaptive cruise control", IEEE ITSC 2011, pp. 260-265.
 [2] J. Ploeg, E. Semsar-Kazerooni, G. Lijster, N. van de Wouw, H. Nijmeijer, "Graceful degradation of
@@ -52,6 +68,9 @@ from v2x.wire.day2 import PlatoonInfo
 CLPMM_PERIOD_S = 0.1  # 10 Hz, the BSM's rate (TS 22.186 asks platooning for up to 30 msg/s)
 JOINED = "joined"
 LEFT = "left"
+CUT_IN = "cut_in"
+CUT_OUT = "cut_out"
+LANE_HALF_WIDTH_M = 1.75  # what counts as in the member's lane: half a 3.5 m lane (v2x/sim/radar.py's too)
 
 #: Heard CLPMMs by sender id, with the time each was heard.
 HeardPlatoons = Mapping[bytes, tuple[PlatoonInfo, float]]
@@ -145,6 +164,38 @@ def _behind(host: Host, remote: RemoteState) -> float:
     return -((remote.x - host.x) * math.cos(host.heading_rad) + (remote.y - host.y) * math.sin(host.heading_rad))
 
 
+def _left_of(host: Host, remote: RemoteState) -> float:
+    """How far ``remote``'s centre is left of the host's centre line (negative: right of it)."""
+    return -(remote.x - host.x) * math.sin(host.heading_rad) + (remote.y - host.y) * math.cos(host.heading_rad)
+
+
+def intruder(
+    host: Host,
+    remotes: Mapping[bytes, RemoteState],
+    members: Sequence[bytes],
+    predecessor: RemoteState,
+    reach_m: float,
+) -> bytes | None:
+    """The nearest vehicle heard (BSM) that is cutting in between the host and its ``predecessor``: not one of
+    the platoon's ``members``, its centre ahead of the host's and behind the predecessor's along the host's
+    heading, and either within ``LANE_HALF_WIDTH_M`` of the host's centre line or within ``reach_m`` of it
+    with its turn signal on towards it; None when there is none."""
+    limit = -_behind(host, predecessor)
+    best: tuple[float, bytes] | None = None
+    for sender, r in remotes.items():
+        if sender in members or sender == predecessor.temp_id:
+            continue
+        ahead = -_behind(host, r)
+        if not 0 < ahead < limit:
+            continue
+        left = _left_of(host, r)
+        towards = "right" if left > 0 else "left"
+        entering = abs(left) <= LANE_HALF_WIDTH_M or (abs(left) <= reach_m and r.turn_signal == towards)
+        if entering and (best is None or ahead < best[0]):
+            best = (ahead, sender)
+    return best[1] if best is not None else None
+
+
 class _Sender:
     def __init__(self) -> None:
         self._next_s = 0.0
@@ -228,6 +279,8 @@ class PlatoonMember:
         self.state = "free"  # free, asking, joining, keeping, leaving, left
         self.leader: bytes | None = None
         self.position = 0  # in the leader's list (the leader 1); 0: not in a platoon
+        self.intruder: bytes | None = None  # a vehicle cutting in ahead of it (``intruder``)
+        self.time_gap_s = thresholds["platoon_time_gap_s"]  # in the platoon: widened behind an intruder
         self._sender = _Sender()
 
     def _find_leader(
@@ -281,7 +334,21 @@ class PlatoonMember:
         set_speed = self.cruise_mps
         if in_platoon and lead is not None:
             pred = remotes.get(listed[self.position - 2])
-            if pred is not None:
+            cut = intruder(host, remotes, listed, pred, th["platoon_cutin_reach_m"]) if pred is not None else None
+            if cut is not None and cut != self.intruder:
+                out.raised.append(Raised(app="platoon", other=cut.hex(), conflict_type=CUT_IN, figure=self.position))
+            elif cut is None and self.intruder is not None:
+                out.raised.append(
+                    Raised(app="platoon", other=self.intruder.hex(), conflict_type=CUT_OUT, figure=self.position)
+                )
+            self.intruder = cut
+            wanted = th["platoon_cutin_time_gap_s"] if cut is not None else th["platoon_time_gap_s"]
+            step = th["platoon_gap_change_s_per_s"] * dt
+            self.time_gap_s = (
+                min(self.time_gap_s + step, wanted) if wanted > self.time_gap_s else max(self.time_gap_s - step, wanted)
+            )
+            time_gap = self.time_gap_s
+            if pred is not None and cut is None:
                 feed_forward = pred.accel_mps2
             platoon_speed = lead.target_speed_mps if lead.target_speed_mps is not None else self.cruise_mps
             set_speed = max(self.cruise_mps, platoon_speed) + th["platoon_join_closing_mps"]
@@ -333,7 +400,7 @@ APPS = (
     AppSpec(
         name="platoon",
         code=testbed_pb2.APP_PLATOON,
-        title="platooning (CLPMM join and leave)",
+        title="platooning (CLPMM join and leave, cut-in)",
         runs_on=RunsOn.VEHICLE,
         consumes=("bsm", "clpmm"),
         colour="#16a085",
@@ -364,12 +431,23 @@ APPS = (
             # The time gap a member that left drops back to, under ACC (assumption: ISO 15622 ACC offers time
             # gaps from 0.8 s; 1.5 s is a common middle setting).
             "platoon_leave_time_gap_s": 1.5,
+            # The time gap a member opens to behind a vehicle cutting in, under ACC (the fallback of Ploeg et al.,
+            # T-ITS 2015, which needs a much larger gap than the CACC's; ISO 15622's ACC time gaps start at 0.8 s,
+            # 1.5 s is a common middle setting, as platoon_leave_time_gap_s).
+            "platoon_cutin_time_gap_s": 1.5,
+            # How fast a member widens (or narrows back) its time gap, in s of time gap per s (assumption: 0.6 s
+            # to 1.5 s in 6 s; at 25 m/s the desired gap grows 3.75 m/s, a firm but not an emergency brake).
+            "platoon_gap_change_s_per_s": 0.15,
+            # A vehicle this far (centre) from a member's centre line, between it and its predecessor, with its
+            # turn signal on towards it, is cutting in (assumption: 1.5 lanes of 3.5 m, the next lane's far half).
+            "platoon_cutin_reach_m": 5.25,
         },
         # Bounds where the rule by unit (v2x.apps.thresholds.UNIT_BOUNDS) does not fit: the time gaps and the
         # lag divide (the controller's dt / time gap, dt / lag), so > 0; at most 10 s.
         threshold_bounds={
             "platoon_time_gap_s": Bounds(0.0, 10.0, above_low=True),
             "platoon_leave_time_gap_s": Bounds(0.0, 10.0, above_low=True),
+            "platoon_cutin_time_gap_s": Bounds(0.0, 10.0, above_low=True),
             "platoon_actuator_lag_s": Bounds(0.0, 10.0, above_low=True),
         },
         onboard=lambda names: PlatoonAdvisories(),
@@ -380,7 +458,10 @@ APPS = (
 __all__ = [
     "APPS",
     "CLPMM_PERIOD_S",
+    "CUT_IN",
+    "CUT_OUT",
     "JOINED",
+    "LANE_HALF_WIDTH_M",
     "LEFT",
     "Ahead",
     "FollowingController",
@@ -390,4 +471,5 @@ __all__ = [
     "PlatoonMember",
     "PlatoonStep",
     "gap_error",
+    "intruder",
 ]

@@ -1,6 +1,6 @@
 """In-vehicle signage (IVS) and speed limit warning (SLW), T/CSAE 53 Day-1 V2I apps on RSI road traffic
-signs (RTSData, 1 Hz), on board. Sans-I/O: the host's own state and the signs heard in RSI in; sign
-displays and warnings out.
+signs (RTSData, 1 Hz) and, for SLW, the lanes' speed limits in MAP, on board. Sans-I/O: the host's own
+state, the signs heard in RSI and the approaches heard in MAP in; sign displays and warnings out.
 
 The logic, stated so that it can be checked (thresholds and their sources: ``APPS`` below):
 
@@ -20,20 +20,33 @@ The logic, stated so that it can be checked (thresholds and their sources: ``APP
    (``0 <= distance <= slw_max_distance_m``) or is inside the limited stretch (past the sign and still on
    its reference path; a sign without paths only counts ahead). A host at or under limit + tolerance is
    not warned.
-5. Positioning: each app stands down when the host's 95 % horizontal error exceeds its
+5. **SLW from MAP.** The host is on a MAP ingress lane as RLVW and GLOSA match it (``v2x.apps.rlvw.match``:
+   within half the lane width + ``slw_match_margin_m`` of its centre line, heading within 45 degrees of
+   its direction, before its stop line; the closest lane wins). When that lane has a speed limit (MAP's
+   RegulatorySpeedLimit type 5, ``Approach.speed_limit_mps``) the host is warned by the same test as for
+   a sign, ``speed > limit + slw_tolerance_kph``; the warning names the intersection, its time is 0 (the
+   host is inside the limited stretch already) and its figure is the lane's limit.
+6. **Both.** Where a sign and the lane both limit the host, the lower limit wins: the lane's warning is
+   left out when a sign warning with a limit at or below the lane's is raised (keeping to the sign keeps
+   to the lane), and a sign with a higher limit does not lift the lane's (both are raised; the driver
+   keeps to the lower, ``Driver.target_speed``). Neither the brief nor T/CSAE 53's SLW text says which
+   source wins; the lower one is ours (every limit in force binds the driver).
+7. Positioning: each app stands down when the host's 95 % horizontal error exceeds its
    ``*_required_accuracy_m`` (5 m in the T/CSAE 53 table), as HLW does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from v2x.apps.host import Host
 from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, Reaction, RunsOn
+from v2x.apps.rlvw import match
 from v2x.apps.rsi import item_distance
 from v2x.units import MPS_PER_KPH, accurate_enough, mps_to_kph
 from v2x.wire import testbed_pb2
+from v2x.wire.map_spat import Approach
 from v2x.wire.rsi import RoadSign
 
 
@@ -54,6 +67,14 @@ class SpeedLimitWarning:
     excess_mps: float  # host speed - limit
 
 
+@dataclass(frozen=True)
+class LaneLimitWarning:
+    approach: Approach  # the MAP ingress lane the host is on
+    distance_m: float  # front bumper to the lane's stop line
+    limit_mps: float
+    excess_mps: float  # host speed - limit
+
+
 def time_to_sign(distance_m: float, speed_mps: float) -> float:
     """Time to reach a sign ``distance_m`` ahead at the current speed; 0 when standing or past it."""
     return distance_m / speed_mps if distance_m > 0 and speed_mps > 0 else 0.0
@@ -62,7 +83,7 @@ def time_to_sign(distance_m: float, speed_mps: float) -> float:
 def in_vehicle_signage(
     host: Host, signs: Mapping[str, RoadSign], t_s: float, thresholds: Mapping[str, float]
 ) -> list[SignDisplay]:
-    """Rules 1-3 and 5: every sign heard (keyed as the app names them) to show now."""
+    """Rules 1-3 and 7: every sign heard (keyed as the app names them) to show now."""
     if not accurate_enough(host.sigma_m, thresholds["ivs_required_accuracy_m"]):
         return []
     out = []
@@ -79,7 +100,7 @@ def in_vehicle_signage(
 def speed_limit_warnings(
     host: Host, signs: Mapping[str, RoadSign], t_s: float, thresholds: Mapping[str, float]
 ) -> list[SpeedLimitWarning]:
-    """Rules 1, 2, 4 and 5: a warning per speed-limit sign the host is breaking or about to break."""
+    """Rules 1, 2, 4 and 7: a warning per speed-limit sign the host is breaking or about to break."""
     if not accurate_enough(host.sigma_m, thresholds["slw_required_accuracy_m"]):
         return []
     tolerance = thresholds["slw_tolerance_kph"] * MPS_PER_KPH
@@ -93,6 +114,27 @@ def speed_limit_warnings(
             continue
         out.append(SpeedLimitWarning(key, sign, d, limit, host.speed_mps - limit))
     return out
+
+
+def lane_limit_warning(
+    host: Host,
+    approaches: Iterable[Approach],
+    thresholds: Mapping[str, float],
+    sign_limits_mps: Iterable[float] = (),
+) -> LaneLimitWarning | None:
+    """Rules 5-7: the warning for the speed limit of the MAP lane the host is on, or None. ``sign_limits_mps``:
+    the limits of the sign warnings raised at the same time (rule 6: one at or below the lane's covers it)."""
+    if not accurate_enough(host.sigma_m, thresholds["slw_required_accuracy_m"]):
+        return None
+    m = match(host, approaches, thresholds["slw_match_margin_m"])
+    if m is None or m.approach.speed_limit_mps is None:
+        return None
+    limit = m.approach.speed_limit_mps
+    if host.speed_mps <= limit + thresholds["slw_tolerance_kph"] * MPS_PER_KPH:
+        return None
+    if any(sign_limit <= limit for sign_limit in sign_limits_mps):
+        return None
+    return LaneLimitWarning(m.approach, m.distance_m, limit, host.speed_mps - limit)
 
 
 class InVehicleSignage:
@@ -125,13 +167,14 @@ class InVehicleSignage:
 
 
 class SpeedLimitWarningApp:
-    """SLW on board; the driver keeps to the warning's limit (Reaction.SPEED_CAP)."""
+    """SLW on board, from RSI signs and MAP lanes; the driver keeps to the warning's limit (Reaction.SPEED_CAP)."""
 
     def evaluate(self, view: OnBoardView, t_s: float) -> list[Raised]:
-        if not view.heard_signs:
+        if not (view.heard_signs or view.approaches):
             return []
         speed = view.host.speed_mps
-        return [
+        signs = speed_limit_warnings(view.host, view.road_signs, t_s, view.thresholds) if view.heard_signs else []
+        out = [
             Raised(
                 "slw",
                 w.key,
@@ -139,8 +182,24 @@ class SpeedLimitWarningApp:
                 figure=w.limit_mps,
                 conflict_type=f"{w.sign.type_name}, {mps_to_kph(speed):.0f} km/h",
             )
-            for w in speed_limit_warnings(view.host, view.road_signs, t_s, view.thresholds)
+            for w in signs
         ]
+        lane = (
+            lane_limit_warning(view.host, view.all_approaches, view.thresholds, (w.limit_mps for w in signs))
+            if view.approaches
+            else None
+        )
+        if lane is not None:
+            out.append(
+                Raised(
+                    "slw",
+                    lane.approach.intersection,
+                    ttc_s=0.0,
+                    figure=lane.limit_mps,
+                    conflict_type=f"MAP lane {lane.approach.lane}, {mps_to_kph(speed):.0f} km/h",
+                )
+            )
+        return out
 
 
 # IVS shows a sign within 50 m of it (Wanji OBU stack, VDS/src/GPSInterface/Common.c). SLW: ours. Look-ahead
@@ -148,7 +207,8 @@ class SpeedLimitWarningApp:
 # (v2x/apps/driver.py: 2 m/s^2 at most, 2 s time constant) is down to about 41 km/h at the sign
 # (scenarios/slw.yaml), inside the 5 km/h tolerance; within the T/CSAE 53 SLW range, 300 m. Tolerance 5 km/h
 # over the limit: ours (a driver cannot hold a speedometer needle closer; nobody is warned for a needle's
-# width). Accuracy: T/CSAE 53 (IVS and SLW: 5 m). Map matching margin as for HLW. A sign not heard for 3 s
+# width); the same for a MAP lane's limit. Accuracy: T/CSAE 53 (IVS and SLW: 5 m). Map matching margin as
+# for HLW, and for MAP lanes as RLVW's (rlvw_match_margin_m, 0.5 m). A sign not heard for 3 s
 # (three periods of the 1 Hz sign rate) is forgotten: rsi_sign_max_age_s, in v2x/apps/thresholds.py.
 APPS = (
     AppSpec(
@@ -174,7 +234,7 @@ APPS = (
         code=testbed_pb2.APP_SLW,
         title="speed limit warning",
         runs_on=RunsOn.VEHICLE,
-        consumes=("rsi",),
+        consumes=("rsi", "map"),
         colour="#f0a030",
         reaction=Reaction.SPEED_CAP,
         figure=Figure("speed_limit_mps", "limit", "m/s"),
@@ -192,10 +252,12 @@ APPS = (
 __all__ = [
     "APPS",
     "InVehicleSignage",
+    "LaneLimitWarning",
     "SignDisplay",
     "SpeedLimitWarning",
     "SpeedLimitWarningApp",
     "in_vehicle_signage",
+    "lane_limit_warning",
     "speed_limit_warnings",
     "time_to_sign",
 ]

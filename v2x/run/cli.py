@@ -961,6 +961,7 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
             f"  FLAGGED [{flag['variant']}] {flag['actor']}: its reports conflicted {flag['conflicts']} "
             "(two stacks drive it, or someone forges its messages; docs/SECURITY.md)"
         )
+    stacks = result.get("run", {}).get("outside_stacks", {})  # what was under test (software: escaped, bounded)
     for variant, m in result["metrics"].items():
         lat = m["latency_ms"]
         rejected = sum(m["rejected"].values())
@@ -972,6 +973,9 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
             f"{latency}rejected {rejected}, "
             + (f"late reports {m['late_reports']}, " if m.get("late_reports") else "")
             + f"{m['sim_seconds']} s simulated in {m['wall_seconds']} s"
+            + "".join(
+                f"; {actor} driven by {printable(repr(by[variant]))}" for actor, by in stacks.items() if variant in by
+            )
         )
         # Every collision, whether an expectation is about it or not: a newcomer review's run passed while a
         # background car killed its pedestrian, which only the HTML report showed.

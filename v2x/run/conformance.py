@@ -33,7 +33,9 @@ topics. After the run it checks what the stack sent, tick by tick, and prints a 
   which the protocol asks for after a reconnect or a restart of the stack);
 * deadline (``--mode realtime``): every Ack reached the broker within one tick of its TickInput;
 * response time (lockstep, never a fail): the p95 from a TickInput to its Ack, as the listeners heard them
-  (in a thread of their own, ``ListenerThread``: the world's loop in this process does not delay them).
+  (in a thread of their own, ``ListenerThread``: the world's loop in this process does not delay them); a p95
+  of 35-60 ms (``NAGLE_LIKE_MS``, here and in real time) adds a hint: Nagle's algorithm (TCP_NODELAY) on the
+  stack's connection or the broker's.
 
 With ``--secure-dir`` (the files of ``v2x secure init``) the run is a secure one, as ``v2x run --secure-dir``
 makes it: every party logs in as itself over TLS, the broker's grants hold, every envelope must be signed
@@ -70,6 +72,15 @@ from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
 from v2x.logs import LOG_FORMAT
 from v2x.net.clock import MODES
+from v2x.sim.motion import (
+    MAX_SPEED_CHANGE_MPS2,
+    MOTION_HEADING_DEG,
+    MOTION_TOLERANCE_M,
+    SPEED_TOLERANCE_MPS,
+    motion_problems,
+    truth_problem,
+    wrap_deg,
+)
 from v2x.wire.protocol import PROTOCOL_VERSIONS
 
 DEFAULT_SCENARIO = "fcw"
@@ -81,15 +92,13 @@ POS_TOLERANCE_M = 0.1
 # scenario gives it a finer one (rtk-fixed: 0.013 m), so that a BSM at the true position, the fix ignored, fails
 # 'consistent with truth' (in most ticks: the error is under 0.1 m in about 12 % of them)
 NOISY_POSITIONING = "rtk-float"
-SPEED_TOLERANCE_MPS = 0.1
 HEADING_TOLERANCE_DEG = 1.0
 SIZE_TOLERANCE_M = 0.01  # the BSM's size is in cm
-# 'truth in motion': from one tick's truth to the next, the distance moved against what the two speeds say
-# (the mean speed times the tick: exact for a constant acceleration) within this plus 10 %, the course moved
+# 'truth in motion' (v2x.sim.motion, which every run's world judges by too): from one tick's truth to the next,
+# the distance moved against what the two speeds say (the mean speed times the tick: exact for a constant
+# acceleration) within MOTION_TOLERANCE_M plus 10 %, the speed change against MAX_SPEED_CHANGE_MPS2, the course moved
 # against the mean heading within MOTION_HEADING_DEG (moving faster than 1 m/s), and (vx, vy) against speed and
 # heading. An outside stack's review passed conformance with km/h, or radians, in both its BSM and its truth.
-MOTION_TOLERANCE_M = 0.05
-MOTION_HEADING_DEG = 10.0
 # rejection reasons the world gives only for messages on topics other than the stack's own
 NOT_THE_STACKS = frozenset({"forged", "unknown_sender", "bad_topic", "forged_control"})
 # a stack's own refusals of what came on its input topic (v2x.sdk, the examples): not of the world's envelopes
@@ -242,31 +251,19 @@ class Check:
 
 
 def _motion_problems(acks: dict[int, Any], capture: Capture, tick_s: float) -> list[str]:
-    """'truth in motion' (``MOTION_TOLERANCE_M``): what the stack's truths of consecutive ticks say about
-    themselves. Ticks whose inputs report a collision are left out (the world then holds the road user where it
-    touched, whatever it had moved)."""
+    """'truth in motion' (``v2x.sim.motion``, the rules every run's world judges by too): what the stack's
+    truths of consecutive ticks say about themselves. Ticks whose inputs report a collision are left out (the
+    world then holds the road user where it touched, whatever it had moved)."""
     truths = {n: a.truth for n, a in acks.items() if a.HasField("truth")}
     crashed = {n for n, (_, ti) in capture.inputs.items() if len(ti.collisions)}
     problems = []
     for n, tr in sorted(truths.items()):
-        v = math.hypot(tr.vx_mps, tr.vy_mps)
-        if abs(v - tr.speed_mps) > SPEED_TOLERANCE_MPS:
-            problems.append(f"tick {n}: |(vx, vy)| {v:.2f} m/s, speed_mps {tr.speed_mps:.2f}")
-        elif v > 1.0 and abs(_angle(math.degrees(math.atan2(tr.vx_mps, tr.vy_mps)) - tr.heading_deg)) > 2.0:
-            problems.append(f"tick {n}: (vx, vy) points to {math.degrees(math.atan2(tr.vx_mps, tr.vy_mps)) % 360:.1f}"
-                            f" deg, heading_deg {tr.heading_deg:.1f}")  # fmt: skip
+        if problem := truth_problem(tr):
+            problems.append(f"tick {n}: {problem}")
         nxt = truths.get(n + 1)
         if nxt is None or crashed & {n + 1, n + 2}:
             continue
-        dx, dy = nxt.x_m - tr.x_m, nxt.y_m - tr.y_m
-        moved, said = math.hypot(dx, dy), 0.5 * (tr.speed_mps + nxt.speed_mps) * tick_s
-        if abs(moved - said) > MOTION_TOLERANCE_M + 0.1 * said:
-            problems.append(f"tick {n} -> {n + 1}: moved {moved:.2f} m where its speeds say {said:.2f} m")
-        elif min(tr.speed_mps, nxt.speed_mps) > 1.0:
-            course = math.degrees(math.atan2(dx, dy))
-            mean = tr.heading_deg + 0.5 * _angle(nxt.heading_deg - tr.heading_deg)
-            if abs(_angle(course - mean)) > MOTION_HEADING_DEG:
-                problems.append(f"tick {n} -> {n + 1}: moved towards {course % 360:.1f} deg, heading {mean % 360:.1f}")
+        problems += [f"tick {n} -> {n + 1}: {p}" for p in motion_problems(tr, nxt, tick_s)]
     return problems
 
 
@@ -291,11 +288,6 @@ def _rest_problems(
     if len(problems) > 6:
         problems = [*problems[:5], f"... and {len(problems) - 5} more"]
     return problems, told
-
-
-def _angle(deg: float) -> float:
-    """``deg`` wrapped to [-180, 180)."""
-    return (deg + 180.0) % 360.0 - 180.0
 
 
 class Checklist:
@@ -582,7 +574,7 @@ def analyse(
             if abs(remote.speed_mps - tr.speed_mps) > SPEED_TOLERANCE_MPS:
                 truth_problems.append(f"tick {n}: BSM speed {remote.speed_mps:.2f}, truth {tr.speed_mps:.2f} m/s")
             if tr.speed_mps > 0.5:
-                dh = _angle(units.enu_yaw_rad_to_compass_deg(remote.heading_rad) - tr.heading_deg)
+                dh = wrap_deg(units.enu_yaw_rad_to_compass_deg(remote.heading_rad) - tr.heading_deg)
                 if abs(dh) > HEADING_TOLERANCE_DEG:
                     truth_problems.append(f"tick {n}: BSM heading {dh:+.1f} deg off the truth")
             if (
@@ -623,8 +615,8 @@ def analyse(
     out.add(
         "truth in motion",
         _motion_problems(acks, capture, tick_s),
-        f"each tick's truth moves to the next as its speed ({MOTION_TOLERANCE_M:g} m + 10 %) and heading "
-        f"({MOTION_HEADING_DEG:g} deg) say, and (vx, vy) agrees with them",
+        f"each tick's truth moves to the next as its speed ({MOTION_TOLERANCE_M:g} m + 10 %, a change of at most "
+        f"{MAX_SPEED_CHANGE_MPS2:g} m/s^2) and heading ({MOTION_HEADING_DEG:g} deg) say, and (vx, vy) agrees with them",
         nothing="" if sum(a.HasField("truth") for a in acks.values()) >= 2 else not_run or "no two Acks with truth",
     )
     rest, told = _rest_problems(acks, capture, pc5_bsms)
@@ -713,7 +705,7 @@ def analyse(
             if late
             else []
         )
-        detail = f"every Ack within {tick_s * 1000:.0f} ms of its input (p95 {p95:.1f} ms)"
+        detail = f"every Ack within {tick_s * 1000:.0f} ms of its input (p95 {p95:.1f} ms)" + nagle_hint(p95)
         if counted and not late:
             detail += (
                 f"; the world closed {counted} tick(s) without its report all the same: its inputs went out late "
@@ -724,10 +716,27 @@ def analyse(
         out.add(
             "response time",
             [],
-            f"p95 {p95:.1f} ms from TickInput to Ack as heard here, the broker's hops included (lockstep: no deadline)",
+            f"p95 {p95:.1f} ms from TickInput to Ack as heard here, the broker's hops included (lockstep: no deadline)"
+            + nagle_hint(p95),
             nothing=no_delay,
         )
     return out
+
+
+# A p95 response time in this range (ms) looks like Nagle's algorithm meeting delayed ACKs (Linux: 40 ms), on the
+# stack's connection or the broker's: an AD team's SDK stack showed "p95 48.0 ms" and nothing said why (session 24).
+NAGLE_LIKE_MS = (35.0, 60.0)
+
+
+def nagle_hint(p95_ms: float) -> str:
+    """What to add to a response time whose p95 (ms) looks like Nagle's algorithm (``NAGLE_LIKE_MS``), else ""."""
+    low, high = NAGLE_LIKE_MS
+    if not low <= p95_ms <= high:
+        return ""
+    return (
+        "; about the 40 ms that Nagle's algorithm adds with delayed ACKs: does the stack switch it off on its socket "
+        "(TCP_NODELAY, docs/PROTOCOL.md checklist item 3), and the broker (Mosquitto: set_tcp_nodelay true)?"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -931,6 +931,13 @@ def summary_text(r: Replayed) -> str:
         f"  time span {span:.3f} s (from {m.get('epoch_utc')}), {sum(c for _, _, c in r.channels.values())} messages"
         f" on {len(r.channels)} channels",
     ]
+    stacks = r.run.get("outside_stacks")  # what was under test (the result's run section; the file's text)
+    if isinstance(stacks, dict):
+        mine = [
+            (a, by[m.get("variant")]) for a, by in stacks.items() if isinstance(by, dict) and m.get("variant") in by
+        ]
+        if mine:
+            lines.append("  outside stacks: " + ", ".join(f"{_clip(str(a))} {_clip(repr(sw))}" for a, sw in mine[:8]))
     # Bounded whatever the file holds: a crafted recording with 2000 channels and one topic of 200,000
     # characters printed 400 MB, every line padded to the longest (attack review 2).
     shown = sorted(r.channels)[:MAX_CHANNELS_SHOWN]

@@ -22,6 +22,7 @@ from typing import Any
 from v2x import __version__
 from v2x.apps.registry import figures, registered, time_label
 from v2x.run.results import regular_size, write_atomic
+from v2x.text import printable
 
 __all__ = ["ReportInputError", "load_results", "render_html", "result_problem", "strict_json", "write_html"]
 
@@ -70,6 +71,8 @@ MAX_EVENTS = 200_000  # per result (the shipped scenarios make dozens)
 MAX_TIME_S = 1e7  # event times and simulated seconds (a run is at most an hour)
 MAX_DEPTH = 64  # nesting levels in a result document (it has five)
 MAX_POINTS = 500_000  # map and track points per result (a shipped scenario has a few hundred)
+MAX_OUTSIDE_ROWS = 64  # rows of the table of outside stacks (run.outside_stacks: an actor and variant each)
+MAX_SOFTWARE_SHOWN = 200  # characters of a stack's software shown (the run writes at most 128)
 
 
 def _reject_constant(name: str) -> float:
@@ -376,8 +379,9 @@ def _scenario(r: dict[str, Any]) -> str:
     out = [
         f"<section id='{_e(_anchor(r))}'>",
         f"<h2>{_e(r['scenario'])} (seed {_e(r['seed'])}) <span class='badge {badge}'>{badge.upper()}</span></h2>",
-        "<table class='exp'><tr><th>variant</th><th>expectation</th><th>result</th><th>detail</th></tr>",
     ]
+    out.append(_outside_stacks(r))
+    out.append("<table class='exp'><tr><th>variant</th><th>expectation</th><th>result</th><th>detail</th></tr>")
     for e in r["expectations"]:
         ok = "pass" if e["passed"] else "fail"
         out.append(
@@ -407,6 +411,29 @@ def _scenario(r: dict[str, Any]) -> str:
         out.append(_metrics(variant, m))
     out.append("</section>")
     return "\n".join(out)
+
+
+def _outside_stacks(r: dict[str, Any]) -> str:
+    """What was under test: the actors outside stacks drove in each variant and the software their Hello named
+    (the result's ``run.outside_stacks``); "" for a run without. The file may be anyone's: what is not of that
+    shape is left out, the rest escaped and bounded."""
+    run = r.get("run")
+    stacks = run.get("outside_stacks") if isinstance(run, dict) else None
+    if not isinstance(stacks, dict):
+        return ""
+    rows = [
+        f"<tr><td>{_e(actor)}</td><td>{_e(variant)}</td><td>{_e(printable(software)[:MAX_SOFTWARE_SHOWN])}</td></tr>"
+        for actor, by_variant in stacks.items()
+        if isinstance(by_variant, dict)
+        for variant, software in by_variant.items()
+        if isinstance(software, str)
+    ][:MAX_OUTSIDE_ROWS]
+    if not rows:
+        return ""
+    return (
+        "<table class='outside'><caption>driven by outside stacks</caption>"
+        "<tr><th>actor</th><th>variant</th><th>software (its Hello)</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _marks(ev: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -23,7 +23,10 @@ from v2x.files import replace_whole
 from v2x.scenario.model import (
     CollisionExpectation,
     Expectation,
+    GapExpectation,
+    MaxDecelExpectation,
     MetricExpectation,
+    MinGapExpectation,
     MisbehaviourExpectation,
     NoCollisionExpectation,
     NoMisbehaviourExpectation,
@@ -32,6 +35,7 @@ from v2x.scenario.model import (
     PositioningExpectation,
     Scenario,
     SpeedExpectation,
+    StaysOnRouteExpectation,
     StopsExpectation,
     StringStableExpectation,
     TravelTimeExpectation,
@@ -39,6 +43,7 @@ from v2x.scenario.model import (
     WarningExpectation,
 )
 from v2x.sim.events import event_order
+from v2x.sim.motion import MAX_SPEED_CHANGE_MPS2
 from v2x.text import xml_safe
 from v2x.units import mps_to_kph
 
@@ -212,6 +217,10 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         return False, f"{exp.actor} did not enter {exp.state} within {lo:.1f}-{hi:.1f} s (states: {seen})"
     if isinstance(exp, StringStableExpectation):
         return _string_stability(exp, metrics.get(v, {}))
+    if isinstance(exp, MinGapExpectation | MaxDecelExpectation | StaysOnRouteExpectation):
+        return _safety(exp, metrics.get(v, {}))
+    if isinstance(exp, GapExpectation):
+        return _gap(exp, metrics.get(v, {}))
     assert isinstance(exp, MetricExpectation)
     m = metrics.get(v, {})
     value: float | None
@@ -305,6 +314,64 @@ def _string_stability(exp: StringStableExpectation, m: dict[str, Any]) -> tuple[
     return not stable, detail + ("; grows: " + "; ".join(growing) if growing else "; does not grow")
 
 
+def _where(found: dict[str, Any]) -> str:
+    return f"at t={found['t_s']:.2f} s at ({found['at'][0]:.1f}, {found['at'][1]:.1f})"
+
+
+def _safety(
+    exp: MinGapExpectation | MaxDecelExpectation | StaysOnRouteExpectation, m: dict[str, Any]
+) -> tuple[bool, str]:
+    """``min_gap``, ``max_decel`` and ``stays_on_route``: from the world's measurement (metrics ``min_gap``,
+    ``max_decel``, ``route_offset``; v2x.sim.safety)."""
+    if isinstance(exp, MinGapExpectation):
+        pair = sorted(exp.actors)
+        found = next((g for g in m.get("min_gap", []) if g["actors"] == pair), None)
+        if found is None or found["gap_m"] is None:
+            return False, f"gap between {' and '.join(exp.actors)} not measured in variant {exp.variant}"
+        gap = found["gap_m"]
+        detail = f"smallest gap {' - '.join(pair)} {gap:.2f} m {_where(found)}; expected >= {_bound(exp.min_m)} m"
+        if gap <= 0:
+            return False, detail + " (their boxes touched)"
+        return gap >= exp.min_m, detail
+    if isinstance(exp, MaxDecelExpectation):
+        found = next((d for d in m.get("max_decel", []) if d["actor"] == exp.actor), None)
+        if found is None:
+            return False, f"deceleration of {exp.actor} not measured in variant {exp.variant}"
+        if found["decel_mps2"] is None:
+            return True, f"{exp.actor} never slowed down; expected <= {_bound(exp.max_mps2)} m/s^2"
+        decel = found["decel_mps2"]
+        detail = f"{exp.actor}'s strongest deceleration {decel:.2f} m/s^2 {_where(found)}"
+        return decel <= exp.max_mps2, detail + f"; expected <= {_bound(exp.max_mps2)} m/s^2"
+    found = next((r for r in m.get("route_offset", []) if r["actor"] == exp.actor), None)
+    if found is None or found["offset_m"] is None:
+        return False, f"route offset of {exp.actor} not measured in variant {exp.variant}"
+    offset = found["offset_m"]
+    detail = f"{exp.actor}'s largest offset from its route {offset:.2f} m {_where(found)}"
+    return offset <= exp.max_offset_m, detail + f"; expected <= {_bound(exp.max_offset_m)} m"
+
+
+def _gap(exp: GapExpectation, m: dict[str, Any]) -> tuple[bool, str]:
+    """``gap``: the measure of ``actor``'s gap to ``other`` in the window is within the bounds. From the
+    referee's measurement (metrics)."""
+    window = [float(exp.window_s[0]), float(exp.window_s[1])]
+    found = next(
+        (
+            g
+            for g in m.get("gaps", [])
+            if g["actor"] == exp.actor and g["other"] == exp.other and g["window_s"] == window
+        ),
+        None,
+    )
+    span = f"{exp.actor} behind {exp.other} in {window[0]:g}-{window[1]:g} s"
+    if found is None or found[exp.measure] is None:
+        return False, f"{exp.measure} of {span} not measured in variant {exp.variant}"
+    value = found[exp.measure]
+    ok, bounds = _within(value, exp.min, exp.max)
+    gaps = f"gap {found['smallest_m']}-{found['largest_m']} m"
+    times = "" if found["smallest_s"] is None else f", time gap {found['smallest_s']}-{found['largest_s']} s"
+    return ok, f"{exp.measure} {value} (expected {bounds}): {span}, {gaps}{times}"
+
+
 def evaluate(
     scenario: Scenario, events: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -358,6 +425,26 @@ def actor_share_checks(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any
     return out
 
 
+def motion_checks(events: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A failed "truth in motion" per variant and actor whose reported truth moved as no vehicle can in any tick
+    (``implausible_motion_by_actor``; ``v2x.sim.motion``'s rules, as ``v2x conformance``'s): the referee judged
+    collisions, red lights and stops on truths that no vehicle could have had, so its verdicts about the actor
+    do not describe a vehicle. The detail gives the first discrepancy (its ``implausible_motion`` event)."""
+    out = []
+    for variant, m in metrics.items():
+        for actor, bad in m.get("implausible_motion_by_actor", {}).items():
+            mine = (e for e in events if e["type"] == "implausible_motion" and e["variant"] == variant)
+            first = next((e for e in mine if e["actor"] == actor), None)
+            detail = (
+                f"{actor}: {bad} tick(s) whose reported truth moves as no vehicle can"
+                + (f"; the first, at {first['t_s']:g} s: {first['problem']}" if first else "")
+                + ' (docs/PROTOCOL.md "Truth": the position moves as the speeds say, the speed changes by at most'
+                f" {MAX_SPEED_CHANGE_MPS2:g} m/s^2; v2x conformance lists every tick)"
+            )
+            out.append({"name": "truth in motion", "variant": variant, "passed": False, "detail": detail})
+    return out
+
+
 def build_result(
     scenario: Scenario,
     seed: int,
@@ -371,7 +458,7 @@ def build_result(
     """The result document; ``scene`` (the road and RSUs) and ``tracks`` (each variant's road-user paths)
     are what the report's map draws (v2x/run/tracks.py)."""
     events = sorted(events, key=event_order)
-    expectations = evaluate(scenario, events, metrics) + actor_share_checks(metrics)
+    expectations = evaluate(scenario, events, metrics) + actor_share_checks(metrics) + motion_checks(events, metrics)
     doc = {
         "scenario": scenario.id,
         "seed": seed,

@@ -702,6 +702,7 @@ async def run_scenario(
     tracks: dict[str, Tracks] = {}
     reconnects = 0
     held_s = 0.0
+    outside_stacks: dict[str, dict[str, str]] = {}  # actor -> variant -> the software its Hello named
     with contextlib.ExitStack() as stack:
         secure = stack.enter_context(secure_run(scenario, security, broker, run_id, run_ids)) if security else None
         async with bus_for(broker, secure.embedded if secure else None) as address:
@@ -736,6 +737,8 @@ async def run_scenario(
                 events.extend(report.events)
                 metrics[variant] = report.metrics
                 reconnects += report.reconnects
+                for actor, software in report.outside_stacks.items():
+                    outside_stacks.setdefault(actor, {})[variant] = software
                 held_s += float(getattr(observer, "held_s", 0.0))  # a paused live view's time is not the run's
     run_info = {
         "broker": public_broker(broker),
@@ -747,6 +750,8 @@ async def run_scenario(
         run_info["signed"] = "ecdsa-p256"
     if reconnects:  # only then, likewise
         run_info["reconnects"] = reconnects
+    if outside_stacks:  # what was under test: the actors outside stacks drove (only then, likewise)
+        run_info["outside_stacks"] = outside_stacks
     if (workers > 1 or remote_workers) and any(fleet_ids_for(scenario, v, workers) for v in scenario.variants):
         run_info["fleet_workers"] = {"processes": workers, "remote": remote_workers}  # only then, likewise
     paths = {variant: t.points for variant, t in tracks.items()}

@@ -30,10 +30,15 @@ from v2x.scenario.model import (
     MAX_BACKGROUND_VEHICLES,
     ROAD_USER_KINDS,
     VEHICLE_KINDS,
+    Expectation,
+    MaxDecelExpectation,
+    MinGapExpectation,
     RoadEventSpec,
     RoadSignSpec,
     Scenario,
+    StaysOnRouteExpectation,
 )
+from v2x.text import did_you_mean
 from v2x.units import mps_to_kph, wrap_angle_rad
 
 if TYPE_CHECKING:
@@ -446,13 +451,7 @@ def _one_of(what: str, options: Iterable[str], got: str) -> str:
     not spelled out (the thresholds are over a hundred)."""
     opts = sorted(options)
     listed = str(opts) if len(opts) <= 20 else f"({len(opts)} of them: 'v2x docs scenarios' lists them)"
-    return f"one of {what} {listed}; got {got!r}{_close(got, opts)}"
-
-
-def _close(got: str, options: Iterable[str], cutoff: float = 0.6) -> str:
-    """ ": did you mean 'x'?" for the option closest to ``got`` (a typo), else ""."""
-    close = difflib.get_close_matches(got, sorted(options), n=1, cutoff=cutoff)
-    return f": did you mean {close[0]!r}?" if close else ""
+    return f"one of {what} {listed}; got {got!r}{did_you_mean(got, opts)}"
 
 
 def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
@@ -523,7 +522,7 @@ def pydantic_problems(
         elif err["type"] == "extra_forbidden":
             # (a typo's likely field, from the whole schema's names: `sped_mps`, newcomer 5)
             msg = unknown + (
-                _close(str(loc[-1]), _fields_at(loc), 0.8) if unknown is UNKNOWN_SCENARIO_FIELD and loc else ""
+                did_you_mean(str(loc[-1]), _fields_at(loc), 0.8) if unknown is UNKNOWN_SCENARIO_FIELD and loc else ""
             )
         elif (
             err["type"] in ("float_type", "int_type")
@@ -549,17 +548,12 @@ def pydantic_problems(
     return problems
 
 
+# The expectation types (their discriminator tags), from the schema: a hand-kept list missed the later ones
+# (misbehaviour, travel_time, string_stable, ...), whose problems then named "expectations[3].travel_time.actor".
 _TAGS = {
-    "warning",
-    "no_warning",
-    "collision",
-    "no_collision",
-    "metric",
-    "positioning",
-    "violation",
-    "no_violation",
-    "stops",
-    "speed",
+    tag
+    for model in _models_in(typing.get_args(Expectation)[0])
+    for tag in typing.get_args(model.model_fields["type"].annotation)
 }
 
 
@@ -903,13 +897,15 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             if attr == "other" and event_ids:
                 if ref not in event_ids:
                     expected = f"an actor id {ids} or a road event / sign id {event_ids}; got {ref!r}"
-                    problems.append((f"expectations[{i}].{attr}", expected + _close(ref, [*ids, *event_ids])))
+                    problems.append((f"expectations[{i}].{attr}", expected + did_you_mean(ref, [*ids, *event_ids])))
             else:
-                problems.append((f"expectations[{i}].{attr}", f"an actor id {ids}; got {ref!r}" + _close(ref, ids)))
+                wanted = f"an actor id {ids}; got {ref!r}" + did_you_mean(ref, ids)
+                problems.append((f"expectations[{i}].{attr}", wanted))
         if exp.variant not in sc.variants:
             expected = f"one of the scenario's variants {list(dict.fromkeys(sc.variants))}; got {exp.variant!r}"
             problems.append((f"expectations[{i}].variant", expected))
         problems += _app_not_run(sc, i, exp)
+        problems += _safety_problems(sc, i, exp)
     flow_lanes: set[str] = set()
     for i, flow in enumerate(sc.flows):
         if flow.lane not in lane_ids:
@@ -920,6 +916,31 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
         if flow.positioning is not None and flow.positioning not in POSITIONING_PROFILES:
             expected = f"a positioning profile {sorted(POSITIONING_PROFILES)}; got {flow.positioning!r}"
             problems.append((f"flows[{i}].positioning", expected))
+    return problems
+
+
+def _safety_problems(sc: Scenario, i: int, exp: Any) -> list[tuple[str, str]]:
+    """A ``min_gap``, ``max_decel`` or ``stays_on_route`` expectation about an actor that is not a road user
+    (an rsu or the platform has no box on the road, nor a speed of its own), and a ``stays_on_route`` one about
+    a road user with no route (an external actor with neither ``lane`` nor ``path``). Unknown ids are named
+    by the reference check."""
+    if not isinstance(exp, MinGapExpectation | MaxDecelExpectation | StaysOnRouteExpectation):
+        return []
+    specs = {a.id: a for a in sc.actors}
+    refs = [(f"actors[{k}]", a) for k, a in enumerate(exp.actors)] if isinstance(exp, MinGapExpectation) else []
+    if not isinstance(exp, MinGapExpectation):
+        refs.append(("actor", exp.actor))
+    problems = []
+    for attr, ref in refs:
+        spec = specs.get(ref)
+        if spec is None:
+            continue
+        if spec.kind not in ROAD_USER_KINDS:
+            expected = f"a road user ({', '.join(ROAD_USER_KINDS)}); got {ref!r}, {_a(spec.kind)}"
+            problems.append((f"expectations[{i}].{attr}", expected))
+        elif isinstance(exp, StaysOnRouteExpectation) and spec.lane is None and spec.path is None:
+            expected = f"a road user with a route ('lane' or 'path' in its actor entry); {ref!r} has neither"
+            problems.append((f"expectations[{i}].{attr}", expected))
     return problems
 
 

@@ -767,6 +767,72 @@ class StringStableExpectation(_ExpectationBase):
         return self
 
 
+# ``stays_on_route``'s default bound: half a 3.5 m lane, so that the actor's centre stays in its lane.
+ROUTE_OFFSET_DEFAULT_M = 1.75
+
+
+class MinGapExpectation(_ExpectationBase):
+    """The smallest bumper-to-bumper distance between the two ``actors``' boxes (the exact distance between
+    their oriented footprints, on the same level, from the truth at every tick of the variant) is at least
+    ``min_m``; boxes that touch (a gap of 0) fail any bound, so ``min_m: 0`` reads "never touched"."""
+
+    type: Literal["min_gap"]
+    actors: tuple[ActorId, ActorId]
+    min_m: Real = Field(ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _two(self) -> MinGapExpectation:
+        if self.actors[0] == self.actors[1]:
+            raise ValueError(f"'actors' names two different actors; got {self.actors[0]!r} twice")
+        return self
+
+
+class MaxDecelExpectation(_ExpectationBase):
+    """``actor``'s strongest deceleration over the variant (its loss of speed from one tick to the next,
+    from the truth, per second) is at most ``max_mps2``: no harsher braking."""
+
+    type: Literal["max_decel"]
+    actor: ActorId
+    max_mps2: Real = Field(gt=0, le=100)
+
+
+class StaysOnRouteExpectation(_ExpectationBase):
+    """``actor``'s centre stays within ``max_offset_m`` of its route (its lane's centre line or its path,
+    continued straight beyond its ends) at every tick of the variant."""
+
+    type: Literal["stays_on_route"]
+    actor: ActorId
+    max_offset_m: Real = Field(default=ROUTE_OFFSET_DEFAULT_M, gt=0, le=1000)
+
+
+GapMeasure = Literal["smallest_m", "largest_m", "smallest_s", "largest_s"]
+
+
+class GapExpectation(_ExpectationBase):
+    """``actor``'s gap to ``other`` ahead of it over ``window_s`` (ground truth: bumper to bumper along
+    ``actor``'s heading, whatever lane either is in; the time gap: that gap over ``actor``'s speed, at ticks
+    where it moves at 0.1 m/s or more): its ``measure`` (the smallest or largest gap in m, or time gap in s,
+    in the window) is within ``min`` / ``max``."""
+
+    type: Literal["gap"]
+    actor: ActorId
+    other: ActorId
+    window_s: tuple[Real, Real]
+    measure: GapMeasure
+    min: Real | None = None
+    max: Real | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> GapExpectation:
+        if not 0 <= self.window_s[0] < self.window_s[1]:
+            raise ValueError(f"'window_s' is [start, end] with 0 <= start < end; got {list(self.window_s)}")
+        if self.min is None and self.max is None:
+            raise ValueError("give 'min' and/or 'max'")
+        if self.actor == self.other:
+            raise ValueError("'actor' and 'other' are two actors")
+        return self
+
+
 Expectation = Annotated[
     WarningExpectation
     | NoWarningExpectation
@@ -781,7 +847,11 @@ Expectation = Annotated[
     | MisbehaviourExpectation
     | NoMisbehaviourExpectation
     | TravelTimeExpectation
-    | StringStableExpectation,
+    | StringStableExpectation
+    | MinGapExpectation
+    | MaxDecelExpectation
+    | StaysOnRouteExpectation
+    | GapExpectation,
     Field(discriminator="type"),
 ]
 

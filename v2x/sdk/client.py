@@ -3,7 +3,8 @@
 What it does for the stack, so that the stack only moves its vehicle and runs its applications:
 
 * joining: subscribes to ``in/{actor}`` and ``control``, sends ``Hello`` every second until the first
-  tick is handed out; waits for this run's ``Control START`` (a STOP before the first tick is an earlier run's);
+  tick is handed out; waits for this run's ``Control START`` (a STOP before the first tick is an earlier run's,
+  but the world's join timeout naming this actor: below);
 * the tick loop: one :class:`~v2x.sdk.types.Tick` per ``TickInput``, with the envelopes heard decoded to
   SI (``v2x.wire``); a repeated ``TickInput`` for the tick just answered is answered again with the same
   bytes (lockstep retransmission); in ``realtime`` mode, when the stack has fallen behind, only the newest
@@ -23,12 +24,17 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
   cannot use (``malformed``), an advisory not from the platform over Uu (``not_permitted``: only the platform
   sends one, docs/PROTOCOL.md "Who may send what") or with numbers the world would refuse in the Ack that echoes
   it (``out_of_range``: ``v2x.wire.advisory.advisory_problem``, the world's check of an Ack's warnings);
+* before the first tick a STOP is an earlier run's (ignored), but the world's join timeout naming this actor
+  (``run error: these actors never joined ...``: a wrong actor id, a refused Hello): ``RunAborted`` at once;
 * a STOP counts only with the run's token; a STOP "world lost" (the world's Last Will) is not the end:
   the world may come back after a broker restart (``tick_timeout_s`` ends the wait); a STOP with a reason
   (``run error: ...``, ``interrupted``) is never a normal end: ``RunAborted``, also after the final tick;
 * sending: BSMs encoded from SI (``v2x.wire.bsm.encode_bsm``: the actor's BSM id, msg_cnt from 0 +1 per
   BSM, secMark from the epoch), the same bytes over PC5 and over Uu to the platform; envelopes numbered
   ``seq`` 1, 2, ... across the run;
+* the advisories addressed to this actor (``Tick.advisories``) are handed out ready to echo: copies with
+  ``raised_at_s`` set to their delivery time (``rx_time_us``), as docs/PROTOCOL.md "Warnings" asks (the
+  ``Heard`` entry keeps the advisory as it came);
 * the Ack: ``tx_count``, the truth, the warnings, the inputs it rejected; and the warnings of a tick the
   world reports in ``late_ticks`` (closed without this Ack: it came too late) again in the next Ack, with
   their own ``raised_at_s`` (the world counts each warning once).
@@ -55,6 +61,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import time
 import uuid
 from collections import Counter, deque
@@ -75,11 +82,12 @@ from v2x.net.broker import BrokerAddress, parse_broker_url
 from v2x.net.secure import SecureDirError, load_actor_credentials
 from v2x.net.transport import RECONNECT_INITIAL_S, RECONNECT_MAX_S
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
+from v2x.text import did_you_mean, printable
 from v2x.wire import frame_pb2, security_pb2, testbed_pb2
 from v2x.wire.advisory import advisory, advisory_problem
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
 from v2x.wire.envelope import parse_envelope
-from v2x.wire.protocol import HELLO_EVERY_S, MAX_INPUT_BYTES, PROTOCOL_VERSION, WORLD_LOST
+from v2x.wire.protocol import FIGURE_NAMES, HELLO_EVERY_S, MAX_INPUT_BYTES, PROTOCOL_VERSION, WORLD_LOST
 from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, read_credentials
 from v2x.wire.tick_input import next_tick_problem, read_tick_input
 
@@ -99,6 +107,14 @@ REALTIME_EARLY_TICKS = 1.0
 # silent actor in lockstep (``LockstepClock.give_up_after_s``), after which the run has failed anyway.
 RECONNECT_WITHIN_S = 60.0
 
+# The STOP of a world whose actors did not all join in time (``v2x.net.world``: the missing actors, then why their
+# Hellos were refused, then the unknown actor ids that said Hello, quoted; ``v2x.sim.inbound.why_not_joined``)
+_NEVER_JOINED = re.compile(
+    r"run error: these actors never joined run (?P<run>\S+) within \S+ s: "
+    r"(?P<missing>[^ ,(;]+(?:, [^ ,(;]+)*)(?P<rest>.*)",
+    re.DOTALL,
+)
+_UNKNOWN_HELLOS = "; a Hello came from actor id(s) the scenario does not have: "
 _Input = tuple[float, bytes, testbed_pb2.TickInput]  # when it came (monotonic), its bytes, parsed
 
 
@@ -118,9 +134,9 @@ class RunAborted(RuntimeError):
     with a reason (``run error: ...``, ``interrupted``) after it."""
 
 
-async def _first(a: asyncio.Event, b: asyncio.Event, timeout_s: float | None) -> None:
-    """Wait until ``a`` or ``b`` is set, or ``timeout_s`` (None: no limit) has passed."""
-    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+async def _first(*events: asyncio.Event, timeout_s: float | None) -> None:
+    """Wait until one of ``events`` is set, or ``timeout_s`` (None: no limit) has passed."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
     try:
         await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -147,7 +163,9 @@ class Stack:
     first tick is whichever the world sends (a fresh stack takes tick 0 first, and refuses a later one as
     ``bad_tick``: a forged one must not be where it starts). ``reconnect_within_s``: how long a lost broker is
     tried again (0.1 s after losing it, doubling to every second) before the stack gives up with
-    :class:`BrokerLost`. ``reconnections``: how often it connected again.
+    :class:`BrokerLost`. ``reconnections``: how often it connected again. ``figure_names``: the figure names of
+    plugin apps (entry points in ``v2x.apps``) the world's installation has, which :meth:`warning` takes besides
+    the built-in apps' (``v2x.wire.protocol.FIGURE_NAMES``).
     """
 
     def __init__(
@@ -163,6 +181,7 @@ class Stack:
         signing_key: str | Path | None = None,
         resume: bool = False,
         reconnect_within_s: float = RECONNECT_WITHIN_S,
+        figure_names: Iterable[str] = (),
     ) -> None:
         self.broker = parse_broker_url(broker) if isinstance(broker, str) else broker
         for value, what in ((run_id, "run id"), (actor_id, "actor id")):
@@ -196,6 +215,7 @@ class Stack:
         self.seq = 0
         self.msg_count = 0
         self.reconnect_within_s = reconnect_within_s
+        self.figure_names = frozenset(FIGURE_NAMES) | frozenset(figure_names)  # what ``warning`` takes
         self.reconnections = 0
         self._client_id = f"sdk-{actor_id}-{uuid.uuid4().hex[:8]}"
         self._spoke_mqtt5 = False  # a connection with MQTT 5 succeeded (then no falling back to 3.1.1)
@@ -211,6 +231,7 @@ class Stack:
         self._live_starts: set[bytes] = set()  # the STARTs published while this stack waited for tick 0
         self._said_unequipped = False  # (send: nothing goes out for an unequipped actor, said once)
         self._stopped: testbed_pb2.Control | None = None
+        self._never_joined: RunAborted | None = None  # this run's STOP before START said this actor never joined
         self._stop_event = asyncio.Event()
         self._first_input = asyncio.Event()
         self._last: tuple[int, list[tuple[str, bytes]]] | None = None  # (tick, what was published for it)
@@ -255,14 +276,15 @@ class Stack:
         """A new connection (with this stack's client id) subscribed to the input and control topics: MQTT 5 with
         a Maximum Packet Size of what those topics carry (a TickInput of at most ``MAX_INPUT_BYTES``), so that the
         broker drops a bigger message instead of sending it to be read whole here; MQTT 3.1.1, without that
-        limit, with a broker that does not speak MQTT 5 (``v2x.net.transport.not_mqtt5``)."""
+        limit, with a broker that does not speak MQTT 5 (``v2x.net.transport.not_mqtt5``); Nagle off (TCP_NODELAY,
+        ``v2x.net.transport.no_delay``), as on the testbed's own connections, on every (re)connection."""
         most = limits.packet_limit((topics.tick_input(self.run_id, self.actor_id), topics.control(self.run_id)))
         closes = 0  # MQTT 5 CONNECTs in a row the broker closed without a CONNACK
         while True:
             v5 = transport.speaks_mqtt5(self.broker)
             client = transport.mqtt_client(self.broker, self._client_id, mqtt5=v5, max_packet_bytes=most)
             try:
-                await client.__aenter__()
+                await transport.enter(client)  # (a connect cancelled meanwhile is closed: aiomqtt#377)
                 self._spoke_mqtt5 = self._spoke_mqtt5 or v5
                 break
             except aiomqtt.MqttError as exc:
@@ -274,6 +296,7 @@ class Stack:
                     transport.fall_back_to_mqtt311(self.broker, self._client_id, exc)
                 elif closes != 1:  # (closed once: once more, a broker that does not speak MQTT 5 closes it again)
                     raise
+        transport.no_delay(client)  # (since session 24: Nagle held Acks back, lockstep runs were slower)
         try:
             await client.subscribe(topics.tick_input(self.run_id, self.actor_id), qos=0)
             await client.subscribe(topics.control(self.run_id), qos=1)
@@ -373,7 +396,7 @@ class Stack:
                 raise self._lost
             if self._client is not None:
                 return self._client
-            await _first(self._connected, self._gone, None)
+            await _first(self._connected, self._gone, timeout_s=None)
 
     async def _hello(self) -> None:
         hello = testbed_pb2.Hello(
@@ -462,7 +485,7 @@ class Stack:
                 # but other numbers was taken: attack review 6)
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
             if self._last is None:
-                log.info("%s: ignoring the STOP of an earlier run (%s)", self.actor_id, ctrl.reason)
+                self._stop_before_first_tick(ctrl, retained=retained)
                 return
             token = getattr(ctrl, "token", None)
             if self._token and token != self._token:
@@ -473,6 +496,44 @@ class Stack:
                 return
             self._stopped = ctrl
             self._stop_event.set()
+
+    def _stop_before_first_tick(self, ctrl: testbed_pb2.Control, *, retained: bool) -> None:
+        """A STOP of this run id before the first tick: a retained one is an earlier run's (ignored); one published
+        while this stack listened is ignored too (an earlier run with this id may end after this stack started),
+        unless it is the world's join timeout naming this actor (``run error: these actors never joined ...``, the
+        actor among those missing or among the unknown ids that said Hello: a wrong actor id, a Hello refused):
+        then ``start()`` and ``ticks()`` raise :class:`RunAborted` saying so at once, instead of waiting out their
+        timeout (since session 24: the stack logged this run's STOP as an earlier run's and waited). There is no
+        token before START: on an open broker a forged STOP of that form can end a stack waiting to join, as two
+        different STARTs can (``StartConflict``); ``--secure`` runs let only the world publish Controls."""
+        reason = printable(ctrl.reason[:1000])
+        if retained:
+            log.info("%s: ignoring the STOP of an earlier run (%s)", self.actor_id, reason)
+            return
+        if self._said_never_joined(ctrl.reason):
+            self._never_joined = RunAborted(
+                f"run {self.run_id} ended before it started: its world says actor {self.actor_id!r} never joined "
+                f"({reason}); is the actor id one of the scenario's, and the run id the run's?"
+            )
+            log.error("%s: %s", self.actor_id, self._never_joined)
+            self._stopped = ctrl
+            self._stop_event.set()
+            return
+        log.info("%s: ignoring a STOP before START (%s): an earlier run's with this run id?", self.actor_id, reason)
+
+    def _said_never_joined(self, reason: str) -> bool:
+        """Whether ``reason`` is the world's join timeout of this run naming this actor: among the actors that
+        never joined, or (quoted) among the unknown actor ids that said Hello (``v2x.net.world``,
+        ``Inbound.why_not_joined``)."""
+        said = _NEVER_JOINED.match(reason)
+        if said is None or said["run"] != self.run_id:
+            return False
+        unknown = said["rest"].partition(_UNKNOWN_HELLOS)[2]
+        return (
+            self.actor_id in said["missing"].split(", ")
+            or unknown.startswith(repr(self.actor_id))
+            or (f", {self.actor_id!r}" in unknown)
+        )
 
     def _run_info(self, ctrl: testbed_pb2.Control) -> RunInfo:
         if ctrl.tick_us <= 0:
@@ -519,12 +580,14 @@ class Stack:
     # -- the run ------------------------------------------------------------------------------------
     async def start(self, timeout_s: float | None = None) -> RunInfo:
         """Wait for this run's ``Control START`` (``TimeoutError`` after ``timeout_s``, ``BrokerLost`` if the
-        broker is given up) and return it."""
+        broker is given up, ``RunAborted`` at once if the run's STOP says this actor never joined) and return it."""
         if not self._started.is_set():
-            await _first(self._started, self._gone, timeout_s)
+            await _first(self._started, self._gone, self._stop_event, timeout_s=timeout_s)
             if not self._started.is_set():
                 if self._lost is not None:
                     raise self._lost
+                if self._never_joined is not None:
+                    raise self._never_joined
                 raise TimeoutError(f"no START for run {self.run_id} within {timeout_s} s")
         assert self.run is not None
         if self.run.control.signed and self._signing_key is None:
@@ -640,6 +703,8 @@ class Stack:
         if got is not None:
             self._waiting_bytes -= len(got[1])
             return got
+        if self._never_joined is not None:
+            raise self._never_joined
         if self._stopped is not None:
             raise RunAborted(f"run {self.run_id} stopped before its final tick: {self._stopped.reason}")
         if self._lost is not None:
@@ -687,7 +752,13 @@ class Stack:
                 continue
             heard.append(h)
             if h.advisory is not None and h.advisory.target_id == self.actor_id:
-                advisories.append(h.advisory)
+                # ready to echo: when the driver got it, not when the platform raised it (docs/PROTOCOL.md
+                # "Warnings"; the built-in vehicle does the same; until session 24 the platform's time was kept,
+                # and the warning was recorded before the driver could have had it)
+                echo = testbed_pb2.Advisory()
+                echo.CopyFrom(h.advisory)
+                echo.raised_at_s = h.rx_time_s
+                advisories.append(echo)
         for late in ti.late_ticks:  # those Acks were dropped: report their warnings again
             for n, events in self._events:
                 if n == late:
@@ -752,7 +823,7 @@ class Stack:
             echo = testbed_pb2.Advisory()
             echo.CopyFrom(frame.advisory)
             echo.raised_at_s = rx_s
-            problem = advisory_problem(echo, end_s=now_s + 1e-6, figure_names=None)
+            problem = advisory_problem(echo, end_s=now_s + 1e-6, figure_names=self.figure_names)
             if problem:
                 self._reject("out_of_range", f"an advisory: {problem.lstrip('.:').strip()}")
                 return None
@@ -857,7 +928,16 @@ class Stack:
         ``{rsm id hex}/{ptcId}`` for an RSM participant, ``{rsi id hex}/rte{n}`` or ``/rts{n}`` for RSI).
         ``at_s``: when the driver is warned, inside the tick (default the tick's time; docs/PROTOCOL.md,
         "Warnings"); ``trigger``: the message whose delivery made the app raise it (its send time goes into
-        ``trigger_sent_at_s``, the start of the app latency)."""
+        ``trigger_sent_at_s``, the start of the app latency). ``figure_name``: "" or one of the apps' figure names
+        (``v2x.wire.protocol.FIGURE_NAMES`` and the ``figure_names`` given to the Stack): another raises
+        ``ValueError`` here (since session 24: the world refuses the whole Ack as ``out_of_range``, sends the tick
+        again and again, and the run fails for want of this actor's reports)."""
+        if figure_name and figure_name not in self.figure_names:
+            raise ValueError(
+                f"figure_name {figure_name!r} is not a figure an app reports"
+                f"{did_you_mean(figure_name, self.figure_names)}"
+                f" (one of {sorted(self.figure_names)}, or '' for none; docs/PROTOCOL.md \"Warnings\")"
+            )
         at = tick.t_s if at_s is None else at_s
         return advisory(
             app,

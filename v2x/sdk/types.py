@@ -112,8 +112,10 @@ class Heard:
 @dataclass
 class Tick:
     """One tick: ``n`` (0..n_ticks), simulation time ``t_s``, the GNSS reading (None: no fix, as at tick 0),
-    what was heard, the advisories addressed to this actor (echo them in the Ack to make them count),
-    the collisions recorded with it, and the ticks that closed without its Ack (``late_ticks``).
+    what was heard, the advisories addressed to this actor (echo them in the Ack to make them count: each is a
+    copy with ``raised_at_s`` set to its delivery time, the time its driver got it, as docs/PROTOCOL.md
+    "Warnings" asks; ``heard`` has it as it came), the collisions recorded with it, and the ticks that closed
+    without its Ack (``late_ticks``).
 
     ``dt_s``: the simulation time since the tick handed out before (one tick; more when a real-time stack
     that fell behind skipped ticks), what to move the vehicle by. ``received_at`` (time.monotonic) and

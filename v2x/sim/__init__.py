@@ -3,7 +3,8 @@
 ``simulation.Simulation`` ties the parts together behind a bytes-in, bytes-and-events-out API; each part
 can be used and tested alone: ``channel`` (who hears what, when), ``referee`` (collisions, red-light
 violations, stops, speed gates), ``sensors`` (GNSS readings and roadside detections; ``sensing`` is the
-roadside sensor model), ``inbound`` (validating and counting what the agents send), ``names`` (an app's
-name for the other party -> the scenario's), ``metrics``, ``events`` (their order) and ``actors`` (the
-slot layout). ``v2x.net.world`` runs a Simulation on a transport.
+roadside sensor model), ``inbound`` (validating and counting what the agents send), ``motion`` (whether a
+reported truth moves as a vehicle can), ``names`` (an app's name for the other party -> the scenario's),
+``metrics``, ``events`` (their order) and ``actors`` (the slot layout). ``v2x.net.world`` runs a Simulation
+on a transport.
 """

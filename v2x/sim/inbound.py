@@ -41,7 +41,8 @@ from v2x.core import SCAN_AT_LEAST, scan_messages
 from v2x.logs import LOG_FIRST, log_refusal
 from v2x.scenario.model import MAX_EXTENT_M
 from v2x.sim.channel import LINK_NAME, Transmission
-from v2x.text import printable
+from v2x.sim.motion import MAX_ACCEL_MPS2
+from v2x.text import did_you_mean, printable
 from v2x.units import s_of, tick_time_s, us_of
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.advisory import MAX_TEXT, advisory_problem
@@ -67,9 +68,12 @@ M = TypeVar("M", bound=Message)
 MAX_EVENTS_PER_ACK = 256
 MAX_NOTES_PER_ACK = 64
 MAX_REJECTED_KEYS = 32  # reasons in Ack.rejected
+# The actor ids not in the scenario whose Hellos are kept, to name in the error of actors that never joined (a
+# stack started with ``--actor carA`` for ``car_a``; anyone may publish on a join topic: a few, the rest counted)
+MAX_UNKNOWN_JOINS = 3
+MAX_SOFTWARE_CHARS = 128  # of a Hello's ``software`` in the result (escaped first: it comes from the wire)
 # Physical range of what an Ack may report (beyond it, the value is a forgery or a bug, never a vehicle).
 MAX_SPEED_MPS = 150.0
-MAX_ACCEL_MPS2 = 100.0
 MAX_HEADING_DEG = 720.0
 FIGURE_NAMES = figure_names()  # Advisory.figure_name: one the apps declare (docs/PROTOCOL.md)
 CONFLICTS_FLAGGED = 3  # an actor whose envelopes or Hellos conflict in this many ticks is flagged in the result
@@ -220,6 +224,9 @@ class Inbound:
         self.hellos: set[str] = set()
         self.software: dict[str, bytes] = {}  # the first accepted Hello of each actor
         self.refused_hellos: dict[str, str] = {}  # why an actor's latest refused Hello was refused
+        # the first few actor ids the scenario does not have that said Hello, and how many Hellos came from others
+        self.unknown_joins: list[str] = []
+        self.more_unknown_joins = 0
         self.current_tick = -1
         self.acks: dict[str, testbed_pb2.Ack] = {}
         self._ack_bytes: dict[str, bytes] = {}
@@ -279,11 +286,35 @@ class Inbound:
         """The actors that have not said hello yet."""
         return sorted(set(self.actor_ids) - self.hellos)
 
+    def software_of(self, actor_id: str) -> str | None:
+        """What the first accepted Hello of ``actor_id`` said its software is (``Hello.software``; anyone's text:
+        escaped, at most ``MAX_SOFTWARE_CHARS`` with "..." for the rest), None before one came."""
+        hello = self.software.get(actor_id)
+        if hello is None:
+            return None
+        text = printable(testbed_pb2.Hello.FromString(hello).software)
+        return text if len(text) <= MAX_SOFTWARE_CHARS else text[: MAX_SOFTWARE_CHARS - 3] + "..."
+
     def why_not_joined(self) -> str:
         """For the error that names the actors who never joined: why each one's Hello was refused, for those
         whose only Hellos were ("" when none was refused)."""
         refused = [f"{a}: {self.refused_hellos[a]}" for a in self.not_joined() if a in self.refused_hellos]
-        return f" (their Hello was refused: {'; '.join(refused)})" if refused else ""
+        why = f" (their Hello was refused: {'; '.join(refused)})" if refused else ""
+        return why + self._unknown_joins()
+
+    def _unknown_joins(self) -> str:
+        """ "; a Hello came from ..." for the actor ids the scenario does not have that said Hello (a stack started
+        with a wrong ``--actor``), each with the closest missing actor; "" for none. Anyone may publish on a join
+        topic: at most ``MAX_UNKNOWN_JOINS`` are named, escaped."""
+        if not self.unknown_joins:
+            return ""
+        missing = self.not_joined() or self.actor_ids
+        named = []
+        for who in self.unknown_joins:
+            close = did_you_mean(who, missing)
+            named.append(printable(repr(who)) + (f" ({printable(close.removeprefix(': '))})" if close else ""))
+        more = f" and {self.more_unknown_joins} more Hello(s) from others" if self.more_unknown_joins else ""
+        return f"; a Hello came from actor id(s) the scenario does not have: {', '.join(named)}{more}"
 
     def missing(self) -> list[str]:
         """The actors whose report of the current tick is incomplete (no ack, or fewer payloads arrived on
@@ -426,6 +457,11 @@ class Inbound:
             return
         if actor_id not in self.slot_of:
             self.reject("unknown_sender", where)
+            if kind == "join" and actor_id not in self.unknown_joins:
+                if len(self.unknown_joins) < MAX_UNKNOWN_JOINS:
+                    self.unknown_joins.append(actor_id[:64])
+                else:
+                    self.more_unknown_joins += 1
             return
         if kind == "join":
             self._join(actor_id, payload, where)

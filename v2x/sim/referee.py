@@ -10,7 +10,9 @@ Each tick, after the truths the agents reported are applied, ``Referee.step`` re
 * ``passage``: an actor's centre passes a speed gate (a ``speed`` expectation's point), with its speed.
 
 It also measures what ``string_stable`` / ``string_unstable`` expectations ask about, for the metrics
-(``string_stability``): over each one's window, every follower's largest gap error, from the truth.
+(``string_stability``): over each one's window, every follower's largest gap error, from the truth; and
+what ``gap`` expectations ask about (``gaps``): over each one's window, the smallest and largest gap and
+time gap from an actor to the other ahead of it.
 
 Events are plain dicts (the form result.json keeps them in), times rounded to 1 ms.
 
@@ -38,6 +40,7 @@ from v2x.apps.thresholds import resolve
 from v2x.core import SpatialGrid, WorldState, overlapping_pairs
 from v2x.scenario.model import (
     SPEED_GATE_M,
+    GapExpectation,
     Scenario,
     SpeedExpectation,
     StringStableExpectation,
@@ -51,6 +54,7 @@ log = logging.getLogger("v2x.sim.referee")
 
 STOP_SPEED_MPS = 0.1  # a vehicle slower than this has stopped ...
 STOP_RESUME_MPS = 1.0  # ... and is moving again once faster than this
+GAP_MIN_SPEED_MPS = 0.1  # a time gap is measured only at ticks where the follower moves at least this fast
 
 Event = dict[str, Any]
 
@@ -85,6 +89,13 @@ class Referee:
                 self.strings[(tuple(e.actors), (float(e.window_s[0]), float(e.window_s[1])))] = [0.0] * (
                     len(e.actors) - 1
                 )
+        # Gaps (`gap` expectations of this variant): per (actor, other, window), the smallest and largest gap (m)
+        # and time gap (s) in the window.
+        self.gaps: dict[tuple[str, str, tuple[float, float]], list[float]] = {}
+        for e in scenario.expectations:
+            if isinstance(e, GapExpectation) and e.variant == variant:
+                window = (float(e.window_s[0]), float(e.window_s[1]))
+                self.gaps[(e.actor, e.other, window)] = [math.inf, -math.inf, math.inf, -math.inf]
         # Road users at rest after a collision: slot -> (x, y, heading) where they touched.
         self.wrecks: dict[int, tuple[float, float, float]] = {}
         self._touching: set[tuple[int, int]] = set()  # road-user pairs whose boxes overlapped last tick
@@ -106,6 +117,8 @@ class Referee:
         """Everything the referee records at time ``t``; ``grid`` indexes the world's current positions."""
         if self.strings:
             self.gap_errors(t)
+        if self.gaps:
+            self.gap_extremes(t)
         return self.collisions(t, grid) + self.red_lights(t) + self.stops(t) + self.passages(t)
 
     def hold(self, t: float) -> None:
@@ -146,6 +159,34 @@ class Referee:
                 gap = along - float(w.length_m[p] + w.length_m[f]) / 2
                 speed = float(np.hypot(w.vx[f], w.vy[f]))
                 worst[k - 1] = max(worst[k - 1], abs(gap_error(gap, speed, self.time_gap_s, self.standstill_m)))
+
+    def gap_extremes(self, t: float) -> None:
+        """Track the smallest and largest gap (bumper to bumper along the actor's heading) and time gap (that
+        gap over the actor's speed, when it moves) inside the windows of the ``gap`` expectations."""
+        w = self.world
+        for (actor, other, (start, end)), ext in self.gaps.items():
+            if not start - 1e-9 <= t <= end + 1e-9:
+                continue
+            f, p = w.slot_of(actor), w.slot_of(other)
+            c, sn = math.cos(float(w.heading_rad[f])), math.sin(float(w.heading_rad[f]))
+            along = float((w.x[p] - w.x[f]) * c + (w.y[p] - w.y[f]) * sn)
+            gap = along - float(w.length_m[p] + w.length_m[f]) / 2
+            ext[0], ext[1] = min(ext[0], gap), max(ext[1], gap)
+            speed = float(np.hypot(w.vx[f], w.vy[f]))
+            if speed >= GAP_MIN_SPEED_MPS:
+                ext[2], ext[3] = min(ext[2], gap / speed), max(ext[3], gap / speed)
+
+    def gap_report(self) -> list[dict[str, Any]]:
+        """Per ``gap`` expectation (actor, other, window): the smallest and largest gap in m and time gap in s
+        (None: not measured, e.g. the actor never moved)."""
+        out = []
+        for (actor, other, window), ext in self.gaps.items():
+            values = [round(v, 3) if math.isfinite(v) else None for v in ext]
+            out.append(
+                {"actor": actor, "other": other, "window_s": list(window)}
+                | dict(zip(("smallest_m", "largest_m", "smallest_s", "largest_s"), values, strict=True))
+            )
+        return out
 
     def string_stability(self) -> list[dict[str, Any]]:
         """Per string-stability expectation (actors, window): each follower's largest |gap error| in m and

@@ -55,8 +55,10 @@ from v2x.sim.channel import Bulk, Channel, Scratch
 from v2x.sim.events import event_order
 from v2x.sim.inbound import Inbound
 from v2x.sim.metrics import run_metrics
+from v2x.sim.motion import motion_problems, truth_problem
 from v2x.sim.names import Names
 from v2x.sim.referee import Referee
+from v2x.sim.safety import SafetyMeasures
 from v2x.sim.sensors import BackgroundPositioning, Sensors
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, tick_time_s, us_of
 from v2x.wire import testbed_pb2
@@ -71,6 +73,9 @@ log = logging.getLogger("v2x.sim")
 # most every few seconds per (app, other road user): 10,000 is 50 others re-raised every 3 s for 10 minutes. An
 # attack review's stack reported 220 new ones per tick and made a 92 MB result.json (739 MB in the world).
 MAX_WARNINGS_PER_ACTOR = 10_000
+# The implausible_motion events recorded per actor and variant (every such tick is counted in the metrics): a
+# stack that sends km/h breaks the rules in every tick, and one event names what is wrong.
+MAX_MOTION_EVENTS = 10
 
 Event = dict[str, Any]
 
@@ -78,11 +83,14 @@ Event = dict[str, Any]
 @dataclass
 class WorldReport:
     """What a finished run leaves behind: the outcome (events) and the metrics; ``reconnects``: how many times
-    the run's connections to the broker were made again (a broker restart; set by ``v2x.run.runner``)."""
+    the run's connections to the broker were made again (a broker restart; set by ``v2x.run.runner``);
+    ``outside_stacks``: each actor driven from outside (``external: true``), by the software its Hello named
+    (escaped and bounded: ``Inbound.software_of``). Not part of the outcome."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     reconnects: int = 0
+    outside_stacks: dict[str, str] = field(default_factory=dict)
 
 
 def warning_event(variant: str, target: str, other: str, adv: testbed_pb2.Advisory) -> Event:
@@ -163,6 +171,7 @@ class Simulation:
             w, scenario, variant, road_users=road_users, unequipped=unequipped, rng_pos=rng_pos, rng_sense=rng_sense
         )
         self.referee = Referee(w, scenario, variant)
+        self.safety = SafetyMeasures(w, scenario, variant)  # only what min_gap / max_decel / stays_on_route ask
         self.names = Names(scenario, w)
         self.background: BackgroundTraffic | None = None
         if scenario.flows:
@@ -218,6 +227,13 @@ class Simulation:
         # Per app, the app latency (ms) of each warning recorded with the time its trigger was sent.
         self._app_latency: dict[str, list[float]] = {}
         self._judged: set[tuple[str, str, str]] = set()  # misbehaviour reports recorded
+        # 'truth in motion' (v2x.sim.motion): each actor's last applied truth and its tick, and per actor the ticks
+        # whose truth moved as no vehicle can (an implausible_motion event for the first MAX_MOTION_EVENTS of them)
+        # Only the outside stacks' (``external: true``): the built-in agents move as vehicles by construction (every
+        # shipped scenario's outcome stayed the same with them judged too), and tests hand them bare truths.
+        self._external = {a.id for a in scenario.actors if a.external}
+        self._last_truth: dict[str, tuple[int, testbed_pb2.TruthState]] = {}
+        self._implausible: Counter[str] = Counter()
         self._place_at_start()
 
     def _place_at_start(self) -> None:
@@ -508,11 +524,13 @@ class Simulation:
         w = self.world
         start = len(self.events)
         self.inbound.stats.late_reports += len(self.missing())
+        applied: set[str] = set()  # the actors whose reported truth the world took this tick
         # Acks that came after their tick closed (real time): too late for their truth, not for their warnings.
         for actor_id, late_ack in self.inbound.late_acks:
             for adv in late_ack.events:
                 self._record_warning(actor_id, adv)
         self.inbound.late_acks.clear()
+        judged: list[tuple[str, testbed_pb2.TruthState]] = []  # the outside stacks' truths applied, judged below
         for actor_id in self.actor_ids:
             ack = self.inbound.acks.get(actor_id)
             if ack is None:
@@ -522,8 +540,11 @@ class Simulation:
                 continue
             self.inbound.note_rejected_by(actor_id, ack.rejected)
             if ack.HasField("truth"):
+                applied.add(actor_id)
                 s = w.slot_of(actor_id)
                 tr = ack.truth
+                if actor_id in self._external:
+                    judged.append((actor_id, tr))
                 w.set_state(
                     np.array([s], dtype=np.intp),
                     np.array([tr.x_m]),
@@ -567,6 +588,9 @@ class Simulation:
                             other_id=other, t_s=event["t_s"], relative_speed_mps=event["relative_speed_mps"]
                         )
                     )
+        if self.safety:
+            self.safety.step(t, applied, self.referee.wrecks)
+        self._judge_motion(tick, t, judged)  # after the referee: this tick's wrecks are known
         batch = self.inbound.take(tick)  # in (sender slot, seq) order, the fleets' vehicles' among them
         if left:  # a background vehicle that left the network this tick sends nothing more
             batch = [r for r in batch if r.sender_slot not in left]
@@ -602,6 +626,33 @@ class Simulation:
             rx[len(self.actor_ids) :] = False
             rx[bg.equipped()[1]] = True
         return set(left)
+
+    def _judge_motion(self, tick: int, t: float, applied: list[tuple[str, testbed_pb2.TruthState]]) -> None:
+        """'truth in motion' (``v2x.sim.motion``): each outside stack's truth applied this tick against itself and
+        against the actor's truth applied before (the tick before; after ticks that closed without its report, only the
+        speed change over them). A wreck is left out from the tick of its collision on: the world holds it where
+        it touched, whatever its stack reports. A tick with problems is counted (``implausible_motion_by_actor``,
+        which fails the run's "truth in motion") and, for the first ``MAX_MOTION_EVENTS`` of them per actor,
+        recorded as an ``implausible_motion`` event naming the figures."""
+        wrecks = self.referee.wrecks
+        for actor_id, tr in applied:
+            before = self._last_truth.get(actor_id)
+            self._last_truth[actor_id] = (tick, tr)
+            if self.world.slot_of(actor_id) in wrecks:
+                continue
+            problems = [f"tick {tick}: {p}"] if (p := truth_problem(tr)) else []
+            if before is not None:
+                n, prev = before
+                problems += [f"tick {n} -> {tick}: {p}" for p in motion_problems(prev, tr, self.tick_s, tick - n)]
+            if not problems:
+                continue
+            self._implausible[actor_id] += 1
+            if self._implausible[actor_id] > MAX_MOTION_EVENTS:
+                continue
+            problem = "; ".join(problems)
+            event = {"t_s": round(t, 3), "type": "implausible_motion", "variant": self.variant, "actor": actor_id}
+            self.events.append({**event, "tick": tick, "problem": problem})
+            log.warning("%s t=%.2f s: its truth moves as no vehicle can: %s", actor_id, t, problem)
 
     def _change_signals(self, actor_id: str, warps: Sequence[testbed_pb2.SignalWarp], t: float) -> None:
         """A roadside unit's signal controller changed its plan: the signal heads (the referee's) show it from
@@ -694,11 +745,19 @@ class Simulation:
         strings = self.referee.string_stability()
         if strings:
             metrics["string_stability"] = strings
+        # The same for the surrogate safety measures (min_gap, max_decel, stays_on_route expectations).
+        metrics.update(self.safety.metrics())
+        gaps = self.referee.gap_report()  # likewise only when a gap expectation asks
+        if gaps:
+            metrics["gaps"] = gaps
         # Only when something conflicted, so that the metrics of a clean run stay as they were.
         conflicts = {a: dict(sorted(c.items())) for a, c in sorted(self.inbound.stats.conflicts.items()) if c}
         if conflicts:
             metrics["conflicts"] = conflicts
             metrics["flagged"] = self.inbound.flagged()
+        # Only when a truth moved as no vehicle can, so that the metrics of a plausible run stay as they were.
+        if self._implausible:
+            metrics["implausible_motion_by_actor"] = dict(sorted(self._implausible.items()))
         return metrics
 
     def report(self, wall_s: float) -> WorldReport:
@@ -706,7 +765,12 @@ class Simulation:
         self.inbound.log_summary()
         if self.background is not None:
             self.background.close()
-        return WorldReport(events=sorted(self.events, key=event_order), metrics=self.metrics(wall_s))
+        outside = {a: self.inbound.software_of(a) for a in self.actor_ids if self.scenario.actor(a).external}
+        return WorldReport(
+            events=sorted(self.events, key=event_order),
+            metrics=self.metrics(wall_s),
+            outside_stacks={a: sw for a, sw in outside.items() if sw is not None},
+        )
 
 
 def fleet_ids_for(scenario: Scenario, variant: str, fleets: int) -> list[str]:

@@ -55,7 +55,7 @@ def advisory_problem(adv: testbed_pb2.Advisory, *, end_s: float, figure_names: C
     """What is wrong with the numbers and texts of one warning, or "": a ``raised_at_s`` outside 0..``end_s``, a
     ``trigger_sent_at_s`` after it, a ``ttc_s``, ``figure`` or ``valid_until_s`` not finite or beyond
     ``MAX_FIGURE``, a text longer than ``MAX_TEXT``, a ``figure_name`` not among ``figure_names`` (the names the
-    apps report; None: not checked, the SDK has no apps). Said as the rest of ``events[k]...``: ".ttc_s = nan"."""
+    apps report; None: not checked). Said as the rest of ``events[k]...``: ".ttc_s = nan"."""
     if not (math.isfinite(adv.raised_at_s) and -1e-6 <= adv.raised_at_s <= end_s):
         return f".raised_at_s = {adv.raised_at_s!r} (within 0..{end_s:g} s)"
     if adv.HasField("trigger_sent_at_s") and not (

@@ -53,3 +53,24 @@ def may_send(kind: str) -> tuple[str, ...]:
 # not the end of the run for an agent (the world may come back).
 WORLD_LOST = "world lost"
 HELLO_EVERY_S = 1.0  # a Hello (FleetHello) is said this often until the first TickInput (FleetInput)
+
+# Advisory.figure_name: the figures the built-in apps' warnings carry (each app's ``AppSpec.figure``, in registry
+# order; docs/PROTOCOL.md "Warnings" lists them). Here for the SDK, which checks a warning's figure name before it
+# goes out (``Stack.warning``) without loading the apps; the world takes the registry's names
+# (``v2x.apps.registry.figures``: these and a plugin app's own), and tests/test_app_registry.py checks that these
+# are the built-in apps' figures, no more and no fewer.
+FIGURE_NAMES: tuple[str, ...] = (
+    "pet_s",
+    "headway_s",
+    "hazard_m",
+    "sign_m",
+    "speed_limit_mps",
+    "gap_m",
+    "stop_line_m",
+    "advised_speed_mps",
+    "gap_s",
+    "queue_m",
+    "green_left_s",
+    "suggested_speed_mps",
+    "platoon_position",
+)

@@ -1,0 +1,93 @@
+"""Does a road user's reported truth (``Ack.truth``) move as a vehicle can, from one tick to the next? Sans-I/O.
+
+The rules of "truth in motion", which both ``v2x conformance`` (on what a stack sent) and every run's world
+(``v2x.sim.simulation``, on the truths it applies) judge by (docs/PROTOCOL.md "Truth"):
+
+* one truth: ``|(vx, vy)|`` agrees with ``speed_mps`` within ``SPEED_TOLERANCE_MPS``, and (faster than 1 m/s)
+  ``(vx, vy)`` points along ``heading_deg`` within ``VELOCITY_HEADING_DEG``;
+* two truths of consecutive ticks: the distance moved agrees with what the two speeds say (the mean speed times
+  the tick: exact for a constant acceleration) within ``MOTION_TOLERANCE_M`` plus 10 %; the speed changed by no
+  more than ``MAX_SPEED_CHANGE_MPS2`` allows over the tick (plus ``SPEED_TOLERANCE_MPS``); the course moved points along
+  the mean heading within ``MOTION_HEADING_DEG`` (both speeds above 1 m/s);
+* two truths further apart (a real-time stack that answered only the newest input, moving by the time since the
+  tick it answered before): only the speed change, over the ticks between them.
+
+A planner that reported 13.89 m/s, then 0 at the stop line one tick later (a stop no vehicle makes: 139 m/s^2)
+passed every verdict of its run: the world trusted the truth (an AD team's review).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+# Physical range of an acceleration a vehicle's truth may report, m/s^2 (``v2x.sim.inbound`` refuses an Ack
+# whose truth says more: a forgery or a bug, never a vehicle).
+MAX_ACCEL_MPS2 = 100.0
+# How fast a road vehicle's speed may change from one tick's truth to the next, m/s^2: 1.5 g, beyond what tyres
+# on dry asphalt give (friction coefficient about 0.8-1.0: at most some 10 m/s^2 of braking; the traffic model
+# and SUMO's emergency braking stop at 9). A planner's stop at 100 m/s^2 passed the looser bound of the Ack.
+MAX_SPEED_CHANGE_MPS2 = 15.0
+SPEED_TOLERANCE_MPS = 0.1  # |(vx, vy)| against speed_mps; added to the speed change allowed
+VELOCITY_HEADING_DEG = 2.0  # (vx, vy)'s direction against heading_deg (faster than MOVING_MPS)
+MOTION_TOLERANCE_M = 0.05  # the distance moved against the speeds' (plus 10 % of it)
+MOTION_HEADING_DEG = 10.0  # the course moved against the mean heading (both speeds above MOVING_MPS)
+MOVING_MPS = 1.0  # below this, a heading says little about the direction of motion
+
+
+class Truth(Protocol):
+    """What the rules read of a ``testbed_pb2.TruthState``."""
+
+    @property
+    def x_m(self) -> float: ...
+    @property
+    def y_m(self) -> float: ...
+    @property
+    def vx_mps(self) -> float: ...
+    @property
+    def vy_mps(self) -> float: ...
+    @property
+    def speed_mps(self) -> float: ...
+    @property
+    def heading_deg(self) -> float: ...
+
+
+def wrap_deg(deg: float) -> float:
+    """``deg`` wrapped to [-180, 180)."""
+    return (deg + 180.0) % 360.0 - 180.0
+
+
+def truth_problem(tr: Truth) -> str:
+    """What one truth says against itself, or "": its velocity against its speed and heading."""
+    v = math.hypot(tr.vx_mps, tr.vy_mps)
+    if abs(v - tr.speed_mps) > SPEED_TOLERANCE_MPS:
+        return f"|(vx, vy)| {v:.2f} m/s, speed_mps {tr.speed_mps:.2f}"
+    points = math.degrees(math.atan2(tr.vx_mps, tr.vy_mps))
+    if v > MOVING_MPS and abs(wrap_deg(points - tr.heading_deg)) > VELOCITY_HEADING_DEG:
+        return f"(vx, vy) points to {points % 360:.1f} deg, heading_deg {tr.heading_deg:.1f}"
+    return ""
+
+
+def motion_problems(before: Truth, after: Truth, tick_s: float, ticks: int = 1) -> list[str]:
+    """What two truths ``ticks`` ticks of ``tick_s`` apart say against each other ([] when they agree): the
+    distance and course moved against their speeds and headings (consecutive ticks only), and the speed change
+    against ``MAX_SPEED_CHANGE_MPS2``."""
+    problems = []
+    dt = ticks * tick_s
+    if ticks == 1:
+        dx, dy = after.x_m - before.x_m, after.y_m - before.y_m
+        moved, said = math.hypot(dx, dy), 0.5 * (before.speed_mps + after.speed_mps) * tick_s
+        if abs(moved - said) > MOTION_TOLERANCE_M + 0.1 * said:
+            problems.append(f"moved {moved:.2f} m where its speeds say {said:.2f} m")
+        elif min(before.speed_mps, after.speed_mps) > MOVING_MPS:
+            course = math.degrees(math.atan2(dx, dy))
+            mean = before.heading_deg + 0.5 * wrap_deg(after.heading_deg - before.heading_deg)
+            if abs(wrap_deg(course - mean)) > MOTION_HEADING_DEG:
+                problems.append(f"moved towards {course % 360:.1f} deg, heading {mean % 360:.1f}")
+    change = after.speed_mps - before.speed_mps
+    if abs(change) > MAX_SPEED_CHANGE_MPS2 * dt + SPEED_TOLERANCE_MPS:
+        problems.append(
+            f"speed {before.speed_mps:.2f} -> {after.speed_mps:.2f} m/s in {dt:.2f} s "
+            f"({abs(change) / dt:.1f} m/s^2; at most {MAX_SPEED_CHANGE_MPS2:g})"
+        )
+    return problems
