@@ -74,15 +74,15 @@ def test_a_received_advisory_is_echoed_at_its_delivery_time_with_its_trigger() -
         severity=testbed_pb2.SEVERITY_WARNING,
         target_id="follower",
         other_id=temporary_id("lead").hex(),
-        source_id="edge",
+        source_id="cloud",
         raised_at_s=0.1,
         valid_until_s=3.1,
         trigger_sent_at_s=0.0,
     )
-    heard = Heard("edge", testbed_pb2.LINK_UU, 0.104, 0.1, frame_pb2.MessageFrame(advisory=adv))
+    heard = Heard("cloud", testbed_pb2.LINK_UU, 0.104, 0.1, frame_pb2.MessageFrame(advisory=adv))  # (fcw's platform)
     follower.step(tick_ctx(1))
     out = follower.step(tick_ctx(2, (heard,)))
-    assert [(e.raised_at_s, e.trigger_sent_at_s, e.source_id) for e in out.events] == [(0.104, 0.0, "edge")]
+    assert [(e.raised_at_s, e.trigger_sent_at_s, e.source_id) for e in out.events] == [(0.104, 0.0, "cloud")]
     assert follower.driver is not None and follower.driver.brake_at_s == pytest.approx(1.104, abs=1e-12)
 
 

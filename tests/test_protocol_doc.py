@@ -193,6 +193,7 @@ def _reason_cases() -> dict[str, list[tuple[str, str, bytes]]]:
     bad_truth = testbed_pb2.Ack(actor_id="lead", tick=0, truth=testbed_pb2.TruthState(x_m=100_001.0))
     late_warning = testbed_pb2.Ack(actor_id="lead", tick=0, events=[testbed_pb2.Advisory(raised_at_s=99.0)])
     future_warning = testbed_pb2.Ack(actor_id="lead", tick=0, events=[testbed_pb2.Advisory(raised_at_s=0.05)])
+    advisory = frame_pb2.MessageFrame(advisory=testbed_pb2.Advisory(target_id="follower")).SerializeToString()
     trigger_after = testbed_pb2.Ack(
         actor_id="lead", tick=0, events=[testbed_pb2.Advisory(raised_at_s=0.0, trigger_sent_at_s=0.01)]
     )
@@ -207,6 +208,7 @@ def _reason_cases() -> dict[str, list[tuple[str, str, bytes]]]:
         "bad_destination": [("tx", "lead", _env("lead", 1, 0, link=testbed_pb2.LINK_UU))],
         "bad_tick": [("tx", "lead", _env("lead", 1, 3))],
         "unequipped_sender": [("tx", "neighbour", _env("neighbour", 1, 0))],
+        "not_permitted": [("tx", "lead", _env("lead", 1, 0, frame=advisory))],  # only the platform's
         "id_mismatch": [("tx", "lead", _env("lead", 1, 0, frame=other_id))],
         "bad_seq": [("tx", "lead", _env("lead", 1, 0, frame=bsm)), ("tx", "lead", _env("lead", 66, 0, frame=bsm))],
         "out_of_range": [("ack", "lead", bad_truth.SerializeToString())],

@@ -1826,7 +1826,8 @@ async def test_the_sdk_hands_out_advisories_at_their_delivery_time(mosquitto: Mo
     start = _forged_world_start(tmp_path, run_id, n_ticks=10)
     sent = advisory(testbed_pb2.APP_ICW, target_id="follower", other_id="car_a", source_id="platform", t_s=0.0,
                     valid_s=3.0, severity=testbed_pb2.SEVERITY_WARNING, ttc_s=2.5, trigger_sent_at_s=0.0)  # fmt: skip
-    env = testbed_pb2.Envelope(sender_id="platform", seq=1, tick=0, tx_time_us=0, link=testbed_pb2.LINK_UU,
+    # (from fcw's platform, "cloud": the SDK takes an advisory from no one else, docs/PROTOCOL.md "Who may send what")
+    env = testbed_pb2.Envelope(sender_id="cloud", seq=1, tick=0, tx_time_us=0, link=testbed_pb2.LINK_UU,
                                dest_ids=["follower"],
                                frame=frame_pb2.MessageFrame(advisory=sent).SerializeToString())  # fmt: skip
     ti = testbed_pb2.TickInput(run_id=run_id, tick=0, tick_us=100_000, time_us=0)

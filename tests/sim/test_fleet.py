@@ -151,6 +151,7 @@ def _mixed_bundle(ack: testbed_pb2.FleetAck, members: dict[str, int]) -> list[by
 
     frame = frame_pb2.MessageFrame.FromString(first.frame)
     frame.bsm.id = temporary_id(stranger)  # another vehicle's id in this vehicle's BSM
+    spat = frame_pb2.MessageFrame(spat=day1_pb2.SPAT(name="x1")).SerializeToString()
     bad = [
         b"\xff\xff\xff",  # malformed
         b"\x08" * 20_000,  # oversized
@@ -163,6 +164,7 @@ def _mixed_bundle(ack: testbed_pb2.FleetAck, members: dict[str, int]) -> list[by
         forged(tx_time_us=10**15),  # bad_time (a forged FleetInput's time: kept in flight to the end of the run)
         forged(seq=0),  # bad_seq (at or below the last)
         forged(frame=frame.SerializeToString()),  # id_mismatch
+        forged(frame=spat),  # not_permitted (a road user's SPAT: attack review 10)
         honest[0],  # the same envelope again: bad_seq
     ]
     mixed: list[bytes] = []
@@ -240,9 +242,9 @@ def test_the_batch_path_decides_every_envelope_as_the_per_envelope_path_does(
     assert outcomes[0] == outcomes[1]
     rejected = outcomes[0][0]
     assert set(rejected) >= {"malformed", "oversized", "not_in_fleet", "unknown_type", "bad_link", "bad_tick"}
-    assert set(rejected) >= {"bad_seq", "id_mismatch", "bad_time"}
-    # (the 12 bad ones, the sender past ASCII and the time before 0, outside the tick's: the other odd ones are taken)
-    assert sum(rejected.values()) == 14
+    assert set(rejected) >= {"bad_seq", "id_mismatch", "bad_time", "not_permitted"}
+    # (the 13 bad ones, the sender past ASCII and the time before 0, outside the tick's: the other odd ones are taken)
+    assert sum(rejected.values()) == 15
     assert taken[0] > 0 if scan != "never" else not taken[0]  # (the scan took the honest envelopes, at least)
 
 

@@ -10,7 +10,7 @@ from tests._agents import offline_sim
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.sim.simulation import Simulation
-from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.envelope import temporary_id
 
 FCW = SCENARIO_DIR / "fcw.yaml"
@@ -67,7 +67,7 @@ def _bsm(
     link: testbed_pb2.LinkKind.ValueType = testbed_pb2.LINK_PC5,
     dests: tuple[str, ...] = (),
 ) -> bytes:
-    frame = frame_pb2.MessageFrame(advisory=testbed_pb2.Advisory(target_id="x"))
+    frame = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(id=temporary_id(sender)))  # (a car's: no advisory, not_permitted)
     env = testbed_pb2.Envelope(
         sender_id=sender,
         seq=seq,

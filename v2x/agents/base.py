@@ -10,7 +10,7 @@ import abc
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar, cast
@@ -32,6 +32,7 @@ from v2x.wire.day2 import (
     decode_vir,
 )
 from v2x.wire.map_spat import Approach, SignalState, decode_map, decode_spat
+from v2x.wire.protocol import may_send
 from v2x.wire.rsi import RoadSideInfo, decode_rsi
 from v2x.wire.rsm import decode_rsm
 
@@ -137,10 +138,19 @@ class Environment:
     tick_s: float
     platform_id: str | None
     thresholds: dict[str, float]
+    # Every actor's kind by id (the scenario's): what a sender may send (``sent_by_its_kind``). A sender not in it
+    # is a road user (a fleet's background vehicle).
+    kinds: Mapping[str, str] = field(default_factory=dict)
     # ``decode_bsms``' memo (``v2x.wire.bsm.decode_bsms``): what a sender's BSMs decode to besides their motion and
     # time, by the wire values it is decoded from, kept from tick to tick for every agent of this environment (a
     # sender's BSMs repeat them tick after tick). The same RemoteStates as without it.
     _decoded: dict[SenderKey, dict[str, object]] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def sent_by_its_kind(self, heard: Heard) -> bool:
+        """May ``heard``'s sender send this kind of message at all (``v2x.wire.protocol.may_send``: an advisory only
+        from the platform; a MAP, SPAT, RSI or RSM only from a roadside unit)? The world refuses the others
+        (``not_permitted``); a receiver does not take one either."""
+        return heard.frame.WhichOneof("msg") in may_send(self.kinds.get(heard.sender_id, "car"))
 
     # Decoding what was heard, in local SI units. Each is computed once per receiver time for every
     # receiver of the same transmission in this process (Heard.decoded); results are immutable.
@@ -245,8 +255,19 @@ class Agent(abc.ABC):
     def receive(self, heard: Iterable[Heard], handle: Callable[[Heard], None]) -> None:
         """Hand each message heard to ``handle``. A message whose content is outside the standard's ranges
         (``ValueError`` from the unit conversions) is rejected and counted as ``out_of_range``, never raised:
-        one bad sender must not stop a receiver."""
+        one bad sender must not stop a receiver. One its sender's kind may not send (a car's SPAT or advisory:
+        ``Environment.sent_by_its_kind``) is rejected and counted as ``not_permitted``, as the world does."""
         for h in heard:
+            if not self.env.sent_by_its_kind(h):
+                self.rejected["not_permitted"] += 1
+                log.warning(
+                    "%s: rejected a %s from %s (t=%.2f s): its kind of actor may not send one",
+                    self.actor_id,
+                    h.frame.WhichOneof("msg"),
+                    h.sender_id,
+                    h.tx_time_s,
+                )
+                continue
             try:
                 handle(h)
             except ValueError as exc:

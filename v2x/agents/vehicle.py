@@ -41,6 +41,7 @@ from v2x.apps.registry import (
     Suggestion,
     app_by_code,
     app_spec,
+    figure_names,
     onboard_apps,
     onboard_inputs,
 )
@@ -59,7 +60,7 @@ from v2x.scenario.model import (
 from v2x.scenario.signals import FixedTimeController, apply_warps, warp_from_wire
 from v2x.units import enu_yaw_rad_to_compass_deg, s_of
 from v2x.wire import testbed_pb2
-from v2x.wire.advisory import advisory
+from v2x.wire.advisory import advisory, advisory_problem
 from v2x.wire.bsm import OwnState, RemoteState, encode_bsm
 from v2x.wire.day2 import Intention, PersonalState, PlatoonInfo, encode_clpmm, encode_psm, encode_vir
 from v2x.wire.envelope import temporary_id
@@ -459,6 +460,14 @@ class VehicleAgent(Agent):
             adv = testbed_pb2.Advisory()
             adv.CopyFrom(heard.frame.advisory)
             adv.raised_at_s = at
+            # Only the platform's (``receive`` let through no other sender's), over Uu, and only one the world
+            # would take in this Ack: echoing a bad one got the vehicle's own Ack refused on every re-send, a
+            # lockstep run stalled and the warning was charged to the vehicle (attack review 10)
+            if heard.link != testbed_pb2.LINK_UU:
+                raise ValueError(f"an advisory over link {heard.link}, not Uu ({testbed_pb2.LINK_UU})")
+            problem = advisory_problem(adv, end_s=t + 1e-6, figure_names=figure_names())
+            if problem:
+                raise ValueError(f"advisory{problem}")
             self._warn(result, adv, at)
 
     # -- the tick -----------------------------------------------------------------------------------

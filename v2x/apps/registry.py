@@ -398,6 +398,12 @@ def figures() -> tuple[Figure, ...]:
     return tuple(out.values())
 
 
+def figure_names() -> frozenset[str]:
+    """The names of the figures apps report: the only ``Advisory.figure_name`` values the world takes
+    (docs/PROTOCOL.md "Warnings"), nor a vehicle from the platform."""
+    return frozenset(f.name for f in figures())
+
+
 def time_label(app: str) -> TimeLabel:
     """How the warnings of ``app`` label their ``ttc_s`` (AppSpec.time_label; "TTC" for an app not registered)."""
     spec = registered().get(app)
@@ -470,6 +476,7 @@ __all__ = [
     "app_threshold_bounds",
     "app_thresholds",
     "edge_apps",
+    "figure_names",
     "figures",
     "onboard_apps",
     "onboard_inputs",

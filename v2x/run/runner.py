@@ -60,7 +60,6 @@ from v2x.sim.simulation import fleet_ids_for
 from v2x.sim.sumo import SumoError
 from v2x.wire.security import (
     PSEUDONYM_CHANGE_S,
-    ROAD_USER_PERMISSIONS,
     EnvelopeSecurity,
     Signer,
     authority_for,
@@ -114,7 +113,7 @@ def issue_keys(scenario: Scenario, run_id: str, security: Signing, fleets: Seque
             run_id=run_id,
             epoch=scenario.epoch,
             run_s=run_s,
-            permissions=ROAD_USER_PERMISSIONS,
+            permissions=permissions_for("car"),  # (a fleet's vehicles are road users)
             change_every_s=security.change_every_s,
         ).SerializeToString()
         for fleet_id in fleets
@@ -183,6 +182,7 @@ def environment(scenario: Scenario) -> Environment:
         tick_s=scenario.tick_s,
         platform_id=platform,
         thresholds=resolve(scenario.thresholds),
+        kinds={a.id: a.kind for a in scenario.actors},
     )
 
 

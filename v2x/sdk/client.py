@@ -21,7 +21,9 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
   rule of every host, with this skip), a second, different TickInput for a tick it answered
   (``conflicting_input``: answered with the answer given), a waiting input pushed out by newer ones
   (``overflow``: at most ``MAX_WAITING_INPUTS`` inputs or ``MAX_WAITING_BYTES`` wait), and a Control START it
-  cannot use (``malformed``);
+  cannot use (``malformed``), an advisory not from the platform over Uu (``not_permitted``: only the platform
+  sends one, docs/PROTOCOL.md "Who may send what") or with numbers the world would refuse in the Ack that echoes
+  it (``out_of_range``: ``v2x.wire.advisory.advisory_problem``, the world's check of an Ack's warnings);
 * before the first tick a STOP is an earlier run's (ignored), but the world's join timeout naming this actor
   (``run error: these actors never joined ...``: a wrong actor id, a refused Hello): ``RunAborted`` at once;
 * a STOP counts only with the run's token; a STOP "world lost" (the world's Last Will) is not the end:
@@ -82,7 +84,7 @@ from v2x.net.transport import RECONNECT_INITIAL_S, RECONNECT_MAX_S
 from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
 from v2x.text import did_you_mean, printable
 from v2x.wire import frame_pb2, security_pb2, testbed_pb2
-from v2x.wire.advisory import advisory
+from v2x.wire.advisory import advisory, advisory_problem
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
 from v2x.wire.envelope import parse_envelope
 from v2x.wire.protocol import FIGURE_NAMES, HELLO_EVERY_S, MAX_INPUT_BYTES, PROTOCOL_VERSION, WORLD_LOST
@@ -812,6 +814,19 @@ class Stack:
                 return None
             heard = Heard(env.sender_id, env.link, env.tx_time_us / 1e6, rx_s, kind, frame, bsm=remote)
         elif kind == "advisory":
+            # Only the platform sends advisories, over Uu (docs/PROTOCOL.md "Who may send what"); and one the world
+            # would refuse in this stack's Ack, which echoes it, is dropped here: an echoed NaN got an outside
+            # stack's own Ack refused on every re-send and stalled the run (attack review 10)
+            if not run.platform_id or env.sender_id != run.platform_id or env.link != testbed_pb2.LINK_UU:
+                self._reject("not_permitted", f"an advisory from {env.sender_id[:64]!r} over link {env.link}")
+                return None
+            echo = testbed_pb2.Advisory()
+            echo.CopyFrom(frame.advisory)
+            echo.raised_at_s = rx_s
+            problem = advisory_problem(echo, end_s=now_s + 1e-6, figure_names=self.figure_names)
+            if problem:
+                self._reject("out_of_range", f"an advisory: {problem.lstrip('.:').strip()}")
+                return None
             heard = Heard(env.sender_id, env.link, env.tx_time_us / 1e6, rx_s, kind, frame, advisory=frame.advisory)
         return heard
 

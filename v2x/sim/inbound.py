@@ -4,8 +4,8 @@
 A bad payload is rejected and counted by reason (``bad_topic``, ``unknown_sender``, ``malformed``,
 ``sender_mismatch``, ``oversized``, ``unknown_type``, ``unequipped_sender``, ``bad_link``,
 ``bad_destination``, ``bad_tick``, ``bad_hello``, ``id_mismatch``, ``bad_seq``, ``out_of_range``,
-``conflicting_ack``, ``conflicting_tx``,
-``not_in_fleet``; in a secure run also ``unsigned``, ``unknown_cert``, ``expired``,
+``conflicting_ack``, ``conflicting_tx``, ``not_in_fleet``, ``not_permitted`` (a message kind its sender's kind
+may not send: ``v2x.wire.protocol.may_send``); in a secure run also ``unsigned``, ``unknown_cert``, ``expired``,
 ``no_permission``, ``bad_signature``, ``replayed``: ``v2x.wire.security``), never raised; a copy of
 something already received (a retransmission after a reconnect, an old tick, a sequence number at or
 below the sender's last of an earlier tick) is counted as a duplicate and otherwise ignored, except that the
@@ -36,7 +36,7 @@ import numpy as np
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from v2x.apps.registry import figures
+from v2x.apps.registry import figure_names
 from v2x.core import SCAN_AT_LEAST, scan_messages
 from v2x.logs import LOG_FIRST, log_refusal
 from v2x.scenario.model import MAX_ELEVATION_M, MAX_EXTENT_M
@@ -46,6 +46,7 @@ from v2x.sim.motion import MAX_ACCEL_MPS2
 from v2x.text import did_you_mean, printable
 from v2x.units import s_of, tick_time_s, us_of
 from v2x.wire import frame_pb2, testbed_pb2
+from v2x.wire.advisory import MAX_FIGURE, MAX_TEXT, advisory_problem
 from v2x.wire.envelope import parse_envelope, temporary_id
 from v2x.wire.protocol import (
     MAX_ACK_BYTES,
@@ -54,6 +55,8 @@ from v2x.wire.protocol import (
     MAX_TX_BYTES,
     MAX_TX_PER_TICK,
     PROTOCOL_VERSIONS,
+    ROAD_USER_SENDS,
+    may_send,
 )
 from v2x.wire.scan import bsm_envelope_unsigned
 from v2x.wire.security import EnvelopeSecurity, Freshness, Verified
@@ -65,7 +68,6 @@ M = TypeVar("M", bound=Message)
 
 MAX_EVENTS_PER_ACK = 256
 MAX_NOTES_PER_ACK = 64
-MAX_TEXT = 256  # characters of an id or other short text in an Ack
 MAX_REJECTED_KEYS = 32  # reasons in Ack.rejected
 # The actor ids not in the scenario whose Hellos are kept, to name in the error of actors that never joined (a
 # stack started with ``--actor carA`` for ``car_a``; anyone may publish on a join topic: a few, the rest counted)
@@ -74,8 +76,7 @@ MAX_SOFTWARE_CHARS = 128  # of a Hello's ``software`` in the result (escaped fir
 # Physical range of what an Ack may report (beyond it, the value is a forgery or a bug, never a vehicle).
 MAX_SPEED_MPS = 150.0
 MAX_HEADING_DEG = 720.0
-MAX_FIGURE = 1e9  # ttc_s, figure, valid_until_s: finite and sane
-FIGURE_NAMES = frozenset(f.name for f in figures())  # Advisory.figure_name: one the apps declare (docs/PROTOCOL.md)
+FIGURE_NAMES = figure_names()  # Advisory.figure_name: one the apps declare (docs/PROTOCOL.md)
 CONFLICTS_FLAGGED = 3  # an actor whose envelopes or Hellos conflict in this many ticks is flagged in the result
 # ... and at once for an Ack (or FleetAck) of a tick that says something else than the first (another truth,
 # other transmissions or events: more than a `rejected` map grown since, which a stack that rebuilds its
@@ -136,27 +137,13 @@ def _finite(value: float, bound: float) -> bool:
 def events_problem(events: Iterable[testbed_pb2.Advisory], *, run_end_s: float, tick_end_s: float = math.inf) -> str:
     """What is wrong with the numbers and texts of the warnings an Ack or a FleetAck carries, or ""
     (``tick_end_s``: the time of the tick it answers; nothing can have been raised after it, and a
-    ``trigger_sent_at_s`` is no later than the warning's ``raised_at_s``)."""
+    ``trigger_sent_at_s`` is no later than the warning's ``raised_at_s``): ``advisory_problem``, the check every
+    receiver of an advisory makes before it acts on it (v2x.agents.vehicle, v2x.sdk)."""
     end_s = min(run_end_s, tick_end_s + 1e-6)
     for k, adv in enumerate(events):
-        if not (math.isfinite(adv.raised_at_s) and -1e-6 <= adv.raised_at_s <= end_s):
-            return f"events[{k}].raised_at_s = {adv.raised_at_s!r} (within 0..{end_s:g} s)"
-        if adv.HasField("trigger_sent_at_s") and not (
-            math.isfinite(adv.trigger_sent_at_s) and -1e-6 <= adv.trigger_sent_at_s <= adv.raised_at_s + 1e-6
-        ):
-            return f"events[{k}].trigger_sent_at_s = {adv.trigger_sent_at_s!r} (within 0..raised_at_s)"
-        for name in ("ttc_s", "figure", "valid_until_s"):
-            value = getattr(adv, name)
-            if not _finite(value, MAX_FIGURE):
-                return f"events[{k}].{name} = {value!r}"
-        texts = (adv.target_id, adv.other_id, adv.source_id, adv.figure_name, adv.conflict_type)
-        if any(len(s) > MAX_TEXT for s in texts):
-            return f"events[{k}]: text longer than {MAX_TEXT}"
-        if adv.figure_name and adv.figure_name not in FIGURE_NAMES:
-            # it names a key of the warning's event in the result: "type" or "t_s" there overwrote the event's
-            # own (an attack review: one forged Ack crashed the run's report, another hid a warning)
-            return f"events[{k}].figure_name {adv.figure_name[:64]!r} is not a figure an app reports"
-
+        problem = advisory_problem(adv, end_s=end_s, figure_names=FIGURE_NAMES)
+        if problem:
+            return f"events[{k}]{problem}"
     return ""
 
 
@@ -595,6 +582,10 @@ class Inbound:
         if actor_id in self.unequipped:
             self.reject("unequipped_sender", where, "(equipped: false: it has no OBU)")
             return True
+        kind = self.kind_of.get(actor_id)
+        if kind is not None and msg_type not in may_send(kind):  # (an advisory from a car steered or stalled runs)
+            self.reject("not_permitted", where, f"(a {kind} may not send {msg_type!r} messages)")
+            return True
         if env.link not in LINK_NAME:
             self.reject("bad_link", where)
             return True
@@ -784,6 +775,7 @@ class Inbound:
         ids = self._vehicle_ids
         envelope_of, frame_of = testbed_pb2.Envelope.FromString, frame_pb2.MessageFrame.FromString
         pc5 = testbed_pb2.LINK_PC5
+        road_user_sends = ROAD_USER_SENDS
         for raw, fields in zip(raws, scanned, strict=True):
             if len(raw) > MAX_TX_BYTES:
                 self._fleet_tx(raw, members, where)
@@ -810,6 +802,7 @@ class Inbound:
                 if (
                     slot is None
                     or found is None
+                    or found not in road_user_sends
                     or link != pc5
                     or tick != current
                     or env.dest_ids
@@ -885,6 +878,9 @@ class Inbound:
         msg_type = frame.WhichOneof("msg")
         if msg_type is None:
             self.reject("unknown_type", where)
+            return
+        if msg_type not in ROAD_USER_SENDS:
+            self.reject("not_permitted", where, f"(a fleet's vehicle may not send {msg_type!r} messages)")
             return
         link = env.link
         if link != testbed_pb2.LINK_PC5 or env.dest_ids:

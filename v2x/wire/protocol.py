@@ -28,6 +28,27 @@ MAX_CONTROL_BYTES = 4 * 1024 * 1024  # a START lists every actor (a scenario fil
 # (``malformed``), and a scenario's SUMO demand may not give its vehicles a bigger vType (``v2x.scenario.sumo``).
 MAX_VEHICLE_SIZE_M = 100.0
 
+# Which message kinds (``MessageFrame``'s ``msg`` oneof names) each kind of actor may send, one table for the
+# world's check of every envelope (``v2x.sim.inbound``: ``not_permitted`` otherwise), the receivers' own
+# (``v2x.agents``, ``v2x.sdk``) and, in a signed run, the app permissions of each actor's certificates
+# (``v2x.wire.security``: ``no_permission``); docs/PROTOCOL.md "Who may send what". A road user (car, truck, bus,
+# emergency, pedestrian, cyclist; a fleet's vehicles) sends its BSM, a VRU's PSM, a VIR (intention and requests)
+# and a platoon's CLPMM. A roadside unit sends what the road infrastructure says (MAP, SPAT, RSI, RSM, SSM, RSC)
+# and relays the BSMs it hears to the platform over the wired backhaul in envelopes of its own, hence "bsm"; the
+# platform sends its apps' advisories and its coordination (RSC). No one else may send an advisory or speak for
+# a traffic light.
+ROAD_USER_SENDS: tuple[str, ...] = ("bsm", "clpmm", "psm", "vir")
+MAY_SEND: dict[str, tuple[str, ...]] = {
+    "rsu": ("bsm", "map", "rsc", "rsi", "rsm", "spat", "ssm"),
+    "platform": ("advisory", "rsc"),
+}
+
+
+def may_send(kind: str) -> tuple[str, ...]:
+    """The message kinds an actor of ``kind`` may send (a road user's for any kind but ``rsu`` and ``platform``)."""
+    return MAY_SEND.get(kind, ROAD_USER_SENDS)
+
+
 # The reason of the STOP the world's connection leaves as its Last Will: the world died, or the broker restarted;
 # not the end of the run for an agent (the world may come back).
 WORLD_LOST = "world lost"

@@ -34,18 +34,12 @@ from google.protobuf.message import DecodeError
 
 from v2x.units import s_of, us_of
 from v2x.wire import security_pb2, testbed_pb2
+from v2x.wire.protocol import MAY_SEND, ROAD_USER_SENDS, may_send
 
 MAX_AGE_S = 2.0  # a message generated longer ago than this (receiver's clock) is stale: ``expired``
 MAX_AHEAD_S = 0.5  # ... and one generated further in the future than this (clock skew): ``expired``
 PSEUDONYM_CHANGE_S = 10.0  # an actor signs with pseudonym k from simulation time k x this on
 REASONS = ("unsigned", "unknown_cert", "expired", "no_permission", "bad_signature", "replayed")
-# What each kind of actor may sign (its certificates' app permissions). A roadside unit relays the BSMs it
-# hears to the platform over the wired backhaul in envelopes of its own, hence "bsm".
-PERMISSIONS = {
-    "rsu": ("bsm", "map", "rsi", "rsm", "spat"),
-    "platform": ("advisory",),
-}
-ROAD_USER_PERMISSIONS = ("bsm",)
 TBS_TAG = b"v2x-testbed signed envelope 1\x00"
 _CURVE = ec.SECP256R1()
 _ECDSA = ec.ECDSA(hashes.SHA256())
@@ -54,8 +48,9 @@ _UNIX = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def permissions_for(kind: str) -> tuple[str, ...]:
-    """The message kinds an actor of ``kind`` may sign."""
-    return PERMISSIONS.get(kind, ROAD_USER_PERMISSIONS)
+    """The message kinds an actor of ``kind`` may sign (its certificates' app permissions): what it may send at
+    all, ``v2x.wire.protocol.may_send`` (the one table the world and every receiver check, signed run or not)."""
+    return may_send(kind)
 
 
 def unix_us(epoch: datetime) -> int:
@@ -214,7 +209,7 @@ class Authority:
             issuer=b"",
             start_s=start_s,
             duration_s=duration_s,
-            permissions=sorted({p for ps in (*PERMISSIONS.values(), ROAD_USER_PERMISSIONS) for p in ps}),
+            permissions=sorted({p for ps in (*MAY_SEND.values(), ROAD_USER_SENDS) for p in ps}),
             name=name,
             ca=True,
         )
