@@ -678,7 +678,7 @@ async def enter(client: aiomqtt.Client) -> None:
     try:
         await asyncio.shield(entering)
     except asyncio.CancelledError:
-        with contextlib.suppress(BaseException):
+        with contextlib.suppress(Exception, asyncio.CancelledError):  # (a Ctrl-C meanwhile still goes through)
             await asyncio.wait_for(asyncio.shield(entering), CANCELLED_CONNECT_WAIT_S)
             await asyncio.wait_for(client.__aexit__(None, None, None), CANCELLED_CONNECT_WAIT_S)
         raise
