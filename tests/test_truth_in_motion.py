@@ -19,7 +19,14 @@ from tests.test_sdk import _ack, fcw_with_external
 from v2x.run.results import build_result
 from v2x.scenario import load_scenario
 from v2x.sdk import VehicleState
-from v2x.sim.motion import MAX_SPEED_CHANGE_MPS2, motion_problems, truth_problem
+from v2x.sim.motion import (
+    CONFORMANCE,
+    IN_RUNS,
+    IN_RUNS_VRU,
+    MAX_SPEED_CHANGE_MPS2,
+    motion_problems,
+    truth_problem,
+)
 from v2x.sim.simulation import MAX_MOTION_EVENTS
 from v2x.wire import testbed_pb2
 
@@ -29,6 +36,33 @@ BUILT_IN = ("cloud", "lead", "neighbour", "rsu1")  # fcw's actors besides the fo
 
 def _truth(x: float, v: float, heading_deg: float = 90.0) -> testbed_pb2.TruthState:
     return testbed_pb2.TruthState(x_m=x, vx_mps=v, speed_mps=v, heading_deg=heading_deg)
+
+
+def test_runs_judge_headings_loosely_and_not_a_vrus() -> None:
+    """A diff review: conformance's 2 degrees between velocity and heading failed whole runs of stacks that
+    report a centre-of-gravity velocity (slipping a few degrees in a turn) or back up. Runs judge only what no
+    vehicle can do (30 degrees, a reverse allowed); a pedestrian's heading (its body's) is not judged at all."""
+    import math
+
+    def slip(deg: float, v: float = 5.0) -> testbed_pb2.TruthState:  # velocity ``deg`` off a heading of 90
+        a = math.radians(90.0 + deg)
+        return testbed_pb2.TruthState(vx_mps=v * math.sin(a), vy_mps=v * math.cos(a), speed_mps=v, heading_deg=90.0)
+
+    assert truth_problem(slip(5.0), CONFORMANCE).startswith("(vx, vy) points to 95.0 deg")
+    assert truth_problem(slip(5.0), IN_RUNS) == ""
+    assert truth_problem(slip(180.0), CONFORMANCE) != "" and truth_problem(slip(180.0), IN_RUNS) == ""  # reversing
+    assert truth_problem(slip(45.0), IN_RUNS).startswith("(vx, vy) points to 135.0 deg")  # no vehicle slides so
+    assert truth_problem(slip(90.0), IN_RUNS_VRU) == ""  # a pedestrian steps sideways
+    # a course 20 degrees off the heading: conformance says so, a run does not; 60 degrees, both
+    for deg, in_runs in ((20.0, True), (60.0, False)):
+        a = math.radians(90.0 + deg)
+        after = _truth(0.0, V)
+        after.x_m, after.y_m = V * 0.1 * math.sin(a), V * 0.1 * math.cos(a)
+        assert motion_problems(_truth(0.0, V), after, 0.1, rules=CONFORMANCE) != []
+        assert (motion_problems(_truth(0.0, V), after, 0.1, rules=IN_RUNS) == []) is in_runs
+        assert motion_problems(_truth(0.0, V), after, 0.1, rules=IN_RUNS_VRU) == []
+    # the speed and the distance moved are judged for everyone
+    assert motion_problems(_truth(0.0, V), _truth(0.8335, 0.0), 0.1, rules=IN_RUNS_VRU) != []
 
 
 def test_the_rules_name_the_figures() -> None:

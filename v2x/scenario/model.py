@@ -31,7 +31,8 @@ Elevation = Annotated[float, Field(strict=True, ge=-MAX_ELEVATION_M, le=MAX_ELEV
 SPEED_GATE_M = 10.0  # a `speed` expectation's point counts as passed within this distance of it, sideways
 
 VEHICLE_KINDS = ("car", "truck", "bus", "emergency")
-ROAD_USER_KINDS = (*VEHICLE_KINDS, "pedestrian", "cyclist")
+VRU_KINDS = ("pedestrian", "cyclist")
+ROAD_USER_KINDS = (*VEHICLE_KINDS, *VRU_KINDS)
 # The ids of the background flows' vehicles (``bg-<flow>-<n>``): no actor id starts so (an actor named like the
 # n-th vehicle of a flow crashed the run when that vehicle entered: attack review 3)
 BACKGROUND_ID_PREFIX = "bg-"

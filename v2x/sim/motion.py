@@ -19,6 +19,7 @@ passed every verdict of its run: the world trusted the truth (an AD team's revie
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Protocol
 
 # Physical range of an acceleration a vehicle's truth may report, m/s^2 (``v2x.sim.inbound`` refuses an Ack
@@ -33,6 +34,33 @@ VELOCITY_HEADING_DEG = 2.0  # (vx, vy)'s direction against heading_deg (faster t
 MOTION_TOLERANCE_M = 0.05  # the distance moved against the speeds' (plus 10 % of it)
 MOTION_HEADING_DEG = 10.0  # the course moved against the mean heading (both speeds above MOVING_MPS)
 MOVING_MPS = 1.0  # below this, a heading says little about the direction of motion
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How strictly the headings are judged. ``CONFORMANCE`` (``v2x conformance``: a checklist for a stack's
+    developer) holds a stack to what docs/PROTOCOL.md asks; ``IN_RUNS`` (every run's world, where one broken tick
+    fails the run) judges only what no vehicle can do: a velocity within ``velocity_heading_deg`` of the heading
+    or of its reverse (``reversing``: a stack may back up; a centre-of-gravity velocity slips a few degrees off
+    the heading in a turn), and the course moved likewise; ``headings`` False (a pedestrian's or cyclist's
+    heading is its body's: it may step sideways or turn on the spot) judges neither."""
+
+    velocity_heading_deg: float = VELOCITY_HEADING_DEG
+    course_heading_deg: float = MOTION_HEADING_DEG
+    reversing: bool = False
+    headings: bool = True
+
+
+CONFORMANCE = Rules()
+IN_RUNS = Rules(velocity_heading_deg=30.0, course_heading_deg=30.0, reversing=True)
+IN_RUNS_VRU = Rules(headings=False)
+
+
+def _off(direction_deg: float, heading_deg: float, rules: Rules, tolerance_deg: float) -> bool:
+    """Whether ``direction_deg`` is more than ``tolerance_deg`` off ``heading_deg`` (and off its reverse, when
+    ``rules.reversing``)."""
+    off = abs(wrap_deg(direction_deg - heading_deg))
+    return (min(off, 180.0 - off) if rules.reversing else off) > tolerance_deg
 
 
 class Truth(Protocol):
@@ -57,18 +85,20 @@ def wrap_deg(deg: float) -> float:
     return (deg + 180.0) % 360.0 - 180.0
 
 
-def truth_problem(tr: Truth) -> str:
+def truth_problem(tr: Truth, rules: Rules = CONFORMANCE) -> str:
     """What one truth says against itself, or "": its velocity against its speed and heading."""
     v = math.hypot(tr.vx_mps, tr.vy_mps)
     if abs(v - tr.speed_mps) > SPEED_TOLERANCE_MPS:
         return f"|(vx, vy)| {v:.2f} m/s, speed_mps {tr.speed_mps:.2f}"
     points = math.degrees(math.atan2(tr.vx_mps, tr.vy_mps))
-    if v > MOVING_MPS and abs(wrap_deg(points - tr.heading_deg)) > VELOCITY_HEADING_DEG:
+    if rules.headings and v > MOVING_MPS and _off(points, tr.heading_deg, rules, rules.velocity_heading_deg):
         return f"(vx, vy) points to {points % 360:.1f} deg, heading_deg {tr.heading_deg:.1f}"
     return ""
 
 
-def motion_problems(before: Truth, after: Truth, tick_s: float, ticks: int = 1) -> list[str]:
+def motion_problems(
+    before: Truth, after: Truth, tick_s: float, ticks: int = 1, rules: Rules = CONFORMANCE
+) -> list[str]:
     """What two truths ``ticks`` ticks of ``tick_s`` apart say against each other ([] when they agree): the
     distance and course moved against their speeds and headings (consecutive ticks only), and the speed change
     against ``MAX_SPEED_CHANGE_MPS2``."""
@@ -79,10 +109,10 @@ def motion_problems(before: Truth, after: Truth, tick_s: float, ticks: int = 1) 
         moved, said = math.hypot(dx, dy), 0.5 * (before.speed_mps + after.speed_mps) * tick_s
         if abs(moved - said) > MOTION_TOLERANCE_M + 0.1 * said:
             problems.append(f"moved {moved:.2f} m where its speeds say {said:.2f} m")
-        elif min(before.speed_mps, after.speed_mps) > MOVING_MPS:
+        elif rules.headings and min(before.speed_mps, after.speed_mps) > MOVING_MPS:
             course = math.degrees(math.atan2(dx, dy))
             mean = before.heading_deg + 0.5 * wrap_deg(after.heading_deg - before.heading_deg)
-            if abs(wrap_deg(course - mean)) > MOTION_HEADING_DEG:
+            if _off(course, mean, rules, rules.course_heading_deg):
                 problems.append(f"moved towards {course % 360:.1f} deg, heading {mean % 360:.1f}")
     change = after.speed_mps - before.speed_mps
     if abs(change) > MAX_SPEED_CHANGE_MPS2 * dt + SPEED_TOLERANCE_MPS:

@@ -48,7 +48,7 @@ import numpy as np
 from v2x.apps.registry import time_label
 from v2x.core import SpatialGrid
 from v2x.scenario.geometry import route_for
-from v2x.scenario.model import ROAD_USER_KINDS, Scenario
+from v2x.scenario.model import ROAD_USER_KINDS, VRU_KINDS, Scenario
 from v2x.scenario.signals import signal_controllers, warp_from_wire, warp_to_wire
 from v2x.sim.actors import pc5_coverage, road_user_slots, unequipped_ids, world_state
 from v2x.sim.background import Background, BackgroundTraffic, background_capacity
@@ -56,7 +56,7 @@ from v2x.sim.channel import Bulk, Channel, Scratch
 from v2x.sim.events import event_order
 from v2x.sim.inbound import Inbound
 from v2x.sim.metrics import run_metrics
-from v2x.sim.motion import motion_problems, truth_problem
+from v2x.sim.motion import IN_RUNS, IN_RUNS_VRU, motion_problems, truth_problem
 from v2x.sim.names import Names
 from v2x.sim.referee import Referee
 from v2x.sim.safety import SafetyMeasures
@@ -687,10 +687,13 @@ class Simulation:
             self._last_truth[actor_id] = (tick, tr)
             if self.world.slot_of(actor_id) in wrecks:
                 continue
-            problems = [f"tick {tick}: {p}"] if (p := truth_problem(tr)) else []
+            rules = IN_RUNS_VRU if self._kind.get(actor_id) in VRU_KINDS else IN_RUNS
+            problems = [f"tick {tick}: {p}"] if (p := truth_problem(tr, rules)) else []
             if before is not None:
                 n, prev = before
-                problems += [f"tick {n} -> {tick}: {p}" for p in motion_problems(prev, tr, self.tick_s, tick - n)]
+                problems += [
+                    f"tick {n} -> {tick}: {p}" for p in motion_problems(prev, tr, self.tick_s, tick - n, rules)
+                ]
             if not problems:
                 continue
             self._implausible[actor_id] += 1
