@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import math
 import sys
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from v2x.sdk import BrokerLost, RunAborted, Stack, StartConflict, Tick, VehicleState
+from v2x.sdk import BrokerLost, Route, RunAborted, Stack, StartConflict, Tick, VehicleState
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import RemoteState
 
@@ -149,11 +150,15 @@ async def drive(args: argparse.Namespace) -> int:
             me.heading_deg, me.speed_mps,
         )  # fmt: skip
         state = VehicleState.at_start(me)
+        route = Route.of(me)  # its lane's centre line or path: it drives along it (None: straight on)
+        on_route = Along(route, me.start_m) if route is not None else None
         fcw = Fcw(args.ttc)
         driver = Driver(args.reaction, args.brake)
         try:
             async for tick in stack.ticks(tick_timeout_s=args.tick_timeout):
-                state = await step(stack, tick, state, fcw, driver, me.length_m, args.work_ms, equipped=me.equipped)
+                state = await step(
+                    stack, tick, state, fcw, driver, me.length_m, args.work_ms, equipped=me.equipped, along=on_route
+                )
                 if tick.final:
                     log.info("final tick %d: done", tick.n)
         except (RunAborted, StartConflict) as exc:
@@ -167,6 +172,14 @@ async def drive(args: argparse.Namespace) -> int:
     return 0
 
 
+class Along:
+    """Where the car is on its route: the route and the arc length reached."""
+
+    def __init__(self, route: Route, s_m: float) -> None:
+        self.route = route
+        self.s_m = s_m
+
+
 async def step(
     stack: Stack,
     tick: Tick,
@@ -177,17 +190,20 @@ async def step(
     work_ms: float,
     *,
     equipped: bool = True,
+    along: Along | None = None,
 ) -> VehicleState:
     """One tick of the car (``equipped`` false, START's ``ActorStart.equipped``: it has no OBU, hears nothing
-    and sends no BSM, only its Ack)."""
+    and sends no BSM, only its Ack; ``along``: it follows its route, else it drives straight on)."""
     t = tick.t_s
     for c in tick.collisions:
         log.warning("t=%.1fs: collided with %s at %.1f m/s", c.t_s, c.other_id, c.relative_speed_mps)
     if tick.collisions:  # at rest where it touched (last tick's pose), for good: docs/PROTOCOL.md, "Collisions"
         state = state.at_rest()
         driver.crashed = True
+    elif tick.n > 0 and along is not None:  # the acceleration chosen last tick, over the tick, along its route
+        state, along.s_m = state.advanced_along(along.route, along.s_m, tick.dt_s)
     elif tick.n > 0:
-        state = state.advanced(tick.dt_s)  # the acceleration chosen last tick, over the tick
+        state = state.advanced(tick.dt_s)
     if tick.late_ticks:
         log.warning("t=%.1fs: the world closed ticks %s without my Ack", t, tick.late_ticks)
     fcw.hear(tick.bsms, t)
@@ -203,7 +219,7 @@ async def step(
         warnings.append(adv)
         if adv.severity >= testbed_pb2.SEVERITY_WARNING:
             driver.warn(t)
-    state = VehicleState(state.x_m, state.y_m, state.speed_mps, state.heading_deg, driver.accel(t, state.speed_mps))
+    state = dataclasses.replace(state, accel_mps2=driver.accel(t, state.speed_mps))
     if work_ms > 0:
         time.sleep(work_ms / 1000)  # a stack that needs this long per tick
     # A wreck says so (BSM event flags hazardLights and disabledVehicle), so that the AVW of those coming up

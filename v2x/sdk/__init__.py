@@ -19,7 +19,7 @@ stack's process.
 from __future__ import annotations
 
 from v2x.sdk.client import BrokerLost, RunAborted, Stack, StartConflict
-from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, RunInfo, Tick, VehicleState
+from v2x.sdk.types import ActorStart, Collision, Gnss, Heard, Route, RunInfo, Tick, VehicleState
 
 __all__ = [
     "ActorStart",
@@ -27,6 +27,7 @@ __all__ = [
     "Collision",
     "Gnss",
     "Heard",
+    "Route",
     "RunAborted",
     "RunInfo",
     "Stack",
