@@ -75,15 +75,18 @@ def _wait(cond: Any, timeout: float = 20.0) -> None:
 
 
 @contextlib.contextmanager
-def _held_at_tick_0(sc: Any, variant: str = "v2x") -> Iterator[ViewServer]:
+def _held_at_tick_0(sc: Any, variant: str = "v2x", result: dict[str, Any] | None = None) -> Iterator[ViewServer]:
     """A live view of ``sc``'s ``variant`` on the loopback bus, held after tick 0 (``--paused``): the server,
-    once tick 0 is on it; the run goes on to its end when the block is left."""
+    once tick 0 is on it; the run goes on to its end when the block is left (its result document then in
+    ``result``, if given)."""
     server = ViewServer(port=0, paused=True).start()
 
     def run() -> None:
-        asyncio.run(
+        done = asyncio.run(
             run_scenario(sc, seed=0, broker="loopback", variants=[variant], observe=lambda v, r: server.observer(sc, v))
         )
+        if result is not None:
+            result.update(done)
 
     runner = threading.Thread(target=run, daemon=True)
     runner.start()
@@ -643,29 +646,10 @@ def test_paused_holds_each_variant_after_its_tick_0() -> None:
 def test_time_held_by_a_paused_view_is_not_the_run_s_wall_time() -> None:
     """Newcomer review 6: ``--view --paused`` counted the time the user looked at a held tick 0 in the run's
     wall seconds (a 3 s run reported as minutes). The view's hold is left out of both wall times."""
-    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
-    server = ViewServer(port=0, paused=True).start()
     result: dict[str, Any] = {}
-
-    def run() -> None:
-        result.update(
-            asyncio.run(
-                run_scenario(
-                    sc, seed=0, broker="loopback", variants=["v2x"], observe=lambda v, r: server.observer(sc, v)
-                )
-            )
-        )
-
-    runner = threading.Thread(target=run, daemon=True)
     started = time.monotonic()
-    runner.start()
-    try:
-        _wait(lambda: (_state(server.url).get("tick") or {}).get("tick") == 0)
+    with _held_at_tick_0(load_scenario(SCENARIO_DIR / "fcw.yaml"), result=result):
         time.sleep(4.0)  # the user looks at tick 0
-    finally:
-        server.hub.control("resume")
-        runner.join(60)
-        server.stop()
     elapsed = time.monotonic() - started
     assert elapsed > 4.0
     variant_wall = result["metrics"]["v2x"]["wall_seconds"]
