@@ -259,27 +259,19 @@ class Agent(abc.ABC):
         ``Environment.sent_by_its_kind``) is rejected and counted as ``not_permitted``, as the world does."""
         for h in heard:
             if not self.env.sent_by_its_kind(h):
-                self.rejected["not_permitted"] += 1
-                log.warning(
-                    "%s: rejected a %s from %s (t=%.2f s): its kind of actor may not send one",
-                    self.actor_id,
-                    h.frame.WhichOneof("msg"),
-                    h.sender_id,
-                    h.tx_time_s,
-                )
+                self._reject("not_permitted", h, "its kind of actor may not send one")
                 continue
             try:
                 handle(h)
             except ValueError as exc:
-                self.rejected["out_of_range"] += 1
-                log.warning(
-                    "%s: rejected a %s from %s (t=%.2f s): %s",
-                    self.actor_id,
-                    h.frame.WhichOneof("msg"),
-                    h.sender_id,
-                    h.tx_time_s,
-                    exc,
-                )
+                self._reject("out_of_range", h, str(exc))
+
+    def _reject(self, reason: str, h: Heard, why: str) -> None:
+        self.rejected[reason] += 1
+        log.warning(
+            "%s: rejected a %s from %s (t=%.2f s): %s", self.actor_id, h.frame.WhichOneof("msg"), h.sender_id,
+            h.tx_time_s, why,
+        )  # fmt: skip
 
     @abc.abstractmethod
     def step(self, ctx: TickContext) -> TickResult:
