@@ -545,3 +545,18 @@ def test_check_variant_runs_and_rewrites_only_that_variant(tmp_path: Path, capsy
     (folder / "fcw.yaml").write_text(yaml.safe_dump(sc))
     assert main(["check", str(folder), "--variant", "baseline", "--out", str(out)]) == 2
     assert "v2x check: --variant: scenario fcw has no variant baseline (it has v2x)" in capsys.readouterr().err
+
+
+def test_a_results_folder_named_as_a_shipped_id_is_the_id_for_check_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A diff review: `v2x run fcw --out .` makes ./fcw, and `v2x check fcw` then said "no scenario files in
+    fcw" (exit 2): check lacked the rule `v2x run` had. Both expand their arguments with one helper now."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fcw").mkdir()
+    (tmp_path / "fcw" / "result.json").write_text("{}")
+    assert scenario_files(["fcw"]) == [FCW]
+    assert main(["check", "fcw", "--variant", "v2x", "-q", "--out", str(tmp_path / "out")]) == 0, capsys.readouterr()
+    (tmp_path / "mine").mkdir()  # a folder not named as a shipped id is still a folder
+    assert main(["check", "mine", "-q", "--out", str(tmp_path / "out")]) == 2
+    assert "no scenario files (*.yaml, *.yml) in mine" in capsys.readouterr().err

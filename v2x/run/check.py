@@ -540,14 +540,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def scenario_files(targets: Sequence[str]) -> list[Path]:
     """The scenario files ``targets`` name (ids, files, directories), without repeats; the catalogue if
     none. Raises ScenarioError for a name that is none of these."""
-    from v2x.scenario import catalogue, find_scenario
+    from v2x.scenario import catalogue, find_scenario, scenario_names
 
     if not targets:
         return catalogue()
     out: list[Path] = []
     for target in targets:
-        path = Path(target)
-        found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [find_scenario(target)]
+        found = [find_scenario(name) for name in scenario_names(target)]
         out.extend(p for p in found if p.resolve() not in {q.resolve() for q in out})
     return out
 

@@ -22,7 +22,7 @@ from v2x.net.broker import BrokerAddress, BrokerURLError, parse_broker_url
 from v2x.net.clock import MODES
 from v2x.run import REALTIME_MAX_WORKERS, default_workers
 from v2x.run.secure import security_from_args
-from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, is_shipped_id, load_scenario, same_ids
+from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario, same_ids, scenario_names
 from v2x.scenario.model import ALL_VARIANTS
 from v2x.scenario.profiles import add_profile_options, profile_args, with_profiles
 from v2x.text import printable
@@ -580,11 +580,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     names = [str(p) for p in catalogue()] if args.all else []
     for name in args.scenarios:  # a folder: its scenario files, as `v2x check DIR` takes them (a newcomer review)
-        folder = Path(name)
-        files = sorted(map(str, [*folder.glob("*.yaml"), *folder.glob("*.yml")])) if folder.is_dir() else []
-        # (a folder without scenario files named as a shipped id is not what was meant: `v2x run fcw --out .`
-        # makes ./fcw, and the same command again read that folder; a claims review)
-        names += files if files or (folder.is_dir() and not is_shipped_id(name)) else [name]
+        names += scenario_names(name)
     if args.scenarios and not names:
         print(f"v2x run: no scenario files (*.yaml, *.yml) in {', '.join(args.scenarios)}", file=sys.stderr)
         return EXIT_BAD_INPUT

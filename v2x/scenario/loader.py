@@ -1352,5 +1352,18 @@ def is_shipped_id(name: str) -> bool:
     return candidate.parent == Path(".") and (SCENARIO_DIR / f"{key}.yaml").is_file()
 
 
+def scenario_names(name: str) -> list[str]:
+    """The scenario names one command-line argument stands for, as `v2x run` and `v2x check` take them: a
+    folder's own scenario files (``*.yaml``, ``*.yml``; not its subfolders'), sorted; else ``name`` itself (an
+    id or a file, for :func:`find_scenario`). A folder without scenario files named as a shipped id is that id:
+    `v2x run fcw --out .` makes ./fcw, and the same command again must not read that folder (a claims review).
+    An empty list: a folder without scenario files."""
+    folder = Path(name)
+    if not folder.is_dir():
+        return [name]
+    files = sorted(map(str, [*folder.glob("*.yaml"), *folder.glob("*.yml")]))
+    return files if files or not is_shipped_id(name) else [name]
+
+
 def catalogue() -> list[Path]:
     return sorted(SCENARIO_DIR.glob("*.yaml"))
