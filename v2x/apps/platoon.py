@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from v2x.apps.driver import TRACK_TIME_CONSTANT_S
 from v2x.apps.host import Host
 from v2x.apps.registry import AppSpec, Bounds, Figure, OnBoardView, Raised, RunsOn
+from v2x.units import LANE_HALF_WIDTH_M  # what counts as in the member's lane (the radar's too)
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import RemoteState
 from v2x.wire.day2 import PlatoonInfo
@@ -70,7 +71,6 @@ JOINED = "joined"
 LEFT = "left"
 CUT_IN = "cut_in"
 CUT_OUT = "cut_out"
-LANE_HALF_WIDTH_M = 1.75  # what counts as in the member's lane: half a 3.5 m lane (v2x/sim/radar.py's too)
 
 #: Heard CLPMMs by sender id, with the time each was heard.
 HeardPlatoons = Mapping[bytes, tuple[PlatoonInfo, float]]

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from v2x.apps.registry import app_names
 from v2x.argtypes import SCENARIO_MAX_S
+from v2x.units import LANE_HALF_WIDTH_M
 
 ActorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 # Numbers in a scenario file are finite (the models set allow_inf_nan=False: NaN, inf and 1e400 are refused)
@@ -767,8 +768,6 @@ class StringStableExpectation(_ExpectationBase):
         return self
 
 
-# ``stays_on_route``'s default bound: half a 3.5 m lane, so that the actor's centre stays in its lane.
-ROUTE_OFFSET_DEFAULT_M = 1.75
 
 
 class MinGapExpectation(_ExpectationBase):
@@ -802,7 +801,7 @@ class StaysOnRouteExpectation(_ExpectationBase):
 
     type: Literal["stays_on_route"]
     actor: ActorId
-    max_offset_m: Real = Field(default=ROUTE_OFFSET_DEFAULT_M, gt=0, le=1000)
+    max_offset_m: Real = Field(default=LANE_HALF_WIDTH_M, gt=0, le=1000)  # the actor's centre stays in its lane
 
 
 GapMeasure = Literal["smallest_m", "largest_m", "smallest_s", "largest_s"]
