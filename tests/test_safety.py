@@ -102,6 +102,25 @@ MISTAKES = [
         "expectations[6].max_m",
         "unknown field",
     ),
+    # a `gap` (the referee's, along the actor's heading) about an rsu or with min > max loaded (a diff review)
+    (
+        "gap about an rsu",
+        "{name: g, type: gap, actor: follower, other: rsu1, window_s: [1, 5], measure: smallest_m, min: 1}",
+        "expectations[6].other",
+        "a road user (car, truck, bus, emergency, pedestrian, cyclist); got 'rsu1', an rsu",
+    ),
+    (
+        "gap of the platform",
+        "{name: g, type: gap, actor: cloud, other: lead, window_s: [1, 5], measure: smallest_s, max: 3}",
+        "expectations[6].actor",
+        "got 'cloud', a platform",
+    ),
+    (
+        "gap min above max",
+        "{name: g, type: gap, actor: follower, other: lead, window_s: [1, 5], measure: smallest_m, min: 1, max: 0.5}",
+        "expectations[6]",
+        "'min' <= 'max'; got min 1, max 0.5",
+    ),
     # (an older type: its problems named "expectations[6].travel_time.end_at" until the tags came from the schema)
     (
         "travel_time without end_at",

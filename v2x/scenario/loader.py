@@ -31,6 +31,7 @@ from v2x.scenario.model import (
     ROAD_USER_KINDS,
     VEHICLE_KINDS,
     Expectation,
+    GapExpectation,
     MaxDecelExpectation,
     MinGapExpectation,
     RoadEventSpec,
@@ -920,16 +921,18 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
 
 
 def _safety_problems(sc: Scenario, i: int, exp: Any) -> list[tuple[str, str]]:
-    """A ``min_gap``, ``max_decel`` or ``stays_on_route`` expectation about an actor that is not a road user
-    (an rsu or the platform has no box on the road, nor a speed of its own), and a ``stays_on_route`` one about
+    """A ``min_gap``, ``max_decel``, ``stays_on_route`` or ``gap`` expectation about an actor that is not a road
+    user (an rsu or the platform has no box on the road, nor a speed of its own), and a ``stays_on_route`` one about
     a road user with no route (an external actor with neither ``lane`` nor ``path``). Unknown ids are named
     by the reference check."""
-    if not isinstance(exp, MinGapExpectation | MaxDecelExpectation | StaysOnRouteExpectation):
+    if not isinstance(exp, MinGapExpectation | MaxDecelExpectation | StaysOnRouteExpectation | GapExpectation):
         return []
     specs = {a.id: a for a in sc.actors}
     refs = [(f"actors[{k}]", a) for k, a in enumerate(exp.actors)] if isinstance(exp, MinGapExpectation) else []
     if not isinstance(exp, MinGapExpectation):
         refs.append(("actor", exp.actor))
+    if isinstance(exp, GapExpectation):  # (a diff review: a gap about an rsu loaded, and was "not measured")
+        refs.append(("other", exp.other))
     problems = []
     for attr, ref in refs:
         spec = specs.get(ref)

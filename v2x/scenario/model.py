@@ -827,6 +827,8 @@ class GapExpectation(_ExpectationBase):
             raise ValueError(f"'window_s' is [start, end] with 0 <= start < end; got {list(self.window_s)}")
         if self.min is None and self.max is None:
             raise ValueError("give 'min' and/or 'max'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"'min' <= 'max'; got min {self.min:g}, max {self.max:g}")
         if self.actor == self.other:
             raise ValueError("'actor' and 'other' are two actors")
         return self
