@@ -507,13 +507,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "v2x for an outside stack that cannot meet the baseline's expectations; --update-golden then rewrites "
         "only its part of each record",
     )
-    check.add_argument(
-        "--join-timeout",
-        type=argtypes.seconds(argtypes.DAY_S),
-        default=30.0,
-        metavar="S",
-        help="a scenario with outside stacks (external: true): how long each variant waits for them to join "
-        "before its run stops (an error case naming them; default 30)",
+    argtypes.add_join_timeout(
+        check.add_argument,
+        "a scenario with outside stacks (external: true): how long each variant waits for them to join "
+        f"before its run stops (an error case naming them; default {argtypes.JOIN_TIMEOUT_S:g})",
     )
     check.add_argument(
         "--jobs",
@@ -567,7 +564,7 @@ class _Job:
     broker: str
     workers: int
     run_id: str | None = None
-    join_timeout_s: float = 30.0
+    join_timeout_s: float = argtypes.JOIN_TIMEOUT_S
     variants: tuple[str, ...] | None = None  # (None: every variant)
 
 
@@ -691,10 +688,10 @@ def _prepare(
 def _run_id_unusable(prefix: str, loaded: Sequence[tuple[Path, Scenario]]) -> str | None:
     """Why ``--run-id PREFIX`` cannot name the runs of :func:`_run_id_target`, or None. A run id must differ
     between runs, and a stack must know which scenario it joins: the prefix goes to one scenario only."""
-    from v2x.run.runner import RUN_ID_RULE, outside_stacks, valid_run_id_prefix
+    from v2x.run.runner import outside_stacks
 
-    if not valid_run_id_prefix(prefix):
-        return RUN_ID_RULE
+    if not argtypes.valid_run_id_prefix(prefix):
+        return argtypes.RUN_ID_RULE
     outside = [sc.id for _, sc in loaded if outside_stacks(sc)]
     if len(outside) > 1:
         return (

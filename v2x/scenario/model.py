@@ -768,8 +768,6 @@ class StringStableExpectation(_ExpectationBase):
         return self
 
 
-
-
 class MinGapExpectation(_ExpectationBase):
     """The smallest bumper-to-bumper distance between the two ``actors``' boxes (the exact distance between
     their oriented footprints, on the same level, from the truth at every tick of the variant) is at least
