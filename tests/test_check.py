@@ -545,3 +545,43 @@ def test_check_variant_runs_and_rewrites_only_that_variant(tmp_path: Path, capsy
     (folder / "fcw.yaml").write_text(yaml.safe_dump(sc))
     assert main(["check", str(folder), "--variant", "baseline", "--out", str(out)]) == 2
     assert "v2x check: --variant: scenario fcw has no variant baseline (it has v2x)" in capsys.readouterr().err
+
+
+def test_a_results_folder_named_as_a_shipped_id_is_the_id_for_check_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A diff review: `v2x run fcw --out .` makes ./fcw, and `v2x check fcw` then said "no scenario files in
+    fcw" (exit 2): check lacked the rule `v2x run` had. Both expand their arguments with one helper now."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fcw").mkdir()
+    (tmp_path / "fcw" / "result.json").write_text("{}")
+    assert scenario_files(["fcw"]) == [FCW]
+    assert main(["check", "fcw", "--variant", "v2x", "-q", "--out", str(tmp_path / "out")]) == 0, capsys.readouterr()
+    (tmp_path / "mine").mkdir()  # a folder not named as a shipped id is still a folder
+    assert main(["check", "mine", "-q", "--out", str(tmp_path / "out")]) == 2
+    assert "no scenario files (*.yaml, *.yml) in mine" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variant", ["v2x", "baseline"])
+def test_a_variant_run_alone_matches_its_golden_record_with_a_saving_expectation(variant: str) -> None:
+    """A diff review: `v2x check --variant v2x` and the pytest plugin's items (one variant each) failed
+    urban-grid's `saves_s` (no baseline to compare with), and its baseline item lost car_g's passages (they
+    are measured for the v2x variant's expectation, which a baseline run alone dropped). Alone, each variant
+    now records what it records in a run of both, and the saving is not judged without a baseline."""
+    import asyncio
+
+    from v2x.run.check import check_result
+    from v2x.run.runner import run_scenario
+
+    path = SCENARIO_DIR / "urban-grid.yaml"
+    sc = load_scenario(path)
+    golden = load_golden(golden_path(path, sc.id))
+    assert golden is not None
+    result = asyncio.run(run_scenario(sc, seed=int(golden["seed"]), broker="loopback", variants=[variant]))
+    [case] = check_result(result, golden, 0.0)
+    assert case.variant == variant and case.lines == [], case.lines
+    assert {e["variant"] for e in result["expectations"]} == {variant}
+    assert [e["t_s"] for e in result["events"] if e["type"] == "passage" and e["actor"] == "car_g"]
+    if variant == "v2x":
+        [saving] = [e for e in result["expectations"] if e["name"] == "GLOSA saves car G time through x_w"]
+        assert saving["passed"] and saving["detail"].endswith("not judged: the baseline variant did not run")

@@ -283,3 +283,33 @@ def test_a_view_port_in_use_says_port_0(capsys: pytest.CaptureFixture[str]) -> N
         port = taken.getsockname()[1]
         assert main(["run", "fcw", "--view", "--port", str(port)]) == 2
     assert "; --port 0 takes any free port" in capsys.readouterr().err
+
+
+def test_every_join_timeout_and_run_id_prefix_is_the_one_in_argtypes() -> None:
+    """A diff review: the --join-timeout option was written out in four commands, its default 30 in eight
+    places, and a --run-id prefix checked three ways. One option helper, one default, one rule now."""
+    import argparse
+    import inspect
+
+    from v2x import argtypes
+    from v2x.cli import build_parser
+    from v2x.net.world import World
+    from v2x.run.check import _Job
+    from v2x.run.runner import run_scenario
+
+    parser = build_parser()
+    for argv in (["run", "fcw"], ["check"], ["conformance", "--actor", "follower"]):
+        assert parser.parse_args(argv).join_timeout == argtypes.JOIN_TIMEOUT_S, argv
+        assert parser.parse_args([*argv, "--join-timeout", "7.5"]).join_timeout == 7.5
+    for default in (
+        inspect.signature(run_scenario).parameters["join_timeout_s"].default,
+        inspect.signature(World.__init__).parameters["join_timeout_s"].default,
+        _Job("x", 0, "embedded", 1).join_timeout_s,
+    ):
+        assert default == argtypes.JOIN_TIMEOUT_S
+    longest = "p" * (64 - len("-baseline"))
+    assert argtypes.run_id_prefix(longest) == longest
+    for bad in (longest + "p", "bad/id", "x\n", ""):
+        assert not argtypes.valid_run_id_prefix(bad)
+        with pytest.raises(argparse.ArgumentTypeError, match="use 1-55 characters"):
+            argtypes.run_id_prefix(bad)

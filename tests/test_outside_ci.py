@@ -19,8 +19,9 @@ import yaml
 from tests._mosquitto import Mosquitto
 from tests.test_sdk import ENV, PY, REPO, fcw_with_external
 from tests.test_sdk import _start as start_process
+from v2x.argtypes import RUN_ID_RULE
 from v2x.cli import main as v2x_main
-from v2x.run.runner import RUN_ID_RULE, unjoinable
+from v2x.run.runner import unjoinable
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 

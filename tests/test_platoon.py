@@ -237,6 +237,39 @@ def test_a_member_opens_its_gap_behind_a_vehicle_cutting_in_and_closes_up_when_i
     assert member.time_gap_s == TH["platoon_time_gap_s"]
 
 
+def test_a_cut_in_is_kept_while_the_predecessor_is_not_heard_and_ends_when_the_member_leaves() -> None:
+    """A diff review: with truck2's BSM aged out (not in the remotes) while the car was still in the gap,
+    truck3 raised cut_out, then cut_in again once truck2 was heard; and a member that left the platoon with an
+    intruder kept it, without cut_out. Now the intruder is kept while the predecessor is unheard, and leaving
+    ends it (cut_out, then left)."""
+    lead_id, t2, me = temporary_id("leader"), temporary_id("truck2"), temporary_id("truck3")
+    members = ((lead_id, "leader"), (t2, "follower"), (me, "tail"))
+    listed = PlatoonInfo(lead_id, lead_id, "leader", "keeping", 0.6, members=members)
+    member = PlatoonMember(me, join_at_s=0.0, leave_at_s=3.0, cruise_mps=25.0, thresholds=TH)
+    heard = {lead_id: (listed, 0.0)}
+    base = {lead_id: _remote("leader", 30.0), t2: _remote("truck2", 0.0)}
+    car = _car(-15.0, 0.5)
+    gap = TH["platoon_standstill_m"] + TH["platoon_time_gap_s"] * 25.0
+
+    def step(t: float, remotes: dict[bytes, RemoteState], info: PlatoonInfo = listed) -> list[tuple[str, str]]:
+        out = member.step(t, 0.1, _host(-30.0), Ahead(gap, 0.0), remotes, {lead_id: (info, t)})
+        return [(r.conflict_type, r.other) for r in out.raised]
+
+    assert step(0.0, base) == [("joined", lead_id.hex())]
+    assert step(0.1, base | {car.temp_id: car}) == [(CUT_IN, car.temp_id.hex())]
+    unheard = {lead_id: base[lead_id], car.temp_id: car}  # truck2's BSM aged out
+    assert step(0.2, unheard) == [] and step(0.3, unheard) == []
+    assert member.intruder == car.temp_id
+    assert step(0.4, base | {car.temp_id: car}) == []  # heard again, the car still there: no second cut_in
+    assert member.intruder == car.temp_id and member.time_gap_s > TH["platoon_time_gap_s"]
+    assert _wire(
+        member.step(3.0, 0.1, _host(-30.0), Ahead(gap, 0.0), base | {car.temp_id: car}, heard).clpmm
+    ).status == ("leaving")
+    after = PlatoonInfo(lead_id, lead_id, "leader", "keeping", 0.6, members=members[:2])
+    assert step(3.1, base | {car.temp_id: car}, after) == [(CUT_OUT, car.temp_id.hex()), ("left", lead_id.hex())]
+    assert member.intruder is None and member.state == "left"
+
+
 def test_the_leader_refuses_a_joiner_beyond_the_join_distance() -> None:
     lead_id, far = temporary_id("leader"), temporary_id("far")
     leader = PlatoonLeader(lead_id, TH)

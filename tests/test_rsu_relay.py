@@ -9,9 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from v2x.agents.base import Heard
+from v2x.agents.roadside import RoadsideUnit
 from v2x.bench.stack import individual_scenario
-from v2x.run.runner import run_scenario
+from v2x.run.runner import environment, run_scenario
 from v2x.scenario import load_scenario
+from v2x.scenario.loader import SCENARIO_DIR
+from v2x.wire import testbed_pb2
+from v2x.wire.bsm import OwnState, encode_bsm
 from v2x.wire.protocol import MAX_TX_PER_TICK
 
 
@@ -35,3 +40,37 @@ def test_an_rsu_with_more_bsms_in_range_than_it_may_send_relays_the_nearest(
     said = [r.getMessage() for r in caplog.records if r.name == "v2x.agents.roadside"]
     assert len(said) == 1 and said[0].startswith("rsu1 t=0.1 s: heard "), said
     assert f"at most {MAX_TX_PER_TICK} envelopes a tick" in said[0]
+
+
+def test_the_bsms_relayed_over_the_budget_are_the_nearest_in_the_order_heard() -> None:
+    """A diff review: the test above would pass with the choice reversed. By hand: six BSMs heard at known
+    distances from the RSU; within a budget of 4 the 4 nearest are relayed, within 3 the 3 nearest (of two
+    at the same distance the one heard first), each time in the order heard; what fits is relayed whole."""
+    sc = load_scenario(SCENARIO_DIR / "svp.yaml")
+    env = environment(sc)
+    rsu = RoadsideUnit(sc.actor("rsu_x1"), sc, env)
+    t = 5.0
+
+    def heard(name: str, distance_m: float) -> Heard:
+        own = OwnState(
+            x=rsu.x + distance_m,
+            y=rsu.y,
+            speed_mps=10.0,
+            heading_rad=0.0,
+            accel_mps2=0.0,
+            length_m=4.5,
+            width_m=1.8,
+            height_m=1.5,
+            kind="car",
+            sigma_major_m=0.02,
+            sigma_minor_m=0.02,
+            braking=False,
+        )
+        frame = encode_bsm(own, actor_id=name, t_s=t, msg_count=0, frame=env.frame, epoch=env.epoch)
+        return Heard(name, testbed_pb2.LINK_PC5, t + 0.002, t, frame)
+
+    relays = [heard(n, d) for n, d in (("a", 50.0), ("b", 10.0), ("c", 30.0), ("d", 5.0), ("e", 80.0), ("f", 30.0))]
+    assert rsu._within_budget(relays, 6, t) == relays and rsu.relays_dropped == 0
+    assert [h.sender_id for h in rsu._within_budget(relays, 4, t)] == ["b", "c", "d", "f"]
+    assert [h.sender_id for h in rsu._within_budget(relays, 3, t)] == ["b", "c", "d"]  # c heard before f
+    assert rsu._within_budget(relays, 0, t) == [] and rsu.relays_dropped == 2 + 3 + 6

@@ -1928,8 +1928,26 @@ def test_the_never_joined_error_names_a_few_unknown_ids_escaped() -> None:
     assert MAX_UNKNOWN_JOINS == 3
     assert why == (
         "; a Hello came from actor id(s) the scenario does not have: 'carA' (did you mean 'car_a'?), "
-        "'x\\x1b[2J', 'zzz' and 3 more Hello(s) from others"
+        "'x\\x1b[2J', 'zzz' and 2 more"  # more1 and more2: ids, not their Hellos (a diff review: 3)
     ), why
+
+
+def test_the_never_joined_error_counts_distinct_unknown_ids_within_a_bound() -> None:
+    """A diff review: one stray stack saying Hello every second over a 30 s join timeout was "~30 more Hello(s)
+    from others". Each unknown id is counted once, up to MAX_COUNTED_UNKNOWN_JOINS kept; beyond, "more than"."""
+    from v2x.sim.inbound import MAX_COUNTED_UNKNOWN_JOINS, MAX_UNKNOWN_JOINS, Inbound
+
+    inbound = Inbound(["car_a"], slot_of={"car_a": 0}, unequipped=set(), tick_s=0.1, kind_of={"car_a": "car"})
+    for _ in range(30):
+        for who in ["a1", "a2", "a3", "stray"]:
+            inbound.receive("join", who, b"")
+    assert inbound.why_not_joined().endswith("'a3' and 1 more"), inbound.why_not_joined()
+    for k in range(MAX_COUNTED_UNKNOWN_JOINS - 1):  # up to the bound: still a count
+        inbound.receive("join", f"id{k}", b"")
+    assert inbound.why_not_joined().endswith(f" and {MAX_COUNTED_UNKNOWN_JOINS} more")
+    inbound.receive("join", "one-too-many", b"")
+    assert inbound.why_not_joined().endswith(f" and more than {MAX_COUNTED_UNKNOWN_JOINS} more")
+    assert len(inbound._other_unknown_joins) == MAX_COUNTED_UNKNOWN_JOINS and MAX_UNKNOWN_JOINS == 3
 
 
 @pytest.mark.broker

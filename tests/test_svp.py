@@ -255,13 +255,35 @@ def test_travel_time_compares_with_the_baseline() -> None:
     def passage(variant: str, at: list[float], t: float) -> dict[str, object]:
         return {"type": "passage", "variant": variant, "actor": "a", "at": at, "t_s": t, "speed_mps": 10.0}
 
+    both: dict[str, dict[str, object]] = {"v2x": {}, "baseline": {}}  # the variants that ran (metrics' keys)
     events = [passage("v2x", [0.0, 0.0], 1.0), passage("v2x", [100.0, 0.0], 11.0)]
-    assert not check(exp, events, {})[0]  # no baseline to compare with
+    ok, detail = check(exp, events, both)
+    assert not ok and detail.endswith("no baseline travel time to compare with")  # it ran; "a" did not pass
     events += [passage("baseline", [0.0, 0.0], 1.0), passage("baseline", [100.0, 0.0], 17.0)]
-    ok, detail = check(exp, events, {})
+    ok, detail = check(exp, events, both)
     assert ok and "6.00 s less" in detail
     events[-1]["t_s"] = 14.0
-    assert not check(exp, events, {})[0]  # only 3 s saved
+    assert not check(exp, events, both)[0]  # only 3 s saved
+
+
+def test_travel_time_without_a_baseline_run_judges_its_own_bounds_only() -> None:
+    """A diff review: `v2x check --variant v2x` and the pytest plugin's items (one variant each) always failed a
+    `saves_s` ("no baseline travel time"). Without a baseline run the saving is not judged, and said so."""
+    exp = TravelTimeExpectation(
+        name="t", type="travel_time", actor="a", start_at=(0, 0), end_at=(100, 0), max_s=12, saves_s=5
+    )
+    events = [
+        {"type": "passage", "variant": "v2x", "actor": "a", "at": at, "t_s": t, "speed_mps": 10.0}
+        for at, t in (([0.0, 0.0], 1.0), ([100.0, 0.0], 11.0))
+    ]
+    ok, detail = check(exp, events, {"v2x": {}})
+    assert ok, detail
+    assert detail == (
+        "a took 10.00 s from (0, 0) to (100, 0); expected <= 12; "
+        "the saving (expected >= 5 s) not judged: the baseline variant did not run"
+    )
+    events[-1]["t_s"] = 14.0  # its own bound still holds
+    assert not check(exp, events, {"v2x": {}})[0]
 
 
 # -- the scenario ---------------------------------------------------------------------------------------

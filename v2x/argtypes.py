@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 
 # Every ``v2x`` command's exit status (``v2x --help``; ``v2x conformance``: 1 a check failed, 3 no stack joined).
@@ -30,6 +31,13 @@ BENCH_MAX_VEHICLES = 100_000  # bench core / traffic --n (documented runs: 1,000
 BENCH_MAX_STACK_VEHICLES = 24_000
 BENCH_MAX_AGENTS = 796  # bench stack --baseline-n: its 4 lanes of 6 km hold 796 cars 30 m apart from 50 m
 BENCH_MAX_TICKS = 1_000_000  # a benchmark's timed ticks per N (--ticks: 20 and 200 by default)
+JOIN_TIMEOUT_S = 30.0  # how long a run waits for its outside stacks (external: true) to join, unless told
+
+# Run and actor ids, as the topics carry them (v2x.net.topics): 1-64 letters, digits, "_", ".", "-" (no MQTT
+# wildcards). A --run-id PREFIX gets the variant appended, the longest being "-baseline".
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_LONGEST_SUFFIX = len("-baseline")
+RUN_ID_RULE = f"use 1-{64 - _LONGEST_SUFFIX} characters of A-Z a-z 0-9 _ . - (the variant is appended: PREFIX-v2x)"
 
 
 def _int(text: str) -> int:
@@ -98,6 +106,24 @@ def seconds(most: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def valid_run_id_prefix(prefix: str) -> bool:
+    """A ``--run-id`` prefix: a topic id that stays one (<= 64 characters) with ``-{variant}`` appended."""
+    return bool(ID_PATTERN.fullmatch(prefix)) and len(prefix) <= 64 - _LONGEST_SUFFIX
+
+
+def run_id_prefix(text: str) -> str:
+    """A ``--run-id`` prefix (:func:`valid_run_id_prefix`), else ``RUN_ID_RULE``."""
+    if not valid_run_id_prefix(text):
+        raise argparse.ArgumentTypeError(RUN_ID_RULE)
+    return text
+
+
+def add_join_timeout(add_option: Callable[..., object], help: str, name: str = "--join-timeout") -> None:
+    """The option of how long a run waits for its outside stacks to join: seconds, default ``JOIN_TIMEOUT_S``.
+    ``add_option``: an argparse parser's ``add_argument`` or a pytest option group's ``addoption``."""
+    add_option(name, type=seconds(DAY_S), default=JOIN_TIMEOUT_S, metavar="S", help=help)
 
 
 def share(text: str) -> float:

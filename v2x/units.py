@@ -57,6 +57,7 @@ __all__ = [
     "HEADING_CONFIDENCE_BOUNDS_DEG",
     "HEADING_UNAVAILABLE",
     "HEADING_UNIT_DEG",
+    "LANE_HALF_WIDTH_M",
     "LATLON_UNIT_DEG",
     "LAT_MAX",
     "LAT_MIN",
@@ -825,6 +826,10 @@ def wrap_angle_rad(rad: float) -> float:
 # --------------------------------------------------------------------------------------------------
 # Speed and accuracy conventions
 # --------------------------------------------------------------------------------------------------
+
+#: Half a 3.5 m lane: what counts as in a lane (an actor's centre within it of the lane's centre line), for
+#: the radar's lane ahead, the platoon's cut-in and ``stays_on_route``'s default bound (one figure, one name).
+LANE_HALF_WIDTH_M: Final = 1.75
 
 #: The km/h -> m/s factor, 1 / 3.6. ``x * MPS_PER_KPH`` is not always bit-equal to ``kph_to_mps(x)``
 #: (``x / 3.6``): code that has always multiplied keeps multiplying.

@@ -218,3 +218,51 @@ def test_step_runs_collisions_red_lights_stops_and_passages_in_that_order() -> N
     assert types == ["violation", "stop", "passage"]
     assert ref.step(9.1, _grid(w)) == []
     assert pytest.approx(ref.gates[(w.slot_of("car_b"), (20.0, 60.0))]) == 9.0  # still watching the far gate
+
+
+def test_the_gap_is_measured_along_the_followers_heading_inside_the_window_only() -> None:
+    """A diff review: the `gap` measurement was tested only through whole runs. By hand, on a heading of 30
+    degrees: the window's edges count, ticks outside it do not, a time gap needs the follower to move at
+    GAP_MIN_SPEED_MPS or more, and an actor that never moves has no time gap (None)."""
+    from v2x.scenario.model import GapExpectation
+    from v2x.sim.referee import GAP_MIN_SPEED_MPS
+
+    sc = load_scenario(SCENARIO_DIR / "queue-crash.yaml")
+    gaps = [
+        GapExpectation(name=a, type="gap", actor=a, other="lead", window_s=(2, 4), measure="smallest_m", min=1)
+        for a in ("middle", "last")
+    ]
+    sc = sc.model_copy(update={"expectations": gaps})
+    w = world_state(sc)
+    ref = Referee(w, sc, "v2x")
+    half = (float(w.length_m[w.slot_of("lead")]) + float(w.length_m[w.slot_of("middle")])) / 2
+    assert float(w.length_m[w.slot_of("last")]) == float(w.length_m[w.slot_of("middle")])
+    h = math.radians(30)
+    c, s = math.cos(h), math.sin(h)
+
+    def place(actor: str, along: float, aside: float, speed: float) -> None:
+        _put(w, actor, along * c - aside * s, along * s + aside * c, h, speed)
+
+    place("lead", 100.0, 1.0, 10.0)  # 1 m aside: the gap is along the follower's heading, not straight across
+    place("last", 0.0, 0.0, 0.0)  # never moves
+    for t, along, speed in [
+        (1.99, 99.0, 10.0),  # before the window: a gap of almost nothing, not counted
+        (2.0, 80.0, 10.0),  # the window's first edge counts
+        (3.0, 90.0, GAP_MIN_SPEED_MPS / 2),  # too slow for a time gap; its gap counts
+        (4.0, 70.0, 20.0),  # the last edge counts
+        (4.01, 99.0, 20.0),  # after the window
+    ]:
+        place("middle", along, 0.0, speed)
+        ref.gap_extremes(t)
+    middle, last = ref.gap_report()
+    assert middle == {
+        "actor": "middle",
+        "other": "lead",
+        "window_s": [2.0, 4.0],
+        "smallest_m": round(10 - half, 3),
+        "largest_m": round(30 - half, 3),
+        "smallest_s": round(min((20 - half) / 10, (30 - half) / 20), 3),
+        "largest_s": round(max((20 - half) / 10, (30 - half) / 20), 3),
+    }
+    assert last["smallest_m"] == last["largest_m"] == round(100 - half, 3)
+    assert last["smallest_s"] is None and last["largest_s"] is None  # it never moved

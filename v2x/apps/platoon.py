@@ -43,7 +43,9 @@ whole difference. ENSEMBLE (the EU's multi-brand truck platooning project, 2018-
 and cut-out of other vehicles among the situations its V2V protocol handles; the fallback to ACC when the
 vehicle followed gives no usable acceleration is that of [2] (graceful degradation). Once no
 intruder is left it raises ``cut_out``, takes the feed-forward of its predecessor again and narrows the
-time gap back to the platoon's at the same rate: the platoon closes up. Without V2X nothing is heard, so
+time gap back to the platoon's at the same rate: the platoon closes up. While its predecessor's BSM is not
+heard (aged out) the intruder is kept, since whether it is still between cannot be told; a member that
+leaves the platoon with an intruder raises ``cut_out`` before ``left``. Without V2X nothing is heard, so
 there is no cut-in handling: the ACC follows whatever its radar sees at the time gap it has.
 
 [1] J. Ploeg, B. Scheepers, E. van Nunen, N. van de Wouw, H. Nijmeijer, "Design and experimental evaluation
@@ -61,6 +63,7 @@ from dataclasses import dataclass, field
 from v2x.apps.driver import TRACK_TIME_CONSTANT_S
 from v2x.apps.host import Host
 from v2x.apps.registry import AppSpec, Bounds, Figure, OnBoardView, Raised, RunsOn
+from v2x.units import LANE_HALF_WIDTH_M  # what counts as in the member's lane (the radar's too)
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import RemoteState
 from v2x.wire.day2 import PlatoonInfo
@@ -70,7 +73,6 @@ JOINED = "joined"
 LEFT = "left"
 CUT_IN = "cut_in"
 CUT_OUT = "cut_out"
-LANE_HALF_WIDTH_M = 1.75  # what counts as in the member's lane: half a 3.5 m lane (v2x/sim/radar.py's too)
 
 #: Heard CLPMMs by sender id, with the time each was heard.
 HeardPlatoons = Mapping[bytes, tuple[PlatoonInfo, float]]
@@ -322,6 +324,11 @@ class PlatoonMember:
             self.state = "leaving"
         if self.state == "leaving" and lead is not None and not in_list:
             self.state = "left"
+            if self.intruder is not None:  # no gap of its own to keep behind it any more: the cut-in is over for it
+                out.raised.append(
+                    Raised(app="platoon", other=self.intruder.hex(), conflict_type=CUT_OUT, figure=self.position)
+                )
+                self.intruder = None
             out.raised.append(Raised(app="platoon", other=leader_name, conflict_type=LEFT, figure=self.position))
             self.position = 0
         if in_list and self.state in ("joining", "keeping", "leaving"):
@@ -334,7 +341,13 @@ class PlatoonMember:
         set_speed = self.cruise_mps
         if in_platoon and lead is not None:
             pred = remotes.get(listed[self.position - 2])
-            cut = intruder(host, remotes, listed, pred, th["platoon_cutin_reach_m"]) if pred is not None else None
+            # (the predecessor's BSM aged out: whether the intruder is still between cannot be told, so it is kept;
+            # a diff review: it raised cut_out, then cut_in again once the predecessor was heard)
+            cut = (
+                intruder(host, remotes, listed, pred, th["platoon_cutin_reach_m"])
+                if pred is not None
+                else self.intruder
+            )
             if cut is not None and cut != self.intruder:
                 out.raised.append(Raised(app="platoon", other=cut.hex(), conflict_type=CUT_IN, figure=self.position))
             elif cut is None and self.intruder is not None:

@@ -20,21 +20,20 @@ See docs/PROTOCOL.md.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
+
+from v2x.argtypes import ID_PATTERN
 
 PREFIX = "v2x"
 
 Kind = Literal["join", "in", "tx", "ack", "fleet-in", "fleet-ack", "fleet-join"]
 KINDS: tuple[Kind, ...] = ("join", "in", "tx", "ack", "fleet-in", "fleet-ack", "fleet-join")
 
-_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
 
 def valid_id(value: str) -> bool:
     """Run and actor ids: 1-64 characters of letters, digits, ``_``, ``.``, ``-`` (no MQTT wildcards)."""
-    return bool(_ID.fullmatch(value))  # (match with "$" took a final newline: "x\n")
+    return bool(ID_PATTERN.fullmatch(value))  # (match with "$" took a final newline: "x\n")
 
 
 def _check(value: str, what: str) -> str:

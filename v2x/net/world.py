@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
 
+from v2x.argtypes import JOIN_TIMEOUT_S
 from v2x.net import limits, topics
 from v2x.net.clock import Clock
 from v2x.net.seal import RunSeal
@@ -101,7 +102,7 @@ class World:
         transport: Transport,
         clock: Clock,
         progress: Callable[[int, int], None] | None = None,
-        join_timeout_s: float = 30.0,
+        join_timeout_s: float = JOIN_TIMEOUT_S,
         observer: Observer | None = None,
         token: str | None = None,
         security: EnvelopeSecurity | None = None,

@@ -507,13 +507,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "v2x for an outside stack that cannot meet the baseline's expectations; --update-golden then rewrites "
         "only its part of each record",
     )
-    check.add_argument(
-        "--join-timeout",
-        type=argtypes.seconds(argtypes.DAY_S),
-        default=30.0,
-        metavar="S",
-        help="a scenario with outside stacks (external: true): how long each variant waits for them to join "
-        "before its run stops (an error case naming them; default 30)",
+    argtypes.add_join_timeout(
+        check.add_argument,
+        "a scenario with outside stacks (external: true): how long each variant waits for them to join "
+        f"before its run stops (an error case naming them; default {argtypes.JOIN_TIMEOUT_S:g})",
     )
     check.add_argument(
         "--jobs",
@@ -540,14 +537,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def scenario_files(targets: Sequence[str]) -> list[Path]:
     """The scenario files ``targets`` name (ids, files, directories), without repeats; the catalogue if
     none. Raises ScenarioError for a name that is none of these."""
-    from v2x.scenario import catalogue, find_scenario
+    from v2x.scenario import catalogue, find_scenario, scenario_names
 
     if not targets:
         return catalogue()
     out: list[Path] = []
     for target in targets:
-        path = Path(target)
-        found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [find_scenario(target)]
+        found = [find_scenario(name) for name in scenario_names(target)]
         out.extend(p for p in found if p.resolve() not in {q.resolve() for q in out})
     return out
 
@@ -568,7 +564,7 @@ class _Job:
     broker: str
     workers: int
     run_id: str | None = None
-    join_timeout_s: float = 30.0
+    join_timeout_s: float = argtypes.JOIN_TIMEOUT_S
     variants: tuple[str, ...] | None = None  # (None: every variant)
 
 
@@ -692,10 +688,10 @@ def _prepare(
 def _run_id_unusable(prefix: str, loaded: Sequence[tuple[Path, Scenario]]) -> str | None:
     """Why ``--run-id PREFIX`` cannot name the runs of :func:`_run_id_target`, or None. A run id must differ
     between runs, and a stack must know which scenario it joins: the prefix goes to one scenario only."""
-    from v2x.run.runner import RUN_ID_RULE, outside_stacks, valid_run_id_prefix
+    from v2x.run.runner import outside_stacks
 
-    if not valid_run_id_prefix(prefix):
-        return RUN_ID_RULE
+    if not argtypes.valid_run_id_prefix(prefix):
+        return argtypes.RUN_ID_RULE
     outside = [sc.id for _, sc in loaded if outside_stacks(sc)]
     if len(outside) > 1:
         return (

@@ -22,7 +22,7 @@ from v2x.net.broker import BrokerAddress, BrokerURLError, parse_broker_url
 from v2x.net.clock import MODES
 from v2x.run import REALTIME_MAX_WORKERS, default_workers
 from v2x.run.secure import security_from_args
-from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, is_shipped_id, load_scenario, same_ids
+from v2x.scenario import Scenario, ScenarioError, catalogue, find_scenario, load_scenario, same_ids, scenario_names
 from v2x.scenario.model import ALL_VARIANTS
 from v2x.scenario.profiles import add_profile_options, profile_args, with_profiles
 from v2x.text import printable
@@ -183,13 +183,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "worker's is refused as forged (docs/SECURITY.md \"Sealed messages\"). Without it the fleets' topics "
         "are open: anyone on the broker can steer or stop remote workers",
     )
-    run.add_argument(
-        "--join-timeout",
-        type=argtypes.seconds(argtypes.DAY_S),
-        default=30.0,
-        metavar="S",
-        help="a scenario with outside stacks (external: true): how long each variant waits for them to join "
-        "before the run stops (exit 3, naming them; default 30)",
+    argtypes.add_join_timeout(
+        run.add_argument,
+        "a scenario with outside stacks (external: true): how long each variant waits for them to join "
+        f"before the run stops (exit 3, naming them; default {argtypes.JOIN_TIMEOUT_S:g})",
     )
     run.add_argument(
         "--worker-timeout",
@@ -370,7 +367,6 @@ def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def cmd_worker(args: argparse.Namespace) -> int:
     """``v2x worker``."""
     from v2x.net.seal import KeyFileError, read_key_file
-    from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix
     from v2x.run.workers import BrokerRefused, WorkerError, remote_jobs, serve_remote
 
     _setup_logging(verbose=not args.quiet, quiet=args.quiet)  # a worker says what it does, unless -q
@@ -396,8 +392,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
             problem = str(exc)
     if problem is None and not 0 <= args.fleet < args.of:
         problem = f"--fleet wants K in 0 ... {args.of - 1} (--of {args.of}), got {args.fleet}"
-    elif problem is None and not valid_run_id_prefix(args.run_id):
-        problem = f"--run-id {args.run_id!r}: {RUN_ID_RULE}"
+    elif problem is None and not argtypes.valid_run_id_prefix(args.run_id):
+        problem = f"--run-id {args.run_id!r}: {argtypes.RUN_ID_RULE}"
     if problem is not None or broker is None:
         print(f"v2x worker: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -580,11 +576,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     names = [str(p) for p in catalogue()] if args.all else []
     for name in args.scenarios:  # a folder: its scenario files, as `v2x check DIR` takes them (a newcomer review)
-        folder = Path(name)
-        files = sorted(map(str, [*folder.glob("*.yaml"), *folder.glob("*.yml")])) if folder.is_dir() else []
-        # (a folder without scenario files named as a shipped id is not what was meant: `v2x run fcw --out .`
-        # makes ./fcw, and the same command again read that folder; a claims review)
-        names += files if files or (folder.is_dir() and not is_shipped_id(name)) else [name]
+        names += scenario_names(name)
     if args.scenarios and not names:
         print(f"v2x run: no scenario files (*.yaml, *.yml) in {', '.join(args.scenarios)}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -638,11 +630,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from v2x.net.secure import SecureDirError
     from v2x.run.results import write_result
-    from v2x.run.runner import RUN_ID_RULE, RunError, Signing, only_variants, run_scenario, valid_run_id_prefix
+    from v2x.run.runner import RunError, Signing, only_variants, run_scenario
 
     if args.run_id is not None:
-        if not valid_run_id_prefix(args.run_id):
-            print(f"v2x run: --run-id {args.run_id!r}: {RUN_ID_RULE}", file=sys.stderr)
+        if not argtypes.valid_run_id_prefix(args.run_id):
+            print(f"v2x run: --run-id {args.run_id!r}: {argtypes.RUN_ID_RULE}", file=sys.stderr)
             return EXIT_BAD_INPUT
         if len(scenarios) > 1:
             print("v2x run: --run-id takes a single scenario (run ids must differ between runs)", file=sys.stderr)

@@ -136,13 +136,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="lockstep (default): the world waits for the stack; realtime: 100 ms ticks, and the deadline is checked",
     )
     p.add_argument("--seed", type=argtypes.seed, default=0, help="random seed (default 0)")
-    p.add_argument(
-        "--join-timeout",
-        type=argtypes.seconds(argtypes.DAY_S),
-        default=30.0,
-        metavar="S",
-        help="wait this long for the stack (default 30)",
-    )
+    argtypes.add_join_timeout(p.add_argument, f"wait this long for the stack (default {argtypes.JOIN_TIMEOUT_S:g})")
     p.add_argument(
         "--secure-dir",
         type=Path,
@@ -747,7 +741,7 @@ def nagle_hint(p95_ms: float) -> str:
 def cmd_conformance(args: argparse.Namespace) -> int:
     from v2x.net import topics
     from v2x.net.broker import BrokerURLError, parse_broker_url
-    from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix, warm_up_core
+    from v2x.run.runner import warm_up_core
     from v2x.run.secure import security_from_args
     from v2x.scenario import ScenarioError, find_scenario, load_scenario
     from v2x.scenario.model import ROAD_USER_KINDS
@@ -768,8 +762,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     except BrokerURLError as exc:
         print(f"v2x conformance: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.run_id is not None and not valid_run_id_prefix(args.run_id):
-        print(f"v2x conformance: --run-id {args.run_id!r}: {RUN_ID_RULE}", file=sys.stderr)
+    if args.run_id is not None and not argtypes.valid_run_id_prefix(args.run_id):
+        print(f"v2x conformance: --run-id {args.run_id!r}: {argtypes.RUN_ID_RULE}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         scenario = load_scenario(find_scenario(args.scenario))

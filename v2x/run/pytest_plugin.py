@@ -18,7 +18,6 @@ waits for them; default 30).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
 from collections.abc import Iterator
@@ -42,15 +41,6 @@ _BY_ID = pytest.StashKey[dict[str, Path]]()
 _OUTSIDE = pytest.StashKey[dict[str, "ScenarioFile"]]()
 
 
-def _run_id_prefix(text: str) -> str:
-    """``--v2x-run-id``: a prefix as ``v2x run --run-id`` takes it."""
-    from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix
-
-    if not valid_run_id_prefix(text):
-        raise argparse.ArgumentTypeError(RUN_ID_RULE)
-    return text
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("v2x", "v2x-testbed scenario files")
     group.addoption("--v2x-broker", default="embedded", help="broker for scenario items (default: embedded)")
@@ -59,18 +49,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--v2x-run-id",
-        type=_run_id_prefix,
+        type=argtypes.run_id_prefix,  # a prefix as `v2x run --run-id` takes it
         default=None,
         metavar="PREFIX",
         help="fixed run ids PREFIX-v2x, PREFIX-baseline for the scenario with outside stacks (external: true), "
         "said before the items run; one such scenario per session (default: random run ids)",
     )
-    group.addoption(
-        "--v2x-join-timeout",
-        type=argtypes.seconds(argtypes.DAY_S),
-        default=30.0,
-        metavar="S",
-        help="how long each run waits for the outside stacks to join (default 30)",
+    argtypes.add_join_timeout(
+        group.addoption,
+        f"how long each run waits for the outside stacks to join (default {argtypes.JOIN_TIMEOUT_S:g})",
+        name="--v2x-join-timeout",
     )
 
 

@@ -76,7 +76,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_secure_init(args: argparse.Namespace) -> int:
     from v2x.net.secure import SecureDirError, make_tls, new_run_keys, write_secure_dir
-    from v2x.run.runner import RUN_ID_RULE, valid_run_id_prefix
     from v2x.sim.simulation import fleet_ids_for
 
     try:
@@ -85,8 +84,8 @@ def cmd_secure_init(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
     prefix = args.run_id or f"{scenario.id[:40]}-{secrets.token_hex(4)}"
-    if not valid_run_id_prefix(prefix):
-        print(f"v2x secure init: --run-id {prefix!r}: {RUN_ID_RULE}", file=sys.stderr)
+    if not argtypes.valid_run_id_prefix(prefix):
+        print(f"v2x secure init: --run-id {prefix!r}: {argtypes.RUN_ID_RULE}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if not 0 < args.port < 65536:
         print(f"v2x secure init: --port {args.port}: not a TCP port", file=sys.stderr)

@@ -8,6 +8,7 @@ from v2x.scenario.loader import (
     is_shipped_id,
     load_scenario,
     same_ids,
+    scenario_names,
     scenario_notes,
 )
 from v2x.scenario.model import ActorSpec, Scenario
@@ -24,5 +25,6 @@ __all__ = [
     "load_scenario",
     "route_for",
     "same_ids",
+    "scenario_names",
     "scenario_notes",
 ]

@@ -31,6 +31,7 @@ from v2x.scenario.model import (
     ROAD_USER_KINDS,
     VEHICLE_KINDS,
     Expectation,
+    GapExpectation,
     MaxDecelExpectation,
     MinGapExpectation,
     RoadEventSpec,
@@ -951,16 +952,18 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
 
 
 def _safety_problems(sc: Scenario, i: int, exp: Any) -> list[tuple[str, str]]:
-    """A ``min_gap``, ``max_decel`` or ``stays_on_route`` expectation about an actor that is not a road user
-    (an rsu or the platform has no box on the road, nor a speed of its own), and a ``stays_on_route`` one about
+    """A ``min_gap``, ``max_decel``, ``stays_on_route`` or ``gap`` expectation about an actor that is not a road
+    user (an rsu or the platform has no box on the road, nor a speed of its own), and a ``stays_on_route`` one about
     a road user with no route (an external actor with neither ``lane`` nor ``path``). Unknown ids are named
     by the reference check."""
-    if not isinstance(exp, MinGapExpectation | MaxDecelExpectation | StaysOnRouteExpectation):
+    if not isinstance(exp, MinGapExpectation | MaxDecelExpectation | StaysOnRouteExpectation | GapExpectation):
         return []
     specs = {a.id: a for a in sc.actors}
     refs = [(f"actors[{k}]", a) for k, a in enumerate(exp.actors)] if isinstance(exp, MinGapExpectation) else []
     if not isinstance(exp, MinGapExpectation):
         refs.append(("actor", exp.actor))
+    if isinstance(exp, GapExpectation):  # (a diff review: a gap about an rsu loaded, and was "not measured")
+        refs.append(("other", exp.other))
     problems = []
     for attr, ref in refs:
         spec = specs.get(ref)
@@ -1381,6 +1384,19 @@ def is_shipped_id(name: str) -> bool:
     candidate = Path(name)
     key = candidate.name.lower().removesuffix(".yaml").removesuffix(".yml")
     return candidate.parent == Path(".") and (SCENARIO_DIR / f"{key}.yaml").is_file()
+
+
+def scenario_names(name: str) -> list[str]:
+    """The scenario names one command-line argument stands for, as `v2x run` and `v2x check` take them: a
+    folder's own scenario files (``*.yaml``, ``*.yml``; not its subfolders'), sorted; else ``name`` itself (an
+    id or a file, for :func:`find_scenario`). A folder without scenario files named as a shipped id is that id:
+    `v2x run fcw --out .` makes ./fcw, and the same command again must not read that folder (a claims review).
+    An empty list: a folder without scenario files."""
+    folder = Path(name)
+    if not folder.is_dir():
+        return [name]
+    files = sorted(map(str, [*folder.glob("*.yaml"), *folder.glob("*.yml")]))
+    return files if files or not is_shipped_id(name) else [name]
 
 
 def catalogue() -> list[Path]:

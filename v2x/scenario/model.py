@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from v2x.apps.registry import app_names
 from v2x.argtypes import SCENARIO_MAX_S
+from v2x.units import LANE_HALF_WIDTH_M
 
 ActorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 # Numbers in a scenario file are finite (the models set allow_inf_nan=False: NaN, inf and 1e400 are refused)
@@ -768,10 +769,6 @@ class StringStableExpectation(_ExpectationBase):
         return self
 
 
-# ``stays_on_route``'s default bound: half a 3.5 m lane, so that the actor's centre stays in its lane.
-ROUTE_OFFSET_DEFAULT_M = 1.75
-
-
 class MinGapExpectation(_ExpectationBase):
     """The smallest bumper-to-bumper distance between the two ``actors``' boxes (the exact distance between
     their oriented footprints, on the same level, from the truth at every tick of the variant) is at least
@@ -803,7 +800,7 @@ class StaysOnRouteExpectation(_ExpectationBase):
 
     type: Literal["stays_on_route"]
     actor: ActorId
-    max_offset_m: Real = Field(default=ROUTE_OFFSET_DEFAULT_M, gt=0, le=1000)
+    max_offset_m: Real = Field(default=LANE_HALF_WIDTH_M, gt=0, le=1000)  # the actor's centre stays in its lane
 
 
 GapMeasure = Literal["smallest_m", "largest_m", "smallest_s", "largest_s"]
@@ -829,6 +826,8 @@ class GapExpectation(_ExpectationBase):
             raise ValueError(f"'window_s' is [start, end] with 0 <= start < end; got {list(self.window_s)}")
         if self.min is None and self.max is None:
             raise ValueError("give 'min' and/or 'max'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"'min' <= 'max'; got min {self.min:g}, max {self.max:g}")
         if self.actor == self.other:
             raise ValueError("'actor' and 'other' are two actors")
         return self

@@ -72,6 +72,9 @@ MAX_REJECTED_KEYS = 32  # reasons in Ack.rejected
 # The actor ids not in the scenario whose Hellos are kept, to name in the error of actors that never joined (a
 # stack started with ``--actor carA`` for ``car_a``; anyone may publish on a join topic: a few, the rest counted)
 MAX_UNKNOWN_JOINS = 3
+# ... and the further such ids told apart, to count them (a set of at most this many ids of at most 64 characters;
+# beyond it, "more than" this many): one stray stack says Hello every second, and counted once (a diff review)
+MAX_COUNTED_UNKNOWN_JOINS = 1000
 MAX_SOFTWARE_CHARS = 128  # of a Hello's ``software`` in the result (escaped first: it comes from the wire)
 # Physical range of what an Ack may report (beyond it, the value is a forgery or a bug, never a vehicle).
 MAX_SPEED_MPS = 150.0
@@ -254,9 +257,10 @@ class Inbound:
         self.hellos: set[str] = set()
         self.software: dict[str, bytes] = {}  # the first accepted Hello of each actor
         self.refused_hellos: dict[str, str] = {}  # why an actor's latest refused Hello was refused
-        # the first few actor ids the scenario does not have that said Hello, and how many Hellos came from others
+        # the first few actor ids the scenario does not have that said Hello, and the others (to count them)
         self.unknown_joins: list[str] = []
-        self.more_unknown_joins = 0
+        self._other_unknown_joins: set[str] = set()
+        self._unknown_joins_beyond = False  # more than MAX_COUNTED_UNKNOWN_JOINS others
         self.current_tick = -1
         self.acks: dict[str, testbed_pb2.Ack] = {}
         self._ack_bytes: dict[str, bytes] = {}
@@ -343,7 +347,9 @@ class Inbound:
         for who in self.unknown_joins:
             close = did_you_mean(who, missing)
             named.append(printable(repr(who)) + (f" ({printable(close.removeprefix(': '))})" if close else ""))
-        more = f" and {self.more_unknown_joins} more Hello(s) from others" if self.more_unknown_joins else ""
+        more = f" and {len(self._other_unknown_joins)} more" if self._other_unknown_joins else ""
+        if self._unknown_joins_beyond:
+            more = f" and more than {MAX_COUNTED_UNKNOWN_JOINS} more"
         return f"; a Hello came from actor id(s) the scenario does not have: {', '.join(named)}{more}"
 
     def missing(self) -> list[str]:
@@ -487,11 +493,8 @@ class Inbound:
             return
         if actor_id not in self.slot_of:
             self.reject("unknown_sender", where)
-            if kind == "join" and actor_id not in self.unknown_joins:
-                if len(self.unknown_joins) < MAX_UNKNOWN_JOINS:
-                    self.unknown_joins.append(actor_id[:64])
-                else:
-                    self.more_unknown_joins += 1
+            if kind == "join":
+                self._unknown_join(actor_id[:64])
             return
         if kind == "join":
             self._join(actor_id, payload, where)
@@ -500,6 +503,18 @@ class Inbound:
                 self.arrivals[actor_id].add(hash(payload))
         else:
             self._ack(actor_id, payload, where)
+
+    def _unknown_join(self, who: str) -> None:
+        """A Hello from ``who``, an actor id the scenario does not have: named if among the first
+        ``MAX_UNKNOWN_JOINS``, else counted once however often it says Hello."""
+        if who in self.unknown_joins or who in self._other_unknown_joins:
+            return
+        if len(self.unknown_joins) < MAX_UNKNOWN_JOINS:
+            self.unknown_joins.append(who)
+        elif len(self._other_unknown_joins) < MAX_COUNTED_UNKNOWN_JOINS:
+            self._other_unknown_joins.add(who)
+        else:
+            self._unknown_joins_beyond = True
 
     def _decode(self, cls: type[M], payload: bytes, limit: int, where: str) -> M | None:
         """``payload`` as a ``cls``, or None once rejected: ``oversized`` above ``limit`` bytes, ``malformed``

@@ -3,7 +3,7 @@ rule 4), sans-I/O: an ideal long-range radar that reports the nearest road user 
 story or background, from the ground truth.
 
 It sees a road user whose centre is ahead of the vehicle's centre along its heading, within
-``RADAR_RANGE_M`` and within ``RADAR_HALF_WIDTH_M`` of its centre line (half a 3.5 m lane), and reports the
+``RADAR_RANGE_M`` and within ``LANE_HALF_WIDTH_M`` of its centre line (half a 3.5 m lane), and reports the
 nearest as a ``Detection`` (sensor ``{actor}/radar``, object id = slot + 1) with its true position,
 velocity and footprint: no noise and no misses (an assumption: automotive long-range radars measure range to
 about 0.1 m and range rate to about 0.1 m/s, small beside the gaps a platoon keeps). It draws no random
@@ -20,11 +20,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from v2x.core import WorldState
-from v2x.units import enu_yaw_rad_to_compass_deg, us_of
+from v2x.units import LANE_HALF_WIDTH_M, enu_yaw_rad_to_compass_deg, us_of
 from v2x.wire import testbed_pb2
 
 RADAR_RANGE_M = 200.0  # long-range automotive radar (assumption: typical 77 GHz LRR reach, 200-250 m)
-RADAR_HALF_WIDTH_M = 1.75  # what counts as in the lane ahead: half a 3.5 m lane either side of the centre line
 
 
 def forward_radar(
@@ -40,7 +39,7 @@ def forward_radar(
         dy = w.y[road_users] - w.y[s]
         along = dx * c + dy * sn
         lateral = -dx * sn + dy * c
-        seen = (road_users != s) & (along > 0) & (along <= RADAR_RANGE_M) & (np.abs(lateral) <= RADAR_HALF_WIDTH_M)
+        seen = (road_users != s) & (along > 0) & (along <= RADAR_RANGE_M) & (np.abs(lateral) <= LANE_HALF_WIDTH_M)
         if not seen.any():
             continue
         k = int(np.flatnonzero(seen)[np.argmin(along[seen])])
@@ -64,4 +63,4 @@ def forward_radar(
     return out
 
 
-__all__ = ["RADAR_HALF_WIDTH_M", "RADAR_RANGE_M", "forward_radar"]
+__all__ = ["RADAR_RANGE_M", "forward_radar"]

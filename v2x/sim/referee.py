@@ -145,6 +145,14 @@ class Referee:
         z = np.zeros(len(slots))
         self.world.set_state(slots, rest[:, 0], rest[:, 1], z, z, z, z, rest[:, 2])
 
+    def bumper_gap(self, f: int, p: int) -> tuple[float, float]:
+        """(gap, speed): the bumper-to-bumper gap from the follower in slot ``f`` to the one ahead in slot ``p``
+        along the follower's heading (negative: ``p`` is not ahead of ``f``'s front), and the follower's speed."""
+        w = self.world
+        c, sn = math.cos(float(w.heading_rad[f])), math.sin(float(w.heading_rad[f]))
+        along = float((w.x[p] - w.x[f]) * c + (w.y[p] - w.y[f]) * sn)
+        return along - float(w.length_m[p] + w.length_m[f]) / 2, float(np.hypot(w.vx[f], w.vy[f]))
+
     def gap_errors(self, t: float) -> None:
         """Track each follower's largest |gap error| (bumper to bumper, along its heading, less the spacing
         policy's gap at its speed) inside the windows of the string-stability expectations."""
@@ -153,11 +161,7 @@ class Referee:
             if not start - 1e-9 <= t <= end + 1e-9:
                 continue
             for k in range(1, len(actors)):
-                p, f = w.slot_of(actors[k - 1]), w.slot_of(actors[k])
-                c, sn = math.cos(float(w.heading_rad[f])), math.sin(float(w.heading_rad[f]))
-                along = float((w.x[p] - w.x[f]) * c + (w.y[p] - w.y[f]) * sn)
-                gap = along - float(w.length_m[p] + w.length_m[f]) / 2
-                speed = float(np.hypot(w.vx[f], w.vy[f]))
+                gap, speed = self.bumper_gap(w.slot_of(actors[k]), w.slot_of(actors[k - 1]))
                 worst[k - 1] = max(worst[k - 1], abs(gap_error(gap, speed, self.time_gap_s, self.standstill_m)))
 
     def gap_extremes(self, t: float) -> None:
@@ -167,12 +171,8 @@ class Referee:
         for (actor, other, (start, end)), ext in self.gaps.items():
             if not start - 1e-9 <= t <= end + 1e-9:
                 continue
-            f, p = w.slot_of(actor), w.slot_of(other)
-            c, sn = math.cos(float(w.heading_rad[f])), math.sin(float(w.heading_rad[f]))
-            along = float((w.x[p] - w.x[f]) * c + (w.y[p] - w.y[f]) * sn)
-            gap = along - float(w.length_m[p] + w.length_m[f]) / 2
+            gap, speed = self.bumper_gap(w.slot_of(actor), w.slot_of(other))
             ext[0], ext[1] = min(ext[0], gap), max(ext[1], gap)
-            speed = float(np.hypot(w.vx[f], w.vy[f]))
             if speed >= GAP_MIN_SPEED_MPS:
                 ext[2], ext[3] = min(ext[2], gap / speed), max(ext[3], gap / speed)
 

@@ -61,9 +61,19 @@ def box_gap(a: Box, b: Box) -> tuple[float, tuple[float, float]]:
     """The exact distance between two oriented boxes (0 when they touch or overlap) and the point halfway
     between their nearest points (where they come closest)."""
     pa, pb = box_polygon(a), box_polygon(b)
-    gap = float(pa.distance(pb))
+    return float(pa.distance(pb)), _halfway(pa, pb)
+
+
+def _halfway(pa: Polygon, pb: Polygon) -> tuple[float, float]:
+    """The point halfway between the nearest points of two polygons."""
     qa, qb = nearest_points(pa, pb)
-    return gap, ((qa.x + qb.x) / 2, (qa.y + qb.y) / 2)
+    return (qa.x + qb.x) / 2, (qa.y + qb.y) / 2
+
+
+def gap_at_least(a: Box, b: Box) -> float:
+    """A lower bound of :func:`box_gap`, cheap: the distance between the centres less each box's half
+    diagonal (no point of a box is further from its centre)."""
+    return math.hypot(b[0] - a[0], b[1] - a[1]) - math.hypot(a[3], a[4]) / 2 - math.hypot(b[3], b[4]) / 2
 
 
 def extended(points: list[tuple[float, float]], by_m: float = ROUTE_EXTENSION_M) -> LineString:
@@ -99,9 +109,13 @@ class Worst:
         """Keep ``value`` if it is worse (``lower``: smaller is worse) than the worst so far, both to
         ``DIGITS`` decimals (as reported): the first tick of a worst value is kept, not one where rounding
         noise made it a hair worse."""
+        if self.worse(value, lower=lower):
+            self.value, self.t_s, self.at = round(value, DIGITS), t, at
+
+    def worse(self, value: float, *, lower: bool) -> bool:
+        """Whether :meth:`offer` would keep ``value``."""
         value = round(value, DIGITS)
-        if self.value is None or (value < self.value if lower else value > self.value):
-            self.value, self.t_s, self.at = value, t, at
+        return self.value is None or (value < self.value if lower else value > self.value)
 
     def as_dict(self, key: str) -> dict[str, Any]:
         return {
@@ -150,8 +164,13 @@ class SafetyMeasures:
             sa, sb = w.slot_of(a), w.slot_of(b)
             if abs(float(w.z[sa]) - float(w.z[sb])) > VERTICAL_SEPARATION_M:
                 continue  # kept apart by height (an unknown height, NaN, is never apart)
-            gap, at = box_gap(self._box(sa), self._box(sb))
-            worst.offer(gap, t, at, lower=True)
+            box_a, box_b = self._box(sa), self._box(sb)
+            if worst.value is not None and gap_at_least(box_a, box_b) >= worst.value + 10.0**-DIGITS:
+                continue  # not a new smallest, whatever the exact gap (a diff review: shapely every tick)
+            pa, pb = box_polygon(box_a), box_polygon(box_b)
+            gap = float(pa.distance(pb))
+            if worst.worse(gap, lower=True):  # where they come closest: only for a new smallest
+                worst.offer(gap, t, _halfway(pa, pb), lower=True)
         for actor, worst in self.decels.items():
             s = w.slot_of(actor)
             if s in wrecks:

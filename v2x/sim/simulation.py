@@ -674,7 +674,7 @@ class Simulation:
             rx[bg.equipped()[1]] = True
         return set(left)
 
-    def _judge_motion(self, tick: int, t: float, applied: list[tuple[str, testbed_pb2.TruthState]]) -> None:
+    def _judge_motion(self, tick: int, t: float, judged: list[tuple[str, testbed_pb2.TruthState]]) -> None:
         """'truth in motion' (``v2x.sim.motion``): each outside stack's truth applied this tick against itself and
         against the actor's truth applied before (the tick before; after ticks that closed without its report, only the
         speed change over them). A wreck is left out from the tick of its collision on: the world holds it where
@@ -682,7 +682,7 @@ class Simulation:
         which fails the run's "truth in motion") and, for the first ``MAX_MOTION_EVENTS`` of them per actor,
         recorded as an ``implausible_motion`` event naming the figures."""
         wrecks = self.referee.wrecks
-        for actor_id, tr in applied:
+        for actor_id, tr in judged:
             before = self._last_truth.get(actor_id)
             self._last_truth[actor_id] = (tick, tr)
             if self.world.slot_of(actor_id) in wrecks:
