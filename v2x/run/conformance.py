@@ -728,8 +728,9 @@ def nagle_hint(p95_ms: float) -> str:
     if not low <= p95_ms <= high:
         return ""
     return (
-        "; about the 40 ms that Nagle's algorithm adds with delayed ACKs: does the stack switch it off on its socket "
-        "(TCP_NODELAY, docs/PROTOCOL.md checklist item 3), and the broker (Mosquitto: set_tcp_nodelay true)?"
+        "; about the 40 ms that Nagle's algorithm adds with delayed ACKs: unless the stack itself takes that long, "
+        "does it switch Nagle off on its socket (TCP_NODELAY, docs/PROTOCOL.md checklist item 3), and the broker "
+        "(Mosquitto: set_tcp_nodelay true)?"
     )
 
 
