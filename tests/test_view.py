@@ -655,3 +655,11 @@ def test_time_held_by_a_paused_view_is_not_the_run_s_wall_time() -> None:
     variant_wall = result["metrics"]["v2x"]["wall_seconds"]
     assert variant_wall < elapsed - 3.5, (variant_wall, elapsed)
     assert result["run"]["wall_seconds"] < elapsed - 3.5
+
+
+def test_the_rates_at_the_first_tick_count_what_was_sent_not_a_rate_over_a_tenth_of_a_second() -> None:
+    """A newcomer review: the live view showed "map 10" for the one MAP sent at t = 0 (a rate over the 0.1 s that had
+    elapsed). It shows the messages sent in the last second: 1 MAP at tick 0."""
+    with _held_at_tick_0(load_scenario(SCENARIO_DIR / "glosa.yaml")) as server:
+        rates = _state(server.url)["tick"]["rates"]
+    assert rates.get("map") == 1.0 and rates.get("spat") == 1.0, rates

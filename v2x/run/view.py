@@ -5,7 +5,7 @@ library's HTTP server in a thread, updated over Server-Sent Events.
 * ``GET /events``: the stream: a ``scene`` event when a variant starts (the report's map,
   ``v2x.run.tracks.scenario_map``, the variant's warnings and collisions before the first tick the client is sent, and
   those of the variants that ran before it) and a
-  ``tick`` event per tick (the clock, every actor's pose, the tick's warnings, messages per second by type
+  ``tick`` event per tick (the clock, every actor's pose, the tick's warnings, messages sent by type
   over the last simulated second, paused or not);
 * ``GET /state``: the latest scene and tick, and every variant's warnings and collisions so far, as one JSON document;
 * ``POST /control/pause``, ``/control/resume``, ``/control/step``: pause holds the world after the tick it
@@ -229,7 +229,8 @@ class ViewObserver:
         self.window.append((t, sent))
         while self.window and self.window[0][0] <= t - 1.0 + 1e-9:
             self.window.popleft()
-        span = min(1.0, t + sim.tick_s)
+        # messages sent in the last second (per second, once a second has passed): in the first second a rate
+        # over what had elapsed showed a MAP sent once at t = 0 as "map 10" (a newcomer review)
         rates: Counter[str] = Counter()
         for _, c in self.window:
             rates.update(c)
@@ -265,7 +266,7 @@ class ViewObserver:
                 for e in events
                 if e["type"] == "collision"
             ],
-            "rates": {m: round(n / span, 1) for m, n in sorted(rates.items())},
+            "rates": {m: float(n) for m, n in sorted(rates.items())},
         }
         self.hub.publish(frame)
         if not self.hub.may_proceed():  # held (paused): this time is the user's, not the run's wall time
