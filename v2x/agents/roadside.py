@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
@@ -195,6 +195,8 @@ class RoadsideUnit(Agent):
         self._next_spat_s = 0.0
         self.relayed = 0
         self.relays_dropped = 0  # BSMs heard but not relayed: over the envelopes an actor may send in a tick
+        self.relays_repeated = 0  # BSMs heard but not relayed: a sender's older ones in the tick
+        self._said_repeated: set[str] = set()
         self._said_dropped = False
         self.shares_as = spec.shares_as  # rsm (Day-1) or ssm (Day-2): how it broadcasts what it detects
         self._ssm_count = 0
@@ -298,11 +300,13 @@ class RoadsideUnit(Agent):
         return result
 
     def _within_budget(self, relays: list[Heard], budget: int, t: float) -> list[Heard]:
-        """The BSMs to relay to the platform this tick: all of them, in the order heard, when they fit in what the
-        RSU may still send in the tick (``MAX_TX_PER_TICK`` envelopes an actor, its own messages first); else the
-        ``budget`` nearest to the RSU (ties: the order heard), still in the order heard. More than some 60
-        equipped vehicles in range asked for more envelopes than the world takes from one actor, and the world
-        refused the RSU's whole report tick after tick (a claims review, session 24)."""
+        """The BSMs to relay to the platform this tick: one a sender (:meth:`_one_per_sender`), then all of
+        them, in the order heard, when they fit in what the RSU may still send in the tick (``MAX_TX_PER_TICK``
+        envelopes an actor, its own messages first); else the ``budget`` nearest to the RSU (ties: the order
+        heard), still in the order heard. More than some 60 equipped vehicles in range asked for more envelopes
+        than the world takes from one actor, and the world refused the RSU's whole report tick after tick (a
+        claims review, session 24)."""
+        relays = self._one_per_sender(relays, t)
         if len(relays) <= budget:
             return relays
         budget = max(budget, 0)
@@ -325,6 +329,30 @@ class RoadsideUnit(Agent):
                 MAX_TX_PER_TICK,
             )
         return [relays[k] for k in keep]
+
+    def _one_per_sender(self, relays: list[Heard], t: float) -> list[Heard]:
+        """Of the BSMs one sender (the envelope's, which the world checks) was heard sending in the tick, the
+        newest (the last heard), in the order heard. A BSM is a 10 Hz message: two outside cars sending 64 BSMs a
+        tick each that claimed the RSU's own position took every relay the budget left, the RSU relayed only
+        theirs, and the edge never heard the car it warned about (attack review 11). The BSMs left out are
+        counted in ``relays_repeated``; each sender that sent several in a tick is logged once."""
+        last = {h.sender_id: k for k, h in enumerate(relays)}
+        if len(last) == len(relays):
+            return relays
+        self.relays_repeated += len(relays) - len(last)
+        counts = Counter(h.sender_id for h in relays)
+        for sender, n in sorted(counts.items()):
+            if n > 1 and sender not in self._said_repeated:
+                self._said_repeated.add(sender)
+                log.warning(
+                    "%s t=%.1f s: heard %d BSMs from %s in one tick, relays the newest (one a sender a tick); "
+                    "more are counted, not logged",
+                    self.actor_id,
+                    t,
+                    n,
+                    sender,
+                )
+        return [relays[k] for k in sorted(last.values())]
 
     # -- signal priority ----------------------------------------------------------------------------
     def _on_heard(self, heard: Heard, t: float, result: TickResult, warps: list[testbed_pb2.SignalWarp]) -> None:
