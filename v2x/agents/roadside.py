@@ -10,7 +10,7 @@ the BSMs it hears and its RSMs (SSMs) to the edge/cloud platform over the wired 
 Signal priority (T/CSAE 157 VIR signalPriority, docs/SCENARIOS.md "svp"): the RSU runs the signal controllers
 of its intersections. A VIR signal priority request for one of them (node id, phase id; the arrival time is
 the time of its planned path's point nearest the phase's stop line) from a vehicle whose BSM declares an
-eligible class (emergency 60-69 or bus) is served by the controller (``FixedTimeController.request``, within
+eligible class (emergency 60-69 or bus) that its kind in the scenario agrees with (emergency, bus) is served by the controller (``FixedTimeController.request``, within
 the svp limits of the thresholds): the plan changes (reported to the world in the RSU's truth, so that the
 signal heads show it, and in SPAT from then on) and the RSU answers over PC5 with an RSC addressed to the
 vehicle: time window = the granted green at the stop line, recommended speed = the speed that reaches the
@@ -179,7 +179,9 @@ class RoadsideUnit(Agent):
         }
         self._approaches = [a for a in aps if a.phase_id]
         self.own_id = temporary_id(spec.id)
-        self._classes: dict[bytes, int] = {}  # vehicle class by BSM temporary id (the last BSM heard)
+        # vehicle class by BSM temporary id (the last BSM heard); None: a priority class its sender's kind is not
+        self._classes: dict[bytes, int | None] = {}
+        self._said_class: set[str] = set()
         # Signal priority decisions by (vehicle, request id), with the node id they were for.
         self.decisions: dict[tuple[bytes, int], tuple[int, PriorityDecision]] = {}
         self._rsc_count = 0
@@ -360,7 +362,8 @@ class RoadsideUnit(Agent):
         if which == "bsm":
             remote = self.env.bsm(heard, t)
             if remote is not None:
-                self._classes[remote.temp_id] = remote.kind_class
+                eligible = self._kind_agrees(heard.sender_id, remote.kind_class, t)
+                self._classes[remote.temp_id] = remote.kind_class if eligible else None
         elif which == "vir":
             intention = self.env.vir(heard, t)
             items = []
@@ -381,6 +384,28 @@ class RoadsideUnit(Agent):
                 )
                 self._rsc_count += 1
                 result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
+
+    def _kind_agrees(self, sender: str, kind_class: int, t: float) -> bool:
+        """Whether the priority class a BSM declares (emergency, transit) is its sender's kind in the scenario
+        (``emergency``, ``bus``): a ``car`` whose BSM said "emergency" was granted priority, and the real
+        ambulance was then refused (attack review 11). A sender the scenario does not name (a fleet's background
+        vehicle, which asks no priority) is not eligible. A class that asks nothing is not checked."""
+        if kind_class not in PRIORITY_CLASSES:
+            return True
+        kind = self.env.kinds.get(sender)
+        if kind == ("emergency" if kind_class in EMERGENCY_CLASSES else "bus"):
+            return True
+        if sender not in self._said_class:
+            self._said_class.add(sender)
+            log.warning(
+                "%s t=%.1f s: %s's BSM declares vehicle class %d, but its kind is %s: no signal priority for it",
+                self.actor_id,
+                t,
+                sender,
+                kind_class,
+                kind or "not the scenario's",
+            )
+        return False
 
     def _limits(self) -> PriorityLimits:
         th = self.env.thresholds
@@ -406,7 +431,7 @@ class RoadsideUnit(Agent):
         known = self.decisions.get(key)
         if known is None:
             if self._classes.get(intention.sender_id) not in PRIORITY_CLASSES:
-                return None  # no priority for vehicles that are not eligible (by their BSM's class)
+                return None  # no priority for vehicles that are not eligible (their BSM's class and their kind)
             arrival = self._arrival(intention, request)
             if arrival is None or self._busy(request.intersection_id, intention.sender_id, t):
                 return None
