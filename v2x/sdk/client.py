@@ -246,6 +246,7 @@ class Stack:
         self._events: deque[tuple[int, list[testbed_pb2.Advisory]]] = deque(maxlen=KEEP_EVENTS_TICKS)
         self._carry: list[testbed_pb2.Advisory] = []
         self._token: object = None
+        self._live_token: object = None  # the token of the last START that came live (not retained), if any
 
     @classmethod
     def from_credentials(
@@ -478,13 +479,18 @@ class Stack:
                 self._reject("malformed", f"a Control START it cannot use ({exc})")
                 return
             self._token = getattr(ctrl, "token", None)
+            # a live START's token: from then on every STOP must carry it (a retained START may be a stale one of
+            # an earlier run, whose token the world's join-timeout STOP does not carry)
+            self._live_token = self._token if not retained else self._live_token
             self._t0 = time.monotonic()
             self._started.set()
             if not retained:  # (a stale retained START, then the world's live one, is how a stack meets a run)
                 self._live_starts.add(payload)  # (the world's are the same bytes each time; a copy with its token
                 # but other numbers was taken: attack review 6)
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
-            if self._last is None:
+            # (until session 24's attack review 11 every STOP before the first Ack went there, after START too:
+            # a forged token-less "never joined" STOP ended an honest stack in its first tick)
+            if self._last is None and not self._live_token:
                 self._stop_before_first_tick(ctrl, retained=retained)
                 return
             token = getattr(ctrl, "token", None)
@@ -498,14 +504,16 @@ class Stack:
             self._stop_event.set()
 
     def _stop_before_first_tick(self, ctrl: testbed_pb2.Control, *, retained: bool) -> None:
-        """A STOP of this run id before the first tick: a retained one is an earlier run's (ignored); one published
+        """A STOP of this run id before the first tick and before any START came live: a retained one is an earlier run's (ignored); one published
         while this stack listened is ignored too (an earlier run with this id may end after this stack started),
         unless it is the world's join timeout naming this actor (``run error: these actors never joined ...``, the
         actor among those missing or among the unknown ids that said Hello: a wrong actor id, a Hello refused):
         then ``start()`` and ``ticks()`` raise :class:`RunAborted` saying so at once, instead of waiting out their
         timeout (since session 24: the stack logged this run's STOP as an earlier run's and waited). There is no
         token before START: on an open broker a forged STOP of that form can end a stack waiting to join, as two
-        different STARTs can (``StartConflict``); ``--secure`` runs let only the world publish Controls."""
+        different STARTs can (``StartConflict``); ``--secure`` runs let only the world publish Controls. Once a
+        START has come live, every STOP must carry its token (the world's join timeout never follows its START):
+        a forged token-less one ended a stack in its first tick, until its first Ack (attack review 11)."""
         reason = printable(ctrl.reason[:1000])
         if retained:
             log.info("%s: ignoring the STOP of an earlier run (%s)", self.actor_id, reason)
