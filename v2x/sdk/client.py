@@ -87,7 +87,14 @@ from v2x.wire import frame_pb2, security_pb2, testbed_pb2
 from v2x.wire.advisory import advisory, advisory_problem
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
 from v2x.wire.envelope import parse_envelope
-from v2x.wire.protocol import FIGURE_NAMES, HELLO_EVERY_S, MAX_INPUT_BYTES, PROTOCOL_VERSION, WORLD_LOST
+from v2x.wire.protocol import (
+    FIGURE_NAMES,
+    HELLO_EVERY_S,
+    MAX_INPUT_BYTES,
+    MAX_TX_PER_TICK,
+    PROTOCOL_VERSION,
+    WORLD_LOST,
+)
 from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, read_credentials
 from v2x.wire.tick_input import next_tick_problem, read_tick_input
 
@@ -854,7 +861,9 @@ class Stack:
     ) -> None:
         """Transmit ``frame`` in ``tick`` over ``link`` (PC5: broadcast; Uu / wired: to ``dest_ids``). For an actor
         that START says is unequipped (``equipped: false``: no OBU) nothing is sent (it MUST NOT send envelopes:
-        the world refuses them, ``unequipped_sender``), said once in the log: the same stack loop serves both."""
+        the world refuses them, ``unequipped_sender``), said once in the log: the same stack loop serves both.
+        Raises ``ValueError`` for an envelope beyond ``MAX_TX_PER_TICK`` (64) in a tick, :meth:`send_bsm`'s Uu copy
+        counted (the world refuses an Ack of more, again and again, and the run stalls: attack review 11)."""
         run = self._check_open(tick)
         if not run.me.equipped:
             if not self._said_unequipped:
@@ -862,6 +871,7 @@ class Stack:
                 # (a warning: a forged retained START saying so muted a resumed stack, unseen: attack review 8)
                 log.warning("%s: START says it is unequipped (equipped: false): the SDK sends nothing", self.actor_id)
             return
+        self._check_room(tick, 1)
         self.seq += 1
         env = testbed_pb2.Envelope(
             sender_id=self.actor_id,
@@ -878,6 +888,15 @@ class Stack:
         item = (topics.tx(self.run_id, self.actor_id), env.SerializeToString())
         self._out.append(item)
         await self._publish(*item)
+
+    def _check_room(self, tick: Tick, envelopes: int) -> None:
+        if len(self._out) + envelopes > MAX_TX_PER_TICK:
+            what = "an envelope" if envelopes == 1 else f"{envelopes} envelopes (the BSM over PC5 and its Uu copy)"
+            raise ValueError(
+                f"tick {tick.n}: {len(self._out)} envelopes sent already; {what} more would be over the "
+                f"{MAX_TX_PER_TICK} an actor may send in a tick (the world would refuse the Ack, tx_count > "
+                f"{MAX_TX_PER_TICK}, and the run would stall; docs/PROTOCOL.md)"
+            )
 
     def bsm(self, tick: Tick, state: VehicleState, *, flags: Iterable[str] = ()) -> frame_pb2.MessageFrame:
         """The BSM of a vehicle truly in ``state`` at ``tick``: position = the GNSS fix (truth + the tick's
@@ -910,8 +929,11 @@ class Stack:
 
     async def send_bsm(self, tick: Tick, state: VehicleState, *, flags: Iterable[str] = ()) -> None:
         """Send this tick's BSM (:meth:`bsm`) over PC5 and, with ``uplink`` and a platform, the same bytes
-        over Uu to it."""
+        over Uu to it: two envelopes of the 64 a tick (``ValueError`` if they do not both fit, :meth:`send`)."""
         run = self._check_open(tick)
+        copies = 2 if self.uplink and run.platform_id else 1
+        if run.me.equipped:
+            self._check_room(tick, copies)  # (both or neither)
         frame = self.bsm(tick, state, flags=flags)
         await self.send(tick, frame)
         if self.uplink and run.platform_id:
