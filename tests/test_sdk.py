@@ -1195,26 +1195,28 @@ async def test_a_forged_never_joined_stop_after_start_does_not_end_the_stack(
     real = testbed_pb2.Control(command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, reason="run error: test",
                                token=start.token)  # fmt: skip
     seen: list[int] = []
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
-        async with Stack(mosquitto.address.url, run_id=run_id, actor_id="follower") as stack:
-            await asyncio.sleep(0.5)  # (subscribed)
-            await world.publish(topics.control(run_id), start.SerializeToString(), qos=1)
-            await stack.start(timeout_s=10)
-            for n in range(3):
-                ti = testbed_pb2.TickInput(run_id=run_id, tick=n, tick_us=100_000, time_us=n * 100_000)
-                await world.publish(topics.tick_input(run_id, "follower"), ti.SerializeToString(), qos=1)
-                if n == 0:
-                    await asyncio.sleep(0.3)  # (the stack has tick 0 open: no Ack yet)
-                    await world.publish(topics.control(run_id), forged.SerializeToString(), qos=1)
-                    await asyncio.sleep(0.3)
-                    assert not stack._stop_event.is_set()
-            with pytest.raises(RunAborted, match="stopped before its final tick: run error: test"):
-                async for tick in stack.ticks(tick_timeout_s=10):
-                    seen.append(tick.n)
-                    assert stack.run is not None
-                    await stack.ack(tick, VehicleState.at_start(stack.run.me))
-                    if tick.n == 2:
-                        await world.publish(topics.control(run_id), real.SerializeToString(), qos=1)
+    async with (
+        aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world,
+        Stack(mosquitto.address.url, run_id=run_id, actor_id="follower") as stack,
+    ):
+        await asyncio.sleep(0.5)  # (subscribed)
+        await world.publish(topics.control(run_id), start.SerializeToString(), qos=1)
+        await stack.start(timeout_s=10)
+        for n in range(3):
+            ti = testbed_pb2.TickInput(run_id=run_id, tick=n, tick_us=100_000, time_us=n * 100_000)
+            await world.publish(topics.tick_input(run_id, "follower"), ti.SerializeToString(), qos=1)
+            if n == 0:
+                await asyncio.sleep(0.3)  # (TickInput(0) came, no Ack yet: the window of the attack)
+                await world.publish(topics.control(run_id), forged.SerializeToString(), qos=1)
+                await asyncio.sleep(0.3)
+                assert not stack._stop_event.is_set()
+        with pytest.raises(RunAborted, match="stopped before its final tick: run error: test"):
+            async for tick in stack.ticks(tick_timeout_s=10):
+                seen.append(tick.n)
+                assert stack.run is not None
+                await stack.ack(tick, VehicleState.at_start(stack.run.me))
+                if tick.n == 2:
+                    await world.publish(topics.control(run_id), real.SerializeToString(), qos=1)
     assert seen == [0, 1, 2]
 
 

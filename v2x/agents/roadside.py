@@ -7,17 +7,16 @@ broadcasts RSM (or, with ``shares_as: ssm``, the Day-2 SSM) with what its roadsi
 sensor frame, 10 Hz by default); and sends
 the BSMs it hears and its RSMs (SSMs) to the edge/cloud platform over the wired backhaul.
 
-Signal priority (T/CSAE 157 VIR signalPriority, docs/SCENARIOS.md "svp"): the RSU runs the signal controllers
-of its intersections. A VIR signal priority request for one of them (node id, phase id; the arrival time is
-the time of its planned path's point nearest the phase's stop line) from a vehicle whose BSM declares an
-eligible class (emergency 60-69 or bus) that its kind in the scenario agrees with (emergency, bus) is served by the controller (``FixedTimeController.request``, within
-the svp limits of the thresholds): the plan changes (reported to the world in the RSU's truth, so that the
-signal heads show it, and in SPAT from then on) and the RSU answers over PC5 with an RSC addressed to the
-vehicle: time window = the granted green at the stop line, recommended speed = the speed that reaches the
-line when the window opens, suggestion = the movement asked for. One decision per (vehicle, request id);
-while it stands the RSC is repeated with each VIR. A request from any other vehicle, or one the controller
-refuses, gets no RSC (silence) and changes nothing; so does a request while another vehicle's grant at the
-same intersection still stands."""
+Signal priority (T/CSAE 157 VIR signalPriority, docs/SCENARIOS.md "svp"): the RSU runs the signal controllers of its
+intersections. A VIR signal priority request for one of them (node id, phase id; the arrival time is the time of its
+planned path's point nearest the phase's stop line) from a vehicle whose BSM declares an eligible class (emergency 60-69
+or bus) that its kind in the scenario agrees with (emergency, bus) is served by the controller
+(``FixedTimeController.request``, within the svp limits of the thresholds): the plan changes (reported to the world in
+the RSU's truth, so that the signal heads show it, and in SPAT from then on) and the RSU answers over PC5 with an RSC
+addressed to the vehicle: time window = the granted green at the stop line, recommended speed = the speed that reaches
+the line when the window opens, suggestion = the movement asked for. One decision per (vehicle, request id); while it
+stands the RSC is repeated with each VIR. A request from any other vehicle, or one the controller refuses, gets no RSC
+(silence) and changes nothing; so does a request while another vehicle's grant at the same intersection still stands."""
 
 from __future__ import annotations
 

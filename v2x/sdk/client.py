@@ -511,16 +511,16 @@ class Stack:
             self._stop_event.set()
 
     def _stop_before_first_tick(self, ctrl: testbed_pb2.Control, *, retained: bool) -> None:
-        """A STOP of this run id before the first tick and before any START came live: a retained one is an earlier run's (ignored); one published
-        while this stack listened is ignored too (an earlier run with this id may end after this stack started),
-        unless it is the world's join timeout naming this actor (``run error: these actors never joined ...``, the
-        actor among those missing or among the unknown ids that said Hello: a wrong actor id, a Hello refused):
-        then ``start()`` and ``ticks()`` raise :class:`RunAborted` saying so at once, instead of waiting out their
-        timeout (since session 24: the stack logged this run's STOP as an earlier run's and waited). There is no
-        token before START: on an open broker a forged STOP of that form can end a stack waiting to join, as two
-        different STARTs can (``StartConflict``); ``--secure`` runs let only the world publish Controls. Once a
-        START has come live, every STOP must carry its token (the world's join timeout never follows its START):
-        a forged token-less one ended a stack in its first tick, until its first Ack (attack review 11)."""
+        """A STOP of this run id before the first tick and before any START came live: a retained one is an earlier
+        run's (ignored); one published while this stack listened is ignored too (an earlier run with this id may end
+        after this stack started), unless it is the world's join timeout naming this actor (``run error: these actors
+        never joined ...``, the actor among those missing or among the unknown ids that said Hello: a wrong actor id, a
+        Hello refused): then ``start()`` and ``ticks()`` raise :class:`RunAborted` saying so at once, instead of waiting
+        out their timeout (since session 24: the stack logged this run's STOP as an earlier run's and waited). There is
+        no token before START: on an open broker a forged STOP of that form can end a stack waiting to join, as two
+        different STARTs can (``StartConflict``); ``--secure`` runs let only the world publish Controls. Once a START
+        has come live, every STOP must carry its token (the world's join timeout never follows its START): a forged
+        token-less one ended a stack in its first tick, until its first Ack (attack review 11)."""
         reason = printable(ctrl.reason[:1000])
         if retained:
             log.info("%s: ignoring the STOP of an earlier run (%s)", self.actor_id, reason)
