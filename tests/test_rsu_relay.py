@@ -74,3 +74,51 @@ def test_the_bsms_relayed_over_the_budget_are_the_nearest_in_the_order_heard() -
     assert [h.sender_id for h in rsu._within_budget(relays, 4, t)] == ["b", "c", "d", "f"]
     assert [h.sender_id for h in rsu._within_budget(relays, 3, t)] == ["b", "c", "d"]  # c heard before f
     assert rsu._within_budget(relays, 0, t) == [] and rsu.relays_dropped == 2 + 3 + 6
+
+
+def test_one_sender_flooding_bsms_takes_one_relay_and_the_honest_ones_are_relayed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Attack review 11: two outside cars each sent 64 BSMs a tick claiming the RSU's own position; ranked by
+    message, theirs were the nearest, the RSU relayed only theirs, and the edge never heard the car ICW was
+    about. Now each sender's newest BSM of the tick is relayed (one a sender), before the budget's ranking."""
+    sc = load_scenario(SCENARIO_DIR / "svp.yaml")
+    env = environment(sc)
+    rsu = RoadsideUnit(sc.actor("rsu_x1"), sc, env)
+    t = 5.0
+
+    def heard(name: str, distance_m: float, count: int) -> Heard:
+        own = OwnState(
+            x=rsu.x + distance_m,
+            y=rsu.y,
+            speed_mps=10.0,
+            heading_rad=0.0,
+            accel_mps2=0.0,
+            length_m=4.5,
+            width_m=1.8,
+            height_m=1.5,
+            kind="car",
+            sigma_major_m=0.02,
+            sigma_minor_m=0.02,
+            braking=False,
+        )
+        frame = encode_bsm(own, actor_id=name, t_s=t, msg_count=count % 128, frame=env.frame, epoch=env.epoch)
+        return Heard(name, testbed_pb2.LINK_PC5, t + 0.002, t, frame)
+
+    honest = [heard("a", 120.0, 0), heard("b", 90.0, 0)]
+    flood_x = [heard("x", 0.0, k) for k in range(64)]
+    flood_y = [heard("y", 0.0, k) for k in range(64)]
+    relays = [honest[0], *flood_x[:30], honest[1], *flood_x[30:], *flood_y]
+    with caplog.at_level(logging.WARNING, logger="v2x.agents.roadside"):
+        kept = rsu._within_budget(relays, MAX_TX_PER_TICK - 3, t)
+    assert kept == [honest[0], honest[1], flood_x[-1], flood_y[-1]]  # the newest of each, in the order heard
+    assert rsu.relays_repeated == 2 * 63 and rsu.relays_dropped == 0
+    said = [r.getMessage() for r in caplog.records if r.name == "v2x.agents.roadside"]
+    assert said == [
+        f"rsu_x1 t=5.0 s: heard 64 BSMs from {s} in one tick, relays the newest (one a sender a tick); "
+        "more are counted, not logged"
+        for s in ("x", "y")
+    ], said
+    # the ranking, when one a sender is still over the budget, is of senders: the honest far one is left out
+    assert rsu._within_budget(relays, 3, t) == [honest[1], flood_x[-1], flood_y[-1]]
+    assert rsu.relays_dropped == 1

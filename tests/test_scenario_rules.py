@@ -203,6 +203,38 @@ CASES = [
             ("0139", ""),
         )
     ),
+    # An explicit tag on a value PyYAML cannot read at all: a traceback (IndexError, KeyError, AttributeError),
+    # exit 1, before; `!!int "12\n"` loaded as 12 and full-width digits as a float (attack review 11).
+    *(
+        (
+            f"tagged {text}",
+            _variant("start_m: 130", f"start_m: {text}"),
+            "actors[0].start_m (line 24, column 14)",
+            expected,
+        )
+        for text, expected in (
+            (
+                '!!int ""',
+                "an integer as YAML 1.2 writes it (decimal without a leading zero, 0o17 octal or 0x1F "
+                "hexadecimal); '' is not",
+            ),
+            (
+                '!!int "+"',
+                "an integer as YAML 1.2 writes it (decimal without a leading zero, 0o17 octal or 0x1F "
+                "hexadecimal); '+' is not",
+            ),
+            (
+                '!!int "12\\n"',
+                "an integer as YAML 1.2 writes it (decimal without a leading zero, 0o17 octal or "
+                "0x1F hexadecimal); '12\\n' is not (YAML 1.1 reads it as 12)",
+            ),
+            ('!!float "_"', "a number; '_' is not"),
+            ('!!float ""', "a number; '' is not"),
+            ('!!float "\uff11\uff13\uff10"', "a number; '\uff11\uff13\uff10' is not (only ASCII digits are)"),
+            ('!!timestamp ""', "a real date (and time); '' is not"),
+            ('!!bool ""', "true or false; '' is not"),
+        )
+    ),
     # An epoch a run cannot represent: --secure's certificates and --record's MCAP times count from 1970.
     (
         "epoch before 1970",

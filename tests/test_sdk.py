@@ -1173,6 +1173,104 @@ async def test_the_examples_refuse_two_different_starts_before_tick_0(
 
 
 @pytest.mark.broker
+async def test_a_forged_never_joined_stop_after_start_does_not_end_the_stack(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Attack review 11: on the world's live START a forger published token-less STOPs "run error: these actors
+    never joined run RUN ...: follower"; one that came in the stack's first tick, before its first Ack, ended it
+    (``RunAborted``), and the run stalled 60 s blaming it. The world publishes that STOP instead of its START,
+    never after it: from START on only a STOP with START's token counts, and one with it ends the stack."""
+    import asyncio
+
+    import aiomqtt
+
+    from v2x.net import topics
+    from v2x.sdk import RunAborted, Stack, VehicleState
+
+    run_id = f"stopfake-{uuid.uuid4().hex[:6]}"
+    start = _forged_world_start(tmp_path, run_id, n_ticks=10)
+    start.token = uuid.uuid4().hex  # (as the world's: v2x.net.world)
+    never = f"run error: these actors never joined run {run_id} within 30 s: follower"
+    forged = testbed_pb2.Control(command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, reason=never)
+    real = testbed_pb2.Control(command=testbed_pb2.Control.COMMAND_STOP, run_id=run_id, reason="run error: test",
+                               token=start.token)  # fmt: skip
+    seen: list[int] = []
+    async with (
+        aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world,
+        Stack(mosquitto.address.url, run_id=run_id, actor_id="follower") as stack,
+    ):
+        await asyncio.sleep(0.5)  # (subscribed)
+        await world.publish(topics.control(run_id), start.SerializeToString(), qos=1)
+        await stack.start(timeout_s=10)
+        for n in range(3):
+            ti = testbed_pb2.TickInput(run_id=run_id, tick=n, tick_us=100_000, time_us=n * 100_000)
+            await world.publish(topics.tick_input(run_id, "follower"), ti.SerializeToString(), qos=1)
+            if n == 0:
+                await asyncio.sleep(0.3)  # (TickInput(0) came, no Ack yet: the window of the attack)
+                await world.publish(topics.control(run_id), forged.SerializeToString(), qos=1)
+                await asyncio.sleep(0.3)
+                assert not stack._stop_event.is_set()
+        with pytest.raises(RunAborted, match="stopped before its final tick: run error: test"):
+            async for tick in stack.ticks(tick_timeout_s=10):
+                seen.append(tick.n)
+                assert stack.run is not None
+                await stack.ack(tick, VehicleState.at_start(stack.run.me))
+                if tick.n == 2:
+                    await world.publish(topics.control(run_id), real.SerializeToString(), qos=1)
+    assert seen == [0, 1, 2]
+
+
+@pytest.mark.broker
+async def test_the_sdk_refuses_an_envelope_beyond_the_64_of_a_tick(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Attack review 11: `send_bsm` (a PC5 envelope and its Uu copy) and 63 more made 65 in a tick; the SDK sent
+    them, the world refused every re-sent Ack (`tx_count 65 > 64`) and the run stalled 60 s. Now the envelope
+    beyond `MAX_TX_PER_TICK` raises ValueError at once and is not sent; `send_bsm` sends both copies or none."""
+    import asyncio
+
+    import aiomqtt
+
+    from v2x.net import topics
+    from v2x.sdk import Stack, VehicleState
+    from v2x.wire.protocol import MAX_TX_PER_TICK
+
+    run_id = f"tx65-{uuid.uuid4().hex[:6]}"
+    start = _forged_world_start(tmp_path, run_id, n_ticks=10)
+    start.platform_id = "cloud"  # (send_bsm's Uu copy goes to it)
+    sent: list[testbed_pb2.Envelope] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
+        await world.subscribe(topics.tx(run_id, "follower"))
+
+        async def listen() -> None:
+            async for message in world.messages:
+                sent.append(testbed_pb2.Envelope.FromString(bytes(message.payload)))
+
+        listening = asyncio.create_task(listen())
+        async with Stack(mosquitto.address.url, run_id=run_id, actor_id="follower") as stack:
+            await asyncio.sleep(0.5)  # (subscribed)
+            await world.publish(topics.control(run_id), start.SerializeToString(), qos=1)
+            await stack.start(timeout_s=10)
+            tick0 = testbed_pb2.TickInput(run_id=run_id, tick=0, tick_us=100_000, time_us=0)
+            await world.publish(topics.tick_input(run_id, "follower"), tick0.SerializeToString())
+            async for tick in stack.ticks(tick_timeout_s=10):
+                assert stack.run is not None
+                state = VehicleState.at_start(stack.run.me)
+                frame = stack.bsm(tick, state)
+                for _ in range(MAX_TX_PER_TICK - 1):
+                    await stack.send(tick, frame)
+                with pytest.raises(ValueError, match=r"tick 0: 63 envelopes sent already; 2 envelopes \(the BSM"):
+                    await stack.send_bsm(tick, state)  # (63 + 2)
+                assert stack.msg_count == 1
+                await stack.send(tick, frame)  # the 64th
+                with pytest.raises(ValueError, match="over the 64 an actor may send in a tick"):
+                    await stack.send(tick, frame)
+                await stack.ack(tick, state)
+                break
+            await asyncio.sleep(0.5)
+        listening.cancel()
+    assert stack.seq == MAX_TX_PER_TICK and len(sent) == MAX_TX_PER_TICK
+
+
+@pytest.mark.broker
 async def test_the_sdk_sends_nothing_for_an_unequipped_actor(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """An actor with `equipped: false` (no OBU) MUST NOT send envelopes (the world refuses them: unequipped_sender,
     and conformance fails it: outside C++ stack review): the SDK's send and send_bsm send nothing for it, so that

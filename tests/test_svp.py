@@ -5,6 +5,7 @@ signal heads in step, the travel_time expectation, and the svp scenario on the l
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 
@@ -101,9 +102,16 @@ def test_warps_are_idempotent_and_checked_and_survive_the_wire() -> None:
 
 
 # -- the roadside unit --------------------------------------------------------------------------------
-def _rsu_and_request(kind: str, vehicle_class: int | None = None) -> tuple[RoadsideUnit, list[Heard], bytes]:
+def _rsu_and_request(
+    kind: str, vehicle_class: int | None = None, scenario_kind: str | None = ""
+) -> tuple[RoadsideUnit, list[Heard], bytes]:
+    """An RSU of svp, and a BSM and a VIR asking priority from a vehicle ``a-KIND`` whose BSM says ``kind`` (or
+    ``vehicle_class``) and whose kind in the scenario is ``scenario_kind`` (default ``kind``; None: a sender the
+    scenario does not name, as a background vehicle)."""
     sc = load_scenario(SVP)
     env = environment(sc)
+    if scenario_kind is not None:  # (as if the scenario named it: the RSU checks the class against the kind)
+        env = dataclasses.replace(env, kinds={**env.kinds, f"a-{kind}": scenario_kind or kind})
     rsu = RoadsideUnit(sc.actor("rsu_x1"), sc, env)
     who = temporary_id(f"a-{kind}")
     bsm = encode_bsm(
@@ -182,6 +190,41 @@ def test_priority_goes_by_the_standard_classes(vehicle_class: int, granted: bool
     rsu, heard, _ = _rsu_and_request("bus", vehicle_class)
     result = rsu.step(tick_ctx(100, tuple(heard)))
     assert result.truth is not None and bool(result.truth.signal_warps) == granted
+
+
+@pytest.mark.parametrize(
+    ("bsm_kind", "scenario_kind", "granted"),
+    [
+        ("emergency", "emergency", True),
+        ("bus", "bus", True),
+        ("emergency", "car", False),
+        ("emergency", "bus", False),
+        ("bus", "emergency", False),
+        ("bus", "truck", False),
+        ("emergency", None, False),
+        ("bus", None, False),
+    ],
+)
+def test_priority_needs_the_senders_kind_to_agree_with_its_bsms_class(
+    bsm_kind: str, scenario_kind: str | None, granted: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Attack review 11: a scenario `car` whose BSM declared class "emergency" was granted priority, and the
+    real ambulance was then refused (busy). Its kind in the scenario must agree (a background vehicle, not
+    named by the scenario, is not served); the refusal is logged once."""
+    rsu, heard, _ = _rsu_and_request(bsm_kind, scenario_kind=scenario_kind)
+    with caplog.at_level(logging.WARNING, logger="v2x.agents.roadside"):
+        result = rsu.step(tick_ctx(100, tuple(heard)))
+    assert result.truth is not None and bool(result.truth.signal_warps) == granted
+    assert bool([tx for tx in result.transmissions if tx.frame.WhichOneof("msg") == "rsc"]) == granted
+    said = [r.getMessage() for r in caplog.records if r.name == "v2x.agents.roadside"]
+    if granted:
+        assert not said
+    else:
+        declared = VEHICLE_CLASS[bsm_kind]
+        assert said == [
+            f"rsu_x1 t=10.0 s: a-{bsm_kind}'s BSM declares vehicle class {declared}, but its kind is "
+            f"{scenario_kind or 'not the scenario' + chr(39) + 's'}: no signal priority for it"
+        ], said
 
 
 def test_built_in_vehicles_send_the_standard_classes() -> None:

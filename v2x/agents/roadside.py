@@ -7,23 +7,22 @@ broadcasts RSM (or, with ``shares_as: ssm``, the Day-2 SSM) with what its roadsi
 sensor frame, 10 Hz by default); and sends
 the BSMs it hears and its RSMs (SSMs) to the edge/cloud platform over the wired backhaul.
 
-Signal priority (T/CSAE 157 VIR signalPriority, docs/SCENARIOS.md "svp"): the RSU runs the signal controllers
-of its intersections. A VIR signal priority request for one of them (node id, phase id; the arrival time is
-the time of its planned path's point nearest the phase's stop line) from a vehicle whose BSM declares an
-eligible class (emergency 60-69 or bus) is served by the controller (``FixedTimeController.request``, within
-the svp limits of the thresholds): the plan changes (reported to the world in the RSU's truth, so that the
-signal heads show it, and in SPAT from then on) and the RSU answers over PC5 with an RSC addressed to the
-vehicle: time window = the granted green at the stop line, recommended speed = the speed that reaches the
-line when the window opens, suggestion = the movement asked for. One decision per (vehicle, request id);
-while it stands the RSC is repeated with each VIR. A request from any other vehicle, or one the controller
-refuses, gets no RSC (silence) and changes nothing; so does a request while another vehicle's grant at the
-same intersection still stands."""
+Signal priority (T/CSAE 157 VIR signalPriority, docs/SCENARIOS.md "svp"): the RSU runs the signal controllers of its
+intersections. A VIR signal priority request for one of them (node id, phase id; the arrival time is the time of its
+planned path's point nearest the phase's stop line) from a vehicle whose BSM declares an eligible class (emergency 60-69
+or bus) that its kind in the scenario agrees with (emergency, bus) is served by the controller
+(``FixedTimeController.request``, within the svp limits of the thresholds): the plan changes (reported to the world in
+the RSU's truth, so that the signal heads show it, and in SPAT from then on) and the RSU answers over PC5 with an RSC
+addressed to the vehicle: time window = the granted green at the stop line, recommended speed = the speed that reaches
+the line when the window opens, suggestion = the movement asked for. One decision per (vehicle, request id); while it
+stands the RSC is repeated with each VIR. A request from any other vehicle, or one the controller refuses, gets no RSC
+(silence) and changes nothing; so does a request while another vehicle's grant at the same intersection still stands."""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from v2x.agents.base import Agent, Environment, Heard, TickContext, TickResult, Transmission
@@ -179,7 +178,9 @@ class RoadsideUnit(Agent):
         }
         self._approaches = [a for a in aps if a.phase_id]
         self.own_id = temporary_id(spec.id)
-        self._classes: dict[bytes, int] = {}  # vehicle class by BSM temporary id (the last BSM heard)
+        # vehicle class by BSM temporary id (the last BSM heard); None: a priority class its sender's kind is not
+        self._classes: dict[bytes, int | None] = {}
+        self._said_class: set[str] = set()
         # Signal priority decisions by (vehicle, request id), with the node id they were for.
         self.decisions: dict[tuple[bytes, int], tuple[int, PriorityDecision]] = {}
         self._rsc_count = 0
@@ -195,6 +196,8 @@ class RoadsideUnit(Agent):
         self._next_spat_s = 0.0
         self.relayed = 0
         self.relays_dropped = 0  # BSMs heard but not relayed: over the envelopes an actor may send in a tick
+        self.relays_repeated = 0  # BSMs heard but not relayed: a sender's older ones in the tick
+        self._said_repeated: set[str] = set()
         self._said_dropped = False
         self.shares_as = spec.shares_as  # rsm (Day-1) or ssm (Day-2): how it broadcasts what it detects
         self._ssm_count = 0
@@ -298,11 +301,13 @@ class RoadsideUnit(Agent):
         return result
 
     def _within_budget(self, relays: list[Heard], budget: int, t: float) -> list[Heard]:
-        """The BSMs to relay to the platform this tick: all of them, in the order heard, when they fit in what the
-        RSU may still send in the tick (``MAX_TX_PER_TICK`` envelopes an actor, its own messages first); else the
-        ``budget`` nearest to the RSU (ties: the order heard), still in the order heard. More than some 60
-        equipped vehicles in range asked for more envelopes than the world takes from one actor, and the world
-        refused the RSU's whole report tick after tick (a claims review, session 24)."""
+        """The BSMs to relay to the platform this tick: one a sender (:meth:`_one_per_sender`), then all of
+        them, in the order heard, when they fit in what the RSU may still send in the tick (``MAX_TX_PER_TICK``
+        envelopes an actor, its own messages first); else the ``budget`` nearest to the RSU (ties: the order
+        heard), still in the order heard. More than some 60 equipped vehicles in range asked for more envelopes
+        than the world takes from one actor, and the world refused the RSU's whole report tick after tick (a
+        claims review, session 24)."""
+        relays = self._one_per_sender(relays, t)
         if len(relays) <= budget:
             return relays
         budget = max(budget, 0)
@@ -326,13 +331,38 @@ class RoadsideUnit(Agent):
             )
         return [relays[k] for k in keep]
 
+    def _one_per_sender(self, relays: list[Heard], t: float) -> list[Heard]:
+        """Of the BSMs one sender (the envelope's, which the world checks) was heard sending in the tick, the
+        newest (the last heard), in the order heard. A BSM is a 10 Hz message: two outside cars sending 64 BSMs a
+        tick each that claimed the RSU's own position took every relay the budget left, the RSU relayed only
+        theirs, and the edge never heard the car it warned about (attack review 11). The BSMs left out are
+        counted in ``relays_repeated``; each sender that sent several in a tick is logged once."""
+        last = {h.sender_id: k for k, h in enumerate(relays)}
+        if len(last) == len(relays):
+            return relays
+        self.relays_repeated += len(relays) - len(last)
+        counts = Counter(h.sender_id for h in relays)
+        for sender, n in sorted(counts.items()):
+            if n > 1 and sender not in self._said_repeated:
+                self._said_repeated.add(sender)
+                log.warning(
+                    "%s t=%.1f s: heard %d BSMs from %s in one tick, relays the newest (one a sender a tick); "
+                    "more are counted, not logged",
+                    self.actor_id,
+                    t,
+                    n,
+                    sender,
+                )
+        return [relays[k] for k in sorted(last.values())]
+
     # -- signal priority ----------------------------------------------------------------------------
     def _on_heard(self, heard: Heard, t: float, result: TickResult, warps: list[testbed_pb2.SignalWarp]) -> None:
         which = heard.frame.WhichOneof("msg")
         if which == "bsm":
             remote = self.env.bsm(heard, t)
             if remote is not None:
-                self._classes[remote.temp_id] = remote.kind_class
+                eligible = self._kind_agrees(heard.sender_id, remote.kind_class, t)
+                self._classes[remote.temp_id] = remote.kind_class if eligible else None
         elif which == "vir":
             intention = self.env.vir(heard, t)
             items = []
@@ -353,6 +383,28 @@ class RoadsideUnit(Agent):
                 )
                 self._rsc_count += 1
                 result.transmissions.append(Transmission(testbed_pb2.LINK_PC5, frame))
+
+    def _kind_agrees(self, sender: str, kind_class: int, t: float) -> bool:
+        """Whether the priority class a BSM declares (emergency, transit) is its sender's kind in the scenario
+        (``emergency``, ``bus``): a ``car`` whose BSM said "emergency" was granted priority, and the real
+        ambulance was then refused (attack review 11). A sender the scenario does not name (a fleet's background
+        vehicle, which asks no priority) is not eligible. A class that asks nothing is not checked."""
+        if kind_class not in PRIORITY_CLASSES:
+            return True
+        kind = self.env.kinds.get(sender)
+        if kind == ("emergency" if kind_class in EMERGENCY_CLASSES else "bus"):
+            return True
+        if sender not in self._said_class:
+            self._said_class.add(sender)
+            log.warning(
+                "%s t=%.1f s: %s's BSM declares vehicle class %d, but its kind is %s: no signal priority for it",
+                self.actor_id,
+                t,
+                sender,
+                kind_class,
+                kind or "not the scenario's",
+            )
+        return False
 
     def _limits(self) -> PriorityLimits:
         th = self.env.thresholds
@@ -378,7 +430,7 @@ class RoadsideUnit(Agent):
         known = self.decisions.get(key)
         if known is None:
             if self._classes.get(intention.sender_id) not in PRIORITY_CLASSES:
-                return None  # no priority for vehicles that are not eligible (by their BSM's class)
+                return None  # no priority for vehicles that are not eligible (their BSM's class and their kind)
             arrival = self._arrival(intention, request)
             if arrival is None or self._busy(request.intersection_id, intention.sender_id, t):
                 return None

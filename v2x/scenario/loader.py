@@ -182,17 +182,26 @@ def _path_to(root: yaml.Node, target: yaml.Node) -> str:
     return next((_loc(where) for node, where in _nodes(root, keys=True) if node is target), "")
 
 
-def _constructed_or_refused(construct: Any, what: str) -> Any:
-    """PyYAML's constructor ``construct`` for a scalar, with the ValueError it raises for a value Python cannot
-    hold (``2026-02-30``; an integer of more than 4300 digits, Python's limit on converting text) turned into a
-    YAML error at the value's line, which the loader reports as a problem (exit 2), not a traceback."""
+def _constructed_or_refused(construct: Any, what: str, *, ascii_only: bool = False) -> Any:
+    """PyYAML's constructor ``construct`` for a scalar, with whatever it raises for a value Python cannot hold
+    (``2026-02-30``; an integer of more than 4300 digits, Python's limit on converting text) or cannot read at
+    all (an explicit ``!!int ""``, ``!!int "+"``, ``!!float "_"``: IndexError; ``!!timestamp ""``:
+    AttributeError; ``!!bool ""``: KeyError, each a traceback before: attack review 11) turned into a YAML error
+    at the value's line, which the loader reports as a problem (exit 2). ``ascii_only``: a value with other
+    characters than ASCII is refused too (``!!float "１３０"``: Python's float() reads full-width digits)."""
 
     def constructor(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        if ascii_only and isinstance(node.value, str) and not node.value.isascii():
+            message = f"{what}; {_short(node.value, 40)} is not (only ASCII digits are)"
+            raise _Unrepresentable(None, None, message, node.start_mark, node=node)
         try:
             value = construct(loader, node)
-        except (ValueError, OverflowError) as exc:
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # (any failure of a constructor: a value it cannot read)
             why = str(exc).split(";")[0].split(":")[0]
-            message = f"{what}; {_short(node.value, 40)} is not ({why})"
+            detail = f" ({why})" if isinstance(exc, (ValueError, OverflowError)) and why else ""
+            message = f"{what}; {_short(node.value, 40)} is not{detail}"
             raise _Unrepresentable(None, None, message, node.start_mark, node=node) from None
         if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:  # (0x and 1:2:3 forms have no digit limit)
             raise _Unrepresentable(None, None, f"{what}; {_short(node.value, 40)} is not", node.start_mark, node=node)
@@ -209,7 +218,7 @@ _SafeRules.add_constructor(
 # reads YAML 1.1, where `0130` is octal (88), `2:10` base 60 (130), `0b10000010` binary (130) and `1_4` is 14: each
 # is refused, naming the field, rather than read silently as another number than YAML 1.2 (and the reader) takes
 # it for (attack review 10: `start_m: 0130` put a car at 88 m). A decimal with a leading zero is such a form.
-_YAML12_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9]*|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_YAML12_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*|0o[0-7]+|0x[0-9a-fA-F]+)\Z")  # (\Z: "12\n" is not)
 _INT_RULE = "an integer as YAML 1.2 writes it (decimal without a leading zero, 0o17 octal or 0x1F hexadecimal)"
 
 
@@ -219,7 +228,7 @@ def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
         try:
             value = yaml.SafeLoader.construct_yaml_int(loader, node)
             old = f" (YAML 1.1 reads it as {value})" if value.bit_length() <= 64 else ""
-        except (ValueError, OverflowError):
+        except Exception:  # (`!!int ""` and `!!int "+"`: IndexError in PyYAML)
             old = ""
         message = f"{_INT_RULE}; {_short(text, 40)} is not{old}"
         raise _Unrepresentable(None, None, message, node.start_mark, node=node)
@@ -234,7 +243,11 @@ _SafeRules.add_constructor(
 )
 _SafeRules.add_constructor(
     "tag:yaml.org,2002:float",
-    _constructed_or_refused(yaml.SafeLoader.construct_yaml_float, "a number"),
+    _constructed_or_refused(yaml.SafeLoader.construct_yaml_float, "a number", ascii_only=True),
+)
+_SafeRules.add_constructor(
+    "tag:yaml.org,2002:bool",
+    _constructed_or_refused(yaml.SafeLoader.construct_yaml_bool, "true or false"),
 )
 
 

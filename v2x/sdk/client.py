@@ -87,7 +87,14 @@ from v2x.wire import frame_pb2, security_pb2, testbed_pb2
 from v2x.wire.advisory import advisory, advisory_problem
 from v2x.wire.bsm import OwnState, decode_bsm, encode_bsm
 from v2x.wire.envelope import parse_envelope
-from v2x.wire.protocol import FIGURE_NAMES, HELLO_EVERY_S, MAX_INPUT_BYTES, PROTOCOL_VERSION, WORLD_LOST
+from v2x.wire.protocol import (
+    FIGURE_NAMES,
+    HELLO_EVERY_S,
+    MAX_INPUT_BYTES,
+    MAX_TX_PER_TICK,
+    PROTOCOL_VERSION,
+    WORLD_LOST,
+)
 from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, read_credentials
 from v2x.wire.tick_input import next_tick_problem, read_tick_input
 
@@ -246,6 +253,7 @@ class Stack:
         self._events: deque[tuple[int, list[testbed_pb2.Advisory]]] = deque(maxlen=KEEP_EVENTS_TICKS)
         self._carry: list[testbed_pb2.Advisory] = []
         self._token: object = None
+        self._live_token: object = None  # the token of the last START that came live (not retained), if any
 
     @classmethod
     def from_credentials(
@@ -478,13 +486,18 @@ class Stack:
                 self._reject("malformed", f"a Control START it cannot use ({exc})")
                 return
             self._token = getattr(ctrl, "token", None)
+            # a live START's token: from then on every STOP must carry it (a retained START may be a stale one of
+            # an earlier run, whose token the world's join-timeout STOP does not carry)
+            self._live_token = self._token if not retained else self._live_token
             self._t0 = time.monotonic()
             self._started.set()
             if not retained:  # (a stale retained START, then the world's live one, is how a stack meets a run)
                 self._live_starts.add(payload)  # (the world's are the same bytes each time; a copy with its token
                 # but other numbers was taken: attack review 6)
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
-            if self._last is None:
+            # (until session 24's attack review 11 every STOP before the first Ack went there, after START too:
+            # a forged token-less "never joined" STOP ended an honest stack in its first tick)
+            if self._last is None and not self._live_token:
                 self._stop_before_first_tick(ctrl, retained=retained)
                 return
             token = getattr(ctrl, "token", None)
@@ -498,14 +511,16 @@ class Stack:
             self._stop_event.set()
 
     def _stop_before_first_tick(self, ctrl: testbed_pb2.Control, *, retained: bool) -> None:
-        """A STOP of this run id before the first tick: a retained one is an earlier run's (ignored); one published
-        while this stack listened is ignored too (an earlier run with this id may end after this stack started),
-        unless it is the world's join timeout naming this actor (``run error: these actors never joined ...``, the
-        actor among those missing or among the unknown ids that said Hello: a wrong actor id, a Hello refused):
-        then ``start()`` and ``ticks()`` raise :class:`RunAborted` saying so at once, instead of waiting out their
-        timeout (since session 24: the stack logged this run's STOP as an earlier run's and waited). There is no
-        token before START: on an open broker a forged STOP of that form can end a stack waiting to join, as two
-        different STARTs can (``StartConflict``); ``--secure`` runs let only the world publish Controls."""
+        """A STOP of this run id before the first tick and before any START came live: a retained one is an earlier
+        run's (ignored); one published while this stack listened is ignored too (an earlier run with this id may end
+        after this stack started), unless it is the world's join timeout naming this actor (``run error: these actors
+        never joined ...``, the actor among those missing or among the unknown ids that said Hello: a wrong actor id, a
+        Hello refused): then ``start()`` and ``ticks()`` raise :class:`RunAborted` saying so at once, instead of waiting
+        out their timeout (since session 24: the stack logged this run's STOP as an earlier run's and waited). There is
+        no token before START: on an open broker a forged STOP of that form can end a stack waiting to join, as two
+        different STARTs can (``StartConflict``); ``--secure`` runs let only the world publish Controls. Once a START
+        has come live, every STOP must carry its token (the world's join timeout never follows its START): a forged
+        token-less one ended a stack in its first tick, until its first Ack (attack review 11)."""
         reason = printable(ctrl.reason[:1000])
         if retained:
             log.info("%s: ignoring the STOP of an earlier run (%s)", self.actor_id, reason)
@@ -846,7 +861,9 @@ class Stack:
     ) -> None:
         """Transmit ``frame`` in ``tick`` over ``link`` (PC5: broadcast; Uu / wired: to ``dest_ids``). For an actor
         that START says is unequipped (``equipped: false``: no OBU) nothing is sent (it MUST NOT send envelopes:
-        the world refuses them, ``unequipped_sender``), said once in the log: the same stack loop serves both."""
+        the world refuses them, ``unequipped_sender``), said once in the log: the same stack loop serves both.
+        Raises ``ValueError`` for an envelope beyond ``MAX_TX_PER_TICK`` (64) in a tick, :meth:`send_bsm`'s Uu copy
+        counted (the world refuses an Ack of more, again and again, and the run stalls: attack review 11)."""
         run = self._check_open(tick)
         if not run.me.equipped:
             if not self._said_unequipped:
@@ -854,6 +871,7 @@ class Stack:
                 # (a warning: a forged retained START saying so muted a resumed stack, unseen: attack review 8)
                 log.warning("%s: START says it is unequipped (equipped: false): the SDK sends nothing", self.actor_id)
             return
+        self._check_room(tick, 1)
         self.seq += 1
         env = testbed_pb2.Envelope(
             sender_id=self.actor_id,
@@ -870,6 +888,15 @@ class Stack:
         item = (topics.tx(self.run_id, self.actor_id), env.SerializeToString())
         self._out.append(item)
         await self._publish(*item)
+
+    def _check_room(self, tick: Tick, envelopes: int) -> None:
+        if len(self._out) + envelopes > MAX_TX_PER_TICK:
+            what = "an envelope" if envelopes == 1 else f"{envelopes} envelopes (the BSM over PC5 and its Uu copy)"
+            raise ValueError(
+                f"tick {tick.n}: {len(self._out)} envelopes sent already; {what} more would be over the "
+                f"{MAX_TX_PER_TICK} an actor may send in a tick (the world would refuse the Ack, tx_count > "
+                f"{MAX_TX_PER_TICK}, and the run would stall; docs/PROTOCOL.md)"
+            )
 
     def bsm(self, tick: Tick, state: VehicleState, *, flags: Iterable[str] = ()) -> frame_pb2.MessageFrame:
         """The BSM of a vehicle truly in ``state`` at ``tick``: position = the GNSS fix (truth + the tick's
@@ -902,8 +929,11 @@ class Stack:
 
     async def send_bsm(self, tick: Tick, state: VehicleState, *, flags: Iterable[str] = ()) -> None:
         """Send this tick's BSM (:meth:`bsm`) over PC5 and, with ``uplink`` and a platform, the same bytes
-        over Uu to it."""
+        over Uu to it: two envelopes of the 64 a tick (``ValueError`` if they do not both fit, :meth:`send`)."""
         run = self._check_open(tick)
+        copies = 2 if self.uplink and run.platform_id else 1
+        if run.me.equipped:
+            self._check_room(tick, copies)  # (both or neither)
         frame = self.bsm(tick, state, flags=flags)
         await self.send(tick, frame)
         if self.uplink and run.platform_id:
