@@ -193,6 +193,7 @@ class Simulation:
             run_end_s=self.time_of(self.n_ticks) + self.tick_s,
             security=security,
             may_warp=signal_controllers(scenario),
+            external=[a.id for a in scenario.actors if a.external],
         )
         # The fleets (v2x.agents.fleet) hosting the equipped background vehicles: ``fleets`` of them (one per
         # worker) in the V2X variant of a scenario whose flows have any; each reports once per tick (FleetAck)
