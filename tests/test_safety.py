@@ -383,3 +383,22 @@ async def test_the_outside_example_drives_straight_through_hlws_bend_and_fails(
     assert not found["passed"] and 150 < offset["offset_m"] < 200 and offset["t_s"] == 16.0, (found, offset)
     assert found["detail"].startswith(f"car_a's largest offset from its route {offset['offset_m']:.2f} m at t=")
     assert found["detail"].endswith("; expected <= 1.75 m")
+
+
+def test_the_safety_expectations_per_scenario_are_bounded(tmp_path: Path) -> None:
+    """Attack review 11: every pair of 120 actors as a ``min_gap`` (7,140 pairs in 471 kB) made a run 3.1 times
+    slower; nothing bounded them. At most MAX_SAFETY_EXPECTATIONS of the per-tick measures per scenario."""
+    from v2x.scenario.model import MAX_SAFETY_EXPECTATIONS
+
+    one = "{name: g%d, type: min_gap, actors: [follower, lead], min_m: 1}"
+    within = FCW + "".join(f"  - {one % k}\n" for k in range(MAX_SAFETY_EXPECTATIONS - 1))  # fcw has one
+    path = tmp_path / "within.yaml"
+    path.write_text(within)
+    assert len(load_scenario(path).expectations) == NEW + MAX_SAFETY_EXPECTATIONS - 1
+    assert _problems(within + f"  - {one % 999}\n", tmp_path) == [
+        (
+            "expectations",
+            f"at most {MAX_SAFETY_EXPECTATIONS} expectations of types min_gap, max_decel, stays_on_route, gap (each "
+            f"is measured at every tick); got {MAX_SAFETY_EXPECTATIONS + 1}",
+        )
+    ]

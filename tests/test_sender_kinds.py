@@ -31,8 +31,10 @@ from v2x.sdk import Stack, VehicleState
 from v2x.sdk.types import RunInfo
 from v2x.wire import frame_pb2, testbed_pb2
 from v2x.wire.advisory import advisory
+from v2x.wire.day2 import encode_ssm
 from v2x.wire.map_spat import RED, Interval, SignalState, decode_spat, encode_spat
-from v2x.wire.protocol import MAY_SEND, ROAD_USER_SENDS, may_send
+from v2x.wire.protocol import MAY_SEND, ROAD_USER_SENDS, may_send, relay_problem
+from v2x.wire.rsm import PerceivedObject
 from v2x.wire.security import permissions_for
 
 FRAME_KINDS = tuple(f.name for f in frame_pb2.MessageFrame.DESCRIPTOR.oneofs_by_name["msg"].fields)
@@ -45,8 +47,11 @@ def test_one_table_for_every_kind_and_the_certificates() -> None:
     for kind in ("car", "truck", "bus", "emergency", "pedestrian", "cyclist", "rsu", "platform"):
         assert permissions_for(kind) == may_send(kind)
     assert [k for k in ("car", "pedestrian", "rsu", "platform") if "advisory" in may_send(k)] == ["platform"]
-    for msg in ("map", "spat", "rsi", "rsm", "ssm"):
+    for msg in ("map", "spat", "rsi", "rsm"):
         assert [k for k in ("car", "pedestrian", "rsu", "platform") if msg in may_send(k)] == ["rsu"], msg
+    # an SSM: an RSU's, and an OBU's or a VRU device's (docs/PROTOCOL.md "Day-2 messages", T/CSAE 157 sensor
+    # sharing; a road user's SSM was refused, against that table: attack review 11)
+    assert [k for k in ("car", "pedestrian", "rsu", "platform") if "ssm" in may_send(k)] == ["car", "pedestrian", "rsu"]
 
 
 def _env(
@@ -58,6 +63,31 @@ def _env(
     return testbed_pb2.Envelope(
         sender_id=sender, seq=1, tick=0, tx_time_us=0, link=link, dest_ids=dest, frame=frame.SerializeToString()
     ).SerializeToString()
+
+
+def test_an_rsus_bsm_goes_only_over_the_backhaul_to_the_platform() -> None:
+    """Attack review 11: an outside RSU sent BSMs over PC5 (its own id) and over LINK_WIRED to a car (with any id:
+    a relay carries the heard sender's), and a built-in car's FCW warned about a phantom. An RSU's "bsm" is a
+    relay (``RELAYED``): over LINK_WIRED, to the platform only; anything else is ``not_permitted``."""
+    assert relay_problem("rsu", "bsm", True, ["platform"]) == ""
+    assert relay_problem("rsu", "spat", False, []) == "" and relay_problem("car", "bsm", False, []) == ""
+    expected = "a rsu sends 'bsm' only as a relay over LINK_WIRED to the platform"
+    assert relay_problem("rsu", "bsm", False, []) == expected
+    assert relay_problem("rsu", "bsm", True, ["platform", "car"]) == expected
+    frame = frame_pb2.MessageFrame()
+    frame.bsm.SetInParent()
+    for link, dest, accepted in (
+        (testbed_pb2.LINK_PC5, (), False),
+        (testbed_pb2.LINK_WIRED, ("neighbour",), False),
+        (testbed_pb2.LINK_WIRED, ("cloud", "neighbour"), False),
+        (testbed_pb2.LINK_WIRED, ("cloud",), True),
+    ):
+        sim = offline_sim(load_scenario(SCENARIO_DIR / "fcw.yaml"))
+        sim.begin(0)
+        sim.receive("tx", "rsu1", _env("rsu1", frame, link, dest))
+        assert (dict(sim.inbound.stats.rejected), bool(sim.inbound.received)) == (
+            ({}, True) if accepted else ({"not_permitted": 1}, False)
+        ), (link, dest)
 
 
 def _forged_advisory(target: str, *, ttc_s: float = 1.2) -> frame_pb2.MessageFrame:
@@ -133,6 +163,33 @@ def test_a_vehicle_takes_a_spat_or_map_only_from_an_rsu() -> None:
     assert dict(car.rejected) == {"not_permitted": 2} and not car.signals and not car.approaches
     car.step(tick_ctx(1, tuple(Heard("rsu_x1", testbed_pb2.LINK_PC5, 0.1, 0.1, f) for f in out)))
     assert dict(car.rejected) == {"not_permitted": 2} and car.signals and car.approaches
+
+
+def test_a_road_users_ssm_is_taken_by_the_world_and_a_built_in_vehicle() -> None:
+    """docs/PROTOCOL.md's Day-2 table: an OBU or a VRU device may send an SSM (T/CSAE 157 sensor sharing). The
+    world refused a car's as ``not_permitted`` (attack review 11). Now the world takes it, and a built-in vehicle
+    keeps its participant as it keeps an RSU's."""
+    sc = load_scenario(SCENARIO_DIR / "fcw.yaml")
+    env = environment(sc)
+    seen = PerceivedObject(7, "pedestrian", "camera", 0.0, 150.0, 6.0, 1.0, 0.0, 0.5, 0.5, 0.3)
+    ssm = encode_ssm(
+        [seen],
+        actor_id="lead",
+        equipment="obu",
+        sensor_x=140.0,
+        sensor_y=0.0,
+        t_s=0.0,
+        frame=env.frame,
+        epoch=env.epoch,
+        msg_count=0,
+    )
+    sim = offline_sim(sc)
+    sim.begin(0)
+    sim.receive("tx", "lead", _env("lead", ssm))
+    assert not sim.inbound.stats.rejected and len(sim.inbound.received) == 1
+    car = _neighbour()
+    car.step(tick_ctx(0, (Heard("lead", testbed_pb2.LINK_PC5, 0.0, 0.0, ssm),)))
+    assert not car.rejected and [p.key.split("/")[1] for p in car.shared.values()] == ["7"]
 
 
 # -- the SDK ------------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from v2x.sim.motion import (
     IN_RUNS_VRU,
     MAX_SPEED_CHANGE_MPS2,
     motion_problems,
+    reach_m,
     truth_problem,
 )
 from v2x.sim.simulation import MAX_MOTION_EVENTS
@@ -83,13 +84,63 @@ def test_the_rules_name_the_figures() -> None:
         "speed 16.67 -> 0.00 m/s in 0.20 s (83.4 m/s^2; at most 15)"
     ]
     slow = V - 2.0  # 10 m/s^2 over two ticks
-    assert motion_problems(_truth(0.0, V), _truth(9.0, slow), 0.1, ticks=2) == []
+    assert motion_problems(_truth(0.0, V), _truth(0.5 * (V + slow) * 0.2, slow), 0.1, ticks=2) == []
     hard = V - 9.0 * 0.1  # an emergency stop at 9 m/s^2
     assert motion_problems(_truth(0.0, V), _truth(0.5 * (V + hard) * 0.1, hard), 0.1) == []
     edge = V - MAX_SPEED_CHANGE_MPS2 * 0.1
     assert motion_problems(_truth(0.0, V), _truth(0.5 * (V + edge) * 0.1, edge), 0.1) == []
     sideways = testbed_pb2.TruthState(y_m=1.667, vx_mps=V, speed_mps=V, heading_deg=90.0)
     assert motion_problems(_truth(0.0, V), sideways, 0.1) == ["moved towards 0.0 deg, heading 90.0"]
+
+
+def _at(x: float, v: float, z: float) -> testbed_pb2.TruthState:
+    tr = _truth(x, v)
+    tr.z_m = z
+    return tr
+
+
+def test_across_a_gap_the_distance_is_bounded_and_the_height_always(tmp_path: Path) -> None:
+    """Attack review 11: across ticks without a truth only the speed change was judged, so the next truth could
+    land 500 m on; and the height was never judged (0 -> 999 m in a tick put a car above every collision and
+    every min_gap). Across k ticks the distance moved is at most what the two speeds allow with the speed-change
+    bound (``reach_m``); the height changes by at most MAX_GRADE of the distance moved, plus 5 cm."""
+    assert reach_m(V, V, 0.2) == pytest.approx(V * 0.2 + MAX_SPEED_CHANGE_MPS2 * 0.04 / 4)
+    assert reach_m(0.0, MAX_SPEED_CHANGE_MPS2 * 0.2, 0.2) == pytest.approx(MAX_SPEED_CHANGE_MPS2 * 0.04 / 2)
+    assert motion_problems(_truth(0.0, V), _truth(500.0, V), 0.1, ticks=2) == [
+        "moved 500.00 m in 0.20 s where its speeds say at most 3.48 m (with at most 15 m/s^2)"
+    ]
+    # an honest stack whose tick closed without it: at speed, or braking at 9 m/s^2, over 2 and 5 ticks
+    for k in (2, 5):
+        assert motion_problems(_truth(0.0, V), _truth(V * 0.1 * k, V), 0.1, ticks=k) == []
+        after = V - 0.9 * k
+        assert motion_problems(_truth(0.0, V), _truth(0.5 * (V + after) * 0.1 * k, after), 0.1, ticks=k) == []
+    # the height: a jump, on the level and across a gap; a ramp at the steepest grade a lane may have passes
+    assert motion_problems(_at(0.0, V, 0.0), _at(V * 0.1, V, 999.0), 0.1) == [
+        f"height 0.00 -> 999.00 m over {V * 0.1:.2f} m (a grade of at most 30%)"
+    ]
+    assert motion_problems(_at(0.0, 0.0, 0.0), _at(0.0, 0.0, 3.0), 0.1, ticks=3) != []  # standing, lifted
+    assert motion_problems(_at(0.0, V, 0.0), _at(V * 0.1, V, 0.3 * V * 0.1), 0.1) == []
+    assert motion_problems(_at(0.0, V, 0.0), _at(V * 0.2, V, 0.3 * V * 0.2), 0.1, ticks=2) == []
+    assert motion_problems(_at(0.0, 0.0, 0.0), _at(0.0, 0.0, 0.04), 0.1) == []  # within the tolerance
+
+
+def test_a_road_users_ack_without_a_truth_is_refused(tmp_path: Path) -> None:
+    """Attack review 11: an outside stack's Ack without a truth switched the position check off for the next
+    truth. A road user's Ack must carry its truth: without it, ``out_of_range`` naming why, and the tick waits
+    for a proper one (the built-in agents and the SDK's vehicles always send it)."""
+    sc = load_scenario(fcw_with_external(tmp_path, "follower"))
+    sim = offline_sim(sc)
+    sim.begin(0)
+    for actor in BUILT_IN:
+        sim.receive("ack", actor, _ack(actor, 0, {"lead": 200.0, "neighbour": 110.0}.get(actor, 0.0)))
+    sim.receive("ack", "follower", testbed_pb2.Ack(actor_id="follower", tick=0).SerializeToString())
+    assert sim.inbound.stats.rejected == {"out_of_range": 1}
+    assert sim.missing() == ["follower"]
+    assert "a road user's Ack must carry its truth" in " ".join(sim.missing_why())
+    sim.receive(
+        "ack", "follower", testbed_pb2.Ack(actor_id="follower", tick=0, truth=_truth(100.0, V)).SerializeToString()
+    )
+    assert sim.missing() == []
 
 
 def _run(tmp_path: Path, follower: Mapping[int, testbed_pb2.TruthState | None], n_ticks: int) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 from v2x.apps.registry import figures, time_label
 from v2x.files import replace_whole
 from v2x.scenario.model import (
+    MAX_GRADE,
     CollisionExpectation,
     Expectation,
     GapExpectation,
@@ -447,8 +448,9 @@ def motion_checks(events: list[dict[str, Any]], metrics: dict[str, dict[str, Any
             detail = (
                 f"{actor}: {bad} tick(s) whose reported truth moves as no vehicle can"
                 + (f"; the first, at {first['t_s']:g} s: {first['problem']}" if first else "")
-                + ' (docs/PROTOCOL.md "Truth": the position moves as the speeds say, the speed changes by at most'
-                f" {MAX_SPEED_CHANGE_MPS2:g} m/s^2; v2x conformance lists every tick)"
+                + ' (docs/PROTOCOL.md "Truth": the position moves as the speeds say, the height by at most'
+                f" {MAX_GRADE:.0%} of it, the speed changes by at most {MAX_SPEED_CHANGE_MPS2:g} m/s^2; v2x conformance"
+                " lists every tick)"
             )
             out.append({"name": "truth in motion", "variant": variant, "passed": False, "detail": detail})
     return out

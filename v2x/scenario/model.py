@@ -804,6 +804,12 @@ class StaysOnRouteExpectation(_ExpectationBase):
 
 
 GapMeasure = Literal["smallest_m", "largest_m", "smallest_s", "largest_s"]
+# The expectations measured at every tick of a run (``v2x.sim.safety``; a ``gap`` at every tick of its window): at
+# most this many per scenario. Each ``min_gap`` pair costs about 25 us a tick (the exact distance of two boxes):
+# every pair of 120 actors, 7,140 in a 471 kB file, made a run 3.1 times slower, and 4 MiB holds some 55,000
+# (about 1.4 s a tick: attack review 11). The shipped scenarios ask for at most 7.
+MAX_SAFETY_EXPECTATIONS = 100
+SAFETY_EXPECTATIONS = ("min_gap", "max_decel", "stays_on_route", "gap")
 
 
 class GapExpectation(_ExpectationBase):
@@ -883,6 +889,17 @@ class Scenario(Strict):
     # (each threshold's bounds, v2x.apps.thresholds.BOUNDS, are checked by the loader, naming them)
     thresholds: dict[str, Real] = Field(default_factory=dict)
     expectations: list[Expectation] = Field(default_factory=list)
+
+    @field_validator("expectations")
+    @classmethod
+    def _few_measured(cls, value: list[Expectation]) -> list[Expectation]:
+        n = sum(e.type in SAFETY_EXPECTATIONS for e in value)
+        if n > MAX_SAFETY_EXPECTATIONS:
+            raise ValueError(
+                f"at most {MAX_SAFETY_EXPECTATIONS} expectations of types {', '.join(SAFETY_EXPECTATIONS)} (each is "
+                f"measured at every tick); got {n}"
+            )
+        return value
 
     @field_validator("epoch")
     @classmethod

@@ -57,6 +57,7 @@ from v2x.wire.protocol import (
     PROTOCOL_VERSIONS,
     ROAD_USER_SENDS,
     may_send,
+    relay_problem,
 )
 from v2x.wire.scan import bsm_envelope_unsigned
 from v2x.wire.security import EnvelopeSecurity, Freshness, Verified
@@ -240,14 +241,18 @@ class Inbound:
         run_end_s: float = math.inf,
         security: EnvelopeSecurity | None = None,
         may_warp: Mapping[str, Collection[str]] | None = None,
+        external: Collection[str] = (),
     ):
         """``slot_of``: every actor's slot in the world (its keys are the known senders and destinations);
         ``kind_of``: every actor's kind in the scenario (a Hello must say the same); ``run_end_s``: the end
         of the run (a warning raised later is out of range); ``security``: a secure run's verifier (every
         envelope must then be signed by a pseudonym of the run's CA, fresh and not seen before); ``may_warp``:
         per actor, the intersections whose signal plan it may change (an RSU's signalised ones; an actor not
-        named may change none: an Ack with a signal warp for another is ``out_of_range``)."""
+        named may change none: an Ack with a signal warp for another is ``out_of_range``); ``external``: the actors
+        outside stacks drive (a road user's Ack among them without a truth is ``out_of_range``: the world judges
+        their truths' motion from one to the next, and one Ack without it let the next truth land 500 m on)."""
         self.actor_ids = sorted(actor_ids)
+        self.external = frozenset(external)
         self.slot_of = slot_of
         self.unequipped = unequipped
         self.tick_s = tick_s
@@ -614,6 +619,13 @@ class Inbound:
         if env.link == testbed_pb2.LINK_WIRED and self.kind_of.get(actor_id) not in (None, "rsu", "platform"):
             self.reject("bad_link", where, "(the wired backhaul is the roadside's and the platform's)")
             return True
+        if kind is not None and (
+            problem := relay_problem(
+                kind, msg_type, env.link == testbed_pb2.LINK_WIRED, [self.kind_of.get(d, "car") for d in env.dest_ids]
+            )
+        ):
+            self.reject("not_permitted", where, f"({problem})")
+            return True
         # A message naming its sender by id names the envelope's sender (a relay over the backhaul
         # carries the heard sender's id, as it was heard).
         if msg_type in SIGNED_IDS and env.link != testbed_pb2.LINK_WIRED:
@@ -683,6 +695,13 @@ class Inbound:
         problem = ack_problem(ack, run_end_s=self.run_end_s, tick_s=self.tick_s, may_warp=may_warp)
         if problem:
             self.reject("out_of_range", where, f"({problem})")
+            return
+        if (
+            actor_id in self.external
+            and self.kind_of.get(actor_id) not in ("rsu", "platform")
+            and not ack.HasField("truth")
+        ):
+            self.reject("out_of_range", where, "(a road user's Ack must carry its truth, every tick)")
             return
         if ack.tick != self.current_tick:
             if ack.tick < self.current_tick:

@@ -10,7 +10,13 @@ The rules of "truth in motion", which both ``v2x conformance`` (on what a stack 
   more than ``MAX_SPEED_CHANGE_MPS2`` allows over the tick (plus ``SPEED_TOLERANCE_MPS``); the course moved points along
   the mean heading within ``MOTION_HEADING_DEG`` (both speeds above 1 m/s);
 * two truths further apart (a real-time stack that answered only the newest input, moving by the time since the
-  tick it answered before): only the speed change, over the ticks between them.
+  tick it answered before): the speed change over the ticks between them, and the distance moved at most what a
+  vehicle going from the one speed to the other within ``MAX_SPEED_CHANGE_MPS2`` can cover in that time
+  (``reach_m``; plus ``MOTION_TOLERANCE_M`` and 10 %): one Ack without a truth, then a truth 500 m on, passed
+  (attack review 11);
+* the height: ``|dz|`` at most ``MAX_GRADE`` of the distance moved (consecutive ticks; across a gap, of
+  ``reach_m``) plus ``HEIGHT_TOLERANCE_M``: a truth that rose 999 m in a tick left every collision and
+  ``min_gap`` behind (attack review 11).
 
 A planner that reported 13.89 m/s, then 0 at the stop line one tick later (a stop no vehicle makes: 139 m/s^2)
 passed every verdict of its run: the world trusted the truth (an AD team's review).
@@ -21,6 +27,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Protocol
+
+from v2x.scenario.model import MAX_GRADE
 
 # Physical range of an acceleration a vehicle's truth may report, m/s^2 (``v2x.sim.inbound`` refuses an Ack
 # whose truth says more: a forgery or a bug, never a vehicle).
@@ -34,6 +42,7 @@ VELOCITY_HEADING_DEG = 2.0  # (vx, vy)'s direction against heading_deg (faster t
 MOTION_TOLERANCE_M = 0.05  # the distance moved against the speeds' (plus 10 % of it)
 MOTION_HEADING_DEG = 10.0  # the course moved against the mean heading (both speeds above MOVING_MPS)
 MOVING_MPS = 1.0  # below this, a heading says little about the direction of motion
+HEIGHT_TOLERANCE_M = 0.05  # the height change against MAX_GRADE of the distance moved
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,8 @@ class Truth(Protocol):
     @property
     def vy_mps(self) -> float: ...
     @property
+    def z_m(self) -> float: ...
+    @property
     def speed_mps(self) -> float: ...
     @property
     def heading_deg(self) -> float: ...
@@ -96,17 +107,29 @@ def truth_problem(tr: Truth, rules: Rules = CONFORMANCE) -> str:
     return ""
 
 
+def reach_m(v0: float, v1: float, dt: float) -> float:
+    """The farthest a vehicle can go in ``dt`` seconds from speed ``v0`` to speed ``v1`` with its speed changing
+    by at most ``MAX_SPEED_CHANGE_MPS2``: speeding up at the bound, then slowing down at it to ``v1``. The area under
+    that speed profile is ``(v0 + v1) / 2 * dt + A * dt^2 / 4 - (v1 - v0)^2 / (4 A)`` (``A`` the bound; both speeds
+    equal: ``v * dt`` plus a triangle of base ``dt`` and height ``A * dt / 2``). A speed change beyond the bound
+    (judged on its own) is taken as reachable: the bound is then the mean speed times ``dt``."""
+    a = MAX_SPEED_CHANGE_MPS2
+    dv = min(abs(v1 - v0), a * dt)
+    return 0.5 * (v0 + v1) * dt + a * dt * dt / 4.0 - dv * dv / (4.0 * a)
+
+
 def motion_problems(
     before: Truth, after: Truth, tick_s: float, ticks: int = 1, rules: Rules = CONFORMANCE
 ) -> list[str]:
     """What two truths ``ticks`` ticks of ``tick_s`` apart say against each other ([] when they agree): the
-    distance and course moved against their speeds and headings (consecutive ticks only), and the speed change
-    against ``MAX_SPEED_CHANGE_MPS2``."""
+    distance and course moved against their speeds and headings (across a gap: the distance at most ``reach_m``),
+    the height change against ``MAX_GRADE`` of the distance, and the speed change against ``MAX_SPEED_CHANGE_MPS2``."""
     problems = []
     dt = ticks * tick_s
+    dx, dy = after.x_m - before.x_m, after.y_m - before.y_m
+    moved = math.hypot(dx, dy)
     if ticks == 1:
-        dx, dy = after.x_m - before.x_m, after.y_m - before.y_m
-        moved, said = math.hypot(dx, dy), 0.5 * (before.speed_mps + after.speed_mps) * tick_s
+        said = 0.5 * (before.speed_mps + after.speed_mps) * tick_s
         if abs(moved - said) > MOTION_TOLERANCE_M + 0.1 * said:
             problems.append(f"moved {moved:.2f} m where its speeds say {said:.2f} m")
         elif rules.headings and min(before.speed_mps, after.speed_mps) > MOVING_MPS:
@@ -114,6 +137,20 @@ def motion_problems(
             mean = before.heading_deg + 0.5 * wrap_deg(after.heading_deg - before.heading_deg)
             if _off(course, mean, rules, rules.course_heading_deg):
                 problems.append(f"moved towards {course % 360:.1f} deg, heading {mean % 360:.1f}")
+        run = max(moved, said)
+    else:
+        reach = reach_m(before.speed_mps, after.speed_mps, dt)
+        if moved > MOTION_TOLERANCE_M + 1.1 * reach:
+            problems.append(
+                f"moved {moved:.2f} m in {dt:.2f} s where its speeds say at most {reach:.2f} m "
+                f"(with at most {MAX_SPEED_CHANGE_MPS2:g} m/s^2)"
+            )
+        run = max(moved, reach)
+    dz = after.z_m - before.z_m
+    if abs(dz) > MAX_GRADE * run + HEIGHT_TOLERANCE_M:
+        problems.append(
+            f"height {before.z_m:.2f} -> {after.z_m:.2f} m over {run:.2f} m (a grade of at most {MAX_GRADE:.0%})"
+        )
     change = after.speed_mps - before.speed_mps
     if abs(change) > MAX_SPEED_CHANGE_MPS2 * dt + SPEED_TOLERANCE_MPS:
         problems.append(

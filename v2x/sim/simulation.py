@@ -193,6 +193,7 @@ class Simulation:
             run_end_s=self.time_of(self.n_ticks) + self.tick_s,
             security=security,
             may_warp=signal_controllers(scenario),
+            external=[a.id for a in scenario.actors if a.external],
         )
         # The fleets (v2x.agents.fleet) hosting the equipped background vehicles: ``fleets`` of them (one per
         # worker) in the V2X variant of a scenario whose flows have any; each reports once per tick (FleetAck)
@@ -676,9 +677,10 @@ class Simulation:
 
     def _judge_motion(self, tick: int, t: float, judged: list[tuple[str, testbed_pb2.TruthState]]) -> None:
         """'truth in motion' (``v2x.sim.motion``): each outside stack's truth applied this tick against itself and
-        against the actor's truth applied before (the tick before; after ticks that closed without its report, only the
-        speed change over them). A wreck is left out from the tick of its collision on: the world holds it where
-        it touched, whatever its stack reports. A tick with problems is counted (``implausible_motion_by_actor``,
+        against the actor's truth applied before (the tick before; after ticks that closed without its report, the
+        speed change over them and the distance and height within what its speeds allow: ``motion_problems``). A
+        wreck is left out from the tick of its collision on: the world holds it where it touched, whatever its
+        stack reports. A tick with problems is counted (``implausible_motion_by_actor``,
         which fails the run's "truth in motion") and, for the first ``MAX_MOTION_EVENTS`` of them per actor,
         recorded as an ``implausible_motion`` event naming the figures."""
         wrecks = self.referee.wrecks

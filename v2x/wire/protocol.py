@@ -9,6 +9,8 @@ every connection of ours tells the broker not to send it more (``v2x.net.limits`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 PROTOCOL_VERSION = 1  # Hello.protocol_version and Control.protocol_version (docs/PROTOCOL.md "Version: v1")
 PROTOCOL_VERSIONS: tuple[int, ...] = (PROTOCOL_VERSION,)  # the Hello.protocol_version values a world takes
 
@@ -32,21 +34,38 @@ MAX_VEHICLE_SIZE_M = 100.0
 # world's check of every envelope (``v2x.sim.inbound``: ``not_permitted`` otherwise), the receivers' own
 # (``v2x.agents``, ``v2x.sdk``) and, in a signed run, the app permissions of each actor's certificates
 # (``v2x.wire.security``: ``no_permission``); docs/PROTOCOL.md "Who may send what". A road user (car, truck, bus,
-# emergency, pedestrian, cyclist; a fleet's vehicles) sends its BSM, a VRU's PSM, a VIR (intention and requests)
-# and a platoon's CLPMM. A roadside unit sends what the road infrastructure says (MAP, SPAT, RSI, RSM, SSM, RSC)
-# and relays the BSMs it hears to the platform over the wired backhaul in envelopes of its own, hence "bsm"; the
-# platform sends its apps' advisories and its coordination (RSC). No one else may send an advisory or speak for
-# a traffic light.
-ROAD_USER_SENDS: tuple[str, ...] = ("bsm", "clpmm", "psm", "vir")
+# emergency, pedestrian, cyclist; a fleet's vehicles) sends its BSM, a VRU's PSM, a VIR (intention and requests),
+# a platoon's CLPMM and an SSM of what its sensors see (T/CSAE 157: an OBU or a VRU device may, ``equipment_type``
+# 2 / 3; refused until attack review 11, against docs/PROTOCOL.md's Day-2 table). A roadside unit sends what the
+# road infrastructure says (MAP, SPAT, RSI, RSM, SSM, RSC) and relays the BSMs it hears to the platform over the
+# wired backhaul in envelopes of its own, hence "bsm" (only so: ``RELAYED``); the platform sends its apps'
+# advisories and its coordination (RSC). No one else may send an advisory or speak for a traffic light.
+ROAD_USER_SENDS: tuple[str, ...] = ("bsm", "clpmm", "psm", "ssm", "vir")
 MAY_SEND: dict[str, tuple[str, ...]] = {
     "rsu": ("bsm", "map", "rsc", "rsi", "rsm", "spat", "ssm"),
     "platform": ("advisory", "rsc"),
 }
 
 
+# What a kind of actor may send only as a relay, and to whom: over the wired backhaul (``LINK_WIRED``), each
+# destination one of these kinds. An RSU's "bsm" is the BSMs it heard, passed on to the platform; on PC5 or to a
+# car, the same envelope is a BSM the RSU made up (with any id, since a relay carries the heard sender's): a
+# built-in car warned about a phantom (attack review 11). The world refuses the others (``not_permitted``).
+RELAYED: dict[str, dict[str, tuple[str, ...]]] = {"rsu": {"bsm": ("platform",)}}
+
+
 def may_send(kind: str) -> tuple[str, ...]:
     """The message kinds an actor of ``kind`` may send (a road user's for any kind but ``rsu`` and ``platform``)."""
     return MAY_SEND.get(kind, ROAD_USER_SENDS)
+
+
+def relay_problem(kind: str, msg_type: str, wired: bool, dest_kinds: Sequence[str]) -> str:
+    """Why an actor of ``kind`` may not send ``msg_type`` this way (``RELAYED``; "" if it may): over the wired link
+    (``wired``) or not, to destinations of ``dest_kinds``."""
+    to = RELAYED.get(kind, {}).get(msg_type)
+    if to is None or (wired and dest_kinds and all(k in to for k in dest_kinds)):
+        return ""
+    return f"a {kind} sends {msg_type!r} only as a relay over LINK_WIRED to the {' or '.join(to)}"
 
 
 # The reason of the STOP the world's connection leaves as its Last Will: the world died, or the broker restarted;
