@@ -283,3 +283,13 @@ async def test_an_sdk_stack_that_stops_within_a_tick_fails_v2x_run(
     assert events[0]["problem"].startswith("tick 14 -> 15: moved 1.67 m where its speeds say 0.83 m"), events
     [check] = checks
     assert not check["passed"] and not result["passed"] and "follower: 1 tick(s)" in check["detail"]
+
+
+def test_the_sdk_refuses_a_road_users_ack_without_its_truth_at_once() -> None:
+    """Attack review 11: the world refuses a road user's Ack without a truth (it switched the position check of
+    "truth in motion" off for a tick); the SDK says so at once instead of sending an Ack every re-send refuses."""
+    from v2x.sdk import Stack
+
+    stack = Stack("mqtt://127.0.0.1:1", run_id="r-v2x", actor_id="follower", kind="car")
+    with pytest.raises(ValueError, match="must carry its truth"):
+        asyncio.run(stack.ack(None, None))  # type: ignore[arg-type]  # (refused before the tick is looked at)

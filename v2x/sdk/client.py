@@ -92,6 +92,7 @@ from v2x.wire.protocol import (
     HELLO_EVERY_S,
     MAX_INPUT_BYTES,
     MAX_TX_PER_TICK,
+    MAY_SEND,
     PROTOCOL_VERSION,
     WORLD_LOST,
 )
@@ -994,7 +995,10 @@ class Stack:
     ) -> None:
         """Close ``tick``: the Ack with the number of envelopes sent in it, the true state, the warnings
         (raised on board, or received advisories echoed) and notes. Warnings of ticks the world reported
-        late are added again."""
+        late are added again. A road user's Ack carries its truth every tick (``state`` None raises
+        ``ValueError``: the world would refuse the Ack, docs/PROTOCOL.md "Truth")."""
+        if state is None and self.kind not in MAY_SEND:
+            raise ValueError(f"{self.actor_id}: a road user's Ack must carry its truth, every tick (state None)")
         self._check_open(tick)
         # What this Ack reports, re-reports included: if it is late as well, all of it is reported again.
         events = self._carry + list(warnings)
