@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from v2x.agents.base import Heard
+from v2x.agents.base import Environment, Heard
 from v2x.agents.roadside import RoadsideUnit
 from v2x.bench.stack import individual_scenario
 from v2x.run.runner import environment, run_scenario
@@ -42,32 +42,42 @@ def test_an_rsu_with_more_bsms_in_range_than_it_may_send_relays_the_nearest(
     assert f"at most {MAX_TX_PER_TICK} envelopes a tick" in said[0]
 
 
+def _svp_rsu() -> tuple[RoadsideUnit, Environment]:
+    """svp's roadside unit, sans I/O, and its environment."""
+    sc = load_scenario(SCENARIO_DIR / "svp.yaml")
+    env = environment(sc)
+    return RoadsideUnit(sc.actor("rsu_x1"), sc, env), env
+
+
+def _heard_bsm(rsu: RoadsideUnit, env: Environment, name: str, distance_m: float, t: float, count: int = 0) -> Heard:
+    """A BSM of car ``name`` standing ``distance_m`` east of ``rsu``, sent at ``t`` and heard 2 ms later over PC5."""
+    own = OwnState(
+        x=rsu.x + distance_m,
+        y=rsu.y,
+        speed_mps=10.0,
+        heading_rad=0.0,
+        accel_mps2=0.0,
+        length_m=4.5,
+        width_m=1.8,
+        height_m=1.5,
+        kind="car",
+        sigma_major_m=0.02,
+        sigma_minor_m=0.02,
+        braking=False,
+    )
+    frame = encode_bsm(own, actor_id=name, t_s=t, msg_count=count % 128, frame=env.frame, epoch=env.epoch)
+    return Heard(name, testbed_pb2.LINK_PC5, t + 0.002, t, frame)
+
+
 def test_the_bsms_relayed_over_the_budget_are_the_nearest_in_the_order_heard() -> None:
     """A diff review: the test above would pass with the choice reversed. By hand: six BSMs heard at known
     distances from the RSU; within a budget of 4 the 4 nearest are relayed, within 3 the 3 nearest (of two
     at the same distance the one heard first), each time in the order heard; what fits is relayed whole."""
-    sc = load_scenario(SCENARIO_DIR / "svp.yaml")
-    env = environment(sc)
-    rsu = RoadsideUnit(sc.actor("rsu_x1"), sc, env)
+    rsu, env = _svp_rsu()
     t = 5.0
 
     def heard(name: str, distance_m: float) -> Heard:
-        own = OwnState(
-            x=rsu.x + distance_m,
-            y=rsu.y,
-            speed_mps=10.0,
-            heading_rad=0.0,
-            accel_mps2=0.0,
-            length_m=4.5,
-            width_m=1.8,
-            height_m=1.5,
-            kind="car",
-            sigma_major_m=0.02,
-            sigma_minor_m=0.02,
-            braking=False,
-        )
-        frame = encode_bsm(own, actor_id=name, t_s=t, msg_count=0, frame=env.frame, epoch=env.epoch)
-        return Heard(name, testbed_pb2.LINK_PC5, t + 0.002, t, frame)
+        return _heard_bsm(rsu, env, name, distance_m, t)
 
     relays = [heard(n, d) for n, d in (("a", 50.0), ("b", 10.0), ("c", 30.0), ("d", 5.0), ("e", 80.0), ("f", 30.0))]
     assert rsu._within_budget(relays, 6, t) == relays and rsu.relays_dropped == 0
@@ -82,28 +92,11 @@ def test_one_sender_flooding_bsms_takes_one_relay_and_the_honest_ones_are_relaye
     """Attack review 11: two outside cars each sent 64 BSMs a tick claiming the RSU's own position; ranked by
     message, theirs were the nearest, the RSU relayed only theirs, and the edge never heard the car ICW was
     about. Now each sender's newest BSM of the tick is relayed (one a sender), before the budget's ranking."""
-    sc = load_scenario(SCENARIO_DIR / "svp.yaml")
-    env = environment(sc)
-    rsu = RoadsideUnit(sc.actor("rsu_x1"), sc, env)
+    rsu, env = _svp_rsu()
     t = 5.0
 
     def heard(name: str, distance_m: float, count: int) -> Heard:
-        own = OwnState(
-            x=rsu.x + distance_m,
-            y=rsu.y,
-            speed_mps=10.0,
-            heading_rad=0.0,
-            accel_mps2=0.0,
-            length_m=4.5,
-            width_m=1.8,
-            height_m=1.5,
-            kind="car",
-            sigma_major_m=0.02,
-            sigma_minor_m=0.02,
-            braking=False,
-        )
-        frame = encode_bsm(own, actor_id=name, t_s=t, msg_count=count % 128, frame=env.frame, epoch=env.epoch)
-        return Heard(name, testbed_pb2.LINK_PC5, t + 0.002, t, frame)
+        return _heard_bsm(rsu, env, name, distance_m, t, count)
 
     honest = [heard("a", 120.0, 0), heard("b", 90.0, 0)]
     flood_x = [heard("x", 0.0, k) for k in range(64)]
