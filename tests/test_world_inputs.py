@@ -12,10 +12,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests._agents import offline_sim
 from tests._mosquitto import Mosquitto
+from tests.test_sdk import fcw_with_external
 from v2x.net import topics
 from v2x.run.runner import run_scenario
 from v2x.scenario import load_scenario
@@ -218,12 +218,7 @@ async def test_an_outside_bsm_stamped_before_tick_0_does_not_stall_a_lockstep_ru
     its GNSS fix, 5 ms before tick 0 (no malice needed). The world took it and delivered it before 0; the built-in
     follower, neighbour and rsu1 refused TickInput(1) for that, the run stalled 60 s and ended with no result. Now
     that envelope is refused (``bad_time``) and the run ends as the clean one does."""
-    doc = yaml.safe_load((SCENARIO_DIR / "fcw.yaml").read_text(encoding="utf-8"))
-    lead = next(a for a in doc["actors"] if a["id"] == "lead")
-    lead["external"] = True
-    del lead["events"]  # (the stack below brakes at 6 s)
-    path = tmp_path / "fcw-outside.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    path = fcw_with_external(tmp_path, "lead")  # (its scripted brake is the stack's below: at 6 s)
     prefix = f"early-{uuid.uuid4().hex[:6]}"
 
     async def lead_stack() -> None:
