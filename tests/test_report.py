@@ -94,6 +94,18 @@ def test_a_time_to_reach_is_labelled_tti_in_its_mark() -> None:
     assert titles == ["t=3.00 s EVW to car_a about amb (emergency vehicle), TTI 8.00 s, gap 222.19 m; sent by car_a"]
 
 
+def test_control_and_bidi_characters_from_a_stack_are_shown_escaped_in_the_timeline() -> None:
+    """An outside stack's warning text is its own: raw ESC, BEL and U+202E (which reorders what follows) in
+    other_id and conflict_type reached the timeline's marks as they were (attack review 12)."""
+    fcw = {"t_s": 3.0, "type": "warning", "variant": "v2x", "app": "fcw", "target": "car_a",
+           "other": "le\u202ead\x07", "source": "car_a", "conflict": "rear\x1b[2J", "ttc_s": 2.5}  # fmt: skip
+    page = render_html([_result(events=[fcw])])
+    assert "\u202e" not in page and "\x07" not in page and "\x1b" not in page
+    assert _titles(_parse(page)) == [
+        "t=3.00 s FCW to car_a about le\\u202ead\\x07 (rear\\x1b[2J), TTC 2.50 s; sent by car_a"
+    ]
+
+
 def test_same_results_same_bytes_and_all_pass_verdict() -> None:
     ok = _result(passed=True, expectations=[_result()["expectations"][0]])
     assert render_html([ok]) == render_html([ok])

@@ -295,7 +295,10 @@ def write_html(results: Sequence[dict[str, Any]], path: Path, *, errors: Sequenc
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """``value`` as HTML text: escaped, and every control or formatting character shown as its escape (an
+    outside stack's warning text put raw ESC, BEL and U+202E, which reorders what follows, into the timeline:
+    attack review 12)."""
+    return html.escape(printable(str(value)), quote=True)
 
 
 def _fmt(value: object, digits: int = 2) -> str:
