@@ -5,6 +5,7 @@ on the embedded broker at the end."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -438,6 +439,9 @@ def test_a_turning_host_is_predicted_along_its_route_as_early_as_a_straight_one(
     assert vulnerable_road_user_collision(early, [ped], DEFAULTS, route_ahead(TURN_LEFT, early.x, early.y)) == []
     crossed = _ped(x=10.0, y=1.2)
     assert vulnerable_road_user_collision(host, [crossed], DEFAULTS, route_ahead(TURN_LEFT, host.x, host.y)) == []
+    # a host braking at 6 m/s^2 stops 3 m on, before its corner: it never reaches its exit
+    braking = replace(host, accel_mps2=-6.0)
+    assert vulnerable_road_user_collision(braking, [ped], DEFAULTS, route_ahead(TURN_LEFT, host.x, host.y)) == []
 
 
 def test_a_straight_route_or_a_bend_beyond_reach_changes_nothing() -> None:
