@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from shapely.geometry import LineString, Point
 
 from v2x.apps.host import Host
-from v2x.apps.registry import AppSpec, Bounds, Figure, OnBoardView, Raised, RouteAhead, RunsOn
+from v2x.apps.registry import AppSpec, Bounds, Figure, OnBoardView, Raised, RouteAhead, RunsOn, route_points
 from v2x.apps.rlvw import Match, match, time_to_travel
 from v2x.units import accurate_enough, wrap_angle_rad
 from v2x.wire import testbed_pb2
@@ -50,7 +50,6 @@ from v2x.wire.map_spat import Approach
 LEFT_TURN_MIN_RAD = math.radians(45.0)  # a left turn: the route turns 45..135 degrees to the left
 LEFT_TURN_MAX_RAD = math.radians(135.0)  # (beyond: a U-turn, which LTA does not cover)
 ONCOMING_MAX_RAD = math.radians(45.0)  # oncoming: heading within 45 degrees of the opposite direction
-PATH_STEP_M = 1.0  # how finely the host's route through the box is sampled
 CONFLICT = "left turn across path"  # NHTSA pre-crash typology: LTAP/OD (left turn across path, opposite direction)
 
 
@@ -78,9 +77,7 @@ def _path_through_box(m: Match, host: Host, route_ahead: RouteAhead, lookahead_m
     """The host's route from its stop line to ``lookahead_m`` past it, and the distance of its first point
     from the host's centre."""
     start = m.distance_m + host.length_m / 2
-    n = max(2, math.ceil(lookahead_m / PATH_STEP_M) + 1)
-    pts = [route_ahead(start + k * lookahead_m / (n - 1))[:2] for k in range(n)]
-    return start, LineString(pts)
+    return start, LineString(route_points(route_ahead, start, lookahead_m))
 
 
 def _conflict_point(path: LineString, ray: LineString) -> tuple[float, float] | None:
@@ -187,7 +184,7 @@ APPS = (
             "lta_match_margin_m": 0.5,
         },
         # Bounds where the rule by unit (v2x.apps.thresholds.UNIT_BOUNDS) does not fit: the route is sampled
-        # every PATH_STEP_M of the lookahead for each host at each tick, so at most a wide box's far side.
+        # every ROUTE_STEP_M (registry) of the lookahead for each host at each tick, so at most a wide box's far side.
         threshold_bounds={"lta_turn_lookahead_m": Bounds(0.0, 100.0, above_low=True)},
         onboard=lambda names: LeftTurnAssist(),
     ),

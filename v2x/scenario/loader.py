@@ -30,6 +30,7 @@ from v2x.scenario.model import (
     MAX_BACKGROUND_VEHICLES,
     ROAD_USER_KINDS,
     VEHICLE_KINDS,
+    ActorSpec,
     Expectation,
     GapExpectation,
     MaxDecelExpectation,
@@ -1310,12 +1311,14 @@ LATE_FACTOR = 10.0
 
 def scenario_notes(sc: Scenario) -> list[str]:
     """Notes (not errors) on what runs as written but looks like a mistake of units. Road users that start
-    much faster than their lane's limit: more than ``FAST_START_FACTOR`` times it and 10 km/h over. A speed
-    in km/h written as ``speed_mps`` looks like this (a newcomer review: 60 on an 80 km/h lane ran, into a
-    collision at 50 m/s); a scenario that means it (a speeder) runs as written. Scripted events and
-    expectation windows far after the run's end, more than ``LATE_FACTOR`` times its duration (milliseconds
-    written as seconds: newcomer 5): an event after ``duration_s`` is allowed, so that a run shortened to its
-    first seconds keeps its script (and says nothing), but never happens, and a window after it cannot hold."""
+    much faster than their lane's limit (a ``path`` actor's: the lane it starts on, if any): more than
+    ``FAST_START_FACTOR`` times it and 10 km/h over. A speed in km/h written as ``speed_mps`` looks like this (a
+    newcomer review: 60 on an 80 km/h lane ran, into a collision at 50 m/s; a pilot-zone review: 40 on a path
+    through a 50 km/h crossing, without a word); a scenario that means it (a speeder) runs as written.
+    Scripted events and expectation windows far after the run's end, more than ``LATE_FACTOR`` times its
+    duration (milliseconds written as seconds: newcomer 5): an event after ``duration_s`` is allowed, so that a
+    run shortened to its first seconds keeps its script (and says nothing), but never happens, and a window
+    after it cannot hold."""
     limits = {lane.id: lane.speed_limit_kph for lane in sc.road.lanes}
     out = []
     far = LATE_FACTOR * sc.duration_s
@@ -1333,16 +1336,34 @@ def scenario_notes(sc: Scenario) -> list[str]:
                 f"after the run's end ({sc.duration_s:g} s): it cannot hold (window_s is in seconds)"
             )
     for a in sc.actors:
-        limit_kph = limits.get(a.lane) if a.lane is not None else None
+        lane = a.lane if a.lane is not None else _path_start_lane(sc, a)
+        limit_kph = limits.get(lane) if lane is not None else None
         if limit_kph is None:
             continue
         kph = mps_to_kph(a.speed_mps)
         if kph > FAST_START_FACTOR * limit_kph and kph > limit_kph + 10:
+            where = f"on lane {lane}" if a.lane is not None else f"on a path that starts on lane {lane}"
             out.append(
-                f"{sc.id}: {a.id} starts at speed_mps {a.speed_mps:g} ({kph:.0f} km/h) on lane {a.lane}, whose "
+                f"{sc.id}: {a.id} starts at speed_mps {a.speed_mps:g} ({kph:.0f} km/h) {where}, whose "
                 f"limit is {limit_kph:g} km/h (speed_mps is in metres per second)"
             )
     return out
+
+
+def _path_start_lane(sc: Scenario, actor: ActorSpec) -> str | None:
+    """The lane a ``path`` actor starts on (``scenario_notes``): the one whose centre line is nearest its
+    centre at ``start_m``, within half the lane's width of it; None if it starts on no lane (or has no path)."""
+    from shapely.geometry import Point
+
+    from v2x.scenario.geometry import Route, lane_route
+
+    if actor.path is None:
+        return None
+    start = Route(list(actor.path)).pose(actor.start_m)
+    here = Point(start.x, start.y)
+    near = [(lane_route(lane).line.distance(here), lane) for lane in sc.road.lanes]
+    on = [(d, lane.id) for d, lane in near if d <= lane.width_m / 2]
+    return min(on)[1] if on else None
 
 
 def _with_sumo_files(sc: Scenario, base: Path) -> tuple[Scenario, list[tuple[str, str]], list[float]]:
