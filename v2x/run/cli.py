@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
-from v2x.logs import LOG_FORMAT
+from v2x.logs import LOG_FORMAT, flag_text
 from v2x.net.broker import BrokerAddress, BrokerURLError, parse_broker_url
 from v2x.net.clock import MODES
 from v2x.run import REALTIME_MAX_WORKERS, default_workers
@@ -949,10 +949,7 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
         mark = "ok  " if exp["passed"] else "FAIL"
         print(f"  {mark} [{exp['variant']}] {printable(exp['name'])}: {printable(exp['detail'])}")
     for flag in result.get("flagged", []):
-        print(
-            f"  FLAGGED [{flag['variant']}] {flag['actor']}: its reports conflicted {flag['conflicts']} "
-            "(two stacks drive it, or someone forges its messages; docs/SECURITY.md)"
-        )
+        print(f"  FLAGGED [{flag['variant']}] {flag['actor']}: {flag_text(flag['conflicts'])}")
     stacks = result.get("run", {}).get("outside_stacks", {})  # what was under test (software: escaped, bounded)
     for variant, m in result["metrics"].items():
         lat = m["latency_ms"]

@@ -489,7 +489,8 @@ def build_result(
 
 def flagged(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The actors whose reports conflicted tick after tick (two stacks drive them, or someone forges their
-    messages; docs/SECURITY.md), per variant: the run's outcome for them is not to be trusted."""
+    messages; docs/SECURITY.md), or whose deliveries were cut from others' inputs tick after tick (they flood),
+    per variant: the run's outcome for them, or for those they flooded, is not to be trusted."""
     return [
         {"variant": variant, "actor": actor, "conflicts": counts}
         for variant, m in metrics.items()

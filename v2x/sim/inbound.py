@@ -38,7 +38,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from v2x.apps.registry import figure_names
 from v2x.core import SCAN_AT_LEAST, scan_messages
-from v2x.logs import LOG_FIRST, log_refusal
+from v2x.logs import LOG_FIRST, flag_text, log_refusal
 from v2x.scenario.model import MAX_ELEVATION_M, MAX_EXTENT_M
 from v2x.scenario.signals import MAX_HOLD_S
 from v2x.sim.channel import LINK_NAME, Transmission
@@ -446,30 +446,40 @@ class Inbound:
         }
 
     # -- messages -----------------------------------------------------------------------------------
-    def reject(self, reason: str, where: str, detail: str = "") -> None:
-        """Count a rejection (``where``: the topic or sender, for the log). The first ``LOG_FIRST`` of each
-        reason are logged at WARNING, the rest at DEBUG (``log_summary`` sums them up at the end)."""
-        self.stats.rejected[reason] += 1
+    def reject(self, reason: str, where: str, detail: str = "", *, n: int = 1) -> None:
+        """Count a rejection, or ``n`` of one cause (``where``: the topic or sender, for the log). The first
+        ``LOG_FIRST`` calls of each reason are logged at WARNING, the rest at DEBUG (``log_summary`` sums them up
+        at the end)."""
+        self.stats.rejected[reason] += n
         self._logged[reason] += 1
         who = where.rsplit("/", 1)[-1]  # (a topic's last level, or the sender)
         if who in self.slot_of or who in self.fleet_ids:
-            self.stats.rejected_by_actor[who][reason] += 1
+            self.stats.rejected_by_actor[who][reason] += n
             tick, counts, _ = self._refused.get(who) or (self.current_tick, Counter(), "")
             if tick != self.current_tick:
                 counts = Counter()
-            counts[reason] += 1
+            counts[reason] += n
             self._refused[who] = (self.current_tick, counts, f"{reason} {detail[:200]}".rstrip())
         t = max(self.current_tick, 0) * self.tick_s
         message = "world t=%.2f s: rejected %s on %s %s"
         log_refusal(log, self._logged[reason], "world", f"{reason} rejections", message, t, reason, where, detail[:200])
 
+    def overflowed(self, sender: str, n: int, detail: str) -> None:
+        """``n`` deliveries of what ``sender`` (an actor, or the fleet hosting the vehicle) sent were cut from a
+        receiver's input that could not be sent whole, it being one of those who sent that receiver the most
+        (``Simulation._sendable``): counted against it (``input_overflow``) and, once per input, a conflict of
+        its, so that a sender cut in ``CONFLICTS_FLAGGED`` ticks is flagged."""
+        self.reject("input_overflow", sender, detail, n=n)
+        if sender in self.slot_of or sender in self.fleet_ids:
+            self._conflict(sender, "input_overflow")
+
     def log_summary(self) -> None:
         """One WARNING line per reason that was rejected more often than it was logged."""
         for reason, n in sorted(self.stats.rejected.items()):
-            if n > LOG_FIRST:
+            if self._logged[reason] > LOG_FIRST:  # (more lines than were logged: one line may count several)
                 log.warning("world: rejected %d %s in all (the first %d logged)", n, reason, LOG_FIRST)
         for actor, counts in self.flagged().items():
-            log.warning("world: %s's reports conflicted (%s): two stacks drive it, or it is forged", actor, counts)
+            log.warning("world: %s: %s", actor, flag_text(counts))
 
     def note_rejected_by(self, who: str, rejected: Mapping[str, int]) -> None:
         """What an agent or a fleet says it rejected so far (its Ack's or FleetAck's ``rejected``): kept for the

@@ -7,7 +7,9 @@ from the edge: the advisory's delivery time), over the warnings recorded with su
 
 Latency summaries are percentiles (numpy's linear interpolation) in ms rounded to 1 us; ``None`` where
 there was nothing to measure. ``delivery_ratio`` is delivered / candidates over all links, where a
-candidate is a (transmission, receiver) pair the link model was asked about.
+candidate is a (transmission, receiver) pair the link model was asked about. A delivery the world cut from a
+receiver's input (``input_overflow``, ``unsendable_input``) is not delivered: it is counted under ``messages.cut``
+and its latency is left out (``ChannelStats``).
 """
 
 from __future__ import annotations
@@ -139,6 +141,8 @@ def run_metrics(
             "delivered": dict(sorted(channel.delivered.items())),
             "dropped": dict(sorted(channel.dropped.items())),
             "in_flight_at_end": in_flight,
+            # (only when the world cut deliveries from an input it could not send whole: a clean run's stays)
+            **({"cut": dict(sorted(channel.cut.items()))} if channel.cut else {}),
         },
         "delivery_ratio": round(delivered / total_candidates, 4) if total_candidates else None,
         "delivery_ratio_by_link": {
