@@ -106,7 +106,7 @@ def test_the_warning_as_the_vehicle_raises_it() -> None:
     assert (raised.app, raised.other, raised.conflict_type) == ("lta", B, CONFLICT)
     assert raised.ttc_s == pytest.approx(4.5) and raised.figure == pytest.approx(0.0, abs=1e-9)
     spec = app_spec("lta")
-    assert spec.figure_name == "gap_s" and spec.consumes == ("bsm", "map")
+    assert spec.figure_name == "gap_s" and spec.consumes == ("bsm", "map", "spat")
     # without a route (a vehicle that does not know where it goes) or without MAP: silent
     assert LeftTurnAssist().evaluate(replace(view, route_ahead=None), 0.0) == []
     assert LeftTurnAssist().evaluate(replace(view, approaches={}), 0.0) == []

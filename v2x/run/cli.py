@@ -266,8 +266,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="write an HTML report from result files",
         description="Write one self-contained HTML page (no scripts, nothing fetched) from result.json files "
         "or directories holding them (searched recursively): verdicts, expectations with details, a map (the "
-        "road, the RSUs and their ranges, both variants' tracks and where each event happened), a timeline "
-        "of warnings, collisions, violations and stops per variant, and the service metrics.",
+        "road, the RSUs and their ranges, both variants' tracks and where each event happened; at a crossing "
+        "framed on its boxes and the events), a timeline of warnings, collisions, violations and stops per "
+        "variant, and the service metrics.",
         epilog="Exit codes: 0 report written and every scenario passed, 1 a scenario failed, 2 bad input "
         "(a file that is not a result document; nothing written), 3 the report could not be written.",
     )
@@ -973,7 +974,8 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
             variant,
             "collisions",
             [
-                f"{' / '.join(e['actors'])} at {e['t_s']:.2f} s ({e.get('relative_speed_mps', 0.0):.1f} m/s)"
+                f"{' / '.join(e['actors'])} at {e['t_s']:.2f} s "
+                f"(relative speed {e.get('relative_speed_mps', 0.0):.1f} m/s)"
                 for e in crashes
             ],
         )

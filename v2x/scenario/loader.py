@@ -1335,6 +1335,7 @@ def scenario_notes(sc: Scenario) -> list[str]:
                 f"{sc.id}: expectations[{i}] ({exp.name}): its window [{window[0]:g}, {window[1]:g}] s starts "
                 f"after the run's end ({sc.duration_s:g} s): it cannot hold (window_s is in seconds)"
             )
+    out.extend(_unknown_turns(sc))
     for a in sc.actors:
         lane = a.lane if a.lane is not None else _path_start_lane(sc, a)
         limit_kph = limits.get(lane) if lane is not None else None
@@ -1364,6 +1365,27 @@ def _path_start_lane(sc: Scenario, actor: ActorSpec) -> str | None:
     near = [(lane_route(lane).line.distance(here), lane) for lane in sc.road.lanes]
     on = [(d, lane.id) for d, lane in near if d <= lane.width_m / 2]
     return min(on)[1] if on else None
+
+
+def _unknown_turns(sc: Scenario) -> list[str]:
+    """A note per signalised lane whose centre line ends in its intersection's box and that gives no ``turn``:
+    its movement is not known (newcomer 9: a left-turn lane ending at the box went out as a protected
+    straight movement)."""
+    from v2x.scenario.signals import box_exit, ingress
+
+    lanes = {lane.id: lane for lane in sc.road.lanes}
+    out = []
+    for ix in sc.road.intersections:
+        for lane_id in sorted({k for p in ix.signal.phases for k in p.lanes} if ix.signal else ()):
+            lane = lanes.get(lane_id)
+            if lane is None or lane.turns or ingress(lane, ix) is None or box_exit(lane, ix) is not None:
+                continue
+            out.append(
+                f"{sc.id}: lane {lane_id} ends in intersection {ix.id}'s box and gives no 'turn': MAP gives it no "
+                "maneuvers, and its green is permissive if any turn it might make gives way (say turn: left, right, "
+                "straight or u_turn)"
+            )
+    return out
 
 
 def _with_sumo_files(sc: Scenario, base: Path) -> tuple[Scenario, list[tuple[str, str]], list[float]]:
