@@ -418,6 +418,16 @@ ACTOR_SHARE_CHECKS = (
         "ticks had its envelopes refused by the signature checks (unsigned, or signed with keys that are not "
         'this run\'s: docs/PROTOCOL.md "Signed envelopes"), so what it sent reached nobody',
     ),
+    # An outside stack (external: true): the world refused its envelopes (bad_time, bad_seq, ... for another
+    # reason than the signature checks: rejected_by_outside_actor has the reasons), so what it sent reached
+    # nobody (an outside review: a stack that stated its times in ms had its every BSM refused, and the run
+    # passed). In an unsigned run anyone who can publish on its tx topic can cause this too.
+    (
+        "refused_tx_ticks_by_actor",
+        "envelopes accepted",
+        "ticks had envelopes of its refused by the world (their reasons: rejected_by_outside_actor; "
+        'docs/PROTOCOL.md "Topics"), so what it sent there reached nobody',
+    ),
 )
 
 

@@ -128,6 +128,10 @@ class InboundStats:
     # A signed run only (else None): per actor, the ticks in which the signature checks refused an envelope on
     # its own tx topic (unsigned, or signed with keys that are not this run's)
     unverified_ticks: dict[str, set[int]] | None = None
+    # A run with outside stacks only (else None): for each outside actor, the ticks in which the world refused an
+    # envelope on its tx topic for any other reason (``bad_time``, ``bad_seq``, ...): what it sent there reached
+    # nobody (an outside review: a stack whose every BSM was refused as bad_time passed an unsigned run)
+    refused_tx_ticks: dict[str, set[int]] | None = None
     conflicts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
 
@@ -300,6 +304,8 @@ class Inbound:
         self.security = security
         if security is not None:
             self.stats.unverified_ticks = defaultdict(set)
+        if self.external:
+            self.stats.refused_tx_ticks = {a: set() for a in sorted(self.external)}
         self._fresh = Freshness()
 
     # -- state --------------------------------------------------------------------------------------
@@ -504,10 +510,20 @@ class Inbound:
         if kind == "join":
             self._join(actor_id, payload, where)
         elif kind == "tx":
+            refused = self.stats.rejected.total()
             if self._tx(actor_id, payload, where):
                 self.arrivals[actor_id].add(hash(payload))
+            if self.stats.rejected.total() > refused and actor_id in self.external:
+                self._note_refused_tx(actor_id)
         else:
             self._ack(actor_id, payload, where)
+
+    def _note_refused_tx(self, actor_id: str) -> None:
+        """An outside actor's envelope was refused in the current tick: the tick counts towards "envelopes
+        accepted", unless the signature checks refused one of its envelopes in it ("envelopes verified")."""
+        unverified = self.stats.unverified_ticks or {}
+        if self.stats.refused_tx_ticks is not None and self.current_tick not in unverified.get(actor_id, ()):
+            self.stats.refused_tx_ticks[actor_id].add(self.current_tick)
 
     def _unknown_join(self, who: str) -> None:
         """A Hello from ``who``, an actor id the scenario does not have: named if among the first
