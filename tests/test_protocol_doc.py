@@ -738,6 +738,28 @@ def test_a_tick_that_never_completes_names_what_the_world_refused_on_the_actors_
     assert sim.missing_why() == sorted(sim.actor_ids)
 
 
+def test_a_tick_whose_ack_claims_more_envelopes_than_came_says_so_not_no_report() -> None:
+    """An outside C stack's review: its Ack of tick 10 said `tx_count` 3 and 2 envelopes came; after 60 s the
+    run said "no report from follower", although its report had come. The stall now says what the Ack claims."""
+    from v2x.net.clock import AgentTimeout
+
+    sim = offline_sim(_fcw())
+    sim.begin(0)
+    for seq in (1, 2):
+        sim.receive("tx", "follower", _env("follower", seq, 0), where=topics.tx("r", "follower"))
+    _all_ack(sim, 0, skip=("lead",), tx={"follower": 3})
+    assert sim.missing() == ["follower", "lead"]
+    assert sim.missing_why() == ["follower (its Ack(0) claims 3 envelopes, 2 came)", "lead"]
+    fast = LockstepClock(0.1, retransmit_after_s=0.01, give_up_after_s=0.05)
+
+    async def retransmit() -> None:
+        pass
+
+    expected = r"tick 0 \(t=0.00 s\): no report from lead; an incomplete report from follower \(its Ack\(0\) claims 3 "
+    with pytest.raises(AgentTimeout, match=expected + r"envelopes, 2 came\) after 0 s"):
+        asyncio.run(fast.end_of_tick(0, asyncio.Event(), sim.missing_why, retransmit))
+
+
 def test_an_envelope_stating_a_time_more_than_a_tick_off_is_refused() -> None:
     """An outside stack's review sent `tx_time_us` in ms (100 for 0.1 s): the world took it silently (a fleet's
     was refused, `bad_time`). Every envelope's stated time must now be within a tick of the tick's time."""

@@ -70,6 +70,9 @@ M = TypeVar("M", bound=Message)
 MAX_EVENTS_PER_ACK = 256
 MAX_NOTES_PER_ACK = 64
 MAX_REJECTED_KEYS = 32  # reasons in Ack.rejected
+# How ``missing_why`` names an actor whose Ack came but whose envelopes did not all come (``AgentTimeout`` tells
+# these from the silent ones by its start)
+INCOMPLETE = "its Ack({tick}) claims {claimed} envelopes, {came} came"
 # The actor ids not in the scenario whose Hellos are kept, to name in the error of actors that never joined (a
 # stack started with ``--actor carA`` for ``car_a``; anyone may publish on a join topic: a few, the rest counted)
 MAX_UNKNOWN_JOINS = 3
@@ -371,17 +374,22 @@ class Inbound:
         ] + sorted(f for f in self.fleet_ids if f not in self.fleet_acks)
 
     def missing_why(self) -> list[str]:
-        """``missing``, each with what the world refused on its topics during this tick, if anything (the
-        reasons and the last one's detail: from its stack, or from anyone who may publish there)."""
+        """``missing``, each with why, if the world knows: an Ack that came but claims more envelopes than came
+        (``INCOMPLETE``; "no report" misled an outside stack that counted a copy it never sent), and what the
+        world refused on its topics during this tick (the reasons and the last one's detail: from its stack, or
+        from anyone who may publish there)."""
         out = []
         for who in self.missing():
+            why = []
+            if who in self.acks:
+                claimed, came = min(self._ack_counts[who]), len(self.arrivals[who])
+                why.append(INCOMPLETE.format(tick=self.current_tick, claimed=claimed, came=came))
             tick, counts, last = self._refused.get(who) or (-1, Counter(), "")
-            if tick != self.current_tick or not counts:
-                out.append(who)
-                continue
-            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
-            # (the detail quotes what came on the topic, anyone's: shown escaped, as every such text)
-            out.append(f"{who} (the world refused {reasons} on its topics this tick; the last: {printable(last)})")
+            if tick == self.current_tick and counts:
+                reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+                # (the detail quotes what came on the topic, anyone's: shown escaped, as every such text)
+                why.append(f"the world refused {reasons} on its topics this tick; the last: {printable(last)}")
+            out.append(f"{who} ({'; '.join(why)})" if why else who)
         return out
 
     @property
