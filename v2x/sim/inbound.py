@@ -126,6 +126,10 @@ class InboundStats:
     # (after a broker restart every built-in agent's Hello again was blamed on it: an outside stack's review)
     rejected_by_actor: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     duplicates_by_actor: Counter[str] = field(default_factory=Counter)
+    # Which of ``duplicates_by_actor`` were its messages for a tick the world had closed without its complete report
+    # (real time: its answers to inputs that went out late, after a broker restart): ``v2x conformance`` does not
+    # blame a stack for these when it answered every input within a tick
+    late_answers_by_actor: Counter[str] = field(default_factory=Counter)
     late_reports: int = 0
     late_by_actor: Counter[str] = field(default_factory=Counter)  # ticks closed without the actor's report
     # A signed run only (else None): per actor, the ticks in which the signature checks refused an envelope on
@@ -292,6 +296,8 @@ class Inbound:
         # Ticks that closed without the actor's Ack (real time), and the Acks for them that came after all:
         # their truth is history, but their warnings still count (docs/PROTOCOL.md "Timing and late stacks").
         self.closed_without: dict[str, set[int]] = defaultdict(set)
+        # Every tick closed without the actor's complete report, for good (``late_answers_by_actor``)
+        self.closed_late: dict[str, set[int]] = defaultdict(set)
         self.late_acks: list[tuple[str, testbed_pb2.Ack]] = []
         self.stats = InboundStats()
         self.fleet_ids: set[str] = set()  # the run's fleets (each reports once per tick)
@@ -494,10 +500,13 @@ class Inbound:
         if rejected.get("conflicting_input", 0) > before:
             self._conflict(who, "input")
 
-    def _duplicate(self, who: str) -> None:
-        """Count a copy of something ``who`` (an actor or a fleet) sent before, or of an old tick."""
+    def _duplicate(self, who: str, tick: int = -1) -> None:
+        """Count a copy of something ``who`` (an actor or a fleet) sent before, or of an old tick (``tick``: the
+        one it is for, if known)."""
         self.stats.duplicates += 1
         self.stats.duplicates_by_actor[who] += 1
+        if tick >= 0 and tick in self.closed_late.get(who, ()):
+            self.stats.late_answers_by_actor[who] += 1
 
     def _conflict(self, actor_id: str, what: str) -> None:
         self.stats.conflicts[actor_id][what] += 1
@@ -679,7 +688,7 @@ class Inbound:
             return True
         last_seq, last_tick = self.last_seq.get(actor_id, (0, -1))
         if env.tick < self.current_tick or env.seq <= self._last_at_open.get(actor_id, _NO_SEQ)[0]:
-            self._duplicate(actor_id)
+            self._duplicate(actor_id, env.tick)
             return env.tick >= self.current_tick
         if env.tick > self.current_tick:
             self.reject("bad_tick", where, f"(tick {env.tick}, current {self.current_tick})")
@@ -729,7 +738,7 @@ class Inbound:
             return
         if ack.tick != self.current_tick:
             if ack.tick < self.current_tick:
-                self._duplicate(actor_id)
+                self._duplicate(actor_id, ack.tick)
                 if ack.tick in self.closed_without[actor_id]:  # the first Ack of a tick closed without it
                     self.closed_without[actor_id].discard(ack.tick)
                     self.late_acks.append((actor_id, ack))
