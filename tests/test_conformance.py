@@ -312,3 +312,41 @@ def test_conformance_in_real_time_forgives_the_duplicates_of_answers_to_inputs_t
     assert status == "FAIL" and "6 duplicate(s)" in detail and "4 answering an input the world sent after" in detail
     status, detail = view(0.15, 6)  # the stack itself was late: the deadline fails, and so does this
     assert status == "FAIL" and "6 duplicate(s) or message(s) after their tick closed" in detail
+
+
+# ---- session 25, L5: an Ack the world refused, in 'acks' and the world's view of a run that did not complete ----
+
+
+def test_conformance_names_an_ack_the_world_refused_even_when_the_run_did_not_complete() -> None:
+    """An outside C stack's review: the world refused its Ack of tick 10 (`figure_name` 'gap': out_of_range), the
+    run stalled, and conformance said "PASS acks: one per tick run (11)" and "world's view: the run did not
+    complete"; the refusal only in the line above the checklist. The world keeps the first refused Acks of each
+    actor, 'acks' fails on them, and the world's view lists the refusals of a run that did not complete too."""
+    from datetime import UTC, datetime
+
+    from v2x.geodesy import LocalFrame
+    from v2x.run.conformance import Capture, OwnCounts, analyse
+
+    inbound = Inbound(["follower"], slot_of={"follower": 0}, unequipped=set(), tick_s=0.1, kind_of={"follower": "car"})
+    inbound.open(0)
+    bad = testbed_pb2.Advisory(app=testbed_pb2.APP_FCW, target_id="follower", raised_at_s=0.0, figure_name="gap")
+    ack = testbed_pb2.Ack(actor_id="follower", tick=0, events=[bad])
+    for _ in range(3):  # (the world sends the tick again, the stack its Ack)
+        inbound.receive("ack", "follower", ack.SerializeToString(), where="v2x/r/ack/follower")
+    [(tick, why)] = inbound.stats.refused_acks["follower"]
+    assert tick == 0 and why.startswith("out_of_range (events[0]") and "'gap'" in why
+
+    capture = Capture()
+    capture.hellos.append(testbed_pb2.Hello(actor_id="follower", kind="car", protocol_version=1).SerializeToString())
+    capture.inputs[0] = (10.0, testbed_pb2.TickInput(run_id="r-v2x", tick=0, tick_us=100_000))
+    capture.acks.append((10.01, ack.SerializeToString()))
+    checks = analyse(
+        capture, actor_id="follower", kind="car", epoch=datetime(2026, 1, 1, tzinfo=UTC),
+        frame=LocalFrame(29.5, 106.5, 0.0), tick_s=0.1, n_ticks=140, platform_id="", metrics=None,
+        realtime=False, own=OwnCounts({"out_of_range": 1}, refused_acks=[(0, why)]),
+    )  # fmt: skip
+    by_name = {c.name: c for c in checks.checks}
+    assert by_name["acks"].status == "FAIL" and f"tick 0: the world refused an Ack: {why}" in by_name["acks"].detail
+    view = by_name["world's view"]
+    assert view.status == "FAIL" and "the run did not complete" in view.detail
+    assert "rejected by the world: {'out_of_range': 1}" in view.detail

@@ -81,6 +81,7 @@ from v2x.sim.motion import (
     truth_problem,
     wrap_deg,
 )
+from v2x.text import printable
 from v2x.wire.protocol import PROTOCOL_VERSIONS
 
 DEFAULT_SCENARIO = "fcw"
@@ -206,6 +207,7 @@ class OwnCounts:
     rejected: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     late_answers: int = 0
+    refused_acks: list[tuple[int, str]] = field(default_factory=list)  # (tick, why): the first few
 
 
 @dataclass
@@ -228,6 +230,7 @@ class WorldInputs:
             dict(self.stats.rejected_by_actor.get(self.actor, {})),
             self.stats.duplicates_by_actor.get(self.actor, 0),
             self.stats.late_answers_by_actor.get(self.actor, 0),
+            list(self.stats.refused_acks.get(self.actor, [])),
         )
 
     def on_input_bytes(self, tick: int, inputs: dict[str, bytes]) -> None:
@@ -626,6 +629,9 @@ def analyse(
         + ("its truth and BSMs stand" if pc5_bsms else "its truth stands"),
         nothing="" if told is not None else not_run or "no collision in this run",
     )
+    # what the world refused on its ack topic (the listener cannot tell a refused Ack from one the world took)
+    if own is not None:
+        ack_problems += [f"tick {n}: the world refused an Ack: {printable(why)}" for n, why in own.refused_acks]
     out.add(
         "acks",
         ack_problems,
@@ -640,18 +646,17 @@ def analyse(
     world_problems = []
     recovered = answered_late = 0
     refused_hello = not ran and not out.checks[0].passed  # the world refused the Hello: 'joined' says why
-    if metrics is None:
-        if not refused_hello:
-            world_problems.append("the run did not complete")
-    else:
-        # what the world refused on topics the stack cannot publish on (the run's own sealed parties', unknown
-        # actors', the control topic) is someone else's doing on the broker, not the stack's
-        # (``own``: what came on the stack's own topics; the whole run's counts hold the built-in agents' too,
-        # such as their Hellos again after a broker restart)
-        rejected = own.rejected if own is not None else metrics.get("rejected", {})
-        refused = {k: n for k, n in rejected.items() if k not in NOT_THE_STACKS}
-        if refused:
-            world_problems.append(f"rejected by the world: {refused}")
+    # what the world refused on topics the stack cannot publish on (the run's own sealed parties', unknown
+    # actors', the control topic) is someone else's doing on the broker, not the stack's
+    # (``own``: what came on the stack's own topics; the whole run's counts hold the built-in agents' too,
+    # such as their Hellos again after a broker restart)
+    rejected = own.rejected if own is not None else (metrics or {}).get("rejected", {})
+    refused = {k: n for k, n in rejected.items() if k not in NOT_THE_STACKS}
+    if metrics is None and not refused_hello:
+        world_problems.append("the run did not complete")
+    if refused:  # (also when the run did not complete: a refused Ack stalls it, an outside C stack's review)
+        world_problems.append(f"rejected by the world: {refused}")
+    if metrics is not None:
         duplicates = own.duplicates if own is not None else metrics.get("duplicates", 0)
         late = (
             metrics.get("late_reports_by_actor", {}).get(actor_id, 0)
@@ -1010,7 +1015,7 @@ async def _conformance(
         box_m=scenario.actor(actor).box_m[:2],
         uplink=scenario.actor(actor).uplink,
         equipped=scenario.actor(actor).equipped,
-        own=world_inputs.own() if metrics is not None else None,
+        own=world_inputs.own(),
     )
     if error:
         print(f"v2x conformance: the run stopped: {error}")

@@ -73,6 +73,7 @@ MAX_REJECTED_KEYS = 32  # reasons in Ack.rejected
 # How ``missing_why`` names an actor whose Ack came but whose envelopes did not all come (``AgentTimeout`` tells
 # these from the silent ones by its start)
 INCOMPLETE = "its Ack({tick}) claims {claimed} envelopes, {came} came"
+MAX_REFUSED_ACKS_KEPT = 5  # per actor, in InboundStats.refused_acks
 # The actor ids not in the scenario whose Hellos are kept, to name in the error of actors that never joined (a
 # stack started with ``--actor carA`` for ``car_a``; anyone may publish on a join topic: a few, the rest counted)
 MAX_UNKNOWN_JOINS = 3
@@ -130,6 +131,10 @@ class InboundStats:
     # (real time: its answers to inputs that went out late, after a broker restart): ``v2x conformance`` does not
     # blame a stack for these when it answered every input within a tick
     late_answers_by_actor: Counter[str] = field(default_factory=Counter)
+    # The Acks the world refused on each actor's ack topic, (the tick then, the reason and its detail), the first
+    # MAX_REFUSED_ACKS_KEPT distinct ones: ``v2x conformance``'s 'acks' names them (it passed a stack whose Ack
+    # was refused)
+    refused_acks: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     late_reports: int = 0
     late_by_actor: Counter[str] = field(default_factory=Counter)  # ticks closed without the actor's report
     # A signed run only (else None): per actor, the ticks in which the signature checks refused an envelope on
@@ -533,7 +538,13 @@ class Inbound:
             if self.stats.rejected.total() > refused and actor_id in self.external:
                 self._note_refused_tx(actor_id)
         else:
+            refused = self.stats.rejected.total()
             self._ack(actor_id, payload, where)
+            if self.stats.rejected.total() > refused:
+                kept = self.stats.refused_acks.setdefault(actor_id, [])
+                refusal = (self.current_tick, self._refused[actor_id][2])
+                if len(kept) < MAX_REFUSED_ACKS_KEPT and refusal not in kept:  # (not a re-sent Ack's again)
+                    kept.append(refusal)
 
     def _note_refused_tx(self, actor_id: str) -> None:
         """An outside actor's envelope was refused in the current tick: the tick counts towards "envelopes
