@@ -803,6 +803,7 @@ def test_an_outside_stack_whose_envelopes_the_world_refuses_fails_envelopes_acce
     assert [c["name"] for c in checks] == (["envelopes accepted"] if refused == 15 else [])
     if checks:
         assert checks[0]["detail"].startswith("follower: 15 of 141 ticks had envelopes of its refused by the world")
+        assert checks[0]["detail"].endswith("more than 10% fails the run (refused: 30 bad_time)")
     # A run of built-in agents only (every shipped scenario's) has neither key: its result stays as it was.
     assert "refused_tx_ticks_by_actor" not in offline_sim(_fcw()).metrics(1.0)
 

@@ -425,10 +425,14 @@ ACTOR_SHARE_CHECKS = (
     (
         "refused_tx_ticks_by_actor",
         "envelopes accepted",
-        "ticks had envelopes of its refused by the world (their reasons: rejected_by_outside_actor; "
-        'docs/PROTOCOL.md "Topics"), so what it sent there reached nobody',
+        'ticks had envelopes of its refused by the world (docs/PROTOCOL.md "Topics"), so what it sent there reached '
+        "nobody",
     ),
 )
+
+
+# The metric that holds the reasons of a row's refusals, per actor (its detail names them)
+REASONS_OF = {"refused_tx_ticks_by_actor": "rejected_by_outside_actor"}
 
 
 def actor_share_checks(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -441,6 +445,8 @@ def actor_share_checks(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any
             for actor, bad in m.get(key, {}).items():
                 if ticks and bad > BAD_TICK_SHARE_MAX * ticks:
                     detail = f"{actor}: {bad} of {ticks} {meaning}; more than {BAD_TICK_SHARE_MAX:.0%} fails the run"
+                    if reasons := m.get(REASONS_OF.get(key, ""), {}).get(actor):
+                        detail += f" (refused: {', '.join(f'{n} {why}' for why, n in reasons.items())})"
                     out.append({"name": name, "variant": variant, "passed": False, "detail": detail})
     return out
 
