@@ -163,6 +163,18 @@ def run_metrics(
             if inbound.unverified_ticks is None
             else {"unverified_ticks_by_actor": {a: len(t) for a, t in sorted(inbound.unverified_ticks.items())}}
         ),
+        **(
+            {}  # a run with outside stacks only: the results of the built-in agents' runs stay as they were
+            if inbound.refused_tx_ticks is None
+            else {
+                "rejected_by_outside_actor": {
+                    a: dict(sorted(c.items()))
+                    for a in inbound.refused_tx_ticks
+                    if (c := inbound.rejected_by_actor.get(a))
+                },
+                "refused_tx_ticks_by_actor": {a: len(t) for a, t in inbound.refused_tx_ticks.items() if t},
+            }
+        ),
         "sensing": {
             name: {"frames": c.frames, "in_view": c.in_view, "occluded": c.occluded, "detected": c.detected}
             for name, c in sensing.items()

@@ -592,7 +592,10 @@ class Simulation:
         t = self.time_of(tick)
         w = self.world
         start = len(self.events)
-        self.inbound.stats.late_reports += len(self.missing())
+        missing = self.missing()
+        self.inbound.stats.late_reports += len(missing)
+        for who in missing:
+            self.inbound.closed_late[who].add(tick)
         applied: set[str] = set()  # the actors whose reported truth the world took this tick
         # Acks that came after their tick closed (real time): too late for their truth, not for their warnings.
         for actor_id, late_ack in self.inbound.late_acks:
