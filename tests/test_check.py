@@ -381,6 +381,7 @@ def _crafted(change: Any) -> dict[str, Any]:
         (lambda g: g["variants"]["v2x"].update(speeds={"car_a": 3.0}), "variants.v2x.speeds.car_a", "actor@x,y"),
         (lambda g: g.update(seed="abc"), "seed", "a valid integer; got 'abc'"),
         (lambda g: g.update(seed=-5), "seed", "greater than or equal to 0"),
+        (lambda g: g.update(seed=2**63), "seed", "less than 9223372036854775808"),  # (fuzz 25: a run id > 64)
         (lambda g: g.update(seed=True), "seed", "a valid integer; got True"),
         (lambda g: g["variants"]["v2x"]["stops"]["lead"][0].update(t_s=float("nan")), "stops.lead[0].t_s", "finite"),
         (lambda g: g.update(version=2), "version", "version 1 expected, got 2"),
@@ -396,6 +397,16 @@ def test_a_crafted_golden_record_is_refused_with_its_field_path(
         load_golden(path)
     lines = str(caught.value).splitlines()
     assert any(where in line and expected in line for line in lines), lines
+
+
+def test_a_golden_record_with_a_duplicate_key_is_refused(tmp_path: Path) -> None:
+    """Fuzz review 25: `"seed": 0, "seed": 1` was taken as seed 1 (JSON's last wins); the scenario loader
+    refuses duplicate keys, as a record now does, naming the key."""
+    path = tmp_path / "fcw.json"
+    text = json.dumps(_crafted(lambda g: None))
+    path.write_text(text.replace('"seed": 0', '"seed": 0, "seed": 1', 1))
+    with pytest.raises(ValueError, match="^" + re.escape(f"{path}: not a golden record: duplicate key 'seed'")):
+        load_golden(path)
 
 
 def test_v2x_check_refuses_a_crafted_golden_record_before_running(

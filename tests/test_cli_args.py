@@ -12,13 +12,13 @@ from v2x import __version__
 from v2x.cli import main
 
 CASES = [
-    (["run", "fcw", "--seed", "-1"], "argument --seed: a seed >= 0, got -1"),
+    (["run", "fcw", "--seed", "-1"], "argument --seed: a seed from 0 to 2**63-1, got -1"),
     (["run", "fcw", "--seed", "x"], "argument --seed: an integer, got 'x'"),
     (
         ["run", "fcw", "--view", "--port", "70000"],
         "argument --port: a TCP port 1-65535 (or 0: any free one), got 70000",
     ),
-    (["check", "fcw", "--seed", "-3"], "argument --seed: a seed >= 0, got -3"),
+    (["check", "fcw", "--seed", "-3"], "argument --seed: a seed from 0 to 2**63-1, got -3"),
     (["check", "fcw", "--jobs", "0"], "argument --jobs: N from 1 to 1024, got 0"),
     (["sweep", "fcw", "--jobs", "0"], "argument --jobs: N from 1 to 1024, got 0"),
     (["run", "fcw", "--workers", "0"], "argument --workers: N from 1 to 1024, got 0"),
@@ -29,10 +29,27 @@ CASES = [
         ["worker", "fcw", "--broker", "mqtt://127.0.0.1:1883", "--run-id", "x", "--fleet", "0", "--of", "0"],
         "argument --of: N from 1 to 1024, got 0",
     ),
-    (["impair", "sample", "rtk-fixed", "--seed", "-1"], "argument --seed: a seed >= 0, got -1"),
-    (["conformance", "--actor", "lead", "--seed", "-1"], "argument --seed: a seed >= 0, got -1"),
+    (["impair", "sample", "rtk-fixed", "--seed", "-1"], "argument --seed: a seed from 0 to 2**63-1, got -1"),
+    (["conformance", "--actor", "lead", "--seed", "-1"], "argument --seed: a seed from 0 to 2**63-1, got -1"),
     (["secure", "init", "fcw", "--port", "0"], "argument --port: a TCP port 1-65535, got 0"),
-    (["bench", "traffic", "--seed", "-1"], "argument --seed: a seed >= 0, got -1"),
+    (["bench", "traffic", "--seed", "-1"], "argument --seed: a seed from 0 to 2**63-1, got -1"),
+    # Fuzz review 25: a seed of 2**200 made a run id over the topics' 64 characters (a traceback after the
+    # broker started); the rates took 1_0% and non-ASCII digits that the scenario loader refuses; --seeds 1e9
+    # had argparse's wording; --fleet took 1_0.
+    (["run", "fcw", "--seed", str(2**63)], f"argument --seed: a seed from 0 to 2**63-1, got {2**63}"),
+    (["run", "fcw", "--seed", "1_0"], "argument --seed: an integer, got '1_0'"),
+    (["run", "fcw", "--seed", "\u0665"], "argument --seed: an integer, got '\u0665'"),
+    (["sweep", "fcw", "--seeds", "1e9"], "argument --seeds: an integer, got '1e9'"),
+    (["sweep", "fcw", "--seeds", "100001"], "argument --seeds: N from 1 to 100,000, got 100001"),
+    (["sweep", "fcw", "--seeds", "0"], "argument --seeds: N from 1 to 100,000, got 0"),
+    (["sweep", "fcw", "--max-collision-rate", "1_0%"], "argument --max-collision-rate: a share 0-1 or a percentage"),
+    (["sweep", "fcw", "--min-pass-rate", "\u0665\u0660%"], "argument --min-pass-rate: a share 0-1 or a percentage"),
+    (["impair", "sample", "rtk-fixed", "--hz", "1_0", "--csv", "-"], "argument --hz: a number, got '1_0'"),
+    (["impair", "sample", "rtk-fixed", "--speed", "x", "--csv", "-"], "argument --speed: a number, got 'x'"),
+    (
+        ["worker", "arterial", "--broker", "mqtt://127.0.0.1:1", "--run-id", "x", "--fleet", "1_0", "--of", "2"],
+        "argument --fleet: an integer, got '1_0'",
+    ),
     # Counts without an upper bound took the machine (attack review 9): bench core --n 99999999999999999999
     # grew ~1 GB/s, worker --of 99999999999999 spun for good in fleet_ids_for before saying anything.
     (["bench", "core", "--n", "99999999999999999999"], "argument --n: --n wants integers from 2 to 100,000"),
@@ -124,6 +141,16 @@ def test_impair_sample_refuses_a_sample_count_out_of_range(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--hz x --seconds must give between 1 and 10 000 000 samples" in err and "Traceback" not in err
+    assert not csv.exists()
+
+
+def test_impair_sample_refuses_a_speed_faster_than_a_scenario_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fuzz review 25: --speed 1e308 wrote rows of inf (a numpy overflow warning) and exit 0."""
+    csv = tmp_path / "s.csv"
+    assert main(["impair", "sample", "tunnel-outage", "--speed", "1e308", "--csv", str(csv)]) == 2
+    assert "--speed must be 0 to 140 m/s, got 1e+308" in capsys.readouterr().err
     assert not csv.exists()
 
 

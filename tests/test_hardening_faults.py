@@ -577,13 +577,28 @@ def test_a_recording_check_or_sweep_that_cannot_be_written_is_exit_2_or_3_never_
     assert "Traceback" not in err
     monkeypatch.undo()
 
-    # a file where a folder should be (a full disk goes the same way: an OSError when written)
-    assert main(["sweep", "fcw", "--seeds", "1", "--out", str(a_file / "sweep.json")]) == 3
+    # a full disk when the reports are written: an OSError, said, exit 3
+    from v2x.run import check, results
+
+    def full_disk(path: Path, data: str | bytes) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(results, "write_atomic", full_disk)
+    monkeypatch.setattr(check, "write_atomic", full_disk)
+    assert main(["sweep", "fcw", "--seeds", "1", "--out", str(tmp_path / "sweep.json")]) == 3
     assert "v2x sweep: cannot write" in (err := capsys.readouterr().err) and "Traceback" not in err
-    assert main(["check", "fcw", "--jobs", "1", "--out", str(a_file / "c")]) == 3
+    assert main(["check", "fcw", "--jobs", "1", "--out", str(tmp_path / "c")]) == 3
     assert "v2x check: cannot write the reports under" in (err := capsys.readouterr().err) and "Traceback" not in err
-    assert main(["check", "fcw", "--out", str(a_file)]) == 2  # a file as the folder: said before any run
+    monkeypatch.undo()
+    # a file where a folder should be, or one that cannot be written: said before any run (fuzz review 25)
+    assert main(["sweep", "fcw", "--seeds", "1", "--out", str(a_file / "sweep.json")]) == 2
+    assert f"v2x sweep: --out {a_file / 'sweep.json'}: no folder {a_file}" in capsys.readouterr().err
+    assert main(["check", "fcw", "--out", str(a_file)]) == 2
     assert f"v2x check: --out {a_file}: not a folder" in capsys.readouterr().err
+    assert main(["check", "fcw", "--out", str(a_file / "c")]) == 2
+    assert f"v2x check: --out {a_file / 'c'}: {a_file} is not a folder" in capsys.readouterr().err
+    assert main(["run", "fcw", "--out", "/proc/v2x-results"]) == 2
+    assert "v2x run: --out /proc/v2x-results: cannot make or write a folder there" in capsys.readouterr().err
 
 
 def _children(pid: int) -> list[int]:

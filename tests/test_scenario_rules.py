@@ -277,7 +277,7 @@ CASES = [
         "actor path of one point",
         _scenario("evw", "path: [[0, -5.25], [500, -5.25], [560, -1.75], [2000, -1.75]]", "path: [[0, -5.25]]"),
         "actors[1].path",
-        "a line of positive length (two or more points, not all one); got one point",
+        "a line at least 0.1 m long (two or more points, not all one); got one point",
     ),
     (
         "actor path of no point",
@@ -295,7 +295,7 @@ CASES = [
         "phantom path of one point",
         _scenario("ghost", "phantom: {lane: sb, start_m: 31.57,", "phantom: {path: [[0, 50]], start_m: 0,"),
         "actors[3].phantom.path",
-        "a line of positive length (two or more points, not all one); got one point",
+        "a line at least 0.1 m long (two or more points, not all one); got one point",
     ),
     (
         "phantom path with all its points one",
@@ -307,7 +307,37 @@ CASES = [
         "road sign's reference path with all its points one",
         _scenario("slw", "path: [[300, -1.75], [900, -1.75]]", "path: [[300, -1.75], [300, -1.75]]"),
         "actors[3].road_signs[0].path",
-        "a line of positive length (two or more points, not all one)",
+        "a line at least 0.1 m long (two or more points, not all one)",
+    ),
+    # Fuzz review 25: lines of 1e-320 or 1e-200 m passed a check of "positive" length, and the route following
+    # them, which measures as shapely does, found zero length: a traceback in the loader's neighbour check, or
+    # at run time for a path; an RSI item's end of 1e9 s wrapped the MinuteOfTheYear (the event taken as over),
+    # and 1e12 s overflowed the RSU's date arithmetic mid-run.
+    (
+        "lane centre line 1e-320 m long",
+        _scenario("breakdown", "centerline: [[0, -5.25], [1500, -5.25]]", "centerline: [[1e-320, -5.25], [0, -5.25]]"),
+        "road.lanes[1].centerline",
+        "a line at least 0.1 m long (two or more points, not all one); got 2 points, ",
+    ),
+    (
+        "actor path 1e-200 m long",
+        _scenario(
+            "evw", "path: [[0, -5.25], [500, -5.25], [560, -1.75], [2000, -1.75]]", "path: [[0, 0], [1e-200, 0]]"
+        ),
+        "actors[1].path",
+        "got 2 points, 1e-200 m long",
+    ),
+    (
+        "actor path 5 cm long",
+        _scenario("evw", "path: [[0, -5.25], [500, -5.25], [560, -1.75], [2000, -1.75]]", "path: [[0, 0], [0.05, 0]]"),
+        "actors[1].path",
+        "got 2 points, 0.05 m long",
+    ),
+    (
+        "road event ending beyond what MinuteOfTheYear carries",
+        _scenario("hlw", "active_s: [0, 1800]", "active_s: [0, 1.0e+9]"),
+        "actors[4].road_events[0].active_s",
+        "[start, end) with 0 <= start < end <= 15552000 s (180 days",
     ),
     ("empty file", "", "", "got nothing (an empty file"),
     ("only comments", "# nothing yet\n", "", "got nothing"),

@@ -265,7 +265,7 @@ def test_a_lane_of_zero_length_is_refused_even_as_a_neighbour(tmp_path: Path) ->
     assert "right: eb1" in text
     problems = dict(_problems(_write(tmp_path, text)))
     assert problems["road.lanes[0].centerline"] == (
-        "a line of positive length (two or more points, not all one); got 2 points, all at (0, 0)"
+        "a line at least 0.1 m long (two or more points, not all one); got 2 points, all at (0, 0)"
     )
 
 

@@ -97,6 +97,22 @@ def test_mosquitto_password_format() -> None:
     assert line.startswith("$7$101$AAAAAAAAAAAAAAAA$") and len(line.split("$")[-1]) == 88
 
 
+def test_a_host_name_longer_than_a_common_name_goes_in_the_san_only() -> None:
+    """Fuzz review 25: `v2x secure init --host` with a DNS name of 93 characters was a traceback (x509 holds at
+    most 64 in a CommonName); clients match the SAN's names, where it now is."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    long_name = "a" * 40 + "." + "b" * 40 + ".example.com"
+    cert = x509.load_pem_x509_certificate(make_tls([long_name]).cert_pem.encode())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "localhost"
+    assert long_name in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+    cert = x509.load_pem_x509_certificate(make_tls(["broker.example.com"]).cert_pem.encode())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "broker.example.com"
+
+
 def _secure_dir(scenario_id: str, prefix: str, port: int) -> Path:
     directory = Path(tempfile.mkdtemp(prefix="v2x-secure-test-"))
     scenario = load_scenario(find_scenario(scenario_id))

@@ -183,7 +183,6 @@ def test_sweep_bounds_met_exit_0_and_bad_bounds_exit_2(capsys: pytest.CaptureFix
 @pytest.mark.parametrize(
     "argv",
     [
-        ["sweep", "fcw", "--seeds", "0"],
         ["sweep", "fcw", "--positioning", "gps-magic"],
         ["sweep", "fcw", "--network", "wifi"],
         ["sweep", "nosuch"],

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from v2x.net import topics
@@ -58,3 +60,27 @@ def test_kind_of_names_the_topic_a_topic_or_filter_is(topic_or_filter: str, kind
     assert topics.kind_of(topic_or_filter) == kind
     parsed = topics.parse(topic_or_filter)
     assert parsed is None or parsed.kind == kind
+
+
+def test_a_drawn_run_id_fits_the_topics_for_the_longest_scenario_id_and_seed() -> None:
+    """Fuzz review 25: a scenario id may be 64 characters long, and a seed had no bound, but the run id drawn
+    for a run (`{id}-{variant}-s{seed}-{hex}`) must be at most 64: a traceback after the broker started."""
+    from v2x.argtypes import SEED_LIMIT, random_run_id
+
+    for scenario_id in ("fcw", "a" * 27, "a" * 28, "a" * 64):
+        for seed in (0, SEED_LIMIT - 1):
+            run_id = random_run_id(scenario_id, "baseline", seed, "abcdef")
+            assert topics.valid_id(run_id) and run_id.endswith(f"-baseline-s{seed}-abcdef"), run_id
+            assert run_id.startswith(scenario_id[:27])
+    assert random_run_id("fcw", "v2x", 7, "abcdef") == "fcw-v2x-s7-abcdef"  # (short ids as they were)
+
+
+async def test_a_scenario_of_the_longest_id_runs_with_the_largest_seed(tmp_path: Path) -> None:
+    from v2x.argtypes import SEED_LIMIT
+    from v2x.run.runner import run_scenario
+    from v2x.scenario import find_scenario, load_scenario
+
+    text = find_scenario("fcw").read_text().replace("id: fcw\n", f"id: {'a' * 64}\n", 1)
+    (path := tmp_path / "long.yaml").write_text(text)
+    result = await run_scenario(load_scenario(path), broker="loopback", variants=["baseline"], seed=SEED_LIMIT - 1)
+    assert result["scenario"] == "a" * 64 and result["run"]["run_ids"]["baseline"].startswith("a" * 27)

@@ -40,19 +40,34 @@ _LONGEST_SUFFIX = len("-baseline")
 RUN_ID_RULE = f"use 1-{64 - _LONGEST_SUFFIX} characters of A-Z a-z 0-9 _ . - (the variant is appended: PREFIX-v2x)"
 
 
+# A seed is below 2**63 (at most 19 digits), so that a run id ``{scenario}-{variant}-s{seed}-{6 hex}`` fits the
+# topics' 64 characters with the scenario id cut to what is left (``random_run_id``; golden records the same).
+SEED_LIMIT = 2**63
+
+
 def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"an integer, got {text!r}") from None
+    """An integer as the scenario loader takes one: ASCII digits with an optional sign (``int()`` also took
+    ``1_0``, non-ASCII digits and surrounding blanks)."""
+    body = text.strip()
+    if not (body.removeprefix("-").removeprefix("+").isdigit() and body.isascii()) or len(body) > 40:
+        raise argparse.ArgumentTypeError(f"an integer, got {text[:60]!r}")
+    return int(body)
 
 
 def seed(text: str) -> int:
-    """A random seed: an integer >= 0 (numpy's seeds are non-negative)."""
+    """A random seed: an integer from 0 to 2**63 - 1 (numpy's seeds are non-negative; the bound keeps run
+    ids within the topics' 64 characters)."""
     value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seed >= 0, got {value}")
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"a seed from 0 to 2**63-1, got {value}")
     return value
+
+
+def random_run_id(scenario_id: str, variant: str, seed: int, nonce: str) -> str:
+    """The run id of a run not given one: ``{scenario}-{variant}-s{seed}-{nonce}``, the scenario id cut short
+    so that the whole stays a topic id (64 characters; a scenario id may be 64 long itself)."""
+    tail = f"-{variant}-s{seed}-{nonce}"
+    return scenario_id[: max(1, 64 - len(tail))] + tail
 
 
 def port(text: str) -> int:
@@ -69,6 +84,28 @@ def listen_port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a TCP port 1-65535 (or 0: any free one), got {value}")
     return value
+
+
+def _float(text: str) -> float:
+    """A number as the scenario loader takes one: ASCII, no ``_`` (``float()`` also took ``1_0`` and
+    non-ASCII digits). Raises ValueError."""
+    body = text.strip()
+    if not body.isascii() or "_" in body:
+        raise ValueError(text)
+    return float(body)
+
+
+def integer(text: str) -> int:
+    """An integer (ASCII digits, an optional sign), its range checked by the command."""
+    return _int(text)
+
+
+def real(text: str) -> float:
+    """A number (ASCII, no ``_``), its range checked by the command."""
+    try:
+        return _float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number, got {text[:60]!r}") from None
 
 
 def count_to(most: int, least: int = 1) -> Callable[[str], int]:
@@ -98,9 +135,9 @@ def seconds(most: float) -> Callable[[str], float]:
 
     def parse(text: str) -> float:
         try:
-            value = float(text)
+            value = _float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"seconds, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"seconds, got {text[:60]!r}") from None
         if not (math.isfinite(value) and 0 < value <= most):
             raise argparse.ArgumentTypeError(f"seconds > 0 and at most {most:g}, got {text}")
         return value
@@ -131,9 +168,9 @@ def share(text: str) -> float:
     body = text.strip()
     scale = 100.0 if body.endswith("%") else 1.0
     try:
-        value = float(body.removesuffix("%")) / scale
+        value = _float(body.removesuffix("%")) / scale
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a share 0-1 or a percentage (0.95, 95%), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"a share 0-1 or a percentage (0.95, 95%), got {text[:60]!r}") from None
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise argparse.ArgumentTypeError(f"a share 0-1 or a percentage 0-100%, got {text}")
     return value

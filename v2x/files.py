@@ -92,3 +92,41 @@ def read_regular(path: Path, limit: int) -> bytes | None:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         return stream.read(limit)
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why files cannot be written into the folder ``path`` (made with its parents when missing), or None.
+    Tried, not guessed (root may write anywhere by its permissions, yet not into /proc): a temporary file in
+    it, or, when it is missing, a temporary folder in its nearest existing parent, removed at once; so a
+    command refuses an ``--out`` it could not write before it runs rather than after (fuzz review 25)."""
+    try:
+        if path.is_dir():
+            with tempfile.TemporaryFile(dir=path):
+                return None
+        if path.exists() or path.is_symlink():
+            return "not a folder"
+        parent = next(p for p in path.absolute().parents if p.exists())
+        if not parent.is_dir():
+            return f"{parent} is not a folder"
+        os.rmdir(tempfile.mkdtemp(dir=parent))
+    except OSError as exc:
+        return f"cannot make or write a folder there: {exc.strerror or exc}"
+    return None
+
+
+def file_problem(path: Path) -> str | None:
+    """Why the file ``path`` cannot be written whole (a new file beside it, renamed over it), or None: tried
+    with a temporary file in its folder, removed at once. A device or FIFO there is written into (as
+    ``v2x.run.results.write_atomic`` does): no problem."""
+    try:
+        if path.is_dir():
+            return "a folder, not a file"
+        if path.exists() and not path.is_file():
+            return None
+        if not path.parent.is_dir():
+            return f"no folder {path.parent}"
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        return f"cannot write there: {exc.strerror or exc}"
+    return None

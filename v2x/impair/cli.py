@@ -33,6 +33,7 @@ from v2x.impair._positioning import PositioningModel
 from v2x.impair._positioning_profiles import POSITIONING_PROFILES
 
 NETWORK_STEP_M = 10.0
+MAX_SPEED_MPS = 140.0  # --speed: a scenario's fastest (v2x.scenario.model speed_mps le=140); 1e308 gave inf rows
 CELLULAR_SAMPLE_RANGE_M = 1000.0
 
 
@@ -71,13 +72,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     sampler.add_argument("profile", metavar="PROFILE", help="a profile name (see `v2x impair list`)")
-    sampler.add_argument("--hz", type=float, default=10.0, help="update / packet rate (default 10)")
-    sampler.add_argument("--seconds", type=float, default=60.0, help="duration (default 60)")
+    sampler.add_argument("--hz", type=argtypes.real, default=10.0, help="update / packet rate (default 10)")
+    sampler.add_argument("--seconds", type=argtypes.real, default=60.0, help="duration (default 60)")
     sampler.add_argument("--seed", type=argtypes.seed, default=0, help="random seed (default 0)")
     sampler.add_argument("--csv", metavar="FILE", help="CSV output file ('-' for stdout)")
     sampler.add_argument("--png", metavar="FILE", help="draw the trace to this PNG file")
     sampler.add_argument(
-        "--speed", type=float, default=0.0, help="positioning: receiver speed in m/s (default 0, stationary)"
+        "--speed",
+        type=argtypes.real,
+        default=0.0,
+        help=f"positioning: receiver speed in m/s, at most {MAX_SPEED_MPS:g} as in a scenario (default 0, stationary)",
     )
     sampler.add_argument(
         "--cold-start",
@@ -148,8 +152,8 @@ def _sample_handler(args: argparse.Namespace) -> int:
         return _bad_input(f"--seconds must be a positive number, got {args.seconds}")
     if not hz * seconds <= 10_000_000 or round(hz * seconds) < 1:  # (first: 1e308 x 1e308 is inf, which round refuses)
         return _bad_input("--hz x --seconds must give between 1 and 10 000 000 samples")
-    if not (math.isfinite(args.speed) and args.speed >= 0.0):
-        return _bad_input(f"--speed must be >= 0, got {args.speed}")
+    if not (math.isfinite(args.speed) and 0.0 <= args.speed <= MAX_SPEED_MPS):
+        return _bad_input(f"--speed must be 0 to {MAX_SPEED_MPS:g} m/s, got {args.speed}")
     if name in NETWORK_PROFILES and (args.speed or args.cold_start):  # (taken and ignored: newcomer 5)
         return _bad_input(f"--speed and --cold-start are for positioning profiles; {name} is a network profile")
     if args.png and importlib.util.find_spec("matplotlib") is None:

@@ -30,6 +30,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
+from v2x.files import folder_problem
 from v2x.run.pool import job_pool
 from v2x.run.results import regular_size, variant_wall_s, write_atomic
 from v2x.scenario.model import ALL_VARIANTS, Bool, Int, Real, Variant
@@ -110,7 +111,7 @@ class _GoldenRecord(BaseModel):
     model_config = _GoldenConfig
     version: Literal[1]
     scenario: str
-    seed: Annotated[Int, Field(ge=0)]  # as --seed takes it (v2x.argtypes.seed)
+    seed: Annotated[Int, Field(ge=0, lt=argtypes.SEED_LIMIT)]  # as --seed takes it (v2x.argtypes.seed)
     # absent: the defaults (TOLERANCES; check_result reads them so); golden_record writes them into every record
     tolerance: _Tolerance = Field(default_factory=lambda: _Tolerance.model_validate(TOLERANCES))
     variants: dict[Variant, _VariantSummary]
@@ -322,6 +323,21 @@ class GoldenError(ValueError):
         super().__init__("\n".join(lines))
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = printable(key[:60])
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
 def load_golden(path: Path, scenario_id: str | None = None) -> dict[str, Any] | None:
     """A golden record, or None if there is none. Raises :class:`GoldenError` (a ValueError) naming the
     file, the field path and what was expected if it is not one: the whole record is checked here, against
@@ -339,7 +355,9 @@ def load_golden(path: Path, scenario_id: str | None = None) -> dict[str, Any] | 
             raise GoldenError(path, [("", "not a regular file: not a golden record")])
         if size > MAX_GOLDEN_BYTES:
             raise GoldenError(path, [("", f"larger than {MAX_GOLDEN_BYTES >> 20} MiB: not a golden record")])
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:  # (json takes the last; which one was meant is unknown, as in a scenario file)
+        raise GoldenError(path, [("", f"not a golden record: duplicate key {exc.key!r} in one object")]) from exc
     except OSError as exc:
         raise GoldenError(path, [("", f"cannot read: {exc.strerror or exc}")]) from exc
     except UnicodeDecodeError as exc:
@@ -478,9 +496,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(external: true) needs --broker mqtt://... and, for the stacks to know which runs to join, --run-id "
         '(docs/RESULTS.md, "With an outside stack").',
         epilog="Exit codes: 0 every outcome matches its record and every expectation held, 1 an outcome "
-        "changed, an expectation failed or a record is missing, 2 bad input (nothing was run), 3 a run could "
-        "not complete (or the reports could not be written), 130 / 143 interrupted by SIGINT / SIGTERM (the "
-        "runs in progress and their worker processes were stopped; no report).",
+        "changed, an expectation failed or a record is missing, 2 bad input (an --out folder it cannot "
+        "write too; nothing was run), 3 a run could not complete (or the reports could not be written after "
+        "all), 130 / 143 interrupted by SIGINT / SIGTERM (the runs in progress and their worker processes were "
+        "stopped; no report).",
     )
     check.add_argument("targets", nargs="*", metavar="SCENARIO|DIR", help="scenario ids, files or directories")
     check.add_argument("--out", type=Path, default=Path("check-results"), metavar="OUT", help="(check-results/)")
@@ -488,7 +507,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--update-golden", action="store_true", help="rewrite the golden records from this run; print what changed"
     )
     check.add_argument("--broker", default="embedded", metavar="URL", help="'embedded' (default) or mqtt://host:port")
-    check.add_argument("--seed", type=argtypes.seed, default=None, help="seed (default: the record's, else 0)")
+    check.add_argument(
+        "--seed", type=argtypes.seed, default=None, help="seed, 0 to 2**63-1 (default: the record's, else 0)"
+    )
     check.add_argument(
         "--run-id",
         metavar="PREFIX",
@@ -630,8 +651,8 @@ def _prepare(
             parse_broker_url(args.broker)
         except BrokerURLError as exc:
             raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: {exc}"]) from None
-    if args.out.exists() and not args.out.is_dir():  # (found after every run, with a traceback: exit 1)
-        raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --out {args.out}: not a folder"])
+    if (problem := folder_problem(args.out)) is not None:  # (found after every run: a traceback, or exit 3)
+        raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --out {args.out}: {problem}"])
     loaded = []
     problems: list[str] = []  # every bad file's, as v2x run says them (only the first was said: newcomer 5)
     try:

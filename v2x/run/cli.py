@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
+from v2x.files import folder_problem
 from v2x.logs import LOG_FORMAT, flag_text
 from v2x.net.broker import BrokerAddress, BrokerURLError, parse_broker_url
 from v2x.net.clock import MODES
@@ -116,7 +117,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run scenarios and check their expectations",
         description="Run scenarios (each with and without V2X), check their expectations, write DIR/<id>/result.json.",
         epilog="Exit codes: 0 every expectation held, 1 an expectation failed, 2 bad input "
-        "(nothing was run), 3 the run could not complete (or its result could not be written), "
+        "(an --out folder it cannot write too; nothing was run), 3 the run could not complete (or its result "
+        "could not be written after all), "
         "130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (the run in progress was stopped).",
     )
     run.add_argument(
@@ -141,7 +143,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="URL",
         help="'embedded' (default: an in-process broker) or mqtt://host:port of any MQTT broker",
     )
-    run.add_argument("--seed", type=argtypes.seed, default=0, help="random seed (same seed, same outcome); default 0")
+    run.add_argument(
+        "--seed",
+        type=argtypes.seed,
+        default=0,
+        help="random seed, 0 to 2**63-1 (same seed, same outcome); default 0",
+    )
     add_profile_options(run)  # (as v2x sweep's: a seed a sweep with profiles swapped found failing runs alike)
     run.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="output directory (results/)")
     run.add_argument(
@@ -329,7 +336,9 @@ def _register_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="mqtt://[user:pass@]host:port (mqtts:// for TLS) of the broker; needed unless --credentials names it",
     )
     wk.add_argument("--run-id", required=True, metavar="PREFIX", help="the world's --run-id")
-    wk.add_argument("--fleet", type=int, required=True, metavar="K", help="which fleet to serve: 0 ... N-1")
+    wk.add_argument(
+        "--fleet", type=argtypes.integer, required=True, metavar="K", help="which fleet to serve: 0 ... N-1"
+    )
     wk.add_argument(
         "--of",
         type=argtypes.count,
@@ -670,8 +679,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"v2x run: --variant: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
 
-    if args.out.exists() and not args.out.is_dir():  # (found after the run, exit 3, as v2x check did: newcomer 5)
-        print(f"v2x run: --out {args.out}: not a folder (results go into one)", file=sys.stderr)
+    # (found after the run, exit 3, as v2x check did: newcomer 5; one it cannot write too: fuzz review 25)
+    if (problem := folder_problem(args.out)) is not None:
+        print(f"v2x run: --out {args.out}: {problem} (results go into a folder)", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.record is not None and args.record.exists() and not args.record.is_dir():
         print(f"v2x run: --record {args.record}: not a folder (recordings go into one)", file=sys.stderr)

@@ -20,7 +20,7 @@ from v2x.agents.platform import EdgePlatform
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.thresholds import resolve
-from v2x.argtypes import JOIN_TIMEOUT_S, RUN_ID_RULE, valid_run_id_prefix
+from v2x.argtypes import JOIN_TIMEOUT_S, RUN_ID_RULE, random_run_id, valid_run_id_prefix
 from v2x.files import replace_whole
 from v2x.geodesy import LocalFrame
 from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for, parse_broker_url, redacted_url
@@ -386,7 +386,7 @@ async def run_variant(
 
     if (why := cannot_run(scenario)) is not None:  # the commands say so before they start; this is the last word
         raise RunError(f"{scenario.id}: {why}")
-    run_id = run_id or f"{scenario.id}-{variant}-s{seed}-{secrets.token_hex(3)}"
+    run_id = run_id or random_run_id(scenario.id, variant, seed, secrets.token_hex(3))
     token = secrets.token_hex(16)  # the run's Control token (docs/SECURITY.md)
     seal = RunSeal() if sealed else None  # between the world and the agents and fleets this run starts
     env = environment(scenario)
@@ -656,7 +656,8 @@ async def run_scenario(
     at all: the world and the agents talk over an in-process bus, ``v2x.net.transport.LoopbackBroker``).
 
     Run ids are ``{run_id}-{variant}`` when ``run_id`` is given (so that an outside stack can know them
-    before the run), else ``{scenario}-{variant}-s{seed}-{random hex}``. Expectations of variants that are
+    before the run), else ``{scenario}-{variant}-s{seed}-{random hex}`` (the scenario id cut short to keep it
+    within 64 characters: ``v2x.argtypes.random_run_id``). Expectations of variants that are
     not run are not checked. ``observe(variant, run_id)`` gives each variant's World an observer (a
     recorder, a live view; ``v2x.net.world.Observer``) or None.
 
@@ -688,7 +689,7 @@ async def run_scenario(
     run_ids: dict[str, str] = (
         fixed_run_ids(run_id, scenario.variants)
         if run_id is not None
-        else {v: f"{scenario.id}-{v}-s{seed}-{secrets.token_hex(3)}" for v in scenario.variants}
+        else {v: random_run_id(scenario.id, v, seed, secrets.token_hex(3)) for v in scenario.variants}
     )
     tracks: dict[str, Tracks] = {}
     reconnects = 0

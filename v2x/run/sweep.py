@@ -35,6 +35,7 @@ from typing import Any
 
 from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
+from v2x.files import file_problem
 from v2x.run.check import CaseResult, write_junit
 from v2x.run.pool import job_pool
 from v2x.scenario.profiles import LINK_OF_KIND, add_profile_options, profile_args
@@ -43,6 +44,7 @@ from v2x.text import printable
 
 #: The seeds run on the in-process loopback bus (no broker): an outside stack cannot join them.
 SWEEP_BUS = "loopback"
+MAX_SEEDS = 100_000  # --seeds
 SWEEP_NO_OUTSIDE = (
     "A sweep over many seeds with an outside stack is not supported (nothing was run): sweep a copy of the scenario "
     "without 'external: true' (the built-in driver drives that actor), or run the seeds you need one at a time "
@@ -63,12 +65,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "stack (external: true) is refused: no stack can join the in-process bus.",
         epilog="Exit codes: 0 done (and every --min-/--max- bound met), 1 a bound given with --min-pass-rate, "
         "--min-detection, --max-false-warnings or --max-collision-rate not met (each named), 2 bad input (a "
-        "scenario with an outside stack too; nothing was run), 3 a run "
-        "could not complete (or a file could not be written), 130 / 143 interrupted by SIGINT / SIGTERM (the runs "
-        "in progress and their worker processes stopped).",
+        "scenario with an outside stack, or a file named by --out, --svg or --junit that it cannot write, too; "
+        "nothing was run), 3 a run could not complete (or a file could not be written after all), 130 / 143 "
+        "interrupted by SIGINT / SIGTERM (the runs in progress and their worker processes stopped).",
     )
     sweep.add_argument("scenario", metavar="SCENARIO", help="scenario id or file")
-    sweep.add_argument("--seeds", type=int, default=20, metavar="N", help="seeds 0..N-1 (default 20)")
+    sweep.add_argument(
+        "--seeds", type=argtypes.count_to(MAX_SEEDS), default=20, metavar="N", help="seeds 0..N-1 (default 20)"
+    )
     add_profile_options(sweep)
     sweep.add_argument(
         "--jobs",
@@ -448,9 +452,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from v2x.run.runner import warm_up_core
     from v2x.scenario import ScenarioError, find_scenario
 
-    if args.seeds < 1 or args.seeds > 100_000:
-        print("v2x sweep: --seeds wants 1..100000", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    for flag, target in (("--out", args.out), ("--svg", args.svg), ("--junit", args.junit)):
+        if target is not None and (problem := file_problem(target)) is not None:  # (said after the runs, exit 3)
+            print(f"v2x sweep: {flag} {target}: {problem}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     jobs = args.jobs or os.cpu_count() or 1
     if jobs < 1:
         print("v2x sweep: --jobs wants >= 1", file=sys.stderr)

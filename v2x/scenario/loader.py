@@ -603,17 +603,25 @@ _TAGS = {
 }
 
 
+MIN_LINE_M = 0.1  # the shortest line something follows (docs/SCENARIOS.md)
+
+
 def line_problem(points: Sequence[tuple[float, float]]) -> str | None:
     """What is wrong with a line of the file that something follows by arc length (a lane's centre line, an
-    actor's or a phantom's path, a road event's or sign's reference path), or None: it must have a length. (An
-    attack review: a path of one point was a traceback at load, one of two equal points at run time.)"""
-    if math.fsum(math.dist(a, b) for a, b in itertools.pairwise(points)) > 0:
+    actor's or a phantom's path, a road event's or sign's reference path), or None: it must be at least
+    ``MIN_LINE_M`` long. (An attack review: a path of one point was a traceback at load, one of two equal points
+    at run time; fuzz review 25: one 1e-200 m long passed a check of "positive" length, and the route that
+    follows it, which measures it as shapely does, found zero length: a traceback.)"""
+    length = math.fsum(math.dist(a, b) for a, b in itertools.pairwise(points))
+    if length >= MIN_LINE_M:
         return None
     if len(points) < 2:
         got = "no point" if not points else "one point"
-    else:
+    elif length == 0:
         got = f"{len(points)} points, all at ({points[0][0]:g}, {points[0][1]:g})"
-    return f"a line of positive length (two or more points, not all one); got {got}"
+    else:
+        got = f"{len(points)} points, {length:.3g} m long"
+    return f"a line at least {MIN_LINE_M:g} m long (two or more points, not all one); got {got}"
 
 
 def area_problem(points: Sequence[tuple[float, float]]) -> str | None:

@@ -247,6 +247,12 @@ class SensorSpec(Strict):
     period_s: Real | None = Field(default=None, gt=0, le=10, description="time between frames")
 
 
+# An RSI item's latest end (active_s): RSI sends it as a MinuteOfTheYear, which receivers read as the nearest such
+# minute within half a year of now; an end ~31 years on wrapped to one already past (the event was taken as over),
+# and ~1e12 s overflowed the RSU's date arithmetic mid-run (fuzz review 25).
+ACTIVE_MAX_S = 180 * 86400.0
+
+
 class RsiItemSpec(Strict):
     """What road events and road signs (RSI) share: an id, a position, the stretch of road it applies to
     (``lanes``: their centre lines, half a lane wide, or ``path`` with ``path_radius_m``; neither: every
@@ -262,12 +268,20 @@ class RsiItemSpec(Strict):
     active_s: tuple[Real, Real] | None = Field(default=None, description="[start, end) in simulation seconds")
     priority: Int = Field(default=0, ge=0, le=7, description="0..7, higher is more urgent")
 
+    @field_validator("active_s")
+    @classmethod
+    def _window(cls, window: tuple[float, float] | None) -> tuple[float, float] | None:
+        if window is not None and not 0 <= window[0] < window[1] <= ACTIVE_MAX_S:
+            raise ValueError(
+                f"[start, end) with 0 <= start < end <= {ACTIVE_MAX_S:.0f} s (180 days: the RSI's MinuteOfTheYear "
+                f"carries half a year); got {list(window)}"
+            )
+        return window
+
     @model_validator(mode="after")
     def _where(self) -> RsiItemSpec:
         if self.lanes is not None and self.path is not None:
             raise ValueError("give 'lanes' or 'path', not both")
-        if self.active_s is not None and not 0 <= self.active_s[0] < self.active_s[1]:
-            raise ValueError(f"'active_s' is [start, end) with 0 <= start < end; got {list(self.active_s)}")
         return self
 
 
