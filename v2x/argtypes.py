@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 # Every ``v2x`` command's exit status (``v2x --help``; ``v2x conformance``: 1 a check failed, 3 no stack joined).
 EXIT_OK = 0  # all expectations held (checks passed; the command did what it was asked)
@@ -53,6 +53,38 @@ def seed(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"a seed >= 0, got {value}")
     return value
+
+
+MAX_SEEDS = 1000  # seeds one seed list names (v2x check --seeds; scripts/outcomes.py)
+
+
+def seed_list(text: str) -> list[int]:
+    """Seeds as ranges and single seeds, comma-separated (``0-4``, ``0,3,7``, ``0-2,9``): the seeds in
+    ascending order, each once; at most ``MAX_SEEDS`` of them."""
+    seeds: set[int] = set()
+    for part in text.split(","):
+        lo_text, dash, hi_text = part.strip().partition("-")
+        lo = seed(lo_text)
+        hi = seed(hi_text) if dash else lo
+        if hi < lo:
+            raise argparse.ArgumentTypeError(f"a range from low to high (e.g. 0-4), got {part.strip()!r}")
+        if len(seeds) + hi - lo >= MAX_SEEDS:
+            raise argparse.ArgumentTypeError(f"at most {MAX_SEEDS} seeds, got {text!r}")
+        seeds.update(range(lo, hi + 1))
+    return sorted(seeds)
+
+
+def seed_spec(seeds: Sequence[int]) -> str:
+    """Ascending seeds as :func:`seed_list` reads them, runs as ranges: ``0-4``, ``0,3,7``, ``0-2,9``."""
+    parts: list[str] = []
+    k = 0
+    while k < len(seeds):
+        end = k
+        while end + 1 < len(seeds) and seeds[end + 1] == seeds[end] + 1:
+            end += 1
+        parts.append(str(seeds[k]) if end == k else f"{seeds[k]}-{seeds[end]}")
+        k = end + 1
+    return ",".join(parts)
 
 
 def port(text: str) -> int:
