@@ -22,6 +22,10 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a Unix tool's status is when its r
 
 DAY_S = 86400.0  # the longest wait or timeout a command takes
 SCENARIO_MAX_S = 3600.0  # a scenario's longest duration_s (v2x.scenario.model)
+# A scenario's most actors (v2x.scenario.model): a run's built-in agents share one broker connection with a
+# subscription per actor plus one, and the embedded broker takes at most SCENARIO_MAX_ACTORS + 1 filters per
+# connection (v2x.net.amqtt_fanout.MAX_FILTERS_PER_CLIENT). Large traffic is `flows` (background vehicles).
+SCENARIO_MAX_ACTORS = 4_999
 # The largest counts a command takes (attack review 9: `bench core --n 99999999999999999999` grew ~1 GB/s, and
 # `worker --of 99999999999999` spun for good before a word):
 MAX_PROCESSES = 1024  # processes a command starts or waits for: fleets (--workers, --of), parallel runs (--jobs)
