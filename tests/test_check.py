@@ -249,7 +249,7 @@ def test_pytest_collects_a_folder_of_scenarios_with_readable_names(pytester: pyt
     result.assert_outcomes(passed=2, failed=2)
     for line in ("*fcw.yaml::v2x PASSED*", "*fcw.yaml::baseline PASSED*", "*broken.yaml::load FAILED*"):
         result.stdout.fnmatch_lines([line])
-    result.stdout.fnmatch_lines(["*actors[[]0[]].speed_mps: Input should be a valid number*"])
+    result.stdout.fnmatch_lines(["*actors[[]0[]] (lead).speed_mps: Input should be a valid number*"])
     result.stdout.fnmatch_lines(["*typo.yaml::load FAILED*"])
     result.stdout.fnmatch_lines(["*actor: unknown field*did you mean 'actors'?*"])
 
