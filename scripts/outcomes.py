@@ -24,18 +24,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from v2x.argtypes import seed_list
 from v2x.scenario import catalogue, load_scenario
 
 SECTIONS = ("passed", "expectations", "events", "metrics")
 WALL_CLOCK_KEYS = ("wall_seconds",)
-
-
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 def comparable(result: dict[str, Any]) -> str:
@@ -76,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("record", "compare"))
     parser.add_argument("dir", type=Path)
-    parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3 (default 0-4)")
+    parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2, 3, 4], help="seeds, e.g. 0-4 or 0,3 (default 0-4)")
     parser.add_argument("--scenario", action="append", default=None, help="only this catalogue id (repeatable)")
     args = parser.parse_args(argv)
     paths = [p for p in catalogue() if args.scenario is None or p.stem in args.scenario]
@@ -91,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     differ: list[str] = []
     missing: list[str] = []
     for path in paths:
-        for seed in _seeds(args.seeds):
+        for seed in args.seeds:
             name = f"{path.stem}-s{seed}.json"
             text = asyncio.run(_run(path, seed))
             target = args.dir / name
@@ -118,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 for line in list(diff)[:60]:
                     print("    " + line, file=sys.stderr)
     if args.action == "compare":
-        total = len(paths) * len(_seeds(args.seeds))
+        total = len(paths) * len(args.seeds)
         print(f"{total - len(differ) - len(missing)} identical, {len(differ)} differ, {len(missing)} missing")
         if missing:
             return 2

@@ -249,7 +249,7 @@ def test_pytest_collects_a_folder_of_scenarios_with_readable_names(pytester: pyt
     result.assert_outcomes(passed=2, failed=2)
     for line in ("*fcw.yaml::v2x PASSED*", "*fcw.yaml::baseline PASSED*", "*broken.yaml::load FAILED*"):
         result.stdout.fnmatch_lines([line])
-    result.stdout.fnmatch_lines(["*actors[[]0[]].speed_mps: Input should be a valid number*"])
+    result.stdout.fnmatch_lines(["*actors[[]0[]] (lead).speed_mps: Input should be a valid number*"])
     result.stdout.fnmatch_lines(["*typo.yaml::load FAILED*"])
     result.stdout.fnmatch_lines(["*actor: unknown field*did you mean 'actors'?*"])
 
@@ -290,12 +290,13 @@ def test_the_plugin_reports_a_changed_outcome(pytester: pytest.Pytester, tmp_pat
     # the short summary's line says why, not only which (newcomer review 6)
     result.stdout.fnmatch_lines(["FAILED *fcw.yaml::baseline - fcw.yaml [[]baseline[]]: *collision follower-lead*"])
     assert "--v2x-seed" not in result.stdout.str()
-    # another seed than the record's: said beside the difference, as `v2x check --seed` says it
+    # another seed than the record's: compared with that seed's own record, as `v2x check --seed` does
     result = pytester.runpytest_inprocess(
         *INNER, str(folder), "--v2x-seed", "3", "-p", "no:cacheprovider", "-k", "baseline"
     )
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*--v2x-seed 3, but the golden record is of seed 0: its outcome may differ*"])
+    make = f"v2x check {folder / 'fcw.yaml'} --update-golden --seed 3"
+    result.stdout.fnmatch_lines([f"*no golden record of seed 3: create it with `{make}`*"])
 
 
 def test_the_plugin_says_in_one_line_why_a_run_could_not_complete(pytester: pytest.Pytester, tmp_path: Path) -> None:
@@ -340,11 +341,114 @@ def test_each_case_takes_its_own_variants_time() -> None:
     assert variant_wall_s({"metrics": {"v2x": {}, "baseline": {}}}, "v2x", 2.0) == 1.0  # (a share, without them)
 
 
-def test_another_seed_than_the_records_is_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A newcomer review ran v2x check --seed 1 against seed-0 records and got differences with no word why."""
-    folder = _copy_fcw(tmp_path)
-    main(["check", str(folder), "--seed", "1", "--out", str(tmp_path / "out")])
-    assert "fcw: --seed 1, but its golden record is of seed 0" in capsys.readouterr().err
+def _copy_scenario(tmp_path: Path, scenario_id: str) -> Path:
+    folder = tmp_path / "mine"
+    (folder / "golden").mkdir(parents=True)
+    shutil.copy(SCENARIO_DIR / f"{scenario_id}.yaml", folder)
+    shutil.copy(golden_path(SCENARIO_DIR / f"{scenario_id}.yaml", scenario_id), folder / "golden")
+    return folder
+
+
+def test_each_seed_is_checked_against_its_own_golden_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Newcomer review 9: a golden record held one seed, and `v2x check --seed 1` against a seed-0 record
+    failed on differences of the seed alone. Now golden/<id>.json is the main record (of the seed it names)
+    and each other seed N has golden/<id>.seed<N>.json; `--seeds 0-1` checks each seed against its own."""
+    folder = _copy_scenario(tmp_path, "queue-crash")
+    golden = folder / "golden"
+    main_record = (golden / "queue-crash.json").read_bytes()
+    out = tmp_path / "out"
+    # a seed without a record: a case of its own saying how to make it and where it goes
+    assert main(["check", str(folder), "--seeds", "0-1", "--out", str(out), "--jobs", "1"]) == 1
+    printed = capsys.readouterr().out
+    assert re.search(r"^scenario +variant +seed +status +detail$", printed, re.M), printed
+    assert re.search(r"^queue-crash +v2x +0 +PASS$", printed, re.M), printed
+    new = "no golden record of seed 1 (create it with --update-golden: golden/queue-crash.seed1.json)"
+    assert re.search(rf"^queue-crash +baseline +1 +NEW +{re.escape(new)}$", printed, re.M), printed
+    assert "(1 scenario, seeds 0-1, " in printed
+    cases = json.loads((out / "summary.json").read_text())["cases"]
+    assert sorted((c["seed"], c["variant"], c["status"]) for c in cases) == [
+        (0, "baseline", "pass"),
+        (0, "v2x", "pass"),
+        (1, "baseline", "new"),
+        (1, "v2x", "new"),
+    ]
+    # --update-golden --seeds writes the missing seed's record beside the main one, which stays as it was
+    assert main(["check", str(folder), "--seeds", "0-1", "--out", str(out), "--update-golden", "--jobs", "1"]) == 0
+    assert "  queue-crash (seed 1): new golden record" in capsys.readouterr().out
+    assert (golden / "queue-crash.json").read_bytes() == main_record
+    record = load_golden(golden / "queue-crash.seed1.json", "queue-crash", seed=1)
+    assert record is not None and record["seed"] == 1 and set(record["variants"]) == {"v2x", "baseline"}
+    # a change in seed 1's outcome fails seed 1's case only; JUnit has a case per variant and seed
+    changed = copy.deepcopy(record)
+    changed["variants"]["v2x"]["warnings"]["last|ebw|lead"] = 3.0
+    (golden / "queue-crash.seed1.json").write_text(json.dumps(changed))
+    argv = ["check", str(folder), "--seeds", "0,1", "--variant", "v2x", "--out", str(out), "--jobs", "1"]
+    assert main(argv) == 1
+    capsys.readouterr()
+    cases = ET.parse(out / "junit.xml").getroot().findall(".//testcase")
+    names = {c.get("name"): c.find("failure") for c in cases}
+    assert set(names) == {"v2x (seed 0)", "v2x (seed 1)"} and names["v2x (seed 0)"] is None
+    failure = names["v2x (seed 1)"]
+    assert failure is not None and "last: first EBW about lead 3.00 s -> " in (failure.text or "")
+    # --seed N alone takes seed N's record too (it compared with the main record's seed 0 before)
+    assert main(["check", str(folder), "--seed", "1", "--variant", "v2x", "--out", str(out)]) == 1
+    assert "last: first EBW about lead 3.00 s -> " in capsys.readouterr().out
+
+
+def test_golden_records_keep_the_main_record_and_a_file_per_other_seed(tmp_path: Path) -> None:
+    from v2x.run.check import golden_records
+
+    scenario = tmp_path / "fcw.yaml"
+    # no record yet: the lowest seed asked for takes the main record's place (as one seed's always did)
+    recs = golden_records(scenario, "fcw", [3, 5])
+    assert [(r.seed, r.path.name, r.record) for r in recs] == [(3, "fcw.json", None), (5, "fcw.seed5.json", None)]
+    assert [r.seed for r in golden_records(scenario, "fcw", None)] == [0]
+    (tmp_path / "golden").mkdir()
+    (tmp_path / "golden" / "fcw.json").write_text(json.dumps(_crafted(lambda g: g.update(seed=2))))
+    recs = golden_records(scenario, "fcw", [0, 2])
+    assert [(r.seed, r.path.name, r.record is not None) for r in recs] == [
+        (0, "fcw.seed0.json", False),
+        (2, "fcw.json", True),
+    ]
+    [main_rec] = golden_records(scenario, "fcw", None)  # (no seeds: the main record's)
+    assert main_rec.seed == 2 and main_rec.path.name == "fcw.json"
+    # a record renamed by hand to another seed's file is refused, naming the file
+    renamed = tmp_path / "golden" / "fcw.seed4.json"
+    renamed.write_text(json.dumps(_crafted(lambda g: g.update(seed=1))))
+    with pytest.raises(ValueError, match=re.escape(f"{renamed}: seed: the record of seed 4 expected")):
+        golden_records(scenario, "fcw", [2, 4])
+
+
+@pytest.mark.parametrize(
+    ("spec", "seeds"),
+    [("0-4", [0, 1, 2, 3, 4]), ("0,3,7", [0, 3, 7]), ("9, 0-2,1", [0, 1, 2, 9]), ("5", [5])],
+)
+def test_a_seed_list_reads_ranges_and_lists(spec: str, seeds: list[int]) -> None:
+    from v2x.argtypes import seed_list, seed_spec
+
+    assert seed_list(spec) == seeds
+    assert seed_list(seed_spec(seeds)) == seeds
+
+
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
+        ("4-2", "a range from low to high (e.g. 0-4), got '4-2'"),
+        ("0-x", "an integer, got 'x'"),
+        ("0-5000", "at most 1000 seeds"),
+        # v2x sweep --seeds 5 runs seeds 0-4: here a lone number is refused, with both readings
+        ("5", "for seed 5 alone, --seed 5; for seeds 0 to 4 (v2x sweep --seeds 5 counts them), --seeds 0-4"),
+    ],
+)
+def test_check_refuses_a_seed_list_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str, said: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["check", "fcw", "--seeds", spec, "--out", str(tmp_path / "out")])
+    assert exited.value.code == 2 and said in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one or the other
+        main(["check", "fcw", "--seeds", "0-1", "--seed", "1", "--out", str(tmp_path / "out")])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def _crafted(change: Any) -> dict[str, Any]:

@@ -181,7 +181,7 @@ def test_a_malformed_flag_action_exits_2_naming_file_and_field(
     out = tmp_path / "out"
     assert main(["run", "evw", str(bad), "--out", str(out), "-q"]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}: actors[0].events[1].active:" in err and "'loud'" in err
+    assert f"{bad}: actors[0] (ambulance).events[1].active:" in err and "'loud'" in err
     assert not out.exists(), "nothing may run when any scenario file is invalid"
 
 

@@ -310,7 +310,7 @@ def test_a_malformed_hlw_file_exits_2_naming_file_field_and_expectation(
     out = tmp_path / "out"
     assert main(["run", "hlw", str(bad), "--out", str(out), "-q"]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}: actors[4].road_events[0].radius_m:" in err and "'fifteen'" in err
+    assert f"{bad}: actors[4] (rsu_bend).road_events[0].radius_m:" in err and "'fifteen'" in err
     assert not out.exists(), "nothing may run when any scenario file is invalid"
 
 

@@ -347,7 +347,7 @@ def test_a_malformed_sign_file_exits_2_naming_file_and_field(
     out = tmp_path / "out"
     assert main(["run", "ivs", str(bad), "--out", str(out), "-q"]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}: actors[4].road_signs[0].type:" in err and "'children'" in err
+    assert f"{bad}: actors[4] (rsu_school).road_signs[0].type:" in err and "'children'" in err
     assert not out.exists()
 
 

@@ -251,7 +251,9 @@ def test_the_cli_exits_2_before_running(tmp_path: Path, capsys: pytest.CaptureFi
         path.write_text(text)
         assert main(["run", str(path), "--out", str(tmp_path / "out"), "-q"]) == 2
         err = capsys.readouterr().err
-        assert f"{path}: {field}:" in err and "Traceback" not in err
+        ids = loader_module._node_actor_ids(yaml.compose(text))  # (the message names the actor)
+        shown = loader_module._actor_named(field, ids)
+        assert f"{path}: {shown}:" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from v2x.cli import main
 from v2x.scenario import ScenarioError, load_scenario
-from v2x.scenario.loader import SCENARIO_DIR
+from v2x.scenario.loader import SCENARIO_DIR, _actor_named, _node_actor_ids
 
 pytest_plugins = ("pytester",)
 
@@ -363,10 +364,15 @@ def test_every_mistake_exits_2_from_run_and_check(tmp_path: Path, capsys: pytest
     for k, (_, text, field, _) in enumerate(CASES):
         path = tmp_path / f"bad{k}.yaml"
         path.write_text(text)
+        try:  # (the message names the actor a path is in: actors[1] (follower).apps[1])
+            ids = _node_actor_ids(yaml.compose(text))
+        except yaml.YAMLError:
+            ids = []
+        shown = _actor_named(field, ids)
         for command in (["run", "-q"], ["check"]):
             assert main([*command, str(path), "--out", str(tmp_path / command[0])]) == 2
             err = capsys.readouterr().err
-            assert (f"{path}: {field}:" if field else f"{path}: ") in err and "Traceback" not in err, err[-500:]
+            assert (f"{path}: {shown}:" if field else f"{path}: ") in err and "Traceback" not in err, err[-500:]
     assert not (tmp_path / "run").exists()  # nothing ran: no results; check's reports say why (test_check.py)
     assert {p.name for p in (tmp_path / "check").iterdir()} == {"junit.xml", "summary.json"}
 

@@ -135,7 +135,7 @@ def test_cli_exits_2_before_running_anything(tmp_path: Path, capsys: pytest.Capt
     code = main(["run", str(FCW), str(bad), "--out", str(out), "-q"])
     err = capsys.readouterr().err
     assert code == 2
-    assert f"{bad}: actors[0].kind:" in err and "'boat'" in err
+    assert f"{bad}: actors[0] (lead).kind:" in err and "'boat'" in err
     assert not out.exists(), "nothing may run when any scenario file is invalid"
 
 

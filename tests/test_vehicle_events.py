@@ -332,7 +332,7 @@ def test_a_malformed_event_file_exits_2_naming_file_and_field(
     out = tmp_path / "out"
     assert main(["run", "clw", str(bad), "--out", str(out), "-q"]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}: actors[0].events[1].for_s:" in err and "'long'" in err
+    assert f"{bad}: actors[0] (skidder).events[1].for_s:" in err and "'long'" in err
     assert not out.exists(), "nothing may run when any scenario file is invalid"
 
 

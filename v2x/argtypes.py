@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 # Every ``v2x`` command's exit status (``v2x --help``; ``v2x conformance``: 1 a check failed, 3 no stack joined).
 EXIT_OK = 0  # all expectations held (checks passed; the command did what it was asked)
@@ -22,6 +22,10 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a Unix tool's status is when its r
 
 DAY_S = 86400.0  # the longest wait or timeout a command takes
 SCENARIO_MAX_S = 3600.0  # a scenario's longest duration_s (v2x.scenario.model)
+# A scenario's most actors (v2x.scenario.model): a run's built-in agents share one broker connection with a
+# subscription per actor plus one, and the embedded broker takes at most SCENARIO_MAX_ACTORS + 1 filters per
+# connection (v2x.net.amqtt_fanout.MAX_FILTERS_PER_CLIENT). Large traffic is `flows` (background vehicles).
+SCENARIO_MAX_ACTORS = 4_999
 # The largest counts a command takes (attack review 9: `bench core --n 99999999999999999999` grew ~1 GB/s, and
 # `worker --of 99999999999999` spun for good before a word):
 MAX_PROCESSES = 1024  # processes a command starts or waits for: fleets (--workers, --of), parallel runs (--jobs)
@@ -68,6 +72,38 @@ def random_run_id(scenario_id: str, variant: str, seed: int, nonce: str) -> str:
     so that the whole stays a topic id (64 characters; a scenario id may be 64 long itself)."""
     tail = f"-{variant}-s{seed}-{nonce}"
     return scenario_id[: max(1, 64 - len(tail))] + tail
+
+
+MAX_SEEDS = 1000  # seeds one seed list names (v2x check --seeds; scripts/outcomes.py)
+
+
+def seed_list(text: str) -> list[int]:
+    """Seeds as ranges and single seeds, comma-separated (``0-4``, ``0,3,7``, ``0-2,9``): the seeds in
+    ascending order, each once; at most ``MAX_SEEDS`` of them."""
+    seeds: set[int] = set()
+    for part in text.split(","):
+        lo_text, dash, hi_text = part.strip().partition("-")
+        lo = seed(lo_text)
+        hi = seed(hi_text) if dash else lo
+        if hi < lo:
+            raise argparse.ArgumentTypeError(f"a range from low to high (e.g. 0-4), got {part.strip()!r}")
+        if len(seeds) + hi - lo >= MAX_SEEDS:
+            raise argparse.ArgumentTypeError(f"at most {MAX_SEEDS} seeds, got {text!r}")
+        seeds.update(range(lo, hi + 1))
+    return sorted(seeds)
+
+
+def seed_spec(seeds: Sequence[int]) -> str:
+    """Ascending seeds as :func:`seed_list` reads them, runs as ranges: ``0-4``, ``0,3,7``, ``0-2,9``."""
+    parts: list[str] = []
+    k = 0
+    while k < len(seeds):
+        end = k
+        while end + 1 < len(seeds) and seeds[end + 1] == seeds[end] + 1:
+            end += 1
+        parts.append(str(seeds[k]) if end == k else f"{seeds[k]}-{seeds[end]}")
+        k = end + 1
+    return ",".join(parts)
 
 
 def port(text: str) -> int:

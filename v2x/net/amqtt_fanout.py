@@ -36,6 +36,7 @@ from amqtt.mqtt.pubcomp import PubcompPacket
 from amqtt.mqtt.pubrec import PubrecPacket
 from amqtt.session import INCOMING, Session
 
+from v2x.argtypes import SCENARIO_MAX_ACTORS
 from v2x.logs import log_refusal
 from v2x.net import limits, topics
 from v2x.wire.protocol import MAX_CONTROL_BYTES, MAX_HELLO_BYTES
@@ -45,7 +46,8 @@ MATCH_CACHE_TOPICS = 100_000  # topics whose matching filters are kept (then the
 CONNECT_WAIT_S = 10.0  # a new connection's CONNECT must come within this (MQTT leaves it to the server)
 # Subscriptions. A run subscribes a few filters per connection, except the connection of the run's built-in agents:
 # one per actor, plus one (a run's filter is at most 4 levels and about 145 bytes: v2x/{run}/{kind}/{actor}).
-MAX_FILTERS_PER_CLIENT = 5_000  # one client's filters (beyond them: SUBACK failure 0x80)
+# one client's filters (beyond them: SUBACK failure 0x80): 5,000, what a scenario of the most actors needs
+MAX_FILTERS_PER_CLIENT = SCENARIO_MAX_ACTORS + 1
 MAX_FILTERS = 20_000  # the subscriptions of all clients together
 MAX_FILTER_BYTES = 256  # one filter's length
 MAX_FILTER_LEVELS = 8  # one filter's levels

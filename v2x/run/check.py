@@ -4,7 +4,9 @@ A golden record (``golden/<id>.json`` beside the scenario file) keeps, per varia
 scenario did: the first warning of each (target, app, other), the collisions in order, each vehicle's
 stops, the speeds at ``speed`` expectation points, the red-light violations, and the verdict of every
 expectation, with the tolerances they are compared within. ``v2x check`` runs the scenarios again and
-compares; ``--update-golden`` rewrites the records and prints what changed.
+compares; ``--update-golden`` rewrites the records and prints what changed. A record is of one seed:
+``golden/<id>.json`` is the main record, of the seed it names, and ``--seeds`` checks each other seed N
+against ``golden/<id>.seed<N>.json`` (:func:`golden_records`).
 
 A changed outcome reads as a line a person can act on::
 
@@ -118,7 +120,44 @@ class _GoldenRecord(BaseModel):
 
 
 def golden_path(scenario_file: Path, scenario_id: str) -> Path:
+    """The scenario's main golden record: of the seed it names (the one ``v2x check`` runs without
+    ``--seed`` / ``--seeds``)."""
     return scenario_file.parent / GOLDEN_DIR / f"{scenario_id}.json"
+
+
+def seed_golden_path(scenario_file: Path, scenario_id: str, seed: int) -> Path:
+    """The golden record of ``seed`` when the main record (:func:`golden_path`) is of another seed. (A scenario
+    id has no dot, so no id's main record has this name.)"""
+    return scenario_file.parent / GOLDEN_DIR / f"{scenario_id}.seed{seed}.json"
+
+
+@dataclass(frozen=True)
+class SeedRecord:
+    """A seed to check and its golden record: ``path`` where it is (or goes), ``record`` None if none yet."""
+
+    seed: int
+    path: Path
+    record: dict[str, Any] | None
+
+
+def golden_records(scenario_file: Path, scenario_id: str, seeds: Sequence[int] | None) -> list[SeedRecord]:
+    """The golden record of each of ``seeds`` (None: the main record's seed, else 0), loaded and checked
+    (:func:`load_golden`). ``golden/<id>.json`` is the main record, of the seed it names; every other seed N
+    has ``golden/<id>.seed<N>.json``, a record of the same form. With no main record yet, the lowest of
+    ``seeds`` takes its place (where ``--update-golden`` writes it), as a single seed's record always did."""
+    main_path = golden_path(scenario_file, scenario_id)
+    main = load_golden(main_path, scenario_id)
+    if not seeds:
+        seeds = [int(main["seed"]) if main else 0]
+    main_seed = int(main["seed"]) if main else min(seeds)
+    out = []
+    for seed in seeds:
+        if seed == main_seed:
+            out.append(SeedRecord(seed, main_path, main))
+        else:
+            path = seed_golden_path(scenario_file, scenario_id, seed)
+            out.append(SeedRecord(seed, path, load_golden(path, scenario_id, seed=seed)))
+    return out
 
 
 # -- the outcome summary ---------------------------------------------------------------------------------
@@ -282,6 +321,7 @@ class CaseResult:
     status: str
     lines: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    seed: int | None = None  # the seed run (None: none was, as when nothing could run)
 
 
 def failed_expectations(result: dict[str, Any], variant: str) -> list[str]:
@@ -293,19 +333,26 @@ def failed_expectations(result: dict[str, Any], variant: str) -> list[str]:
     ]
 
 
-def check_result(result: dict[str, Any], golden: dict[str, Any] | None, wall_s: float) -> list[CaseResult]:
+NO_RECORD = "no golden record (create it with --update-golden)"
+
+
+def check_result(
+    result: dict[str, Any], golden: dict[str, Any] | None, wall_s: float, *, no_record: str = NO_RECORD
+) -> list[CaseResult]:
+    """A case per variant of ``result``, compared with ``golden``; ``no_record``: what a variant without a
+    record says (how to make one)."""
     now = summarise(result)
     cases = []
+    seed = int(result["seed"])
     for variant, summary in now.items():
         failed = failed_expectations(result, variant)
         wall = variant_wall_s(result, variant, wall_s)
         if golden is None or variant not in golden["variants"]:
-            lines = ["no golden record (create it with --update-golden)", *failed]
-            cases.append(CaseResult(result["scenario"], variant, "new", lines, wall))
+            cases.append(CaseResult(result["scenario"], variant, "new", [no_record, *failed], wall, seed))
             continue
         diffs = compare_variant(golden["variants"][variant], summary, golden.get("tolerance", TOLERANCES))
         lines = diffs + failed
-        cases.append(CaseResult(result["scenario"], variant, "fail" if lines else "pass", lines, wall))
+        cases.append(CaseResult(result["scenario"], variant, "fail" if lines else "pass", lines, wall, seed))
     return cases
 
 
@@ -338,11 +385,12 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def load_golden(path: Path, scenario_id: str | None = None) -> dict[str, Any] | None:
+def load_golden(path: Path, scenario_id: str | None = None, *, seed: int | None = None) -> dict[str, Any] | None:
     """A golden record, or None if there is none. Raises :class:`GoldenError` (a ValueError) naming the
     file, the field path and what was expected if it is not one: the whole record is checked here, against
     what :func:`golden_record` writes (``_GoldenRecord``), before any run compares with it; with
-    ``scenario_id``, also that it is that scenario's record (a record copied from another scenario's)."""
+    ``scenario_id``, also that it is that scenario's record (a record copied from another scenario's); with
+    ``seed``, that it is of that seed (``golden/<id>.seed<N>.json``: a record renamed by hand)."""
     from pydantic import ValidationError
 
     from v2x.scenario.loader import pydantic_problems
@@ -379,6 +427,10 @@ def load_golden(path: Path, scenario_id: str | None = None) -> dict[str, Any] | 
     if scenario_id is not None and doc["scenario"] != scenario_id:
         got = printable(json.dumps(doc["scenario"])[:60])
         raise GoldenError(path, [("scenario", f"the record of scenario {scenario_id!r} expected, got {got}")])
+    if seed is not None and int(doc["seed"]) != seed:
+        raise GoldenError(
+            path, [("seed", f"the record of seed {seed} expected (as its file name says), got {doc['seed']}")]
+        )
     return doc
 
 
@@ -404,9 +456,15 @@ def update_golden(path: Path, result: dict[str, Any]) -> list[str]:
     return changes
 
 
-def write_junit(cases: Sequence[CaseResult], path: Path, *, suite: str = "v2x check") -> None:
+def case_name(case: CaseResult, name_seeds: bool) -> str:
+    """A case's name within its scenario: the variant, with ``name_seeds`` and its seed ``v2x (seed 3)``."""
+    return f"{case.variant} (seed {case.seed})" if name_seeds and case.seed is not None else case.variant
+
+
+def write_junit(cases: Sequence[CaseResult], path: Path, *, suite: str = "v2x check", name_seeds: bool = False) -> None:
     """One testcase per scenario and variant (classname ``v2x.check.<scenario>``, name the variant; another
-    ``suite``, ``v2x sweep``, names the suite and prefixes the class names as ``v2x.sweep``)."""
+    ``suite``, ``v2x sweep``, names the suite and prefixes the class names as ``v2x.sweep``); with
+    ``name_seeds`` (``v2x check --seeds``), per scenario, variant and seed, named ``v2x (seed 3)``."""
     prefix = suite.replace(" ", ".")
     root = ET.Element(
         "testsuites",
@@ -426,7 +484,11 @@ def write_junit(cases: Sequence[CaseResult], path: Path, *, suite: str = "v2x ch
     )
     for c in cases:
         case = ET.SubElement(
-            testsuite, "testcase", classname=f"{prefix}.{c.scenario}", name=c.variant, time=f"{c.wall_s:.3f}"
+            testsuite,
+            "testcase",
+            classname=f"{prefix}.{c.scenario}",
+            name=case_name(c, name_seeds),
+            time=f"{c.wall_s:.3f}",
         )
         text = "\n".join(c.lines)
         if c.status in ("fail", "new"):
@@ -450,13 +512,20 @@ def summary_document(cases: Sequence[CaseResult], wall_s: float) -> dict[str, An
         "counts": {s: sum(c.status == s for c in cases) for s in STATUSES},
         "wall_seconds": round(wall_s, 3),
         "cases": [
-            {"scenario": c.scenario, "variant": c.variant, "status": c.status, "lines": c.lines, "wall_s": c.wall_s}
+            {
+                "scenario": c.scenario,
+                "variant": c.variant,
+                "seed": c.seed,
+                "status": c.status,
+                "lines": c.lines,
+                "wall_s": c.wall_s,
+            }
             for c in cases
         ],
     }
 
 
-def tally(counts: dict[str, int], n_scenarios: int, wall_s: float) -> str:
+def tally(counts: dict[str, int], n_scenarios: int, wall_s: float, seeds: Sequence[int] = ()) -> str:
     """The closing line's counts, named as the table names the cases: a case without a record is new, not
     failed (the tally said '0 passed, 2 failed' under a table of NEW cases and beside a summary.json of
     '"fail": 0, "new": 2': a newcomer review); it still fails the check (exit 1)."""
@@ -466,18 +535,23 @@ def tally(counts: dict[str, int], n_scenarios: int, wall_s: float) -> str:
     if counts["new"]:
         parts.append(f"{counts['new']} new (no golden record)")
     parts.append(f"{counts['error']} could not run")
-    return ", ".join(parts) + f" ({n_scenarios} scenario{'' if n_scenarios == 1 else 's'}, {wall_s:.1f} s)"
+    over = f"seed{'' if len(seeds) == 1 else 's'} {argtypes.seed_spec(seeds)}, " if seeds else ""
+    return ", ".join(parts) + f" ({n_scenarios} scenario{'' if n_scenarios == 1 else 's'}, {over}{wall_s:.1f} s)"
 
 
-def table(cases: Sequence[CaseResult]) -> str:
-    rows = [("scenario", "variant", "status", "detail")]
+def table(cases: Sequence[CaseResult], name_seeds: bool = False) -> str:
+    """The cases as a table; with ``name_seeds`` (``v2x check --seeds``) a column of their seeds."""
+    head = ("scenario", "variant", *(("seed",) if name_seeds else ()), "status")
+    rows = [(*head, "detail")]
     for c in cases:
         detail = printable(c.lines[0]) if c.lines else ""  # (names from scenario files and golden records)
         more = f" (+{len(c.lines) - 1} more)" if len(c.lines) > 1 else ""
-        rows.append((c.scenario, c.variant, c.status.upper(), detail + more))
-    widths = [max(len(r[k]) for r in rows) for k in range(3)]
+        seed = ("-" if c.seed is None else str(c.seed),) if name_seeds else ()
+        rows.append((c.scenario, c.variant, *seed, c.status.upper(), detail + more))
+    n = len(head)
+    widths = [max(len(r[k]) for r in rows) for k in range(n)]
     return "\n".join(
-        "  ".join([*(cell.ljust(w) for cell, w in zip(r[:3], widths, strict=True)), r[3]]).rstrip() for r in rows
+        "  ".join([*(cell.ljust(w) for cell, w in zip(r[:n], widths, strict=True)), r[n]]).rstrip() for r in rows
     )
 
 
@@ -491,15 +565,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run scenarios (ids, files, or directories of *.yaml; default: the shipped catalogue) "
         "and compare each variant's outcome - who was warned and when, collisions, stops, speeds at checked "
         "points, violations, expectation verdicts - with its golden record (golden/<id>.json beside the "
-        "scenario file), within the tolerances the record states. Writes OUT/junit.xml (one test case per "
-        "scenario and variant) and OUT/summary.json, and prints a table. A scenario with outside stacks "
+        "scenario file), within the tolerances the record states. A record is of one seed: --seeds 0-4 runs "
+        "each seed and compares it with that seed's own record (golden/<id>.json for the seed it names, "
+        "golden/<id>.seed<N>.json for each other seed N; --update-golden --seeds 0-4 writes them). Writes "
+        "OUT/junit.xml (one test case per scenario and variant, and seed with --seeds) and OUT/summary.json, "
+        "and prints a table. A scenario with outside stacks "
         "(external: true) needs --broker mqtt://... and, for the stacks to know which runs to join, --run-id "
         '(docs/RESULTS.md, "With an outside stack").',
         epilog="Exit codes: 0 every outcome matches its record and every expectation held, 1 an outcome "
-        "changed, an expectation failed or a record is missing, 2 bad input (an --out folder it cannot "
-        "write too; nothing was run), 3 a run could not complete (or the reports could not be written after "
-        "all), 130 / 143 interrupted by SIGINT / SIGTERM (the runs in progress and their worker processes were "
-        "stopped; no report).",
+        "changed, an expectation failed or a record (of a seed) is missing, 2 bad input (an --out folder it "
+        "cannot write too; nothing was run), 3 a run could not complete (or the reports could not be written "
+        "after all), 130 / 143 interrupted by SIGINT / SIGTERM (the runs in progress and their worker processes "
+        "were stopped; no report).",
     )
     check.add_argument("targets", nargs="*", metavar="SCENARIO|DIR", help="scenario ids, files or directories")
     check.add_argument("--out", type=Path, default=Path("check-results"), metavar="OUT", help="(check-results/)")
@@ -507,8 +584,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--update-golden", action="store_true", help="rewrite the golden records from this run; print what changed"
     )
     check.add_argument("--broker", default="embedded", metavar="URL", help="'embedded' (default) or mqtt://host:port")
-    check.add_argument(
-        "--seed", type=argtypes.seed, default=None, help="seed, 0 to 2**63-1 (default: the record's, else 0)"
+    which_seeds = check.add_mutually_exclusive_group()
+    which_seeds.add_argument(
+        "--seed",
+        type=argtypes.seed,
+        default=None,
+        help="seed, 0 to 2**63-1, compared with that seed's own record (default: the main record's, else 0)",
+    )
+    which_seeds.add_argument(
+        "--seeds",
+        type=_seed_spec,
+        default=None,
+        metavar="SPEC",
+        help="run these seeds, e.g. 0-4 or 0,3,7 (at most 1000), each compared with its own golden record: "
+        "golden/<id>.json for the seed it names, golden/<id>.seed<N>.json for every other seed N; with "
+        "--update-golden, write them all. One case per scenario, variant and seed",
     )
     check.add_argument(
         "--run-id",
@@ -553,6 +643,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "-q", "--quiet", action="store_true", help="no progress lines, only notes, the table and the tally"
     )
     check.set_defaults(handler=cmd_check)
+
+
+def _seed_spec(text: str) -> list[int]:
+    """``--seeds SPEC``: :func:`v2x.argtypes.seed_list`, but not a lone number (``v2x sweep --seeds 5``
+    counts five seeds from 0: here that would check seed 5 alone)."""
+    seeds = argtypes.seed_list(text)
+    if "-" not in text and "," not in text:
+        raise argparse.ArgumentTypeError(
+            f"seeds to run, as a range or a list (0-4, 0,3,7), got {text!r}: for seed {seeds[0]} alone, --seed "
+            f"{seeds[0]}; for seeds 0 to {seeds[0] - 1} (v2x sweep --seeds {seeds[0]} counts them), --seeds "
+            f"0-{seeds[0] - 1}"
+            if seeds[0] > 0
+            else f"seeds to run, as a range or a list (0-4, 0,3,7), got {text!r}: for seed 0 alone, --seed 0"
+        )
+    return seeds
 
 
 def scenario_files(targets: Sequence[str]) -> list[Path]:
@@ -634,9 +739,14 @@ class _NothingRun(Exception):
         self.lines = lines
 
 
+def _seeds_asked(args: argparse.Namespace) -> list[int] | None:
+    """The seeds ``--seed`` / ``--seeds`` name, or None (each scenario's main record's)."""
+    return args.seeds if args.seeds is not None else None if args.seed is None else [args.seed]
+
+
 def _prepare(
     args: argparse.Namespace,
-) -> tuple[list[tuple[Path, Scenario]], dict[Path, dict[str, Any] | None], list[CaseResult]]:
+) -> tuple[list[tuple[Path, Scenario]], dict[Path, list[SeedRecord]], list[CaseResult]]:
     """Load and check everything ``v2x check`` needs before its first run (scenario files, golden records,
     options, the broker), or raise :class:`_NothingRun`. Scenarios this machine cannot run (SUMO's without
     SUMO) are taken out of the runs, each variant an ``error`` case saying why: the others still run (an
@@ -668,7 +778,7 @@ def _prepare(
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [*problems, "v2x check: invalid scenario; nothing was run"])
     try:
         clashes = same_ids(loaded)
-        goldens = {path: load_golden(golden_path(path, sc.id), sc.id) for path, sc in loaded}
+        goldens = {path: golden_records(path, sc.id, _seeds_asked(args)) for path, sc in loaded}
     except GoldenError as exc:
         fix = "fix it, or delete it and run --update-golden"
         lines = [*str(exc).splitlines(), f"v2x check: invalid golden record ({fix}); nothing was run"]
@@ -689,7 +799,11 @@ def _prepare(
             continue
         line = f"{sc.id}: {why}"
         print(printable(f"v2x check: {line}"), file=sys.stderr)
-        not_here += [CaseResult(sc.id, v, "error", [f"cannot run here: {line}"]) for v in sc.variants]
+        not_here += [
+            CaseResult(sc.id, v, "error", [f"cannot run here: {line}"], seed=rec.seed)
+            for rec in goldens[path]
+            for v in sc.variants
+        ]
     loaded = runnable
     for cannot in filter(None, (unjoinable(sc, args.broker) for _, sc in loaded)):
         raise _NothingRun(EXIT_BAD_INPUT, "scenarios", [f"v2x check: {cannot}"])
@@ -698,12 +812,25 @@ def _prepare(
             loaded = [(path, only_variants(sc, args.variant)) for path, sc in loaded]
         except ValueError as exc:
             raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --variant: {exc}"]) from None
+    if args.run_id is not None and args.seeds is not None and len(args.seeds) > 1:
+        why = "it names one run per variant: check one seed (--seed N) per 'v2x check', each with a --run-id of its own"
+        raise _NothingRun(
+            EXIT_BAD_INPUT, "options", [f"v2x check: --run-id with --seeds {argtypes.seed_spec(args.seeds)}: {why}"]
+        )
     if args.run_id is not None and (why := _run_id_unusable(args.run_id, loaded)) is not None:
         raise _NothingRun(EXIT_BAD_INPUT, "options", [f"v2x check: --run-id {printable(repr(args.run_id))}: {why}"])
     away = broker_away(args.broker) if args.broker != "embedded" else None  # once, not once per scenario
     if away is not None:
         raise _NothingRun(EXIT_RUN_ERROR, "broker", [f"v2x check: {away}"])
     return loaded, goldens, not_here
+
+
+def _no_record(path: Path, scenario_id: str, rec: SeedRecord, name_seeds: bool) -> str:
+    """What a case without a golden record says: how to make it (and, for a seed of its own, where it goes)."""
+    if not name_seeds and rec.path == golden_path(path, scenario_id):
+        return NO_RECORD
+    where = rec.path.relative_to(path.parent)
+    return f"no golden record of seed {rec.seed} (create it with --update-golden: {where})"
 
 
 def _run_id_unusable(prefix: str, loaded: Sequence[tuple[Path, Scenario]]) -> str | None:
@@ -800,19 +927,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     warm_up_core([sc for _, sc in loaded], None if args.quiet else report)
     started = time.monotonic()
     cases: list[CaseResult] = []
-    seeds = {
-        path: args.seed if args.seed is not None else int(goldens[path]["seed"]) if goldens[path] else 0  # type: ignore[index]
-        for path, _ in loaded
-    }
-    for path, sc in loaded:  # a record holds one seed's outcome: another seed's may differ in every figure
-        recorded = goldens[path]["seed"] if goldens[path] else None  # type: ignore[index]
-        if args.seed is not None and recorded is not None and int(recorded) != args.seed and not args.update_golden:
-            print(
-                f"v2x check: {sc.id}: --seed {args.seed}, but its golden record is of seed {recorded}: "
-                "its outcome may differ for that alone",
-                file=sys.stderr,
-            )
-    jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(loaded)))
+    # a run per scenario and seed, each compared with its seed's own record (golden_records)
+    runs = [(path, sc, rec) for path, sc in loaded for rec in goldens[path]]
+    name_seeds = args.seeds is not None
+    jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(runs)))
     from v2x.run.runner import idle_note
 
     # said once: a broker that answers each lockstep round trip late (Nagle) slows every run alike
@@ -824,14 +942,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     work = [
         _Job(
             str(path),
-            seeds[path],
+            rec.seed,
             args.broker,
             args.workers,
             run_ids[path],
             args.join_timeout,
             tuple(args.variant) if args.variant else None,
         )
-        for path, _ in loaded
+        for path, _, rec in runs
     ]
     # (interrupted, SIGINT / SIGTERM: cmd_check; the pool's runs in progress go too)
     with contextlib.ExitStack() as stack:
@@ -841,22 +959,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
             # The longest runs start first, so that the workers finish together instead of one of them
             # starting a long scenario late; results are still reported in the catalogue's order.
             pool = stack.enter_context(job_pool(jobs))
-            longest_first = sorted(range(len(work)), key=lambda k: -run_cost(loaded[k][1]))
+            longest_first = sorted(range(len(work)), key=lambda k: -run_cost(runs[k][1]))
             futures = {k: pool.submit(_run_one, work[k]) for k in longest_first}
             outcomes = (futures[k].result() for k in range(len(work)))
-        for k, ((path, sc), (outcome, wall, idle, cpu)) in enumerate(zip(loaded, outcomes, strict=True), start=1):
+        for k, ((path, sc, rec), (outcome, wall, idle, cpu)) in enumerate(zip(runs, outcomes, strict=True), start=1):
             if not args.quiet:
-                print(f"[{k}/{len(loaded)}] {sc.id} (seed {seeds[path]}) {wall:.1f} s", file=sys.stderr, flush=True)
+                print(f"[{k}/{len(runs)}] {sc.id} (seed {rec.seed}) {wall:.1f} s", file=sys.stderr, flush=True)
             if not isinstance(outcome, str) and slow is None:
                 slow = idle_note(sc, outcome, args.broker, idle, cpu, workers=args.workers)
                 if slow is not None:
                     print(f"v2x check: {sc.id}: note: {slow}", file=sys.stderr, flush=True)
             if isinstance(outcome, str):
-                cases += [CaseResult(sc.id, v, "error", [f"run error: {outcome}"]) for v in sc.variants]
+                cases += [CaseResult(sc.id, v, "error", [f"run error: {outcome}"], seed=rec.seed) for v in sc.variants]
             elif args.update_golden:
-                changes = update_golden(golden_path(path, sc.id), outcome)
+                changes = update_golden(rec.path, outcome)
                 for line in changes:
-                    print(f"  {sc.id}: {printable(line)}")
+                    print(f"  {sc.id}{f' (seed {rec.seed})' if name_seeds else ''}: {printable(line)}")
                 # A run whose expectations failed is recorded (it is what happened) but fails here too, as the
                 # next check of it would: a golden record does not make a failing scenario pass.
                 for v in outcome["metrics"]:
@@ -866,30 +984,31 @@ def _cmd_check(args: argparse.Namespace) -> int:
                     took = variant_wall_s(outcome, v, wall)
                     # (a variant whose record did not change said UPDATED: a newcomer review)
                     cases.append(
-                        CaseResult(sc.id, v, "fail", [*failed, *mine], took)
+                        CaseResult(sc.id, v, "fail", [*failed, *mine], took, rec.seed)
                         if failed
-                        else CaseResult(sc.id, v, "updated" if mine else "unchanged", mine, took)
+                        else CaseResult(sc.id, v, "updated" if mine else "unchanged", mine, took, rec.seed)
                     )
             else:
-                cases += check_result(outcome, goldens[path], wall)
+                cases += check_result(outcome, rec.record, wall, no_record=_no_record(path, sc.id, rec, name_seeds))
     cases += not_here
     wall_s = time.monotonic() - started
     doc = summary_document(cases, wall_s)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
-        write_junit(cases, args.out / "junit.xml")
+        write_junit(cases, args.out / "junit.xml", name_seeds=name_seeds)
         write_atomic(args.out / "summary.json", json.dumps(doc, indent=1) + "\n")
     except OSError as exc:  # a full disk, a file where the folder should be: said, exit 3 (was a traceback)
-        print(table(cases))
+        print(table(cases, name_seeds))
         print(f"v2x check: cannot write the reports under {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_RUN_ERROR
-    print(table(cases))
+    print(table(cases, name_seeds))
     if args.verbose:
         for c in cases:
             for line in c.lines[1:]:
-                print(f"  {c.scenario} [{c.variant}] {printable(line)}")
+                print(f"  {c.scenario} [{case_name(c, name_seeds)}] {printable(line)}")
     n_scenarios = len(loaded) + len({c.scenario for c in not_here})
-    print(f"{tally(doc['counts'], n_scenarios, wall_s)} -> {args.out}/junit.xml, {args.out}/summary.json")
+    counted = tally(doc["counts"], n_scenarios, wall_s, args.seeds or ())
+    print(f"{counted} -> {args.out}/junit.xml, {args.out}/summary.json")
     if doc["counts"]["error"]:
         return EXIT_RUN_ERROR
     return EXIT_OK if doc["passed"] else EXIT_FAILED

@@ -9,11 +9,11 @@ within the record's tolerances. A scenario file that does not load is one failin
 Registered through the ``pytest11`` entry point; it collects a ``.yaml`` file only if it looks like a
 scenario: three or more of a scenario's top-level keys (``id:``, ``origin:``, ``duration_s:``, ``road:``,
 ``actors:``, ``expectations:``, ...), so that one with a key misspelt is collected and fails naming it.
-Options: ``--v2x-broker URL`` (default the embedded broker), ``--v2x-seed N`` (default: the golden record's
-seed, else 0), ``--v2x-run-id PREFIX`` (the scenario with outside stacks, ``external: true``, runs its
-variants as ``PREFIX-v2x``, ``PREFIX-baseline``, said before the items run, so that each stack knows which
-run to join; at most one such scenario per session) and ``--v2x-join-timeout S`` (how long each of its runs
-waits for them; default 30).
+Options: ``--v2x-broker URL`` (default the embedded broker), ``--v2x-seed N`` (compared with that seed's
+golden record, as ``v2x check --seed N``; default: the main record's seed, else 0), ``--v2x-run-id PREFIX``
+(the scenario with outside stacks, ``external: true``, runs its variants as ``PREFIX-v2x``,
+``PREFIX-baseline``, said before the items run, so that each stack knows which run to join; at most one such
+scenario per session) and ``--v2x-join-timeout S`` (how long each of its runs waits for them; default 30).
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("v2x", "v2x-testbed scenario files")
     group.addoption("--v2x-broker", default="embedded", help="broker for scenario items (default: embedded)")
     group.addoption(
-        "--v2x-seed", type=argtypes.seed, default=None, help="seed for scenario items (default: golden's, else 0)"
+        "--v2x-seed",
+        type=argtypes.seed,
+        default=None,
+        help="seed for scenario items, compared with its own golden record (default: the main record's, else 0)",
     )
     group.addoption(
         "--v2x-run-id",
@@ -161,11 +164,11 @@ class ScenarioFile(pytest.File):
         from v2x.run.runner import RunError, run_scenario, warm_up_core
 
         if self._seed is None:
-            from v2x.run.check import golden_path, load_golden
+            from v2x.run.check import golden_records
 
-            self._golden = load_golden(golden_path(self.path, self.scenario.id), self.scenario.id)
             seed = self.config.getoption("--v2x-seed")
-            self._seed = seed if seed is not None else int(self._golden["seed"]) if self._golden else 0
+            [rec] = golden_records(self.path, self.scenario.id, None if seed is None else [seed])
+            self._golden, self._seed = rec.record, rec.seed
             warm_up_core([self.scenario])
         broker = self.config.getoption("--v2x-broker")
         outside = self.config.stash.get(_OUTSIDE, {}).get(self.scenario.id) is self
@@ -203,20 +206,16 @@ class ScenarioItem(pytest.Item):
                 continue
             # as `v2x check`: a variant without a record fails (a repository that forgot to commit golden/
             # got a green pytest that checked the expectations only: an adopter review)
+            # (--v2x-seed N: the record of seed N, as `v2x check --seed N` takes it)
+            seed = self.config.getoption("--v2x-seed")
+            of_seed, with_seed = ("", "") if seed is None else (f" of seed {seed}", f" --seed {seed}")
             problems = [
-                f"no golden record: create it with `v2x check {self.path} --update-golden`"
+                f"no golden record{of_seed}: create it with `v2x check {self.path} --update-golden{with_seed}`"
                 if line.startswith("no golden record")
                 else line
                 for line in case.lines
             ]
             if problems:
-                parent = self.parent
-                if golden and parent._seed is not None and int(golden["seed"]) != parent._seed:
-                    # as `v2x check --seed` says it (a newcomer review: the plugin said nothing)
-                    problems.append(
-                        f"--v2x-seed {parent._seed}, but the golden record is of seed {golden['seed']}: "
-                        "its outcome may differ for that alone"
-                    )
                 raise ScenarioFailure("\n".join(problems))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:

@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from v2x.apps.registry import app_names
-from v2x.argtypes import SCENARIO_MAX_S
+from v2x.argtypes import SCENARIO_MAX_ACTORS, SCENARIO_MAX_S
+from v2x.text import did_you_mean
 from v2x.units import LANE_HALF_WIDTH_M
 
 ActorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -52,7 +53,9 @@ ALL_VARIANTS: tuple[Variant, ...] = ("v2x", "baseline")
 def _registered_app(name: str) -> str:
     known = app_names()
     if name not in known:
-        raise ValueError(f"one of the apps {', '.join(known)} (v2x/apps/registry.py)")
+        # (what was got, and the likeliest app, as for a misspelt field: newcomer review 9)
+        hint = did_you_mean(name, known)
+        raise ValueError(f"one of the apps {', '.join(known)} (v2x/apps/registry.py); got {name[:40]!r}{hint}")
     return name
 
 
@@ -910,7 +913,7 @@ class Scenario(Strict):
     zones: list[ZoneSpec] = Field(default_factory=list)
     obstacles: list[ObstacleSpec] = Field(default_factory=list)
     road: RoadSpec = RoadSpec()
-    actors: list[ActorSpec] = Field(min_length=1)
+    actors: list[ActorSpec] = Field(min_length=1, max_length=SCENARIO_MAX_ACTORS)
     flows: list[FlowSpec] = Field(default_factory=list, description="background traffic (docs/SCENARIOS.md)")
     sumo: SumoSpec | None = Field(default=None, description="background traffic from SUMO (docs/SCENARIOS.md)")
     variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS), min_length=1)
