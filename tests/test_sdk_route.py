@@ -110,7 +110,7 @@ def test_advanced_along_keeps_the_runs_motion_rules_where_the_route_turns_30_deg
     for path in SCENARIO_DIR.glob("*.yaml"):
         scenario = load_scenario(path)
         lines = [lane.centerline for lane in scenario.road.lanes]
-        lines += [actor.path for actor in scenario.actors if getattr(actor, "path", None)]
+        lines += [path for actor in scenario.actors if (path := getattr(actor, "path", None))]
         for points in lines:
             yaws = [math.atan2(b[1] - a[1], b[0] - a[0]) for a, b in itertools.pairwise(points) if a != b]
             turns = (abs(wrap_deg(math.degrees(y1 - y0))) for y0, y1 in itertools.pairwise(yaws))
