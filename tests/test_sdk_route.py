@@ -107,8 +107,8 @@ def test_advanced_along_keeps_the_runs_motion_rules_where_the_route_turns_30_deg
         assert _motion_problems(_turning(30.0), speed_mps) == [], speed_mps
     assert _motion_problems(BEND, 13.89) == ["moved towards 89.7 deg, heading 45.0"]
     sharpest = 0.0
-    for path in SCENARIO_DIR.glob("*.yaml"):
-        scenario = load_scenario(path)
+    for file in SCENARIO_DIR.glob("*.yaml"):
+        scenario = load_scenario(file)
         lines = [lane.centerline for lane in scenario.road.lanes]
         lines += [path for actor in scenario.actors if (path := getattr(actor, "path", None))]
         for points in lines:
