@@ -247,3 +247,106 @@ def test_the_world_logs_a_hello_again_as_a_reconnect_only_once_the_run_is_under_
         (logging.INFO, "world: follower joined again (reconnect)")
     ]
     assert inbound.stats.duplicates == 1
+
+
+# ---- session 25, M1: real time, answers to the inputs the world sent late after a broker restart -------------
+
+
+def test_the_world_counts_the_duplicates_that_answer_ticks_it_closed_without_the_report() -> None:
+    """In real time the world closes a tick at its deadline; after a broker restart it sends the inputs it held one
+    after the other, and a stack's answers for the ticks already closed count as duplicates. The world now
+    counts those apart (``late_answers_by_actor``); a copy of an answer that came in time is no such answer."""
+    from tests._agents import offline_sim
+    from tests.test_protocol_doc import _ack, _all_ack, _env, _fcw
+    from v2x.net import topics
+
+    sim = offline_sim(_fcw())
+    sim.begin(0)
+    _all_ack(sim, 0)
+    sim.step()
+    sim.begin(1)
+    _all_ack(sim, 1, skip=("follower",))
+    sim.step()  # tick 1 closes without follower's report (its input went out after the deadline)
+    sim.begin(2)
+    sim.receive("tx", "follower", _env("follower", 65, 1), where=topics.tx("r", "follower"))  # its answer to 1
+    sim.receive("ack", "follower", _ack("follower", 1, tx=1), where=topics.ack("r", "follower"))
+    sim.receive("ack", "follower", _ack("follower", 0), where=topics.ack("r", "follower"))  # a copy of tick 0's
+    stats = sim.inbound.stats
+    assert stats.late_by_actor == {"follower": 1}
+    assert stats.duplicates_by_actor == {"follower": 3} and stats.late_answers_by_actor == {"follower": 2}
+
+
+def test_conformance_in_real_time_forgives_the_duplicates_of_answers_to_inputs_the_world_sent_late() -> None:
+    """An outside C stack's review (and examples/sdk_vehicle.py the same): after a broker restart in a real-time
+    run, "FAIL world's view: 6 duplicate(s) or message(s) after their tick closed", while the deadline line said
+    the world's closing those ticks without the report was "not the stack's doing". Those duplicates, answers to
+    inputs the world sent after their tick closed, are now forgiven as the late reports are: when the stack
+    answered each input within a tick. A stack that was slow itself still fails the world's view with them."""
+    from datetime import UTC, datetime
+
+    from v2x.geodesy import LocalFrame
+    from v2x.run.conformance import Capture, OwnCounts, analyse
+
+    def view(ack_after_s: float, late_answers: int) -> tuple[str, str]:
+        capture = Capture()
+        capture.hellos.append(
+            testbed_pb2.Hello(actor_id="follower", kind="car", protocol_version=1).SerializeToString()
+        )
+        for n in range(3):
+            capture.inputs[n] = (10.0 + n / 10, testbed_pb2.TickInput(run_id="r-v2x", tick=n, tick_us=100_000))
+            ack = testbed_pb2.Ack(actor_id="follower", tick=n)
+            capture.acks.append((10.0 + n / 10 + ack_after_s, ack.SerializeToString()))
+        metrics = {"rejected": {}, "duplicates": 6, "late_reports": 2, "late_reports_by_actor": {"follower": 2}}
+        checks = analyse(
+            capture, actor_id="follower", kind="car", epoch=datetime(2026, 1, 1, tzinfo=UTC),
+            frame=LocalFrame(29.5, 106.5, 0.0), tick_s=0.1, n_ticks=2, platform_id="", metrics=metrics,
+            realtime=True, own=OwnCounts({}, 6, late_answers),
+        )  # fmt: skip
+        by_name = {c.name: c for c in checks.checks}
+        return by_name["world's view"].status, by_name["world's view"].detail
+
+    status, detail = view(0.005, 6)
+    assert status == "PASS", detail
+    assert "(but 6 message(s) answering inputs the world sent after their tick closed)" in detail
+    status, detail = view(0.005, 4)  # two copies of another kind: still the stack's
+    assert status == "FAIL" and "6 duplicate(s)" in detail and "4 answering an input the world sent after" in detail
+    status, detail = view(0.15, 6)  # the stack itself was late: the deadline fails, and so does this
+    assert status == "FAIL" and "6 duplicate(s) or message(s) after their tick closed" in detail
+
+
+# ---- session 25, L5: an Ack the world refused, in 'acks' and the world's view of a run that did not complete ----
+
+
+def test_conformance_names_an_ack_the_world_refused_even_when_the_run_did_not_complete() -> None:
+    """An outside C stack's review: the world refused its Ack of tick 10 (`figure_name` 'gap': out_of_range), the
+    run stalled, and conformance said "PASS acks: one per tick run (11)" and "world's view: the run did not
+    complete"; the refusal only in the line above the checklist. The world keeps the first refused Acks of each
+    actor, 'acks' fails on them, and the world's view lists the refusals of a run that did not complete too."""
+    from datetime import UTC, datetime
+
+    from v2x.geodesy import LocalFrame
+    from v2x.run.conformance import Capture, OwnCounts, analyse
+
+    inbound = Inbound(["follower"], slot_of={"follower": 0}, unequipped=set(), tick_s=0.1, kind_of={"follower": "car"})
+    inbound.open(0)
+    bad = testbed_pb2.Advisory(app=testbed_pb2.APP_FCW, target_id="follower", raised_at_s=0.0, figure_name="gap")
+    ack = testbed_pb2.Ack(actor_id="follower", tick=0, events=[bad])
+    for _ in range(3):  # (the world sends the tick again, the stack its Ack)
+        inbound.receive("ack", "follower", ack.SerializeToString(), where="v2x/r/ack/follower")
+    [(tick, why)] = inbound.stats.refused_acks["follower"]
+    assert tick == 0 and why.startswith("out_of_range (events[0]") and "'gap'" in why
+
+    capture = Capture()
+    capture.hellos.append(testbed_pb2.Hello(actor_id="follower", kind="car", protocol_version=1).SerializeToString())
+    capture.inputs[0] = (10.0, testbed_pb2.TickInput(run_id="r-v2x", tick=0, tick_us=100_000))
+    capture.acks.append((10.01, ack.SerializeToString()))
+    checks = analyse(
+        capture, actor_id="follower", kind="car", epoch=datetime(2026, 1, 1, tzinfo=UTC),
+        frame=LocalFrame(29.5, 106.5, 0.0), tick_s=0.1, n_ticks=140, platform_id="", metrics=None,
+        realtime=False, own=OwnCounts({"out_of_range": 1}, refused_acks=[(0, why)]),
+    )  # fmt: skip
+    by_name = {c.name: c for c in checks.checks}
+    assert by_name["acks"].status == "FAIL" and f"tick 0: the world refused an Ack: {why}" in by_name["acks"].detail
+    view = by_name["world's view"]
+    assert view.status == "FAIL" and "the run did not complete" in view.detail
+    assert "rejected by the world: {'out_of_range': 1}" in view.detail

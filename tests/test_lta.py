@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from shapely.geometry import Point
 
-from tests._agents import tick_ctx
+from tests._agents import route_ahead, tick_ctx
 from v2x.agents.vehicle import VehicleAgent
 from v2x.apps.host import Host, Participant
 from v2x.apps.lta import CONFLICT, LeftTurnAssist, left_turn_conflicts
@@ -23,7 +22,6 @@ from v2x.apps.registry import OnBoardView, RouteAhead, app_spec
 from v2x.apps.thresholds import DEFAULTS
 from v2x.run.runner import build_agents, environment, run_scenario
 from v2x.scenario import ScenarioError, load_scenario
-from v2x.scenario.geometry import Route
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.wire.bsm import RemoteState
 from v2x.wire.envelope import temporary_id
@@ -49,14 +47,7 @@ def _host(y: float = HOST_Y, v: float = 7.0, sigma: float = 0.02) -> Host:
 
 
 def _route(path: list[tuple[float, float]], host: Host) -> RouteAhead:
-    route = Route(path)
-    s0 = float(route.line.project(Point(host.x, host.y)))
-
-    def ahead(d_m: float) -> tuple[float, float, float]:
-        p = route.pose(s0 + d_m)
-        return p.x, p.y, p.heading_rad
-
-    return ahead
+    return route_ahead(path, host.x, host.y)
 
 
 def _car(
@@ -115,7 +106,7 @@ def test_the_warning_as_the_vehicle_raises_it() -> None:
     assert (raised.app, raised.other, raised.conflict_type) == ("lta", B, CONFLICT)
     assert raised.ttc_s == pytest.approx(4.5) and raised.figure == pytest.approx(0.0, abs=1e-9)
     spec = app_spec("lta")
-    assert spec.figure_name == "gap_s" and spec.consumes == ("bsm", "map")
+    assert spec.figure_name == "gap_s" and spec.consumes == ("bsm", "map", "spat")
     # without a route (a vehicle that does not know where it goes) or without MAP: silent
     assert LeftTurnAssist().evaluate(replace(view, route_ahead=None), 0.0) == []
     assert LeftTurnAssist().evaluate(replace(view, approaches={}), 0.0) == []

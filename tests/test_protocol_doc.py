@@ -738,6 +738,28 @@ def test_a_tick_that_never_completes_names_what_the_world_refused_on_the_actors_
     assert sim.missing_why() == sorted(sim.actor_ids)
 
 
+def test_a_tick_whose_ack_claims_more_envelopes_than_came_says_so_not_no_report() -> None:
+    """An outside C stack's review: its Ack of tick 10 said `tx_count` 3 and 2 envelopes came; after 60 s the
+    run said "no report from follower", although its report had come. The stall now says what the Ack claims."""
+    from v2x.net.clock import AgentTimeout
+
+    sim = offline_sim(_fcw())
+    sim.begin(0)
+    for seq in (1, 2):
+        sim.receive("tx", "follower", _env("follower", seq, 0), where=topics.tx("r", "follower"))
+    _all_ack(sim, 0, skip=("lead",), tx={"follower": 3})
+    assert sim.missing() == ["follower", "lead"]
+    assert sim.missing_why() == ["follower (its Ack(0) claims 3 envelopes, 2 came)", "lead"]
+    fast = LockstepClock(0.1, retransmit_after_s=0.01, give_up_after_s=0.05)
+
+    async def retransmit() -> None:
+        pass
+
+    expected = r"tick 0 \(t=0.00 s\): no report from lead; an incomplete report from follower \(its Ack\(0\) claims 3 "
+    with pytest.raises(AgentTimeout, match=expected + r"envelopes, 2 came\) after 0 s"):
+        asyncio.run(fast.end_of_tick(0, asyncio.Event(), sim.missing_why, retransmit))
+
+
 def test_an_envelope_stating_a_time_more_than_a_tick_off_is_refused() -> None:
     """An outside stack's review sent `tx_time_us` in ms (100 for 0.1 s): the world took it silently (a fleet's
     was refused, `bad_time`). Every envelope's stated time must now be within a tick of the tick's time."""
@@ -751,6 +773,39 @@ def test_an_envelope_stating_a_time_more_than_a_tick_off_is_refused() -> None:
         sim.receive("tx", "follower", _env("follower", seq, 5, tx_time_us=tx_time_us), where="v2x/r/tx/follower")
     assert sim.inbound.stats.rejected["bad_time"] == 2
     assert sorted(t.seq for t in sim.inbound.received.values()) == [3, 4]
+
+
+@pytest.mark.parametrize("refused", [14, 15])
+def test_an_outside_stack_whose_envelopes_the_world_refuses_fails_envelopes_accepted(refused: int) -> None:
+    """An outside C stack's review stated `tx_time_us` in ms: the world refused all 278 of its BSMs (bad_time),
+    nobody heard it, and the unsigned run passed with `rejected {'bad_time': 278}`, the actor named nowhere. An
+    outside actor whose envelopes the world refused in more than 10 % of a variant's ticks now fails the run
+    ("envelopes accepted"), and the result breaks `rejected` down per outside actor."""
+    from v2x.run.results import actor_share_checks
+
+    actors = [a.model_copy(update={"external": True}) if a.id == "follower" else a for a in _fcw().actors]
+    sim = offline_sim(_fcw(actors=actors))
+    for tick in range(20):
+        sim.begin(tick)
+        ms = 2 <= tick <= refused + 1  # (in ms from tick 2 on: 0.1 ms is within a tick of tick 1)
+        for seq, link in ((2 * tick + 1, testbed_pb2.LINK_PC5), (2 * tick + 2, testbed_pb2.LINK_UU)):
+            dest = ["lead"] if link == testbed_pb2.LINK_UU else []
+            env = _env("follower", seq, tick, link=link, dest_ids=dest, tx_time_us=tick * 100 if ms else tick * 100_000)
+            sim.receive("tx", "follower", env, where=topics.tx("r", "follower"))
+        _all_ack(sim, tick, tx={"follower": 2})
+        sim.step()
+    metrics = sim.metrics(1.0)
+    assert metrics["ticks"] == 141
+    assert metrics["rejected"] == {"bad_time": 2 * refused}
+    assert metrics["rejected_by_outside_actor"] == {"follower": {"bad_time": 2 * refused}}
+    assert metrics["refused_tx_ticks_by_actor"] == {"follower": refused}
+    checks = actor_share_checks({"v2x": metrics})
+    assert [c["name"] for c in checks] == (["envelopes accepted"] if refused == 15 else [])
+    if checks:
+        assert checks[0]["detail"].startswith("follower: 15 of 141 ticks had envelopes of its refused by the world")
+        assert checks[0]["detail"].endswith("more than 10% fails the run (refused: 30 bad_time)")
+    # A run of built-in agents only (every shipped scenario's) has neither key: its result stays as it was.
+    assert "refused_tx_ticks_by_actor" not in offline_sim(_fcw()).metrics(1.0)
 
 
 # ==== Warnings (Ack.events) ==================================================================================

@@ -73,8 +73,8 @@ def test_page_shows_verdicts_expectations_and_one_mark_per_event_escaped() -> No
         "t=1.00 s FCW to a about b (rear-end), TTC 2.50 s; sent by a",
         "t=5.00 s b stopped",
         "t=5.20 s a passed (10.0, 0.0) at 8.34 m/s",
-        "t=3.00 s collision a - b at 5.00 m/s",
-        "t=3.00 s collision a - b at 5.00 m/s",
+        "t=3.00 s collision a - b at a relative speed of 5.00 m/s",
+        "t=3.00 s collision a - b at a relative speed of 5.00 m/s",
         "t=4.00 s red_light by a at x1",
     ]
     assert len(root.findall(f".//{SVG}svg")) == 2  # one timeline per variant
@@ -92,6 +92,18 @@ def test_a_time_to_reach_is_labelled_tti_in_its_mark() -> None:
            "source": "car_a", "conflict": "emergency vehicle", "ttc_s": 8.0, "gap_m": 222.187}  # fmt: skip
     titles = _titles(_parse(render_html([_result(events=[evw])])))
     assert titles == ["t=3.00 s EVW to car_a about amb (emergency vehicle), TTI 8.00 s, gap 222.19 m; sent by car_a"]
+
+
+def test_control_and_bidi_characters_from_a_stack_are_shown_escaped_in_the_timeline() -> None:
+    """An outside stack's warning text is its own: raw ESC, BEL and U+202E (which reorders what follows) in
+    other_id and conflict_type reached the timeline's marks as they were (attack review 12)."""
+    fcw = {"t_s": 3.0, "type": "warning", "variant": "v2x", "app": "fcw", "target": "car_a",
+           "other": "le\u202ead\x07", "source": "car_a", "conflict": "rear\x1b[2J", "ttc_s": 2.5}  # fmt: skip
+    page = render_html([_result(events=[fcw])])
+    assert "\u202e" not in page and "\x07" not in page and "\x1b" not in page
+    assert _titles(_parse(page)) == [
+        "t=3.00 s FCW to car_a about le\\u202ead\\x07 (rear\\x1b[2J), TTC 2.50 s; sent by car_a"
+    ]
 
 
 def test_same_results_same_bytes_and_all_pass_verdict() -> None:
@@ -136,14 +148,14 @@ def test_run_writes_the_report_and_report_rebuilds_it_from_the_results(tmp_path:
     # raised when the lead's BSM of t = 6.0 s reached the follower (2.4 ms later)
     assert any(t.startswith("t=6.00 s FCW to follower about lead (rear-end)") for t in v2x_titles), v2x_titles
     assert not any("collision" in t for t in v2x_titles)
-    assert "t=8.90 s collision follower - lead at 16.67 m/s" in _titles(figures[2])
+    assert "t=8.90 s collision follower - lead at a relative speed of 16.67 m/s" in _titles(figures[2])
     # The map: the lanes, every road user's track in both variants, and the events where they happened.
     map_titles = _titles(figures[0])
     for actor in ("follower", "lead", "neighbour"):
         assert f"{actor} (v2x)" in map_titles and f"{actor} (baseline)" in map_titles
     assert any(t.startswith("lane ") for t in map_titles)
     assert any(t.startswith("v2x: t=6.00 s FCW to follower about lead") for t in map_titles), map_titles
-    assert "baseline: t=8.90 s collision follower - lead at 16.67 m/s" in map_titles
+    assert "baseline: t=8.90 s collision follower - lead at a relative speed of 16.67 m/s" in map_titles
     doc = json.loads((out / "fcw" / "result.json").read_text())
     follower = doc["tracks"]["v2x"]["follower"]
     assert [6.1, *follower[[p[0] for p in follower].index(6.1)][1:]] in follower  # sampled at its warning's tick
@@ -190,6 +202,22 @@ def test_an_rsu_range_larger_than_the_map_is_said_in_words() -> None:
     assert "range 300 m: beyond this map" in render_html([fcw])
     fcw["map"]["rsus"][0]["range_m"] = 20.0  # a circle that fits: drawn, nothing said
     assert "beyond this map" not in render_html([fcw])
+
+
+def test_a_crossing_map_frames_the_box_and_the_events_not_the_whole_tracks() -> None:
+    """Newcomer 9: 25 s of tracks (a car 300 m along its lane) made a 32 m crossing a few pixels across. A map
+    with an intersection frames its box and where things happened; the tracks run off its edges."""
+    import re
+
+    scene = {"lanes": [{"id": "sb", "centerline": [[-1.75, 200], [-1.75, -200]], "width_m": 3.5}]}
+    scene["intersections"] = [{"id": "x1", "center": [0.0, 0.0], "radius_m": 16.0}]
+    track = [[t / 10, -1.75, 200.0 - 1.5 * t] for t in range(251)]  # 200 m to -175 m
+    event = {"t_s": 13.0, "type": "stop", "variant": "v2x", "actor": "car", "x_m": -1.75, "y_m": 5.0}
+    doc = _result(map=scene, tracks={"v2x": {"car": track}}, events=[event])
+    root = _parse(render_html([doc]))
+    box = next(c for c in root.iter(f"{SVG}circle") if "intersection x1" in _titles(c)[:1])
+    assert float(box.get("r", 0)) > 60  # 16 m: was about 20 px over the whole track
+    assert re.search(r"collision \(hover: the relative speed\)", "".join(root.itertext()))
 
 
 def test_the_map_draws_a_road_events_hazard_zone(tmp_path: Path) -> None:

@@ -237,6 +237,24 @@ def test_a_road_user_far_above_its_lanes_limit_gets_a_note_and_runs(tmp_path: Pa
     assert scenario_notes(load_scenario(_write(tmp_path, short))) == []
 
 
+def test_a_path_actor_far_above_the_limit_of_the_lane_it_starts_on_gets_the_note_too(tmp_path: Path) -> None:
+    # a pilot-zone review: speed_mps: 40 (km/h) on a path through a 50 km/h crossing ran without a word, and the
+    # platform then reported the honest car as misbehaving
+    from v2x.scenario import scenario_notes
+
+    lta = FCW.parent / "lta.yaml"
+    assert scenario_notes(load_scenario(lta)) == []
+    text = lta.read_text().replace("speed_mps: 7.0", "speed_mps: 40", 1)  # car_a, on nb_left up to its turn
+    [note] = scenario_notes(load_scenario(_write(tmp_path, text)))
+    assert note == (
+        "lta: car_a starts at speed_mps 40 (144 km/h) on a path that starts on lane nb_left, whose limit is 50 km/h "
+        "(speed_mps is in metres per second)"
+    )
+    # a path whose start (the centre at start_m) is on no lane, here 5 m east of nb, has no limit to compare with
+    off = text.replace("path: [[1.75, -150.0], [1.75, -12.0],", "path: [[25.25, -150.0], [1.75, -12.0],", 1)
+    assert scenario_notes(load_scenario(_write(tmp_path, off))) == []
+
+
 def test_a_lane_of_zero_length_is_refused_even_as_a_neighbour(tmp_path: Path) -> None:
     # an attack review: a zero-length lane named as another's neighbour gave a traceback (exit 1)
     text = FCW.read_text().replace("[[0, 0], [1500, 0]]", "[[0, 0], [0, 0]]", 1)

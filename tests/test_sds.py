@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._agents import tick_ctx
+from tests._agents import route_ahead, tick_ctx
 from v2x.agents.base import Heard
 from v2x.agents.roadside import RoadsideUnit
 from v2x.agents.vehicle import VehicleAgent
@@ -63,6 +63,20 @@ def test_warns_of_a_crossing_car_within_the_ttc_threshold_only() -> None:
     (f,) = shared_collision(near_host, near, DEFAULTS)
     assert f.other == participant_key(temporary_id("rsu1"), 3) and f.kind == "crossing"
     assert f.ttc_s <= DEFAULTS["sds_ttc_s"]
+
+
+def test_a_turning_host_is_predicted_along_its_route() -> None:
+    # The host turns left (south, then east) through a sharp corner at the origin at 6 m/s, 5 m before it; a
+    # shared car drives north at 3 m/s across its exit at x = 10 from y = -8. The host is on its exit after 5/6 s
+    # and its front meets the car's side (x = 9) at 5/6 + 6.5 / 6 = 1.92 s, with the car's front past y = -1:
+    # within sds_ttc_s. On its heading line (south) the host never meets it.
+    host = Participant("host", 0.0, 5.0, 0.0, -6.0, 0.0, -math.pi / 2, 5.0, 2.0, 0.02)
+    others = shared_participants(host, [_shared(10.0, -8.0, speed=3.0, heading=math.pi / 2)], 0.0, DEFAULTS)
+    assert shared_collision(host, others, DEFAULTS) == []
+    route = route_ahead([(0.0, 50.0), (0.0, 0.0), (50.0, 0.0)], host.x, host.y)
+    (f,) = shared_collision(host, others, DEFAULTS, route)
+    assert f.other == participant_key(temporary_id("rsu1"), 3) and f.kind == "crossing"
+    assert 1.92 - 0.05 <= f.ttc_s <= 1.92 + 0.01  # a sharp corner is cut by at most 0.3 m
 
 
 def test_the_host_itself_in_the_ssm_is_left_out() -> None:

@@ -71,7 +71,12 @@ def test_rates_and_percentiles_over_seeds() -> None:
     assert s.failed_seeds == [3] and s.collided_seeds == {"baseline": [0, 1, 2, 3, 4], "v2x": []}
     from v2x.run.sweep import table
 
-    assert "seeds where an expectation failed: 3 (v2x run SCENARIO --seed N shows why)" in table(s)
+    assert "an expectation failed in seed 3 (v2x run SCENARIO --seed N shows why)" in table(s)
+    # (newcomer 9 read "seeds where an expectation failed: 0" as none) and with the file it was given
+    s.failed_seeds = [0, 2]
+    assert "an expectation failed in seeds 0, 2 (v2x run 'my zone/x.yaml' --seed N shows why)" in table(
+        s, "my zone/x.yaml"
+    )
     # the picture has its axes and the collision rates (a newcomer review: neither)
     import xml.etree.ElementTree as ET
 
@@ -130,7 +135,7 @@ def test_a_failing_seed_of_a_sweep_with_profiles_swapped_runs_alike_with_v2x_run
     swap = ["--positioning", "spp-open-sky", "--network", "pc5-sidelink-dense"]
     assert main(["sweep", "fcw", "--seeds", "1", "--jobs", "1", "--out", str(tmp_path / "s.json"), *swap]) == 0
     out = capsys.readouterr().out
-    assert f"(v2x run SCENARIO {' '.join(swap)} --seed N shows why)" in out, out
+    assert f"an expectation failed in seed 0 (v2x run fcw {' '.join(swap)} --seed N shows why)" in out, out
     sweep = json.loads((tmp_path / "s.json").read_text())
     assert sweep["failed_seeds"] == [0]
     assert main(["run", "fcw", "--seed", "0", "-q", "--out", str(tmp_path), *swap]) == 1

@@ -105,7 +105,7 @@ def test_the_run_summary_lists_every_collision(capsys: pytest.CaptureFixture[str
     }
     _print_summary(result, Path("results/xped/result.json"))
     lines = capsys.readouterr().out.splitlines()
-    assert "  [v2x] collisions: bg-1-8 / ped at 7.70 s (5.2 m/s)" in lines
+    assert "  [v2x] collisions: bg-1-8 / ped at 7.70 s (relative speed 5.2 m/s)" in lines
     assert not any(line.startswith("  [baseline] collisions") for line in lines)
     # misbehaviour reports too (why a warning did not come: newcomer 5), and no "None/None ms" latency
     assert "  [v2x] misbehaviour reported: a of b (speed) at 0.10 s" in lines

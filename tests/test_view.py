@@ -663,3 +663,31 @@ def test_the_rates_at_the_first_tick_count_what_was_sent_not_a_rate_over_a_tenth
     with _held_at_tick_0(load_scenario(SCENARIO_DIR / "glosa.yaml")) as server:
         rates = _state(server.url)["tick"]["rates"]
     assert rates.get("map") == 1.0 and rates.get("spat") == 1.0, rates
+
+
+def test_a_request_head_over_its_budget_is_answered_431_and_the_page_still_served() -> None:
+    """Attack review 12: http.server takes up to 100 header lines of 64 KiB; 64 connections holding such heads
+    took a run from 92 MB to 620 MB. The head now has a budget (MAX_REQUEST_HEAD_BYTES)."""
+    import socket
+
+    from v2x.run import view
+
+    server = ViewServer(port=0).start()
+    host, port = server.httpd.server_address[:2]
+    try:
+        big = socket.create_connection((str(host), port))
+        big.settimeout(5.0)
+        head = f"GET /state HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n".encode()
+        filler = b"X-Pad: " + b"a" * 1000 + b"\r\n"
+        with contextlib.suppress(OSError):  # (the server may close before all of it is sent)
+            big.sendall(head + filler * (view.MAX_REQUEST_HEAD_BYTES // len(filler) + 2))
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := big.recv(4096):
+                answer += chunk
+        big.close()
+        assert answer.startswith(b"HTTP/1.0 431"), answer[:80]
+        with urllib.request.urlopen(f"{server.url}state", timeout=5) as ok:  # a normal request is served
+            assert ok.status == 200
+    finally:
+        server.stop()

@@ -5,14 +5,16 @@ on the embedded broker at the end."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from shapely.geometry import Polygon
 
-from tests._agents import offline_sim, tick_ctx
+from tests._agents import offline_sim, route_ahead, tick_ctx
 from v2x.agents.base import Heard, TickContext
 from v2x.agents.roadside import RoadsideUnit, fuse
 from v2x.agents.vehicle import VehicleAgent
@@ -33,6 +35,7 @@ from v2x.wire.envelope import parse_participant_key, participant_key, temporary_
 from v2x.wire.rsm import PerceivedObject, decode_rsm, encode_rsm
 
 VRUCW = SCENARIO_DIR / "vrucw.yaml"
+TURN = Path(__file__).parent / "scenarios" / "vrucw-turn.yaml"  # a pilot-zone review's turning car, trimmed
 FRAME = LocalFrame(29.5410, 106.4560, 260.0)
 EPOCH = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -408,6 +411,52 @@ def test_rear_end_only_when_the_host_follows() -> None:
     assert vulnerable_road_user_collision(_host(x=0.0, speed=4.0), [bike(-12.0, 11.0)], DEFAULTS) == []
 
 
+# A car turning left (south, then east) through a sharp corner at the origin, at 6 m/s; a pedestrian (1 m
+# square) walks north at 1.4 m/s across its exit at x = 10, from y = -3. From 5 m before the corner the car is
+# on its exit after 5/6 s and its front (centre + 2.5 m) meets the pedestrian's near side (x = 9.5) at
+# 5/6 + 7/6 = 2.0 s, when the pedestrian is at y = -0.2 (within the car's width): the same TTC as for a car
+# driving straight east from (-5, 0). On its heading line (south) the turning car never meets him.
+TURN_LEFT = [(0.0, 50.0), (0.0, 0.0), (50.0, 0.0)]
+
+
+def _turning(y: float = 5.0, speed: float = 6.0) -> Participant:
+    return Participant("host", 0.0, y, 0.0, -speed, 0.0, -math.pi / 2, 5.0, 2.0, 0.02)
+
+
+def test_a_turning_host_is_predicted_along_its_route_as_early_as_a_straight_one() -> None:
+    ped = _ped(x=10.0, y=-3.0)
+    host = _turning()
+    assert vulnerable_road_user_collision(host, [ped], DEFAULTS) == []  # on its heading line: no conflict
+    (turning,) = vulnerable_road_user_collision(host, [ped], DEFAULTS, route_ahead(TURN_LEFT, host.x, host.y))
+    straight = Participant("host", -5.0, 0.0, 6.0, 0.0, 0.0, 0.0, 5.0, 2.0, 0.02)
+    (ahead,) = vulnerable_road_user_collision(straight, [ped], DEFAULTS)
+    assert ahead.ttc_s == pytest.approx(2.0, abs=1e-6)
+    # the route is sampled every metre: a sharp corner is cut by at most 0.3 m (0.05 s at 6 m/s), to the safe side
+    assert ahead.ttc_s - 0.05 <= turning.ttc_s <= ahead.ttc_s + 1e-6 and turning.other == ped.key
+    assert turning.kind == "crossing" and turning.subject == "host"
+    # not yet within vrucw_ttc_s 1.5 m earlier (TTC 2.25 s), and nothing once the pedestrian has crossed
+    early = _turning(y=6.5)
+    assert vulnerable_road_user_collision(early, [ped], DEFAULTS, route_ahead(TURN_LEFT, early.x, early.y)) == []
+    crossed = _ped(x=10.0, y=1.2)
+    assert vulnerable_road_user_collision(host, [crossed], DEFAULTS, route_ahead(TURN_LEFT, host.x, host.y)) == []
+    # a host braking at 6 m/s^2 stops 3 m on, before its corner: it never reaches its exit
+    braking = replace(host, accel_mps2=-6.0)
+    assert vulnerable_road_user_collision(braking, [ped], DEFAULTS, route_ahead(TURN_LEFT, host.x, host.y)) == []
+
+
+def test_a_straight_route_or_a_bend_beyond_reach_changes_nothing() -> None:
+    host, ped = _host(), _ped()
+    straight = route_ahead([(-100.0, -1.75), (100.0, -1.75)], host.x, host.y)
+    assert vulnerable_road_user_collision(host, [ped], DEFAULTS, straight) == vulnerable_road_user_collision(
+        host, [ped], DEFAULTS
+    )
+    # a turn 40 m ahead, beyond the 11.11 m/s x 2.14 s = 23.8 m the host covers within the TTC
+    later = route_ahead([(-100.0, -1.75), (15.0, -1.75), (15.0, 100.0)], host.x, host.y)
+    assert vulnerable_road_user_collision(host, [ped], DEFAULTS, later) == vulnerable_road_user_collision(
+        host, [ped], DEFAULTS
+    )
+
+
 def test_the_vehicle_warns_from_rsm_and_the_driver_brakes() -> None:
     car = _vehicles()["car_a"]
     frame = encode_rsm(
@@ -512,3 +561,30 @@ async def test_vrucw_run_rsm_latency_and_sensing_in_the_metrics() -> None:
     warnings = [e for e in result["events"] if e["type"] == "warning"]
     assert {(e["target"], e["other"], e["app"]) for e in warnings} == {("car_a", "ped", "vrucw")}
     assert not [e for e in result["events"] if e["type"] == "positioning" and e["actor"].startswith("ped")]
+
+
+async def test_a_car_turning_into_a_crosswalk_is_warned_as_early_as_one_driving_straight(tmp_path: Path) -> None:
+    from v2x.run.runner import run_scenario
+
+    turning = await run_scenario(load_scenario(TURN), seed=0, broker="loopback")
+    assert turning["passed"], [e for e in turning["expectations"] if not e["passed"]]
+    # the same car, speed and pedestrian, driving straight east along eb_t: as far from the crosswalk (x = 20)
+    # at t = 0 as the turning car along its path (69.1 m: 129.1 m to (16, -1.75), less its 60 m start)
+    path = "path: [[-1.75, 120], [-1.75, 16], [16, -1.75], [120, -1.75]]\n    start_m: 60"
+    assert path in TURN.read_text()
+    text = TURN.read_text().replace(path, "lane: eb_t\n    start_m: 146.9")
+    (tmp_path / "straight.yaml").write_text(text.replace("id: vrucw-turn", "id: vrucw-straight"))
+    straight_scenario = load_scenario(tmp_path / "straight.yaml")
+    straight = await run_scenario(straight_scenario, seed=0, broker="loopback", variants=["v2x"])
+    assert straight["passed"], [e for e in straight["expectations"] if not e["passed"]]
+
+    def first_warning(result: dict[str, Any]) -> dict[str, Any]:
+        return next(e for e in result["events"] if e["type"] == "warning" and e["variant"] == "v2x")
+
+    turn, ahead = first_warning(turning), first_warning(straight)
+    assert (turn["target"], turn["other"], turn["app"]) == ("car_c", "ped", "vrucw")
+    # on its heading line the turning car was warned at TTC 1.73 s here (1.38 s in the review's run), under its
+    # driver's 1 s reaction plus braking, and hit the pedestrian at 6.2 m/s; along its route as the straight one
+    assert turn["ttc_s"] >= 2.0 and abs(turn["ttc_s"] - ahead["ttc_s"]) <= 0.15
+    assert turn["t_s"] <= ahead["t_s"] + 0.2
+    assert not [e for e in turning["events"] if e["type"] == "collision" and e["variant"] == "v2x"]

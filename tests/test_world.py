@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,25 @@ async def test_the_world_says_why_an_actor_whose_hello_was_refused_never_joined(
     assert "neighbour: sender_mismatch (hello from 'lead')" in message
     assert "lead:" not in message and "cloud:" not in message  # joined in the end / never sent a Hello
     await done()
+
+
+async def test_the_join_timeouts_stop_reason_is_of_the_form_the_doc_gives() -> None:
+    """An outside C stack's review parsed the join timeout's STOP reason from two examples, its grammar unstated.
+    docs/PROTOCOL.md "Control" now gives the form and one reason exactly: this world's, in run fcw-v2x after 30 s
+    (here run t, 0 s)."""
+    world, agent_tp, done = await _fcw_world()
+    kinds = {"cloud": "platform", "lead": "car", "neighbour": "car", "rsu1": "rsu", "follower": "truck"}
+    for actor, kind in kinds.items():
+        hello = testbed_pb2.Hello(actor_id=actor, kind=kind, protocol_version=1).SerializeToString()
+        await agent_tp.publish(f"v2x/t/join/{actor}", hello)
+    hello = testbed_pb2.Hello(actor_id="Follower", kind="car", protocol_version=1).SerializeToString()
+    await agent_tp.publish("v2x/t/join/Follower", hello)
+    with pytest.raises(RuntimeError) as err:
+        await world.run()
+    await done()
+    said = "run error: " + str(err.value).replace("run t within 0 s", "run fcw-v2x within 30 s")
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    assert f"```\n{said}\n```" in doc, said
 
 
 async def test_an_old_claim_said_after_a_live_one_does_not_hide_it() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests._agents import offline_sim
 from tests._mosquitto import Mosquitto
@@ -22,7 +23,7 @@ from v2x.run.runner import run_scenario
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.sdk import Stack, VehicleState
-from v2x.sim.channel import Received
+from v2x.sim.channel import Received, Transmission
 from v2x.sim.inbound import ack_problem
 from v2x.sim.sensing import Detection
 from v2x.sim.simulation import Simulation
@@ -177,8 +178,9 @@ def _padded_bsm(sender: str, seq: int, size: int) -> bytes:
 def test_an_input_bigger_than_a_host_takes_is_cut_to_size_and_counted() -> None:
     """tjw's 12 equipped road users each send the 64 envelopes of 16 KiB an actor may: each receiver hears some
     12 MiB in one tick, where a host takes a TickInput of 4 MiB at most (the broker does not even deliver a bigger
-    one to it): the world sends the earliest deliveries that fit and counts the rest (``unsendable_input``). (Its
-    RSU may not send a BSM over PC5: only as a relay over the backhaul, ``v2x.wire.protocol.RELAYED``.)"""
+    one to it): the world sends what fits, an equal share of each sender's earliest deliveries, and counts the rest
+    against the senders (``input_overflow``). (Its RSU may not send a BSM over PC5: only as a relay over the
+    backhaul, ``v2x.wire.protocol.RELAYED``.)"""
     sim = offline_sim(load_scenario(SCENARIO_DIR / "tjw.yaml"))
     sim.begin(0)
     senders = [a.id for a in sim.scenario.actors if a.equipped and a.kind not in ("platform", "rsu")]
@@ -191,11 +193,93 @@ def test_an_input_bigger_than_a_host_takes_is_cut_to_size_and_counted() -> None:
     sim.step()
     inputs = sim.begin(1)
     assert max(len(p) for p in inputs.values()) <= MAX_INPUT_BYTES
-    assert sim.inbound.stats.rejected["unsendable_input"] > 0
-    assert not sim.inbound.stats.rejected_by_actor  # (not the receivers' doing)
+    stats = sim.inbound.stats
+    assert set(stats.rejected) == {"input_overflow"}  # (nothing the world let in that it should not have)
+    assert set(stats.rejected_by_actor) <= set(senders)  # the senders' doing, not the receivers'
+    assert sum(c["input_overflow"] for c in stats.rejected_by_actor.values()) == stats.rejected["input_overflow"]
     for payload in inputs.values():
         assert not isinstance(read_tick_input(payload, "t", tick_us=TICK_US), str)
     assert any(len(testbed_pb2.TickInput.FromString(p).envelopes) > 200 for p in inputs.values())
+
+
+FLOODERS = [f"atk{k}" for k in range(5)]
+
+
+def _fcw_with_flooders(tmp_path: Path) -> Path:
+    """Attack review 12's fcw-starve: fcw with five more cars in a third lane (external, as outside stacks)."""
+    doc = yaml.safe_load((SCENARIO_DIR / "fcw.yaml").read_text(encoding="utf-8"))
+    doc["road"]["lanes"].append({**doc["road"]["lanes"][1], "id": "eb3", "centerline": [[0, 7.0], [1500, 7.0]]})
+    doc["actors"] += [
+        {"id": a, "kind": "car", "lane": "eb3", "start_m": 40 + 12 * k, "speed_mps": 16.67, "external": True}
+        for k, a in enumerate(FLOODERS)
+    ]
+    path = tmp_path / "fcw-starve.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _bsm(sender: str, seq: int, tick: int, tx_time_us: int, size: int = 0) -> bytes:
+    """A BSM envelope of ``sender``'s, padded to about ``size`` bytes (an unknown field, taken) if ``size``."""
+    frame = frame_pb2.MessageFrame(bsm=day1_pb2.BSM(id=temporary_id(sender))).SerializeToString()
+    if size:
+        pad = size - len(frame) - 64
+        frame += b"\xc2\x3e" + bytes([pad & 0x7F | 0x80, pad >> 7]) + b"\0" * pad
+    return testbed_pb2.Envelope(
+        sender_id=sender, seq=seq, tick=tick, tx_time_us=tx_time_us, link=testbed_pb2.LINK_PC5, frame=frame
+    ).SerializeToString()
+
+
+def test_flooders_stamped_a_tick_early_do_not_push_the_leads_bsm_out_of_the_followers_input(tmp_path: Path) -> None:
+    """Attack review 12 at the world's level: five outside cars each send 64 envelopes of 16 KiB a tick, stamped
+    99 ms early so that they are delivered before anything else, 5 MiB to every receiver. The world used to cut the
+    latest deliveries: the lead's BSM, stamped at the tick's time, never reached the follower (no warning, a
+    collision), counted as ``unsendable_input`` against no one, flagged no one, and still counted as delivered
+    (``delivery_ratio`` 0.974). Now every one of the lead's BSMs is in the follower's input, the flooders lose their
+    latest deliveries, are counted (``input_overflow``) and flagged, and what they lost is not delivered."""
+    sim = offline_sim(load_scenario(_fcw_with_flooders(tmp_path)))
+    starts = {s.actor_id: s for s in sim._starts(external_only=False)}
+    seqs = dict.fromkeys(sim.actor_ids, 0)
+    lead_bsms = []
+    for tick in range(6):
+        inputs = sim.begin(tick)
+        if tick:
+            follower = testbed_pb2.TickInput.FromString(inputs["follower"])
+            heard = [testbed_pb2.Envelope.FromString(e) for e in follower.envelopes]
+            assert [e.seq for e in heard if e.sender_id == "lead"] == [tick], tick  # the lead's BSM of tick - 1
+            assert {e.sender_id for e in heard} >= {"lead", *FLOODERS}  # every flooder keeps its share
+            assert max(len(p) for p in inputs.values()) <= MAX_INPUT_BYTES
+        t_us = tick * TICK_US
+        for a in ["lead", *FLOODERS]:
+            n, size, stamp = (1, 0, t_us) if a == "lead" else (MAX_TX_PER_TICK, 16_000, max(0, t_us - 99_000))
+            for _ in range(n):
+                seqs[a] += 1
+                env = _bsm(a, seqs[a], tick, stamp, size)
+                lead_bsms += [env] if a == "lead" else []
+                sim.receive("tx", a, env, where=f"v2x/t/tx/{a}")
+        for a in sim.actor_ids:
+            s = starts.get(a)
+            truth = testbed_pb2.TruthState(
+                x_m=s.x_m + s.speed_mps * tick * 0.1, y_m=s.y_m, speed_mps=s.speed_mps, heading_deg=s.heading_deg
+            ) if s is not None else testbed_pb2.TruthState()  # fmt: skip
+            n = {"lead": 1, **dict.fromkeys(FLOODERS, MAX_TX_PER_TICK)}.get(a, 0)
+            sim.receive("ack", a, testbed_pb2.Ack(actor_id=a, tick=tick, tx_count=n, truth=truth).SerializeToString())
+        assert sim.missing() == []
+        sim.step()
+    stats = sim.inbound.stats
+    assert set(stats.rejected) == {"input_overflow"}, stats.rejected  # no unsendable_input: nothing of the world's
+    assert set(stats.rejected_by_actor) == set(FLOODERS)
+    assert set(sim.inbound.flagged()) == set(FLOODERS)  # cut in 5 ticks (from 3 on, flagged)
+    assert all(sim.inbound.flagged()[a] == {"input_overflow": c["input_overflow"]}
+               for a, c in stats.conflicts.items())  # fmt: skip
+    m = sim.metrics(0.0)
+    cut = stats.rejected["input_overflow"]
+    assert m["messages"]["cut"] == {"pc5": cut}
+    assert (
+        m["messages"]["delivered"]["pc5"] + m["messages"]["dropped"]["pc5"] + cut == sim.channel.stats.candidates["pc5"]
+    )
+    assert sum(len(v) for v in sim.channel.stats.withdrawn.values()) == cut
+    assert len(sim.channel.stats.latencies_ms) == m["messages"]["delivered"]["pc5"]  # (no latency of a cut one)
+    assert m["flagged"] == sim.inbound.flagged()
 
 
 def test_an_input_with_a_number_no_host_takes_goes_without_that_part() -> None:
@@ -316,8 +400,11 @@ def test_a_delivery_time_outside_the_tick_is_not_sent_however_it_got_past_the_in
     def with_a_bad_delivery(t_s: float, bulk: Any) -> Any:
         due, rest = due_split(t_s, bulk)
         got = due.setdefault(sim.world.slot_of("car_b"), Received())
-        got.envelopes.append(_env("car_a", 1, 0, 0))
+        raw = _env("car_a", 1, 0, 0)
+        got.envelopes.append(raw)
         got.rx_time_us.append(rx_time_us)
+        got.sent.append(Transmission(0, sim.world.slot_of("car_a"), 1, 0.0, testbed_pb2.LINK_PC5, (), raw, "bsm"))
+        got.delivery_s.append(rx_time_us / 1e6)
         return due, rest
 
     monkeypatch.setattr(sim.channel, "due_split", with_a_bad_delivery)

@@ -31,10 +31,10 @@ from v2x.apps.host import Participant
 from v2x.apps.tjw import detect_queue, queue_event
 from v2x.scenario.model import ActorSpec, RsiItemSpec, Scenario
 from v2x.scenario.signals import (
-    FixedTimeController,
     PriorityDecision,
     PriorityLimits,
     approaches,
+    controller,
     node_id_of,
     warp_to_wire,
 )
@@ -172,9 +172,7 @@ class RoadsideUnit(Agent):
         ]
         self._nodes = [n for n in self._nodes if n.approaches]
         self.controllers = {
-            node_id_of(scenario, ix.id): (ix.id, FixedTimeController(ix.signal, ix.id))
-            for ix in served
-            if ix.signal is not None
+            node_id_of(scenario, ix.id): (ix.id, controller(scenario, ix)) for ix in served if ix.signal is not None
         }
         self._approaches = [a for a in aps if a.phase_id]
         self.own_id = temporary_id(spec.id)
@@ -221,7 +219,7 @@ class RoadsideUnit(Agent):
 
     def signal_states(self, t_s: float) -> list[SignalState]:
         return [
-            SignalState(node_id, name, {p: ctl.timeline(p, t_s) for p in ctl.phase_ids})
+            SignalState(node_id, name, {p: ctl.timeline(p, t_s) for p in ctl.signal_groups})
             for node_id, (name, ctl) in sorted(self.controllers.items())
         ]
 
@@ -436,7 +434,7 @@ class RoadsideUnit(Agent):
             if arrival is None or self._busy(request.intersection_id, intention.sender_id, t):
                 return None
             _, ctl = self.controllers[request.intersection_id]
-            if request.phase_id not in ctl.phase_ids:
+            if request.phase_id not in ctl.groups:
                 return None
             decision = ctl.request(request.phase_id, arrival, t, t + self.env.tick_s, self._limits())
             self.decisions[key] = (request.intersection_id, decision)

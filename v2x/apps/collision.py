@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
+from shapely.geometry import LineString
 
 from v2x.apps.host import Participant
 from v2x.apps.registry import (
@@ -21,10 +22,14 @@ from v2x.apps.registry import (
     Figure,
     OnBoardView,
     Raised,
+    RouteAhead,
     RunsOn,
+    route_points,
 )
+from v2x.apps.rlvw import time_to_travel
 from v2x.core import (
     SMALL_WORLD,
+    SPEED_EPS_MPS,
     ActorKind,
     Conflicts,
     ConflictType,
@@ -143,21 +148,38 @@ def _findings(conflicts: Conflicts, keys: Sequence[str], rows: NDArray[np.bool_]
 
 
 def host_conflicts(
-    host: Participant, near: Sequence[Participant], thresholds: Mapping[str, float], ttc_s: float
+    host: Participant,
+    near: Sequence[Participant],
+    thresholds: Mapping[str, float],
+    ttc_s: float,
+    route_ahead: RouteAhead | None = None,
 ) -> list[Finding]:
     """The conflicts of ``host`` with ``near`` whose TTC is at most ``ttc_s``, each with the host as
     ``subject``; a rear-end conflict only when the host is the follower (someone running into the host's
-    back is not the host's to avoid). The on-board apps on other road users (SDS, VRUCW) share it."""
+    back is not the host's to avoid). The on-board apps on other road users (SDS, VRUCW) share it.
+
+    With ``route_ahead`` (the host's own route, ``OnBoardView.route_ahead``) the host is predicted along its
+    route where that bends within the distance it covers in ``ttc_s`` (``host_route_pieces``: a turn at a
+    crossing); ``near`` as before, each straight along its heading. A straight route (or none) leaves the host
+    on the straight line along its heading, as without it."""
     if not near:
         return []
+    pieces = None if route_ahead is None else host_route_pieces(host, route_ahead, _reach_m(host, ttc_s))
+    if pieces is not None:
+        return _along_route(host, near, thresholds, ttc_s, pieces)
     found = find_conflicts(
         [host, *near], horizon_s=thresholds["horizon_s"], max_pet_s=thresholds["icw_max_pet_s"], subject=host.key
     )
+    return _of_host(found, host.key, ttc_s)
+
+
+def _of_host(found: Sequence[Finding], host: str, ttc_s: float) -> list[Finding]:
+    """``host_conflicts``' verdict on the core's findings ``found`` between the host (key ``host``) and others."""
     out = []
     for f in found:
-        if f.ttc_s > ttc_s or (f.kind == "rear-end" and f.subject != host.key):
+        if f.ttc_s > ttc_s or (f.kind == "rear-end" and f.subject != host):
             continue
-        if f.subject == host.key:
+        if f.subject == host:
             out.append(f)
         else:  # the core put the other first: turn the finding round
             out.append(
@@ -170,6 +192,108 @@ def host_conflicts(
                 )
             )
     return out
+
+
+#: How far the host's route may stray from a straight line before ``host_conflicts`` follows the route (m): a
+#: route within it of the line along its own heading over the host's reach is straight (the host stays on its
+#: heading line, as without a route), and a bending one is followed in straight pieces (its points every
+#: ``ROUTE_STEP_M``, Douglas-Peucker) that stay within it of the route. Ours: a tenth of the VRU footprint's
+#: 1 m side; a 30 m stretch of a 1 km radius curve is within it, a turn at a crossing is not.
+ROUTE_TOLERANCE_M = 0.1
+
+
+@dataclass(frozen=True)
+class RoutePiece:
+    """A straight piece of the host's route ahead: where it starts (local metres, shifted so that the first
+    piece starts at the host's believed centre), its direction, and its distance from the host along the route."""
+
+    x: float
+    y: float
+    heading_rad: float
+    from_m: float
+
+
+def host_route_pieces(host: Participant, route_ahead: RouteAhead, length_m: float) -> list[RoutePiece] | None:
+    """The host's route from its centre to ``length_m`` ahead (sampled by ``route_points``) as straight pieces
+    within ``ROUTE_TOLERANCE_M`` of it, moved to start at the host's believed centre; None when the route runs
+    straight over that length (within ``ROUTE_TOLERANCE_M`` of the line along its heading at the host)."""
+    pts = np.array(route_points(route_ahead, 0.0, length_m), dtype=np.float64)
+    heading = route_ahead(0.0)[2]
+    rel = pts - pts[0]
+    if float(np.abs(rel[:, 1] * math.cos(heading) - rel[:, 0] * math.sin(heading)).max()) <= ROUTE_TOLERANCE_M:
+        return None
+    corners = np.asarray(LineString(pts).simplify(ROUTE_TOLERANCE_M, preserve_topology=False).coords)
+    corners = corners - corners[0] + (host.x, host.y)
+    seg = np.diff(corners, axis=0)
+    lengths = np.hypot(seg[:, 0], seg[:, 1])
+    starts = np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
+    return [
+        RoutePiece(float(corners[k, 0]), float(corners[k, 1]), math.atan2(seg[k, 1], seg[k, 0]), float(starts[k]))
+        for k in range(len(seg))
+        if lengths[k] > 0.0
+    ]
+
+
+def _reach_m(host: Participant, t_s: float) -> float:
+    """How far the host's centre travels in ``t_s`` at its speed and acceleration (stopping at rest)."""
+    v, a = math.hypot(host.vx, host.vy), host.accel_mps2
+    if a < 0.0 and v + a * t_s < 0.0:
+        return v * v / (-2.0 * a)
+    return v * t_s + 0.5 * a * t_s * t_s
+
+
+def carried(p: Participant, dt_s: float) -> Participant:
+    """``p`` ``dt_s`` seconds on, moved as the core's conflict detection moves it (docs/CORE.md "Motion models":
+    straight along its velocity, or its heading when standing, at constant acceleration, stopping at rest; its
+    height at its vertical rate)."""
+    speed = math.hypot(p.vx, p.vy)
+    ch, sh = math.cos(p.heading_rad), math.sin(p.heading_rad)
+    ux, uy = (p.vx / speed, p.vy / speed) if speed > SPEED_EPS_MPS else (ch, sh)
+    s = speed if speed > SPEED_EPS_MPS else 0.0
+    a = p.accel_mps2 * (ch * ux + sh * uy)
+    tau = min(dt_s, s / -a) if a < 0.0 else dt_s
+    d, v = s * tau + 0.5 * a * tau * tau, s + a * tau
+    z = None if p.z_m is None else p.z_m + p.vz_mps * dt_s
+    return replace(p, x=p.x + d * ux, y=p.y + d * uy, vx=v * ux, vy=v * uy, z_m=z)
+
+
+def _along_route(
+    host: Participant,
+    near: Sequence[Participant],
+    thresholds: Mapping[str, float],
+    ttc_s: float,
+    pieces: Sequence[RoutePiece],
+) -> list[Finding]:
+    """``host_conflicts`` with the host on its route: on each piece in turn, the core's conflict detection
+    between the host on that piece (from the time it reaches the piece, ``rlvw.time_to_travel`` as LTA's, to the
+    time it leaves it) and ``near`` carried on to that time (``carried``); a road user's finding is the first
+    piece's contact, its times counted from now."""
+    speed = math.hypot(host.vx, host.vy)
+    first: dict[str, Finding] = {}
+    for k, piece in enumerate(pieces):
+        t_in = time_to_travel(piece.from_m, speed, host.accel_mps2)
+        if not t_in < ttc_s:
+            break  # the host does not reach this piece within the TTC (or stops before it)
+        t_out = time_to_travel(pieces[k + 1].from_m, speed, host.accel_mps2) if k + 1 < len(pieces) else math.inf
+        others = [carried(p, t_in) for p in near if p.key not in first]
+        if not others:
+            break
+        v = max(0.0, speed + host.accel_mps2 * t_in)
+        c, s = math.cos(piece.heading_rad), math.sin(piece.heading_rad)
+        z = None if host.z_m is None else host.z_m + host.vz_mps * t_in
+        on_piece = replace(host, x=piece.x, y=piece.y, vx=v * c, vy=v * s, heading_rad=piece.heading_rad, z_m=z)
+        within = min(t_out, ttc_s) - t_in
+        found = find_conflicts(
+            [on_piece, *others], horizon_s=within, max_pet_s=thresholds["icw_max_pet_s"], subject=host.key
+        )
+        for f in _of_host(found, host.key, within):
+            first[f.other] = replace(
+                f,
+                ttc_s=f.ttc_s + t_in,
+                t_conflict_subject_s=f.t_conflict_subject_s + t_in,
+                t_conflict_other_s=f.t_conflict_other_s + t_in,
+            )
+    return list(first.values())
 
 
 def fcw_gate(sigma_m: NDArray[np.float64], thresholds: Mapping[str, float]) -> NDArray[np.bool_]:

@@ -1,5 +1,6 @@
-"""Left turn assist (T/CSAE 53 Day-1, V2V/V2I: BSM + MAP), on board. Sans-I/O: the host's own state and
-route, the approaches from MAP and the vehicles heard in BSMs in; warnings out.
+"""Left turn assist (T/CSAE 53 Day-1, V2V/V2I: BSM + MAP, and SPAT where signalised), on board. Sans-I/O: the
+host's own state and route, the approaches from MAP, the lights from SPAT and the vehicles heard in BSMs in;
+warnings out.
 
 The situation: the host is about to turn left across the oncoming lanes of an intersection, and an
 oncoming vehicle it may not see (hidden by a truck waiting to turn in the opposite left-turn lane) would
@@ -10,12 +11,15 @@ reach the host's path through the box at about the same time. The logic, stated 
 2. **Map matching** (MAP). The host is on an ingress lane of an intersection, before its stop line, within
    ``lta_max_distance_m`` of it (the RLVW matching, :func:`v2x.apps.rlvw.match`, with
    ``lta_match_margin_m``).
-3. **Left-turn intent** (the host's own route). Today's MAP codec carries each ingress lane up to its stop
-   line only: its maneuvers field is always "straight" and it has no egress connections
-   (v2x/wire/map_spat.py), so MAP cannot say where the host is going. The host knows its own route (what
+3. **Left-turn intent** (the host's own route). MAP says which movements a lane allows (its maneuvers, a
+   shared straight-and-left lane both), not which one the host makes. The host knows its own route (what
    its navigation plans, what its turn signal says): the view's ``route_ahead``. The host turns left when
    its route's heading ``lta_turn_lookahead_m`` past the stop line is 45..135 degrees to the left of the
    ingress lane's direction at the stop line. Without a route the app cannot tell, and stays silent.
+   **Protected left turn** (SPAT): when the host's left turn (MAP's left-turn connection of its lane; its
+   lane's phase if MAP names none) shows protected green (6) when the host reaches its stop line, nothing
+   may come the other way: no warning. Permissive green (5: the turn gives way to the oncoming traffic that
+   has green too), yellow, red or no SPAT (an unsignalised crossing): the rules below decide.
 4. **Oncoming.** A remote (BSM) whose heading is within 45 degrees of the opposite of the ingress lane's
    direction, within ``lta_max_distance_m`` of the host, whose path (a straight line along its heading:
    it goes straight on) crosses the host's path through the box ahead of both: the conflict point.
@@ -40,17 +44,16 @@ from dataclasses import dataclass
 from shapely.geometry import LineString, Point
 
 from v2x.apps.host import Host
-from v2x.apps.registry import AppSpec, Bounds, Figure, OnBoardView, Raised, RouteAhead, RunsOn
+from v2x.apps.registry import AppSpec, Bounds, Figure, OnBoardView, Raised, RouteAhead, RunsOn, route_points
 from v2x.apps.rlvw import Match, match, time_to_travel
 from v2x.units import accurate_enough, wrap_angle_rad
 from v2x.wire import testbed_pb2
 from v2x.wire.bsm import RemoteState
-from v2x.wire.map_spat import Approach
+from v2x.wire.map_spat import GREEN, MANEUVER_BITS, Approach, Interval, light_at
 
 LEFT_TURN_MIN_RAD = math.radians(45.0)  # a left turn: the route turns 45..135 degrees to the left
 LEFT_TURN_MAX_RAD = math.radians(135.0)  # (beyond: a U-turn, which LTA does not cover)
 ONCOMING_MAX_RAD = math.radians(45.0)  # oncoming: heading within 45 degrees of the opposite direction
-PATH_STEP_M = 1.0  # how finely the host's route through the box is sampled
 CONFLICT = "left turn across path"  # NHTSA pre-crash typology: LTAP/OD (left turn across path, opposite direction)
 
 
@@ -78,9 +81,7 @@ def _path_through_box(m: Match, host: Host, route_ahead: RouteAhead, lookahead_m
     """The host's route from its stop line to ``lookahead_m`` past it, and the distance of its first point
     from the host's centre."""
     start = m.distance_m + host.length_m / 2
-    n = max(2, math.ceil(lookahead_m / PATH_STEP_M) + 1)
-    pts = [route_ahead(start + k * lookahead_m / (n - 1))[:2] for k in range(n)]
-    return start, LineString(pts)
+    return start, LineString(route_points(route_ahead, start, lookahead_m))
 
 
 def _conflict_point(path: LineString, ray: LineString) -> tuple[float, float] | None:
@@ -93,6 +94,14 @@ def _conflict_point(path: LineString, ray: LineString) -> tuple[float, float] | 
     return float(best.x), float(best.y)
 
 
+def protected_left(approach: Approach, signals: Mapping[tuple[int, int], list[Interval]], t_s: float) -> bool:
+    """Rule 3's signal: does SPAT show the approach's left turn protected green at ``t_s``?"""
+    left = approach.connection(MANEUVER_BITS["left"])
+    phase = left.phase_id if left is not None else approach.phase_id
+    timeline = signals.get((approach.node_id, phase)) if phase else None
+    return timeline is not None and light_at(timeline, t_s) == GREEN
+
+
 def left_turn_conflicts(
     host: Host,
     route_ahead: RouteAhead | None,
@@ -100,8 +109,11 @@ def left_turn_conflicts(
     remotes: Iterable[RemoteState],
     t_s: float,
     thresholds: Mapping[str, float],
+    signals: Mapping[tuple[int, int], list[Interval]] | None = None,
 ) -> list[LeftTurnConflict]:
-    """Rules 1-5 of the module docstring, for every remote; the conflicts that call for a warning."""
+    """Rules 1-5 of the module docstring, for every remote; the conflicts that call for a warning
+    (``signals``: SPAT's lights by (node id, phase id), as ``OnBoardView.signals``)."""
+    signals = signals or {}
     need = thresholds["lta_required_accuracy_m"]
     if route_ahead is None or not accurate_enough(host.sigma_m, need):
         return []
@@ -112,8 +124,11 @@ def left_turn_conflicts(
     if not turning_left(m, host, route_ahead, lookahead):
         return []
     t_host_max = thresholds["lta_tti_s"]
-    if time_to_travel(m.distance_m, host.speed_mps, host.accel_mps2) > t_host_max:
+    t_line = time_to_travel(m.distance_m, host.speed_mps, host.accel_mps2)
+    if t_line > t_host_max:
         return []  # not even at the stop line within the time: nothing to compute yet
+    if protected_left(m.approach, signals, t_s + t_line):
+        return []
     to_box, path = _path_through_box(m, host, route_ahead, lookahead)
     opposite = m.approach.direction_rad + math.pi
     reach = thresholds["lta_max_distance_m"]
@@ -148,7 +163,7 @@ class LeftTurnAssist:
         if not (view.remotes and view.approaches):
             return []
         found = left_turn_conflicts(
-            view.host, view.route_ahead, view.all_approaches, view.remotes.values(), t_s, view.thresholds
+            view.host, view.route_ahead, view.all_approaches, view.remotes.values(), t_s, view.thresholds, view.signals
         )
         return [Raised("lta", f.other, ttc_s=f.t_host_s, figure=f.gap_s, conflict_type=CONFLICT) for f in found]
 
@@ -159,7 +174,7 @@ APPS = (
         code=testbed_pb2.APP_LTA,
         title="left turn assist",
         runs_on=RunsOn.VEHICLE,
-        consumes=("bsm", "map"),
+        consumes=("bsm", "map", "spat"),
         colour="#00897b",
         figure=Figure("gap_s", "time gap", "s"),
         time_label="TTI",
@@ -187,7 +202,7 @@ APPS = (
             "lta_match_margin_m": 0.5,
         },
         # Bounds where the rule by unit (v2x.apps.thresholds.UNIT_BOUNDS) does not fit: the route is sampled
-        # every PATH_STEP_M of the lookahead for each host at each tick, so at most a wide box's far side.
+        # every ROUTE_STEP_M (registry) of the lookahead for each host at each tick, so at most a wide box's far side.
         threshold_bounds={"lta_turn_lookahead_m": Bounds(0.0, 100.0, above_low=True)},
         onboard=lambda names: LeftTurnAssist(),
     ),
@@ -199,5 +214,6 @@ __all__ = [
     "LeftTurnAssist",
     "LeftTurnConflict",
     "left_turn_conflicts",
+    "protected_left",
     "turning_left",
 ]

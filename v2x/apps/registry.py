@@ -67,6 +67,16 @@ AppCode: TypeAlias = testbed_pb2.Application.ValueType
 Severity: TypeAlias = testbed_pb2.Severity.ValueType
 TimeLabel: TypeAlias = Literal["TTC", "TTI"]
 RouteAhead: TypeAlias = Callable[[float], tuple[float, float, float]]  # metres ahead -> (x, y, heading_rad)
+#: How finely the on-board apps sample the host's route ahead (``route_points``): LTA its path through the box,
+#: VRUCW and SDS the path they predict the host along.
+ROUTE_STEP_M = 1.0
+
+
+def route_points(route_ahead: RouteAhead, start_m: float, length_m: float) -> list[tuple[float, float]]:
+    """The host's route (``OnBoardView.route_ahead``) from ``start_m`` to ``start_m + length_m`` ahead of its
+    centre, as evenly spaced points at most ``ROUTE_STEP_M`` apart (both ends included, at least two)."""
+    n = max(2, math.ceil(length_m / ROUTE_STEP_M) + 1)
+    return [route_ahead(start_m + k * length_m / (n - 1))[:2] for k in range(n)]
 
 
 class RunsOn(Enum):
@@ -184,7 +194,8 @@ class OnBoardView:
     thresholds: Mapping[str, float]
     # The host's own route (its navigation's plan, what its turn signal announces): metres ahead of its
     # centre along the path it will drive -> (x, y, heading_rad) there, in the frame of ``host`` (its believed
-    # position). None when the vehicle does not know it. LTA reads its turn from it.
+    # position). None when the vehicle does not know it. LTA reads its turn from it, DNPW its passing zone, and
+    # VRUCW and SDS predict the host along it where it bends (v2x.apps.collision.host_conflicts).
     route_ahead: RouteAhead | None = None
     # Day-2: road users other stations' sensors detected (SSM participants, by {ssm id hex}/{ptcId}) and
     # personal devices heard (PSM senders, by temporary id).
@@ -448,6 +459,7 @@ __all__ = [
     "DECLARATION",
     "ENTRY_POINT_GROUP",
     "MESSAGES",
+    "ROUTE_STEP_M",
     "Addressed",
     "AppCode",
     "AppSpec",
@@ -483,5 +495,6 @@ __all__ = [
     "plugin_entry_points",
     "refresh",
     "registered",
+    "route_points",
     "time_label",
 ]

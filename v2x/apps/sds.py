@@ -15,7 +15,9 @@ The logic, stated so that it can be checked (thresholds and their sources: ``APP
    ``sds_required_accuracy_m``; the participant must be within ``sds_max_distance_m``.
 3. **Conflict.** The core's conflict detection (constant acceleration over ``horizon_s``, oriented boxes)
    between the host and each participant. Warn when the time to collision is at most ``sds_ttc_s``; in a
-   rear-end conflict only when the host is the follower.
+   rear-end conflict only when the host is the follower. The participant goes straight along its heading, the
+   host along its own route where that bends within its reach (as VRUCW's rule 4,
+   :func:`v2x.apps.collision.host_conflicts`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Mapping, Sequence
 
 from v2x.apps.collision import Finding, host_conflicts
 from v2x.apps.host import Participant
-from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, RunsOn
+from v2x.apps.registry import AppSpec, Figure, OnBoardView, Raised, RouteAhead, RunsOn
 from v2x.apps.vrucw import vru_participant
 from v2x.units import accurate_enough
 from v2x.wire import testbed_pb2
@@ -46,9 +48,13 @@ def shared_participants(
 
 
 def shared_collision(
-    host: Participant, others: Sequence[Participant], thresholds: Mapping[str, float]
+    host: Participant,
+    others: Sequence[Participant],
+    thresholds: Mapping[str, float],
+    route_ahead: RouteAhead | None = None,
 ) -> list[Finding]:
-    """The shared road users the host should be warned about (``Finding.subject`` is the host)."""
+    """The shared road users the host should be warned about (``Finding.subject`` is the host); the host
+    predicted along ``route_ahead``, its own route, where that bends (rule 3)."""
     need = thresholds["sds_required_accuracy_m"]
     if not accurate_enough(host.sigma_m, need):
         return []
@@ -58,7 +64,7 @@ def shared_collision(
         if accurate_enough(p.sigma_m, need)
         and math.hypot(p.x - host.x, p.y - host.y) <= thresholds["sds_max_distance_m"]
     ]
-    return host_conflicts(host, near, thresholds, thresholds["sds_ttc_s"])
+    return host_conflicts(host, near, thresholds, thresholds["sds_ttc_s"], route_ahead)
 
 
 class SensorDataSharingWarning:
@@ -72,7 +78,7 @@ class SensorDataSharingWarning:
         others = shared_participants(host, list(view.shared.values()), t_s, view.thresholds)
         return [
             Raised("sds", f.other, ttc_s=f.ttc_s, figure=0.0 if math.isnan(f.pet_s) else f.pet_s, conflict_type=f.kind)
-            for f in shared_collision(host, others, view.thresholds)
+            for f in shared_collision(host, others, view.thresholds, view.route_ahead)
         ]
 
 

@@ -5,6 +5,7 @@ Arrays in, arrays out. No asyncio, no MQTT, no per-tick logging. See docs/CORE.m
 """
 
 from v2x.core._conflict import (
+    SPEED_EPS_MPS,
     VERTICAL_SEPARATION_M,
     Conflicts,
     ConflictType,
@@ -33,6 +34,7 @@ from v2x.core._world import ActorKind, WorldState
 __all__ = [
     "SCAN_AT_LEAST",
     "SMALL_WORLD",
+    "SPEED_EPS_MPS",
     "VEHICLE_NUMBERS",
     "VERTICAL_SEPARATION_M",
     "ActorKind",

@@ -30,6 +30,7 @@ from v2x.core._world import WorldState
 __all__ = [
     "COS_HEAD_ON",
     "COS_SAME_DIRECTION",
+    "SPEED_EPS_MPS",
     "VERTICAL_SEPARATION_M",
     "ConflictType",
     "Conflicts",

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from v2x.net.answers import REALTIME_MAX_SKIP
+from v2x.sim.inbound import INCOMPLETE
 from v2x.units import tick_time_s
 
 MODES = ("lockstep", "realtime")  # the clocks' names (``--mode``)
@@ -26,8 +27,15 @@ MODES = ("lockstep", "realtime")  # the clocks' names (``--mode``)
 
 class AgentTimeout(RuntimeError):
     def __init__(self, tick: int, t_s: float, missing: list[str], waited_s: float) -> None:
+        """``missing``: the actors the tick waited for (``Simulation.missing_why``: an actor whose Ack came but
+        not all the envelopes it claims is named with ``INCOMPLETE``, not as one with "no report")."""
         self.tick, self.t_s, self.missing = tick, t_s, missing
-        super().__init__(f"tick {tick} (t={t_s:.2f} s): no report from {', '.join(missing)} after {waited_s:.0f} s")
+        mark = " (" + INCOMPLETE.split("{", 1)[0]
+        silent = [m for m in missing if mark not in m]
+        short = [m for m in missing if mark in m]
+        why = [f"no report from {', '.join(silent)}"] if silent else []
+        why += [f"an incomplete report from {', '.join(short)}"] if short else []
+        super().__init__(f"tick {tick} (t={t_s:.2f} s): {'; '.join(why)} after {waited_s:.0f} s")
 
 
 class Clock(abc.ABC):

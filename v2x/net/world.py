@@ -488,5 +488,6 @@ class World:
 
     async def _retransmit(self) -> None:
         missing = self.sim.missing()
-        log.warning("world tick %d: waiting for %s; sending their input again", self.sim.current_tick, missing)
+        why = "; ".join(self.sim.missing_why())
+        log.warning("world tick %d: waiting for %s; sending their input again", self.sim.current_tick, why)
         await asyncio.gather(*(self.transport.publish(self._input_topic(a), self._last_input[a]) for a in missing))

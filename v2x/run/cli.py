@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from v2x import argtypes
 from v2x.argtypes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_RUN_ERROR
-from v2x.logs import LOG_FORMAT
+from v2x.logs import LOG_FORMAT, flag_text
 from v2x.net.broker import BrokerAddress, BrokerURLError, parse_broker_url
 from v2x.net.clock import MODES
 from v2x.run import REALTIME_MAX_WORKERS, default_workers
@@ -266,8 +266,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="write an HTML report from result files",
         description="Write one self-contained HTML page (no scripts, nothing fetched) from result.json files "
         "or directories holding them (searched recursively): verdicts, expectations with details, a map (the "
-        "road, the RSUs and their ranges, both variants' tracks and where each event happened), a timeline "
-        "of warnings, collisions, violations and stops per variant, and the service metrics.",
+        "road, the RSUs and their ranges, both variants' tracks and where each event happened; at a crossing "
+        "framed on its boxes and the events), a timeline of warnings, collisions, violations and stops per "
+        "variant, and the service metrics.",
         epilog="Exit codes: 0 report written and every scenario passed, 1 a scenario failed, 2 bad input "
         "(a file that is not a result document; nothing written), 3 the report could not be written.",
     )
@@ -949,10 +950,7 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
         mark = "ok  " if exp["passed"] else "FAIL"
         print(f"  {mark} [{exp['variant']}] {printable(exp['name'])}: {printable(exp['detail'])}")
     for flag in result.get("flagged", []):
-        print(
-            f"  FLAGGED [{flag['variant']}] {flag['actor']}: its reports conflicted {flag['conflicts']} "
-            "(two stacks drive it, or someone forges its messages; docs/SECURITY.md)"
-        )
+        print(f"  FLAGGED [{flag['variant']}] {flag['actor']}: {flag_text(flag['conflicts'])}")
     stacks = result.get("run", {}).get("outside_stacks", {})  # what was under test (software: escaped, bounded)
     for variant, m in result["metrics"].items():
         lat = m["latency_ms"]
@@ -976,7 +974,8 @@ def _print_summary(result: dict[str, Any], path: Path) -> None:
             variant,
             "collisions",
             [
-                f"{' / '.join(e['actors'])} at {e['t_s']:.2f} s ({e.get('relative_speed_mps', 0.0):.1f} m/s)"
+                f"{' / '.join(e['actors'])} at {e['t_s']:.2f} s "
+                f"(relative speed {e.get('relative_speed_mps', 0.0):.1f} m/s)"
                 for e in crashes
             ],
         )

@@ -81,6 +81,7 @@ from v2x.sim.motion import (
     truth_problem,
     wrap_deg,
 )
+from v2x.text import printable
 from v2x.wire.protocol import PROTOCOL_VERSIONS
 
 DEFAULT_SCENARIO = "fcw"
@@ -198,11 +199,15 @@ def keep_the_worlds_inputs(capture: Capture) -> None:
 @dataclass
 class OwnCounts:
     """What the world counted against the actor's own topics alone (``v2x.sim.inbound.InboundStats``'s
-    ``rejected_by_actor`` and ``duplicates_by_actor``): the run's ``metrics`` count every actor's, and a broker
-    restart's Hellos again from the built-in agents failed a stack's 'world's view' (an outside stack's review)."""
+    ``rejected_by_actor``, ``duplicates_by_actor`` and ``late_answers_by_actor``): the run's ``metrics`` count every
+    actor's, and a broker restart's Hellos again from the built-in agents failed a stack's 'world's view' (an
+    outside stack's review). ``late_answers``: which of ``duplicates`` came for ticks the world had closed
+    without its report (real time: answers to inputs the world sent late, after a broker restart)."""
 
     rejected: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
+    late_answers: int = 0
+    refused_acks: list[tuple[int, str]] = field(default_factory=list)  # (tick, why): the first few
 
 
 @dataclass
@@ -222,7 +227,10 @@ class WorldInputs:
         if self.stats is None:
             return None
         return OwnCounts(
-            dict(self.stats.rejected_by_actor.get(self.actor, {})), self.stats.duplicates_by_actor.get(self.actor, 0)
+            dict(self.stats.rejected_by_actor.get(self.actor, {})),
+            self.stats.duplicates_by_actor.get(self.actor, 0),
+            self.stats.late_answers_by_actor.get(self.actor, 0),
+            list(self.stats.refused_acks.get(self.actor, [])),
         )
 
     def on_input_bytes(self, tick: int, inputs: dict[str, bytes]) -> None:
@@ -621,6 +629,9 @@ def analyse(
         + ("its truth and BSMs stand" if pc5_bsms else "its truth stands"),
         nothing="" if told is not None else not_run or "no collision in this run",
     )
+    # what the world refused on its ack topic (the listener cannot tell a refused Ack from one the world took)
+    if own is not None:
+        ack_problems += [f"tick {n}: the world refused an Ack: {printable(why)}" for n, why in own.refused_acks]
     out.add(
         "acks",
         ack_problems,
@@ -628,22 +639,24 @@ def analyse(
         nothing=not_run,
     )
 
+    # Real time: the Acks that came more than a tick after their input as heard here (the stack's lateness)
+    slow = [n for n in ack_at if n in capture.inputs and ack_at[n] - capture.inputs[n][0] > tick_s]
+
     # -- the world's view -------------------------------------------------------------------------------
     world_problems = []
-    recovered = 0
+    recovered = answered_late = 0
     refused_hello = not ran and not out.checks[0].passed  # the world refused the Hello: 'joined' says why
-    if metrics is None:
-        if not refused_hello:
-            world_problems.append("the run did not complete")
-    else:
-        # what the world refused on topics the stack cannot publish on (the run's own sealed parties', unknown
-        # actors', the control topic) is someone else's doing on the broker, not the stack's
-        # (``own``: what came on the stack's own topics; the whole run's counts hold the built-in agents' too,
-        # such as their Hellos again after a broker restart)
-        rejected = own.rejected if own is not None else metrics.get("rejected", {})
-        refused = {k: n for k, n in rejected.items() if k not in NOT_THE_STACKS}
-        if refused:
-            world_problems.append(f"rejected by the world: {refused}")
+    # what the world refused on topics the stack cannot publish on (the run's own sealed parties', unknown
+    # actors', the control topic) is someone else's doing on the broker, not the stack's
+    # (``own``: what came on the stack's own topics; the whole run's counts hold the built-in agents' too,
+    # such as their Hellos again after a broker restart)
+    rejected = own.rejected if own is not None else (metrics or {}).get("rejected", {})
+    refused = {k: n for k, n in rejected.items() if k not in NOT_THE_STACKS}
+    if metrics is None and not refused_hello:
+        world_problems.append("the run did not complete")
+    if refused:  # (also when the run did not complete: a refused Ack stalls it, an outside C stack's review)
+        world_problems.append(f"rejected by the world: {refused}")
+    if metrics is not None:
         duplicates = own.duplicates if own is not None else metrics.get("duplicates", 0)
         late = (
             metrics.get("late_reports_by_actor", {}).get(actor_id, 0)
@@ -651,11 +664,22 @@ def analyse(
             else metrics.get("late_reports", 0)
         )
         recovered = min(duplicates, _repeated_for_resent_inputs(capture))
-        if duplicates > recovered:  # beyond what the recovery rule asks for (see _repeated_for_resent_inputs)
+        if realtime and not slow and own is not None:
+            # Its answers for ticks the world closed without them, to inputs that went out late (after a broker
+            # restart the world sends the inputs it held one after the other): the deadline check's late reports
+            # that are not the stack's doing, so neither are the duplicates they make (an outside C stack's
+            # review: every stack, the SDK's example too, failed here after a broker restart)
+            answered_late = min(duplicates - recovered, own.late_answers)
+        if duplicates > recovered + answered_late:  # beyond what the recovery rules ask for
             world_problems.append(
                 f"{duplicates} duplicate(s)"
                 + (" or message(s) after their tick closed" if late else "")
                 + (f", {recovered} of them answering an input sent again" if recovered else "")
+                + (
+                    f", {answered_late} answering an input the world sent after its tick closed"
+                    if answered_late
+                    else ""
+                )
             )
         if not realtime and late:  # (real time: the deadline check below)
             world_problems.append(f"{late} report(s) late")
@@ -668,6 +692,8 @@ def analyse(
         if heard:
             world_problems.append(f"the stack reports rejecting {heard}")
     resent = f" (but the {recovered} copies of messages the world asked for again)" if recovered else ""
+    if answered_late:
+        resent += f" (but {answered_late} message(s) answering inputs the world sent after their tick closed)"
     late_note = "" if realtime else ", nothing late"
     noise = {
         k: n
@@ -691,19 +717,19 @@ def analyse(
         # t0 + (n + 1) x tick whenever the input went out. A stack is late when it took longer than a tick after
         # its input; a late report the world counted when every Ack came within a tick of its input here is
         # the world's or the broker's lateness (a loaded machine), said in the detail, not the stack's.
-        late = [n for n in ack_at if n in capture.inputs and ack_at[n] - capture.inputs[n][0] > tick_s]
         counted = int((metrics or {}).get("late_reports_by_actor", {}).get(actor_id, 0))
         problems = (
-            [f"{len(late)} Ack(s) later than {tick_s * 1000:.0f} ms after their input (first: {sorted(late)[:5]})"]
+            [f"{len(slow)} Ack(s) later than {tick_s * 1000:.0f} ms after their input (first: {sorted(slow)[:5]})"]
             + ([f"the world closed {counted} tick(s) without its report"] if counted else [])
-            if late
+            if slow
             else []
         )
         detail = f"every Ack within {tick_s * 1000:.0f} ms of its input (p95 {p95:.1f} ms)" + nagle_hint(p95)
-        if counted and not late:
+        if counted and not slow:
             detail += (
                 f"; the world closed {counted} tick(s) without its report all the same: its inputs went out late "
-                "or the broker passed the Acks on late (a loaded machine), not the stack's doing"
+                "(after a broker restart) or the broker passed the Acks on late (a loaded machine), not the stack's "
+                "doing, nor the duplicates its answers for those ticks made (world's view)"
             )
         out.add("real-time deadline", problems, detail, nothing=no_delay)
     else:
@@ -989,7 +1015,7 @@ async def _conformance(
         box_m=scenario.actor(actor).box_m[:2],
         uplink=scenario.actor(actor).uplink,
         equipped=scenario.actor(actor).equipped,
-        own=world_inputs.own() if metrics is not None else None,
+        own=world_inputs.own(),
     )
     if error:
         print(f"v2x conformance: the run stopped: {error}")

@@ -295,7 +295,10 @@ def write_html(results: Sequence[dict[str, Any]], path: Path, *, errors: Sequenc
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """``value`` as HTML text: escaped, and every control or formatting character shown as its escape (an
+    outside stack's warning text put raw ESC, BEL and U+202E, which reorders what follows, into the timeline:
+    attack review 12)."""
+    return html.escape(printable(str(value)), quote=True)
 
 
 def _fmt(value: object, digits: int = 2) -> str:
@@ -452,7 +455,8 @@ def _marks(ev: dict[str, Any]) -> list[tuple[str, str, str]]:
         return [(str(ev.get("target")), f"warn:{app}", title)]
     if kind == "collision":
         actors = [str(a) for a in ev.get("actors", [])]
-        title = f"t={t:.2f} s collision {' - '.join(actors)} at {float(ev.get('relative_speed_mps', 0.0)):.2f} m/s"
+        speed = float(ev.get("relative_speed_mps", 0.0))
+        title = f"t={t:.2f} s collision {' - '.join(actors)} at a relative speed of {speed:.2f} m/s"
         return [(a, "collision", title) for a in actors]
     if kind == "violation":
         title = f"t={t:.2f} s {ev.get('kind', 'violation')} by {ev.get('actor')} at {ev.get('intersection')}"
@@ -533,6 +537,19 @@ def _at(track: list[list[float]], t: float) -> tuple[float, float] | None:
     return x0 + f * (x1 - x0), y0 + f * (y1 - y0)
 
 
+MAP_UNMARKED = ("passage", "positioning")  # timeline marks the map does not draw
+
+
+def _event_at(ev: dict[str, Any], tracks: dict[str, dict[str, list[list[float]]]]) -> tuple[float, float] | None:
+    """Where the map draws an event's first mark (on its row's track at its time), or None."""
+    for row, shape, _ in _marks(ev):
+        if shape not in MAP_UNMARKED:
+            where = _at(tracks.get(str(ev.get("variant", "")), {}).get(row, []), float(ev["t_s"]))
+            if where is not None:
+                return where
+    return None
+
+
 def _map(r: dict[str, Any]) -> str:
     """The scenario's map as inline SVG: lanes, intersections, obstacles, zones, RSUs with their declared
     range, RSI items (a road event's hazard zone as a labelled circle), each road user's track per variant
@@ -562,10 +579,22 @@ def _map(r: dict[str, Any]) -> str:
                 (x, y), rad = item["position"], float(item["radius_m"])
                 take([x - rad, y - rad])
                 take([x + rad, y + rad])
-    for by_actor in tracks.values():
-        for track in by_actor.values():
-            for _, x, y in track:
-                take([x, y])
+    focus = [_event_at(ev, tracks) for ev in r.get("events", [])] if scene.get("intersections") else []
+    if any(focus):
+        # A crossing: frame its boxes and where things happened, not the whole tracks, which run off the
+        # edges (newcomer 9: 25 s of tracks made a 32 m crossing a few pixels across).
+        for i in scene["intersections"]:
+            (x, y), rad = i["center"], float(i.get("radius_m") or 0.0)
+            take([x - rad, y - rad])
+            take([x + rad, y + rad])
+        for where in focus:
+            if where is not None:
+                take(list(where))
+    else:
+        for by_actor in tracks.values():
+            for track in by_actor.values():
+                for _, x, y in track:
+                    take([x, y])
     if not xs:
         for key in ("lanes", "zones", "paths"):
             for item in scene.get(key, []):
@@ -674,7 +703,7 @@ def _map(r: dict[str, Any]) -> str:
     for ev in r["events"]:
         variant = str(ev.get("variant", ""))
         for row, shape, title in _marks(ev):
-            if shape in ("passage", "positioning"):
+            if shape in MAP_UNMARKED:
                 continue
             where = _at(tracks.get(variant, {}).get(row, []), float(ev["t_s"]))
             if where is None:
@@ -745,7 +774,7 @@ def _legend(apps: Iterable[str]) -> str:
         for app in ordered
     ]
     items += [
-        "<span style='color:#b00'>&#10006;</span> collision",
+        "<span style='color:#b00'>&#10006;</span> collision (hover: the relative speed)",
         "<span style='color:#e377c2'>&#9670;</span> red-light violation",
         "<span style='color:#7f7f7f'>&#9632;</span> stop",
         "<span style='color:#555'>|</span> passes a checked point (speed)",

@@ -418,7 +418,21 @@ ACTOR_SHARE_CHECKS = (
         "ticks had its envelopes refused by the signature checks (unsigned, or signed with keys that are not "
         'this run\'s: docs/PROTOCOL.md "Signed envelopes"), so what it sent reached nobody',
     ),
+    # An outside stack (external: true): the world refused its envelopes (bad_time, bad_seq, ... for another
+    # reason than the signature checks: rejected_by_outside_actor has the reasons), so what it sent reached
+    # nobody (an outside review: a stack that stated its times in ms had its every BSM refused, and the run
+    # passed). In an unsigned run anyone who can publish on its tx topic can cause this too.
+    (
+        "refused_tx_ticks_by_actor",
+        "envelopes accepted",
+        'ticks had envelopes of its refused by the world (docs/PROTOCOL.md "Topics"), so what it sent there reached '
+        "nobody",
+    ),
 )
+
+
+# The metric that holds the reasons of a row's refusals, per actor (its detail names them)
+REASONS_OF = {"refused_tx_ticks_by_actor": "rejected_by_outside_actor"}
 
 
 def actor_share_checks(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -431,6 +445,8 @@ def actor_share_checks(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any
             for actor, bad in m.get(key, {}).items():
                 if ticks and bad > BAD_TICK_SHARE_MAX * ticks:
                     detail = f"{actor}: {bad} of {ticks} {meaning}; more than {BAD_TICK_SHARE_MAX:.0%} fails the run"
+                    if reasons := m.get(REASONS_OF.get(key, ""), {}).get(actor):
+                        detail += f" (refused: {', '.join(f'{n} {why}' for why, n in reasons.items())})"
                     out.append({"name": name, "variant": variant, "passed": False, "detail": detail})
     return out
 
@@ -489,7 +505,8 @@ def build_result(
 
 def flagged(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The actors whose reports conflicted tick after tick (two stacks drive them, or someone forges their
-    messages; docs/SECURITY.md), per variant: the run's outcome for them is not to be trusted."""
+    messages; docs/SECURITY.md), or whose deliveries were cut from others' inputs tick after tick (they flood),
+    per variant: the run's outcome for them, or for those they flooded, is not to be trusted."""
     return [
         {"variant": variant, "actor": actor, "conflicts": counts}
         for variant, m in metrics.items()

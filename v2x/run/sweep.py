@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import sys
 import time
 from collections import Counter, defaultdict
@@ -326,7 +327,10 @@ def unused_links(networks: Sequence[str], runs: list[dict[str, Any]]) -> list[st
     return out
 
 
-def table(s: SweepSummary) -> str:
+def table(s: SweepSummary, source: str = "SCENARIO") -> str:
+    """The summary as text; ``source``: the scenario as the command was given it (for the hint to run a
+    seed again)."""
+
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{x * 100:.1f} %"
 
@@ -353,8 +357,10 @@ def table(s: SweepSummary) -> str:
     if s.failed_seeds:  # (a newcomer review looped over v2x run --seed N to find them)
         shown = ", ".join(map(str, s.failed_seeds[:20])) + (" ..." if len(s.failed_seeds) > 20 else "")
         swapped = profile_args(s.positioning, s.networks)  # (v2x run takes the same options: one implementation)
-        how = f"v2x run SCENARIO {swapped + ' ' if swapped else ''}--seed N shows why"
-        lines.append(f"seeds where an expectation failed: {shown} ({how})")
+        how = f"v2x run {shlex.quote(source)} {swapped + ' ' if swapped else ''}--seed N shows why"
+        # (newcomer 9 read "seeds where an expectation failed: 0" as none: it meant seed 0)
+        which = "seed" if len(s.failed_seeds) == 1 else "seeds"
+        lines.append(f"an expectation failed in {which} {shown} ({how})")
         for name, n in list(s.failed_expectations.items())[:5]:  # which (newcomer 5 edited a copy to find out)
             lines.append(f"  failed in {n} of {s.seeds} seeds: {name}")
     return "\n".join(lines)
@@ -510,7 +516,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     summary.bounds = {k: v for k, v in bounds.items() if v is not None}
     summary.unmet = unmet(summary)
     doc = summary.document()
-    print(json.dumps(doc, indent=1) if args.json else table(summary))
+    print(json.dumps(doc, indent=1) if args.json else table(summary, args.scenario))
     try:
         if args.out:
             write_atomic(args.out, json.dumps(doc, indent=1) + "\n")

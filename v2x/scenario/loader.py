@@ -30,6 +30,7 @@ from v2x.scenario.model import (
     MAX_BACKGROUND_VEHICLES,
     ROAD_USER_KINDS,
     VEHICLE_KINDS,
+    ActorSpec,
     Expectation,
     GapExpectation,
     MaxDecelExpectation,
@@ -1351,12 +1352,14 @@ LATE_FACTOR = 10.0
 
 def scenario_notes(sc: Scenario) -> list[str]:
     """Notes (not errors) on what runs as written but looks like a mistake of units. Road users that start
-    much faster than their lane's limit: more than ``FAST_START_FACTOR`` times it and 10 km/h over. A speed
-    in km/h written as ``speed_mps`` looks like this (a newcomer review: 60 on an 80 km/h lane ran, into a
-    collision at 50 m/s); a scenario that means it (a speeder) runs as written. Scripted events and
-    expectation windows far after the run's end, more than ``LATE_FACTOR`` times its duration (milliseconds
-    written as seconds: newcomer 5): an event after ``duration_s`` is allowed, so that a run shortened to its
-    first seconds keeps its script (and says nothing), but never happens, and a window after it cannot hold."""
+    much faster than their lane's limit (a ``path`` actor's: the lane it starts on, if any): more than
+    ``FAST_START_FACTOR`` times it and 10 km/h over. A speed in km/h written as ``speed_mps`` looks like this (a
+    newcomer review: 60 on an 80 km/h lane ran, into a collision at 50 m/s; a pilot-zone review: 40 on a path
+    through a 50 km/h crossing, without a word); a scenario that means it (a speeder) runs as written.
+    Scripted events and expectation windows far after the run's end, more than ``LATE_FACTOR`` times its
+    duration (milliseconds written as seconds: newcomer 5): an event after ``duration_s`` is allowed, so that a
+    run shortened to its first seconds keeps its script (and says nothing), but never happens, and a window
+    after it cannot hold."""
     limits = {lane.id: lane.speed_limit_kph for lane in sc.road.lanes}
     out = []
     far = LATE_FACTOR * sc.duration_s
@@ -1373,15 +1376,55 @@ def scenario_notes(sc: Scenario) -> list[str]:
                 f"{sc.id}: expectations[{i}] ({exp.name}): its window [{window[0]:g}, {window[1]:g}] s starts "
                 f"after the run's end ({sc.duration_s:g} s): it cannot hold (window_s is in seconds)"
             )
+    out.extend(_unknown_turns(sc))
     for a in sc.actors:
-        limit_kph = limits.get(a.lane) if a.lane is not None else None
+        lane = a.lane if a.lane is not None else _path_start_lane(sc, a)
+        limit_kph = limits.get(lane) if lane is not None else None
         if limit_kph is None:
             continue
         kph = mps_to_kph(a.speed_mps)
         if kph > FAST_START_FACTOR * limit_kph and kph > limit_kph + 10:
+            where = f"on lane {lane}" if a.lane is not None else f"on a path that starts on lane {lane}"
             out.append(
-                f"{sc.id}: {a.id} starts at speed_mps {a.speed_mps:g} ({kph:.0f} km/h) on lane {a.lane}, whose "
+                f"{sc.id}: {a.id} starts at speed_mps {a.speed_mps:g} ({kph:.0f} km/h) {where}, whose "
                 f"limit is {limit_kph:g} km/h (speed_mps is in metres per second)"
+            )
+    return out
+
+
+def _path_start_lane(sc: Scenario, actor: ActorSpec) -> str | None:
+    """The lane a ``path`` actor starts on (``scenario_notes``): the one whose centre line is nearest its
+    centre at ``start_m``, within half the lane's width of it; None if it starts on no lane (or has no path)."""
+    from shapely.geometry import Point
+
+    from v2x.scenario.geometry import Route, lane_route
+
+    if actor.path is None:
+        return None
+    start = Route(list(actor.path)).pose(actor.start_m)
+    here = Point(start.x, start.y)
+    near = [(lane_route(lane).line.distance(here), lane) for lane in sc.road.lanes]
+    on = [(d, lane.id) for d, lane in near if d <= lane.width_m / 2]
+    return min(on)[1] if on else None
+
+
+def _unknown_turns(sc: Scenario) -> list[str]:
+    """A note per signalised lane whose centre line ends in its intersection's box and that gives no ``turn``:
+    its movement is not known (newcomer 9: a left-turn lane ending at the box went out as a protected
+    straight movement)."""
+    from v2x.scenario.signals import box_exit, ingress
+
+    lanes = {lane.id: lane for lane in sc.road.lanes}
+    out = []
+    for ix in sc.road.intersections:
+        for lane_id in sorted({k for p in ix.signal.phases for k in p.lanes} if ix.signal else ()):
+            lane = lanes.get(lane_id)
+            if lane is None or lane.turns or ingress(lane, ix) is None or box_exit(lane, ix) is not None:
+                continue
+            out.append(
+                f"{sc.id}: lane {lane_id} ends in intersection {ix.id}'s box and gives no 'turn': MAP gives it no "
+                "maneuvers, and its green is permissive if any turn it might make gives way (say turn: left, right, "
+                "straight or u_turn)"
             )
     return out
 

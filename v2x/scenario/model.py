@@ -114,6 +114,9 @@ class Origin(Strict):
     alt_m: Real = Field(default=0.0, ge=-500, le=9000)
 
 
+Turn = Literal["straight", "left", "right", "u_turn"]  # a movement through an intersection (MAP AllowedManeuvers)
+
+
 class LaneSpec(Strict):
     id: ActorId
     centerline: list[Point] = Field(min_length=2, description="local ENU metres, in the direction of travel")
@@ -130,6 +133,11 @@ class LaneSpec(Strict):
     right: ActorId | None = Field(
         default=None,
         description="the parallel lane to the right (in the direction of travel) background vehicles may change to",
+    )
+    turn: Turn | Annotated[list[Turn], Field(min_length=1)] | None = Field(
+        default=None,
+        description="the movements allowed from this lane where it enters an intersection box (MAP maneuvers and "
+        "connections, permissive or protected green); none: its centre line's own turn through the box",
     )
 
     @model_validator(mode="after")
@@ -151,6 +159,12 @@ class LaneSpec(Strict):
                     f"points {k - 1} and {k} are {run:.1f} m apart and {rise:.1f} m apart in height"
                 )
         return self
+
+    @property
+    def turns(self) -> tuple[Turn, ...]:
+        """The movements ``turn`` gives, in the order given without repeats (empty: not given)."""
+        given = [] if self.turn is None else [self.turn] if isinstance(self.turn, str) else self.turn
+        return tuple(dict.fromkeys(given))
 
     @property
     def elevated(self) -> bool:

@@ -22,13 +22,24 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from v2x.scenario.model import IntersectionSpec, LaneSpec, Scenario, SignalSpec
-from v2x.units import kph_to_mps
+from v2x.units import kph_to_mps, wrap_angle_rad
 from v2x.wire import testbed_pb2
-from v2x.wire.map_spat import GREEN, GREEN_LIGHTS, RED, YELLOW, Approach, Interval, light_at
+from v2x.wire.map_spat import (
+    GREEN,
+    GREEN_LIGHTS,
+    MANEUVER_BITS,
+    PERMISSIVE_GREEN,
+    RED,
+    YELLOW,
+    Approach,
+    Connection,
+    Interval,
+    light_at,
+)
 
 MAX_HOLD_S = 120.0  # the longest hold a warp may carry (a sanity bound on what the world accepts)
 
@@ -72,9 +83,15 @@ class PriorityDecision:
 class FixedTimeController:
     """A pre-timed signal plan (one ring, phases in sequence) that accepts signal priority warps."""
 
-    def __init__(self, plan: SignalSpec, intersection: str = "") -> None:
+    def __init__(
+        self, plan: SignalSpec, intersection: str = "", groups: Mapping[int, tuple[int, bool]] | None = None
+    ) -> None:
         self.plan = plan
         self.intersection = intersection
+        # Signal groups (the phase ids of MAP and SPAT): id -> (the plan's phase, permissive); by default one
+        # per phase, protected (``signal_groups`` splits off the permissive movements of a phase).
+        self.groups: dict[int, tuple[int, bool]] = {p.id: (p.id, False) for p in plan.phases}
+        self.groups.update(groups or {})
         self.cycle_s = plan.cycle_s
         self._green_start: dict[int, float] = {}
         start = 0.0
@@ -90,6 +107,11 @@ class FixedTimeController:
     @property
     def phase_ids(self) -> list[int]:
         return [p.id for p in self.plan.phases]
+
+    @property
+    def signal_groups(self) -> list[int]:
+        """The ids SPAT carries: the phases' and their permissive groups', in order."""
+        return sorted(self.groups)
 
     # -- warps --------------------------------------------------------------------------------------
     def apply(self, warp: SignalWarp) -> bool:
@@ -134,8 +156,16 @@ class FixedTimeController:
 
     # -- lights -------------------------------------------------------------------------------------
     def timeline(self, phase_id: int, t_s: float, horizon_s: float | None = None) -> list[Interval]:
-        """The phase's lights from the interval that contains ``t_s`` onwards, covering at least
-        ``horizon_s`` (default: one cycle). Red intervals are merged across cycle boundaries."""
+        """The lights of a phase or signal group (``groups``) from the interval that contains ``t_s`` onwards,
+        covering at least ``horizon_s`` (default: one cycle). Red intervals are merged across cycle
+        boundaries. A permissive group shows its phase's green as permissive green."""
+        base, permissive = self.groups.get(phase_id, (phase_id, False))
+        out = self._timeline(base, t_s, horizon_s)
+        if not permissive:
+            return out
+        return [Interval(PERMISSIVE_GREEN, iv.start_s, iv.end_s) if iv.light == GREEN else iv for iv in out]
+
+    def _timeline(self, phase_id: int, t_s: float, horizon_s: float | None = None) -> list[Interval]:
         if not self.warps:
             return self._fixed(phase_id, t_s, horizon_s)
         horizon = self.cycle_s if horizon_s is None else horizon_s
@@ -236,6 +266,7 @@ class FixedTimeController:
            the start of the phase's green for the same time, so that it ends when the plan says.
         4. Otherwise "refused": the plan is unchanged.
         """
+        phase_id = self.groups.get(phase_id, (phase_id, False))[0]
         need_end = arrival_s + limits.clear_s
         tl = self.timeline(phase_id, now_s, max(need_end - now_s, 0.0) + self.cycle_s)
         here = next((iv for iv in tl if iv.start_s - 1e-9 <= arrival_s < iv.end_s - 1e-9), None)
@@ -403,35 +434,254 @@ def approach_points(
     return [(x0 + u * (x1 - x0), y0 + u * (y1 - y0)), *pts[k + 1 :]]
 
 
+# -- movements through a box: MAP maneuvers and connections, permissive or protected green -----------------
+TURN_ANGLE_RAD = {"straight": 0.0, "left": math.pi / 2, "right": -math.pi / 2, "u_turn": math.pi}
+TURN_RANK = {"straight": 3, "left": 2, "right": 1, "u_turn": 0}  # who yields to whom (below)
+BEZIER_POINTS = 17  # how finely a turning movement's path through the box is drawn
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One movement through an intersection box: from the stop line of ``lane`` (an ingress lane), turning
+    ``turn``, out along ``egress`` (a scenario lane leaving the box, where it leaves it; None: no lane leaves
+    the box that way, and the path ends on the box's edge), along ``path`` (a smooth curve through the box).
+    ``given``: the turn is the lane's ``turn`` or its centre line's own turn through the box (False: the lane
+    ends in the box and says no ``turn``: taken as straight, and permissive if any turn it might make
+    would give way)."""
+
+    lane: str
+    turn: str
+    egress: str | None
+    path: tuple[tuple[float, float], ...]
+    given: bool
+    options: tuple[Movement, ...] = ()  # not ``given``: the other turns it might make (each may give way)
+
+
+def _turn_of(angle_rad: float) -> str:
+    a = math.degrees(wrap_angle_rad(angle_rad))
+    return "straight" if abs(a) <= 45 else "left" if 45 < a <= 135 else "right" if -135 <= a < -45 else "u_turn"
+
+
+def box_exit(lane: LaneSpec, ix: IntersectionSpec) -> tuple[float, float, float] | None:
+    """Where the lane's centre line leaves the box (x, y, heading), or None if it ends inside it."""
+    pts = [(float(x), float(y)) for x, y in lane.centerline]
+    cut = _last_exit(pts, [ix])
+    if cut is None:
+        return None
+    k, u = cut
+    (x0, y0), (x1, y1) = pts[k], pts[k + 1]
+    return x0 + u * (x1 - x0), y0 + u * (y1 - y0), math.atan2(y1 - y0, x1 - x0)
+
+
+def _path(
+    start: tuple[float, float], h_in: float, end: tuple[float, float], h_out: float
+) -> tuple[tuple[float, float], ...]:
+    """A quadratic Bezier from ``start`` (heading ``h_in``) to ``end`` (heading ``h_out``) whose control
+    point is where the two headings' lines meet; a straight line or, for a U-turn, a three-leg path when
+    they do not meet ahead of both."""
+    (sx, sy), (ex, ey) = start, end
+    ci, si, co, so = math.cos(h_in), math.sin(h_in), math.cos(h_out), math.sin(h_out)
+    det = ci * so - si * co  # start + a * in + b * out = end
+    if abs(det) > 1e-6:
+        a = ((ex - sx) * so - (ey - sy) * co) / det
+        b = (ci * (ey - sy) - si * (ex - sx)) / det
+        if a > 0 and b > 0:
+            cx, cy = sx + a * ci, sy + a * si
+            n = BEZIER_POINTS - 1
+            return tuple(
+                (
+                    (1 - u) ** 2 * sx + 2 * u * (1 - u) * cx + u * u * ex,
+                    (1 - u) ** 2 * sy + 2 * u * (1 - u) * cy + u * u * ey,
+                )
+                for u in (k / n for k in range(BEZIER_POINTS))
+            )
+    if abs(wrap_angle_rad(h_out - h_in)) < math.pi / 4:
+        return ((sx, sy), (ex, ey))
+    w = math.hypot(ex - sx, ey - sy) / 2
+    return ((sx, sy), (sx + w * ci, sy + w * si), (ex - w * co, ey - w * so), (ex, ey))
+
+
+def movements(scenario: Scenario, ix: IntersectionSpec) -> list[Movement]:
+    """The movements from every ingress lane of ``ix``, in file order, each lane's in the order of its
+    ``turn`` (default: its centre line's own turn through the box). A turn's egress is the lane leaving the
+    box nearest the stop line whose heading is within 45 degrees of the turned heading (the lane itself
+    first, if its centre line makes that turn); without one, the path ends on the box's edge. A lane that
+    ends in the box and gives no ``turn`` goes straight on to the box's edge, and ``options`` holds the
+    other turns it might make."""
+    exits = {lane.id: e for lane in scenario.road.lanes if (e := box_exit(lane, ix)) is not None}
+    out: list[Movement] = []
+    for lane in scenario.road.lanes:
+        pts = ingress(lane, ix)
+        if pts is None:
+            continue
+        (x0, y0), stop = pts[-2], pts[-1]
+        h_in = math.atan2(stop[1] - y0, stop[0] - x0)
+        own = exits.get(lane.id)
+        own_turn = None if own is None else _turn_of(own[2] - h_in)
+        if lane.turns or own_turn is not None:
+            for turn in lane.turns or (own_turn or "straight",):
+                egress = lane.id if own_turn == turn else _egress(exits, lane.id, stop, h_in + TURN_ANGLE_RAD[turn])
+                out.append(Movement(lane.id, turn, egress, _through(ix, exits, egress, stop, h_in, turn), True))
+            continue
+        options = tuple(
+            Movement(lane.id, t, e, _through(ix, exits, e, stop, h_in, t), False)
+            for t in ("left", "right", "u_turn")
+            for e in [_egress(exits, lane.id, stop, h_in + TURN_ANGLE_RAD[t])]
+        )
+        path = _through(ix, exits, None, stop, h_in, "straight")
+        out.append(Movement(lane.id, "straight", None, path, False, options))
+    return out
+
+
+def _egress(
+    exits: Mapping[str, tuple[float, float, float]], lane_id: str, stop: tuple[float, float], heading_rad: float
+) -> str | None:
+    """The lane (other than ``lane_id``) leaving the box nearest ``stop`` within 45 degrees of the heading."""
+    fits = [
+        (math.hypot(e[0] - stop[0], e[1] - stop[1]), lid)
+        for lid, e in exits.items()
+        if lid != lane_id and abs(wrap_angle_rad(e[2] - heading_rad)) <= math.pi / 4
+    ]
+    return min(fits)[1] if fits else None
+
+
+def _through(
+    ix: IntersectionSpec,
+    exits: Mapping[str, tuple[float, float, float]],
+    egress: str | None,
+    stop: tuple[float, float],
+    h_in: float,
+    turn: str,
+) -> tuple[tuple[float, float], ...]:
+    """A movement's path from its stop line to where its egress leaves the box (without one: to the box's
+    edge, turned from the point abreast of its centre)."""
+    if egress is not None:
+        ex, ey, h_out = exits[egress]
+    else:
+        sx, sy = stop
+        reach = (ix.center[0] - sx) * math.cos(h_in) + (ix.center[1] - sy) * math.sin(h_in)
+        mx, my = sx + reach * math.cos(h_in), sy + reach * math.sin(h_in)
+        h_out = h_in + TURN_ANGLE_RAD[turn]
+        side = reach if turn == "straight" else ix.radius_m
+        ex, ey = mx + side * math.cos(h_out), my + side * math.sin(h_out)
+    return _path(stop, h_in, (ex, ey), h_out)
+
+
+def yields(a: Movement, b: Movement) -> bool:
+    """Must movement ``a`` give way to ``b`` when both have green? When their paths through the box cross
+    or merge (from different ingress lanes) and ``b`` ranks as high: going straight ranks above turning
+    left, turning left above turning right (a right turn gives way to the opposite left turn), a U-turn
+    lowest; two of one rank give way to each other (China's Road Traffic Safety Law Implementing
+    Regulations, art. 51 (7): turning vehicles give way to straight-going ones; right to the opposite left)."""
+    from shapely.geometry import LineString
+
+    if a.lane == b.lane:
+        return False
+    return any(
+        TURN_RANK[b.turn] >= TURN_RANK[m.turn] and LineString(m.path).intersects(LineString(b.path))
+        for m in (a, *a.options)
+    )
+
+
+def signal_groups(scenario: Scenario, ix: IntersectionSpec) -> dict[tuple[str, str], tuple[int, int, bool]]:
+    """The signal group of every signalised movement (lane, turn) of ``ix``: (its id in MAP and SPAT, the
+    plan's phase, permissive). A movement is permissive when it gives way (``yields``) to another with
+    green in the same phase, else protected. A phase whose movements are all protected, or all permissive,
+    keeps its id; one with both keeps its id for the protected ones and gives its permissive ones a new id:
+    the next above the plan's highest (in phase order), or the lowest free one."""
+    if ix.signal is None:
+        return {}
+    moves = movements(scenario, ix)
+    used = {p.id for p in ix.signal.phases}
+    out: dict[tuple[str, str], tuple[int, int, bool]] = {}
+    for phase in ix.signal.phases:
+        green = [m for m in moves if m.lane in phase.lanes]
+        permissive = {(m.lane, m.turn) for m in green if any(yields(m, o) for o in green)}
+        split = 0
+        if permissive and len(permissive) < len(green):
+            free = list(range(max(used) + 1, 256)) or [k for k in range(1, 256) if k not in used]
+            split = free[0]
+            used.add(split)
+        for m in green:
+            key = (m.lane, m.turn)
+            if key in permissive:
+                out[key] = (split or phase.id, phase.id, True)
+            else:
+                out[key] = (phase.id, phase.id, False)
+    return out
+
+
+def controller(scenario: Scenario, ix: IntersectionSpec) -> FixedTimeController:
+    """The fixed-time controller of a signalised intersection, with its signal groups."""
+    assert ix.signal is not None
+    groups = {gid: (pid, permissive) for gid, pid, permissive in signal_groups(scenario, ix).values()}
+    return FixedTimeController(ix.signal, ix.id, groups)
+
+
 def approaches(scenario: Scenario, intersection_ids: list[str] | None = None) -> list[Approach]:
     """Every ingress lane of the given intersections (default all), in file order; a lane that crosses
-    several intersections is an approach of each, from the one before it (``approach_points``)."""
+    several intersections is an approach of each, from the one before it (``approach_points``). Its
+    maneuvers and connections are its ``movements`` (the signal group of each: ``signal_groups``; the
+    egress lane named where it is an ingress lane of the next intersection downstream); its ``phase_id``
+    is its first movement's signal group."""
     out: list[Approach] = []
-    for ix in scenario.road.intersections:
+    boxes = scenario.road.intersections
+    for ix in boxes:
         if intersection_ids is not None and ix.id not in intersection_ids:
             continue
-        phase_of: dict[str, int] = {}
-        if ix.signal is not None:
-            for phase in ix.signal.phases:
-                for lane_id in phase.lanes:
-                    phase_of[lane_id] = phase.id
+        groups = signal_groups(scenario, ix)
+        moves: dict[str, list[Movement]] = {}
+        for m in movements(scenario, ix):
+            moves.setdefault(m.lane, []).append(m)
         for lane in scenario.road.lanes:
-            pts = approach_points(lane, ix, scenario.road.intersections)
+            pts = approach_points(lane, ix, boxes)
             if pts is None:
                 continue
             limit = None if lane.speed_limit_kph is None else kph_to_mps(lane.speed_limit_kph)
+            connections = []
+            for m in sorted(moves.get(lane.id, []), key=lambda m: MANEUVER_BITS[m.turn]):
+                node, lane_no = _downstream(scenario, ix, m.egress) if m.egress else (0, 0)
+                bit = MANEUVER_BITS[m.turn] if m.given else 0
+                connections.append(Connection(bit, groups.get((m.lane, m.turn), (0, 0, False))[0], node, lane_no))
             out.append(
                 Approach(
-                    ix.id, node_id_of(scenario, ix.id), lane.id, pts, lane.width_m, phase_of.get(lane.id, 0), limit
+                    ix.id,
+                    node_id_of(scenario, ix.id),
+                    lane.id,
+                    pts,
+                    lane.width_m,
+                    connections[0].phase_id if connections else 0,
+                    limit,
+                    sum({c.maneuver for c in connections}),
+                    tuple(connections),
                 )
             )
     return out
 
 
+def _downstream(scenario: Scenario, ix: IntersectionSpec, lane_id: str) -> tuple[int, int]:
+    """The egress lane ``lane_id`` of ``ix`` as MAP names it: (node id, lane id) of its approach to the next
+    intersection it enters after leaving ``ix`` (the approach that starts on ``ix``'s box edge), or (0, 0)."""
+    boxes = scenario.road.intersections
+    for other in boxes:
+        if other.id == ix.id:
+            continue
+        lanes = [lane for lane in scenario.road.lanes if approach_points(lane, other, boxes) is not None]
+        for k, lane in enumerate(lanes, start=1):
+            if lane.id != lane_id:
+                continue
+            pts = approach_points(lane, other, boxes)
+            assert pts is not None
+            fx, fy = pts[0]
+            if abs(math.hypot(fx - ix.center[0], fy - ix.center[1]) - ix.radius_m) < 1e-6:
+                return node_id_of(scenario, other.id), k
+    return 0, 0
+
+
 def signal_heads(scenario: Scenario) -> list[tuple[Approach, FixedTimeController]]:
     """Every signalised approach with the controller of its intersection: the physical signal heads, which
     drivers see and the referee checks (one controller per intersection, shared by its approaches)."""
-    controllers = {ix.id: FixedTimeController(ix.signal, ix.id) for ix in scenario.road.intersections if ix.signal}
+    controllers = {ix.id: controller(scenario, ix) for ix in scenario.road.intersections if ix.signal}
     return [
         (ap, controllers[ap.intersection])
         for ap in approaches(scenario)

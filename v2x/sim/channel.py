@@ -88,6 +88,15 @@ class LatencyHistogram:
         np.add.at(self.counts, keys, 1)  # (numpy's fast path: about 1 ns a value, no array of the bins' size)
         self.max = max(self.max, float(ms.max()))
 
+    def remove(self, ms: Sequence[float]) -> None:
+        """Uncount ``ms``, values counted before (the maximum stays: a bin's values are not kept)."""
+        if not len(ms):
+            return
+        keys = np.right_shift(np.asarray(ms, dtype=np.float64).view(np.int64), self._SHIFT)
+        np.clip(keys, self._LO, self._HI, out=keys)
+        keys -= self._LO
+        np.subtract.at(self.counts, keys, 1)
+
     def merged(self, other: LatencyHistogram) -> LatencyHistogram:
         out = LatencyHistogram()
         out.counts = self.counts + other.counts
@@ -187,13 +196,19 @@ class ChannelStats:
     """What the channel counted over a run: messages per link name (pc5, uu, wired) and latencies in ms
     (all, per channel pc5/uu-up/uu-down/wired, per message type). The latencies are kept once, one
     :class:`LatencyColumn` per (channel, message type) (``add_latencies``, ``latency_room``); a view of one
-    block is that block, one of several concatenates them (percentiles do not depend on the order)."""
+    block is that block, one of several concatenates them (percentiles do not depend on the order).
+
+    A delivery the world cut from an input it could not send whole (``Channel.withdraw``) was counted as
+    delivered when it was fanned out: it is taken back out of ``delivered`` into ``cut``, and its latency is
+    kept in ``withdrawn`` and left out of every view (``joined``, ``counted``)."""
 
     sent: Counter[str] = field(default_factory=Counter)
     delivered: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     candidates: Counter[str] = field(default_factory=Counter)
+    cut: Counter[str] = field(default_factory=Counter)
     latency_groups: dict[tuple[str, str], LatencyColumn] = field(default_factory=lambda: defaultdict(LatencyColumn))
+    withdrawn: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
 
     def add_latencies(self, channel: str, message: str, ms: NDArray[np.float64]) -> None:
         self.latency_groups[(channel, message)].extend(len(ms))[:] = ms
@@ -216,6 +231,7 @@ class ChannelStats:
         out = LatencyHistogram()
         for c in columns:
             out = out.merged(c.histogram())
+        out.remove([ms for key in keys for ms in self.withdrawn.get(key, ())])
         return out
 
     def joined(self, keys: Sequence[tuple[str, str]]) -> tuple[NDArray[np.float64], bool]:
@@ -223,6 +239,9 @@ class ChannelStats:
         caller may reorder (several blocks concatenated) rather than a view of the one block there is. Only
         while they are kept (``counted`` gives None)."""
         parts = [part for key in keys if key in self.latency_groups for part in self.latency_groups[key].parts()]
+        gone = [ms for key in keys for ms in self.withdrawn.get(key, ())]
+        if gone:
+            return _without(np.concatenate(parts), gone), True
         if len(parts) == 1:
             return parts[0], False
         return (np.concatenate(parts) if parts else np.zeros(0)), True
@@ -245,6 +264,21 @@ class ChannelStats:
     @property
     def latencies_by_message(self) -> dict[str, NDArray[np.float64]]:
         return {m: _own(self.joined(keys)) for m, keys in self.views()[2].items()}
+
+
+def _without(values: NDArray[np.float64], gone: Sequence[float]) -> NDArray[np.float64]:
+    """``values`` (sorted) less one occurrence of each of ``gone``, values among them: each is found by its exact
+    float (a withdrawn latency is computed with the same IEEE operations as when it was counted; were one not
+    there, the value where it would sort goes in its place)."""
+    ordered = np.sort(values)
+    if not len(ordered):
+        return ordered
+    g = np.sort(np.asarray(gone, dtype=np.float64))
+    # the k-th of several equal withdrawn values takes the k-th equal value: the first one's place + k
+    at = np.searchsorted(ordered, g, side="left") + (np.arange(len(g)) - np.searchsorted(g, g, side="left"))
+    keep = np.ones(len(ordered), dtype=np.bool_)
+    keep[np.clip(at, 0, len(ordered) - 1)] = False
+    return ordered[keep]
 
 
 def _own(joined: tuple[NDArray[np.float64], bool]) -> NDArray[np.float64]:
@@ -272,10 +306,13 @@ class Scratch:
 
 @dataclass
 class Received:
-    """What one receiver is handed at a tick: the envelopes (raw bytes) and their delivery times in us."""
+    """What one receiver is handed at a tick: the envelopes (raw bytes) and their delivery times in us; and per
+    delivery, its transmission and exact delivery time (s), to tell who sent it and to ``Channel.withdraw`` it."""
 
     envelopes: list[bytes] = field(default_factory=list)
     rx_time_us: list[int] = field(default_factory=list)
+    sent: list[Transmission] = field(default_factory=list)
+    delivery_s: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -437,8 +474,11 @@ class Channel:
             single.tx_index.tolist(), single.receiver.tolist(), single.delivery_time_s.tolist(), strict=True
         ):
             got = by_receiver[rx]
-            got.envelopes.append(self.payloads[tx].raw)
+            sent = self.payloads[tx]
+            got.envelopes.append(sent.raw)
             got.rx_time_us.append(us_of(when))
+            got.sent.append(sent)
+            got.delivery_s.append(when)
         bulk_out = Bulk(payloads=[], payload=np.zeros(0, dtype=np.uint16), deliveries=part)
         if len(part):
             # Each payload once, in transmission order (tx_index ascending), without sorting the deliveries:
@@ -475,6 +515,18 @@ class Channel:
     def in_flight(self) -> int:
         """Deliveries still pending."""
         return len(self.pending)
+
+    def withdraw(self, sent: Transmission, delivery_s: float) -> None:
+        """A delivery ``due`` handed over (of ``sent``, at ``delivery_s``) that never reached its receiver: the
+        world cut it from the receiver's input. Counted as ``cut`` instead of delivered, its latency left out."""
+        name = next(n for link, n in LINK_NAME.items() if link == sent.link)
+        channel = name
+        if sent.link == testbed_pb2.LINK_UU:
+            channel = "uu-down" if sent.sender_slot in self.platform_slots else "uu-up"
+        self.stats.delivered[name] -= 1
+        self.stats.cut[name] += 1
+        # (as ``latencies_ms`` computes it: the same two IEEE operations)
+        self.stats.withdrawn[(channel, sent.msg or "unknown")].append((delivery_s - sent.tx_time_s) * 1e3)
 
 
 def _tail_from(bulk: NDArray[np.bool_]) -> int | None:

@@ -38,7 +38,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from v2x.apps.registry import figure_names
 from v2x.core import SCAN_AT_LEAST, scan_messages
-from v2x.logs import LOG_FIRST, log_refusal
+from v2x.logs import LOG_FIRST, flag_text, log_refusal
 from v2x.scenario.model import MAX_ELEVATION_M, MAX_EXTENT_M
 from v2x.scenario.signals import MAX_HOLD_S
 from v2x.sim.channel import LINK_NAME, Transmission
@@ -70,6 +70,10 @@ M = TypeVar("M", bound=Message)
 MAX_EVENTS_PER_ACK = 256
 MAX_NOTES_PER_ACK = 64
 MAX_REJECTED_KEYS = 32  # reasons in Ack.rejected
+# How ``missing_why`` names an actor whose Ack came but whose envelopes did not all come (``AgentTimeout`` tells
+# these from the silent ones by its start)
+INCOMPLETE = "its Ack({tick}) claims {claimed} envelopes, {came} came"
+MAX_REFUSED_ACKS_KEPT = 5  # per actor, in InboundStats.refused_acks
 # The actor ids not in the scenario whose Hellos are kept, to name in the error of actors that never joined (a
 # stack started with ``--actor carA`` for ``car_a``; anyone may publish on a join topic: a few, the rest counted)
 MAX_UNKNOWN_JOINS = 3
@@ -123,11 +127,23 @@ class InboundStats:
     # (after a broker restart every built-in agent's Hello again was blamed on it: an outside stack's review)
     rejected_by_actor: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     duplicates_by_actor: Counter[str] = field(default_factory=Counter)
+    # Which of ``duplicates_by_actor`` were its messages for a tick the world had closed without its complete report
+    # (real time: its answers to inputs that went out late, after a broker restart): ``v2x conformance`` does not
+    # blame a stack for these when it answered every input within a tick
+    late_answers_by_actor: Counter[str] = field(default_factory=Counter)
+    # The Acks the world refused on each actor's ack topic, (the tick then, the reason and its detail), the first
+    # MAX_REFUSED_ACKS_KEPT distinct ones: ``v2x conformance``'s 'acks' names them (it passed a stack whose Ack
+    # was refused)
+    refused_acks: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     late_reports: int = 0
     late_by_actor: Counter[str] = field(default_factory=Counter)  # ticks closed without the actor's report
     # A signed run only (else None): per actor, the ticks in which the signature checks refused an envelope on
     # its own tx topic (unsigned, or signed with keys that are not this run's)
     unverified_ticks: dict[str, set[int]] | None = None
+    # A run with outside stacks only (else None): for each outside actor, the ticks in which the world refused an
+    # envelope on its tx topic for any other reason (``bad_time``, ``bad_seq``, ...): what it sent there reached
+    # nobody (an outside review: a stack whose every BSM was refused as bad_time passed an unsigned run)
+    refused_tx_ticks: dict[str, set[int]] | None = None
     conflicts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
 
@@ -285,6 +301,8 @@ class Inbound:
         # Ticks that closed without the actor's Ack (real time), and the Acks for them that came after all:
         # their truth is history, but their warnings still count (docs/PROTOCOL.md "Timing and late stacks").
         self.closed_without: dict[str, set[int]] = defaultdict(set)
+        # Every tick closed without the actor's complete report, for good (``late_answers_by_actor``)
+        self.closed_late: dict[str, set[int]] = defaultdict(set)
         self.late_acks: list[tuple[str, testbed_pb2.Ack]] = []
         self.stats = InboundStats()
         self.fleet_ids: set[str] = set()  # the run's fleets (each reports once per tick)
@@ -300,6 +318,8 @@ class Inbound:
         self.security = security
         if security is not None:
             self.stats.unverified_ticks = defaultdict(set)
+        if self.external:
+            self.stats.refused_tx_ticks = {a: set() for a in sorted(self.external)}
         self._fresh = Freshness()
 
     # -- state --------------------------------------------------------------------------------------
@@ -365,17 +385,22 @@ class Inbound:
         ] + sorted(f for f in self.fleet_ids if f not in self.fleet_acks)
 
     def missing_why(self) -> list[str]:
-        """``missing``, each with what the world refused on its topics during this tick, if anything (the
-        reasons and the last one's detail: from its stack, or from anyone who may publish there)."""
+        """``missing``, each with why, if the world knows: an Ack that came but claims more envelopes than came
+        (``INCOMPLETE``; "no report" misled an outside stack that counted a copy it never sent), and what the
+        world refused on its topics during this tick (the reasons and the last one's detail: from its stack, or
+        from anyone who may publish there)."""
         out = []
         for who in self.missing():
+            why = []
+            if who in self.acks:
+                claimed, came = min(self._ack_counts[who]), len(self.arrivals[who])
+                why.append(INCOMPLETE.format(tick=self.current_tick, claimed=claimed, came=came))
             tick, counts, last = self._refused.get(who) or (-1, Counter(), "")
-            if tick != self.current_tick or not counts:
-                out.append(who)
-                continue
-            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
-            # (the detail quotes what came on the topic, anyone's: shown escaped, as every such text)
-            out.append(f"{who} (the world refused {reasons} on its topics this tick; the last: {printable(last)})")
+            if tick == self.current_tick and counts:
+                reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+                # (the detail quotes what came on the topic, anyone's: shown escaped, as every such text)
+                why.append(f"the world refused {reasons} on its topics this tick; the last: {printable(last)}")
+            out.append(f"{who} ({'; '.join(why)})" if why else who)
         return out
 
     @property
@@ -446,30 +471,40 @@ class Inbound:
         }
 
     # -- messages -----------------------------------------------------------------------------------
-    def reject(self, reason: str, where: str, detail: str = "") -> None:
-        """Count a rejection (``where``: the topic or sender, for the log). The first ``LOG_FIRST`` of each
-        reason are logged at WARNING, the rest at DEBUG (``log_summary`` sums them up at the end)."""
-        self.stats.rejected[reason] += 1
+    def reject(self, reason: str, where: str, detail: str = "", *, n: int = 1) -> None:
+        """Count a rejection, or ``n`` of one cause (``where``: the topic or sender, for the log). The first
+        ``LOG_FIRST`` calls of each reason are logged at WARNING, the rest at DEBUG (``log_summary`` sums them up
+        at the end)."""
+        self.stats.rejected[reason] += n
         self._logged[reason] += 1
         who = where.rsplit("/", 1)[-1]  # (a topic's last level, or the sender)
         if who in self.slot_of or who in self.fleet_ids:
-            self.stats.rejected_by_actor[who][reason] += 1
+            self.stats.rejected_by_actor[who][reason] += n
             tick, counts, _ = self._refused.get(who) or (self.current_tick, Counter(), "")
             if tick != self.current_tick:
                 counts = Counter()
-            counts[reason] += 1
+            counts[reason] += n
             self._refused[who] = (self.current_tick, counts, f"{reason} {detail[:200]}".rstrip())
         t = max(self.current_tick, 0) * self.tick_s
         message = "world t=%.2f s: rejected %s on %s %s"
         log_refusal(log, self._logged[reason], "world", f"{reason} rejections", message, t, reason, where, detail[:200])
 
+    def overflowed(self, sender: str, n: int, detail: str) -> None:
+        """``n`` deliveries of what ``sender`` (an actor, or the fleet hosting the vehicle) sent were cut from a
+        receiver's input that could not be sent whole, it being one of those who sent that receiver the most
+        (``Simulation._sendable``): counted against it (``input_overflow``) and, once per input, a conflict of
+        its, so that a sender cut in ``CONFLICTS_FLAGGED`` ticks is flagged."""
+        self.reject("input_overflow", sender, detail, n=n)
+        if sender in self.slot_of or sender in self.fleet_ids:
+            self._conflict(sender, "input_overflow")
+
     def log_summary(self) -> None:
         """One WARNING line per reason that was rejected more often than it was logged."""
         for reason, n in sorted(self.stats.rejected.items()):
-            if n > LOG_FIRST:
+            if self._logged[reason] > LOG_FIRST:  # (more lines than were logged: one line may count several)
                 log.warning("world: rejected %d %s in all (the first %d logged)", n, reason, LOG_FIRST)
         for actor, counts in self.flagged().items():
-            log.warning("world: %s's reports conflicted (%s): two stacks drive it, or it is forged", actor, counts)
+            log.warning("world: %s: %s", actor, flag_text(counts))
 
     def note_rejected_by(self, who: str, rejected: Mapping[str, int]) -> None:
         """What an agent or a fleet says it rejected so far (its Ack's or FleetAck's ``rejected``): kept for the
@@ -480,10 +515,13 @@ class Inbound:
         if rejected.get("conflicting_input", 0) > before:
             self._conflict(who, "input")
 
-    def _duplicate(self, who: str) -> None:
-        """Count a copy of something ``who`` (an actor or a fleet) sent before, or of an old tick."""
+    def _duplicate(self, who: str, tick: int = -1) -> None:
+        """Count a copy of something ``who`` (an actor or a fleet) sent before, or of an old tick (``tick``: the
+        one it is for, if known)."""
         self.stats.duplicates += 1
         self.stats.duplicates_by_actor[who] += 1
+        if tick >= 0 and tick in self.closed_late.get(who, ()):
+            self.stats.late_answers_by_actor[who] += 1
 
     def _conflict(self, actor_id: str, what: str) -> None:
         self.stats.conflicts[actor_id][what] += 1
@@ -504,10 +542,26 @@ class Inbound:
         if kind == "join":
             self._join(actor_id, payload, where)
         elif kind == "tx":
+            refused = self.stats.rejected.total()
             if self._tx(actor_id, payload, where):
                 self.arrivals[actor_id].add(hash(payload))
+            if self.stats.rejected.total() > refused and actor_id in self.external:
+                self._note_refused_tx(actor_id)
         else:
+            refused = self.stats.rejected.total()
             self._ack(actor_id, payload, where)
+            if self.stats.rejected.total() > refused:
+                kept = self.stats.refused_acks.setdefault(actor_id, [])
+                refusal = (self.current_tick, self._refused[actor_id][2])
+                if len(kept) < MAX_REFUSED_ACKS_KEPT and refusal not in kept:  # (not a re-sent Ack's again)
+                    kept.append(refusal)
+
+    def _note_refused_tx(self, actor_id: str) -> None:
+        """An outside actor's envelope was refused in the current tick: the tick counts towards "envelopes
+        accepted", unless the signature checks refused one of its envelopes in it ("envelopes verified")."""
+        unverified = self.stats.unverified_ticks or {}
+        if self.stats.refused_tx_ticks is not None and self.current_tick not in unverified.get(actor_id, ()):
+            self.stats.refused_tx_ticks[actor_id].add(self.current_tick)
 
     def _unknown_join(self, who: str) -> None:
         """A Hello from ``who``, an actor id the scenario does not have: named if among the first
@@ -655,7 +709,7 @@ class Inbound:
             return True
         last_seq, last_tick = self.last_seq.get(actor_id, (0, -1))
         if env.tick < self.current_tick or env.seq <= self._last_at_open.get(actor_id, _NO_SEQ)[0]:
-            self._duplicate(actor_id)
+            self._duplicate(actor_id, env.tick)
             return env.tick >= self.current_tick
         if env.tick > self.current_tick:
             self.reject("bad_tick", where, f"(tick {env.tick}, current {self.current_tick})")
@@ -705,7 +759,7 @@ class Inbound:
             return
         if ack.tick != self.current_tick:
             if ack.tick < self.current_tick:
-                self._duplicate(actor_id)
+                self._duplicate(actor_id, ack.tick)
                 if ack.tick in self.closed_without[actor_id]:  # the first Ack of a tick closed without it
                     self.closed_without[actor_id].discard(ack.tick)
                     self.late_acks.append((actor_id, ack))

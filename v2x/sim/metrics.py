@@ -7,7 +7,9 @@ from the edge: the advisory's delivery time), over the warnings recorded with su
 
 Latency summaries are percentiles (numpy's linear interpolation) in ms rounded to 1 us; ``None`` where
 there was nothing to measure. ``delivery_ratio`` is delivered / candidates over all links, where a
-candidate is a (transmission, receiver) pair the link model was asked about.
+candidate is a (transmission, receiver) pair the link model was asked about. A delivery the world cut from a
+receiver's input (``input_overflow``, ``unsendable_input``) is not delivered: it is counted under ``messages.cut``
+and its latency is left out (``ChannelStats``).
 """
 
 from __future__ import annotations
@@ -139,6 +141,8 @@ def run_metrics(
             "delivered": dict(sorted(channel.delivered.items())),
             "dropped": dict(sorted(channel.dropped.items())),
             "in_flight_at_end": in_flight,
+            # (only when the world cut deliveries from an input it could not send whole: a clean run's stays)
+            **({"cut": dict(sorted(channel.cut.items()))} if channel.cut else {}),
         },
         "delivery_ratio": round(delivered / total_candidates, 4) if total_candidates else None,
         "delivery_ratio_by_link": {
@@ -158,6 +162,18 @@ def run_metrics(
             {}  # a signed run only: the result of a run without signatures stays as it was
             if inbound.unverified_ticks is None
             else {"unverified_ticks_by_actor": {a: len(t) for a, t in sorted(inbound.unverified_ticks.items())}}
+        ),
+        **(
+            {}  # a run with outside stacks only: the results of the built-in agents' runs stay as they were
+            if inbound.refused_tx_ticks is None
+            else {
+                "rejected_by_outside_actor": {
+                    a: dict(sorted(c.items()))
+                    for a in inbound.refused_tx_ticks
+                    if (c := inbound.rejected_by_actor.get(a))
+                },
+                "refused_tx_ticks_by_actor": {a: len(t) for a, t in inbound.refused_tx_ticks.items() if t},
+            }
         ),
         "sensing": {
             name: {"frames": c.frames, "in_view": c.in_view, "occluded": c.occluded, "detected": c.detected}

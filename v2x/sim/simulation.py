@@ -52,12 +52,13 @@ from v2x.scenario.model import ROAD_USER_KINDS, VRU_KINDS, Scenario
 from v2x.scenario.signals import signal_controllers, warp_from_wire, warp_to_wire
 from v2x.sim.actors import pc5_coverage, road_user_slots, unequipped_ids, world_state
 from v2x.sim.background import Background, BackgroundTraffic, background_capacity
-from v2x.sim.channel import Bulk, Channel, Scratch
+from v2x.sim.channel import Bulk, Channel, Received, Scratch
 from v2x.sim.events import event_order
 from v2x.sim.inbound import Inbound
 from v2x.sim.metrics import run_metrics
 from v2x.sim.motion import IN_RUNS, IN_RUNS_VRU, motion_problems, truth_problem
 from v2x.sim.names import Names
+from v2x.sim.overflow import PACKED_HEAD_BYTES, delivery_bytes, fair_cut
 from v2x.sim.referee import Referee
 from v2x.sim.safety import SafetyMeasures
 from v2x.sim.sensors import BackgroundPositioning, Sensors
@@ -392,23 +393,31 @@ class Simulation:
                 )
                 is not None
             ):
-                payload = self._sendable(actor_id, msg)
+                payload = self._sendable(actor_id, msg, got)
             inputs[actor_id] = payload
         self._signal_warps = []
         self.fleet_inputs = self._fleet_inputs(tick, t, bulk) if self.fleet_ids else {}
         return inputs
 
-    def _sendable(self, actor_id: str, msg: testbed_pb2.TickInput) -> bytes:
-        """``msg`` serialised without what its host would refuse it for (``v2x.wire.tick_input``, the hosts' own
-        check, and ``MAX_INPUT_BYTES``): deliveries outside 0..``time_us``, collisions, detections and signal warps
-        with a number that is not finite, and the last deliveries beyond the size limit. Each part dropped is
-        counted (``unsendable_input``, not against the actor) and logged: what the world accepts should never build
-        such an input (attack review 10: a delivery before 0, a NaN signal warp each stalled a lockstep run, every
-        host refusing the re-sent input), so this is the net under the inbox's checks, not instead of them."""
+    def _sendable(self, actor_id: str, msg: testbed_pb2.TickInput, got: Received | None) -> bytes:
+        """``msg`` (with ``got``, its deliveries as the channel handed them over) serialised without what its host
+        would refuse it for (``v2x.wire.tick_input``, the hosts' own check, and ``MAX_INPUT_BYTES``).
+
+        Beyond the size limit, deliveries are cut from the senders that sent ``actor_id`` the most bytes, each
+        of them losing its latest ones (``v2x.sim.overflow.fair_cut``): counted against each such sender
+        (``input_overflow``, which flags one cut in ``CONFLICTS_FLAGGED`` ticks). The rest the world never should
+        have let in: deliveries outside 0..``time_us``, collisions, detections and signal warps with a number that
+        is not finite; each part dropped is counted (``unsendable_input``, not against the actor) and logged (attack
+        review 10: a delivery before 0, a NaN signal warp each stalled a lockstep run, every host refusing the
+        re-sent input), so this is the net under the inbox's checks, not instead of them. A delivery dropped is
+        taken back from the channel's counts (``Channel.withdraw``): it was not delivered."""
         where = f"TickInput({msg.tick}) to {actor_id}"
         dropped: Counter[str] = Counter()
-        kept = [(e, r) for e, r in zip(msg.envelopes, msg.rx_time_us, strict=True) if 0 <= r <= msg.time_us]
-        dropped["deliveries"] += len(msg.envelopes) - len(kept)
+        envelopes, rx_time_us = list(msg.envelopes), list(msg.rx_time_us)
+        sent, delivery_s = (got.sent, got.delivery_s) if got is not None else ([], [])
+        kept = [k for k, r in enumerate(rx_time_us) if 0 <= r <= msg.time_us]
+        lost = sorted(set(range(len(envelopes))) - set(kept))
+        dropped["deliveries"] += len(lost)
         for name, numbers in (
             ("collisions", lambda c: (c.t_s, c.relative_speed_mps)),
             ("signal_warps", lambda w: (w.at_s, w.hold_s, w.skip_to_s)),
@@ -421,23 +430,35 @@ class Simulation:
                 dropped[name] += len(items) - len(good)
                 del items[:]
                 items.extend(good)
-        while True:
-            del msg.envelopes[:]
-            del msg.rx_time_us[:]
-            msg.envelopes.extend(e for e, _ in kept)
-            msg.rx_time_us.extend(r for _, r in kept)
-            excess = msg.ByteSize() - MAX_INPUT_BYTES
-            if excess <= 0 or not kept:
-                break
-            while kept and excess > 0:  # the latest deliveries go (each takes its bytes and 2 or more with it)
-                excess -= len(kept.pop()[0]) + 2
-                dropped["deliveries"] += 1
+        del msg.envelopes[:]
+        del msg.rx_time_us[:]
+        budget = MAX_INPUT_BYTES - msg.ByteSize() - PACKED_HEAD_BYTES
+        costs = [delivery_bytes(envelopes[k], rx_time_us[k]) for k in kept]
+        cut = fair_cut(costs, [sent[k].sender_slot for k in kept], budget)
+        msg.envelopes.extend(envelopes[k] for k, keep in zip(kept, cut.keep, strict=True) if keep)
+        msg.rx_time_us.extend(rx_time_us[k] for k, keep in zip(kept, cut.keep, strict=True) if keep)
         if msg.gnss.available and tick_input_problem(msg) is not None:
             msg.ClearField("gnss")  # (the world's own draws: no reading rather than one no host takes)
             dropped["gnss"] += 1
         for part, n in sorted((p, n) for p, n in dropped.items() if n):
             self.inbound.reject("unsendable_input", where, f"({n} {part} no host takes)")
+        overflow = [k for k, keep in zip(kept, cut.keep, strict=True) if not keep]
+        for slot, n in sorted(Counter(sent[k].sender_slot for k in overflow).items()):
+            self.inbound.overflowed(
+                self._sender_of(slot),
+                n,
+                f"({n} deliveries cut from {where}, over {MAX_INPUT_BYTES:,} bytes: it sent {cut.sent[slot]:,} "
+                f"bytes there, a fair share being {cut.share:,})",
+            )
+        for k in lost + overflow:
+            self.channel.withdraw(sent[k], delivery_s[k])
         return msg.SerializeToString()
+
+    def _sender_of(self, slot: int) -> str:
+        """Who answers for what the sender in ``slot`` transmitted: an actor, or the fleet hosting the vehicle."""
+        who = self.world.id_of(slot)
+        fleet = self._fleet_assigned.get(who)
+        return self.fleet_ids[fleet] if fleet is not None and slot >= len(self.actor_ids) else who
 
     def _fleet_inputs(self, tick: int, t: float, bulk: Bulk) -> dict[str, bytes]:
         """Every fleet's FleetInput of ``tick``: its equipped background vehicles on the road (their truth when
@@ -585,7 +606,10 @@ class Simulation:
         t = self.time_of(tick)
         w = self.world
         start = len(self.events)
-        self.inbound.stats.late_reports += len(self.missing())
+        missing = self.missing()
+        self.inbound.stats.late_reports += len(missing)
+        for who in missing:
+            self.inbound.closed_late[who].add(tick)
         applied: set[str] = set()  # the actors whose reported truth the world took this tick
         # Acks that came after their tick closed (real time): too late for their truth, not for their warnings.
         for actor_id, late_ack in self.inbound.late_acks:

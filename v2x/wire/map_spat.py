@@ -13,6 +13,7 @@ from v2x.units import time_from_sec_mark
 from v2x.wire import common_pb2, day1_pb2, frame_pb2
 
 GREEN = day1_pb2.LIGHT_PROTECTED_GREEN
+PERMISSIVE_GREEN = day1_pb2.LIGHT_PERMISSIVE_GREEN
 YELLOW = day1_pb2.LIGHT_YELLOW
 RED = day1_pb2.LIGHT_RED
 LIGHT_NAME: dict[int, str] = {
@@ -21,13 +22,15 @@ LIGHT_NAME: dict[int, str] = {
     day1_pb2.LIGHT_FLASHING_RED: "flashing-red",
     RED: "red",
     day1_pb2.LIGHT_FLASHING_GREEN: "flashing-green",
-    day1_pb2.LIGHT_PERMISSIVE_GREEN: "permissive-green",
+    PERMISSIVE_GREEN: "permissive-green",
     GREEN: "protected-green",
     YELLOW: "yellow",
     day1_pb2.LIGHT_FLASHING_YELLOW: "flashing-yellow",
 }
 STOPPING_LIGHTS = frozenset({RED, day1_pb2.LIGHT_FLASHING_RED})
-GREEN_LIGHTS = frozenset({GREEN, day1_pb2.LIGHT_PERMISSIVE_GREEN})
+GREEN_LIGHTS = frozenset({GREEN, PERMISSIVE_GREEN})
+# AllowedManeuvers bits (Lane.maneuvers): bit 0 straight, 1 left, 2 right, 3 U-turn.
+MANEUVER_BITS: dict[str, int] = {"straight": 1, "left": 2, "right": 4, "u_turn": 8}
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,18 @@ def light_at(timeline: list[Interval], t_s: float) -> int | None:
 
 
 @dataclass(frozen=True)
+class Connection:
+    """One movement from an ingress lane (MAP ``connectsTo``): its maneuver (one ``MANEUVER_BITS`` bit, 0 if
+    unknown), the signal phase (signal group) that gives it green (0: unsignalised) and the egress lane, as
+    its MAP node id and lane id there (0, 0: not in any MAP)."""
+
+    maneuver: int
+    phase_id: int
+    node_id: int = 0
+    lane_id: int = 0
+
+
+@dataclass(frozen=True)
 class Approach:
     """An ingress lane of an intersection, up to its stop line."""
 
@@ -58,6 +73,12 @@ class Approach:
     width_m: float
     phase_id: int  # 0 if the intersection has no signal or no phase controls this lane
     speed_limit_mps: float | None = None
+    maneuvers: int = 0  # AllowedManeuvers (MANEUVER_BITS), 0 if not known
+    connections: tuple[Connection, ...] = ()  # one per maneuver bit, in bit order
+
+    def connection(self, maneuver: int) -> Connection | None:
+        """The movement of this maneuver bit, or None if the lane does not allow it (or MAP does not say)."""
+        return next((c for c in self.connections if c.maneuver == maneuver), None)
 
     @property
     def stop_point(self) -> tuple[float, float]:
@@ -84,8 +105,9 @@ def encode_map(
     nodes: list[MapNode], *, frame: LocalFrame, t_s: float, epoch: datetime, msg_count: int
 ) -> frame_pb2.MessageFrame:
     """A MapData with one node per intersection (refPos at its centre) and one link per ingress lane, whose
-    points run in the direction of travel and end at the stop line; ``connectsTo.phaseId`` names the
-    signal phase that controls it (absent when unsignalised)."""
+    points run in the direction of travel and end at the stop line; ``maneuvers`` its allowed movements and
+    one ``connectsTo`` per movement, in maneuver bit order: the signal phase that gives it green (absent
+    when unsignalised) and the egress lane (when that is an ingress lane of a MAP node downstream)."""
     out = []
     for node in nodes:
         ref_lat, ref_lon = frame.to_wire(node.x, node.y)
@@ -100,11 +122,19 @@ def encode_map(
             for x, y in ap.points:
                 dlat, dlon = frame.offset_to_wire(ref_lat, ref_lon, x, y)
                 offsets.append(common_pb2.PositionOffsetLLV(offset_lat=dlat, offset_lon=dlon))
-            connects = [day1_pb2.Connection(phase_id=ap.phase_id)] if ap.phase_id else []
+            if ap.connections:
+                connects = [
+                    day1_pb2.Connection(
+                        remote_intersection_id=c.node_id, connecting_lane_id=c.lane_id, phase_id=c.phase_id
+                    )
+                    for c in ap.connections
+                ]
+            else:
+                connects = [day1_pb2.Connection(phase_id=ap.phase_id)] if ap.phase_id else []
             lane = day1_pb2.Lane(
                 lane_id=k,
                 lane_width=units.size_cm_to_wire(ap.width_m),
-                maneuvers=1,  # straight
+                maneuvers=ap.maneuvers,
                 connects_to=connects,
                 speed_limits=limits,
                 points=offsets,
@@ -137,6 +167,13 @@ def decode_map(msg: day1_pb2.MapData, *, frame: LocalFrame) -> list[Approach]:
                 ]
                 limit = next((units.speed_from_wire(sl.speed) for sl in lane.speed_limits if sl.type == 5), None)
                 phase = next((c.phase_id for c in lane.connects_to if c.phase_id), 0)
+                bits = [b for b in MANEUVER_BITS.values() if lane.maneuvers & b]
+                # one connectsTo per maneuver bit, in bit order (docs/PROTOCOL.md "MAP and SPAT"); else unknown
+                moves = bits if len(bits) == len(lane.connects_to) else [0] * len(lane.connects_to)
+                connections = tuple(
+                    Connection(b, c.phase_id, c.remote_intersection_id, c.connecting_lane_id)
+                    for b, c in zip(moves, lane.connects_to, strict=True)
+                )
                 out.append(
                     Approach(
                         node.name,
@@ -146,6 +183,8 @@ def decode_map(msg: day1_pb2.MapData, *, frame: LocalFrame) -> list[Approach]:
                         units.size_cm_from_wire(lane.lane_width) or 3.5,
                         phase,
                         limit,
+                        lane.maneuvers,
+                        connections,
                     )
                 )
     return out
