@@ -80,10 +80,10 @@ def test_the_bsms_relayed_over_the_budget_are_the_nearest_in_the_order_heard() -
         return _heard_bsm(rsu, env, name, distance_m, t)
 
     relays = [heard(n, d) for n, d in (("a", 50.0), ("b", 10.0), ("c", 30.0), ("d", 5.0), ("e", 80.0), ("f", 30.0))]
-    assert rsu._within_budget(relays, 6, t) == relays and rsu.relays_dropped == 0
+    assert rsu._within_budget(relays, 6, t) == relays and not rsu.rejected
     assert [h.sender_id for h in rsu._within_budget(relays, 4, t)] == ["b", "c", "d", "f"]
     assert [h.sender_id for h in rsu._within_budget(relays, 3, t)] == ["b", "c", "d"]  # c heard before f
-    assert rsu._within_budget(relays, 0, t) == [] and rsu.relays_dropped == 2 + 3 + 6
+    assert rsu._within_budget(relays, 0, t) == [] and rsu.rejected == {"relay_over_budget": 2 + 3 + 6}
 
 
 def test_one_sender_flooding_bsms_takes_one_relay_and_the_honest_ones_are_relayed(
@@ -105,7 +105,7 @@ def test_one_sender_flooding_bsms_takes_one_relay_and_the_honest_ones_are_relaye
     with caplog.at_level(logging.WARNING, logger="v2x.agents.roadside"):
         kept = rsu._within_budget(relays, MAX_TX_PER_TICK - 3, t)
     assert kept == [honest[0], honest[1], flood_x[-1], flood_y[-1]]  # the newest of each, in the order heard
-    assert rsu.relays_repeated == 2 * 63 and rsu.relays_dropped == 0
+    assert rsu.rejected == {"relay_repeated": 2 * 63}  # in its Ack, so in metrics.rejected_by_agents
     said = [r.getMessage() for r in caplog.records if r.name == "v2x.agents.roadside"]
     assert said == [
         f"rsu_x1 t=5.0 s: heard 64 BSMs from {s} in one tick, relays the newest (one a sender a tick); "
@@ -114,4 +114,4 @@ def test_one_sender_flooding_bsms_takes_one_relay_and_the_honest_ones_are_relaye
     ], said
     # the ranking, when one a sender is still over the budget, is of senders: the honest far one is left out
     assert rsu._within_budget(relays, 3, t) == [honest[1], flood_x[-1], flood_y[-1]]
-    assert rsu.relays_dropped == 1
+    assert rsu.rejected == {"relay_repeated": 2 * 2 * 63, "relay_over_budget": 1}

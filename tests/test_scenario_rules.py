@@ -204,6 +204,36 @@ CASES = [
             ("0139", ""),
         )
     ),
+    # Reals: YAML 1.1's base 60 and underscore forms are text, as in YAML 1.2 (they were 130.5 and 100.5, without
+    # a word: diff review 25); written with a tag, they are refused as the integers are. Infinite and NaN reals
+    # are YAML numbers, which no field takes.
+    *(
+        (
+            f"YAML 1.1 real {text}",
+            _variant("start_m: 130", f"start_m: {text}"),
+            field,
+            expected,
+        )
+        for text, field, expected in (
+            (
+                "2:10.5",
+                "actors[0].start_m",
+                "a number as YAML 1.2 writes it (decimal digits with an optional dot and exponent: 130.5, 1.305e2); "
+                "got text '2:10.5' (YAML 1.1 reads it as 130.5)",
+            ),
+            ("1_00.5", "actors[0].start_m", "got text '1_00.5' (YAML 1.1 reads it as 100.5)"),
+            ("-1:00:00.", "actors[0].start_m", "got text '-1:00:00.' (YAML 1.1 reads it as -3600.0)"),
+            (
+                '!!float "2:10.5"',
+                "actors[0].start_m (line 24, column 14)",
+                "a number as YAML 1.2 writes it (decimal digits with an optional dot and exponent: 130.5, 1.305e2); "
+                "'2:10.5' is not (YAML 1.1 reads it as 130.5)",
+            ),
+            (".inf", "actors[0].start_m", "Input should be a finite number; got inf"),
+            ("-.Inf", "actors[0].start_m", "Input should be a finite number; got -inf"),
+            (".NaN", "actors[0].start_m", "Input should be a finite number; got nan"),
+        )
+    ),
     # An explicit tag on a value PyYAML cannot read at all: a traceback (IndexError, KeyError, AttributeError),
     # exit 1, before; `!!int "12\n"` loaded as 12 and full-width digits as a float (attack review 11).
     *(
@@ -378,9 +408,11 @@ def test_every_mistake_exits_2_from_run_and_check(tmp_path: Path, capsys: pytest
 
 
 def test_numbers_written_as_yaml_1_2_and_merge_keys_still_load(tmp_path: Path) -> None:
-    """`1e3` (a string to YAML 1.1) is a number; an int is a real, in YAML 1.2's 0o octal and 0x hexadecimal too;
-    a merge key may override what it merges."""
+    """`1e3`, `1.667E+1` and `1.e-1` (strings to YAML 1.1 but the second) are numbers; an int is a real, in
+    YAML 1.2's 0o octal and 0x hexadecimal too; a merge key may override what it merges."""
     text = _variant("duration_s: 14.0", "duration_s: 1.4e1").replace("range_m: 300", "range_m: 3e2")
+    text = text.replace("speed_mps: 16.67\n    events", "speed_mps: 1.667E+1\n    events")
+    text = text.replace("tick_s: 0.1", "tick_s: 1.e-1")
     text = text.replace("start_m: 130", "start_m: 0o202").replace("speed_limit_kph: 80}", "speed_limit_kph: 0x50}")
     text = text.replace(
         "    driver: {reaction_s: 1.0, brake_mps2: 7.0}\n  - id: neighbour",
@@ -395,6 +427,7 @@ def test_numbers_written_as_yaml_1_2_and_merge_keys_still_load(tmp_path: Path) -
     sc = load_scenario(path)
     assert sc.duration_s == 14.0 and sc.actor("rsu1").range_m == 300.0
     assert sc.actors[0].start_m == 130.0 and sc.road.lanes[0].speed_limit_kph == 80.0
+    assert sc.actors[0].speed_mps == 16.67 and sc.tick_s == 0.1
     driver = sc.actor("neighbour").driver
     assert driver is not None and (driver.reaction_s, driver.brake_mps2) == (1.0, 6.0)
 

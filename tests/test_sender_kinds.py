@@ -131,7 +131,8 @@ def _neighbour() -> VehicleAgent:
         ("lead", testbed_pb2.LINK_PC5, 1.2, "not_permitted"),  # a car's (attack review 10 #2)
         ("lead", testbed_pb2.LINK_UU, 1.2, "not_permitted"),
         ("rsu1", testbed_pb2.LINK_PC5, 1.2, "not_permitted"),
-        ("cloud", testbed_pb2.LINK_PC5, 1.2, "out_of_range"),  # the platform's name, but not over Uu
+        ("cloud", testbed_pb2.LINK_PC5, 1.2, "not_permitted"),  # the platform's, but not over Uu (was out_of_range)
+        ("cloud", testbed_pb2.LINK_WIRED, 1.2, "not_permitted"),
         ("cloud", testbed_pb2.LINK_UU, math.nan, "out_of_range"),  # one the world would refuse in the Ack (#1)
         ("cloud", testbed_pb2.LINK_UU, 2e9, "out_of_range"),
         ("cloud", testbed_pb2.LINK_UU, 1.2, ""),  # the platform's, over Uu: taken and echoed

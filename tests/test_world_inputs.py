@@ -10,6 +10,7 @@ import math
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -22,7 +23,9 @@ from v2x.run.runner import run_scenario
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import SCENARIO_DIR
 from v2x.sdk import Stack, VehicleState
+from v2x.sim.channel import Received, Transmission
 from v2x.sim.inbound import ack_problem
+from v2x.sim.sensing import Detection
 from v2x.sim.simulation import Simulation
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
 from v2x.wire.envelope import temporary_id
@@ -336,3 +339,75 @@ async def test_an_outside_bsm_stamped_before_tick_0_does_not_stall_a_lockstep_ru
     assert result["metrics"]["v2x"]["rejected"] == {"bad_time": 1}
     assert not result["metrics"]["v2x"]["rejected_by_agents"].get("follower"), result["metrics"]["v2x"]
     assert result["passed"], result["expectations"]
+
+
+def _detection(x_m: float) -> Detection:
+    return Detection(1, "rsu1/0", "camera", "pedestrian", 0.1, x_m, 1.0, 0.5, 0.0, 90.0, 0.5, 0.5, 0.2, 0.3)
+
+
+@pytest.mark.parametrize("where", ["sensors", "replaced"])
+def test_a_detection_that_is_not_finite_is_not_sent_whoever_built_it(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The net looks at an RSU's detections in its TickInput unless the sensors found the numbers they built them
+    of finite (diff review 25: once a frame, cheaper than in each input): a NaN from the sensors, or a list the
+    sensors did not build (put in its place after them), is still not sent, and counted."""
+    sim = offline_sim(load_scenario(SCENARIO_DIR / "vrucw.yaml"))
+    assert sim.sensors.roadside is not None
+    built = [_detection(1.0), _detection(math.nan if where == "sensors" else 2.0)]
+    monkeypatch.setattr(sim.sensors.roadside, "step", lambda t, targets: {"rsu1": built})
+    sim.begin(0)
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0))
+    sim.step()
+    assert sim.sensors.detections_checked("rsu1") is (where == "replaced")
+    if where == "replaced":
+        bad = testbed_pb2.Detection(object_id=2, x_m=3.0, vy_mps=math.inf)
+        sim.sensors.detections = {**sim.sensors.detections, "rsu1": [*sim.sensors.detections["rsu1"], bad]}
+        assert not sim.sensors.detections_checked("rsu1")
+    ti = read_tick_input(sim.begin(1)["rsu1"], "t", tick_us=TICK_US)
+    assert not isinstance(ti, str)
+    assert [d.x_m for d in ti.detections] == ([1.0] if where == "sensors" else [1.0, 2.0])
+    assert sim.inbound.stats.rejected["unsendable_input"] == 1
+
+
+def test_the_sensors_finite_detections_are_sent_as_built() -> None:
+    """What the net lets through unlooked at is what the sensors built and checked, unchanged."""
+    sim = offline_sim(load_scenario(SCENARIO_DIR / "vrucw.yaml"))
+    sim.begin(0)
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0))
+    sim.step()
+    assert sim.sensors.detections_checked("rsu1") and not sim.sensors.detections_checked("car_a")
+    ti = read_tick_input(sim.begin(1)["rsu1"], "t", tick_us=TICK_US)
+    assert not isinstance(ti, str) and list(ti.detections) == sim.sensors.detections["rsu1"]
+    assert not sim.inbound.stats.rejected
+
+
+@pytest.mark.parametrize("rx_time_us", [-1, 100_001])
+def test_a_delivery_time_outside_the_tick_is_not_sent_however_it_got_past_the_inbox(
+    rx_time_us: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The net looks at the deliveries' times in the lists the channel hands the world (diff review 25: cheaper
+    than in the message): one before 0 or after the tick's time is still not sent, and counted."""
+    sim = offline_sim(load_scenario(RLVW))
+    sim.begin(0)
+    for a in sim.actor_ids:
+        sim.receive("ack", a, _ack(a, 0))
+    sim.step()
+    due_split = sim.channel.due_split
+
+    def with_a_bad_delivery(t_s: float, bulk: Any) -> Any:
+        due, rest = due_split(t_s, bulk)
+        got = due.setdefault(sim.world.slot_of("car_b"), Received())
+        raw = _env("car_a", 1, 0, 0)
+        got.envelopes.append(raw)
+        got.rx_time_us.append(rx_time_us)
+        got.sent.append(Transmission(0, sim.world.slot_of("car_a"), 1, 0.0, testbed_pb2.LINK_PC5, (), raw, "bsm"))
+        got.delivery_s.append(rx_time_us / 1e6)
+        return due, rest
+
+    monkeypatch.setattr(sim.channel, "due_split", with_a_bad_delivery)
+    ti = read_tick_input(sim.begin(1)["car_b"], "t", tick_us=TICK_US)
+    assert not isinstance(ti, str) and all(0 <= r <= ti.time_us for r in ti.rx_time_us)
+    assert sim.inbound.stats.rejected["unsendable_input"] == 1

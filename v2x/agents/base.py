@@ -32,7 +32,7 @@ from v2x.wire.day2 import (
     decode_vir,
 )
 from v2x.wire.map_spat import Approach, SignalState, decode_map, decode_spat
-from v2x.wire.protocol import may_send
+from v2x.wire.protocol import may_send, taken_over
 from v2x.wire.rsi import RoadSideInfo, decode_rsi
 from v2x.wire.rsm import decode_rsm
 
@@ -148,9 +148,12 @@ class Environment:
 
     def sent_by_its_kind(self, heard: Heard) -> bool:
         """May ``heard``'s sender send this kind of message at all (``v2x.wire.protocol.may_send``: an advisory only
-        from the platform; a MAP, SPAT, RSI or RSM only from a roadside unit)? The world refuses the others
-        (``not_permitted``); a receiver does not take one either."""
-        return heard.frame.WhichOneof("msg") in may_send(self.kinds.get(heard.sender_id, "car"))
+        from the platform; a MAP, SPAT, RSI or RSM only from a roadside unit), and this way (``taken_over``: an
+        advisory over Uu only)? The world refuses the first (``not_permitted``); a receiver takes neither."""
+        which = heard.frame.WhichOneof("msg")
+        return which in may_send(self.kinds.get(heard.sender_id, "car")) and taken_over(
+            which, heard.link == testbed_pb2.LINK_UU
+        )
 
     # Decoding what was heard, in local SI units. Each is computed once per receiver time for every
     # receiver of the same transmission in this process (Heard.decoded); results are immutable.
@@ -256,10 +259,11 @@ class Agent(abc.ABC):
         """Hand each message heard to ``handle``. A message whose content is outside the standard's ranges
         (``ValueError`` from the unit conversions) is rejected and counted as ``out_of_range``, never raised:
         one bad sender must not stop a receiver. One its sender's kind may not send (a car's SPAT or advisory:
-        ``Environment.sent_by_its_kind``) is rejected and counted as ``not_permitted``, as the world does."""
+        ``Environment.sent_by_its_kind``) is rejected and counted as ``not_permitted``, as the world does, and so is
+        one over a link it may not come by (the platform's advisory over PC5)."""
         for h in heard:
             if not self.env.sent_by_its_kind(h):
-                self._reject("not_permitted", h, "its kind of actor may not send one")
+                self._reject("not_permitted", h, f"its kind of actor may not send one (over link {h.link})")
                 continue
             try:
                 handle(h)

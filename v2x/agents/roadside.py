@@ -193,8 +193,9 @@ class RoadsideUnit(Agent):
         self._next_map_s = 0.0
         self._next_spat_s = 0.0
         self.relayed = 0
-        self.relays_dropped = 0  # BSMs heard but not relayed: over the envelopes an actor may send in a tick
-        self.relays_repeated = 0  # BSMs heard but not relayed: a sender's older ones in the tick
+        # BSMs heard but not relayed are counted in ``rejected`` (the Ack's, so metrics.rejected_by_agents, when
+        # there are any; they were counted where nothing reported them: diff review 25): ``relay_over_budget``,
+        # over the envelopes an actor may send in a tick; ``relay_repeated``, a sender's older ones in the tick.
         self._said_repeated: set[str] = set()
         self._said_dropped = False
         self.shares_as = spec.shares_as  # rsm (Day-1) or ssm (Day-2): how it broadcasts what it detects
@@ -315,7 +316,7 @@ class RoadsideUnit(Agent):
             return (math.inf if remote is None else math.hypot(remote.x - self.x, remote.y - self.y)), k
 
         keep = sorted(sorted(range(len(relays)), key=distance)[:budget])
-        self.relays_dropped += len(relays) - budget
+        self.rejected["relay_over_budget"] += len(relays) - budget
         if not self._said_dropped:
             self._said_dropped = True
             log.warning(
@@ -334,11 +335,11 @@ class RoadsideUnit(Agent):
         newest (the last heard), in the order heard. A BSM is a 10 Hz message: two outside cars sending 64 BSMs a
         tick each that claimed the RSU's own position took every relay the budget left, the RSU relayed only
         theirs, and the edge never heard the car it warned about (attack review 11). The BSMs left out are
-        counted in ``relays_repeated``; each sender that sent several in a tick is logged once."""
+        counted in ``rejected["relay_repeated"]``; each sender that sent several in a tick is logged once."""
         last = {h.sender_id: k for k, h in enumerate(relays)}
         if len(last) == len(relays):
             return relays
-        self.relays_repeated += len(relays) - len(last)
+        self.rejected["relay_repeated"] += len(relays) - len(last)
         counts = Counter(h.sender_id for h in relays)
         for sender, n in sorted(counts.items()):
             if n > 1 and sender not in self._said_repeated:

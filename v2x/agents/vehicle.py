@@ -460,11 +460,9 @@ class VehicleAgent(Agent):
             adv = testbed_pb2.Advisory()
             adv.CopyFrom(heard.frame.advisory)
             adv.raised_at_s = at
-            # Only the platform's (``receive`` let through no other sender's), over Uu, and only one the world
-            # would take in this Ack: echoing a bad one got the vehicle's own Ack refused on every re-send, a
+            # Only the platform's, over Uu (``receive`` let through no other: ``not_permitted``), and only one the
+            # world would take in this Ack: echoing a bad one got the vehicle's own Ack refused on every re-send, a
             # lockstep run stalled and the warning was charged to the vehicle (attack review 10)
-            if heard.link != testbed_pb2.LINK_UU:
-                raise ValueError(f"an advisory over link {heard.link}, not Uu ({testbed_pb2.LINK_UU})")
             problem = advisory_problem(adv, end_s=t + 1e-6, figure_names=figure_names())
             if problem:
                 raise ValueError(f"advisory{problem}")

@@ -52,8 +52,10 @@ class Route:
     def pose(self, s: float) -> Pose:
         i = int(np.searchsorted(self._cum, s, side="right") - 1)
         i = min(max(i, 0), len(self._seg_len) - 1)
-        while self._seg_len[i] == 0 and i > 0:
+        while self._seg_len[i] == 0 and i > 0:  # (a repeated point: the segment before; the SDK's Route agrees)
             i -= 1
+        while self._seg_len[i] == 0:  # (a repeated first point, before the start: none before)
+            i += 1
         frac = s - self._cum[i]
         yaw = float(self._yaw[i])
         x = float(self._xy[i, 0] + frac * math.cos(yaw))

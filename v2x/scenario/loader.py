@@ -121,6 +121,11 @@ class _LimitExceeded(Exception):
 class _SafeRules(yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
     """PyYAML's safe constructor and resolver, with the scenario files' rules (registered below)."""
 
+    # (its own copy, to change below: PyYAML's lists are shared by every loader, yaml.safe_load's too)
+    yaml_implicit_resolvers = {  # noqa: RUF012 (as PyYAML declares it)
+        first: list(rules) for first, rules in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
+    }
+
 
 class _Bounded(yaml.composer.Composer):
     """PyYAML's composer, with bounds on the nesting depth of what it composes and on the number of nodes
@@ -284,9 +289,35 @@ _SafeRules.add_constructor(
     "tag:yaml.org,2002:int",
     _constructed_or_refused(_yaml12_int, "an integer a number field can hold (within +-1e308)"),
 )
+# Reals as YAML 1.2's core schema writes them: decimal digits with an optional dot and exponent (`130.5`, `1e3`,
+# `-.5`), `.inf` and `.nan` (which the schema's fields refuse: not finite). YAML 1.1's other forms, base 60
+# (`2:10.5`, 130.5) and underscores (`1_00.5`), are text, as in YAML 1.2, which a number field refuses naming the
+# number YAML 1.1 would have made of them (a loaded car was at 130.5 m without a word: diff review 25).
+_YAML12_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
+_YAML12_FLOAT_OR_INF = re.compile(rf"(?:{_YAML12_FLOAT.pattern}|[-+]?\.(?:inf|Inf|INF)\Z|\.(?:nan|NaN|NAN)\Z)")
+_FLOAT_RULE = "a number as YAML 1.2 writes it (decimal digits with an optional dot and exponent: 130.5, 1.305e2)"
+_YAML11_FLOAT = next(  # (PyYAML's own pattern, kept to name what YAML 1.1 makes of a value before it is removed)
+    rx for tag, rx in yaml.SafeLoader.yaml_implicit_resolvers["1"] if tag == "tag:yaml.org,2002:float"
+)
+
+
+def _yaml11_reading(text: str) -> str:
+    """ " (YAML 1.1 reads it as 130.5)" for text that YAML 1.1 (PyYAML) reads as a real, else ""."""
+    value = yaml.safe_load(text) if _YAML11_FLOAT.match(text) else None  # (the whole scalar: nothing else to load)
+    return f" (YAML 1.1 reads it as {value})" if isinstance(value, float) else ""
+
+
+def _yaml12_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    value: float = yaml.SafeLoader.construct_yaml_float(loader, node)  # (raises for what no YAML reads as a number)
+    text = str(loader.construct_scalar(node))
+    if not _YAML12_FLOAT_OR_INF.match(text):  # (an explicit `!!float "2:10.5"` or `!!float "12\n"`)
+        message = f"{_FLOAT_RULE}; {_short(text, 40)} is not (YAML 1.1 reads it as {value})"
+        raise _Unrepresentable(None, None, message, node.start_mark, node=node)
+    return value
+
+
 _SafeRules.add_constructor(
-    "tag:yaml.org,2002:float",
-    _constructed_or_refused(yaml.SafeLoader.construct_yaml_float, "a number", ascii_only=True),
+    "tag:yaml.org,2002:float", _constructed_or_refused(_yaml12_float, "a number", ascii_only=True)
 )
 _SafeRules.add_constructor(
     "tag:yaml.org,2002:bool",
@@ -295,10 +326,12 @@ _SafeRules.add_constructor(
 
 
 # PyYAML reads YAML 1.1, where a plain `1e3` or `-.5` is a string (its floats need a dot and a signed
-# exponent); YAML 1.2 reads them as numbers, and so does the scenario loader. Quoted ("14") they stay strings,
-# which a number field refuses. (Tried after PyYAML's own int and float patterns: `14` stays an int.)
-_YAML12_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
-_SafeRules.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+.0123456789"))
+# exponent) and `2:10.5` or `1_00.5` a real; YAML 1.2 reads the first as numbers and the others as text, and so
+# does the scenario loader: YAML 1.2's pattern in the place of PyYAML's. Quoted ("14") they stay strings, which a
+# number field refuses. (Tried after the int pattern, as PyYAML's was not: `14` stays an int.)
+for _first, _resolvers in _SafeRules.yaml_implicit_resolvers.items():
+    _resolvers[:] = [(tag, rx) for tag, rx in _resolvers if tag != "tag:yaml.org,2002:float"]
+_SafeRules.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT_OR_INF, list("-+.0123456789"))
 # Booleans as YAML 1.2 has them, true and false only: in YAML 1.1 `yes`, `no`, `on` and `off` are booleans too
 # (`country: NO` is false), which would let `attentive: yes` through a boolean field that takes only true/false.
 # They stay text, which a boolean field refuses, naming the field.
@@ -692,6 +725,14 @@ def pydantic_problems(
         ):
             # A quoted number ("14") is text in YAML; the schema takes numbers only (14, 14.0, 1e3).
             msg = f"a number, written without quotes; got text {_short(err['input'])}"
+        elif err["type"] in ("float_type", "int_type") and isinstance(err.get("input"), str):
+            # `2:10.5` or `1_00.5`: text to YAML 1.2 (and here), a real to YAML 1.1 (PyYAML)
+            text = err["input"]
+            msg = (
+                f"{_FLOAT_RULE}; got text {_short(text)}{old}"
+                if (old := _yaml11_reading(text))
+                else f"{msg}; got {_short(text)}"
+            )
         elif (
             err["type"] == "string_type"
             and isinstance(err.get("input"), int | float)

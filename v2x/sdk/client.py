@@ -95,6 +95,7 @@ from v2x.wire.protocol import (
     MAY_SEND,
     PROTOCOL_VERSION,
     WORLD_LOST,
+    taken_over,
 )
 from v2x.wire.security import EnvelopeSecurity, Freshness, Signer, Verified, read_credentials
 from v2x.wire.tick_input import next_tick_problem, read_tick_input
@@ -833,7 +834,11 @@ class Stack:
             # Only the platform sends advisories, over Uu (docs/PROTOCOL.md "Who may send what"); and one the world
             # would refuse in this stack's Ack, which echoes it, is dropped here: an echoed NaN got an outside
             # stack's own Ack refused on every re-send and stalled the run (attack review 10)
-            if not run.platform_id or env.sender_id != run.platform_id or env.link != testbed_pb2.LINK_UU:
+            if (
+                not run.platform_id
+                or env.sender_id != run.platform_id
+                or not taken_over(kind, env.link == testbed_pb2.LINK_UU)
+            ):
                 self._reject("not_permitted", f"an advisory from {env.sender_id[:64]!r} over link {env.link}")
                 return None
             echo = testbed_pb2.Advisory()

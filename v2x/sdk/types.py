@@ -98,16 +98,20 @@ class Route:
         without heights)."""
         at = self._at
         k = max(1, min(bisect.bisect_right(at, s_m), len(at) - 1))  # the segment points[k-1] -> points[k]
-        while at[k] - at[k - 1] <= 0.0 and k < len(at) - 1:  # (a repeated point: the next segment)
+        # A repeated point (a segment of no length) is skipped as the built-in route (v2x.scenario.geometry)
+        # skips it: back to the segment before (beyond a repeated last point: straight on along the last
+        # segment that has a direction), forward only where there is none before (tests/test_sdk_route.py).
+        while at[k] - at[k - 1] <= 0.0 and k > 1:
+            k -= 1
+        while at[k] - at[k - 1] <= 0.0:
             k += 1
         (x0, y0), (x1, y1) = self.points[k - 1], self.points[k]
-        seg = at[k] - at[k - 1]
-        f = (s_m - at[k - 1]) / seg if seg > 0.0 else 0.0
+        f = (s_m - at[k - 1]) / (at[k] - at[k - 1])
         heading = math.degrees(math.atan2(x1 - x0, y1 - y0)) % 360.0
         z = 0.0
-        if self.heights:
+        if self.heights:  # (level beyond the ends, at the first and the last point's height)
             z0, z1 = self.heights[k - 1], self.heights[k]
-            z = z0 + min(max(f, 0.0), 1.0) * (z1 - z0)  # (level beyond the ends)
+            z = self.heights[0] if s_m < 0.0 else self.heights[-1] if s_m >= at[-1] else z0 + f * (z1 - z0)
         return x0 + f * (x1 - x0), y0 + f * (y1 - y0), heading, z
 
 
@@ -251,7 +255,13 @@ class VehicleState:
         """The state ``dt_s`` later on ``route`` and the arc length it has reached, from ``s_m`` (at START:
         ``ActorStart.start_m``): the speed, acceleration and distance of :meth:`advanced`, but along the route,
         facing its direction there (the road's height too, where the route has heights). A stack that drives
-        ``advanced`` alone goes straight on through a bend, off its lane (an AD team's review, session 24)."""
+        ``advanced`` alone goes straight on through a bend, off its lane (an AD team's review, session 24).
+
+        The heading turns at a route's point at once, and a tick that passes a point moves along the chord: where
+        the route turns by more than about 50 degrees within one tick's travel (at one point, or at points closer
+        together than that), that tick's course or distance breaks the run's "truth in motion" (docs/PROTOCOL.md
+        "Truth") and the run fails the stack. Every shipped route turns by less than 30 degrees a point; round a
+        corner of your own with more points (tests/test_sdk_route.py)."""
         nxt = self.advanced(dt_s, accel_mps2)
         s = s_m + math.hypot(nxt.x_m - self.x_m, nxt.y_m - self.y_m)
         x, y, heading, z = route.pose(s)

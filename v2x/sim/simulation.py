@@ -68,7 +68,7 @@ from v2x.wire.fleet import I32, add_vehicles, serialize_with_deliveries, vehicle
 from v2x.wire.protocol import MAX_INPUT_BYTES, PROTOCOL_VERSION
 from v2x.wire.security import EnvelopeSecurity
 from v2x.wire.tables import APP_NAME
-from v2x.wire.tick_input import tick_input_problem
+from v2x.wire.tick_input import shared_input_problem, tick_input_problem
 
 log = logging.getLogger("v2x.sim")
 
@@ -359,12 +359,16 @@ class Simulation:
         t = self.time_of(tick)
         due, bulk = self.channel.due_split(t, self._bulk)
         inputs = {}
+        time_us = us_of(t)
+        # (what every input of the tick shares, its time and the signal warps, looked at once, not once an actor:
+        # diff review 25)
+        shared = shared_input_problem(tick, time_us, self.tick_us, self._signal_warps)
         for actor_id in self.actor_ids:
             got = due.get(self.world.slot_of(actor_id))
             msg = testbed_pb2.TickInput(
                 run_id=self.run_id,
                 tick=tick,
-                time_us=us_of(t),
+                time_us=time_us,
                 tick_us=self.tick_us,
                 envelopes=got.envelopes if got is not None else [],
                 rx_time_us=got.rx_time_us if got is not None else [],
@@ -378,7 +382,17 @@ class Simulation:
             msg.late_ticks.extend(self._late.pop(actor_id, ()))
             msg.signal_warps.extend(self._signal_warps)
             payload = msg.SerializeToString()
-            if len(payload) > MAX_INPUT_BYTES or tick_input_problem(msg) is not None:
+            if (
+                len(payload) > MAX_INPUT_BYTES
+                or shared is not None
+                or tick_input_problem(
+                    msg,
+                    shared_checked=True,
+                    detections_checked=self.sensors.detections_checked(actor_id),
+                    rx_time_us=got.rx_time_us if got is not None else (),
+                )
+                is not None
+            ):
                 payload = self._sendable(actor_id, msg, got)
             inputs[actor_id] = payload
         self._signal_warps = []

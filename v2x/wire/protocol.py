@@ -54,6 +54,18 @@ MAY_SEND: dict[str, tuple[str, ...]] = {
 RELAYED: dict[str, dict[str, tuple[str, ...]]] = {"rsu": {"bsm": ("platform",)}}
 
 
+# What a receiver takes over Uu only: the platform's advisory (docs/PROTOCOL.md "Who may send what"). The world lets
+# one through over PC5 or LINK_WIRED (to a car too); the built-in receivers (``Environment.sent_by_its_kind``) and
+# the SDK refuse it, counted as ``not_permitted`` (the built-in vehicle counted it as ``out_of_range``: diff
+# review 25).
+UU_ONLY: frozenset[str] = frozenset({"advisory"})
+
+
+def taken_over(msg_type: str, uu: bool) -> bool:
+    """Whether a receiver takes ``msg_type`` over the link it came by (``uu``: Uu): an advisory over Uu only."""
+    return uu or msg_type not in UU_ONLY
+
+
 def may_send(kind: str) -> tuple[str, ...]:
     """The message kinds an actor of ``kind`` may send (a road user's for any kind but ``rsu`` and ``platform``)."""
     return MAY_SEND.get(kind, ROAD_USER_SENDS)
