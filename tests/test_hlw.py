@@ -285,7 +285,7 @@ def test_road_event_fields_are_checked_with_their_paths(tmp_path: Path) -> None:
     both = _problems(tmp_path, "lanes: [eb]", "lanes: [eb]\n        path: [[100, 0], [100, 200]]")
     assert "not both" in both[where]
     window = _problems(tmp_path, "active_s: [0, 1800]", "active_s: [30, 10]")
-    assert "start < end" in window[where]
+    assert "start < end" in window[f"{where}.active_s"]
     assert "'nb'" in _problems(tmp_path, "lanes: [eb]", "lanes: [nb]")[f"{where}.lanes[0]"]
     off = _problems(tmp_path, "position: [100, 155]", "position: [140, 155]")[f"{where}.position"]
     assert "16.75 m" in off and "40.0 m from lane 'eb'" in off
