@@ -308,19 +308,17 @@ class _HeadBudget(io.BufferedIOBase):
         self.left = MAX_REQUEST_HEAD_BYTES
 
     def readline(self, size: int | None = -1) -> bytes:
-        cap = self.left + 1 if size is None or size < 0 else min(size, self.left + 1)
-        line: bytes = self.raw_file.readline(cap)
-        self.left -= len(line)
-        if self.left < 0:
-            raise http.client.LineTooLong(f"a request head over {MAX_REQUEST_HEAD_BYTES} bytes")
-        return line
+        return self._take(self.raw_file.readline, size)
 
     def read(self, size: int | None = -1) -> bytes:  # (a body: the controls read none; bounded all the same)
+        return self._take(self.raw_file.read, size)
+
+    def _take(self, reader: Any, size: int | None) -> bytes:
         cap = self.left + 1 if size is None or size < 0 else min(size, self.left + 1)
-        data: bytes = self.raw_file.read(cap)
+        data: bytes = reader(cap)
         self.left -= len(data)
         if self.left < 0:
-            raise http.client.LineTooLong(f"a request over {MAX_REQUEST_HEAD_BYTES} bytes")
+            raise http.client.LineTooLong(f"a request head over {MAX_REQUEST_HEAD_BYTES} bytes")
         return data
 
     def readable(self) -> bool:
