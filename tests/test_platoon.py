@@ -387,7 +387,7 @@ def test_the_loader_names_the_field_of_a_bad_platoon(tmp_path: Path, change: Any
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(ScenarioError) as err:
         load_scenario(bad)
-    assert field in [where for where, _ in err.value.problems]  # (the message names the actor too: "actors[1] (truck2)")
+    assert field in [where for where, _ in err.value.problems]  # (the message also names the actor: "(truck2)")
 
 
 @pytest.mark.slow
