@@ -68,7 +68,7 @@ from v2x.wire.fleet import I32, add_vehicles, serialize_with_deliveries, vehicle
 from v2x.wire.protocol import MAX_INPUT_BYTES, PROTOCOL_VERSION
 from v2x.wire.security import EnvelopeSecurity
 from v2x.wire.tables import APP_NAME
-from v2x.wire.tick_input import shared_input_problem, tick_input_problem
+from v2x.wire.tick_input import FINITE_PARTS, shared_input_problem, tick_input_problem
 
 log = logging.getLogger("v2x.sim")
 
@@ -418,12 +418,7 @@ class Simulation:
         kept = [k for k, r in enumerate(rx_time_us) if 0 <= r <= msg.time_us]
         lost = sorted(set(range(len(envelopes))) - set(kept))
         dropped["deliveries"] += len(lost)
-        for name, numbers in (
-            ("collisions", lambda c: (c.t_s, c.relative_speed_mps)),
-            ("signal_warps", lambda w: (w.at_s, w.hold_s, w.skip_to_s)),
-            ("detections", lambda d: (d.x_m, d.y_m, d.vx_mps, d.vy_mps, d.heading_deg, d.length_m, d.width_m,
-                                      d.sigma_m, d.speed_sigma_mps)),
-        ):  # fmt: skip
+        for name, numbers in FINITE_PARTS:
             items = getattr(msg, name)
             good = [item for item in items if all(math.isfinite(n) for n in numbers(item))]
             if len(good) < len(items):

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
@@ -46,11 +47,34 @@ def tick_time_problem(tick: int, time_us: int, tick_us: int) -> str | None:
     return None
 
 
+def _collision_numbers(c: testbed_pb2.TickInput.Collision) -> tuple[float, ...]:
+    return (c.t_s, c.relative_speed_mps)
+
+
+def _warp_numbers(w: testbed_pb2.SignalWarp) -> tuple[float, ...]:
+    return (w.at_s, w.hold_s, w.skip_to_s)
+
+
+def _detection_numbers(d: testbed_pb2.Detection) -> tuple[float, ...]:
+    return (d.x_m, d.y_m, d.vx_mps, d.vy_mps, d.heading_deg, d.length_m, d.width_m, d.sigma_m, d.speed_sigma_mps)
+
+
+#: The repeated parts of a TickInput whose numbers must be finite, each with the numbers of one item: one table
+#: for this check and the world's net under it (``Simulation._sendable``).
+FINITE_PARTS: tuple[tuple[str, Callable[[Any], tuple[float, ...]]], ...] = (
+    ("collisions", _collision_numbers),
+    ("signal_warps", _warp_numbers),
+    ("detections", _detection_numbers),
+)
+
+
 def _finite(ti: testbed_pb2.TickInput, *, warps: bool = True, detections: bool = True) -> bool:
     """Whether the numbers of ``ti``'s collisions, (``detections``) detections and (``warps``) signal warps are all
-    finite. Their sum
-    is finite only if each is (a NaN or an infinity stays in it), so each is looked at only when the sum is not
-    (also when finite ones overflow it): in about half the time (an RSU's 100 detections, diff review 25)."""
+    finite. Their sum is finite only if each is (a NaN or an infinity stays in it), so each is looked at only when
+    the sum is not (also when finite ones overflow it): in about half the time (an RSU's 100 detections, diff
+    review 25)."""
+    # (the table's numbers summed inline: through its functions this check took 88 us instead of 56 for an input
+    # with 100 detections, and every host runs it on every input)
     total = sum(c.t_s + c.relative_speed_mps for c in ti.collisions)
     if detections:
         total += sum(
@@ -61,12 +85,12 @@ def _finite(ti: testbed_pb2.TickInput, *, warps: bool = True, detections: bool =
         total += sum(w.at_s + w.hold_s + w.skip_to_s for w in ti.signal_warps)
     if math.isfinite(total):
         return True
-    numbers = [n for c in ti.collisions for n in (c.t_s, c.relative_speed_mps)]
-    numbers += [n for w in ti.signal_warps for n in (w.at_s, w.hold_s, w.skip_to_s)] if warps else []
-    for d in ti.detections if detections else ():
-        numbers += (d.x_m, d.y_m, d.vx_mps, d.vy_mps, d.heading_deg, d.length_m, d.width_m, d.sigma_m)
-        numbers.append(d.speed_sigma_mps)
-    return all(math.isfinite(n) for n in numbers)
+    parts = [
+        (getattr(ti, name), numbers)
+        for name, numbers in FINITE_PARTS
+        if (warps or name != "signal_warps") and (detections or name != "detections")
+    ]
+    return all(math.isfinite(n) for items, numbers in parts for item in items for n in numbers(item))
 
 
 def shared_input_problem(tick: int, time_us: int, tick_us: int, warps: Sequence[testbed_pb2.SignalWarp]) -> str | None:
@@ -74,7 +98,7 @@ def shared_input_problem(tick: int, time_us: int, tick_us: int, warps: Sequence[
     signal warps. The world checks them once a tick, then each input with ``shared_checked``."""
     if (wrong_time := tick_time_problem(tick, time_us, tick_us)) is not None:
         return wrong_time
-    if not all(math.isfinite(n) for w in warps for n in (w.at_s, w.hold_s, w.skip_to_s)):
+    if not all(math.isfinite(n) for w in warps for n in _warp_numbers(w)):
         return NOT_FINITE
     return None
 
