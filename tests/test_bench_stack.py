@@ -11,6 +11,7 @@ import pytest
 from v2x.bench import cli as bench_cli
 from v2x.bench import realtime as bench_realtime
 from v2x.bench import stack as bench_stack
+from v2x.net import transport
 from v2x.net.broker import free_port
 
 
@@ -65,9 +66,12 @@ def test_bench_realtime_quick_json_has_the_issue_keys() -> None:
     assert "late ticks" in err.getvalue()
 
 
-def test_bench_stack_and_realtime_bad_options_and_no_broker_exit_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_stack_and_realtime_bad_options_and_no_broker_exit_cleanly(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Bad options exit 2 and an unreachable broker exits 3, with a last line on stderr naming the bench and no
     traceback (through the CLI handler, as `v2x bench ...` runs it)."""
+    monkeypatch.setattr(transport, "BROKER_WAIT_S", 1.0)  # (10 s of retries per unreachable case otherwise)
     cases: list[tuple[str, list[str], int, str]] = [
         (bench, argv, code, said)
         for bench in ("stack", "realtime")

@@ -23,6 +23,7 @@ from v2x.apps.thresholds import resolve
 from v2x.argtypes import JOIN_TIMEOUT_S, RUN_ID_RULE, random_run_id, valid_run_id_prefix
 from v2x.files import replace_whole
 from v2x.geodesy import LocalFrame
+from v2x.net import transport
 from v2x.net.broker import BrokerAddress, EmbeddedSecurity, broker_for, parse_broker_url, redacted_url
 from v2x.net.clock import make_clock
 from v2x.net.fleet import FleetHost
@@ -30,7 +31,6 @@ from v2x.net.host import AgentHost
 from v2x.net.seal import RunSeal
 from v2x.net.secure import RunKeys, SecureDirError, Security, load_secure_dir, make_tls, new_run_keys
 from v2x.net.transport import (
-    BROKER_WAIT_S,
     LastWill,
     LoopbackBroker,
     LoopbackTransport,
@@ -355,7 +355,7 @@ async def run_variant(
     mode: str = "lockstep",
     progress: Progress | None = None,
     run_id: str | None = None,
-    connect_timeout_s: float = BROKER_WAIT_S,
+    connect_timeout_s: float | None = None,
     observer: Observer | None = None,
     keys: RunKeys | None = None,
     signing: Signing | None = None,
@@ -380,6 +380,8 @@ async def run_variant(
     topics without one is ``forged``); False leaves them open as an outside stack's are, for tests of what the
     world's and the agents' own checks withstand. ``worker_key``: remote workers hold it too (``--seal-key``):
     the world admits them with the run's seal key (``RemoteFleets``), and their fleets are sealed as its own."""
+    if connect_timeout_s is None:  # (read when called: tests shorten it)
+        connect_timeout_s = transport.BROKER_WAIT_S
     if (workers > 1 or remote_workers) and isinstance(broker, LoopbackBroker):
         raise RunError("--workers needs an MQTT broker (embedded or mqtt://...): the loopback bus is in-process")
     from v2x.scenario.sumo import cannot_run
@@ -793,8 +795,6 @@ def broker_away(url: str) -> str | None:
     """None when the broker at ``url`` (mqtt:// or mqtts://) answers within ``BROKER_WAIT_S``, else the line
     saying it does not, and why: tried once by a command that would run several scenarios (each waited for it
     in turn)."""
-    from v2x.net import transport
-
     why = asyncio.run(transport.unreachable(parse_broker_url(url), transport.BROKER_WAIT_S))
     return None if why is None else f"{cannot_reach(url, transport.BROKER_WAIT_S, why)}; nothing was run"
 
