@@ -462,12 +462,23 @@ def _turn_of(angle_rad: float) -> str:
     return "straight" if abs(a) <= 45 else "left" if 45 < a <= 135 else "right" if -135 <= a < -45 else "u_turn"
 
 
+def _on_edge(point: tuple[float, float], lane: LaneSpec, ix: IntersectionSpec) -> bool:
+    """Is ``point`` (on ``lane``'s centre line) on the box's edge: on the circle, or outside it by at most half the
+    lane's width (a lane drawn from the box's edge line starts there: off the axis, just outside the circle)?"""
+    d = math.hypot(point[0] - ix.center[0], point[1] - ix.center[1])
+    return ix.radius_m - 1e-6 < d <= ix.radius_m + lane.width_m / 2 + 1e-6
+
+
 def box_exit(lane: LaneSpec, ix: IntersectionSpec) -> tuple[float, float, float] | None:
-    """Where the lane's centre line leaves the box (x, y, heading), or None if it ends inside it."""
+    """Where the lane's centre line leaves the box (x, y, heading), or None if it ends inside it or never comes
+    to it. A lane that starts on the box's edge (``_on_edge``) running away from the box leaves it where it starts
+    (an egress lane drawn from the box's edge line, found by no MAP connection before: diff review 26)."""
     pts = [(float(x), float(y)) for x, y in lane.centerline]
     cut = _last_exit(pts, [ix])
     if cut is None:
-        return None
+        (x0, y0), (x1, y1) = pts[0], pts[1]
+        away = (x1 - x0) * (x0 - ix.center[0]) + (y1 - y0) * (y0 - ix.center[1]) > 0
+        return (x0, y0, math.atan2(y1 - y0, x1 - x0)) if away and _on_edge(pts[0], lane, ix) else None
     k, u = cut
     (x0, y0), (x1, y1) = pts[k], pts[k + 1]
     return x0 + u * (x1 - x0), y0 + u * (y1 - y0), math.atan2(y1 - y0, x1 - x0)
@@ -707,8 +718,7 @@ class _Ingresses:
                 continue
             pts = self.points(lane, other)
             assert pts is not None
-            fx, fy = pts[0]
-            if abs(math.hypot(fx - ix.center[0], fy - ix.center[1]) - ix.radius_m) < 1e-6:
+            if _on_edge(pts[0], lane, ix):
                 return node, k
         return 0, 0
 
