@@ -376,7 +376,9 @@ def test_a_detection_that_is_not_finite_is_not_sent_whoever_built_it(
     assert sim.inbound.stats.rejected["unsendable_input"] == 1
 
 
-def test_every_number_of_a_tick_inputs_repeated_parts_is_in_the_finite_table_and_the_fast_checks() -> None:
+def test_every_number_of_a_tick_inputs_repeated_parts_is_in_the_finite_table_and_the_fast_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The finite numbers are listed three times (diff review 26): ``FINITE_PARTS``, ``_finite``'s inline sum and
     the sensors' sum over what they build detections of. A field added to a part, or to the table, but not to a
     fast sum would let a NaN reach every host unseen: every number of every repeated part is in the table, and
@@ -406,14 +408,15 @@ def test_every_number_of_a_tick_inputs_repeated_parts_is_in_the_finite_table_and
     for name in numbers:
         if name == "t_s":
             continue
-        built = [good, dataclasses.replace(good, **{name: math.nan})]
-        sim.sensors.roadside.step = lambda t, targets, built=built: {"rsu1": built}  # type: ignore[method-assign]
+        nan: dict[str, Any] = {name: math.nan}
+        built = [good, dataclasses.replace(good, **nan)]
+        monkeypatch.setattr(sim.sensors.roadside, "step", lambda t, targets, built=built: {"rsu1": built})
         detections = sim.sensors.roadside_detections(0.1)["rsu1"]
         sim.sensors.detections = {"rsu1": detections}
         assert not sim.sensors.detections_checked("rsu1"), name
         ti = testbed_pb2.TickInput(tick=1, time_us=TICK_US, tick_us=TICK_US, detections=detections)
         assert tick_input_problem(ti) == NOT_FINITE, name  # (and what it was built into is not finite)
-    sim.sensors.roadside.step = lambda t, targets: {"rsu1": [good]}  # type: ignore[method-assign]
+    monkeypatch.setattr(sim.sensors.roadside, "step", lambda t, targets: {"rsu1": [good]})
     sim.sensors.detections = {"rsu1": sim.sensors.roadside_detections(0.1)["rsu1"]}
     assert sim.sensors.detections_checked("rsu1")  # (and a good one is)
 
