@@ -430,6 +430,25 @@ def test_a_seed_list_reads_ranges_and_lists(spec: str, seeds: list[int]) -> None
     assert seed_list(seed_spec(seeds)) == seeds
 
 
+def test_a_seed_list_counts_each_seed_once_and_refuses_a_doubled_sign() -> None:
+    """Diff review 26: overlapping parts counted twice towards the 1000 seeds (``0-999,500`` was refused), and
+    ``-+5`` passed the integer check, then raised a bare ValueError in ``int()`` (not ArgumentTypeError)."""
+    import argparse
+
+    from v2x.argtypes import MAX_SEEDS, integer, seed, seed_list
+
+    assert seed_list("0-999,500") == seed_list("0-999,0-999") == list(range(MAX_SEEDS))
+    with pytest.raises(argparse.ArgumentTypeError, match="at most 1000 seeds"):
+        seed_list("0-999,1000")
+    with pytest.raises(argparse.ArgumentTypeError, match="at most 1000 seeds"):
+        seed_list("0-99999999999999999")
+    for bad in ("-+5", "+-5", "--5", "++5", "+", "-", "5-"):
+        for read in (seed, integer):
+            with pytest.raises(argparse.ArgumentTypeError):
+                read(bad)
+    assert seed("+5") == 5 and integer("-5") == -5 and integer(" 7 ") == 7
+
+
 @pytest.mark.parametrize(
     ("spec", "said"),
     [

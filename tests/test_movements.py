@@ -199,3 +199,66 @@ def test_permissive_green_is_green_to_rlvw_glosa_and_the_driver(tmp_path: Path) 
     assert red_light_warning(host, [ap], signals, 0.0, DEFAULTS) is None
     # A priority request for the permissive group is served by its phase.
     assert ctl.groups[3] == (1, True) and 3 in ctl.signal_groups
+
+
+# Separate ingress and egress lanes (diff review 26, /tmp/dr26/split.yaml): the egress lanes start on the 12 m box's
+# edge lines (12 m along the axis, 1.75 m off it: 12.13 m from the centre, just outside the circle). nb_out runs
+# on into a second crossroads x2.
+SPLIT = """
+id: split
+name: separate ingress and egress lanes
+origin: {lat_deg: 30.5728, lon_deg: 104.0668, alt_m: 500.0}
+duration_s: 5.0
+road:
+  lanes:
+    - {id: nb_in, centerline: [[1.75, -200], [1.75, -11]], width_m: 3.5, turn: [straight, left]}
+    - {id: nb_out, centerline: [[1.75, START], [1.75, 300]], width_m: 3.5}
+    - {id: sb_in, centerline: [[-1.75, 100], [-1.75, 11]], width_m: 3.5, turn: [straight, left]}
+    - {id: sb_out, centerline: [[-1.75, -START], [-1.75, -200]], width_m: 3.5}
+    - {id: eb_out, centerline: [[START, -1.75], [200, -1.75]], width_m: 3.5}
+    - {id: wb_out, centerline: [[-START, 1.75], [-200, 1.75]], width_m: 3.5}
+  intersections:
+    - id: x1
+      center: [0, 0]
+      radius_m: 12
+      signal:
+        phases:
+          - {id: 1, lanes: [nb_in, sb_in], green_s: 20, yellow_s: 3, all_red_s: 2}
+    - {id: x2, center: [0, 200], radius_m: 12}
+actors:
+  - {id: rsu1, kind: rsu, position: [15, 15]}
+"""
+
+
+@pytest.mark.parametrize("start", ["12", "13.6", "11"])  # (11: inside the box, found before too)
+def test_an_egress_lane_drawn_from_the_box_edge_line_is_the_egress(tmp_path: Path, start: str) -> None:
+    """Started on the edge line, 12.13 m from the centre (or further out by less than half the lane's width), the
+    egress lanes never left the box: no movement had an egress, and MAP's connections named none."""
+    path = tmp_path / "split.yaml"
+    path.write_text(SPLIT.replace("START", start))
+    sc = load_scenario(path)
+    x1 = sc.road.intersections[0]
+    assert [(m.lane, m.turn, m.egress) for m in movements(sc, x1)] == [
+        ("nb_in", "straight", "nb_out"),
+        ("nb_in", "left", "wb_out"),
+        ("sb_in", "straight", "sb_out"),
+        ("sb_in", "left", "eb_out"),
+    ]
+    [straight] = [m for m in movements(sc, x1) if m.lane == "nb_in" and m.turn == "straight"]
+    assert straight.path[-1] == pytest.approx((1.75, max(float(start), math.sqrt(12**2 - 1.75**2))))  # nb_out's exit
+    # MAP: nb_in's straight on is nb_out at x2 (node 2), its first ingress lane.
+    [nb_in] = [a for a in approaches(sc) if a.lane == "nb_in" and a.intersection == "x1"]
+    assert [(c.maneuver, c.node_id, c.lane_id) for c in nb_in.connections] == [(1, 2, 1), (2, 0, 0)]
+
+
+def test_a_lane_starting_beyond_the_box_edge_or_towards_the_box_is_no_egress(tmp_path: Path) -> None:
+    path = tmp_path / "split.yaml"
+    path.write_text(SPLIT.replace("START", "14").replace("[[1.75, 14], [1.75, 300]]", "[[1.75, 300], [1.75, 13]]"))
+    sc = load_scenario(path)
+    # nb_out now ends 13.1 m from x1's centre, heading for it; eb_out and the others start 14.1 m out (> 12 + 1.75).
+    assert [(m.lane, m.turn, m.egress) for m in movements(sc, sc.road.intersections[0])] == [
+        ("nb_in", "straight", None),
+        ("nb_in", "left", None),
+        ("sb_in", "straight", None),
+        ("sb_in", "left", None),
+    ]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests._agents import rtk_gnss
 from v2x.agents.base import Heard, TickContext
@@ -15,9 +17,9 @@ from v2x.apps.host import Host
 from v2x.apps.rlvw import match, red_light_warning, time_to_travel
 from v2x.apps.thresholds import DEFAULTS
 from v2x.run.runner import build_agents, environment
-from v2x.scenario import ScenarioError, load_scenario
+from v2x.scenario import ScenarioError, load_scenario, signals
 from v2x.scenario.loader import SCENARIO_DIR
-from v2x.scenario.model import SignalSpec
+from v2x.scenario.model import IntersectionSpec, LaneSpec, SignalSpec
 from v2x.scenario.signals import FixedTimeController, approaches, crossed
 from v2x.wire import testbed_pb2
 from v2x.wire.map_spat import (
@@ -113,6 +115,66 @@ def test_a_lane_through_a_street_grid_is_an_approach_of_each_crossroads_from_the
     m = match(car(-50.0, 1.75, math.pi), aps, 0.5)
     assert m is not None and (m.approach.intersection, m.approach.lane) == ("x_w", "wb_m")
     assert match(car(0.0, -1.75, 0.0), aps, 0.5) is None  # inside a box: on no approach
+
+
+def _street_grid(tmp_path: Path, n: int) -> Path:
+    """An n x n grid of signalised crossroads 100 m apart, each street one lane each way through all of them."""
+    half, lanes, boxes = (n + 1) * 50.0, [], []
+    for k in range(n):
+        c = (k - (n - 1) / 2) * 100.0
+        for lane_id, line in (
+            (f"eb{k}", [[-half, c - 1.75], [half, c - 1.75]]),
+            (f"wb{k}", [[half, c + 1.75], [-half, c + 1.75]]),
+            (f"nb{k}", [[c + 1.75, -half], [c + 1.75, half]]),
+            (f"sb{k}", [[c - 1.75, half], [c - 1.75, -half]]),
+        ):
+            lanes.append({"id": lane_id, "centerline": line, "width_m": 3.5})
+    for i in range(n):
+        for j in range(n):
+            phases = [
+                {"id": 1, "lanes": [f"eb{j}", f"wb{j}"], "green_s": 20, "yellow_s": 3, "all_red_s": 2},
+                {"id": 2, "lanes": [f"nb{i}", f"sb{i}"], "green_s": 20, "yellow_s": 3, "all_red_s": 2},
+            ]
+            center = [(i - (n - 1) / 2) * 100.0, (j - (n - 1) / 2) * 100.0]
+            boxes.append({"id": f"x{i}_{j}", "center": center, "radius_m": 12, "signal": {"phases": phases}})
+    doc = {
+        "id": "grid",
+        "name": "street grid",
+        "origin": {"lat_deg": 30.0, "lon_deg": 104.0, "alt_m": 0.0},
+        "duration_s": 2.0,
+        "road": {"lanes": lanes, "intersections": boxes},
+        "actors": [{"id": "rsu1", "kind": "rsu", "position": [0, 0]}],
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_a_street_grids_approaches_work_out_each_lane_at_each_crossroads_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # diffreview26: naming each movement's egress asked every crossroads for every lane's approach afresh
+    # (crossroads^2 x lanes^2): a 10 x 10 grid's approaches took 18 s. Counted rather than timed.
+    sc = load_scenario(_street_grid(tmp_path, 4))
+    asked: list[tuple[str, str]] = []
+    real = signals.approach_points
+
+    def counted(lane: LaneSpec, ix: IntersectionSpec, others: Sequence[IntersectionSpec] = ()) -> object:
+        asked.append((lane.id, ix.id))
+        return real(lane, ix, others)
+
+    monkeypatch.setattr(signals, "approach_points", counted)
+    aps = approaches(sc)
+    assert len(aps) == 16 * 4 and len(asked) == len(set(asked)) == 16 * 4
+    # Each egress is named where it enters the next crossroads: eb0 leaves x1_0 for x2_0 (node 2 * 4 + 1),
+    # where it is the first of the lanes (eb0, wb0, nb2, sb2).
+    eb = next(a for a in aps if a.intersection == "x1_0" and a.lane == "eb0")
+    assert [(c.node_id, c.lane_id) for c in eb.connections] == [(9, 1)]
+    # A roadside unit serving one crossroads asks only about its 4 lanes, and each of them at most at the
+    # 3 other crossroads it enters.
+    asked.clear()
+    approaches(sc, ["x1_1"])
+    assert len(asked) == len(set(asked)) <= 4 + 4 * 3
 
 
 # -- MAP and SPAT on the wire ---------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def _int(text: str) -> int:
     """An integer as the scenario loader takes one: ASCII digits with an optional sign (``int()`` also took
     ``1_0``, non-ASCII digits and surrounding blanks)."""
     body = text.strip()
-    if not (body.removeprefix("-").removeprefix("+").isdigit() and body.isascii()) or len(body) > 40:
+    if not re.fullmatch(r"[-+]?[0-9]+", body) or len(body) > 40:  # (not "-+5": int() refuses it, ValueError)
         raise argparse.ArgumentTypeError(f"an integer, got {text[:60]!r}")
     return int(body)
 
@@ -87,9 +87,9 @@ def seed_list(text: str) -> list[int]:
         hi = seed(hi_text) if dash else lo
         if hi < lo:
             raise argparse.ArgumentTypeError(f"a range from low to high (e.g. 0-4), got {part.strip()!r}")
-        if len(seeds) + hi - lo >= MAX_SEEDS:
+        if hi - lo >= MAX_SEEDS or len(more := seeds.union(range(lo, hi + 1))) > MAX_SEEDS:  # (each seed once)
             raise argparse.ArgumentTypeError(f"at most {MAX_SEEDS} seeds, got {text!r}")
-        seeds.update(range(lo, hi + 1))
+        seeds = more
     return sorted(seeds)
 
 

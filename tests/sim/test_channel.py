@@ -3,6 +3,8 @@ it, when it is handed out, and what is counted."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -260,3 +262,27 @@ def test_scratch_hands_out_views_of_one_array_per_name_grown_when_too_small() ->
     c = s.room("a", 1000, np.intp)  # too small: a new one
     assert len(c) == 1000 and not np.shares_memory(a, c)
     assert s.room("a", 10, np.float64).dtype == np.float64  # another type: a new one
+
+
+def test_a_withdrawn_delivery_leaves_the_channel_it_was_counted_in() -> None:
+    """Diff review 26: ``withdraw`` decided a transmission's channel a second time, apart from ``transmit``; were the
+    two to differ, a cut delivery's latency would be taken out of another group (silently: the value where it would
+    sort goes in its place). One function (``Channel.channel_of``) decides it for both: every delivery of every
+    channel withdrawn, no latency is left and each went out of the group it was counted in."""
+    ch = _channel(seed=5)
+    sent = [
+        _tx(ch, "car_a", 1, testbed_pb2.LINK_PC5, msg="bsm"),
+        _tx(ch, "car_a", 2, testbed_pb2.LINK_UU, ("edge",), msg="vir"),
+        _tx(ch, "edge", 1, testbed_pb2.LINK_UU, ("car_a", "car_b"), msg="rsc"),
+        _tx(ch, "rsu", 1, testbed_pb2.LINK_WIRED, ("edge",), msg="rsm"),
+    ]
+    assert [ch.channel_of(t) for t in sent] == ["pc5", "uu-up", "uu-down", "wired"]
+    for k in range(20):  # (enough for every channel to deliver some)
+        ch.transmit([dataclasses.replace(t, seq=t.seq + 10 * k) for t in sent], _grid(ch))
+    counted = {key: len(ch.stats.joined([key])[0]) for key in ch.stats.latency_groups}
+    assert {key[0] for key, n in counted.items() if n} == {"pc5", "uu-up", "uu-down", "wired"}
+    for got in ch.due(1.0).values():
+        for t, at in zip(got.sent, got.delivery_s, strict=True):
+            ch.withdraw(t, at)
+    assert {key: len(ms) for key, ms in ch.stats.withdrawn.items()} == counted
+    assert len(ch.stats.latencies_ms) == 0 and sum(ch.stats.delivered.values()) == 0

@@ -18,13 +18,15 @@ import numpy as np
 import pytest
 
 from tests.sim.test_background import _scenario, _tick
+from tests.test_world_inputs import _padded_bsm
 from v2x.agents.fleet import FleetAgent
-from v2x.core import always_compiled
+from v2x.core import ActorKind, always_compiled
 from v2x.geodesy import LocalFrame
 from v2x.net import topics
 from v2x.net.fleet import FleetHost
 from v2x.run.runner import environment
 from v2x.scenario.loader import SCENARIO_DIR, load_scenario
+from v2x.sim.background import Background
 from v2x.sim.inbound import Inbound
 from v2x.sim.simulation import Simulation
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
@@ -40,7 +42,7 @@ from v2x.wire.fleet import (
     vehicle_bodies,
     vehicle_head,
 )
-from v2x.wire.protocol import MAX_FLEET_ACK_BYTES
+from v2x.wire.protocol import MAX_FLEET_ACK_BYTES, MAX_INPUT_BYTES, MAX_TX_BYTES, MAX_TX_PER_TICK
 
 FRAME = LocalFrame(29.5, 106.5, 0.0)
 
@@ -944,3 +946,32 @@ def test_a_fleet_ack_that_contradicts_its_ticks_first_flags_the_fleet_at_once(tm
     sim.inbound.fleet("fleet-0", ack.SerializeToString(), members)
     assert sim.inbound.stats.rejected["conflicting_ack"] == 1
     assert sim.inbound.flagged() == {"fleet-0": {"ack": 1}}
+
+
+def test_a_fleet_vehicle_cut_from_an_input_after_it_left_the_road_is_counted_against_its_fleet(tmp_path: Path) -> None:
+    """Diff review 26: the overflow cut named the sender by its slot's occupant when the input was built. The
+    fleet's vehicles flood the RSU (64 envelopes of 16 KiB each) and leave the road before their deliveries are
+    sent: a freed slot raised KeyError in ``Simulation.begin`` (the run died), and a slot taken by a newcomer put
+    the cut on the newcomer. Now the cut goes against the fleet that hosted them (with one fleet too: it went
+    against no one, the vehicles being no actors)."""
+    sim, _agent, ack = _open_tick_with_members(tmp_path)
+    members = sorted({testbed_pb2.Envelope.FromString(e).sender_id for e in ack.envelopes})
+    del ack.envelopes[:]
+    for vid in members:
+        for seq in range(1001, 1001 + MAX_TX_PER_TICK):
+            env = testbed_pb2.Envelope.FromString(_padded_bsm(vid, seq, MAX_TX_BYTES - 100))
+            env.tick, env.tx_time_us = 1, 100_000
+            ack.envelopes.append(env.SerializeToString())
+    assert len(members) * MAX_TX_PER_TICK * MAX_TX_BYTES > 2 * MAX_INPUT_BYTES
+    sim.receive_fleet("fleet-0", ack.SerializeToString())
+    sim.step()
+    bg = sim.background
+    assert isinstance(bg, Background)
+    for vid in members:  # they leave the road (their deliveries are still to come), a newcomer takes a slot
+        bg._remove(bg.id_of_row.index(vid))
+    sim.world.add("newcomer", ActorKind.CAR, 4.5, 1.8)
+    inputs = sim.begin(2)
+    assert max(len(p) for p in inputs.values()) <= MAX_INPUT_BYTES
+    stats = sim.inbound.stats
+    assert stats.rejected["input_overflow"] > 0
+    assert dict(stats.rejected_by_actor) == {"fleet-0": {"input_overflow": stats.rejected["input_overflow"]}}

@@ -294,13 +294,21 @@ MAX_STREAMS = 32
 MAX_CONNECTIONS = 64
 #: At most this many bytes of request line and headers per connection (the page's own requests send well under
 #: 2 KiB). http.server takes up to 100 header lines of 64 KiB each: 64 connections holding such heads took a
-#: run from 92 MB to 620 MB (attack review 12). More is answered 431 and closed.
+#: run from 92 MB to 620 MB (attack review 12). More is answered 431 (in the request line: 414) and closed.
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
+
+
+class _HeadTooLong(http.client.LineTooLong):
+    """A request head past ``MAX_REQUEST_HEAD_BYTES`` (``LineTooLong``'s own text names http.client's 65536)."""
+
+    def __init__(self) -> None:
+        http.client.HTTPException.__init__(self, f"a request head over {MAX_REQUEST_HEAD_BYTES} bytes")
 
 
 class _HeadBudget(io.BufferedIOBase):
     """The connection's input with a budget for the request's head: a read past ``MAX_REQUEST_HEAD_BYTES``
-    raises ``http.client.LineTooLong``, which http.server answers 431."""
+    raises ``_HeadTooLong``, which http.server answers 431 in the headers (and ``_Handler`` 414 in the request
+    line)."""
 
     def __init__(self, raw: Any) -> None:
         super().__init__()
@@ -318,7 +326,7 @@ class _HeadBudget(io.BufferedIOBase):
         data: bytes = reader(cap)
         self.left -= len(data)
         if self.left < 0:
-            raise http.client.LineTooLong(f"a request head over {MAX_REQUEST_HEAD_BYTES} bytes")
+            raise _HeadTooLong
         return data
 
     def readable(self) -> bool:
@@ -415,6 +423,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _too_slow(self) -> None:
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_one_request(self) -> None:
+        self.raw_requestline = b""
+        try:
+            super().handle_one_request()
+        except _HeadTooLong:
+            if self.raw_requestline:
+                raise  # (past the request line: parse_request answered 431 already)
+            # The request line itself: http.server answers 414 to one over its 64 KiB, and let the budget's
+            # exception end the connection without a word (diff review 26).
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414, "Request line too long")
+            self.close_connection = True
 
     def parse_request(self) -> bool:
         ok = super().parse_request()  # (reads the headers)

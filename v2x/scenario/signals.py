@@ -462,12 +462,23 @@ def _turn_of(angle_rad: float) -> str:
     return "straight" if abs(a) <= 45 else "left" if 45 < a <= 135 else "right" if -135 <= a < -45 else "u_turn"
 
 
+def _on_edge(point: tuple[float, float], lane: LaneSpec, ix: IntersectionSpec) -> bool:
+    """Is ``point`` (on ``lane``'s centre line) on the box's edge: on the circle, or outside it by at most half the
+    lane's width (a lane drawn from the box's edge line starts there: off the axis, just outside the circle)?"""
+    d = math.hypot(point[0] - ix.center[0], point[1] - ix.center[1])
+    return ix.radius_m - 1e-6 < d <= ix.radius_m + lane.width_m / 2 + 1e-6
+
+
 def box_exit(lane: LaneSpec, ix: IntersectionSpec) -> tuple[float, float, float] | None:
-    """Where the lane's centre line leaves the box (x, y, heading), or None if it ends inside it."""
+    """Where the lane's centre line leaves the box (x, y, heading), or None if it ends inside it or never comes
+    to it. A lane that starts on the box's edge (``_on_edge``) running away from the box leaves it where it starts
+    (an egress lane drawn from the box's edge line, found by no MAP connection before: diff review 26)."""
     pts = [(float(x), float(y)) for x, y in lane.centerline]
     cut = _last_exit(pts, [ix])
     if cut is None:
-        return None
+        (x0, y0), (x1, y1) = pts[0], pts[1]
+        away = (x1 - x0) * (x0 - ix.center[0]) + (y1 - y0) * (y0 - ix.center[1]) > 0
+        return (x0, y0, math.atan2(y1 - y0, x1 - x0)) if away and _on_edge(pts[0], lane, ix) else None
     k, u = cut
     (x0, y0), (x1, y1) = pts[k], pts[k + 1]
     return x0 + u * (x1 - x0), y0 + u * (y1 - y0), math.atan2(y1 - y0, x1 - x0)
@@ -625,8 +636,8 @@ def approaches(scenario: Scenario, intersection_ids: list[str] | None = None) ->
     egress lane named where it is an ingress lane of the next intersection downstream); its ``phase_id``
     is its first movement's signal group."""
     out: list[Approach] = []
-    boxes = scenario.road.intersections
-    for ix in boxes:
+    table = _Ingresses(scenario)
+    for ix in scenario.road.intersections:
         if intersection_ids is not None and ix.id not in intersection_ids:
             continue
         groups = signal_groups(scenario, ix)
@@ -634,13 +645,13 @@ def approaches(scenario: Scenario, intersection_ids: list[str] | None = None) ->
         for m in movements(scenario, ix):
             moves.setdefault(m.lane, []).append(m)
         for lane in scenario.road.lanes:
-            pts = approach_points(lane, ix, boxes)
+            pts = table.points(lane, ix)
             if pts is None:
                 continue
             limit = None if lane.speed_limit_kph is None else kph_to_mps(lane.speed_limit_kph)
             connections = []
             for m in sorted(moves.get(lane.id, []), key=lambda m: MANEUVER_BITS[m.turn]):
-                node, lane_no = _downstream(scenario, ix, m.egress) if m.egress else (0, 0)
+                node, lane_no = table.downstream(ix, m.egress) if m.egress else (0, 0)
                 bit = MANEUVER_BITS[m.turn] if m.given else 0
                 connections.append(Connection(bit, groups.get((m.lane, m.turn), (0, 0, False))[0], node, lane_no))
             out.append(
@@ -659,23 +670,57 @@ def approaches(scenario: Scenario, intersection_ids: list[str] | None = None) ->
     return out
 
 
-def _downstream(scenario: Scenario, ix: IntersectionSpec, lane_id: str) -> tuple[int, int]:
-    """The egress lane ``lane_id`` of ``ix`` as MAP names it: (node id, lane id) of its approach to the next
-    intersection it enters after leaving ``ix`` (the approach that starts on ``ix``'s box edge), or (0, 0)."""
-    boxes = scenario.road.intersections
-    for other in boxes:
-        if other.id == ix.id:
-            continue
-        lanes = [lane for lane in scenario.road.lanes if approach_points(lane, other, boxes) is not None]
-        for k, lane in enumerate(lanes, start=1):
-            if lane.id != lane_id:
+class _Ingresses:
+    """The ingress lanes of a scenario's intersections for one ``approaches`` call, each worked out once, on
+    first use: which lanes enter which box (``ingress``), MAP's number of each in its intersection (1, 2, ...
+    in file order) and its ``approach_points``. (Asking every intersection afresh for every movement made a
+    street grid's approaches take time of the order of intersections squared times lanes squared.)"""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self._boxes = scenario.road.intersections
+        self._lanes = {lane.id: lane for lane in scenario.road.lanes}
+        self._enters: dict[tuple[str, str], bool] = {}
+        self._entered: dict[str, list[tuple[int, IntersectionSpec]]] = {}
+        self._numbers: dict[str, dict[str, int]] = {}
+        self._points: dict[tuple[str, str], list[tuple[float, float]] | None] = {}
+
+    def enters(self, lane: LaneSpec, ix: IntersectionSpec) -> bool:
+        key = (lane.id, ix.id)
+        if key not in self._enters:
+            self._enters[key] = ingress(lane, ix) is not None
+        return self._enters[key]
+
+    def number(self, lane: LaneSpec, ix: IntersectionSpec) -> int | None:
+        """The lane's number among the ingress lanes of ``ix``, or None if it is none of them."""
+        if not self.enters(lane, ix):
+            return None
+        if ix.id not in self._numbers:
+            ids = [other.id for other in self._lanes.values() if self.enters(other, ix)]
+            self._numbers[ix.id] = {lane_id: k for k, lane_id in enumerate(ids, start=1)}
+        return self._numbers[ix.id][lane.id]
+
+    def points(self, lane: LaneSpec, ix: IntersectionSpec) -> list[tuple[float, float]] | None:
+        """``approach_points(lane, ix, <every intersection>)``."""
+        key = (lane.id, ix.id)
+        if key not in self._points:
+            self._points[key] = approach_points(lane, ix, self._boxes) if self.enters(lane, ix) else None
+        return self._points[key]
+
+    def downstream(self, ix: IntersectionSpec, lane_id: str) -> tuple[int, int]:
+        """The egress lane ``lane_id`` of ``ix`` as MAP names it: (node id, lane number) of its approach to the
+        next intersection it enters after leaving ``ix`` (the approach that starts on ``ix``'s box edge), or
+        (0, 0)."""
+        lane = self._lanes[lane_id]
+        if lane_id not in self._entered:
+            self._entered[lane_id] = [(n, o) for n, o in enumerate(self._boxes, start=1) if self.enters(lane, o)]
+        for node, other in self._entered[lane_id]:
+            if other.id == ix.id or (k := self.number(lane, other)) is None:
                 continue
-            pts = approach_points(lane, other, boxes)
+            pts = self.points(lane, other)
             assert pts is not None
-            fx, fy = pts[0]
-            if abs(math.hypot(fx - ix.center[0], fy - ix.center[1]) - ix.radius_m) < 1e-6:
-                return node_id_of(scenario, other.id), k
-    return 0, 0
+            if _on_edge(pts[0], lane, ix):
+                return node, k
+        return 0, 0
 
 
 def signal_heads(scenario: Scenario) -> list[tuple[Approach, FixedTimeController]]:

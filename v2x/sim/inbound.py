@@ -471,15 +471,17 @@ class Inbound:
         }
 
     # -- messages -----------------------------------------------------------------------------------
-    def reject(self, reason: str, where: str, detail: str = "", *, n: int = 1) -> None:
+    def reject(self, reason: str, where: str, detail: str = "", *, n: int = 1, on_topics: bool = True) -> None:
         """Count a rejection, or ``n`` of one cause (``where``: the topic or sender, for the log). The first
         ``LOG_FIRST`` calls of each reason are logged at WARNING, the rest at DEBUG (``log_summary`` sums them up
-        at the end)."""
+        at the end). ``on_topics``: refused on the sender's topics, which ``missing_why`` tells while the world
+        waits for its report (not a cut from another's input)."""
         self.stats.rejected[reason] += n
         self._logged[reason] += 1
         who = where.rsplit("/", 1)[-1]  # (a topic's last level, or the sender)
         if who in self.slot_of or who in self.fleet_ids:
             self.stats.rejected_by_actor[who][reason] += n
+        if on_topics and (who in self.slot_of or who in self.fleet_ids):
             tick, counts, _ = self._refused.get(who) or (self.current_tick, Counter(), "")
             if tick != self.current_tick:
                 counts = Counter()
@@ -494,7 +496,7 @@ class Inbound:
         receiver's input that could not be sent whole, it being one of those who sent that receiver the most
         (``Simulation._sendable``): counted against it (``input_overflow``) and, once per input, a conflict of
         its, so that a sender cut in ``CONFLICTS_FLAGGED`` ticks is flagged."""
-        self.reject("input_overflow", sender, detail, n=n)
+        self.reject("input_overflow", sender, detail, n=n, on_topics=False)
         if sender in self.slot_of or sender in self.fleet_ids:
             self._conflict(sender, "input_overflow")
 

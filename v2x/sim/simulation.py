@@ -52,7 +52,7 @@ from v2x.scenario.model import ROAD_USER_KINDS, VRU_KINDS, Scenario
 from v2x.scenario.signals import signal_controllers, warp_from_wire, warp_to_wire
 from v2x.sim.actors import pc5_coverage, road_user_slots, unequipped_ids, world_state
 from v2x.sim.background import Background, BackgroundTraffic, background_capacity
-from v2x.sim.channel import Bulk, Channel, Received, Scratch
+from v2x.sim.channel import Bulk, Channel, Received, Scratch, Transmission
 from v2x.sim.events import event_order
 from v2x.sim.inbound import Inbound
 from v2x.sim.metrics import run_metrics
@@ -438,9 +438,10 @@ class Simulation:
         for part, n in sorted((p, n) for p, n in dropped.items() if n):
             self.inbound.reject("unsendable_input", where, f"({n} {part} no host takes)")
         overflow = [k for k, keep in zip(kept, cut.keep, strict=True) if not keep]
+        one_of = {sent[k].sender_slot: sent[k] for k in overflow}
         for slot, n in sorted(Counter(sent[k].sender_slot for k in overflow).items()):
             self.inbound.overflowed(
-                self._sender_of(slot),
+                self._sender_of(one_of[slot]),
                 n,
                 f"({n} deliveries cut from {where}, over {MAX_INPUT_BYTES:,} bytes: it sent {cut.sent[slot]:,} "
                 f"bytes there, a fair share being {cut.share:,})",
@@ -449,11 +450,16 @@ class Simulation:
             self.channel.withdraw(sent[k], delivery_s[k])
         return msg.SerializeToString()
 
-    def _sender_of(self, slot: int) -> str:
-        """Who answers for what the sender in ``slot`` transmitted: an actor, or the fleet hosting the vehicle."""
-        who = self.world.id_of(slot)
-        fleet = self._fleet_assigned.get(who)
-        return self.fleet_ids[fleet] if fleet is not None and slot >= len(self.actor_ids) else who
+    def _sender_of(self, sent: Transmission) -> str:
+        """Who answers for ``sent``: its sender, an actor, as its envelope names it, or the fleet hosting the
+        vehicle (with one fleet, which remembers no assignment: that one). Not the slot's occupant now: a
+        background vehicle's deliveries outlive its leaving the road, and its slot is freed, then taken by
+        another vehicle (diff review 26)."""
+        who = testbed_pb2.Envelope.FromString(sent.raw).sender_id
+        if sent.sender_slot < len(self.actor_ids) or not self.fleet_ids:
+            return who
+        fleet = 0 if len(self.fleet_ids) == 1 else self._fleet_assigned.get(who)
+        return who if fleet is None else self.fleet_ids[fleet]
 
     def _fleet_inputs(self, tick: int, t: float, bulk: Bulk) -> dict[str, bytes]:
         """Every fleet's FleetInput of ``tick``: its equipped background vehicles on the road (their truth when
