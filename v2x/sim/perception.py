@@ -76,8 +76,10 @@ class StatedParticipant:
 
 @dataclass(frozen=True)
 class _Truth:
+    """The road users at ``t_s``; ``of_type``: per ptcType of ``KINDS_OF_TYPE``, which of them it admits."""
+
     t_s: float
-    kinds: NDArray[np.str_]
+    of_type: dict[int, NDArray[np.bool_]]
     x: F64
     y: F64
     speed: F64
@@ -125,8 +127,9 @@ def participant_errors(p: StatedParticipant, tx_time_s: float, truth: _Truth | N
         return ["stale"]
     if truth is None:
         return []
-    admitted = KINDS_OF_TYPE.get(p.ptc_type)
-    mask = np.isin(truth.kinds, list(admitted)) if admitted is not None else np.ones(len(truth.x), dtype=np.bool_)
+    mask = truth.of_type.get(p.ptc_type)
+    if mask is None:
+        mask = np.ones(len(truth.x), dtype=np.bool_)
     if not mask.any():
         return ["position"]
     dist = np.hypot(truth.x[mask] - p.x, truth.y[mask] - p.y)
@@ -155,7 +158,9 @@ class PerceptionCheck:
 
     def note_truth(self, t_s: float, kinds: Sequence[str], x: F64, y: F64, vx: F64, vy: F64) -> None:
         """The road users' true states at ``t_s``."""
-        self.truth.append(_Truth(t_s, np.asarray(kinds, dtype=np.str_), x.copy(), y.copy(), np.hypot(vx, vy)))
+        names = np.asarray(kinds, dtype=np.str_)
+        of_type = {t: np.isin(names, list(admitted)) for t, admitted in KINDS_OF_TYPE.items()}
+        self.truth.append(_Truth(t_s, of_type, x.copy(), y.copy(), np.hypot(vx, vy)))
         while self.truth and self.truth[0].t_s < t_s - TRUTH_KEPT_S:
             self.truth.popleft()
 

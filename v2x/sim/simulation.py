@@ -241,10 +241,10 @@ class Simulation:
         self._external = {a.id for a in scenario.actors if a.external}
         self._last_truth: dict[str, tuple[int, testbed_pb2.TruthState]] = {}
         self._implausible: Counter[str] = Counter()
-        # RSM / SSM against the truth (v2x.sim.perception): a V2X run in which a roadside unit or an outside stack
-        # may send them
+        # RSM / SSM against the truth (v2x.sim.perception): a V2X run in which a roadside unit with sensors or an
+        # outside stack may send them (the truth is kept for them each tick: not in the other runs)
         self.perception: PerceptionCheck | None = None
-        if variant == "v2x" and any(a.kind == "rsu" or a.external for a in scenario.actors):
+        if variant == "v2x" and any((a.kind == "rsu" and a.sensors) or a.external for a in scenario.actors):
             o = scenario.origin
             geo = LocalFrame(o.lat_deg, o.lon_deg, o.alt_m)
             self.perception = PerceptionCheck(geo, scenario.epoch, self.tick_s, w.id_of)
