@@ -30,6 +30,7 @@ from v2x.agents.platform import associate
 from v2x.apps.host import Participant
 from v2x.apps.tjw import detect_queue, queue_event
 from v2x.scenario.model import ActorSpec, RsiItemSpec, Scenario
+from v2x.scenario.sensors import coverage_polygon, resolve
 from v2x.scenario.signals import (
     PriorityDecision,
     PriorityLimits,
@@ -41,7 +42,15 @@ from v2x.scenario.signals import (
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, kph_to_mps, s_of
 from v2x.wire import day1_pb2, testbed_pb2
 from v2x.wire.bsm import EMERGENCY_CLASSES, TRANSIT_CLASSES, RemoteState
-from v2x.wire.day2 import SSM_MAX_PARTICIPANTS, Coordination, Intention, VehicleRequest, encode_rsc, encode_ssm
+from v2x.wire.day2 import (
+    SSM_MAX_PARTICIPANTS,
+    SSM_MAX_REGIONS,
+    Coordination,
+    Intention,
+    VehicleRequest,
+    encode_rsc,
+    encode_ssm,
+)
 from v2x.wire.envelope import temporary_id
 from v2x.wire.map_spat import MapNode, SignalState, encode_map, encode_spat
 from v2x.wire.protocol import MAX_TX_PER_TICK
@@ -200,6 +209,8 @@ class RoadsideUnit(Agent):
         self._said_dropped = False
         self.shares_as = spec.shares_as  # rsm (Day-1) or ssm (Day-2): how it broadcasts what it detects
         self._ssm_count = 0
+        # The SSM's detectedRegion: the area each of its sensors covers (T/CSAE 157), up to SSM_MAX_REGIONS
+        self.regions = [coverage_polygon(self.x, self.y, resolve(s)) for s in spec.sensors][:SSM_MAX_REGIONS]
         # Queue detection (TJW): the lanes watched, each with the rteId of its event (after the road events),
         # what the RSU knows of the road users (BSM senders by key, its sensors' objects by ptcId), and the
         # events of the queues found at the last look, by rteId.
@@ -500,6 +511,7 @@ class RoadsideUnit(Agent):
             frame=self.env.frame,
             epoch=self.env.epoch,
             msg_count=self._ssm_count,
+            regions=self.regions,
         )
         self._ssm_count += 1
         return Transmission(testbed_pb2.LINK_PC5, frame)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -162,6 +163,9 @@ class VehicleAgent(Agent):
         # Road users heard of in SSMs (other stations' sensors), by participant key ({ssm id}/{ptcId}), and
         # personal devices heard (PSM), by temporary id.
         self.shared: dict[str, RemoteState] = {}
+        # Where it believed itself over the last max_age_s, (t, x, y) oldest first: SDS tells itself among the
+        # shared participants by it (OnBoardView.host_track)
+        self._track: deque[tuple[float, float, float]] = deque()
         self.personal: dict[bytes, RemoteState] = {}
         self.phone = spec.device == "phone"  # sends PSM (T/CSAE 157) instead of BSM
         self.own_id = temporary_id(spec.id)
@@ -552,6 +556,11 @@ class VehicleAgent(Agent):
             pose.z,
             self.v * pose.grade,
         )
+        if not self._track or t > self._track[-1][0]:
+            self._track.append((t, host.x, host.y))
+            horizon = t - self.env.thresholds["max_age_s"] - 0.5  # (and a little more: a track spanning its age)
+            while self._track[0][0] < horizon:
+                self._track.popleft()
         if self.detector is not None and self.remotes and self._judge:
             self._judge = False  # once a tick, the first time the apps run in it
             own = Participant(
@@ -589,6 +598,8 @@ class VehicleAgent(Agent):
             suggestions=tuple(self.suggestions.values()),
             kind=self.kind,
             cruise_mps=self.cruise_mps,
+            host_track=self._track,
+            own_id=self.own_id,
         )
 
     def _evaluate(

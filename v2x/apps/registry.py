@@ -210,6 +210,11 @@ class OnBoardView:
     # keep (his cruise speed; 0 unknown): SVP's request reads them (its priority, its arrival at the stop line).
     kind: str = ""
     cruise_mps: float = 0.0
+    # The host's own recent track, (t, x, y) of the centre it believed itself at, oldest first (over the last
+    # ``max_age_s``), and its temporary id (its BSMs' ``id``): SDS tells the host among the shared participants
+    # by them (v2x.apps.sds, rule 1).
+    host_track: Sequence[tuple[float, float, float]] = ()
+    own_id: bytes = b""
 
     @property
     def road_events(self) -> dict[str, RoadEvent]:

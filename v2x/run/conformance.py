@@ -115,7 +115,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "truth, and (--mode realtime) the deadline. Prints a checklist.",
         epilog="Exit codes: 0 pass, 1 a check failed, 2 bad input, 3 no stack joined (or no broker answered).",
     )
-    p.add_argument("--actor", required=True, metavar="ID", help="the actor the stack drives (a road user)")
+    p.add_argument(
+        "--actor",
+        required=True,
+        metavar="ID",
+        help="the actor the stack drives: a road user, or a roadside unit (judged by its Acks and its RSM / SSM "
+        "against the world's truth)",
+    )
     p.add_argument(
         "--scenario", default=DEFAULT_SCENARIO, metavar="S", help=f"scenario id or file (default {DEFAULT_SCENARIO})"
     )
@@ -353,13 +359,15 @@ def analyse(
     uplink: bool = False,
     equipped: bool = True,
     own: OwnCounts | None = None,
+    roadside: bool = False,
 ) -> Checklist:
     """The checklist for what ``actor_id`` sent in one run (``metrics``: the world's, None if it failed;
     ``box_m``: the actor's length and width in the scenario, which its BSMs' ``size`` must state; ``uplink``:
     the scenario has it send its BSMs to ``platform_id`` over Uu too; ``equipped`` false: it has no OBU and
     must send no envelope, so the checks of envelopes say SKIP and 'no envelopes' fails on any; ``own``: what
     the world counted on the actor's own topics, which the world's view judges instead of the whole run's
-    ``metrics``, when given)."""
+    ``metrics``, when given; ``roadside``: the actor is a roadside unit, which sends no BSM and reports no truth:
+    the checks of BSMs and truths are left out and 'perception' judges its RSM / SSM against the world's truth)."""
     from v2x import units
     from v2x.wire import testbed_pb2
     from v2x.wire.bsm import decode_bsm
@@ -477,12 +485,14 @@ def analyse(
 
     if equipped:
         out.add("decode", decode_problems, f"{len(seen)} envelope(s) parse, known message types", nothing=no_tx)
-        out.add("ids", id_problems, f"sender_id {actor_id}, BSM id {bsm_id.hex()}", nothing=no_tx)
+        ids = f"sender_id {actor_id}" + ("" if roadside else f", BSM id {bsm_id.hex()}")
+        out.add("ids", id_problems, ids, nothing=no_tx)
     else:  # (its Acks, and whatever envelopes it sent all the same)
         nothing = "" if acks or seen else "no Ack came"
         out.add("decode", decode_problems, f"{len(acks)} Ack(s) parse", nothing=nothing)
         out.add("ids", id_problems, f"Ack actor_id {actor_id}", nothing=nothing)
-    envelopes("units in range", range_problems, "every BSM decodes within its elements' ranges", no_bsm)
+    if not roadside:
+        envelopes("units in range", range_problems, "every BSM decodes within its elements' ranges", no_bsm)
 
     # The ticks the stack was asked for: all of them in a run that completed, else those whose TickInput came
     # (a stack refused at Hello got none; one that went silent is judged up to the tick it did not answer).
@@ -499,7 +509,9 @@ def analyse(
             rate_problems.append(f"no PC5 BSM in {len(none)} of {len(ran)} ticks (first: {none[:5]}); {rate:.1f} Hz")
         if many:
             rate_problems.append(f"several PC5 BSMs in ticks {many[:5]}")
-    if equipped:
+    if roadside:
+        pass  # (an RSU sends what its jobs ask, no BSM)
+    elif equipped:
         out.add("BSM rate", rate_problems, f"one PC5 BSM per tick ({1 / tick_s:.0f} Hz)", nothing=not_run)
     else:
         sent = (
@@ -523,7 +535,10 @@ def analyse(
                 cnt_problems.append(
                     f"tick {n}: the Uu copy has msg_cnt {bsm.msg_cnt}, the PC5 BSM {pc5_bsms[n][0][0].msg_cnt}"
                 )
-    envelopes("msg_cnt", cnt_problems, "+1 per BSM (or per tick), wrapping at 127; Uu copies carry the same", no_bsm)
+    if not roadside:
+        envelopes(
+            "msg_cnt", cnt_problems, "+1 per BSM (or per tick), wrapping at 127; Uu copies carry the same", no_bsm
+        )
     # seq (docs/PROTOCOL.md "Duplicates"): from 1, above every seq of the ticks before, one per envelope; within a
     # tick the order is free (the world accepts a new seq after a higher one: a stack with a thread per link
     # failed here for publishing its Uu copy before its PC5 BSM, an outside stack's review)
@@ -545,13 +560,17 @@ def analyse(
         no_tx,
     )
     no_copy = [n for n in sorted(pc5_bsms) if not uu_bsms.get(n)]
-    envelopes(
-        "uu copy",
-        [f"no Uu copy of the BSM to {platform_id} in {len(no_copy)} tick(s) (first: {no_copy[:5]}): the platform "
-         "warns only vehicles it heard over Uu"] if no_copy and uplink and platform_id else [],
-        f"each tick's BSM also over Uu to {platform_id}",
-        no_bsm if uplink and platform_id else "no platform in this scenario, or the actor's uplink is off",
-    )  # fmt: skip
+    if roadside:
+        problems, detail, nothing = perception_check(metrics, actor_id)
+        out.add("perception", problems, detail, nothing=nothing if metrics is not None else not_run or nothing)
+    else:
+        envelopes(
+            "uu copy",
+            [f"no Uu copy of the BSM to {platform_id} in {len(no_copy)} tick(s) (first: {no_copy[:5]}): the "
+             "platform warns only vehicles it heard over Uu"] if no_copy and uplink and platform_id else [],
+            f"each tick's BSM also over Uu to {platform_id}",
+            no_bsm if uplink and platform_id else "no platform in this scenario, or the actor's uplink is off",
+        )  # fmt: skip
 
     # -- acks -----------------------------------------------------------------------------------------
     ack_problems = []
@@ -560,7 +579,7 @@ def analyse(
         ack_problems.append(f"no Ack for {len(no_ack)} tick(s) (first: {no_ack[:5]})")
     first_bsm = min(pc5_bsms, default=None)  # (the BSM size is judged once, on the first)
     for n, ack in sorted(acks.items()):
-        if not ack.HasField("truth"):
+        if not ack.HasField("truth") and not roadside:
             ack_problems.append(f"tick {n}: Ack without truth")
         if ack.tx_count != tx_per_tick.get(n, 0):
             ack_problems.append(f"tick {n}: tx_count {ack.tx_count}, {tx_per_tick.get(n, 0)} envelope(s) sent")
@@ -608,34 +627,37 @@ def analyse(
         no_tx,
     )
     judged = any(n in acks and acks[n].HasField("truth") for n in pc5_bsms)
-    envelopes(
-        "consistent with truth",
-        truth_problems,
-        "BSM = truth + GNSS error; speed, heading and accuracy agree",
-        "" if judged else no_bsm or "no PC5 BSM with an Ack carrying truth for its tick",
-    )
-    out.add(
-        "truth in motion",
-        _motion_problems(acks, capture, tick_s),
-        f"each tick's truth moves to the next as its speed ({MOTION_TOLERANCE_M:g} m + 10 %, a change of at most "
-        f"{MAX_SPEED_CHANGE_MPS2:g} m/s^2) and heading ({MOTION_HEADING_DEG:g} deg) say, and (vx, vy) agrees with them",
-        nothing="" if sum(a.HasField("truth") for a in acks.values()) >= 2 else not_run or "no two Acks with truth",
-    )
-    rest, told = _rest_problems(acks, capture, pc5_bsms)
-    out.add(
-        "at rest after a collision",
-        rest,
-        f"from TickInput({told}), which told of its collision, "
-        + ("its truth and BSMs stand" if pc5_bsms else "its truth stands"),
-        nothing="" if told is not None else not_run or "no collision in this run",
-    )
+    if not roadside:  # (an RSU sends no BSM and reports no truth: it is judged by its RSM / SSM, 'perception')
+        envelopes(
+            "consistent with truth",
+            truth_problems,
+            "BSM = truth + GNSS error; speed, heading and accuracy agree",
+            "" if judged else no_bsm or "no PC5 BSM with an Ack carrying truth for its tick",
+        )
+        out.add(
+            "truth in motion",
+            _motion_problems(acks, capture, tick_s),
+            f"each tick's truth moves to the next as its speed ({MOTION_TOLERANCE_M:g} m + 10 %, a change of at most "
+            f"{MAX_SPEED_CHANGE_MPS2:g} m/s^2) and heading ({MOTION_HEADING_DEG:g} deg) say, and (vx, vy) agrees with "
+            "them",
+            nothing="" if sum(a.HasField("truth") for a in acks.values()) >= 2 else not_run or "no two Acks with truth",
+        )
+        rest, told = _rest_problems(acks, capture, pc5_bsms)
+        out.add(
+            "at rest after a collision",
+            rest,
+            f"from TickInput({told}), which told of its collision, "
+            + ("its truth and BSMs stand" if pc5_bsms else "its truth stands"),
+            nothing="" if told is not None else not_run or "no collision in this run",
+        )
     # what the world refused on its ack topic (the listener cannot tell a refused Ack from one the world took)
     if own is not None:
         ack_problems += [f"tick {n}: the world refused an Ack: {printable(why)}" for n, why in own.refused_acks]
     out.add(
         "acks",
         ack_problems,
-        f"one per tick {'0..' + str(n_ticks) if metrics is not None else f'run ({len(ran)})'}, with truth and tx_count",
+        f"one per tick {'0..' + str(n_ticks) if metrics is not None else f'run ({len(ran)})'}, with "
+        + ("tx_count" if roadside else "truth and tx_count"),
         nothing=not_run,
     )
 
@@ -743,6 +765,29 @@ def analyse(
     return out
 
 
+def perception_check(metrics: dict[str, Any] | None, actor_id: str) -> tuple[list[str], str, str]:
+    """'perception' of a roadside unit: the gross errors the world found in its RSM / SSM (``v2x.sim.perception``:
+    each participant against the truth at the time it states) and the data age at delivery, as (problems, the
+    detail of a pass, why there is nothing to judge: it sent none, or the run did not complete)."""
+    from v2x.sim.perception import ERROR_KINDS, FUTURE_S, POSITION_GROSS_M, SPEED_GROSS_MPS, STALE_S
+
+    counts = (metrics or {}).get("perception_errors", {}).get(actor_id)
+    if counts is None:
+        return [], "", "no RSM or SSM came" if metrics is not None else "the run did not complete"
+    ages = ", ".join(
+        f"{m.upper()} data age p99 {a['p99']} ms" for m, a in (metrics or {}).get("data_age_ms_by_message", {}).items()
+    )
+    what = {
+        "position": f"no road user of its type within {POSITION_GROSS_M:g} m at the time it states",
+        "speed": f"speed more than {SPEED_GROSS_MPS:g} m/s off the road user's (km/h for m/s?)",
+        "future": f"stated more than {FUTURE_S * 1000:g} ms after the send time",
+        "stale": f"stated more than {STALE_S:g} s before the send time (every receiver drops it)",
+    }
+    n = counts["participants"]
+    problems = [f"{counts[e]} of {n} participant(s): {what[e]}" for e in ERROR_KINDS if counts[e]]
+    return problems, f"{n} participant(s) agree with the truth at their secMark ({ages or 'none delivered'})", ""
+
+
 # A p95 response time in this range (ms) looks like Nagle's algorithm meeting delayed ACKs (Linux: 40 ms), on the
 # stack's connection or the broker's: an AD team's SDK stack showed "p95 48.0 ms" and nothing said why (session 24).
 NAGLE_LIKE_MS = (35.0, 60.0)
@@ -798,9 +843,13 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
     spec = next((a for a in scenario.actors if a.id == args.actor), None)
-    if spec is None or spec.kind not in ROAD_USER_KINDS or not topics.valid_id(args.actor):
-        road_users = [a.id for a in scenario.actors if a.kind in ROAD_USER_KINDS]
-        print(f"v2x conformance: {scenario.id} has no road user {args.actor!r} (it has {road_users})", file=sys.stderr)
+    judged = (*ROAD_USER_KINDS, "rsu")  # (a roadside unit: judged by its Acks and its RSM / SSM)
+    if spec is None or spec.kind not in judged or not topics.valid_id(args.actor):
+        road_users = [a.id for a in scenario.actors if a.kind in judged]
+        print(
+            f"v2x conformance: {scenario.id} has no road user or RSU {args.actor!r} (it has {road_users})",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     if "v2x" not in scenario.variants:
         print(f"v2x conformance: {scenario.id} has no v2x variant", file=sys.stderr)
@@ -1016,6 +1065,7 @@ async def _conformance(
         uplink=scenario.actor(actor).uplink,
         equipped=scenario.actor(actor).equipped,
         own=world_inputs.own(),
+        roadside=kind == "rsu",
     )
     if error:
         print(f"v2x conformance: the run stopped: {error}")

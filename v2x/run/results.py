@@ -45,6 +45,7 @@ from v2x.scenario.model import (
 )
 from v2x.sim.events import event_order
 from v2x.sim.motion import MAX_SPEED_CHANGE_MPS2
+from v2x.sim.perception import ERROR_KINDS as PERCEPTION_ERROR_KINDS
 from v2x.text import xml_safe
 from v2x.units import mps_to_kph
 
@@ -239,6 +240,11 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         value = m.get("background", {}).get("lane_changes")
     elif exp.app is not None:  # the application latency (metrics.app_latency_ms): from trigger sent to warning
         value = m.get("app_latency_ms", {}).get(exp.app, {}).get(exp.metric.removeprefix("app_latency_ms_"))
+    elif exp.metric == "perception_errors":  # the gross errors of every sender's RSM / SSM (v2x.sim.perception)
+        errors = m.get("perception_errors")
+        value = None if errors is None else sum(c[e] for c in errors.values() for e in PERCEPTION_ERROR_KINDS)
+    elif exp.metric.startswith("data_age_ms_"):
+        value = m.get("data_age_ms_by_message", {}).get(exp.message, {}).get(exp.metric.removeprefix("data_age_ms_"))
     elif exp.message is not None:
         value = m.get("latency_ms_by_message", {}).get(exp.message, {}).get(exp.metric.removeprefix("latency_ms_"))
     else:

@@ -662,8 +662,14 @@ class MetricExpectation(_ExpectationBase):
         "app_latency_ms_p50",
         "app_latency_ms_p95",
         "app_latency_ms_max",
+        "data_age_ms_p50",
+        "data_age_ms_p95",
+        "data_age_ms_p99",
+        "perception_errors",
     ]
-    message: MessageName | None = Field(default=None, description="latency of this message type only")
+    message: MessageName | None = Field(
+        default=None, description="latency (data_age_ms_*: the data age, rsm or ssm) of this message type only"
+    )
     link: Literal["pc5", "uu", "wired"] | None = Field(default=None, description="delivery ratio of this link only")
     app: AppName | None = Field(default=None, description="the application latency of this app (app_latency_ms_*)")
     min: Real | None = None
@@ -677,8 +683,10 @@ class MetricExpectation(_ExpectationBase):
             raise ValueError(f"'{self.metric}' needs 'app' (whose application latency)")
         if self.app is not None and not self.metric.startswith("app_latency_ms_"):
             raise ValueError("'app' applies to the app_latency_ms_* metrics only")
-        if self.message is not None and not self.metric.startswith("latency_ms_"):
-            raise ValueError("'message' applies to the latency metrics only")
+        if self.message is not None and not self.metric.startswith(("latency_ms_", "data_age_ms_")):
+            raise ValueError("'message' applies to the latency and data age metrics only")
+        if self.metric.startswith("data_age_ms_") and self.message not in ("rsm", "ssm"):
+            raise ValueError(f"'{self.metric}' needs 'message': rsm or ssm (whose data age)")
         if self.link is not None and self.metric != "delivery_ratio":
             raise ValueError("'link' applies to delivery_ratio only")
         return self

@@ -3,6 +3,7 @@ sensor's figures with the defaults filled in. The sensing model that uses them i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -121,6 +122,24 @@ def in_view(
         coords[:, 1, 1] = y[idx]
         hidden[idx] = shapely.intersects(shapely.linestrings(coords), obstacles)
     return covered & ~hidden, covered & hidden
+
+
+COVERAGE_POINTS = 32  # an SSM DetectedRegion polygon has 3..32 points (T/CSAE 157)
+
+
+def coverage_polygon(x: float, y: float, params: SensorParams) -> list[tuple[float, float]]:
+    """The area a sensor at ``(x, y)`` covers (range and field of view; occlusion not taken out), as a polygon
+    of at most ``COVERAGE_POINTS`` points: a circle for a 360 deg sensor, else the sensor's position and its
+    arc, clockwise (compass) from the left edge of its view."""
+    if params.fov_deg >= 360.0:
+        arc = [k * 360.0 / COVERAGE_POINTS for k in range(COVERAGE_POINTS)]
+        apex: list[tuple[float, float]] = []
+    else:
+        n = COVERAGE_POINTS - 1
+        arc = [params.heading_deg - params.fov_deg / 2 + k * params.fov_deg / (n - 1) for k in range(n)]
+        apex = [(x, y)]
+    r = params.range_m
+    return apex + [(x + r * math.sin(math.radians(b)), y + r * math.cos(math.radians(b))) for b in arc]
 
 
 @dataclass(frozen=True)

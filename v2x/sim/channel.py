@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -369,6 +369,10 @@ class Channel:
         self._next_tx_index = 0
         self.stats = ChannelStats()
         self._scratch = Scratch()  # due_split's temporaries
+        # Told of each group of transmissions with a message kind in ``watched`` once fanned out: (the group, each
+        # delivery's index into it, its delivery time) (``v2x.sim.perception``: the RSM / SSM data age)
+        self.watched: frozenset[str] = frozenset()
+        self.on_fanned_out: Callable[[list[Transmission], NDArray[Any], NDArray[np.float64]], None] | None = None
 
     def transmit(self, batch: list[Transmission], grid: SpatialGrid) -> None:
         """Fan out one tick's transmissions (in (sender slot, seq) order) over their links; the deliveries
@@ -414,6 +418,8 @@ class Channel:
             st.dropped[name] += d.dropped
             st.delivered[name] += len(d)
             kinds = [r.msg or "unknown" for r in recs]
+            if self.on_fanned_out is not None and not self.watched.isdisjoint(kinds):
+                self.on_fanned_out(recs, d.tx_index, d.delivery_time_s)
             if len(set(kinds)) == 1:  # written straight into the group's column (ms)
                 latencies_ms(d, tx_time, st.latency_room(channel, kinds[0], len(d)), self.world.n_active)
             else:

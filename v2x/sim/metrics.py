@@ -66,6 +66,11 @@ def _summary(quantiles: Iterable[float]) -> dict[str, float | None]:
     return {"p50": p50, "p95": p95, "p99": p99, "max": top}
 
 
+def quantile_summary(hist: LatencyHistogram) -> dict[str, float | None]:
+    """``latency_summary`` of the latencies a histogram counted (within half a bin: ``LatencyHistogram``)."""
+    return _summary(hist.percentiles(_LATENCY_Q))
+
+
 def channel_latency_summaries(
     channel: ChannelStats,
 ) -> tuple[dict[str, float | None], dict[str, dict[str, float | None]], dict[str, dict[str, float | None]]]:
@@ -81,7 +86,7 @@ def channel_latency_summaries(
                 values, fresh = channel.joined(keys)
                 done[key] = latency_summary(values, overwrite=fresh)
             else:  # a run with too many to keep each one: within half a histogram bin (docs/RESULTS.md)
-                done[key] = _summary(hist.percentiles(_LATENCY_Q))
+                done[key] = quantile_summary(hist)
         return dict(done[key])
 
     every, by_channel, by_message = channel.views()

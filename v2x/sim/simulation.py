@@ -47,6 +47,7 @@ import numpy as np
 
 from v2x.apps.registry import time_label
 from v2x.core import SpatialGrid
+from v2x.geodesy import LocalFrame
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import ROAD_USER_KINDS, VRU_KINDS, Scenario
 from v2x.scenario.signals import signal_controllers, warp_from_wire, warp_to_wire
@@ -59,6 +60,7 @@ from v2x.sim.metrics import run_metrics
 from v2x.sim.motion import IN_RUNS, IN_RUNS_VRU, motion_problems, truth_problem
 from v2x.sim.names import Names
 from v2x.sim.overflow import PACKED_HEAD_BYTES, delivery_bytes, fair_cut
+from v2x.sim.perception import PERCEPTION_MESSAGES, PerceptionCheck
 from v2x.sim.referee import Referee
 from v2x.sim.safety import SafetyMeasures
 from v2x.sim.sensors import BackgroundPositioning, Sensors
@@ -239,6 +241,14 @@ class Simulation:
         self._external = {a.id for a in scenario.actors if a.external}
         self._last_truth: dict[str, tuple[int, testbed_pb2.TruthState]] = {}
         self._implausible: Counter[str] = Counter()
+        # RSM / SSM against the truth (v2x.sim.perception): a V2X run in which a roadside unit with sensors or an
+        # outside stack may send them (the truth is kept for them each tick: not in the other runs)
+        self.perception: PerceptionCheck | None = None
+        if variant == "v2x" and any((a.kind == "rsu" and a.sensors) or a.external for a in scenario.actors):
+            o = scenario.origin
+            geo = LocalFrame(o.lat_deg, o.lon_deg, o.alt_m)
+            self.perception = PerceptionCheck(geo, scenario.epoch, self.tick_s, w.id_of)
+            self.channel.watched, self.channel.on_fanned_out = PERCEPTION_MESSAGES, self.perception.fanned_out
         self._place_at_start()
 
     def _place_at_start(self) -> None:
@@ -683,6 +693,9 @@ class Simulation:
             batch = [r for r in batch if r.sender_slot not in left]
         if self.background is not None:
             self.background.stats.bsm_sent += sum(r.sender_slot >= len(self.actor_ids) for r in batch)
+        if self.perception is not None:
+            slots, kinds = self.sensors.seen()
+            self.perception.note_truth(t, kinds, w.x[slots], w.y[slots], w.vx[slots], w.vy[slots])
         self.channel.transmit(batch, grid)
         self.events.extend(self.sensors.step(t))
         if self.bg_positioning is not None:
@@ -833,6 +846,8 @@ class Simulation:
         )
         if self.background is not None:
             metrics["background"] = self.background.stats.as_dict()
+        if self.perception is not None:  # (only when an RSM or SSM was sent: other runs' metrics stay as they were)
+            metrics.update(self.perception.metrics())
         # Only when a string-stability expectation asks, so that the metrics of other runs stay as they were.
         strings = self.referee.string_stability()
         if strings:

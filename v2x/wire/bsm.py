@@ -146,6 +146,9 @@ class RemoteState:
     # (m/s, up positive) is no BSM field: a receiver estimates it from successive BSMs (v2x.apps.host).
     z_m: float | None = None
     z_rate_mps: float = 0.0
+    # An RSM / SSM participant's ``id``: the temporary id of the BSM sender the sensing station matched it to
+    # (8 octets; empty: not matched, or not a participant). A receiver that finds its own id there is that road user.
+    participant_id: bytes = b""
 
     def has(self, flag: str) -> bool:
         """Is the event flag ``flag`` (a name of VEHICLE_EVENT_BIT or EMERGENCY_USE) set?"""

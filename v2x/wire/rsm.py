@@ -156,4 +156,5 @@ def participant_state(
         ptc_type=int(p.ptc_type),
         ptc_id=p.ptc_id,
         source=int(p.source),
+        participant_id=bytes(p.id) if len(p.id) == 8 else b"",
     )
