@@ -97,6 +97,51 @@ def test_hellos_must_speak_protocol_1_as_the_scenarios_kind_and_a_second_stack_i
     assert "lead" not in sim.not_joined() and sim.inbound.stats.conflicts == {"lead": {"hello": 1}}
 
 
+def _external(actor_id: str) -> Any:
+    """fcw with ``actor_id`` driven by an outside stack."""
+    actors = [a.model_copy(update={"external": True}) if a.id == actor_id else a for a in FCW.actors]
+    return FCW.model_copy(update={"actors": actors})
+
+
+def test_an_actor_whose_hellos_name_different_software_is_flagged_and_the_result_names_them_all() -> None:
+    """Attack review 13 #5: a forged Hello said before the real stack's named what was under test in result.json's
+    run.outside_stacks, the console's "driven by" and the HTML report ('Vendor-X certified AD stack 9.9'); the
+    real stack's Hellos were counted as conflicts in one tick, under the flag's three, and the run passed
+    unflagged. Two Hellos that differ now flag the actor at once, and the result names every software said."""
+    sim = offline_sim(_external("follower"))
+    hello = testbed_pb2.Hello(actor_id="follower", kind="car", protocol_version=1)
+    for software in ("Vendor-X certified AD stack 9.9", "examples/sdk_vehicle.py 1.0"):
+        hello.software = software
+        for _ in range(3):  # each says it every second until its first tick (the same again: no conflict)
+            sim.receive("join", "follower", hello.SerializeToString())
+    assert sim.inbound.stats.conflicts == {"follower": {"hello": 3}}
+    assert sim.inbound.flagged() == {"follower": {"hello": 3}}
+    named = "conflicting Hellos: 'Vendor-X certified AD stack 9.9', 'examples/sdk_vehicle.py 1.0'"
+    assert sim.report(0.0).outside_stacks == {"follower": named}
+    assert sim.metrics(0.0)["flagged"] == {"follower": {"hello": 3}}
+
+
+def test_a_stack_that_says_its_hello_again_is_not_flagged_and_many_hellos_are_named_bounded() -> None:
+    """A restarted stack, or one reconnecting after a broker restart, says the same Hello again: not a conflict,
+    its software as it said it. Anyone may say Hellos: the result names the first few and the text stays
+    within MAX_SOFTWARE_CHARS."""
+    from v2x.sim.inbound import MAX_HELLOS_NAMED, MAX_SOFTWARE_CHARS
+
+    sim = offline_sim(_external("follower"))
+    hello = testbed_pb2.Hello(actor_id="follower", kind="car", software="stack 1", protocol_version=1)
+    sim.receive("join", "follower", hello.SerializeToString())
+    sim.begin(0)
+    sim.receive("join", "follower", hello.SerializeToString())  # its stack restarted, or the broker did
+    assert sim.inbound.flagged() == {} and sim.report(0.0).outside_stacks == {"follower": "stack 1"}
+    for k in range(10):
+        hello.software = f"forged \x1b[2J {k}"
+        sim.receive("join", "follower", hello.SerializeToString())
+    text = sim.inbound.software_of("follower")
+    assert text is not None and len(text) <= MAX_SOFTWARE_CHARS and "\x1b" not in text
+    assert text.startswith("conflicting Hellos: 'stack 1', 'forged \\x1b[2J 0'")
+    assert len(sim.inbound.softwares["follower"]) == MAX_HELLOS_NAMED and "follower" in sim.inbound.flagged()
+
+
 def test_a_rejected_envelope_still_counts_toward_the_ticks_arrivals() -> None:
     sim = offline_sim(FCW)
     sim.begin(0)

@@ -808,6 +808,35 @@ def test_an_outside_stack_whose_envelopes_the_world_refuses_fails_envelopes_acce
     assert "refused_tx_ticks_by_actor" not in offline_sim(_fcw()).metrics(1.0)
 
 
+def test_refusals_beyond_what_an_outside_stacks_ack_claims_do_not_fail_envelopes_accepted() -> None:
+    """Attack review 13 #4: 36 junk payloads on an honest outside stack's tx topic failed "envelopes accepted"
+    (29 of 141 ticks), saying what it sent reached nobody, when the world had accepted every envelope of its.
+    A tick counts only when the world kept fewer of the actor's envelopes than its Ack claims; junk and a
+    well-formed envelope its Ack does not claim (a forger's, refused as bad_time) stay in `rejected`."""
+    from v2x.run.results import actor_share_checks
+
+    actors = [a.model_copy(update={"external": True}) if a.id == "follower" else a for a in _fcw().actors]
+    sim = offline_sim(_fcw(actors=actors))
+    where = topics.tx("r", "follower")
+    for tick in range(20):
+        sim.begin(tick)
+        sim.receive("tx", "follower", b"\xff\xff junk", where=where)  # someone else's, every tick
+        sim.receive("tx", "follower", _env("follower", 2 * tick + 1, tick), where=where)
+        sim.receive("tx", "follower", _env("follower", 2 * tick + 2, tick, link=testbed_pb2.LINK_UU,
+                                           dest_ids=["lead"]), where=where)  # fmt: skip
+        if tick % 2:  # a forger's envelope stamped a second late (bad_time), beyond what the Ack claims
+            late = (tick + 10) * 100_000
+            sim.receive("tx", "follower", _env("follower", 2 * tick + 3, tick, tx_time_us=late), where=where)
+        _all_ack(sim, tick, tx={"follower": 2})
+        sim.step()
+    metrics = sim.metrics(1.0)
+    assert metrics["rejected"] == {"bad_time": 10, "malformed": 20}
+    assert metrics["rejected_by_outside_actor"] == {"follower": {"bad_time": 10, "malformed": 20}}
+    assert metrics["refused_tx_ticks_by_actor"] == {}
+    assert actor_share_checks({"v2x": metrics}) == []
+    assert sum(metrics["messages"]["sent"].values()) == 40  # every envelope of its went on the air
+
+
 # ==== Warnings (Ack.events) ==================================================================================
 # "each becomes a `warning` event at `raised_at_s` ..., `target` = the reporting actor", "the same advisory
 # reported twice counts once", BSM id in hex -> actor id:

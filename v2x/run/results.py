@@ -427,7 +427,8 @@ ACTOR_SHARE_CHECKS = (
     # An outside stack (external: true): the world refused its envelopes (bad_time, bad_seq, ... for another
     # reason than the signature checks: rejected_by_outside_actor has the reasons), so what it sent reached
     # nobody (an outside review: a stack that stated its times in ms had its every BSM refused, and the run
-    # passed). In an unsigned run anyone who can publish on its tx topic can cause this too.
+    # passed). Only ticks in which the world kept fewer of its envelopes than its Ack claims: junk or forgeries
+    # from anyone on its tx topic beyond that do not count (attack review 13).
     (
         "refused_tx_ticks_by_actor",
         "envelopes accepted",

@@ -81,6 +81,9 @@ MAX_UNKNOWN_JOINS = 3
 # beyond it, "more than" this many): one stray stack says Hello every second, and counted once (a diff review)
 MAX_COUNTED_UNKNOWN_JOINS = 1000
 MAX_SOFTWARE_CHARS = 128  # of a Hello's ``software`` in the result (escaped first: it comes from the wire)
+# The distinct ``software`` texts of an actor's Hellos kept, to name in the result when they differ (anyone may
+# publish on a join topic: a few, then "and more")
+MAX_HELLOS_NAMED = 4
 # Physical range of what an Ack may report (beyond it, the value is a forgery or a bug, never a vehicle).
 MAX_SPEED_MPS = 150.0
 MAX_HEADING_DEG = 720.0
@@ -90,7 +93,8 @@ CONFLICTS_FLAGGED = 3  # an actor whose envelopes or Hellos conflict in this man
 # other transmissions or events: more than a `rejected` map grown since, which a stack that rebuilds its
 # answer to a re-sent input gives), or an input its agent says was not the world's. One forged Ack that came
 # first is all a forger needs to change a verdict (attack review 9: one moved an outside stack's car into
-# the lead, counted but unflagged).
+# the lead, counted but unflagged), and for two different Hellos (attack review 13: a forged one said first named
+# what was under test, unflagged).
 KINDS = ("join", "tx", "ack")
 _VERSIONS = "/".join(map(str, PROTOCOL_VERSIONS))  # in a refusal's text: "1"
 SIGNED_IDS = ("bsm", "rsm", "rsi", "ssm", "psm", "vir", "rsc", "clpmm")  # messages carrying their sender's id
@@ -141,8 +145,10 @@ class InboundStats:
     # its own tx topic (unsigned, or signed with keys that are not this run's)
     unverified_ticks: dict[str, set[int]] | None = None
     # A run with outside stacks only (else None): for each outside actor, the ticks in which the world refused an
-    # envelope on its tx topic for any other reason (``bad_time``, ``bad_seq``, ...): what it sent there reached
-    # nobody (an outside review: a stack whose every BSM was refused as bad_time passed an unsigned run)
+    # envelope on its tx topic for any other reason (``bad_time``, ``bad_seq``, ...) and kept fewer of its envelopes
+    # than its Ack's ``tx_count``: what it sent there reached nobody (an outside review: a stack whose every BSM was
+    # refused as bad_time passed an unsigned run). Refusals beyond what its Ack claims (junk or forgeries from
+    # someone else on the broker) do not count here: 36 junk payloads failed an honest stack (attack review 13)
     refused_tx_ticks: dict[str, set[int]] | None = None
     conflicts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
@@ -277,6 +283,12 @@ class Inbound:
         self.may_warp = may_warp or {}
         self.hellos: set[str] = set()
         self.software: dict[str, bytes] = {}  # the first accepted Hello of each actor
+        # The distinct ``software`` of each actor's accepted Hellos (at most MAX_HELLOS_NAMED; ``_more_hellos``: the
+        # actors with more): two differ, two stacks said they drive it, and the result says so (attack review 13:
+        # the first Hello, a forger's, named what was under test)
+        self.softwares: dict[str, list[str]] = {}
+        self._more_hellos: set[str] = set()
+        self._two_hellos: set[str] = set()  # the actors two different Hellos named: flagged at once
         self.refused_hellos: dict[str, str] = {}  # why an actor's latest refused Hello was refused
         # the first few actor ids the scenario does not have that said Hello, and the others (to count them)
         self.unknown_joins: list[str] = []
@@ -313,6 +325,7 @@ class Inbound:
         # and the last one's detail, so that a tick that never completes names why (a stack that re-sends a
         # refused Ack with the same bytes waited 60 s for "no report": an outside stack's review)
         self._refused: dict[str, tuple[int, Counter[str], str]] = {}
+        self._refused_tx: set[str] = set()  # the outside actors something on whose tx topic was refused this tick
         self._ids = {a: temporary_id(a) for a in self.actor_ids}
         self._vehicle_ids: dict[str, bytes] = {}  # a fleet vehicle's temporary id, made once per vehicle
         self.security = security
@@ -335,6 +348,7 @@ class Inbound:
         self._ack_counts = {}
         self.arrivals = defaultdict(set)
         self.fleet_acks = {}
+        self._refused_tx = set()
 
     @property
     def joined(self) -> bool:
@@ -346,12 +360,18 @@ class Inbound:
         return sorted(set(self.actor_ids) - self.hellos)
 
     def software_of(self, actor_id: str) -> str | None:
-        """What the first accepted Hello of ``actor_id`` said its software is (``Hello.software``; anyone's text:
-        escaped, at most ``MAX_SOFTWARE_CHARS`` with "..." for the rest), None before one came."""
-        hello = self.software.get(actor_id)
-        if hello is None:
+        """What the accepted Hellos of ``actor_id`` said its software is (``Hello.software``; anyone's text:
+        escaped, at most ``MAX_SOFTWARE_CHARS`` with "..." for the rest), None before one came. When they named
+        different software, "conflicting Hellos: 'A', 'B'" (the first ``MAX_HELLOS_NAMED``, "and more" for the
+        rest): two stacks said they drive it, and which one did is not known."""
+        named = self.softwares.get(actor_id)
+        if not named:
             return None
-        text = printable(testbed_pb2.Hello.FromString(hello).software)
+        if len(named) == 1:
+            text = printable(named[0])
+        else:
+            more = " and more" if actor_id in self._more_hellos else ""
+            text = "conflicting Hellos: " + ", ".join(printable(repr(sw)) for sw in named) + more
         return text if len(text) <= MAX_SOFTWARE_CHARS else text[: MAX_SOFTWARE_CHARS - 3] + "..."
 
     def why_not_joined(self) -> str:
@@ -418,7 +438,10 @@ class Inbound:
         batch = [r for k in keys if (r := received[k]).tick == tick]
         # (the usual case: every transmission in the inbox is of this tick)
         self.received = {} if len(batch) == len(keys) else {k: r for k, r in received.items() if r.tick > tick}
-        return self._claimed(batch, tick)
+        kept = self._claimed(batch, tick)
+        if self._refused_tx:
+            self._note_refused_tx(kept, tick)
+        return kept
 
     def _claimed(self, batch: list[Transmission], tick: int) -> list[Transmission]:
         """``batch`` less what no Ack claims: of each actor's transmissions of ``tick``, at most as many as its
@@ -462,12 +485,16 @@ class Inbound:
         return kept
 
     def flagged(self) -> dict[str, dict[str, int]]:
-        """Actors with an Ack that contradicts an earlier one of its tick, or a forged input, in any tick, or
-        with conflicts of any kind in ``CONFLICTS_FLAGGED`` ticks or more, with their conflict counts."""
+        """Actors with an Ack that contradicts an earlier one of its tick, a forged input, in any tick, or two
+        different Hellos, or with conflicts of any kind in ``CONFLICTS_FLAGGED`` ticks or more, with their
+        conflict counts."""
         return {
             a: dict(sorted(self.stats.conflicts[a].items()))
             for a, ticks in sorted(self._conflict_ticks.items())
-            if len(ticks) >= CONFLICTS_FLAGGED or a in self._contradicted or "input" in self.stats.conflicts[a]
+            if len(ticks) >= CONFLICTS_FLAGGED
+            or a in self._contradicted
+            or a in self._two_hellos
+            or "input" in self.stats.conflicts[a]
         }
 
     # -- messages -----------------------------------------------------------------------------------
@@ -548,7 +575,7 @@ class Inbound:
             if self._tx(actor_id, payload, where):
                 self.arrivals[actor_id].add(hash(payload))
             if self.stats.rejected.total() > refused and actor_id in self.external:
-                self._note_refused_tx(actor_id)
+                self._refused_tx.add(actor_id)
         else:
             refused = self.stats.rejected.total()
             self._ack(actor_id, payload, where)
@@ -558,12 +585,24 @@ class Inbound:
                 if len(kept) < MAX_REFUSED_ACKS_KEPT and refusal not in kept:  # (not a re-sent Ack's again)
                     kept.append(refusal)
 
-    def _note_refused_tx(self, actor_id: str) -> None:
-        """An outside actor's envelope was refused in the current tick: the tick counts towards "envelopes
-        accepted", unless the signature checks refused one of its envelopes in it ("envelopes verified")."""
+    def _note_refused_tx(self, kept: list[Transmission], tick: int) -> None:
+        """Tick ``tick`` closes (``kept``: its transmissions that go on the air): it counts towards "envelopes
+        accepted" for each outside actor with a refusal on its tx topic in it whose Ack claims more envelopes than
+        the world kept of its (the world refused envelopes the stack says it sent), unless the signature checks
+        refused one of its envelopes in it ("envelopes verified"). Refusals beyond what its Ack claims are someone
+        else's (junk on the topic, forgeries): counted in ``rejected``, not against the stack (attack review 13:
+        36 junk payloads on an honest stack's topic failed the run, saying what it sent reached nobody)."""
+        if self.stats.refused_tx_ticks is None:
+            return
         unverified = self.stats.unverified_ticks or {}
-        if self.stats.refused_tx_ticks is not None and self.current_tick not in unverified.get(actor_id, ()):
-            self.stats.refused_tx_ticks[actor_id].add(self.current_tick)
+        ours = Counter(r.sender_slot for r in kept)
+        for actor_id in self._refused_tx:
+            ack = self.acks.get(actor_id)
+            if ack is None or ours[self.slot_of[actor_id]] >= ack.tx_count:
+                continue  # (no Ack: the tick closed without its report, "reports in time" counts it)
+            if tick not in unverified.get(actor_id, ()):
+                self.stats.refused_tx_ticks[actor_id].add(tick)
+        self._refused_tx = set()
 
     def _unknown_join(self, who: str) -> None:
         """A Hello from ``who``, an actor id the scenario does not have: named if among the first
@@ -631,6 +670,13 @@ class Inbound:
         if actor_id in self.hellos:
             if who != self.software.get(actor_id):
                 self._conflict(actor_id, "hello")
+                self._two_hellos.add(actor_id)
+                named = self.softwares[actor_id]
+                if hello.software not in named:
+                    if len(named) < MAX_HELLOS_NAMED:
+                        named.append(hello.software)
+                    else:
+                        self._more_hellos.add(actor_id)
                 log.warning("world: %s said hello again as %r (another stack?)", actor_id, hello.software[:64])
             elif self.current_tick >= 1:  # once the run is under way, the same Hello again is a duplicate
                 self.stats.duplicates += 1  # (before: a stack's join retries, which depend on wall time)
@@ -639,6 +685,7 @@ class Inbound:
                 log.debug("world: %s said hello again (before its first tick)", actor_id)
             return
         self.software[actor_id] = who
+        self.softwares[actor_id] = [hello.software]
         self.hellos.add(actor_id)
 
     def _tx(self, actor_id: str, payload: bytes, where: str) -> bool:
