@@ -63,16 +63,23 @@ def test_a_bsm_is_bound_to_its_sender_and_seq_only_increases() -> None:
     sim.receive("tx", "follower", _env("follower", 1, 0, temporary_id("lead")))  # the lead's id
     sim.receive("tx", "follower", _env("follower", 2, 0, temporary_id("lead"), testbed_pb2.LINK_UU))
     sim.receive("tx", "follower", _env("follower", 3, 0, link=testbed_pb2.LINK_WIRED))  # a car has no backhaul
-    sim.receive("tx", "rsu1", _env("rsu1", 1, 0, temporary_id("lead"), testbed_pb2.LINK_WIRED))  # a relay: fine
+    # a relay of a BSM the world never delivered to rsu1 (attack review 13: tests/test_rsu_claims.py)
+    sim.receive("tx", "rsu1", _env("rsu1", 1, 0, temporary_id("lead"), testbed_pb2.LINK_WIRED))
     sim.receive("tx", "lead", _env("lead", 5, 0))
     other = testbed_pb2.Envelope.FromString(_env("lead", 5, 0))
     other.tx_time_us = 7
     sim.receive("tx", "lead", other.SerializeToString())  # same seq, other bytes
     sim.receive("tx", "lead", _env("lead", 4, 0))  # below the last accepted, in the same tick: new, accepted
     sim.receive("tx", "lead", _env("lead", 10**9, 0))  # a jump no sender makes
-    assert sim.inbound.stats.rejected == {"id_mismatch": 2, "bad_link": 1, "conflicting_tx": 1, "bad_seq": 1}
+    assert sim.inbound.stats.rejected == {
+        "id_mismatch": 2,
+        "bad_link": 1,
+        "not_relayed": 1,
+        "conflicting_tx": 1,
+        "bad_seq": 1,
+    }
     assert sim.inbound.stats.duplicates == 0
-    assert sorted(k[1] for k in sim.inbound.received) == [1, 4, 5]
+    assert sorted(k[1] for k in sim.inbound.received) == [4, 5]  # (the lead's)
     sim.inbound.take(0)  # tick 0 went on the air
     sim.begin(1)
     sim.receive("tx", "lead", _env("lead", 5, 1))  # at the last seq, in a later tick: a duplicate still

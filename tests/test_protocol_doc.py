@@ -210,6 +210,8 @@ def _reason_cases() -> dict[str, list[tuple[str, str, bytes]]]:
         "unequipped_sender": [("tx", "neighbour", _env("neighbour", 1, 0))],
         "not_permitted": [("tx", "lead", _env("lead", 1, 0, frame=advisory))],  # only the platform's
         "id_mismatch": [("tx", "lead", _env("lead", 1, 0, frame=other_id))],
+        # a "relay" of a BSM the world never delivered to rsu1
+        "not_relayed": [("tx", "rsu1", _env("rsu1", 1, 0, frame=bsm, link=testbed_pb2.LINK_WIRED, dest_ids=["cloud"]))],
         "bad_seq": [("tx", "lead", _env("lead", 1, 0, frame=bsm)), ("tx", "lead", _env("lead", 66, 0, frame=bsm))],
         "out_of_range": [("ack", "lead", bad_truth.SerializeToString())],
         "out_of_range ": [("ack", "lead", late_warning.SerializeToString())],  # a warning timed after the run

@@ -37,6 +37,7 @@ from v2x.scenario.signals import (
     approaches,
     controller,
     node_id_of,
+    served,
     warp_to_wire,
 )
 from v2x.units import compass_deg_to_enu_yaw_rad, enu_yaw_rad_to_compass_deg, kph_to_mps, s_of
@@ -167,8 +168,8 @@ class RoadsideUnit(Agent):
         super().__init__(spec.id, spec.kind, env)
         assert spec.position is not None
         self.x, self.y = spec.position
-        served = [ix for ix in scenario.road.intersections if spec.intersections is None or ix.id in spec.intersections]
-        aps = approaches(scenario, [ix.id for ix in served])
+        serves = served(scenario, spec)
+        aps = approaches(scenario, [ix.id for ix in serves])
         self._nodes = [
             MapNode(
                 node_id_of(scenario, ix.id),
@@ -177,11 +178,11 @@ class RoadsideUnit(Agent):
                 ix.center[1],
                 [a for a in aps if a.intersection == ix.id],
             )
-            for ix in served
+            for ix in serves
         ]
         self._nodes = [n for n in self._nodes if n.approaches]
         self.controllers = {
-            node_id_of(scenario, ix.id): (ix.id, controller(scenario, ix)) for ix in served if ix.signal is not None
+            node_id_of(scenario, ix.id): (ix.id, controller(scenario, ix)) for ix in serves if ix.signal is not None
         }
         self._approaches = [a for a in aps if a.phase_id]
         self.own_id = temporary_id(spec.id)

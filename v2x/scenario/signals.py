@@ -25,7 +25,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from v2x.scenario.model import IntersectionSpec, LaneSpec, Scenario, SignalSpec
+from v2x.scenario.model import ActorSpec, IntersectionSpec, LaneSpec, Scenario, SignalSpec
 from v2x.units import kph_to_mps, wrap_angle_rad
 from v2x.wire import testbed_pb2
 from v2x.wire.map_spat import (
@@ -347,15 +347,37 @@ def apply_warps(heads: Sequence[tuple[Approach, FixedTimeController]], warps: It
     return changed
 
 
+def served(scenario: Scenario, rsu: ActorSpec) -> list[IntersectionSpec]:
+    """The intersections a roadside unit serves, in file order: its ``intersections``, default all. It sends their
+    MAP, runs the signal controllers of the signalised ones and sends their SPAT; one rule for the RSU agent, the
+    signal warps it may report (``signal_controllers``) and the MAP and SPAT the world takes from it
+    (``announced_nodes``)."""
+    return [ix for ix in scenario.road.intersections if rsu.intersections is None or ix.id in rsu.intersections]
+
+
 def signal_controllers(scenario: Scenario) -> dict[str, frozenset[str]]:
     """Per roadside unit, the signalised intersections whose controller it runs (those it serves: its
     ``intersections``, default all): the only signal plans it may change (``TruthState.signal_warps``)."""
     return {
-        a.id: frozenset(
-            ix.id
-            for ix in scenario.road.intersections
-            if ix.signal is not None and (a.intersections is None or ix.id in a.intersections)
-        )
+        a.id: frozenset(ix.id for ix in served(scenario, a) if ix.signal is not None)
+        for a in scenario.actors
+        if a.kind == "rsu"
+    }
+
+
+def announced_nodes(scenario: Scenario) -> dict[str, dict[str, frozenset[int]]]:
+    """Per roadside unit, by message kind, the intersections (MAP node ids, ``node_id_of``) a MAP or SPAT of its may
+    name: "map" every one it serves, "spat" the signalised ones, whose controllers it runs (``signal_controllers``,
+    the table its signal warps are checked against). The world refuses a MAP or SPAT naming any other
+    (``not_permitted``): an outside RSU's SPAT for a light another RSU runs got a built-in car on its green warned
+    and stopped (attack review 13); an RSU serving none may send neither."""
+    node = {ix.id: k for k, ix in enumerate(scenario.road.intersections, start=1)}
+    warp = signal_controllers(scenario)
+    return {
+        a.id: {
+            "map": frozenset(node[ix.id] for ix in served(scenario, a)),
+            "spat": frozenset(node[ix] for ix in warp[a.id]),
+        }
         for a in scenario.actors
         if a.kind == "rsu"
     }

@@ -5,8 +5,10 @@ A bad payload is rejected and counted by reason (``bad_topic``, ``unknown_sender
 ``sender_mismatch``, ``oversized``, ``unknown_type``, ``unequipped_sender``, ``bad_link``,
 ``bad_destination``, ``bad_tick``, ``bad_hello``, ``id_mismatch``, ``bad_seq``, ``out_of_range``,
 ``conflicting_ack``, ``conflicting_tx``, ``not_in_fleet``, ``not_permitted`` (a message kind its sender's kind
-may not send: ``v2x.wire.protocol.may_send``); in a secure run also ``unsigned``, ``unknown_cert``, ``expired``,
-``no_permission``, ``bad_signature``, ``replayed``: ``v2x.wire.security``), never raised; a copy of
+may not send: ``v2x.wire.protocol.may_send``; a MAP or SPAT naming an intersection its RSU does not serve),
+``not_relayed`` (an RSU's relayed BSM that the world did not deliver to it: ``Inbound.heard``); in a secure run
+also ``unsigned``, ``unknown_cert``, ``expired``, ``no_permission``, ``bad_signature``, ``replayed``:
+``v2x.wire.security``), never raised; a copy of
 something already received (a retransmission after a reconnect, an old tick, a sequence number at or
 below the sender's last of an earlier tick) is counted as a duplicate and otherwise ignored, except that the
 first Ack of a tick that closed without it (real time: it came after the deadline) is kept in ``late_acks``
@@ -41,7 +43,7 @@ from v2x.core import SCAN_AT_LEAST, scan_messages
 from v2x.logs import LOG_FIRST, flag_text, log_refusal
 from v2x.scenario.model import MAX_ELEVATION_M, MAX_EXTENT_M
 from v2x.scenario.signals import MAX_HOLD_S
-from v2x.sim.channel import LINK_NAME, Transmission
+from v2x.sim.channel import LINK_NAME, Received, Transmission
 from v2x.sim.motion import MAX_ACCEL_MPS2
 from v2x.text import did_you_mean, printable
 from v2x.units import s_of, tick_time_s, us_of
@@ -55,6 +57,7 @@ from v2x.wire.protocol import (
     MAX_TX_BYTES,
     MAX_TX_PER_TICK,
     PROTOCOL_VERSIONS,
+    RELAYED,
     ROAD_USER_SENDS,
     may_send,
     relay_problem,
@@ -101,6 +104,16 @@ SIGNED_IDS = ("bsm", "rsm", "rsi", "ssm", "psm", "vir", "rsc", "clpmm")  # messa
 
 
 AckLike = TypeVar("AckLike", testbed_pb2.Ack, testbed_pb2.FleetAck)
+
+
+def _not_served(frame: frame_pb2.MessageFrame, msg_type: str, served: Collection[int]) -> list[int]:
+    """The intersections (MAP node ids) a MAP's nodes or a SPAT's intersection states name that are not in
+    ``served``, each once, at most 8."""
+    if msg_type == "map":
+        named = [node.id for node in frame.map.nodes]
+    else:
+        named = [state.intersection_id for state in frame.spat.intersections]
+    return sorted({n for n in named if n not in served})[:8]
 
 
 def _contradicts(ack: AckLike, kept: AckLike) -> bool:
@@ -264,6 +277,7 @@ class Inbound:
         security: EnvelopeSecurity | None = None,
         may_warp: Mapping[str, Collection[str]] | None = None,
         external: Collection[str] = (),
+        may_announce: Mapping[str, Mapping[str, Collection[int]]] | None = None,
     ):
         """``slot_of``: every actor's slot in the world (its keys are the known senders and destinations);
         ``kind_of``: every actor's kind in the scenario (a Hello must say the same); ``run_end_s``: the end
@@ -272,7 +286,9 @@ class Inbound:
         per actor, the intersections whose signal plan it may change (an RSU's signalised ones; an actor not
         named may change none: an Ack with a signal warp for another is ``out_of_range``); ``external``: the actors
         outside stacks drive (a road user's Ack among them without a truth is ``out_of_range``: the world judges
-        their truths' motion from one to the next, and one Ack without it let the next truth land 500 m on)."""
+        their truths' motion from one to the next, and one Ack without it let the next truth land 500 m on);
+        ``may_announce``: per RSU, by message kind ("map", "spat"), the intersections (MAP node ids) a MAP or SPAT of
+        its may name (``v2x.scenario.signals.announced_nodes``; None: not checked)."""
         self.actor_ids = sorted(actor_ids)
         self.external = frozenset(external)
         self.slot_of = slot_of
@@ -281,6 +297,7 @@ class Inbound:
         self.kind_of = kind_of or {}
         self.run_end_s = run_end_s
         self.may_warp = may_warp or {}
+        self.may_announce = may_announce
         self.hellos: set[str] = set()
         self.software: dict[str, bytes] = {}  # the first accepted Hello of each actor
         # The distinct ``software`` of each actor's accepted Hellos (at most MAX_HELLOS_NAMED; ``_more_hellos``: the
@@ -334,6 +351,17 @@ class Inbound:
         if self.external:
             self.stats.refused_tx_ticks = {a: set() for a in sorted(self.external)}
         self._fresh = Freshness()
+        # The relays (``RELAYED``: an RSU's BSMs to the platform over the backhaul): per actor that may relay, the
+        # frame bytes of the messages of the kinds it relays that the world delivered to it this tick and the tick
+        # before (``heard``); a relay of anything else is ``not_relayed``. Only in a run with a destination for them.
+        kinds = set(self.kind_of.values())
+        self._relayers = {
+            self.slot_of[a]: a
+            for a, k in self.kind_of.items()
+            if a in self.slot_of and any(d in kinds for to in RELAYED.get(k, {}).values() for d in to)
+        }
+        self._heard: dict[str, set[bytes]] = {}
+        self._heard_before: dict[str, set[bytes]] = {}
 
     # -- state --------------------------------------------------------------------------------------
     def open(self, tick: int) -> None:
@@ -349,6 +377,37 @@ class Inbound:
         self.arrivals = defaultdict(set)
         self.fleet_acks = {}
         self._refused_tx = set()
+
+    def heard(self, due: Mapping[int, Received]) -> None:
+        """What the channel hands the receivers at the tick just opened (``Channel.due``, by receiver slot): of each
+        actor that may relay (an RSU), the frame bytes of the messages it may relay (BSMs), which its relays of this
+        tick and the next must be. A set per RSU and tick, each envelope parsed once; an outside stack's frame also
+        as protobuf serialises it again (a relay re-encodes the frame it parsed: the built-in RSU does), where
+        that differs (another encoder's order or lengths). (A delivery the world then cuts from an input over 4 MiB,
+        ``Simulation._sendable``, stays in the set: a relay of it is of a BSM sent within the RSU's reach.)"""
+        self._heard_before = self._heard
+        self._heard = {}
+        frames: dict[bytes, tuple[bytes, ...]] = {}
+        external = {self.slot_of[a] for a in self.external if a in self.slot_of}
+        for slot, actor in self._relayers.items():
+            got = due.get(slot)
+            relayed = RELAYED[self.kind_of[actor]]
+            mine = self._heard[actor] = set()
+            for tx in got.sent if got is not None else ():
+                if tx.msg not in relayed:
+                    continue
+                these = frames.get(tx.raw)
+                if these is None:
+                    frame = testbed_pb2.Envelope.FromString(tx.raw).frame  # (the world accepted it: it parses)
+                    these = (frame,)
+                    if tx.sender_slot in external:
+                        these += (frame_pb2.MessageFrame.FromString(frame).SerializeToString(),)
+                    frames[tx.raw] = these
+                mine.update(these)
+
+    def _relayed(self, actor_id: str, frame: bytes) -> bool:
+        """Was ``frame`` delivered to ``actor_id`` at this tick or the one before (``heard``)?"""
+        return frame in self._heard.get(actor_id, ()) or frame in self._heard_before.get(actor_id, ())
 
     @property
     def joined(self) -> bool:
@@ -722,18 +781,27 @@ class Inbound:
         if env.link == testbed_pb2.LINK_WIRED and self.kind_of.get(actor_id) not in (None, "rsu", "platform"):
             self.reject("bad_link", where, "(the wired backhaul is the roadside's and the platform's)")
             return True
+        wired = env.link == testbed_pb2.LINK_WIRED
         if kind is not None and (
-            problem := relay_problem(
-                kind, msg_type, env.link == testbed_pb2.LINK_WIRED, [self.kind_of.get(d, "car") for d in env.dest_ids]
-            )
+            problem := relay_problem(kind, msg_type, wired, [self.kind_of.get(d, "car") for d in env.dest_ids])
         ):
             self.reject("not_permitted", where, f"({problem})")
             return True
-        # A message naming its sender by id names the envelope's sender (a relay over the backhaul
-        # carries the heard sender's id, as it was heard).
-        if msg_type in SIGNED_IDS and env.link != testbed_pb2.LINK_WIRED:
-            inner = getattr(frame, msg_type)
-            if inner.id != self._ids[actor_id]:
+        if msg_type in ("map", "spat") and self.may_announce is not None:
+            foreign = _not_served(frame, msg_type, self.may_announce.get(actor_id, {}).get(msg_type, ()))
+            if foreign:
+                self.reject("not_permitted", where, f"(a {msg_type} for node(s) {foreign}, not served by {actor_id})")
+                return True
+        # A message naming its sender by id names the envelope's sender; a relay (``RELAYED``: over the backhaul,
+        # carrying the heard sender's id) must be what the world delivered to the relaying actor (attack review 13:
+        # an outside RSU's made-up "relay" of a car parked 150 m away got the car judged a liar by the edge).
+        if msg_type in SIGNED_IDS:
+            if wired and msg_type in RELAYED.get(kind or "", {}):
+                # (one of an earlier tick, a copy or one come late, is dropped below, one of a later tick refused)
+                if env.tick == self.current_tick and not self._relayed(actor_id, env.frame):
+                    self.reject("not_relayed", where, f"(a {msg_type} the world did not deliver to {actor_id})")
+                    return True
+            elif (inner := getattr(frame, msg_type)).id != self._ids[actor_id]:
                 self.reject("id_mismatch", where, f"({msg_type} id {inner.id.hex()[:16]} is not {actor_id}'s)")
                 return True
         slot = self.slot_of[actor_id]

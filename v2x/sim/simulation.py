@@ -50,7 +50,7 @@ from v2x.core import SpatialGrid
 from v2x.geodesy import LocalFrame
 from v2x.scenario.geometry import route_for
 from v2x.scenario.model import ROAD_USER_KINDS, VRU_KINDS, Scenario
-from v2x.scenario.signals import signal_controllers, warp_from_wire, warp_to_wire
+from v2x.scenario.signals import announced_nodes, signal_controllers, warp_from_wire, warp_to_wire
 from v2x.sim.actors import pc5_coverage, road_user_slots, unequipped_ids, world_state
 from v2x.sim.background import Background, BackgroundTraffic, background_capacity
 from v2x.sim.channel import Bulk, Channel, Received, Scratch, Transmission
@@ -197,6 +197,7 @@ class Simulation:
             security=security,
             may_warp=signal_controllers(scenario),
             external=[a.id for a in scenario.actors if a.external],
+            may_announce=announced_nodes(scenario),
         )
         # The fleets (v2x.agents.fleet) hosting the equipped background vehicles: ``fleets`` of them (one per
         # worker) in the V2X variant of a scenario whose flows have any; each reports once per tick (FleetAck)
@@ -368,6 +369,7 @@ class Simulation:
         self.inbound.open(tick)
         t = self.time_of(tick)
         due, bulk = self.channel.due_split(t, self._bulk)
+        self.inbound.heard(due)  # (what each RSU may relay: the BSMs delivered to it)
         inputs = {}
         time_us = us_of(t)
         # (what every input of the tick shares, its time and the signal warps, looked at once, not once an actor:

@@ -50,7 +50,9 @@ MAY_SEND: dict[str, tuple[str, ...]] = {
 # What a kind of actor may send only as a relay, and to whom: over the wired backhaul (``LINK_WIRED``), each
 # destination one of these kinds. An RSU's "bsm" is the BSMs it heard, passed on to the platform; on PC5 or to a
 # car, the same envelope is a BSM the RSU made up (with any id, since a relay carries the heard sender's): a
-# built-in car warned about a phantom (attack review 11). The world refuses the others (``not_permitted``).
+# built-in car warned about a phantom (attack review 11). The world refuses the others (``not_permitted``), and a
+# relay whose frame it did not deliver to the relaying actor (``not_relayed``, ``v2x.sim.inbound.Inbound.heard``: a
+# made-up one framed a car at the edge's misbehaviour detection, attack review 13).
 RELAYED: dict[str, dict[str, tuple[str, ...]]] = {"rsu": {"bsm": ("platform",)}}
 
 
