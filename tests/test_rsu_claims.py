@@ -18,7 +18,7 @@ import yaml
 from tests._agents import offline_sim
 from v2x.run.runner import environment, run_scenario
 from v2x.scenario import Scenario, load_scenario
-from v2x.scenario.loader import SCENARIO_DIR
+from v2x.scenario.loader import SCENARIO_DIR, ScenarioError
 from v2x.scenario.signals import announced_nodes, signal_controllers
 from v2x.sim.simulation import Simulation
 from v2x.wire import day1_pb2, frame_pb2, testbed_pb2
@@ -151,12 +151,19 @@ def test_the_built_in_rsus_relays_maps_and_spats_are_all_accepted_in_a_run() -> 
 
 
 # -- MAP and SPAT ----------------------------------------------------------------------------------------------------
-def _rlvw_with_side_rsu(tmp_path: Path, intersections: list[str] | None) -> Simulation:
-    """rlvw with an outside RSU ``rsu_side`` (west of x1) serving ``intersections`` (None: the key left out)."""
+def _rlvw_with_side_rsu(tmp_path: Path, intersections: list[str] | None, own: list[str] | None = None) -> Simulation:
+    """rlvw with an outside RSU ``rsu_side`` (west of x1) serving ``intersections`` (None: the key left out);
+    ``own``: the built-in rsu_x1's ``intersections`` instead of its [x1]."""
     side: dict[str, Any] = {"id": "rsu_side", "kind": "rsu", "position": [-60, 12], "external": True}
     if intersections is not None:
         side["intersections"] = intersections
-    return offline_sim(_changed(tmp_path, "rlvw", lambda doc: doc["actors"].append(side)))
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["actors"].append(side)
+        if own is not None:
+            next(a for a in doc["actors"] if a["id"] == "rsu_x1")["intersections"] = own
+
+    return offline_sim(_changed(tmp_path, "rlvw", change))
 
 
 def _spat(node: int) -> bytes:
@@ -192,11 +199,14 @@ def test_an_rsu_speaks_only_for_the_intersections_it_serves(tmp_path: Path, msg:
 def test_what_an_rsu_may_announce_is_the_table_its_signal_warps_are_checked_against(tmp_path: Path) -> None:
     """One rule (``served``: an RSU's ``intersections``, default all): MAP for every intersection it serves, SPAT
     for the signalised ones, whose signal plans it may warp (``signal_controllers``); an RSU with no
-    ``intersections`` serves them all (so rsu_side without it may speak for x1, as the scenario says it runs it)."""
+    ``intersections`` serves them all (so rsu_side without it may speak for x1, as the scenario says it runs it);
+    one light, one RSU: a second RSU serving x1 is refused by the loader."""
     sc = load_scenario(SCENARIO_DIR / "icw.yaml")  # x1 unsignalised
     rsu = next(a.id for a in sc.actors if a.kind == "rsu")
     assert announced_nodes(sc)[rsu] == {"map": frozenset({1}), "spat": frozenset()}
-    sim = _rlvw_with_side_rsu(tmp_path, None)
+    with pytest.raises(ScenarioError, match=r"actors\[3\] \(rsu_side\)\.intersections: serves the signalised"):
+        _rlvw_with_side_rsu(tmp_path, None)  # two RSUs for x1's light: the loader refuses it
+    sim = _rlvw_with_side_rsu(tmp_path, None, own=[])  # rsu_side runs x1 instead
     nodes = sim.inbound.may_announce
     assert nodes is not None and nodes["rsu_side"] == {"map": frozenset({1}), "spat": frozenset({1})}
     assert signal_controllers(sim.scenario)["rsu_side"] == frozenset({"x1"})

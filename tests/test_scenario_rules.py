@@ -370,6 +370,16 @@ CASES = [
         "actors[4].road_events[0].active_s",
         "[start, end) with 0 <= start < end <= 15552000 s (180 days",
     ),
+    (
+        "two rsus for one light",  # (an outside RSU serving every intersection by default sent SPAT for x1: attack 13)
+        _scenario(
+            "rlvw",
+            "expectations:\n",
+            "  - {id: rsu_side, kind: rsu, position: [-60, 12], external: true}\nexpectations:\n",
+        ),
+        "actors[3].intersections",
+        "serves the signalised intersection 'x1', as actors[2] (rsu_x1) does",
+    ),
     ("empty file", "", "", "got nothing (an empty file"),
     ("only comments", "# nothing yet\n", "", "got nothing"),
 ]

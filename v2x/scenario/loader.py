@@ -1070,6 +1070,22 @@ def _semantic_problems(sc: Scenario) -> list[tuple[str, str]]:
             problems.append((f"{where}.polygon", problem))
     if sum(a.kind == "platform" for a in sc.actors) > 1:
         problems.append(("actors", "at most one actor of kind 'platform'"))
+    for ix in sc.road.intersections:  # one controller per light: the world refuses a second RSU's SPAT for it
+        if ix.signal is None:
+            continue
+        runs = [
+            (i, a)
+            for i, a in enumerate(sc.actors)
+            if a.kind == "rsu" and (a.intersections is None or ix.id in a.intersections)
+        ]
+        for i, _ in runs[1:]:  # (signals.served's rule: an rsu serves every intersection by default)
+            first = f"actors[{runs[0][0]}] ({runs[0][1].id})"
+            problems.append((
+                f"actors[{i}].intersections",
+                f"serves the signalised intersection {ix.id!r}, as {first} does: one rsu runs a light's controller "
+                f"and sends its SPAT; list this one's intersections without {ix.id!r} ([] for none: an rsu serves "
+                "every intersection by default)",
+            ))  # fmt: skip
     if sc.n_ticks < 1:  # (an attack review: duration_s 1e-320 was taken, and the run was 0 s long)
         problems.append(("duration_s", f"at least one tick ({sc.tick_s:g} s); got {sc.duration_s:g}"))
     if sc.positioning not in POSITIONING_PROFILES:
