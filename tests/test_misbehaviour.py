@@ -272,27 +272,29 @@ def test_an_outside_stack_s_own_report_counts_only_where_an_expectation_names_it
 
 
 def test_a_made_up_relay_under_a_car_s_id_does_not_get_the_car_judged_at_the_edge() -> None:
-    # attack review 13, finding 2 (the detector's half): an RSU "relayed" over the backhaul a BSM under car_a's
-    # id claiming it parked where it started; car_a's own BSMs then looked like a jump and the edge excluded
-    # car_a from ICW (a crash at 19.6 m/s). The edge hears car_a directly (Uu, the id bound to the sender): a
-    # relay that contradicts that track is dropped, and counted, instead
+    # attack review 13, finding 2 (the detector's half): an RSU "relayed" over the backhaul, every tick, a BSM under
+    # car_a's id and time claiming it stood elsewhere, heard before car_a's own; the edge took it for car_a (the
+    # car's own BSM of the same time a duplicate), then judged car_a's BSMs an implausible jump and excluded it
+    # from ICW (a crash at 19.6 m/s). The edge goes by the BSMs it hears from car_a itself (Uu, the id bound to
+    # the sender): relays under its id are not used, those that contradict it are counted
     sc = load_scenario("scenarios/icw.yaml")
     agents = {a.actor_id: a for a in build_agents(sc, environment(sc))}
     car, edge = agents["car_a"], agents["edge"]
     assert isinstance(edge, EdgePlatform) and edge.detector is not None
-    first = None
+    own = [
+        next(tx.frame for tx in car.step(tick_ctx(tick)).transmissions if tx.link == testbed_pb2.LINK_UU)
+        for tick in range(30)
+    ]
     for tick in range(20):
         t = round(0.1 * tick, 9)
-        [uu] = [tx for tx in car.step(tick_ctx(tick)).transmissions if tx.link == testbed_pb2.LINK_UU]
-        heard = [Heard("car_a", testbed_pb2.LINK_UU, t + 0.02, t, uu.frame)]
-        if first is None:
-            first = uu.frame
-        elif tick >= 5:  # car_a where it started, stamped as its real BSM of the tick and heard before it
-            forged = type(first)()
-            forged.CopyFrom(first)
-            forged.bsm.sec_mark = uu.frame.bsm.sec_mark
-            heard.insert(0, Heard("rsu_x1", testbed_pb2.LINK_WIRED, t + 0.01, t, forged))
-        edge.step(tick_ctx(tick, tuple(heard)))
+        forged = type(own[-1])()
+        forged.CopyFrom(own[-1])  # car_a 40 m further on, stamped as its BSM of the tick
+        forged.bsm.sec_mark = own[tick].bsm.sec_mark
+        heard = (
+            Heard("rsu_x1", testbed_pb2.LINK_WIRED, t + 0.01, t, forged),
+            Heard("car_a", testbed_pb2.LINK_UU, t + 0.02, t, own[tick]),
+        )
+        edge.step(tick_ctx(tick, heard))
+        assert edge.known[temporary_id("car_a").hex()].x == pytest.approx(-109.4 + 13.89 * t, abs=0.2), tick
     assert not edge.detector.judged
-    assert edge.rejected["relay_contradicts"] == 15
-    assert temporary_id("car_a").hex() in edge.known
+    assert edge.rejected["relay_contradicts"] == 19  # (the first came before any of car_a's own)

@@ -80,7 +80,12 @@ class EdgePlatform(Agent):
         self._frames: dict[bytes, int] = {}  # RSM ticks heard per RSU
         self._unseen: dict[tuple[str, bytes], tuple[float, int]] = {}  # (sender, RSU) -> (since, frames then)
         self.known: dict[str, RemoteState] = {}  # BSM senders, by key (temporary id, hex)
-        self._direct: dict[bytes, float] = {}  # BSM senders heard over Uu (not relayed), when last
+        # BSM senders heard over Uu (where the world binds the id to the sender), when last: while a sender is
+        # heard so (within mbd_max_time_delta_s), BSMs relayed under its id over the backhaul are not used, and
+        # not judged on (attack review 13: one made-up relay under a car's id, heard before the car's own BSM
+        # of the same time, took its place at the edge; the car's BSMs were then an implausible jump, and the
+        # edge excluded the car)
+        self._direct: dict[bytes, float] = {}
         self.perceived: dict[str, RemoteState] = {}  # RSM objects, by key ({rsm id}/{ptcId})
         self.address: dict[str, str] = {}  # key -> actor id reachable over Uu
         self._sent_until: dict[tuple[int, str, str], float] = {}
@@ -166,19 +171,6 @@ class EdgePlatform(Agent):
                         out.append(verdict)
         return out
 
-    def _relay_contradicts(self, remote: RemoteState, t: float, detector: Detector) -> bool:
-        """Is ``remote``, relayed over the backhaul by an RSU, a BSM under the id of a sender the edge hears
-        directly (over Uu, where the world binds the id to the sender) that contradicts that sender's own track?
-        Then it is the relay's word against the sender's, and the edge drops the relay instead of judging the
-        sender (attack review 13: one made-up relay under a car's id made the car's own BSMs an implausible
-        jump, and the edge excluded the car)."""
-        direct = self._direct.get(remote.temp_id)
-        return (
-            direct is not None
-            and t - direct <= self.env.thresholds["mbd_max_time_delta_s"]
-            and detector.contradicts(remote)
-        )
-
     def _on_heard(self, heard: Heard, t: float, result: TickResult) -> None:
         which = heard.frame.WhichOneof("msg")
         if which == "bsm":
@@ -186,14 +178,21 @@ class EdgePlatform(Agent):
             if remote is None:
                 return
             if self.detector is not None:
-                if heard.link != testbed_pb2.LINK_UU and self._relay_contradicts(remote, t, self.detector):
-                    self.rejected["relay_contradicts"] += 1
-                    return
+                direct = self._direct.get(remote.temp_id)
+                heard_directly = direct is not None and t - direct <= self.env.thresholds["mbd_max_time_delta_s"]
+                if heard.link != testbed_pb2.LINK_UU:
+                    if heard_directly:  # the sender's own word (Uu) is what the edge goes by
+                        if self.detector.contradicts(remote):
+                            self.rejected["relay_contradicts"] += 1
+                        return
+                else:
+                    if not heard_directly:  # a track from relays alone gives way to the sender's own BSMs
+                        self.detector.forget(remote.temp_id)
+                        self.known.pop(remote.key, None)
+                    self._direct[remote.temp_id] = t
                 verdict = self.detector.observe(remote, t)
                 if verdict is not None:
                     result.judged([verdict])
-                if heard.link == testbed_pb2.LINK_UU:
-                    self._direct[remote.temp_id] = t
                 if self.detector.excluded(remote.temp_id):
                     return
             key = remote.key

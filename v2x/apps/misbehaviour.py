@@ -445,6 +445,11 @@ class Detector:
         checks = consistency_many(pairs, self.th)
         self._ahead = {id(new): (old, new, check) for (old, new), check in zip(pairs, checks, strict=True)}
 
+    def forget(self, temp_id: bytes) -> None:
+        """Start the sender's track again (its BSMs so far are not its own word: relays); a verdict stands."""
+        for track in (self.last, self.since, self.heard_at):
+            track.pop(temp_id, None)
+
     def contradicts(self, remote: RemoteState) -> bool:
         """Would ``remote``, newer than the sender's latest BSM, fail a check against it (nothing recorded)?"""
         old = self.last.get(remote.temp_id)
