@@ -153,6 +153,7 @@ def test_the_overlap_check_leaves_a_car_on_the_level_above_alone() -> None:
 
     def judged(remotes: list[RemoteState], own: Participant | None = None) -> list[str]:
         d = Detector(dict(THRESHOLDS))
+        d.since[below.temp_id] = 0.0  # (heard since 0: the one above is a newcomer on top of it)
         assert d.overlaps(remotes, 1.1, own) == []  # (judged at the next BSM)
         return [v.check for v in d.overlaps([replace(r, t_s=r.t_s + 0.3) for r in remotes], 1.4, own)]
 

@@ -11,14 +11,20 @@ from typing import Any, get_args
 
 import pytest
 
+from tests._agents import tick_ctx
+from v2x.agents.base import Heard
+from v2x.agents.platform import EdgePlatform
 from v2x.apps.host import Participant
 from v2x.apps.misbehaviour import CHECKS, Detector, consistency, consistency_many, distance_bounds
 from v2x.apps.thresholds import DEFAULTS
-from v2x.run.runner import run_scenario
+from v2x.run.results import evaluate
+from v2x.run.runner import build_agents, environment, run_scenario
 from v2x.scenario import load_scenario
 from v2x.scenario.loader import ScenarioError
-from v2x.scenario.model import MisbehaviourCheck
+from v2x.scenario.model import MisbehaviourCheck, MisbehaviourExpectation
+from v2x.wire import testbed_pb2
 from v2x.wire.bsm import VEHICLE_EVENT_BIT, RemoteState
+from v2x.wire.envelope import temporary_id
 
 GHOST = "scenarios/ghost.yaml"
 
@@ -110,12 +116,47 @@ def test_overlap_with_the_host_or_an_earlier_sender() -> None:
         assert d.overlaps(pair(t), t, own) == [], t
     [v] = d.overlaps(pair(1.3), 1.3, own)
     assert (v.suspect, v.check, v.t_s) == (b"\x03" * 8, "overlap", 1.3)
+    # another sender: the newcomer, heard from 1.0 on top of one heard since 0.0 (by the host's clock)
     d2 = Detector(DEFAULTS)
+    for t in (0.0, 0.5, 0.95):
+        d2.observe(bsm(t, 14.0 * t - 3.3, tid=b"\x05" * 8), t)
     first = bsm(0.95, 50.0, tid=b"\x05" * 8)
     second = bsm(1.0, 51.0, tid=b"\x06" * 8)
+    d2.observe(second, 1.0)
     assert d2.overlaps([second, first], 1.0) == []
     later = [bsm(1.25, 53.5, tid=b"\x05" * 8), bsm(1.3, 55.2, tid=b"\x06" * 8)]
-    assert [v.suspect for v in d2.overlaps(later, 1.3)] == [b"\x06" * 8]  # the newer one
+    assert [v.suspect for v in d2.overlaps(later, 1.3)] == [b"\x06" * 8]  # the newcomer
+
+
+def _framing(d: Detector, victim_from: float, liar_from: float, early_s: float) -> list[bytes]:
+    """A victim heard from ``victim_from`` (one BSM a tick, at the tick), and a liar heard from ``liar_from`` that
+    claims the victim's box in BSMs stamped ``early_s`` before the tick they are heard in: who is judged by 2 s."""
+    victim, liar = b"\x06" * 8, b"\x05" * 8  # (the liar's id the smaller: the old tie-break spared it)
+    judged = []
+    for k in range(21):
+        t = round(0.1 * k, 3)
+        heard = []
+        if t >= victim_from:
+            heard.append(bsm(t, 14.0 * t, tid=victim))
+        if t >= liar_from:
+            heard.append(bsm(t - early_s, 14.0 * (t - early_s), tid=liar))
+        for r in heard:
+            assert d.observe(r, t) is None
+        judged += [v.suspect for v in d.overlaps(heard, t)]
+    return judged
+
+
+@pytest.mark.parametrize("early_s", [0.0, 0.09, 0.25])
+def test_a_liar_on_top_of_a_car_stamped_early_does_not_get_the_car_judged(early_s: float) -> None:
+    # attack review 13: an outside car claims a built-in car's box, its BSMs stamped 90-250 ms before their
+    # envelopes' send time; the detector judged the party with the newer BSM by its own stated time, the real
+    # car, and left it out of ICW / FCW for the rest of the run (collisions at 16.7 and 19.6 m/s)
+    victim, liar = b"\x06" * 8, b"\x05" * 8
+    assert victim not in _framing(Detector(DEFAULTS), 0.0, 0.0, early_s)  # both from the start: nobody
+    assert _framing(Detector(DEFAULTS), 0.0, 0.0, early_s) == []
+    assert _framing(Detector(DEFAULTS), 0.0, 1.0, early_s) == [liar]  # the newcomer on top of the car
+    # the car is the newcomer only by the host's clock: here the liar was heard first
+    assert _framing(Detector(DEFAULTS), 0.6, 0.0, early_s) == [victim]
 
 
 def test_a_phantom_that_overlaps_once_and_moves_away_is_still_judged() -> None:
@@ -153,6 +194,9 @@ def test_vehicles_that_hit_each_other_are_not_judged_for_overlapping() -> None:
     assert d.overlaps(crash, 1.0) == []
     assert d.overlaps(wrecks, 1.3) == [] and d.overlaps([replace(w, t_s=1.7) for w in wrecks], 1.7) == []
     d = Detector(DEFAULTS)
+    # (x05 heard since 0.1: x06 is the newcomer)
+    assert d.observe(replace(crash[1], t_s=0.1, x=50.0 - 14.0 * 0.85), 0.1) is None
+    assert d.observe(crash[1], 0.95) is None and d.observe(crash[0], 1.0) is None
     d.overlaps(crash, 1.0)
     [v] = d.overlaps([replace(wrecks[1], events=0), wrecks[0]], 1.3)
     assert v.suspect == b"\x06" * 8
@@ -203,3 +247,54 @@ def test_phantom_needs_an_equipped_road_user_and_a_known_lane(tmp_path: Any) -> 
     bad.write_text(text.replace("    speed_mps: 0\n", "    speed_mps: 0\n    equipped: false\n"), encoding="utf-8")
     with pytest.raises(ScenarioError, match="phantom"):
         load_scenario(bad)
+
+
+def test_an_outside_stack_s_own_report_counts_only_where_an_expectation_names_it() -> None:
+    # attack review 13: one line in an outside car's Ack (misbehaviour {suspect: car_a}) failed ghost's "car A
+    # is not taken for a liar"; a misbehaviour expectation without actor would have passed on it
+    sc = load_scenario(GHOST)
+    eve = next(a for a in sc.actors if a.id == "car_c").model_copy(update={"id": "eve", "external": True})
+    sc = sc.model_copy(update={"actors": [*sc.actors, eve]})
+    report = {"t_s": 2.0, "type": "misbehaviour", "variant": "v2x", "actor": "eve", "suspect": "car_a"}
+    report |= {"suspect_id": "00", "check": "overlap"}
+    base = next(e for e in sc.expectations if isinstance(e, MisbehaviourExpectation))
+    anybody = base.model_copy(update={"name": "anybody", "suspect": "car_a", "actor": None, "check": None})
+    by_eve = anybody.model_copy(update={"name": "by eve", "actor": "eve"})
+    sc = sc.model_copy(update={"expectations": [*sc.expectations, anybody, by_eve]})
+    got = {e["name"]: e for e in evaluate(sc, [report], {"v2x": {}})}
+    assert got["car A is not taken for a liar"]["passed"], got["car A is not taken for a liar"]
+    assert "1 report(s) by outside stacks not counted" in got["car A is not taken for a liar"]["detail"]
+    assert not got["anybody"]["passed"] and got["by eve"]["passed"]
+    # a built-in detector's report counts as before
+    edge = report | {"actor": "edge"}
+    got = {e["name"]: e for e in evaluate(sc, [edge], {"v2x": {}})}
+    assert not got["car A is not taken for a liar"]["passed"] and got["anybody"]["passed"]
+
+
+def test_a_made_up_relay_under_a_car_s_id_does_not_get_the_car_judged_at_the_edge() -> None:
+    # attack review 13, finding 2 (the detector's half): an RSU "relayed" over the backhaul, every tick, a BSM under
+    # car_a's id and time claiming it stood elsewhere, heard before car_a's own; the edge took it for car_a (the
+    # car's own BSM of the same time a duplicate), then judged car_a's BSMs an implausible jump and excluded it
+    # from ICW (a crash at 19.6 m/s). The edge goes by the BSMs it hears from car_a itself (Uu, the id bound to
+    # the sender): relays under its id are not used, those that contradict it are counted
+    sc = load_scenario("scenarios/icw.yaml")
+    agents = {a.actor_id: a for a in build_agents(sc, environment(sc))}
+    car, edge = agents["car_a"], agents["edge"]
+    assert isinstance(edge, EdgePlatform) and edge.detector is not None
+    own = [
+        next(tx.frame for tx in car.step(tick_ctx(tick)).transmissions if tx.link == testbed_pb2.LINK_UU)
+        for tick in range(30)
+    ]
+    for tick in range(20):
+        t = round(0.1 * tick, 9)
+        forged = type(own[-1])()
+        forged.CopyFrom(own[-1])  # car_a 40 m further on, stamped as its BSM of the tick
+        forged.bsm.sec_mark = own[tick].bsm.sec_mark
+        heard = (
+            Heard("rsu_x1", testbed_pb2.LINK_WIRED, t + 0.01, t, forged),
+            Heard("car_a", testbed_pb2.LINK_UU, t + 0.02, t, own[tick]),
+        )
+        edge.step(tick_ctx(tick, heard))
+        assert edge.known[temporary_id("car_a").hex()].x == pytest.approx(-109.4 + 13.89 * t, abs=0.2), tick
+    assert not edge.detector.judged
+    assert edge.rejected["relay_contradicts"] == 19  # (the first came before any of car_a's own)

@@ -71,12 +71,17 @@ def _overlaps_before(
                 if v is not None:
                     out.append(v)
     boxes = [(r, c) for r, c in boxes if r.temp_id not in det.judged]
-    boxes.sort(key=lambda b: (b[0].t_s, b[0].temp_id))
+    start = {r.temp_id: det.since.get(r.temp_id, r.t_s) for r, _ in boxes}  # (the newcomer rule: session 26)
+    boxes.sort(key=lambda b: (start[b[0].temp_id], b[0].temp_id))
+    newcomer = det.th["mbd_newcomer_s"]
     candidates = mb._near_pairs_dense(*mb._circles([c for _, c in boxes])) if len(boxes) >= 2 else [[] for _ in boxes]
     for n, (r, corners) in enumerate(boxes):
+        if not t_s - start[r.temp_id] <= newcomer:
+            continue
         for other, theirs in (boxes[m] for m in candidates[n]):
             if (
-                other.temp_id not in det.judged
+                start[r.temp_id] - start[other.temp_id] >= newcomer
+                and other.temp_id not in det.judged
                 and not mb._levels_apart(r.z_m, other.z_m)
                 and mb.boxes_overlap(corners, theirs)
             ):
@@ -146,6 +151,9 @@ def test_overlaps_judges_as_before() -> None:
         if len(remotes) > 3 and rng.random() < 0.3:
             remotes[1] = _remote(rng, remotes[0].x, remotes[0].y)  # the same place
         new, old = mb.Detector(th), mb.Detector(th)
+        for r in remotes:  # when each sender's track began (by the host's clock; some never observed)
+            if rng.random() < 0.8:
+                new.since[r.temp_id] = old.since[r.temp_id] = rng.choice([0.0, 9.0, 9.5, 9.6, 10.0])
         for r in remotes[:3]:
             if rng.random() < 0.3:
                 new.judge(r.temp_id, "speed", 1.0)

@@ -80,6 +80,12 @@ class EdgePlatform(Agent):
         self._frames: dict[bytes, int] = {}  # RSM ticks heard per RSU
         self._unseen: dict[tuple[str, bytes], tuple[float, int]] = {}  # (sender, RSU) -> (since, frames then)
         self.known: dict[str, RemoteState] = {}  # BSM senders, by key (temporary id, hex)
+        # BSM senders heard over Uu (where the world binds the id to the sender), when last: while a sender is
+        # heard so (within mbd_max_time_delta_s), BSMs relayed under its id over the backhaul are not used, and
+        # not judged on (attack review 13: one made-up relay under a car's id, heard before the car's own BSM
+        # of the same time, took its place at the edge; the car's BSMs were then an implausible jump, and the
+        # edge excluded the car)
+        self._direct: dict[bytes, float] = {}
         self.perceived: dict[str, RemoteState] = {}  # RSM objects, by key ({rsm id}/{ptcId})
         self.address: dict[str, str] = {}  # key -> actor id reachable over Uu
         self._sent_until: dict[tuple[int, str, str], float] = {}
@@ -172,6 +178,18 @@ class EdgePlatform(Agent):
             if remote is None:
                 return
             if self.detector is not None:
+                direct = self._direct.get(remote.temp_id)
+                heard_directly = direct is not None and t - direct <= self.env.thresholds["mbd_max_time_delta_s"]
+                if heard.link != testbed_pb2.LINK_UU:
+                    if heard_directly:  # the sender's own word (Uu) is what the edge goes by
+                        if self.detector.contradicts(remote):
+                            self.rejected["relay_contradicts"] += 1
+                        return
+                else:
+                    if not heard_directly:  # a track from relays alone gives way to the sender's own BSMs
+                        self.detector.forget(remote.temp_id)
+                        self.known.pop(remote.key, None)
+                    self._direct[remote.temp_id] = t
                 verdict = self.detector.observe(remote, t)
                 if verdict is not None:
                     result.judged([verdict])

@@ -20,8 +20,10 @@ The checks and their names (the ``check`` of a verdict):
   (F2MD PositionConsistancyCheck), plus the reported position errors.
 - ``position_speed``: a displacement outside the distances the two claimed speeds allow under the
   acceleration bounds, with F2MD's tolerances (PositionSpeedConsistancyCheck), plus the reported errors.
-- ``overlap``: the claimed box overlaps the host's own or another sender's (F2MD IntersectionCheck), judged
-  ``mbd_overlap_wait_s`` later unless both parties then say they crashed (vehicles that hit each other).
+- ``overlap``: the claimed box overlaps the host's own or, for a newcomer (``mbd_newcomer_s``), the box of a
+  sender the host has heard longer (F2MD IntersectionCheck flags the newer message; we order by when the
+  receiver heard each sender's track begin, not by the BSMs' own times), judged ``mbd_overlap_wait_s`` later
+  unless both parties then say they crashed (vehicles that hit each other).
 - ``rsu_unseen`` (edge): the sender claims to be well inside a roadside sensor's view, and that RSU's
   perception does not see it (v2x.agents.platform).
 
@@ -93,6 +95,14 @@ THRESHOLDS: Mapping[str, float] = MappingProxyType(
         # by then it and the other party both say disabledVehicle: vehicles that hit each other overlap in
         # the BSMs of the collision, before they know of it, and say it from the next tick or the one after.
         "mbd_overlap_wait_s": 0.3,
+        # Our choice: of two senders whose claimed boxes overlap, one is judged only if it is a newcomer: the
+        # receiver heard the first BSM of its track (BSMs at most mbd_max_time_delta_s apart, by the receiver's
+        # clock) at least this much later than the other's first, and at most this long before the overlap was
+        # seen (it appeared on top of the other). By the receiver's times, not the BSMs' own (secMark, which
+        # the sender chooses): more than the world's bound on an envelope's stated send time (a tick, 0.1 s,
+        # either side of the tick) plus its delivery, so a sender cannot make itself the older party.
+        # Otherwise neither is judged for it (which one lies the receiver cannot tell: attack review 13).
+        "mbd_newcomer_s": 0.5,
     }
 )
 # The values these may take where the rule by unit (v2x.apps.thresholds.UNIT_BOUNDS) does not fit: the
@@ -398,6 +408,10 @@ class Detector:
         # Senders seen overlapping, judged once they send their next BSM unless it explains the overlap (a
         # crash): the time of the BSM that overlapped, and the other party (None: the host).
         self.overlapping: dict[bytes, tuple[float, bytes | None]] = {}
+        # Per sender, by the receiver's clock (``observe``'s time, never a BSM's own): when the first BSM of its
+        # current track was heard, and its latest (a gap over mbd_max_time_delta_s starts a new track).
+        self.since: dict[bytes, float] = {}
+        self.heard_at: dict[bytes, float] = {}
         # ``prepare``'s answers: per BSM (by identity) about to be observed, (the one before it, it, its check).
         self._ahead: dict[int, tuple[RemoteState, RemoteState, str | None]] = {}
 
@@ -431,12 +445,27 @@ class Detector:
         checks = consistency_many(pairs, self.th)
         self._ahead = {id(new): (old, new, check) for (old, new), check in zip(pairs, checks, strict=True)}
 
+    def forget(self, temp_id: bytes) -> None:
+        """Start the sender's track again (its BSMs so far are not its own word: relays); a verdict stands."""
+        for track in (self.last, self.since, self.heard_at):
+            track.pop(temp_id, None)
+
+    def contradicts(self, remote: RemoteState) -> bool:
+        """Would ``remote``, newer than the sender's latest BSM, fail a check against it (nothing recorded)?"""
+        old = self.last.get(remote.temp_id)
+        return old is not None and remote.t_s > old.t_s and consistency(old, remote, self.th) is not None
+
     def observe(self, remote: RemoteState, t_s: float) -> Verdict | None:
-        """Check a BSM newer than the sender's last one; a verdict if it fails a check."""
+        """Check a BSM newer than the sender's last one, heard at ``t_s`` (the receiver's time); a verdict if it
+        fails a check."""
         old = self.last.get(remote.temp_id)
         if old is not None and remote.t_s <= old.t_s:
             return None  # the same BSM heard again (PC5 and a relay), or an older one
         self.last[remote.temp_id] = remote
+        heard = self.heard_at.get(remote.temp_id)
+        if heard is None or not t_s - heard <= self.th["mbd_max_time_delta_s"]:
+            self.since[remote.temp_id] = t_s  # a new track
+        self.heard_at[remote.temp_id] = t_s
         if remote.temp_id in self.judged:
             return None
         before = old if old is not None else remote
@@ -450,8 +479,13 @@ class Detector:
     def overlaps(
         self, remotes: Iterable[RemoteState], t_s: float, own: Participant | None = None, own_disabled: bool = False
     ) -> list[Verdict]:
-        """Verdicts for senders whose claimed box (at ``t_s``) overlaps the host's own box ``own`` or the box
-        of another sender heard earlier (F2MD flags the newer message; ties: the larger temporary id).
+        """Verdicts for senders whose claimed box (at ``t_s``) overlaps the host's own box ``own``, or that are
+        newcomers on top of another sender: of two overlapping senders, the one whose track the host began to
+        hear (``since``; a sender never observed: its BSM's time) at least ``mbd_newcomer_s`` after the other's,
+        and at most ``mbd_newcomer_s`` before ``t_s``. Any other pair is judged by neither (which one lies
+        the host cannot tell; two senders appearing together, or established ones that come to overlap): not
+        by the BSMs' own times either, which the sender chooses (attack review 13: a liar stamping its BSMs
+        early on top of a real car had the real car judged, and excluded, as "the newer message").
         Vehicles that hit each other rest where they touched, and their boxes overlap in the BSMs of the
         collision, before either can say it crashed: so a sender seen overlapping is judged at its first BSM
         ``mbd_overlap_wait_s`` later (``overlapping``), unless by then it and the other party are both
@@ -488,14 +522,21 @@ class Detector:
                 if near and not wrecks and not _levels_apart(r.z_m, own.z_m) and boxes_overlap(every[i].tolist(), mine):
                     waiting.setdefault(r.temp_id, (r.t_s, None))
         boxes = [(r, i) for r, i in boxes if r.temp_id not in waiting]
-        boxes.sort(key=lambda b: (b[0].t_s, b[0].temp_id))
+        since = self.since
+        start = [since.get(r.temp_id, r.t_s) for r, _ in boxes]
+        order = sorted(range(len(boxes)), key=lambda n: (start[n], boxes[n][0].temp_id))
+        boxes, start = [boxes[n] for n in order], [start[n] for n in order]
+        newcomer = self.th["mbd_newcomer_s"]
         corners = every[[i for _, i in boxes]].reshape(-1, 4, 2)
         candidates = _near_pairs(corners)
         for n, (r, _) in enumerate(boxes):
+            if not t_s - start[n] <= newcomer:
+                continue  # no newcomer: judged for overlapping nobody
             for m in candidates[n]:
                 other = boxes[m][0]
                 if (
-                    other.temp_id not in waiting
+                    start[n] - start[m] >= newcomer
+                    and other.temp_id not in waiting
                     and not (r.events & other.events & _DISABLED)
                     and not _levels_apart(r.z_m, other.z_m)
                     and boxes_overlap(corners[n].tolist(), corners[m].tolist())

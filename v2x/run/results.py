@@ -98,8 +98,14 @@ def _within(value: float, lo: float | None, hi: float | None) -> tuple[bool, str
     return ok, text
 
 
-def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]) -> tuple[bool, str]:
-    """(passed, detail) for one expectation."""
+def check(
+    exp: Expectation,
+    events: list[dict[str, Any]],
+    metrics: dict[str, dict[str, Any]],
+    outside: frozenset[str] = frozenset(),
+) -> tuple[bool, str]:
+    """(passed, detail) for one expectation; ``outside``: the actors driven from outside (``external: true``),
+    whose misbehaviour reports count only for a ``misbehaviour`` expectation that names them (``actor``)."""
     v = exp.variant
     if isinstance(exp, WarningExpectation):
         found = _warnings(events, v, exp.target, exp.app)
@@ -180,18 +186,25 @@ def check(exp: Expectation, events: list[dict[str, Any]], metrics: dict[str, dic
         speed = f"{e['speed_mps']} m/s ({kph:.1f} km/h)"
         return ok, f"{exp.actor} passed {where} at t={e['t_s']:.2f} s at {speed}; expected {bounds}"
     if isinstance(exp, MisbehaviourExpectation | NoMisbehaviourExpectation):
-        reports = [
+        said = [
             e
             for e in events
             if e["type"] == "misbehaviour"
             and e["variant"] == v
             and (exp.suspect is None or e["suspect"] == exp.suspect)
         ]
+        # An outside stack's own reports (its Ack's, taken as it says) decide nothing unless the expectation
+        # names it: one line in an outside car's Ack failed ghost's "car A is not taken for a liar" (attack
+        # review 13); without ``actor`` only the built-in detectors (the edge, built-in OBUs) count.
+        named = getattr(exp, "actor", None)
+        reports = [e for e in said if e["actor"] not in outside or e["actor"] == named]
         if isinstance(exp, NoMisbehaviourExpectation):
             if reports:
                 e = reports[0]
                 return False, f"{e['actor']} reported {e['suspect']} ({e['check']}) at t={e['t_s']:.2f} s"
-            return True, f"nobody reported {exp.suspect or 'anybody'} misbehaving"
+            ignored = len(said) - len(reports)
+            aside = f" ({ignored} report(s) by outside stacks not counted)" if ignored else ""
+            return True, f"nobody reported {exp.suspect or 'anybody'} misbehaving{aside}"
         reports = [
             e
             for e in reports
@@ -390,10 +403,11 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """Each expectation of a variant that ran (one with metrics: `--variant` runs some only) judged."""
     out = []
+    outside = frozenset(a.id for a in scenario.actors if a.external)
     for exp in scenario.expectations:
         if exp.variant not in metrics:
             continue
-        passed, detail = check(exp, events, metrics)
+        passed, detail = check(exp, events, metrics, outside)
         out.append({"name": exp.name, "variant": exp.variant, "passed": passed, "detail": detail})
     return out
 
