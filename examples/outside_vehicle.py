@@ -18,7 +18,8 @@ tick it answers the world's re-sends of that tick (its answer may have been lost
 the world's STOP, and exits.
 
 Anyone may publish on an open broker, so it takes from its input topic only the world's next tick: TickInput(0)
-first, then n + 1 after n, ``final`` only at START's ``n_ticks``; TickInput(n) again is answered with the same
+first, then n + 1 after n (in real time, START's ``clock``, a later one once the world's clock can be there: an
+input can be lost), ``final`` only at START's ``n_ticks``; TickInput(n) again is answered with the same
 bytes. It refuses and counts (``Ack.rejected``) the rest: ``malformed`` (does not parse, another run),
 ``retained`` (the world never retains one), ``bad_tick``, ``conflicting_input`` (a different TickInput for the
 tick it answered: answered as before). A Control it cannot parse or use is ignored. Two different STARTs
@@ -276,6 +277,8 @@ class RunInfo:
     token: str  # a STOP counts only with it (docs/PROTOCOL.md "Control")
     me: testbed_pb2.Control.ActorStart | None  # where this actor starts (external_actors), if START says
     n_ticks: int | None = None  # the last tick (final only there); None: a world older than v1, trust `final`
+    realtime: bool = False  # START's clock is CLOCK_REALTIME: a lost input's tick is skipped (checklist item 9)
+    started_at: float | None = None  # when START came (monotonic): the earliest the world's clock can have begun
 
     @classmethod
     def from_start(cls, ctrl: testbed_pb2.Control) -> RunInfo:
@@ -297,6 +300,8 @@ class RunInfo:
             token=ctrl.token,
             me=None,
             n_ticks=ctrl.n_ticks if ctrl.protocol_version >= 1 else None,
+            realtime=ctrl.clock == testbed_pb2.Control.CLOCK_REALTIME,
+            started_at=time.monotonic(),
         )
 
     def sec_mark(self, time_us: int) -> int:
@@ -356,6 +361,7 @@ class Vehicle:
     lane: str = field(init=False)
     warned_at: float | None = None  # simulation time of the first warning received
     rest_at: float | None = None  # after a collision: at rest where it touched, for good (PROTOCOL.md, "Collisions")
+    t0: float | None = None  # real time: the earliest the world's tick 0 can have gone out (monotonic)
 
     def __post_init__(self) -> None:
         self.names = {bsm_id(a): a for a in self.info.actor_ids}
@@ -371,18 +377,32 @@ class Vehicle:
         self.width_m = o.width_m or width
         self.height_m = o.height_m or height
         self.lane = o.lane or (me.lane if me is not None else "")
+        self.t0 = self.info.started_at
 
     def topic(self, kind: str) -> str:
         return f"v2x/{self.opts.run_id}/{kind}/{self.opts.actor_id}"
 
-    def step(self, ti: testbed_pb2.TickInput) -> list[tuple[str, bytes]] | None:
-        """The (topic, payload) list to publish for this TickInput, envelopes first and the Ack last.
+    def latest_tick(self, now: float | None) -> int:
+        """The latest tick this stack may take now (``now``: when the input came, monotonic): the next one, or
+        in real time (START's clock) a later one once the world's clock can be there, since an input can be lost
+        (docs/PROTOCOL.md checklist item 9): the world sends TickInput(m) no earlier than t0 + m x tick, so a
+        tick m is taken when it comes after t0 + (m - 1) x tick (t0: when START came, or earlier as the ticks
+        taken say); a forged far tick comes too early. Never past START's ``n_ticks``."""
+        expected = 0 if self.last_tick is None else self.last_tick + 1
+        latest = expected
+        if self.info.realtime and now is not None and self.t0 is not None:
+            latest = max(expected, math.floor((now - self.t0) / (self.info.tick_us / 1e6)) + 1)
+        return latest if self.info.n_ticks is None else min(latest, self.info.n_ticks)
+
+    def step(self, ti: testbed_pb2.TickInput, now: float | None = None) -> list[tuple[str, bytes]] | None:
+        """The (topic, payload) list to publish for this TickInput (``now``: when it came, monotonic; None: only
+        the next tick is taken), envelopes first and the Ack last.
 
         A TickInput for the tick just done (the world resends a stalled tick) gets the very same payloads (a
         different one for that tick is counted as ``conflicting_input``: one of the two was not the world's).
-        Only the next tick is answered (0 first, then n + 1; ``final`` only at START's ``n_ticks``); anything
-        else gets nothing and is counted as ``bad_tick`` (a forged TickInput(10^6, final) made this stack end
-        its run early, and the run stalled blaming it).
+        Only the next tick is answered (0 first, then n + 1, or in real time a later one, :meth:`latest_tick`;
+        ``final`` only at START's ``n_ticks``); anything else gets nothing and is counted as ``bad_tick`` (a
+        forged TickInput(10^6, final) made this stack end its run early, and the run stalled blaming it).
         """
         if self.last_tick is not None and ti.tick == self.last_tick:
             if ti != self.last_input:
@@ -392,11 +412,17 @@ class Vehicle:
             return self.last_output
         expected = 0 if self.last_tick is None else self.last_tick + 1
         n_ticks = self.info.n_ticks
-        if ti.tick != expected or (n_ticks is not None and ti.final != (ti.tick == n_ticks)):
+        if not expected <= ti.tick <= self.latest_tick(now) or (
+            n_ticks is not None and ti.final != (ti.tick == n_ticks)
+        ):
             self.rejected["bad_tick"] += 1
             if self.rejected["bad_tick"] <= 5:
                 log.warning("ignoring TickInput(%d, final=%s): expected tick %d", ti.tick, ti.final, expected)
             return None
+        if ti.tick > expected:
+            log.warning("tick %d after %d: the inputs between were lost (real time)", ti.tick, expected - 1)
+        if now is not None and self.t0 is not None:
+            self.t0 = min(self.t0, now - ti.tick * self.info.tick_us / 1e6)
         t = ti.time_us / 1e6
         echoes = self._read(ti)
         for c in ti.collisions:
@@ -735,7 +761,7 @@ class Session:
                 if self.info is None:
                     self.waiting = [*self.waiting[-(MAX_WAITING - 1) :], ti]  # it overtook START: keep it
                     continue
-                self._on_tick(ti)
+                self._on_tick(ti, last_input)
 
     def _on_control(self, payload: bytes, retained: bool = False) -> int | None:
         if not payload:  # the runner cleared a retained Control before this run: what came before is stale
@@ -780,7 +806,7 @@ class Session:
             )
             waiting, self.waiting = self.waiting, []
             for ti in waiting:
-                self._on_tick(ti)
+                self._on_tick(ti, time.monotonic())
         elif ctrl.command == testbed_pb2.Control.COMMAND_STOP:
             if self.vehicle is None:
                 # Retained from an earlier run with the same id: ours has not started yet.
@@ -806,7 +832,7 @@ class Session:
             return EXIT_ERROR
         return None
 
-    def _on_tick(self, ti: testbed_pb2.TickInput) -> None:
+    def _on_tick(self, ti: testbed_pb2.TickInput, now: float | None = None) -> None:
         """Answer one TickInput (the final one: wait for the world's STOP from then on, answering its re-sends)."""
         assert self.info is not None
         if self.vehicle is None:
@@ -818,7 +844,7 @@ class Session:
                 )
             self.vehicle = Vehicle(self.opts, self.info, rejected=self.rejected)
         self.sim_time.sim = f"t={ti.time_us / 1e6:.1f}s"
-        for out_topic, out_payload in self.vehicle.step(ti) or ():
+        for out_topic, out_payload in self.vehicle.step(ti, now) or ():
             self.pending = [p for p in self.pending if not p.is_published()]
             self.pending.append(self.client.publish(out_topic, out_payload, qos=0))
         if self.vehicle.done and self.finished is None:

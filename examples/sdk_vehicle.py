@@ -262,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ttc", type=_number(0.0, 60.0), default=3.0, help="FCW time-to-collision threshold, s")
     p.add_argument("--reaction", type=_number(0.0, 60.0, low_ok=True), default=1.0, help="driver reaction time, s")
     p.add_argument("--brake", type=_number(0.0, 15.0), default=7.0, help="driver braking, m/s^2")
-    p.add_argument("--realtime", action="store_true", help="skip to the newest tick when behind")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="skip to the newest tick when behind (on by itself when START says the run is in real time)",
+    )
     p.add_argument("--no-uplink", action="store_true", help="no Uu copy of the BSM to the platform")
     p.add_argument(
         "--work-ms", type=_number(0.0, 60_000.0, low_ok=True), default=0.0, help="time each tick takes (a slow stack)"

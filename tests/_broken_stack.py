@@ -3,8 +3,10 @@ examples/sdk_vehicle.py but sends a wrong BSM id (``--wrong-id``), a BSM only ev
 ``--every 2``), a secMark one second old (``--stale-secmark``) or a secMark from the tick's time alone,
 ``epoch_utc`` ignored (``--ignore-epoch``), or the true position in its BSM instead of the GNSS fix
 (``--no-gnss-error``), or a size other than the scenario's (``--wrong-size``); ``--kind truck`` makes its Hello
-name the wrong kind. ``--reverse-seq`` is no fault: it publishes each tick's Uu copy (the higher seq) before its
-PC5 BSM, as a stack with a thread per link may (docs/PROTOCOL.md "Duplicates": the order within a tick is free)."""
+name the wrong kind; ``--strict-ticks`` takes only tick n + 1 after n even in real time (START's clock ignored: a
+lost input stalls it, docs/PROTOCOL.md checklist item 9). ``--reverse-seq`` is no fault: it publishes each tick's
+Uu copy (the higher seq) before its PC5 BSM, as a stack with a thread per link may (docs/PROTOCOL.md
+"Duplicates": the order within a tick is free)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from v2x.wire.envelope import temporary_id
 async def main(args: argparse.Namespace) -> int:
     async with Stack(args.broker, run_id=args.run, actor_id=args.actor, kind=args.kind) as stack:
         run = await stack.start(timeout_s=120)
+        if args.strict_ticks:  # as if the run were in lockstep whatever START says
+            stack._realtime = lambda _run: False  # type: ignore[method-assign,assignment]
         state = VehicleState.at_start(run.me)
         async for tick in stack.ticks(tick_timeout_s=90):
             if tick.collisions:  # (it never brakes: it runs into the lead, and then stands, as it must)
@@ -66,6 +70,7 @@ if __name__ == "__main__":
     p.add_argument("--every", type=int, default=1)
     p.add_argument("--kind", default="car")
     p.add_argument("--wrong-id", action="store_true")
+    p.add_argument("--strict-ticks", action="store_true")
     p.add_argument("--stale-secmark", action="store_true")
     p.add_argument("--ignore-epoch", action="store_true")
     p.add_argument("--no-gnss-error", action="store_true")

@@ -350,3 +350,92 @@ def test_conformance_names_an_ack_the_world_refused_even_when_the_run_did_not_co
     view = by_name["world's view"]
     assert view.status == "FAIL" and "the run did not complete" in view.detail
     assert "rejected by the world: {'out_of_range': 1}" in view.detail
+
+
+# ---- session 26: a lost input (real time) and a tick asked again (lockstep) -------------------------------------
+
+
+def _ack(tick: int, *entries: tuple[str, int]) -> bytes:
+    """An Ack of the follower for ``tick`` whose ``rejected`` map has ``entries`` encoded in that order."""
+    raw = testbed_pb2.Ack(actor_id="follower", tick=tick).SerializeToString()
+    return raw + b"".join(testbed_pb2.Ack(rejected={k: n}).SerializeToString() for k, n in entries)
+
+
+def test_conformance_names_a_resent_ticks_answer_in_other_bytes_and_says_map_order() -> None:
+    """A Rust stack rebuilt its Ack for a tick asked again: prost's HashMap for ``Ack.rejected`` iterates in another
+    order for each map, so the same Ack came in other bytes, which the world refuses (``conflicting_ack``); and
+    conformance never asked a tick again. Now lockstep conformance sends one TickInput again once answered, and
+    'a tick asked again' passes only the same bytes, with a hint that names map order."""
+    from v2x.run.conformance import Capture, _resent_problems
+
+    first = _ack(20, ("bad_tick", 1), ("malformed", 2))
+
+    def judged(*again: bytes) -> list[str]:
+        capture = Capture(acks=[(1.0, first), *((3.0, raw) for raw in again)], resent_tick=20, resent_at=2.0)
+        return _resent_problems(capture)[0]
+
+    assert judged(first) == []
+    swapped = judged(_ack(20, ("malformed", 2), ("bad_tick", 1)))
+    assert len(swapped) == 1 and "the same Ack in other bytes" in swapped[0] and "btree_map" in swapped[0]
+    other = judged(_ack(20, ("bad_tick", 2)))
+    assert len(other) == 1 and "a different Ack" in other[0] and "conflicting_ack" in other[0]
+    none = judged()
+    assert len(none) == 1 and "no answer came" in none[0]
+
+
+def test_conformance_in_real_time_fails_a_stack_that_refuses_the_tick_after_a_lost_input() -> None:
+    """'a lost input': in real time conformance withholds one TickInput (as a broker restart may lose one); a
+    stack that then answers a later tick passes, one that answers none of the next ticks fails with a hint that
+    names the rule (docs/PROTOCOL.md checklist item 9) and START's clock."""
+    from v2x.run.conformance import Capture, _lost_input_problems
+
+    acks = {n: testbed_pb2.Ack(tick=n) for n in range(20)}
+    capture = Capture(withheld=20)
+    problems, _ = _lost_input_problems(capture, acks, n_ticks=140)
+    assert len(problems) == 1 and "none of ticks 21..25 nor any later one" in problems[0]
+    assert "CLOCK_REALTIME" in problems[0] and "checklist item 9" in problems[0]
+    problems, detail = _lost_input_problems(capture, {**acks, 22: testbed_pb2.Ack(tick=22)}, n_ticks=140)
+    assert problems == [] and "took TickInput(22) next" in detail
+
+
+@pytest.mark.broker
+def test_conformance_withholds_an_input_in_real_time_and_fails_a_stack_that_takes_only_the_next_tick(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """An outside Rust stack took only tick n + 1 after n (the checklist's MUST; the real-time skip was a MAY and
+    START did not say the mode): it passed real-time conformance and then, in a run whose broker restart lost
+    one input, refused every later tick. Real-time conformance now withholds TickInput(20): the SDK stack (START's
+    clock says real time) takes 21; one that ignores the clock fails 'a lost input'."""
+    from tests.test_sdk import REALTIME_S, fcw_with_external
+
+    scenario = fcw_with_external(tmp_path, "follower", duration_s=REALTIME_S)
+    outs = {}
+    for name, flags in (("strict", ["--strict-ticks"]), ("sdk", [])):
+        prefix = f"lost-{name}-{uuid.uuid4().hex[:6]}"
+        stack = _start([PY, "tests/_broken_stack.py", "--broker", mosquitto.address.url, "--run", f"{prefix}-v2x",
+                        *flags], tmp_path / f"{name}.log")  # fmt: skip
+        try:
+            outs[name] = _conformance(mosquitto, prefix, "--mode", "realtime", "--scenario", str(scenario))
+        finally:
+            if stack.poll() is None:
+                stack.kill()
+    strict = outs["strict"]
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "FAIL a lost input: 1 problem(s): TickInput(20) was withheld" in strict.stdout, strict.stdout
+    assert "PASS a lost input: TickInput(20) withheld (as a lost message would be): the stack took TickInput(21)" in (
+        outs["sdk"].stdout
+    ), outs["sdk"].stdout
+
+
+def test_conformance_does_not_count_the_replays_of_the_signed_envelopes_it_asked_for_again() -> None:
+    """In a signed run the world has closed the tick conformance asks again, and takes the stack's signed envelopes
+    sent again as ``replayed``: the checker's doing, not the stack's (a signing stack failed the world's view so).
+    Any other refusal still counts."""
+    from v2x.run.conformance import Capture, OwnCounts
+
+    env = testbed_pb2.Envelope(sender_id="follower", seq=1, tick=20).SerializeToString()
+    capture = Capture(tx=[(1.0, env), (3.0, env), (3.1, env)], resent_tick=20, resent_at=2.0)
+    view = _checks(capture, metrics={}, own=OwnCounts(rejected={"replayed": 2}))["world's view"]
+    assert view.passed, view.detail
+    view = _checks(capture, metrics={}, own=OwnCounts(rejected={"replayed": 3}))["world's view"]
+    assert not view.passed and "{'replayed': 1}" in view.detail, view.detail

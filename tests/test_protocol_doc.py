@@ -1216,3 +1216,22 @@ def test_an_ack_that_contradicts_its_ticks_first_flags_the_actor_at_once() -> No
     assert sim.inbound.stats.rejected == {"conflicting_ack": 1} and sim.inbound.flagged() == {}
     sim.receive("ack", "lead", _ack("lead", 0, x=131.0))
     assert sim.inbound.flagged() == {"lead": {"ack": 2}}
+
+
+def test_the_example_takes_a_later_tick_in_real_time_only_once_the_worlds_clock_can_be_there() -> None:
+    """Checklist item 9 (session 26): in real time (START's ``clock``) an input can be lost, and a stack MUST take
+    the later tick that follows (the examples took only n + 1 after n, as an outside Rust stack did, which then
+    refused every tick of a real-time run after a broker restart lost one input); a tick further ahead than the
+    world's clock can be (t0 + (m - 1) x tick) is refused as ``bad_tick``. In lockstep only n + 1 follows n."""
+    for clock, want in ((testbed_pb2.Control.CLOCK_REALTIME, [0, 2]), (testbed_pb2.Control.CLOCK_LOCKSTEP, [0])):
+        _, session, published = _example_session()
+        start = _start("tok")
+        start.n_ticks, start.protocol_version, start.clock = 100, 1, clock
+        session._on_control(start.SerializeToString())
+        t0 = session.info.started_at
+        tick = testbed_pb2.TickInput
+        session._on_tick(tick(run_id="r", tick=0, tick_us=100_000), t0 + 0.01)
+        session._on_tick(tick(run_id="r", tick=50, tick_us=100_000, time_us=5_000_000), t0 + 0.25)  # too early
+        session._on_tick(tick(run_id="r", tick=2, tick_us=100_000, time_us=200_000), t0 + 0.25)  # 1 was lost
+        acks = [testbed_pb2.Ack.FromString(p).tick for t, p in published if t.endswith("/ack/lead")]
+        assert acks == want and session.rejected["bad_tick"] == 3 - len(want), (clock, acks, session.rejected)

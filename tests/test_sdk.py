@@ -281,6 +281,8 @@ def test_conformance_passes_the_sdk_example_and_names_what_a_broken_stack_gets_w
         ok = _conformance(mosquitto, good)
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert "PASS follower in fcw" in ok.stdout and "FAIL" not in ok.stdout
+        # (lockstep: TickInput(20) sent again once answered, the answer the same bytes: checklist item 16)
+        assert "PASS a tick asked again: TickInput(20) sent again after its answer: answered with the same" in ok.stdout
         broken = _conformance(mosquitto, bad)
     finally:
         for p in stacks:
@@ -744,6 +746,7 @@ def test_conformance_skips_the_checks_it_has_nothing_for() -> None:
         "truth in motion": "SKIP",
         "at rest after a collision": "SKIP",
         "acks": "SKIP",
+        "a tick asked again": "SKIP",
         "world's view": "SKIP",
         "response time": "SKIP",
     }, status
@@ -1318,11 +1321,12 @@ async def _hand_out(
     tmp_path: Path,
     ticks: Sequence[int | Callable[[str], testbed_pb2.TickInput]],
     gap_s: float = 0.3,
+    clock: testbed_pb2.Control.Clock.ValueType = testbed_pb2.Control.CLOCK_UNSPECIFIED,
     **options: Any,
 ) -> tuple[list[int], Counter[str]]:
-    """A fake world (a START of 100 ticks, then TickInputs of ``ticks``, ``gap_s`` apart; a callable makes one
-    of the run id given) and an SDK stack with ``options`` that sends a BSM and an Ack each tick: the ticks it
-    handed out, and what it refused."""
+    """A fake world (a START of 100 ticks saying ``clock``, then TickInputs of ``ticks``, ``gap_s`` apart; a
+    callable makes one of the run id given) and an SDK stack with ``options`` that sends a BSM and an Ack each
+    tick: the ticks it handed out, and what it refused."""
     import asyncio
 
     import aiomqtt
@@ -1332,6 +1336,7 @@ async def _hand_out(
 
     run_id = f"hand-{uuid.uuid4().hex[:6]}"
     start = _forged_world_start(tmp_path, run_id, n_ticks=100)
+    start.clock = clock
     in_topic = topics.tick_input(run_id, "follower")
     handed: list[int] = []
     async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"world-{run_id}") as world:
@@ -1360,13 +1365,26 @@ async def _hand_out(
 
 
 @pytest.mark.broker
-async def test_the_sdk_in_real_time_skips_a_few_ticks_but_not_far_ahead(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    """``realtime=True`` may skip ticks (inputs can be lost in real time), but only as far as the world's clock
-    can have run since START and the ticks before (t0 + (m - 1) x tick at the earliest for tick m): TickInput(10)
-    0.3 s after tick 0 (taken until session 18) and TickInput(500) are refused, TickInput(6) 0.9 s after tick 0
-    is taken, then 7."""
-    handed, rejected = await _hand_out(mosquitto, tmp_path, (0, 10, 500, 6, 7), gap_s=0.3, realtime=True)
+@pytest.mark.parametrize("said", ["flag", "start"])
+async def test_the_sdk_in_real_time_skips_a_few_ticks_but_not_far_ahead(
+    mosquitto: Mosquitto, tmp_path: Path, said: str
+) -> None:
+    """``realtime=True``, or a START whose ``clock`` says real time (session 26: a stack made without the flag
+    refused every tick after a lost input in a real-time run), may skip ticks (inputs can be lost in real time),
+    but only as far as the world's clock can have run since START and the ticks before (t0 + (m - 1) x tick at
+    the earliest for tick m): TickInput(10) 0.3 s after tick 0 (taken until session 18) and TickInput(500) are
+    refused, TickInput(6) 0.9 s after tick 0 is taken, then 7."""
+    how: dict[str, Any] = {"realtime": True} if said == "flag" else {"clock": testbed_pb2.Control.CLOCK_REALTIME}
+    handed, rejected = await _hand_out(mosquitto, tmp_path, (0, 10, 500, 6, 7), gap_s=0.3, **how)
     assert handed == [0, 6, 7] and rejected["bad_tick"] == 2
+
+
+@pytest.mark.broker
+async def test_the_sdk_takes_only_the_next_tick_when_start_says_lockstep(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """In lockstep (START's ``clock``) the world sends every tick until it is answered: a later one is no input of
+    the world's, however late it comes."""
+    handed, rejected = await _hand_out(mosquitto, tmp_path, (0, 6, 1), clock=testbed_pb2.Control.CLOCK_LOCKSTEP)
+    assert handed == [0, 1] and rejected["bad_tick"] == 1
 
 
 def _forged(tick: int, **changes: Any) -> Callable[[str], testbed_pb2.TickInput]:

@@ -14,7 +14,8 @@
 // --join-timeout s (3).
 //
 // Anyone may publish on an open broker, so it answers only the world's next tick: TickInput(0) first, then n + 1
-// after n, `final` only at START's n_ticks; TickInput(n) again gets the same bytes. It refuses and counts in every
+// after n (in real time, START's `clock`, a later one once the world's clock can be there: an input can be lost),
+// `final` only at START's n_ticks; TickInput(n) again gets the same bytes. It refuses and counts in every
 // Ack's `rejected`: malformed (does not parse, another run), retained (the world never retains a TickInput),
 // bad_tick, conflicting_input (a different TickInput for the tick it answered: answered as before). A Control it
 // cannot parse or use is ignored.
@@ -139,7 +140,7 @@ async function main() {
   const T = (name) => root.lookupType(`v2x.wire.${name}`);
   const [Hello, Control, TickInput, Envelope, Ack, MessageFrame] =
     ["Hello", "Control", "TickInput", "Envelope", "Ack", "MessageFrame"].map(T);
-  const LINK_PC5 = 1, LINK_UU = 2, START = 1, STOP = 2;
+  const LINK_PC5 = 1, LINK_UU = 2, START = 1, STOP = 2, CLOCK_REALTIME = 2;
   const me = o.actor, run = o.run, topic = (k) => `v2x/${run}/${k}/${me}`;
   const bsmId = crypto.createHash("sha256").update(me, "utf8").digest().subarray(0, 8);
   const log = (t, msg) => console.log(`[${me}${t == null ? "" : ` t=${t.toFixed(1)}s`}] ${msg}`);
@@ -151,6 +152,7 @@ async function main() {
   const client = mqtt.connect(o.broker, { clientId: `node-${me}-${crypto.randomBytes(3).toString("hex")}`,
     clean: true, reconnectPeriod: 500 });
   let finalDone = false, start = null, frame = null, epochMs = 0, car = null, last = null, seq = 0, msgCnt = 0, done = false;
+  let t0 = null; // real time: the earliest the world's tick 0 can have gone out (ms, performance.now()), from START
   let restAt = null; // after a collision: at rest where it touched, for good (docs/PROTOCOL.md, "Collisions")
   const rejected = {}; // what it refused, by reason (sent in every Ack)
   // STARTs published (not retained) while waiting for the first tick: the world's are the same bytes each time,
@@ -184,6 +186,7 @@ async function main() {
         const epoch = Date.parse(c.epoch_utc);
         if (Number.isNaN(epoch) || epoch < 0 || !(c.tick_us > 0)) { log(null, `ignoring a START that cannot be used (epoch ${c.epoch_utc})`); return; }
         start = c;
+        t0 = performance.now(); // the world starts its clock right after its START
         if (!(packet && packet.retain)) liveStarts.add(Buffer.from(payload).toString("base64"));
         names = Object.fromEntries((c.actor_ids || []).map((a) => [sha8(a), a]));
         const mine = (c.external_actors || []).find((a) => a.actor_id === me) || {};
@@ -192,7 +195,7 @@ async function main() {
         car = new Car(mine, o.brakeAt, o.brakeRate);
         Object.assign(car, { length: mine.length_m || 5, width: mine.width_m || 2, height: mine.height_m || 1.6 });
         log(null, `START: scenario ${c.scenario_id}, start (${car.x0.toFixed(2)}, ${car.y0.toFixed(2)}) heading ${car.heading}`);
-        while (pending.length) onTick(pending.shift());
+        while (pending.length) onTick(pending.shift(), performance.now());
       } else if (c.command === STOP && last != null) {
         // Only this run's world may stop it: a STOP without START's token is someone else's.
         if ((c.token || "") !== (start.token || "")) { log(null, `ignoring a STOP without this run's token`); return; }
@@ -208,10 +211,10 @@ async function main() {
     const ti = decode(TickInput, payload);
     if (ti == null || ti.run_id !== run) { reject("malformed", `${payload.length} bytes that are no TickInput of ${run}`); return; }
     if (!start) { pending.push(ti); if (pending.length > 16) pending.shift(); return; } // keep the newest only
-    onTick(ti);
+    onTick(ti, performance.now());
   });
 
-  function onTick(ti) {
+  function onTick(ti, now) {
     if (done) return;
     if (last == null && liveStarts.size > 1) { // refuse rather than be steered (docs/SECURITY.md; run with --secure)
       log(null, `refused: ${liveStarts.size} different STARTs of run ${run} came while waiting for the first tick: someone publishes Controls on this broker`);
@@ -226,10 +229,18 @@ async function main() {
       return;
     }
     const expected = last ? last.tick + 1 : 0, nTicks = (start.protocol_version || 0) >= 1 ? num(start.n_ticks) : null;
-    if (tick !== expected || (nTicks != null && !!ti.final !== (tick === nTicks))) { // not the world's next tick
+    // In real time (START's clock) an input can be lost: a later tick m is taken once the world's clock can be
+    // there, no earlier than t0 + (m - 1) x tick (a forged far tick comes too early); never past n_ticks
+    // (docs/PROTOCOL.md checklist item 9)
+    const tickMs = num(start.tick_us) / 1000;
+    let latest = start.clock === CLOCK_REALTIME ? Math.max(expected, Math.floor((now - t0) / tickMs) + 1) : expected;
+    if (nTicks != null) latest = Math.min(latest, nTicks);
+    if (tick < expected || tick > latest || (nTicks != null && !!ti.final !== (tick === nTicks))) { // not the world's
       reject("bad_tick", `TickInput(${tick}, final=${!!ti.final}) when tick ${expected} is next`);
       return;
     }
+    if (tick > expected) log(null, `tick ${tick} after ${expected - 1}: the inputs between were lost (real time)`);
+    t0 = Math.min(t0, now - tick * tickMs);
     const t = timeUs / 1e6, g = ti.gnss || {};
     const echoes = [];
     for (let k = 0; k < (ti.envelopes || []).length; k++) { // what was heard: BSMs, advisories to me

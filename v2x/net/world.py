@@ -48,6 +48,8 @@ log = logging.getLogger("v2x.net.world")
 # the whole run: one that comes sooner is answered when that second is over (one publication pending at most),
 # so that the last forged Control is never left standing, and a forger cannot make the world publish faster.
 REASSERT_EVERY_S = 1.0
+# What START says of the world's clock (``Clock.mode``; docs/PROTOCOL.md "Control": which ticks a stack may take)
+CONTROL_CLOCKS = {"lockstep": testbed_pb2.Control.CLOCK_LOCKSTEP, "realtime": testbed_pb2.Control.CLOCK_REALTIME}
 # A second world that finds a STOP "world lost" waits this long for the START of that token (its world still
 # alive, saying its START again over a copy of its will) before it takes the run id as free.
 CLAIM_SETTLE_S = REASSERT_EVERY_S + 1.0
@@ -82,8 +84,9 @@ class Observer(Protocol):
     there (a paused view). It only reads ``sim``. It may also have ``on_inputs(sim, names)``, called right
     after the world published the inputs of those actors or fleets (``World._publish_inputs``), and
     ``on_input_bytes(tick, inputs)``, called before that with what it publishes for that tick (actor or fleet
-    -> payload), and ``held_s``, the wall seconds it has held the world so far (left out of the run's wall
-    time: a paused view's time is the user's)."""
+    -> payload; an entry it removes is not published: ``v2x conformance`` withholds an input so), and
+    ``held_s``, the wall seconds it has held the world so far (left out of the run's wall time: a paused
+    view's time is the user's)."""
 
     async def on_tick(self, sim: Simulation, tick: int, events: list[dict[str, Any]]) -> None: ...
 
@@ -470,7 +473,8 @@ class World:
         return self._announced
 
     async def _publish_control(self, command: testbed_pb2.Control.Command.ValueType, reason: str = "") -> None:
-        self._announced = self.sim.control(command, reason)
+        clock = CONTROL_CLOCKS.get(self.clock.mode, testbed_pb2.Control.CLOCK_UNSPECIFIED)
+        self._announced = self.sim.control(command, reason, clock)
         self._announced_expiry_s = STOP_EXPIRY_S if command == testbed_pb2.Control.COMMAND_STOP else None
         await self._publish_announced()
         await self.release_claim()

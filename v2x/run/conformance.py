@@ -28,6 +28,12 @@ topics. After the run it checks what the stack sent, tick by tick, and prints a 
 * Acks: one per tick 0..N with the truth, ``tx_count`` = the envelopes sent in that tick;
 * at rest after a collision: from the TickInput that tells the stack of its collision on, its truth and BSMs
   stand (docs/PROTOCOL.md "Collisions"; SKIP in a run without one);
+* a tick asked again (lockstep): once the stack has answered ``TickInput(PROBE_TICK)`` (the middle tick of a
+  shorter run) the world's input is sent again and the world held until the answer comes: the same bytes
+  (docs/PROTOCOL.md checklist item 16; an Ack built again can put ``rejected`` in another order);
+* a lost input (``--mode realtime``): the world withholds ``TickInput(PROBE_TICK)`` from the stack, as a broker
+  restart may lose one; the stack must answer one of the ticks after it (checklist item 9), which ``acks`` and
+  ``BSM rate`` leave out;
 * the world's view: nothing rejected, no duplicates, nothing reported late, of what came on the actor's own
   topics (``OwnCounts``: not the built-in agents' Hellos again after a broker restart, nor a Hello again at all,
   which the protocol asks for after a reconnect or a restart of the stack);
@@ -112,7 +118,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="check an outside stack against the protocol in a real run",
         description="Run a scenario with ACTOR driven from outside, wait for an outside stack to join it, and "
         "check what it sends: decoding, units, rate, ids, msg_cnt, seq, timestamps, consistency with its "
-        "truth, and (--mode realtime) the deadline. Prints a checklist.",
+        "truth, the answer to a tick asked again (lockstep), a lost input and the deadline (--mode realtime). "
+        "Prints a checklist.",
         epilog="Exit codes: 0 pass, 1 a check failed, 2 bad input, 3 no stack joined (or no broker answered).",
     )
     p.add_argument(
@@ -181,6 +188,12 @@ class Capture:
     world_inputs: dict[int, bytes] = field(default_factory=dict)
     tx: list[tuple[float, bytes]] = field(default_factory=list)
     acks: list[tuple[float, bytes]] = field(default_factory=list)
+    # The probes (``WorldInputs``): real time, the tick whose TickInput the world withheld from the stack (as a
+    # lost message would be); lockstep, the tick whose TickInput was sent again after its answer, and when (as
+    # heard here, monotonic)
+    withheld: int | None = None
+    resent_tick: int | None = None
+    resent_at: float | None = None
 
 
 def keep_the_worlds_inputs(capture: Capture) -> None:
@@ -216,17 +229,49 @@ class OwnCounts:
     refused_acks: list[tuple[int, str]] = field(default_factory=list)  # (tick, why): the first few
 
 
+# The tick of the probes (``probe_tick``): real time withholds its TickInput, lockstep sends it again once answered
+PROBE_TICK = 20
+RESEND_WAIT_S = 3.0  # lockstep: how long the world is held for the answer to the TickInput sent again
+
+
+def probe_tick(n_ticks: int) -> int | None:
+    """The tick whose TickInput conformance withholds (real time) or sends again (lockstep): ``PROBE_TICK``, or
+    the middle of a shorter run; None in a run too short for it (a later tick must follow)."""
+    tick = min(PROBE_TICK, n_ticks // 2)
+    return tick if 0 < tick < n_ticks else None
+
+
 @dataclass
 class WorldInputs:
     """The world's observer in a conformance run: keeps the bytes of each TickInput it publishes to ``actor``,
-    and the world's counts (``own``)."""
+    and the world's counts (``own``). With ``probe`` set: in real time it withholds that tick's TickInput from
+    the stack (as a lost message would be: docs/PROTOCOL.md checklist item 9, the stack must take the next
+    tick); in lockstep, once the stack has answered that tick, ``resend`` publishes the world's TickInput again
+    and the world is held until the answer comes (checklist item 16: the same bytes) or ``RESEND_WAIT_S``."""
 
     capture: Capture
     actor: str
     stats: Any = None  # the world's InboundStats, once a tick has closed
+    probe: int | None = None
+    realtime: bool = False
+    resend: Callable[[bytes], Any] | None = None  # publishes a TickInput on the actor's input topic (awaitable)
 
     async def on_tick(self, sim: Any, tick: int, events: list[dict[str, Any]]) -> None:
         self.stats = sim.inbound.stats
+        if self.realtime or tick != self.probe or self.resend is None:
+            return
+        payload = self.capture.world_inputs.get(tick)
+        if payload is None:
+            return
+        answered = _acks_of(self.capture, tick)
+        if not answered:  # (not answered: the run is failing anyway, and asking again proves nothing)
+            return
+        self.capture.resent_tick, self.capture.resent_at = tick, time.monotonic()
+        await self.resend(payload)
+        deadline = time.monotonic() + RESEND_WAIT_S
+        while len(_acks_of(self.capture, tick)) <= len(answered) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # (its envelopes went out before its Ack)
 
     def own(self) -> OwnCounts | None:
         """What the world counted of the actor's own (None before the first tick closed)."""
@@ -240,9 +285,27 @@ class WorldInputs:
         )
 
     def on_input_bytes(self, tick: int, inputs: dict[str, bytes]) -> None:
+        if self.realtime and tick == self.probe and self.actor in inputs:
+            del inputs[self.actor]  # withheld: the world publishes what is left (``World._publish_inputs``)
+            self.capture.withheld = tick
+            return
         payload = inputs.get(self.actor)
         if payload is not None:
             self.capture.world_inputs[tick] = payload
+
+
+def _acks_of(capture: Capture, tick: int) -> list[tuple[float, bytes]]:
+    """The Acks heard for ``tick`` (those that parse), in order."""
+    from v2x.wire import testbed_pb2
+
+    out = []
+    for at, raw in list(capture.acks):
+        try:
+            if testbed_pb2.Ack.FromString(raw).tick == tick:
+                out.append((at, raw))
+        except DecodeError:
+            continue
+    return out
 
 
 @dataclass
@@ -341,6 +404,101 @@ def _repeated_for_resent_inputs(capture: Capture) -> int:
                 continue
             repeated += msg.tick in capture.resent
     return repeated
+
+
+# After the withheld input (real time), the stack must answer one of this many ticks that follow it
+LOST_INPUT_WITHIN_TICKS = 5
+
+
+def _lost_input_problems(capture: Capture, acks: dict[int, Any], n_ticks: int) -> tuple[list[str], str]:
+    """'a lost input' (real time; docs/PROTOCOL.md checklist item 9): the world withheld TickInput(w) from the
+    stack, as a message lost in a broker restart would be; the stack must take a later tick and answer it (a
+    Rust stack that took only n + 1 after n passed conformance and then refused every tick of a run after a
+    broker restart lost one input: an outside stack's review)."""
+    w = capture.withheld
+    if w is None:
+        return [], ""
+    after = range(w + 1, min(w + LOST_INPUT_WITHIN_TICKS, n_ticks) + 1)
+    answered = [n for n in after if n in acks]
+    if answered:
+        return [], f"TickInput({w}) withheld (as a lost message would be): the stack took TickInput({answered[0]}) next"
+    later = sorted(n for n in acks if n > w)
+    return [
+        f"TickInput({w}) was withheld (as a message lost in a broker restart would be), and the stack answered none "
+        f"of ticks {after.start}..{after.stop - 1}"
+        + (f" (the next it answered: {later[0]})" if later else " nor any later one")
+        + ": in real time (START's clock is CLOCK_REALTIME) a stack MUST take a later tick than n + 1 when the "
+        "world's clock can be there, no earlier than t0 + (m - 1) x tick (docs/PROTOCOL.md checklist item 9); "
+        "refusing it as bad_tick stalls the stack for the rest of the run"
+    ], ""
+
+
+def _envelopes_of(
+    capture: Capture, tick: int | None, *, before: float | None = None, after: float | None = None
+) -> list[bytes]:
+    """The envelopes heard for ``tick`` (those that parse), heard before ``before`` or from ``after`` on."""
+    from v2x.wire import testbed_pb2
+
+    out: list[bytes] = []
+    if tick is None or (before is None and after is None):
+        return out
+    for t, raw in list(capture.tx):
+        if (before is not None and t >= before) or (after is not None and t < after):
+            continue
+        with contextlib.suppress(DecodeError):
+            if testbed_pb2.Envelope.FromString(raw).tick == tick:
+                out.append(raw)
+    return out
+
+
+def _resent_problems(capture: Capture) -> tuple[list[str], str]:
+    """'a tick asked again' (lockstep; docs/PROTOCOL.md checklist item 16): the world's TickInput(r) was sent again
+    after the stack had answered it (as the world does when an answer is lost); the stack must answer it with the
+    very bytes it sent (the world refuses another Ack for a tick as ``conflicting_ack``). Conformance never asked
+    a tick again before, so a stack that rebuilt its Ack (prost's HashMap for ``rejected`` encodes in another
+    order each time) passed (an outside Rust stack's review)."""
+    from v2x.wire import testbed_pb2
+
+    r, at = capture.resent_tick, capture.resent_at
+    if r is None or at is None:
+        return [], ""
+    acks = _acks_of(capture, r)
+    first = [raw for t, raw in acks if t < at]
+    again = [raw for t, raw in acks if t >= at]
+
+    said = f"TickInput({r}) sent again after its answer"
+    if not first:
+        return [], ""
+    if not again:
+        return [
+            f"{said}: no answer came within {RESEND_WAIT_S:g} s; a stack answers a tick asked again with what it "
+            'sent for it (the world asks again when an answer was lost: docs/PROTOCOL.md "Lockstep", checklist '
+            "item 16)"
+        ], ""
+    problems = []
+    for raw in again:
+        if raw == first[0]:
+            continue
+        if testbed_pb2.Ack.FromString(raw) == testbed_pb2.Ack.FromString(first[0]):
+            problems.append(
+                f"{said}: the same Ack in other bytes, which the world refuses (conflicting_ack): a map "
+                "(Ack.rejected) encoded in another order? (Rust prost's default HashMap iterates in a new order per "
+                'map: prost_build::Config::btree_map(["."]); or keep the bytes published and send them again: '
+                'docs/PROTOCOL.md "Lockstep", "Keep the bytes")'
+            )
+        else:
+            problems.append(
+                f"{said}: a different Ack, which the world refuses (conflicting_ack): send again the bytes published "
+                "for that tick (docs/PROTOCOL.md checklist item 16)"
+            )
+        break
+    sent, resent = set(_envelopes_of(capture, r, before=at)), set(_envelopes_of(capture, r, after=at))
+    if resent - sent:
+        problems.append(
+            f"{said}: {len(resent - sent)} envelope(s) not byte for byte those sent for it the first time (the "
+            "world counts them as new: send the kept bytes again)"
+        )
+    return problems, f"{said}: answered with the same bytes ({len(again)} Ack, {len(resent)} envelope(s))"
 
 
 def analyse(
@@ -497,6 +655,7 @@ def analyse(
     # The ticks the stack was asked for: all of them in a run that completed, else those whose TickInput came
     # (a stack refused at Hello got none; one that went silent is judged up to the tick it did not answer).
     ran = list(range(n_ticks + 1)) if metrics is not None else sorted(n for n in capture.inputs if 0 <= n <= n_ticks)
+    ran = [n for n in ran if n != capture.withheld]  # (real time: the input the stack never got)
     not_run = "" if ran else "no TickInput came (the run did not start)"
     missing = [n for n in ran if len(pc5_bsms.get(n, [])) != 1]
     rate_problems = []
@@ -657,9 +816,26 @@ def analyse(
         "acks",
         ack_problems,
         f"one per tick {'0..' + str(n_ticks) if metrics is not None else f'run ({len(ran)})'}, with "
-        + ("tx_count" if roadside else "truth and tx_count"),
+        + ("tx_count" if roadside else "truth and tx_count")
+        + (f" (but {capture.withheld}, withheld)" if capture.withheld is not None else ""),
         nothing=not_run,
     )
+    if realtime:
+        lost, detail = _lost_input_problems(capture, acks, n_ticks)
+        out.add(
+            "a lost input", lost, detail, nothing="" if capture.withheld is not None else not_run or "none withheld"
+        )
+    else:
+        again, detail = _resent_problems(capture)
+        out.add(
+            "a tick asked again",
+            again,
+            detail,
+            nothing=""
+            if capture.resent_at is not None
+            else not_run
+            or ("no tick was sent again (the run ended, or the stack did not answer, before the probe's tick)"),
+        )
 
     # Real time: the Acks that came more than a tick after their input as heard here (the stack's lateness)
     slow = [n for n in ack_at if n in capture.inputs and ack_at[n] - capture.inputs[n][0] > tick_s]
@@ -674,6 +850,12 @@ def analyse(
     # such as their Hellos again after a broker restart)
     rejected = own.rejected if own is not None else (metrics or {}).get("rejected", {})
     refused = {k: n for k, n in rejected.items() if k not in NOT_THE_STACKS}
+    probe_copies = len(_envelopes_of(capture, capture.resent_tick, after=capture.resent_at))
+    if probe_copies and refused.get("replayed"):
+        # (a signed run: the world had closed the tick conformance asked again, and takes its signed envelopes
+        # sent again as replays; the world's own re-send comes while the tick is open)
+        refused["replayed"] -= min(refused["replayed"], probe_copies)
+        refused = {k: n for k, n in refused.items() if n}
     if metrics is None and not refused_hello:
         world_problems.append("the run did not complete")
     if refused:  # (also when the run did not complete: a refused Ack stalls it, an outside C stack's review)
@@ -740,6 +922,8 @@ def analyse(
         # its input; a late report the world counted when every Ack came within a tick of its input here is
         # the world's or the broker's lateness (a loaded machine), said in the detail, not the stack's.
         counted = int((metrics or {}).get("late_reports_by_actor", {}).get(actor_id, 0))
+        if capture.withheld is not None and capture.withheld not in acks:
+            counted -= 1  # (the tick whose input was withheld closed without its report)
         problems = (
             [f"{len(slow)} Ack(s) later than {tick_s * 1000:.0f} ms after their input (first: {sorted(slow)[:5]})"]
             + ([f"the world closed {counted} tick(s) without its report"] if counted else [])
@@ -747,7 +931,7 @@ def analyse(
             else []
         )
         detail = f"every Ack within {tick_s * 1000:.0f} ms of its input (p95 {p95:.1f} ms)" + nagle_hint(p95)
-        if counted and not slow:
+        if counted and not slow and not no_ack:  # (ticks never answered: 'acks' fails, and this is the stack's doing)
             detail += (
                 f"; the world closed {counted} tick(s) without its report all the same: its inputs went out late "
                 "(after a broker restart) or the broker passed the Acks on late (a loaded machine), not the stack's "
@@ -929,6 +1113,13 @@ class ListenerThread:
             task.cancel()
         await asyncio.wait([waiter, *tasks], timeout=5.0)
 
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish on the first listener's connection (the world's user in a secure run), from another loop."""
+        assert self._loop is not None
+        await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(self.transports[0].publish(topic, payload), self._loop)
+        )
+
     def stop(self) -> None:
         """Close the connections and wait for the thread (blocking: call it from a thread of its own)."""
         if not self._thread.is_alive() or not self._started.wait(10.0):
@@ -1004,7 +1195,13 @@ async def _conformance(
             return made
 
         listening = ListenerThread(make_listeners)
-        world_inputs = WorldInputs(capture, actor)
+        world_inputs = WorldInputs(
+            capture,
+            actor,
+            probe=probe_tick(scenario.n_ticks),
+            realtime=args.mode == "realtime",
+            resend=lambda payload: listening.publish(topics.actor_topic(run_id, "in", actor), payload),
+        )
         metrics = None
         error = ""
         try:

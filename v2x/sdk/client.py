@@ -7,7 +7,8 @@ What it does for the stack, so that the stack only moves its vehicle and runs it
   but the world's join timeout naming this actor: below);
 * the tick loop: one :class:`~v2x.sdk.types.Tick` per ``TickInput``, with the envelopes heard decoded to
   SI (``v2x.wire``); a repeated ``TickInput`` for the tick just answered is answered again with the same
-  bytes (lockstep retransmission); in ``realtime`` mode, when the stack has fallen behind, only the newest
+  bytes (lockstep retransmission); in ``realtime`` mode (START's ``clock`` says real time, or ``Stack(realtime=
+  True)``), when the stack has fallen behind, only the newest
   waiting tick is handed out (the older ones are closed anyway), with what the skipped ones carried
   (envelopes, collisions, late ticks) and ``dt_s`` the time since the tick before;
 * what it refuses (anyone may publish on an open broker), each counted in ``Stack.rejected`` and so in every
@@ -164,7 +165,9 @@ class Stack:
     (``mqtt://host:port``, ``mqtts://...`` or a ``BrokerAddress``, which may carry a user, password and
     CA; a secure run's stack: ``Stack.from_credentials``). Use as an async context manager.
 
-    ``realtime``: hand out only the newest waiting tick when the stack falls behind. ``uplink``: also send
+    ``realtime``: hand out only the newest waiting tick when the stack falls behind, and take a later tick
+    when one was lost (on by itself when START says the world's clock runs in real time, ``RunInfo.realtime``;
+    this flag is for a world older than START's ``clock``). ``uplink``: also send
     each BSM over Uu to the run's platform (as built-in vehicles do). ``software`` goes into ``Hello``.
     ``signing_key``: a secure run's signing credentials file of this actor (``OUT/credentials/RUN/ACTOR.cred``,
     written by ``v2x run --secure``; a path; ``ValueError`` if it is not one, or is another actor's or run's):
@@ -631,7 +634,7 @@ class Stack:
             run = await self.start()  # a TickInput that overtook START waits for it
             if await self._answered_again(ti, payload) or not self._next_tick(run, ti, received_at):
                 continue
-            if self.realtime:
+            if self._realtime(run):
                 received_at, payload, ti = await self._newest(run, received_at, payload, ti)
             if self._last is None and len(self._live_starts) > 1:
                 raise StartConflict(
@@ -670,6 +673,11 @@ class Stack:
             await self._publish(topic, data)
         return True
 
+    def _realtime(self, run: RunInfo) -> bool:
+        """Whether this run's ticks come in real time: START says so, or (a world older than START's ``clock``)
+        the stack was made with ``realtime``."""
+        return self.realtime or run.realtime is True
+
     def _next_tick(self, run: RunInfo, ti: testbed_pb2.TickInput, received_at: float) -> bool:
         """Whether ``ti`` may be the run's next tick, else counted as ``bad_tick``: tick 0 first, then n + 1
         after n; in real time a later tick m (inputs can be lost there) only once the world's clock can be
@@ -683,7 +691,7 @@ class Stack:
         skip = 0
         if self.resume and self._last is None:  # a restarted stack joins where the run is: its first tick, any
             skip = ti.tick - last - 1
-        elif self.realtime:  # a skip: no earlier than the world's clock can have got there
+        elif self._realtime(run):  # a skip: no earlier than the world's clock can have got there
             skip = math.floor((received_at - self._t0) / run.tick_s + REALTIME_EARLY_TICKS) - last - 1
         n_ticks = run.n_ticks if run.protocol_version >= 1 else None  # an older world sends none: trust ``final``
         wrong = next_tick_problem(ti.tick, ti.final, last=last, n_ticks=n_ticks, max_skip=skip)

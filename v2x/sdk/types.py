@@ -132,6 +132,13 @@ class RunInfo:
     protocol_version: int
     control: testbed_pb2.Control = field(repr=False)
 
+    @property
+    def realtime(self) -> bool | None:
+        """Whether the world's clock runs in real time (START's ``clock``; docs/PROTOCOL.md "Control"): then an
+        input can be lost and a later tick must be taken. None: a world older than that field did not say."""
+        clock = self.control.clock
+        return None if clock == testbed_pb2.Control.CLOCK_UNSPECIFIED else clock == testbed_pb2.Control.CLOCK_REALTIME
+
 
 @dataclass(frozen=True)
 class Gnss:

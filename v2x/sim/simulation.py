@@ -285,9 +285,14 @@ class Simulation:
         return self.inbound.current_tick
 
     # -- bytes out ----------------------------------------------------------------------------------
-    def control(self, command: testbed_pb2.Control.Command.ValueType, reason: str = "") -> bytes:
+    def control(
+        self,
+        command: testbed_pb2.Control.Command.ValueType,
+        reason: str = "",
+        clock: testbed_pb2.Control.Clock.ValueType = testbed_pb2.Control.CLOCK_UNSPECIFIED,
+    ) -> bytes:
         """The serialized ``Control`` announcing this run's start or stop (origin, tick, epoch, actors, the
-        run's token; ``reason``: why it stops)."""
+        run's token; ``reason``: why it stops; ``clock``: the world's clock, which START says)."""
         sc = self.scenario
         platform = next((a.id for a in sc.actors if a.kind == "platform"), "")
         msg = testbed_pb2.Control(
@@ -309,6 +314,7 @@ class Simulation:
             msg.n_ticks = self.n_ticks
             msg.protocol_version = PROTOCOL_VERSION
             msg.signed = self.inbound.security is not None
+            msg.clock = clock
         return msg.SerializeToString()
 
     def external_starts(self) -> list[testbed_pb2.Control.ActorStart]:
