@@ -423,6 +423,29 @@ def test_kept_lane_counts_stay_exact_through_lane_changes_and_junctions() -> Non
     assert np.any(a.lane == -1)  # and some left the network
 
 
+def test_kept_front_most_next_lanes_are_the_route_choice() -> None:
+    # the leader pass keeps each lane's front-most vehicle and its next lane from tick to tick (hashed
+    # again only when another vehicle is in front); every kept entry must be that vehicle's route choice
+    from v2x.bench.traffic import grid
+    from v2x.core._traffic_kernels import WL_FRONT, next_lane
+    from v2x.core.traffic import _WORK
+
+    wl = grid(600, np.random.default_rng(3))  # two successors per lane: the hash decides
+    net, a = wl.net, wl.traffic
+    b = a.copy()
+    fronts = set()
+    for tick in range(120):
+        ra = traffic_step(net, a, wl.red(tick), 0.1, tick)
+        _assert_same(a, b, ra, traffic_step_numpy(net, b, wl.red(tick), 0.1, tick), tick)
+        front = _WORK[a].wl[WL_FRONT][: net.n_lanes]
+        for li in np.flatnonzero(front >= 0):
+            i, nl = int(front[li] >> 32), int(front[li] & 0xFFFFFFFF) - 1
+            with np.errstate(over="ignore"):  # the hash's unsigned arithmetic wraps, interpreted
+                assert nl == next_lane(i, int(li), net.succ_begin, net.succ_lane), (tick, li)
+            fronts.add((i, int(li)))
+    assert len(fronts) > 2 * net.n_lanes  # the front-most vehicles changed as they crossed junctions
+
+
 def test_kept_next_lanes_follow_the_network_and_moved_vehicles() -> None:
     # the compiled step keeps each vehicle's next lane from tick to tick: it must start again on another
     # network of the same size, and see vehicles put on another lane between ticks

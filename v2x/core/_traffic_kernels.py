@@ -129,10 +129,12 @@ N_WF = 11
 # starts it at -1 (no lane)
 WI_OLD, WI_NEXT = range(2)
 N_WI = 2
-# rows of lanes + 2: each lane's first position; fill pointers; the vehicles per lane, kept from tick to
-# tick (sort_vehicles; -1 in a new workspace)
-WL_BEGIN, WL_FILL, WL_COUNT = range(3)
-N_WL = 3
+# rows of lanes + 2: each lane's first position; fill pointers (after the sort, negative for a lane whose
+# positions or rear bumpers did not rise along it); the vehicles per lane, kept from tick to tick
+# (sort_vehicles; -1 in a new workspace); each lane's front-most vehicle and its next lane as the leader pass
+# last computed them, kept from tick to tick: (vehicle << 32) | (next lane + 1), -1 in a new workspace
+WL_BEGIN, WL_FILL, WL_COUNT, WL_FRONT = range(4)
+N_WL = 4
 
 
 @jit
@@ -157,7 +159,9 @@ def sort_vehicles(
     A stable counting sort by lane over the previous order, then an insertion sort by (s, index) inside
     each lane that the scatter found out of order: O(N + lanes) when the previous order is nearly right,
     as it is from one tick to the next. ``begin`` (n_lanes + 2) receives each lane's first position;
-    ``fill`` (n_lanes + 1) and ``old`` (N) are scratch. ``count`` (n_lanes + 2) is kept from tick to tick:
+    ``fill`` (n_lanes + 1) is negative afterwards for a lane whose positions or rear bumpers (s - length)
+    did not rise along it in the previous order (so for every lane with overlapping boxes, which the
+    leader pass walks); ``old`` (N) is scratch. ``count`` (n_lanes + 2) is kept from tick to tick:
     the number of vehicles per lane (off the network at ``n_lanes``) and, at ``n_lanes + 1``, N when the
     counts are known (the step updates them as it moves vehicles). Known counts skip the counting pass;
     a caller who moved vehicles between ticks makes some lane overflow its room in the scatter (the counts
@@ -208,6 +212,7 @@ def sort_vehicles(
         p = 0
         end = 0
         s_last = 0.0
+        r_last = 0.0
         bad = False
         over = False
         off_net = False
@@ -230,17 +235,21 @@ def sort_vehicles(
                     bad = False
                 end = begin[key + 1]
                 s_last = sk[np.uint64(p - 1)] if p > begin[key] else -math.inf
+                r_last = s_last - lenk[np.uint64(p - 1)] if p > begin[key] else -math.inf
             if p >= end:
                 over = True
                 break
             pu = np.uint64(p)
             si = s[iu]
+            leni = length[iu]
             order[pu] = o
             sk[pu] = si
             vk[pu] = v[iu]
-            lenk[pu] = length[iu]
-            bad |= not s_last < si
+            lenk[pu] = leni
+            ri = si - leni
+            bad |= (not s_last < si) | (ri < r_last)
             s_last = si
+            r_last = ri
             p += 1
         if off_net or over:
             for k in range(n):
@@ -319,9 +328,10 @@ def traffic_step(
     """One tick for every vehicle: sort, leaders, IDM, MOBIL, ballistic update. Writes the state in place
     and ``acc`` (applied acceleration), ``leader``/``gap`` (before lane changes), ``change`` (+1 left,
     -1 right, 0). ``wf`` (N_WF x N), ``wi`` (N_WI x N) and ``wl`` (N_WL x (lanes + 2)) are the
-    workspace: scratch of any content, but for row ``WI_NEXT`` of ``wi``, kept from tick to tick (each
-    vehicle's next lane; -1 in a new workspace). Returns False, having changed nothing, if a vehicle is on
-    a lane the network does not have.
+    workspace: scratch of any content, but for row ``WI_NEXT`` of ``wi`` and rows ``WL_COUNT`` and
+    ``WL_FRONT`` of ``wl``, kept from tick to tick (each vehicle's next lane, the vehicles per lane, each
+    lane's front-most vehicle and its next lane; -1 in a new workspace). Returns False, having changed
+    nothing, if a vehicle is on a lane the network does not have.
 
     Only what needs the neighbours runs in (lane, s) order: the sort gathers positions, speeds and
     lengths, so that a vehicle's leader and follower on its lane are its neighbours in memory; the leader
@@ -341,11 +351,13 @@ def traffic_step(
     n = lane.shape[0]
     n_lanes = lane_len.shape[0]
     begin = wl[WL_BEGIN]
+    fill = wl[WL_FILL]
+    front = wl[WL_FRONT]
     sk = wf[WF_S]
     vk = wf[WF_V]
     lenk = wf[WF_LEN]
     count = wl[WL_COUNT]
-    if not sort_vehicles(lane, s, v, length, order, n_lanes, begin, wl[WL_FILL], count, wi[WI_OLD], sk, vk, lenk):
+    if not sort_vehicles(lane, s, v, length, order, n_lanes, begin, fill, count, wi[WI_OLD], sk, vk, lenk):
         return False
     # by vehicle index:
     dvv = wf[WF_DV]  # speed difference to the leader
@@ -365,16 +377,19 @@ def traffic_step(
 
     # leaders: the next position on the same lane, else (the front-most vehicle) the first vehicle on the
     # next lane. One flat pass over the sorted positions takes the next position for every vehicle (no
-    # loop per lane, whose exits the predictor cannot foresee), then a pass over the lanes sets the
-    # front-most vehicle of each and walks the lane backwards for a nearer rear bumper further ahead
-    # (overlapping boxes only).
+    # loop per lane, whose exits the predictor cannot foresee) and its rear as the nearest rear ahead, then
+    # a pass over the lanes sets the front-most vehicle of each (its next lane kept per lane from tick to
+    # tick: hashed again only when another vehicle is in front) and walks the lane backwards for a nearer
+    # rear bumper further ahead only where the sort saw the rears not rise (overlapping boxes).
     n_on = begin[n_lanes]
     for kk in range(n_on - 1):
         ku = np.uint64(kk)
         ku1 = np.uint64(kk + 1)
         iu = np.uint64(order[ku])
         leader[iu] = order[ku1]
-        gap[iu] = sk[ku1] - lenk[ku1] - sk[ku]
+        r1 = sk[ku1] - lenk[ku1]
+        rk[ku] = r1
+        gap[iu] = r1 - sk[ku]
         dvv[iu] = vk[ku] - vk[ku1]
     for li in range(n_lanes):
         lo = begin[li]
@@ -383,19 +398,31 @@ def traffic_step(
             continue
         k = hi - 1
         i = order[k]
-        leader[i] = -1
-        gap[i] = math.inf
-        dvv[i] = 0.0
+        ld = -1
+        g = math.inf
+        dv = 0.0
         rear = math.inf  # the nearest rear bumper ahead of position k, in this lane's s
-        nl = next_lane(i, li, succ_begin, succ_lane)
+        key = front[li]
+        if (key >> 32) == i:  # the same front-most vehicle as last tick: its next lane is kept
+            nl = (key & 0xFFFFFFFF) - 1
+        else:
+            nl = next_lane(i, li, succ_begin, succ_lane)
+            front[li] = (i << 32) | (nl + 1)
         if nl >= 0 and begin[nl] < begin[nl + 1]:
             f = begin[nl]
             if f != k:
-                leader[i] = order[f]
-                gap[i] = (lane_len[li] - sk[k]) + sk[f] - lenk[f]
-                dvv[i] = vk[k] - vk[f]
+                ld = order[f]
+                g = (lane_len[li] - sk[k]) + sk[f] - lenk[f]
+                dv = vk[k] - vk[f]
                 rear = lane_len[li] + (sk[f] - lenk[f])
+        leader[i] = ld
+        gap[i] = g
+        dvv[i] = dv
         rk[np.uint64(k)] = rear
+        if fill[li] >= 0 and not rear < sk[k] - lenk[k]:
+            # the rears rise along the lane (the sort saw them in this order), so the flat pass above wrote
+            # every rk, and the next lane's first rear is not nearer: the walk below would change nothing
+            continue
         # Overlapping boxes (a collision's wrecks, a story road user standing inside one): the next front
         # bumper need not be the nearest rear bumper. The leader is the vehicle ahead whose rear is nearest
         # (ties: the nearer front), found backwards along the lane; where the boxes do not overlap, the

@@ -323,6 +323,7 @@ class _Workspace:
         wi[k.WI_NEXT] = -1  # no next lane kept yet
         wl = np.empty((k.N_WL, net.n_lanes + 2), dtype=np.int64)
         wl[k.WL_COUNT] = -1  # no lane counts kept yet
+        wl[k.WL_FRONT] = -1  # no front-most vehicle's next lane kept yet
         return _Workspace(np.empty((k.N_WF, n)), wi, wl, net)
 
 
