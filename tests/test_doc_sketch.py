@@ -111,7 +111,9 @@ def test_the_sketch_in_protocol_md_drives_a_car_through_a_run_and_a_broker_resta
         mosquitto.stop()  # the world's Last Will: STOP "world lost", which the sketch waits out
         time.sleep(1.0)
         mosquitto.start()
-        stdout, _ = run.communicate(timeout=180)
+        run.wait(timeout=180)  # (not communicate(): the reader thread is reading stderr, and it would close it)
+        reader.join(10)
+        stdout = run.stdout.read() if run.stdout else ""  # (a few lines: the summary)
         code = stack.wait(timeout=30)
     finally:
         for proc in (run, stack):

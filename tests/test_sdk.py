@@ -419,8 +419,8 @@ def test_conformance_fails_a_stack_whose_bsm_size_is_not_its_box(mosquitto: Mosq
 def test_conformance_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     from v2x.cli import main
 
-    assert main(["conformance", "--actor", "rsu1"]) == 2  # not a road user
-    assert "has no road user 'rsu1'" in capsys.readouterr().err
+    assert main(["conformance", "--actor", "nobody"]) == 2  # (an RSU, rsu1, is an actor a stack may drive)
+    assert "has no road user or RSU 'nobody'" in capsys.readouterr().err
     assert main(["conformance", "--actor", "follower", "--broker", "http://x"]) == 2
 
 
