@@ -174,3 +174,27 @@ async def test_sds_runs_on_the_loopback_bus() -> None:
     warnings = {(e["target"], e["other"], e["app"]) for e in result["events"] if e["type"] == "warning"}
     assert warnings == {("car_a", "car_c", "sds")}
     assert set(result["metrics"]["v2x"]["latency_ms_by_message"]) == {"bsm", "ssm"}
+
+
+def test_sds_every_warning_its_window_accepts_stops_short_of_the_hidden_car() -> None:
+    # The scenario's kinematics by hand (scenarios/sds.yaml says why): A north on nb, C east on eb, both straight.
+    # C must already be across A's path when A's front reaches C's lane, so that the TTC counts down to A's own
+    # arrival; and a warning at the window's end must still stop A's front >= 1 m before C's lane. The earlier
+    # telling (C the later one, window [2.4, 3.4] s) failed both: a warning at 3.0 s crashed at 8.4 m/s.
+    sc = load_scenario(SDS)
+    a, c = sc.actor("car_a"), sc.actor("car_c")
+    lanes = {lane.id: lane.centerline for lane in sc.road.lanes}
+    assert a.lane is not None and c.lane is not None
+    (ax, ay0), (cx0, cy) = lanes[a.lane][0], lanes[c.lane][0]
+    assert lanes[a.lane][1][0] == ax and lanes[c.lane][1][1] == cy  # straight, along the axes
+    (a_len, a_wid, _), (c_len, c_wid, _) = a.box_m, c.box_m
+    a_in = (cy - c_wid / 2 - a_len / 2 - (ay0 + a.start_m)) / a.speed_mps  # A's front at C's lane
+    c_in = (ax - a_wid / 2 - c_len / 2 - (cx0 + c.start_m)) / c.speed_mps  # C's front at A's lane
+    c_out = (ax + a_wid / 2 + c_len / 2 - (cx0 + c.start_m)) / c.speed_mps  # C's rear past it
+    assert c_in + 0.3 <= a_in <= c_out - 0.3  # C across A's path, with 0.3 s (2.5 m) to spare either way
+    (window,) = [e.window_s for e in sc.expectations if e.type == "warning" and e.other == "car_c"]
+    assert window is not None
+    v, driver = a.speed_mps, a.driver
+    assert driver is not None
+    stop_front = ay0 + a.start_m + v * (window[1] + driver.reaction_s) + v * v / (2 * driver.brake_mps2) + a_len / 2
+    assert cy - c_wid / 2 - stop_front >= 1.0
