@@ -740,12 +740,15 @@ def check_sec_mark(mark: int) -> None:
     _check(mark, 0, SECMARK_MAX, "DSecond")
 
 
-def time_from_sec_mark(mark: int, now_s: float, epoch: datetime) -> float:
-    """Generation time of a message stamped ``mark`` (DSecond), taken as the latest such time not after now.
+def time_from_sec_mark(mark: int, now_s: float, epoch: datetime, ahead_s: float = 0.0) -> float:
+    """Generation time of a message stamped ``mark`` (DSecond), taken as the latest such time not after now, or
+    the time after now if that is less than ``ahead_s`` ahead (a stamp in the future: ``v2x.sim.perception``).
     Raises ``ValueError`` for a mark outside 0..59999 (``check_sec_mark``)."""
     check_sec_mark(mark)
     now_mark = sec_mark(now_s, epoch)
     age_ms = (now_mark - mark) % 60000
+    if age_ms > 60000 - ahead_s * 1000.0:
+        age_ms -= 60000
     return now_s - age_ms / 1000.0
 
 

@@ -97,18 +97,16 @@ def stated_participants(
         ref, parts = frame.ssm.sensor_pos, [d.ptc for d in frame.ssm.participants]
     else:
         return []
-    now_mark = units.sec_mark(tx_time_s, epoch)
     out = []
     for p in parts:
-        if not 0 <= p.sec_mark < 60000:
+        try:  # (a time up to 30 s after the send time: it reads better than one a minute old)
+            t_s = units.time_from_sec_mark(p.sec_mark, tx_time_s, epoch, ahead_s=30.0)
+        except ValueError:
             continue
-        age_ms = (now_mark - p.sec_mark) % 60000
-        if age_ms > 30000:  # (a time after the send time: it reads better than one a minute old)
-            age_ms -= 60000
         x, y = geo.offset_from_wire(ref.lat, ref.lon, p.pos.offset_lat, p.pos.offset_lon)
         out.append(
             StatedParticipant(
-                t_s=tx_time_s - age_ms / 1000.0,
+                t_s=t_s,
                 x=float(x),
                 y=float(y),
                 speed_mps=units.speed_from_wire(p.speed),
